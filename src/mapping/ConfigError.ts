@@ -22,7 +22,8 @@ export class ConfigError extends Data.TaggedError("ConfigError")<{
   readonly fix: string
 }> {
   override get message(): string {
-    return `${this.field}: ${formatValue(this.value)} ${this.reason}; fix: ${this.fix}`
+    const value = this.value === undefined ? "(not given)" : formatValue(this.value)
+    return `${this.field}: ${value} ${this.reason}; fix: ${this.fix}`
   }
 }
 

@@ -21,7 +21,7 @@ import * as RankGrid from "./RankGrid.js"
  * @category models
  */
 export interface ParallelInput {
-  readonly world: number
+  readonly world: number | undefined
   readonly tp?: number | undefined
   readonly cp?: number | undefined
   readonly pp?: number | undefined
@@ -104,7 +104,7 @@ const positiveInteger = (
 ): Result.Result<number, ConfigError.ConfigError> => {
   const v = value ?? fallback
   if (v === undefined) {
-    return Result.fail(ConfigError.make(field, "missing", "is required", `pass --${field} N with N a positive integer`))
+    return Result.fail(ConfigError.make(field, undefined, "is required", `pass --${field} N with N a positive integer`))
   }
   if (!Number.isSafeInteger(v) || v < 1) {
     return Result.fail(ConfigError.make(field, v, "is not a positive integer", `pass --${field} N with N = 1, 2, 3, ...`))
@@ -112,10 +112,12 @@ const positiveInteger = (
   return Result.succeed(v)
 }
 
+/** The first few divisors of n, for error messages that suggest sizes that fit. */
 const divisors = (n: number): string => {
   const out: Array<number> = []
-  for (let d = 1; d <= n && out.length < 12; d++) if (n % d === 0) out.push(d)
-  return out.join(", ")
+  let d = 1
+  for (; d <= n && out.length < 12; d++) if (n % d === 0) out.push(d)
+  return out.join(", ") + (d <= n ? ", ..." : "")
 }
 
 /**
@@ -151,7 +153,7 @@ export const validate = (input: ParallelInput): Result.Result<ParallelConfig, Co
           "world",
           world,
           `is not divisible by tp*cp*pp = ${tp}*${cp}*${pp} = ${dense}`,
-          `make world a multiple of ${dense}, or choose tp, cp, pp whose product divides ${world} (its divisors: ${divisors(world)}...)`,
+          `make world a multiple of ${dense}, or choose tp, cp, pp whose product divides ${world} (its divisors: ${divisors(world)})`,
         ),
       )
     }

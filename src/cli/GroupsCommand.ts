@@ -1,0 +1,78 @@
+/**
+ * GroupsCommand: `pleat groups`, compute, validate, explain and draw a folded mapping.
+ */
+import * as Result from "effect/Result"
+import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as Report from "../mapping/Report.js"
+import * as FoldPicture from "../viz/FoldPicture.js"
+import * as ExitCode from "./ExitCode.js"
+import * as Flags from "./Flags.js"
+import * as GroupsText from "./GroupsText.js"
+import type { Io } from "./Io.js"
+
+/**
+ * The flags of `pleat groups`.
+ * @category configuration
+ */
+export const flags: Readonly<Record<string, Flags.FlagSpec>> = {
+  world: { kind: "int", placeholder: "W", help: "number of ranks (required)" },
+  tp: { kind: "int", placeholder: "T", help: "attention tensor-parallel size (default 1)" },
+  cp: { kind: "int", placeholder: "C", help: "context-parallel size (default 1)" },
+  pp: { kind: "int", placeholder: "P", help: "pipeline-parallel size (default 1)" },
+  ep: { kind: "int", placeholder: "E", help: "expert-parallel size (default 1)" },
+  etp: { kind: "int", placeholder: "X", help: "expert tensor-parallel size (default: tp, said in every output)" },
+  vpp: { kind: "int", placeholder: "V", help: "virtual pipeline stages per rank (needs pp > 1)" },
+  order: { kind: "string", placeholder: "O", help: "axis order, leftmost fastest (default tp-cp-ep-dp-pp)" },
+  json: { kind: "boolean", help: "print the mapping as JSON" },
+  svg: { kind: "string", placeholder: "FILE", help: "draw pipeline stage 0 of both grids into FILE" },
+  help: { kind: "boolean", help: "show this help" },
+}
+
+/**
+ * The usage text of `pleat groups`.
+ * @category configuration
+ */
+export const usage = `usage: pleat groups --world W [--tp T] [--cp C] [--pp P] [--ep E] [--etp X] [--vpp V] [--order O] [--json] [--svg FILE]
+
+Computes the rank groups of MoE Parallel Folding: attention on tp x cp x dp x pp, MoE on
+etp x ep x edp x pp over the same ranks and pipeline groups (dp and edp are derived).
+
+${Flags.usage(flags)}
+`
+
+/**
+ * Runs `pleat groups` with its arguments (after the word `groups`); returns the exit status.
+ * Bad input throws a ConfigError, which the caller prints as one line with status 2.
+ * @category constructors
+ */
+export const run = (argv: ReadonlyArray<string>, io: Io): number => {
+  const f = Flags.parse(argv, flags)
+  if (Flags.bool(f, "help")) {
+    io.stdout(usage)
+    return ExitCode.ok
+  }
+  const validated = ParallelConfig.validate({
+    world: Flags.int(f, "world"),
+    tp: Flags.int(f, "tp"),
+    cp: Flags.int(f, "cp"),
+    pp: Flags.int(f, "pp"),
+    ep: Flags.int(f, "ep"),
+    etp: Flags.int(f, "etp"),
+    vpp: Flags.int(f, "vpp"),
+    order: Flags.string(f, "order"),
+  })
+  if (Result.isFailure(validated)) throw validated.failure
+  const config = validated.success
+  const report = Report.make(config)
+  const svgFile = Flags.string(f, "svg")
+  if (svgFile !== undefined) io.writeFile(svgFile, FoldPicture.render(config))
+  if (Flags.bool(f, "json")) {
+    io.stdout(JSON.stringify(report) + "\n")
+    // Keep stdout pure JSON; say where the picture went on stderr.
+    if (svgFile !== undefined) io.stderr(`picture: ${svgFile}\n`)
+  } else {
+    io.stdout(GroupsText.render(report, config))
+    if (svgFile !== undefined) io.stdout(`picture: ${svgFile}\n`)
+  }
+  return ExitCode.ok
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// The `pleat` executable: runs the command line against the real process.
+import { run } from "./Cli.js"
+import { processIo } from "./Io.js"
+
+// A reader that stops early (`pleat groups ... | head`) is not an error of ours.
+process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+  if (error.code === "EPIPE") process.exit(process.exitCode ?? 0)
+  throw error
+})
+process.exitCode = run(process.argv.slice(2), processIo)
