@@ -32,7 +32,8 @@ export const render = (config: ParallelConfig.ParallelConfig, stage = 0): string
   const perStage = config.world / s.pp
   const ranks = Folding.places(fold).filter((p) => p.pp === stage)
   // Rows of tp*cp cells keep an attention replica on one row when that fits.
-  const cols = Math.max(1, Math.min(perStage, s.tp * s.cp <= 16 ? Math.max(s.tp * s.cp, Math.min(8, perStage)) : 16))
+  const replica = s.tp * s.cp
+  const cols = replica >= 2 && replica <= 16 ? Math.min(replica, perStage) : Math.min(perStage, 16)
   const rows = Math.ceil(perStage / cols)
   const labels = perStage <= 256
   const cell = labels ? 64 : Math.max(6, Math.floor(640 / cols))
