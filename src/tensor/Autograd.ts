@@ -1,0 +1,64 @@
+/**
+ * Autograd: how an op turns its forward result into a tensor on the right tape.
+ *
+ * Every op computes its output storage, then calls `result` with its inputs and backward rule.
+ * `result` finds the tape (all inputs that require grad must share one), records the node when
+ * the tape records and some input requires grad, and runs the non-finite guard when it is on.
+ * Custom ops (the collectives of the runtime) register their backward the same way.
+ */
+import type * as DType from "./DType.js"
+import type { Tape } from "./Tape.js"
+import * as Tensor from "./Tensor.js"
+import * as TensorError from "./TensorError.js"
+
+/**
+ * The tape that ops on these inputs record on, if any; two different tapes is an error.
+ * @category mapping
+ */
+export const tapeOf = (op: string, inputs: ReadonlyArray<Tensor.Tensor>): Tape | undefined => {
+  let tape: Tape | undefined
+  for (const t of inputs) {
+    if (t.tape === undefined) continue
+    if (tape !== undefined && t.tape !== tape) {
+      throw TensorError.shape(op, `inputs are recorded on two tapes (${tape.name} and ${t.tape.name}); a tape belongs to one rank`)
+    }
+    tape = t.tape
+  }
+  return tape
+}
+
+/**
+ * Wraps an op's output storage as a tensor, recording `backward` when gradients are needed.
+ * @category constructors
+ */
+export const result = (
+  op: string,
+  inputs: ReadonlyArray<Tensor.Tensor>,
+  data: DType.Storage,
+  shape: ReadonlyArray<number>,
+  backward: (gradOutput: Tensor.Tensor) => ReadonlyArray<Tensor.Tensor | undefined>,
+): Tensor.Tensor => {
+  const tape = tapeOf(op, inputs)
+  const needsGrad = tape !== undefined && tape.recording && inputs.some((t) => t.requiresGrad)
+  const output = new Tensor.Tensor({ shape, data, device: inputs[0]?.device, tape, requiresGrad: needsGrad, op })
+  if (tape?.guardNonFinite === true) guard(op, output)
+  if (needsGrad) tape.record({ op, inputs, output, backward })
+  return output
+}
+
+const guard = (op: string, t: Tensor.Tensor): void => {
+  const d = t.data
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i] as number
+    if (!Number.isFinite(v)) throw new TensorError.NonFiniteError({ op, index: i, value: v, shape: t.shape })
+  }
+}
+
+/**
+ * Checks that inputs share dtype and device, naming the op.
+ * @category guards
+ */
+export const sameKind = (op: string, a: Tensor.Tensor, b: Tensor.Tensor): void => {
+  if (a.dtype !== b.dtype) throw TensorError.shape(op, `dtypes differ: ${a.dtype} and ${b.dtype}`)
+  if (a.device.kind !== b.device.kind) throw TensorError.shape(op, `devices differ: ${a.device.kind} and ${b.device.kind}`)
+}

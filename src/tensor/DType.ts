@@ -1,0 +1,41 @@
+/**
+ * DType and storage: the element types of tensors and the typed arrays that hold them.
+ *
+ * Storage is a plain typed array, row-major and contiguous, so native kernels read and write it
+ * without copies. `shared: true` backs it by a SharedArrayBuffer, for ranks that share memory
+ * across worker threads.
+ */
+
+/**
+ * The element type of a tensor. float64 is the exact path for checks; float32 the fast one.
+ * @category models
+ */
+export type DType = "float32" | "float64"
+
+/**
+ * The storage of a tensor of either dtype.
+ * @category models
+ */
+export type Storage = Float32Array | Float64Array
+
+/**
+ * Bytes per element.
+ * @category mapping
+ */
+export const bytesPer = (dtype: DType): number => (dtype === "float32" ? 4 : 8)
+
+/**
+ * New zeroed storage of `size` elements.
+ * @category constructors
+ */
+export const allocate = (dtype: DType, size: number, shared = false): Storage => {
+  const bytes = size * bytesPer(dtype)
+  const buffer = shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes)
+  return dtype === "float32" ? new Float32Array(buffer) : new Float64Array(buffer)
+}
+
+/**
+ * The dtype of some storage.
+ * @category mapping
+ */
+export const of = (storage: Storage): DType => (storage instanceof Float32Array ? "float32" : "float64")

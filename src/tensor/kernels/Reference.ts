@@ -1,0 +1,53 @@
+/**
+ * Reference kernels in TypeScript: plain loops, any dtype, accumulation in float64.
+ *
+ * These are the oracle for the native kernels and the float64 path of exact checks, so they
+ * favour obviousness over speed.
+ */
+import type * as DType from "../DType.js"
+import type { Kernels, MatmulArgs } from "./Kernels.js"
+
+const matmul = (p: MatmulArgs): void => {
+  const { a, b, out, batch, m, n, k, transA, transB, strideA, strideB, accumulate } = p
+  const row = new Float64Array(n)
+  for (let bi = 0; bi < batch; bi++) {
+    const oa = bi * strideA
+    const ob = bi * strideB
+    const oc = bi * m * n
+    for (let i = 0; i < m; i++) {
+      row.fill(0)
+      for (let kk = 0; kk < k; kk++) {
+        const av = a[oa + (transA ? kk * m + i : i * k + kk)] as number
+        if (transB) {
+          for (let j = 0; j < n; j++) row[j] = (row[j] as number) + av * (b[ob + j * k + kk] as number)
+        } else {
+          const base = ob + kk * n
+          for (let j = 0; j < n; j++) row[j] = (row[j] as number) + av * (b[base + j] as number)
+        }
+      }
+      const base = oc + i * n
+      if (accumulate) for (let j = 0; j < n; j++) out[base + j] = (out[base + j] as number) + (row[j] as number)
+      else for (let j = 0; j < n; j++) out[base + j] = row[j] as number
+    }
+  }
+}
+
+const gatherRows = (src: DType.Storage, index: Int32Array, out: DType.Storage, cols: number): void => {
+  for (let i = 0; i < index.length; i++) {
+    const s = (index[i] as number) * cols
+    out.set(src.subarray(s, s + cols), i * cols)
+  }
+}
+
+const scatterAddRows = (src: DType.Storage, index: Int32Array, out: DType.Storage, cols: number): void => {
+  for (let i = 0; i < index.length; i++) {
+    const d = (index[i] as number) * cols
+    for (let j = 0; j < cols; j++) out[d + j] = (out[d + j] as number) + (src[i * cols + j] as number)
+  }
+}
+
+/**
+ * The reference kernel set.
+ * @category constructors
+ */
+export const reference: Kernels = { name: "reference", matmul, gatherRows, scatterAddRows }

@@ -1,0 +1,141 @@
+/**
+ * Elementwise ops: add, sub, mul, div with broadcasting; scale; exp, log, SiLU.
+ *
+ * Binary ops broadcast numpy-style (trailing dims aligned); their backward sums the gradient
+ * back over the broadcast dims. Storage is computed in the input dtype.
+ */
+import * as Autograd from "../Autograd.js"
+import * as Broadcast from "../Broadcast.js"
+import * as DType from "../DType.js"
+import * as Tensor from "../Tensor.js"
+
+type Binary = (x: number, y: number) => number
+
+const binary = (
+  op: string,
+  a: Tensor.Tensor,
+  b: Tensor.Tensor,
+  f: Binary,
+  backward: (g: Tensor.Tensor) => readonly [Tensor.Tensor | undefined, Tensor.Tensor | undefined],
+): Tensor.Tensor => {
+  Autograd.sameKind(op, a, b)
+  const p = Broadcast.plan(op, a.shape, b.shape)
+  const n = p.shape.reduce((x, d) => x * d, 1)
+  const out = DType.allocate(a.dtype, n)
+  const x = a.data
+  const y = b.data
+  if (p.kind === "same") {
+    for (let i = 0; i < n; i++) out[i] = f(x[i] as number, y[i] as number)
+  } else if (p.kind === "suffix") {
+    const m = y.length
+    for (let i = 0; i < n; i++) out[i] = f(x[i] as number, y[i % m] as number)
+  } else {
+    for (let i = 0; i < n; i++) out[i] = f(x[p.indexA(i)] as number, y[p.indexB(i)] as number)
+  }
+  return Autograd.result(op, [a, b], out, p.shape, (g) => backward(g))
+}
+
+/** Sums a gradient of the broadcast shape back to `t`'s shape. */
+const unbroadcast = (g: Tensor.Tensor, t: Tensor.Tensor): Tensor.Tensor => {
+  if (g.shape.length === t.shape.length && g.shape.every((d, i) => d === t.shape[i])) return g
+  const out = DType.allocate(g.dtype, t.size)
+  Broadcast.reduceTo(g.data, g.shape, t.shape, out)
+  return Tensor.fromStorage(out, t.shape, { device: g.device })
+}
+
+/**
+ * a + b.
+ * @category combinators
+ */
+export const add = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
+  binary("add", a, b, (x, y) => x + y, (g) => [unbroadcast(g, a), unbroadcast(g, b)])
+
+/**
+ * a - b.
+ * @category combinators
+ */
+export const sub = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
+  binary("sub", a, b, (x, y) => x - y, (g) => [unbroadcast(g, a), unbroadcast(scale(g, -1), b)])
+
+/**
+ * a * b.
+ * @category combinators
+ */
+export const mul = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
+  binary("mul", a, b, (x, y) => x * y, (g) => [unbroadcast(mul(g, b), a), unbroadcast(mul(g, a), b)])
+
+/**
+ * a / b.
+ * @category combinators
+ */
+export const div = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
+  binary("div", a, b, (x, y) => x / y, (g) => {
+    const ga = div(g, b)
+    // d(a/b)/db = -a/b^2 = -(a/b)/b
+    const gb = scale(div(mul(ga, a), b), -1)
+    return [unbroadcast(ga, a), unbroadcast(gb, b)]
+  })
+
+const unary = (
+  op: string,
+  a: Tensor.Tensor,
+  f: (x: number) => number,
+  backward: (g: Tensor.Tensor, out: Tensor.Tensor) => Tensor.Tensor,
+): Tensor.Tensor => {
+  const out = DType.allocate(a.dtype, a.size)
+  const x = a.data
+  for (let i = 0; i < x.length; i++) out[i] = f(x[i] as number)
+  const result: Tensor.Tensor = Autograd.result(op, [a], out, a.shape, (g) => [backward(g, result)])
+  return result
+}
+
+/**
+ * s * a for a number s.
+ * @category combinators
+ */
+export const scale = (a: Tensor.Tensor, s: number): Tensor.Tensor => unary("scale", a, (x) => x * s, (g) => scale(g, s))
+
+/**
+ * e^a.
+ * @category combinators
+ */
+export const exp = (a: Tensor.Tensor): Tensor.Tensor => unary("exp", a, Math.exp, (g, out) => mul(g, out))
+
+/**
+ * ln a.
+ * @category combinators
+ */
+export const log = (a: Tensor.Tensor): Tensor.Tensor => unary("log", a, Math.log, (g) => div(g, a))
+
+const sigmoid = (x: number): number => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))
+
+/**
+ * SiLU: a * sigmoid(a).
+ * @category combinators
+ */
+export const silu = (a: Tensor.Tensor): Tensor.Tensor =>
+  unary("silu", a, (x) => x * sigmoid(x), (g) => {
+    // d/dx x*s(x) = s(x) * (1 + x*(1 - s(x)))
+    const d = DType.allocate(a.dtype, a.size)
+    const x = a.data
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i] as number
+      const s = sigmoid(v)
+      d[i] = s * (1 + v * (1 - s))
+    }
+    return mul(g, Tensor.fromStorage(d, a.shape, { device: a.device }))
+  })
+
+/**
+ * sigmoid(a), computed stably for large |a|.
+ * @category combinators
+ */
+export const sigmoidOf = (a: Tensor.Tensor): Tensor.Tensor =>
+  unary("sigmoid", a, sigmoid, (g, out) => {
+    const d = DType.allocate(a.dtype, a.size)
+    for (let i = 0; i < d.length; i++) {
+      const s = out.data[i] as number
+      d[i] = s * (1 - s)
+    }
+    return mul(g, Tensor.fromStorage(d, a.shape, { device: a.device }))
+  })

@@ -1,0 +1,131 @@
+/**
+ * Matmul: 2-D and batched matrix products with transposed operands.
+ *
+ * a is [..., m, k] ([..., k, m] with transA); b is [k, n] ([n, k] with transB) shared by every
+ * batch entry, or carries the same leading dims as a. A 2-D a against a batched b repeats a.
+ * The product runs on the dtype's kernels (native float32 when loaded).
+ *
+ * Backward, with C = op(A) op(B) and G = dC:
+ *   dA = G op(B)^T (transposed back when transA)      dB = op(A)^T G (transposed back when transB)
+ * and a shared operand's gradient is summed over the batch.
+ */
+import * as Autograd from "../Autograd.js"
+import * as DType from "../DType.js"
+import * as Kernels from "../kernels/Kernels.js"
+import { reference } from "../kernels/Reference.js"
+import * as Tensor from "../Tensor.js"
+import * as TensorError from "../TensorError.js"
+
+/**
+ * Which operands are transposed.
+ * @category models
+ */
+export interface MatmulOptions {
+  readonly transA?: boolean
+  readonly transB?: boolean
+}
+
+interface Layout {
+  readonly batchShape: ReadonlyArray<number>
+  readonly batch: number
+  readonly m: number
+  readonly n: number
+  readonly k: number
+  readonly strideA: number
+  readonly strideB: number
+}
+
+const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boolean): Layout => {
+  const fail = (why: string) =>
+    TensorError.shape(
+      "matmul",
+      `${why}: a ${TensorError.formatShape(a.shape)}${transA ? "^T" : ""} x b ${TensorError.formatShape(b.shape)}${transB ? "^T" : ""}`,
+    )
+  if (a.rank < 2 || b.rank < 2) throw fail("both operands need at least 2 dims")
+  const [ar, ac] = a.shape.slice(-2) as [number, number]
+  const [br, bc] = b.shape.slice(-2) as [number, number]
+  const m = transA ? ac : ar
+  const k = transA ? ar : ac
+  const kb = transB ? bc : br
+  const n = transB ? br : bc
+  if (k !== kb) throw fail(`inner dims differ (${k} vs ${kb})`)
+  const aBatch = a.shape.slice(0, -2)
+  const bBatch = b.shape.slice(0, -2)
+  const sameBatch = aBatch.length === bBatch.length && aBatch.every((d, i) => d === bBatch[i])
+  if (!sameBatch && aBatch.length > 0 && bBatch.length > 0) {
+    throw fail(`batch dims differ ([${aBatch.join(", ")}] vs [${bBatch.join(", ")}])`)
+  }
+  const batchShape = aBatch.length > 0 ? aBatch : bBatch
+  const batch = Tensor.sizeOf(batchShape)
+  return {
+    batchShape,
+    batch,
+    m,
+    n,
+    k,
+    strideA: aBatch.length > 0 ? m * k : 0,
+    strideB: bBatch.length > 0 ? k * n : 0,
+  }
+}
+
+const run = (a: DType.Storage, b: DType.Storage, dtype: DType.DType, l: Layout, transA: boolean, transB: boolean): DType.Storage => {
+  const out = DType.allocate(dtype, l.batch * l.m * l.n)
+  Kernels.forDType(dtype, reference).matmul({
+    a,
+    b,
+    out,
+    batch: l.batch,
+    m: l.m,
+    n: l.n,
+    k: l.k,
+    transA,
+    transB,
+    strideA: l.strideA,
+    strideB: l.strideB,
+    accumulate: false,
+  })
+  return out
+}
+
+/** Sums a batched gradient [batch, r, c] over the batch when the operand was shared. */
+const sumBatch = (data: DType.Storage, batch: number, size: number): DType.Storage => {
+  if (batch === 1) return data
+  const out = DType.allocate(DType.of(data), size)
+  for (let b = 0; b < batch; b++) for (let i = 0; i < size; i++) out[i] = (out[i] as number) + (data[b * size + i] as number)
+  return out
+}
+
+/**
+ * op(a) x op(b).
+ * @category combinators
+ */
+export const matmul = (a: Tensor.Tensor, b: Tensor.Tensor, options: MatmulOptions = {}): Tensor.Tensor => {
+  Autograd.sameKind("matmul", a, b)
+  const transA = options.transA ?? false
+  const transB = options.transB ?? false
+  const l = layout(a, b, transA, transB)
+  const out = run(a.data, b.data, a.dtype, l, transA, transB)
+  return Autograd.result("matmul", [a, b], out, [...l.batchShape, l.m, l.n], (g) => {
+    const dtype = g.dtype
+    // Gradient layouts: G is [batch, m, n] with stride m*n in every batch entry.
+    let ga: Tensor.Tensor | undefined
+    let gb: Tensor.Tensor | undefined
+    if (a.requiresGrad) {
+      const gl: Layout = transA
+        ? { ...l, m: l.k, n: l.m, k: l.n, strideA: l.strideB, strideB: l.m * l.n }
+        : { ...l, m: l.m, n: l.k, k: l.n, strideA: l.m * l.n, strideB: l.strideB }
+      const raw = transA ? run(b.data, g.data, dtype, gl, transB, true) : run(g.data, b.data, dtype, gl, false, !transB)
+      const data = l.strideA === 0 ? sumBatch(raw, l.batch, l.m * l.k) : raw
+      ga = Tensor.fromStorage(data, a.shape, { device: g.device })
+    }
+    if (b.requiresGrad) {
+      const gl: Layout = transB
+        ? { ...l, m: l.n, n: l.k, k: l.m, strideA: l.m * l.n, strideB: l.strideA }
+        : { ...l, m: l.k, n: l.n, k: l.m, strideA: l.strideA, strideB: l.m * l.n }
+      const raw = transB ? run(g.data, a.data, dtype, gl, true, transA) : run(a.data, g.data, dtype, gl, !transA, false)
+      const data = l.strideB === 0 ? sumBatch(raw, l.batch, l.k * l.n) : raw
+      gb = Tensor.fromStorage(data, b.shape, { device: g.device })
+    }
+    return [ga, gb]
+  })
+}

@@ -1,0 +1,156 @@
+/**
+ * Shape ops: reshape and row slices (views, no copy), transpose, concat and split (copies).
+ */
+import * as Autograd from "../Autograd.js"
+import * as DType from "../DType.js"
+import * as Tensor from "../Tensor.js"
+import * as TensorError from "../TensorError.js"
+import { around, normaliseDim } from "./Reduce.js"
+
+/**
+ * The same storage under another shape (one dim may be -1, inferred). A view: no copy.
+ * @category combinators
+ */
+export const reshape = (t: Tensor.Tensor, shape: ReadonlyArray<number>): Tensor.Tensor => {
+  const inferred = shape.filter((d) => d === -1).length
+  const known = shape.filter((d) => d !== -1).reduce((p, d) => p * d, 1)
+  if (inferred > 1 || shape.some((d) => d < -1 || !Number.isInteger(d))) {
+    throw TensorError.shape("reshape", `bad target shape ${TensorError.formatShape(shape)} (dims >= 0, at most one -1)`)
+  }
+  const resolved = shape.map((d) => (d === -1 ? (known === 0 ? 0 : t.size / known) : d))
+  if (Tensor.sizeOf(resolved) !== t.size || resolved.some((d) => !Number.isInteger(d))) {
+    throw TensorError.shape("reshape", `cannot view ${TensorError.formatShape(t.shape)} (${t.size} elements) as ${TensorError.formatShape(shape)}`)
+  }
+  return Autograd.result("reshape", [t], t.data, resolved, (g) => [Tensor.fromStorage(g.data, t.shape, { device: g.device })])
+}
+
+/**
+ * Rows `start` (inclusive) to `end` (exclusive) of the leading dim. A view: no copy.
+ * @category combinators
+ */
+export const rows = (t: Tensor.Tensor, start: number, end: number): Tensor.Tensor => {
+  const n = t.shape[0]
+  if (n === undefined || !Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end < start || end > n) {
+    throw TensorError.shape("rows", `rows ${start}..${end} are outside ${TensorError.formatShape(t.shape)}`)
+  }
+  const rowSize = Tensor.sizeOf(t.shape.slice(1))
+  const data = t.data.subarray(start * rowSize, end * rowSize)
+  return Autograd.result("rows", [t], data, [end - start, ...t.shape.slice(1)], (g) => {
+    const out = DType.allocate(g.dtype, t.size)
+    out.set(g.data, start * rowSize)
+    return [Tensor.fromStorage(out, t.shape, { device: g.device })]
+  })
+}
+
+const swap = (src: DType.Storage, shape: ReadonlyArray<number>, d0: number, d1: number): { data: DType.Storage; shape: Array<number> } => {
+  const outShape = [...shape]
+  outShape[d0] = shape[d1] as number
+  outShape[d1] = shape[d0] as number
+  const rank = shape.length
+  const inStrides = new Array<number>(rank)
+  let acc = 1
+  for (let i = rank - 1; i >= 0; i--) {
+    inStrides[i] = acc
+    acc *= shape[i] as number
+  }
+  // Walk the output in order, reading the input with d0 and d1 strides exchanged.
+  const readStrides = [...inStrides]
+  readStrides[d0] = inStrides[d1] as number
+  readStrides[d1] = inStrides[d0] as number
+  const out = DType.allocate(DType.of(src), src.length)
+  const idx = new Array<number>(rank).fill(0)
+  for (let o = 0; o < out.length; o++) {
+    let r = 0
+    for (let i = 0; i < rank; i++) r += (idx[i] as number) * (readStrides[i] as number)
+    out[o] = src[r] as number
+    for (let i = rank - 1; i >= 0; i--) {
+      idx[i] = (idx[i] as number) + 1
+      if ((idx[i] as number) < (outShape[i] as number)) break
+      idx[i] = 0
+    }
+  }
+  return { data: out, shape: outShape }
+}
+
+/**
+ * Exchanges dims `dim0` and `dim1` (a copy, so the result stays contiguous).
+ * @category combinators
+ */
+export const transpose = (t: Tensor.Tensor, dim0: number, dim1: number): Tensor.Tensor => {
+  const d0 = normaliseDim("transpose", t.rank, dim0)
+  const d1 = normaliseDim("transpose", t.rank, dim1)
+  const { data, shape } = swap(t.data, t.shape, d0, d1)
+  return Autograd.result("transpose", [t], data, shape, (g) => {
+    const back = swap(g.data, g.shape, d0, d1)
+    return [Tensor.fromStorage(back.data, back.shape, { device: g.device })]
+  })
+}
+
+/**
+ * Joins tensors along `dim`; all other dims must agree.
+ * @category combinators
+ */
+export const concat = (ts: ReadonlyArray<Tensor.Tensor>, dim: number): Tensor.Tensor => {
+  const first = ts[0]
+  if (first === undefined) throw TensorError.shape("concat", "needs at least one tensor")
+  const d = normaliseDim("concat", first.rank, dim)
+  for (const t of ts) {
+    Autograd.sameKind("concat", first, t)
+    const ok = t.rank === first.rank && t.shape.every((s, i) => i === d || s === first.shape[i])
+    if (!ok) {
+      throw TensorError.shape("concat", `shapes ${TensorError.formatShape(first.shape)} and ${TensorError.formatShape(t.shape)} differ outside dim ${d}`)
+    }
+  }
+  const sizes = ts.map((t) => t.shape[d] as number)
+  const total = sizes.reduce((a, b) => a + b, 0)
+  const shape = first.shape.map((s, i) => (i === d ? total : s))
+  const { outer, inner } = around(shape, d)
+  const out = DType.allocate(first.dtype, Tensor.sizeOf(shape))
+  let offset = 0
+  ts.forEach((t, j) => {
+    const w = (sizes[j] as number) * inner
+    for (let o = 0; o < outer; o++) out.set(t.data.subarray(o * w, (o + 1) * w), o * total * inner + offset)
+    offset += w
+  })
+  return Autograd.result("concat", ts, out, shape, (g) => splitData(g, sizes, d))
+}
+
+const splitData = (t: Tensor.Tensor, sizes: ReadonlyArray<number>, d: number): Array<Tensor.Tensor> => {
+  const { outer, n, inner } = around(t.shape, d)
+  const out: Array<Tensor.Tensor> = []
+  let offset = 0
+  for (const s of sizes) {
+    const w = s * inner
+    const part = DType.allocate(t.dtype, outer * w)
+    for (let o = 0; o < outer; o++) part.set(t.data.subarray(o * n * inner + offset, o * n * inner + offset + w), o * w)
+    out.push(Tensor.fromStorage(part, t.shape.map((x, i) => (i === d ? s : x)), { device: t.device }))
+    offset += w
+  }
+  return out
+}
+
+/**
+ * Cuts `t` along `dim` into pieces of the given sizes (which must add up to the dim).
+ * @category combinators
+ */
+export const split = (t: Tensor.Tensor, sizes: ReadonlyArray<number>, dim: number): Array<Tensor.Tensor> => {
+  const d = normaliseDim("split", t.rank, dim)
+  const total = sizes.reduce((a, b) => a + b, 0)
+  if (total !== t.shape[d] || sizes.some((s) => !Number.isInteger(s) || s < 0)) {
+    throw TensorError.shape("split", `sizes [${sizes.join(", ")}] do not add up to dim ${d} of ${TensorError.formatShape(t.shape)}`)
+  }
+  const pieces = splitData(t, sizes, d)
+  // Each piece is its own op output; its backward places the gradient in a zero tensor of t's shape.
+  let offset = 0
+  return pieces.map((piece, j) => {
+    const start = offset
+    offset += sizes[j] as number
+    return Autograd.result("split", [t], piece.data, piece.shape, (g) => {
+      const full = DType.allocate(g.dtype, t.size)
+      const { outer, n, inner } = around(t.shape, d)
+      const w = (sizes[j] as number) * inner
+      for (let o = 0; o < outer; o++) full.set(g.data.subarray(o * w, (o + 1) * w), o * n * inner + start * inner)
+      return [Tensor.fromStorage(full, t.shape, { device: g.device })]
+    })
+  })
+}
