@@ -1,0 +1,113 @@
+/**
+ * harness: what every bench suite shares. A suite measures something, measures the limit that
+ * bounds it in the same run (bench/limits.ts), and returns records `value / limit`, so a
+ * number is always read against this machine's own ceiling, not a data sheet.
+ *
+ * Timing is tinybench's: `measure` runs one task for a time budget after a warmup and returns
+ * the mean seconds per call. Calls shorter than a few microseconds are batched (several calls
+ * per timed sample) so the timer's own cost does not inflate them.
+ */
+import { Bench } from "tinybench"
+
+/**
+ * One result line. `ratio = value / limit`; with `--json` it is printed as one JSON object per
+ * line with exactly these keys in this order.
+ * @category models
+ */
+export interface BenchRecord {
+  /** Suite name, as given to `npm run bench -- SUITE`. */
+  readonly suite: string
+  /** What was measured, including its size ("axpy-f32 4MiB"). */
+  readonly case: string
+  /** Which quantity ("bandwidth", "throughput ..."). */
+  readonly metric: string
+  readonly value: number
+  readonly unit: string
+  /** The ceiling for `value` on this machine, measured in the same run, same unit. */
+  readonly limit: number
+  readonly ratio: number
+}
+
+/**
+ * What the runner hands a suite.
+ * @category models
+ */
+export interface BenchContext {
+  readonly suite: string
+  /** True when the output is JSON lines (suites never print to stdout themselves). */
+  readonly json: boolean
+  /** Progress messages; they go to stderr so stdout stays machine-readable. */
+  readonly log: (message: string) => void
+}
+
+/**
+ * A suite module's default export.
+ * @category models
+ */
+export type Suite = (ctx: BenchContext) => Promise<ReadonlyArray<BenchRecord>>
+
+/**
+ * Options of `measure`.
+ * @category configuration
+ */
+export interface MeasureOptions {
+  /** Time budget of the timed phase, in ms (default 300). */
+  readonly time?: number
+  /** Time budget of the warmup, in ms (default 100). */
+  readonly warmupTime?: number
+  /** Calls of `fn` per timed sample (default 1); see `batchFor`. */
+  readonly batch?: number
+}
+
+/**
+ * Mean seconds per call of `fn`, timed by tinybench. Throws if the task fails.
+ * @category constructors
+ */
+export const measure = async (name: string, fn: () => void, options: MeasureOptions = {}): Promise<number> => {
+  const batch = Math.max(1, Math.floor(options.batch ?? 1))
+  const bench = new Bench({ name, time: options.time ?? 300, warmupTime: options.warmupTime ?? 100, throws: true })
+  bench.add(name, batch === 1 ? fn : () => {
+    for (let i = 0; i < batch; i++) fn()
+  })
+  await bench.run()
+  const result = bench.tasks[0]?.result
+  if (result?.state !== "completed") throw new Error(`bench task ${name} did not complete (${result?.state ?? "missing"})`)
+  return result.latency.mean / 1000 / batch
+}
+
+/**
+ * Calls per sample for a call that moves `bytes`: enough that one sample moves about 1 MiB
+ * (at tens of GB/s that is tens of microseconds, far above the timer's resolution).
+ * @category configuration
+ */
+export const batchFor = (bytes: number): number => Math.max(1, Math.floor(2 ** 20 / Math.max(1, bytes)))
+
+/**
+ * GB/s (1e9 bytes per second) for `bytes` moved in `seconds`.
+ * @category mapping
+ */
+export const gbPerSecond = (bytes: number, seconds: number): number => bytes / seconds / 1e9
+
+/**
+ * A record of this suite, with `ratio` computed and the keys in the documented order.
+ * @category constructors
+ */
+export const record = (
+  ctx: BenchContext,
+  fields: { readonly case: string; readonly metric: string; readonly value: number; readonly unit: string; readonly limit: number },
+): BenchRecord => ({
+  suite: ctx.suite,
+  case: fields.case,
+  metric: fields.metric,
+  value: fields.value,
+  unit: fields.unit,
+  limit: fields.limit,
+  ratio: fields.value / fields.limit,
+})
+
+/**
+ * One JSON line for a record, keys in the documented order whatever object it came from.
+ * @category mapping
+ */
+export const toJsonLine = (r: BenchRecord): string =>
+  JSON.stringify({ suite: r.suite, case: r.case, metric: r.metric, value: r.value, unit: r.unit, limit: r.limit, ratio: r.ratio })

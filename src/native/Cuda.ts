@@ -1,0 +1,89 @@
+/**
+ * Cuda: the optional CUDA addon `pleat_cuda.node` (cuda/src/cuda_binding.cc).
+ *
+ * The addon is only built where nvcc exists, and only useful where a GPU and driver exist, so
+ * everything here starts from `cudaStatus()`, which never throws: "not built" (no file, or it
+ * failed to load) or "no device" (loaded, but the CUDA runtime found no usable GPU, e.g.
+ * `cudaErrorInsufficientDriver` on a machine without a driver). GPU code paths and tests gate
+ * on `available`.
+ */
+import * as Addon from "./Addon.js"
+
+/**
+ * Whether the CUDA addon can run kernels here, and if not, why.
+ * @category models
+ */
+export type CudaStatus =
+  | { readonly available: false; readonly reason: "no device" | "not built"; readonly detail: string }
+  | { readonly available: true; readonly devices: number }
+
+/**
+ * What the CUDA runtime reports about this machine.
+ * @category models
+ */
+export interface DeviceInfo {
+  /** Usable CUDA devices (0 when the query failed). */
+  readonly count: number
+  /** The runtime's error for the device query ("cudaErrorNoDevice: ..."), or null. */
+  readonly error: string | null
+  /** CUDA runtime version linked into the addon, e.g. 13000 for 13.0. */
+  readonly runtimeVersion: number
+  /** Installed driver's CUDA version, 0 when there is no driver. */
+  readonly driverVersion: number
+}
+
+// The raw module, as the binding exports it.
+interface CudaAddon {
+  deviceInfo(): DeviceInfo
+  axpy(a: number, x: Float32Array, y: Float32Array): void
+}
+
+const functions = ["deviceInfo", "axpy"] as const
+
+// The outcome of the one load attempt: the module, or why it could not be used.
+let cached: { readonly addon: CudaAddon } | { readonly error: Addon.AddonLoadError } | undefined
+
+const loadOnce = (): { readonly addon: CudaAddon } | { readonly error: Addon.AddonLoadError } => {
+  if (cached === undefined) {
+    try {
+      cached = { addon: Addon.load<CudaAddon>("pleat_cuda", functions) }
+    } catch (error) {
+      if (!(error instanceof Addon.AddonLoadError)) throw error
+      cached = { error }
+    }
+  }
+  return cached
+}
+
+const addon = (): CudaAddon => {
+  const loaded = loadOnce()
+  if ("error" in loaded) throw loaded.error
+  return loaded.addon
+}
+
+/**
+ * Whether CUDA kernels can run here. Never throws.
+ * @category guards
+ */
+export const cudaStatus = (): CudaStatus => {
+  const loaded = loadOnce()
+  if ("error" in loaded) return { available: false, reason: "not built", detail: loaded.error.message }
+  const info = loaded.addon.deviceInfo()
+  if (info.count > 0) return { available: true, devices: info.count }
+  const detail = info.error ?? "the CUDA runtime reports 0 devices"
+  return { available: false, reason: "no device", detail: `${detail} (driver ${info.driverVersion}, runtime ${info.runtimeVersion})` }
+}
+
+/**
+ * The CUDA runtime's view of this machine. Throws AddonLoadError when the addon is not built.
+ * @category kernels
+ */
+export const deviceInfo = (): DeviceInfo => addon().deviceInfo()
+
+/**
+ * `y[i] += a * x[i]` on device 0: copies x and y in, runs the kernel, copies y back (one fused
+ * multiply-add per element). Throws an Error starting "no device:" without a usable GPU,
+ * "CUDA error:" naming the failed call otherwise, TypeError for bad arguments.
+ * @category kernels
+ */
+export const axpy = (a: number, x: Float32Array, y: Float32Array): void => addon().axpy(a, x, y)
