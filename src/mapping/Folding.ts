@@ -8,6 +8,7 @@
  *
  *   q = tp + TP*(cp + CP*dp)   (attention)       q = etp + ETP*(ep + EP*edp)   (MoE)
  */
+import type { AxisName } from "./Axis.js"
 import * as ParallelConfig from "./ParallelConfig.js"
 import * as RankGrid from "./RankGrid.js"
 
@@ -113,8 +114,22 @@ export const place = (fold: Fold, rank: number): RankPlace => {
  * @category mapping
  */
 export const places = (fold: Fold): Array<RankPlace> => {
+  // The per-rank lookups of `place` resolve axes by name; for a whole table resolve them once.
+  const digit = (grid: RankGrid.RankGrid, name: AxisName) => {
+    const a = RankGrid.axis(grid, name)
+    return (r: number) => Math.floor(r / a.stride) % a.size
+  }
+  const tp = digit(fold.dense, "tp")
+  const cp = digit(fold.dense, "cp")
+  const dp = digit(fold.dense, "dp")
+  const pp = digit(fold.dense, "pp")
+  const etp = digit(fold.expert, "etp")
+  const ep = digit(fold.expert, "ep")
+  const edp = digit(fold.expert, "edp")
   const out = new Array<RankPlace>(fold.config.world)
-  for (let r = 0; r < fold.config.world; r++) out[r] = place(fold, r)
+  for (let r = 0; r < fold.config.world; r++) {
+    out[r] = { rank: r, tp: tp(r), cp: cp(r), dp: dp(r), pp: pp(r), etp: etp(r), ep: ep(r), edp: edp(r) }
+  }
   return out
 }
 
