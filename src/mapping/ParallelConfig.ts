@@ -122,7 +122,10 @@ const divisors = (n: number): string => {
 
 /**
  * Checks a user's configuration. Every rejection is a ConfigError naming the field, the value
- * and the fix. The checks run in a fixed order, so one input always gives the same error.
+ * and the fix. The checks run in a fixed order, so one input always gives the same error:
+ * positive integers; world divisible by tp*cp*pp, then by etp*ep*pp; order tokens known and
+ * unique; no axis of size > 1 left out; tp before ep; pp last unless pp = 1 or dp = edp; equal
+ * pipeline groups; vpp needs pp > 1.
  * @category constructors
  */
 export const validate = (input: ParallelInput): Result.Result<ParallelConfig, ConfigError.ConfigError> =>
@@ -139,13 +142,7 @@ export const validate = (input: ParallelInput): Result.Result<ParallelConfig, Co
         ConfigError.make("world", world, `is larger than the ${maxWorld} ranks pleat lays out`, `use a world of at most ${maxWorld}`),
       )
     }
-    const order = yield* Order.parse(input.order ?? Order.defaultOrder)
 
-    if (vpp !== undefined && pp <= 1) {
-      return yield* Result.fail(
-        ConfigError.make("vpp", vpp, `needs pipeline parallelism but pp is ${pp}`, "set --pp to 2 or more, or leave out --vpp"),
-      )
-    }
     const dense = tp * cp * pp
     if (world % dense !== 0) {
       return yield* Result.fail(
@@ -170,6 +167,7 @@ export const validate = (input: ParallelInput): Result.Result<ParallelConfig, Co
       )
     }
     const sizes: Sizes = { tp, cp, dp: world / dense, pp, etp, ep, edp: world / expert }
+    const order = yield* Order.parse(input.order ?? Order.defaultOrder)
     const text = Order.format(order)
 
     for (const token of order.full) {
@@ -218,6 +216,11 @@ export const validate = (input: ParallelInput): Result.Result<ParallelConfig, Co
           "gives the attention and MoE grids different pipeline groups",
           "move 'pp' to the end of the order (tp-cp-ep-dp-pp), or make the axes before 'pp' have equal products in both grids",
         ),
+      )
+    }
+    if (vpp !== undefined && pp <= 1) {
+      return yield* Result.fail(
+        ConfigError.make("vpp", vpp, `needs pipeline parallelism but pp is ${pp}`, "set --pp to 2 or more, or leave out --vpp"),
       )
     }
     return config
