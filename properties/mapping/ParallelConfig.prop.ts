@@ -118,4 +118,13 @@ describe("parallel configuration", () => {
     if (Result.isFailure(d)) expect(d.failure.message).toContain("etp defaulted to tp = 2")
     else expect.fail("tp 2 with ep 8 on 8 ranks must be rejected (etp defaults to 2)")
   })
+
+  test("checks run in the listed order: integers, divisibility, order, vpp", () => {
+    expect(fieldOf({ world: 12, tp: 0, order: "xx" })).toBe("tp")
+    expect(fieldOf({ world: 12, tp: 8, order: "xx", vpp: 2 })).toBe("world")
+    expect(fieldOf({ world: 16, tp: 2, ep: 16, order: "xx" })).toBe("world")
+    expect(fieldOf({ world: 16, tp: 2, order: "xx", vpp: 2 })).toBe("order")
+    expect(fieldOf({ world: 16, tp: 2, order: "ep-tp-cp-dp-pp", vpp: 2 })).toBe("order")
+    expect(fieldOf({ world: 16, tp: 2, vpp: 2 })).toBe("vpp")
+  })
 })
