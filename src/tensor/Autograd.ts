@@ -6,6 +6,7 @@
  * the tape records and some input requires grad, and runs the non-finite guard when it is on.
  * Custom ops (the collectives of the runtime) register their backward the same way.
  */
+import type * as Effect from "effect/Effect"
 import type * as DType from "./DType.js"
 import type { Tape } from "./Tape.js"
 import * as Tensor from "./Tensor.js"
@@ -43,6 +44,36 @@ export const result = (
   const output = new Tensor.Tensor({ shape, data, device: inputs[0]?.device, tape, requiresGrad: needsGrad, op })
   if (tape?.guardNonFinite === true) guard(op, output)
   if (needsGrad) tape.record({ op, inputs, output, backward })
+  return output
+}
+
+/**
+ * Like `result`, for ops whose backward is an Effect (collectives). Tapes holding such nodes
+ * run `backwardEffect`.
+ * @category constructors
+ */
+export const resultEffect = (
+  op: string,
+  inputs: ReadonlyArray<Tensor.Tensor>,
+  data: DType.Storage,
+  shape: ReadonlyArray<number>,
+  backwardEffect: (gradOutput: Tensor.Tensor) => Effect.Effect<ReadonlyArray<Tensor.Tensor | undefined>, unknown>,
+): Tensor.Tensor => {
+  const tape = tapeOf(op, inputs)
+  const needsGrad = tape !== undefined && tape.recording && inputs.some((t) => t.requiresGrad)
+  const output = new Tensor.Tensor({ shape, data, device: inputs[0]?.device, tape, requiresGrad: needsGrad, op })
+  if (tape?.guardNonFinite === true) guard(op, output)
+  if (needsGrad) {
+    tape.record({
+      op,
+      inputs,
+      output,
+      backward: () => {
+        throw TensorError.shape(op, "has an effectful backward")
+      },
+      backwardEffect,
+    })
+  }
   return output
 }
 

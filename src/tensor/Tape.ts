@@ -9,6 +9,7 @@
  * Leaves that require grad accumulate into `.grad` across backward passes (gradient
  * accumulation over micro-batches); call `zeroGrad` between optimizer steps.
  */
+import * as Effect from "effect/Effect"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -22,6 +23,11 @@ export interface Node {
   readonly inputs: ReadonlyArray<Tensor.Tensor>
   readonly output: Tensor.Tensor
   readonly backward: (gradOutput: Tensor.Tensor) => ReadonlyArray<Tensor.Tensor | undefined>
+  /**
+   * An effectful backward (collectives: the adjoint of an allgather is a reduce-scatter, which
+   * must meet the other ranks). A tape with such nodes needs `backwardEffect`.
+   */
+  readonly backwardEffect?: (gradOutput: Tensor.Tensor) => Effect.Effect<ReadonlyArray<Tensor.Tensor | undefined>, unknown>
 }
 
 /**
@@ -103,9 +109,60 @@ export class Tape {
 
   /**
    * Back-propagates from `loss` to every leaf that requires grad, accumulating into `.grad`.
-   * Frees the recorded nodes afterwards unless `retainGraph`.
+   * Frees the recorded nodes afterwards unless `retainGraph`. Nodes with an effectful backward
+   * (collectives) need `backwardEffect` instead.
    */
   backward(loss: Tensor.Tensor, options: BackwardOptions = {}): void {
+    const pass = this.#begin(loss, options)
+    this.noGrad(() => {
+      for (let i = this.#nodes.length - 1; i >= 0; i--) {
+        const node = this.#nodes[i] as Node
+        const g = pass.take(node)
+        if (g === undefined) continue
+        if (node.backwardEffect !== undefined) {
+          throw TensorError.shape(node.op, "has an effectful backward (a collective): run tape.backwardEffect(loss) instead")
+        }
+        pass.give(node, node.backward(g))
+      }
+    })
+    if (!(options.retainGraph ?? false)) this.clear()
+  }
+
+  /**
+   * The backward pass as an Effect: like `backward`, and runs the effectful backward of
+   * collectives in reverse recording order, so every rank issues them in the same order.
+   */
+  backwardEffect(loss: Tensor.Tensor, options: BackwardOptions = {}): Effect.Effect<void, unknown> {
+    return Effect.suspend(() => {
+      const pass = this.#begin(loss, options)
+      const nodes = this.#nodes
+      const step = (i: number): Effect.Effect<void, unknown> => {
+        for (; i >= 0; i--) {
+          const node = nodes[i] as Node
+          const g = pass.take(node)
+          if (g === undefined) continue
+          if (node.backwardEffect !== undefined) {
+            const next = i - 1
+            this.#pausedDepth++
+            return node.backwardEffect(g).pipe(
+              Effect.ensuring(Effect.sync(() => void this.#pausedDepth--)),
+              Effect.flatMap((grads) => Effect.suspend(() => {
+                this.noGrad(() => pass.give(node, grads))
+                return step(next)
+              })),
+            )
+          }
+          this.noGrad(() => pass.give(node, node.backward(g)))
+        }
+        if (!(options.retainGraph ?? false)) this.clear()
+        return Effect.void
+      }
+      return step(nodes.length - 1)
+    })
+  }
+
+  /** Starts a backward pass: checks the loss and seeds its gradient. */
+  #begin(loss: Tensor.Tensor, options: BackwardOptions) {
     if (loss.tape !== this) throw TensorError.shape("backward", `the loss was not recorded on ${this.name}`)
     if (!loss.requiresGrad) throw TensorError.shape("backward", "the loss does not require grad (no recorded op leads to it from a parameter)")
     const seed = options.gradient ?? Tensor.full(loss.shape, 1, { dtype: loss.dtype })
@@ -118,13 +175,15 @@ export class Tape {
     const grads = new Map<Tensor.Tensor, Tensor.Tensor>()
     grads.set(loss, seed)
     if (loss.isLeaf) accumulateLeaf(loss, seed)
-    this.noGrad(() => {
-      for (let i = this.#nodes.length - 1; i >= 0; i--) {
-        const node = this.#nodes[i] as Node
+    return {
+      /** The gradient of a node's output, removed from the pass (each output is used once). */
+      take: (node: Node): Tensor.Tensor | undefined => {
         const g = grads.get(node.output)
-        if (g === undefined) continue
-        grads.delete(node.output)
-        const inputGrads = node.backward(g)
+        if (g !== undefined) grads.delete(node.output)
+        return g
+      },
+      /** Accumulates a node's input gradients. */
+      give: (node: Node, inputGrads: ReadonlyArray<Tensor.Tensor | undefined>): void => {
         node.inputs.forEach((input, j) => {
           const gi = inputGrads[j]
           if (gi === undefined || !input.requiresGrad) return
@@ -138,9 +197,8 @@ export class Tape {
             grads.set(input, prev === undefined ? gi : addInto(Tensor.detachCopy(prev), gi))
           }
         })
-      }
-    })
-    if (!(options.retainGraph ?? false)) this.clear()
+      },
+    }
   }
 }
 

@@ -40,6 +40,28 @@ export interface Kernels {
   readonly gatherRows: (src: DType.Storage, index: Int32Array, out: DType.Storage, cols: number) => void
   /** out[index[i], :] += src[i, :], in increasing i (deterministic). */
   readonly scatterAddRows: (src: DType.Storage, index: Int32Array, out: DType.Storage, cols: number) => void
+  /**
+   * out[r, :] = softmax(x[r, :]) for `rows` rows of `cols` elements, max-subtracted so that large
+   * logits do not overflow. `out` may not alias `x`.
+   */
+  readonly softmaxRows: (x: DType.Storage, out: DType.Storage, rows: number, cols: number) => void
+  /**
+   * RMSNorm of `rows` rows of `cols` elements: rstd[r] = 1 / sqrt(mean(x[r, :]^2) + eps) and
+   * out[r, j] = x[r, j] * rstd[r] * weight[j]. `rstdOut` (one entry per row, kept for the
+   * backward pass) is a Float64Array or storage of x's dtype; a kernel must accept both (the
+   * rmsNorm op passes a Float64Array). A row of 0 columns has mean 0.
+   */
+  readonly rmsnormRows: (
+    x: DType.Storage,
+    weight: DType.Storage,
+    out: DType.Storage,
+    rstdOut: DType.Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ) => void
+  /** out[i] = silu(gate[i]) * up[i] = gate[i] * sigmoid(gate[i]) * up[i], elementwise. */
+  readonly swiglu: (gate: DType.Storage, up: DType.Storage, out: DType.Storage) => void
 }
 
 let native: Kernels | undefined

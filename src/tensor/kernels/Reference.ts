@@ -46,8 +46,59 @@ const scatterAddRows = (src: DType.Storage, index: Int32Array, out: DType.Storag
   }
 }
 
+const softmaxRows = (x: DType.Storage, out: DType.Storage, rows: number, cols: number): void => {
+  // Exponentials are kept in float64 so that a float32 row is rounded once, at the end.
+  const e = new Float64Array(cols)
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols
+    let max = Number.NEGATIVE_INFINITY
+    for (let j = 0; j < cols; j++) {
+      const v = x[base + j] as number
+      if (v > max) max = v
+    }
+    let sum = 0
+    for (let j = 0; j < cols; j++) {
+      const v = Math.exp((x[base + j] as number) - max)
+      e[j] = v
+      sum += v
+    }
+    for (let j = 0; j < cols; j++) out[base + j] = (e[j] as number) / sum
+  }
+}
+
+const rmsnormRows = (
+  x: DType.Storage,
+  weight: DType.Storage,
+  out: DType.Storage,
+  rstdOut: DType.Storage,
+  rows: number,
+  cols: number,
+  eps: number,
+): void => {
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols
+    let ss = 0
+    for (let j = 0; j < cols; j++) {
+      const v = x[base + j] as number
+      ss += v * v
+    }
+    const rstd = 1 / Math.sqrt((cols === 0 ? 0 : ss / cols) + eps)
+    rstdOut[r] = rstd
+    for (let j = 0; j < cols; j++) out[base + j] = (x[base + j] as number) * rstd * (weight[j] as number)
+  }
+}
+
+const sigmoid = (x: number): number => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))
+
+const swiglu = (gate: DType.Storage, up: DType.Storage, out: DType.Storage): void => {
+  for (let i = 0; i < out.length; i++) {
+    const g = gate[i] as number
+    out[i] = g * sigmoid(g) * (up[i] as number)
+  }
+}
+
 /**
  * The reference kernel set.
  * @category constructors
  */
-export const reference: Kernels = { name: "reference", matmul, gatherRows, scatterAddRows }
+export const reference: Kernels = { name: "reference", matmul, gatherRows, scatterAddRows, softmaxRows, rmsnormRows, swiglu }

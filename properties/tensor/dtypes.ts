@@ -1,0 +1,67 @@
+/**
+ * dtypes: runs an op in float32 and in float64 on the same (float32-representable) inputs and
+ * reports how far the two results and gradients are apart.
+ *
+ * Inputs are rounded to float32 first, so both runs see identical values and the difference is
+ * the op's own float32 error. Gradients are seeded with the same fixed random tensor R in both.
+ *
+ * Outputs are compared element by element (ops accumulate in float64 and round once). Gradients
+ * are compared tensor-wise: the largest error over the largest magnitude of that gradient, since
+ * a backward rule that reuses a rounded float32 output (softmax's y * (g - sum(g * y))) is
+ * accurate to float32 relative to the row, not to each small entry.
+ */
+import * as DType from "../../src/tensor/DType.js"
+import * as Tape from "../../src/tensor/Tape.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
+import { relativeError, uniform } from "./gradcheck.js"
+
+export interface DTypeAgreement {
+  /** The largest relative error of the outputs (floor 1e-6). */
+  readonly forward: number
+  /** max |g32 - g64| / max(max |g64|, 1e-3) over each input's gradient. */
+  readonly backward: number
+  readonly worst: string
+}
+
+/** `t`'s values rounded to float32, stored in `dtype`. */
+export const asDType = (t: Tensor.Tensor, dtype: DType.DType): Tensor.Tensor =>
+  Tensor.fromArray(Float32Array.from(t.data), t.shape, { dtype })
+
+export const dtypeAgreement = (
+  f: (inputs: ReadonlyArray<Tensor.Tensor>) => Tensor.Tensor,
+  inputs: ReadonlyArray<Tensor.Tensor>,
+): DTypeAgreement => {
+  const run = (dtype: DType.DType) => {
+    const tape = Tape.make({ name: dtype })
+    const params = inputs.map((t) => tape.parameter(asDType(t, dtype)))
+    const out = f(params)
+    if (out.requiresGrad) tape.backward(out, { gradient: asDType(uniform(out.shape, 11), dtype) })
+    return { out, grads: params.map((p) => p.grad) }
+  }
+  const a = run("float32")
+  const b = run("float64")
+  let forward = 0
+  let backward = 0
+  let worst = "none"
+  for (let i = 0; i < b.out.size; i++) {
+    const e = relativeError(a.out.data[i] as number, b.out.data[i] as number, 1e-6)
+    if (e > forward || Number.isNaN(e)) {
+      forward = Number.isNaN(e) ? Number.POSITIVE_INFINITY : e
+      worst = `output ${i}: float32 ${a.out.data[i]}, float64 ${b.out.data[i]}`
+    }
+  }
+  b.grads.forEach((g64, j) => {
+    const g32 = a.grads[j]
+    if (g64 === undefined || g32 === undefined) return
+    let magnitude = 1e-3
+    for (let i = 0; i < g64.size; i++) magnitude = Math.max(magnitude, Math.abs(g64.data[i] as number))
+    for (let i = 0; i < g64.size; i++) {
+      const e = Math.abs((g32.data[i] as number) - (g64.data[i] as number)) / magnitude
+      if (e > backward || Number.isNaN(e)) {
+        backward = Number.isNaN(e) ? Number.POSITIVE_INFINITY : e
+        worst = `gradient of input ${j} element ${i}: float32 ${g32.data[i]}, float64 ${g64.data[i]}`
+      }
+    }
+  })
+  return { forward, backward, worst }
+}

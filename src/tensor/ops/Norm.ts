@@ -1,0 +1,69 @@
+/**
+ * RMSNorm: x / sqrt(mean(x^2) + eps) * weight over the last dim.
+ *
+ * Shapes: x [..., H], weight [H] -> [..., H]; each leading index is a row of H elements.
+ *
+ * The forward pass runs on the dtype's `rmsnormRows` kernel, which also hands back the
+ * reciprocal RMS of every row (rstd) for the backward pass, so backward never recomputes it.
+ * A row of H = 0 elements has mean 0, so rstd = 1/sqrt(eps) and the (empty) output is fine.
+ * eps = 0 is allowed; then an all-zero row gives NaN (0 * Infinity), as the formula says.
+ *
+ * Backward, per row with r = rstd, g = dy and H the row length:
+ *   dx_k = r * (g_k w_k - x_k * r^2 * sum_j(g_j w_j x_j) / H)
+ *   dw_j = sum over rows of g_j * x_j * r
+ */
+import * as Autograd from "../Autograd.js"
+import * as DType from "../DType.js"
+import * as Kernels from "../kernels/Kernels.js"
+import { reference } from "../kernels/Reference.js"
+import * as Tensor from "../Tensor.js"
+import * as TensorError from "../TensorError.js"
+
+/**
+ * RMSNorm of x over its last dim, scaled by `weight` (default eps 1e-6).
+ * @category combinators
+ */
+export const rmsNorm = (x: Tensor.Tensor, weight: Tensor.Tensor, eps = 1e-6): Tensor.Tensor => {
+  Autograd.sameKind("rmsNorm", x, weight)
+  const cols = x.shape[x.rank - 1]
+  if (cols === undefined || weight.rank !== 1 || weight.shape[0] !== cols) {
+    throw TensorError.shape(
+      "rmsNorm",
+      `weight ${TensorError.formatShape(weight.shape)} must be [H] where x ${TensorError.formatShape(x.shape)} is [..., H]`,
+    )
+  }
+  if (!(eps >= 0)) throw TensorError.shape("rmsNorm", `eps must be >= 0, got ${eps}`)
+  const rows = Tensor.sizeOf(x.shape.slice(0, -1))
+  const out = DType.allocate(x.dtype, x.size)
+  // rstd in float64 whatever the dtype, so the backward pass does not inherit a float32 rounding.
+  const rstd = new Float64Array(rows)
+  Kernels.forDType(x.dtype, reference).rmsnormRows(x.data, weight.data, out, rstd, rows, cols, eps)
+  return Autograd.result("rmsNorm", [x, weight], out, x.shape, (g) => {
+    const xs = x.data
+    const w = weight.data
+    const gy = g.data
+    const dx = x.requiresGrad ? DType.allocate(g.dtype, x.size) : undefined
+    const dw = weight.requiresGrad ? new Float64Array(cols) : undefined
+    for (let r = 0; r < rows; r++) {
+      const base = r * cols
+      const s = rstd[r] as number
+      if (dx !== undefined) {
+        let dot = 0
+        for (let j = 0; j < cols; j++) dot += (gy[base + j] as number) * (w[j] as number) * (xs[base + j] as number)
+        const c = (s * s * dot) / cols
+        for (let j = 0; j < cols; j++) {
+          dx[base + j] = s * ((gy[base + j] as number) * (w[j] as number) - (xs[base + j] as number) * c)
+        }
+      }
+      if (dw !== undefined) {
+        for (let j = 0; j < cols; j++) dw[j] = (dw[j] as number) + (gy[base + j] as number) * (xs[base + j] as number) * s
+      }
+    }
+    const wGrad = dw === undefined ? undefined : DType.allocate(g.dtype, cols)
+    if (wGrad !== undefined && dw !== undefined) wGrad.set(dw)
+    return [
+      dx === undefined ? undefined : Tensor.fromStorage(dx, x.shape, { device: g.device }),
+      wGrad === undefined ? undefined : Tensor.fromStorage(wGrad, weight.shape, { device: g.device }),
+    ]
+  })
+}

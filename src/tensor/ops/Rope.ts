@@ -1,0 +1,105 @@
+/**
+ * RoPE: rotary position embedding of queries or keys, rotate-half convention.
+ *
+ * Shapes: x [B, S, heads, D] (D even) -> the same shape.
+ *
+ * Element pairs (i, i + D/2) of each head vector are rotated by the angle
+ * pos * theta^(-2i/D), i in 0..D/2-1:
+ *   out_i       = x_i cos - x_{i+D/2} sin
+ *   out_{i+D/2} = x_{i+D/2} cos + x_i sin
+ * A rotation keeps the norm of every pair, and position 0 is the identity.
+ *
+ * Positions default to 0..S-1. A context-parallel chunk passes the real positions of its tokens
+ * (`positions`: S entries shared by every batch entry, or B*S entries, one per token in [B, S]
+ * order), so that its rotation matches the one the whole sequence would get. Any integer is
+ * accepted (a negative position rotates the other way). Angles are computed in float64.
+ *
+ * Backward: the inverse rotation (angle -> -angle) applied to the gradient.
+ */
+import * as Autograd from "../Autograd.js"
+import * as DType from "../DType.js"
+import * as Tensor from "../Tensor.js"
+import * as TensorError from "../TensorError.js"
+
+/**
+ * Options of rope.
+ * @category models
+ */
+export interface RopeOptions {
+  /** Positions of the tokens: S entries (every batch entry) or B*S entries (default 0..S-1). */
+  readonly positions?: Int32Array | undefined
+  /** The frequency base (default 10000). */
+  readonly theta?: number | undefined
+}
+
+/** cos and sin per (token, pair): [rows, D/2] each. */
+interface Tables {
+  readonly cos: Float64Array
+  readonly sin: Float64Array
+  /** Rows of the tables: S when shared by every batch entry, else B*S. */
+  readonly rows: number
+}
+
+const tables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined): Tables => {
+  const half = d / 2
+  const rows = positions !== undefined && positions.length === b * s && b !== 1 ? b * s : s
+  const cos = new Float64Array(rows * half)
+  const sin = new Float64Array(rows * half)
+  const inverseFrequency = new Float64Array(half)
+  for (let i = 0; i < half; i++) inverseFrequency[i] = Math.pow(theta, (-2 * i) / d)
+  for (let r = 0; r < rows; r++) {
+    const pos = positions === undefined ? r : (positions[r] as number)
+    for (let i = 0; i < half; i++) {
+      const angle = pos * (inverseFrequency[i] as number)
+      cos[r * half + i] = Math.cos(angle)
+      sin[r * half + i] = Math.sin(angle)
+    }
+  }
+  return { cos, sin, rows }
+}
+
+/** Rotates every pair of src by the tables (sign +1) or by their inverse (sign -1). */
+const rotate = (src: DType.Storage, shape: ReadonlyArray<number>, t: Tables, sign: 1 | -1): DType.Storage => {
+  const [b, s, heads, d] = shape as [number, number, number, number]
+  const half = d / 2
+  const out = DType.allocate(DType.of(src), src.length)
+  for (let bi = 0; bi < b; bi++) {
+    for (let si = 0; si < s; si++) {
+      const row = (t.rows === s ? si : bi * s + si) * half
+      for (let h = 0; h < heads; h++) {
+        const base = ((bi * s + si) * heads + h) * d
+        for (let i = 0; i < half; i++) {
+          const c = t.cos[row + i] as number
+          const sn = sign * (t.sin[row + i] as number)
+          const x0 = src[base + i] as number
+          const x1 = src[base + i + half] as number
+          out[base + i] = x0 * c - x1 * sn
+          out[base + i + half] = x1 * c + x0 * sn
+        }
+      }
+    }
+  }
+  return out
+}
+
+/**
+ * x [B, S, heads, D] with each head vector rotated by its token's position.
+ * @category combinators
+ */
+export const rope = (x: Tensor.Tensor, options: RopeOptions = {}): Tensor.Tensor => {
+  if (x.rank !== 4) throw TensorError.shape("rope", `x must be [B, S, heads, D], got ${TensorError.formatShape(x.shape)}`)
+  const [b, s, , d] = x.shape as [number, number, number, number]
+  if (d % 2 !== 0) throw TensorError.shape("rope", `the head dim D must be even, got ${d} in ${TensorError.formatShape(x.shape)}`)
+  const theta = options.theta ?? 10000
+  if (!(theta > 0) || !Number.isFinite(theta)) throw TensorError.shape("rope", `theta must be a finite number > 0, got ${theta}`)
+  const positions = options.positions
+  if (positions !== undefined && positions.length !== s && positions.length !== b * s) {
+    throw TensorError.shape(
+      "rope",
+      `${positions.length} positions for x ${TensorError.formatShape(x.shape)}: needs S = ${s} (shared by the batch) or B*S = ${b * s}`,
+    )
+  }
+  const t = tables(b, s, d, theta, positions)
+  const out = rotate(x.data, x.shape, t, 1)
+  return Autograd.result("rope", [x], out, x.shape, (g) => [Tensor.fromStorage(rotate(g.data, x.shape, t, -1), x.shape, { device: g.device })])
+}
