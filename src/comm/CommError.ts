@@ -1,0 +1,47 @@
+/**
+ * CommError: why a collective or a p2p transfer did not complete.
+ *
+ * Every error names the group, the op, the collective's sequence number on that group and the
+ * ranks involved, because "NCCL timeout" with no more words is what users of other systems get
+ * (see users.md). Reasons:
+ *   Timeout   some members never arrived within the timeout (named: arrived vs missing)
+ *   Mismatch  members issued different ops, dtypes or sizes as the same collective
+ *   BadInput  a rank's own arguments cannot work (not a member, split sizes that do not add up)
+ *   Closed    the fabric shut down (the job ended) while the op waited
+ */
+import * as Data from "effect/Data"
+
+/**
+ * The reason a communication failed.
+ * @category models
+ */
+export type Reason = "Timeout" | "Mismatch" | "BadInput" | "Closed"
+
+/**
+ * A failed collective or transfer.
+ * @category errors
+ */
+export class CommError extends Data.TaggedError("CommError")<{
+  readonly reason: Reason
+  /** The group as `name [ranks]`, or `p2p a->b`. */
+  readonly group: string
+  readonly op: string
+  /** The collective's sequence number on the group (p2p: the message index), -1 if none. */
+  readonly seq: number
+  /** The rank that reports the error. */
+  readonly rank: number
+  /** The ranks the diagnosis points at (missing, disagreeing, ...). */
+  readonly ranks: ReadonlyArray<number>
+  readonly detail: string
+}> {
+  override get message(): string {
+    const seq = this.seq >= 0 ? ` #${this.seq}` : ""
+    return `${this.reason}: ${this.op}${seq} on ${this.group} (seen by rank ${this.rank}): ${this.detail}`
+  }
+}
+
+/**
+ * Builds a CommError.
+ * @category constructors
+ */
+export const make = (fields: ConstructorParameters<typeof CommError>[0]): CommError => new CommError(fields)

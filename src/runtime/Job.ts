@@ -1,0 +1,75 @@
+/**
+ * Job: runs one program on every rank of a backend, supervised.
+ *
+ * Each rank runs as its own fiber with its own Communicator. The job succeeds with every
+ * rank's result, in rank order, or fails with the first rank that failed (RankFailed, naming
+ * the rank and carrying its cause); the other ranks are then interrupted, the backend is
+ * closed (every collective still waiting fails with Closed) and nothing keeps running.
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { Communicator, type CommunicatorShape } from "../comm/Communicator.js"
+import * as LocalFabric from "../comm/LocalFabric.js"
+import { RankFailed } from "./JobError.js"
+
+/**
+ * A backend that can host a job: per-rank communicators over some transport.
+ * @category models
+ */
+export interface Fabric {
+  readonly communicator: (rank: number) => CommunicatorShape
+  readonly close: (why?: string) => void
+}
+
+/**
+ * Options of a job.
+ * @category models
+ */
+export interface JobOptions {
+  readonly world: number
+  /** Backend: "local" copies buffers (default), "local-zero-copy" shares them. */
+  readonly backend?: "local" | "local-zero-copy"
+  /** How long a collective waits for the other members, in ms (default 30 s). */
+  readonly timeoutMs?: number
+}
+
+/**
+ * Makes the fabric of a job.
+ * @category constructors
+ */
+export const makeFabric = (options: JobOptions): Fabric =>
+  LocalFabric.make({
+    world: options.world,
+    copy: options.backend !== "local-zero-copy",
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+  })
+
+/**
+ * Runs `program(rank)` on every rank; see the file header for the supervision rules.
+ * @category constructors
+ */
+export const run = <A, E>(
+  options: JobOptions,
+  program: (rank: number) => Effect.Effect<A, E, Communicator>,
+): Effect.Effect<Array<A>, RankFailed> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => makeFabric(options)),
+    (fabric) =>
+      Effect.forEach(
+        Array.from({ length: options.world }, (_, r) => r),
+        (rank) =>
+          program(rank).pipe(
+            Effect.provideService(Communicator, fabric.communicator(rank)),
+            Effect.catchCause((cause) => Effect.fail(new RankFailed({ rank, cause }))),
+          ),
+        { concurrency: "unbounded" },
+      ),
+    (fabric, exit) => Effect.sync(() => fabric.close(Exit.isSuccess(exit) ? "the job ended" : "the job failed")),
+  )
+
+/**
+ * Runs a job to a Promise (for scripts and tests).
+ * @category constructors
+ */
+export const runPromise = <A, E>(options: JobOptions, program: (rank: number) => Effect.Effect<A, E, Communicator>): Promise<Array<A>> =>
+  Effect.runPromise(run(options, program))
