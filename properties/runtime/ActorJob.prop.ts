@@ -39,7 +39,7 @@ const build = (ctx: ActorJob.RankContext<string>) =>
 describe("actor jobs", () => {
   test("requests are served in order, events reach the driver, handlers run collectives", async () => {
     const result = await Effect.runPromise(
-      ActorJob.run<Protocol, Error, string, { sums: Array<number>; partial: Array<number>; events: number }, never>({ world: 4 }, build, (refs, events) =>
+      ActorJob.run<Protocol, Error, string, { sums: Array<number>; partial: Array<number>; events: number }, unknown>({ world: 4 }, build, (refs, events) =>
         Effect.gen(function* () {
           // Tell many Adds without waiting: replies come back in request order.
           const pendings = []
@@ -61,7 +61,7 @@ describe("actor jobs", () => {
   test("a failing rank ends the job naming the rank; ranks stuck in a collective are released", async () => {
     const started = performance.now()
     const exit = await Effect.runPromiseExit(
-      ActorJob.run<Protocol, Error, string, unknown, never>({ world: 4, timeoutMs: 5000 }, build, (refs) =>
+      ActorJob.run<Protocol, Error, string, unknown, unknown>({ world: 4, timeoutMs: 5000 }, build, (refs) =>
         Effect.forEach(refs, (ref) => (ref.rank === 2 ? ref.ask("Fail", "rank 2 ran out of memory") : ref.ask("AllSum", undefined)), { concurrency: "unbounded" }),
       ),
     )
@@ -83,7 +83,7 @@ describe("actor jobs", () => {
     const config = ParallelConfig.make({ world: 4, tp: 2, ep: 4, etp: 1 })
     const fold = Folding.make(config)
     await Effect.runPromise(
-      ActorJob.run<Protocol, Error, string, unknown, never>(
+      ActorJob.run<Protocol, Error, string, unknown, unknown>(
         { world: 4, log: pino({ level: "debug" }, sink), place: (rank) => Folding.place(fold, rank) },
         (ctx) => Effect.map(build(ctx), (b) => ({ ...b, Add: (x: number) => Effect.tap(b.Add(x), () => Effect.sync(() => ctx.log.info({ x }, "added"))) })),
         (refs) => Effect.forEach(refs, (ref) => Effect.andThen(ref.ask("Add", 1), ref.ask("AllSum", undefined)), { concurrency: "unbounded" }),
