@@ -34,6 +34,11 @@ export interface Contribution {
   readonly sendSplits?: ReadonlyArray<number>
   /** reduceScatterV: rows each member receives, in group-local order. */
   readonly counts?: ReadonlyArray<number>
+  /**
+   * Where this member wants its result written (a receive buffer it reuses across steps, as
+   * with NCCL), instead of fresh storage: fresh large buffers cost page faults on every call.
+   */
+  readonly out?: DType.Storage
 }
 
 /**
@@ -73,6 +78,33 @@ export const signature = (c: Contribution): string => {
   }
 }
 
+const sameList = (a: ReadonlyArray<number> | undefined, b: ReadonlyArray<number> | undefined): boolean =>
+  a === b || (a !== undefined && b !== undefined && a.length === b.length && a.every((x, i) => x === b[i]))
+
+/**
+ * Whether two contributions may meet in one collective: the same thing `signature` compares,
+ * without building strings (this runs on every arrival).
+ * @category guards
+ */
+export const agrees = (a: Contribution, b: Contribution): boolean => {
+  if (a.op !== b.op || a.dtype !== b.dtype) return false
+  const trailing = a.shape.length === b.shape.length && a.shape.every((d, i) => i === 0 || d === b.shape[i])
+  switch (a.op) {
+    case "allReduce":
+    case "reduceScatter":
+    case "allGather":
+      return (a.reduce ?? "sum") === (b.reduce ?? "sum") && sameList(a.shape, b.shape)
+    case "reduceScatterV":
+      return (a.reduce ?? "sum") === (b.reduce ?? "sum") && sameList(a.shape, b.shape) && sameList(a.counts, b.counts)
+    case "broadcast":
+      return (a.root ?? 0) === (b.root ?? 0)
+    case "barrier":
+      return true
+    default:
+      return trailing
+  }
+}
+
 /**
  * Checks one member's own arguments; returns a description of the problem or undefined.
  * @category guards
@@ -104,6 +136,15 @@ export const checkOwn = (c: Contribution, groupSize: number): string | undefined
   }
 }
 
+/** The member's receive buffer when it gave one of the right size, else fresh storage. */
+const target = (c: Contribution, length: number): DType.Storage => {
+  if (c.out === undefined) return DType.allocate(c.dtype, length)
+  if (c.out.length !== length || DType.of(c.out) !== c.dtype) {
+    throw new RangeError(`rank ${c.rank}: the receive buffer holds ${c.out.length} ${DType.of(c.out)} elements; the result needs ${length} ${c.dtype}`)
+  }
+  return c.out
+}
+
 const combine = (op: "sum" | "max", parts: ReadonlyArray<DType.Storage>, dtype: DType.DType, from = 0, length = parts[0]?.length ?? 0): DType.Storage => {
   const out = DType.allocate(dtype, length)
   const first = parts[0]
@@ -126,8 +167,16 @@ export const compute = (cs: ReadonlyArray<Contribution>, share: boolean): Array<
   const first = cs[0] as Contribution
   const n = cs.length
   const dtype = first.dtype
+  // Equal results: shared in zero-copy mode, else one copy per member (into its buffer if any).
   const same = (o: Output): Array<Output> =>
-    cs.map(() => (share ? o : { ...o, data: o.data.slice() }))
+    cs.map((c) => {
+      if (c.out !== undefined) {
+        const data = target(c, o.data.length)
+        if (data !== o.data) data.set(o.data)
+        return { ...o, data }
+      }
+      return share ? o : { ...o, data: o.data.slice() }
+    })
   switch (first.op) {
     case "barrier":
       return same({ data: DType.allocate(dtype, 0), shape: [0] })
@@ -177,7 +226,7 @@ export const compute = (cs: ReadonlyArray<Contribution>, share: boolean): Array<
       return cs.map((_, j) => {
         const splits = cs.map((c) => (c.sendSplits ?? [])[j] as number)
         const total = splits.reduce((a, b) => a + b, 0)
-        const out = DType.allocate(dtype, total * inner)
+        const out = target(cs[j] as Contribution, total * inner)
         let offset = 0
         cs.forEach((c, i) => {
           const begin = ((starts[i] as Array<number>)[j] as number) * inner

@@ -37,6 +37,8 @@ export interface Request {
   readonly root?: number
   readonly sendSplits?: ReadonlyArray<number>
   readonly counts?: ReadonlyArray<number>
+  /** A receive buffer for the result (reused across steps to avoid fresh allocations). */
+  readonly out?: Tensor.Tensor
 }
 
 /**
@@ -76,15 +78,16 @@ const startWith = <A>(group: Group, request: Request, f: (o: Collective.Output) 
 export const start = {
   allReduce: (group: Group, t: Tensor.Tensor, reduce: "sum" | "max" = "sum") =>
     startWith(group, { op: "allReduce", tensor: t, reduce }, (o) => asTensor(o, t)),
-  allGather: (group: Group, t: Tensor.Tensor) => startWith(group, { op: "allGather", tensor: t }, (o) => asTensor(o, t)),
+  allGather: (group: Group, t: Tensor.Tensor, out?: Tensor.Tensor) =>
+    startWith(group, { op: "allGather", tensor: t, ...(out === undefined ? {} : { out }) }, (o) => asTensor(o, t)),
   allGatherV: (group: Group, t: Tensor.Tensor) =>
     startWith(group, { op: "allGatherV", tensor: t }, (o) => ({ tensor: asTensor(o, t), splits: o.splits ?? [] })),
   reduceScatter: (group: Group, t: Tensor.Tensor, reduce: "sum" | "max" = "sum") =>
     startWith(group, { op: "reduceScatter", tensor: t, reduce }, (o) => asTensor(o, t)),
   reduceScatterV: (group: Group, t: Tensor.Tensor, counts: ReadonlyArray<number>, reduce: "sum" | "max" = "sum") =>
     startWith(group, { op: "reduceScatterV", tensor: t, counts, reduce }, (o) => asTensor(o, t)),
-  allToAllV: (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyArray<number>) =>
-    startWith(group, { op: "allToAllV", tensor: t, sendSplits }, (o) => ({ tensor: asTensor(o, t), recvSplits: o.splits ?? [] })),
+  allToAllV: (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyArray<number>, out?: Tensor.Tensor) =>
+    startWith(group, { op: "allToAllV", tensor: t, sendSplits, ...(out === undefined ? {} : { out }) }, (o) => ({ tensor: asTensor(o, t), recvSplits: o.splits ?? [] })),
   broadcast: (group: Group, t: Tensor.Tensor, root: number) =>
     startWith(group, { op: "broadcast", tensor: t, root }, (o) => asTensor(o, t)),
   barrier: (group: Group) =>
@@ -103,7 +106,7 @@ export const allReduce = (group: Group, t: Tensor.Tensor, reduce: "sum" | "max" 
  * Every member's rows, concatenated in group-local order (same row count on every member).
  * @category combinators
  */
-export const allGather = (group: Group, t: Tensor.Tensor) => now(start.allGather(group, t))
+export const allGather = (group: Group, t: Tensor.Tensor, out?: Tensor.Tensor) => now(start.allGather(group, t, out))
 
 /**
  * Like allGather with any row count per member; also returns the counts.
@@ -129,7 +132,8 @@ export const reduceScatterV = (group: Group, t: Tensor.Tensor, counts: ReadonlyA
  * order) and how many came from each member.
  * @category combinators
  */
-export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyArray<number>) => now(start.allToAllV(group, t, sendSplits))
+export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyArray<number>, out?: Tensor.Tensor) =>
+  now(start.allToAllV(group, t, sendSplits, out))
 
 /**
  * The root's tensor on every member.

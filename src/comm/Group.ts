@@ -16,6 +16,8 @@ export interface Group {
   /** A name for messages: the family and the group's index in it (`ep#1`), or any label. */
   readonly name: string
   readonly ranks: ReadonlyArray<number>
+  /** Identity of the group: name and members (computed once; collectives look it up often). */
+  readonly key: string
 }
 
 /**
@@ -30,7 +32,7 @@ export const make = (name: string, ranks: ReadonlyArray<number>): Group => {
     seen.add(r)
   }
   if (ranks.length === 0) throw new RangeError(`group ${name}: a group needs at least one rank`)
-  return { name, ranks: Object.freeze([...ranks]) }
+  return { name, ranks: Object.freeze([...ranks]), key: `${name}[${ranks.join(",")}]` }
 }
 
 /**
@@ -61,7 +63,7 @@ export const localRank = (group: Group, rank: number): number => group.ranks.ind
  * members never meet).
  * @category mapping
  */
-export const key = (group: Group): string => `${group.name}[${group.ranks.join(",")}]`
+export const key = (group: Group): string => group.key
 
 /**
  * The group for messages: `ep#1 [4,5,6,7]`.

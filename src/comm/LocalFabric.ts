@@ -105,6 +105,7 @@ export class LocalFabric {
           ...(request.root === undefined ? {} : { root: request.root }),
           ...(request.sendSplits === undefined ? {} : { sendSplits: [...request.sendSplits] }),
           ...(request.counts === undefined ? {} : { counts: [...request.counts] }),
+          ...(request.out === undefined ? {} : { out: request.out.data }),
         }
         return { await: this.rendezvous.arrive(group, seq, contribution) }
       })

@@ -1,0 +1,84 @@
+/**
+ * comm: collectives of 8 ranks on each backend, against memcpy measured in the same run.
+ *
+ * Cases: allToAllV and allGather with 4 KiB to 16 MiB per peer, and the latency of a tiny
+ * allReduce (per-collective overhead). Each case runs inside one job: every rank issues the
+ * collective `iterations` times after a warmup; rank 0 times the loop (every collective ends
+ * only when all 8 ranks took part, so the loop time is the job's time).
+ *
+ * Bandwidth counts what a copy counts: each delivered byte is read once and written once, so
+ * value = 2 * (bytes delivered to all ranks, self included) / time, against memcpyBandwidth of
+ * the same footprint. The local backend runs all ranks on one thread, so its aggregate is the
+ * number to compare with one core's memcpy. Every rank passes a receive buffer that it reuses
+ * across iterations (as a training step reuses its buffers): fresh multi-MiB buffers on every
+ * call would measure page faults, not the transport.
+ */
+import * as Effect from "effect/Effect"
+import * as Comm from "../../src/comm/Communicator.js"
+import * as Group from "../../src/comm/Group.js"
+import * as Job from "../../src/runtime/Job.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
+import { type BenchContext, type BenchRecord, record } from "../harness.js"
+import { memcpyBandwidth } from "../limits.js"
+
+const world = 8
+const KiB = 1024
+const MiB = 1024 * KiB
+const sizes = [4 * KiB, 64 * KiB, 1 * MiB, 16 * MiB]
+const backends: ReadonlyArray<NonNullable<Job.JobOptions["backend"]>> = ["local", "local-zero-copy"]
+
+const label = (bytes: number) => (bytes >= MiB ? `${bytes / MiB}MiB` : `${bytes / KiB}KiB`)
+
+/** Seconds per collective, timed on rank 0 over `iterations` after `warmup`. */
+const time = (
+  backend: NonNullable<Job.JobOptions["backend"]>,
+  iterations: number,
+  once: (rank: number) => Effect.Effect<unknown, unknown, Comm.Communicator>,
+  warmup = 2,
+) =>
+  Job.runPromise({ world, backend }, (rank) =>
+    Effect.gen(function* () {
+      const all = Group.world(world)
+      for (let i = 0; i < warmup; i++) yield* once(rank)
+      yield* Comm.barrier(all)
+      const started = performance.now()
+      for (let i = 0; i < iterations; i++) yield* once(rank)
+      yield* Comm.barrier(all)
+      return (performance.now() - started) / 1000 / iterations
+    }),
+  ).then((times) => times[0] as number)
+
+export default async function run(ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> {
+  const out: Array<BenchRecord> = []
+  const group = Group.world(world)
+  for (const backend of backends) {
+    for (const perPeer of sizes) {
+      const floats = perPeer / 4
+      const iterations = perPeer >= 16 * MiB ? 3 : perPeer >= MiB ? 10 : 100
+      // The limit copies the same footprint the collective touches: every rank's receive
+      // buffer (world x world x perPeer bytes in all), capped at 256 MiB to keep the run short.
+      const limit = await memcpyBandwidth(Math.min(world * world * perPeer, 256 * MiB))
+      const a2aInput = Tensor.zeros([world, floats])
+      const splits = new Array<number>(world).fill(1)
+      // Receive buffers reused across iterations (per rank), as a training step would.
+      const receive = Array.from({ length: world }, () => Tensor.zeros([world, floats]))
+      const a2a = await time(backend, iterations, (rank) => Comm.allToAllV(group, a2aInput, splits, receive[rank]))
+      const delivered = world * world * perPeer
+      out.push(record(ctx, { case: `allToAllV ${world} ranks ${label(perPeer)}/peer (${backend})`, metric: "bandwidth", value: (2 * delivered) / a2a / 1e9, unit: "GB/s", limit }))
+      const gatherInput = Tensor.zeros([1, floats])
+      // allGather in zero-copy mode hands every rank one shared result (that is its point); the
+      // copying mode gives each rank its own copy, here into its reused receive buffer.
+      const gather = await time(backend, iterations, (rank) =>
+        backend === "local-zero-copy" ? Comm.allGather(group, gatherInput) : Comm.allGather(group, gatherInput, receive[rank]),
+      )
+      out.push(record(ctx, { case: `allGather ${world} ranks ${label(perPeer)}/peer (${backend})`, metric: "bandwidth", value: (2 * delivered) / gather / 1e9, unit: "GB/s", limit }))
+      ctx.log(`comm ${backend} ${label(perPeer)}: allToAllV ${(a2a * 1e6).toFixed(0)} us, allGather ${(gather * 1e6).toFixed(0)} us`)
+    }
+    // Overhead: an 8-byte allReduce moves nothing worth counting; its time is pure overhead.
+    const tiny = Tensor.zeros([1, 2])
+    const latency = await time(backend, 5000, () => Comm.allReduce(group, tiny), 1000)
+    // The limit is the issue's overhead budget (20 us); ratio below 1 meets it.
+    out.push(record(ctx, { case: `allReduce 8 B, ${world} ranks (${backend})`, metric: "latency", value: latency * 1e6, unit: "us", limit: 20 }))
+  }
+  return out
+}
