@@ -117,3 +117,15 @@ export const broadcast = (group: Group, t: Tensor.Tensor, root: number) =>
     ),
     (x) => x.result,
   )
+
+/**
+ * Identity forward, allReduce (sum) backward: enters a tensor-parallel region whose input is
+ * replicated (each member's gradient is partial, so the backward sums them).
+ * @category combinators
+ */
+export const copyToGroup = (group: Group, t: Tensor.Tensor) =>
+  Effect.map(Communicator, (comm) =>
+    Autograd.resultEffect("copyToGroup", [t], t.data, t.shape, (g) =>
+      Effect.map(run(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (o) => [wrap(g, o)]),
+    ),
+  )

@@ -1,0 +1,76 @@
+/**
+ * ParallelLinear: column- and row-parallel linear layers over the attention TP group, with or
+ * without sequence parallelism (Megatron-style).
+ *
+ * Shapes: x rows are tokens. W is [in, out]. Column-parallel: each member holds W[:, its out
+ * block] and returns its output columns. Row-parallel: each member holds W[its in block, :]
+ * and the partial products are summed over TP.
+ *
+ *   column, SP off: x [T, in] replicated -> copyToGroup (backward allReduce) -> x W_c  [T, out/tp]
+ *   column, SP on:  x [T/tp, in] rows    -> allGather   (backward reduceScatter) -> [T, out/tp]
+ *   row,    SP off: x [T, in/tp] -> x W_r partial -> allReduce     -> [T, out] replicated
+ *   row,    SP on:  x [T, in/tp] -> x W_r partial -> reduceScatter -> [T/tp, out] rows
+ */
+import * as Effect from "effect/Effect"
+import * as Diff from "../comm/Differentiable.js"
+import type { Group } from "../comm/Group.js"
+import { matmul } from "../tensor/ops/Matmul.js"
+import * as Shape from "../tensor/ops/Shape.js"
+import type * as Tensor from "../tensor/Tensor.js"
+import * as TensorError from "../tensor/TensorError.js"
+
+/**
+ * How a parallel linear layer runs.
+ * @category models
+ */
+export interface ParallelOptions {
+  readonly tp: Group
+  readonly sequenceParallel: boolean
+}
+
+/**
+ * The column-parallel product: this member's output columns for every token.
+ * @category combinators
+ */
+export const columnParallel = (x: Tensor.Tensor, w: Tensor.Tensor, options: ParallelOptions) =>
+  Effect.gen(function* () {
+    const full = options.sequenceParallel ? yield* Diff.allGather(options.tp, x) : yield* Diff.copyToGroup(options.tp, x)
+    return matmul(full, w)
+  })
+
+/**
+ * The row-parallel product: summed over TP, replicated (SP off) or row-sharded (SP on).
+ * @category combinators
+ */
+export const rowParallel = (x: Tensor.Tensor, w: Tensor.Tensor, options: ParallelOptions) =>
+  Effect.gen(function* () {
+    const partial = matmul(x, w)
+    if (!options.sequenceParallel) return yield* Diff.allReduce(options.tp, partial)
+    const n = options.tp.ranks.length
+    if ((partial.shape[0] ?? 0) % n !== 0) {
+      return yield* Effect.fail(TensorError.shape("rowParallel", `${partial.shape[0]} tokens do not split over tp ${n} under sequence parallelism`))
+    }
+    return yield* Diff.reduceScatter(options.tp, partial)
+  })
+
+/**
+ * Member `index` of `parts`'s block of columns of w [in, out] (for column-parallel weights).
+ * @category mapping
+ */
+export const columnShard = (w: Tensor.Tensor, index: number, parts: number): Tensor.Tensor => {
+  const out = w.shape[1] as number
+  if (out % parts !== 0) throw TensorError.shape("columnShard", `${out} columns do not split into ${parts}`)
+  const width = out / parts
+  return Shape.transpose(Shape.rows(Shape.transpose(w, 0, 1), index * width, (index + 1) * width), 0, 1)
+}
+
+/**
+ * Member `index` of `parts`'s block of rows of w [in, out] (for row-parallel weights).
+ * @category mapping
+ */
+export const rowShard = (w: Tensor.Tensor, index: number, parts: number): Tensor.Tensor => {
+  const rows = w.shape[0] as number
+  if (rows % parts !== 0) throw TensorError.shape("rowShard", `${rows} rows do not split into ${parts}`)
+  const height = rows / parts
+  return Shape.rows(w, index * height, (index + 1) * height)
+}

@@ -1,0 +1,110 @@
+/**
+ * SelfAttention: grouped-query self-attention with RoPE and a causal mask, heads split over the
+ * attention TP group and the sequence split over the CP group (optionally with sequence
+ * parallelism over TP).
+ *
+ * Shapes (per rank): x [B*Sl, H] rows (or [B*Sl/tp, H] under SP), Sl = S / cp local tokens in
+ * the load-balanced chunk order of ContextParallel; heads Hq and Hkv split over tp (both must
+ * divide); head dim D.
+ *   q = x Wq  -> [B, Sl, Hq/tp, D], k, v = x Wk, x Wv -> [B, Sl, Hkv/tp, D]  (column-parallel)
+ *   RoPE at the tokens' real positions
+ *   K/V of the whole sequence from the cp group (allgather, or the ring), with their positions
+ *   causal attention of the local queries against every key at or before them
+ *   out = attn Wo (row-parallel) -> [B*Sl, H] (or [B*Sl/tp, H] under SP)
+ */
+import * as Effect from "effect/Effect"
+import * as Diff from "../comm/Differentiable.js"
+import type { Group } from "../comm/Group.js"
+import * as Attention from "../tensor/ops/Attention.js"
+import * as Rope from "../tensor/ops/Rope.js"
+import * as Shape from "../tensor/ops/Shape.js"
+import type * as Tensor from "../tensor/Tensor.js"
+import * as ConfigError from "../mapping/ConfigError.js"
+import * as ContextParallel from "./ContextParallel.js"
+import * as ParallelLinear from "./ParallelLinear.js"
+import { ringAllGather } from "./RingExchange.js"
+
+/**
+ * This rank's shards of the attention weights: wq [H, Hq/tp*D], wk and wv [H, Hkv/tp*D],
+ * wo [Hq/tp*D, H].
+ * @category models
+ */
+export interface AttentionWeights {
+  readonly wq: Tensor.Tensor
+  readonly wk: Tensor.Tensor
+  readonly wv: Tensor.Tensor
+  readonly wo: Tensor.Tensor
+}
+
+/**
+ * The layer's sizes and parallel setting.
+ * @category models
+ */
+export interface AttentionConfig {
+  readonly batch: number
+  readonly seq: number
+  readonly heads: number
+  readonly kvHeads: number
+  readonly headDim: number
+  readonly tp: Group
+  readonly cp: Group
+  readonly sequenceParallel: boolean
+  /** How K/V cross the cp group: one allgather (default) or the p2p ring. */
+  readonly cpExchange?: "allgather" | "ring"
+  readonly ropeTheta?: number
+}
+
+/**
+ * Checks heads against tp and the sequence against cp (and tp under SP) before any work.
+ * @category guards
+ */
+export const check = (c: AttentionConfig): void => {
+  const tp = c.tp.ranks.length
+  if (c.heads % tp !== 0) throw ConfigError.make("heads", c.heads, `is not divisible by tp = ${tp}`, `use a multiple of ${tp} heads or a smaller tp`)
+  if (c.kvHeads % tp !== 0) throw ConfigError.make("kvHeads", c.kvHeads, `is not divisible by tp = ${tp}`, `use a multiple of ${tp} kv heads or a smaller tp`)
+  if (c.heads % c.kvHeads !== 0) throw ConfigError.make("kvHeads", c.kvHeads, `does not divide heads = ${c.heads}`, "use a kv head count that divides the head count")
+  ContextParallel.checkSequence(c.seq, c.cp.ranks.length, tp, c.sequenceParallel, c.batch)
+}
+
+/** [B*S, h*D] rows -> [S, B*h*D] sequence-major rows, so a cp gather concatenates positions. */
+const toSequenceMajor = (t: Tensor.Tensor, b: number, s: number, width: number) =>
+  Shape.reshape(Shape.transpose(Shape.reshape(t, [b, s, width]), 0, 1), [s, b * width])
+
+/** [S, B*h*D] sequence-major -> [B, S, h, D]. */
+const fromSequenceMajor = (t: Tensor.Tensor, b: number, s: number, h: number, d: number) =>
+  Shape.transpose(Shape.reshape(t, [s, b, h, d]), 0, 1)
+
+/**
+ * The layer's forward; backward flows through autograd (collectives included).
+ * @category combinators
+ */
+export const forward = (x: Tensor.Tensor, w: AttentionWeights, c: AttentionConfig, cpRank: number) =>
+  Effect.gen(function* () {
+    const tp = c.tp.ranks.length
+    const cp = c.cp.ranks.length
+    const local = c.seq / cp
+    const hq = c.heads / tp
+    const hkv = c.kvHeads / tp
+    const d = c.headDim
+    const b = c.batch
+    const par = { tp: c.tp, sequenceParallel: c.sequenceParallel }
+    const positions = ContextParallel.positions(c.seq, cp, cpRank)
+    const rope = { positions, ...(c.ropeTheta === undefined ? {} : { theta: c.ropeTheta }) }
+    const q = Rope.rope(Shape.reshape(yield* ParallelLinear.columnParallel(x, w.wq, par), [b, local, hq, d]), rope)
+    let k = Rope.rope(Shape.reshape(yield* ParallelLinear.columnParallel(x, w.wk, par), [b, local, hkv, d]), rope)
+    let v = Shape.reshape(yield* ParallelLinear.columnParallel(x, w.wv, par), [b, local, hkv, d])
+    let keyPositions = positions
+    if (cp > 1) {
+      const gather = (t: Tensor.Tensor, tag: string) => {
+        const rows = toSequenceMajor(Shape.reshape(t, [b * local, hkv * d]), b, local, hkv * d)
+        return (c.cpExchange ?? "allgather") === "ring" ? ringAllGather(c.cp, rows, tag) : Diff.allGather(c.cp, rows)
+      }
+      k = fromSequenceMajor(yield* gather(k, "ring-k"), b, c.seq, hkv, d)
+      v = fromSequenceMajor(yield* gather(v, "ring-v"), b, c.seq, hkv, d)
+      const all = new Int32Array(c.seq)
+      for (let m = 0; m < cp; m++) all.set(ContextParallel.positions(c.seq, cp, m), m * local)
+      keyPositions = all
+    }
+    const attended = Attention.attention(q, k, v, { queryPositions: positions, keyPositions })
+    return yield* ParallelLinear.rowParallel(Shape.reshape(attended, [b * local, hq * d]), w.wo, par)
+  })
