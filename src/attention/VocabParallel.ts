@@ -1,0 +1,117 @@
+/**
+ * VocabParallel: the embedding and the output layer with the vocabulary split over TP, and the
+ * cross-entropy computed without ever gathering the full logits (Megatron's vocab-parallel
+ * cross-entropy).
+ *
+ * Member i of tp holds vocabulary rows [i*V/tp, (i+1)*V/tp).
+ *   embedding: each member looks up the ids it owns (zeros for the others); the partial rows
+ *     are summed over tp (allReduce, or reduceScatter into sequence-parallel rows).
+ *   cross-entropy of logits [N, V/tp] (column-parallel output layer): the row max and the sum
+ *     of exponentials are reduced over tp, the target's logit comes from the member that owns
+ *     it; loss_i = log(sum_j exp(x_ij - m_i)) + m_i - x_i[target]. Backward is local:
+ *     d logits = (softmax - onehot) restricted to the member's columns, no communication.
+ */
+import * as Effect from "effect/Effect"
+import { Communicator } from "../comm/Communicator.js"
+import * as Diff from "../comm/Differentiable.js"
+import type { Group } from "../comm/Group.js"
+import * as Autograd from "../tensor/Autograd.js"
+import * as DType from "../tensor/DType.js"
+import { mul } from "../tensor/ops/Elementwise.js"
+import * as Gather from "../tensor/ops/Gather.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as TensorError from "../tensor/TensorError.js"
+
+const reduce = (group: Group, values: Float64Array, op: "sum" | "max") =>
+  Effect.gen(function* () {
+    const comm = yield* Communicator
+    const t = Tensor.fromStorage(values, [values.length, 1])
+    const pending = yield* comm.issue(group, { op: "allReduce", tensor: t, reduce: op })
+    return (yield* pending.await).data as Float64Array
+  })
+
+/**
+ * Embedding with the table split by vocabulary over tp: table [V/tp, H], ids [N] of the whole
+ * vocabulary; returns [N, H] replicated, or [N/tp, H] rows under sequence parallelism.
+ * @category combinators
+ */
+export const embedding = (table: Tensor.Tensor, ids: Int32Array, vocab: number, tp: Group, sequenceParallel: boolean) =>
+  Effect.gen(function* () {
+    const comm = yield* Communicator
+    const n = tp.ranks.length
+    const me = tp.ranks.indexOf(comm.rank)
+    const per = vocab / n
+    const start = me * per
+    const local = new Int32Array(ids.length)
+    const owned = new Array<boolean>(ids.length)
+    ids.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) throw TensorError.shape("embedding", `id ${id} at position ${i} is outside the vocabulary 0..${vocab - 1}`)
+      owned[i] = id >= start && id < start + per
+      local[i] = owned[i] ? id - start : 0
+    })
+    // Rows this member does not own look up row 0 and are zeroed, so the sum over tp is exact.
+    const looked = Gather.gatherRows(table, local)
+    const mask = DType.allocate(table.dtype, ids.length)
+    owned.forEach((o, i) => (mask[i] = o ? 1 : 0))
+    const partial = mul(looked, Tensor.fromStorage(mask, [ids.length, 1]))
+    return sequenceParallel ? yield* Diff.reduceScatter(tp, partial) : yield* Diff.allReduce(tp, partial)
+  })
+
+/**
+ * Mean cross-entropy over the rows whose target is not `ignoreIndex`, from logits split by
+ * vocabulary over tp ([N, V/tp] on each member); every member gets the same loss.
+ * @category combinators
+ */
+export const crossEntropy = (logits: Tensor.Tensor, targets: Int32Array, vocab: number, tp: Group, ignoreIndex = -100) =>
+  Effect.gen(function* () {
+    const comm = yield* Communicator
+    const n = tp.ranks.length
+    const me = tp.ranks.indexOf(comm.rank)
+    const [rows, cols] = logits.shape as [number, number]
+    if (cols * n !== vocab) throw TensorError.shape("vocabParallelCrossEntropy", `logits [${rows}, ${cols}] x tp ${n} do not cover the vocabulary ${vocab}`)
+    if (targets.length !== rows) throw TensorError.shape("vocabParallelCrossEntropy", `${targets.length} targets for ${rows} rows`)
+    const start = me * cols
+    const x = logits.data
+    const localMax = new Float64Array(rows)
+    for (let i = 0; i < rows; i++) {
+      let m = Number.NEGATIVE_INFINITY
+      for (let j = 0; j < cols; j++) m = Math.max(m, x[i * cols + j] as number)
+      localMax[i] = m
+    }
+    const max = yield* reduce(tp, localMax, "max")
+    const partial = new Float64Array(rows * 2)
+    let kept = 0
+    for (let i = 0; i < rows; i++) {
+      const m = max[i] as number
+      let s = 0
+      for (let j = 0; j < cols; j++) s += Math.exp((x[i * cols + j] as number) - m)
+      partial[2 * i] = s
+      const t = targets[i] as number
+      if (t === ignoreIndex) continue
+      if (!Number.isInteger(t) || t < 0 || t >= vocab) throw TensorError.shape("vocabParallelCrossEntropy", `target ${t} of row ${i} is outside the vocabulary 0..${vocab - 1}`)
+      kept++
+      if (t >= start && t < start + cols) partial[2 * i + 1] = x[i * cols + (t - start)] as number
+    }
+    const sums = yield* reduce(tp, partial, "sum")
+    let total = 0
+    const logSum = new Float64Array(rows)
+    for (let i = 0; i < rows; i++) {
+      logSum[i] = Math.log(sums[2 * i] as number) + (max[i] as number)
+      if (targets[i] !== ignoreIndex) total += (logSum[i] as number) - (sums[2 * i + 1] as number)
+    }
+    const out = DType.allocate(logits.dtype, 1)
+    out[0] = kept === 0 ? 0 : total / kept
+    return Autograd.result("vocabParallelCrossEntropy", [logits], out, [], (g) => {
+      const scale = kept === 0 ? 0 : (g.data[0] as number) / kept
+      const d = DType.allocate(logits.dtype, logits.size)
+      for (let i = 0; i < rows; i++) {
+        const t = targets[i] as number
+        if (t === ignoreIndex) continue
+        for (let j = 0; j < cols; j++) {
+          const p = Math.exp((x[i * cols + j] as number) - (logSum[i] as number))
+          d[i * cols + j] = scale * (p - (start + j === t ? 1 : 0))
+        }
+      }
+      return [Tensor.fromStorage(d, logits.shape, { device: logits.device })]
+    })
+  })
