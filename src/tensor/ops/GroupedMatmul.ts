@@ -1,0 +1,83 @@
+/**
+ * GroupedMatmul: one product per group of consecutive rows, each group with its own weight:
+ * the grouped GEMM of MoE experts (every local expert's tokens in one op, not one op per expert).
+ *
+ * Shapes: x [N, K] in G consecutive segments of `segments[g]` rows (sum = N), w [G, K, M]
+ * -> out [N, M] with out[segment g] = x[segment g] @ w[g]. Segments may be empty.
+ * Backward: dx[seg g] = dout[seg g] @ w[g]^T, dw[g] = x[seg g]^T @ dout[seg g] (zeros for an
+ * empty segment: an expert without tokens still gets a gradient, of zeros).
+ */
+import * as Autograd from "../Autograd.js"
+import * as DType from "../DType.js"
+import * as Kernels from "../kernels/Kernels.js"
+import { reference } from "../kernels/Reference.js"
+import * as Tensor from "../Tensor.js"
+import * as TensorError from "../TensorError.js"
+
+interface Segment {
+  readonly start: number
+  readonly rows: number
+}
+
+const segmentsOf = (segments: ReadonlyArray<number>): Array<Segment> => {
+  let start = 0
+  return segments.map((rows) => {
+    const s = { start, rows }
+    start += rows
+    return s
+  })
+}
+
+/** out[seg] (+)= op(a[seg-or-weight]) op(b[...]) for every segment, with the dtype's kernels. */
+const product = (
+  dtype: DType.DType,
+  parts: ReadonlyArray<{ a: DType.Storage; b: DType.Storage; out: DType.Storage; m: number; n: number; k: number; transA: boolean; transB: boolean }>,
+) => {
+  const kernels = Kernels.forDType(dtype, reference)
+  for (const p of parts) {
+    if (p.m === 0 || p.n === 0) continue
+    kernels.matmul({ ...p, batch: 1, strideA: 0, strideB: 0, accumulate: false })
+  }
+}
+
+/**
+ * The grouped product (see the file header).
+ * @category combinators
+ */
+export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: ReadonlyArray<number>): Tensor.Tensor => {
+  Autograd.sameKind("groupedMatmul", x, w)
+  if (x.rank !== 2 || w.rank !== 3) throw TensorError.shape("groupedMatmul", `needs x [N, K] and w [G, K, M], got ${TensorError.formatShape(x.shape)} and ${TensorError.formatShape(w.shape)}`)
+  const [n, k] = x.shape as [number, number]
+  const [g, wk, m] = w.shape as [number, number, number]
+  if (wk !== k) throw TensorError.shape("groupedMatmul", `inner dims differ: x ${TensorError.formatShape(x.shape)} vs w ${TensorError.formatShape(w.shape)} (dim 1 of w)`)
+  if (segments.length !== g) throw TensorError.shape("groupedMatmul", `${segments.length} segments for ${g} weights`)
+  const total = segments.reduce((a, b) => a + b, 0)
+  if (total !== n || segments.some((s) => !Number.isInteger(s) || s < 0)) throw TensorError.shape("groupedMatmul", `segments [${segments.join(", ")}] do not cover the ${n} rows of x`)
+  const segs = segmentsOf(segments)
+  const out = DType.allocate(x.dtype, n * m)
+  product(
+    x.dtype,
+    segs.map((s, e) => ({ a: x.data.subarray(s.start * k, (s.start + s.rows) * k), b: w.data.subarray(e * k * m, (e + 1) * k * m), out: out.subarray(s.start * m, (s.start + s.rows) * m), m: s.rows, n: m, k, transA: false, transB: false })),
+  )
+  return Autograd.result("groupedMatmul", [x, w], out, [n, m], (grad) => {
+    let dx: Tensor.Tensor | undefined
+    let dw: Tensor.Tensor | undefined
+    if (x.requiresGrad) {
+      const data = DType.allocate(x.dtype, n * k)
+      product(
+        x.dtype,
+        segs.map((s, e) => ({ a: grad.data.subarray(s.start * m, (s.start + s.rows) * m), b: w.data.subarray(e * k * m, (e + 1) * k * m), out: data.subarray(s.start * k, (s.start + s.rows) * k), m: s.rows, n: k, k: m, transA: false, transB: true })),
+      )
+      dx = Tensor.fromStorage(data, x.shape, { device: x.device })
+    }
+    if (w.requiresGrad) {
+      const data = DType.allocate(w.dtype, g * k * m)
+      product(
+        w.dtype,
+        segs.filter((s) => s.rows > 0).map((s) => ({ a: x.data.subarray(s.start * k, (s.start + s.rows) * k), b: grad.data.subarray(s.start * m, (s.start + s.rows) * m), out: data.subarray(segs.indexOf(s) * k * m, (segs.indexOf(s) + 1) * k * m), m: k, n: m, k: s.rows, transA: true, transB: false })),
+      )
+      dw = Tensor.fromStorage(data, w.shape, { device: w.device })
+    }
+    return [dx, dw]
+  })
+}
