@@ -9,6 +9,7 @@ import * as ConfigError from "../mapping/ConfigError.js"
 import * as DemoCommand from "./DemoCommand.js"
 import * as ExitCode from "./ExitCode.js"
 import * as GroupsCommand from "./GroupsCommand.js"
+import * as MoeCommand from "./MoeCommand.js"
 import type { Io } from "./Io.js"
 
 interface Command {
@@ -19,6 +20,7 @@ interface Command {
 const commands: Readonly<Record<string, Command>> = {
   groups: { summary: "compute, check, explain and draw a folded parallel mapping", run: GroupsCommand.run },
   demo: { summary: "the default job: a 16-rank folded example and its picture", run: DemoCommand.run },
+  moe: { summary: "replay one rank's MoE routing case (route, drop/pad, permute)", run: MoeCommand.run },
 }
 
 /**

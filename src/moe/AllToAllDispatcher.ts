@@ -1,0 +1,93 @@
+/**
+ * AllToAllDispatcher: permute -> counts -> all-to-all over EP -> allgather-v over ETP -> sort
+ * by local expert -> experts -> the same steps backwards (semantics.md 2.4.2).
+ *
+ * Shape legend: T tokens, H hidden, E experts, L local experts, N routed rows of this rank,
+ * R rows received over EP, Q rows after the ETP gather.
+ *   1. permute: [T, H] -> [N, H] expert-major (the probs ride along as one more column)
+ *   2. counts: every etp-ep member's tokens-per-expert [E] (allGather of [1, E])
+ *   3. all-to-all over ep: ep member j gets the rows of its experts jL..jL+L-1
+ *   4. allgather-v over etp: every etp member holds every row its expert shard must see
+ *   5. sort chunks (etp member, ep source, local expert) -> (local expert, etp member, ep source)
+ *   6. experts (grouped, probs before fc2) -> partial sums over etp
+ *   7. unsort, reduce-scatter-v over etp (sums the partials), all-to-all back, unpermute
+ * Every step is an autograd op, so gradients reach tokens, probs and expert weights.
+ * A rank with no tokens, an expert with no rows: empty blocks, same code path.
+ */
+import * as Effect from "effect/Effect"
+import * as Comm from "../comm/Communicator.js"
+import * as Diff from "../comm/Differentiable.js"
+import { concat, reshape, split } from "../tensor/ops/Shape.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as Dispatcher from "./Dispatcher.js"
+import * as Experts from "./Experts.js"
+import * as Permute from "./Permute.js"
+
+/**
+ * Dispatch, experts and combine; returns [T, H] and what the dispatch learned.
+ * @category combinators
+ */
+export const run = (input: Dispatcher.DispatchInput) =>
+  Effect.gen(function* () {
+    const { tokens, probs, map, numExperts, groups } = input
+    const epSize = groups.ep.ranks.length
+    const etpSize = groups.etp.ranks.length
+    const local = Dispatcher.localExperts(numExperts, epSize)
+    const comm = yield* Comm.Communicator
+    const myEp = groups.ep.ranks.indexOf(comm.rank)
+    const h = tokens.shape[1] as number
+    const t = tokens.shape[0] as number
+
+    // 1. Local permutation; probs travel as the last column so one exchange moves both.
+    const p = Permute.permute(tokens, map, probs)
+    const n = p.sortedIndices.length
+    const rows = concat([p.permuted, reshape(p.permutedProbs as Tensor.Tensor, [n, 1])], 1)
+
+    // 2. Counts first: tokens per expert of every etp-ep member (group-local etp + ETP*ep).
+    const mine = Tensor.fromArray(p.tokensPerExpert, [1, numExperts], { dtype: "float64" })
+    const all = yield* Comm.allGather(groups.etpEp, mine)
+    const count = (etp: number, ep: number, expert: number) => all.data[(etp + etpSize * ep) * numExperts + expert] as number
+
+    // 3. All-to-all over ep: to ep member j the rows of its experts.
+    const sendSplits = Array.from({ length: epSize }, (_, j) => p.tokensPerExpert.slice(j * local, (j + 1) * local).reduce((a, b) => a + b, 0))
+    const exchanged = yield* Diff.allToAllV(groups.ep, rows, sendSplits)
+
+    // 4. Allgather-v over etp: the rows every member of my etp group received.
+    const gathered = etpSize > 1 ? (yield* Diff.allGatherV(groups.etp, exchanged.tensor)).tensor : exchanged.tensor
+
+    // 5. Chunks arrive as (etp member m, ep source s, local expert l); sort to (l, m, s).
+    const chunkSizes: Array<number> = []
+    const key: Array<[number, number, number]> = []
+    for (let m = 0; m < etpSize; m++)
+      for (let s = 0; s < epSize; s++)
+        for (let l = 0; l < local; l++) {
+          chunkSizes.push(count(m, s, myEp * local + l))
+          key.push([l, m, s])
+        }
+    const order = key.map((_, i) => i).sort((a, b) => {
+      const [la, ma, sa] = key[a] as [number, number, number]
+      const [lb, mb, sb] = key[b] as [number, number, number]
+      return la - lb || ma - mb || sa - sb
+    })
+    const sorted = Permute.sortChunksByIndex(gathered, chunkSizes, order).output
+    const rowsPerLocalExpert = Array.from({ length: local }, (_, l) => order.filter((c) => (key[c] as [number, number, number])[0] === l).reduce((acc, c) => acc + (chunkSizes[c] as number), 0))
+
+    // 6. Experts on expert-major rows; the prob column is split off and applied before fc2.
+    const [expertRows, expertProbs] = split(sorted, [h, 1], 1) as [Tensor.Tensor, Tensor.Tensor]
+    const y = Experts.forward(expertRows, reshape(expertProbs, [expertProbs.shape[0] as number]), rowsPerLocalExpert, input.experts)
+
+    // 7. Back: unsort, sum the etp partials onto each member's own rows, exchange back, unpermute.
+    const inverse = new Array<number>(order.length)
+    order.forEach((c, i) => (inverse[c] = i))
+    const sortedSizes = order.map((c) => chunkSizes[c] as number)
+    const unsorted = Permute.sortChunksByIndex(y, sortedSizes, inverse).output
+    const perMember = Array.from({ length: etpSize }, (_, m) => {
+      let rowsOfM = 0
+      for (let s = 0; s < epSize; s++) for (let l = 0; l < local; l++) rowsOfM += count(m, s, myEp * local + l)
+      return rowsOfM
+    })
+    const own = etpSize > 1 ? yield* Diff.reduceScatterV(groups.etp, unsorted, perMember) : unsorted
+    const back = yield* Diff.allToAllV(groups.ep, own, exchanged.recvSplits)
+    const output = Permute.unpermute(back.tensor, p.sortedIndices, t)
+    return { output, report: { rowsPerLocalExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
+  })

@@ -1,0 +1,118 @@
+/**
+ * DispatchPlan: what a permute learned about one rank's routed rows, as an immutable value that
+ * later steps (the exchange between ranks, the combine) consume instead of hidden state
+ * (semantics.md 2.2.2, 2.4; style 9.6).
+ *
+ * Shape legend: T tokens, E experts, N routed rows (pairs of the routing map), D destinations.
+ *
+ *   sortedIndices [N]  token of each permuted row (expert-major, token-ascending)
+ *   experts       [N]  expert of each permuted row (non-decreasing)
+ *   tokensPerExpert [E] rows per expert; offsets(plan) [E + 1] where each expert's rows start
+ *   splits        [D]  rows per destination: D contiguous blocks of E / D experts (an EP rank
+ *                      owns experts [d * E/D, (d+1) * E/D), 2.0); D = E by default, so the
+ *                      splits are then the rows per expert
+ *   probs         [N]  the prob of each row, when the permute was given probs (values only)
+ *
+ * Worked example (2.3): T=3, E=4, t0 -> {0,2}, t1 -> {1,3}, t2 -> {0,1}:
+ *   sortedIndices [0,2,1,2,0,1], experts [0,0,1,1,2,3], tokensPerExpert [2,2,1,1],
+ *   offsets [0,2,4,5,6], splits with D = 2: [4,2].
+ *
+ * Every array is a frozen plain array and the plan itself is frozen.
+ */
+import * as TensorError from "../tensor/TensorError.js"
+
+/**
+ * The plan of one permute.
+ * @category models
+ */
+export interface DispatchPlan {
+  readonly numTokens: number
+  readonly numExperts: number
+  readonly sortedIndices: ReadonlyArray<number>
+  readonly experts: ReadonlyArray<number>
+  readonly tokensPerExpert: ReadonlyArray<number>
+  readonly splits: ReadonlyArray<number>
+  readonly probs: ReadonlyArray<number> | undefined
+}
+
+/**
+ * Rows per destination when D destinations own contiguous, equal blocks of experts.
+ * @category mapping
+ */
+export const splitsFor = (tokensPerExpert: ReadonlyArray<number>, numDestinations: number): Array<number> => {
+  const e = tokensPerExpert.length
+  if (!Number.isSafeInteger(numDestinations) || numDestinations < 1 || e % numDestinations !== 0) {
+    throw TensorError.shape("DispatchPlan.splitsFor", `${numDestinations} destinations do not divide ${e} experts`)
+  }
+  const per = e / numDestinations
+  const out = new Array<number>(numDestinations).fill(0)
+  tokensPerExpert.forEach((c, j) => {
+    const d = Math.floor(j / per)
+    out[d] = (out[d] as number) + c
+  })
+  return out
+}
+
+/**
+ * A checked, frozen plan: `experts` must be non-decreasing, tokens ascending within an expert,
+ * and `tokensPerExpert` must count `experts`.
+ * @category constructors
+ */
+export const make = (fields: {
+  readonly numTokens: number
+  readonly numExperts: number
+  readonly sortedIndices: ArrayLike<number>
+  readonly experts: ArrayLike<number>
+  readonly probs?: ArrayLike<number> | undefined
+  readonly numDestinations?: number | undefined
+}): DispatchPlan => {
+  const { numTokens, numExperts } = fields
+  const n = fields.sortedIndices.length
+  const fail = (detail: string) => TensorError.shape("DispatchPlan.make", detail)
+  if (fields.experts.length !== n) throw fail(`${n} rows but ${fields.experts.length} experts`)
+  if (fields.probs !== undefined && fields.probs.length !== n) throw fail(`${n} rows but ${fields.probs.length} probs`)
+  const tokensPerExpert = new Array<number>(numExperts).fill(0)
+  for (let j = 0; j < n; j++) {
+    const t = fields.sortedIndices[j] as number
+    const e = fields.experts[j] as number
+    if (!Number.isInteger(t) || t < 0 || t >= numTokens) throw fail(`row ${j}: token ${t} is outside [0, ${numTokens})`)
+    if (!Number.isInteger(e) || e < 0 || e >= numExperts) throw fail(`row ${j}: expert ${e} is outside [0, ${numExperts})`)
+    if (j > 0) {
+      const pe = fields.experts[j - 1] as number
+      const pt = fields.sortedIndices[j - 1] as number
+      if (e < pe || (e === pe && t <= pt)) throw fail(`row ${j}: (expert ${e}, token ${t}) is not after (expert ${pe}, token ${pt})`)
+    }
+    tokensPerExpert[e] = (tokensPerExpert[e] as number) + 1
+  }
+  return Object.freeze({
+    numTokens,
+    numExperts,
+    sortedIndices: Object.freeze(Array.from(fields.sortedIndices)),
+    experts: Object.freeze(Array.from(fields.experts)),
+    tokensPerExpert: Object.freeze(tokensPerExpert),
+    splits: Object.freeze(splitsFor(tokensPerExpert, fields.numDestinations ?? numExperts)),
+    probs: fields.probs === undefined ? undefined : Object.freeze(Array.from(fields.probs)),
+  })
+}
+
+/**
+ * N, the number of permuted rows.
+ * @category mapping
+ */
+export const numRows = (plan: DispatchPlan): number => plan.sortedIndices.length
+
+/**
+ * Where each expert's rows start, [E + 1] (the last entry is N).
+ * @category mapping
+ */
+export const offsets = (plan: DispatchPlan): Array<number> => {
+  const out = [0]
+  for (const c of plan.tokensPerExpert) out.push((out[out.length - 1] as number) + c)
+  return out
+}
+
+/**
+ * The token of each row as an Int32Array (a new copy, for gather / scatter ops).
+ * @category mapping
+ */
+export const indexArray = (plan: DispatchPlan): Int32Array => Int32Array.from(plan.sortedIndices)

@@ -1,0 +1,57 @@
+/**
+ * Dispatcher: the groups and sizes a token dispatcher needs, shared by both dispatchers.
+ *
+ * The MoE layer runs on the expert grid: experts are split over ep (L = E / EP local experts
+ * per ep rank: global expert ep*L + l), each expert's hidden units over etp, and tokens meet in
+ * the etp-ep group, whose group-local rank is etp + ETP*ep (the mapping guarantees it).
+ */
+import type { Group } from "../comm/Group.js"
+import * as ConfigError from "../mapping/ConfigError.js"
+import type * as Tensor from "../tensor/Tensor.js"
+import type * as DispatchPlan from "./DispatchPlan.js"
+import type * as Experts from "./Experts.js"
+import type * as RoutingMap from "./RoutingMap.js"
+
+/**
+ * The expert-grid groups of this rank.
+ * @category models
+ */
+export interface ExpertGroups {
+  readonly ep: Group
+  readonly etp: Group
+  readonly etpEp: Group
+}
+
+/**
+ * What a dispatcher is given for one forward.
+ * @category models
+ */
+export interface DispatchInput {
+  /** [T, H] this rank's tokens. */
+  readonly tokens: Tensor.Tensor
+  /** [T, E] probs, 0 off the routing map. */
+  readonly probs: Tensor.Tensor
+  readonly map: RoutingMap.RoutingMap
+  readonly numExperts: number
+  readonly experts: Experts.ExpertWeights
+  readonly groups: ExpertGroups
+}
+
+/**
+ * What a dispatcher learned, for logs and tests (immutable).
+ * @category models
+ */
+export interface DispatchReport {
+  /** Rows each local expert processed on this rank. */
+  readonly rowsPerLocalExpert: ReadonlyArray<number>
+  readonly plan: DispatchPlan.DispatchPlan
+}
+
+/**
+ * Local experts per ep rank, checked.
+ * @category mapping
+ */
+export const localExperts = (numExperts: number, ep: number): number => {
+  if (numExperts % ep !== 0) throw ConfigError.make("experts", numExperts, `is not divisible by ep = ${ep}`, `use a multiple of ${ep} experts or a smaller ep`)
+  return numExperts / ep
+}

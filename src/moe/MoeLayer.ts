@@ -1,0 +1,82 @@
+/**
+ * MoeLayer: router -> (token dropping) -> dispatcher -> experts -> combine, on the expert grid.
+ *
+ * Shape legend: T tokens of this rank (its attention-layout rows viewed as a batch: no
+ * communication to switch layouts), H hidden, E experts.
+ *   logits = x Wr [T, E] (router math in float64 inside the ops, whatever the dtype)
+ *   routing -> probs [T, E], map; with a capacity factor, per-rank capacity dropping (and
+ *   padding) from this rank's tokens
+ *   dispatcher "alltoall" (default) or "allgather" -> [T, H]
+ * Returns the output and the aux-loss and z-loss terms (coefficients applied) so the caller
+ * adds them to the training loss: their gradients then flow into the router like any loss.
+ */
+import * as Effect from "effect/Effect"
+import { add, scale } from "../tensor/ops/Elementwise.js"
+import { matmul } from "../tensor/ops/Matmul.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as AllGatherDispatcher from "./AllGatherDispatcher.js"
+import * as AllToAllDispatcher from "./AllToAllDispatcher.js"
+import * as AuxLoss from "./AuxLoss.js"
+import * as Capacity from "./Capacity.js"
+import type * as Dispatcher from "./Dispatcher.js"
+import * as Dropping from "./Dropping.js"
+import type * as Experts from "./Experts.js"
+import * as Router from "./Router.js"
+
+/**
+ * The layer's settings.
+ * @category models
+ */
+export interface MoeConfig {
+  readonly numExperts: number
+  readonly router: Router.RouterOptions
+  /** null: dropless (default). */
+  readonly capacityFactor?: number | null
+  readonly dropPolicy?: Dropping.DropPolicy
+  readonly padToCapacity?: boolean
+  readonly dispatcher?: "alltoall" | "allgather"
+  /** aux_loss coefficient (0: off). */
+  readonly auxLossCoeff?: number
+  /** z-loss coefficient (0: off). */
+  readonly zLossCoeff?: number
+}
+
+/**
+ * This rank's layer weights: the router (replicated) and its expert shards.
+ * @category models
+ */
+export interface MoeWeights {
+  /** [H, E] */
+  readonly router: Tensor.Tensor
+  readonly experts: Experts.ExpertWeights
+}
+
+/**
+ * The layer's forward: output [T, H], the loss terms to add, and what routing did.
+ * @category combinators
+ */
+export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, groups: Dispatcher.ExpertGroups) =>
+  Effect.gen(function* () {
+    const logits = matmul(x, w.router)
+    const routed = Router.routing(logits, config.router)
+    let probs = routed.probs
+    let map = routed.routingMap
+    if (!Capacity.isDropless(config.capacityFactor)) {
+      const dropped = Dropping.applyTokenDropping(probs, map, {
+        topk: config.router.topk,
+        capacityFactor: config.capacityFactor as number,
+        dropPolicy: config.dropPolicy ?? "probs",
+        padToCapacity: config.padToCapacity ?? false,
+      })
+      probs = dropped.probs
+      map = dropped.routingMap
+    }
+    const input = { tokens: x, probs, map, numExperts: config.numExperts, experts: w.experts, groups }
+    const { output, report } = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
+    let loss = Tensor.zeros([], { dtype: x.dtype })
+    if ((config.auxLossCoeff ?? 0) !== 0) {
+      loss = add(loss, AuxLoss.auxLoss(routed.scores, routed.auxRoutingMap, { topk: config.router.topk, coeff: config.auxLossCoeff as number }))
+    }
+    if ((config.zLossCoeff ?? 0) !== 0) loss = add(loss, scale(AuxLoss.zLoss(logits, 1), config.zLossCoeff as number))
+    return { output, loss, routing: { probs, map }, report }
+  })

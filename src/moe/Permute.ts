@@ -1,0 +1,184 @@
+/**
+ * Permute: move token rows into expert-major order and back, `permute` / `unpermute` /
+ * `sort_chunks_by_idxs` of the reference (semantics.md 2.2.2, 2.2.3, 2.2.8, 2.3).
+ *
+ * Shape legend: T tokens, E experts, H hidden, N routed rows (trues of the routing map).
+ *
+ *   permute(tokens_TH, map [T, E], probs_TE?) -> permuted_NH, permutedProbs_N, plan
+ *     rows are the pairs (e, t) with map[t, e] in EXPERT-MAJOR order, TOKEN-ASCENDING within
+ *     an expert: permuted[j] = tokens[t_j], permutedProbs[j] = probs[t_j, e_j]
+ *   unpermute(permuted_NH, sortedIndices_N, T, weights_N?) -> out_TH
+ *     out[t] = sum over rows j of token t (in increasing j) of permuted[j] (* weights[j])
+ *   sortChunksByIndex(input_MH, splitSizes [n], sortedIdxs [n]) -> output_MH
+ *     output chunk i = input chunk sortedIdxs[i] (chunks are consecutive rows of the given sizes)
+ *
+ * Worked example (2.3): T=3, E=4, t0 -> {0,2}, t1 -> {1,3}, t2 -> {0,1}, probs t0 (0.7, 0.3),
+ * t1 (0.6, 0.4), t2 (0.5, 0.5): sortedIndices [0,2,1,2,0,1], tokensPerExpert [2,2,1,1],
+ * permutedProbs [0.7,0.5,0.6,0.5,0.3,0.4]; unpermute of the permuted rows gives 2 * x[t] plain
+ * and 1.0 * x[t] weighted.
+ *
+ * One order for every mode: a map that was padded to capacity (Dropping) holds exactly C
+ * trues per expert, and the reference's drop-and-pad permute (true rows first, ascending, then
+ * false rows; the first C) then lists exactly those trues in ascending order, the same rows as
+ * the listing above. So padding rows appear inside their expert's block, at their token's
+ * position, with prob 0.
+ *
+ * Invariant (2.2.3): unpermute(permute(x).permuted, idx, T)[t] = x[t] * (rows of token t), and
+ * with weights = permutedProbs it is x[t] * sum_e map[t, e] * probs[t, e].
+ *
+ * Gradients: permute is gatherRows (backward scatter-adds: a token on k rows gets the sum of k
+ * gradient rows); unpermute is a product with the weights then scatterAddRows; both are
+ * differentiable w.r.t. tokens / permuted rows and the probs / weights. The sums run in
+ * increasing row order, so results are the same bits on every run.
+ */
+import { gatherRows, scatterAddRows } from "../tensor/ops/Gather.js"
+import { mul } from "../tensor/ops/Elementwise.js"
+import { reshape } from "../tensor/ops/Shape.js"
+import type * as Tensor from "../tensor/Tensor.js"
+import * as TensorError from "../tensor/TensorError.js"
+import * as DispatchPlan from "./DispatchPlan.js"
+import type * as RoutingMap from "./RoutingMap.js"
+
+/**
+ * The rows of a permute and its plan.
+ * @category models
+ */
+export interface Permuted {
+  /** [N, ...row]: the token rows, expert-major, token-ascending. */
+  readonly permuted: Tensor.Tensor
+  /** [N]: probs[t_j, e_j], when probs were given. */
+  readonly permutedProbs: Tensor.Tensor | undefined
+  /** [N]: the token of each row (the same as plan.sortedIndices, ready for gather / scatter). */
+  readonly sortedIndices: Int32Array
+  readonly tokensPerExpert: ReadonlyArray<number>
+  readonly plan: DispatchPlan.DispatchPlan
+}
+
+/**
+ * The expert-major, token-ascending listing of the map: token and expert of every row.
+ * @category mapping
+ */
+export const order = (map: RoutingMap.RoutingMap): { readonly sortedIndices: Int32Array; readonly experts: Int32Array } => {
+  const { numTokens: t, numExperts: e, mask } = map
+  let n = 0
+  for (let i = 0; i < mask.length; i++) n += mask[i] as number
+  const sortedIndices = new Int32Array(n)
+  const experts = new Int32Array(n)
+  let j = 0
+  for (let ex = 0; ex < e; ex++) {
+    for (let tok = 0; tok < t; tok++) {
+      if (mask[tok * e + ex] === 1) {
+        sortedIndices[j] = tok
+        experts[j] = ex
+        j++
+      }
+    }
+  }
+  return { sortedIndices, experts }
+}
+
+/**
+ * Permutes token rows into expert-major order (and gathers the probs of each row).
+ * @category combinators
+ */
+export const permute = (tokens: Tensor.Tensor, map: RoutingMap.RoutingMap, probs?: Tensor.Tensor): Permuted => {
+  if (tokens.rank < 1 || tokens.shape[0] !== map.numTokens) {
+    throw TensorError.shape("permute", `tokens ${TensorError.formatShape(tokens.shape)} do not have the map's ${map.numTokens} rows`)
+  }
+  if (probs !== undefined && (probs.rank !== 2 || probs.shape[0] !== map.numTokens || probs.shape[1] !== map.numExperts)) {
+    throw TensorError.shape("permute", `probs ${TensorError.formatShape(probs.shape)} are not [${map.numTokens}, ${map.numExperts}]`)
+  }
+  const { sortedIndices, experts } = order(map)
+  const permuted = gatherRows(tokens, sortedIndices)
+  let permutedProbs: Tensor.Tensor | undefined
+  if (probs !== undefined) {
+    const at = new Int32Array(sortedIndices.length)
+    for (let j = 0; j < at.length; j++) at[j] = (sortedIndices[j] as number) * map.numExperts + (experts[j] as number)
+    permutedProbs = gatherRows(reshape(probs, [map.numTokens * map.numExperts]), at)
+  }
+  const plan = DispatchPlan.make({
+    numTokens: map.numTokens,
+    numExperts: map.numExperts,
+    sortedIndices,
+    experts,
+    probs: permutedProbs?.data,
+  })
+  return { permuted, permutedProbs, sortedIndices, tokensPerExpert: plan.tokensPerExpert, plan }
+}
+
+const asIndex = (index: ArrayLike<number>): Int32Array => (index instanceof Int32Array ? index : Int32Array.from(index))
+
+/**
+ * Scatter-adds permuted rows back to their tokens, optionally weighted by `weights` [N].
+ * @category combinators
+ */
+export const unpermute = (
+  permuted: Tensor.Tensor,
+  sortedIndices: ArrayLike<number>,
+  numTokens: number,
+  weights?: Tensor.Tensor,
+): Tensor.Tensor => {
+  const n = permuted.shape[0]
+  if (n === undefined || sortedIndices.length !== n) {
+    throw TensorError.shape("unpermute", `${sortedIndices.length} indices for permuted rows ${TensorError.formatShape(permuted.shape)}`)
+  }
+  let rows = permuted
+  if (weights !== undefined) {
+    if (weights.rank !== 1 || weights.shape[0] !== n) {
+      throw TensorError.shape("unpermute", `weights ${TensorError.formatShape(weights.shape)} are not [${n}]`)
+    }
+    const column = reshape(weights, [n, ...permuted.shape.slice(1).map(() => 1)])
+    rows = mul(permuted, column)
+  }
+  return scatterAddRows(rows, asIndex(sortedIndices), numTokens)
+}
+
+/**
+ * The row order of sort_chunks_by_idxs: output row i comes from input row index[i].
+ * `sortedIdxs` must be a permutation of the chunk numbers.
+ * @category mapping
+ */
+export const chunkIndex = (splitSizes: ReadonlyArray<number>, sortedIdxs: ReadonlyArray<number>): Int32Array => {
+  const n = splitSizes.length
+  if (sortedIdxs.length !== n) throw TensorError.shape("sortChunksByIndex", `${sortedIdxs.length} indices for ${n} chunks`)
+  const starts: Array<number> = []
+  let total = 0
+  for (const s of splitSizes) {
+    if (!Number.isSafeInteger(s) || s < 0) throw TensorError.shape("sortChunksByIndex", `chunk size ${s} is not an integer >= 0`)
+    starts.push(total)
+    total += s
+  }
+  const seen = new Uint8Array(n)
+  const out = new Int32Array(total)
+  let j = 0
+  for (const c of sortedIdxs) {
+    if (!Number.isInteger(c) || c < 0 || c >= n || seen[c] === 1) {
+      throw TensorError.shape("sortChunksByIndex", `sortedIdxs [${sortedIdxs.join(", ")}] is not a permutation of 0..${n - 1}`)
+    }
+    seen[c] = 1
+    const start = starts[c] as number
+    for (let r = 0; r < (splitSizes[c] as number); r++) out[j++] = start + r
+  }
+  return out
+}
+
+/**
+ * Reorders consecutive chunks of rows (and the probs with them): output chunk i is input
+ * chunk sortedIdxs[i]. Backward is the inverse reordering (a gather's scatter-add).
+ * @category combinators
+ */
+export const sortChunksByIndex = (
+  input: Tensor.Tensor,
+  splitSizes: ReadonlyArray<number>,
+  sortedIdxs: ReadonlyArray<number>,
+  probs?: Tensor.Tensor,
+): { readonly output: Tensor.Tensor; readonly probs: Tensor.Tensor | undefined } => {
+  const index = chunkIndex(splitSizes, sortedIdxs)
+  if (input.rank < 1 || input.shape[0] !== index.length) {
+    throw TensorError.shape("sortChunksByIndex", `input ${TensorError.formatShape(input.shape)} does not have the ${index.length} rows of the chunks`)
+  }
+  if (probs !== undefined && probs.shape[0] !== index.length) {
+    throw TensorError.shape("sortChunksByIndex", `probs ${TensorError.formatShape(probs.shape)} do not have ${index.length} rows`)
+  }
+  return { output: gatherRows(input, index), probs: probs === undefined ? undefined : gatherRows(probs, index) }
+}
