@@ -1,0 +1,45 @@
+// The single-rank MoE reference for the parallel suites: every rank's tokens, routed (and
+// dropped) per rank exactly as the parallel layer does, then every expert with full weights on
+// one rank, in one permute / grouped experts / unpermute.
+import * as Experts from "../../src/moe/Experts.js"
+import type { MoeConfig } from "../../src/moe/MoeLayer.js"
+import * as Capacity from "../../src/moe/Capacity.js"
+import * as Dropping from "../../src/moe/Dropping.js"
+import * as Permute from "../../src/moe/Permute.js"
+import * as Router from "../../src/moe/Router.js"
+import * as RoutingMap from "../../src/moe/RoutingMap.js"
+import { matmul } from "../../src/tensor/ops/Matmul.js"
+import * as Shape from "../../src/tensor/ops/Shape.js"
+import type * as Tensor from "../../src/tensor/Tensor.js"
+
+export interface FullWeights {
+  readonly router: Tensor.Tensor
+  readonly wGate: Tensor.Tensor
+  readonly wUp: Tensor.Tensor
+  readonly wDown: Tensor.Tensor
+}
+
+/** Output rows of every rank's tokens (in rank order), from full weights on one rank. */
+export const referenceMoe = (tokensPerRank: ReadonlyArray<Tensor.Tensor>, w: FullWeights, config: MoeConfig): Tensor.Tensor => {
+  const probs: Array<Tensor.Tensor> = []
+  const masks: Array<number> = []
+  for (const x of tokensPerRank) {
+    const routed = Router.routing(matmul(x, w.router), config.router)
+    let p = routed.probs
+    let map = routed.routingMap
+    if (!Capacity.isDropless(config.capacityFactor)) {
+      const d = Dropping.applyTokenDropping(p, map, { topk: config.router.topk, capacityFactor: config.capacityFactor as number, dropPolicy: config.dropPolicy ?? "probs", padToCapacity: config.padToCapacity ?? false })
+      p = d.probs
+      map = d.routingMap
+    }
+    probs.push(p)
+    masks.push(...map.mask)
+  }
+  const tokens = Shape.concat([...tokensPerRank], 0)
+  const allProbs = Shape.concat(probs, 0)
+  const total = tokens.shape[0] as number
+  const map = RoutingMap.make(total, config.numExperts, masks)
+  const permuted = Permute.permute(tokens, map, allProbs)
+  const y = Experts.forward(permuted.permuted, permuted.permutedProbs as Tensor.Tensor, permuted.tokensPerExpert, { wGate: w.wGate, wUp: w.wUp, wDown: w.wDown })
+  return Permute.unpermute(y, permuted.sortedIndices, total)
+}
