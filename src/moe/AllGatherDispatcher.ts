@@ -49,7 +49,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const localMap = RoutingMap.make(a, local, localMask)
 
     const p = Permute.permute(allTokens.tensor, localMap, localProbs)
-    const y = Experts.forward(p.permuted, p.permutedProbs as Tensor.Tensor, p.tokensPerExpert, input.experts)
+    const y = (input.compute ?? ((r, pr, n) => Experts.forward(r, pr, n, input.experts)))(p.permuted, p.permutedProbs as Tensor.Tensor, p.tokensPerExpert)
     const combined = Permute.unpermute(y, p.sortedIndices, a)
     const output = yield* Diff.reduceScatterV(groups.etpEp, combined, allTokens.splits)
     return { output, report: { rowsPerLocalExpert: p.tokensPerExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }

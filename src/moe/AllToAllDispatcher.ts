@@ -74,7 +74,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
 
     // 6. Experts on expert-major rows; the prob column is split off and applied before fc2.
     const [expertRows, expertProbs] = split(sorted, [h, 1], 1) as [Tensor.Tensor, Tensor.Tensor]
-    const y = Experts.forward(expertRows, reshape(expertProbs, [expertProbs.shape[0] as number]), rowsPerLocalExpert, input.experts)
+    const y = (input.compute ?? ((r, pr, n) => Experts.forward(r, pr, n, input.experts)))(expertRows, reshape(expertProbs, [expertProbs.shape[0] as number]), rowsPerLocalExpert)
 
     // 7. Back: unsort, sum the etp partials onto each member's own rows, exchange back, unpermute.
     const inverse = new Array<number>(order.length)

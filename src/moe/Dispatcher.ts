@@ -35,6 +35,11 @@ export interface DispatchInput {
   readonly numExperts: number
   readonly experts: Experts.ExpertWeights
   readonly groups: ExpertGroups
+  /**
+   * What runs on the expert-major rows instead of the SwiGLU experts (tests use an identity
+   * expert: dispatch then combine must give every token back times its probs).
+   */
+  readonly compute?: (rows: Tensor.Tensor, probs: Tensor.Tensor, rowsPerExpert: ReadonlyArray<number>) => Tensor.Tensor
 }
 
 /**

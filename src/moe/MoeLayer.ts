@@ -11,6 +11,9 @@
  * adds them to the training loss: their gradients then flow into the router like any loss.
  */
 import * as Effect from "effect/Effect"
+import * as Comm from "../comm/Communicator.js"
+import type { Group } from "../comm/Group.js"
+import * as RoutingMap from "./RoutingMap.js"
 import { add, scale } from "../tensor/ops/Elementwise.js"
 import { matmul } from "../tensor/ops/Matmul.js"
 import * as Tensor from "../tensor/Tensor.js"
@@ -39,6 +42,11 @@ export interface MoeConfig {
   readonly auxLossCoeff?: number
   /** z-loss coefficient (0: off). */
   readonly zLossCoeff?: number
+  /**
+   * The attention tp-cp group of this rank: aux-loss counts are summed over it and both losses
+   * scale by its size (semantics.md 2.1.3, 2.1.6). Default: this rank alone.
+   */
+  readonly tpCp?: Group
 }
 
 /**
@@ -74,9 +82,13 @@ export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, grou
     const input = { tokens: x, probs, map, numExperts: config.numExperts, experts: w.experts, groups }
     const { output, report } = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
     let loss = Tensor.zeros([], { dtype: x.dtype })
+    const groupSize = config.tpCp?.ranks.length ?? 1
     if ((config.auxLossCoeff ?? 0) !== 0) {
-      loss = add(loss, AuxLoss.auxLoss(routed.scores, routed.auxRoutingMap, { topk: config.router.topk, coeff: config.auxLossCoeff as number }))
+      const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
+      const tokensPerExpert =
+        config.tpCp === undefined ? local : Array.from((yield* Comm.allReduce(config.tpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))).data)
+      loss = add(loss, AuxLoss.auxLoss(routed.scores, routed.auxRoutingMap, { topk: config.router.topk, coeff: config.auxLossCoeff as number, tokensPerExpert, groupSize }))
     }
-    if ((config.zLossCoeff ?? 0) !== 0) loss = add(loss, scale(AuxLoss.zLoss(logits, 1), config.zLossCoeff as number))
+    if ((config.zLossCoeff ?? 0) !== 0) loss = add(loss, scale(AuxLoss.zLoss(logits, 1, groupSize), config.zLossCoeff as number))
     return { output, loss, routing: { probs, map }, report }
   })

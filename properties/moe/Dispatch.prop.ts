@@ -1,0 +1,101 @@
+// Dispatch then combine with identity experts gives every token back times the sum of its
+// probs (times ETP: each etp member returns the whole row), for both dispatchers, which agree;
+// group-reduced aux losses add up to the single-rank loss; the expert bias moves to balance.
+import * as Effect from "effect/Effect"
+import fc from "fast-check"
+import { describe, expect, test } from "vitest"
+import type * as Comm from "../../src/comm/Communicator.js"
+import * as Group from "../../src/comm/Group.js"
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as AllGatherDispatcher from "../../src/moe/AllGatherDispatcher.js"
+import * as AllToAllDispatcher from "../../src/moe/AllToAllDispatcher.js"
+import * as AuxLoss from "../../src/moe/AuxLoss.js"
+import type * as Dispatcher from "../../src/moe/Dispatcher.js"
+import * as ExpertBias from "../../src/moe/ExpertBias.js"
+import * as MoeLayer from "../../src/moe/MoeLayer.js"
+import * as Router from "../../src/moe/Router.js"
+import * as Job from "../../src/runtime/Job.js"
+import { mul } from "../../src/tensor/ops/Elementwise.js"
+import { matmul } from "../../src/tensor/ops/Matmul.js"
+import { concat, reshape } from "../../src/tensor/ops/Shape.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
+import { factorized } from "../mapping/arbitraries.js"
+import { isValid } from "../mapping/oracle.js"
+import { uniform } from "../tensor/gradcheck.js"
+
+const h = 3
+const identity = (rows: Tensor.Tensor, probs: Tensor.Tensor) => mul(rows, reshape(probs, [probs.shape[0] as number, 1]))
+
+describe("dispatchers", () => {
+  test("identity experts: combine(dispatch(x)) = ETP * x * sum of probs; both dispatchers agree", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        factorized(8).filter((c) => isValid(c) && c.pp === 1),
+        fc.constantFrom(1, 2),
+        fc.integer({ min: 1, max: 3 }),
+        fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 8, maxLength: 8 }),
+        fc.integer({ min: 1, max: 10_000 }),
+        async (c, perExpert, k, tokens, seed) => {
+          const config = ParallelConfig.make({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-") })
+          const numExperts = c.ep * perExpert
+          const topk = Math.min(k, numExperts)
+          const router = uniform([h, numExperts], seed)
+          const run = (dispatcher: (input: Dispatcher.DispatchInput) => Effect.Effect<{ readonly output: Tensor.Tensor }, unknown, Comm.Communicator>) =>
+            Job.runPromise({ world: c.world }, (rank) =>
+              Effect.gen(function* () {
+                const x = uniform([tokens[rank] as number, h], seed + rank)
+                const routed = Router.routing(matmul(x, router), { topk, scoreFunction: "softmax" })
+                const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
+                const empty = Tensor.zeros([0, 0, 0], { dtype: "float64" })
+                const { output } = yield* dispatcher({ tokens: x, probs: routed.probs, map: routed.routingMap, numExperts, experts: { wGate: empty, wUp: empty, wDown: empty }, groups, compute: identity })
+                const sums = Array.from({ length: tokens[rank] as number }, (_, t) => Tensor.toArray(routed.probs).slice(t * numExperts, (t + 1) * numExperts).reduce((a, b) => a + b, 0))
+                const expected = Tensor.toArray(x).map((v, i) => c.etp * v * (sums[Math.floor(i / h)] as number))
+                return { got: Tensor.toArray(output), expected }
+              }),
+            )
+          const a2a = await run(AllToAllDispatcher.run)
+          const ag = await run(AllGatherDispatcher.run)
+          a2a.forEach((r, rank) => {
+            r.got.forEach((v, i) => expect(v).toBeCloseTo(r.expected[i] as number, 12))
+            ;(ag[rank]?.got ?? []).forEach((v, i) => expect(v).toBeCloseTo(r.got[i] as number, 12))
+          })
+        },
+      ),
+      { numRuns: 40 },
+    )
+  })
+})
+
+describe("router losses and balancing across ranks", () => {
+  test("aux losses reduced over tp-cp add up to the single-rank loss over all tokens", async () => {
+    const world = 4
+    const config = ParallelConfig.make({ world, tp: 2, cp: 2, ep: 4, etp: 1 })
+    const router = uniform([h, 4], 5)
+    const xs = Array.from({ length: world }, (_, r) => uniform([3, h], 40 + r))
+    const moe: MoeLayer.MoeConfig = { numExperts: 4, router: { topk: 2, scoreFunction: "softmax" }, auxLossCoeff: 0.01 }
+    const losses = await Job.runPromise({ world }, (rank) =>
+      Effect.gen(function* () {
+        const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
+        const w = { router, experts: { wGate: uniform([1, h, 2], 1), wUp: uniform([1, h, 2], 2), wDown: uniform([1, 2, h], 3) } }
+        const { loss } = yield* MoeLayer.forward(xs[rank] as Tensor.Tensor, w, { ...moe, tpCp: Group.ofFamily(config, "tp-cp", rank) }, groups)
+        return Tensor.item(loss)
+      }),
+    )
+    const all = concat(xs, 0)
+    const routed = Router.routing(matmul(all, router), moe.router)
+    const single = Tensor.item(AuxLoss.auxLoss(routed.scores, routed.auxRoutingMap, { topk: 2, coeff: 0.01 }))
+    expect(losses.reduce((a, b) => a + b, 0)).toBeCloseTo(single, 12)
+  })
+
+  test("the expert bias moves every expert toward the mean count, the same on every rank", async () => {
+    const counts = [[5, 1, 0, 2], [3, 1, 2, 2]]
+    const biases = await Job.runPromise({ world: 2 }, (rank) =>
+      Effect.map(ExpertBias.update({ bias: [0, 0, 0, 0], counts: counts[rank] as Array<number> }, Group.world(2), 0.5), (s) => s),
+    )
+    // Summed counts [8, 2, 2, 4], mean 4: over, under, under, equal.
+    for (const b of biases) {
+      expect(b.bias).toEqual([-0.5, 0.5, 0.5, 0])
+      expect(b.counts).toEqual([0, 0, 0, 0])
+    }
+  })
+})
