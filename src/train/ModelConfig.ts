@@ -1,0 +1,90 @@
+/**
+ * ModelConfig: the Mixtral-like model pleat trains, and the checks that make a model fit a
+ * parallel mapping before any work starts.
+ *
+ * Embedding -> layers (attention, then MoE every `moeEvery`-th layer from 0, else a dense
+ * SwiGLU MLP) -> final RMSNorm -> output layer -> cross-entropy. Vocabulary split over tp.
+ */
+import * as ConfigError from "../mapping/ConfigError.js"
+import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+
+/**
+ * The model's sizes.
+ * @category models
+ */
+export interface ModelConfig {
+  readonly vocab: number
+  readonly hidden: number
+  readonly layers: number
+  readonly heads: number
+  readonly kvHeads: number
+  /** Dense MLP width. */
+  readonly ffn: number
+  readonly experts: number
+  readonly topk: number
+  /** Expert MLP width. */
+  readonly moeFfn: number
+  /** Layer i is MoE when i % moeEvery === 0 (1: every layer). */
+  readonly moeEvery: number
+  readonly seq: number
+}
+
+/**
+ * The training batch.
+ * @category models
+ */
+export interface BatchConfig {
+  readonly microBatch: number
+  readonly globalBatch: number
+}
+
+/**
+ * The default model: small, Mixtral-like (8 experts, top-2), sized to train in about a minute
+ * on 2 cores.
+ * @category constructors
+ */
+export const small: ModelConfig = { vocab: 32, hidden: 32, layers: 4, heads: 4, kvHeads: 2, ffn: 64, experts: 8, topk: 2, moeFfn: 32, moeEvery: 1, seq: 16 }
+
+/**
+ * Head dim.
+ * @category mapping
+ */
+export const headDim = (m: ModelConfig): number => m.hidden / m.heads
+
+/**
+ * Whether layer i is an MoE layer.
+ * @category guards
+ */
+export const isMoe = (m: ModelConfig, layer: number): boolean => layer % m.moeEvery === 0
+
+/**
+ * Micro-batches per step on each data-parallel rank.
+ * @category mapping
+ */
+export const microBatches = (b: BatchConfig, dp: number): number => b.globalBatch / (b.microBatch * dp)
+
+/**
+ * Checks that the model and batch fit the mapping; every error names the field and the fix.
+ * Sequence parallelism is on whenever tp > 1 (MoE with tp > 1 needs it, semantics.md 2.4.4).
+ * @category guards
+ */
+export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.ParallelConfig): void => {
+  const s = p.sizes
+  const vpp = p.vpp ?? 1
+  const positive = (field: string, v: number) => {
+    if (!Number.isSafeInteger(v) || v < 1) throw ConfigError.make(field, v, "is not a positive integer", `pass --${field} N with N = 1, 2, 3, ...`)
+  }
+  for (const [field, v] of Object.entries({ vocab: m.vocab, hidden: m.hidden, layers: m.layers, heads: m.heads, kvHeads: m.kvHeads, ffn: m.ffn, experts: m.experts, topk: m.topk, moeFfn: m.moeFfn, moeEvery: m.moeEvery, seq: m.seq, "micro-batch": b.microBatch, "global-batch": b.globalBatch })) positive(field, v)
+  if (m.layers % (s.pp * vpp) !== 0) throw ConfigError.make("layers", m.layers, `is not divisible by pp*vpp = ${s.pp}*${vpp}`, `use a multiple of ${s.pp * vpp} layers, or change --pp/--vpp`)
+  if (m.hidden % m.heads !== 0) throw ConfigError.make("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count")
+  if (m.heads % s.tp !== 0) throw ConfigError.make("heads", m.heads, `is not divisible by tp = ${s.tp}`, `use a multiple of ${s.tp} heads, or a smaller --tp`)
+  if (m.kvHeads % s.tp !== 0 || m.heads % m.kvHeads !== 0) throw ConfigError.make("kvHeads", m.kvHeads, `must divide heads = ${m.heads} and be divisible by tp = ${s.tp}`, "pick a kv head count between tp and heads that divides heads")
+  if (m.vocab % s.tp !== 0) throw ConfigError.make("vocab", m.vocab, `is not divisible by tp = ${s.tp}`, `use a vocabulary that is a multiple of ${s.tp}`)
+  if (m.ffn % s.tp !== 0) throw ConfigError.make("ffn", m.ffn, `is not divisible by tp = ${s.tp}`, `use a dense MLP width that is a multiple of ${s.tp}`)
+  if (m.seq % (2 * s.cp) !== 0 && s.cp > 1) throw ConfigError.make("seq", m.seq, `is not divisible by 2*cp = ${2 * s.cp}`, `use a sequence length that is a multiple of ${2 * s.cp}`)
+  if (((m.seq / s.cp) * b.microBatch) % s.tp !== 0) throw ConfigError.make("seq", m.seq, `gives ${(m.seq / s.cp) * b.microBatch} tokens per cp rank and micro-batch, not divisible by tp = ${s.tp} (sequence parallelism)`, `use a sequence length (or micro-batch) so that seq/cp*micro-batch is a multiple of ${s.tp}`)
+  if (m.experts % s.ep !== 0) throw ConfigError.make("experts", m.experts, `is not divisible by ep = ${s.ep}`, `use a multiple of ${s.ep} experts, or a smaller --ep`)
+  if (m.topk > m.experts) throw ConfigError.make("topk", m.topk, `is larger than experts = ${m.experts}`, "route each token to at most all experts")
+  if (m.moeFfn % s.etp !== 0) throw ConfigError.make("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width that is a multiple of ${s.etp}`)
+  if (b.globalBatch % (b.microBatch * s.dp) !== 0) throw ConfigError.make("global-batch", b.globalBatch, `is not divisible by micro-batch*dp = ${b.microBatch}*${s.dp}`, `use a multiple of ${b.microBatch * s.dp}`)
+}

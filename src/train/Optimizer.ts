@@ -1,0 +1,82 @@
+/**
+ * Optimizer: AdamW with float32 state, a learning rate with linear warmup and cosine decay, and
+ * gradient clipping by the global norm.
+ *
+ *   lr(k)   = peak * (k+1)/warmup                                  for k < warmup
+ *           = min + (peak - min) * (1 + cos(pi * p)) / 2, p = (k - warmup)/(steps - warmup)
+ *   clip    = min(1, maxNorm / (norm + 1e-6))
+ *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  step t (from 1)
+ *   w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * w   (no decay on norms)
+ * Every replica of a shard sees the same synchronised gradient, so every replica stays equal.
+ */
+import type * as DType from "../tensor/DType.js"
+import type * as RankParams from "./RankParams.js"
+
+/**
+ * Optimizer settings.
+ * @category models
+ */
+export interface OptimizerConfig {
+  readonly lr: number
+  readonly minLr: number
+  readonly warmup: number
+  readonly steps: number
+  readonly beta1: number
+  readonly beta2: number
+  readonly eps: number
+  readonly weightDecay: number
+  readonly clip: number
+}
+
+/**
+ * Defaults that train the small model quickly.
+ * @category constructors
+ */
+export const defaults = (steps: number): OptimizerConfig => ({ lr: 3e-2, minLr: 3e-3, warmup: Math.max(1, Math.floor(steps / 10)), steps, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01, clip: 1 })
+
+/**
+ * The learning rate at step k (0-based).
+ * @category mapping
+ */
+export const learningRate = (c: OptimizerConfig, k: number): number => {
+  if (k < c.warmup) return (c.lr * (k + 1)) / c.warmup
+  const p = Math.min(1, (k - c.warmup) / Math.max(1, c.steps - c.warmup))
+  return c.minLr + ((c.lr - c.minLr) * (1 + Math.cos(Math.PI * p))) / 2
+}
+
+/**
+ * AdamW moments of one shard (float32 whatever the parameter dtype).
+ * @category models
+ */
+export interface Moments {
+  readonly m: Float32Array
+  readonly v: Float32Array
+}
+
+/**
+ * Moments for every held shard.
+ * @category constructors
+ */
+export const moments = (params: ReadonlyMap<string, RankParams.Held>): Map<string, Moments> =>
+  new Map([...params].map(([name, h]) => [name, { m: new Float32Array(h.value.size), v: new Float32Array(h.value.size) }]))
+
+/**
+ * One AdamW step (step t counts from 1) with the gradient scaled by `clipScale`.
+ * @category combinators
+ */
+export const step = (c: OptimizerConfig, params: ReadonlyMap<string, RankParams.Held>, state: ReadonlyMap<string, Moments>, t: number, lr: number, clipScale: number): void => {
+  const c1 = 1 - c.beta1 ** t
+  const c2 = 1 - c.beta2 ** t
+  for (const [name, h] of params) {
+    const s = state.get(name) as Moments
+    const w: DType.Storage = h.value.data
+    const decay = h.spec.sharding === "replicated" && h.spec.shape.length === 1 ? 0 : c.weightDecay
+    for (let i = 0; i < w.length; i++) {
+      const g = (h.grad[i] as number) * clipScale
+      const m = (s.m[i] = c.beta1 * (s.m[i] as number) + (1 - c.beta1) * g)
+      const v = (s.v[i] = c.beta2 * (s.v[i] as number) + (1 - c.beta2) * g * g)
+      const wi = w[i] as number
+      w[i] = wi - lr * ((m as number) / c1 / (Math.sqrt((v as number) / c2) + c.eps) + decay * wi)
+    }
+  }
+}

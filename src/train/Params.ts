@@ -1,0 +1,198 @@
+/**
+ * Params: every parameter of the model by name, its global shape, how it is sharded over the
+ * mapping, and its deterministic initial value.
+ *
+ * Initial values depend only on the seed and the parameter's name (not on the mapping), so a
+ * run on any mapping and a run on one rank start from the same weights: that is what makes
+ * `pleat verify` and resharded checkpoints possible. Each rank materializes only the shards it
+ * holds.
+ *
+ * Sharding kinds (vocab and heads are split over the attention tp group; experts over ep and
+ * their hidden units over etp):
+ *   replicated   every rank of the stage holds it (norms, router)
+ *   rows/tp      dim 0 split over tp (embedding: vocab; wo and the dense wDown: input units)
+ *   cols/tp      dim 1 split over tp (wq, wk, wv, dense wGate/wUp, output: vocab)
+ *   expert-cols  dim 0 over ep (local experts), dim 2 over etp (expert wGate/wUp)
+ *   expert-rows  dim 0 over ep, dim 1 over etp (expert wDown)
+ * Gradient groups: dense parameters sum over dp-cp (and, for replicated ones under sequence
+ * parallelism, over tp); expert parameters sum over edp.
+ */
+import type * as Folding from "../mapping/Folding.js"
+import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as DType from "../tensor/DType.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as ModelConfig from "./ModelConfig.js"
+
+/**
+ * How a parameter is split.
+ * @category models
+ */
+export type Sharding = "replicated" | "rows/tp" | "cols/tp" | "expert-cols" | "expert-rows"
+
+/**
+ * One parameter of the model.
+ * @category models
+ */
+export interface ParamSpec {
+  readonly name: string
+  readonly shape: ReadonlyArray<number>
+  readonly sharding: Sharding
+  /** Standard deviation of the initial values (0: ones, for norms). */
+  readonly std: number
+  /** The layer it belongs to, or -1 (embedding), L (final norm and output). */
+  readonly layer: number
+}
+
+/**
+ * Every parameter of the model, in a fixed order.
+ * @category constructors
+ */
+export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
+  const h = m.hidden
+  const d = ModelConfig.headDim(m)
+  const std = 0.5 / Math.sqrt(h)
+  const out: Array<ParamSpec> = [{ name: "embedding", shape: [m.vocab, h], sharding: "rows/tp", std: 1, layer: -1 }]
+  for (let l = 0; l < m.layers; l++) {
+    const p = `layers.${l}.`
+    out.push(
+      { name: `${p}attentionNorm`, shape: [h], sharding: "replicated", std: 0, layer: l },
+      { name: `${p}wq`, shape: [h, m.heads * d], sharding: "cols/tp", std, layer: l },
+      { name: `${p}wk`, shape: [h, m.kvHeads * d], sharding: "cols/tp", std, layer: l },
+      { name: `${p}wv`, shape: [h, m.kvHeads * d], sharding: "cols/tp", std, layer: l },
+      { name: `${p}wo`, shape: [m.heads * d, h], sharding: "rows/tp", std, layer: l },
+      { name: `${p}ffnNorm`, shape: [h], sharding: "replicated", std: 0, layer: l },
+    )
+    if (ModelConfig.isMoe(m, l)) {
+      out.push(
+        { name: `${p}router`, shape: [h, m.experts], sharding: "replicated", std, layer: l },
+        { name: `${p}experts.wGate`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: l },
+        { name: `${p}experts.wUp`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: l },
+        { name: `${p}experts.wDown`, shape: [m.experts, m.moeFfn, h], sharding: "expert-rows", std: std / 2, layer: l },
+      )
+    } else {
+      out.push(
+        { name: `${p}wGate`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: l },
+        { name: `${p}wUp`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: l },
+        { name: `${p}wDown`, shape: [m.ffn, h], sharding: "rows/tp", std: std / 2, layer: l },
+      )
+    }
+  }
+  out.push({ name: "finalNorm", shape: [h], sharding: "replicated", std: 0, layer: m.layers }, { name: "output", shape: [h, m.vocab], sharding: "cols/tp", std, layer: m.layers })
+  return out
+}
+
+/** A 32-bit hash of a string (FNV-1a), to seed each parameter's stream from its name. */
+const hash = (s: string): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0
+  return h
+}
+
+/** Normal values from a seeded stream (mulberry32 + Box-Muller). */
+const normals = (seed: number, n: number, std: number): Float64Array => {
+  let s = seed >>> 0
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296
+  }
+  const out = new Float64Array(n)
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(uniform()))
+    const a = 2 * Math.PI * uniform()
+    out[i] = r * Math.cos(a) * std
+    if (i + 1 < n) out[i + 1] = r * Math.sin(a) * std
+  }
+  return out
+}
+
+/**
+ * The full initial value of a parameter (the same on every mapping).
+ * @category constructors
+ */
+export const initial = (spec: ParamSpec, seed: number, dtype: DType.DType): Tensor.Tensor => {
+  const n = Tensor.sizeOf(spec.shape)
+  const values = spec.std === 0 ? new Float64Array(n).fill(1) : normals((hash(spec.name) ^ Math.imul(seed, 0x9e3779b1)) >>> 0, n, spec.std)
+  return Tensor.fromArray(values, spec.shape, { dtype })
+}
+
+/**
+ * Which slice of the global tensor a rank holds: per dim, [start, end).
+ * @category mapping
+ */
+export const sliceOf = (spec: ParamSpec, place: Folding.RankPlace, sizes: ParallelConfig.Sizes): Array<[number, number]> => {
+  const full = spec.shape.map((d): [number, number] => [0, d])
+  const part = (dim: number, index: number, parts: number) => {
+    const d = spec.shape[dim] as number
+    full[dim] = [(index * d) / parts, ((index + 1) * d) / parts]
+  }
+  switch (spec.sharding) {
+    case "rows/tp":
+      part(0, place.tp, sizes.tp)
+      break
+    case "cols/tp":
+      part(1, place.tp, sizes.tp)
+      break
+    case "expert-cols":
+      part(0, place.ep, sizes.ep)
+      part(2, place.etp, sizes.etp)
+      break
+    case "expert-rows":
+      part(0, place.ep, sizes.ep)
+      part(1, place.etp, sizes.etp)
+      break
+    default:
+      break
+  }
+  return full
+}
+
+/**
+ * The slice of a tensor given per-dim ranges (a copy, contiguous).
+ * @category mapping
+ */
+export const slice = (t: Tensor.Tensor, ranges: ReadonlyArray<[number, number]>): Tensor.Tensor => {
+  const shape = ranges.map(([a, b]) => b - a)
+  const out = DType.allocate(t.dtype, Tensor.sizeOf(shape))
+  const strides = t.shape.map((_, i) => Tensor.sizeOf(t.shape.slice(i + 1)))
+  const idx = new Array<number>(shape.length).fill(0)
+  for (let o = 0; o < out.length; o++) {
+    let src = 0
+    for (let i = 0; i < shape.length; i++) src += ((ranges[i] as [number, number])[0] + (idx[i] as number)) * (strides[i] as number)
+    out[o] = t.data[src] as number
+    for (let i = shape.length - 1; i >= 0; i--) {
+      idx[i] = (idx[i] as number) + 1
+      if ((idx[i] as number) < (shape[i] as number)) break
+      idx[i] = 0
+    }
+  }
+  return Tensor.fromStorage(out, shape)
+}
+
+/**
+ * Writes `part` into `t` at the given ranges (the inverse of `slice`).
+ * @category mapping
+ */
+export const place = (t: Tensor.Tensor, ranges: ReadonlyArray<[number, number]>, part: Tensor.Tensor): void => {
+  const shape = ranges.map(([a, b]) => b - a)
+  const strides = t.shape.map((_, i) => Tensor.sizeOf(t.shape.slice(i + 1)))
+  const idx = new Array<number>(shape.length).fill(0)
+  for (let o = 0; o < part.size; o++) {
+    let dst = 0
+    for (let i = 0; i < shape.length; i++) dst += ((ranges[i] as [number, number])[0] + (idx[i] as number)) * (strides[i] as number)
+    t.data[dst] = part.data[o] as number
+    for (let i = shape.length - 1; i >= 0; i--) {
+      idx[i] = (idx[i] as number) + 1
+      if ((idx[i] as number) < (shape[i] as number)) break
+      idx[i] = 0
+    }
+  }
+}
+
+/**
+ * Whether gradients of this parameter are expert gradients (summed over edp, not dp-cp).
+ * @category guards
+ */
+export const isExpert = (spec: ParamSpec): boolean => spec.sharding === "expert-cols" || spec.sharding === "expert-rows"

@@ -1,0 +1,129 @@
+/**
+ * RankParams: the parameter shards one rank holds, their gradient accumulators, and the
+ * synchronisation of gradients across the ranks that share them.
+ *
+ * Gradient groups (no double counting, every shard reduced exactly where it is replicated):
+ *   tp-sharded dense parameters          sum over dp-cp
+ *   replicated dense parameters (norms,  sum over tp-dp-cp: dp-cp replicas, and under sequence
+ *   router)                              parallelism each tp member saw other tokens
+ *   expert parameters                    sum over edp
+ * Each group's gradients travel as one flat bucket: one collective for many parameters.
+ */
+import * as Effect from "effect/Effect"
+import * as Comm from "../comm/Communicator.js"
+import type { Group } from "../comm/Group.js"
+import type * as Folding from "../mapping/Folding.js"
+import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as DType from "../tensor/DType.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as Params from "./Params.js"
+
+/**
+ * One held shard.
+ * @category models
+ */
+export interface Held {
+  readonly spec: Params.ParamSpec
+  /** The shard's values (updated in place by the optimizer). */
+  readonly value: Tensor.Tensor
+  /** Accumulated gradient over the step's micro-batches. */
+  readonly grad: DType.Storage
+  /** Which global slice this shard is. */
+  readonly slice: ReadonlyArray<[number, number]>
+}
+
+/**
+ * The groups gradients are reduced over.
+ * @category models
+ */
+export interface SyncGroups {
+  readonly dpCp: Group
+  readonly tpDpCp: Group
+  readonly edp: Group
+  readonly world: Group
+}
+
+/**
+ * Materializes this rank's shards of the parameters of `layers` (and embedding / head where
+ * its stages hold them) from the seed.
+ * @category constructors
+ */
+export const make = (
+  specs: ReadonlyArray<Params.ParamSpec>,
+  holds: (spec: Params.ParamSpec) => boolean,
+  place: Folding.RankPlace,
+  sizes: ParallelConfig.Sizes,
+  seed: number,
+  dtype: DType.DType,
+): Map<string, Held> => {
+  const out = new Map<string, Held>()
+  for (const spec of specs) {
+    if (!holds(spec)) continue
+    const slice = Params.sliceOf(spec, place, sizes)
+    const value = Params.slice(Params.initial(spec, seed, dtype), slice)
+    out.set(spec.name, { spec, value, grad: DType.allocate(dtype, value.size), slice })
+  }
+  return out
+}
+
+type Kind = "dense" | "replicated" | "expert"
+
+const kindOf = (spec: Params.ParamSpec): Kind => (Params.isExpert(spec) ? "expert" : spec.sharding === "replicated" ? "replicated" : "dense")
+
+/** Gradients of one kind as one flat buffer, reduced over `group`, written back. */
+const reduceBucket = (held: ReadonlyArray<Held>, group: Group, dtype: DType.DType) =>
+  Effect.gen(function* () {
+    if (held.length === 0 || group.ranks.length === 1) return
+    const total = held.reduce((a, h) => a + h.grad.length, 0)
+    const bucket = DType.allocate(dtype, total)
+    let offset = 0
+    for (const h of held) {
+      bucket.set(h.grad, offset)
+      offset += h.grad.length
+    }
+    const summed = yield* Comm.allReduce(group, Tensor.fromStorage(bucket, [1, total]))
+    offset = 0
+    for (const h of held) {
+      h.grad.set(summed.data.subarray(offset, offset + h.grad.length))
+      offset += h.grad.length
+    }
+  })
+
+/**
+ * Sums every gradient over the ranks that hold the same shard (see the file header). The
+ * order of the three buckets is fixed, so all ranks issue the same collectives.
+ * @category combinators
+ */
+export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroups, dtype: DType.DType) =>
+  Effect.gen(function* () {
+    const all = [...params.values()]
+    yield* reduceBucket(all.filter((h) => kindOf(h.spec) === "dense"), groups.dpCp, dtype)
+    yield* reduceBucket(all.filter((h) => kindOf(h.spec) === "replicated"), groups.tpDpCp, dtype)
+    yield* reduceBucket(all.filter((h) => kindOf(h.spec) === "expert"), groups.edp, dtype)
+  })
+
+/**
+ * The global gradient norm over every parameter of the model, each shard counted once: a rank
+ * adds a shard's squares only when it is the first member of that shard's reduction group.
+ * @category combinators
+ */
+export const globalNorm = (params: ReadonlyMap<string, Held>, groups: SyncGroups, rank: number) =>
+  Effect.gen(function* () {
+    let squares = 0
+    for (const h of params.values()) {
+      const kind = kindOf(h.spec)
+      const owner = kind === "expert" ? groups.edp.ranks[0] : kind === "replicated" ? groups.tpDpCp.ranks[0] : groups.dpCp.ranks[0]
+      if (owner !== rank) continue
+      for (let i = 0; i < h.grad.length; i++) squares += (h.grad[i] as number) ** 2
+    }
+    const total = yield* Comm.allReduce(groups.world, Tensor.fromArray([squares], [1, 1], { dtype: "float64" }))
+    return Math.sqrt(total.data[0] as number)
+  })
+
+/**
+ * Zeroes every gradient accumulator.
+ * @category combinators
+ */
+export const zeroGrads = (params: ReadonlyMap<string, Held>): void => {
+  for (const h of params.values()) h.grad.fill(0)
+}

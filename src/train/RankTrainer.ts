@@ -1,0 +1,212 @@
+/**
+ * RankTrainer: one rank's training state (its parameter shards, optimizer moments) and one
+ * training step: run the pipeline schedule's actions, synchronise gradients, clip, update.
+ *
+ * Every forward of a (micro-batch, chunk) records on its own tape, with this rank's shards as
+ * fresh leaves over the same storage, so an interleaved schedule can keep several micro-batches
+ * in flight and run their backwards in any order; after each backward the leaves' gradients
+ * are added into the shard's accumulator. Activations and their gradients cross stages on
+ * point-to-point messages tagged with the receiving stage and the micro-batch, so a message
+ * can never be taken for another one.
+ */
+import * as Effect from "effect/Effect"
+import * as Comm from "../comm/Communicator.js"
+import * as Group from "../comm/Group.js"
+import * as Families from "../mapping/Families.js"
+import * as Folding from "../mapping/Folding.js"
+import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import type { Action } from "../pipeline/Action.js"
+import * as Partition from "../pipeline/Partition.js"
+import * as Schedule from "../pipeline/Schedule.js"
+import type * as DType from "../tensor/DType.js"
+import { add, mul } from "../tensor/ops/Elementwise.js"
+import { sumAll } from "../tensor/ops/Reduce.js"
+import * as Tape from "../tensor/Tape.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as Data from "./Data.js"
+import * as ModelConfig from "./ModelConfig.js"
+import * as Optimizer from "./Optimizer.js"
+import * as Params from "./Params.js"
+import * as RankParams from "./RankParams.js"
+import * as Stage from "./Stage.js"
+
+/**
+ * Everything a training job is made of.
+ * @category models
+ */
+export interface TrainSetup {
+  readonly parallel: ParallelConfig.ParallelConfig
+  readonly model: ModelConfig.ModelConfig
+  readonly batch: ModelConfig.BatchConfig
+  readonly seed: number
+  readonly dtype: DType.DType
+  readonly optimizer: Optimizer.OptimizerConfig
+  readonly auxLossCoeff: number
+}
+
+/**
+ * What one rank reports after a step.
+ * @category models
+ */
+export interface StepReport {
+  /** This rank's share of the step loss (the shares add up to the loss over all ranks). */
+  readonly loss: number
+  readonly gradNorm: number
+  readonly lr: number
+  /** Rows per local expert of each MoE layer this rank ran (summed over micro-batches). */
+  readonly expertRows: ReadonlyArray<{ readonly layer: number; readonly rows: ReadonlyArray<number> }>
+  /** Milliseconds in forward, backward, and waiting for messages. */
+  readonly forwardMs: number
+  readonly backwardMs: number
+  readonly waitMs: number
+}
+
+interface InFlight {
+  readonly tape: Tape.Tape
+  readonly input: Tensor.Tensor | undefined
+  readonly out: Stage.ChunkOutput
+  readonly leaves: Array<[RankParams.Held, Tensor.Tensor]>
+  dy?: Tensor.Tensor
+  dx?: Tensor.Tensor
+}
+
+/**
+ * Builds a rank's trainer: its groups, its shards (from the seed), its schedule.
+ * @category constructors
+ */
+export const make = (setup: TrainSetup, rank: number) => {
+  const { parallel, model, batch } = setup
+  const s = parallel.sizes
+  const fold = Folding.make(parallel)
+  const place = Folding.place(fold, rank)
+  const group = (f: Families.FamilyName) => Group.ofFamily(parallel, f, rank)
+  const groups: Stage.TrainGroups = { tp: group("tp"), cp: group("cp"), tpCp: group("tp-cp"), expert: { ep: group("ep"), etp: group("etp"), etpEp: group("etp-ep") } }
+  const sync: RankParams.SyncGroups = { dpCp: group("dp-cp"), tpDpCp: group("tp-dp-cp"), edp: group("edp"), world: Group.world(parallel.world) }
+  const ppGroup = group("pp")
+  const vpp = parallel.vpp ?? 1
+  const part = Partition.make({ layers: model.layers, pp: s.pp, vpp })
+  const microBatches = ModelConfig.microBatches(batch, s.dp)
+  const schedule = Schedule.make({ pp: s.pp, vpp: parallel.vpp, microBatches })
+  const actions = schedule.ranks[place.pp] as ReadonlyArray<Action>
+  const chunks = Array.from({ length: vpp }, (_, v) => Partition.layersOf(part, place.pp, v))
+  const holdsFirst = place.pp === 0
+  const holdsLast = place.pp === s.pp - 1
+  const params = RankParams.make(
+    Params.specs(model),
+    (spec) => (spec.layer === -1 ? holdsFirst : spec.layer === model.layers ? holdsLast : chunks.some((c) => spec.layer >= c.start && spec.layer < c.end)),
+    place,
+    s,
+    setup.seed,
+    setup.dtype,
+  )
+  const moments = Optimizer.moments(params)
+  const stageOf = (chunk: number) => Partition.globalStage(part, place.pp, chunk)
+  const lastStage = Partition.stageCount(part) - 1
+
+  const step = (k: number) =>
+    Effect.gen(function* () {
+      const comm = yield* Comm.Communicator
+      RankParams.zeroGrads(params)
+      const inFlight = new Map<string, InFlight>()
+      const key = (mb: number, chunk: number) => `${mb}/${chunk}`
+      const times = { forwardMs: 0, backwardMs: 0, waitMs: 0 }
+      let lossShare = 0
+      const expertRows = new Map<number, Array<number>>()
+      const received = new Map<string, Tensor.Tensor>()
+      for (const action of actions) {
+        const started = performance.now()
+        switch (action._tag) {
+          case "recvForward": {
+            const t = yield* comm.recv(ppGroup.ranks[action.fromPp] as number, `fwd:${stageOf(action.chunk)}:${action.microBatch}`)
+            received.set(key(action.microBatch, action.chunk), t)
+            times.waitMs += performance.now() - started
+            break
+          }
+          case "forward": {
+            const tape = Tape.make({ name: `rank ${rank} mb ${action.microBatch} chunk ${action.chunk}` })
+            const leaves: Array<[RankParams.Held, Tensor.Tensor]> = []
+            const cache = new Map<string, Tensor.Tensor>()
+            const param = (name: string) => {
+              const hit = cache.get(name)
+              if (hit !== undefined) return hit
+              const held = params.get(name)
+              if (held === undefined) throw new Error(`rank ${rank} does not hold parameter ${name}`)
+              const leaf = tape.parameter(held.value)
+              cache.set(name, leaf)
+              leaves.push([held, leaf])
+              return leaf
+            }
+            const stage = stageOf(action.chunk)
+            const got = received.get(key(action.microBatch, action.chunk))
+            received.delete(key(action.microBatch, action.chunk))
+            const input = got === undefined ? undefined : tape.parameter(got)
+            const data = Data.microBatch({ seed: setup.seed, step: k, dpRank: place.dp, index: action.microBatch, microBatch: batch.microBatch, microBatches, globalBatch: batch.globalBatch, seq: model.seq, vocab: model.vocab })
+            const range = chunks[action.chunk] as Partition.LayerRange
+            const ctx: Stage.StageContext = { model, microBatch: batch.microBatch, groups, cpRank: place.cp, tpRank: place.tp, microBatchesPerStep: microBatches * s.dp, auxLossCoeff: setup.auxLossCoeff, param }
+            const out = yield* Stage.forward(ctx, [range.start, range.end], input, data, stage === 0, stage === lastStage)
+            out.expertRows.forEach((rows, i) => {
+              const layer = range.start + i
+              const acc = expertRows.get(layer) ?? new Array<number>(rows.length).fill(0)
+              expertRows.set(layer, acc.map((v, e) => v + (rows[e] as number)))
+            })
+            if (out.loss !== undefined && place.tp === 0) lossShare += Tensor.item(out.loss)
+            lossShare += Tensor.item(out.aux)
+            inFlight.set(key(action.microBatch, action.chunk), { tape, input, out, leaves })
+            times.forwardMs += performance.now() - started
+            break
+          }
+          case "sendForward": {
+            const f = inFlight.get(key(action.microBatch, action.chunk)) as InFlight
+            yield* comm.send(ppGroup.ranks[action.toPp] as number, Tensor.detach(f.out.hidden as Tensor.Tensor), `fwd:${stageOf(action.chunk) + 1}:${action.microBatch}`)
+            break
+          }
+          case "recvBackward": {
+            const f = inFlight.get(key(action.microBatch, action.chunk)) as InFlight
+            f.dy = yield* comm.recv(ppGroup.ranks[action.fromPp] as number, `bwd:${stageOf(action.chunk)}:${action.microBatch}`)
+            times.waitMs += performance.now() - started
+            break
+          }
+          case "backward": {
+            const f = inFlight.get(key(action.microBatch, action.chunk)) as InFlight
+            const root = f.out.loss !== undefined ? add(f.out.loss, f.out.aux) : add(sumAll(mul(f.out.hidden as Tensor.Tensor, f.dy as Tensor.Tensor)), f.out.aux)
+            yield* f.tape.backwardEffect(root)
+            for (const [held, leaf] of f.leaves) {
+              const g = leaf.grad
+              if (g === undefined) continue
+              for (let i = 0; i < g.size; i++) held.grad[i] = (held.grad[i] as number) + (g.data[i] as number)
+            }
+            if (f.input !== undefined) f.dx = f.input.grad ?? Tensor.zeros(f.input.shape, { dtype: f.input.dtype })
+            if (stageOf(action.chunk) === 0) inFlight.delete(key(action.microBatch, action.chunk))
+            times.backwardMs += performance.now() - started
+            break
+          }
+          case "sendBackward": {
+            const f = inFlight.get(key(action.microBatch, action.chunk)) as InFlight
+            yield* comm.send(ppGroup.ranks[action.toPp] as number, f.dx as Tensor.Tensor, `bwd:${stageOf(action.chunk) - 1}:${action.microBatch}`)
+            inFlight.delete(key(action.microBatch, action.chunk))
+            break
+          }
+        }
+      }
+      yield* RankParams.synchronize(params, sync, setup.dtype)
+      const gradNorm = yield* RankParams.globalNorm(params, sync, rank)
+      const lr = Optimizer.learningRate(setup.optimizer, k)
+      const clip = Math.min(1, setup.optimizer.clip / (gradNorm + 1e-6))
+      Optimizer.step(setup.optimizer, params, moments, k + 1, lr, clip)
+      return {
+        loss: lossShare,
+        gradNorm,
+        lr,
+        expertRows: [...expertRows].map(([layer, rows]) => ({ layer, rows })),
+        ...times,
+      } satisfies StepReport
+    })
+
+  return { rank, place, params, moments, step, schedule, microBatches }
+}
+
+/**
+ * A rank's trainer.
+ * @category models
+ */
+export type RankTrainer = ReturnType<typeof make>

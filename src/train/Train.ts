@@ -1,0 +1,99 @@
+/**
+ * Train: a supervised training job. Every rank is an actor holding its RankTrainer; the driver
+ * asks all ranks for step k at once, gathers their reports and publishes one summary per step.
+ * One failing rank ends the job naming it (ActorJob).
+ */
+import * as Effect from "effect/Effect"
+import type { Logger } from "pino"
+import * as Folding from "../mapping/Folding.js"
+import * as ActorJob from "../runtime/ActorJob.js"
+import type * as Job from "../runtime/Job.js"
+import * as ModelConfig from "./ModelConfig.js"
+import * as RankTrainer from "./RankTrainer.js"
+
+/**
+ * One step of the whole job.
+ * @category models
+ */
+export interface StepSummary {
+  readonly step: number
+  readonly loss: number
+  readonly gradNorm: number
+  readonly lr: number
+  readonly tokens: number
+  readonly seconds: number
+  /** Per MoE layer: max over experts of rows / mean rows (1 is perfect balance). */
+  readonly imbalance: ReadonlyArray<{ readonly layer: number; readonly value: number }>
+  /** Per rank: forward, backward and waiting milliseconds. */
+  readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs">>
+}
+
+type Protocol = { Step: readonly [number, RankTrainer.StepReport] }
+
+/**
+ * Options of a training run.
+ * @category models
+ */
+export interface RunOptions {
+  readonly steps: number
+  readonly backend?: Job.JobOptions["backend"]
+  readonly timeoutMs?: number
+  readonly log?: Logger
+  readonly onStep?: (summary: StepSummary) => void
+}
+
+const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>, tokens: number, seconds: number): StepSummary => {
+  const byLayer = new Map<number, Array<number>>()
+  for (const r of reports) for (const e of r.expertRows) byLayer.set(e.layer, [...(byLayer.get(e.layer) ?? []), ...e.rows])
+  const imbalance = [...byLayer]
+    .sort((a, b) => a[0] - b[0])
+    .map(([layer, rows]) => {
+      const mean = rows.reduce((a, b) => a + b, 0) / Math.max(1, rows.length)
+      return { layer, value: mean === 0 ? 1 : Math.max(...rows) / mean }
+    })
+  return {
+    step,
+    loss: reports.reduce((a, r) => a + r.loss, 0),
+    gradNorm: reports[0]?.gradNorm ?? 0,
+    lr: reports[0]?.lr ?? 0,
+    tokens,
+    seconds,
+    imbalance,
+    ranks: reports.map((r) => ({ forwardMs: r.forwardMs, backwardMs: r.backwardMs, waitMs: r.waitMs })),
+  }
+}
+
+/**
+ * Trains for `steps` steps; returns every step's summary.
+ * @category constructors
+ */
+export const run = (setup: RankTrainer.TrainSetup, options: RunOptions) => {
+  ModelConfig.check(setup.model, setup.batch, setup.parallel)
+  const fold = Folding.make(setup.parallel)
+  const tokens = setup.batch.globalBatch * setup.model.seq
+  return ActorJob.run<Protocol, unknown, never, Array<StepSummary>, unknown>(
+    {
+      world: setup.parallel.world,
+      ...(options.backend === undefined ? {} : { backend: options.backend }),
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      ...(options.log === undefined ? {} : { log: options.log }),
+      place: (rank) => Folding.place(fold, rank),
+    },
+    ({ rank }) => Effect.sync(() => {
+      const trainer = RankTrainer.make(setup, rank)
+      return { Step: (k: number) => trainer.step(k) }
+    }),
+    (refs) =>
+      Effect.gen(function* () {
+        const out: Array<StepSummary> = []
+        for (let k = 0; k < options.steps; k++) {
+          const started = performance.now()
+          const reports = yield* Effect.forEach(refs, (ref) => ref.ask("Step", k), { concurrency: "unbounded" })
+          const summary = summarize(k, reports, tokens, (performance.now() - started) / 1000)
+          options.onStep?.(summary)
+          out.push(summary)
+        }
+        return out
+      }),
+  )
+}
