@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type { Logger } from "pino"
-import { Communicator } from "../comm/Communicator.js"
+import { Communicator, type CommunicatorShape } from "../comm/Communicator.js"
 import * as Actor from "./Actor.js"
 import * as Job from "./Job.js"
 import { RankFailed } from "./JobError.js"
@@ -48,6 +48,8 @@ export interface ActorJobOptions extends Job.JobOptions {
   readonly log?: Logger
   /** Each rank's logger fields (its coordinates), when known. */
   readonly place?: (rank: number) => Parameters<typeof Log.forRank>[2]
+  /** Wraps each rank's communicator (tracing). */
+  readonly wrap?: (rank: number, comm: CommunicatorShape) => CommunicatorShape
 }
 
 /**
@@ -68,7 +70,8 @@ export const run = <P extends Actor.Protocol, E, Ev, A, E2>(
       const refs: Array<Actor.ActorRef<P, E>> = []
       for (let rank = 0; rank < options.world; rank++) {
         const log = Log.forRank(root, rank, options.place?.(rank))
-        const comm = LoggedCommunicator.make(fabric.communicator(rank), log)
+        const logged = LoggedCommunicator.make(fabric.communicator(rank), log)
+        const comm = options.wrap === undefined ? logged : options.wrap(rank, logged)
         const emit = (event: Ev) => void Queue.offerUnsafe(events, { rank, event })
         const behavior = yield* build({ rank, log, emit }).pipe(
           Effect.provideService(Communicator, comm),

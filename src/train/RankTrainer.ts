@@ -18,6 +18,7 @@ import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import type { Action } from "../pipeline/Action.js"
 import * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
+import type * as Trace from "../runtime/Trace.js"
 import type * as DType from "../tensor/DType.js"
 import { add, mul } from "../tensor/ops/Elementwise.js"
 import { sumAll } from "../tensor/ops/Reduce.js"
@@ -42,6 +43,8 @@ export interface TrainSetup {
   readonly dtype: DType.DType
   readonly optimizer: Optimizer.OptimizerConfig
   readonly auxLossCoeff: number
+  /** Receives a span for every forward, backward and wait, and one per step (tracing). */
+  readonly span?: ((span: Trace.Span) => void) | undefined
 }
 
 /**
@@ -113,6 +116,8 @@ export const make = (setup: TrainSetup, rank: number) => {
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
       const received = new Map<string, Tensor.Tensor>()
+      const stepStarted = performance.now()
+      const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
       for (const action of actions) {
         const started = performance.now()
         switch (action._tag) {
@@ -120,6 +125,7 @@ export const make = (setup: TrainSetup, rank: number) => {
             const t = yield* comm.recv(ppGroup.ranks[action.fromPp] as number, `fwd:${stageOf(action.chunk)}:${action.microBatch}`)
             received.set(key(action.microBatch, action.chunk), t)
             times.waitMs += performance.now() - started
+            span(`wait activation mb ${action.microBatch}`, started)
             break
           }
           case "forward": {
@@ -153,6 +159,7 @@ export const make = (setup: TrainSetup, rank: number) => {
             lossShare += Tensor.item(out.aux)
             inFlight.set(key(action.microBatch, action.chunk), { tape, input, out, leaves })
             times.forwardMs += performance.now() - started
+            span(`forward mb ${action.microBatch} chunk ${action.chunk}`, started)
             break
           }
           case "sendForward": {
@@ -164,6 +171,7 @@ export const make = (setup: TrainSetup, rank: number) => {
             const f = inFlight.get(key(action.microBatch, action.chunk)) as InFlight
             f.dy = yield* comm.recv(ppGroup.ranks[action.fromPp] as number, `bwd:${stageOf(action.chunk)}:${action.microBatch}`)
             times.waitMs += performance.now() - started
+            span(`wait gradient mb ${action.microBatch}`, started)
             break
           }
           case "backward": {
@@ -178,6 +186,7 @@ export const make = (setup: TrainSetup, rank: number) => {
             if (f.input !== undefined) f.dx = f.input.grad ?? Tensor.zeros(f.input.shape, { dtype: f.input.dtype })
             if (stageOf(action.chunk) === 0) inFlight.delete(key(action.microBatch, action.chunk))
             times.backwardMs += performance.now() - started
+            span(`backward mb ${action.microBatch} chunk ${action.chunk}`, started)
             break
           }
           case "sendBackward": {
@@ -188,11 +197,14 @@ export const make = (setup: TrainSetup, rank: number) => {
           }
         }
       }
+      const syncStarted = performance.now()
       yield* RankParams.synchronize(params, sync, setup.dtype)
       const gradNorm = yield* RankParams.globalNorm(params, sync, rank)
       const lr = Optimizer.learningRate(setup.optimizer, k)
       const clip = Math.min(1, setup.optimizer.clip / (gradNorm + 1e-6))
       Optimizer.step(setup.optimizer, params, moments, k + 1, lr, clip)
+      span("gradient sync + optimizer", syncStarted)
+      setup.span?.({ rank, name: `step ${k}`, category: "step", start: stepStarted, end: performance.now() })
       return {
         loss: lossShare,
         gradNorm,

@@ -6,8 +6,10 @@
 import * as Effect from "effect/Effect"
 import type { Logger } from "pino"
 import * as Folding from "../mapping/Folding.js"
+import * as Checkpoint from "./Checkpoint.js"
 import * as ActorJob from "../runtime/ActorJob.js"
 import type * as Job from "../runtime/Job.js"
+import type * as Trace from "../runtime/Trace.js"
 import * as ModelConfig from "./ModelConfig.js"
 import * as RankTrainer from "./RankTrainer.js"
 
@@ -28,7 +30,11 @@ export interface StepSummary {
   readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs">>
 }
 
-type Protocol = { Step: readonly [number, RankTrainer.StepReport] }
+type Protocol = {
+  Step: readonly [number, RankTrainer.StepReport]
+  Save: readonly [string, void]
+  Load: readonly [string, void]
+}
 
 /**
  * Options of a training run.
@@ -40,6 +46,12 @@ export interface RunOptions {
   readonly timeoutMs?: number
   readonly log?: Logger
   readonly onStep?: (summary: StepSummary) => void
+  /** Records every rank's spans (forward, backward, collectives, idle). */
+  readonly tracer?: Trace.Tracer
+  /** Writes a checkpoint here after the last step (atomically). */
+  readonly save?: string
+  /** Starts from this checkpoint (saved under any mapping): its step, weights and moments. */
+  readonly resume?: string
 }
 
 const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>, tokens: number, seconds: number): StepSummary => {
@@ -78,20 +90,48 @@ export const run = (setup: RankTrainer.TrainSetup, options: RunOptions) => {
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       ...(options.log === undefined ? {} : { log: options.log }),
       place: (rank) => Folding.place(fold, rank),
+      ...(options.tracer === undefined ? {} : { wrap: (rank: number, comm: Parameters<Trace.Tracer["wrap"]>[1]) => (options.tracer as Trace.Tracer).wrap(rank, comm) }),
     },
     ({ rank }) => Effect.sync(() => {
-      const trainer = RankTrainer.make(setup, rank)
-      return { Step: (k: number) => trainer.step(k) }
+      const tracer = options.tracer
+      const trainer = RankTrainer.make(tracer === undefined ? setup : { ...setup, span: (span) => tracer.record(span) }, rank)
+      return {
+        Step: (k: number) => trainer.step(k),
+        Save: (dir: string) => Effect.sync(() => Checkpoint.writeRank(dir, rank, trainer.params, trainer.moments)),
+        Load: (dir: string) => Effect.sync(() => Checkpoint.loadInto(dir, trainer.params, trainer.moments)),
+      }
     }),
     (refs) =>
       Effect.gen(function* () {
         const out: Array<StepSummary> = []
-        for (let k = 0; k < options.steps; k++) {
+        let first = 0
+        if (options.resume !== undefined) {
+          const dir = options.resume
+          first = Checkpoint.manifest(dir).step
+          yield* Effect.forEach(refs, (ref) => ref.ask("Load", dir), { concurrency: "unbounded" })
+        }
+        for (let k = first; k < options.steps; k++) {
           const started = performance.now()
           const reports = yield* Effect.forEach(refs, (ref) => ref.ask("Step", k), { concurrency: "unbounded" })
           const summary = summarize(k, reports, tokens, (performance.now() - started) / 1000)
           options.onStep?.(summary)
           out.push(summary)
+        }
+        if (options.save !== undefined) {
+          const dir = options.save
+          Checkpoint.begin(dir)
+          yield* Effect.forEach(refs, (ref) => ref.ask("Save", dir), { concurrency: "unbounded" })
+          const s = setup.parallel.sizes
+          Checkpoint.commit(dir, {
+            step: Math.max(first, options.steps),
+            seed: setup.seed,
+            dtype: setup.dtype,
+            world: setup.parallel.world,
+            mapping: { ...s, vpp: setup.parallel.vpp ?? null, order: setup.parallel.order.written.join("-") },
+            model: setup.model,
+            batch: setup.batch,
+            ranks: setup.parallel.world,
+          })
         }
         return out
       }),

@@ -1,0 +1,74 @@
+/**
+ * Trace: spans of every rank (forward, backward, collectives, waiting, idle) written as a
+ * Chrome / Perfetto trace, so a user sees the pipeline bubbles and the all-to-all time.
+ *
+ * Each rank is one process row ("rank 3 (tp 1, cp 0, ...)") with two threads: compute
+ * (forward, backward, wait) and communication (every collective from issue to completion).
+ * Gaps between a rank's compute spans inside a step become explicit "idle" spans.
+ */
+import * as Effect from "effect/Effect"
+import type { CommunicatorShape } from "../comm/Communicator.js"
+import * as Group from "../comm/Group.js"
+
+/**
+ * One span.
+ * @category models
+ */
+export interface Span {
+  readonly rank: number
+  readonly name: string
+  readonly category: "compute" | "comm" | "idle" | "step"
+  /** Milliseconds (performance.now). */
+  readonly start: number
+  readonly end: number
+}
+
+/**
+ * Collects spans from every rank of a job.
+ * @category models
+ */
+export class Tracer {
+  readonly spans: Array<Span> = []
+  readonly origin = performance.now()
+
+  record(span: Span): void {
+    this.spans.push(span)
+  }
+
+  /** A communicator that records a span for every collective of `rank`. */
+  wrap(rank: number, inner: CommunicatorShape): CommunicatorShape {
+    return {
+      ...inner,
+      issue: (group, request) =>
+        Effect.map(inner.issue(group, request), (pending) => {
+          const start = performance.now()
+          return { await: Effect.tap(pending.await, () => Effect.sync(() => this.record({ rank, name: `${request.op} ${Group.format(group)}`, category: "comm", start, end: performance.now() }))) }
+        }),
+    }
+  }
+
+  /** The trace as Chrome trace-event JSON, with idle spans filling the gaps between compute. */
+  toChrome(labels: (rank: number) => string): { traceEvents: Array<Record<string, unknown>>; displayTimeUnit: string } {
+    const events: Array<Record<string, unknown>> = []
+    const ranks = [...new Set(this.spans.map((s) => s.rank))].sort((a, b) => a - b)
+    const us = (ms: number) => Math.round((ms - this.origin) * 1000)
+    for (const rank of ranks) {
+      events.push({ name: "process_name", ph: "M", pid: rank, args: { name: labels(rank) } })
+      events.push({ name: "thread_name", ph: "M", pid: rank, tid: 0, args: { name: "compute" } })
+      events.push({ name: "thread_name", ph: "M", pid: rank, tid: 1, args: { name: "communication" } })
+      const mine = this.spans.filter((s) => s.rank === rank)
+      const steps = mine.filter((s) => s.category === "step")
+      for (const s of mine) events.push({ name: s.name, cat: s.category, ph: "X", ts: us(s.start), dur: Math.max(0, us(s.end) - us(s.start)), pid: rank, tid: s.category === "comm" ? 1 : 0 })
+      // Idle: inside each step, time on the compute row covered by nothing.
+      for (const step of steps) {
+        const inside = mine.filter((s) => s.category === "compute" && s.start >= step.start && s.end <= step.end).sort((a, b) => a.start - b.start)
+        let cursor = step.start
+        for (const s of [...inside, { start: step.end, end: step.end }]) {
+          if (s.start - cursor > 0.01) events.push({ name: "idle", cat: "idle", ph: "X", ts: us(cursor), dur: us(s.start) - us(cursor), pid: rank, tid: 0 })
+          cursor = Math.max(cursor, s.end)
+        }
+      }
+    }
+    return { traceEvents: events, displayTimeUnit: "ms" }
+  }
+}
