@@ -9,16 +9,20 @@ import * as ConfigError from "../mapping/ConfigError.js"
 import * as DemoCommand from "./DemoCommand.js"
 import * as ExitCode from "./ExitCode.js"
 import * as GroupsCommand from "./GroupsCommand.js"
+import * as TrainCommand from "./TrainCommand.js"
+import * as VerifyCommand from "./VerifyCommand.js"
 import * as MoeCommand from "./MoeCommand.js"
 import type { Io } from "./Io.js"
 
 interface Command {
   readonly summary: string
-  readonly run: (argv: ReadonlyArray<string>, io: Io) => number
+  readonly run: (argv: ReadonlyArray<string>, io: Io) => number | Promise<number>
 }
 
 const commands: Readonly<Record<string, Command>> = {
   groups: { summary: "compute, check, explain and draw a folded parallel mapping", run: GroupsCommand.run },
+  train: { summary: "train the Mixtral-like MoE model on local ranks (the default job)", run: TrainCommand.run },
+  verify: { summary: "train under a mapping and on one rank; exit 0 only if they agree", run: VerifyCommand.run },
   demo: { summary: "the default job: a 16-rank folded example and its picture", run: DemoCommand.run },
   moe: { summary: "replay one rank's MoE routing case (route, drop/pad, permute)", run: MoeCommand.run },
 }
@@ -43,7 +47,7 @@ exit status: 0 success, 1 internal error, 2 input that cannot work (one line nam
  * Runs `pleat` with `argv` (the words after the program name); returns the exit status.
  * @category constructors
  */
-export const run = (argv: ReadonlyArray<string>, io: Io): number => {
+export const run = (argv: ReadonlyArray<string>, io: Io): number | Promise<number> => {
   const [name, ...rest] = argv
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     io.stdout(usage)
@@ -54,9 +58,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     io.stderr(`pleat: command: "${name}" is not a pleat command; fix: use one of ${Object.keys(commands).join(", ")}\n`)
     return ExitCode.badInput
   }
-  try {
-    return command.run(rest, io)
-  } catch (error) {
+  const report = (error: unknown): number => {
     if (ConfigError.isConfigError(error)) {
       io.stderr(`pleat ${name}: ${error.message}\n`)
       return ExitCode.badInput
@@ -64,5 +66,12 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     const detail = error instanceof Error ? (error.stack ?? error.message) : String(error)
     io.stderr(`pleat ${name}: internal error (please report): ${detail}\n`)
     return ExitCode.failure
+  }
+  try {
+    const status = command.run(rest, io)
+    // Long commands (train, verify) are asynchronous; their failures map the same way.
+    return typeof status === "number" ? status : status.catch(report)
+  } catch (error) {
+    return report(error)
   }
 }

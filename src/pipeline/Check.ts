@@ -84,7 +84,14 @@ export interface Blocked {
  * @category errors
  */
 export type CheckError =
-  | { readonly _tag: "Mismatch"; readonly link: Link; readonly receiver: At; readonly sender: At; readonly expected: Item; readonly arrived: Item }
+  | {
+      readonly _tag: "Mismatch"
+      readonly link: Link
+      readonly receiver: At
+      readonly sender: At
+      readonly expected: Item
+      readonly arrived: Item
+    }
   | { readonly _tag: "Deadlock"; readonly blocked: ReadonlyArray<Blocked>; readonly cycle: ReadonlyArray<number> }
   | { readonly _tag: "Leftover"; readonly messages: ReadonlyArray<InFlight> }
   | { readonly _tag: "Invalid"; readonly at: At; readonly reason: string }
@@ -172,7 +179,14 @@ export const check = (input: CheckInput, options?: CheckOptions): Result.Result<
       const head = q.items[q.head]
       if (head === undefined) return "blocked"
       if (head.microBatch !== a.microBatch || head.chunk !== a.chunk) {
-        return { _tag: "Mismatch", link: head.link, receiver: at, sender: head.sender, expected: { microBatch: a.microBatch, chunk: a.chunk }, arrived: { microBatch: head.microBatch, chunk: head.chunk } }
+        return {
+          _tag: "Mismatch",
+          link: head.link,
+          receiver: at,
+          sender: head.sender,
+          expected: { microBatch: a.microBatch, chunk: a.chunk },
+          arrived: { microBatch: head.microBatch, chunk: head.chunk },
+        }
       }
       q.head++
       delivered++
@@ -223,7 +237,10 @@ export const check = (input: CheckInput, options?: CheckOptions): Result.Result<
         const n = st.backwardCount[a.chunk] ?? 0
         const oldest = st.forwardOrder[a.chunk]?.[n]
         if (fifo && oldest !== a.microBatch) {
-          return invalid(`${where} runs the backward of micro-batch ${a.microBatch}, but its oldest saved forward is micro-batch ${oldest} (saved activations are a FIFO)`)
+          return invalid(
+            `${where} runs the backward of micro-batch ${a.microBatch}, but its oldest saved forward is ` +
+              `micro-batch ${oldest} (saved activations are a FIFO)`,
+          )
         }
         st.backwardCount[a.chunk] = n + 1
         st.backwarded.add(key)

@@ -116,7 +116,8 @@ const checkGroupSize = (
   }
   const r = m % n
   if (r > 0 && r < pp) {
-    const alternatives = n > pp ? `${m - r} (a multiple of ${n}) or ${m - r + pp} (remainder ${pp})` : `${m - r} or ${m - r + n} (multiples of ${n})`
+    const above = n > pp ? `${m - r + pp} (remainder ${pp})` : `${m - r + n} (the next multiple)`
+    const alternatives = `${m - r} (a multiple of ${n}) or ${above}`
     return Result.fail(
       ConfigError.make(
         "microBatches",

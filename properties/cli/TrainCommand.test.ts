@@ -1,0 +1,81 @@
+// `pleat train` and `pleat verify` as users run them: summary, JSON step lines, trace file,
+// config files, rejected configurations, and verify's exit status.
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import { memoryIo } from "../../src/cli/Io.js"
+
+const run = async (argv: ReadonlyArray<string>) => {
+  const io = memoryIo()
+  const status = await Cli.run(argv, io)
+  return { status, out: io.out, err: io.err, files: io.files }
+}
+
+const model = ["--world", "4", "--tp", "1", "--cp", "2", "--pp", "2", "--ep", "2", "--hidden", "16", "--seq", "8", "--global-batch", "4"]
+const small = ["--steps", "3", ...model]
+
+describe("pleat train", () => {
+  test("prints a summary: final loss, tokens/s, FLOPs, load imbalance per MoE layer; writes a trace", async () => {
+    const r = await run(["train", ...small, "--trace", "trace.json"])
+    expect(r.status, r.err).toBe(0)
+    expect(r.out).toMatch(/final loss \d+\.\d+ \(step 1: \d+\.\d+\)/)
+    expect(r.out).toMatch(/tokens\/s over 3 steps/)
+    expect(r.out).toMatch(/model FLOPs per step [\d.e+]+; achieved [\d.e+]+ FLOP\/s/)
+    expect(r.out).toMatch(/layer 0: \d+\.\d\d, layer 1: \d+\.\d\d/)
+    const trace = JSON.parse(r.files.get("trace.json") ?? "{}") as { traceEvents: Array<{ cat?: string; name: string; pid?: number }> }
+    const cats = new Set(trace.traceEvents.map((e) => e.cat))
+    for (const c of ["compute", "comm", "idle", "step"]) expect(cats.has(c), c).toBe(true)
+    expect(trace.traceEvents.some((e) => e.name.startsWith("allToAllV"))).toBe(true)
+    expect(new Set(trace.traceEvents.map((e) => e.pid)).size).toBe(4)
+  }, 60_000)
+
+  test("--log json prints one pino line per step with step, loss, lr, tokensPerSec", async () => {
+    const r = await run(["train", ...small, "--log", "json"])
+    expect(r.status, r.err).toBe(0)
+    const lines = r.out.trim().split("\n").map((l) => JSON.parse(l) as Record<string, number>)
+    expect(lines.map((l) => l.step)).toEqual([1, 2, 3])
+    for (const l of lines) for (const k of ["loss", "lr", "tokensPerSec"]) expect(typeof l[k]).toBe("number")
+  }, 60_000)
+
+  test("a configuration that cannot work exits 2 with one line naming the field", async () => {
+    const cases: Array<[Array<string>, string]> = [
+      [["--layers", "3"], "layers: 3 is not divisible by pp*vpp"],
+      [["--heads", "3", "--hidden", "33"], "heads: 3 is not divisible by tp = 2"],
+      [["--seq", "10"], "seq: 10 is not divisible by 2*cp = 4"],
+      [["--experts", "3"], "experts: 3 is not divisible by ep = 2"],
+      [["--global-batch", "3", "--micro-batch", "2"], "global-batch: 3 is not divisible by micro-batch*dp = 2*1"],
+      [["--dtype", "float16"], "dtype: \"float16\" is not allowed"],
+      [["--world", "12"], "world: 12 is not divisible by tp*cp*pp"],
+    ]
+    for (const [args, message] of cases) {
+      const r = await run(["train", ...args])
+      expect(r.status, args.join(" ")).toBe(2)
+      expect(r.err.trimEnd().split("\n")).toHaveLength(1)
+      expect(r.err).toContain(message)
+    }
+  })
+
+  test("a config file sets the same keys; flags win; unknown keys are refused", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-config-"))
+    const file = path.join(dir, "job.json")
+    writeFileSync(file, JSON.stringify({ steps: 2, world: 2, tp: 1, cp: 1, pp: 2, ep: 1, hidden: 16, seq: 8, "global-batch": 4, log: "json" }))
+    const r = await run(["train", "--config", file, "--steps", "1"])
+    expect(r.status, r.err).toBe(0)
+    expect(r.out.trim().split("\n")).toHaveLength(1)
+    writeFileSync(file, JSON.stringify({ stepz: 2 }))
+    const bad = await run(["train", "--config", file])
+    expect(bad.status).toBe(2)
+    expect(bad.err).toContain('has the unknown key "stepz"')
+    expect(readFileSync(file, "utf8")).toContain("stepz")
+  })
+})
+
+describe("pleat verify", () => {
+  test("a folded mapping agrees with one rank in float64 and exits 0", async () => {
+    const r = await run(["verify", ...model, "--dtype", "float64", "--steps", "2"])
+    expect(r.status, r.out + r.err).toBe(0)
+    expect(r.out).toMatch(/largest relative difference: loss [\d.e+-]+, gradient norm [\d.e+-]+ \(tolerance 1e-9 for float64\): OK/)
+  }, 60_000)
+})
