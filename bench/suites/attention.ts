@@ -1,0 +1,109 @@
+/**
+ * attention: the transformer block (RMSNorm -> attention -> residual -> RMSNorm -> MLP ->
+ * residual) forward + backward, on one rank and on 8 local ranks (tp 2 x cp 2 x dp 2, sequence
+ * parallel), with the same FLOPs: the 8 ranks process the 2 dp batches that one rank processes
+ * one after the other. The local backend runs every rank on this thread, so the ideal time
+ * ratio is 1 (limit 1; ratio above 1 is the parallel overhead). Also tokens/s of each, and
+ * context parallelism by allgather of K/V against the p2p ring (same math), as a time ratio.
+ */
+import * as Effect from "effect/Effect"
+import * as ParallelLinear from "../../src/attention/ParallelLinear.js"
+import type * as SelfAttention from "../../src/attention/SelfAttention.js"
+import * as DenseMlp from "../../src/attention/DenseMlp.js"
+import * as Group from "../../src/comm/Group.js"
+import * as Folding from "../../src/mapping/Folding.js"
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as Block from "../../src/model/Block.js"
+import * as Job from "../../src/runtime/Job.js"
+import { sumAll } from "../../src/tensor/ops/Reduce.js"
+import * as Shape from "../../src/tensor/ops/Shape.js"
+import * as Tape from "../../src/tensor/Tape.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
+import { type BenchContext, type BenchRecord, record } from "../harness.js"
+
+let seed = 11
+const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1
+const tensor = (shape: Array<number>) => {
+  const t = Tensor.zeros(shape)
+  for (let i = 0; i < t.size; i++) t.data[i] = random() * 0.3
+  return t
+}
+
+const hidden = 128
+const heads = 4
+const kvHeads = 2
+const headDim = hidden / heads
+const ffn = 256
+const seq = 256
+const batch = 1
+
+const weights = () => ({
+  attentionNorm: Tensor.full([hidden], 1),
+  ffnNorm: Tensor.full([hidden], 1),
+  wq: tensor([hidden, heads * headDim]),
+  wk: tensor([hidden, kvHeads * headDim]),
+  wv: tensor([hidden, kvHeads * headDim]),
+  wo: tensor([heads * headDim, hidden]),
+  wGate: tensor([hidden, ffn]),
+  wUp: tensor([hidden, ffn]),
+  wDown: tensor([ffn, hidden]),
+})
+
+const wallSeconds = async (f: () => Promise<unknown>, repeats: number) => {
+  await f()
+  const started = performance.now()
+  for (let i = 0; i < repeats; i++) await f()
+  return (performance.now() - started) / 1000 / repeats
+}
+
+export default async function run(ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> {
+  const w = weights()
+  const xs = [tensor([batch * seq, hidden]), tensor([batch * seq, hidden])]
+  const one = Group.make("one", [0])
+  const block = (x: Tensor.Tensor, tp: Group.Group, cp: Group.Group, cpRank: number, tpRank: number, sp: boolean, exchange: "allgather" | "ring") =>
+    Effect.gen(function* () {
+      const tape = Tape.make()
+      const n = tp.ranks.length
+      const p = (t: Tensor.Tensor) => tape.parameter(t)
+      const attention: SelfAttention.AttentionConfig = { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel: sp, cpExchange: exchange }
+      const bw = {
+        attentionNorm: p(w.attentionNorm),
+        ffnNorm: p(w.ffnNorm),
+        attention: { wq: p(ParallelLinear.columnShard(w.wq, tpRank, n)), wk: p(ParallelLinear.columnShard(w.wk, tpRank, n)), wv: p(ParallelLinear.columnShard(w.wv, tpRank, n)), wo: p(ParallelLinear.rowShard(w.wo, tpRank, n)) },
+      }
+      const mlp = { wGate: p(ParallelLinear.columnShard(w.wGate, tpRank, n)), wUp: p(ParallelLinear.columnShard(w.wUp, tpRank, n)), wDown: p(ParallelLinear.rowShard(w.wDown, tpRank, n)) }
+      const out = yield* Block.forward(p(x), bw, attention, cpRank, (t) => DenseMlp.forward(t, mlp, { tp, sequenceParallel: sp }))
+      yield* tape.backwardEffect(sumAll(out))
+    })
+  const single = () => Job.runPromise({ world: 1 }, () => Effect.forEach(xs, (x) => block(x, one, one, 0, 0, false, "allgather")))
+  const config = ParallelConfig.make({ world: 8, tp: 2, cp: 2 })
+  const fold = Folding.make(config)
+  const parallel = (exchange: "allgather" | "ring") => () =>
+    Job.runPromise({ world: 8, backend: "local-zero-copy" }, (rank) => {
+      const p = Folding.place(fold, rank)
+      // This rank's rows: its cp positions of its dp batch, then its tp block (sequence parallel).
+      const positions = Array.from({ length: seq / 2 }, (_, i) => (i < seq / 4 ? p.cp * (seq / 4) + i : (3 - p.cp) * (seq / 4) + i - seq / 4))
+      const rows = positions.slice(p.tp * (seq / 4), (p.tp + 1) * (seq / 4))
+      const full = xs[p.dp] as Tensor.Tensor
+      const x = Tensor.fromArray(rows.flatMap((r) => Array.from(Shape.rows(full, r, r + 1).data)), [rows.length, hidden])
+      return block(x, Group.ofFamily(config, "tp", rank), Group.ofFamily(config, "cp", rank), p.cp, p.tp, true, exchange)
+    })
+  const oneSeconds = await wallSeconds(single, 3)
+  // Alternate the two exchanges so JIT warm-up and machine noise fall on both alike.
+  let gatherSeconds = 0
+  let ringSeconds = 0
+  for (let round = 0; round < 3; round++) {
+    gatherSeconds += await wallSeconds(parallel("allgather"), 1)
+    ringSeconds += await wallSeconds(parallel("ring"), 1)
+  }
+  gatherSeconds /= 3
+  ringSeconds /= 3
+  const tokens = 2 * batch * seq
+  ctx.log(`attention: block fwd+bwd one rank ${(oneSeconds * 1e3).toFixed(0)} ms, 8 ranks ${(gatherSeconds * 1e3).toFixed(0)} ms (allgather) ${(ringSeconds * 1e3).toFixed(0)} ms (ring)`)
+  return [
+    record(ctx, { case: `block fwd+bwd, 1 rank (H ${hidden}, S ${seq}, 2 sequences)`, metric: "throughput", value: tokens / oneSeconds, unit: "tokens/s", limit: tokens / oneSeconds }),
+    record(ctx, { case: `block fwd+bwd, 8 ranks tp2 x cp2 x dp2, SP (same FLOPs)`, metric: "throughput", value: tokens / gatherSeconds, unit: "tokens/s", limit: tokens / oneSeconds }),
+    record(ctx, { case: `block fwd+bwd, 8 ranks vs 1 rank`, metric: "time ratio", value: gatherSeconds / oneSeconds, unit: "x", limit: 1 }),
+    record(ctx, { case: `context parallel K/V: ring vs allgather (8 ranks)`, metric: "time ratio", value: ringSeconds / gatherSeconds, unit: "x", limit: 1 }),
+  ]
+}

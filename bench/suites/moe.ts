@@ -1,0 +1,129 @@
+/**
+ * moe: permute / unpermute bandwidth, dispatcher throughput, and the parallel overhead of the
+ * MoE layer, each against a limit measured in the same run.
+ *
+ * permute+unpermute (float32, T = 16384 tokens): permute copies N = T*k rows of H floats,
+ * unpermute scatter-adds them back; counted like memcpy (each byte read once and written once):
+ * 2 * N*H*4 per pass, 4 * N*H*4 for the pair. Limit: memcpyBandwidth(N*H*4).
+ * dispatcher (all-to-all, identity experts, T = 2048 tokens of H = 1024 per rank, E = 16, k 2):
+ * tokens per second through dispatch + combine at EP 1, 2, 4, 8 on the local backend. Limit:
+ * the tokens per second a memcpy of the same bytes allows (each routed row crosses twice).
+ * layer overhead: the MoE layer forward + backward on 8 ranks (attention TP2 x CP2 x DP2 folded
+ * into EP8) against the same layer on one rank with all tokens and experts (same FLOPs, and the
+ * local backend runs every rank on this thread): value = time(8 ranks) / time(1 rank), limit
+ * 1 (no overhead); the issue's target is at most 1.5.
+ */
+import * as Effect from "effect/Effect"
+import * as Group from "../../src/comm/Group.js"
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as AllToAllDispatcher from "../../src/moe/AllToAllDispatcher.js"
+import * as MoeLayer from "../../src/moe/MoeLayer.js"
+import * as Permute from "../../src/moe/Permute.js"
+import * as RoutingMap from "../../src/moe/RoutingMap.js"
+import * as Job from "../../src/runtime/Job.js"
+import { mul } from "../../src/tensor/ops/Elementwise.js"
+import * as Reduce from "../../src/tensor/ops/Reduce.js"
+import { reshape, rows } from "../../src/tensor/ops/Shape.js"
+import * as Tape from "../../src/tensor/Tape.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
+import { type BenchContext, type BenchRecord, measure, record } from "../harness.js"
+import { memcpyBandwidth } from "../limits.js"
+
+let seed = 7
+const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1
+const tensor = (shape: Array<number>, dtype: "float32" | "float64" = "float32") => {
+  const t = Tensor.zeros(shape, { dtype })
+  for (let i = 0; i < t.size; i++) t.data[i] = random() * 0.5
+  return t
+}
+
+/** A map where token t picks k distinct experts (round-robin from a random start). */
+const mapOf = (t: number, e: number, k: number) => {
+  const mask = new Uint8Array(t * e)
+  for (let i = 0; i < t; i++) {
+    const start = Math.floor(((random() + 1) / 2) * e) % e
+    for (let j = 0; j < k; j++) mask[i * e + ((start + j * Math.max(1, Math.floor(e / k))) % e)] = 1
+  }
+  return RoutingMap.make(t, e, mask)
+}
+
+const wallSeconds = async (f: () => Promise<unknown>, repeats: number) => {
+  await f()
+  const started = performance.now()
+  for (let i = 0; i < repeats; i++) await f()
+  return (performance.now() - started) / 1000 / repeats
+}
+
+export default async function run(ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> {
+  const out: Array<BenchRecord> = []
+  const t = 16384
+  for (const h of [1024, 4096]) {
+    const x = tensor([t, h])
+    for (const e of [8, 64]) {
+      for (const k of [2, 8]) {
+        const map = mapOf(t, e, k)
+        const n = t * k
+        const seconds = await measure(`permute+unpermute H${h} E${e} k${k}`, () => {
+          const p = Permute.permute(x, map)
+          Permute.unpermute(p.permuted, p.sortedIndices, t)
+        }, { time: h * k > 8192 ? 600 : 300, warmupTime: 100 })
+        const limit = await memcpyBandwidth(n * h * 4)
+        out.push(record(ctx, { case: `permute+unpermute T${t} H${h} E${e} k${k}`, metric: "bandwidth", value: (4 * n * h * 4) / seconds / 1e9, unit: "GB/s", limit }))
+        ctx.log(`moe: permute+unpermute H${h} E${e} k${k}: ${(seconds * 1e3).toFixed(1)} ms`)
+      }
+    }
+  }
+
+  // Dispatcher throughput with identity experts.
+  const tokens = 2048
+  const hidden = 1024
+  const experts = 16
+  const identity = (r: Tensor.Tensor, p: Tensor.Tensor) => mul(r, reshape(p, [p.shape[0] as number, 1]))
+  for (const ep of [1, 2, 4, 8]) {
+    const config = ParallelConfig.make({ world: ep, ep, etp: 1 })
+    const xs = Array.from({ length: ep }, () => tensor([tokens, hidden]))
+    const maps = Array.from({ length: ep }, () => mapOf(tokens, experts, 2))
+    const probs = maps.map((m) => Tensor.fromArray(Array.from(m.mask, (v) => v * 0.5), [tokens, experts]))
+    const empty = Tensor.zeros([0, 0, 0])
+    const once = () =>
+      Job.runPromise({ world: ep, backend: "local-zero-copy" }, (rank) => {
+        const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
+        return AllToAllDispatcher.run({ tokens: xs[rank] as Tensor.Tensor, probs: probs[rank] as Tensor.Tensor, map: maps[rank] as RoutingMap.RoutingMap, numExperts: experts, experts: { wGate: empty, wUp: empty, wDown: empty }, groups, compute: identity })
+      })
+    const seconds = await wallSeconds(once, 3)
+    const rowBytes = hidden * 4
+    const bytes = ep * tokens * 2 * rowBytes * 2
+    const copy = await memcpyBandwidth(Math.min(bytes, 256 * 2 ** 20))
+    const limit = (copy * 1e9) / (2 * 2 * 2 * rowBytes) // tokens/s if every byte of the 2 crossings moved at copy speed (read + write)
+    out.push(record(ctx, { case: `all-to-all dispatch+combine EP${ep} (T ${tokens}/rank, H ${hidden}, E ${experts}, k 2)`, metric: "throughput", value: (ep * tokens) / seconds, unit: "tokens/s", limit }))
+    ctx.log(`moe: dispatcher EP${ep}: ${(seconds * 1e3).toFixed(1)} ms`)
+  }
+
+  // Layer overhead: 8 ranks against one, same tokens, experts and FLOPs.
+  const layer = { t: 256, h: 256, f: 512, e: 8 }
+  const world = 8
+  const config = ParallelConfig.make({ world, tp: 2, cp: 2, ep: 8, etp: 1 })
+  const router = tensor([layer.h, layer.e])
+  const wGate = tensor([layer.e, layer.h, layer.f])
+  const wUp = tensor([layer.e, layer.h, layer.f])
+  const wDown = tensor([layer.e, layer.f, layer.h])
+  const xs = Array.from({ length: world }, () => tensor([layer.t, layer.h]))
+  const moe: MoeLayer.MoeConfig = { numExperts: layer.e, router: { topk: 2, scoreFunction: "softmax" } }
+  const step = (x: Tensor.Tensor, w: MoeLayer.MoeWeights, groups: Parameters<typeof MoeLayer.forward>[3], tape: Tape.Tape) =>
+    Effect.gen(function* () {
+      const { output } = yield* MoeLayer.forward(tape.parameter(x), { router: tape.parameter(w.router), experts: { wGate: tape.parameter(w.experts.wGate), wUp: tape.parameter(w.experts.wUp), wDown: tape.parameter(w.experts.wDown) } }, moe, groups)
+      yield* tape.backwardEffect(Reduce.sumAll(output))
+    })
+  const parallel = () =>
+    Job.runPromise({ world, backend: "local-zero-copy" }, (rank) =>
+      step(xs[rank] as Tensor.Tensor, { router, experts: { wGate: rows(wGate, rank, rank + 1), wUp: rows(wUp, rank, rank + 1), wDown: rows(wDown, rank, rank + 1) } }, { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }, Tape.make()),
+    )
+  const all = Tensor.fromArray(xs.flatMap((x) => Array.from(x.data)), [world * layer.t, layer.h])
+  const one = Group.make("one", [0])
+  const single = () => Job.runPromise({ world: 1 }, () => step(all, { router, experts: { wGate, wUp, wDown } }, { ep: one, etp: one, etpEp: one }, Tape.make()))
+  const parallelSeconds = await wallSeconds(parallel, 3)
+  const singleSeconds = await wallSeconds(single, 3)
+  out.push(record(ctx, { case: `MoE layer fwd+bwd, 8 ranks (TP2xCP2xDP2 -> EP8) vs 1 rank`, metric: "time ratio", value: parallelSeconds / singleSeconds, unit: "x", limit: 1 }))
+  ctx.log(`moe: layer 8 ranks ${(parallelSeconds * 1e3).toFixed(0)} ms, 1 rank ${(singleSeconds * 1e3).toFixed(0)} ms`)
+  return out
+}
