@@ -111,3 +111,15 @@ export const record = (
  */
 export const toJsonLine = (r: BenchRecord): string =>
   JSON.stringify({ suite: r.suite, case: r.case, metric: r.metric, value: r.value, unit: r.unit, limit: r.limit, ratio: r.ratio })
+
+/**
+ * Mean wall-clock seconds of an asynchronous job over `repeats` runs after one warm-up run
+ * (for whole jobs, which tinybench's per-call timing does not fit).
+ * @category constructors
+ */
+export const wallSeconds = async (f: () => Promise<unknown>, repeats: number): Promise<number> => {
+  await f()
+  const started = performance.now()
+  for (let i = 0; i < repeats; i++) await f()
+  return (performance.now() - started) / 1000 / repeats
+}

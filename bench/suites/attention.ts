@@ -19,7 +19,7 @@ import { sumAll } from "../../src/tensor/ops/Reduce.js"
 import * as Shape from "../../src/tensor/ops/Shape.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
-import { type BenchContext, type BenchRecord, record } from "../harness.js"
+import { type BenchContext, type BenchRecord, record, wallSeconds } from "../harness.js"
 
 let seed = 11
 const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1
@@ -48,13 +48,6 @@ const weights = () => ({
   wUp: tensor([hidden, ffn]),
   wDown: tensor([ffn, hidden]),
 })
-
-const wallSeconds = async (f: () => Promise<unknown>, repeats: number) => {
-  await f()
-  const started = performance.now()
-  for (let i = 0; i < repeats; i++) await f()
-  return (performance.now() - started) / 1000 / repeats
-}
 
 export default async function run(ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> {
   const w = weights()

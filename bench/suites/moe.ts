@@ -26,7 +26,7 @@ import * as Reduce from "../../src/tensor/ops/Reduce.js"
 import { reshape, rows } from "../../src/tensor/ops/Shape.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
-import { type BenchContext, type BenchRecord, measure, record } from "../harness.js"
+import { type BenchContext, type BenchRecord, measure, record, wallSeconds } from "../harness.js"
 import { memcpyBandwidth } from "../limits.js"
 
 let seed = 7
@@ -45,13 +45,6 @@ const mapOf = (t: number, e: number, k: number) => {
     for (let j = 0; j < k; j++) mask[i * e + ((start + j * Math.max(1, Math.floor(e / k))) % e)] = 1
   }
   return RoutingMap.make(t, e, mask)
-}
-
-const wallSeconds = async (f: () => Promise<unknown>, repeats: number) => {
-  await f()
-  const started = performance.now()
-  for (let i = 0; i < repeats; i++) await f()
-  return (performance.now() - started) / 1000 / repeats
 }
 
 export default async function run(ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> {

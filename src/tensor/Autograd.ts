@@ -8,7 +8,7 @@
  */
 import type * as Effect from "effect/Effect"
 import type * as DType from "./DType.js"
-import type { Tape } from "./Tape.js"
+import type { Node, Tape } from "./Tape.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -28,6 +28,22 @@ export const tapeOf = (op: string, inputs: ReadonlyArray<Tensor.Tensor>): Tape |
   return tape
 }
 
+/** The output tensor of an op, and the node to record when gradients are needed. */
+const output = (
+  op: string,
+  inputs: ReadonlyArray<Tensor.Tensor>,
+  data: DType.Storage,
+  shape: ReadonlyArray<number>,
+  rules: Pick<Node, "backward" | "backwardEffect">,
+): Tensor.Tensor => {
+  const tape = tapeOf(op, inputs)
+  const needsGrad = tape !== undefined && tape.recording && inputs.some((t) => t.requiresGrad)
+  const out = new Tensor.Tensor({ shape, data, device: inputs[0]?.device, tape, requiresGrad: needsGrad, op })
+  if (tape?.guardNonFinite === true) guard(op, out)
+  if (needsGrad) tape.record({ op, inputs, output: out, ...rules })
+  return out
+}
+
 /**
  * Wraps an op's output storage as a tensor, recording `backward` when gradients are needed.
  * @category constructors
@@ -38,14 +54,7 @@ export const result = (
   data: DType.Storage,
   shape: ReadonlyArray<number>,
   backward: (gradOutput: Tensor.Tensor) => ReadonlyArray<Tensor.Tensor | undefined>,
-): Tensor.Tensor => {
-  const tape = tapeOf(op, inputs)
-  const needsGrad = tape !== undefined && tape.recording && inputs.some((t) => t.requiresGrad)
-  const output = new Tensor.Tensor({ shape, data, device: inputs[0]?.device, tape, requiresGrad: needsGrad, op })
-  if (tape?.guardNonFinite === true) guard(op, output)
-  if (needsGrad) tape.record({ op, inputs, output, backward })
-  return output
-}
+): Tensor.Tensor => output(op, inputs, data, shape, { backward })
 
 /**
  * Like `result`, for ops whose backward is an Effect (collectives). Tapes holding such nodes
@@ -58,24 +67,13 @@ export const resultEffect = (
   data: DType.Storage,
   shape: ReadonlyArray<number>,
   backwardEffect: (gradOutput: Tensor.Tensor) => Effect.Effect<ReadonlyArray<Tensor.Tensor | undefined>, unknown>,
-): Tensor.Tensor => {
-  const tape = tapeOf(op, inputs)
-  const needsGrad = tape !== undefined && tape.recording && inputs.some((t) => t.requiresGrad)
-  const output = new Tensor.Tensor({ shape, data, device: inputs[0]?.device, tape, requiresGrad: needsGrad, op })
-  if (tape?.guardNonFinite === true) guard(op, output)
-  if (needsGrad) {
-    tape.record({
-      op,
-      inputs,
-      output,
-      backward: () => {
-        throw TensorError.shape(op, "has an effectful backward")
-      },
-      backwardEffect,
-    })
-  }
-  return output
-}
+): Tensor.Tensor =>
+  output(op, inputs, data, shape, {
+    backward: () => {
+      throw TensorError.shape(op, "has an effectful backward")
+    },
+    backwardEffect,
+  })
 
 const guard = (op: string, t: Tensor.Tensor): void => {
   const d = t.data
