@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 namespace pleat {
@@ -107,6 +108,105 @@ inline bool ranges_overlap(const uint8_t* a, size_t a_len, const uint8_t* b, siz
   const auto pa = reinterpret_cast<uintptr_t>(a);
   const auto pb = reinterpret_cast<uintptr_t>(b);
   return pa < pb + b_len && pb < pa + a_len;
+}
+
+// ---- checks of the tensor kernels (binding.cc) -------------------------------------------------
+
+// A typed array argument as the kernels see it: its element type, length and first byte.
+struct ArrayArg {
+  napi_typedarray_type type = napi_float32_array;
+  size_t length = 0;
+  uint8_t* data = nullptr;  // null when empty
+  Napi::Value value;        // kept for async references
+  const float* f32() const { return reinterpret_cast<const float*>(data); }
+  float* f32_mut() const { return reinterpret_cast<float*>(data); }
+  double* f64_mut() const { return reinterpret_cast<double*>(data); }
+  const int32_t* i32() const { return reinterpret_cast<const int32_t*>(data); }
+  size_t bytes() const {
+    return length * (type == napi_float64_array ? 8 : type == napi_float32_array || type == napi_int32_array ? 4 : 1);
+  }
+};
+
+// Reads a typed array of one of `allowed` types (napi_float32_array, ...). A detached or
+// unreadable view with elements is an Error: the kernels would have no memory to use.
+inline bool expect_array(const Napi::CallbackInfo& info, const char* fn, size_t index,
+                         const char* name, std::initializer_list<napi_typedarray_type> allowed,
+                         ArrayArg* out) {
+  Napi::Env env = info.Env();
+  const Napi::Value value = info[index];
+  std::string want;
+  for (napi_typedarray_type t : allowed) want += (want.empty() ? "" : " or ") + std::string(typed_array_name(t));
+  if (!value.IsTypedArray()) {
+    return throw_type_error(env, std::string(fn) + ": " + name + " must be a " + want + ", got " + describe(value));
+  }
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok) {
+    Napi::Error::New(env, std::string(fn) + ": cannot read " + name).ThrowAsJavaScriptException();
+    return false;
+  }
+  bool ok = false;
+  for (napi_typedarray_type t : allowed) ok = ok || t == type;
+  if (!ok) {
+    return throw_type_error(env, std::string(fn) + ": " + name + " must be a " + want + ", got " + typed_array_name(type));
+  }
+  if (length != 0 && data == nullptr) {
+    Napi::Error::New(env, std::string(fn) + ": cannot access the memory of " + name).ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = ArrayArg{type, length, length == 0 ? nullptr : static_cast<uint8_t*>(data), value};
+  return true;
+}
+
+// A size: a number that is an integer in [0, max]. Not a number: TypeError; otherwise RangeError.
+inline bool expect_size(const Napi::CallbackInfo& info, const char* fn, size_t index,
+                        const char* name, size_t* out, double max = 9007199254740991.0) {
+  double v = 0.0;
+  if (!expect_number(info, fn, index, name, &v)) return false;
+  if (!(v >= 0.0 && v <= max && v == static_cast<double>(static_cast<uint64_t>(v)))) {
+    return throw_range_error(info.Env(), std::string(fn) + ": " + name + " must be an integer in [0, " +
+                                             std::to_string(static_cast<uint64_t>(max)) + "], got " + Napi::Number::New(info.Env(), v).ToString().Utf8Value());
+  }
+  *out = static_cast<size_t>(v);
+  return true;
+}
+
+inline bool expect_bool(const Napi::CallbackInfo& info, const char* fn, size_t index,
+                        const char* name, bool* out) {
+  const Napi::Value value = info[index];
+  if (!value.IsBoolean()) {
+    return throw_type_error(info.Env(), std::string(fn) + ": " + name + " must be a boolean, got " + describe(value));
+  }
+  *out = value.As<Napi::Boolean>().Value();
+  return true;
+}
+
+// a * b into *out; false (and a RangeError naming `what`) when it does not fit in 2^53.
+inline bool checked_mul(Napi::Env env, const char* fn, const char* what, size_t a, size_t b, size_t* out) {
+  size_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r) || r > (size_t{1} << 53)) {
+    return throw_range_error(env, std::string(fn) + ": " + what + " is too large");
+  }
+  *out = r;
+  return true;
+}
+
+// Element count of x must be exactly `want`; the message shows how `want` was formed.
+inline bool expect_length(Napi::Env env, const char* fn, const char* name, const ArrayArg& x,
+                          size_t want, const std::string& formula) {
+  if (x.length == want) return true;
+  return throw_range_error(env, std::string(fn) + ": " + name + " has " + std::to_string(x.length) +
+                                    " elements, expected " + formula + " = " + std::to_string(want));
+}
+
+// Refuses out sharing memory with an input, except as the very same view when `same_ok`.
+inline bool expect_disjoint(Napi::Env env, const char* fn, const char* out_name, const ArrayArg& out,
+                            const char* in_name, const ArrayArg& in, bool same_ok) {
+  if (!ranges_overlap(out.data, out.bytes(), in.data, in.bytes())) return true;
+  if (same_ok && out.data == in.data && out.bytes() == in.bytes()) return true;
+  return throw_type_error(env, std::string(fn) + ": " + out_name + " and " + in_name +
+                                   (same_ok ? " overlap in memory but are not the same view" : " must not overlap in memory"));
 }
 
 }  // namespace pleat

@@ -1,0 +1,198 @@
+// Attention kernel bodies, written once over a vector traits type V and included by
+// attention.cc once per ISA, inside `#pragma GCC target` and a namespace of its own (so there is
+// deliberately no include guard). V provides W (lanes), F (vector), M (lane mask) and the
+// operations used below. Blocks: QB queries of one head x W keys; keys are packed transposed
+// (kt[(kb * D + e) * W + lane]) so a score block is D broadcast-FMAs with no horizontal sums.
+
+constexpr int W = V::W;
+constexpr int QB = 8;  // query rows per block: 8 independent FMA chains cover the FMA latency
+using F = V::F;
+using M = V::M;
+
+// Scores of the QB rows against key block kb, scaled, with invisible lanes set to -inf.
+inline void block_scores(const Geo& g, const float* const* qrow, const int32_t* qp,
+                         const float* kt, const int32_t* kpos, size_t kb, F* s) {
+  const size_t d = g.a.d;
+  for (int r = 0; r < QB; ++r) s[r] = V::zero();
+  const float* kb_t = kt + kb * d * W;
+  for (size_t e = 0; e < d; ++e) {
+    const F kv = V::load(kb_t + e * W);
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; ++r) s[r] = V::fmadd(V::set1(qrow[r][e]), kv, s[r]);
+  }
+  const size_t valid = g.a.sk - kb * W < static_cast<size_t>(W) ? g.a.sk - kb * W : W;
+  const F scale = V::set1(g.a.scale), ninf = V::set1(-INFINITY);
+  for (int r = 0; r < QB; ++r) {
+    const M vis = V::visible(kpos + kb * W, qp[r], valid, g.a.causal);
+    s[r] = V::select(vis, V::mul(s[r], scale), ninf);
+  }
+}
+
+// Forward for queries [i0, i1) of every head served by kv head kh of batch entry b.
+inline void forward_range(const Geo& g, size_t b, size_t kh, size_t i0, size_t i1, const Packed& pk,
+                          float* obuf, float* pbuf, float* out, float* lse32, double* lse64) {
+  const AttnArgs& a = g.a;
+  const size_t nkb = (a.sk + W - 1) / W;
+  const size_t dvp = (a.dv + W - 1) / W * W;
+  for (size_t h = kh * g.group; h < (kh + 1) * g.group; ++h) {
+    for (size_t ib = i0; ib < i1; ib += QB) {
+      const size_t rows = i1 - ib < static_cast<size_t>(QB) ? i1 - ib : QB;
+      const float* qrow[QB];
+      int32_t qp[QB];
+      int32_t qmax = INT32_MIN;
+      float m[QB], l[QB], corr[QB];
+      for (int r = 0; r < QB; ++r) {
+        const bool real = static_cast<size_t>(r) < rows;
+        // Padding rows read zeros and see every key; their results are never stored.
+        qrow[r] = real ? a.q + g.q_off(b, ib + r, h) : pk.zeros;
+        qp[r] = real ? g.qp(b, ib + r) : INT32_MAX;
+        if (real && qp[r] > qmax) qmax = qp[r];
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+      }
+      for (size_t i = 0; i < QB * dvp; ++i) obuf[i] = 0.0f;
+      for (size_t kb = 0; kb < nkb; ++kb) {
+        if (a.causal && pk.kmin[kb] > qmax) continue;  // no key of the block is visible
+        F s[QB];
+        block_scores(g, qrow, qp, pk.kt, pk.kpos, kb, s);
+        for (int r = 0; r < QB; ++r) {
+          const float bm = V::hmax(s[r]);
+          if (bm == -INFINITY) {  // nothing visible to this row here: no change
+            V::store(pbuf + r * W, V::zero());
+            corr[r] = 1.0f;
+            continue;
+          }
+          const float mn = m[r] > bm ? m[r] : bm;
+          corr[r] = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - mn);
+          const F p = V::exp(V::sub(s[r], V::set1(mn)));
+          V::store(pbuf + r * W, p);
+          l[r] = l[r] * corr[r] + V::hsum(p);
+          m[r] = mn;
+        }
+        // obuf[r] = obuf[r] * corr[r] + sum_j p[r][j] v_j, one W-wide column chunk at a time so
+        // the QB accumulators stay in registers across the keys of the block.
+        const size_t valid = a.sk - kb * W < static_cast<size_t>(W) ? a.sk - kb * W : W;
+        for (size_t c = 0; c < a.dv; c += W) {
+          const size_t width = a.dv - c < static_cast<size_t>(W) ? a.dv - c : W;
+          F acc[QB];
+          for (int r = 0; r < QB; ++r) acc[r] = V::mul(V::load(obuf + r * dvp + c), V::set1(corr[r]));
+          for (size_t jj = 0; jj < valid; ++jj) {
+            const float* vrow = a.v + g.v_off(b, kb * W + jj, kh) + c;
+            const F vv = width == static_cast<size_t>(W) ? V::load(vrow) : V::load_n(vrow, width);
+#pragma GCC unroll 8
+            for (int r = 0; r < QB; ++r) acc[r] = V::fmadd(V::set1(pbuf[r * W + jj]), vv, acc[r]);
+          }
+          for (int r = 0; r < QB; ++r) V::store(obuf + r * dvp + c, acc[r]);
+        }
+      }
+      for (size_t r = 0; r < rows; ++r) {
+        float* orow = out + g.o_off(b, ib + r, h);
+        const size_t li = g.lse_off(b, h, ib + r);
+        const bool empty = l[r] == 0.0f;
+        const float lse = empty ? -INFINITY : m[r] + std::log(l[r]);
+        if (lse32 != nullptr) lse32[li] = lse;
+        if (lse64 != nullptr) lse64[li] = empty ? -INFINITY : static_cast<double>(m[r]) + std::log(static_cast<double>(l[r]));
+        const F inv = V::set1(empty ? 0.0f : 1.0f / l[r]);
+        for (size_t c = 0; c < a.dv; c += W) {
+          const size_t width = a.dv - c < static_cast<size_t>(W) ? a.dv - c : W;
+          V::store_n(orow + c, V::mul(V::load(obuf + r * dvp + c), inv), width);
+        }
+      }
+    }
+  }
+}
+
+// dst row jj (stride `stride`, `dim` wide) += sum_r coef[r * W + jj] * src[r], for jj < keys.
+inline void accumulate_rows(size_t dim, size_t keys, const float* const* src, const float* coef,
+                            float* dst, size_t stride) {
+  for (size_t c = 0; c < dim; c += W) {
+    const size_t width = dim - c < static_cast<size_t>(W) ? dim - c : W;
+    F x[QB];
+    for (int r = 0; r < QB; ++r) x[r] = V::load_n(src[r] + c, width);
+    for (size_t jj = 0; jj < keys; ++jj) {
+      float* row = dst + jj * stride + c;
+      F lo = V::load_n(row, width), hi = V::zero();
+#pragma GCC unroll 4
+      for (int r = 0; r < QB / 2; ++r) {
+        lo = V::fmadd(V::set1(coef[r * W + jj]), x[r], lo);
+        hi = V::fmadd(V::set1(coef[(r + QB / 2) * W + jj]), x[r + QB / 2], hi);
+      }
+      V::store_n(row, V::add(lo, hi), width);
+    }
+  }
+}
+
+// Backward for kv head kh of batch entry b: all its query heads, all queries, all keys. dq rows
+// of those heads and dk / dv rows of kh were zeroed by the caller; this task is their only
+// writer. delta[(h - kh * group) * Sq + i] = dout_i . out_i.
+inline void backward_task(const Geo& g, size_t b, size_t kh, const Packed& pk, const float* vt,
+                          const float* delta, float* pbuf, float* dsbuf, const float* dout,
+                          const float* lse32, const double* lse64, float* dq, float* dk, float* dv) {
+  const AttnArgs& a = g.a;
+  const size_t nkb = (a.sk + W - 1) / W;
+  for (size_t h = kh * g.group; h < (kh + 1) * g.group; ++h) {
+    for (size_t ib = 0; ib < a.sq; ib += QB) {
+      const size_t rows = a.sq - ib < static_cast<size_t>(QB) ? a.sq - ib : QB;
+      const float* qrow[QB];
+      const float* grow[QB];
+      float* dqrow[QB];
+      int32_t qp[QB];
+      int32_t qmax = INT32_MIN;
+      float lse[QB], dl[QB];
+      for (int r = 0; r < QB; ++r) {
+        const bool real = static_cast<size_t>(r) < rows;
+        const size_t li = real ? g.lse_off(b, h, ib + r) : 0;
+        // Padding rows and rows that saw no key (lse = -inf) get p = 0: no contribution.
+        lse[r] = !real ? -INFINITY : lse32 != nullptr ? lse32[li] : static_cast<float>(lse64[li]);
+        qrow[r] = real ? a.q + g.q_off(b, ib + r, h) : pk.zeros;
+        grow[r] = real ? dout + g.o_off(b, ib + r, h) : pk.zeros;
+        dqrow[r] = real ? dq + g.q_off(b, ib + r, h) : nullptr;
+        qp[r] = real ? g.qp(b, ib + r) : INT32_MAX;
+        dl[r] = real ? delta[(h - kh * g.group) * a.sq + ib + r] : 0.0f;
+        if (real && lse[r] != -INFINITY && qp[r] > qmax) qmax = qp[r];
+      }
+      if (qmax == INT32_MIN) continue;  // no row of the block saw a key
+      for (size_t kb = 0; kb < nkb; ++kb) {
+        if (a.causal && pk.kmin[kb] > qmax) continue;
+        F s[QB], dp[QB];
+        block_scores(g, qrow, qp, pk.kt, pk.kpos, kb, s);
+        // dp[r][j] = dout_r . v_j, from v packed like k.
+        for (int r = 0; r < QB; ++r) dp[r] = V::zero();
+        const float* vb_t = vt + kb * a.dv * W;
+        for (size_t e = 0; e < a.dv; ++e) {
+          const F vv = V::load(vb_t + e * W);
+#pragma GCC unroll 8
+          for (int r = 0; r < QB; ++r) dp[r] = V::fmadd(V::set1(grow[r][e]), vv, dp[r]);
+        }
+        const F scale = V::set1(a.scale);
+        for (int r = 0; r < QB; ++r) {
+          // Invisible lanes hold s = -inf, so p = exp(-inf) = 0 there; a row with lse = -inf is
+          // zeroed explicitly (its s - lse would be NaN).
+          const F p = lse[r] == -INFINITY ? V::zero() : V::exp(V::sub(s[r], V::set1(lse[r])));
+          V::store(pbuf + r * W, p);
+          V::store(dsbuf + r * W, V::mul(V::mul(p, V::sub(dp[r], V::set1(dl[r]))), scale));
+        }
+        const size_t valid = a.sk - kb * W < static_cast<size_t>(W) ? a.sk - kb * W : W;
+        // dk_j += sum_r ds[r][j] q_r and dv_j += sum_r p[r][j] dout_r, one W-wide chunk at a
+        // time with the QB query (or dout) chunks held in registers across the keys; two
+        // accumulators per row halve the dependent FMA chain.
+        accumulate_rows(a.d, valid, qrow, dsbuf, dk + g.k_off(b, kb * W, kh), a.hkv * a.d);
+        accumulate_rows(a.dv, valid, grow, pbuf, dv + g.v_off(b, kb * W, kh), a.hkv * a.dv);
+        // dq_r += sum_j ds[r][j] k_j.
+        for (size_t c = 0; c < a.d; c += W) {
+          const size_t width = a.d - c < static_cast<size_t>(W) ? a.d - c : W;
+          F acc[QB];
+          for (int r = 0; r < QB; ++r) acc[r] = dqrow[r] != nullptr ? V::load_n(dqrow[r] + c, width) : V::zero();
+          for (size_t jj = 0; jj < valid; ++jj) {
+            const F kv = V::load_n(a.k + g.k_off(b, kb * W + jj, kh) + c, width);
+#pragma GCC unroll 8
+            for (int r = 0; r < QB; ++r) acc[r] = V::fmadd(V::set1(dsbuf[r * W + jj]), kv, acc[r]);
+          }
+          for (int r = 0; r < QB; ++r) {
+            if (dqrow[r] != nullptr) V::store_n(dqrow[r] + c, acc[r], width);
+          }
+        }
+      }
+    }
+  }
+}

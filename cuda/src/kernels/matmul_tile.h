@@ -1,0 +1,43 @@
+// Internal to matmul.cc: the per-ISA register tile (micro-kernel + packers) and cache blocking.
+//
+// Packed layouts (both zero-padded to full tiles, so the micro-kernel never branches on edges
+// inside its k loop):
+//   A panel: mr rows x kc, k-major: ap[p * mr + r] = op(A)[i0 + r, p0 + p]
+//   B panel: kc x nr, k-major:     bp[p * nr + j] = op(B)[p0 + p, j0 + j]
+#pragma once
+
+#include <cstddef>
+
+#include "cpu_features.h"
+
+namespace pleat {
+namespace gemm {
+
+// out tile (rows x cols valid of the mr x nr tile at c, row stride ldc) = / += ap x bp over kc.
+using Ukernel = void (*)(size_t kc, const float* ap, const float* bp, float* c, size_t ldc,
+                         bool add, int rows, int cols);
+
+// Packs rows [i0, i0 + mc) x k [p0, p0 + kc) of op(A) into ceil(mc / mr) panels.
+// lda: row stride of A as stored (k when !trans, m when trans).
+using PackA = void (*)(const float* a, size_t lda, bool trans, size_t i0, size_t mc, size_t p0,
+                       size_t kc, float* dst);
+
+// Packs k [p0, p0 + kc) x cols [j0, j0 + nc) of op(B) into ceil(nc / nr) panels.
+// ldb: row stride of B as stored (n when !trans, k when trans).
+using PackB = void (*)(const float* b, size_t ldb, bool trans, size_t p0, size_t kc, size_t j0,
+                       size_t nc, float* dst);
+
+struct Tile {
+  int mr, nr;        // register tile
+  size_t kc;         // k block: out tile loads / stores amortised over kc FMAs per element
+  size_t mc;         // rows of A packed at once: mc x kc stays in L2
+  size_t nc;         // cols of B packed at once: kc x nc stays in L3
+  Ukernel kernel;
+  PackA pack_a;
+  PackB pack_b;
+};
+
+const Tile& tile_for(Isa isa);
+
+}  // namespace gemm
+}  // namespace pleat

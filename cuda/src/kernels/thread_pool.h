@@ -1,0 +1,41 @@
+// A small persistent thread pool for the CPU kernels.
+//
+// Why persistent: creating threads costs tens of microseconds each, as much as a mid-sized
+// matmul, so workers are started once. Between jobs a worker polls for 50 us (the next kernel
+// of a step usually comes sooner, and waking a sleeping thread costs 25-200 us on a VM), then
+// sleeps on a condition variable: a worker never spins for long, since on a 2-core machine it
+// would take the core the JS thread or another process needs.
+//
+// One job at a time: run() is called from the JS thread (sync kernels) and from libuv's thread
+// pool (async kernels). If a job is already in flight, the second caller does not wait for the
+// pool; it runs all its tasks on its own thread. Tasks are handed out dynamically and the caller
+// takes part, so a worker that wakes late simply finds no task left. Results never depend on
+// which thread ran a task (kernels split work so that every output element is computed by one
+// task in a fixed order).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+
+namespace pleat {
+
+// Threads a job may use, the calling thread included. Default: the number of cores.
+unsigned pool_threads();
+
+// Sets the thread count (1..1024) and returns the count now in effect, which is lower than
+// asked when the OS refuses to start a thread. Waits for a job in flight to finish.
+unsigned set_pool_threads(unsigned n);
+
+// Runs fn(t) for every t in [0, tasks) on up to pool_threads() threads, the caller included,
+// and returns when all have finished. fn must not throw.
+void pool_run(unsigned tasks, const std::function<void(unsigned)>& fn);
+
+// Memory-bound kernels moving fewer bytes than this stay on one thread: below it the wake-up of a
+// pool thread (tens of microseconds) costs more than the second core's bandwidth saves.
+constexpr size_t kPoolMinBytes = size_t{1} << 20;
+
+// Calls fn(begin, end) on contiguous ranges covering [0, n), a few per thread, when `bytes` (the
+// traffic of the whole call) is at least kPoolMinBytes; otherwise fn(0, n) on the caller.
+void pool_for(size_t n, size_t bytes, const std::function<void(size_t, size_t)>& fn);
+
+}  // namespace pleat

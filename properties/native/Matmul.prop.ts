@@ -1,0 +1,200 @@
+// Properties of the native matmul (src/native/Cpu.ts) against the TypeScript reference run in
+// float64 on the same inputs, on every ISA with 1 and 2 threads: error within 1e-5 of
+// sum_k |a||b| (+ |out| when accumulating), views in guarded plain / shared buffers, batch strides
+// including 0, shapes crossing the register tiles and cache blocks; async equals sync bit for
+// bit; bad arguments throw TypeError / RangeError and leave out untouched.
+import fc from "fast-check"
+import { afterAll, describe, expect, test } from "vitest"
+import * as Cpu from "../../src/native/Cpu.js"
+import { reference } from "../../src/tensor/kernels/Reference.js"
+import { type Placement, configs, dim, expectClose, expectSame, guardsIntact, pin, place32, placement, random, unpin, values, wide } from "./tensorCases.js"
+
+interface Shape {
+  readonly batch: number
+  readonly m: number
+  readonly n: number
+  readonly k: number
+  readonly transA: boolean
+  readonly transB: boolean
+  /** Extra elements between batch entries; -1 for stride 0 (one matrix shared by the batch). */
+  readonly padA: number
+  readonly padB: number
+  readonly accumulate: boolean
+  readonly seed: number
+}
+
+const stride = (size: number, pad: number): number => (pad < 0 ? 0 : size + pad)
+const extent = (batch: number, size: number, s: number): number => (batch === 0 ? 0 : (batch - 1) * s + size)
+
+const shape = (maxM: number, maxN: number, maxK: number): fc.Arbitrary<Shape> =>
+  fc.record({
+    batch: fc.integer({ min: 0, max: 3 }),
+    m: dim(maxM),
+    n: dim(maxN),
+    k: dim(maxK),
+    transA: fc.boolean(),
+    transB: fc.boolean(),
+    padA: fc.integer({ min: -1, max: 3 }),
+    padB: fc.integer({ min: -1, max: 3 }),
+    accumulate: fc.boolean(),
+    seed: fc.integer(),
+  })
+
+interface Built {
+  readonly args: Cpu.MatmulArgs
+  readonly out0: Float64Array
+}
+
+const build = (s: Shape, at: { readonly a: Placement; readonly b: Placement; readonly out: Placement }): Built => {
+  const rng = random(s.seed)
+  const strideA = stride(s.m * s.k, s.padA)
+  const strideB = stride(s.k * s.n, s.padB)
+  const a = place32(values(rng, extent(s.batch, s.m * s.k, strideA)), at.a)
+  const b = place32(values(rng, extent(s.batch, s.k * s.n, strideB)), at.b)
+  // Without accumulate out starts as NaN: a kernel that reads it would poison the result.
+  const out0 = s.accumulate ? values(rng, s.batch * s.m * s.n) : new Float64Array(s.batch * s.m * s.n).fill(Number.NaN)
+  const out = place32(out0, at.out)
+  return { args: { ...s, a, b, out, strideA, strideB }, out0 }
+}
+
+// The float64 reference result and the error scale sum_k |a||b| (+ |out0|).
+const expected = (p: Cpu.MatmulArgs, out0: Float64Array): { readonly want: Float64Array; readonly bound: Float64Array } => {
+  const want = p.accumulate ? Float64Array.from(out0) : new Float64Array(out0.length)
+  reference.matmul({ ...p, a: wide(p.a), b: wide(p.b), out: want })
+  const bound = p.accumulate ? out0.map(Math.abs) : new Float64Array(out0.length)
+  reference.matmul({ ...p, a: wide(p.a).map(Math.abs), b: wide(p.b).map(Math.abs), out: bound })
+  return { want, bound }
+}
+
+const check = (built: Built): void => {
+  const p = built.args
+  const { want, bound } = expected(p, built.out0)
+  Cpu.matmul(p)
+  expectClose("out", p.out, want, 1e-5, bound, 1e-30)
+  if (!guardsIntact(p.a) || !guardsIntact(p.b) || !guardsIntact(p.out)) throw new Error("a guard element changed")
+}
+
+const places = fc.record({ a: placement, b: placement, out: placement })
+
+// Shapes that cross the cache blocks (k > 256, m > 6 * 48, n > 4096) and the 2^20-MAC threshold
+// above which the product is split across threads.
+const fixed: ReadonlyArray<readonly [number, number, number, number]> = [
+  [1, 3, 5, 600],
+  [1, 400, 3, 9],
+  [1, 2, 4200, 3],
+  [1, 130, 129, 70],
+  [3, 100, 90, 60],
+  [2, 7, 300, 520],
+]
+
+const plain = { shared: false, before: 0, after: 0 }
+
+afterAll(unpin)
+
+describe.each(configs)("matmul on %s, %d thread(s)", (isa, threads) => {
+  test("random shapes, transposes, strides, accumulate, views: within 1e-5 of sum |a||b|", () => {
+    pin(isa, threads)
+    fc.assert(fc.property(shape(40, 70, 40), places, (s, at) => check(build(s, at))), { numRuns: 60 })
+  })
+
+  test("shapes crossing the cache blocks and the threading threshold", () => {
+    pin(isa, threads)
+    let seed = 1
+    for (const [batch, m, n, k] of fixed) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const s: Shape = { batch, m, n, k, transA, transB, padA: batch > 2 ? 1 : 0, padB: batch === 2 ? -1 : 0, accumulate: seed % 2 === 0, seed: seed++ }
+          check(build(s, { a: plain, b: { shared: true, before: 3, after: 1 }, out: { shared: false, before: 5, after: 2 } }))
+        }
+      }
+    }
+  })
+
+  test("matmulAsync equals matmul bit for bit", async () => {
+    pin(isa, threads)
+    await fc.assert(
+      fc.asyncProperty(shape(90, 90, 90), places, async (s, at) => {
+        const sync = build(s, at)
+        const async = build(s, at)
+        Cpu.matmul(sync.args)
+        await Cpu.matmulAsync(async.args)
+        expectSame("out", async.args.out, sync.args.out)
+      }),
+      { numRuns: 25 },
+    )
+  })
+})
+
+describe("concurrent calls", () => {
+  test("many matmulAsync in flight with sync calls in between all give the sync bits", async () => {
+    const shapes: ReadonlyArray<Shape> = Array.from({ length: 10 }, (_, i) => ({
+      batch: 1 + (i % 2), m: 60 + 13 * i, n: 130 - 7 * i, k: 90 + i, transA: i % 3 === 0, transB: i % 2 === 0, padA: 0, padB: 0, accumulate: i % 4 === 0, seed: 100 + i,
+    }))
+    const wants = shapes.map((s) => {
+      const b = build(s, { a: plain, b: plain, out: plain })
+      Cpu.matmul(b.args)
+      return b.args.out
+    })
+    const runs = shapes.map((s) => build(s, { a: plain, b: plain, out: plain }))
+    const pending = runs.map((r, i) => {
+      const promise = Cpu.matmulAsync(r.args)
+      // A sync product on the JS thread while async ones run on libuv's pool.
+      const side = build(shapes[(i + 3) % shapes.length] as Shape, { a: plain, b: plain, out: plain })
+      Cpu.matmul(side.args)
+      expectSame("side", side.args.out, wants[(i + 3) % shapes.length] as Float32Array)
+      return promise
+    })
+    await Promise.all(pending)
+    runs.forEach((r, i) => expectSame(`run ${i}`, r.args.out, wants[i] as Float32Array))
+  })
+})
+
+describe("matmul results do not depend on the thread count", () => {
+  test("1 and 2 threads give the same bits", () => {
+    fc.assert(
+      fc.property(shape(160, 160, 120), (s) => {
+        const one = build(s, { a: plain, b: plain, out: plain })
+        const two = build(s, { a: plain, b: plain, out: plain })
+        Cpu.setThreads(1)
+        Cpu.matmul(one.args)
+        Cpu.setThreads(2)
+        Cpu.matmul(two.args)
+        expectSame("out", two.args.out, one.args.out)
+      }),
+      { numRuns: 30 },
+    )
+  })
+})
+
+describe("matmul argument errors", () => {
+  const a = new Float32Array(6)
+  const b = new Float32Array(12)
+  const good: Cpu.MatmulArgs = { a, b, out: new Float32Array(8), batch: 1, m: 2, n: 4, k: 3, transA: false, transB: false, strideA: 0, strideB: 0, accumulate: false }
+  const cases: ReadonlyArray<readonly [string, Partial<Record<keyof Cpu.MatmulArgs, unknown>>, ErrorConstructor, string]> = [
+    ["a float64", { a: new Float64Array(6) }, TypeError, "matmul: a must be a Float32Array, got Float64Array"],
+    ["b an Array", { b: [1, 2] }, TypeError, "matmul: b must be a Float32Array, got Array"],
+    ["m a string", { m: "2" }, TypeError, "matmul: m must be a number, got string"],
+    ["m negative", { m: -1 }, RangeError, "matmul: m must be an integer in [0, 9007199254740991], got -1"],
+    ["k fractional", { k: 1.5 }, RangeError, "matmul: k must be an integer in [0, 9007199254740991], got 1.5"],
+    ["n NaN", { n: Number.NaN }, RangeError, "matmul: n must be an integer in [0, 9007199254740991], got NaN"],
+    ["transA a number", { transA: 1 }, TypeError, "matmul: transA must be a boolean, got number"],
+    ["out too short", { out: new Float32Array(7) }, RangeError, "matmul: out has 7 elements, expected batch * m * n = 8"],
+    ["a too short", { k: 4, b: new Float32Array(16) }, RangeError, "matmul: a has 6 elements, needs (batch - 1) * strideA + m * k = 8"],
+    ["b too short for the batch", { batch: 2, strideB: 12, out: new Float32Array(16) }, RangeError, "matmul: b has 12 elements, needs (batch - 1) * strideB + k * n = 24"],
+    ["dims overflow", { m: 2 ** 40, n: 2 ** 40, out: new Float32Array(0) }, RangeError, "matmul: m * n is too large"],
+  ]
+  test.each(cases)("%s", (_, change, ctor, message) => {
+    const out = new Float32Array(8).fill(7)
+    const args = { ...good, out, ...change } as Cpu.MatmulArgs
+    expect(() => Cpu.matmul(args)).toThrow(new ctor(message))
+    expect(() => Cpu.matmulAsync(args)).toThrow(new ctor(message.replace("matmul:", "matmulAsync:")))
+    expect(Array.from(out)).toEqual(new Array(8).fill(7))
+  })
+
+  test("out overlapping a; an empty out next to a is fine", () => {
+    const shared = new Float32Array(14)
+    const args = { ...good, a: shared.subarray(0, 6), out: shared.subarray(4, 12) }
+    expect(() => Cpu.matmul(args)).toThrow(new TypeError("matmul: out and a must not overlap in memory"))
+    expect(() => Cpu.matmul({ ...good, out: a.subarray(0, 0), m: 0 })).not.toThrow()
+  })
+})
