@@ -7,6 +7,7 @@
  * they got, so a CUDA set can be added the same way.
  */
 import type * as DType from "../DType.js"
+import { nativeKernels } from "./Native.js"
 
 /**
  * A batched matrix product: out[b] = op(A[b]) x op(B[b]) (+ out[b] when `accumulate`).
@@ -64,7 +65,9 @@ export interface Kernels {
   readonly swiglu: (gate: DType.Storage, up: DType.Storage, out: DType.Storage) => void
 }
 
-let native: Kernels | undefined
+// The native float32 kernels are used whenever the addon loaded (Native.ts says why not when it
+// did not); PLEAT_KERNELS=reference forces the TypeScript kernels everywhere, for debugging.
+let native: Kernels | undefined = process.env.PLEAT_KERNELS === "reference" ? undefined : nativeKernels
 
 /**
  * Registers the native float32 kernels (called once the addon has loaded).
