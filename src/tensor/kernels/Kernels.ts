@@ -67,19 +67,28 @@ export interface Kernels {
 
 // The native float32 kernels are used whenever the addon loaded (Native.ts says why not when it
 // did not); PLEAT_KERNELS=reference forces the TypeScript kernels everywhere, for debugging.
-let native: Kernels | undefined = process.env.PLEAT_KERNELS === "reference" ? undefined : nativeKernels
+let registered: Kernels | undefined = process.env.PLEAT_KERNELS === "reference" ? undefined : nativeKernels
 
 /**
  * Registers the native float32 kernels (called once the addon has loaded).
  * @category configuration
  */
 export const registerNative = (kernels: Kernels | undefined): void => {
-  native = kernels
+  registered = kernels
 }
+
+const nativeKernel = (): Kernels | undefined => registered
 
 /**
  * The kernels for a dtype: native for float32 when registered, the reference otherwise.
  * @category mapping
  */
 export const forDType = (dtype: DType.DType, reference: Kernels): Kernels =>
-  dtype === "float32" && native !== undefined ? native : reference
+  dtype === "float32" && registered !== undefined ? registered : reference
+
+/**
+ * The registered native float32 kernels, if any (ops with native paths outside this interface,
+ * such as attention, use it to decide).
+ * @category mapping
+ */
+export const native = (): Kernels | undefined => nativeKernel()

@@ -26,7 +26,9 @@
  *   dq_i = scale * sum_j ds_j k_j      dk_j += scale * ds_j q_i      dv_j += p_j g
  * Sums run in float64 in a fixed order (deterministic), then round once to the dtype.
  */
+import * as Cpu from "../../native/Cpu.js"
 import * as Autograd from "../Autograd.js"
+import * as Kernels from "../kernels/Kernels.js"
 import * as DType from "../DType.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
@@ -95,8 +97,10 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
   const scale = options.scale ?? (d > 0 ? 1 / Math.sqrt(d) : 1)
   if (!Number.isFinite(scale)) throw TensorError.shape("attention", `scale must be finite, got ${scale}`)
   const causal = options.causal ?? true
+  // Positions are checked here first, so both paths refuse bad input with the same message.
   const qPos = positionsOf("query", options.queryPositions, b, sq)
   const kPos = positionsOf("key", options.keyPositions, b, sk)
+  if (q.dtype === "float32" && Kernels.native() !== undefined) return nativeAttention(q, k, v, l, scale, causal, options)
   const visible = (bi: number, i: number, j: number): boolean => !causal || kPos(bi, j) <= qPos(bi, i)
   const qs = q.data
   const ks = k.data
@@ -201,5 +205,37 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
       return Tensor.fromStorage(storage, t.shape, { device: g.device })
     }
     return [wrap(q, dq), wrap(k, dk), wrap(v, dvAcc)]
+  })
+}
+
+/**
+ * The float32 path: the native flash-style kernels (same semantics, positions and empty rows
+ * included; properties/native checks them against this file's float64 loops).
+ */
+const nativeAttention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, l: Layout, scale: number, causal: boolean, options: AttentionOptions): Tensor.Tensor => {
+  const shape = {
+    b: l.b,
+    sq: l.sq,
+    sk: l.sk,
+    hq: l.hq,
+    hkv: l.hkv,
+    d: l.d,
+    dv: l.dv,
+    scale,
+    causal,
+    ...(options.queryPositions === undefined ? {} : { queryPositions: options.queryPositions }),
+    ...(options.keyPositions === undefined ? {} : { keyPositions: options.keyPositions }),
+  }
+  const f32 = (t: Tensor.Tensor) => t.data as Float32Array
+  const out = new Float32Array(l.b * l.sq * l.hq * l.dv)
+  const lse = new Float64Array(l.b * l.hq * l.sq)
+  Cpu.attention({ ...shape, q: f32(q), k: f32(k), v: f32(v), out, lse })
+  return Autograd.result("attention", [q, k, v], out, [l.b, l.sq, l.hq, l.dv], (g) => {
+    const gradQ = new Float32Array(q.size)
+    const gradK = new Float32Array(k.size)
+    const gradV = new Float32Array(v.size)
+    Cpu.attentionBackward({ ...shape, q: f32(q), k: f32(k), v: f32(v), out, gradOut: f32(g), lse, gradQ, gradK, gradV })
+    const wrap = (t: Tensor.Tensor, data: Float32Array) => (t.requiresGrad ? Tensor.fromStorage(data, t.shape, { device: g.device }) : undefined)
+    return [wrap(q, gradQ), wrap(k, gradK), wrap(v, gradV)]
   })
 }
