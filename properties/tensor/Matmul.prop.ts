@@ -97,3 +97,16 @@ describe("matmul", () => {
     expect(r.maxRelativeError).toBeGreaterThan(0.1)
   })
 })
+
+describe("matmulEffect", () => {
+  test("equals matmul exactly, inline below the async threshold and on the thread pool above it", async () => {
+    const { Effect } = await import("effect")
+    const { matmulEffect } = await import("../../src/tensor/ops/Matmul.js")
+    for (const n of [8, 320]) {
+      const a = Tensor.fromArray(Array.from({ length: n * n }, (_, i) => ((i * 7) % 13) / 13 - 0.5), [n, n])
+      const b = Tensor.fromArray(Array.from({ length: n * n }, (_, i) => ((i * 5) % 11) / 11 - 0.5), [n, n])
+      const viaEffect = await Effect.runPromise(matmulEffect(a, b, { transB: true }))
+      expect(Tensor.toArray(viaEffect)).toEqual(Tensor.toArray(matmul(a, b, { transB: true })))
+    }
+  })
+})

@@ -9,6 +9,8 @@
  *   dA = G op(B)^T (transposed back when transA)      dB = op(A)^T G (transposed back when transB)
  * and a shared operand's gradient is summed over the batch.
  */
+import * as Effect from "effect/Effect"
+import * as Cpu from "../../native/Cpu.js"
 import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
 import * as Kernels from "../kernels/Kernels.js"
@@ -104,8 +106,35 @@ export const matmul = (a: Tensor.Tensor, b: Tensor.Tensor, options: MatmulOption
   const transA = options.transA ?? false
   const transB = options.transB ?? false
   const l = layout(a, b, transA, transB)
-  const out = run(a.data, b.data, a.dtype, l, transA, transB)
-  return Autograd.result("matmul", [a, b], out, [...l.batchShape, l.m, l.n], (g) => {
+  return record(a, b, l, transA, transB, run(a.data, b.data, a.dtype, l, transA, transB))
+}
+
+/**
+ * matmul as an Effect: a large float32 product runs on the native thread pool without blocking
+ * the event loop, so other ranks' fibers keep running meanwhile; a small one runs inline, where
+ * the async hop would cost more than it frees (the threshold is measured: Cpu.ASYNC_MIN_FLOPS).
+ * @category combinators
+ */
+export const matmulEffect = (a: Tensor.Tensor, b: Tensor.Tensor, options: MatmulOptions = {}): Effect.Effect<Tensor.Tensor> =>
+  Effect.suspend(() => {
+    Autograd.sameKind("matmul", a, b)
+    const transA = options.transA ?? false
+    const transB = options.transB ?? false
+    const l = layout(a, b, transA, transB)
+    if (a.dtype !== "float32" || Kernels.native() === undefined || !Cpu.preferAsync(2 * l.batch * l.m * l.n * l.k)) {
+      return Effect.sync(() => record(a, b, l, transA, transB, run(a.data, b.data, a.dtype, l, transA, transB)))
+    }
+    const out = new Float32Array(l.batch * l.m * l.n)
+    const args = { a: a.data as Float32Array, b: b.data as Float32Array, out, batch: l.batch, m: l.m, n: l.n, k: l.k, transA, transB, strideA: l.strideA, strideB: l.strideB, accumulate: false }
+    return Effect.map(
+      Effect.promise(() => Cpu.matmulAsync(args)),
+      () => record(a, b, l, transA, transB, out),
+    )
+  })
+
+/** The product as an op on the tape, with the backward of the file header. */
+const record = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean, out: DType.Storage): Tensor.Tensor =>
+  Autograd.result("matmul", [a, b], out, [...l.batchShape, l.m, l.n], (g) => {
     const dtype = g.dtype
     // Gradient layouts: G is [batch, m, n] with stride m*n in every batch entry.
     let ga: Tensor.Tensor | undefined
@@ -128,4 +157,3 @@ export const matmul = (a: Tensor.Tensor, b: Tensor.Tensor, options: MatmulOption
     }
     return [ga, gb]
   })
-}
