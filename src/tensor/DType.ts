@@ -39,3 +39,16 @@ export const allocate = (dtype: DType, size: number, shared = false): Storage =>
  * @category mapping
  */
 export const of = (storage: Storage): DType => (storage instanceof Float32Array ? "float32" : "float64")
+
+/**
+ * New storage whose every element the caller overwrites before reading (gather outputs, copies):
+ * skips zeroing, which for large buffers costs as much as the copy itself. Never shared.
+ * @category constructors
+ */
+export const allocateUninitialized = (dtype: DType, size: number): Storage => {
+  const bytes = size * bytesPer(dtype)
+  // Small buffers come from Node's pool as views with offsets; the Slow variant is a whole
+  // ArrayBuffer of its own, uninitialised.
+  const buffer = Buffer.allocUnsafeSlow(bytes).buffer
+  return dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
+}

@@ -48,7 +48,8 @@ export const gatherRows = (src: Tensor.Tensor, index: Int32Array): Tensor.Tensor
 
 /** gatherRows after the checks; `op` names the tape node. */
 const gatherChecked = (op: string, src: Tensor.Tensor, index: Int32Array, n: number, cols: number): Tensor.Tensor => {
-  const out = DType.allocate(src.dtype, index.length * cols)
+  // Every output row is written by the gather: no need to zero it first.
+  const out = DType.allocateUninitialized(src.dtype, index.length * cols)
   Kernels.forDType(src.dtype, reference).gatherRows(src.data, index, out, cols)
   const shape = [index.length, ...src.shape.slice(1)]
   return Autograd.result(op, [src], out, shape, (g) => [scatterChecked("scatterAddRows", g, index, n, cols)])
