@@ -12,8 +12,14 @@ import * as TensorError from "./TensorError.js"
  */
 export interface Plan {
   readonly shape: ReadonlyArray<number>
-  /** "same": equal shapes; "suffix": b repeats over a's leading dims; "general": strides. */
-  readonly kind: "same" | "suffix" | "general"
+  /**
+   * "same": equal shapes; "suffix": b repeats over a's leading dims; "rows": b is a's shape
+   * with the last dim 1 (one value per row: probs times token rows, the MoE hot path);
+   * "general": strides.
+   */
+  readonly kind: "same" | "suffix" | "rows" | "general"
+  /** For "rows": the length of a row (a's last dim). */
+  readonly rowLength?: number
   /** For each output flat index, the flat index into a and into b (general plans only). */
   readonly indexA: (i: number) => number
   readonly indexB: (i: number) => number
@@ -52,6 +58,11 @@ export const plan = (op: string, a: ReadonlyArray<number>, b: ReadonlyArray<numb
   const bSize = b.reduce((p, d) => p * d, 1)
   const suffix = b.length <= a.length && b.every((d, i) => d === a[a.length - b.length + i])
   if (suffix) return { shape, kind: "suffix", indexA: (i) => i, indexB: (i) => (bSize === 0 ? 0 : i % bSize) }
+  const last = a[a.length - 1] ?? 1
+  const rowsOfA = a.length === b.length && a.length > 0 && b[b.length - 1] === 1 && a.slice(0, -1).every((d, i) => d === b[i])
+  if (rowsOfA && last !== 1) {
+    return { shape, kind: "rows", rowLength: last, indexA: (i) => i, indexB: (i) => Math.floor(i / last) }
+  }
   const outStrides = stridesOf(shape)
   const mapper = (src: ReadonlyArray<number>) => {
     const srcStrides = stridesOf(src)
@@ -90,6 +101,16 @@ export const reduceTo = (
   out.fill(0)
   if (p.kind === "same") {
     out.set(grad)
+    return
+  }
+  if (p.kind === "rows") {
+    // The common case of the backward of a per-row scale: one sum per row.
+    const w = p.rowLength as number
+    for (let r = 0; r < out.length; r++) {
+      let acc = 0
+      for (let j = 0; j < w; j++) acc += grad[r * w + j] as number
+      out[r] = acc
+    }
     return
   }
   for (let i = 0; i < grad.length; i++) {

@@ -26,6 +26,12 @@ const binary = (
   const y = b.data
   if (p.kind === "same") {
     for (let i = 0; i < n; i++) out[i] = f(x[i] as number, y[i] as number)
+  } else if (p.kind === "rows") {
+    const w = p.rowLength as number
+    for (let r = 0; r < y.length; r++) {
+      const yr = y[r] as number
+      for (let j = r * w; j < (r + 1) * w; j++) out[j] = f(x[j] as number, yr)
+    }
   } else if (p.kind === "suffix") {
     const m = y.length
     for (let i = 0; i < n; i++) out[i] = f(x[i] as number, y[i % m] as number)
