@@ -11,6 +11,7 @@
  * adds them to the training loss: their gradients then flow into the router like any loss.
  */
 import * as Effect from "effect/Effect"
+import * as DenseMlp from "../attention/DenseMlp.js"
 import * as Comm from "../comm/Communicator.js"
 import type { Group } from "../comm/Group.js"
 import * as RoutingMap from "./RoutingMap.js"
@@ -47,6 +48,11 @@ export interface MoeConfig {
    * scale by its size (semantics.md 2.1.3, 2.1.6). Default: this rank alone.
    */
   readonly tpCp?: Group
+  /**
+   * Shared experts (semantics.md 2.7): a dense SwiGLU MLP every token goes through, on the
+   * attention TP group (with the usual SP allgather / reduce-scatter), added to the routed output.
+   */
+  readonly shared?: { readonly tp: Group; readonly sequenceParallel: boolean }
 }
 
 /**
@@ -57,6 +63,8 @@ export interface MoeWeights {
   /** [H, E] */
   readonly router: Tensor.Tensor
   readonly experts: Experts.ExpertWeights
+  /** This rank's TP shards of the shared experts' MLP (with `MoeConfig.shared`). */
+  readonly shared?: DenseMlp.MlpWeights
 }
 
 /**
@@ -80,7 +88,13 @@ export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, grou
       map = dropped.routingMap
     }
     const input = { tokens: x, probs, map, numExperts: config.numExperts, experts: w.experts, groups }
-    const { output, report } = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
+    const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
+    const report = routedOut.report
+    let output = routedOut.output
+    if (config.shared !== undefined) {
+      if (w.shared === undefined) return yield* Effect.die(new Error("MoeLayer: config.shared is set but the weights have no shared-expert shards"))
+      output = add(output, yield* DenseMlp.forward(x, w.shared, config.shared))
+    }
     let loss = Tensor.zeros([], { dtype: x.dtype })
     const groupSize = config.tpCp?.ranks.length ?? 1
     if ((config.auxLossCoeff ?? 0) !== 0) {

@@ -5,7 +5,10 @@
  */
 import * as Effect from "effect/Effect"
 import type { Logger } from "pino"
+import * as Result from "effect/Result"
 import * as Folding from "../mapping/Folding.js"
+import * as Check from "../pipeline/Check.js"
+import * as Schedule from "../pipeline/Schedule.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as ActorJob from "../runtime/ActorJob.js"
 import type * as Job from "../runtime/Job.js"
@@ -81,6 +84,11 @@ const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>,
  */
 export const run = (setup: RankTrainer.TrainSetup, options: RunOptions) => {
   ModelConfig.check(setup.model, setup.batch, setup.parallel)
+  // Before any step: prove the schedule every rank will run meets every send with its receive.
+  const s = setup.parallel.sizes
+  const schedule = Schedule.make({ pp: s.pp, vpp: setup.parallel.vpp, microBatches: ModelConfig.microBatches(setup.batch, s.dp) })
+  const checked = Check.check(schedule)
+  if (Result.isFailure(checked)) throw new Error(`pipeline schedule: ${Check.format(checked.failure)}`)
   const fold = Folding.make(setup.parallel)
   const tokens = setup.batch.globalBatch * setup.model.seq
   return ActorJob.run<Protocol, unknown, never, Array<StepSummary>, unknown>(
