@@ -49,7 +49,12 @@ export interface AttentionConfig {
   readonly tp: Group
   readonly cp: Group
   readonly sequenceParallel: boolean
-  /** How K/V cross the cp group: one allgather (default) or the p2p ring. */
+  /**
+   * How K/V cross the cp group: the p2p ring (default) or one allgather. Both give identical
+   * results; bench `attention` measured the ring 15-35% faster on the embedded backends (its
+   * steps are plain sends, cheaper than a collective's rendezvous), and on a real network the
+   * ring is the variant whose transfers can overlap attention on blocks already received.
+   */
   readonly cpExchange?: "allgather" | "ring"
   readonly ropeTheta?: number
 }
@@ -97,7 +102,7 @@ export const forward = (x: Tensor.Tensor, w: AttentionWeights, c: AttentionConfi
     if (cp > 1) {
       const gather = (t: Tensor.Tensor, tag: string) => {
         const rows = toSequenceMajor(Shape.reshape(t, [b * local, hkv * d]), b, local, hkv * d)
-        return (c.cpExchange ?? "allgather") === "ring" ? ringAllGather(c.cp, rows, tag) : Diff.allGather(c.cp, rows)
+        return (c.cpExchange ?? "ring") === "ring" ? ringAllGather(c.cp, rows, tag) : Diff.allGather(c.cp, rows)
       }
       k = fromSequenceMajor(yield* gather(k, "ring-k"), b, c.seq, hkv, d)
       v = fromSequenceMajor(yield* gather(v, "ring-v"), b, c.seq, hkv, d)
