@@ -1,0 +1,267 @@
+// Rank programs for the threads backend tests. Closures cannot cross into a worker, so every
+// program is a named export `(rank, args) => Effect`, with plain-data args; the same exports run
+// on the local backend too (the tests compare both). Keep imports light: every worker loads this.
+import * as Effect from "effect/Effect"
+import * as Comm from "../../../src/comm/Communicator.js"
+import * as Group from "../../../src/comm/Group.js"
+import type * as Families from "../../../src/mapping/Families.js"
+import * as ParallelConfig from "../../../src/mapping/ParallelConfig.js"
+import * as Tensor from "../../../src/tensor/Tensor.js"
+
+/** A mapping and a family, as plain data (the contract's `mappingGroups`, cloneable). */
+export interface MappingArgs {
+  readonly world: number
+  readonly tp: number
+  readonly cp: number
+  readonly pp: number
+  readonly ep: number
+  readonly etp: number
+  readonly order: string
+  readonly family: Families.FamilyName
+}
+
+/** Each rank's group in the family of the mapping. */
+export const groupOf = (m: MappingArgs, rank: number): Group.Group => {
+  const config = ParallelConfig.make({ world: m.world, tp: m.tp, cp: m.cp, pp: m.pp, ep: m.ep, etp: m.etp, order: m.order })
+  return Group.ofFamily(config, m.family, rank)
+}
+
+/** Deterministic values for rank r (the same formula as properties/comm/backends.ts). */
+export const valuesOf = (rank: number, n: number, salt = 0): Array<number> =>
+  Array.from({ length: n }, (_, i) => ((rank * 7919 + i * 104729 + salt * 31) % 1000) / 100 - 5)
+
+const plainGroup = (g: Group.Group) => ({ name: g.name, ranks: [...g.ranks] })
+
+/** A position-weighted sum: small to return and compare, yet any moved or changed element shows. */
+export const checksum = (t: Tensor.Tensor): number => {
+  let acc = 0
+  for (let i = 0; i < t.data.length; i++) acc += (t.data[i] as number) * ((i % 13) + 1)
+  return acc
+}
+
+export const reduceIdentities = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { mapping, blocks, c } = args as { mapping: MappingArgs; blocks: number; c: number }
+    const group = groupOf(mapping, rank)
+    const n = group.ranks.length
+    const x = Tensor.fromArray(valuesOf(rank, blocks * n * c), [blocks * n, c], { dtype: "float64" })
+    const sum = yield* Comm.allReduce(group, x)
+    const viaScatter = yield* Comm.allGather(group, yield* Comm.reduceScatter(group, x))
+    const max = yield* Comm.allReduce(group, Tensor.fromArray(valuesOf(rank, blocks * n * c, 1), [blocks * n, c], { dtype: "float32" }), "max")
+    return { group: plainGroup(group), sum: Tensor.toArray(sum), viaScatter: Tensor.toArray(viaScatter), max: Tensor.toArray(max) }
+  })
+
+export const allToAllRoundTrip = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { mapping, c, pattern } = args as { mapping: MappingArgs; c: number; pattern: ReadonlyArray<number> }
+    const group = groupOf(mapping, rank)
+    const splits = group.ranks.map((_, j) => pattern[(rank + j) % pattern.length] as number)
+    const rows = splits.reduce((a, b) => a + b, 0)
+    const x = Tensor.fromArray(valuesOf(rank, rows * c), [rows, c], { dtype: "float64" })
+    const there = yield* Comm.allToAllV(group, x, splits)
+    const back = yield* Comm.allToAllV(group, there.tensor, there.recvSplits)
+    const expectedRecv = group.ranks.map((m) => pattern[(m + Group.localRank(group, rank)) % pattern.length] as number)
+    return { x: Tensor.toArray(x), back: Tensor.toArray(back.tensor), recv: there.recvSplits, expectedRecv, sentBack: back.recvSplits, splits, there: Tensor.toArray(there.tensor) }
+  })
+
+export const gatherV = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { mapping, c } = args as { mapping: MappingArgs; c: number }
+    const rowsOf = (r: number) => r % 3
+    const group = groupOf(mapping, rank)
+    const x = Tensor.fromArray(valuesOf(rank, rowsOf(rank) * c), [rowsOf(rank), c], { dtype: "float32" })
+    const g = yield* Comm.allGatherV(group, x)
+    return { group: plainGroup(group), data: Tensor.toArray(g.tensor), splits: g.splits }
+  })
+
+export const broadcastAndSelf = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { mapping, rootSeed } = args as { mapping: MappingArgs; rootSeed: number }
+    const group = groupOf(mapping, rank)
+    const root = rootSeed % group.ranks.length
+    const x = Tensor.fromArray(valuesOf(rank, 4), [2, 2], { dtype: "float64" })
+    const b = yield* Comm.broadcast(group, x, root)
+    const self = Group.make(`self#${rank}`, [rank])
+    const own = yield* Comm.allReduce(self, x)
+    const ownGather = yield* Comm.allGather(self, x)
+    yield* Comm.barrier(group)
+    return { b: Tensor.toArray(b), expected: valuesOf(group.ranks[root] as number, 4), own: Tensor.toArray(own), ownGather: Tensor.toArray(ownGather), x: Tensor.toArray(x) }
+  })
+
+export const p2pFifo = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { world, count } = args as { world: number; count: number }
+    const next = (rank + 1) % world
+    const prev = (rank + world - 1) % world
+    for (let i = 0; i < count; i++) yield* Comm.send(next, Tensor.fromArray(valuesOf(rank, i), [i], { dtype: "float64" }))
+    yield* Comm.send(next, Tensor.fromArray([rank], [1], { dtype: "float64" }), "other")
+    const got: Array<Array<number>> = []
+    const other = yield* Comm.recv(prev, "other")
+    for (let i = 0; i < count; i++) got.push(Tensor.toArray(yield* Comm.recv(prev)))
+    return { prev, got, other: Tensor.toArray(other) }
+  })
+
+/** Receive buffers reused over steps, and overlapping collectives on two groups. */
+export const receiveBuffers = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { world, c, steps } = args as { world: number; c: number; steps: number }
+    const group = Group.world(world)
+    const pairs = Group.make(`pair#${rank >> 1}`, rank % 2 === 0 ? [rank, Math.min(rank + 1, world - 1)].filter((r, i, a) => a.indexOf(r) === i) : [rank - 1, rank])
+    const receive = Tensor.zeros([world * 2, c], { dtype: "float32" })
+    const gathered = Tensor.zeros([world, c], { dtype: "float32" })
+    const out: Array<Array<number>> = []
+    for (let s = 0; s < steps; s++) {
+      const x = Tensor.fromArray(valuesOf(rank, world * 2 * c, s), [world * 2, c], { dtype: "float32" })
+      const a2a = yield* Comm.start.allToAllV(group, x, new Array<number>(world).fill(2), receive)
+      const pair = yield* Comm.start.allReduce(pairs, x)
+      const g = yield* Comm.allGather(group, Tensor.fromArray(valuesOf(rank, c, s), [1, c], { dtype: "float32" }), gathered)
+      const r = yield* a2a.await
+      const p = yield* pair.await
+      out.push([checksum(r.tensor), checksum(g), checksum(p)])
+      if (r.tensor.data !== receive.data || g.data !== gathered.data) return yield* Effect.die(new Error("the receive buffer was not used"))
+    }
+    return out
+  })
+
+/** Large allReduces (the cooperative path), on the mapping's groups, repeated (chunks reused). */
+export const bigAllReduce = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { mapping, length, steps } = args as { mapping: MappingArgs; length: number; steps: number }
+    const group = groupOf(mapping, rank)
+    const out: Array<number> = []
+    const receive = Tensor.zeros([length], { dtype: "float32" })
+    for (let s = 0; s < steps; s++) {
+      const x = Tensor.fromArray(valuesOf(rank, length, s), [length], { dtype: s % 2 === 0 ? "float32" : "float64" })
+      const sum = yield* Comm.start.allReduce(group, x)
+      const max = yield* Comm.allReduce(Group.world(mapping.world), x, "max")
+      const r = yield* sum.await
+      // A checksum keeps the result small; every element still counts.
+      out.push(checksum(r), checksum(max))
+    }
+    const intoReceive = yield* Comm.start.allGather(Group.make(`self#${rank}`, [rank]), Tensor.fromArray(valuesOf(rank, length), [length], { dtype: "float32" }), receive)
+    out.push(checksum(yield* intoReceive.await))
+    return out
+  })
+
+/** Zero-copy mode: each rank overwrites its shared input as soon as its collectives complete. */
+export const zeroCopyReuse = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { world, c, steps } = args as { world: number; c: number; steps: number }
+    const group = Group.world(world)
+    const x = Tensor.zeros([world, c], { dtype: "float64", shared: true })
+    const out: Array<number> = []
+    for (let s = 0; s < steps; s++) {
+      x.data.set(valuesOf(rank, world * c, s))
+      const r = yield* Comm.allToAllV(group, x, new Array<number>(world).fill(1))
+      const g = yield* Comm.allGather(group, x)
+      out.push(checksum(r.tensor), checksum(g))
+    }
+    return out
+  })
+
+// Fault scenarios: each fails in one way; `group` is ep#0 over ranks [0..world).
+
+const faultGroup = (world: number) => Group.make("ep#0", Array.from({ length: world }, (_, i) => i))
+const x = () => Tensor.fromArray([1, 2], [1, 2], { dtype: "float64" })
+
+export const throws = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { world } = args as { world: number }
+    if (rank === 2) return yield* Effect.die(new Error("boom in rank 2"))
+    return yield* Comm.allReduce(faultGroup(world), x())
+  })
+
+export const skips = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const group = faultGroup((args as { world: number }).world)
+    if (rank !== 1) yield* Comm.allReduce(group, x())
+    yield* Comm.allGather(group, x())
+  })
+
+export const differentOps = (rank: number, args: unknown) => {
+  const group = faultGroup((args as { world: number }).world)
+  return rank % 2 === 0 ? Comm.allReduce(group, x()) : Comm.allReduce(group, Tensor.zeros([3, 2], { dtype: "float64" }))
+}
+
+export const neverArrives = (rank: number, args: unknown) =>
+  rank === 3 ? Effect.never : Comm.allReduce(faultGroup((args as { world: number }).world), x())
+
+export const badSplits = (rank: number, args: unknown) =>
+  Comm.allToAllV(faultGroup((args as { world: number }).world), Tensor.zeros([2, 1], { dtype: "float64" }), rank === 0 ? [1, 1, 1, 1] : [1, 1, 0, 0])
+
+export const badReceiveBuffer = (rank: number, args: unknown) =>
+  Comm.allGather(faultGroup((args as { world: number }).world), x(), Tensor.zeros([rank === 1 ? 3 : 4, 2], { dtype: "float64" }))
+
+/** Rank 1 ends its own thread in the middle of the job; the others wait in a collective. */
+export const exits = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const group = faultGroup((args as { world: number }).world)
+    if (rank === 1) {
+      yield* Effect.sleep(20)
+      process.exit(7)
+    }
+    return yield* Comm.allReduce(group, x())
+  })
+
+/** Rank 1 throws outside any fiber (an uncaught exception ends its thread). */
+export const crashes = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    if (rank === 1) {
+      setTimeout(() => {
+        throw new Error("uncaught in rank 1")
+      }, 10)
+      yield* Effect.sleep(100)
+    }
+    return yield* Comm.allReduce(faultGroup((args as { world: number }).world), x())
+  })
+
+/** Every rank ticks a shared counter from a forked fiber; rank 0 fails after a while. */
+export const ticker = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const ticks = new Int32Array((args as { ticks: SharedArrayBuffer }).ticks)
+    yield* Effect.forkChild(Effect.forever(Effect.andThen(Effect.sleep(1), Effect.sync(() => void Atomics.add(ticks, 0, 1)))))
+    if (rank === 0) {
+      yield* Effect.sleep(30)
+      return yield* Effect.fail("rank 0 gives up")
+    }
+    return yield* Effect.never
+  })
+
+/** A busy loop that never yields: only terminate() stops it. */
+export const spins = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const group = faultGroup((args as { world: number }).world)
+    if (rank === 0) return yield* Effect.fail("rank 0 fails while rank 1 spins")
+    if (rank === 1) yield* Effect.sync(() => {
+      for (;;) {
+        // spin
+      }
+    })
+    return yield* Comm.barrier(group)
+  })
+
+export const waitsForever = () => Effect.never
+
+export const recvNobody = (rank: number) => (rank === 0 ? Comm.recv(1) : Effect.never)
+
+/**
+ * Rank 0 fails; the others wait in a collective (uninterruptibly, so they see how it ends) and
+ * write what they saw into a shared array: 1 for a CommError with reason Closed.
+ */
+export const closedSeen = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { world, seen } = args as { world: number; seen: SharedArrayBuffer }
+    if (rank === 0) {
+      yield* Effect.sleep(30)
+      return yield* Effect.fail("rank 0 fails")
+    }
+    const exit = yield* Effect.uninterruptible(Effect.exit(Comm.allReduce(faultGroup(world), x())))
+    const error = exit._tag === "Failure" ? (exit.cause.reasons[0] as { error?: { reason?: string } } | undefined)?.error : undefined
+    Atomics.store(new Int32Array(seen), rank, error?.reason === "Closed" ? 1 : 2)
+    return yield* Effect.never
+  })
+
+/** A result that cannot be structured-cloned. */
+export const unclonable = () => Effect.succeed(() => 1)
+
+export const notAFunction = 42

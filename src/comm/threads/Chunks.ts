@@ -1,0 +1,194 @@
+/**
+ * Chunks: a rank's shared memory for its collective contributions, and the reader counters
+ * that say when other ranks are done with it.
+ *
+ * Copying mode: a contribution is copied into a pooled chunk when the op is issued (the
+ * snapshot that keeps a rank that mutates its tensor afterwards from changing what others
+ * receive) and stays there until every member has read it. Fresh buffers are slow to fill
+ * (every page faults on first touch: 0.4-2 GB/s here against ~25 GB/s for a warm one), so
+ * chunks are reused: the chunk's header counts the readers still to come; each reader
+ * decrements it with Atomics when done, and the owner takes the chunk again once it reads 0.
+ * Nobody waits on it: a chunk still being read is skipped and another one used or made.
+ *
+ * Zero-copy mode: the readers read the tensor's own SharedArrayBuffer, so the owner must not
+ * go on (and maybe overwrite it) before they are done: its op completes only when a ticket (a
+ * counter in a shared slot table) reaches 0. It waits with Atomics.waitAsync, never spinning.
+ */
+import * as DType from "../../tensor/DType.js"
+import { type Counter, headerBytes, readersSlot, readySlot } from "./Protocol.js"
+
+interface Chunk {
+  readonly buffer: SharedArrayBuffer
+  readonly header: Int32Array
+  /** Data bytes (after the header). */
+  readonly capacity: number
+}
+
+const minCapacity = 4096
+
+// Free chunks beyond this many bytes are dropped (busy ones stay, whatever their size).
+const keepBytes = 512 * 1024 * 1024
+
+/**
+ * Where a contribution was written.
+ * @category models
+ */
+export interface Placed {
+  readonly buffer: SharedArrayBuffer
+  readonly offset: number
+  readonly view: DType.Storage
+  readonly counter: Counter
+}
+
+/**
+ * The chunk pool of one rank.
+ * @category models
+ */
+export class ChunkPool {
+  #chunks: Array<Chunk> = []
+  #byBuffer = new Map<SharedArrayBuffer, Chunk>()
+
+  /** A free chunk for `length` elements of `dtype` (write the data, then `publish`). */
+  take(dtype: DType.DType, length: number): Placed {
+    const bytes = length * DType.bytesPer(dtype)
+    let best: Chunk | undefined
+    for (const c of this.#chunks) {
+      if (c.capacity >= bytes && Atomics.load(c.header, readersSlot) === 0 && (best === undefined || c.capacity < best.capacity)) best = c
+    }
+    if (best === undefined) best = this.#make(bytes)
+    const view = dtype === "float32" ? new Float32Array(best.buffer, headerBytes, length) : new Float64Array(best.buffer, headerBytes, length)
+    return { buffer: best.buffer, offset: headerBytes, view, counter: { buffer: best.buffer, index: readersSlot } }
+  }
+
+  /**
+   * Marks the data written and awaited by `readers` readers. The atomic store orders the data
+   * before any reader's `acquire`; until now the chunk read as free, which is harmless: only
+   * this thread takes chunks of this pool, and it is busy here.
+   */
+  publish(placed: Placed, readers: number): void {
+    const h = new Int32Array(placed.buffer, 0, readySlot + 1)
+    Atomics.store(h, readySlot, 0)
+    Atomics.store(h, readersSlot, readers)
+  }
+
+  /** Frees every chunk (between jobs: no reader of the previous job is left). */
+  reset(): void {
+    for (const c of this.#chunks) Atomics.store(c.header, readersSlot, 0)
+  }
+
+  /**
+   * Keeps at most `bytes` of chunks, dropping the largest first (at the end of a job, so that
+   * an idle worker holds little memory). Safe even for a chunk still being read: a reader
+   * holds its own reference to the memory, and a dropped chunk is never handed out again.
+   */
+  shrink(bytes: number): void {
+    let total = this.#chunks.reduce((a, c) => a + c.capacity, 0)
+    for (const c of [...this.#chunks].sort((a, b) => b.capacity - a.capacity)) {
+      if (total <= bytes) break
+      total -= c.capacity
+      this.#drop(c)
+    }
+  }
+
+  #drop(c: Chunk): void {
+    this.#chunks.splice(this.#chunks.indexOf(c), 1)
+    this.#byBuffer.delete(c.buffer)
+  }
+
+  #make(bytes: number): Chunk {
+    let capacity = minCapacity
+    while (capacity < bytes) capacity *= 2
+    // Drops free chunks, largest first, until the pool plus the new one fits in keepBytes.
+    let total = capacity + this.#chunks.reduce((a, c) => a + c.capacity, 0)
+    const free = this.#chunks.filter((c) => Atomics.load(c.header, readersSlot) === 0).sort((a, b) => b.capacity - a.capacity)
+    for (const c of free) {
+      if (total <= keepBytes) break
+      total -= c.capacity
+      this.#drop(c)
+    }
+    const buffer = new SharedArrayBuffer(headerBytes + capacity)
+    const chunk: Chunk = { buffer, header: new Int32Array(buffer, 0, readySlot + 1), capacity }
+    this.#chunks.push(chunk)
+    this.#byBuffer.set(buffer, chunk)
+    return chunk
+  }
+}
+
+const slotsPerBlock = 1024
+
+/**
+ * Reader counters for zero-copy contributions: slots in shared blocks, free when 0.
+ * @category models
+ */
+export class Tickets {
+  #blocks: Array<Int32Array> = []
+  #next = 0
+
+  /** A counter set to `readers`. */
+  take(readers: number): Counter {
+    const total = this.#blocks.length * slotsPerBlock
+    for (let k = 0; k < total; k++) {
+      const i = (this.#next + k) % total
+      const block = this.#blocks[Math.floor(i / slotsPerBlock)] as Int32Array
+      if (Atomics.load(block, i % slotsPerBlock) === 0) {
+        this.#next = i + 1
+        Atomics.store(block, i % slotsPerBlock, readers)
+        return { buffer: block.buffer as SharedArrayBuffer, index: i % slotsPerBlock }
+      }
+    }
+    const block = new Int32Array(new SharedArrayBuffer(4 * slotsPerBlock))
+    this.#blocks.push(block)
+    this.#next = total + 1
+    Atomics.store(block, 0, readers)
+    return { buffer: block.buffer as SharedArrayBuffer, index: 0 }
+  }
+
+  /** Frees every slot (between jobs). */
+  reset(): void {
+    for (const b of this.#blocks) b.fill(0)
+  }
+}
+
+/**
+ * Orders the reader's loads after the writer's stores (pairs with the owner's store of the
+ * count in `publish` or `Tickets.take`).
+ * @category mapping
+ */
+export const acquire = (c: Counter): void => {
+  Atomics.load(new Int32Array(c.buffer, 0, c.index + 1), c.index)
+}
+
+/**
+ * Frees a counter at once (its op failed: nobody will read the part).
+ * @category mapping
+ */
+export const clear = (c: Counter): void => {
+  Atomics.store(new Int32Array(c.buffer, 0, c.index + 1), c.index, 0)
+}
+
+/**
+ * A reader is done: one reader fewer; the last one wakes an owner waiting in `drained`.
+ * @category mapping
+ */
+export const readDone = (c: Counter): void => {
+  const view = new Int32Array(c.buffer, 0, c.index + 1)
+  if (Atomics.sub(view, c.index, 1) === 1) Atomics.notify(view, c.index)
+}
+
+interface WaitAsync {
+  waitAsync(view: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> }
+}
+
+/**
+ * Resolves once every reader is done (the counter reads 0).
+ * @category mapping
+ */
+export const drained = async (c: Counter): Promise<void> => {
+  const view = new Int32Array(c.buffer, 0, c.index + 1)
+  for (;;) {
+    const left = Atomics.load(view, c.index)
+    if (left <= 0) return
+    const wait = (Atomics as unknown as WaitAsync).waitAsync(view, c.index, left)
+    if (wait.async) await wait.value
+  }
+}

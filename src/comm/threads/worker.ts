@@ -1,0 +1,123 @@
+/**
+ * worker: the entry of a rank worker of a threads job.
+ *
+ * A worker serves one job at a time and may serve many in turn (the pool keeps it when a job
+ * succeeds). Per job: `start` imports the module and checks the export (then `loaded`), `go`
+ * runs the program in this thread's own Effect runtime with a ThreadComm as its Communicator,
+ * and reports `done` with the structured-cloned result or the flattened cause. `close` fails
+ * every waiting op with Closed, interrupts the program if it still runs, and answers
+ * `stopped` once it has.
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import { parentPort } from "node:worker_threads"
+import { Communicator } from "../Communicator.js"
+import { ChunkPool, Tickets } from "./Chunks.js"
+import * as Failure from "./Failure.js"
+import type { ToMain, ToWorker } from "./Protocol.js"
+import { ThreadComm } from "./ThreadComm.js"
+
+type Program = (rank: number, args: unknown) => Effect.Effect<unknown, unknown, Communicator>
+
+interface Current {
+  readonly job: number
+  readonly rank: number
+  readonly args: unknown
+  readonly comm: ThreadComm
+  program: Program | undefined
+  fiber: Fiber.Fiber<unknown, unknown> | undefined
+  closed: boolean
+}
+
+const port = parentPort
+if (port === null) throw new Error("src/comm/threads/worker is the entry of a worker thread, not a module to import")
+
+const post = (message: ToMain, transfer?: ReadonlyArray<ArrayBuffer>): void => port.postMessage(message, transfer === undefined ? undefined : [...transfer])
+
+// Kept across jobs: warm chunks are what make contributions cheap. Between jobs an idle worker
+// keeps only this much.
+const chunks = new ChunkPool()
+const tickets = new Tickets()
+const idleChunkBytes = 32 * 1024 * 1024
+let current: Current | undefined
+
+const fail = (job: number, error: unknown): void => post({ t: "done", job, ok: false, failure: { kind: "die", error: Failure.flattenValue(error) } })
+
+const start = async (m: Extract<ToWorker, { t: "start" }>): Promise<void> => {
+  chunks.reset()
+  tickets.reset()
+  const comm = new ThreadComm({ job: m.job, rank: m.rank, world: m.world, timeoutMs: m.timeoutMs, copy: m.copy, post, chunks, tickets })
+  const state: Current = { job: m.job, rank: m.rank, args: m.args, comm, program: undefined, fiber: undefined, closed: false }
+  current = state
+  let module: Record<string, unknown>
+  try {
+    module = (await import(m.module)) as Record<string, unknown>
+  } catch (error) {
+    if (!state.closed) fail(m.job, error)
+    return
+  }
+  if (state.closed) return
+  const program = module[m.export]
+  if (typeof program !== "function") {
+    const found = Object.keys(module).filter((k) => typeof module[k] === "function")
+    return fail(m.job, new Error(`${m.module} has no function export "${m.export}" (function exports: ${found.join(", ") || "none"})`))
+  }
+  state.program = program as Program
+  post({ t: "loaded", job: m.job })
+}
+
+const report = (state: Current, exit: Exit.Exit<unknown, unknown>): void => {
+  if (state.closed) return
+  if (Exit.isFailure(exit)) return post({ t: "done", job: state.job, ok: false, failure: Failure.flatten(exit.cause) })
+  try {
+    post({ t: "done", job: state.job, ok: true, value: exit.value })
+  } catch (error) {
+    fail(state.job, new Error(`the result of rank ${state.rank} cannot be sent to the main thread: ${error instanceof Error ? error.message : String(error)}`))
+  }
+}
+
+const go = (state: Current): void => {
+  const program = state.program
+  if (program === undefined || state.closed) return
+  let effect: Effect.Effect<unknown, unknown>
+  try {
+    effect = Effect.provideService(program(state.rank, state.args), Communicator, state.comm.communicator())
+  } catch (error) {
+    return fail(state.job, error)
+  }
+  const fiber = Effect.runFork(effect)
+  state.fiber = fiber
+  fiber.addObserver((exit) => report(state, exit))
+}
+
+const close = (m: Extract<ToWorker, { t: "close" }>): void => {
+  const state = current
+  if (state === undefined || state.job !== m.job) return post({ t: "stopped", job: m.job })
+  state.closed = true
+  state.comm.close(m.why)
+  chunks.shrink(idleChunkBytes)
+  current = undefined
+  const fiber = state.fiber
+  if (fiber === undefined || fiber.pollUnsafe() !== undefined) return post({ t: "stopped", job: m.job })
+  fiber.addObserver(() => post({ t: "stopped", job: m.job }))
+  fiber.interruptUnsafe()
+}
+
+port.on("message", (m: ToWorker) => {
+  const state = current
+  switch (m.t) {
+    case "start":
+      return void start(m)
+    case "go":
+      return state?.job === m.job ? go(state) : undefined
+    case "complete":
+      return state?.job === m.job ? state.comm.onComplete(m.id, m.parts) : undefined
+    case "fail":
+      return state?.job === m.job ? state.comm.onFail(m.id, m.error) : undefined
+    case "message":
+      return state?.job === m.job ? state.comm.onMessage(m) : undefined
+    case "close":
+      return close(m)
+  }
+})

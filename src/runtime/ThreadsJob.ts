@@ -1,0 +1,274 @@
+/**
+ * ThreadsJob: runs one program on every rank, each rank in its own worker thread (its own
+ * Effect runtime, its own core when there is one), with the threads backend as Communicator.
+ *
+ * Closures cannot cross into a worker, so the program is named: a module and a named export
+ * `(rank, args) => Effect<A, E, Communicator>`; `args` and the results are structured-cloned.
+ * Collective data moves through SharedArrayBuffers (see src/comm/threads/*); the main thread
+ * only coordinates. Supervision is Job.run's: the job succeeds with every rank's result in
+ * rank order, or fails with the first rank that failed (RankFailed, with its cause rebuilt:
+ * a CommError stays a CommError). A rank fails when its program fails, when its worker
+ * throws, or when its worker exits before the program finished. Then every worker is told to
+ * close (each op still waiting fails with Closed and the programs are interrupted) and, after
+ * a short grace, terminated; the job returns once every thread of the job has exited. The
+ * program starts only once every rank has loaded the module, so worker start-up never counts
+ * against a collective's timeout.
+ *
+ * Workers of a job that ended cleanly are kept (idle, unref'd) and serve later jobs: a cold
+ * start costs ~0.1-0.3 s of CPU per worker. A rank module is imported once per worker, so its
+ * module-level state lives on across jobs in that worker (as it does for every rank of the
+ * local backend, which share one process). `copy: false` is the zero-copy mode: a tensor
+ * backed by a SharedArrayBuffer (`Tensor.zeros(shape, { shared: true })`) is read in place by
+ * the other members, and its owner's collective completes once they all have read it, so the
+ * owner may overwrite it as soon as it resumes; other tensors are still copied.
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import path from "node:path"
+import { pathToFileURL } from "node:url"
+import type { Worker } from "node:worker_threads"
+import type { Communicator } from "../comm/Communicator.js"
+import { Coordinator } from "../comm/threads/Coordinator.js"
+import * as Failure from "../comm/threads/Failure.js"
+import * as Pool from "../comm/threads/Pool.js"
+import type { ToMain, ToWorker } from "../comm/threads/Protocol.js"
+import { RankFailed } from "./JobError.js"
+
+/**
+ * Options of a threads job.
+ * @category models
+ */
+export interface ThreadsJobOptions {
+  readonly world: number
+  /** The module holding the rank program: a URL, or a file path (relative to the cwd). */
+  readonly module: string | URL
+  /** The name of the export: `(rank: number, args: unknown) => Effect<A, E, Communicator>`. */
+  readonly export: string
+  /** Passed to every rank (structured-cloned; a SharedArrayBuffer is shared). */
+  readonly args?: unknown
+  /** How long a collective or recv waits for its peers, in ms (default 30 s). */
+  readonly timeoutMs?: number
+  /** Snapshot contributions (default true); false reads SharedArrayBuffer tensors in place. */
+  readonly copy?: boolean
+  /** How long closed workers get to stop before they are terminated, in ms (default 200). */
+  readonly graceMs?: number
+  /** How long the ranks may take to start and load the module, in ms (default 120 s). */
+  readonly startTimeoutMs?: number
+}
+
+/**
+ * A rank program as the named export must be typed.
+ * @category models
+ */
+export type RankProgram<A = unknown, E = unknown> = (rank: number, args: unknown) => Effect.Effect<A, E, Communicator>
+
+let nextJob = 1
+
+const moduleUrl = (m: string | URL): string => {
+  if (m instanceof URL) return m.href
+  // A scheme (file:, data:) but not a Windows drive letter.
+  if (/^[a-z][a-z0-9+.-]+:/i.test(m)) return m
+  return pathToFileURL(path.resolve(m)).href
+}
+
+type Settle = (effect: Effect.Effect<Array<unknown>, RankFailed>) => void
+
+class Session {
+  readonly options: ThreadsJobOptions
+  readonly job = nextJob++
+  readonly world: number
+  readonly workers: Array<Worker> = []
+  readonly coordinator: Coordinator
+  readonly #results: Array<unknown>
+  readonly #done: Array<boolean>
+  readonly #stopped: Array<boolean>
+  readonly #exited: Array<boolean>
+  readonly #detach: Array<() => void> = []
+  #loaded = 0
+  readonly #loadedRanks: Array<boolean>
+  #startTimer: ReturnType<typeof setTimeout> | undefined
+  #finished = 0
+  #outcome: Effect.Effect<Array<unknown>, RankFailed> | undefined
+  #settle: Settle | undefined
+  #closed = false
+  #progress: () => void = () => undefined
+
+  constructor(options: ThreadsJobOptions) {
+    this.options = options
+    const world = options.world
+    if (!Number.isInteger(world) || world < 1) throw new RangeError(`world must be a positive integer, got ${world}`)
+    this.world = world
+    this.#results = new Array<unknown>(world)
+    this.#done = new Array<boolean>(world).fill(false)
+    this.#stopped = new Array<boolean>(world).fill(false)
+    this.#exited = new Array<boolean>(world).fill(false)
+    this.#loadedRanks = new Array<boolean>(world).fill(false)
+    const timeoutMs = options.timeoutMs ?? 30_000
+    this.coordinator = new Coordinator(this.job, timeoutMs, (rank, m) => this.#post(rank, m))
+    const module = moduleUrl(options.module)
+    const flavour: Pool.Flavour = Pool.fromSources || /\.[mc]?tsx?$/.test(new URL(module).pathname) ? "tsx" : "plain"
+    try {
+      // Checked before any worker is taken, so that nothing is left to clean up.
+      structuredClone(options.args)
+    } catch (error) {
+      throw new TypeError(`ThreadsJob: the args cannot be sent to the workers (they must be structured-cloneable): ${error instanceof Error ? error.message : String(error)}`)
+    }
+    try {
+      for (let rank = 0; rank < world; rank++) {
+        const worker = Pool.take(flavour)
+        this.workers.push(worker)
+        this.#attach(rank, worker)
+        const start: ToWorker = { t: "start", job: this.job, rank, world, module, export: options.export, args: options.args, timeoutMs, copy: options.copy ?? true }
+        this.#post(rank, start)
+      }
+    } catch (error) {
+      // No worker may stay behind when the job cannot start (tsx missing, args not cloneable).
+      for (const off of this.#detach) off()
+      for (const w of this.workers) void Pool.terminate(w)
+      throw error
+    }
+    // A module that never finishes loading (a top-level await that hangs) must not hang the job.
+    const startMs = options.startTimeoutMs ?? 120_000
+    this.#startTimer = setTimeout(() => {
+      const missing = this.#loadedRanks.flatMap((loaded, r) => (loaded ? [] : [r]))
+      const first = missing[0] ?? 0
+      this.#fail(first, Cause.die(new Error(`rank${missing.length > 1 ? "s" : ""} ${missing.join(",")} did not load ${module} within ${startMs} ms`)))
+    }, startMs)
+    this.#startTimer.unref()
+  }
+
+  #post(rank: number, message: ToWorker, transfer?: Array<ArrayBuffer>): void {
+    if (!this.#exited[rank]) this.workers[rank]?.postMessage(message, transfer)
+  }
+
+  #attach(rank: number, worker: Worker): void {
+    const onMessage = (m: ToMain) => this.#onMessage(rank, m)
+    const onError = (error: unknown) => this.#fail(rank, Cause.die(error))
+    const onMessageError = (error: unknown) => this.#fail(rank, Cause.die(error))
+    const onExit = (code: number) => {
+      this.#exited[rank] = true
+      if (!this.#done[rank]) this.#fail(rank, Cause.die(new Error(`the worker of rank ${rank} exited with code ${code} before its program finished`)))
+      this.#progress()
+    }
+    worker.on("message", onMessage)
+    worker.on("error", onError)
+    worker.on("messageerror", onMessageError)
+    worker.on("exit", onExit)
+    this.#detach.push(() => {
+      worker.off("message", onMessage)
+      worker.off("error", onError)
+      worker.off("messageerror", onMessageError)
+      worker.off("exit", onExit)
+    })
+  }
+
+  #onMessage(rank: number, m: ToMain): void {
+    if (m.job !== this.job) return
+    switch (m.t) {
+      case "loaded":
+        if (this.#loadedRanks[rank]) return
+        this.#loadedRanks[rank] = true
+        if (++this.#loaded < this.world || this.#closed) return
+        clearTimeout(this.#startTimer)
+        for (let r = 0; r < this.world; r++) this.#post(r, { t: "go", job: this.job })
+        return
+      case "arrive":
+        return this.coordinator.arrive(m.id, m.group, m.seq, m.part)
+      case "send":
+        if (this.#closed) return
+        return this.#post(m.to, { t: "message", job: this.job, from: rank, tag: m.tag, dtype: m.dtype, shape: m.shape, device: m.device, buffer: m.buffer }, [m.buffer])
+      case "done":
+        if (!m.ok) return this.#fail(rank, Failure.rebuild(m.failure))
+        if (this.#done[rank]) return
+        this.#done[rank] = true
+        this.#results[rank] = m.value
+        if (++this.#finished === this.world) this.#resolve(Effect.succeed(this.#results))
+        return
+      case "stopped":
+        this.#stopped[rank] = true
+        return this.#progress()
+    }
+  }
+
+  #fail(rank: number, cause: Cause.Cause<unknown>): void {
+    this.#resolve(Effect.fail(new RankFailed({ rank, cause })))
+  }
+
+  // The first outcome wins; later failures (ranks failing with Closed) are the consequence.
+  #resolve(outcome: Effect.Effect<Array<unknown>, RankFailed>): void {
+    if (this.#outcome !== undefined) return
+    this.#outcome = outcome
+    this.#settle?.(outcome)
+  }
+
+  /** Waits for the outcome. */
+  readonly result: Effect.Effect<Array<unknown>, RankFailed> = Effect.callback((resume) => {
+    if (this.#outcome !== undefined) resume(this.#outcome)
+    else this.#settle = resume
+  })
+
+  /** Closes every worker; a clean job's workers go back to the pool, all others are terminated. */
+  async shutdown(success: boolean): Promise<void> {
+    const why = success ? "the job ended" : "the job failed"
+    this.#closed = true
+    clearTimeout(this.#startTimer)
+    this.coordinator.close(why)
+    for (let r = 0; r < this.world; r++) this.#post(r, { t: "close", job: this.job, why })
+    const settled = (r: number) => this.#stopped[r] === true || this.#exited[r] === true
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.options.graceMs ?? 200)
+      this.#progress = () => {
+        if (this.workers.every((_, r) => settled(r))) {
+          clearTimeout(timer)
+          resolve()
+        }
+      }
+      this.#progress()
+    })
+    this.#progress = () => undefined
+    for (const off of this.#detach) off()
+    await Promise.all(
+      this.workers.map((w, r) => {
+        if (success && this.#stopped[r] && !this.#exited[r]) return Pool.giveBack(w)
+        return Pool.terminate(w)
+      }),
+    )
+  }
+}
+
+/**
+ * Runs the named program on every rank in worker threads; see the file header.
+ * @category constructors
+ */
+export const run = <A = unknown>(options: ThreadsJobOptions): Effect.Effect<Array<A>, RankFailed> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => new Session(options)),
+    (session) => session.result as Effect.Effect<Array<A>, RankFailed>,
+    (session, exit) => Effect.promise(() => session.shutdown(Exit.isSuccess(exit))),
+  )
+
+/**
+ * Runs a threads job to a Promise (for scripts and tests).
+ * @category constructors
+ */
+export const runPromise = <A = unknown>(options: ThreadsJobOptions): Promise<Array<A>> => Effect.runPromise(run<A>(options))
+
+/**
+ * The thread ids of every live rank worker of this process (idle in the pool or in a job).
+ * @category getters
+ */
+export const liveThreads = (): Array<number> => Pool.live()
+
+/**
+ * The thread ids of the idle pooled workers.
+ * @category getters
+ */
+export const idleThreads = (): Array<number> => Pool.idleThreads()
+
+/**
+ * Terminates the idle pooled workers (they are unref'd, so this is only needed to reclaim
+ * their memory or to count threads in tests).
+ * @category constructors
+ */
+export const shutdown = (): Promise<void> => Pool.shutdown()
