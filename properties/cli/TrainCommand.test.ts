@@ -48,6 +48,8 @@ describe("pleat train", () => {
       [["--global-batch", "3", "--micro-batch", "2"], "global-batch: 3 is not divisible by micro-batch*dp = 2*1"],
       [["--dtype", "float16"], "dtype: \"float16\" is not allowed"],
       [["--world", "12"], "world: 12 is not divisible by tp*cp*pp"],
+      [["--backend", "threads", "--trace", "t.json"], "trace: \"t.json\" is not recorded on the threads backend"],
+      [["--backend", "mpi"], "backend: \"mpi\" is not allowed"],
     ]
     for (const [args, message] of cases) {
       const r = await run(["train", ...args])

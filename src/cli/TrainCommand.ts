@@ -53,19 +53,18 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Promise<numbe
     io.stdout(`pleat train: ${setup.model.layers} layers, ${setup.model.experts} experts top-${setup.model.topk}, ${setup.parallel.world} ranks: attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x pp ${s.pp}${setup.parallel.vpp === undefined ? "" : ` (vpp ${setup.parallel.vpp})`}, moe etp ${s.etp} x ep ${s.ep} x edp ${s.edp}; ${setup.dtype}\n`)
   }
   const started = performance.now()
-  return Effect.runPromise(
-    Train.run(setup, {
-      steps,
-      ...(resolved.save === undefined ? {} : { save: resolved.save }),
-      ...(resolved.resume === undefined ? {} : { resume: resolved.resume }),
-      ...(tracer === undefined ? {} : { tracer }),
-      onStep: (summary) => {
-        const tokensPerSec = summary.tokens / summary.seconds
-        json?.info({ step: summary.step + 1, loss: summary.loss, lr: summary.lr, tokensPerSec, gradNorm: summary.gradNorm }, "step")
-        progress?.update(summary.step + 1, `loss ${format(summary.loss)} | ${format(tokensPerSec, 0)} tokens/s`)
-      },
-    }),
-  ).then((summaries) => {
+  const common = {
+    steps,
+    ...(resolved.save === undefined ? {} : { save: resolved.save }),
+    ...(resolved.resume === undefined ? {} : { resume: resolved.resume }),
+    onStep: (summary: Train.StepSummary) => {
+      const tokensPerSec = summary.tokens / summary.seconds
+      json?.info({ step: summary.step + 1, loss: summary.loss, lr: summary.lr, tokensPerSec, gradNorm: summary.gradNorm }, "step")
+      progress?.update(summary.step + 1, `loss ${format(summary.loss)} | ${format(tokensPerSec, 0)} tokens/s`)
+    },
+  }
+  const job = resolved.backend === "threads" ? Train.runThreads(setup, common) : Train.run(setup, { ...common, ...(tracer === undefined ? {} : { tracer }) })
+  return Effect.runPromise(job).then((summaries) => {
     progress?.finish()
     if (tracer !== undefined && resolved.trace !== undefined) {
       const fold = Folding.make(setup.parallel)

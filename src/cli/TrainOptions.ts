@@ -143,7 +143,9 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const steps = num("steps", 100)
   const dtype = choice("dtype", merged.dtype, ["float32", "float64"] as const, "float32")
   const backend = choice("backend", merged.backend, ["local", "threads"] as const, "local")
-  if (backend === "threads") throw ConfigError.make("backend", "threads", "does not run training yet (the threads backend runs communicator jobs)", "use --backend local")
+  if (backend === "threads" && merged.trace !== undefined) {
+    throw ConfigError.make("trace", merged.trace, "is not recorded on the threads backend (spans stay in the workers)", "trace with --backend local")
+  }
   return {
     setup: { parallel: parallel.success, model, batch, seed: num("seed", 1), dtype, optimizer: Optimizer.defaults(steps), auxLossCoeff: 0.01 },
     steps,

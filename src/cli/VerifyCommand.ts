@@ -42,7 +42,8 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Promise<numbe
   const { setup, steps } = resolved
   const tolerance = setup.dtype === "float64" ? 1e-9 : 1e-4
   const single = { ...setup, parallel: ParallelConfig.make({ world: 1 }) }
-  return Effect.runPromise(Effect.all([Train.run(setup, { steps }), Train.run(single, { steps })])).then(([parallel, one]) => {
+  const parallelRun = resolved.backend === "threads" ? Train.runThreads(setup, { steps }) : Train.run(setup, { steps })
+  return Effect.runPromise(Effect.all([parallelRun, Train.run(single, { steps })])).then(([parallel, one]) => {
     let loss = 0
     let norm = 0
     parallel.forEach((s, k) => {

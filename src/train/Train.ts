@@ -11,6 +11,7 @@ import * as Check from "../pipeline/Check.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as ActorJob from "../runtime/ActorJob.js"
+import * as ThreadsJob from "../runtime/ThreadsJob.js"
 import type * as Job from "../runtime/Job.js"
 import type * as Trace from "../runtime/Trace.js"
 import * as ModelConfig from "./ModelConfig.js"
@@ -57,7 +58,8 @@ export interface RunOptions {
   readonly resume?: string
 }
 
-const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>, tokens: number, seconds: number): StepSummary => {
+/** The summary of one step from every rank's report. */
+export const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>, tokens: number, seconds: number): StepSummary => {
   const byLayer = new Map<number, Array<number>>()
   for (const r of reports) for (const e of r.expertRows) byLayer.set(e.layer, [...(byLayer.get(e.layer) ?? []), ...e.rows])
   const imbalance = [...byLayer]
@@ -129,19 +131,58 @@ export const run = (setup: RankTrainer.TrainSetup, options: RunOptions) => {
           const dir = options.save
           Checkpoint.begin(dir)
           yield* Effect.forEach(refs, (ref) => ref.ask("Save", dir), { concurrency: "unbounded" })
-          const s = setup.parallel.sizes
-          Checkpoint.commit(dir, {
-            step: Math.max(first, options.steps),
-            seed: setup.seed,
-            dtype: setup.dtype,
-            world: setup.parallel.world,
-            mapping: { ...s, vpp: setup.parallel.vpp ?? null, order: setup.parallel.order.written.join("-") },
-            model: setup.model,
-            batch: setup.batch,
-            ranks: setup.parallel.world,
-          })
+          Checkpoint.commit(dir, manifestOf(setup, Math.max(first, options.steps)))
         }
         return out
       }),
   )
+}
+
+/**
+ * Trains on the threads backend (every rank in a worker thread). Same results as `run`;
+ * summaries arrive at the end (workers report when they finish).
+ * @category constructors
+ */
+export const runThreads = (setup: RankTrainer.TrainSetup, options: Pick<RunOptions, "steps" | "timeoutMs" | "save" | "resume" | "onStep">) =>
+  Effect.gen(function* () {
+    ModelConfig.check(setup.model, setup.batch, setup.parallel)
+    const first = options.resume === undefined ? 0 : Checkpoint.manifest(options.resume).step
+    if (options.save !== undefined) Checkpoint.begin(options.save)
+    const { span: _span, ...plain } = setup
+    const here = import.meta.url
+    const module = new URL(here.endsWith(".ts") ? "./ThreadsTrain.ts" : "./ThreadsTrain.js", here)
+    const started = performance.now()
+    const perRank = yield* ThreadsJob.run<Array<RankTrainer.StepReport>>({
+      world: setup.parallel.world,
+      module,
+      export: "rankProgram",
+      args: { setup: plain, first, steps: options.steps, resume: options.resume, save: options.save },
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    })
+    const seconds = (performance.now() - started) / 1000
+    const ran = Math.max(0, options.steps - first)
+    const tokens = setup.batch.globalBatch * setup.model.seq
+    const out: Array<StepSummary> = []
+    for (let i = 0; i < ran; i++) {
+      const summary = summarize(first + i, perRank.map((r) => r[i] as RankTrainer.StepReport), tokens, seconds / Math.max(1, ran))
+      options.onStep?.(summary)
+      out.push(summary)
+    }
+    if (options.save !== undefined) Checkpoint.commit(options.save, manifestOf(setup, Math.max(first, options.steps)))
+    return out
+  })
+
+/** The manifest of a checkpoint of this setup at `step`. */
+const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Checkpoint.Manifest => {
+  const s = setup.parallel.sizes
+  return {
+    step,
+    seed: setup.seed,
+    dtype: setup.dtype,
+    world: setup.parallel.world,
+    mapping: { ...s, vpp: setup.parallel.vpp ?? null, order: setup.parallel.order.written.join("-") },
+    model: setup.model,
+    batch: setup.batch,
+    ranks: setup.parallel.world,
+  }
 }

@@ -1,0 +1,33 @@
+// Training on the threads backend (ranks in worker threads) gives the local backend's losses,
+// and its checkpoints resume on the local backend.
+import * as Effect from "effect/Effect"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { describe, expect, test } from "vitest"
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as Optimizer from "../../src/train/Optimizer.js"
+import type * as RankTrainer from "../../src/train/RankTrainer.js"
+import * as Train from "../../src/train/Train.js"
+
+describe("training on the threads backend", () => {
+  test("equals the local backend step by step, and checkpoints cross backends", async () => {
+    const steps = 3
+    const setup: RankTrainer.TrainSetup = {
+      parallel: ParallelConfig.make({ world: 4, tp: 2, pp: 2, ep: 2, etp: 1 }),
+      model: { ...ModelConfig.small, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, seq: 8, vocab: 16 },
+      batch: { microBatch: 1, globalBatch: 4 },
+      seed: 5,
+      dtype: "float64",
+      optimizer: Optimizer.defaults(steps),
+      auxLossCoeff: 0.01,
+    }
+    const local = await Effect.runPromise(Train.run(setup, { steps }))
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-threads-")), "ckpt")
+    const threads = await Effect.runPromise(Train.runThreads(setup, { steps: 2, save: dir }))
+    threads.forEach((s, k) => expect(Math.abs(s.loss - (local[k] as Train.StepSummary).loss)).toBeLessThan(1e-12))
+    const resumed = await Effect.runPromise(Train.run(setup, { steps, resume: dir }))
+    expect(resumed.map((s) => s.loss)).toEqual(local.slice(2).map((s) => s.loss))
+  }, 120_000)
+})
