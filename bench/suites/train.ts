@@ -2,7 +2,8 @@
  * train: the default training job (npm start's model and mapping) on the local backend.
  *
  *   tokens/s and achieved model FLOP/s against the FMA peak of one core measured in the same
- *   run (the local backend runs every rank on this thread, so one core is the ceiling);
+ *   run (the local backend runs every rank on this thread, so one core is the ceiling); the
+ *   threads backend's tokens/s against the peak of both cores;
  *   the pipeline bubble of its 1F1B schedule: the schedule's timeline simulated with the
  *   measured mean forward and backward times of a micro-batch chunk, against the theoretical
  *   (P - 1) / (V * M + P - 1). (On the local backend every rank shares one thread, so
@@ -14,6 +15,7 @@ import * as TrainOptions from "../../src/cli/TrainOptions.js"
 import * as Schedule from "../../src/pipeline/Schedule.js"
 import * as Simulate from "../../src/pipeline/Simulate.js"
 import * as Train from "../../src/train/Train.js"
+import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import { type BenchContext, type BenchRecord, record } from "../harness.js"
 import { fmaPeak } from "../limits.js"
@@ -43,10 +45,21 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   const timeline = Simulate.simulate(schedule, { forwardTime: forward, backwardTime: backward })
   const bubble = Result.isSuccess(timeline) ? timeline.success.bubble : Number.NaN
   ctx.log(`train: ${(seconds / measured.length * 1e3).toFixed(0)} ms/step, forward ${forward.toFixed(1)} ms, backward ${backward.toFixed(1)} ms per chunk`)
+  // Threads backend: two runs of 2 and 12 steps; the difference is 10 steps without the worker
+  // start-up both runs pay.
+  const short = await Effect.runPromise(Train.runThreads(setup, { steps: 2 }))
+  const startedLong = performance.now()
+  await Effect.runPromise(Train.runThreads(setup, { steps }))
+  const longSeconds = (performance.now() - startedLong) / 1000
+  const shortSeconds = short.reduce((a, x) => a + x.seconds, 0)
+  const threadsSeconds = Math.max(1e-9, longSeconds - shortSeconds) / (steps - 2)
+  const threadsTokens = setup.batch.globalBatch * setup.model.seq
   const label = `default model (${setup.model.layers} layers, ${setup.model.experts} experts top-${setup.model.topk}), 8 ranks tp2 cp2 pp2 ep2, local`
+  await ThreadsJob.shutdown()
   return [
     record(ctx, { case: label, metric: "throughput", value: tokens / seconds, unit: "tokens/s", limit: peak / flopsPerToken }),
     record(ctx, { case: label, metric: "model FLOP/s", value: flops / seconds / 1e9, unit: "GFLOP/s", limit: peak / 1e9 }),
+    record(ctx, { case: label.replace("local", "threads"), metric: "throughput", value: threadsTokens / threadsSeconds, unit: "tokens/s", limit: (2 * peak) / flopsPerToken }),
     record(ctx, { case: `pipeline bubble, 1F1B P ${s.pp} M ${microBatches} (simulated with measured times)`, metric: "bubble", value: bubble, unit: "fraction", limit: Simulate.bubbleFraction(s.pp, vpp, microBatches) }),
   ]
 }
