@@ -21,6 +21,7 @@
  *   dlogits_i = c * (softmax(logits_i) - onehot(targets_i)) for kept rows, 0 for ignored ones.
  */
 import * as Autograd from "../Autograd.js"
+import { maxAndLogSum } from "./RowStats.js"
 import * as DType from "../DType.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
@@ -66,14 +67,7 @@ export const crossEntropy = (logits: Tensor.Tensor, targets: Int32Array, options
     const t = targets[i] as number
     if (t === ignoreIndex) continue
     const base = i * v
-    let max = Number.NEGATIVE_INFINITY
-    for (let j = 0; j < v; j++) {
-      const x = xs[base + j] as number
-      if (x > max) max = x
-    }
-    let sum = 0
-    for (let j = 0; j < v; j++) sum += Math.exp((xs[base + j] as number) - max)
-    const ls = Math.log(sum)
+    const [max, ls] = maxAndLogSum(xs, base, v)
     shift[i] = max
     logSum[i] = ls
     // (max - x_t) + logSum keeps the digits that (max + logSum) - x_t would lose for large logits.

@@ -15,6 +15,7 @@
  *   logSoftmax:  dx = g - softmax(x) * sum(g)
  */
 import * as Autograd from "../Autograd.js"
+import { maxAndLogSum } from "./RowStats.js"
 import * as DType from "../DType.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
@@ -69,14 +70,7 @@ export const logSoftmax = (x: Tensor.Tensor): Tensor.Tensor => {
   const logSum = new Float64Array(rows)
   for (let r = 0; r < rows; r++) {
     const base = r * cols
-    let max = Number.NEGATIVE_INFINITY
-    for (let j = 0; j < cols; j++) {
-      const v = xs[base + j] as number
-      if (v > max) max = v
-    }
-    let sum = 0
-    for (let j = 0; j < cols; j++) sum += Math.exp((xs[base + j] as number) - max)
-    const ls = Math.log(sum)
+    const [max, ls] = maxAndLogSum(xs, base, cols)
     shift[r] = max
     logSum[r] = ls
     for (let j = 0; j < cols; j++) out[base + j] = (xs[base + j] as number) - max - ls
