@@ -99,3 +99,32 @@ describe("router losses and balancing across ranks", () => {
     }
   })
 })
+
+describe("seq_aux_loss across ranks", () => {
+  test("the tp-cp ranks' shares add up to the single-rank sequence-level loss", async () => {
+    const world = 4
+    const config = ParallelConfig.make({ world, tp: 2, cp: 2, ep: 4, etp: 1 })
+    const [batch, seq, e] = [2, 8, 4]
+    const router = uniform([h, e], 9)
+    // Token (b, s) of the micro-batch; rank r holds tokens 4r..4r+3 in b-major order.
+    const all = uniform([batch * seq, h], 77)
+    const moe: MoeLayer.MoeConfig = { numExperts: e, router: { topk: 2, scoreFunction: "softmax" }, auxLossCoeff: 0.1, auxLossType: "seq_aux_loss" }
+    const shares = await Job.runPromise({ world }, (rank) =>
+      Effect.gen(function* () {
+        const rows = Array.from({ length: 4 }, (_, i) => 4 * rank + i)
+        const x = Tensor.fromArray(rows.flatMap((r) => Tensor.toArray(all).slice(r * h, (r + 1) * h)), [4, h], { dtype: "float64" })
+        const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
+        const w = { router, experts: { wGate: uniform([1, h, 2], 1), wUp: uniform([1, h, 2], 2), wDown: uniform([1, 2, h], 3) } }
+        const sequences = { count: batch, ofRow: Int32Array.from(rows, (r) => Math.floor(r / seq)), length: seq }
+        const { loss } = yield* MoeLayer.forward(x, w, { ...moe, tpCp: Group.ofFamily(config, "tp-cp", rank), sequences }, groups)
+        return Tensor.item(loss)
+      }),
+    )
+    // Single rank: tokens in the reference's s * B + b order.
+    const order = Array.from({ length: batch * seq }, (_, t) => (t % batch) * seq + Math.floor(t / batch))
+    const reordered = Tensor.fromArray(order.flatMap((r) => Tensor.toArray(all).slice(r * h, (r + 1) * h)), [batch * seq, h], { dtype: "float64" })
+    const routed = Router.routing(matmul(reordered, router), moe.router)
+    const single = Tensor.item(AuxLoss.seqAuxLoss(routed.scores, routed.auxRoutingMap, { topk: 2, coeff: 0.1, batch }))
+    expect(shares.reduce((a, b) => a + b, 0)).toBeCloseTo(single, 12)
+  })
+})

@@ -15,7 +15,8 @@ import * as DenseMlp from "../attention/DenseMlp.js"
 import * as Comm from "../comm/Communicator.js"
 import type { Group } from "../comm/Group.js"
 import * as RoutingMap from "./RoutingMap.js"
-import { add, scale } from "../tensor/ops/Elementwise.js"
+import { add, mul, scale } from "../tensor/ops/Elementwise.js"
+import { sumAll } from "../tensor/ops/Reduce.js"
 import { matmul } from "../tensor/ops/Matmul.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as AllGatherDispatcher from "./AllGatherDispatcher.js"
@@ -41,6 +42,14 @@ export interface MoeConfig {
   readonly dispatcher?: "alltoall" | "allgather"
   /** aux_loss coefficient (0: off). */
   readonly auxLossCoeff?: number
+  /**
+   * Which load-balancing loss the coefficient applies to (semantics.md 2.1.3): "aux_loss"
+   * (default; counts over the micro-batch) or "seq_aux_loss" (counts per sequence, the mean of
+   * the sequences' losses; needs `sequences`). Counts are summed over `tpCp` either way.
+   */
+  readonly auxLossType?: "aux_loss" | "seq_aux_loss"
+  /** For seq_aux_loss: B, the sequence of each local row, and S, the full sequence length. */
+  readonly sequences?: { readonly count: number; readonly ofRow: Int32Array; readonly length: number }
   /** z-loss coefficient (0: off). */
   readonly zLossCoeff?: number
   /**
@@ -97,7 +106,9 @@ export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, grou
     }
     let loss = Tensor.zeros([], { dtype: x.dtype })
     const groupSize = config.tpCp?.ranks.length ?? 1
-    if ((config.auxLossCoeff ?? 0) !== 0) {
+    if ((config.auxLossCoeff ?? 0) !== 0 && config.auxLossType === "seq_aux_loss") {
+      loss = add(loss, yield* seqAuxLoss(routed.scores, routed.auxRoutingMap, config))
+    } else if ((config.auxLossCoeff ?? 0) !== 0) {
       const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
       const tokensPerExpert =
         config.tpCp === undefined ? local : Array.from((yield* Comm.allReduce(config.tpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))).data)
@@ -105,4 +116,25 @@ export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, grou
     }
     if ((config.zLossCoeff ?? 0) !== 0) loss = add(loss, scale(AuxLoss.zLoss(logits, 1, groupSize), config.zLossCoeff as number))
     return { output, loss, routing: { probs, map }, report }
+  })
+
+/**
+ * seq_aux_loss across ranks: per sequence b, counts c_b[e] summed over tp-cp; this rank's share
+ * is sum over its rows t and experts e of scores[t, e] * w[t, e], with
+ * w[t, e] = coeff * E / (K * S^2 * B) * c_{b(t)}[e], so the shares of the tp-cp group add up to
+ * the mean over the B sequences of each sequence's switch loss (semantics.md 2.1.3).
+ */
+const seqAuxLoss = (scores: Tensor.Tensor, map: RoutingMap.RoutingMap, config: MoeConfig) =>
+  Effect.gen(function* () {
+    const seq = config.sequences
+    if (seq === undefined) return yield* Effect.die(new Error("MoeLayer: seq_aux_loss needs config.sequences"))
+    const e = config.numExperts
+    const t = map.numTokens
+    const local = new Float64Array(seq.count * e)
+    for (let r = 0; r < t; r++) for (let x = 0; x < e; x++) if (map.mask[r * e + x] === 1) local[(seq.ofRow[r] as number) * e + x] = (local[(seq.ofRow[r] as number) * e + x] as number) + 1
+    const counts = config.tpCp === undefined ? local : (yield* Comm.allReduce(config.tpCp, Tensor.fromStorage(local, [1, local.length]))).data
+    const scale = ((config.auxLossCoeff as number) * e) / (config.router.topk * seq.length * seq.length * seq.count)
+    const w = Tensor.zeros([t, e], { dtype: scores.dtype })
+    for (let r = 0; r < t; r++) for (let x = 0; x < e; x++) w.data[r * e + x] = scale * (counts[(seq.ofRow[r] as number) * e + x] as number)
+    return sumAll(mul(scores, w))
   })
