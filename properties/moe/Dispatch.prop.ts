@@ -14,9 +14,11 @@ import type * as Dispatcher from "../../src/moe/Dispatcher.js"
 import * as ExpertBias from "../../src/moe/ExpertBias.js"
 import * as MoeLayer from "../../src/moe/MoeLayer.js"
 import * as Router from "../../src/moe/Router.js"
+import * as RoutingMap from "../../src/moe/RoutingMap.js"
 import * as Job from "../../src/runtime/Job.js"
 import { mul } from "../../src/tensor/ops/Elementwise.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
+import * as Shape from "../../src/tensor/ops/Shape.js"
 import { concat, reshape } from "../../src/tensor/ops/Shape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import { factorized } from "../mapping/arbitraries.js"
@@ -126,5 +128,38 @@ describe("seq_aux_loss across ranks", () => {
     const routed = Router.routing(matmul(reordered, router), moe.router)
     const single = Tensor.item(AuxLoss.seqAuxLoss(routed.scores, routed.auxRoutingMap, { topk: 2, coeff: 0.1, batch }))
     expect(shares.reduce((a, b) => a + b, 0)).toBeCloseTo(single, 12)
+  })
+})
+
+describe("global_aux_loss across ranks", () => {
+  test("with running counts over tp-dp-cp and micro-batches, the shares add up to the single-rank loss", async () => {
+    const world = 4
+    const config = ParallelConfig.make({ world, tp: 2, cp: 1, ep: 4, etp: 1 })
+    const e = 4
+    const router = uniform([h, e], 19)
+    const micro = [uniform([16, h], 31), uniform([16, h], 32)]
+    const moe: MoeLayer.MoeConfig = { numExperts: e, router: { topk: 2, scoreFunction: "softmax" }, auxLossCoeff: 0.1, auxLossType: "global_aux_loss" }
+    const shares = await Job.runPromise({ world }, (rank) =>
+      Effect.gen(function* () {
+        const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
+        const w = { router, experts: { wGate: uniform([1, h, 2], 1), wUp: uniform([1, h, 2], 2), wDown: uniform([1, 2, h], 3) } }
+        const state = { counts: AuxLoss.emptyGlobalCounts(e) }
+        const out: Array<number> = []
+        for (const batch of micro) {
+          const x = Shape.rows(batch, 4 * rank, 4 * rank + 4)
+          const { loss } = yield* MoeLayer.forward(x, w, { ...moe, global: { tpDpCp: Group.ofFamily(config, "tp-dp-cp", rank), state } }, groups)
+          out.push(Tensor.item(loss))
+        }
+        return out
+      }),
+    )
+    // Single rank: the same two micro-batches with its own running counts.
+    let counts = AuxLoss.emptyGlobalCounts(e)
+    micro.forEach((batch, i) => {
+      const routed = Router.routing(matmul(batch, router), moe.router)
+      counts = AuxLoss.addGlobalCounts(counts, RoutingMap.tokensPerExpert(routed.auxRoutingMap))
+      const single = Tensor.item(AuxLoss.globalAuxLoss(routed.scores, routed.auxRoutingMap, { topk: 2, coeff: 0.1, counts }))
+      expect(shares.reduce((a, s) => a + (s[i] as number), 0)).toBeCloseTo(single, 12)
+    })
   })
 })

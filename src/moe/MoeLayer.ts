@@ -47,7 +47,13 @@ export interface MoeConfig {
    * (default; counts over the micro-batch) or "seq_aux_loss" (counts per sequence, the mean of
    * the sequences' losses; needs `sequences`). Counts are summed over `tpCp` either way.
    */
-  readonly auxLossType?: "aux_loss" | "seq_aux_loss"
+  readonly auxLossType?: "aux_loss" | "seq_aux_loss" | "global_aux_loss"
+  /**
+   * For global_aux_loss: the tp-dp-cp group the counts are summed over, and the running counts
+   * of the global batch so far (the caller keeps them and resets them after each global batch;
+   * this forward's counts are added to `state.counts`).
+   */
+  readonly global?: { readonly tpDpCp: Group; readonly state: { counts: AuxLoss.GlobalCounts } }
   /** For seq_aux_loss: B, the sequence of each local row, and S, the full sequence length. */
   readonly sequences?: { readonly count: number; readonly ofRow: Int32Array; readonly length: number }
   /** z-loss coefficient (0: off). */
@@ -106,7 +112,14 @@ export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, grou
     }
     let loss = Tensor.zeros([], { dtype: x.dtype })
     const groupSize = config.tpCp?.ranks.length ?? 1
-    if ((config.auxLossCoeff ?? 0) !== 0 && config.auxLossType === "seq_aux_loss") {
+    if ((config.auxLossCoeff ?? 0) !== 0 && config.auxLossType === "global_aux_loss") {
+      const g = config.global
+      if (g === undefined) return yield* Effect.die(new Error("MoeLayer: global_aux_loss needs config.global"))
+      const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
+      const summed = yield* Comm.allReduce(g.tpDpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))
+      g.state.counts = AuxLoss.addGlobalCounts(g.state.counts, summed.data)
+      loss = add(loss, AuxLoss.globalAuxLoss(routed.scores, routed.auxRoutingMap, { topk: config.router.topk, coeff: config.auxLossCoeff as number, counts: g.state.counts, groupSize: g.tpDpCp.ranks.length }))
+    } else if ((config.auxLossCoeff ?? 0) !== 0 && config.auxLossType === "seq_aux_loss") {
       loss = add(loss, yield* seqAuxLoss(routed.scores, routed.auxRoutingMap, config))
     } else if ((config.auxLossCoeff ?? 0) !== 0) {
       const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
