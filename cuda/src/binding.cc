@@ -457,7 +457,8 @@ static void TuneAllocator() {
 #if defined(__GLIBC__)
   const char* opt = std::getenv("PLEAT_MALLOC_TUNE");
   if (opt != nullptr && opt[0] == '0') return;
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  // glibc caps M_MMAP_THRESHOLD at 32 MiB, so for larger tensors mmap itself must be off.
+  mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
 }
