@@ -7,9 +7,9 @@
  * context parallelism by allgather of K/V against the p2p ring (same math), as a time ratio.
  */
 import * as Effect from "effect/Effect"
-import * as ParallelLinear from "../../src/attention/ParallelLinear.js"
+import * as ParallelLinear from "../../src/dataflow/ParallelLinear.js"
 import type * as SelfAttention from "../../src/attention/SelfAttention.js"
-import * as DenseMlp from "../../src/attention/DenseMlp.js"
+import * as DenseMlp from "../../src/dataflow/DenseMlp.js"
 import * as Group from "../../src/comm/Group.js"
 import * as Folding from "../../src/mapping/Folding.js"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"

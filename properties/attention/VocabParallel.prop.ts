@@ -2,7 +2,7 @@
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import * as ParallelLinear from "../../src/attention/ParallelLinear.js"
+import * as ParallelLinear from "../../src/dataflow/ParallelLinear.js"
 import * as VocabParallel from "../../src/attention/VocabParallel.js"
 import * as Group from "../../src/comm/Group.js"
 import * as Job from "../../src/runtime/Job.js"

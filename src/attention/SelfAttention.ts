@@ -21,7 +21,7 @@ import * as Shape from "../tensor/ops/Shape.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as ConfigError from "../mapping/ConfigError.js"
 import * as ContextParallel from "./ContextParallel.js"
-import * as ParallelLinear from "./ParallelLinear.js"
+import * as ParallelLinear from "../dataflow/ParallelLinear.js"
 import { ringAllGather } from "./RingExchange.js"
 
 /**

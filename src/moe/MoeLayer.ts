@@ -11,7 +11,7 @@
  * adds them to the training loss: their gradients then flow into the router like any loss.
  */
 import * as Effect from "effect/Effect"
-import * as DenseMlp from "../attention/DenseMlp.js"
+import * as DenseMlp from "../dataflow/DenseMlp.js"
 import * as Comm from "../comm/Communicator.js"
 import type { Group } from "../comm/Group.js"
 import * as RoutingMap from "./RoutingMap.js"

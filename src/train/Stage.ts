@@ -14,8 +14,8 @@
  */
 import * as Effect from "effect/Effect"
 import * as ContextParallel from "../attention/ContextParallel.js"
-import * as DenseMlp from "../attention/DenseMlp.js"
-import * as ParallelLinear from "../attention/ParallelLinear.js"
+import * as DenseMlp from "../dataflow/DenseMlp.js"
+import * as ParallelLinear from "../dataflow/ParallelLinear.js"
 import type * as SelfAttention from "../attention/SelfAttention.js"
 import * as VocabParallel from "../attention/VocabParallel.js"
 import type { Group } from "../comm/Group.js"
