@@ -6,6 +6,7 @@
  * kernels/Native.ts when the addon loads). Ops ask `forDType` and never branch on which one
  * they got, so a CUDA set can be added the same way.
  */
+import type * as Cpu from "../../native/Cpu.js"
 import type * as DType from "../DType.js"
 import { nativeKernels } from "./Native.js"
 
@@ -15,19 +16,10 @@ import { nativeKernels } from "./Native.js"
  * `strideA` / `strideB` are elements between batch entries; 0 repeats one matrix for every batch.
  * @category models
  */
-export interface MatmulArgs {
+export interface MatmulArgs extends Omit<Cpu.MatmulArgs, "a" | "b" | "out"> {
   readonly a: DType.Storage
   readonly b: DType.Storage
   readonly out: DType.Storage
-  readonly batch: number
-  readonly m: number
-  readonly n: number
-  readonly k: number
-  readonly transA: boolean
-  readonly transB: boolean
-  readonly strideA: number
-  readonly strideB: number
-  readonly accumulate: boolean
 }
 
 /**
