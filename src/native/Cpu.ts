@@ -15,7 +15,7 @@
  * `matmulAsync` / `attentionAsync` run on libuv's thread pool instead of the calling thread
  * and pay off above ASYNC_MIN_FLOPS (see `preferAsync`).
  */
-import * as Addon from "./Addon.js"
+import { addon, type Dims, type MatmulTuple } from "./CpuAddon.js"
 
 /**
  * The instruction sets the kernels are written for.
@@ -154,65 +154,6 @@ export interface OpenBlasStatus {
   readonly detail: string
 }
 
-type Positions = Int32Array | null
-type MatmulTuple = [Float32Array, Float32Array, Float32Array, number, number, number, number, boolean, boolean, number, number, boolean]
-type Dims = [number, number, number, number, number, number, number, number, boolean, Positions, Positions]
-
-// The raw module, as the binding exports it.
-interface CpuAddon {
-  axpy(a: number, x: FloatArray, y: FloatArray): void
-  copy(dst: TypedArray, src: TypedArray): void
-  fmaPeak(seconds: number, threads: number): FmaPeak
-  cpuFeatures(): CpuFeatures
-  setIsa(isa: Isa | "auto"): Isa
-  activeIsa(): Isa
-  setThreads(n: number): number
-  threads(): number
-  matmul(...args: MatmulTuple): void
-  matmulAsync(...args: MatmulTuple): Promise<void>
-  gatherRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
-  scatterAddRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
-  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void
-  rmsnormRows(x: Float32Array, weight: Float32Array, out: Float32Array, rstd: FloatArray, rows: number, cols: number, eps: number): void
-  swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void
-  attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: FloatArray | null, ...dims: Dims): void
-  attentionAsync(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: FloatArray | null, ...dims: Dims): Promise<void>
-  attentionBackward(
-    ...args: [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, FloatArray, Float32Array, Float32Array, Float32Array, ...Dims]
-  ): void
-  openblasStatus(): OpenBlasStatus
-  openblasMatmul(...args: MatmulTuple): void
-  openblasSetThreads(n: number): boolean
-}
-
-const functions = [
-  "axpy",
-  "copy",
-  "fmaPeak",
-  "cpuFeatures",
-  "setIsa",
-  "activeIsa",
-  "setThreads",
-  "threads",
-  "matmul",
-  "matmulAsync",
-  "gatherRows",
-  "scatterAddRows",
-  "softmaxRows",
-  "rmsnormRows",
-  "swiglu",
-  "attention",
-  "attentionAsync",
-  "attentionBackward",
-  "openblasStatus",
-  "openblasMatmul",
-  "openblasSetThreads",
-] as const
-
-let cached: CpuAddon | undefined
-
-// Loaded on first use, so importing this module never fails on a machine without the build.
-const addon = (): CpuAddon => (cached ??= Addon.load<CpuAddon>("pleat_cpu", functions))
 
 /**
  * `y[i] += a * x[i]` in place. x and y must have the same element type and length; they may be

@@ -1,0 +1,71 @@
+/**
+ * CpuAddon: the raw CPU addon `pleat_cpu.node` as the binding exports it, loaded on first use,
+ * so importing the typed wrappers (Cpu.ts) never fails on a machine without the build. Every
+ * function is checked at load, so a stale build fails with "run npm run build:native".
+ */
+import * as Addon from "./Addon.js"
+import type { CpuFeatures, FloatArray, FmaPeak, Isa, OpenBlasStatus, TypedArray } from "./Cpu.js"
+
+/** Query or key positions, or null for the default. */
+export type Positions = Int32Array | null
+/** matmul's positional arguments. */
+export type MatmulTuple = [Float32Array, Float32Array, Float32Array, number, number, number, number, boolean, boolean, number, number, boolean]
+/** attention's positional dims. */
+export type Dims = [number, number, number, number, number, number, number, number, boolean, Positions, Positions]
+
+/** The raw module, as the binding exports it. */
+export interface CpuAddon {
+  axpy(a: number, x: FloatArray, y: FloatArray): void
+  copy(dst: TypedArray, src: TypedArray): void
+  fmaPeak(seconds: number, threads: number): FmaPeak
+  cpuFeatures(): CpuFeatures
+  setIsa(isa: Isa | "auto"): Isa
+  activeIsa(): Isa
+  setThreads(n: number): number
+  threads(): number
+  matmul(...args: MatmulTuple): void
+  matmulAsync(...args: MatmulTuple): Promise<void>
+  gatherRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
+  scatterAddRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
+  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void
+  rmsnormRows(x: Float32Array, weight: Float32Array, out: Float32Array, rstd: FloatArray, rows: number, cols: number, eps: number): void
+  swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: FloatArray | null, ...dims: Dims): void
+  attentionAsync(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: FloatArray | null, ...dims: Dims): Promise<void>
+  attentionBackward(
+    ...args: [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, FloatArray, Float32Array, Float32Array, Float32Array, ...Dims]
+  ): void
+  openblasStatus(): OpenBlasStatus
+  openblasMatmul(...args: MatmulTuple): void
+  openblasSetThreads(n: number): boolean
+}
+
+const functions = [
+  "axpy",
+  "copy",
+  "fmaPeak",
+  "cpuFeatures",
+  "setIsa",
+  "activeIsa",
+  "setThreads",
+  "threads",
+  "matmul",
+  "matmulAsync",
+  "gatherRows",
+  "scatterAddRows",
+  "softmaxRows",
+  "rmsnormRows",
+  "swiglu",
+  "attention",
+  "attentionAsync",
+  "attentionBackward",
+  "openblasStatus",
+  "openblasMatmul",
+  "openblasSetThreads",
+] as const
+
+let cached: CpuAddon | undefined
+
+// Loaded on first use, so importing this module never fails on a machine without the build.
+/** The loaded module (loaded on first use). */
+export const addon = (): CpuAddon => (cached ??= Addon.load<CpuAddon>("pleat_cpu", functions))
