@@ -148,6 +148,7 @@ export const runThreads = (setup: RankTrainer.TrainSetup, options: Pick<RunOptio
     ModelConfig.check(setup.model, setup.batch, setup.parallel)
     const first = options.resume === undefined ? 0 : Checkpoint.manifest(options.resume).step
     if (options.save !== undefined) Checkpoint.begin(options.save)
+    // The span callback is a function, which cannot cross into the workers: leave it behind.
     const { span: _span, ...plain } = setup
     const here = import.meta.url
     const module = new URL(here.endsWith(".ts") ? "./ThreadsTrain.ts" : "./ThreadsTrain.js", here)
