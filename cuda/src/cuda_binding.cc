@@ -96,21 +96,9 @@ Napi::Value Axpy(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   const size_t n = x.ElementLength();
-  if (y.ElementLength() != n) {
-    throw_type_error(env, "axpy: x and y must have the same length, got " + std::to_string(n) +
-                              " and " + std::to_string(y.ElementLength()));
-    return env.Undefined();
-  }
-  uint8_t* xb = view_bytes(x);
-  uint8_t* yb = view_bytes(y);
-  if (n != 0 && (xb == nullptr || yb == nullptr)) {
-    Napi::Error::New(env, "axpy: cannot access the memory of x or y").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  if (xb != yb && ranges_overlap(xb, x.ByteLength(), yb, y.ByteLength())) {
-    throw_type_error(env, "axpy: x and y overlap in memory but are not the same view");
-    return env.Undefined();
-  }
+  uint8_t* xb = nullptr;
+  uint8_t* yb = nullptr;
+  if (!expect_axpy_pair(env, x, y, &xb, &yb)) return env.Undefined();
   const DeviceQuery q = query_devices();
   if (q.count <= 0) {
     Napi::Error::New(env, "no device: " + (q.has_error ? q.error : std::string("no CUDA device")))

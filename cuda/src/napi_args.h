@@ -110,6 +110,28 @@ inline bool ranges_overlap(const uint8_t* a, size_t a_len, const uint8_t* b, siz
   return pa < pb + b_len && pb < pa + a_len;
 }
 
+// The checks axpy shares on every backend: equal lengths, accessible memory, and no shifted
+// overlap (the same view twice is a well-defined element-wise update; a shifted overlap would
+// make the result depend on the vector width). On success sets the byte pointers.
+inline bool expect_axpy_pair(Napi::Env env, const Napi::TypedArray& x, const Napi::TypedArray& y,
+                             uint8_t** xb, uint8_t** yb) {
+  const size_t n = x.ElementLength();
+  if (y.ElementLength() != n) {
+    return throw_type_error(env, "axpy: x and y must have the same length, got " + std::to_string(n) +
+                                     " and " + std::to_string(y.ElementLength()));
+  }
+  *xb = view_bytes(x);
+  *yb = view_bytes(y);
+  if (n != 0 && (*xb == nullptr || *yb == nullptr)) {
+    Napi::Error::New(env, "axpy: cannot access the memory of x or y").ThrowAsJavaScriptException();
+    return false;
+  }
+  if (*xb != *yb && ranges_overlap(*xb, x.ByteLength(), *yb, y.ByteLength())) {
+    return throw_type_error(env, "axpy: x and y overlap in memory but are not the same view");
+  }
+  return true;
+}
+
 // ---- checks of the tensor kernels (binding.cc) -------------------------------------------------
 
 // A typed array argument as the kernels see it: its element type, length and first byte.
