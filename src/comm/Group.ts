@@ -6,7 +6,8 @@
  * rank that builds "its" group of a family gets the same list.
  */
 import * as Families from "../mapping/Families.js"
-import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as RankGrid from "../mapping/RankGrid.js"
 
 /**
  * A group of ranks.
@@ -40,6 +41,14 @@ export const make = (name: string, ranks: ReadonlyArray<number>): Group => {
  * @category constructors
  */
 export const ofFamily = (config: ParallelConfig.ParallelConfig, family: Families.FamilyName, rank: number): Group => {
+  if (family !== "embedding") {
+    // One group's members straight from the grid: every rank asks for its groups at start-up,
+    // and listing whole families there would cost O(world) per call.
+    const f = Families.gridFamilies[family]
+    const grid = f.grid === "dense" ? ParallelConfig.denseGrid(config) : ParallelConfig.expertGrid(config)
+    if (!Number.isInteger(rank) || rank < 0 || rank >= config.world) throw new RangeError(`rank ${rank} is in no ${family} group of this mapping`)
+    return make(`${family}#${RankGrid.groupIndex(grid, rank, f.axes)}`, RankGrid.groupOf(grid, rank, f.axes))
+  }
   const groups = Families.family(config, family)
   const index = groups.findIndex((g) => g.includes(rank))
   if (index < 0) throw new RangeError(`rank ${rank} is in no ${family} group of this mapping`)
