@@ -57,7 +57,7 @@ export const allReduce = (rank: number, args: unknown) =>
   })
 
 /** Seconds per 8-byte allReduce. */
-export const tinyAllReduce = (rank: number, args: unknown) =>
+export const tinyAllReduce = (_rank: number, args: unknown) =>
   Effect.gen(function* () {
     const { world, iterations, warmup } = args as Args
     const group = Group.world(world)

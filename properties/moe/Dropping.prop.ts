@@ -4,7 +4,7 @@
 // dropped probs keep their gradient; an unknown policy is a ConfigError.
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import * as ConfigError from "../../src/mapping/ConfigError.js"
+import * as ConfigError from "../../src/errors/ConfigError.js"
 import * as Capacity from "../../src/moe/Capacity.js"
 import * as Dropping from "../../src/moe/Dropping.js"
 import * as Router from "../../src/moe/Router.js"

@@ -3,7 +3,7 @@
 // probs gradients equal finite differences in float64 for every mode; the checks name the field.
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import * as ConfigError from "../../src/mapping/ConfigError.js"
+import * as ConfigError from "../../src/errors/ConfigError.js"
 import * as Router from "../../src/moe/Router.js"
 import * as RoutingMap from "../../src/moe/RoutingMap.js"
 import * as Tensor from "../../src/tensor/Tensor.js"

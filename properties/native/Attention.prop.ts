@@ -7,7 +7,7 @@ import fc from "fast-check"
 import { afterAll, describe, expect, test } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
 import * as Oracle from "./attentionOracle.js"
-import { type Placement, configs, dim, expectClose, expectSame, guardsIntact, pin, place32, placeI32, placement, random, unpin, values } from "./tensorCases.js"
+import { type Placement, configs, dim, expectClose, expectSame, guardsIntact, pin, place32, placement, random, unpin, values } from "./tensorCases.js"
 
 interface Case extends Cpu.AttentionShape {
   readonly seed: number

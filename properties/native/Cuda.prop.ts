@@ -11,7 +11,7 @@ import { axpyCase, axpyF32Ref, f32, f32Close, place } from "./arbitraries.js"
 
 const status = Cuda.cudaStatus()
 const built = Addon.isBuilt("pleat_cuda")
-const requireGpu = process.env["PLEAT_REQUIRE_GPU"] === "1"
+const requireGpu = process.env.PLEAT_REQUIRE_GPU === "1"
 
 describe("CUDA status", () => {
   test("cudaStatus never throws and agrees with the build and the runtime", () => {

@@ -3,7 +3,7 @@
 import fc from "fast-check"
 import * as Result from "effect/Result"
 import { describe, expect, test } from "vitest"
-import * as ConfigError from "../../src/mapping/ConfigError.js"
+import * as ConfigError from "../../src/errors/ConfigError.js"
 import * as Partition from "../../src/pipeline/Partition.js"
 
 const layout = fc

@@ -10,7 +10,7 @@
  * a backward rule that reuses a rounded float32 output (softmax's y * (g - sum(g * y))) is
  * accurate to float32 relative to the row, not to each small entry.
  */
-import * as DType from "../../src/tensor/DType.js"
+import type * as DType from "../../src/tensor/DType.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import { relativeError, uniform } from "./gradcheck.js"

@@ -10,7 +10,7 @@
  * chunk pair as held). `positions` gives each local token's position in the full sequence,
  * which RoPE and the causal mask use, so a rank computes exactly what the whole sequence would.
  */
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 
 /**
  * The two chunks cp rank `rank` holds, in the order it holds them.

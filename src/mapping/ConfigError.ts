@@ -1,44 +1,6 @@
 /**
- * ConfigError: the user-facing error of a configuration that cannot work.
- *
- * Every check in pleat that rejects user input raises this one class, so that the command line,
- * scripts and tests can all print the same sentence: which field, which value, why, and the fix.
- * It is a plain tagged error (no Effect services), so the pure mapping code can return it.
+ * ConfigError moved to src/errors (the lowest layer, visible to every layer); this re-export keeps
+ * the old import path compiling until its last users move.
+ * @deprecated import from "../errors/ConfigError.js"
  */
-import * as Data from "effect/Data"
-
-/**
- * A configuration value that cannot work, with the field it belongs to and how to fix it.
- * @category errors
- */
-export class ConfigError extends Data.TaggedError("ConfigError")<{
-  /** The field as the user wrote it (`world`, `tp`, `order`, ...). */
-  readonly field: string
-  /** The offending value, as given. */
-  readonly value: unknown
-  /** Why the value cannot work. */
-  readonly reason: string
-  /** What to change so that it works. */
-  readonly fix: string
-}> {
-  override get message(): string {
-    const value = this.value === undefined ? "(not given)" : formatValue(this.value)
-    return `${this.field}: ${value} ${this.reason}; fix: ${this.fix}`
-  }
-}
-
-/**
- * Builds a ConfigError (a shorthand that reads well at the many call sites).
- * @category constructors
- */
-export const make = (field: string, value: unknown, reason: string, fix: string): ConfigError =>
-  new ConfigError({ field, value, reason, fix })
-
-/**
- * Whether a value is a ConfigError.
- * @category guards
- */
-export const isConfigError = (u: unknown): u is ConfigError => u instanceof ConfigError
-
-const formatValue = (value: unknown): string =>
-  typeof value === "string" ? JSON.stringify(value) : String(value)
+export * from "../errors/ConfigError.js"

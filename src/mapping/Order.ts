@@ -7,7 +7,7 @@
  */
 import * as Result from "effect/Result"
 import { type OrderToken, isOrderToken, orderTokens } from "./Axis.js"
-import * as ConfigError from "./ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 
 /**
  * A parsed order: the tokens as written, and the full list with missing tokens appended.

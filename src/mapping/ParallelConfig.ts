@@ -12,7 +12,7 @@
  */
 import * as Result from "effect/Result"
 import type { OrderToken } from "./Axis.js"
-import * as ConfigError from "./ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as Order from "./Order.js"
 import * as RankGrid from "./RankGrid.js"
 

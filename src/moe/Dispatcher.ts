@@ -6,7 +6,7 @@
  * the etp-ep group, whose group-local rank is etp + ETP*ep (the mapping guarantees it).
  */
 import type { Group } from "../comm/Group.js"
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as DispatchPlan from "./DispatchPlan.js"
 import type * as Experts from "./Experts.js"

@@ -31,7 +31,7 @@
  * (`maskProbs`, which writes +0 off the map, so a negative prob (negative scaling factor)
  * that is dropped becomes 0, not -0).
  */
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as Autograd from "../tensor/Autograd.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"

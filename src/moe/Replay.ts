@@ -31,7 +31,7 @@
  *     reference's `if scaling_factor`).
  *   - a non-finite output (z-loss of logits near 1e154 overflows) prints as JSON null.
  */
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as AuxLoss from "./AuxLoss.js"
 import * as Capacity from "./Capacity.js"
@@ -180,7 +180,7 @@ export const decode = (json: unknown): Case => {
   const numGroups = integer(r, "numGroups", true, "give a divisor of numExperts, or null")
   const groupTopk = integer(r, "groupTopk", true, "give a divisor of numGroups, or null")
   const scalingFactor = finiteOrNull(r, "scalingFactor", "give a number, or null")
-  const biasValue = r["expertBias"]
+  const biasValue = r.expertBias
   if (biasValue === undefined) throw ConfigError.make("expertBias", undefined, "is missing", "give one number per expert, or null")
   const expertBias = biasValue === null ? null : numberRow(biasValue, "expertBias", "give one number per expert, or null")
   Router.check(numExperts, { topk, scoreFunction, preSoftmax, numGroups, groupTopk, scalingFactor, expertBias })

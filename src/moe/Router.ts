@@ -41,7 +41,7 @@
  *            dx_i = dL/ds_i * s_i (1 - s_i)
  * with G = dL/dp * scale on the selected entries.
  */
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as Autograd from "../tensor/Autograd.js"
 import * as DType from "../tensor/DType.js"
 import { topk } from "../tensor/ops/TopK.js"

@@ -329,7 +329,7 @@ export const format = (e: CheckError): string => {
       )
     case "Deadlock": {
       const lines = e.blocked.map(
-        (b) => `${at(b.at)} waits on rank ${b.waitsOn}` + (b.waitsOnFinished ? `, which has finished without sending it` : ""),
+        (b) => `${at(b.at)} waits on rank ${b.waitsOn}${b.waitsOnFinished ? ", which has finished without sending it" : ""}`,
       )
       const cycle = e.cycle.length > 0 ? `; cycle ${[...e.cycle, e.cycle[0]].join(" -> ")}` : ""
       return `deadlock: ${lines.join("; ")}${cycle}`

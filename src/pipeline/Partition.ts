@@ -12,7 +12,7 @@
  * use only the stage topology (`Stages`); the layer ranges need the layer count too.
  */
 import * as Result from "effect/Result"
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 
 /**
  * The stage topology: pp ranks, vpp model chunks each.

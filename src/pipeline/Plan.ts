@@ -14,7 +14,7 @@
  * pipelining; pp > 1 with vpp given (even vpp = 1) -> interleaved 1F1B; else 1F1B.
  */
 import * as Result from "effect/Result"
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import type { Phases, ScheduleKind } from "./Action.js"
 
 /**
@@ -171,7 +171,7 @@ export const interleavedPhases = (
 export const scheduleTable = (microBatches: number, vpp: number, groupSize: number): ReadonlyArray<Slot> => {
   const table: Array<Slot> = []
   for (let g = 0; g < microBatches; g += groupSize) {
-    const end = g + groupSize >= microBatches ? microBatches : g + groupSize
+    const end = Math.min(g + groupSize, microBatches)
     for (let chunk = 0; chunk < vpp; chunk++) {
       for (let microBatch = g; microBatch < end; microBatch++) table.push({ microBatch, chunk })
     }

@@ -7,7 +7,7 @@
  * rules), and every schedule they return passes Check.check.
  */
 import * as Result from "effect/Result"
-import type * as ConfigError from "../mapping/ConfigError.js"
+import type * as ConfigError from "../errors/ConfigError.js"
 import type { Schedule } from "./Action.js"
 import { buildInterleaved } from "./Interleaved.js"
 import { buildNoPipelining, buildOneFOneB } from "./OneFOneB.js"

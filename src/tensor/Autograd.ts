@@ -37,7 +37,7 @@ const output = (
   rules: Pick<Node, "backward" | "backwardEffect">,
 ): Tensor.Tensor => {
   const tape = tapeOf(op, inputs)
-  const needsGrad = tape !== undefined && tape.recording && inputs.some((t) => t.requiresGrad)
+  const needsGrad = tape?.recording === true && inputs.some((t) => t.requiresGrad)
   const out = new Tensor.Tensor({ shape, data, device: inputs[0]?.device, tape, requiresGrad: needsGrad, op })
   if (tape?.guardNonFinite === true) guard(op, out)
   if (needsGrad) tape.record({ op, inputs, output: out, ...rules })

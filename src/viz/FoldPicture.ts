@@ -20,7 +20,7 @@ const colour = (group: number, shade: number, shades: number): string => {
   return `hsl(${(hue + turn) % 360},65%,${light}%)`
 }
 
-const escape = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+const escapeXml = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
 
 /**
  * Renders the picture of pipeline stage `stage` (0 by default) as an SVG document.
@@ -49,7 +49,7 @@ export const render = (config: ParallelConfig.ParallelConfig, stage = 0): string
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`)
   out.push(`<rect width="100%" height="100%" fill="white"/>`)
   const title = `pleat fold: world ${config.world}, order ${Order.format(config.order)}, pipeline stage ${stage} of ${s.pp}`
-  out.push(`<text x="${left}" y="24" font-size="16" font-weight="bold">${escape(title)}</text>`)
+  out.push(`<text x="${left}" y="24" font-size="16" font-weight="bold">${escapeXml(title)}</text>`)
   const panels = [
     {
       x: left,
@@ -71,8 +71,8 @@ export const render = (config: ParallelConfig.ParallelConfig, stage = 0): string
     },
   ]
   for (const panel of panels) {
-    out.push(`<text x="${panel.x}" y="48" font-size="14">${escape(panel.heading)}</text>`)
-    out.push(`<text x="${panel.x}" y="66" font-size="11" fill="#555">${escape(panel.note)}</text>`)
+    out.push(`<text x="${panel.x}" y="48" font-size="14">${escapeXml(panel.heading)}</text>`)
+    out.push(`<text x="${panel.x}" y="66" font-size="11" fill="#555">${escapeXml(panel.note)}</text>`)
     ranks.forEach((p, i) => {
       const x = panel.x + gap + (i % cols) * (cell + gap)
       const y = top + gap + Math.floor(i / cols) * (cell + gap)
@@ -88,10 +88,10 @@ export const render = (config: ParallelConfig.ParallelConfig, stage = 0): string
       out.push(`</g>`)
     })
   }
-  out.push(`<text x="${left}" y="${height - 20}" font-size="11" fill="#555">${escape(
+  out.push(`<text x="${left}" y="${height - 20}" font-size="11" fill="#555">${escapeXml(
     `same cell = same rank in both panels; ${perStage} ranks per stage` +
       (s.pp > 1 ? `; the other ${s.pp - 1} stage(s) repeat this picture with rank + k*${perStage}` : ""),
   )}</text>`)
   out.push(`</svg>`)
-  return out.join("\n") + "\n"
+  return `${out.join("\n")}\n`
 }

@@ -46,7 +46,7 @@ const tables = (b: number, s: number, d: number, theta: number, positions: Int32
   const cos = new Float64Array(rows * half)
   const sin = new Float64Array(rows * half)
   const inverseFrequency = new Float64Array(half)
-  for (let i = 0; i < half; i++) inverseFrequency[i] = Math.pow(theta, (-2 * i) / d)
+  for (let i = 0; i < half; i++) inverseFrequency[i] = theta ** ((-2 * i) / d)
   for (let r = 0; r < rows; r++) {
     const pos = positions === undefined ? r : (positions[r] as number)
     for (let i = 0; i < half; i++) {
