@@ -9,6 +9,7 @@
  */
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
+import { combine, copyInto } from "./Kernels.js"
 
 /**
  * The collective ops.
@@ -17,15 +18,17 @@ import * as Tensor from "../tensor/Tensor.js"
 export type Op = "allReduce" | "allGather" | "allGatherV" | "reduceScatter" | "reduceScatterV" | "allToAllV" | "broadcast" | "barrier"
 
 /**
- * One member's contribution.
+ * What a member declares about its contribution: the op and its parameters, never the data.
+ * Every rule of the rendezvous (agreement, own-argument checks) reads only this, so a
+ * transport that keeps the data elsewhere (shared memory, a device, another process) meets by
+ * the same rules.
  * @category models
  */
-export interface Contribution {
+export interface Signature {
   readonly op: Op
   readonly rank: number
   readonly dtype: DType.DType
   readonly shape: ReadonlyArray<number>
-  readonly data: DType.Storage
   /** allReduce / reduceScatter(V): the reduction. */
   readonly reduce?: "sum" | "max"
   /** broadcast: the group-local root. */
@@ -34,6 +37,14 @@ export interface Contribution {
   readonly sendSplits?: ReadonlyArray<number>
   /** reduceScatterV: rows each member receives, in group-local order. */
   readonly counts?: ReadonlyArray<number>
+}
+
+/**
+ * One member's contribution: its signature and its data.
+ * @category models
+ */
+export interface Contribution extends Signature {
+  readonly data: DType.Storage
   /**
    * Where this member wants its result written (a receive buffer it reuses across steps, as
    * with NCCL), instead of fresh storage: fresh large buffers cost page faults on every call.
@@ -59,7 +70,7 @@ const rows = (shape: ReadonlyArray<number>) => shape[0] ?? 1
  * What must be equal across members for this op, as text (compared verbatim).
  * @category mapping
  */
-export const signature = (c: Contribution): string => {
+export const signature = (c: Signature): string => {
   const trailing = `[*, ${c.shape.slice(1).join(", ")}]`
   switch (c.op) {
     case "allReduce":
@@ -86,7 +97,7 @@ const sameList = (a: ReadonlyArray<number> | undefined, b: ReadonlyArray<number>
  * without building strings (this runs on every arrival).
  * @category guards
  */
-export const agrees = (a: Contribution, b: Contribution): boolean => {
+export const agrees = (a: Signature, b: Signature): boolean => {
   if (a.op !== b.op || a.dtype !== b.dtype) return false
   const trailing = a.shape.length === b.shape.length && a.shape.every((d, i) => i === 0 || d === b.shape[i])
   switch (a.op) {
@@ -109,7 +120,7 @@ export const agrees = (a: Contribution, b: Contribution): boolean => {
  * Checks one member's own arguments; returns a description of the problem or undefined.
  * @category guards
  */
-export const checkOwn = (c: Contribution, groupSize: number): string | undefined => {
+export const checkOwn = (c: Signature, groupSize: number): string | undefined => {
   if (c.op !== "barrier" && c.shape.length === 0) return "collectives move rows: the tensor needs at least one dim"
   switch (c.op) {
     case "reduceScatter":
@@ -136,106 +147,124 @@ export const checkOwn = (c: Contribution, groupSize: number): string | undefined
   }
 }
 
-/** The member's receive buffer when it gave one of the right size, else fresh storage. */
-const target = (c: Contribution, length: number): DType.Storage => {
-  if (c.out === undefined) return DType.allocate(c.dtype, length)
-  if (c.out.length !== length || DType.of(c.out) !== c.dtype) {
-    throw new RangeError(`rank ${c.rank}: the receive buffer holds ${c.out.length} ${DType.of(c.out)} elements; the result needs ${length} ${c.dtype}`)
+/**
+ * How many elements member `j`'s result has where a receive buffer is used (undefined for
+ * reduceScatter(V), which always returns fresh storage).
+ * @category mapping
+ */
+export const resultLength = (ss: ReadonlyArray<Signature>, j: number): number | undefined => {
+  const first = ss[0] as Signature
+  const inner = rowSize(first.shape)
+  switch (first.op) {
+    case "barrier":
+      return 0
+    case "allReduce":
+      return Tensor.sizeOf(first.shape)
+    case "broadcast":
+      return Tensor.sizeOf((ss[first.root ?? 0] as Signature).shape)
+    case "allGather":
+    case "allGatherV":
+      return ss.reduce((a, s) => a + rows(s.shape), 0) * inner
+    case "allToAllV":
+      return ss.reduce((a, s) => a + ((s.sendSplits ?? [])[j] as number), 0) * inner
+    default:
+      return undefined
   }
-  return c.out
-}
-
-const combine = (op: "sum" | "max", parts: ReadonlyArray<DType.Storage>, dtype: DType.DType, from = 0, length = parts[0]?.length ?? 0): DType.Storage => {
-  const out = DType.allocate(dtype, length)
-  const first = parts[0]
-  if (first === undefined) return out
-  out.set(first.subarray(from, from + length))
-  for (let p = 1; p < parts.length; p++) {
-    const src = parts[p] as DType.Storage
-    if (op === "sum") for (let i = 0; i < length; i++) out[i] = (out[i] as number) + (src[from + i] as number)
-    else for (let i = 0; i < length; i++) out[i] = Math.max(out[i] as number, src[from + i] as number)
-  }
-  return out
 }
 
 /**
- * The result of every member, from the contributions in group-local order (already checked to
- * agree). `share` lets members receive one buffer where results are equal (zero-copy mode).
+ * Why member `j`'s receive buffer cannot hold its result, or undefined when it can (or there
+ * is none). Checked for every member before a collective completes, so the slot fails as a
+ * whole instead of one member failing late.
+ * @category guards
+ */
+export const receiveBufferProblem = (ss: ReadonlyArray<Signature>, j: number, out: { readonly length: number; readonly dtype: DType.DType } | undefined): string | undefined => {
+  const me = ss[j] as Signature
+  const length = out === undefined ? undefined : resultLength(ss, j)
+  if (out === undefined || length === undefined || (out.length === length && out.dtype === me.dtype)) return undefined
+  return `rank ${me.rank}: the receive buffer holds ${out.length} ${out.dtype} elements; the result needs ${length} ${me.dtype}`
+}
+
+/**
+ * The result of group-local member `j` from every member's contribution (in group-local
+ * order, already checked to agree, receive buffers included): the one definition of what each
+ * collective means. The arithmetic runs in one order on every backend (out = first part, then
+ * += or max= each later part, in group order), so every backend gets the same bits. Written
+ * into `out` (member j's receive buffer) where one is given, except for reduceScatter(V).
  * @category mapping
  */
-export const compute = (cs: ReadonlyArray<Contribution>, share: boolean): Array<Output> => {
+export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DType.Storage): Output => {
   const first = cs[0] as Contribution
-  const n = cs.length
   const dtype = first.dtype
-  // Equal results: shared in zero-copy mode, else one copy per member (into its buffer if any).
-  const same = (o: Output): Array<Output> =>
-    cs.map((c) => {
-      if (c.out !== undefined) {
-        const data = target(c, o.data.length)
-        if (data !== o.data) data.set(o.data)
-        return { ...o, data }
-      }
-      return share ? o : { ...o, data: o.data.slice() }
-    })
+  const data = cs.map((c) => c.data)
+  const target = (length: number) => out ?? DType.allocate(dtype, length)
   switch (first.op) {
     case "barrier":
-      return same({ data: DType.allocate(dtype, 0), shape: [0] })
+      return { data: target(0), shape: [0] }
     case "allReduce":
-      return same({ data: combine(first.reduce ?? "sum", cs.map((c) => c.data), dtype), shape: first.shape })
+      return { data: combine(first.reduce ?? "sum", data, target(first.data.length), 0), shape: first.shape }
     case "broadcast": {
       const root = cs[first.root ?? 0] as Contribution
-      return same({ data: share ? root.data : root.data.slice(), shape: root.shape })
+      const result = target(root.data.length)
+      copyInto(result, 0, root.data)
+      return { data: result, shape: root.shape }
     }
     case "allGather":
     case "allGatherV": {
-      const inner = rowSize(first.shape)
       const splits = cs.map((c) => rows(c.shape))
       const total = splits.reduce((a, b) => a + b, 0)
-      const out = DType.allocate(dtype, total * inner)
+      const result = target(total * rowSize(first.shape))
       let offset = 0
       for (const c of cs) {
-        out.set(c.data, offset)
+        copyInto(result, offset, c.data)
         offset += c.data.length
       }
-      return same({ data: out, shape: [total, ...first.shape.slice(1)], splits })
+      return { data: result, shape: [total, ...first.shape.slice(1)], splits }
     }
     case "reduceScatter":
     case "reduceScatterV": {
       const inner = rowSize(first.shape)
-      const counts = first.counts ?? cs.map(() => rows(first.shape) / n)
-      let start = 0
-      return counts.map((count) => {
-        const data = combine(first.reduce ?? "sum", cs.map((c) => c.data), dtype, start * inner, count * inner)
-        start += count
-        return { data, shape: [count, ...first.shape.slice(1)] }
-      })
+      const counts = first.counts ?? cs.map(() => rows(first.shape) / cs.length)
+      const start = counts.slice(0, j).reduce((a, b) => a + b, 0)
+      const count = counts[j] as number
+      return { data: combine(first.reduce ?? "sum", data, DType.allocate(dtype, count * inner), start * inner), shape: [count, ...first.shape.slice(1)] }
     }
     case "allToAllV": {
       const inner = rowSize(first.shape)
-      // Where member i's block for member j starts: prefix sums of i's sendSplits.
-      const starts = cs.map((c) => {
-        const s = c.sendSplits ?? []
-        const out: Array<number> = []
-        let acc = 0
-        for (const x of s) {
-          out.push(acc)
-          acc += x
-        }
-        return out
+      const splits = cs.map((c) => (c.sendSplits ?? [])[j] as number)
+      const total = splits.reduce((a, b) => a + b, 0)
+      const result = target(total * inner)
+      let offset = 0
+      cs.forEach((c, i) => {
+        // Member i's block for member j starts after its blocks for members 0..j-1.
+        const begin = (c.sendSplits ?? []).slice(0, j).reduce((a, b) => a + b, 0) * inner
+        const len = (splits[i] as number) * inner
+        copyInto(result, offset, c.data.subarray(begin, begin + len))
+        offset += len
       })
-      return cs.map((_, j) => {
-        const splits = cs.map((c) => (c.sendSplits ?? [])[j] as number)
-        const total = splits.reduce((a, b) => a + b, 0)
-        const out = target(cs[j] as Contribution, total * inner)
-        let offset = 0
-        cs.forEach((c, i) => {
-          const begin = ((starts[i] as Array<number>)[j] as number) * inner
-          const len = (splits[i] as number) * inner
-          out.set(c.data.subarray(begin, begin + len), offset)
-          offset += len
-        })
-        return { data: out, shape: [total, ...first.shape.slice(1)], splits }
-      })
+      return { data: result, shape: [total, ...first.shape.slice(1)], splits }
     }
   }
+}
+
+/** Ops whose result is the same on every member (computed once, then copied or shared). */
+const sameForAll = (op: Op): boolean => op === "barrier" || op === "allReduce" || op === "broadcast" || op === "allGather" || op === "allGatherV"
+
+/**
+ * The result of every member (outputFor of each), computed in one place: results that are
+ * equal for all are computed once, then shared (`share`, zero-copy mode) or copied into each
+ * member's receive buffer or fresh storage.
+ * @category mapping
+ */
+export const compute = (cs: ReadonlyArray<Contribution>, share: boolean): Array<Output> => {
+  const first = cs[0] as Contribution
+  if (!sameForAll(first.op)) return cs.map((c, j) => outputFor(cs, j, c.out))
+  const one = outputFor(cs, 0)
+  return cs.map((c, j) => {
+    if (c.out !== undefined) {
+      copyInto(c.out, 0, one.data)
+      return { ...one, data: c.out }
+    }
+    return share || j === 0 ? one : { ...one, data: one.data.slice() }
+  })
 }

@@ -1,6 +1,7 @@
 /**
- * LocalFabric: the embedded backend. Every rank is a fiber in this process; collectives meet
- * in a shared Rendezvous and p2p messages go through in-memory FIFO queues.
+ * LocalFabric: the embedded transport. Every rank is a fiber in this process; contributions
+ * meet in the shared Rendezvous and the results are computed in one place (Collective.compute);
+ * p2p messages go straight into the receiver's Inbox.
  *
  * By default every contribution is copied when it is issued and every rank gets its own result
  * buffer, so a rank that mutates a buffer it handed over (an aliasing bug that would corrupt
@@ -8,18 +9,19 @@
  * mode: contributions are read in place when the collective completes and equal results share
  * one buffer; sends hand over the sender's storage itself.
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Tensor from "../tensor/Tensor.js"
-import type * as Collective from "./Collective.js"
-import * as CommError from "./CommError.js"
+import * as Collective from "./Collective.js"
+import type * as CommError from "./CommError.js"
 import { Communicator, type CommunicatorShape, type Request } from "./Communicator.js"
-import * as Group from "./Group.js"
-import { Rendezvous, type RendezvousOptions } from "./Rendezvous.js"
+import * as Endpoint from "./Endpoint.js"
+import { Inbox } from "./Inbox.js"
+import { Rendezvous } from "./Rendezvous.js"
+import { Reply } from "./Reply.js"
 
 /**
- * Options of the local backend.
+ * Options of the local transport.
  * @category models
  */
 export interface LocalOptions {
@@ -28,13 +30,25 @@ export interface LocalOptions {
   readonly copy?: boolean
   /** How long a collective or recv waits for its peers, in ms (default 30 s). */
   readonly timeoutMs?: number
-  readonly onComplete?: RendezvousOptions["onComplete"]
 }
 
-interface Mailbox {
-  readonly messages: Array<Tensor.Tensor>
-  readonly receivers: Array<Deferred.Deferred<Tensor.Tensor, CommError.CommError>>
-  sent: number
+type Waiter = Reply<Collective.Output, CommError.CommError>
+
+/** The contribution a request makes (copied unless zero-copy). */
+const contribution = (rank: number, request: Request, copy: boolean): Collective.Contribution => {
+  const t = request.tensor
+  return {
+    op: request.op,
+    rank,
+    dtype: t.dtype,
+    shape: t.shape,
+    data: copy ? t.data.slice() : t.data,
+    ...(request.reduce === undefined ? {} : { reduce: request.reduce }),
+    ...(request.root === undefined ? {} : { root: request.root }),
+    ...(request.sendSplits === undefined ? {} : { sendSplits: [...request.sendSplits] }),
+    ...(request.counts === undefined ? {} : { counts: [...request.counts] }),
+    ...(request.out === undefined ? {} : { out: request.out.data }),
+  }
 }
 
 /**
@@ -45,8 +59,8 @@ export class LocalFabric {
   readonly world: number
   readonly copy: boolean
   readonly timeoutMs: number
-  readonly rendezvous: Rendezvous
-  #mailboxes = new Map<string, Mailbox>()
+  readonly rendezvous: Rendezvous<Collective.Contribution, Waiter>
+  readonly #inboxes: Array<Inbox>
   #closed: string | undefined
 
   constructor(options: LocalOptions) {
@@ -54,10 +68,19 @@ export class LocalFabric {
     this.world = options.world
     this.copy = options.copy ?? true
     this.timeoutMs = options.timeoutMs ?? 30_000
-    this.rendezvous = new Rendezvous({
+    const share = !this.copy
+    this.#inboxes = Array.from({ length: this.world }, (_, rank) => new Inbox(rank, this.timeoutMs))
+    this.rendezvous = new Rendezvous<Collective.Contribution, Waiter>({
       timeoutMs: this.timeoutMs,
-      share: !this.copy,
-      ...(options.onComplete === undefined ? {} : { onComplete: options.onComplete }),
+      fail: (waiter, error) => waiter.done(Effect.fail(error)),
+      complete: (_group, _seq, arrivals) => {
+        const outputs = Collective.compute(
+          arrivals.map((a) => a.part),
+          share,
+        )
+        arrivals.forEach((a, i) => a.waiter.done(Effect.succeed(outputs[i] as Collective.Output)))
+      },
+      receiveBuffer: (part) => (part.out === undefined ? undefined : { length: part.out.length, dtype: part.dtype }),
     })
   }
 
@@ -65,86 +88,25 @@ export class LocalFabric {
   close(why = "the job ended"): void {
     this.#closed = why
     this.rendezvous.close(why)
-    for (const [key, box] of this.#mailboxes) {
-      for (const d of box.receivers) Deferred.doneUnsafe(d, Effect.fail(CommError.make({ reason: "Closed", group: `p2p ${key}`, op: "recv", seq: -1, rank: -1, ranks: [], detail: why })))
-    }
-    this.#mailboxes.clear()
-  }
-
-  #mailbox(from: number, to: number, tag: string): Mailbox {
-    const key = `${from}->${to}:${tag}`
-    let box = this.#mailboxes.get(key)
-    if (box === undefined) {
-      box = { messages: [], receivers: [], sent: 0 }
-      this.#mailboxes.set(key, box)
-    }
-    return box
+    for (const inbox of this.#inboxes) inbox.close(why)
   }
 
   /** The communicator of one rank. */
   communicator(rank: number): CommunicatorShape {
     if (!Number.isInteger(rank) || rank < 0 || rank >= this.world) throw new RangeError(`rank ${rank} is outside 0..${this.world - 1}`)
-    const sequence = new Map<string, number>()
-    const checkPeer = (op: string, peer: number) =>
-      Number.isInteger(peer) && peer >= 0 && peer < this.world
-        ? Effect.void
-        : Effect.fail(CommError.make({ reason: "BadInput", group: `p2p ${rank}->${peer}`, op, seq: -1, rank, ranks: [peer], detail: `rank ${peer} is outside 0..${this.world - 1}` }))
-    const issue = (group: Group.Group, request: Request) =>
-      Effect.sync(() => {
-        const key = Group.key(group)
-        const seq = sequence.get(key) ?? 0
-        sequence.set(key, seq + 1)
-        const t = request.tensor
-        const contribution: Collective.Contribution = {
-          op: request.op,
-          rank,
-          dtype: t.dtype,
-          shape: t.shape,
-          data: this.copy ? t.data.slice() : t.data,
-          ...(request.reduce === undefined ? {} : { reduce: request.reduce }),
-          ...(request.root === undefined ? {} : { root: request.root }),
-          ...(request.sendSplits === undefined ? {} : { sendSplits: [...request.sendSplits] }),
-          ...(request.counts === undefined ? {} : { counts: [...request.counts] }),
-          ...(request.out === undefined ? {} : { out: request.out.data }),
-        }
-        return { await: this.rendezvous.arrive(group, seq, contribution) }
-      })
-    const send = (to: number, t: Tensor.Tensor, tag = "") =>
-      Effect.flatMap(checkPeer("send", to), () =>
-        Effect.suspend(() => {
-          if (this.#closed !== undefined) return Effect.fail(CommError.make({ reason: "Closed", group: `p2p ${rank}->${to}`, op: "send", seq: -1, rank, ranks: [], detail: this.#closed }))
-          const box = this.#mailbox(rank, to, tag)
-          const message = this.copy ? Tensor.fromArray(t.data, t.shape, { dtype: t.dtype, device: t.device }) : Tensor.detach(t)
-          box.sent++
-          const receiver = box.receivers.shift()
-          if (receiver !== undefined) Deferred.doneUnsafe(receiver, Effect.succeed(message))
-          else box.messages.push(message)
-          return Effect.void
-        }),
-      )
-    const recv = (from: number, tag = "") =>
-      Effect.flatMap(checkPeer("recv", from), () =>
-        Effect.suspend(() => {
-          if (this.#closed !== undefined) return Effect.fail(CommError.make({ reason: "Closed", group: `p2p ${from}->${rank}`, op: "recv", seq: -1, rank, ranks: [], detail: this.#closed }))
-          const box = this.#mailbox(from, rank, tag)
-          const ready = box.messages.shift()
-          if (ready !== undefined) return Effect.succeed(ready)
-          const d = Deferred.makeUnsafe<Tensor.Tensor, CommError.CommError>()
-          box.receivers.push(d)
-          return Deferred.await(d).pipe(
-            Effect.timeoutOrElse({
-              duration: this.timeoutMs,
-              orElse: () =>
-                Effect.suspend(() => {
-                  const i = box.receivers.indexOf(d)
-                  if (i >= 0) box.receivers.splice(i, 1)
-                  return Effect.fail(CommError.make({ reason: "Timeout", group: `p2p ${from}->${rank}${tag === "" ? "" : ` tag ${tag}`}`, op: "recv", seq: box.sent, rank, ranks: [from], detail: `waited ${this.timeoutMs} ms; rank ${from} sent nothing more (${box.sent} message(s) so far)` }))
-                }),
-            }),
-          )
-        }),
-      )
-    return { rank, world: this.world, backend: this.copy ? "local" : "local (zero-copy)", issue, send, recv }
+    return Endpoint.make({
+      rank,
+      world: this.world,
+      backend: this.copy ? "local" : "local (zero-copy)",
+      inbox: this.#inboxes[rank] as Inbox,
+      closed: () => this.#closed,
+      enter: (group, seq, request) => {
+        const reply: Waiter = new Reply()
+        this.rendezvous.arrive(group, seq, contribution(rank, request, this.copy), reply)
+        return reply.await
+      },
+      post: (to, t, tag) => (this.#inboxes[to] as Inbox).deliver(rank, tag, this.copy ? Endpoint.snapshot(t) : Tensor.detach(t)),
+    })
   }
 
   /** The Communicator layer of one rank. */

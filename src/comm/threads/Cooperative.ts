@@ -1,14 +1,14 @@
 /**
  * Cooperative: allReduce in two phases, so that the members of a group share the reduction.
  *
- * Reading every member's whole contribution in every member (Receive.ts) moves n times the
+ * Reading every member's whole contribution in every member (Collective.outputFor) moves n times the
  * data per member: with 8 ranks on 2 cores that is 64 reads of each element, and memory
  * bandwidth is what bounds this machine. Here member j reduces only slice j (elements
  * [L*j/n, L*(j+1)/n)) from every contribution, writes it into its own output and into slice j
  * of its own chunk (no one else reads that slice of that chunk), and raises the chunk's ready
  * flag; then it copies every other slice i from member i's chunk once member i's flag is up.
  * About 2 reads per element per member instead of n, and the same arithmetic in the same
- * order (first part, then each later part in group order), so the same bits as Receive.ts.
+ * order (first part, then each later part in group order), so the same bits as Collective.outputFor.
  *
  * Only for copying mode (the contribution is a pooled chunk this thread may overwrite) and
  * large tensors (the waits cost wake-ups). A member waits with Atomics.waitAsync, never
@@ -19,7 +19,7 @@
 import type * as Collective from "../Collective.js"
 import * as DType from "../../tensor/DType.js"
 import { type Counter, readySlot } from "./Protocol.js"
-import { combine, copyInto } from "./Receive.js"
+import { combine, copyInto } from "../Kernels.js"
 
 /**
  * Below this many elements the plain path is faster (one wake-up per member saved).

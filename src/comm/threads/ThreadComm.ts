@@ -1,26 +1,28 @@
 /**
- * ThreadComm: the Communicator of one rank of a threads job, inside the rank's worker.
+ * ThreadComm: the transport of one rank of a threads job, inside the rank's worker.
  *
- * `issue` takes the group's next sequence number, snapshots the tensor into a pooled shared
- * chunk (or, in zero-copy mode, names the tensor's own SharedArrayBuffer) and tells the
- * coordinator. The coordinator answers `complete` with every member's part, and this rank
- * computes its own output from them in place (Receive.ts; a large allReduce is shared out
- * slice by slice, Cooperative.ts), or `fail` with the diagnosis.
- * p2p messages go through the main thread as transferred ArrayBuffers; each receiver keeps one
- * FIFO per (sender, tag). Errors carry the same reasons, fields and texts as the local backend.
+ * `enter` snapshots the tensor into a pooled shared chunk (or, in zero-copy mode, names the
+ * tensor's own SharedArrayBuffer) and tells the coordinator (the one Rendezvous, on the main
+ * thread). The coordinator answers `complete` with every member's part, and this rank computes
+ * its own output from them in place (Collective.outputFor; a large allReduce is shared out
+ * slice by slice, Cooperative.ts), or `fail` with the diagnosis. p2p messages go through the
+ * main thread as transferred ArrayBuffers into this rank's Inbox. Sequence numbers, guards and
+ * p2p receives are the Endpoint's, as on every transport.
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import type * as Collective from "../Collective.js"
+import * as Collective from "../Collective.js"
 import * as CommError from "../CommError.js"
 import type { CommunicatorShape, Request } from "../Communicator.js"
+import * as Endpoint from "../Endpoint.js"
 import * as Group from "../Group.js"
+import { Inbox } from "../Inbox.js"
+import { copyInto } from "../Kernels.js"
+import { Reply } from "../Reply.js"
 import type * as DType from "../../tensor/DType.js"
 import * as Tensor from "../../tensor/Tensor.js"
 import * as Chunks from "./Chunks.js"
 import * as Cooperative from "./Cooperative.js"
 import type { Counter, ErrorFields, Part, ToMain, ToWorker } from "./Protocol.js"
-import { copyInto, outputFor } from "./Receive.js"
 
 /**
  * How a rank's communicator reaches the main thread.
@@ -47,45 +49,17 @@ export interface ThreadCommOptions {
 
 type Result = Effect.Effect<Collective.Output, CommError.CommError>
 
-/**
- * A one-shot reply to the waiting program: one callback, lighter than a Deferred on the path
- * every collective takes.
- */
-class Reply {
-  #result: Result | undefined
-  #resume: ((e: Result) => void) | undefined
-
-  done(result: Result): void {
-    if (this.#result !== undefined) return
-    this.#result = result
-    const resume = this.#resume
-    this.#resume = undefined
-    resume?.(result)
-  }
-
-  readonly await: Result = Effect.callback((resume) => {
-    if (this.#result !== undefined) resume(this.#result)
-    else this.#resume = resume
-  })
-}
-
 interface PendingOp {
   readonly group: Group.Group
   readonly seq: number
   readonly op: Collective.Op
-  readonly reply: Reply
+  readonly reply: Reply<Collective.Output, CommError.CommError>
   /** The reader counter of this rank's own part (cleared if the op fails). */
   readonly own: Counter | undefined
   /** Zero-copy: the op completes only once every reader is done with this rank's tensor. */
   readonly drain: boolean
   /** The receive buffer the program gave, if any. */
   readonly out: DType.Storage | undefined
-}
-
-interface Mailbox {
-  readonly messages: Array<Tensor.Tensor>
-  readonly receivers: Array<Deferred.Deferred<Tensor.Tensor, CommError.CommError>>
-  sent: number
 }
 
 const viewOf = (dtype: DType.DType, buffer: ArrayBufferLike | undefined, offset: number, length: number): DType.Storage => {
@@ -99,14 +73,14 @@ const viewOf = (dtype: DType.DType, buffer: ArrayBufferLike | undefined, offset:
  */
 export class ThreadComm {
   readonly options: ThreadCommOptions
-  #sequence = new Map<string, number>()
+  readonly inbox: Inbox
   #pending = new Map<number, PendingOp>()
-  #mailboxes = new Map<string, Mailbox>()
   #nextId = 0
   #closed: string | undefined
 
   constructor(options: ThreadCommOptions) {
     this.options = options
+    this.inbox = new Inbox(options.rank, options.timeoutMs)
   }
 
   /** The coordinator's answer: every member's part; computes this rank's output from them. */
@@ -128,7 +102,7 @@ export class ThreadComm {
           together = true
           return this.#together(id, p, parts, cs, j)
         }
-        result = Effect.succeed(outputFor(cs, j, p.out))
+        result = Effect.succeed(Collective.outputFor(cs, j, p.out))
       }
     } catch (error) {
       if (p !== undefined) {
@@ -176,13 +150,7 @@ export class ThreadComm {
 
   /** A p2p message for this rank. */
   onMessage(m: Extract<ToWorker, { t: "message" }>): void {
-    if (this.#closed !== undefined) return
-    const t = Tensor.fromStorage(viewOf(m.dtype, m.buffer, 0, Tensor.sizeOf(m.shape)), m.shape, { device: m.device })
-    const box = this.#mailbox(m.from, m.tag)
-    box.sent++
-    const receiver = box.receivers.shift()
-    if (receiver !== undefined) Deferred.doneUnsafe(receiver, Effect.succeed(t))
-    else box.messages.push(t)
+    this.inbox.deliver(m.from, m.tag, Tensor.fromStorage(viewOf(m.dtype, m.buffer, 0, Tensor.sizeOf(m.shape)), m.shape, { device: m.device }))
   }
 
   /** Ends the job for this rank: every waiting op fails with Closed. */
@@ -195,21 +163,7 @@ export class ThreadComm {
       p.reply.done(Effect.fail(CommError.make({ reason: "Closed", group: Group.format(p.group), op: p.op, seq: p.seq, rank, ranks: [], detail: why })))
     }
     this.#pending.clear()
-    for (const [key, box] of this.#mailboxes) {
-      const [from, tag] = key.split("\u0000") as [string, string]
-      for (const d of box.receivers) Deferred.doneUnsafe(d, Effect.fail(CommError.make({ reason: "Closed", group: `p2p ${from}->${rank}:${tag}`, op: "recv", seq: -1, rank: -1, ranks: [], detail: why })))
-    }
-    this.#mailboxes.clear()
-  }
-
-  #mailbox(from: number, tag: string): Mailbox {
-    const key = `${from}\u0000${tag}`
-    let box = this.#mailboxes.get(key)
-    if (box === undefined) {
-      box = { messages: [], receivers: [], sent: 0 }
-      this.#mailboxes.set(key, box)
-    }
-    return box
+    this.inbox.close(why)
   }
 
   #part(request: Request, readers: number): { part: Part; own: Counter | undefined; drain: boolean } {
@@ -239,59 +193,27 @@ export class ThreadComm {
 
   /** The CommunicatorShape the rank's program sees. */
   communicator(): CommunicatorShape {
-    const { rank, world, timeoutMs, job, post } = this.options
-    const closedError = (group: string, op: string, seq: number) =>
-      CommError.make({ reason: "Closed", group, op, seq, rank, ranks: [], detail: this.#closed ?? "" })
-    const checkPeer = (op: string, peer: number) =>
-      Number.isInteger(peer) && peer >= 0 && peer < world
-        ? Effect.void
-        : Effect.fail(CommError.make({ reason: "BadInput", group: `p2p ${rank}->${peer}`, op, seq: -1, rank, ranks: [peer], detail: `rank ${peer} is outside 0..${world - 1}` }))
-    const issue = (group: Group.Group, request: Request) =>
-      Effect.sync(() => {
-        const key = Group.key(group)
-        const seq = this.#sequence.get(key) ?? 0
-        this.#sequence.set(key, seq + 1)
-        if (this.#closed !== undefined) return { await: Effect.fail(closedError(Group.format(group), request.op, seq)) }
+    const { rank, world, job, post } = this.options
+    return Endpoint.make({
+      rank,
+      world,
+      backend: this.options.copy ? "threads" : "threads (zero-copy)",
+      inbox: this.inbox,
+      closed: () => this.#closed,
+      enter: (group, seq, request) => {
         const { part, own, drain } = this.#part(request, group.ranks.length)
         const id = this.#nextId++
-        const reply = new Reply()
+        const reply = new Reply<Collective.Output, CommError.CommError>()
         this.#pending.set(id, { group, seq, op: request.op, reply, own, drain, out: request.out?.data })
-        post({ t: "arrive", job, id, group: { name: group.name, ranks: [...group.ranks], key }, seq, part })
-        // No timer here: the coordinator's watchdog fails the slot (as Rendezvous does).
-        return { await: reply.await }
-      })
-    const send = (to: number, t: Tensor.Tensor, tag = "") =>
-      Effect.flatMap(checkPeer("send", to), () =>
-        Effect.suspend(() => {
-          if (this.#closed !== undefined) return Effect.fail(closedError(`p2p ${rank}->${to}`, "send", -1))
-          // A private copy whose buffer moves to the receiver (transfer: no second copy).
-          const copy = t.data.slice()
-          post({ t: "send", job, to, tag, dtype: t.dtype, shape: [...t.shape], device: t.device, buffer: copy.buffer as ArrayBuffer }, [copy.buffer as ArrayBuffer])
-          return Effect.void
-        }),
-      )
-    const recv = (from: number, tag = "") =>
-      Effect.flatMap(checkPeer("recv", from), () =>
-        Effect.suspend(() => {
-          if (this.#closed !== undefined) return Effect.fail(closedError(`p2p ${from}->${rank}`, "recv", -1))
-          const box = this.#mailbox(from, tag)
-          const ready = box.messages.shift()
-          if (ready !== undefined) return Effect.succeed(ready)
-          const d = Deferred.makeUnsafe<Tensor.Tensor, CommError.CommError>()
-          box.receivers.push(d)
-          return Deferred.await(d).pipe(
-            Effect.timeoutOrElse({
-              duration: timeoutMs,
-              orElse: () =>
-                Effect.suspend(() => {
-                  const i = box.receivers.indexOf(d)
-                  if (i >= 0) box.receivers.splice(i, 1)
-                  return Effect.fail(CommError.make({ reason: "Timeout", group: `p2p ${from}->${rank}${tag === "" ? "" : ` tag ${tag}`}`, op: "recv", seq: box.sent, rank, ranks: [from], detail: `waited ${timeoutMs} ms; rank ${from} sent nothing more (${box.sent} message(s) so far)` }))
-                }),
-            }),
-          )
-        }),
-      )
-    return { rank, world, backend: this.options.copy ? "threads" : "threads (zero-copy)", issue, send, recv }
+        post({ t: "arrive", job, id, group: { name: group.name, ranks: [...group.ranks], key: Group.key(group) }, seq, part })
+        // No timer here: the coordinator's watchdog fails the slot (the one Rendezvous).
+        return reply.await
+      },
+      post: (to, t, tag) => {
+        // A private copy whose buffer moves to the receiver (transfer: no second copy).
+        const copy = t.data.slice()
+        post({ t: "send", job, to, tag, dtype: t.dtype, shape: [...t.shape], device: t.device, buffer: copy.buffer as ArrayBuffer }, [copy.buffer as ArrayBuffer])
+      },
+    })
   }
 }

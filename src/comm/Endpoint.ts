@@ -1,0 +1,73 @@
+/**
+ * Endpoint: one rank's Communicator, made from a transport. What every backend's rank does the
+ * same way is written here once: numbering its collectives per group (the sequence number is
+ * taken when the op is issued, so the group's stream is ordered by issue), checking a peer's
+ * rank, refusing work once the job is closed, and receiving p2p messages from its Inbox. A
+ * transport supplies only how a contribution reaches the rendezvous and how a p2p message
+ * reaches the peer.
+ */
+import * as Effect from "effect/Effect"
+import * as Tensor from "../tensor/Tensor.js"
+import type * as Collective from "./Collective.js"
+import * as CommError from "./CommError.js"
+import type { CommunicatorShape, Request } from "./Communicator.js"
+import * as Group from "./Group.js"
+import type { Inbox } from "./Inbox.js"
+
+/**
+ * What a transport gives one rank.
+ * @category models
+ */
+export interface RankTransport {
+  readonly rank: number
+  readonly world: number
+  /** The backend's name, as the Communicator reports it. */
+  readonly backend: string
+  readonly inbox: Inbox
+  /** Why the job ended, once it has (then every op fails with Closed). */
+  readonly closed: () => string | undefined
+  /** Hands the contribution to the rendezvous now; the effect awaits the result. */
+  readonly enter: (group: Group.Group, seq: number, request: Request) => Effect.Effect<Collective.Output, CommError.CommError>
+  /** Moves a p2p message to rank `to` (FIFO per sender, receiver and tag). */
+  readonly post: (to: number, t: Tensor.Tensor, tag: string) => void
+}
+
+/**
+ * The Communicator of one rank over a transport.
+ * @category constructors
+ */
+export const make = (transport: RankTransport): CommunicatorShape => {
+  const { rank, world, backend, inbox } = transport
+  const sequence = new Map<string, number>()
+  const closedError = (group: string, op: string, seq: number, why: string) => CommError.make({ reason: "Closed", group, op, seq, rank, ranks: [], detail: why })
+  const checkPeer = (op: string, peer: number) =>
+    Number.isInteger(peer) && peer >= 0 && peer < world
+      ? Effect.void
+      : Effect.fail(CommError.make({ reason: "BadInput", group: `p2p ${rank}->${peer}`, op, seq: -1, rank, ranks: [peer], detail: `rank ${peer} is outside 0..${world - 1}` }))
+  const issue = (group: Group.Group, request: Request) =>
+    Effect.sync(() => {
+      const key = Group.key(group)
+      const seq = sequence.get(key) ?? 0
+      sequence.set(key, seq + 1)
+      const why = transport.closed()
+      if (why !== undefined) return { await: Effect.fail(closedError(Group.format(group), request.op, seq, why)) }
+      return { await: transport.enter(group, seq, request) }
+    })
+  const send = (to: number, t: Tensor.Tensor, tag = "") =>
+    Effect.flatMap(checkPeer("send", to), () =>
+      Effect.suspend(() => {
+        const why = transport.closed()
+        if (why !== undefined) return Effect.fail(closedError(`p2p ${rank}->${to}`, "send", -1, why))
+        transport.post(to, t, tag)
+        return Effect.void
+      }),
+    )
+  const recv = (from: number, tag = "") => Effect.flatMap(checkPeer("recv", from), () => inbox.take(from, tag))
+  return { rank, world, backend, issue, send, recv }
+}
+
+/**
+ * A private copy of a tensor for a p2p message (the sender may overwrite its own afterwards).
+ * @category constructors
+ */
+export const snapshot = (t: Tensor.Tensor): Tensor.Tensor => Tensor.fromArray(t.data, t.shape, { dtype: t.dtype, device: t.device })

@@ -1,0 +1,70 @@
+/**
+ * Kernels: the bulk copies and reductions every collective is made of, on any transport.
+ *
+ * Bulk copies and sums use the native CPU kernels when the addon is built (they are not capped
+ * like V8's copies into and out of SharedArrayBuffers, see toolchain.md section 5), plain JS
+ * otherwise. A reduction runs in one order (out = first part, then += each later part, in
+ * group order), so every backend gets the same bits.
+ */
+import type * as DType from "../tensor/DType.js"
+import * as Cpu from "../native/Cpu.js"
+
+// Below this many elements a JS loop beats the cost of a native call.
+const nativeFrom = 2048
+
+let native: boolean | undefined
+
+const hasNative = (): boolean => {
+  if (native === undefined) {
+    try {
+      Cpu.activeIsa()
+      native = true
+    } catch {
+      native = false
+    }
+  }
+  return native
+}
+
+/**
+ * Copies `src` into `dst` starting at element `at` (same dtype).
+ * @category kernels
+ */
+export const copyInto = (dst: DType.Storage, at: number, src: DType.Storage): void => {
+  if (src.length === 0) return
+  if (src.length >= nativeFrom && hasNative()) Cpu.copy(dst.subarray(at, at + src.length), src)
+  else dst.set(src, at)
+}
+
+// out[i] = out[i] + src[i]: the same rounding as Collective's JS loop (float64: exact same
+// operation; float32: one correctly rounded add either way).
+const addInto = (out: DType.Storage, src: DType.Storage): void => {
+  if (out.length >= nativeFrom && hasNative()) {
+    if (out instanceof Float32Array) Cpu.axpy(1, src as Float32Array, out)
+    else Cpu.axpy(1, src as Float64Array, out)
+    return
+  }
+  for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + (src[i] as number)
+}
+
+const maxInto = (out: DType.Storage, src: DType.Storage): void => {
+  for (let i = 0; i < out.length; i++) out[i] = Math.max(out[i] as number, src[i] as number)
+}
+
+/**
+ * The reduction of elements [from, from + out.length) over all parts, in group order, into
+ * `out` (out = first part, then += or max= each later part).
+ * @category kernels
+ */
+export const combine = (op: "sum" | "max", parts: ReadonlyArray<DType.Storage>, out: DType.Storage, from: number): DType.Storage => {
+  const first = parts[0]
+  const length = out.length
+  if (first === undefined || length === 0) return out
+  copyInto(out, 0, first.subarray(from, from + length))
+  for (let p = 1; p < parts.length; p++) {
+    const src = (parts[p] as DType.Storage).subarray(from, from + length)
+    if (op === "sum") addInto(out, src)
+    else maxInto(out, src)
+  }
+  return out
+}
