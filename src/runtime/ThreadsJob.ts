@@ -14,6 +14,12 @@
  * program starts only once every rank has loaded the module, so worker start-up never counts
  * against a collective's timeout.
  *
+ * While the job runs, a rank may post cloneable events (its third argument, `emit`); they
+ * reach `onEvent` in the order each rank posted them, before that rank's result. An export
+ * may carry `prepare(args)`, which each worker awaits while it loads (to import what the
+ * program needs before the job's clock starts). When the Effect running the job is
+ * interrupted, the job ends as a failed one does: workers are closed, then terminated.
+ *
  * Workers of a job that ended cleanly are kept (idle, unref'd) and serve later jobs: a cold
  * start costs ~0.1-0.3 s of CPU per worker. A rank module is imported once per worker, so its
  * module-level state lives on across jobs in that worker (as it does for every rank of the
@@ -25,8 +31,6 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import path from "node:path"
-import { pathToFileURL } from "node:url"
 import type { Worker } from "node:worker_threads"
 import type { Communicator } from "../comm/Communicator.js"
 import { Coordinator } from "../comm/threads/Coordinator.js"
@@ -34,6 +38,7 @@ import * as Failure from "../comm/threads/Failure.js"
 import * as Pool from "../comm/threads/Pool.js"
 import type { ToMain, ToWorker } from "../comm/threads/Protocol.js"
 import { RankFailed } from "./JobError.js"
+import { moduleUrl } from "./RankProgram.js"
 
 /**
  * Options of a threads job.
@@ -55,22 +60,17 @@ export interface ThreadsJobOptions {
   readonly graceMs?: number
   /** How long the ranks may take to start and load the module, in ms (default 120 s). */
   readonly startTimeoutMs?: number
+  /** Receives the events the ranks post while they run. */
+  readonly onEvent?: (rank: number, event: unknown) => void
 }
 
 /**
  * A rank program as the named export must be typed.
  * @category models
  */
-export type RankProgram<A = unknown, E = unknown> = (rank: number, args: unknown) => Effect.Effect<A, E, Communicator>
+export type RankProgram<A = unknown, E = unknown> = (rank: number, args: unknown, emit: (event: unknown) => void) => Effect.Effect<A, E, Communicator>
 
 let nextJob = 1
-
-const moduleUrl = (m: string | URL): string => {
-  if (m instanceof URL) return m.href
-  // A scheme (file:, data:) but not a Windows drive letter.
-  if (/^[a-z][a-z0-9+.-]+:/i.test(m)) return m
-  return pathToFileURL(path.resolve(m)).href
-}
 
 type Settle = (effect: Effect.Effect<Array<unknown>, RankFailed>) => void
 
@@ -188,6 +188,14 @@ class Session {
       case "stopped":
         this.#stopped[rank] = true
         return this.#progress()
+      case "event":
+        if (this.#closed) return
+        try {
+          return this.options.onEvent?.(rank, m.event)
+        } catch (error) {
+          // The listener is the driver's code: its failure ends the job like a rank's would.
+          return this.#fail(rank, Cause.die(error))
+        }
     }
   }
 

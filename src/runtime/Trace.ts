@@ -2,6 +2,13 @@
  * Trace: spans of every rank (forward, backward, collectives, waiting, idle) written as a
  * Chrome / Perfetto trace, so a user sees the pipeline bubbles and the all-to-all time.
  *
+ * Two clocks. Where a span is made (a rank's trainer, the tracing communicator below) it is
+ * timed with `performance.now()` of the thread it runs on; each worker thread has its own
+ * origin, so those times are comparable only within one thread. When a span leaves its rank
+ * (RankEvents) it is moved onto the clock every thread shares, epoch milliseconds
+ * (`performance.timeOrigin + performance.now()`), and that is what a Tracer holds. Spans of
+ * ranks in different workers therefore line up in one trace.
+ *
  * Each rank is one process row ("rank 3 (tp 1, cp 0, ...)") with two threads: compute
  * (forward, backward, wait) and communication (every collective from issue to completion).
  * Gaps between a rank's compute spans inside a step become explicit "idle" spans.
@@ -18,40 +25,51 @@ export interface Span {
   readonly rank: number
   readonly name: string
   readonly category: "compute" | "comm" | "idle" | "step"
-  /** Milliseconds (performance.now). */
+  /** Milliseconds: the making thread's `performance.now()`; epoch ms once in a Tracer. */
   readonly start: number
   readonly end: number
 }
 
 /**
- * Collects spans from every rank of a job.
+ * A span made on this thread, moved onto the clock shared by all threads (epoch ms).
+ * @category mapping
+ */
+export const toSharedClock = (span: Span): Span => ({ ...span, start: performance.timeOrigin + span.start, end: performance.timeOrigin + span.end })
+
+/**
+ * A communicator that records a span for every collective of `rank`, from issue to
+ * completion (times on this thread's clock).
+ * @category constructors
+ */
+export const traced = (rank: number, inner: CommunicatorShape, record: (span: Span) => void): CommunicatorShape => ({
+  ...inner,
+  issue: (group, request) =>
+    Effect.map(inner.issue(group, request), (pending) => {
+      const start = performance.now()
+      return { await: Effect.tap(pending.await, () => Effect.sync(() => record({ rank, name: `${request.op} ${Group.format(group)}`, category: "comm", start, end: performance.now() }))) }
+    }),
+})
+
+/**
+ * Collects the spans of every rank of a job (on the shared clock).
  * @category models
  */
 export class Tracer {
   readonly spans: Array<Span> = []
-  readonly origin = performance.now()
+  /** When the tracer was made (epoch ms); the trace starts here or at its first span. */
+  readonly origin = performance.timeOrigin + performance.now()
 
+  /** Adds a span timed on the shared clock (epoch ms). */
   record(span: Span): void {
     this.spans.push(span)
-  }
-
-  /** A communicator that records a span for every collective of `rank`. */
-  wrap(rank: number, inner: CommunicatorShape): CommunicatorShape {
-    return {
-      ...inner,
-      issue: (group, request) =>
-        Effect.map(inner.issue(group, request), (pending) => {
-          const start = performance.now()
-          return { await: Effect.tap(pending.await, () => Effect.sync(() => this.record({ rank, name: `${request.op} ${Group.format(group)}`, category: "comm", start, end: performance.now() }))) }
-        }),
-    }
   }
 
   /** The trace as Chrome trace-event JSON, with idle spans filling the gaps between compute. */
   toChrome(labels: (rank: number) => string): { traceEvents: Array<Record<string, unknown>>; displayTimeUnit: string } {
     const events: Array<Record<string, unknown>> = []
     const ranks = [...new Set(this.spans.map((s) => s.rank))].sort((a, b) => a - b)
-    const us = (ms: number) => Math.round((ms - this.origin) * 1000)
+    const origin = this.spans.reduce((o, s) => Math.min(o, s.start), this.origin)
+    const us = (ms: number) => Math.round((ms - origin) * 1000)
     for (const rank of ranks) {
       events.push({ name: "process_name", ph: "M", pid: rank, args: { name: labels(rank) } })
       events.push({ name: "thread_name", ph: "M", pid: rank, tid: 0, args: { name: "compute" } })

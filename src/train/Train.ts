@@ -1,21 +1,26 @@
 /**
- * Train: a supervised training job. Every rank is an actor holding its RankTrainer; the driver
- * asks all ranks for step k at once, gathers their reports and publishes one summary per step.
- * One failing rank ends the job naming it (ActorJob).
+ * Train: a supervised training job on any backend. Every rank runs the same rank program
+ * (TrainProgram, the run as data) and reports each step as it completes; the driver gathers
+ * the step's reports from all ranks into one summary, published at once (onStep), and writes
+ * checkpoints the same way on every backend: it opens the checkpoint's temporary directory,
+ * the ranks write their shards, and once every rank has finished it commits the manifest.
+ * One failing rank ends the job naming it; interrupting the job stops every rank.
  */
 import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
 import type { Logger } from "pino"
 import * as Result from "effect/Result"
 import * as Folding from "../mapping/Folding.js"
 import * as Check from "../pipeline/Check.js"
 import * as Schedule from "../pipeline/Schedule.js"
-import * as Checkpoint from "./Checkpoint.js"
-import * as ActorJob from "../runtime/ActorJob.js"
-import * as ThreadsJob from "../runtime/ThreadsJob.js"
-import type * as Job from "../runtime/Job.js"
+import * as Backend from "../runtime/Backend.js"
+import * as ChooseBackend from "../runtime/ChooseBackend.js"
+import type { RankFailed } from "../runtime/JobError.js"
 import type * as Trace from "../runtime/Trace.js"
+import * as Checkpoint from "./Checkpoint.js"
 import * as ModelConfig from "./ModelConfig.js"
-import * as RankTrainer from "./RankTrainer.js"
+import type * as RankTrainer from "./RankTrainer.js"
+import * as TrainProgram from "./TrainProgram.js"
 
 /**
  * One step of the whole job.
@@ -27,17 +32,12 @@ export interface StepSummary {
   readonly gradNorm: number
   readonly lr: number
   readonly tokens: number
+  /** Wall time of the step (the slowest rank's). */
   readonly seconds: number
   /** Per MoE layer: max over experts of rows / mean rows (1 is perfect balance). */
   readonly imbalance: ReadonlyArray<{ readonly layer: number; readonly value: number }>
   /** Per rank: forward, backward and waiting milliseconds. */
   readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs">>
-}
-
-type Protocol = {
-  Step: readonly [number, RankTrainer.StepReport]
-  Save: readonly [string, void]
-  Load: readonly [string, void]
 }
 
 /**
@@ -46,9 +46,12 @@ type Protocol = {
  */
 export interface RunOptions {
   readonly steps: number
-  readonly backend?: Job.JobOptions["backend"]
+  /** Where the ranks run (default "local"; see ChooseBackend). */
+  readonly backend?: ChooseBackend.Name
   readonly timeoutMs?: number
+  /** The job's logger; each rank logs through a child of it, on every backend. */
   readonly log?: Logger
+  /** Called as each step completes on every rank. */
   readonly onStep?: (summary: StepSummary) => void
   /** Records every rank's spans (forward, backward, collectives, idle). */
   readonly tracer?: Trace.Tracer
@@ -81,10 +84,32 @@ export const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepR
 }
 
 /**
- * Trains for `steps` steps; returns every step's summary.
+ * Gathers the ranks' step events into summaries, in step order (a step is summarized once
+ * every rank has reported it).
+ */
+const collector = (world: number, tokens: number, publish: (summary: StepSummary) => void) => {
+  const pending = new Map<number, Array<TrainProgram.StepEvent>>()
+  let next: number | undefined
+  return (rank: number, value: unknown): void => {
+    const event = value as TrainProgram.StepEvent
+    next ??= event.step
+    const got = pending.get(event.step) ?? []
+    got[rank] = event
+    pending.set(event.step, got)
+    for (let ready = pending.get(next); ready !== undefined && ready.filter((e) => e !== undefined).length === world; ready = pending.get(next)) {
+      pending.delete(next)
+      publish(summarize(next, ready.map((e) => e.report), tokens, Math.max(...ready.map((e) => e.seconds))))
+      next++
+    }
+  }
+}
+
+/**
+ * Trains for `steps` steps on the backend in context; returns every step's summary. The
+ * model and the pipeline schedule are checked before any work (a mismatch throws here).
  * @category constructors
  */
-export const run = (setup: RankTrainer.TrainSetup, options: RunOptions) => {
+export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed, Backend.Backend> => {
   ModelConfig.check(setup.model, setup.batch, setup.parallel)
   // Before any step: prove the schedule every rank will run meets every send with its receive.
   const s = setup.parallel.sizes
@@ -92,86 +117,58 @@ export const run = (setup: RankTrainer.TrainSetup, options: RunOptions) => {
   const checked = Check.check(schedule)
   if (Result.isFailure(checked)) throw new Error(`pipeline schedule: ${Check.format(checked.failure)}`)
   const fold = Folding.make(setup.parallel)
+  const world = setup.parallel.world
   const tokens = setup.batch.globalBatch * setup.model.seq
-  return ActorJob.run<Protocol, unknown, never, Array<StepSummary>, unknown>(
-    {
-      world: setup.parallel.world,
-      ...(options.backend === undefined ? {} : { backend: options.backend }),
+  // The span callback is a function, which cannot cross into workers: spans go through RankEvents.
+  const { span: _span, ...plain } = setup
+  return Effect.gen(function* () {
+    const first = options.resume === undefined ? 0 : Checkpoint.manifest(options.resume).step
+    const out: Array<StepSummary> = []
+    const summaries = yield* Queue.unbounded<StepSummary>()
+    const publish = (summary: StepSummary) =>
+      Effect.sync(() => {
+        out.push(summary)
+        options.onStep?.(summary)
+      })
+    const job = Backend.run({
+      world,
+      program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, save: options.save }),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-      ...(options.log === undefined ? {} : { log: options.log }),
-      place: (rank) => Folding.place(fold, rank),
-      ...(options.tracer === undefined ? {} : { wrap: (rank: number, comm: Parameters<Trace.Tracer["wrap"]>[1]) => (options.tracer as Trace.Tracer).wrap(rank, comm) }),
-    },
-    ({ rank }) => Effect.sync(() => {
-      const tracer = options.tracer
-      const trainer = RankTrainer.make(tracer === undefined ? setup : { ...setup, span: (span) => tracer.record(span) }, rank)
-      return {
-        Step: (k: number) => trainer.step(k),
-        Save: (dir: string) => Effect.sync(() => Checkpoint.writeRank(dir, rank, trainer.params, trainer.moments)),
-        Load: (dir: string) => Effect.sync(() => Checkpoint.loadInto(dir, trainer.params, trainer.moments)),
-      }
-    }),
-    (refs) =>
+      listener: {
+        onReport: collector(world, tokens, (summary) => void Queue.offerUnsafe(summaries, summary)),
+        ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
+        ...(options.log === undefined ? {} : { log: options.log }),
+        place: (rank) => Folding.place(fold, rank),
+      },
+    })
+    // Summaries are published on this fiber as they come; the job ends the publishing.
+    const publishing = Effect.forever(Effect.flatMap(Queue.take(summaries), publish))
+    if (options.save !== undefined) Checkpoint.begin(options.save)
+    // Once every rank has written its shards, committing the checkpoint is not interrupted:
+    // an interrupted job leaves either the new checkpoint or the previous one.
+    return yield* Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
-        const out: Array<StepSummary> = []
-        let first = 0
-        if (options.resume !== undefined) {
-          const dir = options.resume
-          first = Checkpoint.manifest(dir).step
-          yield* Effect.forEach(refs, (ref) => ref.ask("Load", dir), { concurrency: "unbounded" })
-        }
-        for (let k = first; k < options.steps; k++) {
-          const started = performance.now()
-          const reports = yield* Effect.forEach(refs, (ref) => ref.ask("Step", k), { concurrency: "unbounded" })
-          const summary = summarize(k, reports, tokens, (performance.now() - started) / 1000)
-          options.onStep?.(summary)
-          out.push(summary)
-        }
-        if (options.save !== undefined) {
-          const dir = options.save
-          Checkpoint.begin(dir)
-          yield* Effect.forEach(refs, (ref) => ref.ask("Save", dir), { concurrency: "unbounded" })
-          Checkpoint.commit(dir, manifestOf(setup, Math.max(first, options.steps)))
-        }
+        yield* restore(Effect.raceFirst(job, publishing))
+        for (const summary of yield* Queue.clear(summaries)) yield* publish(summary)
+        if (options.save !== undefined) Checkpoint.commit(options.save, manifestOf(setup, Math.max(first, options.steps)))
         return out
       }),
-  )
+    )
+  })
 }
 
 /**
- * Trains on the threads backend (every rank in a worker thread). Same results as `run`;
- * summaries arrive at the end (workers report when they finish).
+ * Trains for `steps` steps on `options.backend`; returns every step's summary.
  * @category constructors
  */
-export const runThreads = (setup: RankTrainer.TrainSetup, options: Pick<RunOptions, "steps" | "timeoutMs" | "save" | "resume" | "onStep">) =>
-  Effect.gen(function* () {
-    ModelConfig.check(setup.model, setup.batch, setup.parallel)
-    const first = options.resume === undefined ? 0 : Checkpoint.manifest(options.resume).step
-    if (options.save !== undefined) Checkpoint.begin(options.save)
-    // The span callback is a function, which cannot cross into the workers: leave it behind.
-    const { span: _span, ...plain } = setup
-    const here = import.meta.url
-    const module = new URL(here.endsWith(".ts") ? "./ThreadsTrain.ts" : "./ThreadsTrain.js", here)
-    const started = performance.now()
-    const perRank = yield* ThreadsJob.run<Array<RankTrainer.StepReport>>({
-      world: setup.parallel.world,
-      module,
-      export: "rankProgram",
-      args: { setup: plain, first, steps: options.steps, resume: options.resume, save: options.save },
-      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-    })
-    const seconds = (performance.now() - started) / 1000
-    const ran = Math.max(0, options.steps - first)
-    const tokens = setup.batch.globalBatch * setup.model.seq
-    const out: Array<StepSummary> = []
-    for (let i = 0; i < ran; i++) {
-      const summary = summarize(first + i, perRank.map((r) => r[i] as RankTrainer.StepReport), tokens, seconds / Math.max(1, ran))
-      options.onStep?.(summary)
-      out.push(summary)
-    }
-    if (options.save !== undefined) Checkpoint.commit(options.save, manifestOf(setup, Math.max(first, options.steps)))
-    return out
-  })
+export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ChooseBackend.UnknownBackend> =>
+  Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local"))
+
+/**
+ * Trains on the threads backend: `run` with `backend: "threads"`.
+ * @category constructors
+ */
+export const runThreads = (setup: RankTrainer.TrainSetup, options: Omit<RunOptions, "backend">) => run(setup, { ...options, backend: "threads" })
 
 /** The manifest of a checkpoint of this setup at `step`. */
 const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Checkpoint.Manifest => {

@@ -94,6 +94,8 @@ export type ToMain =
   | { readonly t: "done"; readonly job: number; readonly ok: false; readonly failure: WireFailure }
   /** The worker has failed its pending ops and its program has stopped. */
   | { readonly t: "stopped"; readonly job: number }
+  /** Something the rank's program tells the main thread while it runs (cloneable). */
+  | { readonly t: "event"; readonly job: number; readonly event: unknown }
 
 /**
  * Main to worker.

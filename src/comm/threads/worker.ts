@@ -2,8 +2,9 @@
  * worker: the entry of a rank worker of a threads job.
  *
  * A worker serves one job at a time and may serve many in turn (the pool keeps it when a job
- * succeeds). Per job: `start` imports the module and checks the export (then `loaded`), `go`
- * runs the program in this thread's own Effect runtime with a ThreadComm as its Communicator,
+ * succeeds). Per job: `start` imports the module, checks the export and awaits its `prepare`
+ * if it has one (then `loaded`), `go` runs the program in this thread's own Effect runtime
+ * with a ThreadComm as its Communicator and an `emit` that posts events to the main thread,
  * and reports `done` with the structured-cloned result or the flattened cause. `close` fails
  * every waiting op with Closed, interrupts the program if it still runs, and answers
  * `stopped` once it has.
@@ -18,7 +19,9 @@ import * as Failure from "./Failure.js"
 import type { ToMain, ToWorker } from "./Protocol.js"
 import { ThreadComm } from "./ThreadComm.js"
 
-type Program = (rank: number, args: unknown) => Effect.Effect<unknown, unknown, Communicator>
+type Program = ((rank: number, args: unknown, emit: (event: unknown) => void) => Effect.Effect<unknown, unknown, Communicator>) & {
+  readonly prepare?: (args: unknown) => Promise<void>
+}
 
 interface Current {
   readonly job: number
@@ -63,6 +66,16 @@ const start = async (m: Extract<ToWorker, { t: "start" }>): Promise<void> => {
     const found = Object.keys(module).filter((k) => typeof module[k] === "function")
     return fail(m.job, new Error(`${m.module} has no function export "${m.export}" (function exports: ${found.join(", ") || "none"})`))
   }
+  const prepare = (program as Program).prepare
+  if (typeof prepare === "function") {
+    try {
+      await prepare(m.args)
+    } catch (error) {
+      if (!state.closed) fail(m.job, error)
+      return
+    }
+    if (state.closed) return
+  }
   state.program = program as Program
   post({ t: "loaded", job: m.job })
 }
@@ -82,7 +95,10 @@ const go = (state: Current): void => {
   if (program === undefined || state.closed) return
   let effect: Effect.Effect<unknown, unknown>
   try {
-    effect = Effect.provideService(program(state.rank, state.args), Communicator, state.comm.communicator())
+    const emit = (event: unknown): void => {
+      if (!state.closed) post({ t: "event", job: state.job, event })
+    }
+    effect = Effect.provideService(program(state.rank, state.args, emit), Communicator, state.comm.communicator())
   } catch (error) {
     return fail(state.job, error)
   }

@@ -1,0 +1,58 @@
+/**
+ * ChooseBackend: the one place that turns a backend's name into its Layer.
+ *
+ * Names: "local" (fibers of this process, contributions copied), "local-zero-copy" (read in
+ * place), "threads" (worker threads over shared memory). The MPI and NCCL backends join here,
+ * together with the launch environment's say (a job started by mpirun will pick "mpi" when no
+ * name is given).
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { Backend } from "./Backend.js"
+import * as LocalBackend from "./LocalBackend.js"
+import * as ThreadsBackend from "./ThreadsBackend.js"
+
+/**
+ * The backends there are.
+ * @category configuration
+ */
+export const names = ["local", "local-zero-copy", "threads"] as const
+
+/**
+ * A backend's name.
+ * @category models
+ */
+export type Name = (typeof names)[number]
+
+/**
+ * No backend has that name.
+ * @category errors
+ */
+export class UnknownBackend extends Data.TaggedError("UnknownBackend")<{ readonly name: string }> {
+  override get message(): string {
+    return `unknown backend "${this.name}" (known: ${names.join(", ")})`
+  }
+}
+
+/**
+ * Whether a string names a backend.
+ * @category guards
+ */
+export const isName = (name: string): name is Name => (names as ReadonlyArray<string>).includes(name)
+
+/**
+ * The Layer of the named backend (default "local").
+ * @category layers
+ */
+export const layer = (name: string = "local"): Layer.Layer<Backend, UnknownBackend> => {
+  if (!isName(name)) return Layer.effect(Backend, Effect.fail(new UnknownBackend({ name })))
+  switch (name) {
+    case "local":
+      return LocalBackend.layer()
+    case "local-zero-copy":
+      return LocalBackend.layer({ copy: false })
+    case "threads":
+      return ThreadsBackend.layer()
+  }
+}

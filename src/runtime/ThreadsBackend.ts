@@ -1,0 +1,33 @@
+/**
+ * ThreadsBackend: the Layer whose ranks are worker threads of this process, moving collective
+ * data through SharedArrayBuffers (ThreadsJob).
+ *
+ * Every worker runs RankHost's `host` export with the rank program as data; the host imports
+ * the program's module while the worker loads, then runs it exactly as the local backend does.
+ * Events posted by the workers reach the job's listener as they come.
+ */
+import * as Layer from "effect/Layer"
+import { Backend, type JobSpec } from "./Backend.js"
+import * as RankEvents from "./RankEvents.js"
+import * as RankHost from "./RankHost.js"
+import * as ThreadsJob from "./ThreadsJob.js"
+
+const runJob = (spec: JobSpec, copy: boolean) => {
+  const deliver = RankEvents.deliver(spec.listener ?? {})
+  return ThreadsJob.run({
+    world: spec.world,
+    module: RankHost.moduleUrl,
+    export: "host",
+    args: RankHost.argsFor(spec.program, spec.listener ?? {}),
+    copy,
+    onEvent: (rank, event) => deliver(rank, event as RankEvents.RankEvent),
+    ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
+  })
+}
+
+/**
+ * The threads backend as a Layer.
+ * @category layers
+ */
+export const layer = (options: { readonly copy?: boolean } = {}): Layer.Layer<Backend> =>
+  Layer.succeed(Backend, { name: "threads", run: (spec) => runJob(spec, options.copy !== false) })
