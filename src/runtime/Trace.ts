@@ -44,9 +44,12 @@ export const toSharedClock = (span: Span): Span => ({ ...span, start: performanc
 export const traced = (rank: number, inner: CommunicatorShape, record: (span: Span) => void): CommunicatorShape => ({
   ...inner,
   issue: (group, request) =>
-    Effect.map(inner.issue(group, request), (pending) => {
+    Effect.suspend(() => {
+      // From the call: issuing may itself yield (and complete) before it returns.
       const start = performance.now()
-      return { await: Effect.tap(pending.await, () => Effect.sync(() => record({ rank, name: `${request.op} ${Group.format(group)}`, category: "comm", start, end: performance.now() }))) }
+      return Effect.map(inner.issue(group, request), (pending) => ({
+        await: Effect.tap(pending.await, () => Effect.sync(() => record({ rank, name: `${request.op} ${Group.format(group)}`, category: "comm", start, end: performance.now() }))),
+      }))
     }),
 })
 

@@ -1,0 +1,78 @@
+// A traced training job on either backend: every rank has forward, backward, collective and
+// step spans, all on the clock every thread shares (epoch ms), so one collective's spans
+// overlap on all its members, even when the members are different worker threads.
+import * as Effect from "effect/Effect"
+import { afterAll, describe, expect, test } from "vitest"
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import type * as ChooseBackend from "../../src/runtime/ChooseBackend.js"
+import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
+import * as Trace from "../../src/runtime/Trace.js"
+import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as Optimizer from "../../src/train/Optimizer.js"
+import type * as RankTrainer from "../../src/train/RankTrainer.js"
+import * as Train from "../../src/train/Train.js"
+
+const steps = 2
+const setup: RankTrainer.TrainSetup = {
+  parallel: ParallelConfig.make({ world: 4, tp: 2, pp: 2, ep: 2, etp: 1 }),
+  model: { ...ModelConfig.small, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, seq: 8, vocab: 16 },
+  batch: { microBatch: 1, globalBatch: 4 },
+  seed: 3,
+  dtype: "float64",
+  optimizer: Optimizer.defaults(steps),
+  auxLossCoeff: 0.01,
+}
+
+const epochNow = () => performance.timeOrigin + performance.now()
+
+afterAll(() => ThreadsJob.shutdown())
+
+describe("traces", () => {
+  for (const backend of ["local", "threads"] satisfies Array<ChooseBackend.Name>) {
+    test(`on ${backend}: forward, backward, collective and step spans for every rank, on one clock`, async () => {
+      const tracer = new Trace.Tracer()
+      const before = epochNow()
+      const summaries = await Effect.runPromise(Train.run(setup, { steps, backend, tracer }))
+      const after = epochNow()
+      expect(summaries).toHaveLength(steps)
+      for (let rank = 0; rank < setup.parallel.world; rank++) {
+        const mine = tracer.spans.filter((s) => s.rank === rank)
+        expect(mine.some((s) => s.category === "compute" && s.name.startsWith("forward")), `rank ${rank} forward`).toBe(true)
+        expect(mine.some((s) => s.category === "compute" && s.name.startsWith("backward")), `rank ${rank} backward`).toBe(true)
+        expect(mine.some((s) => s.category === "comm"), `rank ${rank} collectives`).toBe(true)
+        expect(mine.filter((s) => s.category === "step").map((s) => s.name)).toEqual(["step 0", "step 1"])
+      }
+      for (const s of tracer.spans) {
+        expect(s.start).toBeGreaterThanOrEqual(before)
+        expect(s.end).toBeLessThanOrEqual(after)
+        expect(s.end).toBeGreaterThanOrEqual(s.start)
+      }
+      // No member completes a collective before the last member has issued it: the i-th span of
+      // one group's collective on each member overlaps all the others (1 ms for rounding).
+      const byName = new Map<string, Map<number, Array<Trace.Span>>>()
+      for (const s of tracer.spans.filter((s) => s.category === "comm")) {
+        const perRank = byName.get(s.name) ?? new Map<number, Array<Trace.Span>>()
+        perRank.set(s.rank, [...(perRank.get(s.rank) ?? []), s])
+        byName.set(s.name, perRank)
+      }
+      let checked = 0
+      for (const [name, perRank] of byName) {
+        const lists = [...perRank.values()]
+        if (lists.length < 2) continue
+        const count = (lists[0] as Array<Trace.Span>).length
+        for (const list of lists) expect(list.length, name).toBe(count)
+        for (let i = 0; i < count; i++) {
+          const latestStart = Math.max(...lists.map((l) => (l[i] as Trace.Span).start))
+          const earliestEnd = Math.min(...lists.map((l) => (l[i] as Trace.Span).end))
+          expect(latestStart, `${name} #${i}`).toBeLessThanOrEqual(earliestEnd + 1)
+          checked++
+        }
+      }
+      expect(checked).toBeGreaterThan(0)
+      const chrome = tracer.toChrome((rank) => `rank ${rank}`)
+      const rows = chrome.traceEvents.filter((e) => e.name === "process_name").map((e) => e.pid)
+      expect(rows).toEqual([0, 1, 2, 3])
+      expect(chrome.traceEvents.every((e) => e.ph === "M" || (typeof e.ts === "number" && e.ts >= 0))).toBe(true)
+    }, 120_000)
+  }
+})
