@@ -1,16 +1,29 @@
 /**
- * Block: one transformer layer, RMSNorm -> attention -> residual -> RMSNorm -> FFN -> residual.
+ * Block: one transformer layer as two operators on the hidden rows,
  *
- * The FFN is the dense MLP or the MoE layer (by layer frequency). The switch from the attention
- * layout to the MoE layout is only a view of this rank's local (sub)sequence as a batch of
- * tokens: rows stay where they are, no communication (paper section 3.2). Under sequence
- * parallelism the norms and residuals work on this rank's rows only.
+ *   attention   x -> x + SelfAttention(RMSNorm(x))
+ *   ffn         h -> h + FFN(RMSNorm(h))       FFN: the MoE layer, or the dense SwiGLU MLP
+ *
+ * each declaring the model's hidden layout on both edges. Inside, the tensor-parallel parts
+ * enter the tp region (allgather of the SP rows, or a copy) and leave it through a row-parallel
+ * product (reduce-scatter back to SP rows, or an allreduce); the operator derives its output
+ * layout along that path, so a body run with the wrong sequence-parallel setting fails at its
+ * own output edge. The MoE layer views the rows as a batch of tokens (no communication to
+ * switch layouts, paper section 3.2); its dispatch permutes them into expert order and its
+ * combine returns every token to its row, so token-permuted rows never leave the layer.
  */
 import * as Effect from "effect/Effect"
 import * as SelfAttention from "../attention/SelfAttention.js"
+import * as DenseMlp from "../dataflow/DenseMlp.js"
+import * as Operator from "../dataflow/Operator.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
+import * as MoeLayer from "../moe/MoeLayer.js"
 import { add } from "../tensor/ops/Elementwise.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
 import type * as Tensor from "../tensor/Tensor.js"
+import * as ModelContext from "./ModelContext.js"
+
+const eps = 1e-6
 
 /**
  * The norms and attention weights of a block; the FFN comes as a function.
@@ -23,19 +36,102 @@ export interface BlockWeights {
 }
 
 /**
- * One block's forward: `ffn` maps the normed tokens [rows, H] to [rows, H].
+ * x + SelfAttention(RMSNorm(x)).
  * @category combinators
  */
-export const forward = <E, R>(
-  x: Tensor.Tensor,
-  w: BlockWeights,
-  attention: SelfAttention.AttentionConfig,
-  cpRank: number,
-  ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>,
-  eps = 1e-6,
-) =>
-  Effect.gen(function* () {
-    const attended = yield* SelfAttention.forward(rmsNorm(x, w.attentionNorm, eps), w.attention, attention, cpRank)
-    const h = add(x, attended)
-    return add(h, yield* ffn(rmsNorm(h, w.ffnNorm, eps)))
-  })
+export const attend = (x: Tensor.Tensor, norm: Tensor.Tensor, w: SelfAttention.AttentionWeights, attention: SelfAttention.AttentionConfig, cpRank: number) =>
+  Effect.map(SelfAttention.forward(rmsNorm(x, norm, eps), w, attention, cpRank), (attended) => add(x, attended))
+
+/**
+ * h + ffn(RMSNorm(h)); `ffn` maps the normed tokens [rows, H] to [rows, H].
+ * @category combinators
+ */
+export const feedForward = <E, R>(h: Tensor.Tensor, norm: Tensor.Tensor, ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>) =>
+  Effect.map(ffn(rmsNorm(h, norm, eps)), (out) => add(h, out))
+
+/**
+ * One whole layer as a function on plain tensors (the operators below are its checked form).
+ * @category combinators
+ */
+export const forward = <E, R>(x: Tensor.Tensor, w: BlockWeights, attention: SelfAttention.AttentionConfig, cpRank: number, ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>) =>
+  Effect.flatMap(attend(x, w.attentionNorm, w.attention, attention, cpRank), (h) => feedForward(h, w.ffnNorm, ffn))
+
+/**
+ * The layout after a tensor-parallel region: gathered (SP) or copied in, partial sums out of
+ * the row-parallel product, then reduce-scattered (SP) or allreduced over tp.
+ * @category mapping
+ */
+export const throughTensorParallel = (l: TensorLayout.TensorLayout, c: ModelContext.ModelContext): TensorLayout.TensorLayout => {
+  const tp = ModelContext.tpShard(c)
+  const partial = TensorLayout.partialOver(c.sequenceParallel ? TensorLayout.gather(l, tp.axis) : l, tp)
+  return c.sequenceParallel ? TensorLayout.scatter(partial, tp) : TensorLayout.reduce(partial, tp.axis)
+}
+
+const weightsOf = (c: ModelContext.ModelContext, layer: number) => (name: string) => c.param(`layers.${layer}.${name}`)
+
+/**
+ * The attention half of layer `layer`; `hidden` is the layout the model declares on its edges.
+ * @category constructors
+ */
+export const attention = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
+  Operator.laid(`attention (layer ${layer})`, { input: hidden, output: hidden }, (x: ModelContext.Activations) =>
+    Effect.gen(function* () {
+      const p = weightsOf(c, layer)
+      const config: SelfAttention.AttentionConfig = {
+        batch: c.microBatch,
+        seq: c.sizes.seq,
+        heads: c.sizes.heads,
+        kvHeads: c.sizes.kvHeads,
+        headDim: ModelContext.headDim(c.sizes),
+        tp: c.groups.tp,
+        cp: c.groups.cp,
+        sequenceParallel: c.sequenceParallel,
+      }
+      const weights = { wq: p("wq"), wk: p("wk"), wv: p("wv"), wo: p("wo") }
+      const h = yield* attend(x.tensor, p("attentionNorm"), weights, config, c.cpRank)
+      return { ...x, tensor: h, layout: throughTensorParallel(x.layout, c) } satisfies ModelContext.Activations
+    }),
+  )
+
+/**
+ * The FFN half of layer `layer` (MoE or dense by the layer frequency).
+ * @category constructors
+ */
+export const ffn = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
+  ModelContext.isMoe(c.sizes, layer) ? moe(c, layer, hidden) : mlp(c, layer, hidden)
+
+const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
+  Operator.laid(`moe (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) =>
+    Effect.gen(function* () {
+      const p = weightsOf(c, layer)
+      let aux = h.aux
+      let expertRows = h.expertRows
+      const out = yield* feedForward(h.tensor, p("ffnNorm"), (tokens) =>
+        Effect.map(
+          MoeLayer.forward(
+            tokens,
+            { router: p("router"), experts: { wGate: p("experts.wGate"), wUp: p("experts.wUp"), wDown: p("experts.wDown") } },
+            { numExperts: c.sizes.experts, router: { topk: c.sizes.topk, scoreFunction: "softmax" }, auxLossCoeff: c.auxLossCoeff, tpCp: c.groups.tpCp },
+            c.groups.expert,
+          ),
+          (r) => {
+            aux = add(aux, r.loss)
+            expertRows = [...expertRows, r.report.rowsPerLocalExpert]
+            return r.output
+          },
+        ),
+      )
+      // Combine undoes the dispatch permutation: the output rows are the input rows, in order.
+      return { tensor: out, layout: h.layout, aux, expertRows } satisfies ModelContext.Activations
+    }),
+  )
+
+const mlp = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
+  Operator.laid(`mlp (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) =>
+    Effect.gen(function* () {
+      const p = weightsOf(c, layer)
+      const mlpWeights = { wGate: p("wGate"), wUp: p("wUp"), wDown: p("wDown") }
+      const out = yield* feedForward(h.tensor, p("ffnNorm"), (tokens) => DenseMlp.forward(tokens, mlpWeights, { tp: c.groups.tp, sequenceParallel: c.sequenceParallel }))
+      return { ...h, tensor: out, layout: throughTensorParallel(h.layout, c) } satisfies ModelContext.Activations
+    }),
+  )

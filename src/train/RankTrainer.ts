@@ -5,16 +5,18 @@
  * Every forward of a (micro-batch, chunk) records on its own tape, with this rank's shards as
  * fresh leaves over the same storage, so an interleaved schedule can keep several micro-batches
  * in flight and run their backwards in any order; after each backward the leaves' gradients
- * are added into the shard's accumulator. Activations and their gradients cross stages on
- * point-to-point messages tagged with the receiving stage and the micro-batch, so a message
- * can never be taken for another one.
+ * are added into the shard's accumulator. The step interprets the rank's action list
+ * (Interpreter.ts) over the typed links of PipelineLinks.ts: activations and their gradients
+ * cross stages keyed by micro-batch, in the model's hidden layout, so a message can never be
+ * taken for another one. Then gradients are synchronised and the optimizer steps.
  */
 import * as Effect from "effect/Effect"
-import * as Comm from "../comm/Communicator.js"
 import * as Group from "../comm/Group.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Families from "../mapping/Families.js"
 import * as Folding from "../mapping/Folding.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import type * as Mixtral from "../model/Mixtral.js"
 import type { Action } from "../pipeline/Action.js"
 import * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
@@ -25,9 +27,11 @@ import { sumAll } from "../tensor/ops/Reduce.js"
 import * as Tape from "../tensor/Tape.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Data from "./Data.js"
+import * as Interpreter from "./Interpreter.js"
 import * as ModelConfig from "./ModelConfig.js"
 import * as Optimizer from "./Optimizer.js"
 import * as Params from "./Params.js"
+import * as PipelineLinks from "./PipelineLinks.js"
 import * as RankParams from "./RankParams.js"
 import * as Stage from "./Stage.js"
 
@@ -64,15 +68,6 @@ export interface StepReport {
   readonly waitMs: number
 }
 
-interface InFlight {
-  readonly tape: Tape.Tape
-  readonly input: Tensor.Tensor | undefined
-  readonly out: Stage.ChunkOutput
-  readonly leaves: Array<[RankParams.Held, Tensor.Tensor]>
-  dy?: Tensor.Tensor
-  dx?: Tensor.Tensor
-}
-
 /**
  * Builds a rank's trainer: its groups, its shards (from the seed), its schedule.
  * @category constructors
@@ -106,97 +101,85 @@ export const make = (setup: TrainSetup, rank: number) => {
   const stageOf = (chunk: number) => Partition.globalStage(part, place.pp, chunk)
   const lastStage = Partition.stageCount(part) - 1
 
+  const ctxOf = (param: (name: string) => Tensor.Tensor): Stage.StageContext => ({
+    model,
+    microBatch: batch.microBatch,
+    groups,
+    cpRank: place.cp,
+    microBatchesPerStep: microBatches * s.dp,
+    auxLossCoeff: setup.auxLossCoeff,
+    param,
+  })
+  // Every link carries the hidden rows of a micro-batch in the model's layout on this rank.
+  const links = PipelineLinks.make({
+    stages: part,
+    pp: place.pp,
+    ppRanks: ppGroup.ranks,
+    actions,
+    dtype: setup.dtype,
+    layout: Stage.hiddenLayout(model, batch.microBatch, groups),
+  })
+
   const step = (k: number) =>
     Effect.gen(function* () {
-      const comm = yield* Comm.Communicator
       RankParams.zeroGrads(params)
-      const inFlight = new Map<string, InFlight>()
-      const key = (mb: number, chunk: number) => `${mb}/${chunk}`
-      const times = { forwardMs: 0, backwardMs: 0, waitMs: 0 }
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
-      const received = new Map<string, Tensor.Tensor>()
       const stepStarted = performance.now()
       const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
-      for (const action of actions) {
-        const started = performance.now()
-        switch (action._tag) {
-          case "recvForward": {
-            const t = yield* comm.recv(ppGroup.ranks[action.fromPp] as number, `fwd:${stageOf(action.chunk)}:${action.microBatch}`)
-            received.set(key(action.microBatch, action.chunk), t)
-            times.waitMs += performance.now() - started
-            span(`wait activation mb ${action.microBatch}`, started)
-            break
+
+      /** The forward of a (micro-batch, chunk) on its own tape, and its backward. */
+      const forward = (microBatch: number, chunk: number, received: Tensor.Tensor | undefined) =>
+        Effect.gen(function* () {
+          const tape = Tape.make({ name: `rank ${rank} mb ${microBatch} chunk ${chunk}` })
+          const leaves: Array<[RankParams.Held, Tensor.Tensor]> = []
+          const cache = new Map<string, Tensor.Tensor>()
+          const param = (name: string) => {
+            const hit = cache.get(name)
+            if (hit !== undefined) return hit
+            const held = params.get(name)
+            if (held === undefined) throw new Error(`rank ${rank} does not hold parameter ${name}`)
+            const leaf = tape.parameter(held.value)
+            cache.set(name, leaf)
+            leaves.push([held, leaf])
+            return leaf
           }
-          case "forward": {
-            const tape = Tape.make({ name: `rank ${rank} mb ${action.microBatch} chunk ${action.chunk}` })
-            const leaves: Array<[RankParams.Held, Tensor.Tensor]> = []
-            const cache = new Map<string, Tensor.Tensor>()
-            const param = (name: string) => {
-              const hit = cache.get(name)
-              if (hit !== undefined) return hit
-              const held = params.get(name)
-              if (held === undefined) throw new Error(`rank ${rank} does not hold parameter ${name}`)
-              const leaf = tape.parameter(held.value)
-              cache.set(name, leaf)
-              leaves.push([held, leaf])
-              return leaf
-            }
-            const stage = stageOf(action.chunk)
-            const got = received.get(key(action.microBatch, action.chunk))
-            received.delete(key(action.microBatch, action.chunk))
-            const input = got === undefined ? undefined : tape.parameter(got)
-            const data = Data.microBatch({ seed: setup.seed, step: k, dpRank: place.dp, index: action.microBatch, microBatch: batch.microBatch, microBatches, globalBatch: batch.globalBatch, seq: model.seq, vocab: model.vocab })
-            const range = chunks[action.chunk] as Partition.LayerRange
-            const ctx: Stage.StageContext = { model, microBatch: batch.microBatch, groups, cpRank: place.cp, tpRank: place.tp, microBatchesPerStep: microBatches * s.dp, auxLossCoeff: setup.auxLossCoeff, param }
-            const out = yield* Stage.forward(ctx, [range.start, range.end], input, data, stage === 0, stage === lastStage)
-            out.expertRows.forEach((rows, i) => {
-              const layer = range.start + i
-              const acc = expertRows.get(layer) ?? new Array<number>(rows.length).fill(0)
-              expertRows.set(layer, acc.map((v, e) => v + (rows[e] as number)))
+          const input = received === undefined ? undefined : tape.parameter(received)
+          const data = Data.microBatch({ seed: setup.seed, step: k, dpRank: place.dp, index: microBatch, microBatch: batch.microBatch, microBatches, globalBatch: batch.globalBatch, seq: model.seq, vocab: model.vocab })
+          const range = chunks[chunk] as Partition.LayerRange
+          const stage = stageOf(chunk)
+          const out = yield* Stage.forward(ctxOf(param), [range.start, range.end], input, data, stage === 0, stage === lastStage)
+          out.expertRows.forEach((rows, i) => {
+            const layer = range.start + i
+            const acc = expertRows.get(layer) ?? new Array<number>(rows.length).fill(0)
+            expertRows.set(layer, acc.map((v, e) => v + (rows[e] as number)))
+          })
+          if (out.loss !== undefined && place.tp === 0) lossShare += Tensor.item(out.loss)
+          lossShare += Tensor.item(out.aux)
+          const backward = (outputGradient: Tensor.Tensor | undefined) =>
+            Effect.gen(function* () {
+              const root = rootOf(out, outputGradient)
+              if (root === undefined) return yield* Effect.die(new Error(`rank ${rank}: backward of mb ${microBatch} chunk ${chunk} has neither a loss nor an output gradient`))
+              yield* tape.backwardEffect(root)
+              for (const [held, leaf] of leaves) {
+                const g = leaf.grad
+                if (g === undefined) continue
+                for (let i = 0; i < g.size; i++) held.grad[i] = (held.grad[i] as number) + (g.data[i] as number)
+              }
+              return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype }))
             })
-            if (out.loss !== undefined && place.tp === 0) lossShare += Tensor.item(out.loss)
-            lossShare += Tensor.item(out.aux)
-            inFlight.set(key(action.microBatch, action.chunk), { tape, input, out, leaves })
-            times.forwardMs += performance.now() - started
-            span(`forward mb ${action.microBatch} chunk ${action.chunk}`, started)
-            break
-          }
-          case "sendForward": {
-            const f = inFlight.get(key(action.microBatch, action.chunk)) as InFlight
-            yield* comm.send(ppGroup.ranks[action.toPp] as number, Tensor.detach(f.out.hidden as Tensor.Tensor), `fwd:${stageOf(action.chunk) + 1}:${action.microBatch}`)
-            break
-          }
-          case "recvBackward": {
-            const f = inFlight.get(key(action.microBatch, action.chunk)) as InFlight
-            f.dy = yield* comm.recv(ppGroup.ranks[action.fromPp] as number, `bwd:${stageOf(action.chunk)}:${action.microBatch}`)
-            times.waitMs += performance.now() - started
-            span(`wait gradient mb ${action.microBatch}`, started)
-            break
-          }
-          case "backward": {
-            const f = inFlight.get(key(action.microBatch, action.chunk)) as InFlight
-            const root = f.out.loss !== undefined ? add(f.out.loss, f.out.aux) : add(sumAll(mul(f.out.hidden as Tensor.Tensor, f.dy as Tensor.Tensor)), f.out.aux)
-            yield* f.tape.backwardEffect(root)
-            for (const [held, leaf] of f.leaves) {
-              const g = leaf.grad
-              if (g === undefined) continue
-              for (let i = 0; i < g.size; i++) held.grad[i] = (held.grad[i] as number) + (g.data[i] as number)
-            }
-            if (f.input !== undefined) f.dx = f.input.grad ?? Tensor.zeros(f.input.shape, { dtype: f.input.dtype })
-            if (stageOf(action.chunk) === 0) inFlight.delete(key(action.microBatch, action.chunk))
-            times.backwardMs += performance.now() - started
-            span(`backward mb ${action.microBatch} chunk ${action.chunk}`, started)
-            break
-          }
-          case "sendBackward": {
-            const f = inFlight.get(key(action.microBatch, action.chunk)) as InFlight
-            yield* comm.send(ppGroup.ranks[action.toPp] as number, f.dx as Tensor.Tensor, `bwd:${stageOf(action.chunk) - 1}:${action.microBatch}`)
-            inFlight.delete(key(action.microBatch, action.chunk))
-            break
-          }
-        }
-      }
+          const output = out.hidden === undefined ? undefined : TensorLayout.attach(Tensor.detach(out.hidden.tensor), out.hidden.layout)
+          return { output, backward } satisfies Interpreter.Forwarded<unknown, never>
+        })
+
+      const times = yield* Interpreter.run(actions, {
+        pp: place.pp,
+        links,
+        isFirst: (chunk) => stageOf(chunk) === 0,
+        isLast: (chunk) => stageOf(chunk) === lastStage,
+        forward,
+        span,
+      })
       const syncStarted = performance.now()
       yield* RankParams.synchronize(params, sync, setup.dtype)
       const gradNorm = yield* RankParams.globalNorm(params, sync, rank)
@@ -215,6 +198,13 @@ export const make = (setup: TrainSetup, rank: number) => {
     })
 
   return { rank, place, params, moments, step, schedule, microBatches }
+}
+
+/** What the backward of a chunk starts from: its loss, or its output against the gradient received. */
+const rootOf = (out: Mixtral.ChunkOutput, outputGradient: Tensor.Tensor | undefined): Tensor.Tensor | undefined => {
+  if (out.loss !== undefined) return add(out.loss, out.aux)
+  if (out.hidden === undefined || outputGradient === undefined) return undefined
+  return add(sumAll(mul(out.hidden.tensor, outputGradient)), out.aux)
 }
 
 /**

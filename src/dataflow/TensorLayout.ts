@@ -1,0 +1,175 @@
+/**
+ * TensorLayout: a run-time description of how a tensor is laid out over the mesh, the value
+ * that operators declare on their edges and links check on the wire (Layout.ts has the
+ * compile-time twin, `Laid<S, P>`).
+ *
+ * One entry per tensor dim: its global extent and the mesh axes it is sharded over (outermost
+ * first), plus the axes the values are partial sums over and the order of the token rows, in
+ * the scaling-book notation. Worked example, B*S = 32 tokens, H = 16, cp = 2, tp = 2 with
+ * sequence parallelism: the hidden rows of one rank are
+ *
+ *   [tokens 32/cp2/tp2, hidden 16] sequence-parallel          local shape [8, 16]
+ *
+ * and without sequence parallelism `[tokens 32/cp2, hidden 16]`, local shape [16, 16].
+ * Sequence parallelism is not a separate flag: it is "the token rows are sharded over tp".
+ * Axes of size 1 are dropped when a layout is built, so a layout does not depend on how a
+ * degree of 1 is spelled. The collective rewrites (scatter, reduce, gather) mirror those of
+ * Layout.ts so an operator can derive the layout it produces from the layout it was given.
+ */
+import type { AxisName } from "../mapping/Axis.js"
+import type * as Tensor from "../tensor/Tensor.js"
+import { formatShape } from "../tensor/TensorError.js"
+
+/**
+ * One mesh axis a dim is split over, with its size.
+ * @category models
+ */
+export interface Shard {
+  readonly axis: AxisName
+  readonly size: number
+}
+
+/**
+ * One tensor dim: its name, its global extent and the axes it is split over.
+ * @category models
+ */
+export interface Dim {
+  readonly name: string
+  readonly size: number
+  readonly over: ReadonlyArray<Shard>
+}
+
+/**
+ * The order of token rows: as in the sequence, or permuted into expert order (MoE dispatch).
+ * @category models
+ */
+export type TokenOrder = "sequence" | "permuted"
+
+/**
+ * A tensor's layout.
+ * @category models
+ */
+export interface TensorLayout {
+  readonly dims: ReadonlyArray<Dim>
+  /** Axes the values are partial sums over (empty: complete values). */
+  readonly partial: ReadonlyArray<AxisName>
+  readonly tokens: TokenOrder
+}
+
+/**
+ * A tensor with the layout it is in.
+ * @category models
+ */
+export interface WithLayout {
+  readonly tensor: Tensor.Tensor
+  readonly layout: TensorLayout
+}
+
+/**
+ * A dim of `size` split over `over` (shards of size 1 are dropped).
+ * @category constructors
+ */
+export const dim = (name: string, size: number, over: ReadonlyArray<Shard> = []): Dim => ({ name, size, over: over.filter((s) => s.size > 1) })
+
+/**
+ * A layout from its dims.
+ * @category constructors
+ */
+export const make = (dims: ReadonlyArray<Dim>, options: { readonly partial?: ReadonlyArray<Shard>; readonly tokens?: TokenOrder } = {}): TensorLayout => ({
+  dims,
+  partial: (options.partial ?? []).filter((s) => s.size > 1).map((s) => s.axis),
+  tokens: options.tokens ?? "sequence",
+})
+
+/**
+ * A tensor paired with its layout.
+ * @category constructors
+ */
+export const attach = (tensor: Tensor.Tensor, layout: TensorLayout): WithLayout => ({ tensor, layout })
+
+/**
+ * The shape one rank holds: each dim's extent divided by the sizes of its axes.
+ * @category mapping
+ */
+export const localShape = (l: TensorLayout): ReadonlyArray<number> => l.dims.map((d) => d.over.reduce((n, s) => n / s.size, d.size))
+
+/**
+ * Whether the token rows (dim 0) are split over tp: sequence parallelism.
+ * @category guards
+ */
+export const isSequenceParallel = (l: TensorLayout): boolean => l.dims[0]?.over.some((s) => s.axis === "tp") ?? false
+
+/**
+ * Whether two layouts describe the same placement.
+ * @category guards
+ */
+export const equals = (a: TensorLayout, b: TensorLayout): boolean => format(a) === format(b)
+
+/**
+ * Appends a dim that no axis splits (e.g. the hidden columns a lookup adds to token rows).
+ * @category combinators
+ */
+export const withDim = (l: TensorLayout, name: string, size: number): TensorLayout => ({ ...l, dims: [...l.dims, dim(name, size)] })
+
+/**
+ * The values become partial sums over `shard` (a row-parallel product, a masked lookup).
+ * @category combinators
+ */
+export const partialOver = (l: TensorLayout, shard: Shard): TensorLayout =>
+  shard.size > 1 && !l.partial.includes(shard.axis) ? { ...l, partial: [...l.partial, shard.axis] } : l
+
+/**
+ * After an allreduce over `axis`: values complete over it.
+ * @category combinators
+ */
+export const reduce = (l: TensorLayout, axis: AxisName): TensorLayout => ({ ...l, partial: l.partial.filter((a) => a !== axis) })
+
+/**
+ * After a reduce-scatter over `shard`: values complete over it, rows (dim 0) split over it.
+ * @category combinators
+ */
+export const scatter = (l: TensorLayout, shard: Shard): TensorLayout => {
+  const [rows, ...rest] = l.dims
+  if (rows === undefined) return l
+  return { ...reduce(l, shard.axis), dims: [dim(rows.name, rows.size, [...rows.over, shard]), ...rest] }
+}
+
+/**
+ * After an allgather over `axis`: rows (dim 0) no longer split over it.
+ * @category combinators
+ */
+export const gather = (l: TensorLayout, axis: AxisName): TensorLayout => {
+  const [rows, ...rest] = l.dims
+  if (rows === undefined) return l
+  return { ...l, dims: [dim(rows.name, rows.size, rows.over.filter((s) => s.axis !== axis)), ...rest] }
+}
+
+/**
+ * The same rows in another token order.
+ * @category combinators
+ */
+export const inOrder = (l: TensorLayout, tokens: TokenOrder): TensorLayout => ({ ...l, tokens })
+
+/**
+ * The text of a layout, e.g. `[tokens 32/cp2/tp2, hidden 16] sequence-parallel`.
+ * @category formatting
+ */
+export const format = (l: TensorLayout): string => {
+  const dims = l.dims.map((d) => `${d.name} ${d.size}${d.over.map((s) => `/${s.axis}${s.size}`).join("")}`).join(", ")
+  const notes = [
+    ...(isSequenceParallel(l) ? ["sequence-parallel"] : []),
+    ...(l.partial.length > 0 ? [`partial over ${l.partial.join(", ")}`] : []),
+    ...(l.tokens === "permuted" ? ["token-permuted"] : []),
+  ]
+  return `[${dims}]${notes.length > 0 ? ` ${notes.join(", ")}` : ""}`
+}
+
+/**
+ * Why `t` cannot be a tensor of layout `l` (its local shape differs), or undefined if it fits.
+ * @category guards
+ */
+export const misfit = (l: TensorLayout, t: Tensor.Tensor): string | undefined => {
+  const want = localShape(l)
+  const fits = t.rank === want.length && want.every((n, i) => t.shape[i] === n)
+  return fits ? undefined : `a tensor ${formatShape(t.shape)} cannot be ${format(l)} (local shape ${formatShape(want)})`
+}

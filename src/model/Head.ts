@@ -1,0 +1,39 @@
+/**
+ * Head: the last operator of the model, hidden rows -> this rank's share of the loss.
+ *
+ *   final RMSNorm -> output layer, column-parallel over the vocabulary (rows gathered over tp
+ *   under SP) -> vocab-parallel cross-entropy (token mean of this cp rank's rows)
+ *   -> scaled by 1 / (cp * M * dp)
+ *
+ * The loss of one cp rank is the mean over its own rows, so the shares are partial sums over
+ * the axes the rows are still split over after the gather: cp. The operator derives that
+ * from its input layout; the model declares `ModelContext.lossLayout`.
+ */
+import * as Effect from "effect/Effect"
+import * as VocabParallel from "../attention/VocabParallel.js"
+import * as Operator from "../dataflow/Operator.js"
+import * as ParallelLinear from "../dataflow/ParallelLinear.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
+import { scale } from "../tensor/ops/Elementwise.js"
+import { rmsNorm } from "../tensor/ops/Norm.js"
+import * as ModelContext from "./ModelContext.js"
+
+/** The operator's name in errors and traces. */
+export const name = "output + loss"
+
+/**
+ * The head of a rank for one micro-batch (its targets); `hidden` and `loss` are the layouts the
+ * model declares for its input and output.
+ * @category constructors
+ */
+export const make = (c: ModelContext.ModelContext, targets: Int32Array, layouts: { readonly hidden: TensorLayout.TensorLayout; readonly loss: TensorLayout.TensorLayout }) =>
+  Operator.laid(name, { input: layouts.hidden, output: layouts.loss }, (x: ModelContext.Activations) =>
+    Effect.gen(function* () {
+      const tp = c.groups.tp
+      const logits = yield* ParallelLinear.columnParallel(rmsNorm(x.tensor, c.param("finalNorm")), c.param("output"), { tp, sequenceParallel: c.sequenceParallel })
+      const ce = yield* VocabParallel.crossEntropy(logits, targets, c.sizes.vocab, tp)
+      const loss = scale(ce, 1 / (c.groups.cp.ranks.length * c.microBatchesPerStep))
+      const rows = (c.sequenceParallel ? TensorLayout.gather(x.layout, "tp") : x.layout).dims[0]
+      return TensorLayout.attach(loss, TensorLayout.make([], { partial: rows?.over ?? [] }))
+    }),
+  )

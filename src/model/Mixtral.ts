@@ -1,0 +1,89 @@
+/**
+ * Mixtral: the Mixtral-like model as a composition of dataflow operators, and the forward of
+ * one model chunk (a run of layers) on one rank for one micro-batch.
+ *
+ *   embedding (first chunk) -> [attention (l) -> moe|mlp (l)] for l in the chunk
+ *     -> output + loss (last chunk)
+ *
+ * Every edge carries the hidden rows in the layout of `ModelContext.hiddenLayout` (the chunk's
+ * input and output on the pipeline links too); each operator checks its input and output and
+ * chaining checks that neighbours agree. Loss scaling: the step loss is the mean over the
+ * global batch's micro-batches of (token-mean cross-entropy + aux losses). A cp rank sees 1/cp
+ * of a micro-batch's tokens, so its share of the cross-entropy is (local mean) / (cp * M * dp);
+ * each rank's aux terms (already split so that they add up over tp-cp) are divided by M * dp.
+ */
+import * as Effect from "effect/Effect"
+import * as Operator from "../dataflow/Operator.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
+import { scale } from "../tensor/ops/Elementwise.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as Block from "./Block.js"
+import * as Embedding from "./Embedding.js"
+import * as Head from "./Head.js"
+import * as ModelContext from "./ModelContext.js"
+
+/**
+ * Which part of the model a chunk is: layers [first, last) and whether it embeds or ends.
+ * @category models
+ */
+export interface Chunk {
+  readonly layers: readonly [number, number]
+  readonly isFirst: boolean
+  readonly isLast: boolean
+}
+
+/**
+ * What a chunk's forward gives: the hidden rows it passes on (or the loss, on the last chunk)
+ * and the aux-loss terms of its MoE layers, both already scaled into the step loss.
+ * @category models
+ */
+export interface ChunkOutput {
+  readonly hidden: TensorLayout.WithLayout | undefined
+  readonly loss: Tensor.Tensor | undefined
+  readonly aux: Tensor.Tensor
+  /** Rows each local expert processed, per MoE layer of the chunk (for load imbalance). */
+  readonly expertRows: ReadonlyArray<ReadonlyArray<number>>
+}
+
+/**
+ * The layouts of the model's edges on this rank.
+ * @category mapping
+ */
+export const layouts = (c: ModelContext.ModelContext) => ({
+  tokens: ModelContext.tokensLayout(c),
+  hidden: ModelContext.hiddenLayout(c),
+  loss: ModelContext.lossLayout(c),
+})
+
+/**
+ * Layers [first, last) as one operator on the hidden rows.
+ * @category constructors
+ */
+export const layers = (c: ModelContext.ModelContext, range: readonly [number, number], hidden: TensorLayout.TensorLayout) => {
+  const ops = []
+  for (let l = range[0]; l < range[1]; l++) ops.push(Block.attention(c, l, hidden), Block.ffn(c, l, hidden))
+  return Operator.chain(`layers [${range[0]}, ${range[1]})`, ops)
+}
+
+/**
+ * The forward of a chunk: from the micro-batch's tokens (first chunk) or the hidden rows
+ * received from the previous stage.
+ * @category combinators
+ */
+export const forward = (c: ModelContext.ModelContext, chunk: Chunk, input: Tensor.Tensor | undefined, tokens: ModelContext.Tokens) =>
+  Effect.gen(function* () {
+    const l = layouts(c)
+    const body = layers(c, chunk.layers, l.hidden)
+    let x: ModelContext.Activations
+    if (chunk.isFirst) {
+      x = yield* Operator.andThen(Embedding.make(c, l.hidden), body).run(tokens)
+    } else if (input !== undefined) {
+      x = yield* body.run({ tensor: input, layout: l.hidden, aux: Tensor.zeros([], { dtype: input.dtype }), expertRows: [] })
+    } else {
+      return yield* Effect.die(new Error(`chunk of layers [${chunk.layers[0]}, ${chunk.layers[1]}) is not the first but was given no input`))
+    }
+    const aux = scale(x.aux, 1 / c.microBatchesPerStep)
+    if (!chunk.isLast) return { hidden: TensorLayout.attach(x.tensor, x.layout), loss: undefined, aux, expertRows: x.expertRows } satisfies ChunkOutput
+    const loss = yield* Head.make(c, tokens.targets, l).run(x)
+    return { hidden: undefined, loss: loss.tensor, aux, expertRows: x.expertRows } satisfies ChunkOutput
+  })

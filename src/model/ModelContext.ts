@@ -1,0 +1,132 @@
+/**
+ * ModelContext: what the operators of the Mixtral-like model need to know about one rank and
+ * one micro-batch, the values that flow between them, and the layouts of their edges.
+ *
+ * Shape legend: B micro-batch sequences, S sequence length, T = B*S tokens of the micro-batch,
+ * H hidden. A rank holds the tokens of its cp chunk (load-balanced positions, batch-major), and
+ * under sequence parallelism its tp block of them:
+ *
+ *   tokens  [tokens T/cp]                       token ids and targets (no tp split)
+ *   hidden  [tokens T/cp(/tp), hidden H]         every edge between embedding, blocks, head
+ *   loss    []  partial over cp                  this rank's share of the micro-batch loss
+ *
+ * Sizes are a structural type (train's ModelConfig fits it), so model/ does not import train/.
+ */
+import type { Group } from "../comm/Group.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
+import type * as Dispatcher from "../moe/Dispatcher.js"
+import type * as Tensor from "../tensor/Tensor.js"
+
+/**
+ * The model's sizes that the forward uses.
+ * @category models
+ */
+export interface Sizes {
+  readonly vocab: number
+  readonly hidden: number
+  readonly heads: number
+  readonly kvHeads: number
+  readonly experts: number
+  readonly topk: number
+  /** Layer i is MoE when i % moeEvery === 0 (1: every layer). */
+  readonly moeEvery: number
+  readonly seq: number
+}
+
+/**
+ * The groups a rank runs the model with.
+ * @category models
+ */
+export interface Groups {
+  readonly tp: Group
+  readonly cp: Group
+  readonly tpCp: Group
+  readonly expert: Dispatcher.ExpertGroups
+}
+
+/**
+ * One rank's view of one micro-batch's forward.
+ * @category models
+ */
+export interface ModelContext {
+  readonly sizes: Sizes
+  /** B: sequences in the micro-batch. */
+  readonly microBatch: number
+  readonly groups: Groups
+  readonly cpRank: number
+  /** Token rows split over tp between the tp regions (on whenever tp > 1 in training). */
+  readonly sequenceParallel: boolean
+  /** M * dp: micro-batches in the global batch (the loss is their mean). */
+  readonly microBatchesPerStep: number
+  readonly auxLossCoeff: number
+  /** Parameters by name (leaves on the micro-batch's tape). */
+  readonly param: (name: string) => Tensor.Tensor
+}
+
+/**
+ * This rank's token ids and targets of the micro-batch (its cp rows, batch-major).
+ * @category models
+ */
+export interface Tokens {
+  readonly ids: Int32Array
+  readonly targets: Int32Array
+}
+
+/**
+ * Hidden rows in their layout, with the aux-loss terms and expert loads gathered so far.
+ * @category models
+ */
+export interface Activations extends TensorLayout.WithLayout {
+  readonly aux: Tensor.Tensor
+  /** Rows each local expert processed, per MoE layer run so far. */
+  readonly expertRows: ReadonlyArray<ReadonlyArray<number>>
+}
+
+/**
+ * Head dim.
+ * @category mapping
+ */
+export const headDim = (s: Sizes): number => s.hidden / s.heads
+
+/**
+ * Whether layer i is an MoE layer.
+ * @category guards
+ */
+export const isMoe = (s: Sizes, layer: number): boolean => layer % s.moeEvery === 0
+
+/**
+ * The part of the context that fixes the layouts of the model's edges.
+ * @category models
+ */
+export type LayoutContext = Pick<ModelContext, "sizes" | "microBatch" | "groups" | "sequenceParallel">
+
+const shardOf = (axis: "tp" | "cp", g: Group): TensorLayout.Shard => ({ axis, size: g.ranks.length })
+
+/**
+ * The tp shard (for the collective rewrites of the operators).
+ * @category mapping
+ */
+export const tpShard = (c: Pick<ModelContext, "groups">): TensorLayout.Shard => shardOf("tp", c.groups.tp)
+
+/**
+ * Layout of the token ids and targets: the micro-batch's tokens split over cp.
+ * @category mapping
+ */
+export const tokensLayout = (c: LayoutContext): TensorLayout.TensorLayout =>
+  TensorLayout.make([TensorLayout.dim("tokens", c.microBatch * c.sizes.seq, [shardOf("cp", c.groups.cp)])])
+
+/**
+ * Layout of the hidden rows on every edge of the model (and on the pipeline links).
+ * @category mapping
+ */
+export const hiddenLayout = (c: LayoutContext): TensorLayout.TensorLayout =>
+  TensorLayout.make([
+    TensorLayout.dim("tokens", c.microBatch * c.sizes.seq, [shardOf("cp", c.groups.cp), ...(c.sequenceParallel ? [tpShard(c)] : [])]),
+    TensorLayout.dim("hidden", c.sizes.hidden),
+  ])
+
+/**
+ * Layout of the loss: a scalar, each cp rank's share of the micro-batch's loss.
+ * @category mapping
+ */
+export const lossLayout = (c: LayoutContext): TensorLayout.TensorLayout => TensorLayout.make([], { partial: [shardOf("cp", c.groups.cp)] })

@@ -1,0 +1,189 @@
+/**
+ * Interpreter: runs one pp rank's pipeline action list (src/pipeline, checked before the job
+ * starts) over typed links, one small handler per action.
+ *
+ * Each (micro-batch, chunk) in flight has a typed state that the actions move along:
+ *
+ *   recvForward        (none) -> received          the input arrived on its activation link
+ *   forward   received | (none, first stage) -> forwarded
+ *   sendForward        forwarded -> forwarded (sent)
+ *   recvBackward       forwarded (sent) -> gradientReceived
+ *   backward  gradientReceived | forwarded (last stage) -> backwarded, or done (first stage)
+ *   sendBackward       backwarded -> done
+ *
+ * An action that finds its (micro-batch, chunk) in any other state fails with an
+ * InterpretError naming the action, the rank and the state it found, as does a list that ends
+ * with work in flight: a malformed list is an error, never a silent mix-up. What a forward and
+ * a backward compute is the caller's (`Program`); the interpreter only moves tensors and
+ * keeps the books (time spent computing and waiting, one span per compute and wait).
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Link from "../dataflow/Link.js"
+import type * as TensorLayout from "../dataflow/TensorLayout.js"
+import * as A from "../pipeline/Action.js"
+import type * as Tensor from "../tensor/Tensor.js"
+import type * as PipelineLinks from "./PipelineLinks.js"
+
+/**
+ * A forward that ran: what it passes on and how to run its backward.
+ * @category models
+ */
+export interface Forwarded<E, R> {
+  /** The activation for the next stage (undefined on the last stage). */
+  readonly output: TensorLayout.WithLayout | undefined
+  /**
+   * The backward from the gradient of the output (undefined on the last stage); gives the
+   * gradient of the input (undefined on the first stage).
+   */
+  readonly backward: (outputGradient: Tensor.Tensor | undefined) => Effect.Effect<Tensor.Tensor | undefined, E, R>
+}
+
+/**
+ * What a rank computes, and where its tensors travel.
+ * @category models
+ */
+export interface Program<E, R> {
+  /** This rank's pp index (for error messages). */
+  readonly pp: number
+  readonly links: PipelineLinks.PipelineLinks
+  /** Whether a chunk of this rank is the first or the last global stage. */
+  readonly isFirst: (chunk: number) => boolean
+  readonly isLast: (chunk: number) => boolean
+  /** The forward of a micro-batch on a chunk, from the received input (none on the first stage). */
+  readonly forward: (microBatch: number, chunk: number, input: Tensor.Tensor | undefined) => Effect.Effect<Forwarded<E, R>, E, R>
+  /** Receives a span (name, start) for every compute and wait, timed with performance.now. */
+  readonly span?: ((name: string, start: number) => void) | undefined
+}
+
+/**
+ * Milliseconds in forward, backward, and waiting for messages.
+ * @category models
+ */
+export interface Times {
+  readonly forwardMs: number
+  readonly backwardMs: number
+  readonly waitMs: number
+}
+
+/**
+ * An action list that cannot run as written.
+ * @category errors
+ */
+export class InterpretError extends Data.TaggedError("InterpretError")<{ readonly pp: number; readonly action: string; readonly detail: string }> {
+  override get message(): string {
+    return `pipeline action ${this.action} on pp rank ${this.pp}: ${this.detail}`
+  }
+}
+
+type State<E, R> =
+  | { readonly _tag: "received"; readonly input: Tensor.Tensor }
+  | { readonly _tag: "forwarded"; readonly run: Forwarded<E, R>; readonly sent: boolean }
+  | { readonly _tag: "gradientReceived"; readonly run: Forwarded<E, R>; readonly outputGradient: Tensor.Tensor }
+  | { readonly _tag: "backwarded"; readonly inputGradient: Tensor.Tensor }
+
+const describe = (s: State<unknown, unknown> | undefined): string => {
+  if (s === undefined) return "nothing in flight"
+  switch (s._tag) {
+    case "received":
+      return "its input received, not yet forwarded"
+    case "forwarded":
+      return s.sent ? "forwarded and sent" : "forwarded, not yet sent"
+    case "gradientReceived":
+      return "its output gradient received, not yet backwarded"
+    case "backwarded":
+      return "backwarded, its input gradient not yet sent"
+  }
+}
+
+/**
+ * Runs the actions in order; returns the time spent.
+ * @category combinators
+ */
+export const run = <E, R>(actions: ReadonlyArray<A.Action>, program: Program<E, R>) =>
+  Effect.gen(function* () {
+    const inFlight = new Map<number, Map<number, State<E, R>>>()
+    const times = { forwardMs: 0, backwardMs: 0, waitMs: 0 }
+    const stateOf = (a: A.Action) => inFlight.get(a.microBatch)?.get(a.chunk)
+    const set = (a: A.Action, s: State<E, R> | undefined) => {
+      const byChunk = inFlight.get(a.microBatch) ?? new Map<number, State<E, R>>()
+      if (s === undefined) byChunk.delete(a.chunk)
+      else byChunk.set(a.chunk, s)
+      if (byChunk.size === 0) inFlight.delete(a.microBatch)
+      else inFlight.set(a.microBatch, byChunk)
+    }
+    const refuse = (a: A.Action, detail: string) => Effect.fail(new InterpretError({ pp: program.pp, action: A.format(a), detail }))
+    const unexpected = (a: A.Action, wanted: string) => refuse(a, `needs micro-batch ${a.microBatch} on chunk ${a.chunk} ${wanted}, but it has ${describe(stateOf(a))}`)
+    const linkOf = (a: A.Send | A.Recv) => {
+      const link = program.links.of(a)
+      return link === undefined ? refuse(a, "no pipeline link was built for it (the links come from another action list)") : Effect.succeed(link)
+    }
+    const span = (name: string, start: number) => program.span?.(name, start)
+
+    for (const a of actions) {
+      const started = performance.now()
+      const s = stateOf(a)
+      switch (a._tag) {
+        case "recvForward": {
+          if (s !== undefined) return yield* unexpected(a, "with nothing in flight")
+          if (program.isFirst(a.chunk)) return yield* refuse(a, "the first stage receives no activations")
+          const input = yield* Link.recv(yield* linkOf(a), a.microBatch)
+          set(a, { _tag: "received", input })
+          times.waitMs += performance.now() - started
+          span(`wait activation mb ${a.microBatch}`, started)
+          break
+        }
+        case "forward": {
+          const first = program.isFirst(a.chunk)
+          if (first ? s !== undefined : s?._tag !== "received") return yield* unexpected(a, first ? "with nothing in flight" : "with its input received")
+          const ran = yield* program.forward(a.microBatch, a.chunk, s?._tag === "received" ? s.input : undefined)
+          set(a, { _tag: "forwarded", run: ran, sent: false })
+          times.forwardMs += performance.now() - started
+          span(`forward mb ${a.microBatch} chunk ${a.chunk}`, started)
+          break
+        }
+        case "sendForward": {
+          if (program.isLast(a.chunk)) return yield* refuse(a, "the last stage sends no activation")
+          if (s?._tag !== "forwarded" || s.sent) return yield* unexpected(a, "forwarded and not yet sent")
+          if (s.run.output === undefined) return yield* refuse(a, "its forward gave no activation to send")
+          yield* Link.send(yield* linkOf(a), s.run.output, a.microBatch)
+          set(a, { ...s, sent: true })
+          break
+        }
+        case "recvBackward": {
+          if (program.isLast(a.chunk)) return yield* refuse(a, "the last stage receives no gradient")
+          if (s?._tag !== "forwarded" || !s.sent) return yield* unexpected(a, "forwarded and sent")
+          const outputGradient = yield* Link.recv(yield* linkOf(a), a.microBatch)
+          set(a, { _tag: "gradientReceived", run: s.run, outputGradient })
+          times.waitMs += performance.now() - started
+          span(`wait gradient mb ${a.microBatch}`, started)
+          break
+        }
+        case "backward": {
+          const last = program.isLast(a.chunk)
+          const ready = s?._tag === "gradientReceived" || (last && s?._tag === "forwarded") ? s : undefined
+          if (ready === undefined) return yield* unexpected(a, last ? "forwarded (the last stage needs no gradient)" : "with its output gradient received")
+          const inputGradient = yield* ready.run.backward(ready._tag === "gradientReceived" ? ready.outputGradient : undefined)
+          if (program.isFirst(a.chunk)) set(a, undefined)
+          else if (inputGradient === undefined) return yield* refuse(a, "the backward of a stage after the first gave no input gradient")
+          else set(a, { _tag: "backwarded", inputGradient })
+          times.backwardMs += performance.now() - started
+          span(`backward mb ${a.microBatch} chunk ${a.chunk}`, started)
+          break
+        }
+        case "sendBackward": {
+          if (program.isFirst(a.chunk)) return yield* refuse(a, "the first stage sends no gradient")
+          if (s?._tag !== "backwarded") return yield* unexpected(a, "backwarded")
+          yield* Link.send(yield* linkOf(a), s.inputGradient, a.microBatch)
+          set(a, undefined)
+          break
+        }
+      }
+    }
+    const left = [...inFlight].flatMap(([mb, byChunk]) => [...byChunk].map(([chunk, s]) => `micro-batch ${mb} on chunk ${chunk} (${describe(s)})`))
+    if (left.length > 0) {
+      const last = actions[actions.length - 1]
+      return yield* Effect.fail(new InterpretError({ pp: program.pp, action: last === undefined ? "(end of an empty list)" : `${A.format(last)} (the last)`, detail: `the list ends with work in flight: ${left.join("; ")}` }))
+    }
+    return times satisfies Times
+  })
