@@ -31,12 +31,38 @@ describe("pleat train", () => {
     expect(new Set(trace.traceEvents.map((e) => e.pid)).size).toBe(4)
   }, 60_000)
 
-  test("--log json prints one pino line per step with step, loss, lr, tokensPerSec", async () => {
+  test("--log json prints a start record, one pino line per step with step, loss, lr, tokensPerSec, and a summary record last", async () => {
     const r = await run(["train", ...small, "--log", "json"])
     expect(r.status, r.err).toBe(0)
-    const lines = r.out.trim().split("\n").map((l) => JSON.parse(l) as Record<string, number>)
-    expect(lines.map((l) => l.step)).toEqual([1, 2, 3])
-    for (const l of lines) for (const k of ["loss", "lr", "tokensPerSec"]) expect(typeof l[k]).toBe("number")
+    const lines = r.out.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(lines.map((l) => l.msg)).toEqual(["start", "step", "step", "step", "summary"])
+    const steps = lines.filter((l) => l.msg === "step")
+    expect(steps.map((l) => l.step)).toEqual([1, 2, 3])
+    for (const l of steps) for (const k of ["loss", "lr", "tokensPerSec"]) expect(typeof l[k]).toBe("number")
+    const summary = lines[4] as Record<string, unknown>
+    expect(summary.steps).toBe(3)
+    expect(summary.finalLoss).toBe(steps[2]?.loss)
+    expect(summary.firstLoss).toBe(steps[0]?.loss)
+    for (const k of ["tokensPerSec", "seconds", "flopsPerStep", "flopsPerSec"]) expect(summary[k] as number).toBeGreaterThan(0)
+    expect((summary.imbalance as Array<unknown>).length).toBe(4) // one per MoE layer (every layer of the default 4)
+  }, 60_000)
+
+  test("--log-level reaches the per-rank loggers: debug shows each rank's collectives with its coordinates, warn (the default) is quiet", async () => {
+    const quiet = await run(["train", ...model, "--steps", "1", "--log", "json"])
+    expect(quiet.status, quiet.err).toBe(0)
+    expect(quiet.err).toBe("")
+    const loud = await run(["train", ...model, "--steps", "1", "--log", "json", "--log-level", "debug"])
+    expect(loud.status).toBe(0)
+    const records = loud.err.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(records.length).toBeGreaterThan(0)
+    expect(new Set(records.map((r) => r.rank))).toEqual(new Set([0, 1, 2, 3]))
+    for (const r of records) {
+      expect(r.level).toBe(20)
+      for (const k of ["tp", "cp", "dp", "pp", "ep", "etp"]) expect(typeof r[k], k).toBe("number")
+    }
+    const bad = await run(["train", "--log-level", "loud"])
+    expect(bad.status).toBe(2)
+    expect(bad.err).toContain('--log-level: "loud" is not allowed; fix: use one of trace, debug, info, warn, error, silent')
   }, 60_000)
 
   test("a configuration that cannot work exits 2 with one line naming the field", async () => {
@@ -65,7 +91,8 @@ describe("pleat train", () => {
     writeFileSync(file, JSON.stringify({ steps: 2, world: 2, tp: 1, cp: 1, pp: 2, ep: 1, hidden: 16, seq: 8, "global-batch": 4, log: "json" }))
     const r = await run(["train", "--config", file, "--steps", "1"])
     expect(r.status, r.err).toBe(0)
-    expect(r.out.trim().split("\n")).toHaveLength(1)
+    // start, one step (flags win over the file's 2), summary
+    expect(r.out.trim().split("\n").map((l) => JSON.parse(l).msg)).toEqual(["start", "step", "summary"])
     writeFileSync(file, JSON.stringify({ stepz: 2 }))
     const bad = await run(["train", "--config", file])
     expect(bad.status).toBe(2)

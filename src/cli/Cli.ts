@@ -1,22 +1,31 @@
 /**
  * Cli: the `pleat` command, its subcommands and its exit statuses.
  *
- * Every subcommand takes its arguments and an Io and returns an exit status. A ConfigError from
- * anywhere becomes one line on stderr and status 2; anything else is a bug, reported with its
- * stack and status 1.
+ * Every subcommand takes its arguments and an Io and returns an exit status, or, when it runs
+ * a job, an Effect that resolves to one. A user error from anywhere (a ConfigError, or a
+ * BadInput listing several) becomes one line on stderr and status 2; anything else is a bug,
+ * reported with its stack and status 1. `run` serves tests (in process); `main` serves the
+ * real process, where the job is the main fiber and a signal interrupts it (RunMain).
  */
-import * as ConfigError from "../mapping/ConfigError.js"
+import { readFileSync } from "node:fs"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Activity from "./Activity.js"
+import * as BadInput from "./BadInput.js"
 import * as DemoCommand from "./DemoCommand.js"
 import * as ExitCode from "./ExitCode.js"
 import * as GroupsCommand from "./GroupsCommand.js"
+import type { Io } from "./Io.js"
+import * as MoeCommand from "./MoeCommand.js"
+import * as RunMain from "./RunMain.js"
 import * as TrainCommand from "./TrainCommand.js"
 import * as VerifyCommand from "./VerifyCommand.js"
-import * as MoeCommand from "./MoeCommand.js"
-import type { Io } from "./Io.js"
+
+type Outcome = number | Effect.Effect<number, unknown, Activity.Activity>
 
 interface Command {
   readonly summary: string
-  readonly run: (argv: ReadonlyArray<string>, io: Io) => number | Promise<number>
+  readonly run: (argv: ReadonlyArray<string>, io: Io) => Outcome
 }
 
 const commands: Readonly<Record<string, Command>> = {
@@ -28,50 +37,100 @@ const commands: Readonly<Record<string, Command>> = {
 }
 
 /**
+ * The version of pleat, read from its package.json at run time.
+ * @category configuration
+ */
+export const version = (): string => {
+  // src/cli/Cli.ts and dist/cli/Cli.js both sit two folders below the package root.
+  const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8")
+  return (JSON.parse(text) as { version: string }).version
+}
+
+/**
  * The top-level usage text.
  * @category configuration
  */
 export const usage = `pleat: mixture-of-experts training with five-dimensional parallelism and MoE Parallel Folding
 
-usage: pleat <command> [flags]     (pleat <command> --help for its flags)
+usage: pleat <command> [flags]     (pleat <command> --help for its flags and their defaults)
+       pleat --version
 
 commands:
 ${Object.entries(commands)
   .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
   .join("\n")}
 
-exit status: 0 success, 1 internal error, 2 input that cannot work (one line names the field and the fix)
+exit status: 0 success, 1 internal error, 2 input that cannot work (one line names the field and the fix),
+             130 / 143 interrupted by SIGINT / SIGTERM (one line says what was interrupted)
 `
 
-/**
- * Runs `pleat` with `argv` (the words after the program name); returns the exit status.
- * @category constructors
- */
-export const run = (argv: ReadonlyArray<string>, io: Io): number | Promise<number> => {
-  const [name, ...rest] = argv
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
+
+/** Maps a failure of command `name` to its status, writing its one line (or stack). */
+const report = (name: string, io: Io) => (error: unknown): number => {
+  const user = BadInput.find(error)
+  if (user !== undefined) {
+    io.stderr(`pleat ${name}: ${oneLine(user.message)}\n`)
+    return ExitCode.badInput
+  }
+  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error)
+  io.stderr(`pleat ${name}: internal error (please report): ${detail}\n`)
+  return ExitCode.failure
+}
+
+/** The command's job with every failure (not an interruption) mapped to its status. */
+const reported = (name: string, io: Io, job: Effect.Effect<number, unknown, Activity.Activity>) =>
+  job.pipe(Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.sync(() => report(name, io)(Cause.squash(cause))))))
+
+/** Picks the command and starts it: a status, or a job still to run. */
+const dispatch = (argv: ReadonlyArray<string>, io: Io): { readonly name: string; readonly outcome: Outcome } => {
+  const [first, ...rest] = argv
+  if (first === undefined || first === "--help" || first === "-h") {
     io.stdout(usage)
-    return ExitCode.ok
+    return { name: "", outcome: ExitCode.ok }
+  }
+  if (first === "--version" || first === "-v") {
+    io.stdout(`pleat ${version()}\n`)
+    return { name: "", outcome: ExitCode.ok }
+  }
+  // `pleat help train` is `pleat train --help`.
+  const [name, args] = first === "help" ? [rest[0], rest[0] === undefined ? [] : ["--help"]] : [first, rest]
+  if (name === undefined) {
+    io.stdout(usage)
+    return { name: "", outcome: ExitCode.ok }
   }
   const command = commands[name]
   if (command === undefined) {
     io.stderr(`pleat: command: "${name}" is not a pleat command; fix: use one of ${Object.keys(commands).join(", ")}\n`)
-    return ExitCode.badInput
-  }
-  const report = (error: unknown): number => {
-    if (ConfigError.isConfigError(error)) {
-      io.stderr(`pleat ${name}: ${error.message}\n`)
-      return ExitCode.badInput
-    }
-    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error)
-    io.stderr(`pleat ${name}: internal error (please report): ${detail}\n`)
-    return ExitCode.failure
+    return { name, outcome: ExitCode.badInput }
   }
   try {
-    const status = command.run(rest, io)
-    // Long commands (train, verify) are asynchronous; their failures map the same way.
-    return typeof status === "number" ? status : status.catch(report)
+    const outcome = command.run(args, io)
+    return { name, outcome: typeof outcome === "number" ? outcome : reported(name, io, outcome) }
   } catch (error) {
-    return report(error)
+    return { name, outcome: report(name, io)(error) }
   }
+}
+
+/**
+ * Runs `pleat` with `argv` (the words after the program name) in this process; returns the
+ * exit status (a Promise for commands that run a job).
+ * @category constructors
+ */
+export const run = (argv: ReadonlyArray<string>, io: Io): number | Promise<number> => {
+  const { outcome } = dispatch(argv, io)
+  if (typeof outcome === "number") return outcome
+  return Effect.runPromise(Effect.provideService(outcome, Activity.Activity, Activity.make()))
+}
+
+/**
+ * Runs `pleat` as the process: a job runs as the main fiber, and SIGINT / SIGTERM interrupt
+ * it (status 130 / 143, one line on stderr saying what was interrupted).
+ * @category constructors
+ */
+export const main = (argv: ReadonlyArray<string>, io: Io): Promise<RunMain.Ended> => {
+  const { name, outcome } = dispatch(argv, io)
+  if (typeof outcome === "number") return Promise.resolve({ code: outcome })
+  // A job either returns its status or was interrupted; RunMain tells them apart.
+  return RunMain.run(name, outcome.pipe(Effect.catchCause(() => Effect.succeed(ExitCode.failure))), io)
 }

@@ -2,8 +2,11 @@
  * ExitCode: the exit statuses of `pleat`.
  *
  * 0 success; 1 an internal failure (a bug: reported with its cause); 2 input that cannot work
- * (a flag, a configuration or a case file), reported as one line naming the field and the fix.
+ * (a flag, a configuration, a case file or a checkpoint), reported as one line naming the field
+ * and the fix; 128 + the signal's number when a signal interrupted the command (130 for SIGINT,
+ * 143 for SIGTERM), as shells report it.
  */
+import { constants } from "node:os"
 
 /** @category models */
 export const ok = 0
@@ -11,3 +14,9 @@ export const ok = 0
 export const failure = 1
 /** @category models */
 export const badInput = 2
+
+/**
+ * The status of a command interrupted by `signal`.
+ * @category mapping
+ */
+export const interrupted = (signal: NodeJS.Signals): number => 128 + (constants.signals[signal] ?? 0)

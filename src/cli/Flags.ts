@@ -2,10 +2,13 @@
  * Flags: a small, strict command-line flag parser.
  *
  * Strict on purpose: an unknown flag, a missing value, a repeated flag or a value that is not a
- * positive integer is a ConfigError naming the flag, so `pleat` can exit with status 2 and one
- * clear line instead of running with a silently ignored or misread setting.
+ * positive integer is a problem naming the flag as typed (`--kv-heads`), so `pleat` can exit
+ * with status 2 and one clear line instead of running with a silently ignored or misread
+ * setting. Every problem of the command line is collected before any is reported, so one run
+ * names them all. `-h` is `--help` wherever a command has `--help`.
  */
 import * as ConfigError from "../mapping/ConfigError.js"
+import * as BadInput from "./BadInput.js"
 
 /**
  * The kind of value a flag takes.
@@ -30,33 +33,82 @@ export interface FlagSpec {
  */
 export type ParsedFlags = Readonly<Record<string, number | string | boolean>>
 
+/**
+ * The flags that parsed and the problems of those that did not.
+ * @category models
+ */
+export interface Collected {
+  readonly flags: ParsedFlags
+  readonly problems: ReadonlyArray<ConfigError.ConfigError>
+}
+
 const integerText = /^\+?[0-9]+$/
 
+/** Levenshtein distance, for "did you mean". */
+const distance = (a: string, b: string): number => {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length] as number
+}
+
 /**
- * Parses `argv` against `specs`; `--name value` and `--name=value` both work.
- * Throws a ConfigError for anything it cannot take exactly.
+ * The known name closest to `name` when it is close enough to be a typo.
+ * @category mapping
+ */
+export const closest = (name: string, known: ReadonlyArray<string>): string | undefined => {
+  let best: string | undefined
+  let bestDistance = Math.max(2, Math.floor(name.length / 3)) + 1
+  for (const k of known) {
+    const d = distance(name, k)
+    if (d < bestDistance) {
+      best = k
+      bestDistance = d
+    }
+  }
+  return best
+}
+
+/**
+ * Parses `argv` against `specs`, collecting every problem; `--name value` and `--name=value`
+ * both work.
  * @category constructors
  */
-export const parse = (argv: ReadonlyArray<string>, specs: Readonly<Record<string, FlagSpec>>): ParsedFlags => {
+export const collect = (argv: ReadonlyArray<string>, specs: Readonly<Record<string, FlagSpec>>): Collected => {
   const out: Record<string, number | string | boolean> = {}
-  const known = Object.keys(specs).map((n) => `--${n}`).join(", ")
+  const problems: Array<ConfigError.ConfigError> = []
+  const names = Object.keys(specs)
+  const known = names.map((n) => `--${n}`).join(", ")
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string
+    const raw = argv[i] as string
+    const arg = raw === "-h" && specs.help !== undefined ? "--help" : raw
     if (!arg.startsWith("--") || arg === "--") {
-      throw ConfigError.make("arguments", arg, "is not a flag", `pass only flags (${known})`)
+      problems.push(ConfigError.make("arguments", arg, "is not a flag", `pass only flags (${known})`))
+      continue
     }
     const eq = arg.indexOf("=")
     const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2)
     const spec = specs[name]
     if (spec === undefined) {
-      throw ConfigError.make("arguments", `--${name}`, "is not a known flag", `use one of ${known}`)
+      const near = closest(name, names)
+      problems.push(ConfigError.make("arguments", `--${name}`, "is not a known flag", near === undefined ? `use one of ${known}` : `did you mean --${near}?`))
+      // Its value, if any, is not a flag either; skip it so it is not reported twice.
+      const next = argv[i + 1]
+      if (eq < 0 && next !== undefined && !next.startsWith("-")) i++
+      continue
     }
     if (name in out) {
-      throw ConfigError.make(name, `--${name}`, "is given twice", `pass --${name} once`)
+      problems.push(ConfigError.make("arguments", `--${name}`, "is given twice", `pass --${name} once`))
+      continue
     }
     if (spec.kind === "boolean") {
-      if (eq >= 0) throw ConfigError.make(name, arg, "takes no value", `write --${name} alone`)
-      out[name] = true
+      if (eq >= 0) problems.push(ConfigError.make(`--${name}`, arg.slice(eq + 1), "takes no value", `write --${name} alone`))
+      else out[name] = true
       continue
     }
     let value: string
@@ -65,7 +117,8 @@ export const parse = (argv: ReadonlyArray<string>, specs: Readonly<Record<string
     } else {
       const next = argv[i + 1]
       if (next === undefined || (next.startsWith("--") && next.length > 2)) {
-        throw ConfigError.make(name, undefined, "needs a value", `write --${name} ${spec.placeholder ?? "VALUE"}`)
+        problems.push(ConfigError.make(`--${name}`, undefined, "needs a value", `write --${name} ${spec.placeholder ?? "VALUE"}`))
+        continue
       }
       value = next
       i++
@@ -73,15 +126,27 @@ export const parse = (argv: ReadonlyArray<string>, specs: Readonly<Record<string
     if (spec.kind === "int") {
       const n = integerText.test(value) ? Number(value) : Number.NaN
       if (!Number.isSafeInteger(n) || n < 1) {
-        throw ConfigError.make(name, value, "is not a positive integer", `write --${name} N with N = 1, 2, 3, ...`)
+        problems.push(ConfigError.make(`--${name}`, value, "is not a positive integer", `write --${name} N with N = 1, 2, 3, ...`))
+      } else {
+        out[name] = n
       }
-      out[name] = n
+    } else if (value === "") {
+      problems.push(ConfigError.make(`--${name}`, value, "is empty", `write --${name} ${spec.placeholder ?? "VALUE"}`))
     } else {
-      if (value === "") throw ConfigError.make(name, value, "is empty", `write --${name} ${spec.placeholder ?? "VALUE"}`)
       out[name] = value
     }
   }
-  return out
+  return { flags: out, problems }
+}
+
+/**
+ * Parses `argv` against `specs`; throws a BadInput naming every flag it cannot take exactly.
+ * @category constructors
+ */
+export const parse = (argv: ReadonlyArray<string>, specs: Readonly<Record<string, FlagSpec>>): ParsedFlags => {
+  const { flags, problems } = collect(argv, specs)
+  BadInput.throwIfAny(problems)
+  return flags
 }
 
 /**
@@ -91,8 +156,8 @@ export const parse = (argv: ReadonlyArray<string>, specs: Readonly<Record<string
 export const usage = (specs: Readonly<Record<string, FlagSpec>>): string =>
   Object.entries(specs)
     .map(([name, spec]) => {
-      const head = spec.kind === "boolean" ? `--${name}` : `--${name} ${spec.placeholder ?? "VALUE"}`
-      return `  ${head.padEnd(18)} ${spec.help}`
+      const head = name === "help" ? "-h, --help" : spec.kind === "boolean" ? `--${name}` : `--${name} ${spec.placeholder ?? "VALUE"}`
+      return `  ${head.padEnd(22)} ${spec.help}`
     })
     .join("\n")
 

@@ -4,67 +4,97 @@
  *
  * Output: a progress bar (stderr, on a terminal) with loss and tokens/s; at the end a summary
  * on stdout: final loss, tokens/s, model FLOPs per step and achieved FLOP/s, load imbalance per
- * MoE layer. With `--log json`, one pino JSON line per step on stdout with at least
- * {"step","loss","lr","tokensPerSec"} instead.
+ * MoE layer. With `--log json`, pino JSON lines on stdout instead: one `start` record, one
+ * record per step with at least {"step","loss","lr","tokensPerSec"}, and a last `summary`
+ * record. The per-rank loggers write pino JSON to stderr at `--log-level` (default warn).
+ * The job is an Effect: a signal interrupts it (see RunMain), and Activity says which step
+ * it had reached and whether a checkpoint was written.
  */
 import * as Effect from "effect/Effect"
-import { pino } from "pino"
+import { type Logger, pino } from "pino"
 import * as Folding from "../mapping/Folding.js"
+import * as Log from "../runtime/Log.js"
 import * as Trace from "../runtime/Trace.js"
 import * as Train from "../train/Train.js"
+import { Activity } from "./Activity.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
 import * as Progress from "./Progress.js"
+import * as RunConfig from "./RunConfig.js"
 import * as TrainOptions from "./TrainOptions.js"
 
 /**
  * The usage text of `pleat train`.
  * @category configuration
  */
-export const usage = `usage: pleat train [flags]
+export const usage = ((d) => `usage: pleat train [flags]
 
 Trains a small Mixtral-like MoE model on local ranks with MoE Parallel Folding. Without flags:
-4 layers, 8 experts (top-2), 8 ranks as attention tp 2 x cp 2 x pp 2 and MoE ep 2 x edp 2.
+${d.layers} layers, ${d.experts} experts (top-${d.topk}), ${d.world} ranks as attention tp ${d.tp} x cp ${d.cp} x pp ${d.pp} and MoE etp ${d.etp} x ep ${d.ep}.
+Settings come from the defaults below, then --config FILE.json, then the flags.
+SIGINT or SIGTERM stops every rank and exits 130 or 143 (a checkpoint is written only after
+the last step, atomically: an interrupted save leaves the previous one).
 
 ${Flags.usage(TrainOptions.flags)}
-`
+`)(RunConfig.defaults)
 
 const format = (x: number, digits = 3) => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(digits))
 
+/** The root of the per-rank loggers: pino JSON at `level`, on the command's stderr. */
+const rankLogger = (level: string, io: Io): Logger =>
+  // pino needs only `write` of its destination.
+  Log.root({ level, destination: { write: (line: string) => (io.stderr(line), true) } as unknown as NodeJS.WritableStream })
+
 /**
- * Runs `pleat train`; resolves to the exit status.
+ * Runs `pleat train`: the status, or the job as an Effect resolving to it.
  * @category constructors
  */
-export const run = (argv: ReadonlyArray<string>, io: Io): number | Promise<number> => {
+export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect<number, unknown, Activity> => {
   const resolved = TrainOptions.resolve(argv)
   if (resolved === "help") {
     io.stdout(usage)
     return ExitCode.ok
   }
-  const { setup, steps } = resolved
-  const tokensPerStep = setup.batch.globalBatch * setup.model.seq
-  const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch)
-  const json = resolved.log === "json" ? pino({ base: null }, { write: (line: string) => io.stdout(line) }) : undefined
-  const progress = resolved.log === "pretty" ? Progress.make(steps) : undefined
-  const tracer = resolved.trace === undefined ? undefined : new Trace.Tracer()
-  const s = setup.parallel.sizes
-  if (json === undefined) {
-    io.stdout(`pleat train: ${setup.model.layers} layers, ${setup.model.experts} experts top-${setup.model.topk}, ${setup.parallel.world} ranks: attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x pp ${s.pp}${setup.parallel.vpp === undefined ? "" : ` (vpp ${setup.parallel.vpp})`}, moe etp ${s.etp} x ep ${s.ep} x edp ${s.edp}; ${setup.dtype}\n`)
-  }
-  const started = performance.now()
-  const common = {
-    steps,
-    ...(resolved.save === undefined ? {} : { save: resolved.save }),
-    ...(resolved.resume === undefined ? {} : { resume: resolved.resume }),
-    onStep: (summary: Train.StepSummary) => {
-      const tokensPerSec = summary.tokens / summary.seconds
-      json?.info({ step: summary.step + 1, loss: summary.loss, lr: summary.lr, tokensPerSec, gradNorm: summary.gradNorm }, "step")
-      progress?.update(summary.step + 1, `loss ${format(summary.loss)} | ${format(tokensPerSec, 0)} tokens/s`)
-    },
-  }
-  const job = resolved.backend === "threads" ? Train.runThreads(setup, common) : Train.run(setup, { ...common, ...(tracer === undefined ? {} : { tracer }) })
-  return Effect.runPromise(job).then((summaries) => {
+  return job(resolved, io)
+}
+
+const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unknown, Activity> =>
+  Effect.gen(function* () {
+    const activity = yield* Activity
+    const { setup, steps, first } = resolved
+    const tokensPerStep = setup.batch.globalBatch * setup.model.seq
+    const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch)
+    const json = resolved.log === "json" ? pino({ base: null }, { write: (line: string) => io.stdout(line) }) : undefined
+    const progress = resolved.log === "pretty" ? Progress.make(steps, first) : undefined
+    const tracer = resolved.trace === undefined ? undefined : new Trace.Tracer()
+    const s = setup.parallel.sizes
+    const shape = `${setup.parallel.world} ranks: attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x pp ${s.pp}${setup.parallel.vpp === undefined ? "" : ` (vpp ${setup.parallel.vpp})`}, moe etp ${s.etp} x ep ${s.ep} x edp ${s.edp}`
+    if (json === undefined) {
+      io.stdout(`pleat train: ${setup.model.layers} layers, ${setup.model.experts} experts top-${setup.model.topk}, ${shape}; ${setup.dtype}; ${resolved.backend} backend\n`)
+    } else {
+      json.info({ world: setup.parallel.world, sizes: s, backend: resolved.backend, steps, first, dtype: setup.dtype }, "start")
+    }
+    const unsaved = resolved.save === undefined ? "no checkpoint written" : `no checkpoint written to ${resolved.save} (a previous one there is kept)`
+    activity.set(`before step ${first + 1} of ${steps} completed; ${unsaved}`)
+    const started = performance.now()
+    const common = {
+      steps,
+      ...(resolved.save === undefined ? {} : { save: resolved.save }),
+      ...(resolved.resume === undefined ? {} : { resume: resolved.resume }),
+      onStep: (summary: Train.StepSummary) => {
+        const done = summary.step + 1
+        const tokensPerSec = summary.tokens / summary.seconds
+        json?.info({ step: done, loss: summary.loss, lr: summary.lr, tokensPerSec, gradNorm: summary.gradNorm }, "step")
+        progress?.update(done, `loss ${format(summary.loss)} | ${format(tokensPerSec, 0)} tok/s`)
+        activity.set(done < steps ? `after step ${done} of ${steps}; ${unsaved}` : `after the last step (${done} of ${steps})${resolved.save === undefined ? "" : `, while saving ${resolved.save} (saved atomically: the new checkpoint or the previous one)`}`)
+      },
+    }
+    const run =
+      resolved.backend === "threads"
+        ? Train.runThreads(setup, common)
+        : Train.run(setup, { ...common, log: rankLogger(resolved.logLevel, io), ...(tracer === undefined ? {} : { tracer }) })
+    const summaries = yield* run
     progress?.finish()
     if (tracer !== undefined && resolved.trace !== undefined) {
       const fold = Folding.make(setup.parallel)
@@ -74,20 +104,39 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Promise<numbe
       }
       io.writeFile(resolved.trace, JSON.stringify(tracer.toChrome(label)))
     }
-    if (json !== undefined) return ExitCode.ok
     const seconds = (performance.now() - started) / 1000
     const last = summaries[summaries.length - 1]
-    const first = summaries[0]
+    const firstSummary = summaries[0]
     const ran = summaries.length
+    const tokensPerSec = (ran * tokensPerStep) / seconds
+    const imbalance = last?.imbalance ?? []
+    if (json !== undefined) {
+      json.info(
+        {
+          steps: ran,
+          lastStep: first + ran,
+          finalLoss: last?.loss ?? null,
+          firstLoss: firstSummary?.loss ?? null,
+          tokensPerSec,
+          seconds,
+          flopsPerStep: flops,
+          flopsPerSec: (ran * flops) / seconds,
+          imbalance,
+          checkpoint: resolved.save ?? null,
+          trace: resolved.trace ?? null,
+        },
+        "summary",
+      )
+      return ExitCode.ok
+    }
     const lines = [
-      `final loss ${last === undefined ? "-" : format(last.loss, 4)}${first === undefined ? "" : ` (step 1: ${format(first.loss, 4)})`}`,
-      `${format((ran * tokensPerStep) / seconds, 0)} tokens/s over ${ran} steps in ${seconds.toFixed(1)} s`,
+      `final loss ${last === undefined ? "-" : format(last.loss, 4)}${firstSummary === undefined ? "" : ` (step ${firstSummary.step + 1}: ${format(firstSummary.loss, 4)})`}`,
+      `${format(tokensPerSec, 0)} tokens/s over ${ran} steps in ${seconds.toFixed(1)} s`,
       `model FLOPs per step ${format(flops)}; achieved ${format((ran * flops) / seconds)} FLOP/s`,
-      `load imbalance (max/mean tokens per expert) by MoE layer: ${(last?.imbalance ?? []).map((i) => `layer ${i.layer}: ${i.value.toFixed(2)}`).join(", ") || "-"}`,
+      `load imbalance (max/mean tokens per expert) by MoE layer: ${imbalance.map((i) => `layer ${i.layer}: ${i.value.toFixed(2)}`).join(", ") || "-"}`,
     ]
     if (resolved.save !== undefined) lines.push(`checkpoint: ${resolved.save}`)
     if (resolved.trace !== undefined) lines.push(`trace: ${resolved.trace} (open in https://ui.perfetto.dev or chrome://tracing)`)
     io.stdout(lines.join("\n") + "\n")
     return ExitCode.ok
   })
-}

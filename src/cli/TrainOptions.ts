@@ -1,55 +1,32 @@
 /**
- * TrainOptions: the flags shared by `pleat train` and `pleat verify`, a JSON config file with
- * the same keys, the defaults, and the checks that run before any work starts.
+ * TrainOptions: the flags shared by `pleat train` and `pleat verify`, turned into a checked job
+ * before any work starts.
  *
- * Precedence: defaults < --config FILE.json < flags. The default job is a small Mixtral-like
- * model (4 layers, 8 experts, top-2) on 8 local ranks folded as attention tp 2 x cp 2 x pp 2
- * and MoE ep 2 x edp 2 (etp 1): pipeline, tensor, context, expert and (expert) data
- * parallelism at once.
+ * The settings, their defaults and their decoding are RunConfig's (defaults < --config
+ * FILE.json < flags). Here: reading the config file, the cross-field checks of the mapping
+ * (ParallelConfig) and the model (ModelConfig) with their errors renamed to the flags the user
+ * typed, and the checkpoint to resume (it must exist and be of this model). Every problem is
+ * a BadInput: one line, exit status 2.
  */
 import { readFileSync } from "node:fs"
 import * as Result from "effect/Result"
 import * as ConfigError from "../mapping/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as Checkpoint from "../train/Checkpoint.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Optimizer from "../train/Optimizer.js"
 import type * as RankTrainer from "../train/RankTrainer.js"
+import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
-
-const int = (help: string, placeholder = "N"): Flags.FlagSpec => ({ kind: "int", placeholder, help })
+import * as RunConfig from "./RunConfig.js"
 
 /**
  * Flags of the training commands.
  * @category configuration
  */
 export const flags: Readonly<Record<string, Flags.FlagSpec>> = {
-  config: { kind: "string", placeholder: "FILE", help: "a JSON file with any of these settings (flags override it)" },
-  world: int("ranks (default 8)"),
-  tp: int("attention tensor parallel (default 2)"),
-  cp: int("context parallel (default 2)"),
-  pp: int("pipeline parallel (default 2)"),
-  vpp: int("virtual pipeline stages per rank (interleaved 1F1B)"),
-  ep: int("expert parallel (default 2)"),
-  etp: int("expert tensor parallel (default 1)"),
-  order: { kind: "string", placeholder: "O", help: "axis order (default tp-cp-ep-dp-pp)" },
-  layers: int("transformer layers (default 4)"),
-  hidden: int("hidden size (default 32)"),
-  heads: int("attention heads (default 4)"),
-  "kv-heads": int("key/value heads (default 2)"),
-  vocab: int("vocabulary (default 32)"),
-  experts: int("experts (default 8)"),
-  topk: int("experts per token (default 2)"),
-  seq: int("sequence length (default 16)"),
-  "micro-batch": int("sequences per micro-batch (default 1)"),
-  "global-batch": int("sequences per step (default 8)"),
-  steps: int("training steps in all (default 100; with --resume, the total including the resumed ones)"),
-  seed: int("seed of weights and data (default 1)"),
-  dtype: { kind: "string", placeholder: "float32|float64", help: "parameter and activation dtype (default float32)" },
-  backend: { kind: "string", placeholder: "local|threads", help: "where ranks run (default local)" },
-  log: { kind: "string", placeholder: "pretty|json", help: "progress bar and summary, or one JSON line per step (default pretty)" },
-  save: { kind: "string", placeholder: "DIR", help: "write a checkpoint after the last step" },
-  resume: { kind: "string", placeholder: "DIR", help: "start from a checkpoint (saved under any mapping)" },
-  trace: { kind: "string", placeholder: "FILE", help: "write a Chrome/Perfetto trace of every rank" },
+  config: { kind: "string", placeholder: "FILE", help: "a JSON object with any of these settings as keys (flags override it)" },
+  ...RunConfig.flags,
   help: { kind: "boolean", help: "show this help" },
 }
 
@@ -60,100 +37,106 @@ export const flags: Readonly<Record<string, Flags.FlagSpec>> = {
 export interface Resolved {
   readonly setup: RankTrainer.TrainSetup
   readonly steps: number
-  readonly backend: "local" | "threads"
-  readonly log: "pretty" | "json"
+  readonly backend: RunConfig.RunConfig["backend"]
+  readonly log: RunConfig.RunConfig["log"]
+  readonly logLevel: RunConfig.RunConfig["log-level"]
   readonly save: string | undefined
   readonly resume: string | undefined
   readonly trace: string | undefined
+  /** The step the run starts from (the resumed checkpoint's, else 0). */
+  readonly first: number
 }
 
-const fromFile = (file: string): Record<string, unknown> => {
+const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
+
+/** The config file as a layer, or the problem that keeps it from being one. */
+const readConfig = (file: string): RunConfig.FileLayer | ConfigError.ConfigError => {
   let text: string
   try {
     text = readFileSync(file, "utf8")
-  } catch {
-    throw ConfigError.make("config", file, "cannot be read", "pass the path of a readable JSON file")
-  }
-  try {
-    const parsed: unknown = JSON.parse(text)
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object")
-    for (const key of Object.keys(parsed)) {
-      if (!(key in flags) || key === "config" || key === "help") throw ConfigError.make("config", file, `has the unknown key "${key}"`, `use keys among ${Object.keys(flags).filter((k) => k !== "config" && k !== "help").join(", ")}`)
-    }
-    return parsed as Record<string, unknown>
   } catch (error) {
-    if (ConfigError.isConfigError(error)) throw error
-    throw ConfigError.make("config", file, "is not a JSON object", "write the settings as one JSON object, e.g. {\"steps\": 10}")
+    const code = (error as NodeJS.ErrnoException).code ?? "unreadable"
+    return ConfigError.make("--config", file, `cannot be read (${code})`, "pass the path of a readable JSON file")
   }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (error) {
+    return ConfigError.make("--config", file, `is not valid JSON (${oneLine(error instanceof Error ? error.message : String(error))})`, 'write the settings as one JSON object, e.g. {"steps": 10}')
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    return ConfigError.make("--config", file, "is not a JSON object", 'write the settings as one JSON object, e.g. {"steps": 10}')
+  }
+  return { file, values: parsed as Record<string, unknown> }
 }
 
-const choice = <A extends string>(field: string, value: unknown, options: ReadonlyArray<A>, fallback: A): A => {
-  if (value === undefined) return fallback
-  if (typeof value === "string" && (options as ReadonlyArray<string>).includes(value)) return value as A
-  throw ConfigError.make(field, value, "is not allowed", `use one of ${options.join(", ")}`)
+/** Runs a cross-field check, rethrowing its ConfigError renamed for the command line. */
+const explained = <A>(decoded: RunConfig.Decoded, check: () => A): A => {
+  try {
+    return check()
+  } catch (error) {
+    if (ConfigError.isConfigError(error)) throw new BadInput.BadInput({ problems: [RunConfig.explain(error, decoded)] })
+    throw error
+  }
 }
 
 /**
- * Parses the flags (and config file) into a checked job; throws a ConfigError naming the field.
+ * Parses the flags (and config file) into a checked job; throws a BadInput naming every
+ * problem it can see at once (flags and settings), else the first cross-field problem.
  * @category constructors
  */
 export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
-  const f = Flags.parse(argv, flags)
-  if (Flags.bool(f, "help")) return "help"
-  const file = Flags.string(f, "config")
-  const merged: Record<string, unknown> = { ...(file === undefined ? {} : fromFile(file)), ...Object.fromEntries(Object.entries(f).filter(([k]) => k !== "config")) }
-  const num = (key: string, fallback: number): number => {
-    const v = merged[key]
-    if (v === undefined) return fallback
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1) throw ConfigError.make(key, v, "is not a positive integer", `set ${key} to 1, 2, 3, ...`)
-    return v
+  const collected = Flags.collect(argv, flags)
+  if (Flags.bool(collected.flags, "help")) return "help"
+  const problems = [...collected.problems]
+  const { config: file, help: _help, ...given } = collected.flags
+  let layer: RunConfig.FileLayer | undefined
+  if (typeof file === "string") {
+    const read = readConfig(file)
+    if (ConfigError.isConfigError(read)) problems.push(read)
+    else layer = read
   }
-  const optional = (key: string): number | undefined => (merged[key] === undefined ? undefined : num(key, 1))
-  const str = (key: string): string | undefined => {
-    const v = merged[key]
-    if (v === undefined) return undefined
-    if (typeof v !== "string") throw ConfigError.make(key, v, "is not a string", `set ${key} to a string`)
-    return v
-  }
-  const parallel = ParallelConfig.validate({
-    world: num("world", 8),
-    tp: num("tp", 2),
-    cp: num("cp", 2),
-    pp: num("pp", 2),
-    ep: num("ep", 2),
-    etp: num("etp", 1),
-    vpp: optional("vpp"),
-    order: str("order"),
+  const decoded = RunConfig.decode(layer, given)
+  if (Result.isFailure(decoded)) problems.push(...decoded.failure)
+  BadInput.throwIfAny(problems)
+  if (Result.isFailure(decoded)) throw new Error("unreachable: decode failed without problems")
+  const d = decoded.success
+  const c = d.config
+  const parallel = explained(d, () => {
+    const validated = ParallelConfig.validate({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, vpp: c.vpp, order: c.order })
+    if (Result.isFailure(validated)) throw validated.failure
+    return validated.success
   })
-  if (Result.isFailure(parallel)) throw parallel.failure
-  const d = ModelConfig.small
   const model: ModelConfig.ModelConfig = {
-    ...d,
-    layers: num("layers", d.layers),
-    hidden: num("hidden", d.hidden),
-    heads: num("heads", d.heads),
-    kvHeads: num("kv-heads", d.kvHeads),
-    vocab: num("vocab", d.vocab),
-    experts: num("experts", d.experts),
-    topk: num("topk", d.topk),
-    seq: num("seq", d.seq),
+    ...ModelConfig.small,
+    layers: c.layers,
+    hidden: c.hidden,
+    heads: c.heads,
+    kvHeads: c["kv-heads"],
+    vocab: c.vocab,
+    experts: c.experts,
+    topk: c.topk,
+    seq: c.seq,
   }
-  const batch = { microBatch: num("micro-batch", 1), globalBatch: num("global-batch", 8) }
-  ModelConfig.check(model, batch, parallel.success)
-  const steps = num("steps", 100)
-  const dtype = choice("dtype", merged.dtype, ["float32", "float64"] as const, "float32")
-  const backend = choice("backend", merged.backend, ["local", "threads"] as const, "local")
-  if (backend === "threads" && merged.trace !== undefined) {
-    throw ConfigError.make("trace", merged.trace, "is not recorded on the threads backend (spans stay in the workers)", "trace with --backend local")
+  const batch = { microBatch: c["micro-batch"], globalBatch: c["global-batch"] }
+  explained(d, () => ModelConfig.check(model, batch, parallel))
+  if (c.backend === "threads" && c.trace !== undefined) {
+    explained(d, () => {
+      throw ConfigError.make("trace", c.trace, "is not recorded on the threads backend (spans stay in the workers)", "trace with --backend local")
+    })
   }
+  // A checkpoint to resume must exist and be of this model: find out before any work.
+  const first = c.resume === undefined ? 0 : explained(d, () => Checkpoint.manifestFor(c.resume as string, model).step)
   return {
-    setup: { parallel: parallel.success, model, batch, seed: num("seed", 1), dtype, optimizer: Optimizer.defaults(steps), auxLossCoeff: 0.01 },
-    steps,
-    backend,
-    log: choice("log", merged.log, ["pretty", "json"] as const, "pretty"),
-    save: str("save"),
-    resume: str("resume"),
-    trace: str("trace"),
+    setup: { parallel, model, batch, seed: c.seed, dtype: c.dtype, optimizer: Optimizer.defaults(c.steps), auxLossCoeff: 0.01 },
+    steps: c.steps,
+    backend: c.backend,
+    log: c.log,
+    logLevel: c["log-level"],
+    save: c.save,
+    resume: c.resume,
+    trace: c.trace,
+    first,
   }
 }
 

@@ -9,9 +9,11 @@
 import * as Effect from "effect/Effect"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as Train from "../train/Train.js"
+import { Activity } from "./Activity.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
+import * as RunConfig from "./RunConfig.js"
 import * as TrainOptions from "./TrainOptions.js"
 
 /**
@@ -20,9 +22,9 @@ import * as TrainOptions from "./TrainOptions.js"
  */
 export const usage = `usage: pleat verify [the flags of pleat train] [--steps N] [--dtype float32|float64]
 
-Trains N steps (default 100; use a few) under the mapping and on one rank from the same weights
+Trains N steps (default ${RunConfig.defaults.steps}; use a few) under the mapping and on one rank from the same weights
 and data; prints the largest relative difference of losses and gradient norms; exits 0 only
-within tolerance (float32 1e-4, float64 1e-9).
+within tolerance (float32 1e-4, float64 1e-9). --save, --resume, --trace and --log are not used.
 
 ${Flags.usage(TrainOptions.flags)}
 `
@@ -30,10 +32,10 @@ ${Flags.usage(TrainOptions.flags)}
 const relative = (a: number, b: number) => (a === b ? 0 : Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-30))
 
 /**
- * Runs `pleat verify`; resolves to the exit status.
+ * Runs `pleat verify`: the status, or the job as an Effect resolving to it.
  * @category constructors
  */
-export const run = (argv: ReadonlyArray<string>, io: Io): number | Promise<number> => {
+export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect<number, unknown, Activity> => {
   const resolved = TrainOptions.resolve(argv)
   if (resolved === "help") {
     io.stdout(usage)
@@ -43,7 +45,10 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Promise<numbe
   const tolerance = setup.dtype === "float64" ? 1e-9 : 1e-4
   const single = { ...setup, parallel: ParallelConfig.make({ world: 1 }) }
   const parallelRun = resolved.backend === "threads" ? Train.runThreads(setup, { steps }) : Train.run(setup, { steps })
-  return Effect.runPromise(Effect.all([parallelRun, Train.run(single, { steps })])).then(([parallel, one]) => {
+  return Effect.gen(function* () {
+    const activity = yield* Activity
+    activity.set(`while training ${steps} steps under the mapping and on one rank (nothing compared yet)`)
+    const [parallel, one] = yield* Effect.all([parallelRun, Train.run(single, { steps })])
     let loss = 0
     let norm = 0
     parallel.forEach((s, k) => {

@@ -11,11 +11,21 @@
  * mid-save leaves the previous checkpoint intact (and at worst a stale DIR.tmp, which the next
  * save clears). Loading assembles each parameter's full value from every saved shard and cuts
  * this rank's slice under the new mapping, so any mapping can resume any checkpoint.
+ *
+ * The manifest comes from outside (a file a user points at), so it is decoded with a Schema.
+ * Whatever makes a directory unusable (missing, no or corrupt manifest, missing rank files, a
+ * manifest of another model) is a ConfigError on the field `resume`: the user's input, not a
+ * bug, reported before any work starts.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
 import path from "node:path"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
+import * as ConfigError from "../mapping/ConfigError.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
+import type * as ModelConfig from "./ModelConfig.js"
 import type * as Optimizer from "./Optimizer.js"
 import * as Params from "./Params.js"
 import type * as RankParams from "./RankParams.js"
@@ -28,20 +38,40 @@ interface ShardEntry {
   readonly offsets: readonly [number, number, number]
 }
 
+const count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
+const natural = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * The schema of manifest.json (unknown keys are ignored, so newer manifests still load).
+ * @category models
+ */
+export const ManifestSchema = Schema.Struct({
+  step: natural,
+  seed: Schema.Number.check(Schema.isInt()),
+  dtype: Schema.Literals(["float32", "float64"]),
+  world: count,
+  mapping: Schema.Struct({ tp: count, cp: count, dp: count, pp: count, etp: count, ep: count, edp: count, vpp: Schema.NullOr(count), order: Schema.String }),
+  model: Schema.Struct({
+    vocab: count, hidden: count, layers: count, heads: count, kvHeads: count, ffn: count,
+    experts: count, topk: count, moeFfn: count, moeEvery: count, seq: count,
+  }),
+  batch: Schema.Struct({ microBatch: count, globalBatch: count }),
+  ranks: count,
+})
+
 /**
  * The manifest of a checkpoint.
  * @category models
  */
-export interface Manifest {
-  readonly step: number
-  readonly seed: number
-  readonly dtype: DType.DType
-  readonly world: number
-  readonly mapping: unknown
-  readonly model: unknown
-  readonly batch: unknown
-  readonly ranks: number
-}
+export type Manifest = typeof ManifestSchema.Type
+
+/** The sizes that shape the parameters: a checkpoint resumes only a model equal in these. */
+const shapingFields = ["vocab", "hidden", "layers", "heads", "kvHeads", "ffn", "experts", "moeFfn", "moeEvery"] as const
+
+const unusable = (dir: string, reason: string, fix = "pass a directory written by --save"): ConfigError.ConfigError =>
+  ConfigError.make("resume", dir, reason, fix)
+
+const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
 
 /**
  * The temporary directory a save writes into.
@@ -101,13 +131,50 @@ export const commit = (dir: string, manifest: Manifest): void => {
 }
 
 /**
- * Reads a checkpoint's manifest (a missing or partial checkpoint is an error naming the dir).
+ * Reads and decodes a checkpoint's manifest; a directory that holds no usable checkpoint
+ * throws a ConfigError on `resume` naming the directory and what is wrong with it.
  * @category constructors
  */
 export const manifest = (dir: string): Manifest => {
+  if (!existsSync(dir)) throw unusable(dir, "holds no complete checkpoint (the directory does not exist)")
+  if (!statSync(dir).isDirectory()) throw unusable(dir, "is not a directory")
   const file = path.join(dir, "manifest.json")
-  if (!existsSync(file)) throw new Error(`resume: ${dir} holds no complete checkpoint (no manifest.json); fix: pass a directory written by --save`)
-  return JSON.parse(readFileSync(file, "utf8")) as Manifest
+  if (!existsSync(file)) {
+    throw unusable(dir, "holds no complete checkpoint (no manifest.json)", "pass a directory written by --save (a save that did not finish leaves the previous checkpoint, or none)")
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(readFileSync(file, "utf8"))
+  } catch (error) {
+    throw unusable(dir, `has a manifest.json that cannot be read as JSON (${oneLine(error instanceof Error ? error.message : String(error))})`)
+  }
+  const decoded = Schema.decodeUnknownResult(ManifestSchema)(json)
+  if (Result.isFailure(decoded)) {
+    throw unusable(dir, `has a manifest.json that is not a pleat checkpoint manifest (${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))})`)
+  }
+  const m = decoded.success
+  for (let r = 0; r < m.ranks; r++) {
+    for (const part of [`rank-${r}.json`, `rank-${r}.bin`]) {
+      if (!existsSync(path.join(dir, part))) throw unusable(dir, `lacks ${part} of its ${m.ranks} ranks`)
+    }
+  }
+  return m
+}
+
+/**
+ * The manifest of a checkpoint that `model` can resume: as `manifest`, and a checkpoint of
+ * another model (a size that shapes the parameters differs) is a ConfigError listing each.
+ * @category constructors
+ */
+export const manifestFor = (dir: string, model: ModelConfig.ModelConfig): Manifest => {
+  const m = manifest(dir)
+  const differ = shapingFields.filter((f) => m.model[f] !== model[f])
+  if (differ.length > 0) {
+    const saved = differ.map((f) => `${f} ${m.model[f]}`).join(", ")
+    const here = differ.map((f) => `${f} ${model[f]}`).join(", ")
+    throw unusable(dir, `was saved from another model (${saved}; this run has ${here})`, `resume with the sizes it was saved with (${saved}), or train without --resume`)
+  }
+  return m
 }
 
 /**
@@ -141,7 +208,7 @@ export const loadInto = (dir: string, params: ReadonlyMap<string, RankParams.Hel
         Params.place(vv, e.slice, read(e.offsets[2], 4, "float32"))
       }
     }
-    if (!found) throw new Error(`resume: the checkpoint in ${dir} has no parameter ${name}; fix: resume with the model it was saved with`)
+    if (!found) throw unusable(dir, `has no parameter ${name}`, "resume with the model it was saved with")
     held.value.data.set(Params.slice(value, held.slice).data)
     const mo = moments.get(name) as Optimizer.Moments
     mo.m.set(Params.slice(mm, held.slice).data)

@@ -1,0 +1,86 @@
+// Signals at the process edge: SIGINT or SIGTERM to a running `pleat train` stops every rank
+// and ends the process within 5 s with status 130 / 143 and one line on stderr saying what
+// was interrupted; nothing of the process is left (on the threads backend, its workers are
+// threads of the process, so a process that is gone has no worker left).
+import { type ChildProcess, spawn } from "node:child_process"
+import path from "node:path"
+import { describe, expect, test } from "vitest"
+
+const root = path.resolve(import.meta.dirname, "../..")
+// A small model so that the job starts fast, and enough steps that it is still running.
+const small = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1", "--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "4", "--steps", "100000", "--log", "json"]
+
+interface Running {
+  readonly child: ChildProcess
+  readonly stdout: () => string
+  readonly stderr: () => string
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>
+}
+
+const start = (args: ReadonlyArray<string>): Running => {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+  let out = ""
+  let err = ""
+  child.stdout?.on("data", (d: Buffer) => (out += d.toString()))
+  child.stderr?.on("data", (d: Buffer) => (err += d.toString()))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code, signal, at: performance.now() })),
+  )
+  return { child, stdout: () => out, stderr: () => err, exited }
+}
+
+const records = (text: string): Array<Record<string, unknown>> =>
+  text.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>)
+
+const until = async (what: string, ok: () => boolean, ms: number): Promise<void> => {
+  const deadline = performance.now() + ms
+  while (!ok()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Starts a job, waits until it trains, sends `signal`, and checks how the process ended. */
+const interrupt = async (backend: string, signal: NodeJS.Signals, status: number) => {
+  const job = start(["train", "--backend", backend, ...small])
+  try {
+    await until("the start record", () => records(job.stdout()).some((r) => r.msg === "start"), 60_000)
+    // Wait for a step record; a backend that reports steps only at the end gets 2 s to start its ranks.
+    await until("a step or 2 s", () => records(job.stdout()).some((r) => r.msg === "step"), 2_000).catch(() => undefined)
+    expect(job.child.exitCode, "the job must still be running when the signal comes").toBe(null)
+    const sent = performance.now()
+    job.child.kill(signal)
+    const ended = await Promise.race([job.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5_000))])
+    expect(ended, `still running 5 s after ${signal}`).toBeDefined()
+    expect(ended?.code).toBe(status)
+    expect((ended?.at ?? Infinity) - sent).toBeLessThan(5_000)
+    const lines = job.stderr().trimEnd().split("\n")
+    expect(lines, job.stderr()).toHaveLength(1)
+    expect(lines[0]).toMatch(new RegExp(`^pleat train: interrupted by ${signal} (before|after) (the last )?step`))
+    expect(lines[0]).toContain("no checkpoint written")
+    expect(isAlive(job.child.pid as number)).toBe(false)
+    // No summary: the job did not finish.
+    expect(records(job.stdout()).some((r) => r.msg === "summary")).toBe(false)
+  } finally {
+    if (job.child.exitCode === null && job.child.signalCode === null) job.child.kill("SIGKILL")
+  }
+}
+
+describe("signals", () => {
+  test("SIGINT ends a threads-backend job within 5 s, status 130, one line, no process left", async () => {
+    await interrupt("threads", "SIGINT", 130)
+  }, 90_000)
+
+  test("SIGTERM ends a local-backend job within 5 s, status 143, one line naming the step", async () => {
+    await interrupt("local", "SIGTERM", 143)
+  }, 90_000)
+})

@@ -1,0 +1,231 @@
+/**
+ * RunConfig: the one run configuration of `pleat train` and `pleat verify`, its defaults and
+ * its Schema, decoded from three layers: defaults < the JSON config file < flags.
+ *
+ * Every setting is written once in `settings`: its Schema, its default (if it has one), its
+ * placeholder and its help. The flags, the help text (with each default shown), the accepted
+ * keys of the config file and the decoding all derive from that table. Model sizes default to
+ * ModelConfig.small and the axis order to Order.defaultOrder, so those defaults also live in
+ * one place. Decoding keeps where each value came from, so an error names the setting as the
+ * user wrote it (`--kv-heads`, or `"kv-heads" in job.json`) and an error caused by a default
+ * says which defaults were in effect (`--world 1` fails because tp, cp, pp and ep default
+ * to 2).
+ */
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import type * as SchemaIssue from "effect/SchemaIssue"
+import * as ConfigError from "../mapping/ConfigError.js"
+import * as Order from "../mapping/Order.js"
+import * as ModelConfig from "../train/ModelConfig.js"
+import * as Flags from "./Flags.js"
+
+const PositiveInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
+const NonEmpty = Schema.String.check(Schema.isMinLength(1))
+
+const count = (help: string, fallback: number) => ({ kind: "count" as const, schema: PositiveInt, default: fallback, placeholder: "N", help })
+const optionalCount = (help: string, placeholder = "N") => ({ kind: "count" as const, schema: Schema.optionalKey(PositiveInt), placeholder, help })
+const text = (help: string, fallback: string, placeholder: string) => ({ kind: "text" as const, schema: NonEmpty, default: fallback, placeholder, help })
+const optionalText = (help: string, placeholder: string) => ({ kind: "text" as const, schema: Schema.optionalKey(NonEmpty), placeholder, help })
+const choice = <const L extends readonly [string, ...Array<string>]>(options: L, fallback: L[number], help: string) => ({
+  kind: "choice" as const,
+  options,
+  schema: Schema.Literals(options),
+  default: fallback,
+  placeholder: options.join("|"),
+  help,
+})
+
+const model = ModelConfig.small
+
+/**
+ * Every setting of a training run, in the order of the help text. The default job is a small
+ * Mixtral-like model (4 layers, 8 experts, top-2) on 8 local ranks folded as attention
+ * tp 2 x cp 2 x pp 2 and MoE ep 2 x edp 2 (etp 1): pipeline, tensor, context, expert and
+ * (expert) data parallelism at once.
+ * @category configuration
+ */
+export const settings = {
+  world: count("ranks", 8),
+  tp: count("attention tensor parallel", 2),
+  cp: count("context parallel", 2),
+  pp: count("pipeline parallel", 2),
+  vpp: optionalCount("virtual pipeline stages per rank (interleaved 1F1B; none by default)"),
+  ep: count("expert parallel", 2),
+  etp: count("expert tensor parallel", 1),
+  order: text("axis order, leftmost fastest", Order.defaultOrder, "O"),
+  layers: count("transformer layers", model.layers),
+  hidden: count("hidden size", model.hidden),
+  heads: count("attention heads", model.heads),
+  "kv-heads": count("key/value heads", model.kvHeads),
+  vocab: count("vocabulary", model.vocab),
+  experts: count("experts", model.experts),
+  topk: count("experts per token", model.topk),
+  seq: count("sequence length", model.seq),
+  "micro-batch": count("sequences per micro-batch", 1),
+  "global-batch": count("sequences per step", 8),
+  steps: count("training steps in all (with --resume, the total including the resumed ones)", 100),
+  seed: count("seed of weights and data", 1),
+  dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype"),
+  backend: choice(["local", "threads"], "local", "where ranks run: this thread, or one worker thread each"),
+  log: choice(["pretty", "json"], "pretty", "progress bar and summary, or one JSON line per step and a summary record"),
+  "log-level": choice(["trace", "debug", "info", "warn", "error", "silent"], "warn", "level of the per-rank logs (pino JSON on stderr)"),
+  save: optionalText("write a checkpoint after the last step", "DIR"),
+  resume: optionalText("start from a checkpoint (saved under any mapping)", "DIR"),
+  trace: optionalText("write a Chrome/Perfetto trace of every rank", "FILE"),
+} as const
+
+type Settings = typeof settings
+type Setting = Settings[keyof Settings]
+type Fields = { readonly [K in keyof Settings]: Settings[K]["schema"] }
+
+/**
+ * The name of a setting (a flag without its dashes, a key of the config file).
+ * @category models
+ */
+export type Key = keyof Settings
+
+const keys = Object.keys(settings) as Array<Key>
+
+/**
+ * The Schema of a decoded run configuration.
+ * @category models
+ */
+export const RunConfig = Schema.Struct(Object.fromEntries(keys.map((k) => [k, settings[k].schema])) as unknown as Fields)
+
+/**
+ * A decoded run configuration.
+ * @category models
+ */
+export type RunConfig = typeof RunConfig.Type
+
+/**
+ * The defaults, from `settings`.
+ * @category configuration
+ */
+export const defaults: Readonly<Partial<Record<Key, number | string>>> = Object.fromEntries(
+  keys.flatMap((k) => {
+    const s: Setting = settings[k]
+    return "default" in s ? [[k, s.default]] : []
+  }),
+)
+
+/**
+ * The command-line flags of the settings, their help showing each default.
+ * @category configuration
+ */
+export const flags: Readonly<Record<Key, Flags.FlagSpec>> = Object.fromEntries(
+  keys.map((k) => {
+    const s: Setting = settings[k]
+    const help = "default" in s ? `${s.help} (default ${s.default})` : s.help
+    return [k, { kind: s.kind === "count" ? "int" : "string", placeholder: s.placeholder, help }]
+  }),
+) as Record<Key, Flags.FlagSpec>
+
+/**
+ * Where a value came from.
+ * @category models
+ */
+export type Source = { readonly _tag: "default" } | { readonly _tag: "file"; readonly file: string } | { readonly _tag: "flag" }
+
+/**
+ * A decoded configuration and where each of its values came from.
+ * @category models
+ */
+export interface Decoded {
+  readonly config: RunConfig
+  readonly sources: Readonly<Partial<Record<Key, Source>>>
+}
+
+/**
+ * The config file layer: its name and its parsed JSON object.
+ * @category models
+ */
+export interface FileLayer {
+  readonly file: string
+  readonly values: Readonly<Record<string, unknown>>
+}
+
+const isKey = (k: string): k is Key => k in settings
+
+/**
+ * How a setting is named in a message, as the user wrote it.
+ * @category mapping
+ */
+export const nameOf = (key: Key, source: Source | undefined): string =>
+  source?._tag === "file" ? `"${key}" in ${source.file}` : `--${key}`
+
+/** The top-level keys an issue points at. */
+const failingKeys = (issue: SchemaIssue.Issue, out: Set<string> = new Set()): Set<string> => {
+  if (issue._tag === "Pointer") {
+    const head = issue.path[0]
+    if (head !== undefined) out.add(String(head))
+    return out
+  }
+  if ("issues" in issue) for (const i of issue.issues) failingKeys(i, out)
+  else if ("issue" in issue) failingKeys(issue.issue, out)
+  return out
+}
+
+const problemOf = (key: Key, value: unknown, source: Source | undefined): ConfigError.ConfigError => {
+  const s: Setting = settings[key]
+  const name = nameOf(key, source)
+  const where = source?._tag === "file" ? `set "${key}" in ${source.file} to` : `write --${key}`
+  switch (s.kind) {
+    case "count":
+      return ConfigError.make(name, value, "is not a positive integer", `${where} 1, 2, 3, ...`)
+    case "choice":
+      return ConfigError.make(name, value, "is not allowed", `use one of ${s.options.join(", ")}`)
+    case "text":
+      return ConfigError.make(name, value, "is not a non-empty string", `${where} a ${s.placeholder}`)
+  }
+}
+
+/**
+ * Decodes defaults < file < flags into a RunConfig; fails with every problem at once, each
+ * naming the setting as the user wrote it.
+ * @category constructors
+ */
+export const decode = (file: FileLayer | undefined, given: Readonly<Record<string, unknown>>): Result.Result<Decoded, ReadonlyArray<ConfigError.ConfigError>> => {
+  const sources: Partial<Record<Key, Source>> = {}
+  for (const k of keys) if (k in defaults) sources[k] = { _tag: "default" }
+  for (const k of Object.keys(file?.values ?? {})) if (isKey(k) && file !== undefined) sources[k] = { _tag: "file", file: file.file }
+  for (const k of Object.keys(given)) if (isKey(k)) sources[k] = { _tag: "flag" }
+  const input: Record<string, unknown> = { ...defaults, ...file?.values, ...given }
+  const decoded = Schema.decodeUnknownResult(RunConfig, { errors: "all", onExcessProperty: "error" })(input)
+  if (Result.isSuccess(decoded)) return Result.succeed({ config: decoded.success, sources })
+  const problems = [...failingKeys(decoded.failure.issue)].map((k) => {
+    if (isKey(k)) return problemOf(k, input[k], sources[k])
+    const near = Flags.closest(k, keys)
+    const fix = near === undefined ? `use keys among ${keys.join(", ")}` : `did you mean "${near}"?`
+    return ConfigError.make("--config", file?.file, `has the unknown key "${k}"`, fix)
+  })
+  return Result.fail(problems)
+}
+
+const kebab = (field: string): string => field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+
+const mentions = (text: string, key: string): boolean =>
+  new RegExp(`(?<![A-Za-z0-9_]|[A-Za-z0-9_]-)${key.replace(/[-]/g, "\\-")}(?![A-Za-z0-9_-])`).test(text)
+
+const parallelDegrees: ReadonlyArray<Key> = ["tp", "cp", "pp", "ep", "etp", "vpp"]
+
+/**
+ * Rewrites a ConfigError of a cross-field check (ParallelConfig, ModelConfig, Checkpoint) for
+ * the command line: its field named as the user wrote it, and the defaults it involves named
+ * (a user who never typed `--tp` must learn that tp was 2).
+ * @category mapping
+ */
+export const explain = (error: ConfigError.ConfigError, decoded: Decoded): ConfigError.ConfigError => {
+  const key = kebab(error.field)
+  const failing = isKey(key) ? key : undefined
+  const field = failing === undefined ? error.field : nameOf(failing, decoded.sources[failing])
+  const said = `${error.reason} ${error.fix}`
+  const involved = keys.filter((k) => {
+    if (decoded.sources[k]?._tag !== "default") return false
+    if (k === failing || mentions(said, k)) return true
+    // How world splits depends on every degree, named in the message or not.
+    return failing === "world" && parallelDegrees.includes(k) && (defaults[k] ?? 1) !== 1
+  })
+  const note = involved.length === 0 ? "" : `; defaults in effect (not given): ${involved.map((k) => `--${k} ${String(defaults[k])}`).join(", ")}; pass a flag to choose another value`
+  return ConfigError.make(field, error.value, error.reason, `${error.fix}${note}`)
+}
