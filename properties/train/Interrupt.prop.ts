@@ -1,0 +1,83 @@
+// Interrupting a training job (what the CLI does on SIGINT/SIGTERM) stops every rank promptly
+// on every backend; on threads no worker thread is left; a checkpoint being saved is either
+// completed or left as the previous one.
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import { existsSync, mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { afterAll, describe, expect, test } from "vitest"
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import type * as ChooseBackend from "../../src/runtime/ChooseBackend.js"
+import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
+import * as Checkpoint from "../../src/train/Checkpoint.js"
+import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as Optimizer from "../../src/train/Optimizer.js"
+import type * as RankTrainer from "../../src/train/RankTrainer.js"
+import * as Train from "../../src/train/Train.js"
+
+const steps = 200
+const setup: RankTrainer.TrainSetup = {
+  parallel: ParallelConfig.make({ world: 4, tp: 2, pp: 2, ep: 2, etp: 1 }),
+  model: { ...ModelConfig.small, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, seq: 8, vocab: 16 },
+  batch: { microBatch: 1, globalBatch: 4 },
+  seed: 11,
+  dtype: "float64",
+  optimizer: Optimizer.defaults(steps),
+  auxLossCoeff: 0.01,
+}
+
+/** Starts a long job, interrupts it once `after` steps are published; how it ended. */
+const interruptAfter = async (backend: ChooseBackend.Name, after: number, extra: Partial<Train.RunOptions> = {}) => {
+  const published: Array<number> = []
+  let reached: () => void = () => undefined
+  const enough = new Promise<void>((resolve) => (reached = resolve))
+  const fiber = Effect.runFork(
+    Train.run(setup, {
+      steps,
+      backend,
+      ...extra,
+      onStep: (s) => {
+        published.push(s.step)
+        if (published.length === after) reached()
+      },
+    }),
+  )
+  await enough
+  const started = performance.now()
+  const exit = await Effect.runPromise(Fiber.interrupt(fiber).pipe(Effect.andThen(Fiber.await(fiber))))
+  const ms = performance.now() - started
+  const count = published.length
+  // Nothing of the job runs on: no more steps are published.
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  return { exit, ms, count, later: published.length - count }
+}
+
+afterAll(() => ThreadsJob.shutdown())
+
+describe("interrupting a training job", () => {
+  for (const backend of ["local", "threads"] satisfies Array<ChooseBackend.Name>) {
+    test(`on ${backend}: every rank stops within 5 s and nothing runs on`, async () => {
+      await ThreadsJob.shutdown()
+      const { exit, ms, count, later } = await interruptAfter(backend, 1)
+      expect(exit._tag).toBe("Failure")
+      expect(count).toBeLessThan(steps)
+      expect(ms).toBeLessThan(5000)
+      expect(later).toBe(0)
+      expect(ThreadsJob.liveThreads()).toEqual([])
+    }, 120_000)
+  }
+
+  test("on threads, a job interrupted before its save leaves the previous checkpoint loadable", async () => {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-interrupt-")), "ckpt")
+    await Effect.runPromise(Train.run(setup, { steps: 1, backend: "threads", save: dir }))
+    const { exit } = await interruptAfter("threads", 1, { resume: dir, save: dir })
+    expect(exit._tag).toBe("Failure")
+    expect(Checkpoint.manifest(dir).step).toBe(1)
+    expect(existsSync(path.join(dir, "rank-3.bin"))).toBe(true)
+    // It still resumes.
+    const resumed = await Effect.runPromise(Train.run(setup, { steps: 2, resume: dir }))
+    expect(resumed.map((s) => s.step)).toEqual([1])
+    expect(ThreadsJob.liveThreads()).toEqual([])
+  }, 120_000)
+})
