@@ -1,9 +1,13 @@
 #!/usr/bin/env node
-// `npm test`: typecheck, then every test suite, then one closing line `N passed, N failed`.
-// The typecheck counts as one check so that a type error shows in the closing line too.
+// `npm test`: the guardrails, then every test suite, then one closing line `N passed, N failed`.
+// Each guardrail counts as one check, so that a failing one shows in the closing line too:
+//   typecheck     tsc -p tsconfig.json
+//   layers        scripts/check-layers.mjs: each folder of src/ imports only from layers below it
+//   format+lint   biome ci (biome.jsonc): the house format, and the linter with warnings as errors
+// All three together take seconds; the suites take the rest.
 import { spawnSync } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import path from "node:path"
+import { fileURLToPath } from "node:url"
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 const bin = (name) => path.join(root, "node_modules", ".bin", name)
@@ -12,10 +16,19 @@ const extra = process.argv.slice(2)
 let passed = 0
 let failed = 0
 
-process.stdout.write("typecheck: tsc -p tsconfig.json\n")
-const tsc = spawnSync(bin("tsc"), ["-p", "tsconfig.json", "--noEmit"], { cwd: root, stdio: "inherit" })
-if (tsc.status === 0) passed++
-else failed++
+const guardrail = (title, command, args) => {
+  process.stdout.write(`${title}\n`)
+  const result = spawnSync(command, args, { cwd: root, stdio: "inherit", env: { ...process.env, NO_COLOR: "1" } })
+  if (result.status === 0) passed++
+  else {
+    failed++
+    process.stdout.write(`${title}: FAILED\n`)
+  }
+}
+
+guardrail("typecheck: tsc -p tsconfig.json", bin("tsc"), ["-p", "tsconfig.json", "--noEmit"])
+guardrail("layers: node scripts/check-layers.mjs", process.execPath, [path.join(root, "scripts", "check-layers.mjs")])
+guardrail("format and lint: biome ci --error-on-warnings", bin("biome"), ["ci", "--error-on-warnings", "--colors=off", "--max-diagnostics=50"])
 
 const vitest = spawnSync(bin("vitest"), ["run", ...extra], {
   cwd: root,

@@ -16,7 +16,7 @@ import * as ConfigError from "../errors/ConfigError.js"
  * The two chunks cp rank `rank` holds, in the order it holds them.
  * @category mapping
  */
-export const chunksOf = (cp: number, rank: number): readonly [number, number] => [rank, 2 * cp - 1 - rank]
+const chunksOf = (cp: number, rank: number): readonly [number, number] => [rank, 2 * cp - 1 - rank]
 
 /**
  * Checks that a sequence splits over cp (and over tp under sequence parallelism), before any

@@ -78,7 +78,7 @@ export type Families = Readonly<Record<FamilyName, Array<Array<number>>>>
  * The embedding groups: first and last rank of each pipeline group (only the first when pp = 1).
  * @category mapping
  */
-export const embeddingGroups = (ppGroups: ReadonlyArray<ReadonlyArray<number>>): Array<Array<number>> =>
+const embeddingGroups = (ppGroups: ReadonlyArray<ReadonlyArray<number>>): Array<Array<number>> =>
   ppGroups.map((g) => (g.length > 1 ? [g[0] as number, g[g.length - 1] as number] : [g[0] as number]))
 
 /**

@@ -63,14 +63,14 @@ export interface ParallelConfig {
  * The largest world pleat lays out; larger worlds are rejected rather than exhausting memory.
  * @category configuration
  */
-export const maxWorld = 1 << 22
+const maxWorld = 1 << 22
 
 /** The size of a token's axis in the dense grid (ep has size 1 there). */
-export const denseSize = (sizes: Sizes, token: OrderToken): number =>
+const denseSize = (sizes: Sizes, token: OrderToken): number =>
   token === "ep" ? 1 : sizes[token]
 
 /** The size of a token's axis in the expert grid (cp has size 1 there; tp is etp, dp is edp). */
-export const expertSize = (sizes: Sizes, token: OrderToken): number => {
+const expertSize = (sizes: Sizes, token: OrderToken): number => {
   switch (token) {
     case "tp":
       return sizes.etp

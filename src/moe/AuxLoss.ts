@@ -74,7 +74,7 @@ const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x))
  * sigmoid(logits) normalized over all E: s / (sum_e s + 1e-20), one op with its backward.
  * @category combinators
  */
-export const normalizedSigmoid = (logits: Tensor.Tensor): Tensor.Tensor => {
+const normalizedSigmoid = (logits: Tensor.Tensor): Tensor.Tensor => {
   const [t, e] = dims("normalizedSigmoid", logits)
   const x = logits.data
   const sig = new Float64Array(t * e)
@@ -248,7 +248,7 @@ export const addGlobalCounts = (acc: GlobalCounts, tpe: ArrayLike<number>): Glob
  * The running mean the global loss uses: sum / steps (0 before any step).
  * @category mapping
  */
-export const meanGlobalCounts = (acc: GlobalCounts): Array<number> =>
+const meanGlobalCounts = (acc: GlobalCounts): Array<number> =>
   acc.tokensPerExpert.map((c) => (acc.steps === 0 ? 0 : c / acc.steps))
 
 /**

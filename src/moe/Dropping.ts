@@ -77,7 +77,7 @@ export interface Dropped {
  * Throws a ConfigError when `policy` is not a drop policy.
  * @category guards
  */
-export const checkPolicy = (policy: string): void => {
+const checkPolicy = (policy: string): void => {
   if (!(dropPolicies as ReadonlyArray<string>).includes(policy)) {
     throw ConfigError.make("dropPolicy", policy, "is not a drop policy", `use one of ${dropPolicies.join(", ")}`)
   }
@@ -88,7 +88,7 @@ export const checkPolicy = (policy: string): void => {
  * the lower token index.
  * @category mapping
  */
-export const capacityMask = (values: ArrayLike<number>, numTokens: number, numExperts: number, capacity: number): RoutingMap.RoutingMap => {
+const capacityMask = (values: ArrayLike<number>, numTokens: number, numExperts: number, capacity: number): RoutingMap.RoutingMap => {
   if (values.length !== numTokens * numExperts) {
     throw TensorError.shape("capacityMask", `${values.length} values for T*E = ${numTokens}*${numExperts}`)
   }
@@ -112,7 +112,7 @@ export const capacityMask = (values: ArrayLike<number>, numTokens: number, numEx
  * probs where the map is true, +0 elsewhere; the gradient passes where the map is true.
  * @category combinators
  */
-export const maskProbs = (probs: Tensor.Tensor, map: RoutingMap.RoutingMap): Tensor.Tensor => {
+const maskProbs = (probs: Tensor.Tensor, map: RoutingMap.RoutingMap): Tensor.Tensor => {
   if (probs.size !== map.mask.length) {
     throw TensorError.shape("maskProbs", `probs ${TensorError.formatShape(probs.shape)} do not match the map [${map.numTokens}, ${map.numExperts}]`)
   }

@@ -11,7 +11,6 @@ import * as Effect from "effect/Effect"
 import * as Comm from "../comm/Communicator.js"
 import type { Group } from "../comm/Group.js"
 import * as Tensor from "../tensor/Tensor.js"
-import * as RoutingMap from "./RoutingMap.js"
 
 /**
  * The bias and the counts since the last update.
@@ -23,25 +22,10 @@ export interface ExpertBias {
 }
 
 /**
- * A zero bias for E experts.
- * @category constructors
- */
-export const make = (numExperts: number): ExpertBias => ({ bias: new Array(numExperts).fill(0), counts: new Array(numExperts).fill(0) })
-
-/**
- * Adds a forward's final routing map to the counts.
- * @category combinators
- */
-export const count = (state: ExpertBias, map: RoutingMap.RoutingMap): ExpertBias => {
-  const add = RoutingMap.tokensPerExpert(map)
-  return { bias: state.bias, counts: state.counts.map((c, e) => c + (add[e] ?? 0)) }
-}
-
-/**
  * The bias step from counts already summed over tp-dp-cp.
  * @category mapping
  */
-export const step = (bias: ReadonlyArray<number>, counts: ReadonlyArray<number>, rate: number): Array<number> => {
+const step = (bias: ReadonlyArray<number>, counts: ReadonlyArray<number>, rate: number): Array<number> => {
   const mean = counts.reduce((a, b) => a + b, 0) / Math.max(1, counts.length)
   return bias.map((b, e) => b + rate * Math.sign(mean - (counts[e] as number)))
 }

@@ -138,7 +138,7 @@ export const unpermute = (
  * `sortedIdxs` must be a permutation of the chunk numbers.
  * @category mapping
  */
-export const chunkIndex = (splitSizes: ReadonlyArray<number>, sortedIdxs: ReadonlyArray<number>): Int32Array => {
+const chunkIndex = (splitSizes: ReadonlyArray<number>, sortedIdxs: ReadonlyArray<number>): Int32Array => {
   const n = splitSizes.length
   if (sortedIdxs.length !== n) throw TensorError.shape("sortChunksByIndex", `${sortedIdxs.length} indices for ${n} chunks`)
   const starts: Array<number> = []

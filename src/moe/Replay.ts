@@ -80,7 +80,7 @@ export interface Output {
  * The keys of a case, in the order they are checked.
  * @category configuration
  */
-export const caseKeys = [
+const caseKeys = [
   "numExperts", "topk", "scoreFunction", "preSoftmax", "capacityFactor", "dropPolicy", "padToCapacity",
   "numGroups", "groupTopk", "scalingFactor", "expertBias", "logits", "tokens",
 ] as const

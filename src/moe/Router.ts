@@ -189,7 +189,7 @@ const scaleOf = (options: RouterOptions): number => {
  * the logits (softmax without pre-softmax), or sigmoid(logits) + expertBias (sigmoid).
  * @category mapping
  */
-export const selectionScores = (logits: Tensor.Tensor, options: RouterOptions): Float64Array => {
+const selectionScores = (logits: Tensor.Tensor, options: RouterOptions): Float64Array => {
   const [t, e] = dims("selectionScores", logits)
   const x = logits.data
   const out = new Float64Array(t * e)
@@ -217,7 +217,7 @@ export const selectionScores = (logits: Tensor.Tensor, options: RouterOptions): 
  * the lower index.
  * @category mapping
  */
-export const topkIndices = (scores: Float64Array, rows: number, cols: number, k: number): Int32Array =>
+const topkIndices = (scores: Float64Array, rows: number, cols: number, k: number): Int32Array =>
   topk(Tensor.fromStorage(scores, [rows, cols]), k).indices
 
 /**
@@ -226,7 +226,7 @@ export const topkIndices = (scores: Float64Array, rows: number, cols: number, k:
  * kept groups. Needs k <= groupTopk * cols / numGroups (see `check`).
  * @category mapping
  */
-export const groupLimitedTopk = (
+const groupLimitedTopk = (
   scores: Float64Array,
   rows: number,
   cols: number,

@@ -22,13 +22,13 @@ export type AddonName = "pleat_cpu" | "pleat_cuda"
  * The folder holding the built `.node` files: `<root>/build/Release`.
  * @category configuration
  */
-export const buildDir: string = fileURLToPath(new URL("../../build/Release/", import.meta.url))
+const buildDir: string = fileURLToPath(new URL("../../build/Release/", import.meta.url))
 
 /**
  * Where an addon's `.node` file is expected.
  * @category configuration
  */
-export const addonPath = (name: AddonName): string => path.join(buildDir, `${name}.node`)
+const addonPath = (name: AddonName): string => path.join(buildDir, `${name}.node`)
 
 /**
  * Whether an addon's `.node` file exists (it may still fail to load).

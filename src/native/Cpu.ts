@@ -239,12 +239,6 @@ export const ASYNC_MIN_FLOPS = 2 ** 24
 export const matmulFlops = (p: Pick<MatmulArgs, "batch" | "m" | "n" | "k">): number => 2 * p.batch * p.m * p.n * p.k
 
 /**
- * FLOPs of an attention forward before causal skipping: 2 * b * hq * sq * sk * (d + dv).
- * @category mapping
- */
-export const attentionFlops = (s: AttentionShape): number => 2 * s.b * s.hq * s.sq * s.sk * (s.d + s.dv)
-
-/**
  * Whether a kernel of `flops` should take the async path (see ASYNC_MIN_FLOPS).
  * @category guards
  */

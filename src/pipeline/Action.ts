@@ -24,9 +24,6 @@ export type Action =
   | { readonly _tag: "backward"; readonly microBatch: number; readonly chunk: number }
   | { readonly _tag: "sendBackward"; readonly microBatch: number; readonly chunk: number; readonly toPp: number }
 
-/** The tags of the actions. */
-export type ActionTag = Action["_tag"]
-
 /** A compute action (forward or backward). */
 export type Compute = Extract<Action, { readonly _tag: "forward" | "backward" }>
 
@@ -113,7 +110,7 @@ export const sendBackward = (microBatch: number, chunk: number, toPp: number): A
 })
 
 /** @category guards */
-export const isCompute = (a: Action): a is Compute => a._tag === "forward" || a._tag === "backward"
+const isCompute = (a: Action): a is Compute => a._tag === "forward" || a._tag === "backward"
 
 /** @category guards */
 export const isRecv = (a: Action): a is Recv => a._tag === "recvForward" || a._tag === "recvBackward"

@@ -13,7 +13,7 @@ import { buildInterleaved } from "./Interleaved.js"
 import { buildNoPipelining, buildOneFOneB } from "./OneFOneB.js"
 import * as Plan from "./Plan.js"
 
-export type { Action, Phases, Schedule, ScheduleKind } from "./Action.js"
+export type { Schedule } from "./Action.js"
 export type { ScheduleInput } from "./Plan.js"
 
 /**
@@ -42,7 +42,7 @@ export const make = (input: Plan.ScheduleInput): Schedule => build(Plan.make(inp
  * The schedule of a validated plan.
  * @category constructors
  */
-export const build = (plan: Plan.Plan): Schedule => {
+const build = (plan: Plan.Plan): Schedule => {
   switch (plan.kind) {
     case "noPipelining":
       return buildNoPipelining(plan)

@@ -16,7 +16,7 @@ import * as TensorError from "./TensorError.js"
  * The tape that ops on these inputs record on, if any; two different tapes is an error.
  * @category mapping
  */
-export const tapeOf = (op: string, inputs: ReadonlyArray<Tensor.Tensor>): Tape | undefined => {
+const tapeOf = (op: string, inputs: ReadonlyArray<Tensor.Tensor>): Tape | undefined => {
   let tape: Tape | undefined
   for (const t of inputs) {
     if (t.tape === undefined) continue

@@ -16,13 +16,6 @@ export type Device = { readonly kind: "cpu" } | { readonly kind: "cuda"; readonl
 export const cpu: Device = { kind: "cpu" }
 
 /**
- * Whether two devices are the same.
- * @category guards
- */
-export const equals = (a: Device, b: Device): boolean =>
-  a.kind === b.kind && (a.kind === "cpu" || (b.kind === "cuda" && a.index === b.index))
-
-/**
  * A device for messages: `cpu`, `cuda:0`.
  * @category mapping
  */

@@ -137,53 +137,10 @@ export const full = (shape: ReadonlyArray<number>, value: number, options: MakeO
 }
 
 /**
- * A tensor from nested arrays (`[[1, 2], [3, 4]]`); ragged input is a ShapeError.
- * @category constructors
- */
-export const fromNested = (nested: unknown, options: MakeOptions = {}): Tensor => {
-  const shape: Array<number> = []
-  let probe: unknown = nested
-  while (Array.isArray(probe)) {
-    shape.push(probe.length)
-    probe = probe[0]
-  }
-  const flat: Array<number> = []
-  const walk = (x: unknown, depth: number) => {
-    if (depth === shape.length) {
-      if (typeof x !== "number") throw TensorError.shape("fromNested", `expected a number at depth ${depth}, got ${typeof x}`)
-      flat.push(x)
-      return
-    }
-    if (!Array.isArray(x) || x.length !== shape[depth]) {
-      throw TensorError.shape("fromNested", `ragged input: expected ${shape[depth]} entries at depth ${depth}`)
-    }
-    for (const y of x) walk(y, depth + 1)
-  }
-  walk(nested, 0)
-  return fromArray(flat, shape, options)
-}
-
-/**
  * The elements as a plain array (a copy).
  * @category mapping
  */
 export const toArray = (t: Tensor): Array<number> => Array.from(t.data)
-
-/**
- * The elements as nested arrays of the tensor's shape.
- * @category mapping
- */
-export const toNested = (t: Tensor): unknown => {
-  if (t.rank === 0) return t.data[0]
-  const build = (offset: number, depth: number): unknown => {
-    const n = t.shape[depth] as number
-    const stride = sizeOf(t.shape.slice(depth + 1))
-    const out: Array<unknown> = []
-    for (let i = 0; i < n; i++) out.push(depth === t.rank - 1 ? t.data[offset + i] : build(offset + i * stride, depth + 1))
-    return out
-  }
-  return build(0, 0)
-}
 
 /**
  * The single value of a tensor of one element.

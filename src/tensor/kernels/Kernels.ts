@@ -59,15 +59,7 @@ export interface Kernels {
 
 // The native float32 kernels are used whenever the addon loaded (Native.ts says why not when it
 // did not); PLEAT_KERNELS=reference forces the TypeScript kernels everywhere, for debugging.
-let registered: Kernels | undefined = process.env.PLEAT_KERNELS === "reference" ? undefined : nativeKernels
-
-/**
- * Registers the native float32 kernels (called once the addon has loaded).
- * @category configuration
- */
-export const registerNative = (kernels: Kernels | undefined): void => {
-  registered = kernels
-}
+const registered: Kernels | undefined = process.env.PLEAT_KERNELS === "reference" ? undefined : nativeKernels
 
 const nativeKernel = (): Kernels | undefined => registered
 

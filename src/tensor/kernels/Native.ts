@@ -3,8 +3,8 @@
  *
  * `nativeKernels` is undefined when the addon is not built, fails to load, or is a stale build
  * without the tensor kernels; `nativeStatus` says which, so callers can log why they fell back to
- * the reference kernels. Not registered here: `Kernels.registerNative(nativeKernels)` is the
- * caller's decision.
+ * the reference kernels. Kernels.ts uses them for float32 whenever they loaded (unless
+ * PLEAT_KERNELS=reference).
  *
  * Only float32 storage is accepted (float64 is the reference kernels' exact path); a Float64Array
  * argument throws a TypeError naming the kernel and argument. The one exception is rmsnormRows'

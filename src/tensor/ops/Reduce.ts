@@ -74,12 +74,3 @@ export const sumAll = (t: Tensor.Tensor): Tensor.Tensor => {
   const flat = Autograd.result("flatten", [t], t.data, [t.size], (g) => [Tensor.fromStorage(g.data, t.shape, { device: g.device })])
   return sum(flat, 0)
 }
-
-/**
- * The mean of every element, as a tensor of shape [].
- * @category combinators
- */
-export const meanAll = (t: Tensor.Tensor): Tensor.Tensor => {
-  const flat = Autograd.result("flatten", [t], t.data, [t.size], (g) => [Tensor.fromStorage(g.data, t.shape, { device: g.device })])
-  return mean(flat, 0)
-}
