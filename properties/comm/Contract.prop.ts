@@ -1,135 +1,141 @@
-// The communicator contract, run against every backend: algebraic identities of the
-// collectives, p2p FIFO order, zero-size messages, groups of one, groups from real mappings.
+// The communicator contract, run unchanged against every backend (runOn.ts): algebraic
+// identities of the collectives, p2p FIFO order, zero-size messages, groups of one, groups from
+// real mappings, receive buffers, overlapping streams. Every other backend's results are also
+// compared with the local backend's: equal bit for bit (one semantics, one order of arithmetic).
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
-import { describe, expect, test } from "vitest"
+import { afterAll, describe, expect, test } from "vitest"
 import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
+import * as Families from "../../src/mapping/Families.js"
 import * as Job from "../../src/runtime/Job.js"
+import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
-import { backends, mappingGroups, valuesOf } from "./backends.js"
+import { factorized } from "../mapping/arbitraries.js"
+import { isValid } from "../mapping/oracle.js"
+import { type Backend, backends, results, type Scenario } from "./runOn.js"
+import * as Scenarios from "./scenarios.js"
+
+const familyNames = Families.familyNames.filter((f) => f !== "embedding")
+
+/** A mapping as plain data and one of its families, worlds up to 8. */
+const mappings: fc.Arbitrary<Scenarios.MappingArgs> = factorized(8)
+  .filter(isValid)
+  .chain((c) => fc.constantFrom(...familyNames).map((family) => ({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-"), family })))
 
 const cols = fc.integer({ min: 0, max: 3 })
 
+afterAll(() => ThreadsJob.shutdown())
+
 for (const backend of backends) {
+  // Threads jobs start workers: fewer runs there.
+  const runs = { numRuns: backend.startsWith("threads") ? 4 : 20 }
+  const heavy = { numRuns: backend.startsWith("threads") ? 3 : 4 }
+  const local: Backend = backend.endsWith("zero-copy") ? "local-zero-copy" : "local"
+
+  /** The scenario on this backend, checked equal to the same scenario on the local backend. */
+  const run = async <A>(name: Scenario, world: number, args: unknown): Promise<Array<A>> => {
+    const got = await results<A>(backend, name, world, args)
+    if (backend !== local) expect(got).toEqual(await results<A>(local, name, world, args))
+    return got
+  }
+
   describe(`communicator contract (${backend})`, () => {
     test("allReduce sums, and reduceScatter then allGather equals allReduce", async () => {
       await fc.assert(
-        fc.asyncProperty(mappingGroups, fc.integer({ min: 0, max: 3 }), cols, async ({ world, groupOf }, blocks, c) => {
-          const results = await Job.runPromise({ world, backend }, (rank) =>
-            Effect.gen(function* () {
-              const group = groupOf(rank)
-              const n = group.ranks.length
-              const x = Tensor.fromArray(valuesOf(rank, blocks * n * c), [blocks * n, c], { dtype: "float64" })
-              const sum = yield* Comm.allReduce(group, x)
-              const viaScatter = yield* Comm.allGather(group, yield* Comm.reduceScatter(group, x))
-              return { group, sum: Tensor.toArray(sum), viaScatter: Tensor.toArray(viaScatter) }
-            }),
-          )
-          for (const r of results) {
+        fc.asyncProperty(mappings, fc.integer({ min: 0, max: 3 }), cols, async (mapping, blocks, c) => {
+          const rs = await run<{ group: { ranks: Array<number> }; sum: Array<number>; viaScatter: Array<number> }>("reduceIdentities", mapping.world, { mapping, blocks, c })
+          for (const r of rs) {
             const n = r.group.ranks.length
-            const expected = valuesOf(0, blocks * n * c).map((_, i) => r.group.ranks.reduce((acc, m) => acc + (valuesOf(m, blocks * n * c)[i] as number), 0))
+            const expected = Array.from({ length: blocks * n * c }, (_, i) => r.group.ranks.reduce((acc, m) => acc + (Scenarios.valuesOf(m, blocks * n * c)[i] as number), 0))
             r.sum.forEach((v, i) => expect(v).toBeCloseTo(expected[i] as number, 9))
             expect(r.viaScatter).toEqual(r.sum)
           }
         }),
-        { numRuns: 40 },
+        runs,
       )
     })
 
     test("allToAllV twice with swapped splits is the identity (zero-size blocks included)", async () => {
       await fc.assert(
-        fc.asyncProperty(mappingGroups, cols, fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 16, maxLength: 16 }), async ({ world, groupOf }, c, pattern) => {
-          const results = await Job.runPromise({ world, backend }, (rank) =>
-            Effect.gen(function* () {
-              const group = groupOf(rank)
-              const splits = group.ranks.map((_, j) => pattern[(rank + j) % pattern.length] as number)
-              const rows = splits.reduce((a, b) => a + b, 0)
-              const x = Tensor.fromArray(valuesOf(rank, rows * c), [rows, c], { dtype: "float64" })
-              const there = yield* Comm.allToAllV(group, x, splits)
-              const back = yield* Comm.allToAllV(group, there.tensor, there.recvSplits)
-              // Member j received splits_i[j] rows from each member i.
-              const expectedRecv = group.ranks.map((m) => pattern[(m + Group.localRank(group, rank)) % pattern.length] as number)
-              return { x: Tensor.toArray(x), back: Tensor.toArray(back.tensor), recv: there.recvSplits, expectedRecv, sentBack: back.recvSplits, splits }
-            }),
-          )
-          for (const r of results) {
+        fc.asyncProperty(mappings, cols, fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 16, maxLength: 16 }), async (mapping, c, pattern) => {
+          const rs = await run<{ x: Array<number>; back: Array<number>; recv: Array<number>; expectedRecv: Array<number>; sentBack: Array<number>; splits: Array<number> }>("allToAllRoundTrip", mapping.world, { mapping, c, pattern })
+          for (const r of rs) {
             expect(r.back).toEqual(r.x)
             expect(r.recv).toEqual(r.expectedRecv)
             expect(r.sentBack).toEqual(r.splits)
           }
         }),
-        { numRuns: 40 },
+        runs,
       )
     })
 
     test("allGatherV concatenates any row counts, zero included, in group order", async () => {
       await fc.assert(
-        fc.asyncProperty(mappingGroups, cols, async ({ world, groupOf }, c) => {
+        fc.asyncProperty(mappings, cols, async (mapping, c) => {
           const rowsOf = (rank: number) => rank % 3
-          const results = await Job.runPromise({ world, backend }, (rank) =>
-            Effect.gen(function* () {
-              const group = groupOf(rank)
-              const x = Tensor.fromArray(valuesOf(rank, rowsOf(rank) * c), [rowsOf(rank), c], { dtype: "float32" })
-              const g = yield* Comm.allGatherV(group, x)
-              return { group, data: Tensor.toArray(g.tensor), splits: g.splits }
-            }),
-          )
-          for (const r of results) {
+          const rs = await run<{ group: { ranks: Array<number> }; data: Array<number>; splits: Array<number> }>("gatherV", mapping.world, { mapping, c })
+          for (const r of rs) {
             expect(r.splits).toEqual(r.group.ranks.map(rowsOf))
-            expect(r.data).toEqual(r.group.ranks.flatMap((m) => Array.from(new Float32Array(valuesOf(m, rowsOf(m) * c)))))
+            expect(r.data).toEqual(r.group.ranks.flatMap((m) => Array.from(new Float32Array(Scenarios.valuesOf(m, rowsOf(m) * c)))))
           }
         }),
-        { numRuns: 30 },
+        runs,
       )
     })
 
     test("broadcast gives the root's tensor; groups of one are the identity", async () => {
       await fc.assert(
-        fc.asyncProperty(mappingGroups, fc.nat(), async ({ world, groupOf }, rootSeed) => {
-          const results = await Job.runPromise({ world, backend }, (rank) =>
-            Effect.gen(function* () {
-              const group = groupOf(rank)
-              const root = rootSeed % group.ranks.length
-              const x = Tensor.fromArray(valuesOf(rank, 4), [2, 2], { dtype: "float64" })
-              const b = yield* Comm.broadcast(group, x, root)
-              const self = Group.make(`self#${rank}`, [rank])
-              const own = yield* Comm.allReduce(self, x)
-              const ownGather = yield* Comm.allGather(self, x)
-              return { b: Tensor.toArray(b), expected: valuesOf(group.ranks[root] as number, 4), own: Tensor.toArray(own), ownGather: Tensor.toArray(ownGather), x: Tensor.toArray(x) }
-            }),
-          )
-          for (const r of results) {
+        fc.asyncProperty(mappings, fc.nat(), async (mapping, rootSeed) => {
+          const rs = await run<{ b: Array<number>; expected: Array<number>; own: Array<number>; ownGather: Array<number>; x: Array<number> }>("broadcastAndSelf", mapping.world, { mapping, rootSeed })
+          for (const r of rs) {
             expect(r.b).toEqual(r.expected)
             expect(r.own).toEqual(r.x)
             expect(r.ownGather).toEqual(r.x)
           }
         }),
-        { numRuns: 30 },
+        runs,
       )
     })
 
     test("p2p keeps FIFO order per sender, receiver and tag, zero-size messages included", async () => {
       await fc.assert(
         fc.asyncProperty(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 6 }), async (world, count) => {
-          const results = await Job.runPromise({ world, backend }, (rank) =>
-            Effect.gen(function* () {
-              const next = (rank + 1) % world
-              const prev = (rank + world - 1) % world
-              for (let i = 0; i < count; i++) yield* Comm.send(next, Tensor.fromArray(valuesOf(rank, i), [i], { dtype: "float64" }))
-              yield* Comm.send(next, Tensor.fromArray([rank], [1], { dtype: "float64" }), "other")
-              const got: Array<Array<number>> = []
-              const other = yield* Comm.recv(prev, "other")
-              for (let i = 0; i < count; i++) got.push(Tensor.toArray(yield* Comm.recv(prev)))
-              return { prev, got, other: Tensor.toArray(other) }
-            }),
-          )
-          for (const r of results) {
-            expect(r.got).toEqual(Array.from({ length: count }, (_, i) => valuesOf(r.prev, i)))
+          const rs = await run<{ prev: number; got: Array<Array<number>>; other: Array<number> }>("p2pFifo", world, { world, count })
+          for (const r of rs) {
+            expect(r.got).toEqual(Array.from({ length: count }, (_, i) => Scenarios.valuesOf(r.prev, i)))
             expect(r.other).toEqual([r.prev])
           }
         }),
-        { numRuns: 30 },
+        runs,
+      )
+    })
+
+    test("receive buffers are written in place and reused; ops on two groups overlap", async () => {
+      // c up to 1500 columns: blocks large enough to take the native copy path.
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 1500 }), async (world, c) => {
+          await run("receiveBuffers", world, { world, c, steps: 3 })
+        }),
+        heavy,
+      )
+    })
+
+    test("large allReduces (threads: members reduce one slice each, then share it) agree across backends", async () => {
+      await fc.assert(
+        fc.asyncProperty(mappings, fc.integer({ min: 64 * 1024, max: 200_000 }), async (mapping, length) => {
+          await run("bigAllReduce", mapping.world, { mapping, length, steps: 3 })
+        }),
+        heavy,
+      )
+    })
+
+    test("a rank may overwrite its input as soon as its collective completes", async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 2, max: 8 }), fc.integer({ min: 1, max: 3000 }), async (world, c) => {
+          await run("zeroCopyReuse", world, { world, c, steps: 4 })
+        }),
+        heavy,
       )
     })
   })

@@ -1,12 +1,13 @@
-// Rank programs for the threads backend tests. Closures cannot cross into a worker, so every
-// program is a named export `(rank, args) => Effect`, with plain-data args; the same exports run
-// on the local backend too (the tests compare both). Keep imports light: every worker loads this.
+// Rank programs of the communicator contract and fault suites, run unchanged on every backend.
+// Closures cannot cross into a worker, so every program is a named export
+// `(rank, args) => Effect` with plain-data args, which any transport can import. Keep imports
+// light: every worker loads this.
 import * as Effect from "effect/Effect"
-import * as Comm from "../../../src/comm/Communicator.js"
-import * as Group from "../../../src/comm/Group.js"
-import type * as Families from "../../../src/mapping/Families.js"
-import * as ParallelConfig from "../../../src/mapping/ParallelConfig.js"
-import * as Tensor from "../../../src/tensor/Tensor.js"
+import * as Comm from "../../src/comm/Communicator.js"
+import * as Group from "../../src/comm/Group.js"
+import type * as Families from "../../src/mapping/Families.js"
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
 
 /** A mapping and a family, as plain data (the contract's `mappingGroups`, cloneable). */
 export interface MappingArgs {

@@ -3,8 +3,8 @@
  *
  * Each rank runs as its own fiber with its own Communicator. The job succeeds with every
  * rank's result, in rank order, or fails with the first rank that failed (RankFailed, naming
- * the rank and carrying its cause); the other ranks are then interrupted, the backend is
- * closed (every collective still waiting fails with Closed) and nothing keeps running.
+ * the rank and carrying its cause); the backend is then closed (every collective still
+ * waiting fails with Closed), the other ranks are interrupted and nothing keeps running.
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -60,7 +60,9 @@ export const run = <A, E>(
         (rank) =>
           program(rank).pipe(
             Effect.provideService(Communicator, fabric.communicator(rank)),
-            Effect.catchCause((cause) => Effect.fail(new RankFailed({ rank, cause }))),
+            // The first failure closes the fabric before the other ranks are interrupted, so
+            // their waiting ops fail with Closed (as on every backend), not with a timeout.
+            Effect.catchCause((cause) => Effect.andThen(Effect.sync(() => fabric.close("the job failed")), Effect.fail(new RankFailed({ rank, cause })))),
           ),
         { concurrency: "unbounded" },
       ),

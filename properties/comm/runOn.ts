@@ -1,0 +1,45 @@
+// Runs a rank program of scenarios.ts on any backend: the one runner of the contract and fault
+// suites, so that both suites run unchanged against every transport. The local transports run
+// the export in this process; the threads transports import it in each worker.
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Comm from "../../src/comm/Communicator.js"
+import type { RankFailed } from "../../src/runtime/JobError.js"
+import * as Job from "../../src/runtime/Job.js"
+import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
+import * as Scenarios from "./scenarios.js"
+
+/** Every backend the suites run against. */
+export const backends = ["local", "local-zero-copy", "threads", "threads-zero-copy"] as const
+
+export type Backend = (typeof backends)[number]
+
+export type Scenario = keyof typeof Scenarios
+
+const module = new URL("./scenarios.ts", import.meta.url)
+
+/** The scenario `name` on every rank of `backend`; every rank's result in rank order. */
+export const runOn = <A>(backend: Backend, name: Scenario, world: number, args: unknown, timeoutMs = 10_000): Effect.Effect<Array<A>, RankFailed> => {
+  if (backend === "threads" || backend === "threads-zero-copy") return ThreadsJob.run<A>({ world, module, export: name, args, timeoutMs, copy: backend === "threads" })
+  const program = Scenarios[name] as unknown as (rank: number, args: unknown) => Effect.Effect<A, unknown, Comm.Communicator>
+  return Job.run({ world, backend, timeoutMs }, (rank) => program(rank, args))
+}
+
+/** The results of a scenario that must succeed. */
+export const results = <A>(backend: Backend, name: Scenario, world: number, args: unknown): Promise<Array<A>> => Effect.runPromise(runOn<A>(backend, name, world, args))
+
+/** The failure of a scenario that must fail, how long the job took, and the rank threads left. */
+export const failure = async (backend: Backend, name: Scenario, world: number, args: Record<string, unknown>, timeoutMs: number) => {
+  if (backend.startsWith("threads")) {
+    // Warm exactly `world` workers first: timings then measure the fault handling, not thread
+    // start-up, and every live thread afterwards would be one of the job's.
+    await ThreadsJob.shutdown()
+    await ThreadsJob.runPromise({ world, module, export: "p2pFifo", args: { world, count: 1 } })
+  }
+  const started = performance.now()
+  const exit = await Effect.runPromise(Effect.exit(runOn(backend, name, world, { world, ...args }, timeoutMs)))
+  const ms = performance.now() - started
+  if (Exit.isSuccess(exit)) throw new Error(`${name} on ${backend}: the job was expected to fail`)
+  const reason = exit.cause.reasons.find((r) => r._tag === "Fail")
+  return { error: (reason as { error: RankFailed } | undefined)?.error, ms, live: ThreadsJob.liveThreads() }
+}
