@@ -49,7 +49,14 @@ const apply = (c: Collective, group: Group, rank: number, x: Tensor.Tensor) => {
     case "allReduce":
       return Diff.allReduce(group, x)
     case "allToAllV":
-      return Effect.map(Diff.allToAllV(group, x, group.ranks.map((_, j) => (rank + j) % 2)), (r) => r.tensor)
+      return Effect.map(
+        Diff.allToAllV(
+          group,
+          x,
+          group.ranks.map((_, j) => (rank + j) % 2),
+        ),
+        (r) => r.tensor,
+      )
     case "broadcast":
       return Diff.broadcast(group, x, n - 1)
   }
@@ -63,7 +70,11 @@ const evaluate = (world: number, groupOf: (r: number) => Group, c: Collective, i
       const tape = Tape.make({ name: `rank ${rank}` })
       const x = tape.parameter(Tensor.fromArray(inputs[rank] as Array<number>, [rowsOf(c, group, rank), cols], { dtype: "float64" }))
       const y = yield* apply(c, group, rank, x)
-      const w = Tensor.fromArray(valuesOf(rank, y.size, 3).map((v) => v / 5), y.shape, { dtype: "float64" })
+      const w = Tensor.fromArray(
+        valuesOf(rank, y.size, 3).map((v) => v / 5),
+        y.shape,
+        { dtype: "float64" },
+      )
       const loss = Reduce.sumAll(Elementwise.mul(Elementwise.exp(Elementwise.scale(y, 0.1)), w))
       const value = Tensor.item(loss)
       if (loss.requiresGrad) yield* tape.backwardEffect(loss)
@@ -74,20 +85,24 @@ const evaluate = (world: number, groupOf: (r: number) => Group, c: Collective, i
 describe("autograd through collectives", () => {
   test("every collective's adjoint gives the finite-difference gradient of the summed loss", async () => {
     await fc.assert(
-      fc.asyncProperty(mappingGroups.filter((m) => m.world <= 8), fc.constantFrom(...collectives), async ({ world, groupOf }, c) => {
-        const inputs = Array.from({ length: world }, (_, r) => valuesOf(r, rowsOf(c, groupOf(r), r) * cols, 1))
-        const analytic = await evaluate(world, groupOf, c, inputs)
-        const total = (xs: ReadonlyArray<Array<number>>) => evaluate(world, groupOf, c, xs).then((rs) => rs.reduce((a, r) => a + r.value, 0))
-        const h = 1e-5
-        for (let r = 0; r < world; r++) {
-          for (let j = 0; j < (inputs[r] as Array<number>).length; j++) {
-            const shifted = (d: number) => inputs.map((xs, k) => (k === r ? xs.map((v, i) => (i === j ? v + d : v)) : xs))
-            const numeric = ((await total(shifted(h))) - (await total(shifted(-h)))) / (2 * h)
-            const a = (analytic[r] as { grad: Array<number> }).grad[j] as number
-            expect(relativeError(a, numeric), `${c} rank ${r} element ${j}: ${a} vs ${numeric}`).toBeLessThan(1e-6)
+      fc.asyncProperty(
+        mappingGroups.filter((m) => m.world <= 8),
+        fc.constantFrom(...collectives),
+        async ({ world, groupOf }, c) => {
+          const inputs = Array.from({ length: world }, (_, r) => valuesOf(r, rowsOf(c, groupOf(r), r) * cols, 1))
+          const analytic = await evaluate(world, groupOf, c, inputs)
+          const total = (xs: ReadonlyArray<Array<number>>) => evaluate(world, groupOf, c, xs).then((rs) => rs.reduce((a, r) => a + r.value, 0))
+          const h = 1e-5
+          for (let r = 0; r < world; r++) {
+            for (let j = 0; j < (inputs[r] as Array<number>).length; j++) {
+              const shifted = (d: number) => inputs.map((xs, k) => (k === r ? xs.map((v, i) => (i === j ? v + d : v)) : xs))
+              const numeric = ((await total(shifted(h))) - (await total(shifted(-h)))) / (2 * h)
+              const a = (analytic[r] as { grad: Array<number> }).grad[j] as number
+              expect(relativeError(a, numeric), `${c} rank ${r} element ${j}: ${a} vs ${numeric}`).toBeLessThan(1e-6)
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 25 },
     )
   })

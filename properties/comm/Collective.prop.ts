@@ -41,7 +41,15 @@ const cases: fc.Arbitrary<Case> = fc
     const contributions = Array.from({ length: n }, (_, m): Collective.Contribution => {
       const sendSplits = Array.from({ length: n }, (_, j) => at(m * n + j))
       const r =
-        op === "allGatherV" ? at(m) : op === "allToAllV" ? sendSplits.reduce((a, b) => a + b, 0) : op === "reduceScatter" ? block * n : op === "reduceScatterV" ? counts.reduce((a, b) => a + b, 0) : block
+        op === "allGatherV"
+          ? at(m)
+          : op === "allToAllV"
+            ? sendSplits.reduce((a, b) => a + b, 0)
+            : op === "reduceScatter"
+              ? block * n
+              : op === "reduceScatterV"
+                ? counts.reduce((a, b) => a + b, 0)
+                : block
       const shape = op === "barrier" ? [0] : [r, inner]
       return {
         op,
@@ -65,7 +73,9 @@ const oracle = (cs: ReadonlyArray<Collective.Contribution>, j: number): { data: 
   const inner = first.shape[1] ?? 0
   const rowsOf = (c: Collective.Contribution) => c.shape[0] ?? 0
   const reduced = () =>
-    Array.from(first.data, (_, i) => cs.reduce((acc, c, m) => (m === 0 ? (c.data[i] as number) : round(first.reduce === "max" ? Math.max(acc, c.data[i] as number) : acc + (c.data[i] as number))), 0))
+    Array.from(first.data, (_, i) =>
+      cs.reduce((acc, c, m) => (m === 0 ? (c.data[i] as number) : round(first.reduce === "max" ? Math.max(acc, c.data[i] as number) : acc + (c.data[i] as number))), 0),
+    )
   switch (first.op) {
     case "barrier":
       return { data: [], rows: 0 }
@@ -136,6 +146,8 @@ describe("Collective", () => {
   test("receiveBufferProblem names the rank and both sizes", () => {
     const c: Collective.Contribution = { op: "allGather", rank: 3, dtype: "float32", shape: [2, 2], data: new Float32Array(4) }
     expect(Collective.receiveBufferProblem([c, { ...c, rank: 5 }], 0, { length: 8, dtype: "float32" })).toBeUndefined()
-    expect(Collective.receiveBufferProblem([c, { ...c, rank: 5 }], 1, { length: 7, dtype: "float32" })).toBe("rank 5: the receive buffer holds 7 float32 elements; the result needs 8 float32")
+    expect(Collective.receiveBufferProblem([c, { ...c, rank: 5 }], 1, { length: 7, dtype: "float32" })).toBe(
+      "rank 5: the receive buffer holds 7 float32 elements; the result needs 8 float32",
+    )
   })
 })

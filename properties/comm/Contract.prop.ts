@@ -59,7 +59,11 @@ for (const backend of backends) {
     test("allToAllV twice with swapped splits is the identity (zero-size blocks included)", async () => {
       await fc.assert(
         fc.asyncProperty(mappings, cols, fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 16, maxLength: 16 }), async (mapping, c, pattern) => {
-          const rs = await run<{ x: Array<number>; back: Array<number>; recv: Array<number>; expectedRecv: Array<number>; sentBack: Array<number>; splits: Array<number> }>("allToAllRoundTrip", mapping.world, { mapping, c, pattern })
+          const rs = await run<{ x: Array<number>; back: Array<number>; recv: Array<number>; expectedRecv: Array<number>; sentBack: Array<number>; splits: Array<number> }>(
+            "allToAllRoundTrip",
+            mapping.world,
+            { mapping, c, pattern },
+          )
           for (const r of rs) {
             expect(r.back).toEqual(r.x)
             expect(r.recv).toEqual(r.expectedRecv)
@@ -87,7 +91,10 @@ for (const backend of backends) {
     test("broadcast gives the root's tensor; groups of one are the identity", async () => {
       await fc.assert(
         fc.asyncProperty(mappings, fc.nat(), async (mapping, rootSeed) => {
-          const rs = await run<{ b: Array<number>; expected: Array<number>; own: Array<number>; ownGather: Array<number>; x: Array<number> }>("broadcastAndSelf", mapping.world, { mapping, rootSeed })
+          const rs = await run<{ b: Array<number>; expected: Array<number>; own: Array<number>; ownGather: Array<number>; x: Array<number> }>("broadcastAndSelf", mapping.world, {
+            mapping,
+            rootSeed,
+          })
           for (const r of rs) {
             expect(r.b).toEqual(r.expected)
             expect(r.own).toEqual(r.x)
@@ -153,7 +160,10 @@ describe("copy and zero-copy modes", () => {
           return Tensor.toArray(yield* pending.await)
         }),
       )
-    expect(await outcome("local")).toEqual([[1, 2], [1, 2]])
+    expect(await outcome("local")).toEqual([
+      [1, 2],
+      [1, 2],
+    ])
     // Rank 0 mutates after issuing and before rank 1 completes the collective, which reads
     // rank 0's buffer in place; rank 1 completes it at issue time, before its own mutation.
     const zero = await outcome("local-zero-copy")

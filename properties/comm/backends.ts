@@ -23,5 +23,4 @@ export const mappingGroups = factorized(16)
   )
 
 /** Deterministic values for rank r (so a reference can recompute them). */
-export const valuesOf = (rank: number, n: number, salt = 0): Array<number> =>
-  Array.from({ length: n }, (_, i) => ((rank * 7919 + i * 104729 + salt * 31) % 1000) / 100 - 5)
+export const valuesOf = (rank: number, n: number, salt = 0): Array<number> => Array.from({ length: n }, (_, i) => ((rank * 7919 + i * 104729 + salt * 31) % 1000) / 100 - 5)

@@ -28,8 +28,7 @@ export const groupOf = (m: MappingArgs, rank: number): Group.Group => {
 }
 
 /** Deterministic values for rank r (the same formula as properties/comm/backends.ts). */
-export const valuesOf = (rank: number, n: number, salt = 0): Array<number> =>
-  Array.from({ length: n }, (_, i) => ((rank * 7919 + i * 104729 + salt * 31) % 1000) / 100 - 5)
+export const valuesOf = (rank: number, n: number, salt = 0): Array<number> => Array.from({ length: n }, (_, i) => ((rank * 7919 + i * 104729 + salt * 31) % 1000) / 100 - 5)
 
 const plainGroup = (g: Group.Group) => ({ name: g.name, ranks: [...g.ranks] })
 
@@ -162,7 +161,11 @@ export const zeroCopyReuse = (rank: number, args: unknown) =>
 
 // Fault scenarios: each fails in one way; `group` is ep#0 over ranks [0..world).
 
-const faultGroup = (world: number) => Group.make("ep#0", Array.from({ length: world }, (_, i) => i))
+const faultGroup = (world: number) =>
+  Group.make(
+    "ep#0",
+    Array.from({ length: world }, (_, i) => i),
+  )
 const x = () => Tensor.fromArray([1, 2], [1, 2], { dtype: "float64" })
 
 export const throws = (rank: number, args: unknown) =>
@@ -184,8 +187,7 @@ export const differentOps = (rank: number, args: unknown) => {
   return rank % 2 === 0 ? Comm.allReduce(group, x()) : Comm.allReduce(group, Tensor.zeros([3, 2], { dtype: "float64" }))
 }
 
-export const neverArrives = (rank: number, args: unknown) =>
-  rank === 3 ? Effect.never : Comm.allReduce(faultGroup((args as { world: number }).world), x())
+export const neverArrives = (rank: number, args: unknown) => (rank === 3 ? Effect.never : Comm.allReduce(faultGroup((args as { world: number }).world), x()))
 
 export const badSplits = (rank: number, args: unknown) =>
   Comm.allToAllV(faultGroup((args as { world: number }).world), Tensor.zeros([2, 1], { dtype: "float64" }), rank === 0 ? [1, 1, 1, 1] : [1, 1, 0, 0])
@@ -220,7 +222,14 @@ export const crashes = (rank: number, args: unknown) =>
 export const ticker = (rank: number, args: unknown) =>
   Effect.gen(function* () {
     const ticks = new Int32Array((args as { ticks: SharedArrayBuffer }).ticks)
-    yield* Effect.forkChild(Effect.forever(Effect.andThen(Effect.sleep(1), Effect.sync(() => void Atomics.add(ticks, 0, 1)))))
+    yield* Effect.forkChild(
+      Effect.forever(
+        Effect.andThen(
+          Effect.sleep(1),
+          Effect.sync(() => void Atomics.add(ticks, 0, 1)),
+        ),
+      ),
+    )
     if (rank === 0) {
       yield* Effect.sleep(30)
       return yield* Effect.fail("rank 0 gives up")
@@ -233,11 +242,12 @@ export const spins = (rank: number, args: unknown) =>
   Effect.gen(function* () {
     const group = faultGroup((args as { world: number }).world)
     if (rank === 0) return yield* Effect.fail("rank 0 fails while rank 1 spins")
-    if (rank === 1) yield* Effect.sync(() => {
-      for (;;) {
-        // spin
-      }
-    })
+    if (rank === 1)
+      yield* Effect.sync(() => {
+        for (;;) {
+          // spin
+        }
+      })
     return yield* Comm.barrier(group)
   })
 

@@ -63,35 +63,27 @@ export interface CommunicatorShape {
  */
 export class Communicator extends Context.Service<Communicator, CommunicatorShape>()("pleat/Communicator") {}
 
-const asTensor = (o: Collective.Output, dtypeOf: Tensor.Tensor): Tensor.Tensor =>
-  Tensor.fromStorage(o.data as DType.Storage, o.shape, { device: dtypeOf.device })
+const asTensor = (o: Collective.Output, dtypeOf: Tensor.Tensor): Tensor.Tensor => Tensor.fromStorage(o.data as DType.Storage, o.shape, { device: dtypeOf.device })
 
 const startWith = <A>(group: Group, request: Request, f: (o: Collective.Output) => A) =>
-  Effect.flatMap(Communicator, (comm) =>
-    Effect.map(comm.issue(group, request), (p): Pending<A> => ({ await: Effect.map(p.await, f) })),
-  )
+  Effect.flatMap(Communicator, (comm) => Effect.map(comm.issue(group, request), (p): Pending<A> => ({ await: Effect.map(p.await, f) })))
 
 /**
  * Issue-now, await-later versions of the collectives.
  * @category combinators
  */
 export const start = {
-  allReduce: (group: Group, t: Tensor.Tensor, reduce: "sum" | "max" = "sum") =>
-    startWith(group, { op: "allReduce", tensor: t, reduce }, (o) => asTensor(o, t)),
+  allReduce: (group: Group, t: Tensor.Tensor, reduce: "sum" | "max" = "sum") => startWith(group, { op: "allReduce", tensor: t, reduce }, (o) => asTensor(o, t)),
   allGather: (group: Group, t: Tensor.Tensor, out?: Tensor.Tensor) =>
     startWith(group, { op: "allGather", tensor: t, ...(out === undefined ? {} : { out }) }, (o) => asTensor(o, t)),
-  allGatherV: (group: Group, t: Tensor.Tensor) =>
-    startWith(group, { op: "allGatherV", tensor: t }, (o) => ({ tensor: asTensor(o, t), splits: o.splits ?? [] })),
-  reduceScatter: (group: Group, t: Tensor.Tensor, reduce: "sum" | "max" = "sum") =>
-    startWith(group, { op: "reduceScatter", tensor: t, reduce }, (o) => asTensor(o, t)),
+  allGatherV: (group: Group, t: Tensor.Tensor) => startWith(group, { op: "allGatherV", tensor: t }, (o) => ({ tensor: asTensor(o, t), splits: o.splits ?? [] })),
+  reduceScatter: (group: Group, t: Tensor.Tensor, reduce: "sum" | "max" = "sum") => startWith(group, { op: "reduceScatter", tensor: t, reduce }, (o) => asTensor(o, t)),
   reduceScatterV: (group: Group, t: Tensor.Tensor, counts: ReadonlyArray<number>, reduce: "sum" | "max" = "sum") =>
     startWith(group, { op: "reduceScatterV", tensor: t, counts, reduce }, (o) => asTensor(o, t)),
   allToAllV: (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyArray<number>, out?: Tensor.Tensor) =>
     startWith(group, { op: "allToAllV", tensor: t, sendSplits, ...(out === undefined ? {} : { out }) }, (o) => ({ tensor: asTensor(o, t), recvSplits: o.splits ?? [] })),
-  broadcast: (group: Group, t: Tensor.Tensor, root: number) =>
-    startWith(group, { op: "broadcast", tensor: t, root }, (o) => asTensor(o, t)),
-  barrier: (group: Group) =>
-    startWith(group, { op: "barrier", tensor: Tensor.zeros([0]) }, () => undefined as void),
+  broadcast: (group: Group, t: Tensor.Tensor, root: number) => startWith(group, { op: "broadcast", tensor: t, root }, (o) => asTensor(o, t)),
+  barrier: (group: Group) => startWith(group, { op: "barrier", tensor: Tensor.zeros([0]) }, () => undefined as void),
 }
 
 const now = <A, R>(e: Effect.Effect<Pending<A>, CommError, R>) => Effect.flatMap(e, (p) => p.await)
@@ -124,16 +116,14 @@ export const reduceScatter = (group: Group, t: Tensor.Tensor, reduce: "sum" | "m
  * Member i gets counts[i] rows of the sum (counts equal on every member).
  * @category combinators
  */
-export const reduceScatterV = (group: Group, t: Tensor.Tensor, counts: ReadonlyArray<number>, reduce: "sum" | "max" = "sum") =>
-  now(start.reduceScatterV(group, t, counts, reduce))
+export const reduceScatterV = (group: Group, t: Tensor.Tensor, counts: ReadonlyArray<number>, reduce: "sum" | "max" = "sum") => now(start.reduceScatterV(group, t, counts, reduce))
 
 /**
  * Sends sendSplits[j] consecutive rows to member j; returns the received rows (in source
  * order) and how many came from each member.
  * @category combinators
  */
-export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyArray<number>, out?: Tensor.Tensor) =>
-  now(start.allToAllV(group, t, sendSplits, out))
+export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyArray<number>, out?: Tensor.Tensor) => now(start.allToAllV(group, t, sendSplits, out))
 
 /**
  * The root's tensor on every member.

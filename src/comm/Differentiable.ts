@@ -17,8 +17,7 @@ import type * as Collective from "./Collective.js"
 import { Communicator, type CommunicatorShape, type Request } from "./Communicator.js"
 import type { Group } from "./Group.js"
 
-const run = (comm: CommunicatorShape, group: Group, request: Request) =>
-  Effect.flatMap(comm.issue(group, request), (p) => p.await)
+const run = (comm: CommunicatorShape, group: Group, request: Request) => Effect.flatMap(comm.issue(group, request), (p) => p.await)
 
 const wrap = (t: Tensor.Tensor, o: Collective.Output): Tensor.Tensor => Tensor.fromStorage(o.data, o.shape, { device: t.device })
 
@@ -32,9 +31,7 @@ const op = (
   Effect.gen(function* () {
     const comm = yield* Communicator
     const out = yield* run(comm, group, { ...request, tensor: t })
-    const result = Autograd.resultEffect(name, [t], out.data, out.shape, (g) =>
-      Effect.map(adjoint(comm, g, out), (gi) => [gi]),
-    )
+    const result = Autograd.resultEffect(name, [t], out.data, out.shape, (g) => Effect.map(adjoint(comm, g, out), (gi) => [gi]))
     return { result, out }
   })
 
@@ -76,9 +73,7 @@ export const reduceScatter = (group: Group, t: Tensor.Tensor) =>
  */
 export const reduceScatterV = (group: Group, t: Tensor.Tensor, counts: ReadonlyArray<number>) =>
   Effect.map(
-    op("reduceScatterV", group, t, { op: "reduceScatterV", counts, reduce: "sum" }, (comm, g) =>
-      Effect.map(run(comm, group, { op: "allGatherV", tensor: g }), (o) => wrap(g, o)),
-    ),
+    op("reduceScatterV", group, t, { op: "reduceScatterV", counts, reduce: "sum" }, (comm, g) => Effect.map(run(comm, group, { op: "allGatherV", tensor: g }), (o) => wrap(g, o))),
     (x) => x.result,
   )
 
@@ -125,7 +120,5 @@ export const broadcast = (group: Group, t: Tensor.Tensor, root: number) =>
  */
 export const copyToGroup = (group: Group, t: Tensor.Tensor) =>
   Effect.map(Communicator, (comm) =>
-    Autograd.resultEffect("copyToGroup", [t], t.data, t.shape, (g) =>
-      Effect.map(run(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (o) => [wrap(g, o)]),
-    ),
+    Autograd.resultEffect("copyToGroup", [t], t.data, t.shape, (g) => Effect.map(run(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (o) => [wrap(g, o)])),
   )

@@ -59,7 +59,11 @@ export const ofFamily = (config: ParallelConfig.ParallelConfig, family: Families
  * The group of every rank 0..world-1.
  * @category constructors
  */
-export const world = (size: number): Group => make("world", Array.from({ length: size }, (_, i) => i))
+export const world = (size: number): Group =>
+  make(
+    "world",
+    Array.from({ length: size }, (_, i) => i),
+  )
 
 /**
  * The group-local rank of `rank`, or -1 when it is not a member.

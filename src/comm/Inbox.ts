@@ -69,7 +69,15 @@ export class Inbox {
               const i = box.receivers.indexOf(d)
               if (i >= 0) box.receivers.splice(i, 1)
               return Effect.fail(
-                CommError.make({ reason: "Timeout", group, op: "recv", seq: box.delivered, rank: this.rank, ranks: [from], detail: `waited ${this.timeoutMs} ms; rank ${from} sent nothing more (${box.delivered} message(s) so far)` }),
+                CommError.make({
+                  reason: "Timeout",
+                  group,
+                  op: "recv",
+                  seq: box.delivered,
+                  rank: this.rank,
+                  ranks: [from],
+                  detail: `waited ${this.timeoutMs} ms; rank ${from} sent nothing more (${box.delivered} message(s) so far)`,
+                }),
               )
             }),
         }),
@@ -83,7 +91,8 @@ export class Inbox {
     this.#closed = why
     for (const [key, box] of this.#boxes) {
       const from = key.split("\u0000")[0]
-      for (const d of box.receivers) Deferred.doneUnsafe(d, Effect.fail(CommError.make({ reason: "Closed", group: `p2p ${from}->${this.rank}`, op: "recv", seq: -1, rank: this.rank, ranks: [], detail: why })))
+      for (const d of box.receivers)
+        Deferred.doneUnsafe(d, Effect.fail(CommError.make({ reason: "Closed", group: `p2p ${from}->${this.rank}`, op: "recv", seq: -1, rank: this.rank, ranks: [], detail: why })))
     }
     this.#boxes.clear()
   }

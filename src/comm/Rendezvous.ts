@@ -77,7 +77,8 @@ export class Rendezvous<P extends Collective.Signature, W> {
   close(why: string): void {
     this.#closed = why
     for (const s of this.#slots.values()) {
-      if (s.failure === undefined) this.#failSlot(s, (rank) => CommError.make({ reason: "Closed", group: Group.format(s.group), op: s.op, seq: s.seq, rank, ranks: [], detail: why }))
+      if (s.failure === undefined)
+        this.#failSlot(s, (rank) => CommError.make({ reason: "Closed", group: Group.format(s.group), op: s.op, seq: s.seq, rank, ranks: [], detail: why }))
     }
     this.#slots.clear()
     this.#stopWatch()
@@ -125,13 +126,26 @@ export class Rendezvous<P extends Collective.Signature, W> {
     let slot = this.#slots.get(key)
     if (slot === undefined) {
       const n = group.ranks.length
-      slot = { group, seq, arrivals: new Array(n), waiting: new Array<boolean>(n).fill(false), arrived: 0, failure: undefined, first: undefined, created: performance.now(), op: part.op }
+      slot = {
+        group,
+        seq,
+        arrivals: new Array(n),
+        waiting: new Array<boolean>(n).fill(false),
+        arrived: 0,
+        failure: undefined,
+        first: undefined,
+        created: performance.now(),
+        op: part.op,
+      }
       this.#slots.set(key, slot)
       this.#watch()
     }
     const s = slot
     if (s.arrivals[local] !== undefined) {
-      return this.transport.fail(waiter, CommError.make({ reason: "BadInput", group: name, op: part.op, seq, rank, ranks: [rank], detail: "this rank arrived twice at one collective" }))
+      return this.transport.fail(
+        waiter,
+        CommError.make({ reason: "BadInput", group: name, op: part.op, seq, rank, ranks: [rank], detail: "this rank arrived twice at one collective" }),
+      )
     }
     s.arrivals[local] = { part, waiter }
     s.arrived++
@@ -139,7 +153,9 @@ export class Rendezvous<P extends Collective.Signature, W> {
     s.waiting[local] = true
     const own = Collective.checkOwn(part, group.ranks.length)
     if (own !== undefined) {
-      this.#failSlot(s, (r) => CommError.make({ reason: r === rank ? "BadInput" : "Mismatch", group: name, op: part.op, seq, rank: r, ranks: [rank], detail: `rank ${rank}: ${own}` }))
+      this.#failSlot(s, (r) =>
+        CommError.make({ reason: r === rank ? "BadInput" : "Mismatch", group: name, op: part.op, seq, rank: r, ranks: [rank], detail: `rank ${rank}: ${own}` }),
+      )
     } else this.#checkAgreement(s, part)
     if (s.failure === undefined && s.arrived === group.ranks.length) this.#complete(key, s)
   }

@@ -48,10 +48,7 @@ export const makeFabric = (options: JobOptions): Fabric =>
  * Runs `program(rank)` on every rank; see the file header for the supervision rules.
  * @category constructors
  */
-export const run = <A, E>(
-  options: JobOptions,
-  program: (rank: number) => Effect.Effect<A, E, Communicator>,
-): Effect.Effect<Array<A>, RankFailed> =>
+export const run = <A, E>(options: JobOptions, program: (rank: number) => Effect.Effect<A, E, Communicator>): Effect.Effect<Array<A>, RankFailed> =>
   Effect.acquireUseRelease(
     Effect.sync(() => makeFabric(options)),
     (fabric) =>
@@ -62,7 +59,12 @@ export const run = <A, E>(
             Effect.provideService(Communicator, fabric.communicator(rank)),
             // The first failure closes the fabric before the other ranks are interrupted, so
             // their waiting ops fail with Closed (as on every backend), not with a timeout.
-            Effect.catchCause((cause) => Effect.andThen(Effect.sync(() => fabric.close("the job failed")), Effect.fail(new RankFailed({ rank, cause })))),
+            Effect.catchCause((cause) =>
+              Effect.andThen(
+                Effect.sync(() => fabric.close("the job failed")),
+                Effect.fail(new RankFailed({ rank, cause })),
+              ),
+            ),
           ),
         { concurrency: "unbounded" },
       ),
@@ -73,5 +75,4 @@ export const run = <A, E>(
  * Runs a job to a Promise (for scripts and tests).
  * @category constructors
  */
-export const runPromise = <A, E>(options: JobOptions, program: (rank: number) => Effect.Effect<A, E, Communicator>): Promise<Array<A>> =>
-  Effect.runPromise(run(options, program))
+export const runPromise = <A, E>(options: JobOptions, program: (rank: number) => Effect.Effect<A, E, Communicator>): Promise<Array<A>> => Effect.runPromise(run(options, program))

@@ -37,10 +37,7 @@ interface WaitAsync {
  * @category guards
  */
 export const usable = (cs: ReadonlyArray<Collective.Contribution>, counters: ReadonlyArray<Counter | undefined>, buffers: ReadonlyArray<SharedArrayBuffer | undefined>): boolean =>
-  cs.length > 1 &&
-  cs[0]?.op === "allReduce" &&
-  (cs[0]?.data.length ?? 0) >= cooperativeFrom &&
-  counters.every((c, i) => c !== undefined && c.buffer === buffers[i])
+  cs.length > 1 && cs[0]?.op === "allReduce" && (cs[0]?.data.length ?? 0) >= cooperativeFrom && counters.every((c, i) => c !== undefined && c.buffer === buffers[i])
 
 // Resolves once the flag at `slot` of `buffer` reads 1.
 const raised = async (buffer: SharedArrayBuffer, slot: number): Promise<void> => {

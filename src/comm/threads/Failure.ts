@@ -71,5 +71,4 @@ export const rebuildValue = (v: WireValue): unknown => {
  * The cause again (an interrupted rank becomes a defect: the job did not interrupt it).
  * @category mapping
  */
-export const rebuild = (f: WireFailure): Cause.Cause<unknown> =>
-  f.kind === "fail" ? Cause.fail(rebuildValue(f.error)) : Cause.die(rebuildValue(f.error))
+export const rebuild = (f: WireFailure): Cause.Cause<unknown> => (f.kind === "fail" ? Cause.fail(rebuildValue(f.error)) : Cause.die(rebuildValue(f.error)))

@@ -119,7 +119,12 @@ export const giveBack = (worker: Worker): void => {
  * @category constructors
  */
 export const terminate = (worker: Worker): Promise<void> =>
-  all.has(worker) ? worker.terminate().then(() => undefined, () => undefined) : Promise.resolve()
+  all.has(worker)
+    ? worker.terminate().then(
+        () => undefined,
+        () => undefined,
+      )
+    : Promise.resolve()
 
 /**
  * The thread ids of every live worker (idle or in a job).

@@ -89,7 +89,16 @@ export type ToMain =
   /** The module is imported and the export is a function: ready to go. */
   | { readonly t: "loaded"; readonly job: number }
   | { readonly t: "arrive"; readonly job: number; readonly id: number; readonly group: Group.Group; readonly seq: number; readonly part: Part }
-  | { readonly t: "send"; readonly job: number; readonly to: number; readonly tag: string; readonly dtype: DType.DType; readonly shape: ReadonlyArray<number>; readonly device: Device.Device; readonly buffer: ArrayBuffer }
+  | {
+      readonly t: "send"
+      readonly job: number
+      readonly to: number
+      readonly tag: string
+      readonly dtype: DType.DType
+      readonly shape: ReadonlyArray<number>
+      readonly device: Device.Device
+      readonly buffer: ArrayBuffer
+    }
   | { readonly t: "done"; readonly job: number; readonly ok: true; readonly value: unknown }
   | { readonly t: "done"; readonly job: number; readonly ok: false; readonly failure: WireFailure }
   /** The worker has failed its pending ops and its program has stopped. */
@@ -117,7 +126,16 @@ export type ToWorker =
   | { readonly t: "go"; readonly job: number }
   | { readonly t: "complete"; readonly job: number; readonly id: number; readonly parts: ReadonlyArray<Part> }
   | { readonly t: "fail"; readonly job: number; readonly id: number; readonly error: ErrorFields }
-  | { readonly t: "message"; readonly job: number; readonly from: number; readonly tag: string; readonly dtype: DType.DType; readonly shape: ReadonlyArray<number>; readonly device: Device.Device; readonly buffer: ArrayBuffer }
+  | {
+      readonly t: "message"
+      readonly job: number
+      readonly from: number
+      readonly tag: string
+      readonly dtype: DType.DType
+      readonly shape: ReadonlyArray<number>
+      readonly device: Device.Device
+      readonly buffer: ArrayBuffer
+    }
   | { readonly t: "close"; readonly job: number; readonly why: string }
 
 /**

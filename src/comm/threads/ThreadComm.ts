@@ -98,7 +98,13 @@ export class ThreadComm {
         })
         const j = Group.localRank(p.group, this.options.rank)
         const buffers = parts.map((part) => part.buffer)
-        if (Cooperative.usable(cs, parts.map((part) => part.counter), buffers)) {
+        if (
+          Cooperative.usable(
+            cs,
+            parts.map((part) => part.counter),
+            buffers,
+          )
+        ) {
           together = true
           return this.#together(id, p, parts, cs, j)
         }
@@ -132,9 +138,15 @@ export class ThreadComm {
       // Closed meanwhile: close() already answered.
       if (this.#pending.get(id) === p && this.#pending.delete(id)) p.reply.done(result)
     }
-    Cooperative.allReduce(cs, parts.map((part) => part.buffer as SharedArrayBuffer), j, p.out).then(
+    Cooperative.allReduce(
+      cs,
+      parts.map((part) => part.buffer as SharedArrayBuffer),
+      j,
+      p.out,
+    ).then(
       (output) => done(Effect.succeed(output)),
-      (error: unknown) => done(Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(p.group), op: p.op, seq: p.seq, rank: this.options.rank, ranks: [], detail: String(error) }))),
+      (error: unknown) =>
+        done(Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(p.group), op: p.op, seq: p.seq, rank: this.options.rank, ranks: [], detail: String(error) }))),
     )
   }
 
