@@ -18,10 +18,10 @@ import * as Data from "effect/Data"
 export type Reason = "Timeout" | "Mismatch" | "BadInput" | "Closed"
 
 /**
- * A failed collective or transfer.
- * @category errors
+ * What a CommError says: plain data, so it can cross threads or processes and be rebuilt.
+ * @category models
  */
-export class CommError extends Data.TaggedError("CommError")<{
+export interface Fields {
   readonly reason: Reason
   /** The group as `name [ranks]`, or `p2p a->b`. */
   readonly group: string
@@ -33,7 +33,13 @@ export class CommError extends Data.TaggedError("CommError")<{
   /** The ranks the diagnosis points at (missing, disagreeing, ...). */
   readonly ranks: ReadonlyArray<number>
   readonly detail: string
-}> {
+}
+
+/**
+ * A failed collective or transfer.
+ * @category errors
+ */
+export class CommError extends Data.TaggedError("CommError")<Fields> {
   override get message(): string {
     const seq = this.seq >= 0 ? ` #${this.seq}` : ""
     return `${this.reason}: ${this.op}${seq} on ${this.group} (seen by rank ${this.rank}): ${this.detail}`
@@ -44,4 +50,10 @@ export class CommError extends Data.TaggedError("CommError")<{
  * Builds a CommError.
  * @category constructors
  */
-export const make = (fields: ConstructorParameters<typeof CommError>[0]): CommError => new CommError(fields)
+export const make = (fields: Fields): CommError => new CommError(fields)
+
+/**
+ * The fields of an error, as plain data.
+ * @category mapping
+ */
+export const fields = (e: CommError): Fields => ({ reason: e.reason, group: e.group, op: e.op, seq: e.seq, rank: e.rank, ranks: [...e.ranks], detail: e.detail })

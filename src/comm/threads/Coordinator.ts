@@ -9,10 +9,10 @@
  * so nobody ever reads a failed slot's buffers: the owners may reuse them once they see the
  * failure.
  */
-import type * as CommError from "../CommError.js"
+import * as CommError from "../CommError.js"
 import type * as Group from "../Group.js"
 import { Rendezvous } from "../Rendezvous.js"
-import type { ErrorFields, Part, ToWorker } from "./Protocol.js"
+import type { Part, ToWorker } from "./Protocol.js"
 
 /** Where the coordinator posts: one rank's worker. */
 export type Post = (rank: number, message: ToWorker) => void
@@ -22,8 +22,6 @@ interface Waiter {
   /** The member's op id. */
   readonly id: number
 }
-
-const fields = (e: CommError.CommError): ErrorFields => ({ reason: e.reason, group: e.group, op: e.op, seq: e.seq, rank: e.rank, ranks: e.ranks, detail: e.detail })
 
 /**
  * The coordinator of one job.
@@ -39,7 +37,7 @@ export class Coordinator {
     this.timeoutMs = timeoutMs
     this.#rendezvous = new Rendezvous<Part, Waiter>({
       timeoutMs,
-      fail: (w, error) => post(w.rank, { t: "fail", job, id: w.id, error: fields(error) }),
+      fail: (w, error) => post(w.rank, { t: "fail", job, id: w.id, error: CommError.fields(error) }),
       complete: (_group, _seq, arrivals) => {
         const parts = arrivals.map((a) => a.part)
         for (const a of arrivals) post(a.waiter.rank, { t: "complete", job, id: a.waiter.id, parts })

@@ -26,8 +26,7 @@ const clones = (value: unknown): boolean => {
  */
 export const flattenValue = (error: unknown): WireValue => {
   if (error instanceof CommError.CommError) {
-    const { reason, group, op, seq, rank, ranks, detail } = error
-    return { type: "comm", fields: { reason, group, op, seq, rank, ranks: [...ranks], detail } }
+    return { type: "comm", fields: CommError.fields(error) }
   }
   if (error instanceof Error) {
     const props: Record<string, unknown> = {}

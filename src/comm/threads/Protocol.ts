@@ -9,7 +9,7 @@
  * earlier job.
  */
 import type * as Collective from "../Collective.js"
-import type { Reason } from "../CommError.js"
+import type * as CommError from "../CommError.js"
 import type * as Group from "../Group.js"
 import type * as DType from "../../tensor/DType.js"
 import type * as Device from "../../tensor/Device.js"
@@ -18,15 +18,7 @@ import type * as Device from "../../tensor/Device.js"
  * One member's contribution as it crosses threads: the parameters, and where its data lies.
  * @category models
  */
-export interface Part {
-  readonly op: Collective.Op
-  readonly rank: number
-  readonly dtype: DType.DType
-  readonly shape: ReadonlyArray<number>
-  readonly reduce?: "sum" | "max"
-  readonly root?: number
-  readonly sendSplits?: ReadonlyArray<number>
-  readonly counts?: ReadonlyArray<number>
+export interface Part extends Collective.Signature {
   /** The shared memory holding the data; undefined for empty tensors. */
   readonly buffer: SharedArrayBuffer | undefined
   /** Byte offset of the data in `buffer`. */
@@ -52,15 +44,7 @@ export interface Counter {
  * The fields of a CommError (it is rebuilt on the other side).
  * @category models
  */
-export interface ErrorFields {
-  readonly reason: Reason
-  readonly group: string
-  readonly op: string
-  readonly seq: number
-  readonly rank: number
-  readonly ranks: ReadonlyArray<number>
-  readonly detail: string
-}
+export type ErrorFields = CommError.Fields
 
 /**
  * A failed rank's cause, flattened to cloneable data.
