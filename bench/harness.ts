@@ -66,9 +66,14 @@ export interface MeasureOptions {
 export const measure = async (name: string, fn: () => void, options: MeasureOptions = {}): Promise<number> => {
   const batch = Math.max(1, Math.floor(options.batch ?? 1))
   const bench = new Bench({ name, time: options.time ?? 300, warmupTime: options.warmupTime ?? 100, throws: true })
-  bench.add(name, batch === 1 ? fn : () => {
-    for (let i = 0; i < batch; i++) fn()
-  })
+  bench.add(
+    name,
+    batch === 1
+      ? fn
+      : () => {
+          for (let i = 0; i < batch; i++) fn()
+        },
+  )
   await bench.run()
   const result = bench.tasks[0]?.result
   if (result?.state !== "completed") throw new Error(`bench task ${name} did not complete (${result?.state ?? "missing"})`)

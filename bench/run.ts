@@ -19,8 +19,7 @@ const availableSuites = (): Array<string> =>
     .map((file) => file.slice(0, -".ts".length))
     .sort()
 
-const usage = (): string =>
-  `usage: npm run bench -- SUITE [--json]\navailable suites: ${availableSuites().join(", ")}\n`
+const usage = (): string => `usage: npm run bench -- SUITE [--json]\navailable suites: ${availableSuites().join(", ")}\n`
 
 interface Args {
   readonly suite: string
@@ -54,7 +53,11 @@ const machine = (): string => {
   let model = os.cpus()[0]?.model ?? "unknown cpu"
   try {
     const lines = readFileSync("/proc/cpuinfo", "utf8").split("\n")
-    const field = (key: string) => lines.find((l) => l.startsWith(key))?.split(":")[1]?.trim() ?? ""
+    const field = (key: string) =>
+      lines
+        .find((l) => l.startsWith(key))
+        ?.split(":")[1]
+        ?.trim() ?? ""
     const name = field("model name")
     if (name !== "") model = name
     if (field("cpu family") !== "") model += ` (family ${field("cpu family")}, model ${field("model\t")})`
@@ -77,7 +80,10 @@ const table = (suite: string, records: ReadonlyArray<BenchRecord>): string => {
   // Text columns left-aligned, numbers right-aligned.
   const numeric = new Set([2, 4, 5])
   const line = (cells: ReadonlyArray<string>) =>
-    cells.map((cell, c) => (numeric.has(c) ? cell.padStart(widths[c] ?? 0) : cell.padEnd(widths[c] ?? 0))).join("  ").trimEnd()
+    cells
+      .map((cell, c) => (numeric.has(c) ? cell.padStart(widths[c] ?? 0) : cell.padEnd(widths[c] ?? 0)))
+      .join("  ")
+      .trimEnd()
   const rule = widths.map((w) => "-".repeat(w)).join("  ")
   return [`suite ${suite}`, `machine: ${machine()}`, "", line(header), rule, ...rows.map(line), ""].join("\n")
 }

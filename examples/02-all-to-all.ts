@@ -26,7 +26,11 @@ const results = await Job.runPromise({ world }, (rank) =>
     const splits = splitsOf(rank)
     const count = splits.reduce((a, b) => a + b, 0)
     // One row per token; its value names the source rank and the token index.
-    const tokens = Tensor.fromArray(Array.from({ length: count }, (_, i) => rank * 100 + i), [count, 1], { dtype: "float64" })
+    const tokens = Tensor.fromArray(
+      Array.from({ length: count }, (_, i) => rank * 100 + i),
+      [count, 1],
+      { dtype: "float64" },
+    )
     const received = yield* Comm.allToAllV(group, tokens, splits)
     const back = yield* Comm.allToAllV(group, received.tensor, received.recvSplits)
     return { splits, received: Tensor.toArray(received.tensor), recvSplits: received.recvSplits, restored: Tensor.toArray(back.tensor).every((v, i) => v === tokens.data[i]) }

@@ -31,7 +31,12 @@ console.log(`attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp}, moe etp ${s.etp} x 
 // Deterministic weights and tokens (a small linear congruential stream).
 let state = 42
 const next = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1
-const tensor = (shape: Array<number>, scale = 1) => Tensor.fromArray(Array.from({ length: Tensor.sizeOf(shape) }, () => next() * scale), shape, { dtype: "float64" })
+const tensor = (shape: Array<number>, scale = 1) =>
+  Tensor.fromArray(
+    Array.from({ length: Tensor.sizeOf(shape) }, () => next() * scale),
+    shape,
+    { dtype: "float64" },
+  )
 const router = tensor([hidden, experts])
 const wGate = tensor([experts, hidden, ffn], 0.3)
 const wUp = tensor([experts, hidden, ffn], 0.3)
@@ -58,6 +63,11 @@ const all = Shape.concat(tokens, 0)
 const routed = Router.routing(matmul(all, router), moe.router)
 const p = Permute.permute(all, routed.routingMap, routed.probs)
 const reference = Permute.unpermute(Experts.forward(p.permuted, p.permutedProbs as Tensor.Tensor, p.tokensPerExpert, { wGate, wUp, wDown }), p.sortedIndices, world * tokensPerRank)
-const parallel = Tensor.toArray(Shape.concat(results.map((r) => r.output), 0))
+const parallel = Tensor.toArray(
+  Shape.concat(
+    results.map((r) => r.output),
+    0,
+  ),
+)
 const error = Tensor.toArray(reference).reduce((m, v, i) => Math.max(m, Math.abs(v - (parallel[i] as number))), 0)
 console.log(`max abs error against one rank: ${error.toExponential(3)} (${error < 1e-12 ? "below 1e-12" : "TOO LARGE"})`)

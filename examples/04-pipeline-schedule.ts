@@ -28,7 +28,10 @@ const checked = Check.check(oneF)
 console.log(Result.isSuccess(checked) ? "static check: every send meets its receive (1F1B)" : `static check failed: ${Check.format(checked.failure)}`)
 
 const interleaved = Schedule.interleaved(pp, 2, microBatches)
-for (const [name, schedule, vpp] of [["1F1B", oneF, 1], ["interleaved (vpp 2)", interleaved, 2]] as const) {
+for (const [name, schedule, vpp] of [
+  ["1F1B", oneF, 1],
+  ["interleaved (vpp 2)", interleaved, 2],
+] as const) {
   const timeline = Simulate.simulate(schedule, { forwardTime: 1, backwardTime: 2 })
   if (Result.isSuccess(timeline)) {
     console.log(`bubble ${name}: ${timeline.success.bubble.toFixed(4)} (formula ${Simulate.bubbleFraction(pp, vpp, microBatches).toFixed(4)})`)

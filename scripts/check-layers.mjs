@@ -107,7 +107,8 @@ export const check = (root) => {
     const toFolder = folderOf(to)
     const toLayer = layerOf.get(toFolder)
     if (toLayer === undefined) unplaced.add(toFolder)
-    else if (toLayer > fromLayer) problems.push(`${from} imports ${to}: layer ${fromFolder} (${fromLayer}) may import only from layers below it, and ${toFolder} is layer ${toLayer}`)
+    else if (toLayer > fromLayer)
+      problems.push(`${from} imports ${to}: layer ${fromFolder} (${fromLayer}) may import only from layers below it, and ${toFolder} is layer ${toLayer}`)
   }
   for (const folder of [...unplaced].sort()) {
     problems.push(`src/${folder} is in no layer: place it in the table of scripts/check-layers.mjs (a folder may import only from layers below it)`)

@@ -85,7 +85,9 @@ const main = async () => {
       const t = await best(3, { world, module, export: "allToAllV", copy, args: { world, perPeer, iterations, warmup: 2, shared: !copy } })
       const perRank = (world * perPeer) / t / 1e9
       const suite = (2 * world * world * perPeer) / t / 1e9
-      console.log(`allToAllV 8 ranks ${perPeer / 1024} KiB/peer ${copy ? "copy" : "zero-copy"}: ${(t * 1e6).toFixed(0)} us, ${perRank.toFixed(2)} GB/s per rank, ${suite.toFixed(1)} GB/s (2 x delivered)`)
+      console.log(
+        `allToAllV 8 ranks ${perPeer / 1024} KiB/peer ${copy ? "copy" : "zero-copy"}: ${(t * 1e6).toFixed(0)} us, ${perRank.toFixed(2)} GB/s per rank, ${suite.toFixed(1)} GB/s (2 x delivered)`,
+      )
     }
   }
   for (const bytes of [1 << 20, 8 << 20]) {

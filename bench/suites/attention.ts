@@ -56,7 +56,12 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   // Weight shards per tp size and rank, made once: the timed runs do only the block's work.
   type Shards = { attention: SelfAttention.AttentionWeights; mlp: DenseMlp.MlpWeights }
   const shardsOf = (tpRank: number, n: number): Shards => ({
-    attention: { wq: ParallelLinear.columnShard(w.wq, tpRank, n), wk: ParallelLinear.columnShard(w.wk, tpRank, n), wv: ParallelLinear.columnShard(w.wv, tpRank, n), wo: ParallelLinear.rowShard(w.wo, tpRank, n) },
+    attention: {
+      wq: ParallelLinear.columnShard(w.wq, tpRank, n),
+      wk: ParallelLinear.columnShard(w.wk, tpRank, n),
+      wv: ParallelLinear.columnShard(w.wv, tpRank, n),
+      wo: ParallelLinear.rowShard(w.wo, tpRank, n),
+    },
     mlp: { wGate: ParallelLinear.columnShard(w.wGate, tpRank, n), wUp: ParallelLinear.columnShard(w.wUp, tpRank, n), wDown: ParallelLinear.rowShard(w.wDown, tpRank, n) },
   })
   const whole = shardsOf(0, 1)
@@ -81,7 +86,10 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
     const positions = Array.from({ length: seq / 2 }, (_, i) => (i < seq / 4 ? p.cp * (seq / 4) + i : (3 - p.cp) * (seq / 4) + i - seq / 4))
     const rows = positions.slice(p.tp * (seq / 4), (p.tp + 1) * (seq / 4))
     const full = xs[p.dp] as Tensor.Tensor
-    const x = Tensor.fromArray(rows.flatMap((r) => Array.from(Shape.rows(full, r, r + 1).data)), [rows.length, hidden])
+    const x = Tensor.fromArray(
+      rows.flatMap((r) => Array.from(Shape.rows(full, r, r + 1).data)),
+      [rows.length, hidden],
+    )
     return { x, p, tp: Group.ofFamily(config, "tp", rank), cp: Group.ofFamily(config, "cp", rank) }
   })
   const parallel = (exchange: "allgather" | "ring") => () =>
@@ -100,10 +108,24 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   gatherSeconds /= 3
   ringSeconds /= 3
   const tokens = 2 * batch * seq
-  ctx.log(`attention: block fwd+bwd one rank ${(oneSeconds * 1e3).toFixed(0)} ms, 8 ranks ${(gatherSeconds * 1e3).toFixed(0)} ms (allgather) ${(ringSeconds * 1e3).toFixed(0)} ms (ring)`)
+  ctx.log(
+    `attention: block fwd+bwd one rank ${(oneSeconds * 1e3).toFixed(0)} ms, 8 ranks ${(gatherSeconds * 1e3).toFixed(0)} ms (allgather) ${(ringSeconds * 1e3).toFixed(0)} ms (ring)`,
+  )
   return [
-    record(ctx, { case: `block fwd+bwd, 1 rank (H ${hidden}, S ${seq}, 2 sequences)`, metric: "throughput", value: tokens / oneSeconds, unit: "tokens/s", limit: tokens / oneSeconds }),
-    record(ctx, { case: `block fwd+bwd, 8 ranks tp2 x cp2 x dp2, SP (same FLOPs)`, metric: "throughput", value: tokens / gatherSeconds, unit: "tokens/s", limit: tokens / oneSeconds }),
+    record(ctx, {
+      case: `block fwd+bwd, 1 rank (H ${hidden}, S ${seq}, 2 sequences)`,
+      metric: "throughput",
+      value: tokens / oneSeconds,
+      unit: "tokens/s",
+      limit: tokens / oneSeconds,
+    }),
+    record(ctx, {
+      case: `block fwd+bwd, 8 ranks tp2 x cp2 x dp2, SP (same FLOPs)`,
+      metric: "throughput",
+      value: tokens / gatherSeconds,
+      unit: "tokens/s",
+      limit: tokens / oneSeconds,
+    }),
     record(ctx, { case: `block fwd+bwd, 8 ranks vs 1 rank`, metric: "time ratio", value: gatherSeconds / oneSeconds, unit: "x", limit: 1 }),
     record(ctx, { case: `context parallel K/V: ring vs allgather (8 ranks)`, metric: "time ratio", value: ringSeconds / gatherSeconds, unit: "x", limit: 1 }),
   ]

@@ -31,12 +31,7 @@ const backends: ReadonlyArray<NonNullable<Job.JobOptions["backend"]>> = ["local"
 const label = (bytes: number) => (bytes >= MiB ? `${bytes / MiB}MiB` : `${bytes / KiB}KiB`)
 
 /** Seconds per collective, timed on rank 0 over `iterations` after `warmup`. */
-const time = (
-  backend: NonNullable<Job.JobOptions["backend"]>,
-  iterations: number,
-  once: (rank: number) => Effect.Effect<unknown, unknown, Comm.Communicator>,
-  warmup = 2,
-) =>
+const time = (backend: NonNullable<Job.JobOptions["backend"]>, iterations: number, once: (rank: number) => Effect.Effect<unknown, unknown, Comm.Communicator>, warmup = 2) =>
   Job.runPromise({ world, backend }, (rank) =>
     Effect.gen(function* () {
       const all = Group.world(world)
@@ -72,7 +67,9 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
       const gather = await time(backend, iterations, (rank) =>
         backend === "local-zero-copy" ? Comm.allGather(group, gatherInput) : Comm.allGather(group, gatherInput, receive[rank]),
       )
-      out.push(record(ctx, { case: `allGather ${world} ranks ${label(perPeer)}/peer (${backend})`, metric: "bandwidth", value: (2 * delivered) / gather / 1e9, unit: "GB/s", limit }))
+      out.push(
+        record(ctx, { case: `allGather ${world} ranks ${label(perPeer)}/peer (${backend})`, metric: "bandwidth", value: (2 * delivered) / gather / 1e9, unit: "GB/s", limit }),
+      )
       ctx.log(`comm ${backend} ${label(perPeer)}: allToAllV ${(a2a * 1e6).toFixed(0)} us, allGather ${(gather * 1e6).toFixed(0)} us`)
     }
     // Overhead: an 8-byte allReduce moves nothing worth counting; its time is pure overhead.
@@ -92,7 +89,15 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
       const times = await ThreadsJob.runPromise<number>({ world, module, export: "allToAllV", copy, args: { world, perPeer, iterations, warmup: 2, shared: !copy } })
       const t = Math.max(...times)
       const mode = copy ? "threads" : "threads-zero-copy"
-      out.push(record(ctx, { case: `allToAllV ${world} ranks ${label(perPeer)}/peer (${mode}), per rank`, metric: "bandwidth", value: (world * perPeer) / t / 1e9, unit: "GB/s", limit: 4 }))
+      out.push(
+        record(ctx, {
+          case: `allToAllV ${world} ranks ${label(perPeer)}/peer (${mode}), per rank`,
+          metric: "bandwidth",
+          value: (world * perPeer) / t / 1e9,
+          unit: "GB/s",
+          limit: 4,
+        }),
+      )
       ctx.log(`comm ${mode} ${label(perPeer)}: allToAllV ${(t * 1e6).toFixed(0)} us`)
     }
   }

@@ -56,10 +56,14 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
       for (const k of [2, 8]) {
         const map = mapOf(t, e, k)
         const n = t * k
-        const seconds = await measure(`permute+unpermute H${h} E${e} k${k}`, () => {
-          const p = Permute.permute(x, map)
-          Permute.unpermute(p.permuted, p.sortedIndices, t)
-        }, { time: h * k > 8192 ? 600 : 300, warmupTime: 100 })
+        const seconds = await measure(
+          `permute+unpermute H${h} E${e} k${k}`,
+          () => {
+            const p = Permute.permute(x, map)
+            Permute.unpermute(p.permuted, p.sortedIndices, t)
+          },
+          { time: h * k > 8192 ? 600 : 300, warmupTime: 100 },
+        )
         const limit = await memcpyBandwidth(n * h * 4)
         out.push(record(ctx, { case: `permute+unpermute T${t} H${h} E${e} k${k}`, metric: "bandwidth", value: (4 * n * h * 4) / seconds / 1e9, unit: "GB/s", limit }))
         ctx.log(`moe: permute+unpermute H${h} E${e} k${k}: ${(seconds * 1e3).toFixed(1)} ms`)
@@ -76,19 +80,40 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
     const config = ParallelConfig.make({ world: ep, ep, etp: 1 })
     const xs = Array.from({ length: ep }, () => tensor([tokens, hidden]))
     const maps = Array.from({ length: ep }, () => mapOf(tokens, experts, 2))
-    const probs = maps.map((m) => Tensor.fromArray(Array.from(m.mask, (v) => v * 0.5), [tokens, experts]))
+    const probs = maps.map((m) =>
+      Tensor.fromArray(
+        Array.from(m.mask, (v) => v * 0.5),
+        [tokens, experts],
+      ),
+    )
     const empty = Tensor.zeros([0, 0, 0])
     const once = () =>
       Job.runPromise({ world: ep, backend: "local-zero-copy" }, (rank) => {
         const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
-        return AllToAllDispatcher.run({ tokens: xs[rank] as Tensor.Tensor, probs: probs[rank] as Tensor.Tensor, map: maps[rank] as RoutingMap.RoutingMap, numExperts: experts, experts: { wGate: empty, wUp: empty, wDown: empty }, groups, compute: identity })
+        return AllToAllDispatcher.run({
+          tokens: xs[rank] as Tensor.Tensor,
+          probs: probs[rank] as Tensor.Tensor,
+          map: maps[rank] as RoutingMap.RoutingMap,
+          numExperts: experts,
+          experts: { wGate: empty, wUp: empty, wDown: empty },
+          groups,
+          compute: identity,
+        })
       })
     const seconds = await wallSeconds(once, 3)
     const rowBytes = hidden * 4
     const bytes = ep * tokens * 2 * rowBytes * 2
     const copy = await memcpyBandwidth(Math.min(bytes, 256 * 2 ** 20))
     const limit = (copy * 1e9) / (2 * 2 * 2 * rowBytes) // tokens/s if every byte of the 2 crossings moved at copy speed (read + write)
-    out.push(record(ctx, { case: `all-to-all dispatch+combine EP${ep} (T ${tokens}/rank, H ${hidden}, E ${experts}, k 2)`, metric: "throughput", value: (ep * tokens) / seconds, unit: "tokens/s", limit }))
+    out.push(
+      record(ctx, {
+        case: `all-to-all dispatch+combine EP${ep} (T ${tokens}/rank, H ${hidden}, E ${experts}, k 2)`,
+        metric: "throughput",
+        value: (ep * tokens) / seconds,
+        unit: "tokens/s",
+        limit,
+      }),
+    )
     ctx.log(`moe: dispatcher EP${ep}: ${(seconds * 1e3).toFixed(1)} ms`)
   }
 
@@ -104,14 +129,27 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   const moe: MoeLayer.MoeConfig = { numExperts: layer.e, router: { topk: 2, scoreFunction: "softmax" } }
   const step = (x: Tensor.Tensor, w: MoeLayer.MoeWeights, groups: Parameters<typeof MoeLayer.forward>[3], tape: Tape.Tape) =>
     Effect.gen(function* () {
-      const { output } = yield* MoeLayer.forward(tape.parameter(x), { router: tape.parameter(w.router), experts: { wGate: tape.parameter(w.experts.wGate), wUp: tape.parameter(w.experts.wUp), wDown: tape.parameter(w.experts.wDown) } }, moe, groups)
+      const { output } = yield* MoeLayer.forward(
+        tape.parameter(x),
+        { router: tape.parameter(w.router), experts: { wGate: tape.parameter(w.experts.wGate), wUp: tape.parameter(w.experts.wUp), wDown: tape.parameter(w.experts.wDown) } },
+        moe,
+        groups,
+      )
       yield* tape.backwardEffect(Reduce.sumAll(output))
     })
   const parallel = () =>
     Job.runPromise({ world, backend: "local-zero-copy" }, (rank) =>
-      step(xs[rank] as Tensor.Tensor, { router, experts: { wGate: rows(wGate, rank, rank + 1), wUp: rows(wUp, rank, rank + 1), wDown: rows(wDown, rank, rank + 1) } }, { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }, Tape.make()),
+      step(
+        xs[rank] as Tensor.Tensor,
+        { router, experts: { wGate: rows(wGate, rank, rank + 1), wUp: rows(wUp, rank, rank + 1), wDown: rows(wDown, rank, rank + 1) } },
+        { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) },
+        Tape.make(),
+      ),
     )
-  const all = Tensor.fromArray(xs.flatMap((x) => Array.from(x.data)), [world * layer.t, layer.h])
+  const all = Tensor.fromArray(
+    xs.flatMap((x) => Array.from(x.data)),
+    [world * layer.t, layer.h],
+  )
   const one = Group.make("one", [0])
   const single = () => Job.runPromise({ world: 1 }, () => step(all, { router, experts: { wGate, wUp, wDown } }, { ep: one, etp: one, etpEp: one }, Tape.make()))
   const parallelSeconds = await wallSeconds(parallel, 3)

@@ -47,11 +47,7 @@ interface Shape {
   readonly n: number
 }
 
-const shapes: ReadonlyArray<Shape> = [
-  ...[256, 512, 1024, 2048].map((s) => ({ m: s, k: s, n: s })),
-  { m: 4096, k: 1024, n: 2816 },
-  { m: 4096, k: 2816, n: 1024 },
-]
+const shapes: ReadonlyArray<Shape> = [...[256, 512, 1024, 2048].map((s) => ({ m: s, k: s, n: s })), { m: 4096, k: 1024, n: 2816 }, { m: 4096, k: 2816, n: 1024 }]
 
 const label = (s: Shape): string => `${s.m}x${s.k}x${s.n}`
 
@@ -186,7 +182,10 @@ const asyncRecords = async (ctx: BenchContext, cores: number): Promise<Array<Ben
   }
   // The fixed overhead: async minus sync where the kernel itself is negligible (the three
   // smallest sizes), the median against noise.
-  const small = points.slice(0, 3).map((p) => p.async - p.sync).sort((x, y) => x - y)
+  const small = points
+    .slice(0, 3)
+    .map((p) => p.async - p.sync)
+    .sort((x, y) => x - y)
   const overhead = small[1] ?? Number.NaN
   out.push(record(ctx, { case: "async overhead", metric: "latency (limit: itself)", value: overhead, unit: "us", limit: overhead }))
   out.push(

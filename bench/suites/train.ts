@@ -44,7 +44,7 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   const backward = ranks.reduce((a, r) => a + r.backwardMs, 0) / (ranks.length * computes)
   const timeline = Simulate.simulate(schedule, { forwardTime: forward, backwardTime: backward })
   const bubble = Result.isSuccess(timeline) ? timeline.success.bubble : Number.NaN
-  ctx.log(`train: ${(seconds / measured.length * 1e3).toFixed(0)} ms/step, forward ${forward.toFixed(1)} ms, backward ${backward.toFixed(1)} ms per chunk`)
+  ctx.log(`train: ${((seconds / measured.length) * 1e3).toFixed(0)} ms/step, forward ${forward.toFixed(1)} ms, backward ${backward.toFixed(1)} ms per chunk`)
   // Threads backend: two runs of 2 and 12 steps; the difference is 10 steps without the worker
   // start-up both runs pay.
   const short = await Effect.runPromise(Train.runThreads(setup, { steps: 2 }))
@@ -60,6 +60,12 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
     record(ctx, { case: label, metric: "throughput", value: tokens / seconds, unit: "tokens/s", limit: peak / flopsPerToken }),
     record(ctx, { case: label, metric: "model FLOP/s", value: flops / seconds / 1e9, unit: "GFLOP/s", limit: peak / 1e9 }),
     record(ctx, { case: label.replace("local", "threads"), metric: "throughput", value: threadsTokens / threadsSeconds, unit: "tokens/s", limit: (2 * peak) / flopsPerToken }),
-    record(ctx, { case: `pipeline bubble, 1F1B P ${s.pp} M ${microBatches} (simulated with measured times)`, metric: "bubble", value: bubble, unit: "fraction", limit: Simulate.bubbleFraction(s.pp, vpp, microBatches) }),
+    record(ctx, {
+      case: `pipeline bubble, 1F1B P ${s.pp} M ${microBatches} (simulated with measured times)`,
+      metric: "bubble",
+      value: bubble,
+      unit: "fraction",
+      limit: Simulate.bubbleFraction(s.pp, vpp, microBatches),
+    }),
   ]
 }

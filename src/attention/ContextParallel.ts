@@ -25,11 +25,21 @@ const chunksOf = (cp: number, rank: number): readonly [number, number] => [rank,
  */
 export const checkSequence = (seq: number, cp: number, tp: number, sequenceParallel: boolean, batch = 1): void => {
   if (cp > 1 && seq % (2 * cp) !== 0) {
-    throw ConfigError.make("seq", seq, `is not divisible by 2*cp = ${2 * cp} (context parallelism cuts it into 2*cp chunks)`, `use a sequence length that is a multiple of ${2 * cp}`)
+    throw ConfigError.make(
+      "seq",
+      seq,
+      `is not divisible by 2*cp = ${2 * cp} (context parallelism cuts it into 2*cp chunks)`,
+      `use a sequence length that is a multiple of ${2 * cp}`,
+    )
   }
   const local = (seq / cp) * batch
   if (sequenceParallel && local % tp !== 0) {
-    throw ConfigError.make("seq", seq, `gives ${local} local tokens, not divisible by tp = ${tp} under sequence parallelism`, `use a sequence length whose share per cp rank times the batch is a multiple of ${tp}, or turn sequence parallelism off`)
+    throw ConfigError.make(
+      "seq",
+      seq,
+      `gives ${local} local tokens, not divisible by tp = ${tp} under sequence parallelism`,
+      `use a sequence length whose share per cp rank times the batch is a multiple of ${tp}, or turn sequence parallelism off`,
+    )
   }
 }
 
@@ -51,8 +61,7 @@ export const positions = (seq: number, cp: number, rank: number): Int32Array => 
  * Cp rank `rank`'s part of a sequence of per-position rows (row p = position p).
  * @category mapping
  */
-export const shard = <A>(sequence: ReadonlyArray<A>, cp: number, rank: number): Array<A> =>
-  Array.from(positions(sequence.length, cp, rank), (p) => sequence[p] as A)
+export const shard = <A>(sequence: ReadonlyArray<A>, cp: number, rank: number): Array<A> => Array.from(positions(sequence.length, cp, rank), (p) => sequence[p] as A)
 
 /**
  * The full sequence back from every cp rank's part (the inverse of `shard`).

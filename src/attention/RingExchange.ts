@@ -42,8 +42,9 @@ export const ringAllGather = (group: Group, x: Tensor.Tensor, tag = "ring") =>
       offset += b.size
     }
     return Autograd.resultEffect("ringAllGather", [x], out, [total, ...x.shape.slice(1)], (g) =>
-      Effect.map(Effect.flatMap(comm.issue(group, { op: "reduceScatter", tensor: g, reduce: "sum" }), (p) => p.await), (o) => [
-        Tensor.fromStorage(o.data, o.shape, { device: g.device }),
-      ]),
+      Effect.map(
+        Effect.flatMap(comm.issue(group, { op: "reduceScatter", tensor: g, reduce: "sum" }), (p) => p.await),
+        (o) => [Tensor.fromStorage(o.data, o.shape, { device: g.device })],
+      ),
     )
   })

@@ -72,12 +72,10 @@ export const check = (c: AttentionConfig): void => {
 }
 
 /** [B*S, h*D] rows -> [S, B*h*D] sequence-major rows, so a cp gather concatenates positions. */
-const toSequenceMajor = (t: Tensor.Tensor, b: number, s: number, width: number) =>
-  Shape.reshape(Shape.transpose(Shape.reshape(t, [b, s, width]), 0, 1), [s, b * width])
+const toSequenceMajor = (t: Tensor.Tensor, b: number, s: number, width: number) => Shape.reshape(Shape.transpose(Shape.reshape(t, [b, s, width]), 0, 1), [s, b * width])
 
 /** [S, B*h*D] sequence-major -> [B, S, h, D]. */
-const fromSequenceMajor = (t: Tensor.Tensor, b: number, s: number, h: number, d: number) =>
-  Shape.transpose(Shape.reshape(t, [s, b, h, d]), 0, 1)
+const fromSequenceMajor = (t: Tensor.Tensor, b: number, s: number, h: number, d: number) => Shape.transpose(Shape.reshape(t, [s, b, h, d]), 0, 1)
 
 /**
  * The layer's forward; backward flows through autograd (collectives included).

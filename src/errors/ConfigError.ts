@@ -32,8 +32,7 @@ export class ConfigError extends Data.TaggedError("ConfigError")<{
  * Builds a ConfigError (a shorthand that reads well at the many call sites).
  * @category constructors
  */
-export const make = (field: string, value: unknown, reason: string, fix: string): ConfigError =>
-  new ConfigError({ field, value, reason, fix })
+export const make = (field: string, value: unknown, reason: string, fix: string): ConfigError => new ConfigError({ field, value, reason, fix })
 
 /**
  * Whether a value is a ConfigError.
@@ -41,5 +40,4 @@ export const make = (field: string, value: unknown, reason: string, fix: string)
  */
 export const isConfigError = (u: unknown): u is ConfigError => u instanceof ConfigError
 
-const formatValue = (value: unknown): string =>
-  typeof value === "string" ? JSON.stringify(value) : String(value)
+const formatValue = (value: unknown): string => (typeof value === "string" ? JSON.stringify(value) : String(value))

@@ -14,23 +14,7 @@ import * as RankGrid from "./RankGrid.js"
  * The family names, in output order.
  * @category models
  */
-export const familyNames = [
-  "tp",
-  "cp",
-  "dp",
-  "pp",
-  "dp-cp",
-  "tp-cp",
-  "tp-pp",
-  "tp-dp",
-  "tp-dp-cp",
-  "etp",
-  "ep",
-  "edp",
-  "etp-ep",
-  "etp-ep-pp",
-  "embedding",
-] as const
+export const familyNames = ["tp", "cp", "dp", "pp", "dp-cp", "tp-cp", "tp-pp", "tp-dp", "tp-dp-cp", "etp", "ep", "edp", "etp-ep", "etp-ep-pp", "embedding"] as const
 
 /**
  * A family name.

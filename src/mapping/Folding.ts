@@ -137,15 +137,13 @@ export const places = (fold: Fold): Array<RankPlace> => {
  * The MoE coordinates of the rank at the given attention coordinates: the fold itself.
  * @category mapping
  */
-export const foldToExpert = (fold: Fold, c: DenseCoordinates): ExpertCoordinates =>
-  expertCoordinates(fold, rankOfDense(fold, c))
+export const foldToExpert = (fold: Fold, c: DenseCoordinates): ExpertCoordinates => expertCoordinates(fold, rankOfDense(fold, c))
 
 /**
  * The attention coordinates of the rank at the given MoE coordinates: the inverse fold.
  * @category mapping
  */
-export const unfoldToDense = (fold: Fold, c: ExpertCoordinates): DenseCoordinates =>
-  denseCoordinates(fold, rankOfExpert(fold, c))
+export const unfoldToDense = (fold: Fold, c: ExpertCoordinates): DenseCoordinates => denseCoordinates(fold, rankOfExpert(fold, c))
 
 /**
  * The next rank in `rank`'s pipeline group (wraps around, as the reference does).
@@ -176,5 +174,4 @@ export const isFirstStage = (fold: Fold, rank: number): boolean => RankGrid.coor
  * Whether `rank` is in the last pipeline stage.
  * @category guards
  */
-export const isLastStage = (fold: Fold, rank: number): boolean =>
-  RankGrid.coordinate(fold.dense, rank, "pp") === fold.config.sizes.pp - 1
+export const isLastStage = (fold: Fold, rank: number): boolean => RankGrid.coordinate(fold.dense, rank, "pp") === fold.config.sizes.pp - 1

@@ -60,5 +60,4 @@ export const format = (order: Order): string => order.written.join("-")
  * Whether the written order ends with the pipeline axis (or leaves it out, which puts it last).
  * @category mapping
  */
-export const endsWithPp = (order: Order): boolean =>
-  order.written[order.written.length - 1] === "pp" || !order.written.includes("pp")
+export const endsWithPp = (order: Order): boolean => order.written[order.written.length - 1] === "pp" || !order.written.includes("pp")

@@ -66,8 +66,7 @@ export interface ParallelConfig {
 const maxWorld = 1 << 22
 
 /** The size of a token's axis in the dense grid (ep has size 1 there). */
-const denseSize = (sizes: Sizes, token: OrderToken): number =>
-  token === "ep" ? 1 : sizes[token]
+const denseSize = (sizes: Sizes, token: OrderToken): number => (token === "ep" ? 1 : sizes[token])
 
 /** The size of a token's axis in the expert grid (cp has size 1 there; tp is etp, dp is edp). */
 const expertSize = (sizes: Sizes, token: OrderToken): number => {
@@ -87,21 +86,15 @@ const expertSize = (sizes: Sizes, token: OrderToken): number => {
  * The dense (attention) grid of a configuration.
  * @category constructors
  */
-export const denseGrid = (config: ParallelConfig): RankGrid.RankGrid =>
-  RankGrid.make("dense", config.order.full, (t) => denseSize(config.sizes, t))
+export const denseGrid = (config: ParallelConfig): RankGrid.RankGrid => RankGrid.make("dense", config.order.full, (t) => denseSize(config.sizes, t))
 
 /**
  * The expert (MoE) grid of a configuration.
  * @category constructors
  */
-export const expertGrid = (config: ParallelConfig): RankGrid.RankGrid =>
-  RankGrid.make("expert", config.order.full, (t) => expertSize(config.sizes, t))
+export const expertGrid = (config: ParallelConfig): RankGrid.RankGrid => RankGrid.make("expert", config.order.full, (t) => expertSize(config.sizes, t))
 
-const positiveInteger = (
-  field: string,
-  value: number | undefined,
-  fallback: number | undefined,
-): Result.Result<number, ConfigError.ConfigError> => {
+const positiveInteger = (field: string, value: number | undefined, fallback: number | undefined): Result.Result<number, ConfigError.ConfigError> => {
   const v = value ?? fallback
   if (v === undefined) {
     return Result.fail(ConfigError.make(field, undefined, "is required", `pass --${field} N with N a positive integer`))
@@ -138,9 +131,7 @@ export const validate = (input: ParallelInput): Result.Result<ParallelConfig, Co
     const etp = yield* positiveInteger("etp", input.etp, tp)
     const vpp = input.vpp === undefined ? undefined : yield* positiveInteger("vpp", input.vpp, undefined)
     if (world > maxWorld) {
-      return yield* Result.fail(
-        ConfigError.make("world", world, `is larger than the ${maxWorld} ranks pleat lays out`, `use a world of at most ${maxWorld}`),
-      )
+      return yield* Result.fail(ConfigError.make("world", world, `is larger than the ${maxWorld} ranks pleat lays out`, `use a world of at most ${maxWorld}`))
     }
 
     const dense = tp * cp * pp
@@ -176,12 +167,7 @@ export const validate = (input: ParallelInput): Result.Result<ParallelConfig, Co
       if (size > 1) {
         const which = token === "tp" ? "tp/etp" : token === "dp" ? "dp/edp" : token
         return yield* Result.fail(
-          ConfigError.make(
-            "order",
-            text,
-            `leaves out '${token}' although ${which} has size ${size}`,
-            `add '${token}' to the order, e.g. ${Order.defaultOrder}`,
-          ),
+          ConfigError.make("order", text, `leaves out '${token}' although ${which} has size ${size}`, `add '${token}' to the order, e.g. ${Order.defaultOrder}`),
         )
       }
     }
@@ -219,9 +205,7 @@ export const validate = (input: ParallelInput): Result.Result<ParallelConfig, Co
       )
     }
     if (vpp !== undefined && pp <= 1) {
-      return yield* Result.fail(
-        ConfigError.make("vpp", vpp, `needs pipeline parallelism but pp is ${pp}`, "set --pp to 2 or more, or leave out --vpp"),
-      )
+      return yield* Result.fail(ConfigError.make("vpp", vpp, `needs pipeline parallelism but pp is ${pp}`, "set --pp to 2 or more, or leave out --vpp"))
     }
     return config
   })
@@ -234,8 +218,7 @@ export const validate = (input: ParallelInput): Result.Result<ParallelConfig, Co
  * checks this against the full lists).
  */
 const samePipelineGroups = (config: ParallelConfig): boolean =>
-  config.sizes.pp === 1 ||
-  RankGrid.axis(denseGrid(config), "pp").stride === RankGrid.axis(expertGrid(config), "pp").stride
+  config.sizes.pp === 1 || RankGrid.axis(denseGrid(config), "pp").stride === RankGrid.axis(expertGrid(config), "pp").stride
 
 /**
  * Validates or throws the ConfigError: for scripts and tests that know their input is good.

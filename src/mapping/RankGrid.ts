@@ -41,11 +41,7 @@ export interface RankGrid {
  * The sizes must multiply to `world` (ParallelConfig guarantees it).
  * @category constructors
  */
-export const make = (
-  kind: GridKind,
-  tokens: ReadonlyArray<OrderToken>,
-  sizeOf: (token: OrderToken) => number,
-): RankGrid => {
+export const make = (kind: GridKind, tokens: ReadonlyArray<OrderToken>, sizeOf: (token: OrderToken) => number): RankGrid => {
   let stride = 1
   const axes: Array<GridAxis> = []
   for (const token of tokens) {
@@ -159,16 +155,14 @@ export const groups = (grid: RankGrid, names: ReadonlyArray<AxisName>): Array<Ar
  * The index of the group over `names` that holds `rank`, in the order of `groups`.
  * @category mapping
  */
-export const groupIndex = (grid: RankGrid, rank: number, names: ReadonlyArray<AxisName>): number =>
-  indexOf(split(grid, names).unmasked, rank)
+export const groupIndex = (grid: RankGrid, rank: number, names: ReadonlyArray<AxisName>): number => indexOf(split(grid, names).unmasked, rank)
 
 /**
  * The group-local rank of `rank` in its group over `names`: its position in that group.
  * Example: in the expert grid the etp-ep group-local rank is etp + ETP * ep.
  * @category mapping
  */
-export const localRank = (grid: RankGrid, rank: number, names: ReadonlyArray<AxisName>): number =>
-  indexOf(split(grid, names).masked, rank)
+export const localRank = (grid: RankGrid, rank: number, names: ReadonlyArray<AxisName>): number => indexOf(split(grid, names).masked, rank)
 
 /**
  * The group over `names` that holds `rank`.

@@ -64,13 +64,17 @@ export const run = (input: Dispatcher.DispatchInput) =>
           chunkSizes.push(count(m, s, myEp * local + l))
           key.push([l, m, s])
         }
-    const order = key.map((_, i) => i).sort((a, b) => {
-      const [la, ma, sa] = key[a] as [number, number, number]
-      const [lb, mb, sb] = key[b] as [number, number, number]
-      return la - lb || ma - mb || sa - sb
-    })
+    const order = key
+      .map((_, i) => i)
+      .sort((a, b) => {
+        const [la, ma, sa] = key[a] as [number, number, number]
+        const [lb, mb, sb] = key[b] as [number, number, number]
+        return la - lb || ma - mb || sa - sb
+      })
     const sorted = Permute.sortChunksByIndex(gathered, chunkSizes, order).output
-    const rowsPerLocalExpert = Array.from({ length: local }, (_, l) => order.filter((c) => (key[c] as [number, number, number])[0] === l).reduce((acc, c) => acc + (chunkSizes[c] as number), 0))
+    const rowsPerLocalExpert = Array.from({ length: local }, (_, l) =>
+      order.filter((c) => (key[c] as [number, number, number])[0] === l).reduce((acc, c) => acc + (chunkSizes[c] as number), 0),
+    )
 
     // 6. Experts on expert-major rows; the prob column is split off and applied before fc2.
     const [expertRows, expertProbs] = split(sorted, [h, 1], 1) as [Tensor.Tensor, Tensor.Tensor]

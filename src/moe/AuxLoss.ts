@@ -206,9 +206,7 @@ export const seqAuxLoss = (scores: Tensor.Tensor, routingMap: RoutingMap.Routing
   const perBatch = switchLoadBalancingLoss(view, tpe, s * groupSizeOf(options), options.topk, e, options.coeff)
   const out = DType.allocate(scores.dtype, 1)
   out[0] = (perBatch.data[0] as number) / b
-  return Autograd.result("seqAuxLossMean", [perBatch], out, [], (g) => [
-    Tensor.fromArray([(g.data[0] as number) / b], [], { dtype: g.dtype, device: g.device }),
-  ])
+  return Autograd.result("seqAuxLossMean", [perBatch], out, [], (g) => [Tensor.fromArray([(g.data[0] as number) / b], [], { dtype: g.dtype, device: g.device })])
 }
 
 /**
@@ -248,8 +246,7 @@ export const addGlobalCounts = (acc: GlobalCounts, tpe: ArrayLike<number>): Glob
  * The running mean the global loss uses: sum / steps (0 before any step).
  * @category mapping
  */
-const meanGlobalCounts = (acc: GlobalCounts): Array<number> =>
-  acc.tokensPerExpert.map((c) => (acc.steps === 0 ? 0 : c / acc.steps))
+const meanGlobalCounts = (acc: GlobalCounts): Array<number> => acc.tokensPerExpert.map((c) => (acc.steps === 0 ? 0 : c / acc.steps))
 
 /**
  * `global_aux_loss` (2.1.3): the switch loss with the running-mean counts of `counts` (this

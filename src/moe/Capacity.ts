@@ -34,8 +34,7 @@ export const getCapacity = (numTokens: number, numExperts: number, capacityFacto
  * The router's capacity (2.2.6): getCapacity(T * K, E, capacityFactor).
  * @category mapping
  */
-export const routerCapacity = (numTokens: number, topk: number, numExperts: number, capacityFactor: number): number =>
-  getCapacity(numTokens * topk, numExperts, capacityFactor)
+export const routerCapacity = (numTokens: number, topk: number, numExperts: number, capacityFactor: number): number => getCapacity(numTokens * topk, numExperts, capacityFactor)
 
 /**
  * Whether a capacity factor means "no dropping": null, undefined, or negative (2.8).

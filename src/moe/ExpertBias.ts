@@ -36,7 +36,10 @@ const step = (bias: ReadonlyArray<number>, counts: ReadonlyArray<number>, rate: 
  * @category combinators
  */
 export const update = (state: ExpertBias, tpDpCp: Group, rate = 1e-3) =>
-  Effect.map(Comm.allReduce(tpDpCp, Tensor.fromArray(state.counts, [1, state.counts.length], { dtype: "float64" })), (summed): ExpertBias => ({
-    bias: step(state.bias, Array.from(summed.data), rate),
-    counts: new Array(state.counts.length).fill(0),
-  }))
+  Effect.map(
+    Comm.allReduce(tpDpCp, Tensor.fromArray(state.counts, [1, state.counts.length], { dtype: "float64" })),
+    (summed): ExpertBias => ({
+      bias: step(state.bias, Array.from(summed.data), rate),
+      counts: new Array(state.counts.length).fill(0),
+    }),
+  )

@@ -118,7 +118,15 @@ export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, grou
       const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
       const summed = yield* Comm.allReduce(g.tpDpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))
       g.state.counts = AuxLoss.addGlobalCounts(g.state.counts, summed.data)
-      loss = add(loss, AuxLoss.globalAuxLoss(routed.scores, routed.auxRoutingMap, { topk: config.router.topk, coeff: config.auxLossCoeff as number, counts: g.state.counts, groupSize: g.tpDpCp.ranks.length }))
+      loss = add(
+        loss,
+        AuxLoss.globalAuxLoss(routed.scores, routed.auxRoutingMap, {
+          topk: config.router.topk,
+          coeff: config.auxLossCoeff as number,
+          counts: g.state.counts,
+          groupSize: g.tpDpCp.ranks.length,
+        }),
+      )
     } else if ((config.auxLossCoeff ?? 0) !== 0 && config.auxLossType === "seq_aux_loss") {
       loss = add(loss, yield* seqAuxLoss(routed.scores, routed.auxRoutingMap, config))
     } else if ((config.auxLossCoeff ?? 0) !== 0) {
@@ -144,7 +152,8 @@ const seqAuxLoss = (scores: Tensor.Tensor, map: RoutingMap.RoutingMap, config: M
     const e = config.numExperts
     const t = map.numTokens
     const local = new Float64Array(seq.count * e)
-    for (let r = 0; r < t; r++) for (let x = 0; x < e; x++) if (map.mask[r * e + x] === 1) local[(seq.ofRow[r] as number) * e + x] = (local[(seq.ofRow[r] as number) * e + x] as number) + 1
+    for (let r = 0; r < t; r++)
+      for (let x = 0; x < e; x++) if (map.mask[r * e + x] === 1) local[(seq.ofRow[r] as number) * e + x] = (local[(seq.ofRow[r] as number) * e + x] as number) + 1
     const counts = config.tpCp === undefined ? local : (yield* Comm.allReduce(config.tpCp, Tensor.fromStorage(local, [1, local.length]))).data
     const scale = ((config.auxLossCoeff as number) * e) / (config.router.topk * seq.length * seq.length * seq.count)
     const w = Tensor.zeros([t, e], { dtype: scores.dtype })

@@ -112,12 +112,7 @@ const asIndex = (index: ArrayLike<number>): Int32Array => (index instanceof Int3
  * Scatter-adds permuted rows back to their tokens, optionally weighted by `weights` [N].
  * @category combinators
  */
-export const unpermute = (
-  permuted: Tensor.Tensor,
-  sortedIndices: ArrayLike<number>,
-  numTokens: number,
-  weights?: Tensor.Tensor,
-): Tensor.Tensor => {
+export const unpermute = (permuted: Tensor.Tensor, sortedIndices: ArrayLike<number>, numTokens: number, weights?: Tensor.Tensor): Tensor.Tensor => {
   const n = permuted.shape[0]
   if (n === undefined || sortedIndices.length !== n) {
     throw TensorError.shape("unpermute", `${sortedIndices.length} indices for permuted rows ${TensorError.formatShape(permuted.shape)}`)

@@ -81,8 +81,19 @@ export interface Output {
  * @category configuration
  */
 const caseKeys = [
-  "numExperts", "topk", "scoreFunction", "preSoftmax", "capacityFactor", "dropPolicy", "padToCapacity",
-  "numGroups", "groupTopk", "scalingFactor", "expertBias", "logits", "tokens",
+  "numExperts",
+  "topk",
+  "scoreFunction",
+  "preSoftmax",
+  "capacityFactor",
+  "dropPolicy",
+  "padToCapacity",
+  "numGroups",
+  "groupTopk",
+  "scalingFactor",
+  "expertBias",
+  "logits",
+  "tokens",
 ] as const
 
 /** A value shown in an error as written (arrays and objects as short JSON, not quoted). */
@@ -190,8 +201,19 @@ export const decode = (json: unknown): Case => {
     throw ConfigError.make("tokens", tokens.length, `rows, but logits has ${logits.length} rows`, "give one tokens row per logits row")
   }
   return {
-    numExperts, topk, scoreFunction, preSoftmax, capacityFactor, dropPolicy, padToCapacity,
-    numGroups, groupTopk, scalingFactor, expertBias, logits, tokens,
+    numExperts,
+    topk,
+    scoreFunction,
+    preSoftmax,
+    capacityFactor,
+    dropPolicy,
+    padToCapacity,
+    numGroups,
+    groupTopk,
+    scalingFactor,
+    expertBias,
+    logits,
+    tokens,
   }
 }
 

@@ -217,8 +217,7 @@ const selectionScores = (logits: Tensor.Tensor, options: RouterOptions): Float64
  * the lower index.
  * @category mapping
  */
-const topkIndices = (scores: Float64Array, rows: number, cols: number, k: number): Int32Array =>
-  topk(Tensor.fromStorage(scores, [rows, cols]), k).indices
+const topkIndices = (scores: Float64Array, rows: number, cols: number, k: number): Int32Array => topk(Tensor.fromStorage(scores, [rows, cols]), k).indices
 
 /**
  * Group-limited top-k (2.2.4): keep the top `groupTopk` of `numGroups` groups per row (group
@@ -226,14 +225,7 @@ const topkIndices = (scores: Float64Array, rows: number, cols: number, k: number
  * kept groups. Needs k <= groupTopk * cols / numGroups (see `check`).
  * @category mapping
  */
-const groupLimitedTopk = (
-  scores: Float64Array,
-  rows: number,
-  cols: number,
-  k: number,
-  numGroups: number,
-  groupTopk: number,
-): Int32Array => {
+const groupLimitedTopk = (scores: Float64Array, rows: number, cols: number, k: number, numGroups: number, groupTopk: number): Int32Array => {
   const per = cols / numGroups
   const best = Math.floor(k / groupTopk)
   // [rows * G, per] view: the top `best` of each group, summed best first.
@@ -270,8 +262,7 @@ export const select = (logits: Tensor.Tensor, options: RouterOptions): Int32Arra
 
 type Mode = "pre" | "post" | "sigmoid"
 
-const modeOf = (options: RouterOptions): Mode =>
-  options.scoreFunction === "sigmoid" ? "sigmoid" : options.preSoftmax === true ? "pre" : "post"
+const modeOf = (options: RouterOptions): Mode => (options.scoreFunction === "sigmoid" ? "sigmoid" : options.preSoftmax === true ? "pre" : "post")
 
 /**
  * The dense probs [T, E] of the given selection (the reference's precomputed-indices path,

@@ -140,8 +140,7 @@ export const and = (a: RoutingMap, b: RoutingMap): RoutingMap => {
  * The map as a 0/1 tensor `[T, E]` (no tape: a constant).
  * @category mapping
  */
-export const toTensor = (map: RoutingMap, dtype: DType.DType = "float64"): Tensor.Tensor =>
-  Tensor.fromArray(map.mask, [map.numTokens, map.numExperts], { dtype })
+export const toTensor = (map: RoutingMap, dtype: DType.DType = "float64"): Tensor.Tensor => Tensor.fromArray(map.mask, [map.numTokens, map.numExperts], { dtype })
 
 /**
  * The map as nested rows of 0/1: `[T][E]`.

@@ -154,7 +154,6 @@ export interface OpenBlasStatus {
   readonly detail: string
 }
 
-
 /**
  * `y[i] += a * x[i]` in place. x and y must have the same element type and length; they may be
  * the same view but must not otherwise overlap.
@@ -215,9 +214,7 @@ export const setThreads = (n: number): number => addon().setThreads(n)
  */
 export const threads = (): number => addon().threads()
 
-const matmulTuple = (p: MatmulArgs): MatmulTuple => [
-  p.a, p.b, p.out, p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.accumulate,
-]
+const matmulTuple = (p: MatmulArgs): MatmulTuple => [p.a, p.b, p.out, p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.accumulate]
 
 /**
  * Below this many FLOPs a kernel should run synchronously; from here on the async variant pays.
@@ -263,38 +260,28 @@ export const matmulAsync = (p: MatmulArgs): Promise<void> => addon().matmulAsync
  * An index outside src's rows throws RangeError naming it.
  * @category kernels
  */
-export const gatherRows = (src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void =>
-  addon().gatherRows(src, index, out, cols)
+export const gatherRows = (src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void => addon().gatherRows(src, index, out, cols)
 
 /**
  * out[index[i], :] += src[i, :] in increasing i (bit-identical to that sequential loop whatever
  * the ISA and thread count); src has index.length * cols elements.
  * @category kernels
  */
-export const scatterAddRows = (src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void =>
-  addon().scatterAddRows(src, index, out, cols)
+export const scatterAddRows = (src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void => addon().scatterAddRows(src, index, out, cols)
 
 /**
  * Row softmax (max-subtracted, sum in float64). out may be x itself but no other overlap.
  * @category kernels
  */
-export const softmaxRows = (x: Float32Array, out: Float32Array, rows: number, cols: number): void =>
-  addon().softmaxRows(x, out, rows, cols)
+export const softmaxRows = (x: Float32Array, out: Float32Array, rows: number, cols: number): void => addon().softmaxRows(x, out, rows, cols)
 
 /**
  * RMSNorm rows: rstd[r] = 1 / sqrt(mean(x[r, :]^2) + eps) (float64 math), out = x * rstd * weight.
  * `rstd` (rows entries) may be Float32Array or Float64Array.
  * @category kernels
  */
-export const rmsnormRows = (
-  x: Float32Array,
-  weight: Float32Array,
-  out: Float32Array,
-  rstd: FloatArray,
-  rows: number,
-  cols: number,
-  eps: number,
-): void => addon().rmsnormRows(x, weight, out, rstd, rows, cols, eps)
+export const rmsnormRows = (x: Float32Array, weight: Float32Array, out: Float32Array, rstd: FloatArray, rows: number, cols: number, eps: number): void =>
+  addon().rmsnormRows(x, weight, out, rstd, rows, cols, eps)
 
 /**
  * out[i] = gate[i] * sigmoid(gate[i]) * up[i]; out may be gate or up itself.
@@ -327,15 +314,13 @@ export const attention = (p: AttentionArgs): void => addon().attention(p.q, p.k,
  * settles.
  * @category kernels
  */
-export const attentionAsync = (p: AttentionArgs): Promise<void> =>
-  addon().attentionAsync(p.q, p.k, p.v, p.out, p.lse ?? null, ...dims(p))
+export const attentionAsync = (p: AttentionArgs): Promise<void> => addon().attentionAsync(p.q, p.k, p.v, p.out, p.lse ?? null, ...dims(p))
 
 /**
  * Attention backward (probabilities recomputed from lse; delta_i = gradOut_i . out_i).
  * @category kernels
  */
-export const attentionBackward = (p: AttentionBackwardArgs): void =>
-  addon().attentionBackward(p.q, p.k, p.v, p.out, p.gradOut, p.lse, p.gradQ, p.gradK, p.gradV, ...dims(p))
+export const attentionBackward = (p: AttentionBackwardArgs): void => addon().attentionBackward(p.q, p.k, p.v, p.out, p.gradOut, p.lse, p.gradQ, p.gradK, p.gradV, ...dims(p))
 
 /**
  * Whether libopenblas.so.0 loaded (bench comparisons only).

@@ -32,9 +32,7 @@ export interface CpuAddon {
   swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void
   attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: FloatArray | null, ...dims: Dims): void
   attentionAsync(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: FloatArray | null, ...dims: Dims): Promise<void>
-  attentionBackward(
-    ...args: [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, FloatArray, Float32Array, Float32Array, Float32Array, ...Dims]
-  ): void
+  attentionBackward(...args: [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, FloatArray, Float32Array, Float32Array, Float32Array, ...Dims]): void
   openblasStatus(): OpenBlasStatus
   openblasMatmul(...args: MatmulTuple): void
   openblasSetThreads(n: number): boolean

@@ -13,9 +13,7 @@ import * as Addon from "./Addon.js"
  * Whether the CUDA addon can run kernels here, and if not, why.
  * @category models
  */
-export type CudaStatus =
-  | { readonly available: false; readonly reason: "no device" | "not built"; readonly detail: string }
-  | { readonly available: true; readonly devices: number }
+export type CudaStatus = { readonly available: false; readonly reason: "no device" | "not built"; readonly detail: string } | { readonly available: true; readonly devices: number }
 
 /**
  * What the CUDA runtime reports about this machine.

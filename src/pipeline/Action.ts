@@ -119,8 +119,7 @@ export const isRecv = (a: Action): a is Recv => a._tag === "recvForward" || a._t
 export const isSend = (a: Action): a is Send => a._tag === "sendForward" || a._tag === "sendBackward"
 
 /** The direction a receive or send moves its tensor. */
-export const directionOf = (a: Recv | Send): Direction =>
-  a._tag === "recvForward" || a._tag === "sendForward" ? "forward" : "backward"
+export const directionOf = (a: Recv | Send): Direction => (a._tag === "recvForward" || a._tag === "sendForward" ? "forward" : "backward")
 
 /**
  * A short text for an action, in the reference docs' notation for computes: `F3c1` is the forward

@@ -237,10 +237,7 @@ export const check = (input: CheckInput, options?: CheckOptions): Result.Result<
         const n = st.backwardCount[a.chunk] ?? 0
         const oldest = st.forwardOrder[a.chunk]?.[n]
         if (fifo && oldest !== a.microBatch) {
-          return invalid(
-            `${where} runs the backward of micro-batch ${a.microBatch}, but its oldest saved forward is ` +
-              `micro-batch ${oldest} (saved activations are a FIFO)`,
-          )
+          return invalid(`${where} runs the backward of micro-batch ${a.microBatch}, but its oldest saved forward is micro-batch ${oldest} (saved activations are a FIFO)`)
         }
         st.backwardCount[a.chunk] = n + 1
         st.backwarded.add(key)
@@ -328,9 +325,7 @@ export const format = (e: CheckError): string => {
         `but the next message on that link is ${item(e.arrived)}, sent at ${at(e.sender)}`
       )
     case "Deadlock": {
-      const lines = e.blocked.map(
-        (b) => `${at(b.at)} waits on rank ${b.waitsOn}${b.waitsOnFinished ? ", which has finished without sending it" : ""}`,
-      )
+      const lines = e.blocked.map((b) => `${at(b.at)} waits on rank ${b.waitsOn}${b.waitsOnFinished ? ", which has finished without sending it" : ""}`)
       const cycle = e.cycle.length > 0 ? `; cycle ${[...e.cycle, e.cycle[0]].join(" -> ")}` : ""
       return `deadlock: ${lines.join("; ")}${cycle}`
     }

@@ -141,15 +141,13 @@ export const isLastStage = (s: Stages, stage: number): boolean => stage === stag
  * The stage that receives this stage's activations, or undefined after the last stage.
  * @category topology
  */
-export const next = (s: Stages, stage: number): Place | undefined =>
-  isLastStage(s, stage) ? undefined : holder(s, stage + 1)
+export const next = (s: Stages, stage: number): Place | undefined => (isLastStage(s, stage) ? undefined : holder(s, stage + 1))
 
 /**
  * The stage this stage receives its activations from, or undefined before the first stage.
  * @category topology
  */
-export const prev = (s: Stages, stage: number): Place | undefined =>
-  stage === 0 ? undefined : holder(s, stage - 1)
+export const prev = (s: Stages, stage: number): Place | undefined => (stage === 0 ? undefined : holder(s, stage - 1))
 
 /**
  * The layers of chunk `chunk` on pp rank `pp`.
@@ -170,9 +168,7 @@ export const stageOf = (part: Partition, layer: number): number => {
 }
 
 const positive = (field: string, value: number): Result.Result<number, ConfigError.ConfigError> =>
-  Number.isSafeInteger(value) && value >= 1
-    ? Result.succeed(value)
-    : Result.fail(ConfigError.make(field, value, "is not a positive integer", `set ${field} to 1, 2, 3, ...`))
+  Number.isSafeInteger(value) && value >= 1 ? Result.succeed(value) : Result.fail(ConfigError.make(field, value, "is not a positive integer", `set ${field} to 1, 2, 3, ...`))
 
 /** Indices out of range are programming errors, not configuration errors. */
 const checkIndex = (what: string, i: number, size: number): void => {

@@ -65,9 +65,7 @@ export const validate = (input: ScheduleInput): Result.Result<Plan, ConfigError.
     const groupSize = given === undefined ? undefined : yield* positive("microbatchGroupSize", given)
     const forwardOnly = input.forwardOnly ?? false
     if (vpp !== undefined && pp <= 1) {
-      return yield* Result.fail(
-        ConfigError.make("vpp", vpp, `needs pipeline parallelism but pp is ${pp}`, "set pp to 2 or more, or leave out vpp"),
-      )
+      return yield* Result.fail(ConfigError.make("vpp", vpp, `needs pipeline parallelism but pp is ${pp}`, "set pp to 2 or more, or leave out vpp"))
     }
     if (groupSize !== undefined && vpp === undefined) {
       return yield* Result.fail(
@@ -90,12 +88,7 @@ export const validate = (input: ScheduleInput): Result.Result<Plan, ConfigError.
  * The reference's two interleaving conditions (semantics.md 3.4), with its wording (the two
  * pieces of the first message are joined with the space the reference forgot, 6.4).
  */
-const checkGroupSize = (
-  pp: number,
-  m: number,
-  n: number,
-  nGiven: boolean,
-): Result.Result<void, ConfigError.ConfigError> => {
+const checkGroupSize = (pp: number, m: number, n: number, nGiven: boolean): Result.Result<void, ConfigError.ConfigError> => {
   const reference = `the number of contiguous micro-batches in a virtual pipeline stage should range in [PP=${pp}, M=${m}]`
   if (n > m || n < pp) {
     if (!nGiven) {
@@ -148,14 +141,7 @@ export const oneFOneBPhases = (pp: number, rank: number, microBatches: number, f
  * forward-only), remaining = total - W steady steps, then the W outstanding backwards.
  * @category formulas
  */
-export const interleavedPhases = (
-  pp: number,
-  vpp: number,
-  rank: number,
-  microBatches: number,
-  groupSize: number,
-  forwardOnly = false,
-): Phases => {
+export const interleavedPhases = (pp: number, vpp: number, rank: number, microBatches: number, groupSize: number, forwardOnly = false): Phases => {
   const total = microBatches * vpp
   const warmup = forwardOnly ? total : Math.min((pp - rank - 1) * 2 + (vpp - 1) * groupSize, total)
   return { warmup, steady: total - warmup, cooldown: forwardOnly ? 0 : warmup }
@@ -191,6 +177,4 @@ export const make = (input: ScheduleInput): Plan => {
 }
 
 const positive = (field: string, value: number): Result.Result<number, ConfigError.ConfigError> =>
-  Number.isSafeInteger(value) && value >= 1
-    ? Result.succeed(value)
-    : Result.fail(ConfigError.make(field, value, "is not a positive integer", `set ${field} to 1, 2, 3, ...`))
+  Number.isSafeInteger(value) && value >= 1 ? Result.succeed(value) : Result.fail(ConfigError.make(field, value, "is not a positive integer", `set ${field} to 1, 2, 3, ...`))

@@ -29,8 +29,7 @@ export interface Options {
  * Validates the input and builds the schedule the reference would run.
  * @category constructors
  */
-export const validate = (input: Plan.ScheduleInput): Result.Result<Schedule, ConfigError.ConfigError> =>
-  Result.map(Plan.validate(input), build)
+export const validate = (input: Plan.ScheduleInput): Result.Result<Schedule, ConfigError.ConfigError> => Result.map(Plan.validate(input), build)
 
 /**
  * Like validate, but throws the ConfigError.
@@ -58,8 +57,7 @@ const build = (plan: Plan.Plan): Schedule => {
  * ConfigError when microBatches is not a positive integer.
  * @category constructors
  */
-export const noPipelining = (microBatches: number, options?: Options): Schedule =>
-  make({ pp: 1, microBatches, forwardOnly: options?.forwardOnly })
+export const noPipelining = (microBatches: number, options?: Options): Schedule => make({ pp: 1, microBatches, forwardOnly: options?.forwardOnly })
 
 /**
  * Non-interleaved 1F1B on `pp` ranks (pp = 1 gives the no-pipelining order). Throws a
@@ -74,10 +72,5 @@ export const oneFOneB = (pp: number, microBatches: number, options?: Options): S
  * a ConfigError when pp = 1 or the reference's N / M conditions fail.
  * @category constructors
  */
-export const interleaved = (
-  pp: number,
-  vpp: number,
-  microBatches: number,
-  microbatchGroupSize?: number,
-  options?: Options,
-): Schedule => make({ pp, vpp, microBatches, microbatchGroupSize, forwardOnly: options?.forwardOnly })
+export const interleaved = (pp: number, vpp: number, microBatches: number, microbatchGroupSize?: number, options?: Options): Schedule =>
+  make({ pp, vpp, microBatches, microbatchGroupSize, forwardOnly: options?.forwardOnly })

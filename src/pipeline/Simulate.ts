@@ -54,8 +54,7 @@ export interface Timeline {
  * The theoretical bubble fraction (P - 1) / (V*M + P - 1).
  * @category formulas
  */
-export const bubbleFraction = (pp: number, vpp: number, microBatches: number): number =>
-  (pp - 1) / (vpp * microBatches + pp - 1)
+export const bubbleFraction = (pp: number, vpp: number, microBatches: number): number => (pp - 1) / (vpp * microBatches + pp - 1)
 
 /**
  * Times a schedule. Fails with the checker's diagnosis when the schedule cannot run; throws a

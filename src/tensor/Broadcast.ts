@@ -46,10 +46,7 @@ export const plan = (op: string, a: ReadonlyArray<number>, b: ReadonlyArray<numb
     const da = a[a.length - rank + i] ?? 1
     const db = b[b.length - rank + i] ?? 1
     if (da !== db && da !== 1 && db !== 1) {
-      throw TensorError.shape(
-        op,
-        `cannot broadcast ${TensorError.formatShape(a)} with ${TensorError.formatShape(b)}: dim ${i - rank} is ${da} vs ${db}`,
-      )
+      throw TensorError.shape(op, `cannot broadcast ${TensorError.formatShape(a)} with ${TensorError.formatShape(b)}: dim ${i - rank} is ${da} vs ${db}`)
     }
     shape[i] = da === 1 ? db : da
   }
@@ -90,12 +87,7 @@ export const plan = (op: string, a: ReadonlyArray<number>, b: ReadonlyArray<numb
  * Sums `grad` (of the broadcast output shape) down to `shape`: the adjoint of broadcasting.
  * @category mapping
  */
-export const reduceTo = (
-  grad: Float32Array | Float64Array,
-  outShape: ReadonlyArray<number>,
-  shape: ReadonlyArray<number>,
-  out: Float32Array | Float64Array,
-): void => {
+export const reduceTo = (grad: Float32Array | Float64Array, outShape: ReadonlyArray<number>, shape: ReadonlyArray<number>, out: Float32Array | Float64Array): void => {
   const p = plan("broadcast-backward", outShape, shape)
   const index = p.indexB
   out.fill(0)

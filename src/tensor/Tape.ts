@@ -146,10 +146,12 @@ export class Tape {
             this.#pausedDepth++
             return node.backwardEffect(g).pipe(
               Effect.ensuring(Effect.sync(() => void this.#pausedDepth--)),
-              Effect.flatMap((grads) => Effect.suspend(() => {
-                this.noGrad(() => pass.give(node, grads))
-                return step(next)
-              })),
+              Effect.flatMap((grads) =>
+                Effect.suspend(() => {
+                  this.noGrad(() => pass.give(node, grads))
+                  return step(next)
+                }),
+              ),
             )
           }
           this.noGrad(() => pass.give(node, node.backward(g)))
@@ -208,8 +210,7 @@ export class Tape {
  */
 export const make = (options: TapeOptions = {}): Tape => new Tape(options)
 
-const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean =>
-  a.length === b.length && a.every((d, i) => d === b[i])
+const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean => a.length === b.length && a.every((d, i) => d === b[i])
 
 /** acc += g elementwise (acc is owned by the caller). */
 const addInto = (acc: Tensor.Tensor, g: Tensor.Tensor): Tensor.Tensor => {

@@ -44,15 +44,7 @@ export interface Kernels {
    * backward pass) is a Float64Array or storage of x's dtype; a kernel must accept both (the
    * rmsNorm op passes a Float64Array). A row of 0 columns has mean 0.
    */
-  readonly rmsnormRows: (
-    x: DType.Storage,
-    weight: DType.Storage,
-    out: DType.Storage,
-    rstdOut: DType.Storage,
-    rows: number,
-    cols: number,
-    eps: number,
-  ) => void
+  readonly rmsnormRows: (x: DType.Storage, weight: DType.Storage, out: DType.Storage, rstdOut: DType.Storage, rows: number, cols: number, eps: number) => void
   /** out[i] = silu(gate[i]) * up[i] = gate[i] * sigmoid(gate[i]) * up[i], elementwise. */
   readonly swiglu: (gate: DType.Storage, up: DType.Storage, out: DType.Storage) => void
 }
@@ -67,8 +59,7 @@ const nativeKernel = (): Kernels | undefined => registered
  * The kernels for a dtype: native for float32 when registered, the reference otherwise.
  * @category mapping
  */
-export const forDType = (dtype: DType.DType, reference: Kernels): Kernels =>
-  dtype === "float32" && registered !== undefined ? registered : reference
+export const forDType = (dtype: DType.DType, reference: Kernels): Kernels => (dtype === "float32" && registered !== undefined ? registered : reference)
 
 /**
  * The registered native float32 kernels, if any (ops with native paths outside this interface,

@@ -19,9 +19,7 @@ import type { Kernels, MatmulArgs } from "./Kernels.js"
  * did not.
  * @category models
  */
-export type NativeStatus =
-  | { readonly available: true; readonly isa: Cpu.Isa; readonly threads: number }
-  | { readonly available: false; readonly reason: string }
+export type NativeStatus = { readonly available: true; readonly isa: Cpu.Isa; readonly threads: number } | { readonly available: false; readonly reason: string }
 
 const f32 = (kernel: string, name: string, x: DType.Storage): Float32Array => {
   if (x instanceof Float32Array) return x
@@ -48,19 +46,10 @@ const kernels: Kernels = {
   name: "native",
   matmul,
   gatherRows: (src, index, out, cols) => Cpu.gatherRows(f32("gatherRows", "src", src), index, f32("gatherRows", "out", out), cols),
-  scatterAddRows: (src, index, out, cols) =>
-    Cpu.scatterAddRows(f32("scatterAddRows", "src", src), index, f32("scatterAddRows", "out", out), cols),
+  scatterAddRows: (src, index, out, cols) => Cpu.scatterAddRows(f32("scatterAddRows", "src", src), index, f32("scatterAddRows", "out", out), cols),
   softmaxRows: (x, out, rows, cols) => Cpu.softmaxRows(f32("softmaxRows", "x", x), f32("softmaxRows", "out", out), rows, cols),
   rmsnormRows: (x, weight, out, rstdOut, rows, cols, eps) =>
-    Cpu.rmsnormRows(
-      f32("rmsnormRows", "x", x),
-      f32("rmsnormRows", "weight", weight),
-      f32("rmsnormRows", "out", out),
-      rstdOut,
-      rows,
-      cols,
-      eps,
-    ),
+    Cpu.rmsnormRows(f32("rmsnormRows", "x", x), f32("rmsnormRows", "weight", weight), f32("rmsnormRows", "out", out), rstdOut, rows, cols, eps),
   swiglu: (gate, up, out) => Cpu.swiglu(f32("swiglu", "gate", gate), f32("swiglu", "up", up), f32("swiglu", "out", out)),
 }
 

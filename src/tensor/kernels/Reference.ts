@@ -66,15 +66,7 @@ const softmaxRows = (x: DType.Storage, out: DType.Storage, rows: number, cols: n
   }
 }
 
-const rmsnormRows = (
-  x: DType.Storage,
-  weight: DType.Storage,
-  out: DType.Storage,
-  rstdOut: DType.Storage,
-  rows: number,
-  cols: number,
-  eps: number,
-): void => {
+const rmsnormRows = (x: DType.Storage, weight: DType.Storage, out: DType.Storage, rstdOut: DType.Storage, rows: number, cols: number, eps: number): void => {
   for (let r = 0; r < rows; r++) {
     const base = r * cols
     let ss = 0

@@ -60,8 +60,7 @@ interface Layout {
 }
 
 const layout = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor): Layout => {
-  const shapes = () =>
-    `q ${TensorError.formatShape(q.shape)}, k ${TensorError.formatShape(k.shape)}, v ${TensorError.formatShape(v.shape)}`
+  const shapes = () => `q ${TensorError.formatShape(q.shape)}, k ${TensorError.formatShape(k.shape)}, v ${TensorError.formatShape(v.shape)}`
   if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) {
     throw TensorError.shape("attention", `q, k, v must be [B, S, heads, D]: ${shapes()}`)
   }

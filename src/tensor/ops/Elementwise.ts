@@ -54,40 +54,59 @@ const unbroadcast = (g: Tensor.Tensor, t: Tensor.Tensor): Tensor.Tensor => {
  * @category combinators
  */
 export const add = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
-  binary("add", a, b, (x, y) => x + y, (g) => [unbroadcast(g, a), unbroadcast(g, b)])
+  binary(
+    "add",
+    a,
+    b,
+    (x, y) => x + y,
+    (g) => [unbroadcast(g, a), unbroadcast(g, b)],
+  )
 
 /**
  * a - b.
  * @category combinators
  */
 export const sub = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
-  binary("sub", a, b, (x, y) => x - y, (g) => [unbroadcast(g, a), unbroadcast(scale(g, -1), b)])
+  binary(
+    "sub",
+    a,
+    b,
+    (x, y) => x - y,
+    (g) => [unbroadcast(g, a), unbroadcast(scale(g, -1), b)],
+  )
 
 /**
  * a * b.
  * @category combinators
  */
 export const mul = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
-  binary("mul", a, b, (x, y) => x * y, (g) => [unbroadcast(mul(g, b), a), unbroadcast(mul(g, a), b)])
+  binary(
+    "mul",
+    a,
+    b,
+    (x, y) => x * y,
+    (g) => [unbroadcast(mul(g, b), a), unbroadcast(mul(g, a), b)],
+  )
 
 /**
  * a / b.
  * @category combinators
  */
 export const div = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
-  binary("div", a, b, (x, y) => x / y, (g) => {
-    const ga = div(g, b)
-    // d(a/b)/db = -a/b^2 = -(a/b)/b
-    const gb = scale(div(mul(ga, a), b), -1)
-    return [unbroadcast(ga, a), unbroadcast(gb, b)]
-  })
+  binary(
+    "div",
+    a,
+    b,
+    (x, y) => x / y,
+    (g) => {
+      const ga = div(g, b)
+      // d(a/b)/db = -a/b^2 = -(a/b)/b
+      const gb = scale(div(mul(ga, a), b), -1)
+      return [unbroadcast(ga, a), unbroadcast(gb, b)]
+    },
+  )
 
-const unary = (
-  op: string,
-  a: Tensor.Tensor,
-  f: (x: number) => number,
-  backward: (g: Tensor.Tensor, out: Tensor.Tensor) => Tensor.Tensor,
-): Tensor.Tensor => {
+const unary = (op: string, a: Tensor.Tensor, f: (x: number) => number, backward: (g: Tensor.Tensor, out: Tensor.Tensor) => Tensor.Tensor): Tensor.Tensor => {
   const out = DType.allocate(a.dtype, a.size)
   const x = a.data
   for (let i = 0; i < x.length; i++) out[i] = f(x[i] as number)
@@ -99,7 +118,13 @@ const unary = (
  * s * a for a number s.
  * @category combinators
  */
-export const scale = (a: Tensor.Tensor, s: number): Tensor.Tensor => unary("scale", a, (x) => x * s, (g) => scale(g, s))
+export const scale = (a: Tensor.Tensor, s: number): Tensor.Tensor =>
+  unary(
+    "scale",
+    a,
+    (x) => x * s,
+    (g) => scale(g, s),
+  )
 
 /**
  * e^a.
@@ -120,17 +145,22 @@ const sigmoid = (x: number): number => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.e
  * @category combinators
  */
 export const silu = (a: Tensor.Tensor): Tensor.Tensor =>
-  unary("silu", a, (x) => x * sigmoid(x), (g) => {
-    // d/dx x*s(x) = s(x) * (1 + x*(1 - s(x)))
-    const d = DType.allocate(a.dtype, a.size)
-    const x = a.data
-    for (let i = 0; i < x.length; i++) {
-      const v = x[i] as number
-      const s = sigmoid(v)
-      d[i] = s * (1 + v * (1 - s))
-    }
-    return mul(g, Tensor.fromStorage(d, a.shape, { device: a.device }))
-  })
+  unary(
+    "silu",
+    a,
+    (x) => x * sigmoid(x),
+    (g) => {
+      // d/dx x*s(x) = s(x) * (1 + x*(1 - s(x)))
+      const d = DType.allocate(a.dtype, a.size)
+      const x = a.data
+      for (let i = 0; i < x.length; i++) {
+        const v = x[i] as number
+        const s = sigmoid(v)
+        d[i] = s * (1 + v * (1 - s))
+      }
+      return mul(g, Tensor.fromStorage(d, a.shape, { device: a.device }))
+    },
+  )
 
 /**
  * sigmoid(a), computed stably for large |a|.

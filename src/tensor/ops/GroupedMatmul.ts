@@ -46,18 +46,29 @@ const product = (
  */
 export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: ReadonlyArray<number>): Tensor.Tensor => {
   Autograd.sameKind("groupedMatmul", x, w)
-  if (x.rank !== 2 || w.rank !== 3) throw TensorError.shape("groupedMatmul", `needs x [N, K] and w [G, K, M], got ${TensorError.formatShape(x.shape)} and ${TensorError.formatShape(w.shape)}`)
+  if (x.rank !== 2 || w.rank !== 3)
+    throw TensorError.shape("groupedMatmul", `needs x [N, K] and w [G, K, M], got ${TensorError.formatShape(x.shape)} and ${TensorError.formatShape(w.shape)}`)
   const [n, k] = x.shape as [number, number]
   const [g, wk, m] = w.shape as [number, number, number]
   if (wk !== k) throw TensorError.shape("groupedMatmul", `inner dims differ: x ${TensorError.formatShape(x.shape)} vs w ${TensorError.formatShape(w.shape)} (dim 1 of w)`)
   if (segments.length !== g) throw TensorError.shape("groupedMatmul", `${segments.length} segments for ${g} weights`)
   const total = segments.reduce((a, b) => a + b, 0)
-  if (total !== n || segments.some((s) => !Number.isInteger(s) || s < 0)) throw TensorError.shape("groupedMatmul", `segments [${segments.join(", ")}] do not cover the ${n} rows of x`)
+  if (total !== n || segments.some((s) => !Number.isInteger(s) || s < 0))
+    throw TensorError.shape("groupedMatmul", `segments [${segments.join(", ")}] do not cover the ${n} rows of x`)
   const segs = segmentsOf(segments)
   const out = DType.allocate(x.dtype, n * m)
   product(
     x.dtype,
-    segs.map((s, e) => ({ a: x.data.subarray(s.start * k, (s.start + s.rows) * k), b: w.data.subarray(e * k * m, (e + 1) * k * m), out: out.subarray(s.start * m, (s.start + s.rows) * m), m: s.rows, n: m, k, transA: false, transB: false })),
+    segs.map((s, e) => ({
+      a: x.data.subarray(s.start * k, (s.start + s.rows) * k),
+      b: w.data.subarray(e * k * m, (e + 1) * k * m),
+      out: out.subarray(s.start * m, (s.start + s.rows) * m),
+      m: s.rows,
+      n: m,
+      k,
+      transA: false,
+      transB: false,
+    })),
   )
   return Autograd.result("groupedMatmul", [x, w], out, [n, m], (grad) => {
     let dx: Tensor.Tensor | undefined
@@ -66,7 +77,16 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       const data = DType.allocate(x.dtype, n * k)
       product(
         x.dtype,
-        segs.map((s, e) => ({ a: grad.data.subarray(s.start * m, (s.start + s.rows) * m), b: w.data.subarray(e * k * m, (e + 1) * k * m), out: data.subarray(s.start * k, (s.start + s.rows) * k), m: s.rows, n: k, k: m, transA: false, transB: true })),
+        segs.map((s, e) => ({
+          a: grad.data.subarray(s.start * m, (s.start + s.rows) * m),
+          b: w.data.subarray(e * k * m, (e + 1) * k * m),
+          out: data.subarray(s.start * k, (s.start + s.rows) * k),
+          m: s.rows,
+          n: k,
+          k: m,
+          transA: false,
+          transB: true,
+        })),
       )
       dx = Tensor.fromStorage(data, x.shape, { device: x.device })
     }
@@ -74,7 +94,18 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       const data = DType.allocate(w.dtype, g * k * m)
       product(
         w.dtype,
-        segs.filter((s) => s.rows > 0).map((s) => ({ a: x.data.subarray(s.start * k, (s.start + s.rows) * k), b: grad.data.subarray(s.start * m, (s.start + s.rows) * m), out: data.subarray(segs.indexOf(s) * k * m, (segs.indexOf(s) + 1) * k * m), m: k, n: m, k: s.rows, transA: true, transB: false })),
+        segs
+          .filter((s) => s.rows > 0)
+          .map((s) => ({
+            a: x.data.subarray(s.start * k, (s.start + s.rows) * k),
+            b: grad.data.subarray(s.start * m, (s.start + s.rows) * m),
+            out: data.subarray(segs.indexOf(s) * k * m, (segs.indexOf(s) + 1) * k * m),
+            m: k,
+            n: m,
+            k: s.rows,
+            transA: true,
+            transB: false,
+          })),
       )
       dw = Tensor.fromStorage(data, w.shape, { device: w.device })
     }

@@ -39,10 +39,7 @@ interface Layout {
 
 const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boolean): Layout => {
   const fail = (why: string) =>
-    TensorError.shape(
-      "matmul",
-      `${why}: a ${TensorError.formatShape(a.shape)}${transA ? "^T" : ""} x b ${TensorError.formatShape(b.shape)}${transB ? "^T" : ""}`,
-    )
+    TensorError.shape("matmul", `${why}: a ${TensorError.formatShape(a.shape)}${transA ? "^T" : ""} x b ${TensorError.formatShape(b.shape)}${transB ? "^T" : ""}`)
   if (a.rank < 2 || b.rank < 2) throw fail("both operands need at least 2 dims")
   const [ar, ac] = a.shape.slice(-2) as [number, number]
   const [br, bc] = b.shape.slice(-2) as [number, number]
@@ -125,7 +122,20 @@ export const matmulEffect = (a: Tensor.Tensor, b: Tensor.Tensor, options: Matmul
       return Effect.sync(() => record(a, b, l, transA, transB, run(a.data, b.data, a.dtype, l, transA, transB)))
     }
     const out = new Float32Array(l.batch * l.m * l.n)
-    const args = { a: a.data as Float32Array, b: b.data as Float32Array, out, batch: l.batch, m: l.m, n: l.n, k: l.k, transA, transB, strideA: l.strideA, strideB: l.strideB, accumulate: false }
+    const args = {
+      a: a.data as Float32Array,
+      b: b.data as Float32Array,
+      out,
+      batch: l.batch,
+      m: l.m,
+      n: l.n,
+      k: l.k,
+      transA,
+      transB,
+      strideA: l.strideA,
+      strideB: l.strideB,
+      accumulate: false,
+    }
     return Effect.map(
       Effect.promise(() => Cpu.matmulAsync(args)),
       () => record(a, b, l, transA, transB, out),

@@ -27,10 +27,7 @@ export const rmsNorm = (x: Tensor.Tensor, weight: Tensor.Tensor, eps = 1e-6): Te
   Autograd.sameKind("rmsNorm", x, weight)
   const cols = x.shape[x.rank - 1]
   if (cols === undefined || weight.rank !== 1 || weight.shape[0] !== cols) {
-    throw TensorError.shape(
-      "rmsNorm",
-      `weight ${TensorError.formatShape(weight.shape)} must be [H] where x ${TensorError.formatShape(x.shape)} is [..., H]`,
-    )
+    throw TensorError.shape("rmsNorm", `weight ${TensorError.formatShape(weight.shape)} must be [H] where x ${TensorError.formatShape(x.shape)} is [..., H]`)
   }
   if (!(eps >= 0)) throw TensorError.shape("rmsNorm", `eps must be >= 0, got ${eps}`)
   const rows = Tensor.sizeOf(x.shape.slice(0, -1))

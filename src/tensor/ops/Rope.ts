@@ -94,10 +94,7 @@ export const rope = (x: Tensor.Tensor, options: RopeOptions = {}): Tensor.Tensor
   if (!(theta > 0) || !Number.isFinite(theta)) throw TensorError.shape("rope", `theta must be a finite number > 0, got ${theta}`)
   const positions = options.positions
   if (positions !== undefined && positions.length !== s && positions.length !== b * s) {
-    throw TensorError.shape(
-      "rope",
-      `${positions.length} positions for x ${TensorError.formatShape(x.shape)}: needs S = ${s} (shared by the batch) or B*S = ${b * s}`,
-    )
+    throw TensorError.shape("rope", `${positions.length} positions for x ${TensorError.formatShape(x.shape)}: needs S = ${s} (shared by the batch) or B*S = ${b * s}`)
   }
   const t = tables(b, s, d, theta, positions)
   const out = rotate(x.data, x.shape, t, 1)

@@ -123,7 +123,13 @@ const splitData = (t: Tensor.Tensor, sizes: ReadonlyArray<number>, d: number): A
     const w = s * inner
     const part = DType.allocate(t.dtype, outer * w)
     for (let o = 0; o < outer; o++) part.set(t.data.subarray(o * n * inner + offset, o * n * inner + offset + w), o * w)
-    out.push(Tensor.fromStorage(part, t.shape.map((x, i) => (i === d ? s : x)), { device: t.device }))
+    out.push(
+      Tensor.fromStorage(
+        part,
+        t.shape.map((x, i) => (i === d ? s : x)),
+        { device: t.device },
+      ),
+    )
     offset += w
   }
   return out

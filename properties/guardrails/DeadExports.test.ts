@@ -1,0 +1,70 @@
+// scripts/dead-exports.mjs on small planted trees: it reports exactly the exports no other file
+// names, and it follows the ways this codebase names them (named imports, namespace members,
+// barrels with `export * as`, import types, worker entry points named by URL).
+import { spawnSync } from "node:child_process"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterEach, describe, expect, test } from "vitest"
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
+const script = path.join(repo, "scripts", "dead-exports.mjs")
+
+const trees: Array<string> = []
+afterEach(() => {
+  for (const root of trees.splice(0)) rmSync(root, { recursive: true, force: true })
+})
+
+/** A tree made of `files` (path relative to the root -> text); returns the script's verdict. */
+const deadIn = (files: Record<string, string>) => {
+  const root = mkdtempSync(path.join(tmpdir(), "pleat-dead-"))
+  trees.push(root)
+  for (const [rel, text] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(root, rel)), { recursive: true })
+    writeFileSync(path.join(root, rel), text)
+  }
+  const result = spawnSync(process.execPath, [script, root], { encoding: "utf8", timeout: 60_000 })
+  const lines = result.stdout.split("\n").filter((l) => l.startsWith("src/"))
+  return { status: result.status, lines }
+}
+
+describe("dead-exports", () => {
+  test("named and namespace uses make an export live; an export used only in its own file is dead", () => {
+    const { status, lines } = deadIn({
+      "src/a/A.ts": [
+        "export interface Options { readonly n: number }",
+        "export const viaName = (o: Options) => o.n",
+        "export const viaMember = 1",
+        "export const viaType = 2",
+        "export const onlyHere = 3",
+        "export const nowhere = onlyHere + 1",
+        "",
+      ].join("\n"),
+      "src/b/B.ts": ['import { viaName } from "../a/A.js"', 'import * as A from "../a/A.js"', "export const b = viaName({ n: A.viaMember })", ""].join("\n"),
+      "properties/b/B.test.ts": ['import { b } from "../../src/b/B.js"', 'export type T = typeof import("../../src/a/A.js").viaType', "console.log(b)", ""].join("\n"),
+    })
+    expect(lines).toEqual(["src/a/A.ts: nowhere", "src/a/A.ts: onlyHere"])
+    expect(status).toBe(1)
+  })
+
+  test("members reached through a barrel's `export * as` are live, the others are not", () => {
+    const { status, lines } = deadIn({
+      "src/m/Grid.ts": "export const used = 1\nexport const unused = 2\n",
+      "src/m/index.ts": 'export * as Grid from "./Grid.js"\n',
+      "examples/e.ts": 'import { Grid } from "../src/m/index.js"\nconsole.log(Grid.used)\n',
+    })
+    expect(lines).toEqual(["src/m/Grid.ts: unused"])
+    expect(status).toBe(1)
+  })
+
+  test("a module named by new URL(..., import.meta.url) is an entry point: all its exports are live", () => {
+    const { status, lines } = deadIn({
+      "src/w/worker.ts": "export const program = 1\nexport const other = 2\n",
+      "src/w/Pool.ts": 'export const start = () => new URL("./worker.js", import.meta.url)\n',
+      "scripts/run.ts": 'import { start } from "../src/w/Pool.js"\nstart()\n',
+    })
+    expect(lines).toEqual([])
+    expect(status).toBe(0)
+  })
+})
