@@ -12,8 +12,10 @@ import * as Flags from "./Flags.js"
 import * as GroupsText from "./GroupsText.js"
 import type { Io } from "./Io.js"
 
+const defaultSvg = "out/fold-16.svg"
+
 const flags: Readonly<Record<string, Flags.FlagSpec>> = {
-  svg: { kind: "string", placeholder: "FILE", help: "where to draw the picture (default out/fold-16.svg)" },
+  svg: { kind: "string", placeholder: "FILE", help: `where to draw the picture (default ${defaultSvg})` },
   help: { kind: "boolean", help: "show this help" },
 }
 
@@ -28,7 +30,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     return ExitCode.ok
   }
   const config = ParallelConfig.make({ world: 16, tp: 2, cp: 2, pp: 2, ep: 4, etp: 1 })
-  const file = Flags.string(f, "svg") ?? "out/fold-16.svg"
+  const file = Flags.string(f, "svg") ?? defaultSvg
   io.stdout("pleat demo: a 16-rank folded mapping (pleat groups --world 16 --tp 2 --cp 2 --pp 2 --ep 4 --etp 1)\n\n")
   io.stdout(GroupsText.render(Report.make(config), config))
   io.writeFile(file, FoldPicture.render(config))

@@ -104,6 +104,7 @@ export const collect = (argv: ReadonlyArray<string>, specs: Readonly<Record<stri
     }
     if (name in out) {
       problems.push(ConfigError.make("arguments", `--${name}`, "is given twice", `pass --${name} once`))
+      if (spec.kind !== "boolean" && eq < 0 && argv[i + 1] !== undefined) i++
       continue
     }
     if (spec.kind === "boolean") {

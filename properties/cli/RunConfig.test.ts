@@ -1,0 +1,151 @@
+// The run configuration of `pleat train` / `pleat verify`: defaults < JSON config < flags; every
+// problem of the flags and the config file reported at once on one line, each named as the user
+// wrote it; errors caused by defaults name those defaults; config files that cannot be read,
+// are not JSON or hold unknown keys exit 2 with one line.
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import fc from "fast-check"
+import * as Result from "effect/Result"
+import { describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import { memoryIo } from "../../src/cli/Io.js"
+import * as RunConfig from "../../src/cli/RunConfig.js"
+import * as TrainOptions from "../../src/cli/TrainOptions.js"
+
+/** Runs a command that must fail before any work: synchronously, status 2, one line. */
+const refused = (argv: ReadonlyArray<string>): string => {
+  const io = memoryIo()
+  const status = Cli.run(argv, io)
+  expect(status, `${argv.join(" ")} -> ${io.err}`).toBe(2)
+  expect(io.out).toBe("")
+  expect(io.err.endsWith("\n")).toBe(true)
+  expect(io.err.trimEnd().split("\n"), io.err).toHaveLength(1)
+  expect(io.err).not.toMatch(/\bat .*\.(ts|js):\d+/)
+  return io.err.trimEnd()
+}
+
+const configFile = (content: string): string => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-runconfig-")), "job.json")
+  writeFileSync(file, content)
+  return file
+}
+
+/** Flags that are each wrong on their own, with the name each error must carry. */
+const badFlags: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+  [["--kv-heads", "x"], '--kv-heads: "x" is not a positive integer'],
+  [["--steps", "0"], '--steps: "0" is not a positive integer'],
+  [["--tp", "-1"], '--tp: "-1" is not a positive integer'],
+  [["--dtype", "float16"], '--dtype: "float16" is not allowed; fix: use one of float32, float64'],
+  [["--backend", "mpi"], '--backend: "mpi" is not allowed; fix: use one of local, threads'],
+  [["--log", "xml"], '--log: "xml" is not allowed'],
+  [["--log-level", "loud"], '--log-level: "loud" is not allowed'],
+  [["--stepz", "3"], 'arguments: "--stepz" is not a known flag; fix: did you mean --steps?'],
+  [["--order="], '--order: "" is empty'],
+  [["--world", "2", "--world", "2"], 'arguments: "--world" is given twice'],
+]
+
+describe("every problem at once", () => {
+  test("any set of bad flags is reported on one line, each named as typed", () => {
+    fc.assert(
+      fc.property(fc.subarray([...badFlags.keys()], { minLength: 1 }), fc.constantFrom("train", "verify"), (picked, command) => {
+        const argv = picked.flatMap((i) => (badFlags[i] as (typeof badFlags)[number])[0])
+        const line = refused([command, ...argv])
+        for (const i of picked) expect(line).toContain((badFlags[i] as (typeof badFlags)[number])[1])
+        // One problem per bad flag, no more: each problem has exactly one fix.
+        expect(line.split("; fix: ").length - 1).toBe(picked.length)
+      }),
+      { numRuns: 60 },
+    )
+  })
+
+  test("problems of the config file and of the flags come together", () => {
+    const file = configFile(JSON.stringify({ steps: 0, dtype: "half", stepz: 1 }))
+    const line = refused(["train", "--config", file, "--tp", "x"])
+    expect(line).toContain('--tp: "x" is not a positive integer')
+    expect(line).toContain(`"steps" in ${file}: 0 is not a positive integer; fix: set "steps" in ${file} to 1, 2, 3, ...`)
+    expect(line).toContain(`"dtype" in ${file}: "half" is not allowed`)
+    expect(line).toContain(`--config: ${JSON.stringify(file)} has the unknown key "stepz"; fix: did you mean "steps"?`)
+  })
+})
+
+describe("the config file", () => {
+  test("unreadable, not JSON, not an object, unknown keys: exit 2, one line naming --config", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-runconfig-"))
+    expect(refused(["train", "--config", path.join(dir, "missing.json")])).toMatch(/^pleat train: --config: ".*missing.json" cannot be read \(ENOENT\); fix: /)
+    expect(refused(["train", "--config", dir])).toMatch(/--config: ".*" cannot be read \(EISDIR\)/)
+    expect(refused(["train", "--config", configFile("{ steps: 2")])).toMatch(/--config: ".*job.json" is not valid JSON \(.+\); fix: /)
+    expect(refused(["train", "--config", configFile("[1, 2]")])).toMatch(/--config: ".*job.json" is not a JSON object/)
+    expect(refused(["train", "--config", configFile('{"help": true}')])).toContain('has the unknown key "help"')
+    expect(refused(["verify", "--config", configFile('{"config": "other.json"}')])).toContain('has the unknown key "config"')
+  })
+
+  test("a cross-field error on a value from the file names the file's key", () => {
+    const file = configFile(JSON.stringify({ layers: 3 }))
+    expect(refused(["train", "--config", file])).toContain(`"layers" in ${file}: 3 is not divisible by pp*vpp = 2*1`)
+  })
+
+  test("precedence: a flag beats the file, the file beats the default", () => {
+    // Settings that no cross-field check involves, so any values decode.
+    const free = ["steps", "seed", "dtype", "log", "log-level", "backend"] as const
+    const value = (k: (typeof free)[number]) => {
+      const s = RunConfig.settings[k]
+      return s.kind === "choice" ? fc.constantFrom(...s.options) : fc.integer({ min: 1, max: 1000 })
+    }
+    const layer = fc.record(Object.fromEntries(free.map((k) => [k, value(k)])), { requiredKeys: [] }) as fc.Arbitrary<Record<string, string | number>>
+    fc.assert(
+      fc.property(layer, layer, (file, given) => {
+        const decoded = RunConfig.decode({ file: "job.json", values: file }, given)
+        expect(Result.isSuccess(decoded)).toBe(true)
+        if (Result.isFailure(decoded)) return
+        for (const k of free) {
+          expect(decoded.success.config[k]).toBe(given[k] ?? file[k] ?? RunConfig.defaults[k])
+          expect(decoded.success.sources[k]?._tag).toBe(k in given ? "flag" : k in file ? "file" : "default")
+        }
+      }),
+      { numRuns: 100 },
+    )
+  })
+})
+
+describe("errors caused by defaults name them", () => {
+  test("--world 1 fails because tp, cp, pp and ep default to 2, and says so", () => {
+    const line = refused(["train", "--world", "1"])
+    expect(line).toMatch(/^pleat train: --world: 1 is not divisible by tp\*cp\*pp = 2\*2\*2 = 8; fix: /)
+    expect(line).toContain("defaults in effect (not given): --tp 2, --cp 2, --pp 2, --ep 2")
+  })
+
+  test("a given value is never called a default; the default that remains is named", () => {
+    const line = refused(["train", "--world", "1", "--tp", "1", "--cp", "1", "--pp", "1"])
+    expect(line).toContain("--world: 1 is not divisible by etp*ep*pp = 1*2*1 = 2")
+    expect(line).toContain("defaults in effect (not given): --ep 2")
+    expect(line).not.toMatch(/--(tp|cp|pp) \d/)
+    // With every degree given, one rank works.
+    const ok = TrainOptions.resolve(["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"])
+    expect(ok === "help" ? 0 : ok.setup.parallel.world).toBe(1)
+  })
+
+  test("a defaulted field itself is named as a default, with the flag to change it", () => {
+    // kv-heads defaults to 2, which tp 4 cannot split; heads (default 4) is involved too.
+    const line = refused(["train", "--world", "16", "--tp", "4"])
+    expect(line).toMatch(/^pleat train: --kv-heads: 2 must divide heads = 4 and be divisible by tp = 4; fix: /)
+    expect(line).toContain("defaults in effect (not given):")
+    expect(line).toContain("--heads 4")
+    expect(line).toContain("--kv-heads 2")
+  })
+})
+
+describe("each default is written once", () => {
+  test("the help shows every default from the settings table, and the decoded defaults are those", () => {
+    const io = memoryIo()
+    expect(Cli.run(["train", "--help"], io)).toBe(0)
+    for (const [k, v] of Object.entries(RunConfig.defaults)) {
+      const line = io.out.split("\n").find((l) => l.trimStart().startsWith(`--${k} `))
+      expect(line, k).toBeDefined()
+      expect(line).toContain(`(default ${v})`)
+    }
+    const decoded = RunConfig.decode(undefined, {})
+    expect(Result.isSuccess(decoded)).toBe(true)
+    if (Result.isSuccess(decoded)) expect(decoded.success.config).toEqual(RunConfig.defaults)
+  })
+})
