@@ -88,11 +88,9 @@ export const render = (config: ParallelConfig.ParallelConfig, stage = 0): string
       out.push(`</g>`)
     })
   }
-  out.push(
-    `<text x="${left}" y="${height - 20}" font-size="11" fill="#555">${escapeXml(
-      `same cell = same rank in both panels; ${perStage} ranks per stage` + (s.pp > 1 ? `; the other ${s.pp - 1} stage(s) repeat this picture with rank + k*${perStage}` : ""),
-    )}</text>`,
-  )
+  const repeats = s.pp > 1 ? `; the other ${s.pp - 1} stage(s) repeat this picture with rank + k*${perStage}` : ""
+  const legend = `same cell = same rank in both panels; ${perStage} ranks per stage${repeats}`
+  out.push(`<text x="${left}" y="${height - 20}" font-size="11" fill="#555">${escapeXml(legend)}</text>`)
   out.push(`</svg>`)
   return `${out.join("\n")}\n`
 }
