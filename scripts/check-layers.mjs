@@ -51,6 +51,7 @@ const importsOf = (root) =>
 const folderCycles = (edges) => {
   const graph = new Map()
   for (const e of edges) {
+    if (!e.to.startsWith("src/")) continue
     const a = folderOf(e.from)
     const b = folderOf(e.to)
     if (a === b) continue
