@@ -39,11 +39,20 @@ describe("dense MLP under TP", () => {
           Effect.gen(function* () {
             const t = Tape.make()
             const mine = t.parameter(sp ? Shape.rows(x, rank * perTp, (rank + 1) * perTp) : Tensor.detachCopy(x))
-            const shards = { wGate: t.parameter(ParallelLinear.columnShard(w.wGate, rank, tp)), wUp: t.parameter(ParallelLinear.columnShard(w.wUp, rank, tp)), wDown: t.parameter(ParallelLinear.rowShard(w.wDown, rank, tp)) }
+            const shards = {
+              wGate: t.parameter(ParallelLinear.columnShard(w.wGate, rank, tp)),
+              wUp: t.parameter(ParallelLinear.columnShard(w.wUp, rank, tp)),
+              wDown: t.parameter(ParallelLinear.rowShard(w.wDown, rank, tp)),
+            }
             const out = yield* DenseMlp.forward(mine, shards, { tp: Group.world(tp), sequenceParallel: sp })
             const weight = sp ? Shape.rows(r, rank * perTp, (rank + 1) * perTp) : r
             yield* t.backwardEffect(Elementwise.scale(Reduce.sumAll(Elementwise.mul(out, weight)), sp ? 1 : 1 / tp))
-            return { out: Tensor.toArray(out), dx: Tensor.toArray(mine.grad as Tensor.Tensor), dGate: Tensor.toArray(shards.wGate.grad as Tensor.Tensor), dDown: Tensor.toArray(shards.wDown.grad as Tensor.Tensor) }
+            return {
+              out: Tensor.toArray(out),
+              dx: Tensor.toArray(mine.grad as Tensor.Tensor),
+              dGate: Tensor.toArray(shards.wGate.grad as Tensor.Tensor),
+              dDown: Tensor.toArray(shards.wDown.grad as Tensor.Tensor),
+            }
           }),
         )
         results.forEach((res, rank) => {

@@ -63,11 +63,11 @@ export const replicated = (tensor: Tensor.Tensor): Laid => ({ tensor, sharded: [
  * A tensor whose rows are sharded over `sharded` and values partial over `partial`.
  * @category constructors
  */
-export const make = <S extends AxisName = never, P extends AxisName = never>(
-  tensor: Tensor.Tensor,
-  sharded: ReadonlyArray<S>,
-  partial: ReadonlyArray<P>,
-): Laid<S, P> => ({ tensor, sharded, partial })
+export const make = <S extends AxisName = never, P extends AxisName = never>(tensor: Tensor.Tensor, sharded: ReadonlyArray<S>, partial: ReadonlyArray<P>): Laid<S, P> => ({
+  tensor,
+  sharded,
+  partial,
+})
 
 const familyOf = (axes: ReadonlyArray<AxisName>): Families.FamilyName | undefined => {
   const sorted = [...axes].sort().join("-")
@@ -87,7 +87,12 @@ export const axisGroup = <A extends AxisName>(config: ParallelConfig.ParallelCon
 const check = (op: string, need: ReadonlyArray<AxisName>, have: ReadonlyArray<AxisName>, what: string, x: Laid<AxisName, AxisName>) =>
   need.every((a) => have.includes(a))
     ? Effect.void
-    : Effect.fail(new LayoutError({ op, detail: `needs ${what} over [${need.join(", ")}] but the tensor is sharded over [${x.sharded.join(", ")}] and partial over [${x.partial.join(", ")}]` }))
+    : Effect.fail(
+        new LayoutError({
+          op,
+          detail: `needs ${what} over [${need.join(", ")}] but the tensor is sharded over [${x.sharded.join(", ")}] and partial over [${x.partial.join(", ")}]`,
+        }),
+      )
 
 /**
  * Gathers the rows sharded over the group's axes (backward: reduce-scatter).
@@ -97,7 +102,11 @@ export const allGather = <S extends AxisName, P extends AxisName, A extends S>(g
   Effect.gen(function* () {
     yield* check("allGather", g.axes, x.sharded, "rows sharded", x)
     const tensor = yield* Diff.allGather(g.group, x.tensor)
-    return make(tensor, x.sharded.filter((a): a is Exclude<S, A> => !(g.axes as ReadonlyArray<AxisName>).includes(a)), x.partial)
+    return make(
+      tensor,
+      x.sharded.filter((a): a is Exclude<S, A> => !(g.axes as ReadonlyArray<AxisName>).includes(a)),
+      x.partial,
+    )
   })
 
 /**
@@ -108,7 +117,11 @@ export const reduceScatter = <S extends AxisName, P extends AxisName, A extends 
   Effect.gen(function* () {
     yield* check("reduceScatter", g.axes, x.partial, "partial sums", x)
     const tensor = yield* Diff.reduceScatter(g.group, x.tensor)
-    return make<S | A, Exclude<P, A>>(tensor, [...x.sharded, ...g.axes], x.partial.filter((a): a is Exclude<P, A> => !(g.axes as ReadonlyArray<AxisName>).includes(a)))
+    return make<S | A, Exclude<P, A>>(
+      tensor,
+      [...x.sharded, ...g.axes],
+      x.partial.filter((a): a is Exclude<P, A> => !(g.axes as ReadonlyArray<AxisName>).includes(a)),
+    )
   })
 
 /**
@@ -119,5 +132,9 @@ export const allReduce = <S extends AxisName, P extends AxisName, A extends P>(g
   Effect.gen(function* () {
     yield* check("allReduce", g.axes, x.partial, "partial sums", x)
     const tensor = yield* Diff.allReduce(g.group, x.tensor)
-    return make<S, Exclude<P, A>>(tensor, x.sharded, x.partial.filter((a): a is Exclude<P, A> => !(g.axes as ReadonlyArray<AxisName>).includes(a)))
+    return make<S, Exclude<P, A>>(
+      tensor,
+      x.sharded,
+      x.partial.filter((a): a is Exclude<P, A> => !(g.axes as ReadonlyArray<AxisName>).includes(a)),
+    )
   })

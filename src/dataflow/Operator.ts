@@ -39,14 +39,21 @@ export type Laid = TensorLayout.WithLayout
  */
 export class LayoutMismatch extends Data.TaggedError("LayoutMismatch")<{
   readonly operator: string
-  readonly edge: "input" | "output"
+  /** "chain": the next operator (`next`) declares another input layout (`actual`). */
+  readonly edge: "input" | "output" | "chain"
   readonly declared: string
   readonly actual: string
+  readonly next?: string | undefined
 }> {
   override get message(): string {
-    return this.edge === "output"
-      ? `operator ${this.operator} declares its output as ${this.declared} but produced ${this.actual}`
-      : `operator ${this.operator} declares its input as ${this.declared} but was given ${this.actual}`
+    switch (this.edge) {
+      case "output":
+        return `operator ${this.operator} declares its output as ${this.declared} but produced ${this.actual}`
+      case "input":
+        return `operator ${this.operator} declares its input as ${this.declared} but was given ${this.actual}`
+      default:
+        return `operator ${this.operator} declares its output as ${this.declared} but the next operator, ${this.next}, declares its input as ${this.actual}`
+    }
   }
 }
 
@@ -108,7 +115,7 @@ export const producing = <I, O extends Laid, E = never, R = never>(
 export const andThen = <I, M, O, E1, E2, R1, R2>(a: Operator<I, M, E1, R1>, b: Operator<M, O, E2, R2>): Operator<I, O, E1 | E2 | LayoutMismatch, R1 | R2> => {
   const edge =
     a.output !== undefined && b.input !== undefined && !TensorLayout.equals(a.output, b.input)
-      ? new LayoutMismatch({ operator: a.name, edge: "output", declared: TensorLayout.format(a.output), actual: `a value for ${b.name}, which declares its input as ${TensorLayout.format(b.input)}` })
+      ? new LayoutMismatch({ operator: a.name, edge: "chain", declared: TensorLayout.format(a.output), actual: TensorLayout.format(b.input), next: b.name })
       : undefined
   return {
     name: `${a.name} -> ${b.name}`,
@@ -138,4 +145,6 @@ export function pipeline(...ops: ReadonlyArray<Operator<unknown, unknown, unknow
  * @category combinators
  */
 export const chain = <A, E, R>(name: string, ops: ReadonlyArray<Operator<A, A, E, R>>): Operator<A, A, E | LayoutMismatch, R> =>
-  ops.length === 0 ? make(name, (a: A) => Effect.succeed(a)) : ops.slice(1).reduce<Operator<A, A, E | LayoutMismatch, R>>((acc, op) => andThen(acc, op), ops[0] as Operator<A, A, E, R>)
+  ops.length === 0
+    ? make(name, (a: A) => Effect.succeed(a))
+    : ops.slice(1).reduce<Operator<A, A, E | LayoutMismatch, R>>((acc, op) => andThen(acc, op), ops[0] as Operator<A, A, E, R>)

@@ -115,8 +115,7 @@ export const withDim = (l: TensorLayout, name: string, size: number): TensorLayo
  * The values become partial sums over `shard` (a row-parallel product, a masked lookup).
  * @category combinators
  */
-export const partialOver = (l: TensorLayout, shard: Shard): TensorLayout =>
-  shard.size > 1 && !l.partial.includes(shard.axis) ? { ...l, partial: [...l.partial, shard.axis] } : l
+export const partialOver = (l: TensorLayout, shard: Shard): TensorLayout => (shard.size > 1 && !l.partial.includes(shard.axis) ? { ...l, partial: [...l.partial, shard.axis] } : l)
 
 /**
  * After an allreduce over `axis`: values complete over it.
@@ -141,7 +140,17 @@ export const scatter = (l: TensorLayout, shard: Shard): TensorLayout => {
 export const gather = (l: TensorLayout, axis: AxisName): TensorLayout => {
   const [rows, ...rest] = l.dims
   if (rows === undefined) return l
-  return { ...l, dims: [dim(rows.name, rows.size, rows.over.filter((s) => s.axis !== axis)), ...rest] }
+  return {
+    ...l,
+    dims: [
+      dim(
+        rows.name,
+        rows.size,
+        rows.over.filter((s) => s.axis !== axis),
+      ),
+      ...rest,
+    ],
+  }
 }
 
 /**
@@ -171,5 +180,5 @@ export const format = (l: TensorLayout): string => {
 export const misfit = (l: TensorLayout, t: Tensor.Tensor): string | undefined => {
   const want = localShape(l)
   const fits = t.rank === want.length && want.every((n, i) => t.shape[i] === n)
-  return fits ? undefined : `a tensor ${formatShape(t.shape)} cannot be ${format(l)} (local shape ${formatShape(want)})`
+  return fits ? undefined : `a tensor ${formatShape(t.shape)}, where ${format(l)} has local shape ${formatShape(want)}`
 }

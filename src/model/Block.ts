@@ -37,31 +37,33 @@ export interface BlockWeights {
 
 /**
  * x + SelfAttention(RMSNorm(x)).
- * @category combinators
  */
-export const attend = (x: Tensor.Tensor, norm: Tensor.Tensor, w: SelfAttention.AttentionWeights, attention: SelfAttention.AttentionConfig, cpRank: number) =>
+const attend = (x: Tensor.Tensor, norm: Tensor.Tensor, w: SelfAttention.AttentionWeights, attention: SelfAttention.AttentionConfig, cpRank: number) =>
   Effect.map(SelfAttention.forward(rmsNorm(x, norm, eps), w, attention, cpRank), (attended) => add(x, attended))
 
 /**
  * h + ffn(RMSNorm(h)); `ffn` maps the normed tokens [rows, H] to [rows, H].
- * @category combinators
  */
-export const feedForward = <E, R>(h: Tensor.Tensor, norm: Tensor.Tensor, ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>) =>
+const feedForward = <E, R>(h: Tensor.Tensor, norm: Tensor.Tensor, ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>) =>
   Effect.map(ffn(rmsNorm(h, norm, eps)), (out) => add(h, out))
 
 /**
  * One whole layer as a function on plain tensors (the operators below are its checked form).
  * @category combinators
  */
-export const forward = <E, R>(x: Tensor.Tensor, w: BlockWeights, attention: SelfAttention.AttentionConfig, cpRank: number, ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>) =>
-  Effect.flatMap(attend(x, w.attentionNorm, w.attention, attention, cpRank), (h) => feedForward(h, w.ffnNorm, ffn))
+export const forward = <E, R>(
+  x: Tensor.Tensor,
+  w: BlockWeights,
+  attention: SelfAttention.AttentionConfig,
+  cpRank: number,
+  ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>,
+) => Effect.flatMap(attend(x, w.attentionNorm, w.attention, attention, cpRank), (h) => feedForward(h, w.ffnNorm, ffn))
 
 /**
  * The layout after a tensor-parallel region: gathered (SP) or copied in, partial sums out of
  * the row-parallel product, then reduce-scattered (SP) or allreduced over tp.
- * @category mapping
  */
-export const throughTensorParallel = (l: TensorLayout.TensorLayout, c: ModelContext.ModelContext): TensorLayout.TensorLayout => {
+const throughTensorParallel = (l: TensorLayout.TensorLayout, c: ModelContext.ModelContext): TensorLayout.TensorLayout => {
   const tp = ModelContext.tpShard(c)
   const partial = TensorLayout.partialOver(c.sequenceParallel ? TensorLayout.gather(l, tp.axis) : l, tp)
   return c.sequenceParallel ? TensorLayout.scatter(partial, tp) : TensorLayout.reduce(partial, tp.axis)

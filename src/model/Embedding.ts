@@ -19,7 +19,7 @@ import * as Tensor from "../tensor/Tensor.js"
 import * as ModelContext from "./ModelContext.js"
 
 /** The operator's name in errors and traces. */
-export const name = "embedding"
+const name = "embedding"
 
 /**
  * The embedding operator of a rank; `output` is the layout the model declares for it.

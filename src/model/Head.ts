@@ -16,10 +16,10 @@ import * as ParallelLinear from "../dataflow/ParallelLinear.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import { scale } from "../tensor/ops/Elementwise.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
-import * as ModelContext from "./ModelContext.js"
+import type * as ModelContext from "./ModelContext.js"
 
 /** The operator's name in errors and traces. */
-export const name = "output + loss"
+const name = "output + loss"
 
 /**
  * The head of a rank for one micro-batch (its targets); `hidden` and `loss` are the layouts the

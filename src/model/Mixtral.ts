@@ -57,9 +57,8 @@ export const layouts = (c: ModelContext.ModelContext) => ({
 
 /**
  * Layers [first, last) as one operator on the hidden rows.
- * @category constructors
  */
-export const layers = (c: ModelContext.ModelContext, range: readonly [number, number], hidden: TensorLayout.TensorLayout) => {
+const layers = (c: ModelContext.ModelContext, range: readonly [number, number], hidden: TensorLayout.TensorLayout) => {
   const ops = []
   for (let l = range[0]; l < range[1]; l++) ops.push(Block.attention(c, l, hidden), Block.ffn(c, l, hidden))
   return Operator.chain(`layers [${range[0]}, ${range[1]})`, ops)

@@ -13,7 +13,8 @@
  *
  * An action that finds its (micro-batch, chunk) in any other state fails with an
  * InterpretError naming the action, the rank and the state it found, as does a list that ends
- * with work in flight: a malformed list is an error, never a silent mix-up. What a forward and
+ * with work in flight: a malformed list is an error, never a silent mix-up. In a forward-only
+ * list (evaluation) a forward is done once its activation is sent, or at once on the last stage. What a forward and
  * a backward compute is the caller's (`Program`); the interpreter only moves tensors and
  * keeps the books (time spent computing and waiting, one span per compute and wait).
  */
@@ -52,6 +53,8 @@ export interface Program<E, R> {
   readonly isLast: (chunk: number) => boolean
   /** The forward of a micro-batch on a chunk, from the received input (none on the first stage). */
   readonly forward: (microBatch: number, chunk: number, input: Tensor.Tensor | undefined) => Effect.Effect<Forwarded<E, R>, E, R>
+  /** Forward passes only (evaluation): a forward is done once sent (or on the last stage). */
+  readonly forwardOnly?: boolean | undefined
   /** Receives a span (name, start) for every compute and wait, timed with performance.now. */
   readonly span?: ((name: string, start: number) => void) | undefined
 }
@@ -137,7 +140,7 @@ export const run = <E, R>(actions: ReadonlyArray<A.Action>, program: Program<E, 
           const first = program.isFirst(a.chunk)
           if (first ? s !== undefined : s?._tag !== "received") return yield* unexpected(a, first ? "with nothing in flight" : "with its input received")
           const ran = yield* program.forward(a.microBatch, a.chunk, s?._tag === "received" ? s.input : undefined)
-          set(a, { _tag: "forwarded", run: ran, sent: false })
+          set(a, program.forwardOnly === true && program.isLast(a.chunk) ? undefined : { _tag: "forwarded", run: ran, sent: false })
           times.forwardMs += performance.now() - started
           span(`forward mb ${a.microBatch} chunk ${a.chunk}`, started)
           break
@@ -147,7 +150,7 @@ export const run = <E, R>(actions: ReadonlyArray<A.Action>, program: Program<E, 
           if (s?._tag !== "forwarded" || s.sent) return yield* unexpected(a, "forwarded and not yet sent")
           if (s.run.output === undefined) return yield* refuse(a, "its forward gave no activation to send")
           yield* Link.send(yield* linkOf(a), s.run.output, a.microBatch)
-          set(a, { ...s, sent: true })
+          set(a, program.forwardOnly === true ? undefined : { ...s, sent: true })
           break
         }
         case "recvBackward": {
@@ -183,7 +186,13 @@ export const run = <E, R>(actions: ReadonlyArray<A.Action>, program: Program<E, 
     const left = [...inFlight].flatMap(([mb, byChunk]) => [...byChunk].map(([chunk, s]) => `micro-batch ${mb} on chunk ${chunk} (${describe(s)})`))
     if (left.length > 0) {
       const last = actions[actions.length - 1]
-      return yield* Effect.fail(new InterpretError({ pp: program.pp, action: last === undefined ? "(end of an empty list)" : `${A.format(last)} (the last)`, detail: `the list ends with work in flight: ${left.join("; ")}` }))
+      return yield* Effect.fail(
+        new InterpretError({
+          pp: program.pp,
+          action: last === undefined ? "(end of an empty list)" : `${A.format(last)} (the last)`,
+          detail: `the list ends with work in flight: ${left.join("; ")}`,
+        }),
+      )
     }
     return times satisfies Times
   })

@@ -13,7 +13,7 @@
 import * as Effect from "effect/Effect"
 import * as Group from "../comm/Group.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
-import * as Families from "../mapping/Families.js"
+import type * as Families from "../mapping/Families.js"
 import * as Folding from "../mapping/Folding.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import type * as Mixtral from "../model/Mixtral.js"
@@ -145,14 +145,27 @@ export const make = (setup: TrainSetup, rank: number) => {
             return leaf
           }
           const input = received === undefined ? undefined : tape.parameter(received)
-          const data = Data.microBatch({ seed: setup.seed, step: k, dpRank: place.dp, index: microBatch, microBatch: batch.microBatch, microBatches, globalBatch: batch.globalBatch, seq: model.seq, vocab: model.vocab })
+          const data = Data.microBatch({
+            seed: setup.seed,
+            step: k,
+            dpRank: place.dp,
+            index: microBatch,
+            microBatch: batch.microBatch,
+            microBatches,
+            globalBatch: batch.globalBatch,
+            seq: model.seq,
+            vocab: model.vocab,
+          })
           const range = chunks[chunk] as Partition.LayerRange
           const stage = stageOf(chunk)
           const out = yield* Stage.forward(ctxOf(param), [range.start, range.end], input, data, stage === 0, stage === lastStage)
           out.expertRows.forEach((rows, i) => {
             const layer = range.start + i
             const acc = expertRows.get(layer) ?? new Array<number>(rows.length).fill(0)
-            expertRows.set(layer, acc.map((v, e) => v + (rows[e] as number)))
+            expertRows.set(
+              layer,
+              acc.map((v, e) => v + (rows[e] as number)),
+            )
           })
           if (out.loss !== undefined && place.tp === 0) lossShare += Tensor.item(out.loss)
           lossShare += Tensor.item(out.aux)
@@ -206,9 +219,3 @@ const rootOf = (out: Mixtral.ChunkOutput, outputGradient: Tensor.Tensor | undefi
   if (out.hidden === undefined || outputGradient === undefined) return undefined
   return add(sumAll(mul(out.hidden.tensor, outputGradient)), out.aux)
 }
-
-/**
- * A rank's trainer.
- * @category models
- */
-export type RankTrainer = ReturnType<typeof make>

@@ -37,9 +37,8 @@ export interface StageContext {
 
 /**
  * The rows of this cp rank in the micro-batch (before any tp split).
- * @category mapping
  */
-export const cpRows = (c: StageContext): Int32Array => {
+const cpRows = (c: StageContext): Int32Array => {
   const positions = ContextParallel.positions(c.model.seq, c.groups.cp.ranks.length, c.cpRank)
   const rows: Array<number> = []
   for (let b = 0; b < c.microBatch; b++) for (const p of positions) rows.push(b * c.model.seq + p)
@@ -48,9 +47,8 @@ export const cpRows = (c: StageContext): Int32Array => {
 
 /**
  * Sequence parallelism is on whenever tp > 1.
- * @category guards
  */
-export const sequenceParallel = (groups: TrainGroups): boolean => groups.tp.ranks.length > 1
+const sequenceParallel = (groups: TrainGroups): boolean => groups.tp.ranks.length > 1
 
 /**
  * The layout of the hidden rows between stages (what the pipeline links carry).
@@ -61,9 +59,8 @@ export const hiddenLayout = (model: ModelConfig.ModelConfig, microBatch: number,
 
 /**
  * The model's view of this rank and micro-batch.
- * @category constructors
  */
-export const modelContext = (c: StageContext): ModelContext.ModelContext => ({
+const modelContext = (c: StageContext): ModelContext.ModelContext => ({
   sizes: c.model,
   microBatch: c.microBatch,
   groups: c.groups,
