@@ -51,23 +51,28 @@ export const makeFabric = (options: JobOptions): Fabric =>
 export const run = <A, E>(options: JobOptions, program: (rank: number) => Effect.Effect<A, E, Communicator>): Effect.Effect<Array<A>, RankFailed> =>
   Effect.acquireUseRelease(
     Effect.sync(() => makeFabric(options)),
-    (fabric) =>
-      Effect.forEach(
+    (fabric) => {
+      // The job fails with the first rank that failed; the others' failures (Closed) follow from it.
+      let first: RankFailed | undefined
+      return Effect.forEach(
         Array.from({ length: options.world }, (_, r) => r),
         (rank) =>
           program(rank).pipe(
             Effect.provideService(Communicator, fabric.communicator(rank)),
             // The first failure closes the fabric before the other ranks are interrupted, so
             // their waiting ops fail with Closed (as on every backend), not with a timeout.
-            Effect.catchCause((cause) =>
-              Effect.andThen(
+            Effect.catchCause((cause) => {
+              const failed = new RankFailed({ rank, cause })
+              first ??= failed
+              return Effect.andThen(
                 Effect.sync(() => fabric.close("the job failed")),
-                Effect.fail(new RankFailed({ rank, cause })),
-              ),
-            ),
+                Effect.fail(failed),
+              )
+            }),
           ),
         { concurrency: "unbounded" },
-      ),
+      ).pipe(Effect.catchCause((cause) => (first === undefined ? Effect.failCause(cause) : Effect.fail(first))))
+    },
     (fabric, exit) => Effect.sync(() => fabric.close(Exit.isSuccess(exit) ? "the job ended" : "the job failed")),
   )
 
