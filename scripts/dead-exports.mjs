@@ -6,7 +6,9 @@
 // a namespace that a barrel re-exports with `export * as`), `Ns.T` in a type, `import("...").x`.
 // A namespace used other than by member (passed as a value, indexed by a computed key) and a module
 // imported dynamically or named by `new URL("./M.js", import.meta.url)` (worker and rank-program
-// entry points, looked up by name at run time) count as using every export of that module.
+// entry points, looked up by name at run time) count as using every export of that module, and a
+// string passed beside `import.meta.url` (a module naming its own export for such a loader) uses
+// the export of that name; a module that exports its own `import.meta.url` is such an entry point.
 // Uses inside the exporting file itself do not count (such an export only needs to lose `export`),
 // except that an exported type or class which the file's other exports mention lives with them.
 //
@@ -72,6 +74,8 @@ const typesInExportedSignatures = (sourceFile) => {
   }
   return mentioned
 }
+
+const isImportMetaUrl = (node) => node.kind === SyntaxKind.PropertyAccessExpression && node.expression.kind === SyntaxKind.MetaProperty && node.name.text === "url"
 
 /** Finds every dead export of src/ in the tree at `root`. */
 export const deadExports = (root) =>
@@ -179,6 +183,17 @@ export const deadExports = (root) =>
             const target = resolveRelative(file, first.text)
             if (target !== undefined) markAll(target)
           }
+        }
+        // `RankProgram.make(import.meta.url, "program", args)`: a module naming its own export for a
+        // loader that imports it by URL and picks the export by that name.
+        if (node.kind === SyntaxKind.CallExpression && (node.arguments ?? []).some(isImportMetaUrl)) {
+          for (const argument of node.arguments) if (argument.kind === SyntaxKind.StringLiteral) mark(file, argument.text)
+        }
+        // `export const moduleUrl = import.meta.url`: a module that publishes its own URL is loaded by
+        // it, and its exports picked by name elsewhere.
+        if (node.kind === SyntaxKind.VariableDeclaration && node.initializer !== undefined && isImportMetaUrl(node.initializer)) {
+          const statement = node.parent?.parent
+          if (statement !== undefined && hasModifier(statement, SyntaxKind.ExportKeyword)) markAll(file)
         }
         node.forEachChild(visit)
       }

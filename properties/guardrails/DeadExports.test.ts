@@ -58,13 +58,30 @@ describe("dead-exports", () => {
     expect(status).toBe(1)
   })
 
-  test("a module named by new URL(..., import.meta.url) is an entry point: all its exports are live", () => {
+  test("a module named by new URL(..., import.meta.url), or exporting its own URL, is an entry point: all its exports are live", () => {
     const { status, lines } = deadIn({
       "src/w/worker.ts": "export const program = 1\nexport const other = 2\n",
       "src/w/Pool.ts": 'export const start = () => new URL("./worker.js", import.meta.url)\n',
+      "src/w/Host.ts": "export const moduleUrl = import.meta.url\nexport const host = 1\n",
       "scripts/run.ts": 'import { start } from "../src/w/Pool.js"\nstart()\n',
     })
     expect(lines).toEqual([])
     expect(status).toBe(0)
+  })
+
+  test("an export a module names beside import.meta.url (a rank program) is live, its neighbours are not", () => {
+    const { status, lines } = deadIn({
+      "src/r/Ref.ts": "export const make = (url: string, name: string) => ({ url, name })\n",
+      "src/t/Program.ts": [
+        'import { make } from "../r/Ref.js"',
+        "export const program = () => 1",
+        "export const unused = () => 2",
+        'export const of = () => make(import.meta.url, "program")',
+        "",
+      ].join("\n"),
+      "examples/e.ts": 'import { of } from "../src/t/Program.js"\nconsole.log(of())\n',
+    })
+    expect(lines).toEqual(["src/t/Program.ts: unused"])
+    expect(status).toBe(1)
   })
 })
