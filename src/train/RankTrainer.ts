@@ -2,30 +2,24 @@
  * RankTrainer: one rank's training state (its parameter shards, optimizer moments) and one
  * training step: run the pipeline schedule's actions, synchronise gradients, clip, update.
  *
- * Every forward of a (micro-batch, chunk) records on its own tape, with this rank's shards as
- * fresh leaves over the same storage, so an interleaved schedule can keep several micro-batches
- * in flight and run their backwards in any order; after each backward the leaves' gradients
- * are added into the shard's accumulator. The step interprets the rank's action list
- * (Interpreter.ts) over the typed links of PipelineLinks.ts: activations and their gradients
- * cross stages keyed by micro-batch, in the model's hidden layout, so a message can never be
- * taken for another one. Then gradients are synchronised and the optimizer steps.
+ * The step interprets the rank's action list (Interpreter.ts) over the typed links of
+ * PipelineLinks.ts: activations and their gradients cross stages keyed by micro-batch, in the
+ * model's hidden layout, so a message can never be taken for another one. Every forward of a
+ * (micro-batch, chunk) records on its own tape (ChunkRun.ts), so an interleaved schedule can
+ * keep several micro-batches in flight. Then gradients are synchronised and the optimizer steps.
  */
 import * as Effect from "effect/Effect"
 import * as Group from "../comm/Group.js"
-import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Families from "../mapping/Families.js"
 import * as Folding from "../mapping/Folding.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
-import type * as Mixtral from "../model/Mixtral.js"
 import type { Action } from "../pipeline/Action.js"
 import * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import type * as Trace from "../runtime/Trace.js"
 import type * as DType from "../tensor/DType.js"
-import { add, mul } from "../tensor/ops/Elementwise.js"
-import { sumAll } from "../tensor/ops/Reduce.js"
-import * as Tape from "../tensor/Tape.js"
 import * as Tensor from "../tensor/Tensor.js"
+import * as ChunkRun from "./ChunkRun.js"
 import * as Data from "./Data.js"
 import * as Interpreter from "./Interpreter.js"
 import * as ModelConfig from "./ModelConfig.js"
@@ -128,23 +122,11 @@ export const make = (setup: TrainSetup, rank: number) => {
       const stepStarted = performance.now()
       const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
 
-      /** The forward of a (micro-batch, chunk) on its own tape, and its backward. */
+      /** A chunk's forward (ChunkRun), with its loss share and expert loads counted into the step. */
       const forward = (microBatch: number, chunk: number, received: Tensor.Tensor | undefined) =>
         Effect.gen(function* () {
-          const tape = Tape.make({ name: `rank ${rank} mb ${microBatch} chunk ${chunk}` })
-          const leaves: Array<[RankParams.Held, Tensor.Tensor]> = []
-          const cache = new Map<string, Tensor.Tensor>()
-          const param = (name: string) => {
-            const hit = cache.get(name)
-            if (hit !== undefined) return hit
-            const held = params.get(name)
-            if (held === undefined) throw new Error(`rank ${rank} does not hold parameter ${name}`)
-            const leaf = tape.parameter(held.value)
-            cache.set(name, leaf)
-            leaves.push([held, leaf])
-            return leaf
-          }
-          const input = received === undefined ? undefined : tape.parameter(received)
+          const layers = chunks[chunk] as Partition.LayerRange
+          const stage = stageOf(chunk)
           const data = Data.microBatch({
             seed: setup.seed,
             step: k,
@@ -156,11 +138,20 @@ export const make = (setup: TrainSetup, rank: number) => {
             seq: model.seq,
             vocab: model.vocab,
           })
-          const range = chunks[chunk] as Partition.LayerRange
-          const stage = stageOf(chunk)
-          const out = yield* Stage.forward(ctxOf(param), [range.start, range.end], input, data, stage === 0, stage === lastStage)
+          const { out, forwarded } = yield* ChunkRun.forward({
+            rank,
+            microBatch,
+            chunk,
+            layers,
+            isFirst: stage === 0,
+            isLast: stage === lastStage,
+            params,
+            context: ctxOf,
+            data,
+            received,
+          })
           out.expertRows.forEach((rows, i) => {
-            const layer = range.start + i
+            const layer = layers.start + i
             const acc = expertRows.get(layer) ?? new Array<number>(rows.length).fill(0)
             expertRows.set(
               layer,
@@ -169,20 +160,7 @@ export const make = (setup: TrainSetup, rank: number) => {
           })
           if (out.loss !== undefined && place.tp === 0) lossShare += Tensor.item(out.loss)
           lossShare += Tensor.item(out.aux)
-          const backward = (outputGradient: Tensor.Tensor | undefined) =>
-            Effect.gen(function* () {
-              const root = rootOf(out, outputGradient)
-              if (root === undefined) return yield* Effect.die(new Error(`rank ${rank}: backward of mb ${microBatch} chunk ${chunk} has neither a loss nor an output gradient`))
-              yield* tape.backwardEffect(root)
-              for (const [held, leaf] of leaves) {
-                const g = leaf.grad
-                if (g === undefined) continue
-                for (let i = 0; i < g.size; i++) held.grad[i] = (held.grad[i] as number) + (g.data[i] as number)
-              }
-              return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype }))
-            })
-          const output = out.hidden === undefined ? undefined : TensorLayout.attach(Tensor.detach(out.hidden.tensor), out.hidden.layout)
-          return { output, backward } satisfies Interpreter.Forwarded<unknown, never>
+          return forwarded
         })
 
       const times = yield* Interpreter.run(actions, {
@@ -211,11 +189,4 @@ export const make = (setup: TrainSetup, rank: number) => {
     })
 
   return { rank, place, params, moments, step, schedule, microBatches }
-}
-
-/** What the backward of a chunk starts from: its loss, or its output against the gradient received. */
-const rootOf = (out: Mixtral.ChunkOutput, outputGradient: Tensor.Tensor | undefined): Tensor.Tensor | undefined => {
-  if (out.loss !== undefined) return add(out.loss, out.aux)
-  if (out.hidden === undefined || outputGradient === undefined) return undefined
-  return add(sumAll(mul(out.hidden.tensor, outputGradient)), out.aux)
 }

@@ -1,0 +1,86 @@
+/**
+ * ChunkRun: one (micro-batch, chunk) of a rank on its own tape: the forward through the model
+ * chunk (Stage -> model/Mixtral) and the backward that the interpreter runs later.
+ *
+ * This rank's shards enter the tape as fresh leaves over the same storage, so an interleaved
+ * schedule can keep several micro-batches in flight and run their backwards in any order;
+ * after the backward the leaves' gradients are added into each shard's accumulator. The
+ * received activation is a leaf too: its gradient is what goes back to the previous stage.
+ */
+import * as Effect from "effect/Effect"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
+import type * as Mixtral from "../model/Mixtral.js"
+import type * as Partition from "../pipeline/Partition.js"
+import { add, mul } from "../tensor/ops/Elementwise.js"
+import { sumAll } from "../tensor/ops/Reduce.js"
+import * as Tape from "../tensor/Tape.js"
+import * as Tensor from "../tensor/Tensor.js"
+import type * as Data from "./Data.js"
+import type * as Interpreter from "./Interpreter.js"
+import type * as RankParams from "./RankParams.js"
+import * as Stage from "./Stage.js"
+
+/**
+ * What a chunk run needs.
+ * @category models
+ */
+export interface ChunkInput {
+  readonly rank: number
+  readonly microBatch: number
+  readonly chunk: number
+  readonly layers: Partition.LayerRange
+  readonly isFirst: boolean
+  readonly isLast: boolean
+  readonly params: ReadonlyMap<string, RankParams.Held>
+  /** The stage context of this rank, given the parameter lookup of the tape. */
+  readonly context: (param: (name: string) => Tensor.Tensor) => Stage.StageContext
+  readonly data: Data.MicroBatch
+  /** The activation received from the previous stage (none on the first stage). */
+  readonly received: Tensor.Tensor | undefined
+}
+
+/**
+ * The chunk's forward: its output (loss, aux terms, expert loads) and, for the interpreter,
+ * what it sends on and its backward.
+ * @category combinators
+ */
+export const forward = (c: ChunkInput) =>
+  Effect.gen(function* () {
+    const tape = Tape.make({ name: `rank ${c.rank} mb ${c.microBatch} chunk ${c.chunk}` })
+    const leaves: Array<[RankParams.Held, Tensor.Tensor]> = []
+    const cache = new Map<string, Tensor.Tensor>()
+    const param = (name: string) => {
+      const hit = cache.get(name)
+      if (hit !== undefined) return hit
+      const held = c.params.get(name)
+      if (held === undefined) throw new Error(`rank ${c.rank} does not hold parameter ${name}`)
+      const leaf = tape.parameter(held.value)
+      cache.set(name, leaf)
+      leaves.push([held, leaf])
+      return leaf
+    }
+    const input = c.received === undefined ? undefined : tape.parameter(c.received)
+    const out = yield* Stage.forward(c.context(param), [c.layers.start, c.layers.end], input, c.data, c.isFirst, c.isLast)
+    const backward = (outputGradient: Tensor.Tensor | undefined) =>
+      Effect.gen(function* () {
+        const root = rootOf(out, outputGradient)
+        if (root === undefined) return yield* Effect.die(new Error(`rank ${c.rank}: backward of mb ${c.microBatch} chunk ${c.chunk} has neither a loss nor an output gradient`))
+        yield* tape.backwardEffect(root)
+        for (const [held, leaf] of leaves) {
+          const g = leaf.grad
+          if (g === undefined) continue
+          for (let i = 0; i < g.size; i++) held.grad[i] = (held.grad[i] as number) + (g.data[i] as number)
+        }
+        return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype }))
+      })
+    // NOTE: the activation leaves without its tape (same storage); the receiver starts its own.
+    const output = out.hidden === undefined ? undefined : TensorLayout.attach(Tensor.detach(out.hidden.tensor), out.hidden.layout)
+    return { out, forwarded: { output, backward } satisfies Interpreter.Forwarded<unknown, never> }
+  })
+
+/** What the backward starts from: the loss, or the output against the gradient received. */
+const rootOf = (out: Mixtral.ChunkOutput, outputGradient: Tensor.Tensor | undefined): Tensor.Tensor | undefined => {
+  if (out.loss !== undefined) return add(out.loss, out.aux)
+  if (out.hidden === undefined || outputGradient === undefined) return undefined
+  return add(sumAll(mul(out.hidden.tensor, outputGradient)), out.aux)
+}
