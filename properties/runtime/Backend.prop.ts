@@ -74,7 +74,9 @@ describe("backends", () => {
 
     test(`${name}: a missing export and args that cannot be cloned are reported before any rank runs`, async () => {
       const missing = await runOn(name, { world: 2, program: RankProgram.make(programs, "notAProgram", {}) })
-      expect(String(Exit.isFailure(missing) ? missing.cause.reasons.map((r) => (r._tag === "Fail" ? (r.error as Error).message : r._tag === "Die" ? String(r.defect) : r._tag)) : "")).toContain('no function export "notAProgram"')
+      expect(
+        String(Exit.isFailure(missing) ? missing.cause.reasons.map((r) => (r._tag === "Fail" ? (r.error as Error).message : r._tag === "Die" ? String(r.defect) : r._tag)) : ""),
+      ).toContain('no function export "notAProgram"')
       const uncloneable = await runOn(name, { world: 2, program: RankProgram.make(programs, "reportAndSum", { f: () => 1 }) })
       expect(Exit.isFailure(uncloneable)).toBe(true)
       expect(ThreadsJob.liveThreads().length).toBeLessThanOrEqual(ThreadsJob.idleThreads().length)
@@ -85,7 +87,7 @@ describe("backends", () => {
     const exit = await runOn("mpi" as ChooseBackend.Name, { world: 1, program: RankProgram.make(programs, "reportAndSum", { world: 1, reports: 0 }) })
     const error = failureOf(exit) as ChooseBackend.UnknownBackend
     expect(error._tag).toBe("UnknownBackend")
-    expect(error.message).toBe('unknown backend "mpi" (known: local, local-zero-copy, threads)')
+    expect(error.message).toBe('unknown backend "mpi" (known: local, local-zero-copy, threads, threads-zero-copy)')
     expect(ChooseBackend.isName("threads")).toBe(true)
     expect(ChooseBackend.isName("nccl")).toBe(false)
   })

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as ThreadsBackend from "../../src/runtime/ThreadsBackend.js"
 import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
@@ -33,7 +34,10 @@ const folded = fc
     return fc.constantFrom(...(shapes.length > 0 ? shapes : [{ ep: 1, etp: 1 }])).map((e) => ({ ...m, world, ...e }))
   })
 
-const setupOf = (m: { world: number; tp: number; cp: number; pp: number; dp: number; ep: number; etp: number; vpp: number | undefined; order: string; seed: number }, steps: number) => {
+const setupOf = (
+  m: { world: number; tp: number; cp: number; pp: number; dp: number; ep: number; etp: number; vpp: number | undefined; order: string; seed: number },
+  steps: number,
+) => {
   const validated = ParallelConfig.validate({ world: m.world, tp: m.tp, cp: m.cp, pp: m.pp, ep: m.ep, etp: m.etp, vpp: m.pp > 1 ? m.vpp : undefined, order: m.order })
   if (validated._tag !== "Success") return undefined
   const microBatch = 1
@@ -60,7 +64,8 @@ describe("the local and threads backends", () => {
         fc.pre(setup !== undefined)
         if (setup === undefined) return
         const local = await Effect.runPromise(Train.run(setup, { steps, backend: "local" }))
-        const threads = await Effect.runPromise(Train.run(setup, { steps, backend: "threads", timeoutMs: 60_000 }))
+        // The threads backend provided as a Layer to the trainer (what Train.run does by name).
+        const threads = await Effect.runPromise(Effect.provide(Train.train(setup, { steps, timeoutMs: 60_000 }), ThreadsBackend.layer()))
         expect(threads.map((s) => s.step)).toEqual([0, 1])
         expect(threads.map((s) => s.loss)).toEqual(local.map((s) => s.loss))
         expect(threads.map((s) => s.gradNorm)).toEqual(local.map((s) => s.gradNorm))

@@ -1,5 +1,6 @@
 // Training on the threads backend (ranks in worker threads) gives the local backend's losses,
-// and its checkpoints resume on the local backend.
+// publishes each step's summary in order as it completes, and its checkpoints resume on the
+// local backend.
 import * as Effect from "effect/Effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -25,8 +26,11 @@ describe("training on the threads backend", () => {
     }
     const local = await Effect.runPromise(Train.run(setup, { steps }))
     const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-threads-")), "ckpt")
-    const threads = await Effect.runPromise(Train.runThreads(setup, { steps: 2, save: dir }))
-    threads.forEach((s, k) => expect(Math.abs(s.loss - (local[k] as Train.StepSummary).loss)).toBeLessThan(1e-12))
+    const published: Array<Train.StepSummary> = []
+    const threads = await Effect.runPromise(Train.run(setup, { steps: 2, backend: "threads", save: dir, onStep: (s) => published.push(s) }))
+    expect(published).toEqual(threads)
+    expect(threads.map((s) => s.step)).toEqual([0, 1])
+    threads.forEach((s, k) => expect(s.loss).toBe((local[k] as Train.StepSummary).loss))
     const resumed = await Effect.runPromise(Train.run(setup, { steps, resume: dir }))
     expect(resumed.map((s) => s.loss)).toEqual(local.slice(2).map((s) => s.loss))
   }, 120_000)

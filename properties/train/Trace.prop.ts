@@ -37,9 +37,18 @@ describe("traces", () => {
       expect(summaries).toHaveLength(steps)
       for (let rank = 0; rank < setup.parallel.world; rank++) {
         const mine = tracer.spans.filter((s) => s.rank === rank)
-        expect(mine.some((s) => s.category === "compute" && s.name.startsWith("forward")), `rank ${rank} forward`).toBe(true)
-        expect(mine.some((s) => s.category === "compute" && s.name.startsWith("backward")), `rank ${rank} backward`).toBe(true)
-        expect(mine.some((s) => s.category === "comm"), `rank ${rank} collectives`).toBe(true)
+        expect(
+          mine.some((s) => s.category === "compute" && s.name.startsWith("forward")),
+          `rank ${rank} forward`,
+        ).toBe(true)
+        expect(
+          mine.some((s) => s.category === "compute" && s.name.startsWith("backward")),
+          `rank ${rank} backward`,
+        ).toBe(true)
+        expect(
+          mine.some((s) => s.category === "comm"),
+          `rank ${rank} collectives`,
+        ).toBe(true)
         expect(mine.filter((s) => s.category === "step").map((s) => s.name)).toEqual(["step 0", "step 1"])
       }
       for (const s of tracer.spans) {

@@ -2,7 +2,8 @@
  * ChooseBackend: the one place that turns a backend's name into its Layer.
  *
  * Names: "local" (fibers of this process, contributions copied), "local-zero-copy" (read in
- * place), "threads" (worker threads over shared memory). The MPI and NCCL backends join here,
+ * place), "threads" (worker threads over shared memory), "threads-zero-copy" (shared-memory
+ * tensors read in place). The MPI and NCCL backends join here,
  * together with the launch environment's say (a job started by mpirun will pick "mpi" when no
  * name is given).
  */
@@ -17,7 +18,7 @@ import * as ThreadsBackend from "./ThreadsBackend.js"
  * The backends there are.
  * @category configuration
  */
-export const names = ["local", "local-zero-copy", "threads"] as const
+export const names = ["local", "local-zero-copy", "threads", "threads-zero-copy"] as const
 
 /**
  * A backend's name.
@@ -54,5 +55,7 @@ export const layer = (name: string = "local"): Layer.Layer<Backend, UnknownBacke
       return LocalBackend.layer({ copy: false })
     case "threads":
       return ThreadsBackend.layer()
+    case "threads-zero-copy":
+      return ThreadsBackend.layer({ copy: false })
   }
 }

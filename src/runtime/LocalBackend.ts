@@ -20,9 +20,8 @@ const runJob = (spec: JobSpec, copy: boolean) =>
     RankProgram.checkCloneable(spec.program)
     yield* Effect.promise(() => RankHost.prepare(args))
     const deliver = RankEvents.deliver(spec.listener ?? {})
-    return yield* Job.run(
-      { world: spec.world, backend: copy ? "local" : "local-zero-copy", ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }) },
-      (rank) => RankHost.run(rank, structuredClone(args), (event) => deliver(rank, event)),
+    return yield* Job.run({ world: spec.world, backend: copy ? "local" : "local-zero-copy", ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }) }, (rank) =>
+      RankHost.run(rank, structuredClone(args), (event) => deliver(rank, event)),
     )
   })
 

@@ -23,12 +23,10 @@ export interface LogOptions {
  * The job's root logger.
  * @category constructors
  */
-export const root = (options: LogOptions = {}): Logger =>
-  pino({ level: options.level ?? "info", base: { app: "pleat" } }, options.destination ?? process.stderr)
+export const root = (options: LogOptions = {}): Logger => pino({ level: options.level ?? "info", base: { app: "pleat" } }, options.destination ?? process.stderr)
 
 /**
  * A rank's child logger, with its coordinates when the mapping is known.
  * @category constructors
  */
-export const forRank = (parent: Logger, rank: number, place?: Folding.RankPlace): Logger =>
-  parent.child(place === undefined ? { rank } : { ...place })
+export const forRank = (parent: Logger, rank: number, place?: Folding.RankPlace): Logger => parent.child(place === undefined ? { rank } : { ...place })

@@ -23,16 +23,20 @@ export const make = (inner: CommunicatorShape, log: Logger): CommunicatorShape =
           await: Effect.tap(pending.await, (out) =>
             Effect.sync(() =>
               log.debug(
-                { op: request.op, group: Group.format(group), bytesIn: request.tensor.data.byteLength, bytesOut: out.data.byteLength, micros: Math.round((performance.now() - started) * 1000) },
+                {
+                  op: request.op,
+                  group: Group.format(group),
+                  bytesIn: request.tensor.data.byteLength,
+                  bytesOut: out.data.byteLength,
+                  micros: Math.round((performance.now() - started) * 1000),
+                },
                 "collective",
               ),
             ),
           ),
         }
       }),
-    send: (to, t, tag) =>
-      Effect.tap(inner.send(to, t, tag), () => Effect.sync(() => log.debug({ op: "send", to, tag, bytes: t.data.byteLength }, "p2p"))),
-    recv: (from, tag) =>
-      Effect.tap(inner.recv(from, tag), (t) => Effect.sync(() => log.debug({ op: "recv", from, tag, bytes: t.data.byteLength }, "p2p"))),
+    send: (to, t, tag) => Effect.tap(inner.send(to, t, tag), () => Effect.sync(() => log.debug({ op: "send", to, tag, bytes: t.data.byteLength }, "p2p"))),
+    recv: (from, tag) => Effect.tap(inner.recv(from, tag), (t) => Effect.sync(() => log.debug({ op: "recv", from, tag, bytes: t.data.byteLength }, "p2p"))),
   }
 }

@@ -9,7 +9,6 @@
  * the rank's child of the job's logger, with the rank's coordinates.
  */
 import * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
 import { type Logger, pino } from "pino"
 import type * as Folding from "../mapping/Folding.js"
 import * as Log from "./Log.js"
@@ -47,12 +46,6 @@ export interface RankEventsShape {
  * @category services
  */
 export class RankEvents extends Context.Service<RankEvents, RankEventsShape>()("pleat/RankEvents") {}
-
-/**
- * Sends a value to the driver.
- * @category combinators
- */
-export const report = (value: unknown): Effect.Effect<void, never, RankEvents> => Effect.flatMap(RankEvents, (events) => Effect.sync(() => events.report(value)))
 
 /**
  * The rank side: the service of `rank`, turning everything into events for `emit`.

@@ -39,12 +39,6 @@ export const argsFor = (program: RankProgram.Ref, listener: RankEvents.Listener)
   logLevel: RankEvents.levelOf(listener),
 })
 
-/**
- * The URL of this module (what a worker imports).
- * @category configuration
- */
-export const moduleUrl: string = import.meta.url
-
 // One import per module and export in this thread (a worker serves many jobs).
 const programs = new Map<string, Promise<RankProgram.Program>>()
 
@@ -79,6 +73,12 @@ export const run = (rank: number, args: HostArgs, emit: (event: RankEvents.RankE
     const comm = args.tracing ? Trace.traced(rank, logged, events.span) : logged
     return yield* program(rank, args.program.args).pipe(Effect.provideService(Communicator, comm), Effect.provideService(RankEvents.RankEvents, events))
   })
+
+/**
+ * The host of a job as a rank program (what each worker imports and runs).
+ * @category constructors
+ */
+export const hostOf = (args: HostArgs): RankProgram.Ref<HostArgs> => RankProgram.make(import.meta.url, "host", args)
 
 /**
  * The export a worker runs: `(rank, args, emit)`, with `prepare` for its load phase.

@@ -4,7 +4,8 @@
  *
  * Every worker runs RankHost's `host` export with the rank program as data; the host imports
  * the program's module while the worker loads, then runs it exactly as the local backend does.
- * Events posted by the workers reach the job's listener as they come.
+ * Events posted by the workers reach the job's listener as they come. `copy: false` is the
+ * zero-copy mode (tensors in SharedArrayBuffers are read in place).
  */
 import * as Layer from "effect/Layer"
 import { Backend, type JobSpec } from "./Backend.js"
@@ -14,11 +15,12 @@ import * as ThreadsJob from "./ThreadsJob.js"
 
 const runJob = (spec: JobSpec, copy: boolean) => {
   const deliver = RankEvents.deliver(spec.listener ?? {})
+  const host = RankHost.hostOf(RankHost.argsFor(spec.program, spec.listener ?? {}))
   return ThreadsJob.run({
     world: spec.world,
-    module: RankHost.moduleUrl,
-    export: "host",
-    args: RankHost.argsFor(spec.program, spec.listener ?? {}),
+    module: host.module,
+    export: host.export,
+    args: host.args,
     copy,
     onEvent: (rank, event) => deliver(rank, event as RankEvents.RankEvent),
     ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
@@ -30,4 +32,4 @@ const runJob = (spec: JobSpec, copy: boolean) => {
  * @category layers
  */
 export const layer = (options: { readonly copy?: boolean } = {}): Layer.Layer<Backend> =>
-  Layer.succeed(Backend, { name: "threads", run: (spec) => runJob(spec, options.copy !== false) })
+  Layer.succeed(Backend, { name: options.copy === false ? "threads-zero-copy" : "threads", run: (spec) => runJob(spec, options.copy !== false) })

@@ -32,7 +32,6 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { Worker } from "node:worker_threads"
-import type { Communicator } from "../comm/Communicator.js"
 import { Coordinator } from "../comm/threads/Coordinator.js"
 import * as Failure from "../comm/threads/Failure.js"
 import * as Pool from "../comm/threads/Pool.js"
@@ -48,7 +47,7 @@ export interface ThreadsJobOptions {
   readonly world: number
   /** The module holding the rank program: a URL, or a file path (relative to the cwd). */
   readonly module: string | URL
-  /** The name of the export: `(rank: number, args: unknown) => Effect<A, E, Communicator>`. */
+  /** The name of the export: `(rank: number, args: unknown, emit: (event: unknown) => void) => Effect<A, E, Communicator>`. */
   readonly export: string
   /** Passed to every rank (structured-cloned; a SharedArrayBuffer is shared). */
   readonly args?: unknown
@@ -63,12 +62,6 @@ export interface ThreadsJobOptions {
   /** Receives the events the ranks post while they run. */
   readonly onEvent?: (rank: number, event: unknown) => void
 }
-
-/**
- * A rank program as the named export must be typed.
- * @category models
- */
-export type RankProgram<A = unknown, E = unknown> = (rank: number, args: unknown, emit: (event: unknown) => void) => Effect.Effect<A, E, Communicator>
 
 let nextJob = 1
 

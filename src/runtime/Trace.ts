@@ -79,7 +79,8 @@ export class Tracer {
       events.push({ name: "thread_name", ph: "M", pid: rank, tid: 1, args: { name: "communication" } })
       const mine = this.spans.filter((s) => s.rank === rank)
       const steps = mine.filter((s) => s.category === "step")
-      for (const s of mine) events.push({ name: s.name, cat: s.category, ph: "X", ts: us(s.start), dur: Math.max(0, us(s.end) - us(s.start)), pid: rank, tid: s.category === "comm" ? 1 : 0 })
+      for (const s of mine)
+        events.push({ name: s.name, cat: s.category, ph: "X", ts: us(s.start), dur: Math.max(0, us(s.end) - us(s.start)), pid: rank, tid: s.category === "comm" ? 1 : 0 })
       // Idle: inside each step, time on the compute row covered by nothing.
       for (const step of steps) {
         const inside = mine.filter((s) => s.category === "compute" && s.start >= step.start && s.end <= step.end).sort((a, b) => a.start - b.start)

@@ -62,7 +62,7 @@ export interface RunOptions {
 }
 
 /** The summary of one step from every rank's report. */
-export const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>, tokens: number, seconds: number): StepSummary => {
+const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>, tokens: number, seconds: number): StepSummary => {
   const byLayer = new Map<number, Array<number>>()
   for (const r of reports) for (const e of r.expertRows) byLayer.set(e.layer, [...(byLayer.get(e.layer) ?? []), ...e.rows])
   const imbalance = [...byLayer]
@@ -98,7 +98,14 @@ const collector = (world: number, tokens: number, publish: (summary: StepSummary
     pending.set(event.step, got)
     for (let ready = pending.get(next); ready !== undefined && ready.filter((e) => e !== undefined).length === world; ready = pending.get(next)) {
       pending.delete(next)
-      publish(summarize(next, ready.map((e) => e.report), tokens, Math.max(...ready.map((e) => e.seconds))))
+      publish(
+        summarize(
+          next,
+          ready.map((e) => e.report),
+          tokens,
+          Math.max(...ready.map((e) => e.seconds)),
+        ),
+      )
       next++
     }
   }
