@@ -8,18 +8,9 @@
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import { Communicator, type CommunicatorShape } from "../comm/Communicator.js"
+import { Communicator } from "../comm/Communicator.js"
 import * as LocalFabric from "../comm/LocalFabric.js"
 import { RankFailed } from "./JobError.js"
-
-/**
- * A backend that can host a job: per-rank communicators over some transport.
- * @category models
- */
-export interface Fabric {
-  readonly communicator: (rank: number) => CommunicatorShape
-  readonly close: (why?: string) => void
-}
 
 /**
  * Options of a job.
@@ -33,11 +24,8 @@ export interface JobOptions {
   readonly timeoutMs?: number
 }
 
-/**
- * Makes the fabric of a job.
- * @category constructors
- */
-export const makeFabric = (options: JobOptions): Fabric =>
+/** Makes the fabric of a job. */
+const makeFabric = (options: JobOptions) =>
   LocalFabric.make({
     world: options.world,
     copy: options.backend !== "local-zero-copy",

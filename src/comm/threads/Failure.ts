@@ -46,11 +46,8 @@ export const flatten = (cause: Cause.Cause<unknown>): WireFailure => {
   return { kind: "interrupt", error: { type: "error", name: "Interrupted", message: "the rank's program was interrupted", stack: undefined, props: {} } }
 }
 
-/**
- * The value again, as close to the original as cloning allows.
- * @category mapping
- */
-export const rebuildValue = (v: WireValue): unknown => {
+/** The value again, as close to the original as cloning allows. */
+const rebuildValue = (v: WireValue): unknown => {
   switch (v.type) {
     case "comm":
       return CommError.make(v.fields)
