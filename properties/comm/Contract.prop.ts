@@ -13,7 +13,7 @@ import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import { factorized } from "../mapping/arbitraries.js"
 import { isValid } from "../mapping/oracle.js"
-import { type Backend, backends, results, type Scenario } from "./runOn.js"
+import { type BackendName, backends, results, type Scenario } from "./runOn.js"
 import * as Scenarios from "./scenarios.js"
 
 const familyNames = Families.familyNames.filter((f) => f !== "embedding")
@@ -31,7 +31,7 @@ for (const backend of backends) {
   // Threads jobs start workers: fewer runs there.
   const runs = { numRuns: backend.startsWith("threads") ? 4 : 20 }
   const heavy = { numRuns: backend.startsWith("threads") ? 3 : 4 }
-  const local: Backend = backend.endsWith("zero-copy") ? "local-zero-copy" : "local"
+  const local: BackendName = backend.endsWith("zero-copy") ? "local-zero-copy" : "local"
 
   /** The scenario on this backend, checked equal to the same scenario on the local backend. */
   const run = async <A>(name: Scenario, world: number, args: unknown): Promise<Array<A>> => {

@@ -1,35 +1,43 @@
-// Runs a rank program of scenarios.ts on any backend: the one runner of the contract and fault
-// suites, so that both suites run unchanged against every transport. The local transports run
-// the export in this process; the threads transports import it in each worker.
+// Runs a rank program of scenarios.ts on any backend through the backend's own Layer (the
+// Backend service every job uses): the one runner of the contract and fault suites, so that
+// both suites run unchanged against every transport.
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type * as Comm from "../../src/comm/Communicator.js"
+import type * as Layer from "effect/Layer"
+import * as Backend from "../../src/runtime/Backend.js"
 import type { RankFailed } from "../../src/runtime/JobError.js"
-import * as Job from "../../src/runtime/Job.js"
+import * as LocalBackend from "../../src/runtime/LocalBackend.js"
+import * as RankProgram from "../../src/runtime/RankProgram.js"
+import * as ThreadsBackend from "../../src/runtime/ThreadsBackend.js"
 import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
-import * as Scenarios from "./scenarios.js"
+import type * as Scenarios from "./scenarios.js"
 
 /** Every backend the suites run against. */
 export const backends = ["local", "local-zero-copy", "threads", "threads-zero-copy"] as const
 
-export type Backend = (typeof backends)[number]
+export type BackendName = (typeof backends)[number]
 
 export type Scenario = keyof typeof Scenarios
 
 const module = new URL("./scenarios.ts", import.meta.url)
 
-/** The scenario `name` on every rank of `backend`; every rank's result in rank order. */
-export const runOn = <A>(backend: Backend, name: Scenario, world: number, args: unknown, timeoutMs = 10_000): Effect.Effect<Array<A>, RankFailed> => {
-  if (backend === "threads" || backend === "threads-zero-copy") return ThreadsJob.run<A>({ world, module, export: name, args, timeoutMs, copy: backend === "threads" })
-  const program = Scenarios[name] as unknown as (rank: number, args: unknown) => Effect.Effect<A, unknown, Comm.Communicator>
-  return Job.run({ world, backend, timeoutMs }, (rank) => program(rank, args))
+/** The Layer of each backend the suites run against. */
+const layers: Record<BackendName, Layer.Layer<Backend.Backend>> = {
+  local: LocalBackend.layer(),
+  "local-zero-copy": LocalBackend.layer({ copy: false }),
+  threads: ThreadsBackend.layer(),
+  "threads-zero-copy": ThreadsBackend.layer({ copy: false }),
 }
 
+/** The scenario `name` on every rank of `backend`; every rank's result in rank order. */
+export const runOn = <A>(backend: BackendName, name: Scenario, world: number, args: unknown, timeoutMs = 10_000): Effect.Effect<Array<A>, RankFailed> =>
+  Effect.provide(Backend.run<A>({ world, program: RankProgram.make(module, name, args), timeoutMs }), layers[backend])
+
 /** The results of a scenario that must succeed. */
-export const results = <A>(backend: Backend, name: Scenario, world: number, args: unknown): Promise<Array<A>> => Effect.runPromise(runOn<A>(backend, name, world, args))
+export const results = <A>(backend: BackendName, name: Scenario, world: number, args: unknown): Promise<Array<A>> => Effect.runPromise(runOn<A>(backend, name, world, args))
 
 /** The failure of a scenario that must fail, how long the job took, and the rank threads left. */
-export const failure = async (backend: Backend, name: Scenario, world: number, args: Record<string, unknown>, timeoutMs: number) => {
+export const failure = async (backend: BackendName, name: Scenario, world: number, args: Record<string, unknown>, timeoutMs: number) => {
   if (backend.startsWith("threads")) {
     // Warm exactly `world` workers first: timings then measure the fault handling, not thread
     // start-up, and every live thread afterwards would be one of the job's.
