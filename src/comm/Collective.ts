@@ -152,7 +152,7 @@ export const checkOwn = (c: Signature, groupSize: number): string | undefined =>
  * reduceScatter(V), which always returns fresh storage).
  * @category mapping
  */
-export const resultLength = (ss: ReadonlyArray<Signature>, j: number): number | undefined => {
+const resultLength = (ss: ReadonlyArray<Signature>, j: number): number | undefined => {
   const first = ss[0] as Signature
   const inner = rowSize(first.shape)
   switch (first.op) {

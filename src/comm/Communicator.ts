@@ -113,12 +113,6 @@ export const allGatherV = (group: Group, t: Tensor.Tensor) => now(start.allGathe
 export const reduceScatter = (group: Group, t: Tensor.Tensor, reduce: "sum" | "max" = "sum") => now(start.reduceScatter(group, t, reduce))
 
 /**
- * Member i gets counts[i] rows of the sum (counts equal on every member).
- * @category combinators
- */
-export const reduceScatterV = (group: Group, t: Tensor.Tensor, counts: ReadonlyArray<number>, reduce: "sum" | "max" = "sum") => now(start.reduceScatterV(group, t, counts, reduce))
-
-/**
  * Sends sendSplits[j] consecutive rows to member j; returns the received rows (in source
  * order) and how many came from each member.
  * @category combinators

@@ -25,7 +25,7 @@ import { combine, copyInto } from "../Kernels.js"
  * Below this many elements the plain path is faster (one wake-up per member saved).
  * @category configuration
  */
-export const cooperativeFrom = 64 * 1024
+const cooperativeFrom = 64 * 1024
 
 interface WaitAsync {
   waitAsync(view: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> }
