@@ -4,14 +4,17 @@
  * Weights per member: wGate, wUp [H, F/tp] (column-parallel), wDown [F/tp, H] (row-parallel).
  *   x (replicated, or SP rows) -> gather once (SP) or enter the TP region -> silu(x Wg) * (x Wu)
  *   -> row-parallel Wd -> replicated output (SP off) or SP rows (SP on)
- * One gather serves both fc1 halves.
+ * One gather serves both fc1 halves. `forwardLaid` is the same MLP on laid rows, through the
+ * typed collectives (its output layout is what the collectives made of the input layout).
  */
 import * as Effect from "effect/Effect"
 import * as Diff from "../comm/Differentiable.js"
 import { swiglu } from "../tensor/ops/Activation.js"
 import { matmul } from "../tensor/ops/Matmul.js"
 import type * as Tensor from "../tensor/Tensor.js"
+import * as LaidCollective from "./LaidCollective.js"
 import * as ParallelLinear from "./ParallelLinear.js"
+import * as TensorLayout from "./TensorLayout.js"
 
 /**
  * This member's MLP weight shards.
@@ -32,4 +35,17 @@ export const forward = (x: Tensor.Tensor, w: MlpWeights, options: ParallelLinear
     const full = options.sequenceParallel ? yield* Diff.allGather(options.tp, x) : yield* Diff.copyToGroup(options.tp, x)
     const hidden = swiglu(matmul(full, w.wGate), matmul(full, w.wUp))
     return yield* ParallelLinear.rowParallel(hidden, w.wDown, options)
+  })
+
+/**
+ * The MLP's forward on laid rows: [tokens, hidden] in, the same layout out (SP rows or whole).
+ * @category combinators
+ */
+export const forwardLaid = (x: TensorLayout.WithLayout, w: MlpWeights, options: ParallelLinear.ParallelOptions) =>
+  Effect.gen(function* () {
+    const full = options.sequenceParallel ? yield* LaidCollective.allGather("tp", options.tp, x) : yield* LaidCollective.copyToGroup("tp", options.tp, x)
+    const n = options.tp.ranks.length
+    const ffn = TensorLayout.dim("ffn", (w.wGate.shape[1] as number) * n, [{ axis: "tp", size: n }])
+    const hidden = TensorLayout.attach(swiglu(matmul(full.tensor, w.wGate), matmul(full.tensor, w.wUp)), TensorLayout.withLastDim(full.layout, ffn))
+    return yield* ParallelLinear.rowParallelLaid(hidden, w.wDown, options, "hidden")
   })

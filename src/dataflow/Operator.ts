@@ -28,6 +28,18 @@ export interface Operator<I, O, E = never, R = never> {
 }
 
 /**
+ * The error type of an operator (or a union of operators).
+ * @category models
+ */
+export type ErrorOf<Op> = Op extends Operator<infer _I, infer _O, infer E, infer _R> ? E : never
+
+/**
+ * The services an operator (or a union of operators) requires.
+ * @category models
+ */
+export type ServicesOf<Op> = Op extends Operator<infer _I, infer _O, infer _E, infer R> ? R : never
+
+/**
  * A value that crosses a checked edge: a tensor with its layout (and anything else).
  * @category models
  */

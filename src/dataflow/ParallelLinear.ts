@@ -10,6 +10,10 @@
  *   column, SP on:  x [T/tp, in] rows    -> allGather   (backward reduceScatter) -> [T, out/tp]
  *   row,    SP off: x [T, in/tp] -> x W_r partial -> allReduce     -> [T, out] replicated
  *   row,    SP on:  x [T, in/tp] -> x W_r partial -> reduceScatter -> [T/tp, out] rows
+ *
+ * The `Laid` variants take and give laid tensors: their collectives are the typed channels of
+ * LaidCollective (layout in -> layout out, preconditions checked), and the output layout names
+ * the output columns, split over tp for the column-parallel product.
  */
 import * as Effect from "effect/Effect"
 import * as Diff from "../comm/Differentiable.js"
@@ -18,6 +22,9 @@ import { matmul } from "../tensor/ops/Matmul.js"
 import * as Shape from "../tensor/ops/Shape.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
+import * as LaidCollective from "./LaidCollective.js"
+import { LayoutError } from "./Layout.js"
+import * as TensorLayout from "./TensorLayout.js"
 
 /**
  * How a parallel linear layer runs.
@@ -51,6 +58,37 @@ export const rowParallel = (x: Tensor.Tensor, w: Tensor.Tensor, options: Paralle
       return yield* Effect.fail(TensorError.shape("rowParallel", `${partial.shape[0]} tokens do not split over tp ${n} under sequence parallelism`))
     }
     return yield* Diff.reduceScatter(options.tp, partial)
+  })
+
+/**
+ * The column-parallel product on laid rows: whole rows in (gathered under SP, copied in
+ * otherwise), this member's block of the `columns` out.
+ * @category combinators
+ */
+export const columnParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string) =>
+  Effect.gen(function* () {
+    const full = options.sequenceParallel ? yield* LaidCollective.allGather("tp", options.tp, x) : yield* LaidCollective.copyToGroup("tp", options.tp, x)
+    const n = options.tp.ranks.length
+    const out = TensorLayout.dim(columns, (w.shape[1] as number) * n, [{ axis: "tp", size: n }])
+    return TensorLayout.attach(matmul(full.tensor, w), TensorLayout.withLastDim(full.layout, out))
+  })
+
+/**
+ * The row-parallel product on laid rows whose columns are split over tp: partial sums of the
+ * `columns` out, completed by a reduce-scatter (SP) or an allreduce.
+ * @category combinators
+ */
+export const rowParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string) =>
+  Effect.gen(function* () {
+    const n = options.tp.ranks.length
+    const split = x.layout.dims[x.layout.dims.length - 1]?.over.some((s) => s.axis === "tp") ?? false
+    if (n > 1 && !split)
+      return yield* Effect.fail(new LayoutError({ op: "rowParallel", detail: `needs its input columns split over tp but the tensor is ${TensorLayout.format(x.layout)}` }))
+    const partial = TensorLayout.attach(
+      matmul(x.tensor, w),
+      TensorLayout.partialOver(TensorLayout.withLastDim(x.layout, TensorLayout.dim(columns, w.shape[1] as number)), { axis: "tp", size: n }),
+    )
+    return options.sequenceParallel ? yield* LaidCollective.reduceScatter("tp", options.tp, partial) : yield* LaidCollective.allReduce("tp", options.tp, partial)
   })
 
 /**

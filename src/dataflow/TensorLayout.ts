@@ -154,6 +154,12 @@ export const gather = (l: TensorLayout, axis: AxisName): TensorLayout => {
 }
 
 /**
+ * The last dim replaced (a product's output columns replace its input columns).
+ * @category combinators
+ */
+export const withLastDim = (l: TensorLayout, d: Dim): TensorLayout => ({ ...l, dims: [...l.dims.slice(0, -1), d] })
+
+/**
  * The same rows in another token order.
  * @category combinators
  */

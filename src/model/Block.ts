@@ -99,8 +99,11 @@ export const attention = (c: ModelContext.ModelContext, layer: number, hidden: T
  * The FFN half of layer `layer` (MoE or dense by the layer frequency).
  * @category constructors
  */
-export const ffn = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
+export const ffn = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout): FfnOperator =>
   ModelContext.isMoe(c.sizes, layer) ? moe(c, layer, hidden) : mlp(c, layer, hidden)
+
+type Ffn = ReturnType<typeof moe> | ReturnType<typeof mlp>
+type FfnOperator = Operator.Operator<ModelContext.Activations, ModelContext.Activations, Operator.ErrorOf<Ffn>, Operator.ServicesOf<Ffn>>
 
 const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
   Operator.laid(`moe (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) =>
@@ -133,7 +136,11 @@ const mlp = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.T
     Effect.gen(function* () {
       const p = weightsOf(c, layer)
       const mlpWeights = { wGate: p("wGate"), wUp: p("wUp"), wDown: p("wDown") }
-      const out = yield* feedForward(h.tensor, p("ffnNorm"), (tokens) => DenseMlp.forward(tokens, mlpWeights, { tp: c.groups.tp, sequenceParallel: c.sequenceParallel }))
-      return { ...h, tensor: out, layout: throughTensorParallel(h.layout, c) } satisfies ModelContext.Activations
+      // Through the typed collectives: the output layout is what they made of the input's.
+      const out = yield* DenseMlp.forwardLaid(TensorLayout.attach(rmsNorm(h.tensor, p("ffnNorm"), eps), h.layout), mlpWeights, {
+        tp: c.groups.tp,
+        sequenceParallel: c.sequenceParallel,
+      })
+      return { ...h, tensor: add(h.tensor, out.tensor), layout: out.layout } satisfies ModelContext.Activations
     }),
   )

@@ -6,8 +6,9 @@
  *   -> scaled by 1 / (cp * M * dp)
  *
  * The loss of one cp rank is the mean over its own rows, so the shares are partial sums over
- * the axes the rows are still split over after the gather: cp. The operator derives that
- * from its input layout; the model declares `ModelContext.lossLayout`.
+ * the axes the rows are still split over after the column-parallel product's gather (a typed
+ * channel): cp. The operator derives that from the logits' layout; the model declares
+ * `ModelContext.lossLayout`.
  */
 import * as Effect from "effect/Effect"
 import * as VocabParallel from "../attention/VocabParallel.js"
@@ -30,10 +31,12 @@ export const make = (c: ModelContext.ModelContext, targets: Int32Array, layouts:
   Operator.laid(name, { input: layouts.hidden, output: layouts.loss }, (x: ModelContext.Activations) =>
     Effect.gen(function* () {
       const tp = c.groups.tp
-      const logits = yield* ParallelLinear.columnParallel(rmsNorm(x.tensor, c.param("finalNorm")), c.param("output"), { tp, sequenceParallel: c.sequenceParallel })
-      const ce = yield* VocabParallel.crossEntropy(logits, targets, c.sizes.vocab, tp)
+      const normed = TensorLayout.attach(rmsNorm(x.tensor, c.param("finalNorm")), x.layout)
+      const logits = yield* ParallelLinear.columnParallelLaid(normed, c.param("output"), { tp, sequenceParallel: c.sequenceParallel }, "vocab")
+      const ce = yield* VocabParallel.crossEntropy(logits.tensor, targets, c.sizes.vocab, tp)
       const loss = scale(ce, 1 / (c.groups.cp.ranks.length * c.microBatchesPerStep))
-      const rows = (c.sequenceParallel ? TensorLayout.gather(x.layout, "tp") : x.layout).dims[0]
+      // The mean over this rank's rows: partial over the axes the gathered rows are still split over.
+      const rows = logits.layout.dims[0]
       return TensorLayout.attach(loss, TensorLayout.make([], { partial: rows?.over ?? [] }))
     }),
   )

@@ -59,7 +59,8 @@ export const layouts = (c: ModelContext.ModelContext) => ({
  * Layers [first, last) as one operator on the hidden rows.
  */
 const layers = (c: ModelContext.ModelContext, range: readonly [number, number], hidden: TensorLayout.TensorLayout) => {
-  const ops = []
+  type Layer = ReturnType<typeof Block.attention> | ReturnType<typeof Block.ffn>
+  const ops: Array<Operator.Operator<ModelContext.Activations, ModelContext.Activations, Operator.ErrorOf<Layer>, Operator.ServicesOf<Layer>>> = []
   for (let l = range[0]; l < range[1]; l++) ops.push(Block.attention(c, l, hidden), Block.ffn(c, l, hidden))
   return Operator.chain(`layers [${range[0]}, ${range[1]})`, ops)
 }
