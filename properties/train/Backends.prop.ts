@@ -75,6 +75,17 @@ describe("the local and threads backends", () => {
     )
   }, 300_000)
 
+  test("resuming from a directory that holds no checkpoint fails with a ConfigError on resume, before any rank starts", async () => {
+    const setup = setupOf({ world: 2, tp: 2, cp: 1, pp: 1, dp: 1, ep: 2, etp: 1, vpp: undefined, order: "tp-cp-ep-dp-pp", seed: 1 }, 1) as RankTrainer.TrainSetup
+    const missing = path.join(tmpdir(), "pleat-no-such-checkpoint")
+    for (const backend of ["local", "threads"] as const) {
+      const exit = await Effect.runPromiseExit(Train.run(setup, { steps: 1, backend, resume: missing }))
+      const error = exit._tag === "Failure" ? (exit.cause.reasons.find((r) => r._tag === "Fail") as { error: { _tag: string; field: string } } | undefined)?.error : undefined
+      expect(error?._tag).toBe("ConfigError")
+      expect(error?.field).toBe("resume")
+    }
+  })
+
   test("a checkpoint saved on threads resumes on local, and one saved on local resumes on threads", async () => {
     const steps = 3
     const setup = setupOf({ world: 4, tp: 2, cp: 1, pp: 2, dp: 1, ep: 2, etp: 1, vpp: undefined, order: "tp-cp-ep-dp-pp", seed: 7 }, steps) as RankTrainer.TrainSetup

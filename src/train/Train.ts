@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import type { Logger } from "pino"
 import * as Result from "effect/Result"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as Folding from "../mapping/Folding.js"
 import * as Check from "../pipeline/Check.js"
 import * as Schedule from "../pipeline/Schedule.js"
@@ -111,12 +112,23 @@ const collector = (world: number, tokens: number, publish: (summary: StepSummary
   }
 }
 
+/** The step a checkpoint resumes at; a missing, unreadable or other model's checkpoint is the user's error. */
+const resumedStep = (dir: string, model: ModelConfig.ModelConfig): Effect.Effect<number, ConfigError.ConfigError> =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(Checkpoint.manifestFor(dir, model).step)
+    } catch (error) {
+      return ConfigError.isConfigError(error) ? Effect.fail(error) : Effect.die(error)
+    }
+  })
+
 /**
  * Trains for `steps` steps on the backend in context; returns every step's summary. The
- * model and the pipeline schedule are checked before any work (a mismatch throws here).
+ * model and the pipeline schedule are checked before any work (a mismatch throws here); a
+ * checkpoint to resume from is checked before any rank starts (a ConfigError on `resume`).
  * @category constructors
  */
-export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed, Backend.Backend> => {
+export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError, Backend.Backend> => {
   ModelConfig.check(setup.model, setup.batch, setup.parallel)
   // Before any step: prove the schedule every rank will run meets every send with its receive.
   const s = setup.parallel.sizes
@@ -129,7 +141,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
   // The span callback is a function, which cannot cross into workers: spans go through RankEvents.
   const { span: _span, ...plain } = setup
   return Effect.gen(function* () {
-    const first = options.resume === undefined ? 0 : Checkpoint.manifest(options.resume).step
+    const first = options.resume === undefined ? 0 : yield* resumedStep(options.resume, setup.model)
     const out: Array<StepSummary> = []
     const summaries = yield* Queue.unbounded<StepSummary>()
     const publish = (summary: StepSummary) =>
@@ -168,7 +180,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
  * Trains for `steps` steps on `options.backend`; returns every step's summary.
  * @category constructors
  */
-export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ChooseBackend.UnknownBackend> =>
+export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError | ChooseBackend.UnknownBackend> =>
   Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local"))
 
 /**
