@@ -39,7 +39,8 @@ const resolveOrUndefined = (specifier: string): string | undefined => {
   }
 }
 
-const preload = ["effect/Effect", "effect/Exit", "effect/Cause", "effect/Deferred", "effect/Context", "effect/Data", "effect/Layer"]
+// pino: every rank host gives its program a logger (src/runtime/RankEvents).
+const preload = ["effect/Effect", "effect/Exit", "effect/Cause", "effect/Deferred", "effect/Context", "effect/Data", "effect/Layer", "pino"]
   .map(resolveOrUndefined)
   .filter((u): u is string => u !== undefined)
 
