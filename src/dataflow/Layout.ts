@@ -12,6 +12,8 @@
  * A wrong rewrite does not compile (properties/dataflow/Layout.prop.ts proves it with
  * @ts-expect-error), and a runtime check behind each rewrite catches what types cannot see
  * (layouts built from data, casts): a LayoutError naming the op, the axes and the layout.
+ * TensorLayout.ts is the run-time description (every dim, sizes, token order) that operators
+ * declare on their edges and links check; LaidCollective.ts its collectives.
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"

@@ -99,91 +99,129 @@ const describe = (s: State<unknown, unknown> | undefined): string => {
   }
 }
 
+/** One rank's interpreter state: the program, the (micro-batch, chunk)s in flight, the times. */
+interface Machine<E, R> {
+  readonly program: Program<E, R>
+  readonly inFlight: Map<number, Map<number, State<E, R>>>
+  readonly times: { forwardMs: number; backwardMs: number; waitMs: number }
+}
+
+type Of<T extends A.Action["_tag"]> = Extract<A.Action, { readonly _tag: T }>
+
+const stateOf = <E, R>(m: Machine<E, R>, a: A.Action) => m.inFlight.get(a.microBatch)?.get(a.chunk)
+
+const set = <E, R>(m: Machine<E, R>, a: A.Action, s: State<E, R> | undefined) => {
+  const byChunk = m.inFlight.get(a.microBatch) ?? new Map<number, State<E, R>>()
+  if (s === undefined) byChunk.delete(a.chunk)
+  else byChunk.set(a.chunk, s)
+  if (byChunk.size === 0) m.inFlight.delete(a.microBatch)
+  else m.inFlight.set(a.microBatch, byChunk)
+}
+
+const refuse = <E, R>(m: Machine<E, R>, a: A.Action, detail: string) => Effect.fail(new InterpretError({ pp: m.program.pp, action: A.format(a), detail }))
+
+const unexpected = <E, R>(m: Machine<E, R>, a: A.Action, wanted: string) =>
+  refuse(m, a, `needs micro-batch ${a.microBatch} on chunk ${a.chunk} ${wanted}, but it has ${describe(stateOf(m, a))}`)
+
+const linkOf = <E, R>(m: Machine<E, R>, a: A.Send | A.Recv) => {
+  const link = m.program.links.of(a)
+  return link === undefined ? refuse(m, a, "no pipeline link was built for it (the links come from another action list)") : Effect.succeed(link)
+}
+
+/** Books `started..now` under `kind` and reports the span. */
+const book = <E, R>(m: Machine<E, R>, kind: keyof Times, name: string, started: number) => {
+  m.times[kind] += performance.now() - started
+  m.program.span?.(name, started)
+}
+
+const recvForward = <E, R>(m: Machine<E, R>, a: Of<"recvForward">, started: number) =>
+  Effect.gen(function* () {
+    if (stateOf(m, a) !== undefined) return yield* unexpected(m, a, "with nothing in flight")
+    if (m.program.isFirst(a.chunk)) return yield* refuse(m, a, "the first stage receives no activations")
+    const input = yield* Link.recv(yield* linkOf(m, a), a.microBatch)
+    set(m, a, { _tag: "received", input })
+    book(m, "waitMs", `wait activation mb ${a.microBatch}`, started)
+  })
+
+const forward = <E, R>(m: Machine<E, R>, a: Of<"forward">, started: number) =>
+  Effect.gen(function* () {
+    const s = stateOf(m, a)
+    const first = m.program.isFirst(a.chunk)
+    if (first ? s !== undefined : s?._tag !== "received") return yield* unexpected(m, a, first ? "with nothing in flight" : "with its input received")
+    const ran = yield* m.program.forward(a.microBatch, a.chunk, s?._tag === "received" ? s.input : undefined)
+    set(m, a, m.program.forwardOnly === true && m.program.isLast(a.chunk) ? undefined : { _tag: "forwarded", run: ran, sent: false })
+    book(m, "forwardMs", `forward mb ${a.microBatch} chunk ${a.chunk}`, started)
+  })
+
+const sendForward = <E, R>(m: Machine<E, R>, a: Of<"sendForward">) =>
+  Effect.gen(function* () {
+    const s = stateOf(m, a)
+    if (m.program.isLast(a.chunk)) return yield* refuse(m, a, "the last stage sends no activation")
+    if (s?._tag !== "forwarded" || s.sent) return yield* unexpected(m, a, "forwarded and not yet sent")
+    if (s.run.output === undefined) return yield* refuse(m, a, "its forward gave no activation to send")
+    yield* Link.send(yield* linkOf(m, a), s.run.output, a.microBatch)
+    set(m, a, m.program.forwardOnly === true ? undefined : { ...s, sent: true })
+  })
+
+const recvBackward = <E, R>(m: Machine<E, R>, a: Of<"recvBackward">, started: number) =>
+  Effect.gen(function* () {
+    const s = stateOf(m, a)
+    if (m.program.isLast(a.chunk)) return yield* refuse(m, a, "the last stage receives no gradient")
+    if (s?._tag !== "forwarded" || !s.sent) return yield* unexpected(m, a, "forwarded and sent")
+    const outputGradient = yield* Link.recv(yield* linkOf(m, a), a.microBatch)
+    set(m, a, { _tag: "gradientReceived", run: s.run, outputGradient })
+    book(m, "waitMs", `wait gradient mb ${a.microBatch}`, started)
+  })
+
+const backward = <E, R>(m: Machine<E, R>, a: Of<"backward">, started: number) =>
+  Effect.gen(function* () {
+    const s = stateOf(m, a)
+    const last = m.program.isLast(a.chunk)
+    const ready = s?._tag === "gradientReceived" || (last && s?._tag === "forwarded") ? s : undefined
+    if (ready === undefined) return yield* unexpected(m, a, last ? "forwarded (the last stage needs no gradient)" : "with its output gradient received")
+    const inputGradient = yield* ready.run.backward(ready._tag === "gradientReceived" ? ready.outputGradient : undefined)
+    if (m.program.isFirst(a.chunk)) set(m, a, undefined)
+    else if (inputGradient === undefined) return yield* refuse(m, a, "the backward of a stage after the first gave no input gradient")
+    else set(m, a, { _tag: "backwarded", inputGradient })
+    book(m, "backwardMs", `backward mb ${a.microBatch} chunk ${a.chunk}`, started)
+  })
+
+const sendBackward = <E, R>(m: Machine<E, R>, a: Of<"sendBackward">) =>
+  Effect.gen(function* () {
+    const s = stateOf(m, a)
+    if (m.program.isFirst(a.chunk)) return yield* refuse(m, a, "the first stage sends no gradient")
+    if (s?._tag !== "backwarded") return yield* unexpected(m, a, "backwarded")
+    yield* Link.send(yield* linkOf(m, a), s.inputGradient, a.microBatch)
+    set(m, a, undefined)
+  })
+
+const step = <E, R>(m: Machine<E, R>, a: A.Action) => {
+  const started = performance.now()
+  switch (a._tag) {
+    case "recvForward":
+      return recvForward(m, a, started)
+    case "forward":
+      return forward(m, a, started)
+    case "sendForward":
+      return sendForward(m, a)
+    case "recvBackward":
+      return recvBackward(m, a, started)
+    case "backward":
+      return backward(m, a, started)
+    case "sendBackward":
+      return sendBackward(m, a)
+  }
+}
+
 /**
  * Runs the actions in order; returns the time spent.
  * @category combinators
  */
 export const run = <E, R>(actions: ReadonlyArray<A.Action>, program: Program<E, R>) =>
   Effect.gen(function* () {
-    const inFlight = new Map<number, Map<number, State<E, R>>>()
-    const times = { forwardMs: 0, backwardMs: 0, waitMs: 0 }
-    const stateOf = (a: A.Action) => inFlight.get(a.microBatch)?.get(a.chunk)
-    const set = (a: A.Action, s: State<E, R> | undefined) => {
-      const byChunk = inFlight.get(a.microBatch) ?? new Map<number, State<E, R>>()
-      if (s === undefined) byChunk.delete(a.chunk)
-      else byChunk.set(a.chunk, s)
-      if (byChunk.size === 0) inFlight.delete(a.microBatch)
-      else inFlight.set(a.microBatch, byChunk)
-    }
-    const refuse = (a: A.Action, detail: string) => Effect.fail(new InterpretError({ pp: program.pp, action: A.format(a), detail }))
-    const unexpected = (a: A.Action, wanted: string) => refuse(a, `needs micro-batch ${a.microBatch} on chunk ${a.chunk} ${wanted}, but it has ${describe(stateOf(a))}`)
-    const linkOf = (a: A.Send | A.Recv) => {
-      const link = program.links.of(a)
-      return link === undefined ? refuse(a, "no pipeline link was built for it (the links come from another action list)") : Effect.succeed(link)
-    }
-    const span = (name: string, start: number) => program.span?.(name, start)
-
-    for (const a of actions) {
-      const started = performance.now()
-      const s = stateOf(a)
-      switch (a._tag) {
-        case "recvForward": {
-          if (s !== undefined) return yield* unexpected(a, "with nothing in flight")
-          if (program.isFirst(a.chunk)) return yield* refuse(a, "the first stage receives no activations")
-          const input = yield* Link.recv(yield* linkOf(a), a.microBatch)
-          set(a, { _tag: "received", input })
-          times.waitMs += performance.now() - started
-          span(`wait activation mb ${a.microBatch}`, started)
-          break
-        }
-        case "forward": {
-          const first = program.isFirst(a.chunk)
-          if (first ? s !== undefined : s?._tag !== "received") return yield* unexpected(a, first ? "with nothing in flight" : "with its input received")
-          const ran = yield* program.forward(a.microBatch, a.chunk, s?._tag === "received" ? s.input : undefined)
-          set(a, program.forwardOnly === true && program.isLast(a.chunk) ? undefined : { _tag: "forwarded", run: ran, sent: false })
-          times.forwardMs += performance.now() - started
-          span(`forward mb ${a.microBatch} chunk ${a.chunk}`, started)
-          break
-        }
-        case "sendForward": {
-          if (program.isLast(a.chunk)) return yield* refuse(a, "the last stage sends no activation")
-          if (s?._tag !== "forwarded" || s.sent) return yield* unexpected(a, "forwarded and not yet sent")
-          if (s.run.output === undefined) return yield* refuse(a, "its forward gave no activation to send")
-          yield* Link.send(yield* linkOf(a), s.run.output, a.microBatch)
-          set(a, program.forwardOnly === true ? undefined : { ...s, sent: true })
-          break
-        }
-        case "recvBackward": {
-          if (program.isLast(a.chunk)) return yield* refuse(a, "the last stage receives no gradient")
-          if (s?._tag !== "forwarded" || !s.sent) return yield* unexpected(a, "forwarded and sent")
-          const outputGradient = yield* Link.recv(yield* linkOf(a), a.microBatch)
-          set(a, { _tag: "gradientReceived", run: s.run, outputGradient })
-          times.waitMs += performance.now() - started
-          span(`wait gradient mb ${a.microBatch}`, started)
-          break
-        }
-        case "backward": {
-          const last = program.isLast(a.chunk)
-          const ready = s?._tag === "gradientReceived" || (last && s?._tag === "forwarded") ? s : undefined
-          if (ready === undefined) return yield* unexpected(a, last ? "forwarded (the last stage needs no gradient)" : "with its output gradient received")
-          const inputGradient = yield* ready.run.backward(ready._tag === "gradientReceived" ? ready.outputGradient : undefined)
-          if (program.isFirst(a.chunk)) set(a, undefined)
-          else if (inputGradient === undefined) return yield* refuse(a, "the backward of a stage after the first gave no input gradient")
-          else set(a, { _tag: "backwarded", inputGradient })
-          times.backwardMs += performance.now() - started
-          span(`backward mb ${a.microBatch} chunk ${a.chunk}`, started)
-          break
-        }
-        case "sendBackward": {
-          if (program.isFirst(a.chunk)) return yield* refuse(a, "the first stage sends no gradient")
-          if (s?._tag !== "backwarded") return yield* unexpected(a, "backwarded")
-          yield* Link.send(yield* linkOf(a), s.inputGradient, a.microBatch)
-          set(a, undefined)
-          break
-        }
-      }
-    }
-    const left = [...inFlight].flatMap(([mb, byChunk]) => [...byChunk].map(([chunk, s]) => `micro-batch ${mb} on chunk ${chunk} (${describe(s)})`))
+    const m: Machine<E, R> = { program, inFlight: new Map(), times: { forwardMs: 0, backwardMs: 0, waitMs: 0 } }
+    for (const a of actions) yield* step(m, a)
+    const left = [...m.inFlight].flatMap(([mb, byChunk]) => [...byChunk].map(([chunk, s]) => `micro-batch ${mb} on chunk ${chunk} (${describe(s)})`))
     if (left.length > 0) {
       const last = actions[actions.length - 1]
       return yield* Effect.fail(
@@ -194,5 +232,5 @@ export const run = <E, R>(actions: ReadonlyArray<A.Action>, program: Program<E, 
         }),
       )
     }
-    return times satisfies Times
+    return { ...m.times } satisfies Times
   })
