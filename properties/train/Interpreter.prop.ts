@@ -123,6 +123,30 @@ describe("the pipeline interpreter", () => {
     ).toContain("pipeline action B0c0 on pp rank 0: needs micro-batch 0 on chunk 0 with its output gradient received, but it has forwarded and sent")
   })
 
+  test("an activation in the wrong layout fails at the sender, naming the link", async () => {
+    const stages = { pp: 2, vpp: 1 }
+    const lists = Schedule.make({ pp: 2, microBatches: 2 }).ranks
+    const exit = await Effect.runPromise(
+      Effect.exit(
+        Job.run({ world: 2, timeoutMs: 500 }, (rank) => {
+          const actions = lists[rank] as ReadonlyArray<A.Action>
+          const program = toy(stages, rank, actions, false, { forward: new Map(), backward: new Map() })
+          // Stage 0 hands on two rows where the link carries one.
+          const wrong: Interpreter.Program<never, never> = {
+            ...program,
+            forward: (mb, chunk, input) =>
+              Effect.map(program.forward(mb, chunk, input), (f) => ({ ...f, output: f.output && TensorLayout.attach(Tensor.zeros([2, 1], { dtype: "float64" }), layout) })),
+          }
+          return Interpreter.run(actions, rank === 0 ? wrong : program)
+        }),
+      ),
+    )
+    expect(Exit.isFailure(exit)).toBe(true)
+    const message = Exit.isFailure(exit) ? String(exit.cause.reasons.map((r) => (r._tag === "Fail" ? (r.error as Error).message : ""))) : ""
+    expect(message).toContain("rank 0 failed")
+    expect(message).toContain("link activation 0->1 0->1: sent a tensor [2, 1], where [tokens 1, hidden 1] has local shape [1, 1]")
+  })
+
   test("a send that names a rank not holding the next stage is refused before anything runs", () => {
     expect(() =>
       PipelineLinks.make({
