@@ -8,9 +8,19 @@ import { type OracleInput, allOrders, coordsOf, groupsOf, isValid, sizesOf } fro
 
 const argsOf = (c: OracleInput, etp = true): Array<string> => [
   "groups",
-  "--world", String(c.world), "--tp", String(c.tp), "--cp", String(c.cp), "--pp", String(c.pp), "--ep", String(c.ep),
+  "--world",
+  String(c.world),
+  "--tp",
+  String(c.tp),
+  "--cp",
+  String(c.cp),
+  "--pp",
+  String(c.pp),
+  "--ep",
+  String(c.ep),
   ...(etp ? ["--etp", String(c.etp)] : []),
-  "--order", c.order.join("-"),
+  "--order",
+  c.order.join("-"),
 ]
 
 const runCli = (argv: ReadonlyArray<string>) => {
@@ -64,17 +74,21 @@ describe("pleat groups errors", () => {
   test("a configuration the oracle rejects exits 2 with one line naming the field and the fix", () => {
     const everyOrder = factorized(1024).chain((c) => fc.constantFrom(...allOrders).map((order) => ({ ...c, order })))
     fc.assert(
-      fc.property(fc.oneof(anyDegrees, everyOrder).filter((c) => !isValid(c)), fc.boolean(), (c, json) => {
-        const { status, out, err } = runCli([...argsOf(c), ...(json ? ["--json"] : [])])
-        expect(status).toBe(2)
-        expect(out).toBe("")
-        expect(err.endsWith("\n")).toBe(true)
-        expect(err.trimEnd().split("\n").length).toBe(1)
-        const field = c.world % (c.tp * c.cp * c.pp) !== 0 || c.world % (c.etp * c.ep * c.pp) !== 0 ? "world" : "order"
-        expect(err).toContain(`${field}: `)
-        expect(err).toContain("fix: ")
-        expect(err).not.toMatch(/\bat .*\.(ts|js):\d+/)
-      }),
+      fc.property(
+        fc.oneof(anyDegrees, everyOrder).filter((c) => !isValid(c)),
+        fc.boolean(),
+        (c, json) => {
+          const { status, out, err } = runCli([...argsOf(c), ...(json ? ["--json"] : [])])
+          expect(status).toBe(2)
+          expect(out).toBe("")
+          expect(err.endsWith("\n")).toBe(true)
+          expect(err.trimEnd().split("\n").length).toBe(1)
+          const field = c.world % (c.tp * c.cp * c.pp) !== 0 || c.world % (c.etp * c.ep * c.pp) !== 0 ? "world" : "order"
+          expect(err).toContain(`${field}: `)
+          expect(err).toContain("fix: ")
+          expect(err).not.toMatch(/\bat .*\.(ts|js):\d+/)
+        },
+      ),
       { numRuns: 200 },
     )
   })

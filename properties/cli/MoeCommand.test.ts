@@ -73,28 +73,63 @@ describe("pleat moe replay", () => {
 
   test("edge cases: T = 0, H = 0, the worked example, padding, capacity above T", () => {
     const base = {
-      numExperts: 4, topk: 2, scoreFunction: "softmax", preSoftmax: false, capacityFactor: null, dropPolicy: "probs",
-      padToCapacity: false, numGroups: null, groupTopk: null, scalingFactor: null, expertBias: null,
+      numExperts: 4,
+      topk: 2,
+      scoreFunction: "softmax",
+      preSoftmax: false,
+      capacityFactor: null,
+      dropPolicy: "probs",
+      padToCapacity: false,
+      numGroups: null,
+      groupTopk: null,
+      scalingFactor: null,
+      expertBias: null,
     }
     const empty = JSON.parse(replayText(JSON.stringify({ ...base, logits: [], tokens: [] })).out)
-    expect(empty).toEqual({ probs: [], routingMap: [], tokensPerExpert: [0, 0, 0, 0], sortedIndices: [], permuted: [], unpermuted: [], unpermutedWeighted: [], auxLoss: 0, zLoss: 0 })
+    expect(empty).toEqual({
+      probs: [],
+      routingMap: [],
+      tokensPerExpert: [0, 0, 0, 0],
+      sortedIndices: [],
+      permuted: [],
+      unpermuted: [],
+      unpermutedWeighted: [],
+      auxLoss: 0,
+      zLoss: 0,
+    })
     const noHidden = JSON.parse(replayText(JSON.stringify({ ...base, logits: [[1, 0, 0, 0]], tokens: [[]] })).out)
     expect(noHidden.permuted).toEqual([[], []])
     expect(noHidden.unpermuted).toEqual([[]])
     // Worked example 2.3: routing t0 -> {0,2}, t1 -> {1,3}, t2 -> {0,1}.
-    const logits = [[2, 0, 1, -5], [-5, 2, 0, 1], [3, 3, 0, 0]]
-    const tokens = [[1, 2], [3, 4], [5, 6]]
+    const logits = [
+      [2, 0, 1, -5],
+      [-5, 2, 0, 1],
+      [3, 3, 0, 0],
+    ]
+    const tokens = [
+      [1, 2],
+      [3, 4],
+      [5, 6],
+    ]
     const worked = JSON.parse(replayText(JSON.stringify({ ...base, logits, tokens })).out)
     expect(worked.sortedIndices).toEqual([0, 2, 1, 2, 0, 1])
     expect(worked.tokensPerExpert).toEqual([2, 2, 1, 1])
-    expect(worked.unpermuted).toEqual([[2, 4], [6, 8], [10, 12]])
+    expect(worked.unpermuted).toEqual([
+      [2, 4],
+      [6, 8],
+      [10, 12],
+    ])
     approx(worked.unpermutedWeighted, tokens)
     // T*K/E = 1.5, factor 2: C = 3 = T. Padding fills each expert to 3 rows with prob-0 fillers.
     const padded = JSON.parse(replayText(JSON.stringify({ ...base, logits, tokens, capacityFactor: 2, padToCapacity: true })).out)
     expect(padded.tokensPerExpert).toEqual([3, 3, 3, 3])
     expect(padded.sortedIndices).toEqual([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
     expect(padded.probs[2][2]).toBe(0)
-    expect(padded.unpermuted).toEqual([[4, 8], [12, 16], [20, 24]])
+    expect(padded.unpermuted).toEqual([
+      [4, 8],
+      [12, 16],
+      [20, 24],
+    ])
     approx(padded.unpermutedWeighted, tokens)
     // C = ceil(1.5 * 0.5) = 1: one row per expert; then C > T with padding: every token everywhere.
     expect(JSON.parse(replayText(JSON.stringify({ ...base, logits, tokens, capacityFactor: 0.5, padToCapacity: true })).out).tokensPerExpert).toEqual([1, 1, 1, 1])
@@ -106,12 +141,32 @@ describe("pleat moe replay", () => {
 const valid = routingCase(4, 8).filter((c) => c.numExperts >= 3 && c.logits.length >= 1 && (c.tokens[0]?.length ?? 0) >= 1)
 
 type Mutation = { readonly field: string; readonly apply: (c: Record<string, unknown>) => string }
-const set = (key: string, value: unknown): Mutation["apply"] => (c) => JSON.stringify({ ...c, [key]: value })
-const keys = ["numExperts", "topk", "scoreFunction", "preSoftmax", "capacityFactor", "dropPolicy", "padToCapacity", "numGroups", "groupTopk", "scalingFactor", "expertBias", "logits", "tokens"]
+const set =
+  (key: string, value: unknown): Mutation["apply"] =>
+  (c) =>
+    JSON.stringify({ ...c, [key]: value })
+const keys = [
+  "numExperts",
+  "topk",
+  "scoreFunction",
+  "preSoftmax",
+  "capacityFactor",
+  "dropPolicy",
+  "padToCapacity",
+  "numGroups",
+  "groupTopk",
+  "scalingFactor",
+  "expertBias",
+  "logits",
+  "tokens",
+]
 
 const mutations = (c: OracleCase): Array<Mutation> => {
   const e = c.numExperts
-  const inf = (key: string, value: unknown): Mutation["apply"] => (x) => JSON.stringify({ ...x, [key]: value }).replace('"__INF__"', "1e999")
+  const inf =
+    (key: string, value: unknown): Mutation["apply"] =>
+    (x) =>
+      JSON.stringify({ ...x, [key]: value }).replace('"__INF__"', "1e999")
   return [
     ...keys.map((k) => ({ field: k, apply: (x: Record<string, unknown>) => JSON.stringify({ ...x, [k]: undefined }) })),
     { field: "numExperts", apply: set("numExperts", "8") },
@@ -189,7 +244,10 @@ describe("pleat moe replay errors", () => {
       expect(io.err.trimEnd().split("\n")).toHaveLength(1)
       expect(io.err.startsWith(`pleat moe: ${field}: `), io.err).toBe(true)
     }
-    for (const argv of [["moe", "--help"], ["moe", "replay", "--help"]]) {
+    for (const argv of [
+      ["moe", "--help"],
+      ["moe", "replay", "--help"],
+    ]) {
       const io = memoryIo()
       expect(Cli.run(argv, io)).toBe(0)
       expect(io.out).toContain("usage: pleat moe replay")
@@ -207,8 +265,22 @@ describe("pleat moe replay as a process", () => {
 
   test("reads a file and stdin; a malformed case is status 2 with one line", () => {
     const c = {
-      numExperts: 4, topk: 2, scoreFunction: "sigmoid", preSoftmax: false, capacityFactor: 1, dropPolicy: "position", padToCapacity: true,
-      numGroups: 2, groupTopk: 1, scalingFactor: 2.5, expertBias: [0, 0.1, 0, 0], logits: [[1, 2, 3, 4], [0, 0, 0, 0]], tokens: [[1], [2]],
+      numExperts: 4,
+      topk: 2,
+      scoreFunction: "sigmoid",
+      preSoftmax: false,
+      capacityFactor: 1,
+      dropPolicy: "position",
+      padToCapacity: true,
+      numGroups: 2,
+      groupTopk: 1,
+      scalingFactor: 2.5,
+      expertBias: [0, 0.1, 0, 0],
+      logits: [
+        [1, 2, 3, 4],
+        [0, 0, 0, 0],
+      ],
+      tokens: [[1], [2]],
     }
     const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-moe-")), "case.json")
     writeFileSync(file, JSON.stringify(c))

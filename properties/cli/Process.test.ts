@@ -6,8 +6,7 @@ import path from "node:path"
 import { describe, expect, test } from "vitest"
 
 const root = path.resolve(import.meta.dirname, "../..")
-const fromSource = (args: ReadonlyArray<string>) =>
-  spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, encoding: "utf8" })
+const fromSource = (args: ReadonlyArray<string>) => spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, encoding: "utf8" })
 
 describe("pleat as a process", () => {
   test("a large mapping comes out whole on a pipe, status 0", () => {

@@ -8,14 +8,20 @@ import * as Progress from "../../src/cli/Progress.js"
 describe("progress line", () => {
   test("never wider than columns - 1, never more than one line, counts shown when they fit", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 100_000 }), fc.nat(), fc.string({ maxLength: 120 }).map((s) => s.replace(/\s/g, " ")), (columns, total, d, text) => {
-        const done = d % (total + 1)
-        const line = Progress.line(done, total, text, columns)
-        expect(line.length).toBeLessThanOrEqual(Math.max(1, columns - 1))
-        expect(line).not.toMatch(/[\n\r]/)
-        const counts = `${done}/${total}`
-        if (columns - 1 >= counts.length) expect(line).toContain(counts)
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 200 }),
+        fc.integer({ min: 1, max: 100_000 }),
+        fc.nat(),
+        fc.string({ maxLength: 120 }).map((s) => s.replace(/\s/g, " ")),
+        (columns, total, d, text) => {
+          const done = d % (total + 1)
+          const line = Progress.line(done, total, text, columns)
+          expect(line.length).toBeLessThanOrEqual(Math.max(1, columns - 1))
+          expect(line).not.toMatch(/[\n\r]/)
+          const counts = `${done}/${total}`
+          if (columns - 1 >= counts.length) expect(line).toContain(counts)
+        },
+      ),
       { numRuns: 500 },
     )
   })

@@ -53,7 +53,9 @@ describe("pleat train --resume", () => {
     expect(r.stdout).toBe("")
     expect(r.stderr.endsWith("\n")).toBe(true)
     expect(r.stderr.trimEnd().split("\n")).toHaveLength(1)
-    expect(r.stderr).toBe(`pleat train: --resume: ${JSON.stringify(missing)} holds no complete checkpoint (the directory does not exist); fix: pass a directory written by --save\n`)
+    expect(r.stderr).toBe(
+      `pleat train: --resume: ${JSON.stringify(missing)} holds no complete checkpoint (the directory does not exist); fix: pass a directory written by --save\n`,
+    )
   })
 
   test("no manifest, a manifest that is not JSON, one that is not a manifest, a missing rank file, a file for a directory", async () => {
@@ -66,7 +68,12 @@ describe("pleat train --resume", () => {
     expect(await refused(notJson)).toContain("has a manifest.json that cannot be read as JSON")
 
     const manifest = JSON.parse(readFileSync(path.join(saved, "manifest.json"), "utf8")) as Record<string, unknown>
-    for (const broken of [{ ...manifest, step: -1 }, { ...manifest, dtype: "bfloat16" }, { ...manifest, model: { ...(manifest.model as object), hidden: "16" } }, { ...manifest, ranks: undefined }]) {
+    for (const broken of [
+      { ...manifest, step: -1 },
+      { ...manifest, dtype: "bfloat16" },
+      { ...manifest, model: { ...(manifest.model as object), hidden: "16" } },
+      { ...manifest, ranks: undefined },
+    ]) {
       const dir = copy()
       writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(broken))
       expect(await refused(dir)).toContain("has a manifest.json that is not a pleat checkpoint manifest")
@@ -86,7 +93,11 @@ describe("pleat train --resume", () => {
     // Sizes that do not shape the parameters may change: another mapping, batch and sequence.
     const r = await run(["train", ...flagsOf({ ...sizes, pp: 1, ep: 2, seq: 16 }), "--steps", "2", "--resume", saved, "--log", "json"])
     expect(r.status, r.err).toBe(0)
-    const steps = r.out.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === "step")
+    const steps = r.out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((l) => l.msg === "step")
     expect(steps.map((s) => s.step)).toEqual([2])
   }, 60_000)
 })

@@ -149,3 +149,20 @@ describe("each default is written once", () => {
     if (Result.isSuccess(decoded)) expect(decoded.success.config).toEqual(RunConfig.defaults)
   })
 })
+
+describe("outputs are checked before any work", () => {
+  test("--save never replaces a file or a folder that holds something else; --trace is a file in a folder that exists or can be made", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-outputs-"))
+    const file = path.join(dir, "notes.txt")
+    writeFileSync(file, "keep me")
+    expect(refused(["train", "--save", file])).toContain(`--save: ${JSON.stringify(file)} is a file, not a checkpoint directory`)
+    expect(refused(["train", "--save", dir])).toContain("is a folder that holds no checkpoint (saving replaces the folder whole)")
+    expect(refused(["train", "--trace", dir])).toContain(`--trace: ${JSON.stringify(dir)} is a directory`)
+    expect(refused(["train", "--trace", path.join(file, "t.json")])).toContain(`cannot be written (${file} is not a writable directory)`)
+    // A new folder, however deep, and an empty one are fine.
+    for (const ok of [path.join(dir, "a", "b", "ckpt"), mkdtempSync(path.join(tmpdir(), "pleat-empty-"))]) {
+      const resolved = TrainOptions.resolve(["--save", ok, "--trace", path.join(dir, "x", "t.json")])
+      expect(resolved === "help" ? undefined : resolved.save).toBe(ok)
+    }
+  })
+})

@@ -8,7 +8,30 @@ import { describe, expect, test } from "vitest"
 
 const root = path.resolve(import.meta.dirname, "../..")
 // A small model so that the job starts fast, and enough steps that it is still running.
-const small = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1", "--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "4", "--steps", "100000", "--log", "json"]
+const small = [
+  "--world",
+  "2",
+  "--tp",
+  "1",
+  "--cp",
+  "1",
+  "--pp",
+  "2",
+  "--ep",
+  "1",
+  "--layers",
+  "2",
+  "--hidden",
+  "16",
+  "--seq",
+  "8",
+  "--global-batch",
+  "4",
+  "--steps",
+  "100000",
+  "--log",
+  "json",
+]
 
 interface Running {
   readonly child: ChildProcess
@@ -30,7 +53,10 @@ const start = (args: ReadonlyArray<string>): Running => {
 }
 
 const records = (text: string): Array<Record<string, unknown>> =>
-  text.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>)
+  text
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
 
 const until = async (what: string, ok: () => boolean, ms: number): Promise<void> => {
   const deadline = performance.now() + ms

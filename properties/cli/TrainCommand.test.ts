@@ -34,7 +34,10 @@ describe("pleat train", () => {
   test("--log json prints a start record, one pino line per step with step, loss, lr, tokensPerSec, and a summary record last", async () => {
     const r = await run(["train", ...small, "--log", "json"])
     expect(r.status, r.err).toBe(0)
-    const lines = r.out.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+    const lines = r.out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
     expect(lines.map((l) => l.msg)).toEqual(["start", "step", "step", "step", "summary"])
     const steps = lines.filter((l) => l.msg === "step")
     expect(steps.map((l) => l.step)).toEqual([1, 2, 3])
@@ -53,7 +56,10 @@ describe("pleat train", () => {
     expect(quiet.err).toBe("")
     const loud = await run(["train", ...model, "--steps", "1", "--log", "json", "--log-level", "debug"])
     expect(loud.status).toBe(0)
-    const records = loud.err.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+    const records = loud.err
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
     expect(records.length).toBeGreaterThan(0)
     expect(new Set(records.map((r) => r.rank))).toEqual(new Set([0, 1, 2, 3]))
     for (const r of records) {
@@ -72,10 +78,10 @@ describe("pleat train", () => {
       [["--seq", "10"], "seq: 10 is not divisible by 2*cp = 4"],
       [["--experts", "3"], "experts: 3 is not divisible by ep = 2"],
       [["--global-batch", "3", "--micro-batch", "2"], "global-batch: 3 is not divisible by micro-batch*dp = 2*1"],
-      [["--dtype", "float16"], "dtype: \"float16\" is not allowed"],
+      [["--dtype", "float16"], 'dtype: "float16" is not allowed'],
       [["--world", "12"], "world: 12 is not divisible by tp*cp*pp"],
-      [["--backend", "threads", "--trace", "t.json"], "trace: \"t.json\" is not recorded on the threads backend"],
-      [["--backend", "mpi"], "backend: \"mpi\" is not allowed"],
+      [["--backend", "threads", "--trace", "t.json"], 'trace: "t.json" is not recorded on the threads backend'],
+      [["--backend", "mpi"], 'backend: "mpi" is not allowed'],
     ]
     for (const [args, message] of cases) {
       const r = await run(["train", ...args])
@@ -92,7 +98,12 @@ describe("pleat train", () => {
     const r = await run(["train", "--config", file, "--steps", "1"])
     expect(r.status, r.err).toBe(0)
     // start, one step (flags win over the file's 2), summary
-    expect(r.out.trim().split("\n").map((l) => JSON.parse(l).msg)).toEqual(["start", "step", "summary"])
+    expect(
+      r.out
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).msg),
+    ).toEqual(["start", "step", "summary"])
     writeFileSync(file, JSON.stringify({ stepz: 2 }))
     const bad = await run(["train", "--config", file])
     expect(bad.status).toBe(2)

@@ -67,16 +67,18 @@ exit status: 0 success, 1 internal error, 2 input that cannot work (one line nam
 const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
 
 /** Maps a failure of command `name` to its status, writing its one line (or stack). */
-const report = (name: string, io: Io) => (error: unknown): number => {
-  const user = BadInput.find(error)
-  if (user !== undefined) {
-    io.stderr(`pleat ${name}: ${oneLine(user.message)}\n`)
-    return ExitCode.badInput
+const report =
+  (name: string, io: Io) =>
+  (error: unknown): number => {
+    const user = BadInput.find(error)
+    if (user !== undefined) {
+      io.stderr(`pleat ${name}: ${oneLine(user.message)}\n`)
+      return ExitCode.badInput
+    }
+    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error)
+    io.stderr(`pleat ${name}: internal error (please report): ${detail}\n`)
+    return ExitCode.failure
   }
-  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error)
-  io.stderr(`pleat ${name}: internal error (please report): ${detail}\n`)
-  return ExitCode.failure
-}
 
 /** The command's job with every failure (not an interruption) mapped to its status. */
 const reported = (name: string, io: Io, job: Effect.Effect<number, unknown, Activity.Activity>) =>

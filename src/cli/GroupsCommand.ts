@@ -67,7 +67,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
   const svgFile = Flags.string(f, "svg")
   if (svgFile !== undefined) io.writeFile(svgFile, FoldPicture.render(config))
   if (Flags.bool(f, "json")) {
-    io.stdout(JSON.stringify(report) + "\n")
+    io.stdout(`${JSON.stringify(report)}\n`)
     // Keep stdout pure JSON; say where the picture went on stderr.
     if (svgFile !== undefined) io.stderr(`picture: ${svgFile}\n`)
   } else {

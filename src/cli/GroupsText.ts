@@ -56,5 +56,5 @@ export const render = (report: Report.Report, config: ParallelConfig.ParallelCon
     lines.push(`${name} (${groups.length} groups of ${size}; ${describeFamily[name] ?? ""}):`)
     lines.push(`  ${formatGroups(groups, groupLimit)}`)
   }
-  return lines.join("\n") + "\n"
+  return `${lines.join("\n")}\n`
 }

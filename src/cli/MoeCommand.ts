@@ -102,7 +102,7 @@ export const runWith = (argv: ReadonlyArray<string>, io: Io, readText: (file: st
     throw ConfigError.make("case", file, `is not valid JSON (${oneLine(detail)})`, "write the case as one JSON object")
   }
   const output = Replay.run(Replay.decode(json))
-  io.stdout(JSON.stringify(output) + "\n")
+  io.stdout(`${JSON.stringify(output)}\n`)
   return ExitCode.ok
 }
 

@@ -58,6 +58,7 @@ export const make = (total: number, first = 0, stream: NodeJS.WriteStream = proc
     },
     finish: () => {
       if (tty && drawn) stream.write("\n")
+      drawn = false
     },
   }
 }

@@ -151,8 +151,7 @@ const isKey = (k: string): k is Key => k in settings
  * How a setting is named in a message, as the user wrote it.
  * @category mapping
  */
-export const nameOf = (key: Key, source: Source | undefined): string =>
-  source?._tag === "file" ? `"${key}" in ${source.file}` : `--${key}`
+export const nameOf = (key: Key, source: Source | undefined): string => (source?._tag === "file" ? `"${key}" in ${source.file}` : `--${key}`)
 
 /** The top-level keys an issue points at. */
 const failingKeys = (issue: SchemaIssue.Issue, out: Set<string> = new Set()): Set<string> => {
@@ -204,8 +203,7 @@ export const decode = (file: FileLayer | undefined, given: Readonly<Record<strin
 
 const kebab = (field: string): string => field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
-const mentions = (text: string, key: string): boolean =>
-  new RegExp(`(?<![A-Za-z0-9_]|[A-Za-z0-9_]-)${key.replace(/[-]/g, "\\-")}(?![A-Za-z0-9_-])`).test(text)
+const mentions = (text: string, key: string): boolean => new RegExp(`(?<![A-Za-z0-9_]|[A-Za-z0-9_]-)${key.replace(/[-]/g, "\\-")}(?![A-Za-z0-9_-])`).test(text)
 
 const parallelDegrees: ReadonlyArray<Key> = ["tp", "cp", "pp", "ep", "etp", "vpp"]
 
@@ -226,6 +224,7 @@ export const explain = (error: ConfigError.ConfigError, decoded: Decoded): Confi
     // How world splits depends on every degree, named in the message or not.
     return failing === "world" && parallelDegrees.includes(k) && (defaults[k] ?? 1) !== 1
   })
-  const note = involved.length === 0 ? "" : `; defaults in effect (not given): ${involved.map((k) => `--${k} ${String(defaults[k])}`).join(", ")}; pass a flag to choose another value`
+  const note =
+    involved.length === 0 ? "" : `; defaults in effect (not given): ${involved.map((k) => `--${k} ${String(defaults[k])}`).join(", ")}; pass a flag to choose another value`
   return ConfigError.make(field, error.value, error.reason, `${error.fix}${note}`)
 }

@@ -44,7 +44,15 @@ const format = (x: number, digits = 3) => (Math.abs(x) >= 1e4 || (Math.abs(x) < 
 /** The root of the per-rank loggers: pino JSON at `level`, on the command's stderr. */
 const rankLogger = (level: string, io: Io): Logger =>
   // pino needs only `write` of its destination.
-  Log.root({ level, destination: { write: (line: string) => (io.stderr(line), true) } as unknown as NodeJS.WritableStream })
+  Log.root({
+    level,
+    destination: {
+      write: (line: string) => {
+        io.stderr(line)
+        return true
+      },
+    } as unknown as NodeJS.WritableStream,
+  })
 
 /**
  * Runs `pleat train`: the status, or the job as an Effect resolving to it.
@@ -87,15 +95,22 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         const tokensPerSec = summary.tokens / summary.seconds
         json?.info({ step: done, loss: summary.loss, lr: summary.lr, tokensPerSec, gradNorm: summary.gradNorm }, "step")
         progress?.update(done, `loss ${format(summary.loss)} | ${format(tokensPerSec, 0)} tok/s`)
-        activity.set(done < steps ? `after step ${done} of ${steps}; ${unsaved}` : `after the last step (${done} of ${steps})${resolved.save === undefined ? "" : `, while saving ${resolved.save} (saved atomically: the new checkpoint or the previous one)`}`)
+        activity.set(
+          done < steps
+            ? `after step ${done} of ${steps}; ${unsaved}`
+            : `after the last step (${done} of ${steps})${resolved.save === undefined ? "" : `, while saving ${resolved.save} (saved atomically: the new checkpoint or the previous one)`}`,
+        )
       },
     }
     const run =
       resolved.backend === "threads"
         ? Train.runThreads(setup, common)
         : Train.run(setup, { ...common, log: rankLogger(resolved.logLevel, io), ...(tracer === undefined ? {} : { tracer }) })
-    const summaries = yield* run
-    progress?.finish()
+    // Ends the bar's line also when interrupted, so the interruption's line stands alone.
+    const summaries = yield* Effect.ensuring(
+      run,
+      Effect.sync(() => progress?.finish()),
+    )
     if (tracer !== undefined && resolved.trace !== undefined) {
       const fold = Folding.make(setup.parallel)
       const label = (rank: number) => {
@@ -137,6 +152,6 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     ]
     if (resolved.save !== undefined) lines.push(`checkpoint: ${resolved.save}`)
     if (resolved.trace !== undefined) lines.push(`trace: ${resolved.trace} (open in https://ui.perfetto.dev or chrome://tracing)`)
-    io.stdout(lines.join("\n") + "\n")
+    io.stdout(`${lines.join("\n")}\n`)
     return ExitCode.ok
   })

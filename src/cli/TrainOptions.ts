@@ -8,7 +8,8 @@
  * typed, and the checkpoint to resume (it must exist and be of this model). Every problem is
  * a BadInput: one line, exit status 2.
  */
-import { readFileSync } from "node:fs"
+import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from "node:fs"
+import path from "node:path"
 import * as Result from "effect/Result"
 import * as ConfigError from "../mapping/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
@@ -62,12 +63,49 @@ const readConfig = (file: string): RunConfig.FileLayer | ConfigError.ConfigError
   try {
     parsed = JSON.parse(text)
   } catch (error) {
-    return ConfigError.make("--config", file, `is not valid JSON (${oneLine(error instanceof Error ? error.message : String(error))})`, 'write the settings as one JSON object, e.g. {"steps": 10}')
+    return ConfigError.make(
+      "--config",
+      file,
+      `is not valid JSON (${oneLine(error instanceof Error ? error.message : String(error))})`,
+      'write the settings as one JSON object, e.g. {"steps": 10}',
+    )
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     return ConfigError.make("--config", file, "is not a JSON object", 'write the settings as one JSON object, e.g. {"steps": 10}')
   }
   return { file, values: parsed as Record<string, unknown> }
+}
+
+/** The nearest folder at or above `target` that exists: where a new file or folder is created. */
+const existingAncestor = (target: string): string => {
+  let at = path.resolve(target)
+  while (!existsSync(at)) at = path.dirname(at)
+  return at
+}
+
+const writable = (folder: string): boolean => {
+  try {
+    accessSync(folder, constants.W_OK)
+    return statSync(folder).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+/** Whether the job can write what it will write at the end, checked before it starts. */
+const outputProblem = (field: "save" | "trace", target: string): ConfigError.ConfigError | undefined => {
+  const exists = existsSync(target)
+  if (field === "save" && exists) {
+    if (!statSync(target).isDirectory()) return ConfigError.make(field, target, "is a file, not a checkpoint directory", "pass a new directory, or one written by --save")
+    // Saving replaces the directory whole: never a folder that holds something else.
+    if (!existsSync(path.join(target, "manifest.json")) && readdirSync(target).length > 0) {
+      return ConfigError.make(field, target, "is a folder that holds no checkpoint (saving replaces the folder whole)", "pass a new or empty directory, or one written by --save")
+    }
+  }
+  if (field === "trace" && exists && statSync(target).isDirectory()) return ConfigError.make(field, target, "is a directory", "pass the path of a file to write")
+  const folder = existingAncestor(path.dirname(path.resolve(target)))
+  if (!writable(folder)) return ConfigError.make(field, target, `cannot be written (${folder} is not a writable directory)`, "pass a path in a directory you can write")
+  return undefined
 }
 
 /** Runs a cross-field check, rethrowing its ConfigError renamed for the command line. */
@@ -124,6 +162,16 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     explained(d, () => {
       throw ConfigError.make("trace", c.trace, "is not recorded on the threads backend (spans stay in the workers)", "trace with --backend local")
     })
+  }
+  for (const [field, target] of [
+    ["save", c.save],
+    ["trace", c.trace],
+  ] as const) {
+    const problem = target === undefined ? undefined : outputProblem(field, target)
+    if (problem !== undefined)
+      explained(d, () => {
+        throw problem
+      })
   }
   // A checkpoint to resume must exist and be of this model: find out before any work.
   const first = c.resume === undefined ? 0 : explained(d, () => Checkpoint.manifestFor(c.resume as string, model).step)

@@ -58,7 +58,9 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
       io.stdout(`step ${k + 1}: loss ${s.loss.toPrecision(12)} vs ${o.loss.toPrecision(12)}, grad norm ${s.gradNorm.toPrecision(12)} vs ${o.gradNorm.toPrecision(12)}\n`)
     })
     const ok = loss <= tolerance && norm <= tolerance
-    io.stdout(`largest relative difference: loss ${loss.toExponential(3)}, gradient norm ${norm.toExponential(3)} (tolerance ${tolerance.toExponential(0)} for ${setup.dtype}): ${ok ? "OK" : "MISMATCH"}\n`)
+    io.stdout(
+      `largest relative difference: loss ${loss.toExponential(3)}, gradient norm ${norm.toExponential(3)} (tolerance ${tolerance.toExponential(0)} for ${setup.dtype}): ${ok ? "OK" : "MISMATCH"}\n`,
+    )
     return ok ? ExitCode.ok : ExitCode.failure
   })
 }

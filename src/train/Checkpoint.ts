@@ -52,8 +52,17 @@ export const ManifestSchema = Schema.Struct({
   world: count,
   mapping: Schema.Struct({ tp: count, cp: count, dp: count, pp: count, etp: count, ep: count, edp: count, vpp: Schema.NullOr(count), order: Schema.String }),
   model: Schema.Struct({
-    vocab: count, hidden: count, layers: count, heads: count, kvHeads: count, ffn: count,
-    experts: count, topk: count, moeFfn: count, moeEvery: count, seq: count,
+    vocab: count,
+    hidden: count,
+    layers: count,
+    heads: count,
+    kvHeads: count,
+    ffn: count,
+    experts: count,
+    topk: count,
+    moeFfn: count,
+    moeEvery: count,
+    seq: count,
   }),
   batch: Schema.Struct({ microBatch: count, globalBatch: count }),
   ranks: count,
@@ -68,8 +77,7 @@ export type Manifest = typeof ManifestSchema.Type
 /** The sizes that shape the parameters: a checkpoint resumes only a model equal in these. */
 const shapingFields = ["vocab", "hidden", "layers", "heads", "kvHeads", "ffn", "experts", "moeFfn", "moeEvery"] as const
 
-const unusable = (dir: string, reason: string, fix = "pass a directory written by --save"): ConfigError.ConfigError =>
-  ConfigError.make("resume", dir, reason, fix)
+const unusable = (dir: string, reason: string, fix = "pass a directory written by --save"): ConfigError.ConfigError => ConfigError.make("resume", dir, reason, fix)
 
 const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
 
@@ -140,7 +148,11 @@ export const manifest = (dir: string): Manifest => {
   if (!statSync(dir).isDirectory()) throw unusable(dir, "is not a directory")
   const file = path.join(dir, "manifest.json")
   if (!existsSync(file)) {
-    throw unusable(dir, "holds no complete checkpoint (no manifest.json)", "pass a directory written by --save (a save that did not finish leaves the previous checkpoint, or none)")
+    throw unusable(
+      dir,
+      "holds no complete checkpoint (no manifest.json)",
+      "pass a directory written by --save (a save that did not finish leaves the previous checkpoint, or none)",
+    )
   }
   let json: unknown
   try {
