@@ -3,7 +3,8 @@
 // completed or left as the previous one.
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import { existsSync, mkdtempSync } from "node:fs"
+import fc from "fast-check"
+import { cpSync, existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
@@ -80,4 +81,37 @@ describe("interrupting a training job", () => {
     expect(resumed.map((s) => s.step)).toEqual([1])
     expect(ThreadsJob.liveThreads()).toEqual([])
   }, 120_000)
+
+  for (const backend of ["local", "threads"] satisfies Array<ChooseBackend.Name>) {
+    test(`on ${backend}, interrupted at any moment while it trains and saves, a job leaves the previous checkpoint or the complete new one`, async () => {
+      const root = mkdtempSync(path.join(tmpdir(), "pleat-interrupt-save-"))
+      const pristine = path.join(root, "pristine")
+      const dir = path.join(root, "ckpt")
+      await Effect.runPromise(Train.run(setup, { steps: 1, save: pristine }))
+      const reference = await Effect.runPromise(Train.run(setup, { steps: 4 }))
+      // How long an uninterrupted resume-and-save takes here (from cold workers on threads).
+      await ThreadsJob.shutdown()
+      cpSync(pristine, dir, { recursive: true })
+      const started = performance.now()
+      await Effect.runPromise(Train.run(setup, { steps: 3, backend, resume: dir, save: dir }))
+      const whole = performance.now() - started
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 1, max: 119 }), async (percent) => {
+          rmSync(dir, { recursive: true, force: true })
+          rmSync(`${dir}.tmp`, { recursive: true, force: true })
+          cpSync(pristine, dir, { recursive: true })
+          const fiber = Effect.runFork(Train.run(setup, { steps: 3, backend, resume: dir, save: dir }))
+          await new Promise((resolve) => setTimeout(resolve, (percent / 100) * whole))
+          await Effect.runPromise(Fiber.interrupt(fiber))
+          const step = Checkpoint.manifest(dir).step
+          expect([1, 3]).toContain(step)
+          // Whichever it is, it is complete: resuming from it continues the reference run exactly.
+          const resumed = await Effect.runPromise(Train.run(setup, { steps: 4, resume: dir }))
+          expect(resumed.map((s) => s.loss)).toEqual(reference.slice(step).map((s) => s.loss))
+          expect(ThreadsJob.liveThreads().length).toBeLessThanOrEqual(ThreadsJob.idleThreads().length)
+        }),
+        { numRuns: 4 },
+      )
+    }, 180_000)
+  }
 })
