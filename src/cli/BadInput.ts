@@ -8,7 +8,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 
 /**
  * One or more problems with the user's input.

@@ -7,7 +7,7 @@
  * setting. Every problem of the command line is collected before any is reported, so one run
  * names them all. `-h` is `--help` wherever a command has `--help`.
  */
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as BadInput from "./BadInput.js"
 
 /**

@@ -10,7 +10,7 @@
  * exits 2.
  */
 import { readFileSync } from "node:fs"
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as Replay from "../moe/Replay.js"
 import * as ExitCode from "./ExitCode.js"
 import type { Io } from "./Io.js"

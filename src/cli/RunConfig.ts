@@ -14,8 +14,9 @@
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as SchemaIssue from "effect/SchemaIssue"
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as Order from "../mapping/Order.js"
+import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Flags from "./Flags.js"
 
@@ -66,7 +67,7 @@ export const settings = {
   steps: count("training steps in all (with --resume, the total including the resumed ones)", 100),
   seed: count("seed of weights and data", 1),
   dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype"),
-  backend: choice(["local", "threads"], "local", "where ranks run: this thread, or one worker thread each"),
+  backend: choice(ChooseBackend.names, "local", "where ranks run: fibers of this thread, or a worker thread each (-zero-copy: shared tensors read in place)"),
   log: choice(["pretty", "json"], "pretty", "progress bar and summary, or one JSON line per step and a summary record"),
   "log-level": choice(["trace", "debug", "info", "warn", "error", "silent"], "warn", "level of the per-rank logs (pino JSON on stderr)"),
   save: optionalText("write a checkpoint after the last step", "DIR"),

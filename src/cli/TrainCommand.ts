@@ -7,6 +7,8 @@
  * MoE layer. With `--log json`, pino JSON lines on stdout instead: one `start` record, one
  * record per step with at least {"step","loss","lr","tokensPerSec"}, and a last `summary`
  * record. The per-rank loggers write pino JSON to stderr at `--log-level` (default warn).
+ * Every backend streams its steps as they complete, so the progress, the JSON lines and the
+ * trace work the same on each.
  * The job is an Effect: a signal interrupts it (see RunMain), and Activity says which step
  * it had reached and whether a checkpoint was written.
  */
@@ -102,10 +104,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         )
       },
     }
-    const run =
-      resolved.backend === "threads"
-        ? Train.runThreads(setup, common)
-        : Train.run(setup, { ...common, log: rankLogger(resolved.logLevel, io), ...(tracer === undefined ? {} : { tracer }) })
+    const run = Train.run(setup, { ...common, backend: resolved.backend, log: rankLogger(resolved.logLevel, io), ...(tracer === undefined ? {} : { tracer }) })
     // Ends the bar's line also when interrupted, so the interruption's line stands alone.
     const summaries = yield* Effect.ensuring(
       run,

@@ -11,7 +11,7 @@
 import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
 import * as Result from "effect/Result"
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import * as ModelConfig from "../train/ModelConfig.js"
@@ -158,11 +158,6 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   }
   const batch = { microBatch: c["micro-batch"], globalBatch: c["global-batch"] }
   explained(d, () => ModelConfig.check(model, batch, parallel))
-  if (c.backend === "threads" && c.trace !== undefined) {
-    explained(d, () => {
-      throw ConfigError.make("trace", c.trace, "is not recorded on the threads backend (spans stay in the workers)", "trace with --backend local")
-    })
-  }
   for (const [field, target] of [
     ["save", c.save],
     ["trace", c.trace],

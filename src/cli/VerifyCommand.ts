@@ -44,7 +44,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
   const { setup, steps } = resolved
   const tolerance = setup.dtype === "float64" ? 1e-9 : 1e-4
   const single = { ...setup, parallel: ParallelConfig.make({ world: 1 }) }
-  const parallelRun = resolved.backend === "threads" ? Train.runThreads(setup, { steps }) : Train.run(setup, { steps })
+  const parallelRun = Train.run(setup, { steps, backend: resolved.backend })
   return Effect.gen(function* () {
     const activity = yield* Activity
     activity.set(`while training ${steps} steps under the mapping and on one rank (nothing compared yet)`)
