@@ -11,6 +11,7 @@ import { describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
 import * as RunConfig from "../../src/cli/RunConfig.js"
+import * as ChooseBackend from "../../src/runtime/ChooseBackend.js"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
 
 /** Runs a command that must fail before any work: synchronously, status 2, one line. */
@@ -37,7 +38,7 @@ const badFlags: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
   [["--steps", "0"], '--steps: "0" is not a positive integer'],
   [["--tp", "-1"], '--tp: "-1" is not a positive integer'],
   [["--dtype", "float16"], '--dtype: "float16" is not allowed; fix: use one of float32, float64'],
-  [["--backend", "mpi"], '--backend: "mpi" is not allowed; fix: use one of local, threads'],
+  [["--backend", "mpi"], `--backend: "mpi" is not allowed; fix: use one of ${ChooseBackend.names.join(", ")}`],
   [["--log", "xml"], '--log: "xml" is not allowed'],
   [["--log-level", "loud"], '--log-level: "loud" is not allowed'],
   [["--stepz", "3"], 'arguments: "--stepz" is not a known flag; fix: did you mean --steps?'],
