@@ -73,10 +73,9 @@ describe("backends", () => {
     }, 60_000)
 
     test(`${name}: a missing export and args that cannot be cloned are reported before any rank runs`, async () => {
-      const missing = await runOn(name, { world: 2, program: RankProgram.make(programs, "notAProgram", {}) })
-      expect(
-        String(Exit.isFailure(missing) ? missing.cause.reasons.map((r) => (r._tag === "Fail" ? (r.error as Error).message : r._tag === "Die" ? String(r.defect) : r._tag)) : ""),
-      ).toContain('no function export "notAProgram"')
+      const missing = failureOf(await runOn(name, { world: 2, program: RankProgram.make(programs, "notAProgram", {}) })) as RankFailed | undefined
+      expect(missing?._tag).toBe("RankFailed")
+      expect(missing?.message).toContain('no function export "notAProgram" (function exports: oneFails, reportAndSum)')
       const uncloneable = await runOn(name, { world: 2, program: RankProgram.make(programs, "reportAndSum", { f: () => 1 }) })
       expect(Exit.isFailure(uncloneable)).toBe(true)
       expect(ThreadsJob.liveThreads().length).toBeLessThanOrEqual(ThreadsJob.idleThreads().length)

@@ -71,6 +71,8 @@ export const load = async (ref: Ref): Promise<Program> => {
   const module = (await import(ref.module)) as Record<string, unknown>
   const program = module[ref.export]
   if (typeof program === "function") return program as Program
-  const found = Object.keys(module).filter((k) => typeof module[k] === "function")
+  const found = Object.keys(module)
+    .filter((k) => typeof module[k] === "function")
+    .sort()
   throw new Error(`${ref.module} has no function export "${ref.export}" (function exports: ${found.join(", ") || "none"})`)
 }
