@@ -34,7 +34,7 @@ export const throwIfAny = (problems: ReadonlyArray<ConfigError.ConfigError>): vo
  * Whether a value is a BadInput.
  * @category guards
  */
-export const isBadInput = (u: unknown): u is BadInput => u instanceof BadInput
+const isBadInput = (u: unknown): u is BadInput => u instanceof BadInput
 
 /**
  * The user-facing error inside `u`, if any: a BadInput or a ConfigError, itself or carried as

@@ -40,7 +40,7 @@ const commands: Readonly<Record<string, Command>> = {
  * The version of pleat, read from its package.json at run time.
  * @category configuration
  */
-export const version = (): string => {
+const version = (): string => {
   // src/cli/Cli.ts and dist/cli/Cli.js both sit two folders below the package root.
   const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8")
   return (JSON.parse(text) as { version: string }).version
@@ -50,7 +50,7 @@ export const version = (): string => {
  * The top-level usage text.
  * @category configuration
  */
-export const usage = `pleat: mixture-of-experts training with five-dimensional parallelism and MoE Parallel Folding
+const usage = `pleat: mixture-of-experts training with five-dimensional parallelism and MoE Parallel Folding
 
 usage: pleat <command> [flags]     (pleat <command> --help for its flags and their defaults)
        pleat --version

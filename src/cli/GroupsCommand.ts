@@ -14,7 +14,7 @@ import type { Io } from "./Io.js"
  * The flags of `pleat groups`.
  * @category configuration
  */
-export const flags: Readonly<Record<string, Flags.FlagSpec>> = {
+const flags: Readonly<Record<string, Flags.FlagSpec>> = {
   world: { kind: "int", placeholder: "W", help: "number of ranks (required)" },
   tp: { kind: "int", placeholder: "T", help: "attention tensor-parallel size (default 1)" },
   cp: { kind: "int", placeholder: "C", help: "context-parallel size (default 1)" },
@@ -32,7 +32,7 @@ export const flags: Readonly<Record<string, Flags.FlagSpec>> = {
  * The usage text of `pleat groups`.
  * @category configuration
  */
-export const usage = `usage: pleat groups --world W [--tp T] [--cp C] [--pp P] [--ep E] [--etp X] [--vpp V] [--order O] [--json] [--svg FILE]
+const usage = `usage: pleat groups --world W [--tp T] [--cp C] [--pp P] [--ep E] [--etp X] [--vpp V] [--order O] [--json] [--svg FILE]
 
 Computes the rank groups of MoE Parallel Folding: attention on tp x cp x dp x pp, MoE on
 etp x ep x edp x pp over the same ranks and pipeline groups (dp and edp are derived).

@@ -19,7 +19,7 @@ import type { Io } from "./Io.js"
  * The usage text of `pleat moe`, the case format and the edge semantics.
  * @category configuration
  */
-export const usage = `usage: pleat moe replay CASE.json     (CASE.json may be - for stdin)
+const usage = `usage: pleat moe replay CASE.json     (CASE.json may be - for stdin)
 
 Routes one rank's tokens as Megatron-Core's router does (top-k with a score function, group-
 limited routing, expert bias, scaling), drops or pads to capacity, permutes the tokens into

@@ -152,7 +152,7 @@ const isKey = (k: string): k is Key => k in settings
  * How a setting is named in a message, as the user wrote it.
  * @category mapping
  */
-export const nameOf = (key: Key, source: Source | undefined): string => (source?._tag === "file" ? `"${key}" in ${source.file}` : `--${key}`)
+const nameOf = (key: Key, source: Source | undefined): string => (source?._tag === "file" ? `"${key}" in ${source.file}` : `--${key}`)
 
 /** The top-level keys an issue points at. */
 const failingKeys = (issue: SchemaIssue.Issue, out: Set<string> = new Set()): Set<string> => {

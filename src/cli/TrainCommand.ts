@@ -30,7 +30,7 @@ import * as TrainOptions from "./TrainOptions.js"
  * The usage text of `pleat train`.
  * @category configuration
  */
-export const usage = ((d) => `usage: pleat train [flags]
+const usage = ((d) => `usage: pleat train [flags]
 
 Trains a small Mixtral-like MoE model on local ranks with MoE Parallel Folding. Without flags:
 ${d.layers} layers, ${d.experts} experts (top-${d.topk}), ${d.world} ranks as attention tp ${d.tp} x cp ${d.cp} x pp ${d.pp} and MoE etp ${d.etp} x ep ${d.ep}.

@@ -20,7 +20,7 @@ import * as TrainOptions from "./TrainOptions.js"
  * The usage text of `pleat verify`.
  * @category configuration
  */
-export const usage = `usage: pleat verify [the flags of pleat train] [--steps N] [--dtype float32|float64]
+const usage = `usage: pleat verify [the flags of pleat train] [--steps N] [--dtype float32|float64]
 
 Trains N steps (default ${RunConfig.defaults.steps}; use a few) under the mapping and on one rank from the same weights
 and data; prints the largest relative difference of losses and gradient norms; exits 0 only

@@ -45,7 +45,7 @@ const natural = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualT
  * The schema of manifest.json (unknown keys are ignored, so newer manifests still load).
  * @category models
  */
-export const ManifestSchema = Schema.Struct({
+const ManifestSchema = Schema.Struct({
   step: natural,
   seed: Schema.Number.check(Schema.isInt()),
   dtype: Schema.Literals(["float32", "float64"]),
