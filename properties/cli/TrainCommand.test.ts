@@ -69,26 +69,30 @@ describe("pleat train", () => {
     expect((summary.imbalance as Array<unknown>).length).toBe(4) // one per MoE layer (every layer of the default 4)
   }, 60_000)
 
-  test("--log-level reaches the per-rank loggers: debug shows each rank's collectives with its coordinates, warn (the default) is quiet", async () => {
-    const quiet = await run(["train", ...model, "--steps", "1", "--log", "json"])
-    expect(quiet.status, quiet.err).toBe(0)
-    expect(quiet.err).toBe("")
-    const loud = await run(["train", ...model, "--steps", "1", "--log", "json", "--log-level", "debug"])
-    expect(loud.status).toBe(0)
-    const records = loud.err
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-    expect(records.length).toBeGreaterThan(0)
-    expect(new Set(records.map((r) => r.rank))).toEqual(new Set([0, 1, 2, 3]))
-    for (const r of records) {
-      expect(r.level).toBe(20)
-      for (const k of ["tp", "cp", "dp", "pp", "ep", "etp"]) expect(typeof r[k], k).toBe("number")
-    }
-    const bad = await run(["train", "--log-level", "loud"])
-    expect(bad.status).toBe(2)
-    expect(bad.err).toContain('--log-level: "loud" is not allowed; fix: use one of trace, debug, info, warn, error, silent')
-  }, 60_000)
+  test.each(["local", "threads"])(
+    "--log-level reaches the per-rank loggers on %s: debug shows each rank's collectives with its coordinates, warn (the default) is quiet",
+    async (backend) => {
+      const quiet = await run(["train", ...model, "--backend", backend, "--steps", "1", "--log", "json"])
+      expect(quiet.status, quiet.err).toBe(0)
+      expect(quiet.err).toBe("")
+      const loud = await run(["train", ...model, "--backend", backend, "--steps", "1", "--log", "json", "--log-level", "debug"])
+      expect(loud.status).toBe(0)
+      const records = loud.err
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+      expect(records.length).toBeGreaterThan(0)
+      expect(new Set(records.map((r) => r.rank))).toEqual(new Set([0, 1, 2, 3]))
+      for (const r of records) {
+        expect(r.level).toBe(20)
+        for (const k of ["tp", "cp", "dp", "pp", "ep", "etp"]) expect(typeof r[k], k).toBe("number")
+      }
+      const bad = await run(["train", "--log-level", "loud"])
+      expect(bad.status).toBe(2)
+      expect(bad.err).toContain('--log-level: "loud" is not allowed; fix: use one of trace, debug, info, warn, error, silent')
+    },
+    60_000,
+  )
 
   test("a configuration that cannot work exits 2 with one line naming the field", async () => {
     const cases: Array<[Array<string>, string]> = [
