@@ -27,13 +27,13 @@ const count = (help: string, fallback: number) => ({ kind: "count" as const, sch
 const optionalCount = (help: string, placeholder = "N") => ({ kind: "count" as const, schema: Schema.optionalKey(PositiveInt), placeholder, help })
 const text = (help: string, fallback: string, placeholder: string) => ({ kind: "text" as const, schema: NonEmpty, default: fallback, placeholder, help })
 const optionalText = (help: string, placeholder: string) => ({ kind: "text" as const, schema: Schema.optionalKey(NonEmpty), placeholder, help })
-const choice = <const L extends readonly [string, ...Array<string>]>(options: L, fallback: L[number], help: string) => ({
+const choice = <const L extends readonly [string, ...Array<string>]>(options: L, fallback: L[number], help: string, placeholder: string) => ({
   kind: "choice" as const,
   options,
   schema: Schema.Literals(options),
   default: fallback,
-  placeholder: options.join("|"),
-  help,
+  placeholder,
+  help: `${help}: ${options.join(" | ")}`,
 })
 
 const model = ModelConfig.small
@@ -64,12 +64,12 @@ export const settings = {
   seq: count("sequence length", model.seq),
   "micro-batch": count("sequences per micro-batch", 1),
   "global-batch": count("sequences per step", 8),
-  steps: count("training steps in all (with --resume, the total including the resumed ones)", 100),
+  steps: count("training steps in all (with --resume, counting the resumed ones)", 100),
   seed: count("seed of weights and data", 1),
-  dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype"),
-  backend: choice(ChooseBackend.names, "local", "where ranks run: fibers of this thread, or a worker thread each (-zero-copy: shared tensors read in place)"),
-  log: choice(["pretty", "json"], "pretty", "progress bar and summary, or one JSON line per step and a summary record"),
-  "log-level": choice(["trace", "debug", "info", "warn", "error", "silent"], "warn", "level of the per-rank logs (pino JSON on stderr)"),
+  dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype", "DTYPE"),
+  backend: choice(ChooseBackend.names, "local", "where ranks run (fibers of this thread, a worker thread each; -zero-copy reads shared tensors in place)", "NAME"),
+  log: choice(["pretty", "json"], "pretty", "a progress bar and a summary, or JSON lines (start, each step, summary)", "FORMAT"),
+  "log-level": choice(["trace", "debug", "info", "warn", "error", "silent"], "warn", "level of the per-rank logs (pino JSON on stderr)", "LEVEL"),
   save: optionalText("write a checkpoint after the last step", "DIR"),
   resume: optionalText("start from a checkpoint (saved under any mapping)", "DIR"),
   trace: optionalText("write a Chrome/Perfetto trace of every rank", "FILE"),
