@@ -47,14 +47,24 @@ describe("self-attention under TP x CP x DP", () => {
         const d = 2
         const config = ParallelConfig.make({ world, tp: s.tp, cp: s.cp })
         const fold = Folding.make(config)
-        const full = { wq: uniform([hidden, heads * d], s.seed), wk: uniform([hidden, kvHeads * d], s.seed + 1), wv: uniform([hidden, kvHeads * d], s.seed + 2), wo: uniform([heads * d, hidden], s.seed + 3) }
+        const full = {
+          wq: uniform([hidden, heads * d], s.seed),
+          wk: uniform([hidden, kvHeads * d], s.seed + 1),
+          wv: uniform([hidden, kvHeads * d], s.seed + 2),
+          wo: uniform([heads * d, hidden], s.seed + 3),
+        }
         const xs = Array.from({ length: s.dp }, (_, r) => uniform([s.batch, seq, hidden], s.seed + 10 + r))
         const rs = Array.from({ length: s.dp }, (_, r) => uniform([s.batch, seq, hidden], s.seed + 20 + r))
 
         // Reference: one rank, each dp batch separately, full sequence, every head.
         const reference = xs.map((x, r) => {
           const tape = Tape.make()
-          const w = { wq: tape.parameter(Tensor.detachCopy(full.wq)), wk: tape.parameter(Tensor.detachCopy(full.wk)), wv: tape.parameter(Tensor.detachCopy(full.wv)), wo: tape.parameter(Tensor.detachCopy(full.wo)) }
+          const w = {
+            wq: tape.parameter(Tensor.detachCopy(full.wq)),
+            wk: tape.parameter(Tensor.detachCopy(full.wk)),
+            wv: tape.parameter(Tensor.detachCopy(full.wv)),
+            wo: tape.parameter(Tensor.detachCopy(full.wo)),
+          }
           const xt = tape.parameter(Shape.reshape(Tensor.detachCopy(x), [s.batch * seq, hidden]))
           const one = Group.make("one", [0])
           const c = { batch: s.batch, seq, heads, kvHeads, headDim: d, tp: one, cp: one, sequenceParallel: false }
@@ -62,7 +72,11 @@ describe("self-attention under TP x CP x DP", () => {
             Effect.gen(function* () {
               const out = yield* SelfAttention.forward(xt, w, c, 0)
               yield* tape.backwardEffect(Reduce.sumAll(Elementwise.mul(out, Shape.reshape(rs[r] as Tensor.Tensor, [s.batch * seq, hidden]))))
-              return { out: Tensor.toArray(out), dx: Tensor.toArray(xt.grad as Tensor.Tensor), dw: Object.fromEntries(Object.entries(w).map(([k, t]) => [k, t.grad as Tensor.Tensor])) }
+              return {
+                out: Tensor.toArray(out),
+                dx: Tensor.toArray(xt.grad as Tensor.Tensor),
+                dw: Object.fromEntries(Object.entries(w).map(([k, t]) => [k, t.grad as Tensor.Tensor])),
+              }
             }),
           ).then((x) => x[0] as { out: Array<number>; dx: Array<number>; dw: Record<string, Tensor.Tensor> })
         })
@@ -91,7 +105,11 @@ describe("self-attention under TP x CP x DP", () => {
             const mine = s.sp ? rowsOf.slice(p.tp * part, (p.tp + 1) * part) : rowsOf
             const pick = (t: Tensor.Tensor, rows: Array<number>) => {
               const flat = Tensor.toArray(t)
-              return Tensor.fromArray(rows.flatMap((r) => flat.slice(r * hidden, (r + 1) * hidden)), [rows.length, hidden], { dtype: "float64" })
+              return Tensor.fromArray(
+                rows.flatMap((r) => flat.slice(r * hidden, (r + 1) * hidden)),
+                [rows.length, hidden],
+                { dtype: "float64" },
+              )
             }
             const x = tape.parameter(pick(xs[p.dp] as Tensor.Tensor, mine))
             const c = { batch: s.batch, seq, heads, kvHeads, headDim: d, tp, cp, sequenceParallel: s.sp, cpExchange: s.ring ? ("ring" as const) : ("allgather" as const) }
@@ -101,13 +119,27 @@ describe("self-attention under TP x CP x DP", () => {
             const weight = pick(rs[p.dp] as Tensor.Tensor, mine)
             const loss = Elementwise.scale(Reduce.sumAll(Elementwise.mul(out, weight)), s.sp ? 1 : 1 / s.tp)
             yield* tape.backwardEffect(loss)
-            return { p, mine, out: Tensor.toArray(out), dx: Tensor.toArray(x.grad as Tensor.Tensor), dw: Object.fromEntries(Object.entries(w).map(([k, t]) => [k, Tensor.toArray(t.grad as Tensor.Tensor)])) }
+            return {
+              p,
+              mine,
+              out: Tensor.toArray(out),
+              dx: Tensor.toArray(x.grad as Tensor.Tensor),
+              dw: Object.fromEntries(Object.entries(w).map(([k, t]) => [k, Tensor.toArray(t.grad as Tensor.Tensor)])),
+            }
           }),
         )
         for (const r of results) {
           const ref = refs[r.p.dp] as (typeof refs)[number]
-          close(r.out, r.mine.flatMap((row) => ref.out.slice(row * hidden, (row + 1) * hidden)), `out rank ${r.p.tp},${r.p.cp},${r.p.dp}`)
-          close(r.dx, r.mine.flatMap((row) => ref.dx.slice(row * hidden, (row + 1) * hidden)), `dx rank ${r.p.tp},${r.p.cp},${r.p.dp}`)
+          close(
+            r.out,
+            r.mine.flatMap((row) => ref.out.slice(row * hidden, (row + 1) * hidden)),
+            `out rank ${r.p.tp},${r.p.cp},${r.p.dp}`,
+          )
+          close(
+            r.dx,
+            r.mine.flatMap((row) => ref.dx.slice(row * hidden, (row + 1) * hidden)),
+            `dx rank ${r.p.tp},${r.p.cp},${r.p.dp}`,
+          )
         }
         // Weight gradients: summed over the cp and dp ranks of one tp shard, they are the
         // reference's shard of the gradient summed over the dp batches.
@@ -115,7 +147,10 @@ describe("self-attention under TP x CP x DP", () => {
           for (const name of ["wq", "wk", "wv", "wo"] as const) {
             const shardOf = (g: Tensor.Tensor) => (name === "wo" ? ParallelLinear.rowShard(g, t, s.tp) : ParallelLinear.columnShard(g, t, s.tp))
             const expected = refs.map((ref) => Tensor.toArray(shardOf(ref.dw[name] as Tensor.Tensor))).reduce((a, b) => a.map((v, i) => v + (b[i] as number)))
-            const got = results.filter((r) => r.p.tp === t).map((r) => r.dw[name] as Array<number>).reduce((a, b) => a.map((v, i) => v + (b[i] as number)))
+            const got = results
+              .filter((r) => r.p.tp === t)
+              .map((r) => r.dw[name] as Array<number>)
+              .reduce((a, b) => a.map((v, i) => v + (b[i] as number)))
             close(got, expected, `${name} shard ${t}`)
           }
         }
@@ -138,6 +173,8 @@ describe("self-attention under TP x CP x DP", () => {
     expect(() => ContextParallel.checkSequence(8, 2, 3, true)).toThrow("not divisible by tp = 3 under sequence parallelism")
     const one = Group.make("one", [0])
     const two = Group.make("tp", [0, 1])
-    expect(() => SelfAttention.check({ batch: 1, seq: 4, heads: 3, kvHeads: 1, headDim: 2, tp: two, cp: one, sequenceParallel: false })).toThrow("heads: 3 is not divisible by tp = 2")
+    expect(() => SelfAttention.check({ batch: 1, seq: 4, heads: 3, kvHeads: 1, headDim: 2, tp: two, cp: one, sequenceParallel: false })).toThrow(
+      "heads: 3 is not divisible by tp = 2",
+    )
   })
 })

@@ -47,7 +47,12 @@ describe("vocab-parallel embedding and cross-entropy", () => {
             const embLoss = Elementwise.scale(Reduce.sumAll(Elementwise.mul(e, wMine)), sp ? 1 : 1 / tp)
             const loss = yield* VocabParallel.crossEntropy(logitShard, targets, vocab, group)
             yield* t2.backwardEffect(Elementwise.add(embLoss, loss))
-            return { e: Tensor.toArray(e), loss: Tensor.item(loss), dTable: Tensor.toArray(tableShard.grad as Tensor.Tensor), dLogits: Tensor.toArray(logitShard.grad as Tensor.Tensor) }
+            return {
+              e: Tensor.toArray(e),
+              loss: Tensor.item(loss),
+              dTable: Tensor.toArray(tableShard.grad as Tensor.Tensor),
+              dLogits: Tensor.toArray(logitShard.grad as Tensor.Tensor),
+            }
           }),
         )
         results.forEach((r, rank) => {

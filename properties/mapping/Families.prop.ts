@@ -6,8 +6,7 @@ import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import { factorized } from "./arbitraries.js"
 import { type OracleInput, type Token, groupsOf, isValid, sizesOf } from "./oracle.js"
 
-const configOf = (c: OracleInput) =>
-  ParallelConfig.make({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-") })
+const configOf = (c: OracleInput) => ParallelConfig.make({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-") })
 
 const valid = (maxWorld: number) => factorized(maxWorld).filter(isValid)
 

@@ -7,8 +7,7 @@ import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import { factorized } from "./arbitraries.js"
 import { type OracleInput, isValid } from "./oracle.js"
 
-const foldOf = (c: OracleInput) =>
-  Folding.make(ParallelConfig.make({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-") }))
+const foldOf = (c: OracleInput) => Folding.make(ParallelConfig.make({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-") }))
 
 const valid = factorized(2048).filter(isValid)
 

@@ -7,8 +7,7 @@ import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import { anyDegrees, factorized } from "./arbitraries.js"
 import { type OracleInput, allOrders, isValid } from "./oracle.js"
 
-const validate = (c: OracleInput) =>
-  ParallelConfig.validate({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-") })
+const validate = (c: OracleInput) => ParallelConfig.validate({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-") })
 
 const fieldOf = (input: ParallelConfig.ParallelInput): string | undefined => {
   const r = ParallelConfig.validate(input)
@@ -16,8 +15,7 @@ const fieldOf = (input: ParallelConfig.ParallelInput): string | undefined => {
 }
 
 /** The field the oracle expects a rejection to name. */
-const expectedField = (c: OracleInput): string =>
-  c.world % (c.tp * c.cp * c.pp) !== 0 || c.world % (c.etp * c.ep * c.pp) !== 0 ? "world" : "order"
+const expectedField = (c: OracleInput): string => (c.world % (c.tp * c.cp * c.pp) !== 0 || c.world % (c.etp * c.ep * c.pp) !== 0 ? "world" : "order")
 
 const everyOrder = factorized(4096).chain((c) => fc.constantFrom(...allOrders).map((order) => ({ ...c, order })))
 
@@ -63,11 +61,7 @@ describe("parallel configuration", () => {
   })
 
   test("degrees that are not positive integers are rejected naming their field", () => {
-    const bad = fc.oneof(
-      fc.integer({ max: 0 }),
-      fc.double({ noInteger: true }),
-      fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, 2 ** 60),
-    )
+    const bad = fc.oneof(fc.integer({ max: 0 }), fc.double({ noInteger: true }), fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, 2 ** 60))
     const field = fc.constantFrom("world", "tp", "cp", "pp", "ep", "etp", "vpp")
     fc.assert(
       fc.property(field, bad, (name, value) => {

@@ -32,7 +32,10 @@ describe("rank grid", () => {
       fc.property(valid, fc.nat(), (c, seed) => {
         const { dense, expert } = gridsOf(c)
         const rank = seed % c.world
-        for (const [grid, kind] of [[dense, "dense"], [expert, "expert"]] as const) {
+        for (const [grid, kind] of [
+          [dense, "dense"],
+          [expert, "expert"],
+        ] as const) {
           const coords = RankGrid.coordinates(grid, rank)
           expect(RankGrid.rankAt(grid, coords)).toBe(rank)
           const oracle = coordsOf(rank, c.order, sizesOf(c, kind))
@@ -49,7 +52,10 @@ describe("rank grid", () => {
       fc.property(valid, subset(denseAxes), subset(expertAxes), fc.nat(), (c, dAxes, eAxes, seed) => {
         const { dense, expert } = gridsOf(c)
         const rank = seed % c.world
-        for (const [grid, axes] of [[dense, dAxes], [expert, eAxes]] as const) {
+        for (const [grid, axes] of [
+          [dense, dAxes],
+          [expert, eAxes],
+        ] as const) {
           const groups = RankGrid.groups(grid, axes)
           const index = RankGrid.groupIndex(grid, rank, axes)
           const group = groups[index] ?? []

@@ -39,11 +39,26 @@ describe("worked example A: W=16 tp 2 cp 2 pp 2 (dp 2), etp 1 ep 4 (edp 2)", () 
     expect(f.tp).toEqual(pairs(1, [0, 2, 4, 6, 8, 10, 12, 14]))
     expect(f.cp).toEqual(pairs(2, [0, 1, 4, 5, 8, 9, 12, 13]))
     expect(f.dp).toEqual(pairs(4, [0, 1, 2, 3, 8, 9, 10, 11]))
-    expect(f["dp-cp"]).toEqual([[0, 2, 4, 6], [1, 3, 5, 7], [8, 10, 12, 14], [9, 11, 13, 15]])
+    expect(f["dp-cp"]).toEqual([
+      [0, 2, 4, 6],
+      [1, 3, 5, 7],
+      [8, 10, 12, 14],
+      [9, 11, 13, 15],
+    ])
     expect(f.pp).toEqual(pairs(8, range(0, 7)))
-    expect(f["tp-pp"]).toEqual([[0, 1, 8, 9], [2, 3, 10, 11], [4, 5, 12, 13], [6, 7, 14, 15]])
+    expect(f["tp-pp"]).toEqual([
+      [0, 1, 8, 9],
+      [2, 3, 10, 11],
+      [4, 5, 12, 13],
+      [6, 7, 14, 15],
+    ])
     expect(f["tp-cp"]).toEqual([range(0, 3), range(4, 7), range(8, 11), range(12, 15)])
-    expect(f["tp-dp"]).toEqual([[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]])
+    expect(f["tp-dp"]).toEqual([
+      [0, 1, 4, 5],
+      [2, 3, 6, 7],
+      [8, 9, 12, 13],
+      [10, 11, 14, 15],
+    ])
     expect(f["tp-dp-cp"]).toEqual([range(0, 7), range(8, 15)])
     expect(f.embedding).toEqual(pairs(8, range(0, 7)))
   })
@@ -53,7 +68,10 @@ describe("worked example A: W=16 tp 2 cp 2 pp 2 (dp 2), etp 1 ep 4 (edp 2)", () 
     expect(f.ep).toEqual([range(0, 3), range(4, 7), range(8, 11), range(12, 15)])
     expect(f.edp).toEqual(pairs(4, [0, 1, 2, 3, 8, 9, 10, 11]))
     expect(f["etp-ep"]).toEqual(f.ep)
-    expect(f["etp-ep-pp"]).toEqual([[0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]])
+    expect(f["etp-ep-pp"]).toEqual([
+      [0, 1, 2, 3, 8, 9, 10, 11],
+      [4, 5, 6, 7, 12, 13, 14, 15],
+    ])
     expect(f.ep).toEqual(f["tp-cp"])
   })
 })
@@ -72,9 +90,21 @@ describe("worked example B: same world, etp = tp = 2, ep 2 (edp 2)", () => {
     expect(f.ep).toEqual(pairs(2, [0, 1, 4, 5, 8, 9, 12, 13]))
     expect(f.edp).toEqual(pairs(4, [0, 1, 2, 3, 8, 9, 10, 11]))
     expect(f["etp-ep"]).toEqual([range(0, 3), range(4, 7), range(8, 11), range(12, 15)])
-    expect(f["etp-ep-pp"]).toEqual([[0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]])
+    expect(f["etp-ep-pp"]).toEqual([
+      [0, 1, 2, 3, 8, 9, 10, 11],
+      [4, 5, 6, 7, 12, 13, 14, 15],
+    ])
     const fold = Folding.make(config)
-    const expected = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1], [1, 1, 1]]
+    const expected = [
+      [0, 0, 0],
+      [1, 0, 0],
+      [0, 1, 0],
+      [1, 1, 0],
+      [0, 0, 1],
+      [1, 0, 1],
+      [0, 1, 1],
+      [1, 1, 1],
+    ]
     for (let rank = 0; rank < 16; rank++) {
       const e = Folding.expertCoordinates(fold, rank)
       expect([e.etp, e.ep, e.edp]).toEqual(expected[rank % 8])
@@ -97,20 +127,52 @@ describe("worked example C: etp larger than tp: W=16 tp 2 cp 2 pp 2, etp 4 ep 2 
 describe("extra examples D and E", () => {
   test("D: W=8 tp 2 (dp 4), etp 1 ep 4 (edp 2)", () => {
     const f = Families.all(ParallelConfig.make({ world: 8, tp: 2, ep: 4, etp: 1 }))
-    expect(f.tp).toEqual([[0, 1], [2, 3], [4, 5], [6, 7]])
-    expect(f.dp).toEqual([[0, 2, 4, 6], [1, 3, 5, 7]])
-    expect(f.ep).toEqual([[0, 1, 2, 3], [4, 5, 6, 7]])
-    expect(f.edp).toEqual([[0, 4], [1, 5], [2, 6], [3, 7]])
+    expect(f.tp).toEqual([
+      [0, 1],
+      [2, 3],
+      [4, 5],
+      [6, 7],
+    ])
+    expect(f.dp).toEqual([
+      [0, 2, 4, 6],
+      [1, 3, 5, 7],
+    ])
+    expect(f.ep).toEqual([
+      [0, 1, 2, 3],
+      [4, 5, 6, 7],
+    ])
+    expect(f.edp).toEqual([
+      [0, 4],
+      [1, 5],
+      [2, 6],
+      [3, 7],
+    ])
     expect(f["etp-ep"]).toEqual(f.ep)
   })
 
   test("E: order tp-pp-ep-dp, W=8 pp 2 (dp 4); the default order; ep 2 fails pp-last", () => {
     const e = Families.all(ParallelConfig.make({ world: 8, pp: 2, order: "tp-pp-ep-dp" }))
-    expect(e.pp).toEqual([[0, 1], [2, 3], [4, 5], [6, 7]])
-    expect(e.dp).toEqual([[0, 2, 4, 6], [1, 3, 5, 7]])
+    expect(e.pp).toEqual([
+      [0, 1],
+      [2, 3],
+      [4, 5],
+      [6, 7],
+    ])
+    expect(e.dp).toEqual([
+      [0, 2, 4, 6],
+      [1, 3, 5, 7],
+    ])
     const d = Families.all(ParallelConfig.make({ world: 8, pp: 2 }))
-    expect(d.pp).toEqual([[0, 4], [1, 5], [2, 6], [3, 7]])
-    expect(d.dp).toEqual([[0, 1, 2, 3], [4, 5, 6, 7]])
+    expect(d.pp).toEqual([
+      [0, 4],
+      [1, 5],
+      [2, 6],
+      [3, 7],
+    ])
+    expect(d.dp).toEqual([
+      [0, 1, 2, 3],
+      [4, 5, 6, 7],
+    ])
     expect(() => ParallelConfig.make({ world: 8, pp: 2, ep: 2, order: "tp-pp-ep-dp" })).toThrow(/does not end with 'pp'/)
   })
 })

@@ -29,19 +29,16 @@ export const factorized = (maxWorld = 4096): fc.Arbitrary<OracleInput> =>
     .chain(({ tp, cp, pp, dp, order }) => {
       const world = tp * cp * pp * dp
       const perStage = world / pp
-      return fc.constantFrom(...divisorsOf(perStage)).chain((etp) =>
-        fc.constantFrom(...divisorsOf(perStage / etp)).map((ep) => ({ world, tp, cp, pp, ep, etp, order })),
-      )
+      return fc.constantFrom(...divisorsOf(perStage)).chain((etp) => fc.constantFrom(...divisorsOf(perStage / etp)).map((ep) => ({ world, tp, cp, pp, ep, etp, order })))
     })
 
 /** Any combination of small degrees and orders, valid or not. */
-export const anyDegrees: fc.Arbitrary<OracleInput> = fc
-  .record({
-    world: fc.integer({ min: 1, max: 256 }),
-    tp: degree,
-    cp: degree,
-    pp: degree,
-    ep: degree,
-    etp: degree,
-    order: fc.constantFrom(...allOrders),
-  })
+export const anyDegrees: fc.Arbitrary<OracleInput> = fc.record({
+  world: fc.integer({ min: 1, max: 256 }),
+  tp: degree,
+  cp: degree,
+  pp: degree,
+  ep: degree,
+  etp: degree,
+  order: fc.constantFrom(...allOrders),
+})

@@ -35,9 +35,7 @@ export const allOrders: ReadonlyArray<ReadonlyArray<Token>> = (() => {
 export const sizesOf = (c: OracleInput, grid: "dense" | "expert"): Record<Token, number> => {
   const dp = c.world / (c.tp * c.cp * c.pp)
   const edp = c.world / (c.etp * c.ep * c.pp)
-  return grid === "dense"
-    ? { tp: c.tp, cp: c.cp, ep: 1, dp, pp: c.pp }
-    : { tp: c.etp, cp: 1, ep: c.ep, dp: edp, pp: c.pp }
+  return grid === "dense" ? { tp: c.tp, cp: c.cp, ep: 1, dp, pp: c.pp } : { tp: c.etp, cp: 1, ep: c.ep, dp: edp, pp: c.pp }
 }
 
 /** A rank's coordinate along each token, by repeated division (first token fastest). */
@@ -62,12 +60,7 @@ const keyOf = (coords: Record<Token, number>, tokens: ReadonlyArray<Token>, size
 }
 
 /** Groups over `masked` tokens, by bucketing and sorting. */
-export const groupsOf = (
-  world: number,
-  order: ReadonlyArray<Token>,
-  sizes: Record<Token, number>,
-  masked: ReadonlyArray<Token>,
-): Array<Array<number>> => {
+export const groupsOf = (world: number, order: ReadonlyArray<Token>, sizes: Record<Token, number>, masked: ReadonlyArray<Token>): Array<Array<number>> => {
   const inMask = order.filter((t) => masked.includes(t))
   const outMask = order.filter((t) => !masked.includes(t))
   const buckets = new Map<number, Array<{ rank: number; key: number }>>()
@@ -78,9 +71,7 @@ export const groupsOf = (
     list.push({ rank: r, key: keyOf(c, inMask, sizes) })
     buckets.set(g, list)
   }
-  return [...buckets.entries()]
-    .sort((a, b) => a[0] - b[0])
-    .map(([, members]) => members.sort((a, b) => a.key - b.key).map((m) => m.rank))
+  return [...buckets.entries()].sort((a, b) => a[0] - b[0]).map(([, members]) => members.sort((a, b) => a.key - b.key).map((m) => m.rank))
 }
 
 /** Whether pleat must accept this configuration (all degrees already positive integers). */

@@ -17,9 +17,9 @@ const fn = fc.constantFrom("softmax" as const, "sigmoid" as const)
 
 /** T, E, K and logits [T][E]. */
 const problem = (maxT = 8) =>
-  fc.record({ t: fc.integer({ min: 0, max: maxT }), e: fc.integer({ min: 1, max: 8 }), kRaw: fc.nat() }).chain(({ t, e, kRaw }) =>
-    fc.record({ t: fc.constant(t), e: fc.constant(e), k: fc.constant((kRaw % e) + 1), logits: matrix(t, e, logit) }),
-  )
+  fc
+    .record({ t: fc.integer({ min: 0, max: maxT }), e: fc.integer({ min: 1, max: 8 }), kRaw: fc.nat() })
+    .chain(({ t, e, kRaw }) => fc.record({ t: fc.constant(t), e: fc.constant(e), k: fc.constant((kRaw % e) + 1), logits: matrix(t, e, logit) }))
 
 const tensorOf = (m: Array<Array<number>>, e: number) => Tensor.fromArray(m.flat(), [m.length, e], { dtype: "float64" })
 
@@ -71,28 +71,20 @@ describe("routingScoresForAuxLoss and auxLoss", () => {
 
   test("seq_aux_loss is the mean over the B sequences of each sequence's aux_loss", () => {
     fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 4 }),
-        fc.integer({ min: 1, max: 3 }),
-        fc.integer({ min: 1, max: 6 }),
-        fc.nat(),
-        fn,
-        seed,
-        (s, b, e, kRaw, f, sd) => {
-          const k = (kRaw % e) + 1
-          const x = uniform([s * b, e], sd, -2, 2)
-          const { scores, routingMap } = AuxLoss.routingScoresForAuxLoss(x, k, f)
-          const seq = Tensor.item(AuxLoss.seqAuxLoss(scores, routingMap, { topk: k, coeff: 1, batch: b }))
-          // Sequence b holds the tokens s * B + b.
-          let mean = 0
-          for (let bi = 0; bi < b; bi++) {
-            const tokens = [...Array(s).keys()].map((si) => si * b + bi)
-            const logits = tokens.map((tok) => Array.from(x.data.subarray(tok * e, (tok + 1) * e)))
-            mean += auxLoss(logits, k, e, f) / b
-          }
-          expect(close(seq, mean)).toBe(true)
-        },
-      ),
+      fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 6 }), fc.nat(), fn, seed, (s, b, e, kRaw, f, sd) => {
+        const k = (kRaw % e) + 1
+        const x = uniform([s * b, e], sd, -2, 2)
+        const { scores, routingMap } = AuxLoss.routingScoresForAuxLoss(x, k, f)
+        const seq = Tensor.item(AuxLoss.seqAuxLoss(scores, routingMap, { topk: k, coeff: 1, batch: b }))
+        // Sequence b holds the tokens s * B + b.
+        let mean = 0
+        for (let bi = 0; bi < b; bi++) {
+          const tokens = [...Array(s).keys()].map((si) => si * b + bi)
+          const logits = tokens.map((tok) => Array.from(x.data.subarray(tok * e, (tok + 1) * e)))
+          mean += auxLoss(logits, k, e, f) / b
+        }
+        expect(close(seq, mean)).toBe(true)
+      }),
       { numRuns: 150 },
     )
   })

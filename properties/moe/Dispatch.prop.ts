@@ -49,8 +49,20 @@ describe("dispatchers", () => {
                 const routed = Router.routing(matmul(x, router), { topk, scoreFunction: "softmax" })
                 const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
                 const empty = Tensor.zeros([0, 0, 0], { dtype: "float64" })
-                const { output } = yield* dispatcher({ tokens: x, probs: routed.probs, map: routed.routingMap, numExperts, experts: { wGate: empty, wUp: empty, wDown: empty }, groups, compute: identity })
-                const sums = Array.from({ length: tokens[rank] as number }, (_, t) => Tensor.toArray(routed.probs).slice(t * numExperts, (t + 1) * numExperts).reduce((a, b) => a + b, 0))
+                const { output } = yield* dispatcher({
+                  tokens: x,
+                  probs: routed.probs,
+                  map: routed.routingMap,
+                  numExperts,
+                  experts: { wGate: empty, wUp: empty, wDown: empty },
+                  groups,
+                  compute: identity,
+                })
+                const sums = Array.from({ length: tokens[rank] as number }, (_, t) =>
+                  Tensor.toArray(routed.probs)
+                    .slice(t * numExperts, (t + 1) * numExperts)
+                    .reduce((a, b) => a + b, 0),
+                )
                 const expected = Tensor.toArray(x).map((v, i) => c.etp * v * (sums[Math.floor(i / h)] as number))
                 return { got: Tensor.toArray(output), expected }
               }),
@@ -90,7 +102,10 @@ describe("router losses and balancing across ranks", () => {
   })
 
   test("the expert bias moves every expert toward the mean count, the same on every rank", async () => {
-    const counts = [[5, 1, 0, 2], [3, 1, 2, 2]]
+    const counts = [
+      [5, 1, 0, 2],
+      [3, 1, 2, 2],
+    ]
     const biases = await Job.runPromise({ world: 2 }, (rank) =>
       Effect.map(ExpertBias.update({ bias: [0, 0, 0, 0], counts: counts[rank] as Array<number> }, Group.world(2), 0.5), (s) => s),
     )
@@ -114,7 +129,11 @@ describe("seq_aux_loss across ranks", () => {
     const shares = await Job.runPromise({ world }, (rank) =>
       Effect.gen(function* () {
         const rows = Array.from({ length: 4 }, (_, i) => 4 * rank + i)
-        const x = Tensor.fromArray(rows.flatMap((r) => Tensor.toArray(all).slice(r * h, (r + 1) * h)), [4, h], { dtype: "float64" })
+        const x = Tensor.fromArray(
+          rows.flatMap((r) => Tensor.toArray(all).slice(r * h, (r + 1) * h)),
+          [4, h],
+          { dtype: "float64" },
+        )
         const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
         const w = { router, experts: { wGate: uniform([1, h, 2], 1), wUp: uniform([1, h, 2], 2), wDown: uniform([1, 2, h], 3) } }
         const sequences = { count: batch, ofRow: Int32Array.from(rows, (r) => Math.floor(r / seq)), length: seq }
@@ -124,7 +143,11 @@ describe("seq_aux_loss across ranks", () => {
     )
     // Single rank: tokens in the reference's s * B + b order.
     const order = Array.from({ length: batch * seq }, (_, t) => (t % batch) * seq + Math.floor(t / batch))
-    const reordered = Tensor.fromArray(order.flatMap((r) => Tensor.toArray(all).slice(r * h, (r + 1) * h)), [batch * seq, h], { dtype: "float64" })
+    const reordered = Tensor.fromArray(
+      order.flatMap((r) => Tensor.toArray(all).slice(r * h, (r + 1) * h)),
+      [batch * seq, h],
+      { dtype: "float64" },
+    )
     const routed = Router.routing(matmul(reordered, router), moe.router)
     const single = Tensor.item(AuxLoss.seqAuxLoss(routed.scores, routed.auxRoutingMap, { topk: 2, coeff: 0.1, batch }))
     expect(shares.reduce((a, b) => a + b, 0)).toBeCloseTo(single, 12)

@@ -52,14 +52,24 @@ describe("applyTokenDropping", () => {
 
   test("equals the oracle after real routing", () => {
     fc.assert(
-      fc.property(routingCase(8, 6).filter((c) => !Capacity.isDropless(c.capacityFactor)), (c) => {
-        const logits = Tensor.fromArray(c.logits.flat(), [c.logits.length, c.numExperts], { dtype: "float64" })
-        const routed = Router.routing(logits, { ...c })
-        const options = { topk: c.topk, capacityFactor: c.capacityFactor as number, dropPolicy: c.dropPolicy, padToCapacity: c.padToCapacity }
-        const r = Dropping.applyTokenDropping(routed.probs, routed.routingMap, options)
-        const o = route(c)
-        expect(RoutingMap.toNested(r.routingMap)).toEqual(drop(Array.from({ length: c.logits.length }, (_, t) => Array.from(routed.probs.data.subarray(t * c.numExperts, (t + 1) * c.numExperts))), o.map, c.numExperts, options).map)
-      }),
+      fc.property(
+        routingCase(8, 6).filter((c) => !Capacity.isDropless(c.capacityFactor)),
+        (c) => {
+          const logits = Tensor.fromArray(c.logits.flat(), [c.logits.length, c.numExperts], { dtype: "float64" })
+          const routed = Router.routing(logits, { ...c })
+          const options = { topk: c.topk, capacityFactor: c.capacityFactor as number, dropPolicy: c.dropPolicy, padToCapacity: c.padToCapacity }
+          const r = Dropping.applyTokenDropping(routed.probs, routed.routingMap, options)
+          const o = route(c)
+          expect(RoutingMap.toNested(r.routingMap)).toEqual(
+            drop(
+              Array.from({ length: c.logits.length }, (_, t) => Array.from(routed.probs.data.subarray(t * c.numExperts, (t + 1) * c.numExperts))),
+              o.map,
+              c.numExperts,
+              options,
+            ).map,
+          )
+        },
+      ),
       { numRuns: 200 },
     )
   })
@@ -88,17 +98,52 @@ describe("applyTokenDropping", () => {
   })
 
   test("examples: ties keep the lower token; position keeps the earliest; padding fills with the lowest unrouted tokens at prob 0", () => {
-    const probs = [[0.5, 0], [0.5, 0], [0.9, 0], [0, 0.2]]
-    const map = [[1, 0], [1, 0], [1, 0], [0, 1]]
+    const probs = [
+      [0.5, 0],
+      [0.5, 0],
+      [0.9, 0],
+      [0, 0.2],
+    ]
+    const map = [
+      [1, 0],
+      [1, 0],
+      [1, 0],
+      [0, 1],
+    ]
     // T=4, K=1, E=2, factor 0.5: C = ceil(4/2*0.5) = 1.
     const base = { topk: 1, capacityFactor: 0.5, padToCapacity: false }
-    expect(RoutingMap.toNested(run(probs, map, 2, { ...base, dropPolicy: "probs" }).routingMap)).toEqual([[0, 0], [0, 0], [1, 0], [0, 1]])
-    expect(RoutingMap.toNested(run(probs, map, 2, { ...base, dropPolicy: "position" }).routingMap)).toEqual([[1, 0], [0, 0], [0, 0], [0, 1]])
-    const tie = [[0.5, 0], [0.5, 0], [0.5, 0], [0, 0.2]]
-    expect(RoutingMap.toNested(run(tie, map, 2, { ...base, dropPolicy: "probs" }).routingMap)).toEqual([[1, 0], [0, 0], [0, 0], [0, 1]])
+    expect(RoutingMap.toNested(run(probs, map, 2, { ...base, dropPolicy: "probs" }).routingMap)).toEqual([
+      [0, 0],
+      [0, 0],
+      [1, 0],
+      [0, 1],
+    ])
+    expect(RoutingMap.toNested(run(probs, map, 2, { ...base, dropPolicy: "position" }).routingMap)).toEqual([
+      [1, 0],
+      [0, 0],
+      [0, 0],
+      [0, 1],
+    ])
+    const tie = [
+      [0.5, 0],
+      [0.5, 0],
+      [0.5, 0],
+      [0, 0.2],
+    ]
+    expect(RoutingMap.toNested(run(tie, map, 2, { ...base, dropPolicy: "probs" }).routingMap)).toEqual([
+      [1, 0],
+      [0, 0],
+      [0, 0],
+      [0, 1],
+    ])
     // factor 1: C = 2; expert 1 has one routed token (t3) and is padded with t0.
     const padded = run(probs, map, 2, { topk: 1, capacityFactor: 1, dropPolicy: "probs", padToCapacity: true })
-    expect(RoutingMap.toNested(padded.routingMap)).toEqual([[1, 1], [0, 0], [1, 0], [0, 1]])
+    expect(RoutingMap.toNested(padded.routingMap)).toEqual([
+      [1, 1],
+      [0, 0],
+      [1, 0],
+      [0, 1],
+    ])
     expect(Array.from(padded.probs.data)).toEqual([0.5, 0, 0, 0, 0.9, 0, 0, 0.2])
     // C > T with padding: every expert gets all T tokens.
     const all = run(probs, map, 2, { topk: 1, capacityFactor: 10, dropPolicy: "position", padToCapacity: true })

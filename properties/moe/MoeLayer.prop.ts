@@ -29,11 +29,17 @@ const expertShard = (w: Tensor.Tensor, experts: [number, number], etp: number, e
   if (byColumns) {
     const width = c / etpSize
     const t = Shape.transpose(block, 1, 2) // [g, c, r]
-    const picked = Shape.concat(Array.from({ length: g }, (_, i) => Shape.reshape(Shape.rows(Shape.reshape(Shape.rows(t, i, i + 1), [c, r]), etp * width, (etp + 1) * width), [1, width, r])), 0)
+    const picked = Shape.concat(
+      Array.from({ length: g }, (_, i) => Shape.reshape(Shape.rows(Shape.reshape(Shape.rows(t, i, i + 1), [c, r]), etp * width, (etp + 1) * width), [1, width, r])),
+      0,
+    )
     return Shape.transpose(picked, 1, 2)
   }
   const height = r / etpSize
-  return Shape.concat(Array.from({ length: g }, (_, i) => Shape.reshape(Shape.rows(Shape.reshape(Shape.rows(block, i, i + 1), [r, c]), etp * height, (etp + 1) * height), [1, height, c])), 0)
+  return Shape.concat(
+    Array.from({ length: g }, (_, i) => Shape.reshape(Shape.rows(Shape.reshape(Shape.rows(block, i, i + 1), [r, c]), etp * height, (etp + 1) * height), [1, height, c])),
+    0,
+  )
 }
 
 const sumArrays = (xs: ReadonlyArray<ReadonlyArray<number>>) => xs.reduce<Array<number>>((a, b) => a.map((v, i) => v + (b[i] as number)), new Array((xs[0] ?? []).length).fill(0))
@@ -79,13 +85,23 @@ describe("the MoE layer under folding", () => {
           padToCapacity: s.padToCapacity,
           dispatcher: s.dispatcher,
         }
-        const full = { router: uniform([h, numExperts], s.seed), wGate: uniform([numExperts, h, ffn], s.seed + 1), wUp: uniform([numExperts, h, ffn], s.seed + 2), wDown: uniform([numExperts, ffn, h], s.seed + 3) }
+        const full = {
+          router: uniform([h, numExperts], s.seed),
+          wGate: uniform([numExperts, h, ffn], s.seed + 1),
+          wUp: uniform([numExperts, h, ffn], s.seed + 2),
+          wDown: uniform([numExperts, ffn, h], s.seed + 3),
+        }
         const xs = Array.from({ length: c.world }, (_, r) => uniform([s.tokens[r] as number, h], s.seed + 10 + r))
         const rs = Array.from({ length: c.world }, (_, r) => uniform([s.tokens[r] as number, h], s.seed + 30 + r))
 
         // Reference on one rank.
         const tape = Tape.make()
-        const refW = { router: tape.parameter(Tensor.detachCopy(full.router)), wGate: tape.parameter(Tensor.detachCopy(full.wGate)), wUp: tape.parameter(Tensor.detachCopy(full.wUp)), wDown: tape.parameter(Tensor.detachCopy(full.wDown)) }
+        const refW = {
+          router: tape.parameter(Tensor.detachCopy(full.router)),
+          wGate: tape.parameter(Tensor.detachCopy(full.wGate)),
+          wUp: tape.parameter(Tensor.detachCopy(full.wUp)),
+          wDown: tape.parameter(Tensor.detachCopy(full.wDown)),
+        }
         const refX = xs.map((x) => tape.parameter(Tensor.detachCopy(x)))
         const refOut = referenceMoe(refX, refW, moe)
         tape.backward(Reduce.sumAll(Elementwise.mul(refOut, Shape.concat(rs, 0))))

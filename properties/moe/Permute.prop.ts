@@ -20,13 +20,23 @@ const problem = fc
       t: fc.constant(t),
       e: fc.constant(e),
       h: fc.constant(h),
-      map: fc.array(fc.array(fc.double({ min: 0, max: 1, noNaN: true }).map((u) => (u < density ? 1 : 0)), { minLength: e, maxLength: e }), { minLength: t, maxLength: t }),
+      map: fc.array(
+        fc.array(
+          fc.double({ min: 0, max: 1, noNaN: true }).map((u) => (u < density ? 1 : 0)),
+          { minLength: e, maxLength: e },
+        ),
+        { minLength: t, maxLength: t },
+      ),
       s: seed,
     }),
   )
   .map(({ t, e, h, map, s }) => {
     const p = uniform([t, e], s, -1, 1)
-    const probs = Tensor.fromArray(Array.from(p.data).map((v, i) => (map.flat()[i] === 1 ? v : 0)), [t, e], { dtype: "float64" })
+    const probs = Tensor.fromArray(
+      Array.from(p.data).map((v, i) => (map.flat()[i] === 1 ? v : 0)),
+      [t, e],
+      { dtype: "float64" },
+    )
     return { t, e, h, map, routing: RoutingMap.make(t, e, map.flat()), probs, tokens: uniform([t, h], s + 1, -3, 3) }
   })
 
@@ -74,7 +84,11 @@ describe("permute", () => {
   })
 
   test("the worked example of semantics.md 2.3", () => {
-    const map = RoutingMap.fromNested([[1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0]])
+    const map = RoutingMap.fromNested([
+      [1, 0, 1, 0],
+      [0, 1, 0, 1],
+      [1, 1, 0, 0],
+    ])
     const probs = Tensor.fromArray([0.7, 0, 0.3, 0, 0, 0.6, 0, 0.4, 0.5, 0.5, 0, 0], [3, 4], { dtype: "float64" })
     const x = Tensor.fromArray([1, 2, 3, 4, 5, 6], [3, 2], { dtype: "float64" })
     const r = Permute.permute(x, map, probs)
@@ -90,11 +104,14 @@ describe("permute", () => {
   test("backward matches finite differences: permute w.r.t. tokens and probs, unpermute w.r.t. rows and weights", () => {
     fc.assert(
       fc.property(problem, ({ t, routing, probs, tokens }) => {
-        const p = gradcheck(([x, q]) => {
-          const r = Permute.permute(x as Tensor.Tensor, routing, q as Tensor.Tensor)
-          // Both outputs in one: the weighted combine depends on the tokens and the probs.
-          return Permute.unpermute(r.permuted, r.sortedIndices, t, r.permutedProbs)
-        }, [tokens, probs])
+        const p = gradcheck(
+          ([x, q]) => {
+            const r = Permute.permute(x as Tensor.Tensor, routing, q as Tensor.Tensor)
+            // Both outputs in one: the weighted combine depends on the tokens and the probs.
+            return Permute.unpermute(r.permuted, r.sortedIndices, t, r.permutedProbs)
+          },
+          [tokens, probs],
+        )
         expect(p.maxRelativeError, p.worst).toBeLessThan(1e-6)
         const g = gradcheck(([x]) => Permute.permute(x as Tensor.Tensor, routing).permuted, [tokens])
         expect(g.maxRelativeError, g.worst).toBeLessThan(1e-6)
@@ -122,7 +139,11 @@ describe("sortChunksByIndex", () => {
         const expectedProbs = order.flatMap((c) => Array.from(probs.data.subarray(starts[c] as number, (starts[c] as number) + (sizes[c] as number))))
         expect(Array.from(r.probs?.data ?? [])).toEqual(expectedProbs)
         const inverse = order.map((_, i) => order.indexOf(i))
-        const back = Permute.sortChunksByIndex(r.output, order.map((c) => sizes[c] as number), inverse)
+        const back = Permute.sortChunksByIndex(
+          r.output,
+          order.map((c) => sizes[c] as number),
+          inverse,
+        )
         expect(Array.from(back.output.data)).toEqual(Array.from(x.data))
         const g = gradcheck(([t]) => Permute.sortChunksByIndex(t as Tensor.Tensor, sizes, order).output, [x])
         expect(g.maxRelativeError, g.worst).toBeLessThan(1e-6)

@@ -54,23 +54,26 @@ describe("Router.routing", () => {
 
   test("normalization: post-softmax sums to the scale, pre-softmax keeps the full-softmax values, sigmoid K=1 is not normalized", () => {
     fc.assert(
-      fc.property(routingCase(5, 6).filter((c) => c.numGroups === null), (c) => {
-        const r = Router.routing(logitsOf(c), optionsOf(c))
-        const scale = c.scalingFactor !== null && c.scalingFactor !== 0 ? c.scalingFactor : 1
-        c.logits.forEach((row, t) => {
-          const p = Array.from(r.probs.data.subarray(t * c.numExperts, (t + 1) * c.numExperts))
-          const sum = p.reduce((a, b) => a + b, 0)
-          if (c.scoreFunction === "softmax" && !c.preSoftmax) expect(close(sum, scale)).toBe(true)
-          if (c.scoreFunction === "softmax" && c.preSoftmax) {
-            const s = softmax(row)
-            p.forEach((v, j) => v !== 0 && expect(close(v, (s[j] as number) * scale)).toBe(true))
-          }
-          if (c.scoreFunction === "sigmoid" && c.topk === 1) {
-            const j = p.findIndex((v) => v !== 0)
-            if (j >= 0) expect(close(p[j] as number, scale / (1 + Math.exp(-(row[j] as number))))).toBe(true)
-          }
-        })
-      }),
+      fc.property(
+        routingCase(5, 6).filter((c) => c.numGroups === null),
+        (c) => {
+          const r = Router.routing(logitsOf(c), optionsOf(c))
+          const scale = c.scalingFactor !== null && c.scalingFactor !== 0 ? c.scalingFactor : 1
+          c.logits.forEach((row, t) => {
+            const p = Array.from(r.probs.data.subarray(t * c.numExperts, (t + 1) * c.numExperts))
+            const sum = p.reduce((a, b) => a + b, 0)
+            if (c.scoreFunction === "softmax" && !c.preSoftmax) expect(close(sum, scale)).toBe(true)
+            if (c.scoreFunction === "softmax" && c.preSoftmax) {
+              const s = softmax(row)
+              p.forEach((v, j) => v !== 0 && expect(close(v, (s[j] as number) * scale)).toBe(true))
+            }
+            if (c.scoreFunction === "sigmoid" && c.topk === 1) {
+              const j = p.findIndex((v) => v !== 0)
+              if (j >= 0) expect(close(p[j] as number, scale / (1 + Math.exp(-(row[j] as number))))).toBe(true)
+            }
+          })
+        },
+      ),
       { numRuns: 200 },
     )
   })

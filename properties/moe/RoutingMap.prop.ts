@@ -8,14 +8,16 @@ describe("RoutingMap", () => {
   test("fromIndices, counts, sums, and, nested round trip", () => {
     fc.assert(
       fc.property(
-        fc.record({ t: fc.integer({ min: 0, max: 6 }), e: fc.integer({ min: 1, max: 6 }) }).chain(({ t, e }) =>
-          fc.tuple(
-            fc.constant(t),
-            fc.constant(e),
-            fc.array(fc.shuffledSubarray([...Array(e).keys()], { minLength: 1, maxLength: 1 }), { minLength: t, maxLength: t }),
-            fc.array(fc.boolean(), { minLength: t * e, maxLength: t * e }),
+        fc
+          .record({ t: fc.integer({ min: 0, max: 6 }), e: fc.integer({ min: 1, max: 6 }) })
+          .chain(({ t, e }) =>
+            fc.tuple(
+              fc.constant(t),
+              fc.constant(e),
+              fc.array(fc.shuffledSubarray([...Array(e).keys()], { minLength: 1, maxLength: 1 }), { minLength: t, maxLength: t }),
+              fc.array(fc.boolean(), { minLength: t * e, maxLength: t * e }),
+            ),
           ),
-        ),
         ([t, e, picks, bits]) => {
           const a = RoutingMap.fromIndices(t, e, picks.flat(), 1)
           expect(RoutingMap.count(a)).toBe(t)

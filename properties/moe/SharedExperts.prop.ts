@@ -27,7 +27,12 @@ describe("shared experts", () => {
         const fold = Folding.make(config)
         const h = 3
         const numExperts = 2 * ep
-        const full = { router: uniform([h, numExperts], seed), wGate: uniform([numExperts, h, 2], seed + 1), wUp: uniform([numExperts, h, 2], seed + 2), wDown: uniform([numExperts, 2, h], seed + 3) }
+        const full = {
+          router: uniform([h, numExperts], seed),
+          wGate: uniform([numExperts, h, 2], seed + 1),
+          wUp: uniform([numExperts, h, 2], seed + 2),
+          wDown: uniform([numExperts, 2, h], seed + 3),
+        }
         const shared = { wGate: uniform([h, 2 * tp], seed + 4), wUp: uniform([h, 2 * tp], seed + 5), wDown: uniform([2 * tp, h], seed + 6) }
         const xs = Array.from({ length: world }, (_, r) => uniform([2, h], seed + 10 + r))
         const moe: MoeLayer.MoeConfig = { numExperts, router: { topk: 2, scoreFunction: "softmax" } }
@@ -42,8 +47,16 @@ describe("shared experts", () => {
             const per = numExperts / ep
             const w = {
               router: full.router,
-              experts: { wGate: Shape.rows(full.wGate, p.ep * per, (p.ep + 1) * per), wUp: Shape.rows(full.wUp, p.ep * per, (p.ep + 1) * per), wDown: Shape.rows(full.wDown, p.ep * per, (p.ep + 1) * per) },
-              shared: { wGate: ParallelLinear.columnShard(shared.wGate, p.tp, tp), wUp: ParallelLinear.columnShard(shared.wUp, p.tp, tp), wDown: ParallelLinear.rowShard(shared.wDown, p.tp, tp) },
+              experts: {
+                wGate: Shape.rows(full.wGate, p.ep * per, (p.ep + 1) * per),
+                wUp: Shape.rows(full.wUp, p.ep * per, (p.ep + 1) * per),
+                wDown: Shape.rows(full.wDown, p.ep * per, (p.ep + 1) * per),
+              },
+              shared: {
+                wGate: ParallelLinear.columnShard(shared.wGate, p.tp, tp),
+                wUp: ParallelLinear.columnShard(shared.wUp, p.tp, tp),
+                wDown: ParallelLinear.rowShard(shared.wDown, p.tp, tp),
+              },
             }
             const r = yield* MoeLayer.forward(xs[rank] as Tensor.Tensor, w, { ...moe, shared: { tp: Group.ofFamily(config, "tp", rank), sequenceParallel: tp > 1 } }, groups)
             return Tensor.toArray(r.output)

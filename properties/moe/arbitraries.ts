@@ -4,10 +4,7 @@ import fc from "fast-check"
 import type { Matrix, OracleCase } from "./oracle.js"
 
 /** A finite logit: often a small integer (ties), sometimes any double in a range. */
-export const logit = fc.oneof(
-  fc.integer({ min: -2, max: 2 }),
-  fc.double({ min: -6, max: 6, noNaN: true, noDefaultInfinity: true }),
-)
+export const logit = fc.oneof(fc.integer({ min: -2, max: 2 }), fc.double({ min: -6, max: 6, noNaN: true, noDefaultInfinity: true }))
 
 export const tokenValue = fc.double({ min: -4, max: 4, noNaN: true, noDefaultInfinity: true })
 
@@ -25,11 +22,7 @@ export const groupsFor = (e: number, k: number): fc.Arbitrary<{ numGroups: numbe
   return fc.oneof(fc.constant({ numGroups: null, groupTopk: null }), fc.constantFrom(...options))
 }
 
-export const capacityFactor = fc.oneof(
-  fc.constant(null),
-  fc.constantFrom(0, 0.25, 0.5, 1, 1.25, 2, 8, -1),
-  fc.double({ min: 0, max: 3, noNaN: true }),
-)
+export const capacityFactor = fc.oneof(fc.constant(null), fc.constantFrom(0, 0.25, 0.5, 1, 1.25, 2, 8, -1), fc.double({ min: 0, max: 3, noNaN: true }))
 
 /** A whole valid case; T may be 0 and H may be 0. */
 export const routingCase = (maxTokens = 6, maxExperts = 8): fc.Arbitrary<OracleCase> =>

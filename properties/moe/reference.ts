@@ -28,7 +28,12 @@ export const referenceMoe = (tokensPerRank: ReadonlyArray<Tensor.Tensor>, w: Ful
     let p = routed.probs
     let map = routed.routingMap
     if (!Capacity.isDropless(config.capacityFactor)) {
-      const d = Dropping.applyTokenDropping(p, map, { topk: config.router.topk, capacityFactor: config.capacityFactor as number, dropPolicy: config.dropPolicy ?? "probs", padToCapacity: config.padToCapacity ?? false })
+      const d = Dropping.applyTokenDropping(p, map, {
+        topk: config.router.topk,
+        capacityFactor: config.capacityFactor as number,
+        dropPolicy: config.dropPolicy ?? "probs",
+        padToCapacity: config.padToCapacity ?? false,
+      })
       p = d.probs
       map = d.routingMap
     }

@@ -104,12 +104,18 @@ afterAll(unpin)
 describe.each(configs)("attention on %s, %d thread(s)", (isa, threads) => {
   test("forward: out and lse within 1e-5 of the float64 oracle (masks, GQA, views)", () => {
     pin(isa, threads)
-    fc.assert(fc.property(caseArb, places, (c, at) => void checkForward(build(c, at))), { numRuns: 50 })
+    fc.assert(
+      fc.property(caseArb, places, (c, at) => void checkForward(build(c, at))),
+      { numRuns: 50 },
+    )
   })
 
   test("backward: gradQ, gradK, gradV within 1e-5 of the float64 oracle", () => {
     pin(isa, threads)
-    fc.assert(fc.property(caseArb, fc.integer(), (c, seed) => checkBackward(build(c, plainPlaces), seed)), { numRuns: 40 })
+    fc.assert(
+      fc.property(caseArb, fc.integer(), (c, seed) => checkBackward(build(c, plainPlaces), seed)),
+      { numRuns: 40 },
+    )
   })
 
   test("a size split across threads (causal, grouped heads, Dv != D)", () => {
@@ -176,9 +182,7 @@ describe("attention argument errors", () => {
     expect(() => Cpu.attention({ ...a, out: a.q })).toThrow(new TypeError("attention: out and q must not overlap in memory"))
     const lse = new Float32Array(4)
     const grads = { gradQ: new Float32Array(12), gradK: new Float32Array(6), gradV: new Float32Array(6) }
-    expect(() => Cpu.attentionBackward({ ...a, lse, gradOut: a.out, ...grads, gradK: a.v })).toThrow(
-      new TypeError("attentionBackward: gradK and v must not overlap in memory"),
-    )
+    expect(() => Cpu.attentionBackward({ ...a, lse, gradOut: a.out, ...grads, gradK: a.v })).toThrow(new TypeError("attentionBackward: gradK and v must not overlap in memory"))
     expect(() => Cpu.attentionBackward({ ...a, lse, gradOut: new Float32Array(5), ...grads })).toThrow(
       new RangeError("attentionBackward: gradOut has 5 elements, expected b * sq * hq * dv = 12"),
     )

@@ -8,11 +8,7 @@ import { axpyCase, axpyF32Ref, axpyF64Ref, f32, f32Close, f64, guardsIntact, pla
 const features = Cpu.cpuFeatures()
 // Every ISA this CPU can run: the suites pin each in turn, so the AVX2 and scalar paths are
 // tested even on an AVX-512 machine.
-const isas: ReadonlyArray<Cpu.Isa> = [
-  ...(features.avx512f ? (["avx512"] as const) : []),
-  ...(features.avx2 && features.fma ? (["avx2"] as const) : []),
-  "scalar",
-]
+const isas: ReadonlyArray<Cpu.Isa> = [...(features.avx512f ? (["avx512"] as const) : []), ...(features.avx2 && features.fma ? (["avx2"] as const) : []), "scalar"]
 
 afterEach(() => {
   Cpu.setIsa("auto")
@@ -128,9 +124,7 @@ describe("argument errors are TypeErrors naming the problem", () => {
         const ctor = double ? Float64Array : Float32Array
         const x = new ctor(n).fill(1)
         const y = new ctor(m).fill(2)
-        expect(() => Cpu.axpy(3, x as Float64Array, y as Float64Array)).toThrow(
-          new TypeError(`axpy: x and y must have the same length, got ${n} and ${m}`),
-        )
+        expect(() => Cpu.axpy(3, x as Float64Array, y as Float64Array)).toThrow(new TypeError(`axpy: x and y must have the same length, got ${n} and ${m}`))
         expect(y.every((v) => v === 2)).toBe(true)
       }),
     )
@@ -138,26 +132,18 @@ describe("argument errors are TypeErrors naming the problem", () => {
 
   test("axpy: not a float array, not a number, wrong arity, partial overlap", () => {
     const loose = Cpu.axpy as unknown as (...args: Array<unknown>) => void
-    expect(() => loose(1, new Int32Array(4), new Int32Array(4))).toThrow(
-      new TypeError("axpy: x must be a Float32Array or Float64Array, got Int32Array"),
-    )
+    expect(() => loose(1, new Int32Array(4), new Int32Array(4))).toThrow(new TypeError("axpy: x must be a Float32Array or Float64Array, got Int32Array"))
     expect(() => loose("2", x32, x32)).toThrow(new TypeError("axpy: a must be a number, got string"))
     expect(() => loose(2, [1, 2], x32)).toThrow(new TypeError("axpy: x must be a typed array, got Array"))
     // The wrapper always forwards three arguments, so a missing y arrives as undefined.
     expect(() => loose(2, x32)).toThrow(new TypeError("axpy: y must be a typed array, got undefined"))
-    expect(() => Cpu.axpy(2, x32.subarray(0, 3), x32.subarray(1, 4))).toThrow(
-      new TypeError("axpy: x and y overlap in memory but are not the same view"),
-    )
+    expect(() => Cpu.axpy(2, x32.subarray(0, 3), x32.subarray(1, 4))).toThrow(new TypeError("axpy: x and y overlap in memory but are not the same view"))
   })
 
   test("copy: byte lengths differ, not a typed array", () => {
-    expect(() => Cpu.copy(new Uint8Array(8), new Float32Array(3))).toThrow(
-      new TypeError("copy: dst and src must have the same byte length, got 8 and 12"),
-    )
+    expect(() => Cpu.copy(new Uint8Array(8), new Float32Array(3))).toThrow(new TypeError("copy: dst and src must have the same byte length, got 8 and 12"))
     const loose = Cpu.copy as unknown as (...args: Array<unknown>) => void
-    expect(() => loose(new ArrayBuffer(4), new Uint8Array(4))).toThrow(
-      new TypeError("copy: dst must be a typed array, got ArrayBuffer"),
-    )
+    expect(() => loose(new ArrayBuffer(4), new Uint8Array(4))).toThrow(new TypeError("copy: dst must be a typed array, got ArrayBuffer"))
   })
 })
 

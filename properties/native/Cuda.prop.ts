@@ -33,7 +33,7 @@ describe("CUDA status", () => {
     expect(status).toMatchObject({ available: true })
   })
 
-  test.runIf(built && !status.available)("without a device, axpy throws \"no device:\"", () => {
+  test.runIf(built && !status.available)('without a device, axpy throws "no device:"', () => {
     const x = new Float32Array([1, 2, 3])
     const y = new Float32Array([4, 5, 6])
     expect(() => Cuda.axpy(2, x, y)).toThrow(/^no device: /)
@@ -43,12 +43,8 @@ describe("CUDA status", () => {
 
   test.runIf(built)("argument errors are TypeErrors, with or without a device", () => {
     const loose = Cuda.axpy as unknown as (...args: Array<unknown>) => void
-    expect(() => loose(1, new Float64Array(2), new Float64Array(2))).toThrow(
-      new TypeError("axpy: x and y must be Float32Array, got Float64Array and Float64Array"),
-    )
-    expect(() => Cuda.axpy(1, new Float32Array(2), new Float32Array(3))).toThrow(
-      new TypeError("axpy: x and y must have the same length, got 2 and 3"),
-    )
+    expect(() => loose(1, new Float64Array(2), new Float64Array(2))).toThrow(new TypeError("axpy: x and y must be Float32Array, got Float64Array and Float64Array"))
+    expect(() => Cuda.axpy(1, new Float32Array(2), new Float32Array(3))).toThrow(new TypeError("axpy: x and y must have the same length, got 2 and 3"))
   })
 
   test.runIf(!built)("not built: deviceInfo and axpy throw AddonLoadError", () => {

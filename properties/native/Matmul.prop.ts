@@ -94,7 +94,10 @@ afterAll(unpin)
 describe.each(configs)("matmul on %s, %d thread(s)", (isa, threads) => {
   test("random shapes, transposes, strides, accumulate, views: within 1e-5 of sum |a||b|", () => {
     pin(isa, threads)
-    fc.assert(fc.property(shape(40, 70, 40), places, (s, at) => check(build(s, at))), { numRuns: 60 })
+    fc.assert(
+      fc.property(shape(40, 70, 40), places, (s, at) => check(build(s, at))),
+      { numRuns: 60 },
+    )
   })
 
   test("shapes crossing the cache blocks and the threading threshold", () => {
@@ -128,7 +131,16 @@ describe.each(configs)("matmul on %s, %d thread(s)", (isa, threads) => {
 describe("concurrent calls", () => {
   test("many matmulAsync in flight with sync calls in between all give the sync bits", async () => {
     const shapes: ReadonlyArray<Shape> = Array.from({ length: 10 }, (_, i) => ({
-      batch: 1 + (i % 2), m: 60 + 13 * i, n: 130 - 7 * i, k: 90 + i, transA: i % 3 === 0, transB: i % 2 === 0, padA: 0, padB: 0, accumulate: i % 4 === 0, seed: 100 + i,
+      batch: 1 + (i % 2),
+      m: 60 + 13 * i,
+      n: 130 - 7 * i,
+      k: 90 + i,
+      transA: i % 3 === 0,
+      transB: i % 2 === 0,
+      padA: 0,
+      padB: 0,
+      accumulate: i % 4 === 0,
+      seed: 100 + i,
     }))
     const wants = shapes.map((s) => {
       const b = build(s, { a: plain, b: plain, out: plain })

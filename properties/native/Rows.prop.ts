@@ -26,7 +26,10 @@ describe.each(configs)("row kernels on %s, %d thread(s)", (isa, threads) => {
       fc.property(gatherCase, ({ srcRows, n, cols, seed, ps, pi, po }) => {
         const rng = random(seed)
         const src = place32(values(rng, srcRows * cols), ps)
-        const index = placeI32(Array.from({ length: n }, () => Math.floor(rng(0, srcRows))), pi)
+        const index = placeI32(
+          Array.from({ length: n }, () => Math.floor(rng(0, srcRows))),
+          pi,
+        )
         const out = place32(new Float32Array(n * cols).fill(Number.NaN), po)
         const want = new Float64Array(n * cols)
         reference.gatherRows(wide(src), index, want, cols)
@@ -45,8 +48,14 @@ describe.each(configs)("row kernels on %s, %d thread(s)", (isa, threads) => {
         const rng = random(seed)
         // Few target rows, so most are hit many times and the order of the adds matters.
         const targets = Math.max(1, Math.floor(srcRows / 4))
-        const src = place32(values(() => rng(-1e3, 1e3), n * cols), ps)
-        const index = placeI32(Array.from({ length: n }, () => Math.floor(rng(0, targets))), pi)
+        const src = place32(
+          values(() => rng(-1e3, 1e3), n * cols),
+          ps,
+        )
+        const index = placeI32(
+          Array.from({ length: n }, () => Math.floor(rng(0, targets))),
+          pi,
+        )
         const init = values(rng, targets * cols)
         const out = place32(init, po)
         const want = Float32Array.from(init)
@@ -101,7 +110,8 @@ describe.each(configs)("row kernels on %s, %d thread(s)", (isa, threads) => {
     const summed = new Float32Array(50 * cols)
     Cpu.scatterAddRows(x, index, summed, cols)
     const wantSum = new Float32Array(50 * cols)
-    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) wantSum[(index[i] as number) * cols + j] = Math.fround((wantSum[(index[i] as number) * cols + j] as number) + (x[i * cols + j] as number))
+    for (let i = 0; i < rows; i++)
+      for (let j = 0; j < cols; j++) wantSum[(index[i] as number) * cols + j] = Math.fround((wantSum[(index[i] as number) * cols + j] as number) + (x[i * cols + j] as number))
     expectSame("scatter", summed, wantSum)
     const soft = new Float32Array(rows * cols)
     const wantSoft = new Float64Array(rows * cols)
@@ -178,19 +188,25 @@ describe.each(configs)("row kernels on %s, %d thread(s)", (isa, threads) => {
   test("swiglu: within 1e-5 relative; out may be gate or up", () => {
     pin(isa, threads)
     fc.assert(
-      fc.property(fc.oneof({ arbitrary: dim(70), weight: 3 }, { arbitrary: fc.integer({ min: 0, max: 200_000 }), weight: 1 }), seed, fc.constantFrom("fresh", "gate", "up"), placement, (n, s, where, pg) => {
-        const rng = random(s)
-        const g = values(() => rng(-30, 30), n)
-        const u = values(() => rng(-5, 5), n)
-        const gate = place32(g, pg)
-        const up = place32(u, { shared: true, before: 3, after: 2 })
-        const out = where === "gate" ? gate : where === "up" ? up : new Float32Array(n)
-        const want = new Float64Array(n)
-        reference.swiglu(g, u, want)
-        Cpu.swiglu(gate, up, out)
-        expectClose("out", out, want, 1e-5, undefined, 1e-35)
-        expect(guardsIntact(gate) && guardsIntact(up)).toBe(true)
-      }),
+      fc.property(
+        fc.oneof({ arbitrary: dim(70), weight: 3 }, { arbitrary: fc.integer({ min: 0, max: 200_000 }), weight: 1 }),
+        seed,
+        fc.constantFrom("fresh", "gate", "up"),
+        placement,
+        (n, s, where, pg) => {
+          const rng = random(s)
+          const g = values(() => rng(-30, 30), n)
+          const u = values(() => rng(-5, 5), n)
+          const gate = place32(g, pg)
+          const up = place32(u, { shared: true, before: 3, after: 2 })
+          const out = where === "gate" ? gate : where === "up" ? up : new Float32Array(n)
+          const want = new Float64Array(n)
+          reference.swiglu(g, u, want)
+          Cpu.swiglu(gate, up, out)
+          expectClose("out", out, want, 1e-5, undefined, 1e-35)
+          expect(guardsIntact(gate) && guardsIntact(up)).toBe(true)
+        },
+      ),
       { numRuns: 30 },
     )
   })
@@ -200,35 +216,23 @@ describe("row kernel argument errors", () => {
   const src = new Float32Array(12)
   test("gather / scatter: index out of range names the index and the bound; nothing written", () => {
     const out = new Float32Array(9).fill(5)
-    expect(() => Cpu.gatherRows(src, Int32Array.of(0, 4, 1), out, 3)).toThrow(
-      new RangeError("gatherRows: index[1] = 4 is out of range [0, 4) (rows of src)"),
-    )
-    expect(() => Cpu.gatherRows(src, Int32Array.of(0, 1, -1), out, 3)).toThrow(
-      new RangeError("gatherRows: index[2] = -1 is out of range [0, 4) (rows of src)"),
-    )
-    expect(() => Cpu.scatterAddRows(new Float32Array(6), Int32Array.of(2, 3), out, 3)).toThrow(
-      new RangeError("scatterAddRows: index[1] = 3 is out of range [0, 3) (rows of out)"),
-    )
+    expect(() => Cpu.gatherRows(src, Int32Array.of(0, 4, 1), out, 3)).toThrow(new RangeError("gatherRows: index[1] = 4 is out of range [0, 4) (rows of src)"))
+    expect(() => Cpu.gatherRows(src, Int32Array.of(0, 1, -1), out, 3)).toThrow(new RangeError("gatherRows: index[2] = -1 is out of range [0, 4) (rows of src)"))
+    expect(() => Cpu.scatterAddRows(new Float32Array(6), Int32Array.of(2, 3), out, 3)).toThrow(new RangeError("scatterAddRows: index[1] = 3 is out of range [0, 3) (rows of out)"))
     expect(Array.from(out)).toEqual(new Array(9).fill(5))
   })
 
   test("types, lengths, overlap", () => {
     const loose = Cpu.gatherRows as unknown as (...args: Array<unknown>) => void
     expect(() => loose(src, new Uint32Array(2), new Float32Array(6), 3)).toThrow(new TypeError("gatherRows: index must be a Int32Array, got Uint32Array"))
-    expect(() => loose(new Float64Array(12), new Int32Array(2), new Float32Array(6), 3)).toThrow(
-      new TypeError("gatherRows: src must be a Float32Array, got Float64Array"),
-    )
-    expect(() => Cpu.gatherRows(src, new Int32Array(2), new Float32Array(5), 3)).toThrow(
-      new RangeError("gatherRows: out has 5 elements, expected index.length * cols = 6"),
-    )
+    expect(() => loose(new Float64Array(12), new Int32Array(2), new Float32Array(6), 3)).toThrow(new TypeError("gatherRows: src must be a Float32Array, got Float64Array"))
+    expect(() => Cpu.gatherRows(src, new Int32Array(2), new Float32Array(5), 3)).toThrow(new RangeError("gatherRows: out has 5 elements, expected index.length * cols = 6"))
     expect(() => Cpu.gatherRows(new Float32Array(10), new Int32Array(2), new Float32Array(6), 3)).toThrow(
       new RangeError("gatherRows: src has 10 elements, not a whole number of rows of 3"),
     )
     expect(() => Cpu.gatherRows(src, new Int32Array(2), src.subarray(6), 3)).toThrow(new TypeError("gatherRows: out and src must not overlap in memory"))
     expect(() => Cpu.softmaxRows(src, new Float32Array(12), 5, 3)).toThrow(new RangeError("softmaxRows: x has 12 elements, expected rows * cols = 15"))
-    expect(() => Cpu.softmaxRows(src.subarray(0, 6), src.subarray(3, 9), 2, 3)).toThrow(
-      new TypeError("softmaxRows: out and x overlap in memory but are not the same view"),
-    )
+    expect(() => Cpu.softmaxRows(src.subarray(0, 6), src.subarray(3, 9), 2, 3)).toThrow(new TypeError("softmaxRows: out and x overlap in memory but are not the same view"))
     expect(() => Cpu.rmsnormRows(src, new Float32Array(4), new Float32Array(12), new Float64Array(3), 3, 4, 1e-6)).not.toThrow()
     expect(() => Cpu.rmsnormRows(src, new Float32Array(3), new Float32Array(12), new Float64Array(3), 3, 4, 1e-6)).toThrow(
       new RangeError("rmsnormRows: weight has 3 elements, expected cols = 4"),

@@ -16,10 +16,7 @@ export interface Placement {
 }
 
 /** Lengths biased to the edges: 0, 1, around vector widths (8, 16, 32, 64) and odd sizes. */
-export const length: fc.Arbitrary<number> = fc.oneof(
-  fc.constantFrom(0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65),
-  fc.integer({ min: 0, max: 600 }),
-)
+export const length: fc.Arbitrary<number> = fc.oneof(fc.constantFrom(0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65), fc.integer({ min: 0, max: 600 }))
 
 /** A buffer kind and guard sizes (odd offsets misalign the view against 64-byte lines). */
 export const placement: fc.Arbitrary<Placement> = fc.record({
@@ -78,8 +75,7 @@ export const guardsIntact = (view: Float32Array | Float64Array): boolean => {
 }
 
 /** JS reference for float64: exactly what the addon must produce. */
-export const axpyF64Ref = (a: number, x: ArrayLike<number>, y: ArrayLike<number>): Array<number> =>
-  Array.from(y, (yi, i) => yi + a * (x[i] ?? 0))
+export const axpyF64Ref = (a: number, x: ArrayLike<number>, y: ArrayLike<number>): Array<number> => Array.from(y, (yi, i) => yi + a * (x[i] ?? 0))
 
 /**
  * JS reference for float32: computed in double (the product of two floats is exact there) and
@@ -96,5 +92,4 @@ export const axpyF32Ref = (a: number, x: ArrayLike<number>, y: ArrayLike<number>
  * a x cancel, a kernel that rounds the product first (the scalar path) differs from the fused
  * one by an amount set by the terms, not by the tiny result.
  */
-export const f32Close = (got: number, want: number, a: number, x: number, y: number): boolean =>
-  Math.abs(got - want) <= 1e-6 * (Math.abs(y) + Math.abs(Math.fround(a) * x)) + 1e-40
+export const f32Close = (got: number, want: number, a: number, x: number, y: number): boolean => Math.abs(got - want) <= 1e-6 * (Math.abs(y) + Math.abs(Math.fround(a) * x)) + 1e-40

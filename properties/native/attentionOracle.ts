@@ -50,11 +50,7 @@ const layout = (s: Cpu.AttentionShape) => {
 }
 
 /** Calls fn for every (batch, query head, query) row with its kv head, scores and probabilities. */
-const eachRow = (
-  s: Cpu.AttentionShape,
-  x: Inputs,
-  fn: (b: number, h: number, kh: number, i: number, p: Float64Array, lse: number, termMax: number) => void,
-): void => {
+const eachRow = (s: Cpu.AttentionShape, x: Inputs, fn: (b: number, h: number, kh: number, i: number, p: Float64Array, lse: number, termMax: number) => void): void => {
   const L = layout(s)
   const scores = new Float64Array(s.sk)
   const p = new Float64Array(s.sk)

@@ -13,17 +13,10 @@ export type { Placement }
 const features = Cpu.cpuFeatures()
 
 /** Every ISA this CPU runs, best first. */
-export const isas: ReadonlyArray<Cpu.Isa> = [
-  ...(features.avx512f ? (["avx512"] as const) : []),
-  ...(features.avx2 && features.fma ? (["avx2"] as const) : []),
-  "scalar",
-]
+export const isas: ReadonlyArray<Cpu.Isa> = [...(features.avx512f ? (["avx512"] as const) : []), ...(features.avx2 && features.fma ? (["avx2"] as const) : []), "scalar"]
 
 /** Each ISA with 1 thread and with 2 threads. */
-export const configs: ReadonlyArray<readonly [Cpu.Isa, number]> = isas.flatMap((isa) => [
-  [isa, 1] as const,
-  [isa, 2] as const,
-])
+export const configs: ReadonlyArray<readonly [Cpu.Isa, number]> = isas.flatMap((isa) => [[isa, 1] as const, [isa, 2] as const])
 
 /** Pins the ISA and thread count for a test. */
 export const pin = (isa: Cpu.Isa, threads: number): void => {
@@ -85,14 +78,7 @@ export const wide = (x: ArrayLike<number>): Float64Array => Float64Array.from(x)
  * Throws with the first element where |got - want| > rel * bound[i] + abs (bound defaults to
  * |want|). NaN must meet NaN.
  */
-export const expectClose = (
-  what: string,
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  rel: number,
-  bound?: ArrayLike<number>,
-  abs = 0,
-): void => {
+export const expectClose = (what: string, got: ArrayLike<number>, want: ArrayLike<number>, rel: number, bound?: ArrayLike<number>, abs = 0): void => {
   if (got.length !== want.length) throw new Error(`${what}: length ${got.length}, want ${want.length}`)
   for (let i = 0; i < want.length; i++) {
     const g = got[i] as number
@@ -115,7 +101,4 @@ export const expectSame = (what: string, got: ArrayLike<number>, want: ArrayLike
 
 /** Sizes biased to the edges: 0, 1, around the vector widths and register tiles, odd sizes. */
 export const dim = (max: number): fc.Arbitrary<number> =>
-  fc.oneof(
-    fc.constantFrom(...[0, 1, 2, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 31, 32, 33, 47, 48, 49].filter((v) => v <= max)),
-    fc.integer({ min: 0, max }),
-  )
+  fc.oneof(fc.constantFrom(...[0, 1, 2, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 31, 32, 33, 47, 48, 49].filter((v) => v <= max)), fc.integer({ min: 0, max }))

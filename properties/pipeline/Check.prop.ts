@@ -45,25 +45,31 @@ describe("checker accepts the generated schedules", () => {
 describe("checker rejects broken schedules", () => {
   test("swapping two receives on one link: a mismatch at the first, naming both micro-batches", () => {
     fc.assert(
-      fc.property(anyConfig.filter((c) => c.pp > 1), fc.nat(), fc.nat(), fc.nat(), (c, pr, pi, pj) => {
-        const s = build(c)
-        const p = pr % c.pp
-        const actions = s.ranks[p]!
-        const recvs = actions.flatMap((a, i) => (a._tag === "recvForward" || a._tag === "recvBackward" ? [i] : []))
-        const i = recvs[pi % recvs.length]!
-        const same = recvs.filter((j) => j > i && linkOf(actions[j]!) === linkOf(actions[i]!))
-        if (same.length === 0) return
-        const j = same[pj % same.length]!
-        const e = failure(withRank(s, p, swap(actions, i, j)))
-        if (e._tag !== "Mismatch") throw new Error(`expected a mismatch, got ${Check.format(e)}`)
-        const [first, second] = [actions[i]!, actions[j]!]
-        expect(e.receiver.pp).toBe(p)
-        expect(e.receiver.step).toBe(i)
-        expect(e.expected).toEqual({ microBatch: second.microBatch, chunk: second.chunk })
-        expect(e.arrived).toEqual({ microBatch: first.microBatch, chunk: first.chunk })
-        expect(e.sender.pp).toBe(e.link.from)
-        expect(Check.format(e)).toContain(`rank ${p} step ${i}`)
-      }),
+      fc.property(
+        anyConfig.filter((c) => c.pp > 1),
+        fc.nat(),
+        fc.nat(),
+        fc.nat(),
+        (c, pr, pi, pj) => {
+          const s = build(c)
+          const p = pr % c.pp
+          const actions = s.ranks[p]!
+          const recvs = actions.flatMap((a, i) => (a._tag === "recvForward" || a._tag === "recvBackward" ? [i] : []))
+          const i = recvs[pi % recvs.length]!
+          const same = recvs.filter((j) => j > i && linkOf(actions[j]!) === linkOf(actions[i]!))
+          if (same.length === 0) return
+          const j = same[pj % same.length]!
+          const e = failure(withRank(s, p, swap(actions, i, j)))
+          if (e._tag !== "Mismatch") throw new Error(`expected a mismatch, got ${Check.format(e)}`)
+          const [first, second] = [actions[i]!, actions[j]!]
+          expect(e.receiver.pp).toBe(p)
+          expect(e.receiver.step).toBe(i)
+          expect(e.expected).toEqual({ microBatch: second.microBatch, chunk: second.chunk })
+          expect(e.arrived).toEqual({ microBatch: first.microBatch, chunk: first.chunk })
+          expect(e.sender.pp).toBe(e.link.from)
+          expect(Check.format(e)).toContain(`rank ${p} step ${i}`)
+        },
+      ),
       { numRuns: 150 },
     )
   })
@@ -82,18 +88,29 @@ describe("checker rejects broken schedules", () => {
 
   test("removing any send breaks the schedule; removing the last send of a link deadlocks it", () => {
     fc.assert(
-      fc.property(anyConfig.filter((c) => c.pp > 1), fc.nat(), fc.nat(), (c, pr, pk) => {
-        const s = build(c)
-        const p = pr % c.pp
-        const actions = s.ranks[p]!
-        const sends = actions.flatMap((a, i) => (a._tag === "sendForward" || a._tag === "sendBackward" ? [i] : []))
-        if (sends.length === 0) return
-        const k = sends[pk % sends.length]!
-        const e = failure(withRank(s, p, actions.filter((_, i) => i !== k)))
-        expect(["Mismatch", "Deadlock"]).toContain(e._tag)
-        const lastOnLink = !actions.some((a, i) => i > k && linkOf(a) === linkOf(actions[k]!))
-        if (lastOnLink) expect(e._tag).toBe("Deadlock")
-      }),
+      fc.property(
+        anyConfig.filter((c) => c.pp > 1),
+        fc.nat(),
+        fc.nat(),
+        (c, pr, pk) => {
+          const s = build(c)
+          const p = pr % c.pp
+          const actions = s.ranks[p]!
+          const sends = actions.flatMap((a, i) => (a._tag === "sendForward" || a._tag === "sendBackward" ? [i] : []))
+          if (sends.length === 0) return
+          const k = sends[pk % sends.length]!
+          const e = failure(
+            withRank(
+              s,
+              p,
+              actions.filter((_, i) => i !== k),
+            ),
+          )
+          expect(["Mismatch", "Deadlock"]).toContain(e._tag)
+          const lastOnLink = !actions.some((a, i) => i > k && linkOf(a) === linkOf(actions[k]!))
+          if (lastOnLink) expect(e._tag).toBe("Deadlock")
+        },
+      ),
       { numRuns: 150 },
     )
   })
@@ -144,7 +161,14 @@ describe("checker rejects broken schedules", () => {
     expect(invalid(fifo).reason).toContain("FIFO")
     expect(Result.isSuccess(Check.check(fifo, { backwardOrder: "any" }))).toBe(true)
     const missing = failure(withRank(one, 0, [A.forward(0, 0), A.backward(0, 0)]))
-    expect(missing).toMatchObject({ _tag: "Missing", pp: 0, missing: [{ compute: "forward", microBatch: 1, chunk: 0 }, { compute: "backward", microBatch: 1, chunk: 0 }] })
+    expect(missing).toMatchObject({
+      _tag: "Missing",
+      pp: 0,
+      missing: [
+        { compute: "forward", microBatch: 1, chunk: 0 },
+        { compute: "backward", microBatch: 1, chunk: 0 },
+      ],
+    })
 
     const two = Schedule.oneFOneB(3, 2)
     const wrongPeer = two.ranks[1]!.map((a) => (a._tag === "sendForward" ? { ...a, toPp: 0 } : a))
@@ -158,15 +182,24 @@ describe("checker rejects broken schedules", () => {
 
   test("interleaving: a chunk cannot forward before the previous chunk's output arrives", () => {
     fc.assert(
-      fc.property(interleavedConfig().filter((c) => (c.vpp ?? 1) > 1 && !c.forwardOnly), (c) => {
-        const s = build(c)
-        // Drop rank 0's first receive of a chunk-1 input: its forward of that chunk has no input.
-        const rank0 = s.ranks[0]!
-        const k = rank0.findIndex((a) => a._tag === "recvForward" && a.chunk === 1)
-        const e = failure(withRank(s, 0, rank0.filter((_, i) => i !== k)))
-        expect(e._tag === "Invalid" || e._tag === "Mismatch").toBe(true)
-        if (e._tag === "Invalid") expect(e.reason).toContain("before receiving its input")
-      }),
+      fc.property(
+        interleavedConfig().filter((c) => (c.vpp ?? 1) > 1 && !c.forwardOnly),
+        (c) => {
+          const s = build(c)
+          // Drop rank 0's first receive of a chunk-1 input: its forward of that chunk has no input.
+          const rank0 = s.ranks[0]!
+          const k = rank0.findIndex((a) => a._tag === "recvForward" && a.chunk === 1)
+          const e = failure(
+            withRank(
+              s,
+              0,
+              rank0.filter((_, i) => i !== k),
+            ),
+          )
+          expect(e._tag === "Invalid" || e._tag === "Mismatch").toBe(true)
+          if (e._tag === "Invalid") expect(e.reason).toContain("before receiving its input")
+        },
+      ),
       { numRuns: 60 },
     )
   })

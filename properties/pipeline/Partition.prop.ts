@@ -69,26 +69,21 @@ describe("partition", () => {
 
   test("layers not divisible by pp*vpp are rejected naming `layers`, with multiples that fit", () => {
     fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 8 }),
-        fc.integer({ min: 1, max: 4 }),
-        fc.integer({ min: 1, max: 200 }),
-        (pp, vpp, layers) => {
-          const r = Partition.validate({ layers, pp, vpp })
-          if (layers % (pp * vpp) === 0) {
-            expect(Result.isSuccess(r)).toBe(true)
-            return
-          }
-          if (!Result.isFailure(r)) throw new Error("expected a ConfigError")
-          const e = r.failure
-          expect(ConfigError.isConfigError(e)).toBe(true)
-          expect(e.field).toBe("layers")
-          expect(e.value).toBe(layers)
-          const up = Math.ceil(layers / (pp * vpp)) * pp * vpp
-          expect(e.fix).toContain(String(up))
-          expect(e.message).toContain(`pp*vpp = ${pp}*${vpp} = ${pp * vpp}`)
-        },
-      ),
+      fc.property(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 200 }), (pp, vpp, layers) => {
+        const r = Partition.validate({ layers, pp, vpp })
+        if (layers % (pp * vpp) === 0) {
+          expect(Result.isSuccess(r)).toBe(true)
+          return
+        }
+        if (!Result.isFailure(r)) throw new Error("expected a ConfigError")
+        const e = r.failure
+        expect(ConfigError.isConfigError(e)).toBe(true)
+        expect(e.field).toBe("layers")
+        expect(e.value).toBe(layers)
+        const up = Math.ceil(layers / (pp * vpp)) * pp * vpp
+        expect(e.fix).toContain(String(up))
+        expect(e.message).toContain(`pp*vpp = ${pp}*${vpp} = ${pp * vpp}`)
+      }),
       { numRuns: 200 },
     )
   })

@@ -46,11 +46,15 @@ describe("bubble", () => {
 
   test("interleaved 1F1B (a chunk taking 1/V of a stage's time): simulated bubble = formula", () => {
     fc.assert(
-      fc.property(interleavedConfig().filter((c) => !c.forwardOnly), fc.integer({ min: 1, max: 3 }), (c, t) => {
-        const s = build(c)
-        const tl = timeline(s, { forwardTime: t, backwardTime: 2 * t })
-        expect(tl.bubble).toBeCloseTo(Simulate.bubbleFraction(c.pp, s.vpp, c.microBatches), 12)
-      }),
+      fc.property(
+        interleavedConfig().filter((c) => !c.forwardOnly),
+        fc.integer({ min: 1, max: 3 }),
+        (c, t) => {
+          const s = build(c)
+          const tl = timeline(s, { forwardTime: t, backwardTime: 2 * t })
+          expect(tl.bubble).toBeCloseTo(Simulate.bubbleFraction(c.pp, s.vpp, c.microBatches), 12)
+        },
+      ),
       { numRuns: 100 },
     )
   })

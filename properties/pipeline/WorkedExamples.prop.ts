@@ -7,7 +7,10 @@ import * as Check from "../../src/pipeline/Check.js"
 import * as Plan from "../../src/pipeline/Plan.js"
 import * as Schedule from "../../src/pipeline/Schedule.js"
 
-const order = (s: Schedule.Schedule, pp: number): string => Action.computes(s.ranks[pp] ?? []).map(Action.format).join(" ")
+const order = (s: Schedule.Schedule, pp: number): string =>
+  Action.computes(s.ranks[pp] ?? [])
+    .map(Action.format)
+    .join(" ")
 const full = (s: Schedule.Schedule, pp: number): string => (s.ranks[pp] ?? []).map(Action.format).join(" ")
 const counts = (s: Schedule.Schedule, key: "warmup" | "steady" | "cooldown") => s.phases.map((p) => p[key])
 const passes = (s: Schedule.Schedule) => expect(Result.isSuccess(Check.check(s))).toBe(true)
@@ -52,7 +55,11 @@ describe("semantics.md 3.4: interleaved 1F1B", () => {
 
   test("P=2, V=2, M=4, N=2: both ranks' orders", () => {
     const s = Schedule.interleaved(2, 2, 4, 2)
-    expect(Plan.scheduleTable(4, 2, 2).map((x) => `(${x.microBatch},${x.chunk})`).join(",")).toBe("(0,0),(1,0),(0,1),(1,1),(2,0),(3,0),(2,1),(3,1)")
+    expect(
+      Plan.scheduleTable(4, 2, 2)
+        .map((x) => `(${x.microBatch},${x.chunk})`)
+        .join(","),
+    ).toBe("(0,0),(1,0),(0,1),(1,1),(2,0),(3,0),(2,1),(3,1)")
     expect(counts(s, "warmup")).toEqual([4, 2])
     const rank0 = "F0c0 F1c0 F0c1 F1c1 | F2c0 B0c1 F3c0 B1c1 F2c1 B0c0 F3c1 B1c0 | B2c1 B3c1 B2c0 B3c0"
     const rank1 = "F0c0 F1c0 | F0c1 B0c1 F1c1 B1c1 F2c0 B0c0 F3c0 B1c0 F2c1 B2c1 F3c1 B3c1 | B2c0 B3c0"
@@ -87,8 +94,7 @@ describe("semantics.md 3.4: interleaved 1F1B", () => {
     expect(counts(s, "steady")).toEqual([6, 8, 10, 12])
     expect(counts(s, "cooldown")).toEqual([10, 8, 6, 4])
     const rank3 =
-      "F0c0 F1c0 F2c0 F3c0 | F0c1 B0c1 F1c1 B1c1 F2c1 B2c1 F3c1 B3c1 F4c0 B0c0 F5c0 B1c0 F6c0 " +
-      "B2c0 F7c0 B3c0 F4c1 B4c1 F5c1 B5c1 F6c1 B6c1 F7c1 B7c1 | B4c0 B5c0 B6c0 B7c0"
+      "F0c0 F1c0 F2c0 F3c0 | F0c1 B0c1 F1c1 B1c1 F2c1 B2c1 F3c1 B3c1 F4c0 B0c0 F5c0 B1c0 F6c0 " + "B2c0 F7c0 B3c0 F4c1 B4c1 F5c1 B5c1 F6c1 B6c1 F7c1 B7c1 | B4c0 B5c0 B6c0 B7c0"
     expect(order(s, 3)).toBe(rank3.replaceAll(" |", ""))
     passes(s)
   })

@@ -15,9 +15,9 @@ export interface Config {
 
 /** Non-interleaved configurations, P in 1..8 (P = 1 is the no-pipelining schedule). */
 export const plainConfig = (maxM = 24): fc.Arbitrary<Config> =>
-  fc.record({ pp: fc.integer({ min: 1, max: 8 }), microBatches: fc.integer({ min: 1, max: maxM }), forwardOnly: fc.boolean() }).map(
-    (c) => ({ ...c, vpp: undefined, microbatchGroupSize: undefined }),
-  )
+  fc
+    .record({ pp: fc.integer({ min: 1, max: 8 }), microBatches: fc.integer({ min: 1, max: maxM }), forwardOnly: fc.boolean() })
+    .map((c) => ({ ...c, vpp: undefined, microbatchGroupSize: undefined }))
 
 /**
  * Valid interleaved configurations: P in 2..8, V in 1..4, N in [P, P+3], M = groups*N + r with r

@@ -133,7 +133,12 @@ describe("attention", () => {
         const q = uniform([b, s, hq, d], sd)
         const k = uniform([b, s, 1, d], sd + 1)
         const v = uniform([b, s, 1, d], sd + 2)
-        const repeat = (t: Tensor.Tensor) => Tensor.fromArray(Array.from(t.data).flatMap((_, i) => (i % d === 0 ? Array.from({ length: hq }, () => Array.from(t.data.subarray(i, i + d))).flat() : [])), [b, s, hq, d], { dtype: "float64" })
+        const repeat = (t: Tensor.Tensor) =>
+          Tensor.fromArray(
+            Array.from(t.data).flatMap((_, i) => (i % d === 0 ? Array.from({ length: hq }, () => Array.from(t.data.subarray(i, i + d))).flat() : [])),
+            [b, s, hq, d],
+            { dtype: "float64" },
+          )
         const g = uniform([b, s, hq, d], sd + 3)
         const run = (kk: Tensor.Tensor, vv: Tensor.Tensor) => {
           const tape = Tape.make()

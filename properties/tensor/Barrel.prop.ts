@@ -5,7 +5,28 @@ import * as T from "../../src/tensor/index.js"
 
 describe("tensor barrel", () => {
   test("exports every namespace", () => {
-    const names = ["Tensor", "Tape", "DType", "Device", "TensorError", "Autograd", "Kernels", "Reference", "Elementwise", "Reduce", "Shape", "Matmul", "Softmax", "Norm", "Activation", "TopK", "Gather", "Loss", "Rope", "Attention"]
+    const names = [
+      "Tensor",
+      "Tape",
+      "DType",
+      "Device",
+      "TensorError",
+      "Autograd",
+      "Kernels",
+      "Reference",
+      "Elementwise",
+      "Reduce",
+      "Shape",
+      "Matmul",
+      "Softmax",
+      "Norm",
+      "Activation",
+      "TopK",
+      "Gather",
+      "Loss",
+      "Rope",
+      "Attention",
+    ]
     for (const name of names) expect(Object.keys(T), name).toContain(name)
     expect(T.Kernels.forDType("float64", T.Reference.reference).name).toBe("reference")
   })
@@ -14,7 +35,13 @@ describe("tensor barrel", () => {
     const tape = T.Tape.make({ guardNonFinite: true })
     const [v, h, s] = [7, 4, 3]
     const init = (shape: Array<number>, k: number) =>
-      tape.parameter(T.Tensor.fromArray(Array.from({ length: T.Tensor.sizeOf(shape) }, (_, i) => Math.sin(i * 1.3 + k)), shape, { dtype: "float64" }))
+      tape.parameter(
+        T.Tensor.fromArray(
+          Array.from({ length: T.Tensor.sizeOf(shape) }, (_, i) => Math.sin(i * 1.3 + k)),
+          shape,
+          { dtype: "float64" },
+        ),
+      )
     const table = init([v, h], 1)
     const norm = init([h], 2)
     const wq = init([h, h], 3)

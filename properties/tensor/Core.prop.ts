@@ -70,16 +70,22 @@ describe("elementwise ops", () => {
 describe("reductions", () => {
   test("sum and mean over any dim (keepDim or not) match finite differences", () => {
     fc.assert(
-      fc.property(shapeArb.filter((s) => s.every((d) => d > 0)), seed, fc.nat(), fc.boolean(), (shape, s, d, keep) => {
-        const x = uniform(shape, s)
-        const dimIndex = (d % shape.length) - (d % 2 === 0 ? 0 : shape.length)
-        for (const op of [Reduce.sum, Reduce.mean]) {
-          const r = gradcheck(([t]) => op(t as Tensor.Tensor, dimIndex, keep), [x])
-          expect(r.maxRelativeError, `${op.name} ${r.worst}`).toBeLessThan(tolerance)
-        }
-        const r = gradcheck(([t]) => Reduce.sumAll(t as Tensor.Tensor), [x])
-        expect(r.maxRelativeError).toBeLessThan(tolerance)
-      }),
+      fc.property(
+        shapeArb.filter((s) => s.every((d) => d > 0)),
+        seed,
+        fc.nat(),
+        fc.boolean(),
+        (shape, s, d, keep) => {
+          const x = uniform(shape, s)
+          const dimIndex = (d % shape.length) - (d % 2 === 0 ? 0 : shape.length)
+          for (const op of [Reduce.sum, Reduce.mean]) {
+            const r = gradcheck(([t]) => op(t as Tensor.Tensor, dimIndex, keep), [x])
+            expect(r.maxRelativeError, `${op.name} ${r.worst}`).toBeLessThan(tolerance)
+          }
+          const r = gradcheck(([t]) => Reduce.sumAll(t as Tensor.Tensor), [x])
+          expect(r.maxRelativeError).toBeLessThan(tolerance)
+        },
+      ),
       { numRuns: 60 },
     )
   })
@@ -114,7 +120,10 @@ describe("shape ops", () => {
         expect(Tensor.toArray(back)).toEqual(Tensor.toArray(x))
         const r1 = gradcheck(([t]) => Shape.transpose(t as Tensor.Tensor, d0, d1), [x])
         expect(r1.maxRelativeError).toBeLessThan(tolerance)
-        const y = uniform(shape.map((d, k) => (k === d0 ? d + 1 : d)), s + 3)
+        const y = uniform(
+          shape.map((d, k) => (k === d0 ? d + 1 : d)),
+          s + 3,
+        )
         const r2 = gradcheck(([p, q]) => Shape.concat([p as Tensor.Tensor, q as Tensor.Tensor], d0), [x, y])
         expect(r2.maxRelativeError).toBeLessThan(tolerance)
         const n = shape[d0] as number

@@ -14,12 +14,10 @@ const rowShape = fc.array(dim, { minLength: 0, maxLength: 2 })
 const seed = fc.integer({ min: 1, max: 1_000_000 })
 
 /** numRows (>= 1 when there are indices), a row shape, and an index of any length into numRows. */
-const problem = fc
-  .tuple(fc.integer({ min: 0, max: 5 }), rowShape, fc.array(fc.nat(), { maxLength: 7 }))
-  .map(([n, row, raw]) => {
-    const numRows = raw.length > 0 ? Math.max(n, 1) : n
-    return { numRows, row, index: Int32Array.from(raw.map((r) => r % numRows)) }
-  })
+const problem = fc.tuple(fc.integer({ min: 0, max: 5 }), rowShape, fc.array(fc.nat(), { maxLength: 7 })).map(([n, row, raw]) => {
+  const numRows = raw.length > 0 ? Math.max(n, 1) : n
+  return { numRows, row, index: Int32Array.from(raw.map((r) => r % numRows)) }
+})
 
 const dot = (a: Tensor.Tensor, b: Tensor.Tensor): number => {
   let s = 0

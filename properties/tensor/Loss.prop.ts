@@ -14,18 +14,14 @@ const seed = fc.integer({ min: 1, max: 1_000_000 })
 const reductionArb = fc.constantFrom("mean", "sum") as fc.Arbitrary<"mean" | "sum">
 
 /** N rows of V >= 1 logits and targets, some of them the ignore index. */
-const problem = fc
-  .tuple(fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 5 }), fc.constantFrom(-100, -1, 0))
-  .chain(([n, v, ignoreIndex]) =>
-    fc.record({
-      n: fc.constant(n),
-      v: fc.constant(v),
-      ignoreIndex: fc.constant(ignoreIndex),
-      targets: fc
-        .array(fc.oneof(fc.integer({ min: 0, max: v - 1 }), fc.constant(ignoreIndex)), { minLength: n, maxLength: n })
-        .map((t) => Int32Array.from(t)),
-    }),
-  )
+const problem = fc.tuple(fc.integer({ min: 0, max: 4 }), fc.integer({ min: 1, max: 5 }), fc.constantFrom(-100, -1, 0)).chain(([n, v, ignoreIndex]) =>
+  fc.record({
+    n: fc.constant(n),
+    v: fc.constant(v),
+    ignoreIndex: fc.constant(ignoreIndex),
+    targets: fc.array(fc.oneof(fc.integer({ min: 0, max: v - 1 }), fc.constant(ignoreIndex)), { minLength: n, maxLength: n }).map((t) => Int32Array.from(t)),
+  }),
+)
 
 describe("crossEntropy", () => {
   test("backward matches finite differences under both reductions", () => {

@@ -49,15 +49,25 @@ describe("matmul", () => {
 
   test("batched, with a shared operand on either side, matches finite differences", () => {
     fc.assert(
-      fc.property(small, small, small, fc.integer({ min: 1, max: 3 }), fc.constantFrom("both", "sharedA", "sharedB"), fc.boolean(), fc.boolean(), seed, (m, n, k, batch, mode, tA, tB, s) => {
-        const aShape = mode === "sharedA" ? stored(m, k, tA) : [batch, ...stored(m, k, tA)]
-        const bShape = mode === "sharedB" ? stored(k, n, tB) : [batch, ...stored(k, n, tB)]
-        const a = uniform(aShape, s)
-        const b = uniform(bShape, s + 1)
-        expect(matmul(a, b, { transA: tA, transB: tB }).shape).toEqual([batch, m, n])
-        const r = gradcheck(([x, y]) => matmul(x as Tensor.Tensor, y as Tensor.Tensor, { transA: tA, transB: tB }), [a, b])
-        expect(r.maxRelativeError, r.worst).toBeLessThan(1e-6)
-      }),
+      fc.property(
+        small,
+        small,
+        small,
+        fc.integer({ min: 1, max: 3 }),
+        fc.constantFrom("both", "sharedA", "sharedB"),
+        fc.boolean(),
+        fc.boolean(),
+        seed,
+        (m, n, k, batch, mode, tA, tB, s) => {
+          const aShape = mode === "sharedA" ? stored(m, k, tA) : [batch, ...stored(m, k, tA)]
+          const bShape = mode === "sharedB" ? stored(k, n, tB) : [batch, ...stored(k, n, tB)]
+          const a = uniform(aShape, s)
+          const b = uniform(bShape, s + 1)
+          expect(matmul(a, b, { transA: tA, transB: tB }).shape).toEqual([batch, m, n])
+          const r = gradcheck(([x, y]) => matmul(x as Tensor.Tensor, y as Tensor.Tensor, { transA: tA, transB: tB }), [a, b])
+          expect(r.maxRelativeError, r.worst).toBeLessThan(1e-6)
+        },
+      ),
       { numRuns: 80 },
     )
   })
@@ -103,8 +113,14 @@ describe("matmulEffect", () => {
     const { Effect } = await import("effect")
     const { matmulEffect } = await import("../../src/tensor/ops/Matmul.js")
     for (const n of [8, 320]) {
-      const a = Tensor.fromArray(Array.from({ length: n * n }, (_, i) => ((i * 7) % 13) / 13 - 0.5), [n, n])
-      const b = Tensor.fromArray(Array.from({ length: n * n }, (_, i) => ((i * 5) % 11) / 11 - 0.5), [n, n])
+      const a = Tensor.fromArray(
+        Array.from({ length: n * n }, (_, i) => ((i * 7) % 13) / 13 - 0.5),
+        [n, n],
+      )
+      const b = Tensor.fromArray(
+        Array.from({ length: n * n }, (_, i) => ((i * 5) % 11) / 11 - 0.5),
+        [n, n],
+      )
       const viaEffect = await Effect.runPromise(matmulEffect(a, b, { transB: true }))
       expect(Tensor.toArray(viaEffect)).toEqual(Tensor.toArray(matmul(a, b, { transB: true })))
     }

@@ -64,14 +64,23 @@ describe("rmsNorm", () => {
 
   test("with eps = 0, scaling x by c > 0 does not change the output", () => {
     fc.assert(
-      fc.property(shapeArb.filter((s) => s.every((d) => d > 0)), seed, fc.double({ min: 0.01, max: 100, noNaN: true }), (shape, s, c) => {
-        const x = uniform(shape, s, 0.1, 1)
-        const w = weightOf(shape, s + 1)
-        const scaled = Tensor.fromArray(Tensor.toArray(x).map((v) => v * c), shape, { dtype: "float64" })
-        const a = rmsNorm(x, w, 0)
-        const b = rmsNorm(scaled, w, 0)
-        for (let i = 0; i < a.size; i++) expect(b.data[i]).toBeCloseTo(a.data[i] as number, 12)
-      }),
+      fc.property(
+        shapeArb.filter((s) => s.every((d) => d > 0)),
+        seed,
+        fc.double({ min: 0.01, max: 100, noNaN: true }),
+        (shape, s, c) => {
+          const x = uniform(shape, s, 0.1, 1)
+          const w = weightOf(shape, s + 1)
+          const scaled = Tensor.fromArray(
+            Tensor.toArray(x).map((v) => v * c),
+            shape,
+            { dtype: "float64" },
+          )
+          const a = rmsNorm(x, w, 0)
+          const b = rmsNorm(scaled, w, 0)
+          for (let i = 0; i < a.size; i++) expect(b.data[i]).toBeCloseTo(a.data[i] as number, 12)
+        },
+      ),
       { numRuns: 30 },
     )
   })

@@ -57,19 +57,26 @@ describe("rope", () => {
 
   test("q . k after rotation depends only on the distance between their positions", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 4 }), seed, fc.integer({ min: -50, max: 50 }), fc.integer({ min: -50, max: 50 }), fc.integer({ min: -50, max: 50 }), (half, s, m, n, shift) => {
-        const d = 2 * half
-        const q = uniform([1, 1, 1, d], s)
-        const k = uniform([1, 1, 1, d], s + 1)
-        const score = (pm: number, pn: number) => {
-          const a = rope(q, { positions: Int32Array.of(pm) })
-          const b = rope(k, { positions: Int32Array.of(pn) })
-          let sum = 0
-          for (let i = 0; i < d; i++) sum += (a.data[i] as number) * (b.data[i] as number)
-          return sum
-        }
-        expect(score(m + shift, n + shift)).toBeCloseTo(score(m, n), 12)
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 4 }),
+        seed,
+        fc.integer({ min: -50, max: 50 }),
+        fc.integer({ min: -50, max: 50 }),
+        fc.integer({ min: -50, max: 50 }),
+        (half, s, m, n, shift) => {
+          const d = 2 * half
+          const q = uniform([1, 1, 1, d], s)
+          const k = uniform([1, 1, 1, d], s + 1)
+          const score = (pm: number, pn: number) => {
+            const a = rope(q, { positions: Int32Array.of(pm) })
+            const b = rope(k, { positions: Int32Array.of(pn) })
+            let sum = 0
+            for (let i = 0; i < d; i++) sum += (a.data[i] as number) * (b.data[i] as number)
+            return sum
+          }
+          expect(score(m + shift, n + shift)).toBeCloseTo(score(m, n), 12)
+        },
+      ),
       { numRuns: 40 },
     )
   })
@@ -107,8 +114,6 @@ describe("rope", () => {
   test("an odd head dim, a wrong rank or a wrong number of positions is a ShapeError", () => {
     expect(() => rope(Tensor.zeros([1, 2, 1, 3]))).toThrow("rope: the head dim D must be even, got 3 in [1, 2, 1, 3]")
     expect(() => rope(Tensor.zeros([2, 4]))).toThrow("rope: x must be [B, S, heads, D], got [2, 4]")
-    expect(() => rope(Tensor.zeros([2, 3, 1, 2]), { positions: new Int32Array(4) })).toThrow(
-      "rope: 4 positions for x [2, 3, 1, 2]: needs S = 3 (shared by the batch) or B*S = 6",
-    )
+    expect(() => rope(Tensor.zeros([2, 3, 1, 2]), { positions: new Int32Array(4) })).toThrow("rope: 4 positions for x [2, 3, 1, 2]: needs S = 3 (shared by the batch) or B*S = 6")
   })
 })

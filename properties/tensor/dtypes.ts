@@ -24,13 +24,9 @@ export interface DTypeAgreement {
 }
 
 /** `t`'s values rounded to float32, stored in `dtype`. */
-export const asDType = (t: Tensor.Tensor, dtype: DType.DType): Tensor.Tensor =>
-  Tensor.fromArray(Float32Array.from(t.data), t.shape, { dtype })
+export const asDType = (t: Tensor.Tensor, dtype: DType.DType): Tensor.Tensor => Tensor.fromArray(Float32Array.from(t.data), t.shape, { dtype })
 
-export const dtypeAgreement = (
-  f: (inputs: ReadonlyArray<Tensor.Tensor>) => Tensor.Tensor,
-  inputs: ReadonlyArray<Tensor.Tensor>,
-): DTypeAgreement => {
+export const dtypeAgreement = (f: (inputs: ReadonlyArray<Tensor.Tensor>) => Tensor.Tensor, inputs: ReadonlyArray<Tensor.Tensor>): DTypeAgreement => {
   const run = (dtype: DType.DType) => {
     const tape = Tape.make({ name: dtype })
     const params = inputs.map((t) => tape.parameter(asDType(t, dtype)))

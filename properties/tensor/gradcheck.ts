@@ -38,8 +38,7 @@ export const uniform = (shape: ReadonlyArray<number>, seed: number, lo = -1, hi 
  * Relative error |a - n| / max(|a|, |n|, floor): relative for gradients of ordinary size,
  * absolute below `floor` (a relative error of two numbers near 0 means nothing).
  */
-export const relativeError = (a: number, n: number, floor = 1e-3): number =>
-  Math.abs(a - n) / Math.max(Math.abs(a), Math.abs(n), floor)
+export const relativeError = (a: number, n: number, floor = 1e-3): number => Math.abs(a - n) / Math.max(Math.abs(a), Math.abs(n), floor)
 
 export const gradcheck = (
   f: (inputs: ReadonlyArray<Tensor.Tensor>) => Tensor.Tensor,

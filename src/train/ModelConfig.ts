@@ -74,17 +74,42 @@ export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Parallel
   const positive = (field: string, v: number) => {
     if (!Number.isSafeInteger(v) || v < 1) throw ConfigError.make(field, v, "is not a positive integer", `pass --${field} N with N = 1, 2, 3, ...`)
   }
-  for (const [field, v] of Object.entries({ vocab: m.vocab, hidden: m.hidden, layers: m.layers, heads: m.heads, kvHeads: m.kvHeads, ffn: m.ffn, experts: m.experts, topk: m.topk, moeFfn: m.moeFfn, moeEvery: m.moeEvery, seq: m.seq, "micro-batch": b.microBatch, "global-batch": b.globalBatch })) positive(field, v)
-  if (m.layers % (s.pp * vpp) !== 0) throw ConfigError.make("layers", m.layers, `is not divisible by pp*vpp = ${s.pp}*${vpp}`, `use a multiple of ${s.pp * vpp} layers, or change --pp/--vpp`)
+  for (const [field, v] of Object.entries({
+    vocab: m.vocab,
+    hidden: m.hidden,
+    layers: m.layers,
+    heads: m.heads,
+    kvHeads: m.kvHeads,
+    ffn: m.ffn,
+    experts: m.experts,
+    topk: m.topk,
+    moeFfn: m.moeFfn,
+    moeEvery: m.moeEvery,
+    seq: m.seq,
+    "micro-batch": b.microBatch,
+    "global-batch": b.globalBatch,
+  }))
+    positive(field, v)
+  if (m.layers % (s.pp * vpp) !== 0)
+    throw ConfigError.make("layers", m.layers, `is not divisible by pp*vpp = ${s.pp}*${vpp}`, `use a multiple of ${s.pp * vpp} layers, or change --pp/--vpp`)
   if (m.hidden % m.heads !== 0) throw ConfigError.make("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count")
   if (m.heads % s.tp !== 0) throw ConfigError.make("heads", m.heads, `is not divisible by tp = ${s.tp}`, `use a multiple of ${s.tp} heads, or a smaller --tp`)
-  if (m.kvHeads % s.tp !== 0 || m.heads % m.kvHeads !== 0) throw ConfigError.make("kvHeads", m.kvHeads, `must divide heads = ${m.heads} and be divisible by tp = ${s.tp}`, "pick a kv head count between tp and heads that divides heads")
+  if (m.kvHeads % s.tp !== 0 || m.heads % m.kvHeads !== 0)
+    throw ConfigError.make("kvHeads", m.kvHeads, `must divide heads = ${m.heads} and be divisible by tp = ${s.tp}`, "pick a kv head count between tp and heads that divides heads")
   if (m.vocab % s.tp !== 0) throw ConfigError.make("vocab", m.vocab, `is not divisible by tp = ${s.tp}`, `use a vocabulary that is a multiple of ${s.tp}`)
   if (m.ffn % s.tp !== 0) throw ConfigError.make("ffn", m.ffn, `is not divisible by tp = ${s.tp}`, `use a dense MLP width that is a multiple of ${s.tp}`)
-  if (m.seq % (2 * s.cp) !== 0 && s.cp > 1) throw ConfigError.make("seq", m.seq, `is not divisible by 2*cp = ${2 * s.cp}`, `use a sequence length that is a multiple of ${2 * s.cp}`)
-  if (((m.seq / s.cp) * b.microBatch) % s.tp !== 0) throw ConfigError.make("seq", m.seq, `gives ${(m.seq / s.cp) * b.microBatch} tokens per cp rank and micro-batch, not divisible by tp = ${s.tp} (sequence parallelism)`, `use a sequence length (or micro-batch) so that seq/cp*micro-batch is a multiple of ${s.tp}`)
+  if (m.seq % (2 * s.cp) !== 0 && s.cp > 1)
+    throw ConfigError.make("seq", m.seq, `is not divisible by 2*cp = ${2 * s.cp}`, `use a sequence length that is a multiple of ${2 * s.cp}`)
+  if (((m.seq / s.cp) * b.microBatch) % s.tp !== 0)
+    throw ConfigError.make(
+      "seq",
+      m.seq,
+      `gives ${(m.seq / s.cp) * b.microBatch} tokens per cp rank and micro-batch, not divisible by tp = ${s.tp} (sequence parallelism)`,
+      `use a sequence length (or micro-batch) so that seq/cp*micro-batch is a multiple of ${s.tp}`,
+    )
   if (m.experts % s.ep !== 0) throw ConfigError.make("experts", m.experts, `is not divisible by ep = ${s.ep}`, `use a multiple of ${s.ep} experts, or a smaller --ep`)
   if (m.topk > m.experts) throw ConfigError.make("topk", m.topk, `is larger than experts = ${m.experts}`, "route each token to at most all experts")
   if (m.moeFfn % s.etp !== 0) throw ConfigError.make("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width that is a multiple of ${s.etp}`)
-  if (b.globalBatch % (b.microBatch * s.dp) !== 0) throw ConfigError.make("global-batch", b.globalBatch, `is not divisible by micro-batch*dp = ${b.microBatch}*${s.dp}`, `use a multiple of ${b.microBatch * s.dp}`)
+  if (b.globalBatch % (b.microBatch * s.dp) !== 0)
+    throw ConfigError.make("global-batch", b.globalBatch, `is not divisible by micro-batch*dp = ${b.microBatch}*${s.dp}`, `use a multiple of ${b.microBatch * s.dp}`)
 }

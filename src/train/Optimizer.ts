@@ -32,7 +32,17 @@ export interface OptimizerConfig {
  * Defaults that train the small model quickly.
  * @category constructors
  */
-export const defaults = (steps: number): OptimizerConfig => ({ lr: 3e-2, minLr: 3e-3, warmup: Math.max(1, Math.floor(steps / 10)), steps, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01, clip: 1 })
+export const defaults = (steps: number): OptimizerConfig => ({
+  lr: 3e-2,
+  minLr: 3e-3,
+  warmup: Math.max(1, Math.floor(steps / 10)),
+  steps,
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  weightDecay: 0.01,
+  clip: 1,
+})
 
 /**
  * The learning rate at step k (0-based).

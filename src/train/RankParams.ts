@@ -97,9 +97,21 @@ const reduceBucket = (held: ReadonlyArray<Held>, group: Group, dtype: DType.DTyp
 export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroups, dtype: DType.DType) =>
   Effect.gen(function* () {
     const all = [...params.values()]
-    yield* reduceBucket(all.filter((h) => kindOf(h.spec) === "dense"), groups.dpCp, dtype)
-    yield* reduceBucket(all.filter((h) => kindOf(h.spec) === "replicated"), groups.tpDpCp, dtype)
-    yield* reduceBucket(all.filter((h) => kindOf(h.spec) === "expert"), groups.edp, dtype)
+    yield* reduceBucket(
+      all.filter((h) => kindOf(h.spec) === "dense"),
+      groups.dpCp,
+      dtype,
+    )
+    yield* reduceBucket(
+      all.filter((h) => kindOf(h.spec) === "replicated"),
+      groups.tpDpCp,
+      dtype,
+    )
+    yield* reduceBucket(
+      all.filter((h) => kindOf(h.spec) === "expert"),
+      groups.edp,
+      dtype,
+    )
   })
 
 /**
