@@ -29,6 +29,7 @@ const guardrail = (title, command, args) => {
 guardrail("typecheck: tsc -p tsconfig.json", bin("tsc"), ["-p", "tsconfig.json", "--noEmit"])
 guardrail("layers: node scripts/check-layers.mjs", process.execPath, [path.join(root, "scripts", "check-layers.mjs")])
 guardrail("format and lint: biome ci --error-on-warnings", bin("biome"), ["ci", "--error-on-warnings", "--colors=off", "--max-diagnostics=50"])
+guardrail("dead exports: node scripts/dead-exports.mjs", process.execPath, [path.join(root, "scripts", "dead-exports.mjs")])
 
 const vitest = spawnSync(bin("vitest"), ["run", ...extra], {
   cwd: root,

@@ -32,7 +32,7 @@ const mix = (seed: number, i: number): number => {
  * Sequence i of the stream (seq + 1 tokens: inputs and the next-token targets).
  * @category constructors
  */
-export const sequence = (seed: number, i: number, seq: number, vocab: number): Int32Array => {
+const sequence = (seed: number, i: number, seq: number, vocab: number): Int32Array => {
   const h = mix(seed, i)
   const start = h % vocab
   const step = 1 + (Math.floor(h / vocab) % 3)

@@ -5,7 +5,7 @@
  * Embedding -> layers (attention, then MoE every `moeEvery`-th layer from 0, else a dense
  * SwiGLU MLP) -> final RMSNorm -> output layer -> cross-entropy. Vocabulary split over tp.
  */
-import * as ConfigError from "../mapping/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 
 /**
