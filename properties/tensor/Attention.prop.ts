@@ -204,8 +204,11 @@ describe("attention", () => {
     fc.assert(
       fc.property(problemArb, seed, (p, s) => {
         const r = dtypeAgreement(([q, k, v]) => attention(q as Tensor.Tensor, k as Tensor.Tensor, v as Tensor.Tensor, p.options), inputs(p, s))
-        expect(r.forward, r.worst).toBeLessThan(1e-5)
-        expect(r.backward, r.worst).toBeLessThan(1e-5)
+        // Measured over 5,000 random problems: at most 1.04e-5 forward and backward (a few
+        // hundred float32 ulps, from exp and the row sums); 3e-5 leaves room without hiding a
+        // float64-only bug, which shows at 1e-3 and above.
+        expect(r.forward, r.worst).toBeLessThan(3e-5)
+        expect(r.backward, r.worst).toBeLessThan(3e-5)
       }),
       { numRuns: 30 },
     )
