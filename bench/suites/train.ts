@@ -45,14 +45,10 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   const timeline = Simulate.simulate(schedule, { forwardTime: forward, backwardTime: backward })
   const bubble = Result.isSuccess(timeline) ? timeline.success.bubble : Number.NaN
   ctx.log(`train: ${((seconds / measured.length) * 1e3).toFixed(0)} ms/step, forward ${forward.toFixed(1)} ms, backward ${backward.toFixed(1)} ms per chunk`)
-  // Threads backend: two runs of 2 and 12 steps; the difference is 10 steps without the worker
-  // start-up both runs pay.
-  const short = await Effect.runPromise(Train.runThreads(setup, { steps: 2 }))
-  const startedLong = performance.now()
-  await Effect.runPromise(Train.runThreads(setup, { steps }))
-  const longSeconds = (performance.now() - startedLong) / 1000
-  const shortSeconds = short.reduce((a, x) => a + x.seconds, 0)
-  const threadsSeconds = Math.max(1e-9, longSeconds - shortSeconds) / (steps - 2)
+  // Threads backend: the same per-step summaries (they stream from the workers), the same
+  // warm-up steps skipped; worker start-up happens before the first step and is not counted.
+  const threadsSummaries = (await Effect.runPromise(Train.run(setup, { steps, backend: "threads" }))).slice(4)
+  const threadsSeconds = threadsSummaries.reduce((a, x) => a + x.seconds, 0) / threadsSummaries.length
   const threadsTokens = setup.batch.globalBatch * setup.model.seq
   const label = `default model (${setup.model.layers} layers, ${setup.model.experts} experts top-${setup.model.topk}), 8 ranks tp2 cp2 pp2 ep2, local`
   await ThreadsJob.shutdown()
