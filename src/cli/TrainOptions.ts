@@ -13,6 +13,7 @@ import path from "node:path"
 import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as ModelContext from "../model/ModelContext.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Optimizer from "../train/Optimizer.js"
@@ -188,12 +189,12 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
  * @category mapping
  */
 export const flopsPerStep = (m: ModelConfig.ModelConfig, globalBatch: number): number => {
-  const d = ModelConfig.headDim(m)
+  const d = ModelContext.headDim(m)
   let perToken = 2 * m.hidden * m.vocab // output layer
   for (let l = 0; l < m.layers; l++) {
     perToken += 2 * m.hidden * (m.heads * d + 2 * m.kvHeads * d) + 2 * m.heads * d * m.hidden // projections
     perToken += 2 * m.heads * d * m.seq // causal attention: q.k and p.v over ~seq/2 keys each
-    perToken += ModelConfig.isMoe(m, l) ? 2 * m.hidden * m.experts + m.topk * 6 * m.hidden * m.moeFfn : 6 * m.hidden * m.ffn
+    perToken += ModelContext.isMoe(m, l) ? 2 * m.hidden * m.experts + m.topk * 6 * m.hidden * m.moeFfn : 6 * m.hidden * m.ffn
   }
   return 3 * perToken * globalBatch * m.seq
 }

@@ -46,18 +46,6 @@ export interface BatchConfig {
 export const small: ModelConfig = { vocab: 32, hidden: 32, layers: 4, heads: 4, kvHeads: 2, ffn: 64, experts: 8, topk: 2, moeFfn: 32, moeEvery: 1, seq: 16 }
 
 /**
- * Head dim.
- * @category mapping
- */
-export const headDim = (m: ModelConfig): number => m.hidden / m.heads
-
-/**
- * Whether layer i is an MoE layer.
- * @category guards
- */
-export const isMoe = (m: ModelConfig, layer: number): boolean => layer % m.moeEvery === 0
-
-/**
  * Micro-batches per step on each data-parallel rank.
  * @category mapping
  */

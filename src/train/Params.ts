@@ -19,9 +19,10 @@
  */
 import type * as Folding from "../mapping/Folding.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as ModelContext from "../model/ModelContext.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
-import * as ModelConfig from "./ModelConfig.js"
+import type * as ModelConfig from "./ModelConfig.js"
 
 /**
  * How a parameter is split.
@@ -49,7 +50,7 @@ export interface ParamSpec {
  */
 export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
   const h = m.hidden
-  const d = ModelConfig.headDim(m)
+  const d = ModelContext.headDim(m)
   const std = 0.5 / Math.sqrt(h)
   const out: Array<ParamSpec> = [{ name: "embedding", shape: [m.vocab, h], sharding: "rows/tp", std: 1, layer: -1 }]
   for (let l = 0; l < m.layers; l++) {
@@ -62,7 +63,7 @@ export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
       { name: `${p}wo`, shape: [m.heads * d, h], sharding: "rows/tp", std, layer: l },
       { name: `${p}ffnNorm`, shape: [h], sharding: "replicated", std: 0, layer: l },
     )
-    if (ModelConfig.isMoe(m, l)) {
+    if (ModelContext.isMoe(m, l)) {
       out.push(
         { name: `${p}router`, shape: [h, m.experts], sharding: "replicated", std, layer: l },
         { name: `${p}experts.wGate`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: l },

@@ -183,7 +183,6 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
 export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError | ChooseBackend.UnknownBackend> =>
   Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local"))
 
-
 /** The manifest of a checkpoint of this setup at `step`. */
 const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Checkpoint.Manifest => {
   const s = setup.parallel.sizes
