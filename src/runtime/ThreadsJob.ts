@@ -4,7 +4,7 @@
  *
  * Closures cannot cross into a worker, so the program is named: a module and a named export
  * `(rank, args) => Effect<A, E, Communicator>`; `args` and the results are structured-cloned.
- * Collective data moves through SharedArrayBuffers (see src/comm/threads/*); the main thread
+ * Collective data moves through SharedArrayBuffers (the threads transport, src/comm/threads); the main thread
  * only coordinates. Supervision is Job.run's: the job succeeds with every rank's result in
  * rank order, or fails with the first rank that failed (RankFailed, with its cause rebuilt:
  * a CommError stays a CommError). A rank fails when its program fails, when its worker
@@ -33,8 +33,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { Worker } from "node:worker_threads"
 import { Coordinator } from "../comm/threads/Coordinator.js"
-import * as Failure from "../comm/threads/Failure.js"
-import * as Pool from "../comm/threads/Pool.js"
+import * as Failure from "./threads/Failure.js"
+import * as Pool from "./threads/Pool.js"
 import type { ToMain, ToWorker } from "../comm/threads/Protocol.js"
 import { RankFailed } from "./JobError.js"
 import { moduleUrl } from "./RankProgram.js"

@@ -8,8 +8,8 @@
  * cloneable fields, and other values as themselves when they clone.
  */
 import * as Cause from "effect/Cause"
-import * as CommError from "../CommError.js"
-import type { WireFailure, WireValue } from "./Protocol.js"
+import * as CommError from "../../comm/CommError.js"
+import type { WireFailure, WireValue } from "../../comm/threads/Protocol.js"
 
 const clones = (value: unknown): boolean => {
   try {

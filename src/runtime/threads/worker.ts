@@ -13,11 +13,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import { parentPort } from "node:worker_threads"
-import { Communicator } from "../Communicator.js"
-import { ChunkPool, Tickets } from "./Chunks.js"
+import { Communicator } from "../../comm/Communicator.js"
+import { ChunkPool, Tickets } from "../../comm/threads/Chunks.js"
 import * as Failure from "./Failure.js"
-import type { ToMain, ToWorker } from "./Protocol.js"
-import { ThreadComm } from "./ThreadComm.js"
+import type { ToMain, ToWorker } from "../../comm/threads/Protocol.js"
+import { ThreadComm } from "../../comm/threads/ThreadComm.js"
 
 type Program = ((rank: number, args: unknown, emit: (event: unknown) => void) => Effect.Effect<unknown, unknown, Communicator>) & {
   readonly prepare?: (args: unknown) => Promise<void>
@@ -34,7 +34,7 @@ interface Current {
 }
 
 const port = parentPort
-if (port === null) throw new Error("src/comm/threads/worker is the entry of a worker thread, not a module to import")
+if (port === null) throw new Error("src/runtime/threads/worker is the entry of a worker thread, not a module to import")
 
 const post = (message: ToMain, transfer?: ReadonlyArray<ArrayBuffer>): void => port.postMessage(message, transfer === undefined ? undefined : [...transfer])
 
