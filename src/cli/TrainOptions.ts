@@ -13,6 +13,7 @@ import path from "node:path"
 import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as ModelContext from "../model/ModelContext.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import * as ModelConfig from "../train/ModelConfig.js"
@@ -120,6 +121,21 @@ const explained = <A>(decoded: RunConfig.Decoded, check: () => A): A => {
 }
 
 /**
+ * The backend: one given by flag or config file wins, else the launch environment's, else the
+ * default. The launch environment is always checked (a launcher's many processes would each run
+ * the whole job, whatever the flag); its problems are the user's, as flags' are.
+ */
+const chosenBackend = (configured: RunConfig.RunConfig["backend"], byDefault: boolean): RunConfig.RunConfig["backend"] => {
+  try {
+    const launched = ChooseBackend.fromEnvironment(process.env)
+    return byDefault ? (launched ?? configured) : configured
+  } catch (error) {
+    if (ConfigError.isConfigError(error)) throw new BadInput.BadInput({ problems: [error] })
+    throw error
+  }
+}
+
+/**
  * Parses the flags (and config file) into a checked job; throws a BadInput naming every
  * problem it can see at once (flags and settings), else the first cross-field problem.
  * @category constructors
@@ -174,7 +190,8 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   return {
     setup: { parallel, model, batch, seed: c.seed, dtype: c.dtype, optimizer: Optimizer.defaults(c.steps), auxLossCoeff: 0.01 },
     steps: c.steps,
-    backend: c.backend,
+    // A backend given by flag or config file wins; else the launch environment's, else the default.
+    backend: chosenBackend(c.backend, d.sources.backend?._tag === "default"),
     log: c.log,
     logLevel: c["log-level"],
     save: c.save,

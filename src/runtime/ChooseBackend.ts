@@ -10,6 +10,7 @@
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as ConfigError from "../errors/ConfigError.js"
 import { Backend } from "./Backend.js"
 import * as LocalBackend from "./LocalBackend.js"
 import * as ThreadsBackend from "./ThreadsBackend.js"
@@ -58,4 +59,35 @@ export const layer = (name: string = "local"): Layer.Layer<Backend, UnknownBacke
     case "threads-zero-copy":
       return ThreadsBackend.layer({ copy: false })
   }
+}
+
+/** The variables launchers set to the number of processes of the job. */
+const launchers: ReadonlyArray<readonly [string, string]> = [
+  ["OMPI_COMM_WORLD_SIZE", "mpirun (Open MPI)"],
+  ["PMI_SIZE", "an MPI launcher (PMI)"],
+  ["SLURM_NTASKS", "srun (Slurm)"],
+]
+
+/**
+ * The backend the launch environment asks for when no name was given: PLEAT_BACKEND if set
+ * (checked like a flag), else undefined. A launcher that started more than one process is a
+ * ConfigError naming the launcher and the fix, since every process would run the whole job.
+ * @category constructors
+ */
+export const fromEnvironment = (env: Readonly<Record<string, string | undefined>>): Name | undefined => {
+  for (const [variable, launcher] of launchers) {
+    const size = Number(env[variable] ?? "1")
+    if (Number.isInteger(size) && size > 1) {
+      throw ConfigError.make(
+        variable,
+        size,
+        `${launcher} started ${size} processes, but pleat has no multi-process backend yet (MPI comes next), so each process would run the whole job`,
+        "start one process (drop the launcher) and let --backend local or threads run the ranks",
+      )
+    }
+  }
+  const named = env.PLEAT_BACKEND
+  if (named === undefined || named === "") return undefined
+  if (!isName(named)) throw ConfigError.make("PLEAT_BACKEND", named, "is not a backend", `use one of ${names.join(", ")}, or unset it`)
+  return named
 }
