@@ -8,6 +8,18 @@
  *   allReduce over A       values partial over A        -> complete
  *   copyToGroup over A     rows whole and complete on A -> the same (backward: allreduce)
  *
+ * and the variable-size channels of the MoE dispatchers, whose rows become ragged (each member
+ * its own data-dependent count, TensorLayout.ragged):
+ *
+ *   allToAllV over A       values complete over A, splits cover the rows
+ *                          -> the received rows, differing over A, token-permuted
+ *   allGatherV over A      rows differ over A -> every member's rows, in member order
+ *   reduceScatterV over A  values partial over A, counts cover the rows
+ *                          -> complete, this member's count of rows, differing over A
+ *
+ * The V channels may span several axes at once (the etp-ep group): `over` is then the list of
+ * shards, whose sizes multiply to the group's size.
+ *
  * The tensors move through comm/Differentiable, so the backward of each is its adjoint, run as
  * an effect. A group of one member satisfies every precondition (nothing is split over it).
  * A failed precondition is a Layout.LayoutError naming the collective, the axis and the layout.
@@ -25,6 +37,36 @@ const precondition = (op: string, axis: AxisName, group: Group, x: TensorLayout.
   size(group) === 1 || holds ? Effect.void : Effect.fail(new LayoutError({ op, detail: `over ${axis} needs ${what} but the tensor is ${TensorLayout.format(x.layout)}` }))
 
 const rowsSplitOver = (x: TensorLayout.WithLayout, axis: AxisName) => x.layout.dims[0]?.over.some((s) => s.axis === axis) ?? false
+
+/**
+ * The axes a variable-size collective spans: one axis (the whole group), or several shards.
+ * @category models
+ */
+export type Over = AxisName | ReadonlyArray<TensorLayout.Shard>
+
+const shardsOf = (over: Over, group: Group): ReadonlyArray<TensorLayout.Shard> => (typeof over === "string" ? [{ axis: over, size: size(group) }] : over).filter((s) => s.size > 1)
+
+const nameOf = (over: Over) => (typeof over === "string" ? over : over.map((s) => s.axis).join("-") || "(no axis)")
+
+const fail = (op: string, over: Over, detail: string, x: TensorLayout.WithLayout) =>
+  Effect.fail(new LayoutError({ op, detail: `over ${nameOf(over)} ${detail} but the tensor is ${TensorLayout.format(x.layout)}` }))
+
+/** Checks that the shards span the group and that `splits` share out the tensor's rows. */
+const checkSplits = (op: string, over: Over, group: Group, x: TensorLayout.WithLayout, splits: ReadonlyArray<number>) => {
+  const spanned = shardsOf(over, group).reduce((n, s) => n * s.size, 1)
+  if (spanned !== size(group)) return fail(op, over, `spans ${spanned} members where the group has ${size(group)}`, x)
+  const total = splits.reduce((a, b) => a + b, 0)
+  const valid = splits.length === size(group) && splits.every((n) => Number.isInteger(n) && n >= 0) && total === (x.tensor.shape[0] ?? -1)
+  return valid ? Effect.void : fail(op, over, `needs ${size(group)} row counts that add up to the rows, not [${splits.join(", ")}],`, x)
+}
+
+/** Dim 0 as ragged rows of `count`, differing over `over` (plus `add`, less `remove`). */
+const raggedRows = (l: TensorLayout.TensorLayout, count: number, add: ReadonlyArray<TensorLayout.Shard>, remove: ReadonlyArray<TensorLayout.Shard> = []) => {
+  const [rows, ...rest] = l.dims
+  const kept = (rows?.over ?? []).filter((s) => !remove.some((r) => r.axis === s.axis))
+  const over = [...kept, ...add.filter((s) => !kept.some((k) => k.axis === s.axis))]
+  return { ...l, dims: [TensorLayout.ragged(rows?.name ?? "rows", count, over), ...rest] }
+}
 
 /**
  * Gathers the rows split over `axis` (backward: reduce-scatter).
@@ -66,4 +108,47 @@ export const copyToGroup = (axis: AxisName, group: Group, x: TensorLayout.WithLa
     const whole = !rowsSplitOver(x, axis) && !x.layout.partial.includes(axis)
     yield* precondition("copyToGroup", axis, group, x, whole, `rows whole and values complete over ${axis}`)
     return TensorLayout.attach(yield* Diff.copyToGroup(group, x.tensor), x.layout)
+  })
+
+/**
+ * Sends `sendSplits[j]` consecutive rows to member j and receives theirs (backward: the reverse
+ * exchange); the received rows are ragged over `axis` and token-permuted.
+ * @category combinators
+ */
+export const allToAllV = (axis: AxisName, group: Group, x: TensorLayout.WithLayout, sendSplits: ReadonlyArray<number>) =>
+  Effect.gen(function* () {
+    yield* checkSplits("allToAllV", axis, group, x, sendSplits)
+    yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
+    const out = yield* Diff.allToAllV(group, x.tensor, sendSplits)
+    const layout = TensorLayout.inOrder(raggedRows(x.layout, out.tensor.shape[0] ?? 0, shardsOf(axis, group)), "permuted")
+    return { ...TensorLayout.attach(out.tensor, layout), recvSplits: out.recvSplits }
+  })
+
+/**
+ * Gathers every member's rows, in member order (backward: reduce-scatter-v); also returns the
+ * rows from each member.
+ * @category combinators
+ */
+export const allGatherV = (over: Over, group: Group, x: TensorLayout.WithLayout) =>
+  Effect.gen(function* () {
+    const shards = shardsOf(over, group)
+    const differ = shards.every((s) => rowsSplitOver(x, s.axis))
+    if (size(group) > 1 && !differ) return yield* fail("allGatherV", over, `needs rows that differ over ${nameOf(over)}`, x)
+    const out = yield* Diff.allGatherV(group, x.tensor)
+    return { ...TensorLayout.attach(out.tensor, raggedRows(x.layout, out.tensor.shape[0] ?? 0, [], shards)), splits: out.splits }
+  })
+
+/**
+ * Sums the partial values over the group and gives member j its `counts[j]` rows (backward:
+ * allgather-v).
+ * @category combinators
+ */
+export const reduceScatterV = (over: Over, group: Group, x: TensorLayout.WithLayout, counts: ReadonlyArray<number>) =>
+  Effect.gen(function* () {
+    yield* checkSplits("reduceScatterV", over, group, x, counts)
+    const shards = shardsOf(over, group)
+    if (!shards.every((s) => x.layout.partial.includes(s.axis))) return yield* fail("reduceScatterV", over, `needs values partial over ${nameOf(over)}`, x)
+    const out = yield* Diff.reduceScatterV(group, x.tensor, counts)
+    const complete = shards.reduce((l, s) => TensorLayout.reduce(l, s.axis), x.layout)
+    return TensorLayout.attach(out, raggedRows(complete, out.shape[0] ?? 0, shards))
   })

@@ -15,6 +15,10 @@
  * Axes of size 1 are dropped when a layout is built, so a layout does not depend on how a
  * degree of 1 is spelled. The collective rewrites (scatter, reduce, gather) mirror those of
  * Layout.ts so an operator can derive the layout it produces from the layout it was given.
+ *
+ * Routed rows (MoE dispatch) have a data-dependent count: a ragged dim records this rank's own
+ * row count and the axes over which the members hold different rows, written
+ * `[routed ragged 12/ep2, hidden 16] token-permuted` (12 rows here, other counts elsewhere).
  */
 import type { AxisName } from "../mapping/Axis.js"
 import type * as Tensor from "../tensor/Tensor.js"
@@ -37,6 +41,8 @@ export interface Dim {
   readonly name: string
   readonly size: number
   readonly over: ReadonlyArray<Shard>
+  /** A data-dependent row count: `size` is this rank's own count, not a global extent. */
+  readonly ragged?: true
 }
 
 /**
@@ -72,6 +78,12 @@ export interface WithLayout {
 export const dim = (name: string, size: number, over: ReadonlyArray<Shard> = []): Dim => ({ name, size, over: over.filter((s) => s.size > 1) })
 
 /**
+ * A dim of routed rows: this rank's `count` of them, the members' rows differing over `over`.
+ * @category constructors
+ */
+export const ragged = (name: string, count: number, over: ReadonlyArray<Shard> = []): Dim => ({ ...dim(name, count, over), ragged: true })
+
+/**
  * A layout from its dims.
  * @category constructors
  */
@@ -91,7 +103,7 @@ export const attach = (tensor: Tensor.Tensor, layout: TensorLayout): WithLayout 
  * The shape one rank holds: each dim's extent divided by the sizes of its axes.
  * @category mapping
  */
-export const localShape = (l: TensorLayout): ReadonlyArray<number> => l.dims.map((d) => d.over.reduce((n, s) => n / s.size, d.size))
+export const localShape = (l: TensorLayout): ReadonlyArray<number> => l.dims.map((d) => (d.ragged ? d.size : d.over.reduce((n, s) => n / s.size, d.size)))
 
 /**
  * Whether the token rows (dim 0) are split over tp: sequence parallelism.
@@ -170,7 +182,7 @@ export const inOrder = (l: TensorLayout, tokens: TokenOrder): TensorLayout => ({
  * @category formatting
  */
 export const format = (l: TensorLayout): string => {
-  const dims = l.dims.map((d) => `${d.name} ${d.size}${d.over.map((s) => `/${s.axis}${s.size}`).join("")}`).join(", ")
+  const dims = l.dims.map((d) => `${d.name} ${d.ragged ? "ragged " : ""}${d.size}${d.over.map((s) => `/${s.axis}${s.size}`).join("")}`).join(", ")
   const notes = [
     ...(isSequenceParallel(l) ? ["sequence-parallel"] : []),
     ...(l.partial.length > 0 ? [`partial over ${l.partial.join(", ")}`] : []),
