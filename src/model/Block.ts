@@ -109,25 +109,19 @@ const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.T
   Operator.laid(`moe (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) =>
     Effect.gen(function* () {
       const p = weightsOf(c, layer)
-      let aux = h.aux
-      let expertRows = h.expertRows
-      const out = yield* feedForward(h.tensor, p("ffnNorm"), (tokens) =>
-        Effect.map(
-          MoeLayer.forward(
-            tokens,
-            { router: p("router"), experts: { wGate: p("experts.wGate"), wUp: p("experts.wUp"), wDown: p("experts.wDown") } },
-            { numExperts: c.sizes.experts, router: { topk: c.sizes.topk, scoreFunction: "softmax" }, auxLossCoeff: c.auxLossCoeff, tpCp: c.groups.tpCp },
-            c.groups.expert,
-          ),
-          (r) => {
-            aux = add(aux, r.loss)
-            expertRows = [...expertRows, r.report.rowsPerLocalExpert]
-            return r.output
-          },
-        ),
+      const r = yield* MoeLayer.forwardLaid(
+        TensorLayout.attach(rmsNorm(h.tensor, p("ffnNorm"), eps), h.layout),
+        { router: p("router"), experts: { wGate: p("experts.wGate"), wUp: p("experts.wUp"), wDown: p("experts.wDown") } },
+        { numExperts: c.sizes.experts, router: { topk: c.sizes.topk, scoreFunction: "softmax" }, auxLossCoeff: c.auxLossCoeff, tpCp: c.groups.tpCp },
+        c.groups.expert,
       )
-      // Combine undoes the dispatch permutation: the output rows are the input rows, in order.
-      return { tensor: out, layout: h.layout, aux, expertRows } satisfies ModelContext.Activations
+      // The layout the dispatcher's combine returned the tokens in (sequence order, checked).
+      return {
+        tensor: add(h.tensor, r.output.tensor),
+        layout: r.output.layout,
+        aux: add(h.aux, r.loss),
+        expertRows: [...h.expertRows, r.report.rowsPerLocalExpert],
+      } satisfies ModelContext.Activations
     }),
   )
 

@@ -9,21 +9,27 @@
  *   3. experts (grouped, probs before fc2), unpermute into [A, H]
  *   4. reduce-scatter-v over etp-ep: each member gets its own T rows, summed over the members
  *      that hold its tokens' experts and over the etp partials
- * Simpler than all-to-all and moves more bytes (every token to every member).
+ * Simpler than all-to-all and moves more bytes (every token to every member). The gather and
+ * the reduce-scatter are typed channels over the etp-ep shards (LaidCollective): the tokens
+ * enter as this rank's own rows (RoutedLayout.enter), are gathered, permuted to the local
+ * experts and back, and leave complete, in sequence order, in the layout they came in.
  */
 import * as Effect from "effect/Effect"
 import * as Comm from "../comm/Communicator.js"
-import * as Diff from "../comm/Differentiable.js"
+import * as LaidCollective from "../dataflow/LaidCollective.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
 import { gatherRows } from "../tensor/ops/Gather.js"
 import { transpose } from "../tensor/ops/Shape.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Dispatcher from "./Dispatcher.js"
 import * as Experts from "./Experts.js"
 import * as Permute from "./Permute.js"
+import * as RoutedLayout from "./RoutedLayout.js"
 import * as RoutingMap from "./RoutingMap.js"
 
 /**
- * Dispatch, experts and combine; returns [T, H] and what the dispatch learned.
+ * Dispatch, experts and combine; returns [T, H] (in the tokens' layout) and what the dispatch
+ * learned.
  * @category combinators
  */
 export const run = (input: Dispatcher.DispatchInput) =>
@@ -35,8 +41,11 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const myEp = groups.ep.ranks.indexOf(comm.rank)
     const t = tokens.shape[0] as number
 
-    const allTokens = yield* Diff.allGatherV(groups.etpEp, tokens)
-    const allProbs = (yield* Diff.allGatherV(groups.etpEp, probs)).tensor
+    const entered = input.layout ?? RoutedLayout.plain(tokens)
+    const batch = RoutedLayout.enter(entered, groups)
+    const over = RoutedLayout.expertShards(groups)
+    const allTokens = yield* LaidCollective.allGatherV(over, groups.etpEp, TensorLayout.attach(tokens, batch))
+    const allProbs = (yield* LaidCollective.allGatherV(over, groups.etpEp, RoutedLayout.columns({ tensor: tokens, layout: batch }, probs, "experts"))).tensor
     const mask = Tensor.fromArray(map.mask, [t, numExperts], { dtype: "float64" })
     const allMask = yield* Comm.allGatherV(groups.etpEp, mask)
     const a = allTokens.tensor.shape[0] as number
@@ -50,7 +59,11 @@ export const run = (input: Dispatcher.DispatchInput) =>
 
     const p = Permute.permute(allTokens.tensor, localMap, localProbs)
     const y = (input.compute ?? ((r, pr, n) => Experts.forward(r, pr, n, input.experts)))(p.permuted, p.permutedProbs as Tensor.Tensor, p.tokensPerExpert)
-    const combined = Permute.unpermute(y, p.sortedIndices, a)
-    const output = yield* Diff.reduceScatterV(groups.etpEp, combined, allTokens.splits)
-    return { output, report: { rowsPerLocalExpert: p.tokensPerExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
+    // The routed rows' outputs are partial sums over etp (the experts' hidden units) and, once
+    // back on the gathered tokens, over ep (this member's experts only).
+    const partial = over.reduce(TensorLayout.partialOver, RoutedLayout.permuted(allTokens.layout, p.sortedIndices.length))
+    const combined = yield* RoutedLayout.unpermute(TensorLayout.attach(y, partial), Permute.unpermute(y, p.sortedIndices, a), a)
+    const own = yield* LaidCollective.reduceScatterV(over, groups.etpEp, combined, allTokens.splits)
+    const output = yield* RoutedLayout.leave(own, entered)
+    return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert: p.tokensPerExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
   })

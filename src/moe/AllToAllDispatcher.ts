@@ -11,20 +11,26 @@
  *   5. sort chunks (etp member, ep source, local expert) -> (local expert, etp member, ep source)
  *   6. experts (grouped, probs before fc2) -> partial sums over etp
  *   7. unsort, reduce-scatter-v over etp (sums the partials), all-to-all back, unpermute
- * Every step is an autograd op, so gradients reach tokens, probs and expert weights.
+ * Every step is an autograd op, so gradients reach tokens, probs and expert weights. The
+ * exchanges are typed channels (LaidCollective) and the local steps rewrite the layout too
+ * (RoutedLayout): the rows go token-permuted at 1 and back to sequence order at 7, and the
+ * output is in the layout the tokens came in, checked.
  * A rank with no tokens, an expert with no rows: empty blocks, same code path.
  */
 import * as Effect from "effect/Effect"
 import * as Comm from "../comm/Communicator.js"
-import * as Diff from "../comm/Differentiable.js"
+import * as LaidCollective from "../dataflow/LaidCollective.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
 import { concat, reshape, split } from "../tensor/ops/Shape.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Dispatcher from "./Dispatcher.js"
 import * as Experts from "./Experts.js"
 import * as Permute from "./Permute.js"
+import * as RoutedLayout from "./RoutedLayout.js"
 
 /**
- * Dispatch, experts and combine; returns [T, H] and what the dispatch learned.
+ * Dispatch, experts and combine; returns [T, H] (in the tokens' layout) and what the dispatch
+ * learned.
  * @category combinators
  */
 export const run = (input: Dispatcher.DispatchInput) =>
@@ -37,11 +43,17 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const myEp = groups.ep.ranks.indexOf(comm.rank)
     const h = tokens.shape[1] as number
     const t = tokens.shape[0] as number
+    const entered = input.layout ?? RoutedLayout.plain(tokens)
+    const batch = RoutedLayout.enter(entered, groups)
 
     // 1. Local permutation; probs travel as the last column so one exchange moves both.
     const p = Permute.permute(tokens, map, probs)
     const n = p.sortedIndices.length
-    const rows = concat([p.permuted, reshape(p.permutedProbs as Tensor.Tensor, [n, 1])], 1)
+    const rows = RoutedLayout.columns(
+      TensorLayout.attach(p.permuted, RoutedLayout.permuted(batch, n)),
+      concat([p.permuted, reshape(p.permutedProbs as Tensor.Tensor, [n, 1])], 1),
+      "hidden and prob",
+    )
 
     // 2. Counts first: tokens per expert of every etp-ep member (group-local etp + ETP*ep).
     const mine = Tensor.fromArray(p.tokensPerExpert, [1, numExperts], { dtype: "float64" })
@@ -50,10 +62,10 @@ export const run = (input: Dispatcher.DispatchInput) =>
 
     // 3. All-to-all over ep: to ep member j the rows of its experts.
     const sendSplits = Array.from({ length: epSize }, (_, j) => p.tokensPerExpert.slice(j * local, (j + 1) * local).reduce((a, b) => a + b, 0))
-    const exchanged = yield* Diff.allToAllV(groups.ep, rows, sendSplits)
+    const exchanged = yield* LaidCollective.allToAllV("ep", groups.ep, rows, sendSplits)
 
     // 4. Allgather-v over etp: the rows every member of my etp group received.
-    const gathered = etpSize > 1 ? (yield* Diff.allGatherV(groups.etp, exchanged.tensor)).tensor : exchanged.tensor
+    const gathered = etpSize > 1 ? yield* LaidCollective.allGatherV("etp", groups.etp, exchanged) : exchanged
 
     // 5. Chunks arrive as (etp member m, ep source s, local expert l); sort to (l, m, s).
     const chunkSizes: Array<number> = []
@@ -71,7 +83,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
         const [lb, mb, sb] = key[b] as [number, number, number]
         return la - lb || ma - mb || sa - sb
       })
-    const sorted = Permute.sortChunksByIndex(gathered, chunkSizes, order).output
+    const sorted = Permute.sortChunksByIndex(gathered.tensor, chunkSizes, order).output
     const rowsPerLocalExpert = Array.from({ length: local }, (_, l) =>
       order.filter((c) => (key[c] as [number, number, number])[0] === l).reduce((acc, c) => acc + (chunkSizes[c] as number), 0),
     )
@@ -84,14 +96,17 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const inverse = new Array<number>(order.length)
     order.forEach((c, i) => (inverse[c] = i))
     const sortedSizes = order.map((c) => chunkSizes[c] as number)
-    const unsorted = Permute.sortChunksByIndex(y, sortedSizes, inverse).output
+    // The experts' hidden units are split over etp: their outputs are partial sums over it.
+    const expertOut = RoutedLayout.columns(gathered, y, "hidden")
+    const unsorted = TensorLayout.attach(Permute.sortChunksByIndex(y, sortedSizes, inverse).output, TensorLayout.partialOver(expertOut.layout, { axis: "etp", size: etpSize }))
     const perMember = Array.from({ length: etpSize }, (_, m) => {
       let rowsOfM = 0
       for (let s = 0; s < epSize; s++) for (let l = 0; l < local; l++) rowsOfM += count(m, s, myEp * local + l)
       return rowsOfM
     })
-    const own = etpSize > 1 ? yield* Diff.reduceScatterV(groups.etp, unsorted, perMember) : unsorted
-    const back = yield* Diff.allToAllV(groups.ep, own, exchanged.recvSplits)
-    const output = Permute.unpermute(back.tensor, p.sortedIndices, t)
-    return { output, report: { rowsPerLocalExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
+    const own = etpSize > 1 ? yield* LaidCollective.reduceScatterV("etp", groups.etp, unsorted, perMember) : unsorted
+    const back = yield* LaidCollective.allToAllV("ep", groups.ep, own, exchanged.recvSplits)
+    const combined = yield* RoutedLayout.unpermute(back, Permute.unpermute(back.tensor, p.sortedIndices, t), t)
+    const output = yield* RoutedLayout.leave(combined, entered)
+    return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
   })

@@ -6,6 +6,7 @@
  * the etp-ep group, whose group-local rank is etp + ETP*ep (the mapping guarantees it).
  */
 import type { Group } from "../comm/Group.js"
+import type * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as DispatchPlan from "./DispatchPlan.js"
@@ -29,6 +30,8 @@ export interface ExpertGroups {
 export interface DispatchInput {
   /** [T, H] this rank's tokens. */
   readonly tokens: Tensor.Tensor
+  /** The layout the tokens are in (default whole rows, RoutedLayout.plain); the output's too. */
+  readonly layout?: TensorLayout.TensorLayout
   /** [T, E] probs, 0 off the routing map. */
   readonly probs: Tensor.Tensor
   readonly map: RoutingMap.RoutingMap

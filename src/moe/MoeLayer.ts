@@ -9,10 +9,14 @@
  *   dispatcher "alltoall" (default) or "allgather" -> [T, H]
  * Returns the output and the aux-loss and z-loss terms (coefficients applied) so the caller
  * adds them to the training loss: their gradients then flow into the router like any loss.
+ * `forwardLaid` takes the rows in their layout and gives the output in the layout the
+ * dispatcher's combine returned (and the shared experts' typed collectives agreed on).
  */
 import * as Effect from "effect/Effect"
 import * as DenseMlp from "../dataflow/DenseMlp.js"
 import * as Comm from "../comm/Communicator.js"
+import { LayoutError } from "../dataflow/Layout.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type { Group } from "../comm/Group.js"
 import * as RoutingMap from "./RoutingMap.js"
 import { add, mul, scale } from "../tensor/ops/Elementwise.js"
@@ -26,6 +30,7 @@ import * as Capacity from "./Capacity.js"
 import type * as Dispatcher from "./Dispatcher.js"
 import * as Dropping from "./Dropping.js"
 import type * as Experts from "./Experts.js"
+import * as RoutedLayout from "./RoutedLayout.js"
 import * as Router from "./Router.js"
 
 /**
@@ -83,11 +88,25 @@ export interface MoeWeights {
 }
 
 /**
- * The layer's forward: output [T, H], the loss terms to add, and what routing did.
+ * The layer's forward on plain rows [T, H] (under shared experts with sequence parallelism,
+ * this member's tp block of the rows): output [T, H], the loss terms, what routing did.
  * @category combinators
  */
-export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, groups: Dispatcher.ExpertGroups) =>
+export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, groups: Dispatcher.ExpertGroups) => {
+  const tp = config.shared?.sequenceParallel === true ? config.shared.tp.ranks.length : 1
+  const rows = TensorLayout.dim("tokens", (x.shape[0] as number) * tp, [{ axis: "tp", size: tp }])
+  const layout = TensorLayout.make([rows, ...RoutedLayout.plain(x).dims.slice(1)])
+  return Effect.map(forwardLaid(TensorLayout.attach(x, layout), w, config, groups), (r) => ({ ...r, output: r.output.tensor }))
+}
+
+/**
+ * The layer's forward on laid rows: the output in their layout, the loss terms to add, and
+ * what routing did.
+ * @category combinators
+ */
+export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config: MoeConfig, groups: Dispatcher.ExpertGroups) =>
   Effect.gen(function* () {
+    const x = laid.tensor
     const logits = matmul(x, w.router)
     const routed = Router.routing(logits, config.router)
     let probs = routed.probs
@@ -102,13 +121,18 @@ export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, grou
       probs = dropped.probs
       map = dropped.routingMap
     }
-    const input = { tokens: x, probs, map, numExperts: config.numExperts, experts: w.experts, groups }
+    const input = { tokens: x, layout: laid.layout, probs, map, numExperts: config.numExperts, experts: w.experts, groups }
     const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
     const report = routedOut.report
-    let output = routedOut.output
+    let output = TensorLayout.attach(routedOut.output, routedOut.layout)
     if (config.shared !== undefined) {
       if (w.shared === undefined) return yield* Effect.die(new Error("MoeLayer: config.shared is set but the weights have no shared-expert shards"))
-      output = add(output, yield* DenseMlp.forward(x, w.shared, config.shared))
+      const shared = yield* DenseMlp.forwardLaid(laid, w.shared, config.shared)
+      if (!TensorLayout.equals(shared.layout, output.layout)) {
+        const detail = `the shared experts give ${TensorLayout.format(shared.layout)} where the routed experts give ${TensorLayout.format(output.layout)}`
+        return yield* Effect.fail(new LayoutError({ op: "moe", detail }))
+      }
+      output = TensorLayout.attach(add(output.tensor, shared.tensor), output.layout)
     }
     let loss = Tensor.zeros([], { dtype: x.dtype })
     const groupSize = config.tpCp?.ranks.length ?? 1
