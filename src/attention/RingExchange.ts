@@ -6,19 +6,20 @@
  * The result equals allGather over the group (blocks in group-local order), so its adjoint is
  * the same reduce-scatter. The ring's advantage on a real network is that each step's transfer
  * can overlap attention on the block already received; bench `attention` measures both.
+ * `ringAllGatherLaid` declares the exchange like the typed allGather channel (LaidCollective):
+ * rows split over cp in, rows whole over cp out.
  */
 import * as Effect from "effect/Effect"
 import { Communicator } from "../comm/Communicator.js"
 import type { Group } from "../comm/Group.js"
+import { LayoutError } from "../dataflow/Layout.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Autograd from "../tensor/Autograd.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 
-/**
- * Every member's rows in group-local order, gathered around the ring; backward reduce-scatters.
- * @category combinators
- */
-export const ringAllGather = (group: Group, x: Tensor.Tensor, tag = "ring") =>
+/** Every member's rows in group-local order, gathered around the ring; backward reduce-scatters. */
+const ringAllGather = (group: Group, x: Tensor.Tensor, tag = "ring") =>
   Effect.gen(function* () {
     const comm = yield* Communicator
     const n = group.ranks.length
@@ -47,4 +48,17 @@ export const ringAllGather = (group: Group, x: Tensor.Tensor, tag = "ring") =>
         (o) => [Tensor.fromStorage(o.data, o.shape, { device: g.device })],
       ),
     )
+  })
+
+/**
+ * The ring exchange on laid rows split over cp: every member's rows, no longer split over cp.
+ * @category combinators
+ */
+export const ringAllGatherLaid = (group: Group, x: TensorLayout.WithLayout, tag = "ring") =>
+  Effect.gen(function* () {
+    const split = x.layout.dims[0]?.over.some((s) => s.axis === "cp") ?? false
+    if (group.ranks.length > 1 && !split) {
+      return yield* Effect.fail(new LayoutError({ op: "ringAllGather", detail: `over cp needs rows split over cp but the tensor is ${TensorLayout.format(x.layout)}` }))
+    }
+    return TensorLayout.attach(yield* ringAllGather(group, x.tensor, tag), TensorLayout.gather(x.layout, "cp"))
   })

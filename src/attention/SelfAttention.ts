@@ -11,10 +11,15 @@
  *   K/V of the whole sequence from the cp group (allgather, or the ring), with their positions
  *   causal attention of the local queries against every key at or before them
  *   out = attn Wo (row-parallel) -> [B*Sl, H] (or [B*Sl/tp, H] under SP)
+ *
+ * `forwardLaid` runs on laid rows: the products' collectives and the K/V exchange over cp are
+ * typed channels (the ring's result declared like the allgather's), so the output layout is
+ * what they made of the input layout.
  */
 import * as Effect from "effect/Effect"
-import * as Diff from "../comm/Differentiable.js"
 import type { Group } from "../comm/Group.js"
+import * as LaidCollective from "../dataflow/LaidCollective.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Attention from "../tensor/ops/Attention.js"
 import * as Rope from "../tensor/ops/Rope.js"
 import * as Shape from "../tensor/ops/Shape.js"
@@ -22,7 +27,7 @@ import type * as Tensor from "../tensor/Tensor.js"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ContextParallel from "./ContextParallel.js"
 import * as ParallelLinear from "../dataflow/ParallelLinear.js"
-import { ringAllGather } from "./RingExchange.js"
+import { ringAllGatherLaid } from "./RingExchange.js"
 
 /**
  * This rank's shards of the attention weights: wq [H, Hq/tp*D], wk and wv [H, Hkv/tp*D],
@@ -77,11 +82,25 @@ const toSequenceMajor = (t: Tensor.Tensor, b: number, s: number, width: number) 
 /** [S, B*h*D] sequence-major -> [B, S, h, D]. */
 const fromSequenceMajor = (t: Tensor.Tensor, b: number, s: number, h: number, d: number) => Shape.transpose(Shape.reshape(t, [s, b, h, d]), 0, 1)
 
+/** The layout of the layer's input and output rows: [tokens B*S/cp(/tp), hidden H]. */
+const rowsLayout = (c: AttentionConfig, hidden: number): TensorLayout.TensorLayout => {
+  const tp = { axis: "tp" as const, size: c.tp.ranks.length }
+  const tokens = TensorLayout.dim("tokens", c.batch * c.seq, [{ axis: "cp", size: c.cp.ranks.length }, ...(c.sequenceParallel ? [tp] : [])])
+  return TensorLayout.make([tokens, TensorLayout.dim("hidden", hidden)])
+}
+
 /**
  * The layer's forward; backward flows through autograd (collectives included).
  * @category combinators
  */
 export const forward = (x: Tensor.Tensor, w: AttentionWeights, c: AttentionConfig, cpRank: number) =>
+  Effect.map(forwardLaid(TensorLayout.attach(x, rowsLayout(c, x.shape[1] as number)), w, c, cpRank), (out) => out.tensor)
+
+/**
+ * The layer's forward on laid rows; the output in the layout the row-parallel product gave it.
+ * @category combinators
+ */
+export const forwardLaid = (x: TensorLayout.WithLayout, w: AttentionWeights, c: AttentionConfig, cpRank: number) =>
   Effect.gen(function* () {
     const tp = c.tp.ranks.length
     const cp = c.cp.ranks.length
@@ -93,21 +112,27 @@ export const forward = (x: Tensor.Tensor, w: AttentionWeights, c: AttentionConfi
     const par = { tp: c.tp, sequenceParallel: c.sequenceParallel }
     const positions = ContextParallel.positions(c.seq, cp, cpRank)
     const rope = { positions, ...(c.ropeTheta === undefined ? {} : { theta: c.ropeTheta }) }
-    const q = Rope.rope(Shape.reshape(yield* ParallelLinear.columnParallel(x, w.wq, par), [b, local, hq, d]), rope)
-    let k = Rope.rope(Shape.reshape(yield* ParallelLinear.columnParallel(x, w.wk, par), [b, local, hkv, d]), rope)
-    let v = Shape.reshape(yield* ParallelLinear.columnParallel(x, w.wv, par), [b, local, hkv, d])
+    const queries = yield* ParallelLinear.columnParallelLaid(x, w.wq, par, "query heads")
+    const keys = yield* ParallelLinear.columnParallelLaid(x, w.wk, par, "kv heads")
+    const values = yield* ParallelLinear.columnParallelLaid(x, w.wv, par, "kv heads")
+    const q = Rope.rope(Shape.reshape(queries.tensor, [b, local, hq, d]), rope)
+    let k = Rope.rope(Shape.reshape(keys.tensor, [b, local, hkv, d]), rope)
+    let v = Shape.reshape(values.tensor, [b, local, hkv, d])
     let keyPositions = positions
     if (cp > 1) {
+      // Sequence-major K/V rows: [positions S/cp, B x kv heads], the positions split over cp.
+      const [tokens, heads] = keys.layout.dims as [TensorLayout.Dim, TensorLayout.Dim]
+      const layout = TensorLayout.make([TensorLayout.dim("positions", c.seq, tokens.over), TensorLayout.dim("batch x kv heads", b * heads.size, heads.over)])
       const gather = (t: Tensor.Tensor, tag: string) => {
-        const rows = toSequenceMajor(Shape.reshape(t, [b * local, hkv * d]), b, local, hkv * d)
-        return (c.cpExchange ?? "ring") === "ring" ? ringAllGather(c.cp, rows, tag) : Diff.allGather(c.cp, rows)
+        const rows = TensorLayout.attach(toSequenceMajor(Shape.reshape(t, [b * local, hkv * d]), b, local, hkv * d), layout)
+        return (c.cpExchange ?? "ring") === "ring" ? ringAllGatherLaid(c.cp, rows, tag) : LaidCollective.allGather("cp", c.cp, rows)
       }
-      k = fromSequenceMajor(yield* gather(k, "ring-k"), b, c.seq, hkv, d)
-      v = fromSequenceMajor(yield* gather(v, "ring-v"), b, c.seq, hkv, d)
+      k = fromSequenceMajor((yield* gather(k, "ring-k")).tensor, b, c.seq, hkv, d)
+      v = fromSequenceMajor((yield* gather(v, "ring-v")).tensor, b, c.seq, hkv, d)
       const all = new Int32Array(c.seq)
       for (let m = 0; m < cp; m++) all.set(ContextParallel.positions(c.seq, cp, m), m * local)
       keyPositions = all
     }
     const attended = Attention.attention(q, k, v, { queryPositions: positions, keyPositions })
-    return yield* ParallelLinear.rowParallel(Shape.reshape(attended, [b * local, hq * d]), w.wo, par)
+    return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden")
   })

@@ -10,11 +10,18 @@
  *     of exponentials are reduced over tp, the target's logit comes from the member that owns
  *     it; loss_i = log(sum_j exp(x_ij - m_i)) + m_i - x_i[target]. Backward is local:
  *     d logits = (softmax - onehot) restricted to the member's columns, no communication.
+ *
+ * The `Laid` variants declare the layouts: the lookup gives rows partial over tp, which the
+ * typed channel (LaidCollective) completes; the cross-entropy needs logits whose vocabulary
+ * columns are split over tp and gives each rank's token mean, partial over the axes its rows
+ * are split over. (Its row max and sums are statistics reduced over tp, not tensors on the tape.)
  */
 import * as Effect from "effect/Effect"
 import { Communicator } from "../comm/Communicator.js"
-import * as Diff from "../comm/Differentiable.js"
 import type { Group } from "../comm/Group.js"
+import * as LaidCollective from "../dataflow/LaidCollective.js"
+import { LayoutError } from "../dataflow/Layout.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Autograd from "../tensor/Autograd.js"
 import * as DType from "../tensor/DType.js"
 import { mul } from "../tensor/ops/Elementwise.js"
@@ -36,6 +43,14 @@ const reduce = (group: Group, values: Float64Array, op: "sum" | "max") =>
  * @category combinators
  */
 export const embedding = (table: Tensor.Tensor, ids: Int32Array, vocab: number, tp: Group, sequenceParallel: boolean) =>
+  Effect.map(embeddingLaid(table, ids, TensorLayout.make([TensorLayout.dim("tokens", ids.length)]), vocab, tp, sequenceParallel), (x) => x.tensor)
+
+/**
+ * The embedding of ids in layout `tokens` (one dim of token rows): the rows of the lookup in
+ * the layout the typed channel over tp gives them (SP rows under sequence parallelism).
+ * @category combinators
+ */
+export const embeddingLaid = (table: Tensor.Tensor, ids: Int32Array, tokens: TensorLayout.TensorLayout, vocab: number, tp: Group, sequenceParallel: boolean) =>
   Effect.gen(function* () {
     const comm = yield* Communicator
     const n = tp.ranks.length
@@ -53,8 +68,30 @@ export const embedding = (table: Tensor.Tensor, ids: Int32Array, vocab: number, 
     const looked = Gather.gatherRows(table, local)
     const mask = DType.allocate(table.dtype, ids.length)
     owned.forEach((o, i) => (mask[i] = o ? 1 : 0))
-    const partial = mul(looked, Tensor.fromStorage(mask, [ids.length, 1]))
-    return sequenceParallel ? yield* Diff.reduceScatter(tp, partial) : yield* Diff.allReduce(tp, partial)
+    const shard = { axis: "tp" as const, size: n }
+    const partial = TensorLayout.attach(
+      mul(looked, Tensor.fromStorage(mask, [ids.length, 1])),
+      TensorLayout.partialOver(TensorLayout.withDim(tokens, "hidden", table.shape[1] as number), shard),
+    )
+    return sequenceParallel ? yield* LaidCollective.reduceScatter("tp", tp, partial) : yield* LaidCollective.allReduce("tp", tp, partial)
+  })
+
+/**
+ * The cross-entropy of laid logits: needs complete rows in sequence order whose vocabulary
+ * columns are split over tp; gives the rows' mean, a scalar partial over the axes the rows are
+ * split over (each rank's share of the mean over all of them).
+ * @category combinators
+ */
+export const crossEntropyLaid = (logits: TensorLayout.WithLayout, targets: Int32Array, vocab: number, tp: Group, ignoreIndex = -100) =>
+  Effect.gen(function* () {
+    const l = logits.layout
+    const columnsSplit = tp.ranks.length === 1 || (l.dims[l.dims.length - 1]?.over.some((s) => s.axis === "tp") ?? false)
+    if (!columnsSplit || l.partial.length > 0 || l.tokens !== "sequence" || l.dims.length !== 2) {
+      const detail = `needs complete rows in sequence order with the vocabulary split over tp but the logits are ${TensorLayout.format(l)}`
+      return yield* Effect.fail(new LayoutError({ op: "vocabParallelCrossEntropy", detail }))
+    }
+    const loss = yield* crossEntropy(logits.tensor, targets, vocab, tp, ignoreIndex)
+    return TensorLayout.attach(loss, TensorLayout.make([], { partial: l.dims[0]?.over ?? [] }))
   })
 
 /**

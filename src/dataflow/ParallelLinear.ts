@@ -13,7 +13,8 @@
  *
  * The `Laid` variants take and give laid tensors: their collectives are the typed channels of
  * LaidCollective (layout in -> layout out, preconditions checked), and the output layout names
- * the output columns, split over tp for the column-parallel product.
+ * the output columns, split over tp for the column-parallel product. (The column-parallel
+ * product exists only laid; the plain row-parallel one serves DenseMlp's plain forward.)
  */
 import * as Effect from "effect/Effect"
 import * as Diff from "../comm/Differentiable.js"
@@ -34,16 +35,6 @@ export interface ParallelOptions {
   readonly tp: Group
   readonly sequenceParallel: boolean
 }
-
-/**
- * The column-parallel product: this member's output columns for every token.
- * @category combinators
- */
-export const columnParallel = (x: Tensor.Tensor, w: Tensor.Tensor, options: ParallelOptions) =>
-  Effect.gen(function* () {
-    const full = options.sequenceParallel ? yield* Diff.allGather(options.tp, x) : yield* Diff.copyToGroup(options.tp, x)
-    return matmul(full, w)
-  })
 
 /**
  * The row-parallel product: summed over TP, replicated (SP off) or row-sharded (SP on).

@@ -6,11 +6,12 @@
  *
  * each declaring the model's hidden layout on both edges. Inside, the tensor-parallel parts
  * enter the tp region (allgather of the SP rows, or a copy) and leave it through a row-parallel
- * product (reduce-scatter back to SP rows, or an allreduce); the operator derives its output
- * layout along that path, so a body run with the wrong sequence-parallel setting fails at its
- * own output edge. The MoE layer views the rows as a batch of tokens (no communication to
- * switch layouts, paper section 3.2); its dispatch permutes them into expert order and its
- * combine returns every token to its row, so token-permuted rows never leave the layer.
+ * product (reduce-scatter back to SP rows, or an allreduce), all typed channels; the operator
+ * takes its output layout from what they return, so a body run with the wrong
+ * sequence-parallel setting fails at its own output edge. The MoE layer views the rows as a
+ * batch of tokens (no communication to switch layouts, paper section 3.2); its dispatch
+ * permutes them into expert order and its combine returns every token to its row, checked
+ * (RoutedLayout), so token-permuted rows never leave the layer.
  */
 import * as Effect from "effect/Effect"
 import * as SelfAttention from "../attention/SelfAttention.js"
@@ -59,16 +60,6 @@ export const forward = <E, R>(
   ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>,
 ) => Effect.flatMap(attend(x, w.attentionNorm, w.attention, attention, cpRank), (h) => feedForward(h, w.ffnNorm, ffn))
 
-/**
- * The layout after a tensor-parallel region: gathered (SP) or copied in, partial sums out of
- * the row-parallel product, then reduce-scattered (SP) or allreduced over tp.
- */
-const throughTensorParallel = (l: TensorLayout.TensorLayout, c: ModelContext.ModelContext): TensorLayout.TensorLayout => {
-  const tp = ModelContext.tpShard(c)
-  const partial = TensorLayout.partialOver(c.sequenceParallel ? TensorLayout.gather(l, tp.axis) : l, tp)
-  return c.sequenceParallel ? TensorLayout.scatter(partial, tp) : TensorLayout.reduce(partial, tp.axis)
-}
-
 const weightsOf = (c: ModelContext.ModelContext, layer: number) => (name: string) => c.param(`layers.${layer}.${name}`)
 
 /**
@@ -90,8 +81,9 @@ export const attention = (c: ModelContext.ModelContext, layer: number, hidden: T
         sequenceParallel: c.sequenceParallel,
       }
       const weights = { wq: p("wq"), wk: p("wk"), wv: p("wv"), wo: p("wo") }
-      const h = yield* attend(x.tensor, p("attentionNorm"), weights, config, c.cpRank)
-      return { ...x, tensor: h, layout: throughTensorParallel(x.layout, c) } satisfies ModelContext.Activations
+      // The layout the typed collectives of the attention made of the input's.
+      const attended = yield* SelfAttention.forwardLaid(TensorLayout.attach(rmsNorm(x.tensor, p("attentionNorm"), eps), x.layout), weights, config, c.cpRank)
+      return { ...x, tensor: add(x.tensor, attended.tensor), layout: attended.layout } satisfies ModelContext.Activations
     }),
   )
 

@@ -8,8 +8,9 @@
  *     --reduce-scatter over tp--> [tokens T/cp/tp, hidden H] sequence-parallel   (SP on)
  *     --allreduce over tp-->      [tokens T/cp, hidden H]                         (SP off)
  *
- * The operator derives its output layout along that path from the settings it ran with, and
- * the declared output layout (the model's hidden layout) is checked against it.
+ * The operator's output layout is the one the typed channel over tp gave the lookup's rows
+ * (VocabParallel.embeddingLaid), and the declared output layout (the model's hidden layout) is
+ * checked against it.
  */
 import * as Effect from "effect/Effect"
 import * as VocabParallel from "../attention/VocabParallel.js"
@@ -33,10 +34,7 @@ export const make = (c: ModelContext.ModelContext, output: TensorLayout.TensorLa
       if (tokens.ids.length !== rows) {
         return yield* Effect.fail(new Operator.LayoutMismatch({ operator: name, edge: "input", declared: TensorLayout.format(input), actual: `${tokens.ids.length} token ids` }))
       }
-      const tp = ModelContext.tpShard(c)
-      const looked = TensorLayout.partialOver(TensorLayout.withDim(input, "hidden", c.sizes.hidden), tp)
-      const layout = c.sequenceParallel ? TensorLayout.scatter(looked, tp) : TensorLayout.reduce(looked, tp.axis)
-      const x = yield* VocabParallel.embedding(c.param("embedding"), tokens.ids, c.sizes.vocab, c.groups.tp, c.sequenceParallel)
-      return { tensor: x, layout, aux: Tensor.zeros([], { dtype: x.dtype }), expertRows: [] } satisfies ModelContext.Activations
+      const x = yield* VocabParallel.embeddingLaid(c.param("embedding"), tokens.ids, input, c.sizes.vocab, c.groups.tp, c.sequenceParallel)
+      return { ...x, aux: Tensor.zeros([], { dtype: x.tensor.dtype }), expertRows: [] } satisfies ModelContext.Activations
     }),
   )

@@ -7,7 +7,7 @@
  *
  * The loss of one cp rank is the mean over its own rows, so the shares are partial sums over
  * the axes the rows are still split over after the column-parallel product's gather (a typed
- * channel): cp. The operator derives that from the logits' layout; the model declares
+ * channel): cp. The laid cross-entropy gives that layout from the logits'; the model declares
  * `ModelContext.lossLayout`.
  */
 import * as Effect from "effect/Effect"
@@ -33,10 +33,7 @@ export const make = (c: ModelContext.ModelContext, targets: Int32Array, layouts:
       const tp = c.groups.tp
       const normed = TensorLayout.attach(rmsNorm(x.tensor, c.param("finalNorm")), x.layout)
       const logits = yield* ParallelLinear.columnParallelLaid(normed, c.param("output"), { tp, sequenceParallel: c.sequenceParallel }, "vocab")
-      const ce = yield* VocabParallel.crossEntropy(logits.tensor, targets, c.sizes.vocab, tp)
-      const loss = scale(ce, 1 / (c.groups.cp.ranks.length * c.microBatchesPerStep))
-      // The mean over this rank's rows: partial over the axes the gathered rows are still split over.
-      const rows = logits.layout.dims[0]
-      return TensorLayout.attach(loss, TensorLayout.make([], { partial: rows?.over ?? [] }))
+      const ce = yield* VocabParallel.crossEntropyLaid(logits, targets, c.sizes.vocab, tp)
+      return TensorLayout.attach(scale(ce.tensor, 1 / (c.groups.cp.ranks.length * c.microBatchesPerStep)), ce.layout)
     }),
   )

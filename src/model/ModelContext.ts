@@ -102,11 +102,8 @@ export type LayoutContext = Pick<ModelContext, "sizes" | "microBatch" | "groups"
 
 const shardOf = (axis: "tp" | "cp", g: Group): TensorLayout.Shard => ({ axis, size: g.ranks.length })
 
-/**
- * The tp shard (for the collective rewrites of the operators).
- * @category mapping
- */
-export const tpShard = (c: Pick<ModelContext, "groups">): TensorLayout.Shard => shardOf("tp", c.groups.tp)
+/** The tp shard. */
+const tpShard = (c: Pick<ModelContext, "groups">): TensorLayout.Shard => shardOf("tp", c.groups.tp)
 
 /**
  * Layout of the token ids and targets: the micro-batch's tokens split over cp.
