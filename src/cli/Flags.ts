@@ -1,8 +1,10 @@
 /**
  * Flags: a small, strict command-line flag parser.
  *
- * Strict on purpose: an unknown flag, a missing value, a repeated flag or a value that is not a
- * positive integer is a problem naming the flag as typed (`--kv-heads`), so `pleat` can exit
+ * Strict on purpose: an unknown flag, a missing value, a repeated flag or an integer out of its
+ * range (below its least value, 1 unless the flag says 0; above its largest, by default
+ * Number.MAX_SAFE_INTEGER, the last integer a JavaScript number holds exactly, which the message
+ * names) is a problem naming the flag as typed (`--kv-heads`), so `pleat` can exit
  * with status 2 and one clear line instead of running with a silently ignored or misread
  * setting. Every problem of the command line is collected before any is reported, so one run
  * names them all. `-h` is `--help` wherever a command has `--help`.
@@ -25,6 +27,10 @@ export interface FlagSpec {
   readonly help: string
   /** The placeholder shown in usage (`N`, `FILE`). */
   readonly placeholder?: string
+  /** The least value of an integer flag: 1 (the default) or 0. */
+  readonly min?: 0 | 1
+  /** The largest value of an integer flag (default Number.MAX_SAFE_INTEGER). */
+  readonly max?: number
 }
 
 /**
@@ -43,6 +49,25 @@ export interface Collected {
 }
 
 const integerText = /^\+?[0-9]+$/
+
+/**
+ * Why an integer value is out of range, and its fix; undefined when it is in range. Shared by
+ * the flags and the config file so that both say the same thing about the same value.
+ * @category mapping
+ */
+export const integerProblem = (
+  value: unknown,
+  range: { readonly min?: 0 | 1 | undefined; readonly max?: number | undefined },
+  write: string,
+): { readonly reason: string; readonly fix: string } | undefined => {
+  const min = range.min ?? 1
+  const max = range.max ?? Number.MAX_SAFE_INTEGER
+  const n = typeof value === "number" ? value : typeof value === "string" && integerText.test(value) ? Number(value) : Number.NaN
+  // Too large is said as such: an integer written with more digits than a number holds exactly.
+  if ((Number.isInteger(n) || n === Number.POSITIVE_INFINITY) && n > max) return { reason: `is too large (the largest accepted is ${max})`, fix: `${write} ${max} or less` }
+  if (Number.isSafeInteger(n) && n >= min) return undefined
+  return min === 0 ? { reason: "is not a non-negative integer", fix: `${write} 0, 1, 2, ...` } : { reason: "is not a positive integer", fix: `${write} 1, 2, 3, ...` }
+}
 
 /** Levenshtein distance, for "did you mean". */
 const distance = (a: string, b: string): number => {
@@ -125,12 +150,9 @@ export const collect = (argv: ReadonlyArray<string>, specs: Readonly<Record<stri
       i++
     }
     if (spec.kind === "int") {
-      const n = integerText.test(value) ? Number(value) : Number.NaN
-      if (!Number.isSafeInteger(n) || n < 1) {
-        problems.push(ConfigError.make(`--${name}`, value, "is not a positive integer", `write --${name} N with N = 1, 2, 3, ...`))
-      } else {
-        out[name] = n
-      }
+      const problem = integerProblem(value, spec, `write --${name}`)
+      if (problem !== undefined) problems.push(ConfigError.make(`--${name}`, value, problem.reason, problem.fix))
+      else out[name] = Number(value)
     } else if (value === "") {
       problems.push(ConfigError.make(`--${name}`, value, "is empty", `write --${name} ${spec.placeholder ?? "VALUE"}`))
     } else {

@@ -20,11 +20,25 @@ import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Flags from "./Flags.js"
 
-const PositiveInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
+/** The largest count a setting takes: the last integer a JavaScript number holds exactly. */
+const maxCount = Number.MAX_SAFE_INTEGER
+/** Seeds are 32-bit (the data and weight generators mix them as 32-bit words): larger ones would repeat smaller ones. */
+const maxSeed = 2 ** 32 - 1
+
+const PositiveInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1), Schema.isLessThanOrEqualTo(maxCount))
+const SeedInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(maxSeed))
 const NonEmpty = Schema.String.check(Schema.isMinLength(1))
 
-const count = (help: string, fallback: number) => ({ kind: "count" as const, schema: PositiveInt, default: fallback, placeholder: "N", help })
-const optionalCount = (help: string, placeholder = "N") => ({ kind: "count" as const, schema: Schema.optionalKey(PositiveInt), placeholder, help })
+const count = (help: string, fallback: number) => ({ kind: "count" as const, schema: PositiveInt, min: 1 as const, max: maxCount, default: fallback, placeholder: "N", help })
+const optionalCount = (help: string, placeholder = "N") => ({
+  kind: "count" as const,
+  schema: Schema.optionalKey(PositiveInt),
+  min: 1 as const,
+  max: maxCount,
+  placeholder,
+  help,
+})
+const seed = (help: string, fallback: number) => ({ kind: "count" as const, schema: SeedInt, min: 0 as const, max: maxSeed, default: fallback, placeholder: "N", help })
 const text = (help: string, fallback: string, placeholder: string) => ({ kind: "text" as const, schema: NonEmpty, default: fallback, placeholder, help })
 const optionalText = (help: string, placeholder: string) => ({ kind: "text" as const, schema: Schema.optionalKey(NonEmpty), placeholder, help })
 const choice = <const L extends readonly [string, ...Array<string>]>(options: L, fallback: L[number], help: string, placeholder: string) => ({
@@ -65,7 +79,7 @@ export const settings = {
   "micro-batch": count("sequences per micro-batch", 1),
   "global-batch": count("sequences per step", 8),
   steps: count("training steps in all (with --resume, counting the resumed ones)", 100),
-  seed: count("seed of weights and data", 1),
+  seed: seed(`seed of weights and data, 0..${maxSeed}`, 1),
   dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype", "DTYPE"),
   backend: choice(ChooseBackend.names, "local", "where ranks run (fibers of this thread, a worker thread each; -zero-copy reads shared tensors in place)", "NAME"),
   log: choice(["pretty", "json"], "pretty", "a progress bar and a summary, or JSON lines (start, each step, summary)", "FORMAT"),
@@ -118,7 +132,7 @@ export const flags: Readonly<Record<Key, Flags.FlagSpec>> = Object.fromEntries(
   keys.map((k) => {
     const s: Setting = settings[k]
     const help = "default" in s ? `${s.help} (default ${s.default})` : s.help
-    return [k, { kind: s.kind === "count" ? "int" : "string", placeholder: s.placeholder, help }]
+    return [k, s.kind === "count" ? { kind: "int", placeholder: s.placeholder, help, min: s.min, max: s.max } : { kind: "string", placeholder: s.placeholder, help }]
   }),
 ) as Record<Key, Flags.FlagSpec>
 
@@ -171,8 +185,10 @@ const problemOf = (key: Key, value: unknown, source: Source | undefined): Config
   const name = nameOf(key, source)
   const where = source?._tag === "file" ? `set "${key}" in ${source.file} to` : `write --${key}`
   switch (s.kind) {
-    case "count":
-      return ConfigError.make(name, value, "is not a positive integer", `${where} 1, 2, 3, ...`)
+    case "count": {
+      const problem = Flags.integerProblem(typeof value === "number" ? value : Number.NaN, s, where) ?? { reason: "is not an integer", fix: `${where} a whole number` }
+      return ConfigError.make(name, value, problem.reason, problem.fix)
+    }
     case "choice":
       return ConfigError.make(name, value, "is not allowed", `use one of ${s.options.join(", ")}`)
     case "text":

@@ -21,6 +21,7 @@ import * as Optimizer from "../train/Optimizer.js"
 import type * as RankTrainer from "../train/RankTrainer.js"
 import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
+import * as JsonText from "./JsonText.js"
 import * as RunConfig from "./RunConfig.js"
 
 /**
@@ -50,8 +51,6 @@ export interface Resolved {
   readonly first: number
 }
 
-const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
-
 /** The config file as a layer, or the problem that keeps it from being one. */
 const readConfig = (file: string): RunConfig.FileLayer | ConfigError.ConfigError => {
   let text: string
@@ -61,21 +60,12 @@ const readConfig = (file: string): RunConfig.FileLayer | ConfigError.ConfigError
     const code = (error as NodeJS.ErrnoException).code ?? "unreadable"
     return ConfigError.make("--config", file, `cannot be read (${code})`, "pass the path of a readable JSON file")
   }
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(text)
-  } catch (error) {
-    return ConfigError.make(
-      "--config",
-      file,
-      `is not valid JSON (${oneLine(error instanceof Error ? error.message : String(error))})`,
-      'write the settings as one JSON object, e.g. {"steps": 10}',
-    )
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    return ConfigError.make("--config", file, "is not a JSON object", 'write the settings as one JSON object, e.g. {"steps": 10}')
-  }
-  return { file, values: parsed as Record<string, unknown> }
+  const fix = 'write the settings as one JSON object, e.g. {"steps": 10}'
+  const parsed = JsonText.parse(text)
+  if (parsed._tag === "invalid") return ConfigError.make("--config", file, parsed.reason, fix)
+  const kind = JsonText.kindOf(parsed.value)
+  if (kind !== "an object") return ConfigError.make("--config", file, `holds ${kind}, not a JSON object`, fix)
+  return { file, values: parsed.value as Record<string, unknown> }
 }
 
 /** The nearest folder at or above `target` that exists: where a new file or folder is created. */
@@ -108,6 +98,30 @@ const outputProblem = (field: "save" | "trace", target: string): ConfigError.Con
   const folder = existingAncestor(path.dirname(path.resolve(target)))
   if (!writable(folder)) return ConfigError.make(field, target, `cannot be written (${folder} is not a writable directory)`, "pass a path in a directory you can write")
   return undefined
+}
+
+/**
+ * The most ranks one process hosts, by backend. Every rank of these backends lives in this
+ * process: a fiber each (about 1.3 MB of memory per rank with the default model), or a worker
+ * thread each (about 80 MB per rank, measured under tsx). Above these, a run would exhaust
+ * memory before its first step, in silence; it is refused before any work instead.
+ */
+const maxRanks: Readonly<Record<ChooseBackend.Name, number>> = { local: 1024, "local-zero-copy": 1024, threads: 64, "threads-zero-copy": 64 }
+
+/** A world larger than the backend hosts in one process, named as the user wrote it. */
+const tooManyRanks = (d: RunConfig.Decoded, backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
+  const world = d.config.world
+  const limit = maxRanks[backend]
+  if (world <= limit) return undefined
+  const source = d.sources.world
+  const field = source?._tag === "file" ? `"world" in ${source.file}` : "--world"
+  const roomier = backend.startsWith("threads") ? `, or --backend local (up to ${maxRanks.local} ranks)` : ""
+  return ConfigError.make(
+    field,
+    world,
+    `is more ranks than the ${backend} backend hosts in one process (at most ${limit}: every rank lives in this process)`,
+    `use --world ${limit} or less${roomier}`,
+  )
 }
 
 /** Runs a cross-field check, rethrowing its ConfigError renamed for the command line. */
@@ -157,6 +171,9 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   if (Result.isFailure(decoded)) throw new Error("unreachable: decode failed without problems")
   const d = decoded.success
   const c = d.config
+  // A backend given by flag or config file wins; else the launch environment's, else the default.
+  const backend = chosenBackend(c.backend, d.sources.backend?._tag === "default")
+  BadInput.throwIfAny([tooManyRanks(d, backend)].filter((p) => p !== undefined))
   const parallel = explained(d, () => {
     const validated = ParallelConfig.validate({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, vpp: c.vpp, order: c.order })
     if (Result.isFailure(validated)) throw validated.failure
@@ -190,8 +207,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   return {
     setup: { parallel, model, batch, seed: c.seed, dtype: c.dtype, optimizer: Optimizer.defaults(c.steps), auxLossCoeff: 0.01 },
     steps: c.steps,
-    // A backend given by flag or config file wins; else the launch environment's, else the default.
-    backend: chosenBackend(c.backend, d.sources.backend?._tag === "default"),
+    backend,
     log: c.log,
     logLevel: c["log-level"],
     save: c.save,

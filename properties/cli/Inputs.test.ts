@@ -1,0 +1,185 @@
+// Inputs a user gets wrong, across commands: integers out of range (too large is said as such,
+// with the largest accepted value), seeds from 0, config files that are not JSON (named by line
+// and column), and worlds larger than one process hosts. Each is exit 2 and one line naming the
+// field and the value, before any work.
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import fc from "fast-check"
+import { describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import { memoryIo } from "../../src/cli/Io.js"
+import * as JsonText from "../../src/cli/JsonText.js"
+import * as RunConfig from "../../src/cli/RunConfig.js"
+import * as TrainOptions from "../../src/cli/TrainOptions.js"
+
+/** Runs a command that must fail before any work: synchronously, status 2, one line. */
+const refused = (argv: ReadonlyArray<string>): string => {
+  const io = memoryIo()
+  const status = Cli.run(argv, io)
+  expect(status, `${argv.join(" ")} -> ${io.err}`).toBe(2)
+  expect(io.out).toBe("")
+  expect(io.err.endsWith("\n")).toBe(true)
+  expect(io.err.trimEnd().split("\n"), io.err).toHaveLength(1)
+  expect(io.err).not.toMatch(/\bat .*\.(ts|js):\d+/)
+  return io.err.trimEnd()
+}
+
+const configFile = (content: string): string => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-inputs-")), "job.json")
+  writeFileSync(file, content)
+  return file
+}
+
+const maxSafe = Number.MAX_SAFE_INTEGER
+
+/** Every integer flag of every command, with the words before it that make the command run. */
+const integerFlags: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+  ...["world", "tp", "cp", "pp", "ep", "etp", "vpp"].map((f) => [["groups"], f] as const),
+  ...(["train", "verify"] as const).flatMap((cmd) =>
+    Object.entries(RunConfig.flags)
+      .filter(([, spec]) => spec.kind === "int")
+      .map(([f]) => [[cmd], f] as const),
+  ),
+]
+
+describe("integer flags", () => {
+  test("a value above the largest accepted one is called too large, naming that largest value; every integer flag of every command", () => {
+    const digits = fc.stringMatching(/^[1-9][0-9]{16,40}$/).filter((s) => BigInt(s) > BigInt(maxSafe))
+    fc.assert(
+      fc.property(fc.constantFrom(...integerFlags), digits, ([before, flag], value) => {
+        const line = refused([...before, `--${flag}`, value])
+        const max = flag === "seed" ? 2 ** 32 - 1 : maxSafe
+        expect(line).toContain(`--${flag}: "${value}" is too large (the largest accepted is ${max}); fix: write --${flag} ${max} or less`)
+      }),
+      { numRuns: 80 },
+    )
+  })
+
+  test("the largest safe integer itself is not called too large, and one more is", () => {
+    // 2^53 - 1 parses exactly; what refuses it (if anything) is a cross-field check, not the parser.
+    expect(refused(["groups", "--world", String(maxSafe)])).not.toContain("too large (the largest accepted")
+    expect(refused(["groups", "--world", "9007199254740992"])).toContain(`is too large (the largest accepted is ${maxSafe})`)
+    expect(refused(["train", "--steps", "99999999999999999999"])).toBe(
+      `pleat train: --steps: "99999999999999999999" is too large (the largest accepted is ${maxSafe}); fix: write --steps ${maxSafe} or less`,
+    )
+  })
+
+  test("zero, negatives, fractions and words are still not positive integers", () => {
+    for (const value of ["0", "-3", "1.5", "1e3", "ten", "0x10"]) {
+      expect(refused(["train", "--steps", value])).toContain(`--steps: "${value}" is not a positive integer; fix: write --steps 1, 2, 3, ...`)
+      expect(refused(["groups", "--world", "8", "--tp", value])).toContain(`--tp: "${value}" is not a positive integer`)
+    }
+  })
+
+  test("in a config file: too large, negative seed and fractional counts each named with the file's key", () => {
+    const file = configFile(JSON.stringify({ steps: 1e20, seed: -1, hidden: 2.5 }))
+    const line = refused(["train", "--config", file])
+    expect(line).toContain(`"steps" in ${file}: 100000000000000000000 is too large (the largest accepted is ${maxSafe})`)
+    expect(line).toContain(`"seed" in ${file}: -1 is not a non-negative integer; fix: set "seed" in ${file} to 0, 1, 2, ...`)
+    expect(line).toContain(`"hidden" in ${file}: 2.5 is not a positive integer`)
+  })
+})
+
+describe("seeds", () => {
+  test("any seed from 0 to 2^32 - 1 is accepted; outside, exit 2 naming the seed", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 32 - 1 }), (seed) => {
+        const resolved = TrainOptions.resolve(["--seed", String(seed)])
+        expect(resolved === "help" ? undefined : resolved.setup.seed).toBe(seed)
+      }),
+      { numRuns: 50 },
+    )
+    expect(refused(["train", "--seed", "-1"])).toContain('--seed: "-1" is not a non-negative integer; fix: write --seed 0, 1, 2, ...')
+    // Seeds are 32-bit words in the generators: 2^32 would silently repeat seed 0.
+    expect(refused(["train", "--seed", String(2 ** 32)])).toContain(`--seed: "${2 ** 32}" is too large (the largest accepted is ${2 ** 32 - 1})`)
+  })
+
+  test("seed 0 trains, and its run differs from seed 1's", async () => {
+    const train = async (seed: number) => {
+      const io = memoryIo()
+      const small = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--hidden", "16", "--seq", "8", "--global-batch", "2", "--steps", "2"]
+      const status = await Cli.run(["train", ...small, "--seed", String(seed), "--log", "json"], io)
+      expect(status, io.err).toBe(0)
+      const summary = JSON.parse(io.out.trim().split("\n").at(-1) ?? "{}") as { msg: string; firstLoss: number; finalLoss: number }
+      expect(summary.msg).toBe("summary")
+      expect(Number.isFinite(summary.firstLoss) && Number.isFinite(summary.finalLoss)).toBe(true)
+      return summary
+    }
+    const zero = await train(0)
+    const one = await train(1)
+    expect(zero.firstLoss).not.toBe(one.firstLoss)
+  }, 60_000)
+})
+
+describe("config files that are not JSON", () => {
+  test("a truncated file is invalid JSON that ends early, at the line and column of its end", () => {
+    const full = '{\n  "steps": 10,\n  "seed": 3\n}\n'
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: full.trimEnd().length - 1 }), (cut) => {
+        const text = full.slice(0, cut)
+        const parsed = JsonText.parse(text)
+        // Every proper prefix of an object is invalid JSON.
+        expect(parsed._tag).toBe("invalid")
+        if (parsed._tag !== "invalid") return
+        const end = text.trimEnd()
+        const line = end.split("\n").length
+        const column = end.length - (end.lastIndexOf("\n") + 1) + 1
+        expect(parsed.reason).toContain(`line ${line}, column ${column}`)
+      }),
+      { numRuns: 60 },
+    )
+    const file = configFile('{\n  "steps": 10,\n  "seed": 0')
+    expect(refused(["train", "--config", file])).toMatch(
+      /^pleat train: --config: ".*job\.json" is not valid JSON: it ends early at line 3, column 12 \(.+\); fix: write the settings as one JSON object/,
+    )
+  })
+
+  test("a bad character is named at its line and column; an empty file and a non-object say so", () => {
+    expect(refused(["train", "--config", configFile('{\n  "steps": 10,\n  "seed": tru}')])).toMatch(/is not valid JSON at line 3, column 14: unexpected token '\}'; fix: /)
+    expect(refused(["train", "--config", configFile('{"steps" 10}')])).toContain("is not valid JSON at line 1, column 10:")
+    expect(refused(["train", "--config", configFile("{'steps': 10}")])).toContain("is not valid JSON at line 1, column 2:")
+    expect(refused(["verify", "--config", configFile("  \n")])).toContain("is empty, not JSON")
+    expect(refused(["train", "--config", configFile("12")])).toContain("holds a number (12), not a JSON object")
+    expect(refused(["train", "--config", configFile("[1]")])).toContain("holds an array, not a JSON object")
+  })
+
+  test("random damage to a valid file: invalid exactly when JSON.parse says so, always at a line and column, without V8's echo of the text", () => {
+    const text = JSON.stringify({ steps: 10, seed: 3, order: "tp-cp-ep-dp-pp", dtype: "float64" }, null, 2)
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: text.length - 1 }), fc.constantFrom("x", "}", ",", ":", "'", "]"), (at, c) => {
+        const damaged = text.slice(0, at) + c + text.slice(at + 1)
+        const parsed = JsonText.parse(damaged)
+        let valid = true
+        try {
+          JSON.parse(damaged)
+        } catch {
+          valid = false
+        }
+        expect(parsed._tag).toBe(valid ? "json" : "invalid")
+        if (parsed._tag !== "invalid") return
+        expect(parsed.reason).toMatch(/line \d+, column \d+/)
+        expect(parsed.reason.split("is not valid JSON")).toHaveLength(2)
+      }),
+      { numRuns: 200 },
+    )
+  })
+})
+
+describe("ranks one process hosts", () => {
+  test("train and verify refuse a world above the backend's limit, naming it, before any work", () => {
+    const degrees = ["--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
+    for (const command of ["train", "verify"]) {
+      expect(refused([command, "--world", "1000000", ...degrees])).toBe(
+        `pleat ${command}: --world: 1000000 is more ranks than the local backend hosts in one process (at most 1024: every rank lives in this process); fix: use --world 1024 or less`,
+      )
+      expect(refused([command, "--world", "128", "--backend", "threads", ...degrees])).toContain(
+        "--world: 128 is more ranks than the threads backend hosts in one process (at most 64: every rank lives in this process); fix: use --world 64 or less, or --backend local (up to 1024 ranks)",
+      )
+    }
+    const file = configFile(JSON.stringify({ world: 4096 }))
+    expect(refused(["train", "--config", file])).toContain(`"world" in ${file}: 4096 is more ranks than the local backend hosts`)
+    // At the limit, the world passes this check (a cross-field check may still refuse it).
+    expect(refused(["train", "--world", "1024", ...degrees])).not.toContain("more ranks than")
+  })
+})
