@@ -201,6 +201,8 @@ const mutations = (c: OracleCase): Array<Mutation> => {
     { field: `tokens[${c.tokens.length}]`, apply: (x) => JSON.stringify({ ...x, logits: [...c.logits, c.logits[0]], tokens: [...c.tokens, [...(c.tokens[0] ?? []), 1]] }) },
     { field: "tokens[0]", apply: set("tokens", [5, ...c.tokens.slice(1)]) },
     { field: "case", apply: (x) => JSON.stringify(x).slice(0, -1) },
+    { field: "topK", apply: (x) => JSON.stringify({ ...x, topK: 1 }) },
+    { field: "logits[0][0]", apply: (x) => JSON.stringify({ ...x, logits: [[1e200, ...(c.logits[0] ?? []).slice(1)], ...c.logits.slice(1)] }) },
     { field: "case", apply: () => "[1, 2]" },
     { field: "case", apply: () => "null" },
   ]
@@ -255,6 +257,100 @@ describe("pleat moe replay errors", () => {
     const io = memoryIo()
     Cli.run(["--help"], io)
     expect(io.out).toContain("moe")
+  })
+})
+
+describe("pleat moe replay refuses what it cannot answer", () => {
+  const knownKeys = new Set(keys)
+
+  test("a key a case does not have: exit 2 naming the key and its value, suggesting the nearest key", () => {
+    const typo = fc
+      .constantFrom(...keys)
+      .chain((k) =>
+        fc
+          .integer({ min: 0, max: k.length - 1 })
+          .map((i) => ({ k, typo: k.slice(0, i) + (k[i] === k[i]?.toUpperCase() ? (k[i] ?? "").toLowerCase() : (k[i] ?? "").toUpperCase()) + k.slice(i + 1) })),
+      )
+    fc.assert(
+      fc.property(valid, typo, fc.integer({ min: -5, max: 5 }), (c, { k, typo }, value) => {
+        const { status, out, err } = replayText(JSON.stringify({ ...c, [typo]: value }))
+        expect(status, err).toBe(2)
+        expect(out).toBe("")
+        expect(err).toBe(`pleat moe: ${typo}: ${value} is given under a key a case does not have; fix: did you mean "${k}"?\n`)
+      }),
+      { numRuns: 60 },
+    )
+    fc.assert(
+      fc.property(
+        valid,
+        fc.uniqueArray(
+          fc.stringMatching(/^[a-z]{1,12}$/).filter((k) => !knownKeys.has(k)),
+          { minLength: 1, maxLength: 3 },
+        ),
+        (c, extra) => {
+          const { status, out, err } = replayText(JSON.stringify({ ...c, ...Object.fromEntries(extra.map((k) => [k, [1, 2]])) }))
+          expect(status, err).toBe(2)
+          expect(out).toBe("")
+          expect(err.trimEnd().split("\n")).toHaveLength(1)
+          for (const k of extra) expect(err).toContain(`${k}: [1,2] is given under a key a case does not have; fix: `)
+        },
+      ),
+      { numRuns: 60 },
+    )
+  })
+
+  test("a finite case whose z-loss overflows float64 is refused naming the logit (never printed as null); below the bound it prints", () => {
+    fc.assert(
+      fc.property(valid, fc.nat(), fc.nat(), fc.boolean(), (c, row, col, negativeRow) => {
+        const t = row % c.logits.length
+        const e = col % c.numExperts
+        // One large positive logit overflows its row's log-sum-exp; a large negative one only
+        // when its whole row is (else the row's other logits dominate).
+        const at = (big: number) => ({
+          ...c,
+          logits: c.logits.map((r, i) => (i !== t ? r : r.map((x, j) => (negativeRow ? -big : j === e ? big : x)))),
+        })
+        const named = negativeRow ? `logits[${t}][0]: -1e+200` : `logits[${t}][${e}]: 1e+200`
+        const refusedRun = replayText(JSON.stringify(at(1e200)))
+        expect(refusedRun.status, refusedRun.err).toBe(2)
+        expect(refusedRun.out).toBe("")
+        expect(refusedRun.err).toBe(
+          `pleat moe: ${named} makes zLoss overflow float64 (it squares each row's log-sum-exp; JSON cannot carry Infinity); fix: give logits below 1e154 in magnitude\n`,
+        )
+        const printed = replayText(JSON.stringify(at(1e150)))
+        expect(printed.status, printed.err).toBe(0)
+        expect(printed.out).not.toContain("null")
+        expect(Number.isFinite(JSON.parse(printed.out).zLoss)).toBe(true)
+      }),
+      { numRuns: 60 },
+    )
+  })
+
+  test("sums of tokens that overflow name the token and the output; an infinite input names its field and index", () => {
+    const base = {
+      numExperts: 2,
+      topk: 2,
+      scoreFunction: "softmax",
+      preSoftmax: true,
+      capacityFactor: null,
+      dropPolicy: "probs",
+      padToCapacity: false,
+      numGroups: null,
+      groupTopk: null,
+      scalingFactor: null,
+      expertBias: null,
+      logits: [[1, 0]],
+      tokens: [[1, 1.5e308]],
+    }
+    const sum = replayText(JSON.stringify(base))
+    expect(sum.status).toBe(2)
+    expect(sum.err).toBe(
+      "pleat moe: tokens[0][1]: 1.5e+308 makes unpermuted[0][1] overflow float64 (it sums the token's routed copies; JSON cannot carry Infinity); fix: give tokens whose sums over topk copies stay below 1.8e308 in magnitude\n",
+    )
+    // One copy per token: the same token is finite all the way through.
+    expect(replayText(JSON.stringify({ ...base, topk: 1 })).status).toBe(0)
+    const inf = replayText(JSON.stringify(base).replace("1.5e+308", "1e999"))
+    expect(inf.err).toBe("pleat moe: tokens[0][1]: Infinity is not a finite number; fix: give finite numbers\n")
   })
 })
 

@@ -4,16 +4,20 @@
  *   pleat moe replay CASE.json   run one routing case (src/moe/Replay.ts) and print the result
  *   pleat moe replay -           the same, reading the case from stdin
  *
- * A case that cannot work (a missing or wrongly typed field, wrong lengths, an unknown score
- * function or drop policy, topk out of range, bad groups, non-finite numbers, an unreadable
- * file, invalid JSON) throws a ConfigError naming the field; Cli prints it as one line and
- * exits 2.
+ * A case that cannot work (a missing or wrongly typed field, a key a case does not have, wrong
+ * lengths, an unknown score function or drop policy, topk out of range, bad groups, non-finite
+ * numbers, a result that overflows float64, an unreadable file, invalid JSON) throws a
+ * ConfigError naming the field; Cli prints it as one line and exits 2.
  */
 import { readFileSync } from "node:fs"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Replay from "../moe/Replay.js"
+import * as BadInput from "./BadInput.js"
 import * as ExitCode from "./ExitCode.js"
+import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
+import * as JsonText from "./JsonText.js"
+import * as ReplayOverflow from "./ReplayOverflow.js"
 
 /**
  * The usage text of `pleat moe`, the case format and the edge semantics.
@@ -25,7 +29,7 @@ Routes one rank's tokens as Megatron-Core's router does (top-k with a score func
 limited routing, expert bias, scaling), drops or pads to capacity, permutes the tokens into
 expert-major order and back, and prints one JSON object. Everything is computed in float64.
 
-case (one JSON object, every key required, null where allowed):
+case (one JSON object, every key required, null where allowed, no other key):
   numExperts E        integer >= 1
   topk K              integer, 1..E
   scoreFunction       "softmax" | "sigmoid"
@@ -57,6 +61,10 @@ When C > T every expert gets all T tokens.
 
 T = 0 (logits and tokens []) gives empty arrays, auxLoss 0 and zLoss 0.
 
+numbers: every input must be finite (1e999 parses as Infinity and is refused), and so must
+every result: a case that overflows float64 (logits near 1e154 square to Infinity in the
+z-loss) is refused naming the input, since JSON cannot carry Infinity.
+
 exit status: 0 success, 2 a case that cannot work (one line names the field and the fix)
 `
 
@@ -64,6 +72,19 @@ const readCase = (file: string): string => (file === "-" ? readFileSync(0, "utf8
 
 /** One line, whatever the message held. */
 const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
+
+/** Each key of a case object that a case does not have, with the nearest key it may mean. */
+const unknownKeys = (json: unknown): Array<ConfigError.ConfigError> => {
+  if (json === null || typeof json !== "object" || Array.isArray(json)) return []
+  const known: ReadonlyArray<string> = Replay.caseKeys
+  return Object.entries(json)
+    .filter(([key]) => !known.includes(key))
+    .map(([key, value]) => {
+      const near = Flags.closest(key, known)
+      const fix = near === undefined ? `use only the keys ${known.join(", ")}` : `did you mean "${near}"?`
+      return ConfigError.make(key, Replay.shown(value), "is given under a key a case does not have", fix)
+    })
+}
 
 /**
  * Runs `pleat moe` with `readText` as the file reader (tests pass an in-memory one).
@@ -94,14 +115,13 @@ export const runWith = (argv: ReadonlyArray<string>, io: Io, readText: (file: st
     const code = (error as NodeJS.ErrnoException).code ?? (error instanceof Error ? error.message : String(error))
     throw ConfigError.make("case", file, `cannot be read (${oneLine(String(code))})`, "pass the path of a readable JSON case file, or - for stdin")
   }
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (error) {
-    const detail = error instanceof Error ? error.message : String(error)
-    throw ConfigError.make("case", file, `is not valid JSON (${oneLine(detail)})`, "write the case as one JSON object")
-  }
-  const output = Replay.run(Replay.decode(json))
+  const parsed = JsonText.parse(text)
+  if (parsed._tag === "invalid") throw ConfigError.make("case", file, parsed.reason, "write the case as one JSON object")
+  BadInput.throwIfAny(unknownKeys(parsed.value))
+  const c = Replay.decode(parsed.value)
+  const output = Replay.run(c)
+  const overflow = ReplayOverflow.problem(c, output)
+  if (overflow !== undefined) throw overflow
   io.stdout(`${JSON.stringify(output)}\n`)
   return ExitCode.ok
 }

@@ -5,7 +5,7 @@
  *
  * Shape legend: T tokens, E experts, K topk, H hidden, N routed rows (after dropping/padding).
  *
- * Case (every key required; unknown keys are ignored):
+ * Case (every key required; `pleat moe replay` refuses any other key, suggesting the nearest one):
  *   numExperts E (integer >= 1), topk K (integer, 1..E), scoreFunction "softmax" | "sigmoid",
  *   preSoftmax bool, capacityFactor number | null, dropPolicy "probs" | "position",
  *   padToCapacity bool, numGroups int | null, groupTopk int | null, scalingFactor number | null,
@@ -29,7 +29,10 @@
  *   - an expert with no rows has tokensPerExpert 0 and no rows in the output.
  *   - expertBias with softmax is ignored (6.9); scalingFactor 0 means no scaling (the
  *     reference's `if scaling_factor`).
- *   - a non-finite output (z-loss of logits near 1e154 overflows) prints as JSON null.
+ *   - non-finite inputs (1e999 is Infinity once parsed) are refused naming the field and index.
+ *     A finite case whose result overflows float64 (the z-loss of logits near 1e154, sums of
+ *     tokens near 1e308) is refused by `pleat moe replay` naming the input that overflowed
+ *     (JSON cannot carry Infinity); `run` itself returns the IEEE result.
  */
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Tensor from "../tensor/Tensor.js"
@@ -80,7 +83,7 @@ export interface Output {
  * The keys of a case, in the order they are checked.
  * @category configuration
  */
-const caseKeys = [
+export const caseKeys = [
   "numExperts",
   "topk",
   "scoreFunction",
@@ -107,7 +110,11 @@ class Shown {
   }
 }
 
-const shown = (v: unknown): unknown => {
+/**
+ * A value as an error shows it: itself, or an array or object as JSON cut to 40 characters.
+ * @category mapping
+ */
+export const shown = (v: unknown): unknown => {
   if (v === null || typeof v !== "object") return v
   const text = JSON.stringify(v)
   return new Shown(text.length > 40 ? `${text.slice(0, 37)}...` : text)
