@@ -1,4 +1,8 @@
-// The `pleat groups` contract: JSON shape and content, exit statuses, one-line errors, the picture.
+// The `pleat groups` contract: JSON shape and content, exit statuses, one-line errors, the picture;
+// the largest world it lists, and --svg paths checked before any work (groups and demo).
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
@@ -141,5 +145,67 @@ describe("pleat groups --svg", () => {
       }),
       { numRuns: 30 },
     )
+  })
+})
+
+describe("what pleat groups and pleat demo will attempt", () => {
+  test("a world above the 65536 ranks groups lists exits 2 naming the limit, before any work; 65536 itself lists every rank", () => {
+    for (const world of [131072, 1 << 22]) {
+      for (const json of [[], ["--json"]]) {
+        const { status, out, err, files } = runCli(["groups", "--world", String(world), ...json, "--svg", "big.svg"])
+        expect(status).toBe(2)
+        expect(out).toBe("")
+        expect(files.size).toBe(0)
+        expect(err).toBe(
+          `pleat groups: world: ${world} is more ranks than pleat groups lists (at most 65536: it prints every rank, and larger worlds take from seconds to minutes and up to gigabytes of memory); fix: use a world of at most 65536; the same degrees on a smaller world show the same pattern\n`,
+        )
+      }
+    }
+    const { status, out } = runCli(["groups", "--world", "65536", "--tp", "8", "--pp", "4", "--ep", "16", "--etp", "1", "--json"])
+    expect(status).toBe(0)
+    expect(JSON.parse(out).ranks).toHaveLength(65536)
+  }, 60_000)
+
+  test("an --svg path that cannot be a written file exits 2 with one line naming --svg and the path, before anything is printed", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-svg-"))
+    const file = path.join(dir, "notes.txt")
+    writeFileSync(file, "keep me")
+    const cases: Array<[string, string]> = [
+      [dir, "is a directory"],
+      [`${path.join(dir, "new")}/`, "names a directory (it ends with a separator)"],
+      [path.join(file, "fold.svg"), `cannot be written (${file} is a file, not a directory)`],
+      [path.join(file, "deeper", "fold.svg"), `cannot be written (${file} is a file, not a directory)`],
+      ["/proc/fold.svg", "cannot be written (/proc is on the proc pseudo-file system)"],
+      ["/sys/fold.svg", "cannot be written (/sys is on the sysfs pseudo-file system)"],
+    ]
+    for (const [target, reason] of cases) {
+      for (const argv of [
+        ["groups", "--world", "16", "--tp", "2", "--svg", target],
+        ["groups", "--world", "16", "--json", "--svg", target],
+        ["demo", "--svg", target],
+      ]) {
+        const { status, out, err, files } = runCli(argv)
+        expect(status, argv.join(" ")).toBe(2)
+        expect(out).toBe("")
+        expect(files.size).toBe(0)
+        expect(err).toBe(`pleat ${argv[0]}: --svg: ${JSON.stringify(target)} ${reason}; fix: pass the path of a file in a directory you can write\n`)
+      }
+    }
+    // A file in folders still to be created is fine (they are made when the picture is written).
+    const fine = path.join(dir, "a", "b", "fold.svg")
+    expect(runCli(["groups", "--world", "16", "--svg", fine]).files.has(fine)).toBe(true)
+    expect(runCli(["demo", "--svg", fine]).files.has(fine)).toBe(true)
+  })
+
+  test("a write that fails after the checks is still one line naming --svg, never a stack", () => {
+    const io = memoryIo()
+    const failing = {
+      ...io,
+      writeFile: () => {
+        throw Object.assign(new Error("no space left on device"), { code: "ENOSPC" })
+      },
+    }
+    expect(Cli.run(["groups", "--world", "16", "--svg", "fold.svg"], failing)).toBe(2)
+    expect(io.err).toBe('pleat groups: --svg: "fold.svg" cannot be written (ENOSPC); fix: pass the path of a file in a directory you can write\n')
   })
 })

@@ -1,0 +1,80 @@
+/**
+ * OutputPath: a file a command will write (a picture), checked when the command starts.
+ *
+ * The path must name a file (not a directory, not a path ending in `/`) in a place a file can
+ * be created: the nearest folder on its way that exists is a writable directory (missing
+ * folders below it are created, as the command's Io does) on a real file system, not a
+ * kernel pseudo-file system such as /proc or /sys. Each problem is one ConfigError naming the
+ * flag and the path, found before any work. A write that still fails (a disk full, a race)
+ * is the same one-line problem with the system's code, never a stack.
+ */
+import { accessSync, constants, existsSync, statfsSync, statSync } from "node:fs"
+import path from "node:path"
+import * as ConfigError from "../errors/ConfigError.js"
+import type { Io } from "./Io.js"
+
+/** Kernel pseudo-file systems (statfs magic numbers): nothing a user means to keep goes there. */
+const pseudoFileSystems: ReadonlyMap<number, string> = new Map([
+  [0x9fa0, "proc"],
+  [0x62656572, "sysfs"],
+  [0x27e0eb, "cgroup"],
+  [0x63677270, "cgroup2"],
+  [0x64626720, "debugfs"],
+  [0x74726163, "tracefs"],
+  [0x73636673, "securityfs"],
+  [0x1cd1, "devpts"],
+  [0x6165676c, "pstore"],
+  [0xcafe4a11, "bpf"],
+  [0x62656570, "configfs"],
+  [0xde5e81e4, "efivarfs"],
+  [0x65735543, "fusectl"],
+  [0x42494e4d, "binfmt_misc"],
+])
+
+/** The nearest path at or above `target` that exists. */
+const existingAncestor = (target: string): string => {
+  let at = target
+  while (!existsSync(at)) at = path.dirname(at)
+  return at
+}
+
+const fix = "pass the path of a file in a directory you can write"
+
+/** Why `target` cannot be written as a file, as a ConfigError naming `field`; undefined when it can. */
+const problem = (field: string, target: string): ConfigError.ConfigError | undefined => {
+  const resolved = path.resolve(target)
+  if (/[\\/]$/.test(target) || target === "." || target === "..") return ConfigError.make(field, target, "names a directory (it ends with a separator)", fix)
+  if (existsSync(resolved) && statSync(resolved).isDirectory()) return ConfigError.make(field, target, "is a directory", fix)
+  const folder = existingAncestor(path.dirname(resolved))
+  if (!statSync(folder).isDirectory()) return ConfigError.make(field, target, `cannot be written (${folder} is a file, not a directory)`, fix)
+  try {
+    accessSync(folder, constants.W_OK)
+  } catch {
+    return ConfigError.make(field, target, `cannot be written (${folder} is not writable)`, fix)
+  }
+  const pseudo = pseudoFileSystems.get(statfsSync(folder).type)
+  if (pseudo !== undefined) return ConfigError.make(field, target, `cannot be written (${folder} is on the ${pseudo} pseudo-file system)`, fix)
+  return undefined
+}
+
+/**
+ * Throws the problem of `target`, if any.
+ * @category constructors
+ */
+export const check = (field: string, target: string): void => {
+  const found = problem(field, target)
+  if (found !== undefined) throw found
+}
+
+/**
+ * Writes `text` to `target` through `io`; a failure is one ConfigError naming `field`.
+ * @category constructors
+ */
+export const write = (io: Io, field: string, target: string, text: string): void => {
+  try {
+    io.writeFile(target, text)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error instanceof Error ? error.message : String(error))
+    throw ConfigError.make(field, target, `cannot be written (${code})`, fix)
+  }
+}
