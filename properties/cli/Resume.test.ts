@@ -1,7 +1,9 @@
 // `--resume DIR` with a directory that holds no usable checkpoint is the user's input, not a
-// bug: a missing directory, a missing, unreadable or malformed manifest (decoded with a
-// Schema), a missing rank file, or a checkpoint of another model each exit 2 with one line
-// naming --resume, before any work starts. A good checkpoint still resumes.
+// bug: a missing directory, no complete step directory, an unreadable or malformed manifest
+// (decoded with a Schema), a missing or damaged rank file (checksums), or a checkpoint of
+// another model, seed or dtype each exit 2 with one line naming --resume (and the file or each
+// differing field with its saved value), before any work starts. A resume with nothing left
+// to train says so and exits 0. A good checkpoint still resumes.
 import { spawnSync } from "node:child_process"
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -32,6 +34,8 @@ const refused = async (dir: string, args: ReadonlyArray<string> = model): Promis
 }
 
 let saved = ""
+/** The one step directory of `dir` (a copy of `saved`). */
+const step = (dir: string, file = "") => path.join(dir, "step-00000001", file)
 const scratch = () => mkdtempSync(path.join(tmpdir(), "pleat-resume-"))
 const copy = (): string => {
   const dir = path.join(scratch(), "ckpt")
@@ -60,36 +64,76 @@ describe("pleat train --resume", () => {
 
   test("no manifest, a manifest that is not JSON, one that is not a manifest, a missing rank file, a file for a directory", async () => {
     const noManifest = copy()
-    rmSync(path.join(noManifest, "manifest.json"))
-    expect(await refused(noManifest)).toContain("holds no complete checkpoint (no manifest.json)")
+    rmSync(step(noManifest, "manifest.json"))
+    expect(await refused(noManifest)).toContain("holds no complete checkpoint (no step directory with a manifest.json)")
 
     const notJson = copy()
-    writeFileSync(path.join(notJson, "manifest.json"), '{"step": 1,')
-    expect(await refused(notJson)).toContain("has a manifest.json that cannot be read as JSON")
+    writeFileSync(step(notJson, "manifest.json"), '{"step": 1,')
+    expect(await refused(notJson)).toContain("has a step-00000001/manifest.json that cannot be read as JSON")
 
-    const manifest = JSON.parse(readFileSync(path.join(saved, "manifest.json"), "utf8")) as Record<string, unknown>
+    const manifest = JSON.parse(readFileSync(step(saved, "manifest.json"), "utf8")) as Record<string, unknown>
     for (const broken of [
       { ...manifest, step: -1 },
       { ...manifest, dtype: "bfloat16" },
       { ...manifest, model: { ...(manifest.model as object), hidden: "16" } },
       { ...manifest, ranks: undefined },
+      { ...manifest, checksums: undefined },
     ]) {
       const dir = copy()
-      writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(broken))
-      expect(await refused(dir)).toContain("has a manifest.json that is not a pleat checkpoint manifest")
+      writeFileSync(step(dir, "manifest.json"), JSON.stringify(broken))
+      expect(await refused(dir)).toContain("has a step-00000001/manifest.json that is not a pleat checkpoint manifest")
     }
 
     const noRank = copy()
-    rmSync(path.join(noRank, "rank-1.bin"))
+    rmSync(step(noRank, "rank-1.bin"))
     expect(await refused(noRank)).toContain("lacks rank-1.bin of its 2 ranks")
 
-    const file = path.join(copy(), "manifest.json")
+    const file = path.join(copy(), "latest")
     expect(await refused(file)).toContain("is not a directory")
   })
 
-  test("a checkpoint of another model names each size that differs", async () => {
+  test("4 flipped bytes in a shard, an empty shard, an edited dtype: exit 2 naming the file", async () => {
+    const flipped = copy()
+    const bin = new Uint8Array(readFileSync(step(flipped, "rank-0.bin")))
+    for (let i = 40; i < 44; i++) bin[i] = (bin[i] as number) ^ 0x5a
+    writeFileSync(step(flipped, "rank-0.bin"), bin)
+    expect(await refused(flipped)).toMatch(/has a damaged step-00000001\/rank-0\.bin \(checksum [0-9a-f]{16}, manifest\.json records [0-9a-f]{16}\)/)
+
+    const empty = copy()
+    writeFileSync(step(empty, "rank-1.json"), "")
+    expect(await refused(empty)).toContain("has a damaged step-00000001/rank-1.json (checksum")
+
+    const edited = copy()
+    const manifest = JSON.parse(readFileSync(step(edited, "manifest.json"), "utf8")) as Record<string, unknown>
+    writeFileSync(step(edited, "manifest.json"), JSON.stringify({ ...manifest, dtype: "float64" }))
+    expect(await refused(edited, [...model, "--dtype", "float64"])).toContain("is not laid out as float64 values as manifest.json says")
+  })
+
+  test("a resume with nothing left to train says so and exits 0, also when the manifest's step was edited", async () => {
+    const r = await run(["train", ...model, "--steps", "1", "--resume", saved])
+    expect(r.status, r.err).toBe(0)
+    expect(r.out).toBe(
+      `pleat train: nothing to do: the checkpoint in ${saved} is at step 1 and --steps 1 counts all steps, resumed ones included; pass --steps above 1 to train on\n`,
+    )
+    const edited = copy()
+    const manifest = JSON.parse(readFileSync(step(edited, "manifest.json"), "utf8")) as Record<string, unknown>
+    writeFileSync(step(edited, "manifest.json"), JSON.stringify({ ...manifest, step: 9 }))
+    const j = await run(["train", ...model, "--steps", "2", "--resume", edited, "--log", "json"])
+    expect(j.status, j.err).toBe(0)
+    expect(JSON.parse(j.out.trim())).toMatchObject({ msg: "nothing to do", first: 9, steps: 2 })
+  })
+
+  test("a checkpoint of another model, seed or dtype names each field that differs and its saved value", async () => {
     const line = await refused(saved, flagsOf({ ...sizes, hidden: 32, layers: 4 }))
-    expect(line).toContain("was saved from another model (hidden 16, layers 2; this run has hidden 32, layers 4)")
+    expect(line).toContain("was saved from another run (hidden 16, layers 2; this run has hidden 32, layers 4)")
+    for (const [flags, differs] of [
+      [{ experts: 4 }, "experts 8; this run has experts 4"],
+      [{ vocab: 64 }, "vocab 32; this run has vocab 64"],
+      [{ seed: 2 }, "seed 1; this run has seed 2"],
+    ] as const) {
+      expect(await refused(saved, flagsOf({ ...sizes, ...flags }))).toContain(`was saved from another run (${differs})`)
+    }
+    expect(await refused(saved, [...model, "--dtype", "float64"])).toContain("was saved from another run (dtype float32; this run has dtype float64)")
     // Sizes that do not shape the parameters may change: another mapping, batch and sequence.
     const r = await run(["train", ...flagsOf({ ...sizes, pp: 1, ep: 2, seq: 16 }), "--steps", "2", "--resume", saved, "--log", "json"])
     expect(r.status, r.err).toBe(0)

@@ -157,7 +157,7 @@ describe("outputs are checked before any work", () => {
     const file = path.join(dir, "notes.txt")
     writeFileSync(file, "keep me")
     expect(refused(["train", "--save", file])).toContain(`--save: ${JSON.stringify(file)} is a file, not a checkpoint directory`)
-    expect(refused(["train", "--save", dir])).toContain("is a folder that holds no checkpoint (saving replaces the folder whole)")
+    expect(refused(["train", "--save", dir])).toContain("is a folder pleat did not write (it holds files and no pleat-checkpoint marker)")
     expect(refused(["train", "--trace", dir])).toContain(`--trace: ${JSON.stringify(dir)} is a directory`)
     expect(refused(["train", "--trace", path.join(file, "t.json")])).toContain(`cannot be written (${file} is not a writable directory)`)
     // A new folder, however deep, and an empty one are fine.

@@ -1,9 +1,10 @@
 // Signals at the process edge: SIGINT or SIGTERM to a running `pleat train` stops every rank
 // and ends the process within 5 s with status 130 / 143 and one line on stderr saying what
 // was interrupted; nothing of the process is left (on the threads backend, its workers are
-// threads of the process, so a process that is gone has no worker left).
+// threads of the process, so a process that is gone has no worker left). A checkpoint
+// directory keeps its last published checkpoint and nothing of an unpublished one.
 import { type ChildProcess, spawn } from "node:child_process"
-import { mkdtempSync, readFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { describe, expect, test } from "vitest"
@@ -72,7 +73,11 @@ const interrupt = async (backend: string, signal: NodeJS.Signals, status: number
     expect((ended?.at ?? Infinity) - sent).toBeLessThan(5_000)
     const lines = job.stderr().trimEnd().split("\n")
     expect(lines, job.stderr()).toHaveLength(1)
-    expect(lines[0]).toMatch(new RegExp(`^pleat train: interrupted by ${signal} after step \\d+ of 100000; no checkpoint written( to .+ \\(a previous one there is kept\\))?$`))
+    expect(lines[0]).toMatch(
+      new RegExp(
+        `^pleat train: interrupted by ${signal} after step \\d+ of 100000; (no checkpoint written( to .+ \\(a previous one there is kept\\))?|last checkpoint written: step \\d+ in .+)$`,
+      ),
+    )
     expect(isAlive(job.child.pid as number)).toBe(false)
     // No summary: the job did not finish.
     expect(records(job.stdout()).some((r) => r.msg === "summary")).toBe(false)
@@ -91,10 +96,34 @@ describe("signals", () => {
     const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-signals-")), "ckpt")
     const io = memoryIo()
     expect(await Cli.run(["train", ...model, "--steps", "1", "--save", dir, "--log", "json"], io), io.err).toBe(0)
-    const before = readFileSync(path.join(dir, "manifest.json"), "utf8")
+    const manifest = path.join(dir, "step-00000001", "manifest.json")
+    const before = readFileSync(manifest, "utf8")
     const line = await interrupt("local", "SIGTERM", 143, ["--save", dir])
     expect(line).toContain(`no checkpoint written to ${dir} (a previous one there is kept)`)
-    expect(readFileSync(path.join(dir, "manifest.json"), "utf8")).toBe(before)
+    expect(readFileSync(manifest, "utf8")).toBe(before)
     expect(JSON.parse(before).step).toBe(1)
+    expect(readdirSync(dir).sort()).toEqual(["latest", "pleat-checkpoint", "step-00000001"])
+  }, 90_000)
+
+  test("SIGINT during a run with --save-every keeps the last periodic checkpoint, named in the line, and nothing unpublished", async () => {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-signals-")), "ckpt")
+    const job = start(["train", "--backend", "local", ...small, "--save", dir, "--save-every", "2"])
+    try {
+      await until("a periodic checkpoint", () => records(job.stdout()).some((r) => r.msg === "checkpoint"), 60_000)
+      job.child.kill("SIGINT")
+      const ended = await Promise.race([job.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5_000))])
+      expect(ended?.code).toBe(130)
+      const saved = records(job.stdout()).filter((r) => r.msg === "checkpoint")
+      const last = saved[saved.length - 1] as { step: number; checkpoint: string }
+      expect(last.step % 2).toBe(0)
+      expect(job.stderr()).toContain(`; last checkpoint written: step ${last.step} in ${last.checkpoint}`)
+      expect(readFileSync(path.join(dir, "latest"), "utf8").trim()).toBe(path.basename(last.checkpoint))
+      // The newest two periodic checkpoints, each complete; no step directory without its manifest.
+      const steps = readdirSync(dir).filter((n) => n.startsWith("step-"))
+      expect(steps.length).toBeLessThanOrEqual(2)
+      for (const s of steps) expect(readdirSync(path.join(dir, s))).toContain("manifest.json")
+    } finally {
+      if (job.child.exitCode === null && job.child.signalCode === null) job.child.kill("SIGKILL")
+    }
   }, 90_000)
 })

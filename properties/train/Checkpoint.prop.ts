@@ -1,7 +1,9 @@
 // Checkpoints: resume is bit-exact, a checkpoint saved under one mapping resumes under another
-// (float64, equal within 1e-9), and a save that dies midway leaves the previous one intact.
+// (float64, equal within 1e-9); the directory of checkpoints ignores an interrupted save, falls
+// back from a damaged `latest`, keeps the newest --keep; a damaged file or another run's
+// checkpoint is refused naming it. (CheckpointCrash.prop.ts kills a save at every step.)
 import * as Effect from "effect/Effect"
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { describe, expect, test } from "vitest"
@@ -41,19 +43,62 @@ describe("checkpoints", () => {
     losses(resharded).forEach((l, i) => expect(Math.abs(l - (losses(whole)[i + 2] as number)) / Math.abs(l)).toBeLessThan(1e-9))
   }, 120_000)
 
-  test("a save that dies midway leaves the previous checkpoint intact", async () => {
+  test("an interrupted save is ignored, a damaged latest falls back, the newest --keep are kept, and the next save clears the leftovers", async () => {
     const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-ckpt-")), "ckpt")
     await Effect.runPromise(Train.run(setup(a), { steps: 1, save: dir }))
-    // A second save starts, writes part of its files and dies before the manifest and rename.
-    Checkpoint.begin(dir)
-    writeFileSync(path.join(Checkpoint.temporary(dir), "rank-0.bin"), new Uint8Array([1, 2, 3]))
+    expect(existsSync(path.join(dir, "pleat-checkpoint"))).toBe(true)
+    expect(readFileSync(path.join(dir, "latest"), "utf8").trim()).toBe("step-00000001")
+    // A second save wrote part of its files and died before its manifest: ignored.
+    mkdirSync(path.join(dir, "step-00000002"))
+    writeFileSync(path.join(dir, "step-00000002", "rank-0.bin"), new Uint8Array([1, 2, 3]))
     expect(Checkpoint.manifest(dir).step).toBe(1)
     const resumed = await Effect.runPromise(Train.run(setup(a), { steps: 2, resume: dir }))
     expect(resumed.length).toBe(1)
-    // The next save clears the stale temporary directory and replaces the checkpoint.
-    await Effect.runPromise(Train.run(setup(a), { steps: 2, resume: dir, save: dir }))
-    expect(Checkpoint.manifest(dir).step).toBe(2)
-    expect(existsSync(Checkpoint.temporary(dir))).toBe(false)
+    // The next save takes the step's name back, and prunes to the newest two.
+    await Effect.runPromise(Train.run(setup(a), { steps: 4, resume: dir, save: dir, saveEvery: 1 }))
+    expect(Checkpoint.manifest(dir).step).toBe(4)
+    expect(readdirSync(dir).sort()).toEqual(["latest", "pleat-checkpoint", "step-00000003", "step-00000004"])
+    // A damaged or missing `latest` falls back to the newest complete step directory.
+    writeFileSync(path.join(dir, "latest"), "step-000")
+    expect(Checkpoint.manifest(dir).step).toBe(4)
+    rmSync(path.join(dir, "latest"))
+    rmSync(path.join(dir, "step-00000004", "manifest.json"))
+    expect(Checkpoint.manifest(dir).step).toBe(3)
+    // A periodic checkpoint resumes the reference run exactly.
+    const whole = await Effect.runPromise(Train.run(setup(a), { steps }))
+    const fromThree = await Effect.runPromise(Train.run(setup(a), { steps, resume: dir }))
+    expect(losses(fromThree)).toEqual(losses(whole).slice(3))
+    // Saving the same step again keeps the first copy until the new one is published.
+    await Effect.runPromise(Train.run(setup(a), { steps: 3, save: dir, keep: 3 }))
+    expect(readFileSync(path.join(dir, "latest"), "utf8").trim()).toBe("step-00000003-2")
+    expect(
+      readdirSync(dir)
+        .filter((n) => n.startsWith("step-"))
+        .sort(),
+    ).toEqual(["step-00000003", "step-00000003-2"])
     expect(() => Checkpoint.manifest(path.join(dir, "nowhere"))).toThrow("holds no complete checkpoint")
+  }, 120_000)
+
+  test("a checkpoint of another seed or dtype, a flipped byte, an edited dtype: each refused naming the field or the file", async () => {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-ckpt-")), "ckpt")
+    await Effect.runPromise(Train.run(setup(a), { steps: 1, save: dir }))
+    const run = { model, seed: 3, dtype: "float64" } as const
+    expect(Checkpoint.manifestFor(dir, run).step).toBe(1)
+    expect(() => Checkpoint.manifestFor(dir, { ...run, seed: 4, dtype: "float32" })).toThrow(
+      "was saved from another run (seed 3, dtype float64; this run has seed 4, dtype float32)",
+    )
+    expect(() => Checkpoint.manifestFor(dir, { ...run, model: { ...model, hidden: 32 } })).toThrow("(hidden 16; this run has hidden 32)")
+    const step = path.join(dir, "step-00000001")
+    const bin = readFileSync(path.join(step, "rank-1.bin"))
+    const flipped = new Uint8Array(bin)
+    for (let i = 0; i < 4; i++) flipped[100 + i] = (flipped[100 + i] as number) ^ 0xff
+    writeFileSync(path.join(step, "rank-1.bin"), flipped)
+    expect(() => Checkpoint.manifestFor(dir, run)).toThrow(/has a damaged step-00000001\/rank-1.bin \(checksum [0-9a-f]{16}, manifest.json records [0-9a-f]{16}\)/)
+    const exit = await Effect.runPromiseExit(Train.run(setup(a), { steps: 2, resume: dir }))
+    expect(exit._tag).toBe("Failure")
+    writeFileSync(path.join(step, "rank-1.bin"), bin)
+    const manifest = JSON.parse(readFileSync(path.join(step, "manifest.json"), "utf8")) as Record<string, unknown>
+    writeFileSync(path.join(step, "manifest.json"), JSON.stringify({ ...manifest, dtype: "float32" }))
+    expect(() => Checkpoint.manifestFor(dir, { ...run, dtype: "float32" })).toThrow("is not laid out as float32 values as manifest.json says")
   }, 120_000)
 })

@@ -1,10 +1,10 @@
 // Interrupting a training job (what the CLI does on SIGINT/SIGTERM) stops every rank promptly
 // on every backend; on threads no worker thread is left; a checkpoint being saved is either
-// completed or left as the previous one.
+// completed or left as the previous one, and no unpublished step directory is left behind.
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import fc from "fast-check"
-import { cpSync, existsSync, mkdtempSync, rmSync } from "node:fs"
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
@@ -75,7 +75,8 @@ describe("interrupting a training job", () => {
     const { exit } = await interruptAfter("threads", 1, { resume: dir, save: dir })
     expect(exit._tag).toBe("Failure")
     expect(Checkpoint.manifest(dir).step).toBe(1)
-    expect(existsSync(path.join(dir, "rank-3.bin"))).toBe(true)
+    expect(existsSync(path.join(dir, "step-00000001", "rank-3.bin"))).toBe(true)
+    expect(readdirSync(dir).sort()).toEqual(["latest", "pleat-checkpoint", "step-00000001"])
     // It still resumes.
     const resumed = await Effect.runPromise(Train.run(setup, { steps: 2, resume: dir }))
     expect(resumed.map((s) => s.step)).toEqual([1])
@@ -98,13 +99,14 @@ describe("interrupting a training job", () => {
       await fc.assert(
         fc.asyncProperty(fc.integer({ min: 1, max: 119 }), async (percent) => {
           rmSync(dir, { recursive: true, force: true })
-          rmSync(`${dir}.tmp`, { recursive: true, force: true })
           cpSync(pristine, dir, { recursive: true })
           const fiber = Effect.runFork(Train.run(setup, { steps: 3, backend, resume: dir, save: dir }))
           await new Promise((resolve) => setTimeout(resolve, (percent / 100) * whole))
           await Effect.runPromise(Fiber.interrupt(fiber))
           const step = Checkpoint.manifest(dir).step
           expect([1, 3]).toContain(step)
+          // Nothing of an unpublished save is left (the default --keep 2 keeps step 1 beside 3).
+          expect(readdirSync(dir).sort()).toEqual(["latest", "pleat-checkpoint", "step-00000001", ...(step === 3 ? ["step-00000003"] : [])])
           // Whichever it is, it is complete: resuming from it continues the reference run exactly.
           const resumed = await Effect.runPromise(Train.run(setup, { steps: 4, resume: dir }))
           expect(resumed.map((s) => s.loss)).toEqual(reference.slice(step).map((s) => s.loss))

@@ -84,7 +84,9 @@ export const settings = {
   backend: choice(ChooseBackend.names, "local", "where ranks run (fibers of this thread, a worker thread each; -zero-copy reads shared tensors in place)", "NAME"),
   log: choice(["pretty", "json"], "pretty", "a progress bar and a summary, or JSON lines (start, each step, summary)", "FORMAT"),
   "log-level": choice(["trace", "debug", "info", "warn", "error", "silent"], "warn", "level of the per-rank logs (pino JSON on stderr)", "LEVEL"),
-  save: optionalText("write a checkpoint after the last step", "DIR"),
+  save: optionalText("write checkpoints into DIR (a new path, an empty directory or one --save wrote): after the last step, and every --save-every", "DIR"),
+  "save-every": optionalCount("also write a checkpoint every N steps (needs --save)"),
+  keep: count("complete checkpoints --save keeps in DIR (the newest; older ones are removed)", 2),
   resume: optionalText("start from a checkpoint (saved under any mapping)", "DIR"),
   trace: optionalText("write a Chrome/Perfetto trace of every rank", "FILE"),
 } as const

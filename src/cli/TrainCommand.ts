@@ -10,7 +10,8 @@
  * Every backend streams its steps as they complete, so the progress, the JSON lines and the
  * trace work the same on each.
  * The job is an Effect: a signal interrupts it (see RunMain), and Activity says which step
- * it had reached and whether a checkpoint was written.
+ * it had reached and which checkpoint was written last. A resume whose checkpoint is already
+ * at --steps or past it says there is nothing to do and exits 0 without starting the job.
  */
 import * as Effect from "effect/Effect"
 import { type Logger, pino } from "pino"
@@ -35,8 +36,9 @@ const usage = ((d) => `usage: pleat train [flags]
 Trains a small Mixtral-like MoE model on local ranks with MoE Parallel Folding. Without flags:
 ${d.layers} layers, ${d.experts} experts (top-${d.topk}), ${d.world} ranks as attention tp ${d.tp} x cp ${d.cp} x pp ${d.pp} and MoE etp ${d.etp} x ep ${d.ep}.
 Settings come from the defaults below, then --config FILE.json, then the flags.
-SIGINT or SIGTERM stops every rank and exits 130 or 143 (a checkpoint is written only after
-the last step, atomically: an interrupted save leaves the previous one).
+SIGINT or SIGTERM stops every rank and exits 130 or 143. --save DIR holds step-N/ checkpoint
+directories and a pointer, latest; a save is crash-safe at every point (an interrupted one
+leaves the previous checkpoint) and --resume DIR loads the latest complete one.
 
 ${Flags.usage(TrainOptions.flags)}
 `)(RunConfig.defaults)
@@ -56,6 +58,17 @@ const rankLogger = (level: string, io: Io): Logger =>
     } as unknown as NodeJS.WritableStream,
   })
 
+/** A resume already at --steps or past it: nothing to train, said plainly (exit 0). */
+const nothingToDo = (resolved: TrainOptions.Resolved, io: Io): number => {
+  const why = `the checkpoint in ${resolved.resume} is at step ${resolved.first} and --steps ${resolved.steps} counts all steps, resumed ones included`
+  if (resolved.log === "json") {
+    pino({ base: null }, { write: (line: string) => io.stdout(line) }).info({ first: resolved.first, steps: resolved.steps, checkpoint: resolved.resume ?? null }, "nothing to do")
+  } else {
+    io.stdout(`pleat train: nothing to do: ${why}; pass --steps above ${resolved.first} to train on\n`)
+  }
+  return ExitCode.ok
+}
+
 /**
  * Runs `pleat train`: the status, or the job as an Effect resolving to it.
  * @category constructors
@@ -73,6 +86,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
   Effect.gen(function* () {
     const activity = yield* Activity
     const { setup, steps, first } = resolved
+    if (first >= steps) return nothingToDo(resolved, io)
     const tokensPerStep = setup.batch.globalBatch * setup.model.seq
     const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch)
     const json = resolved.log === "json" ? pino({ base: null }, { write: (line: string) => io.stdout(line) }) : undefined
@@ -85,23 +99,35 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     } else {
       json.info({ world: setup.parallel.world, sizes: s, backend: resolved.backend, steps, first, dtype: setup.dtype }, "start")
     }
-    const unsaved = resolved.save === undefined ? "no checkpoint written" : `no checkpoint written to ${resolved.save} (a previous one there is kept)`
-    activity.set(`before step ${first + 1} of ${steps} completed; ${unsaved}`)
+    let saved = resolved.save === undefined ? "no checkpoint written" : `no checkpoint written to ${resolved.save} (a previous one there is kept)`
+    let done = first
+    let finalSaved = false
+    // What an interruption would interrupt: the step reached and the last checkpoint written.
+    const describe = () =>
+      done < steps
+        ? `after step ${done} of ${steps}; ${saved}`
+        : `after the last step (${done} of ${steps})${
+            resolved.save === undefined ? "" : finalSaved ? `; ${saved}` : `, while saving into ${resolved.save} (crash-safe: the new checkpoint or the previous one is kept)`
+          }`
+    activity.set(`before step ${first + 1} of ${steps} completed; ${saved}`)
     const started = performance.now()
     const common = {
       steps,
-      ...(resolved.save === undefined ? {} : { save: resolved.save }),
+      ...(resolved.save === undefined ? {} : { save: resolved.save, keep: resolved.keep }),
+      ...(resolved.saveEvery === undefined ? {} : { saveEvery: resolved.saveEvery }),
       ...(resolved.resume === undefined ? {} : { resume: resolved.resume }),
+      onSave: (step: number, stepDir: string) => {
+        saved = `last checkpoint written: step ${step} in ${stepDir}`
+        finalSaved = step === steps
+        json?.info({ step, checkpoint: stepDir }, "checkpoint")
+        activity.set(describe())
+      },
       onStep: (summary: Train.StepSummary) => {
-        const done = summary.step + 1
+        done = summary.step + 1
         const tokensPerSec = summary.tokens / summary.seconds
         json?.info({ step: done, loss: summary.loss, lr: summary.lr, tokensPerSec, gradNorm: summary.gradNorm }, "step")
         progress?.update(done, `loss ${format(summary.loss)} | ${format(tokensPerSec, 0)} tok/s`)
-        activity.set(
-          done < steps
-            ? `after step ${done} of ${steps}; ${unsaved}`
-            : `after the last step (${done} of ${steps})${resolved.save === undefined ? "" : `, while saving ${resolved.save} (saved atomically: the new checkpoint or the previous one)`}`,
-        )
+        activity.set(describe())
       },
     }
     const run = Train.run(setup, { ...common, backend: resolved.backend, log: rankLogger(resolved.logLevel, io), ...(tracer === undefined ? {} : { tracer }) })

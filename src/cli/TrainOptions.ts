@@ -5,10 +5,12 @@
  * The settings, their defaults and their decoding are RunConfig's (defaults < --config
  * FILE.json < flags). Here: reading the config file, the cross-field checks of the mapping
  * (ParallelConfig) and the model (ModelConfig) with their errors renamed to the flags the user
- * typed, and the checkpoint to resume (it must exist and be of this model). Every problem is
- * a BadInput: one line, exit status 2.
+ * typed, the outputs (--save goes only into a new path, an empty directory or one pleat wrote;
+ * --trace is a file in a writable place) and the checkpoint to resume (it must be complete,
+ * undamaged, and of this model, seed and dtype). Every problem is a BadInput: one line, exit
+ * status 2.
  */
-import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
 import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
@@ -16,6 +18,7 @@ import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as ModelContext from "../model/ModelContext.js"
 import * as Checkpoint from "../train/Checkpoint.js"
+import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Optimizer from "../train/Optimizer.js"
 import type * as RankTrainer from "../train/RankTrainer.js"
@@ -45,6 +48,10 @@ export interface Resolved {
   readonly log: RunConfig.RunConfig["log"]
   readonly logLevel: RunConfig.RunConfig["log-level"]
   readonly save: string | undefined
+  /** Also a checkpoint every this many steps (with save). */
+  readonly saveEvery: number | undefined
+  /** Complete checkpoints kept in the save directory. */
+  readonly keep: number
   readonly resume: string | undefined
   readonly trace: string | undefined
   /** The step the run starts from (the resumed checkpoint's, else 0). */
@@ -89,9 +96,14 @@ const outputProblem = (field: "save" | "trace", target: string): ConfigError.Con
   const exists = existsSync(target)
   if (field === "save" && exists) {
     if (!statSync(target).isDirectory()) return ConfigError.make(field, target, "is a file, not a checkpoint directory", "pass a new directory, or one written by --save")
-    // Saving replaces the directory whole: never a folder that holds something else.
-    if (!existsSync(path.join(target, "manifest.json")) && readdirSync(target).length > 0) {
-      return ConfigError.make(field, target, "is a folder that holds no checkpoint (saving replaces the folder whole)", "pass a new or empty directory, or one written by --save")
+    // Saving prunes old checkpoints: never in a folder pleat did not write.
+    if (!CheckpointDirectory.mayWrite(target)) {
+      return ConfigError.make(
+        field,
+        target,
+        `is a folder pleat did not write (it holds files and no ${CheckpointDirectory.marker} marker)`,
+        "pass a new or empty directory, or one written by --save",
+      )
     }
   }
   if (field === "trace" && exists && statSync(target).isDirectory()) return ConfigError.make(field, target, "is a directory", "pass the path of a file to write")
@@ -202,8 +214,13 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
         throw problem
       })
   }
-  // A checkpoint to resume must exist and be of this model: find out before any work.
-  const first = c.resume === undefined ? 0 : explained(d, () => Checkpoint.manifestFor(c.resume as string, model).step)
+  if (c["save-every"] !== undefined && c.save === undefined) {
+    explained(d, () => {
+      throw ConfigError.make("save-every", c["save-every"], "has no directory to write into", "add --save DIR, or drop --save-every")
+    })
+  }
+  // A checkpoint to resume must be complete, undamaged and of this run: find out before any work.
+  const first = c.resume === undefined ? 0 : explained(d, () => Checkpoint.manifestFor(c.resume as string, { model, seed: c.seed, dtype: c.dtype }).step)
   return {
     setup: { parallel, model, batch, seed: c.seed, dtype: c.dtype, optimizer: Optimizer.defaults(c.steps), auxLossCoeff: 0.01 },
     steps: c.steps,
@@ -211,6 +228,8 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     log: c.log,
     logLevel: c["log-level"],
     save: c.save,
+    saveEvery: c["save-every"],
+    keep: c.keep,
     resume: c.resume,
     trace: c.trace,
     first,

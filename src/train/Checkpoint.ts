@@ -1,23 +1,24 @@
 /**
- * Checkpoint: per-rank shards with a manifest, written atomically, loadable under another
- * mapping (resharding).
+ * Checkpoint: one step's per-rank shards with a manifest, checked before use, loadable under
+ * another mapping (resharding).
  *
- * Layout of a checkpoint directory:
- *   manifest.json     step, seed, dtype, model, batch, the mapping it was saved under, files
+ * A step directory (see CheckpointDirectory for the directory of checkpoints around it and the
+ * crash-safe protocol that publishes it) holds:
+ *   manifest.json     step, seed, dtype, model, batch, the mapping it was saved under, and a
+ *                     checksum of every rank file (written last: its presence means complete)
  *   rank-R.json       per held shard: name, global shape, slice, offsets into rank-R.bin
  *   rank-R.bin        the shard values (dtype) and the AdamW moments m, v (float32)
- * Saving writes everything into `DIR.tmp`, then the manifest last, then renames `DIR.tmp` to
- * `DIR` (the previous `DIR` is moved aside first and removed only after the rename). A crash
- * mid-save leaves the previous checkpoint intact (and at worst a stale DIR.tmp, which the next
- * save clears). Loading assembles each parameter's full value from every saved shard and cuts
- * this rank's slice under the new mapping, so any mapping can resume any checkpoint.
+ * Loading assembles each parameter's full value from every saved shard and cuts this rank's
+ * slice under the new mapping, so any mapping can resume any checkpoint.
  *
- * The manifest comes from outside (a file a user points at), so it is decoded with a Schema.
- * Whatever makes a directory unusable (missing, no or corrupt manifest, missing rank files, a
- * manifest of another model) is a ConfigError on the field `resume`: the user's input, not a
- * bug, reported before any work starts.
+ * Everything read comes from outside (a directory a user points at): the manifest and the
+ * shard tables are decoded with Schemas, every file's checksum is compared, and the shard
+ * table must lay out its .bin exactly in the manifest's dtype. Whatever makes a checkpoint
+ * unusable (missing, no complete step, a corrupt or damaged file, another model, seed or
+ * dtype) is a ConfigError on the field `resume` naming the file or the fields, reported
+ * before any work starts.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -25,21 +26,27 @@ import * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
+import * as Checksum from "./CheckpointChecksum.js"
+import * as Directory from "./CheckpointDirectory.js"
+import * as Durable from "./CheckpointDurable.js"
 import type * as ModelConfig from "./ModelConfig.js"
 import type * as Optimizer from "./Optimizer.js"
 import * as Params from "./Params.js"
 import type * as RankParams from "./RankParams.js"
 
-interface ShardEntry {
-  readonly name: string
-  readonly shape: ReadonlyArray<number>
-  readonly slice: ReadonlyArray<[number, number]>
-  /** Byte offsets of value, m, v in the rank's .bin file. */
-  readonly offsets: readonly [number, number, number]
-}
-
 const count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
 const natural = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))
+
+/** The schema of rank-R.json: one entry per held shard; offsets of value, m, v in rank-R.bin. */
+const ShardTable = Schema.Array(
+  Schema.Struct({
+    name: Schema.String,
+    shape: Schema.Array(natural),
+    slice: Schema.Array(Schema.Tuple([natural, natural])),
+    offsets: Schema.Tuple([natural, natural, natural]),
+  }),
+)
+type ShardEntry = (typeof ShardTable.Type)[number]
 
 /**
  * The schema of manifest.json (unknown keys are ignored, so newer manifests still load).
@@ -66,6 +73,8 @@ const ManifestSchema = Schema.Struct({
   }),
   batch: Schema.Struct({ microBatch: count, globalBatch: count }),
   ranks: count,
+  /** FNV-1a 64 (CheckpointChecksum) of every rank file, by file name. */
+  checksums: Schema.Record(Schema.String, Schema.String),
 })
 
 /**
@@ -74,6 +83,17 @@ const ManifestSchema = Schema.Struct({
  */
 export type Manifest = typeof ManifestSchema.Type
 
+/**
+ * What a resumed run must share with the checkpoint: the sizes that shape the parameters, the
+ * seed (weights and data come from it) and the dtype of the values.
+ * @category models
+ */
+export interface RunIdentity {
+  readonly model: ModelConfig.ModelConfig
+  readonly seed: number
+  readonly dtype: DType.DType
+}
+
 /** The sizes that shape the parameters: a checkpoint resumes only a model equal in these. */
 const shapingFields = ["vocab", "hidden", "layers", "heads", "kvHeads", "ffn", "experts", "moeFfn", "moeEvery"] as const
 
@@ -81,34 +101,21 @@ const unusable = (dir: string, reason: string, fix = "pass a directory written b
 
 const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
 
-/**
- * The temporary directory a save writes into.
- * @category mapping
- */
-export const temporary = (dir: string): string => `${dir}.tmp`
+const rankFiles = (rank: number) => [`rank-${rank}.bin`, `rank-${rank}.json`] as const
 
 /**
- * Starts a save: clears a stale temporary directory and creates a fresh one.
+ * Writes one rank's shards and moments into a step directory, each file flushed to the disk;
+ * returns their checksums for the manifest.
  * @category constructors
  */
-export const begin = (dir: string): void => {
-  rmSync(temporary(dir), { recursive: true, force: true })
-  mkdirSync(temporary(dir), { recursive: true })
-}
-
-/**
- * Writes one rank's shards and moments into the temporary directory.
- * @category constructors
- */
-export const writeRank = (dir: string, rank: number, params: ReadonlyMap<string, RankParams.Held>, moments: ReadonlyMap<string, Optimizer.Moments>): void => {
+export const writeRank = (stepDir: string, rank: number, params: ReadonlyMap<string, RankParams.Held>, moments: ReadonlyMap<string, Optimizer.Moments>): Record<string, string> => {
   const chunks: Array<Uint8Array> = []
   const entries: Array<ShardEntry> = []
   let offset = 0
   const push = (a: DType.Storage | Float32Array) => {
-    const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice()
-    chunks.push(bytes)
+    chunks.push(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
     const at = offset
-    offset += bytes.byteLength
+    offset += a.byteLength
     return at
   }
   for (const [name, held] of params) {
@@ -121,71 +128,118 @@ export const writeRank = (dir: string, rank: number, params: ReadonlyMap<string,
     bin.set(c, at)
     at += c.byteLength
   }
-  writeFileSync(path.join(temporary(dir), `rank-${rank}.bin`), bin)
-  writeFileSync(path.join(temporary(dir), `rank-${rank}.json`), JSON.stringify(entries))
+  const table = Buffer.from(JSON.stringify(entries), "utf8")
+  const [binName, tableName] = rankFiles(rank)
+  Durable.makeDirectory(stepDir)
+  Durable.writeFile(path.join(stepDir, binName), bin)
+  Durable.writeFile(path.join(stepDir, tableName), table)
+  return { [binName]: Checksum.of(bin), [tableName]: Checksum.of(table) }
 }
 
-/**
- * Finishes a save: the manifest last, then the atomic swap of directories.
- * @category constructors
- */
-export const commit = (dir: string, manifest: Manifest): void => {
-  writeFileSync(path.join(temporary(dir), "manifest.json"), JSON.stringify(manifest, null, 2))
-  const old = `${dir}.old`
-  rmSync(old, { recursive: true, force: true })
-  if (existsSync(dir)) renameSync(dir, old)
-  renameSync(temporary(dir), dir)
-  rmSync(old, { recursive: true, force: true })
-}
-
-/**
- * Reads and decodes a checkpoint's manifest; a directory that holds no usable checkpoint
- * throws a ConfigError on `resume` naming the directory and what is wrong with it.
- * @category constructors
- */
-export const manifest = (dir: string): Manifest => {
+/** The step directory to load from `dir`, and its decoded manifest. */
+const open = (dir: string): { readonly stepDir: string; readonly manifest: Manifest } => {
   if (!existsSync(dir)) throw unusable(dir, "holds no complete checkpoint (the directory does not exist)")
   if (!statSync(dir).isDirectory()) throw unusable(dir, "is not a directory")
-  const file = path.join(dir, "manifest.json")
-  if (!existsSync(file)) {
+  const stepDir = Directory.locate(dir)
+  if (stepDir === undefined) {
     throw unusable(
       dir,
-      "holds no complete checkpoint (no manifest.json)",
+      "holds no complete checkpoint (no step directory with a manifest.json)",
       "pass a directory written by --save (a save that did not finish leaves the previous checkpoint, or none)",
     )
   }
+  const where = path.relative(dir, Directory.manifestOf(stepDir))
   let json: unknown
   try {
-    json = JSON.parse(readFileSync(file, "utf8"))
+    json = JSON.parse(readFileSync(Directory.manifestOf(stepDir), "utf8"))
   } catch (error) {
-    throw unusable(dir, `has a manifest.json that cannot be read as JSON (${oneLine(error instanceof Error ? error.message : String(error))})`)
+    throw unusable(dir, `has a ${where} that cannot be read as JSON (${oneLine(error instanceof Error ? error.message : String(error))})`)
   }
   const decoded = Schema.decodeUnknownResult(ManifestSchema)(json)
   if (Result.isFailure(decoded)) {
-    throw unusable(dir, `has a manifest.json that is not a pleat checkpoint manifest (${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))})`)
+    throw unusable(dir, `has a ${where} that is not a pleat checkpoint manifest (${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))})`)
   }
-  const m = decoded.success
-  for (let r = 0; r < m.ranks; r++) {
-    for (const part of [`rank-${r}.json`, `rank-${r}.bin`]) {
-      if (!existsSync(path.join(dir, part))) throw unusable(dir, `lacks ${part} of its ${m.ranks} ranks`)
+  return { stepDir, manifest: decoded.success }
+}
+
+/** One rank's files, read and checked against the manifest: checksums, table, layout in the dtype. */
+interface RankFile {
+  readonly entries: ReadonlyArray<ShardEntry>
+  readonly bin: Uint8Array
+}
+
+const readRanks = (dir: string, stepDir: string, m: Manifest): Array<RankFile> => {
+  const width = DType.bytesPer(m.dtype)
+  const damaged = (file: string, why: string) =>
+    unusable(dir, `has a damaged ${path.relative(dir, path.join(stepDir, file))} (${why})`, "resume from another checkpoint (--save keeps the last few in the directory)")
+  return Array.from({ length: m.ranks }, (_, r) => {
+    const [binName, tableName] = rankFiles(r)
+    const bytes = (file: string): Uint8Array => {
+      if (!existsSync(path.join(stepDir, file))) throw unusable(dir, `lacks ${file} of its ${m.ranks} ranks`)
+      const read = readFileSync(path.join(stepDir, file))
+      const expected = m.checksums[file]
+      if (expected === undefined) throw damaged(file, "manifest.json records no checksum of it")
+      const actual = Checksum.of(read)
+      if (actual !== expected) throw damaged(file, `checksum ${actual}, manifest.json records ${expected}`)
+      return read
     }
-  }
-  return m
+    const bin = bytes(binName)
+    const table = bytes(tableName)
+    let json: unknown
+    try {
+      json = JSON.parse(Buffer.from(table).toString("utf8"))
+    } catch {
+      throw damaged(tableName, "not JSON")
+    }
+    const decoded = Schema.decodeUnknownResult(ShardTable)(json)
+    if (Result.isFailure(decoded)) throw damaged(tableName, `not a shard table: ${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))}`)
+    // The shards lie end to end: values in the dtype, then m and v in float32.
+    let at = 0
+    for (const e of decoded.success) {
+      const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
+      const expected = [at, at + n * width, at + n * width + n * 4] as const
+      if (e.offsets.some((o, i) => o !== expected[i])) throw damaged(tableName, `${e.name} is not laid out as ${m.dtype} values as manifest.json says`)
+      at = expected[2] + n * 4
+    }
+    if (at !== bin.byteLength) throw damaged(binName, `${bin.byteLength} bytes, its table lays out ${at} in ${m.dtype}`)
+    return { entries: decoded.success, bin }
+  })
 }
 
 /**
- * The manifest of a checkpoint that `model` can resume: as `manifest`, and a checkpoint of
- * another model (a size that shapes the parameters differs) is a ConfigError listing each.
+ * Reads and decodes the manifest of the checkpoint `dir` loads (see CheckpointDirectory); a
+ * directory that holds no usable checkpoint throws a ConfigError on `resume` naming the
+ * directory and what is wrong with it.
  * @category constructors
  */
-export const manifestFor = (dir: string, model: ModelConfig.ModelConfig): Manifest => {
-  const m = manifest(dir)
-  const differ = shapingFields.filter((f) => m.model[f] !== model[f])
-  if (differ.length > 0) {
-    const saved = differ.map((f) => `${f} ${m.model[f]}`).join(", ")
-    const here = differ.map((f) => `${f} ${model[f]}`).join(", ")
-    throw unusable(dir, `was saved from another model (${saved}; this run has ${here})`, `resume with the sizes it was saved with (${saved}), or train without --resume`)
+export const manifest = (dir: string): Manifest => open(dir).manifest
+
+/**
+ * The manifest of a checkpoint that this run can resume, every file checked: as `manifest`,
+ * and a damaged file, or a checkpoint of another model, seed or dtype, is a ConfigError
+ * naming the file, or each field that differs with its saved value.
+ * @category constructors
+ */
+export const manifestFor = (dir: string, run: RunIdentity): Manifest => {
+  const { stepDir, manifest: m } = open(dir)
+  const saved: Array<string> = []
+  const here: Array<string> = []
+  const differ = (field: string, was: string | number, is: string | number) => {
+    if (was === is) return
+    saved.push(`${field} ${was}`)
+    here.push(`${field} ${is}`)
   }
+  for (const f of shapingFields) differ(f, m.model[f], run.model[f])
+  differ("seed", m.seed, run.seed)
+  differ("dtype", m.dtype, run.dtype)
+  if (saved.length > 0) {
+    throw unusable(
+      dir,
+      `was saved from another run (${saved.join(", ")}; this run has ${here.join(", ")})`,
+      `resume with the settings it was saved with (${saved.join(", ")}), or train without --resume`,
+    )
+  }
+  readRanks(dir, stepDir, m)
   return m
 }
 
@@ -194,12 +248,8 @@ export const manifestFor = (dir: string, model: ModelConfig.ModelConfig): Manife
  * @category combinators
  */
 export const loadInto = (dir: string, params: ReadonlyMap<string, RankParams.Held>, moments: ReadonlyMap<string, Optimizer.Moments>): void => {
-  const m = manifest(dir)
-  const width = DType.bytesPer(m.dtype)
-  const files = Array.from({ length: m.ranks }, (_, r) => ({
-    entries: JSON.parse(readFileSync(path.join(dir, `rank-${r}.json`), "utf8")) as Array<ShardEntry>,
-    bin: readFileSync(path.join(dir, `rank-${r}.bin`)),
-  }))
+  const { stepDir, manifest: m } = open(dir)
+  const files = readRanks(dir, stepDir, m)
   for (const [name, held] of params) {
     const value = Tensor.zeros(held.spec.shape, { dtype: m.dtype })
     const mm = Tensor.zeros(held.spec.shape, { dtype: "float32" })
@@ -208,16 +258,18 @@ export const loadInto = (dir: string, params: ReadonlyMap<string, RankParams.Hel
     for (const f of files) {
       for (const e of f.entries) {
         if (e.name !== name) continue
+        if (e.shape.join("x") !== held.spec.shape.join("x")) throw unusable(dir, `has ${name} of shape ${e.shape.join("x")}, this model's is ${held.spec.shape.join("x")}`)
         found = true
         const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
         const shape = e.slice.map(([a, b]) => b - a)
-        const read = (at: number, bytes: number, dtype: DType.DType) => {
-          const copy = new Uint8Array(f.bin.subarray(at, at + n * bytes))
+        const slice = e.slice as ReadonlyArray<[number, number]>
+        const read = (at: number, dtype: DType.DType) => {
+          const copy = new Uint8Array(f.bin.subarray(at, at + n * DType.bytesPer(dtype)))
           return Tensor.fromStorage(dtype === "float32" ? new Float32Array(copy.buffer) : new Float64Array(copy.buffer), shape)
         }
-        Params.place(value, e.slice, read(e.offsets[0], width, m.dtype))
-        Params.place(mm, e.slice, read(e.offsets[1], 4, "float32"))
-        Params.place(vv, e.slice, read(e.offsets[2], 4, "float32"))
+        Params.place(value, slice, read(e.offsets[0], m.dtype))
+        Params.place(mm, slice, read(e.offsets[1], "float32"))
+        Params.place(vv, slice, read(e.offsets[2], "float32"))
       }
     }
     if (!found) throw unusable(dir, `has no parameter ${name}`, "resume with the model it was saved with")

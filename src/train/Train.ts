@@ -2,11 +2,15 @@
  * Train: a supervised training job on any backend. Every rank runs the same rank program
  * (TrainProgram, the run as data) and reports each step as it completes; the driver gathers
  * the step's reports from all ranks into one summary, published at once (onStep), and writes
- * checkpoints the same way on every backend: it opens the checkpoint's temporary directory,
- * the ranks write their shards, and once every rank has finished it commits the manifest.
- * One failing rank ends the job naming it; interrupting the job stops every rank.
+ * checkpoints the same way on every backend: before the job it plans a step directory for
+ * each checkpoint (every `saveEvery` steps and after the last), the ranks write their shards
+ * into it as they reach that step, and once every rank has, the driver publishes it (manifest,
+ * then the `latest` pointer) and prunes to the newest `keep` (CheckpointDirectory). One
+ * failing rank ends the job naming it; interrupting the job stops every rank, keeps the last
+ * published checkpoint and removes the step directories it had not published.
  */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type { Logger } from "pino"
 import * as Result from "effect/Result"
@@ -19,6 +23,7 @@ import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import type { RankFailed } from "../runtime/JobError.js"
 import type * as Trace from "../runtime/Trace.js"
 import * as Checkpoint from "./Checkpoint.js"
+import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as ModelConfig from "./ModelConfig.js"
 import type * as RankTrainer from "./RankTrainer.js"
 import * as TrainProgram from "./TrainProgram.js"
@@ -56,8 +61,14 @@ export interface RunOptions {
   readonly onStep?: (summary: StepSummary) => void
   /** Records every rank's spans (forward, backward, collectives, idle). */
   readonly tracer?: Trace.Tracer
-  /** Writes a checkpoint here after the last step (atomically). */
+  /** Writes checkpoints into this directory (after the last step, and every `saveEvery`). */
   readonly save?: string
+  /** Also writes a checkpoint every this many steps (default: only after the last). */
+  readonly saveEvery?: number
+  /** How many complete checkpoints the save directory keeps, the newest (default 2). */
+  readonly keep?: number
+  /** Called once each checkpoint is published (after its step's onStep), with its step and step directory. */
+  readonly onSave?: (step: number, stepDir: string) => void
   /** Starts from this checkpoint (saved under any mapping): its step, weights and moments. */
   readonly resume?: string
 }
@@ -88,10 +99,11 @@ const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>,
  * Gathers the ranks' step events into summaries, in step order (a step is summarized once
  * every rank has reported it).
  */
-const collector = (world: number, tokens: number, publish: (summary: StepSummary) => void) => {
+const collector = (world: number, tokens: number, publish: (summary: StepSummary) => void, saved: (event: TrainProgram.SavedEvent) => void) => {
   const pending = new Map<number, Array<TrainProgram.StepEvent>>()
   let next: number | undefined
   return (rank: number, value: unknown): void => {
+    if (typeof value === "object" && value !== null && "saved" in value) return saved(value as TrainProgram.SavedEvent)
     const event = value as TrainProgram.StepEvent
     next ??= event.step
     const got = pending.get(event.step) ?? []
@@ -112,15 +124,63 @@ const collector = (world: number, tokens: number, publish: (summary: StepSummary
   }
 }
 
-/** The step a checkpoint resumes at; a missing, unreadable or other model's checkpoint is the user's error. */
-const resumedStep = (dir: string, model: ModelConfig.ModelConfig): Effect.Effect<number, ConfigError.ConfigError> =>
+/** The step a checkpoint resumes at; a missing, damaged or other run's checkpoint is the user's error. */
+const resumedStep = (dir: string, setup: RankTrainer.TrainSetup): Effect.Effect<number, ConfigError.ConfigError> =>
   Effect.suspend(() => {
     try {
-      return Effect.succeed(Checkpoint.manifestFor(dir, model).step)
+      return Effect.succeed(Checkpoint.manifestFor(dir, setup).step)
     } catch (error) {
       return ConfigError.isConfigError(error) ? Effect.fail(error) : Effect.die(error)
     }
   })
+
+/** The steps (steps done) to save at: every `every` after `first`, and the last. */
+const saveSteps = (first: number, steps: number, every: number | undefined): Array<number> => {
+  if (steps <= first) return []
+  const periodic = every === undefined ? [] : Array.from({ length: Math.ceil(steps / every) }, (_, i) => (i + 1) * every).filter((s) => s > first && s < steps)
+  return [...periodic, steps]
+}
+
+/** What the driver's fiber hands on, in order: a step's summary, or a published checkpoint. */
+type Published = { readonly _tag: "Step"; readonly summary: StepSummary } | { readonly _tag: "Saved"; readonly step: number; readonly dir: string }
+
+/**
+ * Publishes each planned checkpoint once every rank has written its shards: the manifest with
+ * every rank's checksums, then pruning; `announce` tells the driver's fiber. A failure to
+ * publish is kept for the driver to raise (it happens inside a rank's report).
+ */
+const publisher = (
+  setup: RankTrainer.TrainSetup,
+  options: RunOptions,
+  planned: Array<{ readonly step: number; readonly dir: string }>,
+  announce: (step: number, dir: string) => void,
+) => {
+  const world = setup.parallel.world
+  const arrived = new Map<number, { ranks: number; checksums: Record<string, string> }>()
+  const state: { failure: unknown } = { failure: undefined }
+  const saved = (event: TrainProgram.SavedEvent): void => {
+    const got = arrived.get(event.saved) ?? { ranks: 0, checksums: {} }
+    got.ranks++
+    Object.assign(got.checksums, event.checksums)
+    arrived.set(event.saved, got)
+    const at = planned.findIndex((p) => p.step === event.saved)
+    const plan = planned[at]
+    if (got.ranks < world || plan === undefined || options.save === undefined || state.failure !== undefined) return
+    try {
+      CheckpointDirectory.publish(plan.dir, JSON.stringify({ ...manifestOf(setup, plan.step), checksums: got.checksums }, null, 2))
+      planned.splice(at, 1)
+      CheckpointDirectory.prune(
+        options.save,
+        options.keep ?? 2,
+        planned.map((p) => p.dir),
+      )
+      announce(plan.step, plan.dir)
+    } catch (error) {
+      state.failure = error
+    }
+  }
+  return { saved, state }
+}
 
 /**
  * Trains for `steps` steps on the backend in context; returns every step's summary. The
@@ -141,38 +201,44 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
   // The span callback is a function, which cannot cross into workers: spans go through RankEvents.
   const { span: _span, ...plain } = setup
   return Effect.gen(function* () {
-    const first = options.resume === undefined ? 0 : yield* resumedStep(options.resume, setup.model)
+    const first = options.resume === undefined ? 0 : yield* resumedStep(options.resume, setup)
+    const steps = saveSteps(first, options.steps, options.saveEvery)
+    const planned = options.save === undefined || steps.length === 0 ? [] : CheckpointDirectory.prepare(options.save, steps).map((dir, i) => ({ step: steps[i] as number, dir }))
+    const saves = [...planned]
+    const published = yield* Queue.unbounded<Published>()
+    const publishing = publisher(setup, options, planned, (step, dir) => void Queue.offerUnsafe(published, { _tag: "Saved", step, dir }))
     const out: Array<StepSummary> = []
-    const summaries = yield* Queue.unbounded<StepSummary>()
-    const publish = (summary: StepSummary) =>
+    const publish = (item: Published) =>
       Effect.sync(() => {
-        out.push(summary)
-        options.onStep?.(summary)
+        if (item._tag === "Saved") return options.onSave?.(item.step, item.dir)
+        out.push(item.summary)
+        options.onStep?.(item.summary)
       })
     const job = Backend.run({
       world,
-      program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, save: options.save }),
+      program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, saves }),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       listener: {
-        onReport: collector(world, tokens, (summary) => void Queue.offerUnsafe(summaries, summary)),
+        onReport: collector(world, tokens, (summary) => void Queue.offerUnsafe(published, { _tag: "Step", summary }), publishing.saved),
         ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
         ...(options.log === undefined ? {} : { log: options.log }),
         place: (rank) => Folding.place(fold, rank),
       },
     })
-    // Summaries are published on this fiber as they come; the job ends the publishing.
-    const publishing = Effect.forever(Effect.flatMap(Queue.take(summaries), publish))
-    if (options.save !== undefined) Checkpoint.begin(options.save)
-    // Once every rank has written its shards, committing the checkpoint is not interrupted:
-    // an interrupted job leaves either the new checkpoint or the previous one.
-    return yield* Effect.uninterruptibleMask((restore) =>
+    // Summaries and checkpoints are handed on on this fiber as they come; the job ends the
+    // streaming, and what is left is handed on however the job ended (an interrupted job's
+    // caller learns which checkpoint it published last).
+    const streaming = Effect.forever(Effect.flatMap(Queue.take(published), publish))
+    const rest = Effect.flatMap(Queue.clear(published), (items) => Effect.forEach(items, publish, { discard: true }))
+    const finished = Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
-        yield* restore(Effect.raceFirst(job, publishing))
-        for (const summary of yield* Queue.clear(summaries)) yield* publish(summary)
-        if (options.save !== undefined) Checkpoint.commit(options.save, manifestOf(setup, Math.max(first, options.steps)))
+        yield* Effect.ensuring(restore(Effect.raceFirst(job, streaming)), rest)
+        if (publishing.state.failure !== undefined) return yield* Effect.die(publishing.state.failure)
         return out
       }),
     )
+    // A stopped job leaves the checkpoints it published and nothing of those it had not.
+    return yield* Effect.onExit(finished, (exit) => Effect.sync(() => (Exit.isSuccess(exit) ? undefined : CheckpointDirectory.abandon(planned.map((p) => p.dir)))))
   })
 }
 
@@ -183,8 +249,8 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
 export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError | ChooseBackend.UnknownBackend> =>
   Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local"))
 
-/** The manifest of a checkpoint of this setup at `step`. */
-const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Checkpoint.Manifest => {
+/** The manifest of a checkpoint of this setup at `step`, but for its files' checksums. */
+const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Omit<Checkpoint.Manifest, "checksums"> => {
   const s = setup.parallel.sizes
   return {
     step,

@@ -5,8 +5,9 @@
  * to resume from and where to save), so they cross into workers. Each rank builds its
  * RankTrainer, loads its slice of the checkpoint when resuming, runs its steps and reports
  * each one to the driver as it completes (a StepEvent), recording spans when the job is
- * traced. When saving, it writes its shards into the checkpoint's temporary directory at the
- * end; the driver opened that directory and commits the manifest (Train).
+ * traced. At each step the driver planned a checkpoint for (periodic ones and the last), it
+ * writes its shards into the step directory the driver chose and reports them (a SavedEvent,
+ * with their checksums); once every rank has, the driver publishes the manifest (Train).
  */
 import * as Effect from "effect/Effect"
 import { RankEvents } from "../runtime/RankEvents.js"
@@ -25,7 +26,8 @@ export interface TrainArgs {
   /** Runs steps first..steps-1. */
   readonly steps: number
   readonly resume: string | undefined
-  readonly save: string | undefined
+  /** The checkpoints to write: after `step` steps, into the step directory `dir`. */
+  readonly saves: ReadonlyArray<{ readonly step: number; readonly dir: string }>
 }
 
 /**
@@ -37,6 +39,17 @@ export interface StepEvent {
   /** The rank's wall time of the step. */
   readonly seconds: number
   readonly report: RankTrainer.StepReport
+}
+
+/**
+ * What a rank reports once its shards of a checkpoint are written and flushed.
+ * @category models
+ */
+export interface SavedEvent {
+  /** The checkpoint's step (steps done). */
+  readonly saved: number
+  /** Checksums of the rank's files, by file name. */
+  readonly checksums: Record<string, string>
 }
 
 /**
@@ -53,8 +66,9 @@ export const program = (rank: number, args: unknown) =>
       const started = performance.now()
       const report = yield* trainer.step(k)
       events.report({ step: k, seconds: (performance.now() - started) / 1000, report } satisfies StepEvent)
+      const save = a.saves.find((s) => s.step === k + 1)
+      if (save !== undefined) events.report({ saved: save.step, checksums: Checkpoint.writeRank(save.dir, rank, trainer.params, trainer.moments) } satisfies SavedEvent)
     }
-    if (a.save !== undefined) Checkpoint.writeRank(a.save, rank, trainer.params, trainer.moments)
   })
 
 /**

@@ -1,0 +1,94 @@
+/**
+ * CheckpointDurable: the file operations of a checkpoint save, each durable before the next
+ * begins, and the crash points that let a test kill the process between any two of them.
+ *
+ * A file is written whole and fsynced; a file that replaces another (the manifest, the `latest`
+ * pointer, the marker) is written beside it as NAME.tmp, fsynced, renamed over NAME, and its
+ * directory fsynced, so that after a crash NAME holds either the old bytes or the new ones.
+ *
+ * Crash points: every operation first passes `point()`. With PLEAT_CRASH_AT=n in the
+ * environment, the n-th point passed in this process (1-based) kills the process at once with
+ * SIGKILL: no finalizer, no flush, as a power cut would leave the files (short of the page
+ * cache). A test kills a child process at each point in turn and checks what loads.
+ */
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs"
+import path from "node:path"
+
+const crashAt = ((text) => (text === undefined || !/^\d+$/.test(text) ? undefined : Number(text)))(process.env.PLEAT_CRASH_AT)
+let passed = 0
+
+/**
+ * One step of the save protocol: the process dies here when PLEAT_CRASH_AT names this step.
+ * @category constructors
+ */
+const point = (): void => {
+  passed++
+  if (passed === crashAt) process.kill(process.pid, "SIGKILL")
+}
+
+/** Flushes a file or directory to the disk. */
+const sync = (target: string): void => {
+  const fd = openSync(target, "r")
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * Flushes a directory's entries (names created, renamed or removed in it) to the disk.
+ * @category constructors
+ */
+export const syncDirectory = (dir: string): void => {
+  point()
+  sync(dir)
+}
+
+/**
+ * Writes `bytes` to a new file and flushes it to the disk.
+ * @category constructors
+ */
+export const writeFile = (file: string, bytes: Uint8Array | string): void => {
+  point()
+  const fd = openSync(file, "w")
+  try {
+    const data = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes
+    for (let at = 0; at < data.byteLength; ) at += writeSync(fd, data, at, data.byteLength - at)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * Replaces `file` atomically and durably: NAME.tmp written and flushed, renamed over NAME, the
+ * directory flushed.
+ * @category constructors
+ */
+export const replaceFile = (file: string, bytes: Uint8Array | string): void => {
+  const temporary = `${file}.tmp`
+  writeFile(temporary, bytes)
+  point()
+  renameSync(temporary, file)
+  syncDirectory(path.dirname(file))
+}
+
+/**
+ * Creates a directory (and its missing parents), flushing the entry in its parent.
+ * @category constructors
+ */
+export const makeDirectory = (dir: string): void => {
+  point()
+  mkdirSync(dir, { recursive: true })
+  syncDirectory(path.dirname(dir))
+}
+
+/**
+ * Removes a directory and everything in it.
+ * @category constructors
+ */
+export const removeDirectory = (dir: string): void => {
+  point()
+  rmSync(dir, { recursive: true, force: true })
+}
