@@ -185,7 +185,8 @@ const publisher = (
 /**
  * Trains for `steps` steps on the backend in context; returns every step's summary. The
  * model and the pipeline schedule are checked before any work (a mismatch throws here); a
- * checkpoint to resume from is checked before any rank starts (a ConfigError on `resume`).
+ * checkpoint to resume from, and the directory to save into, are checked before any rank
+ * starts (a ConfigError on `resume` or `save`).
  * @category constructors
  */
 export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError, Backend.Backend> => {
@@ -202,6 +203,17 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
   const { span: _span, ...plain } = setup
   return Effect.gen(function* () {
     const first = options.resume === undefined ? 0 : yield* resumedStep(options.resume, setup)
+    // Never into what pleat did not write: a file, or a folder of other files without the marker.
+    if (options.save !== undefined && !CheckpointDirectory.mayWrite(options.save)) {
+      return yield* Effect.fail(
+        ConfigError.make(
+          "save",
+          options.save,
+          `is a file or a folder pleat did not write (it holds files and no ${CheckpointDirectory.marker} marker)`,
+          "pass a new or empty directory, or one written by --save",
+        ),
+      )
+    }
     const steps = saveSteps(first, options.steps, options.saveEvery)
     const planned = options.save === undefined || steps.length === 0 ? [] : CheckpointDirectory.prepare(options.save, steps).map((dir, i) => ({ step: steps[i] as number, dir }))
     const saves = [...planned]
