@@ -1,5 +1,5 @@
-// `pleat train` and `pleat verify` as users run them: summary, JSON step lines, trace file,
-// config files, rejected configurations, and verify's exit status.
+// `pleat train` as users run it: summary, JSON step lines, trace file, config files, rejected
+// configurations (`pleat verify` has its own file, Verify.test.ts).
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
@@ -132,12 +132,4 @@ describe("pleat train", () => {
     expect(bad.err).toContain('has the unknown key "stepz"')
     expect(readFileSync(file, "utf8")).toContain("stepz")
   })
-})
-
-describe("pleat verify", () => {
-  test("a folded mapping agrees with one rank in float64 and exits 0", async () => {
-    const r = await run(["verify", ...model, "--dtype", "float64", "--steps", "2"])
-    expect(r.status, r.out + r.err).toBe(0)
-    expect(r.out).toMatch(/largest relative difference: loss [\d.e+-]+, gradient norm [\d.e+-]+ \(tolerance 1e-9 for float64\): OK/)
-  }, 60_000)
 })

@@ -1,20 +1,69 @@
 /**
- * VerifyCommand: `pleat verify`, proves a mapping computes what one rank would.
+ * VerifyCommand: `pleat verify`, proves a mapping computes what one rank would, step by step.
  *
- * Runs N training steps under the mapping and on one rank, with the same initial weights and
- * data (weights come from the seed and parameter names, data from the seed and step), and
- * prints the largest relative difference of the per-step losses and gradient norms. Exit 0
- * only within the tolerance (float32 1e-4, float64 1e-9; dropless routing), else 1.
+ * Trains N steps under the mapping and, in lockstep, on one rank: each step the one-rank run
+ * starts from the parallel run's parameters and moments (gathered to full tensors), so each
+ * step's difference is that step's rounding alone (Lockstep.ts). Per step it compares the loss,
+ * the gradient norm, every parameter's gradient and every parameter after the optimizer step;
+ * exit 0 only when every relative difference is within the dtype's tolerance, else 1 naming
+ * the worst parameter and step. The ranks run in this process (local backend, copying or
+ * zero-copy). What verify cannot honour is refused before any work (exit 2, one line): one
+ * rank (a run compared with itself), --save, --resume, --trace, another backend, a log level.
  */
 import * as Effect from "effect/Effect"
-import * as ParallelConfig from "../mapping/ParallelConfig.js"
-import * as Train from "../train/Train.js"
+import * as ConfigError from "../errors/ConfigError.js"
+import * as Lockstep from "../train/Lockstep.js"
 import { Activity } from "./Activity.js"
+import * as BadInput from "./BadInput.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
 import * as RunConfig from "./RunConfig.js"
 import * as TrainOptions from "./TrainOptions.js"
+
+/** What verify cannot honour, each as the user's error. */
+const refusals = (resolved: TrainOptions.Resolved): Array<ConfigError.ConfigError> => {
+  const out: Array<ConfigError.ConfigError> = []
+  if (resolved.setup.parallel.world === 1) {
+    out.push(ConfigError.make("--world", 1, "leaves nothing to verify (one rank compared with one rank)", "pass --world 2 or more with the mapping to check"))
+  }
+  const unused = (flag: string, value: string | undefined, why: string) => {
+    if (value !== undefined) out.push(ConfigError.make(`--${flag}`, value, `is not used by pleat verify (${why})`, `drop --${flag} (pleat train takes it)`))
+  }
+  unused("save", resolved.save, "it keeps no training run")
+  unused("resume", resolved.resume, "it starts both runs from the seed")
+  unused("trace", resolved.trace, "it traces nothing")
+  if (resolved.backend !== "local" && resolved.backend !== "local-zero-copy") {
+    out.push(ConfigError.make("--backend", resolved.backend, "is not supported by pleat verify (it compares ranks inside this process)", "use --backend local or local-zero-copy"))
+  }
+  if (resolved.logLevel !== "warn") out.push(ConfigError.make("--log-level", resolved.logLevel, "is not used by pleat verify (it runs no per-rank loggers)", "drop --log-level"))
+  return out
+}
+
+const e = (x: number) => x.toExponential(1)
+
+const stepLine = (c: Lockstep.StepComparison): string =>
+  `step ${c.step + 1}: loss ${c.loss.parallel.toPrecision(9)} (parallel) vs ${c.loss.oneRank.toPrecision(9)} (one rank) ${e(c.loss.error)}; ` +
+  `gradient norm ${e(c.gradNorm.error)}; gradient ${e(c.gradient.error)} (${c.gradient.name}); parameter after update ${e(c.parameter.error)} (${c.parameter.name})\n`
+
+const where = (l: Lockstep.Largest) => `${l.name === undefined ? "" : `${l.name}, `}step ${l.step + 1}`
+
+const words: Readonly<Record<keyof Lockstep.Tolerance, string>> = {
+  loss: "loss",
+  gradNorm: "gradient norm",
+  gradient: "gradient of",
+  parameter: "value after the optimizer step of",
+}
+
+/** The tolerances of a dtype, in words. */
+const tolerances = (t: Lockstep.Tolerance): string => `loss ${e(t.loss)}, gradient norm ${e(t.gradNorm)}, gradients ${e(t.gradient)}, parameters ${e(t.parameter)}`
+
+/** The first failed kind of difference of a verdict, in words, naming its parameter and step. */
+const culprit = (v: Lockstep.Verdict): string => {
+  const kind = v.failed[0] ?? "gradient"
+  const l = v[kind]
+  return `the ${words[kind]}${l.name === undefined || kind === "loss" || kind === "gradNorm" ? "" : ` ${l.name}`} at step ${l.step + 1} differs by ${e(l.error)} between the parallel run and the one-rank run (tolerance ${e(v.tolerance[kind])})`
+}
 
 /**
  * The usage text of `pleat verify`.
@@ -22,14 +71,17 @@ import * as TrainOptions from "./TrainOptions.js"
  */
 const usage = `usage: pleat verify [the flags of pleat train] [--steps N] [--dtype float32|float64]
 
-Trains N steps (default ${RunConfig.defaults.steps}; use a few) under the mapping and on one rank from the same weights
-and data; prints the largest relative difference of losses and gradient norms; exits 0 only
-within tolerance (float32 1e-4, float64 1e-9). --save, --resume, --trace and --log are not used.
+Trains N steps (default ${RunConfig.defaults.steps}) under the mapping and on one rank in lockstep: each step the
+one-rank run starts from the parallel run's parameters and optimizer moments. Compares each
+step's loss, gradient norm, every parameter's gradient (full tensor) and every parameter after
+the optimizer step; exits 0 only if every relative difference is within tolerance (float32
+${tolerances(Lockstep.tolerance("float32"))}; float64 ${tolerances(Lockstep.tolerance("float64"))}), else 1 naming the worst parameter and step. --log json prints one
+JSON line per step and a verdict. Runs in this process: --backend local or local-zero-copy.
+Refused (exit 2): --world 1 (a run compared with itself), --save, --resume, --trace, other
+backends, --log-level other than warn (verify runs no per-rank loggers).
 
 ${Flags.usage(TrainOptions.flags)}
 `
-
-const relative = (a: number, b: number) => (a === b ? 0 : Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-30))
 
 /**
  * Runs `pleat verify`: the status, or the job as an Effect resolving to it.
@@ -41,26 +93,41 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
     io.stdout(usage)
     return ExitCode.ok
   }
+  BadInput.throwIfAny(refusals(resolved))
   const { setup, steps } = resolved
-  const tolerance = setup.dtype === "float64" ? 1e-9 : 1e-4
-  const single = { ...setup, parallel: ParallelConfig.make({ world: 1 }) }
-  const parallelRun = Train.run(setup, { steps, backend: resolved.backend })
+  const json = resolved.log === "json"
+  const s = setup.parallel.sizes
   return Effect.gen(function* () {
     const activity = yield* Activity
-    activity.set(`while training ${steps} steps under the mapping and on one rank (nothing compared yet)`)
-    const [parallel, one] = yield* Effect.all([parallelRun, Train.run(single, { steps })])
-    let loss = 0
-    let norm = 0
-    parallel.forEach((s, k) => {
-      const o = one[k] as Train.StepSummary
-      loss = Math.max(loss, relative(s.loss, o.loss))
-      norm = Math.max(norm, relative(s.gradNorm, o.gradNorm))
-      io.stdout(`step ${k + 1}: loss ${s.loss.toPrecision(12)} vs ${o.loss.toPrecision(12)}, grad norm ${s.gradNorm.toPrecision(12)} vs ${o.gradNorm.toPrecision(12)}\n`)
+    activity.set(`before step 1 of ${steps} was compared`)
+    if (!json) {
+      io.stdout(
+        `pleat verify: parallel run (${setup.parallel.world} ranks: tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x pp ${s.pp}${setup.parallel.vpp === undefined ? "" : ` (vpp ${setup.parallel.vpp})`}, etp ${s.etp} x ep ${s.ep} x edp ${s.edp}) ` +
+          `vs one rank from the same parameters each step; ${setup.dtype}; relative differences per step\n`,
+      )
+    }
+    const comparisons = yield* Lockstep.run(setup, {
+      steps,
+      copy: resolved.backend !== "local-zero-copy",
+      onStep: (c) => {
+        activity.set(`after step ${c.step + 1} of ${steps} was compared`)
+        io.stdout(json ? `${JSON.stringify({ step: c.step + 1, loss: c.loss, gradNorm: c.gradNorm, gradient: c.gradient, parameter: c.parameter })}\n` : stepLine(c))
+      },
     })
-    const ok = loss <= tolerance && norm <= tolerance
-    io.stdout(
-      `largest relative difference: loss ${loss.toExponential(3)}, gradient norm ${norm.toExponential(3)} (tolerance ${tolerance.toExponential(0)} for ${setup.dtype}): ${ok ? "OK" : "MISMATCH"}\n`,
-    )
+    const v = Lockstep.verdict(comparisons, setup.dtype)
+    const ok = v.failed.length === 0
+    if (json) {
+      const at = (l: Lockstep.Largest) => ({ ...l, step: l.step + 1 })
+      io.stdout(
+        `${JSON.stringify({ verdict: ok ? "OK" : "MISMATCH", failed: v.failed, dtype: setup.dtype, tolerance: v.tolerance, loss: at(v.loss), gradNorm: at(v.gradNorm), gradient: at(v.gradient), parameter: at(v.parameter) })}\n`,
+      )
+    } else {
+      io.stdout(
+        `largest relative differences over ${steps} steps: loss ${e(v.loss.error)} (step ${v.loss.step + 1}), gradient norm ${e(v.gradNorm.error)} (step ${v.gradNorm.step + 1}), ` +
+          `gradient ${e(v.gradient.error)} (${where(v.gradient)}), parameter after update ${e(v.parameter.error)} (${where(v.parameter)}); ` +
+          `tolerances for ${setup.dtype}: ${tolerances(v.tolerance)}: ${ok ? "OK" : `MISMATCH: ${culprit(v)}`}\n`,
+      )
+    }
     return ok ? ExitCode.ok : ExitCode.failure
   })
 }

@@ -193,6 +193,34 @@ export const place = (t: Tensor.Tensor, ranges: ReadonlyArray<[number, number]>,
 }
 
 /**
+ * The full tensor of a parameter from shards that cover it (each a slice as `sliceOf` gives,
+ * with its values): the inverse of cutting with `slice`. Replicas of one slice write the same
+ * region; the last one given wins. Throws a RangeError when the shards leave part of it uncovered.
+ * @category mapping
+ */
+export const assemble = (
+  shape: ReadonlyArray<number>,
+  dtype: DType.DType,
+  shards: Iterable<{ readonly slice: ReadonlyArray<[number, number]>; readonly values: DType.Storage }>,
+): Tensor.Tensor => {
+  const out = Tensor.zeros(shape, { dtype })
+  let covered = 0
+  const seen = new Set<string>()
+  for (const shard of shards) {
+    const key = JSON.stringify(shard.slice)
+    const part = Tensor.fromStorage(
+      shard.values,
+      shard.slice.map(([a, b]) => b - a),
+    )
+    place(out, shard.slice, part)
+    if (!seen.has(key)) covered += part.size
+    seen.add(key)
+  }
+  if (covered !== out.size) throw new RangeError(`shards cover ${covered} of the ${out.size} elements of a [${shape.join(", ")}] parameter`)
+  return out
+}
+
+/**
  * Whether gradients of this parameter are expert gradients (summed over edp, not dp-cp).
  * @category guards
  */

@@ -8,6 +8,10 @@
  *   router)                              parallelism each tp member saw other tokens
  *   expert parameters                    sum over edp
  * Each group's gradients travel as one flat bucket: one collective for many parameters.
+ *
+ * Fault injection (for testing `pleat verify`): PLEAT_FAULT_SKIP_SYNC=NAME leaves parameter
+ * NAME out of its bucket, so its gradient stays each rank's partial sum: the missing
+ * synchronisation that verify must catch and name.
  */
 import * as Effect from "effect/Effect"
 import * as Comm from "../comm/Communicator.js"
@@ -96,7 +100,8 @@ const reduceBucket = (held: ReadonlyArray<Held>, group: Group, dtype: DType.DTyp
  */
 export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroups, dtype: DType.DType) =>
   Effect.gen(function* () {
-    const all = [...params.values()]
+    const skipped = process.env.PLEAT_FAULT_SKIP_SYNC
+    const all = [...params.values()].filter((h) => h.spec.name !== skipped)
     yield* reduceBucket(
       all.filter((h) => kindOf(h.spec) === "dense"),
       groups.dpCp,

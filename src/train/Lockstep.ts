@@ -1,0 +1,263 @@
+/**
+ * Lockstep: proof, one step at a time, that a mapping computes what one rank computes.
+ *
+ * Each step k the parallel run (every rank of the mapping, fibers of this process) trains from
+ * its parameters P_k and AdamW moments. The one-rank run is then given those same P_k and
+ * moments (the shards gathered into full tensors by Params.assemble, cut again for one rank by
+ * Params.slice) and trains step k too, on the same data. The two are compared on the step's
+ * loss, its gradient norm, every parameter's gradient (the full tensor, after synchronisation)
+ * and every parameter after the optimizer step; then both go on from the parallel run's
+ * P_{k+1}. So each step's difference is that step's rounding alone: it does not compound over
+ * steps (two free-running trajectories drift apart by step 40 even in float64), and one
+ * tolerance holds for any number of steps.
+ *
+ * Differences are relative: numbers |a - b| / max(|a|, |b|), a parameter's tensors ||a - b|| /
+ * max(||a||, ||b||) in the 2-norm (0 when both are 0), where a is every shard the parallel
+ * ranks hold (replicas included) and b the same slices of the one-rank run's tensor. A missing
+ * gradient synchronisation leaves a parameter's gradient a partial sum: an error of order 1 on
+ * that parameter, named.
+ *
+ * Tolerances, from the worst error measured over random folded mappings of all five dims
+ * (with vpp), seeds and step counts, times a safety factor:
+ *   float64   measured worst 4e-14 (tensors), 2e-15 (loss)     tolerance 1e-11
+ *   float32   measured worst 3.0e-5 (a parameter's gradient)  tolerance 3e-4
+ * (float32 runs the native kernels; its worst case is a small gradient summed in another order.)
+ */
+import * as Effect from "effect/Effect"
+import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as Job from "../runtime/Job.js"
+import type { RankFailed } from "../runtime/JobError.js"
+import type * as DType from "../tensor/DType.js"
+import type * as Tensor from "../tensor/Tensor.js"
+import * as ModelConfig from "./ModelConfig.js"
+import * as Params from "./Params.js"
+import type * as RankParams from "./RankParams.js"
+import * as RankTrainer from "./RankTrainer.js"
+
+/**
+ * The largest relative difference accepted, of each kind.
+ * @category models
+ */
+export interface Tolerance {
+  readonly loss: number
+  readonly gradNorm: number
+  readonly gradient: number
+  readonly parameter: number
+}
+
+/**
+ * The tolerances of a dtype (see the file header for the measurements behind them).
+ * @category configuration
+ */
+export const tolerance = (dtype: DType.DType): Tolerance =>
+  dtype === "float64" ? { loss: 1e-12, gradNorm: 1e-12, gradient: 1e-12, parameter: 1e-11 } : { loss: 1e-6, gradNorm: 1e-6, gradient: 1e-5, parameter: 3e-4 }
+
+/**
+ * A number as each run computed it, and their relative difference.
+ * @category models
+ */
+export interface Compared {
+  readonly parallel: number
+  readonly oneRank: number
+  readonly error: number
+}
+
+/**
+ * The parameter with the largest relative difference, and that difference.
+ * @category models
+ */
+export interface WorstParameter {
+  readonly name: string
+  readonly error: number
+}
+
+/**
+ * One step of both runs, compared.
+ * @category models
+ */
+export interface StepComparison {
+  readonly step: number
+  readonly loss: Compared
+  readonly gradNorm: Compared
+  /** Each parameter's synchronised gradient (full tensor). */
+  readonly gradient: WorstParameter
+  /** Each parameter after the optimizer step. */
+  readonly parameter: WorstParameter
+}
+
+/**
+ * Options of a lockstep verification.
+ * @category models
+ */
+export interface Options {
+  readonly steps: number
+  /** false: the parallel run's collectives read tensors in place (local-zero-copy). */
+  readonly copy?: boolean
+  readonly timeoutMs?: number
+  /** Called as each step has been compared. */
+  readonly onStep?: (comparison: StepComparison) => void
+}
+
+/**
+ * Relative difference of two numbers.
+ * @category mapping
+ */
+const relative = (a: number, b: number): number => (a === b ? 0 : Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b)))
+
+const compared = (parallel: number, oneRank: number): Compared => ({ parallel, oneRank, error: relative(parallel, oneRank) })
+
+type Trainer = ReturnType<typeof RankTrainer.make>
+
+/** What is gathered of a parameter: its value, its gradient, or a moment. */
+type Part = "value" | "grad" | "m" | "v"
+
+/** One parameter's full tensor, gathered from every rank that holds a shard of it. */
+const gather = (trainers: ReadonlyArray<Trainer>, spec: Params.ParamSpec, part: Part, dtype: DType.DType): Tensor.Tensor =>
+  Params.assemble(
+    spec.shape,
+    part === "m" || part === "v" ? "float32" : dtype,
+    trainers.flatMap((t) => {
+      const held = t.params.get(spec.name)
+      if (held === undefined) return []
+      const moments = t.moments.get(spec.name)
+      const values = part === "value" ? held.value.data : part === "grad" ? held.grad : part === "m" ? moments?.m : moments?.v
+      return values === undefined ? [] : [{ slice: held.slice, values }]
+    }),
+  )
+
+/**
+ * Every shard of a parameter on every rank of the parallel run (replicas included) against
+ * the same slice of the one-rank run's full tensor: ||a - b|| / max(||a||, ||b||) over all of
+ * them together, so a replica that went its own way counts as much as a wrong gather.
+ */
+const shardsAgainst = (trainers: ReadonlyArray<Trainer>, spec: Params.ParamSpec, part: "value" | "grad", full: Tensor.Tensor): number => {
+  let diff = 0
+  let mine = 0
+  let theirs = 0
+  for (const t of trainers) {
+    const held = t.params.get(spec.name)
+    if (held === undefined) continue
+    const a = part === "value" ? held.value.data : held.grad
+    const b = Params.slice(full, held.slice).data
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i] as number
+      const y = b[i] as number
+      diff += (x - y) ** 2
+      mine += x * x
+      theirs += y * y
+    }
+  }
+  return diff === 0 ? 0 : Math.sqrt(diff / Math.max(mine, theirs))
+}
+
+/** The worst of each parameter's relative difference. */
+const worstOf = (specs: ReadonlyArray<Params.ParamSpec>, error: (spec: Params.ParamSpec) => number): WorstParameter =>
+  specs.reduce<WorstParameter>(
+    (worst, spec) => {
+      const e = error(spec)
+      return !Number.isNaN(worst.error) && (e > worst.error || Number.isNaN(e)) ? { name: spec.name, error: e } : worst
+    },
+    { name: specs[0]?.name ?? "", error: 0 },
+  )
+
+/**
+ * Trains `options.steps` steps under `setup`'s mapping and, from the same parameters each
+ * step, on one rank; returns every step's comparison (see the file header).
+ * @category constructors
+ */
+export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Effect<Array<StepComparison>, RankFailed> =>
+  Effect.gen(function* () {
+    ModelConfig.check(setup.model, setup.batch, setup.parallel)
+    const world = setup.parallel.world
+    const specs = Params.specs(setup.model)
+    const job = {
+      backend: options.copy === false ? ("local-zero-copy" as const) : ("local" as const),
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    }
+    const ranks = Array.from({ length: world }, (_, r) => RankTrainer.make(setup, r))
+    const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }) }, 0)
+    const out: Array<StepComparison> = []
+    for (let k = 0; k < options.steps; k++) {
+      // The one-rank run starts this step where the parallel run does: values and moments.
+      for (const spec of specs) {
+        const held = one.params.get(spec.name) as RankParams.Held
+        const moments = one.moments.get(spec.name)
+        held.value.data.set(Params.slice(gather(ranks, spec, "value", setup.dtype), held.slice).data)
+        moments?.m.set(Params.slice(gather(ranks, spec, "m", setup.dtype), held.slice).data)
+        moments?.v.set(Params.slice(gather(ranks, spec, "v", setup.dtype), held.slice).data)
+      }
+      const reports = yield* Job.run({ world, ...job }, (rank) => (ranks[rank] as Trainer).step(k))
+      const [single] = yield* Job.run({ world: 1, ...job }, () => one.step(k))
+      const oneRank = (spec: Params.ParamSpec, part: "value" | "grad") => gather([one], spec, part, setup.dtype)
+      const comparison: StepComparison = {
+        step: k,
+        loss: compared(
+          reports.reduce((a, r) => a + r.loss, 0),
+          single?.loss ?? Number.NaN,
+        ),
+        gradNorm: compared(reports[0]?.gradNorm ?? Number.NaN, single?.gradNorm ?? Number.NaN),
+        gradient: worstOf(specs, (spec) => shardsAgainst(ranks, spec, "grad", oneRank(spec, "grad"))),
+        parameter: worstOf(specs, (spec) => shardsAgainst(ranks, spec, "value", oneRank(spec, "value"))),
+      }
+      out.push(comparison)
+      options.onStep?.(comparison)
+    }
+    return out
+  })
+
+/**
+ * The largest difference of one kind over the steps, with its step (and parameter).
+ * @category models
+ */
+export interface Largest {
+  readonly error: number
+  readonly step: number
+  readonly name?: string
+}
+
+/**
+ * The verdict over every step: the largest difference of each kind and whether all are within
+ * the dtype's tolerance.
+ * @category models
+ */
+export interface Verdict {
+  readonly tolerance: Tolerance
+  readonly loss: Largest
+  readonly gradNorm: Largest
+  readonly gradient: Largest
+  readonly parameter: Largest
+  /** The kinds whose largest difference is over their tolerance (or NaN), worst first. */
+  readonly failed: ReadonlyArray<keyof Tolerance>
+}
+
+const largest = (steps: ReadonlyArray<StepComparison>, of: (c: StepComparison) => { readonly error: number; readonly name?: string }): Largest => {
+  let worst: Largest = { error: 0, step: 0 }
+  steps.forEach((c, i) => {
+    const x = of(c)
+    // A NaN is the worst there is, and the first one stays.
+    const worse = i === 0 || (Number.isNaN(x.error) && !Number.isNaN(worst.error)) || x.error > worst.error
+    if (worse) worst = { error: x.error, step: c.step, ...(x.name === undefined ? {} : { name: x.name }) }
+  })
+  return worst
+}
+
+const kinds = ["gradient", "parameter", "loss", "gradNorm"] as const
+
+/**
+ * Judges the comparisons of a run in `dtype`.
+ * @category constructors
+ */
+export const verdict = (steps: ReadonlyArray<StepComparison>, dtype: DType.DType): Verdict => {
+  const limit = tolerance(dtype)
+  const v = {
+    tolerance: limit,
+    loss: largest(steps, (c) => c.loss),
+    gradNorm: largest(steps, (c) => c.gradNorm),
+    gradient: largest(steps, (c) => c.gradient),
+    parameter: largest(steps, (c) => c.parameter),
+  }
+  // NaN compares false: a NaN anywhere is a failure. A missing synchronisation shows first in
+  // the gradient, then in the parameter it updates: the first failed kind names the culprit.
+  const failed = kinds.filter((k) => !(v[k].error <= limit[k]))
+  return { ...v, failed }
+}
