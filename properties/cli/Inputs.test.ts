@@ -181,5 +181,11 @@ describe("ranks one process hosts", () => {
     expect(refused(["train", "--config", file])).toContain(`"world" in ${file}: 4096 is more ranks than the local backend hosts`)
     // At the limit, the world passes this check (a cross-field check may still refuse it).
     expect(refused(["train", "--world", "1024", ...degrees])).not.toContain("more ranks than")
+    // The help says the same limits.
+    for (const command of ["train", "verify"]) {
+      const io = memoryIo()
+      expect(Cli.run([command, "--help"], io)).toBe(0)
+      expect(io.out).toContain("one process hosts at most 1024 on local, 64 on threads")
+    }
   })
 })

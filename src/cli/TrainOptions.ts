@@ -28,12 +28,21 @@ import * as JsonText from "./JsonText.js"
 import * as RunConfig from "./RunConfig.js"
 
 /**
+ * The most ranks one process hosts, by backend. Every rank of these backends lives in this
+ * process: a fiber each (about 1.3 MB of memory per rank with the default model), or a worker
+ * thread each (about 80 MB per rank, measured under tsx). Above these, a run would exhaust
+ * memory before its first step, in silence; it is refused before any work instead.
+ */
+const maxRanks: Readonly<Record<ChooseBackend.Name, number>> = { local: 1024, "local-zero-copy": 1024, threads: 64, "threads-zero-copy": 64 }
+
+/**
  * Flags of the training commands.
  * @category configuration
  */
 export const flags: Readonly<Record<string, Flags.FlagSpec>> = {
   config: { kind: "string", placeholder: "FILE", help: "a JSON object with any of these settings as keys (flags override it)" },
   ...RunConfig.flags,
+  world: { ...RunConfig.flags.world, help: `${RunConfig.flags.world.help}; one process hosts at most ${maxRanks.local} on local, ${maxRanks.threads} on threads` },
   help: { kind: "boolean", help: "show this help" },
 }
 
@@ -111,14 +120,6 @@ const outputProblem = (field: "save" | "trace", target: string): ConfigError.Con
   if (!writable(folder)) return ConfigError.make(field, target, `cannot be written (${folder} is not a writable directory)`, "pass a path in a directory you can write")
   return undefined
 }
-
-/**
- * The most ranks one process hosts, by backend. Every rank of these backends lives in this
- * process: a fiber each (about 1.3 MB of memory per rank with the default model), or a worker
- * thread each (about 80 MB per rank, measured under tsx). Above these, a run would exhaust
- * memory before its first step, in silence; it is refused before any work instead.
- */
-const maxRanks: Readonly<Record<ChooseBackend.Name, number>> = { local: 1024, "local-zero-copy": 1024, threads: 64, "threads-zero-copy": 64 }
 
 /** A world larger than the backend hosts in one process, named as the user wrote it. */
 const tooManyRanks = (d: RunConfig.Decoded, backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
