@@ -29,9 +29,10 @@ import * as RunConfig from "./RunConfig.js"
 
 /**
  * The most ranks one process hosts, by backend. Every rank of these backends lives in this
- * process: a fiber each (about 1.3 MB of memory per rank with the default model), or a worker
- * thread each (about 80 MB per rank, measured under tsx). Above these, a run would exhaust
- * memory before its first step, in silence; it is refused before any work instead.
+ * process: a fiber each (measured with the default model and one sequence per rank: 256 ranks
+ * 1.0 GB and 21 s for one step, 512 ranks 1.8 GB and 54 s, so 1024 about 4 GB), or a worker
+ * thread each (about 80 MB per rank under tsx: 64 ranks about 5 GB). Above these, a run would
+ * exhaust memory or time before its first step, in silence; it is refused before any work.
  */
 const maxRanks: Readonly<Record<ChooseBackend.Name, number>> = { local: 1024, "local-zero-copy": 1024, threads: 64, "threads-zero-copy": 64 }
 
