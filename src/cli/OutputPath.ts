@@ -40,6 +40,15 @@ const existingAncestor = (target: string): string => {
 
 const fix = "pass the path of a file in a directory you can write"
 
+/** The statfs type of the file system holding `folder`, or -1 where the platform cannot say. */
+const fileSystemType = (folder: string): number => {
+  try {
+    return statfsSync(folder).type
+  } catch {
+    return -1
+  }
+}
+
 /** Why `target` cannot be written as a file, as a ConfigError naming `field`; undefined when it can. */
 const problem = (field: string, target: string): ConfigError.ConfigError | undefined => {
   const resolved = path.resolve(target)
@@ -52,7 +61,7 @@ const problem = (field: string, target: string): ConfigError.ConfigError | undef
   } catch {
     return ConfigError.make(field, target, `cannot be written (${folder} is not writable)`, fix)
   }
-  const pseudo = pseudoFileSystems.get(statfsSync(folder).type)
+  const pseudo = pseudoFileSystems.get(fileSystemType(folder))
   if (pseudo !== undefined) return ConfigError.make(field, target, `cannot be written (${folder} is on the ${pseudo} pseudo-file system)`, fix)
   return undefined
 }
