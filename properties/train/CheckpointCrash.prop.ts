@@ -4,9 +4,11 @@
 // its save (PLEAT_CRASH_AT=n, see CheckpointDurable), for n = 1, 2, ... until a run finishes.
 // After each crash, DIR loads the previous checkpoint or the new one, its files bit-identical
 // to an uninterrupted save of that step; training resumes from it exactly as the reference
-// run; and the next save into DIR succeeds and leaves nothing of the crash behind.
+// run; and the next save into DIR succeeds and leaves nothing of the crash behind. The first
+// save into a new directory, killed the same way, leaves no checkpoint or the new one, and never
+// a directory that a later --save would refuse.
 import { spawnSync } from "node:child_process"
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import * as Effect from "effect/Effect"
@@ -89,5 +91,35 @@ describe("a save killed at any step of its protocol", () => {
     expect(outcomes.length).toBeGreaterThanOrEqual(12)
     expect(outcomes.length).toBeLessThan(60)
     expect(new Set(outcomes)).toEqual(new Set([1, 2]))
+  }, 600_000)
+
+  test("the first save into a new directory leaves no checkpoint or the new one, and never a directory a later --save refuses", async () => {
+    const scratch = mkdtempSync(path.join(tmpdir(), "pleat-crash-new-"))
+    const complete = path.join(scratch, "complete")
+    const dir = path.join(scratch, "ckpt")
+    const setup = resolved(["--steps", "1"]).setup
+    await Effect.runPromise(Train.run(setup, { steps: 1, save: complete }))
+    const outcomes: Array<string> = []
+    for (let n = 1; n <= 40; n++) {
+      rmSync(dir, { recursive: true, force: true })
+      const child = spawnSync(process.execPath, ["--import", "tsx", "properties/train/CheckpointCrashChild.ts", ...model, "--steps", "1", "--save", dir], {
+        cwd: root,
+        encoding: "utf8",
+        env: { ...process.env, PLEAT_CRASH_AT: String(n) },
+      })
+      if (child.status === 0) break
+      expect(child.signal, `crash point ${n}: ${child.stderr}`).toBe("SIGKILL")
+      const loadable = existsSync(dir) && CheckpointDirectory.locate(dir) !== undefined
+      if (loadable) expect(files(dir), `crash point ${n}`).toEqual(files(complete))
+      else expect(() => Checkpoint.manifest(dir), `crash point ${n}`).toThrow("holds no complete checkpoint")
+      outcomes.push(loadable ? "new" : "none")
+      // A later --save into the same path is accepted and succeeds.
+      expect(resolved(["--steps", "1", "--save", dir]).save).toBe(dir)
+      await Effect.runPromise(Train.run(setup, { steps: 1, save: dir, keep: 1 }))
+      expect(files(dir), `crash point ${n}`).toEqual(files(complete))
+      expect(readdirSync(dir).sort(), `crash point ${n}`).toEqual(["latest", "pleat-checkpoint", expect.stringMatching(/^step-00000001(-2)?$/)])
+    }
+    expect(outcomes.length).toBeGreaterThanOrEqual(10)
+    expect(new Set(outcomes)).toEqual(new Set(["none", "new"]))
   }, 600_000)
 })

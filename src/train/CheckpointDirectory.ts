@@ -17,9 +17,10 @@
  *
  * Loading follows `latest`; a step directory without manifest.json is an interrupted save and
  * is ignored; a missing or damaged `latest` falls back to the newest complete step directory
- * (highest step). The next save removes what an interrupted one left.
+ * (highest step). A step directory is removed by renaming it out of sight first
+ * (`.removing-step-...`), then deleting it. The next save removes what an interrupted one left.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
 import path from "node:path"
 import * as Durable from "./CheckpointDurable.js"
 
@@ -154,6 +155,8 @@ export const prune = (dir: string, keep: number, spare: ReadonlyArray<string>): 
     if (kept.has(s.name) || spare.includes(path.join(dir, s.name))) continue
     Durable.removeDirectory(path.join(dir, s.name))
   }
+  // What a removal cut short by a crash left out of sight.
+  for (const name of readdirSync(dir)) if (name.startsWith(".removing-step-")) rmSync(path.join(dir, name), { recursive: true, force: true })
   Durable.syncDirectory(dir)
 }
 

@@ -84,11 +84,18 @@ export const makeDirectory = (dir: string): void => {
   syncDirectory(path.dirname(dir))
 }
 
+/** The name a directory takes while it is removed (a name no load looks at). */
+const removing = (dir: string): string => path.join(path.dirname(dir), `.removing-${path.basename(dir)}`)
+
 /**
- * Removes a directory and everything in it.
+ * Removes a directory and everything in it: first renamed out of sight in one step, so that a
+ * crash midway never leaves a checkpoint with some of its files gone under its own name.
  * @category constructors
  */
 export const removeDirectory = (dir: string): void => {
   point()
-  rmSync(dir, { recursive: true, force: true })
+  rmSync(removing(dir), { recursive: true, force: true })
+  renameSync(dir, removing(dir))
+  point()
+  rmSync(removing(dir), { recursive: true, force: true })
 }
