@@ -102,6 +102,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     let saved = resolved.save === undefined ? "no checkpoint written" : `no checkpoint written to ${resolved.save} (a previous one there is kept)`
     let done = first
     let finalSaved = false
+    let lastSaved: string | undefined
     // What an interruption would interrupt: the step reached and the last checkpoint written.
     const describe = () =>
       done < steps
@@ -118,6 +119,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       ...(resolved.resume === undefined ? {} : { resume: resolved.resume }),
       onSave: (step: number, stepDir: string) => {
         saved = `last checkpoint written: step ${step} in ${stepDir}`
+        lastSaved = stepDir
         finalSaved = step === steps
         json?.info({ step, checkpoint: stepDir }, "checkpoint")
         activity.set(describe())
@@ -175,7 +177,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       `model FLOPs per step ${format(flops)}; achieved ${format((ran * flops) / seconds)} FLOP/s`,
       `load imbalance (max/mean tokens per expert) by MoE layer: ${imbalance.map((i) => `layer ${i.layer}: ${i.value.toFixed(2)}`).join(", ") || "-"}`,
     ]
-    if (resolved.save !== undefined) lines.push(`checkpoint: ${resolved.save}`)
+    if (resolved.save !== undefined) lines.push(`checkpoint: ${lastSaved ?? `${resolved.save} (none written)`}`)
     if (resolved.trace !== undefined) lines.push(`trace: ${resolved.trace} (open in https://ui.perfetto.dev or chrome://tracing)`)
     io.stdout(`${lines.join("\n")}\n`)
     return ExitCode.ok

@@ -169,6 +169,7 @@ const publisher = (
     try {
       CheckpointDirectory.publish(plan.dir, JSON.stringify({ ...manifestOf(setup, plan.step), checksums: got.checksums }, null, 2))
       planned.splice(at, 1)
+      arrived.delete(event.saved)
       CheckpointDirectory.prune(
         options.save,
         options.keep ?? 2,
