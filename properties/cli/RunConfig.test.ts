@@ -159,7 +159,7 @@ describe("outputs are checked before any work", () => {
     expect(refused(["train", "--save", file])).toContain(`--save: ${JSON.stringify(file)} is a file, not a checkpoint directory`)
     expect(refused(["train", "--save", dir])).toContain("is a folder pleat did not write (it holds files and no pleat-checkpoint marker)")
     expect(refused(["train", "--trace", dir])).toContain(`--trace: ${JSON.stringify(dir)} is a directory`)
-    expect(refused(["train", "--trace", path.join(file, "t.json")])).toContain(`cannot be written (${file} is not a writable directory)`)
+    expect(refused(["train", "--trace", path.join(file, "t.json")])).toContain(`cannot be written (${file} is a file, not a directory)`)
     // A new folder, however deep, and an empty one are fine.
     for (const ok of [path.join(dir, "a", "b", "ckpt"), mkdtempSync(path.join(tmpdir(), "pleat-empty-"))]) {
       const resolved = TrainOptions.resolve(["--save", ok, "--trace", path.join(dir, "x", "t.json")])

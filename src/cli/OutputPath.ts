@@ -1,5 +1,6 @@
 /**
- * OutputPath: a file a command will write (a picture), checked when the command starts.
+ * OutputPath: a file or folder a command will write (a picture, a trace, a checkpoint), checked
+ * when the command starts.
  *
  * The path must name a file (not a directory, not a path ending in `/`) in a place a file can
  * be created: the nearest folder on its way that exists is a writable directory (missing
@@ -49,12 +50,13 @@ const fileSystemType = (folder: string): number => {
   }
 }
 
-/** Why `target` cannot be written as a file, as a ConfigError naming `field`; undefined when it can. */
-const problem = (field: string, target: string): ConfigError.ConfigError | undefined => {
-  const resolved = path.resolve(target)
-  if (/[\\/]$/.test(target) || target === "." || target === "..") return ConfigError.make(field, target, "names a directory (it ends with a separator)", fix)
-  if (existsSync(resolved) && statSync(resolved).isDirectory()) return ConfigError.make(field, target, "is a directory", fix)
-  const folder = existingAncestor(path.dirname(resolved))
+/**
+ * Why nothing can be created at `target` (a file or a folder) as a ConfigError naming `field`:
+ * the nearest folder on its way that exists is not a writable directory on a real file system.
+ * @category guards
+ */
+export const placeProblem = (field: string, target: string): ConfigError.ConfigError | undefined => {
+  const folder = existingAncestor(path.dirname(path.resolve(target)))
   if (!statSync(folder).isDirectory()) return ConfigError.make(field, target, `cannot be written (${folder} is a file, not a directory)`, fix)
   try {
     accessSync(folder, constants.W_OK)
@@ -67,11 +69,21 @@ const problem = (field: string, target: string): ConfigError.ConfigError | undef
 }
 
 /**
+ * Why `target` cannot be written as a file, as a ConfigError naming `field`; undefined when it can.
+ * @category guards
+ */
+export const fileProblem = (field: string, target: string): ConfigError.ConfigError | undefined => {
+  if (/[\\/]$/.test(target) || target === "." || target === "..") return ConfigError.make(field, target, "names a directory (it ends with a separator)", fix)
+  if (existsSync(target) && statSync(target).isDirectory()) return ConfigError.make(field, target, "is a directory", fix)
+  return placeProblem(field, target)
+}
+
+/**
  * Throws the problem of `target`, if any.
  * @category constructors
  */
 export const check = (field: string, target: string): void => {
-  const found = problem(field, target)
+  const found = fileProblem(field, target)
   if (found !== undefined) throw found
 }
 

@@ -10,8 +10,7 @@
  * undamaged, and of this model, seed and dtype). Every problem is a BadInput: one line, exit
  * status 2.
  */
-import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs"
-import path from "node:path"
+import { existsSync, readFileSync, statSync } from "node:fs"
 import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
@@ -25,6 +24,7 @@ import type * as RankTrainer from "../train/RankTrainer.js"
 import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
 import * as JsonText from "./JsonText.js"
+import * as OutputPath from "./OutputPath.js"
 import * as RunConfig from "./RunConfig.js"
 
 /**
@@ -85,22 +85,6 @@ const readConfig = (file: string): RunConfig.FileLayer | ConfigError.ConfigError
   return { file, values: parsed.value as Record<string, unknown> }
 }
 
-/** The nearest folder at or above `target` that exists: where a new file or folder is created. */
-const existingAncestor = (target: string): string => {
-  let at = path.resolve(target)
-  while (!existsSync(at)) at = path.dirname(at)
-  return at
-}
-
-const writable = (folder: string): boolean => {
-  try {
-    accessSync(folder, constants.W_OK)
-    return statSync(folder).isDirectory()
-  } catch {
-    return false
-  }
-}
-
 /** Whether the job can write what it will write at the end, checked before it starts. */
 const outputProblem = (field: "save" | "trace", target: string): ConfigError.ConfigError | undefined => {
   const exists = existsSync(target)
@@ -116,10 +100,7 @@ const outputProblem = (field: "save" | "trace", target: string): ConfigError.Con
       )
     }
   }
-  if (field === "trace" && exists && statSync(target).isDirectory()) return ConfigError.make(field, target, "is a directory", "pass the path of a file to write")
-  const folder = existingAncestor(path.dirname(path.resolve(target)))
-  if (!writable(folder)) return ConfigError.make(field, target, `cannot be written (${folder} is not a writable directory)`, "pass a path in a directory you can write")
-  return undefined
+  return field === "trace" ? OutputPath.fileProblem(field, target) : OutputPath.placeProblem(field, target)
 }
 
 /** A world larger than the backend hosts in one process, named as the user wrote it. */
