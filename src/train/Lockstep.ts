@@ -22,16 +22,16 @@
  * the TypeScript ones):
  *                 measured worst                          tolerance
  *                 float32             float64             float32   float64
- *   loss          3.1e-7              9.4e-16             3e-6      1e-14
+ *   loss          3.1e-7              1.2e-15             3e-6      1e-14
  *   grad norm     1.1e-6              2.0e-14             1e-5      3e-13
- *   gradient      9.0e-6              4.9e-14             1e-4      1e-12
+ *   gradient      9.0e-6              5.0e-14             1e-4      1e-12
  *   parameter     4.4e-4              4.2e-13             5e-3      5e-12
- * from 5 runs of 100 steps of the default model (errors grow as the loss falls and gradients
- * cancel: 6e-7 on gradients over the first 4 steps, 9e-6 by step 100), 225 (float32) and 95
- * (float64) random small models over 4 steps, and 400 more over the first step. The parameter
- * bound is the loosest because of AdamW's first step: its update lr * g / (|g| + eps) turns a
- * rounding difference of a gradient element near eps into a difference of order lr; later
- * steps agree to 1e-5. A missing synchronisation is an error of order 1e-1 to 1.
+ * from runs of 100 steps of the default model (5 float32, 3 float64, the default mapping among
+ * them; errors grow as the loss falls and gradients cancel: 6e-7 on gradients over the first 4
+ * steps, 9e-6 by step 100), 225 (float32) and 95 (float64) random small models over 4 steps,
+ * and 400 more (float32) over the first step. The parameter bound is the loosest because of
+ * AdamW's first step: its update lr * g / (|g| + eps) turns a rounding difference of a gradient
+ * element near eps into a difference of order lr; later steps agree to 1e-5. A missing synchronisation is an error of order 1e-1 to 1.
  */
 import * as Effect from "effect/Effect"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
