@@ -14,25 +14,10 @@ import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
 import type * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
+import { mappings } from "./arbitraries.js"
 
-/** Folded mappings of 2 to 4 ranks: MoE groups (ep, etp) cut across tp, cp and dp. */
-const folded = fc
-  .record({
-    tp: fc.constantFrom(1, 2),
-    cp: fc.constantFrom(1, 2),
-    pp: fc.constantFrom(1, 2),
-    dp: fc.constantFrom(1, 2),
-    vpp: fc.constantFrom(undefined, 2),
-    order: fc.constantFrom("tp-cp-ep-dp-pp", "tp-ep-cp-dp-pp", "tp-cp-dp-ep-pp"),
-    seed: fc.integer({ min: 1, max: 1000 }),
-  })
-  .filter((m) => m.tp * m.cp * m.pp * m.dp >= 2 && m.tp * m.cp * m.pp * m.dp <= 4)
-  .chain((m) => {
-    const world = m.tp * m.cp * m.pp * m.dp
-    const perStage = world / m.pp
-    const shapes = [1, 2, 4].flatMap((ep) => [1, 2].map((etp) => ({ ep, etp }))).filter(({ ep, etp }) => perStage % (ep * etp) === 0 && ep * etp > 1)
-    return fc.constantFrom(...(shapes.length > 0 ? shapes : [{ ep: 1, etp: 1 }])).map((e) => ({ ...m, world, ...e }))
-  })
+/** Folded mappings of 2 to 4 ranks (MoE groups cut across tp, cp and dp) and a seed. */
+const folded = fc.tuple(mappings({ minWorld: 2, maxWorld: 4, folded: true }), fc.integer({ min: 1, max: 1000 })).map(([m, seed]) => ({ ...m, seed }))
 
 const setupOf = (
   m: { world: number; tp: number; cp: number; pp: number; dp: number; ep: number; etp: number; vpp: number | undefined; order: string; seed: number },

@@ -14,30 +14,11 @@ import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as Cpu from "../../src/native/Cpu.js"
 import * as Kernels from "../../src/tensor/kernels/Kernels.js"
 import * as Lockstep from "../../src/train/Lockstep.js"
-import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
 import type * as RankTrainer from "../../src/train/RankTrainer.js"
+import { mappings, model } from "./arbitraries.js"
 
-/** Mappings of 2 to 8 ranks using any of tp, cp, pp (with or without vpp), ep, etp, dp. */
-const mapping = fc
-  .record({
-    tp: fc.constantFrom(1, 2),
-    cp: fc.constantFrom(1, 2),
-    pp: fc.constantFrom(1, 2),
-    dp: fc.constantFrom(1, 2),
-    vpp: fc.constantFrom(undefined, 2),
-    etp: fc.constantFrom(1, 2),
-    order: fc.constantFrom("tp-cp-ep-dp-pp", "tp-ep-cp-dp-pp", "tp-cp-dp-ep-pp"),
-  })
-  .filter((m) => m.tp * m.cp * m.pp * m.dp <= 8 && m.tp * m.cp * m.pp * m.dp > 1)
-  .chain((m) => {
-    const world = m.tp * m.cp * m.pp * m.dp
-    const perStage = world / m.pp
-    const eps = [1, 2, 4].filter((ep) => perStage % (ep * m.etp) === 0)
-    return fc.constantFrom(...(eps.length > 0 ? eps : [1])).map((ep) => ({ ...m, world, ep, etp: perStage % m.etp === 0 ? m.etp : 1 }))
-  })
-
-const model = { ...ModelConfig.small, layers: 4, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, experts: 8, seq: 8, vocab: 16, moeEvery: 2 }
+const mapping = mappings({ minWorld: 2, maxWorld: 8 })
 
 const native = Kernels.native()
 const originalMatmul = native?.matmul

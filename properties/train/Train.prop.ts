@@ -8,27 +8,11 @@ import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
 import type * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
+import { mappings, model } from "./arbitraries.js"
 
 const relative = (a: number, b: number) => Math.abs(a - b) / Math.max(1e-12, Math.abs(b))
 
-/** Mappings of up to 8 ranks using any of tp, cp, pp (with or without vpp), ep, etp, dp. */
-const mapping = fc
-  .record({
-    tp: fc.constantFrom(1, 2),
-    cp: fc.constantFrom(1, 2),
-    pp: fc.constantFrom(1, 2),
-    dp: fc.constantFrom(1, 2),
-    vpp: fc.constantFrom(undefined, 2),
-    etp: fc.constantFrom(1, 2),
-    order: fc.constantFrom("tp-cp-ep-dp-pp", "tp-ep-cp-dp-pp", "tp-cp-dp-ep-pp"),
-  })
-  .filter((m) => m.tp * m.cp * m.pp * m.dp <= 8)
-  .chain((m) => {
-    const world = m.tp * m.cp * m.pp * m.dp
-    const perStage = world / m.pp
-    const eps = [1, 2, 4, 8].filter((ep) => perStage % (ep * m.etp) === 0)
-    return fc.constantFrom(...(eps.length > 0 ? eps : [1])).map((ep) => ({ ...m, world, ep, etp: perStage % m.etp === 0 ? m.etp : 1 }))
-  })
+const mapping = mappings({ minWorld: 1, maxWorld: 8 })
 
 describe("training under a mapping equals training on one rank", () => {
   test("per-step losses and gradient norms, float64, random mappings over all five dims", async () => {
@@ -39,7 +23,6 @@ describe("training under a mapping equals training on one rank", () => {
         fc.pre(validated._tag === "Success")
         const parallel = validated._tag === "Success" ? validated.success : ParallelConfig.make({ world: 1 })
         const steps = 2
-        const model = { ...ModelConfig.small, layers: 4, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, experts: 8, seq: 8, vocab: 16, moeEvery: 2 }
         const microBatch = 2
         const setup = (p: ParallelConfig.ParallelConfig, globalBatch: number): RankTrainer.TrainSetup => ({
           parallel: p,
