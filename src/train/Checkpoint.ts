@@ -25,7 +25,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as DType from "../tensor/DType.js"
-import * as Tensor from "../tensor/Tensor.js"
+import type * as Tensor from "../tensor/Tensor.js"
 import * as Checksum from "./CheckpointChecksum.js"
 import * as Directory from "./CheckpointDirectory.js"
 import * as Durable from "./CheckpointDurable.js"
@@ -251,28 +251,28 @@ export const loadInto = (dir: string, params: ReadonlyMap<string, RankParams.Hel
   const { stepDir, manifest: m } = open(dir)
   const files = readRanks(dir, stepDir, m)
   for (const [name, held] of params) {
-    const value = Tensor.zeros(held.spec.shape, { dtype: m.dtype })
-    const mm = Tensor.zeros(held.spec.shape, { dtype: "float32" })
-    const vv = Tensor.zeros(held.spec.shape, { dtype: "float32" })
-    let found = false
-    for (const f of files) {
-      for (const e of f.entries) {
-        if (e.name !== name) continue
-        if (e.shape.join("x") !== held.spec.shape.join("x")) throw unusable(dir, `has ${name} of shape ${e.shape.join("x")}, this model's is ${held.spec.shape.join("x")}`)
-        found = true
+    const found = files.flatMap((f) => f.entries.filter((e) => e.name === name).map((e) => ({ bin: f.bin, e })))
+    if (found.length === 0) throw unusable(dir, `has no parameter ${name}`, "resume with the model it was saved with")
+    for (const { e } of found) {
+      if (e.shape.join("x") !== held.spec.shape.join("x")) throw unusable(dir, `has ${name} of shape ${e.shape.join("x")}, this model's is ${held.spec.shape.join("x")}`)
+    }
+    // The full tensor of one saved field (value, or one of Adam's moments) from every shard.
+    const whole = (field: 0 | 1 | 2, dtype: DType.DType): Tensor.Tensor => {
+      const shards = found.map(({ bin, e }) => {
         const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
-        const shape = e.slice.map(([a, b]) => b - a)
-        const slice = e.slice as ReadonlyArray<[number, number]>
-        const read = (at: number, dtype: DType.DType) => {
-          const copy = new Uint8Array(f.bin.subarray(at, at + n * DType.bytesPer(dtype)))
-          return Tensor.fromStorage(dtype === "float32" ? new Float32Array(copy.buffer) : new Float64Array(copy.buffer), shape)
-        }
-        Params.place(value, slice, read(e.offsets[0], m.dtype))
-        Params.place(mm, slice, read(e.offsets[1], "float32"))
-        Params.place(vv, slice, read(e.offsets[2], "float32"))
+        const at = e.offsets[field]
+        const copy = new Uint8Array(bin.subarray(at, at + n * DType.bytesPer(dtype)))
+        return { slice: e.slice as ReadonlyArray<[number, number]>, values: dtype === "float32" ? new Float32Array(copy.buffer) : new Float64Array(copy.buffer) }
+      })
+      try {
+        return Params.assemble(held.spec.shape, dtype, shards)
+      } catch (error) {
+        throw unusable(dir, `has an incomplete ${name}: ${error instanceof Error ? error.message : String(error)}`)
       }
     }
-    if (!found) throw unusable(dir, `has no parameter ${name}`, "resume with the model it was saved with")
+    const value = whole(0, m.dtype)
+    const mm = whole(1, "float32")
+    const vv = whole(2, "float32")
     held.value.data.set(Params.slice(value, held.slice).data)
     const mo = moments.get(name) as Optimizer.Moments
     mo.m.set(Params.slice(mm, held.slice).data)
