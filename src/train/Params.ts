@@ -176,7 +176,7 @@ export const slice = (t: Tensor.Tensor, ranges: ReadonlyArray<[number, number]>)
  * Writes `part` into `t` at the given ranges (the inverse of `slice`).
  * @category mapping
  */
-export const place = (t: Tensor.Tensor, ranges: ReadonlyArray<[number, number]>, part: Tensor.Tensor): void => {
+const place = (t: Tensor.Tensor, ranges: ReadonlyArray<[number, number]>, part: Tensor.Tensor): void => {
   const shape = ranges.map(([a, b]) => b - a)
   const strides = t.shape.map((_, i) => Tensor.sizeOf(t.shape.slice(i + 1)))
   const idx = new Array<number>(shape.length).fill(0)
