@@ -3,6 +3,11 @@
  * bounds it in the same run (bench/limits.ts), and returns records `value / limit`, so a
  * number is always read against this machine's own ceiling, not a data sheet.
  *
+ * Two reference numbers, never mixed: `limit` is a ceiling (or, for a time, a floor) measured
+ * in the same run (a memcpy of the same bytes, the FMA peak, the engine's own cheapest
+ * collective); `target` is a number someone chose or derived on paper (an issue's budget, a
+ * tuned threshold, a formula). A row without a measured ceiling has no limit and no ratio.
+ *
  * Timing is tinybench's: `measure` runs one task for a time budget after a warmup and returns
  * the mean seconds per call. Calls shorter than a few microseconds are batched (several calls
  * per timed sample) so the timer's own cost does not inflate them.
@@ -10,8 +15,8 @@
 import { Bench } from "tinybench"
 
 /**
- * One result line. `ratio = value / limit`; with `--json` it is printed as one JSON object per
- * line with exactly these keys in this order.
+ * One result line. `ratio = value / limit` (null without a limit); with `--json` it is printed
+ * as one JSON object per line with exactly these keys in this order, absent numbers as null.
  * @category models
  */
 export interface BenchRecord {
@@ -23,9 +28,11 @@ export interface BenchRecord {
   readonly metric: string
   readonly value: number
   readonly unit: string
-  /** The ceiling for `value` on this machine, measured in the same run, same unit. */
-  readonly limit: number
-  readonly ratio: number
+  /** The ceiling for `value` on this machine, measured in the same run, same unit; null if none. */
+  readonly limit: number | null
+  /** A chosen or derived reference (budget, tuned threshold, formula), same unit; null if none. */
+  readonly target: number | null
+  readonly ratio: number | null
 }
 
 /**
@@ -99,15 +106,23 @@ export const gbPerSecond = (bytes: number, seconds: number): number => bytes / s
  */
 export const record = (
   ctx: BenchContext,
-  fields: { readonly case: string; readonly metric: string; readonly value: number; readonly unit: string; readonly limit: number },
+  fields: {
+    readonly case: string
+    readonly metric: string
+    readonly value: number
+    readonly unit: string
+    readonly limit?: number
+    readonly target?: number
+  },
 ): BenchRecord => ({
   suite: ctx.suite,
   case: fields.case,
   metric: fields.metric,
   value: fields.value,
   unit: fields.unit,
-  limit: fields.limit,
-  ratio: fields.value / fields.limit,
+  limit: fields.limit ?? null,
+  target: fields.target ?? null,
+  ratio: fields.limit === undefined ? null : fields.value / fields.limit,
 })
 
 /**
@@ -115,7 +130,7 @@ export const record = (
  * @category mapping
  */
 export const toJsonLine = (r: BenchRecord): string =>
-  JSON.stringify({ suite: r.suite, case: r.case, metric: r.metric, value: r.value, unit: r.unit, limit: r.limit, ratio: r.ratio })
+  JSON.stringify({ suite: r.suite, case: r.case, metric: r.metric, value: r.value, unit: r.unit, limit: r.limit, target: r.target, ratio: r.ratio })
 
 /**
  * Mean wall-clock seconds of an asynchronous job over `repeats` runs after one warm-up run

@@ -1,8 +1,8 @@
 /**
  * run: the bench runner. `npm run bench -- SUITE [--json]` imports bench/suites/SUITE.ts, runs
  * its default export and prints the records: a table with the machine it ran on, or with
- * `--json` one JSON object per line (keys suite, case, metric, value, unit, limit, ratio) and
- * nothing else on stdout. Progress goes to stderr.
+ * `--json` one JSON object per line (keys suite, case, metric, value, unit, limit, target, ratio;
+ * null where a row has no limit or target) and nothing else on stdout. Progress goes to stderr.
  *
  * Exit codes: 0 done, 1 the suite failed, 2 bad command line (unknown suite or flag).
  */
@@ -67,18 +67,19 @@ const machine = (): string => {
   return `${model}, ${os.availableParallelism()} cores, node ${process.version}, ${os.platform()} ${os.arch()}`
 }
 
-const format = (v: number): string => {
+const format = (v: number | null): string => {
+  if (v === null) return "-"
   if (!Number.isFinite(v)) return String(v)
   const abs = Math.abs(v)
   return abs >= 100 ? v.toFixed(1) : abs >= 1 ? v.toFixed(2) : v.toFixed(3)
 }
 
 const table = (suite: string, records: ReadonlyArray<BenchRecord>): string => {
-  const header = ["case", "metric", "value", "unit", "limit", "ratio"]
-  const rows = records.map((r) => [r.case, r.metric, format(r.value), r.unit, format(r.limit), format(r.ratio)])
+  const header = ["case", "metric", "value", "unit", "limit", "target", "ratio"]
+  const rows = records.map((r) => [r.case, r.metric, format(r.value), r.unit, format(r.limit), format(r.target), format(r.ratio)])
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => (row[c] ?? "").length)))
   // Text columns left-aligned, numbers right-aligned.
-  const numeric = new Set([2, 4, 5])
+  const numeric = new Set([2, 4, 5, 6])
   const line = (cells: ReadonlyArray<string>) =>
     cells
       .map((cell, c) => (numeric.has(c) ? cell.padStart(widths[c] ?? 0) : cell.padEnd(widths[c] ?? 0)))

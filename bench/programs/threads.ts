@@ -68,6 +68,17 @@ export const tinyAllReduce = (_rank: number, args: unknown) =>
     return (performance.now() - started) / 1000 / iterations
   })
 
+/** Seconds per barrier: the synchronisation every collective pays (the tiny allReduce's floor). */
+export const tinyBarrier = (_rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { world, iterations, warmup } = args as Args
+    const group = Group.world(world)
+    for (let i = 0; i < warmup; i++) yield* Comm.barrier(group)
+    const started = performance.now()
+    for (let i = 0; i < iterations; i++) yield* Comm.barrier(group)
+    return (performance.now() - started) / 1000 / iterations
+  })
+
 // The machine is shared: each figure is the best of `repeats` jobs (the slowest rank of each).
 const best = async (repeats: number, options: ThreadsJob.ThreadsJobOptions): Promise<number> => {
   let t = Number.POSITIVE_INFINITY
