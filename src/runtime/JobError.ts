@@ -1,5 +1,6 @@
 /**
- * JobError: a job failed because one rank failed; names the rank and carries its cause.
+ * JobError: a job failed because one rank failed; names the rank (and the step, when the driver
+ * knows it) and carries its cause.
  */
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
@@ -11,9 +12,11 @@ import * as Data from "effect/Data"
 export class RankFailed extends Data.TaggedError("RankFailed")<{
   readonly rank: number
   readonly cause: Cause.Cause<unknown>
+  /** The step the rank was running, counted from 1, when the job's driver knows it. */
+  readonly step?: number | undefined
 }> {
   override get message(): string {
-    return `rank ${this.rank} failed: ${describe(this.cause)}`
+    return `rank ${this.rank} failed${this.step === undefined ? "" : ` at step ${this.step}`}: ${describe(this.cause)}`
   }
 }
 

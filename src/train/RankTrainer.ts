@@ -6,7 +6,8 @@
  * PipelineLinks.ts: activations and their gradients cross stages keyed by micro-batch, in the
  * model's hidden layout, so a message can never be taken for another one. Every forward of a
  * (micro-batch, chunk) records on its own tape (ChunkRun.ts), so an interleaved schedule can
- * keep several micro-batches in flight. Then gradients are synchronised and the optimizer steps.
+ * keep several micro-batches in flight. Then gradients are synchronised and the optimizer steps;
+ * a non-finite loss share or gradient stops the rank first, naming it (NonFinite.ts).
  */
 import * as Effect from "effect/Effect"
 import * as Group from "../comm/Group.js"
@@ -22,7 +23,9 @@ import * as Tensor from "../tensor/Tensor.js"
 import * as ChunkRun from "./ChunkRun.js"
 import * as Data from "./Data.js"
 import * as Interpreter from "./Interpreter.js"
+import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
+import * as NonFinite from "./NonFinite.js"
 import * as Optimizer from "./Optimizer.js"
 import * as Params from "./Params.js"
 import * as PipelineLinks from "./PipelineLinks.js"
@@ -63,10 +66,11 @@ export interface StepReport {
 }
 
 /**
- * Builds a rank's trainer: its groups, its shards (from the seed), its schedule.
+ * Builds a rank's trainer: its groups, its shards (from the seed), its schedule; `faults` are
+ * test-only injected faults (Fault.ts).
  * @category constructors
  */
-export const make = (setup: TrainSetup, rank: number) => {
+export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Fault.Fault> = []) => {
   const { parallel, model, batch } = setup
   const s = parallel.sizes
   const fold = Folding.make(parallel)
@@ -171,9 +175,21 @@ export const make = (setup: TrainSetup, rank: number) => {
         forward,
         span,
       })
+      // Test-only (Fault.ts): a rank misbehaving after the step's collectives, before the sync.
+      const fault = Fault.at(faults, rank, k + 1)
+      if (fault !== undefined)
+        lossShare = Fault.inflict(
+          fault,
+          [...params.values()].map((h) => h.grad),
+          lossShare,
+        )
+      // A non-finite loss or gradient stops the run here, on the rank that has it (NonFinite.ts).
+      const diverged = NonFinite.find(lossShare, params)
+      if (diverged !== undefined) return yield* Effect.fail(diverged)
       const syncStarted = performance.now()
       yield* RankParams.synchronize(params, sync, setup.dtype)
       const gradNorm = yield* RankParams.globalNorm(params, sync, rank)
+      if (!Number.isFinite(gradNorm)) return yield* Effect.fail(NonFinite.ofNorm(gradNorm))
       const lr = Optimizer.learningRate(setup.optimizer, k)
       const clip = Math.min(1, setup.optimizer.clip / (gradNorm + 1e-6))
       Optimizer.step(setup.optimizer, params, moments, k + 1, lr, clip)

@@ -7,7 +7,8 @@
  * into it as they reach that step, and once every rank has, the driver publishes it (manifest,
  * then the `latest` pointer) and prunes to the newest `keep` (CheckpointDirectory). One
  * failing rank ends the job naming it; interrupting the job stops every rank, keeps the last
- * published checkpoint and removes the step directories it had not published.
+ * published checkpoint and removes the step directories it had not published. A failed rank's
+ * RankFailed names the step it was running (counted from 1), from the steps it had reported.
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -20,10 +21,11 @@ import * as Check from "../pipeline/Check.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import * as Backend from "../runtime/Backend.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
-import type { RankFailed } from "../runtime/JobError.js"
+import { RankFailed } from "../runtime/JobError.js"
 import type * as Trace from "../runtime/Trace.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
+import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
 import type * as RankTrainer from "./RankTrainer.js"
 import * as TrainProgram from "./TrainProgram.js"
@@ -227,17 +229,28 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
         out.push(item.summary)
         options.onStep?.(item.summary)
       })
-    const job = Backend.run({
+    // Steps each rank has reported done, so a failure names the step the rank was running.
+    const done = new Array<number>(world).fill(first)
+    const collect = collector(world, tokens, (summary) => void Queue.offerUnsafe(published, { _tag: "Step", summary }), publishing.saved)
+    const running = Backend.run({
       world,
-      program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, saves }),
+      program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, saves, faults: Fault.fromEnvironment() }),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       listener: {
-        onReport: collector(world, tokens, (summary) => void Queue.offerUnsafe(published, { _tag: "Step", summary }), publishing.saved),
+        onReport: (rank, value) => {
+          if (typeof value === "object" && value !== null && !("saved" in value)) done[rank] = (value as TrainProgram.StepEvent).step + 1
+          collect(rank, value)
+        },
         ...(options.tracer === undefined ? {} : { tracer: options.tracer }),
         ...(options.log === undefined ? {} : { log: options.log }),
         place: (rank) => Folding.place(fold, rank),
       },
     })
+    const job = Effect.mapError(running, (failed) =>
+      failed.step === undefined && (done[failed.rank] ?? first) < options.steps
+        ? new RankFailed({ rank: failed.rank, cause: failed.cause, step: (done[failed.rank] ?? first) + 1 })
+        : failed,
+    )
     // Summaries and checkpoints are handed on on this fiber as they come; the job ends the
     // streaming, and what is left is handed on however the job ended (an interrupted job's
     // caller learns which checkpoint it published last).

@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import { RankEvents } from "../runtime/RankEvents.js"
 import * as RankProgram from "../runtime/RankProgram.js"
 import * as Checkpoint from "./Checkpoint.js"
+import type * as Fault from "./Fault.js"
 import * as RankTrainer from "./RankTrainer.js"
 
 /**
@@ -28,6 +29,8 @@ export interface TrainArgs {
   readonly resume: string | undefined
   /** The checkpoints to write: after `step` steps, into the step directory `dir`. */
   readonly saves: ReadonlyArray<{ readonly step: number; readonly dir: string }>
+  /** Test-only injected faults (Fault.ts); empty in a real run. */
+  readonly faults: ReadonlyArray<Fault.Fault>
 }
 
 /**
@@ -60,7 +63,7 @@ export const program = (rank: number, args: unknown) =>
   Effect.gen(function* () {
     const a = args as TrainArgs
     const events = yield* RankEvents
-    const trainer = RankTrainer.make(events.tracing ? { ...a.setup, span: events.span } : a.setup, rank)
+    const trainer = RankTrainer.make(events.tracing ? { ...a.setup, span: events.span } : a.setup, rank, a.faults)
     if (a.resume !== undefined) Checkpoint.loadInto(a.resume, trainer.params, trainer.moments)
     for (let k = a.first; k < a.steps; k++) {
       const started = performance.now()

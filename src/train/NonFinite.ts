@@ -1,0 +1,48 @@
+/**
+ * NonFinite: training stops at the first non-finite number instead of training on it.
+ *
+ * Each step, before its gradients are synchronised (which would spread a NaN to every replica
+ * and hide where it came from), a rank checks its own loss share and then its gradients; the
+ * first non-finite one fails the rank with a Diverged error naming it. The job reports the
+ * rank and the step (RankFailed). After the synchronisation, a non-finite global gradient norm
+ * that no rank's own gradients explain (the reduction overflowed) stops every rank the same way.
+ */
+import * as Data from "effect/Data"
+import type * as RankParams from "./RankParams.js"
+
+/**
+ * A non-finite loss or gradient: what it is, in words.
+ * @category errors
+ */
+export class Diverged extends Data.TaggedError("Diverged")<{ readonly what: string }> {
+  override get message(): string {
+    return this.what
+  }
+}
+
+const show = (x: number): string => (Number.isNaN(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity")
+
+/**
+ * What is non-finite on this rank after its backward (its loss share first, then the first
+ * gradient in parameter order), or undefined when all is finite.
+ * @category combinators
+ */
+export const find = (lossShare: number, params: ReadonlyMap<string, RankParams.Held>): Diverged | undefined => {
+  if (!Number.isFinite(lossShare)) return new Diverged({ what: `the rank's loss share is ${show(lossShare)}` })
+  for (const h of params.values()) {
+    const g = h.grad
+    for (let i = 0; i < g.length; i++) {
+      const x = g[i] as number
+      // x - x is NaN exactly when x is NaN or infinite: one test per element.
+      if (x - x !== 0) return new Diverged({ what: `gradient of ${h.spec.name} is ${show(x)} after the backward` })
+    }
+  }
+  return undefined
+}
+
+/**
+ * The failure of a non-finite global gradient norm that no rank's gradient explains.
+ * @category constructors
+ */
+export const ofNorm = (gradNorm: number): Diverged =>
+  new Diverged({ what: `the global gradient norm is ${show(gradNorm)} after the gradient sync, though every rank's gradients were finite (the reduction overflowed)` })
