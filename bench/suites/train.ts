@@ -7,7 +7,8 @@
  *   threads backend's tokens/s against the peak of all cores measured in the same run;
  *   the pipeline bubble of its 1F1B schedule, measured from each run's trace (bench/bubble.ts:
  *   idle time per rank inside each step over the step time, averaged over ranks and measured
- *   steps), with the formula (P - 1) / (V * M + P - 1) as its target. No limit: nothing
+ *   steps; from a second, traced run, since tracing slows a run), with the formula
+ *   (P - 1) / (V * M + P - 1) as its target. No limit: nothing
  *   measured bounds it. On the local backend every rank shares one thread and on the threads
  *   backend 8 workers share the cores, so a rank's spans also hold time the others ran: read
  *   the measured bubble as this machine's, not the schedule's alone.
@@ -32,8 +33,7 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   if (resolved === "help") return []
   const { setup } = resolved
   const steps = 12
-  const localTrace = new Trace.Tracer()
-  const summaries = await Effect.runPromise(Train.run(setup, { steps, tracer: localTrace }))
+  const summaries = await Effect.runPromise(Train.run(setup, { steps }))
   const measured = summaries.slice(warmup)
   const seconds = measured.reduce((a, s) => a + s.seconds, 0)
   const tokens = measured.reduce((a, s) => a + s.tokens, 0)
@@ -46,15 +46,22 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   const vpp = setup.parallel.vpp ?? 1
   const microBatches = ModelConfig.microBatches(setup.batch, s.dp)
   const formula = Simulate.bubbleFraction(s.pp, vpp, microBatches)
-  const localBubble = idleFraction(localTrace.spans, warmup)
+  // The bubble from a second, traced run of each backend: tracing posts every span (each
+  // collective's too) to the main thread, which would slow the timed run, so throughput comes
+  // from the untraced run and the bubble (a fraction of the traced run's own steps) from this one.
+  const bubbleOf = async (backend: "local" | "threads") => {
+    const tracer = new Trace.Tracer()
+    await Effect.runPromise(Train.run(setup, { steps, backend, tracer }))
+    return idleFraction(tracer.spans, warmup)
+  }
+  const localBubble = await bubbleOf("local")
   ctx.log(`train: ${((seconds / measured.length) * 1e3).toFixed(0)} ms/step (local), bubble ${localBubble.toFixed(3)} (formula ${formula.toFixed(3)})`)
   // Threads backend: the same per-step summaries (they stream from the workers), the same
   // warm-up steps skipped; worker start-up happens before the first step and is not counted.
-  const threadsTrace = new Trace.Tracer()
-  const threadsSummaries = (await Effect.runPromise(Train.run(setup, { steps, backend: "threads", tracer: threadsTrace }))).slice(warmup)
+  const threadsSummaries = (await Effect.runPromise(Train.run(setup, { steps, backend: "threads" }))).slice(warmup)
   const threadsSeconds = threadsSummaries.reduce((a, x) => a + x.seconds, 0) / threadsSummaries.length
   const threadsTokens = setup.batch.globalBatch * setup.model.seq
-  const threadsBubble = idleFraction(threadsTrace.spans, warmup)
+  const threadsBubble = await bubbleOf("threads")
   ctx.log(`train: ${(threadsSeconds * 1e3).toFixed(0)} ms/step (threads), bubble ${threadsBubble.toFixed(3)}`)
   const label = `default model (${setup.model.layers} layers, ${setup.model.experts} experts top-${setup.model.topk}), 8 ranks tp2 cp2 pp2 ep2, local`
   await ThreadsJob.shutdown()
