@@ -11,7 +11,10 @@
  * trace work the same on each.
  * The job is an Effect: a signal interrupts it (see RunMain), and Activity says which step
  * it had reached and which checkpoint was written last. A resume whose checkpoint is already
- * at --steps or past it says there is nothing to do and exits 0 without starting the job.
+ * at --steps or past it says there is nothing to do and exits 0 without starting the job. A
+ * rank that fails (throws, reaches a non-finite loss or gradient, loses its worker) ends the
+ * run with exit 1 and one line on stderr naming the rank, the step and the cause, and the last
+ * checkpoint written.
  */
 import * as Effect from "effect/Effect"
 import { type Logger, pino } from "pino"
@@ -134,10 +137,18 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     }
     const run = Train.run(setup, { ...common, backend: resolved.backend, log: rankLogger(resolved.logLevel, io), ...(tracer === undefined ? {} : { tracer }) })
     // Ends the bar's line also when interrupted, so the interruption's line stands alone.
-    const summaries = yield* Effect.ensuring(
+    const ended = yield* Effect.ensuring(
       run,
       Effect.sync(() => progress?.finish()),
-    )
+    ).pipe(Effect.catchTag("RankFailed", (failed) => Effect.succeed(failed)))
+    // A rank that failed (threw, diverged to a non-finite loss or gradient, lost its worker):
+    // the run failed, not the input (every flag was valid, the data comes from the seed), so
+    // exit 1 with one line naming rank, step and cause and where the last checkpoint is.
+    if (!Array.isArray(ended)) {
+      io.stderr(`pleat train: ${ended.message.replace(/\s+/g, " ").trim()}; ${saved}\n`)
+      return ExitCode.failure
+    }
+    const summaries = ended
     if (tracer !== undefined && resolved.trace !== undefined) {
       const fold = Folding.make(setup.parallel)
       const label = (rank: number) => {
