@@ -13,18 +13,7 @@ import { memoryIo } from "../../src/cli/Io.js"
 import * as RunConfig from "../../src/cli/RunConfig.js"
 import * as ChooseBackend from "../../src/runtime/ChooseBackend.js"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
-
-/** Runs a command that must fail before any work: synchronously, status 2, one line. */
-const refused = (argv: ReadonlyArray<string>): string => {
-  const io = memoryIo()
-  const status = Cli.run(argv, io)
-  expect(status, `${argv.join(" ")} -> ${io.err}`).toBe(2)
-  expect(io.out).toBe("")
-  expect(io.err.endsWith("\n")).toBe(true)
-  expect(io.err.trimEnd().split("\n"), io.err).toHaveLength(1)
-  expect(io.err).not.toMatch(/\bat .*\.(ts|js):\d+/)
-  return io.err.trimEnd()
-}
+import { refused } from "./refused.js"
 
 const configFile = (content: string): string => {
   const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-runconfig-")), "job.json")

@@ -10,27 +10,16 @@ import { mkdtempSync, readdirSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, test } from "vitest"
-import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import type * as ChooseBackend from "../../src/runtime/ChooseBackend.js"
 import { RankFailed } from "../../src/runtime/JobError.js"
 import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
 import * as Fault from "../../src/train/Fault.js"
-import * as ModelConfig from "../../src/train/ModelConfig.js"
-import * as Optimizer from "../../src/train/Optimizer.js"
-import type * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
+import { smallJob } from "./arbitraries.js"
 
 const steps = 6
-const setup: RankTrainer.TrainSetup = {
-  parallel: ParallelConfig.make({ world: 4, tp: 2, pp: 2, ep: 2, etp: 1 }),
-  model: { ...ModelConfig.small, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, seq: 8, vocab: 16 },
-  batch: { microBatch: 1, globalBatch: 4 },
-  seed: 11,
-  dtype: "float64",
-  optimizer: Optimizer.defaults(steps),
-  auxLossCoeff: 0.01,
-}
+const setup = smallJob(steps)
 const timeoutMs = 3000
 
 /**

@@ -1,7 +1,10 @@
 // Random training mappings and the small model the training properties run: one definition for
 // every suite that compares training runs (parallel vs one rank, backends, float32).
 import fc from "fast-check"
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as Optimizer from "../../src/train/Optimizer.js"
+import type * as RankTrainer from "../../src/train/RankTrainer.js"
 
 /** A training mapping as plain data (validate it with ParallelConfig.validate). */
 export interface TrainingMapping {
@@ -42,3 +45,14 @@ export const mappings = (options: { readonly minWorld: number; readonly maxWorld
 
 /** The small model of the training properties: 4 layers, MoE every other layer, 8 experts. */
 export const model: ModelConfig.ModelConfig = { ...ModelConfig.small, layers: 4, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, experts: 8, seq: 8, vocab: 16, moeEvery: 2 }
+
+/** A small float64 job on 4 ranks (tp 2 x pp 2, ep 2): the interruption and fault suites run it. */
+export const smallJob = (steps: number): RankTrainer.TrainSetup => ({
+  parallel: ParallelConfig.make({ world: 4, tp: 2, pp: 2, ep: 2, etp: 1 }),
+  model: { ...ModelConfig.small, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, seq: 8, vocab: 16 },
+  batch: { microBatch: 1, globalBatch: 4 },
+  seed: 11,
+  dtype: "float64",
+  optimizer: Optimizer.defaults(steps),
+  auxLossCoeff: 0.01,
+})
