@@ -252,19 +252,23 @@ const sameForAll = (op: Op): boolean => op === "barrier" || op === "allReduce" |
 
 /**
  * The result of every member (outputFor of each), computed in one place: results that are
- * equal for all are computed once, then shared (`share`, zero-copy mode) or copied into each
- * member's receive buffer or fresh storage.
+ * equal for all are computed once (into the first member's receive buffer when it gave one, so
+ * the common case of reused buffers allocates nothing), then copied into each other member's
+ * receive buffer, or shared (`share`, zero-copy mode) or copied as fresh storage. A member's own
+ * receive buffer is never handed to another member.
  * @category mapping
  */
 export const compute = (cs: ReadonlyArray<Contribution>, share: boolean): Array<Output> => {
   const first = cs[0] as Contribution
   if (!sameForAll(first.op)) return cs.map((c, j) => outputFor(cs, j, c.out))
-  const one = outputFor(cs, 0)
+  const one = outputFor(cs, 0, first.out)
+  const owned = first.out !== undefined
   return cs.map((c, j) => {
+    if (j === 0) return one
     if (c.out !== undefined) {
       copyInto(c.out, 0, one.data)
       return { ...one, data: c.out }
     }
-    return share || j === 0 ? one : { ...one, data: one.data.slice() }
+    return share && !owned ? one : { ...one, data: one.data.slice() }
   })
 }
