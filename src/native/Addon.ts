@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url"
  * The addons this project builds.
  * @category models
  */
-export type AddonName = "pleat_cpu" | "pleat_cuda"
+export type AddonName = "pleat_cpu" | "pleat_cuda" | "pleat_mpi"
 
 /**
  * The folder holding the built `.node` files: `<root>/build/Release`.

@@ -1,0 +1,120 @@
+// The MPI engine of pleat_mpi.node: one native thread that owns MPI.
+//
+// The thread calls MPI_Init_thread, then serves commands that the JS thread queues (start a
+// non-blocking collective or send, create or free a communicator) and progresses what is in
+// flight with MPI_Test; it also probes the p2p communicator for incoming messages
+// (MPI_Improbe + MPI_Imrecv), so a message is received whenever it arrives, not only when the
+// receiver asks. Each finished op and each received message becomes a Completion handed to
+// `deliver` (the binding turns it into a call on the JS thread through a thread-safe
+// function). Nothing here blocks the JS thread except start() (MPI_Init) and stop().
+//
+// Idle policy: while work is in flight the thread yields between polls and, after a while
+// without progress, sleeps in growing steps up to 100 us; with nothing in flight it sleeps up
+// to 1 ms between probes (a p2p message arriving at an idle rank waits at most that long). A
+// new command wakes it at once.
+#pragma once
+
+#include <mpi.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace pleat::mpi {
+
+enum class Kind { CommCreate, CommFree, AllGather, AllGatherV, AllReduce, ReduceScatter, AllToAllV, Bcast, Barrier, Send };
+
+// One command from JS. Buffers are owned by JS, which keeps them alive until the completion.
+struct Command {
+  uint32_t id = 0;
+  Kind kind = Kind::Barrier;
+  int comm = -1;  // pleat's communicator id (CommCreate: the id to give the new one)
+  std::vector<int> ranks;  // CommCreate: members as world ranks, in group order
+  int tag = 0;    // CommCreate: the creation tag; Send: the MPI tag
+  int dest = 0;   // Send: the world rank
+  int root = 0;   // Bcast: group-local root
+  MPI_Datatype type = MPI_BYTE;
+  MPI_Op op = MPI_SUM;
+  void* send = nullptr;
+  void* recv = nullptr;
+  int count = 0;  // elements: AllGather / AllReduce / Bcast per call; Send bytes
+  std::vector<int> send_counts, send_displs, recv_counts, recv_displs;  // elements
+};
+
+// A finished op (message == false) or a received p2p message (message == true).
+struct Completion {
+  bool message = false;
+  uint32_t id = 0;
+  int status = 0;  // 0 on success, else the MPI error class
+  std::string error;
+  int source = 0;
+  int tag = 0;
+  std::vector<uint8_t> bytes;
+};
+
+struct WorldInfo {
+  int rank = 0;
+  int size = 1;
+  int provided = 0;
+  std::string error;  // non-empty when MPI_Init_thread failed
+};
+
+class Engine {
+ public:
+  explicit Engine(std::function<void(Completion*)> deliver) : deliver_(std::move(deliver)) {}
+  ~Engine();
+
+  // Starts the thread and waits for MPI_Init_thread.
+  WorldInfo start();
+  void submit(Command command);
+  // Ends the thread: waits (up to `grace_ms`) for what is in flight, frees the
+  // communicators and calls MPI_Finalize. With `abort_code` >= 0 it calls MPI_Abort instead.
+  void stop(int abort_code, int grace_ms);
+  bool running() const { return running_; }
+
+ private:
+  struct Active {
+    MPI_Request request = MPI_REQUEST_NULL;
+    uint32_t id = 0;
+    bool message = false;
+    int source = 0;
+    int tag = 0;
+    std::vector<uint8_t> bytes;
+  };
+
+  void loop();
+  void begin(Command& command);
+  void finish(uint32_t id, int code);
+  void fail(uint32_t id, int code, const std::string& what);
+  void probe();
+  void poll();
+  void idle(unsigned rounds);
+  MPI_Comm comm_of(int id) const;
+
+  std::function<void(Completion*)> deliver_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable ready_cv_;
+  std::deque<Command> commands_;
+  bool ready_ = false;
+  bool stopping_ = false;
+  bool running_ = false;
+  int abort_code_ = -1;
+  int grace_ms_ = 0;
+  WorldInfo world_;
+  MPI_Comm p2p_ = MPI_COMM_NULL;
+  std::unordered_map<int, MPI_Comm> comms_;
+  std::deque<Active> active_;
+};
+
+// The MPI library's own version string (callable before MPI_Init).
+std::string library_version();
+
+}  // namespace pleat::mpi
