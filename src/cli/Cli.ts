@@ -61,6 +61,7 @@ ${Object.entries(commands)
   .join("\n")}
 
 exit status: 0 success, 1 internal error, 2 input that cannot work (one line names the field and the fix),
+             3 trained but a checkpoint could not be saved into --save (one line says where the state went),
              130 / 143 interrupted by SIGINT / SIGTERM (one line says what was interrupted)
 `
 

@@ -14,13 +14,17 @@
  * at --steps or past it says there is nothing to do and exits 0 without starting the job. A
  * rank that fails (throws, reaches a non-finite loss or gradient, loses its worker) ends the
  * run with exit 1 and one line on stderr naming the rank, the step and the cause, and the last
- * checkpoint written.
+ * checkpoint written. A checkpoint that cannot be saved into --save mid-run (a full disk, the
+ * directory removed or made read-only) goes to a fallback directory, or is given up keeping the
+ * last intact one (SaveFallback): the run trains on, one line on stderr says where the state
+ * went, and the run exits 3 (ExitCode.saveFailed) after its usual summary.
  */
 import * as Effect from "effect/Effect"
 import { type Logger, pino } from "pino"
 import * as Folding from "../mapping/Folding.js"
 import * as Log from "../runtime/Log.js"
 import * as Trace from "../runtime/Trace.js"
+import * as SaveFallback from "../train/SaveFallback.js"
 import * as Train from "../train/Train.js"
 import { Activity } from "./Activity.js"
 import * as ExitCode from "./ExitCode.js"
@@ -41,7 +45,9 @@ ${d.layers} layers, ${d.experts} experts (top-${d.topk}), ${d.world} ranks as at
 Settings come from the defaults below, then --config FILE.json, then the flags.
 SIGINT or SIGTERM stops every rank and exits 130 or 143. --save DIR holds step-N/ checkpoint
 directories and a pointer, latest; a save is crash-safe at every point (an interrupted one
-leaves the previous checkpoint) and --resume DIR loads the latest complete one.
+leaves the previous checkpoint) and --resume DIR loads the latest complete one. A save that
+fails mid-run goes to a fallback directory under the temporary directory, or keeps the previous
+checkpoint; one line says where, and the run exits 3.
 
 ${Flags.usage(TrainOptions.flags)}
 `)(RunConfig.defaults)
@@ -106,6 +112,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     let done = first
     let finalSaved = false
     let lastSaved: string | undefined
+    let saveFailed = false
     // What an interruption would interrupt: the step reached and the last checkpoint written.
     const describe = () =>
       done < steps
@@ -126,6 +133,11 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         finalSaved = step === steps
         json?.info({ step, checkpoint: stepDir }, "checkpoint")
         activity.set(describe())
+      },
+      onSaveFailed: (failure: SaveFallback.SaveFailure) => {
+        saveFailed = true
+        progress?.finish()
+        io.stderr(`pleat train: ${SaveFallback.explain(failure)}\n`)
       },
       onStep: (summary: Train.StepSummary) => {
         done = summary.step + 1
@@ -180,7 +192,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         },
         "summary",
       )
-      return ExitCode.ok
+      return saveFailed ? ExitCode.saveFailed : ExitCode.ok
     }
     const lines = [
       `final loss ${last === undefined ? "-" : format(last.loss, 4)}${firstSummary === undefined ? "" : ` (step ${firstSummary.step + 1}: ${format(firstSummary.loss, 4)})`}`,
@@ -191,5 +203,5 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     if (resolved.save !== undefined) lines.push(`checkpoint: ${lastSaved ?? `${resolved.save} (none written)`}`)
     if (resolved.trace !== undefined) lines.push(`trace: ${resolved.trace} (open in https://ui.perfetto.dev or chrome://tracing)`)
     io.stdout(`${lines.join("\n")}\n`)
-    return ExitCode.ok
+    return saveFailed ? ExitCode.saveFailed : ExitCode.ok
   })

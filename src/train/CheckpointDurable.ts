@@ -10,6 +10,13 @@
  * environment, the n-th point passed in this process (1-based) kills the process at once with
  * SIGKILL: no finalizer, no flush, as a power cut would leave the files (short of the page
  * cache). A test kills a child process at each point in turn and checks what loads.
+ *
+ * Failure hook (tests only): with PLEAT_SAVE_FAIL=TEXT in the environment, every operation
+ * whose target path contains TEXT throws an ENOSPC error, as a full disk would, instead of
+ * touching it. It is read at each operation, so a test sets it inside its own process; e.g.
+ * `ckpt/step-00000004` fails the save of step 4 into ckpt (its fallback elsewhere still
+ * works), `step-00000004` fails it everywhere, `ckpt/step-00000004/manifest` fails only the
+ * publication. Used to test that a failed save never throws a run away (SaveFallback).
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs"
 import path from "node:path"
@@ -18,12 +25,17 @@ const crashAt = ((text) => (text === undefined || !/^\d+$/.test(text) ? undefine
 let passed = 0
 
 /**
- * One step of the save protocol: the process dies here when PLEAT_CRASH_AT names this step.
+ * One step of the save protocol, on `target`: the process dies here when PLEAT_CRASH_AT names
+ * this step, and it throws when PLEAT_SAVE_FAIL names part of `target`.
  * @category constructors
  */
-const point = (): void => {
+const point = (target: string): void => {
   passed++
   if (passed === crashAt) process.kill(process.pid, "SIGKILL")
+  const failing = process.env.PLEAT_SAVE_FAIL
+  if (failing !== undefined && failing !== "" && target.includes(failing)) {
+    throw Object.assign(new Error(`ENOSPC: no space left on device (PLEAT_SAVE_FAIL), '${target}'`), { code: "ENOSPC" })
+  }
 }
 
 /** Flushes a file or directory to the disk. */
@@ -41,7 +53,7 @@ const sync = (target: string): void => {
  * @category constructors
  */
 export const syncDirectory = (dir: string): void => {
-  point()
+  point(dir)
   sync(dir)
 }
 
@@ -50,7 +62,7 @@ export const syncDirectory = (dir: string): void => {
  * @category constructors
  */
 export const writeFile = (file: string, bytes: Uint8Array | string): void => {
-  point()
+  point(file)
   const fd = openSync(file, "w")
   try {
     const data = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes
@@ -69,7 +81,7 @@ export const writeFile = (file: string, bytes: Uint8Array | string): void => {
 export const replaceFile = (file: string, bytes: Uint8Array | string): void => {
   const temporary = `${file}.tmp`
   writeFile(temporary, bytes)
-  point()
+  point(file)
   renameSync(temporary, file)
   syncDirectory(path.dirname(file))
 }
@@ -79,7 +91,7 @@ export const replaceFile = (file: string, bytes: Uint8Array | string): void => {
  * @category constructors
  */
 export const makeDirectory = (dir: string): void => {
-  point()
+  point(dir)
   mkdirSync(dir, { recursive: true })
   syncDirectory(path.dirname(dir))
 }
@@ -93,9 +105,9 @@ const removing = (dir: string): string => path.join(path.dirname(dir), `.removin
  * @category constructors
  */
 export const removeDirectory = (dir: string): void => {
-  point()
+  point(dir)
   rmSync(removing(dir), { recursive: true, force: true })
   renameSync(dir, removing(dir))
-  point()
+  point(dir)
   rmSync(removing(dir), { recursive: true, force: true })
 }

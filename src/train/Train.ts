@@ -9,7 +9,11 @@
  * failing rank ends the job naming it; interrupting the job stops every rank, keeps the last
  * published checkpoint and removes the step directories it had not published. A failed rank's
  * RankFailed names the step it was running (counted from 1), from the steps it had reported.
+ * A save that fails (the disk full, the directory removed or made read-only mid-run) goes to
+ * its fallback directory, or is given up keeping the last published checkpoint; the run trains
+ * on and reports it (onSaveFailed, SaveFallback), so a failed save never throws the run away.
  */
+import path from "node:path"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
@@ -28,6 +32,7 @@ import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
 import type * as RankTrainer from "./RankTrainer.js"
+import * as SaveFallback from "./SaveFallback.js"
 import * as TrainProgram from "./TrainProgram.js"
 
 /**
@@ -71,6 +76,11 @@ export interface RunOptions {
   readonly keep?: number
   /** Called once each checkpoint is published (after its step's onStep), with its step and step directory. */
   readonly onSave?: (step: number, stepDir: string) => void
+  /**
+   * Called when a save could not be published where planned (before onSave of its fallback, if
+   * it went there). Without it, the failure is logged at error level on `log`.
+   */
+  readonly onSaveFailed?: (failure: SaveFallback.SaveFailure) => void
   /** Starts from this checkpoint (saved under any mapping): its step, weights and moments. */
   readonly resume?: string
 }
@@ -143,46 +153,71 @@ const saveSteps = (first: number, steps: number, every: number | undefined): Arr
   return [...periodic, steps]
 }
 
-/** What the driver's fiber hands on, in order: a step's summary, or a published checkpoint. */
-type Published = { readonly _tag: "Step"; readonly summary: StepSummary } | { readonly _tag: "Saved"; readonly step: number; readonly dir: string }
+/** What the driver's fiber hands on, in order: a step's summary, a published checkpoint, or a failed save. */
+type Published =
+  | { readonly _tag: "Step"; readonly summary: StepSummary }
+  | { readonly _tag: "Saved"; readonly step: number; readonly dir: string }
+  | { readonly _tag: "SaveFailed"; readonly failure: SaveFallback.SaveFailure }
+
+/** The newest intact checkpoint in `dir`, if any (never throws: `dir` may be gone). */
+const intactIn = (dir: string | undefined): { readonly step: number; readonly dir: string } | undefined => {
+  if (dir === undefined) return undefined
+  try {
+    const stepDir = CheckpointDirectory.locate(dir)
+    return stepDir === undefined ? undefined : { step: Checkpoint.manifest(stepDir).step, dir: stepDir }
+  } catch {
+    return undefined
+  }
+}
 
 /**
- * Publishes each planned checkpoint once every rank has written its shards: the manifest with
- * every rank's checksums, then pruning; `announce` tells the driver's fiber. A failure to
- * publish is kept for the driver to raise (it happens inside a rank's report).
+ * Publishes each planned checkpoint once every rank has written its shards (SaveFallback: where
+ * planned, else in the fallback, else nowhere), then prunes its directory; `hand` passes what
+ * happened to the driver's fiber. Nothing here throws: it runs inside a rank's report.
  */
-const publisher = (
-  setup: RankTrainer.TrainSetup,
-  options: RunOptions,
-  planned: Array<{ readonly step: number; readonly dir: string }>,
-  announce: (step: number, dir: string) => void,
-) => {
+const publisher = (setup: RankTrainer.TrainSetup, options: RunOptions, planned: Array<SaveFallback.Plan>, hand: (item: Published) => void) => {
   const world = setup.parallel.world
-  const arrived = new Map<number, { ranks: number; checksums: Record<string, string> }>()
-  const state: { failure: unknown } = { failure: undefined }
-  const saved = (event: TrainProgram.SavedEvent): void => {
-    const got = arrived.get(event.saved) ?? { ranks: 0, checksums: {} }
-    got.ranks++
-    Object.assign(got.checksums, event.checksums)
+  const arrived = new Map<number, Array<TrainProgram.SavedEvent>>()
+  let last: { readonly step: number; readonly dir: string } | undefined
+  const prune = (root: string, spare: ReadonlyArray<string>): void => {
+    try {
+      CheckpointDirectory.prune(root, options.keep ?? 2, spare)
+    } catch (error) {
+      // The checkpoint is published; only older ones stay past --keep.
+      options.log?.warn({ dir: root, cause: SaveFallback.describe(error) }, "could not prune old checkpoints")
+    }
+  }
+  return (event: TrainProgram.SavedEvent): void => {
+    const got = [...(arrived.get(event.saved) ?? []), event]
     arrived.set(event.saved, got)
     const at = planned.findIndex((p) => p.step === event.saved)
     const plan = planned[at]
-    if (got.ranks < world || plan === undefined || options.save === undefined || state.failure !== undefined) return
-    try {
-      CheckpointDirectory.publish(plan.dir, JSON.stringify({ ...manifestOf(setup, plan.step), checksums: got.checksums }, null, 2))
-      planned.splice(at, 1)
-      arrived.delete(event.saved)
-      CheckpointDirectory.prune(
+    if (got.length < world || plan === undefined || options.save === undefined) return
+    planned.splice(at, 1)
+    arrived.delete(event.saved)
+    const checksums: Record<string, string> = Object.assign({}, ...got.map((e) => e.checksums))
+    const outcome = SaveFallback.publish(plan, got, JSON.stringify({ ...manifestOf(setup, plan.step), checksums }, null, 2))
+    const failure = { step: plan.step, planned: plan.dir, fallback: plan.fallback }
+    if (outcome._tag === "Lost") {
+      const latest = last ?? intactIn(options.save) ?? intactIn(options.resume)
+      return hand({ _tag: "SaveFailed", failure: { ...failure, reason: outcome.reason, fallbackReason: outcome.fallbackReason, latest } })
+    }
+    const home = outcome._tag === "Planned" ? plan.dir : plan.fallback
+    last = { step: plan.step, dir: home }
+    if (outcome._tag === "Planned") {
+      prune(
         options.save,
-        options.keep ?? 2,
         planned.map((p) => p.dir),
       )
-      announce(plan.step, plan.dir)
-    } catch (error) {
-      state.failure = error
+    } else {
+      prune(
+        path.dirname(plan.fallback),
+        planned.map((p) => p.fallback),
+      )
+      hand({ _tag: "SaveFailed", failure: { ...failure, reason: outcome.reason, fallbackReason: undefined, latest: last } })
     }
+    hand({ _tag: "Saved", step: plan.step, dir: home })
   }
-  return { saved, state }
 }
 
 /**
@@ -218,20 +253,28 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
       )
     }
     const steps = saveSteps(first, options.steps, options.saveEvery)
-    const planned = options.save === undefined || steps.length === 0 ? [] : CheckpointDirectory.prepare(options.save, steps).map((dir, i) => ({ step: steps[i] as number, dir }))
+    const fallbackRoot = options.save === undefined ? "" : SaveFallback.directoryFor(options.save)
+    const planned: Array<SaveFallback.Plan> =
+      options.save === undefined || steps.length === 0
+        ? []
+        : CheckpointDirectory.prepare(options.save, steps).map((dir, i) => ({ step: steps[i] as number, dir, fallback: path.join(fallbackRoot, path.basename(dir)) }))
     const saves = [...planned]
     const published = yield* Queue.unbounded<Published>()
-    const publishing = publisher(setup, options, planned, (step, dir) => void Queue.offerUnsafe(published, { _tag: "Saved", step, dir }))
+    const saved = publisher(setup, options, planned, (item) => void Queue.offerUnsafe(published, item))
     const out: Array<StepSummary> = []
     const publish = (item: Published) =>
       Effect.sync(() => {
         if (item._tag === "Saved") return options.onSave?.(item.step, item.dir)
+        if (item._tag === "SaveFailed") {
+          if (options.onSaveFailed !== undefined) return options.onSaveFailed(item.failure)
+          return options.log?.error({ step: item.failure.step }, SaveFallback.explain(item.failure))
+        }
         out.push(item.summary)
         options.onStep?.(item.summary)
       })
     // Steps each rank has reported done, so a failure names the step the rank was running.
     const done = new Array<number>(world).fill(first)
-    const collect = collector(world, tokens, (summary) => void Queue.offerUnsafe(published, { _tag: "Step", summary }), publishing.saved)
+    const collect = collector(world, tokens, (summary) => void Queue.offerUnsafe(published, { _tag: "Step", summary }), saved)
     const running = Backend.run({
       world,
       program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, saves, faults: Fault.fromEnvironment() }),
@@ -256,15 +299,17 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
     // caller learns which checkpoint it published last).
     const streaming = Effect.forever(Effect.flatMap(Queue.take(published), publish))
     const rest = Effect.flatMap(Queue.clear(published), (items) => Effect.forEach(items, publish, { discard: true }))
-    const finished = Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function* () {
-        yield* Effect.ensuring(restore(Effect.raceFirst(job, streaming)), rest)
-        if (publishing.state.failure !== undefined) return yield* Effect.die(publishing.state.failure)
-        return out
-      }),
-    )
-    // A stopped job leaves the checkpoints it published and nothing of those it had not.
-    return yield* Effect.onExit(finished, (exit) => Effect.sync(() => (Exit.isSuccess(exit) ? undefined : CheckpointDirectory.abandon(planned.map((p) => p.dir)))))
+    const finished = Effect.uninterruptibleMask((restore) => Effect.as(Effect.ensuring(restore(Effect.raceFirst(job, streaming)), rest), out))
+    // A stopped job leaves the checkpoints it published and nothing of those it had not (as
+    // far as their directories can still be reached).
+    const abandon = () => {
+      try {
+        CheckpointDirectory.abandon(planned.flatMap((p) => [p.dir, p.fallback]))
+      } catch {
+        // An unreachable directory keeps its partial step directory, which no load reads.
+      }
+    }
+    return yield* Effect.onExit(finished, (exit) => Effect.sync(() => (Exit.isSuccess(exit) ? undefined : abandon())))
   })
 }
 

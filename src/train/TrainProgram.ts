@@ -7,7 +7,9 @@
  * each one to the driver as it completes (a StepEvent), recording spans when the job is
  * traced. At each step the driver planned a checkpoint for (periodic ones and the last), it
  * writes its shards into the step directory the driver chose and reports them (a SavedEvent,
- * with their checksums); once every rank has, the driver publishes the manifest (Train).
+ * with their checksums); once every rank has, the driver publishes the manifest (Train). A
+ * rank that cannot write there writes into the save's fallback, or reports that it wrote
+ * nowhere, and trains on (SaveFallback): a failed save never ends the run.
  */
 import * as Effect from "effect/Effect"
 import { RankEvents } from "../runtime/RankEvents.js"
@@ -15,6 +17,7 @@ import * as RankProgram from "../runtime/RankProgram.js"
 import * as Checkpoint from "./Checkpoint.js"
 import type * as Fault from "./Fault.js"
 import * as RankTrainer from "./RankTrainer.js"
+import * as SaveFallback from "./SaveFallback.js"
 
 /**
  * The run as data.
@@ -27,8 +30,8 @@ export interface TrainArgs {
   /** Runs steps first..steps-1. */
   readonly steps: number
   readonly resume: string | undefined
-  /** The checkpoints to write: after `step` steps, into the step directory `dir`. */
-  readonly saves: ReadonlyArray<{ readonly step: number; readonly dir: string }>
+  /** The checkpoints to write: after `step` steps, into the step directory `dir` (else `fallback`). */
+  readonly saves: ReadonlyArray<SaveFallback.Plan>
   /** Test-only injected faults (Fault.ts); empty in a real run. */
   readonly faults: ReadonlyArray<Fault.Fault>
 }
@@ -45,14 +48,13 @@ export interface StepEvent {
 }
 
 /**
- * What a rank reports once its shards of a checkpoint are written and flushed.
+ * What a rank reports once its shards of a checkpoint are written and flushed (or could not
+ * be): where they went, with their checksums.
  * @category models
  */
-export interface SavedEvent {
+export interface SavedEvent extends SaveFallback.RankWrite {
   /** The checkpoint's step (steps done). */
   readonly saved: number
-  /** Checksums of the rank's files, by file name. */
-  readonly checksums: Record<string, string>
 }
 
 /**
@@ -70,7 +72,9 @@ export const program = (rank: number, args: unknown) =>
       const report = yield* trainer.step(k)
       events.report({ step: k, seconds: (performance.now() - started) / 1000, report } satisfies StepEvent)
       const save = a.saves.find((s) => s.step === k + 1)
-      if (save !== undefined) events.report({ saved: save.step, checksums: Checkpoint.writeRank(save.dir, rank, trainer.params, trainer.moments) } satisfies SavedEvent)
+      if (save === undefined) continue
+      const written = SaveFallback.writeRank(save, (stepDir) => Checkpoint.writeRank(stepDir, rank, trainer.params, trainer.moments))
+      events.report({ saved: save.step, ...written } satisfies SavedEvent)
     }
   })
 
