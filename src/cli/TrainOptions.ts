@@ -15,6 +15,7 @@ import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
+import * as MpiProcess from "../runtime/MpiProcess.js"
 import * as ModelContext from "../model/ModelContext.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
@@ -34,7 +35,7 @@ import * as RunConfig from "./RunConfig.js"
  * thread each (about 80 MB per rank under tsx: 64 ranks about 5 GB). Above these, a run would
  * exhaust memory or time before its first step, in silence; it is refused before any work.
  */
-const maxRanks: Readonly<Record<ChooseBackend.Name, number>> = { local: 1024, "local-zero-copy": 1024, threads: 64, "threads-zero-copy": 64 }
+const maxRanks: Readonly<Record<ChooseBackend.Name, number>> = { local: 1024, "local-zero-copy": 1024, threads: 64, "threads-zero-copy": 64, mpi: 1 << 20 }
 
 /**
  * Flags of the training commands.
@@ -137,11 +138,28 @@ const explained = <A>(decoded: RunConfig.Decoded, check: () => A): A => {
 const chosenBackend = (configured: RunConfig.RunConfig["backend"], byDefault: boolean): RunConfig.RunConfig["backend"] => {
   try {
     const launched = ChooseBackend.fromEnvironment(process.env)
+    if (launched === "mpi" && !byDefault && configured !== "mpi") {
+      // Every process of the launch would run every rank of the job.
+      throw ConfigError.make(
+        "--backend",
+        configured,
+        `runs every rank inside one process, but ${MpiProcess.worldSize()} processes were launched`,
+        "drop --backend (mpi is chosen under a launcher) or start one process",
+      )
+    }
     return byDefault ? (launched ?? configured) : configured
   } catch (error) {
     if (ConfigError.isConfigError(error)) throw new BadInput.BadInput({ problems: [error] })
     throw error
   }
+}
+
+/** On the mpi backend the world is the number of processes, named as the user wrote it. */
+const launchMismatch = (d: RunConfig.Decoded, backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
+  if (backend !== "mpi") return undefined
+  const source = d.sources.world
+  const field = source?._tag === "file" ? `"world" in ${source.file}` : "--world"
+  return MpiProcess.worldProblem(field, d.config.world)
 }
 
 /**
@@ -168,7 +186,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const c = d.config
   // A backend given by flag or config file wins; else the launch environment's, else the default.
   const backend = chosenBackend(c.backend, d.sources.backend?._tag === "default")
-  BadInput.throwIfAny([tooManyRanks(d, backend)].filter((p) => p !== undefined))
+  BadInput.throwIfAny([tooManyRanks(d, backend), launchMismatch(d, backend)].filter((p) => p !== undefined))
   const parallel = explained(d, () => {
     const validated = ParallelConfig.validate({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, vpp: c.vpp, order: c.order })
     if (Result.isFailure(validated)) throw validated.failure

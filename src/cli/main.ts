@@ -2,12 +2,23 @@
 // The `pleat` executable: runs the command line against the real process.
 import { main } from "./Cli.js"
 import { processIo } from "./Io.js"
+import * as MpiProcess from "../runtime/MpiProcess.js"
 
 // A reader that stops early (`pleat groups ... | head`) is not an error of ours.
 process.stdout.on("error", (error: NodeJS.ErrnoException) => {
   if (error.code === "EPIPE") process.exit(process.exitCode ?? 0)
   throw error
 })
+// Under mpirun or srun: rank 0 runs the command, the other processes serve its jobs (MpiProcess).
+if (MpiProcess.launched()) {
+  let interrupted: number | undefined
+  const code = await MpiProcess.main(async () => {
+    const ended = await main(process.argv.slice(2), processIo)
+    if (ended.signal !== undefined) interrupted = ended.code
+    return ended.code
+  }, processIo.stderr)
+  process.exit(interrupted ?? code)
+}
 const ended = await main(process.argv.slice(2), processIo)
 // Interrupted: end now, taking any thread still stopping with the process.
 if (ended.signal !== undefined) process.exit(ended.code)

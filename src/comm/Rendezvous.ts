@@ -18,6 +18,7 @@
 import * as Collective from "./Collective.js"
 import * as CommError from "./CommError.js"
 import * as Group from "./Group.js"
+import * as Verdict from "./Verdict.js"
 
 /**
  * What a transport brings to a slot: a member's part (its signature and wherever its data
@@ -164,13 +165,8 @@ export class Rendezvous<P extends Collective.Signature, W> {
     if (s.first === undefined) s.first = c
     if (Collective.agrees(s.first, c)) return
     const present = s.arrivals.flatMap((a) => (a === undefined ? [] : [a.part]))
-    const signatures = new Map<string, Array<number>>()
-    for (const p of present) {
-      const sig = Collective.signature(p)
-      signatures.set(sig, [...(signatures.get(sig) ?? []), p.rank])
-    }
-    if (signatures.size <= 1) return
-    const detail = [...signatures.entries()].map(([sig, ranks]) => `rank${ranks.length > 1 ? "s" : ""} ${ranks.join(",")} issued ${sig}`).join("; ")
+    const detail = Verdict.mismatch(present)
+    if (detail === undefined) return
     const ranks = present.map((p) => p.rank)
     const op = present[0]?.op ?? "collective"
     this.#failSlot(s, (r) => CommError.make({ reason: "Mismatch", group: Group.format(s.group), op, seq: s.seq, rank: r, ranks, detail }))

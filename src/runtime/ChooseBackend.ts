@@ -3,23 +3,25 @@
  *
  * Names: "local" (fibers of this process, contributions copied), "local-zero-copy" (read in
  * place), "threads" (worker threads over shared memory), "threads-zero-copy" (shared-memory
- * tensors read in place). The MPI and NCCL backends join here,
- * together with the launch environment's say (a job started by mpirun will pick "mpi" when no
- * name is given).
+ * tensors read in place), "mpi" (one rank per process of an MPI launch). The launch
+ * environment has its say too: processes started by mpirun or srun pick "mpi" when no name is
+ * given (Launcher).
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as ConfigError from "../errors/ConfigError.js"
 import { Backend } from "./Backend.js"
+import * as Launcher from "./Launcher.js"
 import * as LocalBackend from "./LocalBackend.js"
+import * as MpiBackend from "./MpiBackend.js"
 import * as ThreadsBackend from "./ThreadsBackend.js"
 
 /**
  * The backends there are.
  * @category configuration
  */
-export const names = ["local", "local-zero-copy", "threads", "threads-zero-copy"] as const
+export const names = ["local", "local-zero-copy", "threads", "threads-zero-copy", "mpi"] as const
 
 /**
  * A backend's name.
@@ -58,33 +60,28 @@ export const layer = (name: string = "local"): Layer.Layer<Backend, UnknownBacke
       return ThreadsBackend.layer()
     case "threads-zero-copy":
       return ThreadsBackend.layer({ copy: false })
+    case "mpi":
+      return MpiBackend.layer()
   }
 }
 
-/** The variables launchers set to the number of processes of the job. */
-const launchers: ReadonlyArray<readonly [string, string]> = [
-  ["OMPI_COMM_WORLD_SIZE", "mpirun (Open MPI)"],
-  ["PMI_SIZE", "an MPI launcher (PMI)"],
-  ["SLURM_NTASKS", "srun (Slurm)"],
-]
-
 /**
- * The backend the launch environment asks for when no name was given: PLEAT_BACKEND if set
- * (checked like a flag), else undefined. A launcher that started more than one process is a
- * ConfigError naming the launcher and the fix, since every process would run the whole job.
+ * The backend the launch environment asks for when no name was given: "mpi" when an MPI
+ * launcher started several processes, else PLEAT_BACKEND if set (checked like a flag), else
+ * undefined. Several processes from a launcher MPI cannot join (torchrun-style variables) are
+ * a ConfigError naming the fix, since every process would run the whole job.
  * @category constructors
  */
 export const fromEnvironment = (env: Readonly<Record<string, string | undefined>>): Name | undefined => {
-  for (const [variable, launcher] of launchers) {
-    const size = Number(env[variable] ?? "1")
-    if (Number.isInteger(size) && size > 1) {
-      throw ConfigError.make(
-        variable,
-        size,
-        `${launcher} started ${size} processes, but pleat has no multi-process backend yet (MPI comes next), so each process would run the whole job`,
-        "start one process (drop the launcher) and let --backend local or threads run the ranks",
-      )
-    }
+  const launch = Launcher.fromEnvironment(env)
+  if (Launcher.isMultiProcess(launch)) {
+    if (launch.mpi) return "mpi"
+    throw ConfigError.make(
+      launch.sizeVariable,
+      launch.size,
+      `${launch.launcher} started ${launch.size} processes, but pleat joins processes only through MPI`,
+      "start them with mpirun, srun or pleat launch -n N, or start one process and let --backend local or threads run the ranks",
+    )
   }
   const named = env.PLEAT_BACKEND
   if (named === undefined || named === "") return undefined

@@ -1,0 +1,82 @@
+/**
+ * Frame: how a p2p message travels between processes as one MPI message of bytes: a
+ * little-endian u32 with the length of a JSON head, the head, zero padding to 8 bytes, then
+ * the payload. A tensor frame's head holds the job, the tag, the dtype, the shape and the
+ * device; its payload is the tensor's bytes. A control frame (jobs, results, events between
+ * the driver and the other processes) holds a v8-serialized value as payload.
+ */
+import * as v8 from "node:v8"
+import type * as Device from "../../tensor/Device.js"
+import type * as DType from "../../tensor/DType.js"
+import * as Tensor from "../../tensor/Tensor.js"
+
+/**
+ * The head of a tensor frame.
+ * @category models
+ */
+export interface TensorHead {
+  readonly job: number
+  readonly tag: string
+  readonly dtype: DType.DType
+  readonly shape: ReadonlyArray<number>
+  readonly device: Device.Device
+}
+
+const pack = (head: object, payload: Uint8Array): Uint8Array => {
+  const text = Buffer.from(JSON.stringify(head), "utf8")
+  const start = Math.ceil((4 + text.length) / 8) * 8
+  const out = new Uint8Array(start + payload.length)
+  new DataView(out.buffer).setUint32(0, text.length, true)
+  out.set(text, 4)
+  out.set(payload, start)
+  return out
+}
+
+const unpack = (bytes: ArrayBuffer): { readonly head: unknown; readonly start: number } => {
+  const n = new DataView(bytes).getUint32(0, true)
+  const head = JSON.parse(Buffer.from(bytes, 4, n).toString("utf8")) as unknown
+  return { head, start: Math.ceil((4 + n) / 8) * 8 }
+}
+
+/**
+ * A tensor as a frame (its bytes are copied: the sender may overwrite the tensor at once).
+ * @category constructors
+ */
+export const tensor = (job: number, tag: string, t: Tensor.Tensor): Uint8Array =>
+  pack({ job, tag, dtype: t.dtype, shape: t.shape, device: t.device } satisfies TensorHead, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))
+
+/**
+ * The tensor of a frame (its data a view on the received bytes, no copy).
+ * @category mapping
+ */
+export const toTensor = (bytes: ArrayBuffer): { readonly head: TensorHead; readonly tensor: Tensor.Tensor } => {
+  const { head, start } = unpack(bytes)
+  const h = head as TensorHead
+  const count = (bytes.byteLength - start) / (h.dtype === "float64" ? 8 : 4)
+  const data = h.dtype === "float64" ? new Float64Array(bytes, start, count) : new Float32Array(bytes, start, count)
+  return { head: h, tensor: Tensor.fromStorage(data, h.shape, { device: h.device }) }
+}
+
+/**
+ * A control value as a frame (anything structured-cloneable).
+ * @category constructors
+ */
+export const control = (value: unknown): Uint8Array => pack({}, v8.serialize(value))
+
+/**
+ * The value of a control frame.
+ * @category mapping
+ */
+export const toControl = (bytes: ArrayBuffer): unknown => {
+  const { start } = unpack(bytes)
+  return v8.deserialize(new Uint8Array(bytes, start))
+}
+
+/**
+ * The job of a tensor frame (read from its head without decoding the payload).
+ * @category mapping
+ */
+export const jobOf = (bytes: ArrayBuffer): number => {
+  const { head } = unpack(bytes)
+  return (head as Partial<TensorHead>).job ?? -1
+}

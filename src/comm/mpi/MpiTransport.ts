@@ -1,0 +1,365 @@
+/**
+ * MpiTransport: the transport of this process's rank for one job on MPI, one rank per process.
+ *
+ * A collective on a group runs on that group's own MPI communicator (made on first use with
+ * MPI_Comm_create_group, which only the members call, and freed when the job ends cleanly). It
+ * goes in two MPI steps: an allgather of every member's signature (Header), judged by the same
+ * rules as the in-process rendezvous (Verdict), so a mismatched op, dtype, size or split fails
+ * on every member with the same error instead of hanging; then the data op (MPI_Iallreduce,
+ * Iallgather(v), Ireduce_scatter, Ialltoallv, Ibcast; a barrier is the signature exchange
+ * itself). MPI matches the collectives of a communicator by the order they were started, so
+ * the collectives of one group run one after the other, in issue order, each started as soon
+ * as the one before has started its data op: the group's stream. Groups' streams overlap each
+ * other and compute. A group of one member computes its result here (Collective.compute).
+ *
+ * Reductions use MPI's own algorithms, so a sum may round differently from the other backends'
+ * member-order sum (equal to ~1e-16 relative in float64); every other result is bit-equal.
+ *
+ * A watchdog fails each collective still running after the timeout with a Timeout naming the
+ * group's members (MPI cannot tell which member never arrived); the job then fails and MPI is
+ * aborted, since an MPI collective cannot be cancelled. P2p messages are tensor frames on one
+ * communicator of all ranks, received whenever they arrive (MpiSession) into the rank's Inbox.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as MpiAddon from "../../native/MpiAddon.js"
+import * as DType from "../../tensor/DType.js"
+import * as Tensor from "../../tensor/Tensor.js"
+import * as Collective from "../Collective.js"
+import * as CommError from "../CommError.js"
+import type { Request } from "../Communicator.js"
+import type { RankTransport } from "../Endpoint.js"
+import * as Group from "../Group.js"
+import { Inbox } from "../Inbox.js"
+import * as Verdict from "../Verdict.js"
+import * as Frame from "./Frame.js"
+import * as Header from "./Header.js"
+import type { Session } from "./MpiSession.js"
+
+/** One collective of a group's stream. */
+interface Task {
+  readonly group: Group.Group
+  readonly seq: number
+  readonly request: Request
+  readonly result: Deferred.Deferred<Collective.Output, CommError.CommError>
+  readonly started: number
+  done: boolean
+}
+
+interface Stream {
+  readonly comm: number
+  readonly queue: Array<Task>
+  busy: boolean
+}
+
+const typeOf = (dtype: DType.DType): number => (dtype === "float64" ? MpiAddon.TYPE.float64 : MpiAddon.TYPE.float32)
+const rowsOf = (shape: ReadonlyArray<number>): number => shape[0] ?? 1
+const innerOf = (shape: ReadonlyArray<number>): number => shape.slice(1).reduce((a, b) => a * b, 1)
+const prefix = (counts: ReadonlyArray<number>): Int32Array => {
+  const out = new Int32Array(counts.length)
+  for (let i = 1; i < counts.length; i++) out[i] = (out[i - 1] as number) + (counts[i - 1] as number)
+  return out
+}
+// A string hash in MPI's guaranteed tag range (0..32767), for MPI_Comm_create_group.
+const tagOf = (key: string): number => {
+  let h = 0
+  for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) % 32749
+  return h
+}
+
+/**
+ * The transport of this process's rank for job `job`, and how to end it.
+ * @category models
+ */
+export interface JobTransport extends RankTransport {
+  /** Ends the job here: waiting ops fail with Closed; communicators are freed when nothing is in flight. */
+  readonly close: (why: string) => void
+}
+
+/**
+ * Opens job `job` on this process's rank.
+ * @category constructors
+ */
+export const make = (session: Session, options: { readonly job: number; readonly world: number; readonly timeoutMs: number }): JobTransport => {
+  const { rank } = session
+  const { job, world, timeoutMs } = options
+  const inbox = new Inbox(rank, timeoutMs)
+  const streams = new Map<string, Stream>()
+  const running = new Set<Task>()
+  let closed: string | undefined
+  let broken = false
+
+  session.openJob(job, (from, bytes) => {
+    const { head, tensor } = Frame.toTensor(bytes)
+    inbox.deliver(from, head.tag, tensor)
+  })
+
+  const errorOf = (task: Task, reason: CommError.Reason, detail: string, ranks: ReadonlyArray<number> = []) =>
+    CommError.make({ reason, group: Group.format(task.group), op: task.request.op, seq: task.seq, rank, ranks, detail })
+
+  const settle = (task: Task, outcome: Effect.Effect<Collective.Output, CommError.CommError>) => {
+    if (task.done) return
+    task.done = true
+    running.delete(task)
+    Deferred.doneUnsafe(task.result, outcome)
+  }
+
+  const mpiFailed = (task: Task, what: string) => (error: string | undefined) => {
+    if (error === undefined) return false
+    broken = true
+    settle(task, Effect.fail(errorOf(task, "BadInput", `MPI ${what} failed: ${error}`, task.group.ranks)))
+    return true
+  }
+
+  const streamOf = (group: Group.Group): Stream => {
+    const hit = streams.get(group.key)
+    if (hit !== undefined) return hit
+    const comm = session.commId()
+    const ranks = Int32Array.from(group.ranks)
+    const stream: Stream = { comm, queue: [], busy: false }
+    streams.set(group.key, stream)
+    if (group.ranks.length > 1) {
+      session.op(
+        (id) => session.addon.commCreate(id, comm, ranks, tagOf(group.key)),
+        (error) => {
+          if (error === undefined) return
+          broken = true
+          for (const t of stream.queue) settle(t, Effect.fail(errorOf(t, "BadInput", `MPI_Comm_create_group failed: ${error}`, group.ranks)))
+        },
+        [ranks],
+      )
+    }
+    return stream
+  }
+
+  /** Starts the next task of a stream once the one before has started its data op. */
+  const pump = (stream: Stream): void => {
+    if (stream.busy) return
+    const task = stream.queue.shift()
+    if (task === undefined) return
+    if (task.done) return pump(stream)
+    stream.busy = true
+    run(stream, task, () => {
+      stream.busy = false
+      pump(stream)
+    })
+  }
+
+  const run = (stream: Stream, task: Task, next: () => void): void => {
+    const { group, request } = task
+    const size = group.ranks.length
+    const local = Group.localRank(group, rank)
+    const t = request.tensor
+    const signature: Collective.Signature = {
+      op: request.op,
+      rank,
+      dtype: t.dtype,
+      shape: t.shape,
+      ...(request.reduce === undefined ? {} : { reduce: request.reduce }),
+      ...(request.root === undefined ? {} : { root: request.root }),
+      ...(request.sendSplits === undefined ? {} : { sendSplits: request.sendSplits }),
+      ...(request.counts === undefined ? {} : { counts: request.counts }),
+    }
+    const buffer = request.out === undefined ? undefined : { length: request.out.data.length, dtype: request.out.dtype }
+    if (size === 1) {
+      next()
+      const verdict = Header.tooManyDims(t.shape) ? undefined : Verdict.judge(group, task.seq, [signature], [buffer])
+      if (verdict !== undefined) return settle(task, Effect.fail(verdict(rank)))
+      const contribution: Collective.Contribution = { ...signature, data: t.data, ...(request.out === undefined ? {} : { out: request.out.data }) }
+      return settle(
+        task,
+        Effect.sync(() => Collective.compute([contribution], false)[0] as Collective.Output),
+      )
+    }
+    const width = Header.length(size)
+    const mine = new Float64Array(width)
+    Header.encode({ signature, buffer }, size, mine)
+    const all = new Float64Array(width * size)
+    session.op(
+      (id) => session.addon.allGather(id, stream.comm, mine, all, width, MpiAddon.TYPE.float64),
+      (error) => {
+        if (mpiFailed(task, "allgather of the signatures")(error)) return next()
+        const declared = group.ranks.map((r, i) => Header.decode(all, i * width, size, r))
+        const parts = declared.map((d) => d.signature)
+        const deep = parts.find((p) => Header.tooManyDims(p.shape))
+        const verdict =
+          deep !== undefined
+            ? (r: number) =>
+                CommError.make({
+                  reason: r === deep.rank ? "BadInput" : "Mismatch",
+                  group: Group.format(group),
+                  op: deep.op,
+                  seq: task.seq,
+                  rank: r,
+                  ranks: [deep.rank],
+                  detail: `rank ${deep.rank}: a tensor of ${deep.shape.length} dims (the MPI backend carries at most 8)`,
+                })
+            : Verdict.judge(
+                group,
+                task.seq,
+                parts,
+                declared.map((d) => d.buffer),
+              )
+        if (verdict !== undefined) {
+          next()
+          return settle(task, Effect.fail(verdict(rank)))
+        }
+        if (task.done) return next() // timed out or closed meanwhile: the stream is unusable anyway
+        startData(stream, task, parts, local)
+        next()
+      },
+      [mine, all],
+    )
+  }
+
+  /** The data op of a task whose signatures agree. */
+  const startData = (stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number): void => {
+    const { request } = task
+    const t = request.tensor
+    const first = parts[0] as Collective.Signature
+    const inner = innerOf(first.shape)
+    const type = typeOf(t.dtype)
+    const op = (request.reduce ?? "sum") === "max" ? MpiAddon.OP.max : MpiAddon.OP.sum
+    const target = (length: number): DType.Storage => request.out?.data ?? DType.allocate(t.dtype, length)
+    const complete = (data: DType.Storage, shape: ReadonlyArray<number>, splits?: ReadonlyArray<number>) => (error: string | undefined) => {
+      if (mpiFailed(task, request.op)(error)) return
+      settle(task, Effect.succeed({ data, shape, ...(splits === undefined ? {} : { splits }) }))
+    }
+    const c = stream.comm
+    const addon = session.addon
+    switch (first.op) {
+      case "barrier":
+        return settle(task, Effect.succeed({ data: DType.allocate(t.dtype, 0), shape: [0] }))
+      case "allReduce": {
+        const out = target(t.data.length)
+        return session.op((id) => addon.allReduce(id, c, t.data, out, t.data.length, type, op), complete(out, t.shape), [t.data, out])
+      }
+      case "broadcast": {
+        const root = parts[first.root ?? 0] as Collective.Signature
+        const length = Tensor.sizeOf(root.shape)
+        const out = target(length)
+        if (local === (first.root ?? 0)) out.set(t.data)
+        return session.op((id) => addon.bcast(id, c, out, length, first.root ?? 0, type), complete(out, root.shape), [out])
+      }
+      case "allGather": {
+        const out = target(t.data.length * parts.length)
+        const shape = [rowsOf(t.shape) * parts.length, ...t.shape.slice(1)]
+        return session.op(
+          (id) => addon.allGather(id, c, t.data, out, t.data.length, type),
+          complete(
+            out,
+            shape,
+            parts.map((p) => rowsOf(p.shape)),
+          ),
+          [t.data, out],
+        )
+      }
+      case "allGatherV": {
+        const splits = parts.map((p) => rowsOf(p.shape))
+        const counts = splits.map((r) => r * inner)
+        const total = splits.reduce((a, b) => a + b, 0)
+        const out = target(total * inner)
+        const recvCounts = Int32Array.from(counts)
+        const displs = prefix(counts)
+        return session.op((id) => addon.allGatherV(id, c, t.data, t.data.length, out, recvCounts, displs, type), complete(out, [total, ...t.shape.slice(1)], splits), [
+          t.data,
+          out,
+          recvCounts,
+          displs,
+        ])
+      }
+      case "reduceScatter":
+      case "reduceScatterV": {
+        const rowCounts = first.counts ?? parts.map(() => rowsOf(first.shape) / parts.length)
+        const recvCounts = Int32Array.from(rowCounts.map((r) => r * inner))
+        const out = DType.allocate(t.dtype, (rowCounts[local] as number) * inner)
+        return session.op((id) => addon.reduceScatter(id, c, t.data, out, recvCounts, type, op), complete(out, [rowCounts[local] as number, ...t.shape.slice(1)]), [
+          t.data,
+          out,
+          recvCounts,
+        ])
+      }
+      case "allToAllV": {
+        const sendRows = request.sendSplits ?? []
+        const recvRows = parts.map((p) => (p.sendSplits ?? [])[local] as number)
+        const sendCounts = Int32Array.from(sendRows.map((r) => r * inner))
+        const recvCounts = Int32Array.from(recvRows.map((r) => r * inner))
+        const sendDispls = prefix([...sendCounts])
+        const recvDispls = prefix([...recvCounts])
+        const total = recvRows.reduce((a, b) => a + b, 0)
+        const out = target(total * inner)
+        return session.op(
+          (id) => addon.allToAllV(id, c, t.data, sendCounts, sendDispls, out, recvCounts, recvDispls, type),
+          complete(out, [total, ...t.shape.slice(1)], recvRows),
+          [t.data, out, sendCounts, recvCounts, sendDispls, recvDispls],
+        )
+      }
+    }
+  }
+
+  const watchdog = setInterval(
+    () => {
+      const now = performance.now()
+      for (const task of running) {
+        if (now - task.started < timeoutMs) continue
+        broken = true
+        settle(
+          task,
+          Effect.fail(
+            errorOf(
+              task,
+              "Timeout",
+              `waited ${timeoutMs} ms; the members [${task.group.ranks.join(",")}] did not all complete it (MPI cannot tell which never arrived: a rank that skipped this collective, stopped, or is stuck before it)`,
+              task.group.ranks,
+            ),
+          ),
+        )
+      }
+    },
+    Math.max(1, Math.floor(timeoutMs / 4)),
+  )
+  watchdog.unref()
+
+  const enter = (group: Group.Group, seq: number, request: Request): Effect.Effect<Collective.Output, CommError.CommError> => {
+    const result = Deferred.makeUnsafe<Collective.Output, CommError.CommError>()
+    const task: Task = { group, seq, request, result, started: performance.now(), done: false }
+    if (Group.localRank(group, rank) < 0) {
+      settle(task, Effect.fail(errorOf(task, "BadInput", `rank ${rank} is not a member`, [rank])))
+    } else if (closed !== undefined) {
+      settle(task, Effect.fail(errorOf(task, "Closed", closed)))
+    } else {
+      running.add(task)
+      const stream = streamOf(group)
+      stream.queue.push(task)
+      pump(stream)
+    }
+    return Deferred.await(result)
+  }
+
+  const post = (to: number, t: Tensor.Tensor, tag: string): void => {
+    session.sendTensor(to, Frame.tensor(job, tag, t), (error) => {
+      if (error !== undefined) inbox.close(`MPI send to rank ${to} failed: ${error}`)
+    })
+  }
+
+  const close = (why: string): void => {
+    if (closed !== undefined) return
+    closed = why
+    clearInterval(watchdog)
+    for (const task of [...running]) settle(task, Effect.fail(errorOf(task, "Closed", why)))
+    inbox.close(why)
+    session.closeJob(job)
+    // Only a communicator with nothing in flight may be freed; after a failure MPI is aborted.
+    if (!broken && session.inFlight === 0) {
+      for (const s of streams.values())
+        if (s.comm > 0 && s.queue.length === 0)
+          session.op(
+            (id) => session.addon.commFree(id, s.comm),
+            () => undefined,
+          )
+    }
+    streams.clear()
+  }
+
+  return { rank, world, backend: "mpi", inbox, closed: () => closed, enter, post, close }
+}

@@ -1,0 +1,87 @@
+/**
+ * MpiProcess: a process of an MPI launch, from start to exit. `main` starts MPI, then rank 0
+ * runs the command (its jobs reach the other processes through MpiJob) while every other rank
+ * serves jobs; when the command ends, rank 0 sends its exit status to the others, and every
+ * process ends MPI (MPI_Finalize, or MPI_Abort after a failed job, since a collective that
+ * never completed cannot be cancelled) and exits with that status. So a refused command (exit
+ * 2) prints its one line on rank 0 and ends every process with 2.
+ */
+import * as ConfigError from "../errors/ConfigError.js"
+import * as MpiSession from "../comm/mpi/MpiSession.js"
+import * as MpiAddon from "../native/MpiAddon.js"
+import * as Launcher from "./Launcher.js"
+import * as MpiJob from "./MpiJob.js"
+
+/**
+ * Whether this process was started by an MPI launcher together with others (then `main`
+ * must run it).
+ * @category guards
+ */
+export const launched = (env: Readonly<Record<string, string | undefined>> = process.env): boolean => {
+  const launch = Launcher.fromEnvironment(env)
+  return launch.mpi && Launcher.isMultiProcess(launch)
+}
+
+/**
+ * The number of processes of this launch (1 without a launcher).
+ * @category getters
+ */
+export const worldSize = (): number => MpiSession.running()?.size ?? Launcher.fromEnvironment().size
+
+/**
+ * A ConfigError when a job of `world` ranks cannot run on this launch (one rank per process).
+ * @category guards
+ */
+export const worldProblem = (field: string, world: number): ConfigError.ConfigError | undefined => {
+  const size = worldSize()
+  if (world === size) return undefined
+  const launch = Launcher.fromEnvironment()
+  const started = launch.launcher === "none" ? "this process runs alone (no launcher)" : `${launch.launcher} started ${size} processes`
+  return ConfigError.make(
+    field,
+    world,
+    `does not match the launch: the mpi backend runs one rank per process and ${started}`,
+    `start ${world} processes (pleat launch -n ${world} -- ...) or pass --world ${size}`,
+  )
+}
+
+/**
+ * Runs this process of a launch: rank 0 runs `command` (its exit status), the others serve;
+ * resolves with the status every process exits with. `say` prints rank 0's line when MPI is
+ * missing.
+ * @category constructors
+ */
+export const main = async (command: () => Promise<number>, say: (line: string) => void): Promise<number> => {
+  const status = MpiAddon.status()
+  const launch = Launcher.fromEnvironment()
+  if (!status.available) {
+    if (launch.rank === 0) say(`pleat: ${launch.launcher} started ${launch.size} processes, but the MPI backend is not available: ${status.reason}\n`)
+    return 2
+  }
+  const session = MpiSession.start()
+  let code: number
+  if (session.rank === 0) {
+    code = await command()
+    await tellOthers(session, code)
+  } else {
+    code = await MpiJob.serve(session)
+  }
+  session.end(MpiJob.anyFailed() ? Math.max(1, code) : undefined)
+  return code
+}
+
+/** Sends the exit status to every other rank and waits (a bounded time) for the sends. */
+const tellOthers = (session: MpiSession.Session, code: number): Promise<void> =>
+  new Promise<void>((resolve) => {
+    let left = session.size - 1
+    if (left === 0) return resolve()
+    const timer = setTimeout(resolve, 10_000)
+    for (let r = 1; r < session.size; r++) {
+      session.sendControl(r, { t: "exit", code } satisfies MpiJob.Control, () => {
+        if (--left === 0) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+    }
+  })
