@@ -4,6 +4,7 @@
  * The example is semantics.md worked example A: attention tp 2 x cp 2 x dp 2 x pp 2, MoE
  * etp 1 x ep 4 x edp 2 x pp 2, so each expert-parallel group is one attention tp x cp group.
  * The picture's path (--svg, default out/fold-16.svg) is checked before anything is printed.
+ * Its work takes milliseconds (16 ranks), so it shows no progress (see Progress).
  */
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as Report from "../mapping/Report.js"

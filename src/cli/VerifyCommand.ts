@@ -9,6 +9,8 @@
  * the worst parameter and step. The ranks run in this process (local backend, copying or
  * zero-copy). What verify cannot honour is refused before any work (exit 2, one line): one
  * rank (a run compared with itself), --save, --resume, --trace, another backend, a log level.
+ * Two trainings in lockstep take seconds to minutes: a progress bar on stderr counts the
+ * compared steps (plain lines every tenth step on a pipe); stdout is untouched by it.
  */
 import * as Effect from "effect/Effect"
 import * as ConfigError from "../errors/ConfigError.js"
@@ -18,6 +20,7 @@ import * as BadInput from "./BadInput.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
+import * as Progress from "./Progress.js"
 import * as RunConfig from "./RunConfig.js"
 import * as TrainOptions from "./TrainOptions.js"
 
@@ -106,14 +109,23 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
           `vs one rank from the same parameters each step; ${setup.dtype}; relative differences per step\n`,
       )
     }
-    const comparisons = yield* Lockstep.run(setup, {
+    const progress = Progress.make(steps, 0, Progress.toStderr(io))
+    const compared = Lockstep.run(setup, {
       steps,
       copy: resolved.backend !== "local-zero-copy",
       onStep: (c) => {
         activity.set(`after step ${c.step + 1} of ${steps} was compared`)
+        // The bar leaves the terminal's line to stdout's line, then comes back under it.
+        progress.clear()
         io.stdout(json ? `${JSON.stringify({ step: c.step + 1, loss: c.loss, gradNorm: c.gradNorm, gradient: c.gradient, parameter: c.parameter })}\n` : stepLine(c))
+        progress.update(c.step + 1, `compared | worst relative difference ${e(Math.max(c.loss.error, c.gradNorm.error, c.gradient.error, c.parameter.error))}`)
       },
     })
+    // Erases the bar however the comparison ends: the verdict, or an interruption's line, follows.
+    const comparisons = yield* Effect.ensuring(
+      compared,
+      Effect.sync(() => progress.clear()),
+    )
     const v = Lockstep.verdict(comparisons, setup.dtype)
     const ok = v.failed.length === 0
     if (json) {
