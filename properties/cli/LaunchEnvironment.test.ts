@@ -1,7 +1,9 @@
 // The backend comes from --backend (or the config file), else from the launch environment, else
-// the default. PLEAT_BACKEND names one (checked like the flag); a launcher that started several
-// processes (mpirun, srun) is refused with exit 2 and one line naming its variable, whatever the
-// flag, since each process would run the whole job (until the MPI backend exists).
+// the default. PLEAT_BACKEND names one (checked like the flag). Processes that an MPI launcher
+// started together (mpirun, PMI, srun) pick the mpi backend, whose world is the number of
+// processes: a --world that disagrees, or a --backend that would run every rank in each process,
+// is refused with exit 2 and one line. Several processes from torchrun-style variables, which
+// MPI cannot join, are refused too. (Real multi-process runs: properties/train/MpiTrain.prop.ts.)
 import { afterEach, describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
@@ -30,7 +32,7 @@ const small = [
   "--log",
   "json",
 ]
-const variables = ["PLEAT_BACKEND", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"]
+const variables = ["PLEAT_BACKEND", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_RANK", "PMI_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "RANK", "WORLD_SIZE"]
 
 const run = async (argv: ReadonlyArray<string>, env: Record<string, string>) => {
   Object.assign(process.env, env)
@@ -63,25 +65,39 @@ describe("the backend from the launch environment", () => {
     expect(r.err).toContain('PLEAT_BACKEND: "bogus" is not a backend')
   })
 
-  for (const [variable, launcher] of [
-    ["OMPI_COMM_WORLD_SIZE", "mpirun"],
-    ["PMI_SIZE", "PMI"],
-    ["SLURM_NTASKS", "srun"],
+  for (const [rank, size, launcher] of [
+    ["OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "mpirun"],
+    ["PMI_RANK", "PMI_SIZE", "PMI"],
+    ["SLURM_PROCID", "SLURM_NTASKS", "srun"],
   ] as const) {
-    test(`${launcher} with several processes is refused before any work, flag or not`, async () => {
-      for (const flag of [[], ["--backend", "local"]]) {
-        const r = await run(["train", ...small, ...flag], { [variable]: "4" })
-        expect(r.status).toBe(2)
-        expect(r.out).toBe("")
-        expect(r.err.trimEnd().split("\n")).toHaveLength(1)
-        expect(r.err).toContain(`${variable}: 4`)
-        expect(r.err).toContain(launcher)
-      }
+    test(`${launcher} with 4 processes: a --world of 2 is refused naming the launch, before any work`, async () => {
+      const r = await run(["train", ...small], { [rank]: "0", [size]: "4" })
+      expect(r.status).toBe(2)
+      expect(r.out).toBe("")
+      expect(r.err.trimEnd().split("\n")).toHaveLength(1)
+      expect(r.err).toContain("--world: 2 does not match the launch")
+      expect(r.err).toContain(`${launcher}`)
+      expect(r.err).toContain("started 4 processes")
+    })
+
+    test(`${launcher} with 4 processes: --backend local is refused (each process would run every rank)`, async () => {
+      const r = await run(["train", ...small, "--backend", "local"], { [rank]: "0", [size]: "4" })
+      expect(r.status).toBe(2)
+      expect(r.err.trimEnd().split("\n")).toHaveLength(1)
+      expect(r.err).toContain('--backend: "local" runs every rank inside one process, but 4 processes were launched')
     })
   }
 
+  test("torchrun-style variables with several processes are refused: MPI cannot join them", async () => {
+    const r = await run(["train", ...small], { RANK: "0", WORLD_SIZE: "4" })
+    expect(r.status).toBe(2)
+    expect(r.err.trimEnd().split("\n")).toHaveLength(1)
+    expect(r.err).toContain("WORLD_SIZE: 4")
+    expect(r.err).toContain("only through MPI")
+  })
+
   test("a launcher with one process is fine", async () => {
-    const r = await run(["train", ...small], { OMPI_COMM_WORLD_SIZE: "1" })
+    const r = await run(["train", ...small], { OMPI_COMM_WORLD_RANK: "0", OMPI_COMM_WORLD_SIZE: "1" })
     expect(r.status, r.err).toBe(0)
     expect(backendOf(r.out)).toBe("local")
   })

@@ -44,15 +44,6 @@ export type Control =
   | { readonly t: "close"; readonly job: number; readonly why: string }
   | { readonly t: "exit"; readonly code: number }
 
-/** Whether a job has failed in this process (MPI must then be aborted, not finalized). */
-let failedJobs = 0
-
-/**
- * Whether a job failed in this process.
- * @category getters
- */
-export const anyFailed = (): boolean => failedJobs > 0
-
 const runRank = (session: Session, job: number, world: number, host: RankHost.HostArgs, timeoutMs: number, emit: (event: RankEvents.RankEvent) => void) => {
   const transport = MpiTransport.make(session, { job, world, timeoutMs })
   const program = RankHost.run(session.rank, host, emit).pipe(Effect.provideService(Communicator, Endpoint.make(transport)))
@@ -118,10 +109,7 @@ export const drive = (session: Session, spec: JobSpec): Effect.Effect<Array<unkn
     release()
     listeners.delete(job)
     const why = Exit.isSuccess(exit) ? "the job ended" : "the job failed"
-    if (Exit.isFailure(exit)) {
-      failedJobs++
-      sendAll(session, { t: "close", job, why })
-    }
+    if (Exit.isFailure(exit)) sendAll(session, { t: "close", job, why })
     transport.close(why)
     yield* Fiber.interrupt(own)
     return yield* exit
@@ -134,7 +122,7 @@ export const drive = (session: Session, spec: JobSpec): Effect.Effect<Array<unkn
 export const serve = (session: Session): Promise<number> =>
   new Promise<number>((resolve) => {
     const release = session.hold()
-    const running = new Map<number, { readonly close: (why: string) => void }>()
+    const running = new Map<number, (why: string) => void>()
     session.onControl((from, value) => {
       const m = value as Control
       if (from !== 0) return
@@ -142,10 +130,7 @@ export const serve = (session: Session): Promise<number> =>
         release()
         return resolve(m.code)
       }
-      if (m.t === "close") {
-        failedJobs++
-        return running.get(m.job)?.close(m.why)
-      }
+      if (m.t === "close") return running.get(m.job)?.(m.why)
       if (m.t !== "job") return
       const report = (message: Control) => {
         try {
@@ -156,15 +141,18 @@ export const serve = (session: Session): Promise<number> =>
         }
       }
       const { transport, program } = runRank(session, m.job, m.world, m.host, m.timeoutMs, (event) => report({ t: "event", job: m.job, event }))
-      running.set(m.job, transport)
-      void Effect.runPromiseExit(program).then((exit) => {
+      const fiber = Effect.runFork(program)
+      // Closing fails the rank's waiting ops, then stops whatever the program still runs.
+      running.set(m.job, (why) => {
         running.delete(m.job)
-        if (Exit.isSuccess(exit)) {
-          transport.close("the job ended")
-          return report({ t: "done", job: m.job, ok: true, value: exit.value })
-        }
-        failedJobs++
-        transport.close("the job failed")
+        transport.close(why)
+        Effect.runFork(Fiber.interrupt(fiber))
+      })
+      fiber.addObserver((exit) => {
+        const wasRunning = running.delete(m.job)
+        transport.close(Exit.isSuccess(exit) ? "the job ended" : "the job failed")
+        if (!wasRunning) return
+        if (Exit.isSuccess(exit)) return report({ t: "done", job: m.job, ok: true, value: exit.value })
         report({ t: "done", job: m.job, ok: false, failure: Failure.flatten(exit.cause) })
       })
     })

@@ -2,8 +2,8 @@
  * MpiProcess: a process of an MPI launch, from start to exit. `main` starts MPI, then rank 0
  * runs the command (its jobs reach the other processes through MpiJob) while every other rank
  * serves jobs; when the command ends, rank 0 sends its exit status to the others, and every
- * process ends MPI (MPI_Finalize, or MPI_Abort after a failed job, since a collective that
- * never completed cannot be cancelled) and exits with that status. So a refused command (exit
+ * process ends MPI (MPI_Finalize, or MPI_Abort when an op of a failed job is still in flight,
+ * since an MPI collective cannot be cancelled) and exits with that status. So a refused command (exit
  * 2) prints its one line on rank 0 and ends every process with 2.
  */
 import * as ConfigError from "../errors/ConfigError.js"
@@ -66,7 +66,8 @@ export const main = async (command: () => Promise<number>, say: (line: string) =
   } else {
     code = await MpiJob.serve(session)
   }
-  session.end(MpiJob.anyFailed() ? Math.max(1, code) : undefined)
+  // An op that never completed (a failed job's collective) cannot be cancelled: abort then.
+  session.end(session.inFlight > 0 ? Math.max(1, code) : undefined)
   return code
 }
 

@@ -152,6 +152,9 @@ Napi::Value Submit(const Napi::CallbackInfo& info, Kind kind) {
     case Kind::CommCreate:  // (id, comm, ranks, tag)
       ok = number_at(info, fn, 1, "comm", &c.comm) && ints_at(info, fn, 2, "ranks", &c.ranks) && number_at(info, fn, 3, "tag", &c.tag);
       break;
+    case Kind::CommReady:  // internal to the engine
+      ok = throw_type_error(env, "mpi op: not a command");
+      break;
     case Kind::CommFree:  // (id, comm)
       ok = number_at(info, fn, 1, "comm", &c.comm);
       break;

@@ -98,19 +98,54 @@ void Engine::fail(uint32_t id, int code, const std::string& what) {
 
 void Engine::begin(Command& cmd) {
   if (cmd.kind == Kind::CommCreate) {
-    MPI_Group world_group = MPI_GROUP_NULL;
-    MPI_Group group = MPI_GROUP_NULL;
-    MPI_Comm made = MPI_COMM_NULL;
-    int rc = MPI_Comm_group(MPI_COMM_WORLD, &world_group);
-    if (rc == MPI_SUCCESS) rc = MPI_Group_incl(world_group, static_cast<int>(cmd.ranks.size()), cmd.ranks.data(), &group);
-    if (rc == MPI_SUCCESS) rc = MPI_Comm_create_group(MPI_COMM_WORLD, group, cmd.tag, &made);
-    if (group != MPI_GROUP_NULL) MPI_Group_free(&group);
-    if (world_group != MPI_GROUP_NULL) MPI_Group_free(&world_group);
-    if (rc == MPI_SUCCESS) {
-      MPI_Comm_set_errhandler(made, MPI_ERRORS_RETURN);
-      comms_[cmd.comm] = made;
+    creating_[cmd.comm];
+    const auto create = [this, cmd]() {
+      MPI_Group world_group = MPI_GROUP_NULL;
+      MPI_Group group = MPI_GROUP_NULL;
+      MPI_Comm made = MPI_COMM_NULL;
+      int rc = MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+      if (rc == MPI_SUCCESS) rc = MPI_Group_incl(world_group, static_cast<int>(cmd.ranks.size()), cmd.ranks.data(), &group);
+      if (rc == MPI_SUCCESS) rc = MPI_Comm_create_group(MPI_COMM_WORLD, group, cmd.tag, &made);
+      if (group != MPI_GROUP_NULL) MPI_Group_free(&group);
+      if (world_group != MPI_GROUP_NULL) MPI_Group_free(&world_group);
+      Command ready;
+      ready.kind = Kind::CommReady;
+      ready.id = cmd.id;
+      ready.comm = cmd.comm;
+      ready.made = made;
+      ready.rc = rc;
+      submit(std::move(ready));
+    };
+    if (world_.provided < MPI_THREAD_MULTIPLE) {
+      create();  // MPI allows no second thread: create here (a missing member then blocks everything)
+      return;
     }
-    return finish(cmd.id, rc);
+    creators_++;
+    std::thread([this, create] {
+      create();
+      creators_--;
+    }).detach();
+    return;
+  }
+  if (cmd.kind == Kind::CommReady) {
+    std::deque<Command> waiting;
+    auto it = creating_.find(cmd.comm);
+    if (it != creating_.end()) {
+      waiting.swap(it->second);
+      creating_.erase(it);
+    }
+    if (cmd.rc == MPI_SUCCESS) {
+      MPI_Comm_set_errhandler(cmd.made, MPI_ERRORS_RETURN);
+      comms_[cmd.comm] = cmd.made;
+      for (auto& w : waiting) begin(w);
+    } else {
+      for (auto& w : waiting) finish(w.id, cmd.rc);
+    }
+    return finish(cmd.id, cmd.rc);
+  }
+  if (creating_.count(cmd.comm) != 0 && cmd.kind != Kind::Send) {
+    creating_[cmd.comm].push_back(std::move(cmd));
+    return;
   }
   if (cmd.kind == Kind::CommFree) {
     auto it = comms_.find(cmd.comm);
@@ -263,7 +298,7 @@ void Engine::loop() {
         stop_seen = true;
         stop_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms_);
       }
-      if (active_.empty() || std::chrono::steady_clock::now() >= stop_at) break;
+      if ((active_.empty() && creating_.empty()) || std::chrono::steady_clock::now() >= stop_at) break;
     } else {
       const size_t was = active_.size();
       probe();
@@ -272,7 +307,7 @@ void Engine::loop() {
     rounds = progress ? 0 : rounds + 1;
     if (!progress) idle(rounds);
   }
-  const bool clean = active_.empty();
+  const bool clean = active_.empty() && creators_ == 0 && creating_.empty();
   for (auto& [id, comm] : comms_) {
     if (clean && comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
   }

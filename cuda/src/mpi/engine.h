@@ -8,6 +8,10 @@
 // `deliver` (the binding turns it into a call on the JS thread through a thread-safe
 // function). Nothing here blocks the JS thread except start() (MPI_Init) and stop().
 //
+// Communicators are created on a thread of their own (MPI_Comm_create_group blocks until every
+// member calls it, and a member that never does must not stop this thread from progressing
+// everything else); ops on a communicator still being made wait for it, in order.
+//
 // Idle policy: while work is in flight the thread yields between polls and, after a while
 // without progress, sleeps in growing steps up to 100 us; with nothing in flight it sleeps up
 // to 1 ms between probes (a p2p message arriving at an idle rank waits at most that long). A
@@ -16,6 +20,7 @@
 
 #include <mpi.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -28,7 +33,7 @@
 
 namespace pleat::mpi {
 
-enum class Kind { CommCreate, CommFree, AllGather, AllGatherV, AllReduce, ReduceScatter, AllToAllV, Bcast, Barrier, Send };
+enum class Kind { CommCreate, CommReady, CommFree, AllGather, AllGatherV, AllReduce, ReduceScatter, AllToAllV, Bcast, Barrier, Send };
 
 // One command from JS. Buffers are owned by JS, which keeps them alive until the completion.
 struct Command {
@@ -37,6 +42,8 @@ struct Command {
   int comm = -1;  // pleat's communicator id (CommCreate: the id to give the new one)
   std::vector<int> ranks;  // CommCreate: members as world ranks, in group order
   int tag = 0;    // CommCreate: the creation tag; Send: the MPI tag
+  MPI_Comm made = MPI_COMM_NULL;  // CommReady: the communicator a creator thread made
+  int rc = 0;     // CommReady: MPI_Comm_create_group's result
   int dest = 0;   // Send: the world rank
   int root = 0;   // Bcast: group-local root
   MPI_Datatype type = MPI_BYTE;
@@ -111,6 +118,8 @@ class Engine {
   WorldInfo world_;
   MPI_Comm p2p_ = MPI_COMM_NULL;
   std::unordered_map<int, MPI_Comm> comms_;
+  std::unordered_map<int, std::deque<Command>> creating_;
+  std::atomic<int> creators_{0};
   std::deque<Active> active_;
 };
 

@@ -60,7 +60,8 @@ const prefix = (counts: ReadonlyArray<number>): Int32Array => {
   for (let i = 1; i < counts.length; i++) out[i] = (out[i - 1] as number) + (counts[i - 1] as number)
   return out
 }
-// A string hash in MPI's guaranteed tag range (0..32767), for MPI_Comm_create_group.
+// A string hash in MPI's guaranteed tag range (0..32767), for MPI_Comm_create_group: the job is
+// part of the key, so a creation left waiting by a failed job never meets a later job's.
 const tagOf = (key: string): number => {
   let h = 0
   for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) % 32749
@@ -120,7 +121,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
     streams.set(group.key, stream)
     if (group.ranks.length > 1) {
       session.op(
-        (id) => session.addon.commCreate(id, comm, ranks, tagOf(group.key)),
+        (id) => session.addon.commCreate(id, comm, ranks, tagOf(`${job}/${group.key}`)),
         (error) => {
           if (error === undefined) return
           broken = true
@@ -346,13 +347,15 @@ export const make = (session: Session, options: { readonly job: number; readonly
     if (closed !== undefined) return
     closed = why
     clearInterval(watchdog)
+    const idle = running.size === 0
     for (const task of [...running]) settle(task, Effect.fail(errorOf(task, "Closed", why)))
     inbox.close(why)
     session.closeJob(job)
-    // Only a communicator with nothing in flight may be freed; after a failure MPI is aborted.
-    if (!broken && session.inFlight === 0) {
+    // Only a clean job's communicators are freed: one with a collective that never completed
+    // is left to MPI_Abort.
+    if (!broken && idle && why === "the job ended") {
       for (const s of streams.values())
-        if (s.comm > 0 && s.queue.length === 0)
+        if (s.queue.length === 0)
           session.op(
             (id) => session.addon.commFree(id, s.comm),
             () => undefined,

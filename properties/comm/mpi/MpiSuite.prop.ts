@@ -1,0 +1,148 @@
+// The contract and fault suites on the MPI backend with 4 processes: cases drawn by fast-check
+// (mappings of world 4, sizes, splits) run as jobs of one mpirun (runner.ts), each compared
+// with the same case on the local backend: bit for bit, except sums, which MPI reduces in its
+// own order (equal to 1e-12 relative); faults end with the same diagnosis as locally (a
+// timeout names the group's members: MPI cannot tell which one never arrived). Skipped, with a
+// line saying why, where mpirun or the MPI addon is missing.
+import fc from "fast-check"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { afterAll, beforeAll, describe, expect, test } from "vitest"
+import * as Families from "../../../src/mapping/Families.js"
+import { factorized } from "../../mapping/arbitraries.js"
+import { isValid } from "../../mapping/oracle.js"
+import { results, type Scenario } from "../runOn.js"
+import type * as Scenarios from "../scenarios.js"
+import { missing, mpirun } from "./mpirun.js"
+import type { Case, Outcome } from "./runner.js"
+
+const why = missing()
+if (why !== undefined) console.log(`MPI suites skipped: ${why}`)
+
+const world = 4
+const familyNames = Families.familyNames.filter((f) => f !== "embedding")
+const mappings = factorized(world)
+  .filter((c) => isValid(c) && c.world === world)
+  .chain((c) =>
+    fc.constantFrom(...familyNames).map((family): Scenarios.MappingArgs => ({ world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-"), family })),
+  )
+const draw = <A>(arb: fc.Arbitrary<A>, n: number): Array<A> => fc.sample(arb, { numRuns: n })
+
+/** Contract cases: the scenario, its args, and whether its results hold sums (compared to 1e-12). */
+const contract: Array<{ readonly scenario: Scenario; readonly args: unknown; readonly sums: boolean }> = [
+  ...draw(fc.record({ mapping: mappings, blocks: fc.integer({ min: 0, max: 3 }), c: fc.integer({ min: 0, max: 3 }) }), 4).map((args) => ({
+    scenario: "reduceIdentities" as const,
+    args,
+    sums: true,
+  })),
+  ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }), pattern: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 16, maxLength: 16 }) }), 4).map(
+    (args) => ({
+      scenario: "allToAllRoundTrip" as const,
+      args,
+      sums: false,
+    }),
+  ),
+  ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }) }), 3).map((args) => ({ scenario: "gatherV" as const, args, sums: false })),
+  ...draw(fc.record({ mapping: mappings, rootSeed: fc.nat() }), 3).map((args) => ({ scenario: "broadcastAndSelf" as const, args, sums: false })),
+  ...draw(fc.integer({ min: 1, max: 6 }), 2).map((count) => ({ scenario: "p2pFifo" as const, args: { world, count }, sums: false })),
+  ...draw(fc.integer({ min: 1, max: 1500 }), 2).map((c) => ({ scenario: "receiveBuffers" as const, args: { world, c, steps: 3 }, sums: true })),
+  ...draw(fc.record({ mapping: mappings, length: fc.integer({ min: 64 * 1024, max: 200_000 }) }), 2).map((a) => ({
+    scenario: "bigAllReduce" as const,
+    args: { ...a, steps: 3 },
+    sums: true,
+  })),
+  ...draw(fc.integer({ min: 1, max: 3000 }), 2).map((c) => ({ scenario: "zeroCopyReuse" as const, args: { world, c, steps: 4 }, sums: false })),
+]
+
+const timeoutMs = 400
+const atOnceMs = 4000
+/** Fault cases, last (the one that times out leaves its collective behind, as MPI must). */
+const faults = ["skips", "differentOps", "badSplits", "badReceiveBuffer", "throws", "recvNobody", "neverArrives"] as const
+
+const near = (a: unknown, b: unknown): boolean => {
+  if (typeof a === "number" && typeof b === "number") return a === b || Math.abs(a - b) <= 1e-12 * Math.max(1, Math.abs(a), Math.abs(b))
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => near(x, b[i]))
+  if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {
+    const ka = Object.keys(a).sort()
+    return near(ka, Object.keys(b).sort()) && ka.every((k) => near((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+  }
+  return a === b
+}
+
+describe.skipIf(why !== undefined)("the MPI backend with 4 processes", () => {
+  let outcomes: Array<Outcome> = []
+  let dir = ""
+  let ended = { code: null as number | null, stderr: "" }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "pleat-mpi-"))
+    const cases: Array<Case> = [
+      ...contract.map((c) => ({ scenario: c.scenario, world, args: c.args, timeoutMs: 20_000 })),
+      ...faults.map((scenario) => ({ scenario, world, args: { world }, timeoutMs: scenario === "neverArrives" || scenario === "recvNobody" ? timeoutMs : atOnceMs })),
+    ]
+    writeFileSync(path.join(dir, "cases.json"), JSON.stringify(cases))
+    const run = await mpirun(world, [path.join(import.meta.dirname, "runner.ts"), path.join(dir, "cases.json"), path.join(dir, "out.json")], 240_000)
+    ended = run
+    outcomes = JSON.parse(readFileSync(path.join(dir, "out.json"), "utf8")) as Array<Outcome>
+  }, 300_000)
+
+  afterAll(() => {
+    if (dir !== "") rmSync(dir, { recursive: true, force: true })
+  })
+
+  test("every case ran (the runner wrote one outcome per case)", () => {
+    expect(outcomes.length, ended.stderr).toBe(contract.length + faults.length)
+  })
+
+  test("contract: every collective and p2p case equals the local backend's", async () => {
+    for (const [i, c] of contract.entries()) {
+      const got = outcomes[i]
+      expect(got?.ok, `${c.scenario} ${JSON.stringify(c.args)}: ${got?.ok === false ? got.message : ""}`).toBe(true)
+      if (got?.ok !== true) continue
+      const local = await results(c.scenario === "zeroCopyReuse" ? "local-zero-copy" : "local", c.scenario, world, c.args)
+      if (c.sums) expect(near(got.results, local), `${c.scenario} ${JSON.stringify(c.args)}`).toBe(true)
+      else expect(got.results).toEqual(local)
+    }
+  })
+
+  const fault = (name: (typeof faults)[number]) => {
+    const got = outcomes[contract.length + faults.indexOf(name)]
+    if (got === undefined || got.ok) throw new Error(`${name}: the job was expected to fail`)
+    return got
+  }
+
+  test("a rank that throws: the job fails with that rank at once", () => {
+    const f = fault("throws")
+    expect(f.rank).toBe(2)
+    expect(f.message).toContain("rank 2 failed: boom in rank 2")
+    expect(f.ms).toBeLessThan(atOnceMs)
+  })
+
+  test("a skipped collective and different sizes: Mismatch naming who issued what", () => {
+    const skips = fault("skips")
+    expect(skips.message).toContain("Mismatch: allReduce #0 on ep#0 [0,1,2,3]")
+    expect(skips.message).toContain("rank 1 issued allGather float64 [1, 2]")
+    expect(skips.message).toContain("ranks 0,2,3 issued allReduce(sum) float64 [1, 2]")
+    expect(skips.ms).toBeLessThan(atOnceMs)
+    const different = fault("differentOps")
+    expect(different.message).toContain("ranks 0,2 issued allReduce(sum) float64 [1, 2]; ranks 1,3 issued allReduce(sum) float64 [3, 2]")
+  })
+
+  test("bad arguments and a wrong receive buffer fail every member at once, as locally", () => {
+    expect(fault("badSplits").message).toContain("rank 0: sendSplits add up to 4 rows but the tensor has 2")
+    expect(fault("badSplits").comm?.ranks).toEqual([0])
+    const buffer = fault("badReceiveBuffer")
+    expect(buffer.message).toContain("BadInput: allGather #0 on ep#0 [0,1,2,3]")
+    expect(buffer.message).toContain("rank 1: the receive buffer holds 6 float64 elements; the result needs 8 float64")
+  })
+
+  test("a rank that never arrives: Timeout naming the group and op, within the timeout", () => {
+    const f = fault("neverArrives")
+    expect(f.message).toContain("Timeout: allReduce #0 on ep#0 [0,1,2,3]")
+    expect(f.ms).toBeGreaterThanOrEqual(timeoutMs - 5)
+    expect(f.ms).toBeLessThan(timeoutMs + atOnceMs)
+    const recv = fault("recvNobody")
+    expect(recv.message).toContain("Timeout: recv #0 on p2p 1->0")
+  })
+})

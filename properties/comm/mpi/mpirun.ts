@@ -1,0 +1,50 @@
+// Starting test programs under mpirun: whether MPI is here (mpirun on PATH and the MPI addon
+// built), and a launch of N processes of a TypeScript program with the flags this machine
+// needs (root allowed, more processes than cores, no binding).
+import { spawn, spawnSync } from "node:child_process"
+import * as MpiAddon from "../../../src/native/MpiAddon.js"
+
+/** Why the MPI tests cannot run here, or undefined when they can. */
+export const missing = (): string | undefined => {
+  const found = spawnSync("mpirun", ["--version"], { encoding: "utf8" })
+  if (found.error !== undefined || found.status !== 0) return "mpirun is not on PATH (Debian: apt-get install openmpi-bin libopenmpi-dev, then npm run build:native)"
+  const status = MpiAddon.status()
+  return status.available ? undefined : status.reason
+}
+
+export interface Ended {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+  readonly ms: number
+}
+
+/** Environment for mpirun on a machine like this one (root, 2 cores). */
+export const mpiEnv = (): NodeJS.ProcessEnv => ({
+  ...process.env,
+  OMPI_ALLOW_RUN_AS_ROOT: "1",
+  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: "1",
+  OMPI_MCA_rmaps_base_oversubscribe: "1",
+})
+
+/** Runs `node --import tsx <args>` in `np` processes under mpirun; `onStart` gets mpirun's pid. */
+export const mpirun = (np: number, args: ReadonlyArray<string>, timeoutMs: number, onStart?: (pid: number) => void): Promise<Ended> =>
+  new Promise((resolve) => {
+    const started = performance.now()
+    const child = spawn("mpirun", ["-np", String(np), "--bind-to", "none", process.execPath, "--import", "tsx", ...args], { env: mpiEnv() })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (d) => {
+      stdout += d
+    })
+    child.stderr.on("data", (d) => {
+      stderr += d
+    })
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs)
+    if (child.pid !== undefined) onStart?.(child.pid)
+    child.on("close", (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr, ms: performance.now() - started })
+    })
+  })
