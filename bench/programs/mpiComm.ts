@@ -20,6 +20,9 @@
  *
  * The data is checked as the engine program checks it (every member's block holds that
  * member's value); a wrong block fails the job.
+ *
+ * Two more lines say where pleat's latency goes (the engine program has no twin of them): the
+ * 1-float allReduce through the addon alone, one op and then pleat's two steps (addonLatency).
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -28,6 +31,9 @@ import path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
+import * as Header from "../../src/comm/mpi/Header.js"
+import * as MpiSession from "../../src/comm/mpi/MpiSession.js"
+import * as MpiAddon from "../../src/native/MpiAddon.js"
 import * as Backend from "../../src/runtime/Backend.js"
 import * as MpiBackend from "../../src/runtime/MpiBackend.js"
 import * as MpiProcess from "../../src/runtime/MpiProcess.js"
@@ -44,14 +50,14 @@ interface Options {
 
 /** One measurement as a rank sees it: its own seconds per collective in each repetition. */
 interface Samples {
-  readonly op: "allToAllV" | "allGather" | "allReduce" | "barrier"
+  readonly op: "allToAllV" | "allGather" | "allReduce" | "barrier" | "addonAllReduce" | "addonSignedAllReduce"
   readonly bytesPerPeer: number
   readonly iterations: number
   readonly seconds: ReadonlyArray<number>
 }
 
 /** Collectives per repetition: about 16 MiB per rank and repetition, at least 2 (as the engine program). */
-const iterationsFor = (bytes: number): number => Math.max(2, Math.floor(16 * 2 ** 20 / Math.max(1, bytes)))
+const iterationsFor = (bytes: number): number => Math.max(2, Math.floor((16 * 2 ** 20) / Math.max(1, bytes)))
 
 /** Seconds per call of `once` on this rank, one figure per repetition. */
 const repeat = <E, R>(group: Group.Group, reps: number, iterations: number, warmup: number, once: Effect.Effect<unknown, E, R>) =>
@@ -120,7 +126,40 @@ export const measure = (rank: number, args: unknown) =>
     out.push({ op: "allReduce", bytesPerPeer: 4, iterations: batch, seconds: reduce })
     const barrier = yield* repeat(group, options.latencyReps, batch, batch, Comm.barrier(group))
     out.push({ op: "barrier", bytesPerPeer: 0, iterations: batch, seconds: barrier })
+    out.push(...(yield* addonLatency(group, options)))
     return out
+  })
+
+/**
+ * Where pleat's latency goes: the same 1-float allReduce through the addon alone (MpiSession,
+ * no transport, no Effect), awaited from JS as a Promise: one op (`addonAllReduce`: one trip
+ * from the JS thread to the engine thread and back), then pleat's two steps (`addonSignedAllReduce`:
+ * the allgather of a signature row of Header.length(P) float64, then the allReduce).
+ */
+const addonLatency = (group: Group.Group, options: Options) =>
+  Effect.gen(function* () {
+    const session = MpiSession.running()
+    if (session === undefined) return []
+    const op = (start: (id: number) => void, keep: ReadonlyArray<unknown>) =>
+      Effect.callback<void, Error>((resume) => session.op(start, (error) => resume(error === undefined ? Effect.void : Effect.fail(new Error(error))), keep))
+    const comm = session.commId()
+    const ranks = Int32Array.from(group.ranks)
+    yield* op((id) => session.addon.commCreate(id, comm, ranks, 0), [ranks])
+    const x = new Float32Array([1])
+    const y = new Float32Array(1)
+    const width = Header.length(group.ranks.length)
+    const mine = new Float64Array(width)
+    const all = new Float64Array(width * group.ranks.length)
+    const allReduce = op((id) => session.addon.allReduce(id, comm, x, y, 1, MpiAddon.TYPE.float32, MpiAddon.OP.sum), [x, y])
+    const signatures = op((id) => session.addon.allGather(id, comm, mine, all, width, MpiAddon.TYPE.float64), [mine, all])
+    const batch = options.latencyBatch
+    const one = yield* repeat(group, options.latencyReps, batch, batch, allReduce)
+    const two = yield* repeat(group, options.latencyReps, batch, batch, Effect.andThen(signatures, allReduce))
+    yield* op((id) => session.addon.commFree(id, comm), [])
+    return [
+      { op: "addonAllReduce", bytesPerPeer: 4, iterations: batch, seconds: one },
+      { op: "addonSignedAllReduce", bytesPerPeer: 4, iterations: batch, seconds: two },
+    ] satisfies Array<Samples>
   })
 
 const median = (xs: ReadonlyArray<number>): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number

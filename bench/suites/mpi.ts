@@ -21,7 +21,9 @@
  * What pleat pays over the engine on every collective: an allgather of every member's
  * signature (its guard against mismatched ops and sizes) before the data op, the hop from the
  * JS thread to the addon's engine thread and back, and the engine thread's MPI_Test polling
- * instead of MPI_Wait. Skipped, with the reason on stderr and no rows, when mpirun, the MPI
+ * instead of MPI_Wait. Two diagnostic rows (no target) split the allReduce latency: the addon
+ * alone awaited from JS, one op (the hop) and the signatures + data (pleat's two steps without
+ * its transport), each against the engine's allReduce. Skipped, with the reason on stderr and no rows, when mpirun, the MPI
  * addon or the engine program is missing.
  */
 import { spawn } from "node:child_process"
@@ -33,7 +35,7 @@ import { type BenchContext, type BenchRecord, record } from "../harness.js"
 
 const sizesMiB = [1, 4, 16]
 const worlds = [2, 4]
-const rounds = 2
+const rounds = 3
 const bandwidthTarget = 0.8
 const latencyTarget = 2
 
@@ -45,7 +47,7 @@ const programFlags = ["--sizes-mib", sizesMiB.join(","), "--reps", "7", "--laten
 /** One line of either program. */
 interface Line {
   readonly program: "engine" | "pleat"
-  readonly op: "allToAllV" | "allGather" | "allReduce" | "barrier"
+  readonly op: "allToAllV" | "allGather" | "allReduce" | "barrier" | "addonAllReduce" | "addonSignedAllReduce"
   readonly ranks: number
   readonly bytesPerPeer: number
   readonly seconds: number
@@ -136,7 +138,9 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
     for (const [k, seconds] of pleat) {
       const [op, , bytesText] = k.split(" ")
       const bytes = Number(bytesText)
-      const reference = engine.get(k)
+      // The addon-alone lines are read against the engine's allReduce.
+      const addon = op === "addonAllReduce" || op === "addonSignedAllReduce"
+      const reference = engine.get(addon ? key({ op: "allReduce", ranks: np, bytesPerPeer: bytes }) : k)
       if (reference === undefined) throw new Error(`the engine program printed no ${k}`)
       ctx.log(`mpi ${np} ranks ${op} ${bytes} B/peer: pleat ${(seconds * 1e6).toFixed(1)} us, engine ${(reference * 1e6).toFixed(1)} us`)
       if (op === "allToAllV" || op === "allGather") {
@@ -150,6 +154,17 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
             unit: "GB/s",
             limit,
             target: bandwidthTarget * limit,
+          }),
+        )
+      } else if (addon) {
+        // Diagnostics without a target: the addon awaited from JS, below pleat's transport.
+        out.push(
+          record(ctx, {
+            case: `allReduce 4 B, ${np} ranks (addon alone, ${op === "addonAllReduce" ? "1 op" : "signatures + data"})`,
+            metric: "latency (limit: engine)",
+            value: seconds * 1e6,
+            unit: "us",
+            limit: reference * 1e6,
           }),
         )
       } else {
