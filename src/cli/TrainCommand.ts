@@ -113,6 +113,11 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     let finalSaved = false
     let lastSaved: string | undefined
     let saveFailed = false
+    // The first and last steps' summaries and how many ran: all the summary needs, so the job
+    // keeps no summary per step (memory stays flat over long runs).
+    let firstSummary: Train.StepSummary | undefined
+    let last: Train.StepSummary | undefined
+    let ran = 0
     // What an interruption would interrupt: the step reached and the last checkpoint written.
     const describe = () =>
       done < steps
@@ -139,7 +144,11 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         progress?.finish()
         io.stderr(`pleat train: ${SaveFallback.explain(failure)}\n`)
       },
+      retainSummaries: false,
       onStep: (summary: Train.StepSummary) => {
+        firstSummary ??= summary
+        last = summary
+        ran++
         done = summary.step + 1
         const tokensPerSec = summary.tokens / summary.seconds
         json?.info({ step: done, loss: summary.loss, lr: summary.lr, tokensPerSec, gradNorm: summary.gradNorm }, "step")
@@ -160,7 +169,6 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       io.stderr(`pleat train: ${ended.message.replace(/\s+/g, " ").trim()}; ${saved}\n`)
       return ExitCode.failure
     }
-    const summaries = ended
     if (tracer !== undefined && resolved.trace !== undefined) {
       const fold = Folding.make(setup.parallel)
       const label = (rank: number) => {
@@ -170,9 +178,6 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       io.writeFile(resolved.trace, JSON.stringify(tracer.toChrome(label)))
     }
     const seconds = (performance.now() - started) / 1000
-    const last = summaries[summaries.length - 1]
-    const firstSummary = summaries[0]
-    const ran = summaries.length
     const tokensPerSec = (ran * tokensPerStep) / seconds
     const imbalance = last?.imbalance ?? []
     if (json !== undefined) {

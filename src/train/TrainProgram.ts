@@ -71,6 +71,10 @@ export const program = (rank: number, args: unknown) =>
       const started = performance.now()
       const report = yield* trainer.step(k)
       events.report({ step: k, seconds: (performance.now() - started) / 1000, report } satisfies StepEvent)
+      // Lets the driver hand the step on now: on the local backend the ranks resume one another
+      // without passing through the scheduler's queue, and the driver's fiber (progress, logs,
+      // onStep) fell hundreds of steps behind, holding every summary in between.
+      yield* Effect.yieldNow
       const save = a.saves.find((s) => s.step === k + 1)
       if (save === undefined) continue
       const written = SaveFallback.writeRank(save, (stepDir) => Checkpoint.writeRank(stepDir, rank, trainer.params, trainer.moments))
