@@ -13,9 +13,11 @@ import * as Effect from "effect/Effect"
 import * as Activity from "./Activity.js"
 import * as BadInput from "./BadInput.js"
 import * as DemoCommand from "./DemoCommand.js"
+import * as DoctorCommand from "./DoctorCommand.js"
 import * as ExitCode from "./ExitCode.js"
 import * as GroupsCommand from "./GroupsCommand.js"
 import type { Io } from "./Io.js"
+import * as LaunchCommand from "./LaunchCommand.js"
 import * as MoeCommand from "./MoeCommand.js"
 import * as RunMain from "./RunMain.js"
 import * as TrainCommand from "./TrainCommand.js"
@@ -34,6 +36,8 @@ const commands: Readonly<Record<string, Command>> = {
   verify: { summary: "train under a mapping and on one rank; exit 0 only if they agree", run: VerifyCommand.run },
   demo: { summary: "the default job: a 16-rank folded example and its picture", run: DemoCommand.run },
   moe: { summary: "replay one rank's MoE routing case (route, drop/pad, permute)", run: MoeCommand.run },
+  doctor: { summary: "what this machine offers pleat: CPU, MPI, CUDA, cuBLAS, NCCL", run: DoctorCommand.run },
+  launch: { summary: "run a pleat command as N processes on this machine under mpirun", run: LaunchCommand.run },
 }
 
 /**

@@ -1,0 +1,167 @@
+// pleat doctor: one JSON object with --json, keyed cpu, cuda, cublas, nccl, mpi, each with a
+// boolean `available`; what it says agrees with the addons' own answers (MpiAddon.status,
+// cudaStatus, the CPU addon, the launcher of this process); the library search finds files
+// planted where the documented list says it looks; text mode and a missing engine exit 0; a bad
+// flag is refused with one line and status 2.
+import { spawnSync } from "node:child_process"
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs"
+import { availableParallelism, tmpdir } from "node:os"
+import path from "node:path"
+import { afterEach, describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import * as CpuInfo from "../../src/cli/doctor/CpuInfo.js"
+import * as Mpirun from "../../src/cli/doctor/Mpirun.js"
+import { memoryIo } from "../../src/cli/Io.js"
+import * as Cpu from "../../src/native/Cpu.js"
+import * as Cuda from "../../src/native/Cuda.js"
+import * as MpiAddon from "../../src/native/MpiAddon.js"
+import * as Launcher from "../../src/runtime/Launcher.js"
+import { refused } from "./refused.js"
+
+const root = path.resolve(import.meta.dirname, "../..")
+
+type Json = Record<string, unknown>
+
+const doctor = (argv: ReadonlyArray<string>) => {
+  const io = memoryIo()
+  const status = Cli.run(["doctor", ...argv], io)
+  return { status, out: io.out, err: io.err }
+}
+
+type Report = Record<"cpu" | "cuda" | "cublas" | "nccl" | "mpi", Json>
+
+const report = (): Report => {
+  const r = doctor(["--json"])
+  expect(r.status, r.err).toBe(0)
+  expect(r.err).toBe("")
+  expect(r.out.trimEnd().split("\n")).toHaveLength(1)
+  return JSON.parse(r.out) as Report
+}
+
+const saved = { ...process.env }
+afterEach(() => {
+  for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key]
+  Object.assign(process.env, saved)
+})
+
+describe("pleat doctor --json", () => {
+  test("one object with the five keys, each with a boolean available", () => {
+    const r = report()
+    expect(Object.keys(r).sort()).toEqual(["cpu", "cublas", "cuda", "mpi", "nccl"])
+    for (const [key, entry] of Object.entries(r)) expect(typeof entry.available, key).toBe("boolean")
+  })
+
+  test("cpu: always available; threads, model and the kernels' ISA as the CPU addon reports them", () => {
+    const cpu = report().cpu as Json
+    expect(cpu.available).toBe(true)
+    expect(cpu.threads).toBe(availableParallelism())
+    expect(cpu.model).toBe(CpuInfo.read().model ?? null)
+    const kernels = cpu.kernels as Json
+    expect(kernels.built).toBe(true)
+    expect(kernels.activeIsa).toBe(Cpu.activeIsa())
+    expect(kernels.features).toEqual(Cpu.cpuFeatures())
+  })
+
+  test("mpi: what MpiAddon.status says, mpirun as PATH finds it, the launcher of this process", () => {
+    const mpi = report().mpi as Json
+    const status = MpiAddon.status()
+    expect(mpi.available).toBe(status.available)
+    if (status.available) expect(mpi.library).toBe(status.library)
+    else expect(mpi.reason).toBe(status.reason)
+    const onPath = Mpirun.findOnPath("mpirun", process.env.PATH)
+    const mpirun = mpi.mpirun as Json
+    expect(mpirun.found).toBe(onPath !== undefined)
+    if (onPath !== undefined) {
+      expect(mpirun.path).toBe(onPath)
+      expect(String(mpirun.version)).toMatch(/mpirun|Open MPI|MPICH/i)
+    }
+    const launch = Launcher.fromEnvironment()
+    expect(mpi.launch).toEqual({ launcher: launch.launcher, rank: launch.rank, size: launch.size, localRank: launch.localRank })
+  })
+
+  test("mpi: the launcher variables of an mpirun rank are read (and never start MPI)", () => {
+    Object.assign(process.env, { OMPI_COMM_WORLD_RANK: "3", OMPI_COMM_WORLD_SIZE: "8", OMPI_COMM_WORLD_LOCAL_RANK: "1" })
+    expect((report().mpi as Json).launch).toEqual({ launcher: "mpirun (Open MPI)", rank: 3, size: 8, localRank: 1 })
+    process.env.OMPI_COMM_WORLD_RANK = "nine"
+    expect(((report().mpi as Json).launch as Json).launcher).toBe("unreadable")
+  })
+
+  test("cuda: available exactly when the CUDA addon sees a device; cublas and nccl not yet used", () => {
+    const r = report()
+    const status = Cuda.cudaStatus()
+    expect(r.cuda.available).toBe(status.available)
+    if (!status.available) expect(String(r.cuda.reason)).not.toBe("")
+    for (const key of ["cublas", "nccl"] as const) {
+      expect(r[key].available).toBe(false)
+      expect(String(r[key].reason)).toMatch(/no (cuBLAS|NCCL) path yet/)
+      expect(Array.isArray(r[key].found)).toBe(true)
+    }
+  })
+
+  test("the library search looks where it says: LD_LIBRARY_PATH, Python environments on PATH, PLEAT_NCCL_LIB", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-doctor-"))
+    const driverDir = path.join(dir, "driver")
+    const env = path.join(dir, "venv")
+    const cublasDir = path.join(env, "lib", "python3.12", "site-packages", "nvidia", "cu13", "lib")
+    const ncclDir = path.join(dir, "nccl")
+    for (const d of [driverDir, path.join(env, "bin"), cublasDir, ncclDir]) mkdirSync(d, { recursive: true })
+    const plant = (file: string) => writeFileSync(file, "")
+    plant(path.join(driverDir, "libcuda.so.1"))
+    plant(path.join(env, "bin", "python3"))
+    chmodSync(path.join(env, "bin", "python3"), 0o755)
+    plant(path.join(cublasDir, "libcublas.so.13"))
+    plant(path.join(cublasDir, "libcublasLt.so.13"))
+    plant(path.join(cublasDir, "libcublas.so.13.not-a-library.txt"))
+    plant(path.join(ncclDir, "libnccl.so.2"))
+    Object.assign(process.env, { LD_LIBRARY_PATH: driverDir, PATH: `${path.join(env, "bin")}${path.delimiter}${process.env.PATH}`, PLEAT_NCCL_LIB: ncclDir })
+    const r = report()
+    expect(r.cuda.driver).toContain(path.join(driverDir, "libcuda.so.1"))
+    expect(r.cublas.found).toEqual(expect.arrayContaining([path.join(cublasDir, "libcublas.so.13"), path.join(cublasDir, "libcublasLt.so.13")]))
+    expect(r.cublas.found).not.toContain(path.join(cublasDir, "libcublas.so.13.not-a-library.txt"))
+    expect(r.cublas.searched).toContain(cublasDir)
+    expect(r.nccl.found).toContain(path.join(ncclDir, "libnccl.so.2"))
+    expect((r.nccl.searched as Array<string>)[0]).toBe(ncclDir)
+    // PLEAT_NCCL_LIB may name the file itself.
+    process.env.PLEAT_NCCL_LIB = path.join(ncclDir, "libnccl.so.2")
+    expect(report().nccl.found).toContain(path.join(ncclDir, "libnccl.so.2"))
+  })
+
+  test("as a program, stdout is exactly the JSON object", () => {
+    const run = spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", "doctor", "--json"], { cwd: root, encoding: "utf8" })
+    expect(run.status, run.stderr).toBe(0)
+    expect(Object.keys(JSON.parse(run.stdout) as Json).sort()).toEqual(["cpu", "cublas", "cuda", "mpi", "nccl"])
+  })
+})
+
+describe("pleat doctor (text)", () => {
+  test("one block per engine, each yes or no; status 0 even where engines are missing", () => {
+    const r = doctor([])
+    expect(r.status, r.err).toBe(0)
+    expect(r.err).toBe("")
+    for (const name of ["cpu", "mpi", "cuda", "cublas", "nccl"]) expect(r.out).toMatch(new RegExp(`^${name} +(yes|no) `, "m"))
+    expect(r.out).toMatch(/^cpu +yes /m)
+    expect(r.out).toMatch(/^cublas +no /m)
+  })
+
+  test("--help shows the usage", () => {
+    const r = doctor(["--help"])
+    expect(r.status).toBe(0)
+    expect(r.out).toContain("usage: pleat doctor [--json]")
+  })
+
+  test("a bad flag or a stray word is refused with one line", () => {
+    expect(refused(["doctor", "--jsn"])).toContain("did you mean --json?")
+    expect(refused(["doctor", "cpu"])).toContain("is not a flag")
+    expect(refused(["doctor", "--json=yes"])).toContain("takes no value")
+  })
+})
+
+describe("CpuInfo", () => {
+  test("counts physical cores over sockets, not hardware threads, and keeps the first model name", () => {
+    const block = (socket: number, core: number) => `processor\t: x\nmodel name\t: Chip ${socket}\nphysical id\t: ${socket}\ncore id\t\t: ${core}\n`
+    // Two sockets of two cores, two hardware threads each: 8 processors, 4 cores.
+    const text = [0, 1].flatMap((s) => [0, 1].flatMap((c) => [block(s, c), block(s, c)])).join("\n")
+    expect(CpuInfo.parse(text)).toEqual({ model: "Chip 0", physicalCores: 4 })
+    expect(CpuInfo.parse("processor\t: 0\n")).toEqual({ model: undefined, physicalCores: undefined })
+  })
+})

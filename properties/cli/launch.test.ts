@@ -1,0 +1,172 @@
+// pleat launch: the mpirun command line it builds (--oversubscribe only past the cores,
+// --allow-run-as-root only as root, --bind-to none, the pleat command after node and pleat's
+// entry, a leading `pleat` / `npx pleat` dropped); input that cannot work refused with status 2
+// and one line naming the fix; and, where mpirun and the MPI addon are here, real jobs: the
+// job's status is the launch's, and SIGINT stops the job with nothing left behind.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { afterEach, describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import * as Mpirun from "../../src/cli/doctor/Mpirun.js"
+import { memoryIo } from "../../src/cli/Io.js"
+import * as LaunchCommand from "../../src/cli/LaunchCommand.js"
+import * as MpiAddon from "../../src/native/MpiAddon.js"
+import { refused } from "./refused.js"
+
+const root = path.resolve(import.meta.dirname, "../..")
+const program = ["/usr/bin/node", "/pleat/dist/cli/main.js"]
+const plan = (processes: number, cores: number, isRoot: boolean, command: ReadonlyArray<string> = ["verify", "--world", "8"]) =>
+  LaunchCommand.mpirunArguments({ processes, cores, root: isRoot, program, command })
+
+const mpirunHere = Mpirun.findOnPath("mpirun", process.env.PATH) !== undefined
+const mpiHere = MpiAddon.status().available
+
+const saved = process.env.PATH
+afterEach(() => {
+  process.env.PATH = saved
+})
+
+describe("the mpirun command line", () => {
+  test("-np N, then --bind-to none, then node and pleat's entry, then the command", () => {
+    expect(plan(2, 2, false)).toEqual(["-np", "2", "--bind-to", "none", ...program, "verify", "--world", "8"])
+  })
+
+  test("--oversubscribe exactly when N exceeds the cores", () => {
+    for (const [n, cores] of [
+      [1, 1],
+      [2, 2],
+      [4, 8],
+      [3, 2],
+      [8, 2],
+      [16, 15],
+    ] as const) {
+      expect(plan(n, cores, false).includes("--oversubscribe"), `${n} on ${cores}`).toBe(n > cores)
+    }
+  })
+
+  test("--allow-run-as-root exactly when running as root", () => {
+    expect(plan(2, 2, true)).toContain("--allow-run-as-root")
+    expect(plan(2, 2, false)).not.toContain("--allow-run-as-root")
+  })
+
+  test("mpirun's own flags come before the program, the command's flags after it", () => {
+    const args = plan(8, 2, true, ["train", "--steps", "5", "--oversubscribe-is-not-ours"])
+    const at = args.indexOf(program[0] as string)
+    expect(args.slice(0, at)).toEqual(["-np", "8", "--oversubscribe", "--allow-run-as-root", "--bind-to", "none"])
+    expect(args.slice(at + program.length)).toEqual(["train", "--steps", "5", "--oversubscribe-is-not-ours"])
+  })
+
+  test("a leading `pleat` or `npx pleat` is dropped, nothing else", () => {
+    expect(LaunchCommand.pleatCommand(["pleat", "verify", "--world", "8"])).toEqual(["verify", "--world", "8"])
+    expect(LaunchCommand.pleatCommand(["npx", "pleat", "train"])).toEqual(["train"])
+    expect(LaunchCommand.pleatCommand(["train", "--name", "pleat"])).toEqual(["train", "--name", "pleat"])
+    expect(LaunchCommand.pleatCommand(["npx", "train"])).toEqual(["npx", "train"])
+    expect(LaunchCommand.pleatCommand([])).toEqual([])
+  })
+})
+
+describe("refused before anything starts", () => {
+  test("no -- or no command after it", () => {
+    expect(refused(["launch", "-n", "2"])).toContain("--: (not given) is missing before the pleat command")
+    expect(refused(["launch", "-n", "2", "--"])).toContain("command: (not given) is missing after --")
+    expect(refused(["launch", "-n", "2", "--", "pleat"])).toContain("is missing after --")
+    expect(refused(["launch", "-n", "2", "--", "npx", "pleat"])).toContain("is missing after --")
+    expect(refused(["launch", "-n", "2", "--", "pleat", "launch", "-n", "2", "--", "pleat", "train"])).toContain('command: "launch"')
+  })
+
+  test("N missing or not a positive integer", () => {
+    expect(refused(["launch", "--", "pleat", "train"])).toContain("-n: (not given) is required")
+    expect(refused(["launch", "-n", "0", "--", "pleat", "train"])).toContain("is not a positive integer")
+    expect(refused(["launch", "-np", "two", "--", "pleat", "train"])).toContain("is not a positive integer")
+    expect(refused(["launch", "--np=-3", "--", "pleat", "train"])).toContain("is not a positive integer")
+    expect(refused(["launch", "-n", "2", "-x", "--", "pleat", "train"])).toContain("is not a flag")
+  })
+
+  test("every problem in one line", () => {
+    const line = refused(["launch", "-n", "0"])
+    expect(line).toContain("positive integer")
+    expect(line).toContain("is missing before the pleat command")
+  })
+
+  test("mpirun not found: the line names the packages to install", () => {
+    expect(refused(["launch", "-n", "2", "--mpirun", "/no/such/mpirun", "--", "pleat", "train"])).toContain("apt-get install openmpi-bin libopenmpi-dev, then npm run build:native")
+    process.env.PATH = mkdtempSync(path.join(tmpdir(), "pleat-empty-path-"))
+    const line = refused(["launch", "-n", "2", "--", "pleat", "train"])
+    expect(line).toContain("mpirun: (not given) is not on PATH")
+    expect(line).toContain("apt-get install openmpi-bin libopenmpi-dev, then npm run build:native")
+  })
+
+  test.runIf(!mpiHere)("without the MPI addon: refused naming it", () => {
+    expect(refused(["launch", "-n", "2", "--", "pleat", "train"])).toContain("pleat_mpi.node")
+  })
+
+  test("--help shows the usage with status 0", async () => {
+    const io = memoryIo()
+    expect(await Cli.run(["launch", "--help"], io)).toBe(0)
+    expect(io.out).toContain("usage: pleat launch -n N")
+  })
+})
+
+const version = (JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")) as { version: string }).version
+const pleat = (args: ReadonlyArray<string>) => spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, encoding: "utf8", timeout: 120_000 })
+
+/** The pids of processes whose command line holds `marker`. */
+const processesWith = (marker: string): Array<number> =>
+  readdirSync("/proc")
+    .filter((name) => /^\d+$/.test(name))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(marker)
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
+
+describe.runIf(mpirunHere && mpiHere)("real jobs under mpirun", () => {
+  test("pleat launch -n 2 -- pleat --version exits 0 and prints the version", () => {
+    const run = pleat(["launch", "-n", "2", "--", "pleat", "--version"])
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout).toContain(`pleat ${version}\n`)
+    expect(run.stderr).toMatch(/^pleat launch: \S*mpirun -np 2 .*--bind-to none .*main\.(js|ts) --version\n/)
+  })
+
+  test("the job's status is the launch's: a command refused on the ranks exits 2", () => {
+    const run = pleat(["launch", "-n", "2", "--", "npx", "pleat", "groups", "--world", "0"])
+    expect(run.status, run.stderr).toBe(2)
+    expect(run.stderr).toContain("--world")
+  })
+
+  test("SIGINT stops the job: mpirun and every rank end, nothing is left", async () => {
+    const marker = `${9_000_000 + (process.pid % 1_000_000)}`
+    const args = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1", "--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "4"]
+    const child: ChildProcess = spawn(
+      process.execPath,
+      ["--import", "tsx", "src/cli/main.ts", "launch", "-n", "2", "--", "pleat", "train", ...args, "--steps", "100000", "--seed", marker, "--log", "json"],
+      { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
+    )
+    let out = ""
+    let err = ""
+    child.stdout?.on("data", (d: Buffer) => (out += d.toString()))
+    child.stderr?.on("data", (d: Buffer) => (err += d.toString()))
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+    const deadline = performance.now() + 90_000
+    while (!out.includes('"msg":"step"')) {
+      if (performance.now() > deadline) throw new Error(`no step within 90 s: ${err}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    // The launcher and mpirun's two ranks, all with the marker in their command lines.
+    expect(processesWith(marker).length).toBeGreaterThanOrEqual(3)
+    const sent = performance.now()
+    child.kill("SIGINT")
+    expect(await exited, err).toBe(130)
+    expect(performance.now() - sent).toBeLessThan(15_000)
+    expect(err).toContain("pleat launch: interrupted by SIGINT")
+    // mpirun ends its ranks before it exits; give the kernel a moment to reap them.
+    const settle = performance.now() + 5000
+    while (processesWith(marker).length > 0 && performance.now() < settle) await new Promise((r) => setTimeout(r, 100))
+    expect(processesWith(marker)).toEqual([])
+  })
+})
