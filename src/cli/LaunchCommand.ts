@@ -62,7 +62,7 @@ const usage = `usage: pleat launch -n N [--mpirun PATH] -- <pleat command and fl
 Runs the command as N processes on this machine under Open MPI:
   mpirun -np N [--oversubscribe] [--allow-run-as-root] --bind-to none node <pleat> <command>
 --oversubscribe when N exceeds the cores, --allow-run-as-root when run as root. A leading
-\`pleat\` or \`npx pleat\` after -- is dropped. Ranks print their own output; they read no stdin.
+\`pleat\` or \`npx pleat\` after -- is dropped. The ranks' stdout and stderr pass through; they read no stdin.
 OMPI_MCA_* variables in the environment reach mpirun (e.g. OMPI_MCA_btl=self,vader).
 SIGINT / SIGTERM are forwarded to mpirun. Needs mpirun and pleat_mpi.node (pleat doctor).
 
