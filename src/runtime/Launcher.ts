@@ -20,6 +20,8 @@ export interface Launch {
   readonly rank: number
   readonly size: number
   readonly localRank: number
+  /** Processes of the job on this machine (the launcher's count; else the world size). */
+  readonly localSize: number
   /** Whether MPI can join these processes (every launcher but torchrun-style variables). */
   readonly mpi: boolean
 }
@@ -29,15 +31,23 @@ interface Source {
   readonly rank: string
   readonly size: string | undefined
   readonly local: string | undefined
+  readonly localSize: string | undefined
   readonly mpi: boolean
 }
 
 const sources: ReadonlyArray<Source> = [
-  { launcher: "mpirun (Open MPI)", rank: "OMPI_COMM_WORLD_RANK", size: "OMPI_COMM_WORLD_SIZE", local: "OMPI_COMM_WORLD_LOCAL_RANK", mpi: true },
-  { launcher: "PMIx", rank: "PMIX_RANK", size: undefined, local: undefined, mpi: true },
-  { launcher: "an MPI launcher (PMI)", rank: "PMI_RANK", size: "PMI_SIZE", local: "MPI_LOCALRANKID", mpi: true },
-  { launcher: "srun (Slurm)", rank: "SLURM_PROCID", size: "SLURM_NTASKS", local: "SLURM_LOCALID", mpi: true },
-  { launcher: "torchrun-style variables", rank: "RANK", size: "WORLD_SIZE", local: "LOCAL_RANK", mpi: false },
+  {
+    launcher: "mpirun (Open MPI)",
+    rank: "OMPI_COMM_WORLD_RANK",
+    size: "OMPI_COMM_WORLD_SIZE",
+    local: "OMPI_COMM_WORLD_LOCAL_RANK",
+    localSize: "OMPI_COMM_WORLD_LOCAL_SIZE",
+    mpi: true,
+  },
+  { launcher: "PMIx", rank: "PMIX_RANK", size: undefined, local: undefined, localSize: undefined, mpi: true },
+  { launcher: "an MPI launcher (PMI)", rank: "PMI_RANK", size: "PMI_SIZE", local: "MPI_LOCALRANKID", localSize: "MPI_LOCALNRANKS", mpi: true },
+  { launcher: "srun (Slurm)", rank: "SLURM_PROCID", size: "SLURM_NTASKS", local: "SLURM_LOCALID", localSize: "SLURM_NTASKS_PER_NODE", mpi: true },
+  { launcher: "torchrun-style variables", rank: "RANK", size: "WORLD_SIZE", local: "LOCAL_RANK", localSize: "LOCAL_WORLD_SIZE", mpi: false },
 ]
 
 type Env = Readonly<Record<string, string | undefined>>
@@ -62,9 +72,12 @@ export const fromEnvironment = (env: Env = process.env): Launch => {
     // PMIx alone carries no size variable that every version sets: MPI reports it after init.
     const size = count(env, s.size, rank + 1)
     if (rank >= size) throw ConfigError.make(s.rank, rank, `is not below the world size ${size} (${s.size})`, "let the launcher set both")
-    return { launcher: s.launcher, sizeVariable: s.size ?? "", rank, size, localRank: count(env, s.local, 0), mpi: s.mpi }
+    // SLURM_NTASKS_PER_NODE may read "4(x2)": the leading count is this machine's.
+    const localText = s.localSize === undefined ? undefined : /^\d+/.exec(env[s.localSize] ?? "")?.[0]
+    const localSize = localText === undefined ? size : Math.max(1, Number(localText))
+    return { launcher: s.launcher, sizeVariable: s.size ?? "", rank, size, localRank: count(env, s.local, 0), localSize, mpi: s.mpi }
   }
-  return { launcher: "none", sizeVariable: "", rank: 0, size: 1, localRank: 0, mpi: false }
+  return { launcher: "none", sizeVariable: "", rank: 0, size: 1, localRank: 0, localSize: 1, mpi: false }
 }
 
 /**

@@ -8,6 +8,8 @@
  */
 import * as ConfigError from "../errors/ConfigError.js"
 import * as MpiSession from "../comm/mpi/MpiSession.js"
+import { availableParallelism } from "node:os"
+import * as Cpu from "../native/Cpu.js"
 import * as MpiAddon from "../native/MpiAddon.js"
 import * as Launcher from "./Launcher.js"
 import * as MpiJob from "./MpiJob.js"
@@ -58,6 +60,9 @@ export const main = async (command: () => Promise<number>, say: (line: string) =
     if (launch.rank === 0) say(`pleat: ${launch.launcher} started ${launch.size} processes, but the MPI backend is not available: ${status.reason}\n`)
     return 2
   }
+  // Processes sharing a machine share its cores: each gets its share of kernel threads (the
+  // pool's workers spin while they wait, so more threads than cores only steal time).
+  Cpu.setThreads(Math.max(1, Math.floor(availableParallelism() / launch.localSize)))
   const session = MpiSession.start()
   let code: number
   if (session.rank === 0) {

@@ -9,6 +9,8 @@
 
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <vector>
 #include <string>
 
 #include "../napi_args.h"
@@ -21,6 +23,10 @@ namespace {
 struct State {
   std::unique_ptr<Engine> engine;
   Napi::ThreadSafeFunction handler;
+  // Completions and messages that come before setHandler wait here (the engine probes for
+  // messages as soon as MPI is up), so nothing received early is lost.
+  std::mutex mutex;
+  std::vector<Completion*> early;
   bool has_handler = false;
   WorldInfo world;
   bool started = false;
@@ -66,12 +72,7 @@ bool require_engine(Napi::Env env, const char* fn) {
   return false;
 }
 
-void deliver(Completion* c) {
-  State& s = state();
-  if (!s.has_handler) {
-    delete c;
-    return;
-  }
+void call(State& s, Completion* c) {
   const napi_status status = s.handler.NonBlockingCall(c, [](Napi::Env env, Napi::Function fn, Completion* done) {
     std::unique_ptr<Completion> own(done);
     if (env == nullptr || fn.IsEmpty()) return;
@@ -90,6 +91,16 @@ void deliver(Completion* c) {
     }
   });
   if (status != napi_ok) delete c;
+}
+
+void deliver(Completion* c) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.has_handler) {
+    s.early.push_back(c);
+    return;
+  }
+  call(s, c);
 }
 
 Napi::Value LibraryVersion(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), library_version()); }
@@ -118,10 +129,13 @@ Napi::Value SetHandler(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   State& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
   if (s.has_handler) s.handler.Release();
   s.handler = Napi::ThreadSafeFunction::New(env, info[0].As<Napi::Function>(), "pleat-mpi", 0, 1);
   s.handler.Unref(env);
   s.has_handler = true;
+  for (Completion* c : s.early) call(s, c);
+  s.early.clear();
   return env.Undefined();
 }
 
@@ -208,6 +222,7 @@ Napi::Value Finalize(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && !number_at(info, "finalize", 0, "abortCode", &code)) return env.Undefined();
   if (info.Length() > 1 && !number_at(info, "finalize", 1, "graceMs", &grace)) return env.Undefined();
   if (s.engine) s.engine->stop(code, grace);
+  std::lock_guard<std::mutex> lock(s.mutex);
   if (s.has_handler) {
     s.handler.Release();
     s.has_handler = false;

@@ -1,7 +1,9 @@
 // The MPI engine's thread; see engine.h.
 #include "engine.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 
 namespace pleat::mpi {
 
@@ -249,17 +251,22 @@ void Engine::poll() {
 }
 
 void Engine::idle(unsigned rounds) {
-  if (rounds < 32) {
+  // Spin (yielding the core) for a while after the last progress: a collective's peers or a
+  // reply usually arrive within it. Then sleep in growing steps, shorter while ops are in flight.
+  const auto now = std::chrono::steady_clock::now();
+  if (rounds == 1) idle_since_ = now;
+  if (now - idle_since_ < std::chrono::microseconds(spin_us_)) {
     std::this_thread::yield();
     return;
   }
-  const long cap = active_.empty() ? 1000 : 100;
-  const long step = std::min<long>(cap, 5L << std::min<unsigned>(10, (rounds - 32) / 8));
+  const long cap = active_.empty() ? 500 : 200;
+  const long step = std::min<long>(cap, 10L << std::min<unsigned>(10, rounds / 64));
   std::unique_lock<std::mutex> lock(mutex_);
   wake_.wait_for(lock, std::chrono::microseconds(step), [this] { return !commands_.empty() || stopping_; });
 }
 
 void Engine::loop() {
+  if (const char* spin = std::getenv("PLEAT_MPI_SPIN_US"); spin != nullptr) spin_us_ = std::max(0L, std::atol(spin));
   int provided = 0;
   const int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
   {

@@ -12,15 +12,16 @@
 // member calls it, and a member that never does must not stop this thread from progressing
 // everything else); ops on a communicator still being made wait for it, in order.
 //
-// Idle policy: while work is in flight the thread yields between polls and, after a while
-// without progress, sleeps in growing steps up to 100 us; with nothing in flight it sleeps up
-// to 1 ms between probes (a p2p message arriving at an idle rank waits at most that long). A
-// new command wakes it at once.
+// Idle policy: for PLEAT_MPI_SPIN_US (default 1000 us) after the last progress the thread
+// polls, yielding its core between polls; then it sleeps in growing steps, up to 200 us while
+// ops are in flight and 500 us with nothing in flight (a p2p message reaching a rank idle that
+// long waits at most that). A new command wakes it at once.
 #pragma once
 
 #include <mpi.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -114,6 +115,8 @@ class Engine {
   bool stopping_ = false;
   bool running_ = false;
   int abort_code_ = -1;
+  long spin_us_ = 1000;
+  std::chrono::steady_clock::time_point idle_since_{};
   int grace_ms_ = 0;
   WorldInfo world_;
   MPI_Comm p2p_ = MPI_COMM_NULL;
