@@ -12,7 +12,8 @@
  *   node scripts/rss-check.mjs --steps 500 -- --world 2 --pp 2 --tp 1 --ep 1
  *
  * Flags after `--` go to `pleat train`. Exits 1 if the child fails. It is a measurement tool,
- * not a test: it takes as long as the training does.
+ * not a test: it takes as long as the training does. The bench row of the same question, on a
+ * smaller job that fits in a few minutes, is `npm run bench -- memory` (bench/suites/memory.ts).
  */
 import { spawn } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
