@@ -1,0 +1,136 @@
+// Training on the MPI backend, one rank per process under mpirun, against the same command in
+// one process (--backend local): the same per-step losses in float64 (to 1e-12; MPI sums in its
+// own order), a checkpoint written by 4 processes that 2 processes resume under another
+// mapping exactly as one process does, a world that disagrees with the launch refused with
+// exit 2 and one line from rank 0, and a rank's process killed mid-run ending the whole job
+// within 60 s with no process left. Skipped, with a line saying why, without mpirun or the
+// MPI addon.
+import { execFileSync } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { afterAll, describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import { memoryIo } from "../../src/cli/Io.js"
+import { missing, mpirun } from "../comm/mpi/mpirun.js"
+
+const why = missing()
+if (why !== undefined) console.log(`MPI training tests skipped: ${why}`)
+
+const main = path.join(import.meta.dirname, "../../src/cli/main.ts")
+const model = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--dtype", "float64", "--seed", "23"]
+const four = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "2", "--ep", "2"]
+const two = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1"]
+const dir = mkdtempSync(path.join(tmpdir(), "pleat-mpi-train-"))
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+/** The per-step losses of `--log json` output. */
+const losses = (out: string): Array<number> =>
+  out
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as { msg?: string; loss?: number })
+    .filter((r) => r.msg === "step")
+    .map((r) => r.loss as number)
+
+const local = async (argv: ReadonlyArray<string>) => {
+  const io = memoryIo()
+  const status = await Cli.run(["train", ...argv, "--backend", "local"], io)
+  expect(status, io.err).toBe(0)
+  return losses(io.out)
+}
+
+const near = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => {
+  expect(a.length).toBe(b.length)
+  a.forEach((x, i) => expect(Math.abs(x - (b[i] as number))).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(x))))
+}
+
+/** The pids of a process's living descendants. */
+const descendants = (pid: number): Array<number> => {
+  let out = ""
+  try {
+    out = execFileSync("ps", ["-e", "-o", "pid=,ppid="], { encoding: "utf8" })
+  } catch {
+    return []
+  }
+  const children = new Map<number, Array<number>>()
+  for (const line of out.trim().split("\n")) {
+    const [p, pp] = line.trim().split(/\s+/).map(Number) as [number, number]
+    children.set(pp, [...(children.get(pp) ?? []), p])
+  }
+  const found: Array<number> = []
+  const visit = (p: number) => {
+    for (const c of children.get(p) ?? []) {
+      found.push(c)
+      visit(c)
+    }
+  }
+  visit(pid)
+  return found
+}
+
+describe.skipIf(why !== undefined)("training on MPI processes", () => {
+  test("4 processes train as one process does; 2 processes resume their checkpoint under another mapping", async () => {
+    const save = path.join(dir, "ckpt")
+    const run = await mpirun(4, [main, "train", ...model, ...four, "--steps", "3", "--save", save], 240_000)
+    expect(run.code, run.stderr).toBe(0)
+    near(losses(run.stdout), await local([...model, ...four, "--steps", "3"]))
+    expect(existsSync(path.join(save, "latest"))).toBe(true)
+    const resumed = await mpirun(2, [main, "train", ...model, ...two, "--steps", "5", "--resume", save], 240_000)
+    expect(resumed.code, resumed.stderr).toBe(0)
+    const got = losses(resumed.stdout)
+    expect(got).toHaveLength(2)
+    near(got, await local([...model, ...two, "--steps", "5", "--resume", save]))
+  }, 600_000)
+
+  test("a world that disagrees with the launch: exit 2 on every rank, one line from rank 0", async () => {
+    const run = await mpirun(2, [main, "train", ...model, ...four, "--steps", "1"], 120_000)
+    expect(run.code).toBe(2)
+    expect(run.stdout).toBe("")
+    const lines = run.stderr.split("\n").filter((l) => l.startsWith("pleat train:"))
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toContain("--world: 4 does not match the launch")
+  }, 200_000)
+
+  test("SIGKILL to one rank's process mid-run ends the job within 60 s, non-zero, no process left", async () => {
+    let mpirunPid = 0
+    let killedAt = 0
+    const running = mpirun(4, [main, "train", ...model, ...four, "--steps", "100000"], 240_000, (pid) => {
+      mpirunPid = pid
+    })
+    // Wait until training runs (every rank process is up), then kill one rank's process.
+    const started = performance.now()
+    let ranks: Array<number> = []
+    while (performance.now() - started < 120_000) {
+      await new Promise((r) => setTimeout(r, 500))
+      ranks = descendants(mpirunPid).filter((p) => {
+        try {
+          return execFileSync("ps", ["-o", "args=", "-p", String(p)], { encoding: "utf8" }).includes("main.ts")
+        } catch {
+          return false
+        }
+      })
+      if (ranks.length === 4) break
+    }
+    expect(ranks).toHaveLength(4)
+    await new Promise((r) => setTimeout(r, 3000))
+    killedAt = performance.now()
+    process.kill(ranks[2] as number, "SIGKILL")
+    const ended = await running
+    expect(performance.now() - killedAt).toBeLessThan(60_000)
+    expect(ended.code === 0 && ended.signal === null).toBe(false)
+    // Gone, or a zombie waiting for a parent that reaps (a container's pid 1 may not).
+    const alive = (p: number) => {
+      try {
+        return !execFileSync("ps", ["-o", "stat=", "-p", String(p)], { encoding: "utf8" })
+          .trim()
+          .startsWith("Z")
+      } catch {
+        return false
+      }
+    }
+    expect(ranks.filter(alive)).toEqual([])
+    expect(descendants(mpirunPid).filter(alive)).toEqual([])
+  }, 300_000)
+})
