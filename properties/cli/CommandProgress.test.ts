@@ -53,7 +53,7 @@ describe("progress of long commands goes to stderr; stdout is unchanged", () => 
     expect(r.status, r.err).toBe(0)
     const resolved = TrainOptions.resolve(argv)
     if (resolved === "help") throw new Error("unreachable")
-    const comparisons = await Effect.runPromise(Lockstep.run(resolved.setup, { steps: 12, copy: true }))
+    const comparisons = await Effect.runPromise(Lockstep.run(resolved.setup, { steps: 12 }))
     const lines = r.out.trim().split("\n")
     expect(lines).toHaveLength(13)
     expect(lines.slice(0, 12)).toEqual(

@@ -60,6 +60,18 @@ describe("pleat verify compares in lockstep", () => {
   }, 60_000)
 })
 
+describe("pleat verify on worker threads (the ranks report their shards to the driver)", () => {
+  test("agrees in float64, and names a planted missing synchronisation", async () => {
+    const ok = await run(["verify", ...model, "--dtype", "float64", "--steps", "2", "--backend", "threads"])
+    expect(ok.status, ok.out + ok.err).toBe(0)
+    expect(ok.out.match(summary)?.slice(1)).toEqual(["float64", "1.0e-14", "1.0e-12", "OK"])
+    process.env.PLEAT_FAULT_SKIP_SYNC = "layers.0.wq"
+    const bad = await run(["verify", ...model, "--dtype", "float64", "--steps", "1", "--backend", "threads-zero-copy"])
+    expect(bad.status, bad.out + bad.err).toBe(1)
+    expect(bad.out).toMatch(/MISMATCH: the gradient of layers\.0\.wq at step 1/)
+  }, 120_000)
+})
+
 describe("pleat verify refuses what it cannot honour (exit 2, one line, before any work)", () => {
   test("--world 1 would compare a run with itself", async () => {
     const r = await run(["verify", "--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"])
@@ -69,12 +81,12 @@ describe("pleat verify refuses what it cannot honour (exit 2, one line, before a
     expect(r.err).toContain("--world: 1 leaves nothing to verify")
   })
 
-  test("--save, --trace, another backend and a log level are named, all at once", async () => {
-    const r = await run(["verify", ...model, "--save", "/tmp/pleat-verify-never", "--trace", "/tmp/pleat-verify-never.json", "--backend", "threads", "--log-level", "debug"])
+  test("--save, --trace and a log level are named, all at once", async () => {
+    const r = await run(["verify", ...model, "--save", "/tmp/pleat-verify-never", "--trace", "/tmp/pleat-verify-never.json", "--log-level", "debug"])
     expect(r.status).toBe(2)
     expect(r.out).toBe("")
     expect(r.err.trim().split("\n")).toHaveLength(1)
-    for (const flag of ["--save", "--trace", "--backend", "--log-level"]) expect(r.err).toContain(`${flag}: `)
+    for (const flag of ["--save", "--trace", "--log-level"]) expect(r.err).toContain(`${flag}: `)
   })
 
   test("the usage says what is compared, the tolerances and what is refused", async () => {

@@ -84,6 +84,42 @@ describe.skipIf(why !== undefined)("training on MPI processes", () => {
     near(got, await local([...model, ...two, "--steps", "5", "--resume", save]))
   }, 600_000)
 
+  test("pleat verify with the parallel run on 4 processes: agrees in float64, names a planted missing synchronisation", async () => {
+    // cp 2: dense gradients such as layers.0.wq are summed over cp, so skipping one is a bug.
+    const verify = [
+      main,
+      "verify",
+      "--world",
+      "4",
+      "--tp",
+      "1",
+      "--cp",
+      "2",
+      "--pp",
+      "2",
+      "--ep",
+      "2",
+      "--layers",
+      "2",
+      "--hidden",
+      "16",
+      "--seq",
+      "8",
+      "--global-batch",
+      "8",
+      "--dtype",
+      "float64",
+      "--steps",
+      "2",
+    ]
+    const ok = await mpirun(4, verify, 240_000)
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0)
+    expect(ok.stdout).toContain(": OK")
+    const bad = await mpirun(4, verify, 240_000, undefined, { PLEAT_FAULT_SKIP_SYNC: "layers.0.wq" })
+    expect(bad.code, bad.stdout + bad.stderr).toBe(1)
+    expect(bad.stdout).toMatch(/MISMATCH: the gradient of layers\.0\.wq at step \d/)
+  }, 600_000)
+
   test("a world that disagrees with the launch: exit 2 on every rank, one line from rank 0", async () => {
     const run = await mpirun(2, [main, "train", ...model, ...four, "--steps", "1"], 120_000)
     expect(run.code).toBe(2)

@@ -6,9 +6,10 @@
  * step's difference is that step's rounding alone (Lockstep.ts). Per step it compares the loss,
  * the gradient norm, every parameter's gradient and every parameter after the optimizer step;
  * exit 0 only when every relative difference is within the dtype's tolerance, else 1 naming
- * the worst parameter and step. The ranks run in this process (local backend, copying or
- * zero-copy). What verify cannot honour is refused before any work (exit 2, one line): one
- * rank (a run compared with itself), --save, --resume, --trace, another backend, a log level.
+ * the worst parameter and step. The parallel run's ranks run on any backend (under mpirun: one
+ * per process); the one-rank run and the comparison run in this process (rank 0's). What verify
+ * cannot honour is refused before any work (exit 2, one line): one rank (a run compared with
+ * itself), --save, --resume, --trace, a log level.
  * Two trainings in lockstep take seconds to minutes: a progress bar on stderr counts the
  * compared steps (plain lines every tenth step on a pipe); stdout is untouched by it.
  */
@@ -36,9 +37,6 @@ const refusals = (resolved: TrainOptions.Resolved): Array<ConfigError.ConfigErro
   unused("save", resolved.save, "it keeps no training run")
   unused("resume", resolved.resume, "it starts both runs from the seed")
   unused("trace", resolved.trace, "it traces nothing")
-  if (resolved.backend !== "local" && resolved.backend !== "local-zero-copy") {
-    out.push(ConfigError.make("--backend", resolved.backend, "is not supported by pleat verify (it compares ranks inside this process)", "use --backend local or local-zero-copy"))
-  }
   if (resolved.logLevel !== "warn") out.push(ConfigError.make("--log-level", resolved.logLevel, "is not used by pleat verify (it runs no per-rank loggers)", "drop --log-level"))
   return out
 }
@@ -79,9 +77,9 @@ one-rank run starts from the parallel run's parameters and optimizer moments. Co
 step's loss, gradient norm, every parameter's gradient (full tensor) and every parameter after
 the optimizer step; exits 0 only if every relative difference is within tolerance (float32
 ${tolerances(Lockstep.tolerance("float32"))}; float64 ${tolerances(Lockstep.tolerance("float64"))}), else 1 naming the worst parameter and step. --log json prints one
-JSON line per step and a verdict. Runs in this process: --backend local or local-zero-copy.
-Refused (exit 2): --world 1 (a run compared with itself), --save, --resume, --trace, other
-backends, --log-level other than warn (verify runs no per-rank loggers).
+JSON line per step and a verdict. The parallel run takes any --backend (under mpirun or
+pleat launch: one rank per process). Refused (exit 2): --world 1 (a run compared with
+itself), --save, --resume, --trace, --log-level other than warn (verify runs no per-rank loggers).
 
 ${Flags.usage(TrainOptions.flags)}
 `
@@ -112,7 +110,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
     const progress = Progress.make(steps, 0, Progress.toStderr(io))
     const compared = Lockstep.run(setup, {
       steps,
-      copy: resolved.backend !== "local-zero-copy",
+      backend: resolved.backend,
       onStep: (c) => {
         activity.set(`after step ${c.step + 1} of ${steps} was compared`)
         // The bar leaves the terminal's line to stdout's line, then comes back under it.

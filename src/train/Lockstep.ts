@@ -1,13 +1,14 @@
 /**
  * Lockstep: proof, one step at a time, that a mapping computes what one rank computes.
  *
- * Each step k the parallel run (every rank of the mapping, fibers of this process) trains from
- * its parameters P_k and AdamW moments. The one-rank run is then given those same P_k and
+ * Each step k the parallel run (every rank of the mapping, on any backend: fibers of this
+ * process, worker threads or MPI processes; LockstepProgram) trains from its parameters P_k
+ * and AdamW moments, and reports every shard it holds after the step. The one-rank run is then given those same P_k and
  * moments (the shards gathered into full tensors by Params.assemble, cut again for one rank by
  * Params.slice) and trains step k too, on the same data. The two are compared on the step's
  * loss, its gradient norm, every parameter's gradient (the full tensor, after synchronisation)
  * and every parameter after the optimizer step; then both go on from the parallel run's
- * P_{k+1}. So each step's difference is that step's rounding alone: it does not compound over
+ * P_{k+1} (the one-rank run in the driver's process, while the ranks go on). So each step's difference is that step's rounding alone: it does not compound over
  * steps (two free-running trajectories drift apart by step 40 even in float64), and one
  * tolerance holds for any number of steps.
  *
@@ -34,11 +35,15 @@
  * element near eps into a difference of order lr; later steps agree to 1e-5. A missing synchronisation is an error of order 1e-1 to 1.
  */
 import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as Backend from "../runtime/Backend.js"
+import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as Job from "../runtime/Job.js"
 import type { RankFailed } from "../runtime/JobError.js"
 import type * as DType from "../tensor/DType.js"
 import type * as Tensor from "../tensor/Tensor.js"
+import * as LockstepProgram from "./LockstepProgram.js"
 import * as ModelConfig from "./ModelConfig.js"
 import * as Params from "./Params.js"
 import type * as RankParams from "./RankParams.js"
@@ -101,8 +106,8 @@ export interface StepComparison {
  */
 export interface Options {
   readonly steps: number
-  /** false: the parallel run's collectives read tensors in place (local-zero-copy). */
-  readonly copy?: boolean
+  /** Where the parallel run's ranks run (default "local"). */
+  readonly backend?: ChooseBackend.Name
   readonly timeoutMs?: number
   /** Called as each step has been compared. */
   readonly onStep?: (comparison: StepComparison) => void
@@ -116,22 +121,22 @@ const relative = (a: number, b: number): number => (a === b ? 0 : Math.abs(a - b
 
 const compared = (parallel: number, oneRank: number): Compared => ({ parallel, oneRank, error: relative(parallel, oneRank) })
 
-type Trainer = ReturnType<typeof RankTrainer.make>
-
 /** What is gathered of a parameter: its value, its gradient, or a moment. */
 type Part = "value" | "grad" | "m" | "v"
 
+/** Every rank's shards of one step, by parameter name. */
+type Shards = ReadonlyArray<ReadonlyArray<LockstepProgram.Holding>>
+
+const shardsOf = (ranks: Shards, name: string): Array<LockstepProgram.Holding> => ranks.flatMap((holdings) => holdings.filter((h) => h.name === name))
+
 /** One parameter's full tensor, gathered from every rank that holds a shard of it. */
-const gather = (trainers: ReadonlyArray<Trainer>, spec: Params.ParamSpec, part: Part, dtype: DType.DType): Tensor.Tensor =>
+const gather = (ranks: Shards, spec: Params.ParamSpec, part: Part, dtype: DType.DType): Tensor.Tensor =>
   Params.assemble(
     spec.shape,
     part === "m" || part === "v" ? "float32" : dtype,
-    trainers.flatMap((t) => {
-      const held = t.params.get(spec.name)
-      if (held === undefined) return []
-      const moments = t.moments.get(spec.name)
-      const values = part === "value" ? held.value.data : part === "grad" ? held.grad : part === "m" ? moments?.m : moments?.v
-      return values === undefined ? [] : [{ slice: held.slice, values }]
+    shardsOf(ranks, spec.name).flatMap((h) => {
+      const values = h[part]
+      return values === undefined ? [] : [{ slice: h.slice, values }]
     }),
   )
 
@@ -140,14 +145,12 @@ const gather = (trainers: ReadonlyArray<Trainer>, spec: Params.ParamSpec, part: 
  * the same slice of the one-rank run's full tensor: ||a - b|| / max(||a||, ||b||) over all of
  * them together, so a replica that went its own way counts as much as a wrong gather.
  */
-const shardsAgainst = (trainers: ReadonlyArray<Trainer>, spec: Params.ParamSpec, part: "value" | "grad", full: Tensor.Tensor): number => {
+const shardsAgainst = (ranks: Shards, spec: Params.ParamSpec, part: "value" | "grad", full: Tensor.Tensor): number => {
   let diff = 0
   let mine = 0
   let theirs = 0
-  for (const t of trainers) {
-    const held = t.params.get(spec.name)
-    if (held === undefined) continue
-    const a = part === "value" ? held.value.data : held.grad
+  for (const held of shardsOf(ranks, spec.name)) {
+    const a = part === "value" ? held.value : held.grad
     const b = Params.slice(full, held.slice).data
     for (let i = 0; i < a.length; i++) {
       const x = a[i] as number
@@ -175,45 +178,68 @@ const worstOf = (specs: ReadonlyArray<Params.ParamSpec>, error: (spec: Params.Pa
  * step, on one rank; returns every step's comparison (see the file header).
  * @category constructors
  */
-export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Effect<Array<StepComparison>, RankFailed> =>
+export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Effect<Array<StepComparison>, RankFailed | ChooseBackend.UnknownBackend> =>
   Effect.gen(function* () {
     ModelConfig.check(setup.model, setup.batch, setup.parallel)
     const world = setup.parallel.world
     const specs = Params.specs(setup.model)
-    const job = {
-      backend: options.copy === false ? ("local-zero-copy" as const) : ("local" as const),
-      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-    }
-    const ranks = Array.from({ length: world }, (_, r) => RankTrainer.make(setup, r))
     const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }) }, 0)
-    const out: Array<StepComparison> = []
-    for (let k = 0; k < options.steps; k++) {
-      // The one-rank run starts this step where the parallel run does: values and moments.
-      for (const spec of specs) {
-        const held = one.params.get(spec.name) as RankParams.Held
-        const moments = one.moments.get(spec.name)
-        held.value.data.set(Params.slice(gather(ranks, spec, "value", setup.dtype), held.slice).data)
-        moments?.m.set(Params.slice(gather(ranks, spec, "m", setup.dtype), held.slice).data)
-        moments?.v.set(Params.slice(gather(ranks, spec, "v", setup.dtype), held.slice).data)
-      }
-      const reports = yield* Job.run({ world, ...job }, (rank) => (ranks[rank] as Trainer).step(k))
-      const [single] = yield* Job.run({ world: 1, ...job }, () => one.step(k))
-      const oneRank = (spec: Params.ParamSpec, part: "value" | "grad") => gather([one], spec, part, setup.dtype)
-      const comparison: StepComparison = {
-        step: k,
-        loss: compared(
-          reports.reduce((a, r) => a + r.loss, 0),
-          single?.loss ?? Number.NaN,
-        ),
-        gradNorm: compared(reports[0]?.gradNorm ?? Number.NaN, single?.gradNorm ?? Number.NaN),
-        gradient: worstOf(specs, (spec) => shardsAgainst(ranks, spec, "grad", oneRank(spec, "grad"))),
-        parameter: worstOf(specs, (spec) => shardsAgainst(ranks, spec, "value", oneRank(spec, "value"))),
-      }
-      out.push(comparison)
-      options.onStep?.(comparison)
+    // Each step's snapshots, once every rank has reported it (ranks report in step order, so
+    // steps complete in order).
+    const complete = yield* Queue.unbounded<Array<LockstepProgram.Snapshot>>()
+    const arriving = new Map<number, Array<LockstepProgram.Snapshot>>()
+    const onReport = (rank: number, value: unknown) => {
+      const snapshot = value as LockstepProgram.Snapshot
+      const got = arriving.get(snapshot.step) ?? []
+      got[rank] = snapshot
+      arriving.set(snapshot.step, got)
+      if (got.filter((x) => x !== undefined).length < world) return
+      arriving.delete(snapshot.step)
+      Queue.offerUnsafe(complete, got)
     }
-    return out
-  })
+    const { span: _span, ...plain } = setup
+    const parallel = Backend.run({
+      world,
+      program: LockstepProgram.of({ setup: plain, steps: options.steps, skipSync: process.env.PLEAT_FAULT_SKIP_SYNC }),
+      listener: { onReport },
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    })
+    const compare = Effect.gen(function* () {
+      const out: Array<StepComparison> = []
+      let before = (yield* Queue.take(complete)).map((s) => s.holdings)
+      for (let k = 0; k < options.steps; k++) {
+        const after = yield* Queue.take(complete)
+        // The one-rank run starts this step where the parallel run did: values and moments.
+        for (const spec of specs) {
+          const held = one.params.get(spec.name) as RankParams.Held
+          const moments = one.moments.get(spec.name)
+          held.value.data.set(Params.slice(gather(before, spec, "value", setup.dtype), held.slice).data)
+          moments?.m.set(Params.slice(gather(before, spec, "m", setup.dtype), held.slice).data)
+          moments?.v.set(Params.slice(gather(before, spec, "v", setup.dtype), held.slice).data)
+        }
+        const [single] = yield* Job.run({ world: 1 }, () => one.step(k))
+        const mine = [LockstepProgram.holdingsOf(one)]
+        const ranks = after.map((s) => s.holdings)
+        const reports = after.map((s) => s.report as RankTrainer.StepReport)
+        const comparison: StepComparison = {
+          step: k,
+          loss: compared(
+            reports.reduce((a, r) => a + r.loss, 0),
+            single?.loss ?? Number.NaN,
+          ),
+          gradNorm: compared(reports[0]?.gradNorm ?? Number.NaN, single?.gradNorm ?? Number.NaN),
+          gradient: worstOf(specs, (spec) => shardsAgainst(ranks, spec, "grad", gather(mine, spec, "grad", setup.dtype))),
+          parameter: worstOf(specs, (spec) => shardsAgainst(ranks, spec, "value", gather(mine, spec, "value", setup.dtype))),
+        }
+        out.push(comparison)
+        options.onStep?.(comparison)
+        before = ranks
+      }
+      return out
+    })
+    const [, comparisons] = yield* Effect.all([parallel, compare], { concurrency: 2 })
+    return comparisons
+  }).pipe(Effect.provide(ChooseBackend.layer(options.backend ?? "local")))
 
 /**
  * The largest difference of one kind over the steps, with its step (and parameter).

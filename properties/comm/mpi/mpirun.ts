@@ -29,10 +29,10 @@ export const mpiEnv = (): NodeJS.ProcessEnv => ({
 })
 
 /** Runs `node --import tsx <args>` in `np` processes under mpirun; `onStart` gets mpirun's pid. */
-export const mpirun = (np: number, args: ReadonlyArray<string>, timeoutMs: number, onStart?: (pid: number) => void): Promise<Ended> =>
+export const mpirun = (np: number, args: ReadonlyArray<string>, timeoutMs: number, onStart?: (pid: number) => void, env: NodeJS.ProcessEnv = {}): Promise<Ended> =>
   new Promise((resolve) => {
     const started = performance.now()
-    const child = spawn("mpirun", ["-np", String(np), "--bind-to", "none", process.execPath, "--import", "tsx", ...args], { env: mpiEnv() })
+    const child = spawn("mpirun", ["-np", String(np), "--bind-to", "none", process.execPath, "--import", "tsx", ...args], { env: { ...mpiEnv(), ...env } })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (d) => {
