@@ -6,7 +6,8 @@
  * The addon runs one native thread that owns MPI (MPI_Init_thread, every MPI call, MPI_Finalize).
  * Ops are started with an id and return at once; their completions reach the handler on the
  * JS thread: `handler(0, id, status, error)` for an op (status 0 is success) and
- * `handler(1, source, tag, bytes | error)` for a received p2p message. Counts are in elements
+ * `handler(1, source, tag, bytes | error)` for a received p2p message; a `checked` op's
+ * completion says whether its data op ran too (`fast`). Counts are in elements
  * of the op's type (TYPE below); the caller keeps every buffer alive until its op completes.
  */
 import * as Addon from "./Addon.js"
@@ -45,7 +46,7 @@ export interface WorldInfo {
 export interface MpiAddon {
   libraryVersion(): string
   init(): WorldInfo
-  setHandler(handler: (kind: number, a: number, b: number, c: string | ArrayBuffer) => void): void
+  setHandler(handler: (kind: number, a: number, b: number, c: string | ArrayBuffer, fast?: boolean) => void): void
   ref(on: boolean): void
   finalize(abortCode: number, graceMs: number): void
   wtime(): number
@@ -59,7 +60,27 @@ export interface MpiAddon {
   allToAllV(id: number, comm: number, send: View, sendCounts: Ints, sendDispls: Ints, recv: View, recvCounts: Ints, recvDispls: Ints, type: number): void
   bcast(id: number, comm: number, buffer: View, count: number, root: number, type: number): void
   send(id: number, dest: number, tag: number, bytes: Uint8Array): void
+  /** An allgather of signature rows, then, when all agree and say fast, the data op `then` (THEN). */
+  checked(
+    id: number,
+    comm: number,
+    header: Float64Array,
+    headers: Float64Array,
+    then: number,
+    send: View,
+    recv: View,
+    count: number,
+    recvCounts: Ints,
+    type: number,
+    op: number,
+  ): void
 }
+
+/**
+ * The data ops a `checked` op may run once its members agree.
+ * @category configuration
+ */
+export const THEN = { allReduce: 0, allGather: 1, reduceScatter: 2 } as const
 
 const functions = [
   "libraryVersion",
@@ -78,6 +99,7 @@ const functions = [
   "allToAllV",
   "bcast",
   "send",
+  "checked",
 ] as const
 
 let cached: MpiAddon | undefined

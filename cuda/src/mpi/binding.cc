@@ -1,7 +1,8 @@
 // pleat_mpi.node: the MPI engine (engine.h) as JS functions. Built only when CMake finds MPI.
 //
 // Every op is started with a JS-chosen id and returns at once; its completion arrives later
-// through the handler given to setHandler: handler(0, id, status, error) for an op,
+// through the handler given to setHandler: handler(0, id, status, error, fast) for an op (fast:
+// a `checked` op whose members agreed and whose data op ran too),
 // handler(1, source, tag, bytes | error) for a received p2p message. Buffers passed in are the
 // caller's typed arrays, used in place: the caller keeps them alive until the op completes.
 // Counts and displacements are in elements of the op's type (0 float32, 1 float64, 2 bytes).
@@ -87,7 +88,8 @@ void call(State& s, Completion* c) {
       }
       fn.Call({Napi::Number::New(env, 1), Napi::Number::New(env, done->source), Napi::Number::New(env, done->tag), payload});
     } else {
-      fn.Call({Napi::Number::New(env, 0), Napi::Number::New(env, done->id), Napi::Number::New(env, done->status), Napi::String::New(env, done->error)});
+      fn.Call({Napi::Number::New(env, 0), Napi::Number::New(env, done->id), Napi::Number::New(env, done->status), Napi::String::New(env, done->error),
+               Napi::Boolean::New(env, done->fast)});
     }
   });
   if (status != napi_ok) delete c;
@@ -166,6 +168,22 @@ Napi::Value Submit(const Napi::CallbackInfo& info, Kind kind) {
     case Kind::CommCreate:  // (id, comm, ranks, tag)
       ok = number_at(info, fn, 1, "comm", &c.comm) && ints_at(info, fn, 2, "ranks", &c.ranks) && number_at(info, fn, 3, "tag", &c.tag);
       break;
+    case Kind::Checked: {  // (id, comm, header, headers, then, send, recv, count, recvCounts, type, op)
+      int then = 0;
+      void* header = nullptr;
+      void* headers = nullptr;
+      ok = number_at(info, fn, 1, "comm", &c.comm) && bytes_at(info, fn, 2, "header", &header) && bytes_at(info, fn, 3, "headers", &headers) &&
+           number_at(info, fn, 4, "then", &then) && bytes_at(info, fn, 5, "send", &c.send) && bytes_at(info, fn, 6, "recv", &c.recv) &&
+           number_at(info, fn, 7, "count", &c.count) && ints_at(info, fn, 8, "recvCounts", &c.recv_counts) && number_at(info, fn, 9, "type", &type) &&
+           number_at(info, fn, 10, "op", &op);
+      if (ok) {
+        c.header = static_cast<double*>(header);
+        c.headers = static_cast<double*>(headers);
+        c.header_length = static_cast<int>(info[2].As<Napi::TypedArray>().ElementLength());
+        c.then = then == 0 ? Kind::AllReduce : then == 1 ? Kind::AllGather : Kind::ReduceScatter;
+      }
+      break;
+    }
     case Kind::CommReady:  // internal to the engine
       ok = throw_type_error(env, "mpi op: not a command");
       break;
@@ -247,7 +265,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Kind> ops[] = {
       {"commCreate", Kind::CommCreate}, {"commFree", Kind::CommFree},   {"barrier", Kind::Barrier},   {"allGather", Kind::AllGather},
       {"allGatherV", Kind::AllGatherV}, {"allReduce", Kind::AllReduce}, {"reduceScatter", Kind::ReduceScatter}, {"allToAllV", Kind::AllToAllV},
-      {"bcast", Kind::Bcast},           {"send", Kind::Send},
+      {"bcast", Kind::Bcast},           {"send", Kind::Send},       {"checked", Kind::Checked},
   };
   for (const auto& [name, kind] : ops) {
     exports.Set(name, Napi::Function::New(env, [kind = kind](const Napi::CallbackInfo& info) { return Submit(info, kind); }, name));

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -34,7 +35,7 @@
 
 namespace pleat::mpi {
 
-enum class Kind { CommCreate, CommReady, CommFree, AllGather, AllGatherV, AllReduce, ReduceScatter, AllToAllV, Bcast, Barrier, Send };
+enum class Kind { Checked, CommCreate, CommReady, CommFree, AllGather, AllGatherV, AllReduce, ReduceScatter, AllToAllV, Bcast, Barrier, Send };
 
 // One command from JS. Buffers are owned by JS, which keeps them alive until the completion.
 struct Command {
@@ -53,7 +54,21 @@ struct Command {
   void* recv = nullptr;
   int count = 0;  // elements: AllGather / AllReduce / Bcast per call; Send bytes
   std::vector<int> send_counts, send_displs, recv_counts, recv_displs;  // elements
+  // Checked: an allgather of the members' signature rows (`header_length` doubles each), then,
+  // when every row is equal but for the receive-buffer fields and says "fast", the data op
+  // `then` (AllReduce, AllGather or ReduceScatter) on the same ids and buffers.
+  Kind then = Kind::Barrier;
+  double* header = nullptr;
+  double* headers = nullptr;
+  int header_length = 0;
 };
+
+// The fields of a signature row that may differ between members that agree (the receive
+// buffer's length and dtype: each member checked its own), and the "fast" flag's position
+// (Header.ts owns the layout; these mirror it).
+constexpr int kBufferLength = 13;
+constexpr int kBufferType = 14;
+constexpr int kFast = 16;
 
 // A finished op (message == false) or a received p2p message (message == true).
 struct Completion {
@@ -61,6 +76,7 @@ struct Completion {
   uint32_t id = 0;
   int status = 0;  // 0 on success, else the MPI error class
   std::string error;
+  bool fast = false;  // Checked: the data op ran too (else only the signatures were gathered)
   int source = 0;
   int tag = 0;
   std::vector<uint8_t> bytes;
@@ -90,6 +106,8 @@ class Engine {
   struct Active {
     MPI_Request request = MPI_REQUEST_NULL;
     uint32_t id = 0;
+    std::shared_ptr<Command> checked;  // a Checked op still gathering signatures
+    bool fast = false;                 // a Checked op running its data op
     bool message = false;
     int source = 0;
     int tag = 0;
@@ -98,7 +116,9 @@ class Engine {
 
   void loop();
   void begin(Command& command);
-  void finish(uint32_t id, int code);
+  void finish(uint32_t id, int code, bool fast = false);
+  int start_data(const Command& cmd, MPI_Request* request);
+  bool agreed(const Command& cmd) const;
   void fail(uint32_t id, int code, const std::string& what);
   void probe();
   void poll();

@@ -6,7 +6,12 @@
  *
  *   [0] op  [1] dtype  [2] reduce  [3] root  [4] ndim  [5..12] shape (at most 8 dims)
  *   [13] receive-buffer length (-1: none)  [14] its dtype  [15] list length (-1: none)
- *   [16..16+G) the list: sendSplits (allToAllV) or counts (reduceScatterV), G = group size
+ *   [16] fast: 1 when the member has already planned its data op (its own arguments are fine)
+ *   [17..17+G) the list: sendSplits (allToAllV) or counts (reduceScatterV), G = group size
+ *
+ * The engine thread (cuda/src/mpi/engine.cc) reads this layout in one place: when every
+ * member's row is equal but for [13] and [14] and says fast, the members agree, so it starts
+ * the data op at once instead of handing the rows back to be judged here.
  *
  * A member's arguments that do not fit (more than 8 dims, a list longer than the group) are
  * still sent as far as they fit, with their true lengths, so every member's checkOwn sees the
@@ -18,7 +23,7 @@ import type * as Collective from "../Collective.js"
 const ops: ReadonlyArray<Collective.Op> = ["allReduce", "allGather", "allGatherV", "reduceScatter", "reduceScatterV", "allToAllV", "broadcast", "barrier"]
 const dtypes: ReadonlyArray<DType.DType> = ["float32", "float64"]
 const maxDims = 8
-const fixed = 16
+const fixed = 17
 
 /**
  * The numbers of one header for a group of `groupSize`.
@@ -33,6 +38,8 @@ export const length = (groupSize: number): number => fixed + groupSize
 export interface Declared {
   readonly signature: Collective.Signature
   readonly buffer: { readonly length: number; readonly dtype: DType.DType } | undefined
+  /** The member planned its data op and will let the engine start it when all agree. */
+  readonly fast?: boolean
 }
 
 /**
@@ -55,6 +62,7 @@ export const encode = (d: Declared, groupSize: number, into: Float64Array, offse
   h[14] = d.buffer === undefined ? 0 : dtypes.indexOf(d.buffer.dtype)
   const list = s.sendSplits ?? s.counts
   h[15] = list === undefined ? -1 : list.length
+  h[16] = d.fast === true ? 1 : 0
   list?.slice(0, groupSize).forEach((n, i) => {
     h[fixed + i] = n
   })

@@ -16,8 +16,8 @@ import * as Frame from "./Frame.js"
  */
 const TAG = { tensor: 1, control: 2 } as const
 
-/** What is called when an op completes: undefined on success, else MPI's error text. */
-type Done = (error: string | undefined) => void
+/** What is called when an op completes: undefined on success, else MPI's error text; `fast`: a checked op's data op ran too. */
+type Done = (error: string | undefined, fast: boolean) => void
 
 /**
  * A tensor frame's receiver for one job.
@@ -51,7 +51,7 @@ export class Session {
     this.rank = world.rank
     this.size = world.size
     this.provided = world.provided
-    addon.setHandler((kind, a, b, c) => (kind === 0 ? this.#completed(a, b, c as string) : this.#received(a, b, c)))
+    addon.setHandler((kind, a, b, c, fast) => (kind === 0 ? this.#completed(a, b, c as string, fast === true) : this.#received(a, b, c)))
   }
 
   #reference(): void {
@@ -60,12 +60,12 @@ export class Session {
     this.#referenced = want
   }
 
-  #completed(id: number, status: number, error: string): void {
+  #completed(id: number, status: number, error: string, fast: boolean): void {
     const p = this.#pending.get(id)
     if (p === undefined) return
     this.#pending.delete(id)
     this.#reference()
-    p.done(status === 0 ? undefined : error || `MPI error class ${status}`)
+    p.done(status === 0 ? undefined : error || `MPI error class ${status}`, fast)
   }
 
   #received(source: number, tag: number, payload: string | ArrayBuffer): void {
@@ -87,7 +87,7 @@ export class Session {
 
   /** Starts an op now (`start` gets its id); `done` is called once it completes. `keep` stays referenced until then. */
   op(start: (id: number) => void, done: Done, keep: ReadonlyArray<unknown> = []): void {
-    if (this.#ended) return done("MPI has ended in this process")
+    if (this.#ended) return done("MPI has ended in this process", false)
     const id = this.#nextOp++
     this.#pending.set(id, { done, keep })
     this.#reference()
@@ -96,7 +96,7 @@ export class Session {
     } catch (error) {
       this.#pending.delete(id)
       this.#reference()
-      done(error instanceof Error ? error.message : String(error))
+      done(error instanceof Error ? error.message : String(error), false)
     }
   }
 

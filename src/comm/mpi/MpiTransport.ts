@@ -68,6 +68,62 @@ const tagOf = (key: string): number => {
   return h
 }
 
+/** The data op of an allReduce, allGather or reduceScatter(V), planned from a member's own request. */
+interface FixedPlan {
+  readonly then: number
+  readonly recv: DType.Storage
+  readonly count: number
+  readonly recvCounts: Int32Array
+  readonly output: Collective.Output
+}
+
+/**
+ * The data op of a fixed-size collective (its sizes follow from the member's own signature once
+ * the members agree), or undefined for the other ops and for arguments or a receive buffer that
+ * cannot work (the judged path then names the problem).
+ */
+const fixedPlan = (request: Request, signature: Collective.Signature, size: number, local: number): FixedPlan | undefined => {
+  if (Header.tooManyDims(signature.shape) || Collective.checkOwn(signature, size) !== undefined) return undefined
+  const t = request.tensor
+  const n = t.data.length
+  const rows = rowsOf(t.shape)
+  const inner = innerOf(t.shape)
+  const into = (length: number): DType.Storage | undefined => {
+    const out = request.out
+    if (out === undefined) return DType.allocate(t.dtype, length)
+    return out.data.length === length && out.dtype === t.dtype ? out.data : undefined
+  }
+  const none = new Int32Array(0)
+  switch (request.op) {
+    case "allReduce": {
+      const recv = into(n)
+      return recv === undefined ? undefined : { then: MpiAddon.THEN.allReduce, recv, count: n, recvCounts: none, output: { data: recv, shape: t.shape } }
+    }
+    case "allGather": {
+      const recv = into(n * size)
+      const shape = [rows * size, ...t.shape.slice(1)]
+      return recv === undefined
+        ? undefined
+        : { then: MpiAddon.THEN.allGather, recv, count: n, recvCounts: none, output: { data: recv, shape, splits: new Array<number>(size).fill(rows) } }
+    }
+    case "reduceScatter":
+    case "reduceScatterV": {
+      const rowCounts = request.counts ?? new Array<number>(size).fill(rows / size)
+      const mine = rowCounts[local] as number
+      const recv = DType.allocate(t.dtype, mine * inner)
+      return {
+        then: MpiAddon.THEN.reduceScatter,
+        recv,
+        count: mine * inner,
+        recvCounts: Int32Array.from(rowCounts.map((r) => r * inner)),
+        output: { data: recv, shape: [mine, ...t.shape.slice(1)] },
+      }
+    }
+    default:
+      return undefined
+  }
+}
+
 /**
  * The transport of this process's rank for job `job`, and how to end it.
  * @category models
@@ -174,12 +230,22 @@ export const make = (session: Session, options: { readonly job: number; readonly
     }
     const width = Header.length(size)
     const mine = new Float64Array(width)
-    Header.encode({ signature, buffer }, size, mine)
+    const plan = fixedPlan(request, signature, size, local)
+    Header.encode({ signature, buffer, fast: plan !== undefined }, size, mine)
     const all = new Float64Array(width * size)
+    const op = (request.reduce ?? "sum") === "max" ? MpiAddon.OP.max : MpiAddon.OP.sum
     session.op(
-      (id) => session.addon.allGather(id, stream.comm, mine, all, width, MpiAddon.TYPE.float64),
-      (error) => {
-        if (mpiFailed(task, "allgather of the signatures")(error)) return next()
+      (id) =>
+        plan === undefined
+          ? session.addon.allGather(id, stream.comm, mine, all, width, MpiAddon.TYPE.float64)
+          : session.addon.checked(id, stream.comm, mine, all, plan.then, t.data, plan.recv, plan.count, plan.recvCounts, typeOf(t.dtype), op),
+      (error, fast) => {
+        if (mpiFailed(task, fast ? request.op : "allgather of the signatures")(error)) return next()
+        if (fast && plan !== undefined) {
+          // Every member agreed and the engine ran the data op at once.
+          next()
+          return settle(task, Effect.succeed(plan.output))
+        }
         const declared = group.ranks.map((r, i) => Header.decode(all, i * width, size, r))
         const parts = declared.map((d) => d.signature)
         const deep = parts.find((p) => Header.tooManyDims(p.shape))
@@ -206,15 +272,15 @@ export const make = (session: Session, options: { readonly job: number; readonly
           return settle(task, Effect.fail(verdict(rank)))
         }
         if (task.done) return next() // timed out or closed meanwhile: the stream is unusable anyway
-        startData(stream, task, parts, local)
+        startData(stream, task, parts, local, plan)
         next()
       },
-      [mine, all],
+      [mine, all, t.data, plan?.recv, plan?.recvCounts],
     )
   }
 
   /** The data op of a task whose signatures agree. */
-  const startData = (stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number): void => {
+  const startData = (stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number, plan: FixedPlan | undefined): void => {
     const { request } = task
     const t = request.tensor
     const first = parts[0] as Collective.Signature
@@ -231,9 +297,18 @@ export const make = (session: Session, options: { readonly job: number; readonly
     switch (first.op) {
       case "barrier":
         return settle(task, Effect.succeed({ data: DType.allocate(t.dtype, 0), shape: [0] }))
-      case "allReduce": {
-        const out = target(t.data.length)
-        return session.op((id) => addon.allReduce(id, c, t.data, out, t.data.length, type, op), complete(out, t.shape), [t.data, out])
+      case "allReduce":
+      case "allGather":
+      case "reduceScatter":
+      case "reduceScatterV": {
+        // Agreed members plan the same sizes; a member whose plan failed was judged above.
+        const p = plan ?? fixedPlan(request, parts[local] as Collective.Signature, parts.length, local)
+        if (p === undefined) return settle(task, Effect.die(new Error(`unreachable: ${first.op} agreed but has no plan`)))
+        const done = complete(p.output.data, p.output.shape, p.output.splits)
+        const keep = [t.data, p.recv, p.recvCounts]
+        if (first.op === "allReduce") return session.op((id) => addon.allReduce(id, c, t.data, p.recv, p.count, type, op), done, keep)
+        if (first.op === "allGather") return session.op((id) => addon.allGather(id, c, t.data, p.recv, p.count, type), done, keep)
+        return session.op((id) => addon.reduceScatter(id, c, t.data, p.recv, p.recvCounts, type, op), done, keep)
       }
       case "broadcast": {
         const root = parts[first.root ?? 0] as Collective.Signature
@@ -241,19 +316,6 @@ export const make = (session: Session, options: { readonly job: number; readonly
         const out = target(length)
         if (local === (first.root ?? 0)) out.set(t.data)
         return session.op((id) => addon.bcast(id, c, out, length, first.root ?? 0, type), complete(out, root.shape), [out])
-      }
-      case "allGather": {
-        const out = target(t.data.length * parts.length)
-        const shape = [rowsOf(t.shape) * parts.length, ...t.shape.slice(1)]
-        return session.op(
-          (id) => addon.allGather(id, c, t.data, out, t.data.length, type),
-          complete(
-            out,
-            shape,
-            parts.map((p) => rowsOf(p.shape)),
-          ),
-          [t.data, out],
-        )
       }
       case "allGatherV": {
         const splits = parts.map((p) => rowsOf(p.shape))
@@ -267,17 +329,6 @@ export const make = (session: Session, options: { readonly job: number; readonly
           out,
           recvCounts,
           displs,
-        ])
-      }
-      case "reduceScatter":
-      case "reduceScatterV": {
-        const rowCounts = first.counts ?? parts.map(() => rowsOf(first.shape) / parts.length)
-        const recvCounts = Int32Array.from(rowCounts.map((r) => r * inner))
-        const out = DType.allocate(t.dtype, (rowCounts[local] as number) * inner)
-        return session.op((id) => addon.reduceScatter(id, c, t.data, out, recvCounts, type, op), complete(out, [rowCounts[local] as number, ...t.shape.slice(1)]), [
-          t.data,
-          out,
-          recvCounts,
         ])
       }
       case "allToAllV": {
