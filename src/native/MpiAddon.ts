@@ -60,13 +60,13 @@ export interface MpiAddon {
   allToAllV(id: number, comm: number, send: View, sendCounts: Ints, sendDispls: Ints, recv: View, recvCounts: Ints, recvDispls: Ints, type: number): void
   bcast(id: number, comm: number, buffer: View, count: number, root: number, type: number): void
   send(id: number, dest: number, tag: number, bytes: Uint8Array): void
-  /** An allgather of signature rows, then, when all agree and say fast, the data op `then` (THEN). */
+  /** An allgather of signature rows, then, when all agree and say fast, the data op `dataOp` (DATA_OP). */
   checked(
     id: number,
     comm: number,
     header: Float64Array,
     headers: Float64Array,
-    then: number,
+    dataOp: number,
     send: View,
     recv: View,
     count: number,
@@ -80,7 +80,7 @@ export interface MpiAddon {
  * The data ops a `checked` op may run once its members agree.
  * @category configuration
  */
-export const THEN = { allReduce: 0, allGather: 1, reduceScatter: 2 } as const
+export const DATA_OP = { allReduce: 0, allGather: 1, reduceScatter: 2 } as const
 
 const functions = [
   "libraryVersion",

@@ -70,7 +70,7 @@ const tagOf = (key: string): number => {
 
 /** The data op of an allReduce, allGather or reduceScatter(V), planned from a member's own request. */
 interface FixedPlan {
-  readonly then: number
+  readonly dataOp: number
   readonly recv: DType.Storage
   readonly count: number
   readonly recvCounts: Int32Array
@@ -97,14 +97,14 @@ const fixedPlan = (request: Request, signature: Collective.Signature, size: numb
   switch (request.op) {
     case "allReduce": {
       const recv = into(n)
-      return recv === undefined ? undefined : { then: MpiAddon.THEN.allReduce, recv, count: n, recvCounts: none, output: { data: recv, shape: t.shape } }
+      return recv === undefined ? undefined : { dataOp: MpiAddon.DATA_OP.allReduce, recv, count: n, recvCounts: none, output: { data: recv, shape: t.shape } }
     }
     case "allGather": {
       const recv = into(n * size)
       const shape = [rows * size, ...t.shape.slice(1)]
       return recv === undefined
         ? undefined
-        : { then: MpiAddon.THEN.allGather, recv, count: n, recvCounts: none, output: { data: recv, shape, splits: new Array<number>(size).fill(rows) } }
+        : { dataOp: MpiAddon.DATA_OP.allGather, recv, count: n, recvCounts: none, output: { data: recv, shape, splits: new Array<number>(size).fill(rows) } }
     }
     case "reduceScatter":
     case "reduceScatterV": {
@@ -112,7 +112,7 @@ const fixedPlan = (request: Request, signature: Collective.Signature, size: numb
       const mine = rowCounts[local] as number
       const recv = DType.allocate(t.dtype, mine * inner)
       return {
-        then: MpiAddon.THEN.reduceScatter,
+        dataOp: MpiAddon.DATA_OP.reduceScatter,
         recv,
         count: mine * inner,
         recvCounts: Int32Array.from(rowCounts.map((r) => r * inner)),
@@ -238,7 +238,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
       (id) =>
         plan === undefined
           ? session.addon.allGather(id, stream.comm, mine, all, width, MpiAddon.TYPE.float64)
-          : session.addon.checked(id, stream.comm, mine, all, plan.then, t.data, plan.recv, plan.count, plan.recvCounts, typeOf(t.dtype), op),
+          : session.addon.checked(id, stream.comm, mine, all, plan.dataOp, t.data, plan.recv, plan.count, plan.recvCounts, typeOf(t.dtype), op),
       (error, fast) => {
         if (mpiFailed(task, fast ? request.op : "allgather of the signatures")(error)) return next()
         if (fast && plan !== undefined) {
