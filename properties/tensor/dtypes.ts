@@ -5,18 +5,21 @@
  * Inputs are rounded to float32 first, so both runs see identical values and the difference is
  * the op's own float32 error. Gradients are seeded with the same fixed random tensor R in both.
  *
- * Outputs are compared element by element (ops accumulate in float64 and round once). Gradients
- * are compared tensor-wise: the largest error over the largest magnitude of that gradient, since
- * a backward rule that reuses a rounded float32 output (softmax's y * (g - sum(g * y))) is
- * accurate to float32 relative to the row, not to each small entry.
+ * Outputs and gradients are compared tensor-wise: the largest error over the largest magnitude
+ * of that tensor (floor 1e-3). The native float32 kernels accumulate in float32 (FMA), so an
+ * output that is a sum of cancelling terms (attention's weighted sum of values) is accurate to
+ * float32 relative to the terms, not to its own small value; likewise a backward rule that
+ * reuses a rounded float32 output (softmax's y * (g - sum(g * y))) is accurate relative to the
+ * row, not to each small entry. (Element-wise, seed 999996 of the attention property measured
+ * 8.4e-5 on an output of 1e-3 whose error was 1.3 float32 ulps of its terms.)
  */
 import type * as DType from "../../src/tensor/DType.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
-import { relativeError, uniform } from "./gradcheck.js"
+import { uniform } from "./gradcheck.js"
 
 export interface DTypeAgreement {
-  /** The largest relative error of the outputs (floor 1e-6). */
+  /** max |out32 - out64| / max |out64| (floor 1e-3). */
   readonly forward: number
   /** max |g32 - g64| / max |g64| over each input's gradient (the op's gradient scale when that is ~0). */
   readonly backward: number
@@ -39,8 +42,10 @@ export const dtypeAgreement = (f: (inputs: ReadonlyArray<Tensor.Tensor>) => Tens
   let forward = 0
   let backward = 0
   let worst = "none"
+  let outScale = 1e-3
+  for (let i = 0; i < b.out.size; i++) outScale = Math.max(outScale, Math.abs(b.out.data[i] as number))
   for (let i = 0; i < b.out.size; i++) {
-    const e = relativeError(a.out.data[i] as number, b.out.data[i] as number, 1e-6)
+    const e = Math.abs((a.out.data[i] as number) - (b.out.data[i] as number)) / outScale
     if (e > forward || Number.isNaN(e)) {
       forward = Number.isNaN(e) ? Number.POSITIVE_INFINITY : e
       worst = `output ${i}: float32 ${a.out.data[i]}, float64 ${b.out.data[i]}`
