@@ -1,12 +1,12 @@
 // Training on the MPI backend, one rank per process under mpirun, against the same command in
 // one process (--backend local): the same per-step losses in float64 (to 1e-12; MPI sums in its
-// own order), a checkpoint written by 4 processes that 2 processes resume under another
+// own order), one trace holding every process's spans, a checkpoint written by 4 processes that 2 processes resume under another
 // mapping exactly as one process does, a world that disagrees with the launch refused with
 // exit 2 and one line from rank 0, and a rank's process killed mid-run ending the whole job
 // within 60 s with no process left. Skipped, with a line saying why, without mpirun or the
 // MPI addon.
 import { execFileSync } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
@@ -73,8 +73,12 @@ const descendants = (pid: number): Array<number> => {
 describe.skipIf(why !== undefined)("training on MPI processes", () => {
   test("4 processes train as one process does; 2 processes resume their checkpoint under another mapping", async () => {
     const save = path.join(dir, "ckpt")
-    const run = await mpirun(4, [main, "train", ...model, ...four, "--steps", "3", "--save", save], 240_000)
+    const trace = path.join(dir, "trace.json")
+    const run = await mpirun(4, [main, "train", ...model, ...four, "--steps", "3", "--save", save, "--trace", trace], 240_000)
     expect(run.code, run.stderr).toBe(0)
+    // Rank 0 writes one trace with every process's spans.
+    const events = (JSON.parse(readFileSync(trace, "utf8")) as { traceEvents: Array<{ pid?: number }> }).traceEvents
+    expect([...new Set(events.map((e) => e.pid).filter((p) => p !== undefined))].sort()).toEqual([0, 1, 2, 3])
     near(losses(run.stdout), await local([...model, ...four, "--steps", "3"]))
     expect(existsSync(path.join(save, "latest"))).toBe(true)
     const resumed = await mpirun(2, [main, "train", ...model, ...two, "--steps", "5", "--resume", save], 240_000)
