@@ -201,6 +201,9 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     vocab: c.vocab,
     experts: c.experts,
     topk: c.topk,
+    ffn: c.ffn,
+    moeFfn: c["moe-ffn"],
+    moeEvery: c["moe-every"],
     seq: c.seq,
   }
   const batch = { microBatch: c["micro-batch"], globalBatch: c["global-batch"] }

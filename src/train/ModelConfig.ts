@@ -51,6 +51,9 @@ export const small: ModelConfig = { vocab: 32, hidden: 32, layers: 4, heads: 4, 
  */
 export const microBatches = (b: BatchConfig, dp: number): number => b.globalBatch / (b.microBatch * dp)
 
+/** The flag of a field (moeFfn -> moe-ffn). */
+const kebab = (field: string): string => field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+
 /**
  * Checks that the model and batch fit the mapping; every error names the field and the fix.
  * Sequence parallelism is on whenever tp > 1 (MoE with tp > 1 needs it, semantics.md 2.4.4).
@@ -60,7 +63,7 @@ export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Parallel
   const s = p.sizes
   const vpp = p.vpp ?? 1
   const positive = (field: string, v: number) => {
-    if (!Number.isSafeInteger(v) || v < 1) throw ConfigError.make(field, v, "is not a positive integer", `pass --${field} N with N = 1, 2, 3, ...`)
+    if (!Number.isSafeInteger(v) || v < 1) throw ConfigError.make(field, v, "is not a positive integer", `pass --${kebab(field)} N with N = 1, 2, 3, ...`)
   }
   for (const [field, v] of Object.entries({
     vocab: m.vocab,
@@ -85,7 +88,7 @@ export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Parallel
   if (m.kvHeads % s.tp !== 0 || m.heads % m.kvHeads !== 0)
     throw ConfigError.make("kvHeads", m.kvHeads, `must divide heads = ${m.heads} and be divisible by tp = ${s.tp}`, "pick a kv head count between tp and heads that divides heads")
   if (m.vocab % s.tp !== 0) throw ConfigError.make("vocab", m.vocab, `is not divisible by tp = ${s.tp}`, `use a vocabulary that is a multiple of ${s.tp}`)
-  if (m.ffn % s.tp !== 0) throw ConfigError.make("ffn", m.ffn, `is not divisible by tp = ${s.tp}`, `use a dense MLP width that is a multiple of ${s.tp}`)
+  if (m.ffn % s.tp !== 0) throw ConfigError.make("ffn", m.ffn, `is not divisible by tp = ${s.tp}`, `use a dense MLP width (--ffn) that is a multiple of ${s.tp}, or a smaller --tp`)
   if (m.seq % (2 * s.cp) !== 0 && s.cp > 1)
     throw ConfigError.make("seq", m.seq, `is not divisible by 2*cp = ${2 * s.cp}`, `use a sequence length that is a multiple of ${2 * s.cp}`)
   if (((m.seq / s.cp) * b.microBatch) % s.tp !== 0)
@@ -97,7 +100,8 @@ export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Parallel
     )
   if (m.experts % s.ep !== 0) throw ConfigError.make("experts", m.experts, `is not divisible by ep = ${s.ep}`, `use a multiple of ${s.ep} experts, or a smaller --ep`)
   if (m.topk > m.experts) throw ConfigError.make("topk", m.topk, `is larger than experts = ${m.experts}`, "route each token to at most all experts")
-  if (m.moeFfn % s.etp !== 0) throw ConfigError.make("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width that is a multiple of ${s.etp}`)
+  if (m.moeFfn % s.etp !== 0)
+    throw ConfigError.make("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width (--moe-ffn) that is a multiple of ${s.etp}, or a smaller --etp`)
   if (b.globalBatch % (b.microBatch * s.dp) !== 0)
     throw ConfigError.make("global-batch", b.globalBatch, `is not divisible by micro-batch*dp = ${b.microBatch}*${s.dp}`, `use a multiple of ${b.microBatch * s.dp}`)
 }
