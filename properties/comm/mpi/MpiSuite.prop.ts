@@ -2,17 +2,19 @@
 // (mappings of world 4, sizes, splits) run as jobs of one mpirun (runner.ts), each compared
 // with the same case on the local backend: bit for bit, except sums, which MPI reduces in its
 // own order (equal to 1e-12 relative); faults end with the same diagnosis as locally (a
-// timeout names the group's members: MPI cannot tell which one never arrived). Skipped, with a
+// timeout names the ranks that never arrived, as the others tell it). Skipped, with a
 // line saying why, where mpirun or the MPI addon is missing.
+import * as Cause from "effect/Cause"
 import fc from "fast-check"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, test } from "vitest"
+import type { CommError } from "../../../src/comm/CommError.js"
 import * as Families from "../../../src/mapping/Families.js"
 import { factorized } from "../../mapping/arbitraries.js"
 import { isValid } from "../../mapping/oracle.js"
-import { results, type Scenario } from "../runOn.js"
+import { failure, results, type Scenario } from "../runOn.js"
 import type * as Scenarios from "../scenarios.js"
 import { missing, mpirun } from "./mpirun.js"
 import type { Case, Outcome } from "./runner.js"
@@ -59,6 +61,12 @@ const timeoutMs = 400
 const atOnceMs = 4000
 /** Fault cases, last (the one that times out leaves its collective behind, as MPI must). */
 const faults = ["skips", "differentOps", "badSplits", "badReceiveBuffer", "throws", "recvNobody", "neverArrives"] as const
+
+/** The diagnosis of a fault scenario on the local backend. */
+const localFailure = async (name: string) => {
+  const { error } = await failure("local", name as Scenario, world, {}, timeoutMs)
+  return error === undefined ? undefined : (Cause.squash(error.cause) as CommError)
+}
 
 const near = (a: unknown, b: unknown): boolean => {
   if (typeof a === "number" && typeof b === "number") return a === b || Math.abs(a - b) <= 1e-12 * Math.max(1, Math.abs(a), Math.abs(b))
@@ -137,9 +145,12 @@ describe.skipIf(why !== undefined)("the MPI backend with 4 processes", () => {
     expect(buffer.message).toContain("rank 1: the receive buffer holds 6 float64 elements; the result needs 8 float64")
   })
 
-  test("a rank that never arrives: Timeout naming the group and op, within the timeout", () => {
+  test("a rank that never arrives: Timeout naming it, within the timeout", async () => {
     const f = fault("neverArrives")
     expect(f.message).toContain("Timeout: allReduce #0 on ep#0 [0,1,2,3]")
+    expect(f.message).toContain("arrived: [0,1,2], never arrived: [3]")
+    expect(f.comm?.ranks).toEqual([3])
+    expect(f.comm?.detail).toBe((await localFailure("neverArrives"))?.detail)
     expect(f.ms).toBeGreaterThanOrEqual(timeoutMs - 5)
     expect(f.ms).toBeLessThan(timeoutMs + atOnceMs)
     const recv = fault("recvNobody")

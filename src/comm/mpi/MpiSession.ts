@@ -5,7 +5,9 @@
  * completes, keeps the process alive while ops are in flight (or while a `hold` is taken),
  * and routes received p2p messages by MPI tag: tensor frames to the job they belong to
  * (frames of a job that has not opened here yet wait for it; those of a closed job are
- * dropped), control frames to the one control listener (waiting until there is one).
+ * dropped), control frames to the one control listener (waiting until there is one), census
+ * frames (questions between the ranks of a job about a collective that timed out) to that job's
+ * census.
  */
 import * as MpiAddon from "../../native/MpiAddon.js"
 import * as Frame from "./Frame.js"
@@ -14,7 +16,7 @@ import * as Frame from "./Frame.js"
  * MPI tags of the p2p communicator.
  * @category configuration
  */
-const TAG = { tensor: 1, control: 2 } as const
+const TAG = { tensor: 1, control: 2, census: 3 } as const
 
 /** What is called when an op completes: undefined on success, else MPI's error text; `fast`: a checked op's data op ran too. */
 type Done = (error: string | undefined, fast: boolean) => void
@@ -44,6 +46,7 @@ export class Session {
   readonly #early = new Map<number, Array<[number, ArrayBuffer]>>()
   #closedBelow = 0
   #control: ((from: number, value: unknown) => void) | undefined
+  readonly #census = new Map<number, (from: number, value: unknown) => void>()
   readonly #controlQueue: Array<[number, unknown]> = []
 
   constructor(addon: MpiAddon.MpiAddon, world: MpiAddon.WorldInfo) {
@@ -70,6 +73,10 @@ export class Session {
 
   #received(source: number, tag: number, payload: string | ArrayBuffer): void {
     if (typeof payload === "string") return // a receive that failed: its sender's op reports the failure
+    if (tag === TAG.census) {
+      const value = Frame.toControl(payload) as { readonly job: number }
+      return this.#census.get(value.job)?.(source, value)
+    }
     if (tag === TAG.control) {
       const value = Frame.toControl(payload)
       if (this.#control === undefined) this.#controlQueue.push([source, value])
@@ -114,6 +121,22 @@ export class Session {
   sendControl(to: number, value: unknown, done: Done): void {
     const frame = Frame.control(value)
     this.op((id) => this.addon.send(id, to, TAG.control, frame), done, [frame])
+  }
+
+  /** Sends a census value (it carries its job) to world rank `to`. */
+  sendCensus(to: number, value: { readonly job: number }): void {
+    const frame = Frame.control(value)
+    this.op(
+      (id) => this.addon.send(id, to, TAG.census, frame),
+      () => undefined,
+      [frame],
+    )
+  }
+
+  /** The census listener of `job` (undefined: none; its questions go unanswered). */
+  onCensus(job: number, listener: ((from: number, value: unknown) => void) | undefined): void {
+    if (listener === undefined) this.#census.delete(job)
+    else this.#census.set(job, listener)
   }
 
   /** Receives the tensor frames of `job` (those that came early first). */

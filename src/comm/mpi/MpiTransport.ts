@@ -16,8 +16,8 @@
  * member-order sum (equal to ~1e-16 relative in float64); every other result is bit-equal.
  *
  * A watchdog fails each collective still running after the timeout with a Timeout naming the
- * group's members (MPI cannot tell which member never arrived); the job then fails and MPI is
- * aborted, since an MPI collective cannot be cancelled. P2p messages are tensor frames on one
+ * members that never arrived, as the other members tell it (Census: MPI itself cannot tell);
+ * the job then fails and MPI is aborted, since an MPI collective cannot be cancelled. P2p messages are tensor frames on one
  * communicator of all ranks, received whenever they arrive (MpiSession) into the rank's Inbox.
  */
 import * as Deferred from "effect/Deferred"
@@ -32,6 +32,7 @@ import type { RankTransport } from "../Endpoint.js"
 import * as Group from "../Group.js"
 import { Inbox } from "../Inbox.js"
 import * as Verdict from "../Verdict.js"
+import * as Census from "./Census.js"
 import * as Frame from "./Frame.js"
 import * as Header from "./Header.js"
 import type { Session } from "./MpiSession.js"
@@ -349,23 +350,31 @@ export const make = (session: Session, options: { readonly job: number; readonly
     }
   }
 
+  const census = Census.make(session, job)
+  const counting = new Set<Task>()
   const watchdog = setInterval(
     () => {
       const now = performance.now()
       for (const task of running) {
-        if (now - task.started < timeoutMs) continue
+        if (now - task.started < timeoutMs || counting.has(task)) continue
         broken = true
-        settle(
-          task,
-          Effect.fail(
-            errorOf(
-              task,
-              "Timeout",
-              `waited ${timeoutMs} ms; the members [${task.group.ranks.join(",")}] did not all complete it (MPI cannot tell which never arrived: a rank that skipped this collective, stopped, or is stuck before it)`,
-              task.group.ranks,
+        counting.add(task)
+        // Ask the other members how far they got, then fail naming who never arrived.
+        census.ask(task.group, task.seq, Math.min(2000, Math.max(50, timeoutMs / 2)), (count) => {
+          counting.delete(task)
+          const silent = count.silent.length === 0 ? "" : `, did not answer: [${count.silent.join(",")}] (stuck where they cannot answer, or gone)`
+          settle(
+            task,
+            Effect.fail(
+              errorOf(
+                task,
+                "Timeout",
+                `waited ${timeoutMs} ms; arrived: [${count.arrived.join(",")}], never arrived: [${count.missing.join(",")}]${silent} (a rank that skipped this collective, stopped, or is stuck before it)`,
+                [...count.missing, ...count.silent],
+              ),
             ),
-          ),
-        )
+          )
+        })
       }
     },
     Math.max(1, Math.floor(timeoutMs / 4)),
@@ -381,6 +390,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
       settle(task, Effect.fail(errorOf(task, "Closed", closed)))
     } else {
       running.add(task)
+      census.issued(group, seq)
       const stream = streamOf(group)
       stream.queue.push(task)
       pump(stream)
@@ -401,6 +411,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
     const idle = running.size === 0
     for (const task of [...running]) settle(task, Effect.fail(errorOf(task, "Closed", why)))
     inbox.close(why)
+    census.close()
     session.closeJob(job)
     // Only a clean job's communicators are freed: one with a collective that never completed
     // is left to MPI_Abort.
