@@ -26,9 +26,19 @@ export class Inbox {
   #boxes = new Map<string, Mailbox>()
   #closed: string | undefined
 
-  constructor(rank: number, timeoutMs: number) {
+  readonly #onWaiting: ((waiting: number) => void) | undefined
+  #waiting = 0
+
+  /** `onWaiting` hears how many receives wait for a message (a transport may poll harder then). */
+  constructor(rank: number, timeoutMs: number, onWaiting?: (waiting: number) => void) {
     this.rank = rank
     this.timeoutMs = timeoutMs
+    this.#onWaiting = onWaiting
+  }
+
+  #count(delta: number): void {
+    this.#waiting += delta
+    this.#onWaiting?.(this.#waiting)
   }
 
   #box(from: number, tag: string): Mailbox {
@@ -47,8 +57,10 @@ export class Inbox {
     const box = this.#box(from, tag)
     box.delivered++
     const receiver = box.receivers.shift()
-    if (receiver !== undefined) Deferred.doneUnsafe(receiver, Effect.succeed(t))
-    else box.messages.push(t)
+    if (receiver !== undefined) {
+      this.#count(-1)
+      Deferred.doneUnsafe(receiver, Effect.succeed(t))
+    } else box.messages.push(t)
   }
 
   /** The next message from `from` with this tag, waiting up to the timeout. */
@@ -61,13 +73,17 @@ export class Inbox {
       if (ready !== undefined) return Effect.succeed(ready)
       const d = Deferred.makeUnsafe<Tensor.Tensor, CommError.CommError>()
       box.receivers.push(d)
+      this.#count(1)
       return Deferred.await(d).pipe(
         Effect.timeoutOrElse({
           duration: this.timeoutMs,
           orElse: () =>
             Effect.suspend(() => {
               const i = box.receivers.indexOf(d)
-              if (i >= 0) box.receivers.splice(i, 1)
+              if (i >= 0) {
+                box.receivers.splice(i, 1)
+                this.#count(-1)
+              }
               return Effect.fail(
                 CommError.make({
                   reason: "Timeout",
@@ -95,5 +111,6 @@ export class Inbox {
         Deferred.doneUnsafe(d, Effect.fail(CommError.make({ reason: "Closed", group: `p2p ${from}->${this.rank}`, op: "recv", seq: -1, rank: this.rank, ranks: [], detail: why })))
     }
     this.#boxes.clear()
+    if (this.#waiting !== 0) this.#count(-this.#waiting)
   }
 }

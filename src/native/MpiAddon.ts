@@ -50,6 +50,8 @@ export interface MpiAddon {
   ref(on: boolean): void
   finalize(abortCode: number, graceMs: number): void
   wtime(): number
+  /** How many p2p messages JS is waiting for (the engine probes more often while any). */
+  want(waiting: number): void
   commCreate(id: number, comm: number, ranks: Ints, tag: number): void
   commFree(id: number, comm: number): void
   barrier(id: number, comm: number): void
@@ -89,6 +91,7 @@ const functions = [
   "ref",
   "finalize",
   "wtime",
+  "want",
   "commCreate",
   "commFree",
   "barrier",

@@ -248,6 +248,14 @@ Napi::Value Finalize(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// want(n): JS waits for n p2p messages (the engine then probes more often).
+Napi::Value Want(const Napi::CallbackInfo& info) {
+  int n = 0;
+  if (!number_at(info, "want", 0, "waiting", &n)) return info.Env().Undefined();
+  if (state().engine) state().engine->want(n);
+  return info.Env().Undefined();
+}
+
 Napi::Value Wtime(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), MPI_Wtime()); }
 
 }  // namespace
@@ -262,6 +270,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ref", Napi::Function::New(env, Ref));
   exports.Set("finalize", Napi::Function::New(env, Finalize));
   exports.Set("wtime", Napi::Function::New(env, Wtime));
+  exports.Set("want", Napi::Function::New(env, Want));
   const std::pair<const char*, Kind> ops[] = {
       {"commCreate", Kind::CommCreate}, {"commFree", Kind::CommFree},   {"barrier", Kind::Barrier},   {"allGather", Kind::AllGather},
       {"allGatherV", Kind::AllGatherV}, {"allReduce", Kind::AllReduce}, {"reduceScatter", Kind::ReduceScatter}, {"allToAllV", Kind::AllToAllV},

@@ -296,7 +296,7 @@ void Engine::idle(unsigned rounds) {
     std::this_thread::yield();
     return;
   }
-  const long cap = active_.empty() ? 500 : 200;
+  const long cap = active_.empty() && wanted_ == 0 ? 500 : 50;
   const long step = std::min<long>(cap, 10L << std::min<unsigned>(10, rounds / 64));
   std::unique_lock<std::mutex> lock(mutex_);
   wake_.wait_for(lock, std::chrono::microseconds(step), [this] { return !commands_.empty() || stopping_; });

@@ -13,9 +13,9 @@
 // everything else); ops on a communicator still being made wait for it, in order.
 //
 // Idle policy: for PLEAT_MPI_SPIN_US (default 1000 us) after the last progress the thread
-// polls, yielding its core between polls; then it sleeps in growing steps, up to 200 us while
-// ops are in flight and 500 us with nothing in flight (a p2p message reaching a rank idle that
-// long waits at most that). A new command wakes it at once.
+// polls, yielding its core between polls; then it sleeps in growing steps, up to 50 us while
+// ops are in flight or JS waits for a p2p message, else up to 500 us (a message nobody waits for
+// yet may wait that long). A new command wakes it at once.
 #pragma once
 
 #include <mpi.h>
@@ -101,6 +101,8 @@ class Engine {
   // communicators and calls MPI_Finalize. With `abort_code` >= 0 it calls MPI_Abort instead.
   void stop(int abort_code, int grace_ms);
   bool running() const { return running_; }
+  // How many receives JS is waiting for: while any, the thread sleeps at most 50 us between probes.
+  void want(int waiting) { wanted_ = waiting; }
 
  private:
   struct Active {
@@ -143,6 +145,7 @@ class Engine {
   std::unordered_map<int, MPI_Comm> comms_;
   std::unordered_map<int, std::deque<Command>> creating_;
   std::atomic<int> creators_{0};
+  std::atomic<int> wanted_{0};
   std::deque<Active> active_;
 };
 

@@ -141,7 +141,7 @@ export interface JobTransport extends RankTransport {
 export const make = (session: Session, options: { readonly job: number; readonly world: number; readonly timeoutMs: number }): JobTransport => {
   const { rank } = session
   const { job, world, timeoutMs } = options
-  const inbox = new Inbox(rank, timeoutMs)
+  const inbox = new Inbox(rank, timeoutMs, (waiting) => session.addon.want(waiting))
   const streams = new Map<string, Stream>()
   const running = new Set<Task>()
   let closed: string | undefined
