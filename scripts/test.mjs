@@ -6,6 +6,7 @@
 //   format+lint   biome ci (biome.jsonc): the house format, and the linter with warnings as errors
 // All three together take seconds; the suites take the rest.
 import { spawnSync } from "node:child_process"
+import { existsSync } from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -30,6 +31,18 @@ guardrail("typecheck: tsc -p tsconfig.json", bin("tsc"), ["-p", "tsconfig.json",
 guardrail("layers: node scripts/check-layers.mjs", process.execPath, [path.join(root, "scripts", "check-layers.mjs")])
 guardrail("format and lint: biome ci --error-on-warnings", bin("biome"), ["ci", "--error-on-warnings", "--colors=off", "--max-diagnostics=50"])
 guardrail("dead exports: node scripts/dead-exports.mjs", process.execPath, [path.join(root, "scripts", "dead-exports.mjs")])
+
+// The MPI suites (properties/comm/mpi, properties/train/MpiTrain.prop.ts, examples/06) need
+// mpirun and the MPI addon; say here, once, when they will be skipped.
+const mpirun = spawnSync("mpirun", ["--version"], { encoding: "utf8" })
+const mpiAddon = existsSync(path.join(root, "build", "Release", "pleat_mpi.node"))
+if (mpirun.error !== undefined || mpirun.status !== 0) {
+  process.stdout.write("MPI tests: skipped (no mpirun on PATH; Debian: apt-get install openmpi-bin libopenmpi-dev, then npm run build:native)\n")
+} else if (!mpiAddon) {
+  process.stdout.write("MPI tests: skipped (pleat_mpi.node is not built: CMake found no MPI; install libopenmpi-dev, then npm run build:native)\n")
+} else {
+  process.stdout.write(`MPI tests: on (${(mpirun.stdout ?? "").split("\n")[0]})\n`)
+}
 
 const vitest = spawnSync(bin("vitest"), ["run", ...extra], {
   cwd: root,
