@@ -124,6 +124,14 @@ describe.skipIf(why !== undefined)("training on MPI processes", () => {
     expect(bad.stdout).toMatch(/MISMATCH: the gradient of layers\.0\.wq at step \d/)
   }, 600_000)
 
+  test("a rank that throws mid-step: rank 0 prints the diagnosis once, the job ends non-zero", async () => {
+    const run = await mpirun(4, [main, "train", ...model, ...four, "--steps", "5"], 120_000, undefined, { PLEAT_FAULT: "throw@2:2" })
+    expect(run.code).toBe(1)
+    const lines = run.stderr.split("\n").filter((l) => l.startsWith("pleat train:"))
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toContain("rank 2 failed at step 2: injected fault (PLEAT_FAULT throw)")
+  }, 200_000)
+
   test("a world that disagrees with the launch: exit 2 on every rank, one line from rank 0", async () => {
     const run = await mpirun(2, [main, "train", ...model, ...four, "--steps", "1"], 120_000)
     expect(run.code).toBe(2)
