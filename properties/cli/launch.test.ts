@@ -109,6 +109,10 @@ describe("refused before anything starts", () => {
   })
 })
 
+// Containers may forbid one process reading another's memory (Open MPI's vader single-copy via
+// CMA): the jobs below copy through shared memory, which works everywhere.
+process.env.OMPI_MCA_btl_vader_single_copy_mechanism = "none"
+
 const version = (JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")) as { version: string }).version
 const pleat = (args: ReadonlyArray<string>) => spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, encoding: "utf8", timeout: 120_000 })
 

@@ -22,6 +22,7 @@ import type * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as ChunkRun from "./ChunkRun.js"
 import * as Data from "./Data.js"
+import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as Interpreter from "./Interpreter.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
@@ -44,6 +45,8 @@ export interface TrainSetup {
   readonly dtype: DType.DType
   readonly optimizer: Optimizer.OptimizerConfig
   readonly auxLossCoeff: number
+  /** Shards AdamW's state over the ranks that hold the same parameters (DistributedOptimizer). */
+  readonly distributedOptimizer?: boolean
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */
   readonly span?: ((span: Trace.Span) => void) | undefined
 }
@@ -63,6 +66,8 @@ export interface StepReport {
   readonly forwardMs: number
   readonly backwardMs: number
   readonly waitMs: number
+  /** Bytes of optimizer state (AdamW moments) this rank keeps. */
+  readonly optimizerStateBytes: number
 }
 
 /**
@@ -95,7 +100,12 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
     setup.seed,
     setup.dtype,
   )
-  const moments = Optimizer.moments(params)
+  // The distributed optimizer keeps only this rank's parts of the moments; `moments` is then
+  // only what it leaves out of its buckets (DistributedOptimizer).
+  const distributed = setup.distributedOptimizer === true ? DistributedOptimizer.make(params, sync, rank, setup.dtype) : undefined
+  const moments = distributed === undefined ? Optimizer.moments(params) : distributed.unbucketed
+  const optimizerStateBytes =
+    distributed === undefined ? Optimizer.stateBytes(moments) : Object.values(DistributedOptimizer.stateBytes(distributed, params)).reduce((a, b) => a + b, 0)
   const stageOf = (chunk: number) => Partition.globalStage(part, place.pp, chunk)
   const lastStage = Partition.stageCount(part) - 1
 
@@ -187,12 +197,14 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       const diverged = NonFinite.find(lossShare, params)
       if (diverged !== undefined) return yield* Effect.fail(diverged)
       const syncStarted = performance.now()
-      yield* RankParams.synchronize(params, sync, setup.dtype)
-      const gradNorm = yield* RankParams.globalNorm(params, sync, rank)
+      if (distributed === undefined) yield* RankParams.synchronize(params, sync, setup.dtype)
+      else yield* DistributedOptimizer.reduceScatter(distributed)
+      const gradNorm = distributed === undefined ? yield* RankParams.globalNorm(params, sync, rank) : yield* DistributedOptimizer.globalNorm(distributed, params)
       if (!Number.isFinite(gradNorm)) return yield* Effect.fail(NonFinite.ofNorm(gradNorm))
       const lr = Optimizer.learningRate(setup.optimizer, k)
       const clip = Math.min(1, setup.optimizer.clip / (gradNorm + 1e-6))
-      Optimizer.step(setup.optimizer, params, moments, k + 1, lr, clip)
+      if (distributed === undefined) Optimizer.step(setup.optimizer, params, moments, k + 1, lr, clip)
+      else yield* DistributedOptimizer.step(setup.optimizer, distributed, params, k + 1, lr, clip)
       span("gradient sync + optimizer", syncStarted)
       setup.span?.({ rank, name: `step ${k}`, category: "step", start: stepStarted, end: performance.now() })
       return {
@@ -201,8 +213,9 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         lr,
         expertRows: [...expertRows].map(([layer, rows]) => ({ layer, rows })),
         ...times,
+        optimizerStateBytes,
       } satisfies StepReport
     })
 
-  return { rank, place, params, moments, step, schedule, microBatches }
+  return { rank, place, params, moments, distributed, step, schedule, microBatches }
 }

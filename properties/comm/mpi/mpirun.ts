@@ -20,9 +20,14 @@ export interface Ended {
   readonly ms: number
 }
 
-/** Environment for mpirun on a machine like this one (root, 2 cores). */
+/**
+ * Environment for mpirun on a machine like this one (root, 2 cores), and in containers that
+ * forbid one process reading another's memory (Open MPI's vader single-copy via CMA; copying
+ * through shared memory works everywhere).
+ */
 export const mpiEnv = (): NodeJS.ProcessEnv => ({
   ...process.env,
+  OMPI_MCA_btl_vader_single_copy_mechanism: "none",
   OMPI_ALLOW_RUN_AS_ROOT: "1",
   OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: "1",
   OMPI_MCA_rmaps_base_oversubscribe: "1",
