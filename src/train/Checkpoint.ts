@@ -6,10 +6,17 @@
  * crash-safe protocol that publishes it) holds:
  *   manifest.json     step, seed, dtype, model, batch, the mapping it was saved under, and a
  *                     checksum of every rank file (written last: its presence means complete)
- *   rank-R.json       per held shard: name, global shape, slice, offsets into rank-R.bin
- *   rank-R.bin        the shard values (dtype) and the AdamW moments m, v (float32)
- * Loading assembles each parameter's full value from every saved shard and cuts this rank's
+ *   rank-R.json       per saved slice: name, global shape, slice, offsets into rank-R.bin
+ *   rank-R.bin        the slice's values (dtype) and its AdamW moments m, v (float32)
+ * Loading assembles each parameter's full value from every saved slice and cuts this rank's
  * slice under the new mapping, so any mapping can resume any checkpoint.
+ *
+ * Which slices a rank saves depends on its optimizer, never the format: with the replicated
+ * optimizer, every held shard (replicas save the same slice); with the distributed optimizer,
+ * only the parts of the parameters whose state it keeps (DistributedOptimizer.ownedSlices),
+ * each a rectangular slice: every element of the model is saved once, by one rank, and the
+ * checkpoint holds the sharded state as it was. Either loads into either optimizer under any
+ * mapping: the distributed one loads its shards' whole moments and keeps its parts (`adopt`).
  *
  * Everything read comes from outside (a directory a user points at): the manifest and the
  * shard tables are decoded with Schemas, every file's checksum is compared, and the shard
@@ -104,11 +111,25 @@ const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
 const rankFiles = (rank: number) => [`rank-${rank}.bin`, `rank-${rank}.json`] as const
 
 /**
- * Writes one rank's shards and moments into a step directory, each file flushed to the disk;
- * returns their checksums for the manifest.
+ * One slice of a parameter a rank writes: its values and the AdamW moments of those values.
+ * @category models
+ */
+export interface Shard {
+  readonly name: string
+  /** The parameter's global shape. */
+  readonly shape: ReadonlyArray<number>
+  readonly slice: ReadonlyArray<[number, number]>
+  readonly value: DType.Storage
+  readonly m: Float32Array
+  readonly v: Float32Array
+}
+
+/**
+ * Writes one rank's slices into a step directory, each file flushed to the disk; returns their
+ * checksums for the manifest.
  * @category constructors
  */
-export const writeRank = (stepDir: string, rank: number, params: ReadonlyMap<string, RankParams.Held>, moments: ReadonlyMap<string, Optimizer.Moments>): Record<string, string> => {
+export const writeShards = (stepDir: string, rank: number, shards: Iterable<Shard>): Record<string, string> => {
   const chunks: Array<Uint8Array> = []
   const entries: Array<ShardEntry> = []
   let offset = 0
@@ -118,10 +139,7 @@ export const writeRank = (stepDir: string, rank: number, params: ReadonlyMap<str
     offset += a.byteLength
     return at
   }
-  for (const [name, held] of params) {
-    const m = moments.get(name) as Optimizer.Moments
-    entries.push({ name, shape: held.spec.shape, slice: held.slice, offsets: [push(held.value.data), push(m.m), push(m.v)] })
-  }
+  for (const shard of shards) entries.push({ name: shard.name, shape: shard.shape, slice: shard.slice, offsets: [push(shard.value), push(shard.m), push(shard.v)] })
   const bin = new Uint8Array(offset)
   let at = 0
   for (const c of chunks) {
@@ -135,6 +153,20 @@ export const writeRank = (stepDir: string, rank: number, params: ReadonlyMap<str
   Durable.writeFile(path.join(stepDir, tableName), table)
   return { [binName]: Checksum.of(bin), [tableName]: Checksum.of(table) }
 }
+
+/**
+ * Writes one rank's held shards and their whole moments (the replicated optimizer's state).
+ * @category constructors
+ */
+export const writeRank = (stepDir: string, rank: number, params: ReadonlyMap<string, RankParams.Held>, moments: ReadonlyMap<string, Optimizer.Moments>): Record<string, string> =>
+  writeShards(
+    stepDir,
+    rank,
+    [...params].map(([name, held]) => {
+      const m = moments.get(name) as Optimizer.Moments
+      return { name, shape: held.spec.shape, slice: held.slice, value: held.value.data, m: m.m, v: m.v }
+    }),
+  )
 
 /** The step directory to load from `dir`, and its decoded manifest. */
 const open = (dir: string): { readonly stepDir: string; readonly manifest: Manifest } => {

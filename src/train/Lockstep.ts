@@ -151,6 +151,7 @@ const shardsAgainst = (ranks: Shards, spec: Params.ParamSpec, part: "value" | "g
   let theirs = 0
   for (const held of shardsOf(ranks, spec.name)) {
     const a = part === "value" ? held.value : held.grad
+    if (a === undefined) continue
     const b = Params.slice(full, held.slice).data
     for (let i = 0; i < a.length; i++) {
       const x = a[i] as number
@@ -183,7 +184,8 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
     ModelConfig.check(setup.model, setup.batch, setup.parallel)
     const world = setup.parallel.world
     const specs = Params.specs(setup.model)
-    const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }) }, 0)
+    // The reference is the replicated optimizer on one rank (the parallel run may shard its state).
+    const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false }, 0)
     // Each step's snapshots, once every rank has reported it (ranks report in step order, so
     // steps complete in order).
     const complete = yield* Queue.unbounded<Array<LockstepProgram.Snapshot>>()

@@ -3,7 +3,9 @@
  *
  * Each rank builds its RankTrainer and reports, before its first step and after each step, a
  * Snapshot: every parameter shard it holds, as plain data (values, the step's synchronised
- * gradient, the AdamW moments), with the step's report. The driver (Lockstep) gathers the
+ * gradient, the AdamW moments), with the step's report. With the distributed optimizer a shard
+ * reports its values, and each part the rank owns (a slice, DistributedOptimizer.ownedSlices)
+ * its synchronised gradient and moments: over all ranks the parts cover every parameter once. The driver (Lockstep) gathers the
  * ranks' snapshots of a step into full tensors and runs the one-rank comparison from them, in
  * the driver's process, while the ranks go on: so the ranks may be fibers, worker threads or
  * MPI processes.
@@ -12,6 +14,7 @@ import * as Effect from "effect/Effect"
 import { RankEvents } from "../runtime/RankEvents.js"
 import * as RankProgram from "../runtime/RankProgram.js"
 import type * as DType from "../tensor/DType.js"
+import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as RankTrainer from "./RankTrainer.js"
 
 /**
@@ -21,8 +24,10 @@ import * as RankTrainer from "./RankTrainer.js"
 export interface Holding {
   readonly name: string
   readonly slice: ReadonlyArray<[number, number]>
-  readonly value: DType.Storage
-  readonly grad: DType.Storage
+  /** Absent on a distributed optimizer's owned part (the whole shard reports the values). */
+  readonly value: DType.Storage | undefined
+  /** Absent on a shard whose gradient only partly is synchronised (distributed optimizer). */
+  readonly grad: DType.Storage | undefined
   readonly m: Float32Array | undefined
   readonly v: Float32Array | undefined
 }
@@ -55,11 +60,20 @@ export interface LockstepArgs {
  * Copies of every shard a trainer holds.
  * @category constructors
  */
-export const holdingsOf = (trainer: ReturnType<typeof RankTrainer.make>): Array<Holding> =>
-  [...trainer.params].map(([name, held]) => {
+export const holdingsOf = (trainer: ReturnType<typeof RankTrainer.make>): Array<Holding> => {
+  const { distributed } = trainer
+  const whole = [...trainer.params].map(([name, held]): Holding => {
     const moments = trainer.moments.get(name)
-    return { name, slice: held.slice, value: held.value.data.slice(), grad: held.grad.slice(), m: moments?.m.slice(), v: moments?.v.slice() }
+    // A bucketed shard's gradient is synchronised only on the part the rank owns.
+    const synchronised = distributed === undefined || moments !== undefined
+    return { name, slice: held.slice, value: held.value.data.slice(), grad: synchronised ? held.grad.slice() : undefined, m: moments?.m.slice(), v: moments?.v.slice() }
   })
+  if (distributed === undefined) return whole
+  const parts = DistributedOptimizer.ownedSlices(distributed).map(
+    (o): Holding => ({ name: o.name, slice: o.slice, value: undefined, grad: o.grad.slice(), m: o.m.slice(), v: o.v.slice() }),
+  )
+  return [...whole, ...parts]
+}
 
 /**
  * One rank's parallel run.

@@ -10,6 +10,7 @@
  * Every replica of a shard sees the same synchronised gradient, so every replica stays equal.
  */
 import type * as DType from "../tensor/DType.js"
+import type * as Params from "./Params.js"
 import type * as RankParams from "./RankParams.js"
 
 /**
@@ -71,22 +72,56 @@ export const moments = (params: ReadonlyMap<string, RankParams.Held>): Map<strin
   new Map([...params].map(([name, h]) => [name, { m: new Float32Array(h.value.size), v: new Float32Array(h.value.size) }]))
 
 /**
+ * The weight decay of a parameter: none on norms (1-D replicated parameters).
+ * @category mapping
+ */
+export const decayOf = (c: OptimizerConfig, spec: Params.ParamSpec): number => (spec.sharding === "replicated" && spec.shape.length === 1 ? 0 : c.weightDecay)
+
+/**
+ * AdamW on `n` consecutive elements: weights w[wAt..], gradients g[gAt..] (scaled by
+ * `clipScale`), moments s.m, s.v [sAt..]; step t counts from 1. Both optimizers (replicated and
+ * distributed) update through it, so they compute the same arithmetic.
+ * @category combinators
+ */
+export const updateRange = (
+  c: OptimizerConfig,
+  t: number,
+  lr: number,
+  clipScale: number,
+  decay: number,
+  n: number,
+  w: DType.Storage,
+  wAt: number,
+  g: DType.Storage,
+  gAt: number,
+  s: Moments,
+  sAt: number,
+): void => {
+  const c1 = 1 - c.beta1 ** t
+  const c2 = 1 - c.beta2 ** t
+  for (let k = 0; k < n; k++) {
+    const i = sAt + k
+    const gi = (g[gAt + k] as number) * clipScale
+    const m = (s.m[i] = c.beta1 * (s.m[i] as number) + (1 - c.beta1) * gi)
+    const v = (s.v[i] = c.beta2 * (s.v[i] as number) + (1 - c.beta2) * gi * gi)
+    const wi = w[wAt + k] as number
+    w[wAt + k] = wi - lr * ((m as number) / c1 / (Math.sqrt((v as number) / c2) + c.eps) + decay * wi)
+  }
+}
+
+/**
  * One AdamW step (step t counts from 1) with the gradient scaled by `clipScale`.
  * @category combinators
  */
 export const step = (c: OptimizerConfig, params: ReadonlyMap<string, RankParams.Held>, state: ReadonlyMap<string, Moments>, t: number, lr: number, clipScale: number): void => {
-  const c1 = 1 - c.beta1 ** t
-  const c2 = 1 - c.beta2 ** t
   for (const [name, h] of params) {
     const s = state.get(name) as Moments
-    const w: DType.Storage = h.value.data
-    const decay = h.spec.sharding === "replicated" && h.spec.shape.length === 1 ? 0 : c.weightDecay
-    for (let i = 0; i < w.length; i++) {
-      const g = (h.grad[i] as number) * clipScale
-      const m = (s.m[i] = c.beta1 * (s.m[i] as number) + (1 - c.beta1) * g)
-      const v = (s.v[i] = c.beta2 * (s.v[i] as number) + (1 - c.beta2) * g * g)
-      const wi = w[i] as number
-      w[i] = wi - lr * ((m as number) / c1 / (Math.sqrt((v as number) / c2) + c.eps) + decay * wi)
-    }
+    updateRange(c, t, lr, clipScale, decayOf(c, h.spec), h.value.size, h.value.data, 0, h.grad, 0, s, 0)
   }
 }
+
+/**
+ * The bytes of optimizer state the moments take (m and v, float32).
+ * @category mapping
+ */
+export const stateBytes = (state: ReadonlyMap<string, Moments>): number => [...state.values()].reduce((a, s) => a + s.m.byteLength + s.v.byteLength, 0)

@@ -70,9 +70,35 @@ export const make = (
   return out
 }
 
-type Kind = "dense" | "replicated" | "expert"
+/**
+ * The gradient groups' kinds, in the fixed order their collectives are issued.
+ * @category models
+ */
+export type Kind = "dense" | "replicated" | "expert"
 
-const kindOf = (spec: Params.ParamSpec): Kind => (Params.isExpert(spec) ? "expert" : spec.sharding === "replicated" ? "replicated" : "dense")
+/**
+ * Every kind, in the order of the collectives.
+ * @category configuration
+ */
+export const kinds: ReadonlyArray<Kind> = ["dense", "replicated", "expert"]
+
+/**
+ * Which gradient group a parameter belongs to (see the file header).
+ * @category mapping
+ */
+export const kindOf = (spec: Params.ParamSpec): Kind => (Params.isExpert(spec) ? "expert" : spec.sharding === "replicated" ? "replicated" : "dense")
+
+/**
+ * The group a kind's gradients are summed over: exactly the ranks that hold each of its shards.
+ * @category mapping
+ */
+export const groupOf = (groups: SyncGroups, kind: Kind): Group => (kind === "expert" ? groups.edp : kind === "replicated" ? groups.tpDpCp : groups.dpCp)
+
+/**
+ * The parameter PLEAT_FAULT_SKIP_SYNC leaves out of its bucket (test-only; see the file header).
+ * @category configuration
+ */
+export const skippedBySync = (): string | undefined => process.env.PLEAT_FAULT_SKIP_SYNC
 
 /** Gradients of one kind as one flat buffer, reduced over `group`, written back. */
 const reduceBucket = (held: ReadonlyArray<Held>, group: Group, dtype: DType.DType) =>
@@ -100,7 +126,7 @@ const reduceBucket = (held: ReadonlyArray<Held>, group: Group, dtype: DType.DTyp
  */
 export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroups, dtype: DType.DType) =>
   Effect.gen(function* () {
-    const skipped = process.env.PLEAT_FAULT_SKIP_SYNC
+    const skipped = skippedBySync()
     const all = [...params.values()].filter((h) => h.spec.name !== skipped)
     yield* reduceBucket(
       all.filter((h) => kindOf(h.spec) === "dense"),
@@ -128,9 +154,7 @@ export const globalNorm = (params: ReadonlyMap<string, Held>, groups: SyncGroups
   Effect.gen(function* () {
     let squares = 0
     for (const h of params.values()) {
-      const kind = kindOf(h.spec)
-      const owner = kind === "expert" ? groups.edp.ranks[0] : kind === "replicated" ? groups.tpDpCp.ranks[0] : groups.dpCp.ranks[0]
-      if (owner !== rank) continue
+      if (groupOf(groups, kindOf(h.spec)).ranks[0] !== rank) continue
       for (let i = 0; i < h.grad.length; i++) squares += (h.grad[i] as number) ** 2
     }
     const total = yield* Comm.allReduce(groups.world, Tensor.fromArray([squares], [1, 1], { dtype: "float64" }))

@@ -49,8 +49,8 @@ export interface StepSummary {
   readonly seconds: number
   /** Per MoE layer: max over experts of rows / mean rows (1 is perfect balance). */
   readonly imbalance: ReadonlyArray<{ readonly layer: number; readonly value: number }>
-  /** Per rank: forward, backward and waiting milliseconds. */
-  readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs">>
+  /** Per rank: forward, backward and waiting milliseconds, and the bytes of its optimizer state. */
+  readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs" | "optimizerStateBytes">>
 }
 
 /**
@@ -109,7 +109,7 @@ const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>,
     tokens,
     seconds,
     imbalance,
-    ranks: reports.map((r) => ({ forwardMs: r.forwardMs, backwardMs: r.backwardMs, waitMs: r.waitMs })),
+    ranks: reports.map((r) => ({ forwardMs: r.forwardMs, backwardMs: r.backwardMs, waitMs: r.waitMs, optimizerStateBytes: r.optimizerStateBytes })),
   }
 }
 

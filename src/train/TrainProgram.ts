@@ -3,7 +3,8 @@
  *
  * Its args are the run as data (the setup without its span callback, the steps to run, where
  * to resume from and where to save), so they cross into workers. Each rank builds its
- * RankTrainer, loads its slice of the checkpoint when resuming, runs its steps and reports
+ * RankTrainer, loads its slice of the checkpoint when resuming (its part of it, with the
+ * distributed optimizer), runs its steps and reports
  * each one to the driver as it completes (a StepEvent), recording spans when the job is
  * traced. At each step the driver planned a checkpoint for (periodic ones and the last), it
  * writes its shards into the step directory the driver chose and reports them (a SavedEvent,
@@ -15,7 +16,9 @@ import * as Effect from "effect/Effect"
 import { RankEvents } from "../runtime/RankEvents.js"
 import * as RankProgram from "../runtime/RankProgram.js"
 import * as Checkpoint from "./Checkpoint.js"
+import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import type * as Fault from "./Fault.js"
+import * as Optimizer from "./Optimizer.js"
 import * as RankTrainer from "./RankTrainer.js"
 import * as SaveFallback from "./SaveFallback.js"
 
@@ -66,7 +69,13 @@ export const program = (rank: number, args: unknown) =>
     const a = args as TrainArgs
     const events = yield* RankEvents
     const trainer = RankTrainer.make(events.tracing ? { ...a.setup, span: events.span } : a.setup, rank, a.faults)
-    if (a.resume !== undefined) Checkpoint.loadInto(a.resume, trainer.params, trainer.moments)
+    if (a.resume !== undefined) {
+      const { distributed } = trainer
+      // The distributed optimizer loads its shards' whole moments, then keeps its parts of them.
+      const moments = distributed === undefined ? trainer.moments : Optimizer.moments(trainer.params)
+      Checkpoint.loadInto(a.resume, trainer.params, moments)
+      if (distributed !== undefined) DistributedOptimizer.adopt(distributed, moments)
+    }
     for (let k = a.first; k < a.steps; k++) {
       const started = performance.now()
       const report = yield* trainer.step(k)
@@ -77,7 +86,12 @@ export const program = (rank: number, args: unknown) =>
       yield* Effect.yieldNow
       const save = a.saves.find((s) => s.step === k + 1)
       if (save === undefined) continue
-      const written = SaveFallback.writeRank(save, (stepDir) => Checkpoint.writeRank(stepDir, rank, trainer.params, trainer.moments))
+      const { distributed } = trainer
+      const written = SaveFallback.writeRank(save, (stepDir) =>
+        distributed === undefined
+          ? Checkpoint.writeRank(stepDir, rank, trainer.params, trainer.moments)
+          : Checkpoint.writeShards(stepDir, rank, DistributedOptimizer.savedSlices(distributed, trainer.params)),
+      )
       events.report({ saved: save.step, ...written } satisfies SavedEvent)
     }
   })

@@ -1,0 +1,276 @@
+/**
+ * DistributedOptimizer: AdamW with its state sharded over the ranks that hold the same
+ * parameters (ZeRO-1, as Megatron's --use-distributed-optimizer), instead of every replica
+ * keeping the whole state and updating the whole shard.
+ *
+ * Each gradient group of RankParams (dense over dp-cp, replicated over tp-dp-cp, expert over
+ * edp) is the set of ranks that hold exactly the same shards, laid out in the same order. So
+ * each group's shards form one flat bucket, the same on every member, and member i owns the
+ * i-th contiguous part of it (sizes differ by at most one element). A step:
+ *   1. reduce-scatters each bucket's gradients: a member receives the sum of its part only;
+ *   2. the global norm adds the squares of each member's part (every element of the model once)
+ *      over the world;
+ *   3. each member runs AdamW on its part, with moments only for its part;
+ *   4. all-gathers each bucket's updated values back into every member's shards.
+ * The three buckets' collectives are issued together on their groups' streams and awaited
+ * after (Communicator `start`), so they overlap one another.
+ *
+ * The master weights are the parameters themselves (float32 or float64): the updated part is
+ * written in place and gathered. A parameter left out of its bucket by the test-only fault
+ * PLEAT_FAULT_SKIP_SYNC (RankParams) keeps whole moments of its own and is updated on each
+ * rank from its unsynchronised gradient, as the replicated optimizer would: the missing
+ * synchronisation `pleat verify` must catch.
+ */
+import * as Effect from "effect/Effect"
+import * as Comm from "../comm/Communicator.js"
+import type { Group } from "../comm/Group.js"
+import * as DType from "../tensor/DType.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as Pieces from "./DistributedOptimizerPieces.js"
+import * as Optimizer from "./Optimizer.js"
+import * as RankParams from "./RankParams.js"
+
+/**
+ * One kind's shards laid end to end, and the part of them this rank owns.
+ * @category models
+ */
+export interface Bucket {
+  readonly kind: RankParams.Kind
+  readonly group: Group
+  readonly held: ReadonlyArray<RankParams.Held>
+  /** Where each of `held` starts in the bucket. */
+  readonly offsets: ReadonlyArray<number>
+  readonly total: number
+  /** Elements each member owns, in group-local order. */
+  readonly counts: ReadonlyArray<number>
+  /** This rank's part: [start, start + count). */
+  readonly start: number
+  readonly count: number
+  /** The moments of this rank's part. */
+  readonly moments: Optimizer.Moments
+  /** The synchronised gradient of this rank's part (after `reduceScatter`). */
+  readonly grad: DType.Storage
+}
+
+/**
+ * A rank's distributed optimizer state.
+ * @category models
+ */
+export interface DistributedOptimizer {
+  readonly buckets: ReadonlyArray<Bucket>
+  /** Whole moments of the parameters left out of the buckets (only the test-only fault). */
+  readonly unbucketed: Map<string, Optimizer.Moments>
+  readonly groups: RankParams.SyncGroups
+  readonly rank: number
+  readonly dtype: DType.DType
+}
+
+/** Member i's first element when `total` elements split over `n` members. */
+const boundary = (total: number, n: number, i: number): number => Math.floor((total * i) / n)
+
+/**
+ * Lays out the buckets of a rank's shards and allocates the moments of its parts.
+ * @category constructors
+ */
+export const make = (params: ReadonlyMap<string, RankParams.Held>, groups: RankParams.SyncGroups, rank: number, dtype: DType.DType): DistributedOptimizer => {
+  const skipped = RankParams.skippedBySync()
+  const buckets = RankParams.kinds.map((kind): Bucket => {
+    const group = RankParams.groupOf(groups, kind)
+    const held = [...params.values()].filter((h) => RankParams.kindOf(h.spec) === kind && h.spec.name !== skipped)
+    const offsets: Array<number> = []
+    let total = 0
+    for (const h of held) {
+      offsets.push(total)
+      total += h.value.size
+    }
+    const n = group.ranks.length
+    const me = group.ranks.indexOf(rank)
+    const counts = group.ranks.map((_, i) => boundary(total, n, i + 1) - boundary(total, n, i))
+    const start = boundary(total, n, me)
+    const count = counts[me] as number
+    return { kind, group, held, offsets, total, counts, start, count, moments: { m: new Float32Array(count), v: new Float32Array(count) }, grad: DType.allocate(dtype, count) }
+  })
+  const unbucketed = new Map([...params].filter(([name]) => name === skipped).map(([name, h]) => [name, { m: new Float32Array(h.value.size), v: new Float32Array(h.value.size) }]))
+  return { buckets, unbucketed, groups, rank, dtype }
+}
+
+/**
+ * What this rank owns of one held shard: the run [from, to) of the shard's elements and where
+ * it starts in the rank's part of the bucket.
+ * @category models
+ */
+export interface Owned {
+  readonly bucket: Bucket
+  readonly held: RankParams.Held
+  readonly from: number
+  readonly to: number
+  /** Index of element `from` in the part (its moments and synchronised gradient). */
+  readonly at: number
+}
+
+/** Every run of a shard this rank owns, bucket by bucket, in bucket order. */
+const owned = (opt: DistributedOptimizer): Array<Owned> =>
+  opt.buckets.flatMap((bucket) =>
+    bucket.held.flatMap((held, i) => {
+      const offset = bucket.offsets[i] as number
+      const lo = Math.max(offset, bucket.start)
+      const hi = Math.min(offset + held.value.size, bucket.start + bucket.count)
+      return lo < hi ? [{ bucket, held, from: lo - offset, to: hi - offset, at: lo - bucket.start }] : []
+    }),
+  )
+
+/** A bucket's shards' gradients laid end to end. */
+const flatGrads = (bucket: Bucket, dtype: DType.DType): DType.Storage => {
+  const flat = DType.allocate(dtype, bucket.total)
+  bucket.held.forEach((h, i) => flat.set(h.grad, bucket.offsets[i] as number))
+  return flat
+}
+
+const column = (data: DType.Storage): Tensor.Tensor => Tensor.fromStorage(data, [data.length, 1])
+
+/**
+ * Reduce-scatters every bucket's gradients: each rank's `grad` of a bucket becomes the sum over
+ * the group of its part. The buckets' collectives overlap (one stream per group).
+ * @category combinators
+ */
+export const reduceScatter = (opt: DistributedOptimizer) =>
+  Effect.gen(function* () {
+    const pending = []
+    for (const bucket of opt.buckets) {
+      if (bucket.total === 0) continue
+      const flat = flatGrads(bucket, opt.dtype)
+      if (bucket.group.ranks.length === 1) {
+        bucket.grad.set(flat)
+        continue
+      }
+      pending.push({ bucket, result: yield* Comm.start.reduceScatterV(bucket.group, column(flat), bucket.counts) })
+    }
+    for (const { bucket, result } of pending) bucket.grad.set((yield* result.await).data)
+  })
+
+/**
+ * The global gradient norm after `reduceScatter`: every rank adds the squares of its parts of
+ * the buckets (the parts cover each parameter of the model once) and, for a parameter left out
+ * of its bucket, of its shard when it is its group's first member (as RankParams.globalNorm).
+ * @category combinators
+ */
+export const globalNorm = (opt: DistributedOptimizer, params: ReadonlyMap<string, RankParams.Held>) =>
+  Effect.gen(function* () {
+    let squares = 0
+    for (const bucket of opt.buckets) for (let i = 0; i < bucket.count; i++) squares += (bucket.grad[i] as number) ** 2
+    for (const name of opt.unbucketed.keys()) {
+      const h = params.get(name) as RankParams.Held
+      if (RankParams.groupOf(opt.groups, RankParams.kindOf(h.spec)).ranks[0] !== opt.rank) continue
+      for (let i = 0; i < h.grad.length; i++) squares += (h.grad[i] as number) ** 2
+    }
+    const total = yield* Comm.allReduce(opt.groups.world, Tensor.fromArray([squares], [1, 1], { dtype: "float64" }))
+    return Math.sqrt(total.data[0] as number)
+  })
+
+/**
+ * One AdamW step on this rank's parts (step t counts from 1, gradients scaled by `clipScale`),
+ * then every bucket's updated values all-gathered into every member's shards.
+ * @category combinators
+ */
+export const step = (c: Optimizer.OptimizerConfig, opt: DistributedOptimizer, params: ReadonlyMap<string, RankParams.Held>, t: number, lr: number, clipScale: number) =>
+  Effect.gen(function* () {
+    const runs = owned(opt)
+    for (const o of runs) {
+      Optimizer.updateRange(c, t, lr, clipScale, Optimizer.decayOf(c, o.held.spec), o.to - o.from, o.held.value.data, o.from, o.bucket.grad, o.at, o.bucket.moments, o.at)
+    }
+    const local = new Map([...opt.unbucketed.keys()].map((name) => [name, params.get(name) as RankParams.Held]))
+    Optimizer.step(c, local, opt.unbucketed, t, lr, clipScale)
+    const pending = []
+    for (const bucket of opt.buckets) {
+      if (bucket.total === 0 || bucket.group.ranks.length === 1) continue
+      const part = DType.allocate(opt.dtype, bucket.count)
+      for (const o of runs) if (o.bucket === bucket) part.set(o.held.value.data.subarray(o.from, o.to), o.at)
+      pending.push({ bucket, result: yield* Comm.start.allGatherV(bucket.group, column(part)) })
+    }
+    for (const { bucket, result } of pending) {
+      const { tensor } = yield* result.await
+      bucket.held.forEach((h, i) => {
+        const offset = bucket.offsets[i] as number
+        h.value.data.set(tensor.data.subarray(offset, offset + h.value.size))
+      })
+    }
+  })
+
+/**
+ * Bytes of optimizer state this rank keeps (moments, float32), by gradient kind.
+ * @category mapping
+ */
+export const stateBytes = (opt: DistributedOptimizer, params: ReadonlyMap<string, RankParams.Held>): Record<RankParams.Kind, number> => {
+  const out: Record<RankParams.Kind, number> = { dense: 0, replicated: 0, expert: 0 }
+  for (const b of opt.buckets) out[b.kind] += b.moments.m.byteLength + b.moments.v.byteLength
+  for (const [name, s] of opt.unbucketed) out[RankParams.kindOf((params.get(name) as RankParams.Held).spec)] += s.m.byteLength + s.v.byteLength
+  return out
+}
+
+/**
+ * One run this rank owns as a rectangular slice of its parameter (DistributedOptimizerPieces),
+ * with its values, synchronised gradient and moments (views, not copies).
+ * @category models
+ */
+export interface OwnedSlice {
+  readonly name: string
+  readonly shape: ReadonlyArray<number>
+  readonly slice: ReadonlyArray<[number, number]>
+  readonly value: DType.Storage
+  readonly grad: DType.Storage
+  readonly m: Float32Array
+  readonly v: Float32Array
+}
+
+/**
+ * Every part this rank owns, as rectangular slices of the global parameters: over all ranks,
+ * they cover every parameter once.
+ * @category mapping
+ */
+export const ownedSlices = (opt: DistributedOptimizer): Array<OwnedSlice> =>
+  owned(opt).flatMap((o) => {
+    const shape = o.held.slice.map(([a, b]) => b - a)
+    return Pieces.ofRun(shape, o.from, o.to).map((p) => {
+      const at = o.at + p.from - o.from
+      const n = p.to - p.from
+      return {
+        name: o.held.spec.name,
+        shape: o.held.spec.shape,
+        slice: Pieces.globalRanges(o.held.slice, p),
+        value: o.held.value.data.subarray(p.from, p.to),
+        grad: o.bucket.grad.subarray(at, at + n),
+        m: o.bucket.moments.m.subarray(at, at + n),
+        v: o.bucket.moments.v.subarray(at, at + n),
+      }
+    })
+  })
+
+/**
+ * Takes this rank's parts of whole per-shard moments (as a checkpoint loads them).
+ * @category combinators
+ */
+export const adopt = (opt: DistributedOptimizer, whole: ReadonlyMap<string, Optimizer.Moments>): void => {
+  for (const o of owned(opt)) {
+    const s = whole.get(o.held.spec.name) as Optimizer.Moments
+    o.bucket.moments.m.set(s.m.subarray(o.from, o.to), o.at)
+    o.bucket.moments.v.set(s.v.subarray(o.from, o.to), o.at)
+  }
+  for (const [name, s] of opt.unbucketed) {
+    const from = whole.get(name) as Optimizer.Moments
+    s.m.set(from.m)
+    s.v.set(from.v)
+  }
+}
+
+/**
+ * What a rank saves in a checkpoint: its owned parts as slices, and the parameters left out of
+ * the buckets whole (Checkpoint).
+ * @category mapping
+ */
+export const savedSlices = (opt: DistributedOptimizer, params: ReadonlyMap<string, RankParams.Held>): Array<Omit<OwnedSlice, "grad">> => [
+  ...ownedSlices(opt),
+  ...[...opt.unbucketed].map(([name, s]) => {
+    const h = params.get(name) as RankParams.Held
+    return { name, shape: h.spec.shape, slice: h.slice, value: h.value.data, m: s.m, v: s.v }
+  }),
+]
