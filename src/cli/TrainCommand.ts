@@ -54,6 +54,13 @@ ${Flags.usage(TrainOptions.flags)}
 
 const format = (x: number, digits = 3) => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(digits))
 
+/** A byte count in binary units. */
+const formatBytes = (n: number): string => {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"]
+  const e = Math.min(units.length - 1, Math.max(0, Math.floor(Math.log2(Math.max(1, n)) / 10)))
+  return e === 0 ? `${n} B` : `${(n / 1024 ** e).toFixed(1)} ${units[e]}`
+}
+
 /** The root of the per-rank loggers: pino JSON at `level`, on the command's stderr. */
 const rankLogger = (level: string, io: Io): Logger =>
   // pino needs only `write` of its destination.
@@ -180,6 +187,9 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     const seconds = (performance.now() - started) / 1000
     const tokensPerSec = (ran * tokensPerStep) / seconds
     const imbalance = last?.imbalance ?? []
+    // Optimizer state (AdamW moments) each rank keeps; the distributed optimizer shards it.
+    const optimizerState = last?.ranks.map((r) => r.optimizerStateBytes) ?? []
+    const optimizerStateMax = Math.max(0, ...optimizerState)
     if (json !== undefined) {
       json.info(
         {
@@ -191,6 +201,9 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
           seconds,
           flopsPerStep: flops,
           flopsPerSec: (ran * flops) / seconds,
+          optimizerStateBytes: optimizerStateMax,
+          optimizerStateBytesPerRank: optimizerState,
+          distributedOptimizer: setup.distributedOptimizer === true,
           imbalance,
           checkpoint: resolved.save ?? null,
           trace: resolved.trace ?? null,
@@ -204,6 +217,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       `${format(tokensPerSec, 0)} tokens/s over ${ran} steps in ${seconds.toFixed(1)} s`,
       `model FLOPs per step ${format(flops)}; achieved ${format((ran * flops) / seconds)} FLOP/s`,
       `load imbalance (max/mean tokens per expert) by MoE layer: ${imbalance.map((i) => `layer ${i.layer}: ${i.value.toFixed(2)}`).join(", ") || "-"}`,
+      `optimizer state (AdamW moments) per rank: ${formatBytes(optimizerStateMax)} max over ranks, ${formatBytes(optimizerState.reduce((a, b) => a + b, 0))} in all (${setup.distributedOptimizer === true ? "distributed optimizer: sharded over the data-parallel ranks" : "replicated; --distributed-optimizer shards it"})`,
     ]
     if (resolved.save !== undefined) lines.push(`checkpoint: ${lastSaved ?? `${resolved.save} (none written)`}`)
     if (resolved.trace !== undefined) lines.push(`trace: ${resolved.trace} (open in https://ui.perfetto.dev or chrome://tracing)`)
