@@ -2,7 +2,8 @@
 // (mappings of world 4, sizes, splits) run as jobs of one mpirun (runner.ts), each compared
 // with the same case on the local backend: bit for bit, except sums, which MPI reduces in its
 // own order (float64 to 1e-12 relative; cases with float32 sums, whose elements then differ by
-// an ulp or so, to 1e-6); faults end with the same diagnosis as locally (a
+// an ulp or so, to 1e-4: their results are position-weighted checksums of up to 200,000
+// elements, measured 2.5e-6 apart, while one wrong element moves them by 1e-3 or more); faults end with the same diagnosis as locally (a
 // timeout names the ranks that never arrived, as the others tell it). Skipped, with a
 // line saying why, where mpirun or the MPI addon is missing.
 import * as Cause from "effect/Cause"
@@ -49,11 +50,11 @@ const contract: Array<{ readonly scenario: Scenario; readonly args: unknown; rea
   ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }) }), 3).map((args) => ({ scenario: "gatherV" as const, args, sums: 0 })),
   ...draw(fc.record({ mapping: mappings, rootSeed: fc.nat() }), 3).map((args) => ({ scenario: "broadcastAndSelf" as const, args, sums: 0 })),
   ...draw(fc.integer({ min: 1, max: 6 }), 2).map((count) => ({ scenario: "p2pFifo" as const, args: { world, count }, sums: 0 })),
-  ...draw(fc.integer({ min: 1, max: 1500 }), 2).map((c) => ({ scenario: "receiveBuffers" as const, args: { world, c, steps: 3 }, sums: 1e-6 })),
+  ...draw(fc.integer({ min: 1, max: 1500 }), 2).map((c) => ({ scenario: "receiveBuffers" as const, args: { world, c, steps: 3 }, sums: 1e-4 })),
   ...draw(fc.record({ mapping: mappings, length: fc.integer({ min: 64 * 1024, max: 200_000 }) }), 2).map((a) => ({
     scenario: "bigAllReduce" as const,
     args: { ...a, steps: 3 },
-    sums: 1e-6,
+    sums: 1e-4,
   })),
   ...draw(fc.integer({ min: 1, max: 3000 }), 2).map((c) => ({ scenario: "zeroCopyReuse" as const, args: { world, c, steps: 4 }, sums: 0 })),
 ]
