@@ -10,7 +10,9 @@
  * and every parameter after the optimizer step; then both go on from the parallel run's
  * P_{k+1} (the one-rank run in the driver's process, while the ranks go on). So each step's difference is that step's rounding alone: it does not compound over
  * steps (two free-running trajectories drift apart by step 40 even in float64), and one
- * tolerance holds for any number of steps.
+ * tolerance holds for any number of steps. A parallel run with the distributed optimizer reports,
+ * of its sharded state, the parts each rank owns (LockstepProgram): gathered, they are whole
+ * moments and synchronised gradients again; the one-rank run uses the replicated optimizer.
  *
  * Differences are relative: numbers |a - b| / max(|a|, |b|), a parameter's tensors ||a - b|| /
  * max(||a||, ||b||) in the 2-norm (0 when both are 0), where a is every shard the parallel

@@ -6,7 +6,9 @@
  * PipelineLinks.ts: activations and their gradients cross stages keyed by micro-batch, in the
  * model's hidden layout, so a message can never be taken for another one. Every forward of a
  * (micro-batch, chunk) records on its own tape (ChunkRun.ts), so an interleaved schedule can
- * keep several micro-batches in flight. Then gradients are synchronised and the optimizer steps;
+ * keep several micro-batches in flight. Then gradients are synchronised and the optimizer steps
+ * (all-reduced and updated on every replica; or, with the distributed optimizer, reduce-scattered,
+ * each rank updating its part and all-gathering it: DistributedOptimizer.ts);
  * a non-finite loss share or gradient stops the rank first, naming it (NonFinite.ts).
  */
 import * as Effect from "effect/Effect"
