@@ -17,6 +17,9 @@ import type * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Order from "../mapping/Order.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
+import * as Dropping from "../moe/Dropping.js"
+import * as MoeSettings from "../moe/MoeSettings.js"
+import * as Router from "../moe/Router.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Flags from "./Flags.js"
 
@@ -28,6 +31,7 @@ const maxSeed = 2 ** 32 - 1
 const PositiveInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1), Schema.isLessThanOrEqualTo(maxCount))
 const SeedInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(maxSeed))
 const NonEmpty = Schema.String.check(Schema.isMinLength(1))
+const Real = Schema.Number.check(Schema.isFinite())
 
 const count = (help: string, fallback: number) => ({ kind: "count" as const, schema: PositiveInt, min: 1 as const, max: maxCount, default: fallback, placeholder: "N", help })
 const optionalCount = (help: string, placeholder = "N") => ({
@@ -41,6 +45,9 @@ const optionalCount = (help: string, placeholder = "N") => ({
 const seed = (help: string, fallback: number) => ({ kind: "count" as const, schema: SeedInt, min: 0 as const, max: maxSeed, default: fallback, placeholder: "N", help })
 const text = (help: string, fallback: string, placeholder: string) => ({ kind: "text" as const, schema: NonEmpty, default: fallback, placeholder, help })
 const optionalText = (help: string, placeholder: string) => ({ kind: "text" as const, schema: Schema.optionalKey(NonEmpty), placeholder, help })
+const real = (help: string, fallback: number) => ({ kind: "real" as const, schema: Real, default: fallback, placeholder: "F", help })
+const optionalReal = (help: string) => ({ kind: "real" as const, schema: Schema.optionalKey(Real), placeholder: "F", help })
+const flag = (help: string) => ({ kind: "flag" as const, schema: Schema.Boolean, default: false, placeholder: "", help })
 const choice = <const L extends readonly [string, ...Array<string>]>(options: L, fallback: L[number], help: string, placeholder: string) => ({
   kind: "choice" as const,
   options,
@@ -51,6 +58,7 @@ const choice = <const L extends readonly [string, ...Array<string>]>(options: L,
 })
 
 const model = ModelConfig.small
+const moe = MoeSettings.defaults
 
 /**
  * Every setting of a training run, in the order of the help text. The default job is a small
@@ -79,11 +87,28 @@ export const settings = {
   "moe-ffn": count("expert MLP width", model.moeFfn),
   "moe-every": count("layer i is MoE when i % N is 0 (1: every layer)", model.moeEvery),
   seq: count("sequence length", model.seq),
+  "score-function": choice(Router.scoreFunctions as ["softmax", "sigmoid"], moe.scoreFunction, "router score function", "NAME"),
+  "pre-softmax": flag("softmax over all experts before the top-k (softmax scores; probs are not renormalized)"),
+  "num-groups": optionalCount("group-limited routing: expert groups (divides --experts; with --group-topk)"),
+  "group-topk": optionalCount("group-limited routing: groups kept per token (divides --num-groups)", "K"),
+  "scaling-factor": optionalReal("multiplies the routing probs (after their normalization)"),
+  "aux-loss": text("load-balancing losses TYPE:COEFF[,TYPE:COEFF], TYPE aux | seq_aux | global_aux, or none", MoeSettings.formatAuxLoss(moe.auxLosses), "SPEC"),
+  "z-loss-coeff": real("router z-loss coefficient (0: off)", moe.zLossCoeff),
+  dispatcher: choice(MoeSettings.dispatchers, moe.dispatcher, "token dispatcher", "NAME"),
+  "capacity-factor": optionalReal("drop tokens over capacity ceil(tokens*topk/experts*F) per expert, decided on each rank from its tokens (dropless when not given)"),
+  "drop-policy": choice(
+    Dropping.dropPolicies as ["probs", "position"],
+    moe.dropPolicy,
+    "which tokens an expert over capacity keeps (largest probs, ties to the earlier token; or the first routed)",
+    "POLICY",
+  ),
+  "pad-to-capacity": flag("pad every expert's input to its capacity (needs --capacity-factor)"),
   "micro-batch": count("sequences per micro-batch", 1),
   "global-batch": count("sequences per step", 8),
   steps: count("training steps in all (with --resume, counting the resumed ones)", 100),
   seed: seed(`seed of weights and data, 0..${maxSeed}`, 1),
   dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype", "DTYPE"),
+  "distributed-optimizer": flag("shard the AdamW state over the data-parallel ranks (ZeRO-1: dense over dp x cp, experts over edp)"),
   backend: choice(ChooseBackend.names, "local", "where ranks run (fibers of this thread, a worker thread each; -zero-copy reads shared tensors in place)", "NAME"),
   log: choice(["pretty", "json"], "pretty", "a progress bar and a summary, or JSON lines (start, each step, summary)", "FORMAT"),
   "log-level": choice(["trace", "debug", "info", "warn", "error", "silent"], "warn", "level of the per-rank logs (pino JSON on stderr)", "LEVEL"),
@@ -122,7 +147,7 @@ export type RunConfig = typeof RunConfig.Type
  * The defaults, from `settings`.
  * @category configuration
  */
-export const defaults: Readonly<Partial<Record<Key, number | string>>> = Object.fromEntries(
+export const defaults: Readonly<Partial<Record<Key, number | string | boolean>>> = Object.fromEntries(
   keys.flatMap((k) => {
     const s: Setting = settings[k]
     return "default" in s ? [[k, s.default]] : []
@@ -137,7 +162,9 @@ export const flags: Readonly<Record<Key, Flags.FlagSpec>> = Object.fromEntries(
   keys.map((k) => {
     const s: Setting = settings[k]
     const help = "default" in s ? `${s.help} (default ${s.default})` : s.help
-    return [k, s.kind === "count" ? { kind: "int", placeholder: s.placeholder, help, min: s.min, max: s.max } : { kind: "string", placeholder: s.placeholder, help }]
+    if (s.kind === "count") return [k, { kind: "int", placeholder: s.placeholder, help, min: s.min, max: s.max }]
+    if (s.kind === "flag") return [k, { kind: "boolean", help }]
+    return [k, { kind: "string", placeholder: s.placeholder, help }]
   }),
 ) as Record<Key, Flags.FlagSpec>
 
@@ -198,8 +225,18 @@ const problemOf = (key: Key, value: unknown, source: Source | undefined): Config
       return ConfigError.make(name, value, "is not allowed", `use one of ${s.options.join(", ")}`)
     case "text":
       return ConfigError.make(name, value, "is not a non-empty string", `${where} a ${s.placeholder}`)
+    case "real":
+      return ConfigError.make(name, value, "is not a finite number", `${where} a number such as 1.5`)
+    case "flag":
+      return ConfigError.make(name, value, "is not true or false", `${where} true or false`)
   }
 }
+
+const numberText = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i
+
+/** The flags of real settings as numbers (a flag's value is text; a config file's a JSON number). */
+const realsOf = (given: Readonly<Record<string, unknown>>): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(given).map(([k, v]) => [k, isKey(k) && settings[k].kind === "real" && typeof v === "string" && numberText.test(v.trim()) ? Number(v) : v]))
 
 /**
  * Decodes defaults < file < flags into a RunConfig; fails with every problem at once, each
@@ -211,7 +248,7 @@ export const decode = (file: FileLayer | undefined, given: Readonly<Record<strin
   for (const k of keys) if (k in defaults) sources[k] = { _tag: "default" }
   for (const k of Object.keys(file?.values ?? {})) if (isKey(k) && file !== undefined) sources[k] = { _tag: "file", file: file.file }
   for (const k of Object.keys(given)) if (isKey(k)) sources[k] = { _tag: "flag" }
-  const input: Record<string, unknown> = { ...defaults, ...file?.values, ...given }
+  const input: Record<string, unknown> = { ...defaults, ...file?.values, ...realsOf(given) }
   const decoded = Schema.decodeUnknownResult(RunConfig, { errors: "all", onExcessProperty: "error" })(input)
   if (Result.isSuccess(decoded)) return Result.succeed({ config: decoded.success, sources })
   const problems = [...failingKeys(decoded.failure.issue)].map((k) => {

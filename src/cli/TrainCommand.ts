@@ -22,6 +22,8 @@
 import * as Effect from "effect/Effect"
 import { type Logger, pino } from "pino"
 import * as Folding from "../mapping/Folding.js"
+import type * as MoeStats from "../model/MoeStats.js"
+import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Log from "../runtime/Log.js"
 import * as Trace from "../runtime/Trace.js"
 import * as SaveFallback from "../train/SaveFallback.js"
@@ -62,6 +64,10 @@ const formatBytes = (n: number): string => {
 }
 
 /** The root of the per-rank loggers: pino JSON at `level`, on the command's stderr. */
+/** The MoE layers' metrics for the log: losses by layer, and dropped pairs when dropping. */
+const moeMetrics = (moe: ReadonlyArray<MoeStats.LayerStep>, dropping: boolean) =>
+  moe.map((m) => (dropping ? { layer: m.layer, losses: m.losses, dropped: m.dropped } : { layer: m.layer, losses: m.losses }))
+
 const rankLogger = (level: string, io: Io): Logger =>
   // pino needs only `write` of its destination.
   Log.root({
@@ -105,6 +111,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     if (first >= steps) return nothingToDo(resolved, io)
     const tokensPerStep = setup.batch.globalBatch * setup.model.seq
     const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch)
+    const dropping = setup.model.moe !== undefined && MoeSettings.drops(setup.model.moe)
     const json = resolved.log === "json" ? pino({ base: null }, { write: (line: string) => io.stdout(line) }) : undefined
     const progress = resolved.log === "pretty" ? Progress.make(steps, first) : undefined
     const tracer = resolved.trace === undefined ? undefined : new Trace.Tracer()
@@ -158,7 +165,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         ran++
         done = summary.step + 1
         const tokensPerSec = summary.tokens / summary.seconds
-        json?.info({ step: done, loss: summary.loss, lr: summary.lr, tokensPerSec, gradNorm: summary.gradNorm }, "step")
+        json?.info({ step: done, loss: summary.loss, lr: summary.lr, tokensPerSec, gradNorm: summary.gradNorm, moe: moeMetrics(summary.moe, dropping) }, "step")
         progress?.update(done, `loss ${format(summary.loss)} | ${format(tokensPerSec, 0)} tok/s`)
         activity.set(describe())
       },
@@ -190,6 +197,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     // Optimizer state (AdamW moments) each rank keeps; the distributed optimizer shards it.
     const optimizerState = last?.ranks.map((r) => r.optimizerStateBytes) ?? []
     const optimizerStateMax = Math.max(0, ...optimizerState)
+    const moe = moeMetrics(last?.moe ?? [], dropping)
     if (json !== undefined) {
       json.info(
         {
@@ -205,6 +213,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
           optimizerStateBytesPerRank: optimizerState,
           distributedOptimizer: setup.distributedOptimizer === true,
           imbalance,
+          moe,
           checkpoint: resolved.save ?? null,
           trace: resolved.trace ?? null,
         },
@@ -219,6 +228,18 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       `load imbalance (max/mean tokens per expert) by MoE layer: ${imbalance.map((i) => `layer ${i.layer}: ${i.value.toFixed(2)}`).join(", ") || "-"}`,
       `optimizer state (AdamW moments) per rank: ${formatBytes(optimizerStateMax)} max over ranks, ${formatBytes(optimizerState.reduce((a, b) => a + b, 0))} in all (${setup.distributedOptimizer === true ? "distributed optimizer: sharded over the data-parallel ranks" : "replicated; --distributed-optimizer shards it"})`,
     ]
+    if (moe.some((m) => Object.keys(m.losses).length > 0))
+      lines.push(
+        `MoE losses (last step, without coefficients) by layer: ${moe
+          .map(
+            (m) =>
+              `layer ${m.layer}: ${Object.entries(m.losses)
+                .map(([name, v]) => `${name} ${format(v, 4)}`)
+                .join(" ")}`,
+          )
+          .join(", ")}`,
+      )
+    if (dropping) lines.push(`dropped (token, expert) pairs in the last step by layer: ${moe.map((m) => `layer ${m.layer}: ${m.dropped}`).join(", ") || "-"}`)
     if (resolved.save !== undefined) lines.push(`checkpoint: ${lastSaved ?? `${resolved.save} (none written)`}`)
     if (resolved.trace !== undefined) lines.push(`trace: ${resolved.trace} (open in https://ui.perfetto.dev or chrome://tracing)`)
     io.stdout(`${lines.join("\n")}\n`)

@@ -17,6 +17,7 @@ import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as MpiProcess from "../runtime/MpiProcess.js"
 import * as ModelContext from "../model/ModelContext.js"
+import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
 import * as ModelConfig from "../train/ModelConfig.js"
@@ -162,6 +163,24 @@ const launchMismatch = (d: RunConfig.Decoded, backend: ChooseBackend.Name): Conf
   return MpiProcess.worldProblem(field, d.config.world)
 }
 
+/** The router and MoE-layer settings of the configuration (checked with the model). */
+const moeSettings = (c: RunConfig.RunConfig): MoeSettings.MoeSettings => ({
+  scoreFunction: c["score-function"],
+  preSoftmax: c["pre-softmax"],
+  numGroups: c["num-groups"],
+  groupTopk: c["group-topk"],
+  scalingFactor: c["scaling-factor"],
+  auxLosses: MoeSettings.parseAuxLoss(c["aux-loss"]),
+  zLossCoeff: c["z-loss-coeff"],
+  dispatcher: c.dispatcher,
+  capacityFactor: c["capacity-factor"],
+  dropPolicy: c["drop-policy"],
+  padToCapacity: c["pad-to-capacity"],
+})
+
+/** The coefficient of the plain aux loss (the setup's, which the model's settings agree with). */
+const plainAuxCoeff = (moe: MoeSettings.MoeSettings | undefined): number => moe?.auxLosses.find((t) => t.type === "aux")?.coeff ?? 0
+
 /**
  * Parses the flags (and config file) into a checked job; throws a BadInput naming every
  * problem it can see at once (flags and settings), else the first cross-field problem.
@@ -205,6 +224,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     moeFfn: c["moe-ffn"],
     moeEvery: c["moe-every"],
     seq: c.seq,
+    moe: explained(d, () => moeSettings(c)),
   }
   const batch = { microBatch: c["micro-batch"], globalBatch: c["global-batch"] }
   explained(d, () => ModelConfig.check(model, batch, parallel))
@@ -226,7 +246,16 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   // A checkpoint to resume must be complete, undamaged and of this run: find out before any work.
   const first = c.resume === undefined ? 0 : explained(d, () => Checkpoint.manifestFor(c.resume as string, { model, seed: c.seed, dtype: c.dtype }).step)
   return {
-    setup: { parallel, model, batch, seed: c.seed, dtype: c.dtype, optimizer: Optimizer.defaults(c.steps), auxLossCoeff: 0.01 },
+    setup: {
+      parallel,
+      model,
+      batch,
+      seed: c.seed,
+      dtype: c.dtype,
+      optimizer: Optimizer.defaults(c.steps),
+      auxLossCoeff: plainAuxCoeff(model.moe),
+      distributedOptimizer: c["distributed-optimizer"],
+    },
     steps: c.steps,
     backend,
     log: c.log,

@@ -15,6 +15,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as ConfigError from "../errors/ConfigError.js"
+import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Lockstep from "../train/Lockstep.js"
 import { Activity } from "./Activity.js"
 import * as BadInput from "./BadInput.js"
@@ -37,6 +38,9 @@ const refusals = (resolved: TrainOptions.Resolved): Array<ConfigError.ConfigErro
   unused("save", resolved.save, "it keeps no training run")
   unused("resume", resolved.resume, "it starts both runs from the seed")
   unused("trace", resolved.trace, "it traces nothing")
+  // Settings whose parallel run one rank cannot reproduce (which tokens drop, global_aux counts).
+  const moe = resolved.setup.model.moe === undefined ? undefined : MoeSettings.oneRankProblem(resolved.setup.model.moe, resolved.setup.parallel.sizes)
+  if (moe !== undefined) out.push(moe)
   if (resolved.logLevel !== "warn") out.push(ConfigError.make("--log-level", resolved.logLevel, "is not used by pleat verify (it runs no per-rank loggers)", "drop --log-level"))
   return out
 }

@@ -18,7 +18,11 @@ import * as SelfAttention from "../attention/SelfAttention.js"
 import * as DenseMlp from "../dataflow/DenseMlp.js"
 import * as Operator from "../dataflow/Operator.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
+import * as Comm from "../comm/Communicator.js"
+import * as Group from "../comm/Group.js"
 import * as MoeLayer from "../moe/MoeLayer.js"
+import * as MoeRunState from "../moe/MoeRunState.js"
+import * as MoeSettings from "../moe/MoeSettings.js"
 import { add } from "../tensor/ops/Elementwise.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
 import type * as Tensor from "../tensor/Tensor.js"
@@ -101,10 +105,12 @@ const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.T
   Operator.laid(`moe (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) =>
     Effect.gen(function* () {
       const p = weightsOf(c, layer)
+      const normed = rmsNorm(h.tensor, p("ffnNorm"), eps)
+      const config = yield* moeConfig(c, layer, normed.shape[0] as number)
       const r = yield* MoeLayer.forwardLaid(
-        TensorLayout.attach(rmsNorm(h.tensor, p("ffnNorm"), eps), h.layout),
+        TensorLayout.attach(normed, h.layout),
         { router: p("router"), experts: { wGate: p("experts.wGate"), wUp: p("experts.wUp"), wDown: p("experts.wDown") } },
-        { numExperts: c.sizes.experts, router: { topk: c.sizes.topk, scoreFunction: "softmax" }, auxLossCoeff: c.auxLossCoeff, tpCp: c.groups.tpCp },
+        config,
         c.groups.expert,
       )
       // The layout the dispatcher's combine returned the tokens in (sequence order, checked).
@@ -113,9 +119,36 @@ const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.T
         layout: r.output.layout,
         aux: add(h.aux, r.loss),
         expertRows: [...h.expertRows, r.report.rowsPerLocalExpert],
+        moeStats: [...(h.moeStats ?? []), { terms: r.terms, dropped: r.dropped }],
       } satisfies ModelContext.Activations
     }),
   )
+
+/**
+ * The MoE layer's configuration: today's router when the sizes give no MoE settings, else the
+ * settings with what their losses need: for seq_aux the sequence of each local row (rows are
+ * the cp rank's positions, batch-major, then this member's tp block under sequence
+ * parallelism), for global_aux the layer's running counts in the rank's state.
+ */
+const moeConfig = (c: ModelContext.ModelContext, layer: number, rows: number) =>
+  Effect.gen(function* () {
+    const s = c.sizes
+    if (s.moe === undefined) return { numExperts: s.experts, router: { topk: s.topk, scoreFunction: "softmax" }, auxLossCoeff: c.auxLossCoeff, tpCp: c.groups.tpCp } as const
+    const types = s.moe.auxLosses.filter((t) => t.coeff !== 0).map((t) => t.type)
+    let sequences: MoeLayer.MoeConfig["sequences"]
+    if (types.includes("seq_aux")) {
+      const me = (yield* Comm.Communicator).rank
+      const perSequence = s.seq / c.groups.cp.ranks.length
+      const first = c.sequenceParallel ? Group.localRank(c.groups.tp, me) * rows : 0
+      sequences = { count: c.microBatch, length: s.seq, ofRow: Int32Array.from({ length: rows }, (_, r) => Math.floor((first + r) / perSequence)) }
+    }
+    let global: MoeLayer.MoeConfig["global"]
+    if (types.includes("global_aux")) {
+      if (c.moeState === undefined || c.groups.tpDpCp === undefined) return yield* Effect.die(new Error("global_aux needs the rank's MoE state and its tp-dp-cp group"))
+      global = { tpDpCp: c.groups.tpDpCp, state: MoeRunState.globalCounts(c.moeState, layer, s.experts) }
+    }
+    return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global })
+  })
 
 const mlp = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
   Operator.laid(`mlp (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) =>

@@ -21,6 +21,7 @@ import * as Block from "./Block.js"
 import * as Embedding from "./Embedding.js"
 import * as Head from "./Head.js"
 import * as ModelContext from "./ModelContext.js"
+import type * as MoeStats from "./MoeStats.js"
 
 /**
  * Which part of the model a chunk is: layers [first, last) and whether it embeds or ends.
@@ -43,6 +44,8 @@ export interface ChunkOutput {
   readonly aux: Tensor.Tensor
   /** Rows each local expert processed, per MoE layer of the chunk (for load imbalance). */
   readonly expertRows: ReadonlyArray<ReadonlyArray<number>>
+  /** What each MoE layer of the chunk measured (aux and z losses, dropped pairs). */
+  readonly moeStats: ReadonlyArray<MoeStats.MoeStats>
 }
 
 /**
@@ -83,7 +86,7 @@ export const forward = (c: ModelContext.ModelContext, chunk: Chunk, input: Tenso
       return yield* Effect.die(new Error(`chunk of layers [${chunk.layers[0]}, ${chunk.layers[1]}) is not the first but was given no input`))
     }
     const aux = scale(x.aux, 1 / c.microBatchesPerStep)
-    if (!chunk.isLast) return { hidden: TensorLayout.attach(x.tensor, x.layout), loss: undefined, aux, expertRows: x.expertRows } satisfies ChunkOutput
+    if (!chunk.isLast) return { hidden: TensorLayout.attach(x.tensor, x.layout), loss: undefined, aux, expertRows: x.expertRows, moeStats: x.moeStats ?? [] } satisfies ChunkOutput
     const loss = yield* Head.make(c, tokens.targets, l).run(x)
-    return { hidden: undefined, loss: loss.tensor, aux, expertRows: x.expertRows } satisfies ChunkOutput
+    return { hidden: undefined, loss: loss.tensor, aux, expertRows: x.expertRows, moeStats: x.moeStats ?? [] } satisfies ChunkOutput
   })

@@ -15,7 +15,10 @@
 import type { Group } from "../comm/Group.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Dispatcher from "../moe/Dispatcher.js"
+import type * as MoeRunState from "../moe/MoeRunState.js"
+import type * as MoeSettings from "../moe/MoeSettings.js"
 import type * as Tensor from "../tensor/Tensor.js"
+import type * as MoeStats from "./MoeStats.js"
 
 /**
  * The model's sizes that the forward uses.
@@ -31,6 +34,8 @@ export interface Sizes {
   /** Layer i is MoE when i % moeEvery === 0 (1: every layer). */
   readonly moeEvery: number
   readonly seq: number
+  /** The router and MoE-layer options; none: softmax after top-k, dropless, aux loss `auxLossCoeff`. */
+  readonly moe?: MoeSettings.MoeSettings | undefined
 }
 
 /**
@@ -41,6 +46,8 @@ export interface Groups {
   readonly tp: Group
   readonly cp: Group
   readonly tpCp: Group
+  /** The tp-dp-cp group (needed by global_aux). */
+  readonly tpDpCp?: Group | undefined
   readonly expert: Dispatcher.ExpertGroups
 }
 
@@ -58,7 +65,10 @@ export interface ModelContext {
   readonly sequenceParallel: boolean
   /** M * dp: micro-batches in the global batch (the loss is their mean). */
   readonly microBatchesPerStep: number
+  /** The plain aux loss's coefficient when `sizes.moe` does not give the losses. */
   readonly auxLossCoeff: number
+  /** This rank's MoE state across the global batch (needed by global_aux). */
+  readonly moeState?: MoeRunState.MoeRunState | undefined
   /** Parameters by name (leaves on the micro-batch's tape). */
   readonly param: (name: string) => Tensor.Tensor
 }
@@ -80,6 +90,8 @@ export interface Activations extends TensorLayout.WithLayout {
   readonly aux: Tensor.Tensor
   /** Rows each local expert processed, per MoE layer run so far. */
   readonly expertRows: ReadonlyArray<ReadonlyArray<number>>
+  /** What each MoE layer run so far measured (parallel to expertRows). */
+  readonly moeStats?: ReadonlyArray<MoeStats.MoeStats>
 }
 
 /**

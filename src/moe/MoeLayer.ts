@@ -34,6 +34,12 @@ import * as RoutedLayout from "./RoutedLayout.js"
 import * as Router from "./Router.js"
 
 /**
+ * The load-balancing losses of semantics.md 2.1.3.
+ * @category models
+ */
+export type AuxLossType = "aux_loss" | "seq_aux_loss" | "global_aux_loss"
+
+/**
  * The layer's settings.
  * @category models
  */
@@ -52,7 +58,12 @@ export interface MoeConfig {
    * (default; counts over the micro-batch) or "seq_aux_loss" (counts per sequence, the mean of
    * the sequences' losses; needs `sequences`). Counts are summed over `tpCp` either way.
    */
-  readonly auxLossType?: "aux_loss" | "seq_aux_loss" | "global_aux_loss"
+  readonly auxLossType?: AuxLossType
+  /**
+   * Several load-balancing losses at once, each with its coefficient, applied in this order;
+   * when given, `auxLossCoeff` and `auxLossType` are not used.
+   */
+  readonly auxLosses?: ReadonlyArray<{ readonly type: AuxLossType; readonly coeff: number }>
   /**
    * For global_aux_loss: the tp-dp-cp group the counts are summed over, and the running counts
    * of the global batch so far (the caller keeps them and resets them after each global batch;
@@ -111,15 +122,18 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
     const routed = Router.routing(logits, config.router)
     let probs = routed.probs
     let map = routed.routingMap
+    // Routed (token, expert) pairs the capacity dropped (0 when dropless).
+    let dropped = 0
     if (!Capacity.isDropless(config.capacityFactor)) {
-      const dropped = Dropping.applyTokenDropping(probs, map, {
+      const kept = Dropping.applyTokenDropping(probs, map, {
         topk: config.router.topk,
         capacityFactor: config.capacityFactor as number,
         dropPolicy: config.dropPolicy ?? "probs",
         padToCapacity: config.padToCapacity ?? false,
       })
-      probs = dropped.probs
-      map = dropped.routingMap
+      dropped = RoutingMap.count(map) - RoutingMap.count(RoutingMap.and(map, kept.routingMap))
+      probs = kept.probs
+      map = kept.routingMap
     }
     const input = { tokens: x, layout: laid.layout, probs, map, numExperts: config.numExperts, experts: w.experts, groups }
     const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
@@ -136,31 +150,61 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
     }
     let loss = Tensor.zeros([], { dtype: x.dtype })
     const groupSize = config.tpCp?.ranks.length ?? 1
-    if ((config.auxLossCoeff ?? 0) !== 0 && config.auxLossType === "global_aux_loss") {
-      const g = config.global
-      if (g === undefined) return yield* Effect.die(new Error("MoeLayer: global_aux_loss needs config.global"))
-      const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
-      const summed = yield* Comm.allReduce(g.tpDpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))
-      g.state.counts = AuxLoss.addGlobalCounts(g.state.counts, summed.data)
-      loss = add(
-        loss,
-        AuxLoss.globalAuxLoss(routed.scores, routed.auxRoutingMap, {
+    // Each term's value on this rank, without its coefficient (the rank's share: shares add up
+    // over tp-cp, over tp-dp-cp for global_aux_loss), for the metrics.
+    const terms: Array<LossTerm> = []
+    for (const term of auxLossesOf(config)) {
+      const value = yield* auxLossTerm(term, routed, config, groupSize)
+      loss = add(loss, value)
+      terms.push({ name: term.type, value: Tensor.item(value) / term.coeff })
+    }
+    if ((config.zLossCoeff ?? 0) !== 0) {
+      const z = AuxLoss.zLoss(logits, 1, groupSize)
+      loss = add(loss, scale(z, config.zLossCoeff as number))
+      terms.push({ name: "z_loss", value: Tensor.item(z) })
+    }
+    return { output, loss, terms, dropped, routing: { probs, map }, report }
+  })
+
+/**
+ * A loss term of the layer: its name and this rank's value without the coefficient.
+ * @category models
+ */
+export interface LossTerm {
+  readonly name: AuxLossType | "z_loss"
+  readonly value: number
+}
+
+/** The load-balancing losses of a config: `auxLosses`, else the one of auxLossCoeff/Type. */
+const auxLossesOf = (config: MoeConfig): ReadonlyArray<{ readonly type: AuxLossType; readonly coeff: number }> =>
+  (config.auxLosses ?? [{ type: config.auxLossType ?? "aux_loss", coeff: config.auxLossCoeff ?? 0 }]).filter((t) => t.coeff !== 0)
+
+/** One load-balancing loss with its coefficient applied, this rank's share. */
+const auxLossTerm = (term: { readonly type: AuxLossType; readonly coeff: number }, routed: Router.Routing, config: MoeConfig, groupSize: number) =>
+  Effect.gen(function* () {
+    switch (term.type) {
+      case "global_aux_loss": {
+        const g = config.global
+        if (g === undefined) return yield* Effect.die(new Error("MoeLayer: global_aux_loss needs config.global"))
+        const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
+        const summed = yield* Comm.allReduce(g.tpDpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))
+        g.state.counts = AuxLoss.addGlobalCounts(g.state.counts, summed.data)
+        return AuxLoss.globalAuxLoss(routed.scores, routed.auxRoutingMap, {
           topk: config.router.topk,
-          coeff: config.auxLossCoeff as number,
+          coeff: term.coeff,
           counts: g.state.counts,
           groupSize: g.tpDpCp.ranks.length,
-        }),
-      )
-    } else if ((config.auxLossCoeff ?? 0) !== 0 && config.auxLossType === "seq_aux_loss") {
-      loss = add(loss, yield* seqAuxLoss(routed.scores, routed.auxRoutingMap, config))
-    } else if ((config.auxLossCoeff ?? 0) !== 0) {
-      const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
-      const tokensPerExpert =
-        config.tpCp === undefined ? local : Array.from((yield* Comm.allReduce(config.tpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))).data)
-      loss = add(loss, AuxLoss.auxLoss(routed.scores, routed.auxRoutingMap, { topk: config.router.topk, coeff: config.auxLossCoeff as number, tokensPerExpert, groupSize }))
+        })
+      }
+      case "seq_aux_loss":
+        return yield* seqAuxLoss(routed.scores, routed.auxRoutingMap, config, term.coeff)
+      case "aux_loss": {
+        const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
+        const tokensPerExpert =
+          config.tpCp === undefined ? local : Array.from((yield* Comm.allReduce(config.tpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))).data)
+        return AuxLoss.auxLoss(routed.scores, routed.auxRoutingMap, { topk: config.router.topk, coeff: term.coeff, tokensPerExpert, groupSize })
+      }
     }
-    if ((config.zLossCoeff ?? 0) !== 0) loss = add(loss, scale(AuxLoss.zLoss(logits, 1, groupSize), config.zLossCoeff as number))
-    return { output, loss, routing: { probs, map }, report }
   })
 
 /**
@@ -169,7 +213,7 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
  * w[t, e] = coeff * E / (K * S^2 * B) * c_{b(t)}[e], so the shares of the tp-cp group add up to
  * the mean over the B sequences of each sequence's switch loss (semantics.md 2.1.3).
  */
-const seqAuxLoss = (scores: Tensor.Tensor, map: RoutingMap.RoutingMap, config: MoeConfig) =>
+const seqAuxLoss = (scores: Tensor.Tensor, map: RoutingMap.RoutingMap, config: MoeConfig, coeff: number) =>
   Effect.gen(function* () {
     const seq = config.sequences
     if (seq === undefined) return yield* Effect.die(new Error("MoeLayer: seq_aux_loss needs config.sequences"))
@@ -179,7 +223,7 @@ const seqAuxLoss = (scores: Tensor.Tensor, map: RoutingMap.RoutingMap, config: M
     for (let r = 0; r < t; r++)
       for (let x = 0; x < e; x++) if (map.mask[r * e + x] === 1) local[(seq.ofRow[r] as number) * e + x] = (local[(seq.ofRow[r] as number) * e + x] as number) + 1
     const counts = config.tpCp === undefined ? local : (yield* Comm.allReduce(config.tpCp, Tensor.fromStorage(local, [1, local.length]))).data
-    const scale = ((config.auxLossCoeff as number) * e) / (config.router.topk * seq.length * seq.length * seq.count)
+    const scale = (coeff * e) / (config.router.topk * seq.length * seq.length * seq.count)
     const w = Tensor.zeros([t, e], { dtype: scores.dtype })
     for (let r = 0; r < t; r++) for (let x = 0; x < e; x++) w.data[r * e + x] = scale * (counts[(seq.ofRow[r] as number) * e + x] as number)
     return sumAll(mul(scores, w))

@@ -4,9 +4,11 @@
  *
  * Embedding -> layers (attention, then MoE every `moeEvery`-th layer from 0, else a dense
  * SwiGLU MLP) -> final RMSNorm -> output layer -> cross-entropy. Vocabulary split over tp.
+ * The MoE layers route as `moe` says (MoeSettings: score function, groups, losses, dropping).
  */
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as MoeSettings from "../moe/MoeSettings.js"
 
 /**
  * The model's sizes.
@@ -27,6 +29,8 @@ export interface ModelConfig {
   /** Layer i is MoE when i % moeEvery === 0 (1: every layer). */
   readonly moeEvery: number
   readonly seq: number
+  /** The router and MoE-layer options (MoeSettings); none: MoeSettings.defaults with the run's aux coefficient. */
+  readonly moe?: MoeSettings.MoeSettings | undefined
 }
 
 /**
@@ -100,6 +104,7 @@ export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Parallel
     )
   if (m.experts % s.ep !== 0) throw ConfigError.make("experts", m.experts, `is not divisible by ep = ${s.ep}`, `use a multiple of ${s.ep} experts, or a smaller --ep`)
   if (m.topk > m.experts) throw ConfigError.make("topk", m.topk, `is larger than experts = ${m.experts}`, "route each token to at most all experts")
+  if (m.moe !== undefined) MoeSettings.check(m.moe, m.experts, m.topk)
   if (m.moeFfn % s.etp !== 0)
     throw ConfigError.make("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width (--moe-ffn) that is a multiple of ${s.etp}, or a smaller --etp`)
   if (b.globalBatch % (b.microBatch * s.dp) !== 0)

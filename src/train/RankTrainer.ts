@@ -16,6 +16,8 @@ import * as Group from "../comm/Group.js"
 import type * as Families from "../mapping/Families.js"
 import * as Folding from "../mapping/Folding.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as MoeStats from "../model/MoeStats.js"
+import * as MoeRunState from "../moe/MoeRunState.js"
 import type { Action } from "../pipeline/Action.js"
 import * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
@@ -64,6 +66,8 @@ export interface StepReport {
   readonly lr: number
   /** Rows per local expert of each MoE layer this rank ran (summed over micro-batches). */
   readonly expertRows: ReadonlyArray<{ readonly layer: number; readonly rows: ReadonlyArray<number> }>
+  /** This rank's contribution to each MoE layer's aux / z losses and dropped pairs (MoeStats). */
+  readonly moeStats: ReadonlyArray<MoeStats.LayerStep>
   /** Milliseconds in forward, backward, and waiting for messages. */
   readonly forwardMs: number
   readonly backwardMs: number
@@ -83,9 +87,17 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   const fold = Folding.make(parallel)
   const place = Folding.place(fold, rank)
   const group = (f: Families.FamilyName) => Group.ofFamily(parallel, f, rank)
-  const groups: Stage.TrainGroups = { tp: group("tp"), cp: group("cp"), tpCp: group("tp-cp"), expert: { ep: group("ep"), etp: group("etp"), etpEp: group("etp-ep") } }
+  const groups: Stage.TrainGroups = {
+    tp: group("tp"),
+    cp: group("cp"),
+    tpCp: group("tp-cp"),
+    tpDpCp: group("tp-dp-cp"),
+    expert: { ep: group("ep"), etp: group("etp"), etpEp: group("etp-ep") },
+  }
   const sync: RankParams.SyncGroups = { dpCp: group("dp-cp"), tpDpCp: group("tp-dp-cp"), edp: group("edp"), world: Group.world(parallel.world) }
   const ppGroup = group("pp")
+  // What the MoE layers keep across a global batch's micro-batches (global_aux counts).
+  const moeState = MoeRunState.make()
   const vpp = parallel.vpp ?? 1
   const part = Partition.make({ layers: model.layers, pp: s.pp, vpp })
   const microBatches = ModelConfig.microBatches(batch, s.dp)
@@ -118,6 +130,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
     cpRank: place.cp,
     microBatchesPerStep: microBatches * s.dp,
     auxLossCoeff: setup.auxLossCoeff,
+    moeState,
     param,
   })
   // Every link carries the hidden rows of a micro-batch in the model's layout on this rank.
@@ -135,6 +148,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       RankParams.zeroGrads(params)
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
+      const moeStats = MoeStats.accumulator(microBatches, s.dp)
       const stepStarted = performance.now()
       const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
 
@@ -166,8 +180,10 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
             data,
             received,
           })
+          const moeLayers = MoeStats.moeLayersOf(model, layers.start, layers.end)
+          moeStats.add(moeLayers, out.moeStats)
           out.expertRows.forEach((rows, i) => {
-            const layer = layers.start + i
+            const layer = moeLayers[i] as number
             const acc = expertRows.get(layer) ?? new Array<number>(rows.length).fill(0)
             expertRows.set(
               layer,
@@ -187,6 +203,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         forward,
         span,
       })
+      MoeRunState.endGlobalBatch(moeState)
       // Test-only (Fault.ts): a rank misbehaving after the step's collectives, before the sync.
       const fault = Fault.at(faults, rank, k + 1)
       if (fault !== undefined)
@@ -214,6 +231,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         gradNorm,
         lr,
         expertRows: [...expertRows].map(([layer, rows]) => ({ layer, rows })),
+        moeStats: moeStats.result(),
         ...times,
         optimizerStateBytes,
       } satisfies StepReport

@@ -9,6 +9,7 @@
 import * as ContextParallel from "../attention/ContextParallel.js"
 import * as Mixtral from "../model/Mixtral.js"
 import * as ModelContext from "../model/ModelContext.js"
+import type * as MoeRunState from "../moe/MoeRunState.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as Data from "./Data.js"
 import type * as ModelConfig from "./ModelConfig.js"
@@ -31,6 +32,8 @@ export interface StageContext {
   /** M * dp: micro-batches in the global batch. */
   readonly microBatchesPerStep: number
   readonly auxLossCoeff: number
+  /** This rank's MoE state across the global batch (global_aux). */
+  readonly moeState?: MoeRunState.MoeRunState | undefined
   /** Parameters by name (leaves on the micro-batch's tape). */
   readonly param: (name: string) => Tensor.Tensor
 }
@@ -68,6 +71,7 @@ const modelContext = (c: StageContext): ModelContext.ModelContext => ({
   sequenceParallel: sequenceParallel(c.groups),
   microBatchesPerStep: c.microBatchesPerStep,
   auxLossCoeff: c.auxLossCoeff,
+  moeState: c.moeState,
   param: c.param,
 })
 

@@ -21,6 +21,7 @@ import type { Logger } from "pino"
 import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Folding from "../mapping/Folding.js"
+import * as MoeStats from "../model/MoeStats.js"
 import * as Check from "../pipeline/Check.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import * as Backend from "../runtime/Backend.js"
@@ -49,6 +50,8 @@ export interface StepSummary {
   readonly seconds: number
   /** Per MoE layer: max over experts of rows / mean rows (1 is perfect balance). */
   readonly imbalance: ReadonlyArray<{ readonly layer: number; readonly value: number }>
+  /** Per MoE layer: its aux and z losses (mean over the micro-batches, no coefficients) and dropped pairs. */
+  readonly moe: ReadonlyArray<MoeStats.LayerStep>
   /** Per rank: forward, backward and waiting milliseconds, and the bytes of its optimizer state. */
   readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs" | "optimizerStateBytes">>
 }
@@ -109,6 +112,7 @@ const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>,
     tokens,
     seconds,
     imbalance,
+    moe: MoeStats.combine(reports.map((r) => r.moeStats ?? [])),
     ranks: reports.map((r) => ({ forwardMs: r.forwardMs, backwardMs: r.backwardMs, waitMs: r.waitMs, optimizerStateBytes: r.optimizerStateBytes })),
   }
 }

@@ -1,0 +1,230 @@
+/**
+ * MoeSettings: the router and MoE-layer options a training run chooses (what Megatron-Core's
+ * `moe_router_*`, `moe_aux_loss_coeff`, `moe_z_loss_coeff`, `moe_expert_capacity_factor`,
+ * `moe_token_drop_policy`, `moe_pad_expert_input_to_capacity` and `moe_token_dispatcher_type`
+ * set), their checks, and the MoeLayer configuration they make.
+ *
+ * The checks refuse what cannot train, each naming the field as a flag would (`preSoftmax` is
+ * `--pre-softmax`): softmax after a top-1 selection gives every token the prob 1, a constant,
+ * so the router gets no gradient (Megatron refuses it too); group-limited routing needs groups
+ * that divide the experts and keep at least top-k of them; padding needs a capacity.
+ *
+ * Dropping (a capacity factor) is decided on each rank from its own tokens (semantics.md 2.2.6,
+ * 6.7): capacity C = ceil(T * K / E * factor) for the rank's T tokens of the micro-batch; an
+ * expert over capacity keeps its C tokens of largest prob ("probs"; ties to the earlier token)
+ * or its first C routed tokens in token order ("position"). Deterministic, so a run repeats.
+ */
+import * as ConfigError from "../errors/ConfigError.js"
+import type { Group } from "../comm/Group.js"
+import * as Dropping from "./Dropping.js"
+import type * as MoeLayer from "./MoeLayer.js"
+import * as Router from "./Router.js"
+
+/**
+ * The load-balancing losses, by their flag names (semantics.md 2.1.3).
+ * @category models
+ */
+export type AuxLossType = "aux" | "seq_aux" | "global_aux"
+
+/** The load-balancing loss types, in the order the reference applies them. */
+const auxLossTypes: ReadonlyArray<AuxLossType> = ["aux", "seq_aux", "global_aux"]
+
+/**
+ * One load-balancing loss and its coefficient.
+ * @category models
+ */
+export interface AuxLossTerm {
+  readonly type: AuxLossType
+  readonly coeff: number
+}
+
+/**
+ * The token dispatchers.
+ * @category configuration
+ */
+export const dispatchers = ["alltoall", "allgather"] as const
+
+/**
+ * The router and MoE-layer options of a run.
+ * @category models
+ */
+export interface MoeSettings {
+  readonly scoreFunction: Router.ScoreFunction
+  /** softmax over all experts before the top-k (softmax only). */
+  readonly preSoftmax: boolean
+  /** Group-limited routing: expert groups, and the groups kept per token (both or neither). */
+  readonly numGroups?: number | undefined
+  readonly groupTopk?: number | undefined
+  /** Multiplies the probs after their normalization. */
+  readonly scalingFactor?: number | undefined
+  /** In the order of `auxLossTypes`, each type at most once. */
+  readonly auxLosses: ReadonlyArray<AuxLossTerm>
+  /** 0: off. */
+  readonly zLossCoeff: number
+  readonly dispatcher: (typeof dispatchers)[number]
+  /** Undefined: dropless. */
+  readonly capacityFactor?: number | undefined
+  readonly dropPolicy: Dropping.DropPolicy
+  readonly padToCapacity: boolean
+}
+
+/**
+ * Today's router: softmax after the top-k, dropless, aux loss 0.01, all-to-all.
+ * @category constructors
+ */
+export const defaults: MoeSettings = {
+  scoreFunction: "softmax",
+  preSoftmax: false,
+  auxLosses: [{ type: "aux", coeff: 0.01 }],
+  zLossCoeff: 0,
+  dispatcher: "alltoall",
+  dropPolicy: "probs",
+  padToCapacity: false,
+}
+
+/**
+ * Parses `TYPE:COEFF[,TYPE:COEFF]` (e.g. `aux:0.01,seq_aux:0.001`; `none` for no aux loss)
+ * into terms in the reference's order; throws a ConfigError on the field `auxLoss`.
+ * @category constructors
+ */
+export const parseAuxLoss = (text: string): ReadonlyArray<AuxLossTerm> => {
+  const fix = `write TYPE:COEFF[,TYPE:COEFF] with TYPE among ${auxLossTypes.join(", ")} and COEFF >= 0, e.g. aux:0.01, or none`
+  if (text.trim() === "none") return []
+  const terms: Array<AuxLossTerm> = []
+  for (const part of text.split(",")) {
+    const [type, coeffText, ...rest] = part.trim().split(":")
+    const coeff = Number(coeffText)
+    if (rest.length > 0 || coeffText === undefined || coeffText.trim() === "" || !auxLossTypes.includes(type as AuxLossType))
+      throw ConfigError.make("auxLoss", text, `has "${part}", not TYPE:COEFF`, fix)
+    if (!Number.isFinite(coeff) || coeff < 0) throw ConfigError.make("auxLoss", text, `has the coefficient "${coeffText}", not a number >= 0`, fix)
+    if (terms.some((t) => t.type === type)) throw ConfigError.make("auxLoss", text, `gives ${type} twice`, fix)
+    terms.push({ type: type as AuxLossType, coeff })
+  }
+  return terms.sort((a, b) => auxLossTypes.indexOf(a.type) - auxLossTypes.indexOf(b.type))
+}
+
+/**
+ * The aux-loss terms as the flag writes them.
+ * @category mapping
+ */
+export const formatAuxLoss = (terms: ReadonlyArray<AuxLossTerm>): string => (terms.length === 0 ? "none" : terms.map((t) => `${t.type}:${t.coeff}`).join(","))
+
+/**
+ * Whether the settings drop tokens.
+ * @category guards
+ */
+export const drops = (s: MoeSettings): boolean => s.capacityFactor !== undefined
+
+/**
+ * Why a one-rank run cannot reproduce these settings on a mapping, else undefined (for
+ * `pleat verify`): capacity is decided on each rank's tokens, which are the whole micro-batch
+ * only when tp * cp = 1; global_aux averages counts summed over dp ranks' micro-batches, which
+ * one rank sees one at a time, so only dp = 1 matches.
+ * @category guards
+ */
+export const oneRankProblem = (s: MoeSettings, sizes: { readonly tp: number; readonly cp: number; readonly dp: number }): ConfigError.ConfigError | undefined => {
+  if (drops(s) && sizes.tp * sizes.cp > 1)
+    return ConfigError.make(
+      "--capacity-factor",
+      s.capacityFactor,
+      `drops tokens by each rank's capacity, and with tp*cp = ${sizes.tp * sizes.cp} a rank holds 1/${sizes.tp * sizes.cp} of a micro-batch's tokens, so one rank (all of them) drops others`,
+      "verify dropping with --tp 1 --cp 1 (one rank then drops the same tokens), or verify without --capacity-factor",
+    )
+  if (s.auxLosses.some((t) => t.type === "global_aux" && t.coeff !== 0) && sizes.dp > 1)
+    return ConfigError.make(
+      "--aux-loss",
+      formatAuxLoss(s.auxLosses),
+      `has global_aux, whose counts sum the micro-batches of the ${sizes.dp} dp ranks, which one rank sees one at a time`,
+      "verify global_aux on a mapping with dp 1, or verify another aux loss",
+    )
+  return undefined
+}
+
+/**
+ * Checks the settings against the experts and top-k; throws a ConfigError naming the field
+ * (camelCase of its flag) and the fix.
+ * @category guards
+ */
+export const check = (s: MoeSettings, experts: number, topk: number): void => {
+  if (s.scoreFunction === "softmax" && !s.preSoftmax && topk === 1)
+    throw ConfigError.make(
+      "topk",
+      topk,
+      "with softmax after the top-k gives every token the prob 1 (the softmax of one logit), so the router gets no gradient and never learns",
+      "add --pre-softmax, or use --score-function sigmoid, or --topk 2 or more",
+    )
+  if (s.preSoftmax && s.scoreFunction !== "softmax")
+    throw ConfigError.make("preSoftmax", true, `has no effect with --score-function ${s.scoreFunction}`, "drop --pre-softmax, or use --score-function softmax")
+  const g = s.numGroups
+  const gk = s.groupTopk
+  if ((g === undefined) !== (gk === undefined))
+    throw ConfigError.make(
+      g === undefined ? "numGroups" : "groupTopk",
+      undefined,
+      `is needed with --${g === undefined ? "group-topk" : "num-groups"}`,
+      "give both --num-groups and --group-topk, or neither",
+    )
+  if (g !== undefined && gk !== undefined) {
+    if (experts % g !== 0) throw ConfigError.make("numGroups", g, `does not divide experts = ${experts}`, `use a number of groups that divides ${experts}, or change --experts`)
+    if (g % gk !== 0) throw ConfigError.make("groupTopk", gk, `does not divide num-groups = ${g}`, `use a --group-topk that divides ${g}`)
+    if (gk * (experts / g) < topk)
+      throw ConfigError.make(
+        "groupTopk",
+        gk,
+        `keeps ${gk} groups of ${experts / g} experts, fewer than topk = ${topk}`,
+        `raise --group-topk to ${Math.ceil(topk / (experts / g))} or more, or lower --topk`,
+      )
+  }
+  if (s.scalingFactor !== undefined && (!Number.isFinite(s.scalingFactor) || s.scalingFactor === 0))
+    throw ConfigError.make("scalingFactor", s.scalingFactor, "is not a finite non-zero number", "pass a finite non-zero factor, or drop --scaling-factor")
+  if (!Number.isFinite(s.zLossCoeff) || s.zLossCoeff < 0)
+    throw ConfigError.make("zLossCoeff", s.zLossCoeff, "is not a number >= 0", "pass 0 (off) or a small positive coefficient, e.g. 0.001")
+  if (s.capacityFactor !== undefined && (!Number.isFinite(s.capacityFactor) || s.capacityFactor <= 0))
+    throw ConfigError.make("capacityFactor", s.capacityFactor, "is not a number > 0", "pass a capacity factor such as 1.25, or drop --capacity-factor (dropless)")
+  if (s.padToCapacity && s.capacityFactor === undefined)
+    throw ConfigError.make("padToCapacity", true, "has no capacity to pad to", "add --capacity-factor F, or drop --pad-to-capacity")
+  if (!Dropping.dropPolicies.includes(s.dropPolicy)) throw ConfigError.make("dropPolicy", s.dropPolicy, "is not a drop policy", `use one of ${Dropping.dropPolicies.join(", ")}`)
+  Router.check(experts, routerOptions(s, topk))
+}
+
+/** The router's options. */
+const routerOptions = (s: MoeSettings, topk: number): Router.RouterOptions => ({
+  topk,
+  scoreFunction: s.scoreFunction,
+  preSoftmax: s.preSoftmax,
+  numGroups: s.numGroups,
+  groupTopk: s.groupTopk,
+  scalingFactor: s.scalingFactor,
+})
+
+const layerAuxType = { aux: "aux_loss", seq_aux: "seq_aux_loss", global_aux: "global_aux_loss" } as const
+
+/**
+ * What the layer needs beyond the settings: its groups and, per loss type, its inputs.
+ * @category models
+ */
+export interface LayerContext {
+  readonly numExperts: number
+  readonly topk: number
+  readonly tpCp: Group
+  /** For seq_aux. */
+  readonly sequences?: MoeLayer.MoeConfig["sequences"]
+  /** For global_aux. */
+  readonly global?: MoeLayer.MoeConfig["global"]
+}
+
+/**
+ * The MoeLayer configuration of the settings.
+ * @category mapping
+ */
+export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig => ({
+  numExperts: c.numExperts,
+  router: routerOptions(s, c.topk),
+  ...(s.capacityFactor === undefined ? {} : { capacityFactor: s.capacityFactor, dropPolicy: s.dropPolicy, padToCapacity: s.padToCapacity }),
+  dispatcher: s.dispatcher,
+  auxLosses: s.auxLosses.map((t) => ({ type: layerAuxType[t.type], coeff: t.coeff })),
+  zLossCoeff: s.zLossCoeff,
+  tpCp: c.tpCp,
+  ...(c.sequences === undefined ? {} : { sequences: c.sequences }),
+  ...(c.global === undefined ? {} : { global: c.global }),
+})
