@@ -97,9 +97,8 @@ export const make = (params: ReadonlyMap<string, RankParams.Held>, groups: RankP
 /**
  * What this rank owns of one held shard: the run [from, to) of the shard's elements and where
  * it starts in the rank's part of the bucket.
- * @category models
  */
-export interface Owned {
+interface Owned {
   readonly bucket: Bucket
   readonly held: RankParams.Held
   readonly from: number
