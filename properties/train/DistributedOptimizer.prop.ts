@@ -10,8 +10,9 @@ import fc from "fast-check"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
-import { describe, expect, test } from "vitest"
+import { afterAll, describe, expect, test } from "vitest"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
 import * as DistributedOptimizer from "../../src/train/DistributedOptimizer.js"
 import * as Pieces from "../../src/train/DistributedOptimizerPieces.js"
 import * as Lockstep from "../../src/train/Lockstep.js"
@@ -69,6 +70,8 @@ describe("the pieces of an owned run", () => {
   })
 })
 
+afterAll(() => ThreadsJob.shutdown())
+
 describe("the distributed optimizer", () => {
   test("a parallel step equals one rank's (float64, Lockstep tolerances), random folded mappings with dp or cp > 1 and edp > 1", async () => {
     const mapping = mappings({ minWorld: 4, maxWorld: 8, folded: true }).filter((m) => (m.dp > 1 || m.cp > 1) && m.world / (m.pp * m.ep * m.etp) > 1)
@@ -104,6 +107,13 @@ describe("the distributed optimizer", () => {
     const plain = await Effect.runPromise(Train.run(job(parallel, false, 4), { steps: 4 }))
     const sharded = await Effect.runPromise(Train.run(job(parallel, true, 4), { steps: 4 }))
     close(losses(sharded), losses(plain), 1e-12)
+  }, 120_000)
+
+  test("runs the same on worker threads as on fibers (bit-identical losses and norms)", async () => {
+    const parallel = ParallelConfig.make({ world: 4, tp: 1, cp: 2, pp: 2, vpp: 2, ep: 2, etp: 1 })
+    const local = await Effect.runPromise(Train.run(job(parallel, true, 2), { steps: 2, backend: "local" }))
+    const threads = await Effect.runPromise(Train.run(job(parallel, true, 2), { steps: 2, backend: "threads", timeoutMs: 60_000 }))
+    expect(threads.map((s) => [s.loss, s.gradNorm])).toEqual(local.map((s) => [s.loss, s.gradNorm]))
   }, 120_000)
 
   test("optimizer state per rank falls by each kind's group size: dp x cp (dense), edp (experts), tp x dp x cp (replicated)", async () => {
