@@ -1,0 +1,147 @@
+// The router, MoE-layer and size flags of `pleat train` / `pleat verify`: a JSON config with a
+// key gives the same job as the flag of the same name; the sizes reach the model (the expert
+// width changes the parameters); what cannot train is refused with exit 2 and one line naming
+// the fix; verify refuses what one rank cannot reproduce (dropping with tp*cp > 1, global_aux
+// with dp > 1); no new flag leaves the default job as it was.
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import fc from "fast-check"
+import { describe, expect, test } from "vitest"
+import * as BadInput from "../../src/cli/BadInput.js"
+import * as MoeSettings from "../../src/moe/MoeSettings.js"
+import * as TrainOptions from "../../src/cli/TrainOptions.js"
+import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as Params from "../../src/train/Params.js"
+import { refused } from "./refused.js"
+
+const configFile = (values: Record<string, unknown>): string => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-router-")), "job.json")
+  writeFileSync(file, JSON.stringify(values))
+  return file
+}
+
+const setupOf = (argv: ReadonlyArray<string>) => {
+  const r = TrainOptions.resolve(argv)
+  if (r === "help") throw new Error("help")
+  return r.setup
+}
+
+/** The job's model and aux coefficient, or the reasons it was refused for. */
+const outcome = (argv: ReadonlyArray<string>) => {
+  try {
+    const s = setupOf(argv)
+    return { model: s.model, auxLossCoeff: s.auxLossCoeff }
+  } catch (error) {
+    if (error instanceof BadInput.BadInput) return { refused: error.problems.map((p) => p.reason) }
+    throw error
+  }
+}
+
+/** Each setting with values it accepts on the default mapping, as JSON values. */
+const accepted: ReadonlyArray<readonly [string, ReadonlyArray<number | string | boolean>]> = [
+  ["score-function", ["softmax", "sigmoid"]],
+  ["pre-softmax", [true, false]],
+  ["scaling-factor", [2.5, 0.25, -1]],
+  ["aux-loss", ["aux:0.01", "seq_aux:0.1,aux:0.02", "global_aux:0.001", "none"]],
+  ["z-loss-coeff", [0, 0.001]],
+  ["dispatcher", ["alltoall", "allgather"]],
+  ["capacity-factor", [1, 1.25]],
+  ["drop-policy", ["probs", "position"]],
+  ["ffn", [32, 128]],
+  ["moe-ffn", [16, 64]],
+  ["moe-every", [1, 2, 4]],
+]
+
+const asFlags = (values: Record<string, number | string | boolean>): Array<string> =>
+  Object.entries(values).flatMap(([k, v]) => (v === true ? [`--${k}`] : v === false ? [] : [`--${k}`, String(v)]))
+
+describe("flags and JSON keys", () => {
+  test("a JSON config with the keys gives the job of the same flags", () => {
+    const pick = fc
+      .subarray([...accepted.keys()], { minLength: 1 })
+      .chain((keys) =>
+        fc.tuple(...keys.map((i) => fc.constantFrom(...(accepted[i] as (typeof accepted)[number])[1].map((v) => [(accepted[i] as (typeof accepted)[number])[0], v] as const)))),
+      )
+    fc.assert(
+      fc.property(pick, (pairs) => {
+        const values = Object.fromEntries(pairs)
+        // The same job, or the same refusal (its reason; the name says where the value came from).
+        const fromFlags = outcome(asFlags(values))
+        const fromFile = outcome(["--config", configFile(values)])
+        expect(fromFile).toEqual(fromFlags)
+      }),
+      { numRuns: 40 },
+    )
+  })
+
+  test("group-limited routing and padding, by flag and by key", () => {
+    const values = { "num-groups": 4, "group-topk": 2, "capacity-factor": 1.5, "pad-to-capacity": true }
+    const fromFlags = setupOf(asFlags(values))
+    expect(setupOf(["--config", configFile(values)]).model).toEqual(fromFlags.model)
+    expect(fromFlags.model.moe).toMatchObject({ numGroups: 4, groupTopk: 2, capacityFactor: 1.5, padToCapacity: true })
+  })
+
+  test("no new flag: today's router (softmax after top-k, dropless, aux 0.01, all-to-all) and sizes", () => {
+    const s = setupOf([])
+    expect(s.model.moe).toEqual(MoeSettings.defaults)
+    expect(s.auxLossCoeff).toBe(0.01)
+    const { moe: _moe, ...sizes } = s.model
+    expect(sizes).toEqual({ ...ModelConfig.small, seq: ModelConfig.small.seq })
+  })
+})
+
+describe("sizes", () => {
+  test("--hidden 64 --moe-ffn 128 --ffn 96 --moe-every 2 shape the parameters", () => {
+    const m = setupOf(["--hidden", "64", "--moe-ffn", "128", "--ffn", "96", "--moe-every", "2"]).model
+    const specs = new Map(Params.specs(m).map((p) => [p.name, p.shape]))
+    expect(specs.get("layers.0.experts.wGate")).toEqual([8, 64, 128])
+    expect(specs.get("layers.1.wGate")).toEqual([64, 96])
+    expect(specs.has("layers.1.router")).toBe(false)
+    const count = (model: ModelConfig.ModelConfig) => Params.specs(model).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)
+    expect(count(setupOf(["--hidden", "64", "--moe-ffn", "128"]).model)).toBeGreaterThan(count(setupOf(["--hidden", "64"]).model))
+  })
+})
+
+describe("refusals: exit 2, one line naming the fix", () => {
+  test.each([
+    [["--topk", "1"], "--topk: 1 with softmax after the top-k gives every token the prob 1", "add --pre-softmax"],
+    [["--num-groups", "3", "--group-topk", "1"], "--num-groups: 3 does not divide experts = 8", "divides 8"],
+    [["--num-groups", "4"], "--group-topk", "give both --num-groups and --group-topk"],
+    [["--num-groups", "4", "--group-topk", "3"], "--group-topk: 3 does not divide num-groups = 4", "divides 4"],
+    [["--num-groups", "8", "--group-topk", "1", "--topk", "2"], "--group-topk: 1 keeps 1 groups of 1 experts, fewer than topk = 2", "raise --group-topk to 2"],
+    [["--pad-to-capacity"], "--pad-to-capacity: true has no capacity to pad to", "add --capacity-factor"],
+    [["--capacity-factor", "0"], "--capacity-factor: 0 is not a number > 0", "dropless"],
+    [["--capacity-factor", "x"], '--capacity-factor: "x" is not a finite number', "a number"],
+    [["--aux-loss", "aux:-1"], '--aux-loss: "aux:-1" has the coefficient "-1"', "TYPE:COEFF"],
+    [["--aux-loss", "load:1"], '--aux-loss: "load:1" has "load:1", not TYPE:COEFF', "aux, seq_aux, global_aux"],
+    [["--aux-loss", "aux:1,aux:2"], "gives aux twice", "TYPE:COEFF"],
+    [["--z-loss-coeff", "-0.5"], "--z-loss-coeff: -0.5 is not a number >= 0", "0 (off)"],
+    [["--score-function", "sigmoid", "--pre-softmax"], "--pre-softmax: true has no effect with --score-function sigmoid", "drop --pre-softmax"],
+    [["--score-function", "sqrtsoftplus"], '--score-function: "sqrtsoftplus" is not allowed', "softmax, sigmoid"],
+    [["--dispatcher", "deepep"], '--dispatcher: "deepep" is not allowed', "alltoall, allgather"],
+    [["--drop-policy", "random"], '--drop-policy: "random" is not allowed', "probs, position"],
+    [["--etp", "2", "--ep", "1", "--moe-ffn", "33"], "--moe-ffn: 33 is not divisible by etp = 2", "--moe-ffn"],
+    [["--ffn", "33"], "--ffn: 33 is not divisible by tp = 2", "--ffn"],
+  ])("train %j", (argv, reason, fix) => {
+    const line = refused(["train", ...argv])
+    expect(line).toContain(reason)
+    expect(line.split("; fix: ")[1]).toContain(fix)
+  })
+
+  test("a refused value from the config file names its key", () => {
+    const file = configFile({ topk: 1 })
+    expect(refused(["train", "--config", file])).toContain(`"topk" in ${file}: 1 with softmax after the top-k`)
+    const bad = configFile({ "pre-softmax": "yes" })
+    expect(refused(["train", "--config", bad])).toContain(`"pre-softmax" in ${bad}: "yes" is not true or false`)
+  })
+
+  test("verify refuses what one rank cannot reproduce, and says why", () => {
+    expect(refused(["verify", "--capacity-factor", "1"])).toMatch(
+      /--capacity-factor: 1 drops tokens by each rank's capacity, and with tp\*cp = 4 .*; fix: verify dropping with --tp 1 --cp 1/,
+    )
+    expect(refused(["verify", "--world", "4", "--tp", "1", "--cp", "1", "--pp", "1", "--aux-loss", "global_aux:0.1"])).toMatch(
+      /--aux-loss: "global_aux:0.1" has global_aux, .* 4 dp ranks/,
+    )
+  })
+})
