@@ -48,6 +48,8 @@ const accepted: ReadonlyArray<readonly [string, ReadonlyArray<number | string | 
   ["dispatcher", ["alltoall", "allgather"]],
   ["capacity-factor", [1, 1.25]],
   ["drop-policy", ["probs", "position"]],
+  ["expert-bias", [true, false]],
+  ["bias-update-rate", [0.001, 0.01]],
   ["ffn", [32, 128]],
   ["moe-ffn", [16, 64]],
   ["moe-every", [1, 2, 4]],
@@ -123,6 +125,13 @@ describe("refusals: exit 2, one line naming the fix", () => {
     [["--drop-policy", "random"], '--drop-policy: "random" is not allowed', "probs, position"],
     [["--etp", "2", "--ep", "1", "--moe-ffn", "33"], "--moe-ffn: 33 is not divisible by etp = 2", "--moe-ffn"],
     [["--ffn", "33"], "--ffn: 33 is not divisible by tp = 2", "--ffn"],
+    [["--expert-bias"], "--expert-bias: true only moves sigmoid scores", "add --score-function sigmoid"],
+    [["--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0"], "--bias-update-rate: 0 is not a number > 0", "0.001"],
+    [
+      ["--score-function", "sigmoid", "--expert-bias", "--resume", "/nonexistent"],
+      "--expert-bias: true keeps per-expert biases that checkpoints do not hold yet",
+      "resume without it",
+    ],
   ])("train %j", (argv, reason, fix) => {
     const line = refused(["train", ...argv])
     expect(line).toContain(reason)

@@ -5,7 +5,8 @@
 // reproduces); dropping too where tp = cp = 1 (each rank then holds whole micro-batches, so one
 // rank drops the same tokens). The per-layer losses the step reports are the ones the step loss
 // holds: the first step's loss with coefficient c exceeds the one without by c times their sum
-// (the losses leave the forward unchanged); dropping reports dropped pairs.
+// (the losses leave the forward unchanged); dropping reports dropped pairs; the expert bias
+// changes the selection only after the first global batch.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -48,6 +49,7 @@ const settings = (global: boolean, dropping: boolean) =>
       capacityFactor: dropping ? fc.constantFrom(0.5, 1, 1.5) : fc.constant(undefined),
       dropPolicy: fc.constantFrom("probs" as const, "position" as const),
       padToCapacity: dropping ? fc.boolean() : fc.constant(false),
+      expertBias: fc.boolean(),
     })
     .map((r) => {
       const moe: MoeSettings.MoeSettings = {
@@ -63,6 +65,9 @@ const settings = (global: boolean, dropping: boolean) =>
         capacityFactor: r.capacityFactor,
         dropPolicy: r.dropPolicy,
         padToCapacity: r.padToCapacity,
+        // A rate large enough that the bias changes which experts are picked by step 2.
+        expertBias: r.expertBias && r.scoreFunction === "sigmoid",
+        biasUpdateRate: 0.05,
       }
       return { moe, topk: r.topk }
     })
@@ -145,5 +150,14 @@ describe("the per-layer metrics", () => {
     // Capacity 1 per expert (ceil(8 * 2 / 8 * 0.5)): at most 8 of a micro-batch's 16 pairs stay.
     const routedPerLayer = 4 * model.seq * 2
     for (const l of dropped.moe) expect(l.dropped).toBeGreaterThanOrEqual(routedPerLayer / 2)
+  }, 120_000)
+
+  test("the expert bias leaves the first step alone and moves the selection from the second", async () => {
+    const sigmoid: MoeSettings.MoeSettings = { ...MoeSettings.defaults, scoreFunction: "sigmoid" }
+    const run = (moe: MoeSettings.MoeSettings) => Effect.runPromise(Train.run(job(parallel, moe, 2, 4, 5), { steps: 3 })).then((xs) => xs.map((x) => x.loss))
+    const plain = await run(sigmoid)
+    const biased = await run({ ...sigmoid, expertBias: true, biasUpdateRate: 0.05 })
+    expect(biased[0]).toBe(plain[0])
+    expect(biased.slice(1)).not.toEqual(plain.slice(1))
   }, 120_000)
 })

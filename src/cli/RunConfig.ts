@@ -103,6 +103,8 @@ export const settings = {
     "POLICY",
   ),
   "pad-to-capacity": flag("pad every expert's input to its capacity (needs --capacity-factor)"),
+  "expert-bias": flag("aux-loss-free balancing: a per-expert bias on the sigmoid scores for selection, updated once per global batch"),
+  "bias-update-rate": real("how far --expert-bias moves each expert's bias per global batch", moe.biasUpdateRate),
   "micro-batch": count("sequences per micro-batch", 1),
   "global-batch": count("sequences per step", 8),
   steps: count("training steps in all (with --resume, counting the resumed ones)", 100),

@@ -176,6 +176,8 @@ const moeSettings = (c: RunConfig.RunConfig): MoeSettings.MoeSettings => ({
   capacityFactor: c["capacity-factor"],
   dropPolicy: c["drop-policy"],
   padToCapacity: c["pad-to-capacity"],
+  expertBias: c["expert-bias"],
+  biasUpdateRate: c["bias-update-rate"],
 })
 
 /** The coefficient of the plain aux loss (the setup's, which the model's settings agree with). */
@@ -241,6 +243,16 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   if (c["save-every"] !== undefined && c.save === undefined) {
     explained(d, () => {
       throw ConfigError.make("save-every", c["save-every"], "has no directory to write into", "add --save DIR, or drop --save-every")
+    })
+  }
+  if (c["expert-bias"] && c.resume !== undefined) {
+    explained(d, () => {
+      throw ConfigError.make(
+        "expertBias",
+        true,
+        "keeps per-expert biases that checkpoints do not hold yet (a resumed run would restart them from 0)",
+        "train from the start with --expert-bias, or resume without it",
+      )
     })
   }
   // A checkpoint to resume must be complete, undamaged and of this run: find out before any work.

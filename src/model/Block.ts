@@ -23,6 +23,7 @@ import * as Group from "../comm/Group.js"
 import * as MoeLayer from "../moe/MoeLayer.js"
 import * as MoeRunState from "../moe/MoeRunState.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
+import * as RoutingMap from "../moe/RoutingMap.js"
 import { add } from "../tensor/ops/Elementwise.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
 import type * as Tensor from "../tensor/Tensor.js"
@@ -107,12 +108,14 @@ const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.T
       const p = weightsOf(c, layer)
       const normed = rmsNorm(h.tensor, p("ffnNorm"), eps)
       const config = yield* moeConfig(c, layer, normed.shape[0] as number)
+      const biased = c.sizes.moe?.expertBias === true
       const r = yield* MoeLayer.forwardLaid(
         TensorLayout.attach(normed, h.layout),
         { router: p("router"), experts: { wGate: p("experts.wGate"), wUp: p("experts.wUp"), wDown: p("experts.wDown") } },
         config,
         c.groups.expert,
       )
+      if (biased && c.moeState !== undefined) MoeRunState.countTokens(c.moeState, layer, RoutingMap.tokensPerExpert(r.routing.map))
       // The layout the dispatcher's combine returned the tokens in (sequence order, checked).
       return {
         tensor: add(h.tensor, r.output.tensor),
@@ -142,12 +145,13 @@ const moeConfig = (c: ModelContext.ModelContext, layer: number, rows: number) =>
       const first = c.sequenceParallel ? Group.localRank(c.groups.tp, me) * rows : 0
       sequences = { count: c.microBatch, length: s.seq, ofRow: Int32Array.from({ length: rows }, (_, r) => Math.floor((first + r) / perSequence)) }
     }
-    let global: MoeLayer.MoeConfig["global"]
-    if (types.includes("global_aux")) {
-      if (c.moeState === undefined || c.groups.tpDpCp === undefined) return yield* Effect.die(new Error("global_aux needs the rank's MoE state and its tp-dp-cp group"))
-      global = { tpDpCp: c.groups.tpDpCp, state: MoeRunState.globalCounts(c.moeState, layer, s.experts) }
-    }
-    return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global })
+    const needsState = types.includes("global_aux") || s.moe.expertBias
+    if (needsState && (c.moeState === undefined || c.groups.tpDpCp === undefined))
+      return yield* Effect.die(new Error("global_aux and the expert bias need the rank's MoE state and its tp-dp-cp group"))
+    const state = c.moeState as MoeRunState.MoeRunState
+    const global = types.includes("global_aux") && c.groups.tpDpCp !== undefined ? { tpDpCp: c.groups.tpDpCp, state: MoeRunState.globalCounts(state, layer, s.experts) } : undefined
+    const expertBias = s.moe.expertBias ? MoeRunState.expertBias(state, layer, s.experts) : undefined
+    return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global, expertBias })
   })
 
 const mlp = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>

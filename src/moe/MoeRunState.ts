@@ -1,9 +1,18 @@
 /**
  * MoeRunState: what the MoE layers of one rank keep across the micro-batches of a global
- * batch: the running expert counts of global_aux_loss (semantics.md 2.1.3), one per MoE layer,
- * reset after each global batch (as the reference's finalize-grads does).
+ * batch, one entry per MoE layer:
+ *   - the running expert counts of global_aux_loss (semantics.md 2.1.3), reset after each
+ *     global batch (as the reference's finalize-grads does);
+ *   - the expert bias of aux-loss-free balancing (2.1.5, ExpertBias): every forward adds its
+ *     final routing map's column sums to the counts; after each global batch the counts are
+ *     summed over tp-dp-cp and the bias moves. The bias starts at 0 (it is not in checkpoints).
+ * Layers are visited in increasing order, the same on every member of a tp-dp-cp group (they
+ * hold the same layers), so the members' allreduces pair up.
  */
+import * as Effect from "effect/Effect"
+import type { Group } from "../comm/Group.js"
 import * as AuxLoss from "./AuxLoss.js"
+import * as ExpertBias from "./ExpertBias.js"
 
 /**
  * One rank's state, by layer.
@@ -11,13 +20,14 @@ import * as AuxLoss from "./AuxLoss.js"
  */
 export interface MoeRunState {
   readonly global: Map<number, { counts: AuxLoss.GlobalCounts }>
+  readonly bias: Map<number, ExpertBias.ExpertBias>
 }
 
 /**
  * An empty state.
  * @category constructors
  */
-export const make = (): MoeRunState => ({ global: new Map() })
+export const make = (): MoeRunState => ({ global: new Map(), bias: new Map() })
 
 /**
  * The global_aux_loss counts of a layer (created empty on first use).
@@ -32,7 +42,37 @@ export const globalCounts = (state: MoeRunState, layer: number, numExperts: numb
 }
 
 /**
- * After a global batch: every layer's counts start again from zero.
+ * The expert bias of a layer now (zeros before its first update).
+ * @category mapping
+ */
+export const expertBias = (state: MoeRunState, layer: number, numExperts: number): ReadonlyArray<number> => biasOf(state, layer, numExperts).bias
+
+const biasOf = (state: MoeRunState, layer: number, numExperts: number): ExpertBias.ExpertBias => {
+  const held = state.bias.get(layer)
+  if (held !== undefined) return held
+  const fresh = { bias: new Array<number>(numExperts).fill(0), counts: new Array<number>(numExperts).fill(0) }
+  state.bias.set(layer, fresh)
+  return fresh
+}
+
+/**
+ * Adds a forward's tokens per expert (the final map's column sums) to the layer's bias counts.
  * @category combinators
  */
-export const endGlobalBatch = (state: MoeRunState): void => state.global.clear()
+export const countTokens = (state: MoeRunState, layer: number, tokensPerExpert: ReadonlyArray<number>): void => {
+  const held = biasOf(state, layer, tokensPerExpert.length)
+  state.bias.set(layer, { bias: held.bias, counts: held.counts.map((c, e) => c + (tokensPerExpert[e] as number)) })
+}
+
+/**
+ * After a global batch: every layer's global_aux counts start again from zero, and every
+ * layer's expert bias moves by `rate` from the counts summed over `tpDpCp`.
+ * @category combinators
+ */
+export const endGlobalBatch = (state: MoeRunState, tpDpCp: Group, rate: number) =>
+  Effect.gen(function* () {
+    state.global.clear()
+    for (const layer of [...state.bias.keys()].sort((a, b) => a - b)) {
+      state.bias.set(layer, yield* ExpertBias.update(state.bias.get(layer) as ExpertBias.ExpertBias, tpDpCp, rate))
+    }
+  })

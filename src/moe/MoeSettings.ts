@@ -66,6 +66,12 @@ export interface MoeSettings {
   readonly capacityFactor?: number | undefined
   readonly dropPolicy: Dropping.DropPolicy
   readonly padToCapacity: boolean
+  /**
+   * Aux-loss-free balancing (semantics.md 2.1.5, sigmoid only): a per-expert bias added to the
+   * scores for selection, moved by `biasUpdateRate` toward balance once per global batch.
+   */
+  readonly expertBias: boolean
+  readonly biasUpdateRate: number
 }
 
 /**
@@ -80,6 +86,8 @@ export const defaults: MoeSettings = {
   dispatcher: "alltoall",
   dropPolicy: "probs",
   padToCapacity: false,
+  expertBias: false,
+  biasUpdateRate: 1e-3,
 }
 
 /**
@@ -183,6 +191,15 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
     throw ConfigError.make("capacityFactor", s.capacityFactor, "is not a number > 0", "pass a capacity factor such as 1.25, or drop --capacity-factor (dropless)")
   if (s.padToCapacity && s.capacityFactor === undefined)
     throw ConfigError.make("padToCapacity", true, "has no capacity to pad to", "add --capacity-factor F, or drop --pad-to-capacity")
+  if (s.expertBias && s.scoreFunction !== "sigmoid")
+    throw ConfigError.make(
+      "expertBias",
+      true,
+      `only moves sigmoid scores (softmax ignores the bias, so it would never balance anything)`,
+      "add --score-function sigmoid, or drop --expert-bias",
+    )
+  if (!Number.isFinite(s.biasUpdateRate) || s.biasUpdateRate <= 0)
+    throw ConfigError.make("biasUpdateRate", s.biasUpdateRate, "is not a number > 0", "pass a small rate such as 0.001")
   if (!Dropping.dropPolicies.includes(s.dropPolicy)) throw ConfigError.make("dropPolicy", s.dropPolicy, "is not a drop policy", `use one of ${Dropping.dropPolicies.join(", ")}`)
   Router.check(experts, routerOptions(s, topk))
 }
@@ -211,6 +228,8 @@ export interface LayerContext {
   readonly sequences?: MoeLayer.MoeConfig["sequences"]
   /** For global_aux. */
   readonly global?: MoeLayer.MoeConfig["global"]
+  /** The layer's expert bias now (with `expertBias`). */
+  readonly expertBias?: ReadonlyArray<number> | undefined
 }
 
 /**
@@ -219,7 +238,7 @@ export interface LayerContext {
  */
 export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig => ({
   numExperts: c.numExperts,
-  router: routerOptions(s, c.topk),
+  router: { ...routerOptions(s, c.topk), ...(c.expertBias === undefined ? {} : { expertBias: c.expertBias }) },
   ...(s.capacityFactor === undefined ? {} : { capacityFactor: s.capacityFactor, dropPolicy: s.dropPolicy, padToCapacity: s.padToCapacity }),
   dispatcher: s.dispatcher,
   auxLosses: s.auxLosses.map((t) => ({ type: layerAuxType[t.type], coeff: t.coeff })),

@@ -203,7 +203,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         forward,
         span,
       })
-      MoeRunState.endGlobalBatch(moeState)
+      // Once per global batch: global_aux counts reset, expert biases move (MoeRunState).
+      yield* MoeRunState.endGlobalBatch(moeState, sync.tpDpCp, model.moe?.biasUpdateRate ?? 0)
       // Test-only (Fault.ts): a rank misbehaving after the step's collectives, before the sync.
       const fault = Fault.at(faults, rank, k + 1)
       if (fault !== undefined)
