@@ -49,6 +49,8 @@ const accepted: ReadonlyArray<readonly [string, ReadonlyArray<number | string | 
   ["capacity-factor", [1, 1.25]],
   ["drop-policy", ["probs", "position"]],
   ["expert-bias", [true, false]],
+  ["shared-expert-ffn", [16, 64]],
+  ["shared-expert-gate", [true, false]],
   ["bias-update-rate", [0.001, 0.01]],
   ["ffn", [32, 128]],
   ["moe-ffn", [16, 64]],
@@ -100,6 +102,12 @@ describe("sizes", () => {
     expect(specs.get("layers.0.experts.wGate")).toEqual([8, 64, 128])
     expect(specs.get("layers.1.wGate")).toEqual([64, 96])
     expect(specs.has("layers.1.router")).toBe(false)
+    const shared = new Map(Params.specs(setupOf(["--shared-expert-ffn", "24", "--shared-expert-gate"]).model).map((p) => [p.name, p.shape]))
+    expect([shared.get("layers.0.shared.wGate"), shared.get("layers.0.shared.wDown"), shared.get("layers.0.shared.gate")]).toEqual([
+      [32, 24],
+      [24, 32],
+      [32, 1],
+    ])
     const count = (model: ModelConfig.ModelConfig) => Params.specs(model).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)
     expect(count(setupOf(["--hidden", "64", "--moe-ffn", "128"]).model)).toBeGreaterThan(count(setupOf(["--hidden", "64"]).model))
   })
@@ -125,6 +133,8 @@ describe("refusals: exit 2, one line naming the fix", () => {
     [["--drop-policy", "random"], '--drop-policy: "random" is not allowed', "probs, position"],
     [["--etp", "2", "--ep", "1", "--moe-ffn", "33"], "--moe-ffn: 33 is not divisible by etp = 2", "--moe-ffn"],
     [["--ffn", "33"], "--ffn: 33 is not divisible by tp = 2", "--ffn"],
+    [["--shared-expert-gate"], "--shared-expert-gate: true has no shared MLP to gate", "add --shared-expert-ffn N"],
+    [["--shared-expert-ffn", "15"], "--shared-expert-ffn: 15 is not divisible by tp = 2", "multiple of 2"],
     [["--expert-bias"], "--expert-bias: true only moves sigmoid scores", "add --score-function sigmoid"],
     [["--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0"], "--bias-update-rate: 0 is not a number > 0", "0.001"],
     [

@@ -1,6 +1,6 @@
 // The router and MoE-layer options of a training run (MoeSettings): with random options (score
 // function, pre-softmax, group-limited routing, scaling, any set of aux losses, z-loss, either
-// dispatcher), a parallel step equals one rank's in float64 within Lockstep's tolerances on
+// dispatcher, expert bias, shared experts with or without their gate), a parallel step equals one rank's in float64 within Lockstep's tolerances on
 // random folded mappings (global_aux only where dp = 1, the mappings whose counts one rank
 // reproduces); dropping too where tp = cp = 1 (each rank then holds whole micro-batches, so one
 // rank drops the same tokens). The per-layer losses the step reports are the ones the step loss
@@ -19,9 +19,19 @@ import type * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
 import { mappings, model, type TrainingMapping } from "./arbitraries.js"
 
-const job = (parallel: ParallelConfig.ParallelConfig, moe: MoeSettings.MoeSettings, topk: number, globalBatch: number, seed: number): RankTrainer.TrainSetup => ({
+/** Shared experts: none, or width 8 with or without their gate. */
+type Shared = { readonly sharedExpertFfn?: number; readonly sharedExpertGate?: boolean }
+
+const job = (
+  parallel: ParallelConfig.ParallelConfig,
+  moe: MoeSettings.MoeSettings,
+  topk: number,
+  globalBatch: number,
+  seed: number,
+  shared: Shared = {},
+): RankTrainer.TrainSetup => ({
   parallel,
-  model: { ...model, topk, moe },
+  model: { ...model, topk, moe, ...shared },
   batch: { microBatch: 1, globalBatch },
   seed,
   dtype: "float64",
@@ -50,6 +60,7 @@ const settings = (global: boolean, dropping: boolean) =>
       dropPolicy: fc.constantFrom("probs" as const, "position" as const),
       padToCapacity: dropping ? fc.boolean() : fc.constant(false),
       expertBias: fc.boolean(),
+      shared: fc.constantFrom<Shared>({}, { sharedExpertFfn: 8 }, { sharedExpertFfn: 8, sharedExpertGate: true }),
     })
     .map((r) => {
       const moe: MoeSettings.MoeSettings = {
@@ -69,7 +80,7 @@ const settings = (global: boolean, dropping: boolean) =>
         expertBias: r.expertBias && r.scoreFunction === "sigmoid",
         biasUpdateRate: 0.05,
       }
-      return { moe, topk: r.topk }
+      return { moe, topk: r.topk, shared: r.shared }
     })
     .filter(({ moe, topk }) => {
       try {
@@ -80,22 +91,22 @@ const settings = (global: boolean, dropping: boolean) =>
       }
     })
 
-const agrees = async (m: TrainingMapping, moe: MoeSettings.MoeSettings, topk: number, seed: number) => {
+const agrees = async (m: TrainingMapping, moe: MoeSettings.MoeSettings, topk: number, seed: number, shared: Shared) => {
   const parallel = validated(m)
   fc.pre(parallel !== undefined)
   if (parallel === undefined) return
-  const setup = job(parallel, moe, topk, m.dp * (m.pp > 1 ? 2 * m.pp : 2), seed)
+  const setup = job(parallel, moe, topk, m.dp * (m.pp > 1 ? 2 * m.pp : 2), seed, shared)
   ModelConfig.check(setup.model, setup.batch, setup.parallel)
   const comparisons = await Effect.runPromise(Lockstep.run(setup, { steps: 2, timeoutMs: 20_000 }))
   const v = Lockstep.verdict(comparisons, "float64")
-  expect(v.failed, `${JSON.stringify(m)} ${JSON.stringify(moe)} topk ${topk}, seed ${seed}: ${JSON.stringify(v)}`).toEqual([])
+  expect(v.failed, `${JSON.stringify(m)} ${JSON.stringify(moe)} ${JSON.stringify(shared)} topk ${topk}, seed ${seed}: ${JSON.stringify(v)}`).toEqual([])
 }
 
 describe("router options agree with one rank (float64)", () => {
   test("random dropless options on random folded mappings", async () => {
     const cases = mappings({ minWorld: 2, maxWorld: 8, folded: true }).chain((m) => fc.tuple(fc.constant(m), settings(m.dp === 1, false), fc.integer({ min: 1, max: 1000 })))
     await fc.assert(
-      fc.asyncProperty(cases, ([m, s, seed]) => agrees(m, s.moe, s.topk, seed)),
+      fc.asyncProperty(cases, ([m, s, seed]) => agrees(m, s.moe, s.topk, seed, s.shared)),
       { numRuns: 10 },
     )
   }, 300_000)
@@ -105,7 +116,7 @@ describe("router options agree with one rank (float64)", () => {
       .filter((m) => m.tp === 1 && m.cp === 1)
       .chain((m) => fc.tuple(fc.constant(m), settings(m.dp === 1, true), fc.integer({ min: 1, max: 1000 })))
     await fc.assert(
-      fc.asyncProperty(cases, ([m, s, seed]) => agrees(m, s.moe, s.topk, seed)),
+      fc.asyncProperty(cases, ([m, s, seed]) => agrees(m, s.moe, s.topk, seed, s.shared)),
       { numRuns: 4 },
     )
   }, 300_000)

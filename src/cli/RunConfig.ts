@@ -87,6 +87,8 @@ export const settings = {
   "moe-ffn": count("expert MLP width", model.moeFfn),
   "moe-every": count("layer i is MoE when i % N is 0 (1: every layer)", model.moeEvery),
   seq: count("sequence length", model.seq),
+  "shared-expert-ffn": optionalCount("shared experts: a dense MLP of this width every token of an MoE layer goes through (none by default)"),
+  "shared-expert-gate": flag("scale the shared experts' output by a learned sigmoid gate per token (needs --shared-expert-ffn)"),
   "score-function": choice(Router.scoreFunctions as ["softmax", "sigmoid"], moe.scoreFunction, "router score function", "NAME"),
   "pre-softmax": flag("softmax over all experts before the top-k (softmax scores; probs are not renormalized)"),
   "num-groups": optionalCount("group-limited routing: expert groups (divides --experts; with --group-topk)"),

@@ -226,6 +226,8 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     moeFfn: c["moe-ffn"],
     moeEvery: c["moe-every"],
     seq: c.seq,
+    sharedExpertFfn: c["shared-expert-ffn"],
+    ...(c["shared-expert-gate"] ? { sharedExpertGate: true } : {}),
     moe: explained(d, () => moeSettings(c)),
   }
   const batch = { microBatch: c["micro-batch"], globalBatch: c["global-batch"] }
@@ -291,7 +293,7 @@ export const flopsPerStep = (m: ModelConfig.ModelConfig, globalBatch: number): n
   for (let l = 0; l < m.layers; l++) {
     perToken += 2 * m.hidden * (m.heads * d + 2 * m.kvHeads * d) + 2 * m.heads * d * m.hidden // projections
     perToken += 2 * m.heads * d * m.seq // causal attention: q.k and p.v over ~seq/2 keys each
-    perToken += ModelContext.isMoe(m, l) ? 2 * m.hidden * m.experts + m.topk * 6 * m.hidden * m.moeFfn : 6 * m.hidden * m.ffn
+    perToken += ModelContext.isMoe(m, l) ? 2 * m.hidden * m.experts + m.topk * 6 * m.hidden * m.moeFfn + 6 * m.hidden * (m.sharedExpertFfn ?? 0) : 6 * m.hidden * m.ffn
   }
   return 3 * perToken * globalBatch * m.seq
 }

@@ -109,12 +109,15 @@ const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.T
       const normed = rmsNorm(h.tensor, p("ffnNorm"), eps)
       const config = yield* moeConfig(c, layer, normed.shape[0] as number)
       const biased = c.sizes.moe?.expertBias === true
-      const r = yield* MoeLayer.forwardLaid(
-        TensorLayout.attach(normed, h.layout),
-        { router: p("router"), experts: { wGate: p("experts.wGate"), wUp: p("experts.wUp"), wDown: p("experts.wDown") } },
-        config,
-        c.groups.expert,
-      )
+      const hasShared = c.sizes.sharedExpertFfn !== undefined
+      const weights: MoeLayer.MoeWeights = {
+        router: p("router"),
+        experts: { wGate: p("experts.wGate"), wUp: p("experts.wUp"), wDown: p("experts.wDown") },
+        ...(hasShared ? { shared: { wGate: p("shared.wGate"), wUp: p("shared.wUp"), wDown: p("shared.wDown") } } : {}),
+        ...(hasShared && c.sizes.sharedExpertGate === true ? { sharedGate: p("shared.gate") } : {}),
+      }
+      const shared = hasShared ? { shared: { tp: c.groups.tp, sequenceParallel: c.sequenceParallel } } : {}
+      const r = yield* MoeLayer.forwardLaid(TensorLayout.attach(normed, h.layout), weights, { ...config, ...shared }, c.groups.expert)
       if (biased && c.moeState !== undefined) MoeRunState.countTokens(c.moeState, layer, RoutingMap.tokensPerExpert(r.routing.map))
       // The layout the dispatcher's combine returned the tokens in (sequence order, checked).
       return {

@@ -34,6 +34,9 @@ export interface Sizes {
   /** Layer i is MoE when i % moeEvery === 0 (1: every layer). */
   readonly moeEvery: number
   readonly seq: number
+  /** Shared experts' MLP width (none: no shared experts), and whether a sigmoid gate scales them. */
+  readonly sharedExpertFfn?: number | undefined
+  readonly sharedExpertGate?: boolean | undefined
   /** The router and MoE-layer options; none: softmax after top-k, dropless, aux loss `auxLossCoeff`. */
   readonly moe?: MoeSettings.MoeSettings | undefined
 }

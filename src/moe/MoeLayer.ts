@@ -19,7 +19,7 @@ import { LayoutError } from "../dataflow/Layout.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type { Group } from "../comm/Group.js"
 import * as RoutingMap from "./RoutingMap.js"
-import { add, mul, scale } from "../tensor/ops/Elementwise.js"
+import { add, mul, scale, sigmoidOf } from "../tensor/ops/Elementwise.js"
 import { sumAll } from "../tensor/ops/Reduce.js"
 import { matmul } from "../tensor/ops/Matmul.js"
 import * as Tensor from "../tensor/Tensor.js"
@@ -96,6 +96,8 @@ export interface MoeWeights {
   readonly experts: Experts.ExpertWeights
   /** This rank's TP shards of the shared experts' MLP (with `MoeConfig.shared`). */
   readonly shared?: DenseMlp.MlpWeights
+  /** [H, 1]: the shared experts' output is scaled by sigmoid(x gate) per token (semantics.md 2.7). */
+  readonly sharedGate?: Tensor.Tensor
 }
 
 /**
@@ -141,7 +143,9 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
     let output = TensorLayout.attach(routedOut.output, routedOut.layout)
     if (config.shared !== undefined) {
       if (w.shared === undefined) return yield* Effect.die(new Error("MoeLayer: config.shared is set but the weights have no shared-expert shards"))
-      const shared = yield* DenseMlp.forwardLaid(laid, w.shared, config.shared)
+      const mlp = yield* DenseMlp.forwardLaid(laid, w.shared, config.shared)
+      // The gate is per token: this rank's rows, the same rows the shared output holds.
+      const shared = w.sharedGate === undefined ? mlp : TensorLayout.attach(mul(mlp.tensor, sigmoidOf(matmul(x, w.sharedGate))), mlp.layout)
       if (!TensorLayout.equals(shared.layout, output.layout)) {
         const detail = `the shared experts give ${TensorLayout.format(shared.layout)} where the routed experts give ${TensorLayout.format(output.layout)}`
         return yield* Effect.fail(new LayoutError({ op: "moe", detail }))

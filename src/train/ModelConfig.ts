@@ -29,6 +29,10 @@ export interface ModelConfig {
   /** Layer i is MoE when i % moeEvery === 0 (1: every layer). */
   readonly moeEvery: number
   readonly seq: number
+  /** Shared experts' MLP width in every MoE layer (semantics.md 2.7); none: no shared experts. */
+  readonly sharedExpertFfn?: number | undefined
+  /** Scales the shared experts' output by sigmoid(x g) per token (needs sharedExpertFfn). */
+  readonly sharedExpertGate?: boolean | undefined
   /** The router and MoE-layer options (MoeSettings); none: MoeSettings.defaults with the run's aux coefficient. */
   readonly moe?: MoeSettings.MoeSettings | undefined
 }
@@ -105,6 +109,13 @@ export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Parallel
   if (m.experts % s.ep !== 0) throw ConfigError.make("experts", m.experts, `is not divisible by ep = ${s.ep}`, `use a multiple of ${s.ep} experts, or a smaller --ep`)
   if (m.topk > m.experts) throw ConfigError.make("topk", m.topk, `is larger than experts = ${m.experts}`, "route each token to at most all experts")
   if (m.moe !== undefined) MoeSettings.check(m.moe, m.experts, m.topk)
+  if (m.sharedExpertFfn !== undefined) {
+    positive("sharedExpertFfn", m.sharedExpertFfn)
+    if (m.sharedExpertFfn % s.tp !== 0)
+      throw ConfigError.make("sharedExpertFfn", m.sharedExpertFfn, `is not divisible by tp = ${s.tp}`, `use a shared-expert width that is a multiple of ${s.tp}, or a smaller --tp`)
+  }
+  if (m.sharedExpertGate === true && m.sharedExpertFfn === undefined)
+    throw ConfigError.make("sharedExpertGate", true, "has no shared MLP to gate", "add --shared-expert-ffn N, or drop --shared-expert-gate")
   if (m.moeFfn % s.etp !== 0)
     throw ConfigError.make("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width (--moe-ffn) that is a multiple of ${s.etp}, or a smaller --etp`)
   if (b.globalBatch % (b.microBatch * s.dp) !== 0)

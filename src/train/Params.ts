@@ -70,6 +70,15 @@ export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
         { name: `${p}experts.wUp`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: l },
         { name: `${p}experts.wDown`, shape: [m.experts, m.moeFfn, h], sharding: "expert-rows", std: std / 2, layer: l },
       )
+      // Shared experts: a dense MLP on the attention tp group, and its gate [H, 1].
+      const f = m.sharedExpertFfn
+      if (f !== undefined)
+        out.push(
+          { name: `${p}shared.wGate`, shape: [h, f], sharding: "cols/tp", std, layer: l },
+          { name: `${p}shared.wUp`, shape: [h, f], sharding: "cols/tp", std, layer: l },
+          { name: `${p}shared.wDown`, shape: [f, h], sharding: "rows/tp", std: std / 2, layer: l },
+          ...(m.sharedExpertGate === true ? [{ name: `${p}shared.gate`, shape: [h, 1], sharding: "replicated" as const, std, layer: l }] : []),
+        )
     } else {
       out.push(
         { name: `${p}wGate`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: l },
