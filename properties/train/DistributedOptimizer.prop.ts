@@ -11,12 +11,16 @@ import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
+import * as Group from "../../src/comm/Group.js"
+import * as Folding from "../../src/mapping/Folding.js"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as Job from "../../src/runtime/Job.js"
 import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
 import * as DistributedOptimizer from "../../src/train/DistributedOptimizer.js"
 import * as Pieces from "../../src/train/DistributedOptimizerPieces.js"
 import * as Lockstep from "../../src/train/Lockstep.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
+import * as Params from "../../src/train/Params.js"
 import * as RankParams from "../../src/train/RankParams.js"
 import * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
@@ -88,6 +92,47 @@ describe("the distributed optimizer", () => {
       { numRuns: 4 },
     )
   }, 300_000)
+
+  test("buckets of any size give the same steps as one bucket per kind and as the replicated optimizer (1e-12)", async () => {
+    const parallel = ParallelConfig.make({ world: 4, tp: 2, cp: 1, pp: 1, ep: 2, etp: 1 })
+    const config = Optimizer.defaults(3)
+    // Three steps from made-up gradients (different on every rank) with `bucketElements`, or
+    // with the replicated optimizer when undefined; every rank's values and state bytes after.
+    const train = (bucketElements: number | undefined) =>
+      Job.runPromise({ world: parallel.world }, (rank) =>
+        Effect.gen(function* () {
+          const group = (f: Parameters<typeof Group.ofFamily>[1]) => Group.ofFamily(parallel, f, rank)
+          const groups: RankParams.SyncGroups = { dpCp: group("dp-cp"), tpDpCp: group("tp-dp-cp"), edp: group("edp"), world: Group.world(parallel.world) }
+          const params = RankParams.make(Params.specs(model), () => true, Folding.place(Folding.make(parallel), rank), parallel.sizes, 7, "float64")
+          const opt = bucketElements === undefined ? undefined : DistributedOptimizer.make(params, groups, rank, "float64", bucketElements)
+          const moments = Optimizer.moments(params)
+          for (let t = 1; t <= 3; t++) {
+            for (const h of params.values()) for (let i = 0; i < h.grad.length; i++) h.grad[i] = Math.sin(rank * 7919 + i * 0.37 + t * 1.3)
+            if (opt === undefined) yield* RankParams.synchronize(params, groups, "float64")
+            else yield* DistributedOptimizer.reduceScatter(opt)
+            const norm = opt === undefined ? yield* RankParams.globalNorm(params, groups, rank) : yield* DistributedOptimizer.globalNorm(opt, params)
+            const clip = Math.min(1, config.clip / (norm + 1e-6))
+            if (opt === undefined) Optimizer.step(config, params, moments, t, 0.01, clip)
+            else yield* DistributedOptimizer.step(config, opt, params, t, 0.01, clip)
+          }
+          return { buckets: opt?.buckets.length ?? 0, values: [...params.values()].flatMap((h) => Array.from(h.value.data)) }
+        }),
+      )
+    const one = await train(DistributedOptimizer.defaultBucketElements)
+    const many = await train(100)
+    const replicated = await train(undefined)
+    expect(one.map((r) => r.buckets)).toEqual([3, 3, 3, 3])
+    for (const r of many) expect(r.buckets).toBeGreaterThan(10)
+    // Which rank owns an element depends on the buckets, so the norm's squares add in another
+    // order: equal to rounding (the clip factor differs in its last bits).
+    for (const other of [many, replicated]) {
+      one.forEach((r, rank) => {
+        const theirs = (other[rank] as { values: Array<number> }).values
+        expect(theirs.length).toBe(r.values.length)
+        r.values.forEach((x, i) => expect(Math.abs(x - (theirs[i] as number)), `rank ${rank}, element ${i}`).toBeLessThan(1e-12 * Math.max(1, Math.abs(x))))
+      })
+    }
+  }, 120_000)
 
   test("verify still names a missing synchronisation", async () => {
     const parallel = ParallelConfig.make({ world: 4, tp: 1, cp: 2, pp: 1, ep: 2, etp: 1 })

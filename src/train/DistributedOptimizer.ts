@@ -6,14 +6,16 @@
  * Each gradient group of RankParams (dense over dp-cp, replicated over tp-dp-cp, expert over
  * edp) is the set of ranks that hold exactly the same shards, laid out in the same order. So
  * each group's shards form one flat bucket, the same on every member, and member i owns the
- * i-th contiguous part of it (sizes differ by at most one element). A step:
- *   1. reduce-scatters each bucket's gradients: a member receives the sum of its part only;
+ * i-th contiguous part of it (sizes differ by at most one element); a kind with more than
+ * `bucketElements` elements is laid out as several buckets, each split so. A step:
+ *   1. reduce-scatters each bucket's gradients: a member receives the sum of its parts only;
  *   2. the global norm adds the squares of each member's part (every element of the model once)
  *      over the world;
  *   3. each member runs AdamW on its part, with moments only for its part;
  *   4. all-gathers each bucket's updated values back into every member's shards.
- * The three buckets' collectives are issued together on their groups' streams and awaited
- * after (Communicator `start`), so they overlap one another.
+ * Buckets travel in waves, the i-th bucket of each kind together: a wave's collectives are all
+ * issued before any is awaited (Communicator `start`), so the kinds' groups' streams overlap
+ * one another, and at most one bucket per kind is in flight (its flat buffer bounded).
  *
  * The master weights are the parameters themselves (float32 or float64): the updated part is
  * written in place and gathered. A parameter left out of its bucket by the test-only fault
@@ -69,26 +71,56 @@ export interface DistributedOptimizer {
 const boundary = (total: number, n: number, i: number): number => Math.floor((total * i) / n)
 
 /**
- * Lays out the buckets of a rank's shards and allocates the moments of its parts.
+ * The elements a bucket gathers before it closes (about 64 MiB of float32 gradients): bounds
+ * the flat buffer a collective takes, as Megatron's buckets do.
+ * @category configuration
+ */
+export const defaultBucketElements = 1 << 24
+
+/** One bucket of a kind's shards, and this rank's part of it. */
+const bucketOf = (kind: RankParams.Kind, group: Group, held: ReadonlyArray<RankParams.Held>, rank: number, dtype: DType.DType): Bucket => {
+  const offsets: Array<number> = []
+  let total = 0
+  for (const h of held) {
+    offsets.push(total)
+    total += h.value.size
+  }
+  const n = group.ranks.length
+  const me = group.ranks.indexOf(rank)
+  const counts = group.ranks.map((_, i) => boundary(total, n, i + 1) - boundary(total, n, i))
+  const start = boundary(total, n, me)
+  const count = counts[me] as number
+  return { kind, group, held, offsets, total, counts, start, count, moments: { m: new Float32Array(count), v: new Float32Array(count) }, grad: DType.allocate(dtype, count) }
+}
+
+/**
+ * Lays out the buckets of a rank's shards and allocates the moments of its parts: each kind's
+ * shards in order, a bucket closing once it holds `bucketElements` (a shard is never split
+ * between buckets, so a larger one has a bucket of its own).
  * @category constructors
  */
-export const make = (params: ReadonlyMap<string, RankParams.Held>, groups: RankParams.SyncGroups, rank: number, dtype: DType.DType): DistributedOptimizer => {
+export const make = (
+  params: ReadonlyMap<string, RankParams.Held>,
+  groups: RankParams.SyncGroups,
+  rank: number,
+  dtype: DType.DType,
+  bucketElements: number = defaultBucketElements,
+): DistributedOptimizer => {
   const skipped = RankParams.skippedBySync()
-  const buckets = RankParams.kinds.map((kind): Bucket => {
+  const buckets = RankParams.kinds.flatMap((kind) => {
     const group = RankParams.groupOf(groups, kind)
-    const held = [...params.values()].filter((h) => RankParams.kindOf(h.spec) === kind && h.spec.name !== skipped)
-    const offsets: Array<number> = []
-    let total = 0
-    for (const h of held) {
-      offsets.push(total)
-      total += h.value.size
+    const runs: Array<Array<RankParams.Held>> = [[]]
+    let size = 0
+    for (const h of params.values()) {
+      if (RankParams.kindOf(h.spec) !== kind || h.spec.name === skipped) continue
+      if (size >= bucketElements) {
+        runs.push([])
+        size = 0
+      }
+      ;(runs.at(-1) as Array<RankParams.Held>).push(h)
+      size += h.value.size
     }
-    const n = group.ranks.length
-    const me = group.ranks.indexOf(rank)
-    const counts = group.ranks.map((_, i) => boundary(total, n, i + 1) - boundary(total, n, i))
-    const start = boundary(total, n, me)
-    const count = counts[me] as number
-    return { kind, group, held, offsets, total, counts, start, count, moments: { m: new Float32Array(count), v: new Float32Array(count) }, grad: DType.allocate(dtype, count) }
+    return runs.filter((run) => run.length > 0).map((run) => bucketOf(kind, group, run, rank, dtype))
   })
   const unbucketed = new Map([...params].filter(([name]) => name === skipped).map(([name, h]) => [name, { m: new Float32Array(h.value.size), v: new Float32Array(h.value.size) }]))
   return { buckets, unbucketed, groups, rank, dtype }
@@ -127,6 +159,19 @@ const flatGrads = (bucket: Bucket, dtype: DType.DType): DType.Storage => {
 
 const column = (data: DType.Storage): Tensor.Tensor => Tensor.fromStorage(data, [data.length, 1])
 
+/** The buckets in waves: wave i holds the i-th bucket of each kind. */
+const waves = (opt: DistributedOptimizer): Array<Array<Bucket>> => {
+  const out: Array<Array<Bucket>> = []
+  for (const kind of RankParams.kinds) {
+    opt.buckets
+      .filter((b) => b.kind === kind)
+      .forEach((b, i) => {
+        out[i] = [...(out[i] ?? []), b]
+      })
+  }
+  return out
+}
+
 /**
  * Reduce-scatters every bucket's gradients: each rank's `grad` of a bucket becomes the sum over
  * the group of its part. The buckets' collectives overlap (one stream per group).
@@ -134,17 +179,18 @@ const column = (data: DType.Storage): Tensor.Tensor => Tensor.fromStorage(data, 
  */
 export const reduceScatter = (opt: DistributedOptimizer) =>
   Effect.gen(function* () {
-    const pending = []
-    for (const bucket of opt.buckets) {
-      if (bucket.total === 0) continue
-      const flat = flatGrads(bucket, opt.dtype)
-      if (bucket.group.ranks.length === 1) {
-        bucket.grad.set(flat)
-        continue
+    for (const wave of waves(opt)) {
+      const pending = []
+      for (const bucket of wave) {
+        const flat = flatGrads(bucket, opt.dtype)
+        if (bucket.group.ranks.length === 1) {
+          bucket.grad.set(flat)
+          continue
+        }
+        pending.push({ bucket, result: yield* Comm.start.reduceScatterV(bucket.group, column(flat), bucket.counts) })
       }
-      pending.push({ bucket, result: yield* Comm.start.reduceScatterV(bucket.group, column(flat), bucket.counts) })
+      for (const { bucket, result } of pending) bucket.grad.set((yield* result.await).data)
     }
-    for (const { bucket, result } of pending) bucket.grad.set((yield* result.await).data)
   })
 
 /**
@@ -179,19 +225,21 @@ export const step = (c: Optimizer.OptimizerConfig, opt: DistributedOptimizer, pa
     }
     const local = new Map([...opt.unbucketed.keys()].map((name) => [name, params.get(name) as RankParams.Held]))
     Optimizer.step(c, local, opt.unbucketed, t, lr, clipScale)
-    const pending = []
-    for (const bucket of opt.buckets) {
-      if (bucket.total === 0 || bucket.group.ranks.length === 1) continue
-      const part = DType.allocate(opt.dtype, bucket.count)
-      for (const o of runs) if (o.bucket === bucket) part.set(o.held.value.data.subarray(o.from, o.to), o.at)
-      pending.push({ bucket, result: yield* Comm.start.allGatherV(bucket.group, column(part)) })
-    }
-    for (const { bucket, result } of pending) {
-      const { tensor } = yield* result.await
-      bucket.held.forEach((h, i) => {
-        const offset = bucket.offsets[i] as number
-        h.value.data.set(tensor.data.subarray(offset, offset + h.value.size))
-      })
+    for (const wave of waves(opt)) {
+      const pending = []
+      for (const bucket of wave) {
+        if (bucket.group.ranks.length === 1) continue
+        const part = DType.allocate(opt.dtype, bucket.count)
+        for (const o of runs) if (o.bucket === bucket) part.set(o.held.value.data.subarray(o.from, o.to), o.at)
+        pending.push({ bucket, result: yield* Comm.start.allGatherV(bucket.group, column(part)) })
+      }
+      for (const { bucket, result } of pending) {
+        const { tensor } = yield* result.await
+        bucket.held.forEach((h, i) => {
+          const offset = bucket.offsets[i] as number
+          h.value.data.set(tensor.data.subarray(offset, offset + h.value.size))
+        })
+      }
     }
   })
 
