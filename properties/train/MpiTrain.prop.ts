@@ -5,14 +5,14 @@
 // exit 2 and one line from rank 0, and a rank's process killed mid-run ending the whole job
 // within 60 s with no process left. Skipped, with a line saying why, without mpirun or the
 // MPI addon.
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
-import { missing, mpirun } from "../comm/mpi/mpirun.js"
+import { missing, mpiEnv, mpirun } from "../comm/mpi/mpirun.js"
 
 const why = missing()
 if (why !== undefined) console.log(`MPI training tests skipped: ${why}`)
@@ -131,6 +131,28 @@ describe.skipIf(why !== undefined)("training on MPI processes", () => {
     expect(lines).toHaveLength(1)
     expect(lines[0]).toContain("rank 2 failed at step 2: injected fault (PLEAT_FAULT throw)")
   }, 200_000)
+
+  test("the issue's commands: pleat launch -n 8 verifies the default-size folded mapping and trains as one process does", async () => {
+    const launch = (args: ReadonlyArray<string>) =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const child = spawn(process.execPath, ["--import", "tsx", main, "launch", "-n", "8", "--", "pleat", ...args], { env: mpiEnv() })
+        let out = ""
+        let err = ""
+        child.stdout.on("data", (d) => {
+          out += d
+        })
+        child.stderr.on("data", (d) => {
+          err += d
+        })
+        child.on("close", (code) => resolve({ code, out, err }))
+      })
+    const verify = await launch(["verify", "--world", "8", "--tp", "2", "--cp", "2", "--pp", "2", "--ep", "4", "--dtype", "float64", "--steps", "2"])
+    expect(verify.code, verify.out + verify.err).toBe(0)
+    const flags = ["--steps", "5", "--log", "json", "--dtype", "float64", "--seed", "4242"]
+    const trained = await launch(["train", ...flags])
+    expect(trained.code, trained.err).toBe(0)
+    near(losses(trained.out), await local(flags))
+  }, 600_000)
 
   test("a world that disagrees with the launch: exit 2 on every rank, one line from rank 0", async () => {
     const run = await mpirun(2, [main, "train", ...model, ...four, "--steps", "1"], 120_000)

@@ -73,24 +73,34 @@ bool require_engine(Napi::Env env, const char* fn) {
   return false;
 }
 
+// Calls the JS handler with raw Node-API calls whose failures are ignored: a call can come
+// while Node tears the environment down (process.exit with completions still queued), when
+// calling into JS fails, and node-addon-api's own wrappers would then abort the process.
 void call(State& s, Completion* c) {
   const napi_status status = s.handler.NonBlockingCall(c, [](Napi::Env env, Napi::Function fn, Completion* done) {
     std::unique_ptr<Completion> own(done);
     if (env == nullptr || fn.IsEmpty()) return;
+    napi_value args[5] = {};
+    napi_value undefined = nullptr;
+    if (napi_get_undefined(env, &undefined) != napi_ok) return;
+    bool ok = napi_create_int32(env, done->message ? 1 : 0, &args[0]) == napi_ok;
     if (done->message) {
-      Napi::Value payload;
+      ok = ok && napi_create_int32(env, done->source, &args[1]) == napi_ok && napi_create_int32(env, done->tag, &args[2]) == napi_ok;
       if (done->status != 0) {
-        payload = Napi::String::New(env, done->error);
+        ok = ok && napi_create_string_utf8(env, done->error.c_str(), done->error.size(), &args[3]) == napi_ok;
       } else {
-        auto buffer = Napi::ArrayBuffer::New(env, done->bytes.size());
-        if (!done->bytes.empty()) std::memcpy(buffer.Data(), done->bytes.data(), done->bytes.size());
-        payload = buffer;
+        void* data = nullptr;
+        ok = ok && napi_create_arraybuffer(env, done->bytes.size(), &data, &args[3]) == napi_ok;
+        if (ok && !done->bytes.empty()) std::memcpy(data, done->bytes.data(), done->bytes.size());
       }
-      fn.Call({Napi::Number::New(env, 1), Napi::Number::New(env, done->source), Napi::Number::New(env, done->tag), payload});
+      args[4] = undefined;
     } else {
-      fn.Call({Napi::Number::New(env, 0), Napi::Number::New(env, done->id), Napi::Number::New(env, done->status), Napi::String::New(env, done->error),
-               Napi::Boolean::New(env, done->fast)});
+      ok = ok && napi_create_uint32(env, done->id, &args[1]) == napi_ok && napi_create_int32(env, done->status, &args[2]) == napi_ok &&
+           napi_create_string_utf8(env, done->error.c_str(), done->error.size(), &args[3]) == napi_ok && napi_get_boolean(env, done->fast, &args[4]) == napi_ok;
     }
+    if (!ok) return;
+    napi_value result = nullptr;
+    napi_call_function(env, undefined, fn, 5, args, &result);
   });
   if (status != napi_ok) delete c;
 }
