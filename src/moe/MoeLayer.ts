@@ -7,8 +7,12 @@
  *   routing -> probs [T, E], map; with a capacity factor, per-rank capacity dropping (and
  *   padding) from this rank's tokens
  *   dispatcher "alltoall" (default) or "allgather" -> [T, H]
- * Returns the output and the aux-loss and z-loss terms (coefficients applied) so the caller
- * adds them to the training loss: their gradients then flow into the router like any loss.
+ *   shared experts (optional): a dense MLP on the attention tp group, its output optionally
+ *   scaled by sigmoid(x gate) per token, added to the routed output
+ * Returns the output and the aux-loss and z-loss terms (coefficients applied; any of aux,
+ * seq_aux and global_aux at once, in that order) so the caller adds them to the training loss:
+ * their gradients then flow into the router like any loss. It also returns each term's value
+ * without its coefficient and the routed (token, expert) pairs the capacity dropped, for metrics.
  * `forwardLaid` takes the rows in their layout and gives the output in the layout the
  * dispatcher's combine returned (and the shared experts' typed collectives agreed on).
  */
