@@ -120,6 +120,7 @@ describe("refusals: exit 2, one line naming the fix", () => {
     [["--num-groups", "4"], "--group-topk", "give both --num-groups and --group-topk"],
     [["--num-groups", "4", "--group-topk", "3"], "--group-topk: 3 does not divide num-groups = 4", "divides 4"],
     [["--num-groups", "8", "--group-topk", "1", "--topk", "2"], "--group-topk: 1 keeps 1 groups of 1 experts, fewer than topk = 2", "raise --group-topk to 2"],
+    [["--capacity-factor", "1", "--scaling-factor", "-2"], "--scaling-factor: -2 is negative, so dropping by probs", "--drop-policy position"],
     [["--pad-to-capacity"], "--pad-to-capacity: true has no capacity to pad to", "add --capacity-factor"],
     [["--capacity-factor", "0"], "--capacity-factor: 0 is not a number > 0", "dropless"],
     [["--capacity-factor", "x"], '--capacity-factor: "x" is not a finite number', "a number"],

@@ -189,6 +189,13 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
     throw ConfigError.make("zLossCoeff", s.zLossCoeff, "is not a number >= 0", "pass 0 (off) or a small positive coefficient, e.g. 0.001")
   if (s.capacityFactor !== undefined && (!Number.isFinite(s.capacityFactor) || s.capacityFactor <= 0))
     throw ConfigError.make("capacityFactor", s.capacityFactor, "is not a number > 0", "pass a capacity factor such as 1.25, or drop --capacity-factor (dropless)")
+  if (s.capacityFactor !== undefined && s.dropPolicy === "probs" && s.scalingFactor !== undefined && s.scalingFactor < 0)
+    throw ConfigError.make(
+      "scalingFactor",
+      s.scalingFactor,
+      "is negative, so dropping by probs ranks every routed token below the unrouted ones (prob 0) and keeps none",
+      "use a positive --scaling-factor, or --drop-policy position",
+    )
   if (s.padToCapacity && s.capacityFactor === undefined)
     throw ConfigError.make("padToCapacity", true, "has no capacity to pad to", "add --capacity-factor F, or drop --pad-to-capacity")
   if (s.expertBias && s.scoreFunction !== "sigmoid")
