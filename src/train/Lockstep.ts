@@ -190,7 +190,9 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
     const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false }, 0)
     // Each step's snapshots, once every rank has reported it (ranks report in step order, so
     // steps complete in order).
-    const complete = yield* Queue.unbounded<Array<LockstepProgram.Snapshot>>()
+    // Ends with undefined once the parallel run has ended, so a step that never completed is a
+    // failure, never a wait.
+    const complete = yield* Queue.unbounded<Array<LockstepProgram.Snapshot> | undefined>()
     const arriving = new Map<number, Array<LockstepProgram.Snapshot>>()
     const onReport = (rank: number, value: unknown) => {
       const snapshot = value as LockstepProgram.Snapshot
@@ -210,9 +212,12 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
     })
     const compare = Effect.gen(function* () {
       const out: Array<StepComparison> = []
-      let before = (yield* Queue.take(complete)).map((s) => s.holdings)
+      const next = Effect.flatMap(Queue.take(complete), (got) =>
+        got === undefined ? Effect.die(new Error("the parallel run ended before every rank reported every step")) : Effect.succeed(got),
+      )
+      let before = (yield* next).map((s) => s.holdings)
       for (let k = 0; k < options.steps; k++) {
-        const after = yield* Queue.take(complete)
+        const after = yield* next
         // The one-rank run starts this step where the parallel run did: values and moments.
         for (const spec of specs) {
           const held = one.params.get(spec.name) as RankParams.Held
@@ -241,7 +246,11 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
       }
       return out
     })
-    const [, comparisons] = yield* Effect.all([parallel, compare], { concurrency: 2 })
+    const ended = Effect.ensuring(
+      parallel,
+      Effect.sync(() => Queue.offerUnsafe(complete, undefined)),
+    )
+    const [, comparisons] = yield* Effect.all([ended, compare], { concurrency: 2 })
     return comparisons
   }).pipe(Effect.provide(ChooseBackend.layer(options.backend ?? "local")))
 
