@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 
 namespace pleat::mpi {
@@ -71,6 +72,17 @@ void Engine::stop(int abort_code, int grace_ms) {
     grace_ms_ = grace_ms;
   }
   wake_.notify_one();
+  // MPI_Finalize waits for every process of the job: one that never gets there (stuck, or never
+  // told to end) would hold this one forever. After the grace and a minute more, abort the job.
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const bool ended = ended_cv_.wait_for(lock, std::chrono::milliseconds(grace_ms + 60000), [this] { return ended_; });
+    if (!ended) {
+      lock.unlock();
+      std::fprintf(stderr, "pleat: MPI_Finalize did not return within %d s (a process of the job never ended): aborting the job\n", (grace_ms + 60000) / 1000);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+  }
   if (thread_.joinable()) thread_.join();
   running_ = false;
 }
@@ -363,6 +375,11 @@ void Engine::loop() {
   }
   if (p2p_ != MPI_COMM_NULL) MPI_Comm_free(&p2p_);
   MPI_Finalize();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ended_ = true;
+  }
+  ended_cv_.notify_all();
 }
 
 }  // namespace pleat::mpi

@@ -132,6 +132,8 @@ class Engine {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::condition_variable ready_cv_;
+  std::condition_variable ended_cv_;
+  bool ended_ = false;
   std::deque<Command> commands_;
   bool ready_ = false;
   bool stopping_ = false;
