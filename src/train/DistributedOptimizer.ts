@@ -16,6 +16,9 @@
  * Buckets travel in waves, the i-th bucket of each kind together: a wave's collectives are all
  * issued before any is awaited (Communicator `start`), so the kinds' groups' streams overlap
  * one another, and at most one bucket per kind is in flight (its flat buffer bounded).
+ * Not overlapped with compute yet: the reduce-scatters start once the whole backward pass is
+ * done (the interpreter reports no chunk's gradients as final earlier), and the all-gathers
+ * complete before the step returns (a stage looks its parameters up synchronously).
  *
  * The master weights are the parameters themselves (float32 or float64): the updated part is
  * written in place and gathered. A parameter left out of its bucket by the test-only fault
