@@ -144,4 +144,14 @@ describe("pleat train --resume", () => {
       .filter((l) => l.msg === "step")
     expect(steps.map((s) => s.step)).toEqual([2])
   }, 60_000)
+
+  test("shared experts are part of the model: a checkpoint with them is not resumed without them, nor the reverse", async () => {
+    const withShared = path.join(scratch(), "shared")
+    const r = await run(["train", ...model, "--shared-expert-ffn", "8", "--steps", "1", "--save", withShared, "--log", "json"])
+    expect(r.status, r.err).toBe(0)
+    expect(await refused(withShared)).toContain("was saved from another run (sharedExpertFfn 8; this run has sharedExpertFfn none)")
+    expect(await refused(saved, [...model, "--shared-expert-ffn", "8"])).toContain("was saved from another run (sharedExpertFfn none; this run has sharedExpertFfn 8)")
+    const again = await run(["train", ...model, "--shared-expert-ffn", "8", "--steps", "2", "--resume", withShared, "--log", "json"])
+    expect(again.status, again.err).toBe(0)
+  }, 60_000)
 })

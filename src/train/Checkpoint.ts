@@ -77,6 +77,9 @@ const ManifestSchema = Schema.Struct({
     moeFfn: count,
     moeEvery: count,
     seq: count,
+    /** Written only by runs with shared experts (older checkpoints have neither). */
+    sharedExpertFfn: Schema.optionalKey(count),
+    sharedExpertGate: Schema.optionalKey(Schema.Boolean),
   }),
   batch: Schema.Struct({ microBatch: count, globalBatch: count }),
   ranks: count,
@@ -262,6 +265,9 @@ export const manifestFor = (dir: string, run: RunIdentity): Manifest => {
     here.push(`${field} ${is}`)
   }
   for (const f of shapingFields) differ(f, m.model[f], run.model[f])
+  // Shared experts add parameters: a run without them must not drop a checkpoint's silently.
+  differ("sharedExpertFfn", m.model.sharedExpertFfn ?? "none", run.model.sharedExpertFfn ?? "none")
+  differ("sharedExpertGate", m.model.sharedExpertGate === true ? "on" : "off", run.model.sharedExpertGate === true ? "on" : "off")
   differ("seed", m.seed, run.seed)
   differ("dtype", m.dtype, run.dtype)
   if (saved.length > 0) {

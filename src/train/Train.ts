@@ -330,6 +330,12 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
 export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError | ChooseBackend.UnknownBackend> =>
   Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local"))
 
+/** The model as a manifest records it (every setting; the shared-expert keys only when set). */
+const modelRecord = (m: RankTrainer.TrainSetup["model"]): Checkpoint.Manifest["model"] => {
+  const { sharedExpertFfn, sharedExpertGate, ...rest } = m
+  return { ...rest, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
+}
+
 /** The manifest of a checkpoint of this setup at `step`, but for its files' checksums. */
 const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Omit<Checkpoint.Manifest, "checksums"> => {
   const s = setup.parallel.sizes
@@ -339,7 +345,7 @@ const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Omit<Checkpoin
     dtype: setup.dtype,
     world: setup.parallel.world,
     mapping: { ...s, vpp: setup.parallel.vpp ?? null, order: setup.parallel.order.written.join("-") },
-    model: setup.model,
+    model: modelRecord(setup.model),
     batch: setup.batch,
     ranks: setup.parallel.world,
   }
