@@ -101,6 +101,26 @@ export const p2pFifo = (rank: number, args: unknown) =>
     return { prev, got, other: Tensor.toArray(other) }
   })
 
+/**
+ * Messages of very different sizes in a row, on one tag: a large one (megabytes: past MPI's
+ * eager limit, so its transfer finishes after a small one sent behind it) must still be received
+ * first. Returns checksums in the order received.
+ */
+export const p2pLargeThenSmall = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { world, large } = args as { world: number; large: number }
+    const next = (rank + 1) % world
+    const prev = (rank + world - 1) % world
+    yield* Comm.send(next, Tensor.fromArray(valuesOf(rank, large), [large], { dtype: "float64" }))
+    yield* Comm.send(next, Tensor.fromArray(valuesOf(rank, 3, 1), [3], { dtype: "float64" }))
+    yield* Comm.send(next, Tensor.fromArray(valuesOf(rank, large, 2), [large], { dtype: "float64" }))
+    const got: Array<number> = []
+    for (let i = 0; i < 3; i++) got.push(checksum(yield* Comm.recv(prev)))
+    const f64 = (values: Array<number>) => checksum(Tensor.fromArray(values, [values.length], { dtype: "float64" }))
+    const expected = [f64(valuesOf(prev, large)), f64(valuesOf(prev, 3, 1)), f64(valuesOf(prev, large, 2))]
+    return { got, expected }
+  })
+
 /** Receive buffers reused over steps, and overlapping collectives on two groups. */
 export const receiveBuffers = (rank: number, args: unknown) =>
   Effect.gen(function* () {

@@ -7,8 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
-import * as Cli from "../../src/cli/Cli.js"
-import { memoryIo } from "../../src/cli/Io.js"
+import { local, losses, near } from "./mpiKit.js"
 import { missing, mpirun } from "../comm/mpi/mpirun.js"
 
 const why = missing()
@@ -22,26 +21,6 @@ const two = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1"]
 const dir = mkdtempSync(path.join(tmpdir(), "pleat-mpi-distopt-"))
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
-
-const losses = (out: string): Array<number> =>
-  out
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as { msg?: string; loss?: number })
-    .filter((r) => r.msg === "step")
-    .map((r) => r.loss as number)
-
-const local = async (argv: ReadonlyArray<string>) => {
-  const io = memoryIo()
-  const status = await Cli.run(["train", ...argv, "--backend", "local"], io)
-  expect(status, io.err).toBe(0)
-  return losses(io.out)
-}
-
-const near = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => {
-  expect(a.length).toBe(b.length)
-  a.forEach((x, i) => expect(Math.abs(x - (b[i] as number))).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(x))))
-}
 
 describe.skipIf(why !== undefined)("the distributed optimizer on MPI processes", () => {
   test("4 processes train as one process does; one process resumes their checkpoint under another mapping without it", async () => {

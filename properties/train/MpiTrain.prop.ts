@@ -5,14 +5,13 @@
 // exit 2 and one line from rank 0, and a rank's process killed mid-run ending the whole job
 // within 60 s with no process left. Skipped, with a line saying why, without mpirun or the
 // MPI addon.
-import { execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
-import * as Cli from "../../src/cli/Cli.js"
-import { memoryIo } from "../../src/cli/Io.js"
-import { missing, mpiEnv, mpirun } from "../comm/mpi/mpirun.js"
+import { local, losses, near } from "./mpiKit.js"
+import { collect, missing, mpirun } from "../comm/mpi/mpirun.js"
 
 const why = missing()
 if (why !== undefined) console.log(`MPI training tests skipped: ${why}`)
@@ -26,25 +25,6 @@ const dir = mkdtempSync(path.join(tmpdir(), "pleat-mpi-train-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 /** The per-step losses of `--log json` output. */
-const losses = (out: string): Array<number> =>
-  out
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as { msg?: string; loss?: number })
-    .filter((r) => r.msg === "step")
-    .map((r) => r.loss as number)
-
-const local = async (argv: ReadonlyArray<string>) => {
-  const io = memoryIo()
-  const status = await Cli.run(["train", ...argv, "--backend", "local"], io)
-  expect(status, io.err).toBe(0)
-  return losses(io.out)
-}
-
-const near = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => {
-  expect(a.length).toBe(b.length)
-  a.forEach((x, i) => expect(Math.abs(x - (b[i] as number))).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(x))))
-}
 
 /** The pids of a process's living descendants. */
 const descendants = (pid: number): Array<number> => {
@@ -133,25 +113,13 @@ describe.skipIf(why !== undefined)("training on MPI processes", () => {
   }, 200_000)
 
   test("the issue's commands: pleat launch -n 8 verifies the default-size folded mapping and trains as one process does", async () => {
-    const launch = (args: ReadonlyArray<string>) =>
-      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-        const child = spawn(process.execPath, ["--import", "tsx", main, "launch", "-n", "8", "--", "pleat", ...args], { env: mpiEnv() })
-        let out = ""
-        let err = ""
-        child.stdout.on("data", (d) => {
-          out += d
-        })
-        child.stderr.on("data", (d) => {
-          err += d
-        })
-        child.on("close", (code) => resolve({ code, out, err }))
-      })
+    const launch = (args: ReadonlyArray<string>) => collect(process.execPath, ["--import", "tsx", main, "launch", "-n", "8", "--", "pleat", ...args], 300_000)
     const verify = await launch(["verify", "--world", "8", "--tp", "2", "--cp", "2", "--pp", "2", "--ep", "4", "--dtype", "float64", "--steps", "2"])
-    expect(verify.code, verify.out + verify.err).toBe(0)
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0)
     const flags = ["--steps", "5", "--log", "json", "--dtype", "float64", "--seed", "4242"]
     const trained = await launch(["train", ...flags])
-    expect(trained.code, trained.err).toBe(0)
-    near(losses(trained.out), await local(flags))
+    expect(trained.code, trained.stderr).toBe(0)
+    near(losses(trained.stdout), await local(flags))
   }, 600_000)
 
   test("a world that disagrees with the launch: exit 2 on every rank, one line from rank 0", async () => {

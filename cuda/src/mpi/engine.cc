@@ -252,7 +252,7 @@ void Engine::probe() {
     deliver_(c);
     return;
   }
-  active_.push_back(std::move(a));
+  inbound_.push_back(std::move(a));
 }
 
 void Engine::poll() {
@@ -297,6 +297,32 @@ void Engine::poll() {
     }
     it = active_.erase(it);
   }
+  // Received messages reach JS in the order MPI matched them (MPI's order per sender): a small
+  // message matched after a large one may finish first, and must wait for it.
+  for (auto& in : inbound_) {
+    if (in.request == MPI_REQUEST_NULL) continue;
+    int flag = 0;
+    MPI_Status status;
+    const int rc = MPI_Test(&in.request, &flag, &status);
+    if (rc != MPI_SUCCESS) {
+      in.request = MPI_REQUEST_NULL;
+      in.error = rc;
+    }
+  }
+  while (!inbound_.empty() && inbound_.front().request == MPI_REQUEST_NULL) {
+    Active& in = inbound_.front();
+    auto* c = new Completion();
+    c->message = true;
+    c->source = in.source;
+    c->tag = in.tag;
+    if (in.error != MPI_SUCCESS) {
+      c->status = error_class(in.error);
+      c->error = error_text(in.error);
+    }
+    c->bytes = std::move(in.bytes);
+    deliver_(c);
+    inbound_.pop_front();
+  }
 }
 
 void Engine::idle(unsigned rounds) {
@@ -308,7 +334,7 @@ void Engine::idle(unsigned rounds) {
     std::this_thread::yield();
     return;
   }
-  const long cap = active_.empty() && wanted_ == 0 ? 500 : 50;
+  const long cap = active_.empty() && inbound_.empty() && wanted_ == 0 ? 500 : 50;
   const long step = std::min<long>(cap, 10L << std::min<unsigned>(10, rounds / 64));
   std::unique_lock<std::mutex> lock(mutex_);
   wake_.wait_for(lock, std::chrono::microseconds(step), [this] { return !commands_.empty() || stopping_; });
@@ -346,24 +372,24 @@ void Engine::loop() {
       stopping = stopping_;
     }
     for (auto& cmd : batch) begin(cmd);
-    const size_t before = active_.size();
-    if (!active_.empty()) poll();
-    bool progress = !batch.empty() || active_.size() != before;
+    const size_t before = active_.size() + inbound_.size();
+    if (!active_.empty() || !inbound_.empty()) poll();
+    bool progress = !batch.empty() || active_.size() + inbound_.size() != before;
     if (stopping) {
       if (!stop_seen) {
         stop_seen = true;
         stop_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms_);
       }
-      if ((active_.empty() && creating_.empty()) || std::chrono::steady_clock::now() >= stop_at) break;
+      if ((active_.empty() && inbound_.empty() && creating_.empty()) || std::chrono::steady_clock::now() >= stop_at) break;
     } else {
-      const size_t was = active_.size();
+      const size_t was = inbound_.size();
       probe();
-      progress = progress || active_.size() != was;
+      progress = progress || inbound_.size() != was;
     }
     rounds = progress ? 0 : rounds + 1;
     if (!progress) idle(rounds);
   }
-  const bool clean = active_.empty() && creators_ == 0 && creating_.empty();
+  const bool clean = active_.empty() && inbound_.empty() && creators_ == 0 && creating_.empty();
   for (auto& [id, comm] : comms_) {
     if (clean && comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
   }

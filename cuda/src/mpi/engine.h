@@ -110,6 +110,7 @@ class Engine {
     uint32_t id = 0;
     std::shared_ptr<Command> checked;  // a Checked op still gathering signatures
     bool fast = false;                 // a Checked op running its data op
+    int error = MPI_SUCCESS;           // a received message whose receive failed
     bool message = false;
     int source = 0;
     int tag = 0;
@@ -149,6 +150,7 @@ class Engine {
   std::atomic<int> creators_{0};
   std::atomic<int> wanted_{0};
   std::deque<Active> active_;
+  std::deque<Active> inbound_;  // received messages in the order MPI matched them
 };
 
 // The MPI library's own version string (callable before MPI_Init).

@@ -50,6 +50,7 @@ const contract: Array<{ readonly scenario: Scenario; readonly args: unknown; rea
   ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }) }), 3).map((args) => ({ scenario: "gatherV" as const, args, sums: 0 })),
   ...draw(fc.record({ mapping: mappings, rootSeed: fc.nat() }), 3).map((args) => ({ scenario: "broadcastAndSelf" as const, args, sums: 0 })),
   ...draw(fc.integer({ min: 1, max: 6 }), 2).map((count) => ({ scenario: "p2pFifo" as const, args: { world, count }, sums: 0 })),
+  ...draw(fc.integer({ min: 200_000, max: 600_000 }), 1).map((large) => ({ scenario: "p2pLargeThenSmall" as const, args: { world, large }, sums: 0 })),
   ...draw(fc.integer({ min: 1, max: 1500 }), 2).map((c) => ({ scenario: "receiveBuffers" as const, args: { world, c, steps: 3 }, sums: 1e-4 })),
   ...draw(fc.record({ mapping: mappings, length: fc.integer({ min: 64 * 1024, max: 200_000 }) }), 2).map((a) => ({
     scenario: "bigAllReduce" as const,
@@ -111,6 +112,7 @@ describe.skipIf(why !== undefined)("the MPI backend with 4 processes", () => {
       expect(got?.ok, `${c.scenario} ${JSON.stringify(c.args)}: ${got?.ok === false ? got.message : ""}`).toBe(true)
       if (got?.ok !== true) continue
       const local = await results(c.scenario === "zeroCopyReuse" ? "local-zero-copy" : "local", c.scenario, world, c.args)
+      if (c.scenario === "p2pLargeThenSmall") for (const r of got.results as Array<{ got: Array<number>; expected: Array<number> }>) expect(r.got).toEqual(r.expected)
       if (c.sums > 0) expect(near(got.results, local, c.sums), `${c.scenario} ${JSON.stringify(c.args)}`).toBe(true)
       else expect(got.results).toEqual(local)
     }

@@ -33,11 +33,11 @@ export const mpiEnv = (): NodeJS.ProcessEnv => ({
   OMPI_MCA_rmaps_base_oversubscribe: "1",
 })
 
-/** Runs `node --import tsx <args>` in `np` processes under mpirun; `onStart` gets mpirun's pid. */
-export const mpirun = (np: number, args: ReadonlyArray<string>, timeoutMs: number, onStart?: (pid: number) => void, env: NodeJS.ProcessEnv = {}): Promise<Ended> =>
+/** Runs a command with the MPI environment; collects its output; `onStart` gets its pid. */
+export const collect = (command: string, args: ReadonlyArray<string>, timeoutMs: number, onStart?: (pid: number) => void, env: NodeJS.ProcessEnv = {}): Promise<Ended> =>
   new Promise((resolve) => {
     const started = performance.now()
-    const child = spawn("mpirun", ["-np", String(np), "--bind-to", "none", process.execPath, "--import", "tsx", ...args], { env: { ...mpiEnv(), ...env } })
+    const child = spawn(command, args, { env: { ...mpiEnv(), ...env } })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (d) => {
@@ -53,3 +53,7 @@ export const mpirun = (np: number, args: ReadonlyArray<string>, timeoutMs: numbe
       resolve({ code, signal, stdout, stderr, ms: performance.now() - started })
     })
   })
+
+/** Runs `node --import tsx <args>` in `np` processes under mpirun; `onStart` gets mpirun's pid. */
+export const mpirun = (np: number, args: ReadonlyArray<string>, timeoutMs: number, onStart?: (pid: number) => void, env: NodeJS.ProcessEnv = {}): Promise<Ended> =>
+  collect("mpirun", ["-np", String(np), "--bind-to", "none", process.execPath, "--import", "tsx", ...args], timeoutMs, onStart, env)
