@@ -1,6 +1,9 @@
 /**
  * RunConfig: the one run configuration of `pleat train` and `pleat verify`, its defaults and
- * its Schema, decoded from three layers: defaults < the JSON config file < flags.
+ * its Schema, decoded from four layers: defaults < the model preset (`--model NAME`, scaled by
+ * `--scale`) < the JSON config file < flags. A preset fills the model sizes and the router
+ * options its model uses (ModelPresets); any of them given in the file or as a flag wins, so
+ * `--model mixtral-8x7b --scale 64 --layers 4` is the scaled Mixtral with 4 layers.
  *
  * Every setting is written once in `settings`: its Schema, its default (if it has one), its
  * placeholder and its help. The flags, the help text (with each default shown), the accepted
@@ -21,6 +24,7 @@ import * as Dropping from "../moe/Dropping.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Router from "../moe/Router.js"
 import * as ModelConfig from "../train/ModelConfig.js"
+import * as ModelPresets from "../train/ModelPresets.js"
 import * as Flags from "./Flags.js"
 
 /** The largest count a setting takes: the last integer a JavaScript number holds exactly. */
@@ -56,6 +60,13 @@ const choice = <const L extends readonly [string, ...Array<string>]>(options: L,
   placeholder,
   help: `${help}: ${options.join(" | ")}`,
 })
+const optionalChoice = <const L extends readonly [string, ...Array<string>]>(options: L, help: string, placeholder: string) => ({
+  kind: "choice" as const,
+  options,
+  schema: Schema.optionalKey(Schema.Literals(options)),
+  placeholder,
+  help: `${help}: ${options.join(" | ")}`,
+})
 
 const model = ModelConfig.small
 const moe = MoeSettings.defaults
@@ -76,6 +87,8 @@ export const settings = {
   ep: count("expert parallel", 2),
   etp: count("expert tensor parallel", 1),
   order: text("axis order, leftmost fastest", Order.defaultOrder, "O"),
+  model: optionalChoice(ModelPresets.names, "a model preset's sizes and router options (flags and the config file override them; none by default)", "NAME"),
+  scale: count("shrink the --model preset by N for a CPU run: widths, vocab and seq / N, layers ceil(/N) to even; experts and top-k kept", 1),
   layers: count("transformer layers", model.layers),
   hidden: count("hidden size", model.hidden),
   heads: count("attention heads", model.heads),
@@ -176,7 +189,11 @@ export const flags: Readonly<Record<Key, Flags.FlagSpec>> = Object.fromEntries(
  * Where a value came from.
  * @category models
  */
-export type Source = { readonly _tag: "default" } | { readonly _tag: "file"; readonly file: string } | { readonly _tag: "flag" }
+export type Source =
+  | { readonly _tag: "default" }
+  | { readonly _tag: "preset"; readonly preset: string }
+  | { readonly _tag: "file"; readonly file: string }
+  | { readonly _tag: "flag" }
 
 /**
  * A decoded configuration and where each of its values came from.
@@ -202,7 +219,8 @@ const isKey = (k: string): k is Key => k in settings
  * How a setting is named in a message, as the user wrote it.
  * @category mapping
  */
-const nameOf = (key: Key, source: Source | undefined): string => (source?._tag === "file" ? `"${key}" in ${source.file}` : `--${key}`)
+const nameOf = (key: Key, source: Source | undefined): string =>
+  source?._tag === "file" ? `"${key}" in ${source.file}` : source?._tag === "preset" ? `--${key} (of ${source.preset})` : `--${key}`
 
 /** The top-level keys an issue points at. */
 const failingKeys = (issue: SchemaIssue.Issue, out: Set<string> = new Set()): Set<string> => {
@@ -242,19 +260,63 @@ const numberText = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i
 const realsOf = (given: Readonly<Record<string, unknown>>): Record<string, unknown> =>
   Object.fromEntries(Object.entries(given).map(([k, v]) => [k, isKey(k) && settings[k].kind === "real" && typeof v === "string" && numberText.test(v.trim()) ? Number(v) : v]))
 
+const isPresetName = (name: unknown): name is ModelPresets.Name => typeof name === "string" && ModelPresets.names.includes(name as ModelPresets.Name)
+
+/** The settings a preset scaled by `factor` fills, as keys. */
+const presetValues = (name: ModelPresets.Name, factor: number): Partial<Record<Key, number | string | boolean>> => {
+  const preset: ModelPresets.Preset = ModelPresets.presets[name]
+  const m = ModelPresets.scale(preset.model, factor)
+  const r = preset.moe
+  const values: Partial<Record<Key, number | string | boolean | undefined>> = {
+    layers: m.layers,
+    hidden: m.hidden,
+    heads: m.heads,
+    "kv-heads": m.kvHeads,
+    vocab: m.vocab,
+    experts: m.experts,
+    topk: m.topk,
+    ffn: m.ffn,
+    "moe-ffn": m.moeFfn,
+    "moe-every": m.moeEvery,
+    seq: m.seq,
+    "shared-expert-ffn": m.sharedExpertFfn,
+    "shared-expert-gate": m.sharedExpertGate,
+    "score-function": r.scoreFunction,
+    "pre-softmax": r.preSoftmax,
+    "num-groups": r.numGroups,
+    "group-topk": r.groupTopk,
+    "scaling-factor": r.scalingFactor,
+    "aux-loss": r.auxLosses === undefined ? undefined : MoeSettings.formatAuxLoss(r.auxLosses),
+    "expert-bias": r.expertBias,
+  }
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<Record<Key, number | string | boolean>>
+}
+
 /**
- * Decodes defaults < file < flags into a RunConfig; fails with every problem at once, each
- * naming the setting as the user wrote it.
+ * Decodes defaults < preset < file < flags into a RunConfig; fails with every problem at once,
+ * each naming the setting as the user wrote it. The preset is the `model` of the file or the
+ * flags, scaled by their `scale` (an unknown name or a bad scale is reported as any setting is).
  * @category constructors
  */
 export const decode = (file: FileLayer | undefined, given: Readonly<Record<string, unknown>>): Result.Result<Decoded, ReadonlyArray<ConfigError.ConfigError>> => {
   const sources: Partial<Record<Key, Source>> = {}
+  const chosen: Readonly<Record<string, unknown>> = { ...file?.values, ...given }
+  const factor = chosen.scale ?? 1
+  const preset = isPresetName(chosen.model) && Schema.is(PositiveInt)(factor) ? presetValues(chosen.model, factor) : {}
+  const presetName = `--model ${String(chosen.model)}${factor === 1 ? "" : ` --scale ${String(factor)}`}`
   for (const k of keys) if (k in defaults) sources[k] = { _tag: "default" }
+  for (const k of Object.keys(preset)) if (isKey(k)) sources[k] = { _tag: "preset", preset: presetName }
   for (const k of Object.keys(file?.values ?? {})) if (isKey(k) && file !== undefined) sources[k] = { _tag: "file", file: file.file }
   for (const k of Object.keys(given)) if (isKey(k)) sources[k] = { _tag: "flag" }
-  const input: Record<string, unknown> = { ...defaults, ...file?.values, ...realsOf(given) }
+  const input: Record<string, unknown> = { ...defaults, ...preset, ...file?.values, ...realsOf(given) }
   const decoded = Schema.decodeUnknownResult(RunConfig, { errors: "all", onExcessProperty: "error" })(input)
-  if (Result.isSuccess(decoded)) return Result.succeed({ config: decoded.success, sources })
+  if (Result.isSuccess(decoded)) {
+    if (decoded.success.model === undefined && decoded.success.scale !== 1) {
+      const fix = `add --model NAME (one of ${ModelPresets.names.join(", ")}), or drop --scale`
+      return Result.fail([ConfigError.make(nameOf("scale", sources.scale), decoded.success.scale, "has no model preset to shrink", fix)])
+    }
+    return Result.succeed({ config: decoded.success, sources })
+  }
   const problems = [...failingKeys(decoded.failure.issue)].map((k) => {
     if (isKey(k)) return problemOf(k, input[k], sources[k])
     const near = Flags.closest(k, keys)

@@ -1,0 +1,178 @@
+/**
+ * ModelPresets: the shapes of the MoE models users train (and the paper measures), by name, and
+ * `scale`, which shrinks one to run on a CPU while keeping its expert count and top-k.
+ *
+ * Where the numbers come from:
+ * - mixtral-8x22b, mixtral-8x22b-g8t8, qwen2-57b-a14b, llama3-8x70b: the model table of
+ *   shared/reference/paper.md (section 4.1: hidden, layers, KV heads, experts, top-k, expert FFN,
+ *   shared experts, vocab; seq 4096 of Tables 1/3). Query heads, which that table leaves out, are
+ *   the public Hugging Face configs' (Mixtral 8x22B 48, Qwen2-57B-A14B 28, Llama3-70B 64).
+ *   G8T8 is Mixtral 8x22B with 64 experts of 1/8 the width, 8 active (paper 4.1), so its heads,
+ *   KV heads and vocab are Mixtral 8x22B's. Llama3-8x70B's top-2 is the table's assumption.
+ * - mixtral-8x7b: the public config (32 layers, hidden 4096, 32 heads, 8 KV heads, expert FFN
+ *   14336, 8 experts top-2, vocab 32000); seq 4096 as the paper trains.
+ * - qwen2-57b-a14b's router: softmax over all experts before the top-k with no renormalization
+ *   (the public config's norm_topk_prob false, here --pre-softmax), a gated shared expert of
+ *   width 20480 (8 x 2560), aux-loss coefficient 0.001 (router_aux_loss_coef).
+ * - deepseek-v3-style: a DeepSeek-V3-like fine-grained model, not DeepSeek-V3 itself: hidden
+ *   7168, 61 layers, 128 heads, vocab 129280, 256 experts top-8 of width 2048, one shared
+ *   expert of width 2048 (ungated), dense FFN 18432, and its router: sigmoid scores, aux-loss-free
+ *   balancing (expert bias), 8 groups keeping 4, scaling factor 2.5, a small sequence aux loss
+ *   (0.0001). Two differences from the real model: attention is GQA with 128 KV heads (pleat has
+ *   no multi-head latent attention), and every layer is MoE (DeepSeek-V3's first 3 layers are
+ *   dense; ModelConfig places MoE layers by `moeEvery`, which cannot say "the first 3 dense").
+ *
+ * Presets fill only the model shape and the router options their model uses; the rest is the
+ * run's (RunConfig layers them: defaults < preset < config file < flags).
+ */
+import * as MoeSettings from "../moe/MoeSettings.js"
+import type * as ModelConfig from "./ModelConfig.js"
+
+/**
+ * A named model shape, and the router options that differ from MoeSettings.defaults.
+ * @category models
+ */
+export interface Preset {
+  readonly model: ModelConfig.ModelConfig
+  readonly moe: Partial<MoeSettings.MoeSettings>
+}
+
+const paperSeq = 4096
+
+const mixtral8x22b: ModelConfig.ModelConfig = {
+  vocab: 32000,
+  hidden: 6144,
+  layers: 56,
+  heads: 48,
+  kvHeads: 8,
+  ffn: 16384,
+  experts: 8,
+  topk: 2,
+  moeFfn: 16384,
+  moeEvery: 1,
+  seq: paperSeq,
+}
+
+/**
+ * The presets by name.
+ * @category constructors
+ */
+export const presets = {
+  "mixtral-8x7b": {
+    model: { vocab: 32000, hidden: 4096, layers: 32, heads: 32, kvHeads: 8, ffn: 14336, experts: 8, topk: 2, moeFfn: 14336, moeEvery: 1, seq: paperSeq },
+    moe: {},
+  },
+  "mixtral-8x22b": { model: mixtral8x22b, moe: {} },
+  "mixtral-8x22b-g8t8": { model: { ...mixtral8x22b, experts: 64, topk: 8, moeFfn: 2048 }, moe: {} },
+  "qwen2-57b-a14b": {
+    model: {
+      vocab: 151936,
+      hidden: 3584,
+      layers: 28,
+      heads: 28,
+      kvHeads: 4,
+      ffn: 18944,
+      experts: 64,
+      topk: 8,
+      moeFfn: 2560,
+      moeEvery: 1,
+      seq: paperSeq,
+      sharedExpertFfn: 20480,
+      sharedExpertGate: true,
+    },
+    moe: { preSoftmax: true, auxLosses: [{ type: "aux", coeff: 0.001 }] },
+  },
+  "llama3-8x70b": {
+    model: { vocab: 128256, hidden: 8192, layers: 80, heads: 64, kvHeads: 8, ffn: 28672, experts: 8, topk: 2, moeFfn: 28672, moeEvery: 1, seq: paperSeq },
+    moe: {},
+  },
+  "deepseek-v3-style": {
+    model: {
+      vocab: 129280,
+      hidden: 7168,
+      layers: 61,
+      heads: 128,
+      kvHeads: 128,
+      ffn: 18432,
+      experts: 256,
+      topk: 8,
+      moeFfn: 2048,
+      moeEvery: 1,
+      seq: paperSeq,
+      sharedExpertFfn: 2048,
+    },
+    moe: { scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },
+  },
+} as const satisfies Record<string, Preset>
+
+/**
+ * A preset's name.
+ * @category models
+ */
+export type Name = keyof typeof presets
+
+/**
+ * The preset names, in the order of the help text.
+ * @category configuration
+ */
+export const names = Object.keys(presets) as [Name, ...Array<Name>]
+
+/** Widths are rounded up to multiples of this (it covers tp, etp and the default mapping's 2). */
+const widthQuantum = 8
+/** The smallest head dimension a scaled model keeps (query heads are cut to keep it). */
+const minHeadDim = 8
+/** The shortest scaled sequence, and its quantum (a multiple of 2*cp*tp for cp, tp up to 2, 4). */
+const seqQuantum = 16
+
+const roundUp = (x: number, quantum: number): number => Math.max(quantum, Math.ceil(x / quantum) * quantum)
+
+/** Query heads of a scaled model: at most the original, even (tp 2), dividing hidden, head dim >= minHeadDim. */
+const scaledHeads = (heads: number, hidden: number): number => {
+  for (let h = Math.min(heads, Math.floor(hidden / minHeadDim)); h >= 2; h--) if (h % 2 === 0 && hidden % h === 0) return h
+  return 2
+}
+
+/** KV heads of a scaled model: the original ratio heads/kvHeads where it can be kept, at least 2 (tp 2), even, dividing heads. */
+const scaledKvHeads = (kvHeads: number, heads: number, scaledHeadCount: number): number => {
+  for (let k = Math.max(2, Math.floor((kvHeads * scaledHeadCount) / heads)); k >= 2; k--) if (k % 2 === 0 && scaledHeadCount % k === 0) return k
+  return 2
+}
+
+/**
+ * Shrinks a model by `factor` for a CPU run, keeping experts, top-k, moeEvery and the router.
+ * Factor 1 is the model itself. Otherwise: hidden, ffn, moeFfn, the shared-expert width and
+ * vocab are divided by the factor and rounded up to a multiple of 8; layers become
+ * ceil(layers / factor) rounded up to an even count (at least 2, so the default pp 2 splits
+ * them); seq is divided by the factor and rounded up to a multiple of 16 (at least 16); query
+ * heads are cut to the largest even count that divides the new hidden with a head dimension of
+ * at least 8, and KV heads keep the original query/KV ratio where they can (at least 2, even,
+ * dividing the heads). So every preset scaled by 64 fits the default mapping (tp 2, cp 2, pp 2,
+ * ep 2, etp 1); other mappings may need --heads, --kv-heads or --layers.
+ * @category constructors
+ */
+export const scale = (m: ModelConfig.ModelConfig, factor: number): ModelConfig.ModelConfig => {
+  if (factor === 1) return m
+  const hidden = roundUp(m.hidden / factor, widthQuantum)
+  const heads = scaledHeads(m.heads, hidden)
+  return {
+    ...m,
+    vocab: roundUp(m.vocab / factor, widthQuantum),
+    hidden,
+    layers: 2 * Math.ceil(Math.ceil(m.layers / factor) / 2),
+    heads,
+    kvHeads: scaledKvHeads(m.kvHeads, m.heads, heads),
+    ffn: roundUp(m.ffn / factor, widthQuantum),
+    moeFfn: roundUp(m.moeFfn / factor, widthQuantum),
+    seq: roundUp(m.seq / factor, seqQuantum),
+    ...(m.sharedExpertFfn === undefined ? {} : { sharedExpertFfn: roundUp(m.sharedExpertFfn / factor, widthQuantum) }),
+  }
+}
+
+/**
+ * The model of a preset scaled by `factor`, with its router options over MoeSettings.defaults.
+ * @category constructors
+ */
+export const model = (name: Name, factor: number): ModelConfig.ModelConfig => {
+  const preset: Preset = presets[name]
+  return { ...scale(preset.model, factor), moe: { ...MoeSettings.defaults, ...preset.moe } }
+}
