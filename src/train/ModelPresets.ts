@@ -141,7 +141,7 @@ const scaledKvHeads = (kvHeads: number, heads: number, scaledHeadCount: number):
 /**
  * Shrinks a model by `factor` for a CPU run, keeping experts, top-k, moeEvery and the router.
  * Factor 1 is the model itself. Otherwise: hidden, ffn, moeFfn, the shared-expert width and
- * vocab are divided by the factor and rounded up to a multiple of 8; layers become
+ * vocab are divided by the factor and rounded up to a multiple of 8 (hidden at least 16); layers become
  * ceil(layers / factor) rounded up to an even count (at least 2, so the default pp 2 splits
  * them); seq is divided by the factor and rounded up to a multiple of 16 (at least 16); query
  * heads are cut to the largest even count that divides the new hidden with a head dimension of
@@ -152,7 +152,8 @@ const scaledKvHeads = (kvHeads: number, heads: number, scaledHeadCount: number):
  */
 export const scale = (m: ModelConfig.ModelConfig, factor: number): ModelConfig.ModelConfig => {
   if (factor === 1) return m
-  const hidden = roundUp(m.hidden / factor, widthQuantum)
+  // At least 2 heads (tp 2) of dimension minHeadDim.
+  const hidden = Math.max(2 * minHeadDim, roundUp(m.hidden / factor, widthQuantum))
   const heads = scaledHeads(m.heads, hidden)
   return {
     ...m,

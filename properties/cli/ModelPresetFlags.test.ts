@@ -1,0 +1,73 @@
+// `--model NAME` and `--scale N` of `pleat train` / `pleat verify`: the preset's (scaled) shape and
+// router options reach the job; the layers are defaults < preset < config file < flags, so a size
+// given in the file or as a flag wins over the preset's; an unknown name, and --scale without a
+// preset, are refused with exit 2 and one line; `pleat train --model mixtral-8x7b --scale 64`
+// trains on the default local mapping; without --model the job is the one it always was.
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import { memoryIo } from "../../src/cli/Io.js"
+import * as MoeSettings from "../../src/moe/MoeSettings.js"
+import * as TrainOptions from "../../src/cli/TrainOptions.js"
+import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as ModelPresets from "../../src/train/ModelPresets.js"
+import { refused } from "./refused.js"
+
+const configFile = (values: Record<string, unknown>): string => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-preset-")), "job.json")
+  writeFileSync(file, JSON.stringify(values))
+  return file
+}
+
+const modelOf = (argv: ReadonlyArray<string>): ModelConfig.ModelConfig => {
+  const r = TrainOptions.resolve(argv)
+  if (r === "help") throw new Error("help")
+  return r.setup.model
+}
+
+describe("--model and --scale", () => {
+  test("every preset scaled by 64 resolves on the default mapping to the preset's scaled model", () => {
+    for (const name of ModelPresets.names) expect(modelOf(["--model", name, "--scale", "64"]), name).toEqual(ModelPresets.model(name, 64))
+  })
+
+  test("the preset from a config file is the same job as from flags", () => {
+    const file = configFile({ model: "qwen2-57b-a14b", scale: 64 })
+    expect(modelOf(["--config", file])).toEqual(modelOf(["--model", "qwen2-57b-a14b", "--scale", "64"]))
+  })
+
+  test("flags and the config file override the preset, flags over the file", () => {
+    const preset = ModelPresets.model("mixtral-8x7b", 64)
+    const byFlag = modelOf(["--model", "mixtral-8x7b", "--scale", "64", "--layers", "4", "--moe-ffn", "48", "--score-function", "sigmoid"])
+    expect(byFlag).toEqual({ ...preset, layers: 4, moeFfn: 48, moe: { ...preset.moe, scoreFunction: "sigmoid" } })
+    const file = configFile({ model: "mixtral-8x7b", scale: 64, layers: 6, hidden: 32 })
+    const byFileAndFlag = modelOf(["--config", file, "--layers", "8"])
+    expect(byFileAndFlag).toEqual({ ...preset, layers: 8, hidden: 32 })
+    // A router option the preset sets is overridden by the flag as any other.
+    const deepseek = modelOf(["--model", "deepseek-v3-style", "--scale", "64", "--aux-loss", "none"])
+    expect(deepseek.moe?.auxLosses).toEqual([])
+    expect(deepseek.moe?.scoreFunction).toBe("sigmoid")
+  })
+
+  test("without --model the job is the default one", () => {
+    expect(modelOf([])).toEqual({ ...ModelConfig.small, moe: MoeSettings.defaults })
+  })
+
+  test("an unknown preset is refused with the names; --scale without --model too; a preset that does not fit names itself", () => {
+    const unknown = refused(["train", "--model", "mixtral-9x9b"])
+    for (const name of ModelPresets.names) expect(unknown).toContain(name)
+    expect(unknown).toContain("--model")
+    expect(refused(["train", "--scale", "4"])).toMatch(/--scale.*has no model preset.*--model NAME/)
+    expect(refused(["verify", "--model", "deepseek-v3-style"])).toMatch(/--layers \(of --model deepseek-v3-style\): 61 is not divisible by pp/)
+    expect(refused(["train", "--model", "mixtral-8x7b", "--scale", "0"])).toMatch(/--scale/)
+  })
+
+  test("pleat train --model mixtral-8x7b --scale 64 --steps 2 trains on the default local mapping", async () => {
+    const io = memoryIo()
+    const status = await Cli.run(["train", "--model", "mixtral-8x7b", "--scale", "64", "--steps", "2"], io)
+    expect(status, io.err).toBe(0)
+    expect(io.out).toMatch(/2 layers, 8 experts top-2, 8 ranks/)
+    expect(io.out).toMatch(/final loss \d+\.\d+ \(step 1: \d+\.\d+\)/)
+  }, 60_000)
+})

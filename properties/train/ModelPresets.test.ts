@@ -1,0 +1,90 @@
+// Model presets: each preset's unscaled shape is the documented one (paper.md's model table, the
+// public Mixtral 8x7B config, the DeepSeek-V3-style choice); scaled by 64 (and by other powers of
+// two) every preset passes ModelConfig.check on the default mapping (world 8: tp 2, cp 2, pp 2,
+// ep 2) and keeps its experts, top-k, moeEvery and router options; scale 1 is the model itself.
+import fc from "fast-check"
+import * as Result from "effect/Result"
+import { describe, expect, test } from "vitest"
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as ModelPresets from "../../src/train/ModelPresets.js"
+
+/** The documented shapes: [vocab, hidden, layers, heads, kvHeads, ffn, experts, topk, moeFfn, sharedExpertFfn]. */
+const documented: Record<ModelPresets.Name, ReadonlyArray<number | undefined>> = {
+  "mixtral-8x7b": [32000, 4096, 32, 32, 8, 14336, 8, 2, 14336, undefined],
+  "mixtral-8x22b": [32000, 6144, 56, 48, 8, 16384, 8, 2, 16384, undefined],
+  "mixtral-8x22b-g8t8": [32000, 6144, 56, 48, 8, 16384, 64, 8, 2048, undefined],
+  "qwen2-57b-a14b": [151936, 3584, 28, 28, 4, 18944, 64, 8, 2560, 20480],
+  "llama3-8x70b": [128256, 8192, 80, 64, 8, 28672, 8, 2, 28672, undefined],
+  "deepseek-v3-style": [129280, 7168, 61, 128, 128, 18432, 256, 8, 2048, 2048],
+}
+
+const shapeOf = (m: ModelConfig.ModelConfig) => [m.vocab, m.hidden, m.layers, m.heads, m.kvHeads, m.ffn, m.experts, m.topk, m.moeFfn, m.sharedExpertFfn]
+
+const defaultMapping = (): ParallelConfig.ParallelConfig => {
+  const validated = ParallelConfig.validate({ world: 8, tp: 2, cp: 2, pp: 2, ep: 2, etp: 1 })
+  if (Result.isFailure(validated)) throw new Error("the default mapping is invalid")
+  return validated.success
+}
+
+const batch = { microBatch: 1, globalBatch: 8 }
+
+describe("ModelPresets", () => {
+  test("every preset's unscaled shape is the documented one, at the paper's seq 4096, MoE in every layer", () => {
+    expect(ModelPresets.names).toEqual(Object.keys(documented))
+    for (const name of ModelPresets.names) {
+      const m = ModelPresets.model(name, 1)
+      expect(shapeOf(m), name).toEqual(documented[name])
+      expect(m.seq, name).toBe(4096)
+      expect(m.moeEvery, name).toBe(1)
+    }
+  })
+
+  test("the router options are those of the preset's model", () => {
+    const qwen = ModelPresets.model("qwen2-57b-a14b", 1)
+    expect(qwen.sharedExpertGate).toBe(true)
+    expect(qwen.moe?.preSoftmax).toBe(true)
+    expect(qwen.moe?.auxLosses).toEqual([{ type: "aux", coeff: 0.001 }])
+    const deepseek = ModelPresets.model("deepseek-v3-style", 1)
+    expect(deepseek.sharedExpertGate).toBeUndefined()
+    expect(deepseek.moe).toMatchObject({ scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5 })
+    expect(ModelPresets.model("mixtral-8x7b", 1).moe?.scoreFunction).toBe("softmax")
+    expect(ModelPresets.model("mixtral-8x7b", 1).moe?.preSoftmax).toBe(false)
+  })
+
+  test("scale 1 is the model itself", () => {
+    for (const name of ModelPresets.names) expect(ModelPresets.scale(ModelPresets.presets[name].model, 1)).toBe(ModelPresets.presets[name].model)
+  })
+
+  test("scaled by 64 every preset fits the default mapping and keeps experts, top-k, moeEvery and its router", () => {
+    const parallel = defaultMapping()
+    for (const name of ModelPresets.names) {
+      const full = ModelPresets.model(name, 1)
+      const m = ModelPresets.model(name, 64)
+      expect(() => ModelConfig.check(m, batch, parallel), name).not.toThrow()
+      expect([m.experts, m.topk, m.moeEvery, m.sharedExpertGate], name).toEqual([full.experts, full.topk, full.moeEvery, full.sharedExpertGate])
+      expect(m.moe, name).toEqual(full.moe)
+      expect(m.hidden, name).toBe(Math.ceil(full.hidden / 64 / 8) * 8)
+      expect(m.layers, name).toBe(2)
+      expect(m.seq, name).toBe(64)
+    }
+  })
+
+  test("scaled by any power of two from 2 to 1024, every preset fits the default mapping, shrinks, and keeps its GQA ratio where heads allow", () => {
+    const parallel = defaultMapping()
+    fc.assert(
+      fc.property(fc.constantFrom(...ModelPresets.names), fc.integer({ min: 1, max: 10 }), (name, power) => {
+        const factor = 2 ** power
+        const full = ModelPresets.model(name, 1)
+        const m = ModelPresets.model(name, factor)
+        ModelConfig.check(m, batch, parallel)
+        expect([m.experts, m.topk]).toEqual([full.experts, full.topk])
+        for (const k of ["hidden", "ffn", "moeFfn", "vocab", "seq", "layers", "heads", "kvHeads"] as const) expect(m[k], k).toBeLessThanOrEqual(full[k] + (k === "layers" ? 1 : 0))
+        expect(m.layers % 2).toBe(0)
+        expect(m.hidden / m.heads).toBeGreaterThanOrEqual(8)
+        if (full.heads === full.kvHeads) expect(m.kvHeads).toBe(m.heads)
+      }),
+      { numRuns: 60 },
+    )
+  })
+})
