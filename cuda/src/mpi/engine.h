@@ -124,6 +124,7 @@ class Engine {
   bool agreed(const Command& cmd) const;
   void fail(uint32_t id, int code, const std::string& what);
   void probe();
+  void deliver_inbound();
   void poll();
   void idle(unsigned rounds);
   MPI_Comm comm_of(int id) const;
