@@ -33,6 +33,7 @@ import * as Group from "../Group.js"
 import { Inbox } from "../Inbox.js"
 import * as Verdict from "../Verdict.js"
 import * as Census from "./Census.js"
+import { fixedPlan, type FixedPlan, innerOf, prefix, rowsOf, typeOf } from "./DataPlan.js"
 import * as Frame from "./Frame.js"
 import * as Header from "./Header.js"
 import type { Session } from "./MpiSession.js"
@@ -53,76 +54,12 @@ interface Stream {
   busy: boolean
 }
 
-const typeOf = (dtype: DType.DType): number => (dtype === "float64" ? MpiAddon.TYPE.float64 : MpiAddon.TYPE.float32)
-const rowsOf = (shape: ReadonlyArray<number>): number => shape[0] ?? 1
-const innerOf = (shape: ReadonlyArray<number>): number => shape.slice(1).reduce((a, b) => a * b, 1)
-const prefix = (counts: ReadonlyArray<number>): Int32Array => {
-  const out = new Int32Array(counts.length)
-  for (let i = 1; i < counts.length; i++) out[i] = (out[i - 1] as number) + (counts[i - 1] as number)
-  return out
-}
 // A string hash in MPI's guaranteed tag range (0..32767), for MPI_Comm_create_group: the job is
 // part of the key, so a creation left waiting by a failed job never meets a later job's.
 const tagOf = (key: string): number => {
   let h = 0
   for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) % 32749
   return h
-}
-
-/** The data op of an allReduce, allGather or reduceScatter(V), planned from a member's own request. */
-interface FixedPlan {
-  readonly dataOp: number
-  readonly recv: DType.Storage
-  readonly count: number
-  readonly recvCounts: Int32Array
-  readonly output: Collective.Output
-}
-
-/**
- * The data op of a fixed-size collective (its sizes follow from the member's own signature once
- * the members agree), or undefined for the other ops and for arguments or a receive buffer that
- * cannot work (the judged path then names the problem).
- */
-const fixedPlan = (request: Request, signature: Collective.Signature, size: number, local: number): FixedPlan | undefined => {
-  if (Header.tooManyDims(signature.shape) || Collective.checkOwn(signature, size) !== undefined) return undefined
-  const t = request.tensor
-  const n = t.data.length
-  const rows = rowsOf(t.shape)
-  const inner = innerOf(t.shape)
-  const into = (length: number): DType.Storage | undefined => {
-    const out = request.out
-    if (out === undefined) return DType.allocate(t.dtype, length)
-    return out.data.length === length && out.dtype === t.dtype ? out.data : undefined
-  }
-  const none = new Int32Array(0)
-  switch (request.op) {
-    case "allReduce": {
-      const recv = into(n)
-      return recv === undefined ? undefined : { dataOp: MpiAddon.DATA_OP.allReduce, recv, count: n, recvCounts: none, output: { data: recv, shape: t.shape } }
-    }
-    case "allGather": {
-      const recv = into(n * size)
-      const shape = [rows * size, ...t.shape.slice(1)]
-      return recv === undefined
-        ? undefined
-        : { dataOp: MpiAddon.DATA_OP.allGather, recv, count: n, recvCounts: none, output: { data: recv, shape, splits: new Array<number>(size).fill(rows) } }
-    }
-    case "reduceScatter":
-    case "reduceScatterV": {
-      const rowCounts = request.counts ?? new Array<number>(size).fill(rows / size)
-      const mine = rowCounts[local] as number
-      const recv = DType.allocate(t.dtype, mine * inner)
-      return {
-        dataOp: MpiAddon.DATA_OP.reduceScatter,
-        recv,
-        count: mine * inner,
-        recvCounts: Int32Array.from(rowCounts.map((r) => r * inner)),
-        output: { data: recv, shape: [mine, ...t.shape.slice(1)] },
-      }
-    }
-    default:
-      return undefined
-  }
 }
 
 /**
