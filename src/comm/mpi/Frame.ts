@@ -71,12 +71,3 @@ export const toControl = (bytes: ArrayBuffer): unknown => {
   const { start } = unpack(bytes)
   return v8.deserialize(new Uint8Array(bytes, start))
 }
-
-/**
- * The job of a tensor frame (read from its head without decoding the payload).
- * @category mapping
- */
-export const jobOf = (bytes: ArrayBuffer): number => {
-  const { head } = unpack(bytes)
-  return (head as Partial<TensorHead>).job ?? -1
-}

@@ -10,6 +10,7 @@
  * census.
  */
 import * as MpiAddon from "../../native/MpiAddon.js"
+import type * as Tensor from "../../tensor/Tensor.js"
 import * as Frame from "./Frame.js"
 
 /**
@@ -25,7 +26,10 @@ type Done = (error: string | undefined, fast: boolean) => void
  * A tensor frame's receiver for one job.
  * @category models
  */
-export type TensorReceiver = (from: number, bytes: ArrayBuffer) => void
+export type TensorReceiver = (from: number, tag: string, tensor: Tensor.Tensor) => void
+
+/** A received tensor frame, decoded once. */
+type Received = ReturnType<typeof Frame.toTensor>
 
 /**
  * This process's MPI.
@@ -43,7 +47,7 @@ export class Session {
   #referenced = false
   #ended = false
   readonly #jobs = new Map<number, TensorReceiver>()
-  readonly #early = new Map<number, Array<[number, ArrayBuffer]>>()
+  readonly #early = new Map<number, Array<[number, Received]>>()
   #closedBelow = 0
   #control: ((from: number, value: unknown) => void) | undefined
   readonly #census = new Map<number, (from: number, value: unknown) => void>()
@@ -83,12 +87,13 @@ export class Session {
       else this.#control(source, value)
       return
     }
-    const job = Frame.jobOf(payload)
+    const received = Frame.toTensor(payload)
+    const job = received.head.job
     if (job < this.#closedBelow) return
     const receiver = this.#jobs.get(job)
-    if (receiver !== undefined) return receiver(source, payload)
+    if (receiver !== undefined) return receiver(source, received.head.tag, received.tensor)
     const early = this.#early.get(job) ?? []
-    early.push([source, payload])
+    early.push([source, received])
     this.#early.set(job, early)
   }
 
@@ -144,7 +149,7 @@ export class Session {
     this.#jobs.set(job, receiver)
     const early = this.#early.get(job) ?? []
     this.#early.delete(job)
-    for (const [from, bytes] of early) receiver(from, bytes)
+    for (const [from, r] of early) receiver(from, r.head.tag, r.tensor)
   }
 
   /** Stops receiving for `job` and every earlier one (their late frames are dropped). */

@@ -84,10 +84,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
   let closed: string | undefined
   let broken = false
 
-  session.openJob(job, (from, bytes) => {
-    const { head, tensor } = Frame.toTensor(bytes)
-    inbox.deliver(from, head.tag, tensor)
-  })
+  session.openJob(job, (from, tag, tensor) => inbox.deliver(from, tag, tensor))
 
   const errorOf = (task: Task, reason: CommError.Reason, detail: string, ranks: ReadonlyArray<number> = []) =>
     CommError.make({ reason, group: Group.format(task.group), op: task.request.op, seq: task.seq, rank, ranks, detail })
