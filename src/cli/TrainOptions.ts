@@ -226,6 +226,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     moeFfn: c["moe-ffn"],
     moeEvery: c["moe-every"],
     seq: c.seq,
+    ...(c["untie-embeddings"] ? { untieEmbeddings: true } : {}),
     sharedExpertFfn: c["shared-expert-ffn"],
     ...(c["shared-expert-gate"] ? { sharedExpertGate: true } : {}),
     moe: explained(d, () => moeSettings(c)),
@@ -245,6 +246,11 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   if (c["save-every"] !== undefined && c.save === undefined) {
     explained(d, () => {
       throw ConfigError.make("save-every", c["save-every"], "has no directory to write into", "add --save DIR, or drop --save-every")
+    })
+  }
+  if (c.precision === "bf16" && c.dtype === "float64") {
+    explained(d, () => {
+      throw ConfigError.make("precision", "bf16", "cannot run with --dtype float64 (bf16 keeps fp32 master weights)", "drop --dtype float64, or use --precision fp32 for exact checks")
     })
   }
   if (c["expert-bias"] && c.resume !== undefined) {
@@ -269,6 +275,8 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       optimizer: Optimizer.defaults(c.steps),
       auxLossCoeff: plainAuxCoeff(model.moe),
       distributedOptimizer: c["distributed-optimizer"],
+      precision: c.precision,
+      recompute: c.recompute,
     },
     steps: c.steps,
     backend,

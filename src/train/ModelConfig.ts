@@ -29,6 +29,11 @@ export interface ModelConfig {
   /** Layer i is MoE when i % moeEvery === 0 (1: every layer). */
   readonly moeEvery: number
   readonly seq: number
+  /**
+   * Separate input and output embeddings (Mixtral-style). Tied by default (GPT-style, as
+   * Megatron): the output layer multiplies by the embedding table.
+   */
+  readonly untieEmbeddings?: boolean | undefined
   /** Shared experts' MLP width in every MoE layer (semantics.md 2.7); none: no shared experts. */
   readonly sharedExpertFfn?: number | undefined
   /** Scales the shared experts' output by sigmoid(x g) per token (needs sharedExpertFfn). */

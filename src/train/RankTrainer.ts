@@ -51,9 +51,26 @@ export interface TrainSetup {
   readonly auxLossCoeff: number
   /** Shards AdamW's state over the ranks that hold the same parameters (DistributedOptimizer). */
   readonly distributedOptimizer?: boolean
+  /** bf16: parameters and activations in bfloat16, fp32 master weights and state (fp32 default). */
+  readonly precision?: Precision | undefined
+  /** Activation recompute in the backward (none by default). */
+  readonly recompute?: Recompute | undefined
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */
   readonly span?: ((span: Trace.Span) => void) | undefined
 }
+
+/**
+ * The training precision: fp32 (the setup's dtype throughout) or bf16 mixed precision.
+ * @category models
+ */
+export type Precision = "fp32" | "bf16"
+
+/**
+ * What the backward recomputes instead of keeping: nothing, the attention core and the expert
+ * MLPs, or whole layers.
+ * @category models
+ */
+export type Recompute = "none" | "selective" | "full"
 
 /**
  * What one rank reports after a step.
