@@ -126,7 +126,12 @@ export const settings = {
   steps: count("training steps in all (with --resume, counting the resumed ones)", 100),
   seed: seed(`seed of weights and data, 0..${maxSeed}`, 1),
   dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype", "DTYPE"),
-  precision: choice(["fp32", "bf16"], "fp32", "bf16: parameters and activations in bfloat16 with fp32 master weights, optimizer state and gradient reduction, the router in fp32", "P"),
+  precision: choice(
+    ["fp32", "bf16"],
+    "fp32",
+    "bf16: parameters and activations in bfloat16 with fp32 master weights, optimizer state and gradient reduction, the router in fp32",
+    "P",
+  ),
   recompute: choice(["none", "selective", "full"], "none", "activation recompute in the backward (selective: the attention core and the expert MLPs; full: whole layers)", "MODE"),
   "distributed-optimizer": flag("shard the AdamW state over the data-parallel ranks (ZeRO-1: dense over dp x cp, experts over edp)"),
   backend: choice(ChooseBackend.names, "local", "where ranks run (fibers of this thread, a worker thread each; -zero-copy reads shared tensors in place)", "NAME"),

@@ -250,7 +250,12 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   }
   if (c.precision === "bf16" && c.dtype === "float64") {
     explained(d, () => {
-      throw ConfigError.make("precision", "bf16", "cannot run with --dtype float64 (bf16 keeps fp32 master weights)", "drop --dtype float64, or use --precision fp32 for exact checks")
+      throw ConfigError.make(
+        "precision",
+        "bf16",
+        "cannot run with --dtype float64 (bf16 keeps fp32 master weights)",
+        "drop --dtype float64, or use --precision fp32 for exact checks",
+      )
     })
   }
   if (c["expert-bias"] && c.resume !== undefined) {
