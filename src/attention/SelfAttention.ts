@@ -23,6 +23,7 @@ import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Attention from "../tensor/ops/Attention.js"
 import * as Rope from "../tensor/ops/Rope.js"
 import * as Shape from "../tensor/ops/Shape.js"
+import * as Recompute from "../tensor/Recompute.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ContextParallel from "./ContextParallel.js"
@@ -61,6 +62,8 @@ export interface AttentionConfig {
    * transfers can overlap attention on blocks already received.
    */
   readonly cpExchange?: "allgather" | "ring"
+  /** Recompute the attention core (softmax(q k^T) v) in the backward instead of keeping it. */
+  readonly recomputeCore?: boolean
   readonly ropeTheta?: number
 }
 
@@ -133,6 +136,9 @@ export const forwardLaid = (x: TensorLayout.WithLayout, w: AttentionWeights, c: 
       for (let m = 0; m < cp; m++) all.set(ContextParallel.positions(c.seq, cp, m), m * local)
       keyPositions = all
     }
-    const attended = Attention.attention(q, k, v, { queryPositions: positions, keyPositions })
+    const core = (qkv: ReadonlyArray<Tensor.Tensor>) =>
+      Attention.attention(qkv[0] as Tensor.Tensor, qkv[1] as Tensor.Tensor, qkv[2] as Tensor.Tensor, { queryPositions: positions, keyPositions })
+    // Selective recompute: the core's saved probabilities are recomputed in the backward.
+    const attended = c.recomputeCore === true ? Recompute.recompute("attention core", [q, k, v], core) : core([q, k, v])
     return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden")
   })

@@ -26,6 +26,8 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as RoutingMap from "../moe/RoutingMap.js"
 import { add } from "../tensor/ops/Elementwise.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
+import { concat, reshape, split } from "../tensor/ops/Shape.js"
+import * as Recompute from "../tensor/Recompute.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as ModelContext from "./ModelContext.js"
 
@@ -86,11 +88,27 @@ export const attention = (c: ModelContext.ModelContext, layer: number, hidden: T
         sequenceParallel: c.sequenceParallel,
       }
       const weights = { wq: p("wq"), wk: p("wk"), wv: p("wv"), wo: p("wo") }
+      const norm = p("attentionNorm")
       // The layout the typed collectives of the attention made of the input's.
-      const attended = yield* SelfAttention.forwardLaid(TensorLayout.attach(rmsNorm(x.tensor, p("attentionNorm"), eps), x.layout), weights, config, c.cpRank)
-      return { ...x, tensor: add(x.tensor, attended.tensor), layout: attended.layout } satisfies ModelContext.Activations
+      let layout = x.layout
+      const half = (input: Tensor.Tensor) =>
+        Effect.map(
+          SelfAttention.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), x.layout), weights, { ...config, recomputeCore: c.recompute === "selective" }, c.cpRank),
+          (a) => {
+            layout = a.layout
+            return add(input, a.tensor)
+          },
+        )
+      const tensor = yield* recomputedIfFull(c, `attention (layer ${layer})`, x.tensor, half)
+      return { ...x, tensor, layout } satisfies ModelContext.Activations
     }),
   )
+
+/**
+ * `half(x)`, recomputed in the backward under full recompute (Recompute.recomputeEffect).
+ */
+const recomputedIfFull = <E, R>(c: ModelContext.ModelContext, name: string, x: Tensor.Tensor, half: (x: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>) =>
+  c.recompute === "full" ? Recompute.recomputeEffect(name, [x], (inputs) => half(inputs[0] as Tensor.Tensor)) : half(x)
 
 /**
  * The FFN half of layer `layer` (MoE or dense by the layer frequency).
@@ -106,8 +124,8 @@ const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.T
   Operator.laid(`moe (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) =>
     Effect.gen(function* () {
       const p = weightsOf(c, layer)
-      const normed = rmsNorm(h.tensor, p("ffnNorm"), eps)
-      const config = yield* moeConfig(c, layer, normed.shape[0] as number)
+      const norm = p("ffnNorm")
+      const config = yield* moeConfig(c, layer, h.tensor.shape[0] as number)
       const biased = c.sizes.moe?.expertBias === true
       const hasShared = c.sizes.sharedExpertFfn !== undefined
       const weights: MoeLayer.MoeWeights = {
@@ -117,18 +135,55 @@ const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.T
         ...(hasShared && c.sizes.sharedExpertGate === true ? { sharedGate: p("shared.gate") } : {}),
       }
       const shared = hasShared ? { shared: { tp: c.groups.tp, sequenceParallel: c.sequenceParallel } } : {}
-      const r = yield* MoeLayer.forwardLaid(TensorLayout.attach(normed, h.layout), weights, { ...config, ...shared }, c.groups.expert)
+      const settings: MoeLayer.MoeConfig = { ...config, ...shared, recomputeExperts: c.recompute === "selective" }
+      // global_aux adds this forward's counts to the running ones: a full-recompute replay starts
+      // from the counts the first run saw, so it computes the same loss and adds nothing.
+      const countsBefore = settings.global?.state.counts
+      const layerOn = (input: Tensor.Tensor, replay: boolean) => {
+        const g = settings.global
+        const run = replay && g !== undefined && countsBefore !== undefined ? { ...settings, global: { tpDpCp: g.tpDpCp, state: { counts: countsBefore } } } : settings
+        return MoeLayer.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), h.layout), weights, run, c.groups.expert)
+      }
+      let first: MoeResult | undefined
+      let tensor: Tensor.Tensor
+      let loss: Tensor.Tensor
+      if (c.recompute === "full") {
+        const both = yield* Recompute.recomputeEffect(`moe (layer ${layer})`, [h.tensor], (inputs, replay) => {
+          const input = inputs[0] as Tensor.Tensor
+          return Effect.map(layerOn(input, replay), (r) => {
+            if (!replay) first = r
+            return packed(add(input, r.output.tensor), r.loss)
+          })
+        })
+        ;[tensor, loss] = unpacked(both, h.tensor.shape)
+      } else {
+        first = yield* layerOn(h.tensor, false)
+        tensor = add(h.tensor, first.output.tensor)
+        loss = first.loss
+      }
+      const r = first as MoeResult
       if (biased && c.moeState !== undefined) MoeRunState.countTokens(c.moeState, layer, RoutingMap.tokensPerExpert(r.routing.map))
       // The layout the dispatcher's combine returned the tokens in (sequence order, checked).
       return {
-        tensor: add(h.tensor, r.output.tensor),
+        tensor,
         layout: r.output.layout,
-        aux: add(h.aux, r.loss),
+        aux: add(h.aux, loss),
         expertRows: [...h.expertRows, r.report.rowsPerLocalExpert],
         moeStats: [...(h.moeStats ?? []), { terms: r.terms, dropped: r.dropped }],
       } satisfies ModelContext.Activations
     }),
   )
+
+type MoeResult = Effect.Success<ReturnType<typeof MoeLayer.forwardLaid>>
+
+/** The layer's output rows and its loss as one flat tensor (one output for a recompute). */
+const packed = (rows: Tensor.Tensor, loss: Tensor.Tensor): Tensor.Tensor => concat([reshape(rows, [rows.size]), reshape(loss, [1])], 0)
+
+/** `packed`'s rows (in `shape`) and loss. */
+const unpacked = (both: Tensor.Tensor, shape: ReadonlyArray<number>): readonly [Tensor.Tensor, Tensor.Tensor] => {
+  const [rows, loss] = split(both, [both.size - 1, 1], 0) as [Tensor.Tensor, Tensor.Tensor]
+  return [reshape(rows, shape), reshape(loss, [])]
+}
 
 /**
  * The MoE layer's configuration: today's router when the sizes give no MoE settings, else the
@@ -162,11 +217,15 @@ const mlp = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.T
     Effect.gen(function* () {
       const p = weightsOf(c, layer)
       const mlpWeights = { wGate: p("wGate"), wUp: p("wUp"), wDown: p("wDown") }
+      const norm = p("ffnNorm")
       // Through the typed collectives: the output layout is what they made of the input's.
-      const out = yield* DenseMlp.forwardLaid(TensorLayout.attach(rmsNorm(h.tensor, p("ffnNorm"), eps), h.layout), mlpWeights, {
-        tp: c.groups.tp,
-        sequenceParallel: c.sequenceParallel,
-      })
-      return { ...h, tensor: add(h.tensor, out.tensor), layout: out.layout } satisfies ModelContext.Activations
+      let layout = h.layout
+      const half = (input: Tensor.Tensor) =>
+        Effect.map(DenseMlp.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), h.layout), mlpWeights, { tp: c.groups.tp, sequenceParallel: c.sequenceParallel }), (out) => {
+          layout = out.layout
+          return add(input, out.tensor)
+        })
+      const tensor = yield* recomputedIfFull(c, `mlp (layer ${layer})`, h.tensor, half)
+      return { ...h, tensor, layout } satisfies ModelContext.Activations
     }),
   )

@@ -34,6 +34,8 @@ export interface Sizes {
   /** Layer i is MoE when i % moeEvery === 0 (1: every layer). */
   readonly moeEvery: number
   readonly seq: number
+  /** A separate output layer (`output`); absent or false: the output layer is the embedding table. */
+  readonly untieEmbeddings?: boolean | undefined
   /** Shared experts' MLP width (none: no shared experts), and whether a sigmoid gate scales them. */
   readonly sharedExpertFfn?: number | undefined
   readonly sharedExpertGate?: boolean | undefined
@@ -74,6 +76,11 @@ export interface ModelContext {
   readonly moeState?: MoeRunState.MoeRunState | undefined
   /** Parameters by name (leaves on the micro-batch's tape). */
   readonly param: (name: string) => Tensor.Tensor
+  /**
+   * What the backward recomputes instead of keeping (tensor/Recompute): nothing (default), the
+   * attention core and the expert MLPs (selective), or every attention and FFN half (full).
+   */
+  readonly recompute?: "none" | "selective" | "full" | undefined
 }
 
 /**

@@ -15,6 +15,9 @@
  * without its coefficient and the routed (token, expert) pairs the capacity dropped, for metrics.
  * `forwardLaid` takes the rows in their layout and gives the output in the layout the
  * dispatcher's combine returned (and the shared experts' typed collectives agreed on).
+ * Under bf16 mixed precision the router (logits, routing, dropping) and its aux and z losses
+ * run in the tape's fp32 region, as Megatron's moe_router_dtype fp32: the logits of bf16
+ * inputs and weights are not rounded, and neither is anything computed from them here.
  */
 import * as Effect from "effect/Effect"
 import * as DenseMlp from "../dataflow/DenseMlp.js"
@@ -26,6 +29,7 @@ import * as RoutingMap from "./RoutingMap.js"
 import { add, mul, scale, sigmoidOf } from "../tensor/ops/Elementwise.js"
 import { sumAll } from "../tensor/ops/Reduce.js"
 import { matmul } from "../tensor/ops/Matmul.js"
+import * as Recompute from "../tensor/Recompute.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as AllGatherDispatcher from "./AllGatherDispatcher.js"
 import * as AllToAllDispatcher from "./AllToAllDispatcher.js"
@@ -33,7 +37,7 @@ import * as AuxLoss from "./AuxLoss.js"
 import * as Capacity from "./Capacity.js"
 import type * as Dispatcher from "./Dispatcher.js"
 import * as Dropping from "./Dropping.js"
-import type * as Experts from "./Experts.js"
+import * as Experts from "./Experts.js"
 import * as RoutedLayout from "./RoutedLayout.js"
 import * as Router from "./Router.js"
 
@@ -88,6 +92,8 @@ export interface MoeConfig {
    * attention TP group (with the usual SP allgather / reduce-scatter), added to the routed output.
    */
   readonly shared?: { readonly tp: Group; readonly sequenceParallel: boolean }
+  /** Recompute the expert MLPs in the backward instead of keeping their activations (Recompute). */
+  readonly recomputeExperts?: boolean
 }
 
 /**
@@ -124,24 +130,36 @@ export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, grou
 export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config: MoeConfig, groups: Dispatcher.ExpertGroups) =>
   Effect.gen(function* () {
     const x = laid.tensor
-    const logits = matmul(x, w.router)
-    const routed = Router.routing(logits, config.router)
+    const fp32 = <A>(f: () => A): A => (x.tape === undefined ? f() : x.tape.fullPrecision(f))
+    const logits = fp32(() => matmul(x, w.router))
+    const routed = fp32(() => Router.routing(logits, config.router))
     let probs = routed.probs
     let map = routed.routingMap
     // Routed (token, expert) pairs the capacity dropped (0 when dropless).
     let dropped = 0
     if (!Capacity.isDropless(config.capacityFactor)) {
-      const kept = Dropping.applyTokenDropping(probs, map, {
-        topk: config.router.topk,
-        capacityFactor: config.capacityFactor as number,
-        dropPolicy: config.dropPolicy ?? "probs",
-        padToCapacity: config.padToCapacity ?? false,
-      })
+      const kept = fp32(() =>
+        Dropping.applyTokenDropping(probs, map, {
+          topk: config.router.topk,
+          capacityFactor: config.capacityFactor as number,
+          dropPolicy: config.dropPolicy ?? "probs",
+          padToCapacity: config.padToCapacity ?? false,
+        }),
+      )
       dropped = RoutingMap.count(map) - RoutingMap.count(RoutingMap.and(map, kept.routingMap))
       probs = kept.probs
       map = kept.routingMap
     }
-    const input = { tokens: x, layout: laid.layout, probs, map, numExperts: config.numExperts, experts: w.experts, groups }
+    const input = {
+      tokens: x,
+      layout: laid.layout,
+      probs,
+      map,
+      numExperts: config.numExperts,
+      experts: w.experts,
+      groups,
+      ...(config.recomputeExperts === true ? { compute: recomputedExperts(w.experts) } : {}),
+    }
     const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
     const report = routedOut.report
     let output = TensorLayout.attach(routedOut.output, routedOut.layout)
@@ -162,17 +180,22 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
     // over tp-cp, over tp-dp-cp for global_aux_loss), for the metrics.
     const terms: Array<LossTerm> = []
     for (const term of auxLossesOf(config)) {
-      const value = yield* auxLossTerm(term, routed, config, groupSize)
+      const term32 = auxLossTerm(term, routed, config, groupSize)
+      const value = yield* x.tape === undefined ? term32 : x.tape.fullPrecisionEffect(term32)
       loss = add(loss, value)
       terms.push({ name: term.type, value: Tensor.item(value) / term.coeff })
     }
     if ((config.zLossCoeff ?? 0) !== 0) {
-      const z = AuxLoss.zLoss(logits, 1, groupSize)
+      const z = fp32(() => AuxLoss.zLoss(logits, 1, groupSize))
       loss = add(loss, scale(z, config.zLossCoeff as number))
       terms.push({ name: "z_loss", value: Tensor.item(z) })
     }
     return { output, loss, terms, dropped, routing: { probs, map }, report }
   })
+
+/** The experts' forward, recomputed in the backward (selective recompute). */
+const recomputedExperts = (w: Experts.ExpertWeights) => (rows: Tensor.Tensor, probs: Tensor.Tensor, rowsPerExpert: ReadonlyArray<number>) =>
+  Recompute.recompute("experts", [rows, probs], ([r, p]) => Experts.forward(r as Tensor.Tensor, p as Tensor.Tensor, rowsPerExpert, w))
 
 /**
  * A loss term of the layer: its name and this rank's value without the coefficient.

@@ -8,6 +8,12 @@
  *
  * Leaves that require grad accumulate into `.grad` across backward passes (gradient
  * accumulation over micro-batches); call `zeroGrad` between optimizer steps.
+ *
+ * Precision: a tape made with `precision: "bf16"` rounds the float32 output of every op it
+ * records to a bfloat16 value (Autograd.ts; the storage stays float32), except inside
+ * `fullPrecision` (the router and its losses run in fp32, as Megatron's moe_router_dtype),
+ * except scalar outputs (the loss terms and their sums, which Megatron computes in fp32) and
+ * except what runs unrecorded (`noGrad`, backward rules): gradients stay fp32.
  */
 import * as Effect from "effect/Effect"
 import * as Tensor from "./Tensor.js"
@@ -39,6 +45,8 @@ export interface TapeOptions {
   readonly name?: string
   /** Check every op output for NaN/Inf and fail naming the op (costs one pass per op). */
   readonly guardNonFinite?: boolean
+  /** "bf16": recorded op outputs are rounded to bfloat16 values (default "fp32": never). */
+  readonly precision?: "fp32" | "bf16"
 }
 
 /**
@@ -59,12 +67,38 @@ export interface BackwardOptions {
 export class Tape {
   readonly name: string
   guardNonFinite: boolean
+  readonly precision: "fp32" | "bf16"
   #nodes: Array<Node> = []
   #pausedDepth = 0
+  #fullPrecisionDepth = 0
 
   constructor(options: TapeOptions = {}) {
     this.name = options.name ?? "tape"
     this.guardNonFinite = options.guardNonFinite ?? false
+    this.precision = options.precision ?? "fp32"
+  }
+
+  /** Whether op outputs made now are rounded to bfloat16: bf16, recording, not in fullPrecision. */
+  get roundsToBf16(): boolean {
+    return this.precision === "bf16" && this.#pausedDepth === 0 && this.#fullPrecisionDepth === 0
+  }
+
+  /** Runs `f` with op outputs kept in float32 (the fp32 region of a bf16 tape). */
+  fullPrecision<A>(f: () => A): A {
+    this.#fullPrecisionDepth++
+    try {
+      return f()
+    } finally {
+      this.#fullPrecisionDepth--
+    }
+  }
+
+  /** `fullPrecision` for an Effect (a region with collectives). */
+  fullPrecisionEffect<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    return Effect.suspend(() => {
+      this.#fullPrecisionDepth++
+      return effect.pipe(Effect.ensuring(Effect.sync(() => void this.#fullPrecisionDepth--)))
+    })
   }
 
   /** Whether ops are being recorded now (not inside `noGrad`). */
@@ -113,18 +147,7 @@ export class Tape {
    * (collectives) need `backwardEffect` instead.
    */
   backward(loss: Tensor.Tensor, options: BackwardOptions = {}): void {
-    const pass = this.#begin(loss, options)
-    this.noGrad(() => {
-      for (let i = this.#nodes.length - 1; i >= 0; i--) {
-        const node = this.#nodes[i] as Node
-        const g = pass.take(node)
-        if (g === undefined) continue
-        if (node.backwardEffect !== undefined) {
-          throw TensorError.shape(node.op, "has an effectful backward (a collective): run tape.backwardEffect(loss) instead")
-        }
-        pass.give(node, node.backward(g))
-      }
-    })
+    this.#walk(this.#nodes, this.#begin(loss, options))
     if (!(options.retainGraph ?? false)) this.clear()
   }
 
@@ -133,38 +156,146 @@ export class Tape {
    * collectives in reverse recording order, so every rank issues them in the same order.
    */
   backwardEffect(loss: Tensor.Tensor, options: BackwardOptions = {}): Effect.Effect<void, unknown> {
+    return Effect.suspend(() =>
+      this.#walkEffect(this.#nodes, this.#begin(loss, options)).pipe(
+        Effect.map(() => {
+          if (!(options.retainGraph ?? false)) this.clear()
+        }),
+      ),
+    )
+  }
+
+  /** Runs an Effect without recording (like `noGrad`). */
+  noGradEffect<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
     return Effect.suspend(() => {
-      const pass = this.#begin(loss, options)
-      const nodes = this.#nodes
-      const step = (i: number): Effect.Effect<void, unknown> => {
-        for (; i >= 0; i--) {
-          const node = nodes[i] as Node
-          const g = pass.take(node)
-          if (g === undefined) continue
-          if (node.backwardEffect !== undefined) {
-            const next = i - 1
-            this.#pausedDepth++
-            return node.backwardEffect(g).pipe(
-              Effect.ensuring(Effect.sync(() => void this.#pausedDepth--)),
-              Effect.flatMap((grads) =>
-                Effect.suspend(() => {
-                  this.noGrad(() => pass.give(node, grads))
-                  return step(next)
-                }),
-              ),
-            )
-          }
-          this.noGrad(() => pass.give(node, node.backward(g)))
-        }
-        if (!(options.retainGraph ?? false)) this.clear()
-        return Effect.void
-      }
-      return step(nodes.length - 1)
+      this.#pausedDepth++
+      return effect.pipe(Effect.ensuring(Effect.sync(() => void this.#pausedDepth--)))
     })
   }
 
+  /**
+   * Runs `f` recording onto a node list of its own (recording even inside a backward pass, for
+   * recompute), then restores the tape; gives f's result and the nodes it recorded.
+   */
+  recordApart<A>(f: () => A): { readonly value: A; readonly nodes: ReadonlyArray<Node> } {
+    const saved = this.#enterApart()
+    try {
+      const value = f()
+      return { value, nodes: this.#nodes }
+    } finally {
+      this.#leaveApart(saved)
+    }
+  }
+
+  /** `recordApart` for an Effect (a recompute with collectives). */
+  recordApartEffect<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<{ readonly value: A; readonly nodes: ReadonlyArray<Node> }, E, R> {
+    return Effect.suspend(() => {
+      const saved = this.#enterApart()
+      const nodes = this.#nodes
+      return effect.pipe(
+        Effect.map((value) => ({ value, nodes })),
+        Effect.ensuring(Effect.sync(() => this.#leaveApart(saved))),
+      )
+    })
+  }
+
+  /**
+   * A backward pass over `nodes` only (from `recordApart`), from `root` with `gradient`: leaves
+   * accumulate as in `backward`; a non-leaf input that none of the nodes made gets no gradient,
+   * so it is refused (whatever recorded the nodes must take such tensors as its inputs).
+   */
+  backwardOver(nodes: ReadonlyArray<Node>, root: Tensor.Tensor, gradient: Tensor.Tensor): void {
+    this.#walk(nodes, this.#beginOver(nodes, root, gradient))
+  }
+
+  /** `backwardOver` for nodes with effectful backwards. */
+  backwardOverEffect(nodes: ReadonlyArray<Node>, root: Tensor.Tensor, gradient: Tensor.Tensor): Effect.Effect<void, unknown> {
+    return Effect.suspend(() => this.#walkEffect(nodes, this.#beginOver(nodes, root, gradient)))
+  }
+
+  /**
+   * Bytes of the tensors the recorded nodes hold (inputs and outputs that are not leaves, each
+   * storage once): the activations this tape keeps alive for its backward.
+   */
+  savedBytes(): number {
+    const seen = new Set<unknown>()
+    let bytes = 0
+    const count = (t: Tensor.Tensor) => {
+      if (t.isLeaf || seen.has(t.data)) return
+      seen.add(t.data)
+      bytes += t.data.byteLength
+    }
+    for (const node of this.#nodes) {
+      count(node.output)
+      for (const input of node.inputs) count(input)
+    }
+    return bytes
+  }
+
+  #enterApart(): { readonly nodes: Array<Node>; readonly depth: number } {
+    const saved = { nodes: this.#nodes, depth: this.#pausedDepth }
+    this.#nodes = []
+    this.#pausedDepth = 0
+    return saved
+  }
+
+  #leaveApart(saved: { readonly nodes: Array<Node>; readonly depth: number }): void {
+    this.#nodes = saved.nodes
+    this.#pausedDepth = saved.depth
+  }
+
+  /** Walks `nodes` backwards, handing each node's output gradient to its rule. */
+  #walk(nodes: ReadonlyArray<Node>, pass: Pass): void {
+    this.noGrad(() => {
+      for (let i = nodes.length - 1; i >= 0; i--) {
+        const node = nodes[i] as Node
+        const g = pass.take(node)
+        if (g === undefined) continue
+        if (node.backwardEffect !== undefined) {
+          throw TensorError.shape(node.op, "has an effectful backward (a collective): run tape.backwardEffect(loss) instead")
+        }
+        pass.give(node, node.backward(g))
+      }
+    })
+  }
+
+  /** `#walk` as an Effect: effectful rules (collectives) run in reverse recording order. */
+  #walkEffect(nodes: ReadonlyArray<Node>, pass: Pass): Effect.Effect<void, unknown> {
+    const step = (i: number): Effect.Effect<void, unknown> => {
+      for (; i >= 0; i--) {
+        const node = nodes[i] as Node
+        const g = pass.take(node)
+        if (g === undefined) continue
+        if (node.backwardEffect !== undefined) {
+          const next = i - 1
+          return this.noGradEffect(node.backwardEffect(g)).pipe(
+            Effect.flatMap((grads) =>
+              Effect.suspend(() => {
+                this.noGrad(() => pass.give(node, grads))
+                return step(next)
+              }),
+            ),
+          )
+        }
+        this.noGrad(() => pass.give(node, node.backward(g)))
+      }
+      return Effect.void
+    }
+    return step(nodes.length - 1)
+  }
+
+  /** Starts a pass over `nodes` from `root`, refusing inputs that would lose their gradient. */
+  #beginOver(nodes: ReadonlyArray<Node>, root: Tensor.Tensor, gradient: Tensor.Tensor): Pass {
+    const made = new Set<Tensor.Tensor>(nodes.map((n) => n.output))
+    for (const node of nodes)
+      for (const input of node.inputs)
+        if (input.requiresGrad && !input.isLeaf && !made.has(input))
+          throw TensorError.shape(node.op, "uses a tensor that requires grad but was made outside the recomputed function: pass it as an input")
+    return this.#begin(root, { gradient })
+  }
+
   /** Starts a backward pass: checks the loss and seeds its gradient. */
-  #begin(loss: Tensor.Tensor, options: BackwardOptions) {
+  #begin(loss: Tensor.Tensor, options: BackwardOptions): Pass {
     if (loss.tape !== this) throw TensorError.shape("backward", `the loss was not recorded on ${this.name}`)
     if (!loss.requiresGrad) throw TensorError.shape("backward", "the loss does not require grad (no recorded op leads to it from a parameter)")
     const seed = options.gradient ?? Tensor.full(loss.shape, 1, { dtype: loss.dtype })
@@ -202,6 +333,14 @@ export class Tape {
       },
     }
   }
+}
+
+/** One backward pass: the gradients of outputs not yet consumed. */
+interface Pass {
+  /** The gradient of a node's output, removed from the pass (each output is used once). */
+  readonly take: (node: Node) => Tensor.Tensor | undefined
+  /** Accumulates a node's input gradients. */
+  readonly give: (node: Node, inputGrads: ReadonlyArray<Tensor.Tensor | undefined>) => void
 }
 
 /**

@@ -36,6 +36,8 @@ export interface StageContext {
   readonly moeState?: MoeRunState.MoeRunState | undefined
   /** Parameters by name (leaves on the micro-batch's tape). */
   readonly param: (name: string) => Tensor.Tensor
+  /** What the backward recomputes (ModelContext.recompute). */
+  readonly recompute?: "none" | "selective" | "full" | undefined
 }
 
 /**
@@ -73,6 +75,7 @@ const modelContext = (c: StageContext): ModelContext.ModelContext => ({
   auxLossCoeff: c.auxLossCoeff,
   moeState: c.moeState,
   param: c.param,
+  recompute: c.recompute,
 })
 
 /**
