@@ -102,7 +102,13 @@ describe("the distributed optimizer", () => {
       Job.runPromise({ world: parallel.world }, (rank) =>
         Effect.gen(function* () {
           const group = (f: Parameters<typeof Group.ofFamily>[1]) => Group.ofFamily(parallel, f, rank)
-          const groups: RankParams.SyncGroups = { dpCp: group("dp-cp"), tpDpCp: group("tp-dp-cp"), edp: group("edp"), world: Group.world(parallel.world) }
+          const groups: RankParams.SyncGroups = {
+            dpCp: group("dp-cp"),
+            tpDpCp: group("tp-dp-cp"),
+            edp: group("edp"),
+            embedding: RankParams.embeddingGroup(group("pp"), rank),
+            world: Group.world(parallel.world),
+          }
           const params = RankParams.make(Params.specs(model), () => true, Folding.place(Folding.make(parallel), rank), parallel.sizes, 7, "float64")
           const opt = bucketElements === undefined ? undefined : DistributedOptimizer.make(params, groups, rank, "float64", bucketElements)
           const moments = Optimizer.moments(params)

@@ -288,6 +288,7 @@ const presetValues = (name: ModelPresets.Name, factor: number): Partial<Record<K
     "moe-every": m.moeEvery,
     seq: m.seq,
     "shared-expert-ffn": m.sharedExpertFfn,
+    "untie-embeddings": m.untieEmbeddings,
     "shared-expert-gate": m.sharedExpertGate,
     "score-function": r.scoreFunction,
     "pre-softmax": r.preSoftmax,

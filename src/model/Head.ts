@@ -5,6 +5,12 @@
  *   under SP) -> vocab-parallel cross-entropy (token mean of this cp rank's rows)
  *   -> scaled by 1 / (cp * M * dp)
  *
+ * The output layer's weight [H, vocab/tp] is the `output` parameter with untied embeddings; tied
+ * (the default), it is this rank's block of the embedding table [vocab/tp, H] transposed: the
+ * embedding's vocabulary rows split over tp are the output's columns split over tp, so the
+ * logits and the cross-entropy are laid out the same either way. Its gradient flows back into
+ * the embedding (on the tape at pp = 1; into the last stage's copy at pp > 1, Params).
+ *
  * The loss of one cp rank is the mean over its own rows, so the shares are partial sums over
  * the axes the rows are still split over after the column-parallel product's gather (a typed
  * channel): cp. The laid cross-entropy gives that layout from the logits'; the model declares
@@ -17,6 +23,7 @@ import * as ParallelLinear from "../dataflow/ParallelLinear.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import { scale } from "../tensor/ops/Elementwise.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
+import * as Shape from "../tensor/ops/Shape.js"
 import type * as ModelContext from "./ModelContext.js"
 
 /** The operator's name in errors and traces. */
@@ -32,7 +39,8 @@ export const make = (c: ModelContext.ModelContext, targets: Int32Array, layouts:
     Effect.gen(function* () {
       const tp = c.groups.tp
       const normed = TensorLayout.attach(rmsNorm(x.tensor, c.param("finalNorm")), x.layout)
-      const logits = yield* ParallelLinear.columnParallelLaid(normed, c.param("output"), { tp, sequenceParallel: c.sequenceParallel }, "vocab")
+      const weight = c.sizes.untieEmbeddings === true ? c.param("output") : Shape.transpose(c.param("embedding"), 0, 1)
+      const logits = yield* ParallelLinear.columnParallelLaid(normed, weight, { tp, sequenceParallel: c.sequenceParallel }, "vocab")
       const ce = yield* VocabParallel.crossEntropyLaid(logits, targets, c.sizes.vocab, tp)
       return TensorLayout.attach(scale(ce.tensor, 1 / (c.groups.cp.ranks.length * c.microBatchesPerStep)), ce.layout)
     }),

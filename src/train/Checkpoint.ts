@@ -17,6 +17,10 @@
  * each a rectangular slice: every element of the model is saved once, by one rank, and the
  * checkpoint holds the sharded state as it was. Either loads into either optimizer under any
  * mapping: the distributed one loads its shards' whole moments and keeps its parts (`adopt`).
+ * The last stage's copy of a tied embedding (RankParams) is never saved: it is the first
+ * stage's embedding bit for bit, and loads from it (so a tied checkpoint of any pp resumes at
+ * any other). The manifest records untied embeddings (`untieEmbeddings`; absent: tied), and a
+ * run resumes only a checkpoint of its own kind.
  *
  * Everything read comes from outside (a directory a user points at): the manifest and the
  * shard tables are decoded with Schemas, every file's checksum is compared, and the shard
@@ -77,6 +81,8 @@ const ManifestSchema = Schema.Struct({
     moeFfn: count,
     moeEvery: count,
     seq: count,
+    /** Written only by runs with untied embeddings (absent: tied). */
+    untieEmbeddings: Schema.optional(Schema.Boolean),
     /** Written only by runs with shared experts (older checkpoints have neither). */
     sharedExpertFfn: Schema.optionalKey(count),
     sharedExpertGate: Schema.optionalKey(Schema.Boolean),
@@ -158,16 +164,17 @@ export const writeShards = (stepDir: string, rank: number, shards: Iterable<Shar
 }
 
 /**
- * Writes one rank's held shards and their whole moments (the replicated optimizer's state).
+ * Writes one rank's held shards and their whole moments (the replicated optimizer's state),
+ * but for a tied embedding's copy.
  * @category constructors
  */
 export const writeRank = (stepDir: string, rank: number, params: ReadonlyMap<string, RankParams.Held>, moments: ReadonlyMap<string, Optimizer.Moments>): Record<string, string> =>
   writeShards(
     stepDir,
     rank,
-    [...params].map(([name, held]) => {
+    [...params].flatMap(([name, held]) => {
       const m = moments.get(name) as Optimizer.Moments
-      return { name, shape: held.spec.shape, slice: held.slice, value: held.value.data, m: m.m, v: m.v }
+      return held.tiedCopy === true ? [] : [{ name, shape: held.spec.shape, slice: held.slice, value: held.value.data, m: m.m, v: m.v }]
     }),
   )
 
@@ -267,6 +274,8 @@ export const manifestFor = (dir: string, run: RunIdentity): Manifest => {
   for (const f of shapingFields) differ(f, m.model[f], run.model[f])
   // Shared experts add parameters: a run without them must not drop a checkpoint's silently.
   differ("sharedExpertFfn", m.model.sharedExpertFfn ?? "none", run.model.sharedExpertFfn ?? "none")
+  const embeddings = (untie: boolean | undefined) => (untie === true ? "untied" : "tied")
+  differ("embeddings", embeddings(m.model.untieEmbeddings), embeddings(run.model.untieEmbeddings))
   differ("sharedExpertGate", m.model.sharedExpertGate === true ? "on" : "off", run.model.sharedExpertGate === true ? "on" : "off")
   differ("seed", m.seed, run.seed)
   differ("dtype", m.dtype, run.dtype)

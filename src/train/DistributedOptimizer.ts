@@ -9,8 +9,8 @@
  * i-th contiguous part of it (sizes differ by at most one element); a kind with more than
  * `bucketElements` elements is laid out as several buckets, each split so. A step:
  *   1. reduce-scatters each bucket's gradients: a member receives the sum of its parts only;
- *   2. the global norm adds the squares of each member's part (every element of the model once)
- *      over the world;
+ *   2. the global norm adds the squares of each member's part (every element of the model once:
+ *      the tied copy's parts are left out) over the world;
  *   3. each member runs AdamW on its part, with moments only for its part;
  *   4. all-gathers each bucket's updated values back into every member's shards.
  * Buckets travel in waves, the i-th bucket of each kind together: a wave's collectives are all
@@ -182,6 +182,11 @@ const waves = (opt: DistributedOptimizer): Array<Array<Bucket>> => {
  */
 export const reduceScatter = (opt: DistributedOptimizer) =>
   Effect.gen(function* () {
+    yield* RankParams.sumTied(
+      opt.buckets.flatMap((b) => b.held),
+      opt.groups,
+      opt.dtype,
+    )
     for (const wave of waves(opt)) {
       const pending = []
       for (const bucket of wave) {
@@ -198,17 +203,21 @@ export const reduceScatter = (opt: DistributedOptimizer) =>
 
 /**
  * The global gradient norm after `reduceScatter`: every rank adds the squares of its parts of
- * the buckets (the parts cover each parameter of the model once) and, for a parameter left out
- * of its bucket, of its shard when it is its group's first member (as RankParams.globalNorm).
+ * the buckets (the parts cover each parameter of the model once, the tied copy's left out) and,
+ * for a parameter left out of its bucket, of its shard when it is its group's first member (as
+ * RankParams.globalNorm).
  * @category combinators
  */
 export const globalNorm = (opt: DistributedOptimizer, params: ReadonlyMap<string, RankParams.Held>) =>
   Effect.gen(function* () {
     let squares = 0
-    for (const bucket of opt.buckets) for (let i = 0; i < bucket.count; i++) squares += (bucket.grad[i] as number) ** 2
+    for (const o of owned(opt)) {
+      if (o.held.tiedCopy === true) continue
+      for (let i = o.at; i < o.at + o.to - o.from; i++) squares += (o.bucket.grad[i] as number) ** 2
+    }
     for (const name of opt.unbucketed.keys()) {
       const h = params.get(name) as RankParams.Held
-      if (RankParams.groupOf(opt.groups, RankParams.kindOf(h.spec)).ranks[0] !== opt.rank) continue
+      if (!RankParams.countsInNorm(h, opt.groups, opt.rank)) continue
       for (let i = 0; i < h.grad.length; i++) squares += (h.grad[i] as number) ** 2
     }
     const total = yield* Comm.allReduce(opt.groups.world, Tensor.fromArray([squares], [1, 1], { dtype: "float64" }))
@@ -274,11 +283,13 @@ export interface OwnedSlice {
 
 /**
  * Every part this rank owns, as rectangular slices of the global parameters: over all ranks,
- * they cover every parameter once.
+ * they cover every parameter once (the tied copy's parts are left out: they are the first
+ * stage's, bit for bit).
  * @category mapping
  */
 export const ownedSlices = (opt: DistributedOptimizer): Array<OwnedSlice> =>
   owned(opt).flatMap((o) => {
+    if (o.held.tiedCopy === true) return []
     const shape = o.held.slice.map(([a, b]) => b - a)
     return Pieces.ofRun(shape, o.from, o.to).map((p) => {
       const at = o.at + p.from - o.from
@@ -319,8 +330,8 @@ export const adopt = (opt: DistributedOptimizer, whole: ReadonlyMap<string, Opti
  */
 export const savedSlices = (opt: DistributedOptimizer, params: ReadonlyMap<string, RankParams.Held>): Array<Omit<OwnedSlice, "grad">> => [
   ...ownedSlices(opt),
-  ...[...opt.unbucketed].map(([name, s]) => {
+  ...[...opt.unbucketed].flatMap(([name, s]) => {
     const h = params.get(name) as RankParams.Held
-    return { name, shape: h.spec.shape, slice: h.slice, value: h.value.data, m: s.m, v: s.v }
+    return h.tiedCopy === true ? [] : [{ name, shape: h.spec.shape, slice: h.slice, value: h.value.data, m: s.m, v: s.v }]
   }),
 ]

@@ -22,6 +22,10 @@
  *   no multi-head latent attention), and every layer is MoE (DeepSeek-V3's first 3 layers are
  *   dense; ModelConfig places MoE layers by `moeEvery`, which cannot say "the first 3 dense").
  *
+ * - Embeddings: every one of these models has separate input and output embeddings (their
+ *   public configs' tie_word_embeddings is false), so every preset sets `untieEmbeddings`; the
+ *   default small model is tied (GPT-style, Params).
+ *
  * Presets fill only the model shape and the router options their model uses; the rest is the
  * run's (RunConfig layers them: defaults < preset < config file < flags).
  */
@@ -51,6 +55,7 @@ const mixtral8x22b: ModelConfig.ModelConfig = {
   moeFfn: 16384,
   moeEvery: 1,
   seq: paperSeq,
+  untieEmbeddings: true,
 }
 
 /**
@@ -59,7 +64,7 @@ const mixtral8x22b: ModelConfig.ModelConfig = {
  */
 export const presets = {
   "mixtral-8x7b": {
-    model: { vocab: 32000, hidden: 4096, layers: 32, heads: 32, kvHeads: 8, ffn: 14336, experts: 8, topk: 2, moeFfn: 14336, moeEvery: 1, seq: paperSeq },
+    model: { vocab: 32000, hidden: 4096, layers: 32, heads: 32, kvHeads: 8, ffn: 14336, experts: 8, topk: 2, moeFfn: 14336, moeEvery: 1, seq: paperSeq, untieEmbeddings: true },
     moe: {},
   },
   "mixtral-8x22b": { model: mixtral8x22b, moe: {} },
@@ -77,13 +82,14 @@ export const presets = {
       moeFfn: 2560,
       moeEvery: 1,
       seq: paperSeq,
+      untieEmbeddings: true,
       sharedExpertFfn: 20480,
       sharedExpertGate: true,
     },
     moe: { preSoftmax: true, auxLosses: [{ type: "aux", coeff: 0.001 }] },
   },
   "llama3-8x70b": {
-    model: { vocab: 128256, hidden: 8192, layers: 80, heads: 64, kvHeads: 8, ffn: 28672, experts: 8, topk: 2, moeFfn: 28672, moeEvery: 1, seq: paperSeq },
+    model: { vocab: 128256, hidden: 8192, layers: 80, heads: 64, kvHeads: 8, ffn: 28672, experts: 8, topk: 2, moeFfn: 28672, moeEvery: 1, seq: paperSeq, untieEmbeddings: true },
     moe: {},
   },
   "deepseek-v3-style": {
@@ -99,6 +105,7 @@ export const presets = {
       moeFfn: 2048,
       moeEvery: 1,
       seq: paperSeq,
+      untieEmbeddings: true,
       sharedExpertFfn: 2048,
     },
     moe: { scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },

@@ -16,6 +16,14 @@
  *   expert-rows  dim 0 over ep, dim 1 over etp (expert wDown)
  * Gradient groups: dense parameters sum over dp-cp (and, for replicated ones under sequence
  * parallelism, over tp); expert parameters sum over edp.
+ *
+ * Embeddings are tied by default (GPT-style, as Megatron): there is no `output` parameter, the
+ * output layer multiplies by the embedding table transposed (its rows/tp vocabulary split is the
+ * output's cols/tp split, so the vocab-parallel cross-entropy is unchanged). The embedding is
+ * then held by the first stage and, when pp > 1, by the last stage too: a copy under the same
+ * name, initialised from the same seed, whose gradient is summed with the first stage's over the
+ * embedding group (RankParams), so both take the same steps. `untieEmbeddings` gives the
+ * separate `output` [H, vocab] of Mixtral-style models.
  */
 import type * as Folding from "../mapping/Folding.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
@@ -42,6 +50,8 @@ export interface ParamSpec {
   readonly std: number
   /** The layer it belongs to, or -1 (embedding), L (final norm and output). */
   readonly layer: number
+  /** The tied embedding: also the output layer, so the last stage holds it too. */
+  readonly tied?: boolean
 }
 
 /**
@@ -52,7 +62,8 @@ export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
   const h = m.hidden
   const d = ModelContext.headDim(m)
   const std = 0.5 / Math.sqrt(h)
-  const out: Array<ParamSpec> = [{ name: "embedding", shape: [m.vocab, h], sharding: "rows/tp", std: 1, layer: -1 }]
+  const tied = m.untieEmbeddings !== true
+  const out: Array<ParamSpec> = [{ name: "embedding", shape: [m.vocab, h], sharding: "rows/tp", std: 1, layer: -1, ...(tied ? { tied } : {}) }]
   for (let l = 0; l < m.layers; l++) {
     const p = `layers.${l}.`
     out.push(
@@ -87,8 +98,32 @@ export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
       )
     }
   }
-  out.push({ name: "finalNorm", shape: [h], sharding: "replicated", std: 0, layer: m.layers }, { name: "output", shape: [h, m.vocab], sharding: "cols/tp", std, layer: m.layers })
+  out.push({ name: "finalNorm", shape: [h], sharding: "replicated", std: 0, layer: m.layers })
+  if (!tied) out.push({ name: "output", shape: [h, m.vocab], sharding: "cols/tp", std, layer: m.layers })
   return out
+}
+
+/**
+ * What a pipeline rank runs: whether it holds the first stage, the last stage, and its chunks'
+ * layers.
+ * @category models
+ */
+export interface StagesHeld {
+  readonly first: boolean
+  readonly last: boolean
+  readonly chunks: ReadonlyArray<{ readonly start: number; readonly end: number }>
+}
+
+/**
+ * Whether a rank running `stages` of a model of `layers` layers holds a parameter: the
+ * embedding on the first stage (and its tied copy on the last), the final norm and output on
+ * the last, a layer's parameters where its chunk runs.
+ * @category guards
+ */
+export const isHeld = (spec: ParamSpec, layers: number, stages: StagesHeld): boolean => {
+  if (spec.layer === -1) return stages.first || (spec.tied === true && stages.last)
+  if (spec.layer === layers) return stages.last
+  return stages.chunks.some((c) => spec.layer >= c.start && spec.layer < c.end)
 }
 
 /** A 32-bit hash of a string (FNV-1a), to seed each parameter's stream from its name. */

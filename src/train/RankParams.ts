@@ -7,7 +7,16 @@
  *   replicated dense parameters (norms,  sum over tp-dp-cp: dp-cp replicas, and under sequence
  *   router)                              parallelism each tp member saw other tokens
  *   expert parameters                    sum over edp
+ *   the tied embedding (pp > 1)          first over the embedding group (the first and last
+ *                                        stage of the pipeline group), then over dp-cp
  * Each group's gradients travel as one flat bucket: one collective for many parameters.
+ *
+ * Tied embeddings (Params): with pp > 1 the last stage holds a copy of the embedding, a replica
+ * under the same name. Its gradient (the output layer's use) and the first stage's (the
+ * lookup's) are summed over the embedding group before anything else, so both copies hold the
+ * whole gradient and take identical steps: they stay bit-identical (collectives add in group
+ * order on every backend). The copy is counted once in the global norm and saved once in a
+ * checkpoint: by the first stage.
  *
  * Fault injection (for testing `pleat verify`): PLEAT_FAULT_SKIP_SYNC=NAME leaves parameter
  * NAME out of its bucket, so its gradient stays each rank's partial sum: the missing
@@ -15,7 +24,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Comm from "../comm/Communicator.js"
-import type { Group } from "../comm/Group.js"
+import * as Group from "../comm/Group.js"
 import type * as Folding from "../mapping/Folding.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as DType from "../tensor/DType.js"
@@ -34,6 +43,8 @@ export interface Held {
   readonly grad: DType.Storage
   /** Which global slice this shard is. */
   readonly slice: ReadonlyArray<[number, number]>
+  /** The last stage's copy of the tied embedding (the first stage's is the original). */
+  readonly tiedCopy?: boolean
 }
 
 /**
@@ -41,10 +52,25 @@ export interface Held {
  * @category models
  */
 export interface SyncGroups {
-  readonly dpCp: Group
-  readonly tpDpCp: Group
-  readonly edp: Group
-  readonly world: Group
+  readonly dpCp: Group.Group
+  readonly tpDpCp: Group.Group
+  readonly edp: Group.Group
+  /** The first and last rank of this rank's pipeline group (this rank alone when pp = 1). */
+  readonly embedding: Group.Group
+  readonly world: Group.Group
+}
+
+/**
+ * The embedding group of a rank from its pipeline group, as Megatron's: the first and last
+ * member, which hold the tied embedding; a rank of a middle stage (or with pp = 1) is alone in
+ * its group, with nothing to sum.
+ * @category constructors
+ */
+export const embeddingGroup = (pp: Group.Group, rank: number): Group.Group => {
+  const first = pp.ranks[0] as number
+  const last = pp.ranks[pp.ranks.length - 1] as number
+  const shares = pp.ranks.length > 1 && (rank === first || rank === last)
+  return shares ? Group.make(`embedding of ${pp.name}`, [first, last]) : Group.make(`embedding of rank ${rank}`, [rank])
 }
 
 /**
@@ -65,7 +91,8 @@ export const make = (
     if (!holds(spec)) continue
     const slice = Params.sliceOf(spec, place, sizes)
     const value = Params.slice(Params.initial(spec, seed, dtype), slice)
-    out.set(spec.name, { spec, value, grad: DType.allocate(dtype, value.size), slice })
+    const tiedCopy = spec.tied === true && place.pp !== 0
+    out.set(spec.name, { spec, value, grad: DType.allocate(dtype, value.size), slice, ...(tiedCopy ? { tiedCopy } : {}) })
   }
   return out
 }
@@ -92,7 +119,7 @@ export const kindOf = (spec: Params.ParamSpec): Kind => (Params.isExpert(spec) ?
  * The group a kind's gradients are summed over: exactly the ranks that hold each of its shards.
  * @category mapping
  */
-export const groupOf = (groups: SyncGroups, kind: Kind): Group => (kind === "expert" ? groups.edp : kind === "replicated" ? groups.tpDpCp : groups.dpCp)
+export const groupOf = (groups: SyncGroups, kind: Kind): Group.Group => (kind === "expert" ? groups.edp : kind === "replicated" ? groups.tpDpCp : groups.dpCp)
 
 /**
  * The parameter PLEAT_FAULT_SKIP_SYNC leaves out of its bucket (test-only; see the file header).
@@ -101,7 +128,7 @@ export const groupOf = (groups: SyncGroups, kind: Kind): Group => (kind === "exp
 export const skippedBySync = (): string | undefined => process.env.PLEAT_FAULT_SKIP_SYNC
 
 /** Gradients of one kind as one flat buffer, reduced over `group`, written back. */
-const reduceBucket = (held: ReadonlyArray<Held>, group: Group, dtype: DType.DType) =>
+const reduceBucket = (held: ReadonlyArray<Held>, group: Group.Group, dtype: DType.DType) =>
   Effect.gen(function* () {
     if (held.length === 0 || group.ranks.length === 1) return
     const total = held.reduce((a, h) => a + h.grad.length, 0)
@@ -120,14 +147,36 @@ const reduceBucket = (held: ReadonlyArray<Held>, group: Group, dtype: DType.DTyp
   })
 
 /**
+ * Sums the tied embedding's gradient over the embedding group (see the file header): both
+ * copies then hold the gradient of both its uses. Nothing to do with pp = 1, where one leaf
+ * serves both uses and the tape adds them, or on a middle stage.
+ * @category combinators
+ */
+export const sumTied = (held: Iterable<Held>, groups: SyncGroups, dtype: DType.DType) =>
+  reduceBucket(
+    [...held].filter((h) => h.spec.tied === true && h.spec.name !== skippedBySync()),
+    groups.embedding,
+    dtype,
+  )
+
+/**
+ * Whether a shard's gradient counts in the global norm on this rank: the tied copy never does
+ * (the first stage's embedding counts it), the others where this rank is the first member of
+ * their reduction group.
+ * @category guards
+ */
+export const countsInNorm = (h: Held, groups: SyncGroups, rank: number): boolean => h.tiedCopy !== true && groupOf(groups, kindOf(h.spec)).ranks[0] === rank
+
+/**
  * Sums every gradient over the ranks that hold the same shard (see the file header). The
- * order of the three buckets is fixed, so all ranks issue the same collectives.
+ * order of the buckets is fixed, so all ranks issue the same collectives.
  * @category combinators
  */
 export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroups, dtype: DType.DType) =>
   Effect.gen(function* () {
     const skipped = skippedBySync()
     const all = [...params.values()].filter((h) => h.spec.name !== skipped)
+    yield* sumTied(all, groups, dtype)
     yield* reduceBucket(
       all.filter((h) => kindOf(h.spec) === "dense"),
       groups.dpCp,
@@ -147,14 +196,15 @@ export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroup
 
 /**
  * The global gradient norm over every parameter of the model, each shard counted once: a rank
- * adds a shard's squares only when it is the first member of that shard's reduction group.
+ * adds a shard's squares only when it is the first member of that shard's reduction group (and
+ * never the tied copy's).
  * @category combinators
  */
 export const globalNorm = (params: ReadonlyMap<string, Held>, groups: SyncGroups, rank: number) =>
   Effect.gen(function* () {
     let squares = 0
     for (const h of params.values()) {
-      if (groupOf(groups, kindOf(h.spec)).ranks[0] !== rank) continue
+      if (!countsInNorm(h, groups, rank)) continue
       for (let i = 0; i < h.grad.length; i++) squares += (h.grad[i] as number) ** 2
     }
     const total = yield* Comm.allReduce(groups.world, Tensor.fromArray([squares], [1, 1], { dtype: "float64" }))

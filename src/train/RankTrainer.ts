@@ -111,8 +111,14 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
     tpDpCp: group("tp-dp-cp"),
     expert: { ep: group("ep"), etp: group("etp"), etpEp: group("etp-ep") },
   }
-  const sync: RankParams.SyncGroups = { dpCp: group("dp-cp"), tpDpCp: group("tp-dp-cp"), edp: group("edp"), world: Group.world(parallel.world) }
   const ppGroup = group("pp")
+  const sync: RankParams.SyncGroups = {
+    dpCp: group("dp-cp"),
+    tpDpCp: group("tp-dp-cp"),
+    edp: group("edp"),
+    embedding: RankParams.embeddingGroup(ppGroup, rank),
+    world: Group.world(parallel.world),
+  }
   // What the MoE layers keep across a global batch's micro-batches (global_aux counts).
   const moeState = MoeRunState.make()
   const vpp = parallel.vpp ?? 1
@@ -125,7 +131,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   const holdsLast = place.pp === s.pp - 1
   const params = RankParams.make(
     Params.specs(model),
-    (spec) => (spec.layer === -1 ? holdsFirst : spec.layer === model.layers ? holdsLast : chunks.some((c) => spec.layer >= c.start && spec.layer < c.end)),
+    (spec) => Params.isHeld(spec, model.layers, { first: holdsFirst, last: holdsLast, chunks }),
     place,
     s,
     setup.seed,
