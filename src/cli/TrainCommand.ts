@@ -32,6 +32,7 @@ import { Activity } from "./Activity.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
+import * as MemoryTable from "./MemoryTable.js"
 import * as Progress from "./Progress.js"
 import * as RunConfig from "./RunConfig.js"
 import * as TrainOptions from "./TrainOptions.js"
@@ -55,13 +56,6 @@ ${Flags.usage(TrainOptions.flags)}
 `)(RunConfig.defaults)
 
 const format = (x: number, digits = 3) => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(digits))
-
-/** A byte count in binary units. */
-const formatBytes = (n: number): string => {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"]
-  const e = Math.min(units.length - 1, Math.max(0, Math.floor(Math.log2(Math.max(1, n)) / 10)))
-  return e === 0 ? `${n} B` : `${(n / 1024 ** e).toFixed(1)} ${units[e]}`
-}
 
 /** The root of the per-rank loggers: pino JSON at `level`, on the command's stderr. */
 /** The MoE layers' metrics for the log: losses by layer, and dropped pairs when dropping. */
@@ -211,6 +205,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
           flopsPerSec: (ran * flops) / seconds,
           optimizerStateBytes: optimizerStateMax,
           optimizerStateBytesPerRank: optimizerState,
+          memory: last?.ranks.map((r) => r.memory) ?? [],
           distributedOptimizer: setup.distributedOptimizer === true,
           imbalance,
           moe,
@@ -226,8 +221,9 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       `${format(tokensPerSec, 0)} tokens/s over ${ran} steps in ${seconds.toFixed(1)} s`,
       `model FLOPs per step ${format(flops)}; achieved ${format((ran * flops) / seconds)} FLOP/s`,
       `load imbalance (max/mean tokens per expert) by MoE layer: ${imbalance.map((i) => `layer ${i.layer}: ${i.value.toFixed(2)}`).join(", ") || "-"}`,
-      `optimizer state (AdamW moments) per rank: ${formatBytes(optimizerStateMax)} max over ranks, ${formatBytes(optimizerState.reduce((a, b) => a + b, 0))} in all (${setup.distributedOptimizer === true ? "distributed optimizer: sharded over the data-parallel ranks" : "replicated; --distributed-optimizer shards it"})`,
+      `optimizer state (AdamW moments) per rank: ${MemoryTable.formatBytes(optimizerStateMax)} max over ranks, ${MemoryTable.formatBytes(optimizerState.reduce((a, b) => a + b, 0))} in all (${setup.distributedOptimizer === true ? "distributed optimizer: sharded over the data-parallel ranks" : "replicated; --distributed-optimizer shards it"})`,
     ]
+    if (last !== undefined) lines.push(...MemoryTable.lines(last.ranks.map((r) => r.memory)))
     if (moe.some((m) => Object.keys(m.losses).length > 0))
       lines.push(
         `MoE losses (last step, without coefficients) by layer: ${moe

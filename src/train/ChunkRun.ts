@@ -75,7 +75,8 @@ export const forward = (c: ChunkInput) =>
       })
     // NOTE: the activation leaves without its tape (same storage); the receiver starts its own.
     const output = out.hidden === undefined ? undefined : TensorLayout.attach(Tensor.detach(out.hidden.tensor), out.hidden.layout)
-    return { out, forwarded: { output, backward } satisfies Interpreter.Forwarded<unknown, never> }
+    // What the tape keeps for the backward (RankMemory's activation peak).
+    return { out, forwarded: { output, backward } satisfies Interpreter.Forwarded<unknown, never>, keptBytes: tape.savedBytes() }
   })
 
 /** What the backward starts from: the loss, or the output against the gradient received. */

@@ -34,6 +34,7 @@ import * as NonFinite from "./NonFinite.js"
 import * as Optimizer from "./Optimizer.js"
 import * as Params from "./Params.js"
 import * as PipelineLinks from "./PipelineLinks.js"
+import * as RankMemory from "./RankMemory.js"
 import * as RankParams from "./RankParams.js"
 import * as Stage from "./Stage.js"
 
@@ -91,6 +92,8 @@ export interface StepReport {
   readonly waitMs: number
   /** Bytes of optimizer state (AdamW moments) this rank keeps. */
   readonly optimizerStateBytes: number
+  /** This rank's memory: parameters, gradients, optimizer state, peak activations (RankMemory). */
+  readonly memory: RankMemory.RankMemory
 }
 
 /**
@@ -155,6 +158,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
     auxLossCoeff: setup.auxLossCoeff,
     moeState,
     param,
+    recompute: setup.recompute,
   })
   // Every link carries the hidden rows of a micro-batch in the model's layout on this rank.
   const links = PipelineLinks.make({
@@ -172,6 +176,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
       const moeStats = MoeStats.accumulator(microBatches, s.dp)
+      const activations = RankMemory.activationMeter()
       const stepStarted = performance.now()
       const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
 
@@ -191,7 +196,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
             seq: model.seq,
             vocab: model.vocab,
           })
-          const { out, forwarded } = yield* ChunkRun.forward({
+          const { out, forwarded, keptBytes } = yield* ChunkRun.forward({
             rank,
             microBatch,
             chunk,
@@ -215,7 +220,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
           })
           if (out.loss !== undefined && place.tp === 0) lossShare += Tensor.item(out.loss)
           lossShare += Tensor.item(out.aux)
-          return forwarded
+          activations.keep(keptBytes)
+          return { ...forwarded, backward: (g: Tensor.Tensor | undefined) => Effect.tap(forwarded.backward(g), () => Effect.sync(() => activations.release(keptBytes))) }
         })
 
       const times = yield* Interpreter.run(actions, {
@@ -258,6 +264,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         moeStats: moeStats.result(),
         ...times,
         optimizerStateBytes,
+        memory: { ...RankMemory.ofParams(params), optimizerStateBytes, peakActivationBytes: activations.peak },
       } satisfies StepReport
     })
 

@@ -52,8 +52,8 @@ export interface StepSummary {
   readonly imbalance: ReadonlyArray<{ readonly layer: number; readonly value: number }>
   /** Per MoE layer: its aux and z losses (mean over the micro-batches, no coefficients) and dropped pairs. */
   readonly moe: ReadonlyArray<MoeStats.LayerStep>
-  /** Per rank: forward, backward and waiting milliseconds, and the bytes of its optimizer state. */
-  readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs" | "optimizerStateBytes">>
+  /** Per rank: forward, backward and waiting milliseconds, the bytes of its optimizer state and its memory. */
+  readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs" | "optimizerStateBytes" | "memory">>
 }
 
 /**
@@ -113,7 +113,7 @@ const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>,
     seconds,
     imbalance,
     moe: MoeStats.combine(reports.map((r) => r.moeStats ?? [])),
-    ranks: reports.map((r) => ({ forwardMs: r.forwardMs, backwardMs: r.backwardMs, waitMs: r.waitMs, optimizerStateBytes: r.optimizerStateBytes })),
+    ranks: reports.map((r) => ({ forwardMs: r.forwardMs, backwardMs: r.backwardMs, waitMs: r.waitMs, optimizerStateBytes: r.optimizerStateBytes, memory: r.memory })),
   }
 }
 

@@ -1,0 +1,57 @@
+/**
+ * RankMemory: what one rank's training state takes in bytes, measured from the storage it
+ * allocated: its parameter shards, their gradient accumulators, its optimizer state (AdamW
+ * moments; sharded by the distributed optimizer), and the peak of activations kept for the
+ * backward: at any moment, the bytes that the tapes of the (micro-batch, chunk)s in flight hold
+ * (Tape.savedBytes: every non-leaf tensor a recorded op keeps), maximised over the step. The
+ * pipeline schedule decides how many micro-batches are in flight (1F1B keeps up to pp on the
+ * first stage); recompute lowers what each keeps.
+ */
+import type * as RankParams from "./RankParams.js"
+
+/**
+ * A rank's memory, in bytes.
+ * @category models
+ */
+export interface RankMemory {
+  readonly parameterBytes: number
+  readonly gradientBytes: number
+  readonly optimizerStateBytes: number
+  readonly peakActivationBytes: number
+}
+
+/**
+ * The bytes of a rank's parameter shards and of their gradient accumulators.
+ * @category mapping
+ */
+export const ofParams = (params: ReadonlyMap<string, RankParams.Held>): { readonly parameterBytes: number; readonly gradientBytes: number } => {
+  let parameterBytes = 0
+  let gradientBytes = 0
+  for (const held of params.values()) {
+    parameterBytes += held.value.data.byteLength
+    gradientBytes += held.grad.byteLength
+  }
+  return { parameterBytes, gradientBytes }
+}
+
+/**
+ * Live activation bytes over a step: `keep` when a forward's tape is done recording, `release`
+ * when its backward has run; `peak` is the most held at once.
+ * @category constructors
+ */
+export const activationMeter = () => {
+  let live = 0
+  let peak = 0
+  return {
+    keep: (bytes: number) => {
+      live += bytes
+      peak = Math.max(peak, live)
+    },
+    release: (bytes: number) => {
+      live -= bytes
+    },
+    get peak() {
+      return peak
+    },
+  }
+}
