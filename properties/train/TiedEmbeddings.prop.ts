@@ -84,6 +84,11 @@ describe("the parameters", () => {
     expect(RankParams.embeddingGroup(pp, 5).ranks).toEqual([1, 5])
     expect(RankParams.embeddingGroup(pp, 3).ranks).toEqual([3])
     expect(RankParams.embeddingGroup(Group.make("pp#2", [2]), 2).ranks).toEqual([2])
+    // On a folded mapping: the `embedding` family of `pleat groups` for the ranks in it.
+    const parallel = ParallelConfig.make({ world: 8, tp: 2, cp: 1, pp: 2, ep: 2, etp: 1 })
+    for (let rank = 0; rank < 8; rank++) {
+      expect(RankParams.embeddingGroup(Group.ofFamily(parallel, "pp", rank), rank).ranks).toEqual(Group.ofFamily(parallel, "embedding", rank).ranks)
+    }
   })
 
   test("every preset is untied (the real models are), the default model tied", () => {
