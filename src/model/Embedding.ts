@@ -11,6 +11,9 @@
  * The operator's output layout is the one the typed channel over tp gave the lookup's rows
  * (VocabParallel.embeddingLaid), and the declared output layout (the model's hidden layout) is
  * checked against it.
+ *
+ * With tied embeddings (the default) the same table is the output layer too (Head.ts): the
+ * last stage uses it, or its copy of it when pp > 1 (Params, RankParams).
  */
 import * as Effect from "effect/Effect"
 import * as VocabParallel from "../attention/VocabParallel.js"
