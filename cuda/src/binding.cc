@@ -15,6 +15,7 @@
 //             keyPositions),
 //   attentionAsync, attentionBackward(q, k, v, out, gradOut, lse, gradQ, gradK, gradV, dims...)
 //   openblasStatus(), openblasMatmul(same as matmul), openblasSetThreads(n)   (bench only)
+//   roundBf16(src, dst, path), bf16Hardware()   (bf16_binding.cc)
 //
 // Tensor kernels take Float32Array data (rstd / lse may be Float64Array), Int32Array indices and
 // positions. Wrong types and overlapping outputs are TypeErrors; lengths inconsistent with the
@@ -35,6 +36,7 @@
 #include <utility>
 #include <string>
 
+#include "bf16_binding.h"
 #include "kernels/axpy.h"
 #include "kernels/copy.h"
 #include "kernels/cpu_features.h"
@@ -183,6 +185,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
   exports.Set("activeIsa", Napi::Function::New(env, ActiveIsa, "activeIsa"));
   RegisterTensorExports(env, exports);
+  RegisterBf16Exports(env, exports);
   return exports;
 }
 

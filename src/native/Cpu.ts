@@ -339,3 +339,40 @@ export const openblasMatmul = (p: MatmulArgs): void => addon().openblasMatmul(..
  * @category configuration
  */
 export const openblasSetThreads = (n: number): boolean => addon().openblasSetThreads(n)
+
+/**
+ * The code that rounds float32 to bfloat16 values: AVX512-BF16 (vcvtneps2bf16) or the portable
+ * integer rule (cuda/src/kernels/bf16.h).
+ * @category models
+ */
+export type Bf16Path = "avx512bf16" | "portable"
+
+/**
+ * The native bf16 rounding: `dst[i]` = `src[i]` rounded to a bfloat16 value (nearest, ties to
+ * even; NaN stays NaN; subnormals kept), `dst` may be `src` itself. `path` "auto" takes
+ * AVX512-BF16 when the CPU has it. Gives the path that ran. Undefined when the addon is not
+ * built or is a build without the kernel (the caller converts in TypeScript then).
+ * @category kernels
+ */
+export const roundBf16Kernel = (): ((src: Float32Array, dst: Float32Array, path: Bf16Path | "auto") => Bf16Path) | undefined => {
+  let loaded: ReturnType<typeof addon>
+  try {
+    loaded = addon()
+  } catch {
+    return undefined
+  }
+  const kernel = loaded.roundBf16
+  return kernel === undefined ? undefined : (src, dst, path) => kernel.call(loaded, src, dst, path)
+}
+
+/**
+ * Whether the CPU has AVX512-BF16 (false without a build that has the bf16 kernel).
+ * @category kernels
+ */
+export const bf16Hardware = (): boolean => {
+  try {
+    return addon().bf16Hardware?.() ?? false
+  } catch {
+    return false
+  }
+}

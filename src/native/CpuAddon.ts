@@ -4,7 +4,7 @@
  * function is checked at load, so a stale build fails with "run npm run build:native".
  */
 import * as Addon from "./Addon.js"
-import type { CpuFeatures, FloatArray, FmaPeak, Isa, OpenBlasStatus, TypedArray } from "./Cpu.js"
+import type { Bf16Path, CpuFeatures, FloatArray, FmaPeak, Isa, OpenBlasStatus, TypedArray } from "./Cpu.js"
 
 /** Query or key positions, or null for the default. */
 export type Positions = Int32Array | null
@@ -36,6 +36,9 @@ export interface CpuAddon {
   openblasStatus(): OpenBlasStatus
   openblasMatmul(...args: MatmulTuple): void
   openblasSetThreads(n: number): boolean
+  /** Optional: a build older than the bf16 kernel lacks it (callers fall back to TypeScript). */
+  roundBf16?(src: Float32Array, dst: Float32Array, path: Bf16Path | "auto"): Bf16Path
+  bf16Hardware?(): boolean
 }
 
 const functions = [

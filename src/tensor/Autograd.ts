@@ -5,9 +5,16 @@
  * `result` finds the tape (all inputs that require grad must share one), records the node when
  * the tape records and some input requires grad, and runs the non-finite guard when it is on.
  * Custom ops (the collectives of the runtime) register their backward the same way.
+ *
+ * On a bf16 tape (Tape.ts) `output` is also where mixed precision happens: while the tape
+ * records outside `fullPrecision`, a float32 output is rounded to bfloat16 values before
+ * anything sees it, so the next op and the backward rule both get the bf16 value. A float32
+ * tape, float64 storage, unrecorded ops (noGrad, backward rules), fp32 regions and scalar
+ * outputs (the losses and their sums, computed in fp32 as Megatron does) are never touched.
  */
 import type * as Effect from "effect/Effect"
 import type * as DType from "./DType.js"
+import * as Bf16Round from "./kernels/Bf16Round.js"
 import type { Node, Tape } from "./Tape.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
@@ -38,7 +45,8 @@ const output = (
 ): Tensor.Tensor => {
   const tape = tapeOf(op, inputs)
   const needsGrad = tape?.recording === true && inputs.some((t) => t.requiresGrad)
-  const out = new Tensor.Tensor({ shape, data, device: inputs[0]?.device, tape, requiresGrad: needsGrad, op })
+  const stored = tape?.roundsToBf16 === true && data instanceof Float32Array && shape.length > 0 ? roundedOutput(data, inputs) : data
+  const out = new Tensor.Tensor({ shape, data: stored, device: inputs[0]?.device, tape, requiresGrad: needsGrad, op })
   if (tape?.guardNonFinite === true) guard(op, out)
   if (needsGrad) tape.record({ op, inputs, output: out, ...rules })
   return out
@@ -74,6 +82,23 @@ export const resultEffect = (
     },
     backwardEffect,
   })
+
+/**
+ * An op output rounded to bf16 values: in place when the op made the storage, into a copy when
+ * it is an input's (a view, as reshape gives) or shared memory (a window other ranks see) and
+ * not already bf16, so rounding never changes a tensor that exists already.
+ */
+const roundedOutput = (data: Float32Array, inputs: ReadonlyArray<Tensor.Tensor>): Float32Array => {
+  const borrowed = !(data.buffer instanceof ArrayBuffer) || inputs.some((t) => t.data.buffer === data.buffer)
+  if (!borrowed) {
+    Bf16Round.roundInto(data, data)
+    return data
+  }
+  if (Bf16Round.isExact(data)) return data
+  const copy = new Float32Array(data.length)
+  Bf16Round.roundInto(data, copy)
+  return copy
+}
 
 const guard = (op: string, t: Tensor.Tensor): void => {
   const d = t.data
