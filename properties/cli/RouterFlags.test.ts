@@ -9,6 +9,8 @@ import path from "node:path"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as BadInput from "../../src/cli/BadInput.js"
+import * as Cli from "../../src/cli/Cli.js"
+import { memoryIo } from "../../src/cli/Io.js"
 import * as MoeSettings from "../../src/moe/MoeSettings.js"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
@@ -138,15 +140,20 @@ describe("refusals: exit 2, one line naming the fix", () => {
     [["--shared-expert-ffn", "15"], "--shared-expert-ffn: 15 is not divisible by tp = 2", "multiple of 2"],
     [["--expert-bias"], "--expert-bias: true only moves sigmoid scores", "add --score-function sigmoid"],
     [["--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0"], "--bias-update-rate: 0 is not a number > 0", "0.001"],
-    [
-      ["--score-function", "sigmoid", "--expert-bias", "--resume", "/nonexistent"],
-      "--expert-bias: true keeps per-expert biases that checkpoints do not hold yet",
-      "resume without it",
-    ],
   ])("train %j", (argv, reason, fix) => {
     const line = refused(["train", ...argv])
     expect(line).toContain(reason)
     expect(line.split("; fix: ")[1]).toContain(fix)
+  })
+
+  test("--expert-bias resuming a checkpoint saved without biases is refused (they would restart from 0)", async () => {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-router-")), "ckpt")
+    const small = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--layers", "1", "--score-function", "sigmoid"]
+    const io = memoryIo()
+    expect(await Cli.run(["train", ...small, "--steps", "1", "--save", dir, "--log", "json"], io), io.err).toBe(0)
+    const line = refused(["train", ...small, "--steps", "2", "--expert-bias", "--resume", dir])
+    expect(line).toContain(`--expert-bias: true has no saved biases in ${dir}`)
+    expect(line.split("; fix: ")[1]).toContain("resume without --expert-bias")
   })
 
   test("a refused value from the config file names its key", () => {

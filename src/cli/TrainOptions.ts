@@ -258,18 +258,19 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       )
     })
   }
-  if (c["expert-bias"] && c.resume !== undefined) {
+  // A checkpoint to resume must be complete, undamaged and of this run: find out before any work.
+  const resumed = c.resume === undefined ? undefined : explained(d, () => Checkpoint.manifestFor(c.resume as string, { model, seed: c.seed, dtype: c.dtype }))
+  if (c["expert-bias"] && resumed !== undefined && resumed.expertBias === undefined) {
     explained(d, () => {
       throw ConfigError.make(
         "expertBias",
         true,
-        "keeps per-expert biases that checkpoints do not hold yet (a resumed run would restart them from 0)",
-        "train from the start with --expert-bias, or resume without it",
+        `has no saved biases in ${c.resume} (saved without --expert-bias, or by an older pleat): they would restart from 0`,
+        "resume without --expert-bias, or train from the start with it",
       )
     })
   }
-  // A checkpoint to resume must be complete, undamaged and of this run: find out before any work.
-  const first = c.resume === undefined ? 0 : explained(d, () => Checkpoint.manifestFor(c.resume as string, { model, seed: c.seed, dtype: c.dtype }).step)
+  const first = resumed?.step ?? 0
   return {
     setup: {
       parallel,

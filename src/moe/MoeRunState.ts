@@ -76,3 +76,19 @@ export const endGlobalBatch = (state: MoeRunState, tpDpCp: Group, rate: number) 
       state.bias.set(layer, yield* ExpertBias.update(state.bias.get(layer) as ExpertBias.ExpertBias, tpDpCp, rate))
     }
   })
+
+/**
+ * Each MoE layer's expert bias (what a checkpoint keeps of the state: at a step's end the
+ * global batch is over, so the running counts are empty), by layer.
+ * @category mapping
+ */
+export const savedBiases = (state: MoeRunState): Record<string, ReadonlyArray<number>> =>
+  Object.fromEntries([...state.bias].sort((a, b) => a[0] - b[0]).map(([layer, b]) => [String(layer), [...b.bias]]))
+
+/**
+ * Restores the expert biases a checkpoint kept (`savedBiases`), counts empty.
+ * @category combinators
+ */
+export const restoreBiases = (state: MoeRunState, saved: Readonly<Record<string, ReadonlyArray<number>>>): void => {
+  for (const [layer, bias] of Object.entries(saved)) state.bias.set(Number(layer), { bias: [...bias], counts: new Array<number>(bias.length).fill(0) })
+}

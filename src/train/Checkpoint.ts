@@ -91,6 +91,8 @@ const ManifestSchema = Schema.Struct({
   ranks: count,
   /** FNV-1a 64 (CheckpointChecksum) of every rank file, by file name. */
   checksums: Schema.Record(Schema.String, Schema.String),
+  /** Runs with --expert-bias: each MoE layer's bias at the step (by layer), exact in JSON. */
+  expertBias: Schema.optionalKey(Schema.Record(Schema.String, Schema.Array(Schema.Number))),
 })
 
 /**

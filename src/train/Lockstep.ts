@@ -186,8 +186,8 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
     ModelConfig.check(setup.model, setup.batch, setup.parallel)
     const world = setup.parallel.world
     const specs = Params.specs(setup.model)
-    // The reference is the replicated optimizer on one rank (the parallel run may shard its state).
-    const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false }, 0)
+    // The reference is the replicated optimizer on one rank without recompute (the parallel run may shard its state or recompute).
+    const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false, recompute: "none" }, 0)
     // Each step's snapshots, once every rank has reported it (ranks report in step order, so
     // steps complete in order).
     // Ends with undefined once the parallel run has ended, so a step that never completed is a

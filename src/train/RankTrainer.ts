@@ -268,5 +268,5 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       } satisfies StepReport
     })
 
-  return { rank, place, params, moments, distributed, step, schedule, microBatches }
+  return { rank, place, params, moments, distributed, moeState, step, schedule, microBatches }
 }

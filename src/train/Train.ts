@@ -206,7 +206,10 @@ const publisher = (setup: RankTrainer.TrainSetup, options: RunOptions, planned: 
     planned.splice(at, 1)
     arrived.delete(event.saved)
     const checksums: Record<string, string> = Object.assign({}, ...got.map((e) => e.checksums))
-    const outcome = SaveFallback.publish(plan, got, JSON.stringify({ ...manifestOf(setup, plan.step), checksums }, null, 2))
+    // Ranks of one pipeline stage hold the same biases: any of them gives its layers'.
+    const biases = got.filter((e) => e.expertBias !== undefined)
+    const expertBias = biases.length === 0 ? {} : { expertBias: Object.assign({}, ...biases.map((e) => e.expertBias)) }
+    const outcome = SaveFallback.publish(plan, got, JSON.stringify({ ...manifestOf(setup, plan.step), checksums, ...expertBias }, null, 2))
     const failure = { step: plan.step, planned: plan.dir, fallback: plan.fallback }
     if (outcome._tag === "Lost") {
       const latest = last ?? intactIn(options.save) ?? intactIn(options.resume)

@@ -15,6 +15,7 @@
 import * as Effect from "effect/Effect"
 import { RankEvents } from "../runtime/RankEvents.js"
 import * as RankProgram from "../runtime/RankProgram.js"
+import * as MoeRunState from "../moe/MoeRunState.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import type * as Fault from "./Fault.js"
@@ -58,6 +59,8 @@ export interface StepEvent {
 export interface SavedEvent extends SaveFallback.RankWrite {
   /** The checkpoint's step (steps done). */
   readonly saved: number
+  /** With --expert-bias: the biases of the MoE layers this rank runs, by layer (MoeRunState). */
+  readonly expertBias?: Record<string, ReadonlyArray<number>>
 }
 
 /**
@@ -75,6 +78,7 @@ export const program = (rank: number, args: unknown) =>
       const moments = distributed === undefined ? trainer.moments : Optimizer.moments(trainer.params)
       Checkpoint.loadInto(a.resume, trainer.params, moments)
       if (distributed !== undefined) DistributedOptimizer.adopt(distributed, moments)
+      MoeRunState.restoreBiases(trainer.moeState, Checkpoint.manifest(a.resume).expertBias ?? {})
     }
     for (let k = a.first; k < a.steps; k++) {
       const started = performance.now()
@@ -92,7 +96,8 @@ export const program = (rank: number, args: unknown) =>
           ? Checkpoint.writeRank(stepDir, rank, trainer.params, trainer.moments)
           : Checkpoint.writeShards(stepDir, rank, DistributedOptimizer.savedSlices(distributed, trainer.params)),
       )
-      events.report({ saved: save.step, ...written } satisfies SavedEvent)
+      const biased = a.setup.model.moe?.expertBias === true
+      events.report({ saved: save.step, ...written, ...(biased ? { expertBias: MoeRunState.savedBiases(trainer.moeState) } : {}) } satisfies SavedEvent)
     }
   })
 
