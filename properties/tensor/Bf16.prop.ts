@@ -7,20 +7,22 @@
 // machine has: the portable integer loop (forced by argument) and AVX512-BF16 (run when the
 // CPU has it; this test asserts the detection agrees with /proc/cpuinfo).
 //
-// The tape: on a bf16 tape every recorded non-scalar output outside `fullPrecision` is a bf16
+// The tape: on a bf16 tape every non-scalar forward output outside `fullPrecision` is a bf16
 // value (and would not be without the rounding: the same ops on an fp32 tape give non-bf16
-// values), fullPrecision, noGrad and scalar outputs are left alone, views never round the
-// tensor they view, gradients are fp32 and reach the fp32 master leaf through the cast, and
-// an fp32 tape rounds nothing (bit-identical to computing without a tape).
+// values), fullPrecision and scalar outputs are left alone, views never round the tensor they
+// view, gradients are fp32 and reach the fp32 master leaf through the cast, a recomputed block
+// gives the same gradients as a kept one (its first run and its replay both round), and an
+// fp32 tape rounds nothing (bit-identical to computing without a tape).
 import fc from "fast-check"
 import { existsSync, readFileSync } from "node:fs"
 import { describe, expect, test } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
 import type { Node } from "../../src/tensor/Tape.js"
+import * as Recompute from "../../src/tensor/Recompute.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
-import { toBf16 } from "../../src/tensor/ops/Bf16.js"
+import { copyToBf16, toBf16 } from "../../src/tensor/ops/Bf16.js"
 import { add, mul, scale } from "../../src/tensor/ops/Elementwise.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
 import { sumAll } from "../../src/tensor/ops/Reduce.js"
@@ -172,7 +174,7 @@ const forward = (tape: Tape.Tape, master: Tensor.Tensor, x: Tensor.Tensor, castW
 }
 
 describe("the bf16 tape", () => {
-  test("recorded outputs are bf16 values except in fullPrecision, under noGrad and for scalars; views never round what they view", () => {
+  test("forward outputs are bf16 values except in fullPrecision and for scalars; views never round what they view", () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 1_000_000 }), (seed) => {
         const master = randomTensor([8, 6], seed)
@@ -187,9 +189,9 @@ describe("the bf16 tape", () => {
         // The fp32 region and the scalar loss kept their float32 values.
         expect(Bf16Round.isExact(f.routerLike.data as Float32Array)).toBe(false)
         expect(seen.some((s) => !s.rounded && !s.exact)).toBe(true)
-        // Unrecorded work is not rounded either.
+        // Forward work under noGrad rounds too (a recomputed block's first run).
         const free = tape.noGrad(() => matmul(x, f.leaf))
-        expect(Bf16Round.isExact(free.data as Float32Array)).toBe(false)
+        expect(Bf16Round.isExact(free.data as Float32Array)).toBe(true)
         // The master storage is untouched by the cast.
         expect(bitsOf(master.data as Float32Array)).toEqual(bitsOf(randomTensor([8, 6], seed).data as Float32Array))
         // A view of an fp32-region tensor made outside the region: rounded into a copy.
@@ -228,6 +230,30 @@ describe("the bf16 tape", () => {
         expect(Bf16Round.isExact(leaf.grad?.data as Float32Array)).toBe(false)
       }),
       { numRuns: 30 },
+    )
+  })
+
+  test("recompute on a bf16 tape: the same loss and gradients, bit for bit, as without it", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1_000_000 }), (seed) => {
+        const run = (recomputed: boolean) => {
+          const tape = Tape.make({ precision: "bf16" })
+          // A leaf over a bf16 copy (as the trainer makes): recompute closes over leaves only.
+          const leaf = tape.parameter(copyToBf16(randomTensor([8, 8], seed)))
+          const w = leaf
+          const x = toBf16(tape.parameter(randomTensor([5, 8], seed + 1)))
+          const block = ([a]: ReadonlyArray<Tensor.Tensor>) => matmul(softmax(scale(matmul(a as Tensor.Tensor, w), 2)), w)
+          const out = recomputed ? Recompute.recompute("block", [x], block) : block([x])
+          const loss = sumAll(mul(out, randomTensor(out.shape, seed + 2)))
+          tape.backward(loss)
+          return { out: bitsOf(out.data as Float32Array), loss: Tensor.item(loss), grad: bitsOf(leaf.grad?.data as Float32Array) }
+        }
+        const kept = run(false)
+        const again = run(true)
+        expect(Bf16Round.isExact(new Float32Array(Uint32Array.from(again.out).buffer))).toBe(true)
+        expect(again).toEqual(kept)
+      }),
+      { numRuns: 20 },
     )
   })
 

@@ -6,11 +6,11 @@
  * the tape records and some input requires grad, and runs the non-finite guard when it is on.
  * Custom ops (the collectives of the runtime) register their backward the same way.
  *
- * On a bf16 tape (Tape.ts) `output` is also where mixed precision happens: while the tape
- * records outside `fullPrecision`, a float32 output is rounded to bfloat16 values before
- * anything sees it, so the next op and the backward rule both get the bf16 value. A float32
- * tape, float64 storage, unrecorded ops (noGrad, backward rules), fp32 regions and scalar
- * outputs (the losses and their sums, computed in fp32 as Megatron does) are never touched.
+ * On a bf16 tape (Tape.ts) `output` is also where mixed precision happens: in the forward
+ * outside `fullPrecision`, a float32 output is rounded to bfloat16 values before anything
+ * sees it, so the next op and the backward rule both get the bf16 value. A float32 tape,
+ * float64 storage, backward passes (gradients), fp32 regions and scalar outputs (the losses
+ * and their sums, computed in fp32 as Megatron does) are never touched.
  */
 import type * as Effect from "effect/Effect"
 import type * as DType from "./DType.js"

@@ -13,7 +13,8 @@
  * records to a bfloat16 value (Autograd.ts; the storage stays float32), except inside
  * `fullPrecision` (the router and its losses run in fp32, as Megatron's moe_router_dtype),
  * except scalar outputs (the loss terms and their sums, which Megatron computes in fp32) and
- * except what runs unrecorded (`noGrad`, backward rules): gradients stay fp32.
+ * except during a backward pass: gradients stay fp32. Forward work under `noGrad` rounds too,
+ * so a recomputed block's first run (unrecorded) and its replay (recorded apart) agree.
  */
 import * as Effect from "effect/Effect"
 import * as Tensor from "./Tensor.js"
@@ -71,6 +72,7 @@ export class Tape {
   #nodes: Array<Node> = []
   #pausedDepth = 0
   #fullPrecisionDepth = 0
+  #backwardDepth = 0
 
   constructor(options: TapeOptions = {}) {
     this.name = options.name ?? "tape"
@@ -78,9 +80,9 @@ export class Tape {
     this.precision = options.precision ?? "fp32"
   }
 
-  /** Whether op outputs made now are rounded to bfloat16: bf16, recording, not in fullPrecision. */
+  /** Whether op outputs made now are rounded to bfloat16: bf16, not in fullPrecision, not in a backward pass. */
   get roundsToBf16(): boolean {
-    return this.precision === "bf16" && this.#pausedDepth === 0 && this.#fullPrecisionDepth === 0
+    return this.precision === "bf16" && this.#backwardDepth === 0 && this.#fullPrecisionDepth === 0
   }
 
   /** Runs `f` with op outputs kept in float32 (the fp32 region of a bf16 tape). */
@@ -232,21 +234,36 @@ export class Tape {
     return bytes
   }
 
-  #enterApart(): { readonly nodes: Array<Node>; readonly depth: number } {
-    const saved = { nodes: this.#nodes, depth: this.#pausedDepth }
+  #enterApart(): Apart {
+    const saved = { nodes: this.#nodes, depth: this.#pausedDepth, backward: this.#backwardDepth, fullPrecision: this.#fullPrecisionDepth }
     this.#nodes = []
     this.#pausedDepth = 0
+    // A replay is a forward: on a bf16 tape it rounds as the first run did.
+    this.#backwardDepth = 0
+    this.#fullPrecisionDepth = 0
     return saved
   }
 
-  #leaveApart(saved: { readonly nodes: Array<Node>; readonly depth: number }): void {
+  #leaveApart(saved: Apart): void {
     this.#nodes = saved.nodes
     this.#pausedDepth = saved.depth
+    this.#backwardDepth = saved.backward
+    this.#fullPrecisionDepth = saved.fullPrecision
+  }
+
+  /** Runs `f` as part of a backward pass: unrecorded, and never rounded to bf16. */
+  #inBackward<A>(f: () => A): A {
+    this.#backwardDepth++
+    try {
+      return this.noGrad(f)
+    } finally {
+      this.#backwardDepth--
+    }
   }
 
   /** Walks `nodes` backwards, handing each node's output gradient to its rule. */
   #walk(nodes: ReadonlyArray<Node>, pass: Pass): void {
-    this.noGrad(() => {
+    this.#inBackward(() => {
       for (let i = nodes.length - 1; i >= 0; i--) {
         const node = nodes[i] as Node
         const g = pass.take(node)
@@ -281,7 +298,10 @@ export class Tape {
       }
       return Effect.void
     }
-    return step(nodes.length - 1)
+    return Effect.suspend(() => {
+      this.#backwardDepth++
+      return step(nodes.length - 1).pipe(Effect.ensuring(Effect.sync(() => void this.#backwardDepth--)))
+    })
   }
 
   /** Starts a pass over `nodes` from `root`, refusing inputs that would lose their gradient. */
@@ -333,6 +353,14 @@ export class Tape {
       },
     }
   }
+}
+
+/** What a replay recorded apart sets aside and restores. */
+interface Apart {
+  readonly nodes: Array<Node>
+  readonly depth: number
+  readonly backward: number
+  readonly fullPrecision: number
 }
 
 /** One backward pass: the gradients of outputs not yet consumed. */

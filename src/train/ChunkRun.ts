@@ -6,11 +6,17 @@
  * schedule can keep several micro-batches in flight and run their backwards in any order;
  * after the backward the leaves' gradients are added into each shard's accumulator. The
  * received activation is a leaf too: its gradient is what goes back to the previous stage.
+ *
+ * With `precision: "bf16"` the tape rounds activations to bfloat16 (Tape.ts) and each shard
+ * enters as a leaf over a bf16 copy of the fp32 master (ops/Bf16.ts): the model computes on
+ * bf16 weights, and the copy's fp32 gradient is added to the fp32 master gradient as the
+ * shard's own leaf's would be (straight-through), then reduced and stepped in fp32.
  */
 import * as Effect from "effect/Effect"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Mixtral from "../model/Mixtral.js"
 import type * as Partition from "../pipeline/Partition.js"
+import { copyToBf16 } from "../tensor/ops/Bf16.js"
 import { add, mul } from "../tensor/ops/Elementwise.js"
 import { sumAll } from "../tensor/ops/Reduce.js"
 import * as Tape from "../tensor/Tape.js"
@@ -37,6 +43,8 @@ export interface ChunkInput {
   readonly data: Data.MicroBatch
   /** The activation received from the previous stage (none on the first stage). */
   readonly received: Tensor.Tensor | undefined
+  /** bf16: mixed precision over the fp32 master weights (default fp32: no rounding). */
+  readonly precision?: "fp32" | "bf16" | undefined
 }
 
 /**
@@ -46,7 +54,8 @@ export interface ChunkInput {
  */
 export const forward = (c: ChunkInput) =>
   Effect.gen(function* () {
-    const tape = Tape.make({ name: `rank ${c.rank} mb ${c.microBatch} chunk ${c.chunk}` })
+    const bf16 = c.precision === "bf16"
+    const tape = Tape.make({ name: `rank ${c.rank} mb ${c.microBatch} chunk ${c.chunk}`, precision: bf16 ? "bf16" : "fp32" })
     const leaves: Array<[RankParams.Held, Tensor.Tensor]> = []
     const cache = new Map<string, Tensor.Tensor>()
     const param = (name: string) => {
@@ -54,7 +63,7 @@ export const forward = (c: ChunkInput) =>
       if (hit !== undefined) return hit
       const held = c.params.get(name)
       if (held === undefined) throw new Error(`rank ${c.rank} does not hold parameter ${name}`)
-      const leaf = tape.parameter(held.value)
+      const leaf = tape.parameter(bf16 ? copyToBf16(held.value) : held.value)
       cache.set(name, leaf)
       leaves.push([held, leaf])
       return leaf

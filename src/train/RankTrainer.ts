@@ -207,6 +207,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
             context: ctxOf,
             data,
             received,
+            precision: setup.precision,
           })
           const moeLayers = MoeStats.moeLayersOf(model, layers.start, layers.end)
           moeStats.add(moeLayers, out.moeStats)
