@@ -13,6 +13,7 @@ import * as MoeSettings from "../../src/moe/MoeSettings.js"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as ModelPresets from "../../src/train/ModelPresets.js"
+import * as Params from "../../src/train/Params.js"
 import { refused } from "./refused.js"
 
 const configFile = (values: Record<string, unknown>): string => {
@@ -63,11 +64,31 @@ describe("--model and --scale", () => {
     expect(refused(["train", "--model", "mixtral-8x7b", "--scale", "0"])).toMatch(/--scale/)
   })
 
-  test("pleat train --model mixtral-8x7b --scale 64 --steps 2 trains on the default local mapping", async () => {
+  test("pleat train --model mixtral-8x7b --scale 64 --steps 5 trains on the default local mapping and prints its memory table", async () => {
     const io = memoryIo()
-    const status = await Cli.run(["train", "--model", "mixtral-8x7b", "--scale", "64", "--steps", "2"], io)
+    const status = await Cli.run(["train", "--model", "mixtral-8x7b", "--scale", "64", "--steps", "5"], io)
     expect(status, io.err).toBe(0)
     expect(io.out).toMatch(/2 layers, 8 experts top-2, 8 ranks/)
     expect(io.out).toMatch(/final loss \d+\.\d+ \(step 1: \d+\.\d+\)/)
+    const lines = io.out.split("\n")
+    const title = lines.findIndex((l) => l.startsWith("memory per rank"))
+    expect(title).toBeGreaterThan(0)
+    expect(lines[title + 1]?.trim().split(/\s+/)).toEqual(["rank", "parameters", "gradients", "optimizer", "activations", "total"])
+    for (let r = 0; r < 8; r++) expect(lines[title + 2 + r]).toMatch(new RegExp(`^\\s*${r}(\\s+\\d+\\.\\d (KiB|MiB)){5}$`))
+  }, 60_000)
+
+  test("the memory table's figures: on one rank, parameters and gradients are the model's bytes, optimizer state twice that", async () => {
+    const io = memoryIo()
+    const one = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
+    const status = await Cli.run(["train", ...one, "--model", "mixtral-8x7b", "--scale", "64", "--steps", "1", "--log", "json"], io)
+    expect(status, io.err).toBe(0)
+    const summary = JSON.parse(io.out.trim().split("\n").at(-1) as string) as { memory: Array<Record<string, number>> }
+    const elements = Params.specs(ModelPresets.model("mixtral-8x7b", 64)).reduce((a, s) => a + s.shape.reduce((p, d) => p * d, 1), 0)
+    expect(summary.memory).toHaveLength(1)
+    const m = summary.memory[0] as Record<string, number>
+    expect(m.parameterBytes).toBe(4 * elements)
+    expect(m.gradientBytes).toBe(4 * elements)
+    expect(m.optimizerStateBytes).toBe(8 * elements)
+    expect(m.peakActivationBytes).toBeGreaterThan(0)
   }, 60_000)
 })
