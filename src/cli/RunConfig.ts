@@ -129,7 +129,7 @@ export const settings = {
   precision: choice(
     ["fp32", "bf16"],
     "fp32",
-    "bf16: parameters and activations in bfloat16 with fp32 master weights, optimizer state and gradient reduction, the router in fp32",
+    "bf16: parameters and activations rounded to bfloat16 (held in float32 arrays: emulated storage, bf16 rounding) with fp32 master weights, gradients, optimizer state and reduction, the router and losses in fp32",
     "P",
   ),
   recompute: choice(["none", "selective", "full"], "none", "activation recompute in the backward (selective: the attention core and the expert MLPs; full: whole layers)", "MODE"),

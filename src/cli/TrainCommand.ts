@@ -112,9 +112,10 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     const s = setup.parallel.sizes
     const shape = `${setup.parallel.world} ranks: attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x pp ${s.pp}${setup.parallel.vpp === undefined ? "" : ` (vpp ${setup.parallel.vpp})`}, moe etp ${s.etp} x ep ${s.ep} x edp ${s.edp}`
     if (json === undefined) {
-      io.stdout(`pleat train: ${setup.model.layers} layers, ${setup.model.experts} experts top-${setup.model.topk}, ${shape}; ${setup.dtype}; ${resolved.backend} backend\n`)
+      const precision = setup.precision === "bf16" ? "bf16 (fp32 master weights)" : setup.dtype
+      io.stdout(`pleat train: ${setup.model.layers} layers, ${setup.model.experts} experts top-${setup.model.topk}, ${shape}; ${precision}; ${resolved.backend} backend\n`)
     } else {
-      json.info({ world: setup.parallel.world, sizes: s, backend: resolved.backend, steps, first, dtype: setup.dtype }, "start")
+      json.info({ world: setup.parallel.world, sizes: s, backend: resolved.backend, steps, first, dtype: setup.dtype, precision: setup.precision ?? "fp32" }, "start")
     }
     let saved = resolved.save === undefined ? "no checkpoint written" : `no checkpoint written to ${resolved.save} (a previous one there is kept)`
     let done = first
