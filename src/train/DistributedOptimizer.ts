@@ -16,9 +16,13 @@
  * Buckets travel in waves, the i-th bucket of each kind together: a wave's collectives are all
  * issued before any is awaited (Communicator `start`), so the kinds' groups' streams overlap
  * one another, and at most one bucket per kind is in flight (its flat buffer bounded).
- * Not overlapped with compute yet: the reduce-scatters start once the whole backward pass is
- * done (the interpreter reports no chunk's gradients as final earlier), and the all-gathers
- * complete before the step returns (a stage looks its parameters up synchronously).
+ * Buckets never mix model chunks (with vpp, a rank runs several): once a chunk's last backward
+ * of the step has run, its gradients are final and `startChunk` issues its buckets'
+ * reduce-scatters at once, so they travel while the rank runs the rest of its schedule (the
+ * backwards of its other chunks, the pipeline's drain); `reduceScatter` then awaits them and
+ * issues the rest. A bucket holding a tied embedding waits for the end (its gradient is summed
+ * over the embedding group first, which must not block a stage mid-schedule). The all-gathers
+ * still complete before the step returns (a stage looks its parameters up synchronously).
  *
  * The master weights are the parameters themselves (float32 or float64): the updated part is
  * written in place and gathered. A parameter left out of its bucket by the test-only fault
@@ -41,6 +45,8 @@ import * as RankParams from "./RankParams.js"
  */
 export interface Bucket {
   readonly kind: RankParams.Kind
+  /** The model chunk of this rank whose parameters the bucket holds. */
+  readonly chunk: number
   readonly group: Group
   readonly held: ReadonlyArray<RankParams.Held>
   /** Where each of `held` starts in the bucket. */
@@ -68,6 +74,8 @@ export interface DistributedOptimizer {
   readonly groups: RankParams.SyncGroups
   readonly rank: number
   readonly dtype: DType.DType
+  /** Reduce-scatters issued by `startChunk` this step, awaited by `reduceScatter`. */
+  readonly inFlight: Map<Bucket, Comm.Pending<Tensor.Tensor>>
 }
 
 /** Member i's first element when `total` elements split over `n` members. */
@@ -81,7 +89,7 @@ const boundary = (total: number, n: number, i: number): number => Math.floor((to
 export const defaultBucketElements = 1 << 24
 
 /** One bucket of a kind's shards, and this rank's part of it. */
-const bucketOf = (kind: RankParams.Kind, group: Group, held: ReadonlyArray<RankParams.Held>, rank: number, dtype: DType.DType): Bucket => {
+const bucketOf = (kind: RankParams.Kind, chunk: number, group: Group, held: ReadonlyArray<RankParams.Held>, rank: number, dtype: DType.DType): Bucket => {
   const offsets: Array<number> = []
   let total = 0
   for (const h of held) {
@@ -93,13 +101,14 @@ const bucketOf = (kind: RankParams.Kind, group: Group, held: ReadonlyArray<RankP
   const counts = group.ranks.map((_, i) => boundary(total, n, i + 1) - boundary(total, n, i))
   const start = boundary(total, n, me)
   const count = counts[me] as number
-  return { kind, group, held, offsets, total, counts, start, count, moments: { m: new Float32Array(count), v: new Float32Array(count) }, grad: DType.allocate(dtype, count) }
+  return { kind, chunk, group, held, offsets, total, counts, start, count, moments: { m: new Float32Array(count), v: new Float32Array(count) }, grad: DType.allocate(dtype, count) }
 }
 
 /**
  * Lays out the buckets of a rank's shards and allocates the moments of its parts: each kind's
- * shards in order, a bucket closing once it holds `bucketElements` (a shard is never split
- * between buckets, so a larger one has a bucket of its own).
+ * shards of each chunk (`chunkOf`; one chunk by default) in order, a bucket closing once it
+ * holds `bucketElements` (a shard is never split between buckets, so a larger one has a bucket
+ * of its own).
  * @category constructors
  */
 export const make = (
@@ -108,25 +117,29 @@ export const make = (
   rank: number,
   dtype: DType.DType,
   bucketElements: number = defaultBucketElements,
+  chunkOf: (spec: RankParams.Held["spec"]) => number = () => 0,
 ): DistributedOptimizer => {
   const skipped = RankParams.skippedBySync()
+  const chunks = [...new Set([...params.values()].map((h) => chunkOf(h.spec)))].sort((a, b) => a - b)
   const buckets = RankParams.kinds.flatMap((kind) => {
     const group = RankParams.groupOf(groups, kind)
-    const runs: Array<Array<RankParams.Held>> = [[]]
-    let size = 0
-    for (const h of params.values()) {
-      if (RankParams.kindOf(h.spec) !== kind || h.spec.name === skipped) continue
-      if (size >= bucketElements) {
-        runs.push([])
-        size = 0
+    return chunks.flatMap((chunk) => {
+      const runs: Array<Array<RankParams.Held>> = [[]]
+      let size = 0
+      for (const h of params.values()) {
+        if (RankParams.kindOf(h.spec) !== kind || chunkOf(h.spec) !== chunk || h.spec.name === skipped) continue
+        if (size >= bucketElements) {
+          runs.push([])
+          size = 0
+        }
+        ;(runs.at(-1) as Array<RankParams.Held>).push(h)
+        size += h.value.size
       }
-      ;(runs.at(-1) as Array<RankParams.Held>).push(h)
-      size += h.value.size
-    }
-    return runs.filter((run) => run.length > 0).map((run) => bucketOf(kind, group, run, rank, dtype))
+      return runs.filter((run) => run.length > 0).map((run) => bucketOf(kind, chunk, group, run, rank, dtype))
+    })
   })
   const unbucketed = new Map([...params].filter(([name]) => name === skipped).map(([name, h]) => [name, { m: new Float32Array(h.value.size), v: new Float32Array(h.value.size) }]))
-  return { buckets, unbucketed, groups, rank, dtype }
+  return { buckets, unbucketed, groups, rank, dtype, inFlight: new Map() }
 }
 
 /**
@@ -175,9 +188,26 @@ const waves = (opt: DistributedOptimizer): Array<Array<Bucket>> => {
   return out
 }
 
+/** Whether a bucket's reduce-scatter can start as soon as its chunk is done (see the header). */
+const startsEarly = (bucket: Bucket): boolean => bucket.group.ranks.length > 1 && !bucket.held.some((h) => h.spec.tied === true)
+
+/**
+ * Issues the reduce-scatters of chunk `chunk`'s buckets (its gradients are final for the step)
+ * without waiting for them; `reduceScatter` collects them.
+ * @category combinators
+ */
+export const startChunk = (opt: DistributedOptimizer, chunk: number) =>
+  Effect.gen(function* () {
+    for (const bucket of opt.buckets) {
+      if (bucket.chunk !== chunk || !startsEarly(bucket) || opt.inFlight.has(bucket)) continue
+      opt.inFlight.set(bucket, yield* Comm.start.reduceScatterV(bucket.group, column(flatGrads(bucket, opt.dtype)), bucket.counts))
+    }
+  })
+
 /**
  * Reduce-scatters every bucket's gradients: each rank's `grad` of a bucket becomes the sum over
- * the group of its part. The buckets' collectives overlap (one stream per group).
+ * the group of its part. Buckets `startChunk` issued are awaited; the others' collectives are
+ * issued in waves and overlap one another (one stream per group).
  * @category combinators
  */
 export const reduceScatter = (opt: DistributedOptimizer) =>
@@ -190,6 +220,11 @@ export const reduceScatter = (opt: DistributedOptimizer) =>
     for (const wave of waves(opt)) {
       const pending = []
       for (const bucket of wave) {
+        const started = opt.inFlight.get(bucket)
+        if (started !== undefined) {
+          pending.push({ bucket, result: started })
+          continue
+        }
         const flat = flatGrads(bucket, opt.dtype)
         if (bucket.group.ranks.length === 1) {
           bucket.grad.set(flat)
@@ -199,6 +234,7 @@ export const reduceScatter = (opt: DistributedOptimizer) =>
       }
       for (const { bucket, result } of pending) bucket.grad.set((yield* result.await).data)
     }
+    opt.inFlight.clear()
   })
 
 /**

@@ -3,7 +3,8 @@
  *
  * PLEAT_FAULT=KIND@RANK:STEP (several joined by commas) makes rank RANK misbehave during step
  * STEP (counted from 1, as the CLI and the checkpoint directories count steps), after the
- * step's pipeline and model collectives and before its gradient synchronisation:
+ * step's pipeline and model collectives and before its gradient synchronisation completes
+ * (the distributed optimizer may have issued a chunk's reduce-scatters already):
  *   throw  the rank throws an error (a rank that fails mid-step)
  *   nan    the rank writes a NaN into its first gradient (a non-finite gradient)
  *   loss   the rank's loss share becomes NaN (a non-finite loss)

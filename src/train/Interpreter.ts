@@ -57,6 +57,12 @@ export interface Program<E, R> {
   readonly forwardOnly?: boolean | undefined
   /** Receives a span (name, start) for every compute and wait, timed with performance.now. */
   readonly span?: ((name: string, start: number) => void) | undefined
+  /**
+   * Runs right after a chunk's last backward in the list: the chunk's gradients are final, so
+   * their reduction can be issued while the rest of the list runs (it must only issue, not wait
+   * for other ranks: a stage waiting here could hold back the pipeline it is part of).
+   */
+  readonly chunkDone?: ((chunk: number) => Effect.Effect<void, E, R>) | undefined
 }
 
 /**
@@ -220,7 +226,14 @@ const step = <E, R>(m: Machine<E, R>, a: A.Action) => {
 export const run = <E, R>(actions: ReadonlyArray<A.Action>, program: Program<E, R>) =>
   Effect.gen(function* () {
     const m: Machine<E, R> = { program, inFlight: new Map(), times: { forwardMs: 0, backwardMs: 0, waitMs: 0 } }
-    for (const a of actions) yield* step(m, a)
+    const lastBackward = new Map<number, number>()
+    actions.forEach((a, i) => {
+      if (a._tag === "backward") lastBackward.set(a.chunk, i)
+    })
+    for (const [i, a] of actions.entries()) {
+      yield* step(m, a)
+      if (a._tag === "backward" && lastBackward.get(a.chunk) === i && program.chunkDone !== undefined) yield* program.chunkDone(a.chunk)
+    }
     const left = [...m.inFlight].flatMap(([mb, byChunk]) => [...byChunk].map(([chunk, s]) => `micro-batch ${mb} on chunk ${chunk} (${describe(s)})`))
     if (left.length > 0) {
       const last = actions[actions.length - 1]

@@ -142,7 +142,11 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   )
   // The distributed optimizer keeps only this rank's parts of the moments; `moments` is then
   // only what it leaves out of its buckets (DistributedOptimizer).
-  const distributed = setup.distributedOptimizer === true ? DistributedOptimizer.make(params, sync, rank, setup.dtype) : undefined
+  // The chunk of this rank whose backward makes a parameter's gradient final: the embedding's
+  // is the first stage's (chunk 0), the final norm's and output's the last stage's (chunk vpp-1).
+  const chunkOf = (spec: Params.ParamSpec) => (spec.layer === -1 ? 0 : spec.layer === model.layers ? vpp - 1 : chunks.findIndex((c) => spec.layer >= c.start && spec.layer < c.end))
+  const distributed =
+    setup.distributedOptimizer === true ? DistributedOptimizer.make(params, sync, rank, setup.dtype, DistributedOptimizer.defaultBucketElements, chunkOf) : undefined
   const moments = distributed === undefined ? Optimizer.moments(params) : distributed.unbucketed
   const optimizerStateBytes =
     distributed === undefined ? Optimizer.stateBytes(moments) : Object.values(DistributedOptimizer.stateBytes(distributed, params)).reduce((a, b) => a + b, 0)
@@ -228,6 +232,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       const times = yield* Interpreter.run(actions, {
         pp: place.pp,
         links,
+        // The distributed optimizer's reduce-scatters of a chunk start once its gradients are final.
+        chunkDone: distributed === undefined ? undefined : (chunk) => DistributedOptimizer.startChunk(distributed, chunk),
         isFirst: (chunk) => stageOf(chunk) === 0,
         isLast: (chunk) => stageOf(chunk) === lastStage,
         forward,
