@@ -121,6 +121,7 @@ describe("the distributed optimizer", () => {
             if (opt === undefined) Optimizer.step(config, params, moments, t, 0.01, clip)
             else yield* DistributedOptimizer.step(config, opt, params, t, 0.01, clip)
           }
+          if (opt !== undefined) yield* DistributedOptimizer.settle(opt)
           return { buckets: opt?.buckets.length ?? 0, values: [...params.values()].flatMap((h) => Array.from(h.value.data)) }
         }),
       )

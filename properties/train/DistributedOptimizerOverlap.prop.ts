@@ -1,9 +1,11 @@
-// The distributed optimizer's reduce-scatters overlap the backward pass: a chunk's buckets are
-// issued as soon as its last backward of the step has run (Interpreter `chunkDone`), so with an
-// interleaved schedule (vpp 2) every rank's trace shows a gradient reduce-scatter issued before
-// its last backward ends (the other chunk's backwards still to run); with one chunk per rank
-// (vpp 1) none can be (the control: the check can fail). The steps are unchanged: float64
-// losses equal the replicated optimizer's within 1e-12.
+// The distributed optimizer's collectives overlap compute: a chunk's reduce-scatters are issued
+// as soon as its last backward of the step has run (Interpreter `chunkDone`), and its
+// all-gathers of updated values are awaited just before its first forward of the next step. So
+// with an interleaved schedule (vpp 2) every rank's trace shows a gradient reduce-scatter issued
+// before its last backward ends (the other chunk's backwards still to run) and an all-gather of
+// step 0 still in flight after the first forward of step 1 ended; with one chunk per rank
+// (vpp 1) neither can happen (the control: the checks can fail). The steps are unchanged:
+// float64 losses equal the replicated optimizer's within 1e-12.
 import * as Effect from "effect/Effect"
 import { describe, expect, test } from "vitest"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
@@ -37,14 +39,26 @@ const issuedDuringBackward = (tracer: Trace.Tracer): Array<boolean> =>
     return inStep.some((s) => s.category === "comm" && s.name.startsWith("reduceScatter") && s.start < lastBackwardEnd)
   })
 
+/** Per rank: whether an all-gather issued in step 0 completed after the end of step 1's first forward. */
+const gatheredDuringForward = (tracer: Trace.Tracer): Array<boolean> =>
+  Array.from({ length: parallel.world }, (_, rank) => {
+    const mine = tracer.spans.filter((s) => s.rank === rank)
+    const [first, second] = ["step 0", "step 1"].map((name) => mine.find((s) => s.category === "step" && s.name === name) as Trace.Span) as [Trace.Span, Trace.Span]
+    const forwards = mine.filter((s) => s.category === "compute" && s.name.startsWith("forward") && s.start >= second.start).sort((a, b) => a.start - b.start)
+    const firstForwardEnd = (forwards[0] as Trace.Span).end
+    return mine.some((s) => s.category === "comm" && s.name.startsWith("allGather") && s.start <= first.end && s.end > firstForwardEnd)
+  })
+
 describe("distributed optimizer overlap", () => {
-  test("a chunk's reduce-scatters are issued while the other chunk's backwards still run; the steps are unchanged", async () => {
+  test("reduce-scatters travel during the other chunk's backwards, all-gathers during the next step's first forwards; the steps are unchanged", async () => {
     const tracer = new Trace.Tracer()
     const distributed = await Effect.runPromise(Train.run(setup(true), { steps, tracer }))
     expect(issuedDuringBackward(tracer)).toEqual([true, true, true, true])
+    expect(gatheredDuringForward(tracer)).toEqual([true, true, true, true])
     const control = new Trace.Tracer()
     await Effect.runPromise(Train.run(setup(true, oneChunk), { steps, tracer: control }))
     expect(issuedDuringBackward(control)).toEqual([false, false, false, false])
+    expect(gatheredDuringForward(control)).toEqual([false, false, false, false])
     const replicated = await Effect.runPromise(Train.run(setup(false), { steps }))
     distributed.forEach((s, i) => expect(Math.abs(s.loss - (replicated[i] as Train.StepSummary).loss)).toBeLessThan(1e-12 * Math.abs(s.loss)))
   }, 120_000)

@@ -13,16 +13,20 @@
  *      the tied copy's parts are left out) over the world;
  *   3. each member runs AdamW on its part, with moments only for its part;
  *   4. all-gathers each bucket's updated values back into every member's shards.
- * Buckets travel in waves, the i-th bucket of each kind together: a wave's collectives are all
- * issued before any is awaited (Communicator `start`), so the kinds' groups' streams overlap
- * one another, and at most one bucket per kind is in flight (its flat buffer bounded).
+ * The reduce-scatters left for the end travel in waves, the i-th bucket of each kind together:
+ * a wave's collectives are all issued before any is awaited (Communicator `start`), so the
+ * kinds' groups' streams overlap one another. The all-gathers are all in flight at once (their
+ * flat buffers together hold one copy of the rank's shards).
  * Buckets never mix model chunks (with vpp, a rank runs several): once a chunk's last backward
  * of the step has run, its gradients are final and `startChunk` issues its buckets'
  * reduce-scatters at once, so they travel while the rank runs the rest of its schedule (the
  * backwards of its other chunks, the pipeline's drain); `reduceScatter` then awaits them and
  * issues the rest. A bucket holding a tied embedding waits for the end (its gradient is summed
  * over the embedding group first, which must not block a stage mid-schedule). The all-gathers
- * still complete before the step returns (a stage looks its parameters up synchronously).
+ * of the updated values are issued at the end of `step` and awaited by `settle`: the trainer
+ * settles a chunk's buckets just before its first forward of the next step, so the gathers of
+ * the other chunks travel while it runs (and settles all before anything else reads the
+ * values: a snapshot, the end of the run; a save writes only owned parts, which are current).
  *
  * The master weights are the parameters themselves (float32 or float64): the updated part is
  * written in place and gathered. A parameter left out of its bucket by the test-only fault
@@ -76,6 +80,8 @@ export interface DistributedOptimizer {
   readonly dtype: DType.DType
   /** Reduce-scatters issued by `startChunk` this step, awaited by `reduceScatter`. */
   readonly inFlight: Map<Bucket, Comm.Pending<Tensor.Tensor>>
+  /** All-gathers of updated values issued by `step`, awaited by `settle`. */
+  readonly gathering: Map<Bucket, Comm.Pending<{ readonly tensor: Tensor.Tensor }>>
 }
 
 /** Member i's first element when `total` elements split over `n` members. */
@@ -139,7 +145,7 @@ export const make = (
     })
   })
   const unbucketed = new Map([...params].filter(([name]) => name === skipped).map(([name, h]) => [name, { m: new Float32Array(h.value.size), v: new Float32Array(h.value.size) }]))
-  return { buckets, unbucketed, groups, rank, dtype, inFlight: new Map() }
+  return { buckets, unbucketed, groups, rank, dtype, inFlight: new Map(), gathering: new Map() }
 }
 
 /**
@@ -262,32 +268,42 @@ export const globalNorm = (opt: DistributedOptimizer, params: ReadonlyMap<string
 
 /**
  * One AdamW step on this rank's parts (step t counts from 1, gradients scaled by `clipScale`),
- * then every bucket's updated values all-gathered into every member's shards.
+ * then every bucket's updated part issued to be all-gathered into every member's shards
+ * (`settle` completes them; a step settles what an earlier one left first).
  * @category combinators
  */
 export const step = (c: Optimizer.OptimizerConfig, opt: DistributedOptimizer, params: ReadonlyMap<string, RankParams.Held>, t: number, lr: number, clipScale: number) =>
   Effect.gen(function* () {
+    yield* settle(opt)
     const runs = owned(opt)
     for (const o of runs) {
       Optimizer.updateRange(c, t, lr, clipScale, Optimizer.decayOf(c, o.held.spec), o.to - o.from, o.held.value.data, o.from, o.bucket.grad, o.at, o.bucket.moments, o.at)
     }
     const local = new Map([...opt.unbucketed.keys()].map((name) => [name, params.get(name) as RankParams.Held]))
     Optimizer.step(c, local, opt.unbucketed, t, lr, clipScale)
-    for (const wave of waves(opt)) {
-      const pending = []
-      for (const bucket of wave) {
-        if (bucket.group.ranks.length === 1) continue
-        const part = DType.allocate(opt.dtype, bucket.count)
-        for (const o of runs) if (o.bucket === bucket) part.set(o.held.value.data.subarray(o.from, o.to), o.at)
-        pending.push({ bucket, result: yield* Comm.start.allGatherV(bucket.group, column(part)) })
-      }
-      for (const { bucket, result } of pending) {
-        const { tensor } = yield* result.await
-        bucket.held.forEach((h, i) => {
-          const offset = bucket.offsets[i] as number
-          h.value.data.set(tensor.data.subarray(offset, offset + h.value.size))
-        })
-      }
+    for (const bucket of opt.buckets) {
+      if (bucket.group.ranks.length === 1) continue
+      const part = DType.allocate(opt.dtype, bucket.count)
+      for (const o of runs) if (o.bucket === bucket) part.set(o.held.value.data.subarray(o.from, o.to), o.at)
+      opt.gathering.set(bucket, yield* Comm.start.allGatherV(bucket.group, column(part)))
+    }
+  })
+
+/**
+ * Completes the all-gathers `step` issued for chunk `chunk`'s buckets (every chunk's when not
+ * given), writing the gathered values into the shards, in issue order.
+ * @category combinators
+ */
+export const settle = (opt: DistributedOptimizer, chunk?: number) =>
+  Effect.gen(function* () {
+    for (const [bucket, pending] of [...opt.gathering]) {
+      if (chunk !== undefined && bucket.chunk !== chunk) continue
+      const { tensor } = yield* pending.await
+      opt.gathering.delete(bucket)
+      bucket.held.forEach((h, i) => {
+        const offset = bucket.offsets[i] as number
+        h.value.data.set(tensor.data.subarray(offset, offset + h.value.size))
+      })
     }
   })
 

@@ -89,6 +89,7 @@ export const program = (rank: number, args: unknown) =>
     events.report({ step: -1, report: undefined, holdings: holdingsOf(trainer) } satisfies Snapshot)
     for (let k = 0; k < a.steps; k++) {
       const report = yield* trainer.step(k)
+      yield* trainer.settle
       events.report({ step: k, report, holdings: holdingsOf(trainer) } satisfies Snapshot)
     }
   })

@@ -187,6 +187,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       /** A chunk's forward (ChunkRun), with its loss share and expert loads counted into the step. */
       const forward = (microBatch: number, chunk: number, received: Tensor.Tensor | undefined) =>
         Effect.gen(function* () {
+          // The chunk's parameters as the last step's all-gathers left them (DistributedOptimizer).
+          if (distributed !== undefined) yield* DistributedOptimizer.settle(distributed, chunk)
           const layers = chunks[chunk] as Partition.LayerRange
           const stage = stageOf(chunk)
           const data = Data.microBatch({
@@ -275,5 +277,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       } satisfies StepReport
     })
 
-  return { rank, place, params, moments, distributed, moeState, step, schedule, microBatches }
+  /** Completes what the last step left in flight (the distributed optimizer's all-gathers): before reading the parameters. */
+  const settle = distributed === undefined ? Effect.void : DistributedOptimizer.settle(distributed)
+  return { rank, place, params, moments, distributed, moeState, step, settle, schedule, microBatches }
 }

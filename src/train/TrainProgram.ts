@@ -99,6 +99,8 @@ export const program = (rank: number, args: unknown) =>
       const biased = a.setup.model.moe?.expertBias === true
       events.report({ saved: save.step, ...written, ...(biased ? { expertBias: MoeRunState.savedBiases(trainer.moeState) } : {}) } satisfies SavedEvent)
     }
+    // Nothing of the last step left in flight when the rank ends.
+    yield* trainer.settle
   })
 
 /**
