@@ -16,6 +16,7 @@
 //   attentionAsync, attentionBackward(q, k, v, out, gradOut, lse, gradQ, gradK, gradV, dims...)
 //   openblasStatus(), openblasMatmul(same as matmul), openblasSetThreads(n)   (bench only)
 //   roundBf16(src, dst, path), bf16Hardware()   (bf16_binding.cc)
+//   matmulBf16(same as matmul), matmulBf16Async   (bf16_matmul_binding.cc)
 //
 // Tensor kernels take Float32Array data (rstd / lse may be Float64Array), Int32Array indices and
 // positions. Wrong types and overlapping outputs are TypeErrors; lengths inconsistent with the
@@ -37,6 +38,7 @@
 #include <string>
 
 #include "bf16_binding.h"
+#include "bf16_matmul_binding.h"
 #include "kernels/axpy.h"
 #include "kernels/copy.h"
 #include "kernels/cpu_features.h"
@@ -186,6 +188,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   exports.Set("activeIsa", Napi::Function::New(env, ActiveIsa, "activeIsa"));
   RegisterTensorExports(env, exports);
   RegisterBf16Exports(env, exports);
+  RegisterBf16MatmulExports(env, exports);
   return exports;
 }
 

@@ -376,3 +376,37 @@ export const bf16Hardware = (): boolean => {
     return false
   }
 }
+
+/**
+ * The bf16 GEMM (cuda/src/kernels/bf16_matmul.h): `matmul`'s arguments, with a and b holding
+ * bfloat16 values in float32 arrays; multiplies on AVX512-BF16 (VDPBF16PS, two multiply-adds
+ * per lane and instruction) with fp32 accumulation. Denormal inputs count as zero and denormal
+ * results are flushed. `async` runs it on libuv's thread pool (bit-identical to the sync call).
+ * @category models
+ */
+export interface Bf16MatmulKernel {
+  readonly sync: (p: MatmulArgs) => void
+  readonly async: (p: MatmulArgs) => Promise<void>
+}
+
+/**
+ * The bf16 GEMM when the addon has it and the CPU has AVX512-BF16; undefined otherwise (the
+ * caller then runs `matmul`, whose fp32 sums of the same exact bf16 products are the
+ * conversion path).
+ * @category kernels
+ */
+export const bf16MatmulKernel = (): Bf16MatmulKernel | undefined => {
+  let loaded: ReturnType<typeof addon>
+  try {
+    loaded = addon()
+  } catch {
+    return undefined
+  }
+  const sync = loaded.matmulBf16
+  const async = loaded.matmulBf16Async
+  if (sync === undefined || async === undefined || loaded.bf16Hardware?.() !== true) return undefined
+  return {
+    sync: (p) => sync.call(loaded, ...matmulTuple(p)),
+    async: (p) => async.call(loaded, ...matmulTuple(p)),
+  }
+}

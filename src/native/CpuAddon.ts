@@ -39,6 +39,9 @@ export interface CpuAddon {
   /** Optional: a build older than the bf16 kernel lacks it (callers fall back to TypeScript). */
   roundBf16?(src: Float32Array, dst: Float32Array, path: Bf16Path | "auto"): Bf16Path
   bf16Hardware?(): boolean
+  /** Optional: the bf16 GEMM (AVX512-BF16), absent from builds older than it. */
+  matmulBf16?(...args: MatmulTuple): void
+  matmulBf16Async?(...args: MatmulTuple): Promise<void>
 }
 
 const functions = [

@@ -6,9 +6,13 @@
  * -> out [N, M] with out[segment g] = x[segment g] @ w[g]. Segments may be empty.
  * Backward: dx[seg g] = dout[seg g] @ w[g]^T, dw[g] = x[seg g]^T @ dout[seg g] (zeros for an
  * empty segment: an expert without tokens still gets a gradient, of zeros).
+ * The forward of a bf16 tape runs on the bf16 GEMM where the CPU has AVX512-BF16
+ * (kernels/Bf16Matmul.ts); the backward always on the dtype's kernels.
  */
+import * as Cpu from "../../native/Cpu.js"
 import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
+import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
 import * as Tensor from "../Tensor.js"
@@ -28,15 +32,21 @@ const segmentsOf = (segments: ReadonlyArray<number>): Array<Segment> => {
   })
 }
 
-/** out[seg] (+)= op(a[seg-or-weight]) op(b[...]) for every segment, with the dtype's kernels. */
+/**
+ * out[seg] (+)= op(a[seg-or-weight]) op(b[...]) for every segment, with the dtype's kernels, or
+ * with `bf16` (the forward of a bf16 tape, float32 storage) when given.
+ */
 const product = (
   dtype: DType.DType,
   parts: ReadonlyArray<{ a: DType.Storage; b: DType.Storage; out: DType.Storage; m: number; n: number; k: number; transA: boolean; transB: boolean }>,
+  bf16?: Cpu.Bf16MatmulKernel,
 ) => {
   const kernels = Kernels.forDType(dtype, reference)
   for (const p of parts) {
     if (p.m === 0 || p.n === 0) continue
-    kernels.matmul({ ...p, batch: 1, strideA: 0, strideB: 0, accumulate: false })
+    const args = { ...p, batch: 1, strideA: 0, strideB: 0, accumulate: false }
+    if (bf16 !== undefined) bf16.sync({ ...args, a: p.a as Float32Array, b: p.b as Float32Array, out: p.out as Float32Array })
+    else kernels.matmul(args)
   }
 }
 
@@ -69,6 +79,7 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       transA: false,
       transB: false,
     })),
+    Bf16Matmul.forForward(x, w),
   )
   return Autograd.result("groupedMatmul", [x, w], out, [n, m], (grad) => {
     let dx: Tensor.Tensor | undefined

@@ -3,7 +3,8 @@
  *
  * a is [..., m, k] ([..., k, m] with transA); b is [k, n] ([n, k] with transB) shared by every
  * batch entry, or carries the same leading dims as a. A 2-D a against a batched b repeats a.
- * The product runs on the dtype's kernels (native float32 when loaded).
+ * The product runs on the dtype's kernels (native float32 when loaded); the forward of a bf16
+ * tape runs on the bf16 GEMM where the CPU has AVX512-BF16 (kernels/Bf16Matmul.ts).
  *
  * Backward, with C = op(A) op(B) and G = dC:
  *   dA = G op(B)^T (transposed back when transA)      dB = op(A)^T G (transposed back when transB)
@@ -13,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Cpu from "../../native/Cpu.js"
 import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
+import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
 import * as Tensor from "../Tensor.js"
@@ -86,6 +88,30 @@ const run = (a: DType.Storage, b: DType.Storage, dtype: DType.DType, l: Layout, 
   return out
 }
 
+const gemmArgs = (a: Float32Array, b: Float32Array, out: Float32Array, l: Layout, transA: boolean, transB: boolean): Cpu.MatmulArgs => ({
+  a,
+  b,
+  out,
+  batch: l.batch,
+  m: l.m,
+  n: l.n,
+  k: l.k,
+  transA,
+  transB,
+  strideA: l.strideA,
+  strideB: l.strideB,
+  accumulate: false,
+})
+
+/** The forward product: the bf16 GEMM on a bf16 tape (Bf16Matmul's rule), `run` otherwise. */
+const runForward = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean): DType.Storage => {
+  const bf16 = Bf16Matmul.forForward(a, b)
+  if (bf16 === undefined) return run(a.data, b.data, a.dtype, l, transA, transB)
+  const out = new Float32Array(l.batch * l.m * l.n)
+  bf16.sync(gemmArgs(a.data as Float32Array, b.data as Float32Array, out, l, transA, transB))
+  return out
+}
+
 /** Sums a batched gradient [batch, r, c] over the batch when the operand was shared. */
 const sumBatch = (data: DType.Storage, batch: number, size: number): DType.Storage => {
   if (batch === 1) return data
@@ -103,7 +129,7 @@ export const matmul = (a: Tensor.Tensor, b: Tensor.Tensor, options: MatmulOption
   const transA = options.transA ?? false
   const transB = options.transB ?? false
   const l = layout(a, b, transA, transB)
-  return record(a, b, l, transA, transB, run(a.data, b.data, a.dtype, l, transA, transB))
+  return record(a, b, l, transA, transB, runForward(a, b, l, transA, transB))
 }
 
 /**
@@ -119,25 +145,13 @@ export const matmulEffect = (a: Tensor.Tensor, b: Tensor.Tensor, options: Matmul
     const transB = options.transB ?? false
     const l = layout(a, b, transA, transB)
     if (a.dtype !== "float32" || Kernels.native() === undefined || !Cpu.preferAsync(2 * l.batch * l.m * l.n * l.k)) {
-      return Effect.sync(() => record(a, b, l, transA, transB, run(a.data, b.data, a.dtype, l, transA, transB)))
+      return Effect.sync(() => record(a, b, l, transA, transB, runForward(a, b, l, transA, transB)))
     }
     const out = new Float32Array(l.batch * l.m * l.n)
-    const args = {
-      a: a.data as Float32Array,
-      b: b.data as Float32Array,
-      out,
-      batch: l.batch,
-      m: l.m,
-      n: l.n,
-      k: l.k,
-      transA,
-      transB,
-      strideA: l.strideA,
-      strideB: l.strideB,
-      accumulate: false,
-    }
+    const args = gemmArgs(a.data as Float32Array, b.data as Float32Array, out, l, transA, transB)
+    const bf16 = Bf16Matmul.forForward(a, b)
     return Effect.map(
-      Effect.promise(() => Cpu.matmulAsync(args)),
+      Effect.promise(() => (bf16 === undefined ? Cpu.matmulAsync(args) : bf16.async(args))),
       () => record(a, b, l, transA, transB, out),
     )
   })
