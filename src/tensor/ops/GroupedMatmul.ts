@@ -9,7 +9,7 @@
  * The forward of a bf16 tape runs on the bf16 GEMM where the CPU has AVX512-BF16
  * (kernels/Bf16Matmul.ts); the backward always on the dtype's kernels.
  */
-import * as Cpu from "../../native/Cpu.js"
+import type * as Cpu from "../../native/Cpu.js"
 import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
