@@ -4,6 +4,10 @@
  *   matmul MxKxN, T thread(s): GFLOP/s (2 m n k per call) vs fmaPeak(T), the FMA probe on T
  *     threads. Square 256..2048 and the MoE expert shapes 4096 tokens x 1024 hidden -> 2816 ffn
  *     (up / gate projection) and 4096 x 2816 -> 1024 (down projection).
+ *   matmulBf16 MxKxN, T thread(s): the bf16 GEMM (AVX512-BF16, VDPBF16PS) on bf16-valued inputs,
+ *     GFLOP/s vs the same fmaPeak(T) (the fp32 FMA peak); its own ceiling is twice that, since
+ *     VDPBF16PS does two multiply-adds per lane where an FMA does one: the target column. Shapes
+ *     with an fp32 row beside them (512^3, 1024^3, 4096x1024x2816); absent without AVX512-BF16.
  *   openblas MxKxN: the same through OpenBLAS's cblas_sgemm when libopenblas.so.0 is installed
  *     (dlopen'ed, never linked); otherwise one log line says it is absent.
  *   gatherRows / scatterAddRows ROWSxCOLS: GB/s counting rows * cols * 4 bytes read + the same
@@ -18,6 +22,7 @@
  */
 import { Bench } from "tinybench"
 import * as Cpu from "../../src/native/Cpu.js"
+import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import { type BenchContext, type BenchRecord, batchFor, gbPerSecond, measure, record } from "../harness.js"
 import { fmaPeak, memcpyBandwidth } from "../limits.js"
 
@@ -73,6 +78,31 @@ const timeMatmul = async (name: string, args: Cpu.MatmulArgs, run: (p: Cpu.Matmu
   return flops / seconds / 1e9
 }
 
+const bf16Shapes: ReadonlyArray<Shape> = [
+  { m: 512, k: 512, n: 512 },
+  { m: 1024, k: 1024, n: 1024 },
+  { m: 4096, k: 1024, n: 2816 },
+]
+
+/** The bf16 GEMM rows (see the header) on `threads`, against `peak`, the fp32 FMA peak. */
+const bf16Records = async (ctx: BenchContext, threads: number, peak: number, metric: string): Promise<Array<BenchRecord>> => {
+  const kernel = Cpu.bf16MatmulKernel()
+  if (kernel === undefined) {
+    ctx.log("matmulBf16: this CPU has no AVX512-BF16 (or the build lacks the kernel); no bf16 rows")
+    return []
+  }
+  const out: Array<BenchRecord> = []
+  for (const s of bf16Shapes) {
+    const args = matmulArgs(s)
+    Bf16Round.roundInto(args.a, args.a)
+    Bf16Round.roundInto(args.b, args.b)
+    ctx.log(`matmulBf16 ${label(s)} on ${threads} thread(s) ...`)
+    const value = await timeMatmul(`matmulBf16 ${label(s)}`, args, kernel.sync)
+    out.push(record(ctx, { case: `matmulBf16 ${label(s)}`, metric, value, unit: "GFLOP/s", limit: peak, target: 2 * peak }))
+  }
+  return out
+}
+
 const matmulRecords = async (ctx: BenchContext, cores: number): Promise<Array<BenchRecord>> => {
   const out: Array<BenchRecord> = []
   const openblas = Cpu.openblasStatus()
@@ -93,6 +123,7 @@ const matmulRecords = async (ctx: BenchContext, cores: number): Promise<Array<Be
         out.push(record(ctx, { case: `openblas ${label(s)}`, metric, value: blas, unit: "GFLOP/s", limit: peak }))
       }
     }
+    out.push(...(await bf16Records(ctx, threads, peak, metric)))
   }
   return out
 }
