@@ -19,10 +19,12 @@
 // async sizes) runs the bf16 kernel (the counter moves, and the output is the kernel's, rounded)
 // and their backward does not; an fp32 tape and a fullPrecision region never do (bit-identical
 // to a matmul without a tape); setMode("off") (the forced fallback, as PLEAT_BF16_MATMUL=off)
-// runs the float32 kernel. Skipped where the CPU lacks AVX512-BF16, which must agree with
+// runs the float32 kernel, and PLEAT_BF16_MATMUL=off in the environment of a child process does
+// the same from its start. Skipped where the CPU lacks AVX512-BF16, which must agree with
 // /proc/cpuinfo.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
+import { execFileSync } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { afterAll, describe, expect, test } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
@@ -341,5 +343,24 @@ describe.skipIf(kernel === undefined)("dispatch", () => {
     } finally {
       Bf16Matmul.setMode(previous)
     }
+  })
+
+  test("PLEAT_BF16_MATMUL=off in a process's environment keeps its bf16 tapes on the float32 kernel", () => {
+    const root = new URL("../../", import.meta.url).pathname
+    const script = [
+      `import * as Bf16Matmul from "${root}src/tensor/kernels/Bf16Matmul.ts"`,
+      `import { toBf16 } from "${root}src/tensor/ops/Bf16.ts"`,
+      `import { matmul } from "${root}src/tensor/ops/Matmul.ts"`,
+      `import * as Tape from "${root}src/tensor/Tape.ts"`,
+      `import * as Tensor from "${root}src/tensor/Tensor.ts"`,
+      "const tape = Tape.make({ precision: 'bf16' })",
+      "const w = toBf16(tape.parameter(Tensor.fromArray(Array.from({ length: 64 }, (_, i) => i / 7), [8, 8])))",
+      "matmul(w, w)",
+      "console.log(JSON.stringify({ available: Bf16Matmul.available(), calls: Bf16Matmul.calls() }))",
+    ].join("\n")
+    const run = (env: Record<string, string>) =>
+      JSON.parse(execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { env: { ...process.env, ...env }, encoding: "utf8" }).trim())
+    expect(run({ PLEAT_BF16_MATMUL: "off" })).toEqual({ available: true, calls: 0 })
+    expect(run({ PLEAT_BF16_MATMUL: "auto" })).toEqual({ available: true, calls: 1 })
   })
 })
