@@ -22,6 +22,7 @@
  */
 import { Bench } from "tinybench"
 import * as Cpu from "../../src/native/Cpu.js"
+import * as CpuBf16 from "../../src/native/CpuBf16.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import { type BenchContext, type BenchRecord, batchFor, gbPerSecond, measure, record } from "../harness.js"
 import { fmaPeak, memcpyBandwidth } from "../limits.js"
@@ -86,7 +87,7 @@ const bf16Shapes: ReadonlyArray<Shape> = [
 
 /** The bf16 GEMM rows (see the header) on `threads`, against `peak`, the fp32 FMA peak. */
 const bf16Records = async (ctx: BenchContext, threads: number, peak: number, metric: string): Promise<Array<BenchRecord>> => {
-  const kernel = Cpu.bf16MatmulKernel()
+  const kernel = CpuBf16.bf16MatmulKernel()
   if (kernel === undefined) {
     ctx.log("matmulBf16: this CPU has no AVX512-BF16 (or the build lacks the kernel); no bf16 rows")
     return []

@@ -28,6 +28,7 @@ import { execFileSync } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { afterAll, describe, expect, test } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
+import * as CpuBf16 from "../../src/native/CpuBf16.js"
 import * as Bf16Matmul from "../../src/tensor/kernels/Bf16Matmul.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import { reference } from "../../src/tensor/kernels/Reference.js"
@@ -40,7 +41,7 @@ import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import { type Placement, dim, expectSame, guardsIntact, place32, placement, random, unpin, wide } from "./tensorCases.js"
 
-const kernel = Cpu.bf16MatmulKernel()
+const kernel = CpuBf16.bf16MatmulKernel()
 const hasBf16 = existsSync("/proc/cpuinfo") ? /\bavx512_bf16\b/.test(readFileSync("/proc/cpuinfo", "utf8")) : undefined
 
 const U = 2 ** -24

@@ -16,7 +16,7 @@
 import fc from "fast-check"
 import { existsSync, readFileSync } from "node:fs"
 import { describe, expect, test } from "vitest"
-import * as Cpu from "../../src/native/Cpu.js"
+import * as CpuBf16 from "../../src/native/CpuBf16.js"
 import type { Node } from "../../src/tensor/Tape.js"
 import * as Recompute from "../../src/tensor/Recompute.js"
 import * as Tape from "../../src/tensor/Tape.js"
@@ -63,7 +63,7 @@ const bitsOf = (values: Float32Array) => Array.from(new Uint32Array(values.buffe
 
 const arrays = fc.array(pattern, { maxLength: 70 }).map((ps) => new Float32Array(Uint32Array.from(ps).buffer))
 
-const hardware = Cpu.bf16Hardware()
+const hardware = CpuBf16.bf16Hardware()
 
 describe("bf16 rounding", () => {
   test("the bit rule is round-to-nearest-even in value space, overflows to Inf and keeps NaN", () => {
@@ -111,7 +111,7 @@ describe("bf16 rounding", () => {
     expect(hardware).toBe(flags.has("avx512_bf16") && flags.has("avx512bw") && flags.has("avx512f"))
   })
 
-  const paths: ReadonlyArray<Cpu.Bf16Path> = hardware ? ["portable", "avx512bf16"] : ["portable"]
+  const paths: ReadonlyArray<CpuBf16.Bf16Path> = hardware ? ["portable", "avx512bf16"] : ["portable"]
   test.each(paths)("native %s path equals the TypeScript reference bit for bit, out of place and in place", (path) => {
     fc.assert(
       fc.property(arrays, fc.integer({ min: 0, max: 3 }), (src, offset) => {

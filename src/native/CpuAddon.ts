@@ -4,7 +4,8 @@
  * function is checked at load, so a stale build fails with "run npm run build:native".
  */
 import * as Addon from "./Addon.js"
-import type { Bf16Path, CpuFeatures, FloatArray, FmaPeak, Isa, OpenBlasStatus, TypedArray } from "./Cpu.js"
+import type { CpuFeatures, FloatArray, FmaPeak, Isa, OpenBlasStatus, TypedArray } from "./Cpu.js"
+import type { Bf16Path } from "./CpuBf16.js"
 
 /** Query or key positions, or null for the default. */
 export type Positions = Int32Array | null

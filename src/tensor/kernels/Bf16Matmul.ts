@@ -15,7 +15,7 @@
  * Backward products and fp32 tapes never take it, so fp32 runs stay bit-identical.
  * PLEAT_BF16_MATMUL=off (read at load) or `setMode("off")` forces the float32 kernel.
  */
-import * as Cpu from "../../native/Cpu.js"
+import * as CpuBf16 from "../../native/CpuBf16.js"
 import type * as Tensor from "../Tensor.js"
 import * as Kernels from "./Kernels.js"
 
@@ -25,11 +25,11 @@ import * as Kernels from "./Kernels.js"
  */
 export type Mode = "auto" | "off"
 
-const kernel = Cpu.bf16MatmulKernel()
+const kernel = CpuBf16.bf16MatmulKernel()
 let mode: Mode = process.env.PLEAT_BF16_MATMUL === "off" ? "off" : "auto"
 let used = 0
 
-const counted: Cpu.Bf16MatmulKernel | undefined =
+const counted: CpuBf16.Bf16MatmulKernel | undefined =
   kernel === undefined
     ? undefined
     : {
@@ -70,7 +70,7 @@ export const calls = (): number => used
  * allows it, undefined when the float32 kernel must run.
  * @category mapping
  */
-export const forForward = (a: Tensor.Tensor, b: Tensor.Tensor): Cpu.Bf16MatmulKernel | undefined => {
+export const forForward = (a: Tensor.Tensor, b: Tensor.Tensor): CpuBf16.Bf16MatmulKernel | undefined => {
   if (mode === "off" || counted === undefined || Kernels.native() === undefined) return undefined
   if (!(a.data instanceof Float32Array) || !(b.data instanceof Float32Array)) return undefined
   return (a.tape ?? b.tape)?.roundsToBf16 === true ? counted : undefined

@@ -14,13 +14,13 @@
  * integer loop otherwise) does the work when the addon has it; this file's TypeScript loop
  * is the reference and the fallback.
  */
-import * as Cpu from "../../native/Cpu.js"
+import * as CpuBf16 from "../../native/CpuBf16.js"
 
 /**
  * Which code rounds: the native AVX512-BF16 or portable path, or the TypeScript loop.
  * @category models
  */
-export type Bf16Path = Cpu.Bf16Path | "typescript"
+export type Bf16Path = CpuBf16.Bf16Path | "typescript"
 
 const word = new Uint32Array(1)
 const float = new Float32Array(word.buffer)
@@ -51,7 +51,7 @@ const roundTypeScript = (src: Float32Array, dst: Float32Array): void => {
   for (let i = 0; i < s.length; i++) d[i] = roundBits(s[i] as number)
 }
 
-const native = Cpu.roundBf16Kernel()
+const native = CpuBf16.roundBf16Kernel()
 
 /**
  * Writes the bf16 rounding of `src` into `dst` (same length; `dst` may be `src`). `path`
@@ -86,4 +86,4 @@ export const isExact = (data: Float32Array): boolean => {
  * Whether the native kernel is available, and whether it takes AVX512-BF16.
  * @category models
  */
-export const status = (): { readonly native: boolean; readonly avx512bf16: boolean } => ({ native: native !== undefined, avx512bf16: Cpu.bf16Hardware() })
+export const status = (): { readonly native: boolean; readonly avx512bf16: boolean } => ({ native: native !== undefined, avx512bf16: CpuBf16.bf16Hardware() })

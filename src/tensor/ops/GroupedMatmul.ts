@@ -9,7 +9,7 @@
  * The forward of a bf16 tape runs on the bf16 GEMM where the CPU has AVX512-BF16
  * (kernels/Bf16Matmul.ts); the backward always on the dtype's kernels.
  */
-import type * as Cpu from "../../native/Cpu.js"
+import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
@@ -39,7 +39,7 @@ const segmentsOf = (segments: ReadonlyArray<number>): Array<Segment> => {
 const product = (
   dtype: DType.DType,
   parts: ReadonlyArray<{ a: DType.Storage; b: DType.Storage; out: DType.Storage; m: number; n: number; k: number; transA: boolean; transB: boolean }>,
-  bf16?: Cpu.Bf16MatmulKernel,
+  bf16?: CpuBf16.Bf16MatmulKernel,
 ) => {
   const kernels = Kernels.forDType(dtype, reference)
   for (const p of parts) {
