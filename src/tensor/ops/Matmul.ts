@@ -71,24 +71,12 @@ const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boo
 
 const run = (a: DType.Storage, b: DType.Storage, dtype: DType.DType, l: Layout, transA: boolean, transB: boolean): DType.Storage => {
   const out = DType.allocate(dtype, l.batch * l.m * l.n)
-  Kernels.forDType(dtype, reference).matmul({
-    a,
-    b,
-    out,
-    batch: l.batch,
-    m: l.m,
-    n: l.n,
-    k: l.k,
-    transA,
-    transB,
-    strideA: l.strideA,
-    strideB: l.strideB,
-    accumulate: false,
-  })
+  Kernels.forDType(dtype, reference).matmul(gemmArgs(a, b, out, l, transA, transB))
   return out
 }
 
-const gemmArgs = (a: Float32Array, b: Float32Array, out: Float32Array, l: Layout, transA: boolean, transB: boolean): Cpu.MatmulArgs => ({
+/** A product's kernel arguments (the same for every dtype's kernel). */
+const gemmArgs = <S extends DType.Storage>(a: S, b: S, out: S, l: Layout, transA: boolean, transB: boolean) => ({
   a,
   b,
   out,
