@@ -39,46 +39,18 @@ import { matmul, matmulEffect } from "../../src/tensor/ops/Matmul.js"
 import { sumAll } from "../../src/tensor/ops/Reduce.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
-import { type Placement, dim, expectSame, guardsIntact, place32, placement, random, unpin, wide } from "./tensorCases.js"
+import { type MatmulShape, type Placement, expectSame, extent, guardsIntact, matmulShape, place32, placement, random, stride, unpin, wide } from "./tensorCases.js"
 
 const kernel = CpuBf16.bf16MatmulKernel()
 const hasBf16 = existsSync("/proc/cpuinfo") ? /\bavx512_bf16\b/.test(readFileSync("/proc/cpuinfo", "utf8")) : undefined
 
 const U = 2 ** -24
 
-interface Shape {
-  readonly batch: number
-  readonly m: number
-  readonly n: number
-  readonly k: number
-  readonly transA: boolean
-  readonly transB: boolean
-  /** Extra elements between batch entries; -1 for stride 0 (one matrix shared by the batch). */
-  readonly padA: number
-  readonly padB: number
-  readonly accumulate: boolean
-  /** Inputs scaled by 2^exponent: other binades than [-1, 1). */
-  readonly exponent: number
-  readonly seed: number
-}
-
-const stride = (size: number, pad: number): number => (pad < 0 ? 0 : size + pad)
-const extent = (batch: number, size: number, s: number): number => (batch === 0 ? 0 : (batch - 1) * s + size)
+/** A matmul case with inputs scaled by 2^exponent (other binades than [-1, 1)). */
+type Shape = MatmulShape & { readonly exponent: number }
 
 const shape = (maxM: number, maxN: number, maxK: number): fc.Arbitrary<Shape> =>
-  fc.record({
-    batch: fc.integer({ min: 0, max: 3 }),
-    m: dim(maxM),
-    n: dim(maxN),
-    k: dim(maxK),
-    transA: fc.boolean(),
-    transB: fc.boolean(),
-    padA: fc.integer({ min: -1, max: 3 }),
-    padB: fc.integer({ min: -1, max: 3 }),
-    accumulate: fc.boolean(),
-    exponent: fc.integer({ min: -20, max: 20 }),
-    seed: fc.integer(),
-  })
+  fc.tuple(matmulShape(maxM, maxN, maxK), fc.integer({ min: -20, max: 20 })).map(([s, exponent]) => ({ ...s, exponent }))
 
 /** n bf16 values (uniform in [-1, 1) times 2^exponent, rounded to bf16), a fifth of them zero. */
 const bf16Values = (rng: (lo?: number, hi?: number) => number, n: number, exponent: number): Float64Array => {

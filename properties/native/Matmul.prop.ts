@@ -7,38 +7,27 @@ import fc from "fast-check"
 import { afterAll, describe, expect, test } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
 import { reference } from "../../src/tensor/kernels/Reference.js"
-import { type Placement, configs, dim, expectClose, expectSame, guardsIntact, pin, place32, placement, random, unpin, values, wide } from "./tensorCases.js"
+import {
+  type MatmulShape,
+  type Placement,
+  configs,
+  expectClose,
+  extent,
+  matmulShape,
+  expectSame,
+  guardsIntact,
+  pin,
+  place32,
+  placement,
+  random,
+  stride,
+  unpin,
+  values,
+  wide,
+} from "./tensorCases.js"
 
-interface Shape {
-  readonly batch: number
-  readonly m: number
-  readonly n: number
-  readonly k: number
-  readonly transA: boolean
-  readonly transB: boolean
-  /** Extra elements between batch entries; -1 for stride 0 (one matrix shared by the batch). */
-  readonly padA: number
-  readonly padB: number
-  readonly accumulate: boolean
-  readonly seed: number
-}
-
-const stride = (size: number, pad: number): number => (pad < 0 ? 0 : size + pad)
-const extent = (batch: number, size: number, s: number): number => (batch === 0 ? 0 : (batch - 1) * s + size)
-
-const shape = (maxM: number, maxN: number, maxK: number): fc.Arbitrary<Shape> =>
-  fc.record({
-    batch: fc.integer({ min: 0, max: 3 }),
-    m: dim(maxM),
-    n: dim(maxN),
-    k: dim(maxK),
-    transA: fc.boolean(),
-    transB: fc.boolean(),
-    padA: fc.integer({ min: -1, max: 3 }),
-    padB: fc.integer({ min: -1, max: 3 }),
-    accumulate: fc.boolean(),
-    seed: fc.integer(),
-  })
+type Shape = MatmulShape
+const shape = matmulShape
 
 interface Built {
   readonly args: Cpu.MatmulArgs

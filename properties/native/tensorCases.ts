@@ -102,3 +102,41 @@ export const expectSame = (what: string, got: ArrayLike<number>, want: ArrayLike
 /** Sizes biased to the edges: 0, 1, around the vector widths and register tiles, odd sizes. */
 export const dim = (max: number): fc.Arbitrary<number> =>
   fc.oneof(fc.constantFrom(...[0, 1, 2, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 31, 32, 33, 47, 48, 49].filter((v) => v <= max)), fc.integer({ min: 0, max }))
+
+/**
+ * A batched matmul case: sizes, transposes, batch strides (pad: extra elements between batch
+ * entries; -1 for stride 0, one matrix shared by the batch), accumulate, and a data seed.
+ */
+export interface MatmulShape {
+  readonly batch: number
+  readonly m: number
+  readonly n: number
+  readonly k: number
+  readonly transA: boolean
+  readonly transB: boolean
+  readonly padA: number
+  readonly padB: number
+  readonly accumulate: boolean
+  readonly seed: number
+}
+
+/** The batch stride of a matrix of `size` elements with `pad` (see MatmulShape). */
+export const stride = (size: number, pad: number): number => (pad < 0 ? 0 : size + pad)
+
+/** Elements a batch of matrices takes with stride `s`. */
+export const extent = (batch: number, size: number, s: number): number => (batch === 0 ? 0 : (batch - 1) * s + size)
+
+/** Random matmul cases with m, n, k up to the given sizes (dims biased to the edges by `dim`). */
+export const matmulShape = (maxM: number, maxN: number, maxK: number): fc.Arbitrary<MatmulShape> =>
+  fc.record({
+    batch: fc.integer({ min: 0, max: 3 }),
+    m: dim(maxM),
+    n: dim(maxN),
+    k: dim(maxK),
+    transA: fc.boolean(),
+    transB: fc.boolean(),
+    padA: fc.integer({ min: -1, max: 3 }),
+    padB: fc.integer({ min: -1, max: 3 }),
+    accumulate: fc.boolean(),
+    seed: fc.integer(),
+  })
