@@ -164,6 +164,7 @@ describe("refusals: exit 2, one line naming the fix", () => {
   })
 
   test("verify refuses what one rank cannot reproduce, and says why", () => {
+    expect(refused(["verify", "--precision", "bf16"])).toMatch(/--precision: "bf16" rounds every op output to bfloat16.*; fix: verify the mapping with --precision fp32/)
     expect(refused(["verify", "--capacity-factor", "1"])).toMatch(
       /--capacity-factor: 1 drops tokens by each rank's capacity, and with tp\*cp = 4 .*; fix: verify dropping with --tp 1 --cp 1/,
     )

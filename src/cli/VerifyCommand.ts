@@ -9,7 +9,7 @@
  * the worst parameter and step. The parallel run's ranks run on any backend (under mpirun: one
  * per process); the one-rank run and the comparison run in this process (rank 0's). What verify
  * cannot honour is refused before any work (exit 2, one line): one rank (a run compared with
- * itself), --save, --resume, --trace, a log level.
+ * itself), --save, --resume, --trace, a log level, bf16 (its rounding moves with the mapping).
  * Two trainings in lockstep take seconds to minutes: a progress bar on stderr counts the
  * compared steps (plain lines every tenth step on a pipe); stdout is untouched by it.
  */
@@ -41,6 +41,17 @@ const refusals = (resolved: TrainOptions.Resolved): Array<ConfigError.ConfigErro
   // Settings whose parallel run one rank cannot reproduce (which tokens drop, global_aux counts).
   const moe = resolved.setup.model.moe === undefined ? undefined : MoeSettings.oneRankProblem(resolved.setup.model.moe, resolved.setup.parallel.sizes)
   if (moe !== undefined) out.push(moe)
+  // bf16 rounds every op output to 8 significant bits: a different summation order (any other
+  // mapping) moves the rounding, so parallel and one rank differ far beyond the tolerances.
+  if (resolved.setup.precision === "bf16")
+    out.push(
+      ConfigError.make(
+        "--precision",
+        "bf16",
+        "rounds every op output to bfloat16, so any mapping differs from one rank by that rounding, beyond verify's tolerances",
+        "verify the mapping with --precision fp32 (or --dtype float64); bf16 training is checked against fp32 by its tests",
+      ),
+    )
   if (resolved.logLevel !== "warn") out.push(ConfigError.make("--log-level", resolved.logLevel, "is not used by pleat verify (it runs no per-rank loggers)", "drop --log-level"))
   return out
 }
