@@ -15,6 +15,7 @@
 //             keyPositions),
 //   attentionAsync, attentionBackward(q, k, v, out, gradOut, lse, gradQ, gradK, gradV, dims...)
 //   openblasStatus(), openblasMatmul(same as matmul), openblasSetThreads(n)   (bench only)
+//   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay)   (adamw_binding.cc)
 //   roundBf16(src, dst, path), bf16Hardware()   (bf16_binding.cc)
 //   matmulBf16(same as matmul), matmulBf16Async   (bf16_matmul_binding.cc)
 //
@@ -37,6 +38,7 @@
 #include <utility>
 #include <string>
 
+#include "adamw_binding.h"
 #include "bf16_binding.h"
 #include "bf16_matmul_binding.h"
 #include "kernels/axpy.h"
@@ -187,6 +189,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
   exports.Set("activeIsa", Napi::Function::New(env, ActiveIsa, "activeIsa"));
   RegisterTensorExports(env, exports);
+  RegisterAdamwExports(env, exports);
   RegisterBf16Exports(env, exports);
   RegisterBf16MatmulExports(env, exports);
   return exports;

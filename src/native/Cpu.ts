@@ -343,3 +343,38 @@ export const openblasMatmul = (p: MatmulArgs): void => addon().openblasMatmul(..
  * @category configuration
  */
 export const openblasSetThreads = (n: number): boolean => addon().openblasSetThreads(n)
+
+/**
+ * AdamW's update of one run of elements (cuda/src/kernels/adamw.h): the arithmetic of
+ * Optimizer.updateRange's loop in float64, the same bits. w and g of one dtype (Float32Array or
+ * Float64Array), m and v Float32Array, all of one length; c1 = 1 - beta1^t, c2 = 1 - beta2^t.
+ * Undefined when the addon is not built or predates the kernel (the caller runs its loop).
+ * @category kernels
+ */
+export const adamwKernel = ():
+  | ((
+      w: FloatArray,
+      g: FloatArray,
+      m: Float32Array,
+      v: Float32Array,
+      s: {
+        readonly beta1: number
+        readonly beta2: number
+        readonly c1: number
+        readonly c2: number
+        readonly eps: number
+        readonly lr: number
+        readonly clip: number
+        readonly decay: number
+      },
+    ) => void)
+  | undefined => {
+  let loaded: ReturnType<typeof addon>
+  try {
+    loaded = addon()
+  } catch {
+    return undefined
+  }
+  const kernel = loaded.adamw
+  return kernel === undefined ? undefined : (w, g, m, v, s) => kernel.call(loaded, w, g, m, v, s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay)
+}

@@ -40,10 +40,15 @@ export interface CpuAddon {
   /** Optional: a build older than the bf16 kernel lacks it (callers fall back to TypeScript). */
   roundBf16?(src: Float32Array, dst: Float32Array, path: Bf16Path | "auto"): Bf16Path
   bf16Hardware?(): boolean
+  /** Optional: AdamW over a run of elements (kernels/adamw.h), absent from builds older than it. */
+  adamw?(w: FloatArray, g: FloatArray, m: Float32Array, v: Float32Array, ...scalars: AdamwScalars): void
   /** Optional: the bf16 GEMM (AVX512-BF16), absent from builds older than it. */
   matmulBf16?(...args: MatmulTuple): void
   matmulBf16Async?(...args: MatmulTuple): Promise<void>
 }
+
+/** beta1, beta2, c1 = 1 - beta1^t, c2 = 1 - beta2^t, eps, lr, clip scale, weight decay. */
+type AdamwScalars = [number, number, number, number, number, number, number, number]
 
 const functions = [
   "axpy",

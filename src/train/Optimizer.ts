@@ -9,7 +9,9 @@
  *   w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * w   (no decay on norms)
  * Every replica of a shard sees the same synchronised gradient, so every replica stays equal.
  */
+import * as Cpu from "../native/Cpu.js"
 import type * as DType from "../tensor/DType.js"
+import * as Kernels from "../tensor/kernels/Kernels.js"
 import type * as Params from "./Params.js"
 import type * as RankParams from "./RankParams.js"
 
@@ -77,13 +79,50 @@ export const moments = (params: ReadonlyMap<string, RankParams.Held>): Map<strin
  */
 export const decayOf = (c: OptimizerConfig, spec: Params.ParamSpec): number => (spec.sharding === "replicated" && spec.shape.length === 1 ? 0 : c.weightDecay)
 
+/** The native AdamW loop (the same bits) when the native kernels are in use. */
+const native = Kernels.native() === undefined ? undefined : Cpu.adamwKernel()
+
 /**
  * AdamW on `n` consecutive elements: weights w[wAt..], gradients g[gAt..] (scaled by
  * `clipScale`), moments s.m, s.v [sAt..]; step t counts from 1. Both optimizers (replicated and
- * distributed) update through it, so they compute the same arithmetic.
+ * distributed) update through it, so they compute the same arithmetic: the native kernel
+ * (cuda/src/kernels/adamw.h) when the native kernels are in use, else this loop, the same bits.
  * @category combinators
  */
 export const updateRange = (
+  c: OptimizerConfig,
+  t: number,
+  lr: number,
+  clipScale: number,
+  decay: number,
+  n: number,
+  w: DType.Storage,
+  wAt: number,
+  g: DType.Storage,
+  gAt: number,
+  s: Moments,
+  sAt: number,
+): void => {
+  if (native !== undefined && n > 0 && w.constructor === g.constructor) {
+    native(w.subarray(wAt, wAt + n), g.subarray(gAt, gAt + n), s.m.subarray(sAt, sAt + n), s.v.subarray(sAt, sAt + n), {
+      beta1: c.beta1,
+      beta2: c.beta2,
+      c1: 1 - c.beta1 ** t,
+      c2: 1 - c.beta2 ** t,
+      eps: c.eps,
+      lr,
+      clip: clipScale,
+      decay,
+    })
+  } else updateRangeLoop(c, t, lr, clipScale, decay, n, w, wAt, g, gAt, s, sAt)
+}
+
+/**
+ * `updateRange` in TypeScript: the specification the native kernel reproduces bit for bit (it
+ * runs where the addon is not loaded, or under PLEAT_KERNELS=reference).
+ * @category combinators
+ */
+export const updateRangeLoop = (
   c: OptimizerConfig,
   t: number,
   lr: number,

@@ -1,0 +1,70 @@
+// The Node-API binding of the AdamW kernel (kernels/adamw.h). Typed wrapper: src/native/Cpu.ts.
+//
+//   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay) -> undefined
+//       updates w, m and v in place over their common length: w and g both Float32Array or both
+//       Float64Array, m and v Float32Array; c1 = 1 - beta1^t, c2 = 1 - beta2^t.
+#include "adamw_binding.h"
+
+#include <string>
+
+#include "kernels/adamw.h"
+#include "napi_args.h"
+
+namespace pleat {
+namespace {
+
+Napi::Value Adamw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "adamw";
+  Napi::TypedArray w, g, m, v;
+  if (!expect_arity(info, fn, 12) || !expect_typed_array(info, fn, 0, "w", &w) || !expect_typed_array(info, fn, 1, "g", &g) ||
+      !expect_typed_array(info, fn, 2, "m", &m) || !expect_typed_array(info, fn, 3, "v", &v)) {
+    return env.Undefined();
+  }
+  double x[8];
+  const char* names[8] = {"beta1", "beta2", "c1", "c2", "eps", "lr", "clip", "decay"};
+  for (size_t i = 0; i < 8; ++i) {
+    if (!expect_number(info, fn, 4 + i, names[i], &x[i])) return env.Undefined();
+  }
+  const napi_typedarray_type wt = w.TypedArrayType();
+  if ((wt != napi_float32_array && wt != napi_float64_array) || g.TypedArrayType() != wt) {
+    throw_type_error(env, std::string("adamw: w and g must both be Float32Array or both Float64Array, got ") + typed_array_name(wt) +
+                              " and " + typed_array_name(g.TypedArrayType()));
+    return env.Undefined();
+  }
+  if (m.TypedArrayType() != napi_float32_array || v.TypedArrayType() != napi_float32_array) {
+    throw_type_error(env, "adamw: m and v must be Float32Array");
+    return env.Undefined();
+  }
+  const size_t n = w.ElementLength();
+  if (g.ElementLength() != n || m.ElementLength() != n || v.ElementLength() != n) {
+    throw_range_error(env, "adamw: w, g, m and v must have the same length, got " + std::to_string(n) + ", " +
+                               std::to_string(g.ElementLength()) + ", " + std::to_string(m.ElementLength()) + ", " +
+                               std::to_string(v.ElementLength()));
+    return env.Undefined();
+  }
+  if (n == 0) return env.Undefined();
+  uint8_t* wb = view_bytes(w);
+  uint8_t* gb = view_bytes(g);
+  uint8_t* mb = view_bytes(m);
+  uint8_t* vb = view_bytes(v);
+  if (wb == nullptr || gb == nullptr || mb == nullptr || vb == nullptr) {
+    Napi::Error::New(env, "adamw: cannot access the memory of an argument").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const AdamwScalars s{x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]};
+  float* mf = reinterpret_cast<float*>(mb);
+  float* vf = reinterpret_cast<float*>(vb);
+  if (wt == napi_float32_array) {
+    adamw_f32(s, n, reinterpret_cast<float*>(wb), reinterpret_cast<const float*>(gb), mf, vf);
+  } else {
+    adamw_f64(s, n, reinterpret_cast<double*>(wb), reinterpret_cast<const double*>(gb), mf, vf);
+  }
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterAdamwExports(Napi::Env env, Napi::Object exports) { exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw")); }
+
+}  // namespace pleat
