@@ -6,25 +6,9 @@
  * otherwise. A reduction runs in one order (out = first part, then += each later part, in
  * group order), so every backend gets the same bits.
  */
-import type * as DType from "../tensor/DType.js"
 import * as Cpu from "../native/Cpu.js"
-
-// Below this many elements a JS loop beats the cost of a native call.
-const nativeFrom = 2048
-
-let native: boolean | undefined
-
-const hasNative = (): boolean => {
-  if (native === undefined) {
-    try {
-      Cpu.activeIsa()
-      native = true
-    } catch {
-      native = false
-    }
-  }
-  return native
-}
+import type * as DType from "../tensor/DType.js"
+import { addInto, hasNative, nativeFrom } from "../tensor/kernels/AddInto.js"
 
 /**
  * Copies `src` into `dst` starting at element `at` (same dtype).
@@ -34,17 +18,6 @@ export const copyInto = (dst: DType.Storage, at: number, src: DType.Storage): vo
   if (src.length === 0) return
   if (src.length >= nativeFrom && hasNative()) Cpu.copy(dst.subarray(at, at + src.length), src)
   else dst.set(src, at)
-}
-
-// out[i] = out[i] + src[i]: the same rounding as Collective's JS loop (float64: exact same
-// operation; float32: one correctly rounded add either way).
-const addInto = (out: DType.Storage, src: DType.Storage): void => {
-  if (out.length >= nativeFrom && hasNative()) {
-    if (out instanceof Float32Array) Cpu.axpy(1, src as Float32Array, out)
-    else Cpu.axpy(1, src as Float64Array, out)
-    return
-  }
-  for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + (src[i] as number)
 }
 
 const maxInto = (out: DType.Storage, src: DType.Storage): void => {

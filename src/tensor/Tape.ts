@@ -17,6 +17,7 @@
  * so a recomputed block's first run (unrecorded) and its replay (recorded apart) agree.
  */
 import * as Effect from "effect/Effect"
+import * as AddInto from "./kernels/AddInto.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -381,9 +382,7 @@ const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean 
 
 /** acc += g elementwise (acc is owned by the caller). */
 const addInto = (acc: Tensor.Tensor, g: Tensor.Tensor): Tensor.Tensor => {
-  const a = acc.data
-  const b = g.data
-  for (let i = 0; i < a.length; i++) a[i] = (a[i] as number) + (b[i] as number)
+  AddInto.addInto(acc.data, g.data)
   return acc
 }
 

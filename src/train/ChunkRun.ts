@@ -19,6 +19,7 @@ import type * as Partition from "../pipeline/Partition.js"
 import { copyToBf16 } from "../tensor/ops/Bf16.js"
 import { add, mul } from "../tensor/ops/Elementwise.js"
 import { sumAll } from "../tensor/ops/Reduce.js"
+import { addInto } from "../tensor/kernels/AddInto.js"
 import * as Tape from "../tensor/Tape.js"
 import * as Tensor from "../tensor/Tensor.js"
 import type * as Data from "./Data.js"
@@ -78,7 +79,7 @@ export const forward = (c: ChunkInput) =>
         for (const [held, leaf] of leaves) {
           const g = leaf.grad
           if (g === undefined) continue
-          for (let i = 0; i < g.size; i++) held.grad[i] = (held.grad[i] as number) + (g.data[i] as number)
+          addInto(held.grad, g.data)
         }
         return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype }))
       })

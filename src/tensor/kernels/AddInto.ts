@@ -1,0 +1,48 @@
+/**
+ * AddInto: out[i] = out[i] + src[i], the one accumulation of gradients and sums (the tape's
+ * gradient accumulation, a chunk's leaf gradients into its shards, the collectives' sums).
+ *
+ * Long runs take the native axpy with a = 1 when the addon is built (float64: the same
+ * operation as the loop; float32: one correctly rounded add either way, so the same bits);
+ * short runs, where a native call costs more than the loop, and builds without the addon take
+ * the loop.
+ */
+import * as Cpu from "../../native/Cpu.js"
+import type * as DType from "../DType.js"
+
+/**
+ * Below this many elements a JS loop beats the cost of a native call (copies and sums alike).
+ * @category configuration
+ */
+export const nativeFrom = 2048
+
+let native: boolean | undefined
+
+/**
+ * Whether the CPU addon loaded (checked once).
+ * @category guards
+ */
+export const hasNative = (): boolean => {
+  if (native === undefined) {
+    try {
+      Cpu.activeIsa()
+      native = true
+    } catch {
+      native = false
+    }
+  }
+  return native
+}
+
+/**
+ * out += src element-wise (same dtype and length).
+ * @category kernels
+ */
+export const addInto = (out: DType.Storage, src: DType.Storage): void => {
+  if (out.length >= nativeFrom && hasNative()) {
+    if (out instanceof Float32Array) Cpu.axpy(1, src as Float32Array, out)
+    else Cpu.axpy(1, src as Float64Array, out)
+    return
+  }
+  for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + (src[i] as number)
+}
