@@ -89,20 +89,8 @@ const native = Kernels.native() === undefined ? undefined : Cpu.adamwKernel()
  * (cuda/src/kernels/adamw.h) when the native kernels are in use, else this loop, the same bits.
  * @category combinators
  */
-export const updateRange = (
-  c: OptimizerConfig,
-  t: number,
-  lr: number,
-  clipScale: number,
-  decay: number,
-  n: number,
-  w: DType.Storage,
-  wAt: number,
-  g: DType.Storage,
-  gAt: number,
-  s: Moments,
-  sAt: number,
-): void => {
+export const updateRange = (...args: Parameters<typeof updateRangeLoop>): void => {
+  const [c, t, lr, clipScale, decay, n, w, wAt, g, gAt, s, sAt] = args
   if (native !== undefined && n > 0 && w.constructor === g.constructor) {
     native(w.subarray(wAt, wAt + n), g.subarray(gAt, gAt + n), s.m.subarray(sAt, sAt + n), s.v.subarray(sAt, sAt + n), {
       beta1: c.beta1,
@@ -114,7 +102,7 @@ export const updateRange = (
       clip: clipScale,
       decay,
     })
-  } else updateRangeLoop(c, t, lr, clipScale, decay, n, w, wAt, g, gAt, s, sAt)
+  } else updateRangeLoop(...args)
 }
 
 /**
