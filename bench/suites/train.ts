@@ -39,12 +39,12 @@ const realistic = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep"
   .concat(["--experts", "8", "--topk", "2", "--seq", "1024", "--layers", "2", "--heads", "16", "--kv-heads", "4", "--vocab", "4096"])
   .concat(["--micro-batch", "1", "--global-batch", "1"])
 
-/** Model FLOP/s of the realistic shape in `precision`, over 3 steps after 1 of warm-up. */
+/** Model FLOP/s of the realistic shape in `precision`, over 4 steps after 2 of warm-up (the first touches fresh memory). */
 const realisticRow = async (ctx: BenchContext, precision: "fp32" | "bf16", peak: number): Promise<BenchRecord> => {
-  const resolved = TrainOptions.resolve([...realistic, "--steps", "4", "--precision", precision])
+  const resolved = TrainOptions.resolve([...realistic, "--steps", "6", "--precision", precision])
   if (resolved === "help") throw new Error("unreachable: no --help")
   const { setup } = resolved
-  const measured = (await Effect.runPromise(Train.run(setup, { steps: 4 }))).slice(1)
+  const measured = (await Effect.runPromise(Train.run(setup, { steps: 6 }))).slice(2)
   const seconds = measured.reduce((a, s) => a + s.seconds, 0)
   const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch) * measured.length
   ctx.log(`train: realistic shape ${precision}: ${((seconds / measured.length) * 1e3).toFixed(0)} ms/step`)
