@@ -1,13 +1,17 @@
-// The Node-API binding of the AdamW kernel (kernels/adamw.h). Typed wrapper: src/native/Cpu.ts.
+// The Node-API binding of the optimizer's kernels (kernels/adamw.h, kernels/sum_squares.h). Typed
+// wrappers: src/native/Cpu.ts.
 //
 //   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay) -> undefined
 //       updates w, m and v in place over their common length: w and g both Float32Array or both
 //       Float64Array, m and v Float32Array; c1 = 1 - beta1^t, c2 = 1 - beta2^t.
+//   sumSquares(x) -> the sum of x[i]^2 in float64, in sum_squares.h's fixed order (x a
+//       Float32Array or Float64Array; the gradient norm and the non-finite check).
 #include "adamw_binding.h"
 
 #include <string>
 
 #include "kernels/adamw.h"
+#include "kernels/sum_squares.h"
 #include "napi_args.h"
 
 namespace pleat {
@@ -63,8 +67,32 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::TypedArray x;
+  if (!expect_arity(info, "sumSquares", 1) || !expect_typed_array(info, "sumSquares", 0, "x", &x)) return env.Undefined();
+  const napi_typedarray_type type = x.TypedArrayType();
+  if (type != napi_float32_array && type != napi_float64_array) {
+    throw_type_error(env, std::string("sumSquares: x must be a Float32Array or Float64Array, got ") + typed_array_name(type));
+    return env.Undefined();
+  }
+  const size_t n = x.ElementLength();
+  if (n == 0) return Napi::Number::New(env, 0);
+  const uint8_t* bytes = view_bytes(x);
+  if (bytes == nullptr) {
+    Napi::Error::New(env, "sumSquares: cannot access the memory of x").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const double sum = type == napi_float32_array ? sum_squares_f32(reinterpret_cast<const float*>(bytes), n)
+                                                : sum_squares_f64(reinterpret_cast<const double*>(bytes), n);
+  return Napi::Number::New(env, sum);
+}
+
 }  // namespace
 
-void RegisterAdamwExports(Napi::Env env, Napi::Object exports) { exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw")); }
+void RegisterAdamwExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));
+  exports.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
+}
 
 }  // namespace pleat

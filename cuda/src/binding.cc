@@ -15,7 +15,7 @@
 //             keyPositions),
 //   attentionAsync, attentionBackward(q, k, v, out, gradOut, lse, gradQ, gradK, gradV, dims...)
 //   openblasStatus(), openblasMatmul(same as matmul), openblasSetThreads(n)   (bench only)
-//   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay)   (adamw_binding.cc)
+//   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay), sumSquares(x)   (adamw_binding.cc)
 //   roundBf16(src, dst, path), bf16Hardware()   (bf16_binding.cc)
 //   matmulBf16(same as matmul), matmulBf16Async   (bf16_matmul_binding.cc)
 //

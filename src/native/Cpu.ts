@@ -378,3 +378,20 @@ export const adamwKernel = ():
   const kernel = loaded.adamw
   return kernel === undefined ? undefined : (w, g, m, v, s) => kernel.call(loaded, w, g, m, v, s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay)
 }
+
+/**
+ * The sum of x[i]^2 in float64 in the fixed order of cuda/src/kernels/sum_squares.h (eight
+ * lanes by index mod 8, combined pairwise), the order of tensor/kernels/SumSquares.ts's loop;
+ * undefined when the addon is not built or predates the kernel.
+ * @category kernels
+ */
+export const sumSquaresKernel = (): ((x: FloatArray) => number) | undefined => {
+  let loaded: ReturnType<typeof addon>
+  try {
+    loaded = addon()
+  } catch {
+    return undefined
+  }
+  const kernel = loaded.sumSquares
+  return kernel === undefined ? undefined : (x) => kernel.call(loaded, x)
+}

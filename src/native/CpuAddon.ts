@@ -42,6 +42,8 @@ export interface CpuAddon {
   bf16Hardware?(): boolean
   /** Optional: AdamW over a run of elements (kernels/adamw.h), absent from builds older than it. */
   adamw?(w: FloatArray, g: FloatArray, m: Float32Array, v: Float32Array, ...scalars: AdamwScalars): void
+  /** Optional: the sum of squares in a fixed order (kernels/sum_squares.h), absent from builds older than it. */
+  sumSquares?(x: FloatArray): number
   /** Optional: the bf16 GEMM (AVX512-BF16), absent from builds older than it. */
   matmulBf16?(...args: MatmulTuple): void
   matmulBf16Async?(...args: MatmulTuple): Promise<void>

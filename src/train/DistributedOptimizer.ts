@@ -38,6 +38,7 @@ import * as Effect from "effect/Effect"
 import * as Comm from "../comm/Communicator.js"
 import type { Group } from "../comm/Group.js"
 import * as DType from "../tensor/DType.js"
+import { sumSquares } from "../tensor/kernels/SumSquares.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Pieces from "./DistributedOptimizerPieces.js"
 import * as Optimizer from "./Optimizer.js"
@@ -255,12 +256,12 @@ export const globalNorm = (opt: DistributedOptimizer, params: ReadonlyMap<string
     let squares = 0
     for (const o of owned(opt)) {
       if (o.held.tiedCopy === true) continue
-      for (let i = o.at; i < o.at + o.to - o.from; i++) squares += (o.bucket.grad[i] as number) ** 2
+      squares += sumSquares(o.bucket.grad.subarray(o.at, o.at + o.to - o.from))
     }
     for (const name of opt.unbucketed.keys()) {
       const h = params.get(name) as RankParams.Held
       if (!RankParams.countsInNorm(h, opt.groups, opt.rank)) continue
-      for (let i = 0; i < h.grad.length; i++) squares += (h.grad[i] as number) ** 2
+      squares += sumSquares(h.grad)
     }
     const total = yield* Comm.allReduce(opt.groups.world, Tensor.fromArray([squares], [1, 1], { dtype: "float64" }))
     return Math.sqrt(total.data[0] as number)

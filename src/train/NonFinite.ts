@@ -7,6 +7,7 @@
  * rank and the step (RankFailed). After the synchronisation, a non-finite global gradient norm
  * that no rank's own gradients explain (the reduction overflowed) stops every rank the same way.
  */
+import { sumSquares } from "../tensor/kernels/SumSquares.js"
 import * as Data from "effect/Data"
 import type * as RankParams from "./RankParams.js"
 
@@ -31,6 +32,8 @@ export const find = (lossShare: number, params: ReadonlyMap<string, RankParams.H
   if (!Number.isFinite(lossShare)) return new Diverged({ what: `the rank's loss share is ${show(lossShare)}` })
   for (const h of params.values()) {
     const g = h.grad
+    // A finite sum of squares means every element is finite (one native pass); else find it.
+    if (Number.isFinite(sumSquares(g))) continue
     for (let i = 0; i < g.length; i++) {
       const x = g[i] as number
       // x - x is NaN exactly when x is NaN or infinite: one test per element.

@@ -28,6 +28,7 @@ import * as Group from "../comm/Group.js"
 import type * as Folding from "../mapping/Folding.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as DType from "../tensor/DType.js"
+import { sumSquares } from "../tensor/kernels/SumSquares.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Params from "./Params.js"
 
@@ -205,7 +206,7 @@ export const globalNorm = (params: ReadonlyMap<string, Held>, groups: SyncGroups
     let squares = 0
     for (const h of params.values()) {
       if (!countsInNorm(h, groups, rank)) continue
-      for (let i = 0; i < h.grad.length; i++) squares += (h.grad[i] as number) ** 2
+      squares += sumSquares(h.grad)
     }
     const total = yield* Comm.allReduce(groups.world, Tensor.fromArray([squares], [1, 1], { dtype: "float64" }))
     return Math.sqrt(total.data[0] as number)

@@ -1,0 +1,30 @@
+// sum_squares (see sum_squares.h).
+#include "sum_squares.h"
+
+namespace pleat {
+
+namespace {
+
+template <typename T>
+double lanes(const T* __restrict x, size_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (size_t j = 0; j < 8; ++j) {
+      const double v = static_cast<double>(x[i + j]);
+      acc[j] += v * v;
+    }
+  }
+  for (size_t j = 0; i + j < n; ++j) {
+    const double v = static_cast<double>(x[i + j]);
+    acc[j] += v * v;
+  }
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+}  // namespace
+
+double sum_squares_f32(const float* x, size_t n) { return lanes(x, n); }
+double sum_squares_f64(const double* x, size_t n) { return lanes(x, n); }
+
+}  // namespace pleat

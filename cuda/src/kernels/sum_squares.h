@@ -1,0 +1,19 @@
+// sum_squares: the sum of x[i]^2 in float64 in one fixed order, the same on every machine and
+// thread count, and the same as the TypeScript reference (src/tensor/kernels/SumSquares.ts):
+//
+//   lane j (0..7) sums x[i]^2 for i = j, j + 8, j + 16, ... in increasing i
+//   result = ((lane0 + lane1) + (lane2 + lane3)) + ((lane4 + lane5) + (lane6 + lane7))
+//
+// (no contraction: CMake builds with -ffp-contract=off). The eight lanes are independent, so
+// the loop vectorises without reassociating anything. A non-finite element makes the sum
+// non-finite (and so does a float64 square that overflows).
+#pragma once
+
+#include <cstddef>
+
+namespace pleat {
+
+double sum_squares_f32(const float* x, size_t n);
+double sum_squares_f64(const double* x, size_t n);
+
+}  // namespace pleat
