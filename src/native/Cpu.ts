@@ -15,7 +15,7 @@
  * `matmulAsync` / `attentionAsync` run on libuv's thread pool instead of the calling thread
  * and pay off above ASYNC_MIN_FLOPS (see `preferAsync`).
  */
-import { addon, type Dims, type MatmulTuple } from "./CpuAddon.js"
+import { addon, addonIfBuilt, type Dims, type MatmulTuple } from "./CpuAddon.js"
 
 /**
  * The instruction sets the kernels are written for.
@@ -369,12 +369,8 @@ export const adamwKernel = ():
       },
     ) => void)
   | undefined => {
-  let loaded: ReturnType<typeof addon>
-  try {
-    loaded = addon()
-  } catch {
-    return undefined
-  }
+  const loaded = addonIfBuilt()
+  if (loaded === undefined) return undefined
   const kernel = loaded.adamw
   return kernel === undefined ? undefined : (w, g, m, v, s) => kernel.call(loaded, w, g, m, v, s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay)
 }
@@ -386,12 +382,8 @@ export const adamwKernel = ():
  * @category kernels
  */
 export const sumSquaresKernel = (): ((x: FloatArray) => number) | undefined => {
-  let loaded: ReturnType<typeof addon>
-  try {
-    loaded = addon()
-  } catch {
-    return undefined
-  }
+  const loaded = addonIfBuilt()
+  if (loaded === undefined) return undefined
   const kernel = loaded.sumSquares
   return kernel === undefined ? undefined : (x) => kernel.call(loaded, x)
 }

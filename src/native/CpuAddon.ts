@@ -81,3 +81,16 @@ let cached: CpuAddon | undefined
 // Loaded on first use, so importing this module never fails on a machine without the build.
 /** The loaded module (loaded on first use). */
 export const addon = (): CpuAddon => (cached ??= Addon.load<CpuAddon>("pleat_cpu", functions))
+
+/**
+ * The addon, or undefined when it is not built (for the optional kernels, whose callers then
+ * fall back to TypeScript).
+ * @category constructors
+ */
+export const addonIfBuilt = (): CpuAddon | undefined => {
+  try {
+    return addon()
+  } catch {
+    return undefined
+  }
+}

@@ -4,7 +4,7 @@
  * accumulation), each found at run time: undefined where the build or the CPU lacks it, so the
  * callers fall back (TypeScript rounding; the float32 matmul on the same exact bf16 products).
  */
-import { addon } from "./CpuAddon.js"
+import { addonIfBuilt } from "./CpuAddon.js"
 import { type MatmulArgs, matmulTuple } from "./Cpu.js"
 
 /**
@@ -22,12 +22,8 @@ export type Bf16Path = "avx512bf16" | "portable"
  * @category kernels
  */
 export const roundBf16Kernel = (): ((src: Float32Array, dst: Float32Array, path: Bf16Path | "auto") => Bf16Path) | undefined => {
-  let loaded: ReturnType<typeof addon>
-  try {
-    loaded = addon()
-  } catch {
-    return undefined
-  }
+  const loaded = addonIfBuilt()
+  if (loaded === undefined) return undefined
   const kernel = loaded.roundBf16
   return kernel === undefined ? undefined : (src, dst, path) => kernel.call(loaded, src, dst, path)
 }
@@ -37,11 +33,7 @@ export const roundBf16Kernel = (): ((src: Float32Array, dst: Float32Array, path:
  * @category kernels
  */
 export const bf16Hardware = (): boolean => {
-  try {
-    return addon().bf16Hardware?.() ?? false
-  } catch {
-    return false
-  }
+  return addonIfBuilt()?.bf16Hardware?.() ?? false
 }
 
 /**
@@ -63,12 +55,8 @@ export interface Bf16MatmulKernel {
  * @category kernels
  */
 export const bf16MatmulKernel = (): Bf16MatmulKernel | undefined => {
-  let loaded: ReturnType<typeof addon>
-  try {
-    loaded = addon()
-  } catch {
-    return undefined
-  }
+  const loaded = addonIfBuilt()
+  if (loaded === undefined) return undefined
   const sync = loaded.matmulBf16
   const async = loaded.matmulBf16Async
   if (sync === undefined || async === undefined || loaded.bf16Hardware?.() !== true) return undefined
