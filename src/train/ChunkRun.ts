@@ -46,6 +46,12 @@ export interface ChunkInput {
   readonly received: Tensor.Tensor | undefined
   /** bf16: mixed precision over the fp32 master weights (default fp32: no rounding). */
   readonly precision?: "fp32" | "bf16" | undefined
+  /**
+   * With bf16: the step's bf16 copies of the shards, made at a shard's first use in the step and
+   * shared by every micro-batch (the weights change only at the step's end); the trainer empties
+   * it when a step starts.
+   */
+  readonly bf16Copies?: Map<RankParams.Held, Tensor.Tensor> | undefined
 }
 
 /**
@@ -64,7 +70,7 @@ export const forward = (c: ChunkInput) =>
       if (hit !== undefined) return hit
       const held = c.params.get(name)
       if (held === undefined) throw new Error(`rank ${c.rank} does not hold parameter ${name}`)
-      const leaf = tape.parameter(bf16 ? copyToBf16(held.value) : held.value)
+      const leaf = tape.parameter(bf16 ? bf16Copy(c.bf16Copies, held) : held.value)
       cache.set(name, leaf)
       leaves.push([held, leaf])
       return leaf
@@ -88,6 +94,15 @@ export const forward = (c: ChunkInput) =>
     // What the tape keeps for the backward (RankMemory's activation peak).
     return { out, forwarded: { output, backward } satisfies Interpreter.Forwarded<unknown, never>, keptBytes: tape.savedBytes() }
   })
+
+/** The bf16 copy of a shard for this step: the step's shared one, made on first use. */
+const bf16Copy = (copies: Map<RankParams.Held, Tensor.Tensor> | undefined, held: RankParams.Held): Tensor.Tensor => {
+  const hit = copies?.get(held)
+  if (hit !== undefined) return hit
+  const made = copyToBf16(held.value)
+  copies?.set(held, made)
+  return made
+}
 
 /** What the backward starts from: the loss, or the output against the gradient received. */
 const rootOf = (out: Mixtral.ChunkOutput, outputGradient: Tensor.Tensor | undefined): Tensor.Tensor | undefined => {

@@ -174,9 +174,13 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
     layout: Stage.hiddenLayout(model, batch.microBatch, groups),
   })
 
+  // bf16: each shard's bf16 copy, made once per step and shared by its micro-batches (ChunkRun).
+  const bf16Copies = new Map<RankParams.Held, Tensor.Tensor>()
+
   const step = (k: number) =>
     Effect.gen(function* () {
       RankParams.zeroGrads(params)
+      bf16Copies.clear()
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
       const moeStats = MoeStats.accumulator(microBatches, s.dp)
@@ -214,6 +218,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
             data,
             received,
             precision: setup.precision,
+            bf16Copies,
           })
           const moeLayers = MoeStats.moeLayersOf(model, layers.start, layers.end)
           moeStats.add(moeLayers, out.moeStats)
