@@ -41,6 +41,8 @@
 #include "adamw_binding.h"
 #include "bf16_binding.h"
 #include "bf16_matmul_binding.h"
+#include "dispatch_binding.h"
+#include "elementwise_binding.h"
 #include "kernels/axpy.h"
 #include "kernels/copy.h"
 #include "kernels/cpu_features.h"
@@ -192,6 +194,8 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterAdamwExports(env, exports);
   RegisterBf16Exports(env, exports);
   RegisterBf16MatmulExports(env, exports);
+  RegisterDispatchExports(env, exports);
+  RegisterElementwiseExports(env, exports);
   return exports;
 }
 

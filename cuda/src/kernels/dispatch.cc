@@ -1,0 +1,2 @@
+// dispatch kernels (declared in dispatch.h).
+#include "dispatch.h"

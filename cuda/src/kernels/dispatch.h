@@ -1,0 +1,5 @@
+// dispatch kernels: see the declarations below.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>

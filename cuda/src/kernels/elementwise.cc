@@ -1,0 +1,2 @@
+// elementwise kernels (declared in elementwise.h).
+#include "elementwise.h"

@@ -1,0 +1,5 @@
+// elementwise kernels: see the declarations below.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
