@@ -4,6 +4,8 @@
  * Dims are compared from the right; equal dims or a dim of 1 broadcast. The common case in
  * models, a bias whose shape is a suffix of the input's, gets its own fast path (`suffix`).
  */
+import { elementwiseKernels } from "../native/CpuElementwise.js"
+import { nativeFrom } from "./kernels/AddInto.js"
 import * as TensorError from "./TensorError.js"
 
 /**
@@ -90,6 +92,13 @@ export const plan = (op: string, a: ReadonlyArray<number>, b: ReadonlyArray<numb
 export const reduceTo = (grad: Float32Array | Float64Array, outShape: ReadonlyArray<number>, shape: ReadonlyArray<number>, out: Float32Array | Float64Array): void => {
   const p = plan("broadcast-backward", outShape, shape)
   const index = p.indexB
+  const kernels = grad.length >= nativeFrom && (p.kind === "rows" || p.kind === "suffix") ? elementwiseKernels() : undefined
+  if (kernels !== undefined) {
+    // The same sums in the same order as the loops below (CpuElementwise).
+    if (p.kind === "rows") kernels.sumRows(grad, out, p.rowLength as number)
+    else kernels.sumSuffix(grad, out, out.length)
+    return
+  }
   out.fill(0)
   if (p.kind === "same") {
     out.set(grad)

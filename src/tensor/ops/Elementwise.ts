@@ -4,15 +4,34 @@
  * Binary ops broadcast numpy-style (trailing dims aligned); their backward sums the gradient
  * back over the broadcast dims. Storage is computed in the input dtype.
  */
+import { BroadcastKind, elementwiseKernels } from "../../native/CpuElementwise.js"
 import * as Autograd from "../Autograd.js"
 import * as Broadcast from "../Broadcast.js"
 import * as DType from "../DType.js"
+import { nativeFrom } from "../kernels/AddInto.js"
 import * as Tensor from "../Tensor.js"
 
 type Binary = (x: number, y: number) => number
 
+/** The native kernel's number for each op (CpuElementwise.BinaryOp). */
+type OpCode = 0 | 1 | 2 | 3
+
+/**
+ * Runs the native kernel for the broadcasts it has, on runs long enough to pay for the call
+ * (the same bits as the loops below); false when the loops must run.
+ */
+const nativeBinary = (code: OpCode, p: Broadcast.Plan, x: DType.Storage, y: DType.Storage, out: DType.Storage): boolean => {
+  if (out.length < nativeFrom || p.kind === "general") return false
+  const kernels = elementwiseKernels()
+  if (kernels === undefined) return false
+  const width = p.kind === "suffix" ? y.length : p.kind === "rows" ? (p.rowLength as number) : 0
+  kernels.binary(code, BroadcastKind[p.kind], x, y, out, width)
+  return true
+}
+
 const binary = (
   op: string,
+  code: OpCode,
   a: Tensor.Tensor,
   b: Tensor.Tensor,
   f: Binary,
@@ -21,9 +40,11 @@ const binary = (
   Autograd.sameKind(op, a, b)
   const p = Broadcast.plan(op, a.shape, b.shape)
   const n = p.shape.reduce((x, d) => x * d, 1)
-  const out = DType.allocate(a.dtype, n)
   const x = a.data
   const y = b.data
+  // Every element is written below, by the kernel or the loops: no need to zero large outputs.
+  const out = n >= nativeFrom ? DType.allocateUninitialized(a.dtype, n) : DType.allocate(a.dtype, n)
+  if (nativeBinary(code, p, x, y, out)) return Autograd.result(op, [a, b], out, p.shape, (g) => backward(g))
   if (p.kind === "same") {
     for (let i = 0; i < n; i++) out[i] = f(x[i] as number, y[i] as number)
   } else if (p.kind === "rows") {
@@ -56,6 +77,7 @@ const unbroadcast = (g: Tensor.Tensor, t: Tensor.Tensor): Tensor.Tensor => {
 export const add = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
   binary(
     "add",
+    0,
     a,
     b,
     (x, y) => x + y,
@@ -69,6 +91,7 @@ export const add = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
 export const sub = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
   binary(
     "sub",
+    1,
     a,
     b,
     (x, y) => x - y,
@@ -82,6 +105,7 @@ export const sub = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
 export const mul = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
   binary(
     "mul",
+    2,
     a,
     b,
     (x, y) => x * y,
@@ -95,6 +119,7 @@ export const mul = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
 export const div = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
   binary(
     "div",
+    3,
     a,
     b,
     (x, y) => x / y,
@@ -106,10 +131,18 @@ export const div = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
     },
   )
 
-const unary = (op: string, a: Tensor.Tensor, f: (x: number) => number, backward: (g: Tensor.Tensor, out: Tensor.Tensor) => Tensor.Tensor): Tensor.Tensor => {
-  const out = DType.allocate(a.dtype, a.size)
+const unary = (
+  op: string,
+  a: Tensor.Tensor,
+  f: (x: number) => number,
+  backward: (g: Tensor.Tensor, out: Tensor.Tensor) => Tensor.Tensor,
+  native?: (x: DType.Storage, out: DType.Storage) => boolean,
+): Tensor.Tensor => {
   const x = a.data
-  for (let i = 0; i < x.length; i++) out[i] = f(x[i] as number)
+  // Every element is written below, by the kernel or the loop: no need to zero large outputs.
+  const fast = native !== undefined && x.length >= nativeFrom
+  const out = fast ? DType.allocateUninitialized(a.dtype, a.size) : DType.allocate(a.dtype, a.size)
+  if (!(fast && native(x, out))) for (let i = 0; i < x.length; i++) out[i] = f(x[i] as number)
   const result: Tensor.Tensor = Autograd.result(op, [a], out, a.shape, (g) => [backward(g, result)])
   return result
 }
@@ -124,6 +157,11 @@ export const scale = (a: Tensor.Tensor, s: number): Tensor.Tensor =>
     a,
     (x) => x * s,
     (g) => scale(g, s),
+    (x, out) => {
+      const kernels = elementwiseKernels()
+      kernels?.scale(x, s, out)
+      return kernels !== undefined
+    },
   )
 
 /**
