@@ -1,11 +1,350 @@
-// The Node-API binding of the MoE dispatch kernels (dispatch plan, fused permute / unpermute) (kernels/dispatch.h).
+// The Node-API binding of the MoE dispatch kernels (kernels/dispatch.h). Typed wrappers:
+// src/native/CpuDispatch.ts. Every argument is checked (TypeError for a wrong type, RangeError for
+// a wrong length or an index out of range) before anything is written.
+//
+//   routingCounts(mask, tokens, experts, counts) -> N
+//       mask Uint8Array [T * E]; counts Int32Array [E] gets the rows of each expert
+//   routingOrder(mask, tokens, experts, sortedTokens, sortedExperts)
+//       both Int32Array [N]: the rows expert-major, token-ascending
+//   permuteRows(src, cols, index, out, outCols, probs, experts, numExperts, probsOut)
+//       out [N, outCols] (outCols = cols, or cols + 1 for the prob column) gets src row
+//       index[j]; with probs [T * E] (else null) the prob of row j, probs[index[j] * E +
+//       experts[j]], goes to the column and / or probsOut [N] (else null)
+//   gatherSplitRows(src, srcCols, index, out, lastOut)
+//       src [R, srcCols] of rows and a last column: out [N, srcCols - 1] gets the rows of
+//       index, lastOut [N] their last column
+//   combineRows(rows, rowCols, index, weights, extra, tokens, cols, out)
+//       out [T, cols] (cols + 1 with extra [N], else null) = 0 + the sum in increasing j of
+//       weights[j] * rows[j, 0:cols] (weights [N] or null); rows [N, rowCols], rowCols >= cols
+//   combineBackward(g, index, cols, weights, rows, gradRows, gradWeights)
+//       g [T, cols], rows [N, cols]; gradRows [N, cols] and gradWeights [N] (either null)
+//   scatterPairs(values, stride, index, experts, numExperts, out)
+//       out [T * E] += values[j * stride] at index[j] * E + experts[j], in increasing j (values
+//       needs (N - 1) * stride + 1 elements: a column of a [N, stride] view)
 #include "dispatch_binding.h"
 
+#include <string>
+
+#include "kernels/dispatch.h"
+#include "kernels/rows.h"
+#include "napi_args.h"
+#include "tensor_args.h"
+
 namespace pleat {
+namespace {
+
+constexpr auto kU8 = napi_uint8_array;
+
+// An optional typed array: null or undefined gives an empty ArrayArg with value unset.
+bool optional_array(const Napi::CallbackInfo& info, const char* fn, size_t index, const char* name,
+                    std::initializer_list<napi_typedarray_type> allowed, ArrayArg* out, bool* present) {
+  *present = !(info[index].IsNull() || info[index].IsUndefined());
+  if (!*present) return true;
+  return expect_array(info, fn, index, name, allowed, out);
+}
+
+// Every entry of `index` below `bound`, else a RangeError naming the first outside.
+bool expect_indices(Napi::Env env, const char* fn, const char* name, const ArrayArg& index, size_t bound,
+                    const char* what) {
+  const ptrdiff_t bad = first_bad_index(index.i32(), index.length, bound);
+  if (bad < 0) return true;
+  return throw_range_error(env, std::string(fn) + ": " + name + "[" + std::to_string(bad) + "] = " +
+                                    std::to_string(index.i32()[bad]) + " is out of range [0, " + std::to_string(bound) +
+                                    ") (" + what + ")");
+}
+
+bool expect_mask(const Napi::CallbackInfo& info, const char* fn, ArrayArg* mask, size_t* tokens, size_t* experts) {
+  size_t cells = 0;
+  return expect_array(info, fn, 0, "mask", {kU8}, mask) && expect_size(info, fn, 1, "tokens", tokens, 2147483647.0) &&
+         expect_size(info, fn, 2, "experts", experts, 2147483647.0) &&
+         checked_mul(info.Env(), fn, "tokens * experts", *tokens, *experts, &cells) &&
+         expect_length(info.Env(), fn, "mask", *mask, cells, "tokens * experts");
+}
+
+Napi::Value RoutingCounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "routingCounts";
+  ArrayArg mask, counts;
+  size_t tokens = 0, experts = 0;
+  if (!expect_arity(info, fn, 4) || !expect_mask(info, fn, &mask, &tokens, &experts) ||
+      !expect_array(info, fn, 3, "counts", {kI32}, &counts) || !expect_length(env, fn, "counts", counts, experts, "experts")) {
+    return env.Undefined();
+  }
+  const size_t n = routing_counts(mask.data, tokens, experts, reinterpret_cast<int32_t*>(counts.data));
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+Napi::Value RoutingOrder(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "routingOrder";
+  ArrayArg mask, sorted_tokens, sorted_experts;
+  size_t tokens = 0, experts = 0;
+  if (!expect_arity(info, fn, 5) || !expect_mask(info, fn, &mask, &tokens, &experts) ||
+      !expect_array(info, fn, 3, "sortedTokens", {kI32}, &sorted_tokens) ||
+      !expect_array(info, fn, 4, "sortedExperts", {kI32}, &sorted_experts) ||
+      !expect_disjoint(env, fn, "sortedTokens", sorted_tokens, "sortedExperts", sorted_experts, false)) {
+    return env.Undefined();
+  }
+  std::vector<int32_t> counts(experts);
+  const size_t n = routing_counts(mask.data, tokens, experts, counts.data());
+  if (!expect_length(env, fn, "sortedTokens", sorted_tokens, n, "the routed entries of mask") ||
+      !expect_length(env, fn, "sortedExperts", sorted_experts, n, "the routed entries of mask")) {
+    return env.Undefined();
+  }
+  routing_order(mask.data, tokens, experts, reinterpret_cast<int32_t*>(sorted_tokens.data),
+                reinterpret_cast<int32_t*>(sorted_experts.data));
+  return env.Undefined();
+}
+
+Napi::Value PermuteRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "permuteRows";
+  ArrayArg src, index, out, probs, experts, probs_out;
+  size_t cols = 0, out_cols = 0, num_experts = 0, n_out = 0;
+  bool has_probs = false, has_experts = false, has_probs_out = false;
+  if (!expect_arity(info, fn, 9) || !expect_array(info, fn, 0, "src", {kF32}, &src) ||
+      !expect_size(info, fn, 1, "cols", &cols) || !expect_array(info, fn, 2, "index", {kI32}, &index) ||
+      !expect_array(info, fn, 3, "out", {kF32}, &out) || !expect_size(info, fn, 4, "outCols", &out_cols) ||
+      !optional_array(info, fn, 5, "probs", {kF32}, &probs, &has_probs) ||
+      !optional_array(info, fn, 6, "experts", {kI32}, &experts, &has_experts) ||
+      !expect_size(info, fn, 7, "numExperts", &num_experts, 2147483647.0) ||
+      !optional_array(info, fn, 8, "probsOut", {kF32}, &probs_out, &has_probs_out)) {
+    return env.Undefined();
+  }
+  const size_t n = index.length;
+  if (out_cols != cols && out_cols != cols + 1) {
+    throw_range_error(env, std::string(fn) + ": outCols must be cols or cols + 1, got " + std::to_string(out_cols));
+    return env.Undefined();
+  }
+  const bool wants_probs = out_cols == cols + 1 || has_probs_out;
+  if (wants_probs != has_probs || (has_probs && !has_experts)) {
+    throw_type_error(env, std::string(fn) + ": probs and experts are given exactly when a prob column or probsOut is asked for");
+    return env.Undefined();
+  }
+  if (!checked_mul(env, fn, "index.length * outCols", n, out_cols, &n_out) ||
+      !expect_length(env, fn, "out", out, n_out, "index.length * outCols")) {
+    return env.Undefined();
+  }
+  if (cols == 0 ? src.length != 0 : src.length % cols != 0) {
+    throw_range_error(env, std::string(fn) + ": src has " + std::to_string(src.length) + " elements, not a whole number of rows of " +
+                               std::to_string(cols));
+    return env.Undefined();
+  }
+  if (!expect_disjoint(env, fn, "out", out, "src", src, false)) return env.Undefined();
+  size_t tokens = cols == 0 ? 0 : src.length / cols;
+  if (has_probs) {
+    if (num_experts == 0 || probs.length % num_experts != 0 || (cols != 0 && probs.length / num_experts != tokens)) {
+      throw_range_error(env, std::string(fn) + ": probs has " + std::to_string(probs.length) + " elements, not [tokens, numExperts] with " +
+                                 std::to_string(tokens) + " tokens and " + std::to_string(num_experts) + " experts");
+      return env.Undefined();
+    }
+    tokens = probs.length / num_experts;
+    if (!expect_length(env, fn, "experts", experts, n, "index.length") ||
+        !expect_indices(env, fn, "experts", experts, num_experts, "numExperts") ||
+        !expect_disjoint(env, fn, "out", out, "probs", probs, false)) {
+      return env.Undefined();
+    }
+    if (has_probs_out && (!expect_length(env, fn, "probsOut", probs_out, n, "index.length") ||
+                          !expect_disjoint(env, fn, "probsOut", probs_out, "probs", probs, false) ||
+                          !expect_disjoint(env, fn, "probsOut", probs_out, "out", out, false) ||
+                          !expect_disjoint(env, fn, "probsOut", probs_out, "src", src, false))) {
+      return env.Undefined();
+    }
+  }
+  // Without columns or probs nothing is read, so any index is harmless.
+  if ((cols != 0 || has_probs) && !expect_indices(env, fn, "index", index, tokens, "tokens")) return env.Undefined();
+  GatherExtraArgs a;
+  a.src = src.f32();
+  a.src_stride = cols;
+  a.index = index.i32();
+  a.n = n;
+  a.cols = cols;
+  a.out = out.f32_mut();
+  a.out_stride = out_cols;
+  if (has_probs) {
+    a.extra = probs.f32();
+    a.extra_stride = num_experts;
+    a.extra_expert = experts.i32();
+    a.extra_out = has_probs_out ? probs_out.f32_mut() : nullptr;
+  }
+  gather_rows_extra(active_isa(), a);
+  return env.Undefined();
+}
+
+Napi::Value GatherSplitRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "gatherSplitRows";
+  ArrayArg src, index, out, last_out;
+  size_t src_cols = 0, n_out = 0;
+  if (!expect_arity(info, fn, 5) || !expect_array(info, fn, 0, "src", {kF32}, &src) ||
+      !expect_size(info, fn, 1, "srcCols", &src_cols) || !expect_array(info, fn, 2, "index", {kI32}, &index) ||
+      !expect_array(info, fn, 3, "out", {kF32}, &out) || !expect_array(info, fn, 4, "lastOut", {kF32}, &last_out)) {
+    return env.Undefined();
+  }
+  if (src_cols == 0 || src.length % src_cols != 0) {
+    throw_range_error(env, std::string(fn) + ": src has " + std::to_string(src.length) + " elements, not a whole number of rows of srcCols " +
+                               std::to_string(src_cols) + " >= 1");
+    return env.Undefined();
+  }
+  const size_t n = index.length;
+  if (!checked_mul(env, fn, "index.length * (srcCols - 1)", n, src_cols - 1, &n_out) ||
+      !expect_length(env, fn, "out", out, n_out, "index.length * (srcCols - 1)") ||
+      !expect_length(env, fn, "lastOut", last_out, n, "index.length") ||
+      !expect_disjoint(env, fn, "out", out, "src", src, false) || !expect_disjoint(env, fn, "lastOut", last_out, "src", src, false) ||
+      !expect_disjoint(env, fn, "lastOut", last_out, "out", out, false) ||
+      !expect_indices(env, fn, "index", index, src.length / src_cols, "rows of src")) {
+    return env.Undefined();
+  }
+  GatherExtraArgs a;
+  a.src = src.f32();
+  a.src_stride = src_cols;
+  a.index = index.i32();
+  a.n = n;
+  a.cols = src_cols - 1;
+  a.out = out.f32_mut();
+  a.out_stride = src_cols - 1;
+  a.extra = src.f32();
+  a.extra_stride = src_cols;
+  a.extra_offset = src_cols - 1;
+  a.extra_out = last_out.f32_mut();
+  gather_rows_extra(active_isa(), a);
+  return env.Undefined();
+}
+
+Napi::Value CombineRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "combineRows";
+  ArrayArg rows, index, weights, extra, out;
+  size_t row_cols = 0, tokens = 0, cols = 0, need = 0, n_out = 0;
+  bool has_weights = false, has_extra = false;
+  if (!expect_arity(info, fn, 8) || !expect_array(info, fn, 0, "rows", {kF32}, &rows) ||
+      !expect_size(info, fn, 1, "rowCols", &row_cols) || !expect_array(info, fn, 2, "index", {kI32}, &index) ||
+      !optional_array(info, fn, 3, "weights", {kF32}, &weights, &has_weights) ||
+      !optional_array(info, fn, 4, "extra", {kF32}, &extra, &has_extra) ||
+      !expect_size(info, fn, 5, "tokens", &tokens, 2147483647.0) || !expect_size(info, fn, 6, "cols", &cols) ||
+      !expect_array(info, fn, 7, "out", {kF32}, &out)) {
+    return env.Undefined();
+  }
+  const size_t n = index.length;
+  const size_t out_cols = has_extra ? cols + 1 : cols;
+  if (cols > row_cols) {
+    throw_range_error(env, std::string(fn) + ": cols " + std::to_string(cols) + " is more than rowCols " + std::to_string(row_cols));
+    return env.Undefined();
+  }
+  if (!checked_mul(env, fn, "index.length * rowCols", n, row_cols, &need) || !expect_length(env, fn, "rows", rows, need, "index.length * rowCols") ||
+      !checked_mul(env, fn, "tokens * out columns", tokens, out_cols, &n_out) ||
+      !expect_length(env, fn, "out", out, n_out, has_extra ? "tokens * (cols + 1)" : "tokens * cols") ||
+      !expect_disjoint(env, fn, "out", out, "rows", rows, false) ||
+      (has_weights && (!expect_length(env, fn, "weights", weights, n, "index.length") ||
+                       !expect_disjoint(env, fn, "out", out, "weights", weights, false))) ||
+      (has_extra && (!expect_length(env, fn, "extra", extra, n, "index.length") ||
+                     !expect_disjoint(env, fn, "out", out, "extra", extra, false))) ||
+      !expect_indices(env, fn, "index", index, tokens, "tokens")) {
+    return env.Undefined();
+  }
+  CombineArgs a;
+  a.rows = rows.f32();
+  a.row_stride = row_cols;
+  a.index = index.i32();
+  a.n = n;
+  a.weights = has_weights ? weights.f32() : nullptr;
+  a.extra = has_extra ? extra.f32() : nullptr;
+  a.tokens = tokens;
+  a.cols = cols;
+  a.out = out.f32_mut();
+  a.out_stride = out_cols;
+  combine_rows(active_isa(), a);
+  return env.Undefined();
+}
+
+Napi::Value CombineBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "combineBackward";
+  ArrayArg g, index, weights, rows, grad_rows, grad_weights;
+  size_t cols = 0, need = 0;
+  bool has_grad_rows = false, has_grad_weights = false;
+  if (!expect_arity(info, fn, 7) || !expect_array(info, fn, 0, "g", {kF32}, &g) ||
+      !expect_array(info, fn, 1, "index", {kI32}, &index) || !expect_size(info, fn, 2, "cols", &cols) ||
+      !expect_array(info, fn, 3, "weights", {kF32}, &weights) || !expect_array(info, fn, 4, "rows", {kF32}, &rows) ||
+      !optional_array(info, fn, 5, "gradRows", {kF32}, &grad_rows, &has_grad_rows) ||
+      !optional_array(info, fn, 6, "gradWeights", {kF32}, &grad_weights, &has_grad_weights)) {
+    return env.Undefined();
+  }
+  const size_t n = index.length;
+  if (cols == 0 ? g.length != 0 : g.length % cols != 0) {
+    throw_range_error(env, std::string(fn) + ": g has " + std::to_string(g.length) + " elements, not a whole number of rows of " + std::to_string(cols));
+    return env.Undefined();
+  }
+  const size_t tokens = cols == 0 ? 0 : g.length / cols;
+  if (!checked_mul(env, fn, "index.length * cols", n, cols, &need) || !expect_length(env, fn, "rows", rows, need, "index.length * cols") ||
+      !expect_length(env, fn, "weights", weights, n, "index.length") ||
+      (has_grad_rows && (!expect_length(env, fn, "gradRows", grad_rows, need, "index.length * cols") ||
+                         !expect_disjoint(env, fn, "gradRows", grad_rows, "g", g, false) ||
+                         !expect_disjoint(env, fn, "gradRows", grad_rows, "rows", rows, false) ||
+                         !expect_disjoint(env, fn, "gradRows", grad_rows, "weights", weights, false))) ||
+      (has_grad_weights && (!expect_length(env, fn, "gradWeights", grad_weights, n, "index.length") ||
+                            !expect_disjoint(env, fn, "gradWeights", grad_weights, "g", g, false) ||
+                            !expect_disjoint(env, fn, "gradWeights", grad_weights, "rows", rows, false) ||
+                            !expect_disjoint(env, fn, "gradWeights", grad_weights, "weights", weights, false))) ||
+      (has_grad_rows && has_grad_weights && !expect_disjoint(env, fn, "gradRows", grad_rows, "gradWeights", grad_weights, false))) {
+    return env.Undefined();
+  }
+  // With no columns every token index is valid for an empty g; otherwise it must name a row of g.
+  if (cols != 0 && !expect_indices(env, fn, "index", index, tokens, "rows of g")) return env.Undefined();
+  CombineBackwardArgs a;
+  a.g = g.f32();
+  a.index = index.i32();
+  a.n = n;
+  a.cols = cols;
+  a.weights = weights.f32();
+  a.rows = rows.f32();
+  a.grad_rows = has_grad_rows ? grad_rows.f32_mut() : nullptr;
+  a.grad_weights = has_grad_weights ? grad_weights.f32_mut() : nullptr;
+  combine_backward(active_isa(), a);
+  return env.Undefined();
+}
+
+Napi::Value ScatterPairs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "scatterPairs";
+  ArrayArg values, index, experts, out;
+  size_t stride = 0, num_experts = 0, need = 0;
+  if (!expect_arity(info, fn, 6) || !expect_array(info, fn, 0, "values", {kF32}, &values) ||
+      !expect_size(info, fn, 1, "stride", &stride) || !expect_array(info, fn, 2, "index", {kI32}, &index) ||
+      !expect_array(info, fn, 3, "experts", {kI32}, &experts) || !expect_size(info, fn, 4, "numExperts", &num_experts, 2147483647.0) ||
+      !expect_array(info, fn, 5, "out", {kF32}, &out)) {
+    return env.Undefined();
+  }
+  const size_t n = index.length;
+  // values[j * stride] for j < n: (n - 1) * stride + 1 elements (a column of a matrix view).
+  if (n != 0 && (stride == 0 || !checked_mul(env, fn, "(index.length - 1) * stride", n - 1, stride, &need) || values.length <= need)) {
+    if (!env.IsExceptionPending()) {
+      throw_range_error(env, std::string(fn) + ": values has " + std::to_string(values.length) + " elements, needs (index.length - 1) * stride + 1 with stride >= 1, index.length " +
+                                 std::to_string(n) + ", stride " + std::to_string(stride));
+    }
+    return env.Undefined();
+  }
+  if (num_experts == 0 ? out.length != 0 : out.length % num_experts != 0) {
+    throw_range_error(env, std::string(fn) + ": out has " + std::to_string(out.length) + " elements, not [tokens, numExperts]");
+    return env.Undefined();
+  }
+  const size_t tokens = num_experts == 0 ? 0 : out.length / num_experts;
+  if (!expect_length(env, fn, "experts", experts, n, "index.length") || !expect_disjoint(env, fn, "out", out, "values", values, false) ||
+      !expect_indices(env, fn, "index", index, tokens, "tokens") || !expect_indices(env, fn, "experts", experts, num_experts, "numExperts")) {
+    return env.Undefined();
+  }
+  scatter_pairs(values.f32(), stride, index.i32(), experts.i32(), n, num_experts, out.f32_mut());
+  return env.Undefined();
+}
+
+}  // namespace
 
 void RegisterDispatchExports(Napi::Env env, Napi::Object exports) {
-  (void)env;
-  (void)exports;
+  const std::pair<const char*, Napi::Function::Callback> fns[] = {
+      {"routingCounts", RoutingCounts},   {"routingOrder", RoutingOrder},       {"permuteRows", PermuteRows},
+      {"gatherSplitRows", GatherSplitRows}, {"combineRows", CombineRows},     {"combineBackward", CombineBackward},
+      {"scatterPairs", ScatterPairs}};
+  for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
 }
 
 }  // namespace pleat

@@ -17,7 +17,10 @@
  *   sortedIndices [0,2,1,2,0,1], experts [0,0,1,1,2,3], tokensPerExpert [2,2,1,1],
  *   offsets [0,2,4,5,6], splits with D = 2: [4,2].
  *
- * Every array is a frozen plain array and the plan itself is frozen.
+ * Every array is a frozen plain array and the plan itself is frozen. A plan made by a permute
+ * (`fromOrder`) holds its rows as typed arrays and makes the plain arrays of N entries on first
+ * read (a permute of 131k rows would otherwise spend longer building them than moving the rows);
+ * `rowTokens` / `rowExperts` give the typed arrays themselves, never to be written.
  */
 import * as TensorError from "../tensor/TensorError.js"
 
@@ -34,6 +37,9 @@ export interface DispatchPlan {
   readonly splits: ReadonlyArray<number>
   readonly probs: ReadonlyArray<number> | undefined
 }
+
+/** The typed rows behind plans made by `fromOrder` (plans are frozen; this is their store). */
+const typedRows = new WeakMap<DispatchPlan, { readonly tokens: Int32Array; readonly experts: Int32Array }>()
 
 /**
  * Rows per destination when D destinations own contiguous, equal blocks of experts.
@@ -95,11 +101,68 @@ export const make = (fields: {
   })
 }
 
+/** A getter that computes its value on first use. */
+const once = <A>(make: () => A): (() => A) => {
+  let value: { readonly v: A } | undefined
+  return () => (value ??= { v: make() }).v
+}
+
+/**
+ * The plan of rows already in expert-major, token-ascending order (a permute's counting sort
+ * made them so; `make` checks rows from elsewhere): `tokensPerExpert` must count `experts`.
+ * The typed arrays are copied; `probs`, when given, is read on first use of `plan.probs`.
+ * @category constructors
+ */
+export const fromOrder = (fields: {
+  readonly numTokens: number
+  readonly numExperts: number
+  readonly sortedIndices: Int32Array
+  readonly experts: Int32Array
+  readonly tokensPerExpert: ArrayLike<number>
+  readonly probs?: (() => ArrayLike<number>) | undefined
+  readonly numDestinations?: number | undefined
+}): DispatchPlan => {
+  const tokens = fields.sortedIndices.slice()
+  const experts = fields.experts.slice()
+  const tokensPerExpert = Object.freeze(Array.from(fields.tokensPerExpert))
+  const splits = Object.freeze(splitsFor(tokensPerExpert, fields.numDestinations ?? fields.numExperts))
+  const frozen = (a: ArrayLike<number>) => Object.freeze(Array.from(a))
+  const probs = fields.probs
+  const plan = Object.defineProperties(
+    {},
+    {
+      numTokens: { value: fields.numTokens, enumerable: true },
+      numExperts: { value: fields.numExperts, enumerable: true },
+      sortedIndices: { get: once(() => frozen(tokens)), enumerable: true },
+      experts: { get: once(() => frozen(experts)), enumerable: true },
+      tokensPerExpert: { value: tokensPerExpert, enumerable: true },
+      splits: { value: splits, enumerable: true },
+      probs: { get: probs === undefined ? () => undefined : once(() => frozen(probs())), enumerable: true },
+    },
+  ) as DispatchPlan
+  typedRows.set(plan, { tokens, experts })
+  return Object.freeze(plan)
+}
+
+/**
+ * The token of each row as an Int32Array, without a copy where the plan holds one (never
+ * write it).
+ * @category mapping
+ */
+export const rowTokens = (plan: DispatchPlan): Int32Array => typedRows.get(plan)?.tokens ?? Int32Array.from(plan.sortedIndices)
+
+/**
+ * The expert of each row as an Int32Array, without a copy where the plan holds one (never
+ * write it).
+ * @category mapping
+ */
+export const rowExperts = (plan: DispatchPlan): Int32Array => typedRows.get(plan)?.experts ?? Int32Array.from(plan.experts)
+
 /**
  * N, the number of permuted rows.
  * @category mapping
  */
-export const numRows = (plan: DispatchPlan): number => plan.sortedIndices.length
+export const numRows = (plan: DispatchPlan): number => typedRows.get(plan)?.tokens.length ?? plan.sortedIndices.length
 
 /**
  * Where each expert's rows start, [E + 1] (the last entry is N).
@@ -115,4 +178,4 @@ export const offsets = (plan: DispatchPlan): Array<number> => {
  * The token of each row as an Int32Array (a new copy, for gather / scatter ops).
  * @category mapping
  */
-export const indexArray = (plan: DispatchPlan): Int32Array => Int32Array.from(plan.sortedIndices)
+export const indexArray = (plan: DispatchPlan): Int32Array => rowTokens(plan).slice()

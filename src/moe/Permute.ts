@@ -30,13 +30,21 @@
  * gradient rows); unpermute is a product with the weights then scatterAddRows; both are
  * differentiable w.r.t. tokens / permuted rows and the probs / weights. The sums run in
  * increasing row order, so results are the same bits on every run.
+ *
+ * On float32 with the addon built, each function here runs as one pass of the native dispatch
+ * kernels (PermuteKernels.ts: a counting sort for the order, the gather with the probs, a
+ * token-outer sum for unpermute) with the same bits; the compositions of tensor ops below are
+ * the fallback and the specification (PLEAT_NATIVE_DISPATCH=off, float64, no addon, and the
+ * weighted unpermute on a bf16 tape, whose product is rounded to bf16 before the sum).
  */
+import { activeDispatchKernels, type DispatchKernels } from "../native/CpuDispatch.js"
 import { gatherRows, scatterAddRows } from "../tensor/ops/Gather.js"
 import { mul } from "../tensor/ops/Elementwise.js"
-import { reshape } from "../tensor/ops/Shape.js"
+import { concat, reshape, split } from "../tensor/ops/Shape.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
 import * as DispatchPlan from "./DispatchPlan.js"
+import * as PermuteKernels from "./PermuteKernels.js"
 import type * as RoutingMap from "./RoutingMap.js"
 
 /**
@@ -59,6 +67,13 @@ export interface Permuted {
  * @category mapping
  */
 export const order = (map: RoutingMap.RoutingMap): { readonly sortedIndices: Int32Array; readonly experts: Int32Array } => {
+  const k = activeDispatchKernels()
+  if (k !== undefined) return PermuteKernels.order(k, map)
+  return orderLoop(map)
+}
+
+/** order as loops: expert-outer, token-inner (the specification of the counting sort). */
+const orderLoop = (map: RoutingMap.RoutingMap): { readonly sortedIndices: Int32Array; readonly experts: Int32Array } => {
   const { numTokens: t, numExperts: e, mask } = map
   let n = 0
   for (let i = 0; i < mask.length; i++) n += mask[i] as number
@@ -77,33 +92,99 @@ export const order = (map: RoutingMap.RoutingMap): { readonly sortedIndices: Int
   return { sortedIndices, experts }
 }
 
+/** The native kernels when they apply to these float32 tensors, else undefined (the fallback runs). */
+const nativeFor = (...ts: ReadonlyArray<Tensor.Tensor | undefined>): DispatchKernels | undefined =>
+  ts.every((t) => t === undefined || t.dtype === "float32") ? activeDispatchKernels() : undefined
+
+const checkPermute = (op: string, tokens: Tensor.Tensor, map: RoutingMap.RoutingMap, probs: Tensor.Tensor | undefined): void => {
+  if (tokens.rank < 1 || tokens.shape[0] !== map.numTokens) {
+    throw TensorError.shape(op, `tokens ${TensorError.formatShape(tokens.shape)} do not have the map's ${map.numTokens} rows`)
+  }
+  if (probs !== undefined && (probs.rank !== 2 || probs.shape[0] !== map.numTokens || probs.shape[1] !== map.numExperts)) {
+    throw TensorError.shape(op, `probs ${TensorError.formatShape(probs.shape)} are not [${map.numTokens}, ${map.numExperts}]`)
+  }
+}
+
+/** The rows of the map (and their counts) on the kernels (whatever the dtype) or as loops. */
+const orderWithCounts = (map: RoutingMap.RoutingMap) => {
+  const k = activeDispatchKernels()
+  if (k !== undefined) return PermuteKernels.order(k, map)
+  const o = orderLoop(map)
+  const tokensPerExpert = new Int32Array(map.numExperts)
+  for (let j = 0; j < o.experts.length; j++) {
+    const e = o.experts[j] as number
+    tokensPerExpert[e] = (tokensPerExpert[e] as number) + 1
+  }
+  return { ...o, tokensPerExpert }
+}
+
+/** probs[t_j, e_j] of every row as tensor ops: a gather on the flat probs. */
+const pairsLoop = (probs: Tensor.Tensor, sortedIndices: Int32Array, experts: Int32Array, numExperts: number): Tensor.Tensor => {
+  const at = new Int32Array(sortedIndices.length)
+  for (let j = 0; j < at.length; j++) at[j] = (sortedIndices[j] as number) * numExperts + (experts[j] as number)
+  return gatherRows(reshape(probs, [probs.size]), at)
+}
+
 /**
  * Permutes token rows into expert-major order (and gathers the probs of each row).
  * @category combinators
  */
 export const permute = (tokens: Tensor.Tensor, map: RoutingMap.RoutingMap, probs?: Tensor.Tensor): Permuted => {
-  if (tokens.rank < 1 || tokens.shape[0] !== map.numTokens) {
-    throw TensorError.shape("permute", `tokens ${TensorError.formatShape(tokens.shape)} do not have the map's ${map.numTokens} rows`)
-  }
-  if (probs !== undefined && (probs.rank !== 2 || probs.shape[0] !== map.numTokens || probs.shape[1] !== map.numExperts)) {
-    throw TensorError.shape("permute", `probs ${TensorError.formatShape(probs.shape)} are not [${map.numTokens}, ${map.numExperts}]`)
-  }
-  const { sortedIndices, experts } = order(map)
-  const permuted = gatherRows(tokens, sortedIndices)
+  checkPermute("permute", tokens, map, probs)
+  const k = nativeFor(tokens, probs)
+  const { sortedIndices, experts, tokensPerExpert } = orderWithCounts(map)
+  let permuted: Tensor.Tensor
   let permutedProbs: Tensor.Tensor | undefined
-  if (probs !== undefined) {
-    const at = new Int32Array(sortedIndices.length)
-    for (let j = 0; j < at.length; j++) at[j] = (sortedIndices[j] as number) * map.numExperts + (experts[j] as number)
-    permutedProbs = gatherRows(reshape(probs, [map.numTokens * map.numExperts]), at)
+  if (k !== undefined && probs !== undefined) {
+    const both = PermuteKernels.gatherWithPairs(k, tokens, probs, sortedIndices, experts)
+    permuted = both.rows
+    permutedProbs = both.pairs
+  } else {
+    permuted = k !== undefined ? PermuteKernels.gather(k, "gatherRows", tokens, sortedIndices, map.numTokens) : gatherRows(tokens, sortedIndices)
+    permutedProbs = probs === undefined ? undefined : pairsLoop(probs, sortedIndices, experts, map.numExperts)
   }
-  const plan = DispatchPlan.make({
+  const pairs = permutedProbs
+  const plan = DispatchPlan.fromOrder({
     numTokens: map.numTokens,
     numExperts: map.numExperts,
     sortedIndices,
     experts,
-    probs: permutedProbs?.data,
+    tokensPerExpert,
+    probs: pairs === undefined ? undefined : () => pairs.data,
   })
   return { permuted, permutedProbs, sortedIndices, tokensPerExpert: plan.tokensPerExpert, plan }
+}
+
+/**
+ * The rows of a permute with their prob as one more column, [N, H + 1] for tokens [T, H] and
+ * probs [T, E] (what the all-to-all dispatcher sends: one exchange moves both): the same
+ * values as concat([permuted, permutedProbs as a column], 1), in one pass on float32.
+ * @category combinators
+ */
+export const permuteWithProbColumn = (
+  tokens: Tensor.Tensor,
+  map: RoutingMap.RoutingMap,
+  probs: Tensor.Tensor,
+): { readonly rows: Tensor.Tensor; readonly sortedIndices: Int32Array; readonly tokensPerExpert: ReadonlyArray<number>; readonly plan: DispatchPlan.DispatchPlan } => {
+  checkPermute("permuteWithProbColumn", tokens, map, probs)
+  if (tokens.rank !== 2) throw TensorError.shape("permuteWithProbColumn", `tokens ${TensorError.formatShape(tokens.shape)} are not [T, H]`)
+  const k = nativeFor(tokens, probs)
+  const { sortedIndices, experts, tokensPerExpert } = orderWithCounts(map)
+  const n = sortedIndices.length
+  const h = tokens.shape[1] as number
+  const rows =
+    k !== undefined
+      ? PermuteKernels.withColumn(k, tokens, probs, sortedIndices, experts)
+      : concat([gatherRows(tokens, sortedIndices), reshape(pairsLoop(probs, sortedIndices, experts, map.numExperts), [n, 1])], 1)
+  const plan = DispatchPlan.fromOrder({
+    numTokens: map.numTokens,
+    numExperts: map.numExperts,
+    sortedIndices,
+    experts,
+    tokensPerExpert,
+    probs: () => Array.from({ length: n }, (_, j) => rows.data[j * (h + 1) + h] as number),
+  })
+  return { rows, sortedIndices, tokensPerExpert: plan.tokensPerExpert, plan }
 }
 
 const asIndex = (index: ArrayLike<number>): Int32Array => (index instanceof Int32Array ? index : Int32Array.from(index))
@@ -117,11 +198,24 @@ export const unpermute = (permuted: Tensor.Tensor, sortedIndices: ArrayLike<numb
   if (n === undefined || sortedIndices.length !== n) {
     throw TensorError.shape("unpermute", `${sortedIndices.length} indices for permuted rows ${TensorError.formatShape(permuted.shape)}`)
   }
+  if (weights !== undefined && (weights.rank !== 1 || weights.shape[0] !== n)) {
+    throw TensorError.shape("unpermute", `weights ${TensorError.formatShape(weights.shape)} are not [${n}]`)
+  }
+  // The weighted kernel sums the float32 products; a bf16 tape rounds them first (the mul's
+  // output), and the weights' gradient is the per-row sum of rank-2 rows only.
+  const bf16 = permuted.tape?.roundsToBf16 === true || weights?.tape?.roundsToBf16 === true
+  const k = weights === undefined || (permuted.rank === 2 && !bf16) ? nativeFor(permuted, weights) : undefined
+  if (k !== undefined) {
+    if (!Number.isInteger(numTokens) || numTokens < 0) throw TensorError.shape("scatterAddRows", `numRows must be an integer >= 0, got ${numTokens}`)
+    try {
+      return PermuteKernels.combine(k, "scatterAddRows", permuted, asIndex(sortedIndices), weights, numTokens)
+    } catch (e) {
+      // The kernel checks every index before it writes; an index outside is the caller's shape error.
+      throw e instanceof RangeError ? TensorError.shape("scatterAddRows", e.message) : e
+    }
+  }
   let rows = permuted
   if (weights !== undefined) {
-    if (weights.rank !== 1 || weights.shape[0] !== n) {
-      throw TensorError.shape("unpermute", `weights ${TensorError.formatShape(weights.shape)} are not [${n}]`)
-    }
     const column = reshape(weights, [n, ...permuted.shape.slice(1).map(() => 1)])
     rows = mul(permuted, column)
   }
@@ -145,6 +239,7 @@ const chunkIndex = (splitSizes: ReadonlyArray<number>, sortedIdxs: ReadonlyArray
   }
   const seen = new Uint8Array(n)
   const out = new Int32Array(total)
+  const rows = iota(total)
   let j = 0
   for (const c of sortedIdxs) {
     if (!Number.isInteger(c) || c < 0 || c >= n || seen[c] === 1) {
@@ -152,9 +247,38 @@ const chunkIndex = (splitSizes: ReadonlyArray<number>, sortedIdxs: ReadonlyArray
     }
     seen[c] = 1
     const start = starts[c] as number
-    for (let r = 0; r < (splitSizes[c] as number); r++) out[j++] = start + r
+    const size = splitSizes[c] as number
+    out.set(rows.subarray(start, start + size), j)
+    j += size
   }
   return out
+}
+
+let iotaCache = new Int32Array(0)
+
+/** 0, 1, ..., n - 1 (a view of a shared array: never write it). */
+const iota = (n: number): Int32Array => {
+  if (iotaCache.length < n) {
+    iotaCache = new Int32Array(Math.max(n, 2 * iotaCache.length))
+    for (let i = 0; i < iotaCache.length; i++) iotaCache[i] = i
+  }
+  return iotaCache.subarray(0, n)
+}
+
+/**
+ * Whether a chunk order leaves every row where it is (every chunk in place, or the chunks out
+ * of place all empty).
+ * @category guards
+ */
+export const isIdentityOrder = (splitSizes: ReadonlyArray<number>, sortedIdxs: ReadonlyArray<number>): boolean => {
+  // The rows stay in place exactly when the non-empty chunks come in increasing order.
+  let last = -1
+  for (const c of sortedIdxs) {
+    if ((splitSizes[c] as number) === 0) continue
+    if (c < last) return false
+    last = c
+  }
+  return true
 }
 
 /**
@@ -176,4 +300,28 @@ export const sortChunksByIndex = (
     throw TensorError.shape("sortChunksByIndex", `probs ${TensorError.formatShape(probs.shape)} do not have ${index.length} rows`)
   }
   return { output: gatherRows(input, index), probs: probs === undefined ? undefined : gatherRows(probs, index) }
+}
+
+/**
+ * sortChunksByIndex of rows [M, H + 1] whose last column is a prob, split into the rows [M, H]
+ * and the probs [M]: the same values as sortChunksByIndex then split, in one pass on float32.
+ * @category combinators
+ */
+export const sortChunksAndSplit = (
+  input: Tensor.Tensor,
+  splitSizes: ReadonlyArray<number>,
+  sortedIdxs: ReadonlyArray<number>,
+): { readonly rows: Tensor.Tensor; readonly probs: Tensor.Tensor } => {
+  const index = chunkIndex(splitSizes, sortedIdxs)
+  const columns = input.shape[1]
+  if (input.rank !== 2 || input.shape[0] !== index.length || columns === undefined || columns < 1) {
+    throw TensorError.shape("sortChunksAndSplit", `input ${TensorError.formatShape(input.shape)} is not the [${index.length}, H + 1] rows of the chunks`)
+  }
+  const k = nativeFor(input)
+  if (k !== undefined) {
+    const { rows, last } = PermuteKernels.sortSplit(k, input, index)
+    return { rows, probs: last }
+  }
+  const [rows, probs] = split(gatherRows(input, index), [columns - 1, 1], 1) as [Tensor.Tensor, Tensor.Tensor]
+  return { rows, probs: reshape(probs, [index.length]) }
 }
