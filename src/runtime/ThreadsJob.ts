@@ -4,8 +4,10 @@
  *
  * Closures cannot cross into a worker, so the program is named: a module and a named export
  * `(rank, args) => Effect<A, E, Communicator>`; `args` and the results are structured-cloned.
- * Collective data moves through SharedArrayBuffers (the threads transport, src/comm/threads); the main thread
- * only coordinates. Supervision is Job.run's: the job succeeds with every rank's result in
+ * Collectives meet in shared memory and p2p messages go over a direct channel between each pair
+ * of workers (the threads transport, src/comm/threads): the main thread is on no data path. It
+ * starts the workers, hands out each group's control block once (on the first request of a
+ * member), and supervises. Supervision is Job.run's: the job succeeds with every rank's result in
  * rank order, or fails with the first rank that failed (RankFailed, with its cause rebuilt:
  * a CommError stays a CommError). A rank fails when its program fails, when its worker
  * throws, or when its worker exits before the program finished. Then every worker is told to
@@ -31,8 +33,9 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import type { Worker } from "node:worker_threads"
-import { Coordinator } from "../comm/threads/Coordinator.js"
+import { MessageChannel, type MessagePort, type Worker } from "node:worker_threads"
+import * as ControlBlock from "../comm/threads/ControlBlock.js"
+import * as Doorbell from "../comm/threads/Doorbell.js"
 import * as Failure from "./threads/Failure.js"
 import * as Pool from "./threads/Pool.js"
 import type { ToMain, ToWorker } from "../comm/threads/Protocol.js"
@@ -72,7 +75,8 @@ class Session {
   readonly job = nextJob++
   readonly world: number
   readonly workers: Array<Worker> = []
-  readonly coordinator: Coordinator
+  /** The control block of every group a member asked for, by group key. */
+  readonly #blocks = new Map<string, SharedArrayBuffer>()
   readonly #results: Array<unknown>
   readonly #done: Array<boolean>
   readonly #stopped: Array<boolean>
@@ -98,7 +102,6 @@ class Session {
     this.#exited = new Array<boolean>(world).fill(false)
     this.#loadedRanks = new Array<boolean>(world).fill(false)
     const timeoutMs = options.timeoutMs ?? 30_000
-    this.coordinator = new Coordinator(this.job, timeoutMs, (rank, m) => this.#post(rank, m))
     const module = moduleUrl(options.module)
     const flavour: Pool.Flavour = Pool.fromSources || /\.[mc]?tsx?$/.test(new URL(module).pathname) ? "tsx" : "plain"
     try {
@@ -107,13 +110,40 @@ class Session {
     } catch (error) {
       throw new TypeError(`ThreadsJob: the args cannot be sent to the workers (they must be structured-cloneable): ${error instanceof Error ? error.message : String(error)}`)
     }
+    const doorbells = new SharedArrayBuffer(Doorbell.bytesFor(world))
+    // One direct channel per pair of ranks: peers[i][j] is rank i's end towards rank j.
+    const peers = Array.from({ length: world }, () => new Array<MessagePort | undefined>(world))
+    for (let i = 0; i < world; i++) {
+      for (let j = i + 1; j < world; j++) {
+        const { port1, port2 } = new MessageChannel()
+        ;(peers[i] as Array<MessagePort | undefined>)[j] = port1
+        ;(peers[j] as Array<MessagePort | undefined>)[i] = port2
+      }
+    }
     try {
       for (let rank = 0; rank < world; rank++) {
         const worker = Pool.take(flavour)
         this.workers.push(worker)
         this.#attach(rank, worker)
-        const start: ToWorker = { t: "start", job: this.job, rank, world, module, export: options.export, args: options.args, timeoutMs, copy: options.copy ?? true }
-        this.#post(rank, start)
+        const ports = peers[rank] as Array<MessagePort | undefined>
+        const start: ToWorker = {
+          t: "start",
+          job: this.job,
+          rank,
+          world,
+          module,
+          export: options.export,
+          args: options.args,
+          timeoutMs,
+          copy: options.copy ?? true,
+          doorbells,
+          peers: ports,
+        }
+        this.#post(
+          rank,
+          start,
+          ports.filter((p): p is MessagePort => p !== undefined),
+        )
       }
     } catch (error) {
       // No worker may stay behind when the job cannot start (tsx missing, args not cloneable).
@@ -131,7 +161,7 @@ class Session {
     this.#startTimer.unref()
   }
 
-  #post(rank: number, message: ToWorker, transfer?: Array<ArrayBuffer>): void {
+  #post(rank: number, message: ToWorker, transfer?: Array<MessagePort>): void {
     if (!this.#exited[rank]) this.workers[rank]?.postMessage(message, transfer)
   }
 
@@ -166,11 +196,15 @@ class Session {
         clearTimeout(this.#startTimer)
         for (let r = 0; r < this.world; r++) this.#post(r, { t: "go", job: this.job })
         return
-      case "arrive":
-        return this.coordinator.arrive(m.id, m.group, m.seq, m.part)
-      case "send":
+      case "group": {
         if (this.#closed) return
-        return this.#post(m.to, { t: "message", job: this.job, from: rank, tag: m.tag, dtype: m.dtype, shape: m.shape, device: m.device, buffer: m.buffer }, [m.buffer])
+        let block = this.#blocks.get(m.key)
+        if (block === undefined) {
+          block = new SharedArrayBuffer(ControlBlock.bytesFor(m.size))
+          this.#blocks.set(m.key, block)
+        }
+        return this.#post(rank, { t: "group", job: this.job, key: m.key, block })
+      }
       case "done":
         if (!m.ok) return this.#fail(rank, Failure.rebuild(m.failure))
         if (this.#done[rank]) return
@@ -214,7 +248,6 @@ class Session {
     const why = success ? "the job ended" : "the job failed"
     this.#closed = true
     clearTimeout(this.#startTimer)
-    this.coordinator.close(why)
     for (let r = 0; r < this.world; r++) this.#post(r, { t: "close", job: this.job, why })
     const settled = (r: number) => this.#stopped[r] === true || this.#exited[r] === true
     await new Promise<void>((resolve) => {

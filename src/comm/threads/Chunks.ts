@@ -1,6 +1,6 @@
 /**
- * Chunks: a rank's shared memory for its collective contributions, and the reader counters
- * that say when other ranks are done with it.
+ * Chunks: a rank's shared memory for its collective contributions (copying mode), and the
+ * reader counters that say when other ranks are done with it.
  *
  * Copying mode: a contribution is copied into a pooled chunk when the op is issued (the
  * snapshot that keeps a rank that mutates its tensor afterwards from changing what others
@@ -10,9 +10,8 @@
  * decrements it with Atomics when done, and the owner takes the chunk again once it reads 0.
  * Nobody waits on it: a chunk still being read is skipped and another one used or made.
  *
- * Zero-copy mode: the readers read the tensor's own SharedArrayBuffer, so the owner must not
- * go on (and maybe overwrite it) before they are done: its op completes only when a ticket (a
- * counter in a shared slot table) reaches 0. It waits with Atomics.waitAsync, never spinning.
+ * Zero-copy mode reads the tensor's own SharedArrayBuffer instead; its readers are counted in
+ * the group's control block (ControlBlock), where the owner waits for them.
  */
 import * as DType from "../../tensor/DType.js"
 import { type Counter, headerBytes, readersSlot, readySlot } from "./Protocol.js"
@@ -114,50 +113,6 @@ export class ChunkPool {
   }
 }
 
-const slotsPerBlock = 1024
-
-/**
- * Reader counters for zero-copy contributions: slots in shared blocks, free when 0.
- * @category models
- */
-export class Tickets {
-  #blocks: Array<Int32Array> = []
-  #next = 0
-
-  /** A counter set to `readers`. */
-  take(readers: number): Counter {
-    const total = this.#blocks.length * slotsPerBlock
-    for (let k = 0; k < total; k++) {
-      const i = (this.#next + k) % total
-      const block = this.#blocks[Math.floor(i / slotsPerBlock)] as Int32Array
-      if (Atomics.load(block, i % slotsPerBlock) === 0) {
-        this.#next = i + 1
-        Atomics.store(block, i % slotsPerBlock, readers)
-        return { buffer: block.buffer as SharedArrayBuffer, index: i % slotsPerBlock }
-      }
-    }
-    const block = new Int32Array(new SharedArrayBuffer(4 * slotsPerBlock))
-    this.#blocks.push(block)
-    this.#next = total + 1
-    Atomics.store(block, 0, readers)
-    return { buffer: block.buffer as SharedArrayBuffer, index: 0 }
-  }
-
-  /** Frees every slot (between jobs). */
-  reset(): void {
-    for (const b of this.#blocks) b.fill(0)
-  }
-}
-
-/**
- * Orders the reader's loads after the writer's stores (pairs with the owner's store of the
- * count in `publish` or `Tickets.take`).
- * @category mapping
- */
-export const acquire = (c: Counter): void => {
-  Atomics.load(new Int32Array(c.buffer, 0, c.index + 1), c.index)
-}
-
 /**
  * Frees a counter at once (its op failed: nobody will read the part).
  * @category mapping
@@ -167,28 +122,10 @@ export const clear = (c: Counter): void => {
 }
 
 /**
- * A reader is done: one reader fewer; the last one wakes an owner waiting in `drained`.
+ * A reader is done: one reader fewer (the owner finds the chunk free once it reads 0).
  * @category mapping
  */
 export const readDone = (c: Counter): void => {
   const view = new Int32Array(c.buffer, 0, c.index + 1)
-  if (Atomics.sub(view, c.index, 1) === 1) Atomics.notify(view, c.index)
-}
-
-interface WaitAsync {
-  waitAsync(view: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> }
-}
-
-/**
- * Resolves once every reader is done (the counter reads 0).
- * @category mapping
- */
-export const drained = async (c: Counter): Promise<void> => {
-  const view = new Int32Array(c.buffer, 0, c.index + 1)
-  for (;;) {
-    const left = Atomics.load(view, c.index)
-    if (left <= 0) return
-    const wait = (Atomics as unknown as WaitAsync).waitAsync(view, c.index, left)
-    if (wait.async) await wait.value
-  }
+  Atomics.sub(view, c.index, 1)
 }

@@ -1,35 +1,18 @@
 /**
- * Protocol: the messages between the main thread (supervisor and coordinator) and the rank
- * workers of a threads job.
+ * Protocol: the messages of a threads job: between the main thread (the supervisor) and the
+ * rank workers, and between two workers on their direct channel.
  *
- * Only metadata travels in messages. Collective payloads stay in SharedArrayBuffers: a part
- * names the buffer, a byte offset and an element count, and posting a SAB shares its memory
- * (no copy). p2p payloads are ArrayBuffers moved with a transfer list (ownership moves, no
- * copy). Every message carries the job id so that a pooled worker ignores leftovers of an
- * earlier job.
+ * The main thread starts the workers, hands each group's control block out once (ControlBlock)
+ * and ends the job; it is never on the path of a collective or a p2p message. Collectives meet
+ * in shared memory (ControlBlock, Doorbell). Workers talk to each other over one MessagePort per
+ * pair: shared buffers they will read (Registry) and p2p messages, whose ArrayBuffers move with
+ * a transfer list (ownership moves, no copy). Every message to a worker carries the job id so
+ * that a pooled worker ignores leftovers of an earlier job.
  */
-import type * as Collective from "../Collective.js"
+import type { MessagePort } from "node:worker_threads"
 import type * as CommError from "../CommError.js"
-import type * as Group from "../Group.js"
 import type * as DType from "../../tensor/DType.js"
 import type * as Device from "../../tensor/Device.js"
-
-/**
- * One member's contribution as it crosses threads: the parameters, and where its data lies.
- * @category models
- */
-export interface Part extends Collective.Signature {
-  /** The shared memory holding the data; undefined for empty tensors. */
-  readonly buffer: SharedArrayBuffer | undefined
-  /** Byte offset of the data in `buffer`. */
-  readonly offset: number
-  /** Number of elements. */
-  readonly length: number
-  /** Where the readers still to come are counted (each reader decrements it when done). */
-  readonly counter: Counter | undefined
-  /** The member's receive buffer, if it gave one (it stays in its thread; checked here). */
-  readonly out?: { readonly length: number; readonly dtype: DType.DType }
-}
 
 /**
  * An Int32 slot in shared memory.
@@ -72,17 +55,8 @@ export type WireValue =
 export type ToMain =
   /** The module is imported and the export is a function: ready to go. */
   | { readonly t: "loaded"; readonly job: number }
-  | { readonly t: "arrive"; readonly job: number; readonly id: number; readonly group: Group.Group; readonly seq: number; readonly part: Part }
-  | {
-      readonly t: "send"
-      readonly job: number
-      readonly to: number
-      readonly tag: string
-      readonly dtype: DType.DType
-      readonly shape: ReadonlyArray<number>
-      readonly device: Device.Device
-      readonly buffer: ArrayBuffer
-    }
+  /** The control block of a group, please (the first time this rank uses the group). */
+  | { readonly t: "group"; readonly job: number; readonly key: string; readonly size: number }
   | { readonly t: "done"; readonly job: number; readonly ok: true; readonly value: unknown }
   | { readonly t: "done"; readonly job: number; readonly ok: false; readonly failure: WireFailure }
   /** The worker has failed its pending ops and its program has stopped. */
@@ -105,22 +79,35 @@ export type ToWorker =
       readonly args: unknown
       readonly timeoutMs: number
       readonly copy: boolean
+      /** The job's doorbells (Doorbell). */
+      readonly doorbells: SharedArrayBuffer
+      /** The direct channel to each other rank (undefined at this rank's own index). */
+      readonly peers: ReadonlyArray<MessagePort | undefined>
     }
   /** Every rank has loaded: run the program. */
   | { readonly t: "go"; readonly job: number }
-  | { readonly t: "complete"; readonly job: number; readonly id: number; readonly parts: ReadonlyArray<Part> }
-  | { readonly t: "fail"; readonly job: number; readonly id: number; readonly error: ErrorFields }
+  /** A group's control block (the same buffer for every member). */
+  | { readonly t: "group"; readonly job: number; readonly key: string; readonly block: SharedArrayBuffer }
+  | { readonly t: "close"; readonly job: number; readonly why: string }
+
+/**
+ * Worker to worker, on their direct channel.
+ * @category models
+ */
+export type PeerMessage =
+  /** A shared buffer the sender's parts will name by `id`. */
+  | { readonly t: "share"; readonly id: number; readonly buffer: SharedArrayBuffer }
+  /** The sender dropped buffer `id`: forget it. */
+  | { readonly t: "drop"; readonly id: number }
+  /** A p2p message; `buffer` is transferred. */
   | {
-      readonly t: "message"
-      readonly job: number
-      readonly from: number
+      readonly t: "p2p"
       readonly tag: string
       readonly dtype: DType.DType
       readonly shape: ReadonlyArray<number>
       readonly device: Device.Device
       readonly buffer: ArrayBuffer
     }
-  | { readonly t: "close"; readonly job: number; readonly why: string }
 
 /**
  * Bytes at the start of a pooled chunk that hold its header (the data starts here, aligned for

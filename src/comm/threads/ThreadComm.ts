@@ -1,14 +1,24 @@
 /**
- * ThreadComm: the transport of one rank of a threads job, inside the rank's worker.
+ * ThreadComm: the transport of one rank of a threads job, inside the rank's worker. Its
+ * collectives meet the other members' in shared memory and nowhere else.
  *
  * `enter` snapshots the tensor into a pooled shared chunk (or, in zero-copy mode, names the
- * tensor's own SharedArrayBuffer) and tells the coordinator (the one Rendezvous, on the main
- * thread). The coordinator answers `complete` with every member's part, and this rank computes
- * its own output from them in place (Collective.outputFor; a large allReduce is shared out
- * slice by slice, Cooperative.ts), or `fail` with the diagnosis. p2p messages go through the
- * main thread as transferred ArrayBuffers into this rank's Inbox. Sequence numbers, guards and
- * p2p receives are the Endpoint's, as on every transport.
+ * tensor's own SharedArrayBuffer) and publishes the part in the group's control block
+ * (ControlBlock: descriptor, reader count, issued count), then rings the other members'
+ * doorbells. The members check the rules themselves (Meeting: own arguments and agreement on
+ * arrival, Verdict once all are there, Timeout past the deadline) and one of them decides the
+ * slot for all. Once it is ok, each member reads the others' parts straight from their shared
+ * buffers and computes its own output (Collective.outputFor; a large allReduce is shared out
+ * slice by slice, Cooperative.ts), then counts itself off every part. In zero-copy mode the
+ * owner completes only once every reader is done with its tensor. p2p messages go to the peer
+ * over the pair's direct channel as transferred ArrayBuffers, into its Inbox. Sequence numbers,
+ * guards and p2p receives are the Endpoint's, as on every transport.
+ *
+ * A rank with nothing ready waits on its doorbell with Atomics.waitAsync (Doorbell), never
+ * blocking its event loop: its other fibers go on computing while collectives are in flight.
+ * The main thread only hands out control blocks, once per group, and supervises.
  */
+import type { MessagePort } from "node:worker_threads"
 import * as Effect from "effect/Effect"
 import * as Collective from "../Collective.js"
 import * as CommError from "../CommError.js"
@@ -18,17 +28,22 @@ import * as Group from "../Group.js"
 import { Inbox } from "../Inbox.js"
 import { copyInto } from "../Kernels.js"
 import { Reply } from "../Reply.js"
+import * as Verdict from "../Verdict.js"
 import type * as DType from "../../tensor/DType.js"
 import * as Tensor from "../../tensor/Tensor.js"
 import * as Chunks from "./Chunks.js"
+import { ControlBlock, slots } from "./ControlBlock.js"
 import * as Cooperative from "./Cooperative.js"
-import type { Counter, ErrorFields, Part, ToMain, ToWorker } from "./Protocol.js"
+import { Doorbells } from "./Doorbell.js"
+import * as Meeting from "./Meeting.js"
+import { type Counter, headerBytes, type PeerMessage, readersSlot, type ToMain } from "./Protocol.js"
+import { Registry } from "./Registry.js"
 
 /**
  * How a rank's communicator reaches the main thread.
  * @category models
  */
-export type PostToMain = (message: ToMain, transfer?: ReadonlyArray<ArrayBuffer>) => void
+export type PostToMain = (message: ToMain) => void
 
 /**
  * Options of one rank's communicator.
@@ -42,24 +57,44 @@ export interface ThreadCommOptions {
   /** Snapshot contributions (default behaviour of the local backend); false reads SAB tensors in place. */
   readonly copy: boolean
   readonly post: PostToMain
-  /** The rank's chunk pool and zero-copy tickets (kept across jobs by a pooled worker). */
+  /** The rank's chunk pool (kept across jobs by a pooled worker). */
   readonly chunks: Chunks.ChunkPool
-  readonly tickets: Chunks.Tickets
+  /** The job's doorbells (Doorbell). */
+  readonly doorbells: SharedArrayBuffer
+  /** The direct channel to each other rank. */
+  readonly peers: ReadonlyArray<MessagePort | undefined>
 }
 
 type Result = Effect.Effect<Collective.Output, CommError.CommError>
 
-interface PendingOp {
-  readonly group: Group.Group
+interface Op {
   readonly seq: number
-  readonly op: Collective.Op
+  /** This rank's whole signature (its own lists untruncated: its own-argument check reads them). */
+  readonly signature: Collective.Signature
   readonly reply: Reply<Collective.Output, CommError.CommError>
-  /** The reader counter of this rank's own part (cleared if the op fails). */
-  readonly own: Counter | undefined
-  /** Zero-copy: the op completes only once every reader is done with this rank's tensor. */
-  readonly drain: boolean
+  /** This rank's part: the shared buffer it lies in (undefined: no data), offset and length. */
+  readonly buffer: SharedArrayBuffer | undefined
+  readonly offset: number
+  readonly length: number
+  /** The pooled chunk holding the part (copying mode). */
+  readonly chunk: Counter | undefined
   /** The receive buffer the program gave, if any. */
   readonly out: DType.Storage | undefined
+  /** The watchdog tick (`#tick`) from which a wait for the others fails the collective. */
+  deadline: number
+  /** Zero-copy: the result, kept while this rank's readers finish. */
+  result: Result | undefined
+  stage: "queued" | "published" | "reading" | "together" | "draining" | "done"
+}
+
+interface Stream {
+  readonly group: Group.Group
+  /** This rank's group-local index. */
+  readonly me: number
+  block: ControlBlock | undefined
+  readonly ops: Array<Op>
+  /** Set when a part could not be published: every later op of the group fails with it. */
+  broken: CommError.CommError | undefined
 }
 
 const viewOf = (dtype: DType.DType, buffer: ArrayBufferLike | undefined, offset: number, length: number): DType.Storage => {
@@ -74,95 +109,41 @@ const viewOf = (dtype: DType.DType, buffer: ArrayBufferLike | undefined, offset:
 export class ThreadComm {
   readonly options: ThreadCommOptions
   readonly inbox: Inbox
-  #pending = new Map<number, PendingOp>()
-  #nextId = 0
+  readonly #doorbells: Doorbells
+  readonly #registry: Registry
+  readonly #streams = new Map<string, Stream>()
+  readonly #asked = new Set<string>()
   #closed: string | undefined
+  #pumping = false
+  #again = false
+  /** Whether a doorbell wait is outstanding. */
+  #asleep = false
+  /** Rings this rank's doorbell while ops wait, so that deadlines pass (see `#watch`). */
+  #watchdog: ReturnType<typeof setInterval> | undefined
+  /** Quarter timeouts counted by the watchdog: the clock of deadlines (no clock read per op). */
+  #tick = 0
 
   constructor(options: ThreadCommOptions) {
     this.options = options
     this.inbox = new Inbox(options.rank, options.timeoutMs)
+    this.#doorbells = new Doorbells(options.doorbells)
+    this.#registry = new Registry(options.world, (to, m) => options.peers[to]?.postMessage(m))
+    options.peers.forEach((port, from) => port?.on("message", (m: PeerMessage) => this.#onPeer(from, m)))
   }
 
-  /** The coordinator's answer: every member's part; computes this rank's output from them. */
-  onComplete(id: number, parts: ReadonlyArray<Part>): void {
-    const p = this.#pending.get(id)
-    this.#pending.delete(id)
-    let result: Result | undefined
-    let together = false
-    try {
-      if (p !== undefined) {
-        const cs = parts.map((part): Collective.Contribution => {
-          if (part.counter !== undefined) Chunks.acquire(part.counter)
-          const { out: _out, buffer, offset, length, counter: _counter, ...meta } = part
-          return { ...meta, data: viewOf(part.dtype, buffer, offset, length) }
-        })
-        const j = Group.localRank(p.group, this.options.rank)
-        const buffers = parts.map((part) => part.buffer)
-        if (
-          Cooperative.usable(
-            cs,
-            parts.map((part) => part.counter),
-            buffers,
-          )
-        ) {
-          together = true
-          return this.#together(id, p, parts, cs, j)
-        }
-        result = Effect.succeed(Collective.outputFor(cs, j, p.out))
-      }
-    } catch (error) {
-      if (p !== undefined) {
-        result = Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(p.group), op: p.op, seq: p.seq, rank: this.options.rank, ranks: [], detail: String(error) }))
-      }
-    } finally {
-      // Read or not, this rank is done with every part: the owners may reuse their chunks
-      // (the cooperative path releases them itself, later).
-      if (!together) for (const part of parts) if (part.counter !== undefined) Chunks.readDone(part.counter)
-    }
-    if (p === undefined || result === undefined) return
-    if (!p.drain || p.own === undefined) return p.reply.done(result)
-    // Zero-copy: the program may overwrite its tensor once it resumes; wait for the readers.
-    const own = p.own
-    this.#pending.set(id, p)
-    void Chunks.drained(own).then(() => {
-      if (this.#pending.delete(id)) p.reply.done(result)
-    })
+  #onPeer(from: number, m: PeerMessage): void {
+    if (this.#closed !== undefined) return
+    if (m.t === "p2p") return this.inbox.deliver(from, m.tag, Tensor.fromStorage(viewOf(m.dtype, m.buffer, 0, Tensor.sizeOf(m.shape)), m.shape, { device: m.device }))
+    this.#registry.receive(from, m)
+    if (m.t === "share") this.#pump()
   }
 
-  // Cooperative allReduce: asynchronous (it waits for the other members' slices); the parts
-  // are released only once it has read everything.
-  #together(id: number, p: PendingOp, parts: ReadonlyArray<Part>, cs: ReadonlyArray<Collective.Contribution>, j: number): void {
-    this.#pending.set(id, p)
-    const done = (result: Result) => {
-      for (const part of parts) if (part.counter !== undefined) Chunks.readDone(part.counter)
-      // Closed meanwhile: close() already answered.
-      if (this.#pending.get(id) === p && this.#pending.delete(id)) p.reply.done(result)
-    }
-    Cooperative.allReduce(
-      cs,
-      parts.map((part) => part.buffer as SharedArrayBuffer),
-      j,
-      p.out,
-    ).then(
-      (output) => done(Effect.succeed(output)),
-      (error: unknown) =>
-        done(Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(p.group), op: p.op, seq: p.seq, rank: this.options.rank, ranks: [], detail: String(error) }))),
-    )
-  }
-
-  /** The coordinator's diagnosis for op `id`. */
-  onFail(id: number, error: ErrorFields): void {
-    const p = this.#pending.get(id)
-    if (p === undefined) return
-    this.#pending.delete(id)
-    // A failed slot never completes, so nobody reads this rank's part.
-    if (p.own !== undefined) Chunks.clear(p.own)
-    p.reply.done(Effect.fail(CommError.make(error)))
-  }
-
-  /** A p2p message for this rank. */
-  onMessage(m: Extract<ToWorker, { t: "message" }>): void {
-    this.inbox.deliver(m.from, m.tag, Tensor.fromStorage(viewOf(m.dtype, m.buffer, 0, Tensor.sizeOf(m.shape)), m.shape, { device: m.device }))
+  /** The main thread's answer: a group's control block. */
+  onGroup(key: string, buffer: SharedArrayBuffer): void {
+    const s = this.#streams.get(key)
+    if (s === undefined || s.block !== undefined) return
+    s.block = new ControlBlock(buffer, s.group.ranks.length)
+    this.#pump()
   }
 
   /** Ends the job for this rank: every waiting op fails with Closed. */
@@ -170,61 +151,374 @@ export class ThreadComm {
     if (this.#closed !== undefined) return
     this.#closed = why
     const rank = this.options.rank
-    for (const p of this.#pending.values()) {
-      if (p.own !== undefined) Chunks.clear(p.own)
-      p.reply.done(Effect.fail(CommError.make({ reason: "Closed", group: Group.format(p.group), op: p.op, seq: p.seq, rank, ranks: [], detail: why })))
+    for (const s of this.#streams.values()) {
+      for (const op of [...s.ops]) {
+        this.#fail(s, op, CommError.make({ reason: "Closed", group: Group.format(s.group), op: op.signature.op, seq: op.seq, rank, ranks: [], detail: why }))
+      }
     }
-    this.#pending.clear()
+    this.#streams.clear()
+    this.#registry.close()
+    for (const port of this.options.peers) port?.close()
     this.inbox.close(why)
+    this.#unwatch()
+    // Ends this rank's own outstanding wait now.
+    this.#doorbells.ring(rank)
   }
 
-  #part(request: Request, readers: number): { part: Part; own: Counter | undefined; drain: boolean } {
+  #stream(group: Group.Group, me: number): Stream {
+    const key = Group.key(group)
+    let s = this.#streams.get(key)
+    if (s === undefined) {
+      s = { group, me, block: undefined, ops: [], broken: undefined }
+      this.#streams.set(key, s)
+      if (!this.#asked.has(key)) {
+        this.#asked.add(key)
+        this.options.post({ t: "group", job: this.options.job, key, size: group.ranks.length })
+      }
+    }
+    return s
+  }
+
+  #enter(group: Group.Group, seq: number, request: Request): Result {
+    const { rank, copy } = this.options
     const t = request.tensor
-    const meta = {
+    const signature: Collective.Signature = {
       op: request.op,
-      rank: this.options.rank,
+      rank,
       dtype: t.dtype,
       shape: [...t.shape],
       ...(request.reduce === undefined ? {} : { reduce: request.reduce }),
       ...(request.root === undefined ? {} : { root: request.root }),
       ...(request.sendSplits === undefined ? {} : { sendSplits: [...request.sendSplits] }),
       ...(request.counts === undefined ? {} : { counts: [...request.counts] }),
-      ...(request.out === undefined ? {} : { out: { length: request.out.data.length, dtype: request.out.dtype } }),
     }
+    const me = Group.localRank(group, rank)
+    if (me < 0) {
+      return Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(group), op: request.op, seq, rank, ranks: [rank], detail: `rank ${rank} is not a member` }))
+    }
+    const out = request.out?.data
+    if (group.ranks.length === 1) return this.#alone(group, seq, signature, t.data, out)
+    const n = group.ranks.length
     const data = t.data
-    if (data.length === 0) return { part: { ...meta, buffer: undefined, offset: 0, length: 0, counter: undefined }, own: undefined, drain: false }
-    if (!this.options.copy && data.buffer instanceof SharedArrayBuffer) {
-      const counter = this.options.tickets.take(readers)
-      return { part: { ...meta, buffer: data.buffer, offset: data.byteOffset, length: data.length, counter }, own: counter, drain: true }
+    let op: Op
+    const base = {
+      seq,
+      signature,
+      reply: new Reply<Collective.Output, CommError.CommError>(),
+      out,
+      deadline: this.#deadline(),
+      result: undefined,
+      stage: "queued" as const,
     }
-    const placed = this.options.chunks.take(t.dtype, data.length)
-    copyInto(placed.view, 0, data)
-    this.options.chunks.publish(placed, readers)
-    return { part: { ...meta, buffer: placed.buffer, offset: placed.offset, length: data.length, counter: placed.counter }, own: placed.counter, drain: false }
+    if (data.length === 0) op = { ...base, buffer: undefined, offset: 0, length: 0, chunk: undefined }
+    else if (!copy && data.buffer instanceof SharedArrayBuffer) op = { ...base, buffer: data.buffer, offset: data.byteOffset, length: data.length, chunk: undefined }
+    else {
+      // The snapshot: later writes to the tensor never reach the readers.
+      const placed = this.options.chunks.take(t.dtype, data.length)
+      copyInto(placed.view, 0, data)
+      this.options.chunks.publish(placed, n)
+      op = { ...base, buffer: placed.buffer, offset: headerBytes, length: data.length, chunk: placed.counter }
+    }
+    const s = this.#stream(group, me)
+    if (s.broken !== undefined) {
+      if (op.chunk !== undefined) Chunks.clear(op.chunk)
+      return Effect.fail(CommError.make({ ...CommError.fields(s.broken), seq, op: request.op }))
+    }
+    s.ops.push(op)
+    this.#pump()
+    return op.reply.await
+  }
+
+  // A group of one: the rules and the semantics, with nobody to wait for.
+  #alone(group: Group.Group, seq: number, signature: Collective.Signature, data: DType.Storage, out: DType.Storage | undefined): Result {
+    const judged = Verdict.judge(group, seq, [signature], [out === undefined ? undefined : { length: out.length, dtype: signature.dtype }])
+    if (judged !== undefined) return Effect.fail(judged(this.options.rank))
+    try {
+      return Effect.succeed(Collective.outputFor([{ ...signature, data }], 0, out))
+    } catch (error) {
+      return Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(group), op: signature.op, seq, rank: this.options.rank, ranks: [], detail: String(error) }))
+    }
+  }
+
+  /**
+   * Moves every op as far as it can go, then waits on the doorbell if some op waits for the
+   * other members. Re-entrant calls (a reply resumes a fiber that issues the next op) only ask
+   * for one more round.
+   */
+  #pump(): void {
+    if (this.#closed !== undefined) return
+    if (this.#pumping) {
+      this.#again = true
+      return
+    }
+    this.#pumping = true
+    let waiting = false
+    let seen = 0
+    try {
+      do {
+        this.#again = false
+        seen = this.#doorbells.value(this.options.rank)
+        waiting = false
+        for (const s of this.#streams.values()) if (this.#step(s)) waiting = true
+      } while (this.#again && this.#closed === undefined)
+    } finally {
+      this.#pumping = false
+    }
+    if (!waiting || this.#closed !== undefined) return this.#unwatch()
+    this.#watch()
+    if (this.#asleep) return
+    this.#asleep = true
+    void this.#doorbells.sleep(this.options.rank, seen).then(() => {
+      this.#asleep = false
+      this.#pump()
+    })
+  }
+
+  /**
+   * While ops wait for the other members, one timer per rank counts quarter timeouts and rings
+   * its own doorbell, so that a deadline passes even when nobody rings (as the rendezvous's one
+   * watchdog per job does; reading a clock on every op costs a system call on this VM). It
+   * never keeps the thread alive on its own.
+   */
+  #watch(): void {
+    if (this.#watchdog !== undefined) return
+    const rank = this.options.rank
+    this.#watchdog = setInterval(
+      () => {
+        this.#tick++
+        this.#doorbells.ring(rank)
+      },
+      Math.max(1, Math.floor(this.options.timeoutMs / 4)),
+    )
+    this.#watchdog.unref?.()
+  }
+
+  /**
+   * The tick at which a wait that starts now has lasted the timeout: 4 ticks from a watchdog
+   * started now, 5 from one already running (the current quarter has partly passed).
+   */
+  #deadline(): number {
+    const running = this.#watchdog !== undefined
+    this.#watch()
+    return this.#tick + (running ? 5 : 4)
+  }
+
+  #unwatch(): void {
+    if (this.#watchdog !== undefined) clearInterval(this.#watchdog)
+    this.#watchdog = undefined
+  }
+
+  /** One round over a group's ops; returns whether some op waits for the other members. */
+  #step(s: Stream): boolean {
+    const block = s.block
+    if (block === undefined) return false
+    let waiting = false
+    // Whether some op waits for this rank's readers (see ControlBlock.setWaiting).
+    let readers = false
+    const now = this.#tick
+    let publishing = true
+    for (const op of [...s.ops]) {
+      if (op.stage === "queued") {
+        if (!publishing) break
+        // Marked before the check, so that the last reader, if it comes after, rings.
+        block.setWaiting(s.me, true)
+        if (block.left(op.seq, s.me) !== 0) {
+          // The slot is still read by someone (this rank is `slots` collectives ahead).
+          publishing = false
+          readers = true
+          if (now < op.deadline) waiting = true
+          else this.#stuck(s, op)
+          continue
+        }
+        this.#publish(s, op, block)
+      }
+      if (op.stage === "published" && this.#settle(s, op, block, now)) waiting = true
+      if (op.stage === "reading") this.#read(s, op, block)
+      if (op.stage === "draining") {
+        block.setWaiting(s.me, true)
+        if (block.left(op.seq, s.me) === 0) this.#finish(s, op, op.result as Result)
+        else {
+          waiting = true
+          readers = true
+        }
+      }
+    }
+    if (!readers) block.setWaiting(s.me, false)
+    return waiting
+  }
+
+  #publish(s: Stream, op: Op, block: ControlBlock): void {
+    const chunk = op.chunk !== undefined
+    const id = op.buffer === undefined ? -1 : this.#registry.share(op.buffer, s.group.ranks, this.options.rank)
+    const out = op.out === undefined ? undefined : { length: op.out.length, dtype: op.signature.dtype }
+    try {
+      block.publish(op.seq, s.me, op.signature, out, { buffer: id, offset: op.offset, length: op.length, chunk })
+    } catch (error) {
+      const e = CommError.make({
+        reason: "BadInput",
+        group: Group.format(s.group),
+        op: op.signature.op,
+        seq: op.seq,
+        rank: this.options.rank,
+        ranks: [this.options.rank],
+        detail: String(error),
+      })
+      s.broken = e
+      return this.#fail(s, op, e)
+    }
+    op.stage = "published"
+    op.deadline = this.#deadline()
+    // Nobody is rung for an arrival: the members wait for the decision, and the member that
+    // finds everyone there decides (`#settle`) and rings them.
+    if (block.state(op.seq) !== "open") return
+    const failure = Meeting.onArrival(block, s.group, op.seq, s.me, op.signature)
+    if (failure !== undefined && block.decide(op.seq, failure) === "failed") this.#ringOthers(s)
+  }
+
+  /** Waits for, or makes, the decision of a published op; returns whether it still waits. */
+  #settle(s: Stream, op: Op, block: ControlBlock, now: number): boolean {
+    let state = block.state(op.seq)
+    if (state === "open") {
+      if (Meeting.allArrived(block, op.seq)) state = block.decide(op.seq, Meeting.verdict(block, s.group, op.seq))
+      else if (now >= op.deadline) state = block.decide(op.seq, Meeting.timedOut(block, s.group, op.seq, op.signature.op, this.options.timeoutMs))
+      else return true
+      if (state === "ok" || state === "failed") this.#ringOthers(s)
+    }
+    switch (state) {
+      case "ok":
+        op.stage = "reading"
+        return false
+      case "failed":
+        this.#fail(s, op, Meeting.errorOf(block.failure(op.seq), s.group, op.seq, s.me))
+        return false
+      case "stale":
+        this.#fail(
+          s,
+          op,
+          CommError.make({
+            reason: "Timeout",
+            group: Group.format(s.group),
+            op: op.signature.op,
+            seq: op.seq,
+            rank: this.options.rank,
+            ranks: [],
+            detail: "this rank arrived after the collective had failed and the others had moved on",
+          }),
+        )
+        return false
+      default:
+        // Another member is writing the decision; it rings when done.
+        return true
+    }
+  }
+
+  // An op that could not even publish: its slot stayed busy past the timeout.
+  #stuck(s: Stream, op: Op): void {
+    const e = CommError.make({
+      reason: "Timeout",
+      group: Group.format(s.group),
+      op: op.signature.op,
+      seq: op.seq,
+      rank: this.options.rank,
+      ranks: [],
+      detail: `waited ${this.options.timeoutMs} ms for the members to finish reading collective #${op.seq - slots} of this group (one of them is stuck or gone)`,
+    })
+    s.broken = e
+    for (const later of [...s.ops]) if (later.stage === "queued") this.#fail(s, later, CommError.make({ ...CommError.fields(e), seq: later.seq, op: later.signature.op }))
+  }
+
+  /** Reads every member's part and computes this rank's output (once the peers' buffers are known). */
+  #read(s: Stream, op: Op, block: ControlBlock): void {
+    const n = s.group.ranks.length
+    const buffers: Array<SharedArrayBuffer | undefined> = new Array(n)
+    const placements = s.group.ranks.map((_, j) => block.placement(op.seq, j))
+    for (let j = 0; j < n; j++) {
+      const p = placements[j] as ReturnType<ControlBlock["placement"]>
+      if (j === s.me) buffers[j] = op.buffer
+      else if (p.buffer >= 0) {
+        const b = this.#registry.lookup(s.group.ranks[j] as number, p.buffer)
+        // Its message is on the way: the peer posted it before publishing.
+        if (b === undefined) return
+        buffers[j] = b
+      }
+    }
+    const cs = s.group.ranks.map((rank, j): Collective.Contribution => {
+      const p = placements[j] as ReturnType<ControlBlock["placement"]>
+      const sig = j === s.me ? op.signature : block.signature(op.seq, j, rank)
+      return { ...sig, data: viewOf(sig.dtype, buffers[j], p.offset, p.length) }
+    })
+    const counters = placements.map((p, j) => (p.chunk && buffers[j] !== undefined ? { buffer: buffers[j] as SharedArrayBuffer, index: readersSlot } : undefined))
+    if (Cooperative.usable(cs, counters, buffers)) {
+      op.stage = "together"
+      Cooperative.allReduce(cs, buffers as Array<SharedArrayBuffer>, s.me, op.out).then(
+        (output) => this.#afterRead(s, op, block, counters, Effect.succeed(output)),
+        (error: unknown) => this.#afterRead(s, op, block, counters, Effect.fail(this.#badInput(s, op, error))),
+      )
+      return
+    }
+    let result: Result
+    try {
+      result = Effect.succeed(Collective.outputFor(cs, s.me, op.out))
+    } catch (error) {
+      result = Effect.fail(this.#badInput(s, op, error))
+    }
+    this.#afterRead(s, op, block, counters, result)
+  }
+
+  #badInput(s: Stream, op: Op, error: unknown): CommError.CommError {
+    return CommError.make({ reason: "BadInput", group: Group.format(s.group), op: op.signature.op, seq: op.seq, rank: this.options.rank, ranks: [], detail: String(error) })
+  }
+
+  // Counts this rank off every part (waking owners that waited for their last reader), then
+  // answers, or in zero-copy mode waits for this rank's own readers first.
+  #afterRead(s: Stream, op: Op, block: ControlBlock, counters: ReadonlyArray<Counter | undefined>, result: Result): void {
+    if (op.stage === "done") return
+    for (const c of counters) if (c !== undefined) Chunks.readDone(c)
+    for (let j = 0; j < s.group.ranks.length; j++) if (block.readDone(op.seq, j) && j !== s.me && block.waiting(j)) this.#doorbells.ring(s.group.ranks[j] as number)
+    const drain = op.chunk === undefined && op.buffer !== undefined
+    if (!drain || block.left(op.seq, s.me) === 0) return this.#finish(s, op, result)
+    op.stage = "draining"
+    op.result = result
+    this.#pump()
+  }
+
+  #finish(s: Stream, op: Op, result: Result): void {
+    op.stage = "done"
+    const i = s.ops.indexOf(op)
+    if (i >= 0) s.ops.splice(i, 1)
+    op.reply.done(result)
+  }
+
+  #fail(s: Stream, op: Op, error: CommError.CommError): void {
+    if (op.stage === "done") return
+    // Nobody reads a part of a failed collective: its chunk and slot are free again.
+    if (op.chunk !== undefined) Chunks.clear(op.chunk)
+    if (op.stage !== "queued" && s.block !== undefined) s.block.clearLeft(op.seq, s.me)
+    this.#finish(s, op, Effect.fail(error))
+  }
+
+  #ringOthers(s: Stream): void {
+    const rank = this.options.rank
+    for (const r of s.group.ranks) if (r !== rank) this.#doorbells.ring(r)
   }
 
   /** The CommunicatorShape the rank's program sees. */
   communicator(): CommunicatorShape {
-    const { rank, world, job, post } = this.options
+    const { rank, world } = this.options
     return Endpoint.make({
       rank,
       world,
       backend: this.options.copy ? "threads" : "threads (zero-copy)",
       inbox: this.inbox,
       closed: () => this.#closed,
-      enter: (group, seq, request) => {
-        const { part, own, drain } = this.#part(request, group.ranks.length)
-        const id = this.#nextId++
-        const reply = new Reply<Collective.Output, CommError.CommError>()
-        this.#pending.set(id, { group, seq, op: request.op, reply, own, drain, out: request.out?.data })
-        post({ t: "arrive", job, id, group: { name: group.name, ranks: [...group.ranks], key: Group.key(group) }, seq, part })
-        // No timer here: the coordinator's watchdog fails the slot (the one Rendezvous).
-        return reply.await
-      },
+      enter: (group, seq, request) => this.#enter(group, seq, request),
       post: (to, t, tag) => {
         // A private copy whose buffer moves to the receiver (transfer: no second copy).
         const copy = t.data.slice()
-        post({ t: "send", job, to, tag, dtype: t.dtype, shape: [...t.shape], device: t.device, buffer: copy.buffer as ArrayBuffer }, [copy.buffer as ArrayBuffer])
+        const port = this.options.peers[to]
+        if (port === undefined) return this.inbox.deliver(rank, tag, Tensor.fromStorage(copy, t.shape, { device: t.device }))
+        const message: PeerMessage = { t: "p2p", tag, dtype: t.dtype, shape: [...t.shape], device: t.device, buffer: copy.buffer as ArrayBuffer }
+        port.postMessage(message, [copy.buffer as ArrayBuffer])
       },
     })
   }

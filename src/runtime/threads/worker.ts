@@ -5,7 +5,8 @@
  * succeeds). Per job: `start` imports the module, checks the export and awaits its `prepare`
  * if it has one (then `loaded`), `go` runs the program in this thread's own Effect runtime
  * with a ThreadComm as its Communicator and an `emit` that posts events to the main thread,
- * and reports `done` with the structured-cloned result or the flattened cause. `close` fails
+ * and reports `done` with the structured-cloned result or the flattened cause; `group` brings
+ * a control block this rank asked for (its collectives meet there). `close` fails
  * every waiting op with Closed, interrupts the program if it still runs, and answers
  * `stopped` once it has.
  */
@@ -14,7 +15,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import { parentPort } from "node:worker_threads"
 import { Communicator } from "../../comm/Communicator.js"
-import { ChunkPool, Tickets } from "../../comm/threads/Chunks.js"
+import { ChunkPool } from "../../comm/threads/Chunks.js"
 import * as Failure from "./Failure.js"
 import type { ToMain, ToWorker } from "../../comm/threads/Protocol.js"
 import { ThreadComm } from "../../comm/threads/ThreadComm.js"
@@ -36,12 +37,11 @@ interface Current {
 const port = parentPort
 if (port === null) throw new Error("src/runtime/threads/worker is the entry of a worker thread, not a module to import")
 
-const post = (message: ToMain, transfer?: ReadonlyArray<ArrayBuffer>): void => port.postMessage(message, transfer === undefined ? undefined : [...transfer])
+const post = (message: ToMain): void => port.postMessage(message)
 
 // Kept across jobs: warm chunks are what make contributions cheap. Between jobs an idle worker
 // keeps only this much.
 const chunks = new ChunkPool()
-const tickets = new Tickets()
 const idleChunkBytes = 32 * 1024 * 1024
 let current: Current | undefined
 
@@ -49,8 +49,9 @@ const fail = (job: number, error: unknown): void => post({ t: "done", job, ok: f
 
 const start = async (m: Extract<ToWorker, { t: "start" }>): Promise<void> => {
   chunks.reset()
-  tickets.reset()
-  const comm = new ThreadComm({ job: m.job, rank: m.rank, world: m.world, timeoutMs: m.timeoutMs, copy: m.copy, post, chunks, tickets })
+  // A job that failed before its close arrived leaves its comm open: end it first.
+  current?.comm.close("another job started")
+  const comm = new ThreadComm({ job: m.job, rank: m.rank, world: m.world, timeoutMs: m.timeoutMs, copy: m.copy, post, chunks, doorbells: m.doorbells, peers: m.peers })
   const state: Current = { job: m.job, rank: m.rank, args: m.args, comm, program: undefined, fiber: undefined, closed: false }
   current = state
   let module: Record<string, unknown>
@@ -127,12 +128,8 @@ port.on("message", (m: ToWorker) => {
       return void start(m)
     case "go":
       return state?.job === m.job ? go(state) : undefined
-    case "complete":
-      return state?.job === m.job ? state.comm.onComplete(m.id, m.parts) : undefined
-    case "fail":
-      return state?.job === m.job ? state.comm.onFail(m.id, m.error) : undefined
-    case "message":
-      return state?.job === m.job ? state.comm.onMessage(m) : undefined
+    case "group":
+      return state?.job === m.job ? state.comm.onGroup(m.key, m.block) : undefined
     case "close":
       return close(m)
   }
