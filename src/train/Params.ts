@@ -139,35 +139,99 @@ const hash = (s: string): number => {
   return h
 }
 
-/** Normal values from a seeded stream (mulberry32 + Box-Muller). */
-const normals = (seed: number, n: number, std: number): Float64Array => {
-  let s = seed >>> 0
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296
+/** The mulberry32 step constant: the stream's k-th state is seed + k * STEP (mod 2^32). */
+const STEP = 0x6d2b79f5
+
+/** The k-th uniform (k >= 1) of the mulberry32 stream from `seed`, in (0, 1). */
+const uniformAt = (seed: number, k: number): number => {
+  let t = (seed + Math.imul(k, STEP)) >>> 0
+  t = Math.imul(t ^ (t >>> 15), t | 1)
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+  return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296
+}
+
+/**
+ * Elements [first, first + count) of the normal stream from `seed` (mulberry32 + Box-Muller:
+ * elements 2p and 2p + 1 share the uniforms k = 2p + 1 and 2p + 2), times std, written to
+ * out[at..]. Each element depends only on its index, so a rank computes only the slice it
+ * holds, and every slice of every mapping has the same values as the whole.
+ */
+const normalsInto = (seed: number, first: number, count: number, std: number, out: DType.Storage, at: number): void => {
+  const end = first + count
+  let i = first
+  while (i < end) {
+    const pair = Math.floor(i / 2)
+    const r = Math.sqrt(-2 * Math.log(uniformAt(seed, 2 * pair + 1)))
+    const a = 2 * Math.PI * uniformAt(seed, 2 * pair + 2)
+    if (i % 2 === 1) out[at + i - first] = r * Math.sin(a) * std
+    else {
+      out[at + i - first] = r * Math.cos(a) * std
+      if (i + 1 < end) out[at + i + 1 - first] = r * Math.sin(a) * std
+    }
+    i = 2 * pair + 2
   }
-  const out = new Float64Array(n)
-  for (let i = 0; i < n; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(uniform()))
-    const a = 2 * Math.PI * uniform()
-    out[i] = r * Math.cos(a) * std
-    if (i + 1 < n) out[i + 1] = r * Math.sin(a) * std
+}
+
+/**
+ * Calls `copy(from, to, length)` for each contiguous run of the region `ranges` of a row-major
+ * tensor of `shape`: `from` is the run's flat offset in the whole, `to` in the region (rows of
+ * the innermost dim, merged when they are whole rows).
+ */
+const forEachRun = (shape: ReadonlyArray<number>, ranges: ReadonlyArray<[number, number]>, copy: (from: number, to: number, length: number) => void): void => {
+  const region = ranges.map(([a, b]) => b - a)
+  const total = Tensor.sizeOf(region)
+  if (total === 0) return
+  // Merge trailing dims the region covers whole: one run spans all of them.
+  let inner = shape.length
+  let run = 1
+  while (inner > 0) {
+    const d = inner - 1
+    run *= region[d] as number
+    inner = d
+    const [a, b] = ranges[d] as [number, number]
+    if (a !== 0 || b !== shape[d]) break
   }
-  return out
+  const strides = shape.map((_, i) => Tensor.sizeOf(shape.slice(i + 1)))
+  const idx = new Array<number>(inner).fill(0)
+  for (let to = 0; to < total; to += run) {
+    let from = 0
+    for (let i = 0; i < shape.length; i++) from += ((ranges[i] as [number, number])[0] + (i < inner ? (idx[i] as number) : 0)) * (strides[i] as number)
+    copy(from, to, run)
+    for (let i = inner - 1; i >= 0; i--) {
+      idx[i] = (idx[i] as number) + 1
+      if ((idx[i] as number) < (region[i] as number)) break
+      idx[i] = 0
+    }
+  }
+}
+
+/** The seed of a parameter's stream: its name's hash mixed with the run's seed. */
+const streamSeed = (spec: ParamSpec, seed: number): number => (hash(spec.name) ^ Math.imul(seed, 0x9e3779b1)) >>> 0
+
+/**
+ * The initial value of the region `ranges` of a parameter (its shard on a rank): equal to
+ * `slice(initial(spec, seed, dtype), ranges)` without making the whole.
+ * @category constructors
+ */
+export const initialSlice = (spec: ParamSpec, seed: number, dtype: DType.DType, ranges: ReadonlyArray<[number, number]>): Tensor.Tensor => {
+  const shape = ranges.map(([a, b]) => b - a)
+  const out = DType.allocateUninitialized(dtype, Tensor.sizeOf(shape))
+  if (spec.std === 0) out.fill(1)
+  else forEachRun(spec.shape, ranges, (from, to, length) => normalsInto(streamSeed(spec, seed), from, length, spec.std, out, to))
+  return Tensor.fromStorage(out, shape)
 }
 
 /**
  * The full initial value of a parameter (the same on every mapping).
  * @category constructors
  */
-export const initial = (spec: ParamSpec, seed: number, dtype: DType.DType): Tensor.Tensor => {
-  const n = Tensor.sizeOf(spec.shape)
-  const values = spec.std === 0 ? new Float64Array(n).fill(1) : normals((hash(spec.name) ^ Math.imul(seed, 0x9e3779b1)) >>> 0, n, spec.std)
-  return Tensor.fromArray(values, spec.shape, { dtype })
-}
+export const initial = (spec: ParamSpec, seed: number, dtype: DType.DType): Tensor.Tensor =>
+  initialSlice(
+    spec,
+    seed,
+    dtype,
+    spec.shape.map((d): [number, number] => [0, d]),
+  )
 
 /**
  * Which slice of the global tensor a rank holds: per dim, [start, end).
@@ -206,19 +270,8 @@ export const sliceOf = (spec: ParamSpec, place: Folding.RankPlace, sizes: Parall
  */
 export const slice = (t: Tensor.Tensor, ranges: ReadonlyArray<[number, number]>): Tensor.Tensor => {
   const shape = ranges.map(([a, b]) => b - a)
-  const out = DType.allocate(t.dtype, Tensor.sizeOf(shape))
-  const strides = t.shape.map((_, i) => Tensor.sizeOf(t.shape.slice(i + 1)))
-  const idx = new Array<number>(shape.length).fill(0)
-  for (let o = 0; o < out.length; o++) {
-    let src = 0
-    for (let i = 0; i < shape.length; i++) src += ((ranges[i] as [number, number])[0] + (idx[i] as number)) * (strides[i] as number)
-    out[o] = t.data[src] as number
-    for (let i = shape.length - 1; i >= 0; i--) {
-      idx[i] = (idx[i] as number) + 1
-      if ((idx[i] as number) < (shape[i] as number)) break
-      idx[i] = 0
-    }
-  }
+  const out = DType.allocateUninitialized(t.dtype, Tensor.sizeOf(shape))
+  forEachRun(t.shape, ranges, (from, to, length) => out.set(t.data.subarray(from, from + length), to))
   return Tensor.fromStorage(out, shape)
 }
 
@@ -226,21 +279,8 @@ export const slice = (t: Tensor.Tensor, ranges: ReadonlyArray<[number, number]>)
  * Writes `part` into `t` at the given ranges (the inverse of `slice`).
  * @category mapping
  */
-const place = (t: Tensor.Tensor, ranges: ReadonlyArray<[number, number]>, part: Tensor.Tensor): void => {
-  const shape = ranges.map(([a, b]) => b - a)
-  const strides = t.shape.map((_, i) => Tensor.sizeOf(t.shape.slice(i + 1)))
-  const idx = new Array<number>(shape.length).fill(0)
-  for (let o = 0; o < part.size; o++) {
-    let dst = 0
-    for (let i = 0; i < shape.length; i++) dst += ((ranges[i] as [number, number])[0] + (idx[i] as number)) * (strides[i] as number)
-    t.data[dst] = part.data[o] as number
-    for (let i = shape.length - 1; i >= 0; i--) {
-      idx[i] = (idx[i] as number) + 1
-      if ((idx[i] as number) < (shape[i] as number)) break
-      idx[i] = 0
-    }
-  }
-}
+const place = (t: Tensor.Tensor, ranges: ReadonlyArray<[number, number]>, part: Tensor.Tensor): void =>
+  forEachRun(t.shape, ranges, (from, to, length) => t.data.set(part.data.subarray(to, to + length), from))
 
 /**
  * The full tensor of a parameter from shards that cover it (each a slice as `sliceOf` gives,

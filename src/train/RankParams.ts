@@ -91,7 +91,7 @@ export const make = (
   for (const spec of specs) {
     if (!holds(spec)) continue
     const slice = Params.sliceOf(spec, place, sizes)
-    const value = Params.slice(Params.initial(spec, seed, dtype), slice)
+    const value = Params.initialSlice(spec, seed, dtype, slice)
     const tiedCopy = spec.tied === true && place.pp !== 0
     out.set(spec.name, { spec, value, grad: DType.allocate(dtype, value.size), slice, ...(tiedCopy ? { tiedCopy } : {}) })
   }
