@@ -4,11 +4,12 @@
  *
  * Shape legend: T tokens, H hidden, E experts, L local experts, N routed rows of this rank,
  * R rows received over EP, Q rows after the ETP gather.
- *   1. permute: [T, H] -> [N, H] expert-major (the probs ride along as one more column)
+ *   1. permute: [T, H] -> [N, H + 1] expert-major (the probs ride along as one more column)
  *   2. counts: every etp-ep member's tokens-per-expert [E] (allGather of [1, E])
  *   3. all-to-all over ep: ep member j gets the rows of its experts jL..jL+L-1
  *   4. allgather-v over etp: every etp member holds every row its expert shard must see
- *   5. sort chunks (etp member, ep source, local expert) -> (local expert, etp member, ep source)
+ *   5. sort chunks (etp member, ep source, local expert) -> (local expert, etp member, ep source),
+ *      splitting the prob column off in the same pass
  *   6. experts (grouped, probs before fc2) -> partial sums over etp
  *   7. unsort, reduce-scatter-v over etp (sums the partials), all-to-all back, unpermute
  * Every step is an autograd op, so gradients reach tokens, probs and expert weights. The
@@ -21,7 +22,6 @@ import * as Effect from "effect/Effect"
 import * as Comm from "../comm/Communicator.js"
 import * as LaidCollective from "../dataflow/LaidCollective.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
-import { concat, reshape, split } from "../tensor/ops/Shape.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Dispatcher from "./Dispatcher.js"
 import * as Experts from "./Experts.js"
@@ -46,14 +46,11 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const entered = input.layout ?? RoutedLayout.plain(tokens)
     const batch = RoutedLayout.enter(entered, groups)
 
-    // 1. Local permutation; probs travel as the last column so one exchange moves both.
-    const p = Permute.permute(tokens, map, probs)
+    // 1. Local permutation; probs travel as the last column so one exchange moves both (the
+    // rows and their column are written in one pass).
+    const p = Permute.permuteWithProbColumn(tokens, map, probs)
     const n = p.sortedIndices.length
-    const rows = RoutedLayout.columns(
-      TensorLayout.attach(p.permuted, RoutedLayout.permuted(batch, n)),
-      concat([p.permuted, reshape(p.permutedProbs as Tensor.Tensor, [n, 1])], 1),
-      "hidden and prob",
-    )
+    const rows = TensorLayout.attach(p.rows, TensorLayout.withLastDim(RoutedLayout.permuted(batch, n), TensorLayout.dim("hidden and prob", h + 1)))
 
     // 2. Counts first: tokens per expert of every etp-ep member (group-local etp + ETP*ep).
     const mine = Tensor.fromArray(p.tokensPerExpert, [1, numExperts], { dtype: "float64" })
@@ -83,14 +80,14 @@ export const run = (input: Dispatcher.DispatchInput) =>
         const [lb, mb, sb] = key[b] as [number, number, number]
         return la - lb || ma - mb || sa - sb
       })
-    const sorted = Permute.sortChunksByIndex(gathered.tensor, chunkSizes, order).output
     const rowsPerLocalExpert = Array.from({ length: local }, (_, l) =>
       order.filter((c) => (key[c] as [number, number, number])[0] === l).reduce((acc, c) => acc + (chunkSizes[c] as number), 0),
     )
 
-    // 6. Experts on expert-major rows; the prob column is split off and applied before fc2.
-    const [expertRows, expertProbs] = split(sorted, [h, 1], 1) as [Tensor.Tensor, Tensor.Tensor]
-    const y = (input.compute ?? ((r, pr, n) => Experts.forward(r, pr, n, input.experts)))(expertRows, reshape(expertProbs, [expertProbs.shape[0] as number]), rowsPerLocalExpert)
+    // 6. Experts on expert-major rows; the prob column is split off (in the sort's pass) and
+    // applied before fc2.
+    const sorted = Permute.sortChunksAndSplit(gathered.tensor, chunkSizes, order)
+    const y = (input.compute ?? ((r, pr, n) => Experts.forward(r, pr, n, input.experts)))(sorted.rows, sorted.probs, rowsPerLocalExpert)
 
     // 7. Back: unsort, sum the etp partials onto each member's own rows, exchange back, unpermute.
     const inverse = new Array<number>(order.length)
@@ -98,6 +95,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const sortedSizes = order.map((c) => chunkSizes[c] as number)
     // The experts' hidden units are split over etp: their outputs are partial sums over it.
     const expertOut = RoutedLayout.columns(gathered, y, "hidden")
+    // Chunks already in place (one ep and etp member) cost no pass forward.
     const unsorted = TensorLayout.attach(Permute.sortChunksByIndex(y, sortedSizes, inverse).output, TensorLayout.partialOver(expertOut.layout, { axis: "etp", size: etpSize }))
     const perMember = Array.from({ length: etpSize }, (_, m) => {
       let rowsOfM = 0

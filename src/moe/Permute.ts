@@ -299,6 +299,11 @@ export const sortChunksByIndex = (
   if (probs !== undefined && probs.shape[0] !== index.length) {
     throw TensorError.shape("sortChunksByIndex", `probs ${TensorError.formatShape(probs.shape)} do not have ${index.length} rows`)
   }
+  const k = isIdentityOrder(splitSizes, sortedIdxs) ? nativeFor(input, probs) : undefined
+  if (k !== undefined) {
+    // Nothing moves: the same storage forward, the gather's gradient backward.
+    return { output: PermuteKernels.inPlace(k, input, index), probs: probs === undefined ? undefined : PermuteKernels.inPlace(k, probs, index) }
+  }
   return { output: gatherRows(input, index), probs: probs === undefined ? undefined : gatherRows(probs, index) }
 }
 

@@ -14,6 +14,8 @@
  *   withColumn   [N, H + 1]: the rows and their prob as the last column (gather, pairs, concat)
  *   sortSplit    rows of [R, H + 1] in a chunk order, split into [R, H] and [R]
  *                                                            (sortChunksByIndex, then split)
+ *   inPlace      the rows themselves, for a chunk order that moves nothing: no pass forward;
+ *                backward 0 + g, the gather's scatter-add (gatherRows with 0, 1, ...)
  *
  * Callers check shapes and dtypes first (float32 storage everywhere, ranks as documented).
  */
@@ -154,3 +156,11 @@ export const sortSplit = (k: DispatchKernels, src: Tensor.Tensor, index: Int32Ar
   })
   return { rows, last: lastColumn }
 }
+
+/**
+ * The rows of src [R, ...] unmoved (sortChunksByIndex with an order that moves nothing): the
+ * same storage, and the gradient 0 + g as the gather's scatter-add gives it (a -0 becomes +0).
+ * @category combinators
+ */
+export const inPlace = (k: DispatchKernels, src: Tensor.Tensor, identity: Int32Array): Tensor.Tensor =>
+  Autograd.result("gatherRows", [src], src.data, src.shape, (g) => [combine(k, "scatterAddRows", g, identity, undefined, identity.length)])
