@@ -8,6 +8,10 @@
  * dispatcher (all-to-all, identity experts, T = 2048 tokens of H = 1024 per rank, E = 16, k 2):
  * tokens per second through dispatch + combine at EP 1, 2, 4, 8 on the local backend. Limit:
  * the tokens per second a memcpy of the same bytes allows (each routed row crosses twice).
+ * Both are steady state: the median of timed calls after a few untimed ones, as a training loop
+ * runs them (the first calls of a process touch fresh heap pages, 10-30x slower on this VM, and
+ * a call that the garbage collector's timing sends to fresh pages again is an outlier, not the
+ * cost of the dispatch).
  * layer overhead: the MoE layer forward + backward on 8 ranks (attention TP2 x CP2 x DP2 folded
  * into EP8) against the same layer on one rank with all tokens and experts (same FLOPs, and the
  * local backends run every rank on this thread): value = time(8 ranks) / time(1 rank), limit
@@ -28,7 +32,7 @@ import * as Reduce from "../../src/tensor/ops/Reduce.js"
 import { reshape, rows } from "../../src/tensor/ops/Shape.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
-import { type BenchContext, type BenchRecord, measure, record, wallSeconds } from "../harness.js"
+import { type BenchContext, type BenchRecord, record, wallSeconds } from "../harness.js"
 import { memcpyBandwidth } from "../limits.js"
 
 let seed = 7
@@ -49,6 +53,29 @@ const mapOf = (t: number, e: number, k: number) => {
   return RoutingMap.make(t, e, mask)
 }
 
+/** The median of `times` (ms) in seconds. */
+const medianSeconds = (times: Array<number>): number => {
+  const sorted = [...times].sort((a, b) => a - b)
+  return (sorted[Math.floor(sorted.length / 2)] as number) / 1000
+}
+
+/**
+ * Steady-state seconds of `fn`: the median of `timed` calls after `warm` untimed ones; logs the
+ * mean too, so an outlier-heavy case shows.
+ */
+const steadySeconds = async (ctx: BenchContext, name: string, fn: () => unknown, warm: number, timed: number): Promise<number> => {
+  for (let i = 0; i < warm; i++) await fn()
+  const times: Array<number> = []
+  for (let i = 0; i < timed; i++) {
+    const started = performance.now()
+    await fn()
+    times.push(performance.now() - started)
+  }
+  const mean = times.reduce((a, b) => a + b, 0) / times.length
+  ctx.log(`moe: ${name}: median ${(medianSeconds(times) * 1e3).toFixed(1)} ms, mean ${mean.toFixed(1)} ms of ${timed} after ${warm} untimed`)
+  return medianSeconds(times)
+}
+
 export default async function run(ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> {
   const out: Array<BenchRecord> = []
   const t = 16384
@@ -58,17 +85,13 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
       for (const k of [2, 8]) {
         const map = mapOf(t, e, k)
         const n = t * k
-        const seconds = await measure(
-          `permute+unpermute H${h} E${e} k${k}`,
-          () => {
-            const p = Permute.permute(x, map)
-            Permute.unpermute(p.permuted, p.sortedIndices, t)
-          },
-          { time: h * k > 8192 ? 600 : 300, warmupTime: 100 },
-        )
+        const pair = () => {
+          const p = Permute.permute(x, map)
+          Permute.unpermute(p.permuted, p.sortedIndices, t)
+        }
+        const seconds = await steadySeconds(ctx, `permute+unpermute H${h} E${e} k${k}`, pair, 3, h * k > 8192 ? 5 : 9)
         const limit = await memcpyBandwidth(n * h * 4)
         out.push(record(ctx, { case: `permute+unpermute T${t} H${h} E${e} k${k}`, metric: "bandwidth", value: (4 * n * h * 4) / seconds / 1e9, unit: "GB/s", limit }))
-        ctx.log(`moe: permute+unpermute H${h} E${e} k${k}: ${(seconds * 1e3).toFixed(1)} ms`)
       }
     }
   }
@@ -102,7 +125,7 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
           compute: identity,
         })
       })
-    const seconds = await wallSeconds(once, 3)
+    const seconds = await steadySeconds(ctx, `dispatcher EP${ep}`, once, 3, 7)
     const rowBytes = hidden * 4
     const bytes = ep * tokens * 2 * rowBytes * 2
     const copy = await memcpyBandwidth(Math.min(bytes, 256 * 2 ** 20))
@@ -116,7 +139,6 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
         limit,
       }),
     )
-    ctx.log(`moe: dispatcher EP${ep}: ${(seconds * 1e3).toFixed(1)} ms`)
   }
 
   // Layer overhead: 8 ranks against one, same tokens, experts and FLOPs.

@@ -10,6 +10,7 @@
  * argument. (A typed array cannot be frozen, so this is a convention of the module: code outside
  * it reads `mask` and never writes it.)
  */
+import { activeDispatchKernels } from "../native/CpuDispatch.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
 import type * as DType from "../tensor/DType.js"
@@ -94,6 +95,8 @@ export const has = (map: RoutingMap, t: number, e: number): boolean => map.mask[
  * @category mapping
  */
 export const count = (map: RoutingMap): number => {
+  const k = activeDispatchKernels()
+  if (k !== undefined) return k.routingCounts(map.mask, map.numTokens, map.numExperts, new Int32Array(map.numExperts))
   let n = 0
   for (let i = 0; i < map.mask.length; i++) n += map.mask[i] as number
   return n
@@ -104,6 +107,13 @@ export const count = (map: RoutingMap): number => {
  * @category mapping
  */
 export const tokensPerExpert = (map: RoutingMap): Array<number> => {
+  const k = activeDispatchKernels()
+  if (k !== undefined) {
+    // The same counts from the native scan of the mask (cuda/src/kernels/dispatch.h).
+    const counts = new Int32Array(map.numExperts)
+    k.routingCounts(map.mask, map.numTokens, map.numExperts, counts)
+    return Array.from(counts)
+  }
   const out = new Array<number>(map.numExperts).fill(0)
   for (let t = 0; t < map.numTokens; t++) {
     for (let e = 0; e < map.numExperts; e++) out[e] = (out[e] as number) + (map.mask[t * map.numExperts + e] as number)
