@@ -198,6 +198,8 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
   const dtype = first.dtype
   const data = cs.map((c) => c.data)
   const target = (length: number) => out ?? DType.allocate(dtype, length)
+  // For results whose every element the copies below write (gathers, all-to-all): no zeroing pass.
+  const overwritten = (length: number) => out ?? DType.allocateUninitialized(dtype, length)
   switch (first.op) {
     case "barrier":
       return { data: target(0), shape: [0] }
@@ -213,7 +215,7 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
     case "allGatherV": {
       const splits = cs.map((c) => rows(c.shape))
       const total = splits.reduce((a, b) => a + b, 0)
-      const result = target(total * rowSize(first.shape))
+      const result = overwritten(total * rowSize(first.shape))
       let offset = 0
       for (const c of cs) {
         copyInto(result, offset, c.data)
@@ -233,7 +235,7 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
       const inner = rowSize(first.shape)
       const splits = cs.map((c) => (c.sendSplits ?? [])[j] as number)
       const total = splits.reduce((a, b) => a + b, 0)
-      const result = target(total * inner)
+      const result = overwritten(total * inner)
       let offset = 0
       cs.forEach((c, i) => {
         // Member i's block for member j starts after its blocks for members 0..j-1.
