@@ -2,7 +2,7 @@
 // reused by a bench suite): 8 ranks, allToAllV with receive buffers reused across iterations
 // (as bench/suites/comm.ts does for the local backend), in copying and zero-copy mode; a large
 // allReduce; and the latency of a tiny allReduce on 1, 2 and 8 ranks.
-// Run: node --import tsx properties/comm/threads/bandwidth.ts [perPeerKiB...]
+// Run: node --import tsx bench/programs/threads.ts [perPeerKiB...]
 // Per-rank bandwidth = bytes one rank sends (world x perPeer, self block included) / time of
 // one collective, all ranks running at once; the suite's metric is 2 x delivered bytes / time.
 import * as Effect from "effect/Effect"

@@ -55,6 +55,14 @@ const failureBytes = 4096
 const ops: ReadonlyArray<Collective.Op> = ["allReduce", "allGather", "allGatherV", "reduceScatter", "reduceScatterV", "allToAllV", "broadcast", "barrier"]
 const dtypes: ReadonlyArray<DType.DType> = ["float32", "float64"]
 const reasons: ReadonlyArray<CommError.Reason> = ["Timeout", "Mismatch", "BadInput", "Closed"]
+const opCodes = { allReduce: 0, allGather: 1, reduceScatter: 3, reduceScatterV: 4, broadcast: 6, barrier: 7 } as const
+
+// An unnamed reduction is a sum, an unnamed root is 0 (as Collective.agrees reads them).
+const reduceOf = (w: Float64Array, at: number): number => (w[at + F.reduce] === 2 ? 2 : 1)
+const rootOf = (w: Float64Array, at: number): number => {
+  const root = w[at + F.root] as number
+  return Number.isNaN(root) ? 0 : root
+}
 
 /**
  * Outcome of a slot, for one round.
@@ -225,6 +233,31 @@ export class ControlBlock {
     }
   }
 
+  /**
+   * Whether members i and j may meet at `seq`: Collective.agrees read straight from the
+   * descriptors (no signature is built on this path, which every collective takes).
+   */
+  agrees(seq: number, i: number, j: number): boolean {
+    const w = this.#words
+    const a = this.#descriptor(seq, i)
+    const b = this.#descriptor(seq, j)
+    const op = w[a + F.op] as number
+    if (op !== w[b + F.op] || w[a + F.dtype] !== w[b + F.dtype]) return false
+    if (op === opCodes.barrier) return true
+    if (op === opCodes.broadcast) return rootOf(w, a) === rootOf(w, b)
+    const dims = w[a + F.dims] as number
+    if (w[b + F.dims] !== dims) return false
+    const uniform = op === opCodes.allReduce || op === opCodes.reduceScatter || op === opCodes.allGather || op === opCodes.reduceScatterV
+    for (let d = uniform ? 0 : 1; d < dims; d++) if (w[a + F.shape + d] !== w[b + F.shape + d]) return false
+    if (!uniform) return true
+    if (reduceOf(w, a) !== reduceOf(w, b)) return false
+    if (op !== opCodes.reduceScatterV) return true
+    const length = w[a + F.listLength] as number
+    if (w[a + F.listKind] !== w[b + F.listKind] || w[b + F.listLength] !== length) return false
+    for (let k = 0; k < length; k++) if (w[a + F.list + k] !== w[b + F.list + k]) return false
+    return true
+  }
+
   /** Member j's receive buffer at `seq`, if it gave one. */
   receiveBuffer(seq: number, j: number): { readonly length: number; readonly dtype: DType.DType } | undefined {
     const at = this.#descriptor(seq, j)
@@ -272,10 +305,11 @@ export class ControlBlock {
   #writeFailure(seq: number, f: FailureRecord): void {
     const encode = (detail: string) => new TextEncoder().encode(JSON.stringify({ reasons: f.reasons.map((r) => reasons.indexOf(r)), op: f.op, ranks: f.ranks, detail }))
     let bytes = encode(f.detail)
-    if (bytes.length > failureBytes - 4) bytes = encode(`${f.detail.slice(0, failureBytes / 2)}...`)
+    // Too long (a mismatch of many members): the detail is cut until it fits, never the JSON.
+    for (let keep = failureBytes / 2; bytes.length > failureBytes - 4; keep = Math.floor(keep / 2)) bytes = encode(`${f.detail.slice(0, keep)}...`)
     const at = (seq % slots) * failureBytes
     new DataView(this.#bytes.buffer, this.#bytes.byteOffset + at, 4).setUint32(0, bytes.length, true)
-    this.#bytes.set(bytes.subarray(0, failureBytes - 4), at + 4)
+    this.#bytes.set(bytes, at + 4)
   }
 
   /** The failure of `seq` (read once its state is failed). */

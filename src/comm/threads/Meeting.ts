@@ -3,7 +3,7 @@
  * block by its members themselves. Every rule reads signatures only, and each failure is
  * decided once for the whole slot (ControlBlock.decide), so every member reports the same
  * diagnosis as on any other backend:
- *   - on arrival, a member whose own arguments cannot work fails the slot (BadInput for it,
+ *   - a member whose own arguments cannot work fails the slot as it arrives (BadInput for it,
  *     Mismatch for the others), and one whose signature disagrees with a member already there
  *     fails it with a Mismatch naming who issued what (a skipped or reordered collective is a
  *     diagnosis at once, never a hang);
@@ -28,19 +28,31 @@ const record = (n: number, reason: CommError.Reason, fields: Omit<FailureRecord,
 })
 
 /**
- * What member `me` (group-local) finds on arriving with signature `mine` (its whole own
- * arguments): a failure to decide, or undefined.
+ * A member whose own arguments cannot work fails the slot before it publishes (so nobody can
+ * find everyone there and decide ok first): BadInput for it, Mismatch for the others.
  * @category guards
  */
-export const onArrival = (block: ControlBlock, group: Group.Group, seq: number, me: number, mine: Collective.Signature): FailureRecord | undefined => {
+export const ownProblem = (group: Group.Group, me: number, mine: Collective.Signature): FailureRecord | undefined => {
   const n = group.ranks.length
   const own = Collective.checkOwn(mine, n)
-  if (own !== undefined) return record(n, "Mismatch", { op: mine.op, ranks: [mine.rank], detail: `rank ${mine.rank}: ${own}` }, me, "BadInput")
-  const here = present(block, group, seq)
-  if (here.every((p) => Collective.agrees(mine, p))) return undefined
-  const detail = Verdict.mismatch(here)
-  if (detail === undefined) return undefined
-  return record(n, "Mismatch", { op: here[0]?.op ?? mine.op, ranks: here.map((p) => p.rank), detail })
+  return own === undefined ? undefined : record(n, "Mismatch", { op: mine.op, ranks: [mine.rank], detail: `rank ${mine.rank}: ${own}` }, me, "BadInput")
+}
+
+/**
+ * What member `me` (group-local) finds once it has published at `seq`: a Mismatch to decide if
+ * a member already there disagrees, or undefined. Of two members that publish at once, at
+ * least one sees the other (both store, then load: Atomics are sequentially consistent).
+ * @category guards
+ */
+export const onArrival = (block: ControlBlock, group: Group.Group, seq: number, me: number): FailureRecord | undefined => {
+  for (let j = 0; j < block.n; j++) {
+    if (j === me || block.issued(j) <= seq || block.agrees(seq, me, j)) continue
+    const here = present(block, group, seq)
+    const detail = Verdict.mismatch(here)
+    if (detail === undefined) return undefined
+    return record(group.ranks.length, "Mismatch", { op: here[0]?.op ?? "collective", ranks: here.map((p) => p.rank), detail })
+  }
+  return undefined
 }
 
 /**
@@ -57,6 +69,11 @@ export const allArrived = (block: ControlBlock, seq: number): boolean => {
  * @category guards
  */
 export const verdict = (block: ControlBlock, group: Group.Group, seq: number): FailureRecord | undefined => {
+  // Every member checked its own arguments before publishing: when all agree and nobody gave a
+  // receive buffer, nothing is left to judge.
+  let plain = true
+  for (let j = 0; j < block.n && plain; j++) plain = block.agrees(seq, 0, j) && block.receiveBuffer(seq, j) === undefined
+  if (plain) return undefined
   const parts = group.ranks.map((rank, j) => block.signature(seq, j, rank))
   const judged = Verdict.judge(
     group,

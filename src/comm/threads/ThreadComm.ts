@@ -95,12 +95,17 @@ interface Stream {
   readonly ops: Array<Op>
   /** Set when a part could not be published: every later op of the group fails with it. */
   broken: CommError.CommError | undefined
+  /** Whether this rank last said, in the block, that it waits for its readers. */
+  waitingForReaders: boolean
 }
 
 const viewOf = (dtype: DType.DType, buffer: ArrayBufferLike | undefined, offset: number, length: number): DType.Storage => {
   if (buffer === undefined) return dtype === "float32" ? new Float32Array(0) : new Float64Array(0)
   return dtype === "float32" ? new Float32Array(buffer, offset, length) : new Float64Array(buffer, offset, length)
 }
+
+// Ops whose members agree on op, dtype, shape and reduction (Collective.agrees).
+const sameShape = new Set<Collective.Op>(["allReduce", "reduceScatter", "allGather", "barrier"])
 
 /**
  * The communicator state of one rank in one job.
@@ -169,7 +174,7 @@ export class ThreadComm {
     const key = Group.key(group)
     let s = this.#streams.get(key)
     if (s === undefined) {
-      s = { group, me, block: undefined, ops: [], broken: undefined }
+      s = { group, me, block: undefined, ops: [], broken: undefined, waitingForReaders: false }
       this.#streams.set(key, s)
       if (!this.#asked.has(key)) {
         this.#asked.add(key)
@@ -264,7 +269,7 @@ export class ThreadComm {
     } finally {
       this.#pumping = false
     }
-    if (!waiting || this.#closed !== undefined) return this.#unwatch()
+    if (!waiting || this.#closed !== undefined) return
     this.#watch()
     if (this.#asleep) return
     this.#asleep = true
@@ -275,8 +280,8 @@ export class ThreadComm {
   }
 
   /**
-   * While ops wait for the other members, one timer per rank counts quarter timeouts and rings
-   * its own doorbell, so that a deadline passes even when nobody rings (as the rendezvous's one
+   * While ops are pending, one timer per rank counts quarter timeouts and rings its own
+   * doorbell, so that a deadline passes even when nobody rings (as the rendezvous's one
    * watchdog per job does; reading a clock on every op costs a system call on this VM). It
    * never keeps the thread alive on its own.
    */
@@ -286,7 +291,11 @@ export class ThreadComm {
     this.#watchdog = setInterval(
       () => {
         this.#tick++
-        this.#doorbells.ring(rank)
+        // Stops once nothing is pending (not on every op: timers cost more than a tick).
+        let pending = false
+        for (const s of this.#streams.values()) if (s.ops.length > 0) pending = true
+        if (pending) this.#doorbells.ring(rank)
+        else this.#unwatch()
       },
       Math.max(1, Math.floor(this.options.timeoutMs / 4)),
     )
@@ -320,8 +329,8 @@ export class ThreadComm {
     for (const op of [...s.ops]) {
       if (op.stage === "queued") {
         if (!publishing) break
-        // Marked before the check, so that the last reader, if it comes after, rings.
-        block.setWaiting(s.me, true)
+        // Busy: marked, then checked again, so that the last reader, if it comes after, rings.
+        if (block.left(op.seq, s.me) !== 0) this.#markWaiting(s, block)
         if (block.left(op.seq, s.me) !== 0) {
           // The slot is still read by someone (this rank is `slots` collectives ahead).
           publishing = false
@@ -335,7 +344,7 @@ export class ThreadComm {
       if (op.stage === "published" && this.#settle(s, op, block, now)) waiting = true
       if (op.stage === "reading") this.#read(s, op, block)
       if (op.stage === "draining") {
-        block.setWaiting(s.me, true)
+        if (block.left(op.seq, s.me) !== 0) this.#markWaiting(s, block)
         if (block.left(op.seq, s.me) === 0) this.#finish(s, op, op.result as Result)
         else {
           waiting = true
@@ -343,14 +352,25 @@ export class ThreadComm {
         }
       }
     }
-    if (!readers) block.setWaiting(s.me, false)
+    if (!readers && s.waitingForReaders) {
+      block.setWaiting(s.me, false)
+      s.waitingForReaders = false
+    }
     return waiting
+  }
+
+  #markWaiting(s: Stream, block: ControlBlock): void {
+    if (s.waitingForReaders) return
+    block.setWaiting(s.me, true)
+    s.waitingForReaders = true
   }
 
   #publish(s: Stream, op: Op, block: ControlBlock): void {
     const chunk = op.chunk !== undefined
     const id = op.buffer === undefined ? -1 : this.#registry.share(op.buffer, s.group.ranks, this.options.rank)
     const out = op.out === undefined ? undefined : { length: op.out.length, dtype: op.signature.dtype }
+    const own = Meeting.ownProblem(s.group, s.me, op.signature)
+    if (own !== undefined && block.decide(op.seq, own) === "failed") this.#ringOthers(s)
     try {
       block.publish(op.seq, s.me, op.signature, out, { buffer: id, offset: op.offset, length: op.length, chunk })
     } catch (error) {
@@ -371,7 +391,7 @@ export class ThreadComm {
     // Nobody is rung for an arrival: the members wait for the decision, and the member that
     // finds everyone there decides (`#settle`) and rings them.
     if (block.state(op.seq) !== "open") return
-    const failure = Meeting.onArrival(block, s.group, op.seq, s.me, op.signature)
+    const failure = Meeting.onArrival(block, s.group, op.seq, s.me)
     if (failure !== undefined && block.decide(op.seq, failure) === "failed") this.#ringOthers(s)
   }
 
@@ -442,9 +462,11 @@ export class ThreadComm {
         buffers[j] = b
       }
     }
+    // Members agree on everything these ops read but the data: this rank's signature serves all.
+    const uniform = sameShape.has(op.signature.op)
     const cs = s.group.ranks.map((rank, j): Collective.Contribution => {
       const p = placements[j] as ReturnType<ControlBlock["placement"]>
-      const sig = j === s.me ? op.signature : block.signature(op.seq, j, rank)
+      const sig = j === s.me || uniform ? op.signature : block.signature(op.seq, j, rank)
       return { ...sig, data: viewOf(sig.dtype, buffers[j], p.offset, p.length) }
     })
     const counters = placements.map((p, j) => (p.chunk && buffers[j] !== undefined ? { buffer: buffers[j] as SharedArrayBuffer, index: readersSlot } : undefined))
