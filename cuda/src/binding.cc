@@ -205,15 +205,18 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
 // Large tensors are fresh ArrayBuffers, which Node allocates with calloc. By default glibc
 // serves big blocks with mmap and returns them to the kernel on free, so every new activation
 // pays page faults on first touch: measured, a 128 MiB gather took 50 ms in fresh memory and
-// 6.5 ms in reused memory. Raising the mmap and trim thresholds keeps freed blocks in the heap
-// for reuse (a caching allocator, as training frameworks use); PLEAT_MALLOC_TUNE=0 opts out.
+// 6.5 ms in reused memory. Turning mmap off and never trimming the heap keeps freed blocks
+// resident for reuse (a caching allocator, as training frameworks use: the process keeps its
+// peak). A trim threshold of 1 GiB was not enough: a step of the realistic MoE shape frees more
+// than that at once, and re-faulting it cost more than the step's GEMMs on a VM.
+// PLEAT_MALLOC_TUNE=0 opts out.
 static void TuneAllocator() {
 #if defined(__GLIBC__)
   const char* opt = std::getenv("PLEAT_MALLOC_TUNE");
   if (opt != nullptr && opt[0] == '0') return;
   // glibc caps M_MMAP_THRESHOLD at 32 MiB, so for larger tensors mmap itself must be off.
   mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, -1);  // mallopt(3): -1 disables trimming
 #endif
 }
 

@@ -17,7 +17,7 @@
  * so a recomputed block's first run (unrecorded) and its replay (recorded apart) agree.
  */
 import * as Effect from "effect/Effect"
-import * as AddInto from "./kernels/AddInto.js"
+import * as GradSum from "./GradSum.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -328,12 +328,15 @@ export class Tape {
     }
     const grads = new Map<Tensor.Tensor, Tensor.Tensor>()
     grads.set(loss, seed)
-    if (loss.isLeaf) accumulateLeaf(loss, seed)
+    if (loss.isLeaf) GradSum.accumulateLeaf(loss, seed)
     return {
       /** The gradient of a node's output, removed from the pass (each output is used once). */
       take: (node: Node): Tensor.Tensor | undefined => {
         const g = grads.get(node.output)
-        if (g !== undefined) grads.delete(node.output)
+        if (g === undefined) return undefined
+        grads.delete(node.output)
+        // The rule may hand it on as it is (to several inputs): no longer a sum to add into.
+        GradSum.disown(g)
         return g
       },
       /** Accumulates a node's input gradients. */
@@ -345,10 +348,10 @@ export class Tape {
             throw TensorError.shape(node.op, `backward gave a gradient of shape ${TensorError.formatShape(gi.shape)} for an input of shape ${TensorError.formatShape(input.shape)}`)
           }
           if (input.isLeaf) {
-            accumulateLeaf(input, gi)
+            GradSum.accumulateLeaf(input, gi)
           } else {
             const prev = grads.get(input)
-            grads.set(input, prev === undefined ? gi : addInto(Tensor.detachCopy(prev), gi))
+            grads.set(input, prev === undefined ? gi : GradSum.accumulate(prev, gi))
           }
         })
       },
@@ -379,13 +382,3 @@ interface Pass {
 export const make = (options: TapeOptions = {}): Tape => new Tape(options)
 
 const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean => a.length === b.length && a.every((d, i) => d === b[i])
-
-/** acc += g elementwise (acc is owned by the caller). */
-const addInto = (acc: Tensor.Tensor, g: Tensor.Tensor): Tensor.Tensor => {
-  AddInto.addInto(acc.data, g.data)
-  return acc
-}
-
-const accumulateLeaf = (leaf: Tensor.Tensor, g: Tensor.Tensor): void => {
-  leaf.grad = leaf.grad === undefined ? Tensor.detachCopy(g) : addInto(leaf.grad, g)
-}

@@ -1,0 +1,50 @@
+/**
+ * GradSum: how a backward pass sums the gradients that reach one tensor, without copying the
+ * first one.
+ *
+ * A gradient arrives as a rule's output, which may share storage with other gradients (add's
+ * backward hands the same tensor to both inputs; a reshape's shares its input's storage). So the
+ * first gradient of a tensor is kept as given, and only when a second one arrives is it copied
+ * into a sum this module owns; later ones add into that sum in place. The sums are the same, in
+ * the same order, as copying the first gradient at once (copy + add), so results keep their
+ * bits; what goes is a copy per parameter per pass (a step of the realistic MoE shape copied
+ * every expert weight's gradient once per micro-batch).
+ *
+ * A sum handed to a backward rule (`disown`) may come back aliased, so it is owned no more.
+ */
+import * as AddInto from "./kernels/AddInto.js"
+import * as Tensor from "./Tensor.js"
+
+/** The sums this module made: the only gradients ever added into in place. */
+const owned = new WeakSet<Tensor.Tensor>()
+
+/**
+ * acc + g: in place when acc is a sum this module owns, otherwise into a new owned copy of acc.
+ * @category kernels
+ */
+export const accumulate = (acc: Tensor.Tensor, g: Tensor.Tensor): Tensor.Tensor => {
+  let sum = acc
+  if (!owned.has(acc)) {
+    sum = Tensor.detachCopy(acc)
+    owned.add(sum)
+  }
+  AddInto.addInto(sum.data, g.data)
+  return sum
+}
+
+/**
+ * Adds g to a leaf's `.grad` (the first gradient is kept as given).
+ * @category kernels
+ */
+export const accumulateLeaf = (leaf: Tensor.Tensor, g: Tensor.Tensor): void => {
+  leaf.grad = leaf.grad === undefined ? Tensor.detach(g) : accumulate(leaf.grad, g)
+}
+
+/**
+ * Marks a sum as handed on (to a backward rule, which may return it as it is): never added
+ * into in place again.
+ * @category kernels
+ */
+export const disown = (g: Tensor.Tensor): void => {
+  owned.delete(g)
+}
