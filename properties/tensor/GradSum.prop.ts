@@ -26,9 +26,7 @@ const evaluate = (leaves: ReadonlyArray<Tensor.Tensor>, steps: ReadonlyArray<Ste
   for (const s of steps) {
     const u = nodes[s.i % nodes.length] as Tensor.Tensor
     const v = nodes[s.j % nodes.length] as Tensor.Tensor
-    nodes.push(
-      s.op === 0 ? add(u, v) : s.op === 1 ? mul(u, scale(v, 0.5)) : s.op === 2 ? sub(u, v) : s.op === 3 ? reshape(reshape(u, [2, 2]), [4]) : add(u, u),
-    )
+    nodes.push(s.op === 0 ? add(u, v) : s.op === 1 ? mul(u, scale(v, 0.5)) : s.op === 2 ? sub(u, v) : s.op === 3 ? reshape(reshape(u, [2, 2]), [4]) : add(u, u))
   }
   // The last node and every second node feed the loss, so gradients meet from several paths.
   return Reduce.sumAll(nodes.filter((_, k) => k % 2 === 1 || k === nodes.length - 1).reduce((acc, t) => add(acc, t)))
