@@ -6,12 +6,13 @@
  * unpermute scatter-adds them back; counted like memcpy (each byte read once and written once):
  * 2 * N*H*4 per pass, 4 * N*H*4 for the pair. Limit: memcpyBandwidth(N*H*4).
  * dispatcher (all-to-all, identity experts, T = 2048 tokens of H = 1024 per rank, E = 16, k 2):
- * tokens per second through dispatch + combine at EP 1, 2, 4, 8 on the local backend. Limit:
- * the tokens per second a memcpy of the same bytes allows (each routed row crosses twice).
- * Both are steady state: the median of timed calls after a few untimed ones, as a training loop
- * runs them (the first calls of a process touch fresh heap pages, 10-30x slower on this VM, and
- * a call that the garbage collector's timing sends to fresh pages again is an outlier, not the
- * cost of the dispatch).
+ * tokens per second through dispatch + combine at EP 1, 2, 4, 8 on the local backend, the mean
+ * step of one job (its start-up not counted). Limit: the tokens per second a memcpy of the same
+ * bytes allows (each routed row crosses twice).
+ * Both are steady state, after a few untimed calls, as a training loop runs them: the first
+ * calls of a process touch fresh heap pages, 10-30x slower on this VM. Permute + unpermute take
+ * the median of the timed calls: a call that the garbage collector's timing sends to fresh
+ * pages again is an outlier, not the cost of the dispatch (the mean is logged beside it).
  * layer overhead: the MoE layer forward + backward on 8 ranks (attention TP2 x CP2 x DP2 folded
  * into EP8) against the same layer on one rank with all tokens and experts (same FLOPs, and the
  * local backends run every rank on this thread): value = time(8 ranks) / time(1 rank), limit
@@ -20,6 +21,7 @@
  * each member's own buffer), and "local-zero-copy" (equal results shared).
  */
 import * as Effect from "effect/Effect"
+import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as AllToAllDispatcher from "../../src/moe/AllToAllDispatcher.js"
@@ -89,7 +91,7 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
           const p = Permute.permute(x, map)
           Permute.unpermute(p.permuted, p.sortedIndices, t)
         }
-        const seconds = await steadySeconds(ctx, `permute+unpermute H${h} E${e} k${k}`, pair, 3, h * k > 8192 ? 5 : 9)
+        const seconds = await steadySeconds(ctx, `permute+unpermute H${h} E${e} k${k}`, pair, 3, h * k > 8192 ? 7 : 9)
         const limit = await memcpyBandwidth(n * h * 4)
         out.push(record(ctx, { case: `permute+unpermute T${t} H${h} E${e} k${k}`, metric: "bandwidth", value: (4 * n * h * 4) / seconds / 1e9, unit: "GB/s", limit }))
       }
@@ -112,10 +114,14 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
       ),
     )
     const empty = Tensor.zeros([0, 0, 0])
-    const once = () =>
-      Job.runPromise({ world: ep, backend: "local-zero-copy" }, (rank) => {
+    // One job runs `warm` untimed steps, then `timed` steps between two barriers (rank 0's clock):
+    // the steps of a training loop, without the job's start-up in the figure.
+    const warm = 3
+    const timed = 10
+    const [elapsed] = await Job.runPromise({ world: ep, backend: "local-zero-copy" }, (rank) =>
+      Effect.gen(function* () {
         const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
-        return AllToAllDispatcher.run({
+        const step = AllToAllDispatcher.run({
           tokens: xs[rank] as Tensor.Tensor,
           probs: probs[rank] as Tensor.Tensor,
           map: maps[rank] as RoutingMap.RoutingMap,
@@ -124,8 +130,16 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
           groups,
           compute: identity,
         })
-      })
-    const seconds = await steadySeconds(ctx, `dispatcher EP${ep}`, once, 3, 7)
+        for (let i = 0; i < warm; i++) yield* step
+        yield* Comm.barrier(groups.ep)
+        const started = performance.now()
+        for (let i = 0; i < timed; i++) yield* step
+        yield* Comm.barrier(groups.ep)
+        return performance.now() - started
+      }),
+    )
+    const seconds = (elapsed as number) / timed / 1000
+    ctx.log(`moe: dispatcher EP${ep}: ${(seconds * 1e3).toFixed(1)} ms per step (mean of ${timed} after ${warm} untimed, one job)`)
     const rowBytes = hidden * 4
     const bytes = ep * tokens * 2 * rowBytes * 2
     const copy = await memcpyBandwidth(Math.min(bytes, 256 * 2 ** 20))
