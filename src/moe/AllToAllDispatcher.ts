@@ -59,7 +59,8 @@ export const run = (input: Dispatcher.DispatchInput) =>
 
     // 3. All-to-all over ep: to ep member j the rows of its experts.
     const sendSplits = Array.from({ length: epSize }, (_, j) => p.tokensPerExpert.slice(j * local, (j + 1) * local).reduce((a, b) => a + b, 0))
-    const exchanged = yield* LaidCollective.allToAllV("ep", groups.ep, rows, sendSplits)
+    // (One ep member exchanges with itself: the rows stay, in the layout the exchange would give.)
+    const exchanged = epSize > 1 ? yield* LaidCollective.allToAllV("ep", groups.ep, rows, sendSplits) : { ...rows, recvSplits: [n] }
 
     // 4. Allgather-v over etp: the rows every member of my etp group received.
     const gathered = etpSize > 1 ? yield* LaidCollective.allGatherV("etp", groups.etp, exchanged) : exchanged
@@ -103,7 +104,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
       return rowsOfM
     })
     const own = etpSize > 1 ? yield* LaidCollective.reduceScatterV("etp", groups.etp, unsorted, perMember) : unsorted
-    const back = yield* LaidCollective.allToAllV("ep", groups.ep, own, exchanged.recvSplits)
+    const back = epSize > 1 ? yield* LaidCollective.allToAllV("ep", groups.ep, own, exchanged.recvSplits) : own
     const combined = yield* RoutedLayout.unpermute(back, Permute.unpermute(back.tensor, p.sortedIndices, t), t)
     const output = yield* RoutedLayout.leave(combined, entered)
     return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
