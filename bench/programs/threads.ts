@@ -1,7 +1,8 @@
 // Bandwidth and latency of the threads backend (a script, not a test; the rank programs can be
 // reused by a bench suite): 8 ranks, allToAllV with receive buffers reused across iterations
 // (as bench/suites/comm.ts does for the local backend), in copying and zero-copy mode; a large
-// allReduce; and the latency of a tiny allReduce on 1, 2 and 8 ranks.
+// allReduce; and the latency of a tiny allReduce on 1, 2 and 8 ranks, beside the wake-up floor
+// of bare threads (wakeFloor).
 // Run: node --import tsx bench/programs/threads.ts [perPeerKiB...]
 // Per-rank bandwidth = bytes one rank sends (world x perPeer, self block included) / time of
 // one collective, all ranks running at once; the suite's metric is 2 x delivered bytes / time.
@@ -79,6 +80,51 @@ export const tinyBarrier = (_rank: number, args: unknown) =>
     return (performance.now() - started) / 1000 / iterations
   })
 
+/**
+ * Seconds per barrier of bare worker threads: every thread adds itself to a shared count, the
+ * last one rings the others' doorbells (Atomics.notify), the rest wait with Atomics.waitAsync.
+ * No Effect, no communicator: the floor that waking sleeping threads puts under any collective
+ * of this many ranks on this machine. `args.sab` is shared by the job's ranks.
+ */
+export const wakeFloor = (rank: number, args: unknown) =>
+  Effect.promise(async () => {
+    const { world, iterations, warmup, sab } = args as Args & { readonly sab: SharedArrayBuffer }
+    const v = new Int32Array(sab)
+    const count = 16 * world
+    let round = 0
+    const barrier = () =>
+      new Promise<void>((resolve) => {
+        const target = ++round * world
+        if (Atomics.add(v, count, 1) + 1 === target) {
+          for (let r = 0; r < world; r++) {
+            if (r === rank) continue
+            Atomics.add(v, 16 * r, 1)
+            Atomics.notify(v, 16 * r)
+          }
+          return resolve()
+        }
+        const check = (): void => {
+          const seen = Atomics.load(v, 16 * rank)
+          if (Atomics.load(v, count) >= target) return resolve()
+          const wait = (Atomics as unknown as { waitAsync: (a: Int32Array, i: number, x: number) => { async: boolean; value: Promise<string> | string } }).waitAsync(
+            v,
+            16 * rank,
+            seen,
+          )
+          if (wait.async) void (wait.value as Promise<string>).then(check)
+          else check()
+        }
+        check()
+      })
+    for (let i = 0; i < warmup; i++) await barrier()
+    const started = performance.now()
+    for (let i = 0; i < iterations; i++) await barrier()
+    return (performance.now() - started) / 1000 / iterations
+  })
+
+/** The shared memory `wakeFloor` needs for `world` ranks. */
+export const wakeFloorMemory = (world: number): SharedArrayBuffer => new SharedArrayBuffer(64 * (world + 1))
+
 // The machine is shared: each figure is the best of `repeats` jobs (the slowest rank of each).
 const best = async (repeats: number, options: ThreadsJob.ThreadsJobOptions): Promise<number> => {
   let t = Number.POSITIVE_INFINITY
@@ -108,6 +154,9 @@ const main = async () => {
   for (const w of [1, 2, 8]) {
     const t = await best(3, { world: w, module, export: "tinyAllReduce", args: { world: w, iterations: 2000, warmup: 200 } })
     console.log(`allReduce 8 B, ${w} rank${w > 1 ? "s" : ""}: ${(t * 1e6).toFixed(0)} us`)
+    if (w === 1) continue
+    const floor = await best(3, { world: w, module, export: "wakeFloor", args: { world: w, iterations: 2000, warmup: 200, sab: wakeFloorMemory(w) } })
+    console.log(`  floor (bare threads, waitAsync barrier): ${(floor * 1e6).toFixed(0)} us`)
   }
 }
 

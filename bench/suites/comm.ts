@@ -26,6 +26,9 @@
  * Threads backend, per rank: bytes one rank sends (P * B) / time of the slowest rank; limit = the
  * copy bandwidth of this run in bytes delivered per second (memcpy's read + write figure / 2),
  * times the cores the 8 workers share, split over the 8 ranks; target = the issue's 4 GB/s.
+ * Threads latency on 8 and on 2 ranks, each beside the wake-up floor of as many bare worker
+ * threads (a waitAsync barrier without Effect or communicator: what waking sleeping threads
+ * costs on this machine by itself).
  */
 import os from "node:os"
 import * as Effect from "effect/Effect"
@@ -133,11 +136,20 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
       ctx.log(`comm ${mode} ${label(perPeer)}: allToAllV ${(t * 1e6).toFixed(0)} us`)
     }
   }
-  const tiny = Math.max(...(await ThreadsJob.runPromise<number>({ world, module, export: "tinyAllReduce", args: { world, iterations: 500, warmup: 50 } })))
-  const tinyBarrier = Math.max(...(await ThreadsJob.runPromise<number>({ world, module, export: "tinyBarrier", args: { world, iterations: 500, warmup: 50 } })))
-  out.push(
-    record(ctx, { case: `allReduce 8 B, ${world} ranks (threads)`, metric: "latency (limit: barrier)", value: tiny * 1e6, unit: "us", limit: tinyBarrier * 1e6, target: 20 }),
-  )
+  // Latency on `world` ranks (more ranks than cores here: every collective wakes sleeping
+  // threads) and on 2 (a core each where there are two: ranks poll briefly before sleeping).
+  for (const ranks of [world, 2]) {
+    const slowest = async (exported: string, args: Record<string, unknown>) =>
+      Math.max(...(await ThreadsJob.runPromise<number>({ world: ranks, module, export: exported, args: { world: ranks, iterations: 500, warmup: 50, ...args } })))
+    const tiny = await slowest("tinyAllReduce", {})
+    const tinyBarrier = await slowest("tinyBarrier", {})
+    out.push(
+      record(ctx, { case: `allReduce 8 B, ${ranks} ranks (threads)`, metric: "latency (limit: barrier)", value: tiny * 1e6, unit: "us", limit: tinyBarrier * 1e6, target: 20 }),
+    )
+    // What waking sleeping threads costs by itself: bare worker threads, no Effect, no comm.
+    const floor = await slowest("wakeFloor", { sab: new SharedArrayBuffer(64 * (ranks + 1)) })
+    out.push(record(ctx, { case: `wake-up floor, ${ranks} bare threads (threads)`, metric: "latency (waitAsync barrier)", value: floor * 1e6, unit: "us" }))
+  }
   await ThreadsJob.shutdown()
   return out
 }

@@ -21,6 +21,9 @@ interface Chunk {
   readonly header: Int32Array
   /** Data bytes (after the header). */
   readonly capacity: number
+  readonly counter: Counter
+  /** The last view handed out (the same op is usually issued again and again). */
+  view: DType.Storage | undefined
 }
 
 const minCapacity = 4096
@@ -29,7 +32,7 @@ const minCapacity = 4096
 const keepBytes = 512 * 1024 * 1024
 
 /**
- * Where a contribution was written.
+ * Where a contribution is to be written.
  * @category models
  */
 export interface Placed {
@@ -47,27 +50,26 @@ export class ChunkPool {
   #chunks: Array<Chunk> = []
   #byBuffer = new Map<SharedArrayBuffer, Chunk>()
 
-  /** A free chunk for `length` elements of `dtype` (write the data, then `publish`). */
-  take(dtype: DType.DType, length: number): Placed {
+  /**
+   * A free chunk for `length` elements of `dtype`, marked as awaited by `readers` readers (the
+   * owner then writes the data, before it publishes the part). Until marked the chunk read as
+   * free, which is harmless: only this thread takes chunks of this pool.
+   */
+  take(dtype: DType.DType, length: number, readers: number): Placed {
     const bytes = length * DType.bytesPer(dtype)
     let best: Chunk | undefined
     for (const c of this.#chunks) {
       if (c.capacity >= bytes && Atomics.load(c.header, readersSlot) === 0 && (best === undefined || c.capacity < best.capacity)) best = c
     }
     if (best === undefined) best = this.#make(bytes)
-    const view = dtype === "float32" ? new Float32Array(best.buffer, headerBytes, length) : new Float64Array(best.buffer, headerBytes, length)
-    return { buffer: best.buffer, offset: headerBytes, view, counter: { buffer: best.buffer, index: readersSlot } }
-  }
-
-  /**
-   * Marks the data written and awaited by `readers` readers. The atomic store orders the data
-   * before any reader's `acquire`; until now the chunk read as free, which is harmless: only
-   * this thread takes chunks of this pool, and it is busy here.
-   */
-  publish(placed: Placed, readers: number): void {
-    const h = new Int32Array(placed.buffer, 0, readySlot + 1)
-    Atomics.store(h, readySlot, 0)
-    Atomics.store(h, readersSlot, readers)
+    let view = best.view
+    if (view === undefined || view.length !== length || view instanceof Float32Array !== (dtype === "float32")) {
+      view = dtype === "float32" ? new Float32Array(best.buffer, headerBytes, length) : new Float64Array(best.buffer, headerBytes, length)
+      best.view = view
+    }
+    Atomics.store(best.header, readySlot, 0)
+    Atomics.store(best.header, readersSlot, readers)
+    return { buffer: best.buffer, offset: headerBytes, view, counter: best.counter }
   }
 
   /** Frees every chunk (between jobs: no reader of the previous job is left). */
@@ -106,7 +108,7 @@ export class ChunkPool {
       this.#drop(c)
     }
     const buffer = new SharedArrayBuffer(headerBytes + capacity)
-    const chunk: Chunk = { buffer, header: new Int32Array(buffer, 0, readySlot + 1), capacity }
+    const chunk: Chunk = { buffer, header: new Int32Array(buffer, 0, readySlot + 1), capacity, counter: { buffer, index: readersSlot }, view: undefined }
     this.#chunks.push(chunk)
     this.#byBuffer.set(buffer, chunk)
     return chunk
@@ -119,13 +121,4 @@ export class ChunkPool {
  */
 export const clear = (c: Counter): void => {
   Atomics.store(new Int32Array(c.buffer, 0, c.index + 1), c.index, 0)
-}
-
-/**
- * A reader is done: one reader fewer (the owner finds the chunk free once it reads 0).
- * @category mapping
- */
-export const readDone = (c: Counter): void => {
-  const view = new Int32Array(c.buffer, 0, c.index + 1)
-  Atomics.sub(view, c.index, 1)
 }

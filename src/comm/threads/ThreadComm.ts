@@ -18,6 +18,7 @@
  * blocking its event loop: its other fibers go on computing while collectives are in flight.
  * The main thread only hands out control blocks, once per group, and supervises.
  */
+import { availableParallelism } from "node:os"
 import type { MessagePort } from "node:worker_threads"
 import * as Effect from "effect/Effect"
 import * as Collective from "../Collective.js"
@@ -32,11 +33,11 @@ import * as Verdict from "../Verdict.js"
 import type * as DType from "../../tensor/DType.js"
 import * as Tensor from "../../tensor/Tensor.js"
 import * as Chunks from "./Chunks.js"
-import { ControlBlock, slots } from "./ControlBlock.js"
+import { ControlBlock, type Placement, slots } from "./ControlBlock.js"
 import * as Cooperative from "./Cooperative.js"
 import { Doorbells } from "./Doorbell.js"
 import * as Meeting from "./Meeting.js"
-import { type Counter, headerBytes, type PeerMessage, readersSlot, type ToMain } from "./Protocol.js"
+import { type Counter, type PeerMessage, readersSlot, type ToMain } from "./Protocol.js"
 import { Registry } from "./Registry.js"
 
 /**
@@ -87,6 +88,18 @@ interface Op {
   stage: "queued" | "published" | "reading" | "together" | "draining" | "done"
 }
 
+/** A member's part as this rank reads it. */
+interface Part {
+  readonly buffer: SharedArrayBuffer | undefined
+  readonly offset: number
+  readonly dtype: DType.DType
+  readonly chunk: boolean
+  readonly view: DType.Storage
+  /** A pooled chunk's reader count (Cooperative reads it), and the view that takes one off. */
+  readonly counter: Counter | undefined
+  readonly header: Int32Array | undefined
+}
+
 interface Stream {
   readonly group: Group.Group
   /** This rank's group-local index. */
@@ -97,12 +110,20 @@ interface Stream {
   broken: CommError.CommError | undefined
   /** Whether this rank last said, in the block, that it waits for its readers. */
   waitingForReaders: boolean
+  /** Each member's part at the last collective this rank read (see `#part`). */
+  readonly parts: Array<Part | undefined>
 }
 
 const viewOf = (dtype: DType.DType, buffer: ArrayBufferLike | undefined, offset: number, length: number): DType.Storage => {
   if (buffer === undefined) return dtype === "float32" ? new Float32Array(0) : new Float64Array(0)
   return dtype === "float32" ? new Float32Array(buffer, offset, length) : new Float64Array(buffer, offset, length)
 }
+
+/**
+ * How long a rank polls before it waits on its doorbell, where every rank has a core (ms).
+ * @category configuration
+ */
+const spinMs = 0.05
 
 // Ops whose members agree on op, dtype, shape and reduction (Collective.agrees).
 const sameShape = new Set<Collective.Op>(["allReduce", "reduceScatter", "allGather", "barrier"])
@@ -123,6 +144,12 @@ export class ThreadComm {
   #again = false
   /** Whether a doorbell wait is outstanding. */
   #asleep = false
+  /** How long to spin before waiting on the doorbell, in ms (0: never; see `#spin`). */
+  readonly #spinMs: number
+  readonly #awake = (): void => {
+    this.#asleep = false
+    this.#pump()
+  }
   /** Rings this rank's doorbell while ops wait, so that deadlines pass (see `#watch`). */
   #watchdog: ReturnType<typeof setInterval> | undefined
   /** Quarter timeouts counted by the watchdog: the clock of deadlines (no clock read per op). */
@@ -132,6 +159,7 @@ export class ThreadComm {
     this.options = options
     this.inbox = new Inbox(options.rank, options.timeoutMs)
     this.#doorbells = new Doorbells(options.doorbells)
+    this.#spinMs = options.world <= availableParallelism() ? spinMs : 0
     this.#registry = new Registry(options.world, (to, m) => options.peers[to]?.postMessage(m))
     options.peers.forEach((port, from) => port?.on("message", (m: PeerMessage) => this.#onPeer(from, m)))
   }
@@ -174,7 +202,7 @@ export class ThreadComm {
     const key = Group.key(group)
     let s = this.#streams.get(key)
     if (s === undefined) {
-      s = { group, me, block: undefined, ops: [], broken: undefined, waitingForReaders: false }
+      s = { group, me, block: undefined, ops: [], broken: undefined, waitingForReaders: false, parts: [] }
       this.#streams.set(key, s)
       if (!this.#asked.has(key)) {
         this.#asked.add(key)
@@ -187,43 +215,35 @@ export class ThreadComm {
   #enter(group: Group.Group, seq: number, request: Request): Result {
     const { rank, copy } = this.options
     const t = request.tensor
-    const signature: Collective.Signature = {
-      op: request.op,
-      rank,
-      dtype: t.dtype,
-      shape: [...t.shape],
-      ...(request.reduce === undefined ? {} : { reduce: request.reduce }),
-      ...(request.root === undefined ? {} : { root: request.root }),
-      ...(request.sendSplits === undefined ? {} : { sendSplits: [...request.sendSplits] }),
-      ...(request.counts === undefined ? {} : { counts: [...request.counts] }),
-    }
+    // Built field by field: this runs on every collective, and spreads cost more than it does.
+    const signature: { -readonly [K in keyof Collective.Signature]: Collective.Signature[K] } = { op: request.op, rank, dtype: t.dtype, shape: t.shape }
+    if (request.reduce !== undefined) signature.reduce = request.reduce
+    if (request.root !== undefined) signature.root = request.root
+    if (request.sendSplits !== undefined) signature.sendSplits = [...request.sendSplits]
+    if (request.counts !== undefined) signature.counts = [...request.counts]
     const me = Group.localRank(group, rank)
     if (me < 0) {
       return Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(group), op: request.op, seq, rank, ranks: [rank], detail: `rank ${rank} is not a member` }))
     }
     const out = request.out?.data
     if (group.ranks.length === 1) return this.#alone(group, seq, signature, t.data, out)
-    const n = group.ranks.length
     const data = t.data
-    let op: Op
-    const base = {
-      seq,
-      signature,
-      reply: new Reply<Collective.Output, CommError.CommError>(),
-      out,
-      deadline: this.#deadline(),
-      result: undefined,
-      stage: "queued" as const,
-    }
-    if (data.length === 0) op = { ...base, buffer: undefined, offset: 0, length: 0, chunk: undefined }
-    else if (!copy && data.buffer instanceof SharedArrayBuffer) op = { ...base, buffer: data.buffer, offset: data.byteOffset, length: data.length, chunk: undefined }
-    else {
+    let buffer: SharedArrayBuffer | undefined
+    let offset = 0
+    let chunk: Counter | undefined
+    if (data.length === 0) buffer = undefined
+    else if (!copy && data.buffer instanceof SharedArrayBuffer) {
+      buffer = data.buffer
+      offset = data.byteOffset
+    } else {
       // The snapshot: later writes to the tensor never reach the readers.
-      const placed = this.options.chunks.take(t.dtype, data.length)
+      const placed = this.options.chunks.take(t.dtype, data.length, group.ranks.length)
       copyInto(placed.view, 0, data)
-      this.options.chunks.publish(placed, n)
-      op = { ...base, buffer: placed.buffer, offset: headerBytes, length: data.length, chunk: placed.counter }
+      buffer = placed.buffer
+      offset = placed.offset
+      chunk = placed.counter
     }
+    const op: Op = { seq, signature, reply: new Reply(), buffer, offset, length: data.length, chunk, out, deadline: this.#deadline(), result: undefined, stage: "queued" }
     const s = this.#stream(group, me)
     if (s.broken !== undefined) {
       if (op.chunk !== undefined) Chunks.clear(op.chunk)
@@ -273,10 +293,24 @@ export class ThreadComm {
     this.#watch()
     if (this.#asleep) return
     this.#asleep = true
-    void this.#doorbells.sleep(this.options.rank, seen).then(() => {
-      this.#asleep = false
-      this.#pump()
-    })
+    // After the current fiber's turn (it may go on computing): a short spin, or the doorbell.
+    if (this.#spinMs > 0) queueMicrotask(() => this.#spin(seen))
+    else this.#doorbells.sleep(this.options.rank, seen, this.#awake)
+  }
+
+  /**
+   * Polls the doorbell for a short while before waiting on it, when every rank of the job has
+   * a core of its own: a peer that arrives meanwhile costs no wake-up on either side (a wake-up
+   * is a system call for the ringer and a trip through the event loop for the sleeper). With
+   * more ranks than cores a spinning rank would only hold a core its peers need.
+   */
+  #spin(seen: number): void {
+    const rank = this.options.rank
+    const end = performance.now() + this.#spinMs
+    for (;;) {
+      for (let i = 0; i < 64; i++) if (this.#doorbells.value(rank) !== seen) return this.#awake()
+      if (performance.now() >= end) return this.#doorbells.sleep(rank, seen, this.#awake)
+    }
   }
 
   /**
@@ -450,31 +484,41 @@ export class ThreadComm {
   /** Reads every member's part and computes this rank's output (once the peers' buffers are known). */
   #read(s: Stream, op: Op, block: ControlBlock): void {
     const n = s.group.ranks.length
-    const buffers: Array<SharedArrayBuffer | undefined> = new Array(n)
-    const placements = s.group.ranks.map((_, j) => block.placement(op.seq, j))
+    const parts: Array<Part> = new Array(n)
     for (let j = 0; j < n; j++) {
-      const p = placements[j] as ReturnType<ControlBlock["placement"]>
-      if (j === s.me) buffers[j] = op.buffer
+      const p = block.placement(op.seq, j)
+      let buffer: SharedArrayBuffer | undefined
+      if (j === s.me) buffer = op.buffer
       else if (p.buffer >= 0) {
-        const b = this.#registry.lookup(s.group.ranks[j] as number, p.buffer)
+        buffer = this.#registry.lookup(s.group.ranks[j] as number, p.buffer)
         // Its message is on the way: the peer posted it before publishing.
-        if (b === undefined) return
-        buffers[j] = b
+        if (buffer === undefined) return
       }
+      parts[j] = this.#part(s, j, buffer, p, op.signature.dtype)
     }
     // Members agree on everything these ops read but the data: this rank's signature serves all.
     const uniform = sameShape.has(op.signature.op)
-    const cs = s.group.ranks.map((rank, j): Collective.Contribution => {
-      const p = placements[j] as ReturnType<ControlBlock["placement"]>
-      const sig = j === s.me || uniform ? op.signature : block.signature(op.seq, j, rank)
-      return { ...sig, data: viewOf(sig.dtype, buffers[j], p.offset, p.length) }
+    const cs = parts.map((part, j): Collective.Contribution => {
+      const sig = j === s.me || uniform ? op.signature : block.signature(op.seq, j, s.group.ranks[j] as number)
+      return { ...sig, data: part.view }
     })
-    const counters = placements.map((p, j) => (p.chunk && buffers[j] !== undefined ? { buffer: buffers[j] as SharedArrayBuffer, index: readersSlot } : undefined))
-    if (Cooperative.usable(cs, counters, buffers)) {
+    const counters = parts.map((part) => part.counter)
+    if (
+      Cooperative.usable(
+        cs,
+        counters,
+        parts.map((part) => part.buffer),
+      )
+    ) {
       op.stage = "together"
-      Cooperative.allReduce(cs, buffers as Array<SharedArrayBuffer>, s.me, op.out).then(
-        (output) => this.#afterRead(s, op, block, counters, Effect.succeed(output)),
-        (error: unknown) => this.#afterRead(s, op, block, counters, Effect.fail(this.#badInput(s, op, error))),
+      Cooperative.allReduce(
+        cs,
+        parts.map((part) => part.buffer as SharedArrayBuffer),
+        s.me,
+        op.out,
+      ).then(
+        (output) => this.#afterRead(s, op, block, parts, Effect.succeed(output)),
+        (error: unknown) => this.#afterRead(s, op, block, parts, Effect.fail(this.#badInput(s, op, error))),
       )
       return
     }
@@ -484,7 +528,25 @@ export class ThreadComm {
     } catch (error) {
       result = Effect.fail(this.#badInput(s, op, error))
     }
-    this.#afterRead(s, op, block, counters, result)
+    this.#afterRead(s, op, block, parts, result)
+  }
+
+  // Member j's part as this rank reads it: its view and, for a pooled chunk, its reader count
+  // (kept from the last collective when the part lies where it lay then: the usual case).
+  #part(s: Stream, j: number, buffer: SharedArrayBuffer | undefined, p: Placement, dtype: DType.DType): Part {
+    const last = s.parts[j]
+    if (last !== undefined && last.buffer === buffer && last.offset === p.offset && last.view.length === p.length && last.chunk === p.chunk && last.dtype === dtype) return last
+    const part: Part = {
+      buffer,
+      offset: p.offset,
+      dtype,
+      chunk: p.chunk,
+      view: viewOf(dtype, buffer, p.offset, p.length),
+      counter: p.chunk && buffer !== undefined ? { buffer, index: readersSlot } : undefined,
+      header: p.chunk && buffer !== undefined ? new Int32Array(buffer, 0, readersSlot + 1) : undefined,
+    }
+    s.parts[j] = part
+    return part
   }
 
   #badInput(s: Stream, op: Op, error: unknown): CommError.CommError {
@@ -493,9 +555,9 @@ export class ThreadComm {
 
   // Counts this rank off every part (waking owners that waited for their last reader), then
   // answers, or in zero-copy mode waits for this rank's own readers first.
-  #afterRead(s: Stream, op: Op, block: ControlBlock, counters: ReadonlyArray<Counter | undefined>, result: Result): void {
+  #afterRead(s: Stream, op: Op, block: ControlBlock, parts: ReadonlyArray<Part>, result: Result): void {
     if (op.stage === "done") return
-    for (const c of counters) if (c !== undefined) Chunks.readDone(c)
+    for (const part of parts) if (part.header !== undefined) Atomics.sub(part.header, readersSlot, 1)
     for (let j = 0; j < s.group.ranks.length; j++) if (block.readDone(op.seq, j) && j !== s.me && block.waiting(j)) this.#doorbells.ring(s.group.ranks[j] as number)
     const drain = op.chunk === undefined && op.buffer !== undefined
     if (!drain || block.left(op.seq, s.me) === 0) return this.#finish(s, op, result)
