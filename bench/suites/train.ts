@@ -17,7 +17,9 @@
  * seq 1024, 2 layers, 16 heads / 4 KV heads, vocabulary 4096; one sequence per step), in fp32
  * and bf16: model FLOP/s against the FMA peak of all cores measured in the same run (the
  * kernels use every core), target 0.4 of it (issue 14); for bf16 the ceiling of the bf16 GEMM is
- * twice that peak, but the row keeps the fp32 peak so both rows compare.
+ * twice that peak, but the row keeps the fp32 peak so both rows compare. Then the same model on 2
+ * ranks of the threads backend, tp 2 and (separately) ep 2: tokens/s against the one-rank fp32
+ * run's, measured just before (target 1.0x: two ranks on the cores should not lose to one).
  */
 import * as Effect from "effect/Effect"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
@@ -39,22 +41,47 @@ const realistic = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep"
   .concat(["--experts", "8", "--topk", "2", "--seq", "1024", "--layers", "2", "--heads", "16", "--kv-heads", "4", "--vocab", "4096"])
   .concat(["--micro-batch", "1", "--global-batch", "1"])
 
-/** Model FLOP/s of the realistic shape in `precision`, over 4 steps after 2 of warm-up (the first touches fresh memory). */
-const realisticRow = async (ctx: BenchContext, precision: "fp32" | "bf16", peak: number): Promise<BenchRecord> => {
-  const resolved = TrainOptions.resolve([...realistic, "--steps", "6", "--precision", precision])
+/** Seconds per step of the realistic shape with `flags` added, over 4 steps after 2 of warm-up (the first touches fresh memory). */
+const realisticStep = async (flags: ReadonlyArray<string>, backend: "local" | "threads" = "local") => {
+  const resolved = TrainOptions.resolve([...realistic, "--steps", "6", ...flags])
   if (resolved === "help") throw new Error("unreachable: no --help")
   const { setup } = resolved
-  const measured = (await Effect.runPromise(Train.run(setup, { steps: 6 }))).slice(2)
-  const seconds = measured.reduce((a, s) => a + s.seconds, 0)
-  const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch) * measured.length
-  ctx.log(`train: realistic shape ${precision}: ${((seconds / measured.length) * 1e3).toFixed(0)} ms/step`)
-  return record(ctx, {
+  const measured = (await Effect.runPromise(Train.run(setup, { steps: 6, backend }))).slice(2)
+  const seconds = measured.reduce((a, s) => a + s.seconds, 0) / measured.length
+  return { setup, seconds, tokensPerSecond: (setup.batch.globalBatch * setup.model.seq) / seconds }
+}
+
+/** Model FLOP/s of the realistic shape in `precision` on one rank, and its tokens/s. */
+const realisticRow = async (ctx: BenchContext, precision: "fp32" | "bf16", peak: number): Promise<{ readonly row: BenchRecord; readonly tokensPerSecond: number }> => {
+  const { setup, seconds, tokensPerSecond } = await realisticStep(["--precision", precision])
+  const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch)
+  ctx.log(`train: realistic shape ${precision}: ${(seconds * 1e3).toFixed(0)} ms/step`)
+  const row = record(ctx, {
     case: `realistic MoE (H 1024, moe-ffn 2816, E 8 top-2, seq 1024, 2 layers), 1 rank, ${precision}`,
     metric: "model FLOP/s (limit: all-core FMA peak)",
     value: flops / seconds / 1e9,
     unit: "GFLOP/s",
     limit: peak / 1e9,
     target: (0.4 * peak) / 1e9,
+  })
+  return { row, tokensPerSecond }
+}
+
+/**
+ * The realistic shape on 2 ranks of the threads backend (tp 2, or ep 2 with 2 sequences a step,
+ * one per data-parallel rank): tokens/s against one rank's, measured in this run (target 1.0x).
+ */
+const realisticThreadsRow = async (ctx: BenchContext, split: "tp" | "ep", oneRank: number): Promise<BenchRecord> => {
+  const flags = split === "tp" ? ["--world", "2", "--tp", "2"] : ["--world", "2", "--ep", "2", "--global-batch", "2"]
+  const { tokensPerSecond, seconds } = await realisticStep(flags, "threads")
+  ctx.log(`train: realistic shape fp32, 2 ranks ${split} 2 (threads): ${(seconds * 1e3).toFixed(0)} ms/step`)
+  return record(ctx, {
+    case: `realistic MoE, 2 ranks ${split} 2, threads, fp32`,
+    metric: "throughput (limit: 1 rank)",
+    value: tokensPerSecond,
+    unit: "tokens/s",
+    limit: oneRank,
+    target: oneRank,
   })
 }
 
@@ -115,7 +142,16 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
     }),
     bubble("local", localBubble),
     bubble("threads", threadsBubble),
-    await realisticRow(ctx, "fp32", allPeak),
-    await realisticRow(ctx, "bf16", allPeak),
+    ...(await realisticRows(ctx, allPeak)),
   ]
+}
+
+/** The realistic shape: one rank in fp32 and bf16, then 2 ranks on threads against the fp32 rank. */
+const realisticRows = async (ctx: BenchContext, allPeak: number): Promise<ReadonlyArray<BenchRecord>> => {
+  const fp32 = await realisticRow(ctx, "fp32", allPeak)
+  const bf16 = await realisticRow(ctx, "bf16", allPeak)
+  const tp = await realisticThreadsRow(ctx, "tp", fp32.tokensPerSecond)
+  const ep = await realisticThreadsRow(ctx, "ep", fp32.tokensPerSecond)
+  await ThreadsJob.shutdown()
+  return [fp32.row, bf16.row, tp, ep]
 }

@@ -1,5 +1,5 @@
 // Properties of the native row kernels (gatherRows, scatterAddRows, softmaxRows, rmsnormRows,
-// swiglu) against the TypeScript reference kernels run in float64 on the same inputs, on every ISA
+// swiglu and its backward) against the TypeScript reference kernels run in float64 on the same inputs, on every ISA
 // with 1 and 2 threads, on views in guarded plain / shared buffers. gather is exact; scatter-add
 // is bit-identical to the sequential float32 loop; the others are within 1e-5 relative. Sizes
 // include some above the 1 MiB threshold where the kernels split across threads.
@@ -205,6 +205,39 @@ describe.each(configs)("row kernels on %s, %d thread(s)", (isa, threads) => {
           Cpu.swiglu(gate, up, out)
           expectClose("out", out, want, 1e-5, undefined, 1e-35)
           expect(guardsIntact(gate) && guardsIntact(up)).toBe(true)
+        },
+      ),
+      { numRuns: 30 },
+    )
+  })
+
+  test("swiglu backward: the float64 formula rounded once (within 1 ulp of float32); either gradient may be skipped", () => {
+    pin(isa, threads)
+    const kernel = Cpu.swigluBackwardKernel()
+    if (kernel === undefined) return
+    fc.assert(
+      fc.property(
+        fc.oneof({ arbitrary: dim(70), weight: 3 }, { arbitrary: fc.integer({ min: 0, max: 200_000 }), weight: 1 }),
+        seed,
+        fc.constantFrom("both", "gate", "up"),
+        placement,
+        (n, s, want, pg) => {
+          const rng = random(s)
+          const g = values(() => rng(-30, 30), n)
+          const u = values(() => rng(-5, 5), n)
+          const dy = values(() => rng(-2, 2), n)
+          const gate = place32(g, pg)
+          const dGate = want === "up" ? undefined : place32(new Float32Array(n).fill(Number.NaN), { shared: false, before: 2, after: 3 })
+          const dUp = want === "gate" ? undefined : new Float32Array(n).fill(Number.NaN)
+          const refGate = new Float64Array(n)
+          const refUp = new Float64Array(n)
+          reference.swigluBackward(g, u, dy, refGate, refUp)
+          kernel(gate, Float32Array.from(u), Float32Array.from(dy), dGate, dUp)
+          // The same float64 arithmetic; only the exponential's last bit may differ, so at most
+          // one float32 ulp (2^-23 relative) after the one rounding.
+          if (dGate !== undefined) expectClose("dGate", dGate, Float32Array.from(refGate), 2 ** -23, undefined, 1e-40)
+          if (dUp !== undefined) expectClose("dUp", dUp, Float32Array.from(refUp), 2 ** -23, undefined, 1e-40)
+          expect(guardsIntact(gate) && (dGate === undefined || guardsIntact(dGate))).toBe(true)
         },
       ),
       { numRuns: 30 },

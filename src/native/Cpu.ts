@@ -293,6 +293,19 @@ export const rmsnormRows = (x: Float32Array, weight: Float32Array, out: Float32A
  */
 export const swiglu = (gate: Float32Array, up: Float32Array, out: Float32Array): void => addon().swiglu(gate, up, out)
 
+/**
+ * swiglu's gradients (kernels/swiglu_backward.cc), in float32 within a few ulp of the float64
+ * formula; undefined when the build predates the kernel (the caller runs the reference then).
+ * @category kernels
+ */
+export const swigluBackwardKernel = ():
+  | ((gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | undefined, dUp: Float32Array | undefined) => void)
+  | undefined => {
+  const loaded = addonIfBuilt()
+  const kernel = loaded?.swigluBackward
+  return kernel === undefined ? undefined : (gate, up, grad, dGate, dUp) => kernel.call(loaded, gate, up, grad, dGate ?? null, dUp ?? null)
+}
+
 const dims = (s: AttentionShape): Dims => [
   s.b,
   s.sq,

@@ -35,6 +35,8 @@ void softmax_rows(Isa isa, const float* x, float* out, size_t rows, size_t cols)
 void rmsnorm_rows(Isa isa, const float* x, const float* weight, float* out, float* rstd32,
                   double* rstd64, size_t rows, size_t cols, double eps);
 void swiglu(Isa isa, const float* gate, const float* up, float* out, size_t n);
+// The gradients of swiglu (swiglu_backward.cc): dgate and dup may each be null (not wanted).
+void swiglu_backward(Isa isa, const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t n);
 
 // Scalar references (the Isa::Scalar paths), the specification of the vector versions.
 void gather_rows_ref(const float* src, const int32_t* index, size_t n, float* out, size_t cols);
@@ -44,5 +46,6 @@ void softmax_rows_ref(const float* x, float* out, size_t rows, size_t cols);
 void rmsnorm_rows_ref(const float* x, const float* weight, float* out, float* rstd32,
                       double* rstd64, size_t rows, size_t cols, double eps);
 void swiglu_ref(const float* gate, const float* up, float* out, size_t n);
+void swiglu_backward_ref(const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t n);
 
 }  // namespace pleat

@@ -47,6 +47,12 @@ export interface Kernels {
   readonly rmsnormRows: (x: DType.Storage, weight: DType.Storage, out: DType.Storage, rstdOut: DType.Storage, rows: number, cols: number, eps: number) => void
   /** out[i] = silu(gate[i]) * up[i] = gate[i] * sigmoid(gate[i]) * up[i], elementwise. */
   readonly swiglu: (gate: DType.Storage, up: DType.Storage, out: DType.Storage) => void
+  /**
+   * swiglu's gradients for the output gradient `grad`, with s = sigmoid(gate):
+   * dGate = grad * up * s * (1 + gate * (1 - s)), dUp = grad * gate * s; either may be undefined
+   * (not wanted).
+   */
+  readonly swigluBackward: (gate: DType.Storage, up: DType.Storage, grad: DType.Storage, dGate: DType.Storage | undefined, dUp: DType.Storage | undefined) => void
 }
 
 // The native float32 kernels are used whenever the addon loaded (Native.ts says why not when it

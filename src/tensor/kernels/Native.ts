@@ -13,6 +13,7 @@
 import * as Cpu from "../../native/Cpu.js"
 import type * as DType from "../DType.js"
 import type { Kernels, MatmulArgs } from "./Kernels.js"
+import { reference } from "./Reference.js"
 
 /**
  * Whether the native kernels loaded: the ISA and thread count they run with, or the reason they
@@ -25,6 +26,9 @@ const f32 = (kernel: string, name: string, x: DType.Storage): Float32Array => {
   if (x instanceof Float32Array) return x
   throw new TypeError(`native ${kernel}: ${name} must be float32 storage (Float32Array), got ${x.constructor.name}`)
 }
+
+/** The native swiglu backward, or undefined with a build that predates it (the reference runs). */
+const swigluBackward = Cpu.swigluBackwardKernel()
 
 const matmul = (p: MatmulArgs): void =>
   Cpu.matmul({
@@ -51,6 +55,17 @@ const kernels: Kernels = {
   rmsnormRows: (x, weight, out, rstdOut, rows, cols, eps) =>
     Cpu.rmsnormRows(f32("rmsnormRows", "x", x), f32("rmsnormRows", "weight", weight), f32("rmsnormRows", "out", out), rstdOut, rows, cols, eps),
   swiglu: (gate, up, out) => Cpu.swiglu(f32("swiglu", "gate", gate), f32("swiglu", "up", up), f32("swiglu", "out", out)),
+  swigluBackward: (gate, up, grad, dGate, dUp) => {
+    const kernel = swigluBackward ?? reference.swigluBackward
+    const name = "swigluBackward"
+    kernel(
+      f32(name, "gate", gate),
+      f32(name, "up", up),
+      f32(name, "grad", grad),
+      dGate === undefined ? undefined : f32(name, "dGate", dGate),
+      dUp === undefined ? undefined : f32(name, "dUp", dUp),
+    )
+  },
 }
 
 const load = (): { readonly kernels: Kernels | undefined; readonly status: NativeStatus } => {

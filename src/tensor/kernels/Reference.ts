@@ -89,8 +89,18 @@ const swiglu = (gate: DType.Storage, up: DType.Storage, out: DType.Storage): voi
   }
 }
 
+const swigluBackward = (gate: DType.Storage, up: DType.Storage, grad: DType.Storage, dGate: DType.Storage | undefined, dUp: DType.Storage | undefined): void => {
+  for (let i = 0; i < grad.length; i++) {
+    const x = gate[i] as number
+    const s = sigmoid(x)
+    const g = grad[i] as number
+    if (dGate !== undefined) dGate[i] = g * (up[i] as number) * s * (1 + x * (1 - s))
+    if (dUp !== undefined) dUp[i] = g * x * s
+  }
+}
+
 /**
  * The reference kernel set.
  * @category constructors
  */
-export const reference: Kernels = { name: "reference", matmul, gatherRows, scatterAddRows, softmaxRows, rmsnormRows, swiglu }
+export const reference: Kernels = { name: "reference", matmul, gatherRows, scatterAddRows, softmaxRows, rmsnormRows, swiglu, swigluBackward }
