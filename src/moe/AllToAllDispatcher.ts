@@ -23,6 +23,7 @@ import * as Comm from "../comm/Communicator.js"
 import * as LaidCollective from "../dataflow/LaidCollective.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Tensor from "../tensor/Tensor.js"
+import * as DispatchPlan from "./DispatchPlan.js"
 import * as Dispatcher from "./Dispatcher.js"
 import * as Experts from "./Experts.js"
 import * as Permute from "./Permute.js"
@@ -58,7 +59,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const count = (etp: number, ep: number, expert: number) => all.data[(etp + etpSize * ep) * numExperts + expert] as number
 
     // 3. All-to-all over ep: to ep member j the rows of its experts.
-    const sendSplits = Array.from({ length: epSize }, (_, j) => p.tokensPerExpert.slice(j * local, (j + 1) * local).reduce((a, b) => a + b, 0))
+    const sendSplits = DispatchPlan.splitsFor(p.tokensPerExpert, epSize)
     // (One ep member exchanges with itself: the rows stay, in the layout the exchange would give.)
     const exchanged = epSize > 1 ? yield* LaidCollective.allToAllV("ep", groups.ep, rows, sendSplits) : { ...rows, recvSplits: [n] }
 
