@@ -3,20 +3,18 @@
  * collectives meet the other members' in shared memory and nowhere else.
  *
  * `enter` snapshots the tensor into a pooled shared chunk (or, in zero-copy mode, names the
- * tensor's own SharedArrayBuffer) and publishes the part in the group's control block
- * (ControlBlock: descriptor, reader count, issued count), then rings the other members'
- * doorbells. The members check the rules themselves (Meeting: own arguments and agreement on
- * arrival, Verdict once all are there, Timeout past the deadline) and one of them decides the
- * slot for all. Once it is ok, each member reads the others' parts straight from their shared
- * buffers and computes its own output (Collective.outputFor; a large allReduce is shared out
- * slice by slice, Cooperative.ts), then counts itself off every part. In zero-copy mode the
- * owner completes only once every reader is done with its tensor. p2p messages go to the peer
- * over the pair's direct channel as transferred ArrayBuffers, into its Inbox. Sequence numbers,
- * guards and p2p receives are the Endpoint's, as on every transport.
+ * tensor's own SharedArrayBuffer) and hands the op to the group's stream (GroupStream), which
+ * publishes it in the group's control block and takes it through the decision and the read.
+ * A group's control block comes from the main thread once, on this rank's first collective on
+ * the group; a group of one needs none. p2p messages go to the peer over the pair's direct
+ * channel as transferred ArrayBuffers, into its Inbox; shared buffers the peers will read are
+ * sent the same way once (Registry). Sequence numbers, guards and p2p receives are the
+ * Endpoint's, as on every transport.
  *
  * A rank with nothing ready waits on its doorbell with Atomics.waitAsync (Doorbell), never
  * blocking its event loop: its other fibers go on computing while collectives are in flight.
- * The main thread only hands out control blocks, once per group, and supervises.
+ * Where every rank has a core it first polls the doorbell for a few tens of microseconds. One
+ * watchdog timer per rank, while ops are pending, lets deadlines pass when nobody rings.
  */
 import { availableParallelism } from "node:os"
 import type { MessagePort } from "node:worker_threads"
@@ -33,11 +31,10 @@ import * as Verdict from "../Verdict.js"
 import type * as DType from "../../tensor/DType.js"
 import * as Tensor from "../../tensor/Tensor.js"
 import * as Chunks from "./Chunks.js"
-import { ControlBlock, type Placement, slots } from "./ControlBlock.js"
-import * as Cooperative from "./Cooperative.js"
+import { ControlBlock } from "./ControlBlock.js"
 import { Doorbells } from "./Doorbell.js"
-import * as Meeting from "./Meeting.js"
-import { type Counter, type PeerMessage, readersSlot, type ToMain } from "./Protocol.js"
+import type { Counter, PeerMessage, ToMain } from "./Protocol.js"
+import { GroupStream, type Op, type Result, type StreamContext, viewOf } from "./GroupStream.js"
 import { Registry } from "./Registry.js"
 
 /**
@@ -66,67 +63,11 @@ export interface ThreadCommOptions {
   readonly peers: ReadonlyArray<MessagePort | undefined>
 }
 
-type Result = Effect.Effect<Collective.Output, CommError.CommError>
-
-interface Op {
-  readonly seq: number
-  /** This rank's whole signature (its own lists untruncated: its own-argument check reads them). */
-  readonly signature: Collective.Signature
-  readonly reply: Reply<Collective.Output, CommError.CommError>
-  /** This rank's part: the shared buffer it lies in (undefined: no data), offset and length. */
-  readonly buffer: SharedArrayBuffer | undefined
-  readonly offset: number
-  readonly length: number
-  /** The pooled chunk holding the part (copying mode). */
-  readonly chunk: Counter | undefined
-  /** The receive buffer the program gave, if any. */
-  readonly out: DType.Storage | undefined
-  /** The watchdog tick (`#tick`) from which a wait for the others fails the collective. */
-  deadline: number
-  /** Zero-copy: the result, kept while this rank's readers finish. */
-  result: Result | undefined
-  stage: "queued" | "published" | "reading" | "together" | "draining" | "done"
-}
-
-/** A member's part as this rank reads it. */
-interface Part {
-  readonly buffer: SharedArrayBuffer | undefined
-  readonly offset: number
-  readonly dtype: DType.DType
-  readonly chunk: boolean
-  readonly view: DType.Storage
-  /** A pooled chunk's reader count (Cooperative reads it), and the view that takes one off. */
-  readonly counter: Counter | undefined
-  readonly header: Int32Array | undefined
-}
-
-interface Stream {
-  readonly group: Group.Group
-  /** This rank's group-local index. */
-  readonly me: number
-  block: ControlBlock | undefined
-  readonly ops: Array<Op>
-  /** Set when a part could not be published: every later op of the group fails with it. */
-  broken: CommError.CommError | undefined
-  /** Whether this rank last said, in the block, that it waits for its readers. */
-  waitingForReaders: boolean
-  /** Each member's part at the last collective this rank read (see `#part`). */
-  readonly parts: Array<Part | undefined>
-}
-
-const viewOf = (dtype: DType.DType, buffer: ArrayBufferLike | undefined, offset: number, length: number): DType.Storage => {
-  if (buffer === undefined) return dtype === "float32" ? new Float32Array(0) : new Float64Array(0)
-  return dtype === "float32" ? new Float32Array(buffer, offset, length) : new Float64Array(buffer, offset, length)
-}
-
 /**
  * How long a rank polls before it waits on its doorbell, where every rank has a core (ms).
  * @category configuration
  */
 const spinMs = 0.05
-
-// Ops whose members agree on op, dtype, shape and reduction (Collective.agrees).
-const sameShape = new Set<Collective.Op>(["allReduce", "reduceScatter", "allGather", "barrier"])
 
 /**
  * The communicator state of one rank in one job.
@@ -137,7 +78,7 @@ export class ThreadComm {
   readonly inbox: Inbox
   readonly #doorbells: Doorbells
   readonly #registry: Registry
-  readonly #streams = new Map<string, Stream>()
+  readonly #streams = new Map<string, GroupStream>()
   readonly #asked = new Set<string>()
   #closed: string | undefined
   #pumping = false
@@ -154,6 +95,7 @@ export class ThreadComm {
   #watchdog: ReturnType<typeof setInterval> | undefined
   /** Quarter timeouts counted by the watchdog: the clock of deadlines (no clock read per op). */
   #tick = 0
+  readonly #context: StreamContext
 
   constructor(options: ThreadCommOptions) {
     this.options = options
@@ -162,6 +104,14 @@ export class ThreadComm {
     this.#spinMs = options.world <= availableParallelism() ? spinMs : 0
     this.#registry = new Registry(options.world, (to, m) => options.peers[to]?.postMessage(m))
     options.peers.forEach((port, from) => port?.on("message", (m: PeerMessage) => this.#onPeer(from, m)))
+    this.#context = {
+      rank: options.rank,
+      timeoutMs: options.timeoutMs,
+      doorbells: this.#doorbells,
+      registry: this.#registry,
+      deadline: () => this.#deadline(),
+      pump: () => this.#pump(),
+    }
   }
 
   #onPeer(from: number, m: PeerMessage): void {
@@ -185,9 +135,7 @@ export class ThreadComm {
     this.#closed = why
     const rank = this.options.rank
     for (const s of this.#streams.values()) {
-      for (const op of [...s.ops]) {
-        this.#fail(s, op, CommError.make({ reason: "Closed", group: Group.format(s.group), op: op.signature.op, seq: op.seq, rank, ranks: [], detail: why }))
-      }
+      s.failAll((op) => CommError.make({ reason: "Closed", group: Group.format(s.group), op: op.signature.op, seq: op.seq, rank, ranks: [], detail: why }))
     }
     this.#streams.clear()
     this.#registry.close()
@@ -198,11 +146,11 @@ export class ThreadComm {
     this.#doorbells.ring(rank)
   }
 
-  #stream(group: Group.Group, me: number): Stream {
+  #stream(group: Group.Group, me: number): GroupStream {
     const key = Group.key(group)
     let s = this.#streams.get(key)
     if (s === undefined) {
-      s = { group, me, block: undefined, ops: [], broken: undefined, waitingForReaders: false, parts: [] }
+      s = new GroupStream(group, me, this.#context)
       this.#streams.set(key, s)
       if (!this.#asked.has(key)) {
         this.#asked.add(key)
@@ -284,7 +232,8 @@ export class ThreadComm {
         this.#again = false
         seen = this.#doorbells.value(this.options.rank)
         waiting = false
-        for (const s of this.#streams.values()) if (this.#step(s)) waiting = true
+        const tick = this.#tick
+        for (const s of this.#streams.values()) if (s.step(tick)) waiting = true
       } while (this.#again && this.#closed === undefined)
     } finally {
       this.#pumping = false
@@ -349,241 +298,6 @@ export class ThreadComm {
   #unwatch(): void {
     if (this.#watchdog !== undefined) clearInterval(this.#watchdog)
     this.#watchdog = undefined
-  }
-
-  /** One round over a group's ops; returns whether some op waits for the other members. */
-  #step(s: Stream): boolean {
-    const block = s.block
-    if (block === undefined) return false
-    let waiting = false
-    // Whether some op waits for this rank's readers (see ControlBlock.setWaiting).
-    let readers = false
-    const now = this.#tick
-    let publishing = true
-    for (const op of [...s.ops]) {
-      if (op.stage === "queued") {
-        if (!publishing) break
-        // Busy: marked, then checked again, so that the last reader, if it comes after, rings.
-        if (block.left(op.seq, s.me) !== 0) this.#markWaiting(s, block)
-        if (block.left(op.seq, s.me) !== 0) {
-          // The slot is still read by someone (this rank is `slots` collectives ahead).
-          publishing = false
-          readers = true
-          if (now < op.deadline) waiting = true
-          else this.#stuck(s, op)
-          continue
-        }
-        this.#publish(s, op, block)
-      }
-      if (op.stage === "published" && this.#settle(s, op, block, now)) waiting = true
-      if (op.stage === "reading") this.#read(s, op, block)
-      if (op.stage === "draining") {
-        if (block.left(op.seq, s.me) !== 0) this.#markWaiting(s, block)
-        if (block.left(op.seq, s.me) === 0) this.#finish(s, op, op.result as Result)
-        else {
-          waiting = true
-          readers = true
-        }
-      }
-    }
-    if (!readers && s.waitingForReaders) {
-      block.setWaiting(s.me, false)
-      s.waitingForReaders = false
-    }
-    return waiting
-  }
-
-  #markWaiting(s: Stream, block: ControlBlock): void {
-    if (s.waitingForReaders) return
-    block.setWaiting(s.me, true)
-    s.waitingForReaders = true
-  }
-
-  #publish(s: Stream, op: Op, block: ControlBlock): void {
-    const chunk = op.chunk !== undefined
-    const id = op.buffer === undefined ? -1 : this.#registry.share(op.buffer, s.group.ranks, this.options.rank)
-    const out = op.out === undefined ? undefined : { length: op.out.length, dtype: op.signature.dtype }
-    const own = Meeting.ownProblem(s.group, s.me, op.signature)
-    if (own !== undefined && block.decide(op.seq, own) === "failed") this.#ringOthers(s)
-    try {
-      block.publish(op.seq, s.me, op.signature, out, { buffer: id, offset: op.offset, length: op.length, chunk })
-    } catch (error) {
-      const e = CommError.make({
-        reason: "BadInput",
-        group: Group.format(s.group),
-        op: op.signature.op,
-        seq: op.seq,
-        rank: this.options.rank,
-        ranks: [this.options.rank],
-        detail: String(error),
-      })
-      s.broken = e
-      return this.#fail(s, op, e)
-    }
-    op.stage = "published"
-    op.deadline = this.#deadline()
-    // Nobody is rung for an arrival: the members wait for the decision, and the member that
-    // finds everyone there decides (`#settle`) and rings them.
-    if (block.state(op.seq) !== "open") return
-    const failure = Meeting.onArrival(block, s.group, op.seq, s.me)
-    if (failure !== undefined && block.decide(op.seq, failure) === "failed") this.#ringOthers(s)
-  }
-
-  /** Waits for, or makes, the decision of a published op; returns whether it still waits. */
-  #settle(s: Stream, op: Op, block: ControlBlock, now: number): boolean {
-    let state = block.state(op.seq)
-    if (state === "open") {
-      if (Meeting.allArrived(block, op.seq)) state = block.decide(op.seq, Meeting.verdict(block, s.group, op.seq))
-      else if (now >= op.deadline) state = block.decide(op.seq, Meeting.timedOut(block, s.group, op.seq, op.signature.op, this.options.timeoutMs))
-      else return true
-      if (state === "ok" || state === "failed") this.#ringOthers(s)
-    }
-    switch (state) {
-      case "ok":
-        op.stage = "reading"
-        return false
-      case "failed":
-        this.#fail(s, op, Meeting.errorOf(block.failure(op.seq), s.group, op.seq, s.me))
-        return false
-      case "stale":
-        this.#fail(
-          s,
-          op,
-          CommError.make({
-            reason: "Timeout",
-            group: Group.format(s.group),
-            op: op.signature.op,
-            seq: op.seq,
-            rank: this.options.rank,
-            ranks: [],
-            detail: "this rank arrived after the collective had failed and the others had moved on",
-          }),
-        )
-        return false
-      default:
-        // Another member is writing the decision; it rings when done.
-        return true
-    }
-  }
-
-  // An op that could not even publish: its slot stayed busy past the timeout.
-  #stuck(s: Stream, op: Op): void {
-    const e = CommError.make({
-      reason: "Timeout",
-      group: Group.format(s.group),
-      op: op.signature.op,
-      seq: op.seq,
-      rank: this.options.rank,
-      ranks: [],
-      detail: `waited ${this.options.timeoutMs} ms for the members to finish reading collective #${op.seq - slots} of this group (one of them is stuck or gone)`,
-    })
-    s.broken = e
-    for (const later of [...s.ops]) if (later.stage === "queued") this.#fail(s, later, CommError.make({ ...CommError.fields(e), seq: later.seq, op: later.signature.op }))
-  }
-
-  /** Reads every member's part and computes this rank's output (once the peers' buffers are known). */
-  #read(s: Stream, op: Op, block: ControlBlock): void {
-    const n = s.group.ranks.length
-    const parts: Array<Part> = new Array(n)
-    for (let j = 0; j < n; j++) {
-      const p = block.placement(op.seq, j)
-      let buffer: SharedArrayBuffer | undefined
-      if (j === s.me) buffer = op.buffer
-      else if (p.buffer >= 0) {
-        buffer = this.#registry.lookup(s.group.ranks[j] as number, p.buffer)
-        // Its message is on the way: the peer posted it before publishing.
-        if (buffer === undefined) return
-      }
-      parts[j] = this.#part(s, j, buffer, p, op.signature.dtype)
-    }
-    // Members agree on everything these ops read but the data: this rank's signature serves all.
-    const uniform = sameShape.has(op.signature.op)
-    const cs = parts.map((part, j): Collective.Contribution => {
-      const sig = j === s.me || uniform ? op.signature : block.signature(op.seq, j, s.group.ranks[j] as number)
-      return { ...sig, data: part.view }
-    })
-    const counters = parts.map((part) => part.counter)
-    if (
-      Cooperative.usable(
-        cs,
-        counters,
-        parts.map((part) => part.buffer),
-      )
-    ) {
-      op.stage = "together"
-      Cooperative.allReduce(
-        cs,
-        parts.map((part) => part.buffer as SharedArrayBuffer),
-        s.me,
-        op.out,
-      ).then(
-        (output) => this.#afterRead(s, op, block, parts, Effect.succeed(output)),
-        (error: unknown) => this.#afterRead(s, op, block, parts, Effect.fail(this.#badInput(s, op, error))),
-      )
-      return
-    }
-    let result: Result
-    try {
-      result = Effect.succeed(Collective.outputFor(cs, s.me, op.out))
-    } catch (error) {
-      result = Effect.fail(this.#badInput(s, op, error))
-    }
-    this.#afterRead(s, op, block, parts, result)
-  }
-
-  // Member j's part as this rank reads it: its view and, for a pooled chunk, its reader count
-  // (kept from the last collective when the part lies where it lay then: the usual case).
-  #part(s: Stream, j: number, buffer: SharedArrayBuffer | undefined, p: Placement, dtype: DType.DType): Part {
-    const last = s.parts[j]
-    if (last !== undefined && last.buffer === buffer && last.offset === p.offset && last.view.length === p.length && last.chunk === p.chunk && last.dtype === dtype) return last
-    const part: Part = {
-      buffer,
-      offset: p.offset,
-      dtype,
-      chunk: p.chunk,
-      view: viewOf(dtype, buffer, p.offset, p.length),
-      counter: p.chunk && buffer !== undefined ? { buffer, index: readersSlot } : undefined,
-      header: p.chunk && buffer !== undefined ? new Int32Array(buffer, 0, readersSlot + 1) : undefined,
-    }
-    s.parts[j] = part
-    return part
-  }
-
-  #badInput(s: Stream, op: Op, error: unknown): CommError.CommError {
-    return CommError.make({ reason: "BadInput", group: Group.format(s.group), op: op.signature.op, seq: op.seq, rank: this.options.rank, ranks: [], detail: String(error) })
-  }
-
-  // Counts this rank off every part (waking owners that waited for their last reader), then
-  // answers, or in zero-copy mode waits for this rank's own readers first.
-  #afterRead(s: Stream, op: Op, block: ControlBlock, parts: ReadonlyArray<Part>, result: Result): void {
-    if (op.stage === "done") return
-    for (const part of parts) if (part.header !== undefined) Atomics.sub(part.header, readersSlot, 1)
-    for (let j = 0; j < s.group.ranks.length; j++) if (block.readDone(op.seq, j) && j !== s.me && block.waiting(j)) this.#doorbells.ring(s.group.ranks[j] as number)
-    const drain = op.chunk === undefined && op.buffer !== undefined
-    if (!drain || block.left(op.seq, s.me) === 0) return this.#finish(s, op, result)
-    op.stage = "draining"
-    op.result = result
-    this.#pump()
-  }
-
-  #finish(s: Stream, op: Op, result: Result): void {
-    op.stage = "done"
-    const i = s.ops.indexOf(op)
-    if (i >= 0) s.ops.splice(i, 1)
-    op.reply.done(result)
-  }
-
-  #fail(s: Stream, op: Op, error: CommError.CommError): void {
-    if (op.stage === "done") return
-    // Nobody reads a part of a failed collective: its chunk and slot are free again.
-    if (op.chunk !== undefined) Chunks.clear(op.chunk)
-    if (op.stage !== "queued" && s.block !== undefined) s.block.clearLeft(op.seq, s.me)
-    this.#finish(s, op, Effect.fail(error))
-  }
-
-  #ringOthers(s: Stream): void {
-    const rank = this.options.rank
-    for (const r of s.group.ranks) if (r !== rank) this.#doorbells.ring(r)
   }
 
   /** The CommunicatorShape the rank's program sees. */
