@@ -9,5 +9,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // Uninitialised tensor storage is filled with NaN in tests (tensor/DType.ts), so an op that
+    // leaves part of its output unwritten fails loudly.
+    env: { PLEAT_POISON_UNINITIALIZED: "1" },
   },
 })

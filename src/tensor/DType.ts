@@ -41,14 +41,32 @@ export const allocate = (dtype: DType, size: number, shared = false): Storage =>
 export const of = (storage: Storage): DType => (storage instanceof Float32Array ? "float32" : "float64")
 
 /**
- * New storage whose every element the caller overwrites before reading (gather outputs, copies):
- * skips zeroing, which for large buffers costs as much as the copy itself. Never shared.
+ * From this many bytes, `allocateUninitialized` skips the zeroing pass.
+ * @category configuration
+ */
+export const uninitializedFrom = 16384
+
+/**
+ * PLEAT_POISON_UNINITIALIZED=1 (the test suites set it) fills uninitialised storage with NaN, so
+ * an op that leaves part of its output unwritten shows in its results instead of reading
+ * whatever the allocator last held (often zeros, which would hide the bug).
+ */
+const poison = process.env.PLEAT_POISON_UNINITIALIZED === "1"
+
+/**
+ * New storage whose every element the caller overwrites before reading (gather outputs, copies,
+ * the outputs of kernels that write every element): skips zeroing, which for large buffers costs
+ * as much as the copy itself. Never shared.
  * @category constructors
  */
 export const allocateUninitialized = (dtype: DType, size: number): Storage => {
   const bytes = size * bytesPer(dtype)
+  // Small buffers: zeroing costs nothing next to the allocation, and a plain typed array is
+  // the cheaper object.
+  if (bytes < uninitializedFrom) return poison ? allocate(dtype, size).fill(Number.NaN) : allocate(dtype, size)
   // Small buffers come from Node's pool as views with offsets; the Slow variant is a whole
   // ArrayBuffer of its own, uninitialised.
   const buffer = Buffer.allocUnsafeSlow(bytes).buffer
-  return dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
+  const out = dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
+  return poison ? out.fill(Number.NaN) : out
 }

@@ -66,7 +66,8 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
   if (total !== n || segments.some((s) => !Number.isInteger(s) || s < 0))
     throw TensorError.shape("groupedMatmul", `segments [${segments.join(", ")}] do not cover the ${n} rows of x`)
   const segs = segmentsOf(segments)
-  const out = DType.allocate(x.dtype, n * m)
+  // The segments cover every row and each product writes its rows whole (an empty sum as 0).
+  const out = DType.allocateUninitialized(x.dtype, n * m)
   product(
     x.dtype,
     segs.map((s, e) => ({
@@ -85,7 +86,7 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
     let dx: Tensor.Tensor | undefined
     let dw: Tensor.Tensor | undefined
     if (x.requiresGrad) {
-      const data = DType.allocate(x.dtype, n * k)
+      const data = DType.allocateUninitialized(x.dtype, n * k)
       product(
         x.dtype,
         segs.map((s, e) => ({
@@ -102,7 +103,11 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       dx = Tensor.fromStorage(data, x.shape, { device: x.device })
     }
     if (w.requiresGrad) {
-      const data = DType.allocate(w.dtype, g * k * m)
+      const data = DType.allocateUninitialized(w.dtype, g * k * m)
+      // An expert without rows has no product: its gradient is zeros.
+      segs.forEach((s, e) => {
+        if (s.rows === 0) data.fill(0, e * k * m, (e + 1) * k * m)
+      })
       product(
         w.dtype,
         segs

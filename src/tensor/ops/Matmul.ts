@@ -70,7 +70,8 @@ const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boo
 }
 
 const run = (a: DType.Storage, b: DType.Storage, dtype: DType.DType, l: Layout, transA: boolean, transB: boolean): DType.Storage => {
-  const out = DType.allocate(dtype, l.batch * l.m * l.n)
+  // Not accumulating, the kernels write every element (an empty sum as 0).
+  const out = DType.allocateUninitialized(dtype, l.batch * l.m * l.n)
   Kernels.forDType(dtype, reference).matmul(gemmArgs(a, b, out, l, transA, transB))
   return out
 }
@@ -95,7 +96,7 @@ const gemmArgs = <S extends DType.Storage>(a: S, b: S, out: S, l: Layout, transA
 const runForward = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean): DType.Storage => {
   const bf16 = Bf16Matmul.forForward(a, b)
   if (bf16 === undefined) return run(a.data, b.data, a.dtype, l, transA, transB)
-  const out = new Float32Array(l.batch * l.m * l.n)
+  const out = DType.allocateUninitialized("float32", l.batch * l.m * l.n) as Float32Array
   bf16.sync(gemmArgs(a.data as Float32Array, b.data as Float32Array, out, l, transA, transB))
   return out
 }

@@ -31,7 +31,7 @@ export const rmsNorm = (x: Tensor.Tensor, weight: Tensor.Tensor, eps = 1e-6): Te
   }
   if (!(eps >= 0)) throw TensorError.shape("rmsNorm", `eps must be >= 0, got ${eps}`)
   const rows = Tensor.sizeOf(x.shape.slice(0, -1))
-  const out = DType.allocate(x.dtype, x.size)
+  const out = DType.allocateUninitialized(x.dtype, x.size)
   // rstd in float64 whatever the dtype, so the backward pass does not inherit a float32 rounding.
   const rstd = new Float64Array(rows)
   Kernels.forDType(x.dtype, reference).rmsnormRows(x.data, weight.data, out, rstd, rows, cols, eps)
@@ -39,7 +39,7 @@ export const rmsNorm = (x: Tensor.Tensor, weight: Tensor.Tensor, eps = 1e-6): Te
     const xs = x.data
     const w = weight.data
     const gy = g.data
-    const dx = x.requiresGrad ? DType.allocate(g.dtype, x.size) : undefined
+    const dx = x.requiresGrad ? DType.allocateUninitialized(g.dtype, x.size) : undefined
     const dw = weight.requiresGrad ? new Float64Array(cols) : undefined
     for (let r = 0; r < rows; r++) {
       const base = r * cols

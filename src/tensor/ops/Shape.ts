@@ -57,7 +57,7 @@ const swap = (src: DType.Storage, shape: ReadonlyArray<number>, d0: number, d1: 
   const readStrides = [...inStrides]
   readStrides[d0] = inStrides[d1] as number
   readStrides[d1] = inStrides[d0] as number
-  const out = DType.allocate(DType.of(src), src.length)
+  const out = DType.allocateUninitialized(DType.of(src), src.length)
   const idx = new Array<number>(rank).fill(0)
   for (let o = 0; o < out.length; o++) {
     let r = 0
@@ -105,7 +105,7 @@ export const concat = (ts: ReadonlyArray<Tensor.Tensor>, dim: number): Tensor.Te
   const total = sizes.reduce((a, b) => a + b, 0)
   const shape = first.shape.map((s, i) => (i === d ? total : s))
   const { outer, inner } = around(shape, d)
-  const out = DType.allocate(first.dtype, Tensor.sizeOf(shape))
+  const out = DType.allocateUninitialized(first.dtype, Tensor.sizeOf(shape))
   let offset = 0
   ts.forEach((t, j) => {
     const w = (sizes[j] as number) * inner
@@ -121,7 +121,7 @@ const splitData = (t: Tensor.Tensor, sizes: ReadonlyArray<number>, d: number): A
   let offset = 0
   for (const s of sizes) {
     const w = s * inner
-    const part = DType.allocate(t.dtype, outer * w)
+    const part = DType.allocateUninitialized(t.dtype, outer * w)
     for (let o = 0; o < outer; o++) part.set(t.data.subarray(o * n * inner + offset, o * n * inner + offset + w), o * w)
     out.push(
       Tensor.fromStorage(

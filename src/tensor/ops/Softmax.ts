@@ -30,7 +30,7 @@ const rowsOf = (op: string, x: Tensor.Tensor): { readonly rows: number; readonly
 
 /** softmax(x) over the last dim, as raw storage of x's dtype. */
 const softmaxData = (x: Tensor.Tensor, rows: number, cols: number): DType.Storage => {
-  const out = DType.allocate(x.dtype, x.size)
+  const out = DType.allocateUninitialized(x.dtype, x.size)
   Kernels.forDType(x.dtype, reference).softmaxRows(x.data, out, rows, cols)
   return out
 }
@@ -43,7 +43,7 @@ export const softmax = (x: Tensor.Tensor): Tensor.Tensor => {
   const { rows, cols } = rowsOf("softmax", x)
   const out = softmaxData(x, rows, cols)
   return Autograd.result("softmax", [x], out, x.shape, (g) => {
-    const dx = DType.allocate(g.dtype, x.size)
+    const dx = DType.allocateUninitialized(g.dtype, x.size)
     const gy = g.data
     for (let r = 0; r < rows; r++) {
       const base = r * cols
@@ -62,7 +62,7 @@ export const softmax = (x: Tensor.Tensor): Tensor.Tensor => {
  */
 export const logSoftmax = (x: Tensor.Tensor): Tensor.Tensor => {
   const { rows, cols } = rowsOf("logSoftmax", x)
-  const out = DType.allocate(x.dtype, x.size)
+  const out = DType.allocateUninitialized(x.dtype, x.size)
   const xs = x.data
   // Per row, in float64: the max and log(sum(exp(x - max))). Backward recomputes softmax from
   // them without a float32 rounding; x - max - logSum keeps the digits that x - logsumexp loses.
@@ -76,7 +76,7 @@ export const logSoftmax = (x: Tensor.Tensor): Tensor.Tensor => {
     for (let j = 0; j < cols; j++) out[base + j] = (xs[base + j] as number) - max - ls
   }
   return Autograd.result("logSoftmax", [x], out, x.shape, (g) => {
-    const dx = DType.allocate(g.dtype, x.size)
+    const dx = DType.allocateUninitialized(g.dtype, x.size)
     const gy = g.data
     for (let r = 0; r < rows; r++) {
       const base = r * cols
