@@ -43,6 +43,7 @@
 #include "bf16_matmul_binding.h"
 #include "dispatch_binding.h"
 #include "elementwise_binding.h"
+#include "cross_entropy_binding.h"
 #include "kernels/axpy.h"
 #include "kernels/copy.h"
 #include "kernels/cpu_features.h"
@@ -196,6 +197,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterBf16MatmulExports(env, exports);
   RegisterDispatchExports(env, exports);
   RegisterElementwiseExports(env, exports);
+  RegisterCrossEntropyExports(env, exports);
   return exports;
 }
 

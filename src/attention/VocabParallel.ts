@@ -17,6 +17,7 @@
  * are split over. (Its row max and sums are statistics reduced over tp, not tensors on the tape.)
  */
 import * as Effect from "effect/Effect"
+import { crossEntropyKernels } from "../native/CpuCrossEntropy.js"
 import { Communicator } from "../comm/Communicator.js"
 import type { Group } from "../comm/Group.js"
 import * as LaidCollective from "../dataflow/LaidCollective.js"
@@ -109,19 +110,26 @@ export const crossEntropy = (logits: Tensor.Tensor, targets: Int32Array, vocab: 
     if (targets.length !== rows) throw TensorError.shape("vocabParallelCrossEntropy", `${targets.length} targets for ${rows} rows`)
     const start = me * cols
     const x = logits.data
+    // float32 logits run the row loops below in native code (CpuCrossEntropy: the same float64
+    // arithmetic in the same order).
+    const native = x instanceof Float32Array ? crossEntropyKernels() : undefined
     const localMax = new Float64Array(rows)
-    for (let i = 0; i < rows; i++) {
-      let m = Number.NEGATIVE_INFINITY
-      for (let j = 0; j < cols; j++) m = Math.max(m, x[i * cols + j] as number)
-      localMax[i] = m
-    }
+    if (native !== undefined) native.rowMax(x as Float32Array, rows, cols, localMax)
+    else
+      for (let i = 0; i < rows; i++) {
+        let m = Number.NEGATIVE_INFINITY
+        for (let j = 0; j < cols; j++) m = Math.max(m, x[i * cols + j] as number)
+        localMax[i] = m
+      }
     const max = yield* reduce(tp, localMax, "max")
     const partial = new Float64Array(rows * 2)
+    const sumExp = new Float64Array(rows)
+    if (native !== undefined) native.rowSumExp(x as Float32Array, rows, cols, max, sumExp)
     let kept = 0
     for (let i = 0; i < rows; i++) {
       const m = max[i] as number
-      let s = 0
-      for (let j = 0; j < cols; j++) s += Math.exp((x[i * cols + j] as number) - m)
+      let s = sumExp[i] as number
+      if (native === undefined) for (let j = 0; j < cols; j++) s += Math.exp((x[i * cols + j] as number) - m)
       partial[2 * i] = s
       const t = targets[i] as number
       if (t === ignoreIndex) continue
@@ -140,6 +148,11 @@ export const crossEntropy = (logits: Tensor.Tensor, targets: Int32Array, vocab: 
     out[0] = kept === 0 ? 0 : total / kept
     return Autograd.result("vocabParallelCrossEntropy", [logits], out, [], (g) => {
       const scale = kept === 0 ? 0 : (g.data[0] as number) / kept
+      if (native !== undefined) {
+        const d = DType.allocateUninitialized("float32", logits.size) as Float32Array
+        native.grad(x as Float32Array, rows, cols, logSum, targets, ignoreIndex, start, scale, d)
+        return [Tensor.fromStorage(d, logits.shape, { device: logits.device })]
+      }
       const d = DType.allocate(logits.dtype, logits.size)
       for (let i = 0; i < rows; i++) {
         const t = targets[i] as number
