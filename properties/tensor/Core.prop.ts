@@ -110,6 +110,30 @@ describe("shape ops", () => {
     expect(() => Shape.reshape(x, [5, -1])).toThrow("reshape: cannot view [4, 3] (12 elements) as [5, -1]")
   })
 
+  test("transpose puts element [.., i, .., j, ..] at [.., j, .., i, ..] (short and long inner blocks)", () => {
+    const dims = fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 4 })
+    fc.assert(
+      fc.property(dims, fc.constantFrom(1, 3, 16, 40), fc.nat(), fc.nat(), seed, (lead, inner, i, j, s) => {
+        const shape = [...lead, inner]
+        const x = uniform(shape, s)
+        const d0 = i % shape.length
+        const d1 = j % shape.length
+        const y = Shape.transpose(x, d0, d1)
+        const strides = (sh: ReadonlyArray<number>) => sh.map((_, k) => sh.slice(k + 1).reduce((p, d) => p * d, 1))
+        const inStrides = strides(shape)
+        const outStrides = strides(y.shape)
+        expect(y.shape).toEqual(shape.map((d, k) => (k === d0 ? (shape[d1] as number) : k === d1 ? (shape[d0] as number) : d)))
+        for (let flat = 0; flat < x.size; flat++) {
+          const idx = inStrides.map((st, k) => Math.floor(flat / st) % (shape[k] as number))
+          const swapped = idx.map((v, k) => (k === d0 ? (idx[d1] as number) : k === d1 ? (idx[d0] as number) : v))
+          const at = swapped.reduce((acc, v, k) => acc + v * (outStrides[k] as number), 0)
+          expect(Object.is(y.data[at], x.data[flat])).toBe(true)
+        }
+      }),
+      { numRuns: 100 },
+    )
+  })
+
   test("transpose twice is the identity and transpose, concat, split match finite differences", () => {
     fc.assert(
       fc.property(shapeArb, seed, fc.nat(), fc.nat(), (shape, s, i, j) => {

@@ -42,31 +42,40 @@ export const rows = (t: Tensor.Tensor, start: number, end: number): Tensor.Tenso
   })
 }
 
-const swap = (src: DType.Storage, shape: ReadonlyArray<number>, d0: number, d1: number): { data: DType.Storage; shape: Array<number> } => {
+/** The product of shape[from..to). */
+const span = (shape: ReadonlyArray<number>, from: number, to: number): number => {
+  let p = 1
+  for (let i = from; i < to; i++) p *= shape[i] as number
+  return p
+}
+
+/** Blocks of at least this many elements move with one typed-array copy each. */
+const blockCopyFrom = 16
+
+const swap = (src: DType.Storage, shape: ReadonlyArray<number>, dim0: number, dim1: number): { data: DType.Storage; shape: Array<number> } => {
+  const [d0, d1] = dim0 <= dim1 ? [dim0, dim1] : [dim1, dim0]
   const outShape = [...shape]
   outShape[d0] = shape[d1] as number
   outShape[d1] = shape[d0] as number
-  const rank = shape.length
-  const inStrides = new Array<number>(rank)
-  let acc = 1
-  for (let i = rank - 1; i >= 0; i--) {
-    inStrides[i] = acc
-    acc *= shape[i] as number
-  }
-  // Walk the output in order, reading the input with d0 and d1 strides exchanged.
-  const readStrides = [...inStrides]
-  readStrides[d0] = inStrides[d1] as number
-  readStrides[d1] = inStrides[d0] as number
+  if (d0 === d1) return { data: src.slice(), shape: outShape }
+  // Seen as [A, n0, B, n1, C] -> [A, n1, B, n0, C]: C-element blocks move whole.
+  const a = span(shape, 0, d0)
+  const n0 = shape[d0] as number
+  const b = span(shape, d0 + 1, d1)
+  const n1 = shape[d1] as number
+  const c = span(shape, d1 + 1, shape.length)
   const out = DType.allocateUninitialized(DType.of(src), src.length)
-  const idx = new Array<number>(rank).fill(0)
-  for (let o = 0; o < out.length; o++) {
-    let r = 0
-    for (let i = 0; i < rank; i++) r += (idx[i] as number) * (readStrides[i] as number)
-    out[o] = src[r] as number
-    for (let i = rank - 1; i >= 0; i--) {
-      idx[i] = (idx[i] as number) + 1
-      if ((idx[i] as number) < (outShape[i] as number)) break
-      idx[i] = 0
+  let o = 0
+  for (let ia = 0; ia < a; ia++) {
+    for (let j1 = 0; j1 < n1; j1++) {
+      for (let ib = 0; ib < b; ib++) {
+        for (let j0 = 0; j0 < n0; j0++) {
+          const from = (((ia * n0 + j0) * b + ib) * n1 + j1) * c
+          if (c >= blockCopyFrom) out.set(src.subarray(from, from + c), o)
+          else for (let k = 0; k < c; k++) out[o + k] = src[from + k] as number
+          o += c
+        }
+      }
     }
   }
   return { data: out, shape: outShape }
