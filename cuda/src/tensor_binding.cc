@@ -134,6 +134,36 @@ Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// rmsnormBackward(x, weight, grad, rstd, rows, cols, dx, dw): x, weight, grad, dx Float32Array,
+// rstd and dw Float64Array; dx / dw null when not wanted.
+Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "rmsnormBackward";
+  ArrayArg x, w, g, rstd, dx, dw;
+  size_t rows = 0, cols = 0, n = 0;
+  if (!expect_arity(info, fn, 8) || !expect_array(info, fn, 0, "x", {kF32}, &x) || !expect_array(info, fn, 1, "weight", {kF32}, &w) ||
+      !expect_array(info, fn, 2, "grad", {kF32}, &g) || !expect_array(info, fn, 3, "rstd", {kF64}, &rstd) ||
+      !expect_size(info, fn, 4, "rows", &rows) || !expect_size(info, fn, 5, "cols", &cols) ||
+      !checked_mul(env, fn, "rows * cols", rows, cols, &n) || !expect_length(env, fn, "x", x, n, "rows * cols") ||
+      !expect_length(env, fn, "grad", g, n, "rows * cols") || !expect_length(env, fn, "weight", w, cols, "cols") ||
+      !expect_length(env, fn, "rstd", rstd, rows, "rows")) {
+    return env.Undefined();
+  }
+  const bool want_dx = !info[6].IsNull(), want_dw = !info[7].IsNull();
+  if ((want_dx && (!expect_array(info, fn, 6, "dx", {kF32}, &dx) || !expect_length(env, fn, "dx", dx, n, "rows * cols") ||
+                   !expect_disjoint(env, fn, "dx", dx, "x", x, false) || !expect_disjoint(env, fn, "dx", dx, "grad", g, false))) ||
+      (want_dw && (!expect_array(info, fn, 7, "dw", {kF64}, &dw) || !expect_length(env, fn, "dw", dw, cols, "cols")))) {
+    return env.Undefined();
+  }
+  if (rows > 0 && cols > 0) {
+    rmsnorm_backward(x.f32(), w.f32(), g.f32(), reinterpret_cast<const double*>(rstd.data), rows, cols, want_dx ? dx.f32_mut() : nullptr,
+                     want_dw ? dw.f64_mut() : nullptr);
+  } else if (want_dw && cols > 0) {
+    for (size_t j = 0; j < cols; ++j) dw.f64_mut()[j] = 0;
+  }
+  return env.Undefined();
+}
+
 // swigluBackward(gate, up, grad, dGate, dUp): dGate / dUp a Float32Array, or null when not wanted.
 Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -289,7 +319,7 @@ void RegisterTensorExports(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> tensor[] = {
       {"setThreads", SetThreads}, {"threads", Threads}, {"matmul", Matmul}, {"matmulAsync", MatmulAsync},
       {"gatherRows", GatherRows}, {"scatterAddRows", ScatterAddRows}, {"softmaxRows", SoftmaxRows},
-      {"rmsnormRows", RmsnormRows}, {"swiglu", Swiglu}, {"swigluBackward", SwigluBackward}, {"attention", Attention},
+      {"rmsnormRows", RmsnormRows}, {"swiglu", Swiglu}, {"swigluBackward", SwigluBackward}, {"rmsnormBackward", RmsnormBackward}, {"attention", Attention},
       {"attentionAsync", AttentionAsync}, {"attentionBackward", AttentionBackward},
       {"openblasStatus", OpenblasStatus}, {"openblasMatmul", OpenblasMatmul},
       {"openblasSetThreads", OpenblasSetThreads}};

@@ -1,5 +1,5 @@
 // Properties of the native row kernels (gatherRows, scatterAddRows, softmaxRows, rmsnormRows,
-// swiglu and its backward) against the TypeScript reference kernels run in float64 on the same inputs, on every ISA
+// swiglu, and the RMSNorm and swiglu backwards) against the TypeScript reference kernels run in float64 on the same inputs, on every ISA
 // with 1 and 2 threads, on views in guarded plain / shared buffers. gather is exact; scatter-add
 // is bit-identical to the sequential float32 loop; the others are within 1e-5 relative. Sizes
 // include some above the 1 MiB threshold where the kernels split across threads.
@@ -207,6 +207,31 @@ describe.each(configs)("row kernels on %s, %d thread(s)", (isa, threads) => {
           expect(guardsIntact(gate) && guardsIntact(up)).toBe(true)
         },
       ),
+      { numRuns: 30 },
+    )
+  })
+
+  test("rmsnorm backward: the same bits as the reference loop (dx in float32, dw in float64)", () => {
+    pin(isa, threads)
+    const kernel = Cpu.rmsnormBackwardKernel()
+    if (kernel === undefined) return
+    fc.assert(
+      fc.property(rowsArb, colsArb, seed, fc.constantFrom("both", "dx", "dw"), placement, (rows, cols, s, want, px) => {
+        const rng = random(s)
+        const x = place32(values(rng, rows * cols), px)
+        const w = Float32Array.from(values(rng, cols))
+        const g = Float32Array.from(values(rng, rows * cols))
+        const rstd = Float64Array.from({ length: rows }, () => rng(0.1, 3))
+        const dx = want === "dw" ? undefined : new Float32Array(rows * cols).fill(Number.NaN)
+        const dw = want === "dx" ? undefined : new Float64Array(cols).fill(Number.NaN)
+        const refDx = new Float32Array(rows * cols)
+        const refDw = new Float64Array(cols)
+        reference.rmsnormBackward(Float32Array.from(x), w, g, rstd, rows, cols, refDx, refDw)
+        kernel(x, w, g, rstd, rows, cols, dx, dw)
+        if (dx !== undefined) expectSame("dx", dx, refDx)
+        if (dw !== undefined) expectSame("dw", dw, refDw)
+        expect(guardsIntact(x)).toBe(true)
+      }),
       { numRuns: 30 },
     )
   })

@@ -294,6 +294,19 @@ export const rmsnormRows = (x: Float32Array, weight: Float32Array, out: Float32A
 export const swiglu = (gate: Float32Array, up: Float32Array, out: Float32Array): void => addon().swiglu(gate, up, out)
 
 /**
+ * rmsnormRows' gradients (kernels/rmsnorm_backward.cc): the TypeScript loop's float64 arithmetic,
+ * the same bits; undefined when the build predates the kernel (the caller runs the reference).
+ * @category kernels
+ */
+export const rmsnormBackwardKernel = ():
+  | ((x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | undefined, dw: Float64Array | undefined) => void)
+  | undefined => {
+  const loaded = addonIfBuilt()
+  const kernel = loaded?.rmsnormBackward
+  return kernel === undefined ? undefined : (x, w, g, rstd, rows, cols, dx, dw) => kernel.call(loaded, x, w, g, rstd, rows, cols, dx ?? null, dw ?? null)
+}
+
+/**
  * swiglu's gradients (kernels/swiglu_backward.cc), in float32 within a few ulp of the float64
  * formula; undefined when the build predates the kernel (the caller runs the reference then).
  * @category kernels

@@ -44,6 +44,8 @@ export interface CpuAddon {
   adamw?(w: FloatArray, g: FloatArray, m: Float32Array, v: Float32Array, ...scalars: AdamwScalars): void
   /** Optional: the sum of squares in a fixed order (kernels/sum_squares.h), absent from builds older than it. */
   sumSquares?(x: FloatArray): number
+  /** Optional: rmsnormRows' gradients (kernels/rmsnorm_backward.cc), absent from builds older than it. */
+  rmsnormBackward?(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
   /** Optional: swiglu's gradients (kernels/swiglu_backward.cc), absent from builds older than it. */
   swigluBackward?(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
   /** Optional: the bf16 GEMM (AVX512-BF16), absent from builds older than it. */

@@ -35,6 +35,9 @@ void softmax_rows(Isa isa, const float* x, float* out, size_t rows, size_t cols)
 void rmsnorm_rows(Isa isa, const float* x, const float* weight, float* out, float* rstd32,
                   double* rstd64, size_t rows, size_t cols, double eps);
 void swiglu(Isa isa, const float* gate, const float* up, float* out, size_t n);
+// The gradients of rmsnorm_rows (rmsnorm_backward.cc) from the forward's float64 rstd: dx and
+// dw (float64, one per column) may each be null; the TypeScript loop's arithmetic, the same bits.
+void rmsnorm_backward(const float* x, const float* w, const float* g, const double* rstd, size_t rows, size_t cols, float* dx, double* dw);
 // The gradients of swiglu (swiglu_backward.cc): dgate and dup may each be null (not wanted).
 void swiglu_backward(Isa isa, const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t n);
 

@@ -48,6 +48,22 @@ export interface Kernels {
   /** out[i] = silu(gate[i]) * up[i] = gate[i] * sigmoid(gate[i]) * up[i], elementwise. */
   readonly swiglu: (gate: DType.Storage, up: DType.Storage, out: DType.Storage) => void
   /**
+   * rmsnormRows' gradients from the forward's float64 `rstd` and the output gradient `grad`:
+   * dx[r, j] = rstd[r] * (grad[r, j] * w[j] - x[r, j] * c[r]) with
+   * c[r] = rstd[r]^2 * sum_j(grad[r, j] * w[j] * x[r, j]) / cols, and dw[j] (float64) = the sum over
+   * rows of grad[r, j] * x[r, j] * rstd[r]; either may be undefined (not wanted).
+   */
+  readonly rmsnormBackward: (
+    x: DType.Storage,
+    weight: DType.Storage,
+    grad: DType.Storage,
+    rstd: Float64Array,
+    rows: number,
+    cols: number,
+    dx: DType.Storage | undefined,
+    dw: Float64Array | undefined,
+  ) => void
+  /**
    * swiglu's gradients for the output gradient `grad`, with s = sigmoid(gate):
    * dGate = grad * up * s * (1 + gate * (1 - s)), dUp = grad * gate * s; either may be undefined
    * (not wanted).

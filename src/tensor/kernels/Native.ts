@@ -27,8 +27,9 @@ const f32 = (kernel: string, name: string, x: DType.Storage): Float32Array => {
   throw new TypeError(`native ${kernel}: ${name} must be float32 storage (Float32Array), got ${x.constructor.name}`)
 }
 
-/** The native swiglu backward, or undefined with a build that predates it (the reference runs). */
+/** The native swiglu and RMSNorm backwards, or undefined with a build that predates them (the reference runs). */
 const swigluBackward = Cpu.swigluBackwardKernel()
+const rmsnormBackward = Cpu.rmsnormBackwardKernel()
 
 const matmul = (p: MatmulArgs): void =>
   Cpu.matmul({
@@ -55,6 +56,13 @@ const kernels: Kernels = {
   rmsnormRows: (x, weight, out, rstdOut, rows, cols, eps) =>
     Cpu.rmsnormRows(f32("rmsnormRows", "x", x), f32("rmsnormRows", "weight", weight), f32("rmsnormRows", "out", out), rstdOut, rows, cols, eps),
   swiglu: (gate, up, out) => Cpu.swiglu(f32("swiglu", "gate", gate), f32("swiglu", "up", up), f32("swiglu", "out", out)),
+  rmsnormBackward: (x, weight, grad, rstd, rows, cols, dx, dw) => {
+    const name = "rmsnormBackward"
+    const args = [f32(name, "x", x), f32(name, "weight", weight), f32(name, "grad", grad), rstd, rows, cols] as const
+    const out = dx === undefined ? undefined : f32(name, "dx", dx)
+    if (rmsnormBackward === undefined) reference.rmsnormBackward(...args, out, dw)
+    else rmsnormBackward(...args, out, dw)
+  },
   swigluBackward: (gate, up, grad, dGate, dUp) => {
     const kernel = swigluBackward ?? reference.swigluBackward
     const name = "swigluBackward"

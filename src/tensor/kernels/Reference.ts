@@ -80,6 +80,30 @@ const rmsnormRows = (x: DType.Storage, weight: DType.Storage, out: DType.Storage
   }
 }
 
+const rmsnormBackward = (
+  x: DType.Storage,
+  w: DType.Storage,
+  gy: DType.Storage,
+  rstd: Float64Array,
+  rows: number,
+  cols: number,
+  dx: DType.Storage | undefined,
+  dw: Float64Array | undefined,
+): void => {
+  dw?.fill(0)
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols
+    const s = rstd[r] as number
+    if (dx !== undefined) {
+      let dot = 0
+      for (let j = 0; j < cols; j++) dot += (gy[base + j] as number) * (w[j] as number) * (x[base + j] as number)
+      const c = (s * s * dot) / cols
+      for (let j = 0; j < cols; j++) dx[base + j] = s * ((gy[base + j] as number) * (w[j] as number) - (x[base + j] as number) * c)
+    }
+    if (dw !== undefined) for (let j = 0; j < cols; j++) dw[j] = (dw[j] as number) + (gy[base + j] as number) * (x[base + j] as number) * s
+  }
+}
+
 const sigmoid = (x: number): number => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))
 
 const swiglu = (gate: DType.Storage, up: DType.Storage, out: DType.Storage): void => {
@@ -103,4 +127,4 @@ const swigluBackward = (gate: DType.Storage, up: DType.Storage, grad: DType.Stor
  * The reference kernel set.
  * @category constructors
  */
-export const reference: Kernels = { name: "reference", matmul, gatherRows, scatterAddRows, softmaxRows, rmsnormRows, swiglu, swigluBackward }
+export const reference: Kernels = { name: "reference", matmul, gatherRows, scatterAddRows, softmaxRows, rmsnormRows, rmsnormBackward, swiglu, swigluBackward }

@@ -36,26 +36,9 @@ export const rmsNorm = (x: Tensor.Tensor, weight: Tensor.Tensor, eps = 1e-6): Te
   const rstd = new Float64Array(rows)
   Kernels.forDType(x.dtype, reference).rmsnormRows(x.data, weight.data, out, rstd, rows, cols, eps)
   return Autograd.result("rmsNorm", [x, weight], out, x.shape, (g) => {
-    const xs = x.data
-    const w = weight.data
-    const gy = g.data
     const dx = x.requiresGrad ? DType.allocateUninitialized(g.dtype, x.size) : undefined
     const dw = weight.requiresGrad ? new Float64Array(cols) : undefined
-    for (let r = 0; r < rows; r++) {
-      const base = r * cols
-      const s = rstd[r] as number
-      if (dx !== undefined) {
-        let dot = 0
-        for (let j = 0; j < cols; j++) dot += (gy[base + j] as number) * (w[j] as number) * (xs[base + j] as number)
-        const c = (s * s * dot) / cols
-        for (let j = 0; j < cols; j++) {
-          dx[base + j] = s * ((gy[base + j] as number) * (w[j] as number) - (xs[base + j] as number) * c)
-        }
-      }
-      if (dw !== undefined) {
-        for (let j = 0; j < cols; j++) dw[j] = (dw[j] as number) + (gy[base + j] as number) * (xs[base + j] as number) * s
-      }
-    }
+    Kernels.forDType(g.dtype, reference).rmsnormBackward(x.data, weight.data, g.data, rstd, rows, cols, dx, dw)
     const wGrad = dw === undefined ? undefined : DType.allocate(g.dtype, cols)
     if (wGrad !== undefined && dw !== undefined) wGrad.set(dw)
     return [
