@@ -9,6 +9,7 @@ import fc from "fast-check"
 import { afterAll, describe, expect, test } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
 import { dispatchKernels, setNativeDispatchOff } from "../../src/native/CpuDispatch.js"
+import * as DispatchPlan from "../../src/moe/DispatchPlan.js"
 import * as Dropping from "../../src/moe/Dropping.js"
 import * as Permute from "../../src/moe/Permute.js"
 import * as RoutingMap from "../../src/moe/RoutingMap.js"
@@ -232,6 +233,33 @@ describe("native dispatch", () => {
         })
       }),
       { numRuns: 80 },
+    )
+  })
+
+  test("a permute's plan (typed rows, plain arrays made on first read) equals the checked plan of its rows", () => {
+    fc.assert(
+      fc.property(mapCase, fc.constantFrom(1, 2, 3), ({ t, e, h, map, probs, s }, destinations) => {
+        const r = Permute.permute(tensorOf([t, h], s, "float32"), map, Tensor.fromArray(probs, [t, e]))
+        const plan = r.plan
+        expect(Array.from(DispatchPlan.rowTokens(plan))).toEqual(Array.from(r.sortedIndices))
+        expect(DispatchPlan.numRows(plan)).toBe(r.sortedIndices.length)
+        const checked = DispatchPlan.make({ numTokens: t, numExperts: e, sortedIndices: plan.sortedIndices, experts: plan.experts, probs: plan.probs })
+        expect({ ...plan }).toEqual({ ...checked })
+        expect(Object.isFrozen(plan) && Object.isFrozen(plan.sortedIndices) && Object.isFrozen(plan.experts) && Object.isFrozen(plan.probs)).toBe(true)
+        expect(plan.sortedIndices).toBe(plan.sortedIndices)
+        if (e % destinations === 0) {
+          const split = DispatchPlan.fromOrder({
+            numTokens: t,
+            numExperts: e,
+            sortedIndices: r.sortedIndices,
+            experts: DispatchPlan.rowExperts(plan),
+            tokensPerExpert: plan.tokensPerExpert,
+            numDestinations: destinations,
+          })
+          expect(split.splits).toEqual(DispatchPlan.splitsFor(plan.tokensPerExpert, destinations))
+        }
+      }),
+      { numRuns: 100 },
     )
   })
 
