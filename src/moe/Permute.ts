@@ -268,9 +268,8 @@ const iota = (n: number): Int32Array => {
 /**
  * Whether a chunk order leaves every row where it is (every chunk in place, or the chunks out
  * of place all empty).
- * @category guards
  */
-export const isIdentityOrder = (splitSizes: ReadonlyArray<number>, sortedIdxs: ReadonlyArray<number>): boolean => {
+const isIdentityOrder = (splitSizes: ReadonlyArray<number>, sortedIdxs: ReadonlyArray<number>): boolean => {
   // The rows stay in place exactly when the non-empty chunks come in increasing order.
   let last = -1
   for (const c of sortedIdxs) {
