@@ -12,6 +12,7 @@ import * as Cli from "../../src/cli/Cli.js"
 import * as CpuInfo from "../../src/cli/doctor/CpuInfo.js"
 import * as Mpirun from "../../src/cli/doctor/Mpirun.js"
 import { memoryIo } from "../../src/cli/Io.js"
+import * as Addon from "../../src/native/Addon.js"
 import * as Cpu from "../../src/native/Cpu.js"
 import * as Cuda from "../../src/native/Cuda.js"
 import * as MpiAddon from "../../src/native/MpiAddon.js"
@@ -91,6 +92,9 @@ describe("pleat doctor --json", () => {
     const status = Cuda.cudaStatus()
     expect(r.cuda.available).toBe(status.available)
     if (!status.available) expect(String(r.cuda.reason)).not.toBe("")
+    // built: the addon file exists (npm ci builds it wherever nvcc was found), device or not.
+    expect(r.cuda.built).toBe(Addon.isBuilt("pleat_cuda"))
+    if (r.cuda.available === true) expect(r.cuda.built).toBe(true)
     for (const key of ["cublas", "nccl"] as const) {
       expect(r[key].available).toBe(false)
       expect(String(r[key].reason)).toMatch(/no (cuBLAS|NCCL) path yet/)

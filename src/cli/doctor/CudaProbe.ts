@@ -14,6 +14,9 @@ import * as LibrarySearch from "./LibrarySearch.js"
  * @category models
  */
 export interface CudaReport {
+  /** Whether pleat_cuda.node was built (npm ci builds it wherever nvcc was found), device or not. */
+  readonly built: boolean
+  /** Whether CUDA kernels can run here: the addon loads and the runtime sees a device. */
   readonly available: boolean
   /** Why pleat cannot run CUDA kernels here, when it cannot. */
   readonly reason?: string
@@ -35,16 +38,17 @@ export interface CudaReport {
 export const probe = (dirs: ReadonlyArray<string>): CudaReport => {
   const driver = LibrarySearch.find(dirs, (name) => name === "libcuda.so.1")
   const status = Cuda.cudaStatus()
+  const built = Addon.isBuilt("pleat_cuda")
   if (status.available) {
     const info = Cuda.deviceInfo()
-    return { available: true, addon: "loads", devices: status.devices, runtimeVersion: info.runtimeVersion, driverVersion: info.driverVersion, driver }
+    return { built, available: true, addon: "loads", devices: status.devices, runtimeVersion: info.runtimeVersion, driverVersion: info.driverVersion, driver }
   }
   if (status.reason === "not built") {
-    const addon = Addon.isBuilt("pleat_cuda") ? "does not load" : "not built"
+    const addon = built ? "does not load" : "not built"
     const reason = addon === "not built" ? "pleat_cuda.node is not built (npm run build:native builds it where nvcc is found)" : status.detail
-    return { available: false, reason, addon, devices: 0, runtimeVersion: null, driverVersion: null, driver }
+    return { built, available: false, reason, addon, devices: 0, runtimeVersion: null, driverVersion: null, driver }
   }
   const info = Cuda.deviceInfo()
   const noDriver = driver.length === 0 ? "; no CUDA driver (libcuda.so.1) found" : ""
-  return { available: false, reason: `${status.detail}${noDriver}`, addon: "loads", devices: 0, runtimeVersion: info.runtimeVersion, driverVersion: info.driverVersion, driver }
+  return { built, available: false, reason: `${status.detail}${noDriver}`, addon: "loads", devices: 0, runtimeVersion: info.runtimeVersion, driverVersion: info.driverVersion, driver }
 }
