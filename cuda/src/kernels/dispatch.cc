@@ -292,11 +292,17 @@ void combine_token_portable(const TokenRows& t, float* d, size_t cols) {
 
 void gather_rows_extra(Isa isa, const GatherExtraArgs& a) {
   if (a.n == 0) return;
-  if (isa != Isa::Avx512) return gather_rows_extra_ref(a);
-  const bool stream = a.n * a.out_stride * sizeof(float) >= kStreamBytes;
+  if (isa == Isa::Scalar) return gather_rows_extra_ref(a);
+  const bool stream = isa == Isa::Avx512 && a.n * a.out_stride * sizeof(float) >= kStreamBytes;
   pool_for(a.n, 2 * a.n * a.out_stride * sizeof(float), [&](size_t begin, size_t end) {
     for (size_t j = begin; j < end; ++j) {
-      copy_row_avx512(a.out + j * a.out_stride, a.src + static_cast<size_t>(a.index[j]) * a.src_stride, a.cols, stream);
+      float* d = a.out + j * a.out_stride;
+      const float* s = a.src + static_cast<size_t>(a.index[j]) * a.src_stride;
+      if (isa == Isa::Avx512) {
+        copy_row_avx512(d, s, a.cols, stream);
+      } else if (a.cols != 0) {
+        std::memcpy(d, s, a.cols * sizeof(float));  // the AVX2 path: the C library's copy
+      }
       put_extra(a, j);
     }
     // Non-temporal stores are weakly ordered: fence them before the caller (or JS) reads out.
