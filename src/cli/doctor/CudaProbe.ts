@@ -50,5 +50,14 @@ export const probe = (dirs: ReadonlyArray<string>): CudaReport => {
   }
   const info = Cuda.deviceInfo()
   const noDriver = driver.length === 0 ? "; no CUDA driver (libcuda.so.1) found" : ""
-  return { built, available: false, reason: `${status.detail}${noDriver}`, addon: "loads", devices: 0, runtimeVersion: info.runtimeVersion, driverVersion: info.driverVersion, driver }
+  return {
+    built,
+    available: false,
+    reason: `${status.detail}${noDriver}`,
+    addon: "loads",
+    devices: 0,
+    runtimeVersion: info.runtimeVersion,
+    driverVersion: info.driverVersion,
+    driver,
+  }
 }
