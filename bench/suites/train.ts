@@ -37,9 +37,9 @@ import { fmaPeak } from "../limits.js"
 const warmup = 4
 
 /** The realistic shape's flags (see the header). */
-const realistic = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--hidden", "1024", "--moe-ffn", "2816", "--ffn", "2816"]
+const realistic = ["--cp", "1", "--pp", "1", "--hidden", "1024", "--moe-ffn", "2816", "--ffn", "2816"]
   .concat(["--experts", "8", "--topk", "2", "--seq", "1024", "--layers", "2", "--heads", "16", "--kv-heads", "4", "--vocab", "4096"])
-  .concat(["--micro-batch", "1", "--global-batch", "1"])
+  .concat(["--micro-batch", "1"])
 
 /** Seconds per step of the realistic shape with `flags` added, over 4 steps after 2 of warm-up (the first touches fresh memory). */
 const realisticStep = async (flags: ReadonlyArray<string>, backend: "local" | "threads" = "local") => {
@@ -53,7 +53,7 @@ const realisticStep = async (flags: ReadonlyArray<string>, backend: "local" | "t
 
 /** Model FLOP/s of the realistic shape in `precision` on one rank, and its tokens/s. */
 const realisticRow = async (ctx: BenchContext, precision: "fp32" | "bf16", peak: number): Promise<{ readonly row: BenchRecord; readonly tokensPerSecond: number }> => {
-  const { setup, seconds, tokensPerSecond } = await realisticStep(["--precision", precision])
+  const { setup, seconds, tokensPerSecond } = await realisticStep(["--world", "1", "--tp", "1", "--ep", "1", "--global-batch", "1", "--precision", precision])
   const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch)
   ctx.log(`train: realistic shape ${precision}: ${(seconds * 1e3).toFixed(0)} ms/step`)
   const row = record(ctx, {
@@ -68,15 +68,17 @@ const realisticRow = async (ctx: BenchContext, precision: "fp32" | "bf16", peak:
 }
 
 /**
- * The realistic shape on 2 ranks of the threads backend (tp 2, or ep 2 with 2 sequences a step,
- * one per data-parallel rank): tokens/s against one rank's, measured in this run (target 1.0x).
+ * The realistic shape on 2 ranks of the threads backend (tp 2 with the experts split over etp 2
+ * as well, Megatron-Core's default of etp = tp; or ep 2 with 2 sequences a step, one per
+ * data-parallel rank): tokens/s against one rank's, measured in this run (target 1.0x). With
+ * etp 1, tp 2 would replicate every expert on both ranks and all-reduce their gradients.
  */
 const realisticThreadsRow = async (ctx: BenchContext, split: "tp" | "ep", oneRank: number): Promise<BenchRecord> => {
-  const flags = split === "tp" ? ["--world", "2", "--tp", "2"] : ["--world", "2", "--ep", "2", "--global-batch", "2"]
+  const flags = split === "tp" ? ["--world", "2", "--tp", "2", "--etp", "2", "--ep", "1", "--global-batch", "1"] : ["--world", "2", "--tp", "1", "--ep", "2", "--global-batch", "2"]
   const { tokensPerSecond, seconds } = await realisticStep(flags, "threads")
   ctx.log(`train: realistic shape fp32, 2 ranks ${split} 2 (threads): ${(seconds * 1e3).toFixed(0)} ms/step`)
   return record(ctx, {
-    case: `realistic MoE, 2 ranks ${split} 2, threads, fp32`,
+    case: `realistic MoE, 2 ranks ${split === "tp" ? "tp 2 etp 2" : "ep 2"}, threads, fp32`,
     metric: "throughput (limit: 1 rank)",
     value: tokensPerSecond,
     unit: "tokens/s",
