@@ -40,11 +40,8 @@ export const allocate = (dtype: DType, size: number, shared = false): Storage =>
  */
 export const of = (storage: Storage): DType => (storage instanceof Float32Array ? "float32" : "float64")
 
-/**
- * From this many bytes, `allocateUninitialized` skips the zeroing pass.
- * @category configuration
- */
-export const uninitializedFrom = 16384
+/** From this many bytes, `allocateUninitialized` skips the zeroing pass. */
+const uninitializedFrom = 16384
 
 /**
  * PLEAT_POISON_UNINITIALIZED=1 (the test suites set it) fills uninitialised storage with NaN, so
