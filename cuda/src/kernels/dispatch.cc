@@ -17,6 +17,7 @@
 #include <cstring>
 #include <vector>
 
+#include "rows.h"
 #include "thread_pool.h"
 #include "vmath.h"
 
@@ -165,47 +166,10 @@ void scatter_pairs(const float* values, size_t stride, const int32_t* index, con
 
 namespace {
 
-// Outputs at least this large are streamed past the cache (as in rows.cc).
-constexpr size_t kStreamBytes = size_t{16} << 20;
-
 // Floats from p to the next 64-byte boundary (views are 4-byte aligned), at most `cols`.
 size_t head_to_line(const float* p, size_t cols) {
   const size_t head = ((64 - (reinterpret_cast<uintptr_t>(p) & 63)) & 63) / sizeof(float);
   return head < cols ? head : cols;
-}
-
-__attribute__((target("avx512f"))) void copy_row_avx512(float* d, const float* s, size_t cols, bool stream) {
-  size_t j = 0;
-  if (stream) {
-    j = head_to_line(d, cols);
-    if (j != 0) {
-      const __mmask16 m = vmath::mask16(static_cast<ptrdiff_t>(j));
-      _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
-    }
-    for (; j + 64 <= cols; j += 64) {
-      const __m512 a = _mm512_loadu_ps(s + j), b = _mm512_loadu_ps(s + j + 16);
-      const __m512 c = _mm512_loadu_ps(s + j + 32), e = _mm512_loadu_ps(s + j + 48);
-      _mm512_stream_ps(d + j, a);
-      _mm512_stream_ps(d + j + 16, b);
-      _mm512_stream_ps(d + j + 32, c);
-      _mm512_stream_ps(d + j + 48, e);
-    }
-    for (; j + 16 <= cols; j += 16) _mm512_stream_ps(d + j, _mm512_loadu_ps(s + j));
-  } else {
-    for (; j + 64 <= cols; j += 64) {
-      const __m512 a = _mm512_loadu_ps(s + j), b = _mm512_loadu_ps(s + j + 16);
-      const __m512 c = _mm512_loadu_ps(s + j + 32), e = _mm512_loadu_ps(s + j + 48);
-      _mm512_storeu_ps(d + j, a);
-      _mm512_storeu_ps(d + j + 16, b);
-      _mm512_storeu_ps(d + j + 32, c);
-      _mm512_storeu_ps(d + j + 48, e);
-    }
-    for (; j + 16 <= cols; j += 16) _mm512_storeu_ps(d + j, _mm512_loadu_ps(s + j));
-  }
-  if (j < cols) {
-    const __mmask16 m = vmath::mask16(static_cast<ptrdiff_t>(cols - j));
-    _mm512_mask_storeu_ps(d + j, m, _mm512_maskz_loadu_ps(m, s + j));
-  }
 }
 
 // The rows of one token, as combine_rows reads them.
@@ -293,16 +257,13 @@ void combine_token_portable(const TokenRows& t, float* d, size_t cols) {
 void gather_rows_extra(Isa isa, const GatherExtraArgs& a) {
   if (a.n == 0) return;
   if (isa == Isa::Scalar) return gather_rows_extra_ref(a);
-  const bool stream = isa == Isa::Avx512 && a.n * a.out_stride * sizeof(float) >= kStreamBytes;
+  const bool stream = a.n * a.out_stride * sizeof(float) >= kStreamBytes;
+  const RowFn copy_row = copy_row_for(isa, stream);  // rows.cc's row copy
   pool_for(a.n, 2 * a.n * a.out_stride * sizeof(float), [&](size_t begin, size_t end) {
     for (size_t j = begin; j < end; ++j) {
       float* d = a.out + j * a.out_stride;
       const float* s = a.src + static_cast<size_t>(a.index[j]) * a.src_stride;
-      if (isa == Isa::Avx512) {
-        copy_row_avx512(d, s, a.cols, stream);
-      } else if (a.cols != 0) {
-        std::memcpy(d, s, a.cols * sizeof(float));  // the AVX2 path: the C library's copy
-      }
+      copy_row(d, s, a.cols);
       put_extra(a, j);
     }
     // Non-temporal stores are weakly ordered: fence them before the caller (or JS) reads out.

@@ -168,20 +168,14 @@ __attribute__((target("avx2"))) void add_row_avx2(float* d, const float* s, size
   }
 }
 
-using RowFn = void (*)(float*, const float*, size_t);
+RowFn add_row_for(Isa isa) { return isa == Isa::Avx512 ? add_row_avx512 : add_row_avx2; }
+
+}  // namespace
 
 RowFn copy_row_for(Isa isa, bool stream) {
   if (stream) return isa == Isa::Avx512 ? stream_row_avx512 : stream_row_avx2;
   return isa == Isa::Avx512 ? copy_row_avx512 : copy_row_avx2;
 }
-
-// Outputs at least this large are streamed past the cache (half the L3 of the machines this
-// was tuned on; smaller outputs are likely read again soon, by the next kernel).
-constexpr size_t kStreamBytes = size_t{16} << 20;
-
-RowFn add_row_for(Isa isa) { return isa == Isa::Avx512 ? add_row_avx512 : add_row_avx2; }
-
-}  // namespace
 
 void gather_rows(Isa isa, const float* src, const int32_t* index, size_t n, float* out,
                  size_t cols) {

@@ -42,6 +42,15 @@ void rmsnorm_backward(const float* x, const float* w, const float* g, const doub
 void swiglu_backward(Isa isa, const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t n);
 
 // Scalar references (the Isa::Scalar paths), the specification of the vector versions.
+// One row's copy (cols floats) with the ISA's vectors, streamed past the cache when `stream`
+// (the caller then fences with _mm_sfence before anyone reads); isa is Avx512 or Avx2.
+using RowFn = void (*)(float*, const float*, size_t);
+RowFn copy_row_for(Isa isa, bool stream);
+
+// Outputs at least this large are streamed past the cache (half the L3 of the machines this
+// was tuned on; smaller outputs are likely read again soon, by the next kernel).
+constexpr size_t kStreamBytes = size_t{16} << 20;
+
 void gather_rows_ref(const float* src, const int32_t* index, size_t n, float* out, size_t cols);
 void scatter_add_rows_ref(const float* src, const int32_t* index, size_t n, float* out,
                           size_t cols);
