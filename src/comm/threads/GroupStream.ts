@@ -178,15 +178,7 @@ export class GroupStream {
     try {
       block.publish(op.seq, this.me, op.signature, out, { buffer: id, offset: op.offset, length: op.length, chunk })
     } catch (error) {
-      const e = CommError.make({
-        reason: "BadInput",
-        group: Group.format(this.group),
-        op: op.signature.op,
-        seq: op.seq,
-        rank: this.#context.rank,
-        ranks: [this.#context.rank],
-        detail: String(error),
-      })
+      const e = this.#errorOf(op, "BadInput", [this.#context.rank], String(error))
       this.broken = e
       return this.#fail(op, e)
     }
@@ -216,18 +208,7 @@ export class GroupStream {
         this.#fail(op, Meeting.errorOf(block.failure(op.seq), this.group, op.seq, this.me))
         return false
       case "stale":
-        this.#fail(
-          op,
-          CommError.make({
-            reason: "Timeout",
-            group: Group.format(this.group),
-            op: op.signature.op,
-            seq: op.seq,
-            rank: this.#context.rank,
-            ranks: [],
-            detail: "this rank arrived after the collective had failed and the others had moved on",
-          }),
-        )
+        this.#fail(op, this.#errorOf(op, "Timeout", [], "this rank arrived after the collective had failed and the others had moved on"))
         return false
       default:
         // Another member is writing the decision; it rings when done.
@@ -237,15 +218,8 @@ export class GroupStream {
 
   // An op that could not even publish: its slot stayed busy past the timeout.
   #stuck(op: Op): void {
-    const e = CommError.make({
-      reason: "Timeout",
-      group: Group.format(this.group),
-      op: op.signature.op,
-      seq: op.seq,
-      rank: this.#context.rank,
-      ranks: [],
-      detail: `waited ${this.#context.timeoutMs} ms for the members to finish reading collective #${op.seq - slots} of this group (one of them is stuck or gone)`,
-    })
+    const detail = `waited ${this.#context.timeoutMs} ms for the members to finish reading collective #${op.seq - slots} of this group (one of them is stuck or gone)`
+    const e = this.#errorOf(op, "Timeout", [], detail)
     this.broken = e
     for (const later of [...this.ops]) if (later.stage === "queued") this.#fail(later, CommError.make({ ...CommError.fields(e), seq: later.seq, op: later.signature.op }))
   }
@@ -319,7 +293,12 @@ export class GroupStream {
   }
 
   #badInput(op: Op, error: unknown): CommError.CommError {
-    return CommError.make({ reason: "BadInput", group: Group.format(this.group), op: op.signature.op, seq: op.seq, rank: this.#context.rank, ranks: [], detail: String(error) })
+    return this.#errorOf(op, "BadInput", [], String(error))
+  }
+
+  /** The error of `op` on this rank's stream of this group. */
+  #errorOf(op: Op, reason: CommError.Reason, ranks: ReadonlyArray<number>, detail: string): CommError.CommError {
+    return CommError.make({ reason, group: Group.format(this.group), op: op.signature.op, seq: op.seq, rank: this.#context.rank, ranks, detail })
   }
 
   // Counts this rank off every part (waking owners that waited for their last reader), then
