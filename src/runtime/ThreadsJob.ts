@@ -33,11 +33,9 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import { availableParallelism } from "node:os"
 import { MessageChannel, type MessagePort, type Worker } from "node:worker_threads"
 import * as ControlBlock from "../comm/threads/ControlBlock.js"
 import * as Doorbell from "../comm/threads/Doorbell.js"
-import * as Cpu from "../native/Cpu.js"
 import * as Failure from "./threads/Failure.js"
 import * as Pool from "./threads/Pool.js"
 import type { ToMain, ToWorker } from "../comm/threads/Protocol.js"
@@ -279,27 +277,10 @@ class Session {
  */
 export const run = <A = unknown>(options: ThreadsJobOptions): Effect.Effect<Array<A>, RankFailed> =>
   Effect.acquireUseRelease(
-    Effect.sync(() => ({ session: new Session(options), threads: shareKernelThreads(options.world) })),
-    ({ session }) => session.result as Effect.Effect<Array<A>, RankFailed>,
-    ({ session, threads }, exit) => Effect.promise(() => session.shutdown(Exit.isSuccess(exit))).pipe(Effect.ensuring(Effect.sync(threads.restore))),
+    Effect.sync(() => new Session(options)),
+    (session) => session.result as Effect.Effect<Array<A>, RankFailed>,
+    (session, exit) => Effect.promise(() => session.shutdown(Exit.isSuccess(exit))),
   )
-
-/**
- * The ranks' workers share the process's kernel thread pool: a rank that calls a kernel while
- * another's is running runs it alone, so with a pool of every core, `world` ranks would run
- * world + cores - 1 threads on the cores. For the job, the pool gets each rank's share of the
- * cores (as MPI processes on one machine do, MpiProcess.ts); restored after.
- */
-const shareKernelThreads = (world: number): { readonly restore: () => void } => {
-  let before: number
-  try {
-    before = Cpu.threads()
-    Cpu.setThreads(Math.max(1, Math.floor(availableParallelism() / world)))
-  } catch {
-    return { restore: () => undefined } // no native addon: no kernel pool
-  }
-  return { restore: () => void Cpu.setThreads(before) }
-}
 
 /**
  * Runs a threads job to a Promise (for scripts and tests).
