@@ -118,6 +118,7 @@ export const backward = (s: Cpu.AttentionShape, x: Inputs, g: ArrayLike<number>)
   const dkScale = new Float64Array(dk.length)
   const dvScale = new Float64Array(dv.length)
   const dp = new Float64Array(s.sk)
+  const dpAbs = new Float64Array(s.sk)
   eachRow(s, x, (b, h, kh, i, p, _lse, termMax) => {
     const go = L.oAt(b, i, h)
     let delta = 0
@@ -125,10 +126,19 @@ export const backward = (s: Cpu.AttentionShape, x: Inputs, g: ArrayLike<number>)
     for (let j = 0; j < s.sk; j++) {
       if (p[j] === 0) continue
       let d = 0
-      for (let e = 0; e < s.dv; e++) d += (g[go + e] as number) * (x.v[L.vAt(b, j, kh) + e] as number)
+      let dAbs = 0
+      for (let e = 0; e < s.dv; e++) {
+        const term = (g[go + e] as number) * (x.v[L.vAt(b, j, kh) + e] as number)
+        d += term
+        dAbs += Math.abs(term)
+      }
       dp[j] = d
+      // The magnitude of dp's terms, not of dp: a float32 dot product is off by a few ulp of
+      // its terms, however much they cancel (a query with one visible key has dq exactly 0 in
+      // float64 and a rounding residue of dp - delta in float32).
+      dpAbs[j] = dAbs
       delta += (p[j] as number) * d
-      deltaAbs += (p[j] as number) * Math.abs(d)
+      deltaAbs += (p[j] as number) * dAbs
     }
     const grow = 1 + termMax
     for (let j = 0; j < s.sk; j++) {
@@ -136,7 +146,7 @@ export const backward = (s: Cpu.AttentionShape, x: Inputs, g: ArrayLike<number>)
       if (pj === 0) continue
       const ds = L.scale * pj * ((dp[j] as number) - delta)
       // |ds| can cancel to ~0 while its parts do not: scale the tolerance by the parts.
-      const dsAbs = Math.abs(L.scale) * pj * (Math.abs(dp[j] as number) + deltaAbs) * grow
+      const dsAbs = Math.abs(L.scale) * pj * ((dpAbs[j] as number) + deltaAbs) * grow
       for (let e = 0; e < s.d; e++) {
         const qi = L.qAt(b, i, h) + e
         const kj = L.kAt(b, j, kh) + e
