@@ -6,6 +6,7 @@
 import fc from "fast-check"
 import { afterAll, describe, expect, test } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
+import * as CpuOptional from "../../src/native/CpuOptional.js"
 import { reference } from "../../src/tensor/kernels/Reference.js"
 import { configs, dim, expectClose, expectSame, guardsIntact, pin, place32, placeI32, placement, random, unpin, values, wide } from "./tensorCases.js"
 
@@ -213,7 +214,7 @@ describe.each(configs)("row kernels on %s, %d thread(s)", (isa, threads) => {
 
   test("rmsnorm backward: the same bits as the reference loop (dx in float32, dw in float64)", () => {
     pin(isa, threads)
-    const kernel = Cpu.rmsnormBackwardKernel()
+    const kernel = CpuOptional.rmsnormBackwardKernel()
     if (kernel === undefined) return
     fc.assert(
       fc.property(rowsArb, colsArb, seed, fc.constantFrom("both", "dx", "dw"), placement, (rows, cols, s, want, px) => {
@@ -238,7 +239,7 @@ describe.each(configs)("row kernels on %s, %d thread(s)", (isa, threads) => {
 
   test("swiglu backward: the float64 formula rounded once (within 1 ulp of float32); either gradient may be skipped", () => {
     pin(isa, threads)
-    const kernel = Cpu.swigluBackwardKernel()
+    const kernel = CpuOptional.swigluBackwardKernel()
     if (kernel === undefined) return
     fc.assert(
       fc.property(

@@ -5,10 +5,10 @@
 // a NaN or an infinity anywhere makes it non-finite.
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import * as Cpu from "../../src/native/Cpu.js"
+import * as CpuOptional from "../../src/native/CpuOptional.js"
 import { sumSquares, sumSquaresLoop } from "../../src/tensor/kernels/SumSquares.js"
 
-const kernel = Cpu.sumSquaresKernel()
+const kernel = CpuOptional.sumSquaresKernel()
 
 const caseArb = fc.record({
   dtype: fc.constantFrom("float32" as const, "float64" as const),

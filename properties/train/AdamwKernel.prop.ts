@@ -6,10 +6,10 @@
 // the addon (every bit-exact resume and verify test relies on it).
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import * as Cpu from "../../src/native/Cpu.js"
+import * as CpuOptional from "../../src/native/CpuOptional.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
 
-const kernel = Cpu.adamwKernel()
+const kernel = CpuOptional.adamwKernel()
 
 const caseArb = fc.record({
   dtype: fc.constantFrom("float32" as const, "float64" as const),

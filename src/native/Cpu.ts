@@ -15,7 +15,7 @@
  * `matmulAsync` / `attentionAsync` run on libuv's thread pool instead of the calling thread
  * and pay off above ASYNC_MIN_FLOPS (see `preferAsync`).
  */
-import { addon, addonIfBuilt, type Dims, type MatmulTuple } from "./CpuAddon.js"
+import { addon, type Dims, type MatmulTuple } from "./CpuAddon.js"
 
 /**
  * The instruction sets the kernels are written for.
@@ -293,32 +293,6 @@ export const rmsnormRows = (x: Float32Array, weight: Float32Array, out: Float32A
  */
 export const swiglu = (gate: Float32Array, up: Float32Array, out: Float32Array): void => addon().swiglu(gate, up, out)
 
-/**
- * rmsnormRows' gradients (kernels/rmsnorm_backward.cc): the TypeScript loop's float64 arithmetic,
- * the same bits; undefined when the build predates the kernel (the caller runs the reference).
- * @category kernels
- */
-export const rmsnormBackwardKernel = ():
-  | ((x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | undefined, dw: Float64Array | undefined) => void)
-  | undefined => {
-  const loaded = addonIfBuilt()
-  const kernel = loaded?.rmsnormBackward
-  return kernel === undefined ? undefined : (x, w, g, rstd, rows, cols, dx, dw) => kernel.call(loaded, x, w, g, rstd, rows, cols, dx ?? null, dw ?? null)
-}
-
-/**
- * swiglu's gradients (kernels/swiglu_backward.cc), in float32 within a few ulp of the float64
- * formula; undefined when the build predates the kernel (the caller runs the reference then).
- * @category kernels
- */
-export const swigluBackwardKernel = ():
-  | ((gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | undefined, dUp: Float32Array | undefined) => void)
-  | undefined => {
-  const loaded = addonIfBuilt()
-  const kernel = loaded?.swigluBackward
-  return kernel === undefined ? undefined : (gate, up, grad, dGate, dUp) => kernel.call(loaded, gate, up, grad, dGate ?? null, dUp ?? null)
-}
-
 const dims = (s: AttentionShape): Dims => [
   s.b,
   s.sq,
@@ -369,47 +343,3 @@ export const openblasMatmul = (p: MatmulArgs): void => addon().openblasMatmul(..
  * @category configuration
  */
 export const openblasSetThreads = (n: number): boolean => addon().openblasSetThreads(n)
-
-/**
- * AdamW's update of one run of elements (cuda/src/kernels/adamw.h): the arithmetic of
- * Optimizer.updateRange's loop in float64, the same bits. w and g of one dtype (Float32Array or
- * Float64Array), m and v Float32Array, all of one length; c1 = 1 - beta1^t, c2 = 1 - beta2^t.
- * Undefined when the addon is not built or predates the kernel (the caller runs its loop).
- * @category kernels
- */
-export const adamwKernel = ():
-  | ((
-      w: FloatArray,
-      g: FloatArray,
-      m: Float32Array,
-      v: Float32Array,
-      s: {
-        readonly beta1: number
-        readonly beta2: number
-        readonly c1: number
-        readonly c2: number
-        readonly eps: number
-        readonly lr: number
-        readonly clip: number
-        readonly decay: number
-      },
-    ) => void)
-  | undefined => {
-  const loaded = addonIfBuilt()
-  if (loaded === undefined) return undefined
-  const kernel = loaded.adamw
-  return kernel === undefined ? undefined : (w, g, m, v, s) => kernel.call(loaded, w, g, m, v, s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay)
-}
-
-/**
- * The sum of x[i]^2 in float64 in the fixed order of cuda/src/kernels/sum_squares.h (eight
- * lanes by index mod 8, combined pairwise), the order of tensor/kernels/SumSquares.ts's loop;
- * undefined when the addon is not built or predates the kernel.
- * @category kernels
- */
-export const sumSquaresKernel = (): ((x: FloatArray) => number) | undefined => {
-  const loaded = addonIfBuilt()
-  if (loaded === undefined) return undefined
-  const kernel = loaded.sumSquares
-  return kernel === undefined ? undefined : (x) => kernel.call(loaded, x)
-}

@@ -9,7 +9,7 @@
  *   w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * w   (no decay on norms)
  * Every replica of a shard sees the same synchronised gradient, so every replica stays equal.
  */
-import * as Cpu from "../native/Cpu.js"
+import * as CpuOptional from "../native/CpuOptional.js"
 import type * as DType from "../tensor/DType.js"
 import * as Kernels from "../tensor/kernels/Kernels.js"
 import type * as Params from "./Params.js"
@@ -80,7 +80,7 @@ export const moments = (params: ReadonlyMap<string, RankParams.Held>): Map<strin
 export const decayOf = (c: OptimizerConfig, spec: Params.ParamSpec): number => (spec.sharding === "replicated" && spec.shape.length === 1 ? 0 : c.weightDecay)
 
 /** The native AdamW loop (the same bits) when the native kernels are in use. */
-const native = Kernels.native() === undefined ? undefined : Cpu.adamwKernel()
+const native = Kernels.native() === undefined ? undefined : CpuOptional.adamwKernel()
 
 /**
  * AdamW on `n` consecutive elements: weights w[wAt..], gradients g[gAt..] (scaled by

@@ -11,6 +11,7 @@
  * `rstdOut`, which may be either (the rmsNorm op keeps rstd in float64).
  */
 import * as Cpu from "../../native/Cpu.js"
+import * as CpuOptional from "../../native/CpuOptional.js"
 import type * as DType from "../DType.js"
 import type { Kernels, MatmulArgs } from "./Kernels.js"
 import { reference } from "./Reference.js"
@@ -28,8 +29,8 @@ const f32 = (kernel: string, name: string, x: DType.Storage): Float32Array => {
 }
 
 /** The native swiglu and RMSNorm backwards, or undefined with a build that predates them (the reference runs). */
-const swigluBackward = Cpu.swigluBackwardKernel()
-const rmsnormBackward = Cpu.rmsnormBackwardKernel()
+const swigluBackward = CpuOptional.swigluBackwardKernel()
+const rmsnormBackward = CpuOptional.rmsnormBackwardKernel()
 
 const matmul = (p: MatmulArgs): void =>
   Cpu.matmul({

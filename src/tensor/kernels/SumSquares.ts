@@ -9,12 +9,12 @@
  * loop below give the same bits, so the order never depends on the machine, the thread count
  * or whether the addon is built. Long runs take the kernel when the native kernels are in use.
  */
-import * as Cpu from "../../native/Cpu.js"
+import * as CpuOptional from "../../native/CpuOptional.js"
 import type * as DType from "../DType.js"
 import { nativeFrom } from "./AddInto.js"
 import * as Kernels from "./Kernels.js"
 
-const native = Kernels.native() === undefined ? undefined : Cpu.sumSquaresKernel()
+const native = Kernels.native() === undefined ? undefined : CpuOptional.sumSquaresKernel()
 
 /**
  * The loop: the specification of the order.
