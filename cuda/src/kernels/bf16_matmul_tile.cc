@@ -14,6 +14,8 @@
 
 #include <immintrin.h>
 
+#include "tile_store.h"
+
 #include <cstring>
 
 namespace pleat {
@@ -139,25 +141,7 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) void kernel_bf16(
     ap += MR;
     bp += 16 * NV;
   }
-  __mmask16 mask[NV];
-#pragma GCC unroll 4
-  for (int v = 0; v < NV; ++v) {
-    const int left = cols - 16 * v;
-    mask[v] = left >= 16 ? static_cast<__mmask16>(0xFFFF)
-              : left <= 0 ? static_cast<__mmask16>(0)
-                          : static_cast<__mmask16>((1u << left) - 1u);
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) {
-    if (r >= rows) break;
-    float* cr = c + static_cast<size_t>(r) * ldc;
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      __m512 x = acc[r][v];
-      if (add) x = _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], cr + 16 * v), x);
-      _mm512_mask_storeu_ps(cr + 16 * v, mask[v], x);
-    }
-  }
+  store_tile_avx512<MR, NV>(acc, c, ldc, rows, cols, add);
 }
 
 constexpr int kMr = 6, kNv = 4;
