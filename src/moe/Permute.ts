@@ -125,6 +125,13 @@ const pairsLoop = (probs: Tensor.Tensor, sortedIndices: Int32Array, experts: Int
   return gatherRows(reshape(probs, [probs.size]), at)
 }
 
+/** The plan of a permute of `map` in `order`, with the rows' probs read on demand. */
+const planOf = (
+  map: RoutingMap.RoutingMap,
+  order: { readonly sortedIndices: Int32Array; readonly experts: Int32Array; readonly tokensPerExpert: Int32Array },
+  probs: (() => ArrayLike<number>) | undefined,
+): DispatchPlan.DispatchPlan => DispatchPlan.fromOrder({ numTokens: map.numTokens, numExperts: map.numExperts, ...order, probs })
+
 /**
  * Permutes token rows into expert-major order (and gathers the probs of each row).
  * @category combinators
@@ -144,14 +151,7 @@ export const permute = (tokens: Tensor.Tensor, map: RoutingMap.RoutingMap, probs
     permutedProbs = probs === undefined ? undefined : pairsLoop(probs, sortedIndices, experts, map.numExperts)
   }
   const pairs = permutedProbs
-  const plan = DispatchPlan.fromOrder({
-    numTokens: map.numTokens,
-    numExperts: map.numExperts,
-    sortedIndices,
-    experts,
-    tokensPerExpert,
-    probs: pairs === undefined ? undefined : () => pairs.data,
-  })
+  const plan = planOf(map, { sortedIndices, experts, tokensPerExpert }, pairs === undefined ? undefined : () => pairs.data)
   return { permuted, permutedProbs, sortedIndices, tokensPerExpert: plan.tokensPerExpert, plan }
 }
 
@@ -176,14 +176,7 @@ export const permuteWithProbColumn = (
     k !== undefined
       ? PermuteKernels.withColumn(k, tokens, probs, sortedIndices, experts)
       : concat([gatherRows(tokens, sortedIndices), reshape(pairsLoop(probs, sortedIndices, experts, map.numExperts), [n, 1])], 1)
-  const plan = DispatchPlan.fromOrder({
-    numTokens: map.numTokens,
-    numExperts: map.numExperts,
-    sortedIndices,
-    experts,
-    tokensPerExpert,
-    probs: () => Array.from({ length: n }, (_, j) => rows.data[j * (h + 1) + h] as number),
-  })
+  const plan = planOf(map, { sortedIndices, experts, tokensPerExpert }, () => Array.from({ length: n }, (_, j) => rows.data[j * (h + 1) + h] as number))
   return { rows, sortedIndices, tokensPerExpert: plan.tokensPerExpert, plan }
 }
 
