@@ -9,6 +9,7 @@
 import { readFileSync, readdirSync } from "node:fs"
 import os from "node:os"
 import { fileURLToPath } from "node:url"
+import * as GcTuning from "../src/runtime/GcTuning.js"
 import { type BenchContext, type BenchRecord, type Suite, toJsonLine } from "./harness.js"
 
 const suitesDir = fileURLToPath(new URL("./suites/", import.meta.url))
@@ -64,7 +65,7 @@ const machine = (): string => {
   } catch {
     // Not Linux: keep os.cpus()'s model.
   }
-  return `${model}, ${os.availableParallelism()} cores, node ${process.version}, ${os.platform()} ${os.arch()}`
+  return `${model}, ${os.availableParallelism()} cores, node ${process.version}, ${os.platform()} ${os.arch()}, v8 gc ${GcTuning.active() ? GcTuning.nodeFlags.join(" ") : "defaults"}`
 }
 
 const format = (v: number | null): string => {

@@ -34,6 +34,7 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 import * as Effect from "effect/Effect"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as MpiAddon from "../native/MpiAddon.js"
+import * as GcTuning from "../runtime/GcTuning.js"
 import * as Activity from "./Activity.js"
 import * as BadInput from "./BadInput.js"
 import * as CpuInfo from "./doctor/CpuInfo.js"
@@ -115,15 +116,15 @@ export const pleatCommand = (words: ReadonlyArray<string>): ReadonlyArray<string
 }
 
 /**
- * What each rank runs before the command: this Node and the entry point beside this module
+ * What each rank runs before the command: this Node with pleat's node flags (runtime/GcTuning.ts) and the entry point beside this module
  * (main.js when compiled; main.ts with tsx's loader when run from the sources).
  * @category configuration
  */
-const program = (): ReadonlyArray<string> => {
+export const rankProgram = (): ReadonlyArray<string> => {
   const here = fileURLToPath(import.meta.url)
-  if (!here.endsWith(".ts")) return [process.execPath, path.join(path.dirname(here), "main.js")]
+  if (!here.endsWith(".ts")) return [process.execPath, ...GcTuning.nodeFlags, path.join(path.dirname(here), "main.js")]
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href
-  return [process.execPath, "--import", tsx, path.join(path.dirname(here), "main.ts")]
+  return [process.execPath, ...GcTuning.nodeFlags, "--import", tsx, path.join(path.dirname(here), "main.ts")]
 }
 
 /**
@@ -211,7 +212,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
   if (!mpi.available) problems.push(ConfigError.make("mpi", "pleat_mpi.node", `is not usable (${mpi.reason})`, `${Mpirun.installFix}; pleat doctor says what is missing`))
   BadInput.throwIfAny(problems)
   if (!mpirun.found || processes === undefined || after === undefined) return ExitCode.failure // unreachable: refused above
-  const args = mpirunArguments({ processes, cores: cores(), root: process.getuid?.() === 0, program: program(), command: pleatCommand(after) })
+  const args = mpirunArguments({ processes, cores: cores(), root: process.getuid?.() === 0, program: rankProgram(), command: pleatCommand(after) })
   return Effect.gen(function* () {
     const activity = yield* Activity.Activity
     activity.set(`while mpirun ran ${processes} processes (the signal went to mpirun)`)
