@@ -1,4 +1,6 @@
+import { spawnSync } from "node:child_process"
 import { readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 import * as LaunchCommand from "../../src/cli/LaunchCommand.js"
 import * as GcTuning from "../../src/runtime/GcTuning.js"
@@ -25,4 +27,11 @@ describe("GcTuning: every way pleat starts node carries its node flags", () => {
     expect(program.slice(0, 1 + GcTuning.nodeFlags.length)).toEqual([process.execPath, ...GcTuning.nodeFlags])
     expect(program[program.length - 1]).toMatch(/main\.(ts|js)$/)
   })
+  it("the threads backend starts its workers under the flags (workers refuse V8 flags in execArgv)", () => {
+    const args = [...GcTuning.nodeFlags, "--import", "tsx", "src/cli/main.ts", "train", "--backend", "threads", "--steps", "2"]
+    const run = spawnSync(process.execPath, args, { cwd: fileURLToPath(root), encoding: "utf8", timeout: 120_000 })
+    expect(run.stderr).not.toMatch(/ERR_WORKER_INVALID_EXEC_ARGV/)
+    expect(run.status).toBe(0)
+    expect(run.stdout).toMatch(/final loss/)
+  }, 150_000)
 })
