@@ -9,7 +9,7 @@
 import { readFileSync, readdirSync } from "node:fs"
 import os from "node:os"
 import { fileURLToPath } from "node:url"
-import * as GcTuning from "../src/runtime/GcTuning.js"
+import * as ProcessTuning from "../src/runtime/ProcessTuning.js"
 import { type BenchContext, type BenchRecord, type Suite, toJsonLine } from "./harness.js"
 
 const suitesDir = fileURLToPath(new URL("./suites/", import.meta.url))
@@ -65,7 +65,7 @@ const machine = (): string => {
   } catch {
     // Not Linux: keep os.cpus()'s model.
   }
-  return `${model}, ${os.availableParallelism()} cores, node ${process.version}, ${os.platform()} ${os.arch()}, v8 gc ${GcTuning.active() ? GcTuning.nodeFlags.join(" ") : "defaults"}`
+  return `${model}, ${os.availableParallelism()} cores, node ${process.version}, ${os.platform()} ${os.arch()}, v8 gc ${ProcessTuning.active() ? ProcessTuning.nodeFlags.join(" ") : "defaults"}`
 }
 
 const format = (v: number | null): string => {

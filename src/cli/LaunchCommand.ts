@@ -34,7 +34,7 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 import * as Effect from "effect/Effect"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as MpiAddon from "../native/MpiAddon.js"
-import * as GcTuning from "../runtime/GcTuning.js"
+import * as ProcessTuning from "../runtime/ProcessTuning.js"
 import * as Activity from "./Activity.js"
 import * as BadInput from "./BadInput.js"
 import * as CpuInfo from "./doctor/CpuInfo.js"
@@ -115,16 +115,20 @@ export const pleatCommand = (words: ReadonlyArray<string>): ReadonlyArray<string
   return words
 }
 
+/** `env NAME=VALUE... NODE FLAGS...`: the start of every rank's command. */
+const tuned = (): ReadonlyArray<string> => ["env", ...ProcessTuning.environment, process.execPath, ...ProcessTuning.nodeFlags]
+
 /**
- * What each rank runs before the command: this Node with pleat's node flags (runtime/GcTuning.ts) and the entry point beside this module
+ * What each rank runs before the command: `env` with pleat's environment, this Node with its node
+ * flags (runtime/ProcessTuning.ts), and the entry point beside this module
  * (main.js when compiled; main.ts with tsx's loader when run from the sources).
  * @category configuration
  */
 export const rankProgram = (): ReadonlyArray<string> => {
   const here = fileURLToPath(import.meta.url)
-  if (!here.endsWith(".ts")) return [process.execPath, ...GcTuning.nodeFlags, path.join(path.dirname(here), "main.js")]
+  if (!here.endsWith(".ts")) return [...tuned(), path.join(path.dirname(here), "main.js")]
   const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href
-  return [process.execPath, ...GcTuning.nodeFlags, "--import", tsx, path.join(path.dirname(here), "main.ts")]
+  return [...tuned(), "--import", tsx, path.join(path.dirname(here), "main.ts")]
 }
 
 /**

@@ -14,7 +14,7 @@
  * in ~1.3 s instead of ~2 s).
  */
 import { Worker } from "node:worker_threads"
-import * as GcTuning from "../GcTuning.js"
+import * as ProcessTuning from "../ProcessTuning.js"
 
 /**
  * How a worker loads code.
@@ -56,7 +56,7 @@ const { workerData } = require("node:worker_threads")
 `
 
 // The parent's flags minus its module loaders (tsx is registered explicitly, once) and minus
-// pleat's V8 flags (GcTuning: process-wide, workers share them and refuse them in execArgv).
+// pleat's node flags (ProcessTuning: process-wide; workers share them and refuse them in execArgv).
 const execArgv = (): Array<string> => {
   const out: Array<string> = []
   const args = process.execArgv
@@ -64,7 +64,7 @@ const execArgv = (): Array<string> => {
     const a = args[i] as string
     const loader = /^(--import|--loader|--experimental-loader|--require|-r)$/.test(a)
     if (loader && /tsx/.test(args[i + 1] ?? "")) i++
-    else if (GcTuning.nodeFlags.includes(a)) continue
+    else if (ProcessTuning.nodeFlags.includes(a)) continue
     else if (!(/^(--import|--loader|--experimental-loader|--require)=/.test(a) && /tsx/.test(a))) out.push(a)
   }
   return out

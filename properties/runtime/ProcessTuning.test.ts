@@ -3,33 +3,34 @@ import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 import * as LaunchCommand from "../../src/cli/LaunchCommand.js"
-import * as GcTuning from "../../src/runtime/GcTuning.js"
+import * as ProcessTuning from "../../src/runtime/ProcessTuning.js"
 
 const root = new URL("../../", import.meta.url)
 const text = (file: string) => readFileSync(new URL(file, root), "utf8")
 
-describe("GcTuning: every way pleat starts node carries its node flags", () => {
+describe("ProcessTuning: every way pleat starts node carries its node flags and environment", () => {
   it("the pleat executable's #! line, npm start and npm run bench", () => {
     const shebang = text("src/cli/main.ts").split("\n")[0] ?? ""
     const scripts = (JSON.parse(text("package.json")) as { scripts: Record<string, string> }).scripts
     for (const line of [shebang, scripts.start ?? "", scripts.bench ?? ""]) {
-      expect(line.split(/\s+/)).toEqual(expect.arrayContaining([...GcTuning.nodeFlags]))
+      expect(line.split(/\s+/)).toEqual(expect.arrayContaining([...ProcessTuning.environment, ...ProcessTuning.nodeFlags]))
     }
-    expect(shebang.startsWith("#!/usr/bin/env -S node ")).toBe(true)
+    expect(shebang.startsWith("#!/usr/bin/env -S ")).toBe(true)
   })
 
   it("active() reads the flags from execArgv", () => {
-    expect(GcTuning.active([...GcTuning.nodeFlags, "--import", "tsx"])).toBe(true)
-    expect(GcTuning.active(["--import", "tsx"])).toBe(false)
+    expect(ProcessTuning.active([...ProcessTuning.nodeFlags, "--import", "tsx"])).toBe(true)
+    expect(ProcessTuning.active(["--import", "tsx"])).toBe(false)
   })
-  it("pleat launch's rank command: node, the flags, then the entry point", () => {
+  it("pleat launch's rank command: env with the environment, node, the flags, then the entry point", () => {
     const program = LaunchCommand.rankProgram()
-    expect(program.slice(0, 1 + GcTuning.nodeFlags.length)).toEqual([process.execPath, ...GcTuning.nodeFlags])
+    const node = ["env", ...ProcessTuning.environment, process.execPath, ...ProcessTuning.nodeFlags]
+    expect(program.slice(0, node.length)).toEqual(node)
     expect(program[program.length - 1]).toMatch(/main\.(ts|js)$/)
   })
   it("the threads backend starts its workers under the flags (workers refuse V8 flags in execArgv)", () => {
-    const args = [...GcTuning.nodeFlags, "--import", "tsx", "src/cli/main.ts", "train", "--backend", "threads", "--steps", "2"]
-    const run = spawnSync(process.execPath, args, { cwd: fileURLToPath(root), encoding: "utf8", timeout: 120_000 })
+    const args = [...ProcessTuning.nodeFlags, "--import", "tsx", "src/cli/main.ts", "train", "--backend", "threads", "--steps", "2"]
+    const run = spawnSync("env", [...ProcessTuning.environment, process.execPath, ...args], { cwd: fileURLToPath(root), encoding: "utf8", timeout: 120_000 })
     expect(run.stderr).not.toMatch(/ERR_WORKER_INVALID_EXEC_ARGV/)
     expect(run.status).toBe(0)
     expect(run.stdout).toMatch(/final loss/)

@@ -1,0 +1,43 @@
+/**
+ * ProcessTuning: the node flags and the environment a pleat process trains under. Both must be
+ * in place when node starts, so they sit where node is started: the `pleat` executable's
+ * `#!/usr/bin/env -S ...` line, `npm start`, `npm run bench` and `pleat launch`'s rank command
+ * (a property keeps all four equal to `nodeFlags` and `environment`). Worker threads share the
+ * process's. Run `node dist/cli/main.js ...` to train with node's and glibc's defaults.
+ *
+ * `--no-concurrent-marking`: pleat's kernels run on a native pool with one thread per core while
+ * the main thread waits in the call. V8's concurrent marking runs on helper threads of its own,
+ * and marking cycles are frequent here (each step frees hundreds of MB of tensor storage, which
+ * V8 counts as external memory pressure), so they take cores from the GEMMs. Measured on the
+ * 2-core development machine in interleaved runs (bench/README.md, train suite): the realistic
+ * MoE shape's steady step drops from ~1.90 s to ~1.57-1.72 s; the default model's tokens/s do not
+ * change beyond noise. The price: marking runs incrementally on the main thread, so dead tensors
+ * are freed later and the resident peak grows (3.6 -> 5.0 GiB at the realistic shape).
+ * Node refuses it in NODE_OPTIONS, and `v8.setFlagsFromString` after start-up leaves concurrent
+ * marking tasks running, so it is a command-line flag.
+ *
+ * `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc 2.35+; older ones ignore it): malloc advises
+ * transparent huge pages for the heap, so tensor memory is faulted in 2 MiB at a time instead of
+ * 4 KiB (a fault costs ~7 us on these VMs; the addon already keeps freed memory, see
+ * cuda/src/binding.cc). The realistic shape's first step takes ~3.8 s instead of ~7.9 s, its
+ * second ~3.3 s instead of ~5.1 s, an 8-step run 24 s instead of 28 s, for ~5% more resident
+ * memory. It replaces a GLIBC_TUNABLES the caller set.
+ */
+
+/**
+ * The node flags pleat runs with.
+ * @category configuration
+ */
+export const nodeFlags: ReadonlyArray<string> = ["--no-concurrent-marking"]
+
+/**
+ * The environment pleat runs with, as NAME=VALUE words for `env`.
+ * @category configuration
+ */
+export const environment: ReadonlyArray<string> = ["GLIBC_TUNABLES=glibc.malloc.hugetlb=1"]
+
+/**
+ * Whether this process runs with every flag of `nodeFlags`.
+ * @category guards
+ */
+export const active = (execArgv: ReadonlyArray<string> = process.execArgv): boolean => nodeFlags.every((flag) => execArgv.includes(flag))
