@@ -65,7 +65,7 @@ const machine = (): string => {
   } catch {
     // Not Linux: keep os.cpus()'s model.
   }
-  return `${model}, ${os.availableParallelism()} cores, node ${process.version}, ${os.platform()} ${os.arch()}, node ${ProcessTuning.active() ? ProcessTuning.nodeFlags.join(" ") : "defaults"}, GLIBC_TUNABLES ${process.env.GLIBC_TUNABLES || "unset"}`
+  return `${model}, ${os.availableParallelism()} cores, node ${process.version}, ${os.platform()} ${os.arch()}, node flags ${ProcessTuning.active() ? ProcessTuning.nodeFlags.join(" ") : "none"}, GLIBC_TUNABLES ${process.env.GLIBC_TUNABLES || "unset"}`
 }
 
 const format = (v: number | null): string => {
