@@ -102,6 +102,28 @@ describe.each(configs)("matmul on %s, %d thread(s)", (isa, threads) => {
     }
   })
 
+  test("transB equals the product with B transposed beforehand, bit for bit (packing only moves bytes)", () => {
+    pin(isa, threads)
+    // n and k past 64 and 16 with remainders: whole 16 x 16 blocks, partial groups and k tails.
+    const sizes = fc.record({ m: fc.integer({ min: 1, max: 20 }), n: fc.integer({ min: 1, max: 150 }), k: fc.integer({ min: 1, max: 300 }), seed: fc.integer() })
+    fc.assert(
+      fc.property(sizes, ({ m, n, k, seed }) => {
+        const rng = random(seed)
+        const a = Float32Array.from(values(rng, m * k))
+        const bt = Float32Array.from(values(rng, n * k)) // [n, k]
+        const b = new Float32Array(k * n) // [k, n]
+        for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) b[p * n + j] = bt[j * k + p] as number
+        const run = (transB: boolean) => {
+          const out = new Float32Array(m * n)
+          Cpu.matmul({ a, b: transB ? bt : b, out, batch: 1, m, n, k, transA: false, transB, strideA: 0, strideB: 0, accumulate: false })
+          return out
+        }
+        expect(run(true)).toEqual(run(false))
+      }),
+      { numRuns: 40 },
+    )
+  })
+
   test("matmulAsync equals matmul bit for bit", async () => {
     pin(isa, threads)
     await fc.assert(
