@@ -233,21 +233,40 @@ const viaKernel = (run: (p: Cpu.MatmulArgs) => void, a: Tensor.Tensor, b: Tensor
 }
 
 describe.skipIf(kernel === undefined)("dispatch", () => {
-  test("a bf16 tape's forward matmul runs the bf16 kernel, its backward does not", () => {
+  test("a bf16 tape's matmul runs the bf16 kernel forward and backward (the gradient rounded as it packs)", () => {
     Cpu.setThreads(2)
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 40 }), (seed, m, n, k) => {
         const tape = Tape.make({ precision: "bf16" })
-        const w = toBf16(tape.parameter(randomTensor([k, n], seed)))
+        const leaf = tape.parameter(randomTensor([k, n], seed))
+        const w = toBf16(leaf)
         const x = toBf16(randomTensor([m, k], seed + 1))
         const before = Bf16Matmul.calls()
         const h = matmul(x, w)
         expect(Bf16Matmul.calls()).toBe(before + 1)
         expect(bits(h)).toEqual(viaKernel((p) => kernel?.sync(p), x, w, m, n, k))
-        const loss = sumAll(mul(h, randomTensor([m, n], seed + 2)))
-        const after = Bf16Matmul.calls()
+        const r = randomTensor([m, n], seed + 2)
+        const loss = sumAll(mul(h, r))
         tape.backward(loss)
-        expect(Bf16Matmul.calls()).toBe(after)
+        // dW = x^T dh with dh = r: one more product, on the kernel, r rounded to bf16 as it packs.
+        expect(Bf16Matmul.calls()).toBe(before + 2)
+        const dw = new Float32Array(k * n)
+        kernel?.sync({
+          a: x.data as Float32Array,
+          b: r.data as Float32Array,
+          out: dw,
+          batch: 1,
+          m: k,
+          n,
+          k: m,
+          transA: true,
+          transB: false,
+          strideA: 0,
+          strideB: 0,
+          accumulate: false,
+        })
+        expect(new Uint32Array(Float32Array.from(leaf.grad?.data as Float32Array).buffer)).toEqual(new Uint32Array(dw.buffer))
+        const after = Bf16Matmul.calls()
         // A fullPrecision region keeps the float32 kernel.
         const fp = tape.fullPrecision(() => matmul(x, w))
         expect(Bf16Matmul.calls()).toBe(after)
@@ -287,7 +306,8 @@ describe.skipIf(kernel === undefined)("dispatch", () => {
     const ws = Tensor.fromStorage((w.data as Float32Array).slice(2 * 20 * 33), [20, 33])
     expect(new Uint32Array((out.data as Float32Array).slice(4 * 33).buffer)).toEqual(viaKernel((p) => kernel?.sync(p), xs, ws, 7, 33, 20))
     tape.backward(sumAll(out))
-    expect(Bf16Matmul.calls()).toBe(before + 2)
+    // Backward: the weight gradient of each non-empty segment on the kernel too.
+    expect(Bf16Matmul.calls()).toBe(before + 4)
   })
 
   test("matmulEffect takes it on both its sync and async sizes", async () => {
@@ -299,6 +319,31 @@ describe.skipIf(kernel === undefined)("dispatch", () => {
       const h = await Effect.runPromise(matmulEffect(x, w))
       expect(Bf16Matmul.calls()).toBe(before + 1)
       expect(bits(h)).toEqual(viaKernel((p) => kernel?.sync(p), x, w, size, size, size))
+    }
+  })
+
+  test("with the float32 kernel (mode off) a bf16 product's backward rounds the gradient first: the same exact products", () => {
+    const previous = Bf16Matmul.setMode("off")
+    try {
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 1_000_000 }), fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1, max: 30 }), (seed, m, n, k) => {
+          const tape = Tape.make({ precision: "bf16" })
+          const leaf = tape.parameter(randomTensor([k, n], seed))
+          const x = toBf16(randomTensor([m, k], seed + 1))
+          const r = randomTensor([m, n], seed + 2)
+          tape.backward(sumAll(mul(matmul(x, toBf16(leaf)), r)))
+          const rounded = new Float32Array(m * n)
+          Bf16Round.roundInto(r.data as Float32Array, rounded)
+          const want = new Float32Array(k * n)
+          Cpu.matmul({ a: x.data as Float32Array, b: rounded, out: want, batch: 1, m: k, n, k: m, transA: true, transB: false, strideA: 0, strideB: 0, accumulate: false })
+          expect(bits(leaf.grad as Tensor.Tensor)).toEqual(new Uint32Array(want.buffer))
+          // The rounding is real: r itself is not all bf16 values.
+          expect(Bf16Round.isExact(r.data as Float32Array)).toBe(false)
+        }),
+        { numRuns: 30 },
+      )
+    } finally {
+      Bf16Matmul.setMode(previous)
     }
   })
 

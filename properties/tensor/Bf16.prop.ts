@@ -10,7 +10,8 @@
 // The tape: on a bf16 tape every non-scalar forward output outside `fullPrecision` is a bf16
 // value (and would not be without the rounding: the same ops on an fp32 tape give non-bf16
 // values), fullPrecision and scalar outputs are left alone, views never round the tensor they
-// view, gradients are fp32 and reach the fp32 master leaf through the cast, a recomputed block
+// view, gradients are fp32 and reach the fp32 master leaf through the cast (products' backward
+// taking the incoming gradient in bf16), a recomputed block
 // gives the same gradients as a kept one (its first run and its replay both round), and an
 // fp32 tape rounds nothing (bit-identical to computing without a tape).
 import fc from "fast-check"
@@ -21,6 +22,7 @@ import type { Node } from "../../src/tensor/Tape.js"
 import * as Recompute from "../../src/tensor/Recompute.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
+import * as Bf16Matmul from "../../src/tensor/kernels/Bf16Matmul.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import { copyToBf16, toBf16 } from "../../src/tensor/ops/Bf16.js"
 import { add, mul, scale } from "../../src/tensor/ops/Elementwise.js"
@@ -211,26 +213,39 @@ describe("the bf16 tape", () => {
     expect(seen.every((s) => !s.rounded)).toBe(true)
   })
 
-  test("gradients are fp32 and reach the fp32 master leaf through the cast", () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 1_000_000 }), (seed) => {
-        const master = randomTensor([8, 6], seed)
-        const x = toBf16(randomTensor([5, 8], seed + 1))
-        const c = randomTensor([5, 6], seed + 2)
-        const bf16 = Tape.make({ precision: "bf16" })
-        const leaf = bf16.parameter(master)
-        const cast = toBf16(leaf)
-        bf16.backward(sumAll(mul(matmul(x, cast), c)))
-        expect(leaf.grad).toBeDefined()
-        // The same gradient as an fp32 tape given the bf16 weights directly: no rounding.
-        const fp32 = Tape.make()
-        const direct = fp32.parameter(Tensor.detachCopy(cast))
-        fp32.backward(sumAll(mul(matmul(x, direct), c)))
-        expect(bitsOf(leaf.grad?.data as Float32Array)).toEqual(bitsOf(direct.grad?.data as Float32Array))
-        expect(Bf16Round.isExact(leaf.grad?.data as Float32Array)).toBe(false)
-      }),
-      { numRuns: 30 },
-    )
+  test("gradients are fp32 and reach the fp32 master leaf through the cast; products take the gradient in bf16", () => {
+    // The float32 kernel (mode off), so the comparison below can be bit for bit: the bf16 GEMM
+    // sums the same exact products in another order (native/Bf16Matmul.prop.ts checks it).
+    const previous = Bf16Matmul.setMode("off")
+    try {
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 1_000_000 }), (seed) => {
+          const master = randomTensor([8, 6], seed)
+          const x = toBf16(randomTensor([5, 8], seed + 1))
+          const c = randomTensor([5, 6], seed + 2)
+          const bf16 = Tape.make({ precision: "bf16" })
+          const leaf = bf16.parameter(master)
+          const cast = toBf16(leaf)
+          bf16.backward(sumAll(mul(matmul(x, cast), c)))
+          expect(leaf.grad).toBeDefined()
+          // An fp32 tape given the bf16 weights directly and the product's gradient (c) in bf16.
+          const fp32 = Tape.make()
+          const direct = fp32.parameter(Tensor.detachCopy(cast))
+          fp32.backward(sumAll(mul(matmul(x, direct), Tensor.detachCopy(toBf16(c)))))
+          expect(bitsOf(leaf.grad?.data as Float32Array)).toEqual(bitsOf(direct.grad?.data as Float32Array))
+          // ... and not the one with c as it is: the rounding is real.
+          const unrounded = Tape.make()
+          const plain = unrounded.parameter(Tensor.detachCopy(cast))
+          unrounded.backward(sumAll(mul(matmul(x, plain), c)))
+          expect(bitsOf(leaf.grad?.data as Float32Array)).not.toEqual(bitsOf(plain.grad?.data as Float32Array))
+          // The gradient itself stays fp32 (not rounded).
+          expect(Bf16Round.isExact(leaf.grad?.data as Float32Array)).toBe(false)
+        }),
+        { numRuns: 30 },
+      )
+    } finally {
+      Bf16Matmul.setMode(previous)
+    }
   })
 
   test("recompute on a bf16 tape: the same loss and gradients, bit for bit, as without it", () => {

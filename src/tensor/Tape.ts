@@ -13,7 +13,8 @@
  * records to a bfloat16 value (Autograd.ts; the storage stays float32), except inside
  * `fullPrecision` (the router and its losses run in fp32, as Megatron's moe_router_dtype),
  * except scalar outputs (the loss terms and their sums, which Megatron computes in fp32) and
- * except during a backward pass: gradients stay fp32. Forward work under `noGrad` rounds too,
+ * except during a backward pass: gradients stay fp32 (a bf16 product's backward products take
+ * the incoming gradient rounded to bf16, kernels/Bf16Matmul.ts). Forward work under `noGrad` rounds too,
  * so a recomputed block's first run (unrecorded) and its replay (recorded apart) agree.
  */
 import * as Effect from "effect/Effect"

@@ -1,5 +1,5 @@
 /**
- * Bf16Matmul: which kernel multiplies in the forward of a bf16 run.
+ * Bf16Matmul: which kernel multiplies in a bf16 run, forward and backward.
  *
  * On a bf16 tape (Tape.ts) the forward's matrix products take bf16 values (every op output is
  * rounded, parameters enter as bf16 copies) in float32 storage. Where the CPU has AVX512-BF16
@@ -9,14 +9,22 @@
  * both sum the same exact products in fp32 and differ only in summation order (and in the bf16
  * GEMM's flush of denormals).
  *
- * The rule, per forward product: float32 inputs, a tape that rounds now (`roundsToBf16`: not in
+ * The forward rule, per product: float32 inputs, a tape that rounds now (`roundsToBf16`: not in
  * a backward pass, not in `fullPrecision`, so the router's fp32 region keeps fp32), native
  * kernels in use (not PLEAT_KERNELS=reference), the kernel present, and the mode "auto".
- * Backward products and fp32 tapes never take it, so fp32 runs stay bit-identical.
+ *
+ * The backward products of a product recorded where the tape rounded (`roundsProduct`) take the
+ * incoming gradient rounded to bf16, as Megatron's bf16 activation gradients are, with fp32
+ * accumulation and fp32 results (gradients stay fp32 storage). Under the same conditions as the
+ * forward they run on the bf16 GEMM, which rounds the gradient as it packs it; otherwise the
+ * gradient is rounded first (Bf16Round) and the float32 kernel runs: the same exact products.
+ * fp32 tapes and fullPrecision regions never round, so fp32 runs stay bit-identical.
  * PLEAT_BF16_MATMUL=off (read at load) or `setMode("off")` forces the float32 kernel.
  */
 import * as CpuBf16 from "../../native/CpuBf16.js"
+import * as DType from "../DType.js"
 import type * as Tensor from "../Tensor.js"
+import * as Bf16Round from "./Bf16Round.js"
 import * as Kernels from "./Kernels.js"
 
 /**
@@ -70,8 +78,29 @@ export const calls = (): number => used
  * allows it, undefined when the float32 kernel must run.
  * @category mapping
  */
-export const forForward = (a: Tensor.Tensor, b: Tensor.Tensor): CpuBf16.Bf16MatmulKernel | undefined => {
-  if (mode === "off" || counted === undefined || Kernels.native() === undefined) return undefined
-  if (!(a.data instanceof Float32Array) || !(b.data instanceof Float32Array)) return undefined
-  return (a.tape ?? b.tape)?.roundsToBf16 === true ? counted : undefined
+export const forForward = (a: Tensor.Tensor, b: Tensor.Tensor): CpuBf16.Bf16MatmulKernel | undefined => (roundsProduct(a, b) ? usable() : undefined)
+
+/** The bf16 GEMM when mode, native kernels and the CPU allow it. */
+const usable = (): CpuBf16.Bf16MatmulKernel | undefined => (mode === "off" || Kernels.native() === undefined ? undefined : counted)
+
+/**
+ * Whether a product of `a` and `b` recorded now is a bf16 product: float32 inputs on a tape that
+ * rounds now. Its backward products then take `backwardOperands`.
+ * @category guards
+ */
+export const roundsProduct = (a: Tensor.Tensor, b: Tensor.Tensor): boolean =>
+  a.data instanceof Float32Array && b.data instanceof Float32Array && (a.tape ?? b.tape)?.roundsToBf16 === true
+
+/**
+ * The backward products of a bf16 product (see the header): the bf16 GEMM with the gradient as
+ * it is (the kernel rounds it while packing), or the gradient rounded to bf16 for the float32
+ * kernel.
+ * @category mapping
+ */
+export const backwardOperands = (gradient: Float32Array): { readonly gradient: Float32Array; readonly kernel?: CpuBf16.Bf16MatmulKernel } => {
+  const kernel = usable()
+  if (kernel !== undefined) return { gradient, kernel }
+  const rounded = DType.allocateUninitialized("float32", gradient.length) as Float32Array
+  Bf16Round.roundInto(gradient, rounded)
+  return { gradient: rounded }
 }

@@ -6,8 +6,8 @@
  * -> out [N, M] with out[segment g] = x[segment g] @ w[g]. Segments may be empty.
  * Backward: dx[seg g] = dout[seg g] @ w[g]^T, dw[g] = x[seg g]^T @ dout[seg g] (zeros for an
  * empty segment: an expert without tokens still gets a gradient, of zeros).
- * The forward of a bf16 tape runs on the bf16 GEMM where the CPU has AVX512-BF16
- * (kernels/Bf16Matmul.ts); the backward always on the dtype's kernels.
+ * On a bf16 tape the forward and its backward products take bf16 operands and run on the bf16
+ * GEMM where the CPU has AVX512-BF16 (kernels/Bf16Matmul.ts).
  */
 import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
@@ -34,7 +34,7 @@ const segmentsOf = (segments: ReadonlyArray<number>): Array<Segment> => {
 
 /**
  * out[seg] (+)= op(a[seg-or-weight]) op(b[...]) for every segment, with the dtype's kernels, or
- * with `bf16` (the forward of a bf16 tape, float32 storage) when given.
+ * with `bf16` (a bf16 product's kernel, forward or backward; float32 storage) when given.
  */
 const product = (
   dtype: DType.DType,
@@ -68,6 +68,7 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
   const segs = segmentsOf(segments)
   // The segments cover every row and each product writes its rows whole (an empty sum as 0).
   const out = DType.allocateUninitialized(x.dtype, n * m)
+  const bf16Product = Bf16Matmul.roundsProduct(x, w)
   product(
     x.dtype,
     segs.map((s, e) => ({
@@ -82,7 +83,10 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
     })),
     Bf16Matmul.forForward(x, w),
   )
-  return Autograd.result("groupedMatmul", [x, w], out, [n, m], (grad) => {
+  return Autograd.result("groupedMatmul", [x, w], out, [n, m], (dout) => {
+    // A bf16 product's backward products take Bf16Matmul's operands (the gradient in bf16).
+    const low = bf16Product && dout.data instanceof Float32Array ? Bf16Matmul.backwardOperands(dout.data) : undefined
+    const grad = { data: low?.gradient ?? dout.data }
     let dx: Tensor.Tensor | undefined
     let dw: Tensor.Tensor | undefined
     if (x.requiresGrad) {
@@ -99,6 +103,7 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
           transA: false,
           transB: true,
         })),
+        low?.kernel,
       )
       dx = Tensor.fromStorage(data, x.shape, { device: x.device })
     }
@@ -122,6 +127,7 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
             transA: true,
             transB: false,
           })),
+        low?.kernel,
       )
       dw = Tensor.fromStorage(data, w.shape, { device: w.device })
     }

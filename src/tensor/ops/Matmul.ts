@@ -3,8 +3,9 @@
  *
  * a is [..., m, k] ([..., k, m] with transA); b is [k, n] ([n, k] with transB) shared by every
  * batch entry, or carries the same leading dims as a. A 2-D a against a batched b repeats a.
- * The product runs on the dtype's kernels (native float32 when loaded); the forward of a bf16
- * tape runs on the bf16 GEMM where the CPU has AVX512-BF16 (kernels/Bf16Matmul.ts).
+ * The product runs on the dtype's kernels (native float32 when loaded); on a bf16 tape the
+ * forward and its backward products take bf16 operands and run on the bf16 GEMM where the CPU
+ * has AVX512-BF16 (kernels/Bf16Matmul.ts).
  *
  * Backward, with C = op(A) op(B) and G = dC:
  *   dA = G op(B)^T (transposed back when transA)      dB = op(A)^T G (transposed back when transB)
@@ -12,6 +13,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Cpu from "../../native/Cpu.js"
+import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
@@ -69,10 +71,12 @@ const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boo
   }
 }
 
-const run = (a: DType.Storage, b: DType.Storage, dtype: DType.DType, l: Layout, transA: boolean, transB: boolean): DType.Storage => {
+/** The product on the dtype's kernels, or on `bf16` (float32 storage) when given. */
+const run = (a: DType.Storage, b: DType.Storage, dtype: DType.DType, l: Layout, transA: boolean, transB: boolean, bf16?: CpuBf16.Bf16MatmulKernel): DType.Storage => {
   // Not accumulating, the kernels write every element (an empty sum as 0).
   const out = DType.allocateUninitialized(dtype, l.batch * l.m * l.n)
-  Kernels.forDType(dtype, reference).matmul(gemmArgs(a, b, out, l, transA, transB))
+  if (bf16 !== undefined) bf16.sync(gemmArgs(a as Float32Array, b as Float32Array, out as Float32Array, l, transA, transB))
+  else Kernels.forDType(dtype, reference).matmul(gemmArgs(a, b, out, l, transA, transB))
   return out
 }
 
@@ -93,13 +97,8 @@ const gemmArgs = <S extends DType.Storage>(a: S, b: S, out: S, l: Layout, transA
 })
 
 /** The forward product: the bf16 GEMM on a bf16 tape (Bf16Matmul's rule), `run` otherwise. */
-const runForward = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean): DType.Storage => {
-  const bf16 = Bf16Matmul.forForward(a, b)
-  if (bf16 === undefined) return run(a.data, b.data, a.dtype, l, transA, transB)
-  const out = DType.allocateUninitialized("float32", l.batch * l.m * l.n) as Float32Array
-  bf16.sync(gemmArgs(a.data as Float32Array, b.data as Float32Array, out, l, transA, transB))
-  return out
-}
+const runForward = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean): DType.Storage =>
+  run(a.data, b.data, a.dtype, l, transA, transB, Bf16Matmul.forForward(a, b))
 
 /** Sums a batched gradient [batch, r, c] over the batch when the operand was shared. */
 const sumBatch = (data: DType.Storage, batch: number, size: number): DType.Storage => {
@@ -118,7 +117,7 @@ export const matmul = (a: Tensor.Tensor, b: Tensor.Tensor, options: MatmulOption
   const transA = options.transA ?? false
   const transB = options.transB ?? false
   const l = layout(a, b, transA, transB)
-  return record(a, b, l, transA, transB, runForward(a, b, l, transA, transB))
+  return record(a, b, l, transA, transB, Bf16Matmul.roundsProduct(a, b), runForward(a, b, l, transA, transB))
 }
 
 /**
@@ -134,21 +133,28 @@ export const matmulEffect = (a: Tensor.Tensor, b: Tensor.Tensor, options: Matmul
     const transB = options.transB ?? false
     const l = layout(a, b, transA, transB)
     if (a.dtype !== "float32" || Kernels.native() === undefined || !Cpu.preferAsync(2 * l.batch * l.m * l.n * l.k)) {
-      return Effect.sync(() => record(a, b, l, transA, transB, runForward(a, b, l, transA, transB)))
+      return Effect.sync(() => record(a, b, l, transA, transB, Bf16Matmul.roundsProduct(a, b), runForward(a, b, l, transA, transB)))
     }
     const out = new Float32Array(l.batch * l.m * l.n)
     const args = gemmArgs(a.data as Float32Array, b.data as Float32Array, out, l, transA, transB)
     const bf16 = Bf16Matmul.forForward(a, b)
+    const rounds = Bf16Matmul.roundsProduct(a, b)
     return Effect.map(
       Effect.promise(() => (bf16 === undefined ? Cpu.matmulAsync(args) : bf16.async(args))),
-      () => record(a, b, l, transA, transB, out),
+      () => record(a, b, l, transA, transB, rounds, out),
     )
   })
 
-/** The product as an op on the tape, with the backward of the file header. */
-const record = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean, out: DType.Storage): Tensor.Tensor =>
-  Autograd.result("matmul", [a, b], out, [...l.batchShape, l.m, l.n], (g) => {
-    const dtype = g.dtype
+/**
+ * The product as an op on the tape, with the backward of the file header; a bf16 product
+ * (`bf16Product`, decided when it was recorded) takes Bf16Matmul's backward operands.
+ */
+const record = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean, bf16Product: boolean, out: DType.Storage): Tensor.Tensor =>
+  Autograd.result("matmul", [a, b], out, [...l.batchShape, l.m, l.n], (grad) => {
+    const dtype = grad.dtype
+    const low = bf16Product && grad.data instanceof Float32Array ? Bf16Matmul.backwardOperands(grad.data) : undefined
+    const g = { data: low?.gradient ?? grad.data, device: grad.device }
+    const kernel = low?.kernel
     // Gradient layouts: G is [batch, m, n] with stride m*n in every batch entry.
     let ga: Tensor.Tensor | undefined
     let gb: Tensor.Tensor | undefined
@@ -156,7 +162,7 @@ const record = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, 
       const gl: Layout = transA
         ? { ...l, m: l.k, n: l.m, k: l.n, strideA: l.strideB, strideB: l.m * l.n }
         : { ...l, m: l.m, n: l.k, k: l.n, strideA: l.m * l.n, strideB: l.strideB }
-      const raw = transA ? run(b.data, g.data, dtype, gl, transB, true) : run(g.data, b.data, dtype, gl, false, !transB)
+      const raw = transA ? run(b.data, g.data, dtype, gl, transB, true, kernel) : run(g.data, b.data, dtype, gl, false, !transB, kernel)
       const data = l.strideA === 0 ? sumBatch(raw, l.batch, l.m * l.k) : raw
       ga = Tensor.fromStorage(data, a.shape, { device: g.device })
     }
@@ -164,7 +170,7 @@ const record = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, 
       const gl: Layout = transB
         ? { ...l, m: l.n, n: l.k, k: l.m, strideA: l.m * l.n, strideB: l.strideA }
         : { ...l, m: l.k, n: l.n, k: l.m, strideA: l.strideA, strideB: l.m * l.n }
-      const raw = transB ? run(g.data, a.data, dtype, gl, true, transA) : run(a.data, g.data, dtype, gl, !transA, false)
+      const raw = transB ? run(g.data, a.data, dtype, gl, true, transA, kernel) : run(a.data, g.data, dtype, gl, !transA, false, kernel)
       const data = l.strideB === 0 ? sumBatch(raw, l.batch, l.k * l.n) : raw
       gb = Tensor.fromStorage(data, b.shape, { device: g.device })
     }
