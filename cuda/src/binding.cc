@@ -18,6 +18,8 @@
 //   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay), sumSquares(x)   (adamw_binding.cc)
 //   roundBf16(src, dst, path), bf16Hardware()   (bf16_binding.cc)
 //   matmulBf16(same as matmul), matmulBf16Async   (bf16_matmul_binding.cc)
+//   SimulatedDeviceAllocator   the device caching allocator over a simulated device, for tests
+//                              (device_allocator_binding.cc)
 //
 // Tensor kernels take Float32Array data (rstd / lse may be Float64Array), Int32Array indices and
 // positions. Wrong types and overlapping outputs are TypeErrors; lengths inconsistent with the
@@ -44,6 +46,7 @@
 #include "dispatch_binding.h"
 #include "elementwise_binding.h"
 #include "cross_entropy_binding.h"
+#include "device_allocator_binding.h"
 #include "kernels/axpy.h"
 #include "kernels/copy.h"
 #include "kernels/cpu_features.h"
@@ -198,6 +201,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterDispatchExports(env, exports);
   RegisterElementwiseExports(env, exports);
   RegisterCrossEntropyExports(env, exports);
+  RegisterDeviceAllocatorExports(env, exports);
   return exports;
 }
 

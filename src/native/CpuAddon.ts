@@ -51,6 +51,43 @@ export interface CpuAddon {
   /** Optional: the bf16 GEMM (AVX512-BF16), absent from builds older than it. */
   matmulBf16?(...args: MatmulTuple): void
   matmulBf16Async?(...args: MatmulTuple): Promise<void>
+  /** Optional: the device caching allocator over a simulated device (SimulatedDevice.ts). */
+  SimulatedDeviceAllocator?: new (
+    capacityBytes: number,
+  ) => SimulatedDeviceAllocator
+}
+
+/**
+ * The device caching allocator (cuda/src/device/caching_allocator.h) over a simulated device:
+ * addresses are numbers, never dereferenced.
+ * @category models
+ */
+export interface SimulatedDeviceAllocator {
+  allocate(bytes: number, stream: number): number | null
+  free(address: number): boolean
+  recordStream(address: number, stream: number): boolean
+  /** Marks every event recorded on `stream` so far as done. */
+  completeStream(stream: number): void
+  emptyCache(): void
+  /** The rounded size of a live block, 0 for any other address. */
+  blockSize(address: number): number
+  stats(): DeviceAllocatorStats
+}
+
+/**
+ * What the allocator and its simulated device hold.
+ * @category models
+ */
+export interface DeviceAllocatorStats {
+  readonly allocatedBytes: number
+  readonly reservedBytes: number
+  readonly peakAllocatedBytes: number
+  readonly segments: number
+  readonly deviceAllocations: number
+  readonly deviceReleases: number
+  readonly pendingBlocks: number
+  readonly deviceUsedBytes: number
+  readonly liveEvents: number
 }
 
 /** beta1, beta2, c1 = 1 - beta1^t, c2 = 1 - beta2^t, eps, lr, clip scale, weight decay. */
