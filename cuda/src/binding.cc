@@ -20,6 +20,7 @@
 //   matmulBf16(same as matmul), matmulBf16Async   (bf16_matmul_binding.cc)
 //   SimulatedDeviceAllocator   the device caching allocator over a simulated device, for tests
 //                              (device_allocator_binding.cc)
+//   probeGpuLibrary(path, kind, symbols) -> { error, version, missing }   (library_probe_binding.cc)
 //
 // Tensor kernels take Float32Array data (rstd / lse may be Float64Array), Int32Array indices and
 // positions. Wrong types and overlapping outputs are TypeErrors; lengths inconsistent with the
@@ -47,6 +48,7 @@
 #include "elementwise_binding.h"
 #include "cross_entropy_binding.h"
 #include "device_allocator_binding.h"
+#include "library_probe_binding.h"
 #include "kernels/axpy.h"
 #include "kernels/copy.h"
 #include "kernels/cpu_features.h"
@@ -202,6 +204,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterElementwiseExports(env, exports);
   RegisterCrossEntropyExports(env, exports);
   RegisterDeviceAllocatorExports(env, exports);
+  RegisterLibraryProbeExports(env, exports);
   return exports;
 }
 

@@ -19,6 +19,9 @@ import * as MpiAddon from "../../src/native/MpiAddon.js"
 import * as Launcher from "../../src/runtime/Launcher.js"
 import { refused } from "./refused.js"
 
+import * as NcclApi from "../../src/comm/nccl/NcclApi.js"
+import * as GpuLibraryProbe from "../../src/native/GpuLibraryProbe.js"
+
 const root = path.resolve(import.meta.dirname, "../..")
 
 type Json = Record<string, unknown>
@@ -97,7 +100,7 @@ describe("pleat doctor --json", () => {
     if (r.cuda.available === true) expect(r.cuda.built).toBe(true)
     for (const key of ["cublas", "nccl"] as const) {
       expect(r[key].available).toBe(false)
-      expect(String(r[key].reason)).toMatch(/no (cuBLAS|NCCL) path yet/)
+      expect(String(r[key].reason)).toMatch(/no (cuBLAS path|NCCL backend) yet/)
       expect(Array.isArray(r[key].found)).toBe(true)
     }
   })
@@ -125,9 +128,34 @@ describe("pleat doctor --json", () => {
     expect(r.cublas.searched).toContain(cublasDir)
     expect(r.nccl.found).toContain(path.join(ncclDir, "libnccl.so.2"))
     expect((r.nccl.searched as Array<string>)[0]).toBe(ncclDir)
+    // The first found file is loaded: an empty file does not, and the report says why.
+    expect(r.nccl.path).toBe(path.join(ncclDir, "libnccl.so.2"))
+    expect([r.nccl.version, typeof r.nccl.loadError]).toEqual([null, "string"])
     // PLEAT_NCCL_LIB may name the file itself.
     process.env.PLEAT_NCCL_LIB = path.join(ncclDir, "libnccl.so.2")
     expect(report().nccl.found).toContain(path.join(ncclDir, "libnccl.so.2"))
+  })
+
+  // Stand-ins for NCCL and cuBLAS, compiled here: only their version queries and a few entry
+  // points, so the loader's dlopen, dlsym and version decoding are checked without the real ones.
+  const cc = spawnSync("cc", ["--version"]).status === 0
+  test.skipIf(!cc)("the first library found is loaded: its version and the entry points it lacks", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-doctor-libs-"))
+    const build = (name: string, source: string) => {
+      writeFileSync(path.join(dir, `${name}.c`), source)
+      const made = spawnSync("cc", ["-shared", "-fPIC", "-o", path.join(dir, name), path.join(dir, `${name}.c`)], { encoding: "utf8" })
+      expect(made.status, made.stderr).toBe(0)
+    }
+    build("libnccl.so.2", "int ncclGetVersion(int* v) { *v = 22304; return 0; }\nint ncclSend(void) { return 0; }\nint ncclRecv(void) { return 0; }\n")
+    build("libcublas.so.13", "int cublasGetProperty(int t, int* v) { *v = t == 0 ? 13 : t == 1 ? 1 : 2; return 0; }\n")
+    Object.assign(process.env, { PLEAT_NCCL_LIB: path.join(dir, "libnccl.so.2"), LD_LIBRARY_PATH: dir })
+    const r = report()
+    expect([r.nccl.path, r.nccl.version, r.nccl.loadError]).toEqual([path.join(dir, "libnccl.so.2"), "2.23.4", null])
+    expect(r.nccl.missing).toEqual(NcclApi.ENTRY_POINTS.filter((e) => !["ncclGetVersion", "ncclSend", "ncclRecv"].includes(e)))
+    expect([r.cublas.path, r.cublas.version, r.cublas.loadError]).toEqual([path.join(dir, "libcublas.so.13"), "13.1.2", null])
+    expect(r.cublas.missing).not.toContain("cublasGetProperty")
+    expect((r.cublas.missing as Array<string>).length).toBeGreaterThan(0)
+    expect(GpuLibraryProbe.versionText(2708)).toBe("2.7.8") // NCCL before 2.9: major * 1000 + minor * 100 + patch
   })
 
   test("as a program, stdout is exactly the JSON object", () => {

@@ -55,6 +55,19 @@ export interface CpuAddon {
   SimulatedDeviceAllocator?: new (
     capacityBytes: number,
   ) => SimulatedDeviceAllocator
+  /** Optional: loads a GPU library by path for `pleat doctor` (GpuLibraryProbe.ts). */
+  probeGpuLibrary?(path: string, kind: "nccl" | "cublas", symbols: ReadonlyArray<string>): GpuLibraryProbe
+}
+
+/**
+ * What loading a GPU library told: dlerror's text when it did not load, its version code, the
+ * asked entry points it lacks.
+ * @category models
+ */
+export interface GpuLibraryProbe {
+  readonly error: string | null
+  readonly version: number | null
+  readonly missing: ReadonlyArray<string>
 }
 
 /**

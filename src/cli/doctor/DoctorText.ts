@@ -42,7 +42,16 @@ const cuda = (r: CudaProbe.CudaReport): string => {
 }
 
 const library = (name: string, r: GpuLibraries.LibraryReport): string =>
-  block(name, r.available, r.reason, [r.found.length === 0 ? `found: none in ${r.searched.length} folders (pleat doctor --json lists them)` : `found: ${r.found.join(", ")}`])
+  block(name, r.available, r.reason, [
+    r.found.length === 0 ? `found: none in ${r.searched.length} folders (pleat doctor --json lists them)` : `found: ${r.found.join(", ")}`,
+    ...(r.path === null
+      ? []
+      : [
+          r.loadError !== null
+            ? `${r.path} does not load: ${r.loadError}`
+            : `${r.path}: version ${r.version ?? "unknown"}${r.missing.length === 0 ? ", every entry point pleat uses" : `, lacks ${r.missing.join(", ")}`}`,
+        ]),
+  ])
 
 /**
  * The text report.

@@ -1,12 +1,16 @@
 /**
  * GpuLibraries: the `cublas` and `nccl` entries of `pleat doctor`. pleat has no cuBLAS or NCCL
- * path yet (the GPU issue adds them), so both say available false with that reason; what they
- * add is where the libraries are on this machine (every file LibrarySearch finds), which is
- * what that work, and a user preparing a GPU machine, needs to know. NCCL is also looked for
- * at $PLEAT_NCCL_LIB: the file itself, or a folder holding it.
+ * backend yet (the GPU issue adds them), so both say available false with that reason; what
+ * they add is where the libraries are on this machine (every file LibrarySearch finds) and what
+ * the first of them is: it is loaded (GpuLibraryProbe: dlopen, no GPU needed) for its path, its
+ * version and the entry points pleat will call that it lacks (NCCL's: comm/nccl/NcclApi.ts;
+ * ncclCommSplit needs NCCL 2.18). NCCL is also looked for at $PLEAT_NCCL_LIB: the file
+ * itself, or a folder holding it.
  */
 import { existsSync, statSync } from "node:fs"
 import path from "node:path"
+import * as NcclApi from "../../comm/nccl/NcclApi.js"
+import * as GpuLibraryProbe from "../../native/GpuLibraryProbe.js"
 import * as LibrarySearch from "./LibrarySearch.js"
 
 /**
@@ -20,6 +24,26 @@ export interface LibraryReport {
   readonly found: ReadonlyArray<string>
   /** The folders searched (those that exist), in order. */
   readonly searched: ReadonlyArray<string>
+  /** The first file found, the one loaded; null when none was found. */
+  readonly path: string | null
+  /** Its version ("2.23.4"), null when it did not load or does not say. */
+  readonly version: string | null
+  /** The entry points pleat will call that it lacks. */
+  readonly missing: ReadonlyArray<string>
+  /** Why it did not load (the loader's message), null when it loaded or none was found. */
+  readonly loadError: string | null
+}
+
+/** The cuBLAS entry points pleat's GPU path will call. */
+const cublasEntryPoints = ["cublasGetProperty", "cublasCreate_v2", "cublasSetStream_v2", "cublasGemmEx", "cublasGemmStridedBatchedEx", "cublasDestroy_v2"]
+
+/** path, version, missing and loadError of the first found file. */
+const loaded = (found: ReadonlyArray<string>, kind: "nccl" | "cublas", symbols: ReadonlyArray<string>) => {
+  const first = found[0]
+  if (first === undefined) return { path: null, version: null, missing: [], loadError: null }
+  const probed = GpuLibraryProbe.probe(first, kind, symbols)
+  if (probed === undefined) return { path: first, version: null, missing: [], loadError: "the CPU addon is not built (npm run build:native)" }
+  return { path: first, version: probed.version === null ? null : GpuLibraryProbe.versionText(probed.version), missing: probed.missing, loadError: probed.error }
 }
 
 const cublasName = /^libcublas(Lt)?\.so(\.\d+)*$/
@@ -29,12 +53,11 @@ const ncclName = /^libnccl\.so\.2(\.\d+)*$/
  * The cublas entry: libcublas.so* and libcublasLt.so* in the searched folders.
  * @category constructors
  */
-export const cublas = (dirs: ReadonlyArray<string>): LibraryReport => ({
-  available: false,
-  reason: "pleat has no cuBLAS path yet (the GPU issue adds it)",
-  found: LibrarySearch.find(dirs, (name) => cublasName.test(name)),
-  searched: dirs,
-})
+export const cublas = (dirs: ReadonlyArray<string>): LibraryReport => {
+  const found = LibrarySearch.find(dirs, (name) => cublasName.test(name))
+  const first = found.filter((f) => !path.basename(f).startsWith("libcublasLt"))
+  return { available: false, reason: "pleat has no cuBLAS path yet (the GPU issue adds it)", found, searched: dirs, ...loaded(first, "cublas", cublasEntryPoints) }
+}
 
 /** $PLEAT_NCCL_LIB as a folder to search first, or as a file that is found when it exists. */
 const ncclOverride = (value: string | undefined): { readonly dirs: ReadonlyArray<string>; readonly files: ReadonlyArray<string> } => {
@@ -54,10 +77,6 @@ const ncclOverride = (value: string | undefined): { readonly dirs: ReadonlyArray
 export const nccl = (dirs: ReadonlyArray<string>, env: NodeJS.ProcessEnv): LibraryReport => {
   const override = ncclOverride(env.PLEAT_NCCL_LIB)
   const searched = [...override.dirs, ...dirs.filter((d) => !override.dirs.includes(d))]
-  return {
-    available: false,
-    reason: "pleat has no NCCL path yet (the GPU issue adds it)",
-    found: [...override.files, ...LibrarySearch.find(searched, (name) => ncclName.test(name))],
-    searched,
-  }
+  const found = [...override.files, ...LibrarySearch.find(searched, (name) => ncclName.test(name))]
+  return { available: false, reason: "pleat has no NCCL backend yet (the GPU issue adds it)", found, searched, ...loaded(found, "nccl", NcclApi.ENTRY_POINTS) }
 }
