@@ -58,6 +58,12 @@ const shapes: ReadonlyArray<Shape> = [...[256, 512, 1024, 2048].map((s) => ({ m:
 
 const label = (s: Shape): string => `${s.m}x${s.k}x${s.n}`
 
+/** The backward's products of the expert GEMM: dX = dY W^T (B transposed), dW = X^T dY (A transposed). */
+const transposed: ReadonlyArray<{ readonly shape: Shape; readonly transA: boolean; readonly transB: boolean; readonly name: string }> = [
+  { shape: { m: 4096, k: 2816, n: 1024 }, transA: false, transB: true, name: "4096x2816x1024 B^T" },
+  { shape: { m: 1024, k: 4096, n: 2816 }, transA: true, transB: false, name: "1024x4096x2816 A^T" },
+]
+
 const matmulArgs = (s: Shape): Cpu.MatmulArgs => ({
   a: filled(s.m * s.k, 1),
   b: filled(s.k * s.n, 2),
@@ -123,6 +129,12 @@ const matmulRecords = async (ctx: BenchContext, cores: number): Promise<Array<Be
         const blas = await timeMatmul(`openblas ${label(s)}`, args, Cpu.openblasMatmul)
         out.push(record(ctx, { case: `openblas ${label(s)}`, metric, value: blas, unit: "GFLOP/s", limit: peak }))
       }
+    }
+    for (const t of transposed) {
+      const args = { ...matmulArgs(t.shape), transA: t.transA, transB: t.transB }
+      ctx.log(`matmul ${t.name} on ${threads} thread(s) ...`)
+      const value = await timeMatmul(`matmul ${t.name}`, args, Cpu.matmul)
+      out.push(record(ctx, { case: `matmul ${t.name}`, metric, value, unit: "GFLOP/s", limit: peak }))
     }
     out.push(...(await bf16Records(ctx, threads, peak, metric)))
   }
