@@ -4,6 +4,8 @@
 //                     machine without a GPU or driver can load the addon and ask
 //   axpy(a, x, y)  y += a * x on device 0, x and y Float32Array; throws "no device: ..." when
 //                  there is no usable GPU, "CUDA error: <call> failed: ..." on a failed call
+//   deviceAllocate / deviceFree / deviceRecordStream / deviceCopyIn / deviceCopyOut /
+//   deviceAllocatorStats   device memory through the caching allocator (device_memory_binding.cc)
 //
 // Linked with the static cudart, which dlopens the driver (libcuda.so.1) on first use: loading
 // always succeeds, and a missing driver shows up as cudaErrorInsufficientDriver.
@@ -13,6 +15,7 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "device_memory_binding.h"
 #include "kernels/axpy_cuda.h"
 #include "napi_args.h"
 
@@ -118,6 +121,7 @@ Napi::Value Axpy(const Napi::CallbackInfo& info) {
 Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo, "deviceInfo"));
   exports.Set("axpy", Napi::Function::New(env, Axpy, "axpy"));
+  RegisterDeviceMemoryExports(env, exports);
   return exports;
 }
 

@@ -47,6 +47,12 @@ describe("CUDA status", () => {
     expect(() => Cuda.axpy(1, new Float32Array(2), new Float32Array(3))).toThrow(new TypeError("axpy: x and y must have the same length, got 2 and 3"))
   })
 
+  test.runIf(built && !status.available)('without a device, device memory throws "no device:"', () => {
+    const memory = Cuda.deviceMemory()
+    expect(() => memory.allocate(1024, 0)).toThrow(/^no device: /)
+    expect(() => memory.stats()).toThrow(/^no device: /)
+  })
+
   test.runIf(!built)("not built: deviceInfo and axpy throw AddonLoadError", () => {
     expect(() => Cuda.deviceInfo()).toThrow(Addon.AddonLoadError)
     expect(() => Cuda.axpy(1, new Float32Array(1), new Float32Array(1))).toThrow(Addon.AddonLoadError)
@@ -91,5 +97,46 @@ describe.runIf(status.available)("CUDA axpy on the device", () => {
     let worst = 0
     for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs((y[i] ?? 0) - (cpu[i] ?? 0)))
     expect(worst).toBeLessThanOrEqual(1e-6 * 300)
+  })
+})
+
+describe.runIf(status.available)("device memory through the caching allocator", () => {
+  test("bytes copied in come back out; freed blocks are reused on their stream; the counters add up", () => {
+    const memory = Cuda.deviceMemory()
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 3 << 20 }), { minLength: 1, maxLength: 12 }), (sizes) => {
+        const before = memory.stats()
+        const blocks = sizes.map((n) => {
+          const host = new Uint8Array(n).map((_, i) => (i * 7 + n) & 255)
+          const at = memory.allocate(n, 0) as number
+          memory.copyIn(at, host, 0)
+          return { at, host }
+        })
+        for (const { at, host } of blocks) {
+          const back = new Uint8Array(host.length)
+          memory.copyOut(at, back, 0)
+          expect(back).toEqual(host)
+        }
+        for (const { at } of blocks) expect(memory.free(at)).toBe(true)
+        const after = memory.stats()
+        expect(after.allocatedBytes).toBe(before.allocatedBytes)
+        // Freed on its own stream, a block serves the next request of its size with no cudaMalloc.
+        for (const n of sizes) {
+          memory.free(memory.allocate(n, 0) as number)
+          const cached = memory.stats().deviceAllocations
+          memory.free(memory.allocate(n, 0) as number)
+          expect(memory.stats().deviceAllocations).toBe(cached)
+        }
+      }),
+      { numRuns: 20 },
+    )
+  })
+
+  test("a copy longer than its block, or to an address that is not a block, is a RangeError", () => {
+    const memory = Cuda.deviceMemory()
+    const at = memory.allocate(1000, 0) as number
+    expect(() => memory.copyIn(at, new Uint8Array(4096), 0)).toThrow(RangeError)
+    expect(() => memory.copyOut(at + 1, new Uint8Array(8), 0)).toThrow(/not a live device block/)
+    memory.free(at)
   })
 })

@@ -34,9 +34,29 @@ export interface DeviceInfo {
 interface CudaAddon {
   deviceInfo(): DeviceInfo
   axpy(a: number, x: Float32Array, y: Float32Array): void
+  deviceAllocate(bytes: number, stream: number): number | null
+  deviceFree(address: number): boolean
+  deviceRecordStream(address: number, stream: number): boolean
+  deviceCopyIn(address: number, src: ArrayBufferView, stream: number): void
+  deviceCopyOut(address: number, dst: ArrayBufferView, stream: number): void
+  deviceAllocatorStats(): DeviceAllocatorStats
 }
 
-const functions = ["deviceInfo", "axpy"] as const
+/**
+ * What the device caching allocator holds (cuda/src/device/caching_allocator.h).
+ * @category models
+ */
+export interface DeviceAllocatorStats {
+  readonly allocatedBytes: number
+  readonly reservedBytes: number
+  readonly peakAllocatedBytes: number
+  readonly segments: number
+  readonly deviceAllocations: number
+  readonly deviceReleases: number
+  readonly pendingBlocks: number
+}
+
+const functions = ["deviceInfo", "axpy", "deviceAllocate", "deviceFree", "deviceRecordStream", "deviceCopyIn", "deviceCopyOut", "deviceAllocatorStats"] as const
 
 // The outcome of the one load attempt: the module, or why it could not be used.
 let cached: { readonly addon: CudaAddon } | { readonly error: Addon.AddonLoadError } | undefined
@@ -85,3 +105,22 @@ export const deviceInfo = (): DeviceInfo => addon().deviceInfo()
  * @category kernels
  */
 export const axpy = (a: number, x: Float32Array, y: Float32Array): void => addon().axpy(a, x, y)
+
+/**
+ * Device memory on device 0 through the caching allocator (cuda/src/device_memory_binding.cc):
+ * addresses are numbers; streams are numbers (0 the compute stream, others one per group).
+ * allocate gives null when the device is full even after its cache was released. Every call
+ * throws an Error starting "no device:" without a usable GPU; copies are waited for.
+ * @category kernels
+ */
+export const deviceMemory = () => {
+  const a = addon()
+  return {
+    allocate: (bytes: number, stream: number): number | null => a.deviceAllocate(bytes, stream),
+    free: (address: number): boolean => a.deviceFree(address),
+    recordStream: (address: number, stream: number): boolean => a.deviceRecordStream(address, stream),
+    copyIn: (address: number, src: ArrayBufferView, stream: number): void => a.deviceCopyIn(address, src, stream),
+    copyOut: (address: number, dst: ArrayBufferView, stream: number): void => a.deviceCopyOut(address, dst, stream),
+    stats: (): DeviceAllocatorStats => a.deviceAllocatorStats(),
+  }
+}

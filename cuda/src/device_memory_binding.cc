@@ -1,0 +1,153 @@
+// Device memory of pleat_cuda.node: the caching allocator (device/caching_allocator.h) over
+// CUDA (device/cuda_backend.h) on device 0, one per process, made on first use.
+//
+//   deviceAllocate(bytes, stream) -> address (a number) or null when the device is full
+//   deviceFree(address) -> boolean          deviceRecordStream(address, stream) -> boolean
+//   deviceCopyIn(address, src, stream)      src: a typed array, into the block's first bytes
+//   deviceCopyOut(address, dst, stream)     the block's first dst.byteLength bytes into dst
+//   deviceAllocatorStats() -> { allocatedBytes, reservedBytes, peakAllocatedBytes, segments,
+//                               deviceAllocations, deviceReleases, pendingBlocks }
+// Copies are queued on the stream and waited for (a first step: the asynchronous completion
+// the GPU issue asks for comes with device tensors). Without a device every call throws
+// "no device: ...". An address that is not a live block, or a copy longer than the block, is a
+// RangeError naming it.
+#include "device_memory_binding.h"
+
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+
+#include "device/caching_allocator.h"
+#include "device/cuda_backend.h"
+
+namespace pleat {
+
+namespace {
+
+struct DeviceMemory {
+  device::CudaBackend backend{0};
+  device::CachingAllocator allocator{backend};
+};
+
+std::unique_ptr<DeviceMemory>& memory() {
+  static std::unique_ptr<DeviceMemory> m;
+  return m;
+}
+
+// The process's allocator, or nullptr with a pending JS error when there is no device.
+DeviceMemory* ready(Napi::Env env) {
+  if (memory() != nullptr) return memory().get();
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    const std::string why = err != cudaSuccess ? std::string(cudaGetErrorName(err)) + ": " + cudaGetErrorString(err) : "no CUDA device";
+    (void)cudaGetLastError();
+    Napi::Error::New(env, "no device: " + why).ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  memory() = std::make_unique<DeviceMemory>();
+  return memory().get();
+}
+
+bool whole(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* what, double* out) {
+  const bool ok = info.Length() > i && info[i].IsNumber();
+  const double v = ok ? info[i].As<Napi::Number>().DoubleValue() : -1;
+  if (!ok || v < 0 || v != static_cast<double>(static_cast<uint64_t>(v))) {
+    Napi::TypeError::New(info.Env(), std::string(fn) + ": " + what + " must be an integer >= 0").ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+void* address(double v) { return reinterpret_cast<void*>(static_cast<uintptr_t>(v)); }
+
+Napi::Value DeviceAllocate(const Napi::CallbackInfo& info) {
+  double bytes = 0, stream = 0;
+  if (!whole(info, 0, "deviceAllocate", "bytes", &bytes) || !whole(info, 1, "deviceAllocate", "stream", &stream)) return info.Env().Undefined();
+  DeviceMemory* m = ready(info.Env());
+  if (m == nullptr) return info.Env().Undefined();
+  void* p = m->allocator.allocate(static_cast<size_t>(bytes), static_cast<int>(stream));
+  if (p == nullptr) return info.Env().Null();
+  return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(p)));
+}
+
+Napi::Value DeviceFree(const Napi::CallbackInfo& info) {
+  double at = 0;
+  if (!whole(info, 0, "deviceFree", "address", &at)) return info.Env().Undefined();
+  DeviceMemory* m = ready(info.Env());
+  if (m == nullptr) return info.Env().Undefined();
+  return Napi::Boolean::New(info.Env(), m->allocator.free(address(at)));
+}
+
+Napi::Value DeviceRecordStream(const Napi::CallbackInfo& info) {
+  double at = 0, stream = 0;
+  if (!whole(info, 0, "deviceRecordStream", "address", &at) || !whole(info, 1, "deviceRecordStream", "stream", &stream)) return info.Env().Undefined();
+  DeviceMemory* m = ready(info.Env());
+  if (m == nullptr) return info.Env().Undefined();
+  return Napi::Boolean::New(info.Env(), m->allocator.record_stream(address(at), static_cast<int>(stream)));
+}
+
+// deviceCopyIn / deviceCopyOut: `in` copies host -> device.
+Napi::Value Copy(const Napi::CallbackInfo& info, bool in) {
+  const char* fn = in ? "deviceCopyIn" : "deviceCopyOut";
+  double at = 0, stream = 0;
+  if (!whole(info, 0, fn, "address", &at) || !whole(info, 2, fn, "stream", &stream)) return info.Env().Undefined();
+  if (!info[1].IsTypedArray()) {
+    Napi::TypeError::New(info.Env(), std::string(fn) + ": the host array must be a typed array").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  DeviceMemory* m = ready(info.Env());
+  if (m == nullptr) return info.Env().Undefined();
+  const Napi::TypedArray host = info[1].As<Napi::TypedArray>();
+  const size_t bytes = host.ByteLength();
+  const size_t block = m->allocator.block_size(address(at));
+  if (block == 0 || bytes > block) {
+    Napi::RangeError::New(info.Env(), std::string(fn) + ": address " + std::to_string(static_cast<uint64_t>(at)) +
+                                          (block == 0 ? " is not a live device block" : " holds " + std::to_string(block) + " bytes, the copy is " + std::to_string(bytes)))
+        .ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  char* data = static_cast<char*>(host.ArrayBuffer().Data()) + host.ByteOffset();
+  cudaStream_t s = m->backend.stream(static_cast<int>(stream));
+  const cudaError_t err = in ? cudaMemcpyAsync(address(at), data, bytes, cudaMemcpyHostToDevice, s) : cudaMemcpyAsync(data, address(at), bytes, cudaMemcpyDeviceToHost, s);
+  const cudaError_t done = err == cudaSuccess ? cudaStreamSynchronize(s) : err;
+  if (done != cudaSuccess) {
+    (void)cudaGetLastError();
+    Napi::Error::New(info.Env(), std::string("CUDA error: ") + fn + " failed: " + cudaGetErrorName(done) + ": " + cudaGetErrorString(done)).ThrowAsJavaScriptException();
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value DeviceCopyIn(const Napi::CallbackInfo& info) { return Copy(info, true); }
+Napi::Value DeviceCopyOut(const Napi::CallbackInfo& info) { return Copy(info, false); }
+
+Napi::Value DeviceAllocatorStats(const Napi::CallbackInfo& info) {
+  DeviceMemory* m = ready(info.Env());
+  if (m == nullptr) return info.Env().Undefined();
+  const device::AllocatorStats s = m->allocator.stats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  const auto put = [&](const char* key, size_t v) { o.Set(key, Napi::Number::New(info.Env(), static_cast<double>(v))); };
+  put("allocatedBytes", s.allocated_bytes);
+  put("reservedBytes", s.reserved_bytes);
+  put("peakAllocatedBytes", s.peak_allocated_bytes);
+  put("segments", s.segments);
+  put("deviceAllocations", s.device_allocations);
+  put("deviceReleases", s.device_releases);
+  put("pendingBlocks", s.pending_blocks);
+  return o;
+}
+
+}  // namespace
+
+void RegisterDeviceMemoryExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("deviceAllocate", Napi::Function::New(env, DeviceAllocate, "deviceAllocate"));
+  exports.Set("deviceFree", Napi::Function::New(env, DeviceFree, "deviceFree"));
+  exports.Set("deviceRecordStream", Napi::Function::New(env, DeviceRecordStream, "deviceRecordStream"));
+  exports.Set("deviceCopyIn", Napi::Function::New(env, DeviceCopyIn, "deviceCopyIn"));
+  exports.Set("deviceCopyOut", Napi::Function::New(env, DeviceCopyOut, "deviceCopyOut"));
+  exports.Set("deviceAllocatorStats", Napi::Function::New(env, DeviceAllocatorStats, "deviceAllocatorStats"));
+}
+
+}  // namespace pleat
