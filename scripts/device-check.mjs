@@ -1,0 +1,133 @@
+// device-check.mjs: issue 15's checks that run on the built project (dist/, build/Release) with
+// no dev dependencies, so they travel to the GPU machine (scripts/device-check.sh). Writes one
+// JSON report to the path given (default out/device-check.json):
+//   { date, node, device: { available, detail, devices }, doctor, checks: [{ name, ok, detail,
+//     seconds }], notYet: [...] }
+// Exit 0 when every check that ran passed (none run without a device), 1 when one failed.
+import { spawnSync } from "node:child_process"
+import { mkdirSync, writeFileSync } from "node:fs"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const target = process.argv[2] ?? path.join(root, "out", "device-check.json")
+const Cuda = await import(path.join(root, "dist/native/Cuda.js"))
+const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
+
+const checks = []
+const check = (name, run) => {
+  const started = performance.now()
+  try {
+    const detail = run()
+    checks.push({ name, ok: true, detail, seconds: (performance.now() - started) / 1000 })
+  } catch (error) {
+    checks.push({ name, ok: false, detail: String(error?.stack ?? error), seconds: (performance.now() - started) / 1000 })
+  }
+}
+const assert = (condition, message) => {
+  if (!condition) throw new Error(message)
+}
+
+// A fixed stream of pseudo-random floats (the same report for the same build).
+let state = 12345
+const random = () => ((state = (state * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1
+
+const status = Cuda.cudaStatus()
+const doctor = spawnSync(process.execPath, [path.join(root, "dist/cli/main.js"), "doctor", "--json"], { encoding: "utf8", env: process.env })
+const doctorJson = (() => {
+  try {
+    return JSON.parse(doctor.stdout)
+  } catch {
+    return { error: doctor.stderr.trim() || "no output" }
+  }
+})()
+
+if (status.available) {
+  check("axpy: the device equals the CPU's fused multiply-add bit for bit", () => {
+    const sizes = [1, 7, 1000, 65536 * 256 + 12345]
+    for (const n of sizes) {
+      const x = Float32Array.from({ length: n }, random)
+      const y = Float32Array.from({ length: n }, random)
+      const cpu = Float32Array.from(y)
+      Cpu.axpy(0.75, x, cpu)
+      Cuda.axpy(0.75, x, y)
+      let differ = 0
+      for (let i = 0; i < n; i++) if (!Object.is(y[i], cpu[i])) differ++
+      assert(differ === 0, `n ${n}: ${differ} elements differ from the CPU`)
+    }
+    return { sizes }
+  })
+
+  const memory = Cuda.deviceMemory()
+  check("device memory: bytes copied in come back out, through the caching allocator", () => {
+    const sizes = [1, 511, 512, 4096, 1 << 20, (1 << 20) + 1, 3 << 20, 64 << 20]
+    for (const n of sizes) {
+      const host = new Uint8Array(n).map((_, i) => (i * 7 + n) & 255)
+      const at = memory.allocate(n, 0)
+      assert(at !== null, `allocate(${n}) gave null`)
+      memory.copyIn(at, host, 0)
+      const back = new Uint8Array(n)
+      memory.copyOut(at, back, 0)
+      assert(
+        back.every((v, i) => v === host[i]),
+        `size ${n}: the bytes differ`,
+      )
+      assert(memory.free(at), `free of ${at} refused`)
+    }
+    return { sizes, stats: memory.stats() }
+  })
+
+  check("device memory: a freed block serves the next request of its size without cudaMalloc", () => {
+    const times = []
+    for (const n of [1000, 2 << 20, 48 << 20]) {
+      memory.free(memory.allocate(n, 0))
+      const before = memory.stats().deviceAllocations
+      const started = performance.now()
+      for (let k = 0; k < 1000; k++) memory.free(memory.allocate(n, 0))
+      times.push({ bytes: n, microsecondsPerPair: ((performance.now() - started) * 1000) / 1000 })
+      assert(memory.stats().deviceAllocations === before, `size ${n}: cudaMalloc was called again`)
+    }
+    return { times }
+  })
+
+  check("device memory: a block used on another stream is reused only after that stream's work", () => {
+    const at = memory.allocate(4096, 0)
+    memory.copyIn(at, new Uint8Array(4096).fill(1), 0)
+    memory.recordStream(at, 1)
+    memory.free(at)
+    const next = memory.allocate(4096, 0)
+    const stats = memory.stats()
+    memory.free(next)
+    return { pendingAfterFree: stats.pendingBlocks, reusedAtOnce: next === at }
+  })
+
+  check("copy bandwidth host <-> device, 256 MiB (pageable host memory)", () => {
+    const n = 256 << 20
+    const host = new Uint8Array(n).fill(3)
+    const at = memory.allocate(n, 0)
+    const t0 = performance.now()
+    memory.copyIn(at, host, 0)
+    const t1 = performance.now()
+    memory.copyOut(at, host, 0)
+    const t2 = performance.now()
+    memory.free(at)
+    return { hostToDeviceGBs: n / ((t1 - t0) / 1000) / 1e9, deviceToHostGBs: n / ((t2 - t1) / 1000) / 1e9 }
+  })
+}
+
+const report = {
+  date: new Date().toISOString(),
+  node: process.version,
+  device: status.available ? { available: true, devices: status.devices } : { available: false, detail: `${status.reason}: ${status.detail}` },
+  doctor: doctorJson,
+  checks,
+  notYet: [
+    "CUDA kernels beside their CPU references (only axpy exists): GEMM / grouped GEMM, permute, unpermute, router, SwiGLU, RMSNorm, RoPE, cross-entropy, attention, AdamW",
+    "cuBLAS bf16 GEMM ceiling and the grouped expert GEMM against it",
+    "the NCCL backend's contract subset on one GPU",
+    "one MoE layer forward and backward against PyTorch eager",
+  ],
+}
+mkdirSync(path.dirname(target), { recursive: true })
+writeFileSync(target, `${JSON.stringify(report, null, 2)}\n`)
+process.exitCode = checks.every((c) => c.ok) ? 0 : 1
