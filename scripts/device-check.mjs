@@ -13,6 +13,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const target = process.argv[2] ?? path.join(root, "out", "device-check.json")
 const Cuda = await import(path.join(root, "dist/native/Cuda.js"))
 const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
+const CpuOptional = await import(path.join(root, "dist/native/CpuOptional.js"))
 
 const checks = []
 const check = (name, run) => {
@@ -56,6 +57,73 @@ if (status.available) {
       assert(differ === 0, `n ${n}: ${differ} elements differ from the CPU`)
     }
     return { sizes }
+  })
+
+  // The first CUDA kernels against their CPU twins (properties/native/CudaOps.prop.ts has the
+  // same checks over random shapes; this machine has no vitest).
+  const ops = Cuda.deviceOps()
+  const floats = (n) => Float32Array.from({ length: n }, () => random() * 4)
+  const ulps = (a, b) => {
+    const ia = new Int32Array(a.buffer, a.byteOffset, a.length)
+    const ib = new Int32Array(b.buffer, b.byteOffset, b.length)
+    let worst = 0
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(ia[i] - ib[i]))
+    return worst
+  }
+  check("gatherRows: equal to the CPU's", () => {
+    for (const [rows, cols] of [
+      [1, 1],
+      [300, 1024],
+      [4096, 4096],
+    ]) {
+      const src = floats(rows * cols)
+      const index = Int32Array.from({ length: rows * 2 }, (_, i) => (i * 7919) % rows)
+      const [cpu, gpu] = [new Float32Array(index.length * cols), new Float32Array(index.length * cols)]
+      Cpu.gatherRows(src, index, cpu, cols)
+      ops.gatherRows(src, index, gpu, cols)
+      assert(ulps(gpu, cpu) === 0, `${rows}x${cols}: differs`)
+    }
+    return "exact"
+  })
+  check("rmsnormRows: within one ulp of the CPU's", () => {
+    let worst = 0
+    for (const [rows, cols] of [
+      [1, 1],
+      [7, 1000],
+      [1024, 4096],
+    ]) {
+      const x = floats(rows * cols)
+      const w = floats(cols)
+      const [cpu, gpu] = [new Float32Array(rows * cols), new Float32Array(rows * cols)]
+      Cpu.rmsnormRows(x, w, cpu, new Float64Array(rows), rows, cols, 1e-6)
+      ops.rmsnormRows(x, w, gpu, undefined, rows, cols, 1e-6)
+      worst = Math.max(worst, ulps(gpu, cpu))
+    }
+    assert(worst <= 1, `${worst} ulps`)
+    return { worstUlps: worst }
+  })
+  check("swiglu: within one ulp of the CPU's", () => {
+    const n = 1 << 22
+    const [gate, up] = [floats(n), floats(n)]
+    const [cpu, gpu] = [new Float32Array(n), new Float32Array(n)]
+    Cpu.swiglu(gate, up, cpu)
+    ops.swiglu(gate, up, gpu)
+    const worst = ulps(gpu, cpu)
+    assert(worst <= 1, `${worst} ulps`)
+    return { worstUlps: worst }
+  })
+  check("adamw: the CPU kernel's bits", () => {
+    const n = 1 << 22
+    const s = { beta1: 0.9, beta2: 0.95, c1: 1 - 0.9 ** 3, c2: 1 - 0.95 ** 3, eps: 1e-8, lr: 3e-4, clip: 0.7, decay: 0.01 }
+    const [w, g, m] = [floats(n), floats(n), floats(n)]
+    const v = floats(n).map((x) => x * x)
+    const cpu = [Float32Array.from(w), Float32Array.from(m), Float32Array.from(v)]
+    const gpu = [Float32Array.from(w), Float32Array.from(m), Float32Array.from(v)]
+    CpuOptional.adamwKernel()(cpu[0], g, cpu[1], cpu[2], s)
+    ops.adamw(gpu[0], g, gpu[1], gpu[2], s)
+    const worst = Math.max(...cpu.map((c, i) => ulps(gpu[i], c)))
+    assert(worst === 0, `${worst} ulps`)
+    return "bit for bit"
   })
 
   const memory = Cuda.deviceMemory()
@@ -122,7 +190,7 @@ const report = {
   doctor: doctorJson,
   checks,
   notYet: [
-    "CUDA kernels beside their CPU references (only axpy exists): GEMM / grouped GEMM, permute, unpermute, router, SwiGLU, RMSNorm, RoPE, cross-entropy, attention, AdamW",
+    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows, swiglu and adamw exist): GEMM / grouped GEMM, unpermute with the probs, router, RoPE, cross-entropy, attention, the backwards",
     "cuBLAS bf16 GEMM ceiling and the grouped expert GEMM against it",
     "the NCCL backend's contract subset on one GPU",
     "one MoE layer forward and backward against PyTorch eager",

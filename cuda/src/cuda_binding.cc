@@ -6,6 +6,8 @@
 //                  there is no usable GPU, "CUDA error: <call> failed: ..." on a failed call
 //   deviceAllocate / deviceFree / deviceRecordStream / deviceCopyIn / deviceCopyOut /
 //   deviceAllocatorStats   device memory through the caching allocator (device_memory_binding.cc)
+//   gatherRows, rmsnormRows, swiglu, adamw   the first CUDA kernels on host arrays, with the CPU
+//                  kernels' signatures (cuda_ops_binding.cc, kernels/ops_cuda.h)
 //
 // Linked with the static cudart, which dlopens the driver (libcuda.so.1) on first use: loading
 // always succeeds, and a missing driver shows up as cudaErrorInsufficientDriver.
@@ -15,6 +17,7 @@
 #include <string>
 
 #include "cuda_check.h"
+#include "cuda_ops_binding.h"
 #include "device_memory_binding.h"
 #include "kernels/axpy_cuda.h"
 #include "napi_args.h"
@@ -122,6 +125,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo, "deviceInfo"));
   exports.Set("axpy", Napi::Function::New(env, Axpy, "axpy"));
   RegisterDeviceMemoryExports(env, exports);
+  RegisterCudaOpsExports(env, exports);
   return exports;
 }
 

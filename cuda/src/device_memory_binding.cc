@@ -18,25 +18,18 @@
 #include <memory>
 #include <string>
 
-#include "device/caching_allocator.h"
-#include "device/cuda_backend.h"
-
 namespace pleat {
 
 namespace {
-
-struct DeviceMemory {
-  device::CudaBackend backend{0};
-  device::CachingAllocator allocator{backend};
-};
 
 std::unique_ptr<DeviceMemory>& memory() {
   static std::unique_ptr<DeviceMemory> m;
   return m;
 }
 
-// The process's allocator, or nullptr with a pending JS error when there is no device.
-DeviceMemory* ready(Napi::Env env) {
+}  // namespace
+
+DeviceMemory* device_memory(Napi::Env env) {
   if (memory() != nullptr) return memory().get();
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
@@ -49,6 +42,8 @@ DeviceMemory* ready(Napi::Env env) {
   memory() = std::make_unique<DeviceMemory>();
   return memory().get();
 }
+
+namespace {
 
 bool whole(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* what, double* out) {
   const bool ok = info.Length() > i && info[i].IsNumber();
@@ -66,7 +61,7 @@ void* address(double v) { return reinterpret_cast<void*>(static_cast<uintptr_t>(
 Napi::Value DeviceAllocate(const Napi::CallbackInfo& info) {
   double bytes = 0, stream = 0;
   if (!whole(info, 0, "deviceAllocate", "bytes", &bytes) || !whole(info, 1, "deviceAllocate", "stream", &stream)) return info.Env().Undefined();
-  DeviceMemory* m = ready(info.Env());
+  DeviceMemory* m = device_memory(info.Env());
   if (m == nullptr) return info.Env().Undefined();
   void* p = m->allocator.allocate(static_cast<size_t>(bytes), static_cast<int>(stream));
   if (p == nullptr) return info.Env().Null();
@@ -76,7 +71,7 @@ Napi::Value DeviceAllocate(const Napi::CallbackInfo& info) {
 Napi::Value DeviceFree(const Napi::CallbackInfo& info) {
   double at = 0;
   if (!whole(info, 0, "deviceFree", "address", &at)) return info.Env().Undefined();
-  DeviceMemory* m = ready(info.Env());
+  DeviceMemory* m = device_memory(info.Env());
   if (m == nullptr) return info.Env().Undefined();
   return Napi::Boolean::New(info.Env(), m->allocator.free(address(at)));
 }
@@ -84,7 +79,7 @@ Napi::Value DeviceFree(const Napi::CallbackInfo& info) {
 Napi::Value DeviceRecordStream(const Napi::CallbackInfo& info) {
   double at = 0, stream = 0;
   if (!whole(info, 0, "deviceRecordStream", "address", &at) || !whole(info, 1, "deviceRecordStream", "stream", &stream)) return info.Env().Undefined();
-  DeviceMemory* m = ready(info.Env());
+  DeviceMemory* m = device_memory(info.Env());
   if (m == nullptr) return info.Env().Undefined();
   return Napi::Boolean::New(info.Env(), m->allocator.record_stream(address(at), static_cast<int>(stream)));
 }
@@ -98,7 +93,7 @@ Napi::Value Copy(const Napi::CallbackInfo& info, bool in) {
     Napi::TypeError::New(info.Env(), std::string(fn) + ": the host array must be a typed array").ThrowAsJavaScriptException();
     return info.Env().Undefined();
   }
-  DeviceMemory* m = ready(info.Env());
+  DeviceMemory* m = device_memory(info.Env());
   if (m == nullptr) return info.Env().Undefined();
   const Napi::TypedArray host = info[1].As<Napi::TypedArray>();
   const size_t bytes = host.ByteLength();
@@ -124,7 +119,7 @@ Napi::Value DeviceCopyIn(const Napi::CallbackInfo& info) { return Copy(info, tru
 Napi::Value DeviceCopyOut(const Napi::CallbackInfo& info) { return Copy(info, false); }
 
 Napi::Value DeviceAllocatorStats(const Napi::CallbackInfo& info) {
-  DeviceMemory* m = ready(info.Env());
+  DeviceMemory* m = device_memory(info.Env());
   if (m == nullptr) return info.Env().Undefined();
   const device::AllocatorStats s = m->allocator.stats();
   Napi::Object o = Napi::Object::New(info.Env());

@@ -40,6 +40,10 @@ interface CudaAddon {
   deviceCopyIn(address: number, src: ArrayBufferView, stream: number): void
   deviceCopyOut(address: number, dst: ArrayBufferView, stream: number): void
   deviceAllocatorStats(): DeviceAllocatorStats
+  gatherRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
+  rmsnormRows(x: Float32Array, weight: Float32Array, out: Float32Array, rstd: Float64Array | null, rows: number, cols: number, eps: number): void
+  swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void
+  adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, ...scalars: [number, number, number, number, number, number, number, number]): void
 }
 
 /**
@@ -56,7 +60,20 @@ export interface DeviceAllocatorStats {
   readonly pendingBlocks: number
 }
 
-const functions = ["deviceInfo", "axpy", "deviceAllocate", "deviceFree", "deviceRecordStream", "deviceCopyIn", "deviceCopyOut", "deviceAllocatorStats"] as const
+const functions = [
+  "deviceInfo",
+  "axpy",
+  "deviceAllocate",
+  "deviceFree",
+  "deviceRecordStream",
+  "deviceCopyIn",
+  "deviceCopyOut",
+  "deviceAllocatorStats",
+  "gatherRows",
+  "rmsnormRows",
+  "swiglu",
+  "adamw",
+] as const
 
 // The outcome of the one load attempt: the module, or why it could not be used.
 let cached: { readonly addon: CudaAddon } | { readonly error: Addon.AddonLoadError } | undefined
@@ -122,5 +139,30 @@ export const deviceMemory = () => {
     copyIn: (address: number, src: ArrayBufferView, stream: number): void => a.deviceCopyIn(address, src, stream),
     copyOut: (address: number, dst: ArrayBufferView, stream: number): void => a.deviceCopyOut(address, dst, stream),
     stats: (): DeviceAllocatorStats => a.deviceAllocatorStats(),
+  }
+}
+
+/**
+ * The first CUDA kernels (cuda/src/kernels/ops_cuda.h) on host arrays, with the CPU kernels'
+ * signatures (Cpu.gatherRows, Cpu.rmsnormRows, Cpu.swiglu, CpuOptional's AdamW): copied to the
+ * device, run, copied back. gatherRows is exact and AdamW the same bits as the CPU; RMSNorm and
+ * SwiGLU within one float ulp (their float64 sums and exp differ in order or last bit). Throw
+ * "no device:" without a GPU, TypeError / RangeError for bad arguments.
+ * @category kernels
+ */
+export const deviceOps = () => {
+  const a = addon()
+  return {
+    gatherRows: (src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void => a.gatherRows(src, index, out, cols),
+    rmsnormRows: (x: Float32Array, weight: Float32Array, out: Float32Array, rstd: Float64Array | undefined, rows: number, cols: number, eps: number): void =>
+      a.rmsnormRows(x, weight, out, rstd ?? null, rows, cols, eps),
+    swiglu: (gate: Float32Array, up: Float32Array, out: Float32Array): void => a.swiglu(gate, up, out),
+    adamw: (
+      w: Float32Array,
+      g: Float32Array,
+      m: Float32Array,
+      v: Float32Array,
+      s: { beta1: number; beta2: number; c1: number; c2: number; eps: number; lr: number; clip: number; decay: number },
+    ): void => a.adamw(w, g, m, v, s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay),
   }
 }

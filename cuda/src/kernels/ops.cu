@@ -1,0 +1,104 @@
+// First CUDA kernels of the GPU path (see ops_cuda.h). Grid-stride loops over elements; the
+// row kernels give one block to a row.
+#include "ops_cuda.h"
+
+namespace pleat {
+
+namespace {
+
+constexpr unsigned kThreads = 256;
+constexpr size_t kMaxBlocks = 65536;
+
+unsigned blocks_for(size_t n) {
+  const size_t b = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
+}
+
+__global__ void gather_rows_kernel(const float* __restrict__ src, const int32_t* __restrict__ index, float* __restrict__ out,
+                                   size_t rows, size_t cols) {
+  const size_t n = rows * cols;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const size_t r = i / cols, c = i - r * cols;
+    out[i] = src[static_cast<size_t>(index[r]) * cols + c];
+  }
+}
+
+// One block per row: float64 sum of squares (a tree over the block), rstd in float64.
+__global__ void rmsnorm_rows_kernel(const float* __restrict__ x, const float* __restrict__ weight, float* __restrict__ out,
+                                    double* __restrict__ rstd_out, size_t cols, double eps) {
+  __shared__ double partial[kThreads];
+  const float* xr = x + static_cast<size_t>(blockIdx.x) * cols;
+  double s = 0;
+  for (size_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const double v = xr[j];
+    s += v * v;
+  }
+  partial[threadIdx.x] = s;
+  __syncthreads();
+  for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  const double rstd = 1.0 / sqrt((cols == 0 ? 0.0 : partial[0] / static_cast<double>(cols)) + eps);
+  if (threadIdx.x == 0 && rstd_out != nullptr) rstd_out[blockIdx.x] = rstd;
+  float* outr = out + static_cast<size_t>(blockIdx.x) * cols;
+  for (size_t j = threadIdx.x; j < cols; j += blockDim.x) outr[j] = static_cast<float>(static_cast<double>(xr[j]) * rstd * weight[j]);
+}
+
+__global__ void swiglu_kernel(const float* __restrict__ gate, const float* __restrict__ up, float* __restrict__ out, size_t n) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const double g = gate[i];
+    const double e = exp(-fabs(g));
+    const double sig = (g >= 0.0 ? 1.0 : e) / (1.0 + e);
+    out[i] = static_cast<float>(g * sig * up[i]);
+  }
+}
+
+// adamw.cc's update_body, element by element (no contraction: __dadd_rn / __dmul_rn keep each
+// operation rounded on its own, as the CPU build does).
+__global__ void adamw_kernel(AdamwScalars s, size_t n, float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
+                             float* __restrict__ v) {
+  const double one_b1 = 1 - s.beta1, one_b2 = 1 - s.beta2;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t k = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += stride) {
+    const double gi = __dmul_rn(static_cast<double>(g[k]), s.clip);
+    const double mk = __dadd_rn(__dmul_rn(s.beta1, static_cast<double>(m[k])), __dmul_rn(one_b1, gi));
+    const double vk = __dadd_rn(__dmul_rn(s.beta2, static_cast<double>(v[k])), __dmul_rn(__dmul_rn(one_b2, gi), gi));
+    m[k] = static_cast<float>(mk);
+    v[k] = static_cast<float>(vk);
+    const double wi = static_cast<double>(w[k]);
+    const double step = __dadd_rn(__ddiv_rn(__ddiv_rn(mk, s.c1), __dadd_rn(__dsqrt_rn(__ddiv_rn(vk, s.c2)), s.eps)), __dmul_rn(s.decay, wi));
+    w[k] = static_cast<float>(__dadd_rn(wi, -__dmul_rn(s.lr, step)));
+  }
+}
+
+}  // namespace
+
+cudaError_t gather_rows_launch(const float* src, const int32_t* index, float* out, size_t rows, size_t cols, cudaStream_t stream) {
+  if (rows * cols == 0) return cudaSuccess;
+  gather_rows_kernel<<<blocks_for(rows * cols), kThreads, 0, stream>>>(src, index, out, rows, cols);
+  return cudaGetLastError();
+}
+
+cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out, double* rstd, size_t rows, size_t cols, double eps,
+                                cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  rmsnorm_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, weight, out, rstd, cols, eps);
+  return cudaGetLastError();
+}
+
+cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(gate, up, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t adamw_f32_launch(const AdamwScalars& s, size_t n, float* w, const float* g, float* m, float* v, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  adamw_kernel<<<blocks_for(n), kThreads, 0, stream>>>(s, n, w, g, m, v);
+  return cudaGetLastError();
+}
+
+}  // namespace pleat

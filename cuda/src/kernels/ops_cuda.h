@@ -1,0 +1,29 @@
+// First CUDA kernels of the GPU path (issue 15), each the device twin of a CPU kernel and
+// checked against it where a GPU runs (properties/native/CudaOps.prop.ts, scripts/device-check):
+//   gather_rows    out[i, :] = src[index[i], :]                      (rows.h gather_rows; exact)
+//   rmsnorm_rows   out = x * rstd * w per row, rstd = 1 / sqrt(mean(x^2) + eps) in float64
+//                  (rowwise.cc rmsnorm_rows_ref: the sum of squares in another order, so rstd
+//                  may differ in its last double bit and out by one float ulp)
+//   swiglu         out = g * sigmoid(g) * u in float64 as swiglu_ref (exp may differ by an ulp
+//                  in double, so out by one float ulp at most)
+//   adamw          the update of adamw.h in float64 in the same order (IEEE division and square
+//                  root on both sides: the same bits)
+// Device pointers; launched on `stream`; return the launch status.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "adamw.h"
+
+namespace pleat {
+
+cudaError_t gather_rows_launch(const float* src, const int32_t* index, float* out, size_t rows, size_t cols, cudaStream_t stream);
+cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out, double* rstd, size_t rows, size_t cols, double eps,
+                                cudaStream_t stream);
+cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream);
+cudaError_t adamw_f32_launch(const AdamwScalars& s, size_t n, float* w, const float* g, float* m, float* v, cudaStream_t stream);
+
+}  // namespace pleat

@@ -1,0 +1,105 @@
+// The first CUDA kernels (cuda/src/kernels/ops_cuda.h) against their CPU twins: gather exact,
+// AdamW the same bits, RMSNorm and SwiGLU within one float ulp. Where no GPU runs (here, CI)
+// only the argument checks and the "no device" path run; scripts/device-check runs the rest on
+// the GPU machine (and PLEAT_REQUIRE_GPU=1 makes a missing device fail instead).
+import fc from "fast-check"
+import { describe, expect, test } from "vitest"
+import * as Addon from "../../src/native/Addon.js"
+import * as Cpu from "../../src/native/Cpu.js"
+import * as CpuOptional from "../../src/native/CpuOptional.js"
+import * as Cuda from "../../src/native/Cuda.js"
+
+const built = Addon.isBuilt("pleat_cuda")
+const status = Cuda.cudaStatus()
+
+const floats = (n: number, seed: number) => {
+  let s = seed >>> 0 || 1
+  return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 8 - 4)
+}
+
+/** Elements whose float32 values are more than one ulp apart. */
+const beyondOneUlp = (a: Float32Array, b: Float32Array): number => {
+  const ia = new Int32Array(a.buffer, a.byteOffset, a.length)
+  const ib = new Int32Array(b.buffer, b.byteOffset, b.length)
+  let n = 0
+  for (let i = 0; i < a.length; i++) if (Math.abs((ia[i] as number) - (ib[i] as number)) > 1) n++
+  return n
+}
+
+describe.runIf(built && !status.available)("CUDA kernels without a device", () => {
+  test('every kernel checks its arguments first, then throws "no device:"', () => {
+    const ops = Cuda.deviceOps()
+    expect(() => ops.swiglu(new Float32Array(2), new Float32Array(3), new Float32Array(2))).toThrow(RangeError)
+    expect(() => ops.gatherRows(new Float32Array(4), Int32Array.of(2), new Float32Array(2), 2)).toThrow(/index\[0\] = 2 is outside src's 2 rows/)
+    expect(() => ops.swiglu(new Float32Array(2), new Float32Array(2), new Float32Array(2))).toThrow(/^no device: /)
+    expect(() => ops.rmsnormRows(new Float32Array(4), new Float32Array(2), new Float32Array(4), undefined, 2, 2, 1e-6)).toThrow(/^no device: /)
+  })
+})
+
+describe.runIf(status.available)("CUDA kernels against the CPU", () => {
+  const ops = () => Cuda.deviceOps()
+  const sizes = fc.record({ rows: fc.integer({ min: 1, max: 300 }), cols: fc.integer({ min: 1, max: 2100 }), seed: fc.integer() })
+
+  test("gatherRows equals the CPU's exactly", () => {
+    fc.assert(
+      fc.property(sizes, ({ rows, cols, seed }) => {
+        const src = floats(rows * cols, seed)
+        const index = Int32Array.from({ length: rows + 3 }, (_, i) => ((i * 7919 + seed) % rows >= 0 ? (i * 7919 + Math.abs(seed)) % rows : 0))
+        const cpu = new Float32Array(index.length * cols)
+        const gpu = new Float32Array(index.length * cols)
+        Cpu.gatherRows(src, index, cpu, cols)
+        ops().gatherRows(src, index, gpu, cols)
+        expect(gpu).toEqual(cpu)
+      }),
+      { numRuns: 30 },
+    )
+  })
+
+  test("rmsnormRows within one ulp of the CPU's, rstd within 1e-15 relative", () => {
+    fc.assert(
+      fc.property(sizes, ({ rows, cols, seed }) => {
+        const x = floats(rows * cols, seed)
+        const w = floats(cols, seed + 1)
+        const [cpu, gpu] = [new Float32Array(rows * cols), new Float32Array(rows * cols)]
+        const [rc, rg] = [new Float64Array(rows), new Float64Array(rows)]
+        Cpu.rmsnormRows(x, w, cpu, rc, rows, cols, 1e-6)
+        ops().rmsnormRows(x, w, gpu, rg, rows, cols, 1e-6)
+        expect(beyondOneUlp(gpu, cpu)).toBe(0)
+        rc.forEach((v, i) => expect(Math.abs((rg[i] as number) - v)).toBeLessThanOrEqual(1e-15 * v))
+      }),
+      { numRuns: 30 },
+    )
+  })
+
+  test("swiglu within one ulp of the CPU's", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1 << 20 }), fc.integer(), (n, seed) => {
+        const [gate, up] = [floats(n, seed), floats(n, seed + 1)]
+        const [cpu, gpu] = [new Float32Array(n), new Float32Array(n)]
+        Cpu.swiglu(gate, up, cpu)
+        ops().swiglu(gate, up, gpu)
+        expect(beyondOneUlp(gpu, cpu)).toBe(0)
+      }),
+      { numRuns: 20 },
+    )
+  })
+
+  test("adamw equals the CPU kernel bit for bit (weights and both moments)", () => {
+    const cpuAdamw = CpuOptional.adamwKernel()
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1 << 19 }), fc.integer(), fc.integer({ min: 1, max: 50 }), (n, seed, t) => {
+        const s = { beta1: 0.9, beta2: 0.95, c1: 1 - 0.9 ** t, c2: 1 - 0.95 ** t, eps: 1e-8, lr: 3e-4, clip: 0.7, decay: 0.01 }
+        const w = floats(n, seed)
+        const g = floats(n, seed + 1)
+        const m = floats(n, seed + 2).map((v) => v / 10)
+        const v = floats(n, seed + 3).map((x) => (x * x) / 10)
+        const cpu = { w: Float32Array.from(w), m: Float32Array.from(m), v: Float32Array.from(v) }
+        const gpu = { w: Float32Array.from(w), m: Float32Array.from(m), v: Float32Array.from(v) }
+        cpuAdamw?.(cpu.w, g, cpu.m, cpu.v, s)
+        ops().adamw(gpu.w, g, gpu.m, gpu.v, s)
+        expect([gpu.w, gpu.m, gpu.v]).toEqual([cpu.w, cpu.m, cpu.v])
+      }),
+      { numRuns: 20 },
+    )
+  })
+})
