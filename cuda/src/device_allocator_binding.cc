@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "device/caching_allocator.h"
+#include "device/stats_object.h"
 
 namespace pleat {
 
@@ -144,18 +145,9 @@ class SimulatedDeviceAllocator : public Napi::ObjectWrap<SimulatedDeviceAllocato
     return Napi::Number::New(info.Env(), static_cast<double>(allocator_.block_size(Address(at))));
   }
   Napi::Value Stats(const Napi::CallbackInfo& info) {
-    const device::AllocatorStats s = allocator_.stats();
-    Napi::Object o = Napi::Object::New(info.Env());
-    const auto put = [&](const char* key, size_t v) { o.Set(key, Napi::Number::New(info.Env(), static_cast<double>(v))); };
-    put("allocatedBytes", s.allocated_bytes);
-    put("reservedBytes", s.reserved_bytes);
-    put("peakAllocatedBytes", s.peak_allocated_bytes);
-    put("segments", s.segments);
-    put("deviceAllocations", s.device_allocations);
-    put("deviceReleases", s.device_releases);
-    put("pendingBlocks", s.pending_blocks);
-    put("deviceUsedBytes", device_.used());
-    put("liveEvents", device_.live_events());
+    Napi::Object o = device::stats_object(info.Env(), allocator_.stats());
+    o.Set("deviceUsedBytes", Napi::Number::New(info.Env(), static_cast<double>(device_.used())));
+    o.Set("liveEvents", Napi::Number::New(info.Env(), static_cast<double>(device_.live_events())));
     return o;
   }
 

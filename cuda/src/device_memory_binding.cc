@@ -13,6 +13,8 @@
 // RangeError naming it.
 #include "device_memory_binding.h"
 
+#include "device/stats_object.h"
+
 #include <cuda_runtime.h>
 
 #include <memory>
@@ -121,17 +123,7 @@ Napi::Value DeviceCopyOut(const Napi::CallbackInfo& info) { return Copy(info, fa
 Napi::Value DeviceAllocatorStats(const Napi::CallbackInfo& info) {
   DeviceMemory* m = device_memory(info.Env());
   if (m == nullptr) return info.Env().Undefined();
-  const device::AllocatorStats s = m->allocator.stats();
-  Napi::Object o = Napi::Object::New(info.Env());
-  const auto put = [&](const char* key, size_t v) { o.Set(key, Napi::Number::New(info.Env(), static_cast<double>(v))); };
-  put("allocatedBytes", s.allocated_bytes);
-  put("reservedBytes", s.reserved_bytes);
-  put("peakAllocatedBytes", s.peak_allocated_bytes);
-  put("segments", s.segments);
-  put("deviceAllocations", s.device_allocations);
-  put("deviceReleases", s.device_releases);
-  put("pendingBlocks", s.pending_blocks);
-  return o;
+  return device::stats_object(info.Env(), m->allocator.stats());
 }
 
 }  // namespace

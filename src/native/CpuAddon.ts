@@ -6,6 +6,7 @@
 import * as Addon from "./Addon.js"
 import type { CpuFeatures, FloatArray, FmaPeak, Isa, OpenBlasStatus, TypedArray } from "./Cpu.js"
 import type { Bf16Path } from "./CpuBf16.js"
+import type { DeviceAllocatorStats } from "./Cuda.js"
 
 /** Query or key positions, or null for the default. */
 export type Positions = Int32Array | null
@@ -84,21 +85,14 @@ export interface SimulatedDeviceAllocator {
   emptyCache(): void
   /** The rounded size of a live block, 0 for any other address. */
   blockSize(address: number): number
-  stats(): DeviceAllocatorStats
+  stats(): SimulatedDeviceStats
 }
 
 /**
- * What the allocator and its simulated device hold.
+ * What the allocator (the counters of Cuda.DeviceAllocatorStats) and its simulated device hold.
  * @category models
  */
-export interface DeviceAllocatorStats {
-  readonly allocatedBytes: number
-  readonly reservedBytes: number
-  readonly peakAllocatedBytes: number
-  readonly segments: number
-  readonly deviceAllocations: number
-  readonly deviceReleases: number
-  readonly pendingBlocks: number
+export interface SimulatedDeviceStats extends DeviceAllocatorStats {
   readonly deviceUsedBytes: number
   readonly liveEvents: number
 }
