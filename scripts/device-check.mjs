@@ -14,6 +14,7 @@ const target = process.argv[2] ?? path.join(root, "out", "device-check.json")
 const Cuda = await import(path.join(root, "dist/native/Cuda.js"))
 const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
 const CpuOptional = await import(path.join(root, "dist/native/CpuOptional.js"))
+const CpuDispatch = await import(path.join(root, "dist/native/CpuDispatch.js"))
 
 const checks = []
 const check = (name, run) => {
@@ -112,6 +113,22 @@ if (status.available) {
     assert(worst <= 1, `${worst} ulps`)
     return { worstUlps: worst }
   })
+  check("combineRows (MoE unpermute, top-2 and top-8, weighted): the CPU kernel's bits", () => {
+    for (const [tokens, k, cols] of [
+      [16384, 2, 1024],
+      [4096, 8, 4096],
+    ]) {
+      const n = tokens * k
+      const index = Int32Array.from({ length: n }, (_, j) => (j * 7919) % tokens)
+      const rows = floats(n * cols)
+      const weights = floats(n)
+      const [want, got] = [new Float32Array(tokens * cols), new Float32Array(tokens * cols)]
+      CpuDispatch.dispatchKernels().combineRows(rows, cols, index, weights, null, tokens, cols, want)
+      ops.combineRows(rows, cols, index, weights, tokens, cols, got)
+      assert(ulps(got, want) === 0, `T ${tokens} k ${k} H ${cols}: differs`)
+    }
+    return "bit for bit"
+  })
   check("adamw: the CPU kernel's bits", () => {
     const n = 1 << 22
     const s = { beta1: 0.9, beta2: 0.95, c1: 1 - 0.9 ** 3, c2: 1 - 0.95 ** 3, eps: 1e-8, lr: 3e-4, clip: 0.7, decay: 0.01 }
@@ -190,7 +207,7 @@ const report = {
   doctor: doctorJson,
   checks,
   notYet: [
-    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows, swiglu and adamw exist): GEMM / grouped GEMM, unpermute with the probs, router, RoPE, cross-entropy, attention, the backwards",
+    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows, swiglu, combineRows and adamw exist): GEMM / grouped GEMM, permute with the prob column, router, RoPE, cross-entropy, attention, the backwards",
     "cuBLAS bf16 GEMM ceiling and the grouped expert GEMM against it",
     "the NCCL backend's contract subset on one GPU",
     "one MoE layer forward and backward against PyTorch eager",

@@ -6,6 +6,8 @@
 //   rmsnormRows(x, weight, out, rstd, rows, cols, eps)     rstd: Float64Array or null
 //   swiglu(gate, up, out)
 //   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay)   all Float32Array
+//   combineRows(rows, rowCols, index, weights, tokens, cols, out)   the MoE unpermute, as
+//                  CpuDispatch's combineRows without the extra column (weights may be null)
 // Wrong types or lengths are TypeErrors / RangeErrors thrown before any device work; without a
 // GPU every call throws "no device: ...".
 #include "cuda_ops_binding.h"
@@ -186,6 +188,52 @@ Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value CombineRows(const Napi::CallbackInfo& info) {
+  const char* fn = "combineRows";
+  Host rows, index, weights, out;
+  double row_cols = 0, tokens = 0, cols = 0;
+  const bool weighted = info.Length() > 3 && !info[3].IsNull();
+  if (!host_arg(info, 0, fn, "rows", napi_float32_array, &rows) || !number_arg(info, 1, fn, "rowCols", &row_cols) ||
+      !host_arg(info, 2, fn, "index", napi_int32_array, &index) || (weighted && !host_arg(info, 3, fn, "weights", napi_float32_array, &weights)) ||
+      !number_arg(info, 4, fn, "tokens", &tokens) || !number_arg(info, 5, fn, "cols", &cols) || !host_arg(info, 6, fn, "out", napi_float32_array, &out))
+    return info.Env().Undefined();
+  const size_t n = index.length, rc = static_cast<size_t>(row_cols), t = static_cast<size_t>(tokens), c = static_cast<size_t>(cols);
+  if (rows.length != n * rc || c > rc || out.length != t * c || (weighted && weights.length != n)) {
+    range_error(info, std::string(fn) + ": rows need index.length * rowCols elements, cols <= rowCols, out tokens * cols, weights index.length");
+    return info.Env().Undefined();
+  }
+  // Token t's rows in increasing j, as a CSR list (a stable counting sort of index).
+  const int32_t* idx = reinterpret_cast<const int32_t*>(index.data);
+  std::vector<int32_t> offsets(t + 1, 0), order(n);
+  for (size_t j = 0; j < n; ++j) {
+    if (idx[j] < 0 || static_cast<size_t>(idx[j]) >= t) {
+      range_error(info, std::string(fn) + ": index[" + std::to_string(j) + "] = " + std::to_string(idx[j]) + " is not a token of " + std::to_string(t));
+      return info.Env().Undefined();
+    }
+    ++offsets[static_cast<size_t>(idx[j]) + 1];
+  }
+  for (size_t i = 0; i < t; ++i) offsets[i + 1] += offsets[i];
+  std::vector<int32_t> next(offsets.begin(), offsets.end() - 1);
+  for (size_t j = 0; j < n; ++j) order[static_cast<size_t>(next[static_cast<size_t>(idx[j])]++)] = static_cast<int32_t>(j);
+  DeviceMemory* m = device_memory(info.Env());
+  if (m == nullptr) return info.Env().Undefined();
+  cudaStream_t s = m->backend.stream(0);
+  Staging st(m, s);
+  const Host off{reinterpret_cast<char*>(offsets.data()), offsets.size() * sizeof(int32_t), offsets.size()};
+  const Host ord{reinterpret_cast<char*>(order.data()), order.size() * sizeof(int32_t), order.size()};
+  void* dr = st.stage(rows, true);
+  void* doff = st.stage(off, true);
+  void* dord = st.stage(ord, true);
+  void* dw = weighted ? st.stage(weights, true) : nullptr;
+  void* dout = st.stage(out, false);
+  if (dr == nullptr || doff == nullptr || dord == nullptr || (weighted && dw == nullptr) || dout == nullptr) return full(info, fn);
+  const cudaError_t launched = combine_rows_launch(static_cast<float*>(dr), rc, static_cast<int32_t*>(doff), static_cast<int32_t*>(dord),
+                                                   static_cast<float*>(dw), t, c, static_cast<float*>(dout), s);
+  st.back(out, dout);
+  st.finish(info.Env(), fn, launched);
+  return info.Env().Undefined();
+}
+
 Napi::Value Adamw(const Napi::CallbackInfo& info) {
   const char* fn = "adamw";
   Host w, g, mm, v;
@@ -227,6 +275,7 @@ void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("rmsnormRows", Napi::Function::New(env, RmsnormRows, "rmsnormRows"));
   exports.Set("swiglu", Napi::Function::New(env, Swiglu, "swiglu"));
   exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));
+  exports.Set("combineRows", Napi::Function::New(env, CombineRows, "combineRows"));
 }
 
 }  // namespace pleat

@@ -6,6 +6,7 @@ import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as Addon from "../../src/native/Addon.js"
 import * as Cpu from "../../src/native/Cpu.js"
+import * as CpuDispatch from "../../src/native/CpuDispatch.js"
 import * as CpuOptional from "../../src/native/CpuOptional.js"
 import * as Cuda from "../../src/native/Cuda.js"
 
@@ -33,6 +34,8 @@ describe.runIf(built && !status.available)("CUDA kernels without a device", () =
     expect(() => ops.gatherRows(new Float32Array(4), Int32Array.of(2), new Float32Array(2), 2)).toThrow(/index\[0\] = 2 is outside src's 2 rows/)
     expect(() => ops.swiglu(new Float32Array(2), new Float32Array(2), new Float32Array(2))).toThrow(/^no device: /)
     expect(() => ops.rmsnormRows(new Float32Array(4), new Float32Array(2), new Float32Array(4), undefined, 2, 2, 1e-6)).toThrow(/^no device: /)
+    expect(() => ops.combineRows(new Float32Array(4), 2, Int32Array.of(0, 3), undefined, 2, 2, new Float32Array(4))).toThrow(/index\[1\] = 3 is not a token of 2/)
+    expect(() => ops.combineRows(new Float32Array(4), 2, Int32Array.of(0, 1), undefined, 2, 2, new Float32Array(4))).toThrow(/^no device: /)
   })
 })
 
@@ -80,6 +83,30 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
         ops().swiglu(gate, up, gpu)
         expect(beyondOneUlp(gpu, cpu)).toBe(0)
       }),
+      { numRuns: 20 },
+    )
+  })
+
+  test("combineRows (the MoE unpermute) equals the CPU dispatch kernel bit for bit", () => {
+    const cpu = CpuDispatch.dispatchKernels()
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 600 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 1100 }),
+        fc.boolean(),
+        fc.integer(),
+        (tokens, k, cols, weighted, seed) => {
+          const n = tokens * k
+          const index = Int32Array.from({ length: n }, (_, j) => (j * 7919 + Math.abs(seed)) % tokens)
+          const rows = floats(n * cols, seed)
+          const weights = weighted ? floats(n, seed + 1) : undefined
+          const [want, got] = [new Float32Array(tokens * cols), new Float32Array(tokens * cols)]
+          cpu?.combineRows(rows, cols, index, weights ?? null, null, tokens, cols, want)
+          ops().combineRows(rows, cols, index, weights, tokens, cols, got)
+          expect(got).toEqual(want)
+        },
+      ),
       { numRuns: 20 },
     )
   })

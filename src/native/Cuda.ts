@@ -43,6 +43,7 @@ interface CudaAddon {
   gatherRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
   rmsnormRows(x: Float32Array, weight: Float32Array, out: Float32Array, rstd: Float64Array | null, rows: number, cols: number, eps: number): void
   swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void
+  combineRows(rows: Float32Array, rowCols: number, index: Int32Array, weights: Float32Array | null, tokens: number, cols: number, out: Float32Array): void
   adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, ...scalars: [number, number, number, number, number, number, number, number]): void
 }
 
@@ -73,6 +74,7 @@ const functions = [
   "rmsnormRows",
   "swiglu",
   "adamw",
+  "combineRows",
 ] as const
 
 // The outcome of the one load attempt: the module, or why it could not be used.
@@ -144,8 +146,9 @@ export const deviceMemory = () => {
 
 /**
  * The first CUDA kernels (cuda/src/kernels/ops_cuda.h) on host arrays, with the CPU kernels'
- * signatures (Cpu.gatherRows, Cpu.rmsnormRows, Cpu.swiglu, CpuOptional's AdamW): copied to the
- * device, run, copied back. gatherRows is exact and AdamW the same bits as the CPU; RMSNorm and
+ * signatures (Cpu.gatherRows, Cpu.rmsnormRows, Cpu.swiglu, CpuOptional's AdamW, CpuDispatch's
+ * combineRows without its extra column): copied to the device, run, copied back. gatherRows is
+ * exact, AdamW and combineRows (the MoE unpermute) the same bits as the CPU; RMSNorm and
  * SwiGLU within one float ulp (their float64 sums and exp differ in order or last bit). Throw
  * "no device:" without a GPU, TypeError / RangeError for bad arguments.
  * @category kernels
@@ -157,6 +160,8 @@ export const deviceOps = () => {
     rmsnormRows: (x: Float32Array, weight: Float32Array, out: Float32Array, rstd: Float64Array | undefined, rows: number, cols: number, eps: number): void =>
       a.rmsnormRows(x, weight, out, rstd ?? null, rows, cols, eps),
     swiglu: (gate: Float32Array, up: Float32Array, out: Float32Array): void => a.swiglu(gate, up, out),
+    combineRows: (rows: Float32Array, rowCols: number, index: Int32Array, weights: Float32Array | undefined, tokens: number, cols: number, out: Float32Array): void =>
+      a.combineRows(rows, rowCols, index, weights ?? null, tokens, cols, out),
     adamw: (
       w: Float32Array,
       g: Float32Array,

@@ -56,6 +56,23 @@ __global__ void swiglu_kernel(const float* __restrict__ gate, const float* __res
   }
 }
 
+// One block per token; threads over columns; the token's rows in increasing j.
+__global__ void combine_rows_kernel(const float* __restrict__ rows, size_t row_stride, const int32_t* __restrict__ token_offsets,
+                                    const int32_t* __restrict__ token_rows, const float* __restrict__ weights, size_t cols,
+                                    float* __restrict__ out) {
+  const size_t t = blockIdx.x;
+  const int32_t first = token_offsets[t], last = token_offsets[t + 1];
+  for (size_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    float acc = 0.0f;
+    for (int32_t k = first; k < last; ++k) {
+      const size_t j = static_cast<size_t>(token_rows[k]);
+      const float r = rows[j * row_stride + c];
+      acc = __fadd_rn(acc, weights != nullptr ? __fmul_rn(weights[j], r) : r);
+    }
+    out[t * cols + c] = acc;
+  }
+}
+
 // adamw.cc's update_body, element by element (no contraction: __dadd_rn / __dmul_rn keep each
 // operation rounded on its own, as the CPU build does).
 __global__ void adamw_kernel(AdamwScalars s, size_t n, float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
@@ -92,6 +109,13 @@ cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out,
 cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   swiglu_kernel<<<blocks_for(n), kThreads, 0, stream>>>(gate, up, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t combine_rows_launch(const float* rows, size_t row_stride, const int32_t* token_offsets, const int32_t* token_rows,
+                                const float* weights, size_t tokens, size_t cols, float* out, cudaStream_t stream) {
+  if (tokens == 0) return cudaSuccess;
+  combine_rows_kernel<<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(rows, row_stride, token_offsets, token_rows, weights, cols, out);
   return cudaGetLastError();
 }
 

@@ -8,6 +8,10 @@
 //                  in double, so out by one float ulp at most)
 //   adamw          the update of adamw.h in float64 in the same order (IEEE division and square
 //                  root on both sides: the same bits)
+//   combine_rows   MoE unpermute: out[t, :] = 0 + the sum over token t's rows j, in increasing j,
+//                  of weights[j] * rows[j, :] (float32 products and adds, each rounded: the same
+//                  bits as dispatch.h combine_rows); token t's rows come as a CSR list
+//                  (token_offsets [T + 1], token_rows in increasing j)
 // Device pointers; launched on `stream`; return the launch status.
 #pragma once
 
@@ -24,6 +28,8 @@ cudaError_t gather_rows_launch(const float* src, const int32_t* index, float* ou
 cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out, double* rstd, size_t rows, size_t cols, double eps,
                                 cudaStream_t stream);
 cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream);
+cudaError_t combine_rows_launch(const float* rows, size_t row_stride, const int32_t* token_offsets, const int32_t* token_rows,
+                                const float* weights, size_t tokens, size_t cols, float* out, cudaStream_t stream);
 cudaError_t adamw_f32_launch(const AdamwScalars& s, size_t n, float* w, const float* g, float* m, float* v, cudaStream_t stream);
 
 }  // namespace pleat
