@@ -12,7 +12,11 @@
  * 2-core development machine in interleaved runs (bench/README.md, train suite): the realistic
  * MoE shape's steady step drops from ~1.90 s to ~1.57-1.72 s; the default model's tokens/s do not
  * change beyond noise. The price: marking runs incrementally on the main thread, so dead tensors
- * are freed later and the resident peak grows (3.6 -> 5.0 GiB at the realistic shape).
+ * are freed later and the resident peak grows (3.6 -> 5.0 GiB at the realistic shape); a loop
+ * that stays in native code for many large calls (bench moe's first case) keeps faulting in
+ * fresh memory for its first ~20 calls (permute + unpermute at 0.08 of memcpy there, 0.60 without
+ * the flag); the MoE dispatcher's steady state gains (all-to-all dispatch + combine 0.16-0.24 of
+ * its ceiling against 0.10).
  * Node refuses it in NODE_OPTIONS, and `v8.setFlagsFromString` after start-up leaves concurrent
  * marking tasks running, so it is a command-line flag.
  *
