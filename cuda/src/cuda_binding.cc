@@ -1,6 +1,7 @@
 // pleat_cuda.node: the Node-API binding of the CUDA kernels. Typed wrapper: src/native/Cuda.ts.
 //
-//   deviceInfo()   -> { count, error, runtimeVersion, driverVersion }; never throws, so a
+//   deviceInfo()   -> { count, error, runtimeVersion, driverVersion, gpus: [{ index, name,
+//                     memoryBytes, computeCapability }] }; never throws, so a
 //                     machine without a GPU or driver can load the addon and ask
 //   axpy(a, x, y)  y += a * x on device 0, x and y Float32Array; throws "no device: ..." when
 //                  there is no usable GPU, "CUDA error: <call> failed: ..." on a failed call
@@ -83,6 +84,22 @@ Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   out.Set("error", q.has_error ? Napi::Value(Napi::String::New(env, q.error)) : env.Null());
   out.Set("runtimeVersion", q.runtime_version);
   out.Set("driverVersion", q.driver_version);
+  // Each device: its name, global memory and compute capability.
+  Napi::Array gpus = Napi::Array::New(env);
+  for (int i = 0; i < q.count; ++i) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) {
+      (void)cudaGetLastError();
+      continue;
+    }
+    Napi::Object g = Napi::Object::New(env);
+    g.Set("index", i);
+    g.Set("name", Napi::String::New(env, p.name));
+    g.Set("memoryBytes", Napi::Number::New(env, static_cast<double>(p.totalGlobalMem)));
+    g.Set("computeCapability", Napi::String::New(env, std::to_string(p.major) + "." + std::to_string(p.minor)));
+    gpus.Set(gpus.Length(), g);
+  }
+  out.Set("gpus", gpus);
   return out;
 }
 

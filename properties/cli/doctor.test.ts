@@ -98,6 +98,9 @@ describe("pleat doctor --json", () => {
     // built: the addon file exists (npm ci builds it wherever nvcc was found), device or not.
     expect(r.cuda.built).toBe(Addon.isBuilt("pleat_cuda"))
     if (r.cuda.available === true) expect(r.cuda.built).toBe(true)
+    // One entry per device, each with its memory; none without a device.
+    expect((r.cuda.gpus as Array<{ memoryBytes: number }>).length).toBe(r.cuda.devices)
+    for (const g of r.cuda.gpus as Array<{ memoryBytes: number; name: string }>) expect(g.memoryBytes > 0 && g.name !== "").toBe(true)
     for (const key of ["cublas", "nccl"] as const) {
       expect(r[key].available).toBe(false)
       expect(String(r[key].reason)).toMatch(/no (cuBLAS path|NCCL backend) yet/)

@@ -28,6 +28,8 @@ export interface DeviceInfo {
   readonly runtimeVersion: number
   /** Installed driver's CUDA version, 0 when there is no driver. */
   readonly driverVersion: number
+  /** Each device: name, global memory in bytes, compute capability ("9.0"). */
+  readonly gpus: ReadonlyArray<{ readonly index: number; readonly name: string; readonly memoryBytes: number; readonly computeCapability: string }>
 }
 
 // The raw module, as the binding exports it.

@@ -1,7 +1,8 @@
 /**
  * CudaProbe: the `cuda` entry of `pleat doctor`: whether the CUDA addon (pleat_cuda.node) is
  * built and loads, whether a CUDA driver is installed (libcuda.so.1 in the folders
- * LibrarySearch lists), and what the CUDA runtime inside the addon reports: devices, runtime
+ * LibrarySearch lists), and what the CUDA runtime inside the addon reports: devices (each with
+ * its name, memory and compute capability), runtime
  * and driver versions, or its error. Available means pleat can run its CUDA kernels here: the
  * addon loads and the runtime sees at least one device.
  */
@@ -23,6 +24,8 @@ export interface CudaReport {
   readonly addon: "loads" | "not built" | "does not load"
   /** Usable devices the CUDA runtime reports (0 when the addon is unusable). */
   readonly devices: number
+  /** Each device with its memory, as the runtime describes it (empty without one). */
+  readonly gpus: Cuda.DeviceInfo["gpus"]
   /** The CUDA runtime version linked into the addon (13000 is 13.0), when it loads. */
   readonly runtimeVersion: number | null
   /** The installed driver's CUDA version (0: no driver), when the addon loads. */
@@ -41,12 +44,21 @@ export const probe = (dirs: ReadonlyArray<string>): CudaReport => {
   const built = Addon.isBuilt("pleat_cuda")
   if (status.available) {
     const info = Cuda.deviceInfo()
-    return { built, available: true, addon: "loads", devices: status.devices, runtimeVersion: info.runtimeVersion, driverVersion: info.driverVersion, driver }
+    return {
+      built,
+      available: true,
+      addon: "loads",
+      devices: status.devices,
+      gpus: info.gpus ?? [],
+      runtimeVersion: info.runtimeVersion,
+      driverVersion: info.driverVersion,
+      driver,
+    }
   }
   if (status.reason === "not built") {
     const addon = built ? "does not load" : "not built"
     const reason = addon === "not built" ? "pleat_cuda.node is not built (npm run build:native builds it where nvcc is found)" : status.detail
-    return { built, available: false, reason, addon, devices: 0, runtimeVersion: null, driverVersion: null, driver }
+    return { built, available: false, reason, addon, devices: 0, gpus: [], runtimeVersion: null, driverVersion: null, driver }
   }
   const info = Cuda.deviceInfo()
   const noDriver = driver.length === 0 ? "; no CUDA driver (libcuda.so.1) found" : ""
@@ -56,6 +68,7 @@ export const probe = (dirs: ReadonlyArray<string>): CudaReport => {
     reason: `${status.detail}${noDriver}`,
     addon: "loads",
     devices: 0,
+    gpus: [],
     runtimeVersion: info.runtimeVersion,
     driverVersion: info.driverVersion,
     driver,

@@ -38,7 +38,8 @@ const cuda = (r: CudaProbe.CudaReport): string => {
   const head = r.available ? `${r.devices} device${r.devices === 1 ? "" : "s"}` : (r.reason ?? "")
   const versions = r.runtimeVersion === null ? "" : `, CUDA runtime ${cudaVersion(r.runtimeVersion)}, driver ${r.driverVersion ? cudaVersion(r.driverVersion) : "none"}`
   const driver = r.driver.length === 0 ? "libcuda.so.1: not found" : `libcuda.so.1: ${r.driver.join(", ")}`
-  return block("cuda", r.available, head, [`addon pleat_cuda.node: ${r.addon}${versions}`, driver])
+  const gpus = r.gpus.map((g) => `gpu ${g.index}: ${g.name}, ${(g.memoryBytes / 2 ** 30).toFixed(1)} GiB, compute ${g.computeCapability}`)
+  return block("cuda", r.available, head, [`addon pleat_cuda.node: ${r.addon}${versions}`, driver, ...gpus])
 }
 
 const library = (name: string, r: GpuLibraries.LibraryReport): string =>
