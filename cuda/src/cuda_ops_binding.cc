@@ -14,49 +14,18 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
 #include "device_memory_binding.h"
 #include "kernels/ops_cuda.h"
+#include "napi_args.h"
 
 namespace pleat {
 
 namespace {
-
-// A host typed array's bytes and element count.
-struct Host {
-  char* data = nullptr;
-  size_t bytes = 0;
-  size_t length = 0;
-};
-
-bool host_arg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, napi_typedarray_type type, Host* out) {
-  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != type) {
-    const char* want = type == napi_float32_array ? "Float32Array" : type == napi_int32_array ? "Int32Array" : "Float64Array";
-    Napi::TypeError::New(info.Env(), std::string(fn) + ": " + name + " must be a " + want).ThrowAsJavaScriptException();
-    return false;
-  }
-  const Napi::TypedArray a = info[i].As<Napi::TypedArray>();
-  out->data = static_cast<char*>(a.ArrayBuffer().Data()) + a.ByteOffset();
-  out->bytes = a.ByteLength();
-  out->length = a.ElementLength();
-  return true;
-}
-
-bool number_arg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name, double* out) {
-  if (info.Length() <= i || !info[i].IsNumber()) {
-    Napi::TypeError::New(info.Env(), std::string(fn) + ": " + name + " must be a number").ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = info[i].As<Napi::Number>().DoubleValue();
-  return true;
-}
-
-bool range_error(const Napi::CallbackInfo& info, const std::string& message) {
-  Napi::RangeError::New(info.Env(), message).ThrowAsJavaScriptException();
-  return false;
-}
 
 // Device copies of host arrays for one call: copied in on creation, out where asked, freed at
 // the end of the call.
@@ -67,15 +36,15 @@ class Staging {
     for (void* p : blocks_) m_->allocator.free(p);
   }
   // Device memory for `h`, its bytes copied in when `in`; nullptr when the device is full.
-  void* stage(const Host& h, bool in) {
-    void* p = m_->allocator.allocate(h.bytes, 0);
+  void* stage(const ArrayArg& h, bool in) {
+    void* p = m_->allocator.allocate(h.bytes(), 0);
     if (p == nullptr) return nullptr;
     blocks_.push_back(p);
-    if (in && h.bytes > 0 && cudaMemcpyAsync(p, h.data, h.bytes, cudaMemcpyHostToDevice, s_) != cudaSuccess) failed_ = true;
+    if (in && h.bytes() > 0 && cudaMemcpyAsync(p, h.data, h.bytes(), cudaMemcpyHostToDevice, s_) != cudaSuccess) failed_ = true;
     return p;
   }
-  void back(const Host& h, const void* p) {
-    if (h.bytes > 0 && cudaMemcpyAsync(h.data, p, h.bytes, cudaMemcpyDeviceToHost, s_) != cudaSuccess) failed_ = true;
+  void back(const ArrayArg& h, const void* p) {
+    if (h.bytes() > 0 && cudaMemcpyAsync(h.data, p, h.bytes(), cudaMemcpyDeviceToHost, s_) != cudaSuccess) failed_ = true;
   }
   // Waits for the call's work; false (with a pending JS Error naming `fn`) on any failure.
   bool finish(Napi::Env env, const char* fn, cudaError_t launched) {
@@ -95,177 +64,177 @@ class Staging {
   bool failed_ = false;
 };
 
-Napi::Value full(const Napi::CallbackInfo& info, const char* fn) {
-  Napi::Error::New(info.Env(), std::string(fn) + ": the device is out of memory").ThrowAsJavaScriptException();
-  return info.Env().Undefined();
+// How a host array travels in one call: copied to the device, copied back, or both.
+enum class Way { in, out, in_out };
+
+// One host array of a call. `host` null: an optional array left out (its device pointer is null).
+struct Transfer {
+  const ArrayArg* host;
+  Way way;
+};
+
+// The device copies of a call's arrays, by their place in the call's list.
+class DevicePointers {
+ public:
+  explicit DevicePointers(const std::vector<void*>& p) : p_(p) {}
+  float* f32(size_t i) const { return static_cast<float*>(p_[i]); }
+  double* f64(size_t i) const { return static_cast<double*>(p_[i]); }
+  int32_t* i32(size_t i) const { return static_cast<int32_t*>(p_[i]); }
+
+ private:
+  const std::vector<void*>& p_;
+};
+
+// The device part every kernel binding shares, after its argument checks: the device (a pending
+// "no device: ..." Error without one), `arrays` staged in their order on stream 0 (copied in
+// unless Way::out), `launch(pointers, stream)`, the Way::out / Way::in_out arrays copied back in
+// their order, and a wait for it all. "out of memory" when a staging allocation fails, before
+// any launch. Returns undefined; every failure leaves a pending JS Error.
+template <typename Launch>
+Napi::Value run_on_device(const Napi::CallbackInfo& info, const char* fn, std::initializer_list<Transfer> arrays, const Launch& launch) {
+  Napi::Env env = info.Env();
+  DeviceMemory* m = device_memory(env);
+  if (m == nullptr) return env.Undefined();
+  cudaStream_t s = m->backend.stream(0);
+  Staging st(m, s);
+  std::vector<void*> device;
+  bool full = false;
+  for (const Transfer& a : arrays) {
+    void* p = a.host != nullptr ? st.stage(*a.host, a.way != Way::out) : nullptr;
+    full = full || (a.host != nullptr && p == nullptr);
+    device.push_back(p);
+  }
+  if (full) {
+    Napi::Error::New(env, std::string(fn) + ": the device is out of memory").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const DevicePointers d(device);
+  const cudaError_t launched = launch(d, s);
+  size_t i = 0;
+  for (const Transfer& a : arrays) {
+    if (a.host != nullptr && a.way != Way::in) st.back(*a.host, device[i]);
+    ++i;
+  }
+  st.finish(env, fn, launched);
+  return env.Undefined();
 }
 
 Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   const char* fn = "gatherRows";
-  Host src, index, out;
+  Napi::Env env = info.Env();
+  ArrayArg src, index, out;
   double cols = 0;
-  if (!host_arg(info, 0, fn, "src", napi_float32_array, &src) || !host_arg(info, 1, fn, "index", napi_int32_array, &index) ||
-      !host_arg(info, 2, fn, "out", napi_float32_array, &out) || !number_arg(info, 3, fn, "cols", &cols))
-    return info.Env().Undefined();
+  if (!expect_array(info, fn, 0, "src", {napi_float32_array}, &src) || !expect_array(info, fn, 1, "index", {napi_int32_array}, &index) ||
+      !expect_array(info, fn, 2, "out", {napi_float32_array}, &out) || !expect_number(info, fn, 3, "cols", &cols))
+    return env.Undefined();
   const size_t c = static_cast<size_t>(cols);
   if (cols < 1 || c * index.length != out.length || src.length % c != 0) {
-    range_error(info, std::string(fn) + ": out must hold index.length * cols elements and src whole rows of cols");
-    return info.Env().Undefined();
+    throw_range_error(env, std::string(fn) + ": out must hold index.length * cols elements and src whole rows of cols");
+    return env.Undefined();
   }
-  const int32_t* idx = reinterpret_cast<const int32_t*>(index.data);
+  const int32_t* idx = index.i32();
   for (size_t i = 0; i < index.length; ++i) {
     if (idx[i] < 0 || static_cast<size_t>(idx[i]) >= src.length / c) {
-      range_error(info, std::string(fn) + ": index[" + std::to_string(i) + "] = " + std::to_string(idx[i]) + " is outside src's " + std::to_string(src.length / c) + " rows");
-      return info.Env().Undefined();
+      throw_range_error(env, std::string(fn) + ": index[" + std::to_string(i) + "] = " + std::to_string(idx[i]) + " is outside src's " + std::to_string(src.length / c) + " rows");
+      return env.Undefined();
     }
   }
-  DeviceMemory* m = device_memory(info.Env());
-  if (m == nullptr) return info.Env().Undefined();
-  cudaStream_t s = m->backend.stream(0);
-  Staging st(m, s);
-  void* ds = st.stage(src, true);
-  void* di = st.stage(index, true);
-  void* dout = st.stage(out, false);
-  if (ds == nullptr || di == nullptr || dout == nullptr) return full(info, fn);
-  const cudaError_t launched = gather_rows_launch(static_cast<float*>(ds), static_cast<int32_t*>(di), static_cast<float*>(dout), index.length, c, s);
-  st.back(out, dout);
-  st.finish(info.Env(), fn, launched);
-  return info.Env().Undefined();
+  return run_on_device(info, fn, {{&src, Way::in}, {&index, Way::in}, {&out, Way::out}}, [&](const DevicePointers& d, cudaStream_t s) {
+    return gather_rows_launch(d.f32(0), d.i32(1), d.f32(2), index.length, c, s);
+  });
 }
 
 Napi::Value RmsnormRows(const Napi::CallbackInfo& info) {
   const char* fn = "rmsnormRows";
-  Host x, w, out, rstd;
+  Napi::Env env = info.Env();
+  ArrayArg x, w, out, rstd;
   double rows = 0, cols = 0, eps = 0;
   const bool has_rstd = info.Length() > 3 && !info[3].IsNull();
-  if (!host_arg(info, 0, fn, "x", napi_float32_array, &x) || !host_arg(info, 1, fn, "weight", napi_float32_array, &w) ||
-      !host_arg(info, 2, fn, "out", napi_float32_array, &out) || (has_rstd && !host_arg(info, 3, fn, "rstd", napi_float64_array, &rstd)) ||
-      !number_arg(info, 4, fn, "rows", &rows) || !number_arg(info, 5, fn, "cols", &cols) || !number_arg(info, 6, fn, "eps", &eps))
-    return info.Env().Undefined();
+  if (!expect_array(info, fn, 0, "x", {napi_float32_array}, &x) || !expect_array(info, fn, 1, "weight", {napi_float32_array}, &w) ||
+      !expect_array(info, fn, 2, "out", {napi_float32_array}, &out) ||
+      (has_rstd && !expect_array(info, fn, 3, "rstd", {napi_float64_array}, &rstd)) || !expect_number(info, fn, 4, "rows", &rows) ||
+      !expect_number(info, fn, 5, "cols", &cols) || !expect_number(info, fn, 6, "eps", &eps))
+    return env.Undefined();
   const size_t r = static_cast<size_t>(rows), c = static_cast<size_t>(cols);
   if (x.length != r * c || out.length != r * c || w.length != c || (has_rstd && rstd.length != r)) {
-    range_error(info, std::string(fn) + ": x and out need rows * cols elements, weight cols, rstd rows");
-    return info.Env().Undefined();
+    throw_range_error(env, std::string(fn) + ": x and out need rows * cols elements, weight cols, rstd rows");
+    return env.Undefined();
   }
-  DeviceMemory* m = device_memory(info.Env());
-  if (m == nullptr) return info.Env().Undefined();
-  cudaStream_t s = m->backend.stream(0);
-  Staging st(m, s);
-  void* dx = st.stage(x, true);
-  void* dw = st.stage(w, true);
-  void* dout = st.stage(out, false);
-  void* dr = has_rstd ? st.stage(rstd, false) : nullptr;
-  if (dx == nullptr || dw == nullptr || dout == nullptr || (has_rstd && dr == nullptr)) return full(info, fn);
-  const cudaError_t launched =
-      rmsnorm_rows_launch(static_cast<float*>(dx), static_cast<float*>(dw), static_cast<float*>(dout), static_cast<double*>(dr), r, c, eps, s);
-  st.back(out, dout);
-  if (has_rstd) st.back(rstd, dr);
-  st.finish(info.Env(), fn, launched);
-  return info.Env().Undefined();
+  return run_on_device(info, fn, {{&x, Way::in}, {&w, Way::in}, {&out, Way::out}, {has_rstd ? &rstd : nullptr, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) { return rmsnorm_rows_launch(d.f32(0), d.f32(1), d.f32(2), d.f64(3), r, c, eps, s); });
 }
 
 Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   const char* fn = "swiglu";
-  Host gate, up, out;
-  if (!host_arg(info, 0, fn, "gate", napi_float32_array, &gate) || !host_arg(info, 1, fn, "up", napi_float32_array, &up) ||
-      !host_arg(info, 2, fn, "out", napi_float32_array, &out))
-    return info.Env().Undefined();
+  Napi::Env env = info.Env();
+  ArrayArg gate, up, out;
+  if (!expect_array(info, fn, 0, "gate", {napi_float32_array}, &gate) || !expect_array(info, fn, 1, "up", {napi_float32_array}, &up) ||
+      !expect_array(info, fn, 2, "out", {napi_float32_array}, &out))
+    return env.Undefined();
   if (up.length != gate.length || out.length != gate.length) {
-    range_error(info, std::string(fn) + ": gate, up and out must have the same length");
-    return info.Env().Undefined();
+    throw_range_error(env, std::string(fn) + ": gate, up and out must have the same length");
+    return env.Undefined();
   }
-  DeviceMemory* m = device_memory(info.Env());
-  if (m == nullptr) return info.Env().Undefined();
-  cudaStream_t s = m->backend.stream(0);
-  Staging st(m, s);
-  void* dg = st.stage(gate, true);
-  void* du = st.stage(up, true);
-  void* dout = st.stage(out, false);
-  if (dg == nullptr || du == nullptr || dout == nullptr) return full(info, fn);
-  const cudaError_t launched = swiglu_launch(static_cast<float*>(dg), static_cast<float*>(du), static_cast<float*>(dout), gate.length, s);
-  st.back(out, dout);
-  st.finish(info.Env(), fn, launched);
-  return info.Env().Undefined();
+  return run_on_device(info, fn, {{&gate, Way::in}, {&up, Way::in}, {&out, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) { return swiglu_launch(d.f32(0), d.f32(1), d.f32(2), gate.length, s); });
 }
 
 Napi::Value CombineRows(const Napi::CallbackInfo& info) {
   const char* fn = "combineRows";
-  Host rows, index, weights, out;
+  Napi::Env env = info.Env();
+  ArrayArg rows, index, weights, out;
   double row_cols = 0, tokens = 0, cols = 0;
   const bool weighted = info.Length() > 3 && !info[3].IsNull();
-  if (!host_arg(info, 0, fn, "rows", napi_float32_array, &rows) || !number_arg(info, 1, fn, "rowCols", &row_cols) ||
-      !host_arg(info, 2, fn, "index", napi_int32_array, &index) || (weighted && !host_arg(info, 3, fn, "weights", napi_float32_array, &weights)) ||
-      !number_arg(info, 4, fn, "tokens", &tokens) || !number_arg(info, 5, fn, "cols", &cols) || !host_arg(info, 6, fn, "out", napi_float32_array, &out))
-    return info.Env().Undefined();
+  if (!expect_array(info, fn, 0, "rows", {napi_float32_array}, &rows) || !expect_number(info, fn, 1, "rowCols", &row_cols) ||
+      !expect_array(info, fn, 2, "index", {napi_int32_array}, &index) ||
+      (weighted && !expect_array(info, fn, 3, "weights", {napi_float32_array}, &weights)) || !expect_number(info, fn, 4, "tokens", &tokens) ||
+      !expect_number(info, fn, 5, "cols", &cols) || !expect_array(info, fn, 6, "out", {napi_float32_array}, &out))
+    return env.Undefined();
   const size_t n = index.length, rc = static_cast<size_t>(row_cols), t = static_cast<size_t>(tokens), c = static_cast<size_t>(cols);
   if (rows.length != n * rc || c > rc || out.length != t * c || (weighted && weights.length != n)) {
-    range_error(info, std::string(fn) + ": rows need index.length * rowCols elements, cols <= rowCols, out tokens * cols, weights index.length");
-    return info.Env().Undefined();
+    throw_range_error(env, std::string(fn) + ": rows need index.length * rowCols elements, cols <= rowCols, out tokens * cols, weights index.length");
+    return env.Undefined();
   }
   // Token t's rows in increasing j, as a CSR list (a stable counting sort of index).
-  const int32_t* idx = reinterpret_cast<const int32_t*>(index.data);
+  const int32_t* idx = index.i32();
   std::vector<int32_t> offsets(t + 1, 0), order(n);
   for (size_t j = 0; j < n; ++j) {
     if (idx[j] < 0 || static_cast<size_t>(idx[j]) >= t) {
-      range_error(info, std::string(fn) + ": index[" + std::to_string(j) + "] = " + std::to_string(idx[j]) + " is not a token of " + std::to_string(t));
-      return info.Env().Undefined();
+      throw_range_error(env, std::string(fn) + ": index[" + std::to_string(j) + "] = " + std::to_string(idx[j]) + " is not a token of " + std::to_string(t));
+      return env.Undefined();
     }
     ++offsets[static_cast<size_t>(idx[j]) + 1];
   }
   for (size_t i = 0; i < t; ++i) offsets[i + 1] += offsets[i];
   std::vector<int32_t> next(offsets.begin(), offsets.end() - 1);
   for (size_t j = 0; j < n; ++j) order[static_cast<size_t>(next[static_cast<size_t>(idx[j])]++)] = static_cast<int32_t>(j);
-  DeviceMemory* m = device_memory(info.Env());
-  if (m == nullptr) return info.Env().Undefined();
-  cudaStream_t s = m->backend.stream(0);
-  Staging st(m, s);
-  const Host off{reinterpret_cast<char*>(offsets.data()), offsets.size() * sizeof(int32_t), offsets.size()};
-  const Host ord{reinterpret_cast<char*>(order.data()), order.size() * sizeof(int32_t), order.size()};
-  void* dr = st.stage(rows, true);
-  void* doff = st.stage(off, true);
-  void* dord = st.stage(ord, true);
-  void* dw = weighted ? st.stage(weights, true) : nullptr;
-  void* dout = st.stage(out, false);
-  if (dr == nullptr || doff == nullptr || dord == nullptr || (weighted && dw == nullptr) || dout == nullptr) return full(info, fn);
-  const cudaError_t launched = combine_rows_launch(static_cast<float*>(dr), rc, static_cast<int32_t*>(doff), static_cast<int32_t*>(dord),
-                                                   static_cast<float*>(dw), t, c, static_cast<float*>(dout), s);
-  st.back(out, dout);
-  st.finish(info.Env(), fn, launched);
-  return info.Env().Undefined();
+  const ArrayArg off{napi_int32_array, offsets.size(), reinterpret_cast<uint8_t*>(offsets.data()), Napi::Value()};
+  const ArrayArg ord{napi_int32_array, order.size(), reinterpret_cast<uint8_t*>(order.data()), Napi::Value()};
+  return run_on_device(info, fn, {{&rows, Way::in}, {&off, Way::in}, {&ord, Way::in}, {weighted ? &weights : nullptr, Way::in}, {&out, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) {
+                         return combine_rows_launch(d.f32(0), rc, d.i32(1), d.i32(2), d.f32(3), t, c, d.f32(4), s);
+                       });
 }
 
 Napi::Value Adamw(const Napi::CallbackInfo& info) {
   const char* fn = "adamw";
-  Host w, g, mm, v;
+  Napi::Env env = info.Env();
+  ArrayArg w, g, m, v;
   AdamwScalars sc{};
   double* fields[] = {&sc.beta1, &sc.beta2, &sc.c1, &sc.c2, &sc.eps, &sc.lr, &sc.clip, &sc.decay};
   const char* names[] = {"beta1", "beta2", "c1", "c2", "eps", "lr", "clip", "decay"};
-  if (!host_arg(info, 0, fn, "w", napi_float32_array, &w) || !host_arg(info, 1, fn, "g", napi_float32_array, &g) ||
-      !host_arg(info, 2, fn, "m", napi_float32_array, &mm) || !host_arg(info, 3, fn, "v", napi_float32_array, &v))
-    return info.Env().Undefined();
+  if (!expect_array(info, fn, 0, "w", {napi_float32_array}, &w) || !expect_array(info, fn, 1, "g", {napi_float32_array}, &g) ||
+      !expect_array(info, fn, 2, "m", {napi_float32_array}, &m) || !expect_array(info, fn, 3, "v", {napi_float32_array}, &v))
+    return env.Undefined();
   for (size_t i = 0; i < 8; ++i) {
-    if (!number_arg(info, 4 + i, fn, names[i], fields[i])) return info.Env().Undefined();
+    if (!expect_number(info, fn, 4 + i, names[i], fields[i])) return env.Undefined();
   }
-  if (g.length != w.length || mm.length != w.length || v.length != w.length) {
-    range_error(info, std::string(fn) + ": w, g, m and v must have the same length");
-    return info.Env().Undefined();
+  if (g.length != w.length || m.length != w.length || v.length != w.length) {
+    throw_range_error(env, std::string(fn) + ": w, g, m and v must have the same length");
+    return env.Undefined();
   }
-  DeviceMemory* m = device_memory(info.Env());
-  if (m == nullptr) return info.Env().Undefined();
-  cudaStream_t s = m->backend.stream(0);
-  Staging st(m, s);
-  void* dw = st.stage(w, true);
-  void* dg = st.stage(g, true);
-  void* dm = st.stage(mm, true);
-  void* dv = st.stage(v, true);
-  if (dw == nullptr || dg == nullptr || dm == nullptr || dv == nullptr) return full(info, fn);
-  const cudaError_t launched =
-      adamw_f32_launch(sc, w.length, static_cast<float*>(dw), static_cast<float*>(dg), static_cast<float*>(dm), static_cast<float*>(dv), s);
-  st.back(w, dw);
-  st.back(mm, dm);
-  st.back(v, dv);
-  st.finish(info.Env(), fn, launched);
-  return info.Env().Undefined();
+  return run_on_device(info, fn, {{&w, Way::in_out}, {&g, Way::in}, {&m, Way::in_out}, {&v, Way::in_out}},
+                       [&](const DevicePointers& d, cudaStream_t s) { return adamw_f32_launch(sc, w.length, d.f32(0), d.f32(1), d.f32(2), d.f32(3), s); });
 }
 
 }  // namespace

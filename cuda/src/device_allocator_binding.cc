@@ -13,11 +13,11 @@
 #include "device_allocator_binding.h"
 
 #include <cstdint>
-#include <string>
 #include <unordered_map>
 
 #include "device/caching_allocator.h"
 #include "device/stats_object.h"
+#include "napi_args.h"
 
 namespace pleat {
 
@@ -97,41 +97,31 @@ class SimulatedDeviceAllocator : public Napi::ObjectWrap<SimulatedDeviceAllocato
     return static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue());
   }
 
-  // Argument i as a non-negative integer, or a pending TypeError naming `what`.
-  static bool Whole(const Napi::CallbackInfo& info, size_t i, const char* what, double* out) {
-    const bool ok = info.Length() > i && info[i].IsNumber();
-    const double v = ok ? info[i].As<Napi::Number>().DoubleValue() : -1;
-    if (!ok || v < 0 || v != static_cast<double>(static_cast<uint64_t>(v))) {
-      Napi::TypeError::New(info.Env(), std::string("SimulatedDeviceAllocator: ") + what + " must be an integer >= 0")
-          .ThrowAsJavaScriptException();
-      return false;
-    }
-    *out = v;
-    return true;
-  }
+  // The name argument errors start with ("SimulatedDeviceAllocator: bytes must be ...").
+  static constexpr const char* kFn = "SimulatedDeviceAllocator";
 
   static void* Address(double v) { return reinterpret_cast<void*>(static_cast<uintptr_t>(v)); }
 
   Napi::Value Allocate(const Napi::CallbackInfo& info) {
     double bytes = 0, stream = 0;
-    if (!Whole(info, 0, "bytes", &bytes) || !Whole(info, 1, "stream", &stream)) return info.Env().Undefined();
+    if (!expect_whole(info, kFn, 0, "bytes", &bytes) || !expect_whole(info, kFn, 1, "stream", &stream)) return info.Env().Undefined();
     void* p = allocator_.allocate(static_cast<size_t>(bytes), static_cast<int>(stream));
     if (p == nullptr) return info.Env().Null();
     return Napi::Number::New(info.Env(), static_cast<double>(reinterpret_cast<uintptr_t>(p)));
   }
   Napi::Value Free(const Napi::CallbackInfo& info) {
     double at = 0;
-    if (!Whole(info, 0, "address", &at)) return info.Env().Undefined();
+    if (!expect_whole(info, kFn, 0, "address", &at)) return info.Env().Undefined();
     return Napi::Boolean::New(info.Env(), allocator_.free(Address(at)));
   }
   Napi::Value RecordStream(const Napi::CallbackInfo& info) {
     double at = 0, stream = 0;
-    if (!Whole(info, 0, "address", &at) || !Whole(info, 1, "stream", &stream)) return info.Env().Undefined();
+    if (!expect_whole(info, kFn, 0, "address", &at) || !expect_whole(info, kFn, 1, "stream", &stream)) return info.Env().Undefined();
     return Napi::Boolean::New(info.Env(), allocator_.record_stream(Address(at), static_cast<int>(stream)));
   }
   Napi::Value CompleteStream(const Napi::CallbackInfo& info) {
     double stream = 0;
-    if (!Whole(info, 0, "stream", &stream)) return info.Env().Undefined();
+    if (!expect_whole(info, kFn, 0, "stream", &stream)) return info.Env().Undefined();
     device_.complete(static_cast<int>(stream));
     return info.Env().Undefined();
   }
@@ -141,7 +131,7 @@ class SimulatedDeviceAllocator : public Napi::ObjectWrap<SimulatedDeviceAllocato
   }
   Napi::Value BlockSize(const Napi::CallbackInfo& info) {
     double at = 0;
-    if (!Whole(info, 0, "address", &at)) return info.Env().Undefined();
+    if (!expect_whole(info, kFn, 0, "address", &at)) return info.Env().Undefined();
     return Napi::Number::New(info.Env(), static_cast<double>(allocator_.block_size(Address(at))));
   }
   Napi::Value Stats(const Napi::CallbackInfo& info) {

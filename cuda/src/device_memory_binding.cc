@@ -14,6 +14,7 @@
 #include "device_memory_binding.h"
 
 #include "device/stats_object.h"
+#include "napi_args.h"
 
 #include <cuda_runtime.h>
 
@@ -47,22 +48,11 @@ DeviceMemory* device_memory(Napi::Env env) {
 
 namespace {
 
-bool whole(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* what, double* out) {
-  const bool ok = info.Length() > i && info[i].IsNumber();
-  const double v = ok ? info[i].As<Napi::Number>().DoubleValue() : -1;
-  if (!ok || v < 0 || v != static_cast<double>(static_cast<uint64_t>(v))) {
-    Napi::TypeError::New(info.Env(), std::string(fn) + ": " + what + " must be an integer >= 0").ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = v;
-  return true;
-}
-
 void* address(double v) { return reinterpret_cast<void*>(static_cast<uintptr_t>(v)); }
 
 Napi::Value DeviceAllocate(const Napi::CallbackInfo& info) {
   double bytes = 0, stream = 0;
-  if (!whole(info, 0, "deviceAllocate", "bytes", &bytes) || !whole(info, 1, "deviceAllocate", "stream", &stream)) return info.Env().Undefined();
+  if (!expect_whole(info, "deviceAllocate", 0, "bytes", &bytes) || !expect_whole(info, "deviceAllocate", 1, "stream", &stream)) return info.Env().Undefined();
   DeviceMemory* m = device_memory(info.Env());
   if (m == nullptr) return info.Env().Undefined();
   void* p = m->allocator.allocate(static_cast<size_t>(bytes), static_cast<int>(stream));
@@ -72,7 +62,7 @@ Napi::Value DeviceAllocate(const Napi::CallbackInfo& info) {
 
 Napi::Value DeviceFree(const Napi::CallbackInfo& info) {
   double at = 0;
-  if (!whole(info, 0, "deviceFree", "address", &at)) return info.Env().Undefined();
+  if (!expect_whole(info, "deviceFree", 0, "address", &at)) return info.Env().Undefined();
   DeviceMemory* m = device_memory(info.Env());
   if (m == nullptr) return info.Env().Undefined();
   return Napi::Boolean::New(info.Env(), m->allocator.free(address(at)));
@@ -80,7 +70,7 @@ Napi::Value DeviceFree(const Napi::CallbackInfo& info) {
 
 Napi::Value DeviceRecordStream(const Napi::CallbackInfo& info) {
   double at = 0, stream = 0;
-  if (!whole(info, 0, "deviceRecordStream", "address", &at) || !whole(info, 1, "deviceRecordStream", "stream", &stream)) return info.Env().Undefined();
+  if (!expect_whole(info, "deviceRecordStream", 0, "address", &at) || !expect_whole(info, "deviceRecordStream", 1, "stream", &stream)) return info.Env().Undefined();
   DeviceMemory* m = device_memory(info.Env());
   if (m == nullptr) return info.Env().Undefined();
   return Napi::Boolean::New(info.Env(), m->allocator.record_stream(address(at), static_cast<int>(stream)));
@@ -90,7 +80,7 @@ Napi::Value DeviceRecordStream(const Napi::CallbackInfo& info) {
 Napi::Value Copy(const Napi::CallbackInfo& info, bool in) {
   const char* fn = in ? "deviceCopyIn" : "deviceCopyOut";
   double at = 0, stream = 0;
-  if (!whole(info, 0, fn, "address", &at) || !whole(info, 2, fn, "stream", &stream)) return info.Env().Undefined();
+  if (!expect_whole(info, fn, 0, "address", &at) || !expect_whole(info, fn, 2, "stream", &stream)) return info.Env().Undefined();
   if (!info[1].IsTypedArray()) {
     Napi::TypeError::New(info.Env(), std::string(fn) + ": the host array must be a typed array").ThrowAsJavaScriptException();
     return info.Env().Undefined();

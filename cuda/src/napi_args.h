@@ -1,4 +1,5 @@
-// Argument checking shared by the two bindings (binding.cc, cuda_binding.cc).
+// Argument checking shared by the addons' bindings (binding.cc, cuda_binding.cc and the
+// bindings they register).
 //
 // The addons are built with NAPI_DISABLE_CPP_EXCEPTIONS, so a failed check throws a pending JS
 // exception and the caller returns at once; every helper here returns false in that case.
@@ -75,6 +76,19 @@ inline bool expect_number(const Napi::CallbackInfo& info, const char* fn, size_t
                                             describe(value));
   }
   *out = value.As<Napi::Number>().DoubleValue();
+  return true;
+}
+
+// A non-negative integer as a double (a byte count, an address, a stream). Anything else, a
+// missing argument or a non-number included, is a TypeError "<fn>: <name> must be an integer >= 0".
+inline bool expect_whole(const Napi::CallbackInfo& info, const char* fn, size_t index,
+                         const char* name, double* out) {
+  const Napi::Value value = info[index];
+  const double v = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
+  if (v < 0 || v != static_cast<double>(static_cast<uint64_t>(v))) {
+    return throw_type_error(info.Env(), std::string(fn) + ": " + name + " must be an integer >= 0");
+  }
+  *out = v;
   return true;
 }
 
