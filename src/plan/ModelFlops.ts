@@ -1,0 +1,33 @@
+/**
+ * ModelFlops: the model FLOPs of one training step by Megatron-LM's formula
+ * (`num_floating_point_operations`, the form since 2025-03-06; shared/reference/paper.md 5), so a
+ * predicted MFU means what the paper's and Megatron's logs mean:
+ *
+ *   12 B s l h^2 [ (1 + g/n + s/(2h)) q + 3/2 (f_dense L_dense + (f_moe k + f_shared) L_moe) / (l h) + V / (2 l h) ]
+ *
+ * B global batch (sequences), s sequence, l layers, h hidden, n heads, g KV heads, q = 1 (head
+ * dimension h/n), SwiGLU (3/2), V vocabulary. Only the activated experts count; the router, the
+ * norms and recomputation do not (Megatron counts neither).
+ */
+import type * as ModelConfig from "../train/ModelConfig.js"
+
+/**
+ * The number of MoE layers (layer i is MoE when i % moeEvery is 0).
+ * @category mapping
+ */
+export const moeLayers = (m: ModelConfig.ModelConfig): number => Math.ceil(m.layers / m.moeEvery)
+
+/**
+ * Model FLOPs of one step of `globalBatch` sequences of length `seq`.
+ * @category mapping
+ */
+export const perStep = (m: ModelConfig.ModelConfig, seq: number, globalBatch: number): number => {
+  const l = m.layers
+  const h = m.hidden
+  const lMoe = moeLayers(m)
+  const lDense = l - lMoe
+  const attention = 1 + m.kvHeads / m.heads + seq / (2 * h)
+  const mlp = (1.5 * (m.ffn * lDense + (m.moeFfn * m.topk + (m.sharedExpertFfn ?? 0)) * lMoe)) / (l * h)
+  const logits = m.vocab / (2 * l * h)
+  return 12 * globalBatch * seq * l * h * h * (attention + mlp + logits)
+}

@@ -1,0 +1,42 @@
+/**
+ * Placement: where a group's ranks sit on the cluster's nodes, which decides whether its
+ * traffic crosses NVLink or the network. Every group of a family is a translate of the group
+ * that holds rank 0 (the grids are mixed-radix, RankGrid), so that group stands for all of them.
+ */
+import type { AxisName } from "../mapping/Axis.js"
+import * as RankGrid from "../mapping/RankGrid.js"
+
+/**
+ * How one family's groups lie on the nodes.
+ * @category models
+ */
+export interface Spread {
+  /** Ranks in a group. */
+  readonly size: number
+  /** Nodes a group touches. */
+  readonly nodes: number
+  /** The peers of a member on its own node (not counting itself). */
+  readonly peersInNode: number
+}
+
+/**
+ * The spread of the groups over `names` of `grid` on nodes of `gpusPerNode` ranks.
+ * @category mapping
+ */
+export const spread = (grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number): Spread => {
+  const members = RankGrid.groupOf(grid, 0, names)
+  const nodes = new Set<number>()
+  let peersInNode = 0
+  for (const r of members) {
+    const node = Math.floor(r / gpusPerNode)
+    nodes.add(node)
+    if (node === 0 && r !== 0) peersInNode++
+  }
+  return { size: members.length, nodes: nodes.size, peersInNode }
+}
+
+/**
+ * Whether a group stays inside one node.
+ * @category mapping
+ */
+export const inNode = (s: Spread): boolean => s.nodes <= 1

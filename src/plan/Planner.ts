@@ -1,0 +1,166 @@
+/**
+ * Planner: every valid mapping of a job (the checks of `pleat groups` and of training:
+ * ParallelConfig.validate, ModelConfig.check), its memory and step time, the ones that fit
+ * ranked by predicted MFU.
+ *
+ * The search: tp, cp, pp, ep and etp over the divisors the GPU count and the model allow; for
+ * each, the orders tp-cp-ep-dp-pp (Megatron's default) and tp-cp-ep-pp-dp (where valid and
+ * different), vpp 1 (no interleaving) or any divisor of the layers per stage with the
+ * micro-batch count a multiple of pp (Megatron's interleaved schedule), and micro-batches up to
+ * `maxMicroBatch`, and recomputation none, selective or full. A flag the user gave fixes its dimension. Each mapping (tp, cp, pp, ep, etp)
+ * is listed once, with its best order, vpp, micro-batch and recomputation, so the top K are K different
+ * mappings. Ties keep the smaller memory, then the smaller degrees.
+ */
+import * as Result from "effect/Result"
+import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as ModelConfig from "../train/ModelConfig.js"
+import type { Job, Mapping, Prediction, Recompute } from "./Job.js"
+import { microBatches } from "./Job.js"
+import * as MemoryModel from "./MemoryModel.js"
+import * as ModelFlops from "./ModelFlops.js"
+import * as Placement from "./Placement.js"
+import * as StepTime from "./StepTime.js"
+
+/**
+ * Dimensions the user fixed.
+ * @category models
+ */
+export interface Fixed {
+  readonly tp?: number | undefined
+  readonly cp?: number | undefined
+  readonly pp?: number | undefined
+  readonly vpp?: number | undefined
+  readonly ep?: number | undefined
+  readonly etp?: number | undefined
+  readonly microBatch?: number | undefined
+  readonly recompute?: Recompute | undefined
+}
+
+/**
+ * The outcome: the ranked predictions that fit, how many valid mappings were weighed, and the
+ * one that missed the memory by the least (when none fits).
+ * @category models
+ */
+export interface Outcome {
+  readonly candidates: ReadonlyArray<Prediction>
+  readonly weighed: number
+  readonly closest: { readonly mapping: Mapping; readonly bytes: number } | undefined
+}
+
+/**
+ * The largest micro-batch the search tries (larger ones rarely fit and never shorten the bubble).
+ * @category configuration
+ */
+export const maxMicroBatch = 8
+
+const orders = ["tp-cp-ep-dp-pp", "tp-cp-ep-pp-dp"] as const
+
+/** Recomputation in the order of preference on equal MFU (less recomputation first). */
+const recomputes: ReadonlyArray<Recompute> = ["none", "selective", "full"]
+
+const divisors = (n: number): Array<number> => {
+  const out: Array<number> = []
+  for (let d = 1; d <= n; d++) if (n % d === 0) out.push(d)
+  return out
+}
+
+const choices = (n: number, fixed: number | undefined): Array<number> => (fixed === undefined ? divisors(n) : n % fixed === 0 ? [fixed] : [])
+
+const spreadsOf = (config: ParallelConfig.ParallelConfig, gpusPerNode: number): StepTime.Spreads => {
+  const dense = ParallelConfig.denseGrid(config)
+  const expert = ParallelConfig.expertGrid(config)
+  return {
+    tp: Placement.spread(dense, ["tp"], gpusPerNode),
+    cp: Placement.spread(dense, ["cp"], gpusPerNode),
+    pp: Placement.spread(dense, ["pp"], gpusPerNode),
+    ep: Placement.spread(expert, ["ep"], gpusPerNode),
+    etp: Placement.spread(expert, ["etp"], gpusPerNode),
+    dpCp: Placement.spread(dense, ["dp", "cp"], gpusPerNode),
+    edp: Placement.spread(expert, ["edp"], gpusPerNode),
+  }
+}
+
+/** Whether the model and batch fit the mapping (ModelConfig.check, the rule training applies). */
+const fits = (job: Job, config: ParallelConfig.ParallelConfig, microBatch: number): boolean => {
+  try {
+    ModelConfig.check({ ...job.model, seq: job.seq }, { microBatch, globalBatch: job.globalBatch }, config)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Predicts one mapping whose placement is known.
+ * @category mapping
+ */
+export const predict = (job: Job, mapping: Mapping, spreads: StepTime.Spreads): Prediction => {
+  const memory = MemoryModel.ofMapping(job, mapping)
+  const breakdown = StepTime.ofMapping(job, mapping, spreads)
+  const stepSeconds = StepTime.seconds(breakdown)
+  const mfu = ModelFlops.perStep(job.model, job.seq, job.globalBatch) / (stepSeconds * job.gpus * job.cluster.peakTflops * 1e12)
+  return { mapping, memory, stepSeconds, mfu, breakdown }
+}
+
+const better = (a: Prediction, b: Prediction): number =>
+  b.mfu - a.mfu ||
+  a.memory.total - b.memory.total ||
+  a.mapping.tp - b.mapping.tp ||
+  a.mapping.cp - b.mapping.cp ||
+  a.mapping.pp - b.mapping.pp ||
+  a.mapping.ep - b.mapping.ep ||
+  a.mapping.etp - b.mapping.etp
+
+/**
+ * Weighs every valid mapping of `job` within `fixed`.
+ * @category constructors
+ */
+export const plan = (job: Job, fixed: Fixed): Outcome => {
+  const capacity = job.cluster.memoryGB * 1e9
+  const best = new Map<string, Prediction>()
+  let weighed = 0
+  let closest: Outcome["closest"]
+  const g = job.gpus
+  for (const tp of choices(g, fixed.tp))
+    for (const cp of choices(g / tp, fixed.cp))
+      for (const pp of choices(g / (tp * cp), fixed.pp)) {
+        if (job.model.layers % pp !== 0) continue
+        for (const ep of choices(g / pp, fixed.ep))
+          for (const etp of choices(g / (pp * ep), fixed.etp)) {
+            const layouts = new Set<string>()
+            for (const order of orders) {
+              const validated = ParallelConfig.validate({ world: g, tp, cp, pp, ep, etp, order })
+              if (Result.isFailure(validated)) continue
+              const config = validated.success
+              // Orders that lay the ranks out the same are one choice.
+              const layout = `${ParallelConfig.denseGrid(config).axes.map((a) => a.stride).join()}|${ParallelConfig.expertGrid(config).axes.map((a) => a.stride).join()}`
+              if (layouts.has(layout)) continue
+              layouts.add(layout)
+              const spreads = spreadsOf(config, job.cluster.gpusPerNode)
+              const s = config.sizes
+              const vpps = pp === 1 ? (fixed.vpp === undefined || fixed.vpp === 1 ? [1] : []) : choices(job.model.layers / pp, fixed.vpp)
+              const microBatchCandidates = fixed.microBatch === undefined ? divisors(job.globalBatch / s.dp).filter((m) => m <= maxMicroBatch) : [fixed.microBatch]
+              for (const vpp of vpps)
+                for (const microBatch of microBatchCandidates)
+                  for (const recompute of fixed.recompute === undefined ? recomputes : [fixed.recompute]) {
+                  const withVpp = vpp > 1 ? { ...config, vpp } : config
+                  if (!fits(job, withVpp, microBatch)) continue
+                  const mapping: Mapping = { tp, cp, pp, vpp, ep, etp, dp: s.dp, edp: s.edp, order, microBatch, recompute }
+                  if (vpp > 1 && microBatches(job, mapping) % pp !== 0) continue
+                  weighed++
+                  const memory = MemoryModel.ofMapping(job, mapping)
+                  if (memory.total > capacity) {
+                    const over = memory.total - capacity
+                    if (closest === undefined || over < closest.bytes) closest = { mapping, bytes: over }
+                    continue
+                  }
+                  const prediction = predict(job, mapping, spreads)
+                  const key = `${tp},${cp},${pp},${ep},${etp}`
+                  const held = best.get(key)
+                  if (held === undefined || better(prediction, held) < 0) best.set(key, prediction)
+                }
+            }
+          }
+      }
+  return { candidates: [...best.values()].sort(better), weighed, closest }
+}

@@ -1,0 +1,169 @@
+/**
+ * StepTime: the time of one training step under a mapping, term by term (Job.Breakdown).
+ *
+ * One micro-batch's forward and backward on a stage (its layers, the output layer on the last
+ * stage) is the sum of: GEMMs at a shape-dependent fraction of the peak (d / (d + half) per
+ * dimension; expert GEMMs at the grouped GEMM's fraction, with the tokens one local expert sees);
+ * causal flash attention; elementwise kernels at a fraction of HBM bandwidth; a fixed time per
+ * layer; and the communication that is not hidden: TP/SP all-gather and reduce-scatter (4 per
+ * attention block and per dense or shared MLP), the CP ring beyond what attention hides, the EP
+ * all-to-all (dispatch and combine, forward and backward) over NVLink and the network as the
+ * group lies, ETP all-gather and reduce-scatter of the routed tokens, pipeline send/receive.
+ * The step is (M + (pp - 1) / vpp) such micro-batches of the slowest stage (1F1B or interleaved
+ * 1F1B: the bubble is (pp - 1) / (vpp M + pp - 1) of it), plus the distributed optimizer's
+ * gradient reduce-scatter and parameter all-gather beyond what one micro-batch overlaps, plus the
+ * optimizer step.
+ */
+import { calibration as c } from "./Calibration.js"
+import type { Breakdown, Job, Mapping } from "./Job.js"
+import { microBatches } from "./Job.js"
+import * as Links from "./Links.js"
+import * as ModelFlops from "./ModelFlops.js"
+import type * as Placement from "./Placement.js"
+import * as RankParameters from "./RankParameters.js"
+
+/**
+ * The placement of each family's groups under a mapping and order.
+ * @category models
+ */
+export interface Spreads {
+  readonly tp: Placement.Spread
+  readonly cp: Placement.Spread
+  readonly pp: Placement.Spread
+  readonly ep: Placement.Spread
+  readonly etp: Placement.Spread
+  /** The dense gradients' group: dp x cp. */
+  readonly dpCp: Placement.Spread
+  readonly edp: Placement.Spread
+}
+
+/** Fraction of the best GEMM efficiency a dimension of size d allows. */
+const dimension = (d: number): number => d / (d + c.gemmHalfDimension)
+
+/** Seconds of `count` GEMMs m x n x k (forward, or one of the two backward products). */
+const gemm = (peak: number, m: number, n: number, k: number, fraction = 1): number =>
+  (2 * m * n * k) / (peak * c.gemmPeakFraction * fraction * dimension(m) * dimension(n) * dimension(k))
+
+/** The per-micro-batch seconds of one stage, by term (forward plus backward). */
+interface StageTime {
+  gemm: number
+  attention: number
+  elementwise: number
+  fixed: number
+  recompute: number
+  tp: number
+  cp: number
+  ep: number
+  etp: number
+  pp: number
+}
+
+const total = (t: StageTime): number => t.gemm + t.attention + t.elementwise + t.fixed + t.recompute + t.tp + t.cp + t.ep + t.etp + t.pp
+
+/** One micro-batch through one stage; `last` adds the output layer and the loss. */
+const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime => {
+  const m = job.model
+  const cl = job.cluster
+  const h = m.hidden
+  const headDim = h / m.heads
+  const gemmPeak = (job.precision === "fp8" ? cl.fp8Tflops * c.fp8GemmRelative : cl.peakTflops) * 1e12
+  const peak = cl.peakTflops * 1e12
+  const hbm = cl.hbmGBps * 1e9 * c.hbmFraction
+  const layers = m.layers / map.pp
+  const moeShare = ModelFlops.moeLayers(m) / m.layers
+  const rows = (map.microBatch * job.seq) / map.cp // a TP group's tokens
+  const tokens = rows / map.tp // one rank's sequence-parallel share
+  const k = m.topk
+  // Forward GEMM seconds of one layer; the backward is twice (dgrad and wgrad of the same shapes).
+  const mlp = (width: number) => gemm(gemmPeak, rows, (2 * width) / map.tp, h) + gemm(gemmPeak, rows, h, width / map.tp)
+  const attentionGemms = gemm(gemmPeak, rows, (h + 2 * m.kvHeads * headDim) / map.tp, h) + gemm(gemmPeak, rows, h, h / map.tp)
+  const perExpert = Math.max(1, (map.etp * map.ep * tokens * k) / m.experts)
+  const localExperts = m.experts / map.ep
+  const experts =
+    localExperts *
+    (gemm(gemmPeak, perExpert, (2 * m.moeFfn) / map.etp, h, c.groupedGemmFraction) + gemm(gemmPeak, perExpert, h, m.moeFfn / map.etp, c.groupedGemmFraction))
+  const router = gemm(peak, tokens, m.experts, h)
+  const shared = m.sharedExpertFfn === undefined ? 0 : mlp(m.sharedExpertFfn)
+  const forwardGemm = attentionGemms + moeShare * (experts + router + shared) + (1 - moeShare) * mlp(m.ffn)
+  const head = last ? gemm(gemmPeak, rows, m.vocab / map.tp, h) : 0
+  const chunk = job.seq / (2 * map.cp)
+  const attentionForward = (2 * map.microBatch * job.seq * job.seq * h) / (map.cp * map.tp) / (peak * c.attentionPeakFraction * (chunk / (chunk + c.attentionHalfLength)))
+  const elementwiseForward =
+    tokens * h * c.attentionElementwiseBytes +
+    moeShare * tokens * (8 * h + k * (8 * h + 6 * m.moeFfn) + 6 * (m.sharedExpertFfn ?? 0)) +
+    (1 - moeShare) * tokens * (8 * h + 6 * m.ffn)
+  const lossElementwise = last ? (12 * rows * m.vocab) / map.tp : 0
+  // Full recomputation runs each layer's forward again, its communication included (a quarter
+  // of the layer's TP, ETP and all-to-all traffic, a third of the CP ring's).
+  const recomputeCompute =
+    map.recompute === "full" ? forwardGemm + attentionForward + elementwiseForward / hbm : map.recompute === "selective" ? (tokens * k * 6 * m.moeFfn * moeShare) / hbm : 0
+
+  // Communication of one layer, forward and backward.
+  const activation = rows * h * 2 // a TP group's bf16 activations
+  const tpPerBlock = 4 * Links.ring(cl, s.tp, activation) * c.tpExposedFraction
+  const tpBlocks = 1 + moeShare * (m.sharedExpertFfn === undefined ? 0 : 1) + (1 - moeShare)
+  const kvBytes = 2 * tokens * map.tp * (m.kvHeads * headDim) * 2 / map.tp
+  const cpRing = map.cp > 1 ? 3 * (map.cp - 1) * Links.sendReceive(cl, s.cp, kvBytes) : 0
+  const cpExposed = Math.max(0, cpRing - c.cpOverlapFraction * attentionForward * (1 + c.attentionBackwardRatio)) + 3 * (map.cp - 1) * c.cpStepSeconds
+  const routedBytes = tokens * k * h * 2
+  const ep = moeShare * 4 * Links.allToAll(cl, s.ep, routedBytes)
+  const etp = moeShare * 4 * Links.ring(cl, s.etp, routedBytes * map.etp)
+  const ppTransfers = map.pp > 1 ? 2 * map.vpp * Links.sendReceive(cl, s.pp, tokens * h * 2) * c.p2pExposedFraction : 0
+  const recomputeCommunication = map.recompute === "full" ? (tpBlocks * tpPerBlock + ep + etp) / 4 + cpExposed / 3 : 0
+  return {
+    gemm: 3 * (layers * forwardGemm + head),
+    attention: layers * attentionForward * (1 + c.attentionBackwardRatio),
+    elementwise: (3 * (layers * elementwiseForward + lossElementwise)) / hbm,
+    fixed: layers * (c.layerFixedSeconds + moeShare * c.moeFixedSeconds),
+    recompute: layers * (recomputeCompute + recomputeCommunication),
+    tp: layers * tpBlocks * tpPerBlock,
+    cp: layers * cpExposed,
+    ep: layers * ep,
+    etp: layers * etp,
+    pp: ppTransfers,
+  }
+}
+
+/**
+ * The step's seconds by term under `map`.
+ * @category mapping
+ */
+export const ofMapping = (job: Job, map: Mapping, spreads: Spreads): Breakdown => {
+  const middle = stageTime(job, map, spreads, map.pp === 1)
+  const slowest = map.pp === 1 ? middle : [middle, stageTime(job, map, spreads, true)].reduce((a, b) => (total(b) > total(a) ? b : a))
+  const M = microBatches(job, map)
+  const perMicroBatch = total(slowest)
+  const bubble = ((map.pp - 1) / map.vpp) * perMicroBatch
+  // Distributed optimizer: fp32 gradients reduce-scattered, bf16 parameters all-gathered; the
+  // last (first) micro-batch's backward (forward) and the cool-down (warm-up) hide part of each.
+  const params = RankParameters.ofRank(job.model, map, map.pp === 1 ? "middle" : "last")
+  const cl = job.cluster
+  const gradients = Links.ring(cl, spreads.dpCp, params.dense * 4) + Links.ring(cl, spreads.edp, params.expert * 4)
+  const parameters = Links.ring(cl, spreads.dpCp, params.dense * 2) + Links.ring(cl, spreads.edp, params.expert * 2)
+  const window = (share: number) => c.dpOverlapFraction * (share * perMicroBatch + bubble / 2)
+  const dp = Math.max(0, gradients - window(2 / 3)) + Math.max(0, parameters - window(1 / 3))
+  const shards = params.dense / (map.dp * map.cp) + params.expert / map.edp
+  const optimizer = (shards * c.optimizerBytesPerParameter) / (cl.hbmGBps * 1e9 * c.hbmFraction)
+  return {
+    gemm: M * slowest.gemm,
+    attention: M * slowest.attention,
+    elementwise: M * slowest.elementwise,
+    fixed: M * slowest.fixed,
+    recompute: M * slowest.recompute,
+    tp: M * slowest.tp,
+    cp: M * slowest.cp,
+    ep: M * slowest.ep,
+    etp: M * slowest.etp,
+    pp: M * slowest.pp,
+    bubble,
+    dp,
+    optimizer,
+  }
+}
+
+/**
+ * The step's seconds: the sum of its terms.
+ * @category mapping
+ */
+export const seconds = (b: Breakdown): number =>
+  b.gemm + b.attention + b.elementwise + b.fixed + b.recompute + b.tp + b.cp + b.ep + b.etp + b.pp + b.bubble + b.dp + b.optimizer
