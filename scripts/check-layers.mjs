@@ -11,7 +11,7 @@
 //   dataflow                      typed operators, links and layouts
 //   attention, moe                the layers' parallel algorithms
 //   model, pipeline               the model's blocks; pipeline schedules as data
-//   train, runtime                the trainer; jobs, backends and rank hosts
+//   train, runtime, plan          the trainer; jobs, backends and rank hosts; the planner
 //   cli                           the command line
 //
 // Folders of one layer may import each other, but not in a cycle (a cycle between folders is one
@@ -25,7 +25,17 @@ import { fileURLToPath } from "node:url"
 import { resolveRelative, toRel, withSources } from "./lib/sources.mjs"
 
 /** The layers, lowest first; each entry lists the folders of src/ in that layer. */
-export const layers = [["errors"], ["mapping"], ["tensor", "native", "viz"], ["comm"], ["dataflow"], ["attention", "moe"], ["model", "pipeline"], ["train", "runtime"], ["cli"]]
+export const layers = [
+  ["errors"],
+  ["mapping"],
+  ["tensor", "native", "viz"],
+  ["comm"],
+  ["dataflow"],
+  ["attention", "moe"],
+  ["model", "pipeline"],
+  ["train", "runtime", "plan"],
+  ["cli"],
+]
 
 const layerOf = new Map(layers.flatMap((folders, index) => folders.map((folder) => [folder, index])))
 

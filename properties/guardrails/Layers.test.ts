@@ -66,12 +66,12 @@ describe("check-layers", () => {
 
   test("a folder that is in no layer fails until it is placed", () => {
     const root = copyOfSrc()
-    const dir = path.join(root, "src", "plan")
+    const dir = path.join(root, "src", "unplaced")
     mkdirSync(dir)
     writeFileSync(path.join(dir, "Unplaced.ts"), "export const importsNothing = 1\n")
     const { status, out } = runChecker(root)
     expect(status).toBe(1)
-    expect(out).toContain("src/plan is in no layer")
+    expect(out).toContain("src/unplaced is in no layer")
   })
 
   test("two folders of one layer importing each other (a cycle) fail", () => {

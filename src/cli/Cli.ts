@@ -19,6 +19,7 @@ import * as GroupsCommand from "./GroupsCommand.js"
 import type { Io } from "./Io.js"
 import * as LaunchCommand from "./LaunchCommand.js"
 import * as MoeCommand from "./MoeCommand.js"
+import * as PlanCommand from "./PlanCommand.js"
 import * as RunMain from "./RunMain.js"
 import * as TrainCommand from "./TrainCommand.js"
 import * as VerifyCommand from "./VerifyCommand.js"
@@ -38,6 +39,7 @@ const commands: Readonly<Record<string, Command>> = {
   moe: { summary: "replay one rank's MoE routing case (route, drop/pad, permute)", run: MoeCommand.run },
   doctor: { summary: "what this machine offers pleat: CPU, MPI, CUDA, cuBLAS, NCCL", run: DoctorCommand.run },
   launch: { summary: "run a pleat command as N processes on this machine under mpirun", run: LaunchCommand.run },
+  plan: { summary: "choose folded mappings for a model on a cluster: memory, step time, MFU", run: PlanCommand.run },
 }
 
 /**

@@ -230,8 +230,11 @@ const isKey = (k: string): k is Key => k in settings
 const nameOf = (key: Key, source: Source | undefined): string =>
   source?._tag === "file" ? `"${key}" in ${source.file}` : source?._tag === "preset" ? `--${key} (of ${source.preset})` : `--${key}`
 
-/** The top-level keys an issue points at. */
-const failingKeys = (issue: SchemaIssue.Issue, out: Set<string> = new Set()): Set<string> => {
+/**
+ * The top-level keys a Schema issue points at (for messages that name the key).
+ * @category mapping
+ */
+export const failingKeys = (issue: SchemaIssue.Issue, out: Set<string> = new Set()): Set<string> => {
   if (issue._tag === "Pointer") {
     const head = issue.path[0]
     if (head !== undefined) out.add(String(head))

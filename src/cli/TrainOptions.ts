@@ -10,7 +10,7 @@
  * undamaged, and of this model, seed and dtype). Every problem is a BadInput: one line, exit
  * status 2.
  */
-import { existsSync, readFileSync, statSync } from "node:fs"
+import { existsSync, statSync } from "node:fs"
 import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
@@ -25,7 +25,7 @@ import * as Optimizer from "../train/Optimizer.js"
 import type * as RankTrainer from "../train/RankTrainer.js"
 import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
-import * as JsonText from "./JsonText.js"
+import * as JsonFile from "./JsonFile.js"
 import * as OutputPath from "./OutputPath.js"
 import * as RunConfig from "./RunConfig.js"
 
@@ -72,19 +72,8 @@ export interface Resolved {
 
 /** The config file as a layer, or the problem that keeps it from being one. */
 const readConfig = (file: string): RunConfig.FileLayer | ConfigError.ConfigError => {
-  let text: string
-  try {
-    text = readFileSync(file, "utf8")
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? "unreadable"
-    return ConfigError.make("--config", file, `cannot be read (${code})`, "pass the path of a readable JSON file")
-  }
-  const fix = 'write the settings as one JSON object, e.g. {"steps": 10}'
-  const parsed = JsonText.parse(text)
-  if (parsed._tag === "invalid") return ConfigError.make("--config", file, parsed.reason, fix)
-  const kind = JsonText.kindOf(parsed.value)
-  if (kind !== "an object") return ConfigError.make("--config", file, `holds ${kind}, not a JSON object`, fix)
-  return { file, values: parsed.value as Record<string, unknown> }
+  const values = JsonFile.readObject("--config", file, 'the settings as one JSON object, e.g. {"steps": 10}')
+  return ConfigError.isConfigError(values) ? values : { file, values }
 }
 
 /** Whether the job can write what it will write at the end, checked before it starts. */

@@ -36,6 +36,29 @@ export const spread = (grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, 
 }
 
 /**
+ * Spreads already computed, by the strides and sizes of a family's axes.
+ * @category models
+ */
+export type Memo = Map<string, Spread>
+
+/**
+ * `spread`, remembered in `memo`: a group's placement depends only on its axes' strides and
+ * sizes (and the node size), which many mappings share.
+ * @category mapping
+ */
+export const spreadOf = (memo: Memo, grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number): Spread => {
+  const key = `${gpusPerNode}:${names.map((n) => {
+    const a = RankGrid.axis(grid, n)
+    return `${a.stride}x${a.size}`
+  })}`
+  const known = memo.get(key)
+  if (known !== undefined) return known
+  const computed = spread(grid, names, gpusPerNode)
+  memo.set(key, computed)
+  return computed
+}
+
+/**
  * Whether a group stays inside one node.
  * @category mapping
  */

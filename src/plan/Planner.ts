@@ -14,8 +14,7 @@
 import * as Result from "effect/Result"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ModelConfig from "../train/ModelConfig.js"
-import type { Job, Mapping, Prediction, Recompute } from "./Job.js"
-import { microBatches } from "./Job.js"
+import type { Job, Mapping, Memory, Prediction, Recompute } from "./Job.js"
 import * as MemoryModel from "./MemoryModel.js"
 import * as ModelFlops from "./ModelFlops.js"
 import * as Placement from "./Placement.js"
@@ -66,36 +65,31 @@ const divisors = (n: number): Array<number> => {
 
 const choices = (n: number, fixed: number | undefined): Array<number> => (fixed === undefined ? divisors(n) : n % fixed === 0 ? [fixed] : [])
 
-const spreadsOf = (config: ParallelConfig.ParallelConfig, gpusPerNode: number): StepTime.Spreads => {
+const spreadsOf = (config: ParallelConfig.ParallelConfig, gpusPerNode: number, memo: Placement.Memo): StepTime.Spreads => {
   const dense = ParallelConfig.denseGrid(config)
   const expert = ParallelConfig.expertGrid(config)
   return {
-    tp: Placement.spread(dense, ["tp"], gpusPerNode),
-    cp: Placement.spread(dense, ["cp"], gpusPerNode),
-    pp: Placement.spread(dense, ["pp"], gpusPerNode),
-    ep: Placement.spread(expert, ["ep"], gpusPerNode),
-    etp: Placement.spread(expert, ["etp"], gpusPerNode),
-    dpCp: Placement.spread(dense, ["dp", "cp"], gpusPerNode),
-    edp: Placement.spread(expert, ["edp"], gpusPerNode),
+    tp: Placement.spreadOf(memo, dense, ["tp"], gpusPerNode),
+    cp: Placement.spreadOf(memo, dense, ["cp"], gpusPerNode),
+    pp: Placement.spreadOf(memo, dense, ["pp"], gpusPerNode),
+    ep: Placement.spreadOf(memo, expert, ["ep"], gpusPerNode),
+    etp: Placement.spreadOf(memo, expert, ["etp"], gpusPerNode),
+    dpCp: Placement.spreadOf(memo, dense, ["dp", "cp"], gpusPerNode),
+    edp: Placement.spreadOf(memo, expert, ["edp"], gpusPerNode),
   }
 }
 
-/** Whether the model and batch fit the mapping (ModelConfig.check, the rule training applies). */
-const fits = (job: Job, config: ParallelConfig.ParallelConfig, microBatch: number): boolean => {
-  try {
-    ModelConfig.check({ ...job.model, seq: job.seq }, { microBatch, globalBatch: job.globalBatch }, config)
-    return true
-  } catch {
-    return false
-  }
-}
+/** Whether the model and batch fit the mapping (ModelConfig's rule, the one training applies). */
+const fits = (job: Job, config: ParallelConfig.ParallelConfig, microBatch: number): boolean =>
+  ModelConfig.problemOf({ ...job.model, seq: job.seq }, { microBatch, globalBatch: job.globalBatch }, config) === undefined
 
 /**
  * Predicts one mapping whose placement is known.
  * @category mapping
  */
-export const predict = (job: Job, mapping: Mapping, spreads: StepTime.Spreads): Prediction => {
-  const memory = MemoryModel.ofMapping(job, mapping)
+export const predict = (job: Job, mapping: Mapping, spreads: StepTime.Spreads): Prediction => predictWith(job, mapping, MemoryModel.ofMapping(job, mapping), spreads)
+
+const predictWith = (job: Job, mapping: Mapping, memory: Memory, spreads: StepTime.Spreads): Prediction => {
   const breakdown = StepTime.ofMapping(job, mapping, spreads)
   const stepSeconds = StepTime.seconds(breakdown)
   const mfu = ModelFlops.perStep(job.model, job.seq, job.globalBatch) / (stepSeconds * job.gpus * job.cluster.peakTflops * 1e12)
@@ -119,6 +113,7 @@ export const plan = (job: Job, fixed: Fixed): Outcome => {
   const capacity = job.cluster.memoryGB * 1e9
   const best = new Map<string, Prediction>()
   let weighed = 0
+  const memo: Placement.Memo = new Map()
   let closest: Outcome["closest"]
   const g = job.gpus
   for (const tp of choices(g, fixed.tp))
@@ -133,31 +128,37 @@ export const plan = (job: Job, fixed: Fixed): Outcome => {
               if (Result.isFailure(validated)) continue
               const config = validated.success
               // Orders that lay the ranks out the same are one choice.
-              const layout = `${ParallelConfig.denseGrid(config).axes.map((a) => a.stride).join()}|${ParallelConfig.expertGrid(config).axes.map((a) => a.stride).join()}`
+              const layout = `${ParallelConfig.denseGrid(config)
+                .axes.map((a) => a.stride)
+                .join()}|${ParallelConfig.expertGrid(config)
+                .axes.map((a) => a.stride)
+                .join()}`
               if (layouts.has(layout)) continue
               layouts.add(layout)
-              const spreads = spreadsOf(config, job.cluster.gpusPerNode)
+              const spreads = spreadsOf(config, job.cluster.gpusPerNode, memo)
               const s = config.sizes
               const vpps = pp === 1 ? (fixed.vpp === undefined || fixed.vpp === 1 ? [1] : []) : choices(job.model.layers / pp, fixed.vpp)
               const microBatchCandidates = fixed.microBatch === undefined ? divisors(job.globalBatch / s.dp).filter((m) => m <= maxMicroBatch) : [fixed.microBatch]
               for (const vpp of vpps)
-                for (const microBatch of microBatchCandidates)
+                for (const microBatch of microBatchCandidates) {
+                  if (!fits(job, vpp > 1 ? { ...config, vpp } : config, microBatch)) continue
+                  if (vpp > 1 && (job.globalBatch / (microBatch * s.dp)) % pp !== 0) continue
+                  // Recomputation only adds time: the first level that fits is the best one.
                   for (const recompute of fixed.recompute === undefined ? recomputes : [fixed.recompute]) {
-                  const withVpp = vpp > 1 ? { ...config, vpp } : config
-                  if (!fits(job, withVpp, microBatch)) continue
-                  const mapping: Mapping = { tp, cp, pp, vpp, ep, etp, dp: s.dp, edp: s.edp, order, microBatch, recompute }
-                  if (vpp > 1 && microBatches(job, mapping) % pp !== 0) continue
-                  weighed++
-                  const memory = MemoryModel.ofMapping(job, mapping)
-                  if (memory.total > capacity) {
-                    const over = memory.total - capacity
-                    if (closest === undefined || over < closest.bytes) closest = { mapping, bytes: over }
-                    continue
+                    const mapping: Mapping = { tp, cp, pp, vpp, ep, etp, dp: s.dp, edp: s.edp, order, microBatch, recompute }
+                    weighed++
+                    const memory = MemoryModel.ofMapping(job, mapping)
+                    if (memory.total > capacity) {
+                      const over = memory.total - capacity
+                      if (closest === undefined || over < closest.bytes) closest = { mapping, bytes: over }
+                      continue
+                    }
+                    const prediction = predictWith(job, mapping, memory, spreads)
+                    const key = `${tp},${cp},${pp},${ep},${etp}`
+                    const held = best.get(key)
+                    if (held === undefined || better(prediction, held) < 0) best.set(key, prediction)
+                    break
                   }
-                  const prediction = predict(job, mapping, spreads)
-                  const key = `${tp},${cp},${pp},${ep},${etp}`
-                  const held = best.get(key)
-                  if (held === undefined || better(prediction, held) < 0) best.set(key, prediction)
                 }
             }
           }

@@ -80,8 +80,7 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const perExpert = Math.max(1, (map.etp * map.ep * tokens * k) / m.experts)
   const localExperts = m.experts / map.ep
   const experts =
-    localExperts *
-    (gemm(gemmPeak, perExpert, (2 * m.moeFfn) / map.etp, h, c.groupedGemmFraction) + gemm(gemmPeak, perExpert, h, m.moeFfn / map.etp, c.groupedGemmFraction))
+    localExperts * (gemm(gemmPeak, perExpert, (2 * m.moeFfn) / map.etp, h, c.groupedGemmFraction) + gemm(gemmPeak, perExpert, h, m.moeFfn / map.etp, c.groupedGemmFraction))
   const router = gemm(peak, tokens, m.experts, h)
   const shared = m.sharedExpertFfn === undefined ? 0 : mlp(m.sharedExpertFfn)
   const forwardGemm = attentionGemms + moeShare * (experts + router + shared) + (1 - moeShare) * mlp(m.ffn)
@@ -102,7 +101,7 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const activation = rows * h * 2 // a TP group's bf16 activations
   const tpPerBlock = 4 * Links.ring(cl, s.tp, activation) * c.tpExposedFraction
   const tpBlocks = 1 + moeShare * (m.sharedExpertFfn === undefined ? 0 : 1) + (1 - moeShare)
-  const kvBytes = 2 * tokens * map.tp * (m.kvHeads * headDim) * 2 / map.tp
+  const kvBytes = (2 * tokens * map.tp * (m.kvHeads * headDim) * 2) / map.tp
   const cpRing = map.cp > 1 ? 3 * (map.cp - 1) * Links.sendReceive(cl, s.cp, kvBytes) : 0
   const cpExposed = Math.max(0, cpRing - c.cpOverlapFraction * attentionForward * (1 + c.attentionBackwardRatio)) + 3 * (map.cp - 1) * c.cpStepSeconds
   const routedBytes = tokens * k * h * 2
@@ -165,5 +164,4 @@ export const ofMapping = (job: Job, map: Mapping, spreads: Spreads): Breakdown =
  * The step's seconds: the sum of its terms.
  * @category mapping
  */
-export const seconds = (b: Breakdown): number =>
-  b.gemm + b.attention + b.elementwise + b.fixed + b.recompute + b.tp + b.cp + b.ep + b.etp + b.pp + b.bubble + b.dp + b.optimizer
+export const seconds = (b: Breakdown): number => b.gemm + b.attention + b.elementwise + b.fixed + b.recompute + b.tp + b.cp + b.ep + b.etp + b.pp + b.bubble + b.dp + b.optimizer

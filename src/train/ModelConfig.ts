@@ -68,16 +68,27 @@ export const microBatches = (b: BatchConfig, dp: number): number => b.globalBatc
 const kebab = (field: string): string => field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
 /**
- * Checks that the model and batch fit the mapping; every error names the field and the fix.
- * Sequence parallelism is on whenever tp > 1 (MoE with tp > 1 needs it, semantics.md 2.4.4).
+ * What keeps a model and batch from fitting a mapping: the field, its value, why and the fix.
+ * @category models
+ */
+export interface Problem {
+  readonly field: string
+  readonly value: unknown
+  readonly reason: string
+  readonly fix: string
+}
+
+const fault = (field: string, value: unknown, reason: string, fix: string): Problem => ({ field, value, reason, fix })
+
+/**
+ * The first problem that keeps the model and batch from fitting the mapping, or undefined; no
+ * error is built, so searches over many mappings (pleat plan) stay fast. Router options are
+ * checked by `check` (MoeSettings.check).
  * @category guards
  */
-export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.ParallelConfig): void => {
+export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.ParallelConfig): Problem | undefined => {
   const s = p.sizes
   const vpp = p.vpp ?? 1
-  const positive = (field: string, v: number) => {
-    if (!Number.isSafeInteger(v) || v < 1) throw ConfigError.make(field, v, "is not a positive integer", `pass --${kebab(field)} N with N = 1, 2, 3, ...`)
-  }
   for (const [field, v] of Object.entries({
     vocab: m.vocab,
     hidden: m.hidden,
@@ -93,36 +104,46 @@ export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Parallel
     "micro-batch": b.microBatch,
     "global-batch": b.globalBatch,
   }))
-    positive(field, v)
-  if (m.layers % (s.pp * vpp) !== 0)
-    throw ConfigError.make("layers", m.layers, `is not divisible by pp*vpp = ${s.pp}*${vpp}`, `use a multiple of ${s.pp * vpp} layers, or change --pp/--vpp`)
-  if (m.hidden % m.heads !== 0) throw ConfigError.make("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count")
-  if (m.heads % s.tp !== 0) throw ConfigError.make("heads", m.heads, `is not divisible by tp = ${s.tp}`, `use a multiple of ${s.tp} heads, or a smaller --tp`)
+    if (!Number.isSafeInteger(v) || v < 1) return fault(field, v, "is not a positive integer", `pass --${kebab(field)} N with N = 1, 2, 3, ...`)
+  if (m.layers % (s.pp * vpp) !== 0) return fault("layers", m.layers, `is not divisible by pp*vpp = ${s.pp}*${vpp}`, `use a multiple of ${s.pp * vpp} layers, or change --pp/--vpp`)
+  if (m.hidden % m.heads !== 0) return fault("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count")
+  if (m.heads % s.tp !== 0) return fault("heads", m.heads, `is not divisible by tp = ${s.tp}`, `use a multiple of ${s.tp} heads, or a smaller --tp`)
   if (m.kvHeads % s.tp !== 0 || m.heads % m.kvHeads !== 0)
-    throw ConfigError.make("kvHeads", m.kvHeads, `must divide heads = ${m.heads} and be divisible by tp = ${s.tp}`, "pick a kv head count between tp and heads that divides heads")
-  if (m.vocab % s.tp !== 0) throw ConfigError.make("vocab", m.vocab, `is not divisible by tp = ${s.tp}`, `use a vocabulary that is a multiple of ${s.tp}`)
-  if (m.ffn % s.tp !== 0) throw ConfigError.make("ffn", m.ffn, `is not divisible by tp = ${s.tp}`, `use a dense MLP width (--ffn) that is a multiple of ${s.tp}, or a smaller --tp`)
-  if (m.seq % (2 * s.cp) !== 0 && s.cp > 1)
-    throw ConfigError.make("seq", m.seq, `is not divisible by 2*cp = ${2 * s.cp}`, `use a sequence length that is a multiple of ${2 * s.cp}`)
+    return fault("kvHeads", m.kvHeads, `must divide heads = ${m.heads} and be divisible by tp = ${s.tp}`, "pick a kv head count between tp and heads that divides heads")
+  if (m.vocab % s.tp !== 0) return fault("vocab", m.vocab, `is not divisible by tp = ${s.tp}`, `use a vocabulary that is a multiple of ${s.tp}`)
+  if (m.ffn % s.tp !== 0) return fault("ffn", m.ffn, `is not divisible by tp = ${s.tp}`, `use a dense MLP width (--ffn) that is a multiple of ${s.tp}, or a smaller --tp`)
+  if (m.seq % (2 * s.cp) !== 0 && s.cp > 1) return fault("seq", m.seq, `is not divisible by 2*cp = ${2 * s.cp}`, `use a sequence length that is a multiple of ${2 * s.cp}`)
   if (((m.seq / s.cp) * b.microBatch) % s.tp !== 0)
-    throw ConfigError.make(
+    return fault(
       "seq",
       m.seq,
       `gives ${(m.seq / s.cp) * b.microBatch} tokens per cp rank and micro-batch, not divisible by tp = ${s.tp} (sequence parallelism)`,
       `use a sequence length (or micro-batch) so that seq/cp*micro-batch is a multiple of ${s.tp}`,
     )
-  if (m.experts % s.ep !== 0) throw ConfigError.make("experts", m.experts, `is not divisible by ep = ${s.ep}`, `use a multiple of ${s.ep} experts, or a smaller --ep`)
-  if (m.topk > m.experts) throw ConfigError.make("topk", m.topk, `is larger than experts = ${m.experts}`, "route each token to at most all experts")
-  if (m.moe !== undefined) MoeSettings.check(m.moe, m.experts, m.topk)
+  if (m.experts % s.ep !== 0) return fault("experts", m.experts, `is not divisible by ep = ${s.ep}`, `use a multiple of ${s.ep} experts, or a smaller --ep`)
+  if (m.topk > m.experts) return fault("topk", m.topk, `is larger than experts = ${m.experts}`, "route each token to at most all experts")
   if (m.sharedExpertFfn !== undefined) {
-    positive("sharedExpertFfn", m.sharedExpertFfn)
+    if (!Number.isSafeInteger(m.sharedExpertFfn) || m.sharedExpertFfn < 1)
+      return fault("sharedExpertFfn", m.sharedExpertFfn, "is not a positive integer", "pass --shared-expert-ffn N with N = 1, 2, 3, ...")
     if (m.sharedExpertFfn % s.tp !== 0)
-      throw ConfigError.make("sharedExpertFfn", m.sharedExpertFfn, `is not divisible by tp = ${s.tp}`, `use a shared-expert width that is a multiple of ${s.tp}, or a smaller --tp`)
+      return fault("sharedExpertFfn", m.sharedExpertFfn, `is not divisible by tp = ${s.tp}`, `use a shared-expert width that is a multiple of ${s.tp}, or a smaller --tp`)
   }
   if (m.sharedExpertGate === true && m.sharedExpertFfn === undefined)
-    throw ConfigError.make("sharedExpertGate", true, "has no shared MLP to gate", "add --shared-expert-ffn N, or drop --shared-expert-gate")
+    return fault("sharedExpertGate", true, "has no shared MLP to gate", "add --shared-expert-ffn N, or drop --shared-expert-gate")
   if (m.moeFfn % s.etp !== 0)
-    throw ConfigError.make("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width (--moe-ffn) that is a multiple of ${s.etp}, or a smaller --etp`)
+    return fault("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width (--moe-ffn) that is a multiple of ${s.etp}, or a smaller --etp`)
   if (b.globalBatch % (b.microBatch * s.dp) !== 0)
-    throw ConfigError.make("global-batch", b.globalBatch, `is not divisible by micro-batch*dp = ${b.microBatch}*${s.dp}`, `use a multiple of ${b.microBatch * s.dp}`)
+    return fault("global-batch", b.globalBatch, `is not divisible by micro-batch*dp = ${b.microBatch}*${s.dp}`, `use a multiple of ${b.microBatch * s.dp}`)
+  return undefined
+}
+
+/**
+ * Checks that the model and batch fit the mapping; every error names the field and the fix.
+ * Sequence parallelism is on whenever tp > 1 (MoE with tp > 1 needs it, semantics.md 2.4.4).
+ * @category guards
+ */
+export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.ParallelConfig): void => {
+  const problem = problemOf(m, b, p)
+  if (problem !== undefined) throw ConfigError.make(problem.field, problem.value, problem.reason, problem.fix)
+  if (m.moe !== undefined) MoeSettings.check(m.moe, m.experts, m.topk)
 }

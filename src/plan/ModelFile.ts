@@ -1,0 +1,59 @@
+/**
+ * ModelFile: a model for `pleat plan` written as JSON, for models that are not presets.
+ *
+ * Keys are ModelConfig's: hidden, layers, heads, experts, topk, moeFfn and vocab are required;
+ * kvHeads defaults to heads, moeEvery to 1 (every layer MoE), ffn (the dense layers' MLP) to
+ * moeFfn, seq to none (then --seq is required); sharedExpertFfn, sharedExpertGate and
+ * untieEmbeddings are optional; `name` names it in the output (else the file's name).
+ * Unknown keys are errors, so a misspelt key is never silently ignored.
+ */
+import * as Schema from "effect/Schema"
+import type * as ModelConfig from "../train/ModelConfig.js"
+
+const Count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1), Schema.isLessThanOrEqualTo(2 ** 40))
+
+/**
+ * The Schema of a model file.
+ * @category models
+ */
+export const ModelFile = Schema.Struct({
+  name: Schema.optionalKey(Schema.String),
+  vocab: Count,
+  hidden: Count,
+  layers: Count,
+  heads: Count,
+  kvHeads: Schema.optionalKey(Count),
+  ffn: Schema.optionalKey(Count),
+  experts: Count,
+  topk: Count,
+  moeFfn: Count,
+  moeEvery: Schema.optionalKey(Count),
+  seq: Schema.optionalKey(Count),
+  sharedExpertFfn: Schema.optionalKey(Count),
+  sharedExpertGate: Schema.optionalKey(Schema.Boolean),
+  untieEmbeddings: Schema.optionalKey(Schema.Boolean),
+})
+
+/**
+ * A decoded model file as a model (its sequence 0 when the file gives none) and its name.
+ * @category constructors
+ */
+export const toModel = (file: typeof ModelFile.Type, fallbackName: string): { readonly name: string; readonly model: ModelConfig.ModelConfig } => ({
+  name: file.name ?? fallbackName,
+  model: {
+    vocab: file.vocab,
+    hidden: file.hidden,
+    layers: file.layers,
+    heads: file.heads,
+    kvHeads: file.kvHeads ?? file.heads,
+    ffn: file.ffn ?? file.moeFfn,
+    experts: file.experts,
+    topk: file.topk,
+    moeFfn: file.moeFfn,
+    moeEvery: file.moeEvery ?? 1,
+    seq: file.seq ?? 0,
+    ...(file.sharedExpertFfn === undefined ? {} : { sharedExpertFfn: file.sharedExpertFfn }),
+    ...(file.sharedExpertGate === undefined ? {} : { sharedExpertGate: file.sharedExpertGate }),
+    ...(file.untieEmbeddings === undefined ? {} : { untieEmbeddings: file.untieEmbeddings }),
+  },
+})
