@@ -1,0 +1,49 @@
+/**
+ * plan: how long `pleat plan` takes to weigh every mapping of each model preset on 16,384 GPUs
+ * (dgx-h100, seq 4096, global batch 8192); the issue's budget is 10 s (target).
+ *
+ * The limit is measured in the same run: validating the same (tp, cp, pp, ep, etp, order)
+ * combinations with ParallelConfig.validate alone, the floor of any search that checks what it
+ * lists (ratio = how many times that floor the whole plan takes, lower is better).
+ */
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as Cluster from "../../src/plan/Cluster.js"
+import * as Planner from "../../src/plan/Planner.js"
+import * as ModelPresets from "../../src/train/ModelPresets.js"
+import { type BenchContext, type BenchRecord, record, wallSeconds } from "../harness.js"
+
+const gpus = 16_384
+
+const divisors = (n: number): Array<number> => {
+  const out: Array<number> = []
+  for (let d = 1; d <= n; d++) if (n % d === 0) out.push(d)
+  return out
+}
+
+/** Validates every degree combination and both orders the planner tries; returns how many passed. */
+const validateAll = (): number => {
+  let valid = 0
+  for (const tp of divisors(gpus))
+    for (const cp of divisors(gpus / tp))
+      for (const pp of divisors(gpus / (tp * cp)))
+        for (const ep of divisors(gpus / pp))
+          for (const etp of divisors(gpus / (pp * ep)))
+            for (const order of ["tp-cp-ep-dp-pp", "tp-cp-ep-pp-dp"]) if (ParallelConfig.validate({ world: gpus, tp, cp, pp, ep, etp, order })._tag === "Success") valid++
+  return valid
+}
+
+export default async function run(ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> {
+  const floor = await wallSeconds(async () => validateAll(), 2)
+  ctx.log(`plan: validating every combination alone takes ${floor.toFixed(2)} s`)
+  const records: Array<BenchRecord> = []
+  for (const name of ModelPresets.names) {
+    const job = { modelName: name, model: ModelPresets.model(name, 1), cluster: Cluster.presets["dgx-h100"] as Cluster.Cluster, gpus, seq: 4096, globalBatch: 8192, precision: "bf16" as const }
+    let weighed = 0
+    const seconds = await wallSeconds(async () => {
+      weighed = Planner.plan(job, {}).weighed
+    }, 2)
+    ctx.log(`plan: ${name}: ${weighed} mappings in ${seconds.toFixed(2)} s`)
+    records.push(record(ctx, { case: `${name}, ${gpus} GPUs`, metric: "plan time", value: seconds, unit: "s", limit: floor, target: 10 }))
+  }
+  return records
+}
