@@ -37,7 +37,15 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   ctx.log(`plan: validating every combination alone takes ${floor.toFixed(2)} s`)
   const records: Array<BenchRecord> = []
   for (const name of ModelPresets.names) {
-    const job = { modelName: name, model: ModelPresets.model(name, 1), cluster: Cluster.presets["dgx-h100"] as Cluster.Cluster, gpus, seq: 4096, globalBatch: 8192, precision: "bf16" as const }
+    const job = {
+      modelName: name,
+      model: ModelPresets.model(name, 1),
+      cluster: Cluster.presets["dgx-h100"] as Cluster.Cluster,
+      gpus,
+      seq: 4096,
+      globalBatch: 8192,
+      precision: "bf16" as const,
+    }
     let weighed = 0
     const seconds = await wallSeconds(async () => {
       weighed = Planner.plan(job, {}).weighed

@@ -18,7 +18,7 @@ const roundAll = <T extends object>(o: T, scale = 1): Record<keyof T, number> =>
  * step's terms in seconds (they add up to stepSeconds) and the memory's parts in GiB.
  * @category formatting
  */
-export const candidateJson = (p: Prediction) => ({
+const candidateJson = (p: Prediction) => ({
   tp: p.mapping.tp,
   cp: p.mapping.cp,
   pp: p.mapping.pp,
@@ -81,7 +81,7 @@ const mappingText = (p: Prediction): string => {
  * Why the top candidate wins: its largest terms, and the terms where it gains most on the next.
  * @category formatting
  */
-export const why = (ranked: ReadonlyArray<Prediction>): Array<string> => {
+const why = (ranked: ReadonlyArray<Prediction>): Array<string> => {
   const [first, second] = ranked
   if (first === undefined) return []
   const share = (s: number) => `${((100 * s) / first.stepSeconds).toFixed(0)}%`

@@ -23,7 +23,7 @@ export interface Spread {
  * The spread of the groups over `names` of `grid` on nodes of `gpusPerNode` ranks.
  * @category mapping
  */
-export const spread = (grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number): Spread => {
+const spread = (grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number): Spread => {
   const members = RankGrid.groupOf(grid, 0, names)
   const nodes = new Set<number>()
   let peersInNode = 0
@@ -57,9 +57,3 @@ export const spreadOf = (memo: Memo, grid: RankGrid.RankGrid, names: ReadonlyArr
   memo.set(key, computed)
   return computed
 }
-
-/**
- * Whether a group stays inside one node.
- * @category mapping
- */
-export const inNode = (s: Spread): boolean => s.nodes <= 1

@@ -83,12 +83,7 @@ const spreadsOf = (config: ParallelConfig.ParallelConfig, gpusPerNode: number, m
 const fits = (job: Job, config: ParallelConfig.ParallelConfig, microBatch: number): boolean =>
   ModelConfig.problemOf({ ...job.model, seq: job.seq }, { microBatch, globalBatch: job.globalBatch }, config) === undefined
 
-/**
- * Predicts one mapping whose placement is known.
- * @category mapping
- */
-export const predict = (job: Job, mapping: Mapping, spreads: StepTime.Spreads): Prediction => predictWith(job, mapping, MemoryModel.ofMapping(job, mapping), spreads)
-
+/** Predicts one mapping whose placement and memory are known. */
 const predictWith = (job: Job, mapping: Mapping, memory: Memory, spreads: StepTime.Spreads): Prediction => {
   const breakdown = StepTime.ofMapping(job, mapping, spreads)
   const stepSeconds = StepTime.seconds(breakdown)

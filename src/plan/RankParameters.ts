@@ -20,7 +20,7 @@ export interface RankParameters {
  * Per-layer parameter counts of the whole model (before any sharding).
  * @category mapping
  */
-export const perLayer = (m: ModelConfig.ModelConfig) => {
+const perLayer = (m: ModelConfig.ModelConfig) => {
   const h = m.hidden
   const headDim = h / m.heads
   const shared = m.sharedExpertFfn === undefined ? 0 : 3 * h * m.sharedExpertFfn + (m.sharedExpertGate === true ? h : 0)
