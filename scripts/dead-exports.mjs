@@ -14,6 +14,7 @@
 //
 // Usage: node scripts/dead-exports.mjs [ROOT]   Prints `src/x/File.ts: name` per dead export and
 // exits 1 if there is any, else prints a one-line summary and exits 0.
+import { readFileSync } from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { SyntaxKind } from "typescript/unstable/ast"
@@ -76,6 +77,20 @@ const typesInExportedSignatures = (sourceFile) => {
 }
 
 const isImportMetaUrl = (node) => node.kind === SyntaxKind.PropertyAccessExpression && node.expression.kind === SyntaxKind.MetaProperty && node.name.text === "url"
+
+/** The source files of the package's public entry points: package.json `exports` by "pleat-source". */
+const publicEntries = (root) => {
+  let exports
+  try {
+    exports = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).exports ?? {}
+  } catch {
+    return []
+  }
+  return Object.values(exports)
+    .map((entry) => (typeof entry === "object" && entry !== null ? entry["pleat-source"] : undefined))
+    .filter((f) => typeof f === "string")
+    .map((f) => f.replace(/^\.\//, ""))
+}
 
 /** Finds every dead export of src/ in the tree at `root`. */
 export const deadExports = (root) =>
@@ -199,6 +214,17 @@ export const deadExports = (root) =>
       }
       visit(sourceFile)
     }
+
+    // The package's public entry points (package.json `exports`, by their "pleat-source" files)
+    // and the barrels they re-export as namespaces (index.ts) are what users import: every export
+    // of them is live. The modules behind the barrels still need a user in the tree per export.
+    const byRel = new Map(sources.map((s) => [s.rel, s.file]))
+    const publicBarrel = (file) => {
+      if (file === undefined || everything.has(file)) return
+      markAll(file)
+      for (const target of modules.get(file)?.namespaces.values() ?? []) if (path.basename(target) === "index.ts") publicBarrel(target)
+    }
+    for (const rel of publicEntries(root)) publicBarrel(byRel.get(rel))
 
     const dead = []
     let total = 0

@@ -1,0 +1,9 @@
+/**
+ * pleat/comm: groups, the Communicator service a rank program talks to, the collectives' one
+ * semantics, the differentiable collectives autograd runs through, and their errors.
+ */
+export * as Collective from "./Collective.js"
+export * as CommError from "./CommError.js"
+export * as Communicator from "./Communicator.js"
+export * as Differentiable from "./Differentiable.js"
+export * as Group from "./Group.js"

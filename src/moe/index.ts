@@ -1,0 +1,18 @@
+/**
+ * pleat/moe: the router and its options, dropping and capacity, permutation, the dispatchers
+ * (all-to-all, allgather), the experts and the whole MoE layer.
+ */
+export * as AllGatherDispatcher from "./AllGatherDispatcher.js"
+export * as AllToAllDispatcher from "./AllToAllDispatcher.js"
+export * as AuxLoss from "./AuxLoss.js"
+export * as Capacity from "./Capacity.js"
+export * as Dispatcher from "./Dispatcher.js"
+export * as Dropping from "./Dropping.js"
+export * as ExpertBias from "./ExpertBias.js"
+export * as Experts from "./Experts.js"
+export * as MoeLayer from "./MoeLayer.js"
+export * as MoeRunState from "./MoeRunState.js"
+export * as MoeSettings from "./MoeSettings.js"
+export * as Permute from "./Permute.js"
+export * as Router from "./Router.js"
+export * as RoutingMap from "./RoutingMap.js"

@@ -1,0 +1,12 @@
+/**
+ * pleat/train: the training job (Train), the model and batch configuration and its presets,
+ * parameters, optimizers (AdamW, the distributed optimizer), checkpoints and the training data.
+ */
+export * as Checkpoint from "./Checkpoint.js"
+export * as Data from "./Data.js"
+export * as DistributedOptimizer from "./DistributedOptimizer.js"
+export * as ModelConfig from "./ModelConfig.js"
+export * as ModelPresets from "./ModelPresets.js"
+export * as Optimizer from "./Optimizer.js"
+export * as Params from "./Params.js"
+export * as Train from "./Train.js"
