@@ -6,10 +6,13 @@
  *
  * Property-testing tools for users' own models: `pleat/testing`. Modules not listed here are
  * internal and may change without notice.
+ *
+ * @module pleat
  */
 export * as attention from "../attention/index.js"
 export * as comm from "../comm/index.js"
 export * as dataflow from "../dataflow/index.js"
+export * as errors from "../errors/index.js"
 export * as mapping from "../mapping/index.js"
 export * as model from "../model/index.js"
 export * as moe from "../moe/index.js"

@@ -1,7 +1,9 @@
 /**
  * pleat/mapping: pure rank-group math of MoE Parallel Folding (no I/O, no services).
  */
+export * as Axis from "./Axis.js"
 export * as Families from "./Families.js"
 export * as Folding from "./Folding.js"
+export * as Order from "./Order.js"
 export * as ParallelConfig from "./ParallelConfig.js"
 export * as RankGrid from "./RankGrid.js"

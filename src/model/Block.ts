@@ -117,8 +117,13 @@ const recomputedIfFull = <E, R>(c: ModelContext.ModelContext, name: string, x: T
 export const ffn = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout): FfnOperator =>
   ModelContext.isMoe(c.sizes, layer) ? moe(c, layer, hidden) : mlp(c, layer, hidden)
 
+/** The feed-forward body of a layer: the MoE layer or the dense MLP (internal; FfnOperator is its public form). */
 type Ffn = ReturnType<typeof moe> | ReturnType<typeof mlp>
-type FfnOperator = Operator.Operator<ModelContext.Activations, ModelContext.Activations, Operator.ErrorOf<Ffn>, Operator.ServicesOf<Ffn>>
+/**
+ * The feed-forward operator of a layer (MoE or dense), on the model's activations.
+ * @category models
+ */
+export type FfnOperator = Operator.Operator<ModelContext.Activations, ModelContext.Activations, Operator.ErrorOf<Ffn>, Operator.ServicesOf<Ffn>>
 
 const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
   Operator.laid(`moe (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) =>

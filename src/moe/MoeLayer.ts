@@ -106,7 +106,7 @@ export interface MoeWeights {
   readonly experts: Experts.ExpertWeights
   /** This rank's TP shards of the shared experts' MLP (with `MoeConfig.shared`). */
   readonly shared?: DenseMlp.MlpWeights
-  /** [H, 1]: the shared experts' output is scaled by sigmoid(x gate) per token (semantics.md 2.7). */
+  /** `[H, 1]`: the shared experts' output is scaled by sigmoid(x gate) per token (semantics.md 2.7). */
   readonly sharedGate?: Tensor.Tensor
 }
 

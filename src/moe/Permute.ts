@@ -52,11 +52,11 @@ import type * as RoutingMap from "./RoutingMap.js"
  * @category models
  */
 export interface Permuted {
-  /** [N, ...row]: the token rows, expert-major, token-ascending. */
+  /** `[N, ...row]`: the token rows, expert-major, token-ascending. */
   readonly permuted: Tensor.Tensor
-  /** [N]: probs[t_j, e_j], when probs were given. */
+  /** `[N]`: probs[t_j, e_j], when probs were given. */
   readonly permutedProbs: Tensor.Tensor | undefined
-  /** [N]: the token of each row (the same as plan.sortedIndices, ready for gather / scatter). */
+  /** `[N]`: the token of each row (the same as plan.sortedIndices, ready for gather / scatter). */
   readonly sortedIndices: Int32Array
   readonly tokensPerExpert: ReadonlyArray<number>
   readonly plan: DispatchPlan.DispatchPlan

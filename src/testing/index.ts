@@ -5,6 +5,8 @@
  *
  *   import { EqualsOneRank, Mappings } from "pleat/testing"
  *   await EqualsOneRank.check({ module: import.meta.url, export: "myBlock", mappings: Mappings.mappings({ maxWorld: 8 }) })
+ *
+ * @module pleat/testing
  */
 export * as EqualsOneRank from "./EqualsOneRank.js"
 export * as Mappings from "./Mappings.js"
