@@ -9,6 +9,9 @@
 // entry points, looked up by name at run time) count as using every export of that module, and a
 // string passed beside `import.meta.url` (a module naming its own export for such a loader) uses
 // the export of that name; a module that exports its own `import.meta.url` is such an entry point.
+// Imports by the package's own name (`from "pleat"`, `from "pleat/testing"`, as examples and users write
+// them) resolve to the public entry points' sources (package.json `exports`, "pleat-source"), whose
+// exports, with the barrels they re-export as namespaces, are live: users import them.
 // Uses inside the exporting file itself do not count (such an export only needs to lose `export`),
 // except that an exported type or class which the file's other exports mention lives with them.
 //
@@ -80,22 +83,26 @@ const isImportMetaUrl = (node) => node.kind === SyntaxKind.PropertyAccessExpress
 
 /** The source files of the package's public entry points: package.json `exports` by "pleat-source". */
 const publicEntries = (root) => {
-  let exports
+  let manifest
   try {
-    exports = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).exports ?? {}
+    manifest = JSON.parse(readFileSync(path.join(root, "package.json"), "utf8"))
   } catch {
     return []
   }
-  return Object.values(exports)
-    .map((entry) => (typeof entry === "object" && entry !== null ? entry["pleat-source"] : undefined))
-    .filter((f) => typeof f === "string")
-    .map((f) => f.replace(/^\.\//, ""))
+  return Object.entries(manifest.exports ?? {}).flatMap(([subpath, entry]) => {
+    const source = typeof entry === "object" && entry !== null ? entry["pleat-source"] : undefined
+    return typeof source === "string" ? [{ specifier: path.posix.join(manifest.name, subpath), rel: source.replace(/^\.\//, "") }] : []
+  })
 }
 
 /** Finds every dead export of src/ in the tree at `root`. */
 export const deadExports = (root) =>
   withSources(root, folders, (sources) => {
     const modules = new Map(sources.map((s) => [s.file, exportsOf(s.file, s.sourceFile)]))
+    // `import ... from "pleat"` (examples, users' style) names the public entry point's source.
+    const entries = publicEntries(root)
+    const fileOfRel = new Map(sources.map((s) => [s.rel, s.file]))
+    const publicModules = new Map(entries.map((e) => [e.specifier, fileOfRel.get(e.rel)]))
     const used = new Map() // module file -> Set of names used from outside
     const everything = new Set() // module files whose every export counts as used
 
@@ -124,7 +131,7 @@ export const deadExports = (root) =>
     for (const { file, sourceFile } of sources) {
       const namespaceBindings = new Map() // local identifier -> module file
       for (const specifier of sourceFile.imports) {
-        const target = resolveRelative(file, specifier.text)
+        const target = resolveRelative(file, specifier.text) ?? publicModules.get(specifier.text)
         if (target === undefined || target === file) continue
         const parent = specifier.parent
         if (parent.kind === SyntaxKind.ImportDeclaration) {
@@ -224,7 +231,7 @@ export const deadExports = (root) =>
       markAll(file)
       for (const target of modules.get(file)?.namespaces.values() ?? []) if (path.basename(target) === "index.ts") publicBarrel(target)
     }
-    for (const rel of publicEntries(root)) publicBarrel(byRel.get(rel))
+    for (const { rel } of entries) publicBarrel(byRel.get(rel))
 
     const dead = []
     let total = 0

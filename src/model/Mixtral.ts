@@ -13,6 +13,7 @@
  * each rank's aux terms (already split so that they add up over tp-cp) are divided by M * dp.
  */
 import * as Effect from "effect/Effect"
+import type { Communicator } from "../comm/Communicator.js"
 import * as Operator from "../dataflow/Operator.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import { scale } from "../tensor/ops/Elementwise.js"
@@ -59,24 +60,36 @@ export const layouts = (c: ModelContext.ModelContext) => ({
 })
 
 /**
- * Layers [first, last) as one operator on the hidden rows.
+ * An operator on the hidden rows, as one layer of a model is made of.
+ * @category models
  */
-const layers = (c: ModelContext.ModelContext, range: readonly [number, number], hidden: TensorLayout.TensorLayout) => {
-  type Layer = ReturnType<typeof Block.attention> | ReturnType<typeof Block.ffn>
-  const ops: Array<Operator.Operator<ModelContext.Activations, ModelContext.Activations, Operator.ErrorOf<Layer>, Operator.ServicesOf<Layer>>> = []
-  for (let l = range[0]; l < range[1]; l++) ops.push(Block.attention(c, l, hidden), Block.ffn(c, l, hidden))
-  return Operator.chain(`layers [${range[0]}, ${range[1]})`, ops)
-}
+export type LayerOperator = Operator.Operator<ModelContext.Activations, ModelContext.Activations, unknown, Communicator>
 
 /**
- * The forward of a chunk: from the micro-batch's tokens (first chunk) or the hidden rows
- * received from the previous stage.
+ * The operators of layer `layer`, in order, each keeping the hidden rows in `hidden`'s layout.
+ * @category models
+ */
+export type LayerOperators = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) => ReadonlyArray<LayerOperator>
+
+/**
+ * The Mixtral-like layer: attention, then the FFN (MoE or dense by the layer's frequency).
+ * @category constructors
+ */
+export const standardLayer: LayerOperators = (c, layer, hidden) => [Block.attention(c, layer, hidden), Block.ffn(c, layer, hidden)]
+
+/**
+ * The forward of a chunk of a model whose layers are `layerOperators` (embedding on the first
+ * chunk, output and loss on the last): from the micro-batch's tokens (first chunk) or the
+ * hidden rows received from the previous stage. A user's model with its own blocks is
+ * `forwardWith(itsLayer)`; the built-in one is `forward`.
  * @category combinators
  */
-export const forward = (c: ModelContext.ModelContext, chunk: Chunk, input: Tensor.Tensor | undefined, tokens: ModelContext.Tokens) =>
+export const forwardWith = (layerOperators: LayerOperators) => (c: ModelContext.ModelContext, chunk: Chunk, input: Tensor.Tensor | undefined, tokens: ModelContext.Tokens) =>
   Effect.gen(function* () {
     const l = layouts(c)
-    const body = layers(c, chunk.layers, l.hidden)
+    const ops: Array<LayerOperator> = []
+    for (let layer = chunk.layers[0]; layer < chunk.layers[1]; layer++) ops.push(...layerOperators(c, layer, l.hidden))
+    const body = Operator.chain(`layers [${chunk.layers[0]}, ${chunk.layers[1]})`, ops)
     let x: ModelContext.Activations
     if (chunk.isFirst) {
       x = yield* Operator.andThen(Embedding.make(c, l.hidden), body).run(tokens)
@@ -90,3 +103,9 @@ export const forward = (c: ModelContext.ModelContext, chunk: Chunk, input: Tenso
     const loss = yield* Head.make(c, tokens.targets, l).run(x)
     return { hidden: undefined, loss: loss.tensor, aux, expertRows: x.expertRows, moeStats: x.moeStats ?? [] } satisfies ChunkOutput
   })
+
+/**
+ * The forward of a chunk of the Mixtral-like model.
+ * @category combinators
+ */
+export const forward = forwardWith(standardLayer)

@@ -49,6 +49,8 @@ import * as LockstepProgram from "./LockstepProgram.js"
 import * as ModelConfig from "./ModelConfig.js"
 import * as Params from "./Params.js"
 import type * as RankParams from "./RankParams.js"
+import * as BuiltinModels from "./BuiltinModels.js"
+import * as ModelDefinition from "./ModelDefinition.js"
 import * as RankTrainer from "./RankTrainer.js"
 
 /**
@@ -185,9 +187,10 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
   Effect.gen(function* () {
     ModelConfig.check(setup.model, setup.batch, setup.parallel)
     const world = setup.parallel.world
-    const specs = Params.specs(setup.model)
+    const definition = yield* Effect.promise(() => ModelDefinition.load(setup.definition ?? BuiltinModels.defaultRef))
+    const specs = definition.params(setup.model)
     // The reference is the replicated optimizer on one rank without recompute (the parallel run may shard its state or recompute).
-    const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false, recompute: "none" }, 0)
+    const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false, recompute: "none" }, 0, [], definition)
     // Each step's snapshots, once every rank has reported it (ranks report in step order, so
     // steps complete in order).
     // Ends with undefined once the parallel run has ended, so a step that never completed is a

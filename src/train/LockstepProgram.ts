@@ -15,6 +15,8 @@ import { RankEvents } from "../runtime/RankEvents.js"
 import * as RankProgram from "../runtime/RankProgram.js"
 import type * as DType from "../tensor/DType.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
+import * as BuiltinModels from "./BuiltinModels.js"
+import * as ModelDefinition from "./ModelDefinition.js"
 import * as RankTrainer from "./RankTrainer.js"
 
 /**
@@ -85,7 +87,8 @@ export const program = (rank: number, args: unknown) =>
     if (a.skipSync === undefined) delete process.env.PLEAT_FAULT_SKIP_SYNC
     else process.env.PLEAT_FAULT_SKIP_SYNC = a.skipSync
     const events = yield* RankEvents
-    const trainer = RankTrainer.make(a.setup, rank)
+    const definition = yield* Effect.promise(() => ModelDefinition.load(a.setup.definition ?? BuiltinModels.defaultRef))
+    const trainer = RankTrainer.make(a.setup, rank, [], definition)
     events.report({ step: -1, report: undefined, holdings: holdingsOf(trainer) } satisfies Snapshot)
     for (let k = 0; k < a.steps; k++) {
       const report = yield* trainer.step(k)

@@ -24,12 +24,14 @@ import * as Schedule from "../pipeline/Schedule.js"
 import type * as Trace from "../runtime/Trace.js"
 import type * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
+import * as BuiltinModels from "./BuiltinModels.js"
 import * as ChunkRun from "./ChunkRun.js"
 import * as Data from "./Data.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as Interpreter from "./Interpreter.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
+import type * as ModelDefinition from "./ModelDefinition.js"
 import * as NonFinite from "./NonFinite.js"
 import * as Optimizer from "./Optimizer.js"
 import * as Params from "./Params.js"
@@ -56,6 +58,8 @@ export interface TrainSetup {
   readonly precision?: Precision | undefined
   /** Activation recompute in the backward (none by default). */
   readonly recompute?: Recompute | undefined
+  /** The model (ModelDefinition.Ref); the built-in Mixtral-like model when absent. */
+  readonly definition?: ModelDefinition.Ref | undefined
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */
   readonly span?: ((span: Trace.Span) => void) | undefined
 }
@@ -98,10 +102,11 @@ export interface StepReport {
 
 /**
  * Builds a rank's trainer: its groups, its shards (from the seed), its schedule; `faults` are
- * test-only injected faults (Fault.ts).
+ * test-only injected faults (Fault.ts); `definition` is the model, loaded from
+ * `setup.definition` by the caller (ModelDefinition.load; the built-in model by default).
  * @category constructors
  */
-export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Fault.Fault> = []) => {
+export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Fault.Fault> = [], definition: ModelDefinition.ModelDefinition = BuiltinModels.mixtral) => {
   const { parallel, model, batch } = setup
   const s = parallel.sizes
   const fold = Folding.make(parallel)
@@ -133,7 +138,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   const holdsFirst = place.pp === 0
   const holdsLast = place.pp === s.pp - 1
   const params = RankParams.make(
-    Params.specs(model),
+    definition.params(model),
     (spec) => Params.isHeld(spec, model.layers, { first: holdsFirst, last: holdsLast, chunks }),
     place,
     s,
@@ -163,6 +168,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
     moeState,
     param,
     recompute: setup.recompute,
+    forward: definition.forward,
   })
   // Every link carries the hidden rows of a micro-batch in the model's layout on this rank.
   const links = PipelineLinks.make({

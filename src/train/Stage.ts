@@ -1,18 +1,19 @@
 /**
  * Stage: the bridge from the trainer to the model for one chunk forward: this rank's tokens
- * of the micro-batch and the model context, then `Mixtral.forward` (src/model) does the rest.
+ * of the micro-batch and the model context, then the model's forward (its ModelDefinition;
+ * the built-in one is model/Mixtral) does the rest.
  *
  * Rows are this rank's tokens: the micro-batch's sequences at this cp rank's positions
  * (load-balanced chunks), batch-major; the model splits them over tp under sequence
  * parallelism, which is on whenever tp > 1 (MoE with tp > 1 needs it, semantics.md 2.4.4).
  */
 import * as ContextParallel from "../attention/ContextParallel.js"
-import * as Mixtral from "../model/Mixtral.js"
 import * as ModelContext from "../model/ModelContext.js"
 import type * as MoeRunState from "../moe/MoeRunState.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as Data from "./Data.js"
 import type * as ModelConfig from "./ModelConfig.js"
+import type * as ModelDefinition from "./ModelDefinition.js"
 
 /**
  * The groups a rank trains with.
@@ -38,6 +39,8 @@ export interface StageContext {
   readonly param: (name: string) => Tensor.Tensor
   /** What the backward recomputes (ModelContext.recompute). */
   readonly recompute?: "none" | "selective" | "full" | undefined
+  /** The model's chunk forward (its ModelDefinition). */
+  readonly forward: ModelDefinition.Forward
 }
 
 /**
@@ -85,5 +88,5 @@ const modelContext = (c: StageContext): ModelContext.ModelContext => ({
 export const forward = (c: StageContext, layers: readonly [number, number], input: Tensor.Tensor | undefined, data: Data.MicroBatch, isFirst: boolean, isLast: boolean) => {
   const rows = cpRows(c)
   const tokens = { ids: Int32Array.from(rows, (r) => data.tokens[r] as number), targets: Int32Array.from(rows, (r) => data.targets[r] as number) }
-  return Mixtral.forward(modelContext(c), { layers, isFirst, isLast }, input, tokens)
+  return c.forward(modelContext(c), { layers, isFirst, isLast }, input, tokens)
 }

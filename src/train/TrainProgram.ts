@@ -16,9 +16,11 @@ import * as Effect from "effect/Effect"
 import { RankEvents } from "../runtime/RankEvents.js"
 import * as RankProgram from "../runtime/RankProgram.js"
 import * as MoeRunState from "../moe/MoeRunState.js"
+import * as BuiltinModels from "./BuiltinModels.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import type * as Fault from "./Fault.js"
+import * as ModelDefinition from "./ModelDefinition.js"
 import * as Optimizer from "./Optimizer.js"
 import * as RankTrainer from "./RankTrainer.js"
 import * as SaveFallback from "./SaveFallback.js"
@@ -71,7 +73,8 @@ export const program = (rank: number, args: unknown) =>
   Effect.gen(function* () {
     const a = args as TrainArgs
     const events = yield* RankEvents
-    const trainer = RankTrainer.make(events.tracing ? { ...a.setup, span: events.span } : a.setup, rank, a.faults)
+    const definition = yield* Effect.promise(() => ModelDefinition.load(a.setup.definition ?? BuiltinModels.defaultRef))
+    const trainer = RankTrainer.make(events.tracing ? { ...a.setup, span: events.span } : a.setup, rank, a.faults, definition)
     if (a.resume !== undefined) {
       const { distributed } = trainer
       // The distributed optimizer loads its shards' whole moments, then keeps its parts of them.
