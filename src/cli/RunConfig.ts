@@ -142,6 +142,7 @@ export const settings = {
   keep: count("complete checkpoints --save keeps in DIR (the newest; older ones are removed)", 2),
   resume: optionalText("start from a checkpoint (saved under any mapping)", "DIR"),
   trace: optionalText("write a Chrome/Perfetto trace of every rank", "FILE"),
+  definition: optionalText("train a model of your own: a module whose named export is a ModelDefinition (examples/08); default the built-in Mixtral-like model", "FILE#EXPORT"),
 } as const
 
 type Settings = typeof settings

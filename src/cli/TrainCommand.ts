@@ -29,6 +29,7 @@ import * as Trace from "../runtime/Trace.js"
 import * as SaveFallback from "../train/SaveFallback.js"
 import * as Train from "../train/Train.js"
 import { Activity } from "./Activity.js"
+import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
@@ -102,6 +103,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
   Effect.gen(function* () {
     const activity = yield* Activity
     const { setup, steps, first } = resolved
+    yield* DefinitionFlag.check(setup.definition, resolved.definitionText)
     if (first >= steps) return nothingToDo(resolved, io)
     const tokensPerStep = setup.batch.globalBatch * setup.model.seq
     const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch)

@@ -25,6 +25,7 @@ import * as Optimizer from "../train/Optimizer.js"
 import type * as RankTrainer from "../train/RankTrainer.js"
 import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
+import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as JsonFile from "./JsonFile.js"
 import * as OutputPath from "./OutputPath.js"
 import * as RunConfig from "./RunConfig.js"
@@ -66,6 +67,8 @@ export interface Resolved {
   readonly keep: number
   readonly resume: string | undefined
   readonly trace: string | undefined
+  /** --definition as written (for messages), when a model of the user's own is trained. */
+  readonly definitionText: string | undefined
   /** The step the run starts from (the resumed checkpoint's, else 0). */
   readonly first: number
 }
@@ -232,6 +235,11 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
         throw problem
       })
   }
+  const definition = c.definition === undefined ? undefined : DefinitionFlag.parse(c.definition)
+  if (ConfigError.isConfigError(definition))
+    explained(d, () => {
+      throw definition
+    })
   if (c["save-every"] !== undefined && c.save === undefined) {
     explained(d, () => {
       throw ConfigError.make("save-every", c["save-every"], "has no directory to write into", "add --save DIR, or drop --save-every")
@@ -272,6 +280,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       distributedOptimizer: c["distributed-optimizer"],
       precision: c.precision,
       recompute: c.recompute,
+      ...(definition === undefined || ConfigError.isConfigError(definition) ? {} : { definition }),
     },
     steps: c.steps,
     backend,
@@ -282,6 +291,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     keep: c.keep,
     resume: c.resume,
     trace: c.trace,
+    definitionText: c.definition,
     first,
   }
 }

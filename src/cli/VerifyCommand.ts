@@ -19,6 +19,7 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Lockstep from "../train/Lockstep.js"
 import { Activity } from "./Activity.js"
 import * as BadInput from "./BadInput.js"
+import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
@@ -114,6 +115,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
   const json = resolved.log === "json"
   const s = setup.parallel.sizes
   return Effect.gen(function* () {
+    yield* DefinitionFlag.check(setup.definition, resolved.definitionText)
     const activity = yield* Activity
     activity.set(`before step 1 of ${steps} was compared`)
     if (!json) {

@@ -70,6 +70,8 @@ export const load = async (r: Ref): Promise<ModelDefinition> => {
   const module = (await import(r.module)) as Record<string, unknown>
   const found = module[r.export]
   if (isDefinition(found)) return found
-  const definitions = Object.keys(module).filter((k) => isDefinition(module[k]))
+  const definitions = Object.keys(module)
+    .filter((k) => isDefinition(module[k]))
+    .sort()
   throw new Error(`${r.module} has no model definition "${r.export}" (an object with name, params and forward; definitions there: ${definitions.join(", ") || "none"})`)
 }
