@@ -8,16 +8,10 @@ import * as Group from "../../src/comm/Group.js"
 import type * as Families from "../../src/mapping/Families.js"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
+import type * as Mappings from "../../src/testing/Mappings.js"
 
-/** A mapping and a family, as plain data (the contract's `mappingGroups`, cloneable). */
-export interface MappingArgs {
-  readonly world: number
-  readonly tp: number
-  readonly cp: number
-  readonly pp: number
-  readonly ep: number
-  readonly etp: number
-  readonly order: string
+/** A mapping (pleat/testing's plain form) and a family, as plain data (the contract's `mappingGroups`, cloneable). */
+export interface MappingArgs extends Mappings.MappingArgs {
   readonly family: Families.FamilyName
 }
 

@@ -34,40 +34,66 @@ const decode = <S extends Schema.Top>(schema: S, flag: string, file: string, val
 
 const nameOfFile = (file: string): string => basename(file).replace(/\.json$/, "")
 
+/** What a preset-or-file argument is: its flag, its kind in words, its presets, its file's Schema. */
+interface Source<S extends Schema.Top, A> {
+  readonly flag: string
+  readonly kind: string
+  readonly presets: ReadonlyArray<string>
+  readonly preset: (name: string) => A
+  readonly schema: S & { readonly fields: Readonly<Record<string, unknown>> }
+  readonly example: string
+  readonly fromFile: (decoded: S["Type"], name: string) => A
+}
+
+/** A preset by name, or the JSON file the argument names, decoded. */
+const presetOrFile = <S extends Schema.Top, A>(source: Source<S, A>, value: string): A => {
+  if (!looksLikeFile(value)) {
+    if (source.presets.includes(value)) return source.preset(value)
+    throw ConfigError.make(
+      source.flag,
+      value,
+      `is neither a ${source.kind} preset nor a .json file`,
+      `use one of ${source.presets.join(", ")}, or the path of a ${source.kind} JSON file`,
+    )
+  }
+  const values = JsonFile.readObject(source.flag, value, `a ${source.kind} as one JSON object, e.g. ${source.example}`)
+  if (ConfigError.isConfigError(values)) throw values
+  return source.fromFile(decode(source.schema, source.flag, value, values, Object.keys(source.schema.fields)), nameOfFile(value))
+}
+
 /**
  * The model a `--model` argument names: a preset (at full size, with its router options) or a
  * model file (ModelFile).
  * @category constructors
  */
-export const model = (value: string): { readonly name: string; readonly model: ModelConfig.ModelConfig } => {
-  if (!looksLikeFile(value)) {
-    if ((ModelPresets.names as ReadonlyArray<string>).includes(value)) return { name: value, model: ModelPresets.model(value as ModelPresets.Name, 1) }
-    throw ConfigError.make("--model", value, "is neither a model preset nor a .json file", `use one of ${ModelPresets.names.join(", ")}, or the path of a model JSON file`)
-  }
-  const values = JsonFile.readObject(
-    "--model",
+export const model = (value: string): { readonly name: string; readonly model: ModelConfig.ModelConfig } =>
+  presetOrFile(
+    {
+      flag: "--model",
+      kind: "model",
+      presets: ModelPresets.names,
+      preset: (name) => ({ name, model: ModelPresets.model(name as ModelPresets.Name, 1) }),
+      schema: ModelFile.ModelFile,
+      example: '{"hidden": 4096, "layers": 32, "heads": 32, "experts": 8, "topk": 2, "moeFfn": 14336, "vocab": 32000}',
+      fromFile: ModelFile.toModel,
+    },
     value,
-    'a model as one JSON object, e.g. {"hidden": 4096, "layers": 32, "heads": 32, "experts": 8, "topk": 2, "moeFfn": 14336, "vocab": 32000}',
   )
-  if (ConfigError.isConfigError(values)) throw values
-  return ModelFile.toModel(decode(ModelFile.ModelFile, "--model", value, values, Object.keys(ModelFile.ModelFile.fields)), nameOfFile(value))
-}
 
 /**
  * The cluster a `--cluster` argument names: a preset or a cluster file (Cluster.ClusterFile).
  * @category constructors
  */
-export const cluster = (value: string): Cluster.Cluster => {
-  if (!looksLikeFile(value)) {
-    const preset = Cluster.presets[value]
-    if (preset !== undefined) return preset
-    throw ConfigError.make("--cluster", value, "is neither a cluster preset nor a .json file", `use one of ${Cluster.names.join(", ")}, or the path of a cluster JSON file`)
-  }
-  const values = JsonFile.readObject(
-    "--cluster",
+export const cluster = (value: string): Cluster.Cluster =>
+  presetOrFile(
+    {
+      flag: "--cluster",
+      kind: "cluster",
+      presets: Cluster.names,
+      preset: (name) => Cluster.presets[name] as Cluster.Cluster,
+      schema: Cluster.ClusterFile,
+      example: '{"gpusPerNode": 8, "memoryGB": 80, "peakTflops": 989.5, "nvlinkGBps": 900, "nicsPerNode": 8, "nicGbps": 400}',
+      fromFile: Cluster.fromFile,
+    },
     value,
-    'a cluster as one JSON object, e.g. {"gpusPerNode": 8, "memoryGB": 80, "peakTflops": 989.5, "nvlinkGBps": 900, "nicsPerNode": 8, "nicGbps": 400}',
   )
-  if (ConfigError.isConfigError(values)) throw values
-  return Cluster.fromFile(decode(Cluster.ClusterFile, "--cluster", value, values, Object.keys(Cluster.ClusterFile.fields)), nameOfFile(value))
-}
