@@ -11,17 +11,14 @@ import * as Families from "../../src/mapping/Families.js"
 import * as Job from "../../src/runtime/Job.js"
 import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
-import { factorized } from "../mapping/arbitraries.js"
-import { isValid } from "../mapping/oracle.js"
+import * as Mappings from "../../src/testing/Mappings.js"
 import { type BackendName, backends, results, type Scenario } from "./runOn.js"
 import * as Scenarios from "./scenarios.js"
 
 const familyNames = Families.familyNames.filter((f) => f !== "embedding")
 
 /** A mapping as plain data and one of its families, worlds up to 8. */
-const mappings: fc.Arbitrary<Scenarios.MappingArgs> = factorized(8)
-  .filter(isValid)
-  .chain((c) => fc.constantFrom(...familyNames).map((family) => ({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-"), family })))
+const mappings: fc.Arbitrary<Scenarios.MappingArgs> = Mappings.mappings({ maxWorld: 8 }).chain((m) => fc.constantFrom(...familyNames).map((family) => ({ ...m, family })))
 
 const cols = fc.integer({ min: 0, max: 3 })
 

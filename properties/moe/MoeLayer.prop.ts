@@ -6,7 +6,6 @@ import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as Group from "../../src/comm/Group.js"
 import * as Folding from "../../src/mapping/Folding.js"
-import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as MoeLayer from "../../src/moe/MoeLayer.js"
 import * as Job from "../../src/runtime/Job.js"
 import * as Elementwise from "../../src/tensor/ops/Elementwise.js"
@@ -14,8 +13,7 @@ import * as Reduce from "../../src/tensor/ops/Reduce.js"
 import * as Shape from "../../src/tensor/ops/Shape.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
-import { factorized } from "../mapping/arbitraries.js"
-import { isValid } from "../mapping/oracle.js"
+import * as Mappings from "../../src/testing/Mappings.js"
 import { uniform } from "../tensor/gradcheck.js"
 import { referenceMoe } from "./reference.js"
 
@@ -49,8 +47,8 @@ const near = (got: ReadonlyArray<number>, want: ReadonlyArray<number>, what: str
   got.forEach((v, i) => expect(Math.abs(v - (want[i] as number)), `${what}[${i}] ${v} vs ${want[i]}`).toBeLessThan(1e-9 * Math.max(1, Math.abs(want[i] as number))))
 }
 
-const setting = factorized(8)
-  .filter((c) => isValid(c) && c.pp === 1)
+const setting = Mappings.mappings({ maxWorld: 8 })
+  .filter((c) => c.pp === 1)
   .chain((c) =>
     fc.record({
       c: fc.constant(c),
@@ -72,7 +70,7 @@ describe("the MoE layer under folding", () => {
     await fc.assert(
       fc.asyncProperty(setting, async (s) => {
         const { c } = s
-        const config = ParallelConfig.make({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-") })
+        const config = Mappings.toConfig(c)
         const fold = Folding.make(config)
         const numExperts = c.ep * s.perExpert
         const topk = Math.min(s.topk, numExperts)

@@ -40,8 +40,14 @@ export interface MappingOptions {
   readonly fits?: ((config: ParallelConfig.ParallelConfig) => boolean) | undefined
 }
 
-/** Orders with tp before ep (the only ones that validate), default first. */
-const orders = ["tp-cp-ep-dp-pp", "tp-cp-ep-pp-dp", "tp-ep-cp-dp-pp", "cp-tp-ep-dp-pp", "tp-cp-dp-ep-pp", "tp-pp-cp-ep-dp"]
+const permutations = <T>(xs: ReadonlyArray<T>): Array<Array<T>> =>
+  xs.length <= 1 ? [[...xs]] : xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((rest) => [x, ...rest]))
+
+/** Every order with tp before ep (the 60 that can validate), Megatron's default first (shrinking goes there). */
+const orders = permutations(["tp", "cp", "ep", "dp", "pp"])
+  .filter((o) => o.indexOf("tp") < o.indexOf("ep"))
+  .map((o) => o.join("-"))
+  .sort((a, b) => (a === "tp-cp-ep-dp-pp" ? -1 : b === "tp-cp-ep-dp-pp" ? 1 : 0))
 
 const degree = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(1, 2, 4) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) })
 
