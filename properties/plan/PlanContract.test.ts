@@ -231,5 +231,10 @@ describe("pleat plan at scale", () => {
     const doc = JSON.parse(r.out) as { mappingsWeighed: number; candidates: Array<CandidateJson> }
     expect(doc.mappingsWeighed).toBeGreaterThan(100_000)
     expect(doc.candidates[0]?.dp).toBeGreaterThan(1)
+    // Progress on stderr (one line per tenth of the search on a pipe), up to the last pair.
+    const lines = r.err.trim().split("\n")
+    expect(lines.length).toBeGreaterThan(2)
+    const [, total] = /tp-cp pair \d+\/(\d+) /.exec(lines[0] ?? "") ?? []
+    expect(lines.at(-1)).toContain(`tp-cp pair ${total}/${total} weighing the mappings of 16384 GPUs`)
   })
 })

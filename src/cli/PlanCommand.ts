@@ -20,12 +20,19 @@ import type { Io } from "./Io.js"
 import * as OutputPath from "./OutputPath.js"
 import * as PlanInputs from "./PlanInputs.js"
 import * as PlanText from "./PlanText.js"
+import * as Progress from "./Progress.js"
 
 /**
  * The largest GPU count `pleat plan` weighs (the largest world pleat lays out).
  * @category configuration
  */
 const maxGpus = 1 << 22
+
+/**
+ * The GPU count from which the search shows progress (16,384 GPUs take ~2 s here, 65,536 ~4 s).
+ * @category configuration
+ */
+const progressFromGpus = 1 << 14
 
 const precisions: ReadonlyArray<Precision> = ["bf16", "fp8"]
 const recomputes: ReadonlyArray<Recompute> = ["none", "selective", "full"]
@@ -113,7 +120,15 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     recompute: choice("--recompute", Flags.string(f, "recompute"), recomputes),
   }
   const top = Flags.int(f, "top") ?? 5
-  const outcome = Planner.plan(job, fixed)
+  // From this many GPUs the search takes a second or more here: show its progress on stderr.
+  const showProgress = gpus >= progressFromGpus
+  let bar: Progress.Progress | undefined
+  const outcome = Planner.plan(job, fixed, (done, total) => {
+    if (!showProgress) return
+    bar ??= Progress.make(total, 0, Progress.toStderr(io), Math.max(1, Math.ceil(total / 10)), "tp-cp pair")
+    bar.update(done, `weighing the mappings of ${gpus} GPUs`)
+  })
+  bar?.clear()
   const best = outcome.candidates[0]
   if (best === undefined) {
     const what = `${job.modelName} (seq ${job.seq}, global batch ${job.globalBatch})`

@@ -9,7 +9,8 @@
  * micro-batch count a multiple of pp (Megatron's interleaved schedule), and micro-batches up to
  * `maxMicroBatch`, and recomputation none, selective or full. A flag the user gave fixes its dimension. Each mapping (tp, cp, pp, ep, etp)
  * is listed once, with its best order, vpp, micro-batch and recomputation, so the top K are K different
- * mappings. Ties keep the smaller memory, then the smaller degrees.
+ * mappings. Ties keep the smaller memory, then the smaller degrees. `onProgress` hears of
+ * each (tp, cp) pair as the search reaches it (large clusters take seconds).
  */
 import * as Result from "effect/Result"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
@@ -57,13 +58,25 @@ const orders = ["tp-cp-ep-dp-pp", "tp-cp-ep-pp-dp"] as const
 /** Recomputation in the order of preference on equal MFU (less recomputation first). */
 const recomputes: ReadonlyArray<Recompute> = ["none", "selective", "full"]
 
-const divisors = (n: number): Array<number> => {
-  const out: Array<number> = []
-  for (let d = 1; d <= n; d++) if (n % d === 0) out.push(d)
-  return out
+const divisorsOf = new Map<number, ReadonlyArray<number>>()
+
+/** The divisors of n in increasing order (trial division up to sqrt(n), remembered). */
+const divisors = (n: number): ReadonlyArray<number> => {
+  const known = divisorsOf.get(n)
+  if (known !== undefined) return known
+  const low: Array<number> = []
+  const high: Array<number> = []
+  for (let d = 1; d * d <= n; d++)
+    if (n % d === 0) {
+      low.push(d)
+      if (d * d !== n) high.push(n / d)
+    }
+  const all = [...low, ...high.reverse()]
+  divisorsOf.set(n, all)
+  return all
 }
 
-const choices = (n: number, fixed: number | undefined): Array<number> => (fixed === undefined ? divisors(n) : n % fixed === 0 ? [fixed] : [])
+const choices = (n: number, fixed: number | undefined): ReadonlyArray<number> => (fixed === undefined ? divisors(n) : n % fixed === 0 ? [fixed] : [])
 
 const spreadsOf = (config: ParallelConfig.ParallelConfig, gpusPerNode: number, memo: Placement.Memo): StepTime.Spreads => {
   const dense = ParallelConfig.denseGrid(config)
@@ -104,59 +117,63 @@ const better = (a: Prediction, b: Prediction): number =>
  * Weighs every valid mapping of `job` within `fixed`.
  * @category constructors
  */
-export const plan = (job: Job, fixed: Fixed): Outcome => {
+export const plan = (job: Job, fixed: Fixed, onProgress?: (done: number, total: number) => void): Outcome => {
   const capacity = job.cluster.memoryGB * 1e9
   const best = new Map<string, Prediction>()
   let weighed = 0
   const memo: Placement.Memo = new Map()
   let closest: Outcome["closest"]
   const g = job.gpus
-  for (const tp of choices(g, fixed.tp))
-    for (const cp of choices(g / tp, fixed.cp))
-      for (const pp of choices(g / (tp * cp), fixed.pp)) {
-        if (job.model.layers % pp !== 0) continue
-        for (const ep of choices(g / pp, fixed.ep))
-          for (const etp of choices(g / (pp * ep), fixed.etp)) {
-            const layouts = new Set<string>()
-            for (const order of orders) {
-              const validated = ParallelConfig.validate({ world: g, tp, cp, pp, ep, etp, order })
-              if (Result.isFailure(validated)) continue
-              const config = validated.success
-              // Orders that lay the ranks out the same are one choice.
-              const layout = `${ParallelConfig.denseGrid(config)
-                .axes.map((a) => a.stride)
-                .join()}|${ParallelConfig.expertGrid(config)
-                .axes.map((a) => a.stride)
-                .join()}`
-              if (layouts.has(layout)) continue
-              layouts.add(layout)
-              const spreads = spreadsOf(config, job.cluster.gpusPerNode, memo)
-              const s = config.sizes
-              const vpps = pp === 1 ? (fixed.vpp === undefined || fixed.vpp === 1 ? [1] : []) : choices(job.model.layers / pp, fixed.vpp)
-              const microBatchCandidates = fixed.microBatch === undefined ? divisors(job.globalBatch / s.dp).filter((m) => m <= maxMicroBatch) : [fixed.microBatch]
-              for (const vpp of vpps)
-                for (const microBatch of microBatchCandidates) {
-                  if (!fits(job, vpp > 1 ? { ...config, vpp } : config, microBatch)) continue
-                  if (vpp > 1 && (job.globalBatch / (microBatch * s.dp)) % pp !== 0) continue
-                  // Recomputation only adds time: the first level that fits is the best one.
-                  for (const recompute of fixed.recompute === undefined ? recomputes : [fixed.recompute]) {
-                    const mapping: Mapping = { tp, cp, pp, vpp, ep, etp, dp: s.dp, edp: s.edp, order, microBatch, recompute }
-                    weighed++
-                    const memory = MemoryModel.ofMapping(job, mapping)
-                    if (memory.total > capacity) {
-                      const over = memory.total - capacity
-                      if (closest === undefined || over < closest.bytes) closest = { mapping, bytes: over }
-                      continue
-                    }
-                    const prediction = predictWith(job, mapping, memory, spreads)
-                    const key = `${tp},${cp},${pp},${ep},${etp}`
-                    const held = best.get(key)
-                    if (held === undefined || better(prediction, held) < 0) best.set(key, prediction)
-                    break
+  // The (tp, cp) pairs: the unit of progress.
+  const pairs = choices(g, fixed.tp).flatMap((tp) => choices(g / tp, fixed.cp).map((cp) => [tp, cp] as const))
+  for (const [done, [tp, cp]] of pairs.entries()) {
+    onProgress?.(done, pairs.length)
+    for (const pp of choices(g / (tp * cp), fixed.pp)) {
+      if (job.model.layers % pp !== 0) continue
+      for (const ep of choices(g / pp, fixed.ep))
+        for (const etp of choices(g / (pp * ep), fixed.etp)) {
+          const layouts = new Set<string>()
+          for (const order of orders) {
+            const validated = ParallelConfig.validate({ world: g, tp, cp, pp, ep, etp, order })
+            if (Result.isFailure(validated)) continue
+            const config = validated.success
+            // Orders that lay the ranks out the same are one choice.
+            const layout = `${ParallelConfig.denseGrid(config)
+              .axes.map((a) => a.stride)
+              .join()}|${ParallelConfig.expertGrid(config)
+              .axes.map((a) => a.stride)
+              .join()}`
+            if (layouts.has(layout)) continue
+            layouts.add(layout)
+            const spreads = spreadsOf(config, job.cluster.gpusPerNode, memo)
+            const s = config.sizes
+            const vpps = pp === 1 ? (fixed.vpp === undefined || fixed.vpp === 1 ? [1] : []) : choices(job.model.layers / pp, fixed.vpp)
+            const microBatchCandidates = fixed.microBatch === undefined ? divisors(job.globalBatch / s.dp).filter((m) => m <= maxMicroBatch) : [fixed.microBatch]
+            for (const vpp of vpps)
+              for (const microBatch of microBatchCandidates) {
+                if (!fits(job, vpp > 1 ? { ...config, vpp } : config, microBatch)) continue
+                if (vpp > 1 && (job.globalBatch / (microBatch * s.dp)) % pp !== 0) continue
+                // Recomputation only adds time: the first level that fits is the best one.
+                for (const recompute of fixed.recompute === undefined ? recomputes : [fixed.recompute]) {
+                  const mapping: Mapping = { tp, cp, pp, vpp, ep, etp, dp: s.dp, edp: s.edp, order, microBatch, recompute }
+                  weighed++
+                  const memory = MemoryModel.ofMapping(job, mapping)
+                  if (memory.total > capacity) {
+                    const over = memory.total - capacity
+                    if (closest === undefined || over < closest.bytes) closest = { mapping, bytes: over }
+                    continue
                   }
+                  const prediction = predictWith(job, mapping, memory, spreads)
+                  const key = `${tp},${cp},${pp},${ep},${etp}`
+                  const held = best.get(key)
+                  if (held === undefined || better(prediction, held) < 0) best.set(key, prediction)
+                  break
                 }
-            }
+              }
           }
-      }
+        }
+    }
+  }
+  onProgress?.(pairs.length, pairs.length)
   return { candidates: [...best.values()].sort(better), weighed, closest }
 }
