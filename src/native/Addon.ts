@@ -52,7 +52,7 @@ export class AddonLoadError extends Data.TaggedError("AddonLoadError")<{
   readonly detail: string
 }> {
   override get message(): string {
-    return `${this.addon}.node ${this.reason} (${this.path}): ${this.detail}; fix: run \`npm run build:native\``
+    return `${this.addon}.node ${this.reason} (${this.path}): ${this.detail}; fix: run \`npm run build:native\` in a checkout, or \`npm rebuild pleat\` where pleat is installed`
   }
 }
 
