@@ -6,7 +6,8 @@
 // loads it by reference, as it loads the built-in model, so pipeline schedules, the distributed
 // optimizer, checkpoints and every backend work unchanged. It is trained on 8 ranks with
 // folding, then trained under the same mapping and on one rank in lockstep (what `pleat
-// verify` does for the built-in model): both must agree.
+// verify` does for the built-in model), and property-tested over random mappings with
+// `pleat/testing`: both must agree with one rank.
 //
 //   npx tsx examples/08-custom-model.ts
 //
@@ -17,8 +18,10 @@
 //   the loss fell: true
 //   its own layers count: step 1 loss 3.6369 against 3.6229 for the built-in model
 //   lockstep against one rank, 2 steps: loss, gradients and parameters agree: true
+//   property: the hybrid equals one rank under 3 random mappings (pleat/testing)
 import * as Effect from "effect/Effect"
 import { dataflow, mapping, model, tensor, train } from "pleat"
+import { ModelEqualsOneRank } from "pleat/testing"
 
 const denseWidth = 48
 const eps = 1e-6
@@ -83,6 +86,8 @@ const main = async () => {
   const compared = await Effect.runPromise(train.Lockstep.run(setup, { steps: 2 }))
   const worst = Math.max(...compared.flatMap((k) => [k.loss.error, k.gradNorm.error, k.gradient.error, k.parameter.error]))
   console.log(`lockstep against one rank, 2 steps: loss, gradients and parameters agree: ${worst < 1e-9}`)
+  await ModelEqualsOneRank.check({ definition: setup.definition, model: sizes, batch: setup.batch, numRuns: 3 })
+  console.log("property: the hybrid equals one rank under 3 random mappings (pleat/testing)")
 }
 
 // Run only as a script, and without a top-level await: the ranks import this module for `hybrid`.

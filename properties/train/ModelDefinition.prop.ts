@@ -53,7 +53,9 @@ describe("ModelDefinition", () => {
   }, 180_000)
 
   test("a reference to something that is not a definition names the definitions of the module", async () => {
-    await expect(ModelDefinition.load(ModelDefinition.ref(definitions, "notAModel"))).rejects.toThrow(/has no model definition "notAModel" .*definitions there: hybrid, rebuilt/)
+    await expect(ModelDefinition.load(ModelDefinition.ref(definitions, "notAModel"))).rejects.toThrow(
+      /has no model definition "notAModel" .*definitions there: hybrid, rebuilt, unreduced/,
+    )
   })
 
   test("--definition: wrong form, missing file and wrong export exit 2 with one line", async () => {

@@ -6,7 +6,9 @@ import * as Operator from "../../src/dataflow/Operator.js"
 import * as TensorLayout from "../../src/dataflow/TensorLayout.js"
 import * as Mixtral from "../../src/model/Mixtral.js"
 import type * as ModelContext from "../../src/model/ModelContext.js"
+import { swiglu } from "../../src/tensor/ops/Activation.js"
 import { add } from "../../src/tensor/ops/Elementwise.js"
+import { matmul } from "../../src/tensor/ops/Matmul.js"
 import { rmsNorm } from "../../src/tensor/ops/Norm.js"
 import type * as ModelConfig from "../../src/train/ModelConfig.js"
 import type * as ModelDefinition from "../../src/train/ModelDefinition.js"
@@ -48,6 +50,23 @@ export const hybrid: ModelDefinition.ModelDefinition = {
   name: "hybrid",
   params: hybridParams,
   forward: Mixtral.forwardWith((c, layer, hidden) => [...Mixtral.standardLayer(c, layer, hidden), dense(c, layer, hidden)]),
+}
+
+/** The hybrid's dense branch on this rank's shards with no collective at all: right on one rank,
+ * wrong wherever tp > 1 (its rows see only their own tp shard of the MLP). */
+const unreducedDense = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout): Mixtral.LayerOperator =>
+  Operator.laid(`unreduced dense (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) => {
+    const p = (n: string) => c.param(`layers.${layer}.dense.${n}`)
+    const x = rmsNorm(h.tensor, p("norm"))
+    const y = matmul(swiglu(matmul(x, p("wGate")), matmul(x, p("wUp"))), p("wDown"))
+    return Effect.succeed({ ...h, tensor: add(h.tensor, y) })
+  })
+
+/** The hybrid with the broken branch (for the kit's property that must catch it). */
+export const unreduced: ModelDefinition.ModelDefinition = {
+  name: "unreduced",
+  params: hybridParams,
+  forward: Mixtral.forwardWith((c, layer, hidden) => [...Mixtral.standardLayer(c, layer, hidden), unreducedDense(c, layer, hidden)]),
 }
 
 /** Not a definition (for the error). */
