@@ -78,17 +78,18 @@ describe("EqualsOneRank", () => {
     await EqualsOneRank.check({ module: programs, export: "tpMlp", mappings: Mappings.mappings({ maxWorld: 8 }), numRuns: 15, absolute: 1e-12, relative: 1e-12 })
   })
 
-  test("passes it on worker threads too", async () => {
-    await EqualsOneRank.check({
-      module: programs,
-      export: "tpMlp",
-      backend: "threads",
-      mappings: Mappings.mappings({ minWorld: 2, maxWorld: 4 }),
-      numRuns: 4,
-      absolute: 1e-12,
-      relative: 1e-12,
-    })
-  }, 60_000)
+  test("passes it on worker threads and on both zero-copy backends too", async () => {
+    for (const backend of ["threads", "threads-zero-copy", "local-zero-copy"] as const)
+      await EqualsOneRank.check({
+        module: programs,
+        export: "tpMlp",
+        backend,
+        mappings: Mappings.mappings({ minWorld: 2, maxWorld: 4 }),
+        numRuns: 3,
+        absolute: 1e-12,
+        relative: 1e-12,
+      })
+  }, 120_000)
 
   test("catches a program that forgets to gather, naming a tp > 1 mapping and the array", async () => {
     const failure = EqualsOneRank.check({ module: programs, export: "ungathered", mappings: Mappings.mappings({ maxWorld: 8 }), numRuns: 30 })

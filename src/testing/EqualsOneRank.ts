@@ -15,9 +15,8 @@
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import * as Backend from "../runtime/Backend.js"
-import * as LocalBackend from "../runtime/LocalBackend.js"
+import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as RankProgram from "../runtime/RankProgram.js"
-import * as ThreadsBackend from "../runtime/ThreadsBackend.js"
 import * as Mappings from "./Mappings.js"
 
 /**
@@ -46,8 +45,9 @@ export interface Options {
   readonly export: string
   /** The mappings to try (default: Mappings.mappings() up to 8 ranks). */
   readonly mappings?: fc.Arbitrary<Mappings.MappingArgs> | undefined
-  /** The backend the parallel runs use: local fibers (default) or worker threads. */
-  readonly backend?: "local" | "threads" | undefined
+  /** The backend the runs use: local fibers (default), worker threads, or either without
+   * copies (-zero-copy). MPI runs one rank per process: run the check under a launcher there. */
+  readonly backend?: Exclude<ChooseBackend.Name, "mpi"> | undefined
   /** |parallel - one rank| <= absolute + relative * |one rank|: defaults 1e-6 and 1e-5, for
    * float32 (tensors' default dtype; sums in another order round differently); float64
    * programs can ask for 1e-12. */
@@ -66,9 +66,13 @@ const oneRank: Mappings.MappingArgs = { world: 1, tp: 1, cp: 1, pp: 1, ep: 1, et
  * @category constructors
  */
 export const runMapping = (options: Options, mapping: Mappings.MappingArgs, seed: number): Promise<Array<Outcome>> => {
-  const layer = options.backend === "threads" ? ThreadsBackend.layer() : LocalBackend.layer()
   const args: RankCase = { mapping, seed }
-  return Effect.runPromise(Effect.provide(Backend.run<Outcome>({ world: mapping.world, program: RankProgram.make(options.module, options.export, args) }), layer))
+  return Effect.runPromise(
+    Effect.provide(
+      Backend.run<Outcome>({ world: mapping.world, program: RankProgram.make(options.module, options.export, args) }),
+      ChooseBackend.layer(options.backend ?? "local"),
+    ),
+  )
 }
 
 /** The first difference between one rank's outcome and the reference, in words, or undefined. */
