@@ -238,3 +238,20 @@ describe("pleat plan at scale", () => {
     expect(lines.at(-1)).toContain(`tp-cp pair ${total}/${total} weighing the mappings of 16384 GPUs`)
   })
 })
+
+describe("pleat plan: a model that cannot work under any mapping is named as such", () => {
+  test("a model file whose heads do not divide hidden, or whose top-k exceeds its experts", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-plan-model-"))
+    const write = (name: string, fields: Record<string, number>) => {
+      const p = path.join(dir, name)
+      writeFileSync(p, JSON.stringify({ hidden: 1024, layers: 4, heads: 16, experts: 8, topk: 2, moeFfn: 256, vocab: 1000, seq: 1024, ...fields }))
+      return p
+    }
+    const heads = runPlan(["--model", write("heads.json", { hidden: 1000 }), "--gpus", "8", "--global-batch", "8"])
+    expect(heads.status).toBe(2)
+    expect(heads.err).toMatch(/^pleat plan: --model heads: hidden: 1000 is not divisible by heads = 16; fix: /)
+    const topk = runPlan(["--model", write("topk.json", { topk: 9 }), "--gpus", "8", "--global-batch", "8"])
+    expect(topk.status).toBe(2)
+    expect(topk.err).toMatch(/topk: 9 is larger than experts = 8/)
+  })
+})

@@ -11,6 +11,7 @@ import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import type { Job, Precision, Recompute } from "../plan/Job.js"
 import * as ModelFlops from "../plan/ModelFlops.js"
 import * as Planner from "../plan/Planner.js"
+import * as ModelConfig from "../train/ModelConfig.js"
 import * as ModelPresets from "../train/ModelPresets.js"
 import * as FoldPicture from "../viz/FoldPicture.js"
 import * as Cluster from "../plan/Cluster.js"
@@ -120,6 +121,16 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     recompute: choice("--recompute", Flags.string(f, "recompute"), recomputes),
   }
   const top = Flags.int(f, "top") ?? 5
+  // What is wrong with the model or batch whatever the mapping (heads that do not divide hidden,
+  // top-k above the experts, ...) is said as such, before any search.
+  const alone = ModelConfig.problemOf({ ...job.model, seq: job.seq }, { microBatch: fixed.microBatch ?? 1, globalBatch: job.globalBatch }, ParallelConfig.make({ world: 1 }))
+  if (alone !== undefined)
+    throw ConfigError.make(
+      alone.field === "global-batch" || alone.field === "micro-batch" || alone.field === "seq" ? `--${alone.field}` : `--model ${job.modelName}: ${alone.field}`,
+      alone.value,
+      alone.reason,
+      alone.fix,
+    )
   // From this many GPUs the search takes a second or more here: show its progress on stderr.
   const showProgress = gpus >= progressFromGpus
   let bar: Progress.Progress | undefined
@@ -144,7 +155,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
       "--gpus",
       gpus,
       `fits no mapping of ${what} in ${cluster.memoryGB} GB per GPU: the closest (tp ${m.tp} cp ${m.cp} pp ${m.pp} vpp ${m.vpp} ep ${m.ep} etp ${m.etp}, micro-batch ${m.microBatch}, recompute ${m.recompute}) needs ${gb(outcome.closest.bytes)} more`,
-      "use more GPUs, a cluster with more memory per GPU (e.g. --cluster dgx-h200), full recomputation, or fewer fixed flags",
+      `use more GPUs, a cluster with more memory per GPU (e.g. --cluster dgx-h200)${m.recompute === "full" ? "" : ", full recomputation"}${Object.values(fixed).some((v) => v !== undefined) ? ", or fewer fixed flags" : ""}`,
     )
   }
   const modelFlops = ModelFlops.perStep(job.model, job.seq, job.globalBatch)
