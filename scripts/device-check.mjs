@@ -186,6 +186,75 @@ if (status.available) {
     return { pendingAfterFree: stats.pendingBlocks, reusedAtOnce: next === at }
   })
 
+  // cuBLAS: the library pleat doctor found (or PLEAT_CUBLAS_LIB), loaded by dlopen.
+  const cublasPath = process.env.PLEAT_CUBLAS_LIB ?? doctorJson.cublas?.path ?? "libcublas.so.13"
+  const cublas = Cuda.loadCublas(cublasPath)
+  check(`cuBLAS loads (${cublasPath})`, () => {
+    assert(cublas.loaded, cublas.error)
+    return cublas
+  })
+  if (cublas.loaded) {
+    const bf16 = (x) =>
+      Float32Array.from(x, (v) => {
+        const u = new Uint32Array(Float32Array.of(v).buffer)[0]
+        const r = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16
+        return new Float32Array(Uint32Array.of(r >>> 0).buffer)[0]
+      })
+    const product = (a, b, m, n, k) => {
+      const out = new Float64Array(m * n)
+      const scale = new Float64Array(m * n)
+      for (let i = 0; i < m; i++)
+        for (let p = 0; p < k; p++)
+          for (let j = 0; j < n; j++) {
+            const t = a[i * k + p] * b[p * n + j]
+            out[i * n + j] += t
+            scale[i * n + j] += Math.abs(t)
+          }
+      return { out, scale }
+    }
+    check("gemm (cuBLAS): the float64 product within fp32 rounding (fp32 and bf16 inputs)", () => {
+      const cases = []
+      for (const [m, n, k] of [
+        [1, 1, 1],
+        [17, 33, 65],
+        [128, 96, 300],
+      ])
+        for (const half of [false, true]) {
+          const a = floats(m * k)
+          const b = floats(k * n)
+          const out = new Float32Array(m * n)
+          ops.gemm(a, b, out, m, n, k, half)
+          const ref = half ? product(bf16(a), bf16(b), m, n, k) : product(a, b, m, n, k)
+          let worst = 0
+          out.forEach((v, i) => {
+            worst = Math.max(worst, Math.abs(v - ref.out[i]) / (ref.scale[i] + 1e-30))
+          })
+          assert(worst <= 2 ** -20, `${m}x${n}x${k} ${half ? "bf16" : "fp32"}: error ${worst} of the products' scale`)
+          cases.push({ m, n, k, bf16: half, worstRelativeToScale: worst })
+        }
+      return { cases }
+    })
+    check("grouped expert GEMM against dense cuBLAS bf16 GEMM of the same FLOPs (T 8192, H 4096, F 14336, E 8, top-2)", () => {
+      const [tokens, hidden, ffn, experts] = [8192, 4096, 14336, 8]
+      const rows = tokens * 2
+      const counts = Int32Array.from({ length: experts }, (_, e) => rows / experts + (e % 2 === 0 ? 256 : -256))
+      const a = floats(rows * hidden)
+      const b = floats(experts * hidden * ffn)
+      const out = new Float32Array(rows * ffn)
+      const flops = 2 * rows * hidden * ffn
+      ops.groupedGemm(a, b, out, counts, hidden, ffn, true)
+      const grouped = Math.min(...[0, 1, 2].map(() => ops.groupedGemm(a, b, out, counts, hidden, ffn, true)))
+      const dense = Math.min(...[0, 1, 2].map(() => ops.gemm(a, b.subarray(0, hidden * ffn), out, rows, ffn, hidden, true)))
+      return {
+        groupedTflops: flops / (grouped / 1000) / 1e12,
+        denseTflops: flops / (dense / 1000) / 1e12,
+        ratio: dense / grouped,
+        target: 0.7,
+        note: "grouped: one cuBLAS GEMM per expert on the stream (no grouped kernel yet)",
+      }
+    })
+  }
+
   check("copy bandwidth host <-> device, 256 MiB (pageable host memory)", () => {
     const n = 256 << 20
     const host = new Uint8Array(n).fill(3)
@@ -207,8 +276,7 @@ const report = {
   doctor: doctorJson,
   checks,
   notYet: [
-    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows, swiglu, combineRows and adamw exist): GEMM / grouped GEMM, permute with the prob column, router, RoPE, cross-entropy, attention, the backwards",
-    "cuBLAS bf16 GEMM ceiling and the grouped expert GEMM against it",
+    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows, swiglu, combineRows, adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, router, RoPE, cross-entropy, attention, the backwards",
     "the NCCL backend's contract subset on one GPU",
     "one MoE layer forward and backward against PyTorch eager",
   ],

@@ -1,5 +1,6 @@
 // The first CUDA kernels (cuda/src/kernels/ops_cuda.h) against their CPU twins: gather exact,
-// AdamW the same bits, RMSNorm and SwiGLU within one float ulp. Where no GPU runs (here, CI)
+// AdamW the same bits, RMSNorm and SwiGLU within one float ulp; the cuBLAS GEMMs (dlopen'ed,
+// cuda/src/cublas_binding.cc) within fp32 rounding of the float64 product, grouped = per expert. Where no GPU runs (here, CI)
 // only the argument checks and the "no device" path run; scripts/device-check runs the rest on
 // the GPU machine (and PLEAT_REQUIRE_GPU=1 makes a missing device fail instead).
 import fc from "fast-check"
@@ -9,6 +10,7 @@ import * as Cpu from "../../src/native/Cpu.js"
 import * as CpuDispatch from "../../src/native/CpuDispatch.js"
 import * as CpuOptional from "../../src/native/CpuOptional.js"
 import * as Cuda from "../../src/native/Cuda.js"
+import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 
 const built = Addon.isBuilt("pleat_cuda")
 const status = Cuda.cudaStatus()
@@ -36,6 +38,16 @@ describe.runIf(built && !status.available)("CUDA kernels without a device", () =
     expect(() => ops.rmsnormRows(new Float32Array(4), new Float32Array(2), new Float32Array(4), undefined, 2, 2, 1e-6)).toThrow(/^no device: /)
     expect(() => ops.combineRows(new Float32Array(4), 2, Int32Array.of(0, 3), undefined, 2, 2, new Float32Array(4))).toThrow(/index\[1\] = 3 is not a token of 2/)
     expect(() => ops.combineRows(new Float32Array(4), 2, Int32Array.of(0, 1), undefined, 2, 2, new Float32Array(4))).toThrow(/^no device: /)
+    expect(() => ops.gemm(new Float32Array(3), new Float32Array(4), new Float32Array(4), 2, 2, 2)).toThrow(/a needs m \* k elements/)
+    expect(() => ops.gemm(new Float32Array(4), new Float32Array(4), new Float32Array(4), 2, 2, 2, true)).toThrow(/^no device: /)
+    expect(() => ops.groupedGemm(new Float32Array(4), new Float32Array(8), new Float32Array(4), Int32Array.of(3, -1), 2, 2)).toThrow(/counts\[1\] = -1 is negative/)
+    expect(() => ops.groupedGemm(new Float32Array(4), new Float32Array(8), new Float32Array(4), Int32Array.of(1, 1), 2, 2)).toThrow(/^no device: /)
+  })
+
+  test("loadCublas says why a library does not load", () => {
+    const r = Cuda.loadCublas("/nonexistent/libcublas.so.13")
+    expect(r.loaded).toBe(false)
+    if (!r.loaded) expect(r.error).toMatch(/^cannot load \/nonexistent\/libcublas\.so\.13: /)
   })
 })
 
@@ -127,6 +139,71 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
         expect([gpu.w, gpu.m, gpu.v]).toEqual([cpu.w, cpu.m, cpu.v])
       }),
       { numRuns: 20 },
+    )
+  })
+
+  /** float64 product of row-major a[m, k] b[k, n], and per element the sum of |a_ik b_kj| (the error scale). */
+  const reference = (a: Float32Array, b: Float32Array, m: number, n: number, k: number) => {
+    const out = new Float64Array(m * n)
+    const scale = new Float64Array(m * n)
+    for (let i = 0; i < m; i++)
+      for (let p = 0; p < k; p++) {
+        const x = a[i * k + p] as number
+        for (let j = 0; j < n; j++) {
+          const y = b[p * n + j] as number
+          out[i * n + j] = (out[i * n + j] as number) + x * y
+          scale[i * n + j] = (scale[i * n + j] as number) + Math.abs(x * y)
+        }
+      }
+    return { out, scale }
+  }
+  const bf16 = (x: Float32Array) => Float32Array.from(x, (v) => Bf16Round.roundValue(v))
+  const cublas = () => {
+    const loaded = Cuda.loadCublas(process.env.PLEAT_CUBLAS_LIB ?? "libcublas.so.13")
+    if (!loaded.loaded) throw new Error(`cuBLAS did not load (set PLEAT_CUBLAS_LIB to the path pleat doctor --json shows as cublas.path): ${loaded.error}`)
+  }
+
+  test("gemm (cuBLAS) equals the float64 product within fp32 rounding, fp32 and bf16 inputs", () => {
+    cublas()
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 70 }), fc.integer({ min: 1, max: 70 }), fc.integer({ min: 0, max: 300 }), fc.boolean(), fc.integer(), (m, n, k, half, seed) => {
+        const a = floats(m * k, seed)
+        const b = floats(k * n, seed + 1)
+        const out = new Float32Array(m * n)
+        const ms = ops().gemm(a, b, out, m, n, k, half)
+        expect(ms).toBeGreaterThanOrEqual(0)
+        const ref = half ? reference(bf16(a), bf16(b), m, n, k) : reference(a, b, m, n, k)
+        out.forEach((v, i) => expect(Math.abs(v - (ref.out[i] as number))).toBeLessThanOrEqual(2 ** -20 * (ref.scale[i] as number) + 1e-30))
+      }),
+      { numRuns: 40 },
+    )
+  })
+
+  test("groupedGemm equals one gemm per expert, empty experts included", () => {
+    cublas()
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 6 }),
+        fc.integer({ min: 1, max: 64 }),
+        fc.integer({ min: 1, max: 64 }),
+        fc.boolean(),
+        fc.integer(),
+        (counts, k, n, half, seed) => {
+          const rows = counts.reduce((x, y) => x + y, 0)
+          const a = floats(rows * k, seed)
+          const b = floats(counts.length * k * n, seed + 1)
+          const grouped = new Float32Array(rows * n)
+          ops().groupedGemm(a, b, grouped, Int32Array.from(counts), k, n, half)
+          let row = 0
+          counts.forEach((r, e) => {
+            const one = new Float32Array(r * n)
+            if (r > 0) ops().gemm(a.subarray(row * k, (row + r) * k), b.subarray(e * k * n, (e + 1) * k * n), one, r, n, k, half)
+            expect(grouped.subarray(row * n, (row + r) * n)).toEqual(one)
+            row += r
+          })
+        },
+      ),
+      { numRuns: 30 },
     )
   })
 })

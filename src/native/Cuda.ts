@@ -47,6 +47,9 @@ interface CudaAddon {
   swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void
   combineRows(rows: Float32Array, rowCols: number, index: Int32Array, weights: Float32Array | null, tokens: number, cols: number, out: Float32Array): void
   adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, ...scalars: [number, number, number, number, number, number, number, number]): void
+  cublasLoad(path: string): { readonly loaded: true; readonly path: string } | { readonly loaded: false; readonly error: string }
+  gemm(a: Float32Array, b: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16: boolean): number
+  groupedGemm(a: Float32Array, b: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16: boolean): number
 }
 
 /**
@@ -77,6 +80,9 @@ const functions = [
   "swiglu",
   "adamw",
   "combineRows",
+  "cublasLoad",
+  "gemm",
+  "groupedGemm",
 ] as const
 
 // The outcome of the one load attempt: the module, or why it could not be used.
@@ -171,5 +177,19 @@ export const deviceOps = () => {
       v: Float32Array,
       s: { beta1: number; beta2: number; c1: number; c2: number; eps: number; lr: number; clip: number; decay: number },
     ): void => a.adamw(w, g, m, v, s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay),
+    /** Row-major out[m, n] = a[m, k] b[k, n] through cuBLAS (loadCublas first); bf16 rounds a and b
+     * to bfloat16 on the device and multiplies with fp32 accumulation. The GEMM's device ms. */
+    gemm: (x: Float32Array, y: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16 = false): number => a.gemm(x, y, out, m, n, k, bf16),
+    /** The expert GEMM: a's rows in groups of counts[e], b [E, k, n]; out[group e] = a[group e] b[e]. Device ms. */
+    groupedGemm: (x: Float32Array, y: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16 = false): number =>
+      a.groupedGemm(x, y, out, counts, k, n, bf16),
   }
 }
+
+/**
+ * Loads cuBLAS (dlopen, once per process) from `path`: a file (pleat doctor's cublas.path) or a
+ * name the loader finds (libcublas.so.13); with a device, also makes its handle. Returns the
+ * path loaded, or why not.
+ * @category kernels
+ */
+export const loadCublas = (path: string): { readonly loaded: true; readonly path: string } | { readonly loaded: false; readonly error: string } => addon().cublasLoad(path)

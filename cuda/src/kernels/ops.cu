@@ -14,6 +14,20 @@ unsigned blocks_for(size_t n) {
   return static_cast<unsigned>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
 }
 
+// float32 -> bfloat16, round to nearest even (NaN stays a quiet NaN): bf16.h's rounding.
+__global__ void to_bf16_kernel(const float* __restrict__ in, uint16_t* __restrict__ out, size_t n) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    uint32_t u = __float_as_uint(in[i]);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+      out[i] = static_cast<uint16_t>((u >> 16) | 0x40u);
+      continue;
+    }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    out[i] = static_cast<uint16_t>(u >> 16);
+  }
+}
+
 __global__ void gather_rows_kernel(const float* __restrict__ src, const int32_t* __restrict__ index, float* __restrict__ out,
                                    size_t rows, size_t cols) {
   const size_t n = rows * cols;
@@ -92,6 +106,12 @@ __global__ void adamw_kernel(AdamwScalars s, size_t n, float* __restrict__ w, co
 }
 
 }  // namespace
+
+cudaError_t to_bf16_launch(const float* in, uint16_t* out, size_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  to_bf16_kernel<<<blocks_for(n), kThreads, 0, stream>>>(in, out, n);
+  return cudaGetLastError();
+}
 
 cudaError_t gather_rows_launch(const float* src, const int32_t* index, float* out, size_t rows, size_t cols, cudaStream_t stream) {
   if (rows * cols == 0) return cudaSuccess;

@@ -8,6 +8,7 @@
 //                  in double, so out by one float ulp at most)
 //   adamw          the update of adamw.h in float64 in the same order (IEEE division and square
 //                  root on both sides: the same bits)
+//   to_bf16        float32 -> bfloat16 values, round to nearest even (bf16.h's rounding; exact)
 //   combine_rows   MoE unpermute: out[t, :] = 0 + the sum over token t's rows j, in increasing j,
 //                  of weights[j] * rows[j, :] (float32 products and adds, each rounded: the same
 //                  bits as dispatch.h combine_rows); token t's rows come as a CSR list
@@ -24,6 +25,7 @@
 
 namespace pleat {
 
+cudaError_t to_bf16_launch(const float* in, uint16_t* out, size_t n, cudaStream_t stream);
 cudaError_t gather_rows_launch(const float* src, const int32_t* index, float* out, size_t rows, size_t cols, cudaStream_t stream);
 cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out, double* rstd, size_t rows, size_t cols, double eps,
                                 cudaStream_t stream);

@@ -1,6 +1,7 @@
 /**
- * GpuLibraries: the `cublas` and `nccl` entries of `pleat doctor`. pleat has no cuBLAS or NCCL
- * backend yet (the GPU issue adds them), so both say available false with that reason; what
+ * GpuLibraries: the `cublas` and `nccl` entries of `pleat doctor`. Training runs on neither yet
+ * (the CUDA addon's gemm / groupedGemm load cuBLAS for the device checks; the NCCL backend is
+ * to come), so both say available false with that reason; what
  * they add is where the libraries are on this machine (every file LibrarySearch finds) and what
  * the first of them is: it is loaded (GpuLibraryProbe: dlopen, no GPU needed) for its path, its
  * version and the entry points pleat will call that it lacks (NCCL's: comm/nccl/NcclApi.ts;
@@ -56,7 +57,13 @@ const ncclName = /^libnccl\.so\.2(\.\d+)*$/
 export const cublas = (dirs: ReadonlyArray<string>): LibraryReport => {
   const found = LibrarySearch.find(dirs, (name) => cublasName.test(name))
   const first = found.filter((f) => !path.basename(f).startsWith("libcublasLt"))
-  return { available: false, reason: "pleat has no cuBLAS path yet (the GPU issue adds it)", found, searched: dirs, ...loaded(first, "cublas", cublasEntryPoints) }
+  return {
+    available: false,
+    reason: "training does not run on cuBLAS yet (the CUDA addon's gemm and groupedGemm load it: scripts/device-check)",
+    found,
+    searched: dirs,
+    ...loaded(first, "cublas", cublasEntryPoints),
+  }
 }
 
 /** $PLEAT_NCCL_LIB as a folder to search first, or as a file that is found when it exists. */

@@ -1,0 +1,67 @@
+// cuBLAS through dlopen (cublas_api.h).
+#include "cublas_api.h"
+
+#include <dlfcn.h>
+
+namespace pleat {
+
+namespace {
+
+CublasApi* g_loaded = nullptr;
+
+template <typename F>
+bool resolve(void* lib, const char* name, F* out, std::string* why) {
+  void* sym = dlsym(lib, name);
+  if (sym == nullptr) {
+    *why = std::string("lacks ") + name;
+    return false;
+  }
+  *out = reinterpret_cast<F>(sym);
+  return true;
+}
+
+}  // namespace
+
+CublasApi* load_cublas(const std::string& path, std::string* why) {
+  if (g_loaded != nullptr) return g_loaded;
+  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    const char* e = dlerror();
+    *why = std::string("cannot load ") + path + ": " + (e != nullptr ? e : "dlopen failed");
+    return nullptr;
+  }
+  auto* api = new CublasApi();
+  api->path = path;
+  std::string missing;
+  if (!resolve(lib, "cublasCreate_v2", &api->create, &missing) || !resolve(lib, "cublasDestroy_v2", &api->destroy, &missing) ||
+      !resolve(lib, "cublasSetStream_v2", &api->set_stream, &missing) || !resolve(lib, "cublasGemmEx", &api->gemm_ex, &missing)) {
+    *why = path + " " + missing;
+    delete api;
+    dlclose(lib);
+    return nullptr;
+  }
+  const int made = api->create(&api->handle);
+  if (made != cublas::kSuccess) {
+    *why = path + ": cublasCreate failed with status " + std::to_string(made);
+    delete api;
+    dlclose(lib);
+    return nullptr;
+  }
+  g_loaded = api;  // kept for the process: the handle lives as long as the addon
+  return api;
+}
+
+CublasApi* loaded_cublas() { return g_loaded; }
+
+int gemm_row_major(CublasApi* api, cudaStream_t stream, bool bf16, const void* a, const void* b, float* c, int m, int n, int k) {
+  const int set = api->set_stream(api->handle, stream);
+  if (set != cublas::kSuccess) return set;
+  const float alpha = 1.0f, beta = 0.0f;
+  const int type = bf16 ? cublas::kR16BF : cublas::kR32F;
+  const int compute = bf16 ? cublas::kCompute32F : cublas::kCompute32FPedantic;
+  // Column-major view: C^T[n, m] = B^T[n, k] A^T[k, m], each row-major array read as its transpose.
+  return api->gemm_ex(api->handle, cublas::kOpN, cublas::kOpN, n, m, k, &alpha, b, type, n, a, type, k, &beta, c, cublas::kR32F, n, compute,
+                      cublas::kGemmDefault);
+}
+
+}  // namespace pleat
