@@ -71,6 +71,22 @@ cudaError_t timed(cudaStream_t s, float* ms, const Work& work) {
 
 cudaError_t status_of(int cublas_status) { return cublas_status == cublas::kSuccess ? cudaSuccess : cudaErrorUnknown; }
 
+// A device buffer for the bfloat16 copy of an operand of `length` floats (empty unless bf16).
+ArrayArg bf16_scratch(bool bf16, size_t length) { return ArrayArg{napi_uint8_array, bf16 ? 2 * length : 0, nullptr, Napi::Value()}; }
+
+// The GEMM operands on the device: a and b (staged at 0 and 1) as they are, or, with bf16,
+// rounded into their scratch copies (staged at 3 and 4) first.
+cudaError_t operands(const DevicePointers& d, cudaStream_t s, bool bf16, size_t a_length, size_t b_length, const void** a, const void** b) {
+  *a = d.f32(0);
+  *b = d.f32(1);
+  if (!bf16) return cudaSuccess;
+  if (cudaError_t e = to_bf16_launch(d.f32(0), d.u16(3), a_length, s); e != cudaSuccess) return e;
+  if (cudaError_t e = to_bf16_launch(d.f32(1), d.u16(4), b_length, s); e != cudaSuccess) return e;
+  *a = d.u16(3);
+  *b = d.u16(4);
+  return cudaSuccess;
+}
+
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const char* fn = "gemm";
   Napi::Env env = info.Env();
@@ -88,18 +104,13 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   }
   CublasApi* api = cublas_for(env, fn);
   if (api == nullptr) return env.Undefined();
-  const ArrayArg a16{napi_uint8_array, bf16 ? 2 * a.length : 0, nullptr, Napi::Value()};
-  const ArrayArg b16{napi_uint8_array, bf16 ? 2 * b.length : 0, nullptr, Napi::Value()};
+  const ArrayArg a16 = bf16_scratch(bf16, a.length), b16 = bf16_scratch(bf16, b.length);
   float ms = -1;
   run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, Way::out}, {&a16, Way::scratch}, {&b16, Way::scratch}},
                 [&](const DevicePointers& d, cudaStream_t s) {
                   if (m * n == 0) return cudaMemsetAsync(d.f32(2), 0, out.bytes(), s);
-                  if (bf16) {
-                    if (cudaError_t e = to_bf16_launch(d.f32(0), d.u16(3), a.length, s); e != cudaSuccess) return e;
-                    if (cudaError_t e = to_bf16_launch(d.f32(1), d.u16(4), b.length, s); e != cudaSuccess) return e;
-                  }
-                  const void* da = bf16 ? static_cast<const void*>(d.u16(3)) : d.f32(0);
-                  const void* db = bf16 ? static_cast<const void*>(d.u16(4)) : d.f32(1);
+                  const void *da = nullptr, *db = nullptr;
+                  if (cudaError_t e = operands(d, s, bf16, a.length, b.length, &da, &db); e != cudaSuccess) return e;
                   return timed(s, &ms, [&] { return status_of(gemm_row_major(api, s, bf16, da, db, d.f32(2), static_cast<int>(m), static_cast<int>(n), static_cast<int>(k))); });
                 });
   if (env.IsExceptionPending()) return env.Undefined();
@@ -132,20 +143,17 @@ Napi::Value GroupedGemm(const Napi::CallbackInfo& info) {
   }
   CublasApi* api = cublas_for(env, fn);
   if (api == nullptr) return env.Undefined();
-  const ArrayArg a16{napi_uint8_array, bf16 ? 2 * a.length : 0, nullptr, Napi::Value()};
-  const ArrayArg b16{napi_uint8_array, bf16 ? 2 * b.length : 0, nullptr, Napi::Value()};
+  const ArrayArg a16 = bf16_scratch(bf16, a.length), b16 = bf16_scratch(bf16, b.length);
   const std::vector<int32_t> sizes(counts.i32(), counts.i32() + counts.length);
   float ms = -1;
   run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, Way::out}, {&a16, Way::scratch}, {&b16, Way::scratch}},
                 [&](const DevicePointers& d, cudaStream_t s) {
                   if (rows * n == 0) return cudaSuccess;
-                  if (bf16) {
-                    if (cudaError_t e = to_bf16_launch(d.f32(0), d.u16(3), a.length, s); e != cudaSuccess) return e;
-                    if (cudaError_t e = to_bf16_launch(d.f32(1), d.u16(4), b.length, s); e != cudaSuccess) return e;
-                  }
+                  const void *da = nullptr, *db = nullptr;
+                  if (cudaError_t e = operands(d, s, bf16, a.length, b.length, &da, &db); e != cudaSuccess) return e;
                   const size_t elem = bf16 ? 2 : 4;
-                  const auto* ab = reinterpret_cast<const uint8_t*>(bf16 ? static_cast<void*>(d.u16(3)) : d.f32(0));
-                  const auto* bb = reinterpret_cast<const uint8_t*>(bf16 ? static_cast<void*>(d.u16(4)) : d.f32(1));
+                  const auto* ab = static_cast<const uint8_t*>(da);
+                  const auto* bb = static_cast<const uint8_t*>(db);
                   return timed(s, &ms, [&] {
                     size_t row = 0;
                     for (size_t e = 0; e < sizes.size(); ++e) {
