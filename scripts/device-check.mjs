@@ -15,6 +15,7 @@ const Cuda = await import(path.join(root, "dist/native/Cuda.js"))
 const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
 const CpuOptional = await import(path.join(root, "dist/native/CpuOptional.js"))
 const CpuDispatch = await import(path.join(root, "dist/native/CpuDispatch.js"))
+const Bf16Round = await import(path.join(root, "dist/tensor/kernels/Bf16Round.js"))
 
 const checks = []
 const check = (name, run) => {
@@ -194,12 +195,7 @@ if (status.available) {
     return cublas
   })
   if (cublas.loaded) {
-    const bf16 = (x) =>
-      Float32Array.from(x, (v) => {
-        const u = new Uint32Array(Float32Array.of(v).buffer)[0]
-        const r = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16
-        return new Float32Array(Uint32Array.of(r >>> 0).buffer)[0]
-      })
+    const bf16 = (x) => Float32Array.from(x, (v) => Bf16Round.roundValue(v))
     const product = (a, b, m, n, k) => {
       const out = new Float64Array(m * n)
       const scale = new Float64Array(m * n)

@@ -6,6 +6,7 @@
  * combinations with ParallelConfig.validate alone, the floor of any search that checks what it
  * lists (ratio = how many times that floor the whole plan takes, lower is better).
  */
+import * as Divisors from "../../src/mapping/Divisors.js"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as Cluster from "../../src/plan/Cluster.js"
 import * as Planner from "../../src/plan/Planner.js"
@@ -14,20 +15,14 @@ import { type BenchContext, type BenchRecord, record, wallSeconds } from "../har
 
 const gpus = 16_384
 
-const divisors = (n: number): Array<number> => {
-  const out: Array<number> = []
-  for (let d = 1; d <= n; d++) if (n % d === 0) out.push(d)
-  return out
-}
-
 /** Validates every degree combination and both orders the planner tries; returns how many passed. */
 const validateAll = (): number => {
   let valid = 0
-  for (const tp of divisors(gpus))
-    for (const cp of divisors(gpus / tp))
-      for (const pp of divisors(gpus / (tp * cp)))
-        for (const ep of divisors(gpus / pp))
-          for (const etp of divisors(gpus / (pp * ep)))
+  for (const tp of Divisors.of(gpus))
+    for (const cp of Divisors.of(gpus / tp))
+      for (const pp of Divisors.of(gpus / (tp * cp)))
+        for (const ep of Divisors.of(gpus / pp))
+          for (const etp of Divisors.of(gpus / (pp * ep)))
             for (const order of ["tp-cp-ep-dp-pp", "tp-cp-ep-pp-dp"]) if (ParallelConfig.validate({ world: gpus, tp, cp, pp, ep, etp, order })._tag === "Success") valid++
   return valid
 }

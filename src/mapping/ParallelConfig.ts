@@ -13,6 +13,7 @@
 import * as Result from "effect/Result"
 import type { OrderToken } from "./Axis.js"
 import * as ConfigError from "../errors/ConfigError.js"
+import * as Divisors from "./Divisors.js"
 import * as Order from "./Order.js"
 import * as RankGrid from "./RankGrid.js"
 
@@ -107,10 +108,8 @@ const positiveInteger = (field: string, value: number | undefined, fallback: num
 
 /** The first few divisors of n, for error messages that suggest sizes that fit. */
 const divisors = (n: number): string => {
-  const out: Array<number> = []
-  let d = 1
-  for (; d <= n && out.length < 12; d++) if (n % d === 0) out.push(d)
-  return out.join(", ") + (d <= n ? ", ..." : "")
+  const all = Divisors.of(n)
+  return all.slice(0, 12).join(", ") + (all.length > 12 ? ", ..." : "")
 }
 
 /**

@@ -15,10 +15,13 @@ import type * as Placement from "./Placement.js"
  */
 export const ring = (cluster: Cluster.Cluster, group: Placement.Spread, bytes: number): number => {
   if (group.size <= 1 || bytes <= 0) return 0
+  return c.collectiveLatencySeconds + (bytes * (group.size - 1)) / group.size / streaming(cluster, group, group.peersInNode + 1)
+}
+
+/** Bytes/s of a stream over a group's links: NVLink inside a node, else `nics` NICs' worth of the network (at most NVLink). */
+const streaming = (cluster: Cluster.Cluster, group: Placement.Spread, nics: number): number => {
   const nvlink = Cluster.nvlinkBytesPerSecond(cluster) * c.nvlinkRingFraction
-  const network = Cluster.networkBytesPerSecond(cluster) * c.networkRingFraction * (group.peersInNode + 1)
-  const bandwidth = group.nodes <= 1 ? nvlink : Math.min(nvlink, network)
-  return c.collectiveLatencySeconds + (bytes * (group.size - 1)) / group.size / bandwidth
+  return group.nodes <= 1 ? nvlink : Math.min(nvlink, Cluster.networkBytesPerSecond(cluster) * c.networkRingFraction * nics)
 }
 
 /**
@@ -41,6 +44,5 @@ export const allToAll = (cluster: Cluster.Cluster, group: Placement.Spread, byte
  */
 export const sendReceive = (cluster: Cluster.Cluster, group: Placement.Spread, bytes: number): number => {
   if (group.size <= 1 || bytes <= 0) return 0
-  const bandwidth = group.nodes <= 1 ? Cluster.nvlinkBytesPerSecond(cluster) * c.nvlinkRingFraction : Cluster.networkBytesPerSecond(cluster) * c.networkRingFraction
-  return c.collectiveLatencySeconds + bytes / bandwidth
+  return c.collectiveLatencySeconds + bytes / streaming(cluster, group, 1)
 }

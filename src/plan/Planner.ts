@@ -13,7 +13,9 @@
  * each (tp, cp) pair as the search reaches it (large clusters take seconds).
  */
 import * as Result from "effect/Result"
+import * as Divisors from "../mapping/Divisors.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import type * as RankGrid from "../mapping/RankGrid.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import type { Job, Mapping, Memory, Prediction, Recompute } from "./Job.js"
 import * as MemoryModel from "./MemoryModel.js"
@@ -58,39 +60,17 @@ const orders = ["tp-cp-ep-dp-pp", "tp-cp-ep-pp-dp"] as const
 /** Recomputation in the order of preference on equal MFU (less recomputation first). */
 const recomputes: ReadonlyArray<Recompute> = ["none", "selective", "full"]
 
-const divisorsOf = new Map<number, ReadonlyArray<number>>()
+const choices = (n: number, fixed: number | undefined): ReadonlyArray<number> => (fixed === undefined ? Divisors.of(n) : n % fixed === 0 ? [fixed] : [])
 
-/** The divisors of n in increasing order (trial division up to sqrt(n), remembered). */
-const divisors = (n: number): ReadonlyArray<number> => {
-  const known = divisorsOf.get(n)
-  if (known !== undefined) return known
-  const low: Array<number> = []
-  const high: Array<number> = []
-  for (let d = 1; d * d <= n; d++)
-    if (n % d === 0) {
-      low.push(d)
-      if (d * d !== n) high.push(n / d)
-    }
-  const all = [...low, ...high.reverse()]
-  divisorsOf.set(n, all)
-  return all
-}
-
-const choices = (n: number, fixed: number | undefined): ReadonlyArray<number> => (fixed === undefined ? divisors(n) : n % fixed === 0 ? [fixed] : [])
-
-const spreadsOf = (config: ParallelConfig.ParallelConfig, gpusPerNode: number, memo: Placement.Memo): StepTime.Spreads => {
-  const dense = ParallelConfig.denseGrid(config)
-  const expert = ParallelConfig.expertGrid(config)
-  return {
-    tp: Placement.spreadOf(memo, dense, ["tp"], gpusPerNode),
-    cp: Placement.spreadOf(memo, dense, ["cp"], gpusPerNode),
-    pp: Placement.spreadOf(memo, dense, ["pp"], gpusPerNode),
-    ep: Placement.spreadOf(memo, expert, ["ep"], gpusPerNode),
-    etp: Placement.spreadOf(memo, expert, ["etp"], gpusPerNode),
-    dpCp: Placement.spreadOf(memo, dense, ["dp", "cp"], gpusPerNode),
-    edp: Placement.spreadOf(memo, expert, ["edp"], gpusPerNode),
-  }
-}
+const spreadsOf = (dense: RankGrid.RankGrid, expert: RankGrid.RankGrid, gpusPerNode: number, memo: Placement.Memo): StepTime.Spreads => ({
+  tp: Placement.spreadOf(memo, dense, ["tp"], gpusPerNode),
+  cp: Placement.spreadOf(memo, dense, ["cp"], gpusPerNode),
+  pp: Placement.spreadOf(memo, dense, ["pp"], gpusPerNode),
+  ep: Placement.spreadOf(memo, expert, ["ep"], gpusPerNode),
+  etp: Placement.spreadOf(memo, expert, ["etp"], gpusPerNode),
+  dpCp: Placement.spreadOf(memo, dense, ["dp", "cp"], gpusPerNode),
+  edp: Placement.spreadOf(memo, expert, ["edp"], gpusPerNode),
+})
 
 /** Whether the model and batch fit the mapping (ModelConfig's rule, the one training applies). */
 const fits = (job: Job, config: ParallelConfig.ParallelConfig, microBatch: number): boolean =>
@@ -138,17 +118,15 @@ export const plan = (job: Job, fixed: Fixed, onProgress?: (done: number, total: 
             if (Result.isFailure(validated)) continue
             const config = validated.success
             // Orders that lay the ranks out the same are one choice.
-            const layout = `${ParallelConfig.denseGrid(config)
-              .axes.map((a) => a.stride)
-              .join()}|${ParallelConfig.expertGrid(config)
-              .axes.map((a) => a.stride)
-              .join()}`
+            const dense = ParallelConfig.denseGrid(config)
+            const expert = ParallelConfig.expertGrid(config)
+            const layout = `${dense.axes.map((a) => a.stride).join()}|${expert.axes.map((a) => a.stride).join()}`
             if (layouts.has(layout)) continue
             layouts.add(layout)
-            const spreads = spreadsOf(config, job.cluster.gpusPerNode, memo)
+            const spreads = spreadsOf(dense, expert, job.cluster.gpusPerNode, memo)
             const s = config.sizes
             const vpps = pp === 1 ? (fixed.vpp === undefined || fixed.vpp === 1 ? [1] : []) : choices(job.model.layers / pp, fixed.vpp)
-            const microBatchCandidates = fixed.microBatch === undefined ? divisors(job.globalBatch / s.dp).filter((m) => m <= maxMicroBatch) : [fixed.microBatch]
+            const microBatchCandidates = fixed.microBatch === undefined ? Divisors.of(job.globalBatch / s.dp).filter((m) => m <= maxMicroBatch) : [fixed.microBatch]
             for (const vpp of vpps)
               for (const microBatch of microBatchCandidates) {
                 if (!fits(job, vpp > 1 ? { ...config, vpp } : config, microBatch)) continue

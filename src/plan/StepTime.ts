@@ -129,7 +129,8 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
  */
 export const ofMapping = (job: Job, map: Mapping, spreads: Spreads): Breakdown => {
   const middle = stageTime(job, map, spreads, map.pp === 1)
-  const slowest = map.pp === 1 ? middle : [middle, stageTime(job, map, spreads, true)].reduce((a, b) => (total(b) > total(a) ? b : a))
+  const last = map.pp === 1 ? middle : stageTime(job, map, spreads, true)
+  const slowest = total(last) > total(middle) ? last : middle
   const M = microBatches(job, map)
   const perMicroBatch = total(slowest)
   const bubble = ((map.pp - 1) / map.vpp) * perMicroBatch

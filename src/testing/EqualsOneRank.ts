@@ -18,6 +18,7 @@ import * as Backend from "../runtime/Backend.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as RankProgram from "../runtime/RankProgram.js"
 import * as Mappings from "./Mappings.js"
+import * as Runs from "./Runs.js"
 
 /**
  * What every rank receives: the mapping and the seed of the inputs.
@@ -35,10 +36,10 @@ export interface RankCase {
 export type Outcome = Readonly<Record<string, ReadonlyArray<number>>>
 
 /**
- * How to run the check.
+ * How to run the check (fast-check runs and seed: RunOptions; 20 runs by default).
  * @category models
  */
-export interface Options {
+export interface Options extends Runs.RunOptions {
   /** The module holding the program (pass `import.meta.url` from the module itself). */
   readonly module: string | URL
   /** The program's export name. */
@@ -53,9 +54,6 @@ export interface Options {
    * programs can ask for 1e-12. */
   readonly absolute?: number | undefined
   readonly relative?: number | undefined
-  /** fast-check runs (default 20) and seed (default: fast-check's). */
-  readonly numRuns?: number | undefined
-  readonly seed?: number | undefined
 }
 
 /** The one-rank mapping every case is compared with. */
@@ -111,6 +109,6 @@ export const check = (options: Options): Promise<void> => {
         if (why !== undefined) throw new Error(`${Mappings.describe(mapping)}, seed ${seed}: rank ${rank} ${why}`)
       })
     }),
-    { numRuns: options.numRuns ?? 20, includeErrorInReport: true, ...(options.seed === undefined ? {} : { seed: options.seed }) },
+    Runs.parameters(options, 20),
   )
 }

@@ -7,6 +7,7 @@
  */
 import * as Result from "effect/Result"
 import fc from "fast-check"
+import * as Divisors from "../mapping/Divisors.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 
@@ -51,12 +52,6 @@ const orders = permutations(["tp", "cp", "ep", "dp", "pp"])
 
 const degree = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(1, 2, 4) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) })
 
-const divisorsOf = (n: number): Array<number> => {
-  const out: Array<number> = []
-  for (let d = 1; d <= n; d++) if (n % d === 0) out.push(d)
-  return out
-}
-
 /**
  * The validated configuration of a mapping (throws the ConfigError if it is not valid).
  * @category constructors
@@ -77,9 +72,9 @@ export const mappings = (options: MappingOptions = {}): fc.Arbitrary<MappingArgs
     .filter(({ tp, cp, pp, dp }) => tp * cp * pp * dp <= maxWorld && tp * cp * pp * dp >= minWorld)
     .map(({ tp, cp, pp, dp, order, vppPick, epPick, etpPick }) => {
       const world = tp * cp * pp * dp
-      const eps = divisorsOf(world / pp)
+      const eps = Divisors.of(world / pp)
       const ep = eps[epPick % eps.length] as number
-      const etps = divisorsOf(world / (pp * ep))
+      const etps = Divisors.of(world / (pp * ep))
       const etp = etps[etpPick % etps.length] as number
       const vpp = options.vpp === true && pp > 1 ? 1 + (vppPick % 3) : undefined
       return { world, tp, cp, pp, ep, etp, ...(vpp === undefined || vpp === 1 ? {} : { vpp }), order }

@@ -15,12 +15,13 @@ import type * as ModelConfig from "../train/ModelConfig.js"
 import type * as ModelDefinition from "../train/ModelDefinition.js"
 import * as Optimizer from "../train/Optimizer.js"
 import * as Mappings from "./Mappings.js"
+import * as Runs from "./Runs.js"
 
 /**
- * How to run the check.
+ * How to run the check (fast-check runs and seed: RunOptions; 5 runs by default).
  * @category models
  */
-export interface Options {
+export interface Options extends Runs.RunOptions {
   /** The model (default: the built-in one). */
   readonly definition?: ModelDefinition.Ref | undefined
   readonly model: ModelConfig.ModelConfig
@@ -34,9 +35,6 @@ export interface Options {
   /** float64 by default (then differences are rounding: the default tolerance is 1e-9, relative). */
   readonly dtype?: DType.DType | undefined
   readonly tolerance?: number | undefined
-  /** fast-check runs (default 5) and seed. */
-  readonly numRuns?: number | undefined
-  readonly seed?: number | undefined
 }
 
 /**
@@ -73,6 +71,6 @@ export const check = (options: Options): Promise<void> => {
           if (!(error <= tolerance)) throw new Error(`${Mappings.describe(mapping)}, seed ${seed}: step ${k.step + 1}: ${what} differs from one rank by ${error} (relative)`)
       }
     }),
-    { numRuns: options.numRuns ?? 5, includeErrorInReport: true, ...(options.seed === undefined ? {} : { seed: options.seed }) },
+    Runs.parameters(options, 5),
   )
 }

@@ -3,6 +3,7 @@
  * and router logits with many ties) for users' properties of their own MoE layers.
  */
 import fc from "fast-check"
+import * as Divisors from "../mapping/Divisors.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 
 /**
@@ -19,8 +20,6 @@ export interface RoutingCase {
 /** Often a small integer (ties between experts), sometimes any double in a range. */
 const logit = fc.oneof(fc.integer({ min: -2, max: 2 }), fc.double({ min: -6, max: 6, noNaN: true, noDefaultInfinity: true }))
 
-const divisorsOf = (n: number): Array<number> => [...Array(n).keys()].map((i) => i + 1).filter((d) => n % d === 0)
-
 /**
  * Routing cases with up to `maxTokens` tokens and `maxExperts` experts: softmax (pre- or
  * post-top-k) or sigmoid scores, group-limited routing, scaling, dropless or a capacity
@@ -32,8 +31,8 @@ export const routingCases = (maxTokens = 8, maxExperts = 8): fc.Arbitrary<Routin
     .record({ experts: fc.integer({ min: 1, max: maxExperts }), tokens: fc.integer({ min: 0, max: maxTokens }), kPick: fc.nat(), groupPick: fc.nat() })
     .chain(({ experts, tokens, kPick, groupPick }) => {
       const topk = (kPick % experts) + 1
-      const groupings = divisorsOf(experts).flatMap((g) =>
-        divisorsOf(g)
+      const groupings = Divisors.of(experts).flatMap((g) =>
+        Divisors.of(g)
           .filter((gk) => topk <= gk * (experts / g))
           .map((gk) => ({ numGroups: g, groupTopk: gk })),
       )
