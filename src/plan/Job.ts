@@ -2,7 +2,7 @@
  * Job: what a plan is asked for (the model, the cluster, the GPUs, the batch), one mapping it
  * weighs, and what it predicts for that mapping.
  */
-import type * as ModelConfig from "../train/ModelConfig.js"
+import * as ModelConfig from "../train/ModelConfig.js"
 import type * as Cluster from "./Cluster.js"
 
 /**
@@ -103,4 +103,4 @@ export interface Prediction {
  * Micro-batches per step on each pipeline.
  * @category mapping
  */
-export const microBatches = (job: Job, m: Mapping): number => job.globalBatch / (m.microBatch * m.dp)
+export const microBatches = (job: Job, m: Mapping): number => ModelConfig.microBatches({ microBatch: m.microBatch, globalBatch: job.globalBatch }, m.dp)

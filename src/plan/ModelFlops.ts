@@ -9,13 +9,18 @@
  * dimension h/n), SwiGLU (3/2), V vocabulary. Only the activated experts count; the router, the
  * norms and recomputation do not (Megatron counts neither).
  */
+import * as ModelContext from "../model/ModelContext.js"
 import type * as ModelConfig from "../train/ModelConfig.js"
 
 /**
- * The number of MoE layers (layer i is MoE when i % moeEvery is 0).
+ * The number of MoE layers (ModelContext.isMoe, the rule the model runs by).
  * @category mapping
  */
-export const moeLayers = (m: ModelConfig.ModelConfig): number => Math.ceil(m.layers / m.moeEvery)
+export const moeLayers = (m: ModelConfig.ModelConfig): number => {
+  let n = 0
+  for (let l = 0; l < m.layers; l++) if (ModelContext.isMoe(m, l)) n++
+  return n
+}
 
 /**
  * Model FLOPs of one step of `globalBatch` sequences of length `seq`.

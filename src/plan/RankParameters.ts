@@ -1,11 +1,14 @@
 /**
  * RankParameters: how many parameters one rank of a pipeline stage holds, split into those its
- * data-parallel group shares (attention, router, dense and shared MLPs, embeddings: sharded
- * over tp, reduced over dp x cp) and the experts' (sharded over ep x etp, reduced over edp).
+ * data-parallel group shares (attention, router, dense and shared MLPs, norms, embeddings:
+ * sharded over tp or replicated, reduced over dp x cp) and the experts' (sharded over
+ * ep x etp, reduced over edp). Counted from the model's own parameter list (Params.specs, what
+ * training allocates), by each parameter's layer and sharding; a stage's layers hold the average
+ * layer's share (MoE and dense layers alternate evenly with moeEvery).
  */
 import type * as ModelConfig from "../train/ModelConfig.js"
+import * as Params from "../train/Params.js"
 import type { Mapping } from "./Job.js"
-import * as ModelFlops from "./ModelFlops.js"
 
 /**
  * Parameters of one rank.
@@ -16,40 +19,61 @@ export interface RankParameters {
   readonly expert: number
 }
 
-/**
- * Per-layer parameter counts of the whole model (before any sharding).
- * @category mapping
- */
-const perLayer = (m: ModelConfig.ModelConfig) => {
-  const h = m.hidden
-  const headDim = h / m.heads
-  const shared = m.sharedExpertFfn === undefined ? 0 : 3 * h * m.sharedExpertFfn + (m.sharedExpertGate === true ? h : 0)
-  return {
-    attention: h * (h + 2 * m.kvHeads * headDim) + h * h,
-    norms: 2 * h,
-    router: h * m.experts,
-    experts: m.experts * 3 * h * m.moeFfn,
-    shared,
-    denseMlp: 3 * h * m.ffn,
+/** Parameter counts of a part of the model: split over tp, replicated, and experts'. */
+interface Part {
+  sharded: number
+  replicated: number
+  expert: number
+}
+
+/** The model's parameters by part: every layer together, the first stage's extras (layer -1), the last's (layer L). */
+interface Totals {
+  readonly layers: Part
+  readonly first: Part
+  readonly last: Part
+  /** The tied embedding's size: held on both ends, once when pp = 1. */
+  readonly tiedCopy: number
+}
+
+const known = new WeakMap<ModelConfig.ModelConfig, Totals>()
+
+const totals = (m: ModelConfig.ModelConfig): Totals => {
+  const cached = known.get(m)
+  if (cached !== undefined) return cached
+  const part = (): Part => ({ sharded: 0, replicated: 0, expert: 0 })
+  const t = { layers: part(), first: part(), last: part(), tiedCopy: 0 }
+  for (const spec of Params.specs(m)) {
+    const size = spec.shape.reduce((a, b) => a * b, 1)
+    const add = (p: Part) => {
+      if (Params.isExpert(spec)) p.expert += size
+      else if (spec.sharding === "replicated") p.replicated += size
+      else p.sharded += size
+    }
+    if (spec.layer === -1) {
+      add(t.first)
+      if (spec.tied === true) {
+        add(t.last)
+        t.tiedCopy += size
+      }
+    } else if (spec.layer === m.layers) add(t.last)
+    else add(t.layers)
   }
+  known.set(m, t)
+  return t
 }
 
 /**
  * The parameters of a rank on the first (`edge` "first") or last pipeline stage, or a middle one.
- * With pp = 1 the one stage holds both embeddings.
+ * With pp = 1 the one stage holds all of them (a tied embedding once).
  * @category mapping
  */
 export const ofRank = (m: ModelConfig.ModelConfig, map: Mapping, edge: "first" | "last" | "middle"): RankParameters => {
-  const p = perLayer(m)
-  const layers = m.layers / map.pp
-  const moeShare = ModelFlops.moeLayers(m) / m.layers
-  const perLayerDense = p.attention / map.tp + p.norms + moeShare * (p.router + p.shared / map.tp) + (1 - moeShare) * (p.denseMlp / map.tp)
-  const table = (m.vocab * m.hidden) / map.tp
-  // Untied: the input table on the first stage, the output layer on the last. Tied: Megatron
-  // keeps a copy on both ends (kept in sync by an all-reduce), so the count is the same.
-  const tables = map.pp === 1 ? (m.untieEmbeddings === true ? 2 : 1) : edge === "middle" ? 0 : 1
+  const t = totals(m)
+  const share = 1 / map.pp
+  const dense = (p: Part) => p.sharded / map.tp + p.replicated
+  const ends = map.pp === 1 ? dense(t.first) + dense(t.last) - t.tiedCopy / map.tp : edge === "first" ? dense(t.first) : edge === "last" ? dense(t.last) : 0
   return {
-    dense: layers * perLayerDense + tables * table,
-    expert: (layers * moeShare * p.experts) / (map.ep * map.etp),
+    dense: share * dense(t.layers) + ends,
+    expert: (share * t.layers.expert) / (map.ep * map.etp),
   }
 }
