@@ -177,4 +177,15 @@ describe("ranks one process hosts", () => {
       expect(io.out).toContain("one process hosts at most 1024 on local, 64 on threads")
     }
   })
+
+  test("--workers belongs to the threads backends: elsewhere it is refused, naming the backend", () => {
+    for (const command of ["train", "verify"]) {
+      expect(refused([command, "--workers", "2"])).toBe(
+        `pleat ${command}: --workers: 2 sets the worker threads of the threads backends, but the backend is local; fix: drop it, or add --backend threads`,
+      )
+      expect(refused([command, "--workers", "0", "--backend", "threads"])).toContain("--workers")
+    }
+    const file = configFile(JSON.stringify({ workers: 3, backend: "local-zero-copy" }))
+    expect(refused(["train", "--config", file])).toContain(`"workers" in ${file}: 3 sets the worker threads of the threads backends, but the backend is local-zero-copy`)
+  })
 })

@@ -1,6 +1,6 @@
 // Training on the threads backend (ranks in worker threads) gives the local backend's losses,
 // publishes each step's summary in order as it completes, and its checkpoints resume on the
-// local backend.
+// local backend; ranks sharing worker threads train to the same bits.
 import * as Effect from "effect/Effect"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -33,5 +33,8 @@ describe("training on the threads backend", () => {
     threads.forEach((s, k) => expect(s.loss).toBe((local[k] as Train.StepSummary).loss))
     const resumed = await Effect.runPromise(Train.run(setup, { steps, resume: dir }))
     expect(resumed.map((s) => s.loss)).toEqual(local.slice(2).map((s) => s.loss))
+    // Ranks sharing workers (3 workers for 4 ranks: blocks of 1, 1 and 2) train to the same bits.
+    const shared = await Effect.runPromise(Train.run(setup, { steps, backend: "threads", workers: 3 }))
+    expect(shared.map((s) => s.loss)).toEqual(local.map((s) => s.loss))
   }, 120_000)
 })

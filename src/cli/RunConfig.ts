@@ -135,6 +135,7 @@ export const settings = {
   recompute: choice(["none", "selective", "full"], "none", "activation recompute in the backward (selective: the attention core and the expert MLPs; full: whole layers)", "MODE"),
   "distributed-optimizer": flag("shard the AdamW state over the data-parallel ranks (ZeRO-1: dense over dp x cp, experts over edp)"),
   backend: choice(ChooseBackend.names, "local", "where ranks run (fibers of this thread, a worker thread each; -zero-copy reads shared tensors in place)", "NAME"),
+  workers: optionalCount("threads backends: worker threads for the ranks (default one per rank up to the cores; with fewer, each hosts a block of ranks)"),
   log: choice(["pretty", "json"], "pretty", "a progress bar and a summary, or JSON lines (start, each step, summary)", "FORMAT"),
   "log-level": choice(["trace", "debug", "info", "warn", "error", "silent"], "warn", "level of the per-rank logs (pino JSON on stderr)", "LEVEL"),
   save: optionalText("write checkpoints into DIR (a new path, an empty directory or one --save wrote): after the last step, and every --save-every", "DIR"),

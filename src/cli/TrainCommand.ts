@@ -167,7 +167,13 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         activity.set(describe())
       },
     }
-    const run = Train.run(setup, { ...common, backend: resolved.backend, log: rankLogger(resolved.logLevel, io), ...(tracer === undefined ? {} : { tracer }) })
+    const run = Train.run(setup, {
+      ...common,
+      backend: resolved.backend,
+      ...(resolved.workers === undefined ? {} : { workers: resolved.workers }),
+      log: rankLogger(resolved.logLevel, io),
+      ...(tracer === undefined ? {} : { tracer }),
+    })
     // Ends the bar's line also when interrupted, so the interruption's line stands alone.
     const ended = yield* Effect.ensuring(
       run,

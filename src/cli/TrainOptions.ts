@@ -58,6 +58,8 @@ export interface Resolved {
   readonly setup: RankTrainer.TrainSetup
   readonly steps: number
   readonly backend: RunConfig.RunConfig["backend"]
+  /** threads backends: the most worker threads (undefined: one per rank up to the cores). */
+  readonly workers: number | undefined
   readonly log: RunConfig.RunConfig["log"]
   readonly logLevel: RunConfig.RunConfig["log-level"]
   readonly save: string | undefined
@@ -111,6 +113,15 @@ const tooManyRanks = (d: RunConfig.Decoded, backend: ChooseBackend.Name): Config
     `is more ranks than the ${backend} backend hosts in one process (at most ${limit}: every rank lives in this process)`,
     `use --world ${limit} or less${roomier}`,
   )
+}
+
+/** --workers on a backend without worker threads, named as the user wrote it. */
+const workersWithoutThreads = (d: RunConfig.Decoded, backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
+  const workers = d.config.workers
+  if (workers === undefined || backend.startsWith("threads")) return undefined
+  const source = d.sources.workers
+  const field = source?._tag === "file" ? `"workers" in ${source.file}` : "--workers"
+  return ConfigError.make(field, workers, `sets the worker threads of the threads backends, but the backend is ${backend}`, "drop it, or add --backend threads")
 }
 
 /** Runs a cross-field check, rethrowing its ConfigError renamed for the command line. */
@@ -199,7 +210,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const c = d.config
   // A backend given by flag or config file wins; else the launch environment's, else the default.
   const backend = chosenBackend(c.backend, d.sources.backend?._tag === "default")
-  BadInput.throwIfAny([tooManyRanks(d, backend), launchMismatch(d, backend)].filter((p) => p !== undefined))
+  BadInput.throwIfAny([tooManyRanks(d, backend), launchMismatch(d, backend), workersWithoutThreads(d, backend)].filter((p) => p !== undefined))
   const parallel = explained(d, () => {
     const validated = ParallelConfig.validate({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, vpp: c.vpp, order: c.order })
     if (Result.isFailure(validated)) throw validated.failure
@@ -284,6 +295,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     },
     steps: c.steps,
     backend,
+    workers: c.workers,
     log: c.log,
     logLevel: c["log-level"],
     save: c.save,

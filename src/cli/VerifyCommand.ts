@@ -128,6 +128,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
     const compared = Lockstep.run(setup, {
       steps,
       backend: resolved.backend,
+      ...(resolved.workers === undefined ? {} : { workers: resolved.workers }),
       onStep: (c) => {
         activity.set(`after step ${c.step + 1} of ${steps} was compared`)
         // The bar leaves the terminal's line to stdout's line, then comes back under it.

@@ -46,10 +46,19 @@ export class UnknownBackend extends Data.TaggedError("UnknownBackend")<{ readonl
 export const isName = (name: string): name is Name => (names as ReadonlyArray<string>).includes(name)
 
 /**
+ * Settings of a backend that only some backends have.
+ * @category models
+ */
+export interface BackendOptions {
+  /** threads backends: the most worker threads a job uses (ThreadsJob's `workers`). */
+  readonly workers?: number
+}
+
+/**
  * The Layer of the named backend (default "local").
  * @category layers
  */
-export const layer = (name: string = "local"): Layer.Layer<Backend, UnknownBackend> => {
+export const layer = (name: string = "local", options: BackendOptions = {}): Layer.Layer<Backend, UnknownBackend> => {
   if (!isName(name)) return Layer.effect(Backend, Effect.fail(new UnknownBackend({ name })))
   switch (name) {
     case "local":
@@ -57,9 +66,9 @@ export const layer = (name: string = "local"): Layer.Layer<Backend, UnknownBacke
     case "local-zero-copy":
       return LocalBackend.layer({ copy: false })
     case "threads":
-      return ThreadsBackend.layer()
+      return ThreadsBackend.layer(options)
     case "threads-zero-copy":
-      return ThreadsBackend.layer({ copy: false })
+      return ThreadsBackend.layer({ ...options, copy: false })
     case "mpi":
       return MpiBackend.layer()
   }

@@ -5,7 +5,8 @@
  * Every worker runs RankHost's `host` export with the rank program as data; the host imports
  * the program's module while the worker loads, then runs it exactly as the local backend does.
  * Events posted by the workers reach the job's listener as they come. `copy: false` is the
- * zero-copy mode (tensors in SharedArrayBuffers are read in place).
+ * zero-copy mode (tensors in SharedArrayBuffers are read in place). `workers` caps the worker
+ * threads (ThreadsJob: default one per rank up to the cores; a job of fewer ranks uses fewer).
  */
 import * as Layer from "effect/Layer"
 import { Backend, type JobSpec } from "./Backend.js"
@@ -13,7 +14,7 @@ import * as RankEvents from "./RankEvents.js"
 import * as RankHost from "./RankHost.js"
 import * as ThreadsJob from "./ThreadsJob.js"
 
-const runJob = (spec: JobSpec, copy: boolean) => {
+const runJob = (spec: JobSpec, copy: boolean, workers: number | undefined) => {
   const deliver = RankEvents.deliver(spec.listener ?? {})
   const host = RankHost.hostOf(RankHost.argsFor(spec.program, spec.listener ?? {}))
   return ThreadsJob.run({
@@ -22,6 +23,7 @@ const runJob = (spec: JobSpec, copy: boolean) => {
     export: host.export,
     args: host.args,
     copy,
+    ...(workers === undefined ? {} : { workers: Math.min(workers, spec.world) }),
     onEvent: (rank, event) => deliver(rank, event as RankEvents.RankEvent),
     ...(spec.timeoutMs === undefined ? {} : { timeoutMs: spec.timeoutMs }),
   })
@@ -31,5 +33,5 @@ const runJob = (spec: JobSpec, copy: boolean) => {
  * The threads backend as a Layer.
  * @category layers
  */
-export const layer = (options: { readonly copy?: boolean } = {}): Layer.Layer<Backend> =>
-  Layer.succeed(Backend, { name: options.copy === false ? "threads-zero-copy" : "threads", run: (spec) => runJob(spec, options.copy !== false) })
+export const layer = (options: { readonly copy?: boolean; readonly workers?: number } = {}): Layer.Layer<Backend> =>
+  Layer.succeed(Backend, { name: options.copy === false ? "threads-zero-copy" : "threads", run: (spec) => runJob(spec, options.copy !== false, options.workers) })

@@ -1,6 +1,7 @@
 /**
- * ThreadsJob: runs one program on every rank, each rank in its own worker thread (its own
- * Effect runtime, its own core when there is one), with the threads backend as Communicator.
+ * ThreadsJob: runs one program on every rank in worker threads, with the threads backend as
+ * Communicator: one worker per rank (its own Effect runtime, its own core) while there are cores
+ * for them, and beyond that blocks of consecutive ranks sharing a worker (`workers`).
  *
  * Closures cannot cross into a worker, so the program is named: a module and a named export
  * `(rank, args) => Effect<A, E, Communicator>`; `args` and the results are structured-cloned.
@@ -10,7 +11,9 @@
  * member), and supervises. Supervision is Job.run's: the job succeeds with every rank's result in
  * rank order, or fails with the first rank that failed (RankFailed, with its cause rebuilt:
  * a CommError stays a CommError). A rank fails when its program fails, when its worker
- * throws, or when its worker exits before the program finished. Then every worker is told to
+ * throws, or when its worker exits before the program finished (a worker hosting several
+ * ranks charges its exit to the rank whose program called process.exit, its crash to its
+ * first rank still running). Then every worker is told to
  * close (each op still waiting fails with Closed and the programs are interrupted) and, after
  * a short grace, terminated; the job returns once every thread of the job has exited. The
  * program starts only once every rank has loaded the module, so worker start-up never counts
@@ -33,6 +36,7 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { availableParallelism } from "node:os"
 import { MessageChannel, type MessagePort, type Worker } from "node:worker_threads"
 import * as ControlBlock from "../comm/threads/ControlBlock.js"
 import * as Doorbell from "../comm/threads/Doorbell.js"
@@ -64,7 +68,27 @@ export interface ThreadsJobOptions {
   readonly startTimeoutMs?: number
   /** Receives the events the ranks post while they run. */
   readonly onEvent?: (rank: number, event: unknown) => void
+  /**
+   * Worker threads to run the ranks on (default: one per rank up to the cores this process
+   * may use). With fewer workers than ranks, each worker hosts a block of consecutive ranks as
+   * fibers of its one event loop (as the local backend hosts all of them), so a collective among
+   * them costs no thread wake-up, and more ranks than cores do not take turns on the cores.
+   */
+  readonly workers?: number
 }
+
+/**
+ * The workers a job of `world` ranks runs on when the options do not say.
+ * @category configuration
+ */
+export const defaultWorkers = (world: number): number => Math.max(1, Math.min(world, availableParallelism()))
+
+/**
+ * The worker that hosts `rank` when `world` ranks run on `workers` workers: consecutive blocks
+ * (tensor-parallel neighbours share a worker).
+ * @category getters
+ */
+export const workerOf = (rank: number, world: number, workers: number): number => Math.floor((rank * workers) / world)
 
 let nextJob = 1
 
@@ -74,7 +98,11 @@ class Session {
   readonly options: ThreadsJobOptions
   readonly job = nextJob++
   readonly world: number
+  /** The workers of the job, and which of them hosts each rank. */
   readonly workers: Array<Worker> = []
+  readonly #host: Array<number>
+  /** The rank whose program ended each worker with process.exit, when one said so. */
+  readonly #exiting = new Map<number, number>()
   /** The control block of every group a member asked for, by group key. */
   readonly #blocks = new Map<string, SharedArrayBuffer>()
   readonly #results: Array<unknown>
@@ -101,6 +129,9 @@ class Session {
     this.#stopped = new Array<boolean>(world).fill(false)
     this.#exited = new Array<boolean>(world).fill(false)
     this.#loadedRanks = new Array<boolean>(world).fill(false)
+    const count = options.workers ?? defaultWorkers(world)
+    if (!Number.isInteger(count) || count < 1 || count > world) throw new RangeError(`workers must be an integer from 1 to the world (${world}), got ${count}`)
+    this.#host = Array.from({ length: world }, (_, r) => workerOf(r, world, count))
     const timeoutMs = options.timeoutMs ?? 30_000
     const module = moduleUrl(options.module)
     const flavour: Pool.Flavour = Pool.fromSources || /\.[mc]?tsx?$/.test(new URL(module).pathname) ? "tsx" : "plain"
@@ -110,7 +141,7 @@ class Session {
     } catch (error) {
       throw new TypeError(`ThreadsJob: the args cannot be sent to the workers (they must be structured-cloneable): ${error instanceof Error ? error.message : String(error)}`)
     }
-    const doorbells = new SharedArrayBuffer(Doorbell.bytesFor(world))
+    const doorbells = new SharedArrayBuffer(Doorbell.bytesFor(world, count))
     // One direct channel per pair of ranks: peers[i][j] is rank i's end towards rank j.
     const peers = Array.from({ length: world }, () => new Array<MessagePort | undefined>(world))
     for (let i = 0; i < world; i++) {
@@ -120,11 +151,15 @@ class Session {
         ;(peers[j] as Array<MessagePort | undefined>)[i] = port2
       }
     }
+    // A rank polls before it sleeps only where it has a core of its own.
+    const spin = count === world && count <= availableParallelism()
     try {
-      for (let rank = 0; rank < world; rank++) {
+      for (let w = 0; w < count; w++) {
         const worker = Pool.take(flavour)
         this.workers.push(worker)
-        this.#attach(rank, worker)
+        this.#attach(w, worker)
+      }
+      for (let rank = 0; rank < world; rank++) {
         const ports = peers[rank] as Array<MessagePort | undefined>
         const start: ToWorker = {
           t: "start",
@@ -136,6 +171,9 @@ class Session {
           args: options.args,
           timeoutMs,
           copy: options.copy ?? true,
+          spin,
+          hosts: this.#host,
+          slot: rank - this.#host.indexOf(this.#host[rank] as number),
           doorbells,
           peers: ports,
         }
@@ -162,16 +200,33 @@ class Session {
   }
 
   #post(rank: number, message: ToWorker, transfer?: Array<MessagePort>): void {
-    if (!this.#exited[rank]) this.workers[rank]?.postMessage(message, transfer)
+    if (!this.#exited[rank]) this.workers[this.#host[rank] as number]?.postMessage(message, transfer)
   }
 
-  #attach(rank: number, worker: Worker): void {
-    const onMessage = (m: ToMain) => this.#onMessage(rank, m)
-    const onError = (error: unknown) => this.#fail(rank, Cause.die(error))
-    const onMessageError = (error: unknown) => this.#fail(rank, Cause.die(error))
+  /** The ranks worker `w` hosts. */
+  #ranksOf(w: number): Array<number> {
+    return this.#host.flatMap((h, r) => (h === w ? [r] : []))
+  }
+
+  /** The rank a failure of worker `w` itself is charged to: the first still running. */
+  #culprit(w: number): number {
+    const ranks = this.#ranksOf(w)
+    return ranks.find((r) => !this.#done[r]) ?? (ranks[0] as number)
+  }
+
+  #attach(w: number, worker: Worker): void {
+    const onMessage = (m: ToMain) => this.#onMessage(m.rank, m)
+    const onError = (error: unknown) => this.#fail(this.#culprit(w), Cause.die(error))
+    const onMessageError = (error: unknown) => this.#fail(this.#culprit(w), Cause.die(error))
     const onExit = (code: number) => {
-      this.#exited[rank] = true
-      if (!this.#done[rank]) this.#fail(rank, Cause.die(new Error(`the worker of rank ${rank} exited with code ${code} before its program finished`)))
+      const ranks = this.#ranksOf(w)
+      for (const r of ranks) this.#exited[r] = true
+      if (ranks.some((r) => !this.#done[r])) {
+        const rank = this.#exiting.get(w) ?? this.#culprit(w)
+        const others = ranks.filter((r) => r !== rank)
+        const also = others.length === 0 ? "" : ` (the worker also hosted rank${others.length > 1 ? "s" : ""} ${others.join(", ")})`
+        this.#fail(rank, Cause.die(new Error(`the worker of rank ${rank} exited with code ${code} before its program finished${also}`)))
+      }
       this.#progress()
     }
     worker.on("message", onMessage)
@@ -187,14 +242,17 @@ class Session {
   }
 
   #onMessage(rank: number, m: ToMain): void {
-    if (m.job !== this.job) return
+    if (m.job !== this.job || !(rank >= 0 && rank < this.world)) return
     switch (m.t) {
+      case "exiting":
+        this.#exiting.set(this.#host[rank] as number, rank)
+        return
       case "loaded":
         if (this.#loadedRanks[rank]) return
         this.#loadedRanks[rank] = true
         if (++this.#loaded < this.world || this.#closed) return
         clearTimeout(this.#startTimer)
-        for (let r = 0; r < this.world; r++) this.#post(r, { t: "go", job: this.job })
+        for (let r = 0; r < this.world; r++) this.#post(r, { t: "go", job: this.job, rank: r })
         return
       case "group": {
         if (this.#closed) return
@@ -203,7 +261,7 @@ class Session {
           block = new SharedArrayBuffer(ControlBlock.bytesFor(m.size))
           this.#blocks.set(m.key, block)
         }
-        return this.#post(rank, { t: "group", job: this.job, key: m.key, block })
+        return this.#post(rank, { t: "group", job: this.job, rank, key: m.key, block })
       }
       case "done":
         if (!m.ok) return this.#fail(rank, Failure.rebuild(m.failure))
@@ -248,12 +306,12 @@ class Session {
     const why = success ? "the job ended" : "the job failed"
     this.#closed = true
     clearTimeout(this.#startTimer)
-    for (let r = 0; r < this.world; r++) this.#post(r, { t: "close", job: this.job, why })
+    for (let r = 0; r < this.world; r++) this.#post(r, { t: "close", job: this.job, rank: r, why })
     const settled = (r: number) => this.#stopped[r] === true || this.#exited[r] === true
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, this.options.graceMs ?? 200)
       this.#progress = () => {
-        if (this.workers.every((_, r) => settled(r))) {
+        if (this.#host.every((_, r) => settled(r))) {
           clearTimeout(timer)
           resolve()
         }
@@ -263,9 +321,10 @@ class Session {
     this.#progress = () => undefined
     for (const off of this.#detach) off()
     await Promise.all(
-      this.workers.map((w, r) => {
-        if (success && this.#stopped[r] && !this.#exited[r]) return Pool.giveBack(w)
-        return Pool.terminate(w)
+      this.workers.map((worker, w) => {
+        const clean = this.#ranksOf(w).every((r) => this.#stopped[r] && !this.#exited[r])
+        if (success && clean) return Pool.giveBack(worker)
+        return Pool.terminate(worker)
       }),
     )
   }

@@ -112,6 +112,8 @@ export interface Options {
   readonly steps: number
   /** Where the parallel run's ranks run (default "local"). */
   readonly backend?: ChooseBackend.Name
+  /** threads backends: the most worker threads (default one per rank up to the cores). */
+  readonly workers?: number
   readonly timeoutMs?: number
   /** Called as each step has been compared. */
   readonly onStep?: (comparison: StepComparison) => void
@@ -255,7 +257,7 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
     )
     const [, comparisons] = yield* Effect.all([ended, compare], { concurrency: 2 })
     return comparisons
-  }).pipe(Effect.provide(ChooseBackend.layer(options.backend ?? "local")))
+  }).pipe(Effect.provide(ChooseBackend.layer(options.backend ?? "local", options.workers === undefined ? {} : { workers: options.workers })))
 
 /**
  * The largest difference of one kind over the steps, with its step (and parameter).

@@ -64,6 +64,8 @@ export interface RunOptions {
   readonly steps: number
   /** Where the ranks run (default "local"; see ChooseBackend). */
   readonly backend?: ChooseBackend.Name
+  /** threads backends: the most worker threads (default one per rank up to the cores). */
+  readonly workers?: number
   readonly timeoutMs?: number
   /** The job's logger; each rank logs through a child of it, on every backend. */
   readonly log?: Logger
@@ -331,7 +333,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
  * @category constructors
  */
 export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError | ChooseBackend.UnknownBackend> =>
-  Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local"))
+  Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local", options.workers === undefined ? {} : { workers: options.workers }))
 
 /** The model as a manifest records it (every setting; the shared-expert keys only when set). */
 const modelRecord = (m: RankTrainer.TrainSetup["model"]): Checkpoint.Manifest["model"] => {

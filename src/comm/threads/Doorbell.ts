@@ -1,19 +1,27 @@
 /**
  * Doorbell: how the ranks of a threads job wake each other without the main thread. One
- * SharedArrayBuffer per job holds a doorbell per rank (a counter) and how many waits that rank has outstanding.
- * A rank that changed something another rank may wait for (it published its part, decided a
- * collective, finished reading an owner's part) rings the owner's doorbell: it adds 1 and, if
- * the rank sleeps, notifies it. A rank with nothing to do waits on its own doorbell with
- * Atomics.waitAsync, so its event loop stays free for its other fibers (a rank may compute
- * while its reduce-scatters are in flight), and one wait covers everything it waits for.
+ * SharedArrayBuffer per job holds a doorbell per rank (a counter) and whether that rank sleeps,
+ * then a bell per worker thread. A rank that changed something another rank may wait for (it
+ * published its part, decided a collective, finished reading an owner's part) rings the
+ * owner's doorbell: it adds 1 and, if the rank sleeps, wakes it. A rank with nothing to do
+ * sleeps on its doorbell without blocking its event loop, so its thread's other fibers (its own
+ * compute, the other ranks the worker hosts) go on, and one sleep covers everything it waits for.
  *
- * No wake-up is lost: the sleeper reads its doorbell, checks its work, marks itself asleep and
- * waits for the doorbell to change from the value it read; a ring after that read changes the
- * value (the wait returns at once), and a ringer that saw no sleeper rang before the mark, hence
- * before the wait began (Atomics are sequentially consistent).
+ * How a sleeper is woken depends on where the ringer runs. A ringer in the sleeper's own thread
+ * (another rank of the same worker) calls it back directly, on the microtask queue: no system
+ * call, no trip through the event loop (a collective among the ranks of one worker costs what
+ * it costs on the local backend's fibers). A ringer in another thread rings the sleeper's
+ * worker bell (adds 1, Atomics.notify); each thread keeps one Atomics.waitAsync on its bell
+ * while any rank it hosts sleeps, and on waking calls back every sleeper whose doorbell moved.
+ *
+ * No wake-up is lost: the sleeper marks itself asleep, then reads its doorbell against the
+ * value it saw before checking its work; a ring after that read finds the mark and rings the
+ * bell. The thread reads its bell before it checks its sleepers' doorbells and waits for the
+ * bell to change from that value, so a bell rung after the check ends the wait at once
+ * (Atomics are sequentially consistent).
  */
 
-// Int32 words per rank (one 64-byte line: ranks do not share lines).
+// Int32 words per rank or worker (one 64-byte line: nobody shares lines).
 const line = 16
 
 interface WaitAsync {
@@ -21,10 +29,24 @@ interface WaitAsync {
 }
 
 /**
- * Bytes of the doorbells of a job of `world` ranks.
+ * Bytes of the doorbells of a job of `world` ranks on `workers` worker threads.
  * @category getters
  */
-export const bytesFor = (world: number): number => world * line * 4
+export const bytesFor = (world: number, workers: number = world): number => (world + workers) * line * 4
+
+interface Sleeper {
+  readonly seen: number
+  readonly then: () => void
+}
+
+/** What one thread knows of a job's doorbells: the sleepers it hosts and its bell's wait. */
+class ThreadSide {
+  readonly sleepers = new Map<number, Sleeper>()
+  waiting = false
+}
+
+// Per thread (module state is per worker), per job (its doorbell buffer).
+const sides = new WeakMap<SharedArrayBuffer, ThreadSide>()
 
 /**
  * The doorbells of a job, seen from one thread.
@@ -32,9 +54,22 @@ export const bytesFor = (world: number): number => world * line * 4
  */
 export class Doorbells {
   readonly ints: Int32Array
+  readonly #world: number
+  /** The worker thread that hosts each rank. */
+  readonly #hosts: ReadonlyArray<number>
+  readonly #side: ThreadSide
 
-  constructor(buffer: SharedArrayBuffer) {
+  /** `hosts[r]` is the worker thread of rank r (0 .. workers - 1). */
+  constructor(buffer: SharedArrayBuffer, hosts: ReadonlyArray<number>) {
     this.ints = new Int32Array(buffer)
+    this.#hosts = hosts
+    this.#world = this.#hosts.length
+    let side = sides.get(buffer)
+    if (side === undefined) {
+      side = new ThreadSide()
+      sides.set(buffer, side)
+    }
+    this.#side = side
   }
 
   /** The current value of rank r's doorbell (read before checking work, then `sleep`). */
@@ -42,28 +77,66 @@ export class Doorbells {
     return Atomics.load(this.ints, rank * line)
   }
 
+  #bell(rank: number): number {
+    return (this.#world + (this.#hosts[rank] as number)) * line
+  }
+
   /** Wakes rank r (if it sleeps) and makes its next `sleep` return at once otherwise. */
   ring(rank: number): void {
     const at = rank * line
     Atomics.add(this.ints, at, 1)
-    if (Atomics.load(this.ints, at + 1) !== 0) Atomics.notify(this.ints, at)
+    const here = this.#side.sleepers.get(rank)
+    if (here !== undefined) return this.#wake(rank, here)
+    if (Atomics.load(this.ints, at + 1) === 0) return
+    const bell = this.#bell(rank)
+    Atomics.add(this.ints, bell, 1)
+    Atomics.notify(this.ints, bell)
+  }
+
+  /** Ends the wait of rank r's thread on its bell (a job that ends leaves no wait behind). */
+  release(rank: number): void {
+    const bell = this.#bell(rank)
+    Atomics.add(this.ints, bell, 1)
+    Atomics.notify(this.ints, bell)
+  }
+
+  #wake(rank: number, sleeper: Sleeper): void {
+    this.#side.sleepers.delete(rank)
+    Atomics.sub(this.ints, rank * line + 1, 1)
+    queueMicrotask(sleeper.then)
   }
 
   /**
    * Calls `then` (without blocking the event loop meanwhile) once rank r's doorbell has moved
-   * from `seen`. No
+   * from `seen`. r must be a rank this thread hosts, with no other sleep outstanding. No
    * timeout here: a wait with one costs twice as much to wake (measured: 73 against 33 us per
    * two-rank barrier); deadlines are the caller's (a timer that rings).
    */
   sleep(rank: number, seen: number, then: () => void): void {
     const at = rank * line
     Atomics.add(this.ints, at + 1, 1)
-    const wait = (Atomics as unknown as WaitAsync).waitAsync(this.ints, at, seen)
-    const awake = () => {
-      Atomics.sub(this.ints, at + 1, 1)
-      then()
+    const sleeper = { seen, then }
+    if (Atomics.load(this.ints, at) !== seen) return this.#wake(rank, sleeper)
+    this.#side.sleepers.set(rank, sleeper)
+    this.#arm(this.#bell(rank))
+  }
+
+  /** Keeps one wait on this thread's bell while any rank of this thread sleeps. */
+  #arm(bell: number): void {
+    const side = this.#side
+    if (side.waiting || side.sleepers.size === 0) return
+    const value = Atomics.load(this.ints, bell)
+    // Doorbells that moved before the bell was read: no wait for them.
+    for (const [rank, sleeper] of side.sleepers) if (this.value(rank) !== sleeper.seen) this.#wake(rank, sleeper)
+    if (side.sleepers.size === 0) return
+    side.waiting = true
+    const woken = () => {
+      side.waiting = false
+      for (const [rank, sleeper] of side.sleepers) if (this.value(rank) !== sleeper.seen) this.#wake(rank, sleeper)
+      this.#arm(bell)
     }
-    if (wait.async) void wait.value.then(awake)
-    else queueMicrotask(awake)
+    const wait = (Atomics as unknown as WaitAsync).waitAsync(this.ints, bell, value)
+    if (wait.async) void wait.value.then(woken)
+    else queueMicrotask(woken)
   }
 }

@@ -6,8 +6,9 @@
  * and ends the job; it is never on the path of a collective or a p2p message. Collectives meet
  * in shared memory (ControlBlock, Doorbell). Workers talk to each other over one MessagePort per
  * pair: shared buffers they will read (Registry) and p2p messages, whose ArrayBuffers move with
- * a transfer list (ownership moves, no copy). Every message to a worker carries the job id so
- * that a pooled worker ignores leftovers of an earlier job.
+ * a transfer list (ownership moves, no copy). Every message carries the job id (so that a pooled
+ * worker ignores leftovers of an earlier job) and the rank it is for or from: a worker may host
+ * several ranks of a job (ThreadsJob's `workers`).
  */
 import type { MessagePort } from "node:worker_threads"
 import type * as CommError from "../CommError.js"
@@ -54,15 +55,17 @@ export type WireValue =
  */
 export type ToMain =
   /** The module is imported and the export is a function: ready to go. */
-  | { readonly t: "loaded"; readonly job: number }
+  | { readonly t: "loaded"; readonly job: number; readonly rank: number }
   /** The control block of a group, please (the first time this rank uses the group). */
-  | { readonly t: "group"; readonly job: number; readonly key: string; readonly size: number }
-  | { readonly t: "done"; readonly job: number; readonly ok: true; readonly value: unknown }
-  | { readonly t: "done"; readonly job: number; readonly ok: false; readonly failure: WireFailure }
-  /** The worker has failed its pending ops and its program has stopped. */
-  | { readonly t: "stopped"; readonly job: number }
+  | { readonly t: "group"; readonly job: number; readonly rank: number; readonly key: string; readonly size: number }
+  | { readonly t: "done"; readonly job: number; readonly rank: number; readonly ok: true; readonly value: unknown }
+  | { readonly t: "done"; readonly job: number; readonly rank: number; readonly ok: false; readonly failure: WireFailure }
+  /** The rank has failed its pending ops and its program has stopped. */
+  | { readonly t: "stopped"; readonly job: number; readonly rank: number }
   /** Something the rank's program tells the main thread while it runs (cloneable). */
-  | { readonly t: "event"; readonly job: number; readonly event: unknown }
+  | { readonly t: "event"; readonly job: number; readonly rank: number; readonly event: unknown }
+  /** The worker is exiting (process.exit) from this rank's program, while it ran. */
+  | { readonly t: "exiting"; readonly job: number; readonly rank: number; readonly code: number }
 
 /**
  * Main to worker.
@@ -79,16 +82,22 @@ export type ToWorker =
       readonly args: unknown
       readonly timeoutMs: number
       readonly copy: boolean
+      /** Whether the rank polls its doorbell before it sleeps (it has a core of its own). */
+      readonly spin: boolean
+      /** The rank's place among the ranks its worker hosts (which chunk pool it uses). */
+      readonly slot: number
+      /** The worker of every rank (Doorbell). */
+      readonly hosts: ReadonlyArray<number>
       /** The job's doorbells (Doorbell). */
       readonly doorbells: SharedArrayBuffer
       /** The direct channel to each other rank (undefined at this rank's own index). */
       readonly peers: ReadonlyArray<MessagePort | undefined>
     }
   /** Every rank has loaded: run the program. */
-  | { readonly t: "go"; readonly job: number }
+  | { readonly t: "go"; readonly job: number; readonly rank: number }
   /** A group's control block (the same buffer for every member). */
-  | { readonly t: "group"; readonly job: number; readonly key: string; readonly block: SharedArrayBuffer }
-  | { readonly t: "close"; readonly job: number; readonly why: string }
+  | { readonly t: "group"; readonly job: number; readonly rank: number; readonly key: string; readonly block: SharedArrayBuffer }
+  | { readonly t: "close"; readonly job: number; readonly rank: number; readonly why: string }
 
 /**
  * Worker to worker, on their direct channel.

@@ -13,10 +13,9 @@
  *
  * A rank with nothing ready waits on its doorbell with Atomics.waitAsync (Doorbell), never
  * blocking its event loop: its other fibers go on computing while collectives are in flight.
- * Where every rank has a core it first polls the doorbell for a few tens of microseconds. One
+ * Where the rank has a core of its own it first polls the doorbell for a few tens of microseconds. One
  * watchdog timer per rank, while ops are pending, lets deadlines pass when nobody rings.
  */
-import { availableParallelism } from "node:os"
 import type { MessagePort } from "node:worker_threads"
 import * as Effect from "effect/Effect"
 import * as Collective from "../Collective.js"
@@ -54,11 +53,16 @@ export interface ThreadCommOptions {
   readonly timeoutMs: number
   /** Snapshot contributions (default behaviour of the local backend); false reads SAB tensors in place. */
   readonly copy: boolean
+  /** Poll the doorbell for a few tens of microseconds before sleeping: only where the rank has
+   * a core of its own (its worker hosts no other rank and there are no more workers than cores). */
+  readonly spin: boolean
   readonly post: PostToMain
   /** The rank's chunk pool (kept across jobs by a pooled worker). */
   readonly chunks: Chunks.ChunkPool
   /** The job's doorbells (Doorbell). */
   readonly doorbells: SharedArrayBuffer
+  /** The worker thread of every rank. */
+  readonly hosts: ReadonlyArray<number>
   /** The direct channel to each other rank. */
   readonly peers: ReadonlyArray<MessagePort | undefined>
 }
@@ -100,8 +104,8 @@ export class ThreadComm {
   constructor(options: ThreadCommOptions) {
     this.options = options
     this.inbox = new Inbox(options.rank, options.timeoutMs)
-    this.#doorbells = new Doorbells(options.doorbells)
-    this.#spinMs = options.world <= availableParallelism() ? spinMs : 0
+    this.#doorbells = new Doorbells(options.doorbells, options.hosts)
+    this.#spinMs = options.spin ? spinMs : 0
     this.#registry = new Registry(options.world, (to, m) => options.peers[to]?.postMessage(m))
     options.peers.forEach((port, from) => port?.on("message", (m: PeerMessage) => this.#onPeer(from, m)))
     this.#context = {
@@ -142,8 +146,9 @@ export class ThreadComm {
     for (const port of this.options.peers) port?.close()
     this.inbox.close(why)
     this.#unwatch()
-    // Ends this rank's own outstanding wait now.
+    // Ends this rank's own outstanding wait now, and its thread's wait on the bell.
     this.#doorbells.ring(rank)
+    this.#doorbells.release(rank)
   }
 
   #stream(group: Group.Group, me: number): GroupStream {
@@ -154,7 +159,7 @@ export class ThreadComm {
       this.#streams.set(key, s)
       if (!this.#asked.has(key)) {
         this.#asked.add(key)
-        this.options.post({ t: "group", job: this.options.job, key, size: group.ranks.length })
+        this.options.post({ t: "group", job: this.options.job, rank: this.options.rank, key, size: group.ranks.length })
       }
     }
     return s
@@ -248,10 +253,11 @@ export class ThreadComm {
   }
 
   /**
-   * Polls the doorbell for a short while before waiting on it, when every rank of the job has
-   * a core of its own: a peer that arrives meanwhile costs no wake-up on either side (a wake-up
+   * Polls the doorbell for a short while before waiting on it, when the rank has a core of
+   * its own: a peer that arrives meanwhile costs no wake-up on either side (a wake-up
    * is a system call for the ringer and a trip through the event loop for the sleeper). With
-   * more ranks than cores a spinning rank would only hold a core its peers need.
+   * more ranks than cores, or other ranks in the same worker, a spinning rank would only hold
+   * a core (or an event loop) its peers need.
    */
   #spin(seen: number): void {
     const rank = this.options.rank
