@@ -243,7 +243,7 @@ export class GroupStream {
     const uniform = sameShape.has(op.signature.op)
     const cs = parts.map((part, j): Collective.Contribution => {
       const sig = j === this.me || uniform ? op.signature : block.signature(op.seq, j, this.group.ranks[j] as number)
-      return { ...sig, data: part.view }
+      return Collective.contribution(sig, part.view)
     })
     const counters = parts.map((part) => part.counter)
     if (

@@ -212,7 +212,7 @@ export class ThreadComm {
     const judged = Verdict.judge(group, seq, [signature], [out === undefined ? undefined : { length: out.length, dtype: signature.dtype }])
     if (judged !== undefined) return Effect.fail(judged(this.options.rank))
     try {
-      return Effect.succeed(Collective.outputFor([{ ...signature, data }], 0, out))
+      return Effect.succeed(Collective.outputFor([Collective.contribution(signature, data)], 0, out))
     } catch (error) {
       return Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(group), op: signature.op, seq, rank: this.options.rank, ranks: [], detail: String(error) }))
     }
