@@ -21,14 +21,15 @@
  *
  * Latency of an 8-byte allReduce: limit = a barrier's latency in the same backend and run (the
  * cheapest collective the engine has: the synchronisation any collective pays), target = the
- * issue's budget of 20 us.
+ * issue's budget: 20 us on the local backend, 50 us on threads (issue 14).
  *
  * Threads backend, per rank: bytes one rank sends (P * B) / time of the slowest rank; limit = the
  * copy bandwidth of this run in bytes delivered per second (memcpy's read + write figure / 2),
  * times the cores the 8 workers share, split over the 8 ranks; target = the issue's 4 GB/s.
- * Threads latency on 8 and on 2 ranks, each beside the wake-up floor of as many bare worker
- * threads (a waitAsync barrier without Effect or communicator: what waking sleeping threads
- * costs on this machine by itself).
+ * Threads latency on 8 ranks with a worker each and on the default workers (one per core, blocks
+ * of ranks sharing a thread), and on 2 ranks; a worker per rank beside the wake-up floor of as
+ * many bare worker threads (a waitAsync barrier without Effect or communicator: what waking
+ * sleeping threads costs on this machine by itself).
  */
 import os from "node:os"
 import * as Effect from "effect/Effect"
@@ -136,19 +137,26 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
       ctx.log(`comm ${mode} ${label(perPeer)}: allToAllV ${(t * 1e6).toFixed(0)} us`)
     }
   }
-  // Latency on `world` ranks (more ranks than cores here: every collective wakes sleeping
-  // threads) and on 2 (a core each where there are two: ranks poll briefly before sleeping).
-  for (const ranks of [world, 2]) {
+  // Latency on `world` ranks with a worker each (more threads than cores here: every collective
+  // wakes sleeping threads) and on the default workers (one per core: blocks of ranks share a
+  // thread), and on 2 ranks (a core each where there are two: ranks poll briefly before sleeping).
+  const runs: ReadonlyArray<{ readonly ranks: number; readonly workers: number }> = [
+    { ranks: world, workers: world },
+    { ranks: world, workers: ThreadsJob.defaultWorkers(world) },
+    { ranks: 2, workers: ThreadsJob.defaultWorkers(2) },
+  ]
+  for (const { ranks, workers } of runs) {
     const slowest = async (exported: string, args: Record<string, unknown>) =>
-      Math.max(...(await ThreadsJob.runPromise<number>({ world: ranks, module, export: exported, args: { world: ranks, iterations: 500, warmup: 50, ...args } })))
+      Math.max(...(await ThreadsJob.runPromise<number>({ world: ranks, workers, module, export: exported, args: { world: ranks, iterations: 500, warmup: 50, ...args } })))
     const tiny = await slowest("tinyAllReduce", {})
     const tinyBarrier = await slowest("tinyBarrier", {})
-    out.push(
-      record(ctx, { case: `allReduce 8 B, ${ranks} ranks (threads)`, metric: "latency (limit: barrier)", value: tiny * 1e6, unit: "us", limit: tinyBarrier * 1e6, target: 20 }),
-    )
+    const where = `${ranks} ranks on ${workers} worker${workers > 1 ? "s" : ""}`
+    out.push(record(ctx, { case: `allReduce 8 B, ${where} (threads)`, metric: "latency (limit: barrier)", value: tiny * 1e6, unit: "us", limit: tinyBarrier * 1e6, target: 50 }))
     // What waking sleeping threads costs by itself: bare worker threads, no Effect, no comm.
-    const floor = await slowest("wakeFloor", { sab: new SharedArrayBuffer(64 * (ranks + 1)) })
-    out.push(record(ctx, { case: `wake-up floor, ${ranks} bare threads (threads)`, metric: "latency (waitAsync barrier)", value: floor * 1e6, unit: "us" }))
+    if (workers === ranks) {
+      const floor = await slowest("wakeFloor", { sab: new SharedArrayBuffer(64 * (ranks + 1)) })
+      out.push(record(ctx, { case: `wake-up floor, ${ranks} bare threads (threads)`, metric: "latency (waitAsync barrier)", value: floor * 1e6, unit: "us" }))
+    }
   }
   await ThreadsJob.shutdown()
   return out
