@@ -136,7 +136,7 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
     record(ctx, { case: label, metric: "throughput", value: tokens / seconds, unit: "tokens/s", limit: peak / flopsPerToken }),
     record(ctx, { case: label, metric: "model FLOP/s", value: flops / seconds / 1e9, unit: "GFLOP/s", limit: peak / 1e9 }),
     record(ctx, {
-      case: label.replace("local", "threads"),
+      case: label.replace("local", `threads on ${ThreadsJob.defaultWorkers(setup.parallel.world)} workers`),
       metric: `throughput (limit: ${cores}-core peak)`,
       value: threadsTokens / threadsSeconds,
       unit: "tokens/s",
