@@ -44,8 +44,9 @@ const product = (
   const kernels = Kernels.forDType(dtype, reference)
   for (const p of parts) {
     if (p.m === 0 || p.n === 0) continue
-    const args = { ...p, batch: 1, strideA: 0, strideB: 0, accumulate: false }
-    if (bf16 !== undefined) bf16.sync({ ...args, a: p.a as Float32Array, b: p.b as Float32Array, out: p.out as Float32Array })
+    // Field by field (no spread): this runs for every expert of every grouped product.
+    const args = { a: p.a, b: p.b, out: p.out, m: p.m, n: p.n, k: p.k, transA: p.transA, transB: p.transB, batch: 1, strideA: 0, strideB: 0, accumulate: false }
+    if (bf16 !== undefined) bf16.sync(args as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])
     else kernels.matmul(args)
   }
 }
