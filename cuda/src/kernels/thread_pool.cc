@@ -41,6 +41,17 @@ struct Pool {
 // less, so a short poll keeps them off that path, for at most this much CPU per job.
 constexpr std::chrono::microseconds kSpin{50};
 
+// Callers running a job on their own thread because the pool was busy with another caller's
+// (two ranks of a threads job in kernels at once). Each takes a core, so that many pool workers
+// step aside (the highest indices stop taking tasks and do not poll): the pooled job's caller and
+// its remaining workers finish it, and the threads in kernels never outnumber the cores. Without
+// this, on 2 cores a GEMM of one rank ran on 3 threads (its caller, a pool worker, the other
+// rank's inline GEMM) and both ranks' kernels slowed down.
+std::atomic<unsigned> inline_callers{0};
+
+// Whether worker `index` should leave the cores to callers running inline.
+bool stepping_aside(const Pool* p, unsigned index) { return index + inline_callers.load(std::memory_order_relaxed) >= p->wanted; }
+
 // Polls `done()` (with pause) for up to kSpin; true when it became true.
 template <typename Done>
 bool spin_until(Done done) {
@@ -70,7 +81,7 @@ Pool& pool() {
 // before the new thread first takes the lock is not missed.
 void worker_loop(Pool* p, unsigned index, uint64_t seen) {
   for (;;) {
-    spin_until([&] { return p->generation.load(std::memory_order_acquire) != seen; });
+    spin_until([&] { return p->generation.load(std::memory_order_acquire) != seen || stepping_aside(p, index); });
     std::unique_lock<std::mutex> lk(p->m);
     p->wake.wait(lk, [&] { return index >= p->wanted || p->generation.load() != seen; });
     if (index >= p->wanted) return;
@@ -82,7 +93,11 @@ void worker_loop(Pool* p, unsigned index, uint64_t seen) {
     const auto* fn = p->job;
     const unsigned n = p->tasks;
     lk.unlock();
-    for (unsigned t; (t = p->next.fetch_add(1, std::memory_order_relaxed)) < n;) (*fn)(t);
+    while (!stepping_aside(p, index)) {
+      const unsigned t = p->next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= n) break;
+      (*fn)(t);
+    }
     lk.lock();
     if (p->active.fetch_sub(1) == 1) p->done.notify_one();
   }
@@ -133,9 +148,12 @@ void pool_run(unsigned tasks, const std::function<void(unsigned)>& fn) {
   if (tasks == 0) return;
   Pool& p = pool();
   std::unique_lock<std::mutex> job(p.job_mutex, std::defer_lock);
-  if (tasks == 1 || !job.try_lock()) {
-    // Single task, or the pool is busy with another caller's job: run inline.
+  if (tasks == 1) return fn(0);
+  if (!job.try_lock()) {
+    // The pool is busy with another caller's job: run inline, and have a pool worker step aside.
+    inline_callers.fetch_add(1, std::memory_order_relaxed);
     for (unsigned t = 0; t < tasks; ++t) fn(t);
+    inline_callers.fetch_sub(1, std::memory_order_relaxed);
     return;
   }
   {
