@@ -32,13 +32,18 @@ export interface LocalOptions {
   readonly timeoutMs?: number
 }
 
-type Waiter = Reply<Collective.Output, CommError.CommError>
+/**
+ * How a member of an in-process meeting is answered.
+ * @category models
+ */
+export type Waiter = Reply<Collective.Output, CommError.CommError>
 
 /**
  * The contribution a request makes (copied unless zero-copy). Built field by field: it runs for
  * every member of every collective, and spreads cost several times as much.
+ * @category constructors
  */
-const contribution = (rank: number, request: Request, copy: boolean): Collective.Contribution => {
+export const contribution = (rank: number, request: Request, copy: boolean): Collective.Contribution => {
   const t = request.tensor
   const c: { -readonly [K in keyof Collective.Contribution]: Collective.Contribution[K] } = {
     op: request.op,
@@ -54,6 +59,27 @@ const contribution = (rank: number, request: Request, copy: boolean): Collective
   if (request.out !== undefined) c.out = request.out.data
   return c
 }
+
+/**
+ * The meeting place of ranks that share one thread: the last member to arrive computes every
+ * member's result (equal results shared in zero-copy mode, `share`) and answers them all. The
+ * local backend meets all its ranks here; the threads backend the groups whose members share
+ * a worker.
+ * @category constructors
+ */
+export const rendezvous = (timeoutMs: number, share: boolean): Rendezvous<Collective.Contribution, Waiter> =>
+  new Rendezvous<Collective.Contribution, Waiter>({
+    timeoutMs,
+    fail: (waiter, error) => waiter.done(Effect.fail(error)),
+    complete: (_group, _seq, arrivals) => {
+      const outputs = Collective.compute(
+        arrivals.map((a) => a.part),
+        share,
+      )
+      arrivals.forEach((a, i) => a.waiter.done(Effect.succeed(outputs[i] as Collective.Output)))
+    },
+    receiveBuffer: (part) => (part.out === undefined ? undefined : { length: part.out.length, dtype: part.dtype }),
+  })
 
 /**
  * The shared state of one local job.
@@ -72,20 +98,8 @@ export class LocalFabric {
     this.world = options.world
     this.copy = options.copy ?? true
     this.timeoutMs = options.timeoutMs ?? 30_000
-    const share = !this.copy
     this.#inboxes = Array.from({ length: this.world }, (_, rank) => new Inbox(rank, this.timeoutMs))
-    this.rendezvous = new Rendezvous<Collective.Contribution, Waiter>({
-      timeoutMs: this.timeoutMs,
-      fail: (waiter, error) => waiter.done(Effect.fail(error)),
-      complete: (_group, _seq, arrivals) => {
-        const outputs = Collective.compute(
-          arrivals.map((a) => a.part),
-          share,
-        )
-        arrivals.forEach((a, i) => a.waiter.done(Effect.succeed(outputs[i] as Collective.Output)))
-      },
-      receiveBuffer: (part) => (part.out === undefined ? undefined : { length: part.out.length, dtype: part.dtype }),
-    })
+    this.rendezvous = rendezvous(this.timeoutMs, !this.copy)
   }
 
   /** Ends the job: every waiting op fails with Closed. */

@@ -31,7 +31,9 @@
  * local backend, which share one process). `copy: false` is the zero-copy mode: a tensor
  * backed by a SharedArrayBuffer (`Tensor.zeros(shape, { shared: true })`) is read in place by
  * the other members, and its owner's collective completes once they all have read it, so the
- * owner may overwrite it as soon as it resumes; other tensors are still copied.
+ * owner may overwrite it as soon as it resumes; other tensors are still copied. A group whose
+ * members all share one worker meets in that thread as on the local backend (SameThread): in
+ * zero-copy mode its members then share equal results, as local-zero-copy's do.
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"

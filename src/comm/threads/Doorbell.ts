@@ -39,14 +39,16 @@ interface Sleeper {
   readonly then: () => void
 }
 
-/** What one thread knows of a job's doorbells: the sleepers it hosts and its bell's wait. */
-class ThreadSide {
+/**
+ * What one thread knows of a job's doorbells: the sleepers it hosts and its bell's wait. One per
+ * thread and job, shared by the Doorbells of the thread's ranks (SameThread holds it: a
+ * SharedArrayBuffer arrives as a new object with every message, so it cannot key the job).
+ * @category models
+ */
+export class ThreadSide {
   readonly sleepers = new Map<number, Sleeper>()
   waiting = false
 }
-
-// Per thread (module state is per worker), per job (its doorbell buffer).
-const sides = new WeakMap<SharedArrayBuffer, ThreadSide>()
 
 /**
  * The doorbells of a job, seen from one thread.
@@ -59,16 +61,11 @@ export class Doorbells {
   readonly #hosts: ReadonlyArray<number>
   readonly #side: ThreadSide
 
-  /** `hosts[r]` is the worker thread of rank r (0 .. workers - 1). */
-  constructor(buffer: SharedArrayBuffer, hosts: ReadonlyArray<number>) {
+  /** `hosts[r]` is the worker thread of rank r (0 .. workers - 1); `side`: this thread's. */
+  constructor(buffer: SharedArrayBuffer, hosts: ReadonlyArray<number>, side: ThreadSide) {
     this.ints = new Int32Array(buffer)
     this.#hosts = hosts
     this.#world = this.#hosts.length
-    let side = sides.get(buffer)
-    if (side === undefined) {
-      side = new ThreadSide()
-      sides.set(buffer, side)
-    }
     this.#side = side
   }
 

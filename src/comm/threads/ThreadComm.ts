@@ -35,6 +35,8 @@ import { Doorbells } from "./Doorbell.js"
 import type { Counter, PeerMessage, ToMain } from "./Protocol.js"
 import { GroupStream, type Op, type Result, type StreamContext, viewOf } from "./GroupStream.js"
 import { Registry } from "./Registry.js"
+import * as SameThread from "./SameThread.js"
+import * as LocalFabric from "../LocalFabric.js"
 
 /**
  * How a rank's communicator reaches the main thread.
@@ -100,11 +102,16 @@ export class ThreadComm {
   /** Quarter timeouts counted by the watchdog: the clock of deadlines (no clock read per op). */
   #tick = 0
   readonly #context: StreamContext
+  /** What this rank shares with the ranks of its thread, and which groups meet there (by key). */
+  readonly #here: SameThread.SameThread
+  readonly #inThread = new Map<string, boolean>()
 
   constructor(options: ThreadCommOptions) {
     this.options = options
     this.inbox = new Inbox(options.rank, options.timeoutMs)
-    this.#doorbells = new Doorbells(options.doorbells, options.hosts)
+    this.#here = SameThread.join(options.job, options.rank, options.timeoutMs, options.copy)
+    this.#here.inboxes.set(options.rank, this.inbox)
+    this.#doorbells = new Doorbells(options.doorbells, options.hosts, this.#here.doorbells)
     this.#spinMs = options.spin ? spinMs : 0
     this.#registry = new Registry(options.world, (to, m) => options.peers[to]?.postMessage(m))
     options.peers.forEach((port, from) => port?.on("message", (m: PeerMessage) => this.#onPeer(from, m)))
@@ -142,6 +149,8 @@ export class ThreadComm {
       s.failAll((op) => CommError.make({ reason: "Closed", group: Group.format(s.group), op: op.signature.op, seq: op.seq, rank, ranks: [], detail: why }))
     }
     this.#streams.clear()
+    this.#here.rendezvous.close(why)
+    SameThread.leave(this.options.job, rank)
     this.#registry.close()
     for (const port of this.options.peers) port?.close()
     this.inbox.close(why)
@@ -180,6 +189,11 @@ export class ThreadComm {
     }
     const out = request.out?.data
     if (group.ranks.length === 1) return this.#alone(group, seq, signature, t.data, out)
+    if (this.#meetsInThread(group)) {
+      const reply: LocalFabric.Waiter = new Reply()
+      this.#here.rendezvous.arrive(group, seq, LocalFabric.contribution(rank, request, copy), reply)
+      return reply.await
+    }
     const data = t.data
     let buffer: SharedArrayBuffer | undefined
     let offset = 0
@@ -205,6 +219,19 @@ export class ThreadComm {
     s.ops.push(op)
     this.#pump()
     return op.reply.await
+  }
+
+  /** Whether every member of `group` lives on this thread (then it meets in SameThread). */
+  #meetsInThread(group: Group.Group): boolean {
+    const key = Group.key(group)
+    let inThread = this.#inThread.get(key)
+    if (inThread === undefined) {
+      const hosts = this.options.hosts
+      const mine = hosts[this.options.rank]
+      inThread = group.ranks.every((r) => hosts[r] === mine)
+      this.#inThread.set(key, inThread)
+    }
+    return inThread
   }
 
   // A group of one: the rules and the semantics, with nobody to wait for.
@@ -319,6 +346,9 @@ export class ThreadComm {
       post: (to, t, tag) => {
         // A private copy whose buffer moves to the receiver (transfer: no second copy).
         const copy = t.data.slice()
+        // A rank of this thread: straight into its inbox.
+        const near = this.#here.inboxes.get(to)
+        if (near !== undefined) return near.deliver(rank, tag, Tensor.fromStorage(copy, t.shape, { device: t.device }))
         const port = this.options.peers[to]
         if (port === undefined) return this.inbox.deliver(rank, tag, Tensor.fromStorage(copy, t.shape, { device: t.device }))
         const message: PeerMessage = { t: "p2p", tag, dtype: t.dtype, shape: [...t.shape], device: t.device, buffer: copy.buffer as ArrayBuffer }
