@@ -53,16 +53,18 @@ export interface Contribution extends Signature {
 }
 
 /**
- * A member's contribution from its signature and data, built field by field (it runs for every
- * member of every collective; an object spread costs several times as much).
+ * A member's contribution from its signature, data and receive buffer (if any), built field by
+ * field (it runs for every member of every collective; an object spread costs several times as
+ * much).
  * @category constructors
  */
-export const contribution = (sig: Signature, data: DType.Storage): Contribution => {
+export const contribution = (sig: Signature, data: DType.Storage, out?: DType.Storage): Contribution => {
   const c: { -readonly [K in keyof Contribution]: Contribution[K] } = { op: sig.op, rank: sig.rank, dtype: sig.dtype, shape: sig.shape, data }
   if (sig.reduce !== undefined) c.reduce = sig.reduce
   if (sig.root !== undefined) c.root = sig.root
   if (sig.sendSplits !== undefined) c.sendSplits = sig.sendSplits
   if (sig.counts !== undefined) c.counts = sig.counts
+  if (out !== undefined) c.out = out
   return c
 }
 

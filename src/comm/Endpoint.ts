@@ -15,6 +15,22 @@ import * as Group from "./Group.js"
 import type { Inbox } from "./Inbox.js"
 
 /**
+ * What `rank` declares of a collective request (every transport checks these across members),
+ * built field by field (it runs on every collective; spreads cost several times as much); the
+ * split arrays are copied, so a caller that reuses its own cannot change them afterwards.
+ * @category constructors
+ */
+export const signatureOf = (rank: number, request: Request): Collective.Signature => {
+  const t = request.tensor
+  const s: { -readonly [K in keyof Collective.Signature]: Collective.Signature[K] } = { op: request.op, rank, dtype: t.dtype, shape: t.shape }
+  if (request.reduce !== undefined) s.reduce = request.reduce
+  if (request.root !== undefined) s.root = request.root
+  if (request.sendSplits !== undefined) s.sendSplits = [...request.sendSplits]
+  if (request.counts !== undefined) s.counts = [...request.counts]
+  return s
+}
+
+/**
  * What a transport gives one rank.
  * @category models
  */

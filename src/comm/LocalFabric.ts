@@ -38,26 +38,10 @@ export interface LocalOptions {
  */
 export type Waiter = Reply<Collective.Output, CommError.CommError>
 
-/**
- * The contribution a request makes (copied unless zero-copy). Built field by field: it runs for
- * every member of every collective, and spreads cost several times as much.
- * @category constructors
- */
-export const contribution = (rank: number, request: Request, copy: boolean): Collective.Contribution => {
-  const t = request.tensor
-  const c: { -readonly [K in keyof Collective.Contribution]: Collective.Contribution[K] } = {
-    op: request.op,
-    rank,
-    dtype: t.dtype,
-    shape: t.shape,
-    data: copy ? t.data.slice() : t.data,
-  }
-  if (request.reduce !== undefined) c.reduce = request.reduce
-  if (request.root !== undefined) c.root = request.root
-  if (request.sendSplits !== undefined) c.sendSplits = [...request.sendSplits]
-  if (request.counts !== undefined) c.counts = [...request.counts]
-  if (request.out !== undefined) c.out = request.out.data
-  return c
+/** The contribution a request makes (copied unless zero-copy). */
+const contribution = (rank: number, request: Request, copy: boolean): Collective.Contribution => {
+  const data = request.tensor.data
+  return Collective.contribution(Endpoint.signatureOf(rank, request), copy ? data.slice() : data, request.out?.data)
 }
 
 /**

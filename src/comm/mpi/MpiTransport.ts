@@ -28,6 +28,7 @@ import * as Tensor from "../../tensor/Tensor.js"
 import * as Collective from "../Collective.js"
 import * as CommError from "../CommError.js"
 import type { Request } from "../Communicator.js"
+import * as Endpoint from "../Endpoint.js"
 import type { RankTransport } from "../Endpoint.js"
 import * as Group from "../Group.js"
 import { Inbox } from "../Inbox.js"
@@ -142,22 +143,13 @@ export const make = (session: Session, options: { readonly job: number; readonly
     const size = group.ranks.length
     const local = Group.localRank(group, rank)
     const t = request.tensor
-    const signature: Collective.Signature = {
-      op: request.op,
-      rank,
-      dtype: t.dtype,
-      shape: t.shape,
-      ...(request.reduce === undefined ? {} : { reduce: request.reduce }),
-      ...(request.root === undefined ? {} : { root: request.root }),
-      ...(request.sendSplits === undefined ? {} : { sendSplits: request.sendSplits }),
-      ...(request.counts === undefined ? {} : { counts: request.counts }),
-    }
+    const signature = Endpoint.signatureOf(rank, request)
     const buffer = request.out === undefined ? undefined : { length: request.out.data.length, dtype: request.out.dtype }
     if (size === 1) {
       next()
       const verdict = Header.tooManyDims(t.shape) ? undefined : Verdict.judge(group, task.seq, [signature], [buffer])
       if (verdict !== undefined) return settle(task, Effect.fail(verdict(rank)))
-      const contribution: Collective.Contribution = { ...signature, data: t.data, ...(request.out === undefined ? {} : { out: request.out.data }) }
+      const contribution = Collective.contribution(signature, t.data, request.out?.data)
       return settle(
         task,
         Effect.sync(() => Collective.compute([contribution], false)[0] as Collective.Output),

@@ -36,7 +36,7 @@ import type { Counter, PeerMessage, ToMain } from "./Protocol.js"
 import { GroupStream, type Op, type Result, type StreamContext, viewOf } from "./GroupStream.js"
 import { Registry } from "./Registry.js"
 import * as SameThread from "./SameThread.js"
-import * as LocalFabric from "../LocalFabric.js"
+import type * as LocalFabric from "../LocalFabric.js"
 
 /**
  * How a rank's communicator reaches the main thread.
@@ -177,12 +177,7 @@ export class ThreadComm {
   #enter(group: Group.Group, seq: number, request: Request): Result {
     const { rank, copy } = this.options
     const t = request.tensor
-    // Built field by field: this runs on every collective, and spreads cost more than it does.
-    const signature: { -readonly [K in keyof Collective.Signature]: Collective.Signature[K] } = { op: request.op, rank, dtype: t.dtype, shape: t.shape }
-    if (request.reduce !== undefined) signature.reduce = request.reduce
-    if (request.root !== undefined) signature.root = request.root
-    if (request.sendSplits !== undefined) signature.sendSplits = [...request.sendSplits]
-    if (request.counts !== undefined) signature.counts = [...request.counts]
+    const signature = Endpoint.signatureOf(rank, request)
     const me = Group.localRank(group, rank)
     if (me < 0) {
       return Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(group), op: request.op, seq, rank, ranks: [rank], detail: `rank ${rank} is not a member` }))
@@ -191,7 +186,7 @@ export class ThreadComm {
     if (group.ranks.length === 1) return this.#alone(group, seq, signature, t.data, out)
     if (this.#meetsInThread(group)) {
       const reply: LocalFabric.Waiter = new Reply()
-      this.#here.rendezvous.arrive(group, seq, LocalFabric.contribution(rank, request, copy), reply)
+      this.#here.rendezvous.arrive(group, seq, Collective.contribution(signature, copy ? t.data.slice() : t.data, out), reply)
       return reply.await
     }
     const data = t.data
