@@ -9,8 +9,9 @@
  * tokens per second through dispatch + combine at EP 1, 2, 4, 8 on the local backend, the mean
  * step of one job (its start-up not counted). Limit: the tokens per second a memcpy of the same
  * bytes allows (each routed row crosses twice).
- * Both are steady state, after a few untimed calls, as a training loop runs them: the first
- * calls of a process touch fresh heap pages, 10-30x slower on this VM. Permute + unpermute take
+ * Both are steady state, after untimed calls (25 for permute + unpermute, 3 steps for the
+ * dispatcher), as a training loop runs them: the first calls of a process touch fresh heap
+ * pages, 10-30x slower on this VM. Permute + unpermute take
  * the median of the timed calls: a call that the garbage collector's timing sends to fresh
  * pages again is an outlier, not the cost of the dispatch (the mean is logged beside it).
  * layer overhead: the MoE layer forward + backward on 8 ranks (attention TP2 x CP2 x DP2 folded
@@ -91,7 +92,10 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
           const p = Permute.permute(x, map)
           Permute.unpermute(p.permuted, p.sortedIndices, t)
         }
-        const seconds = await steadySeconds(ctx, `permute+unpermute H${h} E${e} k${k}`, pair, 3, h * k > 8192 ? 7 : 9)
+        // 25 untimed calls: a process started with --no-concurrent-marking frees no dead buffer
+        // for its first ~20 calls here (each faults in fresh pages), so fewer would time the
+        // start-up of the process rather than the kernels.
+        const seconds = await steadySeconds(ctx, `permute+unpermute H${h} E${e} k${k}`, pair, 25, h * k > 8192 ? 7 : 9)
         const limit = await memcpyBandwidth(n * h * 4)
         out.push(record(ctx, { case: `permute+unpermute T${t} H${h} E${e} k${k}`, metric: "bandwidth", value: (4 * n * h * 4) / seconds / 1e9, unit: "GB/s", limit }))
       }

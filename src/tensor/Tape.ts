@@ -7,7 +7,9 @@
  * gradients by accident. Backward rules run with recording off (no higher-order gradients).
  *
  * Leaves that require grad accumulate into `.grad` across backward passes (gradient
- * accumulation over micro-batches); call `zeroGrad` between optimizer steps.
+ * accumulation over micro-batches); call `zeroGrad` between optimizer steps. A leaf made with an
+ * accumulator (`parameter(t, accumulator)`) adds its gradients into that storage instead, and
+ * weight-gradient products add into it directly (GradAccumulator.ts).
  *
  * Precision: a tape made with `precision: "bf16"` rounds the float32 output of every op it
  * records to a bfloat16 value (Autograd.ts; the storage stays float32), except inside
@@ -18,7 +20,10 @@
  * so a recomputed block's first run (unrecorded) and its replay (recorded apart) agree.
  */
 import * as Effect from "effect/Effect"
+import type * as DType from "./DType.js"
+import * as GradAccumulator from "./GradAccumulator.js"
 import * as GradSum from "./GradSum.js"
+import * as AddInto from "./kernels/AddInto.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -135,9 +140,14 @@ export class Tape {
     this.#nodes = []
   }
 
-  /** A leaf on this tape that requires grad, sharing `t`'s storage. */
-  parameter(t: Tensor.Tensor): Tensor.Tensor {
-    return Tensor.fromStorage(t.data, t.shape, { device: t.device, tape: this, requiresGrad: true })
+  /**
+   * A leaf on this tape that requires grad, sharing `t`'s storage; with `accumulator`, its
+   * gradients are added into that storage (GradAccumulator) rather than kept in `.grad`.
+   */
+  parameter(t: Tensor.Tensor, accumulator?: DType.Storage): Tensor.Tensor {
+    const leaf = Tensor.fromStorage(t.data, t.shape, { device: t.device, tape: this, requiresGrad: true })
+    if (accumulator !== undefined) GradAccumulator.bind(leaf, accumulator)
+    return leaf
   }
 
   /** Resets the `.grad` of the given leaves. */
@@ -349,7 +359,9 @@ export class Tape {
             throw TensorError.shape(node.op, `backward gave a gradient of shape ${TensorError.formatShape(gi.shape)} for an input of shape ${TensorError.formatShape(input.shape)}`)
           }
           if (input.isLeaf) {
-            GradSum.accumulateLeaf(input, gi)
+            const accumulator = GradAccumulator.of(input)
+            if (accumulator === undefined) GradSum.accumulateLeaf(input, gi)
+            else AddInto.addInto(accumulator, gi.data)
           } else {
             const prev = grads.get(input)
             grads.set(input, prev === undefined ? gi : GradSum.accumulate(prev, gi))

@@ -4,13 +4,16 @@
  *
  * This rank's shards enter the tape as fresh leaves over the same storage, so an interleaved
  * schedule can keep several micro-batches in flight and run their backwards in any order;
- * after the backward the leaves' gradients are added into each shard's accumulator. The
- * received activation is a leaf too: its gradient is what goes back to the previous stage.
+ * each leaf is bound to its shard's gradient accumulator (GradAccumulator: the weight-gradient
+ * products add into it inside the GEMM, as Megatron's gradient accumulation fusion, and the
+ * other gradients as the backward reaches them; no per-micro-batch gradient tensor). The
+ * received activation is a plain leaf: its gradient is what goes back to the previous stage.
  *
  * With `precision: "bf16"` the tape rounds activations to bfloat16 (Tape.ts) and each shard
  * enters as a leaf over a bf16 copy of the fp32 master (ops/Bf16.ts): the model computes on
  * bf16 weights, and the copy's fp32 gradient is added to the fp32 master gradient as the
- * shard's own leaf's would be (straight-through), then reduced and stepped in fp32.
+ * shard's own leaf's would be (straight-through: the copy's leaf is bound to the master's
+ * accumulator), then reduced and stepped in fp32.
  */
 import * as Effect from "effect/Effect"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
@@ -19,7 +22,6 @@ import type * as Partition from "../pipeline/Partition.js"
 import { copyToBf16 } from "../tensor/ops/Bf16.js"
 import { add, mul } from "../tensor/ops/Elementwise.js"
 import { sumAll } from "../tensor/ops/Reduce.js"
-import { addInto } from "../tensor/kernels/AddInto.js"
 import * as Tape from "../tensor/Tape.js"
 import * as Tensor from "../tensor/Tensor.js"
 import type * as Data from "./Data.js"
@@ -63,16 +65,15 @@ export const forward = (c: ChunkInput) =>
   Effect.gen(function* () {
     const bf16 = c.precision === "bf16"
     const tape = Tape.make({ name: `rank ${c.rank} mb ${c.microBatch} chunk ${c.chunk}`, precision: bf16 ? "bf16" : "fp32" })
-    const leaves: Array<[RankParams.Held, Tensor.Tensor]> = []
     const cache = new Map<string, Tensor.Tensor>()
     const param = (name: string) => {
       const hit = cache.get(name)
       if (hit !== undefined) return hit
       const held = c.params.get(name)
       if (held === undefined) throw new Error(`rank ${c.rank} does not hold parameter ${name}`)
-      const leaf = tape.parameter(bf16 ? bf16Copy(c.bf16Copies, held) : held.value)
+      // The leaf's gradients go straight into the shard's accumulator (GradAccumulator).
+      const leaf = tape.parameter(bf16 ? bf16Copy(c.bf16Copies, held) : held.value, held.grad)
       cache.set(name, leaf)
-      leaves.push([held, leaf])
       return leaf
     }
     const input = c.received === undefined ? undefined : tape.parameter(c.received)
@@ -82,11 +83,6 @@ export const forward = (c: ChunkInput) =>
         const root = rootOf(out, outputGradient)
         if (root === undefined) return yield* Effect.die(new Error(`rank ${c.rank}: backward of mb ${c.microBatch} chunk ${c.chunk} has neither a loss nor an output gradient`))
         yield* tape.backwardEffect(root)
-        for (const [held, leaf] of leaves) {
-          const g = leaf.grad
-          if (g === undefined) continue
-          addInto(held.grad, g.data)
-        }
         return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype }))
       })
     // NOTE: the activation leaves without its tape (same storage); the receiver starts its own.

@@ -26,7 +26,8 @@ export const swiglu = (gate: Tensor.Tensor, up: Tensor.Tensor): Tensor.Tensor =>
   if (gate.rank !== up.rank || gate.shape.some((d, i) => d !== up.shape[i])) {
     throw TensorError.shape("swiglu", `gate ${TensorError.formatShape(gate.shape)} and up ${TensorError.formatShape(up.shape)} must have the same shape`)
   }
-  const out = DType.allocate(gate.dtype, gate.size)
+  // The kernels write every element.
+  const out = DType.allocateUninitialized(gate.dtype, gate.size)
   Kernels.forDType(gate.dtype, reference).swiglu(gate.data, up.data, out)
   return Autograd.result("swiglu", [gate, up], out, gate.shape, (g) => {
     const dGate = gate.requiresGrad ? DType.allocateUninitialized(g.dtype, gate.size) : undefined

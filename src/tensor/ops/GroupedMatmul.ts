@@ -5,13 +5,15 @@
  * Shapes: x [N, K] in G consecutive segments of `segments[g]` rows (sum = N), w [G, K, M]
  * -> out [N, M] with out[segment g] = x[segment g] @ w[g]. Segments may be empty.
  * Backward: dx[seg g] = dout[seg g] @ w[g]^T, dw[g] = x[seg g]^T @ dout[seg g] (zeros for an
- * empty segment: an expert without tokens still gets a gradient, of zeros).
+ * empty segment: an expert without tokens still gets a gradient, of zeros); a w with a gradient
+ * accumulator (GradAccumulator) has each dw[g] added into it by its product.
  * On a bf16 tape the forward and its backward products take bf16 operands and run on the bf16
  * GEMM where the CPU has AVX512-BF16 (kernels/Bf16Matmul.ts).
  */
 import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
+import * as GradAccumulator from "../GradAccumulator.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
@@ -32,20 +34,29 @@ const segmentsOf = (segments: ReadonlyArray<number>): Array<Segment> => {
   })
 }
 
+/** One segment's product. */
+interface Product {
+  readonly a: DType.Storage
+  readonly b: DType.Storage
+  readonly out: DType.Storage
+  readonly m: number
+  readonly n: number
+  readonly k: number
+  readonly transA: boolean
+  readonly transB: boolean
+}
+
 /**
- * out[seg] (+)= op(a[seg-or-weight]) op(b[...]) for every segment, with the dtype's kernels, or
- * with `bf16` (a bf16 product's kernel, forward or backward; float32 storage) when given.
+ * out[seg] = op(a[seg-or-weight]) op(b[...]) for every segment (added into out with
+ * `accumulate`), with the dtype's kernels, or with `bf16` (a bf16 product's kernel, forward or
+ * backward; float32 storage) when given.
  */
-const product = (
-  dtype: DType.DType,
-  parts: ReadonlyArray<{ a: DType.Storage; b: DType.Storage; out: DType.Storage; m: number; n: number; k: number; transA: boolean; transB: boolean }>,
-  bf16?: CpuBf16.Bf16MatmulKernel,
-) => {
+const product = (dtype: DType.DType, parts: ReadonlyArray<Product>, bf16?: CpuBf16.Bf16MatmulKernel, accumulate = false) => {
   const kernels = Kernels.forDType(dtype, reference)
   for (const p of parts) {
     if (p.m === 0 || p.n === 0) continue
     // Field by field (no spread): this runs for every expert of every grouped product.
-    const args = { a: p.a, b: p.b, out: p.out, m: p.m, n: p.n, k: p.k, transA: p.transA, transB: p.transB, batch: 1, strideA: 0, strideB: 0, accumulate: false }
+    const args = { a: p.a, b: p.b, out: p.out, m: p.m, n: p.n, k: p.k, transA: p.transA, transB: p.transB, batch: 1, strideA: 0, strideB: 0, accumulate }
     if (bf16 !== undefined) bf16.sync(args as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])
     else kernels.matmul(args)
   }
@@ -109,28 +120,30 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       dx = Tensor.fromStorage(data, x.shape, { device: x.device })
     }
     if (w.requiresGrad) {
-      const data = DType.allocateUninitialized(w.dtype, g * k * m)
-      // An expert without rows has no product: its gradient is zeros.
+      // With an accumulator (GradAccumulator), each expert's product adds into its slice there;
+      // otherwise into a new gradient, where an expert without rows has zeros.
+      const into = GradAccumulator.of(w)
+      const data = into ?? DType.allocateUninitialized(w.dtype, g * k * m)
+      if (into === undefined)
+        segs.forEach((s, e) => {
+          if (s.rows === 0) data.fill(0, e * k * m, (e + 1) * k * m)
+        })
+      const products: Array<Product> = []
       segs.forEach((s, e) => {
-        if (s.rows === 0) data.fill(0, e * k * m, (e + 1) * k * m)
-      })
-      product(
-        w.dtype,
-        segs
-          .filter((s) => s.rows > 0)
-          .map((s) => ({
+        if (s.rows > 0)
+          products.push({
             a: x.data.subarray(s.start * k, (s.start + s.rows) * k),
             b: grad.data.subarray(s.start * m, (s.start + s.rows) * m),
-            out: data.subarray(segs.indexOf(s) * k * m, (segs.indexOf(s) + 1) * k * m),
+            out: data.subarray(e * k * m, (e + 1) * k * m),
             m: k,
             n: m,
             k: s.rows,
             transA: true,
             transB: false,
-          })),
-        low?.kernel,
-      )
-      dw = Tensor.fromStorage(data, w.shape, { device: w.device })
+          })
+      })
+      product(w.dtype, products, low?.kernel, into !== undefined)
+      if (into === undefined) dw = Tensor.fromStorage(data, w.shape, { device: w.device })
     }
     return [dx, dw]
   })

@@ -16,6 +16,7 @@ import * as Cpu from "../../native/Cpu.js"
 import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
+import * as GradAccumulator from "../GradAccumulator.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
@@ -71,17 +72,30 @@ const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boo
   }
 }
 
-/** The product on the dtype's kernels, or on `bf16` (float32 storage) when given. */
-const run = (a: DType.Storage, b: DType.Storage, dtype: DType.DType, l: Layout, transA: boolean, transB: boolean, bf16?: CpuBf16.Bf16MatmulKernel): DType.Storage => {
+/**
+ * The product on the dtype's kernels, or on `bf16` (float32 storage) when given: into new
+ * storage, or added into `into` (a gradient accumulator).
+ */
+const run = (
+  a: DType.Storage,
+  b: DType.Storage,
+  dtype: DType.DType,
+  l: Layout,
+  transA: boolean,
+  transB: boolean,
+  bf16?: CpuBf16.Bf16MatmulKernel,
+  into?: DType.Storage,
+): DType.Storage => {
   // Not accumulating, the kernels write every element (an empty sum as 0).
-  const out = DType.allocateUninitialized(dtype, l.batch * l.m * l.n)
-  if (bf16 !== undefined) bf16.sync(gemmArgs(a as Float32Array, b as Float32Array, out as Float32Array, l, transA, transB))
-  else Kernels.forDType(dtype, reference).matmul(gemmArgs(a, b, out, l, transA, transB))
+  const out = into ?? DType.allocateUninitialized(dtype, l.batch * l.m * l.n)
+  const accumulate = into !== undefined
+  if (bf16 !== undefined) bf16.sync(gemmArgs(a as Float32Array, b as Float32Array, out as Float32Array, l, transA, transB, accumulate))
+  else Kernels.forDType(dtype, reference).matmul(gemmArgs(a, b, out, l, transA, transB, accumulate))
   return out
 }
 
 /** A product's kernel arguments (the same for every dtype's kernel). */
-const gemmArgs = <S extends DType.Storage>(a: S, b: S, out: S, l: Layout, transA: boolean, transB: boolean) => ({
+const gemmArgs = <S extends DType.Storage>(a: S, b: S, out: S, l: Layout, transA: boolean, transB: boolean, accumulate = false) => ({
   a,
   b,
   out,
@@ -93,7 +107,7 @@ const gemmArgs = <S extends DType.Storage>(a: S, b: S, out: S, l: Layout, transA
   transB,
   strideA: l.strideA,
   strideB: l.strideB,
-  accumulate: false,
+  accumulate,
 })
 
 /** The forward product: the bf16 GEMM on a bf16 tape (Bf16Matmul's rule), `run` otherwise. */
@@ -167,12 +181,16 @@ const record = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, 
       ga = Tensor.fromStorage(data, a.shape, { device: g.device })
     }
     if (b.requiresGrad) {
+      // A weight with an accumulator gets its gradient added into it by the product itself; a
+      // weight shared by a batch of plain a takes one product over all the batch's rows.
+      const accumulator = GradAccumulator.of(b)
+      const into = accumulator !== undefined && (l.batch === 1 || (l.strideB === 0 && l.strideA !== 0 && !transA)) ? accumulator : undefined
+      const lb: Layout = into !== undefined && l.batch > 1 ? { ...l, batch: 1, m: l.batch * l.m, strideA: 0, strideB: 0 } : l
       const gl: Layout = transB
-        ? { ...l, m: l.n, n: l.k, k: l.m, strideA: l.m * l.n, strideB: l.strideA }
-        : { ...l, m: l.k, n: l.n, k: l.m, strideA: l.strideA, strideB: l.m * l.n }
-      const raw = transB ? run(g.data, a.data, dtype, gl, true, transA, kernel) : run(a.data, g.data, dtype, gl, !transA, false, kernel)
-      const data = l.strideB === 0 ? sumBatch(raw, l.batch, l.k * l.n) : raw
-      gb = Tensor.fromStorage(data, b.shape, { device: g.device })
+        ? { ...lb, m: lb.n, n: lb.k, k: lb.m, strideA: lb.m * lb.n, strideB: lb.strideA }
+        : { ...lb, m: lb.k, n: lb.n, k: lb.m, strideA: lb.strideA, strideB: lb.m * lb.n }
+      const raw = transB ? run(g.data, a.data, dtype, gl, true, transA, kernel, into) : run(a.data, g.data, dtype, gl, !transA, false, kernel, into)
+      if (into === undefined) gb = Tensor.fromStorage(l.strideB === 0 ? sumBatch(raw, l.batch, l.k * l.n) : raw, b.shape, { device: g.device })
     }
     return [ga, gb]
   })

@@ -1,0 +1,33 @@
+/**
+ * GradAccumulator: a leaf whose gradients go straight into storage its owner keeps (a trainer's
+ * gradient accumulator over a step's micro-batches), as Megatron's gradient accumulation fusion
+ * does: a weight-gradient product adds its result into the accumulator inside the GEMM
+ * (`accumulate`), instead of writing a fresh [in, out] gradient that is then added in a second
+ * pass; every other gradient of the leaf is added into it as the backward pass reaches it.
+ *
+ * A bound leaf's `.grad` stays undefined: its gradients live only in the accumulator. The sum is
+ * the same as collecting `.grad` and adding it afterwards, up to the order of the additions (a
+ * product adds each of its k blocks as it goes, and a leaf used twice adds each use in turn).
+ */
+import type * as DType from "./DType.js"
+import type * as Tensor from "./Tensor.js"
+import * as TensorError from "./TensorError.js"
+
+const accumulators = new WeakMap<Tensor.Tensor, DType.Storage>()
+
+/**
+ * Sends `leaf`'s gradients into `storage` (same dtype, one element per element of the leaf).
+ * @category constructors
+ */
+export const bind = (leaf: Tensor.Tensor, storage: DType.Storage): void => {
+  if (!leaf.isLeaf || !leaf.requiresGrad) throw TensorError.shape("GradAccumulator.bind", "needs a leaf that requires grad")
+  if (storage.length !== leaf.size || storage.constructor !== leaf.data.constructor)
+    throw TensorError.shape("GradAccumulator.bind", `an accumulator of ${storage.length} ${storage.constructor.name} for a ${leaf.dtype} leaf of ${leaf.size}`)
+  accumulators.set(leaf, storage)
+}
+
+/**
+ * The accumulator bound to `t`, if it is such a leaf.
+ * @category getters
+ */
+export const of = (t: Tensor.Tensor): DType.Storage | undefined => accumulators.get(t)
