@@ -220,7 +220,8 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
     case "barrier":
       return { data: target(0), shape: [0] }
     case "allReduce":
-      return { data: combine(first.reduce ?? "sum", data, target(first.data.length), 0), shape: first.shape }
+      // combine writes every element (the first part, then each later one added or maxed in).
+      return { data: combine(first.reduce ?? "sum", data, overwritten(first.data.length), 0), shape: first.shape }
     case "broadcast": {
       const root = cs[first.root ?? 0] as Contribution
       const result = target(root.data.length)

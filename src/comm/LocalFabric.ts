@@ -104,7 +104,9 @@ export class LocalFabric {
       closed: () => this.#closed,
       enter: (group, seq, request) => {
         const reply: Waiter = new Reply()
-        this.rendezvous.arrive(group, seq, contribution(rank, request, this.copy), reply)
+        // A group of one completes inside `arrive` (its result is a fresh buffer in copying
+        // mode): no other member reads the contribution later, so it needs no private copy.
+        this.rendezvous.arrive(group, seq, contribution(rank, request, this.copy && group.ranks.length > 1), reply)
         return reply.await
       },
       post: (to, t, tag) => (this.#inboxes[to] as Inbox).deliver(rank, tag, this.copy ? Endpoint.snapshot(t) : Tensor.detach(t)),

@@ -4,8 +4,8 @@
  *
  * A gradient arrives as a rule's output, which may share storage with other gradients (add's
  * backward hands the same tensor to both inputs; a reshape's shares its input's storage). So the
- * first gradient of a tensor is kept as given, and only when a second one arrives is it copied
- * into a sum this module owns; later ones add into that sum in place. The sums are the same, in
+ * first gradient of a tensor is kept as given, and only when a second one arrives is the sum of
+ * the two written into new storage this module owns; later ones add into that sum in place. The sums are the same, in
  * the same order, as copying the first gradient at once (copy + add), so results keep their
  * bits; what goes is a copy per parameter per pass (a step of the realistic MoE shape copied
  * every expert weight's gradient once per micro-batch).
@@ -23,12 +23,12 @@ const owned = new WeakSet<Tensor.Tensor>()
  * @category kernels
  */
 export const accumulate = (acc: Tensor.Tensor, g: Tensor.Tensor): Tensor.Tensor => {
-  let sum = acc
-  if (!owned.has(acc)) {
-    sum = Tensor.detachCopy(acc)
-    owned.add(sum)
+  if (owned.has(acc)) {
+    AddInto.addInto(acc.data, g.data)
+    return acc
   }
-  AddInto.addInto(sum.data, g.data)
+  const sum = Tensor.fromStorage(AddInto.sumOf(acc.data, g.data), acc.shape, { device: acc.device })
+  owned.add(sum)
   return sum
 }
 

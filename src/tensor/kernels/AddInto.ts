@@ -1,6 +1,7 @@
 /**
  * AddInto: out[i] = out[i] + src[i], the one accumulation of gradients and sums (the tape's
- * gradient accumulation, a chunk's leaf gradients into its shards, the collectives' sums).
+ * gradient accumulation, a chunk's leaf gradients into its shards, the collectives' sums), and
+ * `sumOf`, the same sum into new storage.
  *
  * Long runs take the native axpy with a = 1 when the addon is built (float64: the same
  * operation as the loop; float32: one correctly rounded add either way, so the same bits);
@@ -8,7 +9,8 @@
  * the loop.
  */
 import * as Cpu from "../../native/Cpu.js"
-import type * as DType from "../DType.js"
+import { BinaryOp, BroadcastKind, elementwiseKernels } from "../../native/CpuElementwise.js"
+import * as DType from "../DType.js"
 
 /**
  * Below this many elements a JS loop beats the cost of a native call (copies and sums alike).
@@ -45,4 +47,20 @@ export const addInto = (out: DType.Storage, src: DType.Storage): void => {
     return
   }
   for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + (src[i] as number)
+}
+
+/**
+ * a + b element-wise into new storage (same dtype and length): the bits of copying a and adding
+ * b into the copy, in one pass (the native add where it pays, the loop otherwise).
+ * @category kernels
+ */
+export const sumOf = (a: DType.Storage, b: DType.Storage): DType.Storage => {
+  const out = DType.allocateUninitialized(DType.of(a), a.length)
+  const kernels = a.length >= nativeFrom ? elementwiseKernels() : undefined
+  if (kernels !== undefined) {
+    kernels.binary(BinaryOp.add, BroadcastKind.same, a, b, out, 0)
+    return out
+  }
+  for (let i = 0; i < out.length; i++) out[i] = (a[i] as number) + (b[i] as number)
+  return out
 }
