@@ -3,6 +3,8 @@
  */
 import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
+import * as Kernels from "../kernels/Kernels.js"
+import { reference } from "../kernels/Reference.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 import { around, normaliseDim } from "./Reduce.js"
@@ -49,8 +51,8 @@ const span = (shape: ReadonlyArray<number>, from: number, to: number): number =>
   return p
 }
 
-/** Blocks of at least this many elements move with one typed-array copy each. */
-const blockCopyFrom = 16
+/** Blocks of at least this many elements move as rows of one gather (a view per block cost more). */
+const gatherFrom = 8
 
 const swap = (src: DType.Storage, shape: ReadonlyArray<number>, dim0: number, dim1: number): { data: DType.Storage; shape: Array<number> } => {
   const [d0, d1] = dim0 <= dim1 ? [dim0, dim1] : [dim1, dim0]
@@ -65,14 +67,21 @@ const swap = (src: DType.Storage, shape: ReadonlyArray<number>, dim0: number, di
   const n1 = shape[d1] as number
   const c = span(shape, d1 + 1, shape.length)
   const out = DType.allocateUninitialized(DType.of(src), src.length)
+  if (c >= gatherFrom) {
+    // Blocks of c elements are rows: one row gather (the dtype's kernel) in the output's order.
+    const index = new Int32Array(a * n1 * b * n0)
+    let r = 0
+    for (let ia = 0; ia < a; ia++) for (let j1 = 0; j1 < n1; j1++) for (let ib = 0; ib < b; ib++) for (let j0 = 0; j0 < n0; j0++) index[r++] = ((ia * n0 + j0) * b + ib) * n1 + j1
+    Kernels.forDType(DType.of(src), reference).gatherRows(src, index, out, c)
+    return { data: out, shape: outShape }
+  }
   let o = 0
   for (let ia = 0; ia < a; ia++) {
     for (let j1 = 0; j1 < n1; j1++) {
       for (let ib = 0; ib < b; ib++) {
         for (let j0 = 0; j0 < n0; j0++) {
           const from = (((ia * n0 + j0) * b + ib) * n1 + j1) * c
-          if (c >= blockCopyFrom) out.set(src.subarray(from, from + c), o)
-          else for (let k = 0; k < c; k++) out[o + k] = src[from + k] as number
+          for (let k = 0; k < c; k++) out[o + k] = src[from + k] as number
           o += c
         }
       }
