@@ -83,13 +83,16 @@ export const resultEffect = (
     backwardEffect,
   })
 
+/** Whether two storages share bytes (small storages share a slab without sharing bytes: DType). */
+const overlaps = (a: DType.Storage, b: DType.Storage): boolean => a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength
+
 /**
  * An op output rounded to bf16 values: in place when the op made the storage, into a copy when
  * it is an input's (a view, as reshape gives) or shared memory (a window other ranks see) and
  * not already bf16, so rounding never changes a tensor that exists already.
  */
 const roundedOutput = (data: Float32Array, inputs: ReadonlyArray<Tensor.Tensor>): Float32Array => {
-  const borrowed = !(data.buffer instanceof ArrayBuffer) || inputs.some((t) => t.data.buffer === data.buffer)
+  const borrowed = !(data.buffer instanceof ArrayBuffer) || inputs.some((t) => overlaps(t.data, data))
   if (!borrowed) {
     Bf16Round.roundInto(data, data)
     return data

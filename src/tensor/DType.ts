@@ -24,12 +24,37 @@ export type Storage = Float32Array | Float64Array
  */
 export const bytesPer = (dtype: DType): number => (dtype === "float32" ? 4 : 8)
 
+/** Storage of at most this many bytes is carved from a slab (a fresh ArrayBuffer each costs ~3 us). */
+const slabFrom = 4096
+
+/** The slab's size: small tensors share one ArrayBuffer of this many bytes. */
+const slabBytes = 65536
+
+/** Offsets within a slab are multiples of this (a cache line: the SIMD kernels' loads). */
+const slabAlign = 64
+
+let slab: ArrayBuffer | undefined
+let slabUsed = slabBytes
+
 /**
- * New zeroed storage of `size` elements.
+ * New zeroed storage of `size` elements. Small unshared storage is a view of a slab, a larger
+ * ArrayBuffer that many small tensors share (never reused: a slab's bytes start zeroed and each
+ * is handed out once; the slab is freed with its last view): one ArrayBuffer per tensor made
+ * allocation and garbage collection most of a small model's step. Code that needs the bytes of
+ * a storage uses its byteOffset and byteLength, never its whole buffer.
  * @category constructors
  */
 export const allocate = (dtype: DType, size: number, shared = false): Storage => {
   const bytes = size * bytesPer(dtype)
+  if (!shared && bytes <= slabFrom) {
+    if (slab === undefined || slabUsed + bytes > slabBytes) {
+      slab = new ArrayBuffer(slabBytes)
+      slabUsed = 0
+    }
+    const at = slabUsed
+    slabUsed += Math.ceil(Math.max(bytes, 1) / slabAlign) * slabAlign
+    return dtype === "float32" ? new Float32Array(slab, at, size) : new Float64Array(slab, at, size)
+  }
   const buffer = shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes)
   return dtype === "float32" ? new Float32Array(buffer) : new Float64Array(buffer)
 }
