@@ -288,6 +288,6 @@ export const compute = (cs: ReadonlyArray<Contribution>, share: boolean): Array<
       copyInto(c.out, 0, one.data)
       return { ...one, data: c.out }
     }
-    return share && !owned ? one : { ...one, data: one.data.slice() }
+    return share && !owned ? one : { ...one, data: DType.copyOf(one.data) }
   })
 }

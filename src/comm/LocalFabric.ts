@@ -11,6 +11,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Collective from "./Collective.js"
 import type * as CommError from "./CommError.js"
@@ -41,7 +42,7 @@ export type Waiter = Reply<Collective.Output, CommError.CommError>
 /** The contribution a request makes (copied unless zero-copy). */
 const contribution = (rank: number, request: Request, copy: boolean): Collective.Contribution => {
   const data = request.tensor.data
-  return Collective.contribution(Endpoint.signatureOf(rank, request), copy ? data.slice() : data, request.out?.data)
+  return Collective.contribution(Endpoint.signatureOf(rank, request), copy ? DType.copyOf(data) : data, request.out?.data)
 }
 
 /**

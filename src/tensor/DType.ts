@@ -92,3 +92,15 @@ export const allocateUninitialized = (dtype: DType, size: number): Storage => {
   const out = dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
   return poison ? out.fill(Number.NaN) : out
 }
+
+/**
+ * A copy of `storage` in new storage of its own (small ones from a slab, as `allocate`): what a
+ * typed array's slice() gives, without an ArrayBuffer per copy. Never for a buffer that is then
+ * transferred whole (postMessage), which needs slice().
+ * @category constructors
+ */
+export const copyOf = (storage: Storage): Storage => {
+  const out = allocateUninitialized(of(storage), storage.length)
+  out.set(storage)
+  return out
+}
