@@ -40,7 +40,24 @@ interface Tables {
   readonly rows: number
 }
 
+/** Tables of plain positions 0..S-1, by S, D and theta: every layer and step asks for the same. */
+const plainTables = new Map<string, Tables>()
+
+/** How many plain tables are kept (a few shapes per job). */
+const plainTablesKept = 16
+
 const tables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined): Tables => {
+  if (positions !== undefined) return computeTables(b, s, d, theta, positions)
+  const key = `${s},${d},${theta}`
+  const known = plainTables.get(key)
+  if (known !== undefined) return known
+  const made = computeTables(b, s, d, theta, undefined)
+  if (plainTables.size >= plainTablesKept) plainTables.delete(plainTables.keys().next().value as string)
+  plainTables.set(key, made)
+  return made
+}
+
+const computeTables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined): Tables => {
   const half = d / 2
   const rows = positions !== undefined && positions.length === b * s && b !== 1 ? b * s : s
   const cos = new Float64Array(rows * half)
@@ -62,7 +79,8 @@ const tables = (b: number, s: number, d: number, theta: number, positions: Int32
 const rotate = (src: DType.Storage, shape: ReadonlyArray<number>, t: Tables, sign: 1 | -1): DType.Storage => {
   const [b, s, heads, d] = shape as [number, number, number, number]
   const half = d / 2
-  const out = DType.allocate(DType.of(src), src.length)
+  // Every pair of every head is written below.
+  const out = DType.allocateUninitialized(DType.of(src), src.length)
   for (let bi = 0; bi < b; bi++) {
     for (let si = 0; si < s; si++) {
       const row = (t.rows === s ? si : bi * s + si) * half
