@@ -62,6 +62,36 @@ const binary = (
   return Autograd.result(op, [a, b], out, p.shape, (g) => backward(g))
 }
 
+/** Grow-only scratch storage per dtype for products that are reduced at once (this thread's). */
+const scratch: { float32: Float32Array; float64: Float64Array } = { float32: new Float32Array(0), float64: new Float64Array(0) }
+
+const scratchOf = (dtype: DType.DType, n: number): DType.Storage => {
+  if (scratch[dtype].length < n) {
+    if (dtype === "float32") scratch.float32 = new Float32Array(n)
+    else scratch.float64 = new Float64Array(n)
+  }
+  return scratch[dtype].subarray(0, n)
+}
+
+const sameShape = (x: ReadonlyArray<number>, y: ReadonlyArray<number>): boolean => x.length === y.length && x.every((d, i) => d === y[i])
+
+/**
+ * unbroadcast(mul(g, o), t), mul's backward for the operand t: where t was broadcast and o has
+ * g's shape, the product (dead once summed) goes into scratch storage on the native kernel
+ * instead of a new tensor (the backward of a per-row scale, as the experts' probs, made one of
+ * the row count times the width every time); the same kernels, the same bits.
+ */
+const reducedProduct = (g: Tensor.Tensor, o: Tensor.Tensor, t: Tensor.Tensor): Tensor.Tensor => {
+  const n = g.size
+  const kernels = n >= nativeFrom && !sameShape(g.shape, t.shape) && sameShape(g.shape, o.shape) ? elementwiseKernels() : undefined
+  if (kernels === undefined || g.dtype !== o.dtype) return unbroadcast(mul(g, o), t)
+  const product = scratchOf(g.dtype, n)
+  kernels.binary(2, BroadcastKind.same, g.data, o.data, product, 0)
+  const out = DType.allocate(g.dtype, t.size)
+  Broadcast.reduceTo(product, g.shape, t.shape, out)
+  return Tensor.fromStorage(out, t.shape, { device: g.device })
+}
+
 /** Sums a gradient of the broadcast shape back to `t`'s shape. */
 const unbroadcast = (g: Tensor.Tensor, t: Tensor.Tensor): Tensor.Tensor => {
   if (g.shape.length === t.shape.length && g.shape.every((d, i) => d === t.shape[i])) return g
@@ -109,7 +139,7 @@ export const mul = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
     a,
     b,
     (x, y) => x * y,
-    (g) => [unbroadcast(mul(g, b), a), unbroadcast(mul(g, a), b)],
+    (g) => [reducedProduct(g, b, a), reducedProduct(g, a, b)],
   )
 
 /**
