@@ -7,7 +7,7 @@
  * reaches the peer.
  */
 import * as Effect from "effect/Effect"
-import * as Tensor from "../tensor/Tensor.js"
+import type * as Tensor from "../tensor/Tensor.js"
 import type * as Collective from "./Collective.js"
 import * as CommError from "./CommError.js"
 import type { CommunicatorShape, Request } from "./Communicator.js"
@@ -81,9 +81,3 @@ export const make = (transport: RankTransport): CommunicatorShape => {
   const recv = (from: number, tag = "") => Effect.flatMap(checkPeer("recv", from), () => inbox.take(from, tag))
   return { rank, world, backend, issue, send, recv }
 }
-
-/**
- * A private copy of a tensor for a p2p message (the sender may overwrite its own afterwards).
- * @category constructors
- */
-export const snapshot = (t: Tensor.Tensor): Tensor.Tensor => Tensor.fromArray(t.data, t.shape, { dtype: t.dtype, device: t.device })

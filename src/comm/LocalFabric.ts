@@ -110,7 +110,7 @@ export class LocalFabric {
         this.rendezvous.arrive(group, seq, contribution(rank, request, this.copy && group.ranks.length > 1), reply)
         return reply.await
       },
-      post: (to, t, tag) => (this.#inboxes[to] as Inbox).deliver(rank, tag, this.copy ? Endpoint.snapshot(t) : Tensor.detach(t)),
+      post: (to, t, tag) => (this.#inboxes[to] as Inbox).deliver(rank, tag, this.copy ? Tensor.detachCopy(t) : Tensor.detach(t)),
     })
   }
 

@@ -6,6 +6,7 @@
  */
 import { elementwiseKernels } from "../native/CpuElementwise.js"
 import { nativeFrom } from "./kernels/AddInto.js"
+import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
 /**
@@ -52,7 +53,7 @@ export const plan = (op: string, a: ReadonlyArray<number>, b: ReadonlyArray<numb
     }
     shape[i] = da === 1 ? db : da
   }
-  const same = a.length === b.length && a.every((d, i) => d === b[i])
+  const same = Tensor.sameShape(a, b)
   if (same) return { shape, kind: "same", indexA: (i) => i, indexB: (i) => i }
   const bSize = b.reduce((p, d) => p * d, 1)
   const suffix = b.length <= a.length && b.every((d, i) => d === a[a.length - b.length + i])

@@ -4,11 +4,11 @@
  *
  * A gradient arrives as a rule's output, which may share storage with other gradients (add's
  * backward hands the same tensor to both inputs; a reshape's shares its input's storage). So the
- * first gradient of a tensor is kept as given, and only when a second one arrives is the sum of
- * the two written into new storage this module owns; later ones add into that sum in place. The sums are the same, in
- * the same order, as copying the first gradient at once (copy + add), so results keep their
- * bits; what goes is a copy per parameter per pass (a step of the realistic MoE shape copied
- * every expert weight's gradient once per micro-batch).
+ * first gradient of a tensor is kept as given, and only when a second one arrives is the sum
+ * of the two written into new storage this module owns; later ones add into that sum in place.
+ * The sums are the same, in the same order, as copying the first gradient at once (copy + add),
+ * so results keep their bits; what goes is a copy per parameter per pass (a step of the
+ * realistic MoE shape copied every expert weight's gradient once per micro-batch).
  *
  * A sum handed to a backward rule (`disown`) may come back aliased, so it is owned no more.
  */

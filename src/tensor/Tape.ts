@@ -331,7 +331,7 @@ export class Tape {
     if (loss.tape !== this) throw TensorError.shape("backward", `the loss was not recorded on ${this.name}`)
     if (!loss.requiresGrad) throw TensorError.shape("backward", "the loss does not require grad (no recorded op leads to it from a parameter)")
     const seed = options.gradient ?? Tensor.full(loss.shape, 1, { dtype: loss.dtype })
-    if (!sameShape(seed.shape, loss.shape)) {
+    if (!Tensor.sameShape(seed.shape, loss.shape)) {
       throw TensorError.shape("backward", `gradient ${TensorError.formatShape(seed.shape)} does not match loss ${TensorError.formatShape(loss.shape)}`)
     }
     if (options.gradient === undefined && loss.size !== 1) {
@@ -355,7 +355,7 @@ export class Tape {
         node.inputs.forEach((input, j) => {
           const gi = inputGrads[j]
           if (gi === undefined || !input.requiresGrad) return
-          if (!sameShape(gi.shape, input.shape)) {
+          if (!Tensor.sameShape(gi.shape, input.shape)) {
             throw TensorError.shape(node.op, `backward gave a gradient of shape ${TensorError.formatShape(gi.shape)} for an input of shape ${TensorError.formatShape(input.shape)}`)
           }
           if (input.isLeaf) {
@@ -393,5 +393,3 @@ interface Pass {
  * @category constructors
  */
 export const make = (options: TapeOptions = {}): Tape => new Tape(options)
-
-const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean => a.length === b.length && a.every((d, i) => d === b[i])

@@ -97,6 +97,12 @@ export class Tensor {
 export const sizeOf = (shape: ReadonlyArray<number>): number => shape.reduce((p, d) => p * d, 1)
 
 /**
+ * Whether two shapes are equal, dim by dim.
+ * @category guards
+ */
+export const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): boolean => a.length === b.length && a.every((d, i) => d === b[i])
+
+/**
  * A tensor over existing storage (no copy).
  * @category constructors
  */
@@ -155,7 +161,7 @@ export const item = (t: Tensor): number => {
  * A copy of the tensor detached from autograd (same dtype, device, new storage).
  * @category constructors
  */
-export const detachCopy = (t: Tensor): Tensor => fromArray(t.data, t.shape, { dtype: t.dtype, device: t.device })
+export const detachCopy = (t: Tensor): Tensor => fromStorage(DType.copyOf(t.data), t.shape, { device: t.device })
 
 /**
  * The same storage, detached from autograd (no copy).

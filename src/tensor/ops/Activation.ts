@@ -23,7 +23,7 @@ import * as TensorError from "../TensorError.js"
  */
 export const swiglu = (gate: Tensor.Tensor, up: Tensor.Tensor): Tensor.Tensor => {
   Autograd.sameKind("swiglu", gate, up)
-  if (gate.rank !== up.rank || gate.shape.some((d, i) => d !== up.shape[i])) {
+  if (!Tensor.sameShape(gate.shape, up.shape)) {
     throw TensorError.shape("swiglu", `gate ${TensorError.formatShape(gate.shape)} and up ${TensorError.formatShape(up.shape)} must have the same shape`)
   }
   // The kernels write every element.

@@ -4,7 +4,7 @@
  * Binary ops broadcast numpy-style (trailing dims aligned); their backward sums the gradient
  * back over the broadcast dims. Storage is computed in the input dtype.
  */
-import { BroadcastKind, elementwiseKernels } from "../../native/CpuElementwise.js"
+import { BinaryOp, BroadcastKind, elementwiseKernels } from "../../native/CpuElementwise.js"
 import * as Autograd from "../Autograd.js"
 import * as Broadcast from "../Broadcast.js"
 import * as DType from "../DType.js"
@@ -73,8 +73,6 @@ const scratchOf = (dtype: DType.DType, n: number): DType.Storage => {
   return scratch[dtype].subarray(0, n)
 }
 
-const sameShape = (x: ReadonlyArray<number>, y: ReadonlyArray<number>): boolean => x.length === y.length && x.every((d, i) => d === y[i])
-
 /**
  * unbroadcast(mul(g, o), t), mul's backward for the operand t: where t was broadcast and o has
  * g's shape, the product (dead once summed) goes into scratch storage on the native kernel
@@ -83,10 +81,11 @@ const sameShape = (x: ReadonlyArray<number>, y: ReadonlyArray<number>): boolean 
  */
 const reducedProduct = (g: Tensor.Tensor, o: Tensor.Tensor, t: Tensor.Tensor): Tensor.Tensor => {
   const n = g.size
-  const kernels = n >= nativeFrom && !sameShape(g.shape, t.shape) && sameShape(g.shape, o.shape) ? elementwiseKernels() : undefined
-  if (kernels === undefined || g.dtype !== o.dtype) return unbroadcast(mul(g, o), t)
+  const reduced = n >= nativeFrom && g.dtype === o.dtype && !Tensor.sameShape(g.shape, t.shape) && Tensor.sameShape(g.shape, o.shape)
+  const kernels = reduced ? elementwiseKernels() : undefined
+  if (kernels === undefined) return unbroadcast(mul(g, o), t)
   const product = scratchOf(g.dtype, n)
-  kernels.binary(2, BroadcastKind.same, g.data, o.data, product, 0)
+  kernels.binary(BinaryOp.mul, BroadcastKind.same, g.data, o.data, product, 0)
   const out = DType.allocate(g.dtype, t.size)
   Broadcast.reduceTo(product, g.shape, t.shape, out)
   return Tensor.fromStorage(out, t.shape, { device: g.device })
@@ -94,7 +93,7 @@ const reducedProduct = (g: Tensor.Tensor, o: Tensor.Tensor, t: Tensor.Tensor): T
 
 /** Sums a gradient of the broadcast shape back to `t`'s shape. */
 const unbroadcast = (g: Tensor.Tensor, t: Tensor.Tensor): Tensor.Tensor => {
-  if (g.shape.length === t.shape.length && g.shape.every((d, i) => d === t.shape[i])) return g
+  if (Tensor.sameShape(g.shape, t.shape)) return g
   const out = DType.allocate(g.dtype, t.size)
   Broadcast.reduceTo(g.data, g.shape, t.shape, out)
   return Tensor.fromStorage(out, t.shape, { device: g.device })

@@ -55,7 +55,7 @@ const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boo
   if (k !== kb) throw fail(`inner dims differ (${k} vs ${kb})`)
   const aBatch = a.shape.slice(0, -2)
   const bBatch = b.shape.slice(0, -2)
-  const sameBatch = aBatch.length === bBatch.length && aBatch.every((d, i) => d === bBatch[i])
+  const sameBatch = Tensor.sameShape(aBatch, bBatch)
   if (!sameBatch && aBatch.length > 0 && bBatch.length > 0) {
     throw fail(`batch dims differ ([${aBatch.join(", ")}] vs [${bBatch.join(", ")}])`)
   }
