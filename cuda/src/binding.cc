@@ -18,6 +18,8 @@
 //   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay), sumSquares(x)   (adamw_binding.cc)
 //   roundBf16(src, dst, path), bf16Hardware()   (bf16_binding.cc)
 //   matmulBf16(same as matmul), matmulBf16Async   (bf16_matmul_binding.cc)
+//   groupedRows(a, b, out, rows, k, n, transB), groupedWeights(a, c, out, rows, m, n, accumulate)
+//                            the grouped expert GEMM   (grouped_matmul_binding.cc)
 //   SimulatedDeviceAllocator   the device caching allocator over a simulated device, for tests
 //                              (device_allocator_binding.cc)
 //   probeGpuLibrary(path, kind, symbols) -> { error, version, missing }   (library_probe_binding.cc)
@@ -44,6 +46,7 @@
 #include "adamw_binding.h"
 #include "bf16_binding.h"
 #include "bf16_matmul_binding.h"
+#include "grouped_matmul_binding.h"
 #include "dispatch_binding.h"
 #include "elementwise_binding.h"
 #include "cross_entropy_binding.h"
@@ -200,6 +203,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterAdamwExports(env, exports);
   RegisterBf16Exports(env, exports);
   RegisterBf16MatmulExports(env, exports);
+  RegisterGroupedMatmulExports(env, exports);
   RegisterDispatchExports(env, exports);
   RegisterElementwiseExports(env, exports);
   RegisterCrossEntropyExports(env, exports);

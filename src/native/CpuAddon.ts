@@ -49,6 +49,9 @@ export interface CpuAddon {
   rmsnormBackward?(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
   /** Optional: swiglu's gradients (kernels/swiglu_backward.cc), absent from builds older than it. */
   swigluBackward?(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
+  /** Optional: the grouped expert GEMM (kernels/grouped_matmul.h), absent from builds older than it. */
+  groupedRows?(a: Float32Array, b: Float32Array, out: Float32Array, rows: Int32Array, k: number, n: number, transB: boolean): void
+  groupedWeights?(a: Float32Array, c: Float32Array, out: Float32Array, rows: Int32Array, m: number, n: number, accumulate: boolean): void
   /** Optional: the bf16 GEMM (AVX512-BF16), absent from builds older than it. */
   matmulBf16?(...args: MatmulTuple): void
   matmulBf16Async?(...args: MatmulTuple): Promise<void>

@@ -77,3 +77,22 @@ export const sumSquaresKernel = (): ((x: FloatArray) => number) | undefined => {
   const kernel = loaded.sumSquares
   return kernel === undefined ? undefined : (x) => kernel.call(loaded, x)
 }
+
+/**
+ * The grouped expert GEMM (kernels/grouped_matmul.h): every group's product in one call, each
+ * the matmul it would be alone (the same bits as GroupedLoop's one matmul per group); undefined
+ * when the addon is not built or predates the kernel.
+ * @category kernels
+ */
+export const groupedMatmulKernels = ():
+  | {
+      readonly rows: (a: Float32Array, b: Float32Array, out: Float32Array, rows: Int32Array, k: number, n: number, transB: boolean) => void
+      readonly weights: (a: Float32Array, c: Float32Array, out: Float32Array, rows: Int32Array, m: number, n: number, accumulate: boolean) => void
+    }
+  | undefined => {
+  const loaded = addonIfBuilt()
+  const rows = loaded?.groupedRows
+  const weights = loaded?.groupedWeights
+  if (rows === undefined || weights === undefined) return undefined
+  return { rows: (...args) => rows.apply(loaded, args), weights: (...args) => weights.apply(loaded, args) }
+}

@@ -3,6 +3,7 @@
 #include "matmul.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "gemm_driver.h"
@@ -12,9 +13,11 @@ namespace pleat {
 
 namespace {
 
-// Fewer multiply-adds than this run on one thread: waking a pool thread costs tens of
-// microseconds (measured in bench/suites/tensor.ts), the time of a ~2^20-MAC product.
-constexpr size_t kParallelMacs = size_t{1} << 20;
+// Fewer multiply-adds than this run on one thread: waking a pool thread costs 25 us back to back
+// and up to ~200 us after an idle moment (thread_pool.cc), the time of a 2^20..2^23-MAC product.
+// In training, where other work runs between products, a [16, 256] x [256, 256] product (2^20)
+// took 70 us on two threads against 26 us on one (2026-12-01, 2-vCPU VM), so the pool starts at 2^22.
+constexpr size_t kParallelMacs = size_t{1} << 22;
 
 // Per-thread packing buffers, kept between calls (pool workers and libuv threads live long).
 thread_local Scratch<float> t_pack_a;
@@ -46,7 +49,9 @@ void matmul_ref(const GemmArgs& g) {
   for (size_t bi = 0; bi < g.batch; ++bi) ref_rows(g, bi, 0, g.m);
 }
 
-bool matmul(Isa isa, const GemmArgs& g) {
+namespace {
+
+bool run(Isa isa, const GemmArgs& g, size_t parallel_macs) {
   if (g.batch == 0 || g.m == 0 || g.n == 0) return true;
   if (g.k == 0) {
     // An empty sum: out = 0, or unchanged when accumulating.
@@ -55,7 +60,7 @@ bool matmul(Isa isa, const GemmArgs& g) {
   }
   const bool small = g.m * g.n * g.k < kSmallMacs;
   const gemm::Tile& t = gemm::tile_for(isa);
-  return gemm_driver::run_sliced(g, t.mr, t.nr, kParallelMacs, small, [&](size_t bi, const gemm_driver::Slice& s) {
+  return gemm_driver::run_sliced(g, t.mr, t.nr, parallel_macs, small, [&](size_t bi, const gemm_driver::Slice& s) {
     if (small) {
       ref_rows(g, bi, 0, g.m);  // never cut (whole entries)
       return true;
@@ -64,5 +69,11 @@ bool matmul(Isa isa, const GemmArgs& g) {
                                         g.out + bi * g.m * g.n, s);
   });
 }
+
+}  // namespace
+
+bool matmul(Isa isa, const GemmArgs& g) { return run(isa, g, kParallelMacs); }
+
+bool matmul_one_thread(Isa isa, const GemmArgs& g) { return run(isa, g, SIZE_MAX); }
 
 }  // namespace pleat

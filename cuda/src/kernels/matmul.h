@@ -43,4 +43,8 @@ void matmul_ref(const GemmArgs& g);
 // packing buffer cannot be allocated; out is then partly written.
 bool matmul(Isa isa, const GemmArgs& g);
 
+// matmul on the calling thread only (the same bits: the thread count never changes them), for
+// callers that already run on the pool, one product per task.
+bool matmul_one_thread(Isa isa, const GemmArgs& g);
+
 }  // namespace pleat

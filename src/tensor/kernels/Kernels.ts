@@ -29,6 +29,17 @@ export interface MatmulArgs extends Omit<Cpu.MatmulArgs, "a" | "b" | "out"> {
 export interface Kernels {
   readonly name: string
   readonly matmul: (args: MatmulArgs) => void
+  /**
+   * The grouped expert product over G groups of consecutive rows (rows[g] each, sum N):
+   * out[group g] = a[group g] x op(b[g]) with a [N, k], b [G, k, n] ([G, n, k] with transB),
+   * out [N, n]; each group's product is `matmul`'s, the same bits (GroupedLoop.ts).
+   */
+  readonly groupedRows: (a: DType.Storage, b: DType.Storage, out: DType.Storage, rows: Int32Array, k: number, n: number, transB: boolean) => void
+  /**
+   * out[g] = a[group g]^T x c[group g] (+= with accumulate) with a [N, m], c [N, n], out
+   * [G, m, n]; an empty group's out[g] is zeros (unchanged when accumulating).
+   */
+  readonly groupedWeights: (a: DType.Storage, c: DType.Storage, out: DType.Storage, rows: Int32Array, m: number, n: number, accumulate: boolean) => void
   /** out[i, :] = src[index[i], :] for rows of `cols` elements. */
   readonly gatherRows: (src: DType.Storage, index: Int32Array, out: DType.Storage, cols: number) => void
   /** out[index[i], :] += src[i, :], in increasing i (deterministic). */

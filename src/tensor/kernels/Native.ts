@@ -13,6 +13,7 @@
 import * as Cpu from "../../native/Cpu.js"
 import * as CpuOptional from "../../native/CpuOptional.js"
 import type * as DType from "../DType.js"
+import * as GroupedLoop from "./GroupedLoop.js"
 import type { Kernels, MatmulArgs } from "./Kernels.js"
 import { reference } from "./Reference.js"
 
@@ -48,9 +49,23 @@ const matmul = (p: MatmulArgs): void =>
     accumulate: p.accumulate,
   })
 
+/** The native grouped expert GEMM, or one native matmul per group with a build that predates it. */
+const grouped = CpuOptional.groupedMatmulKernels()
+const groupedRows: Kernels["groupedRows"] =
+  grouped === undefined
+    ? GroupedLoop.groupedRows(matmul)
+    : (a, b, out, rows, k, n, transB) => grouped.rows(f32("groupedRows", "a", a), f32("groupedRows", "b", b), f32("groupedRows", "out", out), rows, k, n, transB)
+const groupedWeights: Kernels["groupedWeights"] =
+  grouped === undefined
+    ? GroupedLoop.groupedWeights(matmul)
+    : (a, c, out, rows, m, n, accumulate) =>
+        grouped.weights(f32("groupedWeights", "a", a), f32("groupedWeights", "c", c), f32("groupedWeights", "out", out), rows, m, n, accumulate)
+
 const kernels: Kernels = {
   name: "native",
   matmul,
+  groupedRows,
+  groupedWeights,
   gatherRows: (src, index, out, cols) => Cpu.gatherRows(f32("gatherRows", "src", src), index, f32("gatherRows", "out", out), cols),
   scatterAddRows: (src, index, out, cols) => Cpu.scatterAddRows(f32("scatterAddRows", "src", src), index, f32("scatterAddRows", "out", out), cols),
   softmaxRows: (x, out, rows, cols) => Cpu.softmaxRows(f32("softmaxRows", "x", x), f32("softmaxRows", "out", out), rows, cols),

@@ -5,6 +5,7 @@
  * favour obviousness over speed.
  */
 import type * as DType from "../DType.js"
+import * as GroupedLoop from "./GroupedLoop.js"
 import type { Kernels, MatmulArgs } from "./Kernels.js"
 
 const matmul = (p: MatmulArgs): void => {
@@ -127,4 +128,16 @@ const swigluBackward = (gate: DType.Storage, up: DType.Storage, grad: DType.Stor
  * The reference kernel set.
  * @category constructors
  */
-export const reference: Kernels = { name: "reference", matmul, gatherRows, scatterAddRows, softmaxRows, rmsnormRows, rmsnormBackward, swiglu, swigluBackward }
+export const reference: Kernels = {
+  name: "reference",
+  matmul,
+  groupedRows: GroupedLoop.groupedRows(matmul),
+  groupedWeights: GroupedLoop.groupedWeights(matmul),
+  gatherRows,
+  scatterAddRows,
+  softmaxRows,
+  rmsnormRows,
+  rmsnormBackward,
+  swiglu,
+  swigluBackward,
+}

@@ -48,17 +48,15 @@ interface Product {
 
 /**
  * out[seg] = op(a[seg-or-weight]) op(b[...]) for every segment (added into out with
- * `accumulate`), with the dtype's kernels, or with `bf16` (a bf16 product's kernel, forward or
- * backward; float32 storage) when given.
+ * `accumulate`) on a bf16 product's kernel (forward or backward; float32 storage). The float32
+ * and float64 products go through the kernel set's grouped products instead (one call).
  */
-const product = (dtype: DType.DType, parts: ReadonlyArray<Product>, bf16?: CpuBf16.Bf16MatmulKernel, accumulate = false) => {
-  const kernels = Kernels.forDType(dtype, reference)
+const bf16Products = (parts: ReadonlyArray<Product>, bf16: CpuBf16.Bf16MatmulKernel, accumulate = false) => {
   for (const p of parts) {
     if (p.m === 0 || p.n === 0) continue
-    // Field by field (no spread): this runs for every expert of every grouped product.
-    const args = { a: p.a, b: p.b, out: p.out, m: p.m, n: p.n, k: p.k, transA: p.transA, transB: p.transB, batch: 1, strideA: 0, strideB: 0, accumulate }
-    if (bf16 !== undefined) bf16.sync(args as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])
-    else kernels.matmul(args)
+    bf16.sync({ a: p.a, b: p.b, out: p.out, m: p.m, n: p.n, k: p.k, transA: p.transA, transB: p.transB, batch: 1, strideA: 0, strideB: 0, accumulate } as Parameters<
+      CpuBf16.Bf16MatmulKernel["sync"]
+    >[0])
   }
 }
 
@@ -78,45 +76,51 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
   if (total !== n || segments.some((s) => !Number.isInteger(s) || s < 0))
     throw TensorError.shape("groupedMatmul", `segments [${segments.join(", ")}] do not cover the ${n} rows of x`)
   const segs = segmentsOf(segments)
+  const rows = Int32Array.from(segments)
+  const kernels = Kernels.forDType(x.dtype, reference)
   // The segments cover every row and each product writes its rows whole (an empty sum as 0).
   const out = DType.allocateUninitialized(x.dtype, n * m)
   const bf16Product = Bf16Matmul.roundsProduct(x, w)
-  product(
-    x.dtype,
-    segs.map((s, e) => ({
-      a: x.data.subarray(s.start * k, (s.start + s.rows) * k),
-      b: w.data.subarray(e * k * m, (e + 1) * k * m),
-      out: out.subarray(s.start * m, (s.start + s.rows) * m),
-      m: s.rows,
-      n: m,
-      k,
-      transA: false,
-      transB: false,
-    })),
-    Bf16Matmul.forForward(x, w),
-  )
+  const bf16Forward = Bf16Matmul.forForward(x, w)
+  if (bf16Forward === undefined) kernels.groupedRows(x.data, w.data, out, rows, k, m, false)
+  else
+    bf16Products(
+      segs.map((s, e) => ({
+        a: x.data.subarray(s.start * k, (s.start + s.rows) * k),
+        b: w.data.subarray(e * k * m, (e + 1) * k * m),
+        out: out.subarray(s.start * m, (s.start + s.rows) * m),
+        m: s.rows,
+        n: m,
+        k,
+        transA: false,
+        transB: false,
+      })),
+      bf16Forward,
+    )
   return Autograd.result("groupedMatmul", [x, w], out, [n, m], (dout) => {
     // A bf16 product's backward products take Bf16Matmul's operands (the gradient in bf16).
     const low = bf16Product && dout.data instanceof Float32Array ? Bf16Matmul.backwardOperands(dout.data) : undefined
     const grad = { data: low?.gradient ?? dout.data }
+    const lowKernel = low?.kernel
     let dx: Tensor.Tensor | undefined
     let dw: Tensor.Tensor | undefined
     if (x.requiresGrad) {
       const data = DType.allocateUninitialized(x.dtype, n * k)
-      product(
-        x.dtype,
-        segs.map((s, e) => ({
-          a: grad.data.subarray(s.start * m, (s.start + s.rows) * m),
-          b: w.data.subarray(e * k * m, (e + 1) * k * m),
-          out: data.subarray(s.start * k, (s.start + s.rows) * k),
-          m: s.rows,
-          n: k,
-          k: m,
-          transA: false,
-          transB: true,
-        })),
-        low?.kernel,
-      )
+      if (lowKernel === undefined) kernels.groupedRows(grad.data, w.data, data, rows, m, k, true)
+      else
+        bf16Products(
+          segs.map((s, e) => ({
+            a: grad.data.subarray(s.start * m, (s.start + s.rows) * m),
+            b: w.data.subarray(e * k * m, (e + 1) * k * m),
+            out: data.subarray(s.start * k, (s.start + s.rows) * k),
+            m: s.rows,
+            n: k,
+            k: m,
+            transA: false,
+            transB: true,
+          })),
+          lowKernel,
+        )
       dx = Tensor.fromStorage(data, x.shape, { device: x.device })
     }
     if (w.requiresGrad) {
@@ -124,25 +128,28 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       // otherwise into a new gradient, where an expert without rows has zeros.
       const into = GradAccumulator.of(w)
       const data = into ?? DType.allocateUninitialized(w.dtype, g * k * m)
-      if (into === undefined)
-        segs.forEach((s, e) => {
-          if (s.rows === 0) data.fill(0, e * k * m, (e + 1) * k * m)
-        })
-      const products: Array<Product> = []
-      segs.forEach((s, e) => {
-        if (s.rows > 0)
-          products.push({
-            a: x.data.subarray(s.start * k, (s.start + s.rows) * k),
-            b: grad.data.subarray(s.start * m, (s.start + s.rows) * m),
-            out: data.subarray(e * k * m, (e + 1) * k * m),
-            m: k,
-            n: m,
-            k: s.rows,
-            transA: true,
-            transB: false,
+      if (lowKernel === undefined) kernels.groupedWeights(x.data, grad.data, data, rows, k, m, into !== undefined)
+      else {
+        if (into === undefined)
+          segs.forEach((s, e) => {
+            if (s.rows === 0) data.fill(0, e * k * m, (e + 1) * k * m)
           })
-      })
-      product(w.dtype, products, low?.kernel, into !== undefined)
+        const products: Array<Product> = []
+        segs.forEach((s, e) => {
+          if (s.rows > 0)
+            products.push({
+              a: x.data.subarray(s.start * k, (s.start + s.rows) * k),
+              b: grad.data.subarray(s.start * m, (s.start + s.rows) * m),
+              out: data.subarray(e * k * m, (e + 1) * k * m),
+              m: k,
+              n: m,
+              k: s.rows,
+              transA: true,
+              transB: false,
+            })
+        })
+        bf16Products(products, lowKernel, into !== undefined)
+      }
       if (into === undefined) dw = Tensor.fromStorage(data, w.shape, { device: w.device })
     }
     return [dx, dw]

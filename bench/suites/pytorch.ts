@@ -1,0 +1,111 @@
+/**
+ * pytorch: `pleat train` on one rank against PyTorch eager training the same model on the same
+ * cores, in the same run (issue 14's comparison; bench/pytorch/moe_train.py is the PyTorch
+ * side: HF Mixtral-style experts, torch.optim.AdamW, float32, every core).
+ *
+ * Three shapes: the default model (4 layers, 8 experts top-2, expert width 32, seq 16, 8
+ * sequences a step, one per micro-batch) at hidden 256 and at hidden 1024, where per-op costs
+ * weigh most; and the realistic MoE shape of the train suite (hidden 1024, expert width 2816,
+ * seq 1024, 2 layers, 16 / 4 heads, vocabulary 4096, one sequence a step). Each side's tokens/s
+ * is the median step after its warm-up steps; the row's value is pleat's tokens/s over
+ * PyTorch's, target 2 (the issue's goal). PyTorch is not a ceiling, so there is no limit.
+ *
+ * PyTorch is optional: the suite looks for a Python with torch in $PLEAT_PYTHON, python3 and
+ * /usr/bin/python3 (Debian's python3-torch with libopenblas0-pthread is one way to get it) and
+ * says so and returns no rows when none has it. The torch version and the BLAS library it
+ * loaded go to the log, since both move the result.
+ */
+import { spawnSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import * as Effect from "effect/Effect"
+import * as TrainOptions from "../../src/cli/TrainOptions.js"
+import * as Train from "../../src/train/Train.js"
+import { type BenchContext, type BenchRecord, record } from "../harness.js"
+
+const script = fileURLToPath(new URL("../pytorch/moe_train.py", import.meta.url))
+
+interface Shape {
+  readonly name: string
+  /** Model flags both sides take, spelled as `pleat train` spells them. */
+  readonly flags: ReadonlyArray<string>
+  readonly steps: number
+  readonly warmup: number
+}
+
+const realistic = ["--hidden", "1024", "--moe-ffn", "2816", "--experts", "8", "--topk", "2", "--seq", "1024"].concat([
+  "--layers",
+  "2",
+  "--heads",
+  "16",
+  "--kv-heads",
+  "4",
+  "--vocab",
+  "4096",
+  "--global-batch",
+  "1",
+  "--micro-batch",
+  "1",
+])
+
+const shapes: ReadonlyArray<Shape> = [
+  { name: "default model, hidden 256", flags: ["--hidden", "256", "--global-batch", "8", "--micro-batch", "1"], steps: 24, warmup: 6 },
+  { name: "default model, hidden 1024", flags: ["--hidden", "1024", "--global-batch", "8", "--micro-batch", "1"], steps: 16, warmup: 4 },
+  { name: "realistic MoE (H 1024, moe-ffn 2816, E 8 top-2, seq 1024, 2 layers)", flags: realistic, steps: 6, warmup: 2 },
+]
+
+const median = (xs: ReadonlyArray<number>) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+/** The first Python that imports torch, or undefined. */
+const findPython = (): string | undefined => {
+  const candidates = [process.env.PLEAT_PYTHON, "python3", "/usr/bin/python3"].filter((c): c is string => c !== undefined && c !== "")
+  return candidates.find((python) => spawnSync(python, ["-c", "import torch"], { stdio: "ignore" }).status === 0)
+}
+
+/** pleat's tokens/s on one rank of the local backend: the median step after the warm-up. */
+const pleatTokensPerSecond = async (shape: Shape) => {
+  const resolved = TrainOptions.resolve(["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", ...shape.flags, "--steps", String(shape.steps)])
+  if (resolved === "help") throw new Error("unreachable: no --help")
+  const { setup } = resolved
+  const steps = await Effect.runPromise(Train.run(setup, { steps: shape.steps, backend: "local" }))
+  return (setup.batch.globalBatch * setup.model.seq) / median(steps.slice(shape.warmup).map((s) => s.seconds))
+}
+
+interface TorchResult {
+  readonly torch: string
+  readonly threads: number
+  readonly blas: ReadonlyArray<string>
+  readonly tokensPerSecond: number
+}
+
+const torchTokensPerSecond = (python: string, shape: Shape): TorchResult => {
+  const args = [script, ...shape.flags, "--steps", String(shape.steps), "--warmup", String(shape.warmup)]
+  const run = spawnSync(python, args, { encoding: "utf8", maxBuffer: 1 << 20 })
+  if (run.status !== 0) throw new Error(`${python} ${args.join(" ")} exited ${run.status}: ${run.stderr.trim().split("\n").at(-1)}`)
+  return JSON.parse(run.stdout) as TorchResult
+}
+
+const suite = async (ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> => {
+  const python = findPython()
+  if (python === undefined) {
+    ctx.log("pytorch: no Python with torch ($PLEAT_PYTHON, python3, /usr/bin/python3): nothing measured")
+    return []
+  }
+  const rows: Array<BenchRecord> = []
+  for (const shape of shapes) {
+    const ours = await pleatTokensPerSecond(shape)
+    const theirs = torchTokensPerSecond(python, shape)
+    ctx.log(
+      `pytorch: ${shape.name}: pleat ${ours.toFixed(1)} tokens/s, torch ${theirs.torch} (${theirs.threads} threads, ${theirs.blas.join(", ")}) ${theirs.tokensPerSecond.toFixed(1)} tokens/s`,
+    )
+    rows.push(record(ctx, { case: `${shape.name}: pleat, 1 rank, fp32`, metric: "throughput", value: ours, unit: "tokens/s" }))
+    rows.push(record(ctx, { case: `${shape.name}: PyTorch ${theirs.torch} eager`, metric: "throughput", value: theirs.tokensPerSecond, unit: "tokens/s" }))
+    rows.push(record(ctx, { case: `${shape.name}: pleat / PyTorch`, metric: "tokens/s ratio", value: ours / theirs.tokensPerSecond, unit: "x", target: 2 }))
+  }
+  return rows
+}
+
+export default suite
