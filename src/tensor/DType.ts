@@ -24,21 +24,45 @@ export type Storage = Float32Array | Float64Array
  */
 export const bytesPer = (dtype: DType): number => (dtype === "float32" ? 4 : 8)
 
-/** Storage of at most this many bytes is carved from a slab (a fresh ArrayBuffer each costs ~3 us). */
-const slabFrom = 4096
+/**
+ * Slab tiers: unshared storage of at most `upTo` bytes is carved from an ArrayBuffer of `bytes`
+ * that many tensors share (a fresh ArrayBuffer each cost ~3 us at 4 KB and ~7 us at 16-64 KB
+ * through Buffer.allocUnsafeSlow, measured in training, where ~1,250 of 4-64 KB were made per
+ * step of the default model at hidden 256). A slab lives while any of its views does, so a
+ * long-lived view pins at most its tier's slab: 64 KB / 1 MB.
+ */
+interface Tier {
+  readonly upTo: number
+  readonly bytes: number
+  slab: ArrayBuffer | undefined
+  used: number
+}
 
-/** The slab's size: small tensors share one ArrayBuffer of this many bytes. */
-const slabBytes = 65536
+const tiers: ReadonlyArray<Tier> = [
+  { upTo: 4096, bytes: 65536, slab: undefined, used: 65536 },
+  { upTo: 65536, bytes: 1 << 20, slab: undefined, used: 1 << 20 },
+]
+
+/** The largest storage, in bytes, that comes from a slab. */
+const slabUpTo = 65536
 
 /** Offsets within a slab are multiples of this (a cache line: the SIMD kernels' loads). */
 const slabAlign = 64
 
-let slab: ArrayBuffer | undefined
-let slabUsed = slabBytes
+const carve = (dtype: DType, size: number, bytes: number): Storage => {
+  const tier = (bytes <= (tiers[0] as Tier).upTo ? tiers[0] : tiers[1]) as Tier
+  if (tier.slab === undefined || tier.used + bytes > tier.bytes) {
+    tier.slab = new ArrayBuffer(tier.bytes)
+    tier.used = 0
+  }
+  const at = tier.used
+  tier.used += Math.ceil(Math.max(bytes, 1) / slabAlign) * slabAlign
+  return dtype === "float32" ? new Float32Array(tier.slab, at, size) : new Float64Array(tier.slab, at, size)
+}
 
 /**
- * New zeroed storage of `size` elements. Small unshared storage is a view of a slab, a larger
- * ArrayBuffer that many small tensors share (never reused: a slab's bytes start zeroed and each
+ * New zeroed storage of `size` elements. Unshared storage of up to 64 KB is a view of a slab, a
+ * larger ArrayBuffer that many tensors share (never reused: a slab's bytes start zeroed and each
  * is handed out once; the slab is freed with its last view): one ArrayBuffer per tensor made
  * allocation and garbage collection most of a small model's step. Code that needs the bytes of
  * a storage uses its byteOffset and byteLength, never its whole buffer.
@@ -46,15 +70,7 @@ let slabUsed = slabBytes
  */
 export const allocate = (dtype: DType, size: number, shared = false): Storage => {
   const bytes = size * bytesPer(dtype)
-  if (!shared && bytes <= slabFrom) {
-    if (slab === undefined || slabUsed + bytes > slabBytes) {
-      slab = new ArrayBuffer(slabBytes)
-      slabUsed = 0
-    }
-    const at = slabUsed
-    slabUsed += Math.ceil(Math.max(bytes, 1) / slabAlign) * slabAlign
-    return dtype === "float32" ? new Float32Array(slab, at, size) : new Float64Array(slab, at, size)
-  }
+  if (!shared && bytes <= slabUpTo) return carve(dtype, size, bytes)
   const buffer = shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes)
   return dtype === "float32" ? new Float32Array(buffer) : new Float64Array(buffer)
 }
@@ -64,9 +80,6 @@ export const allocate = (dtype: DType, size: number, shared = false): Storage =>
  * @category mapping
  */
 export const of = (storage: Storage): DType => (storage instanceof Float32Array ? "float32" : "float64")
-
-/** From this many bytes, `allocateUninitialized` skips the zeroing pass. */
-const uninitializedFrom = 16384
 
 /**
  * PLEAT_POISON_UNINITIALIZED=1 (the test suites set it) fills uninitialised storage with NaN, so
@@ -83,9 +96,8 @@ const poison = process.env.PLEAT_POISON_UNINITIALIZED === "1"
  */
 export const allocateUninitialized = (dtype: DType, size: number): Storage => {
   const bytes = size * bytesPer(dtype)
-  // Small buffers: zeroing costs nothing next to the allocation, and a plain typed array is
-  // the cheaper object.
-  if (bytes < uninitializedFrom) return poison ? allocate(dtype, size).fill(Number.NaN) : allocate(dtype, size)
+  // Slab storage is never reused, so it starts zeroed at no cost.
+  if (bytes <= slabUpTo) return poison ? carve(dtype, size, bytes).fill(Number.NaN) : carve(dtype, size, bytes)
   // Small buffers come from Node's pool as views with offsets; the Slow variant is a whole
   // ArrayBuffer of its own, uninitialised.
   const buffer = Buffer.allocUnsafeSlow(bytes).buffer
