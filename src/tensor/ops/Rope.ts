@@ -40,20 +40,31 @@ interface Tables {
   readonly rows: number
 }
 
-/** Tables of plain positions 0..S-1, by S, D and theta: every layer and step asks for the same. */
-const plainTables = new Map<string, Tables>()
+/**
+ * Tables already computed, by the positions they are for (undefined: plain 0..S-1), S, D and
+ * theta: every layer and step asks for the same few (a context-parallel rank's positions, or
+ * plain ones, fixed for the job). Positions are compared element by element (O(S) against the
+ * table's O(S D) sines and cosines).
+ */
+const known: Array<{ readonly key: string; readonly positions: Int32Array | undefined; readonly tables: Tables }> = []
 
-/** How many plain tables are kept (a few shapes per job). */
-const plainTablesKept = 16
+/** How many tables are kept (a few shapes per job). */
+const tablesKept = 16
+
+const samePositions = (a: Int32Array | undefined, b: Int32Array | undefined): boolean => {
+  if (a === undefined || b === undefined) return a === b
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
 
 const tables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined): Tables => {
-  if (positions !== undefined) return computeTables(b, s, d, theta, positions)
-  const key = `${s},${d},${theta}`
-  const known = plainTables.get(key)
-  if (known !== undefined) return known
-  const made = computeTables(b, s, d, theta, undefined)
-  if (plainTables.size >= plainTablesKept) plainTables.delete(plainTables.keys().next().value as string)
-  plainTables.set(key, made)
+  const key = `${b},${s},${d},${theta}`
+  const hit = known.find((t) => t.key === key && samePositions(t.positions, positions))
+  if (hit !== undefined) return hit.tables
+  const made = computeTables(b, s, d, theta, positions)
+  if (known.length >= tablesKept) known.shift()
+  known.push({ key, positions: positions === undefined ? undefined : Int32Array.from(positions), tables: made })
   return made
 }
 
