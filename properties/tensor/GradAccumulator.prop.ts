@@ -5,10 +5,13 @@
 // use next to the products (added by the tape, not by a product). Two passes (micro-batches)
 // add twice. Small integers keep every sum exact in float32 and float64 alike, so the check is
 // equality, on the native float32 kernels, the float64 reference kernels and a bf16 tape (the
-// bf16 GEMM where the CPU has it); the bound leaf's `.grad` stays empty.
+// bf16 GEMM where the CPU has it); the bound leaf's `.grad` stays empty. A cleared accumulator
+// (GradAccumulator.clear: zeros in meaning, its old values still in memory) ends with exactly
+// the gradient, and one no gradient reached holds zeros once settled.
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as DType from "../../src/tensor/DType.js"
+import * as GradAccumulator from "../../src/tensor/GradAccumulator.js"
 import { add, mul } from "../../src/tensor/ops/Elementwise.js"
 import { groupedMatmul } from "../../src/tensor/ops/GroupedMatmul.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
@@ -58,7 +61,7 @@ const pass = (c: Case, dtype: DType.DType, tape: Tape.Tape, w: Tensor.Tensor, g:
 const dtypeOf = (c: Case): DType.DType => (c.precision === "fp64-reference" ? "float64" : "float32")
 
 /** The weights' gradients over `passes` passes, unbound (`.grad`) or bound (accumulators). */
-const run = (c: Case, passes: number, bound: boolean) => {
+const run = (c: Case, passes: number, bound: boolean, cleared = false) => {
   const dtype = dtypeOf(c)
   const tape = Tape.make({ precision: c.precision === "bf16" ? "bf16" : "fp32" })
   const wValue = Tensor.fromArray(ints(c.d * c.d, c.seed + 1), [c.d, c.d], { dtype })
@@ -70,24 +73,32 @@ const run = (c: Case, passes: number, bound: boolean) => {
   }
   const wAcc = bound ? start(wValue.size, 3) : undefined
   const gAcc = bound ? start(gValue.size, 4) : undefined
+  // A leaf no pass uses: its accumulator keeps its start, or holds zeros when cleared.
+  const unusedAcc = bound ? start(c.d, 5) : undefined
+  if (cleared) for (const acc of [wAcc, gAcc, unusedAcc]) if (acc !== undefined) GradAccumulator.clear(acc)
   const w = tape.parameter(wValue, wAcc)
   const g = tape.parameter(gValue, gAcc)
+  tape.parameter(Tensor.fromArray(ints(c.d, c.seed + 6), [c.d], { dtype }), unusedAcc)
   for (let p = 0; p < passes; p++) pass(c, dtype, tape, w, g, 10_000 * p)
-  return { w, g, wAcc, gAcc }
+  if (cleared) for (const acc of [wAcc, gAcc, unusedAcc]) if (acc !== undefined) GradAccumulator.settle(acc)
+  return { w, g, wAcc, gAcc, unusedAcc }
 }
 
 describe("gradient accumulators", () => {
   test("a bound leaf's accumulator gains exactly the gradient the unbound leaf gets", () => {
     fc.assert(
-      fc.property(caseArb, fc.integer({ min: 1, max: 2 }), (c, passes) => {
+      fc.property(caseArb, fc.integer({ min: 1, max: 2 }), fc.boolean(), (c, passes, cleared) => {
         const plain = run(c, passes, false)
-        const fused = run(c, passes, true)
+        const fused = run(c, passes, true, cleared)
         const expected = (grad: Tensor.Tensor | undefined, size: number, s: number) => {
-          const start = ints(size, c.seed + s)
+          const start = cleared ? new Array<number>(size).fill(0) : ints(size, c.seed + s)
           return start.map((v, i) => v + (grad === undefined ? 0 : (grad.data[i] as number)))
         }
-        expect(Array.from(fused.wAcc ?? [])).toEqual(expected(plain.w.grad, plain.w.size, 3))
-        expect(Array.from(fused.gAcc ?? [])).toEqual(expected(plain.g.grad, plain.g.size, 4))
+        // + 0: a stored -0 and an added +0 are the same gradient (toEqual tells them apart).
+        const values = (acc: DType.Storage | undefined) => Array.from(acc ?? [], (v) => v + 0)
+        expect(values(fused.wAcc)).toEqual(expected(plain.w.grad, plain.w.size, 3))
+        expect(values(fused.gAcc)).toEqual(expected(plain.g.grad, plain.g.size, 4))
+        expect(values(fused.unusedAcc)).toEqual(expected(undefined, c.d, 5))
         expect(fused.w.grad).toBeUndefined()
         expect(fused.g.grad).toBeUndefined()
       }),

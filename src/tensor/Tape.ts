@@ -361,6 +361,7 @@ export class Tape {
           if (input.isLeaf) {
             const accumulator = GradAccumulator.of(input)
             if (accumulator === undefined) GradSum.accumulateLeaf(input, gi)
+            else if (GradAccumulator.takeCleared(accumulator)) accumulator.set(gi.data)
             else AddInto.addInto(accumulator, gi.data)
           } else {
             const prev = grads.get(input)

@@ -176,6 +176,7 @@ const owned = (opt: DistributedOptimizer): Array<Owned> =>
 /** A bucket's shards' gradients laid end to end. */
 const flatGrads = (bucket: Bucket, dtype: DType.DType): DType.Storage => {
   const flat = DType.allocate(dtype, bucket.total)
+  RankParams.settleGrads(bucket.held)
   bucket.held.forEach((h, i) => flat.set(h.grad, bucket.offsets[i] as number))
   return flat
 }

@@ -28,6 +28,7 @@ import * as Group from "../comm/Group.js"
 import type * as Folding from "../mapping/Folding.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as DType from "../tensor/DType.js"
+import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import { sumSquares } from "../tensor/kernels/SumSquares.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Params from "./Params.js"
@@ -213,9 +214,20 @@ export const globalNorm = (params: ReadonlyMap<string, Held>, groups: SyncGroups
   })
 
 /**
- * Zeroes every gradient accumulator.
+ * Zeroes every gradient accumulator, lazily (GradAccumulator.clear): the step's first gradient
+ * overwrites each one, and `settleGrads` writes the zeros of those no gradient reached.
  * @category combinators
  */
 export const zeroGrads = (params: ReadonlyMap<string, Held>): void => {
-  for (const h of params.values()) h.grad.fill(0)
+  for (const h of params.values()) GradAccumulator.clear(h.grad)
+}
+
+/**
+ * Makes the gradient accumulators of `held` readable after the backward passes: one that no
+ * gradient reached since `zeroGrads` gets its zeros written. Every reader of the gradients
+ * (reductions, norms, the optimizer, fault injection) runs after it.
+ * @category combinators
+ */
+export const settleGrads = (held: Iterable<Held>): void => {
+  for (const h of held) GradAccumulator.settle(h.grad)
 }

@@ -252,6 +252,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         forward,
         span,
       })
+      // Every backward pass of the step has run: accumulators no gradient reached hold zeros.
+      RankParams.settleGrads(params.values())
       // Once per global batch: global_aux counts reset, expert biases move (MoeRunState).
       yield* MoeRunState.endGlobalBatch(moeState, sync.tpDpCp, model.moe?.biasUpdateRate ?? 0)
       // Test-only (Fault.ts): a rank misbehaving after the step's collectives, before the sync.

@@ -128,9 +128,11 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       // otherwise into a new gradient, where an expert without rows has zeros.
       const into = GradAccumulator.of(w)
       const data = into ?? DType.allocateUninitialized(w.dtype, g * k * m)
-      if (lowKernel === undefined) kernels.groupedWeights(x.data, grad.data, data, rows, k, m, into !== undefined)
+      // A cleared accumulator is written whole here (GradAccumulator.takeCleared).
+      const accumulate = into !== undefined && !GradAccumulator.takeCleared(into)
+      if (lowKernel === undefined) kernels.groupedWeights(x.data, grad.data, data, rows, k, m, accumulate)
       else {
-        if (into === undefined)
+        if (!accumulate)
           segs.forEach((s, e) => {
             if (s.rows === 0) data.fill(0, e * k * m, (e + 1) * k * m)
           })
@@ -148,7 +150,7 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
               transB: false,
             })
         })
-        bf16Products(products, lowKernel, into !== undefined)
+        bf16Products(products, lowKernel, accumulate)
       }
       if (into === undefined) dw = Tensor.fromStorage(data, w.shape, { device: w.device })
     }
