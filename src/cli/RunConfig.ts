@@ -25,6 +25,7 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Router from "../moe/Router.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as ModelPresets from "../train/ModelPresets.js"
+import * as Optimizer from "../train/Optimizer.js"
 import * as Flags from "./Flags.js"
 
 /** The largest count a setting takes: the last integer a JavaScript number holds exactly. */
@@ -33,6 +34,7 @@ const maxCount = Number.MAX_SAFE_INTEGER
 const maxSeed = 2 ** 32 - 1
 
 const PositiveInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1), Schema.isLessThanOrEqualTo(maxCount))
+const WholeInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(maxCount))
 const SeedInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(maxSeed))
 const NonEmpty = Schema.String.check(Schema.isMinLength(1))
 const Real = Schema.Number.check(Schema.isFinite())
@@ -42,6 +44,14 @@ const optionalCount = (help: string, placeholder = "N") => ({
   kind: "count" as const,
   schema: Schema.optionalKey(PositiveInt),
   min: 1 as const,
+  max: maxCount,
+  placeholder,
+  help,
+})
+const optionalWhole = (help: string, placeholder = "N") => ({
+  kind: "count" as const,
+  schema: Schema.optionalKey(WholeInt),
+  min: 0 as const,
   max: maxCount,
   placeholder,
   help,
@@ -133,6 +143,14 @@ export const settings = {
     "P",
   ),
   recompute: choice(["none", "selective", "full"], "none", "activation recompute in the backward (selective: the attention core and the expert MLPs; full: whole layers)", "MODE"),
+  lr: optionalReal(`peak learning rate, after the linear warm-up and before the cosine decay (default ${Optimizer.defaults(1).lr})`),
+  "min-lr": optionalReal(`the learning rate the cosine decay ends at, 0..--lr (default ${Optimizer.defaults(1).minLr}, or --lr / 10 with --lr)`),
+  "warmup-steps": optionalWhole("steps of linear warm-up to --lr, 0 for none (default a tenth of --steps, at least 1)"),
+  "weight-decay": optionalReal(`AdamW's decoupled weight decay, 0 or more; none on norms (default ${Optimizer.defaults(1).weightDecay})`),
+  "clip-grad": optionalReal(`clip gradients to this global L2 norm, 0: no clipping (default ${Optimizer.defaults(1).clip})`),
+  "adam-beta1": optionalReal(`AdamW's first-moment decay, in [0, 1) (default ${Optimizer.defaults(1).beta1})`),
+  "adam-beta2": optionalReal(`AdamW's second-moment decay, in [0, 1) (default ${Optimizer.defaults(1).beta2})`),
+  "adam-eps": optionalReal(`AdamW's epsilon, above 0 (default ${Optimizer.defaults(1).eps})`),
   "distributed-optimizer": flag("shard the AdamW state over the data-parallel ranks (ZeRO-1: dense over dp x cp, experts over edp)"),
   backend: choice(ChooseBackend.names, "local", "where ranks run (fibers of this thread, a worker thread each; -zero-copy reads shared tensors in place)", "NAME"),
   workers: optionalCount("threads backends: worker threads for the ranks (default one per rank up to the cores; with fewer, each hosts a block of ranks)"),

@@ -279,6 +279,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     })
   }
   const first = resumed?.step ?? 0
+  const optimizer = explained(d, () => Optimizer.configure(c.steps, c))
   return {
     setup: {
       parallel,
@@ -286,7 +287,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       batch,
       seed: c.seed,
       dtype: c.dtype,
-      optimizer: Optimizer.defaults(c.steps),
+      optimizer,
       auxLossCoeff: plainAuxCoeff(model.moe),
       distributedOptimizer: c["distributed-optimizer"],
       precision: c.precision,

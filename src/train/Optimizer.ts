@@ -4,11 +4,12 @@
  *
  *   lr(k)   = peak * (k+1)/warmup                                  for k < warmup
  *           = min + (peak - min) * (1 + cos(pi * p)) / 2, p = (k - warmup)/(steps - warmup)
- *   clip    = min(1, maxNorm / (norm + 1e-6))
+ *   clip    = min(1, maxNorm / (norm + 1e-6))                      (1 when maxNorm is 0: no clipping)
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  step t (from 1)
  *   w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * w   (no decay on norms)
  * Every replica of a shard sees the same synchronised gradient, so every replica stays equal.
  */
+import * as ConfigError from "../errors/ConfigError.js"
 import * as CpuOptional from "../native/CpuOptional.js"
 import type * as DType from "../tensor/DType.js"
 import * as Kernels from "../tensor/kernels/Kernels.js"
@@ -46,6 +47,64 @@ export const defaults = (steps: number): OptimizerConfig => ({
   weightDecay: 0.01,
   clip: 1,
 })
+
+/**
+ * The settings a user may give (`pleat train --lr ...`), by their flag names; unset ones keep
+ * `defaults`.
+ * @category models
+ */
+export interface OptimizerOverrides {
+  readonly lr?: number | undefined
+  readonly "min-lr"?: number | undefined
+  readonly "warmup-steps"?: number | undefined
+  readonly "weight-decay"?: number | undefined
+  readonly "clip-grad"?: number | undefined
+  readonly "adam-beta1"?: number | undefined
+  readonly "adam-beta2"?: number | undefined
+  readonly "adam-eps"?: number | undefined
+}
+
+/**
+ * `defaults(steps)` with the user's settings, checked: a ConfigError names the first setting out
+ * of its range (lr above 0, min-lr within 0..lr, weight decay and clip 0 or more, betas in
+ * [0, 1), eps above 0; warm-up steps are whole numbers by their Schema).
+ * @category constructors
+ */
+export const configure = (steps: number, o: OptimizerOverrides): OptimizerConfig => {
+  const base = defaults(steps)
+  const c: OptimizerConfig = {
+    ...base,
+    lr: o.lr ?? base.lr,
+    minLr: o["min-lr"] ?? (o.lr === undefined ? base.minLr : o.lr / 10),
+    warmup: o["warmup-steps"] ?? base.warmup,
+    weightDecay: o["weight-decay"] ?? base.weightDecay,
+    clip: o["clip-grad"] ?? base.clip,
+    beta1: o["adam-beta1"] ?? base.beta1,
+    beta2: o["adam-beta2"] ?? base.beta2,
+    eps: o["adam-eps"] ?? base.eps,
+  }
+  const problem = (field: string, value: number, reason: string, fix: string) => {
+    throw ConfigError.make(field, value, reason, fix)
+  }
+  if (!(c.lr > 0)) problem("lr", c.lr, "is not above 0", "use a learning rate such as 3e-4")
+  if (!(c.minLr >= 0 && c.minLr <= c.lr)) problem("min-lr", c.minLr, `is not within 0..${c.lr} (--lr)`, `use a value from 0 to ${c.lr}`)
+  if (!(c.weightDecay >= 0)) problem("weight-decay", c.weightDecay, "is negative", "use 0 (none) or more, such as 0.1")
+  if (!(c.clip >= 0)) problem("clip-grad", c.clip, "is negative", "use 0 (no clipping) or a norm such as 1")
+  for (const [field, beta] of [
+    ["adam-beta1", c.beta1],
+    ["adam-beta2", c.beta2],
+  ] as const)
+    if (!(beta >= 0 && beta < 1)) problem(field, beta, "is not in [0, 1)", "use a decay such as 0.9 or 0.95")
+  if (!(c.eps > 0)) problem("adam-eps", c.eps, "is not above 0", "use a small positive number such as 1e-8")
+  return c
+}
+
+/**
+ * The scale of the step's gradients: min(1, clip / (norm + 1e-6)), or 1 when clipping is off
+ * (clip 0).
+ * @category mapping
+ */
+export const clipScale = (c: OptimizerConfig, gradNorm: number): number => (c.clip > 0 ? Math.min(1, c.clip / (gradNorm + 1e-6)) : 1)
 
 /**
  * The learning rate at step k (0-based).

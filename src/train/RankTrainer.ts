@@ -273,7 +273,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       const gradNorm = distributed === undefined ? yield* RankParams.globalNorm(params, sync, rank) : yield* DistributedOptimizer.globalNorm(distributed, params)
       if (!Number.isFinite(gradNorm)) return yield* Effect.fail(NonFinite.ofNorm(gradNorm))
       const lr = Optimizer.learningRate(setup.optimizer, k)
-      const clip = Math.min(1, setup.optimizer.clip / (gradNorm + 1e-6))
+      const clip = Optimizer.clipScale(setup.optimizer, gradNorm)
       if (distributed === undefined) Optimizer.step(setup.optimizer, params, moments, k + 1, lr, clip)
       else yield* DistributedOptimizer.step(setup.optimizer, distributed, params, k + 1, lr, clip)
       span("gradient sync + optimizer", syncStarted)

@@ -1,0 +1,110 @@
+// The optimizer flags of `pleat train` / `pleat verify` (--lr, --min-lr, --warmup-steps,
+// --weight-decay, --clip-grad, --adam-beta1, --adam-beta2, --adam-eps): each reaches the job's
+// AdamW settings, from a flag or from the same key in a JSON config file (the flag wins); an
+// unset one keeps its default (min-lr follows --lr / 10); a value out of range is refused with
+// exit 2 and one line naming the flag and the fix; --clip-grad 0 turns clipping off; and the
+// learning rate reaches training (two rates, two different second-step losses).
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import * as Effect from "effect/Effect"
+import fc from "fast-check"
+import { describe, expect, test } from "vitest"
+import * as TrainOptions from "../../src/cli/TrainOptions.js"
+import * as Optimizer from "../../src/train/Optimizer.js"
+import * as Train from "../../src/train/Train.js"
+import { refused } from "./refused.js"
+
+const configFile = (values: Record<string, unknown>): string => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-optimizer-")), "job.json")
+  writeFileSync(file, JSON.stringify(values))
+  return file
+}
+
+const optimizerOf = (argv: ReadonlyArray<string>) => {
+  const r = TrainOptions.resolve(argv)
+  if (r === "help") throw new Error("help")
+  return r.setup.optimizer
+}
+
+const settingsArb = fc.record(
+  {
+    lr: fc.double({ min: 1e-6, max: 1, noNaN: true }),
+    "warmup-steps": fc.integer({ min: 0, max: 50 }),
+    "weight-decay": fc.double({ min: 0, max: 0.5, noNaN: true }),
+    "clip-grad": fc.double({ min: 0, max: 10, noNaN: true }),
+    "adam-beta1": fc.double({ min: 0, max: 0.999, noNaN: true }),
+    "adam-beta2": fc.double({ min: 0, max: 0.9999, noNaN: true }),
+    "adam-eps": fc.double({ min: 1e-12, max: 1e-3, noNaN: true }),
+  },
+  { requiredKeys: [] },
+)
+
+const expected = (steps: number, s: Record<string, number | undefined>): Optimizer.OptimizerConfig => {
+  const d = Optimizer.defaults(steps)
+  return {
+    ...d,
+    lr: s.lr ?? d.lr,
+    minLr: s.lr === undefined ? d.minLr : s.lr / 10,
+    warmup: s["warmup-steps"] ?? d.warmup,
+    weightDecay: s["weight-decay"] ?? d.weightDecay,
+    clip: s["clip-grad"] ?? d.clip,
+    beta1: s["adam-beta1"] ?? d.beta1,
+    beta2: s["adam-beta2"] ?? d.beta2,
+    eps: s["adam-eps"] ?? d.eps,
+  }
+}
+
+describe("optimizer flags", () => {
+  test("flags and config keys reach the AdamW settings; unset ones keep their defaults", () => {
+    fc.assert(
+      fc.property(settingsArb, fc.integer({ min: 1, max: 500 }), (s, steps) => {
+        const argv = Object.entries(s).flatMap(([k, v]) => [`--${k}`, String(v)])
+        const want = expected(steps, s)
+        expect(optimizerOf([...argv, "--steps", String(steps)])).toEqual(want)
+        expect(optimizerOf(["--config", configFile(s), "--steps", String(steps)])).toEqual(want)
+      }),
+      { numRuns: 40 },
+    )
+  })
+
+  test("a flag wins over the config file, and --min-lr is kept as given", () => {
+    const o = optimizerOf(["--config", configFile({ lr: 0.5, "min-lr": 0.01 }), "--lr", "0.2"])
+    expect(o.lr).toBe(0.2)
+    expect(o.minLr).toBe(0.01)
+  })
+
+  test("out-of-range values are refused naming the flag and the fix", () => {
+    const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+      [["--lr", "0"], "pleat train: --lr: 0 is not above 0; fix: use a learning rate such as 3e-4"],
+      [["--lr", "1e-3", "--min-lr", "0.1"], "pleat train: --min-lr: 0.1 is not within 0..0.001 (--lr); fix: use a value from 0 to 0.001"],
+      [["--weight-decay", "-0.1"], "pleat train: --weight-decay: -0.1 is negative; fix: use 0 (none) or more, such as 0.1"],
+      [["--clip-grad", "-1"], "pleat train: --clip-grad: -1 is negative; fix: use 0 (no clipping) or a norm such as 1"],
+      [["--adam-beta1", "1"], "pleat train: --adam-beta1: 1 is not in [0, 1); fix: use a decay such as 0.9 or 0.95"],
+      [["--adam-beta2", "-0.5"], "pleat train: --adam-beta2: -0.5 is not in [0, 1); fix: use a decay such as 0.9 or 0.95"],
+      [["--adam-eps", "0"], "pleat train: --adam-eps: 0 is not above 0; fix: use a small positive number such as 1e-8"],
+    ]
+    for (const [argv, line] of cases) expect(refused(["train", ...argv])).toBe(line)
+    expect(refused(["train", "--warmup-steps", "-1"])).toContain("--warmup-steps")
+    expect(refused(["train", "--config", configFile({ "adam-eps": -1 })])).toMatch(/"adam-eps" in .*job\.json: -1 is not above 0/)
+  })
+
+  test("--clip-grad 0 turns clipping off; otherwise the gradients scale to the norm", () => {
+    expect(Optimizer.clipScale(optimizerOf(["--clip-grad", "0"]), 1e6)).toBe(1)
+    expect(Optimizer.clipScale(optimizerOf(["--clip-grad", "2"]), 8)).toBe(2 / (8 + 1e-6))
+    expect(Optimizer.clipScale(optimizerOf(["--clip-grad", "2"]), 1)).toBe(1)
+  })
+
+  test("the learning rate reaches training", async () => {
+    const secondLoss = async (lr: string) => {
+      const r = TrainOptions.resolve(["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--steps", "2", "--warmup-steps", "0", "--lr", lr])
+      if (r === "help") throw new Error("help")
+      const steps = await Effect.runPromise(Train.run(r.setup, { steps: 2, backend: "local" }))
+      return [steps[0]?.loss, steps[1]?.loss]
+    }
+    const [slowFirst, slow] = await secondLoss("1e-4")
+    const [fastFirst, fast] = await secondLoss("3e-2")
+    expect(slowFirst).toBe(fastFirst)
+    expect(slow).not.toBe(fast)
+  })
+})
