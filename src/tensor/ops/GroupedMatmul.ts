@@ -15,50 +15,24 @@ import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
 import * as GradAccumulator from "../GradAccumulator.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
+import * as GroupedLoop from "../kernels/GroupedLoop.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 
-interface Segment {
-  readonly start: number
-  readonly rows: number
-}
-
-const segmentsOf = (segments: ReadonlyArray<number>): Array<Segment> => {
-  let start = 0
-  return segments.map((rows) => {
-    const s = { start, rows }
-    start += rows
-    return s
-  })
-}
-
-/** One segment's product. */
-interface Product {
-  readonly a: DType.Storage
-  readonly b: DType.Storage
-  readonly out: DType.Storage
-  readonly m: number
-  readonly n: number
-  readonly k: number
-  readonly transA: boolean
-  readonly transB: boolean
-}
-
 /**
- * out[seg] = op(a[seg-or-weight]) op(b[...]) for every segment (added into out with
- * `accumulate`) on a bf16 product's kernel (forward or backward; float32 storage). The float32
- * and float64 products go through the kernel set's grouped products instead (one call).
+ * The grouped products (forward rows, backward rows, weight gradients) on the dtype's kernels,
+ * or on a bf16 product's kernel (float32 storage) when given: one bf16 GEMM per group, as
+ * GroupedLoop runs them.
  */
-const bf16Products = (parts: ReadonlyArray<Product>, bf16: CpuBf16.Bf16MatmulKernel, accumulate = false) => {
-  for (const p of parts) {
-    if (p.m === 0 || p.n === 0) continue
-    bf16.sync({ a: p.a, b: p.b, out: p.out, m: p.m, n: p.n, k: p.k, transA: p.transA, transB: p.transB, batch: 1, strideA: 0, strideB: 0, accumulate } as Parameters<
-      CpuBf16.Bf16MatmulKernel["sync"]
-    >[0])
-  }
-}
+const groupedOn = (kernels: Kernels.Kernels, bf16: CpuBf16.Bf16MatmulKernel | undefined) =>
+  bf16 === undefined
+    ? kernels
+    : {
+        groupedRows: GroupedLoop.groupedRows((p) => bf16.sync(p as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])),
+        groupedWeights: GroupedLoop.groupedWeights((p) => bf16.sync(p as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])),
+      }
 
 /**
  * The grouped product (see the file header).
@@ -75,28 +49,12 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
   const total = segments.reduce((a, b) => a + b, 0)
   if (total !== n || segments.some((s) => !Number.isInteger(s) || s < 0))
     throw TensorError.shape("groupedMatmul", `segments [${segments.join(", ")}] do not cover the ${n} rows of x`)
-  const segs = segmentsOf(segments)
   const rows = Int32Array.from(segments)
   const kernels = Kernels.forDType(x.dtype, reference)
   // The segments cover every row and each product writes its rows whole (an empty sum as 0).
   const out = DType.allocateUninitialized(x.dtype, n * m)
   const bf16Product = Bf16Matmul.roundsProduct(x, w)
-  const bf16Forward = Bf16Matmul.forForward(x, w)
-  if (bf16Forward === undefined) kernels.groupedRows(x.data, w.data, out, rows, k, m, false)
-  else
-    bf16Products(
-      segs.map((s, e) => ({
-        a: x.data.subarray(s.start * k, (s.start + s.rows) * k),
-        b: w.data.subarray(e * k * m, (e + 1) * k * m),
-        out: out.subarray(s.start * m, (s.start + s.rows) * m),
-        m: s.rows,
-        n: m,
-        k,
-        transA: false,
-        transB: false,
-      })),
-      bf16Forward,
-    )
+  groupedOn(kernels, Bf16Matmul.forForward(x, w)).groupedRows(x.data, w.data, out, rows, k, m, false)
   return Autograd.result("groupedMatmul", [x, w], out, [n, m], (dout) => {
     // A bf16 product's backward products take Bf16Matmul's operands (the gradient in bf16).
     const low = bf16Product && dout.data instanceof Float32Array ? Bf16Matmul.backwardOperands(dout.data) : undefined
@@ -106,21 +64,7 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
     let dw: Tensor.Tensor | undefined
     if (x.requiresGrad) {
       const data = DType.allocateUninitialized(x.dtype, n * k)
-      if (lowKernel === undefined) kernels.groupedRows(grad.data, w.data, data, rows, m, k, true)
-      else
-        bf16Products(
-          segs.map((s, e) => ({
-            a: grad.data.subarray(s.start * m, (s.start + s.rows) * m),
-            b: w.data.subarray(e * k * m, (e + 1) * k * m),
-            out: data.subarray(s.start * k, (s.start + s.rows) * k),
-            m: s.rows,
-            n: k,
-            k: m,
-            transA: false,
-            transB: true,
-          })),
-          lowKernel,
-        )
+      groupedOn(kernels, lowKernel).groupedRows(grad.data, w.data, data, rows, m, k, true)
       dx = Tensor.fromStorage(data, x.shape, { device: x.device })
     }
     if (w.requiresGrad) {
@@ -130,28 +74,7 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       const data = into ?? DType.allocateUninitialized(w.dtype, g * k * m)
       // A cleared accumulator is written whole here (GradAccumulator.takeCleared).
       const accumulate = into !== undefined && !GradAccumulator.takeCleared(into)
-      if (lowKernel === undefined) kernels.groupedWeights(x.data, grad.data, data, rows, k, m, accumulate)
-      else {
-        if (!accumulate)
-          segs.forEach((s, e) => {
-            if (s.rows === 0) data.fill(0, e * k * m, (e + 1) * k * m)
-          })
-        const products: Array<Product> = []
-        segs.forEach((s, e) => {
-          if (s.rows > 0)
-            products.push({
-              a: x.data.subarray(s.start * k, (s.start + s.rows) * k),
-              b: grad.data.subarray(s.start * m, (s.start + s.rows) * m),
-              out: data.subarray(e * k * m, (e + 1) * k * m),
-              m: k,
-              n: m,
-              k: s.rows,
-              transA: true,
-              transB: false,
-            })
-        })
-        bf16Products(products, lowKernel, accumulate)
-      }
+      groupedOn(kernels, lowKernel).groupedWeights(x.data, grad.data, data, rows, k, m, accumulate)
       if (into === undefined) dw = Tensor.fromStorage(data, w.shape, { device: w.device })
     }
     return [dx, dw]
