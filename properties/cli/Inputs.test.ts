@@ -2,9 +2,6 @@
 // with the largest accepted value), seeds from 0, config files that are not JSON (named by line
 // and column), and worlds larger than one process hosts. Each is exit 2 and one line naming the
 // field and the value, before any work.
-import { mkdtempSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import path from "node:path"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
@@ -12,13 +9,8 @@ import { memoryIo } from "../../src/cli/Io.js"
 import * as JsonText from "../../src/cli/JsonText.js"
 import * as RunConfig from "../../src/cli/RunConfig.js"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
+import { configText as configFile } from "./configFile.js"
 import { refused } from "./refused.js"
-
-const configFile = (content: string): string => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-inputs-")), "job.json")
-  writeFileSync(file, content)
-  return file
-}
 
 const maxSafe = Number.MAX_SAFE_INTEGER
 

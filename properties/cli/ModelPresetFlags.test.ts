@@ -3,9 +3,6 @@
 // given in the file or as a flag wins over the preset's; an unknown name, and --scale without a
 // preset, are refused with exit 2 and one line; `pleat train --model mixtral-8x7b --scale 64`
 // trains on the default local mapping; without --model the job is the one it always was.
-import { mkdtempSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import path from "node:path"
 import { describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
@@ -14,13 +11,8 @@ import * as TrainOptions from "../../src/cli/TrainOptions.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as ModelPresets from "../../src/train/ModelPresets.js"
 import * as Params from "../../src/train/Params.js"
+import { configFile } from "./configFile.js"
 import { refused } from "./refused.js"
-
-const configFile = (values: Record<string, unknown>): string => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-preset-")), "job.json")
-  writeFileSync(file, JSON.stringify(values))
-  return file
-}
 
 const modelOf = (argv: ReadonlyArray<string>): ModelConfig.ModelConfig => {
   const r = TrainOptions.resolve(argv)

@@ -4,22 +4,14 @@
 // unset one keeps its default (min-lr follows --lr / 10); a value out of range is refused with
 // exit 2 and one line naming the flag and the fix; --clip-grad 0 turns clipping off; and the
 // learning rate reaches training (two rates, two different second-step losses).
-import { mkdtempSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import path from "node:path"
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
 import * as Train from "../../src/train/Train.js"
+import { configFile } from "./configFile.js"
 import { refused } from "./refused.js"
-
-const configFile = (values: Record<string, unknown>): string => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-optimizer-")), "job.json")
-  writeFileSync(file, JSON.stringify(values))
-  return file
-}
 
 const optimizerOf = (argv: ReadonlyArray<string>) => {
   const r = TrainOptions.resolve(argv)

@@ -3,7 +3,7 @@
 // width changes the parameters); what cannot train is refused with exit 2 and one line naming
 // the fix; verify refuses what one rank cannot reproduce (dropping with tp*cp > 1, global_aux
 // with dp > 1); no new flag leaves the default job as it was.
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import fc from "fast-check"
@@ -15,13 +15,8 @@ import * as MoeSettings from "../../src/moe/MoeSettings.js"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Params from "../../src/train/Params.js"
+import { configFile } from "./configFile.js"
 import { refused } from "./refused.js"
-
-const configFile = (values: Record<string, unknown>): string => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-router-")), "job.json")
-  writeFileSync(file, JSON.stringify(values))
-  return file
-}
 
 const setupOf = (argv: ReadonlyArray<string>) => {
   const r = TrainOptions.resolve(argv)

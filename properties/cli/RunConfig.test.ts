@@ -13,13 +13,8 @@ import { memoryIo } from "../../src/cli/Io.js"
 import * as RunConfig from "../../src/cli/RunConfig.js"
 import * as ChooseBackend from "../../src/runtime/ChooseBackend.js"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
+import { configText as configFile } from "./configFile.js"
 import { refused } from "./refused.js"
-
-const configFile = (content: string): string => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-runconfig-")), "job.json")
-  writeFileSync(file, content)
-  return file
-}
 
 /** Flags that are each wrong on their own, with the name each error must carry. */
 const badFlags: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
