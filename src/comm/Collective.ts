@@ -246,7 +246,8 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
       const counts = first.counts ?? cs.map(() => rows(first.shape) / cs.length)
       const start = counts.slice(0, j).reduce((a, b) => a + b, 0)
       const count = counts[j] as number
-      return { data: combine(first.reduce ?? "sum", data, DType.allocate(dtype, count * inner), start * inner), shape: [count, ...first.shape.slice(1)] }
+      // combine writes every element of the member's block: no zeroing pass.
+      return { data: combine(first.reduce ?? "sum", data, DType.allocateUninitialized(dtype, count * inner), start * inner), shape: [count, ...first.shape.slice(1)] }
     }
     case "allToAllV": {
       const inner = rowSize(first.shape)

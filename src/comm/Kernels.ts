@@ -8,7 +8,7 @@
  */
 import * as Cpu from "../native/Cpu.js"
 import type * as DType from "../tensor/DType.js"
-import { addInto, hasNative, nativeFrom } from "../tensor/kernels/AddInto.js"
+import { addInto, hasNative, nativeFrom, sumInto } from "../tensor/kernels/AddInto.js"
 
 /**
  * Copies `src` into `dst` starting at element `at` (same dtype).
@@ -33,8 +33,11 @@ export const combine = (op: "sum" | "max", parts: ReadonlyArray<DType.Storage>, 
   const first = parts[0]
   const length = out.length
   if (first === undefined || length === 0) return out
-  copyInto(out, 0, first.subarray(from, from + length))
-  for (let p = 1; p < parts.length; p++) {
+  // Sums start from the first two parts in one pass (the bits of a copy and an add).
+  const second = op === "sum" ? parts[1] : undefined
+  if (second === undefined) copyInto(out, 0, first.subarray(from, from + length))
+  else sumInto(out, first.subarray(from, from + length), second.subarray(from, from + length))
+  for (let p = second === undefined ? 1 : 2; p < parts.length; p++) {
     const src = (parts[p] as DType.Storage).subarray(from, from + length)
     if (op === "sum") addInto(out, src)
     else maxInto(out, src)

@@ -54,8 +54,14 @@ export const addInto = (out: DType.Storage, src: DType.Storage): void => {
  * b into the copy, in one pass (the native add where it pays, the loop otherwise).
  * @category kernels
  */
-export const sumOf = (a: DType.Storage, b: DType.Storage): DType.Storage => {
-  const out = DType.allocateUninitialized(DType.of(a), a.length)
+export const sumOf = (a: DType.Storage, b: DType.Storage): DType.Storage => sumInto(DType.allocateUninitialized(DType.of(a), a.length), a, b)
+
+/**
+ * out = a + b element-wise (same dtype and length; out may be neither's storage), in one pass:
+ * the bits of copying a into out and adding b.
+ * @category kernels
+ */
+export const sumInto = (out: DType.Storage, a: DType.Storage, b: DType.Storage): DType.Storage => {
   const kernels = a.length >= nativeFrom ? elementwiseKernels() : undefined
   if (kernels !== undefined) {
     kernels.binary(BinaryOp.add, BroadcastKind.same, a, b, out, 0)
