@@ -21,6 +21,8 @@
  * modes: "local", the copying mode `pleat train` uses (every collective result copied into
  * each member's own buffer), and "local-zero-copy" (equal results shared).
  */
+import v8 from "node:v8"
+import { runInNewContext } from "node:vm"
 import * as Effect from "effect/Effect"
 import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
@@ -63,16 +65,32 @@ const medianSeconds = (times: Array<number>): number => {
 }
 
 /**
+ * A full garbage collection between calls, outside the timed part: each permute + unpermute
+ * call leaves ~200 MB of dead output, and a process started with --no-concurrent-marking (as
+ * pleat and the bench are) frees none of it for its first ~20 such calls, so every call faulted
+ * in fresh pages (the suite's first case read 0.07-0.27 of memcpy in some runs, 0.95 in others);
+ * a training step allocates far less between collections. V8's gc, exposed at run time.
+ */
+const collectGarbage: () => void = (() => {
+  v8.setFlagsFromString("--expose-gc")
+  return runInNewContext("gc") as () => void
+})()
+
+/**
  * Steady-state seconds of `fn`: the median of `timed` calls after `warm` untimed ones; logs the
  * mean too, so an outlier-heavy case shows.
  */
 const steadySeconds = async (ctx: BenchContext, name: string, fn: () => unknown, warm: number, timed: number): Promise<number> => {
-  for (let i = 0; i < warm; i++) await fn()
+  for (let i = 0; i < warm; i++) {
+    await fn()
+    collectGarbage()
+  }
   const times: Array<number> = []
   for (let i = 0; i < timed; i++) {
     const started = performance.now()
     await fn()
     times.push(performance.now() - started)
+    collectGarbage()
   }
   const mean = times.reduce((a, b) => a + b, 0) / times.length
   ctx.log(`moe: ${name}: median ${(medianSeconds(times) * 1e3).toFixed(1)} ms, mean ${mean.toFixed(1)} ms of ${timed} after ${warm} untimed`)
@@ -92,10 +110,8 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
           const p = Permute.permute(x, map)
           Permute.unpermute(p.permuted, p.sortedIndices, t)
         }
-        // 25 untimed calls: a process started with --no-concurrent-marking frees no dead buffer
-        // for its first ~20 calls here (each faults in fresh pages), so fewer would time the
-        // start-up of the process rather than the kernels.
-        const seconds = await steadySeconds(ctx, `permute+unpermute H${h} E${e} k${k}`, pair, 25, h * k > 8192 ? 7 : 9)
+        // Untimed calls first (the kernels' first calls), each followed by a collection (above).
+        const seconds = await steadySeconds(ctx, `permute+unpermute H${h} E${e} k${k}`, pair, 5, h * k > 8192 ? 7 : 9)
         const limit = await memcpyBandwidth(n * h * 4)
         out.push(record(ctx, { case: `permute+unpermute T${t} H${h} E${e} k${k}`, metric: "bandwidth", value: (4 * n * h * 4) / seconds / 1e9, unit: "GB/s", limit }))
       }
