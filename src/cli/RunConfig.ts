@@ -79,6 +79,7 @@ const optionalChoice = <const L extends readonly [string, ...Array<string>]>(opt
 })
 
 const model = ModelConfig.small
+const optimizer = Optimizer.defaults(1)
 const moe = MoeSettings.defaults
 
 /**
@@ -143,14 +144,14 @@ export const settings = {
     "P",
   ),
   recompute: choice(["none", "selective", "full"], "none", "activation recompute in the backward (selective: the attention core and the expert MLPs; full: whole layers)", "MODE"),
-  lr: optionalReal(`peak learning rate, after the linear warm-up and before the cosine decay (default ${Optimizer.defaults(1).lr})`),
-  "min-lr": optionalReal(`the learning rate the cosine decay ends at, 0..--lr (default ${Optimizer.defaults(1).minLr}, or --lr / 10 with --lr)`),
+  lr: optionalReal(`peak learning rate, after the linear warm-up and before the cosine decay (default ${optimizer.lr})`),
+  "min-lr": optionalReal(`the learning rate the cosine decay ends at, 0..--lr (default ${optimizer.minLr}, or --lr / 10 with --lr)`),
   "warmup-steps": optionalWhole("steps of linear warm-up to --lr, 0 for none (default a tenth of --steps, at least 1)"),
-  "weight-decay": optionalReal(`AdamW's decoupled weight decay, 0 or more; none on norms (default ${Optimizer.defaults(1).weightDecay})`),
-  "clip-grad": optionalReal(`clip gradients to this global L2 norm, 0: no clipping (default ${Optimizer.defaults(1).clip})`),
-  "adam-beta1": optionalReal(`AdamW's first-moment decay, in [0, 1) (default ${Optimizer.defaults(1).beta1})`),
-  "adam-beta2": optionalReal(`AdamW's second-moment decay, in [0, 1) (default ${Optimizer.defaults(1).beta2})`),
-  "adam-eps": optionalReal(`AdamW's epsilon, above 0 (default ${Optimizer.defaults(1).eps})`),
+  "weight-decay": optionalReal(`AdamW's decoupled weight decay, 0 or more; none on norms (default ${optimizer.weightDecay})`),
+  "clip-grad": optionalReal(`clip gradients to this global L2 norm, 0: no clipping (default ${optimizer.clip})`),
+  "adam-beta1": optionalReal(`AdamW's first-moment decay, in [0, 1) (default ${optimizer.beta1})`),
+  "adam-beta2": optionalReal(`AdamW's second-moment decay, in [0, 1) (default ${optimizer.beta2})`),
+  "adam-eps": optionalReal(`AdamW's epsilon, above 0 (default ${optimizer.eps})`),
   "distributed-optimizer": flag("shard the AdamW state over the data-parallel ranks (ZeRO-1: dense over dp x cp, experts over edp)"),
   backend: choice(ChooseBackend.names, "local", "where ranks run (fibers of this thread, a worker thread each; -zero-copy reads shared tensors in place)", "NAME"),
   workers: optionalCount("threads backends: worker threads for the ranks (default one per rank up to the cores; with fewer, each hosts a block of ranks)"),

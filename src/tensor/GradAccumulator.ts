@@ -11,11 +11,12 @@
  *
  * Clearing is lazy, as PyTorch's zero_grad(set_to_none=True) is: `clear` marks an accumulator
  * as holding zeros without writing it; the first gradient that reaches it overwrites it whole
- * (`takeCleared`: the product stores instead of adding, the same value as 0 + x), and `settle`
+ * (`accumulates` / `addGradient`: it is stored instead of added, the same value as 0 + x), and `settle`
  * writes the zeros of one that no gradient reached before anyone reads it. A realistic MoE step
  * zeroed ~560 MB of accumulators (~80 ms) only to add its single micro-batch into them.
  */
 import type * as DType from "./DType.js"
+import * as AddInto from "./kernels/AddInto.js"
 import type * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -49,12 +50,26 @@ export const clear = (storage: DType.Storage): void => {
   cleared.add(storage)
 }
 
+/** True once for a cleared accumulator, which the caller then writes whole (counted as written). */
+const takeCleared = (storage: DType.Storage): boolean => cleared.delete(storage)
+
 /**
- * True once for a cleared accumulator: the caller then writes every element of it (a gradient of
- * the leaf's whole shape, stored rather than added) and it counts as written.
+ * Whether a product writing a whole gradient into `into` adds to it (`accumulate`) or stores it:
+ * it stores into fresh storage (no accumulator) and into a cleared accumulator, which then
+ * counts as written.
  * @category combinators
  */
-export const takeCleared = (storage: DType.Storage): boolean => cleared.delete(storage)
+export const accumulates = (into: DType.Storage | undefined): boolean => into !== undefined && !takeCleared(into)
+
+/**
+ * Adds the gradient `g` (the leaf's whole shape) into the accumulator `storage`, or stores it
+ * there when the accumulator is cleared.
+ * @category combinators
+ */
+export const addGradient = (storage: DType.Storage, g: DType.Storage): void => {
+  if (takeCleared(storage)) storage.set(g)
+  else AddInto.addInto(storage, g)
+}
 
 /**
  * Writes the zeros of a cleared accumulator that no gradient reached; anything that reads an

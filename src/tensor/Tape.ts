@@ -23,7 +23,6 @@ import * as Effect from "effect/Effect"
 import type * as DType from "./DType.js"
 import * as GradAccumulator from "./GradAccumulator.js"
 import * as GradSum from "./GradSum.js"
-import * as AddInto from "./kernels/AddInto.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -361,8 +360,7 @@ export class Tape {
           if (input.isLeaf) {
             const accumulator = GradAccumulator.of(input)
             if (accumulator === undefined) GradSum.accumulateLeaf(input, gi)
-            else if (GradAccumulator.takeCleared(accumulator)) accumulator.set(gi.data)
-            else AddInto.addInto(accumulator, gi.data)
+            else GradAccumulator.addGradient(accumulator, gi.data)
           } else {
             const prev = grads.get(input)
             grads.set(input, prev === undefined ? gi : GradSum.accumulate(prev, gi))

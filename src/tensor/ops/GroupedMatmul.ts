@@ -72,8 +72,8 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       // otherwise into a new gradient, where an expert without rows has zeros.
       const into = GradAccumulator.of(w)
       const data = into ?? DType.allocateUninitialized(w.dtype, g * k * m)
-      // A cleared accumulator is written whole here (GradAccumulator.takeCleared).
-      const accumulate = into !== undefined && !GradAccumulator.takeCleared(into)
+      // A cleared accumulator is written whole here (GradAccumulator.accumulates).
+      const accumulate = GradAccumulator.accumulates(into)
       groupedOn(kernels, lowKernel).groupedWeights(x.data, grad.data, data, rows, k, m, accumulate)
       if (into === undefined) dw = Tensor.fromStorage(data, w.shape, { device: w.device })
     }

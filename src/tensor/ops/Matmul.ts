@@ -87,9 +87,9 @@ const run = (
   into?: DType.Storage,
 ): DType.Storage => {
   // Not accumulating, the kernels write every element (an empty sum as 0); a cleared accumulator
-  // is written whole by this product (GradAccumulator.takeCleared).
+  // is written whole by this product (GradAccumulator.accumulates).
   const out = into ?? DType.allocateUninitialized(dtype, l.batch * l.m * l.n)
-  const accumulate = into !== undefined && !GradAccumulator.takeCleared(into)
+  const accumulate = GradAccumulator.accumulates(into)
   if (bf16 !== undefined) bf16.sync(gemmArgs(a as Float32Array, b as Float32Array, out as Float32Array, l, transA, transB, accumulate))
   else Kernels.forDType(dtype, reference).matmul(gemmArgs(a, b, out, l, transA, transB, accumulate))
   return out
