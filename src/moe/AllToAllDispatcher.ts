@@ -16,7 +16,9 @@
  * exchanges are typed channels (LaidCollective) and the local steps rewrite the layout too
  * (RoutedLayout): the rows go token-permuted at 1 and back to sequence order at 7, and the
  * output is in the layout the tokens came in, checked.
- * A rank with no tokens, an expert with no rows: empty blocks, same code path.
+ * A rank with no tokens, an expert with no rows: empty blocks, same code path. With one ep and
+ * one etp member (nothing to exchange) steps 2-5 and 7's exchanges are skipped and the probs
+ * never become a column: permute, experts, unpermute, the same values.
  */
 import * as Effect from "effect/Effect"
 import * as Comm from "../comm/Communicator.js"
@@ -46,6 +48,20 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const t = tokens.shape[0] as number
     const entered = input.layout ?? RoutedLayout.plain(tokens)
     const batch = RoutedLayout.enter(entered, groups)
+    const compute = input.compute ?? ((r: Tensor.Tensor, pr: Tensor.Tensor, n: ReadonlyArray<number>) => Experts.forward(r, pr, n, input.experts))
+
+    // One ep and one etp member: nothing is exchanged, and the permute's expert-major rows are
+    // already in the experts' order, so the probs stay a tensor of their own (a prob column
+    // would cost a pass to join and one to split off again; the same values either way).
+    if (epSize === 1 && etpSize === 1) {
+      const alone = Permute.permute(tokens, map, probs)
+      const routed = TensorLayout.attach(alone.permuted, RoutedLayout.permuted(batch, alone.sortedIndices.length))
+      const y = compute(alone.permuted, alone.permutedProbs as Tensor.Tensor, alone.tokensPerExpert)
+      const expertOut = RoutedLayout.columns(routed, y, "hidden")
+      const combined = yield* RoutedLayout.unpermute(expertOut, Permute.unpermute(y, alone.sortedIndices, t), t)
+      const output = yield* RoutedLayout.leave(combined, entered)
+      return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert: alone.tokensPerExpert, plan: alone.plan } satisfies Dispatcher.DispatchReport }
+    }
 
     // 1. Local permutation; probs travel as the last column so one exchange moves both (the
     // rows and their column are written in one pass).
@@ -89,7 +105,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
     // 6. Experts on expert-major rows; the prob column is split off (in the sort's pass) and
     // applied before fc2.
     const sorted = Permute.sortChunksAndSplit(gathered.tensor, chunkSizes, order)
-    const y = (input.compute ?? ((r, pr, n) => Experts.forward(r, pr, n, input.experts)))(sorted.rows, sorted.probs, rowsPerLocalExpert)
+    const y = compute(sorted.rows, sorted.probs, rowsPerLocalExpert)
 
     // 7. Back: unsort, sum the etp partials onto each member's own rows, exchange back, unpermute.
     const inverse = new Array<number>(order.length)
