@@ -10,9 +10,6 @@
 //       out [N, outCols] (outCols = cols, or cols + 1 for the prob column) gets src row
 //       index[j]; with probs [T * E] (else null) the prob of row j, probs[index[j] * E +
 //       experts[j]], goes to the column and / or probsOut [N] (else null)
-//   gatherSplitRows(src, srcCols, index, out, lastOut)
-//       src [R, srcCols] of rows and a last column: out [N, srcCols - 1] gets the rows of
-//       index, lastOut [N] their last column
 //   combineRows(rows, rowCols, index, weights, extra, tokens, cols, out)
 //       out [T, cols] (cols + 1 with extra [N], else null) = 0 + the sum in increasing j of
 //       weights[j] * rows[j, 0:cols] (weights [N] or null); rows [N, rowCols], rowCols >= cols
@@ -171,46 +168,6 @@ Napi::Value PermuteRows(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value GatherSplitRows(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const char* fn = "gatherSplitRows";
-  ArrayArg src, index, out, last_out;
-  size_t src_cols = 0, n_out = 0;
-  if (!expect_arity(info, fn, 5) || !expect_array(info, fn, 0, "src", {kF32}, &src) ||
-      !expect_size(info, fn, 1, "srcCols", &src_cols) || !expect_array(info, fn, 2, "index", {kI32}, &index) ||
-      !expect_array(info, fn, 3, "out", {kF32}, &out) || !expect_array(info, fn, 4, "lastOut", {kF32}, &last_out)) {
-    return env.Undefined();
-  }
-  if (src_cols == 0 || src.length % src_cols != 0) {
-    throw_range_error(env, std::string(fn) + ": src has " + std::to_string(src.length) + " elements, not a whole number of rows of srcCols " +
-                               std::to_string(src_cols) + " >= 1");
-    return env.Undefined();
-  }
-  const size_t n = index.length;
-  if (!checked_mul(env, fn, "index.length * (srcCols - 1)", n, src_cols - 1, &n_out) ||
-      !expect_length(env, fn, "out", out, n_out, "index.length * (srcCols - 1)") ||
-      !expect_length(env, fn, "lastOut", last_out, n, "index.length") ||
-      !expect_disjoint(env, fn, "out", out, "src", src, false) || !expect_disjoint(env, fn, "lastOut", last_out, "src", src, false) ||
-      !expect_disjoint(env, fn, "lastOut", last_out, "out", out, false) ||
-      !expect_indices(env, fn, "index", index, src.length / src_cols, "rows of src")) {
-    return env.Undefined();
-  }
-  GatherExtraArgs a;
-  a.src = src.f32();
-  a.src_stride = src_cols;
-  a.index = index.i32();
-  a.n = n;
-  a.cols = src_cols - 1;
-  a.out = out.f32_mut();
-  a.out_stride = src_cols - 1;
-  a.extra = src.f32();
-  a.extra_stride = src_cols;
-  a.extra_offset = src_cols - 1;
-  a.extra_out = last_out.f32_mut();
-  gather_rows_extra(active_isa(), a);
-  return env.Undefined();
-}
-
 Napi::Value CombineRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "combineRows";
@@ -342,7 +299,7 @@ Napi::Value ScatterPairs(const Napi::CallbackInfo& info) {
 void RegisterDispatchExports(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> fns[] = {
       {"routingCounts", RoutingCounts},   {"routingOrder", RoutingOrder},       {"permuteRows", PermuteRows},
-      {"gatherSplitRows", GatherSplitRows}, {"combineRows", CombineRows},     {"combineBackward", CombineBackward},
+      {"combineRows", CombineRows},     {"combineBackward", CombineBackward},
       {"scatterPairs", ScatterPairs}};
   for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
 }

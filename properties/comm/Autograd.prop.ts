@@ -13,9 +13,31 @@ import * as Tensor from "../../src/tensor/Tensor.js"
 import { relativeError } from "../tensor/gradcheck.js"
 import { mappingGroups, valuesOf } from "./backends.js"
 
-type Collective = "allGather" | "allGatherV" | "reduceScatter" | "reduceScatterV" | "allReduce" | "allToAllV" | "broadcast"
-const collectives: ReadonlyArray<Collective> = ["allGather", "allGatherV", "reduceScatter", "reduceScatterV", "allReduce", "allToAllV", "broadcast"]
+type Collective = "allGather" | "allGatherV" | "reduceScatter" | "reduceScatterV" | "allReduce" | "allToAllV" | "chunks received" | "chunks sent" | "broadcast"
+const collectives: ReadonlyArray<Collective> = [
+  "allGather",
+  "allGatherV",
+  "reduceScatter",
+  "reduceScatterV",
+  "allReduce",
+  "allToAllV",
+  "chunks received",
+  "chunks sent",
+  "broadcast",
+]
 const cols = 2
+
+/** The chunked exchanges' rows of chunk l from group member s to member j (2 chunks, zero-size ones included). */
+const chunks = 2
+const chunkRows = (s: number, j: number, l: number) => (s + 2 * j + l) % 2
+const chunkSplits = (group: Group, rank: number) => {
+  const me = group.ranks.indexOf(rank)
+  const n = group.ranks.length * chunks
+  return {
+    send: Array.from({ length: n }, (_, i) => chunkRows(me, Math.floor(i / chunks), i % chunks)),
+    recv: Array.from({ length: n }, (_, i) => chunkRows(Math.floor(i / chunks), me, i % chunks)),
+  }
+}
 
 /** Rows of rank r's input for each collective (they must fit the collective's rules). */
 const rowsOf = (c: Collective, group: Group, rank: number): number => {
@@ -29,6 +51,9 @@ const rowsOf = (c: Collective, group: Group, rank: number): number => {
       return n
     case "allToAllV":
       return group.ranks.reduce((acc, _, j) => acc + ((rank + j) % 2), 0)
+    case "chunks received":
+    case "chunks sent":
+      return chunkSplits(group, rank).send.reduce((a, b) => a + b, 0)
     default:
       return 2
   }
@@ -57,6 +82,11 @@ const apply = (c: Collective, group: Group, rank: number, x: Tensor.Tensor) => {
         ),
         (r) => r.tensor,
       )
+    case "chunks received":
+    case "chunks sent": {
+      const { send, recv } = chunkSplits(group, rank)
+      return Diff.allToAllVChunks(group, x, chunks, c === "chunks received" ? "received" : "sent", send, recv)
+    }
     case "broadcast":
       return Diff.broadcast(group, x, n - 1)
   }

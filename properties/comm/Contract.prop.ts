@@ -71,6 +71,41 @@ for (const backend of backends) {
       )
     })
 
+    test("chunked allToAllV places every chunk (received: chunk-major, sent: from chunk-major) and the reverse gives the input back", async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          mappings,
+          cols,
+          fc.integer({ min: 1, max: 3 }),
+          fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
+          fc.boolean(),
+          async (mapping, c, chunks, pattern, viaSent) => {
+            const rs = await run<{ me: number; g: number; x: Array<number>; there: Array<number>; splits: Array<number>; recvSplits: Array<number>; back: Array<number> }>(
+              "chunkedAllToAll",
+              mapping.world,
+              { mapping, c, chunks, pattern, viaSent },
+            )
+            for (const r of rs) {
+              // The oracle: chunk l of every source s, in (l, s) order ("received") or (s, l) order ("sent").
+              const expected: Array<number> = []
+              const outer = viaSent ? r.g : chunks
+              const inner = viaSent ? chunks : r.g
+              for (let a = 0; a < outer; a++)
+                for (let b = 0; b < inner; b++) {
+                  const [s, l] = viaSent ? [a, b] : [b, a]
+                  for (let row = 0; row < Scenarios.chunkRows(pattern, s, r.me, l); row++)
+                    for (let col = 0; col < c; col++) expected.push(Scenarios.chunkValue(s, r.me, l, row, col))
+                }
+              expect(r.there.flat()).toEqual(expected)
+              expect(r.splits).toEqual(r.recvSplits)
+              expect(r.back).toEqual(r.x.flat())
+            }
+          },
+        ),
+        runs,
+      )
+    })
+
     test("allGatherV concatenates any row counts, zero included, in group order", async () => {
       await fc.assert(
         fc.asyncProperty(mappings, cols, async (mapping, c) => {

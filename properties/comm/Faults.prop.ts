@@ -73,6 +73,14 @@ for (const backend of backends) {
       expect(live).toEqual([])
     })
 
+    test("a chunked allToAllV whose recvSplits disagree with what is sent fails, naming the ranks", async () => {
+      const { error, ms, live } = await fails("chunkedMismatch", 4, {}, atOnceMs)
+      expect(error?.message).toContain("Mismatch: allToAllV #0 on ep#0 [0,1,2,3]")
+      expect(error?.message).toMatch(/rank 0 expects 2 rows .*from rank 1/)
+      expect(ms).toBeLessThan(atOnceMs)
+      expect(live).toEqual([])
+    })
+
     test("a receive buffer of the wrong size fails the whole collective", async () => {
       const { error } = await fails("badReceiveBuffer")
       expect(error?.message).toContain("BadInput: allGather #0 on ep#0 [0,1,2,3]")

@@ -58,6 +58,61 @@ export const allToAllRoundTrip = (rank: number, args: unknown) =>
     return { x: Tensor.toArray(x), back: Tensor.toArray(back.tensor), recv: there.recvSplits, expectedRecv, sentBack: back.recvSplits, splits, there: Tensor.toArray(there.tensor) }
   })
 
+/** Rows of chunk l that group member s sends member j in the chunked scenarios (any rank computes anyone's). */
+export const chunkRows = (pattern: ReadonlyArray<number>, s: number, j: number, l: number): number => pattern[(s * 7 + j * 3 + l * 5) % pattern.length] as number
+
+/** The value of column col of row r of the block (s -> j, chunk l): which block and row it is, readable back. */
+export const chunkValue = (s: number, j: number, l: number, r: number, col: number): number => s * 1e6 + j * 1e4 + l * 1e2 + r + col / 10
+
+/**
+ * A chunked allToAllV each way ("received", then "sent" with the splits swapped, which must give
+ * the input back) from a buffer of labelled rows; the results for the test's own oracle.
+ */
+export const chunkedAllToAll = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { mapping, c, chunks, pattern, viaSent } = args as { mapping: MappingArgs; c: number; chunks: number; pattern: ReadonlyArray<number>; viaSent: boolean }
+    const group = groupOf(mapping, rank)
+    const g = group.ranks.length
+    const me = Group.localRank(group, rank)
+    const sendSplits = Array.from({ length: g * chunks }, (_, i) => chunkRows(pattern, me, Math.floor(i / chunks), i % chunks))
+    const recvSplits = Array.from({ length: g * chunks }, (_, i) => chunkRows(pattern, Math.floor(i / chunks), me, i % chunks))
+    // The send buffer: blocks (j, l) member-major, or chunk-major when the first exchange is "sent".
+    const blocks: Array<[number, number]> = []
+    for (let a = 0; a < (viaSent ? chunks : g); a++) for (let b = 0; b < (viaSent ? g : chunks); b++) blocks.push(viaSent ? [b, a] : [a, b])
+    const values = blocks.flatMap(([j, l]) =>
+      Array.from({ length: chunkRows(pattern, me, j, l) * c }, (_, i) => chunkValue(me, j, l, Math.floor(i / Math.max(c, 1)), i % Math.max(c, 1))),
+    )
+    const x = Tensor.fromArray(values, [sendSplits.reduce((a, b) => a + b, 0), c], { dtype: "float64" })
+    const first = viaSent ? "sent" : "received"
+    const issue = (t: Tensor.Tensor, order: "received" | "sent", send: ReadonlyArray<number>, recv: ReadonlyArray<number>) =>
+      Effect.flatMap(Comm.Communicator, (comm) =>
+        Effect.flatMap(comm.issue(group, { op: "allToAllV", tensor: t, chunks, chunkOrder: order, sendSplits: send, recvSplits: recv }), (p) => p.await),
+      )
+    const there = yield* issue(x, first, sendSplits, recvSplits)
+    const thereTensor = Tensor.fromStorage(there.data, there.shape)
+    const back = yield* issue(thereTensor, viaSent ? "received" : "sent", recvSplits, sendSplits)
+    return { me, g, x: Tensor.toArray(x), there: Tensor.toArray(thereTensor), splits: [...(there.splits ?? [])], recvSplits, back: Array.from(back.data) }
+  })
+
+/** Rank 0 declares one row too many from member 1 in a chunked allToAllV. */
+export const chunkedMismatch = (rank: number, args: unknown) => {
+  const group = faultGroup((args as { world: number }).world)
+  const recvSplits = [1, 0, 1, 0, 1, 0, 1, 0].map((n, i) => (rank === 0 && i === 2 ? n + 1 : n))
+  return Effect.flatMap(Comm.Communicator, (comm) =>
+    Effect.flatMap(
+      comm.issue(group, {
+        op: "allToAllV",
+        tensor: Tensor.zeros([4, 1], { dtype: "float64" }),
+        chunks: 2,
+        chunkOrder: "received",
+        sendSplits: [1, 0, 1, 0, 1, 0, 1, 0],
+        recvSplits,
+      }),
+      (p) => p.await,
+    ),
+  )
+}
+
 export const gatherV = (rank: number, args: unknown) =>
   Effect.gen(function* () {
     const { mapping, c } = args as { mapping: MappingArgs; c: number }

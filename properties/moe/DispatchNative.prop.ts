@@ -1,5 +1,5 @@
-// The all-to-all dispatcher in float32 on the native dispatch kernels (the prob column written by
-// the permute, the chunk sort and split in one pass, the token-outer combine) gives the same bits
+// The all-to-all dispatcher in float32 on the native dispatch kernels (the permute with its probs,
+// the chunked exchanges, the chunk sort over etp, the token-outer combine) gives the same bits
 // as on the TypeScript path (PLEAT_NATIVE_DISPATCH=off), output and gradients of the tokens and
 // the probs, over EP and ETP groups, ranks without tokens and experts without rows.
 import * as Effect from "effect/Effect"

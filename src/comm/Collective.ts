@@ -5,10 +5,12 @@
  *
  * All collectives work on dim 0 (rows; tokens are rows): allGather concatenates rows in
  * group-local order, reduceScatter gives member i the i-th block of rows of the sum, allToAllV
- * sends sendSplits[j] rows to member j. Trailing dims must agree across members.
+ * sends sendSplits[j] rows to member j (in chunks placed as Chunked.ts says, with `chunks`).
+ * Trailing dims must agree across members.
  */
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
+import * as Chunked from "./Chunked.js"
 import { combine, copyInto } from "./Kernels.js"
 
 /**
@@ -33,8 +35,14 @@ export interface Signature {
   readonly reduce?: "sum" | "max"
   /** broadcast: the group-local root. */
   readonly root?: number
-  /** allToAllV: rows sent to each member, in group-local order. */
+  /** allToAllV: rows sent to each member, in group-local order ([member * chunks + chunk] with chunks). */
   readonly sendSplits?: ReadonlyArray<number>
+  /** allToAllV: each member's block in this many chunks (default 1; Chunked.ts). */
+  readonly chunks?: number
+  /** Chunked allToAllV: which side holds the rows chunk-major. */
+  readonly chunkOrder?: Chunked.ChunkOrder
+  /** Chunked allToAllV: the rows received, [source * chunks + chunk]. */
+  readonly recvSplits?: ReadonlyArray<number>
   /** reduceScatterV: rows each member receives, in group-local order. */
   readonly counts?: ReadonlyArray<number>
 }
@@ -63,6 +71,9 @@ export const contribution = (sig: Signature, data: DType.Storage, out?: DType.St
   if (sig.reduce !== undefined) c.reduce = sig.reduce
   if (sig.root !== undefined) c.root = sig.root
   if (sig.sendSplits !== undefined) c.sendSplits = sig.sendSplits
+  if (sig.chunks !== undefined) c.chunks = sig.chunks
+  if (sig.chunkOrder !== undefined) c.chunkOrder = sig.chunkOrder
+  if (sig.recvSplits !== undefined) c.recvSplits = sig.recvSplits
   if (sig.counts !== undefined) c.counts = sig.counts
   if (out !== undefined) c.out = out
   return c
@@ -75,7 +86,7 @@ export const contribution = (sig: Signature, data: DType.Storage, out?: DType.St
 export interface Output {
   readonly data: DType.Storage
   readonly shape: ReadonlyArray<number>
-  /** allGatherV: rows from each member; allToAllV: rows received from each member. */
+  /** allGatherV: rows from each member; allToAllV: rows received from each member ([source * chunks + chunk]). */
   readonly splits?: ReadonlyArray<number>
 }
 
@@ -100,6 +111,8 @@ export const signature = (c: Signature): string => {
       return `${c.op}(root ${c.root ?? 0}) ${c.dtype}`
     case "barrier":
       return "barrier"
+    case "allToAllV":
+      return (c.chunks ?? 1) === 1 ? `${c.op} ${c.dtype} ${trailing}` : `${c.op} ${c.dtype} ${trailing} in ${c.chunks} chunks (${c.chunkOrder} chunk-major)`
     default:
       return `${c.op} ${c.dtype} ${trailing}`
   }
@@ -127,6 +140,8 @@ export const agrees = (a: Signature, b: Signature): boolean => {
       return (a.root ?? 0) === (b.root ?? 0)
     case "barrier":
       return true
+    case "allToAllV":
+      return trailing && (a.chunks ?? 1) === (b.chunks ?? 1) && ((a.chunks ?? 1) === 1 || a.chunkOrder === b.chunkOrder)
     default:
       return trailing
   }
@@ -148,11 +163,20 @@ export const checkOwn = (c: Signature, groupSize: number): string | undefined =>
       return total === rows(c.shape) ? undefined : `counts add up to ${total} rows but the tensor has ${rows(c.shape)}`
     }
     case "allToAllV": {
+      const chunks = c.chunks ?? 1
+      if (!Number.isInteger(chunks) || chunks < 1) return `chunks ${chunks} is not an integer >= 1`
+      const entries = groupSize * chunks
+      const per = chunks === 1 ? "" : ` (${chunks} chunks for each of ${groupSize} members)`
       const s = c.sendSplits ?? []
-      if (s.length !== groupSize) return `sendSplits has ${s.length} entries for ${groupSize} members`
+      if (s.length !== entries) return `sendSplits has ${s.length} entries for ${groupSize} members${per}`
       if (s.some((x) => !Number.isInteger(x) || x < 0)) return `sendSplits [${s.join(", ")}] must be non-negative integers`
       const total = s.reduce((a, b) => a + b, 0)
-      return total === rows(c.shape) ? undefined : `sendSplits add up to ${total} rows but the tensor has ${rows(c.shape)}`
+      if (total !== rows(c.shape)) return `sendSplits add up to ${total} rows but the tensor has ${rows(c.shape)}`
+      if (chunks === 1) return undefined
+      if (c.chunkOrder !== "received" && c.chunkOrder !== "sent") return `chunkOrder ${c.chunkOrder} is not "received" or "sent"`
+      const r = c.recvSplits ?? []
+      if (r.length !== entries) return `recvSplits has ${r.length} entries for ${groupSize} members${per}`
+      return r.some((x) => !Number.isInteger(x) || x < 0) ? `recvSplits [${r.join(", ")}] must be non-negative integers` : undefined
     }
     case "broadcast":
       return Number.isInteger(c.root) && (c.root as number) >= 0 && (c.root as number) < groupSize
@@ -181,8 +205,12 @@ const resultLength = (ss: ReadonlyArray<Signature>, j: number): number | undefin
     case "allGather":
     case "allGatherV":
       return ss.reduce((a, s) => a + rows(s.shape), 0) * inner
-    case "allToAllV":
-      return ss.reduce((a, s) => a + ((s.sendSplits ?? [])[j] as number), 0) * inner
+    case "allToAllV": {
+      const chunks = first.chunks ?? 1
+      let received = 0
+      for (const s of ss) for (let l = 0; l < chunks; l++) received += (s.sendSplits ?? [])[j * chunks + l] as number
+      return received * inner
+    }
     default:
       return undefined
   }
@@ -251,16 +279,22 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
     }
     case "allToAllV": {
       const inner = rowSize(first.shape)
-      const splits = cs.map((c) => (c.sendSplits ?? [])[j] as number)
+      const chunks = first.chunks ?? 1
+      const order = first.chunkOrder ?? "received"
+      const g = cs.length
+      // splits[i * chunks + l]: the rows of chunk l that member i sends member j.
+      const splits = new Array<number>(g * chunks)
+      for (let i = 0; i < g; i++) for (let l = 0; l < chunks; l++) splits[i * chunks + l] = ((cs[i] as Contribution).sendSplits ?? [])[j * chunks + l] as number
       const total = splits.reduce((a, b) => a + b, 0)
       const result = overwritten(total * inner)
-      let offset = 0
+      const at = Chunked.blockStarts(splits, g, chunks, Chunked.resultOrder(order))
       cs.forEach((c, i) => {
-        // Member i's block for member j starts after its blocks for members 0..j-1.
-        const begin = (c.sendSplits ?? []).slice(0, j).reduce((a, b) => a + b, 0) * inner
-        const len = (splits[i] as number) * inner
-        copyInto(result, offset, c.data.subarray(begin, begin + len))
-        offset += len
+        const from = Chunked.blockStarts(c.sendSplits ?? [], g, chunks, Chunked.sendOrder(order))
+        for (let l = 0; l < chunks; l++) {
+          const len = (splits[i * chunks + l] as number) * inner
+          const begin = (from[j * chunks + l] as number) * inner
+          if (len > 0) copyInto(result, (at[i * chunks + l] as number) * inner, c.data.subarray(begin, begin + len))
+        }
       })
       return { data: result, shape: [total, ...first.shape.slice(1)], splits }
     }

@@ -36,6 +36,10 @@ export interface Request {
   readonly reduce?: "sum" | "max"
   readonly root?: number
   readonly sendSplits?: ReadonlyArray<number>
+  /** allToAllV in chunks (Chunked.ts): how many, which side is chunk-major, the rows received. */
+  readonly chunks?: number
+  readonly chunkOrder?: Collective.Signature["chunkOrder"]
+  readonly recvSplits?: ReadonlyArray<number>
   readonly counts?: ReadonlyArray<number>
   /** A receive buffer for the result (reused across steps to avoid fresh allocations). */
   readonly out?: Tensor.Tensor

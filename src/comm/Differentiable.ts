@@ -3,6 +3,7 @@
  *
  *   allGather      <-> reduceScatter (sum)       allGatherV <-> reduceScatterV (counts = splits)
  *   allReduce(sum) <-> allReduce(sum)            allToAllV(splits) <-> allToAllV(received splits)
+ *   allToAllV in chunks (sendSplits, recvSplits, "received") <-> (recvSplits, sendSplits, "sent")
  *   broadcast(root) <-> reduce to root (sum on the root, zeros elsewhere)
  *
  * The forward issues the collective now; the backward issues its adjoint during
@@ -97,6 +98,29 @@ export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyAr
       Effect.map(run(comm, group, { op: "allToAllV", tensor: g, sendSplits: fwd.splits ?? [] }), (o) => wrap(g, o)),
     ),
     (x) => ({ tensor: x.result, recvSplits: x.out.splits ?? [] }),
+  )
+
+/**
+ * A chunked allToAllV (Chunked.ts) with the reverse chunked exchange as backward: the splits
+ * swapped and the other side chunk-major.
+ * @category combinators
+ */
+export const allToAllVChunks = (
+  group: Group,
+  t: Tensor.Tensor,
+  chunks: number,
+  chunkOrder: Collective.Signature["chunkOrder"] & string,
+  sendSplits: ReadonlyArray<number>,
+  recvSplits: ReadonlyArray<number>,
+) =>
+  Effect.map(
+    op("allToAllVChunks", group, t, { op: "allToAllV", chunks, chunkOrder, sendSplits, recvSplits }, (comm, g) =>
+      Effect.map(
+        run(comm, group, { op: "allToAllV", tensor: g, chunks, chunkOrder: chunkOrder === "received" ? "sent" : "received", sendSplits: recvSplits, recvSplits: sendSplits }),
+        (o) => wrap(g, o),
+      ),
+    ),
+    (x) => x.result,
   )
 
 /**

@@ -8,6 +8,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Tensor from "../tensor/Tensor.js"
+import * as ChunkedLowering from "./ChunkedLowering.js"
 import type * as Collective from "./Collective.js"
 import * as CommError from "./CommError.js"
 import type { CommunicatorShape, Request } from "./Communicator.js"
@@ -26,6 +27,9 @@ export const signatureOf = (rank: number, request: Request): Collective.Signatur
   if (request.reduce !== undefined) s.reduce = request.reduce
   if (request.root !== undefined) s.root = request.root
   if (request.sendSplits !== undefined) s.sendSplits = [...request.sendSplits]
+  if (request.chunks !== undefined) s.chunks = request.chunks
+  if (request.chunkOrder !== undefined) s.chunkOrder = request.chunkOrder
+  if (request.recvSplits !== undefined) s.recvSplits = [...request.recvSplits]
   if (request.counts !== undefined) s.counts = [...request.counts]
   return s
 }
@@ -46,6 +50,12 @@ export interface RankTransport {
   readonly enter: (group: Group.Group, seq: number, request: Request) => Effect.Effect<Collective.Output, CommError.CommError>
   /** Moves a p2p message to rank `to` (FIFO per sender, receiver and tag). */
   readonly post: (to: number, t: Tensor.Tensor, tag: string) => void
+  /**
+   * Whether `enter` places the chunks of a chunked allToAllV itself (results computed by
+   * Collective.outputFor from every contribution); otherwise the endpoint lowers it
+   * (ChunkedLowering).
+   */
+  readonly placesChunks?: boolean
 }
 
 /**
@@ -67,7 +77,8 @@ export const make = (transport: RankTransport): CommunicatorShape => {
       sequence.set(key, seq + 1)
       const why = transport.closed()
       if (why !== undefined) return { await: Effect.fail(closedError(Group.format(group), request.op, seq, why)) }
-      return { await: transport.enter(group, seq, request) }
+      const chunked = request.op === "allToAllV" && (request.chunks ?? 1) > 1 && transport.placesChunks !== true
+      return { await: chunked ? ChunkedLowering.enter(transport, group, seq, request) : transport.enter(group, seq, request) }
     })
   const send = (to: number, t: Tensor.Tensor, tag = "") =>
     Effect.flatMap(checkPeer("send", to), () =>

@@ -111,6 +111,8 @@ export class LocalFabric {
         return reply.await
       },
       post: (to, t, tag) => (this.#inboxes[to] as Inbox).deliver(rank, tag, this.copy ? Tensor.detachCopy(t) : Tensor.detach(t)),
+      // Results come from Collective.compute over every contribution: chunks placed as copied.
+      placesChunks: true,
     })
   }
 

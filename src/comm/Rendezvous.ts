@@ -15,6 +15,7 @@
  * slot (compute every result in place, or hand each member the others' parts to compute its
  * own) and how it tells a member of a failure are the transport's: `Transport` below.
  */
+import * as Chunked from "./Chunked.js"
 import * as Collective from "./Collective.js"
 import * as CommError from "./CommError.js"
 import * as Group from "./Group.js"
@@ -209,6 +210,14 @@ export class Rendezvous<P extends Collective.Signature, W> {
         const problem = Collective.receiveBufferProblem(parts, j, receiveBuffer(parts[j] as P))
         if (problem !== undefined) return badInput(String(new RangeError(problem)))
       }
+    }
+    // A chunked all-to-all's members must expect what the others send them.
+    const first = parts[0]
+    const chunks = first?.op === "allToAllV" ? (first.chunks ?? 1) : 1
+    const counts = chunks > 1 ? Chunked.countsProblem(parts, chunks) : undefined
+    if (counts !== undefined) {
+      const ranks = parts.map((p) => p.rank)
+      return this.#failSlot(s, (r) => CommError.make({ reason: "Mismatch", group: Group.format(s.group), op, seq: s.seq, rank: r, ranks, detail: counts }))
     }
     this.#slots.delete(key)
     s.waiting.fill(false)

@@ -25,6 +25,7 @@
  * A failed precondition is a Layout.LayoutError naming the collective, the axis and the layout.
  */
 import * as Effect from "effect/Effect"
+import * as Chunked from "../comm/Chunked.js"
 import * as Diff from "../comm/Differentiable.js"
 import type { Group } from "../comm/Group.js"
 import type { AxisName } from "../mapping/Axis.js"
@@ -122,6 +123,32 @@ export const allToAllV = (axis: AxisName, group: Group, x: TensorLayout.WithLayo
     const out = yield* Diff.allToAllV(group, x.tensor, sendSplits)
     const layout = TensorLayout.inOrder(raggedRows(x.layout, out.tensor.shape[0] ?? 0, shardsOf(axis, group)), "permuted")
     return { ...TensorLayout.attach(out.tensor, layout), recvSplits: out.recvSplits }
+  })
+
+/**
+ * The chunked exchange (comm/Chunked.ts): `sendSplits` and `recvSplits` [member * chunks +
+ * chunk], the rows sent to and received from each member, the `chunkOrder` side chunk-major
+ * (backward: the reverse chunked exchange); the received rows are ragged over `axis` and
+ * token-permuted, as allToAllV's.
+ * @category combinators
+ */
+export const allToAllVChunks = (
+  axis: AxisName,
+  group: Group,
+  x: TensorLayout.WithLayout,
+  chunks: number,
+  chunkOrder: Chunked.ChunkOrder,
+  sendSplits: ReadonlyArray<number>,
+  recvSplits: ReadonlyArray<number>,
+) =>
+  Effect.gen(function* () {
+    const entries = size(group) * chunks
+    if (sendSplits.length !== entries || recvSplits.length !== entries)
+      return yield* fail("allToAllV", axis, `in ${chunks} chunks needs ${entries} send and receive counts, not ${sendSplits.length} and ${recvSplits.length},`, x)
+    yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks))
+    yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
+    const out = yield* Diff.allToAllVChunks(group, x.tensor, chunks, chunkOrder, sendSplits, recvSplits)
+    return TensorLayout.attach(out, TensorLayout.inOrder(raggedRows(x.layout, out.shape[0] ?? 0, shardsOf(axis, group)), "permuted"))
   })
 
 /**

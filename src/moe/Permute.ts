@@ -40,7 +40,7 @@
 import { activeDispatchKernels, type DispatchKernels } from "../native/CpuDispatch.js"
 import { gatherRows, scatterAddRows } from "../tensor/ops/Gather.js"
 import { mul } from "../tensor/ops/Elementwise.js"
-import { concat, reshape, split } from "../tensor/ops/Shape.js"
+import { reshape } from "../tensor/ops/Shape.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
 import * as DispatchPlan from "./DispatchPlan.js"
@@ -153,31 +153,6 @@ export const permute = (tokens: Tensor.Tensor, map: RoutingMap.RoutingMap, probs
   const pairs = permutedProbs
   const plan = planOf(map, { sortedIndices, experts, tokensPerExpert }, pairs === undefined ? undefined : () => pairs.data)
   return { permuted, permutedProbs, sortedIndices, tokensPerExpert: plan.tokensPerExpert, plan }
-}
-
-/**
- * The rows of a permute with their prob as one more column, [N, H + 1] for tokens [T, H] and
- * probs [T, E] (what the all-to-all dispatcher sends: one exchange moves both): the same
- * values as concat([permuted, permutedProbs as a column], 1), in one pass on float32.
- * @category combinators
- */
-export const permuteWithProbColumn = (
-  tokens: Tensor.Tensor,
-  map: RoutingMap.RoutingMap,
-  probs: Tensor.Tensor,
-): { readonly rows: Tensor.Tensor; readonly sortedIndices: Int32Array; readonly tokensPerExpert: ReadonlyArray<number>; readonly plan: DispatchPlan.DispatchPlan } => {
-  checkPermute("permuteWithProbColumn", tokens, map, probs)
-  if (tokens.rank !== 2) throw TensorError.shape("permuteWithProbColumn", `tokens ${TensorError.formatShape(tokens.shape)} are not [T, H]`)
-  const k = nativeFor(tokens, probs)
-  const { sortedIndices, experts, tokensPerExpert } = orderWithCounts(map)
-  const n = sortedIndices.length
-  const h = tokens.shape[1] as number
-  const rows =
-    k !== undefined
-      ? PermuteKernels.withColumn(k, tokens, probs, sortedIndices, experts)
-      : concat([gatherRows(tokens, sortedIndices), reshape(pairsLoop(probs, sortedIndices, experts, map.numExperts), [n, 1])], 1)
-  const plan = planOf(map, { sortedIndices, experts, tokensPerExpert }, () => Array.from({ length: n }, (_, j) => rows.data[j * (h + 1) + h] as number))
-  return { rows, sortedIndices, tokensPerExpert: plan.tokensPerExpert, plan }
 }
 
 const asIndex = (index: ArrayLike<number>): Int32Array => (index instanceof Int32Array ? index : Int32Array.from(index))
@@ -297,28 +272,4 @@ export const sortChunksByIndex = (
     return { output: PermuteKernels.inPlace(k, input, index), probs: probs === undefined ? undefined : PermuteKernels.inPlace(k, probs, index) }
   }
   return { output: gatherRows(input, index), probs: probs === undefined ? undefined : gatherRows(probs, index) }
-}
-
-/**
- * sortChunksByIndex of rows [M, H + 1] whose last column is a prob, split into the rows [M, H]
- * and the probs [M]: the same values as sortChunksByIndex then split, in one pass on float32.
- * @category combinators
- */
-export const sortChunksAndSplit = (
-  input: Tensor.Tensor,
-  splitSizes: ReadonlyArray<number>,
-  sortedIdxs: ReadonlyArray<number>,
-): { readonly rows: Tensor.Tensor; readonly probs: Tensor.Tensor } => {
-  const index = chunkIndex(splitSizes, sortedIdxs)
-  const columns = input.shape[1]
-  if (input.rank !== 2 || input.shape[0] !== index.length || columns === undefined || columns < 1) {
-    throw TensorError.shape("sortChunksAndSplit", `input ${TensorError.formatShape(input.shape)} is not the [${index.length}, H + 1] rows of the chunks`)
-  }
-  const k = nativeFor(input)
-  if (k !== undefined) {
-    const { rows, last } = PermuteKernels.sortSplit(k, input, index)
-    return { rows, probs: last }
-  }
-  const [rows, probs] = split(gatherRows(input, index), [columns - 1, 1], 1) as [Tensor.Tensor, Tensor.Tensor]
-  return { rows, probs: reshape(probs, [index.length]) }
 }

@@ -11,9 +11,6 @@
  *                                                            scatterAddRows; backward: gather,
  *                                                            w[j] * g[t_j] and dot(g[t_j], rows[j]))
  *   pairs        probs[t_j, e_j] of every row                (gatherRows on the flat probs)
- *   withColumn   [N, H + 1]: the rows and their prob as the last column (gather, pairs, concat)
- *   sortSplit    rows of [R, H + 1] in a chunk order, split into [R, H] and [R]
- *                                                            (sortChunksByIndex, then split)
  *   inPlace      the rows themselves, for a chunk order that moves nothing: no pass forward;
  *                backward 0 + g, the gather's scatter-add (gatherRows with 0, 1, ...)
  *
@@ -108,53 +105,6 @@ export const gatherWithPairs = (
   const rows = Autograd.result("gatherRows", [tokens], out, [index.length, ...rowShape], (g) => [combine(k, "scatterAddRows", g, index, undefined, t)])
   const pairs = Autograd.result("gatherRows", [probs], picked, [index.length], (g) => [pairGrad(k, f32(g), 1, index, experts, probs, g.device)])
   return { rows, pairs }
-}
-
-/**
- * [N, H + 1]: token rows [T, H] of index and, as the last column, probs [T, E] at the pairs.
- * @category combinators
- */
-export const withColumn = (k: DispatchKernels, tokens: Tensor.Tensor, probs: Tensor.Tensor, index: Int32Array, experts: Int32Array): Tensor.Tensor => {
-  const [t, h] = tokens.shape as [number, number]
-  const n = index.length
-  const out = uninitialized(n * (h + 1))
-  k.permuteRows(f32(tokens), h, index, out, h + 1, f32(probs), experts, probs.shape[1] as number, null)
-  return Autograd.result("permuteWithProbs", [tokens, probs], out, [n, h + 1], (g) => {
-    let gradTokens: Tensor.Tensor | undefined
-    if (tokens.requiresGrad) {
-      const full = uninitialized(t * h)
-      k.combineRows(f32(g), h + 1, index, null, null, t, h, full)
-      gradTokens = Tensor.fromStorage(full, tokens.shape, { device: g.device })
-    }
-    const gradProbs = probs.requiresGrad ? pairGrad(k, f32(g).subarray(h), h + 1, index, experts, probs, g.device) : undefined
-    return [gradTokens, gradProbs]
-  })
-}
-
-/**
- * Rows of src [R, H + 1] in the order of index (a permutation of the rows), split into the
- * rows [R, H] and their last column [R].
- * @category combinators
- */
-export const sortSplit = (k: DispatchKernels, src: Tensor.Tensor, index: Int32Array): { readonly rows: Tensor.Tensor; readonly last: Tensor.Tensor } => {
-  const [r, c] = src.shape as [number, number]
-  const h = c - 1
-  const out = uninitialized(r * h)
-  const last = uninitialized(r)
-  k.gatherSplitRows(f32(src), c, index, out, last)
-  // Each piece places its gradient in a zero [R, H + 1] at the source rows, as split then the
-  // gather's scatter-add do (the tape sums the two).
-  const rows = Autograd.result("sortSplit", [src], out, [r, h], (g) => {
-    const full = uninitialized(r * c)
-    k.combineRows(f32(g), h, index, null, zeros(r), r, h, full)
-    return [Tensor.fromStorage(full, src.shape, { device: g.device })]
-  })
-  const lastColumn = Autograd.result("sortSplit", [src], last, [r], (g) => {
-    const full = zeros(r * c)
-    k.scatterPairs(f32(g), 1, index, new Int32Array(r).fill(h), c, full)
-    return [Tensor.fromStorage(full, src.shape, { device: g.device })]
-  })
-  return { rows, last: lastColumn }
 }
 
 /**

@@ -36,7 +36,6 @@ export interface DispatchKernels {
     probsOut: Float32Array | null,
   ): void
   /** out [N, srcCols - 1] = the rows of src [R, srcCols] named by index; lastOut [N] their last column. */
-  gatherSplitRows(src: Float32Array, srcCols: number, index: Int32Array, out: Float32Array, lastOut: Float32Array): void
   /**
    * out [T, cols] (cols + 1 with extra [N]) = 0 + the sum, in increasing j, of weights[j] *
    * rows[j, 0:cols] (rows [N, rowCols]); out[t, cols] likewise sums extra.
@@ -65,7 +64,7 @@ export interface DispatchKernels {
   scatterPairs(values: Float32Array, stride: number, index: Int32Array, experts: Int32Array, numExperts: number, out: Float32Array): void
 }
 
-const names = ["routingCounts", "routingOrder", "permuteRows", "gatherSplitRows", "combineRows", "combineBackward", "scatterPairs"] as const
+const names = ["routingCounts", "routingOrder", "permuteRows", "combineRows", "combineBackward", "scatterPairs"] as const
 
 let cached: { readonly kernels: DispatchKernels | undefined } | undefined
 

@@ -1,0 +1,87 @@
+/**
+ * ChunkedLowering: a chunked allToAllV (Chunked.ts) on a transport that moves only plain ones
+ * (the threads and MPI transports: their members never see each other's chunk counts): the
+ * plain exchange of every member's rows, plus one local move of the blocks, before it ("sent":
+ * the send buffer to member-major) or after it ("received": the result to chunk-major). The
+ * same rows in the same places as a transport that places the chunks while it copies
+ * (Collective.outputFor), at the cost of that extra move: what the MoE dispatcher's chunk sort
+ * cost before chunked exchanges.
+ *
+ * Checks: the request's own arguments before anything moves (a bad one still enters the plain
+ * exchange, with splits that no member accepts, so the others fail at once rather than time
+ * out); after the exchange, the rows received from each member against the recvSplits this
+ * member declared (per member: the chunks within a member's block are taken as declared).
+ */
+import * as Effect from "effect/Effect"
+import * as DType from "../tensor/DType.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as Chunked from "./Chunked.js"
+import * as Collective from "./Collective.js"
+import * as CommError from "./CommError.js"
+import type { Request } from "./Communicator.js"
+import type { RankTransport } from "./Endpoint.js"
+import * as Group from "./Group.js"
+
+const error = (reason: "BadInput" | "Mismatch", group: Group.Group, seq: number, rank: number, ranks: ReadonlyArray<number>, detail: string) =>
+  CommError.make({ reason, group: Group.format(group), op: "allToAllV", seq, rank, ranks: [...ranks], detail })
+
+/** What `rank` declares of a chunked request (its splits copied, as Endpoint.signatureOf does). */
+const declared = (rank: number, request: Request): Collective.Signature => ({
+  op: "allToAllV",
+  rank,
+  dtype: request.tensor.dtype,
+  shape: request.tensor.shape,
+  sendSplits: [...(request.sendSplits ?? [])],
+  chunks: request.chunks ?? 1,
+  ...(request.chunkOrder === undefined ? {} : { chunkOrder: request.chunkOrder }),
+  recvSplits: [...(request.recvSplits ?? [])],
+})
+
+/**
+ * Enters a chunked allToAllV on `transport` as a plain one and a local move of the blocks.
+ * @category combinators
+ */
+export const enter = (transport: RankTransport, group: Group.Group, seq: number, request: Request): Effect.Effect<Collective.Output, CommError.CommError> => {
+  const { rank } = transport
+  const g = group.ranks.length
+  const t = request.tensor
+  const signature = declared(rank, request)
+  const chunks = signature.chunks ?? 1
+  const inner = Tensor.sizeOf(t.shape.slice(1))
+  const own = Collective.checkOwn(signature, g)
+  if (own !== undefined) {
+    const refused = transport.enter(group, seq, { op: "allToAllV", tensor: t, sendSplits: [] })
+    return Effect.flatMap(Effect.exit(refused), () => Effect.fail(error("BadInput", group, seq, rank, [rank], `rank ${rank}: ${own}`)))
+  }
+  const sendSplits = signature.sendSplits ?? []
+  const recvSplits = signature.recvSplits ?? []
+  const expected = Chunked.perMember(recvSplits, g, chunks)
+  const total = expected.reduce((a, b) => a + b, 0)
+  if (request.out !== undefined && (request.out.size !== total * inner || request.out.dtype !== t.dtype)) {
+    const detail = `rank ${rank}: the receive buffer holds ${request.out.size} ${request.out.dtype} elements; the result needs ${total * inner} ${t.dtype}`
+    return Effect.fail(error("BadInput", group, seq, rank, [rank], detail))
+  }
+  const sent = signature.chunkOrder === "sent"
+  let tensor = t
+  if (sent) {
+    const staged = DType.allocateUninitialized(t.dtype, t.size)
+    Chunked.moveBlocks(t.data, staged, sendSplits, g, chunks, inner, "chunk-major", "member-major")
+    tensor = Tensor.fromStorage(staged, t.shape, { device: t.device })
+  }
+  const plainSplits = Chunked.perMember(sendSplits, g, chunks)
+  const plain: Request =
+    sent && request.out !== undefined ? { op: "allToAllV", tensor, sendSplits: plainSplits, out: request.out } : { op: "allToAllV", tensor, sendSplits: plainSplits }
+  return Effect.flatMap(transport.enter(group, seq, plain), (o) => {
+    const got = o.splits ?? []
+    const wrong = expected.findIndex((n, s) => got[s] !== n)
+    if (wrong >= 0) {
+      const from = group.ranks[wrong] as number
+      const detail = `rank ${rank} expects ${expected[wrong]} rows from rank ${from} (its recvSplits) but rank ${from} sends it ${got[wrong]}`
+      return Effect.fail(error("Mismatch", group, seq, rank, [rank, from], detail))
+    }
+    if (sent) return Effect.succeed({ data: o.data, shape: o.shape, splits: recvSplits })
+    const result = request.out?.data ?? DType.allocateUninitialized(t.dtype, total * inner)
+    Chunked.moveBlocks(o.data, result, recvSplits, g, chunks, inner, "member-major", "chunk-major")
+    return Effect.succeed({ data: result, shape: o.shape, splits: recvSplits })
+  })
+}
