@@ -1,7 +1,9 @@
 /**
  * pleat/comm: groups, the Communicator service a rank program talks to, the collectives' one
- * semantics, the differentiable collectives autograd runs through, and their errors.
+ * semantics (with the chunked all-to-all's placement), the differentiable collectives autograd
+ * runs through, and their errors.
  */
+export * as Chunked from "./Chunked.js"
 export * as Collective from "./Collective.js"
 export * as CommError from "./CommError.js"
 export * as Communicator from "./Communicator.js"
