@@ -9,7 +9,7 @@
  * tokens per second through dispatch + combine at EP 1, 2, 4, 8 on the local backend, the mean
  * step of one job (its start-up not counted). Limit: the tokens per second a memcpy of the same
  * bytes allows (each routed row crosses twice).
- * Both are steady state, after untimed calls (25 for permute + unpermute, 3 steps for the
+ * Both are steady state, after untimed calls (25 for permute + unpermute, 12 steps for the
  * dispatcher), as a training loop runs them: the first calls of a process touch fresh heap
  * pages, 10-30x slower on this VM. Permute + unpermute take
  * the median of the timed calls: a call that the garbage collector's timing sends to fresh
@@ -136,8 +136,8 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
     const empty = Tensor.zeros([0, 0, 0])
     // One job runs `warm` untimed steps, then `timed` steps between two barriers (rank 0's clock):
     // the steps of a training loop, without the job's start-up in the figure.
-    const warm = 3
-    const timed = 10
+    const warm = 12
+    const timed = 20
     const [elapsed] = await Job.runPromise({ world: ep, backend: "local-zero-copy" }, (rank) =>
       Effect.gen(function* () {
         const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }

@@ -85,7 +85,7 @@ const apply = (c: Collective, group: Group, rank: number, x: Tensor.Tensor) => {
     case "chunks received":
     case "chunks sent": {
       const { send, recv } = chunkSplits(group, rank)
-      return Diff.allToAllVChunks(group, x, chunks, c === "chunks received" ? "received" : "sent", send, recv)
+      return Effect.map(Diff.allToAllVChunks(group, [x], chunks, c === "chunks received" ? "received" : "sent", send, recv), ([y]) => y as Tensor.Tensor)
     }
     case "broadcast":
       return Diff.broadcast(group, x, n - 1)

@@ -14,8 +14,9 @@ import * as Effect from "effect/Effect"
 import * as Autograd from "../tensor/Autograd.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
+import type * as Chunked from "./Chunked.js"
 import type * as Collective from "./Collective.js"
-import { Communicator, type CommunicatorShape, type Request } from "./Communicator.js"
+import { Communicator, type CommunicatorShape, type Pending, type Request } from "./Communicator.js"
 import type { Group } from "./Group.js"
 
 const run = (comm: CommunicatorShape, group: Group, request: Request) => Effect.flatMap(comm.issue(group, request), (p) => p.await)
@@ -101,27 +102,33 @@ export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyAr
   )
 
 /**
- * A chunked allToAllV (Chunked.ts) with the reverse chunked exchange as backward: the splits
- * swapped and the other side chunk-major.
+ * Chunked allToAllVs (Chunked.ts) of several tensors with the same splits, all issued before
+ * any is awaited (one meeting of the members for all of them); each result's backward is its
+ * reverse chunked exchange: the splits swapped and the other side chunk-major.
  * @category combinators
  */
 export const allToAllVChunks = (
   group: Group,
-  t: Tensor.Tensor,
+  ts: ReadonlyArray<Tensor.Tensor>,
   chunks: number,
-  chunkOrder: Collective.Signature["chunkOrder"] & string,
+  chunkOrder: Chunked.ChunkOrder,
   sendSplits: ReadonlyArray<number>,
   recvSplits: ReadonlyArray<number>,
 ) =>
-  Effect.map(
-    op("allToAllVChunks", group, t, { op: "allToAllV", chunks, chunkOrder, sendSplits, recvSplits }, (comm, g) =>
-      Effect.map(
-        run(comm, group, { op: "allToAllV", tensor: g, chunks, chunkOrder: chunkOrder === "received" ? "sent" : "received", sendSplits: recvSplits, recvSplits: sendSplits }),
-        (o) => wrap(g, o),
-      ),
-    ),
-    (x) => x.result,
-  )
+  Effect.gen(function* () {
+    const comm = yield* Communicator
+    const pending: Array<Pending<Collective.Output>> = []
+    for (const t of ts) pending.push(yield* comm.issue(group, { op: "allToAllV", tensor: t, chunks, chunkOrder, sendSplits, recvSplits }))
+    const reverse = chunkOrder === "received" ? "sent" : "received"
+    const results: Array<Tensor.Tensor> = []
+    for (let i = 0; i < ts.length; i++) {
+      const out = yield* (pending[i] as Pending<Collective.Output>).await
+      const adjoint = (g: Tensor.Tensor) =>
+        Effect.map(run(comm, group, { op: "allToAllV", tensor: g, chunks, chunkOrder: reverse, sendSplits: recvSplits, recvSplits: sendSplits }), (o) => [wrap(g, o)])
+      results.push(Autograd.resultEffect("allToAllVChunks", [ts[i] as Tensor.Tensor], out.data, out.shape, adjoint))
+    }
+    return results
+  })
 
 /**
  * broadcast from group-local `root`, with a sum-reduce to the root as backward.

@@ -126,16 +126,16 @@ export const allToAllV = (axis: AxisName, group: Group, x: TensorLayout.WithLayo
   })
 
 /**
- * The chunked exchange (comm/Chunked.ts): `sendSplits` and `recvSplits` [member * chunks +
- * chunk], the rows sent to and received from each member, the `chunkOrder` side chunk-major
- * (backward: the reverse chunked exchange); the received rows are ragged over `axis` and
- * token-permuted, as allToAllV's.
+ * The chunked exchange (comm/Chunked.ts) of one or more tensors with the same splits, issued
+ * together: `sendSplits` and `recvSplits` [member * chunks + chunk], the rows sent to and
+ * received from each member, the `chunkOrder` side chunk-major (backward: the reverse chunked
+ * exchange); the received rows are ragged over `axis` and token-permuted, as allToAllV's.
  * @category combinators
  */
 export const allToAllVChunks = (
   axis: AxisName,
   group: Group,
-  x: TensorLayout.WithLayout,
+  xs: ReadonlyArray<TensorLayout.WithLayout>,
   chunks: number,
   chunkOrder: Chunked.ChunkOrder,
   sendSplits: ReadonlyArray<number>,
@@ -143,12 +143,23 @@ export const allToAllVChunks = (
 ) =>
   Effect.gen(function* () {
     const entries = size(group) * chunks
-    if (sendSplits.length !== entries || recvSplits.length !== entries)
-      return yield* fail("allToAllV", axis, `in ${chunks} chunks needs ${entries} send and receive counts, not ${sendSplits.length} and ${recvSplits.length},`, x)
-    yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks))
-    yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
-    const out = yield* Diff.allToAllVChunks(group, x.tensor, chunks, chunkOrder, sendSplits, recvSplits)
-    return TensorLayout.attach(out, TensorLayout.inOrder(raggedRows(x.layout, out.shape[0] ?? 0, shardsOf(axis, group)), "permuted"))
+    for (const x of xs) {
+      if (sendSplits.length !== entries || recvSplits.length !== entries)
+        return yield* fail("allToAllV", axis, `in ${chunks} chunks needs ${entries} send and receive counts, not ${sendSplits.length} and ${recvSplits.length},`, x)
+      yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks))
+      yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
+    }
+    const outs = yield* Diff.allToAllVChunks(
+      group,
+      xs.map((x) => x.tensor),
+      chunks,
+      chunkOrder,
+      sendSplits,
+      recvSplits,
+    )
+    return outs.map((out, i) =>
+      TensorLayout.attach(out, TensorLayout.inOrder(raggedRows((xs[i] as TensorLayout.WithLayout).layout, out.shape[0] ?? 0, shardsOf(axis, group)), "permuted")),
+    )
   })
 
 /**

@@ -8,7 +8,7 @@
  *   2. counts: every etp-ep member's tokens-per-expert [E] (allGather of [1, E])
  *   3. all-to-all over ep in L chunks (comm/Chunked.ts): ep member j gets the rows of its
  *      experts jL..jL+L-1, placed (local expert, ep source) as they are copied; the probs [N, 1]
- *      the same way (a second, small exchange)
+ *      the same way (a second, small exchange, issued with the first)
  *   4. allgather-v over etp: every etp member holds every row its expert shard must see
  *   5. sort chunks (etp member, local expert, ep source) -> (local expert, etp member, ep source);
  *      with one etp member they are in that order already and nothing moves
@@ -72,9 +72,9 @@ export const run = (input: Dispatcher.DispatchInput) =>
     // (expert-major is member-major), from ep member s chunk l of count(me, s, myEp L + l) rows.
     const sendSplits = p.tokensPerExpert
     const recvSplits = Array.from({ length: epSize * local }, (_, i) => count(myEtp, Math.floor(i / local), myEp * local + (i % local)))
-    const exchange = (x: TensorLayout.WithLayout) => LaidCollective.allToAllVChunks("ep", groups.ep, x, local, "received", sendSplits, recvSplits)
-    const exchanged = epSize > 1 ? yield* exchange(rows) : rows
-    const exchangedProbs = epSize > 1 ? yield* exchange(probColumn) : probColumn
+    const [exchanged, exchangedProbs] = (
+      epSize > 1 ? yield* LaidCollective.allToAllVChunks("ep", groups.ep, [rows, probColumn], local, "received", sendSplits, recvSplits) : [rows, probColumn]
+    ) as [TensorLayout.WithLayout, TensorLayout.WithLayout]
 
     // 4. Allgather-v over etp: the rows every member of my etp group received.
     const gathered = etpSize > 1 ? yield* LaidCollective.allGatherV("etp", groups.etp, exchanged) : exchanged
@@ -129,7 +129,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
     })
     const own = etpSize > 1 ? yield* LaidCollective.reduceScatterV("etp", groups.etp, unsorted, perMember) : unsorted
     // Own rows are (l, s): chunk-major on the way back, landing expert-major at each source.
-    const back = epSize > 1 ? yield* LaidCollective.allToAllVChunks("ep", groups.ep, own, local, "sent", recvSplits, sendSplits) : own
+    const back = epSize > 1 ? ((yield* LaidCollective.allToAllVChunks("ep", groups.ep, [own], local, "sent", recvSplits, sendSplits))[0] as TensorLayout.WithLayout) : own
     const combined = yield* RoutedLayout.unpermute(back, Permute.unpermute(back.tensor, p.sortedIndices, t), t)
     const output = yield* RoutedLayout.leave(combined, entered)
     return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
