@@ -85,7 +85,8 @@ const apply = (c: Collective, group: Group, rank: number, x: Tensor.Tensor) => {
     case "chunks received":
     case "chunks sent": {
       const { send, recv } = chunkSplits(group, rank)
-      return Effect.map(Diff.allToAllVChunks(group, [x], chunks, c === "chunks received" ? "received" : "sent", send, recv), ([y]) => y as Tensor.Tensor)
+      const exchange = { chunks, chunkOrder: c === "chunks received" ? ("received" as const) : ("sent" as const), sendSplits: send, recvSplits: recv }
+      return Effect.map(Diff.allToAllVChunks(group, [x], exchange), ([y]) => y as Tensor.Tensor)
     }
     case "broadcast":
       return Diff.broadcast(group, x, n - 1)

@@ -34,6 +34,29 @@ import { copyInto } from "./Kernels.js"
 export type ChunkOrder = "received" | "sent"
 
 /**
+ * What a member declares of a chunked allToAllV besides its tensor: the chunks, the side that
+ * holds them chunk-major, and the rows it sends and receives ([member * chunks + chunk]).
+ * @category models
+ */
+export interface Exchange {
+  readonly chunks: number
+  readonly chunkOrder: ChunkOrder
+  readonly sendSplits: ReadonlyArray<number>
+  readonly recvSplits: ReadonlyArray<number>
+}
+
+/**
+ * The reverse of an exchange (its adjoint): the splits swapped, the other side chunk-major.
+ * @category mapping
+ */
+export const reverse = (e: Exchange): Exchange => ({
+  chunks: e.chunks,
+  chunkOrder: e.chunkOrder === "received" ? "sent" : "received",
+  sendSplits: e.recvSplits,
+  recvSplits: e.sendSplits,
+})
+
+/**
  * How the blocks of one buffer follow each other.
  * @category models
  */

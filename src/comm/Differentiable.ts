@@ -14,7 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Autograd from "../tensor/Autograd.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
-import type * as Chunked from "./Chunked.js"
+import * as Chunked from "./Chunked.js"
 import type * as Collective from "./Collective.js"
 import { Communicator, type CommunicatorShape, type Pending, type Request } from "./Communicator.js"
 import type { Group } from "./Group.js"
@@ -107,24 +107,16 @@ export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyAr
  * reverse chunked exchange: the splits swapped and the other side chunk-major.
  * @category combinators
  */
-export const allToAllVChunks = (
-  group: Group,
-  ts: ReadonlyArray<Tensor.Tensor>,
-  chunks: number,
-  chunkOrder: Chunked.ChunkOrder,
-  sendSplits: ReadonlyArray<number>,
-  recvSplits: ReadonlyArray<number>,
-) =>
+export const allToAllVChunks = (group: Group, ts: ReadonlyArray<Tensor.Tensor>, exchange: Chunked.Exchange) =>
   Effect.gen(function* () {
     const comm = yield* Communicator
     const pending: Array<Pending<Collective.Output>> = []
-    for (const t of ts) pending.push(yield* comm.issue(group, { op: "allToAllV", tensor: t, chunks, chunkOrder, sendSplits, recvSplits }))
-    const reverse = chunkOrder === "received" ? "sent" : "received"
+    for (const t of ts) pending.push(yield* comm.issue(group, { op: "allToAllV", tensor: t, ...exchange }))
+    const reverse = Chunked.reverse(exchange)
     const results: Array<Tensor.Tensor> = []
     for (let i = 0; i < ts.length; i++) {
       const out = yield* (pending[i] as Pending<Collective.Output>).await
-      const adjoint = (g: Tensor.Tensor) =>
-        Effect.map(run(comm, group, { op: "allToAllV", tensor: g, chunks, chunkOrder: reverse, sendSplits: recvSplits, recvSplits: sendSplits }), (o) => [wrap(g, o)])
+      const adjoint = (g: Tensor.Tensor) => Effect.map(run(comm, group, { op: "allToAllV", tensor: g, ...reverse }), (o) => [wrap(g, o)])
       results.push(Autograd.resultEffect("allToAllVChunks", [ts[i] as Tensor.Tensor], out.data, out.shape, adjoint))
     }
     return results

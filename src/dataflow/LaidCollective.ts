@@ -127,21 +127,13 @@ export const allToAllV = (axis: AxisName, group: Group, x: TensorLayout.WithLayo
 
 /**
  * The chunked exchange (comm/Chunked.ts) of one or more tensors with the same splits, issued
- * together: `sendSplits` and `recvSplits` [member * chunks + chunk], the rows sent to and
- * received from each member, the `chunkOrder` side chunk-major (backward: the reverse chunked
- * exchange); the received rows are ragged over `axis` and token-permuted, as allToAllV's.
+ * together (backward: the reverse chunked exchange); the received rows are ragged over `axis`
+ * and token-permuted, as allToAllV's.
  * @category combinators
  */
-export const allToAllVChunks = (
-  axis: AxisName,
-  group: Group,
-  xs: ReadonlyArray<TensorLayout.WithLayout>,
-  chunks: number,
-  chunkOrder: Chunked.ChunkOrder,
-  sendSplits: ReadonlyArray<number>,
-  recvSplits: ReadonlyArray<number>,
-) =>
+export const allToAllVChunks = (axis: AxisName, group: Group, xs: ReadonlyArray<TensorLayout.WithLayout>, exchange: Chunked.Exchange) =>
   Effect.gen(function* () {
+    const { chunks, sendSplits, recvSplits } = exchange
     const entries = size(group) * chunks
     for (const x of xs) {
       if (sendSplits.length !== entries || recvSplits.length !== entries)
@@ -152,10 +144,7 @@ export const allToAllVChunks = (
     const outs = yield* Diff.allToAllVChunks(
       group,
       xs.map((x) => x.tensor),
-      chunks,
-      chunkOrder,
-      sendSplits,
-      recvSplits,
+      exchange,
     )
     return outs.map((out, i) =>
       TensorLayout.attach(out, TensorLayout.inOrder(raggedRows((xs[i] as TensorLayout.WithLayout).layout, out.shape[0] ?? 0, shardsOf(axis, group)), "permuted")),

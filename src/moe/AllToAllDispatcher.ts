@@ -26,6 +26,7 @@
  * a pass each over all the rows.
  */
 import * as Effect from "effect/Effect"
+import * as Chunked from "../comm/Chunked.js"
 import * as Comm from "../comm/Communicator.js"
 import * as LaidCollective from "../dataflow/LaidCollective.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
@@ -72,9 +73,11 @@ export const run = (input: Dispatcher.DispatchInput) =>
     // (expert-major is member-major), from ep member s chunk l of count(me, s, myEp L + l) rows.
     const sendSplits = p.tokensPerExpert
     const recvSplits = Array.from({ length: epSize * local }, (_, i) => count(myEtp, Math.floor(i / local), myEp * local + (i % local)))
-    const [exchanged, exchangedProbs] = (
-      epSize > 1 ? yield* LaidCollective.allToAllVChunks("ep", groups.ep, [rows, probColumn], local, "received", sendSplits, recvSplits) : [rows, probColumn]
-    ) as [TensorLayout.WithLayout, TensorLayout.WithLayout]
+    const dispatch: Chunked.Exchange = { chunks: local, chunkOrder: "received", sendSplits, recvSplits }
+    const [exchanged, exchangedProbs] = (epSize > 1 ? yield* LaidCollective.allToAllVChunks("ep", groups.ep, [rows, probColumn], dispatch) : [rows, probColumn]) as [
+      TensorLayout.WithLayout,
+      TensorLayout.WithLayout,
+    ]
 
     // 4. Allgather-v over etp: the rows every member of my etp group received.
     const gathered = etpSize > 1 ? yield* LaidCollective.allGatherV("etp", groups.etp, exchanged) : exchanged
@@ -129,7 +132,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
     })
     const own = etpSize > 1 ? yield* LaidCollective.reduceScatterV("etp", groups.etp, unsorted, perMember) : unsorted
     // Own rows are (l, s): chunk-major on the way back, landing expert-major at each source.
-    const back = epSize > 1 ? ((yield* LaidCollective.allToAllVChunks("ep", groups.ep, [own], local, "sent", recvSplits, sendSplits))[0] as TensorLayout.WithLayout) : own
+    const back = epSize > 1 ? ((yield* LaidCollective.allToAllVChunks("ep", groups.ep, [own], Chunked.reverse(dispatch)))[0] as TensorLayout.WithLayout) : own
     const combined = yield* RoutedLayout.unpermute(back, Permute.unpermute(back.tensor, p.sortedIndices, t), t)
     const output = yield* RoutedLayout.leave(combined, entered)
     return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
