@@ -25,27 +25,21 @@ import * as Group from "./Group.js"
 const error = (reason: "BadInput" | "Mismatch", group: Group.Group, seq: number, rank: number, ranks: ReadonlyArray<number>, detail: string) =>
   CommError.make({ reason, group: Group.format(group), op: "allToAllV", seq, rank, ranks: [...ranks], detail })
 
-/** What `rank` declares of a chunked request (its splits copied, as Endpoint.signatureOf does). */
-const declared = (rank: number, request: Request): Collective.Signature => ({
-  op: "allToAllV",
-  rank,
-  dtype: request.tensor.dtype,
-  shape: request.tensor.shape,
-  sendSplits: [...(request.sendSplits ?? [])],
-  chunks: request.chunks ?? 1,
-  ...(request.chunkOrder === undefined ? {} : { chunkOrder: request.chunkOrder }),
-  recvSplits: [...(request.recvSplits ?? [])],
-})
-
 /**
- * Enters a chunked allToAllV on `transport` as a plain one and a local move of the blocks.
+ * Enters a chunked allToAllV on `transport` as a plain one and a local move of the blocks;
+ * `signature` is what the rank declares of `request` (Endpoint.signatureOf).
  * @category combinators
  */
-export const enter = (transport: RankTransport, group: Group.Group, seq: number, request: Request): Effect.Effect<Collective.Output, CommError.CommError> => {
+export const enter = (
+  transport: RankTransport,
+  group: Group.Group,
+  seq: number,
+  request: Request,
+  signature: Collective.Signature,
+): Effect.Effect<Collective.Output, CommError.CommError> => {
   const { rank } = transport
   const g = group.ranks.length
   const t = request.tensor
-  const signature = declared(rank, request)
   const chunks = signature.chunks ?? 1
   const inner = Tensor.sizeOf(t.shape.slice(1))
   const own = Collective.checkOwn(signature, g)

@@ -78,7 +78,7 @@ export const make = (transport: RankTransport): CommunicatorShape => {
       const why = transport.closed()
       if (why !== undefined) return { await: Effect.fail(closedError(Group.format(group), request.op, seq, why)) }
       const chunked = request.op === "allToAllV" && (request.chunks ?? 1) > 1 && transport.placesChunks !== true
-      return { await: chunked ? ChunkedLowering.enter(transport, group, seq, request) : transport.enter(group, seq, request) }
+      return { await: chunked ? ChunkedLowering.enter(transport, group, seq, request, signatureOf(rank, request)) : transport.enter(group, seq, request) }
     })
   const send = (to: number, t: Tensor.Tensor, tag = "") =>
     Effect.flatMap(checkPeer("send", to), () =>
