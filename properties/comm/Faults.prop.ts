@@ -81,6 +81,14 @@ for (const backend of backends) {
       expect(live).toEqual([])
     })
 
+    test("bad chunked arguments of one rank fail every member at once, rank 0 naming its recvSplits", async () => {
+      const { error, ms, live } = await fails("chunkedBadArgs", 4, {}, atOnceMs)
+      expect(error?.message).toContain("allToAllV #0 on ep#0 [0,1,2,3]")
+      expect(error?.message).toMatch(/rank 0: (recvSplits has 7 entries for 4 members \(2 chunks for each of 4 members\)|sendSplits has 0 entries for 4 members)/)
+      expect(ms).toBeLessThan(atOnceMs)
+      expect(live).toEqual([])
+    })
+
     test("a receive buffer of the wrong size fails the whole collective", async () => {
       const { error } = await fails("badReceiveBuffer")
       expect(error?.message).toContain("BadInput: allGather #0 on ep#0 [0,1,2,3]")

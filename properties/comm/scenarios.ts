@@ -113,6 +113,19 @@ export const chunkedMismatch = (rank: number, args: unknown) => {
   )
 }
 
+/** Rank 0 gives a chunked allToAllV a recvSplits one entry short. */
+export const chunkedBadArgs = (rank: number, args: unknown) => {
+  const group = faultGroup((args as { world: number }).world)
+  const splits = [1, 0, 1, 0, 1, 0, 1, 0]
+  const recvSplits = rank === 0 ? splits.slice(1) : splits
+  return Effect.flatMap(Comm.Communicator, (comm) =>
+    Effect.flatMap(
+      comm.issue(group, { op: "allToAllV", tensor: Tensor.zeros([4, 1], { dtype: "float64" }), chunks: 2, chunkOrder: "received", sendSplits: splits, recvSplits }),
+      (p) => p.await,
+    ),
+  )
+}
+
 export const gatherV = (rank: number, args: unknown) =>
   Effect.gen(function* () {
     const { mapping, c } = args as { mapping: MappingArgs; c: number }
