@@ -13,7 +13,7 @@ import * as Tensor from "../../src/tensor/Tensor.js"
 import { relativeError } from "../tensor/gradcheck.js"
 import { mappingGroups, valuesOf } from "./backends.js"
 
-type Collective = "allGather" | "allGatherV" | "reduceScatter" | "reduceScatterV" | "allReduce" | "allToAllV" | "chunks received" | "chunks sent" | "broadcast"
+type Collective = "allGather" | "allGatherV" | "reduceScatter" | "reduceScatterV" | "allReduce" | "allToAllV" | "chunks received" | "chunks sent" | "chunks gathered" | "broadcast"
 const collectives: ReadonlyArray<Collective> = [
   "allGather",
   "allGatherV",
@@ -23,6 +23,7 @@ const collectives: ReadonlyArray<Collective> = [
   "allToAllV",
   "chunks received",
   "chunks sent",
+  "chunks gathered",
   "broadcast",
 ]
 const cols = 2
@@ -54,6 +55,9 @@ const rowsOf = (c: Collective, group: Group, rank: number): number => {
     case "chunks received":
     case "chunks sent":
       return chunkSplits(group, rank).send.reduce((a, b) => a + b, 0)
+    case "chunks gathered":
+      // The send buffer is gathered from 3 rows (each sent 0, 1 or more times).
+      return 3
     default:
       return 2
   }
@@ -82,6 +86,12 @@ const apply = (c: Collective, group: Group, rank: number, x: Tensor.Tensor) => {
         ),
         (r) => r.tensor,
       )
+    case "chunks gathered": {
+      const { send, recv } = chunkSplits(group, rank)
+      const sendRows = Int32Array.from({ length: send.reduce((a, b) => a + b, 0) }, (_, r) => (r + rank) % 3)
+      const exchange = { chunks, chunkOrder: "received" as const, sendSplits: send, recvSplits: recv }
+      return Effect.map(Diff.allToAllVChunks(group, [x], exchange, [sendRows]), ([y]) => y as Tensor.Tensor)
+    }
     case "chunks received":
     case "chunks sent": {
       const { send, recv } = chunkSplits(group, rank)

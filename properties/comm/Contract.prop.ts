@@ -71,7 +71,7 @@ for (const backend of backends) {
       )
     })
 
-    test("chunked allToAllV places every chunk (received: chunk-major, sent: from chunk-major) and the reverse gives the input back", async () => {
+    test("chunked allToAllV places every chunk (received: chunk-major, sent: from chunk-major; sent rows gathered or not) and the reverse gives the input back", async () => {
       await fc.assert(
         fc.asyncProperty(
           mappings,
@@ -79,11 +79,12 @@ for (const backend of backends) {
           fc.integer({ min: 1, max: 3 }),
           fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
           fc.boolean(),
-          async (mapping, c, chunks, pattern, viaSent) => {
+          fc.boolean(),
+          async (mapping, c, chunks, pattern, viaSent, gather) => {
             const rs = await run<{ me: number; g: number; x: Array<number>; there: Array<number>; splits: Array<number>; recvSplits: Array<number>; back: Array<number> }>(
               "chunkedAllToAll",
               mapping.world,
-              { mapping, c, chunks, pattern, viaSent },
+              { mapping, c, chunks, pattern, viaSent, gather },
             )
             for (const r of rs) {
               // The oracle: chunk l of every source s, in (l, s) order ("received") or (s, l) order ("sent").

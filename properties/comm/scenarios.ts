@@ -70,7 +70,14 @@ export const chunkValue = (s: number, j: number, l: number, r: number, col: numb
  */
 export const chunkedAllToAll = (rank: number, args: unknown) =>
   Effect.gen(function* () {
-    const { mapping, c, chunks, pattern, viaSent } = args as { mapping: MappingArgs; c: number; chunks: number; pattern: ReadonlyArray<number>; viaSent: boolean }
+    const { mapping, c, chunks, pattern, viaSent, gather } = args as {
+      mapping: MappingArgs
+      c: number
+      chunks: number
+      pattern: ReadonlyArray<number>
+      viaSent: boolean
+      gather: boolean
+    }
     const group = groupOf(mapping, rank)
     const g = group.ranks.length
     const me = Group.localRank(group, rank)
@@ -88,7 +95,20 @@ export const chunkedAllToAll = (rank: number, args: unknown) =>
       Effect.flatMap(Comm.Communicator, (comm) =>
         Effect.flatMap(comm.issue(group, { op: "allToAllV", tensor: t, chunks, chunkOrder: order, sendSplits: send, recvSplits: recv }), (p) => p.await),
       )
-    const there = yield* issue(x, first, sendSplits, recvSplits)
+    // With `gather`, the first exchange sends the same rows gathered from a source tensor that
+    // holds them reversed (sendRows: the gather that undoes the reversal).
+    const rows = sendSplits.reduce((a, b) => a + b, 0)
+    const reversed = Tensor.fromArray(
+      Array.from({ length: rows * c }, (_, i) => values[(rows - 1 - Math.floor(i / c)) * c + (i % c)] as number),
+      [rows, c],
+      { dtype: "float64" },
+    )
+    const sendRows = Int32Array.from({ length: rows }, (_, r) => rows - 1 - r)
+    const there = gather
+      ? yield* Effect.flatMap(Comm.Communicator, (comm) =>
+          Effect.flatMap(comm.issue(group, { op: "allToAllV", tensor: reversed, chunks, chunkOrder: first, sendSplits, recvSplits, sendRows }), (p) => p.await),
+        )
+      : yield* issue(x, first, sendSplits, recvSplits)
     const thereTensor = Tensor.fromStorage(there.data, there.shape)
     const back = yield* issue(thereTensor, viaSent ? "received" : "sent", recvSplits, sendSplits)
     return { me, g, x: Tensor.toArray(x), there: Tensor.toArray(thereTensor), splits: [...(there.splits ?? [])], recvSplits, back: Array.from(back.data) }

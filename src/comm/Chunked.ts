@@ -22,7 +22,9 @@
  *
  * A transport that computes results from every contribution (Collective.outputFor) places the
  * chunks in its one copy; others get the plain exchange plus one local move of the blocks
- * (Endpoint), the same rows in the same places.
+ * (Endpoint), the same rows in the same places. A member may also send rows gathered from its
+ * tensor (Request.sendRows: the dispatcher's token rows in expert order), so that the copy is
+ * the permute as well; where the transport cannot, the rows are gathered first.
  */
 import type * as DType from "../tensor/DType.js"
 import { copyInto } from "./Kernels.js"

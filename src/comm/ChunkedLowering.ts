@@ -1,8 +1,10 @@
 /**
- * ChunkedLowering: a chunked allToAllV (Chunked.ts) on a transport that moves only plain ones
- * (the threads and MPI transports: their members never see each other's chunk counts): the
- * plain exchange of every member's rows, plus one local move of the blocks, before it ("sent":
- * the send buffer to member-major) or after it ("received": the result to chunk-major). The
+ * ChunkedLowering: a chunked allToAllV (Chunked.ts), or one that sends gathered rows
+ * (`sendRows`), on a transport that moves only plain ones (the threads and MPI transports:
+ * their members never see each other's chunk counts or tensors): the rows gathered first, then
+ * the plain exchange of every member's rows, plus one local move of the blocks, before it
+ * ("sent": the send buffer to member-major) or after it ("received": the result to
+ * chunk-major). The
  * same rows in the same places as a transport that places the chunks while it copies
  * (Collective.outputFor), at the cost of that extra move: what the MoE dispatcher's chunk sort
  * cost before chunked exchanges.
@@ -18,6 +20,7 @@ import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
 import * as Collective from "./Collective.js"
 import * as CommError from "./CommError.js"
+import { gatherInto } from "./Kernels.js"
 import type { Request } from "./Communicator.js"
 import type { RankTransport } from "./Endpoint.js"
 import * as Group from "./Group.js"
@@ -39,13 +42,28 @@ export const enter = (
 ): Effect.Effect<Collective.Output, CommError.CommError> => {
   const { rank } = transport
   const g = group.ranks.length
-  const t = request.tensor
+  const source = request.tensor
   const chunks = signature.chunks ?? 1
-  const inner = Tensor.sizeOf(t.shape.slice(1))
-  const own = Collective.checkOwn(signature, g)
+  const inner = Tensor.sizeOf(source.shape.slice(1))
+  const rows = request.sendRows
+  const sourceRows = source.shape[0] ?? 0
+  const outside = rows === undefined ? -1 : rows.findIndex((r) => !Number.isInteger(r) || r < 0 || r >= sourceRows)
+  const own =
+    Collective.checkOwn(signature, g) ?? (rows === undefined || outside < 0 ? undefined : `sendRows[${outside}] = ${rows[outside]} is not a row of the tensor's ${sourceRows}`)
   if (own !== undefined) {
-    const refused = transport.enter(group, seq, { op: "allToAllV", tensor: t, sendSplits: [] })
+    const refused = transport.enter(group, seq, { op: "allToAllV", tensor: source, sendSplits: [] })
     return Effect.flatMap(Effect.exit(refused), () => Effect.fail(error("BadInput", group, seq, rank, [rank], `rank ${rank}: ${own}`)))
+  }
+  // The send buffer: the rows sendRows names, gathered here.
+  let t = source
+  if (rows !== undefined) {
+    const staged = DType.allocateUninitialized(source.dtype, rows.length * inner)
+    gatherInto(staged, 0, source.data, rows, inner)
+    t = Tensor.fromStorage(staged, [rows.length, ...source.shape.slice(1)], { device: source.device })
+  }
+  if (chunks === 1) {
+    const plain: Request = { op: "allToAllV", tensor: t, sendSplits: signature.sendSplits ?? [] }
+    return transport.enter(group, seq, request.out === undefined ? plain : { ...plain, out: request.out })
   }
   const sendSplits = signature.sendSplits ?? []
   const recvSplits = signature.recvSplits ?? []

@@ -11,7 +11,7 @@
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
-import { combine, copyInto } from "./Kernels.js"
+import { combine, copyInto, gatherInto } from "./Kernels.js"
 
 /**
  * The collective ops.
@@ -54,6 +54,11 @@ export interface Signature {
 export interface Contribution extends Signature {
   readonly data: DType.Storage
   /**
+   * allToAllV: the send buffer is these rows of `data`, in this order (a gather the transport
+   * does as it copies); `shape` is then the send buffer's, [rows.length, ...].
+   */
+  readonly sendRows?: Int32Array
+  /**
    * Where this member wants its result written (a receive buffer it reuses across steps, as
    * with NCCL), instead of fresh storage: fresh large buffers cost page faults on every call.
    */
@@ -66,7 +71,7 @@ export interface Contribution extends Signature {
  * much).
  * @category constructors
  */
-export const contribution = (sig: Signature, data: DType.Storage, out?: DType.Storage): Contribution => {
+export const contribution = (sig: Signature, data: DType.Storage, out?: DType.Storage, sendRows?: Int32Array): Contribution => {
   const c: { -readonly [K in keyof Contribution]: Contribution[K] } = { op: sig.op, rank: sig.rank, dtype: sig.dtype, shape: sig.shape, data }
   if (sig.reduce !== undefined) c.reduce = sig.reduce
   if (sig.root !== undefined) c.root = sig.root
@@ -76,6 +81,7 @@ export const contribution = (sig: Signature, data: DType.Storage, out?: DType.St
   if (sig.recvSplits !== undefined) c.recvSplits = sig.recvSplits
   if (sig.counts !== undefined) c.counts = sig.counts
   if (out !== undefined) c.out = out
+  if (sendRows !== undefined) c.sendRows = sendRows
   return c
 }
 
@@ -293,7 +299,10 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
         for (let l = 0; l < chunks; l++) {
           const len = (splits[i * chunks + l] as number) * inner
           const begin = (from[j * chunks + l] as number) * inner
-          if (len > 0) copyInto(result, (at[i * chunks + l] as number) * inner, c.data.subarray(begin, begin + len))
+          const to = (at[i * chunks + l] as number) * inner
+          if (len === 0) continue
+          if (c.sendRows !== undefined) gatherInto(result, to, c.data, c.sendRows.subarray(begin / inner, (begin + len) / inner), inner)
+          else copyInto(result, to, c.data.subarray(begin, begin + len))
         }
       })
       return { data: result, shape: [total, ...first.shape.slice(1)], splits }

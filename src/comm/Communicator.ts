@@ -40,6 +40,11 @@ export interface Request {
   readonly chunks?: number
   readonly chunkOrder?: Collective.Signature["chunkOrder"]
   readonly recvSplits?: ReadonlyArray<number>
+  /**
+   * allToAllV: send these rows of `tensor`, in this order, instead of the tensor itself (the
+   * transport gathers them as it copies, or first where it cannot).
+   */
+  readonly sendRows?: Int32Array
   readonly counts?: ReadonlyArray<number>
   /** A receive buffer for the result (reused across steps to avoid fresh allocations). */
   readonly out?: Tensor.Tensor

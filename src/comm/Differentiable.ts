@@ -13,6 +13,7 @@
 import * as Effect from "effect/Effect"
 import * as Autograd from "../tensor/Autograd.js"
 import * as DType from "../tensor/DType.js"
+import { scatterAddRows } from "../tensor/ops/Gather.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
 import type * as Collective from "./Collective.js"
@@ -104,20 +105,33 @@ export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyAr
 /**
  * Chunked allToAllVs (Chunked.ts) of several tensors with the same splits, all issued before
  * any is awaited (one meeting of the members for all of them); each result's backward is its
- * reverse chunked exchange: the splits swapped and the other side chunk-major.
+ * reverse chunked exchange: the splits swapped and the other side chunk-major. Where `rows[i]`
+ * is given, tensor i's send buffer is those of its rows, gathered as the exchange copies
+ * (Request.sendRows), and its gradient the reverse exchange summed onto those rows (in
+ * increasing send-buffer row, as a gather's backward sums).
  * @category combinators
  */
-export const allToAllVChunks = (group: Group, ts: ReadonlyArray<Tensor.Tensor>, exchange: Chunked.Exchange) =>
+export const allToAllVChunks = (group: Group, ts: ReadonlyArray<Tensor.Tensor>, exchange: Chunked.Exchange, rows: ReadonlyArray<Int32Array | undefined> = []) =>
   Effect.gen(function* () {
     const comm = yield* Communicator
     const pending: Array<Pending<Collective.Output>> = []
-    for (const t of ts) pending.push(yield* comm.issue(group, { op: "allToAllV", tensor: t, ...exchange }))
+    for (let i = 0; i < ts.length; i++) {
+      const sendRows = rows[i]
+      const request: Request = { op: "allToAllV", tensor: ts[i] as Tensor.Tensor, ...exchange }
+      pending.push(yield* comm.issue(group, sendRows === undefined ? request : { ...request, sendRows }))
+    }
     const reverse = Chunked.reverse(exchange)
     const results: Array<Tensor.Tensor> = []
     for (let i = 0; i < ts.length; i++) {
+      const t = ts[i] as Tensor.Tensor
+      const sendRows = rows[i]
       const out = yield* (pending[i] as Pending<Collective.Output>).await
-      const adjoint = (g: Tensor.Tensor) => Effect.map(run(comm, group, { op: "allToAllV", tensor: g, ...reverse }), (o) => [wrap(g, o)])
-      results.push(Autograd.resultEffect("allToAllVChunks", [ts[i] as Tensor.Tensor], out.data, out.shape, adjoint))
+      const adjoint = (g: Tensor.Tensor) =>
+        Effect.map(run(comm, group, { op: "allToAllV", tensor: g, ...reverse }), (o) => {
+          const back = wrap(g, o)
+          return [sendRows === undefined ? back : scatterAddRows(back, sendRows, t.shape[0] ?? 0)]
+        })
+      results.push(Autograd.resultEffect("allToAllVChunks", [t], out.data, out.shape, adjoint))
     }
     return results
   })

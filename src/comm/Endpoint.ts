@@ -23,7 +23,9 @@ import type { Inbox } from "./Inbox.js"
  */
 export const signatureOf = (rank: number, request: Request): Collective.Signature => {
   const t = request.tensor
-  const s: { -readonly [K in keyof Collective.Signature]: Collective.Signature[K] } = { op: request.op, rank, dtype: t.dtype, shape: t.shape }
+  // A gathered send buffer has the rows sendRows names.
+  const shape = request.sendRows === undefined ? t.shape : [request.sendRows.length, ...t.shape.slice(1)]
+  const s: { -readonly [K in keyof Collective.Signature]: Collective.Signature[K] } = { op: request.op, rank, dtype: t.dtype, shape }
   if (request.reduce !== undefined) s.reduce = request.reduce
   if (request.root !== undefined) s.root = request.root
   if (request.sendSplits !== undefined) s.sendSplits = [...request.sendSplits]
@@ -51,9 +53,9 @@ export interface RankTransport {
   /** Moves a p2p message to rank `to` (FIFO per sender, receiver and tag). */
   readonly post: (to: number, t: Tensor.Tensor, tag: string) => void
   /**
-   * Whether `enter` places the chunks of a chunked allToAllV itself (results computed by
-   * Collective.outputFor from every contribution); otherwise the endpoint lowers it
-   * (ChunkedLowering).
+   * Whether `enter` places the chunks of a chunked allToAllV and gathers `sendRows` itself
+   * (results computed by Collective.outputFor from every contribution); otherwise the endpoint
+   * lowers them (ChunkedLowering).
    */
   readonly placesChunks?: boolean
 }
@@ -77,7 +79,7 @@ export const make = (transport: RankTransport): CommunicatorShape => {
       sequence.set(key, seq + 1)
       const why = transport.closed()
       if (why !== undefined) return { await: Effect.fail(closedError(Group.format(group), request.op, seq, why)) }
-      const chunked = request.op === "allToAllV" && (request.chunks ?? 1) > 1 && transport.placesChunks !== true
+      const chunked = request.op === "allToAllV" && ((request.chunks ?? 1) > 1 || request.sendRows !== undefined) && transport.placesChunks !== true
       return { await: chunked ? ChunkedLowering.enter(transport, group, seq, request, signatureOf(rank, request)) : transport.enter(group, seq, request) }
     })
   const send = (to: number, t: Tensor.Tensor, tag = "") =>

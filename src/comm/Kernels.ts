@@ -7,6 +7,7 @@
  * group order), so every backend gets the same bits.
  */
 import * as Cpu from "../native/Cpu.js"
+import { activeDispatchKernels } from "../native/CpuDispatch.js"
 import type * as DType from "../tensor/DType.js"
 import { addInto, hasNative, nativeFrom, sumInto } from "../tensor/kernels/AddInto.js"
 
@@ -18,6 +19,23 @@ export const copyInto = (dst: DType.Storage, at: number, src: DType.Storage): vo
   if (src.length === 0) return
   if (src.length >= nativeFrom && hasNative()) Cpu.copy(dst.subarray(at, at + src.length), src)
   else dst.set(src, at)
+}
+
+/**
+ * Copies rows `rows[0..]` of `src` (rows of `inner` elements) into `dst` from element `at` on,
+ * in that order (a gather: the native dispatch kernel on float32, else a copy per row). The
+ * caller checks the row numbers.
+ * @category kernels
+ */
+export const gatherInto = (dst: DType.Storage, at: number, src: DType.Storage, rows: Int32Array, inner: number): void => {
+  if (rows.length === 0 || inner === 0) return
+  const k = src instanceof Float32Array && dst instanceof Float32Array ? activeDispatchKernels() : undefined
+  if (k !== undefined) return k.permuteRows(src as Float32Array, inner, rows, (dst as Float32Array).subarray(at, at + rows.length * inner), inner, null, null, 0, null)
+  for (let r = 0; r < rows.length; r++) {
+    const from = (rows[r] as number) * inner
+    if (!(from >= 0 && from + inner <= src.length)) throw new RangeError(`gather: row ${rows[r]} is outside the ${src.length / inner} rows of the source`)
+    copyInto(dst, at + r * inner, src.subarray(from, from + inner))
+  }
 }
 
 const maxInto = (out: DType.Storage, src: DType.Storage): void => {

@@ -42,7 +42,7 @@ export type Waiter = Reply<Collective.Output, CommError.CommError>
 /** The contribution a request makes (copied unless zero-copy). */
 const contribution = (rank: number, request: Request, copy: boolean): Collective.Contribution => {
   const data = request.tensor.data
-  return Collective.contribution(Endpoint.signatureOf(rank, request), copy ? DType.copyOf(data) : data, request.out?.data)
+  return Collective.contribution(Endpoint.signatureOf(rank, request), copy ? DType.copyOf(data) : data, request.out?.data, request.sendRows)
 }
 
 /**

@@ -53,11 +53,11 @@ const fail = (op: string, over: Over, detail: string, x: TensorLayout.WithLayout
   Effect.fail(new LayoutError({ op, detail: `over ${nameOf(over)} ${detail} but the tensor is ${TensorLayout.format(x.layout)}` }))
 
 /** Checks that the shards span the group and that `splits` share out the tensor's rows. */
-const checkSplits = (op: string, over: Over, group: Group, x: TensorLayout.WithLayout, splits: ReadonlyArray<number>) => {
+const checkSplits = (op: string, over: Over, group: Group, x: TensorLayout.WithLayout, splits: ReadonlyArray<number>, rows = x.tensor.shape[0] ?? -1) => {
   const spanned = shardsOf(over, group).reduce((n, s) => n * s.size, 1)
   if (spanned !== size(group)) return fail(op, over, `spans ${spanned} members where the group has ${size(group)}`, x)
   const total = splits.reduce((a, b) => a + b, 0)
-  const valid = splits.length === size(group) && splits.every((n) => Number.isInteger(n) && n >= 0) && total === (x.tensor.shape[0] ?? -1)
+  const valid = splits.length === size(group) && splits.every((n) => Number.isInteger(n) && n >= 0) && total === rows
   return valid ? Effect.void : fail(op, over, `needs ${size(group)} row counts that add up to the rows, not [${splits.join(", ")}],`, x)
 }
 
@@ -128,23 +128,32 @@ export const allToAllV = (axis: AxisName, group: Group, x: TensorLayout.WithLayo
 /**
  * The chunked exchange (comm/Chunked.ts) of one or more tensors with the same splits, issued
  * together (backward: the reverse chunked exchange); the received rows are ragged over `axis`
- * and token-permuted, as allToAllV's.
+ * and token-permuted, as allToAllV's. Where `rows[i]` is given, tensor i sends those of its rows
+ * (gathered as the exchange copies them: a permute fused with the exchange).
  * @category combinators
  */
-export const allToAllVChunks = (axis: AxisName, group: Group, xs: ReadonlyArray<TensorLayout.WithLayout>, exchange: Chunked.Exchange) =>
+export const allToAllVChunks = (
+  axis: AxisName,
+  group: Group,
+  xs: ReadonlyArray<TensorLayout.WithLayout>,
+  exchange: Chunked.Exchange,
+  rows: ReadonlyArray<Int32Array | undefined> = [],
+) =>
   Effect.gen(function* () {
     const { chunks, sendSplits, recvSplits } = exchange
     const entries = size(group) * chunks
-    for (const x of xs) {
+    for (let i = 0; i < xs.length; i++) {
+      const x = xs[i] as TensorLayout.WithLayout
       if (sendSplits.length !== entries || recvSplits.length !== entries)
         return yield* fail("allToAllV", axis, `in ${chunks} chunks needs ${entries} send and receive counts, not ${sendSplits.length} and ${recvSplits.length},`, x)
-      yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks))
+      yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks), rows[i]?.length)
       yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
     }
     const outs = yield* Diff.allToAllVChunks(
       group,
       xs.map((x) => x.tensor),
       exchange,
+      rows,
     )
     return outs.map((out, i) =>
       TensorLayout.attach(out, TensorLayout.inOrder(raggedRows((xs[i] as TensorLayout.WithLayout).layout, out.shape[0] ?? 0, shardsOf(axis, group)), "permuted")),

@@ -4,7 +4,8 @@
  *
  * Shape legend: T tokens, H hidden, E experts, L local experts, N routed rows of this rank,
  * R rows received over EP, Q rows after the ETP gather.
- *   1. permute: [T, H] -> [N, H] expert-major, and each row's prob [N]
+ *   1. permute: [T, H] -> [N, H] expert-major, and each row's prob [N] (with more than one ep
+ *      member the rows are not moved here: step 3's exchange gathers them as it copies)
  *   2. counts: every etp-ep member's tokens-per-expert [E] (allGather of [1, E])
  *   3. all-to-all over ep in L chunks (comm/Chunked.ts): ep member j gets the rows of its
  *      experts jL..jL+L-1, placed (local expert, ep source) as they are copied; the probs [N, 1]
@@ -20,8 +21,8 @@
  * (RoutedLayout): the rows go token-permuted at 1 and back to sequence order at 7, and the
  * output is in the layout the tokens came in, checked.
  * A rank with no tokens, an expert with no rows: empty blocks, same code path; a group of one
- * member skips its exchange. Each row passes through permute, the exchange there and back and
- * unpermute, plus the etp gather and sorts with more than one etp member: before the chunked
+ * member skips its exchange. Each row passes through the exchange there (fused with the permute)
+ * and back and unpermute, plus the etp gather and sorts with more than one etp member: before the chunked
  * exchange the probs rode along as a column and the chunk sort, its split and the unsort were
  * a pass each over all the rows.
  */
@@ -56,11 +57,13 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const batch = RoutedLayout.enter(entered, groups)
     const compute = input.compute ?? ((r: Tensor.Tensor, pr: Tensor.Tensor, n: ReadonlyArray<number>) => Experts.forward(r, pr, n, input.experts))
 
-    // 1. Local permutation: the rows expert-major, and their probs as a column of their own.
-    const p = Permute.permute(tokens, map, probs)
+    // 1. The rows expert-major, and their probs as a column of their own. With more than one ep
+    // member the exchange gathers the token rows as it copies them (a permute fused with it:
+    // the rows it sends are tokens[sortedIndices]); only the order and the probs are made here.
+    const p = epSize > 1 ? Permute.route(tokens, map, probs) : Permute.permute(tokens, map, probs)
     const n = p.sortedIndices.length
     const permuted = RoutedLayout.permuted(batch, n)
-    const rows = TensorLayout.attach(p.permuted, permuted)
+    const rows = "permuted" in p ? TensorLayout.attach(p.permuted, permuted) : TensorLayout.attach(tokens, batch)
     const probColumn = TensorLayout.attach(reshape(p.permutedProbs as Tensor.Tensor, [n, 1]), TensorLayout.withLastDim(permuted, TensorLayout.dim("prob", 1)))
 
     // 2. Counts first: tokens per expert of every etp-ep member (group-local etp + ETP*ep).
@@ -74,7 +77,8 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const sendSplits = p.tokensPerExpert
     const recvSplits = Array.from({ length: epSize * local }, (_, i) => count(myEtp, Math.floor(i / local), myEp * local + (i % local)))
     const dispatch: Chunked.Exchange = { chunks: local, chunkOrder: "received", sendSplits, recvSplits }
-    const [exchanged, exchangedProbs] = (epSize > 1 ? yield* LaidCollective.allToAllVChunks("ep", groups.ep, [rows, probColumn], dispatch) : [rows, probColumn]) as [
+    const sent = [p.sortedIndices, undefined]
+    const [exchanged, exchangedProbs] = (epSize > 1 ? yield* LaidCollective.allToAllVChunks("ep", groups.ep, [rows, probColumn], dispatch, sent) : [rows, probColumn]) as [
       TensorLayout.WithLayout,
       TensorLayout.WithLayout,
     ]

@@ -133,6 +133,20 @@ const planOf = (
 ): DispatchPlan.DispatchPlan => DispatchPlan.fromOrder({ numTokens: map.numTokens, numExperts: map.numExperts, ...order, probs })
 
 /**
+ * What a permute learns without moving the rows: the order (each row's token), the rows per
+ * expert, the plan and each row's prob. For a dispatcher whose exchange gathers the rows
+ * itself (comm Request.sendRows): the rows it sends are tokens[sortedIndices], as `permute`'s.
+ * @category combinators
+ */
+export const route = (tokens: Tensor.Tensor, map: RoutingMap.RoutingMap, probs: Tensor.Tensor): Omit<Permuted, "permuted"> & { readonly permutedProbs: Tensor.Tensor } => {
+  checkPermute("route", tokens, map, probs)
+  const { sortedIndices, experts, tokensPerExpert } = orderWithCounts(map)
+  const permutedProbs = pairsLoop(probs, sortedIndices, experts, map.numExperts)
+  const plan = planOf(map, { sortedIndices, experts, tokensPerExpert }, () => permutedProbs.data)
+  return { permutedProbs, sortedIndices, tokensPerExpert: plan.tokensPerExpert, plan }
+}
+
+/**
  * Permutes token rows into expert-major order (and gathers the probs of each row).
  * @category combinators
  */
