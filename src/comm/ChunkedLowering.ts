@@ -69,10 +69,8 @@ export const enter = (
   const recvSplits = signature.recvSplits ?? []
   const expected = Chunked.perMember(recvSplits, g, chunks)
   const total = expected.reduce((a, b) => a + b, 0)
-  if (request.out !== undefined && (request.out.size !== total * inner || request.out.dtype !== t.dtype)) {
-    const detail = `rank ${rank}: the receive buffer holds ${request.out.size} ${request.out.dtype} elements; the result needs ${total * inner} ${t.dtype}`
-    return Effect.fail(error("BadInput", group, seq, rank, [rank], detail))
-  }
+  const buffer = request.out === undefined ? undefined : Collective.bufferProblem(rank, { length: request.out.size, dtype: request.out.dtype }, total * inner, t.dtype)
+  if (buffer !== undefined) return Effect.fail(error("BadInput", group, seq, rank, [rank], buffer))
   const sent = signature.chunkOrder === "sent"
   let tensor = t
   if (sent) {

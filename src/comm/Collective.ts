@@ -231,9 +231,16 @@ const resultLength = (ss: ReadonlyArray<Signature>, j: number): number | undefin
 export const receiveBufferProblem = (ss: ReadonlyArray<Signature>, j: number, out: { readonly length: number; readonly dtype: DType.DType } | undefined): string | undefined => {
   const me = ss[j] as Signature
   const length = out === undefined ? undefined : resultLength(ss, j)
-  if (out === undefined || length === undefined || (out.length === length && out.dtype === me.dtype)) return undefined
-  return `rank ${me.rank}: the receive buffer holds ${out.length} ${out.dtype} elements; the result needs ${length} ${me.dtype}`
+  return out === undefined || length === undefined ? undefined : bufferProblem(me.rank, out, length, me.dtype)
 }
+
+/**
+ * Why a receive buffer cannot hold a result of `length` elements of `dtype`, or undefined when
+ * it can (the one wording for every transport).
+ * @category guards
+ */
+export const bufferProblem = (rank: number, out: { readonly length: number; readonly dtype: DType.DType }, length: number, dtype: DType.DType): string | undefined =>
+  out.length === length && out.dtype === dtype ? undefined : `rank ${rank}: the receive buffer holds ${out.length} ${out.dtype} elements; the result needs ${length} ${dtype}`
 
 /**
  * The result of group-local member `j` from every member's contribution (in group-local
