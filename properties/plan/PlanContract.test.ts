@@ -97,10 +97,10 @@ describe("pleat plan --json", () => {
     const list = (JSON.parse(some.out) as { candidates: Array<CandidateJson> }).candidates
     expect(list.length).toBeGreaterThan(1)
     for (const c of list) expect([c.ep, c.pp]).toEqual([4, 8])
-    const all = ["--tp", "2", "--cp", "1", "--pp", "8", "--vpp", "7", "--ep", "8", "--etp", "1", "--micro-batch", "1", "--recompute", "none"]
+    const all = ["--tp", "2", "--cp", "1", "--pp", "8", "--vpp", "7", "--ep", "8", "--etp", "1", "--micro-batch", "1", "--recompute", "selective"]
     const one = runPlan(["--model", "mixtral-8x22b", "--gpus", "128", "--global-batch", "256", ...all, "--json"])
     const only = (JSON.parse(one.out) as { candidates: Array<CandidateJson> }).candidates
-    expect(only.map((c) => [c.tp, c.cp, c.pp, c.vpp, c.ep, c.etp, c.microBatch, c.recompute])).toEqual([[2, 1, 8, 7, 8, 1, 1, "none"]])
+    expect(only.map((c) => [c.tp, c.cp, c.pp, c.vpp, c.ep, c.etp, c.microBatch, c.recompute])).toEqual([[2, 1, 8, 7, 8, 1, 1, "selective"]])
   })
 
   test("recomputation lowers memory and lengthens the step for the same mapping", () => {

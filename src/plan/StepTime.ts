@@ -124,6 +124,25 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
 }
 
 /**
+ * The part of a distributed-optimizer collective of `traffic` seconds that no compute hides,
+ * given `pass` seconds of one micro-batch's backward (or forward) through the stage. Megatron
+ * starts each virtual stage's gradient reduce-scatter when that chunk's last backward is done
+ * (and gathers each chunk's parameters before its first forward): with vpp chunks, chunk k
+ * (counted from the one that finishes first) has k pp + 1 chunk-passes of its rank's compute
+ * and half the bubble after it, and the traffic of chunks 0..k to move by then. With one chunk
+ * this is the traffic beyond the last micro-batch's pass and half the bubble.
+ */
+const exposedSync = (map: Mapping, traffic: number, pass: number, bubble: number): number => {
+  let exposed = 0
+  for (let k = 0; k < map.vpp; k++) {
+    const moved = ((k + 1) * traffic) / map.vpp
+    const hidden = c.dpOverlapFraction * (((k * map.pp + 1) * pass) / map.vpp + bubble / 2)
+    exposed = Math.max(exposed, moved - hidden)
+  }
+  return exposed
+}
+
+/**
  * The step's seconds by term under `map`.
  * @category mapping
  */
@@ -135,13 +154,13 @@ export const ofMapping = (job: Job, map: Mapping, spreads: Spreads): Breakdown =
   const perMicroBatch = total(slowest)
   const bubble = ((map.pp - 1) / map.vpp) * perMicroBatch
   // Distributed optimizer: fp32 gradients reduce-scattered, bf16 parameters all-gathered; the
-  // last (first) micro-batch's backward (forward) and the cool-down (warm-up) hide part of each.
+  // last (first) micro-batch's backward (forward) and the cool-down (warm-up) hide part of each
+  // (exposedSync: with virtual stages each chunk's share starts as soon as that chunk is done).
   const params = RankParameters.ofRank(job.model, map, map.pp === 1 ? "middle" : "last")
   const cl = job.cluster
   const gradients = Links.ring(cl, spreads.dpCp, params.dense * 4) + Links.ring(cl, spreads.edp, params.expert * 4)
   const parameters = Links.ring(cl, spreads.dpCp, params.dense * 2) + Links.ring(cl, spreads.edp, params.expert * 2)
-  const window = (share: number) => c.dpOverlapFraction * (share * perMicroBatch + bubble / 2)
-  const dp = Math.max(0, gradients - window(2 / 3)) + Math.max(0, parameters - window(1 / 3))
+  const dp = exposedSync(map, gradients, (2 / 3) * perMicroBatch, bubble) + exposedSync(map, parameters, (1 / 3) * perMicroBatch, bubble)
   const shards = params.dense / (map.dp * map.cp) + params.expert / map.edp
   const optimizer = (shards * c.optimizerBytesPerParameter) / (cl.hbmGBps * 1e9 * c.hbmFraction)
   return {
