@@ -7,6 +7,9 @@
 //   elementwiseScale(a, s, out)                    out = a * s (s a double)
 //   sumRows(g, out, width)                         out[r] = the sum of row r of g
 //   sumSuffix(g, out, width)                       out[j] = the sum of g[i] over i % width == j
+//   ropeRotate(x, cos, sin, out, b, s, heads, d, tableRows, sign)
+//                                                  RoPE's rotation (kernels/rope.h); cos and sin
+//       Float64Array [tableRows, d / 2], tableRows S or B * S, sign 1 or -1; out as long as x
 //
 // All arrays of one call are Float32Array or all Float64Array. Inputs may be the output itself
 // (the same view: each element is read before it is written); a shifted overlap is a TypeError.
@@ -18,6 +21,7 @@
 
 #include "kernels/cpu_features.h"
 #include "kernels/elementwise.h"
+#include "kernels/rope.h"
 #include "napi_args.h"
 
 namespace pleat {
@@ -124,6 +128,48 @@ Napi::Value Sum(const Napi::CallbackInfo& info, const char* fn, bool rows) {
 Napi::Value SumRows(const Napi::CallbackInfo& info) { return Sum(info, "sumRows", true); }
 Napi::Value SumSuffix(const Napi::CallbackInfo& info) { return Sum(info, "sumSuffix", false); }
 
+Napi::Value RopeRotate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "ropeRotate";
+  ArrayArg x, cos, sin, out;
+  size_t b = 0, s = 0, heads = 0, d = 0, rows = 0, want = 0, tokens = 0, table = 0;
+  double sign = 0;
+  if (!expect_arity(info, fn, 10) || !expect_array(info, fn, 0, "x", kFloats, &x) || !expect_array(info, fn, 1, "cos", {napi_float64_array}, &cos) ||
+      !expect_array(info, fn, 2, "sin", {napi_float64_array}, &sin) || !expect_array(info, fn, 3, "out", kFloats, &out) ||
+      !expect_size(info, fn, 4, "b", &b) || !expect_size(info, fn, 5, "s", &s) || !expect_size(info, fn, 6, "heads", &heads) ||
+      !expect_size(info, fn, 7, "d", &d) || !expect_size(info, fn, 8, "tableRows", &rows) || !expect_number(info, fn, 9, "sign", &sign) ||
+      !same_type(env, fn, x, {{"out", &out}})) {
+    return env.Undefined();
+  }
+  if (d % 2 != 0) {
+    throw_range_error(env, std::string(fn) + ": d must be even, got " + std::to_string(d));
+    return env.Undefined();
+  }
+  if (sign != 1.0 && sign != -1.0) {
+    throw_range_error(env, std::string(fn) + ": sign must be 1 or -1");
+    return env.Undefined();
+  }
+  if (!checked_mul(env, fn, "b * s", b, s, &tokens) || (rows != s && rows != tokens)) {
+    if (!env.IsExceptionPending()) throw_range_error(env, std::string(fn) + ": tableRows must be s or b * s, got " + std::to_string(rows));
+    return env.Undefined();
+  }
+  if (!checked_mul(env, fn, "b * s * heads", tokens, heads, &want) || !checked_mul(env, fn, "b * s * heads * d", want, d, &want) ||
+      !expect_length(env, fn, "x", x, want, "b * s * heads * d") || !expect_length(env, fn, "out", out, want, "x.length") ||
+      !checked_mul(env, fn, "tableRows * d / 2", rows, d / 2, &table) || !expect_length(env, fn, "cos", cos, table, "tableRows * d / 2") ||
+      !expect_length(env, fn, "sin", sin, table, "tableRows * d / 2") || !expect_disjoint(env, fn, "out", out, "x", x, false)) {
+    return env.Undefined();
+  }
+  if (want == 0) return env.Undefined();
+  const double* c = reinterpret_cast<const double*>(cos.data);
+  const double* sn = reinterpret_cast<const double*>(sin.data);
+  if (x.type == napi_float32_array) {
+    rope_f32(reinterpret_cast<const float*>(x.data), c, sn, reinterpret_cast<float*>(out.data), b, s, heads, d, rows, sign);
+  } else {
+    rope_f64(reinterpret_cast<const double*>(x.data), c, sn, reinterpret_cast<double*>(out.data), b, s, heads, d, rows, sign);
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 void RegisterElementwiseExports(Napi::Env env, Napi::Object exports) {
@@ -131,6 +177,7 @@ void RegisterElementwiseExports(Napi::Env env, Napi::Object exports) {
   exports.Set("elementwiseScale", Napi::Function::New(env, Scale, "elementwiseScale"));
   exports.Set("sumRows", Napi::Function::New(env, SumRows, "sumRows"));
   exports.Set("sumSuffix", Napi::Function::New(env, SumSuffix, "sumSuffix"));
+  exports.Set("ropeRotate", Napi::Function::New(env, RopeRotate, "ropeRotate"));
 }
 
 }  // namespace pleat

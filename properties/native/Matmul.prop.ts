@@ -124,6 +124,45 @@ describe.each(configs)("matmul on %s, %d thread(s)", (isa, threads) => {
     )
   })
 
+  test("a row of out does not depend on m: up to 32 rows (B read in place) equal the same rows of a taller product (B packed), bit for bit", () => {
+    pin(isa, threads)
+    // The taller product repeats the small one's rows of A past 32 rows, so its rows take the
+    // panels; every element is the same chain over the same k blocks either way. n k >= 512:
+    // smaller products take matmul_ref, another rounding (matmul.h).
+    const sizes = fc.record({
+      m: fc.integer({ min: 1, max: 32 }),
+      n: fc.integer({ min: 32, max: 150 }),
+      k: fc.integer({ min: 16, max: 600 }),
+      transA: fc.boolean(),
+      transB: fc.boolean(),
+      accumulate: fc.boolean(),
+      seed: fc.integer(),
+    })
+    fc.assert(
+      fc.property(sizes, ({ m, n, k, transA, transB, accumulate, seed }) => {
+        const rng = random(seed)
+        const tall = 33 + m
+        const aRows = Array.from({ length: tall }, (_, i) => (i < m ? Float32Array.from(values(rng, k)) : undefined))
+        const rowOf = (i: number) => aRows[i % m] as Float32Array
+        const layA = (rows: number) => {
+          const a = new Float32Array(rows * k)
+          for (let i = 0; i < rows; i++) for (let p = 0; p < k; p++) a[transA ? p * rows + i : i * k + p] = rowOf(i)[p] as number
+          return a
+        }
+        const b = Float32Array.from(values(rng, k * n))
+        const start = Float32Array.from(values(rng, m * n))
+        const run = (rows: number) => {
+          const out = new Float32Array(rows * n)
+          for (let i = 0; i < rows; i++) out.set(start.subarray((i % m) * n, ((i % m) + 1) * n), i * n)
+          Cpu.matmul({ a: layA(rows), b, out, batch: 1, m: rows, n, k, transA, transB, strideA: 0, strideB: 0, accumulate })
+          return out
+        }
+        expect(run(m)).toEqual(run(tall).subarray(0, m * n))
+      }),
+      { numRuns: 40 },
+    )
+  })
+
   test("matmulAsync equals matmul bit for bit", async () => {
     pin(isa, threads)
     await fc.assert(

@@ -37,6 +37,41 @@ export interface ElementwiseKernels {
   readonly sumSuffix: (g: Floats, out: Floats, width: number) => void
 }
 
+/**
+ * RoPE's rotation (cuda/src/kernels/rope.h): x [b, s, heads, d] into out of x's type, cos and sin
+ * [tableRows, d / 2] (tableRows s, shared by the batch, or b * s), sign 1 (rotate) or -1 (the
+ * inverse); the float64 arithmetic of tensor/ops/Rope.ts's loop, the same bits.
+ * @category models
+ */
+export type RopeKernel = (
+  x: Floats,
+  cos: Float64Array,
+  sin: Float64Array,
+  out: Floats,
+  dims: { readonly b: number; readonly s: number; readonly heads: number; readonly d: number; readonly tableRows: number },
+  sign: 1 | -1,
+) => void
+
+interface RopeAddon {
+  ropeRotate?(x: Floats, cos: Float64Array, sin: Float64Array, out: Floats, b: number, s: number, heads: number, d: number, tableRows: number, sign: number): void
+}
+
+let ropeCached: RopeKernel | null | undefined
+
+/**
+ * The RoPE kernel when the addon has it (looked up once); undefined otherwise (the caller's loop
+ * runs then).
+ * @category kernels
+ */
+export const ropeKernel = (): RopeKernel | undefined => {
+  if (ropeCached === undefined) {
+    const loaded = addonIfBuilt() as RopeAddon | undefined
+    const rotate = loaded?.ropeRotate
+    ropeCached = rotate === undefined ? null : (x, cos, sin, out, d, sign) => rotate.call(loaded, x, cos, sin, out, d.b, d.s, d.heads, d.d, d.tableRows, sign)
+  }
+  return ropeCached ?? undefined
+}
+
 interface ElementwiseAddon {
   elementwiseBinary?(op: number, kind: number, a: Floats, b: Floats, out: Floats, width: number): void
   elementwiseScale?(a: Floats, s: number, out: Floats): void

@@ -16,6 +16,7 @@
  *
  * Backward: the inverse rotation (angle -> -angle) applied to the gradient.
  */
+import * as CpuElementwise from "../../native/CpuElementwise.js"
 import * as Autograd from "../Autograd.js"
 import * as DType from "../DType.js"
 import * as Tensor from "../Tensor.js"
@@ -32,8 +33,11 @@ export interface RopeOptions {
   readonly theta?: number | undefined
 }
 
-/** cos and sin per (token, pair): [rows, D/2] each. */
-interface Tables {
+/**
+ * cos and sin per (token, pair): [rows, D/2] each.
+ * @category models
+ */
+export interface RopeTables {
   readonly cos: Float64Array
   readonly sin: Float64Array
   /** Rows of the tables: S when shared by every batch entry, else B*S. */
@@ -46,7 +50,7 @@ interface Tables {
  * plain ones, fixed for the job). Positions are compared element by element (O(S) against the
  * table's O(S D) sines and cosines).
  */
-const known: Array<{ readonly key: string; readonly positions: Int32Array | undefined; readonly tables: Tables }> = []
+const known: Array<{ readonly key: string; readonly positions: Int32Array | undefined; readonly tables: RopeTables }> = []
 
 /** How many tables are kept (a few shapes per job). */
 const tablesKept = 16
@@ -58,7 +62,7 @@ const samePositions = (a: Int32Array | undefined, b: Int32Array | undefined): bo
   return true
 }
 
-const tables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined): Tables => {
+const tables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined): RopeTables => {
   const key = `${b},${s},${d},${theta}`
   const hit = known.find((t) => t.key === key && samePositions(t.positions, positions))
   if (hit !== undefined) return hit.tables
@@ -68,7 +72,7 @@ const tables = (b: number, s: number, d: number, theta: number, positions: Int32
   return made
 }
 
-const computeTables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined): Tables => {
+const computeTables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined): RopeTables => {
   const half = d / 2
   const rows = positions !== undefined && positions.length === b * s && b !== 1 ? b * s : s
   const cos = new Float64Array(rows * half)
@@ -87,11 +91,25 @@ const computeTables = (b: number, s: number, d: number, theta: number, positions
 }
 
 /** Rotates every pair of src by the tables (sign +1) or by their inverse (sign -1). */
-const rotate = (src: DType.Storage, shape: ReadonlyArray<number>, t: Tables, sign: 1 | -1): DType.Storage => {
+const rotate = (src: DType.Storage, shape: ReadonlyArray<number>, t: RopeTables, sign: 1 | -1): DType.Storage => {
+  const [b, s, heads, d] = shape as [number, number, number, number]
+  // Every pair of every head is written below (or by the kernel, the same bits).
+  const out = DType.allocateUninitialized(DType.of(src), src.length)
+  const kernel = CpuElementwise.ropeKernel()
+  if (kernel !== undefined) {
+    kernel(src, t.cos, t.sin, out, { b, s, heads, d, tableRows: t.rows }, sign)
+    return out
+  }
+  return rotateLoop(src, out, shape, t, sign)
+}
+
+/**
+ * `rotate` in TypeScript: the specification the native kernel reproduces bit for bit.
+ * @category kernels
+ */
+export const rotateLoop = (src: DType.Storage, out: DType.Storage, shape: ReadonlyArray<number>, t: RopeTables, sign: 1 | -1): DType.Storage => {
   const [b, s, heads, d] = shape as [number, number, number, number]
   const half = d / 2
-  // Every pair of every head is written below.
-  const out = DType.allocateUninitialized(DType.of(src), src.length)
   for (let bi = 0; bi < b; bi++) {
     for (let si = 0; si < s; si++) {
       const row = (t.rows === s ? si : bi * s + si) * half
