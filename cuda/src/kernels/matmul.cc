@@ -43,44 +43,33 @@ void ref_rows(const GemmArgs& g, size_t bi, size_t m0, size_t m1) {
   }
 }
 
-// Products with at most this many rows of out read B in place on ISAs that have the small-m
-// kernels (matmul_tile.h): there the B panel would be reused by a few register tiles only, so
-// packing it (reading and writing all of B once more) cost more than the product; a [16, 1024]
-// x [1024, 1024] product took 414 us packed (transposed B: 638 us) on two Zen 4 threads.
-constexpr size_t kDirectRows = 32;
+// Products with at most this many rows of out and an untransposed B read B in place on ISAs
+// that have the small-m kernel (matmul_tile.h): there the B panel would be reused by a few
+// register tiles only, so packing it (reading and writing all of B once more) cost more than it
+// saved: [m, 1024] x [1024, 1024] on two Zen 4 threads, m = 2, 4, 8, 16: 168, 70, 142, 204 us
+// against 239, 120, 177, 225 packed; even at m = 32.
+constexpr size_t kDirectRows = 24;
 
-// Rows [m0, m1) x cols [n0, n1) of one batch entry through the small-m kernels: the k blocks
-// and their order per element as gemm_driver::slice runs them, only B is not packed.
+// Rows [m0, m1) x cols [n0, n1) of one batch entry through the small-m kernel: the k blocks and
+// their order per element as gemm_driver::slice runs them, only B is not packed.
 bool direct_slice(const gemm::Tile& t, const GemmArgs& g, const float* a, const float* b, float* c, const gemm_driver::Slice& s) {
   const size_t lda = g.trans_a ? g.m : g.k;
-  const size_t ldb = g.trans_b ? g.k : g.n;
+  const size_t ldb = g.n;
   const size_t ldc = g.n;
   const size_t kc_max = gemm_driver::balanced_block(g.k, t.kc, 1);
-  const size_t width = g.trans_b ? 16 : static_cast<size_t>(t.mr);  // rows of one packed A panel
-  const size_t rows_max = g.trans_b ? 16 : s.m1 - s.m0;
-  float* pa = t_pack_a.get(gemm_driver::div_up(rows_max, width) * width * kc_max);
+  const size_t mr = static_cast<size_t>(t.mr), nr = static_cast<size_t>(t.nr);
+  const size_t mc = s.m1 - s.m0;
+  float* pa = t_pack_a.get(gemm_driver::div_up(mc, mr) * mr * kc_max);
   if (pa == nullptr) return false;
   for (size_t pc = 0; pc < g.k; pc += kc_max) {
     const size_t kc = std::min(kc_max, g.k - pc);
     const bool add = g.accumulate || pc > 0;
-    if (!g.trans_b) {
-      const size_t mc = s.m1 - s.m0;
-      t.pack_a(a, lda, g.trans_a, s.m0, mc, pc, kc, pa);
-      for (size_t jr = s.n0; jr < s.n1; jr += static_cast<size_t>(t.nr)) {
-        const int cols = static_cast<int>(std::min(static_cast<size_t>(t.nr), s.n1 - jr));
-        for (size_t ir = 0; ir < mc; ir += width) {
-          const int rows = static_cast<int>(std::min(width, mc - ir));
-          t.direct(kc, pa + ir * kc, b + pc * ldb + jr, ldb, c + (s.m0 + ir) * ldc + jr, ldc, add, rows, cols);
-        }
-      }
-      continue;
-    }
-    for (size_t i0 = s.m0; i0 < s.m1; i0 += 16) {
-      const size_t mc = std::min<size_t>(16, s.m1 - i0);
-      t.pack_a16(a, lda, g.trans_a, i0, mc, pc, kc, pa);
-      for (size_t jr = s.n0; jr < s.n1; jr += 16) {
-        const int cols = static_cast<int>(std::min<size_t>(16, s.n1 - jr));
-        t.trans16(kc, pa, b + jr * ldb + pc, ldb, c + i0 * ldc + jr, ldc, add, static_cast<int>(mc), cols);
+    t.pack_a(a, lda, g.trans_a, s.m0, mc, pc, kc, pa);
+    for (size_t jr = s.n0; jr < s.n1; jr += nr) {
+      const int cols = static_cast<int>(std::min(nr, s.n1 - jr));
+      for (size_t ir = 0; ir < mc; ir += mr) {
+        const int rows = static_cast<int>(std::min(mr, mc - ir));
+        t.direct(kc, pa + ir * kc, b + pc * ldb + jr, ldb, c + (s.m0 + ir) * ldc + jr, ldc, add, rows, cols);
       }
     }
   }
@@ -104,7 +93,7 @@ bool run(Isa isa, const GemmArgs& g, size_t parallel_macs) {
   }
   const bool small = g.m * g.n * g.k < kSmallMacs;
   const gemm::Tile& t = gemm::tile_for(isa);
-  const bool direct = !small && t.direct != nullptr && g.m <= kDirectRows;
+  const bool direct = !small && t.direct != nullptr && !g.trans_b && g.m <= kDirectRows;
   return gemm_driver::run_sliced(g, t.mr, t.nr, parallel_macs, small, [&](size_t bi, const gemm_driver::Slice& s) {
     if (small) {
       ref_rows(g, bi, 0, g.m);  // never cut (whole entries)

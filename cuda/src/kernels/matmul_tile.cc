@@ -161,7 +161,7 @@ __attribute__((target("avx512f"))) void kernel_avx512(size_t kc, const float* __
   store_tile_avx512<MR, NV>(acc, c, ldc, rows, cols, add);
 }
 
-// The small-m kernels (matmul_tile.h): the FMA chain of kernel_avx512, B read in place.
+// The small-m kernel (matmul_tile.h): the FMA chain of kernel_avx512, B read in place.
 template <int MR, int NV>
 __attribute__((target("avx512f"))) void direct_avx512(size_t kc, const float* __restrict ap, const float* __restrict b,
                                                       size_t ldb, float* c, size_t ldc, bool add, int rows, int cols) {
@@ -192,45 +192,6 @@ __attribute__((target("avx512f"))) void direct_avx512(size_t kc, const float* __
     b += ldb;
   }
   store_tile_avx512<MR, NV>(acc, c, ldc, rows, cols, add);
-}
-
-// acc[j] holds column j of the tile, its lanes the tile's 16 rows: lane i of acc[j] is the same
-// chain over p of A[i, p] * B[j, p] as kernel_avx512 runs for out[i, j]. Then a transpose
-// through the stack puts the rows back.
-__attribute__((target("avx512f"))) void trans16_avx512(size_t kc, const float* __restrict ap, const float* __restrict b,
-                                                       size_t ldb, float* c, size_t ldc, bool add, int rows, int cols) {
-  __m512 acc[16];
-  const float* brow[16];
-#pragma GCC unroll 16
-  for (int j = 0; j < 16; ++j) {
-    acc[j] = _mm512_setzero_ps();
-    brow[j] = b + static_cast<size_t>(j < cols ? j : 0) * ldb;  // past the edge: a real row, never stored
-  }
-  for (size_t p = 0; p < kc; ++p) {
-    if ((p & 15) == 0) {
-#pragma GCC unroll 16
-      for (int j = 0; j < 16; ++j) _mm_prefetch(reinterpret_cast<const char*>(brow[j] + p + 64), _MM_HINT_T0);
-    }
-    const __m512 av = _mm512_load_ps(ap + 16 * p);
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; ++j) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(brow[j][p]), av, acc[j]);
-  }
-  alignas(64) float columns[16 * 16];
-  alignas(64) float tile[16 * 16];
-  const float* starts[16];
-#pragma GCC unroll 16
-  for (int j = 0; j < 16; ++j) {
-    _mm512_store_ps(columns + 16 * j, acc[j]);
-    starts[j] = columns + 16 * j;
-  }
-  transpose16(starts, tile, 16);  // tile[i * 16 + j] = columns[j * 16 + i]
-  const __mmask16 lanes = cols >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << cols) - 1u);
-  for (int i = 0; i < rows; ++i) {
-    float* cr = c + static_cast<size_t>(i) * ldc;
-    __m512 x = _mm512_load_ps(tile + 16 * i);
-    if (add) x = _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, cr), x);
-    _mm512_mask_storeu_ps(cr, lanes, x);
-  }
 }
 
 // ---- AVX2 + FMA --------------------------------------------------------------------------------
@@ -308,11 +269,11 @@ constexpr int kMrScalar = 4, kNrScalar = 8;
 
 const Tile kAvx512{kMr512, 16 * kNv512, 256, kMr512 * 48, 4096,
                    kernel_avx512<kMr512, kNv512>, pack_a<kMr512>, pack_b_avx512<16 * kNv512>,
-                   direct_avx512<kMr512, kNv512>, trans16_avx512, pack_a<16>};
+                   direct_avx512<kMr512, kNv512>};
 const Tile kAvx2{kMr256, 8 * kNv256, 256, kMr256 * 48, 4096,
-                 kernel_avx2<kMr256, kNv256>, pack_a<kMr256>, pack_b<8 * kNv256>, nullptr, nullptr, nullptr};
+                 kernel_avx2<kMr256, kNv256>, pack_a<kMr256>, pack_b<8 * kNv256>, nullptr};
 const Tile kScalar{kMrScalar, kNrScalar, 256, 128, 2048,
-                   kernel_scalar<kMrScalar, kNrScalar>, pack_a<kMrScalar>, pack_b<kNrScalar>, nullptr, nullptr, nullptr};
+                   kernel_scalar<kMrScalar, kNrScalar>, pack_a<kMrScalar>, pack_b<kNrScalar>, nullptr};
 
 }  // namespace
 

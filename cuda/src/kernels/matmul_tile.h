@@ -27,17 +27,13 @@ using PackA = void (*)(const float* a, size_t lda, bool trans, size_t i0, size_t
 using PackB = void (*)(const float* b, size_t ldb, bool trans, size_t p0, size_t kc, size_t j0,
                        size_t nc, float* dst);
 
-// Few rows of out (small m): B is read where it lies, with no B panel, so a product whose B is
-// far larger than its A and out does not copy B once more than it reads it. Each out element
+// Few rows of out (small m) with op(B) = B: B is read where it lies, with no B panel, so a
+// product whose B is far larger than its A and out does not copy B once more than it reads it.
+// The mr x nr tile's B row p is at b + p * ldb (lanes past `cols` not read). Each out element
 // takes the same operations in the same order as through the panels (a float32 FMA chain over
-// the k block from zero, then added to out), so the results are the same bits.
-//   DirectKernel: the mr x nr tile with op(B) = B stored k x n: the tile's B row p at b + p * ldb
-//     (lanes past `cols` not read).
-//   Trans16Kernel: B stored n x k (op(B) = B^T): out rows = the 16 lanes of one register, out
-//     columns = up to 16 rows of B read along k (b: B[j0, p0], row stride ldb); ap is A packed by
-//     pack_a16 (k-major, 16 rows, zero-padded). Up to `rows` x `cols` of the 16 x 16 tile are real.
+// the k block from zero, then added to out), so the results are the same bits. (A transposed B
+// read in place, one register of out rows per B row, measured slower than its panels on Zen 4.)
 using DirectKernel = void (*)(size_t kc, const float* ap, const float* b, size_t ldb, float* c, size_t ldc, bool add, int rows, int cols);
-using Trans16Kernel = void (*)(size_t kc, const float* ap, const float* b, size_t ldb, float* c, size_t ldc, bool add, int rows, int cols);
 
 struct Tile {
   int mr, nr;        // register tile
@@ -47,10 +43,8 @@ struct Tile {
   Ukernel kernel;
   PackA pack_a;
   PackB pack_b;
-  // The small-m kernels (nullptr where the ISA has none: those products keep the panels).
+  // The small-m kernel (nullptr where the ISA has none: those products keep the panels).
   DirectKernel direct;
-  Trans16Kernel trans16;
-  PackA pack_a16;
 };
 
 const Tile& tile_for(Isa isa);
