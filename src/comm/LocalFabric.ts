@@ -11,7 +11,6 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Collective from "./Collective.js"
 import type * as CommError from "./CommError.js"
@@ -20,6 +19,7 @@ import * as Endpoint from "./Endpoint.js"
 import { Inbox } from "./Inbox.js"
 import { Rendezvous } from "./Rendezvous.js"
 import { Reply } from "./Reply.js"
+import * as SnapshotPool from "./SnapshotPool.js"
 
 /**
  * Options of the local transport.
@@ -42,7 +42,7 @@ export type Waiter = Reply<Collective.Output, CommError.CommError>
 /** The contribution a request makes (copied unless zero-copy). */
 const contribution = (rank: number, request: Request, copy: boolean): Collective.Contribution => {
   const data = request.tensor.data
-  return Collective.contribution(Endpoint.signatureOf(rank, request), copy ? DType.copyOf(data) : data, request.out?.data, request.sendRows)
+  return Collective.contribution(Endpoint.signatureOf(rank, request), copy ? SnapshotPool.copyOf(data) : data, request.out?.data, request.sendRows)
 }
 
 /**
@@ -61,6 +61,8 @@ export const rendezvous = (timeoutMs: number, share: boolean): Rendezvous<Collec
         arrivals.map((a) => a.part),
         share,
       )
+      // The results are computed: snapshots taken for this meeting are dead (SnapshotPool).
+      for (const a of arrivals) SnapshotPool.release(a.part.data)
       arrivals.forEach((a, i) => a.waiter.done(Effect.succeed(outputs[i] as Collective.Output)))
     },
     receiveBuffer: (part) => (part.out === undefined ? undefined : { length: part.out.length, dtype: part.dtype }),

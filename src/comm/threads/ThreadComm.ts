@@ -26,8 +26,9 @@ import * as Group from "../Group.js"
 import { Inbox } from "../Inbox.js"
 import { copyInto } from "../Kernels.js"
 import { Reply } from "../Reply.js"
+import * as SnapshotPool from "../SnapshotPool.js"
 import * as Verdict from "../Verdict.js"
-import * as DType from "../../tensor/DType.js"
+import type * as DType from "../../tensor/DType.js"
 import * as Tensor from "../../tensor/Tensor.js"
 import * as Chunks from "./Chunks.js"
 import { ControlBlock } from "./ControlBlock.js"
@@ -186,7 +187,7 @@ export class ThreadComm {
     if (group.ranks.length === 1) return this.#alone(group, seq, signature, t.data, out)
     if (this.#meetsInThread(group)) {
       const reply: LocalFabric.Waiter = new Reply()
-      this.#here.rendezvous.arrive(group, seq, Collective.contribution(signature, copy ? DType.copyOf(t.data) : t.data, out), reply)
+      this.#here.rendezvous.arrive(group, seq, Collective.contribution(signature, copy ? SnapshotPool.copyOf(t.data) : t.data, out), reply)
       return reply.await
     }
     const data = t.data
