@@ -15,6 +15,7 @@ const Cuda = await import(path.join(root, "dist/native/Cuda.js"))
 const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
 const CpuOptional = await import(path.join(root, "dist/native/CpuOptional.js"))
 const CpuDispatch = await import(path.join(root, "dist/native/CpuDispatch.js"))
+const CpuElementwise = await import(path.join(root, "dist/native/CpuElementwise.js"))
 const Bf16Round = await import(path.join(root, "dist/tensor/kernels/Bf16Round.js"))
 
 const checks = []
@@ -127,6 +128,36 @@ if (status.available) {
       CpuDispatch.dispatchKernels().combineRows(rows, cols, index, weights, null, tokens, cols, want)
       ops.combineRows(rows, cols, index, weights, tokens, cols, got)
       assert(ulps(got, want) === 0, `T ${tokens} k ${k} H ${cols}: differs`)
+    }
+    return "bit for bit"
+  })
+  check("swigluBackward: within one ulp of the CPU's", () => {
+    const n = 1 << 22
+    const [gate, up, grad] = [floats(n), floats(n), floats(n)]
+    const cpu = [new Float32Array(n), new Float32Array(n)]
+    const gpu = [new Float32Array(n), new Float32Array(n)]
+    CpuOptional.swigluBackwardKernel()(gate, up, grad, cpu[0], cpu[1])
+    ops.swigluBackward(gate, up, grad, gpu[0], gpu[1])
+    const worst = Math.max(ulps(gpu[0], cpu[0]), ulps(gpu[1], cpu[1]))
+    assert(worst <= 1, `${worst} ulps`)
+    return { worstUlps: worst }
+  })
+  check("ropeRotate: the CPU kernel's bits (shared and per-token tables, both signs)", () => {
+    const rope = CpuElementwise.ropeKernel()
+    for (const [b, s, heads, d, perToken, sign] of [
+      [1, 1, 1, 2, false, 1],
+      [2, 1024, 16, 128, false, 1],
+      [2, 512, 8, 64, true, -1],
+    ]) {
+      const tableRows = perToken ? b * s : s
+      const x = floats(b * s * heads * d)
+      const cos = Float64Array.from({ length: (tableRows * d) / 2 }, () => Math.cos(random() * 100))
+      const sin = Float64Array.from({ length: (tableRows * d) / 2 }, () => Math.sin(random() * 100))
+      const [want, got] = [new Float32Array(x.length), new Float32Array(x.length)]
+      const dims = { b, s, heads, d, tableRows }
+      rope(x, cos, sin, want, dims, sign)
+      ops.ropeRotate(x, cos, sin, got, dims, sign)
+      assert(ulps(got, want) === 0, `b ${b} s ${s} heads ${heads} d ${d}: differs`)
     }
     return "bit for bit"
   })
@@ -272,7 +303,7 @@ const report = {
   doctor: doctorJson,
   checks,
   notYet: [
-    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows, swiglu, combineRows, adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, router, RoPE, cross-entropy, attention, the backwards",
+    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows, swiglu and its backward, combineRows, RoPE, adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, router, cross-entropy, attention, the RMSNorm backward",
     "the NCCL backend's contract subset on one GPU",
     "one MoE layer forward and backward against PyTorch eager",
   ],

@@ -8,6 +8,9 @@
 //   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay)   all Float32Array
 //   combineRows(rows, rowCols, index, weights, tokens, cols, out)   the MoE unpermute, as
 //                  CpuDispatch's combineRows without the extra column (weights may be null)
+//   ropeRotate(x, cos, sin, out, b, s, heads, d, tableRows, sign)  RoPE (the CPU's ropeRotate,
+//                  float32 x and out, float64 tables)
+//   swigluBackward(gate, up, grad, dGate, dUp)             dGate or dUp may be null
 // Wrong types or lengths are TypeErrors / RangeErrors thrown before any device work; without a
 // GPU every call throws "no device: ...".
 #include "cuda_ops_binding.h"
@@ -144,6 +147,47 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
                        [&](const DevicePointers& d, cudaStream_t s) { return adamw_f32_launch(sc, w.length, d.f32(0), d.f32(1), d.f32(2), d.f32(3), s); });
 }
 
+Napi::Value RopeRotate(const Napi::CallbackInfo& info) {
+  const char* fn = "ropeRotate";
+  Napi::Env env = info.Env();
+  ArrayArg x, cos, sin, out;
+  double b = 0, s = 0, heads = 0, d = 0, rows = 0, sign = 0;
+  if (!expect_array(info, fn, 0, "x", {napi_float32_array}, &x) || !expect_array(info, fn, 1, "cos", {napi_float64_array}, &cos) ||
+      !expect_array(info, fn, 2, "sin", {napi_float64_array}, &sin) || !expect_array(info, fn, 3, "out", {napi_float32_array}, &out) ||
+      !expect_number(info, fn, 4, "b", &b) || !expect_number(info, fn, 5, "s", &s) || !expect_number(info, fn, 6, "heads", &heads) ||
+      !expect_number(info, fn, 7, "d", &d) || !expect_number(info, fn, 8, "tableRows", &rows) || !expect_number(info, fn, 9, "sign", &sign))
+    return env.Undefined();
+  const size_t nb = static_cast<size_t>(b), ns = static_cast<size_t>(s), nh = static_cast<size_t>(heads), nd = static_cast<size_t>(d),
+               nr = static_cast<size_t>(rows);
+  if (nd % 2 != 0 || (sign != 1.0 && sign != -1.0) || (nr != ns && nr != nb * ns) || x.length != nb * ns * nh * nd || out.length != x.length ||
+      cos.length != nr * (nd / 2) || sin.length != cos.length) {
+    throw_range_error(env, std::string(fn) + ": d must be even, sign 1 or -1, tableRows s or b * s, x and out b * s * heads * d elements, cos and sin tableRows * d / 2");
+    return env.Undefined();
+  }
+  return run_on_device(info, fn, {{&x, Way::in}, {&cos, Way::in}, {&sin, Way::in}, {&out, Way::out}}, [&](const DevicePointers& dp, cudaStream_t st) {
+    return rope_launch(dp.f32(0), dp.f64(1), dp.f64(2), dp.f32(3), nb, ns, nh, nd, nr, sign, st);
+  });
+}
+
+Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "swigluBackward";
+  Napi::Env env = info.Env();
+  ArrayArg gate, up, grad, dgate, dup;
+  const bool want_gate = info.Length() > 3 && !info[3].IsNull();
+  const bool want_up = info.Length() > 4 && !info[4].IsNull();
+  if (!expect_array(info, fn, 0, "gate", {napi_float32_array}, &gate) || !expect_array(info, fn, 1, "up", {napi_float32_array}, &up) ||
+      !expect_array(info, fn, 2, "grad", {napi_float32_array}, &grad) || (want_gate && !expect_array(info, fn, 3, "dGate", {napi_float32_array}, &dgate)) ||
+      (want_up && !expect_array(info, fn, 4, "dUp", {napi_float32_array}, &dup)))
+    return env.Undefined();
+  const size_t n = gate.length;
+  if (up.length != n || grad.length != n || (want_gate && dgate.length != n) || (want_up && dup.length != n)) {
+    throw_range_error(env, std::string(fn) + ": gate, up, grad, dGate and dUp must have the same length");
+    return env.Undefined();
+  }
+  return run_on_device(info, fn, {{&gate, Way::in}, {&up, Way::in}, {&grad, Way::in}, {want_gate ? &dgate : nullptr, Way::out}, {want_up ? &dup : nullptr, Way::out}},
+                       [&](const DevicePointers& dp, cudaStream_t st) { return swiglu_backward_launch(dp.f32(0), dp.f32(1), dp.f32(2), dp.f32(3), dp.f32(4), n, st); });
+}
+
 }  // namespace
 
 void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
@@ -152,6 +196,8 @@ void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("swiglu", Napi::Function::New(env, Swiglu, "swiglu"));
   exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));
   exports.Set("combineRows", Napi::Function::New(env, CombineRows, "combineRows"));
+  exports.Set("ropeRotate", Napi::Function::New(env, RopeRotate, "ropeRotate"));
+  exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward, "swigluBackward"));
 }
 
 }  // namespace pleat

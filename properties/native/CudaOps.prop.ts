@@ -1,5 +1,6 @@
 // The first CUDA kernels (cuda/src/kernels/ops_cuda.h) against their CPU twins: gather exact,
-// AdamW the same bits, RMSNorm and SwiGLU within one float ulp; the cuBLAS GEMMs (dlopen'ed,
+// AdamW, the MoE unpermute and RoPE the same bits, RMSNorm and SwiGLU (forward and backward)
+// within one float ulp; the cuBLAS GEMMs (dlopen'ed,
 // cuda/src/cublas_binding.cc) within fp32 rounding of the float64 product, grouped = per expert. Where no GPU runs (here, CI)
 // only the argument checks and the "no device" path run; scripts/device-check runs the rest on
 // the GPU machine (and PLEAT_REQUIRE_GPU=1 makes a missing device fail instead).
@@ -8,6 +9,7 @@ import { describe, expect, test } from "vitest"
 import * as Addon from "../../src/native/Addon.js"
 import * as Cpu from "../../src/native/Cpu.js"
 import * as CpuDispatch from "../../src/native/CpuDispatch.js"
+import * as CpuElementwise from "../../src/native/CpuElementwise.js"
 import * as CpuOptional from "../../src/native/CpuOptional.js"
 import * as Cuda from "../../src/native/Cuda.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
@@ -38,6 +40,11 @@ describe.runIf(built && !status.available)("CUDA kernels without a device", () =
     expect(() => ops.rmsnormRows(new Float32Array(4), new Float32Array(2), new Float32Array(4), undefined, 2, 2, 1e-6)).toThrow(/^no device: /)
     expect(() => ops.combineRows(new Float32Array(4), 2, Int32Array.of(0, 3), undefined, 2, 2, new Float32Array(4))).toThrow(/index\[1\] = 3 is not a token of 2/)
     expect(() => ops.combineRows(new Float32Array(4), 2, Int32Array.of(0, 1), undefined, 2, 2, new Float32Array(4))).toThrow(/^no device: /)
+    const dims = { b: 1, s: 2, heads: 1, d: 2, tableRows: 2 }
+    expect(() => ops.ropeRotate(new Float32Array(4), new Float64Array(2), new Float64Array(2), new Float32Array(4), { ...dims, tableRows: 3 }, 1)).toThrow(/tableRows s or b \* s/)
+    expect(() => ops.ropeRotate(new Float32Array(4), new Float64Array(2), new Float64Array(2), new Float32Array(4), dims, 1)).toThrow(/^no device: /)
+    expect(() => ops.swigluBackward(new Float32Array(2), new Float32Array(2), new Float32Array(3), undefined, new Float32Array(2))).toThrow(RangeError)
+    expect(() => ops.swigluBackward(new Float32Array(2), new Float32Array(2), new Float32Array(2), undefined, new Float32Array(2))).toThrow(/^no device: /)
     expect(() => ops.gemm(new Float32Array(3), new Float32Array(4), new Float32Array(4), 2, 2, 2)).toThrow(/a needs m \* k elements/)
     expect(() => ops.gemm(new Float32Array(4), new Float32Array(4), new Float32Array(4), 2, 2, 2, true)).toThrow(/^no device: /)
     expect(() => ops.groupedGemm(new Float32Array(4), new Float32Array(8), new Float32Array(4), Int32Array.of(3, -1), 2, 2)).toThrow(/counts\[1\] = -1 is negative/)
@@ -95,6 +102,49 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
         ops().swiglu(gate, up, gpu)
         expect(beyondOneUlp(gpu, cpu)).toBe(0)
       }),
+      { numRuns: 20 },
+    )
+  })
+
+  test("swigluBackward within one ulp of the CPU's, either gradient alone or both", () => {
+    const cpuBackward = CpuOptional.swigluBackwardKernel()
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1 << 20 }), fc.integer(), fc.integer({ min: 0, max: 2 }), (n, seed, which) => {
+        const [gate, up, grad] = [floats(n, seed), floats(n, seed + 1), floats(n, seed + 2)]
+        const wantGate = which !== 1
+        const wantUp = which !== 0
+        const cpu = { g: wantGate ? new Float32Array(n) : undefined, u: wantUp ? new Float32Array(n) : undefined }
+        const gpu = { g: wantGate ? new Float32Array(n) : undefined, u: wantUp ? new Float32Array(n) : undefined }
+        cpuBackward?.(gate, up, grad, cpu.g, cpu.u)
+        ops().swigluBackward(gate, up, grad, gpu.g, gpu.u)
+        if (cpu.g !== undefined && gpu.g !== undefined) expect(beyondOneUlp(gpu.g, cpu.g)).toBe(0)
+        if (cpu.u !== undefined && gpu.u !== undefined) expect(beyondOneUlp(gpu.u, cpu.u)).toBe(0)
+      }),
+      { numRuns: 20 },
+    )
+  })
+
+  test("ropeRotate equals the CPU kernel bit for bit (shared or per-token tables, both signs)", () => {
+    const cpuRope = CpuElementwise.ropeKernel()
+    fc.assert(
+      fc.property(
+        fc.record({ b: fc.integer({ min: 1, max: 4 }), s: fc.integer({ min: 1, max: 300 }), heads: fc.integer({ min: 1, max: 8 }), half: fc.integer({ min: 1, max: 64 }) }),
+        fc.boolean(),
+        fc.constantFrom(1 as const, -1 as const),
+        fc.integer(),
+        ({ b, s, heads, half }, perToken, sign, seed) => {
+          const d = 2 * half
+          const tableRows = perToken ? b * s : s
+          const x = floats(b * s * heads * d, seed)
+          const cos = Float64Array.from(floats(tableRows * half, seed + 1), (v) => Math.cos(v))
+          const sin = Float64Array.from(floats(tableRows * half, seed + 2), (v) => Math.sin(v))
+          const [want, got] = [new Float32Array(x.length), new Float32Array(x.length)]
+          const dims = { b, s, heads, d, tableRows }
+          cpuRope?.(x, cos, sin, want, dims, sign)
+          ops().ropeRotate(x, cos, sin, got, dims, sign)
+          expect(got).toEqual(want)
+        },
+      ),
       { numRuns: 20 },
     )
   })

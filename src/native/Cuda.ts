@@ -47,6 +47,8 @@ interface CudaAddon {
   swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void
   combineRows(rows: Float32Array, rowCols: number, index: Int32Array, weights: Float32Array | null, tokens: number, cols: number, out: Float32Array): void
   adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, ...scalars: [number, number, number, number, number, number, number, number]): void
+  ropeRotate(x: Float32Array, cos: Float64Array, sin: Float64Array, out: Float32Array, b: number, s: number, heads: number, d: number, tableRows: number, sign: number): void
+  swigluBackward(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
   cublasLoad(path: string): { readonly loaded: true; readonly path: string } | { readonly loaded: false; readonly error: string }
   gemm(a: Float32Array, b: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16: boolean): number
   groupedGemm(a: Float32Array, b: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16: boolean): number
@@ -80,6 +82,8 @@ const functions = [
   "swiglu",
   "adamw",
   "combineRows",
+  "ropeRotate",
+  "swigluBackward",
   "cublasLoad",
   "gemm",
   "groupedGemm",
@@ -154,10 +158,11 @@ export const deviceMemory = () => {
 
 /**
  * The first CUDA kernels (cuda/src/kernels/ops_cuda.h) on host arrays, with the CPU kernels'
- * signatures (Cpu.gatherRows, Cpu.rmsnormRows, Cpu.swiglu, CpuOptional's AdamW, CpuDispatch's
- * combineRows without its extra column): copied to the device, run, copied back. gatherRows is
- * exact, AdamW and combineRows (the MoE unpermute) the same bits as the CPU; RMSNorm and
- * SwiGLU within one float ulp (their float64 sums and exp differ in order or last bit). Throw
+ * signatures (Cpu.gatherRows, Cpu.rmsnormRows, Cpu.swiglu, CpuOptional's AdamW and SwiGLU
+ * backward, CpuDispatch's combineRows without its extra column, CpuElementwise's RoPE): copied
+ * to the device, run, copied back. gatherRows is exact, AdamW, combineRows (the MoE unpermute)
+ * and RoPE the same bits as the CPU; RMSNorm and SwiGLU forward and backward within one float
+ * ulp (their float64 sums and exp differ in order or last bit). Throw
  * "no device:" without a GPU, TypeError / RangeError for bad arguments.
  * @category kernels
  */
@@ -177,6 +182,16 @@ export const deviceOps = () => {
       v: Float32Array,
       s: { beta1: number; beta2: number; c1: number; c2: number; eps: number; lr: number; clip: number; decay: number },
     ): void => a.adamw(w, g, m, v, s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay),
+    ropeRotate: (
+      x: Float32Array,
+      cos: Float64Array,
+      sin: Float64Array,
+      out: Float32Array,
+      dims: { readonly b: number; readonly s: number; readonly heads: number; readonly d: number; readonly tableRows: number },
+      sign: 1 | -1,
+    ): void => a.ropeRotate(x, cos, sin, out, dims.b, dims.s, dims.heads, dims.d, dims.tableRows, sign),
+    swigluBackward: (gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | undefined, dUp: Float32Array | undefined): void =>
+      a.swigluBackward(gate, up, grad, dGate ?? null, dUp ?? null),
     /** Row-major out[m, n] = a[m, k] b[k, n] through cuBLAS (loadCublas first); bf16 rounds a and b
      * to bfloat16 on the device and multiplies with fp32 accumulation. The GEMM's device ms. */
     gemm: (x: Float32Array, y: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16 = false): number => a.gemm(x, y, out, m, n, k, bf16),

@@ -105,7 +105,59 @@ __global__ void adamw_kernel(AdamwScalars s, size_t n, float* __restrict__ w, co
   }
 }
 
+// rope.h's rotation of one pair per thread: x [b, s, heads, 2 half], tables [table_rows, half];
+// each product, difference and sum rounded on its own (__d*_rn: no contraction), as the CPU.
+__global__ void rope_kernel(const float* __restrict__ x, const double* __restrict__ cos, const double* __restrict__ sin, float* __restrict__ out,
+                            size_t b, size_t s, size_t heads, size_t half, size_t table_rows, double sign) {
+  const size_t n = b * s * heads * half;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t k = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += stride) {
+    const size_t i = k % half;
+    const size_t token = k / half / heads;  // bi * s + si
+    const size_t row = (table_rows == s ? token % s : token) * half + i;
+    const size_t base = k / half * 2 * half;  // ((bi * s + si) * heads + h) * d
+    const double c = cos[row];
+    const double sn = __dmul_rn(sign, sin[row]);
+    const double a = x[base + i];
+    const double e = x[base + i + half];
+    out[base + i] = static_cast<float>(__dsub_rn(__dmul_rn(a, c), __dmul_rn(e, sn)));
+    out[base + i + half] = static_cast<float>(__dadd_rn(__dmul_rn(e, c), __dmul_rn(a, sn)));
+  }
+}
+
+// swiglu_backward_ref's float64 arithmetic, operation by operation (exp within an ulp of the CPU's).
+__global__ void swiglu_backward_kernel(const float* __restrict__ gate, const float* __restrict__ up, const float* __restrict__ grad,
+                                       float* __restrict__ dgate, float* __restrict__ dup, size_t n) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const double x = gate[i];
+    const double e = exp(-fabs(x));
+    const double sig = __ddiv_rn(x >= 0.0 ? 1.0 : e, __dadd_rn(1.0, e));
+    const double g = grad[i];
+    if (dgate != nullptr) {
+      const double slope = __dadd_rn(1.0, __dmul_rn(x, __dsub_rn(1.0, sig)));
+      dgate[i] = static_cast<float>(__dmul_rn(__dmul_rn(__dmul_rn(g, static_cast<double>(up[i])), sig), slope));
+    }
+    if (dup != nullptr) dup[i] = static_cast<float>(__dmul_rn(__dmul_rn(g, x), sig));
+  }
+}
+
 }  // namespace
+
+cudaError_t rope_launch(const float* x, const double* cos, const double* sin, float* out, size_t b, size_t s, size_t heads, size_t d,
+                        size_t table_rows, double sign, cudaStream_t stream) {
+  const size_t n = b * s * heads * (d / 2);
+  if (n == 0) return cudaSuccess;
+  rope_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, cos, sin, out, b, s, heads, d / 2, table_rows, sign);
+  return cudaGetLastError();
+}
+
+cudaError_t swiglu_backward_launch(const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t n,
+                                   cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  swiglu_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(gate, up, grad, dgate, dup, n);
+  return cudaGetLastError();
+}
 
 cudaError_t to_bf16_launch(const float* in, uint16_t* out, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
