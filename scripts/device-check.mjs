@@ -142,6 +142,27 @@ if (status.available) {
     assert(worst <= 1, `${worst} ulps`)
     return { worstUlps: worst }
   })
+  check("rmsnormBackward: the CPU kernel's bits (dx and dw)", () => {
+    const backward = CpuOptional.rmsnormBackwardKernel()
+    for (const [rows, cols] of [
+      [1, 1],
+      [7, 1000],
+      [1024, 4096],
+    ]) {
+      const [x, w, g] = [floats(rows * cols), floats(cols), floats(rows * cols)]
+      const rstd = Float64Array.from({ length: rows }, () => 1 / (1 + Math.abs(random())))
+      const cpu = [new Float32Array(rows * cols), new Float64Array(cols)]
+      const gpu = [new Float32Array(rows * cols), new Float64Array(cols)]
+      backward(x, w, g, rstd, rows, cols, cpu[0], cpu[1])
+      ops.rmsnormBackward(x, w, g, rstd, rows, cols, gpu[0], gpu[1])
+      assert(ulps(gpu[0], cpu[0]) === 0, `${rows}x${cols}: dx differs`)
+      assert(
+        gpu[1].every((v, j) => Object.is(v, cpu[1][j])),
+        `${rows}x${cols}: dw differs`,
+      )
+    }
+    return "bit for bit"
+  })
   check("ropeRotate: the CPU kernel's bits (shared and per-token tables, both signs)", () => {
     const rope = CpuElementwise.ropeKernel()
     for (const [b, s, heads, d, perToken, sign] of [
@@ -303,7 +324,7 @@ const report = {
   doctor: doctorJson,
   checks,
   notYet: [
-    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows, swiglu and its backward, combineRows, RoPE, adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, router, cross-entropy, attention, the RMSNorm backward",
+    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows, swiglu and its backward, combineRows, RoPE, adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, router, cross-entropy, attention",
     "the NCCL backend's contract subset on one GPU",
     "one MoE layer forward and backward against PyTorch eager",
   ],

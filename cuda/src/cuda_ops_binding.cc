@@ -11,6 +11,7 @@
 //   ropeRotate(x, cos, sin, out, b, s, heads, d, tableRows, sign)  RoPE (the CPU's ropeRotate,
 //                  float32 x and out, float64 tables)
 //   swigluBackward(gate, up, grad, dGate, dUp)             dGate or dUp may be null
+//   rmsnormBackward(x, w, g, rstd, rows, cols, dx, dw)     rstd and dw Float64Array; dx or dw null
 // Wrong types or lengths are TypeErrors / RangeErrors thrown before any device work; without a
 // GPU every call throws "no device: ...".
 #include "cuda_ops_binding.h"
@@ -188,6 +189,33 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
                        [&](const DevicePointers& dp, cudaStream_t st) { return swiglu_backward_launch(dp.f32(0), dp.f32(1), dp.f32(2), dp.f32(3), dp.f32(4), n, st); });
 }
 
+Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "rmsnormBackward";
+  Napi::Env env = info.Env();
+  ArrayArg x, w, g, rstd, dx, dw;
+  double rows = 0, cols = 0;
+  const bool want_dx = info.Length() > 6 && !info[6].IsNull();
+  const bool want_dw = info.Length() > 7 && !info[7].IsNull();
+  if (!expect_array(info, fn, 0, "x", {napi_float32_array}, &x) || !expect_array(info, fn, 1, "w", {napi_float32_array}, &w) ||
+      !expect_array(info, fn, 2, "g", {napi_float32_array}, &g) || !expect_array(info, fn, 3, "rstd", {napi_float64_array}, &rstd) ||
+      !expect_number(info, fn, 4, "rows", &rows) || !expect_number(info, fn, 5, "cols", &cols) ||
+      (want_dx && !expect_array(info, fn, 6, "dx", {napi_float32_array}, &dx)) || (want_dw && !expect_array(info, fn, 7, "dw", {napi_float64_array}, &dw)))
+    return env.Undefined();
+  const size_t r = static_cast<size_t>(rows), c = static_cast<size_t>(cols);
+  if (x.length != r * c || g.length != r * c || w.length != c || rstd.length != r || (want_dx && dx.length != r * c) || (want_dw && dw.length != c)) {
+    throw_range_error(env, std::string(fn) + ": x, g and dx need rows * cols elements, w and dw cols, rstd rows");
+    return env.Undefined();
+  }
+  // Device scratch for the rows' coefficients (its host side is never read or written).
+  const ArrayArg scratch{napi_float64_array, r, nullptr, Napi::Value()};
+  return run_on_device(info, fn,
+                       {{&x, Way::in}, {&w, Way::in}, {&g, Way::in}, {&rstd, Way::in}, {want_dx ? &dx : nullptr, Way::out}, {want_dw ? &dw : nullptr, Way::out},
+                        {want_dx ? &scratch : nullptr, Way::scratch}},
+                       [&](const DevicePointers& dp, cudaStream_t st) {
+                         return rmsnorm_backward_launch(dp.f32(0), dp.f32(1), dp.f32(2), dp.f64(3), r, c, dp.f32(4), dp.f64(5), dp.f64(6), st);
+                       });
+}
+
 }  // namespace
 
 void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
@@ -198,6 +226,7 @@ void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("combineRows", Napi::Function::New(env, CombineRows, "combineRows"));
   exports.Set("ropeRotate", Napi::Function::New(env, RopeRotate, "ropeRotate"));
   exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward, "swigluBackward"));
+  exports.Set("rmsnormBackward", Napi::Function::New(env, RmsnormBackward, "rmsnormBackward"));
 }
 
 }  // namespace pleat

@@ -1,6 +1,6 @@
 // The first CUDA kernels (cuda/src/kernels/ops_cuda.h) against their CPU twins: gather exact,
-// AdamW, the MoE unpermute and RoPE the same bits, RMSNorm and SwiGLU (forward and backward)
-// within one float ulp; the cuBLAS GEMMs (dlopen'ed,
+// AdamW, the MoE unpermute, RoPE and the RMSNorm backward the same bits, RMSNorm and SwiGLU
+// (forward, and SwiGLU's backward) within one float ulp; the cuBLAS GEMMs (dlopen'ed,
 // cuda/src/cublas_binding.cc) within fp32 rounding of the float64 product, grouped = per expert. Where no GPU runs (here, CI)
 // only the argument checks and the "no device" path run; scripts/device-check runs the rest on
 // the GPU machine (and PLEAT_REQUIRE_GPU=1 makes a missing device fail instead).
@@ -45,6 +45,10 @@ describe.runIf(built && !status.available)("CUDA kernels without a device", () =
     expect(() => ops.ropeRotate(new Float32Array(4), new Float64Array(2), new Float64Array(2), new Float32Array(4), dims, 1)).toThrow(/^no device: /)
     expect(() => ops.swigluBackward(new Float32Array(2), new Float32Array(2), new Float32Array(3), undefined, new Float32Array(2))).toThrow(RangeError)
     expect(() => ops.swigluBackward(new Float32Array(2), new Float32Array(2), new Float32Array(2), undefined, new Float32Array(2))).toThrow(/^no device: /)
+    expect(() => ops.rmsnormBackward(new Float32Array(4), new Float32Array(2), new Float32Array(4), new Float64Array(1), 2, 2, undefined, undefined)).toThrow(/rstd rows/)
+    expect(() => ops.rmsnormBackward(new Float32Array(4), new Float32Array(2), new Float32Array(4), new Float64Array(2), 2, 2, new Float32Array(4), undefined)).toThrow(
+      /^no device: /,
+    )
     expect(() => ops.gemm(new Float32Array(3), new Float32Array(4), new Float32Array(4), 2, 2, 2)).toThrow(/a needs m \* k elements/)
     expect(() => ops.gemm(new Float32Array(4), new Float32Array(4), new Float32Array(4), 2, 2, 2, true)).toThrow(/^no device: /)
     expect(() => ops.groupedGemm(new Float32Array(4), new Float32Array(8), new Float32Array(4), Int32Array.of(3, -1), 2, 2)).toThrow(/counts\[1\] = -1 is negative/)
@@ -119,6 +123,24 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
         ops().swigluBackward(gate, up, grad, gpu.g, gpu.u)
         if (cpu.g !== undefined && gpu.g !== undefined) expect(beyondOneUlp(gpu.g, cpu.g)).toBe(0)
         if (cpu.u !== undefined && gpu.u !== undefined) expect(beyondOneUlp(gpu.u, cpu.u)).toBe(0)
+      }),
+      { numRuns: 20 },
+    )
+  })
+
+  test("rmsnormBackward equals the CPU kernel bit for bit (dx, dw, either alone)", () => {
+    const cpuBackward = CpuOptional.rmsnormBackwardKernel()
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 2100 }), fc.integer(), fc.integer({ min: 0, max: 2 }), (rows, cols, seed, which) => {
+        const [x, w, g] = [floats(rows * cols, seed), floats(cols, seed + 1), floats(rows * cols, seed + 2)]
+        const rstd = Float64Array.from(floats(rows, seed + 3), (v) => 1 / (1 + Math.abs(v)))
+        const wantDx = which !== 1
+        const wantDw = which !== 0
+        const cpu = { dx: wantDx ? new Float32Array(rows * cols) : undefined, dw: wantDw ? new Float64Array(cols) : undefined }
+        const gpu = { dx: wantDx ? new Float32Array(rows * cols) : undefined, dw: wantDw ? new Float64Array(cols) : undefined }
+        cpuBackward?.(x, w, g, rstd, rows, cols, cpu.dx, cpu.dw)
+        ops().rmsnormBackward(x, w, g, rstd, rows, cols, gpu.dx, gpu.dw)
+        expect(gpu).toEqual(cpu)
       }),
       { numRuns: 20 },
     )

@@ -49,6 +49,7 @@ interface CudaAddon {
   adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, ...scalars: [number, number, number, number, number, number, number, number]): void
   ropeRotate(x: Float32Array, cos: Float64Array, sin: Float64Array, out: Float32Array, b: number, s: number, heads: number, d: number, tableRows: number, sign: number): void
   swigluBackward(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
+  rmsnormBackward(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
   cublasLoad(path: string): { readonly loaded: true; readonly path: string } | { readonly loaded: false; readonly error: string }
   gemm(a: Float32Array, b: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16: boolean): number
   groupedGemm(a: Float32Array, b: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16: boolean): number
@@ -84,6 +85,7 @@ const functions = [
   "combineRows",
   "ropeRotate",
   "swigluBackward",
+  "rmsnormBackward",
   "cublasLoad",
   "gemm",
   "groupedGemm",
@@ -158,10 +160,10 @@ export const deviceMemory = () => {
 
 /**
  * The first CUDA kernels (cuda/src/kernels/ops_cuda.h) on host arrays, with the CPU kernels'
- * signatures (Cpu.gatherRows, Cpu.rmsnormRows, Cpu.swiglu, CpuOptional's AdamW and SwiGLU
- * backward, CpuDispatch's combineRows without its extra column, CpuElementwise's RoPE): copied
- * to the device, run, copied back. gatherRows is exact, AdamW, combineRows (the MoE unpermute)
- * and RoPE the same bits as the CPU; RMSNorm and SwiGLU forward and backward within one float
+ * signatures (Cpu.gatherRows, Cpu.rmsnormRows, Cpu.swiglu, CpuOptional's AdamW, SwiGLU and
+ * RMSNorm backwards, CpuDispatch's combineRows without its extra column, CpuElementwise's RoPE):
+ * copied to the device, run, copied back. gatherRows is exact, AdamW, combineRows (the MoE
+ * unpermute), RoPE and the RMSNorm backward the same bits as the CPU; RMSNorm and SwiGLU forward and backward within one float
  * ulp (their float64 sums and exp differ in order or last bit). Throw
  * "no device:" without a GPU, TypeError / RangeError for bad arguments.
  * @category kernels
@@ -192,6 +194,16 @@ export const deviceOps = () => {
     ): void => a.ropeRotate(x, cos, sin, out, dims.b, dims.s, dims.heads, dims.d, dims.tableRows, sign),
     swigluBackward: (gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | undefined, dUp: Float32Array | undefined): void =>
       a.swigluBackward(gate, up, grad, dGate ?? null, dUp ?? null),
+    rmsnormBackward: (
+      x: Float32Array,
+      w: Float32Array,
+      g: Float32Array,
+      rstd: Float64Array,
+      rows: number,
+      cols: number,
+      dx: Float32Array | undefined,
+      dw: Float64Array | undefined,
+    ): void => a.rmsnormBackward(x, w, g, rstd, rows, cols, dx ?? null, dw ?? null),
     /** Row-major out[m, n] = a[m, k] b[k, n] through cuBLAS (loadCublas first); bf16 rounds a and b
      * to bfloat16 on the device and multiplies with fp32 accumulation. The GEMM's device ms. */
     gemm: (x: Float32Array, y: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16 = false): number => a.gemm(x, y, out, m, n, k, bf16),

@@ -142,7 +142,58 @@ __global__ void swiglu_backward_kernel(const float* __restrict__ gate, const flo
   }
 }
 
+// rmsnorm_backward.cc in its order and association, each operation rounded on its own: the
+// row's dot product and each column's sum over the rows run sequentially in one thread (so the
+// same bits as the CPU), the dx elements in parallel from the row's coefficient.
+__global__ void rmsnorm_backward_coefficient_kernel(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ g,
+                                                    const double* __restrict__ rstd, size_t rows, size_t cols, double* __restrict__ coefficient) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t r = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < rows; r += stride) {
+    const float* xr = x + r * cols;
+    const float* gr = g + r * cols;
+    double dot = 0;
+    for (size_t j = 0; j < cols; ++j) dot = __dadd_rn(dot, __dmul_rn(__dmul_rn(static_cast<double>(gr[j]), static_cast<double>(w[j])), static_cast<double>(xr[j])));
+    const double sr = rstd[r];
+    coefficient[r] = __ddiv_rn(__dmul_rn(__dmul_rn(sr, sr), dot), static_cast<double>(cols));
+  }
+}
+
+__global__ void rmsnorm_backward_dx_kernel(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ g,
+                                           const double* __restrict__ rstd, const double* __restrict__ coefficient, size_t rows, size_t cols,
+                                           float* __restrict__ dx) {
+  const size_t n = rows * cols;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const size_t r = i / cols, j = i - r * cols;
+    const double gw = __dmul_rn(static_cast<double>(g[i]), static_cast<double>(w[j]));
+    dx[i] = static_cast<float>(__dmul_rn(rstd[r], __dsub_rn(gw, __dmul_rn(static_cast<double>(x[i]), coefficient[r]))));
+  }
+}
+
+__global__ void rmsnorm_backward_dw_kernel(const float* __restrict__ x, const float* __restrict__ g, const double* __restrict__ rstd, size_t rows,
+                                           size_t cols, double* __restrict__ dw) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t j = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < cols; j += stride) {
+    double sum = 0;
+    for (size_t r = 0; r < rows; ++r) {
+      sum = __dadd_rn(sum, __dmul_rn(__dmul_rn(static_cast<double>(g[r * cols + j]), static_cast<double>(x[r * cols + j])), rstd[r]));
+    }
+    dw[j] = sum;
+  }
+}
+
 }  // namespace
+
+cudaError_t rmsnorm_backward_launch(const float* x, const float* w, const float* g, const double* rstd, size_t rows, size_t cols, float* dx,
+                                    double* dw, double* coefficient, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return cudaSuccess;
+  if (dx != nullptr) {
+    rmsnorm_backward_coefficient_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(x, w, g, rstd, rows, cols, coefficient);
+    rmsnorm_backward_dx_kernel<<<blocks_for(rows * cols), kThreads, 0, stream>>>(x, w, g, rstd, coefficient, rows, cols, dx);
+  }
+  if (dw != nullptr) rmsnorm_backward_dw_kernel<<<blocks_for(cols), kThreads, 0, stream>>>(x, g, rstd, rows, cols, dw);
+  return cudaGetLastError();
+}
 
 cudaError_t rope_launch(const float* x, const double* cos, const double* sin, float* out, size_t b, size_t s, size_t heads, size_t d,
                         size_t table_rows, double sign, cudaStream_t stream) {

@@ -15,6 +15,9 @@
 //                  (token_offsets [T + 1], token_rows in increasing j)
 //   rope           RoPE's rotation (rope.h): x [b, s, heads, d], tables [table_rows, d / 2] in
 //                  float64, each operation rounded on its own: the same bits as the CPU
+//   rmsnorm_backward  the gradients of rmsnorm_rows (rows.h rmsnorm_backward; dx or dw may be
+//                  null): the CPU's float64 order and association, so the same bits; coefficient
+//                  is device scratch of `rows` doubles (needed with dx)
 //   swiglu_backward  the gradients of swiglu (rows.h swiglu_backward; dgate or dup may be null)
 //                  in float64 as swiglu_backward_ref: within one float ulp (exp's last bit)
 // Device pointers; launched on `stream`; return the launch status.
@@ -36,6 +39,8 @@ cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out,
 cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream);
 cudaError_t combine_rows_launch(const float* rows, size_t row_stride, const int32_t* token_offsets, const int32_t* token_rows,
                                 const float* weights, size_t tokens, size_t cols, float* out, cudaStream_t stream);
+cudaError_t rmsnorm_backward_launch(const float* x, const float* w, const float* g, const double* rstd, size_t rows, size_t cols, float* dx,
+                                    double* dw, double* coefficient, cudaStream_t stream);
 cudaError_t rope_launch(const float* x, const double* cos, const double* sin, float* out, size_t b, size_t s, size_t heads, size_t d,
                         size_t table_rows, double sign, cudaStream_t stream);
 cudaError_t swiglu_backward_launch(const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t n,
