@@ -16,6 +16,7 @@ const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
 const CpuOptional = await import(path.join(root, "dist/native/CpuOptional.js"))
 const CpuDispatch = await import(path.join(root, "dist/native/CpuDispatch.js"))
 const CpuElementwise = await import(path.join(root, "dist/native/CpuElementwise.js"))
+const CpuCrossEntropy = await import(path.join(root, "dist/native/CpuCrossEntropy.js"))
 const Bf16Round = await import(path.join(root, "dist/tensor/kernels/Bf16Round.js"))
 
 const checks = []
@@ -162,6 +163,38 @@ if (status.available) {
       )
     }
     return "bit for bit"
+  })
+  check("cross-entropy row kernels: maxima exact, sums within 1e-14, gradients within one ulp of the CPU's", () => {
+    const cpu = CpuCrossEntropy.crossEntropyKernels()
+    let worst = 0
+    for (const [rows, cols] of [
+      [1, 1],
+      [64, 32000],
+      [512, 151936],
+    ]) {
+      const x = floats(rows * cols).map((v) => v * 3)
+      const targets = Int32Array.from({ length: rows }, (_, r) => (r % 5 === 0 ? -1 : (r * 7919) % cols))
+      const want = { max: new Float64Array(rows), sum: new Float64Array(rows), d: new Float32Array(rows * cols) }
+      const got = { max: new Float64Array(rows), sum: new Float64Array(rows), d: new Float32Array(rows * cols) }
+      cpu.rowMax(x, rows, cols, want.max)
+      ops.crossEntropy.rowMax(x, rows, cols, got.max)
+      assert(
+        got.max.every((v, r) => Object.is(v, want.max[r])),
+        `${rows}x${cols}: maxima differ`,
+      )
+      cpu.rowSumExp(x, rows, cols, want.max, want.sum)
+      ops.crossEntropy.rowSumExp(x, rows, cols, want.max, got.sum)
+      assert(
+        got.sum.every((v, r) => Math.abs(v - want.sum[r]) <= 1e-14 * want.sum[r]),
+        `${rows}x${cols}: sums differ`,
+      )
+      const logSum = want.sum.map((v, r) => want.max[r] + Math.log(v))
+      cpu.grad(x, rows, cols, logSum, targets, -1, 0, 1 / rows, want.d)
+      ops.crossEntropy.grad(x, rows, cols, logSum, targets, -1, 0, 1 / rows, got.d)
+      worst = Math.max(worst, ulps(got.d, want.d))
+    }
+    assert(worst <= 1, `gradient ${worst} ulps`)
+    return { worstGradientUlps: worst }
   })
   check("ropeRotate: the CPU kernel's bits (shared and per-token tables, both signs)", () => {
     const rope = CpuElementwise.ropeKernel()
@@ -324,7 +357,7 @@ const report = {
   doctor: doctorJson,
   checks,
   notYet: [
-    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows, swiglu and its backward, combineRows, RoPE, adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, router, cross-entropy, attention",
+    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows, RoPE, the cross-entropy row kernels, adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, router, attention",
     "the NCCL backend's contract subset on one GPU",
     "one MoE layer forward and backward against PyTorch eager",
   ],

@@ -12,6 +12,8 @@
 //                  float32 x and out, float64 tables)
 //   swigluBackward(gate, up, grad, dGate, dUp)             dGate or dUp may be null
 //   rmsnormBackward(x, w, g, rstd, rows, cols, dx, dw)     rstd and dw Float64Array; dx or dw null
+//   crossEntropyRowMax(x, rows, cols, max), crossEntropyRowSumExp(x, rows, cols, max, sum),
+//   crossEntropyGrad(x, rows, cols, logSum, targets, ignore, start, scale, d)   as CpuCrossEntropy's
 // Wrong types or lengths are TypeErrors / RangeErrors thrown before any device work; without a
 // GPU every call throws "no device: ...".
 #include "cuda_ops_binding.h"
@@ -216,6 +218,64 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
                        });
 }
 
+// x [rows, cols] float32 and its row count checked; false (with the error thrown) otherwise.
+bool ce_rows(const Napi::CallbackInfo& info, const char* fn, ArrayArg* x, size_t* rows, size_t* cols) {
+  double r = 0, c = 0;
+  if (!expect_array(info, fn, 0, "x", {napi_float32_array}, x) || !expect_number(info, fn, 1, "rows", &r) || !expect_number(info, fn, 2, "cols", &c)) return false;
+  *rows = static_cast<size_t>(r);
+  *cols = static_cast<size_t>(c);
+  if (r < 0 || c < 0 || x->length != *rows * *cols) return throw_range_error(info.Env(), std::string(fn) + ": x needs rows * cols elements");
+  return true;
+}
+
+Napi::Value CrossEntropyRowMax(const Napi::CallbackInfo& info) {
+  const char* fn = "crossEntropyRowMax";
+  ArrayArg x, max;
+  size_t rows = 0, cols = 0;
+  if (!ce_rows(info, fn, &x, &rows, &cols) || !expect_array(info, fn, 3, "max", {napi_float64_array}, &max)) return info.Env().Undefined();
+  if (max.length != rows) {
+    throw_range_error(info.Env(), std::string(fn) + ": max needs rows elements");
+    return info.Env().Undefined();
+  }
+  return run_on_device(info, fn, {{&x, Way::in}, {&max, Way::out}}, [&](const DevicePointers& d, cudaStream_t s) { return ce_row_max_launch(d.f32(0), rows, cols, d.f64(1), s); });
+}
+
+Napi::Value CrossEntropyRowSumExp(const Napi::CallbackInfo& info) {
+  const char* fn = "crossEntropyRowSumExp";
+  ArrayArg x, max, sum;
+  size_t rows = 0, cols = 0;
+  if (!ce_rows(info, fn, &x, &rows, &cols) || !expect_array(info, fn, 3, "max", {napi_float64_array}, &max) ||
+      !expect_array(info, fn, 4, "sum", {napi_float64_array}, &sum))
+    return info.Env().Undefined();
+  if (max.length != rows || sum.length != rows) {
+    throw_range_error(info.Env(), std::string(fn) + ": max and sum need rows elements");
+    return info.Env().Undefined();
+  }
+  return run_on_device(info, fn, {{&x, Way::in}, {&max, Way::in}, {&sum, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) { return ce_row_sum_exp_launch(d.f32(0), rows, cols, d.f64(1), d.f64(2), s); });
+}
+
+Napi::Value CrossEntropyGrad(const Napi::CallbackInfo& info) {
+  const char* fn = "crossEntropyGrad";
+  ArrayArg x, log_sum, targets, d;
+  size_t rows = 0, cols = 0;
+  double ignore = 0, start = 0, scale = 0;
+  if (!ce_rows(info, fn, &x, &rows, &cols) || !expect_array(info, fn, 3, "logSum", {napi_float64_array}, &log_sum) ||
+      !expect_array(info, fn, 4, "targets", {napi_int32_array}, &targets) || !expect_number(info, fn, 5, "ignore", &ignore) ||
+      !expect_number(info, fn, 6, "start", &start) || !expect_number(info, fn, 7, "scale", &scale) ||
+      !expect_array(info, fn, 8, "d", {napi_float32_array}, &d))
+    return info.Env().Undefined();
+  if (log_sum.length != rows || targets.length != rows || d.length != x.length) {
+    throw_range_error(info.Env(), std::string(fn) + ": logSum and targets need rows elements, d rows * cols");
+    return info.Env().Undefined();
+  }
+  const int32_t ig = static_cast<int32_t>(ignore);
+  const int64_t st0 = static_cast<int64_t>(start);
+  return run_on_device(info, fn, {{&x, Way::in}, {&log_sum, Way::in}, {&targets, Way::in}, {&d, Way::out}}, [&](const DevicePointers& p, cudaStream_t s) {
+    return ce_grad_launch(p.f32(0), rows, cols, p.f64(1), p.i32(2), ig, st0, scale, p.f32(3), s);
+  });
+}
+
 }  // namespace
 
 void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
@@ -227,6 +287,9 @@ void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("ropeRotate", Napi::Function::New(env, RopeRotate, "ropeRotate"));
   exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward, "swigluBackward"));
   exports.Set("rmsnormBackward", Napi::Function::New(env, RmsnormBackward, "rmsnormBackward"));
+  exports.Set("crossEntropyRowMax", Napi::Function::New(env, CrossEntropyRowMax, "crossEntropyRowMax"));
+  exports.Set("crossEntropyRowSumExp", Napi::Function::New(env, CrossEntropyRowSumExp, "crossEntropyRowSumExp"));
+  exports.Set("crossEntropyGrad", Napi::Function::New(env, CrossEntropyGrad, "crossEntropyGrad"));
 }
 
 }  // namespace pleat

@@ -8,6 +8,7 @@ import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as Addon from "../../src/native/Addon.js"
 import * as Cpu from "../../src/native/Cpu.js"
+import * as CpuCrossEntropy from "../../src/native/CpuCrossEntropy.js"
 import * as CpuDispatch from "../../src/native/CpuDispatch.js"
 import * as CpuElementwise from "../../src/native/CpuElementwise.js"
 import * as CpuOptional from "../../src/native/CpuOptional.js"
@@ -22,12 +23,15 @@ const floats = (n: number, seed: number) => {
   return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 8 - 4)
 }
 
-/** Elements whose float32 values are more than one ulp apart. */
+/** Elements whose float32 values are more than one ulp apart (two NaNs, whatever their bits, agree). */
 const beyondOneUlp = (a: Float32Array, b: Float32Array): number => {
   const ia = new Int32Array(a.buffer, a.byteOffset, a.length)
   const ib = new Int32Array(b.buffer, b.byteOffset, b.length)
   let n = 0
-  for (let i = 0; i < a.length; i++) if (Math.abs((ia[i] as number) - (ib[i] as number)) > 1) n++
+  for (let i = 0; i < a.length; i++) {
+    if (Number.isNaN(a[i]) && Number.isNaN(b[i])) continue
+    if (Math.abs((ia[i] as number) - (ib[i] as number)) > 1) n++
+  }
   return n
 }
 
@@ -141,6 +145,32 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
         cpuBackward?.(x, w, g, rstd, rows, cols, cpu.dx, cpu.dw)
         ops().rmsnormBackward(x, w, g, rstd, rows, cols, gpu.dx, gpu.dw)
         expect(gpu).toEqual(cpu)
+      }),
+      { numRuns: 20 },
+    )
+  })
+
+  test("cross-entropy row kernels: maxima exact, sums within 1e-14, gradients within one ulp of the CPU's", () => {
+    const cpu = CpuCrossEntropy.crossEntropyKernels()
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 5000 }), fc.integer(), (rows, cols, seed) => {
+        const x = floats(rows * cols, seed).map((v) => v * 3)
+        if (cols > 3) x[(seed >>> 0) % x.length] = Number.NaN // a NaN row: NaN through max, sum and grad
+        const targets = Int32Array.from({ length: rows }, (_, r) => (r % 5 === 0 ? -1 : (r * 7919 + (seed >>> 0)) % (cols + 3)))
+        const want = { max: new Float64Array(rows), sum: new Float64Array(rows), d: new Float32Array(rows * cols) }
+        const got = { max: new Float64Array(rows), sum: new Float64Array(rows), d: new Float32Array(rows * cols) }
+        cpu?.rowMax(x, rows, cols, want.max)
+        ops().crossEntropy.rowMax(x, rows, cols, got.max)
+        expect(got.max).toEqual(want.max)
+        cpu?.rowSumExp(x, rows, cols, want.max, want.sum)
+        ops().crossEntropy.rowSumExp(x, rows, cols, want.max, got.sum)
+        got.sum.forEach((v, r) =>
+          Number.isNaN(want.sum[r] as number) ? expect(v).toBeNaN() : expect(Math.abs(v - (want.sum[r] as number))).toBeLessThanOrEqual(1e-14 * (want.sum[r] as number)),
+        )
+        const logSum = want.sum.map((v, r) => (want.max[r] as number) + Math.log(v))
+        cpu?.grad(x, rows, cols, logSum, targets, -1, 2, 0.25, want.d)
+        ops().crossEntropy.grad(x, rows, cols, logSum, targets, -1, 2, 0.25, got.d)
+        expect(beyondOneUlp(got.d, want.d)).toBe(0)
       }),
       { numRuns: 20 },
     )

@@ -50,6 +50,9 @@ interface CudaAddon {
   ropeRotate(x: Float32Array, cos: Float64Array, sin: Float64Array, out: Float32Array, b: number, s: number, heads: number, d: number, tableRows: number, sign: number): void
   swigluBackward(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
   rmsnormBackward(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
+  crossEntropyRowMax(x: Float32Array, rows: number, cols: number, max: Float64Array): void
+  crossEntropyRowSumExp(x: Float32Array, rows: number, cols: number, max: Float64Array, sum: Float64Array): void
+  crossEntropyGrad(x: Float32Array, rows: number, cols: number, logSum: Float64Array, targets: Int32Array, ignore: number, start: number, scale: number, d: Float32Array): void
   cublasLoad(path: string): { readonly loaded: true; readonly path: string } | { readonly loaded: false; readonly error: string }
   gemm(a: Float32Array, b: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16: boolean): number
   groupedGemm(a: Float32Array, b: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16: boolean): number
@@ -86,6 +89,9 @@ const functions = [
   "ropeRotate",
   "swigluBackward",
   "rmsnormBackward",
+  "crossEntropyRowMax",
+  "crossEntropyRowSumExp",
+  "crossEntropyGrad",
   "cublasLoad",
   "gemm",
   "groupedGemm",
@@ -161,9 +167,11 @@ export const deviceMemory = () => {
 /**
  * The first CUDA kernels (cuda/src/kernels/ops_cuda.h) on host arrays, with the CPU kernels'
  * signatures (Cpu.gatherRows, Cpu.rmsnormRows, Cpu.swiglu, CpuOptional's AdamW, SwiGLU and
- * RMSNorm backwards, CpuDispatch's combineRows without its extra column, CpuElementwise's RoPE):
- * copied to the device, run, copied back. gatherRows is exact, AdamW, combineRows (the MoE
- * unpermute), RoPE and the RMSNorm backward the same bits as the CPU; RMSNorm and SwiGLU forward and backward within one float
+ * RMSNorm backwards, CpuDispatch's combineRows without its extra column, CpuElementwise's RoPE,
+ * CpuCrossEntropy's row kernels): copied to the device, run, copied back. gatherRows and the
+ * cross-entropy row maxima are exact, AdamW, combineRows (the MoE unpermute), RoPE and the
+ * RMSNorm backward the same bits as the CPU; the cross-entropy sums within a few double ulp and
+ * its gradient within one float ulp (exp's last bit); RMSNorm and SwiGLU forward and backward within one float
  * ulp (their float64 sums and exp differ in order or last bit). Throw
  * "no device:" without a GPU, TypeError / RangeError for bad arguments.
  * @category kernels
@@ -204,6 +212,13 @@ export const deviceOps = () => {
       dx: Float32Array | undefined,
       dw: Float64Array | undefined,
     ): void => a.rmsnormBackward(x, w, g, rstd, rows, cols, dx ?? null, dw ?? null),
+    /** CpuCrossEntropy's kernels (cuda/src/kernels/cross_entropy.h) on the device. */
+    crossEntropy: {
+      rowMax: (x: Float32Array, rows: number, cols: number, max: Float64Array): void => a.crossEntropyRowMax(x, rows, cols, max),
+      rowSumExp: (x: Float32Array, rows: number, cols: number, max: Float64Array, sum: Float64Array): void => a.crossEntropyRowSumExp(x, rows, cols, max, sum),
+      grad: (x: Float32Array, rows: number, cols: number, logSum: Float64Array, targets: Int32Array, ignore: number, start: number, scale: number, d: Float32Array): void =>
+        a.crossEntropyGrad(x, rows, cols, logSum, targets, ignore, start, scale, d),
+    },
     /** Row-major out[m, n] = a[m, k] b[k, n] through cuBLAS (loadCublas first); bf16 rounds a and b
      * to bfloat16 on the device and multiplies with fp32 accumulation. The GEMM's device ms. */
     gemm: (x: Float32Array, y: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16 = false): number => a.gemm(x, y, out, m, n, k, bf16),

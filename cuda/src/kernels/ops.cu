@@ -182,7 +182,77 @@ __global__ void rmsnorm_backward_dw_kernel(const float* __restrict__ x, const fl
   }
 }
 
+// cross_entropy.h's kernels. Math.max of two doubles (NaN if either is, +0 above -0): it is
+// commutative and associative, so the block's tree gives the CPU's sequential result.
+__device__ double js_max(double m, double v) {
+  if (isnan(m) || isnan(v)) return __longlong_as_double(0x7ff8000000000000LL);
+  if (v > m) return v;
+  if (v == m && v == 0.0 && signbit(m) && !signbit(v)) return v;
+  return m;
+}
+
+// One block per row.
+__global__ void ce_row_max_kernel(const float* __restrict__ x, size_t cols, double* __restrict__ max) {
+  __shared__ double partial[kThreads];
+  const float* row = x + static_cast<size_t>(blockIdx.x) * cols;
+  double m = -INFINITY;
+  for (size_t j = threadIdx.x; j < cols; j += blockDim.x) m = js_max(m, row[j]);
+  partial[threadIdx.x] = m;
+  __syncthreads();
+  for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) partial[threadIdx.x] = js_max(partial[threadIdx.x], partial[threadIdx.x + half]);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) max[blockIdx.x] = partial[0];
+}
+
+// One thread per row, j ascending as the CPU (exp within an ulp of std::exp's).
+__global__ void ce_row_sum_exp_kernel(const float* __restrict__ x, size_t rows, size_t cols, const double* __restrict__ max, double* __restrict__ sum) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t r = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < rows; r += stride) {
+    const float* row = x + r * cols;
+    double s = 0;
+    for (size_t j = 0; j < cols; ++j) s = __dadd_rn(s, exp(__dsub_rn(static_cast<double>(row[j]), max[r])));
+    sum[r] = s;
+  }
+}
+
+__global__ void ce_grad_kernel(const float* __restrict__ x, size_t rows, size_t cols, const double* __restrict__ log_sum,
+                               const int32_t* __restrict__ targets, int32_t ignore, int64_t start, double scale, float* __restrict__ d) {
+  const size_t n = rows * cols;
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const size_t r = i / cols, j = i - r * cols;
+    const int32_t t = targets[r];
+    if (t == ignore) {
+      d[i] = 0.0f;
+      continue;
+    }
+    const double p = exp(__dsub_rn(static_cast<double>(x[i]), log_sum[r]));
+    d[i] = static_cast<float>(__dmul_rn(scale, __dsub_rn(p, start + static_cast<int64_t>(j) == t ? 1.0 : 0.0)));
+  }
+}
+
 }  // namespace
+
+cudaError_t ce_row_max_launch(const float* x, size_t rows, size_t cols, double* max, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  ce_row_max_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, cols, max);
+  return cudaGetLastError();
+}
+
+cudaError_t ce_row_sum_exp_launch(const float* x, size_t rows, size_t cols, const double* max, double* sum, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  ce_row_sum_exp_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(x, rows, cols, max, sum);
+  return cudaGetLastError();
+}
+
+cudaError_t ce_grad_launch(const float* x, size_t rows, size_t cols, const double* log_sum, const int32_t* targets, int32_t ignore, int64_t start,
+                           double scale, float* d, cudaStream_t stream) {
+  if (rows * cols == 0) return cudaSuccess;
+  ce_grad_kernel<<<blocks_for(rows * cols), kThreads, 0, stream>>>(x, rows, cols, log_sum, targets, ignore, start, scale, d);
+  return cudaGetLastError();
+}
 
 cudaError_t rmsnorm_backward_launch(const float* x, const float* w, const float* g, const double* rstd, size_t rows, size_t cols, float* dx,
                                     double* dw, double* coefficient, cudaStream_t stream) {

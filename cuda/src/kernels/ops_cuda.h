@@ -18,6 +18,9 @@
 //   rmsnorm_backward  the gradients of rmsnorm_rows (rows.h rmsnorm_backward; dx or dw may be
 //                  null): the CPU's float64 order and association, so the same bits; coefficient
 //                  is device scratch of `rows` doubles (needed with dx)
+//   ce_row_max, ce_row_sum_exp, ce_grad  the vocabulary-parallel loss's row kernels
+//                  (cross_entropy.h): the maxima exact, the sums of exp(x - max) j ascending
+//                  (exp's last bit may differ), the gradient within one float ulp
 //   swiglu_backward  the gradients of swiglu (rows.h swiglu_backward; dgate or dup may be null)
 //                  in float64 as swiglu_backward_ref: within one float ulp (exp's last bit)
 // Device pointers; launched on `stream`; return the launch status.
@@ -39,6 +42,10 @@ cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out,
 cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream);
 cudaError_t combine_rows_launch(const float* rows, size_t row_stride, const int32_t* token_offsets, const int32_t* token_rows,
                                 const float* weights, size_t tokens, size_t cols, float* out, cudaStream_t stream);
+cudaError_t ce_row_max_launch(const float* x, size_t rows, size_t cols, double* max, cudaStream_t stream);
+cudaError_t ce_row_sum_exp_launch(const float* x, size_t rows, size_t cols, const double* max, double* sum, cudaStream_t stream);
+cudaError_t ce_grad_launch(const float* x, size_t rows, size_t cols, const double* log_sum, const int32_t* targets, int32_t ignore, int64_t start,
+                           double scale, float* d, cudaStream_t stream);
 cudaError_t rmsnorm_backward_launch(const float* x, const float* w, const float* g, const double* rstd, size_t rows, size_t cols, float* dx,
                                     double* dw, double* coefficient, cudaStream_t stream);
 cudaError_t rope_launch(const float* x, const double* cos, const double* sin, float* out, size_t b, size_t s, size_t heads, size_t d,
