@@ -17,6 +17,8 @@ const CpuOptional = await import(path.join(root, "dist/native/CpuOptional.js"))
 const CpuDispatch = await import(path.join(root, "dist/native/CpuDispatch.js"))
 const CpuElementwise = await import(path.join(root, "dist/native/CpuElementwise.js"))
 const CpuCrossEntropy = await import(path.join(root, "dist/native/CpuCrossEntropy.js"))
+const Router = await import(path.join(root, "dist/moe/Router.js"))
+const Tensor = await import(path.join(root, "dist/tensor/Tensor.js"))
 const Bf16Round = await import(path.join(root, "dist/tensor/kernels/Bf16Round.js"))
 
 const checks = []
@@ -196,6 +198,39 @@ if (status.available) {
     assert(worst <= 1, `gradient ${worst} ulps`)
     return { worstGradientUlps: worst }
   })
+  check("router: Router.select's experts and probsFor's probs within one ulp (every mode, groups, bias, scaling)", () => {
+    let worst = 0
+    for (const [tokens, experts, topk, mode, numGroups, groupTopk] of [
+      [4096, 8, 2, "post", undefined, undefined],
+      [4096, 64, 8, "pre", undefined, undefined],
+      [4096, 256, 8, "sigmoid", 8, 4],
+      [1, 1, 1, "sigmoid", undefined, undefined],
+    ]) {
+      const logits = floats(tokens * experts)
+      const bias = mode === "sigmoid" ? Float64Array.from({ length: experts }, () => random() / 10) : undefined
+      const options = {
+        topk,
+        scoreFunction: mode === "sigmoid" ? "sigmoid" : "softmax",
+        preSoftmax: mode === "pre",
+        numGroups: numGroups ?? null,
+        groupTopk: groupTopk ?? null,
+        scalingFactor: 2.5,
+        expertBias: bias ?? null,
+      }
+      const x = Tensor.fromStorage(logits, [tokens, experts])
+      const want = Router.select(x, options)
+      const wantProbs = Router.probsFor(x, want, options).data
+      const [indices, probs] = [new Int32Array(tokens * topk), new Float32Array(tokens * experts)]
+      ops.router(logits, { tokens, experts }, { topk, mode, numGroups, groupTopk, bias, scale: 2.5 }, indices, probs)
+      assert(
+        indices.every((v, i) => v === want[i]),
+        `${tokens}x${experts} top-${topk} ${mode}: the experts differ`,
+      )
+      worst = Math.max(worst, ulps(probs, wantProbs))
+    }
+    assert(worst <= 1, `probs ${worst} ulps`)
+    return { worstProbUlps: worst }
+  })
   check("ropeRotate: the CPU kernel's bits (shared and per-token tables, both signs)", () => {
     const rope = CpuElementwise.ropeKernel()
     for (const [b, s, heads, d, perToken, sign] of [
@@ -357,7 +392,7 @@ const report = {
   doctor: doctorJson,
   checks,
   notYet: [
-    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows, RoPE, the cross-entropy row kernels, adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, router, attention",
+    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows, RoPE, the cross-entropy row kernels, the router, adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, attention",
     "the NCCL backend's contract subset on one GPU",
     "one MoE layer forward and backward against PyTorch eager",
   ],

@@ -14,6 +14,9 @@
 //   rmsnormBackward(x, w, g, rstd, rows, cols, dx, dw)     rstd and dw Float64Array; dx or dw null
 //   crossEntropyRowMax(x, rows, cols, max), crossEntropyRowSumExp(x, rows, cols, max, sum),
 //   crossEntropyGrad(x, rows, cols, logSum, targets, ignore, start, scale, d)   as CpuCrossEntropy's
+//   router(logits, tokens, experts, topk, mode, numGroups, groupTopk, bias, scale, indices, probs)
+//                  Router.select + probsFor (mode 0 pre-softmax, 1 softmax, 2 sigmoid; numGroups 0:
+//                  no groups; bias Float64Array or null), indices [T * K], probs [T * E]
 // Wrong types or lengths are TypeErrors / RangeErrors thrown before any device work; without a
 // GPU every call throws "no device: ...".
 #include "cuda_ops_binding.h"
@@ -276,6 +279,35 @@ Napi::Value CrossEntropyGrad(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value RouterFused(const Napi::CallbackInfo& info) {
+  const char* fn = "router";
+  Napi::Env env = info.Env();
+  ArrayArg logits, bias, indices, probs;
+  double tokens = 0, experts = 0, topk = 0, mode = 0, groups = 0, group_topk = 0, scale = 0;
+  const bool biased = info.Length() > 7 && !info[7].IsNull();
+  if (!expect_array(info, fn, 0, "logits", {napi_float32_array}, &logits) || !expect_number(info, fn, 1, "tokens", &tokens) ||
+      !expect_number(info, fn, 2, "experts", &experts) || !expect_number(info, fn, 3, "topk", &topk) || !expect_number(info, fn, 4, "mode", &mode) ||
+      !expect_number(info, fn, 5, "numGroups", &groups) || !expect_number(info, fn, 6, "groupTopk", &group_topk) ||
+      (biased && !expect_array(info, fn, 7, "bias", {napi_float64_array}, &bias)) || !expect_number(info, fn, 8, "scale", &scale) ||
+      !expect_array(info, fn, 9, "indices", {napi_int32_array}, &indices) || !expect_array(info, fn, 10, "probs", {napi_float32_array}, &probs))
+    return env.Undefined();
+  const size_t t = static_cast<size_t>(tokens);
+  const int e = static_cast<int>(experts), k = static_cast<int>(topk), m = static_cast<int>(mode), g = static_cast<int>(groups),
+            gk = static_cast<int>(group_topk);
+  const bool grouped = g > 0;
+  if (e < 1 || e > kRouterMaxExperts || k < 1 || k > e || k > kRouterMaxTopk || (m != 0 && m != 1 && m != 2) ||
+      (grouped && (gk < 1 || e % g != 0 || g % gk != 0 || k > gk * (e / g))) || logits.length != t * static_cast<size_t>(e) ||
+      indices.length != t * static_cast<size_t>(k) || probs.length != logits.length || (biased && bias.length != static_cast<size_t>(e))) {
+    throw_range_error(env, std::string(fn) + ": needs 1 <= topk <= experts <= " + std::to_string(kRouterMaxExperts) + ", topk <= " +
+                               std::to_string(kRouterMaxTopk) + ", mode 0, 1 or 2, groups dividing experts and groupTopk dividing groups with topk <= groupTopk * experts / groups, logits and probs tokens * experts, indices tokens * topk, bias experts");
+    return env.Undefined();
+  }
+  return run_on_device(info, fn, {{&logits, Way::in}, {biased ? &bias : nullptr, Way::in}, {&indices, Way::out}, {&probs, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) {
+                         return router_launch(d.f32(0), t, e, k, m, grouped ? g : 0, grouped ? gk : 0, d.f64(1), scale, d.i32(2), d.f32(3), s);
+                       });
+}
+
 }  // namespace
 
 void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
@@ -290,6 +322,7 @@ void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyRowMax", Napi::Function::New(env, CrossEntropyRowMax, "crossEntropyRowMax"));
   exports.Set("crossEntropyRowSumExp", Napi::Function::New(env, CrossEntropyRowSumExp, "crossEntropyRowSumExp"));
   exports.Set("crossEntropyGrad", Napi::Function::New(env, CrossEntropyGrad, "crossEntropyGrad"));
+  exports.Set("router", Napi::Function::New(env, RouterFused, "router"));
 }
 
 }  // namespace pleat

@@ -51,6 +51,19 @@ interface CudaAddon {
   swigluBackward(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
   rmsnormBackward(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
   crossEntropyRowMax(x: Float32Array, rows: number, cols: number, max: Float64Array): void
+  router(
+    logits: Float32Array,
+    tokens: number,
+    experts: number,
+    topk: number,
+    mode: number,
+    numGroups: number,
+    groupTopk: number,
+    bias: Float64Array | null,
+    scale: number,
+    indices: Int32Array,
+    probs: Float32Array,
+  ): void
   crossEntropyRowSumExp(x: Float32Array, rows: number, cols: number, max: Float64Array, sum: Float64Array): void
   crossEntropyGrad(x: Float32Array, rows: number, cols: number, logSum: Float64Array, targets: Int32Array, ignore: number, start: number, scale: number, d: Float32Array): void
   cublasLoad(path: string): { readonly loaded: true; readonly path: string } | { readonly loaded: false; readonly error: string }
@@ -92,6 +105,7 @@ const functions = [
   "crossEntropyRowMax",
   "crossEntropyRowSumExp",
   "crossEntropyGrad",
+  "router",
   "cublasLoad",
   "gemm",
   "groupedGemm",
@@ -168,7 +182,9 @@ export const deviceMemory = () => {
  * The first CUDA kernels (cuda/src/kernels/ops_cuda.h) on host arrays, with the CPU kernels'
  * signatures (Cpu.gatherRows, Cpu.rmsnormRows, Cpu.swiglu, CpuOptional's AdamW, SwiGLU and
  * RMSNorm backwards, CpuDispatch's combineRows without its extra column, CpuElementwise's RoPE,
- * CpuCrossEntropy's row kernels): copied to the device, run, copied back. gatherRows and the
+ * CpuCrossEntropy's row kernels, and the router: moe/Router.ts's select and probsFor in one
+ * kernel): copied to the device, run, copied back. The router picks the experts Router.select
+ * picks and its probs are within one float ulp of probsFor's (exp's last bit). gatherRows and the
  * cross-entropy row maxima are exact, AdamW, combineRows (the MoE unpermute), RoPE and the
  * RMSNorm backward the same bits as the CPU; the cross-entropy sums within a few double ulp and
  * its gradient within one float ulp (exp's last bit); RMSNorm and SwiGLU forward and backward within one float
@@ -212,6 +228,39 @@ export const deviceOps = () => {
       dx: Float32Array | undefined,
       dw: Float64Array | undefined,
     ): void => a.rmsnormBackward(x, w, g, rstd, rows, cols, dx ?? null, dw ?? null),
+    /**
+     * Router.select + Router.probsFor fused (one thread per token): `mode` "pre" (softmax over
+     * all experts before the top-k), "post" (softmax over the top-k) or "sigmoid" (bias for the
+     * selection only); group-limited with numGroups and groupTopk; indices [T * K] best first,
+     * probs [T * E] dense, times `scale`.
+     */
+    router: (
+      logits: Float32Array,
+      dims: { readonly tokens: number; readonly experts: number },
+      options: {
+        readonly topk: number
+        readonly mode: "pre" | "post" | "sigmoid"
+        readonly numGroups?: number | undefined
+        readonly groupTopk?: number | undefined
+        readonly bias?: Float64Array | undefined
+        readonly scale: number
+      },
+      indices: Int32Array,
+      probs: Float32Array,
+    ): void =>
+      a.router(
+        logits,
+        dims.tokens,
+        dims.experts,
+        options.topk,
+        options.mode === "pre" ? 0 : options.mode === "post" ? 1 : 2,
+        options.numGroups ?? 0,
+        options.groupTopk ?? 0,
+        options.bias ?? null,
+        options.scale,
+        indices,
+        probs,
+      ),
     /** CpuCrossEntropy's kernels (cuda/src/kernels/cross_entropy.h) on the device. */
     crossEntropy: {
       rowMax: (x: Float32Array, rows: number, cols: number, max: Float64Array): void => a.crossEntropyRowMax(x, rows, cols, max),

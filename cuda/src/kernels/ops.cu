@@ -233,7 +233,113 @@ __global__ void ce_grad_kernel(const float* __restrict__ x, size_t rows, size_t 
   }
 }
 
+// ---- the router (src/moe/Router.ts: select and probsFor), one thread per token ----------------
+
+// TopK.ts's rule: v at a later index ranks above w only when strictly greater (NaN lowest).
+__device__ bool beats(double v, double w) { return v > w || (isnan(w) && !isnan(v)); }
+
+// Inserts (v, j) into the sorted best-first list of `filled` (at most k) entries; j ascending.
+__device__ void insert_top(double v, int32_t j, double* best_v, int32_t* best_i, int k, int* filled) {
+  if (k == 0 || (*filled == k && !beats(v, best_v[k - 1]))) return;
+  int p = *filled == k ? k - 1 : *filled;
+  while (p > 0 && beats(v, best_v[p - 1])) {
+    best_v[p] = best_v[p - 1];
+    best_i[p] = best_i[p - 1];
+    --p;
+  }
+  best_v[p] = v;
+  best_i[p] = j;
+  if (*filled < k) ++*filled;
+}
+
+__device__ double sigmoid_of(double x) { return __ddiv_rn(1.0, __dadd_rn(1.0, exp(-x))); }
+
+__global__ void router_kernel(const float* __restrict__ logits, size_t tokens, int e, int k, int mode, int groups, int group_topk,
+                              const double* __restrict__ bias, double scale, int32_t* __restrict__ indices, float* __restrict__ probs) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  double score[kRouterMaxExperts];
+  double best_v[kRouterMaxExperts];
+  int32_t best_i[kRouterMaxExperts];
+  for (size_t t = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < tokens; t += stride) {
+    const float* x = logits + t * e;
+    // Selection scores (Router.selectionScores).
+    if (mode == 0) {
+      double max = -INFINITY;
+      for (int j = 0; j < e; ++j) max = js_max(max, x[j]);
+      double sum = 0;
+      for (int j = 0; j < e; ++j) {
+        score[j] = exp(__dsub_rn(static_cast<double>(x[j]), max));
+        sum = __dadd_rn(sum, score[j]);
+      }
+      for (int j = 0; j < e; ++j) score[j] = __ddiv_rn(score[j], sum);
+    } else if (mode == 1) {
+      for (int j = 0; j < e; ++j) score[j] = x[j];
+    } else {
+      for (int j = 0; j < e; ++j) score[j] = __dadd_rn(sigmoid_of(x[j]), bias != nullptr ? bias[j] : 0.0);
+    }
+    int32_t* chosen = indices + t * k;
+    int filled = 0;
+    if (groups > 0) {
+      // Router.groupLimitedTopk: group score = its top floor(k / group_topk) summed best first;
+      // the top group_topk groups kept; the top k of their experts.
+      const int per = e / groups, top = k / group_topk;
+      double group_v[kRouterMaxExperts];
+      int32_t group_i[kRouterMaxExperts];
+      int kept = 0;
+      for (int gi = 0; gi < groups; ++gi) {
+        int n = 0;
+        for (int j = 0; j < per; ++j) insert_top(score[gi * per + j], j, best_v, best_i, top, &n);
+        double sum = 0;
+        for (int j = 0; j < top; ++j) sum = __dadd_rn(sum, best_v[j]);
+        insert_top(sum, gi, group_v, group_i, group_topk, &kept);
+      }
+      bool keep[kRouterMaxExperts];
+      for (int gi = 0; gi < groups; ++gi) keep[gi] = false;
+      for (int j = 0; j < group_topk; ++j) keep[group_i[j]] = true;
+      for (int j = 0; j < e; ++j) insert_top(keep[j / per] ? score[j] : -INFINITY, j, best_v, best_i, k, &filled);
+    } else {
+      for (int j = 0; j < e; ++j) insert_top(score[j], j, best_v, best_i, k, &filled);
+    }
+    for (int j = 0; j < k; ++j) chosen[j] = best_i[j];
+    // Probs (Router.probsFor): dense, zero off the selection, times the scaling factor.
+    float* out = probs + t * e;
+    for (int j = 0; j < e; ++j) out[j] = 0.0f;
+    double q[kRouterMaxTopk];
+    if (mode == 0) {
+      for (int j = 0; j < k; ++j) q[j] = score[chosen[j]];
+    } else if (mode == 1) {
+      double max = -INFINITY;
+      for (int j = 0; j < k; ++j) max = js_max(max, x[chosen[j]]);
+      double sum = 0;
+      for (int j = 0; j < k; ++j) {
+        q[j] = exp(__dsub_rn(static_cast<double>(x[chosen[j]]), max));
+        sum = __dadd_rn(sum, q[j]);
+      }
+      for (int j = 0; j < k; ++j) q[j] = __ddiv_rn(q[j], sum);
+    } else {
+      double sum = 0;
+      for (int j = 0; j < k; ++j) {
+        q[j] = sigmoid_of(x[chosen[j]]);
+        sum = __dadd_rn(sum, q[j]);
+      }
+      if (k > 1) {
+        for (int j = 0; j < k; ++j) q[j] = __ddiv_rn(q[j], __dadd_rn(sum, 1e-20));
+      }
+    }
+    for (int j = 0; j < k; ++j) out[chosen[j]] = static_cast<float>(__dmul_rn(q[j], scale));
+  }
+}
+
 }  // namespace
+
+cudaError_t router_launch(const float* logits, size_t tokens, int experts, int topk, int mode, int groups, int group_topk, const double* bias,
+                          double scale, int32_t* indices, float* probs, cudaStream_t stream) {
+  if (tokens == 0) return cudaSuccess;
+  // Each thread keeps its token's scores in local memory: small blocks.
+  router_kernel<<<static_cast<unsigned>((tokens + 63) / 64), 64, 0, stream>>>(logits, tokens, experts, topk, mode, groups, group_topk, bias, scale,
+                                                                              indices, probs);
+  return cudaGetLastError();
+}
 
 cudaError_t ce_row_max_launch(const float* x, size_t rows, size_t cols, double* max, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;

@@ -18,6 +18,11 @@
 //   rmsnorm_backward  the gradients of rmsnorm_rows (rows.h rmsnorm_backward; dx or dw may be
 //                  null): the CPU's float64 order and association, so the same bits; coefficient
 //                  is device scratch of `rows` doubles (needed with dx)
+//   router         Router.select and probsFor fused (src/moe/Router.ts): mode 0 softmax with
+//                  pre-softmax, 1 softmax after the top-k, 2 sigmoid (+ bias for the selection);
+//                  groups > 0: group-limited; ties to the lower index; float64 scores; indices
+//                  [T, K] best first and dense probs [T, E] (zero off the selection) times scale.
+//                  At most kRouterMaxExperts experts and kRouterMaxTopk selected
 //   ce_row_max, ce_row_sum_exp, ce_grad  the vocabulary-parallel loss's row kernels
 //                  (cross_entropy.h): the maxima exact, the sums of exp(x - max) j ascending
 //                  (exp's last bit may differ), the gradient within one float ulp
@@ -42,6 +47,10 @@ cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out,
 cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream);
 cudaError_t combine_rows_launch(const float* rows, size_t row_stride, const int32_t* token_offsets, const int32_t* token_rows,
                                 const float* weights, size_t tokens, size_t cols, float* out, cudaStream_t stream);
+constexpr int kRouterMaxExperts = 512;
+constexpr int kRouterMaxTopk = 32;
+cudaError_t router_launch(const float* logits, size_t tokens, int experts, int topk, int mode, int groups, int group_topk, const double* bias,
+                          double scale, int32_t* indices, float* probs, cudaStream_t stream);
 cudaError_t ce_row_max_launch(const float* x, size_t rows, size_t cols, double* max, cudaStream_t stream);
 cudaError_t ce_row_sum_exp_launch(const float* x, size_t rows, size_t cols, const double* max, double* sum, cudaStream_t stream);
 cudaError_t ce_grad_launch(const float* x, size_t rows, size_t cols, const double* log_sum, const int32_t* targets, int32_t ignore, int64_t start,
