@@ -105,102 +105,50 @@ __global__ void adamw_kernel(AdamwScalars s, size_t n, float* __restrict__ w, co
   }
 }
 
-// rope.h's rotation of one pair per thread: x [b, s, heads, 2 half], tables [table_rows, half];
-// each product, difference and sum rounded on its own (__d*_rn: no contraction), as the CPU.
+// The grid-stride kernels below run ops_element.h's functions over their indices (the same
+// functions pleat_kernel_emulation runs on the host).
+#define PLEAT_GRID_STRIDE(i, n) \
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += static_cast<size_t>(gridDim.x) * blockDim.x)
+
 __global__ void rope_kernel(const float* __restrict__ x, const double* __restrict__ cos, const double* __restrict__ sin, float* __restrict__ out,
                             size_t b, size_t s, size_t heads, size_t half, size_t table_rows, double sign) {
-  const size_t n = b * s * heads * half;
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t k = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += stride) {
-    const size_t i = k % half;
-    const size_t token = k / half / heads;  // bi * s + si
-    const size_t row = (table_rows == s ? token % s : token) * half + i;
-    const size_t base = k / half * 2 * half;  // ((bi * s + si) * heads + h) * d
-    const double c = cos[row];
-    const double sn = __dmul_rn(sign, sin[row]);
-    const double a = x[base + i];
-    const double e = x[base + i + half];
-    out[base + i] = static_cast<float>(__dsub_rn(__dmul_rn(a, c), __dmul_rn(e, sn)));
-    out[base + i + half] = static_cast<float>(__dadd_rn(__dmul_rn(e, c), __dmul_rn(a, sn)));
-  }
+  PLEAT_GRID_STRIDE(k, b * s * heads * half) element::rope_element(x, cos, sin, out, s, heads, half, table_rows, sign, k);
 }
 
-// swiglu_backward_ref's float64 arithmetic, operation by operation (exp within an ulp of the CPU's).
 __global__ void swiglu_backward_kernel(const float* __restrict__ gate, const float* __restrict__ up, const float* __restrict__ grad,
                                        float* __restrict__ dgate, float* __restrict__ dup, size_t n) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const double x = gate[i];
-    const double e = exp(-fabs(x));
-    const double sig = __ddiv_rn(x >= 0.0 ? 1.0 : e, __dadd_rn(1.0, e));
-    const double g = grad[i];
-    if (dgate != nullptr) {
-      const double slope = __dadd_rn(1.0, __dmul_rn(x, __dsub_rn(1.0, sig)));
-      dgate[i] = static_cast<float>(__dmul_rn(__dmul_rn(__dmul_rn(g, static_cast<double>(up[i])), sig), slope));
-    }
-    if (dup != nullptr) dup[i] = static_cast<float>(__dmul_rn(__dmul_rn(g, x), sig));
-  }
+  PLEAT_GRID_STRIDE(i, n) element::swiglu_backward_element(gate, up, grad, dgate, dup, i);
 }
 
-// rmsnorm_backward.cc in its order and association, each operation rounded on its own: the
-// row's dot product and each column's sum over the rows run sequentially in one thread (so the
-// same bits as the CPU), the dx elements in parallel from the row's coefficient.
+// rmsnorm_backward.cc: a row's dot product and a column's sum over the rows each in one thread,
+// in order (the CPU's bits); the dx elements in parallel from the row's coefficient.
 __global__ void rmsnorm_backward_coefficient_kernel(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ g,
                                                     const double* __restrict__ rstd, size_t rows, size_t cols, double* __restrict__ coefficient) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t r = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < rows; r += stride) {
-    const float* xr = x + r * cols;
-    const float* gr = g + r * cols;
-    double dot = 0;
-    for (size_t j = 0; j < cols; ++j) dot = __dadd_rn(dot, __dmul_rn(__dmul_rn(static_cast<double>(gr[j]), static_cast<double>(w[j])), static_cast<double>(xr[j])));
-    const double sr = rstd[r];
-    coefficient[r] = __ddiv_rn(__dmul_rn(__dmul_rn(sr, sr), dot), static_cast<double>(cols));
-  }
+  PLEAT_GRID_STRIDE(r, rows) element::rmsnorm_backward_coefficient_row(x, w, g, rstd, cols, coefficient, r);
 }
 
 __global__ void rmsnorm_backward_dx_kernel(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ g,
                                            const double* __restrict__ rstd, const double* __restrict__ coefficient, size_t rows, size_t cols,
                                            float* __restrict__ dx) {
-  const size_t n = rows * cols;
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const size_t r = i / cols, j = i - r * cols;
-    const double gw = __dmul_rn(static_cast<double>(g[i]), static_cast<double>(w[j]));
-    dx[i] = static_cast<float>(__dmul_rn(rstd[r], __dsub_rn(gw, __dmul_rn(static_cast<double>(x[i]), coefficient[r]))));
-  }
+  PLEAT_GRID_STRIDE(i, rows * cols) element::rmsnorm_backward_dx_element(x, w, g, rstd, coefficient, cols, dx, i);
 }
 
 __global__ void rmsnorm_backward_dw_kernel(const float* __restrict__ x, const float* __restrict__ g, const double* __restrict__ rstd, size_t rows,
                                            size_t cols, double* __restrict__ dw) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t j = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < cols; j += stride) {
-    double sum = 0;
-    for (size_t r = 0; r < rows; ++r) {
-      sum = __dadd_rn(sum, __dmul_rn(__dmul_rn(static_cast<double>(g[r * cols + j]), static_cast<double>(x[r * cols + j])), rstd[r]));
-    }
-    dw[j] = sum;
-  }
+  PLEAT_GRID_STRIDE(j, cols) element::rmsnorm_backward_dw_column(x, g, rstd, rows, cols, dw, j);
 }
 
-// cross_entropy.h's kernels. Math.max of two doubles (NaN if either is, +0 above -0): it is
-// commutative and associative, so the block's tree gives the CPU's sequential result.
-__device__ double js_max(double m, double v) {
-  if (isnan(m) || isnan(v)) return __longlong_as_double(0x7ff8000000000000LL);
-  if (v > m) return v;
-  if (v == m && v == 0.0 && signbit(m) && !signbit(v)) return v;
-  return m;
-}
-
-// One block per row.
+// cross_entropy.h's kernels. The row maximum: one block per row, a tree of Math.max (it is
+// commutative and associative, so the tree gives the CPU's sequential result).
 __global__ void ce_row_max_kernel(const float* __restrict__ x, size_t cols, double* __restrict__ max) {
   __shared__ double partial[kThreads];
   const float* row = x + static_cast<size_t>(blockIdx.x) * cols;
-  double m = -INFINITY;
-  for (size_t j = threadIdx.x; j < cols; j += blockDim.x) m = js_max(m, row[j]);
+  double m = element::kMinusInfinity;
+  for (size_t j = threadIdx.x; j < cols; j += blockDim.x) m = element::js_max(m, row[j]);
   partial[threadIdx.x] = m;
   __syncthreads();
   for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) partial[threadIdx.x] = js_max(partial[threadIdx.x], partial[threadIdx.x + half]);
+    if (threadIdx.x < half) partial[threadIdx.x] = element::js_max(partial[threadIdx.x], partial[threadIdx.x + half]);
     __syncthreads();
   }
   if (threadIdx.x == 0) max[blockIdx.x] = partial[0];
@@ -208,126 +156,18 @@ __global__ void ce_row_max_kernel(const float* __restrict__ x, size_t cols, doub
 
 // One thread per row, j ascending as the CPU (exp within an ulp of std::exp's).
 __global__ void ce_row_sum_exp_kernel(const float* __restrict__ x, size_t rows, size_t cols, const double* __restrict__ max, double* __restrict__ sum) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t r = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; r < rows; r += stride) {
-    const float* row = x + r * cols;
-    double s = 0;
-    for (size_t j = 0; j < cols; ++j) s = __dadd_rn(s, exp(__dsub_rn(static_cast<double>(row[j]), max[r])));
-    sum[r] = s;
-  }
+  PLEAT_GRID_STRIDE(r, rows) element::ce_row_sum_exp_row(x, cols, max, sum, r);
 }
 
 __global__ void ce_grad_kernel(const float* __restrict__ x, size_t rows, size_t cols, const double* __restrict__ log_sum,
                                const int32_t* __restrict__ targets, int32_t ignore, int64_t start, double scale, float* __restrict__ d) {
-  const size_t n = rows * cols;
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const size_t r = i / cols, j = i - r * cols;
-    const int32_t t = targets[r];
-    if (t == ignore) {
-      d[i] = 0.0f;
-      continue;
-    }
-    const double p = exp(__dsub_rn(static_cast<double>(x[i]), log_sum[r]));
-    d[i] = static_cast<float>(__dmul_rn(scale, __dsub_rn(p, start + static_cast<int64_t>(j) == t ? 1.0 : 0.0)));
-  }
+  PLEAT_GRID_STRIDE(i, rows * cols) element::ce_grad_element(x, cols, log_sum, targets, ignore, start, scale, d, i);
 }
 
-// ---- the router (src/moe/Router.ts: select and probsFor), one thread per token ----------------
-
-// TopK.ts's rule: v at a later index ranks above w only when strictly greater (NaN lowest).
-__device__ bool beats(double v, double w) { return v > w || (isnan(w) && !isnan(v)); }
-
-// Inserts (v, j) into the sorted best-first list of `filled` (at most k) entries; j ascending.
-__device__ void insert_top(double v, int32_t j, double* best_v, int32_t* best_i, int k, int* filled) {
-  if (k == 0 || (*filled == k && !beats(v, best_v[k - 1]))) return;
-  int p = *filled == k ? k - 1 : *filled;
-  while (p > 0 && beats(v, best_v[p - 1])) {
-    best_v[p] = best_v[p - 1];
-    best_i[p] = best_i[p - 1];
-    --p;
-  }
-  best_v[p] = v;
-  best_i[p] = j;
-  if (*filled < k) ++*filled;
-}
-
-__device__ double sigmoid_of(double x) { return __ddiv_rn(1.0, __dadd_rn(1.0, exp(-x))); }
-
+// The router (moe/Router.ts select + probsFor), one thread per token.
 __global__ void router_kernel(const float* __restrict__ logits, size_t tokens, int e, int k, int mode, int groups, int group_topk,
                               const double* __restrict__ bias, double scale, int32_t* __restrict__ indices, float* __restrict__ probs) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  double score[kRouterMaxExperts];
-  double best_v[kRouterMaxExperts];
-  int32_t best_i[kRouterMaxExperts];
-  for (size_t t = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < tokens; t += stride) {
-    const float* x = logits + t * e;
-    // Selection scores (Router.selectionScores).
-    if (mode == 0) {
-      double max = -INFINITY;
-      for (int j = 0; j < e; ++j) max = js_max(max, x[j]);
-      double sum = 0;
-      for (int j = 0; j < e; ++j) {
-        score[j] = exp(__dsub_rn(static_cast<double>(x[j]), max));
-        sum = __dadd_rn(sum, score[j]);
-      }
-      for (int j = 0; j < e; ++j) score[j] = __ddiv_rn(score[j], sum);
-    } else if (mode == 1) {
-      for (int j = 0; j < e; ++j) score[j] = x[j];
-    } else {
-      for (int j = 0; j < e; ++j) score[j] = __dadd_rn(sigmoid_of(x[j]), bias != nullptr ? bias[j] : 0.0);
-    }
-    int32_t* chosen = indices + t * k;
-    int filled = 0;
-    if (groups > 0) {
-      // Router.groupLimitedTopk: group score = its top floor(k / group_topk) summed best first;
-      // the top group_topk groups kept; the top k of their experts.
-      const int per = e / groups, top = k / group_topk;
-      double group_v[kRouterMaxExperts];
-      int32_t group_i[kRouterMaxExperts];
-      int kept = 0;
-      for (int gi = 0; gi < groups; ++gi) {
-        int n = 0;
-        for (int j = 0; j < per; ++j) insert_top(score[gi * per + j], j, best_v, best_i, top, &n);
-        double sum = 0;
-        for (int j = 0; j < top; ++j) sum = __dadd_rn(sum, best_v[j]);
-        insert_top(sum, gi, group_v, group_i, group_topk, &kept);
-      }
-      bool keep[kRouterMaxExperts];
-      for (int gi = 0; gi < groups; ++gi) keep[gi] = false;
-      for (int j = 0; j < group_topk; ++j) keep[group_i[j]] = true;
-      for (int j = 0; j < e; ++j) insert_top(keep[j / per] ? score[j] : -INFINITY, j, best_v, best_i, k, &filled);
-    } else {
-      for (int j = 0; j < e; ++j) insert_top(score[j], j, best_v, best_i, k, &filled);
-    }
-    for (int j = 0; j < k; ++j) chosen[j] = best_i[j];
-    // Probs (Router.probsFor): dense, zero off the selection, times the scaling factor.
-    float* out = probs + t * e;
-    for (int j = 0; j < e; ++j) out[j] = 0.0f;
-    double q[kRouterMaxTopk];
-    if (mode == 0) {
-      for (int j = 0; j < k; ++j) q[j] = score[chosen[j]];
-    } else if (mode == 1) {
-      double max = -INFINITY;
-      for (int j = 0; j < k; ++j) max = js_max(max, x[chosen[j]]);
-      double sum = 0;
-      for (int j = 0; j < k; ++j) {
-        q[j] = exp(__dsub_rn(static_cast<double>(x[chosen[j]]), max));
-        sum = __dadd_rn(sum, q[j]);
-      }
-      for (int j = 0; j < k; ++j) q[j] = __ddiv_rn(q[j], sum);
-    } else {
-      double sum = 0;
-      for (int j = 0; j < k; ++j) {
-        q[j] = sigmoid_of(x[chosen[j]]);
-        sum = __dadd_rn(sum, q[j]);
-      }
-      if (k > 1) {
-        for (int j = 0; j < k; ++j) q[j] = __ddiv_rn(q[j], __dadd_rn(sum, 1e-20));
-      }
-    }
-    for (int j = 0; j < k; ++j) out[chosen[j]] = static_cast<float>(__dmul_rn(q[j], scale));
-  }
+  PLEAT_GRID_STRIDE(t, tokens) element::router_token(logits, e, k, mode, groups, group_topk, bias, scale, indices, probs, t);
 }
 
 }  // namespace

@@ -37,6 +37,7 @@
 #include <cstdint>
 
 #include "adamw.h"
+#include "ops_element.h"
 
 namespace pleat {
 
@@ -47,8 +48,6 @@ cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out,
 cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream);
 cudaError_t combine_rows_launch(const float* rows, size_t row_stride, const int32_t* token_offsets, const int32_t* token_rows,
                                 const float* weights, size_t tokens, size_t cols, float* out, cudaStream_t stream);
-constexpr int kRouterMaxExperts = 512;
-constexpr int kRouterMaxTopk = 32;
 cudaError_t router_launch(const float* logits, size_t tokens, int experts, int topk, int mode, int groups, int group_topk, const double* bias,
                           double scale, int32_t* indices, float* probs, cudaStream_t stream);
 cudaError_t ce_row_max_launch(const float* x, size_t rows, size_t cols, double* max, cudaStream_t stream);

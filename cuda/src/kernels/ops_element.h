@@ -1,0 +1,255 @@
+// The per-element (per-row, per-token) work of the CUDA kernels in ops.cu that are grid-stride
+// loops, as functions that compile for the device (nvcc) and for the host (any C++17 compiler):
+// the kernels call them for their indices, and pleat_kernel_emulation (ops_emulation.cc) calls
+// them for every index on the host, so the kernels' arithmetic, indexing and selection are
+// checked against the CPU kernels on machines without a GPU (properties/native/
+// CudaEmulation.prop.ts). Each float64 operation is rounded on its own: the device intrinsics
+// (__dadd_rn, ...: no contraction into FMAs) and, on the host, the plain operators of a build
+// without contraction (-ffp-contract=off, cuda/CMakeLists.txt). exp is the device's exp or the
+// host's std::exp: the two may differ in a double's last bit, the one difference emulation
+// cannot show.
+//
+//   rope_element            one pair of rope.h's rotation (k over b * s * heads * d / 2)
+//   swiglu_backward_element rows.h swiglu_backward at i
+//   rmsnorm_backward_*      rmsnorm_backward.cc: a row's coefficient (its dot product in
+//                           order), a dx element, a dw column (its sum over rows in order)
+//   ce_row_sum_exp_row, ce_grad_element   cross_entropy.h
+//   router_token            moe/Router.ts select + probsFor for one token
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#ifdef __CUDACC__
+#define PLEAT_HD __host__ __device__
+#else
+#define PLEAT_HD
+#endif
+
+namespace pleat {
+
+// The router kernel's limits (its per-token arrays live in registers / local memory).
+constexpr int kRouterMaxExperts = 512;
+constexpr int kRouterMaxTopk = 32;
+
+namespace element {
+
+PLEAT_HD inline double add(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+PLEAT_HD inline double sub(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+PLEAT_HD inline double mul(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+PLEAT_HD inline double div(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+PLEAT_HD inline double exp_of(double x) {
+#ifdef __CUDA_ARCH__
+  return exp(x);
+#else
+  return std::exp(x);
+#endif
+}
+PLEAT_HD inline bool is_nan(double x) { return x != x; }
+PLEAT_HD inline double quiet_nan() {
+  const uint64_t bits = 0x7ff8000000000000ULL;
+  double d;
+  memcpy(&d, &bits, sizeof d);
+  return d;
+}
+PLEAT_HD inline bool negative_zero(double x) { return x == 0.0 && 1.0 / x < 0.0; }
+constexpr double kMinusInfinity = -HUGE_VAL;
+
+// Math.max of two doubles: NaN if either is, +0 above -0 (commutative and associative).
+PLEAT_HD inline double js_max(double m, double v) {
+  if (is_nan(m) || is_nan(v)) return quiet_nan();
+  if (v > m) return v;
+  if (v == m && v == 0.0 && negative_zero(m) && !negative_zero(v)) return v;
+  return m;
+}
+
+PLEAT_HD inline void rope_element(const float* x, const double* cos, const double* sin, float* out, size_t s, size_t heads, size_t half,
+                                  size_t table_rows, double sign, size_t k) {
+  const size_t i = k % half;
+  const size_t token = k / half / heads;  // bi * s + si
+  const size_t row = (table_rows == s ? token % s : token) * half + i;
+  const size_t base = k / half * 2 * half;  // ((bi * s + si) * heads + h) * d
+  const double c = cos[row];
+  const double sn = mul(sign, sin[row]);
+  const double a = x[base + i];
+  const double e = x[base + i + half];
+  out[base + i] = static_cast<float>(sub(mul(a, c), mul(e, sn)));
+  out[base + i + half] = static_cast<float>(add(mul(e, c), mul(a, sn)));
+}
+
+PLEAT_HD inline void swiglu_backward_element(const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t i) {
+  const double x = gate[i];
+  const double e = exp_of(-fabs(x));
+  const double sig = div(x >= 0.0 ? 1.0 : e, add(1.0, e));
+  const double g = grad[i];
+  if (dgate != nullptr) {
+    const double slope = add(1.0, mul(x, sub(1.0, sig)));
+    dgate[i] = static_cast<float>(mul(mul(mul(g, static_cast<double>(up[i])), sig), slope));
+  }
+  if (dup != nullptr) dup[i] = static_cast<float>(mul(mul(g, x), sig));
+}
+
+PLEAT_HD inline void rmsnorm_backward_coefficient_row(const float* x, const float* w, const float* g, const double* rstd, size_t cols,
+                                                      double* coefficient, size_t r) {
+  const float* xr = x + r * cols;
+  const float* gr = g + r * cols;
+  double dot = 0;
+  for (size_t j = 0; j < cols; ++j) dot = add(dot, mul(mul(static_cast<double>(gr[j]), static_cast<double>(w[j])), static_cast<double>(xr[j])));
+  const double sr = rstd[r];
+  coefficient[r] = div(mul(mul(sr, sr), dot), static_cast<double>(cols));
+}
+
+PLEAT_HD inline void rmsnorm_backward_dx_element(const float* x, const float* w, const float* g, const double* rstd, const double* coefficient,
+                                                 size_t cols, float* dx, size_t i) {
+  const size_t r = i / cols, j = i - r * cols;
+  const double gw = mul(static_cast<double>(g[i]), static_cast<double>(w[j]));
+  dx[i] = static_cast<float>(mul(rstd[r], sub(gw, mul(static_cast<double>(x[i]), coefficient[r]))));
+}
+
+PLEAT_HD inline void rmsnorm_backward_dw_column(const float* x, const float* g, const double* rstd, size_t rows, size_t cols, double* dw, size_t j) {
+  double sum = 0;
+  for (size_t r = 0; r < rows; ++r) sum = add(sum, mul(mul(static_cast<double>(g[r * cols + j]), static_cast<double>(x[r * cols + j])), rstd[r]));
+  dw[j] = sum;
+}
+
+PLEAT_HD inline void ce_row_sum_exp_row(const float* x, size_t cols, const double* max, double* sum, size_t r) {
+  const float* row = x + r * cols;
+  double s = 0;
+  for (size_t j = 0; j < cols; ++j) s = add(s, exp_of(sub(static_cast<double>(row[j]), max[r])));
+  sum[r] = s;
+}
+
+PLEAT_HD inline void ce_grad_element(const float* x, size_t cols, const double* log_sum, const int32_t* targets, int32_t ignore, int64_t start,
+                                     double scale, float* d, size_t i) {
+  const size_t r = i / cols, j = i - r * cols;
+  const int32_t t = targets[r];
+  if (t == ignore) {
+    d[i] = 0.0f;
+    return;
+  }
+  const double p = exp_of(sub(static_cast<double>(x[i]), log_sum[r]));
+  d[i] = static_cast<float>(mul(scale, sub(p, start + static_cast<int64_t>(j) == t ? 1.0 : 0.0)));
+}
+
+// TopK.ts's rule: v at a later index ranks above w only when strictly greater (NaN lowest).
+PLEAT_HD inline bool beats(double v, double w) { return v > w || (is_nan(w) && !is_nan(v)); }
+
+// Inserts (v, j) into the sorted best-first list of `filled` (at most k) entries; j ascending.
+PLEAT_HD inline void insert_top(double v, int32_t j, double* best_v, int32_t* best_i, int k, int* filled) {
+  if (k == 0 || (*filled == k && !beats(v, best_v[k - 1]))) return;
+  int p = *filled == k ? k - 1 : *filled;
+  while (p > 0 && beats(v, best_v[p - 1])) {
+    best_v[p] = best_v[p - 1];
+    best_i[p] = best_i[p - 1];
+    --p;
+  }
+  best_v[p] = v;
+  best_i[p] = j;
+  if (*filled < k) ++*filled;
+}
+
+PLEAT_HD inline double sigmoid_of(double x) { return div(1.0, add(1.0, exp_of(-x))); }
+
+// Router.select and probsFor for token t: mode 0 softmax over all experts before the top-k, 1
+// softmax over the top-k, 2 sigmoid (+ bias for the selection); groups > 0: group-limited.
+PLEAT_HD inline void router_token(const float* logits, int e, int k, int mode, int groups, int group_topk, const double* bias, double scale,
+                                  int32_t* indices, float* probs, size_t t) {
+  double score[kRouterMaxExperts];
+  double best_v[kRouterMaxExperts];
+  int32_t best_i[kRouterMaxExperts];
+  const float* x = logits + t * static_cast<size_t>(e);
+  // Selection scores (Router.selectionScores).
+  if (mode == 0) {
+    double max = kMinusInfinity;
+    for (int j = 0; j < e; ++j) max = js_max(max, x[j]);
+    double sum = 0;
+    for (int j = 0; j < e; ++j) {
+      score[j] = exp_of(sub(static_cast<double>(x[j]), max));
+      sum = add(sum, score[j]);
+    }
+    for (int j = 0; j < e; ++j) score[j] = div(score[j], sum);
+  } else if (mode == 1) {
+    for (int j = 0; j < e; ++j) score[j] = x[j];
+  } else {
+    for (int j = 0; j < e; ++j) score[j] = add(sigmoid_of(x[j]), bias != nullptr ? bias[j] : 0.0);
+  }
+  int32_t* chosen = indices + t * static_cast<size_t>(k);
+  int filled = 0;
+  if (groups > 0) {
+    // Router.groupLimitedTopk: a group's score is its top floor(k / group_topk) summed best
+    // first; the top group_topk groups are kept; the top k of their experts are chosen.
+    const int per = e / groups, top = k / group_topk;
+    double group_v[kRouterMaxExperts];
+    int32_t group_i[kRouterMaxExperts];
+    int kept = 0;
+    for (int gi = 0; gi < groups; ++gi) {
+      int n = 0;
+      for (int j = 0; j < per; ++j) insert_top(score[gi * per + j], j, best_v, best_i, top, &n);
+      double sum = 0;
+      for (int j = 0; j < top; ++j) sum = add(sum, best_v[j]);
+      insert_top(sum, gi, group_v, group_i, group_topk, &kept);
+    }
+    bool keep[kRouterMaxExperts];
+    for (int gi = 0; gi < groups; ++gi) keep[gi] = false;
+    for (int j = 0; j < group_topk; ++j) keep[group_i[j]] = true;
+    for (int j = 0; j < e; ++j) insert_top(keep[j / per] ? score[j] : kMinusInfinity, j, best_v, best_i, k, &filled);
+  } else {
+    for (int j = 0; j < e; ++j) insert_top(score[j], j, best_v, best_i, k, &filled);
+  }
+  for (int j = 0; j < k; ++j) chosen[j] = best_i[j];
+  // Probs (Router.probsFor): dense, zero off the selection, times the scaling factor.
+  float* out = probs + t * static_cast<size_t>(e);
+  for (int j = 0; j < e; ++j) out[j] = 0.0f;
+  double q[kRouterMaxTopk];
+  if (mode == 0) {
+    for (int j = 0; j < k; ++j) q[j] = score[chosen[j]];
+  } else if (mode == 1) {
+    double max = kMinusInfinity;
+    for (int j = 0; j < k; ++j) max = js_max(max, x[chosen[j]]);
+    double sum = 0;
+    for (int j = 0; j < k; ++j) {
+      q[j] = exp_of(sub(static_cast<double>(x[chosen[j]]), max));
+      sum = add(sum, q[j]);
+    }
+    for (int j = 0; j < k; ++j) q[j] = div(q[j], sum);
+  } else {
+    double sum = 0;
+    for (int j = 0; j < k; ++j) {
+      q[j] = sigmoid_of(x[chosen[j]]);
+      sum = add(sum, q[j]);
+    }
+    if (k > 1) {
+      for (int j = 0; j < k; ++j) q[j] = div(q[j], add(sum, 1e-20));
+    }
+  }
+  for (int j = 0; j < k; ++j) out[chosen[j]] = static_cast<float>(mul(q[j], scale));
+}
+
+}  // namespace element
+}  // namespace pleat

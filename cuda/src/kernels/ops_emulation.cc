@@ -1,0 +1,122 @@
+// pleat_kernel_emulation: runs the CUDA kernels' per-element functions (ops_element.h) on the
+// host over every index, in order (a grid of one thread), so their arithmetic, indexing and
+// selection can be checked against the CPU kernels where no GPU runs
+// (properties/native/CudaEmulation.prop.ts). What it cannot check: the device's exp (its last
+// bit), the launch shapes and the block reductions (ce_row_max's tree, the forward RMSNorm).
+//
+// Usage: pleat_kernel_emulation OP < request > reply, little-endian binary:
+//   rope     request f64[6] {b, s, heads, d, tableRows, sign}, f32 x[b s heads d], f64 cos[tableRows d/2],
+//            f64 sin[tableRows d/2]                                   reply f32 out[b s heads d]
+//   swiglu_backward  f64[1] {n}, f32 gate[n], up[n], grad[n]          reply f32 dgate[n], dup[n]
+//   rmsnorm_backward f64[2] {rows, cols}, f32 x[rows cols], w[cols], g[rows cols], f64 rstd[rows]
+//                                                                     reply f32 dx[rows cols], f64 dw[cols]
+//   cross_entropy    f64[5] {rows, cols, ignore, start, scale}, f32 x[rows cols], f64 max[rows],
+//            f64 logSum[rows], i32 targets[rows]                      reply f64 sum[rows], f32 d[rows cols]
+//   router   f64[8] {tokens, experts, topk, mode, groups, groupTopk, hasBias, scale}, f32
+//            logits[tokens experts], f64 bias[experts] (when hasBias)  reply i32 indices[tokens topk],
+//                                                                     f32 probs[tokens experts]
+// Exit 2 on an unknown op or a short request.
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "ops_element.h"
+
+namespace {
+
+bool short_read = false;
+
+template <typename T>
+std::vector<T> take(size_t n) {
+  std::vector<T> v(n);
+  if (n > 0 && std::fread(v.data(), sizeof(T), n, stdin) != n) short_read = true;
+  return v;
+}
+
+template <typename T>
+void give(const std::vector<T>& v) {
+  if (!v.empty()) std::fwrite(v.data(), sizeof(T), v.size(), stdout);
+}
+
+size_t count(double v) { return v > 0 ? static_cast<size_t>(v) : 0; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace pleat::element;
+  const std::string op = argc > 1 ? argv[1] : "";
+  if (op == "rope") {
+    const auto h = take<double>(6);
+    if (short_read) return 2;
+    const size_t b = count(h[0]), s = count(h[1]), heads = count(h[2]), d = count(h[3]), rows = count(h[4]);
+    const auto x = take<float>(b * s * heads * d);
+    const auto cos = take<double>(rows * (d / 2));
+    const auto sin = take<double>(rows * (d / 2));
+    if (short_read) return 2;
+    std::vector<float> out(x.size());
+    for (size_t k = 0; k < b * s * heads * (d / 2); ++k) rope_element(x.data(), cos.data(), sin.data(), out.data(), s, heads, d / 2, rows, h[5], k);
+    give(out);
+  } else if (op == "swiglu_backward") {
+    const auto h = take<double>(1);
+    if (short_read) return 2;
+    const size_t n = count(h[0]);
+    const auto gate = take<float>(n), up = take<float>(n), grad = take<float>(n);
+    if (short_read) return 2;
+    std::vector<float> dgate(n), dup(n);
+    for (size_t i = 0; i < n; ++i) swiglu_backward_element(gate.data(), up.data(), grad.data(), dgate.data(), dup.data(), i);
+    give(dgate);
+    give(dup);
+  } else if (op == "rmsnorm_backward") {
+    const auto h = take<double>(2);
+    if (short_read) return 2;
+    const size_t rows = count(h[0]), cols = count(h[1]);
+    const auto x = take<float>(rows * cols), w = take<float>(cols), g = take<float>(rows * cols);
+    const auto rstd = take<double>(rows);
+    if (short_read) return 2;
+    std::vector<double> coefficient(rows), dw(cols);
+    std::vector<float> dx(rows * cols);
+    for (size_t r = 0; r < rows; ++r) rmsnorm_backward_coefficient_row(x.data(), w.data(), g.data(), rstd.data(), cols, coefficient.data(), r);
+    for (size_t i = 0; i < rows * cols; ++i) rmsnorm_backward_dx_element(x.data(), w.data(), g.data(), rstd.data(), coefficient.data(), cols, dx.data(), i);
+    for (size_t j = 0; j < cols; ++j) rmsnorm_backward_dw_column(x.data(), g.data(), rstd.data(), rows, cols, dw.data(), j);
+    give(dx);
+    give(dw);
+  } else if (op == "cross_entropy") {
+    const auto h = take<double>(5);
+    if (short_read) return 2;
+    const size_t rows = count(h[0]), cols = count(h[1]);
+    const auto x = take<float>(rows * cols);
+    const auto max = take<double>(rows), log_sum = take<double>(rows);
+    const auto targets = take<int32_t>(rows);
+    if (short_read) return 2;
+    std::vector<double> sum(rows);
+    std::vector<float> d(rows * cols);
+    for (size_t r = 0; r < rows; ++r) ce_row_sum_exp_row(x.data(), cols, max.data(), sum.data(), r);
+    for (size_t i = 0; i < rows * cols; ++i) {
+      ce_grad_element(x.data(), cols, log_sum.data(), targets.data(), static_cast<int32_t>(h[2]), static_cast<int64_t>(h[3]), h[4], d.data(), i);
+    }
+    give(sum);
+    give(d);
+  } else if (op == "router") {
+    const auto h = take<double>(8);
+    if (short_read) return 2;
+    const size_t tokens = count(h[0]);
+    const int e = static_cast<int>(h[1]), k = static_cast<int>(h[2]);
+    if (e < 1 || e > pleat::kRouterMaxExperts || k < 1 || k > e || k > pleat::kRouterMaxTopk) return 2;
+    const auto logits = take<float>(tokens * static_cast<size_t>(e));
+    const auto bias = take<double>(h[6] != 0 ? static_cast<size_t>(e) : 0);
+    if (short_read) return 2;
+    std::vector<int32_t> indices(tokens * static_cast<size_t>(k));
+    std::vector<float> probs(logits.size());
+    for (size_t t = 0; t < tokens; ++t) {
+      router_token(logits.data(), e, k, static_cast<int>(h[3]), static_cast<int>(h[4]), static_cast<int>(h[5]), bias.empty() ? nullptr : bias.data(),
+                   h[7], indices.data(), probs.data(), t);
+    }
+    give(indices);
+    give(probs);
+  } else {
+    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, swiglu_backward, rmsnorm_backward, cross_entropy, router)\n", op.c_str());
+    return 2;
+  }
+  return 0;
+}
