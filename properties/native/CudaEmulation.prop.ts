@@ -1,8 +1,10 @@
 // The CUDA kernels' per-element work (cuda/src/kernels/ops_element.h: what each thread of the
 // grid-stride kernels in ops.cu computes) run on the host by pleat_kernel_emulation, against the
-// CPU kernels they twin: RoPE, the SwiGLU and RMSNorm backwards and the cross-entropy row sums and
-// gradient bit for bit (the host's exp is the CPU kernels' std::exp), the router's experts equal
-// to Router.select's and its probs within one float ulp of probsFor's (TypeScript's Math.exp).
+// CPU kernels they twin: gatherRows, the MoE unpermute, AdamW, RoPE, the SwiGLU and RMSNorm
+// backwards and the cross-entropy row sums and gradient bit for bit (the host's exp is the CPU
+// kernels' std::exp; SwiGLU against the CPU's scalar kernel, the one that rounds once), the
+// router's experts equal to Router.select's and its probs within one float ulp of probsFor's
+// (Math.exp).
 // So the kernels' indexing, order of operations and selection are tested on every machine;
 // scripts/device-check runs the kernels themselves on the GPU machine (the device's exp, the
 // launch shapes). The emulator is built with the CPU addon (cuda/CMakeLists.txt).
@@ -11,7 +13,9 @@ import { existsSync } from "node:fs"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as Router from "../../src/moe/Router.js"
+import * as Cpu from "../../src/native/Cpu.js"
 import * as CpuCrossEntropy from "../../src/native/CpuCrossEntropy.js"
+import * as CpuDispatch from "../../src/native/CpuDispatch.js"
 import { ropeKernel } from "../../src/native/CpuElementwise.js"
 import * as CpuOptional from "../../src/native/CpuOptional.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
@@ -189,6 +193,102 @@ describe.runIf(built)("the CUDA kernels' element functions on the host, against 
         },
       ),
       { numRuns: 40 },
+    )
+  })
+
+  test("gatherRows: exact copies", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 50 }), fc.integer({ min: 0, max: 200 }), fc.integer({ min: 1, max: 300 }), fc.integer(), (srcRows, n, cols, seed) => {
+        const src = floats(srcRows * cols, seed)
+        const index = Int32Array.from({ length: n }, (_, i) => (i * 7919 + (seed >>> 0)) % srcRows)
+        const want = new Float32Array(n * cols)
+        Cpu.gatherRows(src, index, want, cols)
+        const [got] = emulate("gather_rows", [Float64Array.of(srcRows, n, cols), src, index], [["f32", n * cols]])
+        expect(same(got as Part, want)).toBe(true)
+      }),
+      { numRuns: 20 },
+    )
+  })
+
+  test("SwiGLU: the CPU's scalar kernel's bits (float64, rounded once; its vector paths round in float32)", () => {
+    const before = Cpu.activeIsa()
+    try {
+      Cpu.setIsa("scalar")
+      fc.assert(
+        fc.property(fc.integer({ min: 1, max: 5000 }), fc.integer(), (n, seed) => {
+          const [gate, up] = [floats(n, seed), floats(n, seed + 1)]
+          const want = new Float32Array(n)
+          Cpu.swiglu(gate, up, want)
+          const [got] = emulate("swiglu", [Float64Array.of(n), gate, up], [["f32", n]])
+          expect(same(got as Part, want)).toBe(true)
+        }),
+        { numRuns: 20 },
+      )
+    } finally {
+      Cpu.setIsa(before)
+    }
+  })
+
+  test("combineRows (the MoE unpermute): the CPU dispatch kernel's bits, weighted or not", () => {
+    const cpu = CpuDispatch.dispatchKernels()
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 100 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 200 }),
+        fc.boolean(),
+        fc.integer(),
+        (tokens, k, cols, weighted, seed) => {
+          const n = tokens * k
+          const index = Int32Array.from({ length: n }, (_, j) => (j * 7919 + (seed >>> 0)) % tokens)
+          const rows = floats(n * cols, seed)
+          const weights = weighted ? floats(n, seed + 1) : undefined
+          const want = new Float32Array(tokens * cols)
+          cpu?.combineRows(rows, cols, index, weights ?? null, null, tokens, cols, want)
+          // Each token's rows in increasing j, as the binding lists them (a stable counting sort).
+          const offsets = new Int32Array(tokens + 1)
+          for (const t of index) offsets[t + 1] = (offsets[t + 1] as number) + 1
+          for (let t = 0; t < tokens; t++) offsets[t + 1] = (offsets[t + 1] as number) + (offsets[t] as number)
+          const next = offsets.slice(0, tokens)
+          const order = new Int32Array(n)
+          index.forEach((t, j) => {
+            order[next[t] as number] = j
+            next[t] = (next[t] as number) + 1
+          })
+          const [got] = emulate(
+            "combine_rows",
+            [Float64Array.of(n, cols, tokens, cols, weighted ? 1 : 0), rows, offsets, order, ...(weights ? [weights] : [])],
+            [["f32", tokens * cols]],
+          )
+          expect(same(got as Part, want)).toBe(true)
+        },
+      ),
+      { numRuns: 20 },
+    )
+  })
+
+  test("AdamW: the CPU kernel's bits (weights and both moments)", () => {
+    const adamw = CpuOptional.adamwKernel()
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5000 }), fc.integer(), fc.integer({ min: 1, max: 50 }), (n, seed, t) => {
+        const s = { beta1: 0.9, beta2: 0.95, c1: 1 - 0.9 ** t, c2: 1 - 0.95 ** t, eps: 1e-8, lr: 3e-4, clip: 0.7, decay: 0.01 }
+        const [w, g] = [floats(n, seed), floats(n, seed + 1)]
+        const m = floats(n, seed + 2).map((v) => v / 10)
+        const v = floats(n, seed + 3).map((x) => (x * x) / 10)
+        const cpu = { w: Float32Array.from(w), m: Float32Array.from(m), v: Float32Array.from(v) }
+        adamw?.(cpu.w, g, cpu.m, cpu.v, s)
+        const [gw, gm, gv] = emulate(
+          "adamw",
+          [Float64Array.of(n, s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay), w, g, m, v],
+          [
+            ["f32", n],
+            ["f32", n],
+            ["f32", n],
+          ],
+        )
+        expect(same(gw as Part, cpu.w) && same(gm as Part, cpu.m) && same(gv as Part, cpu.v)).toBe(true)
+      }),
+      { numRuns: 20 },
     )
   })
 

@@ -14,6 +14,11 @@ unsigned blocks_for(size_t n) {
   return static_cast<unsigned>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
 }
 
+// The grid-stride kernels run ops_element.h's functions over their indices (the same
+// functions pleat_kernel_emulation runs on the host).
+#define PLEAT_GRID_STRIDE(i, n) \
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += static_cast<size_t>(gridDim.x) * blockDim.x)
+
 // float32 -> bfloat16, round to nearest even (NaN stays a quiet NaN): bf16.h's rounding.
 __global__ void to_bf16_kernel(const float* __restrict__ in, uint16_t* __restrict__ out, size_t n) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
@@ -30,12 +35,7 @@ __global__ void to_bf16_kernel(const float* __restrict__ in, uint16_t* __restric
 
 __global__ void gather_rows_kernel(const float* __restrict__ src, const int32_t* __restrict__ index, float* __restrict__ out,
                                    size_t rows, size_t cols) {
-  const size_t n = rows * cols;
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const size_t r = i / cols, c = i - r * cols;
-    out[i] = src[static_cast<size_t>(index[r]) * cols + c];
-  }
+  PLEAT_GRID_STRIDE(i, rows * cols) element::gather_rows_element(src, index, out, cols, i);
 }
 
 // One block per row: float64 sum of squares (a tree over the block), rstd in float64.
@@ -61,54 +61,20 @@ __global__ void rmsnorm_rows_kernel(const float* __restrict__ x, const float* __
 }
 
 __global__ void swiglu_kernel(const float* __restrict__ gate, const float* __restrict__ up, float* __restrict__ out, size_t n) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const double g = gate[i];
-    const double e = exp(-fabs(g));
-    const double sig = (g >= 0.0 ? 1.0 : e) / (1.0 + e);
-    out[i] = static_cast<float>(g * sig * up[i]);
-  }
+  PLEAT_GRID_STRIDE(i, n) element::swiglu_element(gate, up, out, i);
 }
 
 // One block per token; threads over columns; the token's rows in increasing j.
 __global__ void combine_rows_kernel(const float* __restrict__ rows, size_t row_stride, const int32_t* __restrict__ token_offsets,
                                     const int32_t* __restrict__ token_rows, const float* __restrict__ weights, size_t cols,
                                     float* __restrict__ out) {
-  const size_t t = blockIdx.x;
-  const int32_t first = token_offsets[t], last = token_offsets[t + 1];
-  for (size_t c = threadIdx.x; c < cols; c += blockDim.x) {
-    float acc = 0.0f;
-    for (int32_t k = first; k < last; ++k) {
-      const size_t j = static_cast<size_t>(token_rows[k]);
-      const float r = rows[j * row_stride + c];
-      acc = __fadd_rn(acc, weights != nullptr ? __fmul_rn(weights[j], r) : r);
-    }
-    out[t * cols + c] = acc;
-  }
+  for (size_t c = threadIdx.x; c < cols; c += blockDim.x) element::combine_rows_element(rows, row_stride, token_offsets, token_rows, weights, cols, out, blockIdx.x, c);
 }
 
-// adamw.cc's update_body, element by element (no contraction: __dadd_rn / __dmul_rn keep each
-// operation rounded on its own, as the CPU build does).
 __global__ void adamw_kernel(AdamwScalars s, size_t n, float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
                              float* __restrict__ v) {
-  const double one_b1 = 1 - s.beta1, one_b2 = 1 - s.beta2;
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t k = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < n; k += stride) {
-    const double gi = __dmul_rn(static_cast<double>(g[k]), s.clip);
-    const double mk = __dadd_rn(__dmul_rn(s.beta1, static_cast<double>(m[k])), __dmul_rn(one_b1, gi));
-    const double vk = __dadd_rn(__dmul_rn(s.beta2, static_cast<double>(v[k])), __dmul_rn(__dmul_rn(one_b2, gi), gi));
-    m[k] = static_cast<float>(mk);
-    v[k] = static_cast<float>(vk);
-    const double wi = static_cast<double>(w[k]);
-    const double step = __dadd_rn(__ddiv_rn(__ddiv_rn(mk, s.c1), __dadd_rn(__dsqrt_rn(__ddiv_rn(vk, s.c2)), s.eps)), __dmul_rn(s.decay, wi));
-    w[k] = static_cast<float>(__dadd_rn(wi, -__dmul_rn(s.lr, step)));
-  }
+  PLEAT_GRID_STRIDE(k, n) element::adamw_element(s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay, w, g, m, v, k);
 }
-
-// The grid-stride kernels below run ops_element.h's functions over their indices (the same
-// functions pleat_kernel_emulation runs on the host).
-#define PLEAT_GRID_STRIDE(i, n) \
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += static_cast<size_t>(gridDim.x) * blockDim.x)
 
 __global__ void rope_kernel(const float* __restrict__ x, const double* __restrict__ cos, const double* __restrict__ sin, float* __restrict__ out,
                             size_t b, size_t s, size_t heads, size_t half, size_t table_rows, double sign) {

@@ -9,6 +9,7 @@
 // host's std::exp: the two may differ in a double's last bit, the one difference emulation
 // cannot show.
 //
+//   gather_rows_element, swiglu_element, combine_rows_element (a token's column), adamw_element
 //   rope_element            one pair of rope.h's rotation (k over b * s * heads * d / 2)
 //   swiglu_backward_element rows.h swiglu_backward at i
 //   rmsnorm_backward_*      rmsnorm_backward.cc: a row's coefficient (its dot product in
@@ -64,6 +65,27 @@ PLEAT_HD inline double div(double a, double b) {
   return a / b;
 #endif
 }
+PLEAT_HD inline double sqrt_of(double x) {
+#ifdef __CUDA_ARCH__
+  return __dsqrt_rn(x);
+#else
+  return std::sqrt(x);
+#endif
+}
+PLEAT_HD inline float fadd(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+PLEAT_HD inline float fmul(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
 PLEAT_HD inline double exp_of(double x) {
 #ifdef __CUDA_ARCH__
   return exp(x);
@@ -87,6 +109,45 @@ PLEAT_HD inline double js_max(double m, double v) {
   if (v > m) return v;
   if (v == m && v == 0.0 && negative_zero(m) && !negative_zero(v)) return v;
   return m;
+}
+
+PLEAT_HD inline void gather_rows_element(const float* src, const int32_t* index, float* out, size_t cols, size_t i) {
+  const size_t r = i / cols, c = i - r * cols;
+  out[i] = src[static_cast<size_t>(index[r]) * cols + c];
+}
+
+// swiglu_ref: g * sigmoid(g) * u in float64, rounded once.
+PLEAT_HD inline void swiglu_element(const float* gate, const float* up, float* out, size_t i) {
+  const double g = gate[i];
+  const double e = exp_of(-fabs(g));
+  const double sig = div(g >= 0.0 ? 1.0 : e, add(1.0, e));
+  out[i] = static_cast<float>(mul(mul(g, sig), static_cast<double>(up[i])));
+}
+
+// The MoE unpermute (dispatch.h combine_rows) at token t, column c: 0 + the token's rows in
+// increasing j (a CSR list), each times its weight when given, in float32.
+PLEAT_HD inline void combine_rows_element(const float* rows, size_t row_stride, const int32_t* token_offsets, const int32_t* token_rows,
+                                          const float* weights, size_t cols, float* out, size_t t, size_t c) {
+  float acc = 0.0f;
+  for (int32_t k = token_offsets[t]; k < token_offsets[t + 1]; ++k) {
+    const size_t j = static_cast<size_t>(token_rows[k]);
+    const float r = rows[j * row_stride + c];
+    acc = fadd(acc, weights != nullptr ? fmul(weights[j], r) : r);
+  }
+  out[t * cols + c] = acc;
+}
+
+// adamw.h's update of element k, each operation rounded on its own.
+PLEAT_HD inline void adamw_element(double beta1, double beta2, double c1, double c2, double eps, double lr, double clip, double decay, float* w,
+                                   const float* g, float* m, float* v, size_t k) {
+  const double gi = mul(static_cast<double>(g[k]), clip);
+  const double mk = add(mul(beta1, static_cast<double>(m[k])), mul(1 - beta1, gi));
+  const double vk = add(mul(beta2, static_cast<double>(v[k])), mul(mul(1 - beta2, gi), gi));
+  m[k] = static_cast<float>(mk);
+  v[k] = static_cast<float>(vk);
+  const double wi = static_cast<double>(w[k]);
+  const double step = add(div(div(mk, c1), add(sqrt_of(div(vk, c2)), eps)), mul(decay, wi));
+  w[k] = static_cast<float>(sub(wi, mul(lr, step)));
 }
 
 PLEAT_HD inline void rope_element(const float* x, const double* cos, const double* sin, float* out, size_t s, size_t heads, size_t half,

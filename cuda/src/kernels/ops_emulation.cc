@@ -15,7 +15,14 @@
 //   router   f64[8] {tokens, experts, topk, mode, groups, groupTopk, hasBias, scale}, f32
 //            logits[tokens experts], f64 bias[experts] (when hasBias)  reply i32 indices[tokens topk],
 //                                                                     f32 probs[tokens experts]
-// Exit 2 on an unknown op or a short request.
+//   gather_rows  f64[3] {srcRows, n, cols}, f32 src[srcRows cols], i32 index[n]   reply f32 out[n cols]
+//   swiglu   f64[1] {n}, f32 gate[n], up[n]                          reply f32 out[n]
+//   combine_rows  f64[5] {n, rowCols, tokens, cols, hasWeights}, f32 rows[n rowCols], i32
+//            offsets[tokens + 1], i32 order[n] (each token's rows, CSR), f32 weights[n]
+//                                                                     reply f32 out[tokens cols]
+//   adamw    f64[9] {n, beta1, beta2, c1, c2, eps, lr, clip, decay}, f32 w[n], g[n], m[n], v[n]
+//                                                                     reply f32 w[n], m[n], v[n]
+// Exit 2 on an unknown op or a short or inconsistent request.
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -114,8 +121,57 @@ int main(int argc, char** argv) {
     }
     give(indices);
     give(probs);
+  } else if (op == "gather_rows") {
+    const auto h = take<double>(3);
+    if (short_read) return 2;
+    const size_t src_rows = count(h[0]), n = count(h[1]), cols = count(h[2]);
+    const auto src = take<float>(src_rows * cols);
+    const auto index = take<int32_t>(n);
+    if (short_read) return 2;
+    for (const int32_t i : index) {
+      if (i < 0 || static_cast<size_t>(i) >= src_rows) return 2;
+    }
+    std::vector<float> out(n * cols);
+    for (size_t i = 0; i < n * cols; ++i) gather_rows_element(src.data(), index.data(), out.data(), cols, i);
+    give(out);
+  } else if (op == "swiglu") {
+    const auto h = take<double>(1);
+    if (short_read) return 2;
+    const size_t n = count(h[0]);
+    const auto gate = take<float>(n), up = take<float>(n);
+    if (short_read) return 2;
+    std::vector<float> out(n);
+    for (size_t i = 0; i < n; ++i) swiglu_element(gate.data(), up.data(), out.data(), i);
+    give(out);
+  } else if (op == "combine_rows") {
+    const auto h = take<double>(5);
+    if (short_read) return 2;
+    const size_t n = count(h[0]), row_cols = count(h[1]), tokens = count(h[2]), cols = count(h[3]);
+    const auto rows = take<float>(n * row_cols);
+    const auto offsets = take<int32_t>(tokens + 1), order = take<int32_t>(n);
+    const auto weights = take<float>(h[4] != 0 ? n : 0);
+    if (short_read || offsets[tokens] != static_cast<int32_t>(n)) return 2;
+    std::vector<float> out(tokens * cols);
+    for (size_t t = 0; t < tokens; ++t) {
+      for (size_t c = 0; c < cols; ++c) {
+        combine_rows_element(rows.data(), row_cols, offsets.data(), order.data(), weights.empty() ? nullptr : weights.data(), cols, out.data(), t, c);
+      }
+    }
+    give(out);
+  } else if (op == "adamw") {
+    const auto h = take<double>(9);
+    if (short_read) return 2;
+    const size_t n = count(h[0]);
+    auto w = take<float>(n);
+    const auto g = take<float>(n);
+    auto m = take<float>(n), v = take<float>(n);
+    if (short_read) return 2;
+    for (size_t k = 0; k < n; ++k) adamw_element(h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], w.data(), g.data(), m.data(), v.data(), k);
+    give(w);
+    give(m);
+    give(v);
   } else {
-    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, swiglu_backward, rmsnorm_backward, cross_entropy, router)\n", op.c_str());
+    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, swiglu, combine_rows, adamw)\n", op.c_str());
     return 2;
   }
   return 0;
