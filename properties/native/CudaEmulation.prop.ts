@@ -12,13 +12,12 @@ import { spawnSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import * as Router from "../../src/moe/Router.js"
 import * as Cpu from "../../src/native/Cpu.js"
 import * as CpuCrossEntropy from "../../src/native/CpuCrossEntropy.js"
 import * as CpuDispatch from "../../src/native/CpuDispatch.js"
 import { ropeKernel } from "../../src/native/CpuElementwise.js"
 import * as CpuOptional from "../../src/native/CpuOptional.js"
-import * as Tensor from "../../src/tensor/Tensor.js"
+import { expected, routerCases } from "./routerCases.js"
 
 const emulator = new URL("../../build/Release/pleat_kernel_emulation", import.meta.url).pathname
 const built = existsSync(emulator)
@@ -153,45 +152,21 @@ describe.runIf(built)("the CUDA kernels' element functions on the host, against 
 
   test("router: Router.select's experts, probsFor's probs within one ulp (every mode, groups, bias, scaling)", () => {
     fc.assert(
-      fc.property(
-        fc.record({ tokens: fc.integer({ min: 1, max: 60 }), groupsLog: fc.integer({ min: 0, max: 3 }), perGroup: fc.integer({ min: 1, max: 32 }) }),
-        fc.constantFrom("pre" as const, "post" as const, "sigmoid" as const),
-        fc.boolean(),
-        fc.boolean(),
-        fc.integer(),
-        ({ tokens, groupsLog, perGroup }, mode, grouped, scaled, seed) => {
-          const numGroups = 2 ** groupsLog
-          const experts = numGroups * perGroup
-          const groupTopk = Math.max(1, numGroups / 2)
-          const topk = Math.max(1, Math.min(8, grouped ? groupTopk * perGroup : experts, 1 + ((seed >>> 0) % 8)))
-          const logits = floats(tokens * experts, seed)
-          const bias = mode === "sigmoid" ? Float64Array.from(floats(experts, seed + 1), (v) => v / 10) : undefined
-          const scale = scaled ? 2.5 : 1
-          const options: Router.RouterOptions = {
-            topk,
-            scoreFunction: mode === "sigmoid" ? "sigmoid" : "softmax",
-            preSoftmax: mode === "pre",
-            numGroups: grouped ? numGroups : null,
-            groupTopk: grouped ? groupTopk : null,
-            scalingFactor: scaled ? scale : null,
-            expertBias: bias ?? null,
-          }
-          const x = Tensor.fromStorage(logits, [tokens, experts])
-          const want = Router.select(x, options)
-          const wantProbs = Router.probsFor(x, want, options).data as Float32Array
-          const header = Float64Array.of(tokens, experts, topk, mode === "pre" ? 0 : mode === "post" ? 1 : 2, grouped ? numGroups : 0, grouped ? groupTopk : 0, bias ? 1 : 0, scale)
-          const [indices, probs] = emulate(
-            "router",
-            [header, logits, ...(bias ? [bias] : [])],
-            [
-              ["i32", tokens * topk],
-              ["f32", tokens * experts],
-            ],
-          )
-          expect(same(indices as Part, want)).toBe(true)
-          expect(beyondOneUlp(probs as Float32Array, wantProbs)).toBe(0)
-        },
-      ),
+      fc.property(routerCases(60), (c) => {
+        const want = expected(c)
+        const { topk, mode, numGroups, groupTopk, bias, scale } = c.spec
+        const header = Float64Array.of(c.tokens, c.experts, topk, mode === "pre" ? 0 : mode === "post" ? 1 : 2, numGroups ?? 0, groupTopk ?? 0, bias ? 1 : 0, scale)
+        const [indices, probs] = emulate(
+          "router",
+          [header, c.logits, ...(bias ? [bias] : [])],
+          [
+            ["i32", c.tokens * topk],
+            ["f32", c.tokens * c.experts],
+          ],
+        )
+        expect(same(indices as Part, want.indices)).toBe(true)
+        expect(beyondOneUlp(probs as Float32Array, want.probs)).toBe(0)
+      }),
       { numRuns: 40 },
     )
   })

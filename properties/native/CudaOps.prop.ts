@@ -13,9 +13,8 @@ import * as CpuDispatch from "../../src/native/CpuDispatch.js"
 import * as CpuElementwise from "../../src/native/CpuElementwise.js"
 import * as CpuOptional from "../../src/native/CpuOptional.js"
 import * as Cuda from "../../src/native/Cuda.js"
-import * as Router from "../../src/moe/Router.js"
-import * as Tensor from "../../src/tensor/Tensor.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
+import { expected, routerCases } from "./routerCases.js"
 
 const built = Addon.isBuilt("pleat_cuda")
 const status = Cuda.cudaStatus()
@@ -191,41 +190,14 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
   })
 
   test("router: Router.select's experts and probsFor's probs within one ulp, every mode, groups, bias, scaling", () => {
-    const modes = fc.constantFrom("pre" as const, "post" as const, "sigmoid" as const)
     fc.assert(
-      fc.property(
-        fc.record({ tokens: fc.integer({ min: 1, max: 300 }), groupsLog: fc.integer({ min: 0, max: 3 }), perGroup: fc.integer({ min: 1, max: 32 }) }),
-        modes,
-        fc.boolean(),
-        fc.boolean(),
-        fc.integer(),
-        ({ tokens, groupsLog, perGroup }, mode, grouped, scaled, seed) => {
-          const numGroups = 2 ** groupsLog
-          const experts = numGroups * perGroup
-          const groupTopk = Math.max(1, numGroups / 2)
-          const topk = Math.max(1, Math.min(8, grouped ? groupTopk * perGroup : experts, 1 + ((seed >>> 0) % 8)))
-          const logits = floats(tokens * experts, seed)
-          const bias = mode === "sigmoid" ? Float64Array.from(floats(experts, seed + 1), (v) => v / 10) : undefined
-          const scale = scaled ? 2.5 : 1
-          const options: Router.RouterOptions = {
-            topk,
-            scoreFunction: mode === "sigmoid" ? "sigmoid" : "softmax",
-            preSoftmax: mode === "pre",
-            numGroups: grouped ? numGroups : null,
-            groupTopk: grouped ? groupTopk : null,
-            scalingFactor: scaled ? scale : null,
-            expertBias: bias ?? null,
-          }
-          const x = Tensor.fromStorage(logits, [tokens, experts])
-          const want = Router.select(x, options)
-          const wantProbs = Router.probsFor(x, want, options).data as Float32Array
-          const [indices, probs] = [new Int32Array(tokens * topk), new Float32Array(tokens * experts)]
-          const spec = { topk, mode, numGroups: grouped ? numGroups : undefined, groupTopk: grouped ? groupTopk : undefined, bias, scale }
-          ops().router(logits, { tokens, experts }, spec, indices, probs)
-          expect(indices).toEqual(want)
-          expect(beyondOneUlp(probs, wantProbs)).toBe(0)
-        },
-      ),
+      fc.property(routerCases(300), (c) => {
+        const want = expected(c)
+        const [indices, probs] = [new Int32Array(c.tokens * c.spec.topk), new Float32Array(c.tokens * c.experts)]
+        ops().router(c.logits, c, c.spec, indices, probs)
+        expect(indices).toEqual(want.indices)
+        expect(beyondOneUlp(probs, want.probs)).toBe(0)
+      }),
       { numRuns: 30 },
     )
   })

@@ -134,37 +134,12 @@ inline void prefetch_tile(const float* c, size_t ldc, int rows, int row_bytes) {
 
 // ---- AVX-512 -----------------------------------------------------------------------------------
 
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void kernel_avx512(size_t kc, const float* __restrict ap,
-                                                      const float* __restrict bp, float* c,
-                                                      size_t ldc, bool add, int rows, int cols) {
-  __m512 acc[MR][NV];
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) {
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
-  }
-  prefetch_tile(c, ldc, rows, 64 * NV);
-  for (size_t p = 0; p < kc; ++p) {
-    __m512 bv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(bp + 16 * v);
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      const __m512 av = _mm512_set1_ps(ap[r]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
-    }
-    ap += MR;
-    bp += 16 * NV;
-  }
-  store_tile_avx512<MR, NV>(acc, c, ldc, rows, cols, add);
-}
-
-// The small-m kernel (matmul_tile.h): the FMA chain of kernel_avx512, B read in place.
-template <int MR, int NV>
-__attribute__((target("avx512f"))) void direct_avx512(size_t kc, const float* __restrict ap, const float* __restrict b,
-                                                      size_t ldb, float* c, size_t ldc, bool add, int rows, int cols) {
+// One register tile's k loop, its B rows either in a packed panel (kInPlace false: aligned,
+// 16 NV floats apart) or where B lies (true: `ldb` apart, lanes past `cols` not read: the
+// small-m kernel of matmul_tile.h). The same FMA chain either way.
+template <int MR, int NV, bool kInPlace>
+__attribute__((target("avx512f"), always_inline)) inline void tile_avx512(size_t kc, const float* __restrict ap, const float* __restrict bp,
+                                                                          size_t ldb, float* c, size_t ldc, bool add, int rows, int cols) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
@@ -181,7 +156,7 @@ __attribute__((target("avx512f"))) void direct_avx512(size_t kc, const float* __
   for (size_t p = 0; p < kc; ++p) {
     __m512 bv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(lanes[v], b + 16 * v);
+    for (int v = 0; v < NV; ++v) bv[v] = kInPlace ? _mm512_maskz_loadu_ps(lanes[v], bp + 16 * v) : _mm512_load_ps(bp + 16 * v);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 av = _mm512_set1_ps(ap[r]);
@@ -189,9 +164,21 @@ __attribute__((target("avx512f"))) void direct_avx512(size_t kc, const float* __
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
     }
     ap += MR;
-    b += ldb;
+    bp += kInPlace ? ldb : 16 * NV;
   }
   store_tile_avx512<MR, NV>(acc, c, ldc, rows, cols, add);
+}
+
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void kernel_avx512(size_t kc, const float* __restrict ap, const float* __restrict bp, float* c, size_t ldc,
+                                                      bool add, int rows, int cols) {
+  tile_avx512<MR, NV, false>(kc, ap, bp, 0, c, ldc, add, rows, cols);
+}
+
+template <int MR, int NV>
+__attribute__((target("avx512f"))) void direct_avx512(size_t kc, const float* __restrict ap, const float* __restrict b, size_t ldb, float* c,
+                                                      size_t ldc, bool add, int rows, int cols) {
+  tile_avx512<MR, NV, true>(kc, ap, b, ldb, c, ldc, add, rows, cols);
 }
 
 // ---- AVX2 + FMA --------------------------------------------------------------------------------

@@ -37,53 +37,26 @@ constexpr int kRouterMaxTopk = 32;
 
 namespace element {
 
-PLEAT_HD inline double add(double a, double b) {
+// One IEEE operation rounded on its own: the device's _rn intrinsic, the host's operator.
 #ifdef __CUDA_ARCH__
-  return __dadd_rn(a, b);
+#define PLEAT_ROUNDED(T, name, intrinsic, op) \
+  PLEAT_HD inline T name(T a, T b) { return intrinsic(a, b); }
 #else
-  return a + b;
+#define PLEAT_ROUNDED(T, name, intrinsic, op) \
+  PLEAT_HD inline T name(T a, T b) { return a op b; }
 #endif
-}
-PLEAT_HD inline double sub(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-PLEAT_HD inline double mul(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-PLEAT_HD inline double div(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
+PLEAT_ROUNDED(double, add, __dadd_rn, +)
+PLEAT_ROUNDED(double, sub, __dsub_rn, -)
+PLEAT_ROUNDED(double, mul, __dmul_rn, *)
+PLEAT_ROUNDED(double, div, __ddiv_rn, /)
+PLEAT_ROUNDED(float, fadd, __fadd_rn, +)
+PLEAT_ROUNDED(float, fmul, __fmul_rn, *)
+#undef PLEAT_ROUNDED
 PLEAT_HD inline double sqrt_of(double x) {
 #ifdef __CUDA_ARCH__
   return __dsqrt_rn(x);
 #else
   return std::sqrt(x);
-#endif
-}
-PLEAT_HD inline float fadd(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-PLEAT_HD inline float fmul(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fmul_rn(a, b);
-#else
-  return a * b;
 #endif
 }
 PLEAT_HD inline double exp_of(double x) {
