@@ -1,6 +1,7 @@
-// The first CUDA kernels (cuda/src/kernels/ops_cuda.h) against their CPU twins: gather exact,
-// AdamW, the MoE unpermute, RoPE and the RMSNorm backward the same bits, RMSNorm and SwiGLU
-// (forward, and SwiGLU's backward) within one float ulp; the cuBLAS GEMMs (dlopen'ed,
+// The CUDA kernels (cuda/src/kernels/ops_cuda.h) against their CPU twins: the twins of
+// kernelTwins.ts (gather, the MoE unpermute, AdamW, RoPE, the RMSNorm backward bit for bit;
+// SwiGLU and its backward, the cross-entropy rows and the router within one float ulp), and
+// RMSNorm's forward (a block reduction) within one ulp; the cuBLAS GEMMs (dlopen'ed,
 // cuda/src/cublas_binding.cc) within fp32 rounding of the float64 product, grouped = per expert. Where no GPU runs (here, CI)
 // only the argument checks and the "no device" path run; scripts/device-check runs the rest on
 // the GPU machine (and PLEAT_REQUIRE_GPU=1 makes a missing device fail instead).
@@ -8,33 +9,12 @@ import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as Addon from "../../src/native/Addon.js"
 import * as Cpu from "../../src/native/Cpu.js"
-import * as CpuCrossEntropy from "../../src/native/CpuCrossEntropy.js"
-import * as CpuDispatch from "../../src/native/CpuDispatch.js"
-import * as CpuElementwise from "../../src/native/CpuElementwise.js"
-import * as CpuOptional from "../../src/native/CpuOptional.js"
 import * as Cuda from "../../src/native/Cuda.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
-import { expected, routerCases } from "./routerCases.js"
+import { beyondOneUlp, floats, twins } from "./kernelTwins.js"
 
 const built = Addon.isBuilt("pleat_cuda")
 const status = Cuda.cudaStatus()
-
-const floats = (n: number, seed: number) => {
-  let s = seed >>> 0 || 1
-  return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 8 - 4)
-}
-
-/** Elements whose float32 values are more than one ulp apart (two NaNs, whatever their bits, agree). */
-const beyondOneUlp = (a: Float32Array, b: Float32Array): number => {
-  const ia = new Int32Array(a.buffer, a.byteOffset, a.length)
-  const ib = new Int32Array(b.buffer, b.byteOffset, b.length)
-  let n = 0
-  for (let i = 0; i < a.length; i++) {
-    if (Number.isNaN(a[i]) && Number.isNaN(b[i])) continue
-    if (Math.abs((ia[i] as number) - (ib[i] as number)) > 1) n++
-  }
-  return n
-}
 
 describe.runIf(built && !status.available)("CUDA kernels without a device", () => {
   test('every kernel checks its arguments first, then throws "no device:"', () => {
@@ -71,20 +51,8 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
   const ops = () => Cuda.deviceOps()
   const sizes = fc.record({ rows: fc.integer({ min: 1, max: 300 }), cols: fc.integer({ min: 1, max: 2100 }), seed: fc.integer() })
 
-  test("gatherRows equals the CPU's exactly", () => {
-    fc.assert(
-      fc.property(sizes, ({ rows, cols, seed }) => {
-        const src = floats(rows * cols, seed)
-        const index = Int32Array.from({ length: rows + 3 }, (_, i) => ((i * 7919 + seed) % rows >= 0 ? (i * 7919 + Math.abs(seed)) % rows : 0))
-        const cpu = new Float32Array(index.length * cols)
-        const gpu = new Float32Array(index.length * cols)
-        Cpu.gatherRows(src, index, cpu, cols)
-        ops().gatherRows(src, index, gpu, cols)
-        expect(gpu).toEqual(cpu)
-      }),
-      { numRuns: 30 },
-    )
-  })
+  // The kernels with a CPU twin (kernelTwins.ts; the host emulation runs the same cases).
+  for (const twin of twins) test(twin.name, () => twin.run("device", 20))
 
   test("rmsnormRows within one ulp of the CPU's scalar kernel (float64 rounded once, as the device), rstd within 1e-15 relative", () => {
     const before = Cpu.activeIsa()
@@ -106,168 +74,6 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
     } finally {
       Cpu.setIsa(before)
     }
-  })
-
-  test("swiglu within one ulp of the CPU's scalar kernel (float64 rounded once, as the device; the vector paths round in float32)", () => {
-    const before = Cpu.activeIsa()
-    try {
-      Cpu.setIsa("scalar")
-      fc.assert(
-        fc.property(fc.integer({ min: 1, max: 1 << 20 }), fc.integer(), (n, seed) => {
-          const [gate, up] = [floats(n, seed), floats(n, seed + 1)]
-          const [cpu, gpu] = [new Float32Array(n), new Float32Array(n)]
-          Cpu.swiglu(gate, up, cpu)
-          ops().swiglu(gate, up, gpu)
-          expect(beyondOneUlp(gpu, cpu)).toBe(0)
-        }),
-        { numRuns: 20 },
-      )
-    } finally {
-      Cpu.setIsa(before)
-    }
-  })
-
-  test("swigluBackward within one ulp of the CPU's, either gradient alone or both", () => {
-    const cpuBackward = CpuOptional.swigluBackwardKernel()
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 1 << 20 }), fc.integer(), fc.integer({ min: 0, max: 2 }), (n, seed, which) => {
-        const [gate, up, grad] = [floats(n, seed), floats(n, seed + 1), floats(n, seed + 2)]
-        const wantGate = which !== 1
-        const wantUp = which !== 0
-        const cpu = { g: wantGate ? new Float32Array(n) : undefined, u: wantUp ? new Float32Array(n) : undefined }
-        const gpu = { g: wantGate ? new Float32Array(n) : undefined, u: wantUp ? new Float32Array(n) : undefined }
-        cpuBackward?.(gate, up, grad, cpu.g, cpu.u)
-        ops().swigluBackward(gate, up, grad, gpu.g, gpu.u)
-        if (cpu.g !== undefined && gpu.g !== undefined) expect(beyondOneUlp(gpu.g, cpu.g)).toBe(0)
-        if (cpu.u !== undefined && gpu.u !== undefined) expect(beyondOneUlp(gpu.u, cpu.u)).toBe(0)
-      }),
-      { numRuns: 20 },
-    )
-  })
-
-  test("rmsnormBackward equals the CPU kernel bit for bit (dx, dw, either alone)", () => {
-    const cpuBackward = CpuOptional.rmsnormBackwardKernel()
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 2100 }), fc.integer(), fc.integer({ min: 0, max: 2 }), (rows, cols, seed, which) => {
-        const [x, w, g] = [floats(rows * cols, seed), floats(cols, seed + 1), floats(rows * cols, seed + 2)]
-        const rstd = Float64Array.from(floats(rows, seed + 3), (v) => 1 / (1 + Math.abs(v)))
-        const wantDx = which !== 1
-        const wantDw = which !== 0
-        const cpu = { dx: wantDx ? new Float32Array(rows * cols) : undefined, dw: wantDw ? new Float64Array(cols) : undefined }
-        const gpu = { dx: wantDx ? new Float32Array(rows * cols) : undefined, dw: wantDw ? new Float64Array(cols) : undefined }
-        cpuBackward?.(x, w, g, rstd, rows, cols, cpu.dx, cpu.dw)
-        ops().rmsnormBackward(x, w, g, rstd, rows, cols, gpu.dx, gpu.dw)
-        expect(gpu).toEqual(cpu)
-      }),
-      { numRuns: 20 },
-    )
-  })
-
-  test("cross-entropy row kernels: maxima exact, sums within 1e-14, gradients within one ulp of the CPU's", () => {
-    const cpu = CpuCrossEntropy.crossEntropyKernels()
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 5000 }), fc.integer(), (rows, cols, seed) => {
-        const x = floats(rows * cols, seed).map((v) => v * 3)
-        if (cols > 3) x[(seed >>> 0) % x.length] = Number.NaN // a NaN row: NaN through max, sum and grad
-        const targets = Int32Array.from({ length: rows }, (_, r) => (r % 5 === 0 ? -1 : (r * 7919 + (seed >>> 0)) % (cols + 3)))
-        const want = { max: new Float64Array(rows), sum: new Float64Array(rows), d: new Float32Array(rows * cols) }
-        const got = { max: new Float64Array(rows), sum: new Float64Array(rows), d: new Float32Array(rows * cols) }
-        cpu?.rowMax(x, rows, cols, want.max)
-        ops().crossEntropy.rowMax(x, rows, cols, got.max)
-        expect(got.max).toEqual(want.max)
-        cpu?.rowSumExp(x, rows, cols, want.max, want.sum)
-        ops().crossEntropy.rowSumExp(x, rows, cols, want.max, got.sum)
-        got.sum.forEach((v, r) =>
-          Number.isNaN(want.sum[r] as number) ? expect(v).toBeNaN() : expect(Math.abs(v - (want.sum[r] as number))).toBeLessThanOrEqual(1e-14 * (want.sum[r] as number)),
-        )
-        const logSum = want.sum.map((v, r) => (want.max[r] as number) + Math.log(v))
-        cpu?.grad(x, rows, cols, logSum, targets, -1, 2, 0.25, want.d)
-        ops().crossEntropy.grad(x, rows, cols, logSum, targets, -1, 2, 0.25, got.d)
-        expect(beyondOneUlp(got.d, want.d)).toBe(0)
-      }),
-      { numRuns: 20 },
-    )
-  })
-
-  test("router: Router.select's experts and probsFor's probs within one ulp, every mode, groups, bias, scaling", () => {
-    fc.assert(
-      fc.property(routerCases(300), (c) => {
-        const want = expected(c)
-        const [indices, probs] = [new Int32Array(c.tokens * c.spec.topk), new Float32Array(c.tokens * c.experts)]
-        ops().router(c.logits, c, c.spec, indices, probs)
-        expect(indices).toEqual(want.indices)
-        expect(beyondOneUlp(probs, want.probs)).toBe(0)
-      }),
-      { numRuns: 30 },
-    )
-  })
-
-  test("ropeRotate equals the CPU kernel bit for bit (shared or per-token tables, both signs)", () => {
-    const cpuRope = CpuElementwise.ropeKernel()
-    fc.assert(
-      fc.property(
-        fc.record({ b: fc.integer({ min: 1, max: 4 }), s: fc.integer({ min: 1, max: 300 }), heads: fc.integer({ min: 1, max: 8 }), half: fc.integer({ min: 1, max: 64 }) }),
-        fc.boolean(),
-        fc.constantFrom(1 as const, -1 as const),
-        fc.integer(),
-        ({ b, s, heads, half }, perToken, sign, seed) => {
-          const d = 2 * half
-          const tableRows = perToken ? b * s : s
-          const x = floats(b * s * heads * d, seed)
-          const cos = Float64Array.from(floats(tableRows * half, seed + 1), (v) => Math.cos(v))
-          const sin = Float64Array.from(floats(tableRows * half, seed + 2), (v) => Math.sin(v))
-          const [want, got] = [new Float32Array(x.length), new Float32Array(x.length)]
-          const dims = { b, s, heads, d, tableRows }
-          cpuRope?.(x, cos, sin, want, dims, sign)
-          ops().ropeRotate(x, cos, sin, got, dims, sign)
-          expect(got).toEqual(want)
-        },
-      ),
-      { numRuns: 20 },
-    )
-  })
-
-  test("combineRows (the MoE unpermute) equals the CPU dispatch kernel bit for bit", () => {
-    const cpu = CpuDispatch.dispatchKernels()
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 600 }),
-        fc.integer({ min: 1, max: 8 }),
-        fc.integer({ min: 1, max: 1100 }),
-        fc.boolean(),
-        fc.integer(),
-        (tokens, k, cols, weighted, seed) => {
-          const n = tokens * k
-          const index = Int32Array.from({ length: n }, (_, j) => (j * 7919 + Math.abs(seed)) % tokens)
-          const rows = floats(n * cols, seed)
-          const weights = weighted ? floats(n, seed + 1) : undefined
-          const [want, got] = [new Float32Array(tokens * cols), new Float32Array(tokens * cols)]
-          cpu?.combineRows(rows, cols, index, weights ?? null, null, tokens, cols, want)
-          ops().combineRows(rows, cols, index, weights, tokens, cols, got)
-          expect(got).toEqual(want)
-        },
-      ),
-      { numRuns: 20 },
-    )
-  })
-
-  test("adamw equals the CPU kernel bit for bit (weights and both moments)", () => {
-    const cpuAdamw = CpuOptional.adamwKernel()
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 1 << 19 }), fc.integer(), fc.integer({ min: 1, max: 50 }), (n, seed, t) => {
-        const s = { beta1: 0.9, beta2: 0.95, c1: 1 - 0.9 ** t, c2: 1 - 0.95 ** t, eps: 1e-8, lr: 3e-4, clip: 0.7, decay: 0.01 }
-        const w = floats(n, seed)
-        const g = floats(n, seed + 1)
-        const m = floats(n, seed + 2).map((v) => v / 10)
-        const v = floats(n, seed + 3).map((x) => (x * x) / 10)
-        const cpu = { w: Float32Array.from(w), m: Float32Array.from(m), v: Float32Array.from(v) }
-        const gpu = { w: Float32Array.from(w), m: Float32Array.from(m), v: Float32Array.from(v) }
-        cpuAdamw?.(cpu.w, g, cpu.m, cpu.v, s)
-        ops().adamw(gpu.w, g, gpu.m, gpu.v, s)
-        expect([gpu.w, gpu.m, gpu.v]).toEqual([cpu.w, cpu.m, cpu.v])
-      }),
-      { numRuns: 20 },
-    )
   })
 
   /** float64 product of row-major a[m, k] b[k, n], and per element the sum of |a_ik b_kj| (the error scale). */
