@@ -51,6 +51,8 @@ interface CudaAddon {
   swigluBackward(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
   rmsnormBackward(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
   crossEntropyRowMax(x: Float32Array, rows: number, cols: number, max: Float64Array): void
+  crossEntropyRowSumExp(x: Float32Array, rows: number, cols: number, max: Float64Array, sum: Float64Array): void
+  crossEntropyGrad(x: Float32Array, rows: number, cols: number, logSum: Float64Array, targets: Int32Array, ignore: number, start: number, scale: number, d: Float32Array): void
   router(
     logits: Float32Array,
     tokens: number,
@@ -64,8 +66,6 @@ interface CudaAddon {
     indices: Int32Array,
     probs: Float32Array,
   ): void
-  crossEntropyRowSumExp(x: Float32Array, rows: number, cols: number, max: Float64Array, sum: Float64Array): void
-  crossEntropyGrad(x: Float32Array, rows: number, cols: number, logSum: Float64Array, targets: Int32Array, ignore: number, start: number, scale: number, d: Float32Array): void
   cublasLoad(path: string): { readonly loaded: true; readonly path: string } | { readonly loaded: false; readonly error: string }
   gemm(a: Float32Array, b: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16: boolean): number
   groupedGemm(a: Float32Array, b: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16: boolean): number

@@ -37,13 +37,18 @@ constexpr int kRouterMaxTopk = 32;
 
 namespace element {
 
-// One IEEE operation rounded on its own: the device's _rn intrinsic, the host's operator.
+// One IEEE operation rounded on its own: the device's _rn intrinsic, the host's operator; and
+// the two library functions: the device's and the host's (exp may differ in its last bit).
 #ifdef __CUDA_ARCH__
 #define PLEAT_ROUNDED(T, name, intrinsic, op) \
   PLEAT_HD inline T name(T a, T b) { return intrinsic(a, b); }
+#define PLEAT_LIBRARY(name, device, host) \
+  PLEAT_HD inline double name(double x) { return device(x); }
 #else
 #define PLEAT_ROUNDED(T, name, intrinsic, op) \
   PLEAT_HD inline T name(T a, T b) { return a op b; }
+#define PLEAT_LIBRARY(name, device, host) \
+  PLEAT_HD inline double name(double x) { return host(x); }
 #endif
 PLEAT_ROUNDED(double, add, __dadd_rn, +)
 PLEAT_ROUNDED(double, sub, __dsub_rn, -)
@@ -51,21 +56,10 @@ PLEAT_ROUNDED(double, mul, __dmul_rn, *)
 PLEAT_ROUNDED(double, div, __ddiv_rn, /)
 PLEAT_ROUNDED(float, fadd, __fadd_rn, +)
 PLEAT_ROUNDED(float, fmul, __fmul_rn, *)
+PLEAT_LIBRARY(sqrt_of, __dsqrt_rn, std::sqrt)
+PLEAT_LIBRARY(exp_of, exp, std::exp)
 #undef PLEAT_ROUNDED
-PLEAT_HD inline double sqrt_of(double x) {
-#ifdef __CUDA_ARCH__
-  return __dsqrt_rn(x);
-#else
-  return std::sqrt(x);
-#endif
-}
-PLEAT_HD inline double exp_of(double x) {
-#ifdef __CUDA_ARCH__
-  return exp(x);
-#else
-  return std::exp(x);
-#endif
-}
+#undef PLEAT_LIBRARY
 PLEAT_HD inline bool is_nan(double x) { return x != x; }
 PLEAT_HD inline double quiet_nan() {
   const uint64_t bits = 0x7ff8000000000000ULL;
