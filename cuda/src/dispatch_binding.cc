@@ -13,6 +13,9 @@
 //   combineRows(rows, rowCols, index, weights, extra, tokens, cols, out)
 //       out [T, cols] (cols + 1 with extra [N], else null) = 0 + the sum in increasing j of
 //       weights[j] * rows[j, 0:cols] (weights [N] or null); rows [N, rowCols], rowCols >= cols
+//   combineRowsFrom(sources, source, sourceRow, index, tokens, cols, out)
+//       combineRows without weights on rows that lie in several buffers: row j is row
+//       sourceRow[j] of sources[source[j]] (each a Float32Array of rows of cols floats)
 //   combineBackward(g, index, cols, weights, rows, gradRows, gradWeights)
 //       g [T, cols], rows [N, cols]; gradRows [N, cols] and gradWeights [N] (either null)
 //   scatterPairs(values, stride, index, experts, numExperts, out)
@@ -21,6 +24,7 @@
 #include "dispatch_binding.h"
 
 #include <string>
+#include <vector>
 
 #include "kernels/dispatch.h"
 #include "kernels/rows.h"
@@ -214,6 +218,70 @@ Napi::Value CombineRows(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value CombineRowsFrom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "combineRowsFrom";
+  ArrayArg source, source_row, index, out;
+  size_t tokens = 0, cols = 0, n_out = 0;
+  if (!expect_arity(info, fn, 7)) return env.Undefined();
+  if (!info[0].IsArray()) {
+    throw_type_error(env, std::string(fn) + ": sources must be an array of Float32Array, got " + describe(info[0]));
+    return env.Undefined();
+  }
+  if (!expect_array(info, fn, 1, "source", {kI32}, &source) || !expect_array(info, fn, 2, "sourceRow", {kI32}, &source_row) ||
+      !expect_array(info, fn, 3, "index", {kI32}, &index) || !expect_size(info, fn, 4, "tokens", &tokens, 2147483647.0) ||
+      !expect_size(info, fn, 5, "cols", &cols) || !expect_array(info, fn, 6, "out", {kF32}, &out)) {
+    return env.Undefined();
+  }
+  const size_t n = index.length;
+  if (!expect_length(env, fn, "source", source, n, "index.length") || !expect_length(env, fn, "sourceRow", source_row, n, "index.length") ||
+      !checked_mul(env, fn, "tokens * cols", tokens, cols, &n_out) || !expect_length(env, fn, "out", out, n_out, "tokens * cols") ||
+      !expect_indices(env, fn, "index", index, tokens, "tokens")) {
+    return env.Undefined();
+  }
+  const Napi::Array list = info[0].As<Napi::Array>();
+  const uint32_t count = list.Length();
+  std::vector<const float*> bases(count);
+  std::vector<size_t> rows_in(count);
+  for (uint32_t s = 0; s < count; ++s) {
+    const Napi::Value v = list.Get(s);
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_float32_array) {
+      throw_type_error(env, std::string(fn) + ": sources[" + std::to_string(s) + "] must be a Float32Array, got " + describe(v));
+      return env.Undefined();
+    }
+    const ArrayArg view{type, length, length == 0 ? nullptr : static_cast<uint8_t*>(data), v};
+    if (!expect_disjoint(env, fn, "out", out, "a source", view, false)) return env.Undefined();
+    bases[s] = view.f32();
+    rows_in[s] = cols == 0 ? 0 : length / cols;
+  }
+  if (!expect_indices(env, fn, "source", source, count, "sources.length")) return env.Undefined();
+  std::vector<const float*> row_ptrs(n);
+  for (size_t j = 0; j < n; ++j) {
+    const size_t s = static_cast<size_t>(source.i32()[j]);
+    const int32_t r = source_row.i32()[j];
+    // Rows of no columns hold nothing to read: any row number is as good as another.
+    if (cols != 0 && (r < 0 || static_cast<size_t>(r) >= rows_in[s])) {
+      throw_range_error(env, std::string(fn) + ": sourceRow[" + std::to_string(j) + "] = " + std::to_string(r) + " is out of range [0, " +
+                                 std::to_string(rows_in[s]) + ") (the rows of sources[" + std::to_string(s) + "])");
+      return env.Undefined();
+    }
+    row_ptrs[j] = cols == 0 ? bases[s] : bases[s] + static_cast<size_t>(r) * cols;
+  }
+  CombineArgs a;
+  a.row_ptrs = row_ptrs.data();
+  a.index = index.i32();
+  a.n = n;
+  a.tokens = tokens;
+  a.cols = cols;
+  a.out = out.f32_mut();
+  a.out_stride = cols;
+  combine_rows(active_isa(), a);
+  return env.Undefined();
+}
+
 Napi::Value CombineBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "combineBackward";
@@ -299,7 +367,7 @@ Napi::Value ScatterPairs(const Napi::CallbackInfo& info) {
 void RegisterDispatchExports(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> fns[] = {
       {"routingCounts", RoutingCounts},   {"routingOrder", RoutingOrder},       {"permuteRows", PermuteRows},
-      {"combineRows", CombineRows},     {"combineBackward", CombineBackward},
+      {"combineRows", CombineRows},     {"combineRowsFrom", CombineRowsFrom}, {"combineBackward", CombineBackward},
       {"scatterPairs", ScatterPairs}};
   for (const auto& [name, fn] : fns) exports.Set(name, Napi::Function::New(env, fn, name));
 }

@@ -13,7 +13,18 @@ import * as Tensor from "../../src/tensor/Tensor.js"
 import { relativeError } from "../tensor/gradcheck.js"
 import { mappingGroups, valuesOf } from "./backends.js"
 
-type Collective = "allGather" | "allGatherV" | "reduceScatter" | "reduceScatterV" | "allReduce" | "allToAllV" | "chunks received" | "chunks sent" | "chunks gathered" | "broadcast"
+type Collective =
+  | "allGather"
+  | "allGatherV"
+  | "reduceScatter"
+  | "reduceScatterV"
+  | "allReduce"
+  | "allToAllV"
+  | "chunks received"
+  | "chunks sent"
+  | "chunks gathered"
+  | "chunks combined"
+  | "broadcast"
 const collectives: ReadonlyArray<Collective> = [
   "allGather",
   "allGatherV",
@@ -24,6 +35,7 @@ const collectives: ReadonlyArray<Collective> = [
   "chunks received",
   "chunks sent",
   "chunks gathered",
+  "chunks combined",
   "broadcast",
 ]
 const cols = 2
@@ -54,6 +66,7 @@ const rowsOf = (c: Collective, group: Group, rank: number): number => {
       return group.ranks.reduce((acc, _, j) => acc + ((rank + j) % 2), 0)
     case "chunks received":
     case "chunks sent":
+    case "chunks combined":
       return chunkSplits(group, rank).send.reduce((a, b) => a + b, 0)
     case "chunks gathered":
       // The send buffer is gathered from 3 rows (each sent 0, 1 or more times).
@@ -91,6 +104,12 @@ const apply = (c: Collective, group: Group, rank: number, x: Tensor.Tensor) => {
       const sendRows = Int32Array.from({ length: send.reduce((a, b) => a + b, 0) }, (_, r) => (r + rank) % 3)
       const exchange = { chunks, chunkOrder: "received" as const, sendSplits: send, recvSplits: recv }
       return Effect.map(Diff.allToAllVChunks(group, [x], exchange, [sendRows]), ([y]) => y as Tensor.Tensor)
+    }
+    case "chunks combined": {
+      // The received rows summed onto 3 tokens (each token gets 0, 1 or more rows).
+      const { send, recv } = chunkSplits(group, rank)
+      const index = Int32Array.from({ length: recv.reduce((a, b) => a + b, 0) }, (_, r) => (2 * r + rank) % 3)
+      return Diff.allToAllVCombine(group, x, { chunks, chunkOrder: "received", sendSplits: send, recvSplits: recv }, { index, tokens: 3 })
     }
     case "chunks received":
     case "chunks sent": {

@@ -107,6 +107,42 @@ for (const backend of backends) {
       )
     })
 
+    test("an allToAllV whose receiver sums its rows onto tokens equals the plain exchange then the sum in received order", async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          mappings,
+          cols,
+          fc.integer({ min: 1, max: 3 }),
+          fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
+          fc.boolean(),
+          fc.boolean(),
+          fc.integer({ min: 1, max: 5 }),
+          fc.constantFrom("float32" as const, "float64" as const),
+          async (mapping, c, chunks, pattern, viaSent, gather, tokens, dtype) => {
+            const args = { mapping, c, chunks, pattern, viaSent, gather, tokens, dtype }
+            const rs = await run<{ me: number; plain: Array<number>; combined: Array<number>; shape: Array<number>; splits: Array<number>; recvSplits: Array<number> }>(
+              "combinedAllToAll",
+              mapping.world,
+              args,
+            )
+            const round = dtype === "float32" ? Math.fround : (v: number) => v
+            for (const r of rs) {
+              // The oracle: 0, then each received row added onto its token in received order.
+              const expected = new Array<number>(tokens * c).fill(0)
+              for (let row = 0; row < r.plain.length / Math.max(c, 1); row++) {
+                const t = Scenarios.combineToken(row, r.me, tokens)
+                for (let col = 0; col < c; col++) expected[t * c + col] = round((expected[t * c + col] as number) + (r.plain[row * c + col] as number))
+              }
+              expect(r.combined).toEqual(expected)
+              expect(r.shape).toEqual([tokens, c])
+              expect(r.splits).toEqual(r.recvSplits)
+            }
+          },
+        ),
+        runs,
+      )
+    })
+
     test("allGatherV concatenates any row counts, zero included, in group order", async () => {
       await fc.assert(
         fc.asyncProperty(mappings, cols, async (mapping, c) => {

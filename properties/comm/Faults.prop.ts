@@ -89,6 +89,15 @@ for (const backend of backends) {
       expect(live).toEqual([])
     })
 
+    test("a combine index naming a token outside the result fails every member at once, naming it", async () => {
+      const { error, ms, live } = await fails("combineBadIndex", 4, { world: 4 }, atOnceMs)
+      expect(error?.message).toContain("allToAllV #0 on ep#0 [0,1,2,3]")
+      // Where the transport lowers the combine (threads), the others see rank 0's refused entry.
+      expect(error?.message).toMatch(/rank 0: (combine\.index\[1\] = 5 is not a row of the 2 tokens|sendSplits has 0 entries for 4 members)/)
+      expect(ms).toBeLessThan(atOnceMs)
+      expect(live).toEqual([])
+    })
+
     test("a receive buffer of the wrong size fails the whole collective", async () => {
       const { error } = await fails("badReceiveBuffer")
       expect(error?.message).toContain("BadInput: allGather #0 on ep#0 [0,1,2,3]")

@@ -378,3 +378,4 @@ export const closedSeen = (rank: number, args: unknown) =>
 export const unclonable = () => Effect.succeed(() => 1)
 
 export const notAFunction = 42
+export * from "./combineScenarios.js"

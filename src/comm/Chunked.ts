@@ -145,6 +145,8 @@ export const countsProblem = (
 ): string | undefined => {
   for (let j = 0; j < ss.length; j++) {
     const me = ss[j] as (typeof ss)[number]
+    // A plain exchange's receiver may leave its counts undeclared (chunked ones must declare).
+    if (chunks === 1 && me.recvSplits === undefined) continue
     for (let i = 0; i < ss.length; i++) {
       const from = ss[i] as (typeof ss)[number]
       for (let l = 0; l < chunks; l++) {

@@ -1,6 +1,7 @@
 /**
- * ChunkedLowering: a chunked allToAllV (Chunked.ts), or one that sends gathered rows
- * (`sendRows`), on a transport that moves only plain ones (the threads and MPI transports:
+ * ChunkedLowering: a chunked allToAllV (Chunked.ts), one that sends gathered rows (`sendRows`)
+ * or one whose receiver sums its rows onto tokens (`combine`, ReceiveCombine.ts), on a
+ * transport that moves only plain ones (the threads and MPI transports:
  * their members never see each other's chunk counts or tensors): the rows gathered first, then
  * the plain exchange of every member's rows, plus one local move of the blocks, before it
  * ("sent": the send buffer to member-major) or after it ("received": the result to
@@ -24,6 +25,7 @@ import { gatherInto } from "./Kernels.js"
 import type { Request } from "./Communicator.js"
 import type { RankTransport } from "./Endpoint.js"
 import * as Group from "./Group.js"
+import * as ReceiveCombine from "./ReceiveCombine.js"
 
 const error = (reason: "BadInput" | "Mismatch", group: Group.Group, seq: number, rank: number, ranks: ReadonlyArray<number>, detail: string) =>
   CommError.make({ reason, group: Group.format(group), op: "allToAllV", seq, rank, ranks: [...ranks], detail })
@@ -61,7 +63,8 @@ export const enter = (
     gatherInto(staged, 0, source.data, rows, inner)
     t = Tensor.fromStorage(staged, [rows.length, ...source.shape.slice(1)], { device: source.device })
   }
-  if (chunks === 1) {
+  const combine = signature.combine
+  if (chunks === 1 && combine === undefined) {
     const plain: Request = { op: "allToAllV", tensor: t, sendSplits: signature.sendSplits ?? [] }
     return transport.enter(group, seq, request.out === undefined ? plain : { ...plain, out: request.out })
   }
@@ -69,9 +72,12 @@ export const enter = (
   const recvSplits = signature.recvSplits ?? []
   const expected = Chunked.perMember(recvSplits, g, chunks)
   const total = expected.reduce((a, b) => a + b, 0)
-  const buffer = request.out === undefined ? undefined : Collective.bufferProblem(rank, { length: request.out.size, dtype: request.out.dtype }, total * inner, t.dtype)
+  const length = combine === undefined ? total * inner : combine.tokens * inner
+  const buffer = request.out === undefined ? undefined : Collective.bufferProblem(rank, { length: request.out.size, dtype: request.out.dtype }, length, t.dtype)
   if (buffer !== undefined) return Effect.fail(error("BadInput", group, seq, rank, [rank], buffer))
-  const sent = signature.chunkOrder === "sent"
+  const sent = chunks > 1 && signature.chunkOrder === "sent"
+  // The received blocks are already in result order: one chunk, or member-major results.
+  const placed = chunks === 1 || sent
   let tensor = t
   if (sent) {
     const staged = DType.allocateUninitialized(t.dtype, t.size)
@@ -80,7 +86,9 @@ export const enter = (
   }
   const plainSplits = Chunked.perMember(sendSplits, g, chunks)
   const plain: Request =
-    sent && request.out !== undefined ? { op: "allToAllV", tensor, sendSplits: plainSplits, out: request.out } : { op: "allToAllV", tensor, sendSplits: plainSplits }
+    placed && combine === undefined && request.out !== undefined
+      ? { op: "allToAllV", tensor, sendSplits: plainSplits, out: request.out }
+      : { op: "allToAllV", tensor, sendSplits: plainSplits }
   return Effect.flatMap(transport.enter(group, seq, plain), (o) => {
     const got = o.splits ?? []
     const wrong = expected.findIndex((n, s) => got[s] !== n)
@@ -89,9 +97,14 @@ export const enter = (
       const detail = `rank ${rank} expects ${expected[wrong]} rows from rank ${from} (its recvSplits) but rank ${from} sends it ${got[wrong]}`
       return Effect.fail(error("Mismatch", group, seq, rank, [rank, from], detail))
     }
-    if (sent) return Effect.succeed({ data: o.data, shape: o.shape, splits: recvSplits })
-    const result = request.out?.data ?? DType.allocateUninitialized(t.dtype, total * inner)
-    Chunked.moveBlocks(o.data, result, recvSplits, g, chunks, inner, "member-major", "chunk-major")
-    return Effect.succeed({ data: result, shape: o.shape, splits: recvSplits })
+    let rows = o.data
+    if (!placed) {
+      rows = combine === undefined ? (request.out?.data ?? DType.allocateUninitialized(t.dtype, total * inner)) : DType.allocateUninitialized(t.dtype, total * inner)
+      Chunked.moveBlocks(o.data, rows, recvSplits, g, chunks, inner, "member-major", "chunk-major")
+    }
+    if (combine === undefined) return Effect.succeed({ data: rows, shape: o.shape, splits: recvSplits })
+    // Summed onto the tokens here: the transport only moved the rows.
+    const summed = ReceiveCombine.sumOnto(combine, ReceiveCombine.contiguous(rows, total), inner, t.dtype, request.out?.data)
+    return Effect.succeed({ data: summed, shape: [combine.tokens, ...t.shape.slice(1)], splits: recvSplits })
   })
 }

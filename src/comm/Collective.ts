@@ -12,6 +12,7 @@ import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
 import { combine, copyInto, gatherInto } from "./Kernels.js"
+import * as ReceiveCombine from "./ReceiveCombine.js"
 
 /**
  * The collective ops.
@@ -45,6 +46,11 @@ export interface Signature {
   readonly recvSplits?: ReadonlyArray<number>
   /** reduceScatterV: rows each member receives, in group-local order. */
   readonly counts?: ReadonlyArray<number>
+  /**
+   * allToAllV: this member's received rows summed onto token rows (ReceiveCombine.ts); its
+   * result is then [combine.tokens, ...]. Needs recvSplits. Its own: never compared.
+   */
+  readonly combine?: ReceiveCombine.Combine
 }
 
 /**
@@ -80,6 +86,7 @@ export const contribution = (sig: Signature, data: DType.Storage, out?: DType.St
   if (sig.chunkOrder !== undefined) c.chunkOrder = sig.chunkOrder
   if (sig.recvSplits !== undefined) c.recvSplits = sig.recvSplits
   if (sig.counts !== undefined) c.counts = sig.counts
+  if (sig.combine !== undefined) c.combine = sig.combine
   if (out !== undefined) c.out = out
   if (sendRows !== undefined) c.sendRows = sendRows
   return c
@@ -178,11 +185,17 @@ export const checkOwn = (c: Signature, groupSize: number): string | undefined =>
       if (s.some((x) => !Number.isInteger(x) || x < 0)) return `sendSplits [${s.join(", ")}] must be non-negative integers`
       const total = s.reduce((a, b) => a + b, 0)
       if (total !== rows(c.shape)) return `sendSplits add up to ${total} rows but the tensor has ${rows(c.shape)}`
-      if (chunks === 1) return undefined
-      if (c.chunkOrder !== "received" && c.chunkOrder !== "sent") return `chunkOrder ${c.chunkOrder} is not "received" or "sent"`
+      if (chunks === 1 && c.combine === undefined) return undefined
+      if (chunks > 1 && c.chunkOrder !== "received" && c.chunkOrder !== "sent") return `chunkOrder ${c.chunkOrder} is not "received" or "sent"`
       const r = c.recvSplits ?? []
       if (r.length !== entries) return `recvSplits has ${r.length} entries for ${groupSize} members${per}`
-      return r.some((x) => !Number.isInteger(x) || x < 0) ? `recvSplits [${r.join(", ")}] must be non-negative integers` : undefined
+      if (r.some((x) => !Number.isInteger(x) || x < 0)) return `recvSplits [${r.join(", ")}] must be non-negative integers`
+      return c.combine === undefined
+        ? undefined
+        : ReceiveCombine.problem(
+            c.combine,
+            r.reduce((a, b) => a + b, 0),
+          )
     }
     case "broadcast":
       return Number.isInteger(c.root) && (c.root as number) >= 0 && (c.root as number) < groupSize
@@ -212,6 +225,8 @@ const resultLength = (ss: ReadonlyArray<Signature>, j: number): number | undefin
     case "allGatherV":
       return ss.reduce((a, s) => a + rows(s.shape), 0) * inner
     case "allToAllV": {
+      const combined = (ss[j] as Signature).combine
+      if (combined !== undefined) return combined.tokens * inner
       const chunks = first.chunks ?? 1
       let received = 0
       for (const s of ss) for (let l = 0; l < chunks; l++) received += (s.sendSplits ?? [])[j * chunks + l] as number
@@ -299,8 +314,13 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
       const splits = new Array<number>(g * chunks)
       for (let i = 0; i < g; i++) for (let l = 0; l < chunks; l++) splits[i * chunks + l] = ((cs[i] as Contribution).sendSplits ?? [])[j * chunks + l] as number
       const total = splits.reduce((a, b) => a + b, 0)
-      const result = overwritten(total * inner)
       const at = Chunked.blockStarts(splits, g, chunks, Chunked.resultOrder(order))
+      const combined = (cs[j] as Contribution).combine
+      if (combined !== undefined) {
+        const rowsAt = receivedRows(cs, j, splits, at, total)
+        return { data: ReceiveCombine.sumOnto(combined, rowsAt, inner, dtype, out), shape: [combined.tokens, ...first.shape.slice(1)], splits }
+      }
+      const result = overwritten(total * inner)
       cs.forEach((c, i) => {
         const from = Chunked.blockStarts(c.sendSplits ?? [], g, chunks, Chunked.sendOrder(order))
         for (let l = 0; l < chunks; l++) {
@@ -315,6 +335,32 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
       return { data: result, shape: [total, ...first.shape.slice(1)], splits }
     }
   }
+}
+
+/**
+ * Where each row member j receives lies, in the order its result would list them (`at`: the
+ * first row of each block [source * chunks + chunk] there): row r is a row of source i's data
+ * (gathered rows read where they lie).
+ */
+const receivedRows = (cs: ReadonlyArray<Contribution>, j: number, splits: ReadonlyArray<number>, at: ReadonlyArray<number>, total: number): ReceiveCombine.ReceivedRows => {
+  const first = cs[0] as Contribution
+  const chunks = first.chunks ?? 1
+  const order = first.chunkOrder ?? "received"
+  const source = new Int32Array(total)
+  const row = new Int32Array(total)
+  cs.forEach((c, i) => {
+    const from = Chunked.blockStarts(c.sendSplits ?? [], cs.length, chunks, Chunked.sendOrder(order))
+    for (let l = 0; l < chunks; l++) {
+      const len = splits[i * chunks + l] as number
+      const begin = from[j * chunks + l] as number
+      const to = at[i * chunks + l] as number
+      for (let x = 0; x < len; x++) {
+        source[to + x] = i
+        row[to + x] = c.sendRows === undefined ? begin + x : (c.sendRows[begin + x] as number)
+      }
+    }
+  })
+  return { sources: cs.map((c) => c.data), source, row }
 }
 
 /** Ops whose result is the same on every member (computed once, then copied or shared). */

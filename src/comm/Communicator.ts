@@ -17,6 +17,7 @@ import * as Tensor from "../tensor/Tensor.js"
 import type * as Collective from "./Collective.js"
 import type { CommError } from "./CommError.js"
 import type { Group } from "./Group.js"
+import type * as ReceiveCombine from "./ReceiveCombine.js"
 
 /**
  * A collective in flight: await it for the result.
@@ -45,6 +46,12 @@ export interface Request {
    * transport gathers them as it copies, or first where it cannot).
    */
   readonly sendRows?: Int32Array
+  /**
+   * allToAllV: sum the received rows onto `combine.tokens` rows (received row r onto row
+   * index[r], in increasing r) instead of returning them: an unpermute fused with the exchange
+   * (ReceiveCombine.ts). Needs recvSplits.
+   */
+  readonly combine?: ReceiveCombine.Combine
   readonly counts?: ReadonlyArray<number>
   /** A receive buffer for the result (reused across steps to avoid fresh allocations). */
   readonly out?: Tensor.Tensor

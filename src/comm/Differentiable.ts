@@ -4,6 +4,7 @@
  *   allGather      <-> reduceScatter (sum)       allGatherV <-> reduceScatterV (counts = splits)
  *   allReduce(sum) <-> allReduce(sum)            allToAllV(splits) <-> allToAllV(received splits)
  *   allToAllV in chunks (sendSplits, recvSplits, "received") <-> (recvSplits, sendSplits, "sent")
+ *   the same, received rows summed onto tokens <-> the reverse, sending each token's gradient
  *   broadcast(root) <-> reduce to root (sum on the root, zeros elsewhere)
  *
  * The forward issues the collective now; the backward issues its adjoint during
@@ -19,6 +20,7 @@ import * as Chunked from "./Chunked.js"
 import type * as Collective from "./Collective.js"
 import { Communicator, type CommunicatorShape, type Pending, type Request } from "./Communicator.js"
 import type { Group } from "./Group.js"
+import type * as ReceiveCombine from "./ReceiveCombine.js"
 
 const run = (comm: CommunicatorShape, group: Group, request: Request) => Effect.flatMap(comm.issue(group, request), (p) => p.await)
 
@@ -135,6 +137,21 @@ export const allToAllVChunks = (group: Group, ts: ReadonlyArray<Tensor.Tensor>, 
     }
     return results
   })
+
+/**
+ * A chunked allToAllV whose received rows are summed onto `combine.tokens` rows (Request.combine:
+ * the exchange and the unpermute after it in one pass); backward: the reverse exchange, sending
+ * the gradient's row index[r] for each received row r (Request.sendRows: a received row's
+ * gradient is its token's), the unpermute's gather fused with it.
+ * @category combinators
+ */
+export const allToAllVCombine = (group: Group, t: Tensor.Tensor, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine) =>
+  Effect.map(
+    op("allToAllVCombine", group, t, { op: "allToAllV", ...exchange, combine }, (comm, g) =>
+      Effect.map(run(comm, group, { op: "allToAllV", tensor: g, ...Chunked.reverse(exchange), sendRows: combine.index }), (o) => wrap(g, o)),
+    ),
+    (x) => x.result,
+  )
 
 /**
  * broadcast from group-local `root`, with a sum-reduce to the root as backward.

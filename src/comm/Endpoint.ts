@@ -33,6 +33,7 @@ export const signatureOf = (rank: number, request: Request): Collective.Signatur
   if (request.chunkOrder !== undefined) s.chunkOrder = request.chunkOrder
   if (request.recvSplits !== undefined) s.recvSplits = [...request.recvSplits]
   if (request.counts !== undefined) s.counts = [...request.counts]
+  if (request.combine !== undefined) s.combine = request.combine
   return s
 }
 
@@ -53,7 +54,8 @@ export interface RankTransport {
   /** Moves a p2p message to rank `to` (FIFO per sender, receiver and tag). */
   readonly post: (to: number, t: Tensor.Tensor, tag: string) => void
   /**
-   * Whether `enter` places the chunks of a chunked allToAllV and gathers `sendRows` itself
+   * Whether `enter` places the chunks of a chunked allToAllV, gathers `sendRows` and sums
+   * `combine` itself
    * (results computed by Collective.outputFor from every contribution); otherwise the endpoint
    * lowers them (ChunkedLowering).
    */
@@ -79,7 +81,8 @@ export const make = (transport: RankTransport): CommunicatorShape => {
       sequence.set(key, seq + 1)
       const why = transport.closed()
       if (why !== undefined) return { await: Effect.fail(closedError(Group.format(group), request.op, seq, why)) }
-      const chunked = request.op === "allToAllV" && ((request.chunks ?? 1) > 1 || request.sendRows !== undefined) && transport.placesChunks !== true
+      const chunked =
+        request.op === "allToAllV" && ((request.chunks ?? 1) > 1 || request.sendRows !== undefined || request.combine !== undefined) && transport.placesChunks !== true
       return { await: chunked ? ChunkedLowering.enter(transport, group, seq, request, signatureOf(rank, request)) : transport.enter(group, seq, request) }
     })
   const send = (to: number, t: Tensor.Tensor, tag = "") =>

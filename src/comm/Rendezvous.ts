@@ -211,10 +211,9 @@ export class Rendezvous<P extends Collective.Signature, W> {
         if (problem !== undefined) return badInput(String(new RangeError(problem)))
       }
     }
-    // A chunked all-to-all's members must expect what the others send them.
+    // An all-to-all's members must expect what the others send them, where they declare it.
     const first = parts[0]
-    const chunks = first?.op === "allToAllV" ? (first.chunks ?? 1) : 1
-    const counts = chunks > 1 ? Chunked.countsProblem(parts, chunks) : undefined
+    const counts = first?.op === "allToAllV" ? Chunked.countsProblem(parts, first.chunks ?? 1) : undefined
     if (counts !== undefined) {
       const ranks = parts.map((p) => p.rank)
       return this.#failSlot(s, (r) => CommError.make({ reason: "Mismatch", group: Group.format(s.group), op, seq: s.seq, rank: r, ranks, detail: counts }))

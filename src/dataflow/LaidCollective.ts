@@ -28,6 +28,7 @@ import * as Effect from "effect/Effect"
 import * as Chunked from "../comm/Chunked.js"
 import * as Diff from "../comm/Differentiable.js"
 import type { Group } from "../comm/Group.js"
+import type * as ReceiveCombine from "../comm/ReceiveCombine.js"
 import type { AxisName } from "../mapping/Axis.js"
 import { LayoutError } from "./Layout.js"
 import * as TensorLayout from "./TensorLayout.js"
@@ -158,6 +159,27 @@ export const allToAllVChunks = (
     return outs.map((out, i) =>
       TensorLayout.attach(out, TensorLayout.inOrder(raggedRows((xs[i] as TensorLayout.WithLayout).layout, out.shape[0] ?? 0, shardsOf(axis, group)), "permuted")),
     )
+  })
+
+/**
+ * The chunked exchange of one tensor whose received rows are summed onto `combine.tokens` rows
+ * as they arrive (comm/ReceiveCombine.ts; backward: the reverse exchange of each token's
+ * gradient): the same preconditions as allToAllVChunks. Returns the sums and the layout the
+ * received rows would have had (ragged over `axis`, token-permuted), for the caller to say what
+ * the sum made of them.
+ * @category combinators
+ */
+export const allToAllVCombine = (axis: AxisName, group: Group, x: TensorLayout.WithLayout, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine) =>
+  Effect.gen(function* () {
+    const { chunks, sendSplits, recvSplits } = exchange
+    const entries = size(group) * chunks
+    if (sendSplits.length !== entries || recvSplits.length !== entries)
+      return yield* fail("allToAllV", axis, `in ${chunks} chunks needs ${entries} send and receive counts, not ${sendSplits.length} and ${recvSplits.length},`, x)
+    yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks))
+    yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
+    const combined = yield* Diff.allToAllVCombine(group, x.tensor, exchange, combine)
+    const received = recvSplits.reduce((a, b) => a + b, 0)
+    return { combined, received: TensorLayout.inOrder(raggedRows(x.layout, received, shardsOf(axis, group)), "permuted") }
   })
 
 /**

@@ -15,7 +15,8 @@
  *      with one etp member they are in that order already and nothing moves
  *   6. experts (grouped, probs before fc2) -> partial sums over etp
  *   7. unsort, reduce-scatter-v over etp (sums the partials), all-to-all back in L chunks (each
- *      token's rows land expert-major again), unpermute
+ *      token's rows land expert-major again), unpermute; with more than one ep member the
+ *      exchange back sums each token's rows as they arrive (comm/ReceiveCombine.ts)
  * Every step is an autograd op, so gradients reach tokens, probs and expert weights. The
  * exchanges are typed channels (LaidCollective) and the local steps rewrite the layout too
  * (RoutedLayout): the rows go token-permuted at 1 and back to sequence order at 7, and the
@@ -136,8 +137,13 @@ export const run = (input: Dispatcher.DispatchInput) =>
     })
     const own = etpSize > 1 ? yield* LaidCollective.reduceScatterV("etp", groups.etp, unsorted, perMember) : unsorted
     // Own rows are (l, s): chunk-major on the way back, landing expert-major at each source.
-    const back = epSize > 1 ? ((yield* LaidCollective.allToAllVChunks("ep", groups.ep, [own], Chunked.reverse(dispatch)))[0] as TensorLayout.WithLayout) : own
-    const combined = yield* RoutedLayout.unpermute(back, Permute.unpermute(back.tensor, p.sortedIndices, t), t)
+    // With more than one ep member the exchange back sums each token's rows as they arrive
+    // (the unpermute fused with it: no pass over the returned rows).
+    let combined: TensorLayout.WithLayout
+    if (epSize > 1) {
+      const back = yield* LaidCollective.allToAllVCombine("ep", groups.ep, own, Chunked.reverse(dispatch), { index: p.sortedIndices, tokens: t })
+      combined = yield* RoutedLayout.unpermute(TensorLayout.attach(back.combined, back.received), back.combined, t)
+    } else combined = yield* RoutedLayout.unpermute(own, Permute.unpermute(own.tensor, p.sortedIndices, t), t)
     const output = yield* RoutedLayout.leave(combined, entered)
     return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
   })

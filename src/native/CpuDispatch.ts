@@ -50,6 +50,11 @@ export interface DispatchKernels {
     cols: number,
     out: Float32Array,
   ): void
+  /**
+   * combineRows without weights on rows that lie in several buffers: row j is row sourceRow[j]
+   * of sources[source[j]] (rows of `cols` floats); out [T, cols].
+   */
+  combineRowsFrom(sources: ReadonlyArray<Float32Array>, source: Int32Array, sourceRow: Int32Array, index: Int32Array, tokens: number, cols: number, out: Float32Array): void
   /** gradRows [N, C] = weights[j] * g[index[j]]; gradWeights [N] = dot(g[index[j]], rows[j]) (float32 products, float64 sum in order). */
   combineBackward(
     g: Float32Array,
@@ -64,7 +69,7 @@ export interface DispatchKernels {
   scatterPairs(values: Float32Array, stride: number, index: Int32Array, experts: Int32Array, numExperts: number, out: Float32Array): void
 }
 
-const names = ["routingCounts", "routingOrder", "permuteRows", "combineRows", "combineBackward", "scatterPairs"] as const
+const names = ["routingCounts", "routingOrder", "permuteRows", "combineRows", "combineRowsFrom", "combineBackward", "scatterPairs"] as const
 
 let cached: { readonly kernels: DispatchKernels | undefined } | undefined
 

@@ -104,11 +104,16 @@ void gather_rows_extra_ref(const GatherExtraArgs& a) {
   }
 }
 
+namespace {
+// Row j of a combine's input, wherever it lies.
+const float* row_of(const CombineArgs& a, size_t j) { return a.row_ptrs != nullptr ? a.row_ptrs[j] : a.rows + j * a.row_stride; }
+}  // namespace
+
 void combine_rows_ref(const CombineArgs& a) {
   // The specification: a scatter-add into zeros in increasing j.
   for (size_t i = 0; i < a.tokens * a.out_stride; ++i) a.out[i] = 0.0f;
   for (size_t j = 0; j < a.n; ++j) {
-    const float* r = a.rows + j * a.row_stride;
+    const float* r = row_of(a, j);
     float* d = a.out + static_cast<size_t>(a.index[j]) * a.out_stride;
     if (a.weights != nullptr) {
       const float w = a.weights[j];
@@ -174,8 +179,7 @@ size_t head_to_line(const float* p, size_t cols) {
 
 // The rows of one token, as combine_rows reads them.
 struct TokenRows {
-  const float* rows;
-  size_t row_stride;
+  const float* const* rows;  // row j starts at rows[j]
   const int32_t* js;  // the rows of the token, increasing
   size_t k;
   const float* weights;  // or null
@@ -187,7 +191,7 @@ __attribute__((target("avx512f"))) void combine_masked_avx512(const TokenRows& t
   __m512 acc = _mm512_setzero_ps();
   for (size_t i = 0; i < t.k; ++i) {
     const size_t j = static_cast<size_t>(t.js[i]);
-    const __m512 r = _mm512_maskz_loadu_ps(m, t.rows + j * t.row_stride + c);
+    const __m512 r = _mm512_maskz_loadu_ps(m, t.rows[j] + c);
     acc = _mm512_add_ps(acc, t.weights != nullptr ? _mm512_mul_ps(_mm512_set1_ps(t.weights[j]), r) : r);
   }
   _mm512_mask_storeu_ps(d + c, m, acc);
@@ -198,7 +202,7 @@ __attribute__((target("avx512f"))) void combine_line4_avx512(const TokenRows& t,
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
   for (size_t i = 0; i < t.k; ++i) {
     const size_t j = static_cast<size_t>(t.js[i]);
-    const float* r = t.rows + j * t.row_stride + c;
+    const float* r = t.rows[j] + c;
     __m512 r0 = _mm512_loadu_ps(r), r1 = _mm512_loadu_ps(r + 16), r2 = _mm512_loadu_ps(r + 32), r3 = _mm512_loadu_ps(r + 48);
     if (t.weights != nullptr) {
       const __m512 w = _mm512_set1_ps(t.weights[j]);
@@ -239,7 +243,7 @@ void combine_token_portable(const TokenRows& t, float* d, size_t cols) {
   for (size_t c = 0; c < cols; ++c) d[c] = 0.0f;
   for (size_t i = 0; i < t.k; ++i) {
     const size_t j = static_cast<size_t>(t.js[i]);
-    const float* r = t.rows + j * t.row_stride;
+    const float* r = t.rows[j];
     if (t.weights != nullptr) {
       const float w = t.weights[j];
       for (size_t c = 0; c < cols; ++c) {
@@ -283,11 +287,18 @@ void combine_rows(Isa isa, const CombineArgs& a) {
     std::vector<size_t> cursor(start.begin(), start.end() - 1);
     for (size_t j = 0; j < a.n; ++j) rows_of[cursor[static_cast<size_t>(a.index[j])]++] = static_cast<int32_t>(j);
   }
+  // Where each row starts: the caller's list, or one buffer's rows.
+  std::vector<const float*> own;
+  if (a.row_ptrs == nullptr) {
+    own.resize(a.n);
+    for (size_t j = 0; j < a.n; ++j) own[j] = a.rows + j * a.row_stride;
+  }
+  const float* const* row_ptrs = a.row_ptrs != nullptr ? a.row_ptrs : own.data();
   const bool stream = isa == Isa::Avx512 && a.tokens * a.out_stride * sizeof(float) >= kStreamBytes;
   const size_t bytes = (a.n * a.cols + a.tokens * a.out_stride) * sizeof(float);
   pool_for(a.tokens, bytes, [&](size_t begin, size_t end) {
     for (size_t tok = begin; tok < end; ++tok) {
-      const TokenRows t{a.rows, a.row_stride, rows_of.data() + start[tok], start[tok + 1] - start[tok], a.weights};
+      const TokenRows t{row_ptrs, rows_of.data() + start[tok], start[tok + 1] - start[tok], a.weights};
       float* d = a.out + tok * a.out_stride;
       if (isa == Isa::Avx512) {
         combine_token_avx512(t, d, a.cols, stream);

@@ -64,6 +64,9 @@ void gather_rows_extra_ref(const GatherExtraArgs& a);
 struct CombineArgs {
   const float* rows = nullptr;
   size_t row_stride = 0;
+  // Row j where the rows do not lie in one buffer (row_ptrs[j], each `cols` floats; rows and
+  // row_stride unused then): an exchange's received blocks summed where they lie.
+  const float* const* row_ptrs = nullptr;
   const int32_t* index = nullptr;
   size_t n = 0;
   const float* weights = nullptr;  // [n] or null

@@ -1,0 +1,80 @@
+/**
+ * ReceiveCombine: an allToAllV whose receiver sums the rows it receives onto token rows as they
+ * arrive (Request.combine), instead of keeping them: received row r (in the order the exchange
+ * would have laid them out, Chunked.ts) goes onto row index[r] of a [tokens, ...] result, in
+ * increasing r, starting from +0. That is the MoE unpermute fused with the combine exchange: a
+ * transport that computes results from every contribution (Collective.outputFor) reads each row
+ * where its sender holds it and writes each token once; others receive the rows and sum them
+ * here (ChunkedLowering). The same bits either way, and the same as the exchange followed by
+ * Permute.unpermute (the native combine kernel sums in increasing r, as this loop does).
+ */
+import { activeDispatchKernels } from "../native/CpuDispatch.js"
+import * as DType from "../tensor/DType.js"
+
+/**
+ * What a receiver asks of its result: received row r onto row index[r] of `tokens` rows.
+ * @category models
+ */
+export interface Combine {
+  readonly index: Int32Array
+  readonly tokens: number
+}
+
+/**
+ * Why `combine` cannot sum `received` rows, or undefined when it can.
+ * @category guards
+ */
+export const problem = (combine: Combine, received: number | undefined): string | undefined => {
+  const { index, tokens } = combine
+  if (!Number.isInteger(tokens) || tokens < 0) return `combine.tokens ${tokens} is not an integer >= 0`
+  if (received === undefined) return "combine needs recvSplits (the rows this member receives from each member)"
+  if (index.length !== received) return `combine.index has ${index.length} entries for the ${received} rows recvSplits receive`
+  for (let r = 0; r < index.length; r++) {
+    const t = index[r] as number
+    if (!(t >= 0 && t < tokens)) return `combine.index[${r}] = ${t} is not a row of the ${tokens} tokens`
+  }
+  return undefined
+}
+
+/**
+ * Where the received rows lie: row r is row `row[r]` of source `source[r]`.
+ * @category models
+ */
+export interface ReceivedRows {
+  readonly sources: ReadonlyArray<DType.Storage>
+  readonly source: Int32Array
+  readonly row: Int32Array
+}
+
+/**
+ * The [tokens * inner] sum of the received rows onto their tokens (into `into` where given, else
+ * new storage; every element written): the native kernel on float32, else the loop it implements.
+ * @category kernels
+ */
+export const sumOnto = (combine: Combine, rows: ReceivedRows, inner: number, dtype: DType.DType, into?: DType.Storage): DType.Storage => {
+  const { index, tokens } = combine
+  const k = dtype === "float32" && inner > 0 ? activeDispatchKernels() : undefined
+  if (k !== undefined && rows.sources.every((s) => s instanceof Float32Array)) {
+    const out = (into ?? DType.allocateUninitialized(dtype, tokens * inner)) as Float32Array
+    k.combineRowsFrom(rows.sources as ReadonlyArray<Float32Array>, rows.source, rows.row, index, tokens, inner, out)
+    return out
+  }
+  const out = into?.fill(0) ?? DType.allocate(dtype, tokens * inner)
+  for (let r = 0; r < index.length; r++) {
+    const src = rows.sources[rows.source[r] as number] as DType.Storage
+    const from = (rows.row[r] as number) * inner
+    const to = (index[r] as number) * inner
+    for (let c = 0; c < inner; c++) out[to + c] = (out[to + c] as number) + (src[from + c] as number)
+  }
+  return out
+}
+
+/**
+ * The rows of one buffer, in order (a receiver that already holds them contiguously).
+ * @category constructors
+ */
+export const contiguous = (data: DType.Storage, rows: number): ReceivedRows => {
+  const row = new Int32Array(rows)
+  for (let r = 0; r < rows; r++) row[r] = r
+  return { sources: [data], source: new Int32Array(rows), row }
+}
