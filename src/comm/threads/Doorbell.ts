@@ -48,6 +48,12 @@ interface Sleeper {
 export class ThreadSide {
   readonly sleepers = new Map<number, Sleeper>()
   waiting = false
+  /**
+   * How long the thread polls its bell before it waits on it, in ms (0: never). Only where
+   * the thread has a core of its own: a ringer in another thread then costs neither side a
+   * wake-up (a system call for the ringer, an event-loop trip for this thread).
+   */
+  spinMs = 0
 }
 
 /**
@@ -132,8 +138,24 @@ export class Doorbells {
       for (const [rank, sleeper] of side.sleepers) if (this.value(rank) !== sleeper.seen) this.#wake(rank, sleeper)
       this.#arm(bell)
     }
+    // A poll waits until the thread's other work has run (a macrotask): it never holds up a
+    // fiber of this thread that can go on.
+    if (side.spinMs > 0) setImmediate(() => this.#poll(bell, value, woken))
+    else this.#wait(bell, value, woken)
+  }
+
+  #wait(bell: number, value: number, woken: () => void): void {
     const wait = (Atomics as unknown as WaitAsync).waitAsync(this.ints, bell, value)
     if (wait.async) void wait.value.then(woken)
     else queueMicrotask(woken)
+  }
+
+  /** Polls the bell for up to the thread's spinMs, then waits on it. */
+  #poll(bell: number, value: number, woken: () => void): void {
+    const end = performance.now() + this.#side.spinMs
+    for (;;) {
+      for (let i = 0; i < 64; i++) if (Atomics.load(this.ints, bell) !== value) return woken()
+      if (performance.now() >= end) return this.#wait(bell, value, woken)
+    }
   }
 }

@@ -17,6 +17,7 @@
  * watchdog timer per rank, while ops are pending, lets deadlines pass when nobody rings.
  */
 import type { MessagePort } from "node:worker_threads"
+import { availableParallelism } from "node:os"
 import * as Effect from "effect/Effect"
 import * as Collective from "../Collective.js"
 import * as CommError from "../CommError.js"
@@ -114,6 +115,10 @@ export class ThreadComm {
     this.#here.inboxes.set(options.rank, this.inbox)
     this.#doorbells = new Doorbells(options.doorbells, options.hosts, this.#here.doorbells)
     this.#spinMs = options.spin ? spinMs : 0
+    // Ranks sharing a thread poll as a thread (the bell), where the threads have a core each.
+    const thread = options.hosts[options.rank]
+    const threads = Math.max(...options.hosts) + 1
+    if (options.hosts.filter((h) => h === thread).length > 1 && threads <= availableParallelism()) this.#here.doorbells.spinMs = spinMs
     this.#registry = new Registry(options.world, (to, m) => options.peers[to]?.postMessage(m))
     options.peers.forEach((port, from) => port?.on("message", (m: PeerMessage) => this.#onPeer(from, m)))
     this.#context = {
