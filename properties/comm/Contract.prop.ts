@@ -111,7 +111,8 @@ for (const backend of backends) {
       await fc.assert(
         fc.asyncProperty(
           mappings,
-          cols,
+          // Up to 70 columns: the native sum's whole 64-column lines and masked tails.
+          fc.integer({ min: 0, max: 70 }),
           fc.integer({ min: 1, max: 3 }),
           fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
           fc.boolean(),

@@ -47,6 +47,20 @@ const contract: Array<{ readonly scenario: Scenario; readonly args: unknown; rea
       sums: 0,
     }),
   ),
+  // The received rows summed onto tokens on arrival: the sums run here, in one order.
+  ...draw(
+    fc.record({
+      mapping: mappings,
+      c: fc.integer({ min: 0, max: 70 }),
+      chunks: fc.integer({ min: 1, max: 3 }),
+      pattern: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
+      viaSent: fc.boolean(),
+      gather: fc.boolean(),
+      tokens: fc.integer({ min: 1, max: 5 }),
+      dtype: fc.constantFrom("float32" as const, "float64" as const),
+    }),
+    3,
+  ).map((args) => ({ scenario: "combinedAllToAll" as const, args, sums: 0 })),
   ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }) }), 3).map((args) => ({ scenario: "gatherV" as const, args, sums: 0 })),
   ...draw(fc.record({ mapping: mappings, rootSeed: fc.nat() }), 3).map((args) => ({ scenario: "broadcastAndSelf" as const, args, sums: 0 })),
   ...draw(fc.integer({ min: 1, max: 6 }), 2).map((count) => ({ scenario: "p2pFifo" as const, args: { world, count }, sums: 0 })),
