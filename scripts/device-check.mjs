@@ -259,6 +259,38 @@ if (status.available) {
     }
     return "bit for bit"
   })
+  check("attention forward and backward (GQA, causal): within one ulp of the CPU's float64 reference", () => {
+    const worst = { out: 0, dq: 0, dk: 0, dv: 0 }
+    for (const [b, s, hq, hkv, d] of [
+      [1, 1, 1, 1, 1],
+      [2, 96, 8, 2, 64],
+      [1, 256, 4, 4, 128],
+    ]) {
+      const shape = { b, sq: s, sk: s, hq, hkv, d, dv: d, causal: true }
+      const [q, k, v] = [floats(b * s * hq * d), floats(b * s * hkv * d), floats(b * s * hkv * d)]
+      const rows = b * hq * s
+      const [out, lse, gout, glse] = [new Float32Array(rows * d), new Float64Array(rows), new Float32Array(rows * d), new Float64Array(rows)]
+      const isa = Cpu.activeIsa()
+      Cpu.setIsa("scalar")
+      const gradOut = floats(rows * d)
+      const want = { gradQ: new Float32Array(q.length), gradK: new Float32Array(k.length), gradV: new Float32Array(v.length) }
+      try {
+        Cpu.attention({ ...shape, q, k, v, out, lse })
+        Cpu.attentionBackward({ ...shape, q, k, v, out, gradOut, lse, ...want })
+      } finally {
+        Cpu.setIsa(isa)
+      }
+      ops.attention({ ...shape, q, k, v, out: gout, lse: glse })
+      const got = { gradQ: new Float32Array(q.length), gradK: new Float32Array(k.length), gradV: new Float32Array(v.length) }
+      ops.attentionBackward({ ...shape, q, k, v, out, gradOut, lse, ...got })
+      worst.out = Math.max(worst.out, ulps(gout, out))
+      worst.dq = Math.max(worst.dq, ulps(got.gradQ, want.gradQ))
+      worst.dk = Math.max(worst.dk, ulps(got.gradK, want.gradK))
+      worst.dv = Math.max(worst.dv, ulps(got.gradV, want.gradV))
+    }
+    assert(Math.max(worst.out, worst.dq, worst.dk, worst.dv) <= 1, JSON.stringify(worst))
+    return { worstUlps: worst }
+  })
   check("adamw: the CPU kernel's bits", () => {
     const n = 1 << 22
     const s = { beta1: 0.9, beta2: 0.95, c1: 1 - 0.9 ** 3, c2: 1 - 0.95 ** 3, eps: 1e-8, lr: 3e-4, clip: 0.7, decay: 0.01 }
@@ -401,7 +433,7 @@ const report = {
   doctor: doctorJson,
   checks,
   notYet: [
-    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows, RoPE, the cross-entropy row kernels, the router, adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, attention",
+    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows, RoPE, the cross-entropy row kernels, the router, attention and its backward (correct, element by element: not flash-tiled), adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, flash-tiled attention",
     "the NCCL backend's contract subset on one GPU",
     "one MoE layer forward and backward against PyTorch eager",
   ],

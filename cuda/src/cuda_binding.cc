@@ -19,6 +19,7 @@
 
 #include "cuda_check.h"
 #include "cublas_binding.h"
+#include "attention_cuda_binding.h"
 #include "cuda_ops_binding.h"
 #include "device_memory_binding.h"
 #include "kernels/axpy_cuda.h"
@@ -144,6 +145,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   exports.Set("axpy", Napi::Function::New(env, Axpy, "axpy"));
   RegisterDeviceMemoryExports(env, exports);
   RegisterCudaOpsExports(env, exports);
+  RegisterAttentionCudaExports(env, exports);
   RegisterCublasExports(env, exports);
   return exports;
 }

@@ -32,7 +32,7 @@ const emulator = new URL("../../build/Release/pleat_kernel_emulation", import.me
 /** Whether pleat_kernel_emulation is built. */
 export const emulatorBuilt = existsSync(emulator)
 
-type Part = Float32Array | Float64Array | Int32Array
+export type Part = Float32Array | Float64Array | Int32Array
 
 /** Runs one op of the emulator; its reply cut into arrays of the given kinds and lengths. */
 export const emulate = (op: string, parts: ReadonlyArray<Part>, reply: ReadonlyArray<readonly ["f32" | "f64" | "i32", number]>): Array<Part> => {
@@ -63,12 +63,12 @@ export const beyondOneUlp = (a: Float32Array, b: Float32Array): number => {
   return n
 }
 
-const expectSame = (got: Part, want: Part) => expect(got.length === want.length && got.every((v, i) => Object.is(v, want[i]))).toBe(true)
+export const expectSame = (got: Part, want: Part) => expect(got.length === want.length && got.every((v, i) => Object.is(v, want[i]))).toBe(true)
 /** Bit for bit on the host; within one ulp on the device (its exp's last bit). */
-const expectTwin = (got: Float32Array, want: Float32Array, on: Executor) => (on === "host" ? expectSame(got, want) : expect(beyondOneUlp(got, want)).toBe(0))
+export const expectTwin = (got: Float32Array, want: Float32Array, on: Executor) => (on === "host" ? expectSame(got, want) : expect(beyondOneUlp(got, want)).toBe(0))
 
 /** Runs `f` with the CPU kernels pinned to their scalar paths (which round once from float64, as the device does). */
-const scalar = <A>(f: () => A): A => {
+export const scalar = <A>(f: () => A): A => {
   const before = Cpu.activeIsa()
   Cpu.setIsa("scalar")
   try {
@@ -78,8 +78,8 @@ const scalar = <A>(f: () => A): A => {
   }
 }
 
-const device = () => Cuda.deviceOps()
-const big = (on: Executor, host: number, dev: number) => (on === "host" ? host : dev)
+export const device = () => Cuda.deviceOps()
+export const big = (on: Executor, host: number, dev: number) => (on === "host" ? host : dev)
 
 const gatherRows: Twin<{ srcRows: number; n: number; cols: number; seed: number }> = {
   name: "gatherRows: exact copies",
@@ -346,7 +346,7 @@ export interface Runnable {
   readonly run: (on: Executor, numRuns: number) => void
 }
 
-const runnable = <C>(t: Twin<C>): Runnable => ({
+export const runnable = <C>(t: Twin<C>): Runnable => ({
   name: t.name,
   run: (on, numRuns) =>
     fc.assert(

@@ -293,7 +293,11 @@ export const rmsnormRows = (x: Float32Array, weight: Float32Array, out: Float32A
  */
 export const swiglu = (gate: Float32Array, up: Float32Array, out: Float32Array): void => addon().swiglu(gate, up, out)
 
-const dims = (s: AttentionShape): Dims => [
+/**
+ * The dims arguments of an attention call, in the order both addons' bindings take them.
+ * @category mapping
+ */
+export const attentionDims = (s: AttentionShape): Dims => [
   s.b,
   s.sq,
   s.sk,
@@ -311,20 +315,21 @@ const dims = (s: AttentionShape): Dims => [
  * Scaled dot-product attention forward (flash-style online softmax; see AttentionShape).
  * @category kernels
  */
-export const attention = (p: AttentionArgs): void => addon().attention(p.q, p.k, p.v, p.out, p.lse ?? null, ...dims(p))
+export const attention = (p: AttentionArgs): void => addon().attention(p.q, p.k, p.v, p.out, p.lse ?? null, ...attentionDims(p))
 
 /**
  * `attention` on libuv's thread pool; bit-identical results. Do not touch the arrays until it
  * settles.
  * @category kernels
  */
-export const attentionAsync = (p: AttentionArgs): Promise<void> => addon().attentionAsync(p.q, p.k, p.v, p.out, p.lse ?? null, ...dims(p))
+export const attentionAsync = (p: AttentionArgs): Promise<void> => addon().attentionAsync(p.q, p.k, p.v, p.out, p.lse ?? null, ...attentionDims(p))
 
 /**
  * Attention backward (probabilities recomputed from lse; delta_i = gradOut_i . out_i).
  * @category kernels
  */
-export const attentionBackward = (p: AttentionBackwardArgs): void => addon().attentionBackward(p.q, p.k, p.v, p.out, p.gradOut, p.lse, p.gradQ, p.gradK, p.gradV, ...dims(p))
+export const attentionBackward = (p: AttentionBackwardArgs): void =>
+  addon().attentionBackward(p.q, p.k, p.v, p.out, p.gradOut, p.lse, p.gradQ, p.gradK, p.gradV, ...attentionDims(p))
 
 /**
  * Whether libopenblas.so.0 loaded (bench comparisons only).

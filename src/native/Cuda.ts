@@ -8,6 +8,8 @@
  * on `available`.
  */
 import * as Addon from "./Addon.js"
+import * as Cpu from "./Cpu.js"
+import type { Dims } from "./CpuAddon.js"
 
 /**
  * Whether the CUDA addon can run kernels here, and if not, why.
@@ -66,6 +68,10 @@ interface CudaAddon {
     indices: Int32Array,
     probs: Float32Array,
   ): void
+  attention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array | Float64Array | null, ...dims: Dims): void
+  attentionBackward(
+    ...args: [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array | Float64Array, Float32Array, Float32Array, Float32Array, ...Dims]
+  ): void
   cublasLoad(path: string): { readonly loaded: true; readonly path: string } | { readonly loaded: false; readonly error: string }
   gemm(a: Float32Array, b: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16: boolean): number
   groupedGemm(a: Float32Array, b: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16: boolean): number
@@ -106,6 +112,8 @@ const functions = [
   "crossEntropyRowSumExp",
   "crossEntropyGrad",
   "router",
+  "attention",
+  "attentionBackward",
   "cublasLoad",
   "gemm",
   "groupedGemm",
@@ -268,6 +276,12 @@ export const deviceOps = () => {
       grad: (x: Float32Array, rows: number, cols: number, logSum: Float64Array, targets: Int32Array, ignore: number, start: number, scale: number, d: Float32Array): void =>
         a.crossEntropyGrad(x, rows, cols, logSum, targets, ignore, start, scale, d),
     },
+    /**
+     * Cpu.attention and Cpu.attentionBackward on the device: every element from the definition in
+     * float64 in the CPU's scalar order (within one float ulp of it); correct, not yet fast.
+     */
+    attention: (p: Cpu.AttentionArgs): void => a.attention(p.q, p.k, p.v, p.out, p.lse ?? null, ...Cpu.attentionDims(p)),
+    attentionBackward: (p: Cpu.AttentionBackwardArgs): void => a.attentionBackward(p.q, p.k, p.v, p.out, p.gradOut, p.lse, p.gradQ, p.gradK, p.gradV, ...Cpu.attentionDims(p)),
     /** Row-major out[m, n] = a[m, k] b[k, n] through cuBLAS (loadCublas first); bf16 rounds a and b
      * to bfloat16 on the device and multiplies with fp32 accumulation. The GEMM's device ms. */
     gemm: (x: Float32Array, y: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16 = false): number => a.gemm(x, y, out, m, n, k, bf16),

@@ -38,7 +38,7 @@ constexpr int kRouterMaxTopk = 32;
 namespace element {
 
 // One IEEE operation rounded on its own: the device's _rn intrinsic, the host's operator; and
-// the two library functions: the device's and the host's (exp may differ in its last bit).
+// the library functions: the device's and the host's (exp and log may differ in their last bit).
 #ifdef __CUDA_ARCH__
 #define PLEAT_ROUNDED(T, name, intrinsic, op) \
   PLEAT_HD inline T name(T a, T b) { return intrinsic(a, b); }
@@ -58,6 +58,7 @@ PLEAT_ROUNDED(float, fadd, __fadd_rn, +)
 PLEAT_ROUNDED(float, fmul, __fmul_rn, *)
 PLEAT_LIBRARY(sqrt_of, __dsqrt_rn, std::sqrt)
 PLEAT_LIBRARY(exp_of, exp, std::exp)
+PLEAT_LIBRARY(log_of, log, std::log)
 #undef PLEAT_ROUNDED
 #undef PLEAT_LIBRARY
 PLEAT_HD inline bool is_nan(double x) { return x != x; }

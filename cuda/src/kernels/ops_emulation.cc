@@ -22,12 +22,17 @@
 //                                                                     reply f32 out[tokens cols]
 //   adamw    f64[9] {n, beta1, beta2, c1, c2, eps, lr, clip, decay}, f32 w[n], g[n], m[n], v[n]
 //                                                                     reply f32 w[n], m[n], v[n]
+//   attention  f64[11] {b, sq, sk, hq, hkv, d, dv, scale, causal, qposLen, kposLen}, f32 q, k, v,
+//            i32 qpos[qposLen], kpos[kposLen]                          reply f32 out, f64 lse[b hq sq]
+//   attention_backward  f64[12] {the same, lse32}, f32 q, k, v, out, dout, lse (f32 when lse32,
+//            else f64) [b hq sq], i32 qpos, kpos                       reply f32 dq, dk, dv
 // Exit 2 on an unknown op or a short or inconsistent request.
 #include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
 
+#include "attention_element.h"
 #include "ops_element.h"
 
 namespace {
@@ -170,8 +175,45 @@ int main(int argc, char** argv) {
     give(w);
     give(m);
     give(v);
+  } else if (op == "attention" || op == "attention_backward") {
+    const bool backward = op == "attention_backward";
+    const auto h = take<double>(backward ? 12 : 11);
+    if (short_read) return 2;
+    AttnShape a{count(h[0]), count(h[1]), count(h[2]), count(h[3]), count(h[4]), count(h[5]), count(h[6]), static_cast<float>(h[7]), h[8] != 0, nullptr, count(h[9]), nullptr, count(h[10])};
+    if (a.hkv == 0 || a.hq % a.hkv != 0) return 2;
+    if ((a.qpos_len != 0 && a.qpos_len != a.sq && a.qpos_len != a.b * a.sq) || (a.kpos_len != 0 && a.kpos_len != a.sk && a.kpos_len != a.b * a.sk)) return 2;
+    const size_t rows = a.b * a.hq * a.sq, nq = rows * a.d, nk = a.b * a.sk * a.hkv * a.d, nv = a.b * a.sk * a.hkv * a.dv;
+    const auto q = take<float>(nq), k = take<float>(nk), v = take<float>(nv);
+    const auto out = take<float>(backward ? rows * a.dv : 0), dout = take<float>(backward ? rows * a.dv : 0);
+    const bool lse32 = backward && h[11] != 0;
+    const auto lse_f32 = take<float>(lse32 ? rows : 0);
+    const auto lse_f64 = take<double>(backward && !lse32 ? rows : 0);
+    const auto qpos = take<int32_t>(a.qpos_len), kpos = take<int32_t>(a.kpos_len);
+    if (short_read) return 2;
+    a.qpos = a.qpos_len == 0 ? nullptr : qpos.data();
+    a.kpos = a.kpos_len == 0 ? nullptr : kpos.data();
+    if (!backward) {
+      std::vector<double> lse(rows), sum(rows);
+      std::vector<float> o(rows * a.dv);
+      for (size_t r = 0; r < rows; ++r) attention_row_stats(a, q.data(), k.data(), lse.data(), sum.data(), nullptr, nullptr, r);
+      for (size_t i = 0; i < o.size(); ++i) attention_out_element(a, q.data(), k.data(), v.data(), lse.data(), sum.data(), o.data(), i);
+      give(o);
+      give(lse);
+    } else {
+      const float* l32 = lse32 ? lse_f32.data() : nullptr;
+      const double* l64 = lse32 ? nullptr : lse_f64.data();
+      std::vector<double> delta(rows);
+      std::vector<float> dq(nq), dk(nk), dv(nv);
+      for (size_t r = 0; r < rows; ++r) attention_delta_row(a, out.data(), dout.data(), delta.data(), r);
+      for (size_t i = 0; i < nq; ++i) attention_dq_element(a, q.data(), k.data(), v.data(), dout.data(), l32, l64, delta.data(), dq.data(), i);
+      for (size_t i = 0; i < nk; ++i) attention_dkv_element(a, q.data(), k.data(), v.data(), dout.data(), l32, l64, delta.data(), false, dk.data(), i);
+      for (size_t i = 0; i < nv; ++i) attention_dkv_element(a, q.data(), k.data(), v.data(), dout.data(), l32, l64, delta.data(), true, dv.data(), i);
+      give(dq);
+      give(dk);
+      give(dv);
+    }
   } else {
-    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, swiglu, combine_rows, adamw)\n", op.c_str());
+    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, swiglu, combine_rows, adamw, attention, attention_backward)\n", op.c_str());
     return 2;
   }
   return 0;

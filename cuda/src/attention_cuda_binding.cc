@@ -1,0 +1,131 @@
+// Attention on the device with the CPU kernels' signatures (src/native/Cpu.ts attention and
+// attentionBackward), so each is checked against its CPU twin: host arrays copied to device
+// memory, the kernels of kernels/attention_cuda.h on stream 0, the outputs copied back.
+//
+//   attention(q, k, v, out, lse, b, sq, sk, hq, hkv, d, dv, scale, causal, queryPositions, keyPositions)
+//   attentionBackward(q, k, v, out, gradOut, lse, gradQ, gradK, gradV, b, ..., keyPositions)
+// lse: Float32Array or Float64Array [b * hq * sq] (null allowed in the forward); positions:
+// null, or Int32Array of S or B * S entries. Wrong types or lengths throw before any device
+// work; without a GPU every call throws "no device: ...".
+#include "attention_cuda_binding.h"
+
+#include <cmath>
+#include <string>
+
+#include "device_staging.h"
+#include "kernels/attention_cuda.h"
+#include "napi_args.h"
+
+namespace pleat {
+
+namespace {
+
+// Dims from argument `first` on (b, sq, sk, hq, hkv, d, dv, scale, causal, queryPositions,
+// keyPositions), as the CPU binding checks them; the positions as arrays to stage.
+bool parse_shape(const Napi::CallbackInfo& info, const char* fn, size_t first, element::AttnShape* a, ArrayArg* qpos, ArrayArg* kpos, bool* has_qpos,
+                 bool* has_kpos) {
+  Napi::Env env = info.Env();
+  double scale = 0.0;
+  const double max_seq = 2147483647.0;
+  if (!expect_size(info, fn, first, "b", &a->b) || !expect_size(info, fn, first + 1, "sq", &a->sq, max_seq) ||
+      !expect_size(info, fn, first + 2, "sk", &a->sk, max_seq) || !expect_size(info, fn, first + 3, "hq", &a->hq) ||
+      !expect_size(info, fn, first + 4, "hkv", &a->hkv) || !expect_size(info, fn, first + 5, "d", &a->d) ||
+      !expect_size(info, fn, first + 6, "dv", &a->dv) || !expect_number(info, fn, first + 7, "scale", &scale) ||
+      !expect_bool(info, fn, first + 8, "causal", &a->causal)) {
+    return false;
+  }
+  if (a->hkv == 0 || a->hq % a->hkv != 0) {
+    return throw_range_error(env, std::string(fn) + ": hq (" + std::to_string(a->hq) + ") must be a multiple of hkv (" + std::to_string(a->hkv) +
+                                      "), and hkv at least 1");
+  }
+  if (!std::isfinite(scale)) return throw_range_error(env, std::string(fn) + ": scale must be finite");
+  a->scale = static_cast<float>(scale);
+  size_t t = 1;
+  for (size_t dim : {a->b, a->sq, a->sk, a->hq, a->hkv, a->d, a->dv}) {
+    if (!checked_mul(env, fn, "the attention shape", t, dim == 0 ? 1 : dim, &t)) return false;
+  }
+  const auto positions = [&](size_t index, const char* name, size_t s, ArrayArg* p, bool* present, size_t* len) {
+    *present = !(info[index].IsNull() || info[index].IsUndefined());
+    *len = 0;
+    if (!*present) return true;
+    if (!expect_array(info, fn, index, name, {napi_int32_array}, p)) return false;
+    if (p->length != s && p->length != a->b * s) {
+      return throw_range_error(env, std::string(fn) + ": " + name + " has " + std::to_string(p->length) + " elements, expected S = " + std::to_string(s) +
+                                        " or B * S = " + std::to_string(a->b * s));
+    }
+    *len = p->length;
+    return true;
+  };
+  return positions(first + 9, "queryPositions", a->sq, qpos, has_qpos, &a->qpos_len) && positions(first + 10, "keyPositions", a->sk, kpos, has_kpos, &a->kpos_len);
+}
+
+bool tensor(const Napi::CallbackInfo& info, const char* fn, size_t index, const char* name, size_t want, const char* formula, bool either, ArrayArg* out) {
+  return expect_array(info, fn, index, name, either ? std::initializer_list<napi_typedarray_type>{napi_float32_array, napi_float64_array} : std::initializer_list<napi_typedarray_type>{napi_float32_array}, out) &&
+         expect_length(info.Env(), fn, name, *out, want, formula);
+}
+
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  const char* fn = "attention";
+  Napi::Env env = info.Env();
+  element::AttnShape a{};
+  ArrayArg q, k, v, out, lse, qpos, kpos;
+  bool has_qpos = false, has_kpos = false;
+  if (!expect_arity(info, fn, 16) || !parse_shape(info, fn, 5, &a, &qpos, &kpos, &has_qpos, &has_kpos)) return env.Undefined();
+  const bool has_lse = !(info[4].IsNull() || info[4].IsUndefined());
+  const size_t rows = a.b * a.hq * a.sq;
+  if (!tensor(info, fn, 0, "q", a.b * a.sq * a.hq * a.d, "b * sq * hq * d", false, &q) || !tensor(info, fn, 1, "k", a.b * a.sk * a.hkv * a.d, "b * sk * hkv * d", false, &k) ||
+      !tensor(info, fn, 2, "v", a.b * a.sk * a.hkv * a.dv, "b * sk * hkv * dv", false, &v) ||
+      !tensor(info, fn, 3, "out", rows * a.dv, "b * sq * hq * dv", false, &out) || (has_lse && !tensor(info, fn, 4, "lse", rows, "b * hq * sq", true, &lse))) {
+    return env.Undefined();
+  }
+  const bool lse64 = has_lse && lse.type == napi_float64_array;
+  const ArrayArg scratch{napi_float64_array, rows, nullptr, Napi::Value()};
+  return run_on_device(info, fn,
+                       {{&q, Way::in}, {&k, Way::in}, {&v, Way::in}, {&out, Way::out}, {has_lse ? &lse : nullptr, Way::out}, {has_qpos ? &qpos : nullptr, Way::in},
+                        {has_kpos ? &kpos : nullptr, Way::in}, {&scratch, Way::scratch}, {&scratch, Way::scratch}},
+                       [&](const DevicePointers& d, cudaStream_t s) {
+                         element::AttnShape on = a;
+                         on.qpos = d.i32(5);
+                         on.kpos = d.i32(6);
+                         return attention_forward_launch(on, d.f32(0), d.f32(1), d.f32(2), d.f32(3), has_lse && !lse64 ? d.f32(4) : nullptr,
+                                                         lse64 ? d.f64(4) : nullptr, d.f64(7), d.f64(8), s);
+                       });
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "attentionBackward";
+  Napi::Env env = info.Env();
+  element::AttnShape a{};
+  ArrayArg q, k, v, out, dout, lse, dq, dk, dv, qpos, kpos;
+  bool has_qpos = false, has_kpos = false;
+  if (!expect_arity(info, fn, 20) || !parse_shape(info, fn, 9, &a, &qpos, &kpos, &has_qpos, &has_kpos)) return env.Undefined();
+  const size_t nq = a.b * a.sq * a.hq * a.d, nk = a.b * a.sk * a.hkv * a.d, nv = a.b * a.sk * a.hkv * a.dv, rows = a.b * a.hq * a.sq;
+  if (!tensor(info, fn, 0, "q", nq, "b * sq * hq * d", false, &q) || !tensor(info, fn, 1, "k", nk, "b * sk * hkv * d", false, &k) ||
+      !tensor(info, fn, 2, "v", nv, "b * sk * hkv * dv", false, &v) || !tensor(info, fn, 3, "out", rows * a.dv, "b * sq * hq * dv", false, &out) ||
+      !tensor(info, fn, 4, "gradOut", rows * a.dv, "b * sq * hq * dv", false, &dout) || !tensor(info, fn, 5, "lse", rows, "b * hq * sq", true, &lse) ||
+      !tensor(info, fn, 6, "gradQ", nq, "b * sq * hq * d", false, &dq) || !tensor(info, fn, 7, "gradK", nk, "b * sk * hkv * d", false, &dk) ||
+      !tensor(info, fn, 8, "gradV", nv, "b * sk * hkv * dv", false, &dv)) {
+    return env.Undefined();
+  }
+  const bool lse64 = lse.type == napi_float64_array;
+  const ArrayArg scratch{napi_float64_array, rows, nullptr, Napi::Value()};
+  return run_on_device(info, fn,
+                       {{&q, Way::in}, {&k, Way::in}, {&v, Way::in}, {&out, Way::in}, {&dout, Way::in}, {&lse, Way::in}, {&dq, Way::out}, {&dk, Way::out},
+                        {&dv, Way::out}, {has_qpos ? &qpos : nullptr, Way::in}, {has_kpos ? &kpos : nullptr, Way::in}, {&scratch, Way::scratch}},
+                       [&](const DevicePointers& d, cudaStream_t s) {
+                         element::AttnShape on = a;
+                         on.qpos = d.i32(9);
+                         on.kpos = d.i32(10);
+                         return attention_backward_launch(on, d.f32(0), d.f32(1), d.f32(2), d.f32(3), d.f32(4), lse64 ? nullptr : d.f32(5),
+                                                          lse64 ? d.f64(5) : nullptr, d.f64(11), d.f32(6), d.f32(7), d.f32(8), s);
+                       });
+}
+
+}  // namespace
+
+void RegisterAttentionCudaExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("attention", Napi::Function::New(env, AttentionForward, "attention"));
+  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
+}
+
+}  // namespace pleat
