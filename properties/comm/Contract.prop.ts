@@ -71,7 +71,7 @@ for (const backend of backends) {
       )
     })
 
-    test("chunked allToAllV places every chunk (received: chunk-major, sent: from chunk-major; sent rows gathered or not) and the reverse gives the input back", async () => {
+    test("chunked allToAllV places every chunk (received: chunk-major, sent: from chunk-major; sent rows gathered or not; float32 and float64) and the reverse gives the input back", async () => {
       await fc.assert(
         fc.asyncProperty(
           mappings,
@@ -80,12 +80,14 @@ for (const backend of backends) {
           fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
           fc.boolean(),
           fc.boolean(),
-          async (mapping, c, chunks, pattern, viaSent, gather) => {
+          fc.constantFrom("float32" as const, "float64" as const),
+          async (mapping, c, chunks, pattern, viaSent, gather, dtype) => {
             const rs = await run<{ me: number; g: number; x: Array<number>; there: Array<number>; splits: Array<number>; recvSplits: Array<number>; back: Array<number> }>(
               "chunkedAllToAll",
               mapping.world,
-              { mapping, c, chunks, pattern, viaSent, gather },
+              { mapping, c, chunks, pattern, viaSent, gather, dtype },
             )
+            const round = dtype === "float32" ? Math.fround : (v: number) => v
             for (const r of rs) {
               // The oracle: chunk l of every source s, in (l, s) order ("received") or (s, l) order ("sent").
               const expected: Array<number> = []
@@ -95,7 +97,7 @@ for (const backend of backends) {
                 for (let b = 0; b < inner; b++) {
                   const [s, l] = viaSent ? [a, b] : [b, a]
                   for (let row = 0; row < Scenarios.chunkRows(pattern, s, r.me, l); row++)
-                    for (let col = 0; col < c; col++) expected.push(Scenarios.chunkValue(s, r.me, l, row, col))
+                    for (let col = 0; col < c; col++) expected.push(round(Scenarios.chunkValue(s, r.me, l, row, col)))
                 }
               expect(r.there.flat()).toEqual(expected)
               expect(r.splits).toEqual(r.recvSplits)

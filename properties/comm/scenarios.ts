@@ -70,13 +70,14 @@ export const chunkValue = (s: number, j: number, l: number, r: number, col: numb
  */
 export const chunkedAllToAll = (rank: number, args: unknown) =>
   Effect.gen(function* () {
-    const { mapping, c, chunks, pattern, viaSent, gather } = args as {
+    const { mapping, c, chunks, pattern, viaSent, gather, dtype = "float64" } = args as {
       mapping: MappingArgs
       c: number
       chunks: number
       pattern: ReadonlyArray<number>
       viaSent: boolean
       gather: boolean
+      dtype?: "float32" | "float64"
     }
     const group = groupOf(mapping, rank)
     const g = group.ranks.length
@@ -89,7 +90,7 @@ export const chunkedAllToAll = (rank: number, args: unknown) =>
     const values = blocks.flatMap(([j, l]) =>
       Array.from({ length: chunkRows(pattern, me, j, l) * c }, (_, i) => chunkValue(me, j, l, Math.floor(i / Math.max(c, 1)), i % Math.max(c, 1))),
     )
-    const x = Tensor.fromArray(values, [sendSplits.reduce((a, b) => a + b, 0), c], { dtype: "float64" })
+    const x = Tensor.fromArray(values, [sendSplits.reduce((a, b) => a + b, 0), c], { dtype })
     const first = viaSent ? "sent" : "received"
     const issue = (t: Tensor.Tensor, order: "received" | "sent", send: ReadonlyArray<number>, recv: ReadonlyArray<number>) =>
       Effect.flatMap(Comm.Communicator, (comm) =>
@@ -101,7 +102,7 @@ export const chunkedAllToAll = (rank: number, args: unknown) =>
     const reversed = Tensor.fromArray(
       Array.from({ length: rows * c }, (_, i) => values[(rows - 1 - Math.floor(i / c)) * c + (i % c)] as number),
       [rows, c],
-      { dtype: "float64" },
+      { dtype },
     )
     const sendRows = Int32Array.from({ length: rows }, (_, r) => rows - 1 - r)
     const there = gather

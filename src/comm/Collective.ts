@@ -321,6 +321,7 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
         return { data: ReceiveCombine.sumOnto(combined, rowsAt, inner, dtype, out), shape: [combined.tokens, ...first.shape.slice(1)], splits }
       }
       const result = overwritten(total * inner)
+      if (ReceiveCombine.gatherAll(receivedRows(cs, j, splits, at, total), inner, result)) return { data: result, shape: [total, ...first.shape.slice(1)], splits }
       cs.forEach((c, i) => {
         const from = Chunked.blockStarts(c.sendSplits ?? [], g, chunks, Chunked.sendOrder(order))
         for (let l = 0; l < chunks; l++) {

@@ -70,6 +70,19 @@ export const sumOnto = (combine: Combine, rows: ReceivedRows, inner: number, dty
 }
 
 /**
+ * The received rows copied into `out` in order, in one native pass that reads each where its
+ * sender holds it (its streaming decided on the whole result, not each block); false where the
+ * native kernel does not apply (not float32, or no addon), for the caller's block copies.
+ * @category kernels
+ */
+export const gatherAll = (rows: ReceivedRows, inner: number, out: DType.Storage): boolean => {
+  const k = out instanceof Float32Array && inner > 0 && rows.source.length > 0 ? activeDispatchKernels() : undefined
+  if (k === undefined || !rows.sources.every((s) => s instanceof Float32Array)) return false
+  k.gatherRowsFrom(rows.sources as ReadonlyArray<Float32Array>, rows.source, rows.row, inner, out as Float32Array)
+  return true
+}
+
+/**
  * The rows of one buffer, in order (a receiver that already holds them contiguously).
  * @category constructors
  */

@@ -55,6 +55,8 @@ export interface DispatchKernels {
    * of sources[source[j]] (rows of `cols` floats); out [T, cols].
    */
   combineRowsFrom(sources: ReadonlyArray<Float32Array>, source: Int32Array, sourceRow: Int32Array, index: Int32Array, tokens: number, cols: number, out: Float32Array): void
+  /** out [N, cols] row j = row sourceRow[j] of sources[source[j]] (rows of `cols` floats). */
+  gatherRowsFrom(sources: ReadonlyArray<Float32Array>, source: Int32Array, sourceRow: Int32Array, cols: number, out: Float32Array): void
   /** gradRows [N, C] = weights[j] * g[index[j]]; gradWeights [N] = dot(g[index[j]], rows[j]) (float32 products, float64 sum in order). */
   combineBackward(
     g: Float32Array,
@@ -69,7 +71,7 @@ export interface DispatchKernels {
   scatterPairs(values: Float32Array, stride: number, index: Int32Array, experts: Int32Array, numExperts: number, out: Float32Array): void
 }
 
-const names = ["routingCounts", "routingOrder", "permuteRows", "combineRows", "combineRowsFrom", "combineBackward", "scatterPairs"] as const
+const names = ["routingCounts", "routingOrder", "permuteRows", "combineRows", "combineRowsFrom", "gatherRowsFrom", "combineBackward", "scatterPairs"] as const
 
 let cached: { readonly kernels: DispatchKernels | undefined } | undefined
 

@@ -95,9 +95,14 @@ void put_extra(const GatherExtraArgs& a, size_t j) {
 
 }  // namespace
 
+namespace {
+// Row j's source of a gather, wherever it lies.
+const float* source_of(const GatherExtraArgs& a, size_t j) { return a.src_ptrs != nullptr ? a.src_ptrs[j] : a.src + static_cast<size_t>(a.index[j]) * a.src_stride; }
+}  // namespace
+
 void gather_rows_extra_ref(const GatherExtraArgs& a) {
   for (size_t j = 0; j < a.n; ++j) {
-    const float* s = a.src + static_cast<size_t>(a.index[j]) * a.src_stride;
+    const float* s = source_of(a, j);
     float* d = a.out + j * a.out_stride;
     for (size_t c = 0; c < a.cols; ++c) d[c] = s[c];
     put_extra(a, j);
@@ -266,8 +271,7 @@ void gather_rows_extra(Isa isa, const GatherExtraArgs& a) {
   pool_for(a.n, 2 * a.n * a.out_stride * sizeof(float), [&](size_t begin, size_t end) {
     for (size_t j = begin; j < end; ++j) {
       float* d = a.out + j * a.out_stride;
-      const float* s = a.src + static_cast<size_t>(a.index[j]) * a.src_stride;
-      copy_row(d, s, a.cols);
+      copy_row(d, source_of(a, j), a.cols);
       put_extra(a, j);
     }
     // Non-temporal stores are weakly ordered: fence them before the caller (or JS) reads out.

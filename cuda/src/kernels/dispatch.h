@@ -46,6 +46,9 @@ void routing_order(const uint8_t* mask, size_t tokens, size_t experts, int32_t* 
 struct GatherExtraArgs {
   const float* src = nullptr;
   size_t src_stride = 0;
+  // Row j's source where the rows come from several buffers (src_ptrs[j]; src, src_stride and
+  // index unused then): an exchange's result gathered from every sender in one call.
+  const float* const* src_ptrs = nullptr;
   const int32_t* index = nullptr;
   size_t n = 0;
   size_t cols = 0;
