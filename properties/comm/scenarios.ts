@@ -70,7 +70,15 @@ export const chunkValue = (s: number, j: number, l: number, r: number, col: numb
  */
 export const chunkedAllToAll = (rank: number, args: unknown) =>
   Effect.gen(function* () {
-    const { mapping, c, chunks, pattern, viaSent, gather, dtype = "float64" } = args as {
+    const {
+      mapping,
+      c,
+      chunks,
+      pattern,
+      viaSent,
+      gather,
+      dtype = "float64",
+    } = args as {
       mapping: MappingArgs
       c: number
       chunks: number
