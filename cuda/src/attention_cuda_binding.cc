@@ -9,9 +9,9 @@
 // work; without a GPU every call throws "no device: ...".
 #include "attention_cuda_binding.h"
 
-#include <cmath>
 #include <string>
 
+#include "attn_shape_args.h"
 #include "device_staging.h"
 #include "kernels/attention_cuda.h"
 #include "napi_args.h"
@@ -24,39 +24,13 @@ namespace {
 // keyPositions), as the CPU binding checks them; the positions as arrays to stage.
 bool parse_shape(const Napi::CallbackInfo& info, const char* fn, size_t first, element::AttnShape* a, ArrayArg* qpos, ArrayArg* kpos, bool* has_qpos,
                  bool* has_kpos) {
-  Napi::Env env = info.Env();
-  double scale = 0.0;
-  const double max_seq = 2147483647.0;
-  if (!expect_size(info, fn, first, "b", &a->b) || !expect_size(info, fn, first + 1, "sq", &a->sq, max_seq) ||
-      !expect_size(info, fn, first + 2, "sk", &a->sk, max_seq) || !expect_size(info, fn, first + 3, "hq", &a->hq) ||
-      !expect_size(info, fn, first + 4, "hkv", &a->hkv) || !expect_size(info, fn, first + 5, "d", &a->d) ||
-      !expect_size(info, fn, first + 6, "dv", &a->dv) || !expect_number(info, fn, first + 7, "scale", &scale) ||
-      !expect_bool(info, fn, first + 8, "causal", &a->causal)) {
+  if (!parse_attn_shape(info, fn, first, a) || !parse_attn_positions(info, fn, first + 9, "queryPositions", a->b, a->sq, qpos, has_qpos) ||
+      !parse_attn_positions(info, fn, first + 10, "keyPositions", a->b, a->sk, kpos, has_kpos)) {
     return false;
   }
-  if (a->hkv == 0 || a->hq % a->hkv != 0) {
-    return throw_range_error(env, std::string(fn) + ": hq (" + std::to_string(a->hq) + ") must be a multiple of hkv (" + std::to_string(a->hkv) +
-                                      "), and hkv at least 1");
-  }
-  if (!std::isfinite(scale)) return throw_range_error(env, std::string(fn) + ": scale must be finite");
-  a->scale = static_cast<float>(scale);
-  size_t t = 1;
-  for (size_t dim : {a->b, a->sq, a->sk, a->hq, a->hkv, a->d, a->dv}) {
-    if (!checked_mul(env, fn, "the attention shape", t, dim == 0 ? 1 : dim, &t)) return false;
-  }
-  const auto positions = [&](size_t index, const char* name, size_t s, ArrayArg* p, bool* present, size_t* len) {
-    *present = !(info[index].IsNull() || info[index].IsUndefined());
-    *len = 0;
-    if (!*present) return true;
-    if (!expect_array(info, fn, index, name, {napi_int32_array}, p)) return false;
-    if (p->length != s && p->length != a->b * s) {
-      return throw_range_error(env, std::string(fn) + ": " + name + " has " + std::to_string(p->length) + " elements, expected S = " + std::to_string(s) +
-                                        " or B * S = " + std::to_string(a->b * s));
-    }
-    *len = p->length;
-    return true;
-  };
-  return positions(first + 9, "queryPositions", a->sq, qpos, has_qpos, &a->qpos_len) && positions(first + 10, "keyPositions", a->sk, kpos, has_kpos, &a->kpos_len);
+  a->qpos_len = *has_qpos ? qpos->length : 0;
+  a->kpos_len = *has_kpos ? kpos->length : 0;
+  return true;
 }
 
 bool tensor(const Napi::CallbackInfo& info, const char* fn, size_t index, const char* name, size_t want, const char* formula, bool either, ArrayArg* out) {

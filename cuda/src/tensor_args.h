@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "async_work.h"
+#include "attn_shape_args.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "napi_args.h"
@@ -97,52 +98,22 @@ inline bool parse_matmul(const Napi::CallbackInfo& info, const char* fn, GemmArg
   return true;
 }
 
-// Optional Int32Array positions: null / undefined, or s or batch * s entries.
+// Optional Int32Array positions: null / undefined, or s or batch * s entries (kept alive).
 inline bool parse_positions(const Napi::CallbackInfo& info, const char* fn, size_t index, const char* name,
                      size_t batch, size_t s, const int32_t** out, size_t* len, std::vector<Napi::Value>* keep) {
-  if (info[index].IsNull() || info[index].IsUndefined()) {
-    *out = nullptr;
-    *len = 0;
-    return true;
-  }
   ArrayArg p;
-  if (!expect_array(info, fn, index, name, {kI32}, &p)) return false;
-  if (p.length != s && p.length != batch * s) {
-    return throw_range_error(info.Env(), std::string(fn) + ": " + name + " has " + std::to_string(p.length) +
-                                             " elements, expected S = " + std::to_string(s) + " or B * S = " +
-                                             std::to_string(batch * s));
-  }
-  *out = p.i32();
-  *len = p.length;
-  keep->push_back(p.value);
+  bool present = false;
+  if (!parse_attn_positions(info, fn, index, name, batch, s, &p, &present)) return false;
+  *out = present ? p.i32() : nullptr;
+  *len = present ? p.length : 0;
+  if (present) keep->push_back(p.value);
   return true;
 }
 
 // Dims b, sq, sk, hq, hkv, d, dv, scale, causal, qpos, kpos from argument `first` on.
 inline bool parse_attn_dims(const Napi::CallbackInfo& info, const char* fn, size_t first, AttnArgs* a,
                      std::vector<Napi::Value>* keep) {
-  Napi::Env env = info.Env();
-  const double max_seq = 2147483647.0;  // positions are int32
-  double scale = 0.0;
-  if (!expect_size(info, fn, first, "b", &a->b) || !expect_size(info, fn, first + 1, "sq", &a->sq, max_seq) ||
-      !expect_size(info, fn, first + 2, "sk", &a->sk, max_seq) || !expect_size(info, fn, first + 3, "hq", &a->hq) ||
-      !expect_size(info, fn, first + 4, "hkv", &a->hkv) || !expect_size(info, fn, first + 5, "d", &a->d) ||
-      !expect_size(info, fn, first + 6, "dv", &a->dv) || !expect_number(info, fn, first + 7, "scale", &scale) ||
-      !expect_bool(info, fn, first + 8, "causal", &a->causal)) {
-    return false;
-  }
-  if (a->hkv == 0 || a->hq % a->hkv != 0) {
-    return throw_range_error(env, std::string(fn) + ": hq (" + std::to_string(a->hq) + ") must be a multiple of hkv (" +
-                                      std::to_string(a->hkv) + "), and hkv at least 1");
-  }
-  if (!std::isfinite(scale)) return throw_range_error(env, std::string(fn) + ": scale must be finite");
-  a->scale = static_cast<float>(scale);
-  size_t t = 1;
-  // Every flat size below is a product of some of these; bounding the product of all (zeros
-  // counted as 1) keeps each of them exact.
-  for (size_t dim : {a->b, a->sq, a->sk, a->hq, a->hkv, a->d, a->dv}) {
-    if (!checked_mul(env, fn, "the attention shape", t, dim == 0 ? 1 : dim, &t)) return false;
-  }
+  if (!parse_attn_shape(info, fn, first, a)) return false;
   return parse_positions(info, fn, first + 9, "queryPositions", a->b, a->sq, &a->qpos, &a->qpos_len, keep) &&
          parse_positions(info, fn, first + 10, "keyPositions", a->b, a->sk, &a->kpos, &a->kpos_len, keep);
 }

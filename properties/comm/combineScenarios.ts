@@ -4,7 +4,8 @@ import * as Effect from "effect/Effect"
 import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
-import { chunkRows, groupOf, type MappingArgs, valuesOf } from "./scenarios.js"
+import type * as Scenarios from "./scenarios.js"
+import { chunkRows, groupOf, valuesOf } from "./scenarios.js"
 
 /** The token received row r of member `me` is summed onto (any rank computes anyone's). */
 export const combineToken = (r: number, me: number, tokens: number): number => (r * 5 + me * 3) % tokens
@@ -15,16 +16,7 @@ export const combineToken = (r: number, me: number, tokens: number): number => (
  */
 export const combinedAllToAll = (rank: number, args: unknown) =>
   Effect.gen(function* () {
-    const { mapping, c, chunks, pattern, viaSent, gather, tokens, dtype } = args as {
-      mapping: MappingArgs
-      c: number
-      chunks: number
-      pattern: ReadonlyArray<number>
-      viaSent: boolean
-      gather: boolean
-      tokens: number
-      dtype: "float32" | "float64"
-    }
+    const { mapping, c, chunks, pattern, viaSent, gather, tokens, dtype = "float64" } = args as Scenarios.ChunkedArgs & { readonly tokens: number }
     const group = groupOf(mapping, rank)
     const g = group.ranks.length
     const me = Group.localRank(group, rank)

@@ -64,29 +64,24 @@ export const chunkRows = (pattern: ReadonlyArray<number>, s: number, j: number, 
 /** The value of column col of row r of the block (s -> j, chunk l): which block and row it is, readable back. */
 export const chunkValue = (s: number, j: number, l: number, r: number, col: number): number => s * 1e6 + j * 1e4 + l * 1e2 + r + col / 10
 
+/** The chunked scenarios' arguments: the exchange's shape and the send buffer's kind. */
+export interface ChunkedArgs {
+  readonly mapping: MappingArgs
+  readonly c: number
+  readonly chunks: number
+  readonly pattern: ReadonlyArray<number>
+  readonly viaSent: boolean
+  readonly gather: boolean
+  readonly dtype?: "float32" | "float64"
+}
+
 /**
  * A chunked allToAllV each way ("received", then "sent" with the splits swapped, which must give
  * the input back) from a buffer of labelled rows; the results for the test's own oracle.
  */
 export const chunkedAllToAll = (rank: number, args: unknown) =>
   Effect.gen(function* () {
-    const {
-      mapping,
-      c,
-      chunks,
-      pattern,
-      viaSent,
-      gather,
-      dtype = "float64",
-    } = args as {
-      mapping: MappingArgs
-      c: number
-      chunks: number
-      pattern: ReadonlyArray<number>
-      viaSent: boolean
-      gather: boolean
-      dtype?: "float32" | "float64"
-    }
+    const { mapping, c, chunks, pattern, viaSent, gather, dtype = "float64" } = args as ChunkedArgs
     const group = groupOf(mapping, rank)
     const g = group.ranks.length
     const me = Group.localRank(group, rank)

@@ -63,22 +63,11 @@ const inputs = (c: AttentionCase) => {
   return { shape, q, k, v, rows: c.b * hq * c.sq }
 }
 
-/** The emulator's request header of a case. */
-const header = (s: Cpu.AttentionShape, extra: ReadonlyArray<number> = []) =>
-  Float64Array.of(
-    s.b,
-    s.sq,
-    s.sk,
-    s.hq,
-    s.hkv,
-    s.d,
-    s.dv,
-    Math.fround(s.d > 0 ? 1 / Math.sqrt(s.d) : 1),
-    s.causal === false ? 0 : 1,
-    s.queryPositions?.length ?? 0,
-    s.keyPositions?.length ?? 0,
-    ...extra,
-  )
+/** The emulator's request header of a case: the binding's dims, then the positions' lengths. */
+const header = (s: Cpu.AttentionShape, extra: ReadonlyArray<number> = []) => {
+  const [b, sq, sk, hq, hkv, d, dv, scale, causal, qpos, kpos] = Cpu.attentionDims(s)
+  return Float64Array.of(b, sq, sk, hq, hkv, d, dv, Math.fround(scale), causal ? 1 : 0, qpos?.length ?? 0, kpos?.length ?? 0, ...extra)
+}
 
 const positionParts = (s: Cpu.AttentionShape): Array<Part> => [s.queryPositions ?? new Int32Array(0), s.keyPositions ?? new Int32Array(0)]
 

@@ -1,21 +1,16 @@
 // The device attention kernels (attention_cuda.h): grid-stride loops over attention_element.h's
 // functions, the same ones pleat_kernel_emulation runs on the host.
 #include "attention_cuda.h"
+#include "grid_stride.cuh"
 
 namespace pleat {
 
 namespace {
 
+// Each thread loops over a row's keys: fewer threads a block than ops.cu's elementwise kernels.
 constexpr unsigned kThreads = 128;
-constexpr size_t kMaxBlocks = 65536;
 
-unsigned blocks_for(size_t n) {
-  const size_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
-}
-
-#define PLEAT_GRID_STRIDE(i, n) \
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += static_cast<size_t>(gridDim.x) * blockDim.x)
+unsigned blocks_for(size_t n) { return grid_blocks(n, kThreads); }
 
 __global__ void row_stats_kernel(element::AttnShape a, const float* __restrict__ q, const float* __restrict__ k, double* row_lse, double* row_sum,
                                  float* lse32, double* lse64) {

@@ -1,5 +1,6 @@
 // First CUDA kernels of the GPU path (see ops_cuda.h). Grid-stride loops over elements; the
 // row kernels give one block to a row.
+#include "grid_stride.cuh"
 #include "ops_cuda.h"
 
 namespace pleat {
@@ -7,17 +8,8 @@ namespace pleat {
 namespace {
 
 constexpr unsigned kThreads = 256;
-constexpr size_t kMaxBlocks = 65536;
 
-unsigned blocks_for(size_t n) {
-  const size_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
-}
-
-// The grid-stride kernels run ops_element.h's functions over their indices (the same
-// functions pleat_kernel_emulation runs on the host).
-#define PLEAT_GRID_STRIDE(i, n) \
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += static_cast<size_t>(gridDim.x) * blockDim.x)
+unsigned blocks_for(size_t n) { return grid_blocks(n, kThreads); }
 
 // float32 -> bfloat16, round to nearest even (NaN stays a quiet NaN): bf16.h's rounding.
 __global__ void to_bf16_kernel(const float* __restrict__ in, uint16_t* __restrict__ out, size_t n) {
