@@ -91,6 +91,24 @@ if (status.available) {
     }
     return "exact"
   })
+  check("permuteRows (the MoE permute with its prob column and probsOut): the CPU kernel's bits", () => {
+    const kernels = CpuDispatch.dispatchKernels()
+    for (const [tokens, cols, n, experts] of [
+      [1, 1, 1, 1],
+      [4096, 4096, 8192, 8],
+      [2048, 1024, 16384, 64],
+    ]) {
+      const src = floats(tokens * cols)
+      const probs = floats(tokens * experts)
+      const index = Int32Array.from({ length: n }, (_, i) => (i * 7919) % tokens)
+      const expert = Int32Array.from({ length: n }, (_, i) => (i * 31) % experts)
+      const [want, wantProbs, got, gotProbs] = [new Float32Array(n * (cols + 1)), new Float32Array(n), new Float32Array(n * (cols + 1)), new Float32Array(n)]
+      kernels.permuteRows(src, cols, index, want, cols + 1, probs, expert, experts, wantProbs)
+      ops.permuteRows(src, cols, index, got, cols + 1, { probs, experts: expert, numExperts: experts, probsOut: gotProbs })
+      assert(ulps(got, want) === 0 && ulps(gotProbs, wantProbs) === 0, `${tokens} tokens x ${cols}, ${n} rows: differs`)
+    }
+    return "bit for bit"
+  })
   check("rmsnormRows: within one ulp of the CPU's scalar kernel", () => {
     let worst = 0
     for (const [rows, cols] of [
@@ -433,7 +451,7 @@ const report = {
   doctor: doctorJson,
   checks,
   notYet: [
-    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows, RoPE, the cross-entropy row kernels, the router, attention and its backward (correct, element by element: not flash-tiled), adamw and the cuBLAS gemm / groupedGemm exist): permute with the prob column, flash-tiled attention",
+    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows, RoPE, the cross-entropy row kernels, the router, attention and its backward (correct, element by element: not flash-tiled), permute with the prob column, adamw and the cuBLAS gemm / groupedGemm exist): flash-tiled attention",
     "the NCCL backend's contract subset on one GPU",
     "one MoE layer forward and backward against PyTorch eager",
   ],

@@ -3,6 +3,8 @@
 // allocator), the kernel runs on stream 0, the outputs are copied back and waited for.
 //
 //   gatherRows(src, index, out, cols)                      Float32Array, Int32Array, Float32Array
+//   permuteRows(src, cols, index, out, outCols, probs, experts, numExperts, probsOut)   as
+//                  CpuDispatch's: the rows, a prob column (outCols = cols + 1) and / or probsOut
 //   rmsnormRows(x, weight, out, rstd, rows, cols, eps)     rstd: Float64Array or null
 //   swiglu(gate, up, out)
 //   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay)   all Float32Array
@@ -58,6 +60,64 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   return run_on_device(info, fn, {{&src, Way::in}, {&index, Way::in}, {&out, Way::out}}, [&](const DevicePointers& d, cudaStream_t s) {
     return gather_rows_launch(d.f32(0), d.i32(1), d.f32(2), index.length, c, s);
   });
+}
+
+// An optional typed array (null or undefined: absent).
+bool optional(const Napi::CallbackInfo& info, const char* fn, size_t i, const char* name, napi_typedarray_type type, ArrayArg* out, bool* present) {
+  *present = !(info[i].IsNull() || info[i].IsUndefined());
+  return !*present || expect_array(info, fn, i, name, {type}, out);
+}
+
+// Every entry of `index` in [0, bound), else a RangeError naming the first outside.
+bool indices_below(Napi::Env env, const char* fn, const char* name, const ArrayArg& index, size_t bound) {
+  for (size_t i = 0; i < index.length; ++i) {
+    const int32_t v = index.i32()[i];
+    if (v < 0 || static_cast<size_t>(v) >= bound) {
+      return throw_range_error(env, std::string(fn) + ": " + name + "[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " + std::to_string(bound) + ")");
+    }
+  }
+  return true;
+}
+
+Napi::Value PermuteRows(const Napi::CallbackInfo& info) {
+  const char* fn = "permuteRows";
+  Napi::Env env = info.Env();
+  ArrayArg src, index, out, probs, experts, probs_out;
+  double cols_arg = 0, out_cols_arg = 0, experts_arg = 0;
+  bool has_probs = false, has_experts = false, has_probs_out = false;
+  if (!expect_array(info, fn, 0, "src", {napi_float32_array}, &src) || !expect_number(info, fn, 1, "cols", &cols_arg) ||
+      !expect_array(info, fn, 2, "index", {napi_int32_array}, &index) || !expect_array(info, fn, 3, "out", {napi_float32_array}, &out) ||
+      !expect_number(info, fn, 4, "outCols", &out_cols_arg) || !optional(info, fn, 5, "probs", napi_float32_array, &probs, &has_probs) ||
+      !optional(info, fn, 6, "experts", napi_int32_array, &experts, &has_experts) || !expect_number(info, fn, 7, "numExperts", &experts_arg) ||
+      !optional(info, fn, 8, "probsOut", napi_float32_array, &probs_out, &has_probs_out))
+    return env.Undefined();
+  const size_t cols = static_cast<size_t>(cols_arg), out_cols = static_cast<size_t>(out_cols_arg), e = static_cast<size_t>(experts_arg), n = index.length;
+  const bool wants_probs = out_cols == cols + 1 || has_probs_out;
+  if (cols_arg < 0 || (out_cols != cols && out_cols != cols + 1) || out.length != n * out_cols || (cols == 0 ? src.length != 0 : src.length % cols != 0)) {
+    throw_range_error(env, std::string(fn) + ": outCols must be cols or cols + 1, out index.length * outCols elements and src whole rows of cols");
+    return env.Undefined();
+  }
+  if (wants_probs != has_probs || has_probs != has_experts) {
+    throw_type_error(env, std::string(fn) + ": probs and experts are given exactly when a prob column or probsOut is asked for");
+    return env.Undefined();
+  }
+  size_t tokens = cols == 0 ? 0 : src.length / cols;
+  if (has_probs) {
+    if (e == 0 || probs.length % e != 0 || (cols != 0 && probs.length / e != tokens) || experts.length != n || (has_probs_out && probs_out.length != n)) {
+      throw_range_error(env, std::string(fn) + ": probs must be [tokens, numExperts], experts and probsOut index.length");
+      return env.Undefined();
+    }
+    tokens = probs.length / e;
+    if (!indices_below(env, fn, "experts", experts, e)) return env.Undefined();
+  }
+  // Without columns or probs nothing is read, so any index is harmless.
+  if ((cols != 0 || has_probs) && !indices_below(env, fn, "index", index, tokens)) return env.Undefined();
+  return run_on_device(info, fn,
+                       {{&src, Way::in}, {&index, Way::in}, {&out, Way::out}, {has_probs ? &probs : nullptr, Way::in}, {has_experts ? &experts : nullptr, Way::in},
+                        {has_probs_out ? &probs_out : nullptr, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) {
+                         return permute_rows_launch(d.f32(0), cols, d.i32(1), n, d.f32(2), out_cols, d.f32(3), d.i32(4), e, d.f32(5), s);
+                       });
 }
 
 Napi::Value RmsnormRows(const Napi::CallbackInfo& info) {
@@ -312,6 +372,7 @@ Napi::Value RouterFused(const Napi::CallbackInfo& info) {
 
 void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows, "gatherRows"));
+  exports.Set("permuteRows", Napi::Function::New(env, PermuteRows, "permuteRows"));
   exports.Set("rmsnormRows", Napi::Function::New(env, RmsnormRows, "rmsnormRows"));
   exports.Set("swiglu", Napi::Function::New(env, Swiglu, "swiglu"));
   exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));

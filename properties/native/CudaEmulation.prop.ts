@@ -10,12 +10,13 @@
 import { spawnSync } from "node:child_process"
 import { describe, expect, test } from "vitest"
 import { attentionTwins } from "./attentionTwins.js"
+import { dispatchTwins } from "./dispatchTwins.js"
 import { emulatorBuilt, twins } from "./kernelTwins.js"
 
 const emulator = new URL("../../build/Release/pleat_kernel_emulation", import.meta.url).pathname
 
 describe.runIf(emulatorBuilt)("the CUDA kernels' element functions on the host, against the CPU kernels", () => {
-  for (const twin of [...twins, ...attentionTwins]) test(twin.name, () => twin.run("host", 25))
+  for (const twin of [...twins, ...dispatchTwins, ...attentionTwins]) test(twin.name, () => twin.run("host", 25))
 
   test("an unknown op or a short request exits 2", () => {
     expect(spawnSync(emulator, ["nope"], { input: Buffer.alloc(0) }).status).toBe(2)

@@ -11,7 +11,6 @@ import fc from "fast-check"
 import { expect } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
 import * as CpuCrossEntropy from "../../src/native/CpuCrossEntropy.js"
-import * as CpuDispatch from "../../src/native/CpuDispatch.js"
 import * as CpuElementwise from "../../src/native/CpuElementwise.js"
 import * as CpuOptional from "../../src/native/CpuOptional.js"
 import * as Cuda from "../../src/native/Cuda.js"
@@ -245,43 +244,6 @@ const crossEntropy: Twin<{ rows: number; cols: number; seed: number }> = {
   },
 }
 
-const combineRows: Twin<{ tokens: number; k: number; cols: number; weighted: boolean; seed: number }> = {
-  name: "combineRows (the MoE unpermute): the CPU dispatch kernel's bits, weighted or not",
-  cases: (on) =>
-    fc.record({
-      tokens: fc.integer({ min: 1, max: big(on, 100, 600) }),
-      k: fc.integer({ min: 1, max: 8 }),
-      cols: fc.integer({ min: 1, max: big(on, 200, 1100) }),
-      weighted: fc.boolean(),
-      seed: fc.integer(),
-    }),
-  check: ({ tokens, k, cols, weighted, seed }, on) => {
-    const n = tokens * k
-    const index = Int32Array.from({ length: n }, (_, j) => (j * 7919 + (seed >>> 0)) % tokens)
-    const rows = floats(n * cols, seed)
-    const weights = weighted ? floats(n, seed + 1) : undefined
-    const want = new Float32Array(tokens * cols)
-    CpuDispatch.dispatchKernels()?.combineRows(rows, cols, index, weights ?? null, null, tokens, cols, want)
-    const got = new Float32Array(tokens * cols)
-    if (on === "device") device().combineRows(rows, cols, index, weights, tokens, cols, got)
-    else {
-      // Each token's rows in increasing j, as the binding lists them (a stable counting sort).
-      const offsets = new Int32Array(tokens + 1)
-      for (const t of index) offsets[t + 1] = (offsets[t + 1] as number) + 1
-      for (let t = 0; t < tokens; t++) offsets[t + 1] = (offsets[t + 1] as number) + (offsets[t] as number)
-      const next = offsets.slice(0, tokens)
-      const order = new Int32Array(n)
-      index.forEach((t, j) => {
-        order[next[t] as number] = j
-        next[t] = (next[t] as number) + 1
-      })
-      const parts = [Float64Array.of(n, cols, tokens, cols, weighted ? 1 : 0), rows, offsets, order, ...(weights ? [weights] : [])]
-      got.set(emulate("combine_rows", parts, [["f32", tokens * cols]])[0] as Float32Array)
-    }
-    expectSame(got, want)
-  },
-}
-
 const adamw: Twin<{ n: number; seed: number; t: number }> = {
   name: "adamw: the CPU kernel's bits (weights and both moments)",
   cases: (on) => fc.record({ n: fc.integer({ min: 1, max: big(on, 5000, 1 << 19) }), seed: fc.integer(), t: fc.integer({ min: 1, max: 50 }) }),
@@ -363,7 +325,6 @@ export const twins: ReadonlyArray<Runnable> = [
   runnable(rmsnormBackward),
   runnable(rope),
   runnable(crossEntropy),
-  runnable(combineRows),
   runnable(adamw),
   runnable(router),
 ]

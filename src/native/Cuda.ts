@@ -45,6 +45,17 @@ interface CudaAddon {
   deviceCopyOut(address: number, dst: ArrayBufferView, stream: number): void
   deviceAllocatorStats(): DeviceAllocatorStats
   gatherRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
+  permuteRows(
+    src: Float32Array,
+    cols: number,
+    index: Int32Array,
+    out: Float32Array,
+    outCols: number,
+    probs: Float32Array | null,
+    experts: Int32Array | null,
+    numExperts: number,
+    probsOut: Float32Array | null,
+  ): void
   rmsnormRows(x: Float32Array, weight: Float32Array, out: Float32Array, rstd: Float64Array | null, rows: number, cols: number, eps: number): void
   swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void
   combineRows(rows: Float32Array, rowCols: number, index: Int32Array, weights: Float32Array | null, tokens: number, cols: number, out: Float32Array): void
@@ -101,6 +112,7 @@ const functions = [
   "deviceCopyOut",
   "deviceAllocatorStats",
   "gatherRows",
+  "permuteRows",
   "rmsnormRows",
   "swiglu",
   "adamw",
@@ -204,6 +216,19 @@ export const deviceOps = () => {
   const a = addon()
   return {
     gatherRows: (src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void => a.gatherRows(src, index, out, cols),
+    /**
+     * CpuDispatch's permuteRows (the MoE permute) on the device: the rows of src picked by index,
+     * with outCols = cols + 1 each row's prob (probs [T, E] at expert[j]) as a last column,
+     * and / or into probsOut.
+     */
+    permuteRows: (
+      src: Float32Array,
+      cols: number,
+      index: Int32Array,
+      out: Float32Array,
+      outCols: number,
+      probs?: { readonly probs: Float32Array; readonly experts: Int32Array; readonly numExperts: number; readonly probsOut?: Float32Array | undefined },
+    ): void => a.permuteRows(src, cols, index, out, outCols, probs?.probs ?? null, probs?.experts ?? null, probs?.numExperts ?? 0, probs?.probsOut ?? null),
     rmsnormRows: (x: Float32Array, weight: Float32Array, out: Float32Array, rstd: Float64Array | undefined, rows: number, cols: number, eps: number): void =>
       a.rmsnormRows(x, weight, out, rstd ?? null, rows, cols, eps),
     swiglu: (gate: Float32Array, up: Float32Array, out: Float32Array): void => a.swiglu(gate, up, out),

@@ -25,6 +25,16 @@ __global__ void to_bf16_kernel(const float* __restrict__ in, uint16_t* __restric
   }
 }
 
+__global__ void permute_rows_kernel(const float* __restrict__ src, size_t cols, const int32_t* __restrict__ index, float* __restrict__ out,
+                                    size_t rows, size_t out_cols, const float* __restrict__ probs, const int32_t* __restrict__ expert, size_t experts) {
+  PLEAT_GRID_STRIDE(i, rows * out_cols) element::permute_rows_element(src, cols, index, out, out_cols, probs, expert, experts, i);
+}
+
+__global__ void permute_prob_kernel(const int32_t* __restrict__ index, const float* __restrict__ probs, const int32_t* __restrict__ expert,
+                                    size_t experts, float* __restrict__ probs_out, size_t rows) {
+  PLEAT_GRID_STRIDE(r, rows) element::permute_prob_element(index, probs, expert, experts, probs_out, r);
+}
+
 __global__ void gather_rows_kernel(const float* __restrict__ src, const int32_t* __restrict__ index, float* __restrict__ out,
                                    size_t rows, size_t cols) {
   PLEAT_GRID_STRIDE(i, rows * cols) element::gather_rows_element(src, index, out, cols, i);
@@ -187,6 +197,13 @@ cudaError_t swiglu_backward_launch(const float* gate, const float* up, const flo
 cudaError_t to_bf16_launch(const float* in, uint16_t* out, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   to_bf16_kernel<<<blocks_for(n), kThreads, 0, stream>>>(in, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t permute_rows_launch(const float* src, size_t cols, const int32_t* index, size_t rows, float* out, size_t out_cols, const float* probs,
+                                const int32_t* expert, size_t experts, float* probs_out, cudaStream_t stream) {
+  if (rows * out_cols > 0) permute_rows_kernel<<<blocks_for(rows * out_cols), kThreads, 0, stream>>>(src, cols, index, out, rows, out_cols, probs, expert, experts);
+  if (rows > 0 && probs_out != nullptr) permute_prob_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(index, probs, expert, experts, probs_out, rows);
   return cudaGetLastError();
 }
 

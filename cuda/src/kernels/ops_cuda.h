@@ -1,6 +1,9 @@
 // First CUDA kernels of the GPU path (issue 15), each the device twin of a CPU kernel and
 // checked against it where a GPU runs (properties/native/CudaOps.prop.ts, scripts/device-check):
 //   gather_rows    out[i, :] = src[index[i], :]                      (rows.h gather_rows; exact)
+//   permute_rows   the MoE permute (dispatch.h gather_rows_extra): rows gathered as gather_rows,
+//                  with out_cols = cols + 1 each row's prob probs[index[i] * experts + expert[i]]
+//                  as a last column, and / or into probs_out [rows] (null: none); exact
 //   rmsnorm_rows   out = x * rstd * w per row, rstd = 1 / sqrt(mean(x^2) + eps) in float64
 //                  (rowwise.cc rmsnorm_rows_ref: the sum of squares in another order, so rstd
 //                  may differ in its last double bit and out by one float ulp)
@@ -42,6 +45,8 @@
 namespace pleat {
 
 cudaError_t to_bf16_launch(const float* in, uint16_t* out, size_t n, cudaStream_t stream);
+cudaError_t permute_rows_launch(const float* src, size_t cols, const int32_t* index, size_t rows, float* out, size_t out_cols, const float* probs,
+                                const int32_t* expert, size_t experts, float* probs_out, cudaStream_t stream);
 cudaError_t gather_rows_launch(const float* src, const int32_t* index, float* out, size_t rows, size_t cols, cudaStream_t stream);
 cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out, double* rstd, size_t rows, size_t cols, double eps,
                                 cudaStream_t stream);

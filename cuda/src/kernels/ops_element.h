@@ -10,6 +10,7 @@
 // cannot show.
 //
 //   gather_rows_element, swiglu_element, combine_rows_element (a token's column), adamw_element
+//   permute_rows_element, permute_prob_element   the MoE permute with its prob column / probsOut
 //   rope_element            one pair of rope.h's rotation (k over b * s * heads * d / 2)
 //   swiglu_backward_element rows.h swiglu_backward at i
 //   rmsnorm_backward_*      rmsnorm_backward.cc: a row's coefficient (its dot product in
@@ -82,6 +83,21 @@ PLEAT_HD inline double js_max(double m, double v) {
 PLEAT_HD inline void gather_rows_element(const float* src, const int32_t* index, float* out, size_t cols, size_t i) {
   const size_t r = i / cols, c = i - r * cols;
   out[i] = src[static_cast<size_t>(index[r]) * cols + c];
+}
+
+// The MoE permute (dispatch.h gather_rows_extra with a prob per row): element i of out [n,
+// out_cols] is column c of src row index[r] (rows of `cols` floats), or with out_cols = cols + 1
+// at c = cols the row's prob, probs[index[r] * experts + expert[r]].
+PLEAT_HD inline void permute_rows_element(const float* src, size_t cols, const int32_t* index, float* out, size_t out_cols, const float* probs,
+                                          const int32_t* expert, size_t experts, size_t i) {
+  const size_t r = i / out_cols, c = i - r * out_cols;
+  const size_t t = static_cast<size_t>(index[r]);
+  out[i] = c < cols ? src[t * cols + c] : probs[t * experts + static_cast<size_t>(expert[r])];
+}
+
+// Row r's prob alone (permute's probsOut).
+PLEAT_HD inline void permute_prob_element(const int32_t* index, const float* probs, const int32_t* expert, size_t experts, float* probs_out, size_t r) {
+  probs_out[r] = probs[static_cast<size_t>(index[r]) * experts + static_cast<size_t>(expert[r])];
 }
 
 // swiglu_ref: g * sigmoid(g) * u in float64, rounded once.

@@ -16,6 +16,9 @@
 //            logits[tokens experts], f64 bias[experts] (when hasBias)  reply i32 indices[tokens topk],
 //                                                                     f32 probs[tokens experts]
 //   gather_rows  f64[3] {srcRows, n, cols}, f32 src[srcRows cols], i32 index[n]   reply f32 out[n cols]
+//   permute_rows  f64[5] {srcRows, n, cols, outCols, experts (0: no probs)}, f32 src[srcRows cols],
+//            i32 index[n], f32 probs[srcRows experts], i32 expert[n]  reply f32 out[n outCols],
+//                                                                     f32 probsOut[n] (with probs)
 //   swiglu   f64[1] {n}, f32 gate[n], up[n]                          reply f32 out[n]
 //   combine_rows  f64[5] {n, rowCols, tokens, cols, hasWeights}, f32 rows[n rowCols], i32
 //            offsets[tokens + 1], i32 order[n] (each token's rows, CSR), f32 weights[n]
@@ -139,6 +142,24 @@ int main(int argc, char** argv) {
     std::vector<float> out(n * cols);
     for (size_t i = 0; i < n * cols; ++i) gather_rows_element(src.data(), index.data(), out.data(), cols, i);
     give(out);
+  } else if (op == "permute_rows") {
+    const auto h = take<double>(5);
+    if (short_read) return 2;
+    const size_t src_rows = count(h[0]), n = count(h[1]), cols = count(h[2]), out_cols = count(h[3]), experts = count(h[4]);
+    if ((out_cols != cols && out_cols != cols + 1) || (out_cols == cols + 1 && experts == 0)) return 2;
+    const auto src = take<float>(src_rows * cols);
+    const auto index = take<int32_t>(n);
+    const auto probs = take<float>(src_rows * experts);
+    const auto expert = take<int32_t>(experts > 0 ? n : 0);
+    if (short_read) return 2;
+    for (size_t r = 0; r < n; ++r) {
+      if (index[r] < 0 || static_cast<size_t>(index[r]) >= src_rows || (experts > 0 && (expert[r] < 0 || static_cast<size_t>(expert[r]) >= experts))) return 2;
+    }
+    std::vector<float> out(n * out_cols), probs_out(experts > 0 ? n : 0);
+    for (size_t i = 0; i < out.size(); ++i) permute_rows_element(src.data(), cols, index.data(), out.data(), out_cols, probs.data(), expert.data(), experts, i);
+    for (size_t r = 0; r < probs_out.size(); ++r) permute_prob_element(index.data(), probs.data(), expert.data(), experts, probs_out.data(), r);
+    give(out);
+    give(probs_out);
   } else if (op == "swiglu") {
     const auto h = take<double>(1);
     if (short_read) return 2;
@@ -213,7 +234,7 @@ int main(int argc, char** argv) {
       give(dv);
     }
   } else {
-    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, swiglu, combine_rows, adamw, attention, attention_backward)\n", op.c_str());
+    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, permute_rows, swiglu, combine_rows, adamw, attention, attention_backward)\n", op.c_str());
     return 2;
   }
   return 0;
