@@ -43,6 +43,7 @@ import { MessageChannel, type MessagePort, type Worker } from "node:worker_threa
 import * as ControlBlock from "../comm/threads/ControlBlock.js"
 import * as Doorbell from "../comm/threads/Doorbell.js"
 import * as Failure from "./threads/Failure.js"
+import * as KernelThreads from "./threads/KernelThreads.js"
 import * as Pool from "./threads/Pool.js"
 import type { ToMain, ToWorker } from "../comm/threads/Protocol.js"
 import { RankFailed } from "./JobError.js"
@@ -338,9 +339,13 @@ class Session {
  */
 export const run = <A = unknown>(options: ThreadsJobOptions): Effect.Effect<Array<A>, RankFailed> =>
   Effect.acquireUseRelease(
-    Effect.sync(() => new Session(options)),
+    Effect.sync(() => {
+      const session = new Session(options)
+      KernelThreads.enter(session.workers.length)
+      return session
+    }),
     (session) => session.result as Effect.Effect<Array<A>, RankFailed>,
-    (session, exit) => Effect.promise(() => session.shutdown(Exit.isSuccess(exit))),
+    (session, exit) => Effect.promise(() => session.shutdown(Exit.isSuccess(exit)).finally(KernelThreads.leave)),
   )
 
 /**
