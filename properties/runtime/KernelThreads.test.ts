@@ -7,6 +7,7 @@ import * as Cpu from "../../src/native/Cpu.js"
 import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
 
 const programs = new URL("./programs.ts", import.meta.url)
+const poolPrograms = new URL("./poolPrograms.ts", import.meta.url)
 
 const built = (() => {
   try {
@@ -28,7 +29,7 @@ describe.runIf(built)("the kernels' pool during threads jobs", () => {
       [2, 1],
       [3, 3],
     ] as const) {
-      const seen = await ThreadsJob.runPromise<number>({ world, workers, module: programs, export: "poolThreads", args: { world } })
+      const seen = await ThreadsJob.runPromise<number>({ world, workers, module: poolPrograms, export: "poolThreads", args: { world } })
       expect(seen).toEqual(new Array(world).fill(Math.max(1, Math.floor(availableParallelism() / workers))))
       expect(Cpu.threads()).toBe(before)
     }

@@ -2,7 +2,6 @@
 import * as Effect from "effect/Effect"
 import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
-import * as Cpu from "../../src/native/Cpu.js"
 import { RankEvents } from "../../src/runtime/RankEvents.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 
@@ -27,11 +26,3 @@ export const oneFails = (rank: number, args: unknown) =>
 
 /** Not a function. */
 export const notAProgram = 42
-
-/** The native kernels' pool size as this rank's worker sees it (after a barrier: every worker started). */
-export const poolThreads = (_rank: number, args: unknown) =>
-  Effect.gen(function* () {
-    const { world } = args as { world: number }
-    yield* Comm.barrier(Group.world(world))
-    return Cpu.threads()
-  })

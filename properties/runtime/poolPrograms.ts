@@ -1,0 +1,14 @@
+// A rank program for the kernels' pool property (KernelThreads.test.ts), in a module of its own:
+// programs.ts's list of exports is part of what Backend.prop.ts checks.
+import * as Effect from "effect/Effect"
+import * as Comm from "../../src/comm/Communicator.js"
+import * as Group from "../../src/comm/Group.js"
+import * as Cpu from "../../src/native/Cpu.js"
+
+/** The native kernels' pool size as this rank's worker sees it (after a barrier: every worker started). */
+export const poolThreads = (_rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { world } = args as { world: number }
+    yield* Comm.barrier(Group.world(world))
+    return Cpu.threads()
+  })
