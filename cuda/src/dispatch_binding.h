@@ -5,4 +5,6 @@
 
 namespace pleat {
 void RegisterDispatchExports(Napi::Env env, Napi::Object exports);
+// combineRowsFrom and gatherRowsFrom (dispatch_sources_binding.cc); RegisterDispatchExports calls it.
+void RegisterDispatchSourcesExports(Napi::Env env, Napi::Object exports);
 }  // namespace pleat
