@@ -22,10 +22,11 @@
  * (RoutedLayout): the rows go token-permuted at 1 and back to sequence order at 7, and the
  * output is in the layout the tokens came in, checked.
  * A rank with no tokens, an expert with no rows: empty blocks, same code path; a group of one
- * member skips its exchange. Each row passes through the exchange there (fused with the
- * permute) and back and unpermute, plus the etp gather and sorts with more than one etp member:
- * before the chunked exchange the probs rode along as a column and the permute, the chunk sort,
- * its split and the unsort were a pass each over all the rows.
+ * member skips its exchange. With more than one ep member each row passes through two sweeps
+ * besides the experts: the exchange there (fused with the permute) and the exchange back (fused
+ * with the unpermute), plus the etp gather and sorts with more than one etp member; before the
+ * chunked exchange the probs rode along as a column and the permute, the chunk sort, its split,
+ * the unsort and the unpermute were a pass each over all the rows.
  */
 import * as Effect from "effect/Effect"
 import * as Chunked from "../comm/Chunked.js"
