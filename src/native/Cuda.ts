@@ -10,6 +10,7 @@
 import * as Addon from "./Addon.js"
 import * as Cpu from "./Cpu.js"
 import type { Dims } from "./CpuAddon.js"
+import type { DispatchKernels } from "./CpuDispatch.js"
 
 /**
  * Whether the CUDA addon can run kernels here, and if not, why.
@@ -45,17 +46,8 @@ interface CudaAddon {
   deviceCopyOut(address: number, dst: ArrayBufferView, stream: number): void
   deviceAllocatorStats(): DeviceAllocatorStats
   gatherRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
-  permuteRows(
-    src: Float32Array,
-    cols: number,
-    index: Int32Array,
-    out: Float32Array,
-    outCols: number,
-    probs: Float32Array | null,
-    experts: Int32Array | null,
-    numExperts: number,
-    probsOut: Float32Array | null,
-  ): void
+  /** CpuDispatch's permuteRows, the same arguments (cuda/src/cuda_ops_binding.cc). */
+  permuteRows: DispatchKernels["permuteRows"]
   rmsnormRows(x: Float32Array, weight: Float32Array, out: Float32Array, rstd: Float64Array | null, rows: number, cols: number, eps: number): void
   swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void
   combineRows(rows: Float32Array, rowCols: number, index: Int32Array, weights: Float32Array | null, tokens: number, cols: number, out: Float32Array): void
