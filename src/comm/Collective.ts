@@ -11,7 +11,7 @@
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
-import { combine, copyInto, gatherInto } from "./Kernels.js"
+import { combine, copyInto } from "./Kernels.js"
 import * as ReceiveCombine from "./ReceiveCombine.js"
 
 /**
@@ -314,25 +314,11 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
       const splits = new Array<number>(g * chunks)
       for (let i = 0; i < g; i++) for (let l = 0; l < chunks; l++) splits[i * chunks + l] = ((cs[i] as Contribution).sendSplits ?? [])[j * chunks + l] as number
       const total = splits.reduce((a, b) => a + b, 0)
-      const at = Chunked.blockStarts(splits, g, chunks, Chunked.resultOrder(order))
+      const received = receivedRows(cs, j, splits, Chunked.blockStarts(splits, g, chunks, Chunked.resultOrder(order)), total)
       const combined = (cs[j] as Contribution).combine
-      if (combined !== undefined) {
-        const rowsAt = receivedRows(cs, j, splits, at, total)
-        return { data: ReceiveCombine.sumOnto(combined, rowsAt, inner, dtype, out), shape: [combined.tokens, ...first.shape.slice(1)], splits }
-      }
+      if (combined !== undefined) return { data: ReceiveCombine.sumOnto(combined, received, inner, dtype, out), shape: [combined.tokens, ...first.shape.slice(1)], splits }
       const result = overwritten(total * inner)
-      if (ReceiveCombine.gatherAll(receivedRows(cs, j, splits, at, total), inner, result)) return { data: result, shape: [total, ...first.shape.slice(1)], splits }
-      cs.forEach((c, i) => {
-        const from = Chunked.blockStarts(c.sendSplits ?? [], g, chunks, Chunked.sendOrder(order))
-        for (let l = 0; l < chunks; l++) {
-          const len = (splits[i * chunks + l] as number) * inner
-          const begin = (from[j * chunks + l] as number) * inner
-          const to = (at[i * chunks + l] as number) * inner
-          if (len === 0) continue
-          if (c.sendRows !== undefined) gatherInto(result, to, c.data, c.sendRows.subarray(begin / inner, (begin + len) / inner), inner)
-          else copyInto(result, to, c.data.subarray(begin, begin + len))
-        }
-      })
+      ReceiveCombine.gatherAll(received, inner, result)
       return { data: result, shape: [total, ...first.shape.slice(1)], splits }
     }
   }

@@ -60,26 +60,40 @@ export const sumOnto = (combine: Combine, rows: ReceivedRows, inner: number, dty
     return out
   }
   const out = into?.fill(0) ?? DType.allocate(dtype, tokens * inner)
+  if (inner === 0) return out
   for (let r = 0; r < index.length; r++) {
-    const src = rows.sources[rows.source[r] as number] as DType.Storage
-    const from = (rows.row[r] as number) * inner
+    const src = rowOf(rows, r, inner)
     const to = (index[r] as number) * inner
-    for (let c = 0; c < inner; c++) out[to + c] = (out[to + c] as number) + (src[from + c] as number)
+    for (let c = 0; c < inner; c++) out[to + c] = (out[to + c] as number) + (src[c] as number)
   }
   return out
 }
 
+/** Received row r where its source holds it (a view), checked as the native kernels check it. */
+const rowOf = (rows: ReceivedRows, r: number, inner: number): DType.Storage => {
+  const src = rows.sources[rows.source[r] as number]
+  const from = (rows.row[r] as number) * inner
+  if (src === undefined || !(from >= 0 && from + inner <= src.length)) {
+    throw new RangeError(`received row ${r}: row ${rows.row[r]} of source ${rows.source[r]} is outside the rows that source holds`)
+  }
+  return src.subarray(from, from + inner)
+}
+
 /**
- * The received rows copied into `out` in order, in one native pass that reads each where its
- * sender holds it (its streaming decided on the whole result, not each block); false where the
- * native kernel does not apply (not float32, or no addon), for the caller's block copies.
+ * The received rows copied into `out` in order, each read where its sender holds it: in one
+ * native pass on float32 (its streaming decided on the whole result, not each block), else a
+ * copy per row.
  * @category kernels
  */
-export const gatherAll = (rows: ReceivedRows, inner: number, out: DType.Storage): boolean => {
-  const k = out instanceof Float32Array && inner > 0 && rows.source.length > 0 ? activeDispatchKernels() : undefined
-  if (k === undefined || !rows.sources.every((s) => s instanceof Float32Array)) return false
-  k.gatherRowsFrom(rows.sources as ReadonlyArray<Float32Array>, rows.source, rows.row, inner, out as Float32Array)
-  return true
+export const gatherAll = (rows: ReceivedRows, inner: number, out: DType.Storage): void => {
+  const n = rows.source.length
+  if (n === 0 || inner === 0) return
+  const k = out instanceof Float32Array ? activeDispatchKernels() : undefined
+  if (k !== undefined && rows.sources.every((s) => s instanceof Float32Array)) {
+    k.gatherRowsFrom(rows.sources as ReadonlyArray<Float32Array>, rows.source, rows.row, inner, out as Float32Array)
+    return
+  }
+  for (let r = 0; r < n; r++) out.set(rowOf(rows, r, inner), r * inner)
 }
 
 /**
