@@ -126,6 +126,17 @@ export const allToAllV = (axis: AxisName, group: Group, x: TensorLayout.WithLayo
     return { ...TensorLayout.attach(out.tensor, layout), recvSplits: out.recvSplits }
   })
 
+/** A chunked exchange's preconditions on one tensor: its counts, its rows (`rows` sent), complete values. */
+const checkChunked = (axis: AxisName, group: Group, x: TensorLayout.WithLayout, exchange: Chunked.Exchange, rows?: number) =>
+  Effect.gen(function* () {
+    const { chunks, sendSplits, recvSplits } = exchange
+    const entries = size(group) * chunks
+    if (sendSplits.length !== entries || recvSplits.length !== entries)
+      return yield* fail("allToAllV", axis, `in ${chunks} chunks needs ${entries} send and receive counts, not ${sendSplits.length} and ${recvSplits.length},`, x)
+    yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks), rows)
+    yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
+  })
+
 /**
  * The chunked exchange (comm/Chunked.ts) of one or more tensors with the same splits, issued
  * together (backward: the reverse chunked exchange); the received rows are ragged over `axis`
@@ -141,15 +152,7 @@ export const allToAllVChunks = (
   rows: ReadonlyArray<Int32Array | undefined> = [],
 ) =>
   Effect.gen(function* () {
-    const { chunks, sendSplits, recvSplits } = exchange
-    const entries = size(group) * chunks
-    for (let i = 0; i < xs.length; i++) {
-      const x = xs[i] as TensorLayout.WithLayout
-      if (sendSplits.length !== entries || recvSplits.length !== entries)
-        return yield* fail("allToAllV", axis, `in ${chunks} chunks needs ${entries} send and receive counts, not ${sendSplits.length} and ${recvSplits.length},`, x)
-      yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks), rows[i]?.length)
-      yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
-    }
+    for (let i = 0; i < xs.length; i++) yield* checkChunked(axis, group, xs[i] as TensorLayout.WithLayout, exchange, rows[i]?.length)
     const outs = yield* Diff.allToAllVChunks(
       group,
       xs.map((x) => x.tensor),
@@ -171,14 +174,9 @@ export const allToAllVChunks = (
  */
 export const allToAllVCombine = (axis: AxisName, group: Group, x: TensorLayout.WithLayout, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine) =>
   Effect.gen(function* () {
-    const { chunks, sendSplits, recvSplits } = exchange
-    const entries = size(group) * chunks
-    if (sendSplits.length !== entries || recvSplits.length !== entries)
-      return yield* fail("allToAllV", axis, `in ${chunks} chunks needs ${entries} send and receive counts, not ${sendSplits.length} and ${recvSplits.length},`, x)
-    yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks))
-    yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
+    yield* checkChunked(axis, group, x, exchange)
     const combined = yield* Diff.allToAllVCombine(group, x.tensor, exchange, combine)
-    const received = recvSplits.reduce((a, b) => a + b, 0)
+    const received = exchange.recvSplits.reduce((a, b) => a + b, 0)
     return { combined, received: TensorLayout.inOrder(raggedRows(x.layout, received, shardsOf(axis, group)), "permuted") }
   })
 
