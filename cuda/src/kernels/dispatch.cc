@@ -93,11 +93,12 @@ void put_extra(const GatherExtraArgs& a, size_t j) {
   if (a.extra_out != nullptr) a.extra_out[j] = v;
 }
 
-}  // namespace
-
-namespace {
 // Row j's source of a gather, wherever it lies.
 const float* source_of(const GatherExtraArgs& a, size_t j) { return a.src_ptrs != nullptr ? a.src_ptrs[j] : a.src + static_cast<size_t>(a.index[j]) * a.src_stride; }
+
+// Row j of a combine's input, wherever it lies.
+const float* row_of(const CombineArgs& a, size_t j) { return a.row_ptrs != nullptr ? a.row_ptrs[j] : a.rows + j * a.row_stride; }
+
 }  // namespace
 
 void gather_rows_extra_ref(const GatherExtraArgs& a) {
@@ -108,11 +109,6 @@ void gather_rows_extra_ref(const GatherExtraArgs& a) {
     put_extra(a, j);
   }
 }
-
-namespace {
-// Row j of a combine's input, wherever it lies.
-const float* row_of(const CombineArgs& a, size_t j) { return a.row_ptrs != nullptr ? a.row_ptrs[j] : a.rows + j * a.row_stride; }
-}  // namespace
 
 void combine_rows_ref(const CombineArgs& a) {
   // The specification: a scatter-add into zeros in increasing j.
@@ -295,7 +291,7 @@ void combine_rows(Isa isa, const CombineArgs& a) {
   std::vector<const float*> own;
   if (a.row_ptrs == nullptr) {
     own.resize(a.n);
-    for (size_t j = 0; j < a.n; ++j) own[j] = a.rows + j * a.row_stride;
+    for (size_t j = 0; j < a.n; ++j) own[j] = row_of(a, j);
   }
   const float* const* row_ptrs = a.row_ptrs != nullptr ? a.row_ptrs : own.data();
   const bool stream = isa == Isa::Avx512 && a.tokens * a.out_stride * sizeof(float) >= kStreamBytes;
