@@ -31,6 +31,15 @@ const check = (name, run) => {
     checks.push({ name, ok: false, detail: String(error?.stack ?? error), seconds: (performance.now() - started) / 1000 })
   }
 }
+const checkAsync = async (name, run) => {
+  const started = performance.now()
+  try {
+    const detail = await run()
+    checks.push({ name, ok: true, detail, seconds: (performance.now() - started) / 1000 })
+  } catch (error) {
+    checks.push({ name, ok: false, detail: String(error?.stack ?? error), seconds: (performance.now() - started) / 1000 })
+  }
+}
 const assert = (condition, message) => {
   if (!condition) throw new Error(message)
 }
@@ -444,6 +453,48 @@ if (status.available) {
   })
 }
 
+// The NCCL backend's native side on one GPU: real NCCL loaded as the backend loads it, a
+// communicator of one member, and every op's plan (NcclPlan) run through the staging executor,
+// each result equal to Collective.outputFor's (one member: the same bits).
+if (status.available && process.env.PLEAT_NCCL_LIB !== undefined) {
+  const Nccl = await import(path.join(root, "dist/native/Nccl.js"))
+  const NcclPlan = await import(path.join(root, "dist/comm/nccl/NcclPlan.js"))
+  const Collective = await import(path.join(root, "dist/comm/Collective.js"))
+  await checkAsync("NCCL: the contract subset one GPU allows (a communicator of one, every op's plan staged through device memory)", async () => {
+    const nccl = Nccl.native()
+    const loaded = nccl.load(process.env.PLEAT_NCCL_LIB)
+    assert(!loaded.hostMemory, `${loaded.path} is the host stand-in`)
+    nccl.selectDevice(0)
+    const handle = await nccl.commInit(nccl.uniqueId(), 1, 0, 0)
+    const cases = []
+    const signatures = [
+      { op: "allReduce", shape: [37, 5], reduce: "sum" },
+      { op: "allReduce", shape: [11], reduce: "max" },
+      { op: "allGather", shape: [9, 3] },
+      { op: "allGatherV", shape: [4, 6] },
+      { op: "reduceScatter", shape: [8, 2], reduce: "sum" },
+      { op: "reduceScatterV", shape: [5, 2], reduce: "sum", counts: [5] },
+      { op: "broadcast", shape: [13], root: 0 },
+      { op: "allToAllV", shape: [7, 4], sendSplits: [7] },
+    ]
+    for (const dtype of ["float32", "float64"]) {
+      for (const sig of signatures) {
+        const data = (dtype === "float32" ? Float32Array : Float64Array).from({ length: sig.shape.reduce((a, b) => a * b, 1) }, random)
+        const signature = { ...sig, rank: 0, dtype }
+        const plan = NcclPlan.planFor([signature], 0)
+        const recv = new (dtype === "float32" ? Float32Array : Float64Array)(plan.recvLength)
+        await nccl.run(handle, 1, NcclPlan.encode(plan.calls), data, recv)
+        const want = Collective.outputFor([Collective.contribution(signature, data)], 0).data
+        assert(recv.length === want.length && recv.every((v, i) => Object.is(v, want[i])), `${sig.op} ${dtype}: differs from Collective.outputFor`)
+        cases.push(`${sig.op} ${dtype}`)
+      }
+    }
+    const asyncError = nccl.asyncError(handle)
+    nccl.free(handle, false)
+    return { nccl: loaded.path, version: loaded.version, cases, asyncError }
+  })
+}
+
 const report = {
   date: new Date().toISOString(),
   node: process.version,
@@ -452,7 +503,7 @@ const report = {
   checks,
   notYet: [
     "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows, RoPE, the cross-entropy row kernels, the router, attention and its backward (correct, element by element: not flash-tiled), permute with the prob column, adamw and the cuBLAS gemm / groupedGemm exist): flash-tiled attention",
-    "the NCCL backend's contract subset on one GPU",
+    "the NCCL backend with several GPUs (one process per GPU under mpirun: the host stand-in runs its contract suite without a GPU)",
     "one MoE layer forward and backward against PyTorch eager",
   ],
 }

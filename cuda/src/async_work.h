@@ -17,11 +17,15 @@ namespace pleat {
 
 class KernelWork : public Napi::AsyncWorker {
  public:
+  // What runs on the JS thread once `run` has finished (`ok`: it succeeded): it may release
+  // what `run` used, and its value is what the Promise resolves with when `ok`.
+  using Settle = std::function<Napi::Value(Napi::Env, bool ok)>;
+
   // `run` returns an empty string on success, else the error message. It runs on a libuv
   // thread, so it must touch no JS value; `keep` are the arrays it uses.
   KernelWork(Napi::Env env, const char* name, std::function<std::string()> run,
-             const std::vector<Napi::Value>& keep)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), run_(std::move(run)) {
+             const std::vector<Napi::Value>& keep, Settle settle = nullptr)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), run_(std::move(run)), settle_(std::move(settle)) {
     for (const Napi::Value& v : keep) {
       if (v.IsObject()) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
     }
@@ -39,12 +43,16 @@ class KernelWork : public Napi::AsyncWorker {
     }
     if (!error.empty()) SetError(error);
   }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnOK() override { deferred_.Resolve(settle_ != nullptr ? settle_(Env(), true) : Env().Undefined()); }
+  void OnError(const Napi::Error& e) override {
+    if (settle_ != nullptr) settle_(Env(), false);
+    deferred_.Reject(e.Value());
+  }
 
  private:
   Napi::Promise::Deferred deferred_;
   std::function<std::string()> run_;
+  Settle settle_;
   std::vector<Napi::ObjectReference> refs_;
 };
 

@@ -19,6 +19,7 @@
 
 #include "cuda_check.h"
 #include "cublas_binding.h"
+#include "nccl_binding.h"
 #include "attention_cuda_binding.h"
 #include "cuda_ops_binding.h"
 #include "device_memory_binding.h"
@@ -147,6 +148,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterCudaOpsExports(env, exports);
   RegisterAttentionCudaExports(env, exports);
   RegisterCublasExports(env, exports);
+  RegisterNcclExports(env, exports);
   return exports;
 }
 

@@ -1,6 +1,8 @@
 // Device memory of pleat_cuda.node: the caching allocator (device/caching_allocator.h) over
-// CUDA (device/cuda_backend.h) on device 0, one per process, made on first use.
+// CUDA (device/cuda_backend.h) on one device per process, made on first use.
 //
+//   deviceSelect(index) -> index            the process's device (a rank's GPU under mpirun),
+//                                           before the first allocation; 0 when never called
 //   deviceAllocate(bytes, stream) -> address (a number) or null when the device is full
 //   deviceFree(address) -> boolean          deviceRecordStream(address, stream) -> boolean
 //   deviceCopyIn(address, src, stream)      src: a typed array, into the block's first bytes
@@ -30,7 +32,13 @@ std::unique_ptr<DeviceMemory>& memory() {
   return m;
 }
 
+int g_device = 0;
+
 }  // namespace
+
+int selected_device() { return g_device; }
+
+DeviceMemory* device_memory_if_made() { return memory().get(); }
 
 DeviceMemory* device_memory(Napi::Env env) {
   if (memory() != nullptr) return memory().get();
@@ -42,13 +50,29 @@ DeviceMemory* device_memory(Napi::Env env) {
     Napi::Error::New(env, "no device: " + why).ThrowAsJavaScriptException();
     return nullptr;
   }
-  memory() = std::make_unique<DeviceMemory>();
+  if (g_device >= count) {
+    Napi::RangeError::New(env, "no device: device " + std::to_string(g_device) + " was selected, this machine has " + std::to_string(count)).ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  memory() = std::make_unique<DeviceMemory>(g_device);
   return memory().get();
 }
 
 namespace {
 
 void* address(double v) { return reinterpret_cast<void*>(static_cast<uintptr_t>(v)); }
+
+Napi::Value DeviceSelect(const Napi::CallbackInfo& info) {
+  double index = 0;
+  if (!expect_whole(info, "deviceSelect", 0, "index", &index)) return info.Env().Undefined();
+  if (memory() != nullptr && static_cast<int>(index) != g_device) {
+    Napi::Error::New(info.Env(), "deviceSelect: this process's device memory is already on device " + std::to_string(g_device) + "; select the device before the first allocation")
+        .ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  g_device = static_cast<int>(index);
+  return Napi::Number::New(info.Env(), g_device);
+}
 
 Napi::Value DeviceAllocate(const Napi::CallbackInfo& info) {
   double bytes = 0, stream = 0;
@@ -119,6 +143,7 @@ Napi::Value DeviceAllocatorStats(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterDeviceMemoryExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("deviceSelect", Napi::Function::New(env, DeviceSelect, "deviceSelect"));
   exports.Set("deviceAllocate", Napi::Function::New(env, DeviceAllocate, "deviceAllocate"));
   exports.Set("deviceFree", Napi::Function::New(env, DeviceFree, "deviceFree"));
   exports.Set("deviceRecordStream", Napi::Function::New(env, DeviceRecordStream, "deviceRecordStream"));

@@ -22,7 +22,7 @@ const badFlags: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
   [["--steps", "0"], '--steps: "0" is not a positive integer'],
   [["--tp", "-1"], '--tp: "-1" is not a positive integer'],
   [["--dtype", "float16"], '--dtype: "float16" is not allowed; fix: use one of float32, float64'],
-  [["--backend", "nccl"], `--backend: "nccl" is not allowed; fix: use one of ${ChooseBackend.names.join(", ")}`],
+  [["--backend", "gloo"], `--backend: "gloo" is not allowed; fix: use one of ${ChooseBackend.names.join(", ")}`],
   [["--log", "xml"], '--log: "xml" is not allowed'],
   [["--log-level", "loud"], '--log-level: "loud" is not allowed'],
   [["--stepz", "3"], 'arguments: "--stepz" is not a known flag; fix: did you mean --steps?'],

@@ -103,7 +103,7 @@ describe("pleat train", () => {
       [["--global-batch", "3", "--micro-batch", "2"], "global-batch: 3 is not divisible by micro-batch*dp = 2*1"],
       [["--dtype", "float16"], 'dtype: "float16" is not allowed'],
       [["--world", "12"], "world: 12 is not divisible by tp*cp*pp"],
-      [["--backend", "nccl"], 'backend: "nccl" is not allowed'],
+      [["--backend", "gloo"], 'backend: "gloo" is not allowed'],
     ]
     for (const [args, message] of cases) {
       const r = await run(["train", ...args])

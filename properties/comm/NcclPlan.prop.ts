@@ -137,8 +137,10 @@ describe("NcclPlan", () => {
           c.dtype,
         )
         cs.forEach((_, j) => {
-          const want = outputFor(cs, j).data
+          const result = outputFor(cs, j)
+          const want = result.data
           expect(Array.from(got[j] as Storage)).toEqual(Array.from(want))
+          expect(NcclPlan.resultShape(cs, j)).toEqual({ shape: result.shape, ...(result.splits === undefined ? {} : { splits: result.splits }) })
           expect((plans[j] as NcclPlan.Plan).datatype).toBe(NcclPlan.DATA_TYPE[c.dtype])
         })
       }),
@@ -160,5 +162,18 @@ describe("NcclPlan", () => {
       { fn: "ncclGroupEnd" },
       { fn: "copy", sendOffset: 0, recvOffset: 0, count: 2 },
     ])
+  })
+
+  test("the native rows: one row of five numbers per call, its code first, then its fields in nccl_plan.h's order", () => {
+    const calls: ReadonlyArray<NcclPlan.Call> = [
+      { fn: "ncclGroupStart" },
+      { fn: "ncclReduce", sendOffset: 6, count: 3, op: 2, root: 1 },
+      { fn: "ncclSend", sendOffset: 2, count: 4, peer: 2 },
+      { fn: "ncclRecv", recvOffset: 5, count: 1, peer: 3 },
+      { fn: "ncclGroupEnd" },
+      { fn: "copy", sendOffset: 7, recvOffset: 8, count: 9 },
+      { fn: "ncclBroadcast", count: 11, root: 2 },
+    ]
+    expect(Array.from(NcclPlan.encode(calls))).toEqual([0, 0, 0, 0, 0, 5, 6, 3, 2, 1, 7, 2, 4, 2, 0, 8, 5, 1, 3, 0, 1, 0, 0, 0, 0, 9, 7, 8, 9, 0, 6, 11, 2, 0, 0])
   })
 })

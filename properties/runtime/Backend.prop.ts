@@ -29,8 +29,8 @@ const failureOf = (exit: Exit.Exit<unknown, unknown>) => {
 afterAll(() => ThreadsJob.shutdown())
 
 describe("backends", () => {
-  // The mpi backend runs one rank per process: its suites start mpirun (properties/comm/mpi).
-  for (const name of ChooseBackend.names.filter((n) => n !== "mpi")) {
+  // The mpi and nccl backends run one rank per process: their suites start mpirun (properties/comm/mpi).
+  for (const name of ChooseBackend.names.filter((n) => n !== "mpi" && n !== "nccl")) {
     test(`${name}: results, reports in order, logs with coordinates`, async () => {
       const reports: Array<{ rank: number; value: unknown }> = []
       const lines: Array<Record<string, unknown>> = []
@@ -84,11 +84,11 @@ describe("backends", () => {
   }
 
   test("an unknown backend name is a typed error listing the known ones", async () => {
-    const exit = await runOn("nccl" as ChooseBackend.Name, { world: 1, program: RankProgram.make(programs, "reportAndSum", { world: 1, reports: 0 }) })
+    const exit = await runOn("gloo" as ChooseBackend.Name, { world: 1, program: RankProgram.make(programs, "reportAndSum", { world: 1, reports: 0 }) })
     const error = failureOf(exit) as ChooseBackend.UnknownBackend
     expect(error._tag).toBe("UnknownBackend")
-    expect(error.message).toBe('unknown backend "nccl" (known: local, local-zero-copy, threads, threads-zero-copy, mpi)')
+    expect(error.message).toBe('unknown backend "gloo" (known: local, local-zero-copy, threads, threads-zero-copy, mpi, nccl)')
     expect(ChooseBackend.isName("threads")).toBe(true)
-    expect(ChooseBackend.isName("nccl")).toBe(false)
+    expect(ChooseBackend.isName("gloo")).toBe(false)
   })
 })

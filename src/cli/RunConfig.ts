@@ -153,7 +153,12 @@ export const settings = {
   "adam-beta2": optionalReal(`AdamW's second-moment decay, in [0, 1) (default ${optimizer.beta2})`),
   "adam-eps": optionalReal(`AdamW's epsilon, above 0 (default ${optimizer.eps})`),
   "distributed-optimizer": flag("shard the AdamW state over the data-parallel ranks (ZeRO-1: dense over dp x cp, experts over edp)"),
-  backend: choice(ChooseBackend.names, "local", "where ranks run (fibers of this thread, a worker thread each; -zero-copy reads shared tensors in place)", "NAME"),
+  backend: choice(
+    ChooseBackend.names,
+    "local",
+    "where ranks run (fibers of this thread, a worker thread each; -zero-copy reads shared tensors in place; mpi and nccl: a process each under mpirun, nccl moving the collectives' data with NCCL)",
+    "NAME",
+  ),
   workers: optionalCount("threads backends: worker threads for the ranks (default one per rank up to the cores; with fewer, each hosts a block of ranks)"),
   log: choice(["pretty", "json"], "pretty", "a progress bar and a summary, or JSON lines (start, each step, summary)", "FORMAT"),
   "log-level": choice(["trace", "debug", "info", "warn", "error", "silent"], "warn", "level of the per-rank logs (pino JSON on stderr)", "LEVEL"),

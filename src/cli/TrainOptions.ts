@@ -29,6 +29,7 @@ import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as JsonFile from "./JsonFile.js"
 import * as OutputPath from "./OutputPath.js"
 import * as RunConfig from "./RunConfig.js"
+import * as NcclOpen from "../runtime/NcclOpen.js"
 
 /**
  * The most ranks one process hosts, by backend. Every rank of these backends lives in this
@@ -37,7 +38,7 @@ import * as RunConfig from "./RunConfig.js"
  * thread each (about 80 MB per rank under tsx: 64 ranks about 5 GB). Above these, a run would
  * exhaust memory or time before its first step, in silence; it is refused before any work.
  */
-const maxRanks: Readonly<Record<ChooseBackend.Name, number>> = { local: 1024, "local-zero-copy": 1024, threads: 64, "threads-zero-copy": 64, mpi: 1 << 20 }
+const maxRanks: Readonly<Record<ChooseBackend.Name, number>> = { local: 1024, "local-zero-copy": 1024, threads: 64, "threads-zero-copy": 64, mpi: 1 << 20, nccl: 1 << 20 }
 
 /**
  * Flags of the training commands.
@@ -115,6 +116,18 @@ const tooManyRanks = (d: RunConfig.Decoded, backend: ChooseBackend.Name): Config
   )
 }
 
+/** The nccl backend where NCCL (or a GPU for it) cannot be opened: why, and the fix. */
+const ncclMissing = (backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
+  if (backend !== "nccl") return undefined
+  try {
+    NcclOpen.open()
+    return undefined
+  } catch (error) {
+    if (ConfigError.isConfigError(error)) return error
+    throw error
+  }
+}
+
 /** --workers on a backend without worker threads, named as the user wrote it. */
 const workersWithoutThreads = (d: RunConfig.Decoded, backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
   const workers = d.config.workers
@@ -142,13 +155,13 @@ const explained = <A>(decoded: RunConfig.Decoded, check: () => A): A => {
 const chosenBackend = (configured: RunConfig.RunConfig["backend"], byDefault: boolean): RunConfig.RunConfig["backend"] => {
   try {
     const launched = ChooseBackend.fromEnvironment(process.env)
-    if (launched === "mpi" && !byDefault && configured !== "mpi") {
+    if (launched === "mpi" && !byDefault && configured !== "mpi" && configured !== "nccl") {
       // Every process of the launch would run every rank of the job.
       throw ConfigError.make(
         "--backend",
         configured,
         `runs every rank inside one process, but ${MpiProcess.worldSize()} processes were launched`,
-        "drop --backend (mpi is chosen under a launcher) or start one process",
+        "drop --backend (mpi is chosen under a launcher), use --backend nccl (GPUs), or start one process",
       )
     }
     return byDefault ? (launched ?? configured) : configured
@@ -158,9 +171,9 @@ const chosenBackend = (configured: RunConfig.RunConfig["backend"], byDefault: bo
   }
 }
 
-/** On the mpi backend the world is the number of processes, named as the user wrote it. */
+/** On the mpi and nccl backends the world is the number of processes, named as the user wrote it. */
 const launchMismatch = (d: RunConfig.Decoded, backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
-  if (backend !== "mpi") return undefined
+  if (backend !== "mpi" && backend !== "nccl") return undefined
   const source = d.sources.world
   const field = source?._tag === "file" ? `"world" in ${source.file}` : "--world"
   return MpiProcess.worldProblem(field, d.config.world)
@@ -210,7 +223,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const c = d.config
   // A backend given by flag or config file wins; else the launch environment's, else the default.
   const backend = chosenBackend(c.backend, d.sources.backend?._tag === "default")
-  BadInput.throwIfAny([tooManyRanks(d, backend), launchMismatch(d, backend), workersWithoutThreads(d, backend)].filter((p) => p !== undefined))
+  BadInput.throwIfAny([tooManyRanks(d, backend), launchMismatch(d, backend), workersWithoutThreads(d, backend), ncclMissing(backend)].filter((p) => p !== undefined))
   const parallel = explained(d, () => {
     const validated = ParallelConfig.validate({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, vpp: c.vpp, order: c.order })
     if (Result.isFailure(validated)) throw validated.failure

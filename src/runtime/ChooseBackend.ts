@@ -3,7 +3,8 @@
  *
  * Names: "local" (fibers of this process, contributions copied), "local-zero-copy" (read in
  * place), "threads" (worker threads over shared memory), "threads-zero-copy" (shared-memory
- * tensors read in place), "mpi" (one rank per process of an MPI launch). The launch
+ * tensors read in place), "mpi" (one rank per process of an MPI launch), "nccl" (the same, the
+ * collectives' data on NCCL: one GPU per process). The launch
  * environment has its say too: processes started by mpirun or srun pick "mpi" when no name is
  * given (Launcher).
  */
@@ -15,13 +16,14 @@ import { Backend } from "./Backend.js"
 import * as Launcher from "./Launcher.js"
 import * as LocalBackend from "./LocalBackend.js"
 import * as MpiBackend from "./MpiBackend.js"
+import * as NcclBackend from "./NcclBackend.js"
 import * as ThreadsBackend from "./ThreadsBackend.js"
 
 /**
  * The backends there are.
  * @category configuration
  */
-export const names = ["local", "local-zero-copy", "threads", "threads-zero-copy", "mpi"] as const
+export const names = ["local", "local-zero-copy", "threads", "threads-zero-copy", "mpi", "nccl"] as const
 
 /**
  * A backend's name.
@@ -71,6 +73,8 @@ export const layer = (name: string = "local", options: BackendOptions = {}): Lay
       return ThreadsBackend.layer({ ...options, copy: false })
     case "mpi":
       return MpiBackend.layer()
+    case "nccl":
+      return NcclBackend.layer()
   }
 }
 

@@ -24,8 +24,10 @@ import { Communicator } from "../comm/Communicator.js"
 import * as Endpoint from "../comm/Endpoint.js"
 import type { Session } from "../comm/mpi/MpiSession.js"
 import * as MpiTransport from "../comm/mpi/MpiTransport.js"
+import * as NcclEngine from "../comm/nccl/NcclEngine.js"
 import type { JobSpec } from "./Backend.js"
 import { RankFailed } from "./JobError.js"
+import * as NcclOpen from "./NcclOpen.js"
 import * as RankEvents from "./RankEvents.js"
 import * as RankHost from "./RankHost.js"
 import * as RankProgram from "./RankProgram.js"
@@ -37,15 +39,21 @@ import type { WireFailure } from "../comm/threads/Protocol.js"
  * @category models
  */
 export type Control =
-  | { readonly t: "job"; readonly job: number; readonly world: number; readonly host: RankHost.HostArgs; readonly timeoutMs: number }
+  | { readonly t: "job"; readonly job: number; readonly world: number; readonly host: RankHost.HostArgs; readonly timeoutMs: number; readonly data: DataPath }
   | { readonly t: "event"; readonly job: number; readonly event: RankEvents.RankEvent }
   | { readonly t: "done"; readonly job: number; readonly ok: true; readonly value: unknown }
   | { readonly t: "done"; readonly job: number; readonly ok: false; readonly failure: WireFailure }
   | { readonly t: "close"; readonly job: number; readonly why: string }
   | { readonly t: "exit"; readonly code: number }
 
-const runRank = (session: Session, job: number, world: number, host: RankHost.HostArgs, timeoutMs: number, emit: (event: RankEvents.RankEvent) => void) => {
-  const transport = MpiTransport.make(session, { job, world, timeoutMs })
+/**
+ * What moves a job's collective data: MPI's own ops, or NCCL (the nccl backend).
+ * @category models
+ */
+export type DataPath = "mpi" | "nccl"
+
+const runRank = (session: Session, job: number, world: number, host: RankHost.HostArgs, timeoutMs: number, data: DataPath, emit: (event: RankEvents.RankEvent) => void) => {
+  const transport = MpiTransport.make(session, { job, world, timeoutMs }, data === "nccl" ? NcclEngine.make(session, NcclOpen.open()) : undefined)
   const program = RankHost.run(session.rank, host, emit).pipe(Effect.provideService(Communicator, Endpoint.make(transport)))
   return { transport, program }
 }
@@ -61,7 +69,7 @@ const listeners = new Map<number, (from: number, message: Control) => void>()
  * Runs a job from rank 0 (see the file header).
  * @category constructors
  */
-export const drive = (session: Session, spec: JobSpec): Effect.Effect<Array<unknown>, RankFailed> =>
+export const drive = (session: Session, spec: JobSpec, data: DataPath = "mpi"): Effect.Effect<Array<unknown>, RankFailed> =>
   Effect.gen(function* () {
     if (spec.world !== session.size) {
       return yield* Effect.die(new Error(`a job of ${spec.world} ranks on an MPI launch of ${session.size} processes (the world must equal the number of processes)`))
@@ -94,8 +102,10 @@ export const drive = (session: Session, spec: JobSpec): Effect.Effect<Array<unkn
       }
     })
     session.onControl((from, value) => listeners.get((value as { job: number }).job)?.(from, value as Control))
-    sendAll(session, { t: "job", job, world: session.size, host, timeoutMs })
-    const { transport, program } = runRank(session, job, session.size, structuredClone(host), timeoutMs, (event) => deliver(0, event))
+    // NCCL is opened here before any rank starts, so that its absence fails the job at once.
+    if (data === "nccl") yield* Effect.try({ try: () => NcclOpen.open(), catch: (error) => new RankFailed({ rank: 0, cause: Cause.die(error) }) })
+    sendAll(session, { t: "job", job, world: session.size, host, timeoutMs, data })
+    const { transport, program } = runRank(session, job, session.size, structuredClone(host), timeoutMs, data, (event) => deliver(0, event))
     const own: Fiber.Fiber<unknown, unknown> = yield* Effect.forkChild(
       program.pipe(
         Effect.matchCauseEffect({
@@ -140,7 +150,14 @@ export const serve = (session: Session): Promise<number> =>
           session.sendControl(0, { t: "done", job: m.job, ok: false, failure: { kind: "die", error: Failure.flattenValue(error) } }, () => undefined)
         }
       }
-      const { transport, program } = runRank(session, m.job, m.world, m.host, m.timeoutMs, (event) => report({ t: "event", job: m.job, event }))
+      let ran: ReturnType<typeof runRank>
+      try {
+        ran = runRank(session, m.job, m.world, m.host, m.timeoutMs, m.data, (event) => report({ t: "event", job: m.job, event }))
+      } catch (error) {
+        // This process cannot take part (NCCL missing here): rank 0 learns why.
+        return report({ t: "done", job: m.job, ok: false, failure: { kind: "die", error: Failure.flattenValue(error) } })
+      }
+      const { transport, program } = ran
       const fiber = Effect.runFork(program)
       // Closing fails the rank's waiting ops, then stops whatever the program still runs.
       running.set(m.job, (why) => {

@@ -7,72 +7,18 @@
 // timeout names the ranks that never arrived, as the others tell it). Skipped, with a
 // line saying why, where mpirun or the MPI addon is missing.
 import * as Cause from "effect/Cause"
-import fc from "fast-check"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, beforeAll, describe, expect, test } from "vitest"
 import type { CommError } from "../../../src/comm/CommError.js"
-import * as Families from "../../../src/mapping/Families.js"
-import { factorized } from "../../mapping/arbitraries.js"
-import { isValid } from "../../mapping/oracle.js"
 import { failure, results, type Scenario } from "../runOn.js"
-import type * as Scenarios from "../scenarios.js"
 import { missing, mpirun } from "./mpirun.js"
+import { contract, near, world } from "./suiteCases.js"
 import type { Case, Outcome } from "./runner.js"
 
 const why = missing()
 if (why !== undefined) console.log(`MPI suites skipped: ${why}`)
-
-const world = 4
-const familyNames = Families.familyNames.filter((f) => f !== "embedding")
-const mappings = factorized(world)
-  .filter((c) => isValid(c) && c.world === world)
-  .chain((c) =>
-    fc.constantFrom(...familyNames).map((family): Scenarios.MappingArgs => ({ world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-"), family })),
-  )
-const draw = <A>(arb: fc.Arbitrary<A>, n: number): Array<A> => fc.sample(arb, { numRuns: n })
-
-/** Contract cases: the scenario, its args, and the tolerance of its sums (0: bit for bit). */
-const contract: Array<{ readonly scenario: Scenario; readonly args: unknown; readonly sums: number }> = [
-  ...draw(fc.record({ mapping: mappings, blocks: fc.integer({ min: 0, max: 3 }), c: fc.integer({ min: 0, max: 3 }) }), 4).map((args) => ({
-    scenario: "reduceIdentities" as const,
-    args,
-    sums: 1e-12,
-  })),
-  ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }), pattern: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 16, maxLength: 16 }) }), 4).map(
-    (args) => ({
-      scenario: "allToAllRoundTrip" as const,
-      args,
-      sums: 0,
-    }),
-  ),
-  // The received rows summed onto tokens on arrival: the sums run here, in one order.
-  ...draw(
-    fc.record({
-      mapping: mappings,
-      c: fc.integer({ min: 0, max: 70 }),
-      chunks: fc.integer({ min: 1, max: 3 }),
-      pattern: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
-      viaSent: fc.boolean(),
-      gather: fc.boolean(),
-      tokens: fc.integer({ min: 1, max: 5 }),
-      dtype: fc.constantFrom("float32" as const, "float64" as const),
-    }),
-    3,
-  ).map((args) => ({ scenario: "combinedAllToAll" as const, args, sums: 0 })),
-  ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }) }), 3).map((args) => ({ scenario: "gatherV" as const, args, sums: 0 })),
-  ...draw(fc.record({ mapping: mappings, rootSeed: fc.nat() }), 3).map((args) => ({ scenario: "broadcastAndSelf" as const, args, sums: 0 })),
-  ...draw(fc.integer({ min: 1, max: 6 }), 2).map((count) => ({ scenario: "p2pFifo" as const, args: { world, count }, sums: 0 })),
-  ...draw(fc.integer({ min: 200_000, max: 600_000 }), 1).map((large) => ({ scenario: "p2pLargeThenSmall" as const, args: { world, large }, sums: 0 })),
-  ...draw(fc.integer({ min: 1, max: 1500 }), 2).map((c) => ({ scenario: "receiveBuffers" as const, args: { world, c, steps: 3 }, sums: 1e-4 })),
-  ...draw(fc.record({ mapping: mappings, length: fc.integer({ min: 64 * 1024, max: 200_000 }) }), 2).map((a) => ({
-    scenario: "bigAllReduce" as const,
-    args: { ...a, steps: 3 },
-    sums: 1e-4,
-  })),
-  ...draw(fc.integer({ min: 1, max: 3000 }), 2).map((c) => ({ scenario: "zeroCopyReuse" as const, args: { world, c, steps: 4 }, sums: 0 })),
-]
 
 const timeoutMs = 400
 const atOnceMs = 4000
@@ -83,16 +29,6 @@ const faults = ["skips", "differentOps", "badSplits", "badReceiveBuffer", "throw
 const localFailure = async (name: string) => {
   const { error } = await failure("local", name as Scenario, world, {}, timeoutMs)
   return error === undefined ? undefined : (Cause.squash(error.cause) as CommError)
-}
-
-const near = (a: unknown, b: unknown, tolerance: number): boolean => {
-  if (typeof a === "number" && typeof b === "number") return a === b || Math.abs(a - b) <= tolerance * Math.max(1, Math.abs(a), Math.abs(b))
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => near(x, b[i], tolerance))
-  if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {
-    const ka = Object.keys(a).sort()
-    return near(ka, Object.keys(b).sort(), 0) && ka.every((k) => near((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], tolerance))
-  }
-  return a === b
 }
 
 describe.skipIf(why !== undefined)("the MPI backend with 4 processes", () => {

@@ -1,8 +1,9 @@
-// The MPI side of the contract and fault suites: run under mpirun (MpiSuite.prop.ts starts it),
-// rank 0 runs every case of CASES.json as a job on the MPI backend, one after the other, and
-// writes each job's outcome to OUT.json; the other processes serve the jobs.
+// The MPI side of the contract and fault suites: run under mpirun (MpiSuite.prop.ts and
+// NcclSuite.prop.ts start it), rank 0 runs every case of CASES.json as a job on the MPI backend
+// (or the NCCL backend: BACKEND nccl), one after the other, and writes each job's outcome to
+// OUT.json; the other processes serve the jobs.
 //
-//   mpirun -np 4 node --import tsx properties/comm/mpi/runner.ts CASES.json OUT.json
+//   mpirun -np 4 node --import tsx properties/comm/mpi/runner.ts CASES.json OUT.json [mpi | nccl]
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -12,6 +13,7 @@ import * as Backend from "../../../src/runtime/Backend.js"
 import type { RankFailed } from "../../../src/runtime/JobError.js"
 import * as MpiBackend from "../../../src/runtime/MpiBackend.js"
 import * as MpiProcess from "../../../src/runtime/MpiProcess.js"
+import * as NcclBackend from "../../../src/runtime/NcclBackend.js"
 import * as RankProgram from "../../../src/runtime/RankProgram.js"
 
 export interface Case {
@@ -27,10 +29,10 @@ export type Outcome =
 
 const scenarios = new URL("../scenarios.ts", import.meta.url)
 
-const runCase = async (c: Case): Promise<Outcome> => {
+const runCase = async (c: Case, backend: "mpi" | "nccl"): Promise<Outcome> => {
   const started = performance.now()
   const job = Backend.run({ world: c.world, program: RankProgram.make(scenarios, c.scenario, c.args), timeoutMs: c.timeoutMs })
-  const exit = await Effect.runPromiseExit(Effect.provide(job, MpiBackend.layer()))
+  const exit = await Effect.runPromiseExit(Effect.provide(job, backend === "nccl" ? NcclBackend.layer() : MpiBackend.layer()))
   const ms = performance.now() - started
   if (Exit.isSuccess(exit)) return { ok: true, results: exit.value, ms }
   const failed = Cause.squash(exit.cause) as RankFailed
@@ -39,12 +41,12 @@ const runCase = async (c: Case): Promise<Outcome> => {
   return { ok: false, rank: failed.rank, message: failed.message, comm, ms }
 }
 
-const [casesFile, outFile] = process.argv.slice(2)
+const [casesFile, outFile, backend] = process.argv.slice(2)
 const code = await MpiProcess.main(
   async () => {
     const cases = JSON.parse(readFileSync(casesFile as string, "utf8")) as Array<Case>
     const out: Array<Outcome> = []
-    for (const c of cases) out.push(await runCase(c))
+    for (const c of cases) out.push(await runCase(c, backend === "nccl" ? "nccl" : "mpi"))
     writeFileSync(outFile as string, JSON.stringify(out))
     return 0
   },

@@ -8,7 +8,7 @@
  */
 import * as Addon from "../../native/Addon.js"
 import * as Cuda from "../../native/Cuda.js"
-import * as LibrarySearch from "./LibrarySearch.js"
+import * as LibrarySearch from "../../native/LibrarySearch.js"
 
 /**
  * The cuda entry.

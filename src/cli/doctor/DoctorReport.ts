@@ -7,7 +7,7 @@
 import * as CpuProbe from "./CpuProbe.js"
 import * as CudaProbe from "./CudaProbe.js"
 import * as GpuLibraries from "./GpuLibraries.js"
-import * as LibrarySearch from "./LibrarySearch.js"
+import * as LibrarySearch from "../../native/LibrarySearch.js"
 import * as MpiProbe from "./MpiProbe.js"
 
 /**
@@ -28,11 +28,12 @@ export interface DoctorReport {
  */
 export const make = (env: NodeJS.ProcessEnv): DoctorReport => {
   const dirs = LibrarySearch.searchDirs(env)
+  const cuda = CudaProbe.probe(dirs)
   return {
     cpu: CpuProbe.probe(),
-    cuda: CudaProbe.probe(dirs),
+    cuda,
     cublas: GpuLibraries.cublas(dirs),
-    nccl: GpuLibraries.nccl(dirs, env),
+    nccl: GpuLibraries.nccl(dirs, env, cuda.available),
     mpi: MpiProbe.probe(env),
   }
 }

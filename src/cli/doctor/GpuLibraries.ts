@@ -1,25 +1,25 @@
 /**
- * GpuLibraries: the `cublas` and `nccl` entries of `pleat doctor`. Training runs on neither yet
- * (the CUDA addon's gemm / groupedGemm load cuBLAS for the device checks; the NCCL backend is
- * to come), so both say available false with that reason; what
- * they add is where the libraries are on this machine (every file LibrarySearch finds) and what
- * the first of them is: it is loaded (GpuLibraryProbe: dlopen, no GPU needed) for its path, its
- * version and the entry points pleat will call that it lacks (NCCL's: comm/nccl/NcclApi.ts;
- * ncclCommSplit needs NCCL 2.18). NCCL is also looked for at $PLEAT_NCCL_LIB: the file
- * itself, or a folder holding it.
+ * GpuLibraries: the `cublas` and `nccl` entries of `pleat doctor`: where the libraries are on
+ * this machine (every file LibrarySearch finds) and what the first of them is: it is loaded
+ * (GpuLibraryProbe: dlopen, no GPU needed) for its path, its version and the entry points
+ * pleat calls that it lacks (NCCL's: comm/nccl/NcclApi.ts, NCCL 2.7 or later). NCCL is looked
+ * for as the NCCL backend looks for it (NcclLibrary: $PLEAT_NCCL_LIB first, the file itself or
+ * a folder holding it). nccl is available when that file loads with every entry point and CUDA
+ * sees a GPU (`--backend nccl` then runs); cublas says available false: training does not run
+ * on it yet (the CUDA addon's gemm / groupedGemm load it for the device checks).
  */
-import { existsSync, statSync } from "node:fs"
 import path from "node:path"
 import * as NcclApi from "../../comm/nccl/NcclApi.js"
 import * as GpuLibraryProbe from "../../native/GpuLibraryProbe.js"
-import * as LibrarySearch from "./LibrarySearch.js"
+import * as LibrarySearch from "../../native/LibrarySearch.js"
+import * as NcclLibrary from "../../native/NcclLibrary.js"
 
 /**
  * A GPU library's entry.
  * @category models
  */
 export interface LibraryReport {
-  readonly available: false
+  readonly available: boolean
   readonly reason: string
   /** Every matching file found, in search order. */
   readonly found: ReadonlyArray<string>
@@ -48,13 +48,12 @@ const loaded = (found: ReadonlyArray<string>, kind: "nccl" | "cublas", symbols: 
 }
 
 const cublasName = /^libcublas(Lt)?\.so(\.\d+)*$/
-const ncclName = /^libnccl\.so\.2(\.\d+)*$/
 
 /**
  * The cublas entry: libcublas.so* and libcublasLt.so* in the searched folders.
  * @category constructors
  */
-export const cublas = (dirs: ReadonlyArray<string>): LibraryReport => {
+export const cublas = (dirs: ReadonlyArray<string>): LibraryReport & { readonly available: false } => {
   const found = LibrarySearch.find(dirs, (name) => cublasName.test(name))
   const first = found.filter((f) => !path.basename(f).startsWith("libcublasLt"))
   return {
@@ -66,24 +65,22 @@ export const cublas = (dirs: ReadonlyArray<string>): LibraryReport => {
   }
 }
 
-/** $PLEAT_NCCL_LIB as a folder to search first, or as a file that is found when it exists. */
-const ncclOverride = (value: string | undefined): { readonly dirs: ReadonlyArray<string>; readonly files: ReadonlyArray<string> } => {
-  if (value === undefined || value === "") return { dirs: [], files: [] }
-  const resolved = path.resolve(value)
-  try {
-    return statSync(resolved).isDirectory() ? { dirs: [resolved], files: [] } : { dirs: [], files: existsSync(resolved) ? [resolved] : [] }
-  } catch {
-    return { dirs: [], files: [] }
-  }
-}
-
 /**
  * The nccl entry: $PLEAT_NCCL_LIB, then libnccl.so.2* in the searched folders.
  * @category constructors
  */
-export const nccl = (dirs: ReadonlyArray<string>, env: NodeJS.ProcessEnv): LibraryReport => {
-  const override = ncclOverride(env.PLEAT_NCCL_LIB)
-  const searched = [...override.dirs, ...dirs.filter((d) => !override.dirs.includes(d))]
-  const found = [...override.files, ...LibrarySearch.find(searched, (name) => ncclName.test(name))]
-  return { available: false, reason: "pleat has no NCCL backend yet (the GPU issue adds it)", found, searched, ...loaded(found, "nccl", NcclApi.ENTRY_POINTS) }
+export const nccl = (dirs: ReadonlyArray<string>, env: NodeJS.ProcessEnv, gpu: boolean): LibraryReport => {
+  const { found, searched } = NcclLibrary.find(dirs, env)
+  const first = loaded(found, "nccl", NcclApi.ENTRY_POINTS)
+  const reason =
+    first.path === null
+      ? "no libnccl.so.2 found (pip install nvidia-nccl-cu12, or set PLEAT_NCCL_LIB to the file)"
+      : first.loadError !== null
+        ? `${first.path} does not load: ${first.loadError}`
+        : first.missing.length > 0
+          ? `${first.path} lacks ${first.missing.join(", ")} (pleat needs NCCL 2.7 or later)`
+          : !gpu
+            ? "NCCL loads, but CUDA sees no GPU here (--backend nccl needs one per rank)"
+            : "--backend nccl runs on it"
+  return { available: first.path !== null && first.loadError === null && first.missing.length === 0 && gpu, reason, found, searched, ...first }
 }

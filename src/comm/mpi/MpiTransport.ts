@@ -19,6 +19,11 @@
  * members that never arrived, as the other members tell it (Census: MPI itself cannot tell);
  * the job then fails and MPI is aborted, since an MPI collective cannot be cancelled. P2p messages are tensor frames on one
  * communicator of all ranks, received whenever they arrive (MpiSession) into the rank's Inbox.
+ *
+ * A DataEngine moves the data of agreed collectives instead of MPI (the NCCL backend:
+ * comm/nccl/NcclEngine.ts): the signatures are still exchanged and judged here first, so a
+ * mismatch fails on the host before any device op is queued, and the engine is handed each
+ * group's collectives in issue order.
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -38,6 +43,29 @@ import { fixedPlan, type FixedPlan, innerOf, prefix, rowsOf, typeOf } from "./Da
 import * as Frame from "./Frame.js"
 import * as Header from "./Header.js"
 import type { Session } from "./MpiSession.js"
+
+/**
+ * An agreed collective's outcome from a DataEngine: the member's result, or why it failed.
+ * @category models
+ */
+export type EngineOutcome = { readonly ok: true; readonly output: Collective.Output } | { readonly ok: false; readonly error: string }
+
+/**
+ * What moves the data of a job's agreed collectives when MPI's own ops do not.
+ * @category models
+ */
+export interface DataEngine {
+  /** The backend's name, as the Communicator reports it. */
+  readonly backend: string
+  /**
+   * Starts the data op of an agreed collective: called in each group's issue order, before the
+   * group's next collective starts on `mpiComm` (the group's MPI communicator, for the engine's
+   * own set-up messages), with every member's signature and this member's group-local index.
+   */
+  readonly start: (group: Group.Group, mpiComm: number, request: Request, parts: ReadonlyArray<Collective.Signature>, local: number, done: (outcome: EngineOutcome) => void) => void
+  /** The job ended: `clean` when nothing failed or is left running (then resources are freed, else aborted). */
+  readonly close: (clean: boolean) => void
+}
 
 /** One collective of a group's stream. */
 interface Task {
@@ -76,7 +104,7 @@ export interface JobTransport extends RankTransport {
  * Opens job `job` on this process's rank.
  * @category constructors
  */
-export const make = (session: Session, options: { readonly job: number; readonly world: number; readonly timeoutMs: number }): JobTransport => {
+export const make = (session: Session, options: { readonly job: number; readonly world: number; readonly timeoutMs: number }, engine?: DataEngine): JobTransport => {
   const { rank } = session
   const { job, world, timeoutMs } = options
   const inbox = new Inbox(rank, timeoutMs, (waiting) => session.addon.want(waiting))
@@ -157,7 +185,8 @@ export const make = (session: Session, options: { readonly job: number; readonly
     }
     const width = Header.length(size)
     const mine = new Float64Array(width)
-    const plan = fixedPlan(request, signature, size, local)
+    // An engine's data op never fuses with the signatures' exchange.
+    const plan = engine === undefined ? fixedPlan(request, signature, size, local) : undefined
     Header.encode({ signature, buffer, fast: plan !== undefined }, size, mine)
     const all = new Float64Array(width * size)
     const op = (request.reduce ?? "sum") === "max" ? MpiAddon.OP.max : MpiAddon.OP.sum
@@ -199,7 +228,13 @@ export const make = (session: Session, options: { readonly job: number; readonly
           return settle(task, Effect.fail(verdict(rank)))
         }
         if (task.done) return next() // timed out or closed meanwhile: the stream is unusable anyway
-        startData(stream, task, parts, local, plan)
+        if (engine === undefined) startData(stream, task, parts, local, plan)
+        else
+          engine.start(group, stream.comm, request, parts, local, (outcome) => {
+            if (outcome.ok) return settle(task, Effect.succeed(outcome.output))
+            broken = true
+            settle(task, Effect.fail(errorOf(task, "BadInput", `${engine.backend}: ${outcome.error}`, task.group.ranks)))
+          })
         next()
       },
       [mine, all, t.data, plan?.recv, plan?.recvCounts],
@@ -341,6 +376,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
     session.closeJob(job)
     // Only a clean job's communicators are freed: one with a collective that never completed
     // is left to MPI_Abort.
+    engine?.close(!broken && idle && why === "the job ended")
     if (!broken && idle && why === "the job ended") {
       for (const s of streams.values())
         if (s.queue.length === 0)
@@ -352,5 +388,5 @@ export const make = (session: Session, options: { readonly job: number; readonly
     streams.clear()
   }
 
-  return { rank, world, backend: "mpi", inbox, closed: () => closed, enter, post, close }
+  return { rank, world, backend: engine?.backend ?? "mpi", inbox, closed: () => closed, enter, post, close }
 }

@@ -1,9 +1,9 @@
 /**
- * NcclApi: the NCCL entry points pleat's NCCL backend uses (issue 15), declared by name since
- * the headers are not installed: communicator setup (a unique id exchanged over MPI, one
- * communicator per group by ncclCommSplit, NCCL 2.18 or later), the collectives and grouped
- * point-to-point calls of NcclPlan, and error handling. `pleat doctor` reports which of them a
- * found libnccl lacks.
+ * NcclApi: the NCCL entry points pleat's NCCL backend uses (declared with their signatures in
+ * cuda/src/nccl/nccl_api.h, since the headers are not installed): communicator setup (a unique
+ * id sent over MPI, one communicator per group by ncclCommInitRank: NcclEngine.ts says why not
+ * ncclCommSplit), the collectives and grouped point-to-point calls of NcclPlan (NCCL 2.7 or
+ * later), and error handling. `pleat doctor` reports which of them a found libnccl lacks.
  */
 
 /**
@@ -14,7 +14,6 @@ export const ENTRY_POINTS: ReadonlyArray<string> = [
   "ncclGetVersion",
   "ncclGetUniqueId",
   "ncclCommInitRank",
-  "ncclCommSplit",
   "ncclGroupStart",
   "ncclGroupEnd",
   "ncclAllReduce",

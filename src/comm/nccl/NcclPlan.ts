@@ -136,3 +136,86 @@ export const planFor = (ss: ReadonlyArray<Collective.Signature>, j: number): Pla
     }
   }
 }
+
+/** The call codes of the native plan (cuda/src/nccl/nccl_plan.h's Fn, in its order). */
+const CALL_CODE = {
+  ncclGroupStart: 0,
+  ncclGroupEnd: 1,
+  ncclAllReduce: 2,
+  ncclAllGather: 3,
+  ncclReduceScatter: 4,
+  ncclReduce: 5,
+  ncclBroadcast: 6,
+  ncclSend: 7,
+  ncclRecv: 8,
+  copy: 9,
+} as const
+
+/** A call's four fields, in the native row's order (nccl_plan.h). */
+const fields = (c: Call): readonly [number, number, number, number] => {
+  switch (c.fn) {
+    case "ncclGroupStart":
+    case "ncclGroupEnd":
+      return [0, 0, 0, 0]
+    case "ncclAllReduce":
+      return [c.count, c.op, 0, 0]
+    case "ncclAllGather":
+      return [c.sendcount, 0, 0, 0]
+    case "ncclReduceScatter":
+      return [c.recvcount, c.op, 0, 0]
+    case "ncclReduce":
+      return [c.sendOffset, c.count, c.op, c.root]
+    case "ncclBroadcast":
+      return [c.count, c.root, 0, 0]
+    case "ncclSend":
+      return [c.sendOffset, c.count, c.peer, 0]
+    case "ncclRecv":
+      return [c.recvOffset, c.count, c.peer, 0]
+    case "copy":
+      return [c.sendOffset, c.recvOffset, c.count, 0]
+  }
+}
+
+/**
+ * A plan's calls as the native side reads them: rows of [code, a, b, c, d].
+ * @category mapping
+ */
+export const encode = (calls: ReadonlyArray<Call>): Float64Array => {
+  const out = new Float64Array(calls.length * 5)
+  calls.forEach((c, i) => {
+    out[i * 5] = CALL_CODE[c.fn]
+    out.set(fields(c), i * 5 + 1)
+  })
+  return out
+}
+
+/**
+ * The shape of member `j`'s result (and the rows from each member, for allGather(V) and
+ * allToAllV), as Collective.outputFor gives it, from the agreed signatures.
+ * @category mapping
+ */
+export const resultShape = (ss: ReadonlyArray<Collective.Signature>, j: number): { readonly shape: ReadonlyArray<number>; readonly splits?: ReadonlyArray<number> } => {
+  const me = ss[j] as Collective.Signature
+  const tail = me.shape.slice(1)
+  switch (me.op) {
+    case "barrier":
+      return { shape: [0] }
+    case "allReduce":
+      return { shape: me.shape }
+    case "broadcast":
+      return { shape: (ss[me.root ?? 0] as Collective.Signature).shape }
+    case "allGather":
+    case "allGatherV": {
+      const splits = ss.map((s) => rows(s.shape))
+      return { shape: [splits.reduce((a, b) => a + b, 0), ...tail], splits }
+    }
+    case "reduceScatter":
+      return { shape: [rows(me.shape) / ss.length, ...tail] }
+    case "reduceScatterV":
+      return { shape: [(me.counts ?? [])[j] as number, ...tail] }
+    case "allToAllV": {
+      const splits = ss.map((s) => (s.sendSplits ?? [])[j] as number)
+      return { shape: [splits.reduce((a, b) => a + b, 0), ...tail], splits }
+    }
+  }
+}

@@ -1,0 +1,80 @@
+// NCCL through dlopen (nccl_api.h).
+#include "nccl_api.h"
+
+#include <dlfcn.h>
+
+namespace pleat {
+namespace nccl {
+
+namespace {
+
+Api* g_loaded = nullptr;
+
+template <typename F>
+bool resolve(void* lib, const char* name, F* out, std::string* missing) {
+  void* sym = dlsym(lib, name);
+  if (sym == nullptr) {
+    *missing += (missing->empty() ? "" : ", ") + std::string(name);
+    return false;
+  }
+  *out = reinterpret_cast<F>(sym);
+  return true;
+}
+
+}  // namespace
+
+std::string Api::error_text(const char* call, int code) const {
+  const char* text = get_error_string != nullptr ? get_error_string(code) : nullptr;
+  return std::string(call) + " failed: " + (text != nullptr ? text : "unknown error") + " (code " + std::to_string(code) + ")";
+}
+
+Api* load(const std::string& path, std::string* why) {
+  if (g_loaded != nullptr) {
+    if (g_loaded->path == path) return g_loaded;
+    *why = "NCCL is already loaded from " + g_loaded->path + " in this process; cannot load " + path;
+    return nullptr;
+  }
+  dlerror();
+  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    const char* e = dlerror();
+    *why = std::string("cannot load ") + path + ": " + (e != nullptr ? e : "dlopen failed");
+    return nullptr;
+  }
+  auto* api = new Api();
+  api->path = path;
+  std::string missing;
+  // Every entry point is resolved (no short-circuit) so that `why` lists all that are absent.
+  bool ok = resolve(lib, "ncclGetVersion", &api->get_version, &missing);
+  ok = resolve(lib, "ncclGetUniqueId", &api->get_unique_id, &missing) && ok;
+  ok = resolve(lib, "ncclCommInitRank", &api->comm_init_rank, &missing) && ok;
+  ok = resolve(lib, "ncclGroupStart", &api->group_start, &missing) && ok;
+  ok = resolve(lib, "ncclGroupEnd", &api->group_end, &missing) && ok;
+  ok = resolve(lib, "ncclAllReduce", &api->all_reduce, &missing) && ok;
+  ok = resolve(lib, "ncclAllGather", &api->all_gather, &missing) && ok;
+  ok = resolve(lib, "ncclReduceScatter", &api->reduce_scatter, &missing) && ok;
+  ok = resolve(lib, "ncclReduce", &api->reduce, &missing) && ok;
+  ok = resolve(lib, "ncclBroadcast", &api->broadcast, &missing) && ok;
+  ok = resolve(lib, "ncclSend", &api->send, &missing) && ok;
+  ok = resolve(lib, "ncclRecv", &api->recv, &missing) && ok;
+  ok = resolve(lib, "ncclCommGetAsyncError", &api->comm_get_async_error, &missing) && ok;
+  ok = resolve(lib, "ncclGetErrorString", &api->get_error_string, &missing) && ok;
+  ok = resolve(lib, "ncclCommAbort", &api->comm_abort, &missing) && ok;
+  ok = resolve(lib, "ncclCommDestroy", &api->comm_destroy, &missing) && ok;
+  if (!ok) {
+    *why = path + " lacks " + missing + " (pleat needs NCCL 2.7 or later: grouped send and receive)";
+    delete api;
+    dlclose(lib);
+    return nullptr;
+  }
+  api->host_stream_synchronize = reinterpret_cast<int (*)(Stream)>(dlsym(lib, "pleatHostNcclStreamSynchronize"));
+  api->host_stream_query = reinterpret_cast<int (*)(Stream)>(dlsym(lib, "pleatHostNcclStreamQuery"));
+  if (api->get_version(&api->version) != kSuccess) api->version = 0;
+  g_loaded = api;  // kept for the process: communicators hold it
+  return api;
+}
+
+Api* loaded() { return g_loaded; }
+
+}  // namespace nccl
+}  // namespace pleat

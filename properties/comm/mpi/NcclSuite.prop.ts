@@ -1,0 +1,109 @@
+// The NCCL backend with 4 processes under mpirun, on pleat's host stand-in for NCCL
+// (cuda/src/testing/host_nccl.cc: NCCL's entry points over MPI on host memory, loaded through
+// PLEAT_NCCL_LIB exactly as libnccl.so.2 is on a GPU machine): the contract cases of the MPI
+// suite, each compared with the same case on the local backend (sums in the library's order,
+// within each case's tolerance; everything else bit for bit), and faults that the signatures'
+// exchange over MPI catches before any NCCL call. What runs: NCCL's loading, the id broadcast
+// and ncclCommInitRank per group, every plan of NcclPlan through the native executor
+// (cuda/src/nccl/nccl_plan.cc), the streams' completion back to Effect. What needs a GPU (the
+// staging through device memory, real NCCL) runs in scripts/device-check. Skipped, with a
+// line saying why, without mpirun, the CUDA addon or the stand-in.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import * as Cli from "../../../src/cli/Cli.js"
+import { memoryIo } from "../../../src/cli/Io.js"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { afterAll, beforeAll, describe, expect, test } from "vitest"
+import * as Addon from "../../../src/native/Addon.js"
+import { local, losses, near as nearLosses } from "../../train/mpiKit.js"
+import { results } from "../runOn.js"
+import { missing, mpirun } from "./mpirun.js"
+import type { Case, Outcome } from "./runner.js"
+import { contract, near, world } from "./suiteCases.js"
+
+const standIn = path.join(import.meta.dirname, "../../../build/Release/libpleat_host_nccl.so")
+const why =
+  missing() ??
+  (Addon.isBuilt("pleat_cuda") ? undefined : "pleat_cuda.node is not built (no nvcc at install time)") ??
+  (existsSync(standIn) ? undefined : `the host stand-in for NCCL is not built (${standIn}; it needs MPI)`)
+if (why !== undefined) console.log(`NCCL suite skipped: ${why}`)
+
+const atOnceMs = 4000
+/** Faults the host agreement catches before NCCL is called. */
+const faults = ["differentOps", "badSplits", "throws"] as const
+
+describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stand-in)", () => {
+  let outcomes: Array<Outcome> = []
+  let dir = ""
+  let ended = { code: null as number | null, stderr: "" }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "pleat-nccl-"))
+    const cases: Array<Case> = [
+      ...contract.map((c) => ({ scenario: c.scenario, world, args: c.args, timeoutMs: 20_000 })),
+      ...faults.map((scenario) => ({ scenario, world, args: { world }, timeoutMs: atOnceMs })),
+    ]
+    writeFileSync(path.join(dir, "cases.json"), JSON.stringify(cases))
+    ended = await mpirun(world, [path.join(import.meta.dirname, "runner.ts"), path.join(dir, "cases.json"), path.join(dir, "out.json"), "nccl"], 240_000, undefined, {
+      PLEAT_NCCL_LIB: standIn,
+    })
+    outcomes = existsSync(path.join(dir, "out.json")) ? (JSON.parse(readFileSync(path.join(dir, "out.json"), "utf8")) as Array<Outcome>) : []
+  }, 300_000)
+
+  afterAll(() => {
+    if (dir !== "") rmSync(dir, { recursive: true, force: true })
+  })
+
+  test("every case ran (the runner wrote one outcome per case)", () => {
+    expect(outcomes.length, ended.stderr).toBe(contract.length + faults.length)
+  })
+
+  test("contract: every collective and p2p case equals the local backend's", async () => {
+    for (const [i, c] of contract.entries()) {
+      const got = outcomes[i]
+      expect(got?.ok, `${c.scenario} ${JSON.stringify(c.args)}: ${got?.ok === false ? got.message : ""}`).toBe(true)
+      if (got?.ok !== true) continue
+      const local = await results(c.scenario === "zeroCopyReuse" ? "local-zero-copy" : "local", c.scenario, world, c.args)
+      if (c.sums > 0) expect(near(got.results, local, c.sums), `${c.scenario} ${JSON.stringify(c.args)}`).toBe(true)
+      else expect(got.results).toEqual(local)
+    }
+  })
+
+  const fault = (name: (typeof faults)[number]) => {
+    const got = outcomes[contract.length + faults.indexOf(name)]
+    if (got === undefined || got.ok) throw new Error(`${name}: the job was expected to fail`)
+    return got
+  }
+
+  test("mismatched collectives and bad arguments fail every member at once on the host, as on MPI", () => {
+    expect(fault("differentOps").message).toContain("ranks 0,2 issued allReduce(sum) float64 [1, 2]; ranks 1,3 issued allReduce(sum) float64 [3, 2]")
+    expect(fault("badSplits").message).toContain("rank 0: sendSplits add up to 4 rows but the tensor has 2")
+    expect(fault("throws").message).toContain("rank 2 failed: boom in rank 2")
+    for (const name of faults) expect(fault(name).ms).toBeLessThan(atOnceMs)
+  })
+
+  test("pleat train --backend nccl on 4 processes: the losses of one process (float64, sums to 1e-12)", async () => {
+    const main = path.join(import.meta.dirname, "../../../src/cli/main.ts")
+    const flags = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--dtype", "float64", "--seed", "29", "--steps", "3"]
+    const mapping = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2"]
+    const run = await mpirun(world, [main, "train", ...flags, ...mapping, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
+    expect(run.code, run.stderr).toBe(0)
+    nearLosses(losses(run.stdout), await local([...flags, ...mapping]))
+  }, 300_000)
+})
+
+test("--backend nccl where NCCL cannot be opened: exit 2, one line naming the file and the fix", async () => {
+  const io = memoryIo()
+  const before = process.env.PLEAT_NCCL_LIB
+  process.env.PLEAT_NCCL_LIB = import.meta.filename // a file that is not a library
+  try {
+    const status = await Cli.run(["train", "--backend", "nccl", "--world", "1", "--steps", "1"], io)
+    expect(status).toBe(2)
+    expect(io.err.trim().split("\n")).toHaveLength(1)
+    expect(io.err).toContain("--backend")
+    expect(io.err).toMatch(Addon.isBuilt("pleat_cuda") ? /NcclSuite\.prop\.ts.*(does not load|cannot load)|invalid ELF/ : /needs the CUDA addon/)
+  } finally {
+    if (before === undefined) delete process.env.PLEAT_NCCL_LIB
+    else process.env.PLEAT_NCCL_LIB = before
+  }
+})

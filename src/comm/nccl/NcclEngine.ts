@@ -1,0 +1,116 @@
+/**
+ * NcclEngine: the NCCL backend's data path, a DataEngine of the MPI transport (the signatures of
+ * every collective are exchanged and judged over MPI first, so a mismatch fails on the host,
+ * naming group, op and ranks, before anything is queued on a GPU; p2p frames and the watchdog
+ * stay MPI's).
+ *
+ * Each group gets its own NCCL communicator on first use, made by its members only: member 0
+ * makes the id (ncclGetUniqueId), broadcasts it over the group's MPI communicator, and every
+ * member joins with ncclCommInitRank on libuv's pool. Groups appear lazily, known only to
+ * their members, so a split of a parent communicator (ncclCommSplit, collective over every
+ * rank of the parent) cannot make them. Each group also gets its own stream number (1, 2, ...;
+ * 0 is the compute stream): its collectives run there in issue order, and groups overlap.
+ *
+ * A collective's calls are NcclPlan's; they are queued when the communicator is ready and
+ * after the group's previous collective was queued, and the result settles when the stream
+ * has run them (no blocking wait on the JS thread). Sums run in NCCL's order, so they may round
+ * differently from the core's member-order sum; every other result is bit-equal.
+ */
+import * as MpiAddon from "../../native/MpiAddon.js"
+import type * as Nccl from "../../native/Nccl.js"
+import * as DType from "../../tensor/DType.js"
+import type * as Collective from "../Collective.js"
+import type * as Group from "../Group.js"
+import type { DataEngine } from "../mpi/MpiTransport.js"
+import type { Session } from "../mpi/MpiSession.js"
+import * as NcclPlan from "./NcclPlan.js"
+
+/**
+ * NCCL opened in this process: the native face, what was loaded, and the rank's GPU (-1 with
+ * the host stand-in).
+ * @category models
+ */
+export interface Opened {
+  readonly native: Nccl.Native
+  readonly loaded: Nccl.Loaded
+  readonly device: number
+}
+
+interface GroupState {
+  /** Resolves with the communicator once every member joined; later collectives chain on it. */
+  queued: Promise<number>
+  readonly stream: number
+  readonly runs: Set<Promise<unknown>>
+}
+
+const message = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+/**
+ * The engine of one job on this process's rank.
+ * @category constructors
+ */
+export const make = (session: Session, opened: Opened): DataEngine => {
+  const { native, device } = opened
+  const groups = new Map<string, GroupState>()
+  let nextStream = 1
+
+  const join = (group: Group.Group, mpiComm: number, local: number): GroupState => {
+    const id = new Uint8Array(128)
+    if (local === 0) id.set(native.uniqueId())
+    const shared = new Promise<void>((resolve, reject) =>
+      session.op(
+        (op) => session.addon.bcast(op, mpiComm, id, id.length, 0, MpiAddon.TYPE.byte),
+        (error) => (error === undefined ? resolve() : reject(new Error(`the MPI broadcast of the NCCL id failed: ${error}`))),
+        [id],
+      ),
+    )
+    const state: GroupState = { queued: shared.then(() => native.commInit(id, group.ranks.length, local, device)), stream: nextStream++, runs: new Set() }
+    groups.set(group.key, state)
+    return state
+  }
+
+  const start: DataEngine["start"] = (group, mpiComm, request, parts, local, done) => {
+    const state = groups.get(group.key) ?? join(group, mpiComm, local)
+    const plan = NcclPlan.planFor(parts, local)
+    const { shape, splits } = NcclPlan.resultShape(parts, local)
+    const me = parts[local] as Collective.Signature
+    const barrier = me.op === "barrier"
+    // A barrier reduces one float32; every other op sends the tensor and receives its result.
+    const send = barrier ? new Float32Array(1) : request.tensor.data
+    const recv = barrier ? new Float32Array(1) : (request.out?.data ?? DType.allocate(me.dtype, plan.recvLength))
+    const calls = NcclPlan.encode(plan.calls)
+    const output: Collective.Output = { data: barrier ? DType.allocate(me.dtype, 0) : recv, shape, ...(splits === undefined ? {} : { splits }) }
+    const previous = state.queued
+    let ran: Promise<void> | undefined
+    state.queued = previous.then((handle) => {
+      ran = native.run(handle, state.stream, calls, send, recv)
+      return handle
+    })
+    const finished = state.queued.then(() => ran as Promise<void>)
+    state.runs.add(finished)
+    finished.then(
+      () => done({ ok: true, output }),
+      (error: unknown) => done({ ok: false, error: message(error) }),
+    )
+    finished.finally(() => state.runs.delete(finished)).catch(() => undefined)
+  }
+
+  const close = (clean: boolean): void => {
+    for (const state of groups.values()) {
+      const free = (handle: number) => {
+        try {
+          native.free(handle, !clean)
+        } catch {
+          // A communicator that cannot be freed is the process's to drop at exit.
+        }
+      }
+      // A clean job's communicators are destroyed once their last run is done; a failed job's
+      // aborted (its runs may wait for a peer that is gone).
+      if (clean) void Promise.allSettled([...state.runs]).then(() => state.queued.then(free, () => undefined))
+      else void state.queued.then(free, () => undefined)
+    }
+    groups.clear()
+  }
+
+  return { backend: "nccl", start, close }
+}
