@@ -83,11 +83,12 @@ interface Stream {
   busy: boolean
 }
 
-// A string hash in MPI's guaranteed tag range (0..32767), for MPI_Comm_create_group: the job is
-// part of the key, so a creation left waiting by a failed job never meets a later job's.
+// A string hash in 0..19996, for MPI_Comm_create_group: the job is part of the key, so a
+// creation left waiting by a failed job never meets a later job's. MPI guarantees tags up to
+// 32767; 20000 and above are the host NCCL stand-in's (cuda/src/testing/host_nccl.cc).
 const tagOf = (key: string): number => {
   let h = 0
-  for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) % 32749
+  for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) % 19997
   return h
 }
 
