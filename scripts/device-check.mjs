@@ -439,6 +439,21 @@ if (status.available) {
     })
   }
 
+  check("permute + unpermute on device-resident data against a device copy of the same bytes (T 8192, H 4096, top-2 and top-8, E 8 and 64)", () => {
+    const cases = []
+    for (const [experts, topk] of [
+      [8, 2],
+      [64, 8],
+    ]) {
+      const t = ops.timePermute({ tokens: 8192, hidden: 4096, experts, topk }, 20)
+      // As the CPU bench counts: each pass reads and writes `bytes`, and so does the copy.
+      const pairGBs = (4 * t.bytes) / ((t.permuteMs + t.unpermuteMs) / 1000) / 1e9
+      const copyGBs = (2 * t.bytes) / (t.copyMs / 1000) / 1e9
+      cases.push({ experts, topk, ...t, pairGBs, copyGBs, ratio: pairGBs / copyGBs, target: 0.6 })
+    }
+    return { cases }
+  })
+
   check("copy bandwidth host <-> device, 256 MiB (pageable host memory)", () => {
     const n = 256 << 20
     const host = new Uint8Array(n).fill(3)

@@ -20,6 +20,7 @@
 #include "cuda_check.h"
 #include "cublas_binding.h"
 #include "nccl_binding.h"
+#include "device_timing_binding.h"
 #include "attention_cuda_binding.h"
 #include "cuda_ops_binding.h"
 #include "device_memory_binding.h"
@@ -149,6 +150,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterAttentionCudaExports(env, exports);
   RegisterCublasExports(env, exports);
   RegisterNcclExports(env, exports);
+  RegisterDeviceTimingExports(env, exports);
   return exports;
 }
 

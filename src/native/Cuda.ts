@@ -78,6 +78,22 @@ interface CudaAddon {
   cublasLoad(path: string): { readonly loaded: true; readonly path: string } | { readonly loaded: false; readonly error: string }
   gemm(a: Float32Array, b: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16: boolean): number
   groupedGemm(a: Float32Array, b: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16: boolean): number
+  timeDevicePermute(tokens: number, hidden: number, experts: number, topk: number, reps: number): DevicePermuteTiming
+}
+
+/**
+ * The MoE permute and unpermute timed on device-resident data against a device copy of the
+ * same bytes (cuda/src/device_timing_binding.cc): mean milliseconds per call.
+ * @category models
+ */
+export interface DevicePermuteTiming {
+  readonly permuteMs: number
+  readonly unpermuteMs: number
+  readonly copyMs: number
+  /** tokens * topk: the rows each pass moves. */
+  readonly rows: number
+  /** rows * hidden * 4: what a pass (and the copy) reads and writes. */
+  readonly bytes: number
 }
 
 /**
@@ -121,6 +137,7 @@ const functions = [
   "cublasLoad",
   "gemm",
   "groupedGemm",
+  "timeDevicePermute",
 ] as const
 
 // The outcome of the one load attempt: the module, or why it could not be used.
@@ -305,6 +322,9 @@ export const deviceOps = () => {
     /** The expert GEMM: a's rows in groups of counts[e], b [E, k, n]; out[group e] = a[group e] b[e]. Device ms. */
     groupedGemm: (x: Float32Array, y: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16 = false): number =>
       a.groupedGemm(x, y, out, counts, k, n, bf16),
+    /** Permute and unpermute of `tokens * topk` rows on data that stays on the device, and a device copy of the same bytes, timed with events. */
+    timePermute: (shape: { readonly tokens: number; readonly hidden: number; readonly experts: number; readonly topk: number }, reps: number): DevicePermuteTiming =>
+      a.timeDevicePermute(shape.tokens, shape.hidden, shape.experts, shape.topk, reps),
   }
 }
 

@@ -1,0 +1,148 @@
+// Device-resident timings for scripts/device-check (issue 15's "permute plus unpermute at 60% or
+// more of the measured copy bandwidth"): the kernels run on data that stays on the GPU, timed
+// with CUDA events on one stream, against a device-to-device copy of the same bytes measured in
+// the same call. (The kernels' bindings in cuda_ops_binding.cc copy host arrays in and out per
+// call, so their wall time is the PCIe's, not the kernels'.)
+//
+//   timeDevicePermute(tokens, hidden, experts, topk, reps) -> { permuteMs, unpermuteMs, copyMs,
+//       rows, bytes }
+//     the MoE permute (permute_rows: N = tokens * topk rows of `hidden` floats gathered in
+//     expert-major order) and unpermute (combine_rows: each token's rows weighted and summed),
+//     and a cudaMemcpyAsync of N * hidden * 4 bytes; each the mean of `reps` calls after 3
+//     untimed ones. Bytes are counted as the CPU bench counts them (bench/suites/moe.ts): a pass
+//     reads and writes N * hidden * 4 bytes, and so does the copy. Token t picks experts
+//     (t * 7 + j * (experts / topk)) mod experts, so every expert gets rows.
+#include "device_timing_binding.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "device_memory_binding.h"
+#include "kernels/ops_cuda.h"
+#include "napi_args.h"
+
+namespace pleat {
+
+namespace {
+
+// Device buffers of one timing, freed with it.
+class Buffers {
+ public:
+  explicit Buffers(DeviceMemory* m) : m_(m) {}
+  ~Buffers() {
+    for (void* p : blocks_) m_->allocator.free(p);
+  }
+  template <typename T>
+  T* make(size_t count, const T* from = nullptr) {
+    void* p = m_->allocator.allocate(std::max<size_t>(count, 1) * sizeof(T), 0);
+    if (p == nullptr) return nullptr;
+    blocks_.push_back(p);
+    if (from != nullptr && count > 0 && cudaMemcpy(p, from, count * sizeof(T), cudaMemcpyHostToDevice) != cudaSuccess) return nullptr;
+    return static_cast<T*>(p);
+  }
+
+ private:
+  DeviceMemory* m_;
+  std::vector<void*> blocks_;
+};
+
+// Mean milliseconds of `reps` runs of `launch` on `s` after 3 untimed ones.
+template <typename F>
+cudaError_t mean_ms(cudaStream_t s, int reps, F launch, double* ms) {
+  for (int i = 0; i < 3; ++i)
+    if (cudaError_t e = launch(); e != cudaSuccess) return e;
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  cudaEventRecord(start, s);
+  cudaError_t e = cudaSuccess;
+  for (int i = 0; i < reps && e == cudaSuccess; ++i) e = launch();
+  cudaEventRecord(stop, s);
+  if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+  float elapsed = 0;
+  if (e == cudaSuccess) e = cudaEventElapsedTime(&elapsed, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  *ms = static_cast<double>(elapsed) / reps;
+  return e;
+}
+
+Napi::Value TimeDevicePermute(const Napi::CallbackInfo& info) {
+  const char* fn = "timeDevicePermute";
+  Napi::Env env = info.Env();
+  double tokens = 0, hidden = 0, experts = 0, topk = 0, reps = 0;
+  if (!expect_arity(info, fn, 5) || !expect_whole(info, fn, 0, "tokens", &tokens) || !expect_whole(info, fn, 1, "hidden", &hidden) ||
+      !expect_whole(info, fn, 2, "experts", &experts) || !expect_whole(info, fn, 3, "topk", &topk) || !expect_whole(info, fn, 4, "reps", &reps))
+    return env.Undefined();
+  const size_t t = static_cast<size_t>(tokens), h = static_cast<size_t>(hidden), e = static_cast<size_t>(experts), k = static_cast<size_t>(topk);
+  if (t == 0 || h == 0 || k == 0 || k > e || reps < 1) {
+    throw_range_error(env, std::string(fn) + ": needs tokens, hidden, reps >= 1 and 1 <= topk <= experts");
+    return env.Undefined();
+  }
+  DeviceMemory* m = device_memory(env);
+  if (m == nullptr) return env.Undefined();
+  const size_t n = t * k;
+  // Routing: token i's j-th expert, then the rows in expert-major order (a stable counting sort).
+  std::vector<int32_t> expert_of(n), index(n), per_expert(e + 1, 0);
+  const size_t stride = std::max<size_t>(1, e / k);
+  for (size_t i = 0; i < t; ++i)
+    for (size_t j = 0; j < k; ++j) expert_of[i * k + j] = static_cast<int32_t>((i * 7 + j * stride) % e);
+  for (size_t r = 0; r < n; ++r) ++per_expert[static_cast<size_t>(expert_of[r]) + 1];
+  for (size_t x = 0; x < e; ++x) per_expert[x + 1] += per_expert[x];
+  std::vector<int32_t> token_offsets(t + 1, 0), token_rows(n);
+  for (size_t r = 0; r < n; ++r) index[static_cast<size_t>(per_expert[static_cast<size_t>(expert_of[r])]++)] = static_cast<int32_t>(r / k);
+  // Token i's permuted rows in increasing row order (CSR), as combine_rows reads them.
+  for (size_t r = 0; r < n; ++r) ++token_offsets[static_cast<size_t>(index[r]) + 1];
+  for (size_t i = 0; i < t; ++i) token_offsets[i + 1] += token_offsets[i];
+  std::vector<int32_t> next(token_offsets.begin(), token_offsets.end() - 1);
+  for (size_t r = 0; r < n; ++r) token_rows[static_cast<size_t>(next[static_cast<size_t>(index[r])]++)] = static_cast<int32_t>(r);
+  std::vector<float> x(t * h), weights(n);
+  uint32_t state = 12345;
+  for (float& v : x) v = static_cast<float>((state = state * 1103515245u + 12345u) >> 8) / 16777216.0f - 0.5f;
+  for (float& w : weights) w = static_cast<float>((state = state * 1103515245u + 12345u) >> 8) / 16777216.0f;
+  Buffers b(m);
+  const float* dx = b.make(x.size(), x.data());
+  const int32_t* d_index = b.make(index.size(), index.data());
+  const int32_t* d_offsets = b.make(token_offsets.size(), token_offsets.data());
+  const int32_t* d_rows = b.make(token_rows.size(), token_rows.data());
+  const float* d_weights = b.make(weights.size(), weights.data());
+  float* permuted = b.make<float>(n * h);
+  float* copied = b.make<float>(n * h);
+  float* combined = b.make<float>(t * h);
+  if (dx == nullptr || d_index == nullptr || d_offsets == nullptr || d_rows == nullptr || d_weights == nullptr || permuted == nullptr || copied == nullptr ||
+      combined == nullptr) {
+    Napi::Error::New(env, std::string(fn) + ": the device is out of memory (or a copy failed)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  cudaStream_t s = m->backend.stream(0);
+  const int r = static_cast<int>(reps);
+  double permute_ms = 0, unpermute_ms = 0, copy_ms = 0;
+  cudaError_t err = mean_ms(s, r, [&] { return permute_rows_launch(dx, h, d_index, n, permuted, h, nullptr, nullptr, e, nullptr, s); }, &permute_ms);
+  if (err == cudaSuccess)
+    err = mean_ms(s, r, [&] { return combine_rows_launch(permuted, h, d_offsets, d_rows, d_weights, t, h, combined, s); }, &unpermute_ms);
+  if (err == cudaSuccess)
+    err = mean_ms(s, r, [&] { return cudaMemcpyAsync(copied, permuted, n * h * sizeof(float), cudaMemcpyDeviceToDevice, s); }, &copy_ms);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    Napi::Error::New(env, std::string("CUDA error: ") + fn + " failed: " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("permuteMs", permute_ms);
+  out.Set("unpermuteMs", unpermute_ms);
+  out.Set("copyMs", copy_ms);
+  out.Set("rows", static_cast<double>(n));
+  out.Set("bytes", static_cast<double>(n * h * sizeof(float)));
+  return out;
+}
+
+}  // namespace
+
+void RegisterDeviceTimingExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("timeDevicePermute", Napi::Function::New(env, TimeDevicePermute, "timeDevicePermute"));
+}
+
+}  // namespace pleat
