@@ -324,6 +324,20 @@ export const outputFor = (cs: ReadonlyArray<Contribution>, j: number, out?: DTyp
   }
 }
 
+// The lists receivedRows fills, reused from call to call (grown when too short): outputFor hands
+// them to one synchronous kernel and drops them, and a fresh pair of typed arrays per member per
+// exchange cost more than the lists' filling (tens of microseconds each in fresh memory).
+let sourceList = new Int32Array(0)
+let rowList = new Int32Array(0)
+const rowLists = (total: number): { readonly source: Int32Array; readonly row: Int32Array } => {
+  if (sourceList.length < total) {
+    const size = Math.max(total, 2 * sourceList.length)
+    sourceList = new Int32Array(size)
+    rowList = new Int32Array(size)
+  }
+  return { source: sourceList.subarray(0, total), row: rowList.subarray(0, total) }
+}
+
 /**
  * Where each row member j receives lies, in the order its result would list them (`at`: the
  * first row of each block [source * chunks + chunk] there): row r is a row of source i's data
@@ -333,18 +347,17 @@ const receivedRows = (cs: ReadonlyArray<Contribution>, j: number, splits: Readon
   const first = cs[0] as Contribution
   const chunks = first.chunks ?? 1
   const order = first.chunkOrder ?? "received"
-  const source = new Int32Array(total)
-  const row = new Int32Array(total)
+  const { source, row } = rowLists(total)
   cs.forEach((c, i) => {
     const from = Chunked.blockStarts(c.sendSplits ?? [], cs.length, chunks, Chunked.sendOrder(order))
     for (let l = 0; l < chunks; l++) {
       const len = splits[i * chunks + l] as number
       const begin = from[j * chunks + l] as number
       const to = at[i * chunks + l] as number
-      for (let x = 0; x < len; x++) {
-        source[to + x] = i
-        row[to + x] = c.sendRows === undefined ? begin + x : (c.sendRows[begin + x] as number)
-      }
+      if (len === 0) continue
+      source.fill(i, to, to + len)
+      if (c.sendRows === undefined) for (let x = 0; x < len; x++) row[to + x] = begin + x
+      else row.set(c.sendRows.subarray(begin, begin + len), to)
     }
   })
   return { sources: cs.map((c) => c.data), source, row }
