@@ -71,6 +71,13 @@ Napi::Value DeviceSelect(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   }
   g_device = static_cast<int>(index);
+  // The JS thread's current device too: what it queues (copies, NCCL's calls) goes to this GPU.
+  if (const cudaError_t err = cudaSetDevice(g_device); err != cudaSuccess) {
+    (void)cudaGetLastError();
+    Napi::Error::New(info.Env(), std::string("deviceSelect: cudaSetDevice(") + std::to_string(g_device) + ") failed: " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err))
+        .ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
   return Napi::Number::New(info.Env(), g_device);
 }
 

@@ -31,7 +31,8 @@ cudaStream_t CudaBackend::stream(int number) {
   const auto it = streams_.find(number);
   if (it != streams_.end()) return it->second;
   cudaStream_t s = nullptr;
-  if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) {
+  // A stream belongs to the device current when it is made: this backend's, whatever the thread's.
+  if (cudaSetDevice(device_) != cudaSuccess || cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) {
     (void)cudaGetLastError();
     return nullptr;
   }
