@@ -3,7 +3,7 @@
 // library is found on GPU machines only, often in a Python environment's nvidia packages).
 // Streams are `void*` (a cudaStream_t) so that this file needs no CUDA header.
 //
-// The same loader takes pleat's host stand-in (cuda/src/testing/host_nccl.cc, NCCL's entry
+// The same loader takes pleat's host stand-in (cuda/src/testing/host_nccl.h, NCCL's entry
 // points over MPI on host memory, for the backend's tests on machines without a GPU): a library
 // that also exports `pleatHostNcclStreamSynchronize` is the stand-in, its buffers are host
 // memory and its streams are tokens that only it understands.

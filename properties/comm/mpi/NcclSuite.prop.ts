@@ -1,5 +1,5 @@
 // The NCCL backend with 4 processes under mpirun, on pleat's host stand-in for NCCL
-// (cuda/src/testing/host_nccl.cc: NCCL's entry points over MPI on host memory, loaded through
+// (cuda/src/testing/host_nccl.h: NCCL's entry points over MPI on host memory, loaded through
 // PLEAT_NCCL_LIB exactly as libnccl.so.2 is on a GPU machine): the contract cases of the MPI
 // suite, each compared with the same case on the local backend (sums in the library's order,
 // within each case's tolerance; everything else bit for bit), and faults that the signatures'
@@ -29,8 +29,9 @@ const why =
 if (why !== undefined) console.log(`NCCL suite skipped: ${why}`)
 
 const atOnceMs = 4000
-/** Faults the host agreement catches before NCCL is called. */
-const faults = ["differentOps", "badSplits", "throws"] as const
+const timeoutMs = 400
+/** Faults the host agreement catches before NCCL is called; the timeout last (its collective is left behind). */
+const faults = ["differentOps", "badSplits", "throws", "neverArrives"] as const
 
 describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stand-in)", () => {
   let outcomes: Array<Outcome> = []
@@ -41,7 +42,7 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     dir = mkdtempSync(path.join(tmpdir(), "pleat-nccl-"))
     const cases: Array<Case> = [
       ...contract.map((c) => ({ scenario: c.scenario, world, args: c.args, timeoutMs: 20_000 })),
-      ...faults.map((scenario) => ({ scenario, world, args: { world }, timeoutMs: atOnceMs })),
+      ...faults.map((scenario) => ({ scenario, world, args: { world }, timeoutMs: scenario === "neverArrives" ? timeoutMs : atOnceMs })),
     ]
     writeFileSync(path.join(dir, "cases.json"), JSON.stringify(cases))
     ended = await mpirun(world, [path.join(import.meta.dirname, "runner.ts"), path.join(dir, "cases.json"), path.join(dir, "out.json"), "nccl"], 240_000, undefined, {
@@ -79,7 +80,15 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     expect(fault("differentOps").message).toContain("ranks 0,2 issued allReduce(sum) float64 [1, 2]; ranks 1,3 issued allReduce(sum) float64 [3, 2]")
     expect(fault("badSplits").message).toContain("rank 0: sendSplits add up to 4 rows but the tensor has 2")
     expect(fault("throws").message).toContain("rank 2 failed: boom in rank 2")
-    for (const name of faults) expect(fault(name).ms).toBeLessThan(atOnceMs)
+    for (const name of ["differentOps", "badSplits", "throws"] as const) expect(fault(name).ms).toBeLessThan(atOnceMs)
+  })
+
+  test("a rank that never arrives: Timeout naming it, within the timeout, as on MPI", () => {
+    const f = fault("neverArrives")
+    expect(f.message).toContain("Timeout: allReduce #0 on ep#0 [0,1,2,3]")
+    expect(f.message).toContain("arrived: [0,1,2], never arrived: [3]")
+    expect(f.comm?.ranks).toEqual([3])
+    expect(f.ms).toBeLessThan(timeoutMs + atOnceMs)
   })
 
   test("pleat train --backend nccl on 4 processes: the losses of one process (float64, sums to 1e-12)", async () => {

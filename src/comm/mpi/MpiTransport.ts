@@ -63,6 +63,8 @@ export interface DataEngine {
    * own set-up messages), with every member's signature and this member's group-local index.
    */
   readonly start: (group: Group.Group, mpiComm: number, request: Request, parts: ReadonlyArray<Collective.Signature>, local: number, done: (outcome: EngineOutcome) => void) => void
+  /** What the engine knows of a group whose collective timed out (NCCL's asynchronous error), if anything. */
+  readonly diagnose: (group: Group.Group) => string | undefined
   /** The job ended: `clean` when nothing failed or is left running (then resources are freed, else aborted). */
   readonly close: (clean: boolean) => void
 }
@@ -85,7 +87,7 @@ interface Stream {
 
 // A string hash in 0..19996, for MPI_Comm_create_group: the job is part of the key, so a
 // creation left waiting by a failed job never meets a later job's. MPI guarantees tags up to
-// 32767; 20000 and above are the host NCCL stand-in's (cuda/src/testing/host_nccl.cc).
+// 32767; 20000 and above are the host NCCL stand-in's (cuda/src/testing/host_nccl.h).
 const tagOf = (key: string): number => {
   let h = 0
   for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) % 19997
@@ -325,13 +327,15 @@ export const make = (session: Session, options: { readonly job: number; readonly
         census.ask(task.group, task.seq, Math.min(2000, Math.max(50, timeoutMs / 2)), (count) => {
           counting.delete(task)
           const silent = count.silent.length === 0 ? "" : `, did not answer: [${count.silent.join(",")}] (stuck where they cannot answer, or gone)`
+          const known = engine?.diagnose(task.group)
+          const engineSays = known === undefined ? "" : `; ${engine?.backend} says: ${known}`
           settle(
             task,
             Effect.fail(
               errorOf(
                 task,
                 "Timeout",
-                `waited ${timeoutMs} ms; arrived: [${count.arrived.join(",")}], never arrived: [${count.missing.join(",")}]${silent} (a rank that skipped this collective, stopped, or is stuck before it)`,
+                `waited ${timeoutMs} ms; arrived: [${count.arrived.join(",")}], never arrived: [${count.missing.join(",")}]${silent} (a rank that skipped this collective, stopped, or is stuck before it)${engineSays}`,
                 [...count.missing, ...count.silent],
               ),
             ),

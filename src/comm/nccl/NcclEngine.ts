@@ -52,6 +52,8 @@ const message = (error: unknown): string => (error instanceof Error ? error.mess
 export const make = (session: Session, opened: Opened): DataEngine => {
   const { native, device } = opened
   const groups = new Map<string, GroupState>()
+  // The handle of each group whose communicator is made, for a synchronous look (diagnose).
+  const handles = new Map<string, number>()
   let nextStream = 1
 
   const join = (group: Group.Group, mpiComm: number, local: number): GroupState => {
@@ -64,7 +66,12 @@ export const make = (session: Session, opened: Opened): DataEngine => {
         [id],
       ),
     )
-    const state: GroupState = { queued: shared.then(() => native.commInit(id, group.ranks.length, local, device)), stream: nextStream++, runs: new Set() }
+    const made = shared.then(() => native.commInit(id, group.ranks.length, local, device))
+    made.then(
+      (handle) => void handles.set(group.key, handle),
+      () => undefined,
+    )
+    const state: GroupState = { queued: made, stream: nextStream++, runs: new Set() }
     groups.set(group.key, state)
     return state
   }
@@ -110,7 +117,18 @@ export const make = (session: Session, opened: Opened): DataEngine => {
       else void state.queued.then(free, () => undefined)
     }
     groups.clear()
+    handles.clear()
   }
 
-  return { backend: "nccl", start, close }
+  const diagnose = (group: Group.Group): string | undefined => {
+    const handle = handles.get(group.key)
+    if (handle === undefined) return groups.has(group.key) ? "its communicator is not made yet (a member never joined ncclCommInitRank)" : undefined
+    try {
+      return native.asyncError(handle) ?? undefined
+    } catch (error) {
+      return message(error)
+    }
+  }
+
+  return { backend: "nccl", start, diagnose, close }
 }
