@@ -45,6 +45,21 @@ export const reduceIdentities = (rank: number, args: unknown) =>
     return { group: plainGroup(group), sum: Tensor.toArray(sum), viaScatter: Tensor.toArray(viaScatter), max: Tensor.toArray(max) }
   })
 
+// Uneven reduce-scatter (some members get no rows), summed and maxed, then an empty barrier.
+export const reduceScatterUneven = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { mapping, c, seed } = args as { mapping: MappingArgs; c: number; seed: number }
+    const group = groupOf(mapping, rank)
+    const counts = group.ranks.map((_, i) => (seed + i * 3) % 4)
+    const rows = counts.reduce((a, b) => a + b, 0)
+    const x = Tensor.fromArray(valuesOf(rank, rows * (c + 1)), [rows, c + 1], { dtype: "float64" })
+    const sum = yield* (yield* Comm.start.reduceScatterV(group, x, counts)).await
+    const y = Tensor.fromArray(valuesOf(rank, rows * (c + 1), 2), [rows, c + 1], { dtype: "float32" })
+    const max = yield* (yield* Comm.start.reduceScatterV(group, y, counts, "max")).await
+    yield* Comm.barrier(group)
+    return { group: plainGroup(group), counts, sum: Tensor.toArray(sum), max: Tensor.toArray(max) }
+  })
+
 export const allToAllRoundTrip = (rank: number, args: unknown) =>
   Effect.gen(function* () {
     const { mapping, c, pattern } = args as { mapping: MappingArgs; c: number; pattern: ReadonlyArray<number> }

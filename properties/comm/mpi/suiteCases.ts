@@ -46,6 +46,11 @@ export const contract: Array<{ readonly scenario: Scenario; readonly args: unkno
     3,
   ).map((args) => ({ scenario: "combinedAllToAll" as const, args, sums: 0 })),
   ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }) }), 3).map((args) => ({ scenario: "gatherV" as const, args, sums: 0 })),
+  ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }), seed: fc.nat({ max: 100 }) }), 3).map((args) => ({
+    scenario: "reduceScatterUneven" as const,
+    args,
+    sums: 1e-12,
+  })),
   ...draw(fc.record({ mapping: mappings, rootSeed: fc.nat() }), 3).map((args) => ({ scenario: "broadcastAndSelf" as const, args, sums: 0 })),
   ...draw(fc.integer({ min: 1, max: 6 }), 2).map((count) => ({ scenario: "p2pFifo" as const, args: { world, count }, sums: 0 })),
   ...draw(fc.integer({ min: 200_000, max: 600_000 }), 1).map((large) => ({ scenario: "p2pLargeThenSmall" as const, args: { world, large }, sums: 0 })),
