@@ -170,6 +170,29 @@ if (status.available) {
     }
     return "bit for bit"
   })
+  check("combineBackward (the MoE unpermute's backward, gradRows and gradWeights, each alone): the CPU kernel's bits", () => {
+    const kernels = CpuDispatch.dispatchKernels()
+    const shapes = [
+      [1, 1, 1, "both"],
+      [2048, 2, 1, "both"],
+      [300, 3, 70, "rows"],
+      [300, 3, 70, "weights"],
+      [16384, 2, 1024, "both"],
+      [4096, 8, 2048, "both"],
+    ]
+    for (const [tokens, k, cols, which] of shapes) {
+      const n = tokens * k
+      const index = Int32Array.from({ length: n }, (_, j) => (j * 7919) % tokens)
+      const [g, rows, weights] = [floats(tokens * cols), floats(n * cols), floats(n)]
+      const outputs = () => [which !== "weights" ? new Float32Array(n * cols) : null, which !== "rows" ? new Float32Array(n) : null]
+      const [want, got] = [outputs(), outputs()]
+      kernels.combineBackward(g, index, cols, weights, rows, want[0], want[1])
+      ops.combineBackward(g, index, cols, weights, rows, got[0], got[1])
+      for (let i = 0; i < 2; i++)
+        assert(want[i] === null || ulps(got[i], want[i]) === 0, `T ${tokens} k ${k} H ${cols} (${which}): ${i === 0 ? "gradRows" : "gradWeights"} differs`)
+    }
+    return { shapes, result: "bit for bit" }
+  })
   check("swigluBackward: within one ulp of the CPU's", () => {
     const n = 1 << 22
     const [gate, up, grad] = [floats(n), floats(n), floats(n)]
@@ -468,6 +491,44 @@ if (status.available) {
   })
 }
 
+// One MoE layer forward and backward, pleat against PyTorch eager on this GPU (issue 15: at least
+// as fast). Each side in a child process: pleat's (scripts/device-moe-layer.mjs, device-resident
+// tensors, cuBLAS bf16 GEMMs) and PyTorch's (bench/pytorch/moe_layer_gpu.py, HF Mixtral's
+// routing loop), the same layer and shape; the python is $PLEAT_PYTHON or /opt/torch/.venv's.
+if (status.available) {
+  check("one MoE layer forward + backward (T 8192, H 4096, F 14336, E 8, top-2): pleat against PyTorch eager", () => {
+    const shape = { tokens: 8192, hidden: 4096, ffn: 14336, experts: 8, topk: 2 }
+    const cublasPath = process.env.PLEAT_CUBLAS_LIB ?? doctorJson.cublas?.path ?? "libcublas.so.13"
+    const json = (run, who) => {
+      const line = (run.stdout ?? "").trim().split("\n").pop() ?? ""
+      try {
+        return JSON.parse(line)
+      } catch {
+        throw new Error(`${who}: exit ${run.status} ${run.signal ?? ""}, no JSON: ${(run.stderr ?? "").slice(-600)}`)
+      }
+    }
+    const ours = json(
+      spawnSync(process.execPath, [path.join(root, "scripts/device-moe-layer.mjs"), cublasPath, JSON.stringify(shape), "5"], { encoding: "utf8", timeout: 120_000 }),
+      "pleat",
+    )
+    assert(ours.error === undefined, `pleat: ${ours.error}`)
+    const python = process.env.PLEAT_PYTHON ?? "/opt/torch/.venv/bin/python"
+    const args = [path.join(root, "bench/pytorch/moe_layer_gpu.py"), "--device", "cuda", "--tokens", String(shape.tokens), "--hidden", String(shape.hidden)]
+    args.push("--ffn", String(shape.ffn), "--experts", String(shape.experts), "--topk", String(shape.topk), "--warmup", "2", "--reps", "5")
+    const theirs = json(spawnSync(python, args, { encoding: "utf8", timeout: 180_000 }), "PyTorch")
+    assert(theirs.error === undefined, `PyTorch: ${theirs.error}`)
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+    const pleatMs = median(ours.forwardMs.map((f, i) => f + ours.backwardMs[i]))
+    return {
+      pleat: { ...ours, medianStepMs: pleatMs, tflops: theirs.flopsPerStep / (pleatMs / 1000) / 1e12 },
+      pytorch: theirs,
+      speedup: theirs.medianMs / pleatMs,
+      target: 1,
+      note: "pleat does not run the router's backward (under 0.01% of the FLOPs); both sides' TFLOP/s count the model's FLOPs",
+    }
+  })
+}
+
 // The NCCL backend's native side on one GPU: real NCCL loaded as the backend loads it, a
 // communicator of one member, and every op's plan (NcclPlan) run through the staging executor,
 // each result equal to Collective.outputFor's (one member: the same bits).
@@ -517,9 +578,9 @@ const report = {
   doctor: doctorJson,
   checks,
   notYet: [
-    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows, RoPE, the cross-entropy row kernels, the router, attention and its backward (correct, element by element: not flash-tiled), permute with the prob column, adamw and the cuBLAS gemm / groupedGemm exist): flash-tiled attention",
+    "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows and its backward combineBackward, RoPE, the cross-entropy row kernels, the router, attention and its backward (correct, element by element: not flash-tiled), permute with the prob column, adamw and the cuBLAS gemm / groupedGemm exist): flash-tiled attention",
     "the NCCL backend with several GPUs (one process per GPU under mpirun: the host stand-in runs its contract suite without a GPU)",
-    "one MoE layer forward and backward against PyTorch eager",
+    "training on the GPU: device tensors in the tensor ops and `pleat train` on one GPU (the layer above is a fixed composition of the device kernels, not pleat's autograd)",
   ],
 }
 mkdirSync(path.dirname(target), { recursive: true })

@@ -20,6 +20,8 @@ nccl="$(find /opt /usr /root -xdev -name 'libnccl.so.2*' -type f 2>/dev/null | h
 [[ -n "$nccl" ]] && export PLEAT_NCCL_LIB="$nccl"
 cublas_dir="$(dirname "$(find /opt /usr /root -xdev -name 'libcublas.so*' -type f 2>/dev/null | head -1 || echo /nonexistent/x)")"
 [[ -d "$cublas_dir" ]] && export LD_LIBRARY_PATH="$cublas_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# PyTorch for the MoE layer comparison: the image's environment, else whatever python3 is.
+[[ -z "${PLEAT_PYTHON:-}" && -x /opt/torch/.venv/bin/python ]] && export PLEAT_PYTHON=/opt/torch/.venv/bin/python
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi: none"; } > "$OUT/nvidia-smi.txt"
 timeout 420 "$NODE" scripts/device-check.mjs "$OUT/device-check.json"
 status=$?

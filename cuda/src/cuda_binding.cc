@@ -21,6 +21,7 @@
 #include "cublas_binding.h"
 #include "nccl_binding.h"
 #include "device_timing_binding.h"
+#include "moe_layer_timing.h"
 #include "attention_cuda_binding.h"
 #include "cuda_ops_binding.h"
 #include "device_memory_binding.h"
@@ -151,6 +152,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterCublasExports(env, exports);
   RegisterNcclExports(env, exports);
   RegisterDeviceTimingExports(env, exports);
+  RegisterMoeLayerTimingExports(env, exports);
   return exports;
 }
 

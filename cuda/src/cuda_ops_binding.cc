@@ -3,13 +3,9 @@
 // allocator), the kernel runs on stream 0, the outputs are copied back and waited for.
 //
 //   gatherRows(src, index, out, cols)                      Float32Array, Int32Array, Float32Array
-//   permuteRows(src, cols, index, out, outCols, probs, experts, numExperts, probsOut)   as
-//                  CpuDispatch's: the rows, a prob column (outCols = cols + 1) and / or probsOut
 //   rmsnormRows(x, weight, out, rstd, rows, cols, eps)     rstd: Float64Array or null
 //   swiglu(gate, up, out)
 //   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay)   all Float32Array
-//   combineRows(rows, rowCols, index, weights, tokens, cols, out)   the MoE unpermute, as
-//                  CpuDispatch's combineRows without the extra column (weights may be null)
 //   ropeRotate(x, cos, sin, out, b, s, heads, d, tableRows, sign)  RoPE (the CPU's ropeRotate,
 //                  float32 x and out, float64 tables)
 //   swigluBackward(gate, up, grad, dGate, dUp)             dGate or dUp may be null
@@ -20,15 +16,16 @@
 //                  Router.select + probsFor (mode 0 pre-softmax, 1 softmax, 2 sigmoid; numGroups 0:
 //                  no groups; bias Float64Array or null), indices [T * K], probs [T * E]
 // Wrong types or lengths are TypeErrors / RangeErrors thrown before any device work; without a
-// GPU every call throws "no device: ...".
+// GPU every call throws "no device: ...". The MoE dispatch kernels' bindings (permuteRows,
+// combineRows, combineBackward) are in cuda_dispatch_binding.cc and registered from here.
 #include "cuda_ops_binding.h"
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
+#include "cuda_dispatch_binding.h"
 #include "device_staging.h"
 #include "kernels/ops_cuda.h"
 #include "napi_args.h"
@@ -60,64 +57,6 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   return run_on_device(info, fn, {{&src, Way::in}, {&index, Way::in}, {&out, Way::out}}, [&](const DevicePointers& d, cudaStream_t s) {
     return gather_rows_launch(d.f32(0), d.i32(1), d.f32(2), index.length, c, s);
   });
-}
-
-// An optional typed array (null or undefined: absent).
-bool optional(const Napi::CallbackInfo& info, const char* fn, size_t i, const char* name, napi_typedarray_type type, ArrayArg* out, bool* present) {
-  *present = !(info[i].IsNull() || info[i].IsUndefined());
-  return !*present || expect_array(info, fn, i, name, {type}, out);
-}
-
-// Every entry of `index` in [0, bound), else a RangeError naming the first outside.
-bool indices_below(Napi::Env env, const char* fn, const char* name, const ArrayArg& index, size_t bound) {
-  for (size_t i = 0; i < index.length; ++i) {
-    const int32_t v = index.i32()[i];
-    if (v < 0 || static_cast<size_t>(v) >= bound) {
-      return throw_range_error(env, std::string(fn) + ": " + name + "[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " + std::to_string(bound) + ")");
-    }
-  }
-  return true;
-}
-
-Napi::Value PermuteRows(const Napi::CallbackInfo& info) {
-  const char* fn = "permuteRows";
-  Napi::Env env = info.Env();
-  ArrayArg src, index, out, probs, experts, probs_out;
-  double cols_arg = 0, out_cols_arg = 0, experts_arg = 0;
-  bool has_probs = false, has_experts = false, has_probs_out = false;
-  if (!expect_array(info, fn, 0, "src", {napi_float32_array}, &src) || !expect_number(info, fn, 1, "cols", &cols_arg) ||
-      !expect_array(info, fn, 2, "index", {napi_int32_array}, &index) || !expect_array(info, fn, 3, "out", {napi_float32_array}, &out) ||
-      !expect_number(info, fn, 4, "outCols", &out_cols_arg) || !optional(info, fn, 5, "probs", napi_float32_array, &probs, &has_probs) ||
-      !optional(info, fn, 6, "experts", napi_int32_array, &experts, &has_experts) || !expect_number(info, fn, 7, "numExperts", &experts_arg) ||
-      !optional(info, fn, 8, "probsOut", napi_float32_array, &probs_out, &has_probs_out))
-    return env.Undefined();
-  const size_t cols = static_cast<size_t>(cols_arg), out_cols = static_cast<size_t>(out_cols_arg), e = static_cast<size_t>(experts_arg), n = index.length;
-  const bool wants_probs = out_cols == cols + 1 || has_probs_out;
-  if (cols_arg < 0 || (out_cols != cols && out_cols != cols + 1) || out.length != n * out_cols || (cols == 0 ? src.length != 0 : src.length % cols != 0)) {
-    throw_range_error(env, std::string(fn) + ": outCols must be cols or cols + 1, out index.length * outCols elements and src whole rows of cols");
-    return env.Undefined();
-  }
-  if (wants_probs != has_probs || has_probs != has_experts) {
-    throw_type_error(env, std::string(fn) + ": probs and experts are given exactly when a prob column or probsOut is asked for");
-    return env.Undefined();
-  }
-  size_t tokens = cols == 0 ? 0 : src.length / cols;
-  if (has_probs) {
-    if (e == 0 || probs.length % e != 0 || (cols != 0 && probs.length / e != tokens) || experts.length != n || (has_probs_out && probs_out.length != n)) {
-      throw_range_error(env, std::string(fn) + ": probs must be [tokens, numExperts], experts and probsOut index.length");
-      return env.Undefined();
-    }
-    tokens = probs.length / e;
-    if (!indices_below(env, fn, "experts", experts, e)) return env.Undefined();
-  }
-  // Without columns or probs nothing is read, so any index is harmless.
-  if ((cols != 0 || has_probs) && !indices_below(env, fn, "index", index, tokens)) return env.Undefined();
-  return run_on_device(info, fn,
-                       {{&src, Way::in}, {&index, Way::in}, {&out, Way::out}, {has_probs ? &probs : nullptr, Way::in}, {has_experts ? &experts : nullptr, Way::in},
-                        {has_probs_out ? &probs_out : nullptr, Way::out}},
-                       [&](const DevicePointers& d, cudaStream_t s) {
-                         return permute_rows_launch(d.f32(0), cols, d.i32(1), n, d.f32(2), out_cols, d.f32(3), d.i32(4), e, d.f32(5), s);
-                       });
 }
 
 Napi::Value RmsnormRows(const Napi::CallbackInfo& info) {
@@ -153,43 +92,6 @@ Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   }
   return run_on_device(info, fn, {{&gate, Way::in}, {&up, Way::in}, {&out, Way::out}},
                        [&](const DevicePointers& d, cudaStream_t s) { return swiglu_launch(d.f32(0), d.f32(1), d.f32(2), gate.length, s); });
-}
-
-Napi::Value CombineRows(const Napi::CallbackInfo& info) {
-  const char* fn = "combineRows";
-  Napi::Env env = info.Env();
-  ArrayArg rows, index, weights, out;
-  double row_cols = 0, tokens = 0, cols = 0;
-  const bool weighted = info.Length() > 3 && !info[3].IsNull();
-  if (!expect_array(info, fn, 0, "rows", {napi_float32_array}, &rows) || !expect_number(info, fn, 1, "rowCols", &row_cols) ||
-      !expect_array(info, fn, 2, "index", {napi_int32_array}, &index) ||
-      (weighted && !expect_array(info, fn, 3, "weights", {napi_float32_array}, &weights)) || !expect_number(info, fn, 4, "tokens", &tokens) ||
-      !expect_number(info, fn, 5, "cols", &cols) || !expect_array(info, fn, 6, "out", {napi_float32_array}, &out))
-    return env.Undefined();
-  const size_t n = index.length, rc = static_cast<size_t>(row_cols), t = static_cast<size_t>(tokens), c = static_cast<size_t>(cols);
-  if (rows.length != n * rc || c > rc || out.length != t * c || (weighted && weights.length != n)) {
-    throw_range_error(env, std::string(fn) + ": rows need index.length * rowCols elements, cols <= rowCols, out tokens * cols, weights index.length");
-    return env.Undefined();
-  }
-  // Token t's rows in increasing j, as a CSR list (a stable counting sort of index).
-  const int32_t* idx = index.i32();
-  std::vector<int32_t> offsets(t + 1, 0), order(n);
-  for (size_t j = 0; j < n; ++j) {
-    if (idx[j] < 0 || static_cast<size_t>(idx[j]) >= t) {
-      throw_range_error(env, std::string(fn) + ": index[" + std::to_string(j) + "] = " + std::to_string(idx[j]) + " is not a token of " + std::to_string(t));
-      return env.Undefined();
-    }
-    ++offsets[static_cast<size_t>(idx[j]) + 1];
-  }
-  for (size_t i = 0; i < t; ++i) offsets[i + 1] += offsets[i];
-  std::vector<int32_t> next(offsets.begin(), offsets.end() - 1);
-  for (size_t j = 0; j < n; ++j) order[static_cast<size_t>(next[static_cast<size_t>(idx[j])]++)] = static_cast<int32_t>(j);
-  const ArrayArg off{napi_int32_array, offsets.size(), reinterpret_cast<uint8_t*>(offsets.data()), Napi::Value()};
-  const ArrayArg ord{napi_int32_array, order.size(), reinterpret_cast<uint8_t*>(order.data()), Napi::Value()};
-  return run_on_device(info, fn, {{&rows, Way::in}, {&off, Way::in}, {&ord, Way::in}, {weighted ? &weights : nullptr, Way::in}, {&out, Way::out}},
-                       [&](const DevicePointers& d, cudaStream_t s) {
-                         return combine_rows_launch(d.f32(0), rc, d.i32(1), d.i32(2), d.f32(3), t, c, d.f32(4), s);
-                       });
 }
 
 Napi::Value Adamw(const Napi::CallbackInfo& info) {
@@ -372,11 +274,9 @@ Napi::Value RouterFused(const Napi::CallbackInfo& info) {
 
 void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows, "gatherRows"));
-  exports.Set("permuteRows", Napi::Function::New(env, PermuteRows, "permuteRows"));
   exports.Set("rmsnormRows", Napi::Function::New(env, RmsnormRows, "rmsnormRows"));
   exports.Set("swiglu", Napi::Function::New(env, Swiglu, "swiglu"));
   exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));
-  exports.Set("combineRows", Napi::Function::New(env, CombineRows, "combineRows"));
   exports.Set("ropeRotate", Napi::Function::New(env, RopeRotate, "ropeRotate"));
   exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward, "swigluBackward"));
   exports.Set("rmsnormBackward", Napi::Function::New(env, RmsnormBackward, "rmsnormBackward"));
@@ -384,6 +284,7 @@ void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyRowSumExp", Napi::Function::New(env, CrossEntropyRowSumExp, "crossEntropyRowSumExp"));
   exports.Set("crossEntropyGrad", Napi::Function::New(env, CrossEntropyGrad, "crossEntropyGrad"));
   exports.Set("router", Napi::Function::New(env, RouterFused, "router"));
+  RegisterCudaDispatchExports(env, exports);
 }
 
 }  // namespace pleat

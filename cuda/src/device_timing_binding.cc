@@ -17,9 +17,11 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "device_buffers.h"
 #include "device_memory_binding.h"
 #include "kernels/ops_cuda.h"
 #include "napi_args.h"
@@ -27,48 +29,6 @@
 namespace pleat {
 
 namespace {
-
-// Device buffers of one timing, freed with it.
-class Buffers {
- public:
-  explicit Buffers(DeviceMemory* m) : m_(m) {}
-  ~Buffers() {
-    for (void* p : blocks_) m_->allocator.free(p);
-  }
-  template <typename T>
-  T* make(size_t count, const T* from = nullptr) {
-    void* p = m_->allocator.allocate(std::max<size_t>(count, 1) * sizeof(T), 0);
-    if (p == nullptr) return nullptr;
-    blocks_.push_back(p);
-    if (from != nullptr && count > 0 && cudaMemcpy(p, from, count * sizeof(T), cudaMemcpyHostToDevice) != cudaSuccess) return nullptr;
-    return static_cast<T*>(p);
-  }
-
- private:
-  DeviceMemory* m_;
-  std::vector<void*> blocks_;
-};
-
-// Mean milliseconds of `reps` runs of `launch` on `s` after 3 untimed ones.
-template <typename F>
-cudaError_t mean_ms(cudaStream_t s, int reps, F launch, double* ms) {
-  for (int i = 0; i < 3; ++i)
-    if (cudaError_t e = launch(); e != cudaSuccess) return e;
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  cudaEventRecord(start, s);
-  cudaError_t e = cudaSuccess;
-  for (int i = 0; i < reps && e == cudaSuccess; ++i) e = launch();
-  cudaEventRecord(stop, s);
-  if (e == cudaSuccess) e = cudaEventSynchronize(stop);
-  float elapsed = 0;
-  if (e == cudaSuccess) e = cudaEventElapsedTime(&elapsed, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  *ms = static_cast<double>(elapsed) / reps;
-  return e;
-}
 
 Napi::Value TimeDevicePermute(const Napi::CallbackInfo& info) {
   const char* fn = "timeDevicePermute";
@@ -103,7 +63,7 @@ Napi::Value TimeDevicePermute(const Napi::CallbackInfo& info) {
   uint32_t state = 12345;
   for (float& v : x) v = static_cast<float>((state = state * 1103515245u + 12345u) >> 8) / 16777216.0f - 0.5f;
   for (float& w : weights) w = static_cast<float>((state = state * 1103515245u + 12345u) >> 8) / 16777216.0f;
-  Buffers b(m);
+  DeviceBuffers b(m);
   const float* dx = b.make(x.size(), x.data());
   const int32_t* d_index = b.make(index.size(), index.data());
   const int32_t* d_offsets = b.make(token_offsets.size(), token_offsets.data());

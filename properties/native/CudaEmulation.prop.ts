@@ -1,8 +1,8 @@
 // The CUDA kernels' per-element work (cuda/src/kernels/ops_element.h: what each thread of the
 // grid-stride kernels in ops.cu computes) run on the host by pleat_kernel_emulation, against the
-// CPU kernels they twin (kernelTwins.ts: gatherRows, the MoE unpermute, AdamW, RoPE, SwiGLU and
-// its backward, the RMSNorm backward and the cross-entropy row sums and gradient bit for bit, the
-// host's exp being the CPU kernels' std::exp; the router's experts equal to Router.select's and
+// CPU kernels they twin (kernelTwins.ts, dispatchTwins.ts: gatherRows, the MoE permute, unpermute
+// and its backward, AdamW, RoPE, SwiGLU and its backward, the RMSNorm backward and the
+// cross-entropy row sums and gradient bit for bit, the host's exp being the CPU kernels' std::exp; the router's experts equal to Router.select's and
 // its probs within one float ulp of probsFor's, Math.exp). So the kernels' indexing, order of
 // operations and selection are tested on every machine; CudaOps.prop.ts and scripts/device-check
 // run the same twins on the GPU (the device's exp, the launch shapes, the block reductions). The

@@ -1,6 +1,6 @@
 // The CUDA kernels (cuda/src/kernels/ops_cuda.h) against their CPU twins: the twins of
-// kernelTwins.ts (gather, the MoE unpermute, AdamW, RoPE, the RMSNorm backward bit for bit;
-// SwiGLU and its backward, the cross-entropy rows and the router within one float ulp), and
+// kernelTwins.ts and dispatchTwins.ts (gather, the MoE permute, unpermute and its backward, AdamW,
+// RoPE, the RMSNorm backward bit for bit; SwiGLU and its backward, the cross-entropy rows and the router within one float ulp), and
 // RMSNorm's forward (a block reduction) within one ulp; the cuBLAS GEMMs (dlopen'ed,
 // cuda/src/cublas_binding.cc) within fp32 rounding of the float64 product, grouped = per expert. Where no GPU runs (here, CI)
 // only the argument checks and the "no device" path run; scripts/device-check runs the rest on
@@ -27,6 +27,12 @@ describe.runIf(built && !status.available)("CUDA kernels without a device", () =
     expect(() => ops.rmsnormRows(new Float32Array(4), new Float32Array(2), new Float32Array(4), undefined, 2, 2, 1e-6)).toThrow(/^no device: /)
     expect(() => ops.combineRows(new Float32Array(4), 2, Int32Array.of(0, 3), undefined, 2, 2, new Float32Array(4))).toThrow(/index\[1\] = 3 is not a token of 2/)
     expect(() => ops.combineRows(new Float32Array(4), 2, Int32Array.of(0, 1), undefined, 2, 2, new Float32Array(4))).toThrow(/^no device: /)
+    // combineBackward refuses what CpuDispatch's refuses, by the same checks.
+    const [g, w, r] = [new Float32Array(4), new Float32Array(2), new Float32Array(4)]
+    expect(() => ops.combineBackward(g, Int32Array.of(0, 2), 2, w, r, new Float32Array(4), null)).toThrow(/index\[1\] = 2 is out of range/)
+    expect(() => ops.combineBackward(g, Int32Array.of(0, 1), 2, w, r, null, new Float32Array(3))).toThrow(/gradWeights has 3 elements/)
+    expect(() => ops.combineBackward(g, Int32Array.of(0, 1), 2, w, r, g, null)).toThrow(TypeError)
+    expect(() => ops.combineBackward(g, Int32Array.of(0, 1), 2, w, r, new Float32Array(4), new Float32Array(2))).toThrow(/^no device: /)
     const dims = { b: 1, s: 2, heads: 1, d: 2, tableRows: 2 }
     expect(() => ops.ropeRotate(new Float32Array(4), new Float64Array(2), new Float64Array(2), new Float32Array(4), { ...dims, tableRows: 3 }, 1)).toThrow(/tableRows s or b \* s/)
     expect(() => ops.ropeRotate(new Float32Array(4), new Float64Array(2), new Float64Array(2), new Float32Array(4), dims, 1)).toThrow(/^no device: /)
@@ -40,6 +46,12 @@ describe.runIf(built && !status.available)("CUDA kernels without a device", () =
     expect(() => ops.gemm(new Float32Array(4), new Float32Array(4), new Float32Array(4), 2, 2, 2, true)).toThrow(/^no device: /)
     expect(() => ops.groupedGemm(new Float32Array(4), new Float32Array(8), new Float32Array(4), Int32Array.of(3, -1), 2, 2)).toThrow(/counts\[1\] = -1 is negative/)
     expect(() => ops.groupedGemm(new Float32Array(4), new Float32Array(8), new Float32Array(4), Int32Array.of(1, 1), 2, 2)).toThrow(/^no device: /)
+    // The device-resident timings: their shapes checked, then the device asked for.
+    expect(() => ops.timePermute({ tokens: 8, hidden: 4, experts: 2, topk: 3 }, 1)).toThrow(/1 <= topk <= experts/)
+    expect(() => ops.timePermute({ tokens: 8, hidden: 4, experts: 2, topk: 2 }, 1)).toThrow(/^no device: /)
+    expect(() => ops.timeMoeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 65, topk: 2 }, 1)).toThrow(/topk <= experts <= 64/)
+    expect(() => ops.timeMoeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 4, topk: 2 }, 0)).toThrow(/reps >= 1/)
+    expect(() => ops.timeMoeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 4, topk: 2 }, 1)).toThrow(/^no device: /)
   })
 
   test("loadCublas says why a library does not load", () => {

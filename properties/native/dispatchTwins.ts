@@ -1,5 +1,5 @@
-// The CUDA kernels of the MoE dispatch (cuda/src/kernels/ops_cuda.h permute_rows and
-// combine_rows) and their CPU twins, the native dispatch kernels (cuda/src/kernels/dispatch.h), as
+// The CUDA kernels of the MoE dispatch (cuda/src/kernels/ops_cuda.h permute_rows, combine_rows
+// and combine_backward) and their CPU twins, the native dispatch kernels (cuda/src/kernels/dispatch.h), as
 // kernelTwins.ts's cases: bit for bit on the host and on the device (copies, float32 products and
 // adds in the CPU's order).
 import fc from "fast-check"
@@ -86,5 +86,82 @@ const combineRows: Twin<{ tokens: number; k: number; cols: number; weighted: boo
   },
 }
 
+/** x with about a quarter of its entries +0 or -0: where a product's sign of zero shows. */
+const withZeros = (x: Float32Array, seed: number): Float32Array =>
+  x.map((v, i) => {
+    const pick = (Math.imul(i + 1, 2654435761) ^ seed) >>> 29
+    return pick === 0 ? 0 : pick === 1 ? -0 : v
+  })
+
+/**
+ * g [T, cols] and rows [N, cols] with a quarter of the odd columns c cancelling: column c - 1
+ * scaled by 2^20 in both, column c a copy of it in g and its negative in rows, so each row's
+ * products hold a pair +-B 2^40 above the rest. Summing across B drops the low bits of what was
+ * summed before it, so the order of the float64 sum shows in the float32 result (with values
+ * in [-4, 4) alone the sum is exact in float64 whatever the order, and an order bug would pass).
+ */
+const cancelling = (g: Float32Array, rows: Float32Array, cols: number, seed: number) => {
+  for (let c = 1; c < cols; c += 2) {
+    if ((Math.imul(c + 1, 2246822519) ^ seed) >>> 30 !== 0) continue
+    for (const [x, sign] of [
+      [g, 1],
+      [rows, -1],
+    ] as const)
+      for (let at = c; at < x.length; at += cols) {
+        x[at - 1] = (x[at - 1] as number) * 2 ** 20
+        x[at] = sign * (x[at - 1] as number)
+      }
+  }
+}
+
+/** v most of the time, else `often` (an edge a uniform draw would seldom reach). */
+const sometimes = (often: number, v: fc.Arbitrary<number>) => fc.oneof({ arbitrary: fc.constant(often), weight: 1 }, { arbitrary: v, weight: 4 })
+
+const combineBackward: Twin<{ tokens: number; n: number; cols: number; gradRows: boolean; gradWeights: boolean; seed: number }> = {
+  name: "combineBackward (the MoE unpermute's backward): the CPU dispatch kernel's bits, with and without each output",
+  cases: (on) =>
+    fc.record({
+      // Fewer tokens than rows for the most part, so tokens repeat in index.
+      tokens: fc.integer({ min: 1, max: 40 }),
+      n: sometimes(0, fc.integer({ min: 0, max: big(on, 120, 4000) })),
+      // One column is the CPU's special case (the product itself, not a float64 sum from +0).
+      cols: sometimes(1, fc.integer({ min: 1, max: big(on, 70, 2100) })),
+      gradRows: fc.boolean(),
+      gradWeights: fc.boolean(),
+      seed: fc.integer(),
+    }),
+  check: ({ tokens, n, cols, gradRows, gradWeights, seed }, on) => {
+    const k = CpuDispatch.dispatchKernels()
+    if (k === undefined) return
+    const g = withZeros(floats(tokens * cols, seed), seed)
+    const index = Int32Array.from(floats(n, seed + 1), (v) => Math.floor(((v + 4) / 8) * tokens))
+    const weights = withZeros(floats(n, seed + 2), seed + 2)
+    const rows = withZeros(floats(n * cols, seed + 3), seed + 3)
+    cancelling(g, rows, cols, seed)
+    const outputs = () => [gradRows ? new Float32Array(n * cols) : null, gradWeights ? new Float32Array(n) : null] as const
+    const want = outputs()
+    k.combineBackward(g, index, cols, weights, rows, want[0], want[1])
+    let got: ReadonlyArray<Float32Array | null>
+    if (on === "device") {
+      const out = outputs()
+      device().combineBackward(g, index, cols, weights, rows, out[0], out[1])
+      got = out
+    } else {
+      const reply = emulate(
+        "combine_backward",
+        [Float64Array.of(tokens, n, cols, gradRows ? 1 : 0, gradWeights ? 1 : 0), g, index, weights, rows],
+        [
+          ["f32", gradRows ? n * cols : 0],
+          ["f32", gradWeights ? n : 0],
+        ],
+      )
+      got = [gradRows ? (reply[0] as Float32Array) : null, gradWeights ? (reply[1] as Float32Array) : null]
+    }
+    want.forEach((w, i) => {
+      if (w !== null) expectSame(got[i] ?? new Float32Array(0), w)
+    })
+  },
+}
+
 /** The dispatch twins, for both executors. */
-export const dispatchTwins: ReadonlyArray<Runnable> = [runnable(permuteRows), runnable(combineRows)]
+export const dispatchTwins: ReadonlyArray<Runnable> = [runnable(permuteRows), runnable(combineRows), runnable(combineBackward)]

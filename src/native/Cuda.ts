@@ -51,6 +51,8 @@ interface CudaAddon {
   rmsnormRows(x: Float32Array, weight: Float32Array, out: Float32Array, rstd: Float64Array | null, rows: number, cols: number, eps: number): void
   swiglu(gate: Float32Array, up: Float32Array, out: Float32Array): void
   combineRows(rows: Float32Array, rowCols: number, index: Int32Array, weights: Float32Array | null, tokens: number, cols: number, out: Float32Array): void
+  /** CpuDispatch's combineBackward, the same arguments (cuda/src/cuda_dispatch_binding.cc). */
+  combineBackward: DispatchKernels["combineBackward"]
   adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, ...scalars: [number, number, number, number, number, number, number, number]): void
   ropeRotate(x: Float32Array, cos: Float64Array, sin: Float64Array, out: Float32Array, b: number, s: number, heads: number, d: number, tableRows: number, sign: number): void
   swigluBackward(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
@@ -79,6 +81,19 @@ interface CudaAddon {
   gemm(a: Float32Array, b: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16: boolean): number
   groupedGemm(a: Float32Array, b: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16: boolean): number
   timeDevicePermute(tokens: number, hidden: number, experts: number, topk: number, reps: number): DevicePermuteTiming
+  timeMoeLayer(tokens: number, hidden: number, ffn: number, experts: number, topk: number, reps: number): MoeLayerTiming
+}
+
+/**
+ * One MoE layer's forward and backward on device-resident tensors (cuda/src/moe_layer_timing.cc):
+ * the milliseconds of each timed step's forward and backward, and the rows each expert got.
+ * @category models
+ */
+export interface MoeLayerTiming {
+  readonly forwardMs: ReadonlyArray<number>
+  readonly backwardMs: ReadonlyArray<number>
+  readonly rows: number
+  readonly perExpert: ReadonlyArray<number>
 }
 
 /**
@@ -125,6 +140,7 @@ const functions = [
   "swiglu",
   "adamw",
   "combineRows",
+  "combineBackward",
   "ropeRotate",
   "swigluBackward",
   "rmsnormBackward",
@@ -138,6 +154,7 @@ const functions = [
   "gemm",
   "groupedGemm",
   "timeDevicePermute",
+  "timeMoeLayer",
 ] as const
 
 // The outcome of the one load attempt: the module, or why it could not be used.
@@ -210,12 +227,12 @@ export const deviceMemory = () => {
 /**
  * The first CUDA kernels (cuda/src/kernels/ops_cuda.h) on host arrays, with the CPU kernels'
  * signatures (Cpu.gatherRows, Cpu.rmsnormRows, Cpu.swiglu, CpuOptional's AdamW, SwiGLU and
- * RMSNorm backwards, CpuDispatch's combineRows without its extra column, CpuElementwise's RoPE,
+ * RMSNorm backwards, CpuDispatch's combineRows without its extra column and its combineBackward, CpuElementwise's RoPE,
  * CpuCrossEntropy's row kernels, and the router: moe/Router.ts's select and probsFor in one
  * kernel): copied to the device, run, copied back. The router picks the experts Router.select
  * picks and its probs are within one float ulp of probsFor's (exp's last bit). gatherRows and the
- * cross-entropy row maxima are exact, AdamW, combineRows (the MoE unpermute), RoPE and the
- * RMSNorm backward the same bits as the CPU; the cross-entropy sums within a few double ulp and
+ * cross-entropy row maxima are exact, AdamW, combineRows (the MoE unpermute) and its backward
+ * combineBackward, RoPE and the RMSNorm backward the same bits as the CPU; the cross-entropy sums within a few double ulp and
  * its gradient within one float ulp (exp's last bit); RMSNorm and SwiGLU forward and backward within one float
  * ulp (their float64 sums and exp differ in order or last bit). Throw
  * "no device:" without a GPU, TypeError / RangeError for bad arguments.
@@ -243,6 +260,20 @@ export const deviceOps = () => {
     swiglu: (gate: Float32Array, up: Float32Array, out: Float32Array): void => a.swiglu(gate, up, out),
     combineRows: (rows: Float32Array, rowCols: number, index: Int32Array, weights: Float32Array | undefined, tokens: number, cols: number, out: Float32Array): void =>
       a.combineRows(rows, rowCols, index, weights ?? null, tokens, cols, out),
+    /**
+     * CpuDispatch's combineBackward (the MoE unpermute's backward) on the device, the same
+     * arguments and the same bits: gradRows [N, cols] = g[index[j]] * weights[j], gradWeights [N]
+     * = the float32 products g[index[j]] * rows[j] summed in float64 in order; either output null.
+     */
+    combineBackward: (
+      g: Float32Array,
+      index: Int32Array,
+      cols: number,
+      weights: Float32Array,
+      rows: Float32Array,
+      gradRows: Float32Array | null,
+      gradWeights: Float32Array | null,
+    ): void => a.combineBackward(g, index, cols, weights, rows, gradRows, gradWeights),
     adamw: (
       w: Float32Array,
       g: Float32Array,
@@ -325,6 +356,15 @@ export const deviceOps = () => {
     /** Permute and unpermute of `tokens * topk` rows on data that stays on the device, and a device copy of the same bytes, timed with events. */
     timePermute: (shape: { readonly tokens: number; readonly hidden: number; readonly experts: number; readonly topk: number }, reps: number): DevicePermuteTiming =>
       a.timeDevicePermute(shape.tokens, shape.hidden, shape.experts, shape.topk, reps),
+    /**
+     * One MoE layer forward and backward on the device (router, permute, per-expert bf16 GEMMs
+     * through cuBLAS, SwiGLU, combine, and their backward; loadCublas first), `reps` steps after
+     * an untimed one.
+     */
+    timeMoeLayer: (
+      shape: { readonly tokens: number; readonly hidden: number; readonly ffn: number; readonly experts: number; readonly topk: number },
+      reps: number,
+    ): MoeLayerTiming => a.timeMoeLayer(shape.tokens, shape.hidden, shape.ffn, shape.experts, shape.topk, reps),
   }
 }
 

@@ -54,14 +54,22 @@ CublasApi* load_cublas(const std::string& path, std::string* why) {
 CublasApi* loaded_cublas() { return g_loaded; }
 
 int gemm_row_major(CublasApi* api, cudaStream_t stream, bool bf16, const void* a, const void* b, float* c, int m, int n, int k) {
+  return gemm_row_major_ex(api, stream, bf16, false, false, a, b, c, m, n, k, 0.0f);
+}
+
+int gemm_row_major_ex(CublasApi* api, cudaStream_t stream, bool bf16, bool trans_a, bool trans_b, const void* a, const void* b, float* c, int m, int n,
+                      int k, float beta) {
   const int set = api->set_stream(api->handle, stream);
   if (set != cublas::kSuccess) return set;
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f;
   const int type = bf16 ? cublas::kR16BF : cublas::kR32F;
   const int compute = bf16 ? cublas::kCompute32F : cublas::kCompute32FPedantic;
-  // Column-major view: C^T[n, m] = B^T[n, k] A^T[k, m], each row-major array read as its transpose.
-  return api->gemm_ex(api->handle, cublas::kOpN, cublas::kOpN, n, m, k, &alpha, b, type, n, a, type, k, &beta, c, cublas::kR32F, n, compute,
-                      cublas::kGemmDefault);
+  // Column-major view: C^T[n, m] = op(B)^T[n, k] op(A)^T[k, m]. A row-major array of r rows and
+  // c columns reads as its transpose with leading dimension c, so op(B)^T is B as stored ([k, n]:
+  // no op, ld n) or its transpose ([n, k] stored: op T, ld k); op(A)^T likewise (ld k, or op T
+  // with ld m).
+  return api->gemm_ex(api->handle, trans_b ? cublas::kOpT : cublas::kOpN, trans_a ? cublas::kOpT : cublas::kOpN, n, m, k, &alpha, b, type,
+                      trans_b ? k : n, a, type, trans_a ? m : k, &beta, c, cublas::kR32F, n, compute, cublas::kGemmDefault);
 }
 
 }  // namespace pleat

@@ -46,4 +46,11 @@ CublasApi* loaded_cublas();
 // accumulation; else float32 with fp32 (pedantic: no TF32) arithmetic. Returns the cuBLAS status.
 int gemm_row_major(CublasApi* api, cudaStream_t stream, bool bf16, const void* a, const void* b, float* c, int m, int n, int k);
 
+// Row-major C[m, n] = op(A) op(B) + beta * C on `stream`, op(A) [m, k] and op(B) [k, n]: A is
+// stored [m, k], or [k, m] when `trans_a` (op(A) is then its transpose); B is stored [k, n], or
+// [n, k] when `trans_b`. Operands as gemm_row_major's; C float32. What a layer's backward needs
+// (the input gradient X W^T, the weight gradient X^T G). Returns the cuBLAS status.
+int gemm_row_major_ex(CublasApi* api, cudaStream_t stream, bool bf16, bool trans_a, bool trans_b, const void* a, const void* b, float* c, int m, int n,
+                      int k, float beta);
+
 }  // namespace pleat

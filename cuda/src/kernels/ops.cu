@@ -73,6 +73,18 @@ __global__ void combine_rows_kernel(const float* __restrict__ rows, size_t row_s
   for (size_t c = threadIdx.x; c < cols; c += blockDim.x) element::combine_rows_element(rows, row_stride, token_offsets, token_rows, weights, cols, out, blockIdx.x, c);
 }
 
+__global__ void combine_backward_rows_kernel(const float* __restrict__ g, const int32_t* __restrict__ index, size_t n, size_t cols,
+                                             const float* __restrict__ weights, float* __restrict__ grad_rows) {
+  PLEAT_GRID_STRIDE(i, n * cols) element::combine_backward_rows_element(g, index, cols, weights, grad_rows, i);
+}
+
+// One thread per row: its float64 sum runs column by column in the CPU's order (a split of the
+// row over threads would reassociate it and change the bits).
+__global__ void combine_backward_weight_kernel(const float* __restrict__ g, const int32_t* __restrict__ index, size_t n, size_t cols,
+                                               const float* __restrict__ rows, float* __restrict__ grad_weights) {
+  PLEAT_GRID_STRIDE(j, n) element::combine_backward_weight_element(g, index, cols, rows, grad_weights, j);
+}
+
 __global__ void adamw_kernel(AdamwScalars s, size_t n, float* __restrict__ w, const float* __restrict__ g, float* __restrict__ m,
                              float* __restrict__ v) {
   PLEAT_GRID_STRIDE(k, n) element::adamw_element(s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay, w, g, m, v, k);
@@ -230,6 +242,16 @@ cudaError_t combine_rows_launch(const float* rows, size_t row_stride, const int3
                                 const float* weights, size_t tokens, size_t cols, float* out, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   combine_rows_kernel<<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(rows, row_stride, token_offsets, token_rows, weights, cols, out);
+  return cudaGetLastError();
+}
+
+cudaError_t combine_backward_launch(const float* g, const int32_t* index, size_t n, size_t cols, const float* weights, const float* rows,
+                                    float* grad_rows, float* grad_weights, cudaStream_t stream) {
+  if (grad_rows != nullptr && n * cols > 0) {
+    combine_backward_rows_kernel<<<blocks_for(n * cols), kThreads, 0, stream>>>(g, index, n, cols, weights, grad_rows);
+  }
+  // Also with no columns: each gradient is then the empty sum, +0, as on the CPU.
+  if (grad_weights != nullptr && n > 0) combine_backward_weight_kernel<<<blocks_for(n), kThreads, 0, stream>>>(g, index, n, cols, rows, grad_weights);
   return cudaGetLastError();
 }
 

@@ -16,6 +16,13 @@
 //                  of weights[j] * rows[j, :] (float32 products and adds, each rounded: the same
 //                  bits as dispatch.h combine_rows); token t's rows come as a CSR list
 //                  (token_offsets [T + 1], token_rows in increasing j)
+//   combine_backward  the MoE unpermute's backward (dispatch.h combine_backward): g [T, cols],
+//                  rows [n, cols]; grad_rows[j, :] = g[index[j], :] * weights[j] (float32
+//                  products) and grad_weights[j] = the float64 sum in increasing column of the
+//                  float32 products g[index[j], c] * rows[j, c], rounded to float32 (one column:
+//                  the product). grad_rows or grad_weights may be null (that part is skipped);
+//                  weights is read only with grad_rows, rows only with grad_weights (either may
+//                  be null without its output). The same bits as the CPU
 //   rope           RoPE's rotation (rope.h): x [b, s, heads, d], tables [table_rows, d / 2] in
 //                  float64, each operation rounded on its own: the same bits as the CPU
 //   rmsnorm_backward  the gradients of rmsnorm_rows (rows.h rmsnorm_backward; dx or dw may be
@@ -53,6 +60,8 @@ cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out,
 cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream);
 cudaError_t combine_rows_launch(const float* rows, size_t row_stride, const int32_t* token_offsets, const int32_t* token_rows,
                                 const float* weights, size_t tokens, size_t cols, float* out, cudaStream_t stream);
+cudaError_t combine_backward_launch(const float* g, const int32_t* index, size_t n, size_t cols, const float* weights, const float* rows,
+                                    float* grad_rows, float* grad_weights, cudaStream_t stream);
 cudaError_t router_launch(const float* logits, size_t tokens, int experts, int topk, int mode, int groups, int group_topk, const double* bias,
                           double scale, int32_t* indices, float* probs, cudaStream_t stream);
 cudaError_t ce_row_max_launch(const float* x, size_t rows, size_t cols, double* max, cudaStream_t stream);

@@ -10,6 +10,8 @@
 // cannot show.
 //
 //   gather_rows_element, swiglu_element, combine_rows_element (a token's column), adamw_element
+//   combine_backward_rows_element, combine_backward_weight_element   the MoE unpermute's
+//                           backward: one element of grad_rows, one row's grad_weights[j]
 //   permute_rows_element, permute_prob_element   the MoE permute with its prob column / probsOut
 //   rope_element            one pair of rope.h's rotation (k over b * s * heads * d / 2)
 //   swiglu_backward_element rows.h swiglu_backward at i
@@ -119,6 +121,30 @@ PLEAT_HD inline void combine_rows_element(const float* rows, size_t row_stride, 
     acc = fadd(acc, weights != nullptr ? fmul(weights[j], r) : r);
   }
   out[t * cols + c] = acc;
+}
+
+// The MoE unpermute's backward (dispatch.h combine_backward), element i of grad_rows [n, cols]:
+// g's row of token index[j] times row j's weight, one float32 product (fmul, so nvcc cannot
+// fuse it with anything), in dispatch.cc's operand order.
+PLEAT_HD inline void combine_backward_rows_element(const float* g, const int32_t* index, size_t cols, const float* weights, float* grad_rows, size_t i) {
+  const size_t j = i / cols, c = i - j * cols;
+  grad_rows[i] = fmul(g[static_cast<size_t>(index[j]) * cols + c], weights[j]);
+}
+
+// grad_weights[j] as dispatch.cc weight_grad: the float32 products g[index[j], c] * rows[j, c]
+// summed in float64 from +0 in increasing column (one thread owns the row, so the order is
+// the CPU's), rounded once to float32. With one column the product itself, as the CPU: there
+// the tensor path has no broadcast to reduce, and +0 + (-0) would turn a -0 product into +0.
+PLEAT_HD inline void combine_backward_weight_element(const float* g, const int32_t* index, size_t cols, const float* rows, float* grad_weights, size_t j) {
+  const float* gj = g + static_cast<size_t>(index[j]) * cols;
+  const float* r = rows + j * cols;
+  if (cols == 1) {
+    grad_weights[j] = fmul(gj[0], r[0]);
+    return;
+  }
+  double acc = 0.0;
+  for (size_t c = 0; c < cols; ++c) acc = add(acc, static_cast<double>(fmul(gj[c], r[c])));
+  grad_weights[j] = static_cast<float>(acc);
 }
 
 // adamw.h's update of element k, each operation rounded on its own.

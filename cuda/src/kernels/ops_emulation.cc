@@ -23,6 +23,9 @@
 //   combine_rows  f64[5] {n, rowCols, tokens, cols, hasWeights}, f32 rows[n rowCols], i32
 //            offsets[tokens + 1], i32 order[n] (each token's rows, CSR), f32 weights[n]
 //                                                                     reply f32 out[tokens cols]
+//   combine_backward  f64[5] {tokens, n, cols, wantRows, wantWeights}, f32 g[tokens cols], i32
+//            index[n], f32 weights[n], rows[n cols]              reply f32 gradRows[n cols] (when
+//                                                                     wantRows), gradWeights[n] (when wantWeights)
 //   adamw    f64[9] {n, beta1, beta2, c1, c2, eps, lr, clip, decay}, f32 w[n], g[n], m[n], v[n]
 //                                                                     reply f32 w[n], m[n], v[n]
 //   attention  f64[11] {b, sq, sk, hq, hkv, d, dv, scale, causal, qposLen, kposLen}, f32 q, k, v,
@@ -184,6 +187,23 @@ int main(int argc, char** argv) {
       }
     }
     give(out);
+  } else if (op == "combine_backward") {
+    const auto h = take<double>(5);
+    if (short_read) return 2;
+    const size_t tokens = count(h[0]), n = count(h[1]), cols = count(h[2]);
+    const auto g = take<float>(tokens * cols);
+    const auto index = take<int32_t>(n);
+    const auto weights = take<float>(n), rows = take<float>(n * cols);
+    if (short_read) return 2;
+    // With no columns no row of g is read (the CPU binding checks no index then either).
+    for (const int32_t t : index) {
+      if (cols > 0 && (t < 0 || static_cast<size_t>(t) >= tokens)) return 2;
+    }
+    std::vector<float> grad_rows(h[3] != 0 ? n * cols : 0), grad_weights(h[4] != 0 ? n : 0);
+    for (size_t i = 0; i < grad_rows.size(); ++i) combine_backward_rows_element(g.data(), index.data(), cols, weights.data(), grad_rows.data(), i);
+    for (size_t j = 0; j < grad_weights.size(); ++j) combine_backward_weight_element(g.data(), index.data(), cols, rows.data(), grad_weights.data(), j);
+    give(grad_rows);
+    give(grad_weights);
   } else if (op == "adamw") {
     const auto h = take<double>(9);
     if (short_read) return 2;
@@ -234,7 +254,7 @@ int main(int argc, char** argv) {
       give(dv);
     }
   } else {
-    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, permute_rows, swiglu, combine_rows, adamw, attention, attention_backward)\n", op.c_str());
+    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, permute_rows, swiglu, combine_rows, combine_backward, adamw, attention, attention_backward)\n", op.c_str());
     return 2;
   }
   return 0;

@@ -1,0 +1,177 @@
+// The MoE dispatch kernels of the GPU path (kernels/ops_cuda.h permute_rows, combine_rows,
+// combine_backward) on host arrays, with CpuDispatch's signatures (dispatch_binding.cc) so each
+// can be checked against its CPU twin: staged through device memory on stream 0 as the other
+// kernels of cuda_ops_binding.cc, which registers these.
+//
+//   permuteRows(src, cols, index, out, outCols, probs, experts, numExperts, probsOut)   as
+//                  CpuDispatch's: the rows, a prob column (outCols = cols + 1) and / or probsOut
+//   combineRows(rows, rowCols, index, weights, tokens, cols, out)   the MoE unpermute, as
+//                  CpuDispatch's combineRows without the extra column (weights may be null)
+//   combineBackward(g, index, cols, weights, rows, gradRows, gradWeights)   the unpermute's
+//                  backward, CpuDispatch's arguments and checks: g [T, cols], rows [N, cols],
+//                  weights [N]; gradRows [N, cols] and gradWeights [N], either null
+// Wrong types or lengths are TypeErrors / RangeErrors thrown before any device work; without a
+// GPU every call throws "no device: ...".
+#include "cuda_dispatch_binding.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "device_staging.h"
+#include "kernels/ops_cuda.h"
+#include "napi_args.h"
+
+namespace pleat {
+
+namespace {
+
+// An optional typed array (null or undefined: absent).
+bool optional(const Napi::CallbackInfo& info, const char* fn, size_t i, const char* name, napi_typedarray_type type, ArrayArg* out, bool* present) {
+  *present = !(info[i].IsNull() || info[i].IsUndefined());
+  return !*present || expect_array(info, fn, i, name, {type}, out);
+}
+
+// Every entry of `index` in [0, bound), else a RangeError naming the first outside.
+bool indices_below(Napi::Env env, const char* fn, const char* name, const ArrayArg& index, size_t bound) {
+  for (size_t i = 0; i < index.length; ++i) {
+    const int32_t v = index.i32()[i];
+    if (v < 0 || static_cast<size_t>(v) >= bound) {
+      return throw_range_error(env, std::string(fn) + ": " + name + "[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range [0, " + std::to_string(bound) + ")");
+    }
+  }
+  return true;
+}
+
+Napi::Value PermuteRows(const Napi::CallbackInfo& info) {
+  const char* fn = "permuteRows";
+  Napi::Env env = info.Env();
+  ArrayArg src, index, out, probs, experts, probs_out;
+  double cols_arg = 0, out_cols_arg = 0, experts_arg = 0;
+  bool has_probs = false, has_experts = false, has_probs_out = false;
+  if (!expect_array(info, fn, 0, "src", {napi_float32_array}, &src) || !expect_number(info, fn, 1, "cols", &cols_arg) ||
+      !expect_array(info, fn, 2, "index", {napi_int32_array}, &index) || !expect_array(info, fn, 3, "out", {napi_float32_array}, &out) ||
+      !expect_number(info, fn, 4, "outCols", &out_cols_arg) || !optional(info, fn, 5, "probs", napi_float32_array, &probs, &has_probs) ||
+      !optional(info, fn, 6, "experts", napi_int32_array, &experts, &has_experts) || !expect_number(info, fn, 7, "numExperts", &experts_arg) ||
+      !optional(info, fn, 8, "probsOut", napi_float32_array, &probs_out, &has_probs_out))
+    return env.Undefined();
+  const size_t cols = static_cast<size_t>(cols_arg), out_cols = static_cast<size_t>(out_cols_arg), e = static_cast<size_t>(experts_arg), n = index.length;
+  const bool wants_probs = out_cols == cols + 1 || has_probs_out;
+  if (cols_arg < 0 || (out_cols != cols && out_cols != cols + 1) || out.length != n * out_cols || (cols == 0 ? src.length != 0 : src.length % cols != 0)) {
+    throw_range_error(env, std::string(fn) + ": outCols must be cols or cols + 1, out index.length * outCols elements and src whole rows of cols");
+    return env.Undefined();
+  }
+  if (wants_probs != has_probs || has_probs != has_experts) {
+    throw_type_error(env, std::string(fn) + ": probs and experts are given exactly when a prob column or probsOut is asked for");
+    return env.Undefined();
+  }
+  size_t tokens = cols == 0 ? 0 : src.length / cols;
+  if (has_probs) {
+    if (e == 0 || probs.length % e != 0 || (cols != 0 && probs.length / e != tokens) || experts.length != n || (has_probs_out && probs_out.length != n)) {
+      throw_range_error(env, std::string(fn) + ": probs must be [tokens, numExperts], experts and probsOut index.length");
+      return env.Undefined();
+    }
+    tokens = probs.length / e;
+    if (!indices_below(env, fn, "experts", experts, e)) return env.Undefined();
+  }
+  // Without columns or probs nothing is read, so any index is harmless.
+  if ((cols != 0 || has_probs) && !indices_below(env, fn, "index", index, tokens)) return env.Undefined();
+  return run_on_device(info, fn,
+                       {{&src, Way::in}, {&index, Way::in}, {&out, Way::out}, {has_probs ? &probs : nullptr, Way::in}, {has_experts ? &experts : nullptr, Way::in},
+                        {has_probs_out ? &probs_out : nullptr, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) {
+                         return permute_rows_launch(d.f32(0), cols, d.i32(1), n, d.f32(2), out_cols, d.f32(3), d.i32(4), e, d.f32(5), s);
+                       });
+}
+
+Napi::Value CombineRows(const Napi::CallbackInfo& info) {
+  const char* fn = "combineRows";
+  Napi::Env env = info.Env();
+  ArrayArg rows, index, weights, out;
+  double row_cols = 0, tokens = 0, cols = 0;
+  const bool weighted = info.Length() > 3 && !info[3].IsNull();
+  if (!expect_array(info, fn, 0, "rows", {napi_float32_array}, &rows) || !expect_number(info, fn, 1, "rowCols", &row_cols) ||
+      !expect_array(info, fn, 2, "index", {napi_int32_array}, &index) ||
+      (weighted && !expect_array(info, fn, 3, "weights", {napi_float32_array}, &weights)) || !expect_number(info, fn, 4, "tokens", &tokens) ||
+      !expect_number(info, fn, 5, "cols", &cols) || !expect_array(info, fn, 6, "out", {napi_float32_array}, &out))
+    return env.Undefined();
+  const size_t n = index.length, rc = static_cast<size_t>(row_cols), t = static_cast<size_t>(tokens), c = static_cast<size_t>(cols);
+  if (rows.length != n * rc || c > rc || out.length != t * c || (weighted && weights.length != n)) {
+    throw_range_error(env, std::string(fn) + ": rows need index.length * rowCols elements, cols <= rowCols, out tokens * cols, weights index.length");
+    return env.Undefined();
+  }
+  // Token t's rows in increasing j, as a CSR list (a stable counting sort of index).
+  const int32_t* idx = index.i32();
+  std::vector<int32_t> offsets(t + 1, 0), order(n);
+  for (size_t j = 0; j < n; ++j) {
+    if (idx[j] < 0 || static_cast<size_t>(idx[j]) >= t) {
+      throw_range_error(env, std::string(fn) + ": index[" + std::to_string(j) + "] = " + std::to_string(idx[j]) + " is not a token of " + std::to_string(t));
+      return env.Undefined();
+    }
+    ++offsets[static_cast<size_t>(idx[j]) + 1];
+  }
+  for (size_t i = 0; i < t; ++i) offsets[i + 1] += offsets[i];
+  std::vector<int32_t> next(offsets.begin(), offsets.end() - 1);
+  for (size_t j = 0; j < n; ++j) order[static_cast<size_t>(next[static_cast<size_t>(idx[j])]++)] = static_cast<int32_t>(j);
+  const ArrayArg off{napi_int32_array, offsets.size(), reinterpret_cast<uint8_t*>(offsets.data()), Napi::Value()};
+  const ArrayArg ord{napi_int32_array, order.size(), reinterpret_cast<uint8_t*>(order.data()), Napi::Value()};
+  return run_on_device(info, fn, {{&rows, Way::in}, {&off, Way::in}, {&ord, Way::in}, {weighted ? &weights : nullptr, Way::in}, {&out, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) {
+                         return combine_rows_launch(d.f32(0), rc, d.i32(1), d.i32(2), d.f32(3), t, c, d.f32(4), s);
+                       });
+}
+
+Napi::Value CombineBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "combineBackward";
+  Napi::Env env = info.Env();
+  ArrayArg g, index, weights, rows, grad_rows, grad_weights;
+  size_t cols = 0, need = 0;
+  bool has_grad_rows = false, has_grad_weights = false;
+  if (!expect_arity(info, fn, 7) || !expect_array(info, fn, 0, "g", {napi_float32_array}, &g) ||
+      !expect_array(info, fn, 1, "index", {napi_int32_array}, &index) || !expect_size(info, fn, 2, "cols", &cols) ||
+      !expect_array(info, fn, 3, "weights", {napi_float32_array}, &weights) || !expect_array(info, fn, 4, "rows", {napi_float32_array}, &rows) ||
+      !optional(info, fn, 5, "gradRows", napi_float32_array, &grad_rows, &has_grad_rows) ||
+      !optional(info, fn, 6, "gradWeights", napi_float32_array, &grad_weights, &has_grad_weights))
+    return env.Undefined();
+  const size_t n = index.length;
+  if (cols == 0 ? g.length != 0 : g.length % cols != 0) {
+    throw_range_error(env, std::string(fn) + ": g has " + std::to_string(g.length) + " elements, not a whole number of rows of " + std::to_string(cols));
+    return env.Undefined();
+  }
+  const size_t tokens = cols == 0 ? 0 : g.length / cols;
+  // The CPU binding's checks, overlaps included: the staged copies would make an aliased call
+  // work here, but a call must be accepted or refused alike on both twins.
+  if (!checked_mul(env, fn, "index.length * cols", n, cols, &need) || !expect_length(env, fn, "rows", rows, need, "index.length * cols") ||
+      !expect_length(env, fn, "weights", weights, n, "index.length") ||
+      (has_grad_rows && (!expect_length(env, fn, "gradRows", grad_rows, need, "index.length * cols") || !expect_disjoint(env, fn, "gradRows", grad_rows, "g", g, false) ||
+                         !expect_disjoint(env, fn, "gradRows", grad_rows, "rows", rows, false) ||
+                         !expect_disjoint(env, fn, "gradRows", grad_rows, "weights", weights, false))) ||
+      (has_grad_weights &&
+       (!expect_length(env, fn, "gradWeights", grad_weights, n, "index.length") || !expect_disjoint(env, fn, "gradWeights", grad_weights, "g", g, false) ||
+        !expect_disjoint(env, fn, "gradWeights", grad_weights, "rows", rows, false) ||
+        !expect_disjoint(env, fn, "gradWeights", grad_weights, "weights", weights, false))) ||
+      (has_grad_rows && has_grad_weights && !expect_disjoint(env, fn, "gradRows", grad_rows, "gradWeights", grad_weights, false)))
+    return env.Undefined();
+  // With no columns no row of g is read, so any index is harmless (as on the CPU).
+  if (cols != 0 && !indices_below(env, fn, "index", index, tokens)) return env.Undefined();
+  // weights travel only for gradRows and rows only for gradWeights: the launcher reads each only
+  // with its output, and the unused one costs no copy.
+  return run_on_device(info, fn,
+                       {{&g, Way::in}, {&index, Way::in}, {has_grad_rows ? &weights : nullptr, Way::in}, {has_grad_weights ? &rows : nullptr, Way::in},
+                        {has_grad_rows ? &grad_rows : nullptr, Way::out}, {has_grad_weights ? &grad_weights : nullptr, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) {
+                         return combine_backward_launch(d.f32(0), d.i32(1), n, cols, d.f32(2), d.f32(3), d.f32(4), d.f32(5), s);
+                       });
+}
+
+}  // namespace
+
+void RegisterCudaDispatchExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("permuteRows", Napi::Function::New(env, PermuteRows, "permuteRows"));
+  exports.Set("combineRows", Napi::Function::New(env, CombineRows, "combineRows"));
+  exports.Set("combineBackward", Napi::Function::New(env, CombineBackward, "combineBackward"));
+}
+
+}  // namespace pleat

@@ -1,0 +1,58 @@
+// Device buffers and event timing for the device-resident timings of scripts/device-check
+// (device_timing_binding.cc, moe_layer_timing.cc): data that stays on the GPU, so what is timed is
+// the kernels and not the PCIe.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "device_memory_binding.h"
+
+namespace pleat {
+
+// Device buffers of one timing, freed with it.
+class DeviceBuffers {
+ public:
+  explicit DeviceBuffers(DeviceMemory* m) : m_(m) {}
+  ~DeviceBuffers() {
+    for (void* p : blocks_) m_->allocator.free(p);
+  }
+  template <typename T>
+  T* make(size_t count, const T* from = nullptr) {
+    void* p = m_->allocator.allocate(std::max<size_t>(count, 1) * sizeof(T), 0);
+    if (p == nullptr) return nullptr;
+    blocks_.push_back(p);
+    if (from != nullptr && count > 0 && cudaMemcpy(p, from, count * sizeof(T), cudaMemcpyHostToDevice) != cudaSuccess) return nullptr;
+    return static_cast<T*>(p);
+  }
+
+ private:
+  DeviceMemory* m_;
+  std::vector<void*> blocks_;
+};
+
+// Mean milliseconds of `reps` runs of `launch` on `s` after 3 untimed ones.
+template <typename F>
+inline cudaError_t mean_ms(cudaStream_t s, int reps, F launch, double* ms) {
+  for (int i = 0; i < 3; ++i)
+    if (cudaError_t e = launch(); e != cudaSuccess) return e;
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  cudaEventRecord(start, s);
+  cudaError_t e = cudaSuccess;
+  for (int i = 0; i < reps && e == cudaSuccess; ++i) e = launch();
+  cudaEventRecord(stop, s);
+  if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+  float elapsed = 0;
+  if (e == cudaSuccess) e = cudaEventElapsedTime(&elapsed, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  *ms = static_cast<double>(elapsed) / reps;
+  return e;
+}
+
+}  // namespace pleat

@@ -1,0 +1,254 @@
+// One MoE layer's forward and backward on the GPU, every tensor resident there, timed with CUDA
+// events: scripts/device-check's side of issue 15's "one MoE layer (T 8192, H 4096, F 14336,
+// E 8, top-2) forward and backward at least as fast as PyTorch eager" (bench/pytorch/
+// moe_layer_gpu.py is PyTorch's side: the same layer, defined there in the same words).
+//
+//   timeMoeLayer(tokens, hidden, ffn, experts, topk, reps) -> { forwardMs: [...], backwardMs:
+//       [...], rows, perExpert: [...] }     (cublasLoad first; reps steps after one untimed)
+//
+// The layer: logits = x Wr (float32 GEMM), the router kernel (softmax over the top-k logits: the
+// top-k of the softmax renormalised, Mixtral's), the routing plan on the host (the indices
+// copied back: what torch.where costs PyTorch too), the permute (rows in expert-major order,
+// each with its prob), per expert gate = xe Wg[e] and up = xe Wu[e] (bf16 operands, fp32
+// accumulation and output, cuBLAS), SwiGLU (float32), down = act Wd[e] (bf16), and the combine
+// (each token's rows weighted by their probs and summed). Backward from a fixed dy: the combine's
+// backward (row gradients and prob gradients), per expert the input and weight gradients of the
+// three GEMMs (X W^T and X^T G, bf16 operands, fp32 results), SwiGLU's backward, and the
+// unpermute of the input gradient. Not run: the router's backward (softmax's gradient and two
+// GEMMs of T x H x E: under 0.01% of the step's FLOPs); the FLOP count of the report is the
+// model's, the same formula as PyTorch's side.
+//
+// Weights are the same random bf16 values for every expert and matrix (one host array, copied
+// once and rounded on the device): generating 1.4 G values on the host would take seconds, and
+// the GEMMs' speed does not depend on the values.
+#include <cuda_runtime.h>
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "device/cublas_api.h"
+#include "device_buffers.h"
+#include "device_memory_binding.h"
+#include "kernels/ops_cuda.h"
+#include "moe_layer_timing.h"
+#include "napi_args.h"
+
+namespace pleat {
+
+namespace {
+
+uint32_t g_state = 12345;
+float uniform(float scale) { return scale * (static_cast<float>((g_state = g_state * 1103515245u + 12345u) >> 8) / 16777216.0f - 0.5f); }
+
+// The routing of one step, made on the host from the router's indices [T, k].
+struct Plan {
+  std::vector<int32_t> index, expert, offsets, rows, counts;
+};
+
+Plan plan_of(const std::vector<int32_t>& chosen, size_t t, size_t k, size_t e) {
+  const size_t n = t * k;
+  Plan p{std::vector<int32_t>(n), std::vector<int32_t>(n), std::vector<int32_t>(t + 1, 0), std::vector<int32_t>(n), std::vector<int32_t>(e, 0)};
+  for (int32_t x : chosen) ++p.counts[static_cast<size_t>(x)];
+  std::vector<int32_t> at(e, 0);
+  for (size_t x = 1; x < e; ++x) at[x] = at[x - 1] + p.counts[x - 1];
+  for (size_t r = 0; r < n; ++r) {  // token-major routed pairs, placed expert-major, stable
+    const size_t slot = static_cast<size_t>(at[static_cast<size_t>(chosen[r])]++);
+    p.index[slot] = static_cast<int32_t>(r / k);
+    p.expert[slot] = chosen[r];
+  }
+  for (size_t r = 0; r < n; ++r) ++p.offsets[static_cast<size_t>(p.index[r]) + 1];
+  for (size_t i = 0; i < t; ++i) p.offsets[i + 1] += p.offsets[i];
+  std::vector<int32_t> next(p.offsets.begin(), p.offsets.end() - 1);
+  for (size_t r = 0; r < n; ++r) p.rows[static_cast<size_t>(next[static_cast<size_t>(p.index[r])]++)] = static_cast<int32_t>(r);
+  return p;
+}
+
+struct Shape {
+  size_t t, h, f, e, k;
+};
+
+// The device tensors of the layer (float32 unless named *16: bf16 as uint16).
+struct Tensors {
+  float *x, *wr, *dy, *logits, *probs, *xp, *probs_out, *gate, *up, *act, *yp, *out, *dyp, *dprob, *dact, *dgate, *dup, *dxp, *dx, *dwg, *dwu, *dwd;
+  uint16_t *wg16, *wu16, *wd16, *xp16, *act16, *dyp16, *dgate16, *dup16;
+  int32_t *chosen, *index, *expert, *offsets, *rows;
+};
+
+bool make_tensors(DeviceBuffers& b, const Shape& s, Tensors* d) {
+  const size_t n = s.t * s.k, hf = s.h * s.f;
+  std::vector<float> host(s.t * s.h);
+  for (float& v : host) v = uniform(1.0f);
+  d->x = b.make(host.size(), host.data());
+  for (float& v : host) v = uniform(1e-3f);
+  d->dy = b.make(host.size(), host.data());
+  std::vector<float> wr(s.h * s.e);
+  for (float& v : wr) v = uniform(0.04f);
+  d->wr = b.make(wr.size(), wr.data());
+  std::vector<float> w(hf);
+  for (float& v : w) v = uniform(0.04f);
+  float* w32 = b.make(w.size(), w.data());
+  float** f32[] = {&d->logits, &d->probs, &d->xp, &d->probs_out, &d->gate, &d->up, &d->act, &d->yp, &d->out, &d->dyp, &d->dprob,
+                   &d->dact, &d->dgate, &d->dup, &d->dxp, &d->dx, &d->dwg, &d->dwu, &d->dwd};
+  const size_t f32_sizes[] = {s.t * s.e, s.t * s.e, n * s.h, n, n * s.f, n * s.f, n * s.f, n * s.h, s.t * s.h, n * s.h, n,
+                              n * s.f, n * s.f, n * s.f, n * s.h, s.t * s.h, s.e * hf, s.e * hf, s.e * hf};
+  for (size_t i = 0; i < sizeof(f32_sizes) / sizeof(f32_sizes[0]); ++i)
+    if ((*f32[i] = b.make<float>(f32_sizes[i])) == nullptr) return false;
+  uint16_t** u16[] = {&d->wg16, &d->wu16, &d->wd16, &d->xp16, &d->act16, &d->dyp16, &d->dgate16, &d->dup16};
+  const size_t u16_sizes[] = {s.e * hf, s.e * hf, s.e * hf, n * s.h, n * s.f, n * s.h, n * s.f, n * s.f};
+  for (size_t i = 0; i < sizeof(u16_sizes) / sizeof(u16_sizes[0]); ++i)
+    if ((*u16[i] = b.make<uint16_t>(u16_sizes[i])) == nullptr) return false;
+  int32_t** i32[] = {&d->chosen, &d->index, &d->expert, &d->offsets, &d->rows};
+  const size_t i32_sizes[] = {n, n, n, s.t + 1, n};
+  for (size_t i = 0; i < 5; ++i)
+    if ((*i32[i] = b.make<int32_t>(i32_sizes[i])) == nullptr) return false;
+  if (d->x == nullptr || d->dy == nullptr || d->wr == nullptr || w32 == nullptr) return false;
+  for (size_t e = 0; e < s.e; ++e)
+    for (uint16_t* w16 : {d->wg16, d->wu16, d->wd16})
+      if (to_bf16_launch(w32, w16 + e * hf, hf, nullptr) != cudaSuccess) return false;
+  return cudaDeviceSynchronize() == cudaSuccess;
+}
+
+#define PLEAT_TRY(call)                         \
+  do {                                          \
+    if (cudaError_t e_ = (call); e_ != cudaSuccess) return e_; \
+  } while (0)
+
+cudaError_t cublas_status(int st) { return st == cublas::kSuccess ? cudaSuccess : cudaErrorUnknown; }
+
+// One GEMM per expert over its rows: `a` rows start at row offset r0 (a_stride elements a row)
+// and the expert's weight is w + e * w_stride; see gemm_row_major_ex for the transposes.
+template <typename Each>
+cudaError_t per_expert(const std::vector<int32_t>& counts, Each each) {
+  size_t r0 = 0;
+  for (size_t e = 0; e < counts.size(); ++e) {
+    const int rows = counts[e];
+    if (rows > 0) PLEAT_TRY(each(e, r0, rows));
+    r0 += static_cast<size_t>(rows);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t forward(CublasApi* api, cudaStream_t s, const Shape& sh, const Tensors& d, Plan* plan) {
+  const size_t n = sh.t * sh.k, hf = sh.h * sh.f;
+  const int H = static_cast<int>(sh.h), F = static_cast<int>(sh.f);
+  PLEAT_TRY(cublas_status(gemm_row_major(api, s, false, d.x, d.wr, d.logits, static_cast<int>(sh.t), static_cast<int>(sh.e), H)));
+  PLEAT_TRY(router_launch(d.logits, sh.t, static_cast<int>(sh.e), static_cast<int>(sh.k), 1, 0, 0, nullptr, 1.0, d.chosen, d.probs, s));
+  std::vector<int32_t> chosen(n);
+  PLEAT_TRY(cudaMemcpyAsync(chosen.data(), d.chosen, n * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
+  PLEAT_TRY(cudaStreamSynchronize(s));
+  *plan = plan_of(chosen, sh.t, sh.k, sh.e);
+  PLEAT_TRY(cudaMemcpyAsync(d.index, plan->index.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  PLEAT_TRY(cudaMemcpyAsync(d.expert, plan->expert.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  PLEAT_TRY(cudaMemcpyAsync(d.offsets, plan->offsets.data(), (sh.t + 1) * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  PLEAT_TRY(cudaMemcpyAsync(d.rows, plan->rows.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  PLEAT_TRY(permute_rows_launch(d.x, sh.h, d.index, n, d.xp, sh.h, d.probs, d.expert, sh.e, d.probs_out, s));
+  PLEAT_TRY(to_bf16_launch(d.xp, d.xp16, n * sh.h, s));
+  PLEAT_TRY(per_expert(plan->counts, [&](size_t e, size_t r0, int rows) {
+    PLEAT_TRY(cublas_status(gemm_row_major(api, s, true, d.xp16 + r0 * sh.h, d.wg16 + e * hf, d.gate + r0 * sh.f, rows, F, H)));
+    return cublas_status(gemm_row_major(api, s, true, d.xp16 + r0 * sh.h, d.wu16 + e * hf, d.up + r0 * sh.f, rows, F, H));
+  }));
+  PLEAT_TRY(swiglu_launch(d.gate, d.up, d.act, n * sh.f, s));
+  PLEAT_TRY(to_bf16_launch(d.act, d.act16, n * sh.f, s));
+  PLEAT_TRY(per_expert(plan->counts, [&](size_t e, size_t r0, int rows) {
+    return cublas_status(gemm_row_major(api, s, true, d.act16 + r0 * sh.f, d.wd16 + e * hf, d.yp + r0 * sh.h, rows, H, F));
+  }));
+  return combine_rows_launch(d.yp, sh.h, d.offsets, d.rows, d.probs_out, sh.t, sh.h, d.out, s);
+}
+
+cudaError_t backward(CublasApi* api, cudaStream_t s, const Shape& sh, const Tensors& d, const Plan& plan) {
+  const size_t n = sh.t * sh.k, hf = sh.h * sh.f;
+  const int H = static_cast<int>(sh.h), F = static_cast<int>(sh.f);
+  PLEAT_TRY(combine_backward_launch(d.dy, d.index, n, sh.h, d.probs_out, d.yp, d.dyp, d.dprob, s));
+  PLEAT_TRY(to_bf16_launch(d.dyp, d.dyp16, n * sh.h, s));
+  PLEAT_TRY(per_expert(plan.counts, [&](size_t e, size_t r0, int rows) {
+    // dact = dy Wd^T; dWd = act^T dy.
+    PLEAT_TRY(cublas_status(gemm_row_major_ex(api, s, true, false, true, d.dyp16 + r0 * sh.h, d.wd16 + e * hf, d.dact + r0 * sh.f, rows, F, H, 0.0f)));
+    return cublas_status(gemm_row_major_ex(api, s, true, true, false, d.act16 + r0 * sh.f, d.dyp16 + r0 * sh.h, d.dwd + e * hf, F, H, rows, 0.0f));
+  }));
+  PLEAT_TRY(swiglu_backward_launch(d.gate, d.up, d.dact, d.dgate, d.dup, n * sh.f, s));
+  PLEAT_TRY(to_bf16_launch(d.dgate, d.dgate16, n * sh.f, s));
+  PLEAT_TRY(to_bf16_launch(d.dup, d.dup16, n * sh.f, s));
+  PLEAT_TRY(per_expert(plan.counts, [&](size_t e, size_t r0, int rows) {
+    // dxp = dgate Wg^T + dup Wu^T; dWg = xp^T dgate; dWu = xp^T dup.
+    PLEAT_TRY(cublas_status(gemm_row_major_ex(api, s, true, false, true, d.dgate16 + r0 * sh.f, d.wg16 + e * hf, d.dxp + r0 * sh.h, rows, H, F, 0.0f)));
+    PLEAT_TRY(cublas_status(gemm_row_major_ex(api, s, true, false, true, d.dup16 + r0 * sh.f, d.wu16 + e * hf, d.dxp + r0 * sh.h, rows, H, F, 1.0f)));
+    PLEAT_TRY(cublas_status(gemm_row_major_ex(api, s, true, true, false, d.xp16 + r0 * sh.h, d.dgate16 + r0 * sh.f, d.dwg + e * hf, H, F, rows, 0.0f)));
+    return cublas_status(gemm_row_major_ex(api, s, true, true, false, d.xp16 + r0 * sh.h, d.dup16 + r0 * sh.f, d.dwu + e * hf, H, F, rows, 0.0f));
+  }));
+  // The input gradient: each token's rows summed back, unweighted (the permute's adjoint).
+  return combine_rows_launch(d.dxp, sh.h, d.offsets, d.rows, nullptr, sh.t, sh.h, d.dx, s);
+}
+
+Napi::Value TimeMoeLayer(const Napi::CallbackInfo& info) {
+  const char* fn = "timeMoeLayer";
+  Napi::Env env = info.Env();
+  double v[6] = {};
+  const char* names[] = {"tokens", "hidden", "ffn", "experts", "topk", "reps"};
+  if (!expect_arity(info, fn, 6)) return env.Undefined();
+  for (size_t i = 0; i < 6; ++i)
+    if (!expect_whole(info, fn, i, names[i], &v[i])) return env.Undefined();
+  const Shape sh{static_cast<size_t>(v[0]), static_cast<size_t>(v[1]), static_cast<size_t>(v[2]), static_cast<size_t>(v[3]), static_cast<size_t>(v[4])};
+  if (sh.t == 0 || sh.h == 0 || sh.f == 0 || sh.k == 0 || sh.k > sh.e || sh.e > 64 || v[5] < 1 || sh.t * sh.k > 2147483647.0 / static_cast<double>(sh.f)) {
+    throw_range_error(env, std::string(fn) + ": needs tokens, hidden, ffn, reps >= 1, 1 <= topk <= experts <= 64, tokens * topk * ffn < 2^31");
+    return env.Undefined();
+  }
+  DeviceMemory* m = device_memory(env);
+  if (m == nullptr) return env.Undefined();
+  CublasApi* api = loaded_cublas();
+  if (api == nullptr) {
+    Napi::Error::New(env, std::string(fn) + ": cuBLAS is not loaded (call cublasLoad(path) first)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  DeviceBuffers b(m);
+  Tensors d{};
+  if (!make_tensors(b, sh, &d)) {
+    (void)cudaGetLastError();
+    Napi::Error::New(env, std::string(fn) + ": the device is out of memory for the layer's tensors (or a copy failed)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  cudaStream_t s = m->backend.stream(0);
+  cudaEvent_t marks[3];
+  for (cudaEvent_t& e : marks) cudaEventCreate(&e);
+  Napi::Array forward_ms = Napi::Array::New(env), backward_ms = Napi::Array::New(env);
+  Plan plan;
+  cudaError_t err = cudaSuccess;
+  for (int rep = 0; rep <= static_cast<int>(v[5]) && err == cudaSuccess; ++rep) {  // rep 0 untimed
+    cudaEventRecord(marks[0], s);
+    err = forward(api, s, sh, d, &plan);
+    cudaEventRecord(marks[1], s);
+    if (err == cudaSuccess) err = backward(api, s, sh, d, plan);
+    cudaEventRecord(marks[2], s);
+    if (err == cudaSuccess) err = cudaEventSynchronize(marks[2]);
+    float f = 0, bw = 0;
+    if (err == cudaSuccess) err = cudaEventElapsedTime(&f, marks[0], marks[1]);
+    if (err == cudaSuccess) err = cudaEventElapsedTime(&bw, marks[1], marks[2]);
+    if (rep > 0) {
+      forward_ms.Set(forward_ms.Length(), f);
+      backward_ms.Set(backward_ms.Length(), bw);
+    }
+  }
+  for (cudaEvent_t& e : marks) cudaEventDestroy(e);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    Napi::Error::New(env, std::string("CUDA error: ") + fn + " failed: " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err) + " (cuBLAS status errors read as cudaErrorUnknown)")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("forwardMs", forward_ms);
+  out.Set("backwardMs", backward_ms);
+  out.Set("rows", static_cast<double>(sh.t * sh.k));
+  Napi::Array per = Napi::Array::New(env, plan.counts.size());
+  for (size_t e = 0; e < plan.counts.size(); ++e) per.Set(static_cast<uint32_t>(e), plan.counts[e]);
+  out.Set("perExpert", per);
+  return out;
+}
+
+}  // namespace
+
+void RegisterMoeLayerTimingExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("timeMoeLayer", Napi::Function::New(env, TimeMoeLayer, "timeMoeLayer"));
+}
+
+}  // namespace pleat
