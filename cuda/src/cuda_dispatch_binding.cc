@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "dispatch_args.h"
 #include "device_staging.h"
 #include "kernels/ops_cuda.h"
 #include "napi_args.h"
@@ -27,12 +28,6 @@
 namespace pleat {
 
 namespace {
-
-// An optional typed array (null or undefined: absent).
-bool optional(const Napi::CallbackInfo& info, const char* fn, size_t i, const char* name, napi_typedarray_type type, ArrayArg* out, bool* present) {
-  *present = !(info[i].IsNull() || info[i].IsUndefined());
-  return !*present || expect_array(info, fn, i, name, {type}, out);
-}
 
 // Every entry of `index` in [0, bound), else a RangeError naming the first outside.
 bool indices_below(Napi::Env env, const char* fn, const char* name, const ArrayArg& index, size_t bound) {
@@ -53,9 +48,9 @@ Napi::Value PermuteRows(const Napi::CallbackInfo& info) {
   bool has_probs = false, has_experts = false, has_probs_out = false;
   if (!expect_array(info, fn, 0, "src", {napi_float32_array}, &src) || !expect_number(info, fn, 1, "cols", &cols_arg) ||
       !expect_array(info, fn, 2, "index", {napi_int32_array}, &index) || !expect_array(info, fn, 3, "out", {napi_float32_array}, &out) ||
-      !expect_number(info, fn, 4, "outCols", &out_cols_arg) || !optional(info, fn, 5, "probs", napi_float32_array, &probs, &has_probs) ||
-      !optional(info, fn, 6, "experts", napi_int32_array, &experts, &has_experts) || !expect_number(info, fn, 7, "numExperts", &experts_arg) ||
-      !optional(info, fn, 8, "probsOut", napi_float32_array, &probs_out, &has_probs_out))
+      !expect_number(info, fn, 4, "outCols", &out_cols_arg) || !optional_array(info, fn, 5, "probs", {napi_float32_array}, &probs, &has_probs) ||
+      !optional_array(info, fn, 6, "experts", {napi_int32_array}, &experts, &has_experts) || !expect_number(info, fn, 7, "numExperts", &experts_arg) ||
+      !optional_array(info, fn, 8, "probsOut", {napi_float32_array}, &probs_out, &has_probs_out))
     return env.Undefined();
   const size_t cols = static_cast<size_t>(cols_arg), out_cols = static_cast<size_t>(out_cols_arg), e = static_cast<size_t>(experts_arg), n = index.length;
   const bool wants_probs = out_cols == cols + 1 || has_probs_out;
@@ -126,41 +121,18 @@ Napi::Value CombineRows(const Napi::CallbackInfo& info) {
 Napi::Value CombineBackward(const Napi::CallbackInfo& info) {
   const char* fn = "combineBackward";
   Napi::Env env = info.Env();
-  ArrayArg g, index, weights, rows, grad_rows, grad_weights;
-  size_t cols = 0, need = 0;
-  bool has_grad_rows = false, has_grad_weights = false;
-  if (!expect_arity(info, fn, 7) || !expect_array(info, fn, 0, "g", {napi_float32_array}, &g) ||
-      !expect_array(info, fn, 1, "index", {napi_int32_array}, &index) || !expect_size(info, fn, 2, "cols", &cols) ||
-      !expect_array(info, fn, 3, "weights", {napi_float32_array}, &weights) || !expect_array(info, fn, 4, "rows", {napi_float32_array}, &rows) ||
-      !optional(info, fn, 5, "gradRows", napi_float32_array, &grad_rows, &has_grad_rows) ||
-      !optional(info, fn, 6, "gradWeights", napi_float32_array, &grad_weights, &has_grad_weights))
-    return env.Undefined();
-  const size_t n = index.length;
-  if (cols == 0 ? g.length != 0 : g.length % cols != 0) {
-    throw_range_error(env, std::string(fn) + ": g has " + std::to_string(g.length) + " elements, not a whole number of rows of " + std::to_string(cols));
-    return env.Undefined();
-  }
-  const size_t tokens = cols == 0 ? 0 : g.length / cols;
   // The CPU binding's checks, overlaps included: the staged copies would make an aliased call
   // work here, but a call must be accepted or refused alike on both twins.
-  if (!checked_mul(env, fn, "index.length * cols", n, cols, &need) || !expect_length(env, fn, "rows", rows, need, "index.length * cols") ||
-      !expect_length(env, fn, "weights", weights, n, "index.length") ||
-      (has_grad_rows && (!expect_length(env, fn, "gradRows", grad_rows, need, "index.length * cols") || !expect_disjoint(env, fn, "gradRows", grad_rows, "g", g, false) ||
-                         !expect_disjoint(env, fn, "gradRows", grad_rows, "rows", rows, false) ||
-                         !expect_disjoint(env, fn, "gradRows", grad_rows, "weights", weights, false))) ||
-      (has_grad_weights &&
-       (!expect_length(env, fn, "gradWeights", grad_weights, n, "index.length") || !expect_disjoint(env, fn, "gradWeights", grad_weights, "g", g, false) ||
-        !expect_disjoint(env, fn, "gradWeights", grad_weights, "rows", rows, false) ||
-        !expect_disjoint(env, fn, "gradWeights", grad_weights, "weights", weights, false))) ||
-      (has_grad_rows && has_grad_weights && !expect_disjoint(env, fn, "gradRows", grad_rows, "gradWeights", grad_weights, false)))
-    return env.Undefined();
+  CombineBackwardCall c;
+  if (!parse_combine_backward(info, fn, &c)) return env.Undefined();
   // With no columns no row of g is read, so any index is harmless (as on the CPU).
-  if (cols != 0 && !indices_below(env, fn, "index", index, tokens)) return env.Undefined();
+  if (c.cols != 0 && !indices_below(env, fn, "index", c.index, c.tokens)) return env.Undefined();
+  const size_t n = c.index.length, cols = c.cols;
   // weights travel only for gradRows and rows only for gradWeights: the launcher reads each only
   // with its output, and the unused one costs no copy.
   return run_on_device(info, fn,
-                       {{&g, Way::in}, {&index, Way::in}, {has_grad_rows ? &weights : nullptr, Way::in}, {has_grad_weights ? &rows : nullptr, Way::in},
-                        {has_grad_rows ? &grad_rows : nullptr, Way::out}, {has_grad_weights ? &grad_weights : nullptr, Way::out}},
+                       {{&c.g, Way::in}, {&c.index, Way::in}, {c.has_grad_rows ? &c.weights : nullptr, Way::in}, {c.has_grad_weights ? &c.rows : nullptr, Way::in},
+                        {c.has_grad_rows ? &c.grad_rows : nullptr, Way::out}, {c.has_grad_weights ? &c.grad_weights : nullptr, Way::out}},
                        [&](const DevicePointers& d, cudaStream_t s) {
                          return combine_backward_launch(d.f32(0), d.i32(1), n, cols, d.f32(2), d.f32(3), d.f32(4), d.f32(5), s);
                        });

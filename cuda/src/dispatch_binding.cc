@@ -35,14 +35,6 @@ namespace {
 
 constexpr auto kU8 = napi_uint8_array;
 
-// An optional typed array: null or undefined gives an empty ArrayArg with value unset.
-bool optional_array(const Napi::CallbackInfo& info, const char* fn, size_t index, const char* name,
-                    std::initializer_list<napi_typedarray_type> allowed, ArrayArg* out, bool* present) {
-  *present = !(info[index].IsNull() || info[index].IsUndefined());
-  if (!*present) return true;
-  return expect_array(info, fn, index, name, allowed, out);
-}
-
 bool expect_mask(const Napi::CallbackInfo& info, const char* fn, ArrayArg* mask, size_t* tokens, size_t* experts) {
   size_t cells = 0;
   return expect_array(info, fn, 0, "mask", {kU8}, mask) && expect_size(info, fn, 1, "tokens", tokens, 2147483647.0) &&
@@ -210,46 +202,19 @@ Napi::Value CombineRows(const Napi::CallbackInfo& info) {
 Napi::Value CombineBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "combineBackward";
-  ArrayArg g, index, weights, rows, grad_rows, grad_weights;
-  size_t cols = 0, need = 0;
-  bool has_grad_rows = false, has_grad_weights = false;
-  if (!expect_arity(info, fn, 7) || !expect_array(info, fn, 0, "g", {kF32}, &g) ||
-      !expect_array(info, fn, 1, "index", {kI32}, &index) || !expect_size(info, fn, 2, "cols", &cols) ||
-      !expect_array(info, fn, 3, "weights", {kF32}, &weights) || !expect_array(info, fn, 4, "rows", {kF32}, &rows) ||
-      !optional_array(info, fn, 5, "gradRows", {kF32}, &grad_rows, &has_grad_rows) ||
-      !optional_array(info, fn, 6, "gradWeights", {kF32}, &grad_weights, &has_grad_weights)) {
-    return env.Undefined();
-  }
-  const size_t n = index.length;
-  if (cols == 0 ? g.length != 0 : g.length % cols != 0) {
-    throw_range_error(env, std::string(fn) + ": g has " + std::to_string(g.length) + " elements, not a whole number of rows of " + std::to_string(cols));
-    return env.Undefined();
-  }
-  const size_t tokens = cols == 0 ? 0 : g.length / cols;
-  if (!checked_mul(env, fn, "index.length * cols", n, cols, &need) || !expect_length(env, fn, "rows", rows, need, "index.length * cols") ||
-      !expect_length(env, fn, "weights", weights, n, "index.length") ||
-      (has_grad_rows && (!expect_length(env, fn, "gradRows", grad_rows, need, "index.length * cols") ||
-                         !expect_disjoint(env, fn, "gradRows", grad_rows, "g", g, false) ||
-                         !expect_disjoint(env, fn, "gradRows", grad_rows, "rows", rows, false) ||
-                         !expect_disjoint(env, fn, "gradRows", grad_rows, "weights", weights, false))) ||
-      (has_grad_weights && (!expect_length(env, fn, "gradWeights", grad_weights, n, "index.length") ||
-                            !expect_disjoint(env, fn, "gradWeights", grad_weights, "g", g, false) ||
-                            !expect_disjoint(env, fn, "gradWeights", grad_weights, "rows", rows, false) ||
-                            !expect_disjoint(env, fn, "gradWeights", grad_weights, "weights", weights, false))) ||
-      (has_grad_rows && has_grad_weights && !expect_disjoint(env, fn, "gradRows", grad_rows, "gradWeights", grad_weights, false))) {
-    return env.Undefined();
-  }
+  CombineBackwardCall c;
+  if (!parse_combine_backward(info, fn, &c)) return env.Undefined();
   // With no columns every token index is valid for an empty g; otherwise it must name a row of g.
-  if (cols != 0 && !expect_indices(env, fn, "index", index, tokens, "rows of g")) return env.Undefined();
+  if (c.cols != 0 && !expect_indices(env, fn, "index", c.index, c.tokens, "rows of g")) return env.Undefined();
   CombineBackwardArgs a;
-  a.g = g.f32();
-  a.index = index.i32();
-  a.n = n;
-  a.cols = cols;
-  a.weights = weights.f32();
-  a.rows = rows.f32();
-  a.grad_rows = has_grad_rows ? grad_rows.f32_mut() : nullptr;
-  a.grad_weights = has_grad_weights ? grad_weights.f32_mut() : nullptr;
+  a.g = c.g.f32();
+  a.index = c.index.i32();
+  a.n = c.index.length;
+  a.cols = c.cols;
+  a.weights = c.weights.f32();
+  a.rows = c.rows.f32();
+  a.grad_rows = c.has_grad_rows ? c.grad_rows.f32_mut() : nullptr;
+  a.grad_weights = c.has_grad_weights ? c.grad_weights.f32_mut() : nullptr;
   combine_backward(active_isa(), a);
   return env.Undefined();
 }

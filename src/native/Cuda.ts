@@ -265,15 +265,7 @@ export const deviceOps = () => {
      * arguments and the same bits: gradRows [N, cols] = g[index[j]] * weights[j], gradWeights [N]
      * = the float32 products g[index[j]] * rows[j] summed in float64 in order; either output null.
      */
-    combineBackward: (
-      g: Float32Array,
-      index: Int32Array,
-      cols: number,
-      weights: Float32Array,
-      rows: Float32Array,
-      gradRows: Float32Array | null,
-      gradWeights: Float32Array | null,
-    ): void => a.combineBackward(g, index, cols, weights, rows, gradRows, gradWeights),
+    combineBackward: (...args: Parameters<DispatchKernels["combineBackward"]>): void => a.combineBackward(...args),
     adamw: (
       w: Float32Array,
       g: Float32Array,

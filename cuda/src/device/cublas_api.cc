@@ -3,22 +3,13 @@
 
 #include <dlfcn.h>
 
+#include "dl_symbols.h"
+
 namespace pleat {
 
 namespace {
 
 CublasApi* g_loaded = nullptr;
-
-template <typename F>
-bool resolve(void* lib, const char* name, F* out, std::string* why) {
-  void* sym = dlsym(lib, name);
-  if (sym == nullptr) {
-    *why = std::string("lacks ") + name;
-    return false;
-  }
-  *out = reinterpret_cast<F>(sym);
-  return true;
-}
 
 }  // namespace
 
@@ -33,9 +24,12 @@ CublasApi* load_cublas(const std::string& path, std::string* why) {
   auto* api = new CublasApi();
   api->path = path;
   std::string missing;
-  if (!resolve(lib, "cublasCreate_v2", &api->create, &missing) || !resolve(lib, "cublasDestroy_v2", &api->destroy, &missing) ||
-      !resolve(lib, "cublasSetStream_v2", &api->set_stream, &missing) || !resolve(lib, "cublasGemmEx", &api->gemm_ex, &missing)) {
-    *why = path + " " + missing;
+  bool ok = resolve_symbol(lib, "cublasCreate_v2", &api->create, &missing);
+  ok = resolve_symbol(lib, "cublasDestroy_v2", &api->destroy, &missing) && ok;
+  ok = resolve_symbol(lib, "cublasSetStream_v2", &api->set_stream, &missing) && ok;
+  ok = resolve_symbol(lib, "cublasGemmEx", &api->gemm_ex, &missing) && ok;
+  if (!ok) {
+    *why = path + " lacks " + missing;
     delete api;
     dlclose(lib);
     return nullptr;

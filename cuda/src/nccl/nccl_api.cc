@@ -3,23 +3,14 @@
 
 #include <dlfcn.h>
 
+#include "../device/dl_symbols.h"
+
 namespace pleat {
 namespace nccl {
 
 namespace {
 
 Api* g_loaded = nullptr;
-
-template <typename F>
-bool resolve(void* lib, const char* name, F* out, std::string* missing) {
-  void* sym = dlsym(lib, name);
-  if (sym == nullptr) {
-    *missing += (missing->empty() ? "" : ", ") + std::string(name);
-    return false;
-  }
-  *out = reinterpret_cast<F>(sym);
-  return true;
-}
 
 }  // namespace
 
@@ -45,22 +36,22 @@ Api* load(const std::string& path, std::string* why) {
   api->path = path;
   std::string missing;
   // Every entry point is resolved (no short-circuit) so that `why` lists all that are absent.
-  bool ok = resolve(lib, "ncclGetVersion", &api->get_version, &missing);
-  ok = resolve(lib, "ncclGetUniqueId", &api->get_unique_id, &missing) && ok;
-  ok = resolve(lib, "ncclCommInitRank", &api->comm_init_rank, &missing) && ok;
-  ok = resolve(lib, "ncclGroupStart", &api->group_start, &missing) && ok;
-  ok = resolve(lib, "ncclGroupEnd", &api->group_end, &missing) && ok;
-  ok = resolve(lib, "ncclAllReduce", &api->all_reduce, &missing) && ok;
-  ok = resolve(lib, "ncclAllGather", &api->all_gather, &missing) && ok;
-  ok = resolve(lib, "ncclReduceScatter", &api->reduce_scatter, &missing) && ok;
-  ok = resolve(lib, "ncclReduce", &api->reduce, &missing) && ok;
-  ok = resolve(lib, "ncclBroadcast", &api->broadcast, &missing) && ok;
-  ok = resolve(lib, "ncclSend", &api->send, &missing) && ok;
-  ok = resolve(lib, "ncclRecv", &api->recv, &missing) && ok;
-  ok = resolve(lib, "ncclCommGetAsyncError", &api->comm_get_async_error, &missing) && ok;
-  ok = resolve(lib, "ncclGetErrorString", &api->get_error_string, &missing) && ok;
-  ok = resolve(lib, "ncclCommAbort", &api->comm_abort, &missing) && ok;
-  ok = resolve(lib, "ncclCommDestroy", &api->comm_destroy, &missing) && ok;
+  bool ok = resolve_symbol(lib, "ncclGetVersion", &api->get_version, &missing);
+  ok = resolve_symbol(lib, "ncclGetUniqueId", &api->get_unique_id, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclCommInitRank", &api->comm_init_rank, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclGroupStart", &api->group_start, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclGroupEnd", &api->group_end, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclAllReduce", &api->all_reduce, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclAllGather", &api->all_gather, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclReduceScatter", &api->reduce_scatter, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclReduce", &api->reduce, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclBroadcast", &api->broadcast, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclSend", &api->send, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclRecv", &api->recv, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclCommGetAsyncError", &api->comm_get_async_error, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclGetErrorString", &api->get_error_string, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclCommAbort", &api->comm_abort, &missing) && ok;
+  ok = resolve_symbol(lib, "ncclCommDestroy", &api->comm_destroy, &missing) && ok;
   if (!ok) {
     *why = path + " lacks " + missing + " (pleat needs NCCL 2.7 or later: grouped send and receive)";
     delete api;

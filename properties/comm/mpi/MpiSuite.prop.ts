@@ -7,15 +7,12 @@
 // timeout names the ranks that never arrived, as the others tell it). Skipped, with a
 // line saying why, where mpirun or the MPI addon is missing.
 import * as Cause from "effect/Cause"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import path from "node:path"
-import { afterAll, beforeAll, describe, expect, test } from "vitest"
+import { beforeAll, describe, expect, test } from "vitest"
 import type { CommError } from "../../../src/comm/CommError.js"
-import { failure, results, type Scenario } from "../runOn.js"
-import { missing, mpirun } from "./mpirun.js"
-import { contract, near, world } from "./suiteCases.js"
-import type { Case, Outcome } from "./runner.js"
+import { failure, type Scenario } from "../runOn.js"
+import { missing } from "./mpirun.js"
+import { contract, world } from "./suiteCases.js"
+import { expectContract, faultOf, runSuite } from "./suiteRun.js"
 
 const why = missing()
 if (why !== undefined) console.log(`MPI suites skipped: ${why}`)
@@ -32,47 +29,19 @@ const localFailure = async (name: string) => {
 }
 
 describe.skipIf(why !== undefined)("the MPI backend with 4 processes", () => {
-  let outcomes: Array<Outcome> = []
-  let dir = ""
-  let ended = { code: null as number | null, stderr: "" }
+  let run: Awaited<ReturnType<typeof runSuite>> = { outcomes: [], stderr: "" }
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), "pleat-mpi-"))
-    const cases: Array<Case> = [
-      ...contract.map((c) => ({ scenario: c.scenario, world, args: c.args, timeoutMs: 20_000 })),
-      ...faults.map((scenario) => ({ scenario, world, args: { world }, timeoutMs: scenario === "neverArrives" || scenario === "recvNobody" ? timeoutMs : atOnceMs })),
-    ]
-    writeFileSync(path.join(dir, "cases.json"), JSON.stringify(cases))
-    const run = await mpirun(world, [path.join(import.meta.dirname, "runner.ts"), path.join(dir, "cases.json"), path.join(dir, "out.json")], 240_000)
-    ended = run
-    outcomes = JSON.parse(readFileSync(path.join(dir, "out.json"), "utf8")) as Array<Outcome>
+    run = await runSuite({ backend: "mpi", faults, timesOut: ["neverArrives", "recvNobody"], faultTimeoutMs: timeoutMs, atOnceMs })
   }, 300_000)
 
-  afterAll(() => {
-    if (dir !== "") rmSync(dir, { recursive: true, force: true })
-  })
-
   test("every case ran (the runner wrote one outcome per case)", () => {
-    expect(outcomes.length, ended.stderr).toBe(contract.length + faults.length)
+    expect(run.outcomes.length, run.stderr).toBe(contract.length + faults.length)
   })
 
-  test("contract: every collective and p2p case equals the local backend's", async () => {
-    for (const [i, c] of contract.entries()) {
-      const got = outcomes[i]
-      expect(got?.ok, `${c.scenario} ${JSON.stringify(c.args)}: ${got?.ok === false ? got.message : ""}`).toBe(true)
-      if (got?.ok !== true) continue
-      const local = await results(c.scenario === "zeroCopyReuse" ? "local-zero-copy" : "local", c.scenario, world, c.args)
-      if (c.scenario === "p2pLargeThenSmall") for (const r of got.results as Array<{ got: Array<number>; expected: Array<number> }>) expect(r.got).toEqual(r.expected)
-      if (c.sums > 0) expect(near(got.results, local, c.sums), `${c.scenario} ${JSON.stringify(c.args)}`).toBe(true)
-      else expect(got.results).toEqual(local)
-    }
-  })
+  test("contract: every collective and p2p case equals the local backend's", () => expectContract(run.outcomes))
 
-  const fault = (name: (typeof faults)[number]) => {
-    const got = outcomes[contract.length + faults.indexOf(name)]
-    if (got === undefined || got.ok) throw new Error(`${name}: the job was expected to fail`)
-    return got
-  }
+  const fault = (name: (typeof faults)[number]) => faultOf(run.outcomes, faults, name)
 
   test("a rank that throws: the job fails with that rank at once", () => {
     const f = fault("throws")

@@ -8,18 +8,16 @@
 // (cuda/src/nccl/nccl_plan.cc), the streams' completion back to Effect. What needs a GPU (the
 // staging through device memory, real NCCL) runs in scripts/device-check. Skipped, with a
 // line saying why, without mpirun, the CUDA addon or the stand-in.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync } from "node:fs"
 import * as Cli from "../../../src/cli/Cli.js"
 import { memoryIo } from "../../../src/cli/Io.js"
-import { tmpdir } from "node:os"
 import path from "node:path"
-import { afterAll, beforeAll, describe, expect, test } from "vitest"
+import { beforeAll, describe, expect, test } from "vitest"
 import * as Addon from "../../../src/native/Addon.js"
 import { local, losses, near as nearLosses } from "../../train/mpiKit.js"
-import { results } from "../runOn.js"
 import { missing, mpirun } from "./mpirun.js"
-import type { Case, Outcome } from "./runner.js"
-import { contract, near, world } from "./suiteCases.js"
+import { contract, world } from "./suiteCases.js"
+import { expectContract, faultOf, runSuite } from "./suiteRun.js"
 
 const standIn = path.join(import.meta.dirname, "../../../build/Release/libpleat_host_nccl.so")
 const why =
@@ -34,47 +32,19 @@ const timeoutMs = 400
 const faults = ["differentOps", "badSplits", "throws", "neverArrives"] as const
 
 describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stand-in)", () => {
-  let outcomes: Array<Outcome> = []
-  let dir = ""
-  let ended = { code: null as number | null, stderr: "" }
+  let run: Awaited<ReturnType<typeof runSuite>> = { outcomes: [], stderr: "" }
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), "pleat-nccl-"))
-    const cases: Array<Case> = [
-      ...contract.map((c) => ({ scenario: c.scenario, world, args: c.args, timeoutMs: 20_000 })),
-      ...faults.map((scenario) => ({ scenario, world, args: { world }, timeoutMs: scenario === "neverArrives" ? timeoutMs : atOnceMs })),
-    ]
-    writeFileSync(path.join(dir, "cases.json"), JSON.stringify(cases))
-    ended = await mpirun(world, [path.join(import.meta.dirname, "runner.ts"), path.join(dir, "cases.json"), path.join(dir, "out.json"), "nccl"], 240_000, undefined, {
-      PLEAT_NCCL_LIB: standIn,
-    })
-    outcomes = existsSync(path.join(dir, "out.json")) ? (JSON.parse(readFileSync(path.join(dir, "out.json"), "utf8")) as Array<Outcome>) : []
+    run = await runSuite({ backend: "nccl", faults, timesOut: ["neverArrives"], faultTimeoutMs: timeoutMs, atOnceMs, env: { PLEAT_NCCL_LIB: standIn } })
   }, 300_000)
 
-  afterAll(() => {
-    if (dir !== "") rmSync(dir, { recursive: true, force: true })
-  })
-
   test("every case ran (the runner wrote one outcome per case)", () => {
-    expect(outcomes.length, ended.stderr).toBe(contract.length + faults.length)
+    expect(run.outcomes.length, run.stderr).toBe(contract.length + faults.length)
   })
 
-  test("contract: every collective and p2p case equals the local backend's", async () => {
-    for (const [i, c] of contract.entries()) {
-      const got = outcomes[i]
-      expect(got?.ok, `${c.scenario} ${JSON.stringify(c.args)}: ${got?.ok === false ? got.message : ""}`).toBe(true)
-      if (got?.ok !== true) continue
-      const local = await results(c.scenario === "zeroCopyReuse" ? "local-zero-copy" : "local", c.scenario, world, c.args)
-      if (c.sums > 0) expect(near(got.results, local, c.sums), `${c.scenario} ${JSON.stringify(c.args)}`).toBe(true)
-      else expect(got.results).toEqual(local)
-    }
-  })
+  test("contract: every collective and p2p case equals the local backend's", () => expectContract(run.outcomes))
 
-  const fault = (name: (typeof faults)[number]) => {
-    const got = outcomes[contract.length + faults.indexOf(name)]
-    if (got === undefined || got.ok) throw new Error(`${name}: the job was expected to fail`)
-    return got
-  }
+  const fault = (name: (typeof faults)[number]) => faultOf(run.outcomes, faults, name)
 
   test("mismatched collectives and bad arguments fail every member at once on the host, as on MPI", () => {
     expect(fault("differentOps").message).toContain("ranks 0,2 issued allReduce(sum) float64 [1, 2]; ranks 1,3 issued allReduce(sum) float64 [3, 2]")
