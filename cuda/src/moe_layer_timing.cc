@@ -5,6 +5,8 @@
 //
 //   timeMoeLayer(tokens, hidden, ffn, experts, topk, reps) -> { forwardMs: [...], backwardMs:
 //       [...], rows, perExpert: [...] }     (cublasLoad first; reps steps after one untimed)
+//   runMoeLayer(x, wr, wg, wu, wd, dy, tokens, ...) -> the same layer once on given inputs, every
+//       result copied back (for the check against a float64 reference, see below)
 //
 // The layer: logits = x Wr (float32 GEMM), the router kernel (softmax over the top-k logits: the
 // top-k of the softmax renormalised, Mixtral's), the routing plan on the host (the indices
@@ -75,19 +77,27 @@ struct Tensors {
   int32_t *chosen, *index, *expert, *offsets, *rows;
 };
 
-bool make_tensors(DeviceBuffers& b, const Shape& s, Tensors* d) {
+// The layer's inputs from the caller (runMoeLayer: float32, the expert weights [E, H, F] /
+// [E, F, H] rounded to bf16 on the device); null: random (timeMoeLayer).
+struct Inputs {
+  const float *x = nullptr, *wr = nullptr, *wg = nullptr, *wu = nullptr, *wd = nullptr, *dy = nullptr;
+};
+
+// Device float32 of `count`: the caller's values, else uniform(scale) ones.
+float* input(DeviceBuffers& b, size_t count, const float* given, float scale) {
+  if (given != nullptr) return b.make(count, given);
+  std::vector<float> host(count);
+  for (float& v : host) v = uniform(scale);
+  return b.make(count, host.data());
+}
+
+bool make_tensors(DeviceBuffers& b, const Shape& s, const Inputs& in, Tensors* d) {
   const size_t n = s.t * s.k, hf = s.h * s.f;
-  std::vector<float> host(s.t * s.h);
-  for (float& v : host) v = uniform(1.0f);
-  d->x = b.make(host.size(), host.data());
-  for (float& v : host) v = uniform(1e-3f);
-  d->dy = b.make(host.size(), host.data());
-  std::vector<float> wr(s.h * s.e);
-  for (float& v : wr) v = uniform(0.04f);
-  d->wr = b.make(wr.size(), wr.data());
-  std::vector<float> w(hf);
-  for (float& v : w) v = uniform(0.04f);
-  float* w32 = b.make(w.size(), w.data());
+  d->x = input(b, s.t * s.h, in.x, 1.0f);
+  d->dy = input(b, s.t * s.h, in.dy, 1e-3f);
+  d->wr = input(b, s.h * s.e, in.wr, 0.04f);
+  // Random weights: one matrix's values for every expert and matrix (see the header).
+  float* w32 = in.wg == nullptr ? input(b, hf, nullptr, 0.04f) : nullptr;
   float** f32[] = {&d->logits, &d->probs, &d->xp, &d->probs_out, &d->gate, &d->up, &d->act, &d->yp, &d->out, &d->dyp, &d->dprob,
                    &d->dact, &d->dgate, &d->dup, &d->dxp, &d->dx, &d->dwg, &d->dwu, &d->dwd};
   const size_t f32_sizes[] = {s.t * s.e, s.t * s.e, n * s.h, n, n * s.f, n * s.f, n * s.f, n * s.h, s.t * s.h, n * s.h, n,
@@ -102,10 +112,20 @@ bool make_tensors(DeviceBuffers& b, const Shape& s, Tensors* d) {
   const size_t i32_sizes[] = {n, n, n, s.t + 1, n};
   for (size_t i = 0; i < 5; ++i)
     if ((*i32[i] = b.make<int32_t>(i32_sizes[i])) == nullptr) return false;
-  if (d->x == nullptr || d->dy == nullptr || d->wr == nullptr || w32 == nullptr) return false;
-  for (size_t e = 0; e < s.e; ++e)
-    for (uint16_t* w16 : {d->wg16, d->wu16, d->wd16})
-      if (to_bf16_launch(w32, w16 + e * hf, hf, nullptr) != cudaSuccess) return false;
+  if (d->x == nullptr || d->dy == nullptr || d->wr == nullptr) return false;
+  if (in.wg != nullptr) {
+    const float* given[] = {in.wg, in.wu, in.wd};
+    uint16_t* w16[] = {d->wg16, d->wu16, d->wd16};
+    for (size_t i = 0; i < 3; ++i) {
+      const float* w = b.make(s.e * hf, given[i]);
+      if (w == nullptr || to_bf16_launch(w, w16[i], s.e * hf, nullptr) != cudaSuccess) return false;
+    }
+  } else {
+    if (w32 == nullptr) return false;
+    for (size_t e = 0; e < s.e; ++e)
+      for (uint16_t* w16 : {d->wg16, d->wu16, d->wd16})
+        if (to_bf16_launch(w32, w16 + e * hf, hf, nullptr) != cudaSuccess) return false;
+  }
   return cudaDeviceSynchronize() == cudaSuccess;
 }
 
@@ -180,29 +200,107 @@ cudaError_t backward(CublasApi* api, cudaStream_t s, const Shape& sh, const Tens
   return combine_rows_launch(d.dxp, sh.h, d.offsets, d.rows, nullptr, sh.t, sh.h, d.dx, s);
 }
 
+// The shape from arguments first..first+4 (tokens, hidden, ffn, experts, topk), checked.
+bool shape_of(const Napi::CallbackInfo& info, const char* fn, size_t first, Shape* sh) {
+  double v[5] = {};
+  const char* names[] = {"tokens", "hidden", "ffn", "experts", "topk"};
+  for (size_t i = 0; i < 5; ++i)
+    if (!expect_whole(info, fn, first + i, names[i], &v[i])) return false;
+  *sh = Shape{static_cast<size_t>(v[0]), static_cast<size_t>(v[1]), static_cast<size_t>(v[2]), static_cast<size_t>(v[3]), static_cast<size_t>(v[4])};
+  if (sh->t == 0 || sh->h == 0 || sh->f == 0 || sh->k == 0 || sh->k > sh->e || sh->e > 64 || static_cast<double>(sh->t * sh->k) > 2147483647.0 / static_cast<double>(sh->f))
+    return throw_range_error(info.Env(), std::string(fn) + ": needs tokens, hidden, ffn >= 1, 1 <= topk <= experts <= 64, tokens * topk * ffn < 2^31");
+  return true;
+}
+
+// The device memory and cuBLAS, or null with a pending JS error.
+CublasApi* ready(Napi::Env env, const char* fn, DeviceMemory** m) {
+  *m = device_memory(env);
+  if (*m == nullptr) return nullptr;
+  CublasApi* api = loaded_cublas();
+  if (api == nullptr) Napi::Error::New(env, std::string(fn) + ": cuBLAS is not loaded (call cublasLoad(path) first)").ThrowAsJavaScriptException();
+  return api;
+}
+
+bool cuda_failed(Napi::Env env, const char* fn, cudaError_t err) {
+  if (err == cudaSuccess) return false;
+  (void)cudaGetLastError();
+  Napi::Error::New(env, std::string("CUDA error: ") + fn + " failed: " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err) + " (cuBLAS status errors read as cudaErrorUnknown)")
+      .ThrowAsJavaScriptException();
+  return true;
+}
+
+// runMoeLayer(x, wr, wg, wu, wd, dy, tokens, hidden, ffn, experts, topk) -> { out, dx, dwg, dwu,
+//   dwd, chosen, probs }: one forward and backward of the timed layer on the caller's float32
+// inputs (x, dy [T, H], wr [H, E], wg, wu [E, H, F], wd [E, F, H]; the expert weights are rounded
+// to bf16 on the device), every result copied back (chosen [T, k], probs [T, E] dense), so that
+// scripts/device-check can hold the timed layer against a float64 reference on small shapes.
+Napi::Value RunMoeLayer(const Napi::CallbackInfo& info) {
+  const char* fn = "runMoeLayer";
+  Napi::Env env = info.Env();
+  Shape sh{};
+  if (!expect_arity(info, fn, 11) || !shape_of(info, fn, 6, &sh)) return env.Undefined();
+  const size_t hf = sh.h * sh.f;
+  const size_t lengths[] = {sh.t * sh.h, sh.h * sh.e, sh.e * hf, sh.e * hf, sh.e * hf, sh.t * sh.h};
+  const char* names[] = {"x", "wr", "wg", "wu", "wd", "dy"};
+  const float* host[6] = {};
+  for (size_t i = 0; i < 6; ++i) {
+    Napi::TypedArray a;
+    if (!expect_typed_array(info, fn, i, names[i], &a)) return env.Undefined();
+    if (a.TypedArrayType() != napi_float32_array || a.ElementLength() != lengths[i]) {
+      throw_range_error(env, std::string(fn) + ": " + names[i] + " must be a Float32Array of " + std::to_string(lengths[i]) + " elements");
+      return env.Undefined();
+    }
+    host[i] = reinterpret_cast<const float*>(view_bytes(a));
+  }
+  DeviceMemory* m = nullptr;
+  CublasApi* api = ready(env, fn, &m);
+  if (api == nullptr) return env.Undefined();
+  DeviceBuffers b(m);
+  Tensors d{};
+  if (!make_tensors(b, sh, Inputs{host[0], host[1], host[2], host[3], host[4], host[5]}, &d)) {
+    (void)cudaGetLastError();
+    Napi::Error::New(env, std::string(fn) + ": the device is out of memory for the layer's tensors (or a copy failed)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  cudaStream_t s = m->backend.stream(0);
+  Plan plan;
+  cudaError_t err = forward(api, s, sh, d, &plan);
+  if (err == cudaSuccess) err = backward(api, s, sh, d, plan);
+  if (err == cudaSuccess) err = cudaStreamSynchronize(s);
+  if (cuda_failed(env, fn, err)) return env.Undefined();
+  Napi::Object out = Napi::Object::New(env);
+  const auto back = [&](const char* name, const void* src, size_t count, bool ints) {
+    Napi::TypedArray a = ints ? static_cast<Napi::TypedArray>(Napi::Int32Array::New(env, count)) : static_cast<Napi::TypedArray>(Napi::Float32Array::New(env, count));
+    if (err == cudaSuccess && count > 0) err = cudaMemcpy(view_bytes(a), src, count * 4, cudaMemcpyDeviceToHost);
+    out.Set(name, a);
+  };
+  back("out", d.out, sh.t * sh.h, false);
+  back("dx", d.dx, sh.t * sh.h, false);
+  back("dwg", d.dwg, sh.e * hf, false);
+  back("dwu", d.dwu, sh.e * hf, false);
+  back("dwd", d.dwd, sh.e * hf, false);
+  back("chosen", d.chosen, sh.t * sh.k, true);
+  back("probs", d.probs, sh.t * sh.e, false);
+  if (cuda_failed(env, fn, err)) return env.Undefined();
+  return out;
+}
+
 Napi::Value TimeMoeLayer(const Napi::CallbackInfo& info) {
   const char* fn = "timeMoeLayer";
   Napi::Env env = info.Env();
-  double v[6] = {};
-  const char* names[] = {"tokens", "hidden", "ffn", "experts", "topk", "reps"};
-  if (!expect_arity(info, fn, 6)) return env.Undefined();
-  for (size_t i = 0; i < 6; ++i)
-    if (!expect_whole(info, fn, i, names[i], &v[i])) return env.Undefined();
-  const Shape sh{static_cast<size_t>(v[0]), static_cast<size_t>(v[1]), static_cast<size_t>(v[2]), static_cast<size_t>(v[3]), static_cast<size_t>(v[4])};
-  if (sh.t == 0 || sh.h == 0 || sh.f == 0 || sh.k == 0 || sh.k > sh.e || sh.e > 64 || v[5] < 1 || sh.t * sh.k > 2147483647.0 / static_cast<double>(sh.f)) {
-    throw_range_error(env, std::string(fn) + ": needs tokens, hidden, ffn, reps >= 1, 1 <= topk <= experts <= 64, tokens * topk * ffn < 2^31");
+  Shape sh{};
+  double reps = 0;
+  if (!expect_arity(info, fn, 6) || !shape_of(info, fn, 0, &sh) || !expect_whole(info, fn, 5, "reps", &reps)) return env.Undefined();
+  if (reps < 1) {
+    throw_range_error(env, std::string(fn) + ": needs reps >= 1");
     return env.Undefined();
   }
-  DeviceMemory* m = device_memory(env);
-  if (m == nullptr) return env.Undefined();
-  CublasApi* api = loaded_cublas();
-  if (api == nullptr) {
-    Napi::Error::New(env, std::string(fn) + ": cuBLAS is not loaded (call cublasLoad(path) first)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  DeviceMemory* m = nullptr;
+  CublasApi* api = ready(env, fn, &m);
+  if (api == nullptr) return env.Undefined();
   DeviceBuffers b(m);
   Tensors d{};
-  if (!make_tensors(b, sh, &d)) {
+  if (!make_tensors(b, sh, Inputs{}, &d)) {
     (void)cudaGetLastError();
     Napi::Error::New(env, std::string(fn) + ": the device is out of memory for the layer's tensors (or a copy failed)").ThrowAsJavaScriptException();
     return env.Undefined();
@@ -213,7 +311,7 @@ Napi::Value TimeMoeLayer(const Napi::CallbackInfo& info) {
   Napi::Array forward_ms = Napi::Array::New(env), backward_ms = Napi::Array::New(env);
   Plan plan;
   cudaError_t err = cudaSuccess;
-  for (int rep = 0; rep <= static_cast<int>(v[5]) && err == cudaSuccess; ++rep) {  // rep 0 untimed
+  for (int rep = 0; rep <= static_cast<int>(reps) && err == cudaSuccess; ++rep) {  // rep 0 untimed
     cudaEventRecord(marks[0], s);
     err = forward(api, s, sh, d, &plan);
     cudaEventRecord(marks[1], s);
@@ -229,12 +327,7 @@ Napi::Value TimeMoeLayer(const Napi::CallbackInfo& info) {
     }
   }
   for (cudaEvent_t& e : marks) cudaEventDestroy(e);
-  if (err != cudaSuccess) {
-    (void)cudaGetLastError();
-    Napi::Error::New(env, std::string("CUDA error: ") + fn + " failed: " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err) + " (cuBLAS status errors read as cudaErrorUnknown)")
-        .ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+  if (cuda_failed(env, fn, err)) return env.Undefined();
   Napi::Object out = Napi::Object::New(env);
   out.Set("forwardMs", forward_ms);
   out.Set("backwardMs", backward_ms);
@@ -249,6 +342,7 @@ Napi::Value TimeMoeLayer(const Napi::CallbackInfo& info) {
 
 void RegisterMoeLayerTimingExports(Napi::Env env, Napi::Object exports) {
   exports.Set("timeMoeLayer", Napi::Function::New(env, TimeMoeLayer, "timeMoeLayer"));
+  exports.Set("runMoeLayer", Napi::Function::New(env, RunMoeLayer, "runMoeLayer"));
 }
 
 }  // namespace pleat

@@ -52,6 +52,10 @@ describe.runIf(built && !status.available)("CUDA kernels without a device", () =
     expect(() => ops.timeMoeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 65, topk: 2 }, 1)).toThrow(/topk <= experts <= 64/)
     expect(() => ops.timeMoeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 4, topk: 2 }, 0)).toThrow(/reps >= 1/)
     expect(() => ops.timeMoeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 4, topk: 2 }, 1)).toThrow(/^no device: /)
+    const layer = { tokens: 2, hidden: 3, ffn: 4, experts: 2, topk: 1 }
+    const inputs = { x: new Float32Array(6), wr: new Float32Array(6), wg: new Float32Array(24), wu: new Float32Array(24), wd: new Float32Array(24), dy: new Float32Array(6) }
+    expect(() => ops.runMoeLayer({ ...inputs, wd: new Float32Array(23) }, layer)).toThrow(/wd must be a Float32Array of 24 elements/)
+    expect(() => ops.runMoeLayer(inputs, layer)).toThrow(/^no device: /)
   })
 
   test("loadCublas says why a library does not load", () => {

@@ -82,6 +82,30 @@ interface CudaAddon {
   groupedGemm(a: Float32Array, b: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16: boolean): number
   timeDevicePermute(tokens: number, hidden: number, experts: number, topk: number, reps: number): DevicePermuteTiming
   timeMoeLayer(tokens: number, hidden: number, ffn: number, experts: number, topk: number, reps: number): MoeLayerTiming
+  runMoeLayer(
+    x: Float32Array,
+    wr: Float32Array,
+    wg: Float32Array,
+    wu: Float32Array,
+    wd: Float32Array,
+    dy: Float32Array,
+    ...shape: [number, number, number, number, number]
+  ): MoeLayerRun
+}
+
+/**
+ * The timed MoE layer run once on given inputs (cuda/src/moe_layer_timing.cc runMoeLayer): its
+ * output and gradients, and the routing it chose.
+ * @category models
+ */
+export interface MoeLayerRun {
+  readonly out: Float32Array
+  readonly dx: Float32Array
+  readonly dwg: Float32Array
+  readonly dwu: Float32Array
+  readonly dwd: Float32Array
+  readonly chosen: Int32Array
+  readonly probs: Float32Array
 }
 
 /**
@@ -155,6 +179,7 @@ const functions = [
   "groupedGemm",
   "timeDevicePermute",
   "timeMoeLayer",
+  "runMoeLayer",
 ] as const
 
 // The outcome of the one load attempt: the module, or why it could not be used.
@@ -357,6 +382,14 @@ export const deviceOps = () => {
       shape: { readonly tokens: number; readonly hidden: number; readonly ffn: number; readonly experts: number; readonly topk: number },
       reps: number,
     ): MoeLayerTiming => a.timeMoeLayer(shape.tokens, shape.hidden, shape.ffn, shape.experts, shape.topk, reps),
+    /**
+     * The same layer once on the caller's float32 inputs (x, dy [T, H], wr [H, E], wg, wu [E, H,
+     * F], wd [E, F, H]), every result copied back: for checking it against a reference.
+     */
+    runMoeLayer: (
+      inputs: { readonly x: Float32Array; readonly wr: Float32Array; readonly wg: Float32Array; readonly wu: Float32Array; readonly wd: Float32Array; readonly dy: Float32Array },
+      shape: { readonly tokens: number; readonly hidden: number; readonly ffn: number; readonly experts: number; readonly topk: number },
+    ): MoeLayerRun => a.runMoeLayer(inputs.x, inputs.wr, inputs.wg, inputs.wu, inputs.wd, inputs.dy, shape.tokens, shape.hidden, shape.ffn, shape.experts, shape.topk),
   }
 }
 
