@@ -77,6 +77,15 @@ export const make = (session: Session, opened: Opened): DataEngine => {
   }
 
   const start: DataEngine["start"] = (group, mpiComm, request, parts, local, done) => {
+    try {
+      queue(group, mpiComm, request, parts, local, done)
+    } catch (error) {
+      // NCCL's id or a plan that cannot be made: this collective fails, naming why.
+      done({ ok: false, error: message(error) })
+    }
+  }
+
+  const queue: DataEngine["start"] = (group, mpiComm, request, parts, local, done) => {
     const state = groups.get(group.key) ?? join(group, mpiComm, local)
     const plan = NcclPlan.planFor(parts, local)
     const { shape, splits } = NcclPlan.resultShape(parts, local)
