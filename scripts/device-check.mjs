@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url"
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const target = process.argv[2] ?? path.join(root, "out", "device-check.json")
 const Cuda = await import(path.join(root, "dist/native/Cuda.js"))
+const CudaTiming = await import(path.join(root, "dist/native/CudaTiming.js"))
 const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
 const CpuOptional = await import(path.join(root, "dist/native/CpuOptional.js"))
 const CpuDispatch = await import(path.join(root, "dist/native/CpuDispatch.js"))
@@ -468,7 +469,7 @@ if (status.available) {
       [8, 2],
       [64, 8],
     ]) {
-      const t = ops.timePermute({ tokens: 8192, hidden: 4096, experts, topk }, 20)
+      const t = CudaTiming.timings().permute({ tokens: 8192, hidden: 4096, experts, topk }, 20)
       // As the CPU bench counts: each pass reads and writes `bytes`, and so does the copy.
       const pairGBs = (4 * t.bytes) / ((t.permuteMs + t.unpermuteMs) / 1000) / 1e9
       const copyGBs = (2 * t.bytes) / (t.copyMs / 1000) / 1e9

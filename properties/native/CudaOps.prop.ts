@@ -10,6 +10,7 @@ import { describe, expect, test } from "vitest"
 import * as Addon from "../../src/native/Addon.js"
 import * as Cpu from "../../src/native/Cpu.js"
 import * as Cuda from "../../src/native/Cuda.js"
+import * as CudaTiming from "../../src/native/CudaTiming.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import { attentionTwins } from "./attentionTwins.js"
 import { dispatchTwins } from "./dispatchTwins.js"
@@ -47,15 +48,16 @@ describe.runIf(built && !status.available)("CUDA kernels without a device", () =
     expect(() => ops.groupedGemm(new Float32Array(4), new Float32Array(8), new Float32Array(4), Int32Array.of(3, -1), 2, 2)).toThrow(/counts\[1\] = -1 is negative/)
     expect(() => ops.groupedGemm(new Float32Array(4), new Float32Array(8), new Float32Array(4), Int32Array.of(1, 1), 2, 2)).toThrow(/^no device: /)
     // The device-resident timings: their shapes checked, then the device asked for.
-    expect(() => ops.timePermute({ tokens: 8, hidden: 4, experts: 2, topk: 3 }, 1)).toThrow(/1 <= topk <= experts/)
-    expect(() => ops.timePermute({ tokens: 8, hidden: 4, experts: 2, topk: 2 }, 1)).toThrow(/^no device: /)
-    expect(() => ops.timeMoeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 65, topk: 2 }, 1)).toThrow(/topk <= experts <= 64/)
-    expect(() => ops.timeMoeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 4, topk: 2 }, 0)).toThrow(/reps >= 1/)
-    expect(() => ops.timeMoeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 4, topk: 2 }, 1)).toThrow(/^no device: /)
+    const timing = CudaTiming.timings()
+    expect(() => timing.permute({ tokens: 8, hidden: 4, experts: 2, topk: 3 }, 1)).toThrow(/1 <= topk <= experts/)
+    expect(() => timing.permute({ tokens: 8, hidden: 4, experts: 2, topk: 2 }, 1)).toThrow(/^no device: /)
+    expect(() => timing.moeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 65, topk: 2 }, 1)).toThrow(/topk <= experts <= 64/)
+    expect(() => timing.moeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 4, topk: 2 }, 0)).toThrow(/reps >= 1/)
+    expect(() => timing.moeLayer({ tokens: 8, hidden: 4, ffn: 6, experts: 4, topk: 2 }, 1)).toThrow(/^no device: /)
     const layer = { tokens: 2, hidden: 3, ffn: 4, experts: 2, topk: 1 }
     const inputs = { x: new Float32Array(6), wr: new Float32Array(6), wg: new Float32Array(24), wu: new Float32Array(24), wd: new Float32Array(24), dy: new Float32Array(6) }
-    expect(() => ops.runMoeLayer({ ...inputs, wd: new Float32Array(23) }, layer)).toThrow(/wd must be a Float32Array of 24 elements/)
-    expect(() => ops.runMoeLayer(inputs, layer)).toThrow(/^no device: /)
+    expect(() => timing.runMoeLayer({ ...inputs, wd: new Float32Array(23) }, layer)).toThrow(/wd must be a Float32Array of 24 elements/)
+    expect(() => timing.runMoeLayer(inputs, layer)).toThrow(/^no device: /)
   })
 
   test("loadCublas says why a library does not load", () => {

@@ -80,59 +80,6 @@ interface CudaAddon {
   cublasLoad(path: string): { readonly loaded: true; readonly path: string } | { readonly loaded: false; readonly error: string }
   gemm(a: Float32Array, b: Float32Array, out: Float32Array, m: number, n: number, k: number, bf16: boolean): number
   groupedGemm(a: Float32Array, b: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16: boolean): number
-  timeDevicePermute(tokens: number, hidden: number, experts: number, topk: number, reps: number): DevicePermuteTiming
-  timeMoeLayer(tokens: number, hidden: number, ffn: number, experts: number, topk: number, reps: number): MoeLayerTiming
-  runMoeLayer(
-    x: Float32Array,
-    wr: Float32Array,
-    wg: Float32Array,
-    wu: Float32Array,
-    wd: Float32Array,
-    dy: Float32Array,
-    ...shape: [number, number, number, number, number]
-  ): MoeLayerRun
-}
-
-/**
- * The timed MoE layer run once on given inputs (cuda/src/moe_layer_timing.cc runMoeLayer): its
- * output and gradients, and the routing it chose.
- * @category models
- */
-export interface MoeLayerRun {
-  readonly out: Float32Array
-  readonly dx: Float32Array
-  readonly dwg: Float32Array
-  readonly dwu: Float32Array
-  readonly dwd: Float32Array
-  readonly chosen: Int32Array
-  readonly probs: Float32Array
-}
-
-/**
- * One MoE layer's forward and backward on device-resident tensors (cuda/src/moe_layer_timing.cc):
- * the milliseconds of each timed step's forward and backward, and the rows each expert got.
- * @category models
- */
-export interface MoeLayerTiming {
-  readonly forwardMs: ReadonlyArray<number>
-  readonly backwardMs: ReadonlyArray<number>
-  readonly rows: number
-  readonly perExpert: ReadonlyArray<number>
-}
-
-/**
- * The MoE permute and unpermute timed on device-resident data against a device copy of the
- * same bytes (cuda/src/device_timing_binding.cc): mean milliseconds per call.
- * @category models
- */
-export interface DevicePermuteTiming {
-  readonly permuteMs: number
-  readonly unpermuteMs: number
-  readonly copyMs: number
-  /** tokens * topk: the rows each pass moves. */
-  readonly rows: number
-  /** rows * hidden * 4: what a pass (and the copy) reads and writes. */
-  readonly bytes: number
 }
 
 /**
@@ -177,9 +124,6 @@ const functions = [
   "cublasLoad",
   "gemm",
   "groupedGemm",
-  "timeDevicePermute",
-  "timeMoeLayer",
-  "runMoeLayer",
 ] as const
 
 // The outcome of the one load attempt: the module, or why it could not be used.
@@ -370,26 +314,6 @@ export const deviceOps = () => {
     /** The expert GEMM: a's rows in groups of counts[e], b [E, k, n]; out[group e] = a[group e] b[e]. Device ms. */
     groupedGemm: (x: Float32Array, y: Float32Array, out: Float32Array, counts: Int32Array, k: number, n: number, bf16 = false): number =>
       a.groupedGemm(x, y, out, counts, k, n, bf16),
-    /** Permute and unpermute of `tokens * topk` rows on data that stays on the device, and a device copy of the same bytes, timed with events. */
-    timePermute: (shape: { readonly tokens: number; readonly hidden: number; readonly experts: number; readonly topk: number }, reps: number): DevicePermuteTiming =>
-      a.timeDevicePermute(shape.tokens, shape.hidden, shape.experts, shape.topk, reps),
-    /**
-     * One MoE layer forward and backward on the device (router, permute, per-expert bf16 GEMMs
-     * through cuBLAS, SwiGLU, combine, and their backward; loadCublas first), `reps` steps after
-     * an untimed one.
-     */
-    timeMoeLayer: (
-      shape: { readonly tokens: number; readonly hidden: number; readonly ffn: number; readonly experts: number; readonly topk: number },
-      reps: number,
-    ): MoeLayerTiming => a.timeMoeLayer(shape.tokens, shape.hidden, shape.ffn, shape.experts, shape.topk, reps),
-    /**
-     * The same layer once on the caller's float32 inputs (x, dy [T, H], wr [H, E], wg, wu [E, H,
-     * F], wd [E, F, H]), every result copied back: for checking it against a reference.
-     */
-    runMoeLayer: (
-      inputs: { readonly x: Float32Array; readonly wr: Float32Array; readonly wg: Float32Array; readonly wu: Float32Array; readonly wd: Float32Array; readonly dy: Float32Array },
-      shape: { readonly tokens: number; readonly hidden: number; readonly ffn: number; readonly experts: number; readonly topk: number },
-    ): MoeLayerRun => a.runMoeLayer(inputs.x, inputs.wr, inputs.wg, inputs.wu, inputs.wd, inputs.dy, shape.tokens, shape.hidden, shape.ffn, shape.experts, shape.topk),
   }
 }
 
