@@ -1,6 +1,7 @@
-// Device buffers and event timing for the device-resident timings of scripts/device-check
-// (device_timing_binding.cc, moe_layer_timing.cc): data that stays on the GPU, so what is timed is
-// the kernels and not the PCIe.
+// Device buffers freed with their holder (blocks of the caching allocator on one stream: the
+// device timings of scripts/device-check, and the NCCL backend's staged arrays), and the event
+// timing of device_timing_binding.cc and moe_layer_timing.cc: data that stays on the GPU, so what
+// is timed is the kernels and not the PCIe.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -13,16 +14,17 @@
 
 namespace pleat {
 
-// Device buffers of one timing, freed with it.
+// Device buffers of one holder on stream `stream`, freed with it (on the thread that destroys it:
+// the allocator's calls come from the JS thread).
 class DeviceBuffers {
  public:
-  explicit DeviceBuffers(DeviceMemory* m) : m_(m) {}
+  explicit DeviceBuffers(DeviceMemory* m, int stream = 0) : m_(m), stream_(stream) {}
   ~DeviceBuffers() {
     for (void* p : blocks_) m_->allocator.free(p);
   }
   template <typename T>
   T* make(size_t count, const T* from = nullptr) {
-    void* p = m_->allocator.allocate(std::max<size_t>(count, 1) * sizeof(T), 0);
+    void* p = m_->allocator.allocate(std::max<size_t>(count, 1) * sizeof(T), stream_);
     if (p == nullptr) return nullptr;
     blocks_.push_back(p);
     if (from != nullptr && count > 0 && cudaMemcpy(p, from, count * sizeof(T), cudaMemcpyHostToDevice) != cudaSuccess) return nullptr;
@@ -31,6 +33,7 @@ class DeviceBuffers {
 
  private:
   DeviceMemory* m_;
+  int stream_;
   std::vector<void*> blocks_;
 };
 

@@ -25,6 +25,7 @@
 #include "device_memory_binding.h"
 #include "kernels/ops_cuda.h"
 #include "napi_args.h"
+#include "routing_plan.h"
 
 namespace pleat {
 
@@ -45,24 +46,17 @@ Napi::Value TimeDevicePermute(const Napi::CallbackInfo& info) {
   DeviceMemory* m = device_memory(env);
   if (m == nullptr) return env.Undefined();
   const size_t n = t * k;
-  // Routing: token i's j-th expert, then the rows in expert-major order (a stable counting sort).
-  std::vector<int32_t> expert_of(n), index(n), per_expert(e + 1, 0);
+  // Token i's j-th expert spread so that every expert gets rows.
+  std::vector<int32_t> chosen(n);
   const size_t stride = std::max<size_t>(1, e / k);
   for (size_t i = 0; i < t; ++i)
-    for (size_t j = 0; j < k; ++j) expert_of[i * k + j] = static_cast<int32_t>((i * 7 + j * stride) % e);
-  for (size_t r = 0; r < n; ++r) ++per_expert[static_cast<size_t>(expert_of[r]) + 1];
-  for (size_t x = 0; x < e; ++x) per_expert[x + 1] += per_expert[x];
-  std::vector<int32_t> token_offsets(t + 1, 0), token_rows(n);
-  for (size_t r = 0; r < n; ++r) index[static_cast<size_t>(per_expert[static_cast<size_t>(expert_of[r])]++)] = static_cast<int32_t>(r / k);
-  // Token i's permuted rows in increasing row order (CSR), as combine_rows reads them.
-  for (size_t r = 0; r < n; ++r) ++token_offsets[static_cast<size_t>(index[r]) + 1];
-  for (size_t i = 0; i < t; ++i) token_offsets[i + 1] += token_offsets[i];
-  std::vector<int32_t> next(token_offsets.begin(), token_offsets.end() - 1);
-  for (size_t r = 0; r < n; ++r) token_rows[static_cast<size_t>(next[static_cast<size_t>(index[r])]++)] = static_cast<int32_t>(r);
+    for (size_t j = 0; j < k; ++j) chosen[i * k + j] = static_cast<int32_t>((i * 7 + j * stride) % e);
+  const RoutingPlan plan = routing_plan(chosen, t, k, e);
+  const std::vector<int32_t>&index = plan.index, &token_offsets = plan.offsets, &token_rows = plan.rows;
+  TimingRandom random;
   std::vector<float> x(t * h), weights(n);
-  uint32_t state = 12345;
-  for (float& v : x) v = static_cast<float>((state = state * 1103515245u + 12345u) >> 8) / 16777216.0f - 0.5f;
-  for (float& w : weights) w = static_cast<float>((state = state * 1103515245u + 12345u) >> 8) / 16777216.0f;
+  for (float& v : x) v = random.uniform(1.0f);
+  for (float& w : weights) w = random.uniform(1.0f) + 0.5f;
   DeviceBuffers b(m);
   const float* dx = b.make(x.size(), x.data());
   const int32_t* d_index = b.make(index.size(), index.data());

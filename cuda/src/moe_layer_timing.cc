@@ -35,36 +35,11 @@
 #include "kernels/ops_cuda.h"
 #include "moe_layer_timing.h"
 #include "napi_args.h"
+#include "routing_plan.h"
 
 namespace pleat {
 
 namespace {
-
-uint32_t g_state = 12345;
-float uniform(float scale) { return scale * (static_cast<float>((g_state = g_state * 1103515245u + 12345u) >> 8) / 16777216.0f - 0.5f); }
-
-// The routing of one step, made on the host from the router's indices [T, k].
-struct Plan {
-  std::vector<int32_t> index, expert, offsets, rows, counts;
-};
-
-Plan plan_of(const std::vector<int32_t>& chosen, size_t t, size_t k, size_t e) {
-  const size_t n = t * k;
-  Plan p{std::vector<int32_t>(n), std::vector<int32_t>(n), std::vector<int32_t>(t + 1, 0), std::vector<int32_t>(n), std::vector<int32_t>(e, 0)};
-  for (int32_t x : chosen) ++p.counts[static_cast<size_t>(x)];
-  std::vector<int32_t> at(e, 0);
-  for (size_t x = 1; x < e; ++x) at[x] = at[x - 1] + p.counts[x - 1];
-  for (size_t r = 0; r < n; ++r) {  // token-major routed pairs, placed expert-major, stable
-    const size_t slot = static_cast<size_t>(at[static_cast<size_t>(chosen[r])]++);
-    p.index[slot] = static_cast<int32_t>(r / k);
-    p.expert[slot] = chosen[r];
-  }
-  for (size_t r = 0; r < n; ++r) ++p.offsets[static_cast<size_t>(p.index[r]) + 1];
-  for (size_t i = 0; i < t; ++i) p.offsets[i + 1] += p.offsets[i];
-  std::vector<int32_t> next(p.offsets.begin(), p.offsets.end() - 1);
-  for (size_t r = 0; r < n; ++r) p.rows[static_cast<size_t>(next[static_cast<size_t>(p.index[r])]++)] = static_cast<int32_t>(r);
-  return p;
-}
 
 struct Shape {
   size_t t, h, f, e, k;
@@ -84,20 +59,21 @@ struct Inputs {
 };
 
 // Device float32 of `count`: the caller's values, else uniform(scale) ones.
-float* input(DeviceBuffers& b, size_t count, const float* given, float scale) {
+float* input(DeviceBuffers& b, TimingRandom& random, size_t count, const float* given, float scale) {
   if (given != nullptr) return b.make(count, given);
   std::vector<float> host(count);
-  for (float& v : host) v = uniform(scale);
+  for (float& v : host) v = random.uniform(scale);
   return b.make(count, host.data());
 }
 
 bool make_tensors(DeviceBuffers& b, const Shape& s, const Inputs& in, Tensors* d) {
   const size_t n = s.t * s.k, hf = s.h * s.f;
-  d->x = input(b, s.t * s.h, in.x, 1.0f);
-  d->dy = input(b, s.t * s.h, in.dy, 1e-3f);
-  d->wr = input(b, s.h * s.e, in.wr, 0.04f);
+  TimingRandom random;
+  d->x = input(b, random, s.t * s.h, in.x, 1.0f);
+  d->dy = input(b, random, s.t * s.h, in.dy, 1e-3f);
+  d->wr = input(b, random, s.h * s.e, in.wr, 0.04f);
   // Random weights: one matrix's values for every expert and matrix (see the header).
-  float* w32 = in.wg == nullptr ? input(b, hf, nullptr, 0.04f) : nullptr;
+  float* w32 = in.wg == nullptr ? input(b, random, hf, nullptr, 0.04f) : nullptr;
   float** f32[] = {&d->logits, &d->probs, &d->xp, &d->probs_out, &d->gate, &d->up, &d->act, &d->yp, &d->out, &d->dyp, &d->dprob,
                    &d->dact, &d->dgate, &d->dup, &d->dxp, &d->dx, &d->dwg, &d->dwu, &d->dwd};
   const size_t f32_sizes[] = {s.t * s.e, s.t * s.e, n * s.h, n, n * s.f, n * s.f, n * s.f, n * s.h, s.t * s.h, n * s.h, n,
@@ -149,7 +125,7 @@ cudaError_t per_expert(const std::vector<int32_t>& counts, Each each) {
   return cudaSuccess;
 }
 
-cudaError_t forward(CublasApi* api, cudaStream_t s, const Shape& sh, const Tensors& d, Plan* plan) {
+cudaError_t forward(CublasApi* api, cudaStream_t s, const Shape& sh, const Tensors& d, RoutingPlan* plan) {
   const size_t n = sh.t * sh.k, hf = sh.h * sh.f;
   const int H = static_cast<int>(sh.h), F = static_cast<int>(sh.f);
   PLEAT_TRY(cublas_status(gemm_row_major(api, s, false, d.x, d.wr, d.logits, static_cast<int>(sh.t), static_cast<int>(sh.e), H)));
@@ -157,7 +133,7 @@ cudaError_t forward(CublasApi* api, cudaStream_t s, const Shape& sh, const Tenso
   std::vector<int32_t> chosen(n);
   PLEAT_TRY(cudaMemcpyAsync(chosen.data(), d.chosen, n * sizeof(int32_t), cudaMemcpyDeviceToHost, s));
   PLEAT_TRY(cudaStreamSynchronize(s));
-  *plan = plan_of(chosen, sh.t, sh.k, sh.e);
+  *plan = routing_plan(chosen, sh.t, sh.k, sh.e);
   PLEAT_TRY(cudaMemcpyAsync(d.index, plan->index.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
   PLEAT_TRY(cudaMemcpyAsync(d.expert, plan->expert.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, s));
   PLEAT_TRY(cudaMemcpyAsync(d.offsets, plan->offsets.data(), (sh.t + 1) * sizeof(int32_t), cudaMemcpyHostToDevice, s));
@@ -176,7 +152,7 @@ cudaError_t forward(CublasApi* api, cudaStream_t s, const Shape& sh, const Tenso
   return combine_rows_launch(d.yp, sh.h, d.offsets, d.rows, d.probs_out, sh.t, sh.h, d.out, s);
 }
 
-cudaError_t backward(CublasApi* api, cudaStream_t s, const Shape& sh, const Tensors& d, const Plan& plan) {
+cudaError_t backward(CublasApi* api, cudaStream_t s, const Shape& sh, const Tensors& d, const RoutingPlan& plan) {
   const size_t n = sh.t * sh.k, hf = sh.h * sh.f;
   const int H = static_cast<int>(sh.h), F = static_cast<int>(sh.f);
   PLEAT_TRY(combine_backward_launch(d.dy, d.index, n, sh.h, d.probs_out, d.yp, d.dyp, d.dprob, s));
@@ -263,7 +239,7 @@ Napi::Value RunMoeLayer(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   cudaStream_t s = m->backend.stream(0);
-  Plan plan;
+  RoutingPlan plan;
   cudaError_t err = forward(api, s, sh, d, &plan);
   if (err == cudaSuccess) err = backward(api, s, sh, d, plan);
   if (err == cudaSuccess) err = cudaStreamSynchronize(s);
@@ -309,7 +285,7 @@ Napi::Value TimeMoeLayer(const Napi::CallbackInfo& info) {
   cudaEvent_t marks[3];
   for (cudaEvent_t& e : marks) cudaEventCreate(&e);
   Napi::Array forward_ms = Napi::Array::New(env), backward_ms = Napi::Array::New(env);
-  Plan plan;
+  RoutingPlan plan;
   cudaError_t err = cudaSuccess;
   for (int rep = 0; rep <= static_cast<int>(reps) && err == cudaSuccess; ++rep) {  // rep 0 untimed
     cudaEventRecord(marks[0], s);

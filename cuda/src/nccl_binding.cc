@@ -29,6 +29,7 @@
 #include <unordered_map>
 
 #include "async_work.h"
+#include "device_buffers.h"
 #include "device_memory_binding.h"
 #include "napi_args.h"
 #include "nccl/nccl_api.h"
@@ -156,20 +157,6 @@ bool element_of(const Napi::TypedArray& a, size_t* bytes, int* datatype) {
   return false;
 }
 
-// The device blocks of a staged run. They go back to the allocator when the last holder lets
-// go: the run's KernelWork, deleted on the JS thread after it settled (the allocator's calls
-// come from one thread), or the binding itself when queuing failed.
-struct Staging {
-  void* send = nullptr;
-  void* recv = nullptr;
-  ~Staging() {
-    DeviceMemory* m = device_memory_if_made();
-    if (m == nullptr) return;
-    if (send != nullptr) m->allocator.free(send);
-    if (recv != nullptr) m->allocator.free(recv);
-  }
-};
-
 Napi::Value NcclCommRun(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "ncclCommRun";
@@ -224,14 +211,17 @@ Napi::Value NcclCommRun(const Napi::CallbackInfo& info) {
   DeviceMemory* memory = device_memory(env);
   if (memory == nullptr) return env.Undefined();
   cudaStream_t cs = memory->backend.stream(stream_id);
-  auto staging = std::make_shared<Staging>();
-  if (cs == nullptr || (send_bytes > 0 && (staging->send = memory->allocator.allocate(send_bytes, stream_id)) == nullptr) ||
-      (recv_bytes > 0 && (staging->recv = memory->allocator.allocate(recv_bytes, stream_id)) == nullptr)) {
+  // The staged blocks go back to the allocator when the run's KernelWork is deleted on the JS
+  // thread after it settled, or here when queuing fails.
+  auto blocks = std::make_shared<DeviceBuffers>(memory, stream_id);
+  uint8_t* d_send = send_bytes > 0 ? blocks->make<uint8_t>(send_bytes) : nullptr;
+  uint8_t* d_recv = recv_bytes > 0 ? blocks->make<uint8_t>(recv_bytes) : nullptr;
+  if (cs == nullptr || (send_bytes > 0 && d_send == nullptr) || (recv_bytes > 0 && d_recv == nullptr)) {
     Napi::Error::New(env, std::string(fn) + ": " + (cs == nullptr ? "cannot create stream " + std::to_string(stream_id) : "the device is out of memory for the staged buffers"))
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  cudaError_t err = send_bytes > 0 ? cudaMemcpyAsync(staging->send, host_send, send_bytes, cudaMemcpyHostToDevice, cs) : cudaSuccess;
+  cudaError_t err = send_bytes > 0 ? cudaMemcpyAsync(d_send, host_send, send_bytes, cudaMemcpyHostToDevice, cs) : cudaSuccess;
   if (err != cudaSuccess) {
     Napi::Error::New(env, cuda_text("cudaMemcpyAsync (host to device)", err)).ThrowAsJavaScriptException();
     return env.Undefined();
@@ -239,16 +229,16 @@ Napi::Value NcclCommRun(const Napi::CallbackInfo& info) {
   const auto copy = [](void* dst, const void* src, size_t bytes, nccl::Stream s) {
     return bytes == 0 || cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s)) == cudaSuccess;
   };
-  const std::string failed = nccl::issue_plan(*api, comm, cs, datatype, element, staging->send, staging->recv, calls, copy);
+  const std::string failed = nccl::issue_plan(*api, comm, cs, datatype, element, d_send, d_recv, calls, copy);
   if (!failed.empty()) {
     Napi::Error::New(env, failed).ThrowAsJavaScriptException();
     return env.Undefined();
   }
   const int device = memory->backend.device();
-  auto run = [cs, device, staging, host_recv, recv_bytes]() -> std::string {
+  auto run = [cs, device, blocks, d_recv, host_recv, recv_bytes]() -> std::string {
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaStreamSynchronize(cs);
-    if (e == cudaSuccess && recv_bytes > 0) e = cudaMemcpy(host_recv, staging->recv, recv_bytes, cudaMemcpyDeviceToHost);
+    if (e == cudaSuccess && recv_bytes > 0) e = cudaMemcpy(host_recv, d_recv, recv_bytes, cudaMemcpyDeviceToHost);
     return e == cudaSuccess ? std::string() : cuda_text("the staged NCCL run", e);
   };
   auto* work = new KernelWork(env, fn, run, {send, recv, calls_array});
