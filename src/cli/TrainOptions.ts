@@ -155,7 +155,7 @@ const explained = <A>(decoded: RunConfig.Decoded, check: () => A): A => {
 const chosenBackend = (configured: RunConfig.RunConfig["backend"], byDefault: boolean): RunConfig.RunConfig["backend"] => {
   try {
     const launched = ChooseBackend.fromEnvironment(process.env)
-    if (launched === "mpi" && !byDefault && configured !== "mpi" && configured !== "nccl") {
+    if (launched === "mpi" && !byDefault && !ChooseBackend.isPerProcess(configured)) {
       // Every process of the launch would run every rank of the job.
       throw ConfigError.make(
         "--backend",
@@ -173,7 +173,7 @@ const chosenBackend = (configured: RunConfig.RunConfig["backend"], byDefault: bo
 
 /** On the mpi and nccl backends the world is the number of processes, named as the user wrote it. */
 const launchMismatch = (d: RunConfig.Decoded, backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
-  if (backend !== "mpi" && backend !== "nccl") return undefined
+  if (!ChooseBackend.isPerProcess(backend)) return undefined
   const source = d.sources.world
   const field = source?._tag === "file" ? `"world" in ${source.file}` : "--world"
   return MpiProcess.worldProblem(field, d.config.world)

@@ -31,6 +31,21 @@ export const names = ["local", "local-zero-copy", "threads", "threads-zero-copy"
  */
 export type Name = (typeof names)[number]
 
+/** The backends whose ranks are the processes of a launch, one each (their world is the number of processes). */
+const perProcess = ["mpi", "nccl"] as const
+
+/**
+ * A backend that runs every rank inside this process.
+ * @category models
+ */
+export type InProcessName = Exclude<Name, (typeof perProcess)[number]>
+
+/**
+ * Whether a backend's ranks are the processes of a launch.
+ * @category guards
+ */
+export const isPerProcess = (name: Name): boolean => (perProcess as ReadonlyArray<Name>).includes(name)
+
 /**
  * No backend has that name.
  * @category errors

@@ -47,8 +47,8 @@ export interface Options extends Runs.RunOptions {
   /** The mappings to try (default: Mappings.mappings() up to 8 ranks). */
   readonly mappings?: fc.Arbitrary<Mappings.MappingArgs> | undefined
   /** The backend the runs use: local fibers (default), worker threads, or either without
-   * copies (-zero-copy). MPI runs one rank per process: run the check under a launcher there. */
-  readonly backend?: Exclude<ChooseBackend.Name, "mpi"> | undefined
+   * copies (-zero-copy). MPI and NCCL run one rank per process: run the check under a launcher there. */
+  readonly backend?: ChooseBackend.InProcessName | undefined
   /** |parallel - one rank| <= absolute + relative * |one rank|: defaults 1e-6 and 1e-5, for
    * float32 (tensors' default dtype; sums in another order round differently); float64
    * programs can ask for 1e-12. */
