@@ -21,7 +21,7 @@ import type * as Nccl from "../../native/Nccl.js"
 import * as DType from "../../tensor/DType.js"
 import type * as Collective from "../Collective.js"
 import type * as Group from "../Group.js"
-import type { DataEngine } from "../mpi/MpiTransport.js"
+import type { DataEngine } from "../mpi/DataEngine.js"
 import type { Session } from "../mpi/MpiSession.js"
 import * as NcclPlan from "./NcclPlan.js"
 

@@ -1,0 +1,34 @@
+/**
+ * DataEngine: what moves the data of a job's agreed collectives on the MPI transport when MPI's
+ * own ops do not (the NCCL backend's NcclEngine): MpiTransport exchanges and judges every
+ * collective's signatures first, then hands the engine each group's agreed collectives in issue
+ * order.
+ */
+import type * as Collective from "../Collective.js"
+import type { Request } from "../Communicator.js"
+import type * as Group from "../Group.js"
+
+/**
+ * An agreed collective's outcome from a DataEngine: the member's result, or why it failed.
+ * @category models
+ */
+export type EngineOutcome = { readonly ok: true; readonly output: Collective.Output } | { readonly ok: false; readonly error: string }
+
+/**
+ * What moves the data of a job's agreed collectives when MPI's own ops do not.
+ * @category models
+ */
+export interface DataEngine {
+  /** The backend's name, as the Communicator reports it. */
+  readonly backend: string
+  /**
+   * Starts the data op of an agreed collective: called in each group's issue order, before the
+   * group's next collective starts on `mpiComm` (the group's MPI communicator, for the engine's
+   * own set-up messages), with every member's signature and this member's group-local index.
+   */
+  readonly start: (group: Group.Group, mpiComm: number, request: Request, parts: ReadonlyArray<Collective.Signature>, local: number, done: (outcome: EngineOutcome) => void) => void
+  /** What the engine knows of a group whose collective timed out (NCCL's asynchronous error), if anything. */
+  readonly diagnose: (group: Group.Group) => string | undefined
+  /** The job ended: `clean` when nothing failed or is left running (then resources are freed, else aborted). */
+  readonly close: (clean: boolean) => void
+}
