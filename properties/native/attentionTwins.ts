@@ -6,16 +6,10 @@
 import fc from "fast-check"
 import { expect } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
+import type { AttentionSizes } from "../tensor/attentionSizes.js"
 import { beyondOneUlp, big, device, type Executor, emulate, expectSame, expectTwin, floats, type Part, type Runnable, runnable, scalar, type Twin } from "./kernelTwins.js"
 
-interface AttentionCase {
-  readonly b: number
-  readonly sq: number
-  readonly sk: number
-  readonly hkv: number
-  readonly group: number
-  readonly d: number
-  readonly dv: number
+interface AttentionCase extends AttentionSizes {
   readonly causal: boolean
   readonly positions: "default" | "shared" | "per-sequence"
   readonly lse64: boolean

@@ -30,7 +30,7 @@ afterAll(() => ThreadsJob.shutdown())
 
 describe("backends", () => {
   // The mpi and nccl backends run one rank per process: their suites start mpirun (properties/comm/mpi).
-  for (const name of ChooseBackend.names.filter((n) => !ChooseBackend.isPerProcess(n))) {
+  for (const name of ChooseBackend.names.filter((n): n is ChooseBackend.InProcessName => !(ChooseBackend.perProcess as ReadonlyArray<string>).includes(n))) {
     test(`${name}: results, reports in order, logs with coordinates`, async () => {
       const reports: Array<{ rank: number; value: unknown }> = []
       const lines: Array<Record<string, unknown>> = []

@@ -7,19 +7,13 @@ import { describe, expect, test } from "vitest"
 import { attention, type AttentionOptions } from "../../src/tensor/ops/Attention.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
+import type { AttentionSizes } from "./attentionSizes.js"
 import { dtypeAgreement } from "./dtypes.js"
 import { gradcheck, uniform } from "./gradcheck.js"
 
 const seed = fc.integer({ min: 1, max: 1_000_000 })
 
-interface Problem {
-  readonly b: number
-  readonly sq: number
-  readonly sk: number
-  readonly hkv: number
-  readonly group: number
-  readonly d: number
-  readonly dv: number
+interface Problem extends AttentionSizes {
   readonly options: AttentionOptions
 }
 

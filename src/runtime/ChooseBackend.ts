@@ -31,8 +31,12 @@ export const names = ["local", "local-zero-copy", "threads", "threads-zero-copy"
  */
 export type Name = (typeof names)[number]
 
-/** The backends whose ranks are the processes of a launch, one each (their world is the number of processes). */
-const perProcess = ["mpi", "nccl"] as const
+/**
+ * The backends whose ranks are the processes of a launch, one each (their world is the number
+ * of processes); every other backend runs all ranks inside one process.
+ * @category configuration
+ */
+export const perProcess = ["mpi", "nccl"] as const
 
 /**
  * A backend that runs every rank inside this process.

@@ -15,12 +15,8 @@ CublasApi* g_loaded = nullptr;
 
 CublasApi* load_cublas(const std::string& path, std::string* why) {
   if (g_loaded != nullptr) return g_loaded;
-  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) {
-    const char* e = dlerror();
-    *why = std::string("cannot load ") + path + ": " + (e != nullptr ? e : "dlopen failed");
-    return nullptr;
-  }
+  void* lib = open_library(path, why);
+  if (lib == nullptr) return nullptr;
   auto* api = new CublasApi();
   api->path = path;
   std::string missing;

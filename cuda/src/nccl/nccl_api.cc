@@ -25,13 +25,8 @@ Api* load(const std::string& path, std::string* why) {
     *why = "NCCL is already loaded from " + g_loaded->path + " in this process; cannot load " + path;
     return nullptr;
   }
-  dlerror();
-  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (lib == nullptr) {
-    const char* e = dlerror();
-    *why = std::string("cannot load ") + path + ": " + (e != nullptr ? e : "dlopen failed");
-    return nullptr;
-  }
+  void* lib = open_library(path, why);
+  if (lib == nullptr) return nullptr;
   auto* api = new Api();
   api->path = path;
   std::string missing;
