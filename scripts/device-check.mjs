@@ -10,6 +10,7 @@ import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { kernelChecks } from "./device-check-kernels.mjs"
 import { timedChecks } from "./device-check-timed.mjs"
+import { trainChecks } from "./device-check-train.mjs"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const target = process.argv[2] ?? path.join(root, "out", "device-check.json")
@@ -184,6 +185,9 @@ if (status.available) {
 // PyTorch, NCCL): scripts/device-check-timed.mjs.
 await timedChecks({ root, status, doctorJson, check, checkAsync, assert, random })
 
+// Device tensors: device arrays, and pleat train on the GPU: scripts/device-check-train.mjs.
+await trainChecks({ root, status, check, assert, random })
+
 const report = {
   date: new Date().toISOString(),
   node: process.version,
@@ -193,7 +197,7 @@ const report = {
   notYet: [
     "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows and its backward combineBackward, RoPE, the cross-entropy row kernels, the router, attention and its backward (correct, element by element: not flash-tiled), permute with the prob column, adamw and the cuBLAS gemm / groupedGemm exist): flash-tiled attention",
     "the NCCL backend with several GPUs (one process per GPU under mpirun: the host stand-in runs its contract suite without a GPU)",
-    "training on the GPU: device tensors in the tensor ops and `pleat train` on one GPU (the layer above is a fixed composition of the device kernels, not pleat's autograd)",
+    "training on the GPU with everything on the device: `pleat train --device cuda` runs matmul, the embedding, RMSNorm, SwiGLU and residual sums on the GPU; attention, the router, dispatch, the grouped expert GEMMs, the loss, gradient accumulation and AdamW still on the host over copies",
   ],
 }
 mkdirSync(path.dirname(target), { recursive: true })

@@ -24,6 +24,7 @@
 #include "moe_layer_timing.h"
 #include "attention_cuda_binding.h"
 #include "cuda_ops_binding.h"
+#include "device_array_binding.h"
 #include "device_memory_binding.h"
 #include "kernels/axpy_cuda.h"
 #include "napi_args.h"
@@ -147,6 +148,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo, "deviceInfo"));
   exports.Set("axpy", Napi::Function::New(env, Axpy, "axpy"));
   RegisterDeviceMemoryExports(env, exports);
+  RegisterDeviceArrayExports(env, exports);
   RegisterCudaOpsExports(env, exports);
   RegisterAttentionCudaExports(env, exports);
   RegisterCublasExports(env, exports);

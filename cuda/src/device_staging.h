@@ -24,8 +24,10 @@ class Staging {
   ~Staging() {
     for (void* p : blocks_) m_->allocator.free(p);
   }
-  // Device memory for `h`, its bytes copied in when `in`; nullptr when the device is full.
+  // Device memory for `h`, its bytes copied in when `in`; nullptr when the device is full. A
+  // device array (`resident`) is used where it is: no copy, not freed here.
   void* stage(const ArrayArg& h, bool in) {
+    if (h.resident) return h.data;
     void* p = m_->allocator.allocate(h.bytes(), 0);
     if (p == nullptr) return nullptr;
     blocks_.push_back(p);
@@ -33,6 +35,7 @@ class Staging {
     return p;
   }
   void back(const ArrayArg& h, const void* p) {
+    if (h.resident) return;
     if (h.bytes() > 0 && cudaMemcpyAsync(h.data, p, h.bytes(), cudaMemcpyDeviceToHost, s_) != cudaSuccess) failed_ = true;
   }
   // Waits for the call's work; false (with a pending JS Error naming `fn`) on any failure.
@@ -92,7 +95,7 @@ inline Napi::Value run_on_device(const Napi::CallbackInfo& info, const char* fn,
   bool full = false;
   for (const Transfer& a : arrays) {
     void* p = a.host != nullptr ? st.stage(*a.host, a.way != Way::out && a.way != Way::scratch) : nullptr;
-    full = full || (a.host != nullptr && p == nullptr);
+    full = full || (a.host != nullptr && !a.host->resident && p == nullptr);
     device.push_back(p);
   }
   if (full) {

@@ -148,12 +148,15 @@ inline bool expect_axpy_pair(Napi::Env env, const Napi::TypedArray& x, const Nap
 
 // ---- checks of the tensor kernels (binding.cc) -------------------------------------------------
 
-// A typed array argument as the kernels see it: its element type, length and first byte.
+// A typed array argument as the kernels see it: its element type, length and first byte. In the
+// CUDA addon an argument may also be a device array (device_arrays.h): `resident`, and `data`
+// is then device memory, which host code never reads.
 struct ArrayArg {
   napi_typedarray_type type = napi_float32_array;
   size_t length = 0;
   uint8_t* data = nullptr;  // null when empty
   Napi::Value value;        // kept for async references
+  bool resident = false;
   const float* f32() const { return reinterpret_cast<const float*>(data); }
   float* f32_mut() const { return reinterpret_cast<float*>(data); }
   double* f64_mut() const { return reinterpret_cast<double*>(data); }
@@ -163,8 +166,18 @@ struct ArrayArg {
   }
 };
 
-// Reads a typed array of one of `allowed` types (napi_float32_array, ...). A detached or
-// unreadable view with elements is an Error: the kernels would have no memory to use.
+// What reads a device array argument (its element type, length and device pointer), set by the
+// CUDA addon when it loads; null in every other addon, which so never accepts one. One per
+// shared object (the addons hide their symbols).
+using DeviceArrayReader = bool (*)(const Napi::Value& value, napi_typedarray_type* type, size_t* length, uint8_t** data);
+inline DeviceArrayReader& device_array_reader() {
+  static DeviceArrayReader reader = nullptr;
+  return reader;
+}
+
+// Reads a typed array of one of `allowed` types (napi_float32_array, ...), or in the CUDA addon a
+// device array of one of them. A detached or unreadable view with elements is an Error: the
+// kernels would have no memory to use.
 inline bool expect_array(const Napi::CallbackInfo& info, const char* fn, size_t index,
                          const char* name, std::initializer_list<napi_typedarray_type> allowed,
                          ArrayArg* out) {
@@ -172,6 +185,16 @@ inline bool expect_array(const Napi::CallbackInfo& info, const char* fn, size_t 
   const Napi::Value value = info[index];
   std::string want;
   for (napi_typedarray_type t : allowed) want += (want.empty() ? "" : " or ") + std::string(typed_array_name(t));
+  napi_typedarray_type device_type;
+  size_t device_length = 0;
+  uint8_t* device_data = nullptr;
+  if (device_array_reader() != nullptr && value.IsExternal() && device_array_reader()(value, &device_type, &device_length, &device_data)) {
+    bool ok = false;
+    for (napi_typedarray_type t : allowed) ok = ok || t == device_type;
+    if (!ok) return throw_type_error(env, std::string(fn) + ": " + name + " must be a " + want + ", got a device array of " + typed_array_name(device_type));
+    *out = ArrayArg{device_type, device_length, device_data, value, true};
+    return true;
+  }
   if (!value.IsTypedArray()) {
     return throw_type_error(env, std::string(fn) + ": " + name + " must be a " + want + ", got " + describe(value));
   }

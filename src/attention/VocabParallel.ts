@@ -71,7 +71,7 @@ export const embeddingLaid = (table: Tensor.Tensor, ids: Int32Array, tokens: Ten
     owned.forEach((o, i) => (mask[i] = o ? 1 : 0))
     const shard = { axis: "tp" as const, size: n }
     const partial = TensorLayout.attach(
-      mul(looked, Tensor.fromStorage(mask, [ids.length, 1])),
+      mul(looked, Tensor.fromStorage(mask, [ids.length, 1], { device: looked.device })),
       TensorLayout.partialOver(TensorLayout.withDim(tokens, "hidden", table.shape[1] as number), shard),
     )
     return sequenceParallel ? yield* LaidCollective.reduceScatter("tp", tp, partial) : yield* LaidCollective.allReduce("tp", tp, partial)

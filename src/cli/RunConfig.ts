@@ -143,6 +143,12 @@ export const settings = {
     "bf16: parameters and activations rounded to bfloat16 (held in float32 arrays: emulated storage, bf16 rounding) with fp32 master weights, gradients, optimizer state and reduction, the router and losses in fp32",
     "P",
   ),
+  device: choice(
+    ["cpu", "sim", "cuda"],
+    "cpu",
+    "where the ranks compute: the host; cuda, the GPU (weights uploaded once a step, gradients accumulated and the optimizer stepped on the host); sim, a simulated device (host memory behind the device interface, for tests)",
+    "DEVICE",
+  ),
   recompute: choice(["none", "selective", "full"], "none", "activation recompute in the backward (selective: the attention core and the expert MLPs; full: whole layers)", "MODE"),
   lr: optionalReal(`peak learning rate, after the linear warm-up and before the cosine decay (default ${optimizer.lr})`),
   "min-lr": optionalReal(`the learning rate the cosine decay ends at, 0..--lr (default ${optimizer.minLr}, or --lr / 10 with --lr)`),

@@ -30,6 +30,7 @@ import * as JsonFile from "./JsonFile.js"
 import * as OutputPath from "./OutputPath.js"
 import * as RunConfig from "./RunConfig.js"
 import * as NcclOpen from "../runtime/NcclOpen.js"
+import { cudaRuntime } from "../tensor/device/CudaRuntime.js"
 
 /**
  * The most ranks one process hosts, by backend. Every rank of these backends lives in this
@@ -279,6 +280,18 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       )
     })
   }
+  if (c.device === "cuda") {
+    const cuda = cudaRuntime(0)
+    if ("why" in cuda)
+      explained(d, () => {
+        throw ConfigError.make(
+          "device",
+          "cuda",
+          `has no GPU runtime here (${cuda.why})`,
+          "run on a machine with a GPU and the CUDA addon built (pleat doctor says which is missing), or use --device cpu",
+        )
+      })
+  }
   // A checkpoint to resume must be complete, undamaged and of this run: find out before any work.
   const resumed = c.resume === undefined ? undefined : explained(d, () => Checkpoint.manifestFor(c.resume as string, { model, seed: c.seed, dtype: c.dtype }))
   if (c["expert-bias"] && resumed !== undefined && resumed.expertBias === undefined) {
@@ -305,6 +318,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       distributedOptimizer: c["distributed-optimizer"],
       precision: c.precision,
       recompute: c.recompute,
+      ...(c.device === "cpu" ? {} : { device: c.device }),
       ...(definition === undefined || ConfigError.isConfigError(definition) ? {} : { definition }),
     },
     steps: c.steps,

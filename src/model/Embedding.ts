@@ -38,6 +38,6 @@ export const make = (c: ModelContext.ModelContext, output: TensorLayout.TensorLa
         return yield* Effect.fail(new Operator.LayoutMismatch({ operator: name, edge: "input", declared: TensorLayout.format(input), actual: `${tokens.ids.length} token ids` }))
       }
       const x = yield* VocabParallel.embeddingLaid(c.param("embedding"), tokens.ids, input, c.sizes.vocab, c.groups.tp, c.sequenceParallel)
-      return { ...x, aux: Tensor.zeros([], { dtype: x.tensor.dtype }), expertRows: [] } satisfies ModelContext.Activations
+      return { ...x, aux: Tensor.zeros([], { dtype: x.tensor.dtype, device: x.tensor.device }), expertRows: [] } satisfies ModelContext.Activations
     }),
   )

@@ -94,7 +94,7 @@ export const forwardWith = (layerOperators: LayerOperators) => (c: ModelContext.
     if (chunk.isFirst) {
       x = yield* Operator.andThen(Embedding.make(c, l.hidden), body).run(tokens)
     } else if (input !== undefined) {
-      x = yield* body.run({ tensor: input, layout: l.hidden, aux: Tensor.zeros([], { dtype: input.dtype }), expertRows: [] })
+      x = yield* body.run({ tensor: input, layout: l.hidden, aux: Tensor.zeros([], { dtype: input.dtype, device: input.device }), expertRows: [] })
     } else {
       return yield* Effect.die(new Error(`chunk of layers [${chunk.layers[0]}, ${chunk.layers[1]}) is not the first but was given no input`))
     }

@@ -174,7 +174,7 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
       }
       output = TensorLayout.attach(add(output.tensor, shared.tensor), output.layout)
     }
-    let loss = Tensor.zeros([], { dtype: x.dtype })
+    let loss = Tensor.zeros([], { dtype: x.dtype, device: x.device })
     const groupSize = config.tpCp?.ranks.length ?? 1
     // Each term's value on this rank, without its coefficient (the rank's share: shares add up
     // over tp-cp, over tp-dp-cp for global_aux_loss), for the metrics.
@@ -255,7 +255,7 @@ const seqAuxLoss = (scores: Tensor.Tensor, map: RoutingMap.RoutingMap, config: M
       for (let x = 0; x < e; x++) if (map.mask[r * e + x] === 1) local[(seq.ofRow[r] as number) * e + x] = (local[(seq.ofRow[r] as number) * e + x] as number) + 1
     const counts = config.tpCp === undefined ? local : (yield* Comm.allReduce(config.tpCp, Tensor.fromStorage(local, [1, local.length]))).data
     const scale = (coeff * e) / (config.router.topk * seq.length * seq.length * seq.count)
-    const w = Tensor.zeros([t, e], { dtype: scores.dtype })
+    const w = Tensor.zeros([t, e], { dtype: scores.dtype, device: scores.device })
     for (let r = 0; r < t; r++) for (let x = 0; x < e; x++) w.data[r * e + x] = scale * (counts[(seq.ofRow[r] as number) * e + x] as number)
     return sumAll(mul(scores, w))
   })

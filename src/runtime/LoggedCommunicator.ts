@@ -7,6 +7,7 @@ import * as Effect from "effect/Effect"
 import type { Logger } from "pino"
 import type { CommunicatorShape } from "../comm/Communicator.js"
 import * as Group from "../comm/Group.js"
+import * as DType from "../tensor/DType.js"
 
 /**
  * The communicator with debug records on `log`.
@@ -26,7 +27,7 @@ export const make = (inner: CommunicatorShape, log: Logger): CommunicatorShape =
                 {
                   op: request.op,
                   group: Group.format(group),
-                  bytesIn: request.tensor.data.byteLength,
+                  bytesIn: request.tensor.size * DType.bytesPer(request.tensor.dtype),
                   bytesOut: out.data.byteLength,
                   micros: Math.round((performance.now() - started) * 1000),
                 },
@@ -36,7 +37,7 @@ export const make = (inner: CommunicatorShape, log: Logger): CommunicatorShape =
           ),
         }
       }),
-    send: (to, t, tag) => Effect.tap(inner.send(to, t, tag), () => Effect.sync(() => log.debug({ op: "send", to, tag, bytes: t.data.byteLength }, "p2p"))),
-    recv: (from, tag) => Effect.tap(inner.recv(from, tag), (t) => Effect.sync(() => log.debug({ op: "recv", from, tag, bytes: t.data.byteLength }, "p2p"))),
+    send: (to, t, tag) => Effect.tap(inner.send(to, t, tag), () => Effect.sync(() => log.debug({ op: "send", to, tag, bytes: t.size * DType.bytesPer(t.dtype) }, "p2p"))),
+    recv: (from, tag) => Effect.tap(inner.recv(from, tag), (t) => Effect.sync(() => log.debug({ op: "recv", from, tag, bytes: t.size * DType.bytesPer(t.dtype) }, "p2p"))),
   }
 }

@@ -13,7 +13,10 @@
  * and their sums, computed in fp32 as Megatron does) are never touched.
  */
 import type * as Effect from "effect/Effect"
-import type * as DType from "./DType.js"
+import * as Device from "./Device.js"
+import { isDeviceArray } from "./device/DeviceRuntime.js"
+import type { Buffer } from "./device/Place.js"
+import * as DType from "./DType.js"
 import * as Bf16Round from "./kernels/Bf16Round.js"
 import type { Node, Tape } from "./Tape.js"
 import * as Tensor from "./Tensor.js"
@@ -35,18 +38,25 @@ const tapeOf = (op: string, inputs: ReadonlyArray<Tensor.Tensor>): Tape | undefi
   return tape
 }
 
-/** The output tensor of an op, and the node to record when gradients are needed. */
+/**
+ * The output tensor of an op (on its inputs' device unless `device` says), and the node to record
+ * when gradients are needed. A device array is the output's resident values; on a bf16 tape a
+ * float32 one is rounded on the host (device rounding is not built yet).
+ */
 const output = (
   op: string,
   inputs: ReadonlyArray<Tensor.Tensor>,
-  data: DType.Storage,
+  data: Buffer,
   shape: ReadonlyArray<number>,
   rules: Pick<Node, "backward" | "backwardEffect">,
+  device: Device.Device | undefined = inputs[0]?.device,
 ): Tensor.Tensor => {
   const tape = tapeOf(op, inputs)
   const needsGrad = tape?.recording === true && inputs.some((t) => t.requiresGrad)
-  const stored = tape?.roundsToBf16 === true && data instanceof Float32Array && shape.length > 0 ? roundedOutput(data, inputs) : data
-  const out = new Tensor.Tensor({ shape, data: stored, device: inputs[0]?.device, tape, requiresGrad: needsGrad, op })
+  const rounds = tape?.roundsToBf16 === true && shape.length > 0 && (isDeviceArray(data) ? data.dtype === "float32" : data instanceof Float32Array)
+  const host = isDeviceArray(data) ? (rounds ? downloaded(data) : undefined) : data
+  const values = host === undefined ? { resident: data as Exclude<Buffer, DType.Storage> } : { data: rounds ? roundedOutput(host as Float32Array, inputs) : host }
+  const out = new Tensor.Tensor({ shape, ...values, device, tape, requiresGrad: needsGrad, op })
   if (tape?.guardNonFinite === true) guard(op, out)
   if (needsGrad) tape.record({ op, inputs, output: out, ...rules })
   return out
@@ -59,10 +69,30 @@ const output = (
 export const result = (
   op: string,
   inputs: ReadonlyArray<Tensor.Tensor>,
-  data: DType.Storage,
+  data: Buffer,
   shape: ReadonlyArray<number>,
   backward: (gradOutput: Tensor.Tensor) => ReadonlyArray<Tensor.Tensor | undefined>,
 ): Tensor.Tensor => output(op, inputs, data, shape, { backward })
+
+/**
+ * Like `result`, for an op whose output lives on another device than its inputs (Transfer.to).
+ * @category constructors
+ */
+export const resultOn = (
+  device: Device.Device,
+  op: string,
+  inputs: ReadonlyArray<Tensor.Tensor>,
+  data: Buffer,
+  shape: ReadonlyArray<number>,
+  backward: (gradOutput: Tensor.Tensor) => ReadonlyArray<Tensor.Tensor | undefined>,
+): Tensor.Tensor => output(op, inputs, data, shape, { backward }, device)
+
+/** A device array's values in new host storage. */
+const downloaded = (array: Exclude<Buffer, DType.Storage>): DType.Storage => {
+  const host = DType.allocateUninitialized(array.dtype, array.length)
+  array.runtime.download(array, host)
+  return host
+}
 
 /**
  * Like `result`, for ops whose backward is an Effect (collectives). Tapes holding such nodes
@@ -92,7 +122,7 @@ const overlaps = (a: DType.Storage, b: DType.Storage): boolean => a.buffer === b
  * not already bf16, so rounding never changes a tensor that exists already.
  */
 const roundedOutput = (data: Float32Array, inputs: ReadonlyArray<Tensor.Tensor>): Float32Array => {
-  const borrowed = !(data.buffer instanceof ArrayBuffer) || inputs.some((t) => overlaps(t.data, data))
+  const borrowed = !(data.buffer instanceof ArrayBuffer) || inputs.some((t) => t.hostStorage !== undefined && overlaps(t.hostStorage, data))
   if (!borrowed) {
     Bf16Round.roundInto(data, data)
     return data
@@ -104,7 +134,7 @@ const roundedOutput = (data: Float32Array, inputs: ReadonlyArray<Tensor.Tensor>)
 }
 
 const guard = (op: string, t: Tensor.Tensor): void => {
-  const d = t.data
+  const d = t.readHost()
   for (let i = 0; i < d.length; i++) {
     const v = d[i] as number
     if (!Number.isFinite(v)) throw new TensorError.NonFiniteError({ op, index: i, value: v, shape: t.shape })
@@ -117,5 +147,5 @@ const guard = (op: string, t: Tensor.Tensor): void => {
  */
 export const sameKind = (op: string, a: Tensor.Tensor, b: Tensor.Tensor): void => {
   if (a.dtype !== b.dtype) throw TensorError.shape(op, `dtypes differ: ${a.dtype} and ${b.dtype}`)
-  if (a.device.kind !== b.device.kind) throw TensorError.shape(op, `devices differ: ${a.device.kind} and ${b.device.kind}`)
+  if (!Device.same(a.device, b.device)) throw TensorError.shape(op, `devices differ: ${Device.format(a.device)} and ${Device.format(b.device)}`)
 }

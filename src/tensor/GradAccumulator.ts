@@ -15,7 +15,7 @@
  * writes the zeros of one that no gradient reached before anyone reads it. A realistic MoE step
  * zeroed ~560 MB of accumulators (~80 ms) only to add its single micro-batch into them.
  */
-import type * as DType from "./DType.js"
+import * as DType from "./DType.js"
 import * as AddInto from "./kernels/AddInto.js"
 import type * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
@@ -31,7 +31,7 @@ const cleared = new WeakSet<DType.Storage>()
  */
 export const bind = (leaf: Tensor.Tensor, storage: DType.Storage): void => {
   if (!leaf.isLeaf || !leaf.requiresGrad) throw TensorError.shape("GradAccumulator.bind", "needs a leaf that requires grad")
-  if (storage.length !== leaf.size || storage.constructor !== leaf.data.constructor)
+  if (storage.length !== leaf.size || DType.of(storage) !== leaf.dtype)
     throw TensorError.shape("GradAccumulator.bind", `an accumulator of ${storage.length} ${storage.constructor.name} for a ${leaf.dtype} leaf of ${leaf.size}`)
   accumulators.set(leaf, storage)
 }

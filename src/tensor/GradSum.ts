@@ -12,6 +12,8 @@
  *
  * A sum handed to a backward rule (`disown`) may come back aliased, so it is owned no more.
  */
+import * as Device from "./Device.js"
+import { runtimeOf } from "./device/Runtimes.js"
 import * as AddInto from "./kernels/AddInto.js"
 import * as Tensor from "./Tensor.js"
 
@@ -23,6 +25,13 @@ const owned = new WeakSet<Tensor.Tensor>()
  * @category kernels
  */
 export const accumulate = (acc: Tensor.Tensor, g: Tensor.Tensor): Tensor.Tensor => {
+  if (Device.isAccelerator(acc.device)) {
+    // On a device, into a new device array (never in place: acc may have a host copy too).
+    const runtime = runtimeOf(acc.device)
+    const sum = runtime.allocate(acc.dtype, acc.size)
+    runtime.kernels.add(acc.deviceArray(runtime), g.deviceArray(runtime), sum)
+    return new Tensor.Tensor({ shape: acc.shape, resident: sum, device: acc.device })
+  }
   if (owned.has(acc)) {
     AddInto.addInto(acc.data, g.data)
     return acc

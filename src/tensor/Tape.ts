@@ -20,9 +20,11 @@
  * so a recomputed block's first run (unrecorded) and its replay (recorded apart) agree.
  */
 import * as Effect from "effect/Effect"
-import type * as DType from "./DType.js"
+import * as DType from "./DType.js"
 import * as GradAccumulator from "./GradAccumulator.js"
 import * as GradSum from "./GradSum.js"
+import * as Device from "./Device.js"
+import { to } from "./ops/Transfer.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -144,7 +146,7 @@ export class Tape {
    * gradients are added into that storage (GradAccumulator) rather than kept in `.grad`.
    */
   parameter(t: Tensor.Tensor, accumulator?: DType.Storage): Tensor.Tensor {
-    const leaf = Tensor.fromStorage(t.data, t.shape, { device: t.device, tape: this, requiresGrad: true })
+    const leaf = t.alias({ tape: this, requiresGrad: true })
     if (accumulator !== undefined) GradAccumulator.bind(leaf, accumulator)
     return leaf
   }
@@ -236,7 +238,7 @@ export class Tape {
     const count = (t: Tensor.Tensor) => {
       if (t.isLeaf || seen.has(t.data)) return
       seen.add(t.data)
-      bytes += t.data.byteLength
+      bytes += t.size * DType.bytesPer(t.dtype)
     }
     for (const node of this.#nodes) {
       count(node.output)
@@ -329,7 +331,7 @@ export class Tape {
   #begin(loss: Tensor.Tensor, options: BackwardOptions): Pass {
     if (loss.tape !== this) throw TensorError.shape("backward", `the loss was not recorded on ${this.name}`)
     if (!loss.requiresGrad) throw TensorError.shape("backward", "the loss does not require grad (no recorded op leads to it from a parameter)")
-    const seed = options.gradient ?? Tensor.full(loss.shape, 1, { dtype: loss.dtype })
+    const seed = options.gradient ?? Tensor.full(loss.shape, 1, { dtype: loss.dtype, device: loss.device })
     if (!Tensor.sameShape(seed.shape, loss.shape)) {
       throw TensorError.shape("backward", `gradient ${TensorError.formatShape(seed.shape)} does not match loss ${TensorError.formatShape(loss.shape)}`)
     }
@@ -352,8 +354,11 @@ export class Tape {
       /** Accumulates a node's input gradients. */
       give: (node: Node, inputGrads: ReadonlyArray<Tensor.Tensor | undefined>): void => {
         node.inputs.forEach((input, j) => {
-          const gi = inputGrads[j]
-          if (gi === undefined || !input.requiresGrad) return
+          const given = inputGrads[j]
+          if (given === undefined || !input.requiresGrad) return
+          // A gradient is delivered on its input's device (a rule that computed it elsewhere
+          // costs a copy, counted in the device's transfers).
+          const gi = Device.same(given.device, input.device) ? given : to(given, input.device)
           if (!Tensor.sameShape(gi.shape, input.shape)) {
             throw TensorError.shape(node.op, `backward gave a gradient of shape ${TensorError.formatShape(gi.shape)} for an input of shape ${TensorError.formatShape(input.shape)}`)
           }

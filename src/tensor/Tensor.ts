@@ -6,8 +6,16 @@
  * tape). Leaves are tensors made by the user (parameters, inputs); every other tensor is the
  * output of an op recorded on its tape. Tensors are never mutated by ops; `grad` of a leaf is
  * the one field that changes (gradients accumulate into it).
+ *
+ * A tensor on a device (`cuda:N`, `sim:N`) holds its values in a device array, a host copy, or
+ * both, and copies between them when something needs the other (counted in its runtime's
+ * `transfers`): ops with a device path read `deviceArray` (uploading the host copy if that is all
+ * there is); everything else reads `data`, the host copy (downloaded if there is none). `data`
+ * may be written (leaves are: optimizers, accumulators), so reading it gives the device copy up
+ * and the next device op uploads the host's values again; `readHost` reads without giving it up.
  */
 import * as Device from "./Device.js"
+import type { DeviceArray, DeviceRuntime } from "./device/DeviceRuntime.js"
 import * as DType from "./DType.js"
 import type { Tape } from "./Tape.js"
 import * as TensorError from "./TensorError.js"
@@ -32,18 +40,25 @@ export interface MakeOptions {
  */
 export class Tensor {
   readonly shape: ReadonlyArray<number>
-  readonly data: DType.Storage
   readonly device: Device.Device
   readonly tape: Tape | undefined
   readonly requiresGrad: boolean
   /** The op that made it, or "leaf". */
   readonly op: string
+  /** The element type. */
+  readonly dtype: DType.DType
+  /** The number of elements. */
+  readonly size: number
   /** The accumulated gradient of a leaf that requires grad (undefined until a backward pass). */
   grad: Tensor | undefined
+  #host: DType.Storage | undefined
+  #resident: DeviceArray | undefined
 
   constructor(fields: {
     readonly shape: ReadonlyArray<number>
-    readonly data: DType.Storage
+    /** Host storage; or `resident`, the values in a device array of `device`. */
+    readonly data?: DType.Storage | undefined
+    readonly resident?: DeviceArray | undefined
     readonly device?: Device.Device | undefined
     readonly tape?: Tape | undefined
     readonly requiresGrad?: boolean
@@ -53,26 +68,86 @@ export class Tensor {
     for (const d of fields.shape) {
       if (!Number.isInteger(d) || d < 0) throw TensorError.shape("tensor", `dims must be integers >= 0, got ${TensorError.formatShape(fields.shape)}`)
     }
-    if (fields.data.length !== size) {
-      throw TensorError.shape("tensor", `shape ${TensorError.formatShape(fields.shape)} holds ${size} elements but the storage has ${fields.data.length}`)
+    const device = fields.device ?? Device.cpu
+    if (fields.data === undefined && fields.resident === undefined) throw TensorError.shape("tensor", "needs its values: host storage or a device array")
+    for (const values of [fields.data, fields.resident]) {
+      if (values !== undefined && values.length !== size) {
+        throw TensorError.shape("tensor", `shape ${TensorError.formatShape(fields.shape)} holds ${size} elements but the storage has ${values.length}`)
+      }
+    }
+    if (fields.resident !== undefined && !Device.same(fields.resident.runtime.device, device)) {
+      throw TensorError.shape("tensor", `a device array of ${Device.format(fields.resident.runtime.device)} for a tensor on ${Device.format(device)}`)
     }
     this.shape = Object.freeze([...fields.shape])
-    this.data = fields.data
-    this.device = fields.device ?? Device.cpu
+    this.#host = fields.data
+    this.#resident = fields.resident
+    this.dtype = fields.data !== undefined ? DType.of(fields.data) : (fields.resident as DeviceArray).dtype
+    this.size = size
+    this.device = device
     this.tape = fields.tape
     this.requiresGrad = fields.requiresGrad ?? false
     this.op = fields.op ?? "leaf"
     this.grad = undefined
   }
 
-  /** The element type. */
-  get dtype(): DType.DType {
-    return DType.of(this.data)
+  /**
+   * The host storage, to read or to write: on a device, downloaded when the tensor has no host
+   * copy, and the device copy is given up (the caller may write; see the header).
+   */
+  get data(): DType.Storage {
+    const host = this.#host ?? this.readHost()
+    this.#resident = undefined
+    return host
   }
 
-  /** The number of elements. */
-  get size(): number {
-    return this.data.length
+  /** The host storage, to read only: on a device, downloaded once and the device copy kept. */
+  readHost(): DType.Storage {
+    if (this.#host !== undefined) return this.#host
+    const array = this.#resident as DeviceArray
+    const host = DType.allocateUninitialized(this.dtype, this.size)
+    array.runtime.download(array, host)
+    this.#host = host
+    return host
+  }
+
+  /** The values in a device array of `runtime` (this tensor's device): uploaded when there is none. */
+  deviceArray(runtime: DeviceRuntime): DeviceArray {
+    if (this.#resident !== undefined) return this.#resident
+    if (!Device.same(runtime.device, this.device)) throw TensorError.shape("deviceArray", `${this} is not on ${Device.format(runtime.device)}`)
+    this.#resident = runtime.upload(this.#host as DType.Storage)
+    return this.#resident
+  }
+
+  /**
+   * A tensor over the same values (the host storage and the device array shared, no copy) with
+   * its own shape of the same size, tape and requiresGrad: views (reshape), detached tensors,
+   * and the leaves a tape makes of parameters. Values are read through aliases, never written:
+   * writing one's `data` leaves the others' device copy stale.
+   */
+  alias(options: { readonly shape?: ReadonlyArray<number>; readonly tape?: Tape | undefined; readonly requiresGrad?: boolean } = {}): Tensor {
+    return new Tensor({
+      shape: options.shape ?? this.shape,
+      data: this.#host,
+      resident: this.#resident,
+      device: this.device,
+      tape: options.tape,
+      requiresGrad: options.requiresGrad ?? false,
+    })
+  }
+
+  /** The values where they are now, without a copy: the device array when resident, else the host storage. */
+  values(): DType.Storage | DeviceArray {
+    return this.#resident ?? (this.#host as DType.Storage)
+  }
+
+  /** The host storage when there is one now (no download). */
+  get hostStorage(): DType.Storage | undefined {
+    return this.#host
+  }
+
+  /** Whether the values are in device memory now (no upload needed). */
+  get isResident(): boolean {
+    return this.#resident !== undefined
   }
 
   /** The number of dims. */
@@ -161,10 +236,10 @@ export const item = (t: Tensor): number => {
  * A copy of the tensor detached from autograd (same dtype, device, new storage).
  * @category constructors
  */
-export const detachCopy = (t: Tensor): Tensor => fromStorage(DType.copyOf(t.data), t.shape, { device: t.device })
+export const detachCopy = (t: Tensor): Tensor => fromStorage(DType.copyOf(t.readHost()), t.shape, { device: t.device })
 
 /**
  * The same storage, detached from autograd (no copy).
  * @category constructors
  */
-export const detach = (t: Tensor): Tensor => fromStorage(t.data, t.shape, { device: t.device })
+export const detach = (t: Tensor): Tensor => t.alias()

@@ -8,6 +8,8 @@
  */
 export * as Autograd from "./Autograd.js"
 export * as Device from "./Device.js"
+export * as DeviceRuntime from "./device/DeviceRuntime.js"
+export * as Place from "./device/Place.js"
 export * as DType from "./DType.js"
 export * as Tape from "./Tape.js"
 export * as Tensor from "./Tensor.js"
@@ -26,3 +28,4 @@ export * as Rope from "./ops/Rope.js"
 export * as Shape from "./ops/Shape.js"
 export * as Softmax from "./ops/Softmax.js"
 export * as TopK from "./ops/TopK.js"
+export * as Transfer from "./ops/Transfer.js"

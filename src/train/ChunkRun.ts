@@ -19,9 +19,11 @@ import * as Effect from "effect/Effect"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Mixtral from "../model/Mixtral.js"
 import type * as Partition from "../pipeline/Partition.js"
+import * as Device from "../tensor/Device.js"
 import { copyToBf16 } from "../tensor/ops/Bf16.js"
 import { add, mul } from "../tensor/ops/Elementwise.js"
 import { sumAll } from "../tensor/ops/Reduce.js"
+import { to } from "../tensor/ops/Transfer.js"
 import * as Tape from "../tensor/Tape.js"
 import * as Tensor from "../tensor/Tensor.js"
 import type * as Data from "./Data.js"
@@ -54,6 +56,15 @@ export interface ChunkInput {
    * it when a step starts.
    */
   readonly bf16Copies?: Map<RankParams.Held, Tensor.Tensor> | undefined
+  /**
+   * The device the chunk computes on (the host by default). Each shard is uploaded once a step
+   * (its copy shared by the micro-batches, in `deviceCopies`, which the trainer empties when a
+   * step starts); the gradients are accumulated into the host's accumulators and the optimizer
+   * steps on the host, as ZeRO-Offload does (device accumulators and a device optimizer are not
+   * built yet).
+   */
+  readonly device?: Device.Device | undefined
+  readonly deviceCopies?: Map<RankParams.Held, Tensor.Tensor> | undefined
 }
 
 /**
@@ -72,18 +83,19 @@ export const forward = (c: ChunkInput) =>
       const held = c.params.get(name)
       if (held === undefined) throw new Error(`rank ${c.rank} does not hold parameter ${name}`)
       // The leaf's gradients go straight into the shard's accumulator (GradAccumulator).
-      const leaf = tape.parameter(bf16 ? bf16Copy(c.bf16Copies, held) : held.value, held.grad)
+      const leaf = tape.parameter(deviceCopy(c, held, bf16 ? bf16Copy(c.bf16Copies, held) : held.value), held.grad)
       cache.set(name, leaf)
       return leaf
     }
-    const input = c.received === undefined ? undefined : tape.parameter(c.received)
+    const input = c.received === undefined ? undefined : tape.parameter(c.device === undefined ? c.received : to(c.received, c.device))
     const out = yield* Stage.forward(c.context(param), [c.layers.start, c.layers.end], input, c.data, c.isFirst, c.isLast)
     const backward = (outputGradient: Tensor.Tensor | undefined) =>
       Effect.gen(function* () {
-        const root = rootOf(out, outputGradient)
+        // What the next stage sent comes over to this chunk's device.
+        const root = rootOf(out, outputGradient === undefined || c.device === undefined ? outputGradient : to(outputGradient, c.device))
         if (root === undefined) return yield* Effect.die(new Error(`rank ${c.rank}: backward of mb ${c.microBatch} chunk ${c.chunk} has neither a loss nor an output gradient`))
         yield* tape.backwardEffect(root)
-        return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype }))
+        return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype, device: input.device }))
       })
     // NOTE: the activation leaves without its tape (same storage); the receiver starts its own.
     const output = out.hidden === undefined ? undefined : TensorLayout.attach(Tensor.detach(out.hidden.tensor), out.hidden.layout)
@@ -97,6 +109,16 @@ const bf16Copy = (copies: Map<RankParams.Held, Tensor.Tensor> | undefined, held:
   if (hit !== undefined) return hit
   const made = copyToBf16(held.value)
   copies?.set(held, made)
+  return made
+}
+
+/** A shard (or its bf16 copy) on the chunk's device: the step's shared upload, made on first use. */
+const deviceCopy = (c: ChunkInput, held: RankParams.Held, value: Tensor.Tensor): Tensor.Tensor => {
+  if (c.device === undefined || !Device.isAccelerator(c.device)) return value
+  const hit = c.deviceCopies?.get(held)
+  if (hit !== undefined) return hit
+  const made = to(value, c.device)
+  c.deviceCopies?.set(held, made)
   return made
 }
 

@@ -7,6 +7,7 @@
  * pipeline schedule decides how many micro-batches are in flight (1F1B keeps up to pp on the
  * first stage); recompute lowers what each keeps.
  */
+import * as DType from "../tensor/DType.js"
 import type * as RankParams from "./RankParams.js"
 
 /**
@@ -28,7 +29,7 @@ export const ofParams = (params: ReadonlyMap<string, RankParams.Held>): { readon
   let parameterBytes = 0
   let gradientBytes = 0
   for (const held of params.values()) {
-    parameterBytes += held.value.data.byteLength
+    parameterBytes += held.value.size * DType.bytesPer(held.value.dtype)
     gradientBytes += held.grad.byteLength
   }
   return { parameterBytes, gradientBytes }

@@ -22,6 +22,7 @@ import type { Action } from "../pipeline/Action.js"
 import * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import type * as Trace from "../runtime/Trace.js"
+import * as Device from "../tensor/Device.js"
 import type * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as BuiltinModels from "./BuiltinModels.js"
@@ -60,6 +61,11 @@ export interface TrainSetup {
   readonly recompute?: Recompute | undefined
   /** The model (ModelDefinition.Ref); the built-in Mixtral-like model when absent. */
   readonly definition?: ModelDefinition.Ref | undefined
+  /**
+   * The kind of device the ranks compute on (ChunkRun: weights uploaded once a step): `cpu` (the
+   * default), `sim` (rank r on sim:r) or `cuda` (cuda:0, the GPU its process selected).
+   */
+  readonly device?: Device.Kind | undefined
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */
   readonly span?: ((span: Trace.Span) => void) | undefined
 }
@@ -182,11 +188,15 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
 
   // bf16: each shard's bf16 copy, made once per step and shared by its micro-batches (ChunkRun).
   const bf16Copies = new Map<RankParams.Held, Tensor.Tensor>()
+  // On a device: each shard's upload, made once per step and shared likewise.
+  const deviceCopies = new Map<RankParams.Held, Tensor.Tensor>()
+  const device = setup.device === undefined ? undefined : Device.ofRank(setup.device, rank)
 
   const step = (k: number) =>
     Effect.gen(function* () {
       RankParams.zeroGrads(params)
       bf16Copies.clear()
+      deviceCopies.clear()
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
       const moeStats = MoeStats.accumulator(microBatches, s.dp)
@@ -225,6 +235,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
             received,
             precision: setup.precision,
             bf16Copies,
+            device,
+            deviceCopies,
           })
           const moeLayers = MoeStats.moeLayersOf(model, layers.start, layers.end)
           moeStats.add(moeLayers, out.moeStats)

@@ -32,7 +32,7 @@ export const make = (env: NodeJS.ProcessEnv): DoctorReport => {
   return {
     cpu: CpuProbe.probe(),
     cuda,
-    cublas: GpuLibraries.cublas(dirs),
+    cublas: GpuLibraries.cublas(dirs, cuda.available),
     nccl: GpuLibraries.nccl(dirs, env, cuda.available),
     mpi: MpiProbe.probe(env),
   }

@@ -5,13 +5,13 @@
  * pleat calls that it lacks (NCCL's: comm/nccl/NcclApi.ts, NCCL 2.7 or later). NCCL is looked
  * for as the NCCL backend looks for it (NcclLibrary: $PLEAT_NCCL_LIB first, the file itself or
  * a folder holding it). nccl is available when that file loads with every entry point and CUDA
- * sees a GPU (`--backend nccl` then runs); cublas says available false: training does not run
- * on it yet (the CUDA addon's gemm / groupedGemm load it for the device checks).
+ * sees a GPU (`--backend nccl` then runs); cublas likewise when it loads whole and there is a GPU
+ * (`--device cuda` then runs; the CUDA runtime looks for it the same way: CublasLibrary).
  */
 import path from "node:path"
 import * as NcclApi from "../../comm/nccl/NcclApi.js"
+import * as CublasLibrary from "../../native/CublasLibrary.js"
 import * as GpuLibraryProbe from "../../native/GpuLibraryProbe.js"
-import * as LibrarySearch from "../../native/LibrarySearch.js"
 import * as NcclLibrary from "../../native/NcclLibrary.js"
 
 /**
@@ -47,22 +47,30 @@ const loaded = (found: ReadonlyArray<string>, kind: "nccl" | "cublas", symbols: 
   return { path: first, version: probed.version === null ? null : GpuLibraryProbe.versionText(probed.version), missing: probed.missing, loadError: probed.error }
 }
 
-const cublasName = /^libcublas(Lt)?\.so(\.\d+)*$/
-
 /**
- * The cublas entry: libcublas.so* and libcublasLt.so* in the searched folders.
+ * The cublas entry: libcublas.so* and libcublasLt.so* in the searched folders; available when the
+ * first cuBLAS file loads with every entry point pleat calls and CUDA sees a GPU
+ * (`pleat train --device cuda` then runs its products on it).
  * @category constructors
  */
-export const cublas = (dirs: ReadonlyArray<string>): LibraryReport & { readonly available: false } => {
-  const found = LibrarySearch.find(dirs, (name) => cublasName.test(name))
-  const first = found.filter((f) => !path.basename(f).startsWith("libcublasLt"))
-  return {
-    available: false,
-    reason: "training does not run on cuBLAS yet (the CUDA addon's gemm and groupedGemm load it: scripts/device-check)",
-    found,
-    searched: dirs,
-    ...loaded(first, "cublas", cublasEntryPoints),
-  }
+export const cublas = (dirs: ReadonlyArray<string>, gpu: boolean): LibraryReport => {
+  const found = CublasLibrary.files(dirs)
+  const first = loaded(
+    found.filter((f) => !path.basename(f).startsWith("libcublasLt")),
+    "cublas",
+    cublasEntryPoints,
+  )
+  const reason =
+    first.path === null
+      ? "no libcublas.so found (pip install nvidia-cublas-cu12, or set PLEAT_CUBLAS_LIB to the file)"
+      : first.loadError !== null
+        ? `${first.path} does not load: ${first.loadError}`
+        : first.missing.length > 0
+          ? `${first.path} lacks ${first.missing.join(", ")}`
+          : !gpu
+            ? "cuBLAS loads, but CUDA sees no GPU here (--device cuda needs one)"
+            : "--device cuda runs its products on it"
+  return { available: first.path !== null && first.loadError === null && first.missing.length === 0 && gpu, reason, found, searched: dirs, ...first }
 }
 
 /**

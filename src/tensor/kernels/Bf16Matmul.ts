@@ -88,8 +88,7 @@ const usable = (): CpuBf16.Bf16MatmulKernel | undefined => (mode === "off" || Ke
  * rounds now. Its backward products then take `backwardOperands`.
  * @category guards
  */
-export const roundsProduct = (a: Tensor.Tensor, b: Tensor.Tensor): boolean =>
-  a.data instanceof Float32Array && b.data instanceof Float32Array && (a.tape ?? b.tape)?.roundsToBf16 === true
+export const roundsProduct = (a: Tensor.Tensor, b: Tensor.Tensor): boolean => a.dtype === "float32" && b.dtype === "float32" && (a.tape ?? b.tape)?.roundsToBf16 === true
 
 /**
  * The backward products of a bf16 product (see the header): the bf16 GEMM with the gradient as

@@ -11,9 +11,7 @@
  *   dgate = g * up * s * (1 + gate * (1 - s))      dup = g * gate * s
  */
 import * as Autograd from "../Autograd.js"
-import * as DType from "../DType.js"
-import * as Kernels from "../kernels/Kernels.js"
-import { reference } from "../kernels/Reference.js"
+import * as Place from "../device/Place.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 
@@ -27,15 +25,13 @@ export const swiglu = (gate: Tensor.Tensor, up: Tensor.Tensor): Tensor.Tensor =>
     throw TensorError.shape("swiglu", `gate ${TensorError.formatShape(gate.shape)} and up ${TensorError.formatShape(up.shape)} must have the same shape`)
   }
   // The kernels write every element.
-  const out = DType.allocateUninitialized(gate.dtype, gate.size)
-  Kernels.forDType(gate.dtype, reference).swiglu(gate.data, up.data, out)
+  const place = Place.of("swiglu", gate, up)
+  const out = place.allocate(gate.dtype, gate.size)
+  place.kernels(gate.dtype).swiglu(place.operand(gate), place.operand(up), out)
   return Autograd.result("swiglu", [gate, up], out, gate.shape, (g) => {
-    const dGate = gate.requiresGrad ? DType.allocateUninitialized(g.dtype, gate.size) : undefined
-    const dUp = up.requiresGrad ? DType.allocateUninitialized(g.dtype, up.size) : undefined
-    Kernels.forDType(g.dtype, reference).swigluBackward(gate.data, up.data, g.data, dGate, dUp)
-    return [
-      dGate === undefined ? undefined : Tensor.fromStorage(dGate, gate.shape, { device: g.device }),
-      dUp === undefined ? undefined : Tensor.fromStorage(dUp, up.shape, { device: g.device }),
-    ]
+    const dGate = gate.requiresGrad ? place.allocate(g.dtype, gate.size) : undefined
+    const dUp = up.requiresGrad ? place.allocate(g.dtype, up.size) : undefined
+    place.kernels(g.dtype).swigluBackward(place.operand(gate), place.operand(up), place.operand(g), dGate, dUp)
+    return [dGate === undefined ? undefined : Place.tensor(dGate, gate.shape, g.device), dUp === undefined ? undefined : Place.tensor(dUp, up.shape, g.device)]
   })
 }

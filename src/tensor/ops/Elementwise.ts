@@ -7,6 +7,7 @@
 import { BinaryOp, BroadcastKind, elementwiseKernels } from "../../native/CpuElementwise.js"
 import * as Autograd from "../Autograd.js"
 import * as Broadcast from "../Broadcast.js"
+import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
 import { nativeFrom } from "../kernels/AddInto.js"
 import * as Tensor from "../Tensor.js"
@@ -40,6 +41,13 @@ const binary = (
   Autograd.sameKind(op, a, b)
   const p = Broadcast.plan(op, a.shape, b.shape)
   const n = p.shape.reduce((x, d) => x * d, 1)
+  // On a device: the sum of two tensors of one shape runs there; every other case on the host.
+  const place = Place.of(op, a, b)
+  if (place.runtime !== undefined && code === 0 && p.kind === "same") {
+    const sum = place.runtime.allocate(a.dtype, n)
+    place.runtime.kernels.add(a.deviceArray(place.runtime), b.deviceArray(place.runtime), sum)
+    return Autograd.result(op, [a, b], sum, p.shape, (g) => backward(g))
+  }
   const x = a.data
   const y = b.data
   // Every element is written below, by the kernel or the loops: no need to zero large outputs.

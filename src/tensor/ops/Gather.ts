@@ -15,9 +15,7 @@
  * number of rows; indices are Int32Array so they are integers by construction.
  */
 import * as Autograd from "../Autograd.js"
-import * as DType from "../DType.js"
-import * as Kernels from "../kernels/Kernels.js"
-import { reference } from "../kernels/Reference.js"
+import * as Place from "../device/Place.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 
@@ -49,8 +47,9 @@ export const gatherRows = (src: Tensor.Tensor, index: Int32Array): Tensor.Tensor
 /** gatherRows after the checks; `op` names the tape node. */
 const gatherChecked = (op: string, src: Tensor.Tensor, index: Int32Array, n: number, cols: number): Tensor.Tensor => {
   // Every output row is written by the gather: no need to zero it first.
-  const out = DType.allocateUninitialized(src.dtype, index.length * cols)
-  Kernels.forDType(src.dtype, reference).gatherRows(src.data, index, out, cols)
+  const place = Place.of(op, src)
+  const out = place.allocate(src.dtype, index.length * cols)
+  place.kernels(src.dtype).gatherRows(place.operand(src), index, out, cols)
   const shape = [index.length, ...src.shape.slice(1)]
   return Autograd.result(op, [src], out, shape, (g) => [scatterChecked("scatterAddRows", g, index, n, cols)])
 }
@@ -71,8 +70,9 @@ export const scatterAddRows = (src: Tensor.Tensor, index: Int32Array, numRows: n
 
 /** scatterAddRows after the checks. */
 const scatterChecked = (op: string, src: Tensor.Tensor, index: Int32Array, numRows: number, cols: number): Tensor.Tensor => {
-  const out = DType.allocate(src.dtype, numRows * cols)
-  Kernels.forDType(src.dtype, reference).scatterAddRows(src.data, index, out, cols)
+  const place = Place.of(op, src)
+  const out = place.zeros(src.dtype, numRows * cols)
+  place.kernels(src.dtype).scatterAddRows(place.operand(src), index, out, cols)
   const shape = [numRows, ...src.shape.slice(1)]
   return Autograd.result(op, [src], out, shape, (g) => [gatherChecked("gatherRows", g, index, numRows, cols)])
 }

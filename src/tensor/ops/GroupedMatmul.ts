@@ -57,7 +57,7 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
   groupedOn(kernels, Bf16Matmul.forForward(x, w)).groupedRows(x.data, w.data, out, rows, k, m, false)
   return Autograd.result("groupedMatmul", [x, w], out, [n, m], (dout) => {
     // A bf16 product's backward products take Bf16Matmul's operands (the gradient in bf16).
-    const low = bf16Product && dout.data instanceof Float32Array ? Bf16Matmul.backwardOperands(dout.data) : undefined
+    const low = bf16Product && dout.dtype === "float32" ? Bf16Matmul.backwardOperands(dout.data as Float32Array) : undefined
     const grad = { data: low?.gradient ?? dout.data }
     const lowKernel = low?.kernel
     let dx: Tensor.Tensor | undefined

@@ -15,6 +15,8 @@ import * as Effect from "effect/Effect"
 import * as Cpu from "../../native/Cpu.js"
 import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
+import * as Device from "../Device.js"
+import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
 import * as GradAccumulator from "../GradAccumulator.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
@@ -77,6 +79,36 @@ const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boo
  * storage, or added into `into` (a gradient accumulator).
  */
 const run = (
+  place: Place.Place,
+  a: Place.Buffer,
+  b: Place.Buffer,
+  dtype: DType.DType,
+  l: Layout,
+  transA: boolean,
+  transB: boolean,
+  bf16?: CpuBf16.Bf16MatmulKernel,
+  into?: DType.Storage,
+): Place.Buffer => {
+  const runtime = place.runtime
+  if (runtime !== undefined) {
+    // On a device: into new device storage, or into an accumulator (host storage: device
+    // accumulators are not built yet) staged on the device, so that the product adds into it
+    // inside the GEMM as on the host (the same sums in the same order).
+    if (into === undefined) {
+      const out = place.allocate(dtype, l.batch * l.m * l.n)
+      place.kernels(dtype).matmul(gemmArgs(a, b, out, l, transA, transB))
+      return out
+    }
+    const accumulate = GradAccumulator.accumulates(into)
+    const staged = accumulate ? runtime.upload(into) : runtime.allocate(dtype, into.length)
+    place.kernels(dtype).matmul(gemmArgs(a, b, staged, l, transA, transB, accumulate))
+    runtime.download(staged, into)
+    return into
+  }
+  return runOnHost(a as DType.Storage, b as DType.Storage, dtype, l, transA, transB, bf16, into)
+}
+
+const runOnHost = (
   a: DType.Storage,
   b: DType.Storage,
   dtype: DType.DType,
@@ -96,7 +128,7 @@ const run = (
 }
 
 /** A product's kernel arguments (the same for every dtype's kernel). */
-const gemmArgs = <S extends DType.Storage>(a: S, b: S, out: S, l: Layout, transA: boolean, transB: boolean, accumulate = false) => ({
+const gemmArgs = <S>(a: S, b: S, out: S, l: Layout, transA: boolean, transB: boolean, accumulate = false) => ({
   a,
   b,
   out,
@@ -111,13 +143,23 @@ const gemmArgs = <S extends DType.Storage>(a: S, b: S, out: S, l: Layout, transA
   accumulate,
 })
 
-/** The forward product: the bf16 GEMM on a bf16 tape (Bf16Matmul's rule), `run` otherwise. */
-const runForward = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean): DType.Storage =>
-  run(a.data, b.data, a.dtype, l, transA, transB, Bf16Matmul.forForward(a, b))
+/**
+ * Where a product computes: its operands' device, or the host for a bf16 product (the bf16 GEMM
+ * is the host's; on a device its operands are downloaded).
+ */
+const placeOf = (a: Tensor.Tensor, b: Tensor.Tensor, bf16Product: boolean): Place.Place => (bf16Product ? Place.host : Place.of("matmul", a, b))
 
-/** Sums a batched gradient [batch, r, c] over the batch when the operand was shared. */
-const sumBatch = (data: DType.Storage, batch: number, size: number): DType.Storage => {
-  if (batch === 1) return data
+/** The forward product: the bf16 GEMM on a bf16 tape (Bf16Matmul's rule), `run` otherwise. */
+const runForward = (place: Place.Place, a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean): Place.Buffer =>
+  run(place, place.operand(a), place.operand(b), a.dtype, l, transA, transB, Bf16Matmul.forForward(a, b))
+
+/**
+ * Sums a batched gradient [batch, r, c] over the batch when the operand was shared (on the host:
+ * a device's batched gradient is downloaded first).
+ */
+const sumBatch = (buffer: Place.Buffer, batch: number, size: number): Place.Buffer => {
+  if (batch === 1) return buffer
+  const data = Place.hostValues(buffer)
   const out = DType.allocate(DType.of(data), size)
   for (let b = 0; b < batch; b++) for (let i = 0; i < size; i++) out[i] = (out[i] as number) + (data[b * size + i] as number)
   return out
@@ -132,7 +174,9 @@ export const matmul = (a: Tensor.Tensor, b: Tensor.Tensor, options: MatmulOption
   const transA = options.transA ?? false
   const transB = options.transB ?? false
   const l = layout(a, b, transA, transB)
-  return record(a, b, l, transA, transB, Bf16Matmul.roundsProduct(a, b), runForward(a, b, l, transA, transB))
+  const bf16Product = Bf16Matmul.roundsProduct(a, b)
+  const place = placeOf(a, b, bf16Product)
+  return record(place, a, b, l, transA, transB, bf16Product, runForward(place, a, b, l, transA, transB))
 }
 
 /**
@@ -147,8 +191,8 @@ export const matmulEffect = (a: Tensor.Tensor, b: Tensor.Tensor, options: Matmul
     const transA = options.transA ?? false
     const transB = options.transB ?? false
     const l = layout(a, b, transA, transB)
-    if (a.dtype !== "float32" || Kernels.native() === undefined || !Cpu.preferAsync(2 * l.batch * l.m * l.n * l.k)) {
-      return Effect.sync(() => record(a, b, l, transA, transB, Bf16Matmul.roundsProduct(a, b), runForward(a, b, l, transA, transB)))
+    if (a.dtype !== "float32" || Kernels.native() === undefined || Device.isAccelerator(a.device) || !Cpu.preferAsync(2 * l.batch * l.m * l.n * l.k)) {
+      return Effect.sync(() => matmul(a, b, options))
     }
     const out = new Float32Array(l.batch * l.m * l.n)
     const args = gemmArgs(a.data as Float32Array, b.data as Float32Array, out, l, transA, transB)
@@ -156,7 +200,7 @@ export const matmulEffect = (a: Tensor.Tensor, b: Tensor.Tensor, options: Matmul
     const rounds = Bf16Matmul.roundsProduct(a, b)
     return Effect.map(
       Effect.promise(() => (bf16 === undefined ? Cpu.matmulAsync(args) : bf16.async(args))),
-      () => record(a, b, l, transA, transB, rounds, out),
+      () => record(Place.host, a, b, l, transA, transB, rounds, out),
     )
   })
 
@@ -164,11 +208,11 @@ export const matmulEffect = (a: Tensor.Tensor, b: Tensor.Tensor, options: Matmul
  * The product as an op on the tape, with the backward of the file header; a bf16 product
  * (`bf16Product`, decided when it was recorded) takes Bf16Matmul's backward operands.
  */
-const record = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean, bf16Product: boolean, out: DType.Storage): Tensor.Tensor =>
+const record = (place: Place.Place, a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean, bf16Product: boolean, out: Place.Buffer): Tensor.Tensor =>
   Autograd.result("matmul", [a, b], out, [...l.batchShape, l.m, l.n], (grad) => {
     const dtype = grad.dtype
-    const low = bf16Product && grad.data instanceof Float32Array ? Bf16Matmul.backwardOperands(grad.data) : undefined
-    const g = { data: low?.gradient ?? grad.data, device: grad.device }
+    const low = bf16Product && grad.dtype === "float32" ? Bf16Matmul.backwardOperands(grad.data as Float32Array) : undefined
+    const g = { data: low?.gradient ?? place.operand(grad), device: grad.device }
     const kernel = low?.kernel
     // Gradient layouts: G is [batch, m, n] with stride m*n in every batch entry.
     let ga: Tensor.Tensor | undefined
@@ -177,9 +221,8 @@ const record = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, 
       const gl: Layout = transA
         ? { ...l, m: l.k, n: l.m, k: l.n, strideA: l.strideB, strideB: l.m * l.n }
         : { ...l, m: l.m, n: l.k, k: l.n, strideA: l.m * l.n, strideB: l.strideB }
-      const raw = transA ? run(b.data, g.data, dtype, gl, transB, true, kernel) : run(g.data, b.data, dtype, gl, false, !transB, kernel)
-      const data = l.strideA === 0 ? sumBatch(raw, l.batch, l.m * l.k) : raw
-      ga = Tensor.fromStorage(data, a.shape, { device: g.device })
+      const raw = transA ? run(place, place.operand(b), g.data, dtype, gl, transB, true, kernel) : run(place, g.data, place.operand(b), dtype, gl, false, !transB, kernel)
+      ga = Place.tensor(l.strideA === 0 ? sumBatch(raw, l.batch, l.m * l.k) : raw, a.shape, g.device)
     }
     if (b.requiresGrad) {
       // A weight with an accumulator gets its gradient added into it by the product itself; a
@@ -190,8 +233,10 @@ const record = (a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, 
       const gl: Layout = transB
         ? { ...lb, m: lb.n, n: lb.k, k: lb.m, strideA: lb.m * lb.n, strideB: lb.strideA }
         : { ...lb, m: lb.k, n: lb.n, k: lb.m, strideA: lb.strideA, strideB: lb.m * lb.n }
-      const raw = transB ? run(g.data, a.data, dtype, gl, true, transA, kernel, into) : run(a.data, g.data, dtype, gl, !transA, false, kernel, into)
-      if (into === undefined) gb = Tensor.fromStorage(l.strideB === 0 ? sumBatch(raw, l.batch, l.k * l.n) : raw, b.shape, { device: g.device })
+      const raw = transB
+        ? run(place, g.data, place.operand(a), dtype, gl, true, transA, kernel, into)
+        : run(place, place.operand(a), g.data, dtype, gl, !transA, false, kernel, into)
+      if (into === undefined) gb = Place.tensor(l.strideB === 0 ? sumBatch(raw, l.batch, l.k * l.n) : raw, b.shape, g.device)
     }
     return [ga, gb]
   })

@@ -13,9 +13,8 @@
  *   dw_j = sum over rows of g_j * x_j * r
  */
 import * as Autograd from "../Autograd.js"
+import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
-import * as Kernels from "../kernels/Kernels.js"
-import { reference } from "../kernels/Reference.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 
@@ -31,19 +30,18 @@ export const rmsNorm = (x: Tensor.Tensor, weight: Tensor.Tensor, eps = 1e-6): Te
   }
   if (!(eps >= 0)) throw TensorError.shape("rmsNorm", `eps must be >= 0, got ${eps}`)
   const rows = Tensor.sizeOf(x.shape.slice(0, -1))
-  const out = DType.allocateUninitialized(x.dtype, x.size)
+  const place = Place.of("rmsNorm", x, weight)
+  const out = place.allocate(x.dtype, x.size)
   // rstd in float64 whatever the dtype, so the backward pass does not inherit a float32 rounding.
-  const rstd = new Float64Array(rows)
-  Kernels.forDType(x.dtype, reference).rmsnormRows(x.data, weight.data, out, rstd, rows, cols, eps)
+  const rstd = place.zeros("float64", rows)
+  place.kernels(x.dtype).rmsnormRows(place.operand(x), place.operand(weight), out, rstd, rows, cols, eps)
   return Autograd.result("rmsNorm", [x, weight], out, x.shape, (g) => {
-    const dx = x.requiresGrad ? DType.allocateUninitialized(g.dtype, x.size) : undefined
-    const dw = weight.requiresGrad ? new Float64Array(cols) : undefined
-    Kernels.forDType(g.dtype, reference).rmsnormBackward(x.data, weight.data, g.data, rstd, rows, cols, dx, dw)
+    const dx = x.requiresGrad ? place.allocate(g.dtype, x.size) : undefined
+    const dw = weight.requiresGrad ? place.zeros("float64", cols) : undefined
+    place.kernels(g.dtype).rmsnormBackward(place.operand(x), place.operand(weight), place.operand(g), rstd, rows, cols, dx, dw)
+    // The weight's float64 sums become its dtype on the host (cols values).
     const wGrad = dw === undefined ? undefined : DType.allocate(g.dtype, cols)
-    if (wGrad !== undefined && dw !== undefined) wGrad.set(dw)
-    return [
-      dx === undefined ? undefined : Tensor.fromStorage(dx, x.shape, { device: g.device }),
-      wGrad === undefined ? undefined : Tensor.fromStorage(wGrad, weight.shape, { device: g.device }),
-    ]
+    if (wGrad !== undefined && dw !== undefined) wGrad.set(Place.hostValues(dw))
+    return [dx === undefined ? undefined : Place.tensor(dx, x.shape, g.device), wGrad === undefined ? undefined : Tensor.fromStorage(wGrad, weight.shape, { device: g.device })]
   })
 }

@@ -2,6 +2,7 @@
  * Shape ops: reshape and row slices (views, no copy), transpose, concat and split (copies).
  */
 import * as Autograd from "../Autograd.js"
+import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
@@ -23,7 +24,7 @@ export const reshape = (t: Tensor.Tensor, shape: ReadonlyArray<number>): Tensor.
   if (Tensor.sizeOf(resolved) !== t.size || resolved.some((d) => !Number.isInteger(d))) {
     throw TensorError.shape("reshape", `cannot view ${TensorError.formatShape(t.shape)} (${t.size} elements) as ${TensorError.formatShape(shape)}`)
   }
-  return Autograd.result("reshape", [t], t.data, resolved, (g) => [Tensor.fromStorage(g.data, t.shape, { device: g.device })])
+  return Autograd.result("reshape", [t], t.values(), resolved, (g) => [Place.tensor(g.values(), t.shape, g.device)])
 }
 
 /**

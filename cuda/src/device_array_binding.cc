@@ -1,0 +1,195 @@
+// Device arrays: a block of the process's caching allocator owned by a JS value (an External),
+// what src/tensor/device/CudaRuntime.ts keeps a tensor's values in on the GPU.
+//
+//   deviceArrayNew(length, dtype) -> array       dtype "float32" or "float64"; uninitialised;
+//                                                null when the device is full
+//   deviceArrayZero(array)                       every byte 0
+//   deviceArrayCopyIn(array, src)                src: a host typed array of the same bytes
+//   deviceArrayCopyOut(array, dst)               into a host typed array of the same bytes
+//   deviceArrayCopy(dst, src)                    device to device, same bytes
+//   deviceArrayAdd(a, b, out)                    out = a + b, float32 device arrays of one length
+//                                                (a copy and axpy's one fused a * 1 + b per
+//                                                element: one rounding, the host's sum)
+//
+// Every kernel binding of this addon takes a device array wherever it takes a Float32Array or
+// Float64Array (napi_args.h's expect_array asks this file's reader): the kernel then runs on it
+// in place, with no copy in or out (device_staging.h). Only float arrays are made, so an
+// argument the bindings read on the host (indices, counts: Int32Array) is never one.
+//
+// The block is freed when the JS value is collected (the allocator keeps it for reuse on its
+// stream; every kernel of the addon runs on stream 0), and V8 is told its size, so device memory
+// in use counts toward collection as ArrayBuffers do. Work is queued on stream 0; copies out
+// wait for it (a first step: completion without a blocking wait comes with events per op).
+#include "device_array_binding.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <unordered_set>
+
+#include "device_memory_binding.h"
+#include "kernels/axpy_cuda.h"
+#include "napi_args.h"
+
+namespace pleat {
+
+namespace {
+
+struct DeviceBlock {
+  void* data = nullptr;
+  size_t length = 0;
+  napi_typedarray_type type = napi_float32_array;
+  size_t bytes() const { return length * (type == napi_float64_array ? 8 : 4); }
+};
+
+// The live blocks: what makes an External a device array (and not any other External).
+std::unordered_set<const DeviceBlock*>& live() {
+  static std::unordered_set<const DeviceBlock*> blocks;
+  return blocks;
+}
+
+const DeviceBlock* block_of(const Napi::Value& value) {
+  if (!value.IsExternal()) return nullptr;
+  const auto* b = value.As<Napi::External<DeviceBlock>>().Data();
+  return live().count(b) != 0 ? b : nullptr;
+}
+
+bool read_device_array(const Napi::Value& value, napi_typedarray_type* type, size_t* length, uint8_t** data) {
+  const DeviceBlock* b = block_of(value);
+  if (b == nullptr) return false;
+  *type = b->type;
+  *length = b->length;
+  *data = static_cast<uint8_t*>(b->data);
+  return true;
+}
+
+void release(Napi::Env env, DeviceBlock* b) {
+  live().erase(b);
+  if (DeviceMemory* m = device_memory_if_made(); m != nullptr) m->allocator.free(b->data);
+  Napi::MemoryManagement::AdjustExternalMemory(env, -static_cast<int64_t>(b->bytes()));
+  delete b;
+}
+
+const DeviceBlock* expect_block(const Napi::CallbackInfo& info, const char* fn, size_t index, const char* name) {
+  const DeviceBlock* b = block_of(info[index]);
+  if (b == nullptr) throw_type_error(info.Env(), std::string(fn) + ": " + name + " must be a device array (deviceArrayNew), got " + describe(info[index]));
+  return b;
+}
+
+cudaError_t finish(Napi::Env env, const char* fn, cudaError_t queued, bool wait) {
+  DeviceMemory* m = device_memory_if_made();
+  const cudaError_t err = queued != cudaSuccess ? queued : wait && m != nullptr ? cudaStreamSynchronize(m->backend.stream(0)) : cudaSuccess;
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    Napi::Error::New(env, std::string("CUDA error: ") + fn + " failed: " + cudaGetErrorName(err) + ": " + cudaGetErrorString(err)).ThrowAsJavaScriptException();
+  }
+  return err;
+}
+
+Napi::Value DeviceArrayNew(const Napi::CallbackInfo& info) {
+  const char* fn = "deviceArrayNew";
+  Napi::Env env = info.Env();
+  double length = 0;
+  if (!expect_whole(info, fn, 0, "length", &length)) return env.Undefined();
+  const std::string dtype = info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+  if (dtype != "float32" && dtype != "float64") {
+    throw_type_error(env, std::string(fn) + ": dtype must be \"float32\" or \"float64\", got " + describe(info[1]));
+    return env.Undefined();
+  }
+  DeviceMemory* m = device_memory(env);
+  if (m == nullptr) return env.Undefined();
+  auto* b = new DeviceBlock{nullptr, static_cast<size_t>(length), dtype == "float64" ? napi_float64_array : napi_float32_array};
+  // At least one element's bytes, so that an empty array still has an address of its own.
+  b->data = m->allocator.allocate(b->bytes() > 0 ? b->bytes() : 8, 0);
+  if (b->data == nullptr) {
+    delete b;
+    return env.Null();
+  }
+  live().insert(b);
+  Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(b->bytes()));
+  return Napi::External<DeviceBlock>::New(env, b, release);
+}
+
+Napi::Value DeviceArrayZero(const Napi::CallbackInfo& info) {
+  const DeviceBlock* b = expect_block(info, "deviceArrayZero", 0, "array");
+  if (b == nullptr) return info.Env().Undefined();
+  finish(info.Env(), "deviceArrayZero", cudaMemsetAsync(b->data, 0, b->bytes(), device_memory_if_made()->backend.stream(0)), false);
+  return info.Env().Undefined();
+}
+
+// deviceArrayCopyIn / deviceArrayCopyOut: `in` copies host -> device.
+Napi::Value CopyHost(const Napi::CallbackInfo& info, bool in) {
+  const char* fn = in ? "deviceArrayCopyIn" : "deviceArrayCopyOut";
+  Napi::Env env = info.Env();
+  const DeviceBlock* b = expect_block(info, fn, 0, "array");
+  if (b == nullptr) return env.Undefined();
+  ArrayArg host;
+  if (!expect_array(info, fn, 1, in ? "src" : "dst", {b->type}, &host)) return env.Undefined();
+  if (host.resident || host.length != b->length) {
+    throw_range_error(env, std::string(fn) + ": the host array must be a typed array of the device array's " + std::to_string(b->length) + " elements");
+    return env.Undefined();
+  }
+  if (b->bytes() == 0) return env.Undefined();
+  cudaStream_t s = device_memory_if_made()->backend.stream(0);
+  // A copy in is queued (the host array's bytes are read before cudaMemcpyAsync returns for
+  // pageable memory); a copy out waits, since the caller reads the host array next.
+  const cudaError_t err = in ? cudaMemcpyAsync(b->data, host.data, b->bytes(), cudaMemcpyHostToDevice, s) : cudaMemcpyAsync(host.data, b->data, b->bytes(), cudaMemcpyDeviceToHost, s);
+  finish(env, fn, err, !in);
+  return env.Undefined();
+}
+
+Napi::Value DeviceArrayCopyIn(const Napi::CallbackInfo& info) { return CopyHost(info, true); }
+Napi::Value DeviceArrayCopyOut(const Napi::CallbackInfo& info) { return CopyHost(info, false); }
+
+Napi::Value DeviceArrayCopy(const Napi::CallbackInfo& info) {
+  const char* fn = "deviceArrayCopy";
+  Napi::Env env = info.Env();
+  const DeviceBlock* dst = expect_block(info, fn, 0, "dst");
+  if (dst == nullptr) return env.Undefined();
+  const DeviceBlock* src = expect_block(info, fn, 1, "src");
+  if (src == nullptr) return env.Undefined();
+  if (dst->bytes() != src->bytes()) {
+    throw_range_error(env, std::string(fn) + ": dst holds " + std::to_string(dst->bytes()) + " bytes, src " + std::to_string(src->bytes()));
+    return env.Undefined();
+  }
+  if (dst->bytes() == 0) return env.Undefined();
+  finish(env, fn, cudaMemcpyAsync(dst->data, src->data, dst->bytes(), cudaMemcpyDeviceToDevice, device_memory_if_made()->backend.stream(0)), false);
+  return env.Undefined();
+}
+
+Napi::Value DeviceArrayAdd(const Napi::CallbackInfo& info) {
+  const char* fn = "deviceArrayAdd";
+  Napi::Env env = info.Env();
+  const DeviceBlock* a = expect_block(info, fn, 0, "a");
+  if (a == nullptr) return env.Undefined();
+  const DeviceBlock* b = expect_block(info, fn, 1, "b");
+  if (b == nullptr) return env.Undefined();
+  const DeviceBlock* out = expect_block(info, fn, 2, "out");
+  if (out == nullptr) return env.Undefined();
+  if (a->type != napi_float32_array || b->type != napi_float32_array || out->type != napi_float32_array || a->length != b->length || out->length != a->length ||
+      out == b) {
+    throw_range_error(env, std::string(fn) + ": a, b and out must be float32 device arrays of one length, out not b");
+    return env.Undefined();
+  }
+  if (a->length == 0) return env.Undefined();
+  cudaStream_t s = device_memory_if_made()->backend.stream(0);
+  cudaError_t err = out == a ? cudaSuccess : cudaMemcpyAsync(out->data, a->data, a->bytes(), cudaMemcpyDeviceToDevice, s);
+  if (err == cudaSuccess) err = axpy_f32_launch(1.0f, static_cast<const float*>(b->data), static_cast<float*>(out->data), a->length, s);
+  finish(env, fn, err, false);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterDeviceArrayExports(Napi::Env env, Napi::Object exports) {
+  device_array_reader() = read_device_array;
+  exports.Set("deviceArrayNew", Napi::Function::New(env, DeviceArrayNew, "deviceArrayNew"));
+  exports.Set("deviceArrayZero", Napi::Function::New(env, DeviceArrayZero, "deviceArrayZero"));
+  exports.Set("deviceArrayCopyIn", Napi::Function::New(env, DeviceArrayCopyIn, "deviceArrayCopyIn"));
+  exports.Set("deviceArrayCopyOut", Napi::Function::New(env, DeviceArrayCopyOut, "deviceArrayCopyOut"));
+  exports.Set("deviceArrayCopy", Napi::Function::New(env, DeviceArrayCopy, "deviceArrayCopy"));
+  exports.Set("deviceArrayAdd", Napi::Function::New(env, DeviceArrayAdd, "deviceArrayAdd"));
+}
+
+}  // namespace pleat

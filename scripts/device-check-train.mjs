@@ -1,0 +1,100 @@
+// device-check-train.mjs: the GPU checks of device tensors, called by scripts/device-check.mjs
+// with its report's helpers: the CUDA addon's device arrays (a round trip is exact, the sum of
+// two equals the host's, the cuBLAS matmul on device arrays against the CPU matmul's contract on
+// random shapes, transposes, batches and accumulation), and `pleat train --device cuda` on the
+// default job against the same job on the host (issue 15: training on the GPU learns). Each
+// runs only where a device is.
+import { spawnSync } from "node:child_process"
+import path from "node:path"
+
+export const trainChecks = async ({ root, status, check, assert, random }) => {
+  if (!status.available) return
+  const { cudaRuntime } = await import(path.join(root, "dist/tensor/device/CudaRuntime.js"))
+  const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
+  const made = cudaRuntime(0)
+  check("device arrays: the CUDA runtime starts (device arrays, cuBLAS)", () => {
+    assert(made.runtime !== undefined, made.why)
+    return { device: "cuda:0" }
+  })
+  if (made.runtime === undefined) return
+  const rt = made.runtime
+  // random() is uniform in [-1, 1); u() in [0, 1).
+  const u = () => (random() + 1) / 2
+  const fill = (n) => Float32Array.from({ length: n }, () => random())
+  const back = (x) => {
+    const host = new Float32Array(x.length)
+    rt.download(x, host)
+    return host
+  }
+
+  check("device arrays: upload then download is exact; add equals the host's sum bit for bit", () => {
+    const a = fill(100_003)
+    const b = fill(100_003)
+    assert(
+      back(rt.upload(a)).every((v, i) => Object.is(v, a[i])),
+      "a round trip changed a value",
+    )
+    const out = rt.allocate("float32", a.length)
+    rt.kernels.add(rt.upload(a), rt.upload(b), out)
+    const sum = back(out)
+    const wrong = sum.findIndex((v, i) => v !== Math.fround(a[i] + b[i]))
+    assert(wrong < 0, `add: element ${wrong} is ${sum[wrong]}, the host's ${Math.fround(a[wrong] + b[wrong])}`)
+    return { elements: a.length }
+  })
+
+  check("device arrays: matmul (cuBLAS, fp32) against the CPU matmul, random shapes, transposes, batches, accumulation (tolerance 1e-5 of the row's magnitude)", () => {
+    const cases = []
+    for (let c = 0; c < 40; c++) {
+      const pick = (lo, hi) => lo + Math.floor(u() * (hi - lo + 1))
+      const batch = pick(1, 3)
+      const [m, n, k] = [pick(1, 300), pick(1, 300), pick(0, 300)]
+      const transA = u() < 0.5
+      const transB = u() < 0.5
+      const sharedB = u() < 0.5
+      const accumulate = u() < 0.3
+      const strideA = m * k
+      const strideB = sharedB ? 0 : k * n
+      const a = fill(batch * m * k)
+      const b = fill(sharedB ? k * n : batch * k * n)
+      const out0 = fill(batch * m * n)
+      const want = Float32Array.from(out0)
+      Cpu.matmul({ a, b, out: want, batch, m, n, k, transA, transB, strideA, strideB, accumulate })
+      const out = rt.upload(out0)
+      rt.kernels.matmul({ a: rt.upload(a), b: rt.upload(b), out, batch, m, n, k, transA, transB, strideA, strideB, accumulate })
+      const got = back(out)
+      let worst = 0
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (Math.sqrt(k) + Math.abs(want[i])))
+      assert(worst <= 1e-5, `batch ${batch} m ${m} n ${n} k ${k} transA ${transA} transB ${transB} shared ${sharedB} accumulate ${accumulate}: error ${worst}`)
+      cases.push(worst)
+    }
+    return { cases: cases.length, worst: Math.max(...cases) }
+  })
+
+  check("pleat train --device cuda (default job, 30 steps) learns, and its first step's loss is the host's (1e-4 relative)", () => {
+    const run = (device) => {
+      const r = spawnSync(process.execPath, [path.join(root, "dist/cli/main.js"), "train", "--steps", "30", "--device", device, "--log", "json"], {
+        encoding: "utf8",
+        timeout: 150_000,
+      })
+      const steps = (r.stdout ?? "")
+        .split("\n")
+        .filter((l) => l.includes('"msg":"step"'))
+        .map((l) => JSON.parse(l))
+      assert(r.status === 0 && steps.length === 30, `--device ${device}: exit ${r.status} ${r.signal ?? ""}, ${steps.length} steps: ${(r.stderr ?? "").slice(-600)}`)
+      return steps
+    }
+    const host = run("cpu")
+    const gpu = run("cuda")
+    const first = Math.abs(gpu[0].loss - host[0].loss) / host[0].loss
+    const last = gpu[gpu.length - 1].loss
+    assert(first <= 1e-4, `step 1: ${gpu[0].loss} on the GPU, ${host[0].loss} on the host`)
+    assert(last < 0.5 * gpu[0].loss, `the loss went from ${gpu[0].loss} to ${last}`)
+    const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]
+    return {
+      losses: { gpu: gpu.map((s) => s.loss), host: host.map((s) => s.loss) },
+      firstStepRelative: first,
+      tokensPerSec: { gpu: median(gpu.slice(3).map((s) => s.tokensPerSec)), host: median(host.slice(3).map((s) => s.tokensPerSec)) },
+      note: "weights uploaded once a step, gradients and AdamW on the host; attention, the router, dispatch and the expert GEMMs still run on the host over copies",
+    }
+  })
+}

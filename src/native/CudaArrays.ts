@@ -1,0 +1,73 @@
+/**
+ * CudaArrays: device arrays of pleat_cuda.node (cuda/src/device_array_binding.cc) and the kernels
+ * that take them in place of host arrays: blocks of the process GPU's caching allocator owned by
+ * JS values (freed when collected; V8 is told their size), explicit copies to and from host
+ * typed arrays, and the CUDA kernels and cuBLAS products with the CPU kernels' signatures
+ * (Cpu.matmul's, Kernels' gatherRows, rmsnormRows, swiglu and their backwards), run on the
+ * arrays where they are: no copy in or out. Work is queued on the device's stream 0 in call
+ * order; a copy out waits for it. The products need cuBLAS loaded (Cuda.loadCublas).
+ */
+import * as Addon from "./Addon.js"
+
+/**
+ * A device array's handle (an opaque JS value the addon made).
+ * @category models
+ */
+export type DeviceHandle = { readonly __deviceArray: unique symbol }
+
+/** An argument the CUDA kernels take: a host array or a device array. */
+type F32 = Float32Array | DeviceHandle
+type F64 = Float64Array | DeviceHandle
+
+/**
+ * The raw functions, as the binding exports them.
+ * @category models
+ */
+export interface CudaArraysAddon {
+  deviceArrayNew(length: number, dtype: "float32" | "float64"): DeviceHandle | null
+  deviceArrayZero(array: DeviceHandle): void
+  deviceArrayCopyIn(array: DeviceHandle, src: Float32Array | Float64Array): void
+  deviceArrayCopyOut(array: DeviceHandle, dst: Float32Array | Float64Array): void
+  deviceArrayCopy(dst: DeviceHandle, src: DeviceHandle): void
+  deviceArrayAdd(a: DeviceHandle, b: DeviceHandle, out: DeviceHandle): void
+  matmul(a: F32, b: F32, out: F32, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, accumulate: boolean): void
+  gatherRows(src: F32, index: Int32Array, out: F32, cols: number): void
+  rmsnormRows(x: F32, weight: F32, out: F32, rstd: F64 | null, rows: number, cols: number, eps: number): void
+  swiglu(gate: F32, up: F32, out: F32): void
+  swigluBackward(gate: F32, up: F32, grad: F32, dGate: F32 | null, dUp: F32 | null): void
+  rmsnormBackward(x: F32, w: F32, g: F32, rstd: F64, rows: number, cols: number, dx: F32 | null, dw: F64 | null): void
+}
+
+const functions = [
+  "deviceArrayNew",
+  "deviceArrayZero",
+  "deviceArrayCopyIn",
+  "deviceArrayCopyOut",
+  "deviceArrayCopy",
+  "deviceArrayAdd",
+  "matmul",
+  "gatherRows",
+  "rmsnormRows",
+  "swiglu",
+  "swigluBackward",
+  "rmsnormBackward",
+] as const
+
+let cached: { readonly addon: CudaArraysAddon } | { readonly why: string } | undefined
+
+/**
+ * The device-array functions, or why they cannot be had (the CUDA addon not built, or built
+ * before them).
+ * @category constructors
+ */
+export const cudaArrays = (): { readonly addon: CudaArraysAddon } | { readonly why: string } => {
+  if (cached === undefined) {
+    try {
+      cached = { addon: Addon.load<CudaArraysAddon>("pleat_cuda", functions) }
+    } catch (error) {
+      if (!(error instanceof Addon.AddonLoadError)) throw error
+      cached = { why: error.message }
+    }
+  }
+  return cached
+}

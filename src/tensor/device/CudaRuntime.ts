@@ -1,0 +1,169 @@
+/**
+ * CudaRuntime: GPU memory and kernels for tensors on `cuda:0`, the GPU this process uses (device
+ * 0, or the one deviceSelect chose: the launcher's local rank under mpirun).
+ *
+ * Arrays are the CUDA addon's device arrays (native/CudaArrays.ts: blocks of its caching
+ * allocator, freed when collected). float32 products run on cuBLAS (fp32, no TF32), the
+ * embedding gather, RMSNorm, SwiGLU and their backwards on pleat's CUDA kernels, sums on axpy;
+ * each is its CPU twin's contract, checked against it by scripts/device-check (bf16 and float
+ * tolerances there). The rest of the kernel set (softmax rows, scatter-add, the grouped expert
+ * products) and float64 operands run on the host kernels over copies (downloaded, run, uploaded
+ * back: correct, and counted in `transfers`), until their CUDA twins are wired here.
+ *
+ * Needs the CUDA addon with device arrays, a GPU and cuBLAS (CublasLibrary's search); otherwise
+ * `cudaRuntime` says which is missing.
+ */
+import * as CublasLibrary from "../../native/CublasLibrary.js"
+import * as Cuda from "../../native/Cuda.js"
+import type { CudaArraysAddon, DeviceHandle } from "../../native/CudaArrays.js"
+import { cudaArrays } from "../../native/CudaArrays.js"
+import * as Device from "../Device.js"
+import * as DType from "../DType.js"
+import * as Kernels from "../kernels/Kernels.js"
+import { reference } from "../kernels/Reference.js"
+import type { DeviceArray, DeviceKernels, DeviceRuntime } from "./DeviceRuntime.js"
+import { noTransfers } from "./DeviceRuntime.js"
+
+/** A CUDA device array: the addon's handle. */
+interface CudaArray extends DeviceArray {
+  readonly handle: DeviceHandle
+}
+
+const handle = (x: DeviceArray): DeviceHandle => (x as CudaArray).handle
+const optional = (x: DeviceArray | undefined): DeviceHandle | null => (x === undefined ? null : handle(x))
+const allF32 = (...xs: ReadonlyArray<DeviceArray | undefined>): boolean => xs.every((x) => x === undefined || x.dtype === "float32")
+
+/**
+ * The device kernels: CUDA where it has the kernel and the operands are float32, the host's
+ * kernels over copies otherwise (`viaHost`).
+ */
+const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKernels => {
+  /**
+   * Runs `run` on host copies of `arrays` (downloaded; undefined stays undefined) and uploads
+   * each back into its device array (the kernel may have written it).
+   */
+  const viaHost = (arrays: ReadonlyArray<DeviceArray | undefined>, run: (host: ReadonlyArray<DType.Storage>) => void): void => {
+    const host = arrays.map((x) => {
+      if (x === undefined) return undefined
+      const h = DType.allocateUninitialized(x.dtype, x.length)
+      runtime().download(x, h)
+      return h
+    })
+    run(host as ReadonlyArray<DType.Storage>)
+    const transfers = runtime().transfers
+    arrays.forEach((x, i) => {
+      if (x === undefined) return
+      const h = host[i] as DType.Storage
+      a.deviceArrayCopyIn(handle(x), h)
+      transfers.uploads++
+      transfers.uploadedBytes += h.byteLength
+    })
+  }
+  const host = (x: DeviceArray) => Kernels.forDType(x.dtype, reference)
+  return {
+    name: "cuda",
+    matmul: (p) =>
+      allF32(p.a, p.b, p.out)
+        ? a.matmul(handle(p.a), handle(p.b), handle(p.out), p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.accumulate)
+        : viaHost([p.a, p.b, p.out], ([x, y, out]) => host(p.a).matmul({ ...p, a: x as DType.Storage, b: y as DType.Storage, out: out as DType.Storage })),
+    gatherRows: (src, index, out, cols) =>
+      allF32(src, out)
+        ? a.gatherRows(handle(src), index, handle(out), cols)
+        : viaHost([src, out], ([s, o]) => host(src).gatherRows(s as DType.Storage, index, o as DType.Storage, cols)),
+    rmsnormRows: (x, w, out, rstd, rows, cols, eps) =>
+      allF32(x, w, out) && rstd.dtype === "float64"
+        ? a.rmsnormRows(handle(x), handle(w), handle(out), handle(rstd), rows, cols, eps)
+        : viaHost([x, w, out, rstd], ([hx, hw, ho, hr]) =>
+            host(x).rmsnormRows(hx as DType.Storage, hw as DType.Storage, ho as DType.Storage, hr as DType.Storage, rows, cols, eps),
+          ),
+    swiglu: (gate, up, out) =>
+      allF32(gate, up, out)
+        ? a.swiglu(handle(gate), handle(up), handle(out))
+        : viaHost([gate, up, out], ([g, u, o]) => host(gate).swiglu(g as DType.Storage, u as DType.Storage, o as DType.Storage)),
+    rmsnormBackward: (x, w, g, rstd, rows, cols, dx, dw) =>
+      allF32(x, w, g, dx)
+        ? a.rmsnormBackward(handle(x), handle(w), handle(g), handle(rstd), rows, cols, optional(dx), optional(dw))
+        : viaHost([x, w, g, rstd, dx, dw], ([hx, hw, hg, hr, hdx, hdw]) =>
+            host(x).rmsnormBackward(hx as DType.Storage, hw as DType.Storage, hg as DType.Storage, hr as Float64Array, rows, cols, hdx, hdw as Float64Array | undefined),
+          ),
+    swigluBackward: (gate, up, g, dGate, dUp) =>
+      allF32(gate, up, g, dGate, dUp)
+        ? a.swigluBackward(handle(gate), handle(up), handle(g), optional(dGate), optional(dUp))
+        : viaHost([gate, up, g, dGate, dUp], ([hg, hu, hgr, hdg, hdu]) => host(gate).swigluBackward(hg as DType.Storage, hu as DType.Storage, hgr as DType.Storage, hdg, hdu)),
+    groupedRows: (x, b, out, rows, k, n, transB) =>
+      viaHost([x, b, out], ([hx, hb, ho]) => host(x).groupedRows(hx as DType.Storage, hb as DType.Storage, ho as DType.Storage, rows, k, n, transB)),
+    groupedWeights: (x, c, out, rows, m, n, accumulate) =>
+      viaHost([x, c, out], ([hx, hc, ho]) => host(x).groupedWeights(hx as DType.Storage, hc as DType.Storage, ho as DType.Storage, rows, m, n, accumulate)),
+    scatterAddRows: (src, index, out, cols) => viaHost([src, out], ([s, o]) => host(src).scatterAddRows(s as DType.Storage, index, o as DType.Storage, cols)),
+    softmaxRows: (x, out, rows, cols) => viaHost([x, out], ([hx, ho]) => host(x).softmaxRows(hx as DType.Storage, ho as DType.Storage, rows, cols)),
+    add: (x, y, out) =>
+      allF32(x, y, out)
+        ? a.deviceArrayAdd(handle(x), handle(y), handle(out))
+        : viaHost([x, y, out], ([hx, hy, ho]) => (ho as DType.Storage).set(sum(hx as DType.Storage, hy as DType.Storage))),
+  }
+}
+
+const sum = (x: DType.Storage, y: DType.Storage): Array<number> => Array.from(x, (v, i) => v + (y[i] as number))
+
+let made: { readonly runtime: DeviceRuntime } | { readonly why: string } | undefined
+
+/** cuBLAS from the first candidate that loads, or why none did. */
+const loadCublas = (): string | undefined => {
+  const tried: Array<string> = []
+  for (const path of CublasLibrary.candidates(process.env)) {
+    const loaded = Cuda.loadCublas(path)
+    if (loaded.loaded) return undefined
+    tried.push(`${path}: ${loaded.error}`)
+  }
+  return `cuBLAS did not load (${tried.slice(0, 3).join("; ")}); set PLEAT_CUBLAS_LIB to libcublas.so`
+}
+
+const make = (): { readonly runtime: DeviceRuntime } | { readonly why: string } => {
+  const status = Cuda.cudaStatus()
+  if (!status.available) return { why: `${status.reason}: ${status.detail}` }
+  const arrays = cudaArrays()
+  if ("why" in arrays) return { why: `the CUDA addon has no device arrays (rebuild it: npm run build:native): ${arrays.why}` }
+  const cublas = loadCublas()
+  if (cublas !== undefined) return { why: cublas }
+  const a = arrays.addon
+  const transfers = noTransfers()
+  const wrap = (dtype: DType.DType, length: number): CudaArray => {
+    const h = a.deviceArrayNew(length, dtype)
+    if (h === null) throw new RangeError(`cuda:0 is out of memory for ${length} ${dtype} elements (${length * DType.bytesPer(dtype)} bytes)`)
+    return { runtime, dtype, length, handle: h }
+  }
+  const runtime: DeviceRuntime = {
+    device: Device.cuda(0),
+    allocate: wrap,
+    zeros: (dtype, length) => {
+      const x = wrap(dtype, length)
+      a.deviceArrayZero(x.handle)
+      return x
+    },
+    upload: (host) => {
+      const x = wrap(DType.of(host), host.length)
+      a.deviceArrayCopyIn(x.handle, host)
+      transfers.uploads++
+      transfers.uploadedBytes += host.byteLength
+      return x
+    },
+    download: (x, into) => {
+      a.deviceArrayCopyOut(handle(x), into)
+      transfers.downloads++
+      transfers.downloadedBytes += into.byteLength
+    },
+    kernels: kernelsOf(a, () => runtime),
+    transfers,
+  }
+  return { runtime }
+}
+
+/**
+ * The runtime of GPU `index` (0: this process's GPU), or why there is none.
+ * @category constructors
+ */
+export const cudaRuntime = (index: number): { readonly runtime: DeviceRuntime } | { readonly why: string } => {
+  if (index !== 0) return { why: `a process computes on its one GPU, cuda:0 (got cuda:${index}); pick it with CUDA_VISIBLE_DEVICES or the launcher's local rank` }
+  made ??= make()
+  return made
+}

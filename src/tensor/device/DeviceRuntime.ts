@@ -1,0 +1,78 @@
+/**
+ * DeviceRuntime: what a device other than the host offers the tensor layer: memory (arrays of
+ * one dtype), explicit copies between host and device, and kernels over its arrays.
+ *
+ * A tensor on a device keeps its values in a `DeviceArray` of that device's runtime, a host copy,
+ * or both (Tensor.ts: the copies are made when something needs them and counted here). Ops with
+ * a device path run on the runtime's kernels (`Kernels` over device arrays, device/Place.ts), so
+ * one op's code serves the host and every device; an op without one reads the host copy, which
+ * is correct everywhere and shows as a download in `transfers`.
+ *
+ * Runtimes: `sim` (device/SimulatedRuntime.ts: separate host buffers and the CPU kernels, for
+ * tests on any machine) and `cuda` (device/CudaRuntime.ts: GPU memory from the addon's caching
+ * allocator, CUDA kernels and cuBLAS).
+ */
+import type * as Device from "../Device.js"
+import type * as DType from "../DType.js"
+import type { Kernels } from "../kernels/Kernels.js"
+
+/**
+ * An array of `length` elements of `dtype` in a device's memory, freed when it is collected.
+ * @category models
+ */
+export interface DeviceArray {
+  readonly runtime: DeviceRuntime
+  readonly dtype: DType.DType
+  readonly length: number
+}
+
+/**
+ * Copies between host and device so far (tests assert which ops stay on the device).
+ * @category models
+ */
+export interface TransferCounts {
+  uploads: number
+  downloads: number
+  uploadedBytes: number
+  downloadedBytes: number
+}
+
+/**
+ * A device's kernels: the host kernel set over device arrays, plus the elementwise sums the
+ * tensor layer does in TypeScript on the host.
+ * @category models
+ */
+export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray> {
+  /** out[i] = a[i] + b[i] (same lengths; out is a third array). */
+  readonly add: (a: DeviceArray, b: DeviceArray, out: DeviceArray) => void
+}
+
+/**
+ * A device's runtime.
+ * @category models
+ */
+export interface DeviceRuntime {
+  readonly device: Device.Device
+  /** A new array, uninitialised. */
+  readonly allocate: (dtype: DType.DType, length: number) => DeviceArray
+  /** A new array of zeros. */
+  readonly zeros: (dtype: DType.DType, length: number) => DeviceArray
+  /** A new array holding a copy of `host`. */
+  readonly upload: (host: DType.Storage) => DeviceArray
+  /** Copies `array` into `into` (same dtype and length), when the device has finished writing it. */
+  readonly download: (array: DeviceArray, into: DType.Storage) => void
+  readonly kernels: DeviceKernels
+  readonly transfers: TransferCounts
+}
+
+/**
+ * Whether `x` is a device array rather than host storage.
+ * @category guards
+ */
+export const isDeviceArray = (x: DType.Storage | DeviceArray): x is DeviceArray => !ArrayBuffer.isView(x)
+
+/**
+ * Fresh counters.
+ * @category constructors
+ */
+export const noTransfers = (): TransferCounts => ({ uploads: 0, downloads: 0, uploadedBytes: 0, downloadedBytes: 0 })

@@ -1,0 +1,84 @@
+/**
+ * SimulatedRuntime: a device whose memory is host buffers of its own and whose kernels are the
+ * host's (native float32, the reference for float64) run on them. It exists so that the device
+ * paths of the ops, and the copies Tensor.ts makes between host and device, run and are tested
+ * on machines without a GPU: a tensor that reads a stale copy, or an op that forgets its device,
+ * gives different values or fails, where on `sim` it must give the host's bits exactly.
+ */
+import * as Device from "../Device.js"
+import * as DType from "../DType.js"
+import * as AddInto from "../kernels/AddInto.js"
+import * as Kernels from "../kernels/Kernels.js"
+import { reference } from "../kernels/Reference.js"
+import type { DeviceArray, DeviceKernels, DeviceRuntime } from "./DeviceRuntime.js"
+import { noTransfers } from "./DeviceRuntime.js"
+
+/** A simulated device array: its own host storage. */
+interface SimArray extends DeviceArray {
+  readonly values: DType.Storage
+}
+
+const values = (x: DeviceArray): DType.Storage => (x as SimArray).values
+const optional = (x: DeviceArray | undefined): DType.Storage | undefined => (x === undefined ? undefined : values(x))
+/** The rstd argument of rmsnormRows and its backward: float64 kept as a Float64Array. */
+const f64 = (x: DeviceArray): Float64Array => values(x) as Float64Array
+const host = (x: DeviceArray) => Kernels.forDType(x.dtype, reference)
+
+const kernels: DeviceKernels = {
+  name: "sim",
+  matmul: (p) => host(p.a).matmul({ ...p, a: values(p.a), b: values(p.b), out: values(p.out) }),
+  groupedRows: (a, b, out, rows, k, n, transB) => host(a).groupedRows(values(a), values(b), values(out), rows, k, n, transB),
+  groupedWeights: (a, c, out, rows, m, n, accumulate) => host(a).groupedWeights(values(a), values(c), values(out), rows, m, n, accumulate),
+  gatherRows: (src, index, out, cols) => host(src).gatherRows(values(src), index, values(out), cols),
+  scatterAddRows: (src, index, out, cols) => host(src).scatterAddRows(values(src), index, values(out), cols),
+  softmaxRows: (x, out, rows, cols) => host(x).softmaxRows(values(x), values(out), rows, cols),
+  rmsnormRows: (x, w, out, rstd, rows, cols, eps) => host(x).rmsnormRows(values(x), values(w), values(out), values(rstd), rows, cols, eps),
+  swiglu: (gate, up, out) => host(gate).swiglu(values(gate), values(up), values(out)),
+  rmsnormBackward: (x, w, g, rstd, rows, cols, dx, dw) =>
+    host(x).rmsnormBackward(values(x), values(w), values(g), f64(rstd), rows, cols, optional(dx), dw === undefined ? undefined : f64(dw)),
+  swigluBackward: (gate, up, g, dGate, dUp) => host(gate).swigluBackward(values(gate), values(up), values(g), optional(dGate), optional(dUp)),
+  add: (a, b, out) => {
+    AddInto.sumInto(values(out), values(a), values(b))
+  },
+}
+
+const make = (index: number): DeviceRuntime => {
+  const transfers = noTransfers()
+  const wrap = (storage: DType.Storage): SimArray => ({ runtime, dtype: DType.of(storage), length: storage.length, values: storage })
+  const runtime: DeviceRuntime = {
+    device: Device.sim(index),
+    allocate: (dtype, length) => wrap(DType.allocateUninitialized(dtype, length)),
+    zeros: (dtype, length) => wrap(DType.allocate(dtype, length)),
+    upload: (storage) => {
+      transfers.uploads++
+      transfers.uploadedBytes += storage.byteLength
+      return wrap(DType.copyOf(storage))
+    },
+    download: (array, into) => {
+      const from = values(array)
+      if (from.length !== into.length || DType.of(from) !== DType.of(into))
+        throw new RangeError(`sim download: ${array.length} ${array.dtype} into ${into.length} ${DType.of(into)}`)
+      transfers.downloads++
+      transfers.downloadedBytes += from.byteLength
+      into.set(from)
+    },
+    kernels,
+    transfers,
+  }
+  return runtime
+}
+
+const runtimes = new Map<number, DeviceRuntime>()
+
+/**
+ * Simulated device `index` (one runtime per index per process).
+ * @category constructors
+ */
+export const simulated = (index = 0): DeviceRuntime => {
+  let r = runtimes.get(index)
+  if (r === undefined) {
+    r = make(index)
+    runtimes.set(index, r)
+  }
+  return r
+}
