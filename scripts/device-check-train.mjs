@@ -11,6 +11,7 @@ export const trainChecks = async ({ root, status, check, assert, random }) => {
   if (!status.available) return
   const { cudaRuntime } = await import(path.join(root, "dist/tensor/device/CudaRuntime.js"))
   const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
+  const kernelsModule = await import(path.join(root, "dist/tensor/kernels/Kernels.js"))
   const made = cudaRuntime(0)
   check("device arrays: the CUDA runtime starts (device arrays, cuBLAS)", () => {
     assert(made.runtime !== undefined, made.why)
@@ -70,6 +71,44 @@ export const trainChecks = async ({ root, status, check, assert, random }) => {
     return { cases: cases.length, worst: Math.max(...cases) }
   })
 
+  check(
+    "device arrays: the grouped expert products (cuBLAS) against the CPU's groupedRows and groupedWeights, random groups (empty ones included), transposes, accumulation (tolerance 1e-5)",
+    () => {
+      const host = kernelsModule.native()
+      assert(host !== undefined, "the CPU kernels are not loaded")
+      let worst = 0
+      for (let c = 0; c < 30; c++) {
+        const pick = (lo, hi) => lo + Math.floor(u() * (hi - lo + 1))
+        const groups = pick(1, 8)
+        const rows = Int32Array.from({ length: groups }, () => (u() < 0.2 ? 0 : pick(1, 200)))
+        const total = rows.reduce((p, q) => p + q, 0)
+        const [k, n] = [pick(1, 256), pick(1, 256)]
+        const transB = u() < 0.5
+        const accumulate = u() < 0.3
+        const a = fill(total * k)
+        const b = fill(groups * k * n)
+        const wantRows = new Float32Array(total * n)
+        host.groupedRows(a, b, wantRows, rows, k, n, transB)
+        const outRows = rt.allocate("float32", total * n)
+        rt.kernels.groupedRows(rt.upload(a), rt.upload(b), outRows, rows, k, n, transB)
+        const c2 = fill(total * n)
+        const w0 = fill(groups * k * n)
+        const wantW = Float32Array.from(w0)
+        host.groupedWeights(a, c2, wantW, rows, k, n, accumulate)
+        const outW = rt.upload(w0)
+        rt.kernels.groupedWeights(rt.upload(a), rt.upload(c2), outW, rows, k, n, accumulate)
+        for (const [got, want, inner] of [
+          [back(outRows), wantRows, k],
+          [back(outW), wantW, Math.max(...rows, 1)],
+        ]) {
+          for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (Math.sqrt(inner) + Math.abs(want[i])))
+        }
+        assert(worst <= 1e-5, `groups [${rows.join(", ")}] k ${k} n ${n} transB ${transB} accumulate ${accumulate}: error ${worst}`)
+      }
+      return { cases: 30, worst }
+    },
+  )
+
   check("pleat train --device cuda (default job, 30 steps) learns, and its first step's loss is the host's (1e-4 relative)", () => {
     const run = (device) => {
       const r = spawnSync(process.execPath, [path.join(root, "dist/cli/main.js"), "train", "--steps", "30", "--device", device, "--log", "json"], {
@@ -94,7 +133,7 @@ export const trainChecks = async ({ root, status, check, assert, random }) => {
       losses: { gpu: gpu.map((s) => s.loss), host: host.map((s) => s.loss) },
       firstStepRelative: first,
       tokensPerSec: { gpu: median(gpu.slice(3).map((s) => s.tokensPerSec)), host: median(host.slice(3).map((s) => s.tokensPerSec)) },
-      note: "weights uploaded once a step, gradients and AdamW on the host; attention, the router, dispatch and the expert GEMMs still run on the host over copies",
+      note: "weights uploaded once a step, gradient accumulation and AdamW on the host; products, expert GEMMs, attention, RMSNorm, SwiGLU and sums on the GPU; the router's softmax, dispatch, RoPE and the loss still on the host over copies",
     }
   })
 }

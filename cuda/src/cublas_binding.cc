@@ -7,11 +7,7 @@
 //   groupedGemm(a, b, out, counts, k, n, bf16) the expert GEMM: a's rows in groups of counts[e]
 //                                             (Int32Array, sum = rows), b [E, k, n], out[group e]
 //                                             = a[group e] b[e]
-//   matmul(a, b, out, batch, m, n, k, transA, transB, strideA, strideB, accumulate)
-//                                             the CPU matmul's contract (Cpu.MatmulArgs), float32
-//                                             (pedantic), out += with accumulate; returns nothing.
-//                                             What device tensors' products run on: with device
-//                                             arrays (device_array_binding.cc) nothing is copied
+//   (the products device tensors run on, with the CPU kernels' contracts: cublas_products_binding.cc)
 //
 // bf16: a and b are rounded to bfloat16 on the device (bf16.h's rounding) and multiplied on
 // tensor cores with fp32 accumulation; else float32 throughout (pedantic: no TF32). Both return
@@ -33,6 +29,17 @@
 
 namespace pleat {
 
+// The loaded cuBLAS, or null with a pending Error naming `fn` (after the device check: without
+// a GPU the error is "no device").
+CublasApi* cublas_for(Napi::Env env, const char* fn) {
+  if (device_memory(env) == nullptr) return nullptr;
+  CublasApi* api = loaded_cublas();
+  if (api == nullptr) Napi::Error::New(env, std::string(fn) + ": cuBLAS is not loaded (call cublasLoad(path) first)").ThrowAsJavaScriptException();
+  return api;
+}
+
+cudaError_t status_of(int cublas_status) { return cublas_status == cublas::kSuccess ? cudaSuccess : cudaErrorUnknown; }
+
 namespace {
 
 Napi::Value CublasLoad(const Napi::CallbackInfo& info) {
@@ -50,15 +57,6 @@ Napi::Value CublasLoad(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// The loaded cuBLAS, or null with a pending Error naming `fn` (after the device check: without
-// a GPU the error is "no device").
-CublasApi* cublas_for(Napi::Env env, const char* fn) {
-  if (device_memory(env) == nullptr) return nullptr;
-  CublasApi* api = loaded_cublas();
-  if (api == nullptr) Napi::Error::New(env, std::string(fn) + ": cuBLAS is not loaded (call cublasLoad(path) first)").ThrowAsJavaScriptException();
-  return api;
-}
-
 // Times `work` on `s` with a pair of events; the milliseconds, or -1 when an event failed.
 template <typename Work>
 cudaError_t timed(cudaStream_t s, float* ms, const Work& work) {
@@ -74,7 +72,6 @@ cudaError_t timed(cudaStream_t s, float* ms, const Work& work) {
   return err;
 }
 
-cudaError_t status_of(int cublas_status) { return cublas_status == cublas::kSuccess ? cudaSuccess : cudaErrorUnknown; }
 
 // A device buffer for the bfloat16 copy of an operand of `length` floats (empty unless bf16).
 ArrayArg bf16_scratch(bool bf16, size_t length) { return ArrayArg{napi_uint8_array, bf16 ? 2 * length : 0, nullptr, Napi::Value()}; }
@@ -177,52 +174,12 @@ Napi::Value GroupedGemm(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, ms);
 }
 
-Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  const char* fn = "matmul";
-  Napi::Env env = info.Env();
-  ArrayArg a, b, out;
-  size_t batch = 0, m = 0, n = 0, k = 0, stride_a = 0, stride_b = 0;
-  bool trans_a = false, trans_b = false, accumulate = false;
-  const double max_dim = 2147483647.0;
-  if (!expect_array(info, fn, 0, "a", {napi_float32_array}, &a) || !expect_array(info, fn, 1, "b", {napi_float32_array}, &b) ||
-      !expect_array(info, fn, 2, "out", {napi_float32_array}, &out) || !expect_size(info, fn, 3, "batch", &batch) || !expect_size(info, fn, 4, "m", &m, max_dim) ||
-      !expect_size(info, fn, 5, "n", &n, max_dim) || !expect_size(info, fn, 6, "k", &k, max_dim) || !expect_bool(info, fn, 7, "transA", &trans_a) ||
-      !expect_bool(info, fn, 8, "transB", &trans_b) || !expect_size(info, fn, 9, "strideA", &stride_a) || !expect_size(info, fn, 10, "strideB", &stride_b) ||
-      !expect_bool(info, fn, 11, "accumulate", &accumulate))
-    return env.Undefined();
-  const size_t last = batch == 0 ? 0 : batch - 1;
-  if (out.length != batch * m * n || (batch > 0 && (a.length < last * stride_a + m * k || b.length < last * stride_b + k * n))) {
-    throw_range_error(env, std::string(fn) + ": out needs batch * m * n elements, a (batch - 1) * strideA + m * k, b (batch - 1) * strideB + k * n");
-    return env.Undefined();
-  }
-  CublasApi* api = cublas_for(env, fn);
-  if (api == nullptr) return env.Undefined();
-  run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, accumulate ? Way::in_out : Way::out}}, [&](const DevicePointers& d, cudaStream_t s) {
-    for (size_t i = 0; i < batch; ++i) {
-      float* c = d.f32(2) + i * m * n;
-      if (m * n == 0) continue;
-      if (k == 0) {
-        // An empty sum: zeros, or out unchanged when accumulating.
-        if (!accumulate)
-          if (cudaError_t e = cudaMemsetAsync(c, 0, m * n * sizeof(float), s); e != cudaSuccess) return e;
-        continue;
-      }
-      const int st = gemm_row_major_ex(api, s, false, trans_a, trans_b, d.f32(0) + i * stride_a, d.f32(1) + i * stride_b, c, static_cast<int>(m), static_cast<int>(n),
-                                       static_cast<int>(k), accumulate ? 1.0f : 0.0f);
-      if (st != cublas::kSuccess) return status_of(st);
-    }
-    return cudaSuccess;
-  });
-  return env.Undefined();
-}
-
 }  // namespace
 
 void RegisterCublasExports(Napi::Env env, Napi::Object exports) {
   exports.Set("cublasLoad", Napi::Function::New(env, CublasLoad, "cublasLoad"));
   exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
   exports.Set("groupedGemm", Napi::Function::New(env, GroupedGemm, "groupedGemm"));
-  exports.Set("matmul", Napi::Function::New(env, Matmul, "matmul"));
 }
 
 }  // namespace pleat

@@ -19,6 +19,7 @@
 
 #include "cuda_check.h"
 #include "cublas_binding.h"
+#include "cublas_products_binding.h"
 #include "nccl_binding.h"
 #include "device_timing_binding.h"
 #include "moe_layer_timing.h"
@@ -152,6 +153,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterCudaOpsExports(env, exports);
   RegisterAttentionCudaExports(env, exports);
   RegisterCublasExports(env, exports);
+  RegisterCublasProductExports(env, exports);
   RegisterNcclExports(env, exports);
   RegisterDeviceTimingExports(env, exports);
   RegisterMoeLayerTimingExports(env, exports);

@@ -38,9 +38,12 @@ class Staging {
     if (h.resident) return;
     if (h.bytes() > 0 && cudaMemcpyAsync(h.data, p, h.bytes(), cudaMemcpyDeviceToHost, s_) != cudaSuccess) failed_ = true;
   }
-  // Waits for the call's work; false (with a pending JS Error naming `fn`) on any failure.
+  // Waits for the call's work when it staged anything (its copies back, and the staged blocks
+  // freed after it); a call on device arrays alone only checks that its work was queued (the
+  // stream orders it before whatever comes next). False (with a pending JS Error naming `fn`) on
+  // any failure.
   bool finish(Napi::Env env, const char* fn, cudaError_t launched) {
-    const cudaError_t synced = cudaStreamSynchronize(s_);
+    const cudaError_t synced = blocks_.empty() ? cudaGetLastError() : cudaStreamSynchronize(s_);
     const cudaError_t err = launched != cudaSuccess ? launched : synced;
     if (err == cudaSuccess && !failed_) return true;
     (void)cudaGetLastError();

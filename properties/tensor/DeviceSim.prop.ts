@@ -11,6 +11,7 @@ import * as Device from "../../src/tensor/Device.js"
 import { simulated } from "../../src/tensor/device/SimulatedRuntime.js"
 import type * as DType from "../../src/tensor/DType.js"
 import { swiglu } from "../../src/tensor/ops/Activation.js"
+import * as Attention from "../../src/tensor/ops/Attention.js"
 import { add } from "../../src/tensor/ops/Elementwise.js"
 import * as Gather from "../../src/tensor/ops/Gather.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
@@ -114,6 +115,36 @@ describe("tensors on the simulated device", () => {
         },
       ),
       { numRuns: 40 },
+    )
+  })
+
+  test("attention (causal GQA, float32): the host's bits forward and backward; out stays in device memory", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.constantFrom([2, 1], [2, 2], [4, 2]),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 1, max: 100_000 }),
+        (b, s, [hq, hkv], d, seed) => {
+          const run = (device: Device.Device) => {
+            const tape = Tape.make()
+            const leaf = (shape: Array<number>, k: number) => Tensor.fromArray(values(Tensor.sizeOf(shape), seed + k), shape, { tape, requiresGrad: true })
+            const q = leaf([b, s, hq as number, d], 0)
+            const k = leaf([b, s, hkv as number, d], 1)
+            const v = leaf([b, s, hkv as number, d], 2)
+            const out = Attention.attention(to(q, device), to(k, device), to(v, device))
+            tape.backward(sumAll(to(matmulWeighted(out, Tensor.fromArray(values(out.size, seed + 3), out.shape, { device })), Device.cpu)))
+            return { out: bits(out), resident: out.isResident, grads: [q, k, v].map((t) => bits(t.grad)) }
+          }
+          const host = run(Device.cpu)
+          const dev = run(sim)
+          expect(dev.out).toEqual(host.out)
+          expect(dev.grads).toEqual(host.grads)
+          expect(dev.resident).toBe(true)
+        },
+      ),
+      { numRuns: 30 },
     )
   })
 

@@ -3,11 +3,13 @@
  * that take them in place of host arrays: blocks of the process GPU's caching allocator owned by
  * JS values (freed when collected; V8 is told their size), explicit copies to and from host
  * typed arrays, and the CUDA kernels and cuBLAS products with the CPU kernels' signatures
- * (Cpu.matmul's, Kernels' gatherRows, rmsnormRows, swiglu and their backwards), run on the
+ * (Cpu.matmul's; Kernels' groupedRows, groupedWeights, gatherRows, rmsnormRows, swiglu and their
+ * backwards; Cpu.attention's and its backward's), run on the
  * arrays where they are: no copy in or out. Work is queued on the device's stream 0 in call
  * order; a copy out waits for it. The products need cuBLAS loaded (Cuda.loadCublas).
  */
 import * as Addon from "./Addon.js"
+import type { Dims } from "./CpuAddon.js"
 
 /**
  * A device array's handle (an opaque JS value the addon made).
@@ -31,11 +33,15 @@ export interface CudaArraysAddon {
   deviceArrayCopy(dst: DeviceHandle, src: DeviceHandle): void
   deviceArrayAdd(a: DeviceHandle, b: DeviceHandle, out: DeviceHandle): void
   matmul(a: F32, b: F32, out: F32, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, accumulate: boolean): void
+  groupedRows(a: F32, b: F32, out: F32, rows: Int32Array, k: number, n: number, transB: boolean): void
+  groupedWeights(a: F32, c: F32, out: F32, rows: Int32Array, m: number, n: number, accumulate: boolean): void
   gatherRows(src: F32, index: Int32Array, out: F32, cols: number): void
   rmsnormRows(x: F32, weight: F32, out: F32, rstd: F64 | null, rows: number, cols: number, eps: number): void
   swiglu(gate: F32, up: F32, out: F32): void
   swigluBackward(gate: F32, up: F32, grad: F32, dGate: F32 | null, dUp: F32 | null): void
   rmsnormBackward(x: F32, w: F32, g: F32, rstd: F64, rows: number, cols: number, dx: F32 | null, dw: F64 | null): void
+  attention(q: F32, k: F32, v: F32, out: F32, lse: F64 | null, ...dims: Dims): void
+  attentionBackward(q: F32, k: F32, v: F32, out: F32, gradOut: F32, lse: F64, gradQ: F32, gradK: F32, gradV: F32, ...dims: Dims): void
 }
 
 const functions = [
@@ -46,11 +52,15 @@ const functions = [
   "deviceArrayCopy",
   "deviceArrayAdd",
   "matmul",
+  "groupedRows",
+  "groupedWeights",
   "gatherRows",
   "rmsnormRows",
   "swiglu",
   "swigluBackward",
   "rmsnormBackward",
+  "attention",
+  "attentionBackward",
 ] as const
 
 let cached: { readonly addon: CudaArraysAddon } | { readonly why: string } | undefined

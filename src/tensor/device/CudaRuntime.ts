@@ -3,16 +3,18 @@
  * 0, or the one deviceSelect chose: the launcher's local rank under mpirun).
  *
  * Arrays are the CUDA addon's device arrays (native/CudaArrays.ts: blocks of its caching
- * allocator, freed when collected). float32 products run on cuBLAS (fp32, no TF32), the
- * embedding gather, RMSNorm, SwiGLU and their backwards on pleat's CUDA kernels, sums on axpy;
- * each is its CPU twin's contract, checked against it by scripts/device-check (bf16 and float
- * tolerances there). The rest of the kernel set (softmax rows, scatter-add, the grouped expert
- * products) and float64 operands run on the host kernels over copies (downloaded, run, uploaded
- * back: correct, and counted in `transfers`), until their CUDA twins are wired here.
+ * allocator, freed when collected). float32 products (matmul, the grouped expert products and
+ * their weight gradients) run on cuBLAS (fp32, no TF32); the embedding gather, RMSNorm, SwiGLU
+ * and their backwards, and attention and its backward, on pleat's CUDA kernels; sums on axpy.
+ * Each has its CPU twin's contract and is checked against it by scripts/device-check (its
+ * tolerances there). The rest of the kernel set (softmax rows, scatter-add) and float64 operands
+ * run on the host kernels over copies (downloaded, run, uploaded back: correct, and counted in
+ * `transfers`), until their CUDA twins are wired here.
  *
  * Needs the CUDA addon with device arrays, a GPU and cuBLAS (CublasLibrary's search); otherwise
  * `cudaRuntime` says which is missing.
  */
+import * as Cpu from "../../native/Cpu.js"
 import * as CublasLibrary from "../../native/CublasLibrary.js"
 import * as Cuda from "../../native/Cuda.js"
 import type { CudaArraysAddon, DeviceHandle } from "../../native/CudaArrays.js"
@@ -91,11 +93,29 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
         ? a.swigluBackward(handle(gate), handle(up), handle(g), optional(dGate), optional(dUp))
         : viaHost([gate, up, g, dGate, dUp], ([hg, hu, hgr, hdg, hdu]) => host(gate).swigluBackward(hg as DType.Storage, hu as DType.Storage, hgr as DType.Storage, hdg, hdu)),
     groupedRows: (x, b, out, rows, k, n, transB) =>
-      viaHost([x, b, out], ([hx, hb, ho]) => host(x).groupedRows(hx as DType.Storage, hb as DType.Storage, ho as DType.Storage, rows, k, n, transB)),
+      allF32(x, b, out)
+        ? a.groupedRows(handle(x), handle(b), handle(out), rows, k, n, transB)
+        : viaHost([x, b, out], ([hx, hb, ho]) => host(x).groupedRows(hx as DType.Storage, hb as DType.Storage, ho as DType.Storage, rows, k, n, transB)),
     groupedWeights: (x, c, out, rows, m, n, accumulate) =>
-      viaHost([x, c, out], ([hx, hc, ho]) => host(x).groupedWeights(hx as DType.Storage, hc as DType.Storage, ho as DType.Storage, rows, m, n, accumulate)),
+      allF32(x, c, out)
+        ? a.groupedWeights(handle(x), handle(c), handle(out), rows, m, n, accumulate)
+        : viaHost([x, c, out], ([hx, hc, ho]) => host(x).groupedWeights(hx as DType.Storage, hc as DType.Storage, ho as DType.Storage, rows, m, n, accumulate)),
     scatterAddRows: (src, index, out, cols) => viaHost([src, out], ([s, o]) => host(src).scatterAddRows(s as DType.Storage, index, o as DType.Storage, cols)),
     softmaxRows: (x, out, rows, cols) => viaHost([x, out], ([hx, ho]) => host(x).softmaxRows(hx as DType.Storage, ho as DType.Storage, rows, cols)),
+    attention: (p) => a.attention(handle(p.q), handle(p.k), handle(p.v), handle(p.out), handle(p.lse), ...Cpu.attentionDims(p)),
+    attentionBackward: (p) =>
+      a.attentionBackward(
+        handle(p.q),
+        handle(p.k),
+        handle(p.v),
+        handle(p.out),
+        handle(p.gradOut),
+        handle(p.lse),
+        handle(p.gradQ),
+        handle(p.gradK),
+        handle(p.gradV),
+        ...Cpu.attentionDims(p),
+      ),
     add: (x, y, out) =>
       allF32(x, y, out)
         ? a.deviceArrayAdd(handle(x), handle(y), handle(out))

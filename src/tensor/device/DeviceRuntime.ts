@@ -12,6 +12,7 @@
  * tests on any machine) and `cuda` (device/CudaRuntime.ts: GPU memory from the addon's caching
  * allocator, CUDA kernels and cuBLAS).
  */
+import type * as Cpu from "../../native/Cpu.js"
 import type * as Device from "../Device.js"
 import type * as DType from "../DType.js"
 import type { Kernels } from "../kernels/Kernels.js"
@@ -45,6 +46,33 @@ export interface TransferCounts {
 export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray> {
   /** out[i] = a[i] + b[i] (same lengths; out is a third array). */
   readonly add: (a: DeviceArray, b: DeviceArray, out: DeviceArray) => void
+  /** Cpu.attention's contract on float32 device arrays (lse: float64). */
+  readonly attention: (p: DeviceAttentionArgs) => void
+  /** Cpu.attentionBackward's contract on float32 device arrays (lse: float64). */
+  readonly attentionBackward: (p: DeviceAttentionBackwardArgs) => void
+}
+
+/**
+ * Cpu.AttentionArgs over device arrays.
+ * @category models
+ */
+export interface DeviceAttentionArgs extends Cpu.AttentionShape {
+  readonly q: DeviceArray
+  readonly k: DeviceArray
+  readonly v: DeviceArray
+  readonly out: DeviceArray
+  readonly lse: DeviceArray
+}
+
+/**
+ * Cpu.AttentionBackwardArgs over device arrays.
+ * @category models
+ */
+export interface DeviceAttentionBackwardArgs extends DeviceAttentionArgs {
+  readonly gradOut: DeviceArray
+  readonly gradQ: DeviceArray
+  readonly gradK: DeviceArray
+  readonly gradV: DeviceArray
 }
 
 /**

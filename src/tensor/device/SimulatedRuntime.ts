@@ -5,6 +5,7 @@
  * on machines without a GPU: a tensor that reads a stale copy, or an op that forgets its device,
  * gives different values or fails, where on `sim` it must give the host's bits exactly.
  */
+import * as Cpu from "../../native/Cpu.js"
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import * as AddInto from "../kernels/AddInto.js"
@@ -22,6 +23,8 @@ const values = (x: DeviceArray): DType.Storage => (x as SimArray).values
 const optional = (x: DeviceArray | undefined): DType.Storage | undefined => (x === undefined ? undefined : values(x))
 /** The rstd argument of rmsnormRows and its backward: float64 kept as a Float64Array. */
 const f64 = (x: DeviceArray): Float64Array => values(x) as Float64Array
+/** The attention kernels' operands: float32 (their only dtype). */
+const f32 = (x: DeviceArray): Float32Array => values(x) as Float32Array
 const host = (x: DeviceArray) => Kernels.forDType(x.dtype, reference)
 
 const kernels: DeviceKernels = {
@@ -40,6 +43,20 @@ const kernels: DeviceKernels = {
   add: (a, b, out) => {
     AddInto.sumInto(values(out), values(a), values(b))
   },
+  attention: (p) => Cpu.attention({ ...p, q: f32(p.q), k: f32(p.k), v: f32(p.v), out: f32(p.out), lse: f64(p.lse) }),
+  attentionBackward: (p) =>
+    Cpu.attentionBackward({
+      ...p,
+      q: f32(p.q),
+      k: f32(p.k),
+      v: f32(p.v),
+      out: f32(p.out),
+      lse: f64(p.lse),
+      gradOut: f32(p.gradOut),
+      gradQ: f32(p.gradQ),
+      gradK: f32(p.gradK),
+      gradV: f32(p.gradV),
+    }),
 }
 
 const make = (index: number): DeviceRuntime => {

@@ -28,6 +28,9 @@
  */
 import * as Cpu from "../../native/Cpu.js"
 import * as Autograd from "../Autograd.js"
+import * as Device from "../Device.js"
+import type { DeviceArray, DeviceRuntime } from "../device/DeviceRuntime.js"
+import * as Place from "../device/Place.js"
 import * as Kernels from "../kernels/Kernels.js"
 import * as DType from "../DType.js"
 import * as Tensor from "../Tensor.js"
@@ -99,6 +102,7 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
   // Positions are checked here first, so both paths refuse bad input with the same message.
   const qPos = positionsOf("query", options.queryPositions, b, sq)
   const kPos = positionsOf("key", options.keyPositions, b, sk)
+  if (q.dtype === "float32" && Device.isAccelerator(q.device)) return deviceAttention(Place.of("attention", q, k, v), q, k, v, l, shapeOf(l, scale, causal, options))
   if (q.dtype === "float32" && Kernels.native() !== undefined) return nativeAttention(q, k, v, l, scale, causal, options)
   const visible = (bi: number, i: number, j: number): boolean => !causal || kPos(bi, j) <= qPos(bi, i)
   const qs = q.data
@@ -212,19 +216,7 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
  * included; properties/native checks them against this file's float64 loops).
  */
 const nativeAttention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, l: Layout, scale: number, causal: boolean, options: AttentionOptions): Tensor.Tensor => {
-  const shape = {
-    b: l.b,
-    sq: l.sq,
-    sk: l.sk,
-    hq: l.hq,
-    hkv: l.hkv,
-    d: l.d,
-    dv: l.dv,
-    scale,
-    causal,
-    ...(options.queryPositions === undefined ? {} : { queryPositions: options.queryPositions }),
-    ...(options.keyPositions === undefined ? {} : { keyPositions: options.keyPositions }),
-  }
+  const shape = shapeOf(l, scale, causal, options)
   const f32 = (t: Tensor.Tensor) => t.data as Float32Array
   const out = new Float32Array(l.b * l.sq * l.hq * l.dv)
   const lse = new Float64Array(l.b * l.hq * l.sq)
@@ -236,5 +228,35 @@ const nativeAttention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, l
     Cpu.attentionBackward({ ...shape, q: f32(q), k: f32(k), v: f32(v), out, gradOut: f32(g), lse, gradQ, gradK, gradV })
     const wrap = (t: Tensor.Tensor, data: Float32Array) => (t.requiresGrad ? Tensor.fromStorage(data, t.shape, { device: g.device }) : undefined)
     return [wrap(q, gradQ), wrap(k, gradK), wrap(v, gradV)]
+  })
+}
+
+/** The kernels' shape and masking of an attention call. */
+const shapeOf = (l: Layout, scale: number, causal: boolean, options: AttentionOptions): Cpu.AttentionShape => ({
+  b: l.b,
+  sq: l.sq,
+  sk: l.sk,
+  hq: l.hq,
+  hkv: l.hkv,
+  d: l.d,
+  dv: l.dv,
+  scale,
+  causal,
+  ...(options.queryPositions === undefined ? {} : { queryPositions: options.queryPositions }),
+  ...(options.keyPositions === undefined ? {} : { keyPositions: options.keyPositions }),
+})
+
+/** The float32 path on a device: the device's attention kernels, the native kernels' contract. */
+const deviceAttention = (place: Place.Place, q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, l: Layout, shape: Cpu.AttentionShape): Tensor.Tensor => {
+  const rt = place.runtime as DeviceRuntime
+  const out = rt.allocate("float32", l.b * l.sq * l.hq * l.dv)
+  const lse = rt.allocate("float64", l.b * l.hq * l.sq)
+  const operands = { q: q.deviceArray(rt), k: k.deviceArray(rt), v: v.deviceArray(rt) }
+  rt.kernels.attention({ ...shape, ...operands, out, lse })
+  return Autograd.result("attention", [q, k, v], out, [l.b, l.sq, l.hq, l.dv], (g) => {
+    const grads = { gradQ: rt.zeros("float32", q.size), gradK: rt.zeros("float32", k.size), gradV: rt.zeros("float32", v.size) }
+    rt.kernels.attentionBackward({ ...shape, ...operands, out, lse, gradOut: g.deviceArray(rt), ...grads })
+    const wrap = (t: Tensor.Tensor, data: DeviceArray) => (t.requiresGrad ? Place.tensor(data, t.shape, g.device) : undefined)
+    return [wrap(q, grads.gradQ), wrap(k, grads.gradK), wrap(v, grads.gradV)]
   })
 }

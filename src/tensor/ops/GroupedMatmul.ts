@@ -12,13 +12,13 @@
  */
 import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
-import * as DType from "../DType.js"
+import type { DeviceArray } from "../device/DeviceRuntime.js"
+import * as Place from "../device/Place.js"
 import * as GradAccumulator from "../GradAccumulator.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import * as GroupedLoop from "../kernels/GroupedLoop.js"
-import * as Kernels from "../kernels/Kernels.js"
-import { reference } from "../kernels/Reference.js"
-import * as Tensor from "../Tensor.js"
+import type * as Kernels from "../kernels/Kernels.js"
+import type * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 
 /**
@@ -26,13 +26,16 @@ import * as TensorError from "../TensorError.js"
  * or on a bf16 product's kernel (float32 storage) when given: one bf16 GEMM per group, as
  * GroupedLoop runs them.
  */
-const groupedOn = (kernels: Kernels.Kernels, bf16: CpuBf16.Bf16MatmulKernel | undefined) =>
+const groupedOn = (
+  kernels: Kernels.Kernels<Place.Buffer, Place.Buffer>,
+  bf16: CpuBf16.Bf16MatmulKernel | undefined,
+): Pick<Kernels.Kernels<Place.Buffer, Place.Buffer>, "groupedRows" | "groupedWeights"> =>
   bf16 === undefined
     ? kernels
-    : {
+    : ({
         groupedRows: GroupedLoop.groupedRows((p) => bf16.sync(p as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])),
         groupedWeights: GroupedLoop.groupedWeights((p) => bf16.sync(p as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])),
-      }
+      } as unknown as Pick<Kernels.Kernels<Place.Buffer, Place.Buffer>, "groupedRows" | "groupedWeights">)
 
 /**
  * The grouped product (see the file header).
@@ -50,32 +53,37 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
   if (total !== n || segments.some((s) => !Number.isInteger(s) || s < 0))
     throw TensorError.shape("groupedMatmul", `segments [${segments.join(", ")}] do not cover the ${n} rows of x`)
   const rows = Int32Array.from(segments)
-  const kernels = Kernels.forDType(x.dtype, reference)
-  // The segments cover every row and each product writes its rows whole (an empty sum as 0).
-  const out = DType.allocateUninitialized(x.dtype, n * m)
   const bf16Product = Bf16Matmul.roundsProduct(x, w)
-  groupedOn(kernels, Bf16Matmul.forForward(x, w)).groupedRows(x.data, w.data, out, rows, k, m, false)
+  // A bf16 product is the host's (its GEMM is); on a device its operands are downloaded.
+  const place = bf16Product ? Place.host : Place.of("groupedMatmul", x, w)
+  const kernels = groupedOn(place.kernels(x.dtype), Bf16Matmul.forForward(x, w))
+  // The segments cover every row and each product writes its rows whole (an empty sum as 0).
+  const out = place.allocate(x.dtype, n * m)
+  kernels.groupedRows(place.operand(x), place.operand(w), out, rows, k, m, false)
   return Autograd.result("groupedMatmul", [x, w], out, [n, m], (dout) => {
     // A bf16 product's backward products take Bf16Matmul's operands (the gradient in bf16).
     const low = bf16Product && dout.dtype === "float32" ? Bf16Matmul.backwardOperands(dout.data as Float32Array) : undefined
-    const grad = { data: low?.gradient ?? dout.data }
-    const lowKernel = low?.kernel
+    const grad = low?.gradient ?? place.operand(dout)
+    const backward = groupedOn(place.kernels(x.dtype), low?.kernel)
     let dx: Tensor.Tensor | undefined
     let dw: Tensor.Tensor | undefined
     if (x.requiresGrad) {
-      const data = DType.allocateUninitialized(x.dtype, n * k)
-      groupedOn(kernels, lowKernel).groupedRows(grad.data, w.data, data, rows, m, k, true)
-      dx = Tensor.fromStorage(data, x.shape, { device: x.device })
+      const data = place.allocate(x.dtype, n * k)
+      backward.groupedRows(grad, place.operand(w), data, rows, m, k, true)
+      dx = Place.tensor(data, x.shape, x.device)
     }
     if (w.requiresGrad) {
-      // With an accumulator (GradAccumulator), each expert's product adds into its slice there;
-      // otherwise into a new gradient, where an expert without rows has zeros.
+      // With an accumulator (GradAccumulator), each expert's product adds into its slice there
+      // (on a device, into the accumulator staged there and back); otherwise into a new
+      // gradient, where an expert without rows has zeros.
       const into = GradAccumulator.of(w)
-      const data = into ?? DType.allocateUninitialized(w.dtype, g * k * m)
       // A cleared accumulator is written whole here (GradAccumulator.accumulates).
       const accumulate = GradAccumulator.accumulates(into)
-      groupedOn(kernels, lowKernel).groupedWeights(x.data, grad.data, data, rows, k, m, accumulate)
-      if (into === undefined) dw = Tensor.fromStorage(data, w.shape, { device: w.device })
+      const rt = place.runtime
+      const data = into === undefined ? place.allocate(w.dtype, g * k * m) : rt === undefined ? into : accumulate ? rt.upload(into) : rt.allocate(w.dtype, into.length)
+      backward.groupedWeights(place.operand(x), grad, data, rows, k, m, accumulate)
+      if (into === undefined) dw = Place.tensor(data, w.shape, w.device)
+      else if (rt !== undefined) rt.download(data as DeviceArray, into)
     }
     return [dx, dw]
   })

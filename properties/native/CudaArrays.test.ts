@@ -1,0 +1,43 @@
+// The CUDA addon's device arrays and the products device tensors run on (cuda/src/
+// device_array_binding.cc, cublas_products_binding.cc): where no GPU runs (here, CI) each checks
+// its arguments first and then throws "no device:", and the CUDA runtime and `pleat train
+// --device cuda` say why there is none (exit 2, one line). On the GPU machine scripts/device-check
+// runs them against the CPU kernels (scripts/device-check-train.mjs).
+import { describe, expect, test } from "vitest"
+import * as Addon from "../../src/native/Addon.js"
+import * as Cuda from "../../src/native/Cuda.js"
+import { cudaArrays } from "../../src/native/CudaArrays.js"
+import { cudaRuntime } from "../../src/tensor/device/CudaRuntime.js"
+import { refused } from "../cli/refused.js"
+
+const built = Addon.isBuilt("pleat_cuda")
+const status = Cuda.cudaStatus()
+
+describe.runIf(built && !status.available)("device arrays without a device", () => {
+  test('arguments are checked first, then "no device:"', () => {
+    const loaded = cudaArrays()
+    if ("why" in loaded) throw new Error(loaded.why)
+    const a = loaded.addon
+    const f = (n: number) => new Float32Array(n)
+    expect(() => a.deviceArrayNew(4, "int32" as "float32")).toThrow(/dtype must be "float32" or "float64"/)
+    expect(() => a.deviceArrayNew(-1, "float32")).toThrow(/length must be an integer >= 0/)
+    expect(() => a.deviceArrayNew(4, "float32")).toThrow(/^no device: /)
+    expect(() => a.deviceArrayCopyIn({} as never, f(1))).toThrow(/array must be a device array/)
+    expect(() => a.deviceArrayAdd({} as never, {} as never, {} as never)).toThrow(/a must be a device array/)
+    expect(() => a.matmul(f(3), f(4), f(4), 1, 2, 2, 2, false, false, 4, 4, false)).toThrow(/out needs batch \* m \* n elements, a \(batch - 1\) \* strideA \+ m \* k/)
+    expect(() => a.matmul(f(8), f(4), f(8), 2, 2, 2, 2, false, false, 4, 0, true)).toThrow(/^no device: /)
+    expect(() => a.groupedRows(f(4), f(8), f(4), Int32Array.of(3, -1), 2, 2, false)).toThrow(/rows\[1\] = -1 is negative/)
+    expect(() => a.groupedRows(f(4), f(8), f(5), Int32Array.of(1, 1), 2, 2, true)).toThrow(/out sum\(rows\) \* n/)
+    expect(() => a.groupedRows(f(4), f(8), f(4), Int32Array.of(1, 1), 2, 2, true)).toThrow(/^no device: /)
+    expect(() => a.groupedWeights(f(4), f(4), f(7), Int32Array.of(0, 2), 2, 2, false)).toThrow(/out rows.length \* m \* n/)
+    expect(() => a.groupedWeights(f(4), f(4), f(8), Int32Array.of(0, 2), 2, 2, false)).toThrow(/^no device: /)
+  })
+
+  test("the CUDA runtime says why there is none; pleat train --device cuda is refused in one line naming the flag and the fix", () => {
+    const r = cudaRuntime(0)
+    expect("why" in r && r.why).toMatch(/no device/)
+    expect(cudaRuntime(1)).toEqual({ why: expect.stringMatching(/computes on its one GPU, cuda:0/) })
+    expect(refused(["train", "--device", "cuda", "--steps", "1"])).toMatch(/--device: "cuda" has no GPU runtime here \(no device.*\); fix: run on a machine with a GPU/)
+    expect(refused(["train", "--device", "tpu"])).toMatch(/--device/)
+  })
+})
