@@ -179,13 +179,14 @@ describe("tensors on the simulated device", () => {
     expect(bits(a.grad)).toEqual([1, 1, 1])
   })
 
-  test("pleat train's step on sim equals the host's bit for bit (losses and gradient norms), random folded mappings", async () => {
+  test("pleat train's step on sim equals the host's bit for bit (losses and gradient norms), random folded mappings, with and without the distributed optimizer", async () => {
     await fc.assert(
       fc.asyncProperty(
         mappings({ minWorld: 1, maxWorld: 4, folded: true }),
         fc.integer({ min: 1, max: 1000 }),
         fc.constantFrom<DType.DType>("float32", "float64"),
-        async (m, seed, dtype) => {
+        fc.boolean(),
+        async (m, seed, dtype, distributedOptimizer) => {
           const validated = ParallelConfig.validate({ world: m.world, tp: m.tp, cp: m.cp, pp: m.pp, ep: m.ep, etp: m.etp, vpp: m.pp > 1 ? m.vpp : undefined, order: m.order })
           fc.pre(validated._tag === "Success")
           if (validated._tag !== "Success") return
@@ -198,6 +199,7 @@ describe("tensors on the simulated device", () => {
             dtype,
             optimizer: Optimizer.defaults(steps),
             auxLossCoeff: 0.01,
+            distributedOptimizer,
           }
           const host = await Effect.runPromise(Train.run(setup, { steps, backend: "local" }))
           const uploads = runtime.transfers.uploads
@@ -207,7 +209,7 @@ describe("tensors on the simulated device", () => {
           expect(runtime.transfers.uploads, "rank 0 never used its device").toBeGreaterThan(uploads)
         },
       ),
-      { numRuns: 6 },
+      { numRuns: 8 },
     )
   })
 })

@@ -41,7 +41,7 @@ export type Waiter = Reply<Collective.Output, CommError.CommError>
 
 /** The contribution a request makes (copied unless zero-copy). */
 const contribution = (rank: number, request: Request, copy: boolean): Collective.Contribution => {
-  const data = request.tensor.data
+  const data = request.tensor.readHost()
   return Collective.contribution(Endpoint.signatureOf(rank, request), copy ? SnapshotPool.copyOf(data) : data, request.out?.data, request.sendRows)
 }
 

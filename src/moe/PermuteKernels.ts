@@ -22,7 +22,7 @@ import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import type * as RoutingMap from "./RoutingMap.js"
 
-const f32 = (t: Tensor.Tensor): Float32Array => t.data as Float32Array
+const f32 = (t: Tensor.Tensor): Float32Array => t.readHost() as Float32Array
 const uninitialized = (size: number): Float32Array => DType.allocateUninitialized("float32", size) as Float32Array
 const zeros = (size: number): Float32Array => DType.allocate("float32", size) as Float32Array
 

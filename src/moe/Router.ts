@@ -191,7 +191,7 @@ const scaleOf = (options: RouterOptions): number => {
  */
 const selectionScores = (logits: Tensor.Tensor, options: RouterOptions): Float64Array => {
   const [t, e] = dims("selectionScores", logits)
-  const x = logits.data
+  const x = logits.readHost()
   const out = new Float64Array(t * e)
   if (options.scoreFunction === "softmax") {
     if (options.preSoftmax === true) {

@@ -16,23 +16,38 @@
  * zeroed ~560 MB of accumulators (~80 ms) only to add its single micro-batch into them.
  */
 import * as DType from "./DType.js"
+import * as Device from "./Device.js"
+import type { DeviceArray } from "./device/DeviceRuntime.js"
+import { isDeviceArray } from "./device/DeviceRuntime.js"
 import * as AddInto from "./kernels/AddInto.js"
 import type * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
-const accumulators = new WeakMap<Tensor.Tensor, DType.Storage>()
+const accumulators = new WeakMap<Tensor.Tensor, Accumulator>()
 
 /** Accumulators that hold zeros in meaning but not yet in memory. */
-const cleared = new WeakSet<DType.Storage>()
+const cleared = new WeakSet<Accumulator>()
+
+/**
+ * An accumulator: host storage, or a device array of the leaf's device (a leaf on a device
+ * accumulates there: ChunkRun's device runs download it once a step, not per micro-batch).
+ * @category models
+ */
+export type Accumulator = DType.Storage | DeviceArray
 
 /**
  * Sends `leaf`'s gradients into `storage` (same dtype, one element per element of the leaf).
  * @category constructors
  */
-export const bind = (leaf: Tensor.Tensor, storage: DType.Storage): void => {
+export const bind = (leaf: Tensor.Tensor, storage: Accumulator): void => {
   if (!leaf.isLeaf || !leaf.requiresGrad) throw TensorError.shape("GradAccumulator.bind", "needs a leaf that requires grad")
-  if (storage.length !== leaf.size || DType.of(storage) !== leaf.dtype)
-    throw TensorError.shape("GradAccumulator.bind", `an accumulator of ${storage.length} ${storage.constructor.name} for a ${leaf.dtype} leaf of ${leaf.size}`)
+  const device = isDeviceArray(storage)
+  const dtype = device ? storage.dtype : DType.of(storage)
+  if (storage.length !== leaf.size || dtype !== leaf.dtype || (device && !Device.same(storage.runtime.device, leaf.device)))
+    throw TensorError.shape(
+      "GradAccumulator.bind",
+      `an accumulator of ${storage.length} ${device ? `${dtype} on ${Device.format(storage.runtime.device)}` : storage.constructor.name} for a ${leaf.dtype} leaf of ${leaf.size}${Device.isAccelerator(leaf.device) ? ` on ${Device.format(leaf.device)}` : ""}`,
+    )
   accumulators.set(leaf, storage)
 }
 
@@ -40,18 +55,18 @@ export const bind = (leaf: Tensor.Tensor, storage: DType.Storage): void => {
  * The accumulator bound to `t`, if it is such a leaf.
  * @category getters
  */
-export const of = (t: Tensor.Tensor): DType.Storage | undefined => accumulators.get(t)
+export const of = (t: Tensor.Tensor): Accumulator | undefined => accumulators.get(t)
 
 /**
  * Marks `storage` as all zeros without writing it (see the header).
  * @category combinators
  */
-export const clear = (storage: DType.Storage): void => {
+export const clear = (storage: Accumulator): void => {
   cleared.add(storage)
 }
 
 /** True once for a cleared accumulator, which the caller then writes whole (counted as written). */
-const takeCleared = (storage: DType.Storage): boolean => cleared.delete(storage)
+const takeCleared = (storage: Accumulator): boolean => cleared.delete(storage)
 
 /**
  * Whether a product writing a whole gradient into `into` adds to it (`accumulate`) or stores it:
@@ -59,16 +74,34 @@ const takeCleared = (storage: DType.Storage): boolean => cleared.delete(storage)
  * counts as written.
  * @category combinators
  */
-export const accumulates = (into: DType.Storage | undefined): boolean => into !== undefined && !takeCleared(into)
+export const accumulates = (into: Accumulator | undefined): boolean => into !== undefined && !takeCleared(into)
 
 /**
  * Adds the gradient `g` (the leaf's whole shape) into the accumulator `storage`, or stores it
  * there when the accumulator is cleared.
  * @category combinators
  */
-export const addGradient = (storage: DType.Storage, g: DType.Storage): void => {
-  if (takeCleared(storage)) storage.set(g)
-  else AddInto.addInto(storage, g)
+export const addGradient = (storage: Accumulator, g: Tensor.Tensor): void => {
+  if (isDeviceArray(storage)) {
+    const runtime = storage.runtime
+    if (takeCleared(storage)) runtime.kernels.copy(g.deviceArray(runtime), storage)
+    else runtime.kernels.add(storage, g.deviceArray(runtime), storage)
+    return
+  }
+  if (takeCleared(storage)) storage.set(g.readHost())
+  else AddInto.addInto(storage, g.readHost())
+}
+
+/**
+ * A device accumulator's sums into host storage of its size (the step's gradient, for the host's
+ * reduction and optimizer): downloaded, or zeros when no gradient reached it.
+ * @category combinators
+ */
+export const downloadInto = (storage: DeviceArray, host: DType.Storage): void => {
+  // `host` is written whole: no longer a cleared accumulator itself.
+  cleared.delete(host)
+  if (takeCleared(storage)) host.fill(0)
+  else storage.runtime.download(storage, host)
 }
 
 /**

@@ -145,7 +145,7 @@ export class Tape {
    * A leaf on this tape that requires grad, sharing `t`'s storage; with `accumulator`, its
    * gradients are added into that storage (GradAccumulator) rather than kept in `.grad`.
    */
-  parameter(t: Tensor.Tensor, accumulator?: DType.Storage): Tensor.Tensor {
+  parameter(t: Tensor.Tensor, accumulator?: GradAccumulator.Accumulator): Tensor.Tensor {
     const leaf = t.alias({ tape: this, requiresGrad: true })
     if (accumulator !== undefined) GradAccumulator.bind(leaf, accumulator)
     return leaf
@@ -236,8 +236,9 @@ export class Tape {
     const seen = new Set<unknown>()
     let bytes = 0
     const count = (t: Tensor.Tensor) => {
-      if (t.isLeaf || seen.has(t.data)) return
-      seen.add(t.data)
+      const values = t.values()
+      if (t.isLeaf || seen.has(values)) return
+      seen.add(values)
       bytes += t.size * DType.bytesPer(t.dtype)
     }
     for (const node of this.#nodes) {
@@ -365,7 +366,7 @@ export class Tape {
           if (input.isLeaf) {
             const accumulator = GradAccumulator.of(input)
             if (accumulator === undefined) GradSum.accumulateLeaf(input, gi)
-            else GradAccumulator.addGradient(accumulator, gi.data)
+            else GradAccumulator.addGradient(accumulator, gi)
           } else {
             const prev = grads.get(input)
             grads.set(input, prev === undefined ? gi : GradSum.accumulate(prev, gi))

@@ -20,6 +20,7 @@ import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Mixtral from "../model/Mixtral.js"
 import type * as Partition from "../pipeline/Partition.js"
 import * as Device from "../tensor/Device.js"
+import type * as GradAccumulator from "../tensor/GradAccumulator.js"
 import { copyToBf16 } from "../tensor/ops/Bf16.js"
 import { add, mul } from "../tensor/ops/Elementwise.js"
 import { sumAll } from "../tensor/ops/Reduce.js"
@@ -59,12 +60,14 @@ export interface ChunkInput {
   /**
    * The device the chunk computes on (the host by default). Each shard is uploaded once a step
    * (its copy shared by the micro-batches, in `deviceCopies`, which the trainer empties when a
-   * step starts); the gradients are accumulated into the host's accumulators and the optimizer
-   * steps on the host, as ZeRO-Offload does (device accumulators and a device optimizer are not
-   * built yet).
+   * step starts) and its gradients accumulate on the device (`deviceGrads`); the trainer
+   * downloads them once a step, and the reduction and the optimizer run on the host, as
+   * ZeRO-Offload does (a device optimizer is not built yet).
    */
   readonly device?: Device.Device | undefined
   readonly deviceCopies?: Map<RankParams.Held, Tensor.Tensor> | undefined
+  /** On a device: each shard's gradient accumulator there (the trainer downloads it once a step). */
+  readonly deviceGrads?: ((held: RankParams.Held) => GradAccumulator.Accumulator) | undefined
 }
 
 /**
@@ -83,7 +86,7 @@ export const forward = (c: ChunkInput) =>
       const held = c.params.get(name)
       if (held === undefined) throw new Error(`rank ${c.rank} does not hold parameter ${name}`)
       // The leaf's gradients go straight into the shard's accumulator (GradAccumulator).
-      const leaf = tape.parameter(deviceCopy(c, held, bf16 ? bf16Copy(c.bf16Copies, held) : held.value), held.grad)
+      const leaf = tape.parameter(deviceCopy(c, held, bf16 ? bf16Copy(c.bf16Copies, held) : held.value), c.deviceGrads?.(held) ?? held.grad)
       cache.set(name, leaf)
       return leaf
     }

@@ -23,7 +23,10 @@ import * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import type * as Trace from "../runtime/Trace.js"
 import * as Device from "../tensor/Device.js"
+import type { DeviceArray } from "../tensor/device/DeviceRuntime.js"
+import { runtimeOf } from "../tensor/device/Runtimes.js"
 import type * as DType from "../tensor/DType.js"
+import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as BuiltinModels from "./BuiltinModels.js"
 import * as ChunkRun from "./ChunkRun.js"
@@ -191,12 +194,29 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   // On a device: each shard's upload, made once per step and shared likewise.
   const deviceCopies = new Map<RankParams.Held, Tensor.Tensor>()
   const device = setup.device === undefined ? undefined : Device.ofRank(setup.device, rank)
+  // On a device: each shard's gradient accumulator there, downloaded once a step before the
+  // reduction (with the distributed optimizer, whose reduce-scatters start per chunk during the
+  // step, the host's accumulators are used, each product's gradient staged there and back).
+  const deviceGrads = new Map<RankParams.Held, DeviceArray>()
+  const gradRuntime = device !== undefined && Device.isAccelerator(device) && distributed === undefined ? runtimeOf(device) : undefined
+  const deviceGradOf =
+    gradRuntime === undefined
+      ? undefined
+      : (held: RankParams.Held): DeviceArray => {
+          const hit = deviceGrads.get(held)
+          if (hit !== undefined) return hit
+          const made = gradRuntime.allocate(held.value.dtype, held.value.size)
+          GradAccumulator.clear(made)
+          deviceGrads.set(held, made)
+          return made
+        }
 
   const step = (k: number) =>
     Effect.gen(function* () {
       RankParams.zeroGrads(params)
       bf16Copies.clear()
       deviceCopies.clear()
+      for (const g of deviceGrads.values()) GradAccumulator.clear(g)
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
       const moeStats = MoeStats.accumulator(microBatches, s.dp)
@@ -237,6 +257,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
             bf16Copies,
             device,
             deviceCopies,
+            deviceGrads: deviceGradOf,
           })
           const moeLayers = MoeStats.moeLayersOf(model, layers.start, layers.end)
           moeStats.add(moeLayers, out.moeStats)
@@ -264,7 +285,9 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         forward,
         span,
       })
-      // Every backward pass of the step has run: accumulators no gradient reached hold zeros.
+      // Every backward pass of the step has run: the device's sums come to the host, and
+      // accumulators no gradient reached hold zeros.
+      for (const [held, g] of deviceGrads) GradAccumulator.downloadInto(g, held.grad)
       RankParams.settleGrads(params.values())
       // Once per global batch: global_aux counts reset, expert biases move (MoeRunState).
       yield* MoeRunState.endGlobalBatch(moeState, sync.tpDpCp, model.moe?.biasUpdateRate ?? 0)

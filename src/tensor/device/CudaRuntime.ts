@@ -116,6 +116,7 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
         handle(p.gradV),
         ...Cpu.attentionDims(p),
       ),
+    copy: (src, dst) => a.deviceArrayCopy(handle(dst), handle(src)),
     add: (x, y, out) =>
       allF32(x, y, out)
         ? a.deviceArrayAdd(handle(x), handle(y), handle(out))

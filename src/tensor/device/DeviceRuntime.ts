@@ -44,8 +44,10 @@ export interface TransferCounts {
  * @category models
  */
 export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray> {
-  /** out[i] = a[i] + b[i] (same lengths; out is a third array). */
+  /** out[i] = a[i] + b[i] (same lengths; out is a third array, or a itself: an accumulation). */
   readonly add: (a: DeviceArray, b: DeviceArray, out: DeviceArray) => void
+  /** dst = src (same dtype and length). */
+  readonly copy: (src: DeviceArray, dst: DeviceArray) => void
   /** Cpu.attention's contract on float32 device arrays (lse: float64). */
   readonly attention: (p: DeviceAttentionArgs) => void
   /** Cpu.attentionBackward's contract on float32 device arrays (lse: float64). */

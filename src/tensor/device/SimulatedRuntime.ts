@@ -41,8 +41,10 @@ const kernels: DeviceKernels = {
     host(x).rmsnormBackward(values(x), values(w), values(g), f64(rstd), rows, cols, optional(dx), dw === undefined ? undefined : f64(dw)),
   swigluBackward: (gate, up, g, dGate, dUp) => host(gate).swigluBackward(values(gate), values(up), values(g), optional(dGate), optional(dUp)),
   add: (a, b, out) => {
-    AddInto.sumInto(values(out), values(a), values(b))
+    if (out === a) AddInto.addInto(values(out), values(b))
+    else AddInto.sumInto(values(out), values(a), values(b))
   },
+  copy: (src, dst) => values(dst).set(values(src)),
   attention: (p) => Cpu.attention({ ...p, q: f32(p.q), k: f32(p.k), v: f32(p.v), out: f32(p.out), lse: f64(p.lse) }),
   attentionBackward: (p) =>
     Cpu.attentionBackward({

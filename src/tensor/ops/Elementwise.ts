@@ -48,8 +48,9 @@ const binary = (
     place.runtime.kernels.add(a.deviceArray(place.runtime), b.deviceArray(place.runtime), sum)
     return Autograd.result(op, [a, b], sum, p.shape, (g) => backward(g))
   }
-  const x = a.data
-  const y = b.data
+  // Read only: a device tensor keeps its device copy.
+  const x = a.readHost()
+  const y = b.readHost()
   // Every element is written below, by the kernel or the loops: no need to zero large outputs.
   const out = n >= nativeFrom ? DType.allocateUninitialized(a.dtype, n) : DType.allocate(a.dtype, n)
   if (nativeBinary(code, p, x, y, out)) return Autograd.result(op, [a, b], out, p.shape, (g) => backward(g))
@@ -175,7 +176,7 @@ const unary = (
   backward: (g: Tensor.Tensor, out: Tensor.Tensor) => Tensor.Tensor,
   native?: (x: DType.Storage, out: DType.Storage) => boolean,
 ): Tensor.Tensor => {
-  const x = a.data
+  const x = a.readHost()
   // Every element is written below, by the kernel or the loop: no need to zero large outputs.
   const fast = native !== undefined && x.length >= nativeFrom
   const out = fast ? DType.allocateUninitialized(a.dtype, a.size) : DType.allocate(a.dtype, a.size)

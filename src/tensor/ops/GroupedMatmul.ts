@@ -13,6 +13,8 @@
 import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
 import type { DeviceArray } from "../device/DeviceRuntime.js"
+import { isDeviceArray } from "../device/DeviceRuntime.js"
+import type * as DType from "../DType.js"
 import * as Place from "../device/Place.js"
 import * as GradAccumulator from "../GradAccumulator.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
@@ -74,16 +76,24 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
     }
     if (w.requiresGrad) {
       // With an accumulator (GradAccumulator), each expert's product adds into its slice there
-      // (on a device, into the accumulator staged there and back); otherwise into a new
+      // (a host accumulator of a device product is staged there and back); otherwise into a new
       // gradient, where an expert without rows has zeros.
       const into = GradAccumulator.of(w)
+      const rt = place.runtime
+      if (rt === undefined && into !== undefined && isDeviceArray(into)) {
+        // A host product (bf16) of device tensors: its gradient added into the device accumulator.
+        const data = place.allocate(w.dtype, g * k * m)
+        backward.groupedWeights(place.operand(x), grad, data, rows, k, m, false)
+        GradAccumulator.addGradient(into, Place.tensor(data, w.shape, w.device))
+        return [dx, undefined]
+      }
       // A cleared accumulator is written whole here (GradAccumulator.accumulates).
       const accumulate = GradAccumulator.accumulates(into)
-      const rt = place.runtime
-      const data = into === undefined ? place.allocate(w.dtype, g * k * m) : rt === undefined ? into : accumulate ? rt.upload(into) : rt.allocate(w.dtype, into.length)
+      const staged = rt !== undefined && into !== undefined && !isDeviceArray(into)
+      const data = into === undefined ? place.allocate(w.dtype, g * k * m) : !staged ? into : accumulate ? rt.upload(into as DType.Storage) : rt.allocate(w.dtype, into.length)
       backward.groupedWeights(place.operand(x), grad, data, rows, k, m, accumulate)
       if (into === undefined) dw = Place.tensor(data, w.shape, w.device)
-      else if (rt !== undefined) rt.download(data as DeviceArray, into)
+      else if (staged) rt.download(data as DeviceArray, into as DType.Storage)
     }
     return [dx, dw]
   })

@@ -16,6 +16,7 @@ import * as Cpu from "../../native/Cpu.js"
 import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
 import * as Device from "../Device.js"
+import { isDeviceArray } from "../device/DeviceRuntime.js"
 import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
 import * as GradAccumulator from "../GradAccumulator.js"
@@ -87,22 +88,28 @@ const run = (
   transA: boolean,
   transB: boolean,
   bf16?: CpuBf16.Bf16MatmulKernel,
-  into?: DType.Storage,
+  into?: GradAccumulator.Accumulator,
 ): Place.Buffer => {
   const runtime = place.runtime
   if (runtime !== undefined) {
-    // On a device: into new device storage, or into an accumulator (host storage: device
-    // accumulators are not built yet) staged on the device, so that the product adds into it
-    // inside the GEMM as on the host (the same sums in the same order).
+    // On a device: into new device storage, or into an accumulator: a device one in place, a
+    // host one staged on the device, so that the product adds into it inside the GEMM as on the
+    // host (the same sums in the same order).
     if (into === undefined) {
       const out = place.allocate(dtype, l.batch * l.m * l.n)
       place.kernels(dtype).matmul(gemmArgs(a, b, out, l, transA, transB))
       return out
     }
     const accumulate = GradAccumulator.accumulates(into)
-    const staged = accumulate ? runtime.upload(into) : runtime.allocate(dtype, into.length)
-    place.kernels(dtype).matmul(gemmArgs(a, b, staged, l, transA, transB, accumulate))
-    runtime.download(staged, into)
+    const target = isDeviceArray(into) ? into : accumulate ? runtime.upload(into) : runtime.allocate(dtype, into.length)
+    place.kernels(dtype).matmul(gemmArgs(a, b, target, l, transA, transB, accumulate))
+    if (!isDeviceArray(into)) runtime.download(target, into)
+    return into
+  }
+  if (into !== undefined && isDeviceArray(into)) {
+    // A host product (bf16) of device tensors: its gradient added into the device accumulator.
+    const out = runOnHost(a as DType.Storage, b as DType.Storage, dtype, l, transA, transB, bf16)
+    GradAccumulator.addGradient(into, Place.tensor(out, [out.length], into.runtime.device))
     return into
   }
   return runOnHost(a as DType.Storage, b as DType.Storage, dtype, l, transA, transB, bf16, into)

@@ -144,6 +144,6 @@ export const rope = (x: Tensor.Tensor, options: RopeOptions = {}): Tensor.Tensor
     throw TensorError.shape("rope", `${positions.length} positions for x ${TensorError.formatShape(x.shape)}: needs S = ${s} (shared by the batch) or B*S = ${b * s}`)
   }
   const t = tables(b, s, d, theta, positions)
-  const out = rotate(x.data, x.shape, t, 1)
-  return Autograd.result("rope", [x], out, x.shape, (g) => [Tensor.fromStorage(rotate(g.data, x.shape, t, -1), x.shape, { device: g.device })])
+  const out = rotate(x.readHost(), x.shape, t, 1)
+  return Autograd.result("rope", [x], out, x.shape, (g) => [Tensor.fromStorage(rotate(g.readHost(), x.shape, t, -1), x.shape, { device: g.device })])
 }

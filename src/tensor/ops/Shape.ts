@@ -98,9 +98,9 @@ const swap = (src: DType.Storage, shape: ReadonlyArray<number>, dim0: number, di
 export const transpose = (t: Tensor.Tensor, dim0: number, dim1: number): Tensor.Tensor => {
   const d0 = normaliseDim("transpose", t.rank, dim0)
   const d1 = normaliseDim("transpose", t.rank, dim1)
-  const { data, shape } = swap(t.data, t.shape, d0, d1)
+  const { data, shape } = swap(t.readHost(), t.shape, d0, d1)
   return Autograd.result("transpose", [t], data, shape, (g) => {
-    const back = swap(g.data, g.shape, d0, d1)
+    const back = swap(g.readHost(), g.shape, d0, d1)
     return [Tensor.fromStorage(back.data, back.shape, { device: g.device })]
   })
 }
