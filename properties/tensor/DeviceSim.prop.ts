@@ -16,6 +16,7 @@ import { add } from "../../src/tensor/ops/Elementwise.js"
 import * as Gather from "../../src/tensor/ops/Gather.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
 import { rmsNorm } from "../../src/tensor/ops/Norm.js"
+import * as Rope from "../../src/tensor/ops/Rope.js"
 import { sumAll } from "../../src/tensor/ops/Reduce.js"
 import { reshape } from "../../src/tensor/ops/Shape.js"
 import { to } from "../../src/tensor/ops/Transfer.js"
@@ -141,6 +142,37 @@ describe("tensors on the simulated device", () => {
           const dev = run(sim)
           expect(dev.out).toEqual(host.out)
           expect(dev.grads).toEqual(host.grads)
+          expect(dev.resident).toBe(true)
+        },
+      ),
+      { numRuns: 30 },
+    )
+  })
+
+  test("RoPE: the host's bits forward and backward, with and without positions; the output stays in device memory", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom<DType.DType>("float32", "float64"),
+        fc.boolean(),
+        fc.integer({ min: 1, max: 100_000 }),
+        (b, s, heads, half, dtype, positioned, seed) => {
+          const d = 2 * half
+          const positions = positioned ? Int32Array.from({ length: b * s }, (_, i) => (i * 7 + seed) % 11) : undefined
+          const run = (device: Device.Device) => {
+            const tape = Tape.make()
+            const x = Tensor.fromArray(values(b * s * heads * d, seed), [b, s, heads, d], { dtype, tape, requiresGrad: true })
+            const y = Rope.rope(to(x, device), { positions })
+            tape.backward(sumAll(to(matmulWeighted(y, Tensor.fromArray(values(y.size, seed + 1), y.shape, { dtype, device })), Device.cpu)))
+            return { y: bits(y), resident: y.isResident, grad: bits(x.grad) }
+          }
+          const host = run(Device.cpu)
+          const dev = run(sim)
+          expect(dev.y).toEqual(host.y)
+          expect(dev.grad).toEqual(host.grad)
           expect(dev.resident).toBe(true)
         },
       ),

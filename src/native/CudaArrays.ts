@@ -40,6 +40,7 @@ export interface CudaArraysAddon {
   swiglu(gate: F32, up: F32, out: F32): void
   swigluBackward(gate: F32, up: F32, grad: F32, dGate: F32 | null, dUp: F32 | null): void
   rmsnormBackward(x: F32, w: F32, g: F32, rstd: F64, rows: number, cols: number, dx: F32 | null, dw: F64 | null): void
+  ropeRotate(x: F32, cos: F64, sin: F64, out: F32, b: number, s: number, heads: number, d: number, tableRows: number, sign: number): void
   attention(q: F32, k: F32, v: F32, out: F32, lse: F64 | null, ...dims: Dims): void
   attentionBackward(q: F32, k: F32, v: F32, out: F32, gradOut: F32, lse: F64, gradQ: F32, gradK: F32, gradV: F32, ...dims: Dims): void
 }
@@ -59,6 +60,7 @@ const functions = [
   "swiglu",
   "swigluBackward",
   "rmsnormBackward",
+  "ropeRotate",
   "attention",
   "attentionBackward",
 ] as const

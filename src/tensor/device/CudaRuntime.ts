@@ -23,6 +23,7 @@ import * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
+import { rotateInto } from "../kernels/RopeRotate.js"
 import type { DeviceArray, DeviceKernels, DeviceRuntime } from "./DeviceRuntime.js"
 import { noTransfers } from "./DeviceRuntime.js"
 
@@ -117,6 +118,12 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
         ...Cpu.attentionDims(p),
       ),
     copy: (src, dst) => a.deviceArrayCopy(handle(dst), handle(src)),
+    rope: (src, cos, sin, out, d, sign) =>
+      allF32(src, out)
+        ? a.ropeRotate(handle(src), handle(cos), handle(sin), handle(out), d.b, d.s, d.heads, d.d, d.tableRows, sign)
+        : viaHost([src, cos, sin, out], ([hs, hc, hn, ho]) =>
+            rotateInto(hs as DType.Storage, ho as DType.Storage, [d.b, d.s, d.heads, d.d], { cos: hc as Float64Array, sin: hn as Float64Array, rows: d.tableRows }, sign),
+          ),
     add: (x, y, out) =>
       allF32(x, y, out)
         ? a.deviceArrayAdd(handle(x), handle(y), handle(out))

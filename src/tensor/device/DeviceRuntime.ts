@@ -48,6 +48,8 @@ export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray> {
   readonly add: (a: DeviceArray, b: DeviceArray, out: DeviceArray) => void
   /** dst = src (same dtype and length). */
   readonly copy: (src: DeviceArray, dst: DeviceArray) => void
+  /** RoPE's rotation (kernels/RopeRotate.ts's contract), float64 cos / sin tables on the device. */
+  readonly rope: (src: DeviceArray, cos: DeviceArray, sin: DeviceArray, out: DeviceArray, dims: RopeDims, sign: 1 | -1) => void
   /** Cpu.attention's contract on float32 device arrays (lse: float64). */
   readonly attention: (p: DeviceAttentionArgs) => void
   /** Cpu.attentionBackward's contract on float32 device arrays (lse: float64). */
@@ -106,3 +108,15 @@ export const isDeviceArray = (x: DType.Storage | DeviceArray): x is DeviceArray 
  * @category constructors
  */
 export const noTransfers = (): TransferCounts => ({ uploads: 0, downloads: 0, uploadedBytes: 0, downloadedBytes: 0 })
+
+/**
+ * The shape of a RoPE rotation: x [b, s, heads, d], tables of `tableRows` rows (s or b * s).
+ * @category models
+ */
+export interface RopeDims {
+  readonly b: number
+  readonly s: number
+  readonly heads: number
+  readonly d: number
+  readonly tableRows: number
+}

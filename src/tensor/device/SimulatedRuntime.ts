@@ -11,6 +11,7 @@ import * as DType from "../DType.js"
 import * as AddInto from "../kernels/AddInto.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
+import { rotateInto } from "../kernels/RopeRotate.js"
 import type { DeviceArray, DeviceKernels, DeviceRuntime } from "./DeviceRuntime.js"
 import { noTransfers } from "./DeviceRuntime.js"
 
@@ -45,6 +46,9 @@ const kernels: DeviceKernels = {
     else AddInto.sumInto(values(out), values(a), values(b))
   },
   copy: (src, dst) => values(dst).set(values(src)),
+  rope: (src, cos, sin, out, dims, sign) => {
+    rotateInto(values(src), values(out), [dims.b, dims.s, dims.heads, dims.d], { cos: f64(cos), sin: f64(sin), rows: dims.tableRows }, sign)
+  },
   attention: (p) => Cpu.attention({ ...p, q: f32(p.q), k: f32(p.k), v: f32(p.v), out: f32(p.out), lse: f64(p.lse) }),
   attentionBackward: (p) =>
     Cpu.attentionBackward({

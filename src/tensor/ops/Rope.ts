@@ -16,9 +16,11 @@
  *
  * Backward: the inverse rotation (angle -> -angle) applied to the gradient.
  */
-import * as CpuElementwise from "../../native/CpuElementwise.js"
 import * as Autograd from "../Autograd.js"
+import type { DeviceArray, DeviceRuntime } from "../device/DeviceRuntime.js"
+import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
+import { type RopeTables, rotateInto } from "../kernels/RopeRotate.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 
@@ -31,17 +33,6 @@ export interface RopeOptions {
   readonly positions?: Int32Array | undefined
   /** The frequency base (default 10000). */
   readonly theta?: number | undefined
-}
-
-/**
- * cos and sin per (token, pair): [rows, D/2] each.
- * @category models
- */
-export interface RopeTables {
-  readonly cos: Float64Array
-  readonly sin: Float64Array
-  /** Rows of the tables: S when shared by every batch entry, else B*S. */
-  readonly rows: number
 }
 
 /**
@@ -90,44 +81,7 @@ const computeTables = (b: number, s: number, d: number, theta: number, positions
   return { cos, sin, rows }
 }
 
-/** Rotates every pair of src by the tables (sign +1) or by their inverse (sign -1). */
-const rotate = (src: DType.Storage, shape: ReadonlyArray<number>, t: RopeTables, sign: 1 | -1): DType.Storage => {
-  const [b, s, heads, d] = shape as [number, number, number, number]
-  // Every pair of every head is written below (or by the kernel, the same bits).
-  const out = DType.allocateUninitialized(DType.of(src), src.length)
-  const kernel = CpuElementwise.ropeKernel()
-  if (kernel !== undefined) {
-    kernel(src, t.cos, t.sin, out, { b, s, heads, d, tableRows: t.rows }, sign)
-    return out
-  }
-  return rotateLoop(src, out, shape, t, sign)
-}
-
-/**
- * `rotate` in TypeScript: the specification the native kernel reproduces bit for bit.
- * @category kernels
- */
-export const rotateLoop = (src: DType.Storage, out: DType.Storage, shape: ReadonlyArray<number>, t: RopeTables, sign: 1 | -1): DType.Storage => {
-  const [b, s, heads, d] = shape as [number, number, number, number]
-  const half = d / 2
-  for (let bi = 0; bi < b; bi++) {
-    for (let si = 0; si < s; si++) {
-      const row = (t.rows === s ? si : bi * s + si) * half
-      for (let h = 0; h < heads; h++) {
-        const base = ((bi * s + si) * heads + h) * d
-        for (let i = 0; i < half; i++) {
-          const c = t.cos[row + i] as number
-          const sn = sign * (t.sin[row + i] as number)
-          const x0 = src[base + i] as number
-          const x1 = src[base + i + half] as number
-          out[base + i] = x0 * c - x1 * sn
-          out[base + i + half] = x1 * c + x0 * sn
-        }
-      }
-    }
-  }
-  return out
-}
+export { type RopeTables, rotateLoop } from "../kernels/RopeRotate.js"
 
 /**
  * x [B, S, heads, D] with each head vector rotated by its token's position.
@@ -144,6 +98,43 @@ export const rope = (x: Tensor.Tensor, options: RopeOptions = {}): Tensor.Tensor
     throw TensorError.shape("rope", `${positions.length} positions for x ${TensorError.formatShape(x.shape)}: needs S = ${s} (shared by the batch) or B*S = ${b * s}`)
   }
   const t = tables(b, s, d, theta, positions)
+  const rt = Place.of("rope", x).runtime
+  if (rt !== undefined) return ropeOnDevice(rt, x, t)
   const out = rotate(x.readHost(), x.shape, t, 1)
   return Autograd.result("rope", [x], out, x.shape, (g) => [Tensor.fromStorage(rotate(g.readHost(), x.shape, t, -1), x.shape, { device: g.device })])
+}
+
+/** Rotates src into new storage (see RopeRotate). */
+const rotate = (src: DType.Storage, shape: ReadonlyArray<number>, t: RopeTables, sign: 1 | -1): DType.Storage =>
+  rotateInto(src, DType.allocateUninitialized(DType.of(src), src.length), shape, t, sign)
+
+/** The tables uploaded to a device, once per tables and device. */
+const uploaded = new WeakMap<RopeTables, Map<DeviceRuntime, { readonly cos: DeviceArray; readonly sin: DeviceArray }>>()
+
+const tablesOn = (rt: DeviceRuntime, t: RopeTables) => {
+  let byDevice = uploaded.get(t)
+  if (byDevice === undefined) {
+    byDevice = new Map()
+    uploaded.set(t, byDevice)
+  }
+  let hit = byDevice.get(rt)
+  if (hit === undefined) {
+    hit = { cos: rt.upload(t.cos), sin: rt.upload(t.sin) }
+    byDevice.set(rt, hit)
+  }
+  return hit
+}
+
+/** rope on a device: the device's rotation kernel, the tables uploaded once. */
+const ropeOnDevice = (rt: DeviceRuntime, x: Tensor.Tensor, t: RopeTables): Tensor.Tensor => {
+  const [b, s, heads, d] = x.shape as [number, number, number, number]
+  const dims = { b, s, heads, d, tableRows: t.rows }
+  const dt = tablesOn(rt, t)
+  const out = rt.allocate(x.dtype, x.size)
+  rt.kernels.rope(x.deviceArray(rt), dt.cos, dt.sin, out, dims, 1)
+  return Autograd.result("rope", [x], out, x.shape, (g) => {
+    const back = rt.allocate(g.dtype, g.size)
+    rt.kernels.rope(g.deviceArray(rt), dt.cos, dt.sin, back, dims, -1)
+    return [Place.tensor(back, x.shape, g.device)]
+  })
 }
