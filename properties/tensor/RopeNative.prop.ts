@@ -1,12 +1,12 @@
 // The native RoPE rotation (native/CpuElementwise ropeKernel, cuda/src/kernels/rope.h) gives the
-// same bits as tensor/ops/Rope.ts's loop (rotateLoop) in float32 and float64, for tables shared
+// same bits as tensor/kernels/RopeRotate.ts's loop (rotateLoop) in float32 and float64, for tables shared
 // by the batch (S rows) or one row per token (B * S), both signs, values across many magnitudes
 // with zeros of both signs, infinities, NaN and subnormals; and it refuses inconsistent
 // arguments before writing anything.
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import { ropeKernel } from "../../src/native/CpuElementwise.js"
-import { rotateLoop } from "../../src/tensor/ops/Rope.js"
+import { rotateLoop } from "../../src/tensor/kernels/RopeRotate.js"
 
 const kernel = ropeKernel()
 const specials = [0, -0, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NaN, 1e-40, -3e-39, 5e-324]

@@ -81,8 +81,6 @@ const computeTables = (b: number, s: number, d: number, theta: number, positions
   return { cos, sin, rows }
 }
 
-export { type RopeTables, rotateLoop } from "../kernels/RopeRotate.js"
-
 /**
  * x [B, S, heads, D] with each head vector rotated by its token's position.
  * @category combinators
