@@ -26,6 +26,8 @@ type F64 = Float64Array | DeviceHandle
  * @category models
  */
 export interface CudaArraysAddon {
+  /** The process's GPU (cuda/src/device_memory_binding.cc), before its first allocation. */
+  deviceSelect(index: number): number
   deviceArrayNew(length: number, dtype: "float32" | "float64"): DeviceHandle | null
   deviceArrayZero(array: DeviceHandle): void
   deviceArrayCopyIn(array: DeviceHandle, src: Float32Array | Float64Array): void
@@ -46,6 +48,7 @@ export interface CudaArraysAddon {
 }
 
 const functions = [
+  "deviceSelect",
   "deviceArrayNew",
   "deviceArrayZero",
   "deviceArrayCopyIn",

@@ -11,7 +11,7 @@ import * as Cuda from "../native/Cuda.js"
 import * as LibrarySearch from "../native/LibrarySearch.js"
 import * as Nccl from "../native/Nccl.js"
 import * as NcclLibrary from "../native/NcclLibrary.js"
-import * as Launcher from "./Launcher.js"
+import * as ProcessGpu from "./ProcessGpu.js"
 
 let opened: NcclEngine.Opened | undefined
 
@@ -47,8 +47,7 @@ export const open = (env: NodeJS.ProcessEnv = process.env): NcclEngine.Opened =>
   if (!loaded.hostMemory) {
     const status = Cuda.cudaStatus()
     if (!status.available) throw problem("nccl", `needs a GPU, and CUDA says: ${status.detail}`, "run on a machine with a GPU and its driver, or use --backend mpi")
-    device = Launcher.fromEnvironment(env).localRank % status.devices
-    native.selectDevice(device)
+    device = ProcessGpu.select(env) ?? 0
   }
   opened = { native, loaded, device }
   return opened

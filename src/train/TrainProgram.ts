@@ -22,6 +22,7 @@ import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import type * as Fault from "./Fault.js"
 import * as ModelDefinition from "./ModelDefinition.js"
 import * as Optimizer from "./Optimizer.js"
+import * as ProcessGpu from "../runtime/ProcessGpu.js"
 import * as RankTrainer from "./RankTrainer.js"
 import * as SaveFallback from "./SaveFallback.js"
 
@@ -74,6 +75,8 @@ export const program = (rank: number, args: unknown) =>
     const a = args as TrainArgs
     const events = yield* RankEvents
     const definition = yield* Effect.promise(() => ModelDefinition.load(a.setup.definition ?? BuiltinModels.defaultRef))
+    // On GPUs: this process's GPU, by the launcher's local rank, before any device memory.
+    if (a.setup.device === "cuda") ProcessGpu.select()
     const trainer = RankTrainer.make(events.tracing ? { ...a.setup, span: events.span } : a.setup, rank, a.faults, definition)
     if (a.resume !== undefined) {
       const { distributed } = trainer

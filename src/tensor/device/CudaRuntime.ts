@@ -1,6 +1,6 @@
 /**
  * CudaRuntime: GPU memory and kernels for tensors on `cuda:0`, the GPU this process uses (device
- * 0, or the one deviceSelect chose: the launcher's local rank under mpirun).
+ * 0, or the one runtime/ProcessGpu.ts selected: the launcher's local rank modulo the GPUs).
  *
  * Arrays are the CUDA addon's device arrays (native/CudaArrays.ts: blocks of its caching
  * allocator, freed when collected). float32 products (matmul, the grouped expert products and
