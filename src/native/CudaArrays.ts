@@ -42,6 +42,9 @@ export interface CudaArraysAddon {
   swiglu(gate: F32, up: F32, out: F32): void
   swigluBackward(gate: F32, up: F32, grad: F32, dGate: F32 | null, dUp: F32 | null): void
   rmsnormBackward(x: F32, w: F32, g: F32, rstd: F64, rows: number, cols: number, dx: F32 | null, dw: F64 | null): void
+  permuteRows(src: F32, cols: number, index: Int32Array, out: F32, outCols: number, probs: F32 | null, experts: Int32Array | null, numExperts: number, probsOut: F32 | null): void
+  combineRows(rows: F32, rowCols: number, index: Int32Array, weights: F32 | null, tokens: number, cols: number, out: F32): void
+  combineBackward(g: F32, index: Int32Array, cols: number, weights: F32, rows: F32, gradRows: F32 | null, gradWeights: F32 | null): void
   ropeRotate(x: F32, cos: F64, sin: F64, out: F32, b: number, s: number, heads: number, d: number, tableRows: number, sign: number): void
   attention(q: F32, k: F32, v: F32, out: F32, lse: F64 | null, ...dims: Dims): void
   attentionBackward(q: F32, k: F32, v: F32, out: F32, gradOut: F32, lse: F64, gradQ: F32, gradK: F32, gradV: F32, ...dims: Dims): void
@@ -63,6 +66,9 @@ const functions = [
   "swiglu",
   "swigluBackward",
   "rmsnormBackward",
+  "permuteRows",
+  "combineRows",
+  "combineBackward",
   "ropeRotate",
   "attention",
   "attentionBackward",

@@ -5,7 +5,8 @@
  * Arrays are the CUDA addon's device arrays (native/CudaArrays.ts: blocks of its caching
  * allocator, freed when collected). float32 products (matmul, the grouped expert products and
  * their weight gradients) run on cuBLAS (fp32, no TF32); the embedding gather, RMSNorm, SwiGLU
- * and their backwards, and attention and its backward, on pleat's CUDA kernels; sums on axpy.
+ * and their backwards, attention and its backward, RoPE, and the MoE permute and unpermute and its
+ * backward, on pleat's CUDA kernels; sums on axpy.
  * Each has its CPU twin's contract and is checked against it by scripts/device-check (its
  * tolerances there). The rest of the kernel set (softmax rows, scatter-add) and float64 operands
  * run on the host kernels over copies (downloaded, run, uploaded back: correct, and counted in
@@ -34,6 +35,7 @@ interface CudaArray extends DeviceArray {
 
 const handle = (x: DeviceArray): DeviceHandle => (x as CudaArray).handle
 const optional = (x: DeviceArray | undefined): DeviceHandle | null => (x === undefined ? null : handle(x))
+const nullable = (x: DeviceArray | null): DeviceHandle | null => (x === null ? null : handle(x))
 const allF32 = (...xs: ReadonlyArray<DeviceArray | undefined>): boolean => xs.every((x) => x === undefined || x.dtype === "float32")
 
 /**
@@ -118,6 +120,11 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
         ...Cpu.attentionDims(p),
       ),
     copy: (src, dst) => a.deviceArrayCopy(handle(dst), handle(src)),
+    permuteRows: (src, cols, index, out, outCols, probs, experts, numExperts, probsOut) =>
+      a.permuteRows(handle(src), cols, index, handle(out), outCols, nullable(probs), experts, numExperts, nullable(probsOut)),
+    combineRows: (rows, rowCols, index, weights, tokens, cols, out) => a.combineRows(handle(rows), rowCols, index, nullable(weights), tokens, cols, handle(out)),
+    combineBackward: (g, index, cols, weights, rows, gradRows, gradWeights) =>
+      a.combineBackward(handle(g), index, cols, handle(weights), handle(rows), nullable(gradRows), nullable(gradWeights)),
     rope: (src, cos, sin, out, d, sign) =>
       allF32(src, out)
         ? a.ropeRotate(handle(src), handle(cos), handle(sin), handle(out), d.b, d.s, d.heads, d.d, d.tableRows, sign)

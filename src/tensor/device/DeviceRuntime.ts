@@ -48,6 +48,30 @@ export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray> {
   readonly add: (a: DeviceArray, b: DeviceArray, out: DeviceArray) => void
   /** dst = src (same dtype and length). */
   readonly copy: (src: DeviceArray, dst: DeviceArray) => void
+  /** The MoE permute (CpuDispatch.permuteRows' contract; indices and experts stay host arrays). */
+  readonly permuteRows: (
+    src: DeviceArray,
+    cols: number,
+    index: Int32Array,
+    out: DeviceArray,
+    outCols: number,
+    probs: DeviceArray | null,
+    experts: Int32Array | null,
+    numExperts: number,
+    probsOut: DeviceArray | null,
+  ) => void
+  /** The MoE unpermute (CpuDispatch.combineRows' contract without its extra column). */
+  readonly combineRows: (rows: DeviceArray, rowCols: number, index: Int32Array, weights: DeviceArray | null, tokens: number, cols: number, out: DeviceArray) => void
+  /** The unpermute's backward (CpuDispatch.combineBackward's contract). */
+  readonly combineBackward: (
+    g: DeviceArray,
+    index: Int32Array,
+    cols: number,
+    weights: DeviceArray,
+    rows: DeviceArray,
+    gradRows: DeviceArray | null,
+    gradWeights: DeviceArray | null,
+  ) => void
   /** RoPE's rotation (kernels/RopeRotate.ts's contract), float64 cos / sin tables on the device. */
   readonly rope: (src: DeviceArray, cos: DeviceArray, sin: DeviceArray, out: DeviceArray, dims: RopeDims, sign: 1 | -1) => void
   /** Cpu.attention's contract on float32 device arrays (lse: float64). */

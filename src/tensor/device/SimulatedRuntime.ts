@@ -6,6 +6,7 @@
  * gives different values or fails, where on `sim` it must give the host's bits exactly.
  */
 import * as Cpu from "../../native/Cpu.js"
+import { type DispatchKernels, dispatchKernels } from "../../native/CpuDispatch.js"
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import * as AddInto from "../kernels/AddInto.js"
@@ -24,8 +25,15 @@ const values = (x: DeviceArray): DType.Storage => (x as SimArray).values
 const optional = (x: DeviceArray | undefined): DType.Storage | undefined => (x === undefined ? undefined : values(x))
 /** The rstd argument of rmsnormRows and its backward: float64 kept as a Float64Array. */
 const f64 = (x: DeviceArray): Float64Array => values(x) as Float64Array
-/** The attention kernels' operands: float32 (their only dtype). */
+/** The attention and dispatch kernels' operands: float32 (their only dtype). */
 const f32 = (x: DeviceArray): Float32Array => values(x) as Float32Array
+const nullable = (x: DeviceArray | null): Float32Array | null => (x === null ? null : f32(x))
+/** The host's dispatch kernels (the MoE permute runs on them only where they are built). */
+const dispatch = (): DispatchKernels => {
+  const k = dispatchKernels()
+  if (k === undefined) throw new Error("sim: the native dispatch kernels are not built")
+  return k
+}
 const host = (x: DeviceArray) => Kernels.forDType(x.dtype, reference)
 
 const kernels: DeviceKernels = {
@@ -46,6 +54,11 @@ const kernels: DeviceKernels = {
     else AddInto.sumInto(values(out), values(a), values(b))
   },
   copy: (src, dst) => values(dst).set(values(src)),
+  permuteRows: (src, cols, index, out, outCols, probs, experts, numExperts, probsOut) =>
+    dispatch().permuteRows(f32(src), cols, index, f32(out), outCols, nullable(probs), experts, numExperts, nullable(probsOut)),
+  combineRows: (rows, rowCols, index, weights, tokens, cols, out) => dispatch().combineRows(f32(rows), rowCols, index, nullable(weights), null, tokens, cols, f32(out)),
+  combineBackward: (g, index, cols, weights, rows, gradRows, gradWeights) =>
+    dispatch().combineBackward(f32(g), index, cols, f32(weights), f32(rows), nullable(gradRows), nullable(gradWeights)),
   rope: (src, cos, sin, out, dims, sign) => {
     rotateInto(values(src), values(out), [dims.b, dims.s, dims.heads, dims.d], { cos: f64(cos), sin: f64(sin), rows: dims.tableRows }, sign)
   },
