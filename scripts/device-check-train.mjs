@@ -133,7 +133,7 @@ export const trainChecks = async ({ root, status, check, assert, random }) => {
       losses: { gpu: gpu.map((s) => s.loss), host: host.map((s) => s.loss) },
       firstStepRelative: first,
       tokensPerSec: { gpu: median(gpu.slice(3).map((s) => s.tokensPerSec)), host: median(host.slice(3).map((s) => s.tokensPerSec)) },
-      note: "weights uploaded once a step, gradient accumulation and AdamW on the host; products, expert GEMMs, attention, RMSNorm, SwiGLU and sums on the GPU; the router's softmax, dispatch, RoPE and the loss still on the host over copies",
+      note: "weights uploaded once a step, gradients accumulated on the GPU and downloaded once a step; products, expert GEMMs, attention, RoPE, dispatch, RMSNorm, SwiGLU and sums on the GPU; the router, elementwise products, the loss, the reduction and AdamW on the host",
     }
   })
 }

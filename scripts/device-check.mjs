@@ -197,7 +197,7 @@ const report = {
   notYet: [
     "CUDA kernels beside their CPU references (axpy, gatherRows, rmsnormRows and swiglu and their backwards, combineRows and its backward combineBackward, RoPE, the cross-entropy row kernels, the router, attention and its backward (correct, element by element: not flash-tiled), permute with the prob column, adamw and the cuBLAS gemm / groupedGemm exist): flash-tiled attention",
     "the NCCL backend with several GPUs (one process per GPU under mpirun: the host stand-in runs its contract suite without a GPU)",
-    "training on the GPU with everything on the device: `pleat train --device cuda` runs the products, the grouped expert GEMMs, attention, the embedding, RMSNorm, SwiGLU and residual sums on the GPU; the router, dispatch, RoPE, the loss, gradient accumulation and AdamW still on the host over copies",
+    "training on the GPU with everything on the device: `pleat train --device cuda` runs the products, the grouped expert GEMMs, attention, RoPE, the MoE permute and unpermute, the embedding, RMSNorm, SwiGLU, residual sums and gradient accumulation on the GPU; the router, elementwise products, the loss, the gradient reduction and AdamW still on the host",
   ],
 }
 mkdirSync(path.dirname(target), { recursive: true })
