@@ -38,6 +38,14 @@ const values = (n: number, seed: number): Array<number> => {
 
 const bits = (t: Tensor.Tensor | undefined): Array<number> => (t === undefined ? [] : Array.from(t.readHost()))
 
+/** `run` on the host and on sim: the device run's `bits` (values and gradients) equal the host's; returns the device run. */
+const onHostAndSim = <R extends { readonly bits: ReadonlyArray<Array<number>> }>(run: (device: Device.Device) => R): R => {
+  const host = run(Device.cpu)
+  const dev = run(sim)
+  expect(dev.bits).toEqual(host.bits)
+  return dev
+}
+
 const dims = fc.record({
   batch: fc.integer({ min: 1, max: 3 }),
   m: fc.integer({ min: 1, max: 9 }),
@@ -66,13 +74,9 @@ describe("tensors on the simulated device", () => {
           const forwardDownloads = runtime.transfers.downloads - before.downloads
           const w = Tensor.fromArray(values(y.size, d.seed + 2), y.shape, { dtype: d.dtype, device })
           tape.backward(sumAll(to(matmulWeighted(y, w), Device.cpu)))
-          return { y: bits(y), ga: bits(a.grad), gb: bits(b.grad), resident: y.isResident, device: y.device, forwardDownloads }
+          return { bits: [bits(y), bits(a.grad), bits(b.grad)], resident: y.isResident, device: y.device, forwardDownloads }
         }
-        const host = run(Device.cpu)
-        const dev = run(sim)
-        expect(dev.y).toEqual(host.y)
-        expect(dev.ga).toEqual(host.ga)
-        expect(dev.gb).toEqual(host.gb)
+        const dev = onHostAndSim(run)
         expect(dev.device).toEqual(sim)
         expect(dev.resident).toBe(true)
         expect(dev.forwardDownloads).toBe(0)
@@ -105,14 +109,9 @@ describe("tensors on the simulated device", () => {
             const flat = reshape(y, [tokens * hidden])
             const loss = sumAll(to(matmulWeighted(flat, Tensor.fromArray(values(flat.size, seed + 5), flat.shape, { dtype, device })), Device.cpu))
             tape.backward(loss)
-            return { y: bits(y), loss: bits(loss), grads: [table, norm, gate, up].map((t) => bits(t.grad)), resident: [x, h, y, flat].map((t) => t.isResident) }
+            return { bits: [bits(y), bits(loss), ...[table, norm, gate, up].map((t) => bits(t.grad))], resident: [x, h, y, flat].map((t) => t.isResident) }
           }
-          const host = run(Device.cpu)
-          const dev = run(sim)
-          expect(dev.y).toEqual(host.y)
-          expect(dev.loss).toEqual(host.loss)
-          expect(dev.grads).toEqual(host.grads)
-          expect(dev.resident).toEqual([true, true, true, true])
+          expect(onHostAndSim(run).resident).toEqual([true, true, true, true])
         },
       ),
       { numRuns: 40 },
@@ -136,13 +135,9 @@ describe("tensors on the simulated device", () => {
             const v = leaf([b, s, hkv as number, d], 2)
             const out = Attention.attention(to(q, device), to(k, device), to(v, device))
             tape.backward(sumAll(to(matmulWeighted(out, Tensor.fromArray(values(out.size, seed + 3), out.shape, { device })), Device.cpu)))
-            return { out: bits(out), resident: out.isResident, grads: [q, k, v].map((t) => bits(t.grad)) }
+            return { bits: [bits(out), ...[q, k, v].map((t) => bits(t.grad))], resident: out.isResident }
           }
-          const host = run(Device.cpu)
-          const dev = run(sim)
-          expect(dev.out).toEqual(host.out)
-          expect(dev.grads).toEqual(host.grads)
-          expect(dev.resident).toBe(true)
+          expect(onHostAndSim(run).resident).toBe(true)
         },
       ),
       { numRuns: 30 },
@@ -167,13 +162,9 @@ describe("tensors on the simulated device", () => {
             const x = Tensor.fromArray(values(b * s * heads * d, seed), [b, s, heads, d], { dtype, tape, requiresGrad: true })
             const y = Rope.rope(to(x, device), { positions })
             tape.backward(sumAll(to(matmulWeighted(y, Tensor.fromArray(values(y.size, seed + 1), y.shape, { dtype, device })), Device.cpu)))
-            return { y: bits(y), resident: y.isResident, grad: bits(x.grad) }
+            return { bits: [bits(y), bits(x.grad)], resident: y.isResident }
           }
-          const host = run(Device.cpu)
-          const dev = run(sim)
-          expect(dev.y).toEqual(host.y)
-          expect(dev.grad).toEqual(host.grad)
-          expect(dev.resident).toBe(true)
+          expect(onHostAndSim(run).resident).toBe(true)
         },
       ),
       { numRuns: 30 },
