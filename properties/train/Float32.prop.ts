@@ -6,8 +6,10 @@
 // gradient norm 3.8e-8, a parameter's gradient 6.4e-7, a parameter after the first AdamW step
 // 4.4e-4 (see Lockstep.ts for why that one is the loosest). The gradient norm's bound was raised
 // when a CI run found 2.9e-7 at the second step (cp 2 etp 2, seed 5: the first AdamW step had
-// left the two runs' parameters 1.8e-5 apart, and the norm inherits that). The float64 properties
-// (Train.prop.ts) run the TypeScript kernels; these must run the native ones, so the test
+// left the two runs' parameters 1.8e-5 apart, and the norm inherits that), and the gradient's
+// from 3e-6 to 6e-6 when a clean run found 3.2e-6 at the second step (tp 2 etp 2, seed 936,
+// layers.3.wk; the same value on the commit before device tensors, 3d503a5: the first step's
+// AdamW moved the runs apart, as for the norm). The float64 properties (Train.prop.ts) run the TypeScript kernels; these must run the native ones, so the test
 // counts the native matmuls the steps make.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
@@ -38,7 +40,7 @@ describe("float32 on the native kernels: a parallel training step equals one ran
   })
 
   test("loss, gradient norm, every gradient and every updated parameter, 2 lockstep steps, random folded mappings", async () => {
-    const limit = { loss: 3e-7, gradNorm: 1.5e-6, gradient: 3e-6, parameter: 2e-3 }
+    const limit = { loss: 3e-7, gradNorm: 1.5e-6, gradient: 6e-6, parameter: 2e-3 }
     await fc.assert(
       fc.asyncProperty(mapping, fc.integer({ min: 1, max: 1000 }), async (m, seed) => {
         const vpp = m.pp > 1 ? m.vpp : undefined
