@@ -14,9 +14,9 @@
  */
 import type * as Effect from "effect/Effect"
 import * as Device from "./Device.js"
-import { isDeviceArray } from "./device/DeviceRuntime.js"
+import { downloaded, isDeviceArray } from "./device/DeviceRuntime.js"
 import type { Buffer } from "./device/Place.js"
-import * as DType from "./DType.js"
+import type * as DType from "./DType.js"
 import * as Bf16Round from "./kernels/Bf16Round.js"
 import type { Node, Tape } from "./Tape.js"
 import * as Tensor from "./Tensor.js"
@@ -86,13 +86,6 @@ export const resultOn = (
   shape: ReadonlyArray<number>,
   backward: (gradOutput: Tensor.Tensor) => ReadonlyArray<Tensor.Tensor | undefined>,
 ): Tensor.Tensor => output(op, inputs, data, shape, { backward }, device)
-
-/** A device array's values in new host storage. */
-const downloaded = (array: Exclude<Buffer, DType.Storage>): DType.Storage => {
-  const host = DType.allocateUninitialized(array.dtype, array.length)
-  array.runtime.download(array, host)
-  return host
-}
 
 /**
  * Like `result`, for ops whose backward is an Effect (collectives). Tapes holding such nodes

@@ -17,10 +17,10 @@
  */
 import * as DType from "./DType.js"
 import * as Device from "./Device.js"
-import type { DeviceArray } from "./device/DeviceRuntime.js"
+import type { DeviceArray, DeviceRuntime } from "./device/DeviceRuntime.js"
 import { isDeviceArray } from "./device/DeviceRuntime.js"
 import * as AddInto from "./kernels/AddInto.js"
-import type * as Tensor from "./Tensor.js"
+import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
 const accumulators = new WeakMap<Tensor.Tensor, Accumulator>()
@@ -72,9 +72,8 @@ const takeCleared = (storage: Accumulator): boolean => cleared.delete(storage)
  * Whether a product writing a whole gradient into `into` adds to it (`accumulate`) or stores it:
  * it stores into fresh storage (no accumulator) and into a cleared accumulator, which then
  * counts as written.
- * @category combinators
  */
-export const accumulates = (into: Accumulator | undefined): boolean => into !== undefined && !takeCleared(into)
+const accumulates = (into: Accumulator | undefined): boolean => into !== undefined && !takeCleared(into)
 
 /**
  * Adds the gradient `g` (the leaf's whole shape) into the accumulator `storage`, or stores it
@@ -90,6 +89,33 @@ export const addGradient = (storage: Accumulator, g: Tensor.Tensor): void => {
   }
   if (takeCleared(storage)) storage.set(g.readHost())
   else AddInto.addInto(storage, g.readHost())
+}
+
+/**
+ * Runs a product that writes a whole gradient (`product(out, accumulate)`: out += when
+ * accumulating, else out =) into the accumulator `into`, where the product computes (`runtime`;
+ * undefined: the host). On a device a device accumulator is written in place and a host one is
+ * staged there and back, so that the product adds inside the GEMM as on the host (the same sums
+ * in the same order); a host product (bf16) of device tensors writes new storage whose values
+ * are then added into the device accumulator.
+ * @category combinators
+ */
+export const productInto = (runtime: DeviceRuntime | undefined, into: Accumulator, product: (out: DType.Storage | DeviceArray, accumulate: boolean) => void): void => {
+  if (runtime !== undefined) {
+    const accumulate = accumulates(into)
+    if (isDeviceArray(into)) return product(into, accumulate)
+    const staged = accumulate ? runtime.upload(into) : runtime.allocate(DType.of(into), into.length)
+    product(staged, accumulate)
+    runtime.download(staged, into)
+    return
+  }
+  if (isDeviceArray(into)) {
+    const out = DType.allocateUninitialized(into.dtype, into.length)
+    product(out, false)
+    addGradient(into, Tensor.fromStorage(out, [out.length], { device: into.runtime.device }))
+    return
+  }
+  product(into, accumulates(into))
 }
 
 /**

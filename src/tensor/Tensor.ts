@@ -15,7 +15,7 @@
  * and the next device op uploads the host's values again; `readHost` reads without giving it up.
  */
 import * as Device from "./Device.js"
-import type { DeviceArray, DeviceRuntime } from "./device/DeviceRuntime.js"
+import { type DeviceArray, type DeviceRuntime, downloaded } from "./device/DeviceRuntime.js"
 import * as DType from "./DType.js"
 import type { Tape } from "./Tape.js"
 import * as TensorError from "./TensorError.js"
@@ -103,11 +103,8 @@ export class Tensor {
   /** The host storage, to read only: on a device, downloaded once and the device copy kept. */
   readHost(): DType.Storage {
     if (this.#host !== undefined) return this.#host
-    const array = this.#resident as DeviceArray
-    const host = DType.allocateUninitialized(this.dtype, this.size)
-    array.runtime.download(array, host)
-    this.#host = host
-    return host
+    this.#host = downloaded(this.#resident as DeviceArray)
+    return this.#host
   }
 
   /** The values in a device array of `runtime` (this tensor's device): uploaded when there is none. */

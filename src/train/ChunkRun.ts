@@ -107,21 +107,18 @@ export const forward = (c: ChunkInput) =>
   })
 
 /** The bf16 copy of a shard for this step: the step's shared one, made on first use. */
-const bf16Copy = (copies: Map<RankParams.Held, Tensor.Tensor> | undefined, held: RankParams.Held): Tensor.Tensor => {
-  const hit = copies?.get(held)
-  if (hit !== undefined) return hit
-  const made = copyToBf16(held.value)
-  copies?.set(held, made)
-  return made
-}
+const bf16Copy = (copies: Map<RankParams.Held, Tensor.Tensor> | undefined, held: RankParams.Held): Tensor.Tensor => stepCopy(copies, held, () => copyToBf16(held.value))
 
 /** A shard (or its bf16 copy) on the chunk's device: the step's shared upload, made on first use. */
-const deviceCopy = (c: ChunkInput, held: RankParams.Held, value: Tensor.Tensor): Tensor.Tensor => {
-  if (c.device === undefined || !Device.isAccelerator(c.device)) return value
-  const hit = c.deviceCopies?.get(held)
+const deviceCopy = (c: ChunkInput, held: RankParams.Held, value: Tensor.Tensor): Tensor.Tensor =>
+  c.device === undefined || !Device.isAccelerator(c.device) ? value : stepCopy(c.deviceCopies, held, () => to(value, c.device as Device.Device))
+
+/** The step's copy of a shard in `copies` (shared by its micro-batches), made on first use. */
+const stepCopy = (copies: Map<RankParams.Held, Tensor.Tensor> | undefined, held: RankParams.Held, make: () => Tensor.Tensor): Tensor.Tensor => {
+  const hit = copies?.get(held)
   if (hit !== undefined) return hit
-  const made = to(value, c.device)
-  c.deviceCopies?.set(held, made)
+  const made = make()
+  copies?.set(held, made)
   return made
 }
 

@@ -22,11 +22,12 @@ import type { CudaArraysAddon, DeviceHandle } from "../../native/CudaArrays.js"
 import { cudaArrays } from "../../native/CudaArrays.js"
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
+import * as AddInto from "../kernels/AddInto.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
 import { rotateInto } from "../kernels/RopeRotate.js"
 import type { DeviceArray, DeviceKernels, DeviceRuntime } from "./DeviceRuntime.js"
-import { noTransfers } from "./DeviceRuntime.js"
+import { downloaded, noTransfers } from "./DeviceRuntime.js"
 
 /** A CUDA device array: the addon's handle. */
 interface CudaArray extends DeviceArray {
@@ -48,12 +49,7 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
    * each back into its device array (the kernel may have written it).
    */
   const viaHost = (arrays: ReadonlyArray<DeviceArray | undefined>, run: (host: ReadonlyArray<DType.Storage>) => void): void => {
-    const host = arrays.map((x) => {
-      if (x === undefined) return undefined
-      const h = DType.allocateUninitialized(x.dtype, x.length)
-      runtime().download(x, h)
-      return h
-    })
+    const host = arrays.map((x) => (x === undefined ? undefined : downloaded(x)))
     run(host as ReadonlyArray<DType.Storage>)
     const transfers = runtime().transfers
     arrays.forEach((x, i) => {
@@ -134,11 +130,9 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
     add: (x, y, out) =>
       allF32(x, y, out)
         ? a.deviceArrayAdd(handle(x), handle(y), handle(out))
-        : viaHost([x, y, out], ([hx, hy, ho]) => (ho as DType.Storage).set(sum(hx as DType.Storage, hy as DType.Storage))),
+        : viaHost([x, y, out], ([hx, hy, ho]) => AddInto.sumInto(ho as DType.Storage, hx as DType.Storage, hy as DType.Storage)),
   }
 }
-
-const sum = (x: DType.Storage, y: DType.Storage): Array<number> => Array.from(x, (v, i) => v + (y[i] as number))
 
 let made: { readonly runtime: DeviceRuntime } | { readonly why: string } | undefined
 

@@ -14,7 +14,7 @@
  */
 import type * as Cpu from "../../native/Cpu.js"
 import type * as Device from "../Device.js"
-import type * as DType from "../DType.js"
+import * as DType from "../DType.js"
 import type { Kernels } from "../kernels/Kernels.js"
 
 /**
@@ -143,4 +143,14 @@ export interface RopeDims {
   readonly heads: number
   readonly d: number
   readonly tableRows: number
+}
+
+/**
+ * A device array's values in new host storage (one download, counted by its runtime).
+ * @category mapping
+ */
+export const downloaded = (array: DeviceArray): DType.Storage => {
+  const host = DType.allocateUninitialized(array.dtype, array.length)
+  array.runtime.download(array, host)
+  return host
 }

@@ -13,6 +13,7 @@ import { reference } from "../kernels/Reference.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 import type { DeviceArray, DeviceKernels, DeviceRuntime } from "./DeviceRuntime.js"
+import { downloaded } from "./DeviceRuntime.js"
 import { runtimeOf } from "./Runtimes.js"
 
 /**
@@ -93,12 +94,7 @@ export const of = (op: string, ...inputs: ReadonlyArray<Tensor.Tensor>): Place =
  * storage.
  * @category mapping
  */
-export const hostValues = (buffer: Buffer): DType.Storage => {
-  if (ArrayBuffer.isView(buffer)) return buffer
-  const out = DType.allocateUninitialized(buffer.dtype, buffer.length)
-  buffer.runtime.download(buffer, out)
-  return out
-}
+export const hostValues = (buffer: Buffer): DType.Storage => (ArrayBuffer.isView(buffer) ? buffer : downloaded(buffer))
 
 /**
  * A tensor (no tape) over a buffer: host storage or a device array of `device`.

@@ -12,9 +12,6 @@
  */
 import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
-import type { DeviceArray } from "../device/DeviceRuntime.js"
-import { isDeviceArray } from "../device/DeviceRuntime.js"
-import type * as DType from "../DType.js"
 import * as Place from "../device/Place.js"
 import * as GradAccumulator from "../GradAccumulator.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
@@ -75,25 +72,17 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       dx = Place.tensor(data, x.shape, x.device)
     }
     if (w.requiresGrad) {
-      // With an accumulator (GradAccumulator), each expert's product adds into its slice there
-      // (a host accumulator of a device product is staged there and back); otherwise into a new
-      // gradient, where an expert without rows has zeros.
+      // With an accumulator, each expert's product adds into its slice there
+      // (GradAccumulator.productInto); otherwise into a new gradient, where an expert without
+      // rows has zeros.
       const into = GradAccumulator.of(w)
-      const rt = place.runtime
-      if (rt === undefined && into !== undefined && isDeviceArray(into)) {
-        // A host product (bf16) of device tensors: its gradient added into the device accumulator.
+      const product = (out: Place.Buffer, accumulate: boolean) => backward.groupedWeights(place.operand(x), grad, out, rows, k, m, accumulate)
+      if (into !== undefined) GradAccumulator.productInto(place.runtime, into, product)
+      else {
         const data = place.allocate(w.dtype, g * k * m)
-        backward.groupedWeights(place.operand(x), grad, data, rows, k, m, false)
-        GradAccumulator.addGradient(into, Place.tensor(data, w.shape, w.device))
-        return [dx, undefined]
+        product(data, false)
+        dw = Place.tensor(data, w.shape, w.device)
       }
-      // A cleared accumulator is written whole here (GradAccumulator.accumulates).
-      const accumulate = GradAccumulator.accumulates(into)
-      const staged = rt !== undefined && into !== undefined && !isDeviceArray(into)
-      const data = into === undefined ? place.allocate(w.dtype, g * k * m) : !staged ? into : accumulate ? rt.upload(into as DType.Storage) : rt.allocate(w.dtype, into.length)
-      backward.groupedWeights(place.operand(x), grad, data, rows, k, m, accumulate)
-      if (into === undefined) dw = Place.tensor(data, w.shape, w.device)
-      else if (staged) rt.download(data as DeviceArray, into as DType.Storage)
     }
     return [dx, dw]
   })

@@ -16,13 +16,11 @@ import * as Cpu from "../../native/Cpu.js"
 import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
 import * as Device from "../Device.js"
-import { isDeviceArray } from "../device/DeviceRuntime.js"
 import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
 import * as GradAccumulator from "../GradAccumulator.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import * as Kernels from "../kernels/Kernels.js"
-import { reference } from "../kernels/Reference.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 
@@ -76,8 +74,8 @@ const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boo
 }
 
 /**
- * The product on the dtype's kernels, or on `bf16` (float32 storage) when given: into new
- * storage, or added into `into` (a gradient accumulator).
+ * The product on the place's kernels, or on `bf16` (host float32 storage) when given: into new
+ * storage, or added into `into` (a gradient accumulator: GradAccumulator.productInto).
  */
 const run = (
   place: Place.Place,
@@ -90,47 +88,17 @@ const run = (
   bf16?: CpuBf16.Bf16MatmulKernel,
   into?: GradAccumulator.Accumulator,
 ): Place.Buffer => {
-  const runtime = place.runtime
-  if (runtime !== undefined) {
-    // On a device: into new device storage, or into an accumulator: a device one in place, a
-    // host one staged on the device, so that the product adds into it inside the GEMM as on the
-    // host (the same sums in the same order).
-    if (into === undefined) {
-      const out = place.allocate(dtype, l.batch * l.m * l.n)
-      place.kernels(dtype).matmul(gemmArgs(a, b, out, l, transA, transB))
-      return out
-    }
-    const accumulate = GradAccumulator.accumulates(into)
-    const target = isDeviceArray(into) ? into : accumulate ? runtime.upload(into) : runtime.allocate(dtype, into.length)
-    place.kernels(dtype).matmul(gemmArgs(a, b, target, l, transA, transB, accumulate))
-    if (!isDeviceArray(into)) runtime.download(target, into)
+  const product = (out: Place.Buffer, accumulate: boolean): void => {
+    if (bf16 !== undefined) bf16.sync(gemmArgs(a as Float32Array, b as Float32Array, out as Float32Array, l, transA, transB, accumulate))
+    else place.kernels(dtype).matmul(gemmArgs(a, b, out, l, transA, transB, accumulate))
+  }
+  if (into !== undefined) {
+    GradAccumulator.productInto(place.runtime, into, product)
     return into
   }
-  if (into !== undefined && isDeviceArray(into)) {
-    // A host product (bf16) of device tensors: its gradient added into the device accumulator.
-    const out = runOnHost(a as DType.Storage, b as DType.Storage, dtype, l, transA, transB, bf16)
-    GradAccumulator.addGradient(into, Place.tensor(out, [out.length], into.runtime.device))
-    return into
-  }
-  return runOnHost(a as DType.Storage, b as DType.Storage, dtype, l, transA, transB, bf16, into)
-}
-
-const runOnHost = (
-  a: DType.Storage,
-  b: DType.Storage,
-  dtype: DType.DType,
-  l: Layout,
-  transA: boolean,
-  transB: boolean,
-  bf16?: CpuBf16.Bf16MatmulKernel,
-  into?: DType.Storage,
-): DType.Storage => {
-  // Not accumulating, the kernels write every element (an empty sum as 0); a cleared accumulator
-  // is written whole by this product (GradAccumulator.accumulates).
-  const out = into ?? DType.allocateUninitialized(dtype, l.batch * l.m * l.n)
-  const accumulate = GradAccumulator.accumulates(into)
-  if (bf16 !== undefined) bf16.sync(gemmArgs(a as Float32Array, b as Float32Array, out as Float32Array, l, transA, transB, accumulate))
-  else Kernels.forDType(dtype, reference).matmul(gemmArgs(a, b, out, l, transA, transB, accumulate))
+  // Not accumulating, the kernels write every element (an empty sum as 0).
+  const out = place.allocate(dtype, l.batch * l.m * l.n)
+  product(out, false)
   return out
 }
 
