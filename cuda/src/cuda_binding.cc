@@ -24,6 +24,7 @@
 #include "device_timing_binding.h"
 #include "moe_layer_timing.h"
 #include "attention_cuda_binding.h"
+#include "cuda_elementwise_binding.h"
 #include "cuda_ops_binding.h"
 #include "device_array_binding.h"
 #include "device_memory_binding.h"
@@ -151,6 +152,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterDeviceMemoryExports(env, exports);
   RegisterDeviceArrayExports(env, exports);
   RegisterCudaOpsExports(env, exports);
+  RegisterCudaElementwiseExports(env, exports);
   RegisterAttentionCudaExports(env, exports);
   RegisterCublasExports(env, exports);
   RegisterCublasProductExports(env, exports);

@@ -1,5 +1,5 @@
 // The CUDA addon's device arrays and the products device tensors run on (cuda/src/
-// device_array_binding.cc, cublas_products_binding.cc): where no GPU runs (here, CI) each checks
+// device_array_binding.cc, cublas_products_binding.cc, cuda_elementwise_binding.cc): where no GPU runs (here, CI) each checks
 // its arguments first and then throws "no device:", and the CUDA runtime and `pleat train
 // --device cuda` say why there is none (exit 2, one line). On the GPU machine scripts/device-check
 // runs them against the CPU kernels (scripts/device-check-train.mjs).
@@ -31,6 +31,17 @@ describe.runIf(built && !status.available)("device arrays without a device", () 
     expect(() => a.groupedRows(f(4), f(8), f(4), Int32Array.of(1, 1), 2, 2, true)).toThrow(/^no device: /)
     expect(() => a.groupedWeights(f(4), f(4), f(7), Int32Array.of(0, 2), 2, 2, false)).toThrow(/out rows.length \* m \* n/)
     expect(() => a.groupedWeights(f(4), f(4), f(8), Int32Array.of(0, 2), 2, 2, false)).toThrow(/^no device: /)
+    expect(() => a.elementwiseBinary(4, 0, f(4), f(4), f(4), 0)).toThrow(/op must be 0-3/)
+    expect(() => a.elementwiseBinary(2, 2, f(6), f(2), f(6), 2)).toThrow(/b a's \(same\), width \(suffix\) or a.length \/ width \(rows\)/)
+    expect(() => a.elementwiseBinary(2, 2, f(6), f(3), f(6), 2)).toThrow(/^no device: /)
+    expect(() => a.elementwiseScale(f(4), 2, f(3))).toThrow(/out must have a's length/)
+    expect(() => a.elementwiseScale(f(4), 2, f(4))).toThrow(/^no device: /)
+    expect(() => a.sumRows(f(6), f(2), 2)).toThrow(/whole rows of width/)
+    expect(() => a.sumRows(f(6), f(3), 2)).toThrow(/^no device: /)
+    expect(() => a.sumSuffix(f(6), f(3), 2)).toThrow(/multiple of width and out width long/)
+    expect(() => a.sumSuffix(f(6), f(2), 2)).toThrow(/^no device: /)
+    expect(() => a.narrowToFloat32(new Float64Array(3), f(2))).toThrow(/out must have src's length/)
+    expect(() => a.narrowToFloat32(new Float64Array(2), f(2))).toThrow(/^no device: /)
   })
 
   test("the CUDA runtime says why there is none; pleat train --device cuda is refused in one line naming the flag and the fix", () => {

@@ -14,6 +14,7 @@ import * as CudaTiming from "../../src/native/CudaTiming.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import { attentionTwins } from "./attentionTwins.js"
 import { dispatchTwins } from "./dispatchTwins.js"
+import { elementwiseTwins } from "./elementwiseTwins.js"
 import { beyondOneUlp, floats, twins } from "./kernelTwins.js"
 
 const built = Addon.isBuilt("pleat_cuda")
@@ -72,7 +73,7 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
   const sizes = fc.record({ rows: fc.integer({ min: 1, max: 300 }), cols: fc.integer({ min: 1, max: 2100 }), seed: fc.integer() })
 
   // The kernels with a CPU twin (kernelTwins.ts; the host emulation runs the same cases).
-  for (const twin of [...twins, ...dispatchTwins, ...attentionTwins]) test(twin.name, () => twin.run("device", 20))
+  for (const twin of [...twins, ...dispatchTwins, ...elementwiseTwins, ...attentionTwins]) test(twin.name, () => twin.run("device", 20))
 
   test("rmsnormRows within one ulp of the CPU's scalar kernel (float64 rounded once, as the device), rstd within 1e-15 relative", () => {
     const before = Cpu.activeIsa()

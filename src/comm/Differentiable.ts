@@ -13,6 +13,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Autograd from "../tensor/Autograd.js"
+import * as Device from "../tensor/Device.js"
 import * as DType from "../tensor/DType.js"
 import { scatterAddRows } from "../tensor/ops/Gather.js"
 import * as Tensor from "../tensor/Tensor.js"
@@ -26,19 +27,39 @@ const run = (comm: CommunicatorShape, group: Group, request: Request) => Effect.
 
 const wrap = (t: Tensor.Tensor, o: Collective.Output): Tensor.Tensor => Tensor.fromStorage(o.data, o.shape, { device: t.device })
 
+/**
+ * Whether `request` on `group` is the identity for its one member on a device: a group of one
+ * whose result is its contribution (sums and gathers of one, an exchange or scatter that keeps
+ * every row). Such a collective's result keeps the input's values where they are, forward and
+ * backward, instead of a round trip through the host; anything else (and every group on the
+ * host) meets the communicator, which also reports a malformed request.
+ */
+const alone = (group: Group, t: Tensor.Tensor, request: Omit<Request, "tensor">): boolean => {
+  if (group.ranks.length !== 1 || !Device.isAccelerator(t.device) || request.combine !== undefined || request.sendRows !== undefined) return false
+  const rows = t.shape[0] ?? 1
+  const keeps = (splits: ReadonlyArray<number> | undefined) => splits === undefined || (splits.length === 1 && splits[0] === rows)
+  return keeps(request.sendSplits) && keeps(request.recvSplits) && keeps(request.counts) && (request.chunks ?? 1) === 1
+}
+
+/** A collective's result as a tensor on its input's device: the input itself where it is alone. */
+const collect = (comm: CommunicatorShape, group: Group, request: Request): Effect.Effect<Tensor.Tensor, unknown> =>
+  alone(group, request.tensor, request) ? Effect.succeed(request.tensor) : Effect.map(run(comm, group, request), (o) => wrap(request.tensor, o))
+
 const op = (
   name: string,
   group: Group,
   t: Tensor.Tensor,
   request: Omit<Request, "tensor">,
   adjoint: (comm: CommunicatorShape, g: Tensor.Tensor, forward: Collective.Output) => Effect.Effect<Tensor.Tensor, unknown>,
-) =>
-  Effect.gen(function* () {
-    const comm = yield* Communicator
-    const out = yield* run(comm, group, { ...request, tensor: t })
-    const result = Autograd.resultEffect(name, [t], out.data, out.shape, (g) => Effect.map(adjoint(comm, g, out), (gi) => [gi]))
-    return { result, out }
-  })
+): Effect.Effect<{ readonly result: Tensor.Tensor; readonly splits: ReadonlyArray<number> }, unknown, Communicator> =>
+  alone(group, t, request)
+    ? Effect.succeed({ result: Autograd.resultEffect(name, [t], t.values(), t.shape, (g) => Effect.succeed([g])), splits: [t.shape[0] ?? 1] })
+    : Effect.gen(function* () {
+        const comm = yield* Communicator
+        const out = yield* run(comm, group, { ...request, tensor: t })
+        const result = Autograd.resultEffect(name, [t], out.data, out.shape, (g) => Effect.map(adjoint(comm, g, out), (gi) => [gi]))
+        return { result, splits: out.splits ?? [] }
+      })
 
 /**
  * allGather with reduce-scatter as backward.
@@ -46,7 +67,7 @@ const op = (
  */
 export const allGather = (group: Group, t: Tensor.Tensor) =>
   Effect.map(
-    op("allGather", group, t, { op: "allGather" }, (comm, g) => Effect.map(run(comm, group, { op: "reduceScatter", tensor: g, reduce: "sum" }), (o) => wrap(g, o))),
+    op("allGather", group, t, { op: "allGather" }, (comm, g) => collect(comm, group, { op: "reduceScatter", tensor: g, reduce: "sum" })),
     (x) => x.result,
   )
 
@@ -56,10 +77,8 @@ export const allGather = (group: Group, t: Tensor.Tensor) =>
  */
 export const allGatherV = (group: Group, t: Tensor.Tensor) =>
   Effect.map(
-    op("allGatherV", group, t, { op: "allGatherV" }, (comm, g, fwd) =>
-      Effect.map(run(comm, group, { op: "reduceScatterV", tensor: g, counts: fwd.splits ?? [], reduce: "sum" }), (o) => wrap(g, o)),
-    ),
-    (x) => ({ tensor: x.result, splits: x.out.splits ?? [] }),
+    op("allGatherV", group, t, { op: "allGatherV" }, (comm, g, fwd) => collect(comm, group, { op: "reduceScatterV", tensor: g, counts: fwd.splits ?? [], reduce: "sum" })),
+    (x) => ({ tensor: x.result, splits: x.splits }),
   )
 
 /**
@@ -68,7 +87,7 @@ export const allGatherV = (group: Group, t: Tensor.Tensor) =>
  */
 export const reduceScatter = (group: Group, t: Tensor.Tensor) =>
   Effect.map(
-    op("reduceScatter", group, t, { op: "reduceScatter", reduce: "sum" }, (comm, g) => Effect.map(run(comm, group, { op: "allGather", tensor: g }), (o) => wrap(g, o))),
+    op("reduceScatter", group, t, { op: "reduceScatter", reduce: "sum" }, (comm, g) => collect(comm, group, { op: "allGather", tensor: g })),
     (x) => x.result,
   )
 
@@ -78,7 +97,7 @@ export const reduceScatter = (group: Group, t: Tensor.Tensor) =>
  */
 export const reduceScatterV = (group: Group, t: Tensor.Tensor, counts: ReadonlyArray<number>) =>
   Effect.map(
-    op("reduceScatterV", group, t, { op: "reduceScatterV", counts, reduce: "sum" }, (comm, g) => Effect.map(run(comm, group, { op: "allGatherV", tensor: g }), (o) => wrap(g, o))),
+    op("reduceScatterV", group, t, { op: "reduceScatterV", counts, reduce: "sum" }, (comm, g) => collect(comm, group, { op: "allGatherV", tensor: g })),
     (x) => x.result,
   )
 
@@ -88,7 +107,7 @@ export const reduceScatterV = (group: Group, t: Tensor.Tensor, counts: ReadonlyA
  */
 export const allReduce = (group: Group, t: Tensor.Tensor) =>
   Effect.map(
-    op("allReduce", group, t, { op: "allReduce", reduce: "sum" }, (comm, g) => Effect.map(run(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (o) => wrap(g, o))),
+    op("allReduce", group, t, { op: "allReduce", reduce: "sum" }, (comm, g) => collect(comm, group, { op: "allReduce", tensor: g, reduce: "sum" })),
     (x) => x.result,
   )
 
@@ -98,10 +117,8 @@ export const allReduce = (group: Group, t: Tensor.Tensor) =>
  */
 export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyArray<number>) =>
   Effect.map(
-    op("allToAllV", group, t, { op: "allToAllV", sendSplits }, (comm, g, fwd) =>
-      Effect.map(run(comm, group, { op: "allToAllV", tensor: g, sendSplits: fwd.splits ?? [] }), (o) => wrap(g, o)),
-    ),
-    (x) => ({ tensor: x.result, recvSplits: x.out.splits ?? [] }),
+    op("allToAllV", group, t, { op: "allToAllV", sendSplits }, (comm, g, fwd) => collect(comm, group, { op: "allToAllV", tensor: g, sendSplits: fwd.splits ?? [] })),
+    (x) => ({ tensor: x.result, recvSplits: x.splits }),
   )
 
 /**
@@ -148,7 +165,7 @@ export const allToAllVChunks = (group: Group, ts: ReadonlyArray<Tensor.Tensor>, 
 export const allToAllVCombine = (group: Group, t: Tensor.Tensor, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine) =>
   Effect.map(
     op("allToAllVCombine", group, t, { op: "allToAllV", ...exchange, combine }, (comm, g) =>
-      Effect.map(run(comm, group, { op: "allToAllV", tensor: g, ...Chunked.reverse(exchange), sendRows: combine.index }), (o) => wrap(g, o)),
+      collect(comm, group, { op: "allToAllV", tensor: g, ...Chunked.reverse(exchange), sendRows: combine.index }),
     ),
     (x) => x.result,
   )
@@ -160,8 +177,8 @@ export const allToAllVCombine = (group: Group, t: Tensor.Tensor, exchange: Chunk
 export const broadcast = (group: Group, t: Tensor.Tensor, root: number) =>
   Effect.map(
     op("broadcast", group, t, { op: "broadcast", root }, (comm, g) =>
-      Effect.map(run(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (o) =>
-        group.ranks[root] === comm.rank ? wrap(g, o) : Tensor.fromStorage(DType.allocate(g.dtype, t.size), t.shape, { device: g.device }),
+      Effect.map(collect(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (summed) =>
+        group.ranks[root] === comm.rank ? summed : Tensor.fromStorage(DType.allocate(g.dtype, t.size), t.shape, { device: g.device }),
       ),
     ),
     (x) => x.result,
@@ -174,5 +191,5 @@ export const broadcast = (group: Group, t: Tensor.Tensor, root: number) =>
  */
 export const copyToGroup = (group: Group, t: Tensor.Tensor) =>
   Effect.map(Communicator, (comm) =>
-    Autograd.resultEffect("copyToGroup", [t], t.data, t.shape, (g) => Effect.map(run(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (o) => [wrap(g, o)])),
+    Autograd.resultEffect("copyToGroup", [t], t.values(), t.shape, (g) => Effect.map(collect(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (summed) => [summed])),
   )

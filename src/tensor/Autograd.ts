@@ -95,7 +95,7 @@ export const resultOn = (
 export const resultEffect = (
   op: string,
   inputs: ReadonlyArray<Tensor.Tensor>,
-  data: DType.Storage,
+  data: Buffer,
   shape: ReadonlyArray<number>,
   backwardEffect: (gradOutput: Tensor.Tensor) => Effect.Effect<ReadonlyArray<Tensor.Tensor | undefined>, unknown>,
 ): Tensor.Tensor =>

@@ -4,8 +4,7 @@
  * Dims are compared from the right; equal dims or a dim of 1 broadcast. The common case in
  * models, a bias whose shape is a suffix of the input's, gets its own fast path (`suffix`).
  */
-import { elementwiseKernels } from "../native/CpuElementwise.js"
-import { nativeFrom } from "./kernels/AddInto.js"
+import * as ElementwiseInto from "./kernels/ElementwiseInto.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -92,29 +91,15 @@ export const plan = (op: string, a: ReadonlyArray<number>, b: ReadonlyArray<numb
  */
 export const reduceTo = (grad: Float32Array | Float64Array, outShape: ReadonlyArray<number>, shape: ReadonlyArray<number>, out: Float32Array | Float64Array): void => {
   const p = plan("broadcast-backward", outShape, shape)
-  const index = p.indexB
-  const kernels = grad.length >= nativeFrom && (p.kind === "rows" || p.kind === "suffix") ? elementwiseKernels() : undefined
-  if (kernels !== undefined) {
-    // The same sums in the same order as the loops below (CpuElementwise).
-    if (p.kind === "rows") kernels.sumRows(grad, out, p.rowLength as number)
-    else kernels.sumSuffix(grad, out, out.length)
-    return
-  }
-  out.fill(0)
   if (p.kind === "same") {
     out.set(grad)
     return
   }
-  if (p.kind === "rows") {
-    // The common case of the backward of a per-row scale: one sum per row.
-    const w = p.rowLength as number
-    for (let r = 0; r < out.length; r++) {
-      let acc = 0
-      for (let j = 0; j < w; j++) acc += grad[r * w + j] as number
-      out[r] = acc
-    }
-    return
-  }
+  // The common cases: the backward of a per-row scale (one sum a row) and of a bias.
+  if (p.kind === "rows") return ElementwiseInto.sumRowsInto(grad, out, p.rowLength as number)
+  if (p.kind === "suffix") return ElementwiseInto.sumSuffixInto(grad, out, out.length)
+  out.fill(0)
+  const index = p.indexB
   for (let i = 0; i < grad.length; i++) {
     const j = index(i)
     out[j] = (out[j] as number) + (grad[i] as number)

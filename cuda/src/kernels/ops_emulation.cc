@@ -20,6 +20,9 @@
 //            i32 index[n], f32 probs[srcRows experts], i32 expert[n]  reply f32 out[n outCols],
 //                                                                     f32 probsOut[n] (with probs)
 //   swiglu   f64[1] {n}, f32 gate[n], up[n]                          reply f32 out[n]
+//   elementwise  f64[5] {op, kind, n, width, s}, f32 a[n], f32 b[n, width or n / width by kind]
+//            reply f32 binary(op, kind, a, b)[n], a * s [n], sumRows(a, width)[n / width],
+//            sumSuffix(a, width)[width]  (width > 0 dividing n)
 //   combine_rows  f64[5] {n, rowCols, tokens, cols, hasWeights}, f32 rows[n rowCols], i32
 //            offsets[tokens + 1], i32 order[n] (each token's rows, CSR), f32 weights[n]
 //                                                                     reply f32 out[tokens cols]
@@ -39,6 +42,7 @@
 #include <vector>
 
 #include "attention_element.h"
+#include "elementwise_element.h"
 #include "ops_element.h"
 
 namespace {
@@ -75,6 +79,23 @@ int main(int argc, char** argv) {
     std::vector<float> out(x.size());
     for (size_t k = 0; k < b * s * heads * (d / 2); ++k) rope_element(x.data(), cos.data(), sin.data(), out.data(), s, heads, d / 2, rows, h[5], k);
     give(out);
+  } else if (op == "elementwise") {
+    const auto h = take<double>(5);
+    if (short_read) return 2;
+    const int bop = static_cast<int>(h[0]), kind = static_cast<int>(h[1]);
+    const size_t n = count(h[2]), width = count(h[3]);
+    if (width == 0 || n % width != 0 || bop < 0 || bop > 3 || kind < 0 || kind > 2) return 2;
+    const auto a = take<float>(n), b = take<float>(kind == 0 ? n : (kind == 1 ? width : n / width));
+    if (short_read) return 2;
+    std::vector<float> binary(n), scaled(n), rows(n / width), suffix(width);
+    for (size_t i = 0; i < n; ++i) binary_element(bop, kind, a.data(), b.data(), binary.data(), width, i);
+    for (size_t i = 0; i < n; ++i) scale_element(a.data(), h[4], scaled.data(), i);
+    for (size_t r = 0; r < n / width; ++r) sum_rows_row(a.data(), rows.data(), width, r);
+    for (size_t j = 0; j < width; ++j) sum_suffix_column(a.data(), suffix.data(), n, width, j);
+    give(binary);
+    give(scaled);
+    give(rows);
+    give(suffix);
   } else if (op == "swiglu_backward") {
     const auto h = take<double>(1);
     if (short_read) return 2;
@@ -254,7 +275,7 @@ int main(int argc, char** argv) {
       give(dv);
     }
   } else {
-    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, permute_rows, swiglu, combine_rows, combine_backward, adamw, attention, attention_backward)\n", op.c_str());
+    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, elementwise, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, permute_rows, swiglu, combine_rows, combine_backward, adamw, attention, attention_backward)\n", op.c_str());
     return 2;
   }
   return 0;

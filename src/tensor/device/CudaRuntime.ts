@@ -6,7 +6,8 @@
  * allocator, freed when collected). float32 products (matmul, the grouped expert products and
  * their weight gradients) run on cuBLAS (fp32, no TF32); the embedding gather, RMSNorm, SwiGLU
  * and their backwards, attention and its backward, RoPE, and the MoE permute and unpermute and its
- * backward, on pleat's CUDA kernels; sums on axpy.
+ * backward, the element-wise binary ops with their broadcasts, scales and the sums that undo
+ * broadcasts, on pleat's CUDA kernels; sums on axpy.
  * Each has its CPU twin's contract and is checked against it by scripts/device-check (its
  * tolerances there). The rest of the kernel set (softmax rows, scatter-add) and float64 operands
  * run on the host kernels over copies (downloaded, run, uploaded back: correct, and counted in
@@ -18,11 +19,13 @@
 import * as Cpu from "../../native/Cpu.js"
 import * as CublasLibrary from "../../native/CublasLibrary.js"
 import * as Cuda from "../../native/Cuda.js"
+import { BroadcastKind } from "../../native/CpuElementwise.js"
 import type { CudaArraysAddon, DeviceHandle } from "../../native/CudaArrays.js"
 import { cudaArrays } from "../../native/CudaArrays.js"
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import * as AddInto from "../kernels/AddInto.js"
+import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
 import { rotateInto } from "../kernels/RopeRotate.js"
@@ -115,7 +118,12 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
         handle(p.gradV),
         ...Cpu.attentionDims(p),
       ),
-    copy: (src, dst) => a.deviceArrayCopy(handle(dst), handle(src)),
+    copy: (src, dst) =>
+      src.dtype === dst.dtype
+        ? a.deviceArrayCopy(handle(dst), handle(src))
+        : src.dtype === "float64" && dst.dtype === "float32"
+          ? a.narrowToFloat32(handle(src), handle(dst))
+          : viaHost([src, dst], ([hs, hd]) => (hd as DType.Storage).set(hs as DType.Storage)),
     permuteRows: (src, cols, index, out, outCols, probs, experts, numExperts, probsOut) =>
       a.permuteRows(handle(src), cols, index, handle(out), outCols, nullable(probs), experts, numExperts, nullable(probsOut)),
     combineRows: (rows, rowCols, index, weights, tokens, cols, out) => a.combineRows(handle(rows), rowCols, index, nullable(weights), tokens, cols, handle(out)),
@@ -127,6 +135,16 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
         : viaHost([src, cos, sin, out], ([hs, hc, hn, ho]) =>
             rotateInto(hs as DType.Storage, ho as DType.Storage, [d.b, d.s, d.heads, d.d], { cos: hc as Float64Array, sin: hn as Float64Array, rows: d.tableRows }, sign),
           ),
+    binary: (code, kind, x, y, out, width) =>
+      allF32(x, y, out)
+        ? a.elementwiseBinary(code, BroadcastKind[kind], handle(x), handle(y), handle(out), kind === "same" ? 0 : width)
+        : viaHost([x, y, out], ([hx, hy, ho]) => ElementwiseInto.binaryInto(code, kind, hx as DType.Storage, hy as DType.Storage, ho as DType.Storage, width)),
+    scale: (x, s, out) =>
+      allF32(x, out) ? a.elementwiseScale(handle(x), s, handle(out)) : viaHost([x, out], ([hx, ho]) => ElementwiseInto.scaleInto(hx as DType.Storage, s, ho as DType.Storage)),
+    sumRows: (g, out, width) =>
+      allF32(g, out) ? a.sumRows(handle(g), handle(out), width) : viaHost([g, out], ([hg, ho]) => ElementwiseInto.sumRowsInto(hg as DType.Storage, ho as DType.Storage, width)),
+    sumSuffix: (g, out, width) =>
+      allF32(g, out) ? a.sumSuffix(handle(g), handle(out), width) : viaHost([g, out], ([hg, ho]) => ElementwiseInto.sumSuffixInto(hg as DType.Storage, ho as DType.Storage, width)),
     add: (x, y, out) =>
       allF32(x, y, out)
         ? a.deviceArrayAdd(handle(x), handle(y), handle(out))

@@ -15,6 +15,7 @@
 import type * as Cpu from "../../native/Cpu.js"
 import type * as Device from "../Device.js"
 import * as DType from "../DType.js"
+import type * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import type { Kernels } from "../kernels/Kernels.js"
 
 /**
@@ -46,7 +47,15 @@ export interface TransferCounts {
 export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray> {
   /** out[i] = a[i] + b[i] (same lengths; out is a third array, or a itself: an accumulation). */
   readonly add: (a: DeviceArray, b: DeviceArray, out: DeviceArray) => void
-  /** dst = src (same dtype and length). */
+  /** ElementwiseInto.binaryInto's contract: out = a op b with b broadcast as `kind` says. */
+  readonly binary: (code: ElementwiseInto.OpCode, kind: ElementwiseInto.Kind, a: DeviceArray, b: DeviceArray, out: DeviceArray, width: number) => void
+  /** out = a * s (ElementwiseInto.scaleInto's contract). */
+  readonly scale: (a: DeviceArray, s: number, out: DeviceArray) => void
+  /** The sum of each row of `width` (ElementwiseInto.sumRowsInto's contract). */
+  readonly sumRows: (g: DeviceArray, out: DeviceArray, width: number) => void
+  /** The sums over i % width (ElementwiseInto.sumSuffixInto's contract). */
+  readonly sumSuffix: (g: DeviceArray, out: DeviceArray, width: number) => void
+  /** dst = src (same length), converted to dst's dtype as a typed array's `set` does (float64 to float32: to nearest even). */
   readonly copy: (src: DeviceArray, dst: DeviceArray) => void
   /** The MoE permute (CpuDispatch.permuteRows' contract; indices and experts stay host arrays). */
   readonly permuteRows: (

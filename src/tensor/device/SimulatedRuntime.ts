@@ -10,6 +10,7 @@ import { type DispatchKernels, dispatchKernels } from "../../native/CpuDispatch.
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import * as AddInto from "../kernels/AddInto.js"
+import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
 import { rotateInto } from "../kernels/RopeRotate.js"
@@ -53,6 +54,10 @@ const kernels: DeviceKernels = {
     if (out === a) AddInto.addInto(values(out), values(b))
     else AddInto.sumInto(values(out), values(a), values(b))
   },
+  binary: (code, kind, a, b, out, width) => ElementwiseInto.binaryInto(code, kind, values(a), values(b), values(out), width),
+  scale: (a, s, out) => ElementwiseInto.scaleInto(values(a), s, values(out)),
+  sumRows: (g, out, width) => ElementwiseInto.sumRowsInto(values(g), values(out), width),
+  sumSuffix: (g, out, width) => ElementwiseInto.sumSuffixInto(values(g), values(out), width),
   copy: (src, dst) => values(dst).set(values(src)),
   permuteRows: (src, cols, index, out, outCols, probs, experts, numExperts, probsOut) =>
     dispatch().permuteRows(f32(src), cols, index, f32(out), outCols, nullable(probs), experts, numExperts, nullable(probsOut)),

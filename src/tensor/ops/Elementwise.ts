@@ -7,32 +7,21 @@
 import { BinaryOp, BroadcastKind, elementwiseKernels } from "../../native/CpuElementwise.js"
 import * as Autograd from "../Autograd.js"
 import * as Broadcast from "../Broadcast.js"
+import * as Device from "../Device.js"
 import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
 import { nativeFrom } from "../kernels/AddInto.js"
+import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Tensor from "../Tensor.js"
 
 type Binary = (x: number, y: number) => number
 
-/** The native kernel's number for each op (CpuElementwise.BinaryOp). */
-type OpCode = 0 | 1 | 2 | 3
-
-/**
- * Runs the native kernel for the broadcasts it has, on runs long enough to pay for the call
- * (the same bits as the loops below); false when the loops must run.
- */
-const nativeBinary = (code: OpCode, p: Broadcast.Plan, x: DType.Storage, y: DType.Storage, out: DType.Storage): boolean => {
-  if (out.length < nativeFrom || p.kind === "general") return false
-  const kernels = elementwiseKernels()
-  if (kernels === undefined) return false
-  const width = p.kind === "suffix" ? y.length : p.kind === "rows" ? (p.rowLength as number) : 0
-  kernels.binary(code, BroadcastKind[p.kind], x, y, out, width)
-  return true
-}
+/** The kernels' width argument for a plan they take (b's length for a suffix, a row's for rows). */
+const widthOf = (p: Broadcast.Plan, b: Tensor.Tensor): number => (p.kind === "rows" ? (p.rowLength as number) : p.kind === "suffix" ? b.size : 0)
 
 const binary = (
   op: string,
-  code: OpCode,
+  code: ElementwiseInto.OpCode,
   a: Tensor.Tensor,
   b: Tensor.Tensor,
   f: Binary,
@@ -41,33 +30,20 @@ const binary = (
   Autograd.sameKind(op, a, b)
   const p = Broadcast.plan(op, a.shape, b.shape)
   const n = p.shape.reduce((x, d) => x * d, 1)
-  // On a device: the sum of two tensors of one shape runs there; every other case on the host.
+  // On a device: every broadcast the kernels take runs there; strided broadcasts on the host.
   const place = Place.of(op, a, b)
-  if (place.runtime !== undefined && code === 0 && p.kind === "same") {
-    const sum = place.runtime.allocate(a.dtype, n)
-    place.runtime.kernels.add(a.deviceArray(place.runtime), b.deviceArray(place.runtime), sum)
-    return Autograd.result(op, [a, b], sum, p.shape, (g) => backward(g))
+  if (place.runtime !== undefined && p.kind !== "general") {
+    const out = place.runtime.allocate(a.dtype, n)
+    place.runtime.kernels.binary(code, p.kind, a.deviceArray(place.runtime), b.deviceArray(place.runtime), out, widthOf(p, b))
+    return Autograd.result(op, [a, b], out, p.shape, (g) => backward(g))
   }
   // Read only: a device tensor keeps its device copy.
   const x = a.readHost()
   const y = b.readHost()
   // Every element is written below, by the kernel or the loops: no need to zero large outputs.
   const out = n >= nativeFrom ? DType.allocateUninitialized(a.dtype, n) : DType.allocate(a.dtype, n)
-  if (nativeBinary(code, p, x, y, out)) return Autograd.result(op, [a, b], out, p.shape, (g) => backward(g))
-  if (p.kind === "same") {
-    for (let i = 0; i < n; i++) out[i] = f(x[i] as number, y[i] as number)
-  } else if (p.kind === "rows") {
-    const w = p.rowLength as number
-    for (let r = 0; r < y.length; r++) {
-      const yr = y[r] as number
-      for (let j = r * w; j < (r + 1) * w; j++) out[j] = f(x[j] as number, yr)
-    }
-  } else if (p.kind === "suffix") {
-    const m = y.length
-    for (let i = 0; i < n; i++) out[i] = f(x[i] as number, y[i % m] as number)
-  } else {
-    for (let i = 0; i < n; i++) out[i] = f(x[p.indexA(i)] as number, y[p.indexB(i)] as number)
-  }
+  if (p.kind !== "general") ElementwiseInto.binaryInto(code, p.kind, x, y, out, widthOf(p, b))
+  else for (let i = 0; i < n; i++) out[i] = f(x[p.indexA(i)] as number, y[p.indexB(i)] as number)
   return Autograd.result(op, [a, b], out, p.shape, (g) => backward(g))
 }
 
@@ -90,7 +66,7 @@ const scratchOf = (dtype: DType.DType, n: number): DType.Storage => {
  */
 const reducedProduct = (g: Tensor.Tensor, o: Tensor.Tensor, t: Tensor.Tensor): Tensor.Tensor => {
   const n = g.size
-  const reduced = n >= nativeFrom && g.dtype === o.dtype && !Tensor.sameShape(g.shape, t.shape) && Tensor.sameShape(g.shape, o.shape)
+  const reduced = n >= nativeFrom && !Device.isAccelerator(g.device) && g.dtype === o.dtype && !Tensor.sameShape(g.shape, t.shape) && Tensor.sameShape(g.shape, o.shape)
   const kernels = reduced ? elementwiseKernels() : undefined
   if (kernels === undefined) return unbroadcast(mul(g, o), t)
   const product = scratchOf(g.dtype, n)
@@ -100,11 +76,23 @@ const reducedProduct = (g: Tensor.Tensor, o: Tensor.Tensor, t: Tensor.Tensor): T
   return Tensor.fromStorage(out, t.shape, { device: g.device })
 }
 
-/** Sums a gradient of the broadcast shape back to `t`'s shape. */
+/**
+ * Sums a gradient of the broadcast shape back to `t`'s shape: on g's device where the reduction
+ * is one of the kernels' (rows, suffix), on the host otherwise.
+ */
 const unbroadcast = (g: Tensor.Tensor, t: Tensor.Tensor): Tensor.Tensor => {
   if (Tensor.sameShape(g.shape, t.shape)) return g
+  const place = Place.of("broadcast-backward", g)
+  const p = Broadcast.plan("broadcast-backward", g.shape, t.shape)
+  if (place.runtime !== undefined && (p.kind === "rows" || p.kind === "suffix")) {
+    const out = place.runtime.allocate(g.dtype, t.size)
+    const k = place.runtime.kernels
+    if (p.kind === "rows") k.sumRows(g.deviceArray(place.runtime), out, p.rowLength as number)
+    else k.sumSuffix(g.deviceArray(place.runtime), out, t.size)
+    return Place.tensor(out, t.shape, g.device)
+  }
   const out = DType.allocate(g.dtype, t.size)
-  Broadcast.reduceTo(g.data, g.shape, t.shape, out)
+  Broadcast.reduceTo(g.readHost(), g.shape, t.shape, out)
   return Tensor.fromStorage(out, t.shape, { device: g.device })
 }
 
@@ -189,18 +177,24 @@ const unary = (
  * s * a for a number s.
  * @category combinators
  */
-export const scale = (a: Tensor.Tensor, s: number): Tensor.Tensor =>
-  unary(
+export const scale = (a: Tensor.Tensor, s: number): Tensor.Tensor => {
+  const place = Place.of("scale", a)
+  if (place.runtime !== undefined) {
+    const out = place.runtime.allocate(a.dtype, a.size)
+    place.runtime.kernels.scale(a.deviceArray(place.runtime), s, out)
+    return Autograd.result("scale", [a], out, a.shape, (g) => [scale(g, s)])
+  }
+  return unary(
     "scale",
     a,
     (x) => x * s,
     (g) => scale(g, s),
     (x, out) => {
-      const kernels = elementwiseKernels()
-      kernels?.scale(x, s, out)
-      return kernels !== undefined
+      ElementwiseInto.scaleInto(x, s, out)
+      return true
     },
   )
+}
 
 /**
  * e^a.

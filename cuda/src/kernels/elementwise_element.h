@@ -1,0 +1,58 @@
+// The per-element work of the CUDA element-wise kernels (elementwise_cuda.cu), compiled for the
+// device and for the host (pleat_kernel_emulation runs them over every index: properties/native/
+// CudaEmulation.prop.ts), twins of the CPU kernels of elementwise.h on float32:
+//
+//   binary_element       out[i] = a[i] op b[j]: op 0 add, 1 sub, 2 mul, 3 div; kind 0 j = i,
+//                        1 j = i % width (b a suffix of a's shape), 2 j = i / width (one b a row)
+//   scale_element        out[i] = float(double(a[i]) * s)
+//   sum_rows_row         out[r] = float(the double sum, j ascending, of g[r * width + j])
+//   sum_suffix_column    out[j] = the sum, i ascending over i % width == j, of g[i], each add
+//                        rounded to float
+//   narrow_element       out[i] = float(src[i]) for a double src, rounded to nearest even (a JS
+//                        Float32Array's set from a Float64Array)
+//
+// One IEEE operation rounded on its own per step (the device's _rn intrinsics, the host's
+// operators built without contraction), each output computed by one thread in the CPU kernel's
+// order: the same bits as the CPU kernels and the TypeScript loops they replace.
+#pragma once
+
+#include <cstddef>
+
+#include "ops_element.h"
+
+namespace pleat {
+namespace element {
+
+#ifdef __CUDA_ARCH__
+PLEAT_HD inline float fsub(float a, float b) { return __fsub_rn(a, b); }
+PLEAT_HD inline float fdiv(float a, float b) { return __fdiv_rn(a, b); }
+#else
+PLEAT_HD inline float fsub(float a, float b) { return a - b; }
+PLEAT_HD inline float fdiv(float a, float b) { return a / b; }
+#endif
+
+PLEAT_HD inline void binary_element(int op, int kind, const float* a, const float* b, float* out, size_t width, size_t i) {
+  const float x = a[i];
+  const float y = kind == 0 ? b[i] : (kind == 1 ? b[i % width] : b[i / width]);
+  out[i] = op == 0 ? fadd(x, y) : (op == 1 ? fsub(x, y) : (op == 2 ? fmul(x, y) : fdiv(x, y)));
+}
+
+PLEAT_HD inline void scale_element(const float* a, double s, float* out, size_t i) { out[i] = static_cast<float>(mul(static_cast<double>(a[i]), s)); }
+
+PLEAT_HD inline void sum_rows_row(const float* g, float* out, size_t width, size_t r) {
+  double acc = 0.0;
+  const float* row = g + r * width;
+  for (size_t j = 0; j < width; ++j) acc = add(acc, static_cast<double>(row[j]));
+  out[r] = static_cast<float>(acc);
+}
+
+PLEAT_HD inline void sum_suffix_column(const float* g, float* out, size_t n, size_t width, size_t j) {
+  float acc = 0.0f;
+  for (size_t i = j; i < n; i += width) acc = fadd(acc, g[i]);
+  out[j] = acc;
+}
+
+PLEAT_HD inline void narrow_element(const double* src, float* out, size_t i) { out[i] = static_cast<float>(src[i]); }
+
+}  // namespace element
+}  // namespace pleat

@@ -1,0 +1,144 @@
+// What stays in device memory on the simulated device: the element-wise ops with the broadcasts
+// the kernels take (equal shapes, a suffix such as a bias, one value a row such as the experts'
+// probs), their gradients (the sums that undo a broadcast) and scale give the host's bits and
+// never download; strided broadcasts read the host copy and are still the host's bits. A
+// collective of a group of one is its input's values on the device, forward and backward, with
+// no round trip through the host; a group of one on the host, and a group of two on the device,
+// still meet the communicator.
+import * as Effect from "effect/Effect"
+import fc from "fast-check"
+import { describe, expect, test } from "vitest"
+import * as Differentiable from "../../src/comm/Differentiable.js"
+import * as Group from "../../src/comm/Group.js"
+import * as Job from "../../src/runtime/Job.js"
+import * as Device from "../../src/tensor/Device.js"
+import { simulated } from "../../src/tensor/device/SimulatedRuntime.js"
+import type * as DType from "../../src/tensor/DType.js"
+import { add, div, mul, scale, sub } from "../../src/tensor/ops/Elementwise.js"
+import { matmul } from "../../src/tensor/ops/Matmul.js"
+import { sumAll } from "../../src/tensor/ops/Reduce.js"
+import { reshape } from "../../src/tensor/ops/Shape.js"
+import { to } from "../../src/tensor/ops/Transfer.js"
+import * as Tape from "../../src/tensor/Tape.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
+
+const sim = Device.sim(0)
+const runtime = simulated(0)
+
+const values = (n: number, seed: number, away = 0): Array<number> => {
+  let s = seed
+  return Array.from({ length: n }, () => {
+    const v = ((s = (s * 48271) % 2147483647) / 2147483647) * 2 - 1
+    return away > 0 && Math.abs(v) < away ? v + Math.sign(v || 1) * away : v
+  })
+}
+const bits = (t: Tensor.Tensor | undefined): Array<number> => (t === undefined ? [] : Array.from(t.readHost()))
+/** A scalar that weighs every element differently, summed on the host (so every gradient element differs). */
+const weighted = (y: Tensor.Tensor, seed: number): Tensor.Tensor =>
+  sumAll(to(matmul(reshape(y, [1, y.size]), reshape(Tensor.fromArray(values(y.size, seed), [y.size, 1], { dtype: y.dtype, device: y.device }), [y.size, 1])), Device.cpu))
+
+const ops = { add, sub, mul, div } as const
+type OpName = keyof typeof ops
+
+/** Shapes of b against a = [rows, width]: each broadcast the kernels take, and a strided one ([1, width] on [rows, width, 1]'s transpose is general). */
+const broadcasts = ["same", "suffix", "rows", "general"] as const
+const bShapeOf = (kind: (typeof broadcasts)[number], rows: number, width: number): { a: Array<number>; b: Array<number> } =>
+  kind === "same"
+    ? { a: [rows, width], b: [rows, width] }
+    : kind === "suffix"
+      ? { a: [rows, width], b: [width] }
+      : kind === "rows"
+        ? { a: [rows, width], b: [rows, 1] }
+        : { a: [rows, 1, width], b: [1, 3, 1] }
+
+describe("what stays on the simulated device", () => {
+  test("add, sub, mul, div with each broadcast, and scale: the host's bits forward and backward; the kernels' broadcasts never download", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom<OpName>("add", "sub", "mul", "div"),
+        fc.constantFrom(...broadcasts),
+        fc.integer({ min: 1, max: 90 }),
+        fc.integer({ min: 1, max: 70 }),
+        fc.constantFrom<DType.DType>("float32", "float64"),
+        fc.integer({ min: 1, max: 100_000 }),
+        fc.double({ min: -3, max: 3, noNaN: true }),
+        (name, kind, rows, width, dtype, seed, s) => {
+          const shapes = bShapeOf(kind, rows, width)
+          const run = (device: Device.Device) => {
+            const tape = Tape.make()
+            const a = Tensor.fromArray(values(Tensor.sizeOf(shapes.a), seed), shapes.a, { dtype, tape, requiresGrad: true })
+            // Divisors away from 0.
+            const b = Tensor.fromArray(values(Tensor.sizeOf(shapes.b), seed + 1, name === "div" ? 0.25 : 0), shapes.b, { dtype, tape, requiresGrad: true })
+            const [aD, bD] = [to(a, device), to(b, device)] as const
+            const before = runtime.transfers.downloads
+            const y = scale(ops[name](aD, bD), s)
+            const forwardDownloads = runtime.transfers.downloads - before
+            const loss = weighted(y, seed + 2)
+            const beforeBackward = runtime.transfers.downloads
+            tape.backward(loss)
+            // Counted before `bits` reads the values on the host.
+            const backwardDownloads = runtime.transfers.downloads - beforeBackward
+            return { resident: y.isResident, forwardDownloads, backwardDownloads, bits: [bits(y), bits(a.grad), bits(b.grad)] }
+          }
+          const host = run(Device.cpu)
+          const dev = run(sim)
+          expect(dev.bits).toEqual(host.bits)
+          expect(dev.resident).toBe(true)
+          if (kind !== "general") {
+            expect(dev.forwardDownloads).toBe(0)
+            // The gradients of a and b reach the host (to(), leaves on the host: one download, or one each); nothing else.
+            expect(dev.backwardDownloads).toBeLessThanOrEqual(2)
+          }
+        },
+      ),
+      { numRuns: 120 },
+    )
+  })
+
+  const lone = [
+    ["allReduce", (g: Group.Group, t: Tensor.Tensor) => Differentiable.allReduce(g, t)],
+    ["allGather", (g: Group.Group, t: Tensor.Tensor) => Differentiable.allGather(g, t)],
+    ["reduceScatter", (g: Group.Group, t: Tensor.Tensor) => Differentiable.reduceScatter(g, t)],
+    ["copyToGroup", (g: Group.Group, t: Tensor.Tensor) => Differentiable.copyToGroup(g, t)],
+    ["broadcast", (g: Group.Group, t: Tensor.Tensor) => Differentiable.broadcast(g, t, 0)],
+    ["allToAllV", (g: Group.Group, t: Tensor.Tensor) => Effect.map(Differentiable.allToAllV(g, t, [t.shape[0] as number]), (x) => x.tensor)],
+    ["allGatherV", (g: Group.Group, t: Tensor.Tensor) => Effect.map(Differentiable.allGatherV(g, t), (x) => x.tensor)],
+  ] as const
+
+  test("a collective of a group of one: its input's values on the device forward and backward, no download; on the host, the same values", async () => {
+    for (const [name, collective] of lone) {
+      const run = (device: Device.Device) =>
+        Job.runPromise({ world: 1, backend: "local" }, () =>
+          Effect.gen(function* () {
+            const tape = Tape.make()
+            const x = Tensor.fromArray(values(24, 7), [6, 4], { tape, requiresGrad: true })
+            const xD = to(x, device)
+            const h = matmul(xD, Tensor.fromArray(values(16, 8), [4, 4], { device }))
+            const before = runtime.transfers.downloads
+            const y = yield* collective(Group.make("solo", [0]), h)
+            const forwardDownloads = runtime.transfers.downloads - before
+            const loss = weighted(mul(y, y), 9)
+            const beforeBackward = runtime.transfers.downloads
+            yield* tape.backwardEffect(loss)
+            const backwardDownloads = runtime.transfers.downloads - beforeBackward
+            return { resident: y.isResident, forwardDownloads, backwardDownloads, bits: [bits(y), bits(x.grad)] }
+          }),
+        )
+      const [host] = await run(Device.cpu)
+      const [dev] = await run(sim)
+      expect({ name, bits: dev?.bits }).toEqual({ name, bits: host?.bits })
+      expect({ name, resident: dev?.resident, forward: dev?.forwardDownloads, backward: dev?.backwardDownloads }).toEqual({ name, resident: true, forward: 0, backward: 1 })
+    }
+  })
+
+  test("a group of two on the device still meets the communicator: the sum of both members", async () => {
+    const results = await Job.runPromise({ world: 2, backend: "local" }, (rank) =>
+      Effect.gen(function* () {
+        const x = to(Tensor.fromArray([rank + 1, 10 * (rank + 1)], [2]), sim)
+        const y = yield* Differentiable.allReduce(Group.make("pair", [0, 1]), x)
+        return { values: Array.from(y.readHost()), device: y.device }
+      }),
+    )
+    for (const r of results) expect(r).toEqual({ values: [3, 30], device: sim })
+  })
+})
