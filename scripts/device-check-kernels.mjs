@@ -1,6 +1,6 @@
 // device-check-kernels.mjs: the CUDA kernels against their CPU twins on the GPU (axpy, the
 // MoE dispatch kernels, the row kernels and their backwards, the cross-entropy row kernels, the
-// router, RoPE, attention, AdamW), called by scripts/device-check.mjs with its report's helpers
+// router, RoPE, attention, AdamW, the element-wise ops), called by scripts/device-check.mjs with its report's helpers
 // where a device is. properties/native/CudaOps.prop.ts has the same checks over random shapes;
 // the GPU machine has no vitest.
 import path from "node:path"
@@ -14,6 +14,7 @@ export const kernelChecks = async ({ root, check, assert, random }) => {
   const CpuCrossEntropy = await import(path.join(root, "dist/native/CpuCrossEntropy.js"))
   const Router = await import(path.join(root, "dist/moe/Router.js"))
   const Tensor = await import(path.join(root, "dist/tensor/Tensor.js"))
+  const CudaArrays = await import(path.join(root, "dist/native/CudaArrays.js"))
   check("axpy: the device equals the CPU's fused multiply-add bit for bit", () => {
     const sizes = [1, 7, 1000, 65536 * 256 + 12345]
     for (const n of sizes) {
@@ -307,6 +308,49 @@ export const kernelChecks = async ({ root, check, assert, random }) => {
     ops.adamw(gpu[0], g, gpu[1], gpu[2], s)
     const worst = Math.max(...cpu.map((c, i) => ulps(gpu[i], c)))
     assert(worst === 0, `${worst} ulps`)
+    return "bit for bit"
+  })
+  check("elementwise (binary ops with each broadcast, scale, row and suffix sums, float64 narrowing): the CPU kernels' bits", () => {
+    const loaded = CudaArrays.cudaArrays()
+    assert(!("why" in loaded), loaded.why)
+    const a = loaded.addon
+    const k = CpuElementwise.elementwiseKernels()
+    for (const [rows, width] of [
+      [1, 1],
+      [300, 1000],
+      [8192, 4096],
+    ]) {
+      const n = rows * width
+      const x = floats(n)
+      for (const [kind, bLength] of [
+        [0, n],
+        [1, width],
+        [2, rows],
+      ]) {
+        const y = Float32Array.from(floats(bLength), (v) => v + 0.5)
+        for (const op of [0, 1, 2, 3]) {
+          const [want, got] = [new Float32Array(n), new Float32Array(n)]
+          k.binary(op, kind, x, y, want, kind === 0 ? 0 : width)
+          a.elementwiseBinary(op, kind, x, y, got, kind === 0 ? 0 : width)
+          assert(ulps(got, want) === 0, `binary op ${op} kind ${kind} ${rows}x${width}: differs`)
+        }
+      }
+      const sums = [
+        ["scale", n, (out) => k.scale(x, 0.3, out), (out) => a.elementwiseScale(x, 0.3, out)],
+        ["sumRows", rows, (out) => k.sumRows(x, out, width), (out) => a.sumRows(x, out, width)],
+        ["sumSuffix", width, (out) => k.sumSuffix(x, out, width), (out) => a.sumSuffix(x, out, width)],
+      ]
+      for (const [name, length, cpu, gpu] of sums) {
+        const [want, got] = [new Float32Array(length), new Float32Array(length)]
+        cpu(want)
+        gpu(got)
+        assert(ulps(got, want) === 0, `${name} ${rows}x${width}: differs`)
+      }
+      const wide = Float64Array.from(x, (v, i) => v * (1 + 2 ** -30) + i * 2 ** -40)
+      const narrowed = new Float32Array(n)
+      a.narrowToFloat32(wide, narrowed)
+      assert(ulps(narrowed, Float32Array.from(wide)) === 0, `narrowToFloat32 ${n}: differs`)
+    }
     return "bit for bit"
   })
 }

@@ -8,6 +8,7 @@
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
+import * as VocabParallel from "../../src/attention/VocabParallel.js"
 import * as Differentiable from "../../src/comm/Differentiable.js"
 import * as Group from "../../src/comm/Group.js"
 import * as Job from "../../src/runtime/Job.js"
@@ -129,6 +130,54 @@ describe("what stays on the simulated device", () => {
       expect({ name, bits: dev?.bits }).toEqual({ name, bits: host?.bits })
       expect({ name, resident: dev?.resident, forward: dev?.forwardDownloads, backward: dev?.backwardDownloads }).toEqual({ name, resident: true, forward: 0, backward: 1 })
     }
+  })
+
+  test("the vocabulary-parallel cross-entropy of logits on the device: the host's loss and gradient bits, tp 1 and 2; only row statistics cross to the host", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 16, max: 80 }),
+        fc.constantFrom(1, 2),
+        fc.integer({ min: 1, max: 100_000 }),
+        async (rows, cols, tp, seed) => {
+          const vocab = cols * tp
+          // Some rows ignored (-100), the rest anywhere in the vocabulary.
+          const targets = Int32Array.from(values(rows, seed + 3), (v, i) => (i % 5 === 4 ? -100 : Math.floor(((v + 1) / 2) * vocab) % vocab))
+          const run = (device: Device.Device) =>
+            Job.runPromise({ world: tp, backend: "local" }, (rank) =>
+              Effect.gen(function* () {
+                const tape = Tape.make()
+                // A leaf on the device: its gradient stays there.
+                const x = Tensor.fromArray(values(rows * cols, seed + rank), [rows, cols], { tape, requiresGrad: true, device })
+                const before = runtime.transfers.downloadedBytes
+                const loss = yield* VocabParallel.crossEntropy(
+                  x,
+                  targets,
+                  vocab,
+                  Group.make(
+                    "tp",
+                    Array.from({ length: tp }, (_, i) => i),
+                  ),
+                  -100,
+                )
+                tape.backward(loss)
+                // Read on the host after every member is done (the members share sim's counters).
+                return { downloadedBytes: runtime.transfers.downloadedBytes - before, gradResident: x.grad?.isResident, loss, grad: x.grad }
+              }),
+            )
+          const host = await run(Device.cpu)
+          const dev = await run(sim)
+          dev.forEach((r, i) => {
+            expect([bits(r.loss), bits(r.grad)]).toEqual([bits(host[i]?.loss), bits(host[i]?.grad)])
+            expect(r.gradResident).toBe(true)
+            // Row statistics (float64 max and sum) and the picked target logits of every member
+            // (the members share sim's counters, and their windows overlap): never the logits.
+            expect(r.downloadedBytes).toBeLessThanOrEqual(tp * (rows * 20 + 8))
+          })
+        },
+      ),
+      { numRuns: 40 },
+    )
   })
 
   test("a group of two on the device still meets the communicator: the sum of both members", async () => {

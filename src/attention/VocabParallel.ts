@@ -17,18 +17,19 @@
  * are split over. (Its row max and sums are statistics reduced over tp, not tensors on the tape.)
  */
 import * as Effect from "effect/Effect"
-import { crossEntropyKernels } from "../native/CpuCrossEntropy.js"
 import { Communicator } from "../comm/Communicator.js"
 import type { Group } from "../comm/Group.js"
 import * as LaidCollective from "../dataflow/LaidCollective.js"
 import { LayoutError } from "../dataflow/Layout.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Autograd from "../tensor/Autograd.js"
+import * as Place from "../tensor/device/Place.js"
 import * as DType from "../tensor/DType.js"
 import { mul } from "../tensor/ops/Elementwise.js"
 import * as Gather from "../tensor/ops/Gather.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
+import * as LogitRows from "./LogitRows.js"
 
 const reduce = (group: Group, values: Float64Array, op: "sum" | "max") =>
   Effect.gen(function* () {
@@ -109,34 +110,23 @@ export const crossEntropy = (logits: Tensor.Tensor, targets: Int32Array, vocab: 
     if (cols * n !== vocab) throw TensorError.shape("vocabParallelCrossEntropy", `logits [${rows}, ${cols}] x tp ${n} do not cover the vocabulary ${vocab}`)
     if (targets.length !== rows) throw TensorError.shape("vocabParallelCrossEntropy", `${targets.length} targets for ${rows} rows`)
     const start = me * cols
-    const x = logits.data
-    // float32 logits run the row loops below in native code (CpuCrossEntropy: the same float64
-    // arithmetic in the same order).
-    const native = x instanceof Float32Array ? crossEntropyKernels() : undefined
-    const localMax = new Float64Array(rows)
-    if (native !== undefined) native.rowMax(x as Float32Array, rows, cols, localMax)
-    else
-      for (let i = 0; i < rows; i++) {
-        let m = Number.NEGATIVE_INFINITY
-        for (let j = 0; j < cols; j++) m = Math.max(m, x[i * cols + j] as number)
-        localMax[i] = m
-      }
-    const max = yield* reduce(tp, localMax, "max")
+    const at = LogitRows.of(logits, rows, cols)
+    const max = yield* reduce(tp, at.rowMax(), "max")
+    const sumExp = at.rowSumExp(max)
+    // Each row's sum, and the target's logit where this member owns it (0 elsewhere), summed over tp.
     const partial = new Float64Array(rows * 2)
-    const sumExp = new Float64Array(rows)
-    if (native !== undefined) native.rowSumExp(x as Float32Array, rows, cols, max, sumExp)
+    const owned: Array<number> = []
     let kept = 0
     for (let i = 0; i < rows; i++) {
-      const m = max[i] as number
-      let s = sumExp[i] as number
-      if (native === undefined) for (let j = 0; j < cols; j++) s += Math.exp((x[i * cols + j] as number) - m)
-      partial[2 * i] = s
+      partial[2 * i] = sumExp[i] as number
       const t = targets[i] as number
       if (t === ignoreIndex) continue
       if (!Number.isInteger(t) || t < 0 || t >= vocab) throw TensorError.shape("vocabParallelCrossEntropy", `target ${t} of row ${i} is outside the vocabulary 0..${vocab - 1}`)
       kept++
-      if (t >= start && t < start + cols) partial[2 * i + 1] = x[i * cols + (t - start)] as number
+      if (t >= start && t < start + cols) owned.push(i)
     }
+    const picked = at.pick(Int32Array.from(owned, (i) => i * cols + ((targets[i] as number) - start)))
+    owned.forEach((i, j) => (partial[2 * i + 1] = picked[j] as number))
     const sums = yield* reduce(tp, partial, "sum")
     let total = 0
     const logSum = new Float64Array(rows)
@@ -146,22 +136,9 @@ export const crossEntropy = (logits: Tensor.Tensor, targets: Int32Array, vocab: 
     }
     const out = DType.allocate(logits.dtype, 1)
     out[0] = kept === 0 ? 0 : total / kept
+    // The loss is a number (host storage); its gradient is made where the logits are.
     return Autograd.result("vocabParallelCrossEntropy", [logits], out, [], (g) => {
-      const scale = kept === 0 ? 0 : (g.data[0] as number) / kept
-      if (native !== undefined) {
-        const d = DType.allocateUninitialized("float32", logits.size) as Float32Array
-        native.grad(x as Float32Array, rows, cols, logSum, targets, ignoreIndex, start, scale, d)
-        return [Tensor.fromStorage(d, logits.shape, { device: logits.device })]
-      }
-      const d = DType.allocate(logits.dtype, logits.size)
-      for (let i = 0; i < rows; i++) {
-        const t = targets[i] as number
-        if (t === ignoreIndex) continue
-        for (let j = 0; j < cols; j++) {
-          const p = Math.exp((x[i * cols + j] as number) - (logSum[i] as number))
-          d[i * cols + j] = scale * (p - (start + j === t ? 1 : 0))
-        }
-      }
-      return [Tensor.fromStorage(d, logits.shape, { device: logits.device })]
+      const scale = kept === 0 ? 0 : (g.readHost()[0] as number) / kept
+      return [Place.tensor(at.grad(logSum, targets, ignoreIndex, start, scale), logits.shape, logits.device)]
     })
   })

@@ -4,7 +4,7 @@
  * JS values (freed when collected; V8 is told their size), explicit copies to and from host
  * typed arrays, and the CUDA kernels and cuBLAS products with the CPU kernels' signatures
  * (Cpu.matmul's; Kernels' groupedRows, groupedWeights, gatherRows, rmsnormRows, swiglu and their
- * backwards; Cpu.attention's and its backward's; CpuElementwise's binary, scale and sums), run on the
+ * backwards; Cpu.attention's and its backward's; CpuElementwise's binary, scale and sums; CpuCrossEntropy's rows), run on the
  * arrays where they are: no copy in or out. Work is queued on the device's stream 0 in call
  * order; a copy out waits for it. The products need cuBLAS loaded (Cuda.loadCublas).
  */
@@ -39,6 +39,9 @@ export interface CudaArraysAddon {
   sumRows(g: F32, out: F32, width: number): void
   sumSuffix(g: F32, out: F32, width: number): void
   narrowToFloat32(src: F64, out: F32): void
+  crossEntropyRowMax(x: F32, rows: number, cols: number, max: F64): void
+  crossEntropyRowSumExp(x: F32, rows: number, cols: number, max: F64, sum: F64): void
+  crossEntropyGrad(x: F32, rows: number, cols: number, logSum: F64, targets: Int32Array, ignore: number, start: number, scale: number, d: F32): void
   matmul(a: F32, b: F32, out: F32, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, accumulate: boolean): void
   groupedRows(a: F32, b: F32, out: F32, rows: Int32Array, k: number, n: number, transB: boolean): void
   groupedWeights(a: F32, c: F32, out: F32, rows: Int32Array, m: number, n: number, accumulate: boolean): void
@@ -68,6 +71,9 @@ const functions = [
   "sumRows",
   "sumSuffix",
   "narrowToFloat32",
+  "crossEntropyRowMax",
+  "crossEntropyRowSumExp",
+  "crossEntropyGrad",
   "matmul",
   "groupedRows",
   "groupedWeights",

@@ -7,7 +7,7 @@
  * their weight gradients) run on cuBLAS (fp32, no TF32); the embedding gather, RMSNorm, SwiGLU
  * and their backwards, attention and its backward, RoPE, and the MoE permute and unpermute and its
  * backward, the element-wise binary ops with their broadcasts, scales and the sums that undo
- * broadcasts, on pleat's CUDA kernels; sums on axpy.
+ * broadcasts, the vocabulary-parallel loss's row kernels, on pleat's CUDA kernels; sums on axpy.
  * Each has its CPU twin's contract and is checked against it by scripts/device-check (its
  * tolerances there). The rest of the kernel set (softmax rows, scatter-add) and float64 operands
  * run on the host kernels over copies (downloaded, run, uploaded back: correct, and counted in
@@ -118,6 +118,10 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
         handle(p.gradV),
         ...Cpu.attentionDims(p),
       ),
+    crossEntropyRowMax: (x, rows, cols, max) => a.crossEntropyRowMax(handle(x), rows, cols, handle(max)),
+    crossEntropyRowSumExp: (x, rows, cols, max, sum) => a.crossEntropyRowSumExp(handle(x), rows, cols, handle(max), handle(sum)),
+    crossEntropyGrad: (x, rows, cols, logSum, targets, ignore, start, scale, d) =>
+      a.crossEntropyGrad(handle(x), rows, cols, handle(logSum), targets, ignore, start, scale, handle(d)),
     copy: (src, dst) =>
       src.dtype === dst.dtype
         ? a.deviceArrayCopy(handle(dst), handle(src))

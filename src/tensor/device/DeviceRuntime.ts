@@ -55,6 +55,22 @@ export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray> {
   readonly sumRows: (g: DeviceArray, out: DeviceArray, width: number) => void
   /** The sums over i % width (ElementwiseInto.sumSuffixInto's contract). */
   readonly sumSuffix: (g: DeviceArray, out: DeviceArray, width: number) => void
+  /** CpuCrossEntropy's rowMax on float32 x (max: float64). */
+  readonly crossEntropyRowMax: (x: DeviceArray, rows: number, cols: number, max: DeviceArray) => void
+  /** CpuCrossEntropy's rowSumExp on float32 x (max, sum: float64). */
+  readonly crossEntropyRowSumExp: (x: DeviceArray, rows: number, cols: number, max: DeviceArray, sum: DeviceArray) => void
+  /** CpuCrossEntropy's grad on float32 x and d (logSum: float64; targets stay a host array). */
+  readonly crossEntropyGrad: (
+    x: DeviceArray,
+    rows: number,
+    cols: number,
+    logSum: DeviceArray,
+    targets: Int32Array,
+    ignore: number,
+    start: number,
+    scale: number,
+    d: DeviceArray,
+  ) => void
   /** dst = src (same length), converted to dst's dtype as a typed array's `set` does (float64 to float32: to nearest even). */
   readonly copy: (src: DeviceArray, dst: DeviceArray) => void
   /** The MoE permute (CpuDispatch.permuteRows' contract; indices and experts stay host arrays). */

@@ -6,6 +6,7 @@
  * gives different values or fails, where on `sim` it must give the host's bits exactly.
  */
 import * as Cpu from "../../native/Cpu.js"
+import { type CrossEntropyKernels, crossEntropyKernels } from "../../native/CpuCrossEntropy.js"
 import { type DispatchKernels, dispatchKernels } from "../../native/CpuDispatch.js"
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
@@ -35,6 +36,12 @@ const dispatch = (): DispatchKernels => {
   if (k === undefined) throw new Error("sim: the native dispatch kernels are not built")
   return k
 }
+/** The host's cross-entropy row kernels (the loss runs on sim only where they are built). */
+const crossEntropy = (): CrossEntropyKernels => {
+  const k = crossEntropyKernels()
+  if (k === undefined) throw new Error("sim: the native cross-entropy kernels are not built")
+  return k
+}
 const host = (x: DeviceArray) => Kernels.forDType(x.dtype, reference)
 
 const kernels: DeviceKernels = {
@@ -58,6 +65,9 @@ const kernels: DeviceKernels = {
   scale: (a, s, out) => ElementwiseInto.scaleInto(values(a), s, values(out)),
   sumRows: (g, out, width) => ElementwiseInto.sumRowsInto(values(g), values(out), width),
   sumSuffix: (g, out, width) => ElementwiseInto.sumSuffixInto(values(g), values(out), width),
+  crossEntropyRowMax: (x, rows, cols, max) => crossEntropy().rowMax(f32(x), rows, cols, f64(max)),
+  crossEntropyRowSumExp: (x, rows, cols, max, sum) => crossEntropy().rowSumExp(f32(x), rows, cols, f64(max), f64(sum)),
+  crossEntropyGrad: (x, rows, cols, logSum, targets, ignore, start, scale, d) => crossEntropy().grad(f32(x), rows, cols, f64(logSum), targets, ignore, start, scale, f32(d)),
   copy: (src, dst) => values(dst).set(values(src)),
   permuteRows: (src, cols, index, out, outCols, probs, experts, numExperts, probsOut) =>
     dispatch().permuteRows(f32(src), cols, index, f32(out), outCols, nullable(probs), experts, numExperts, nullable(probsOut)),
