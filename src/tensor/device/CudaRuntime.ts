@@ -140,15 +140,27 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
             rotateInto(hs as DType.Storage, ho as DType.Storage, [d.b, d.s, d.heads, d.d], { cos: hc as Float64Array, sin: hn as Float64Array, rows: d.tableRows }, sign),
           ),
     binary: (code, kind, x, y, out, width) =>
-      allF32(x, y, out)
-        ? a.elementwiseBinary(code, BroadcastKind[kind], handle(x), handle(y), handle(out), kind === "same" ? 0 : width)
-        : viaHost([x, y, out], ([hx, hy, ho]) => ElementwiseInto.binaryInto(code, kind, hx as DType.Storage, hy as DType.Storage, ho as DType.Storage, width)),
+      // Nothing to write (a width of 0 is no broadcast the binding takes).
+      out.length === 0
+        ? undefined
+        : allF32(x, y, out)
+          ? a.elementwiseBinary(code, BroadcastKind[kind], handle(x), handle(y), handle(out), kind === "same" ? 0 : width)
+          : viaHost([x, y, out], ([hx, hy, ho]) => ElementwiseInto.binaryInto(code, kind, hx as DType.Storage, hy as DType.Storage, ho as DType.Storage, width)),
     scale: (x, s, out) =>
       allF32(x, out) ? a.elementwiseScale(handle(x), s, handle(out)) : viaHost([x, out], ([hx, ho]) => ElementwiseInto.scaleInto(hx as DType.Storage, s, ho as DType.Storage)),
+    // Rows of no elements sum to 0; a suffix of none has nothing to write.
     sumRows: (g, out, width) =>
-      allF32(g, out) ? a.sumRows(handle(g), handle(out), width) : viaHost([g, out], ([hg, ho]) => ElementwiseInto.sumRowsInto(hg as DType.Storage, ho as DType.Storage, width)),
+      width === 0
+        ? a.deviceArrayZero(handle(out))
+        : allF32(g, out)
+          ? a.sumRows(handle(g), handle(out), width)
+          : viaHost([g, out], ([hg, ho]) => ElementwiseInto.sumRowsInto(hg as DType.Storage, ho as DType.Storage, width)),
     sumSuffix: (g, out, width) =>
-      allF32(g, out) ? a.sumSuffix(handle(g), handle(out), width) : viaHost([g, out], ([hg, ho]) => ElementwiseInto.sumSuffixInto(hg as DType.Storage, ho as DType.Storage, width)),
+      width === 0
+        ? undefined
+        : allF32(g, out)
+          ? a.sumSuffix(handle(g), handle(out), width)
+          : viaHost([g, out], ([hg, ho]) => ElementwiseInto.sumSuffixInto(hg as DType.Storage, ho as DType.Storage, width)),
     add: (x, y, out) =>
       allF32(x, y, out)
         ? a.deviceArrayAdd(handle(x), handle(y), handle(out))
