@@ -40,21 +40,13 @@ export interface TransferCounts {
 }
 
 /**
- * A device's kernels: the host kernel set over device arrays, plus the elementwise sums the
- * tensor layer does in TypeScript on the host.
+ * A device's kernels: the host kernel set and the element-wise set (ElementwiseInto) over device
+ * arrays, plus the sums, copies and fused MoE, RoPE, attention and loss kernels below.
  * @category models
  */
-export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray> {
+export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray>, ElementwiseInto.ElementwiseKernels<DeviceArray> {
   /** out[i] = a[i] + b[i] (same lengths; out is a third array, or a itself: an accumulation). */
   readonly add: (a: DeviceArray, b: DeviceArray, out: DeviceArray) => void
-  /** ElementwiseInto.binaryInto's contract: out = a op b with b broadcast as `kind` says. */
-  readonly binary: (code: ElementwiseInto.OpCode, kind: ElementwiseInto.Kind, a: DeviceArray, b: DeviceArray, out: DeviceArray, width: number) => void
-  /** out = a * s (ElementwiseInto.scaleInto's contract). */
-  readonly scale: (a: DeviceArray, s: number, out: DeviceArray) => void
-  /** The sum of each row of `width` (ElementwiseInto.sumRowsInto's contract). */
-  readonly sumRows: (g: DeviceArray, out: DeviceArray, width: number) => void
-  /** The sums over i % width (ElementwiseInto.sumSuffixInto's contract). */
-  readonly sumSuffix: (g: DeviceArray, out: DeviceArray, width: number) => void
   /** CpuCrossEntropy's rowMax on float32 x (max: float64). */
   readonly crossEntropyRowMax: (x: DeviceArray, rows: number, cols: number, max: DeviceArray) => void
   /** CpuCrossEntropy's rowSumExp on float32 x (max, sum: float64). */

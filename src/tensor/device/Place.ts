@@ -8,6 +8,7 @@
  */
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
+import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
 import * as Tensor from "../Tensor.js"
@@ -32,12 +33,16 @@ export interface Place {
   readonly runtime: DeviceRuntime | undefined
   /** The kernels for `dtype` here. */
   readonly kernels: (dtype: DType.DType) => Kernels.Kernels<Buffer, Buffer>
+  /** The element-wise kernels here (ElementwiseInto's contract). */
+  readonly elementwise: ElementwiseInto.ElementwiseKernels<Buffer>
   /** The values of `t` here, to read. */
   readonly operand: (t: Tensor.Tensor) => Buffer
   /** New storage here, uninitialised. */
   readonly allocate: (dtype: DType.DType, length: number) => Buffer
   /** New storage here, zeros. */
   readonly zeros: (dtype: DType.DType, length: number) => Buffer
+  /** dst = src here (same length), converted to dst's dtype as a typed array's `set` does. */
+  readonly copy: (src: Buffer, dst: Buffer) => void
 }
 
 /**
@@ -49,9 +54,11 @@ export const host: Place = {
   runtime: undefined,
   // The host kernels take host storage only; a host place hands them nothing else.
   kernels: (dtype) => Kernels.forDType(dtype, reference) as unknown as Kernels.Kernels<Buffer, Buffer>,
+  elementwise: ElementwiseInto.onHost as ElementwiseInto.ElementwiseKernels<Buffer>,
   operand: (t) => t.data,
   allocate: DType.allocateUninitialized,
   zeros: (dtype, length) => DType.allocate(dtype, length),
+  copy: (src, dst) => (dst as DType.Storage).set(src as DType.Storage),
 }
 
 const places = new Map<string, Place>()
@@ -66,9 +73,11 @@ const onDevice = (runtime: DeviceRuntime): Place => {
       device: runtime.device,
       runtime,
       kernels: () => kernels,
+      elementwise: runtime.kernels as ElementwiseInto.ElementwiseKernels<Buffer>,
       operand: (t) => t.deviceArray(runtime),
       allocate: runtime.allocate,
       zeros: runtime.zeros,
+      copy: runtime.kernels.copy as Place["copy"],
     }
     places.set(key, p)
   }

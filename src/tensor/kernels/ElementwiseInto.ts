@@ -23,6 +23,22 @@ export type OpCode = 0 | 1 | 2 | 3
  */
 export type Kind = "same" | "suffix" | "rows"
 
+/**
+ * The element-wise kernel set over storage S (host storage here; device arrays in DeviceKernels),
+ * the contract of the functions below.
+ * @category models
+ */
+export interface ElementwiseKernels<S> {
+  /** out = a op b with b broadcast as `kind` says (binaryInto). */
+  readonly binary: (code: OpCode, kind: Kind, a: S, b: S, out: S, width: number) => void
+  /** out = a * s (scaleInto). */
+  readonly scale: (a: S, s: number, out: S) => void
+  /** The sum of each row of `width` (sumRowsInto). */
+  readonly sumRows: (g: S, out: S, width: number) => void
+  /** The sums over i % width (sumSuffixInto). */
+  readonly sumSuffix: (g: S, out: S, width: number) => void
+}
+
 const apply = (code: OpCode, x: number, y: number): number => (code === 0 ? x + y : code === 1 ? x - y : code === 2 ? x * y : x / y)
 
 /**
@@ -88,3 +104,9 @@ export const sumSuffixInto = (g: DType.Storage, out: DType.Storage, width: numbe
   out.fill(0)
   for (let i = 0; i < g.length; i++) out[i % width] = (out[i % width] as number) + (g[i] as number)
 }
+
+/**
+ * The host's set: the functions above.
+ * @category kernels
+ */
+export const onHost: ElementwiseKernels<DType.Storage> = { binary: binaryInto, scale: scaleInto, sumRows: sumRowsInto, sumSuffix: sumSuffixInto }

@@ -11,7 +11,7 @@ import * as Device from "../Device.js"
 import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
 import { nativeFrom } from "../kernels/AddInto.js"
-import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
+import type * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Tensor from "../Tensor.js"
 
 type Binary = (x: number, y: number) => number
@@ -30,20 +30,18 @@ const binary = (
   Autograd.sameKind(op, a, b)
   const p = Broadcast.plan(op, a.shape, b.shape)
   const n = p.shape.reduce((x, d) => x * d, 1)
-  // On a device: every broadcast the kernels take runs there; strided broadcasts on the host.
+  // The broadcasts the kernels take run where the inputs are; strided ones on the host's loops.
   const place = Place.of(op, a, b)
-  if (place.runtime !== undefined && p.kind !== "general") {
-    const out = place.runtime.allocate(a.dtype, n)
-    place.runtime.kernels.binary(code, p.kind, a.deviceArray(place.runtime), b.deviceArray(place.runtime), out, widthOf(p, b))
+  if (p.kind !== "general") {
+    const out = place.allocate(a.dtype, n)
+    place.elementwise.binary(code, p.kind, place.operand(a), place.operand(b), out, widthOf(p, b))
     return Autograd.result(op, [a, b], out, p.shape, (g) => backward(g))
   }
   // Read only: a device tensor keeps its device copy.
   const x = a.readHost()
   const y = b.readHost()
-  // Every element is written below, by the kernel or the loops: no need to zero large outputs.
-  const out = n >= nativeFrom ? DType.allocateUninitialized(a.dtype, n) : DType.allocate(a.dtype, n)
-  if (p.kind !== "general") ElementwiseInto.binaryInto(code, p.kind, x, y, out, widthOf(p, b))
-  else for (let i = 0; i < n; i++) out[i] = f(x[p.indexA(i)] as number, y[p.indexB(i)] as number)
+  const out = DType.allocate(a.dtype, n)
+  for (let i = 0; i < n; i++) out[i] = f(x[p.indexA(i)] as number, y[p.indexB(i)] as number)
   return Autograd.result(op, [a, b], out, p.shape, (g) => backward(g))
 }
 
@@ -82,13 +80,12 @@ const reducedProduct = (g: Tensor.Tensor, o: Tensor.Tensor, t: Tensor.Tensor): T
  */
 const unbroadcast = (g: Tensor.Tensor, t: Tensor.Tensor): Tensor.Tensor => {
   if (Tensor.sameShape(g.shape, t.shape)) return g
-  const place = Place.of("broadcast-backward", g)
   const p = Broadcast.plan("broadcast-backward", g.shape, t.shape)
-  if (place.runtime !== undefined && (p.kind === "rows" || p.kind === "suffix")) {
-    const out = place.runtime.allocate(g.dtype, t.size)
-    const k = place.runtime.kernels
-    if (p.kind === "rows") k.sumRows(g.deviceArray(place.runtime), out, p.rowLength as number)
-    else k.sumSuffix(g.deviceArray(place.runtime), out, t.size)
+  if (p.kind === "rows" || p.kind === "suffix") {
+    const place = Place.of("broadcast-backward", g)
+    const out = place.allocate(g.dtype, t.size)
+    if (p.kind === "rows") place.elementwise.sumRows(place.operand(g), out, p.rowLength as number)
+    else place.elementwise.sumSuffix(place.operand(g), out, t.size)
     return Place.tensor(out, t.shape, g.device)
   }
   const out = DType.allocate(g.dtype, t.size)
@@ -157,18 +154,10 @@ export const div = (a: Tensor.Tensor, b: Tensor.Tensor): Tensor.Tensor =>
     },
   )
 
-const unary = (
-  op: string,
-  a: Tensor.Tensor,
-  f: (x: number) => number,
-  backward: (g: Tensor.Tensor, out: Tensor.Tensor) => Tensor.Tensor,
-  native?: (x: DType.Storage, out: DType.Storage) => boolean,
-): Tensor.Tensor => {
+const unary = (op: string, a: Tensor.Tensor, f: (x: number) => number, backward: (g: Tensor.Tensor, out: Tensor.Tensor) => Tensor.Tensor): Tensor.Tensor => {
   const x = a.readHost()
-  // Every element is written below, by the kernel or the loop: no need to zero large outputs.
-  const fast = native !== undefined && x.length >= nativeFrom
-  const out = fast ? DType.allocateUninitialized(a.dtype, a.size) : DType.allocate(a.dtype, a.size)
-  if (!(fast && native(x, out))) for (let i = 0; i < x.length; i++) out[i] = f(x[i] as number)
+  const out = DType.allocate(a.dtype, a.size)
+  for (let i = 0; i < x.length; i++) out[i] = f(x[i] as number)
   const result: Tensor.Tensor = Autograd.result(op, [a], out, a.shape, (g) => [backward(g, result)])
   return result
 }
@@ -179,21 +168,9 @@ const unary = (
  */
 export const scale = (a: Tensor.Tensor, s: number): Tensor.Tensor => {
   const place = Place.of("scale", a)
-  if (place.runtime !== undefined) {
-    const out = place.runtime.allocate(a.dtype, a.size)
-    place.runtime.kernels.scale(a.deviceArray(place.runtime), s, out)
-    return Autograd.result("scale", [a], out, a.shape, (g) => [scale(g, s)])
-  }
-  return unary(
-    "scale",
-    a,
-    (x) => x * s,
-    (g) => scale(g, s),
-    (x, out) => {
-      ElementwiseInto.scaleInto(x, s, out)
-      return true
-    },
-  )
+  const out = place.allocate(a.dtype, a.size)
+  place.elementwise.scale(place.operand(a), s, out)
+  return Autograd.result("scale", [a], out, a.shape, (g) => [scale(g, s)])
 }
 
 /**

@@ -13,9 +13,7 @@
  *   dw_j = sum over rows of g_j * x_j * r
  */
 import * as Autograd from "../Autograd.js"
-import type { DeviceArray } from "../device/DeviceRuntime.js"
 import * as Place from "../device/Place.js"
-import type * as DType from "../DType.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 
@@ -42,10 +40,7 @@ export const rmsNorm = (x: Tensor.Tensor, weight: Tensor.Tensor, eps = 1e-6): Te
     place.kernels(g.dtype).rmsnormBackward(place.operand(x), place.operand(weight), place.operand(g), rstd, rows, cols, dx, dw)
     // The weight's float64 sums become its dtype where they are (cols values).
     const wGrad = dw === undefined ? undefined : place.allocate(g.dtype, cols)
-    if (wGrad !== undefined && dw !== undefined) {
-      if (place.runtime === undefined) (wGrad as DType.Storage).set(dw as DType.Storage)
-      else place.runtime.kernels.copy(dw as DeviceArray, wGrad as DeviceArray)
-    }
+    if (wGrad !== undefined && dw !== undefined) place.copy(dw, wGrad)
     return [dx === undefined ? undefined : Place.tensor(dx, x.shape, g.device), wGrad === undefined ? undefined : Place.tensor(wGrad, weight.shape, g.device)]
   })
 }
