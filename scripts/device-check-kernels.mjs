@@ -1,6 +1,7 @@
 // device-check-kernels.mjs: the CUDA kernels against their CPU twins on the GPU (axpy, the
 // MoE dispatch kernels, the row kernels and their backwards, the cross-entropy row kernels, the
-// router, RoPE, attention, AdamW, the element-wise ops), called by scripts/device-check.mjs with its report's helpers
+// router, RoPE, attention, AdamW, the element-wise ops, the device optimizer's sum of squares and
+// AdamW on device arrays, transposes), called by scripts/device-check.mjs with its report's helpers
 // where a device is. properties/native/CudaOps.prop.ts has the same checks over random shapes;
 // the GPU machine has no vitest.
 import path from "node:path"
@@ -352,5 +353,59 @@ export const kernelChecks = async ({ root, check, assert, random }) => {
       assert(ulps(narrowed, Float32Array.from(wide)) === 0, `narrowToFloat32 ${n}: differs`)
     }
     return "bit for bit"
+  })
+  check("the optimizer on device arrays: AdamW the CPU's bits, the sum of squares within its rounding of the CPU's and the same twice; swapDims (transpose) exact", () => {
+    const loaded = CudaArrays.cudaArrays()
+    assert(!("why" in loaded), loaded.why)
+    const a = loaded.addon
+    const SumSquares = CpuOptional.sumSquaresKernel()
+    const worst = { relative: 0 }
+    for (const n of [0, 1, 4095, 4097, 1 << 20, 50_000_017]) {
+      const x = floats(n)
+      const onDevice = a.deviceArrayNew(n, "float32")
+      a.deviceArrayCopyIn(onDevice, x)
+      const sums = a.deviceArrayNew(2, "float64")
+      a.sumSquares(onDevice, sums, 0)
+      a.sumSquares(onDevice, sums, 1)
+      const got = new Float64Array(2)
+      a.deviceArrayCopyOut(sums, got)
+      assert(Object.is(got[0], got[1]), `sumSquares ${n}: two runs differ`)
+      const want = SumSquares(x)
+      const bound = (n / 8 + 60) * 2 ** -53 * want
+      assert(Math.abs(got[0] - want) <= bound, `sumSquares ${n}: ${got[0]} against the CPU's ${want}`)
+      if (want > 0) worst.relative = Math.max(worst.relative, Math.abs(got[0] - want) / want)
+    }
+    const n = 3_000_001
+    const host = { w: floats(n), g: floats(n), m: floats(n), v: floats(n).map(Math.abs) }
+    const s = { beta1: 0.9, beta2: 0.95, c1: 1 - 0.9 ** 7, c2: 1 - 0.95 ** 7, eps: 1e-8, lr: 3e-4, clip: 0.7, decay: 0.1 }
+    const resident = Object.fromEntries(
+      Object.entries(host).map(([k, v]) => {
+        const d = a.deviceArrayNew(n, "float32")
+        a.deviceArrayCopyIn(d, v)
+        return [k, d]
+      }),
+    )
+    a.adamw(resident.w, resident.g, resident.m, resident.v, s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay)
+    CpuOptional.adamwKernel()(host.w, host.g, host.m, host.v, s)
+    for (const k of ["w", "m", "v"]) {
+      const got = new Float32Array(n)
+      a.deviceArrayCopyOut(resident[k], got)
+      assert(ulps(got, host[k]) === 0, `adamw on device arrays: ${k} differs`)
+    }
+    for (const [ea, n0, eb, n1, c] of [
+      [1, 32000, 1, 4096, 1],
+      [8, 1024, 1, 16, 128],
+      [1, 3, 5, 7, 9],
+    ]) {
+      const x = floats(ea * n0 * eb * n1 * c)
+      const [want, got] = [new Float32Array(x.length), new Float32Array(x.length)]
+      let o = 0
+      for (let i = 0; i < ea; i++)
+        for (let j1 = 0; j1 < n1; j1++)
+          for (let ib = 0; ib < eb; ib++) for (let j0 = 0; j0 < n0; j0++) for (let k = 0; k < c; k++) want[o++] = x[(((i * n0 + j0) * eb + ib) * n1 + j1) * c + k]
+      a.swapDims(x, got, ea, n0, eb, n1, c)
+      assert(ulps(got, want) === 0, `swapDims ${[ea, n0, eb, n1, c]}: differs`)
+    }
+    return { sumSquaresWorstRelative: worst.relative, adamw: "bit for bit", swapDims: "exact" }
   })
 }

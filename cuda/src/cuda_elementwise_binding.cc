@@ -9,6 +9,10 @@
 //   sumSuffix(g, out, width)                        out[j] = the float sum over i % width == j
 //   narrowToFloat32(src, out)                       float64 src into float32 out, rounded to
 //                                                   nearest even (Float32Array.prototype.set)
+//   swapDims(src, out, a, n0, b, n1, c)             a transpose: out [a, n1, b, n0, c] from src
+//                                                   [a, n0, b, n1, c] (SwapDims.swapInto)
+//   sumSquares(x, out, at)                          out[at] (Float64Array) = the float64 sum of
+//                                                   x[i]^2 in sum_squares_element.h's block order
 // Wrong types or lengths are TypeErrors / RangeErrors before any device work; without a GPU every
 // call throws "no device: ...".
 #include "cuda_elementwise_binding.h"
@@ -19,6 +23,7 @@
 
 #include "device_staging.h"
 #include "kernels/elementwise_cuda.h"
+#include "kernels/sum_squares_cuda.h"
 #include "napi_args.h"
 
 namespace pleat {
@@ -98,6 +103,50 @@ Napi::Value Narrow(const Napi::CallbackInfo& info) {
                        [&](const DevicePointers& d, cudaStream_t s) { return narrow_launch(d.f64(0), d.f32(1), src.length, s); });
 }
 
+Napi::Value SwapDims(const Napi::CallbackInfo& info) {
+  const char* fn = "swapDims";
+  Napi::Env env = info.Env();
+  ArrayArg src, out;
+  double e[5] = {0, 0, 0, 0, 0};
+  const char* names[] = {"a", "n0", "b", "n1", "c"};
+  if (!expect_array(info, fn, 0, "src", {napi_float32_array}, &src) || !expect_array(info, fn, 1, "out", {napi_float32_array}, &out)) return env.Undefined();
+  size_t n = 1;
+  for (size_t i = 0; i < 5; ++i) {
+    if (!expect_number(info, fn, 2 + i, names[i], &e[i])) return env.Undefined();
+    if (e[i] < 0 || static_cast<double>(static_cast<size_t>(e[i])) != e[i]) {
+      throw_range_error(env, std::string(fn) + ": " + names[i] + " must be a whole number >= 0, got " + std::to_string(e[i]));
+      return env.Undefined();
+    }
+    n *= static_cast<size_t>(e[i]);
+  }
+  if (src.length != n || out.length != n) {
+    throw_range_error(env, std::string(fn) + ": src and out must hold a * n0 * b * n1 * c = " + std::to_string(n) + " elements");
+    return env.Undefined();
+  }
+  const auto z = [&](size_t i) { return static_cast<size_t>(e[i]); };
+  return run_on_device(info, fn, {{&src, Way::in}, {&out, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) { return swap_dims_launch(d.f32(0), d.f32(1), z(0), z(1), z(2), z(3), z(4), s); });
+}
+
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  const char* fn = "sumSquares";
+  Napi::Env env = info.Env();
+  ArrayArg x, out;
+  double at = 0;
+  if (!expect_array(info, fn, 0, "x", {napi_float32_array}, &x) || !expect_array(info, fn, 1, "out", {napi_float64_array}, &out) ||
+      !expect_number(info, fn, 2, "at", &at))
+    return env.Undefined();
+  const size_t i = static_cast<size_t>(at);
+  if (at < 0 || static_cast<double>(i) != at || i >= out.length) {
+    throw_range_error(env, std::string(fn) + ": at must be an index of out (0.." + std::to_string(out.length) + "), got " + std::to_string(at));
+    return env.Undefined();
+  }
+  // The chunks' partial sums: device memory for the call.
+  const ArrayArg partials{napi_float64_array, sum_squares_partials(x.length), nullptr, Napi::Value()};
+  return run_on_device(info, fn, {{&x, Way::in}, {&out, Way::in_out}, {&partials, Way::scratch}},
+                       [&](const DevicePointers& d, cudaStream_t s) { return sum_squares_launch(d.f32(0), x.length, d.f64(2), d.f64(1), i, s); });
+}
+
 }  // namespace
 
 void RegisterCudaElementwiseExports(Napi::Env env, Napi::Object exports) {
@@ -106,6 +155,8 @@ void RegisterCudaElementwiseExports(Napi::Env env, Napi::Object exports) {
   exports.Set("sumRows", Napi::Function::New(env, Sum<true>, "sumRows"));
   exports.Set("sumSuffix", Napi::Function::New(env, Sum<false>, "sumSuffix"));
   exports.Set("narrowToFloat32", Napi::Function::New(env, Narrow, "narrowToFloat32"));
+  exports.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
+  exports.Set("swapDims", Napi::Function::New(env, SwapDims, "swapDims"));
 }
 
 }  // namespace pleat

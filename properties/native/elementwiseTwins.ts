@@ -4,9 +4,13 @@
 // (elementwise_element.h) through pleat_kernel_emulation, the device the kernels through the
 // CUDA addon's bindings (with narrowToFloat32, float64 to float32 as a typed array's set does, on
 // the device only: its element function is one cast). No exp is involved: bit for bit on both.
+// And the optimizer's sum of squares on a device, in its block order (sum_squares_element.h).
 import fc from "fast-check"
+import { expect } from "vitest"
 import { BroadcastKind, elementwiseKernels } from "../../src/native/CpuElementwise.js"
 import { cudaArrays } from "../../src/native/CudaArrays.js"
+import { sumSquaresLoop } from "../../src/tensor/kernels/SumSquares.js"
+import * as SwapDims from "../../src/tensor/kernels/SwapDims.js"
 import { big, emulate, expectSame, floats, runnable, type Runnable, type Twin } from "./kernelTwins.js"
 
 interface Case {
@@ -87,5 +91,84 @@ const elementwise: Twin<Case> = {
   },
 }
 
+/**
+ * The device's sum of squares order (cuda/src/kernels/sum_squares_element.h) written out here: a
+ * thread t of chunk c sums x[c 4096 + t + 256 j]^2, j = 0..15; 256 thread sums are halved (s =
+ * 128..1: sum[t] += sum[t + s]); the chunks' partials are summed by 256 threads the same way.
+ */
+const blockOrder = (x: Float32Array): number => {
+  const halve = (sums: Float64Array): number => {
+    for (let s = 128; s > 0; s >>= 1) for (let t = 0; t < s; t++) sums[t] = (sums[t] as number) + (sums[t + s] as number)
+    return sums[0] as number
+  }
+  const chunks = Math.ceil(x.length / 4096)
+  const partial = new Float64Array(chunks)
+  const sums = new Float64Array(256)
+  for (let c = 0; c < chunks; c++) {
+    for (let t = 0; t < 256; t++) {
+      let acc = 0
+      for (let j = 0; j < 16 && c * 4096 + t + 256 * j < x.length; j++) {
+        const v = x[c * 4096 + t + 256 * j] as number
+        acc += v * v
+      }
+      sums[t] = acc
+    }
+    partial[c] = halve(sums)
+  }
+  for (let t = 0; t < 256; t++) {
+    let acc = 0
+    for (let i = t; i < chunks; i += 256) acc += partial[i] as number
+    sums[t] = acc
+  }
+  return halve(sums)
+}
+
+const sumSquares: Twin<{ readonly n: number; readonly seed: number; readonly scale: number }> = {
+  name: "sumSquares: the block order bit for bit (emulated and written out in TypeScript), within the rounding of either sum of SumSquares' eight lanes",
+  cases: (on) =>
+    fc.record({
+      n: fc.oneof(fc.integer({ min: 0, max: 5000 }), fc.integer({ min: 0, max: big(on, 300_000, 3_000_000) })),
+      seed: fc.integer(),
+      scale: fc.constantFrom(1, 1e-20, 1e18),
+    }),
+  check: ({ n, seed, scale }, on) => {
+    const x = floats(n, seed).map((v) => v * scale)
+    const want = blockOrder(x)
+    let got: number
+    if (on === "host") got = (emulate("sum_squares", [Float64Array.of(n), x], [["f64", 1]])[0] as Float64Array)[0] as number
+    else {
+      const out = new Float64Array(3).fill(Number.NaN)
+      device().sumSquares(x, out, 1)
+      expect([out[0], out[2]]).toEqual([Number.NaN, Number.NaN])
+      got = out[1] as number
+    }
+    expect(Object.is(got, want)).toBe(true)
+    // Both sums add the same exact squares (a float32 squared is exact in float64): each within
+    // (its longest chain of adds) x 2^-53 of the exact sum.
+    const lanes = sumSquaresLoop(x)
+    const chains = n / 8 + 16 + 8 + Math.ceil(n / 4096 / 256) + 8 + 2
+    expect(Math.abs(got - lanes)).toBeLessThanOrEqual(chains * 2 ** -53 * lanes)
+  },
+}
+
+const swapDims: Twin<{ readonly extents: ReadonlyArray<number>; readonly seed: number }> = {
+  name: "swapDims: a transpose of [a, n0, b, n1, c] equals SwapDims.swapInto's copy",
+  cases: (on) => fc.record({ extents: fc.array(fc.integer({ min: 0, max: big(on, 9, 40) }), { minLength: 5, maxLength: 5 }), seed: fc.integer() }),
+  check: ({ extents, seed }, on) => {
+    const [a, n0, b, n1, c] = extents as [number, number, number, number, number]
+    const n = a * n0 * b * n1 * c
+    const src = floats(n, seed)
+    const want = new Float32Array(n)
+    SwapDims.swapInto(src, want, { a, n0, b, n1, c })
+    let got: Float32Array
+    if (on === "host") got = emulate("swap_dims", [Float64Array.of(a, n0, b, n1, c), src], [["f32", n]])[0] as Float32Array
+    else {
+      got = new Float32Array(n)
+      device().swapDims(src, got, a, n0, b, n1, c)
+    }
+    expectSame(got, want)
+  },
+}
+
 /** The element-wise twins, for both executors. */
-export const elementwiseTwins: ReadonlyArray<Runnable> = [runnable(elementwise)]
+export const elementwiseTwins: ReadonlyArray<Runnable> = [runnable(elementwise), runnable(sumSquares), runnable(swapDims)]

@@ -4,7 +4,7 @@
 // never download; strided broadcasts read the host copy and are still the host's bits. A
 // collective of a group of one is its input's values on the device, forward and backward, with
 // no round trip through the host; a group of one on the host, and a group of two on the device,
-// still meet the communicator.
+// still meet the communicator. A transpose is a copy on the device (no download either way).
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -18,7 +18,7 @@ import type * as DType from "../../src/tensor/DType.js"
 import { add, div, mul, scale, sub } from "../../src/tensor/ops/Elementwise.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
 import { sumAll } from "../../src/tensor/ops/Reduce.js"
-import { reshape } from "../../src/tensor/ops/Shape.js"
+import { reshape, transpose } from "../../src/tensor/ops/Shape.js"
 import { to } from "../../src/tensor/ops/Transfer.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
@@ -93,6 +93,44 @@ describe("what stays on the simulated device", () => {
         },
       ),
       { numRuns: 120 },
+    )
+  })
+
+  test("transpose of any two dims: the host's bits forward and backward, and no download either way", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 7 }), { minLength: 1, maxLength: 4 }),
+        fc.nat(),
+        fc.nat(),
+        fc.constantFrom<DType.DType>("float32", "float64"),
+        fc.integer({ min: 1, max: 100_000 }),
+        (shape, i, j, dtype, seed) => {
+          const [d0, d1] = [i % shape.length, j % shape.length]
+          const run = (device: Device.Device) => {
+            const tape = Tape.make()
+            const a = Tensor.fromArray(values(Tensor.sizeOf(shape), seed), shape, { dtype, tape, requiresGrad: true })
+            const aD = to(a, device)
+            const before = runtime.transfers.downloads
+            const y = transpose(aD, d0, d1)
+            // The gradient comes from a product on the device, so the backward's transpose starts there too.
+            const z = matmul(reshape(y, [1, y.size]), reshape(to(Tensor.fromArray(values(y.size, seed + 2), [y.size, 1], { dtype }), device), [y.size, 1]))
+            const forwardDownloads = runtime.transfers.downloads - before
+            const beforeBackward = runtime.transfers.downloads
+            tape.backward(sumAll(to(z, Device.cpu)))
+            const backwardDownloads = runtime.transfers.downloads - beforeBackward
+            return { shape: y.shape, resident: y.isResident, forwardDownloads, backwardDownloads, bits: [bits(y), bits(a.grad)] }
+          }
+          const host = run(Device.cpu)
+          const dev = run(sim)
+          expect(dev.shape).toEqual(host.shape)
+          expect(dev.bits).toEqual(host.bits)
+          expect(dev.resident).toBe(true)
+          expect(dev.forwardDownloads).toBe(0)
+          // The loss's one element, and the leaf's gradient (a host leaf): nothing else.
+          expect(dev.backwardDownloads).toBeLessThanOrEqual(2)
+        },
+      ),
+      { numRuns: 80 },
     )
   })
 

@@ -4,7 +4,8 @@
  * JS values (freed when collected; V8 is told their size), explicit copies to and from host
  * typed arrays, and the CUDA kernels and cuBLAS products with the CPU kernels' signatures
  * (Cpu.matmul's; Kernels' groupedRows, groupedWeights, gatherRows, rmsnormRows, swiglu and their
- * backwards; Cpu.attention's and its backward's; CpuElementwise's binary, scale and sums; CpuCrossEntropy's rows), run on the
+ * backwards; Cpu.attention's and its backward's; CpuElementwise's binary, scale and sums; transposes; CpuCrossEntropy's rows;
+ * AdamW and the sum of squares of the optimizer), run on the
  * arrays where they are: no copy in or out. Work is queued on the device's stream 0 in call
  * order; a copy out waits for it. The products need cuBLAS loaded (Cuda.loadCublas).
  */
@@ -39,6 +40,9 @@ export interface CudaArraysAddon {
   sumRows(g: F32, out: F32, width: number): void
   sumSuffix(g: F32, out: F32, width: number): void
   narrowToFloat32(src: F64, out: F32): void
+  sumSquares(x: F32, out: F64, at: number): void
+  swapDims(src: F32, out: F32, a: number, n0: number, b: number, n1: number, c: number): void
+  adamw(w: F32, g: F32, m: F32, v: F32, beta1: number, beta2: number, c1: number, c2: number, eps: number, lr: number, clip: number, decay: number): void
   crossEntropyRowMax(x: F32, rows: number, cols: number, max: F64): void
   crossEntropyRowSumExp(x: F32, rows: number, cols: number, max: F64, sum: F64): void
   crossEntropyGrad(x: F32, rows: number, cols: number, logSum: F64, targets: Int32Array, ignore: number, start: number, scale: number, d: F32): void
@@ -71,6 +75,9 @@ const functions = [
   "sumRows",
   "sumSuffix",
   "narrowToFloat32",
+  "sumSquares",
+  "swapDims",
+  "adamw",
   "crossEntropyRowMax",
   "crossEntropyRowSumExp",
   "crossEntropyGrad",

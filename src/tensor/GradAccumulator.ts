@@ -135,6 +135,8 @@ export const downloadInto = (storage: DeviceArray, host: DType.Storage): void =>
  * accumulator after a backward pass (reductions, norms, the optimizer) settles it first.
  * @category combinators
  */
-export const settle = (storage: DType.Storage): void => {
-  if (cleared.delete(storage)) storage.fill(0)
+export const settle = (storage: Accumulator): void => {
+  if (!cleared.delete(storage)) return
+  if (isDeviceArray(storage)) storage.runtime.kernels.copy(storage.runtime.zeros(storage.dtype, storage.length), storage)
+  else storage.fill(0)
 }

@@ -24,16 +24,32 @@ export class Diverged extends Data.TaggedError("Diverged")<{ readonly what: stri
 const show = (x: number): string => (Number.isNaN(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity")
 
 /**
+ * Where a rank's gradients are read: each shard's sum of squares (a non-finite one means a
+ * non-finite element) and its values (read only to name that element).
+ * @category models
+ */
+export interface GradientSource {
+  readonly squares: (h: RankParams.Held) => number
+  readonly values: (h: RankParams.Held) => ArrayLike<number>
+}
+
+/**
+ * The host's gradient accumulators.
+ * @category constructors
+ */
+export const onHost: GradientSource = { squares: (h) => sumSquares(h.grad), values: (h) => h.grad }
+
+/**
  * What is non-finite on this rank after its backward (its loss share first, then the first
  * gradient in parameter order), or undefined when all is finite.
  * @category combinators
  */
-export const find = (lossShare: number, params: ReadonlyMap<string, RankParams.Held>): Diverged | undefined => {
+export const find = (lossShare: number, params: ReadonlyMap<string, RankParams.Held>, gradients: GradientSource = onHost): Diverged | undefined => {
   if (!Number.isFinite(lossShare)) return new Diverged({ what: `the rank's loss share is ${show(lossShare)}` })
   for (const h of params.values()) {
-    const g = h.grad
     // A finite sum of squares means every element is finite (one native pass); else find it.
-    if (Number.isFinite(sumSquares(g))) continue
+    if (Number.isFinite(gradients.squares(h))) continue
+    const g = gradients.values(h)
     for (let i = 0; i < g.length; i++) {
       const x = g[i] as number
       // x - x is NaN exactly when x is NaN or infinite: one test per element.

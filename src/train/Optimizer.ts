@@ -10,9 +10,8 @@
  * Every replica of a shard sees the same synchronised gradient, so every replica stays equal.
  */
 import * as ConfigError from "../errors/ConfigError.js"
-import * as CpuOptional from "../native/CpuOptional.js"
 import type * as DType from "../tensor/DType.js"
-import * as Kernels from "../tensor/kernels/Kernels.js"
+import * as AdamwInto from "../tensor/kernels/AdamwInto.js"
 import type * as Params from "./Params.js"
 import type * as RankParams from "./RankParams.js"
 
@@ -138,35 +137,23 @@ export const moments = (params: ReadonlyMap<string, RankParams.Held>): Map<strin
  */
 export const decayOf = (c: OptimizerConfig, spec: Params.ParamSpec): number => (spec.sharding === "replicated" && spec.shape.length === 1 ? 0 : c.weightDecay)
 
-/** The native AdamW loop (the same bits) when the native kernels are in use. */
-const native = Kernels.native() === undefined ? undefined : CpuOptional.adamwKernel()
-
 /**
  * AdamW on `n` consecutive elements: weights w[wAt..], gradients g[gAt..] (scaled by
  * `clipScale`), moments s.m, s.v [sAt..]; step t counts from 1. Both optimizers (replicated and
- * distributed) update through it, so they compute the same arithmetic: the native kernel
- * (cuda/src/kernels/adamw.h) when the native kernels are in use, else this loop, the same bits.
+ * distributed) and a device's (DeviceOptimizer) update through tensor/kernels/AdamwInto.ts, so
+ * they compute the same arithmetic: the native kernel when the native kernels are in use, else
+ * its loop, the same bits.
  * @category combinators
  */
 export const updateRange = (...args: Parameters<typeof updateRangeLoop>): void => {
   const [c, t, lr, clipScale, decay, n, w, wAt, g, gAt, s, sAt] = args
-  if (native !== undefined && n > 0 && w.constructor === g.constructor) {
-    native(w.subarray(wAt, wAt + n), g.subarray(gAt, gAt + n), s.m.subarray(sAt, sAt + n), s.v.subarray(sAt, sAt + n), {
-      beta1: c.beta1,
-      beta2: c.beta2,
-      c1: 1 - c.beta1 ** t,
-      c2: 1 - c.beta2 ** t,
-      eps: c.eps,
-      lr,
-      clip: clipScale,
-      decay,
-    })
-  } else updateRangeLoop(...args)
+  AdamwInto.adamwInto(w.subarray(wAt, wAt + n), g.subarray(gAt, gAt + n), s.m.subarray(sAt, sAt + n), s.v.subarray(sAt, sAt + n), AdamwInto.scalarsOf(c, t, lr, clipScale, decay))
 }
 
 /**
- * `updateRange` in TypeScript: the specification the native kernel reproduces bit for bit (it
- * runs where the addon is not loaded, or under PLEAT_KERNELS=reference).
+ * `updateRange` on the loop alone (AdamwInto.adamwLoop): the specification the native kernel
+ * reproduces bit for bit (it runs where the addon is not loaded, or under
+ * PLEAT_KERNELS=reference).
  * @category combinators
  */
 export const updateRangeLoop = (
@@ -182,18 +169,8 @@ export const updateRangeLoop = (
   gAt: number,
   s: Moments,
   sAt: number,
-): void => {
-  const c1 = 1 - c.beta1 ** t
-  const c2 = 1 - c.beta2 ** t
-  for (let k = 0; k < n; k++) {
-    const i = sAt + k
-    const gi = (g[gAt + k] as number) * clipScale
-    const m = (s.m[i] = c.beta1 * (s.m[i] as number) + (1 - c.beta1) * gi)
-    const v = (s.v[i] = c.beta2 * (s.v[i] as number) + (1 - c.beta2) * gi * gi)
-    const wi = w[wAt + k] as number
-    w[wAt + k] = wi - lr * ((m as number) / c1 / (Math.sqrt((v as number) / c2) + c.eps) + decay * wi)
-  }
-}
+): void =>
+  AdamwInto.adamwLoop(w.subarray(wAt, wAt + n), g.subarray(gAt, gAt + n), s.m.subarray(sAt, sAt + n), s.v.subarray(sAt, sAt + n), AdamwInto.scalarsOf(c, t, lr, clipScale, decay))
 
 /**
  * One AdamW step (step t counts from 1) with the gradient scaled by `clipScale`.

@@ -199,15 +199,16 @@ export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroup
 /**
  * The global gradient norm over every parameter of the model, each shard counted once: a rank
  * adds a shard's squares only when it is the first member of that shard's reduction group (and
- * never the tied copy's).
+ * never the tied copy's). `squaresOf` gives a shard's sum of squares (SumSquares of its host
+ * gradient; DeviceOptimizer's, computed on the device).
  * @category combinators
  */
-export const globalNorm = (params: ReadonlyMap<string, Held>, groups: SyncGroups, rank: number) =>
+export const globalNorm = (params: ReadonlyMap<string, Held>, groups: SyncGroups, rank: number, squaresOf: (h: Held) => number = (h) => sumSquares(h.grad)) =>
   Effect.gen(function* () {
     let squares = 0
     for (const h of params.values()) {
       if (!countsInNorm(h, groups, rank)) continue
-      squares += sumSquares(h.grad)
+      squares += squaresOf(h)
     }
     const total = yield* Comm.allReduce(groups.world, Tensor.fromArray([squares], [1, 1], { dtype: "float64" }))
     return Math.sqrt(total.data[0] as number)

@@ -31,6 +31,7 @@ import * as Tensor from "../tensor/Tensor.js"
 import * as BuiltinModels from "./BuiltinModels.js"
 import * as ChunkRun from "./ChunkRun.js"
 import * as Data from "./Data.js"
+import * as DeviceOptimizer from "./DeviceOptimizer.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as Interpreter from "./Interpreter.js"
 import * as Fault from "./Fault.js"
@@ -198,18 +199,36 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   // reduction (with the distributed optimizer, whose reduce-scatters start per chunk during the
   // step, the host's accumulators are used, each product's gradient staged there and back).
   const deviceGrads = new Map<RankParams.Held, DeviceArray>()
-  const gradRuntime = device !== undefined && Device.isAccelerator(device) && distributed === undefined ? runtimeOf(device) : undefined
+  const accelerator = device !== undefined && Device.isAccelerator(device)
+  const gradRuntime = accelerator && distributed === undefined ? runtimeOf(device) : undefined
+  // Where nothing crosses ranks between the backward and the update, the optimizer runs on the
+  // device too, and the weights stay there across steps (DeviceOptimizer).
+  const onDevice =
+    gradRuntime !== undefined &&
+    DeviceOptimizer.appliesTo({
+      device,
+      accelerator,
+      groups: sync,
+      dtype: setup.dtype,
+      precision: setup.precision,
+      distributedOptimizer: distributed !== undefined,
+      faults: faults.length > 0,
+    })
+      ? DeviceOptimizer.make(gradRuntime, params, moments)
+      : undefined
   const deviceGradOf =
-    gradRuntime === undefined
-      ? undefined
-      : (held: RankParams.Held): DeviceArray => {
-          const hit = deviceGrads.get(held)
-          if (hit !== undefined) return hit
-          const made = gradRuntime.allocate(held.value.dtype, held.value.size)
-          GradAccumulator.clear(made)
-          deviceGrads.set(held, made)
-          return made
-        }
+    onDevice !== undefined
+      ? (held: RankParams.Held): DeviceArray => DeviceOptimizer.gradOf(onDevice, held)
+      : gradRuntime === undefined
+        ? undefined
+        : (held: RankParams.Held): DeviceArray => {
+            const hit = deviceGrads.get(held)
+            if (hit !== undefined) return hit
+            const made = gradRuntime.allocate(held.value.dtype, held.value.size)
+            GradAccumulator.clear(made)
+            deviceGrads.set(held, made)
+            return made
+          }
 
   const step = (k: number) =>
     Effect.gen(function* () {
@@ -217,6 +236,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       bf16Copies.clear()
       deviceCopies.clear()
       for (const g of deviceGrads.values()) GradAccumulator.clear(g)
+      if (onDevice !== undefined) DeviceOptimizer.startStep(onDevice, deviceCopies)
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
       const moeStats = MoeStats.accumulator(microBatches, s.dp)
@@ -288,7 +308,9 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       // Every backward pass of the step has run: the device's sums come to the host, and
       // accumulators no gradient reached hold zeros.
       for (const [held, g] of deviceGrads) GradAccumulator.downloadInto(g, held.grad)
-      RankParams.settleGrads(params.values())
+      if (onDevice === undefined) RankParams.settleGrads(params.values())
+      // With the optimizer on the device, the gradients stay there: each shard's sum of squares comes over.
+      const squares = onDevice === undefined ? undefined : DeviceOptimizer.squares(onDevice)
       // Once per global batch: global_aux counts reset, expert biases move (MoeRunState).
       yield* MoeRunState.endGlobalBatch(moeState, sync.tpDpCp, model.moe?.biasUpdateRate ?? 0)
       // Test-only (Fault.ts): a rank misbehaving after the step's collectives, before the sync.
@@ -300,16 +322,27 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
           lossShare,
         )
       // A non-finite loss or gradient stops the run here, on the rank that has it (NonFinite.ts).
-      const diverged = NonFinite.find(lossShare, params)
+      const diverged = NonFinite.find(
+        lossShare,
+        params,
+        onDevice === undefined || squares === undefined
+          ? NonFinite.onHost
+          : { squares: (h) => squares.get(h) as number, values: (h) => DeviceOptimizer.gradientOnHost(onDevice, h) },
+      )
       if (diverged !== undefined) return yield* Effect.fail(diverged)
       const syncStarted = performance.now()
-      if (distributed === undefined) yield* RankParams.synchronize(params, sync, setup.dtype)
-      else yield* DistributedOptimizer.reduceScatter(distributed)
-      const gradNorm = distributed === undefined ? yield* RankParams.globalNorm(params, sync, rank) : yield* DistributedOptimizer.globalNorm(distributed, params)
+      // (On the device every gradient group is this rank's own: nothing to synchronise.)
+      if (distributed !== undefined) yield* DistributedOptimizer.reduceScatter(distributed)
+      else if (onDevice === undefined) yield* RankParams.synchronize(params, sync, setup.dtype)
+      const gradNorm =
+        distributed !== undefined
+          ? yield* DistributedOptimizer.globalNorm(distributed, params)
+          : yield* RankParams.globalNorm(params, sync, rank, squares === undefined ? undefined : (h) => squares.get(h) as number)
       if (!Number.isFinite(gradNorm)) return yield* Effect.fail(NonFinite.ofNorm(gradNorm))
       const lr = Optimizer.learningRate(setup.optimizer, k)
       const clip = Optimizer.clipScale(setup.optimizer, gradNorm)
-      if (distributed === undefined) Optimizer.step(setup.optimizer, params, moments, k + 1, lr, clip)
+      if (onDevice !== undefined) DeviceOptimizer.step(onDevice, setup.optimizer, k + 1, lr, clip)
+      else if (distributed === undefined) Optimizer.step(setup.optimizer, params, moments, k + 1, lr, clip)
       else yield* DistributedOptimizer.step(setup.optimizer, distributed, params, k + 1, lr, clip)
       span("gradient sync + optimizer", syncStarted)
       setup.span?.({ rank, name: `step ${k}`, category: "step", start: stepStarted, end: performance.now() })
@@ -325,7 +358,10 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       } satisfies StepReport
     })
 
-  /** Completes what the last step left in flight (the distributed optimizer's all-gathers): before reading the parameters. */
-  const settle = distributed === undefined ? Effect.void : DistributedOptimizer.settle(distributed)
+  /**
+   * Completes what the last step left in flight (the distributed optimizer's all-gathers) and
+   * brings the host's shards and moments up to a device optimizer's: before reading them.
+   */
+  const settle = distributed !== undefined ? DistributedOptimizer.settle(distributed) : onDevice !== undefined ? Effect.sync(() => DeviceOptimizer.settle(onDevice)) : Effect.void
   return { rank, place, params, moments, distributed, moeState, step, settle, schedule, microBatches }
 }

@@ -96,6 +96,8 @@ export const program = (rank: number, args: unknown) =>
       yield* Effect.yieldNow
       const save = a.saves.find((s) => s.step === k + 1)
       if (save === undefined) continue
+      // The shards and moments as the step left them (a device optimizer's come to the host).
+      yield* trainer.settle
       const { distributed } = trainer
       const written = SaveFallback.writeRank(save, (stepDir) =>
         distributed === undefined

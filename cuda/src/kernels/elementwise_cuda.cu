@@ -26,6 +26,10 @@ __global__ void sum_suffix_kernel(const float* __restrict__ g, float* __restrict
   PLEAT_GRID_STRIDE(j, width) element::sum_suffix_column(g, out, n, width, j);
 }
 
+__global__ void swap_dims_kernel(const float* __restrict__ src, float* __restrict__ out, size_t n, size_t n0, size_t b, size_t n1, size_t c) {
+  PLEAT_GRID_STRIDE(o, n) element::swap_dims_element(src, out, n0, b, n1, c, o);
+}
+
 __global__ void narrow_kernel(const double* __restrict__ src, float* __restrict__ out, size_t n) {
   PLEAT_GRID_STRIDE(i, n) element::narrow_element(src, out, i);
 }
@@ -59,6 +63,13 @@ cudaError_t sum_suffix_launch(const float* g, float* out, size_t n, size_t width
 cudaError_t narrow_launch(const double* src, float* out, size_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   narrow_kernel<<<grid_blocks(n, kThreads), kThreads, 0, stream>>>(src, out, n);
+  return cudaGetLastError();
+}
+
+cudaError_t swap_dims_launch(const float* src, float* out, size_t a, size_t n0, size_t b, size_t n1, size_t c, cudaStream_t stream) {
+  const size_t n = a * n0 * b * n1 * c;
+  if (n == 0) return cudaSuccess;
+  swap_dims_kernel<<<grid_blocks(n, kThreads), kThreads, 0, stream>>>(src, out, n, n0, b, n1, c);
   return cudaGetLastError();
 }
 

@@ -23,4 +23,7 @@ cudaError_t sum_suffix_launch(const float* g, float* out, size_t n, size_t width
 // out[i] = float(src[i]), rounded to nearest even.
 cudaError_t narrow_launch(const double* src, float* out, size_t n, cudaStream_t stream);
 
+// A transpose: out [a, n1, b, n0, c] from src [a, n0, b, n1, c].
+cudaError_t swap_dims_launch(const float* src, float* out, size_t a, size_t n0, size_t b, size_t n1, size_t c, cudaStream_t stream);
+
 }  // namespace pleat

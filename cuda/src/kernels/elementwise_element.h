@@ -10,6 +10,7 @@
 //                        rounded to float
 //   narrow_element       out[i] = float(src[i]) for a double src, rounded to nearest even (a JS
 //                        Float32Array's set from a Float64Array)
+//   swap_dims_element    a transpose: out [a, n1, b, n0, c] from src [a, n0, b, n1, c] (a copy)
 //
 // One IEEE operation rounded on its own per step (the device's _rn intrinsics, the host's
 // operators built without contraction), each output computed by one thread in the CPU kernel's
@@ -53,6 +54,20 @@ PLEAT_HD inline void sum_suffix_column(const float* g, float* out, size_t n, siz
 }
 
 PLEAT_HD inline void narrow_element(const double* src, float* out, size_t i) { out[i] = static_cast<float>(src[i]); }
+
+// out[o] for o over [a, n1, b, n0, c]: src seen as [a, n0, b, n1, c] with the n0 and n1 dims
+// exchanged (SwapDims.ts; a is implied by o's range).
+PLEAT_HD inline void swap_dims_element(const float* src, float* out, size_t n0, size_t b, size_t n1, size_t c, size_t o) {
+  const size_t k = o % c;
+  size_t r = o / c;
+  const size_t j0 = r % n0;
+  r /= n0;
+  const size_t ib = r % b;
+  r /= b;
+  const size_t j1 = r % n1;
+  const size_t ia = r / n1;
+  out[o] = src[(((ia * n0 + j0) * b + ib) * n1 + j1) * c + k];
+}
 
 }  // namespace element
 }  // namespace pleat

@@ -29,6 +29,10 @@
 //   combine_backward  f64[5] {tokens, n, cols, wantRows, wantWeights}, f32 g[tokens cols], i32
 //            index[n], f32 weights[n], rows[n cols]              reply f32 gradRows[n cols] (when
 //                                                                     wantRows), gradWeights[n] (when wantWeights)
+//   swap_dims  f64[5] {a, n0, b, n1, c}, f32 src[a n0 b n1 c]        reply f32 out: src's n0 and n1
+//            dims exchanged
+//   sum_squares  f64[1] {n}, f32 x[n]                                  reply f64[1]: the sum of x[i]^2
+//            in sum_squares_element.h's block order
 //   adamw    f64[9] {n, beta1, beta2, c1, c2, eps, lr, clip, decay}, f32 w[n], g[n], m[n], v[n]
 //                                                                     reply f32 w[n], m[n], v[n]
 //   attention  f64[11] {b, sq, sk, hq, hkv, d, dv, scale, causal, qposLen, kposLen}, f32 q, k, v,
@@ -44,6 +48,7 @@
 #include "attention_element.h"
 #include "elementwise_element.h"
 #include "ops_element.h"
+#include "sum_squares_element.h"
 
 namespace {
 
@@ -225,6 +230,21 @@ int main(int argc, char** argv) {
     for (size_t j = 0; j < grad_weights.size(); ++j) combine_backward_weight_element(g.data(), index.data(), cols, rows.data(), grad_weights.data(), j);
     give(grad_rows);
     give(grad_weights);
+  } else if (op == "swap_dims") {
+    const auto h = take<double>(5);
+    if (short_read) return 2;
+    const size_t a = count(h[0]), n0 = count(h[1]), b = count(h[2]), n1 = count(h[3]), c = count(h[4]), n = a * n0 * b * n1 * c;
+    const auto src = take<float>(n);
+    if (short_read) return 2;
+    std::vector<float> out(n);
+    for (size_t o = 0; o < n; ++o) swap_dims_element(src.data(), out.data(), n0, b, n1, c, o);
+    give(out);
+  } else if (op == "sum_squares") {
+    const auto h = take<double>(1);
+    if (short_read) return 2;
+    const auto x = take<float>(count(h[0]));
+    if (short_read) return 2;
+    give(std::vector<double>{sum_squares_block_order(x.data(), x.size())});
   } else if (op == "adamw") {
     const auto h = take<double>(9);
     if (short_read) return 2;

@@ -7,7 +7,8 @@
  * their weight gradients) run on cuBLAS (fp32, no TF32); the embedding gather, RMSNorm, SwiGLU
  * and their backwards, attention and its backward, RoPE, and the MoE permute and unpermute and its
  * backward, the element-wise binary ops with their broadcasts, scales and the sums that undo
- * broadcasts, the vocabulary-parallel loss's row kernels, on pleat's CUDA kernels; sums on axpy.
+ * broadcasts, transposes, the vocabulary-parallel loss's row kernels, AdamW and the sum of squares of the
+ * optimizer, on pleat's CUDA kernels; sums on axpy.
  * Each has its CPU twin's contract and is checked against it by scripts/device-check (its
  * tolerances there). The rest of the kernel set (softmax rows, scatter-add) and float64 operands
  * run on the host kernels over copies (downloaded, run, uploaded back: correct, and counted in
@@ -24,11 +25,13 @@ import type { CudaArraysAddon, DeviceHandle } from "../../native/CudaArrays.js"
 import { cudaArrays } from "../../native/CudaArrays.js"
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
+import { adamwInto } from "../kernels/AdamwInto.js"
 import * as AddInto from "../kernels/AddInto.js"
 import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
 import { rotateInto } from "../kernels/RopeRotate.js"
+import { sumSquares } from "../kernels/SumSquares.js"
 import type { DeviceArray, DeviceKernels, DeviceRuntime } from "./DeviceRuntime.js"
 import { downloaded, noTransfers } from "./DeviceRuntime.js"
 
@@ -161,6 +164,20 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
         : allF32(g, out)
           ? a.sumSuffix(handle(g), handle(out), width)
           : viaHost([g, out], ([hg, ho]) => ElementwiseInto.sumSuffixInto(hg as DType.Storage, ho as DType.Storage, width)),
+    adamw: (w, g, m, v, s) =>
+      allF32(w, g, m, v)
+        ? a.adamw(handle(w), handle(g), handle(m), handle(v), s.beta1, s.beta2, s.c1, s.c2, s.eps, s.lr, s.clip, s.decay)
+        : viaHost([w, g, m, v], ([hw, hg, hm, hv]) => adamwInto(hw as DType.Storage, hg as DType.Storage, hm as Float32Array, hv as Float32Array, s)),
+    sumSquares: (x, out, at) =>
+      x.dtype === "float32" && out.dtype === "float64"
+        ? a.sumSquares(handle(x), handle(out), at)
+        : viaHost([x, out], ([hx, ho]) => {
+            ;(ho as DType.Storage)[at] = sumSquares(hx as DType.Storage)
+          }),
+    swapDims: (src, out, d) =>
+      allF32(src, out)
+        ? a.swapDims(handle(src), handle(out), d.a, d.n0, d.b, d.n1, d.c)
+        : viaHost([src, out], ([hs, ho]) => ElementwiseInto.onHost.swapDims(hs as DType.Storage, ho as DType.Storage, d)),
     add: (x, y, out) =>
       allF32(x, y, out)
         ? a.deviceArrayAdd(handle(x), handle(y), handle(out))

@@ -15,6 +15,7 @@
 import type * as Cpu from "../../native/Cpu.js"
 import type * as Device from "../Device.js"
 import * as DType from "../DType.js"
+import type * as AdamwInto from "../kernels/AdamwInto.js"
 import type * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import type { Kernels } from "../kernels/Kernels.js"
 
@@ -91,6 +92,14 @@ export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray>, Elemen
   ) => void
   /** RoPE's rotation (kernels/RopeRotate.ts's contract), float64 cos / sin tables on the device. */
   readonly rope: (src: DeviceArray, cos: DeviceArray, sin: DeviceArray, out: DeviceArray, dims: RopeDims, sign: 1 | -1) => void
+  /** AdamwInto.adamwInto's update in place (w, g, m, v float32 of one length): the optimizer on the device. */
+  readonly adamw: (w: DeviceArray, g: DeviceArray, m: DeviceArray, v: DeviceArray, s: AdamwInto.AdamwScalars) => void
+  /**
+   * out[at] = the float64 sum of x[i]^2 (out: float64), left on the device (the gradient norm).
+   * sim: SumSquares' order, the host's bits; cuda: its block order (sum_squares_cuda.h), within
+   * a few ulps of it times the log of the length.
+   */
+  readonly sumSquares: (x: DeviceArray, out: DeviceArray, at: number) => void
   /** Cpu.attention's contract on float32 device arrays (lse: float64). */
   readonly attention: (p: DeviceAttentionArgs) => void
   /** Cpu.attentionBackward's contract on float32 device arrays (lse: float64). */

@@ -10,11 +10,13 @@ import { type CrossEntropyKernels, crossEntropyKernels } from "../../native/CpuC
 import { type DispatchKernels, dispatchKernels } from "../../native/CpuDispatch.js"
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
+import { adamwInto } from "../kernels/AdamwInto.js"
 import * as AddInto from "../kernels/AddInto.js"
 import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
 import { rotateInto } from "../kernels/RopeRotate.js"
+import { sumSquares } from "../kernels/SumSquares.js"
 import type { DeviceArray, DeviceKernels, DeviceRuntime } from "./DeviceRuntime.js"
 import { noTransfers } from "./DeviceRuntime.js"
 
@@ -65,6 +67,7 @@ const kernels: DeviceKernels = {
   scale: (a, s, out) => ElementwiseInto.scaleInto(values(a), s, values(out)),
   sumRows: (g, out, width) => ElementwiseInto.sumRowsInto(values(g), values(out), width),
   sumSuffix: (g, out, width) => ElementwiseInto.sumSuffixInto(values(g), values(out), width),
+  swapDims: (src, out, dims) => ElementwiseInto.onHost.swapDims(values(src), values(out), dims),
   crossEntropyRowMax: (x, rows, cols, max) => crossEntropy().rowMax(f32(x), rows, cols, f64(max)),
   crossEntropyRowSumExp: (x, rows, cols, max, sum) => crossEntropy().rowSumExp(f32(x), rows, cols, f64(max), f64(sum)),
   crossEntropyGrad: (x, rows, cols, logSum, targets, ignore, start, scale, d) => crossEntropy().grad(f32(x), rows, cols, f64(logSum), targets, ignore, start, scale, f32(d)),
@@ -76,6 +79,10 @@ const kernels: DeviceKernels = {
     dispatch().combineBackward(f32(g), index, cols, f32(weights), f32(rows), nullable(gradRows), nullable(gradWeights)),
   rope: (src, cos, sin, out, dims, sign) => {
     rotateInto(values(src), values(out), [dims.b, dims.s, dims.heads, dims.d], { cos: f64(cos), sin: f64(sin), rows: dims.tableRows }, sign)
+  },
+  adamw: (w, g, m, v, s) => adamwInto(values(w), values(g), f32(m), f32(v), s),
+  sumSquares: (x, out, at) => {
+    f64(out)[at] = sumSquares(values(x))
   },
   attention: (p) => Cpu.attention({ ...p, q: f32(p.q), k: f32(p.k), v: f32(p.v), out: f32(p.out), lse: f64(p.lse) }),
   attentionBackward: (p) =>

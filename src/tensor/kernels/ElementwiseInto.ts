@@ -10,6 +10,7 @@
 import { BroadcastKind, elementwiseKernels } from "../../native/CpuElementwise.js"
 import type * as DType from "../DType.js"
 import { nativeFrom } from "./AddInto.js"
+import * as SwapDims from "./SwapDims.js"
 
 /**
  * The binary ops, numbered as the kernels take them.
@@ -37,6 +38,8 @@ export interface ElementwiseKernels<S> {
   readonly sumRows: (g: S, out: S, width: number) => void
   /** The sums over i % width (sumSuffixInto). */
   readonly sumSuffix: (g: S, out: S, width: number) => void
+  /** out = src with two dims exchanged (SwapDims.swapInto): a transpose. */
+  readonly swapDims: (src: S, out: S, dims: SwapDims.SwapDims) => void
 }
 
 const apply = (code: OpCode, x: number, y: number): number => (code === 0 ? x + y : code === 1 ? x - y : code === 2 ? x * y : x / y)
@@ -109,4 +112,4 @@ export const sumSuffixInto = (g: DType.Storage, out: DType.Storage, width: numbe
  * The host's set: the functions above.
  * @category kernels
  */
-export const onHost: ElementwiseKernels<DType.Storage> = { binary: binaryInto, scale: scaleInto, sumRows: sumRowsInto, sumSuffix: sumSuffixInto }
+export const onHost: ElementwiseKernels<DType.Storage> = { binary: binaryInto, scale: scaleInto, sumRows: sumRowsInto, sumSuffix: sumSuffixInto, swapDims: SwapDims.swapInto }

@@ -4,8 +4,7 @@
 import * as Autograd from "../Autograd.js"
 import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
-import * as Kernels from "../kernels/Kernels.js"
-import { reference } from "../kernels/Reference.js"
+import * as SwapDims from "../kernels/SwapDims.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 import { around, normaliseDim } from "./Reduce.js"
@@ -45,52 +44,6 @@ export const rows = (t: Tensor.Tensor, start: number, end: number): Tensor.Tenso
   })
 }
 
-/** The product of shape[from..to). */
-const span = (shape: ReadonlyArray<number>, from: number, to: number): number => {
-  let p = 1
-  for (let i = from; i < to; i++) p *= shape[i] as number
-  return p
-}
-
-/** Blocks of at least this many elements move as rows of one gather (a view per block cost more). */
-const gatherFrom = 8
-
-const swap = (src: DType.Storage, shape: ReadonlyArray<number>, dim0: number, dim1: number): { data: DType.Storage; shape: Array<number> } => {
-  const [d0, d1] = dim0 <= dim1 ? [dim0, dim1] : [dim1, dim0]
-  const outShape = [...shape]
-  outShape[d0] = shape[d1] as number
-  outShape[d1] = shape[d0] as number
-  if (d0 === d1) return { data: src.slice(), shape: outShape }
-  // Seen as [A, n0, B, n1, C] -> [A, n1, B, n0, C]: C-element blocks move whole.
-  const a = span(shape, 0, d0)
-  const n0 = shape[d0] as number
-  const b = span(shape, d0 + 1, d1)
-  const n1 = shape[d1] as number
-  const c = span(shape, d1 + 1, shape.length)
-  const out = DType.allocateUninitialized(DType.of(src), src.length)
-  if (c >= gatherFrom) {
-    // Blocks of c elements are rows: one row gather (the dtype's kernel) in the output's order.
-    const index = new Int32Array(a * n1 * b * n0)
-    let r = 0
-    for (let ia = 0; ia < a; ia++) for (let j1 = 0; j1 < n1; j1++) for (let ib = 0; ib < b; ib++) for (let j0 = 0; j0 < n0; j0++) index[r++] = ((ia * n0 + j0) * b + ib) * n1 + j1
-    Kernels.forDType(DType.of(src), reference).gatherRows(src, index, out, c)
-    return { data: out, shape: outShape }
-  }
-  let o = 0
-  for (let ia = 0; ia < a; ia++) {
-    for (let j1 = 0; j1 < n1; j1++) {
-      for (let ib = 0; ib < b; ib++) {
-        for (let j0 = 0; j0 < n0; j0++) {
-          const from = (((ia * n0 + j0) * b + ib) * n1 + j1) * c
-          for (let k = 0; k < c; k++) out[o + k] = src[from + k] as number
-          o += c
-        }
-      }
-    }
-  }
-  return { data: out, shape: outShape }
-}
-
 /**
  * Exchanges dims `dim0` and `dim1` (a copy, so the result stays contiguous).
  * @category combinators
@@ -98,11 +51,16 @@ const swap = (src: DType.Storage, shape: ReadonlyArray<number>, dim0: number, di
 export const transpose = (t: Tensor.Tensor, dim0: number, dim1: number): Tensor.Tensor => {
   const d0 = normaliseDim("transpose", t.rank, dim0)
   const d1 = normaliseDim("transpose", t.rank, dim1)
-  const { data, shape } = swap(t.readHost(), t.shape, d0, d1)
-  return Autograd.result("transpose", [t], data, shape, (g) => {
-    const back = swap(g.readHost(), g.shape, d0, d1)
-    return [Tensor.fromStorage(back.data, back.shape, { device: g.device })]
-  })
+  return Autograd.result("transpose", [t], swapped(t, d0, d1).values, SwapDims.of(t.shape, d0, d1).shape, (g) => [swapped(g, d0, d1).tensor])
+}
+
+/** `t` with dims d0 and d1 exchanged, where it is (no tape). */
+const swapped = (t: Tensor.Tensor, d0: number, d1: number): { readonly values: Place.Buffer; readonly tensor: Tensor.Tensor } => {
+  const { dims, shape } = SwapDims.of(t.shape, d0, d1)
+  const place = Place.of("transpose", t)
+  const out = place.allocate(t.dtype, t.size)
+  place.elementwise.swapDims(place.operand(t), out, dims)
+  return { values: out, tensor: Place.tensor(out, shape, t.device) }
 }
 
 /**

@@ -1,0 +1,139 @@
+// The optimizer on the device (train/DeviceOptimizer.ts), on the simulated device (sim: the host's
+// kernels on separate buffers, every copy counted): a one-rank job trains with its weights,
+// gradients and AdamW moments resident, and
+// - its steps equal the host's bit for bit (losses, gradient norms), and so do its checkpoints
+//   (weights and moments, byte for byte, saved mid-run and at the end), and a run resumed on sim
+//   from the mid-run checkpoint continues as the uninterrupted one;
+// - after the first step, a step moves less than the shards' bytes between host and device in
+//   all (the host's optimizer moves every shard up and every gradient down: twice that);
+// - a non-finite gradient on the device stops the rank naming the shard and the value.
+import * as Effect from "effect/Effect"
+import fc from "fast-check"
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { describe, expect, test } from "vitest"
+import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as Device from "../../src/tensor/Device.js"
+import { simulated } from "../../src/tensor/device/SimulatedRuntime.js"
+import * as GradAccumulator from "../../src/tensor/GradAccumulator.js"
+import { to } from "../../src/tensor/ops/Transfer.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
+import * as DeviceOptimizer from "../../src/train/DeviceOptimizer.js"
+import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as NonFinite from "../../src/train/NonFinite.js"
+import * as Optimizer from "../../src/train/Optimizer.js"
+import type * as Params from "../../src/train/Params.js"
+import type * as RankParams from "../../src/train/RankParams.js"
+import type * as RankTrainer from "../../src/train/RankTrainer.js"
+import * as Train from "../../src/train/Train.js"
+
+const runtime = simulated(0)
+
+const setupOf = (c: { readonly seed: number; readonly hidden: number; readonly vocab: number; readonly experts: number; readonly steps: number }): RankTrainer.TrainSetup => ({
+  parallel: ParallelConfig.make({ world: 1 }),
+  model: { ...ModelConfig.small, layers: 2, hidden: c.hidden, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, experts: c.experts, seq: 8, vocab: c.vocab, moeEvery: 2 },
+  batch: { microBatch: 1, globalBatch: 2 },
+  seed: c.seed,
+  dtype: "float32",
+  optimizer: Optimizer.defaults(c.steps),
+  auxLossCoeff: 0.01,
+})
+
+/** The files of the newest checkpoint in `dir` but its manifest (which names the time), by name. */
+const checkpointFiles = (dir: string): Map<string, Buffer> => {
+  const step = readFileSync(path.join(dir, "latest"), "utf8").trim()
+  return new Map(
+    readdirSync(path.join(dir, step))
+      .filter((f) => f !== "manifest.json")
+      .map((f) => [f, readFileSync(path.join(dir, step, f))]),
+  )
+}
+
+const fresh = () => mkdtempSync(path.join(tmpdir(), "pleat-devopt-"))
+
+describe("the optimizer on the device (sim)", () => {
+  test("one rank's training equals the host's bit for bit: steps, checkpoints mid-run and at the end, and a resume on sim", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          seed: fc.integer({ min: 1, max: 1000 }),
+          hidden: fc.constantFrom(16, 32),
+          vocab: fc.constantFrom(16, 40),
+          experts: fc.constantFrom(2, 4),
+          steps: fc.integer({ min: 2, max: 4 }),
+        }),
+        async (c) => {
+          const setup = setupOf(c)
+          const mid = Math.max(1, c.steps - 1)
+          const dirs = { host: fresh(), sim: fresh(), hostMid: fresh(), simMid: fresh() }
+          const host = await Effect.runPromise(Train.run(setup, { steps: c.steps, save: dirs.host }))
+          const sim = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: c.steps, save: dirs.sim }))
+          expect(sim.map((s) => s.loss)).toEqual(host.map((s) => s.loss))
+          expect(sim.map((s) => s.gradNorm)).toEqual(host.map((s) => s.gradNorm))
+          expect(checkpointFiles(dirs.sim)).toEqual(checkpointFiles(dirs.host))
+          // A mid-run save (the device state comes to the host between steps), then a resume on sim.
+          await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: mid, save: dirs.simMid }))
+          await Effect.runPromise(Train.run(setup, { steps: mid, save: dirs.hostMid }))
+          expect(checkpointFiles(dirs.simMid)).toEqual(checkpointFiles(dirs.hostMid))
+          const resumed = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: c.steps, resume: dirs.simMid }))
+          expect(resumed.map((s) => s.loss)).toEqual(host.slice(mid).map((s) => s.loss))
+        },
+      ),
+      { numRuns: 6 },
+    )
+  }, 240_000)
+
+  test("after the first step, a step moves less than the shards' bytes between host and device", async () => {
+    const setup = setupOf({ seed: 7, hidden: 32, vocab: 256, experts: 4, steps: 4 })
+    const moved: Array<number> = []
+    let before = { ...runtime.transfers }
+    const summaries = await Effect.runPromise(
+      Train.run(
+        { ...setup, device: "sim" },
+        {
+          steps: 4,
+          onStep: () => {
+            const t = runtime.transfers
+            moved.push(t.uploadedBytes - before.uploadedBytes + t.downloadedBytes - before.downloadedBytes)
+            before = { ...t }
+          },
+        },
+      ),
+    )
+    const shardBytes = summaries[0]?.ranks[0]?.memory.parameterBytes as number
+    expect(shardBytes).toBeGreaterThan(0)
+    // The first step uploads the weights and moments (3 x the shards' bytes); the end of the run
+    // brings them back (counted with the last step, whose summary comes after it).
+    expect(moved[0]).toBeGreaterThanOrEqual(3 * shardBytes)
+    expect(moved.length).toBe(4)
+    for (const bytes of moved.slice(1, -1)) expect(bytes).toBeLessThan(shardBytes)
+  }, 60_000)
+
+  test("a non-finite gradient on the device is found and named, with its value", () => {
+    const spec = (name: string, shape: ReadonlyArray<number>): Params.ParamSpec => ({ name, shape, sharding: "replicated", layer: 0 }) as unknown as Params.ParamSpec
+    const held = (name: string, n: number): RankParams.Held => ({
+      spec: spec(name, [n]),
+      value: Tensor.fromStorage(new Float32Array(n).fill(0.5), [n]),
+      grad: new Float32Array(n),
+      slice: [[0, n]],
+    })
+    const params = new Map([
+      ["a", held("a", 5)],
+      ["b", held("b", 9)],
+    ])
+    const moments = Optimizer.moments(params)
+    const o = DeviceOptimizer.make(runtime, params, moments)
+    DeviceOptimizer.startStep(o, new Map())
+    const grads = new Map([
+      ["a", Float32Array.of(1, 2, 3, 4, 5)],
+      ["b", Float32Array.from({ length: 9 }, (_, i) => (i === 6 ? Number.NEGATIVE_INFINITY : i))],
+    ])
+    for (const [name, g] of grads) GradAccumulator.addGradient(DeviceOptimizer.gradOf(o, params.get(name) as RankParams.Held), to(Tensor.fromStorage(g, [g.length]), Device.sim(0)))
+    const squares = DeviceOptimizer.squares(o)
+    expect(squares.get(params.get("a") as RankParams.Held)).toBe(55)
+    const diverged = NonFinite.find(1, params, { squares: (h) => squares.get(h) as number, values: (h) => DeviceOptimizer.gradientOnHost(o, h) })
+    expect(diverged?.message).toBe("gradient of b is -Infinity after the backward")
+    expect(Device.same(runtime.device, Device.sim(0))).toBe(true)
+  })
+})

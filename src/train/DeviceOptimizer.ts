@@ -1,0 +1,173 @@
+/**
+ * DeviceOptimizer: the optimizer where a rank computes, on its accelerator: each shard's fp32
+ * weights, gradient accumulator and AdamW moments live in device memory across steps, the
+ * gradient norm's sums of squares and the update run there (DeviceKernels.sumSquares and adamw:
+ * AdamwInto's arithmetic), and a step moves nothing between host and device but one float64 a
+ * shard (its sum of squares, for the norm and the check for non-finite gradients). Without it
+ * (ZeRO-Offload's way, ChunkRun) each shard is uploaded every step and its gradient downloaded.
+ *
+ * The host's shards (`Held.value`) and moments are the device's as of the last `settle`: the
+ * trainer settles before anything reads them (a checkpoint, a report of the weights, the end of
+ * the run). The device copies are made at the first step from the host's, so a checkpoint loaded
+ * before it is where training starts.
+ *
+ * It runs where nothing crosses ranks between the backward passes and the update: a rank whose
+ * gradient groups are all its own (one GPU; the gradient sync over several would need the
+ * collectives on device arrays), in fp32 (a bf16 step rounds its weight copies on the host),
+ * with the replicated optimizer; `appliesTo` says which. Same steps, bit for bit, as the host's
+ * optimizer on `sim`; on CUDA the sum of squares adds in its block order (sum_squares_element.h).
+ */
+import type * as Device from "../tensor/Device.js"
+import type { DeviceArray, DeviceRuntime } from "../tensor/device/DeviceRuntime.js"
+import * as GradAccumulator from "../tensor/GradAccumulator.js"
+import * as AdamwInto from "../tensor/kernels/AdamwInto.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as Optimizer from "./Optimizer.js"
+import type * as RankParams from "./RankParams.js"
+
+/** One shard on the device. */
+interface Shard {
+  readonly weights: DeviceArray
+  readonly grad: DeviceArray
+  readonly m: DeviceArray
+  readonly v: DeviceArray
+}
+
+/**
+ * The device state of a rank's optimizer.
+ * @category models
+ */
+export interface DeviceOptimizer {
+  readonly runtime: DeviceRuntime
+  readonly params: ReadonlyMap<string, RankParams.Held>
+  readonly moments: ReadonlyMap<string, Optimizer.Moments>
+  /** Made at the first step (from the host's values then). */
+  shards: Map<RankParams.Held, Shard> | undefined
+  /** Whether a step ran on the device since the host's copies were last brought up to date. */
+  hostBehind: boolean
+}
+
+/**
+ * Whether a rank's step can keep its optimizer on its device (see the file header).
+ * @category guards
+ */
+export const appliesTo = (r: {
+  readonly device: Device.Device | undefined
+  readonly accelerator: boolean
+  readonly groups: RankParams.SyncGroups
+  readonly dtype: string
+  readonly precision: "fp32" | "bf16" | undefined
+  readonly distributedOptimizer: boolean
+  readonly faults: boolean
+}): boolean =>
+  r.device !== undefined &&
+  r.accelerator &&
+  r.dtype === "float32" &&
+  r.precision !== "bf16" &&
+  !r.distributedOptimizer &&
+  // Fault injection (tests of `pleat verify`) rewrites the host's gradients.
+  !r.faults &&
+  [r.groups.dpCp, r.groups.tpDpCp, r.groups.edp, r.groups.embedding].every((g) => g.ranks.length === 1)
+
+/**
+ * A rank's device optimizer over its shards and moments (nothing on the device yet).
+ * @category constructors
+ */
+export const make = (runtime: DeviceRuntime, params: ReadonlyMap<string, RankParams.Held>, moments: ReadonlyMap<string, Optimizer.Moments>): DeviceOptimizer => ({
+  runtime,
+  params,
+  moments,
+  shards: undefined,
+  hostBehind: false,
+})
+
+const shardsOf = (o: DeviceOptimizer): Map<RankParams.Held, Shard> => {
+  if (o.shards !== undefined) return o.shards
+  const shards = new Map<RankParams.Held, Shard>()
+  for (const [name, held] of o.params) {
+    const s = o.moments.get(name) as Optimizer.Moments
+    shards.set(held, {
+      weights: o.runtime.upload(held.value.readHost()),
+      grad: o.runtime.allocate(held.value.dtype, held.value.size),
+      m: o.runtime.upload(s.m),
+      v: o.runtime.upload(s.v),
+    })
+  }
+  o.shards = shards
+  return shards
+}
+
+const shardOf = (o: DeviceOptimizer, held: RankParams.Held): Shard => shardsOf(o).get(held) as Shard
+
+/**
+ * Starts a step: every gradient accumulator cleared (lazily, GradAccumulator.clear), and the
+ * step's device tensor of each shard (its weights, no copy) put in `copies`, where the chunks
+ * take their weights from (ChunkRun's device copies).
+ * @category combinators
+ */
+export const startStep = (o: DeviceOptimizer, copies: Map<RankParams.Held, Tensor.Tensor>): void => {
+  for (const [held, shard] of shardsOf(o)) {
+    GradAccumulator.clear(shard.grad)
+    copies.set(held, new Tensor.Tensor({ shape: held.value.shape, resident: shard.weights, device: o.runtime.device }))
+  }
+}
+
+/**
+ * A shard's gradient accumulator on the device (ChunkRun binds the step's leaves to it).
+ * @category getters
+ */
+export const gradOf = (o: DeviceOptimizer, held: RankParams.Held): DeviceArray => shardOf(o, held).grad
+
+/**
+ * Each shard's sum of squares of its gradient, in the order of `params` (one download of one
+ * float64 a shard). Accumulators no gradient reached hold zeros first.
+ * @category combinators
+ */
+export const squares = (o: DeviceOptimizer): Map<RankParams.Held, number> => {
+  const shards = [...shardsOf(o)]
+  const sums = o.runtime.zeros("float64", shards.length)
+  shards.forEach(([, shard], i) => {
+    GradAccumulator.settle(shard.grad)
+    o.runtime.kernels.sumSquares(shard.grad, sums, i)
+  })
+  const host = new Float64Array(shards.length)
+  o.runtime.download(sums, host)
+  return new Map(shards.map(([held], i) => [held, host[i] as number]))
+}
+
+/**
+ * A shard's gradient on the host (a download: for naming the first non-finite element only).
+ * @category getters
+ */
+export const gradientOnHost = (o: DeviceOptimizer, held: RankParams.Held): Float32Array => {
+  const host = new Float32Array(held.value.size)
+  o.runtime.download(shardOf(o, held).grad, host)
+  return host
+}
+
+/**
+ * One AdamW step of every shard on the device (step t from 1, the gradient scaled by `clip`):
+ * the update Optimizer.step makes on the host, AdamwInto's arithmetic.
+ * @category combinators
+ */
+export const step = (o: DeviceOptimizer, c: Optimizer.OptimizerConfig, t: number, lr: number, clip: number): void => {
+  for (const [held, shard] of shardsOf(o))
+    o.runtime.kernels.adamw(shard.weights, shard.grad, shard.m, shard.v, AdamwInto.scalarsOf(c, t, lr, clip, Optimizer.decayOf(c, held.spec)))
+  o.hostBehind = true
+}
+
+/**
+ * Brings the host's shards and moments up to the device's (downloads only after a step).
+ * @category combinators
+ */
+export const settle = (o: DeviceOptimizer): void => {
+  if (!o.hostBehind || o.shards === undefined) return
+  for (const [name, held] of o.params) {
+    const shard = o.shards.get(held) as Shard
+    const s = o.moments.get(name) as Optimizer.Moments
+    o.runtime.download(shard.weights, held.value.data)
+    o.runtime.download(shard.m, s.m)
+    o.runtime.download(shard.v, s.v)
+  }
+  o.hostBehind = false
+}
