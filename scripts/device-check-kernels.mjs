@@ -1,7 +1,7 @@
 // device-check-kernels.mjs: the CUDA kernels against their CPU twins on the GPU (axpy, the
 // MoE dispatch kernels, the row kernels and their backwards, the cross-entropy row kernels, the
 // router, RoPE, attention, AdamW, the element-wise ops, the device optimizer's sum of squares and
-// AdamW on device arrays, transposes), called by scripts/device-check.mjs with its report's helpers
+// AdamW on device arrays, transposes, the scatter-add of rows), called by scripts/device-check.mjs with its report's helpers
 // where a device is. properties/native/CudaOps.prop.ts has the same checks over random shapes;
 // the GPU machine has no vitest.
 import path from "node:path"
@@ -407,5 +407,23 @@ export const kernelChecks = async ({ root, check, assert, random }) => {
       assert(ulps(got, want) === 0, `swapDims ${[ea, n0, eb, n1, c]}: differs`)
     }
     return { sumSquaresWorstRelative: worst.relative, adamw: "bit for bit", swapDims: "exact" }
+  })
+  check("scatterAddRows (the embedding's gradient): the CPU's bits onto out's values", () => {
+    const loaded = CudaArrays.cudaArrays()
+    assert(!("why" in loaded), loaded.why)
+    for (const [n, targets, cols] of [
+      [8192, 32000, 4096],
+      [65536, 16, 1024],
+      [0, 4, 4],
+    ]) {
+      const src = floats(n * cols)
+      const index = Int32Array.from({ length: n }, (_, i) => (i * 7919) % targets)
+      const want = floats(targets * cols)
+      const got = Float32Array.from(want)
+      Cpu.scatterAddRows(src, index, want, cols)
+      loaded.addon.scatterAddRows(src, index, got, cols)
+      assert(ulps(got, want) === 0, `${n} rows into ${targets}x${cols}: differs`)
+    }
+    return "bit for bit"
   })
 }

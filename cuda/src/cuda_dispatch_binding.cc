@@ -97,21 +97,10 @@ Napi::Value CombineRows(const Napi::CallbackInfo& info) {
     throw_range_error(env, std::string(fn) + ": rows need index.length * rowCols elements, cols <= rowCols, out tokens * cols, weights index.length");
     return env.Undefined();
   }
-  // Token t's rows in increasing j, as a CSR list (a stable counting sort of index).
-  const int32_t* idx = index.i32();
-  std::vector<int32_t> offsets(t + 1, 0), order(n);
-  for (size_t j = 0; j < n; ++j) {
-    if (idx[j] < 0 || static_cast<size_t>(idx[j]) >= t) {
-      throw_range_error(env, std::string(fn) + ": index[" + std::to_string(j) + "] = " + std::to_string(idx[j]) + " is not a token of " + std::to_string(t));
-      return env.Undefined();
-    }
-    ++offsets[static_cast<size_t>(idx[j]) + 1];
-  }
-  for (size_t i = 0; i < t; ++i) offsets[i + 1] += offsets[i];
-  std::vector<int32_t> next(offsets.begin(), offsets.end() - 1);
-  for (size_t j = 0; j < n; ++j) order[static_cast<size_t>(next[static_cast<size_t>(idx[j])]++)] = static_cast<int32_t>(j);
-  const ArrayArg off{napi_int32_array, offsets.size(), reinterpret_cast<uint8_t*>(offsets.data()), Napi::Value()};
-  const ArrayArg ord{napi_int32_array, order.size(), reinterpret_cast<uint8_t*>(order.data()), Napi::Value()};
+  // Token t's rows in increasing j, as a CSR list.
+  StagedRowLists lists;
+  if (!staged_row_lists(env, fn, index, t, "a token", &lists)) return env.Undefined();
+  const ArrayArg &off = lists.offsets, &ord = lists.order;
   return run_on_device(info, fn, {{&rows, Way::in}, {&off, Way::in}, {&ord, Way::in}, {weighted ? &weights : nullptr, Way::in}, {&out, Way::out}},
                        [&](const DevicePointers& d, cudaStream_t s) {
                          return combine_rows_launch(d.f32(0), rc, d.i32(1), d.i32(2), d.f32(3), t, c, d.f32(4), s);

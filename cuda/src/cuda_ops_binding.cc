@@ -3,6 +3,8 @@
 // allocator), the kernel runs on stream 0, the outputs are copied back and waited for.
 //
 //   gatherRows(src, index, out, cols)                      Float32Array, Int32Array, Float32Array
+//   scatterAddRows(src, index, out, cols)                 out[index[i]] += src[i] in increasing i
+//                  (a CSR list per target row built here: the CPU's order, so its bits)
 //   rmsnormRows(x, weight, out, rstd, rows, cols, eps)     rstd: Float64Array or null
 //   swiglu(gate, up, out)
 //   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay)   all Float32Array
@@ -56,6 +58,28 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   }
   return run_on_device(info, fn, {{&src, Way::in}, {&index, Way::in}, {&out, Way::out}}, [&](const DevicePointers& d, cudaStream_t s) {
     return gather_rows_launch(d.f32(0), d.i32(1), d.f32(2), index.length, c, s);
+  });
+}
+
+Napi::Value ScatterAddRows(const Napi::CallbackInfo& info) {
+  const char* fn = "scatterAddRows";
+  Napi::Env env = info.Env();
+  ArrayArg src, index, out;
+  double cols = 0;
+  if (!expect_array(info, fn, 0, "src", {napi_float32_array}, &src) || !expect_array(info, fn, 1, "index", {napi_int32_array}, &index) ||
+      !expect_array(info, fn, 2, "out", {napi_float32_array}, &out) || !expect_number(info, fn, 3, "cols", &cols))
+    return env.Undefined();
+  const size_t c = static_cast<size_t>(cols);
+  if (cols < 1 || c * index.length != src.length || out.length % c != 0) {
+    throw_range_error(env, std::string(fn) + ": src must hold index.length * cols elements and out whole rows of cols");
+    return env.Undefined();
+  }
+  // Each target row's sources in increasing i: the CPU's order of adds.
+  StagedRowLists lists;
+  if (!staged_row_lists(env, fn, index, out.length / c, "a row of out", &lists)) return env.Undefined();
+  const ArrayArg &off = lists.offsets, &ord = lists.order;
+  return run_on_device(info, fn, {{&src, Way::in}, {&off, Way::in}, {&ord, Way::in}, {&out, Way::in_out}}, [&](const DevicePointers& d, cudaStream_t s) {
+    return scatter_add_rows_launch(d.f32(0), d.i32(1), d.i32(2), out.length / c, c, d.f32(3), s);
   });
 }
 
@@ -277,6 +301,7 @@ void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("rmsnormRows", Napi::Function::New(env, RmsnormRows, "rmsnormRows"));
   exports.Set("swiglu", Napi::Function::New(env, Swiglu, "swiglu"));
   exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));
+  exports.Set("scatterAddRows", Napi::Function::New(env, ScatterAddRows, "scatterAddRows"));
   exports.Set("ropeRotate", Napi::Function::New(env, RopeRotate, "ropeRotate"));
   exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward, "swigluBackward"));
   exports.Set("rmsnormBackward", Napi::Function::New(env, RmsnormBackward, "rmsnormBackward"));

@@ -13,6 +13,7 @@
 
 #include "device_memory_binding.h"
 #include "napi_args.h"
+#include "row_lists.h"
 
 namespace pleat {
 
@@ -58,6 +59,25 @@ class Staging {
   std::vector<void*> blocks_;
   bool failed_ = false;
 };
+
+// The CSR lists of a host Int32Array `index` over `targets` rows (row_lists.h) and their staging
+// arguments; false with a pending RangeError naming fn, the entry and `what` a target is.
+struct StagedRowLists {
+  RowLists lists;
+  ArrayArg offsets, order;
+};
+inline bool staged_row_lists(Napi::Env env, const char* fn, const ArrayArg& index, size_t targets, const char* what, StagedRowLists* out) {
+  const int32_t* idx = index.i32();
+  const size_t bad = build_row_lists(idx, index.length, targets, &out->lists);
+  if (bad != index.length) {
+    Napi::RangeError::New(env, std::string(fn) + ": index[" + std::to_string(bad) + "] = " + std::to_string(idx[bad]) + " is not " + what + " of " + std::to_string(targets))
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  out->offsets = ArrayArg{napi_int32_array, out->lists.offsets.size(), reinterpret_cast<uint8_t*>(out->lists.offsets.data()), Napi::Value()};
+  out->order = ArrayArg{napi_int32_array, out->lists.order.size(), reinterpret_cast<uint8_t*>(out->lists.order.data()), Napi::Value()};
+  return true;
+}
 
 // How a host array travels in one call: copied to the device, copied back, both, or neither
 // (scratch: device memory of the array's size for the call, `data` unused).

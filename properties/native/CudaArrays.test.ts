@@ -42,6 +42,17 @@ describe.runIf(built && !status.available)("device arrays without a device", () 
     expect(() => a.sumSuffix(f(6), f(2), 2)).toThrow(/^no device: /)
     expect(() => a.narrowToFloat32(new Float64Array(3), f(2))).toThrow(/out must have src's length/)
     expect(() => a.narrowToFloat32(new Float64Array(2), f(2))).toThrow(/^no device: /)
+    // The optimizer's and the transpose's and the scatter's bindings.
+    expect(() => a.sumSquares(f(4), new Float64Array(2), 2)).toThrow(/at must be an index of out/)
+    expect(() => a.sumSquares(f(4), f(2) as unknown as Float64Array, 0)).toThrow(/out must be a Float64Array/)
+    expect(() => a.sumSquares(f(4), new Float64Array(2), 1)).toThrow(/^no device: /)
+    expect(() => a.swapDims(f(6), f(6), 1, 2, 1, 2, 1)).toThrow(/hold a \* n0 \* b \* n1 \* c = 4 elements/)
+    expect(() => a.swapDims(f(6), f(6), 1, 2, 1.5, 2, 1)).toThrow(/b must be a whole number/)
+    expect(() => a.swapDims(f(6), f(6), 1, 2, 1, 3, 1)).toThrow(/^no device: /)
+    expect(() => a.scatterAddRows(f(4), Int32Array.of(0, 5), f(6), 2)).toThrow(/index\[1\] = 5 is not a row of out of 3/)
+    expect(() => a.scatterAddRows(f(5), Int32Array.of(0, 1), f(6), 2)).toThrow(/src must hold index.length \* cols/)
+    expect(() => a.scatterAddRows(f(4), Int32Array.of(0, 2), f(6), 2)).toThrow(/^no device: /)
+    expect(() => a.adamw(f(3), f(2), f(3), f(3), 0.9, 0.95, 0.1, 0.05, 1e-8, 0.1, 1, 0)).toThrow(/same length/)
   })
 
   test("the CUDA runtime says why there is none; pleat train --device cuda is refused in one line naming the flag and the fix", () => {

@@ -1,9 +1,11 @@
 // The CUDA kernels of the MoE dispatch (cuda/src/kernels/ops_cuda.h permute_rows, combine_rows
-// and combine_backward) and their CPU twins, the native dispatch kernels (cuda/src/kernels/dispatch.h), as
+// and combine_backward, and the scatter-add of rows) and their CPU twins, the native dispatch kernels (cuda/src/kernels/dispatch.h), as
 // kernelTwins.ts's cases: bit for bit on the host and on the device (copies, float32 products and
 // adds in the CPU's order).
 import fc from "fast-check"
+import * as Cpu from "../../src/native/Cpu.js"
 import * as CpuDispatch from "../../src/native/CpuDispatch.js"
+import { cudaArrays } from "../../src/native/CudaArrays.js"
 import { big, device, emulate, expectSame, floats, type Part, type Runnable, runnable, type Twin } from "./kernelTwins.js"
 
 const permuteRows: Twin<{ srcRows: number; n: number; cols: number; experts: number; column: boolean; probsOut: boolean; seed: number }> = {
@@ -163,5 +165,33 @@ const combineBackward: Twin<{ tokens: number; n: number; cols: number; gradRows:
   },
 }
 
+const scatterAddRows: Twin<{ n: number; targets: number; cols: number; seed: number }> = {
+  name: "scatterAddRows (the embedding's and the permute's gradients): the CPU's bits, added onto out's values, rows without sources untouched",
+  cases: (on) =>
+    fc.record({
+      n: fc.integer({ min: 0, max: big(on, 200, 3000) }),
+      targets: fc.integer({ min: 1, max: big(on, 60, 2000) }),
+      cols: fc.integer({ min: 1, max: big(on, 200, 1100) }),
+      seed: fc.integer(),
+    }),
+  check: ({ n, targets, cols, seed }, on) => {
+    const src = floats(n * cols, seed)
+    // Skewed targets: some rows get many sources, most none.
+    const index = Int32Array.from({ length: n }, (_, i) => ((i * i + (seed >>> 0)) % targets) % Math.max(1, targets >> 2))
+    const start = floats(targets * cols, seed + 1)
+    const want = Float32Array.from(start)
+    Cpu.scatterAddRows(src, index, want, cols)
+    let got: Float32Array
+    if (on === "host") got = emulate("scatter_add_rows", [Float64Array.of(n, targets, cols), src, index, start], [["f32", targets * cols]])[0] as Float32Array
+    else {
+      const a = cudaArrays()
+      if ("why" in a) throw new Error(a.why)
+      got = Float32Array.from(start)
+      a.addon.scatterAddRows(src, index, got, cols)
+    }
+    expectSame(got, want)
+  },
+}
+
 /** The dispatch twins, for both executors. */
-export const dispatchTwins: ReadonlyArray<Runnable> = [runnable(permuteRows), runnable(combineRows), runnable(combineBackward)]
+export const dispatchTwins: ReadonlyArray<Runnable> = [runnable(permuteRows), runnable(combineRows), runnable(combineBackward), runnable(scatterAddRows)]

@@ -3,7 +3,7 @@
  * that take them in place of host arrays: blocks of the process GPU's caching allocator owned by
  * JS values (freed when collected; V8 is told their size), explicit copies to and from host
  * typed arrays, and the CUDA kernels and cuBLAS products with the CPU kernels' signatures
- * (Cpu.matmul's; Kernels' groupedRows, groupedWeights, gatherRows, rmsnormRows, swiglu and their
+ * (Cpu.matmul's; Kernels' groupedRows, groupedWeights, gatherRows, scatterAddRows, rmsnormRows, swiglu and their
  * backwards; Cpu.attention's and its backward's; CpuElementwise's binary, scale and sums; transposes; CpuCrossEntropy's rows;
  * AdamW and the sum of squares of the optimizer), run on the
  * arrays where they are: no copy in or out. Work is queued on the device's stream 0 in call
@@ -50,6 +50,7 @@ export interface CudaArraysAddon {
   groupedRows(a: F32, b: F32, out: F32, rows: Int32Array, k: number, n: number, transB: boolean): void
   groupedWeights(a: F32, c: F32, out: F32, rows: Int32Array, m: number, n: number, accumulate: boolean): void
   gatherRows(src: F32, index: Int32Array, out: F32, cols: number): void
+  scatterAddRows(src: F32, index: Int32Array, out: F32, cols: number): void
   rmsnormRows(x: F32, weight: F32, out: F32, rstd: F64 | null, rows: number, cols: number, eps: number): void
   swiglu(gate: F32, up: F32, out: F32): void
   swigluBackward(gate: F32, up: F32, grad: F32, dGate: F32 | null, dUp: F32 | null): void
@@ -85,6 +86,7 @@ const functions = [
   "groupedRows",
   "groupedWeights",
   "gatherRows",
+  "scatterAddRows",
   "rmsnormRows",
   "swiglu",
   "swigluBackward",

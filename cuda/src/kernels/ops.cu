@@ -73,6 +73,11 @@ __global__ void combine_rows_kernel(const float* __restrict__ rows, size_t row_s
   for (size_t c = threadIdx.x; c < cols; c += blockDim.x) element::combine_rows_element(rows, row_stride, token_offsets, token_rows, weights, cols, out, blockIdx.x, c);
 }
 
+__global__ void scatter_add_rows_kernel(const float* __restrict__ src, const int32_t* __restrict__ offsets, const int32_t* __restrict__ order, size_t cols,
+                                        float* __restrict__ out) {
+  for (size_t c = threadIdx.x; c < cols; c += blockDim.x) element::scatter_add_rows_element(src, offsets, order, cols, out, blockIdx.x, c);
+}
+
 __global__ void combine_backward_rows_kernel(const float* __restrict__ g, const int32_t* __restrict__ index, size_t n, size_t cols,
                                              const float* __restrict__ weights, float* __restrict__ grad_rows) {
   PLEAT_GRID_STRIDE(i, n * cols) element::combine_backward_rows_element(g, index, cols, weights, grad_rows, i);
@@ -242,6 +247,13 @@ cudaError_t combine_rows_launch(const float* rows, size_t row_stride, const int3
                                 const float* weights, size_t tokens, size_t cols, float* out, cudaStream_t stream) {
   if (tokens == 0) return cudaSuccess;
   combine_rows_kernel<<<static_cast<unsigned>(tokens), kThreads, 0, stream>>>(rows, row_stride, token_offsets, token_rows, weights, cols, out);
+  return cudaGetLastError();
+}
+
+cudaError_t scatter_add_rows_launch(const float* src, const int32_t* offsets, const int32_t* order, size_t targets, size_t cols, float* out,
+                                    cudaStream_t stream) {
+  if (targets == 0 || cols == 0) return cudaSuccess;
+  scatter_add_rows_kernel<<<static_cast<unsigned>(targets), kThreads, 0, stream>>>(src, offsets, order, cols, out);
   return cudaGetLastError();
 }
 

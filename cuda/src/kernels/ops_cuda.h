@@ -60,6 +60,10 @@ cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out,
 cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream);
 cudaError_t combine_rows_launch(const float* rows, size_t row_stride, const int32_t* token_offsets, const int32_t* token_rows,
                                 const float* weights, size_t tokens, size_t cols, float* out, cudaStream_t stream);
+// rows.h scatter_add_rows: out [targets, cols] += src's rows, target t's sources order[offsets[t]
+// .. offsets[t + 1]) in that (increasing) order.
+cudaError_t scatter_add_rows_launch(const float* src, const int32_t* offsets, const int32_t* order, size_t targets, size_t cols, float* out,
+                                    cudaStream_t stream);
 cudaError_t combine_backward_launch(const float* g, const int32_t* index, size_t n, size_t cols, const float* weights, const float* rows,
                                     float* grad_rows, float* grad_weights, cudaStream_t stream);
 cudaError_t router_launch(const float* logits, size_t tokens, int experts, int topk, int mode, int groups, int group_topk, const double* bias,

@@ -10,6 +10,7 @@
 // cannot show.
 //
 //   gather_rows_element, swiglu_element, combine_rows_element (a token's column), adamw_element
+//   scatter_add_rows_element   a target row's column plus its sources in order (a CSR list)
 //   combine_backward_rows_element, combine_backward_weight_element   the MoE unpermute's
 //                           backward: one element of grad_rows, one row's grad_weights[j]
 //   permute_rows_element, permute_prob_element   the MoE permute with its prob column / probsOut
@@ -108,6 +109,15 @@ PLEAT_HD inline void swiglu_element(const float* gate, const float* up, float* o
   const double e = exp_of(-fabs(g));
   const double sig = div(g >= 0.0 ? 1.0 : e, add(1.0, e));
   out[i] = static_cast<float>(mul(mul(g, sig), static_cast<double>(up[i])));
+}
+
+// rows.h scatter_add_rows at target row t, column c: out's value + its sources in increasing j
+// (a CSR list), each add in float32; a row with no source is left as it is.
+PLEAT_HD inline void scatter_add_rows_element(const float* src, const int32_t* offsets, const int32_t* order, size_t cols, float* out, size_t t, size_t c) {
+  if (offsets[t] == offsets[t + 1]) return;
+  float acc = out[t * cols + c];
+  for (int32_t k = offsets[t]; k < offsets[t + 1]; ++k) acc = fadd(acc, src[static_cast<size_t>(order[k]) * cols + c]);
+  out[t * cols + c] = acc;
 }
 
 // The MoE unpermute (dispatch.h combine_rows) at token t, column c: 0 + the token's rows in

@@ -15,6 +15,8 @@
 //   router   f64[8] {tokens, experts, topk, mode, groups, groupTopk, hasBias, scale}, f32
 //            logits[tokens experts], f64 bias[experts] (when hasBias)  reply i32 indices[tokens topk],
 //                                                                     f32 probs[tokens experts]
+//   scatter_add_rows  f64[3] {n, targets, cols}, f32 src[n cols], i32 index[n], f32 out[targets cols]
+//                                                                     reply f32 out + the scatter
 //   gather_rows  f64[3] {srcRows, n, cols}, f32 src[srcRows cols], i32 index[n]   reply f32 out[n cols]
 //   permute_rows  f64[5] {srcRows, n, cols, outCols, experts (0: no probs)}, f32 src[srcRows cols],
 //            i32 index[n], f32 probs[srcRows experts], i32 expert[n]  reply f32 out[n outCols],
@@ -48,6 +50,7 @@
 #include "attention_element.h"
 #include "elementwise_element.h"
 #include "ops_element.h"
+#include "../row_lists.h"
 #include "sum_squares_element.h"
 
 namespace {
@@ -158,6 +161,21 @@ int main(int argc, char** argv) {
     }
     give(indices);
     give(probs);
+  } else if (op == "scatter_add_rows") {
+    const auto h = take<double>(3);
+    if (short_read) return 2;
+    const size_t n = count(h[0]), targets = count(h[1]), cols = count(h[2]);
+    const auto src = take<float>(n * cols);
+    const auto index = take<int32_t>(n);
+    auto out = take<float>(targets * cols);
+    if (short_read) return 2;
+    // The binding's lists: each target's sources in increasing i.
+    pleat::RowLists lists;
+    if (pleat::build_row_lists(index.data(), n, targets, &lists) != n) return 2;
+    const int32_t *offsets = lists.offsets.data(), *order = lists.order.data();
+    for (size_t t = 0; t < targets; ++t)
+      for (size_t c = 0; c < cols; ++c) scatter_add_rows_element(src.data(), offsets, order, cols, out.data(), t, c);
+    give(out);
   } else if (op == "gather_rows") {
     const auto h = take<double>(3);
     if (short_read) return 2;

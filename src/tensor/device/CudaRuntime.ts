@@ -5,12 +5,12 @@
  * Arrays are the CUDA addon's device arrays (native/CudaArrays.ts: blocks of its caching
  * allocator, freed when collected). float32 products (matmul, the grouped expert products and
  * their weight gradients) run on cuBLAS (fp32, no TF32); the embedding gather, RMSNorm, SwiGLU
- * and their backwards, attention and its backward, RoPE, and the MoE permute and unpermute and its
+ * and their backwards, the scatter-add of rows (the embedding's gradient), attention and its backward, RoPE, and the MoE permute and unpermute and its
  * backward, the element-wise binary ops with their broadcasts, scales and the sums that undo
  * broadcasts, transposes, the vocabulary-parallel loss's row kernels, AdamW and the sum of squares of the
  * optimizer, on pleat's CUDA kernels; sums on axpy.
  * Each has its CPU twin's contract and is checked against it by scripts/device-check (its
- * tolerances there). The rest of the kernel set (softmax rows, scatter-add) and float64 operands
+ * tolerances there). The rest of the kernel set (softmax rows) and float64 operands
  * run on the host kernels over copies (downloaded, run, uploaded back: correct, and counted in
  * `transfers`), until their CUDA twins are wired here.
  *
@@ -105,7 +105,10 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
       allF32(x, c, out)
         ? a.groupedWeights(handle(x), handle(c), handle(out), rows, m, n, accumulate)
         : viaHost([x, c, out], ([hx, hc, ho]) => host(x).groupedWeights(hx as DType.Storage, hc as DType.Storage, ho as DType.Storage, rows, m, n, accumulate)),
-    scatterAddRows: (src, index, out, cols) => viaHost([src, out], ([s, o]) => host(src).scatterAddRows(s as DType.Storage, index, o as DType.Storage, cols)),
+    scatterAddRows: (src, index, out, cols) =>
+      allF32(src, out)
+        ? a.scatterAddRows(handle(src), index, handle(out), cols)
+        : viaHost([src, out], ([s, o]) => host(src).scatterAddRows(s as DType.Storage, index, o as DType.Storage, cols)),
     softmaxRows: (x, out, rows, cols) => viaHost([x, out], ([hx, ho]) => host(x).softmaxRows(hx as DType.Storage, ho as DType.Storage, rows, cols)),
     attention: (p) => a.attention(handle(p.q), handle(p.k), handle(p.v), handle(p.out), handle(p.lse), ...Cpu.attentionDims(p)),
     attentionBackward: (p) =>
