@@ -36,14 +36,18 @@ namespace pleat {
 
 namespace {
 
+// The arguments of the row copies (gatherRows, scatterAddRows): src, index, out and cols.
+bool rows_call(const Napi::CallbackInfo& info, const char* fn, ArrayArg* src, ArrayArg* index, ArrayArg* out, double* cols) {
+  return expect_array(info, fn, 0, "src", {napi_float32_array}, src) && expect_array(info, fn, 1, "index", {napi_int32_array}, index) &&
+         expect_array(info, fn, 2, "out", {napi_float32_array}, out) && expect_number(info, fn, 3, "cols", cols);
+}
+
 Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   const char* fn = "gatherRows";
   Napi::Env env = info.Env();
   ArrayArg src, index, out;
   double cols = 0;
-  if (!expect_array(info, fn, 0, "src", {napi_float32_array}, &src) || !expect_array(info, fn, 1, "index", {napi_int32_array}, &index) ||
-      !expect_array(info, fn, 2, "out", {napi_float32_array}, &out) || !expect_number(info, fn, 3, "cols", &cols))
-    return env.Undefined();
+  if (!rows_call(info, fn, &src, &index, &out, &cols)) return env.Undefined();
   const size_t c = static_cast<size_t>(cols);
   if (cols < 1 || c * index.length != out.length || src.length % c != 0) {
     throw_range_error(env, std::string(fn) + ": out must hold index.length * cols elements and src whole rows of cols");
@@ -66,9 +70,7 @@ Napi::Value ScatterAddRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   ArrayArg src, index, out;
   double cols = 0;
-  if (!expect_array(info, fn, 0, "src", {napi_float32_array}, &src) || !expect_array(info, fn, 1, "index", {napi_int32_array}, &index) ||
-      !expect_array(info, fn, 2, "out", {napi_float32_array}, &out) || !expect_number(info, fn, 3, "cols", &cols))
-    return env.Undefined();
+  if (!rows_call(info, fn, &src, &index, &out, &cols)) return env.Undefined();
   const size_t c = static_cast<size_t>(cols);
   if (cols < 1 || c * index.length != src.length || out.length % c != 0) {
     throw_range_error(env, std::string(fn) + ": src must hold index.length * cols elements and out whole rows of cols");

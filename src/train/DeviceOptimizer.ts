@@ -17,7 +17,6 @@
  * with the replicated optimizer; `appliesTo` says which. Same steps, bit for bit, as the host's
  * optimizer on `sim`; on CUDA the sum of squares adds in its block order (sum_squares_element.h).
  */
-import type * as Device from "../tensor/Device.js"
 import type { DeviceArray, DeviceRuntime } from "../tensor/device/DeviceRuntime.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import * as AdamwInto from "../tensor/kernels/AdamwInto.js"
@@ -48,23 +47,18 @@ export interface DeviceOptimizer {
 }
 
 /**
- * Whether a rank's step can keep its optimizer on its device (see the file header).
+ * Whether a rank that computes on an accelerator with the replicated optimizer can keep it on
+ * its device (see the file header).
  * @category guards
  */
 export const appliesTo = (r: {
-  readonly device: Device.Device | undefined
-  readonly accelerator: boolean
   readonly groups: RankParams.SyncGroups
   readonly dtype: string
   readonly precision: "fp32" | "bf16" | undefined
-  readonly distributedOptimizer: boolean
   readonly faults: boolean
 }): boolean =>
-  r.device !== undefined &&
-  r.accelerator &&
   r.dtype === "float32" &&
   r.precision !== "bf16" &&
-  !r.distributedOptimizer &&
   // Fault injection (tests of `pleat verify`) rewrites the host's gradients.
   !r.faults &&
   [r.groups.dpCp, r.groups.tpDpCp, r.groups.edp, r.groups.embedding].every((g) => g.ranks.length === 1)

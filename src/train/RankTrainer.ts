@@ -199,21 +199,11 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   // reduction (with the distributed optimizer, whose reduce-scatters start per chunk during the
   // step, the host's accumulators are used, each product's gradient staged there and back).
   const deviceGrads = new Map<RankParams.Held, DeviceArray>()
-  const accelerator = device !== undefined && Device.isAccelerator(device)
-  const gradRuntime = accelerator && distributed === undefined ? runtimeOf(device) : undefined
+  const gradRuntime = device !== undefined && Device.isAccelerator(device) && distributed === undefined ? runtimeOf(device) : undefined
   // Where nothing crosses ranks between the backward and the update, the optimizer runs on the
   // device too, and the weights stay there across steps (DeviceOptimizer).
   const onDevice =
-    gradRuntime !== undefined &&
-    DeviceOptimizer.appliesTo({
-      device,
-      accelerator,
-      groups: sync,
-      dtype: setup.dtype,
-      precision: setup.precision,
-      distributedOptimizer: distributed !== undefined,
-      faults: faults.length > 0,
-    })
+    gradRuntime !== undefined && DeviceOptimizer.appliesTo({ groups: sync, dtype: setup.dtype, precision: setup.precision, faults: faults.length > 0 })
       ? DeviceOptimizer.make(gradRuntime, params, moments)
       : undefined
   const deviceGradOf =

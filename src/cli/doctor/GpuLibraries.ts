@@ -48,6 +48,28 @@ const loaded = (found: ReadonlyArray<string>, kind: "nccl" | "cublas", symbols: 
 }
 
 /**
+ * Whether the first file serves (found, loads, has every entry point, and a GPU is there) and
+ * why not, in the first of these that fails; `lacks` follows the list of missing entry points.
+ */
+const verdict = (
+  first: ReturnType<typeof loaded>,
+  gpu: boolean,
+  say: { readonly missing: string; readonly lacks: string; readonly noGpu: string; readonly ok: string },
+): { readonly available: boolean; readonly reason: string } => {
+  const reason =
+    first.path === null
+      ? say.missing
+      : first.loadError !== null
+        ? `${first.path} does not load: ${first.loadError}`
+        : first.missing.length > 0
+          ? `${first.path} lacks ${first.missing.join(", ")}${say.lacks}`
+          : !gpu
+            ? say.noGpu
+            : say.ok
+  return { available: first.path !== null && first.loadError === null && first.missing.length === 0 && gpu, reason }
+}
+
+/**
  * The cublas entry: libcublas.so* and libcublasLt.so* in the searched folders; available when the
  * first cuBLAS file loads with every entry point pleat calls and CUDA sees a GPU
  * (`pleat train --device cuda` then runs its products on it).
@@ -60,17 +82,13 @@ export const cublas = (dirs: ReadonlyArray<string>, gpu: boolean): LibraryReport
     "cublas",
     cublasEntryPoints,
   )
-  const reason =
-    first.path === null
-      ? "no libcublas.so found (pip install nvidia-cublas-cu12, or set PLEAT_CUBLAS_LIB to the file)"
-      : first.loadError !== null
-        ? `${first.path} does not load: ${first.loadError}`
-        : first.missing.length > 0
-          ? `${first.path} lacks ${first.missing.join(", ")}`
-          : !gpu
-            ? "cuBLAS loads, but CUDA sees no GPU here (--device cuda needs one)"
-            : "--device cuda runs its products on it"
-  return { available: first.path !== null && first.loadError === null && first.missing.length === 0 && gpu, reason, found, searched: dirs, ...first }
+  const { available, reason } = verdict(first, gpu, {
+    missing: "no libcublas.so found (pip install nvidia-cublas-cu12, or set PLEAT_CUBLAS_LIB to the file)",
+    lacks: "",
+    noGpu: "cuBLAS loads, but CUDA sees no GPU here (--device cuda needs one)",
+    ok: "--device cuda runs its products on it",
+  })
+  return { available, reason, found, searched: dirs, ...first }
 }
 
 /**
@@ -80,15 +98,11 @@ export const cublas = (dirs: ReadonlyArray<string>, gpu: boolean): LibraryReport
 export const nccl = (dirs: ReadonlyArray<string>, env: NodeJS.ProcessEnv, gpu: boolean): LibraryReport => {
   const { found, searched } = NcclLibrary.find(dirs, env)
   const first = loaded(found, "nccl", NcclApi.ENTRY_POINTS)
-  const reason =
-    first.path === null
-      ? "no libnccl.so.2 found (pip install nvidia-nccl-cu12, or set PLEAT_NCCL_LIB to the file)"
-      : first.loadError !== null
-        ? `${first.path} does not load: ${first.loadError}`
-        : first.missing.length > 0
-          ? `${first.path} lacks ${first.missing.join(", ")} (pleat needs NCCL 2.7 or later)`
-          : !gpu
-            ? "NCCL loads, but CUDA sees no GPU here (--backend nccl needs one per rank)"
-            : "--backend nccl runs on it"
-  return { available: first.path !== null && first.loadError === null && first.missing.length === 0 && gpu, reason, found, searched, ...first }
+  const { available, reason } = verdict(first, gpu, {
+    missing: "no libnccl.so.2 found (pip install nvidia-nccl-cu12, or set PLEAT_NCCL_LIB to the file)",
+    lacks: " (pleat needs NCCL 2.7 or later)",
+    noGpu: "NCCL loads, but CUDA sees no GPU here (--backend nccl needs one per rank)",
+    ok: "--backend nccl runs on it",
+  })
+  return { available, reason, found, searched, ...first }
 }

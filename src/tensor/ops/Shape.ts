@@ -51,7 +51,8 @@ export const rows = (t: Tensor.Tensor, start: number, end: number): Tensor.Tenso
 export const transpose = (t: Tensor.Tensor, dim0: number, dim1: number): Tensor.Tensor => {
   const d0 = normaliseDim("transpose", t.rank, dim0)
   const d1 = normaliseDim("transpose", t.rank, dim1)
-  return Autograd.result("transpose", [t], swapped(t, d0, d1).values, SwapDims.of(t.shape, d0, d1).shape, (g) => [swapped(g, d0, d1).tensor])
+  const out = swapped(t, d0, d1)
+  return Autograd.result("transpose", [t], out.values, out.tensor.shape, (g) => [swapped(g, d0, d1).tensor])
 }
 
 /** `t` with dims d0 and d1 exchanged, where it is (no tape). */
