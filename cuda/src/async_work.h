@@ -27,7 +27,8 @@ class KernelWork : public Napi::AsyncWorker {
              const std::vector<Napi::Value>& keep, Settle settle = nullptr)
       : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), run_(std::move(run)), settle_(std::move(settle)) {
     for (const Napi::Value& v : keep) {
-      if (v.IsObject()) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+      // Device arrays are Externals (V8 objects): kept as objects are.
+      if (v.IsObject() || v.IsExternal()) refs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
     }
   }
 

@@ -7,8 +7,13 @@
 //                    ncclCommInitRank on libuv's pool (it waits for every member); `device`:
 //                    the rank's GPU, set on that thread first (-1 with the host stand-in)
 //   ncclCommRun(handle, stream, calls, send, recv) -> Promise<void>
-//                    one member's plan (nccl/nccl_plan.h) over typed arrays: Float32Array or
-//                    Float64Array, send and recv of the same type. On the JS thread the calls
+//                    one member's plan (nccl/nccl_plan.h) over Float32Arrays or Float64Arrays,
+//                    or device arrays of them (device_array_binding.cc), send and recv of the
+//                    same type and the same kind. Device arrays are used in place: the group's
+//                    stream first waits (an event) for what stream 0, the compute stream, has
+//                    queued so far, which wrote `send`; the Promise settles once the group's
+//                    stream has run the plan, and compute queued after that reads `recv`. On
+//                    the JS thread the calls
 //                    are queued in issue order (NCCL's enqueue does not wait for the peers); the
 //                    Promise settles from libuv's pool once the stream has run them. With a GPU
 //                    the arrays are staged: copied into device blocks of the caching allocator
@@ -150,11 +155,29 @@ Napi::Value NcclCommInit(const Napi::CallbackInfo& info) {
   return work->Promise();
 }
 
-// The element size and NCCL datatype of a Float32Array / Float64Array.
-bool element_of(const Napi::TypedArray& a, size_t* bytes, int* datatype) {
-  if (a.TypedArrayType() == napi_float32_array) return *bytes = 4, *datatype = 7, true;
-  if (a.TypedArrayType() == napi_float64_array) return *bytes = 8, *datatype = 8, true;
-  return false;
+// The element size and NCCL datatype of a float32 / float64 argument.
+void element_of(const ArrayArg& a, size_t* bytes, int* datatype) {
+  if (a.type == napi_float64_array) *bytes = 8, *datatype = 8;
+  else *bytes = 4, *datatype = 7;
+}
+
+// Queues `calls` on stream `stream_id` over device memory (the arrays resident, or staged blocks):
+// the stream waits for stream 0's work so far first. Returns why it failed, or "".
+std::string issue_on_device(nccl::Api& api, DeviceMemory& memory, nccl::Comm comm, int stream_id, int datatype, size_t element, uint8_t* d_send,
+                            uint8_t* d_recv, const std::vector<nccl::Call>& calls) {
+  cudaStream_t cs = memory.backend.stream(stream_id);
+  cudaStream_t compute = memory.backend.stream(0);
+  if (cs == nullptr || compute == nullptr) return "cannot create stream " + std::to_string(stream_id);
+  cudaEvent_t written = nullptr;
+  cudaError_t err = cudaEventCreateWithFlags(&written, cudaEventDisableTiming);
+  if (err == cudaSuccess) err = cudaEventRecord(written, compute);
+  if (err == cudaSuccess) err = cudaStreamWaitEvent(cs, written, 0);
+  if (written != nullptr) (void)cudaEventDestroy(written);  // released once the wait is past
+  if (err != cudaSuccess) return cuda_text("ordering the NCCL stream after the compute stream", err);
+  const auto copy = [](void* dst, const void* src, size_t bytes, nccl::Stream s) {
+    return bytes == 0 || cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s)) == cudaSuccess;
+  };
+  return nccl::issue_plan(api, comm, cs, datatype, element, d_send, d_recv, calls, copy);
 }
 
 Napi::Value NcclCommRun(const Napi::CallbackInfo& info) {
@@ -163,39 +186,45 @@ Napi::Value NcclCommRun(const Napi::CallbackInfo& info) {
   if (!expect_arity(info, fn, 5)) return env.Undefined();
   CommEntry* entry = entry_or_throw(info, fn);
   double stream_number = 0;
-  Napi::TypedArray calls_array, send, recv;
+  Napi::TypedArray calls_array;
+  ArrayArg send, recv;
   if (entry == nullptr || !expect_whole(info, fn, 1, "stream", &stream_number) || !expect_typed_array(info, fn, 2, "calls", &calls_array) ||
-      !expect_typed_array(info, fn, 3, "send", &send) || !expect_typed_array(info, fn, 4, "recv", &recv))
+      !expect_array(info, fn, 3, "send", {napi_float32_array, napi_float64_array}, &send) ||
+      !expect_array(info, fn, 4, "recv", {napi_float32_array, napi_float64_array}, &recv))
     return env.Undefined();
-  size_t element = 0, recv_element = 0;
-  int datatype = 0, recv_datatype = 0;
-  if (calls_array.TypedArrayType() != napi_float64_array || !element_of(send, &element, &datatype) || !element_of(recv, &recv_element, &recv_datatype) ||
-      datatype != recv_datatype) {
-    throw_type_error(env, std::string(fn) + ": calls must be a Float64Array and send / recv Float32Arrays or Float64Arrays of one type, got " + describe(calls_array) + ", " +
-                              describe(send) + ", " + describe(recv));
+  if (calls_array.TypedArrayType() != napi_float64_array || send.type != recv.type || send.resident != recv.resident) {
+    throw_type_error(env, std::string(fn) + ": calls must be a Float64Array and send / recv of one type, both host arrays or both device arrays, got " + describe(calls_array) +
+                              ", " + (send.resident ? "a device array of " : "") + typed_array_name(send.type) + ", " + (recv.resident ? "a device array of " : "") +
+                              typed_array_name(recv.type));
     return env.Undefined();
   }
+  size_t element = 0;
+  int datatype = 0;
+  element_of(send, &element, &datatype);
   nccl::Api* api = api_or_throw(env, fn);
   if (api == nullptr) return env.Undefined();
+  if (send.resident && api->host_memory()) {
+    throw_type_error(env, std::string(fn) + ": the host stand-in cannot reach device memory: pass host arrays");
+    return env.Undefined();
+  }
   std::string why;
   const std::vector<nccl::Call> calls = nccl::decode_plan(reinterpret_cast<const double*>(view_bytes(calls_array)), calls_array.ElementLength(), entry->nranks,
-                                                          entry->rank, send.ElementLength(), recv.ElementLength(), &why);
+                                                          entry->rank, send.length, recv.length, &why);
   if (!why.empty()) {
     throw_range_error(env, std::string(fn) + ": " + why);
     return env.Undefined();
   }
-  uint8_t* host_send = view_bytes(send);
-  uint8_t* host_recv = view_bytes(recv);
-  const size_t send_bytes = send.ByteLength(), recv_bytes = recv.ByteLength();
+  const size_t send_bytes = send.bytes(), recv_bytes = recv.bytes();
   const int stream_id = static_cast<int>(stream_number);
   const nccl::Comm comm = entry->comm;
+  const std::vector<Napi::Value> keep = {send.value, recv.value, calls_array};
   if (api->host_memory()) {
     nccl::Stream token = reinterpret_cast<nccl::Stream>(static_cast<uintptr_t>(stream_id) + 1);
     const auto copy = [](void* dst, const void* src, size_t bytes, nccl::Stream) {
       if (bytes > 0) std::memmove(dst, src, bytes);
       return true;
     };
-    const std::string failed = nccl::issue_plan(*api, comm, token, datatype, element, host_send, host_recv, calls, copy);
+    const std::string failed = nccl::issue_plan(*api, comm, token, datatype, element, send.data, recv.data, calls, copy);
     if (!failed.empty()) {
       Napi::Error::New(env, failed).ThrowAsJavaScriptException();
       return env.Undefined();
@@ -204,13 +233,30 @@ Napi::Value NcclCommRun(const Napi::CallbackInfo& info) {
       const int rc = api->host_stream_synchronize(token);
       return rc == 0 ? std::string() : "the host stand-in's stream failed with MPI error " + std::to_string(rc);
     };
-    auto* work = new KernelWork(env, fn, run, {send, recv, calls_array});
+    auto* work = new KernelWork(env, fn, run, keep);
     work->Queue();
     return work->Promise();
   }
   DeviceMemory* memory = device_memory(env);
   if (memory == nullptr) return env.Undefined();
   cudaStream_t cs = memory->backend.stream(stream_id);
+  const int device = memory->backend.device();
+  if (send.resident) {
+    // In place: no staging, nothing copied back; the arrays stay referenced until the run settles.
+    const std::string failed = issue_on_device(*api, *memory, comm, stream_id, datatype, element, send.data, recv.data, calls);
+    if (!failed.empty()) {
+      Napi::Error::New(env, failed).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    auto run = [cs, device]() -> std::string {
+      cudaError_t e = cudaSetDevice(device);
+      if (e == cudaSuccess) e = cudaStreamSynchronize(cs);
+      return e == cudaSuccess ? std::string() : cuda_text("the NCCL run on device arrays", e);
+    };
+    auto* work = new KernelWork(env, fn, run, keep);
+    work->Queue();
+    return work->Promise();
+  }
   // The staged blocks go back to the allocator when the run's KernelWork is deleted on the JS
   // thread after it settled, or here when queuing fails.
   auto blocks = std::make_shared<DeviceBuffers>(memory, stream_id);
@@ -221,27 +267,24 @@ Napi::Value NcclCommRun(const Napi::CallbackInfo& info) {
         .ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  cudaError_t err = send_bytes > 0 ? cudaMemcpyAsync(d_send, host_send, send_bytes, cudaMemcpyHostToDevice, cs) : cudaSuccess;
+  cudaError_t err = send_bytes > 0 ? cudaMemcpyAsync(d_send, send.data, send_bytes, cudaMemcpyHostToDevice, cs) : cudaSuccess;
   if (err != cudaSuccess) {
     Napi::Error::New(env, cuda_text("cudaMemcpyAsync (host to device)", err)).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  const auto copy = [](void* dst, const void* src, size_t bytes, nccl::Stream s) {
-    return bytes == 0 || cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s)) == cudaSuccess;
-  };
-  const std::string failed = nccl::issue_plan(*api, comm, cs, datatype, element, d_send, d_recv, calls, copy);
+  const std::string failed = issue_on_device(*api, *memory, comm, stream_id, datatype, element, d_send, d_recv, calls);
   if (!failed.empty()) {
     Napi::Error::New(env, failed).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  const int device = memory->backend.device();
+  uint8_t* host_recv = recv.data;
   auto run = [cs, device, blocks, d_recv, host_recv, recv_bytes]() -> std::string {
     cudaError_t e = cudaSetDevice(device);
     if (e == cudaSuccess) e = cudaStreamSynchronize(cs);
     if (e == cudaSuccess && recv_bytes > 0) e = cudaMemcpy(host_recv, d_recv, recv_bytes, cudaMemcpyDeviceToHost);
     return e == cudaSuccess ? std::string() : cuda_text("the staged NCCL run", e);
   };
-  auto* work = new KernelWork(env, fn, run, {send, recv, calls_array});
+  auto* work = new KernelWork(env, fn, run, keep);
   work->Queue();
   return work->Promise();
 }

@@ -1,6 +1,7 @@
 // Rank programs of the exchange whose receiver sums its rows onto tokens (comm/ReceiveCombine.ts),
 // re-exported by scenarios.ts so that every backend's runner finds them.
 import * as Effect from "effect/Effect"
+import * as Collective from "../../src/comm/Collective.js"
 import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
@@ -34,7 +35,14 @@ export const combinedAllToAll = (rank: number, args: unknown) =>
     const comm = yield* Comm.Communicator
     const plain = yield* Effect.flatMap(comm.issue(group, withRows), (p) => p.await)
     const combined = yield* Effect.flatMap(comm.issue(group, { ...withRows, combine: { index, tokens } }), (p) => p.await)
-    return { me, plain: Array.from(plain.data), combined: Array.from(combined.data), shape: [...combined.shape], splits: [...(combined.splits ?? [])], recvSplits }
+    return {
+      me,
+      plain: Array.from(Collective.onHost(plain.data)),
+      combined: Array.from(Collective.onHost(combined.data)),
+      shape: [...combined.shape],
+      splits: [...(combined.splits ?? [])],
+      recvSplits,
+    }
   })
 
 /** Rank 0 names a token outside the result in its combine index; the others' are fine. */

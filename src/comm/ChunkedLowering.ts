@@ -41,7 +41,7 @@ export const enter = (
   seq: number,
   request: Request,
   signature: Collective.Signature,
-): Effect.Effect<Collective.Output, CommError.CommError> => {
+): Effect.Effect<Collective.Output<Collective.Values>, CommError.CommError> => {
   const { rank } = transport
   const g = group.ranks.length
   const source = request.tensor
@@ -60,7 +60,7 @@ export const enter = (
   let t = source
   if (rows !== undefined) {
     const staged = DType.allocateUninitialized(source.dtype, rows.length * inner)
-    gatherInto(staged, 0, source.data, rows, inner)
+    gatherInto(staged, 0, source.readHost(), rows, inner)
     t = Tensor.fromStorage(staged, [rows.length, ...source.shape.slice(1)], { device: source.device })
   }
   const combine = signature.combine
@@ -81,7 +81,7 @@ export const enter = (
   let tensor = t
   if (sent) {
     const staged = DType.allocateUninitialized(t.dtype, t.size)
-    Chunked.moveBlocks(t.data, staged, sendSplits, g, chunks, inner, "chunk-major", "member-major")
+    Chunked.moveBlocks(t.readHost(), staged, sendSplits, g, chunks, inner, "chunk-major", "member-major")
     tensor = Tensor.fromStorage(staged, t.shape, { device: t.device })
   }
   const plainSplits = Chunked.perMember(sendSplits, g, chunks)
@@ -97,10 +97,13 @@ export const enter = (
       const detail = `rank ${rank} expects ${expected[wrong]} rows from rank ${from} (its recvSplits) but rank ${from} sends it ${got[wrong]}`
       return Effect.fail(error("Mismatch", group, seq, rank, [rank, from], detail))
     }
-    let rows = o.data
+    if (placed && combine === undefined) return Effect.succeed({ data: o.data, shape: o.shape, splits: recvSplits })
+    // The moves and sums below are the host's (rows an engine left on a device come down first).
+    let rows = Collective.onHost(o.data)
     if (!placed) {
+      const received = rows
       rows = combine === undefined ? (request.out?.data ?? DType.allocateUninitialized(t.dtype, total * inner)) : DType.allocateUninitialized(t.dtype, total * inner)
-      Chunked.moveBlocks(o.data, rows, recvSplits, g, chunks, inner, "member-major", "chunk-major")
+      Chunked.moveBlocks(received, rows, recvSplits, g, chunks, inner, "member-major", "chunk-major")
     }
     if (combine === undefined) return Effect.succeed({ data: rows, shape: o.shape, splits: recvSplits })
     // Summed onto the tokens here: the transport only moved the rows.

@@ -8,6 +8,8 @@
  * sends sendSplits[j] rows to member j (in chunks placed as Chunked.ts says, with `chunks`).
  * Trailing dims must agree across members.
  */
+import type * as Device from "../tensor/Device.js"
+import { type DeviceArray, downloaded, isDeviceArray } from "../tensor/device/DeviceRuntime.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
@@ -93,11 +95,31 @@ export const contribution = (sig: Signature, data: DType.Storage, out?: DType.St
 }
 
 /**
- * One member's result.
+ * Where a member's result may lie once a backend delivers it: host storage, or a device array
+ * where the engine ran on device memory (the NCCL backend on device-resident tensors).
  * @category models
  */
-export interface Output {
-  readonly data: DType.Storage
+export type Values = DType.Storage | DeviceArray
+
+/**
+ * Values on the host: device arrays downloaded (one copy, counted by their runtime).
+ * @category mapping
+ */
+export const onHost = (data: Values): DType.Storage => (isDeviceArray(data) ? downloaded(data) : data)
+
+/**
+ * A result as a tensor on `device` (its input's): resident when the engine left it in device memory.
+ * @category constructors
+ */
+export const tensorOf = (o: Output<Values>, device: Device.Device): Tensor.Tensor =>
+  isDeviceArray(o.data) ? new Tensor.Tensor({ shape: o.shape, resident: o.data, device }) : Tensor.fromStorage(o.data, o.shape, { device })
+
+/**
+ * One member's result (host storage when computed by the core).
+ * @category models
+ */
+export interface Output<Data = DType.Storage> {
+  readonly data: Data
   readonly shape: ReadonlyArray<number>
   /** allGatherV: rows from each member; allToAllV: rows received from each member ([source * chunks + chunk]). */
   readonly splits?: ReadonlyArray<number>

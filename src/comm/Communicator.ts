@@ -12,9 +12,8 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import type * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
-import type * as Collective from "./Collective.js"
+import * as Collective from "./Collective.js"
 import type { CommError } from "./CommError.js"
 import type { Group } from "./Group.js"
 import type * as ReceiveCombine from "./ReceiveCombine.js"
@@ -66,7 +65,7 @@ export interface CommunicatorShape {
   readonly world: number
   readonly backend: string
   /** Enters a collective on the group's stream; the sequence number is taken now. */
-  readonly issue: (group: Group, request: Request) => Effect.Effect<Pending<Collective.Output>, CommError>
+  readonly issue: (group: Group, request: Request) => Effect.Effect<Pending<Collective.Output<Collective.Values>>, CommError>
   /** Queues `t` for rank `to` (FIFO per sender, receiver and tag); completes once queued. */
   readonly send: (to: number, t: Tensor.Tensor, tag?: string) => Effect.Effect<void, CommError>
   /** The next tensor from rank `from` with this tag (waits up to the timeout). */
@@ -79,9 +78,9 @@ export interface CommunicatorShape {
  */
 export class Communicator extends Context.Service<Communicator, CommunicatorShape>()("pleat/Communicator") {}
 
-const asTensor = (o: Collective.Output, dtypeOf: Tensor.Tensor): Tensor.Tensor => Tensor.fromStorage(o.data as DType.Storage, o.shape, { device: dtypeOf.device })
+const asTensor = (o: Collective.Output<Collective.Values>, input: Tensor.Tensor): Tensor.Tensor => Collective.tensorOf(o, input.device)
 
-const startWith = <A>(group: Group, request: Request, f: (o: Collective.Output) => A) =>
+const startWith = <A>(group: Group, request: Request, f: (o: Collective.Output<Collective.Values>) => A) =>
   Effect.flatMap(Communicator, (comm) => Effect.map(comm.issue(group, request), (p): Pending<A> => ({ await: Effect.map(p.await, f) })))
 
 /**

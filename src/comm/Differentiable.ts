@@ -18,14 +18,14 @@ import * as DType from "../tensor/DType.js"
 import { scatterAddRows } from "../tensor/ops/Gather.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
-import type * as Collective from "./Collective.js"
+import * as Collective from "./Collective.js"
 import { Communicator, type CommunicatorShape, type Pending, type Request } from "./Communicator.js"
 import type { Group } from "./Group.js"
 import type * as ReceiveCombine from "./ReceiveCombine.js"
 
 const run = (comm: CommunicatorShape, group: Group, request: Request) => Effect.flatMap(comm.issue(group, request), (p) => p.await)
 
-const wrap = (t: Tensor.Tensor, o: Collective.Output): Tensor.Tensor => Tensor.fromStorage(o.data, o.shape, { device: t.device })
+const wrap = (t: Tensor.Tensor, o: Collective.Output<Collective.Values>): Tensor.Tensor => Collective.tensorOf(o, t.device)
 
 /**
  * Whether `request` on `group` is the identity for its one member on a device: a group of one
@@ -50,7 +50,7 @@ const op = (
   group: Group,
   t: Tensor.Tensor,
   request: Omit<Request, "tensor">,
-  adjoint: (comm: CommunicatorShape, g: Tensor.Tensor, forward: Collective.Output) => Effect.Effect<Tensor.Tensor, unknown>,
+  adjoint: (comm: CommunicatorShape, g: Tensor.Tensor, forward: Collective.Output<Collective.Values>) => Effect.Effect<Tensor.Tensor, unknown>,
 ): Effect.Effect<{ readonly result: Tensor.Tensor; readonly splits: ReadonlyArray<number> }, unknown, Communicator> =>
   alone(group, t, request)
     ? Effect.succeed({ result: Autograd.resultEffect(name, [t], t.values(), t.shape, (g) => Effect.succeed([g])), splits: [t.shape[0] ?? 1] })
@@ -133,7 +133,7 @@ export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyAr
 export const allToAllVChunks = (group: Group, ts: ReadonlyArray<Tensor.Tensor>, exchange: Chunked.Exchange, rows: ReadonlyArray<Int32Array | undefined> = []) =>
   Effect.gen(function* () {
     const comm = yield* Communicator
-    const pending: Array<Pending<Collective.Output>> = []
+    const pending: Array<Pending<Collective.Output<Collective.Values>>> = []
     for (let i = 0; i < ts.length; i++) {
       const sendRows = rows[i]
       const request: Request = { op: "allToAllV", tensor: ts[i] as Tensor.Tensor, ...exchange }
@@ -144,7 +144,7 @@ export const allToAllVChunks = (group: Group, ts: ReadonlyArray<Tensor.Tensor>, 
     for (let i = 0; i < ts.length; i++) {
       const t = ts[i] as Tensor.Tensor
       const sendRows = rows[i]
-      const out = yield* (pending[i] as Pending<Collective.Output>).await
+      const out = yield* (pending[i] as Pending<Collective.Output<Collective.Values>>).await
       const adjoint = (g: Tensor.Tensor) =>
         Effect.map(run(comm, group, { op: "allToAllV", tensor: g, ...reverse }), (o) => {
           const back = wrap(g, o)

@@ -50,7 +50,7 @@ export interface RankTransport {
   /** Why the job ended, once it has (then every op fails with Closed). */
   readonly closed: () => string | undefined
   /** Hands the contribution to the rendezvous now; the effect awaits the result. */
-  readonly enter: (group: Group.Group, seq: number, request: Request) => Effect.Effect<Collective.Output, CommError.CommError>
+  readonly enter: (group: Group.Group, seq: number, request: Request) => Effect.Effect<Collective.Output<Collective.Values>, CommError.CommError>
   /** Moves a p2p message to rank `to` (FIFO per sender, receiver and tag). */
   readonly post: (to: number, t: Tensor.Tensor, tag: string) => void
   /**

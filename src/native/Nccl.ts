@@ -1,12 +1,21 @@
 /**
  * Nccl: the native side of the NCCL backend on pleat_cuda.node (cuda/src/nccl_binding.cc):
  * NCCL loaded by path (dlopen, once per process), communicators made on libuv's pool, and one
- * member's plan of NCCL calls (comm/nccl/NcclPlan.ts) run over typed arrays, settling a Promise
- * when its stream is done. With a GPU the arrays are staged through device memory; with pleat's
- * host stand-in (a library of NCCL's entry points over MPI, for tests on machines without a
- * GPU: `hostMemory`) they are the buffers.
+ * member's plan of NCCL calls (comm/nccl/NcclPlan.ts) run over typed arrays or device arrays,
+ * settling a Promise when its stream is done. With a GPU, device arrays (CudaArrays' handles) are
+ * read and written in place, host arrays staged through device memory; with pleat's host stand-in
+ * (a library of NCCL's entry points over MPI, for tests on machines without a GPU: `hostMemory`)
+ * only host arrays are taken, and they are the buffers.
  */
 import * as Addon from "./Addon.js"
+import type { DeviceHandle } from "./CudaArrays.js"
+
+/**
+ * What a run sends from and receives into: host storage, or (with a GPU) a device array's handle.
+ * Both of one kind and one element type.
+ * @category models
+ */
+export type RunBuffer = Float32Array | Float64Array | DeviceHandle
 
 /**
  * What a load found.
@@ -24,7 +33,7 @@ interface NcclAddon {
   ncclLoad(path: string): Loaded
   ncclUniqueId(): Uint8Array
   ncclCommInit(id: Uint8Array, nranks: number, rank: number, device: number): Promise<number>
-  ncclCommRun(handle: number, stream: number, calls: Float64Array, send: Float32Array | Float64Array, recv: Float32Array | Float64Array): Promise<void>
+  ncclCommRun(handle: number, stream: number, calls: Float64Array, send: RunBuffer, recv: RunBuffer): Promise<void>
   ncclCommError(handle: number): string | null
   ncclCommFree(handle: number, abort: boolean): void
   deviceSelect(index: number): number
@@ -45,9 +54,12 @@ export const native = () => {
     uniqueId: (): Uint8Array => a.ncclUniqueId(),
     /** ncclCommInitRank on libuv's pool: resolves with the communicator's handle once every member joined. `device` -1 with the host stand-in. */
     commInit: (id: Uint8Array, nranks: number, rank: number, device: number): Promise<number> => a.ncclCommInit(id, nranks, rank, device),
-    /** Queues a plan's calls (NcclPlan.encode) on stream `stream` now; resolves once they ran and `recv` holds the result. */
-    run: (handle: number, stream: number, calls: Float64Array, send: Float32Array | Float64Array, recv: Float32Array | Float64Array): Promise<void> =>
-      a.ncclCommRun(handle, stream, calls, send, recv),
+    /**
+     * Queues a plan's calls (NcclPlan.encode) on stream `stream` now; resolves once they ran and
+     * `recv` holds the result. Device arrays: the stream first waits for the compute stream's work
+     * so far (what wrote `send`).
+     */
+    run: (handle: number, stream: number, calls: Float64Array, send: RunBuffer, recv: RunBuffer): Promise<void> => a.ncclCommRun(handle, stream, calls, send, recv),
     /** The communicator's asynchronous error (a peer failed, a network error), or null. */
     asyncError: (handle: number): string | null => a.ncclCommError(handle),
     /** ncclCommDestroy (waits for its work), or ncclCommAbort. */

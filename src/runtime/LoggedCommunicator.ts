@@ -28,7 +28,7 @@ export const make = (inner: CommunicatorShape, log: Logger): CommunicatorShape =
                   op: request.op,
                   group: Group.format(group),
                   bytesIn: request.tensor.size * DType.bytesPer(request.tensor.dtype),
-                  bytesOut: out.data.byteLength,
+                  bytesOut: out.data.length * DType.bytesPer(request.tensor.dtype),
                   micros: Math.round((performance.now() - started) * 1000),
                 },
                 "collective",

@@ -8,6 +8,7 @@
 // (cuda/src/nccl/nccl_plan.cc), the streams' completion back to Effect. What needs a GPU (the
 // staging through device memory, real NCCL) runs in scripts/device-check. Skipped, with a
 // line saying why, without mpirun, the CUDA addon or the stand-in.
+import fc from "fast-check"
 import { existsSync } from "node:fs"
 import * as Cli from "../../../src/cli/Cli.js"
 import { memoryIo } from "../../../src/cli/Io.js"
@@ -16,7 +17,8 @@ import { beforeAll, describe, expect, test } from "vitest"
 import * as Addon from "../../../src/native/Addon.js"
 import { local, losses, near as nearLosses } from "../../train/mpiKit.js"
 import { missing, mpirun } from "./mpirun.js"
-import { contract, world } from "./suiteCases.js"
+import { results } from "../runOn.js"
+import { contract, mappings, near, world } from "./suiteCases.js"
 import { expectContract, faultOf, runSuite } from "./suiteRun.js"
 
 const standIn = path.join(import.meta.dirname, "../../../build/Release/libpleat_host_nccl.so")
@@ -25,6 +27,17 @@ const why =
   (Addon.isBuilt("pleat_cuda") ? undefined : "pleat_cuda.node is not built (no nvcc at install time)") ??
   (existsSync(standIn) ? undefined : `the host stand-in for NCCL is not built (${standIn}; it needs MPI)`)
 if (why !== undefined) console.log(`NCCL suite skipped: ${why}`)
+
+/** Device-resident collectives (residentScenarios.ts), on mappings of world 4. */
+const resident = fc
+  .sample(fc.record({ mapping: mappings, c: fc.integer({ min: 1, max: 5 }), pattern: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 6 }) }), 2)
+  .map((args) => ({ scenario: "residentCollectives", args }))
+interface Resident {
+  readonly resident: Array<boolean>
+  readonly moved: number
+  readonly values: Array<Array<number>>
+  readonly recvSplits: Array<number>
+}
 
 const atOnceMs = 4000
 const timeoutMs = 400
@@ -35,11 +48,36 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
   let run: Awaited<ReturnType<typeof runSuite>> = { outcomes: [], stderr: "" }
 
   beforeAll(async () => {
-    run = await runSuite({ backend: "nccl", faults, timesOut: ["neverArrives"], faultTimeoutMs: timeoutMs, atOnceMs, env: { PLEAT_NCCL_LIB: standIn } })
+    run = await runSuite({ backend: "nccl", faults, timesOut: ["neverArrives"], faultTimeoutMs: timeoutMs, atOnceMs, env: { PLEAT_NCCL_LIB: standIn }, extra: resident })
   }, 300_000)
 
   test("every case ran (the runner wrote one outcome per case)", () => {
-    expect(run.outcomes.length, run.stderr).toBe(contract.length + faults.length)
+    expect(run.outcomes.length, run.stderr).toBe(contract.length + faults.length + resident.length)
+  })
+
+  test("collectives on device-resident tensors: the local backend's values, results resident, nothing through the host", async () => {
+    for (const [i, c] of resident.entries()) {
+      const got = run.outcomes[contract.length + i]
+      expect(got?.ok, `${JSON.stringify(c.args)}: ${got?.ok === false ? got.message : ""}`).toBe(true)
+      if (got?.ok !== true) continue
+      const mine = got.results as Array<Resident>
+      const local = await results<Resident>("local", "residentCollectives", world, c.args)
+      expect(
+        near(
+          mine.map((r) => r.values),
+          local.map((r) => r.values),
+          1e-6,
+        ),
+        JSON.stringify(c.args),
+      ).toBe(true)
+      expect(mine.map((r) => r.recvSplits)).toEqual(local.map((r) => r.recvSplits))
+      for (const r of mine) {
+        expect(r.resident).toEqual([true, true, true, true, true, true])
+        expect(r.moved).toBe(0)
+      }
+      // The local backend reads the host's copies: the same program does move values there.
+      expect(local.some((r) => r.resident.includes(false))).toBe(true)
+    }
   })
 
   test("contract: every collective and p2p case equals the local backend's", () => expectContract(run.outcomes))

@@ -10,7 +10,7 @@ import type * as Scenarios from "../scenarios.js"
 
 export const world = 4
 const familyNames = Families.familyNames.filter((f) => f !== "embedding")
-const mappings = factorized(world)
+export const mappings = factorized(world)
   .filter((c) => isValid(c) && c.world === world)
   .chain((c) =>
     fc.constantFrom(...familyNames).map((family): Scenarios.MappingArgs => ({ world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-"), family })),

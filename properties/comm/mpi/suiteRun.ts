@@ -11,8 +11,9 @@ import type { Case, Outcome } from "./runner.js"
 import { contract, near, world } from "./suiteCases.js"
 
 /**
- * The outcomes of one run: the contract cases first, then each fault in order (`faultTimeoutMs`
- * for a fault that is meant to time out, `atOnceMs` for the others).
+ * The outcomes of one run: the contract cases first, then the `extra` cases, then each fault in
+ * order (`faultTimeoutMs` for a fault that is meant to time out, `atOnceMs` for the others; one
+ * that times out leaves its collective behind, so nothing runs after the faults).
  */
 export const runSuite = async (options: {
   readonly backend: "mpi" | "nccl"
@@ -21,11 +22,13 @@ export const runSuite = async (options: {
   readonly faultTimeoutMs: number
   readonly atOnceMs: number
   readonly env?: NodeJS.ProcessEnv
+  readonly extra?: ReadonlyArray<{ readonly scenario: string; readonly args: unknown }>
 }): Promise<{ readonly outcomes: Array<Outcome>; readonly stderr: string }> => {
   const dir = mkdtempSync(path.join(tmpdir(), `pleat-${options.backend}-`))
   try {
     const cases: Array<Case> = [
       ...contract.map((c) => ({ scenario: c.scenario, world, args: c.args, timeoutMs: 20_000 })),
+      ...(options.extra ?? []).map((c) => ({ scenario: c.scenario, world, args: c.args, timeoutMs: 20_000 })),
       ...options.faults.map((scenario) => ({ scenario, world, args: { world }, timeoutMs: options.timesOut.includes(scenario) ? options.faultTimeoutMs : options.atOnceMs })),
     ]
     writeFileSync(path.join(dir, "cases.json"), JSON.stringify(cases))
@@ -53,7 +56,7 @@ export const expectContract = async (outcomes: ReadonlyArray<Outcome>): Promise<
 
 /** The outcome of fault `name` (failed, as it must). */
 export const faultOf = (outcomes: ReadonlyArray<Outcome>, faults: ReadonlyArray<string>, name: string) => {
-  const got = outcomes[contract.length + faults.indexOf(name)]
+  const got = outcomes[outcomes.length - faults.length + faults.indexOf(name)]
   if (got === undefined || got.ok) throw new Error(`${name}: the job was expected to fail`)
   return got
 }

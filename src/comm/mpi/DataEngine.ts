@@ -12,7 +12,7 @@ import type * as Group from "../Group.js"
  * An agreed collective's outcome from a DataEngine: the member's result, or why it failed.
  * @category models
  */
-export type EngineOutcome = { readonly ok: true; readonly output: Collective.Output } | { readonly ok: false; readonly error: string }
+export type EngineOutcome = { readonly ok: true; readonly output: Collective.Output<Collective.Values> } | { readonly ok: false; readonly error: string }
 
 /**
  * What moves the data of a job's agreed collectives when MPI's own ops do not.

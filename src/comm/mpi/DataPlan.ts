@@ -57,7 +57,7 @@ export interface FixedPlan {
 export const fixedPlan = (request: Request, signature: Collective.Signature, size: number, local: number): FixedPlan | undefined => {
   if (Header.tooManyDims(signature.shape) || Collective.checkOwn(signature, size) !== undefined) return undefined
   const t = request.tensor
-  const n = t.data.length
+  const n = t.size
   const rows = rowsOf(t.shape)
   const inner = innerOf(t.shape)
   const into = (length: number): DType.Storage | undefined => {

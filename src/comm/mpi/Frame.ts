@@ -38,12 +38,14 @@ const unpack = (bytes: ArrayBuffer): { readonly head: unknown; readonly start: n
   return { head, start: Math.ceil((4 + n) / 8) * 8 }
 }
 
+const bytesOf = (data: DType.Storage): Uint8Array => new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+
 /**
  * A tensor as a frame (its bytes are copied: the sender may overwrite the tensor at once).
  * @category constructors
  */
 export const tensor = (job: number, tag: string, t: Tensor.Tensor): Uint8Array =>
-  pack({ job, tag, dtype: t.dtype, shape: t.shape, device: t.device } satisfies TensorHead, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))
+  pack({ job, tag, dtype: t.dtype, shape: t.shape, device: t.device } satisfies TensorHead, bytesOf(t.readHost()))
 
 /**
  * The tensor of a frame (its data a view on the received bytes, no copy).

@@ -50,7 +50,7 @@ interface Task {
   readonly group: Group.Group
   readonly seq: number
   readonly request: Request
-  readonly result: Deferred.Deferred<Collective.Output, CommError.CommError>
+  readonly result: Deferred.Deferred<Collective.Output<Collective.Values>, CommError.CommError>
   readonly started: number
   done: boolean
 }
@@ -97,7 +97,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
   const errorOf = (task: Task, reason: CommError.Reason, detail: string, ranks: ReadonlyArray<number> = []) =>
     CommError.make({ reason, group: Group.format(task.group), op: task.request.op, seq: task.seq, rank, ranks, detail })
 
-  const settle = (task: Task, outcome: Effect.Effect<Collective.Output, CommError.CommError>) => {
+  const settle = (task: Task, outcome: Effect.Effect<Collective.Output<Collective.Values>, CommError.CommError>) => {
     if (task.done) return
     task.done = true
     running.delete(task)
@@ -156,7 +156,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
       next()
       const verdict = Header.tooManyDims(t.shape) ? undefined : Verdict.judge(group, task.seq, [signature], [buffer])
       if (verdict !== undefined) return settle(task, Effect.fail(verdict(rank)))
-      const contribution = Collective.contribution(signature, t.data, request.out?.data)
+      const contribution = Collective.contribution(signature, t.readHost(), request.out?.data)
       return settle(
         task,
         Effect.sync(() => Collective.compute([contribution], false)[0] as Collective.Output),
@@ -173,7 +173,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
       (id) =>
         plan === undefined
           ? session.addon.allGather(id, stream.comm, mine, all, width, MpiAddon.TYPE.float64)
-          : session.addon.checked(id, stream.comm, mine, all, plan.dataOp, t.data, plan.recv, plan.count, plan.recvCounts, typeOf(t.dtype), op),
+          : session.addon.checked(id, stream.comm, mine, all, plan.dataOp, t.readHost(), plan.recv, plan.count, plan.recvCounts, typeOf(t.dtype), op),
       (error, fast) => {
         if (mpiFailed(task, fast ? request.op : "allgather of the signatures")(error)) return next()
         if (fast && plan !== undefined) {
@@ -216,7 +216,8 @@ export const make = (session: Session, options: { readonly job: number; readonly
           })
         next()
       },
-      [mine, all, t.data, plan?.recv, plan?.recvCounts],
+      // (An engine reads the tensor where it lies: no host copy is made for it here.)
+      [mine, all, plan === undefined ? undefined : t.readHost(), plan?.recv, plan?.recvCounts],
     )
   }
 
@@ -224,6 +225,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
   const startData = (stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number, plan: FixedPlan | undefined): void => {
     const { request } = task
     const t = request.tensor
+    const send = t.readHost()
     const first = parts[0] as Collective.Signature
     const inner = innerOf(first.shape)
     const type = typeOf(t.dtype)
@@ -246,16 +248,16 @@ export const make = (session: Session, options: { readonly job: number; readonly
         const p = plan ?? fixedPlan(request, parts[local] as Collective.Signature, parts.length, local)
         if (p === undefined) return settle(task, Effect.die(new Error(`unreachable: ${first.op} agreed but has no plan`)))
         const done = complete(p.output.data, p.output.shape, p.output.splits)
-        const keep = [t.data, p.recv, p.recvCounts]
-        if (first.op === "allReduce") return session.op((id) => addon.allReduce(id, c, t.data, p.recv, p.count, type, op), done, keep)
-        if (first.op === "allGather") return session.op((id) => addon.allGather(id, c, t.data, p.recv, p.count, type), done, keep)
-        return session.op((id) => addon.reduceScatter(id, c, t.data, p.recv, p.recvCounts, type, op), done, keep)
+        const keep = [send, p.recv, p.recvCounts]
+        if (first.op === "allReduce") return session.op((id) => addon.allReduce(id, c, send, p.recv, p.count, type, op), done, keep)
+        if (first.op === "allGather") return session.op((id) => addon.allGather(id, c, send, p.recv, p.count, type), done, keep)
+        return session.op((id) => addon.reduceScatter(id, c, send, p.recv, p.recvCounts, type, op), done, keep)
       }
       case "broadcast": {
         const root = parts[first.root ?? 0] as Collective.Signature
         const length = Tensor.sizeOf(root.shape)
         const out = target(length)
-        if (local === (first.root ?? 0)) out.set(t.data)
+        if (local === (first.root ?? 0)) out.set(send)
         return session.op((id) => addon.bcast(id, c, out, length, first.root ?? 0, type), complete(out, root.shape), [out])
       }
       case "allGatherV": {
@@ -265,8 +267,8 @@ export const make = (session: Session, options: { readonly job: number; readonly
         const out = target(total * inner)
         const recvCounts = Int32Array.from(counts)
         const displs = prefix(counts)
-        return session.op((id) => addon.allGatherV(id, c, t.data, t.data.length, out, recvCounts, displs, type), complete(out, [total, ...t.shape.slice(1)], splits), [
-          t.data,
+        return session.op((id) => addon.allGatherV(id, c, send, send.length, out, recvCounts, displs, type), complete(out, [total, ...t.shape.slice(1)], splits), [
+          send,
           out,
           recvCounts,
           displs,
@@ -281,11 +283,14 @@ export const make = (session: Session, options: { readonly job: number; readonly
         const recvDispls = prefix([...recvCounts])
         const total = recvRows.reduce((a, b) => a + b, 0)
         const out = target(total * inner)
-        return session.op(
-          (id) => addon.allToAllV(id, c, t.data, sendCounts, sendDispls, out, recvCounts, recvDispls, type),
-          complete(out, [total, ...t.shape.slice(1)], recvRows),
-          [t.data, out, sendCounts, recvCounts, sendDispls, recvDispls],
-        )
+        return session.op((id) => addon.allToAllV(id, c, send, sendCounts, sendDispls, out, recvCounts, recvDispls, type), complete(out, [total, ...t.shape.slice(1)], recvRows), [
+          send,
+          out,
+          sendCounts,
+          recvCounts,
+          sendDispls,
+          recvDispls,
+        ])
       }
     }
   }
@@ -323,8 +328,8 @@ export const make = (session: Session, options: { readonly job: number; readonly
   )
   watchdog.unref()
 
-  const enter = (group: Group.Group, seq: number, request: Request): Effect.Effect<Collective.Output, CommError.CommError> => {
-    const result = Deferred.makeUnsafe<Collective.Output, CommError.CommError>()
+  const enter = (group: Group.Group, seq: number, request: Request): Effect.Effect<Collective.Output<Collective.Values>, CommError.CommError> => {
+    const result = Deferred.makeUnsafe<Collective.Output<Collective.Values>, CommError.CommError>()
     const task: Task = { group, seq, request, result, started: performance.now(), done: false }
     if (Group.localRank(group, rank) < 0) {
       settle(task, Effect.fail(errorOf(task, "BadInput", `rank ${rank} is not a member`, [rank])))

@@ -15,11 +15,21 @@
  * after the group's previous collective was queued, and the result settles when the stream
  * has run them (no blocking wait on the JS thread). Sums run in NCCL's order, so they may round
  * differently from the core's member-order sum; every other result is bit-equal.
+ *
+ * A tensor whose values are in device memory (a rank computing on `cuda`, or on `sim` in tests)
+ * is sent from there and its result received into a new device array of the same runtime
+ * (DeviceRuntime.inPlace): nothing crosses to the host, the result tensor is resident. Host
+ * tensors, a preallocated output (`out`, written on the host) and a CUDA array with the host
+ * stand-in (which cannot reach GPU memory) take the host path.
  */
 import * as MpiAddon from "../../native/MpiAddon.js"
 import type * as Nccl from "../../native/Nccl.js"
+import type { DeviceArray, InPlace } from "../../tensor/device/DeviceRuntime.js"
+import { runtimeOf } from "../../tensor/device/Runtimes.js"
+import * as Device from "../../tensor/Device.js"
 import * as DType from "../../tensor/DType.js"
 import type * as Collective from "../Collective.js"
+import type { Request } from "../Communicator.js"
 import type * as Group from "../Group.js"
 import type { DataEngine } from "../mpi/DataEngine.js"
 import type { Session } from "../mpi/MpiSession.js"
@@ -44,6 +54,36 @@ interface GroupState {
 }
 
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+/** Where a run's buffers are: the host's arrays, or a device's arrays taken in place. */
+type Buffers = { readonly send: Nccl.RunBuffer; readonly recv: Nccl.RunBuffer; readonly result: Collective.Values }
+
+/** What NCCL takes for a device array in place, when this NCCL can reach it. */
+const reachable = (place: InPlace, hostMemory: boolean): Nccl.RunBuffer | undefined => {
+  if (place.memory === "host") return place.data as Float32Array | Float64Array
+  return hostMemory ? undefined : (place.handle as Nccl.RunBuffer)
+}
+
+/**
+ * A run's buffers: a resident tensor's device array and a new one of its runtime for the result
+ * (see the file header), else host storage.
+ */
+const buffersOf = (request: Request, recvLength: number, hostMemory: boolean): Buffers => {
+  const t = request.tensor
+  if (request.op === "barrier") return { send: new Float32Array(1), recv: new Float32Array(1), result: DType.allocate(t.dtype, 0) }
+  if (t.isResident && request.out === undefined && Device.isAccelerator(t.device)) {
+    const runtime = runtimeOf(t.device)
+    const values = t.values() as DeviceArray
+    const send = reachable(runtime.inPlace(values), hostMemory)
+    if (send !== undefined) {
+      const result = runtime.allocate(t.dtype, recvLength)
+      const recv = reachable(runtime.inPlace(result), hostMemory)
+      if (recv !== undefined) return { send, recv, result }
+    }
+  }
+  const recv = request.out?.data ?? DType.allocate(t.dtype, recvLength)
+  return { send: t.readHost(), recv, result: recv }
+}
 
 /**
  * The engine of one job on this process's rank.
@@ -89,13 +129,10 @@ export const make = (session: Session, opened: Opened): DataEngine => {
     const state = groups.get(group.key) ?? join(group, mpiComm, local)
     const plan = NcclPlan.planFor(parts, local)
     const { shape, splits } = NcclPlan.resultShape(parts, local)
-    const me = parts[local] as Collective.Signature
-    const barrier = me.op === "barrier"
     // A barrier reduces one float32; every other op sends the tensor and receives its result.
-    const send = barrier ? new Float32Array(1) : request.tensor.data
-    const recv = barrier ? new Float32Array(1) : (request.out?.data ?? DType.allocate(me.dtype, plan.recvLength))
+    const { send, recv, result } = buffersOf(request, plan.recvLength, opened.loaded.hostMemory)
     const calls = NcclPlan.encode(plan.calls)
-    const output: Collective.Output = { data: barrier ? DType.allocate(me.dtype, 0) : recv, shape, ...(splits === undefined ? {} : { splits }) }
+    const output: Collective.Output<Collective.Values> = { data: result, shape, ...(splits === undefined ? {} : { splits }) }
     const previous = state.queued
     let ran: Promise<void> | undefined
     state.queued = previous.then((handle) => {

@@ -189,13 +189,13 @@ export class ThreadComm {
       return Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(group), op: request.op, seq, rank, ranks: [rank], detail: `rank ${rank} is not a member` }))
     }
     const out = request.out?.data
-    if (group.ranks.length === 1) return this.#alone(group, seq, signature, t.data, out)
+    if (group.ranks.length === 1) return this.#alone(group, seq, signature, t.readHost(), out)
     if (this.#meetsInThread(group)) {
       const reply: LocalFabric.Waiter = new Reply()
-      this.#here.rendezvous.arrive(group, seq, Collective.contribution(signature, copy ? SnapshotPool.copyOf(t.data) : t.data, out), reply)
+      this.#here.rendezvous.arrive(group, seq, Collective.contribution(signature, copy ? SnapshotPool.copyOf(t.readHost()) : t.readHost(), out), reply)
       return reply.await
     }
-    const data = t.data
+    const data = t.readHost()
     let buffer: SharedArrayBuffer | undefined
     let offset = 0
     let chunk: Counter | undefined
@@ -346,7 +346,7 @@ export class ThreadComm {
       enter: (group, seq, request) => this.#enter(group, seq, request),
       post: (to, t, tag) => {
         // A private copy whose buffer moves to the receiver (transfer: no second copy).
-        const copy = t.data.slice()
+        const copy = t.readHost().slice()
         // A rank of this thread: straight into its inbox.
         const near = this.#here.inboxes.get(to)
         if (near !== undefined) return near.deliver(rank, tag, Tensor.fromStorage(copy, t.shape, { device: t.device }))

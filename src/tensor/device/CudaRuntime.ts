@@ -235,6 +235,7 @@ const make = (): { readonly runtime: DeviceRuntime } | { readonly why: string } 
       transfers.downloads++
       transfers.downloadedBytes += into.byteLength
     },
+    inPlace: (x) => ({ memory: "cuda", handle: handle(x) }),
     kernels: kernelsOf(a, () => runtime),
     transfers,
   }

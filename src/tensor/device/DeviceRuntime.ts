@@ -130,6 +130,14 @@ export interface DeviceAttentionBackwardArgs extends DeviceAttentionArgs {
 }
 
 /**
+ * What native code beside the kernels (the NCCL backend's calls) reads and writes in place for an
+ * array: `host`, the buffer behind a simulated array; `cuda`, the addon's handle of a block of GPU
+ * memory. No copy is made, and none is counted.
+ * @category models
+ */
+export type InPlace = { readonly memory: "host"; readonly data: DType.Storage } | { readonly memory: "cuda"; readonly handle: unknown }
+
+/**
  * A device's runtime.
  * @category models
  */
@@ -143,6 +151,8 @@ export interface DeviceRuntime {
   readonly upload: (host: DType.Storage) => DeviceArray
   /** Copies `array` into `into` (same dtype and length), when the device has finished writing it. */
   readonly download: (array: DeviceArray, into: DType.Storage) => void
+  /** The array as native code outside the kernels takes it (InPlace). */
+  readonly inPlace: (array: DeviceArray) => InPlace
   readonly kernels: DeviceKernels
   readonly transfers: TransferCounts
 }

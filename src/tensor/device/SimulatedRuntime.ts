@@ -120,6 +120,7 @@ const make = (index: number): DeviceRuntime => {
       transfers.downloadedBytes += from.byteLength
       into.set(from)
     },
+    inPlace: (array) => ({ memory: "host", data: values(array) }),
     kernels,
     transfers,
   }
