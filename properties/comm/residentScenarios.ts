@@ -19,7 +19,13 @@ export const residentCollectives = (rank: number, args: unknown) =>
     const { mapping, c, pattern } = args as { mapping: MappingArgs; c: number; pattern: ReadonlyArray<number> }
     // A group of one answers on the host (the core's own result): the family's group, or all ranks.
     const family = groupOf(mapping, rank)
-    const group = family.ranks.length > 1 ? family : Group.make("all", Array.from({ length: mapping.world }, (_, r) => r))
+    const group =
+      family.ranks.length > 1
+        ? family
+        : Group.make(
+            "all",
+            Array.from({ length: mapping.world }, (_, r) => r),
+          )
     const n = group.ranks.length
     const runtime = simulated(0)
     const onDevice = (values: ReadonlyArray<number>, shape: ReadonlyArray<number>, dtype: "float32" | "float64") => to(Tensor.fromArray(values, shape, { dtype }), Device.sim(0))

@@ -6,7 +6,10 @@
 //   from the mid-run checkpoint continues as the uninterrupted one;
 // - after the first step, a step moves less than the shards' bytes between host and device in
 //   all (the host's optimizer moves every shard up and every gradient down: twice that);
-// - a non-finite gradient on the device stops the rank naming the shard and the value.
+// - a non-finite gradient on the device stops the rank naming the shard and the value;
+// - ranks whose gradients are shared (summed by collectives on their device tensors) take the
+//   host's steps bit for bit too (the local backend sums host copies; NcclSuite.prop.ts runs
+//   the same on the NCCL backend, where the sums stay in device memory).
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
@@ -81,6 +84,31 @@ describe("the optimizer on the device (sim)", () => {
         },
       ),
       { numRuns: 6 },
+    )
+  }, 240_000)
+
+  test("several ranks sharing gradients (dp, tp, ep, a tied embedding over pp): the host's steps and checkpoints bit for bit", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          seed: fc.integer({ min: 1, max: 1000 }),
+          mapping: fc.constantFrom({ world: 2 }, { world: 4, tp: 2, ep: 2 }, { world: 4, pp: 2, ep: 2 }, { world: 4, tp: 2, pp: 2 }),
+        }),
+        async ({ seed, mapping }) => {
+          const one = setupOf({ seed, hidden: 16, vocab: 16, experts: 4, steps: 2 })
+          const setup = { ...one, parallel: ParallelConfig.make(mapping), batch: { microBatch: 1, globalBatch: 4 } }
+          const dirs = { host: fresh(), sim: fresh() }
+          const host = await Effect.runPromise(Train.run(setup, { steps: 2, save: dirs.host }))
+          const sim = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 2, save: dirs.sim }))
+          expect(sim.map((s) => s.loss)).toEqual(host.map((s) => s.loss))
+          expect(sim.map((s) => s.gradNorm)).toEqual(host.map((s) => s.gradNorm))
+          expect(checkpointFiles(dirs.sim)).toEqual(checkpointFiles(dirs.host))
+          // The device's counts show the step ran there (the host's steps have none).
+          expect(sim.every((s) => s.ranks.every((r) => (r.hostDeviceBytes ?? 0) > 0))).toBe(true)
+          expect(host.every((s) => s.ranks.every((r) => r.hostDeviceBytes === undefined))).toBe(true)
+        },
+      ),
+      { numRuns: 5 },
     )
   }, 240_000)
 

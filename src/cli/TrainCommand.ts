@@ -162,7 +162,19 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         ran++
         done = summary.step + 1
         const tokensPerSec = summary.tokens / summary.seconds
-        json?.info({ step: done, loss: summary.loss, lr: summary.lr, tokensPerSec, gradNorm: summary.gradNorm, moe: moeMetrics(summary.moe, dropping) }, "step")
+        const hostDeviceBytes = summary.ranks.flatMap((r) => (r.hostDeviceBytes === undefined ? [] : [r.hostDeviceBytes]))
+        json?.info(
+          {
+            step: done,
+            loss: summary.loss,
+            lr: summary.lr,
+            tokensPerSec,
+            gradNorm: summary.gradNorm,
+            moe: moeMetrics(summary.moe, dropping),
+            ...(hostDeviceBytes.length === 0 ? {} : { hostDeviceBytes }),
+          },
+          "step",
+        )
         progress?.update(done, `loss ${format(summary.loss)} | ${format(tokensPerSec, 0)} tok/s`)
         activity.set(describe())
       },

@@ -11,12 +11,20 @@
  * the run). The device copies are made at the first step from the host's, so a checkpoint loaded
  * before it is where training starts.
  *
- * It runs where nothing crosses ranks between the backward passes and the update: a rank whose
- * gradient groups are all its own (one GPU; the gradient sync over several would need the
- * collectives on device arrays), in fp32 (a bf16 step rounds its weight copies on the host),
- * with the replicated optimizer; `appliesTo` says which. Same steps, bit for bit, as the host's
- * optimizer on `sim`; on CUDA the sum of squares adds in its block order (sum_squares_element.h).
+ * Gradients shared with other ranks are summed where they lie (`reduce`, RankParams.synchronize's
+ * order: one collective a shard on its device tensor): on the NCCL backend the collective runs on
+ * the device arrays and nothing crosses to the host; the other backends sum host copies and the
+ * result is copied back (correct, and counted as transfers). Each rank's sums of squares are
+ * taken before the sync (the check for non-finite gradients, on the rank that has them, as the
+ * host does) and, where the sync changed the gradients, again after it (the norm).
+ *
+ * It runs in fp32 (a bf16 step rounds its weight copies on the host), with the replicated
+ * optimizer, without fault injection; `appliesTo` says which. Same steps, bit for bit, as the
+ * host's optimizer on `sim`; on CUDA the sum of squares adds in its block order
+ * (sum_squares_element.h) and NCCL's sums in its own.
  */
+import * as Effect from "effect/Effect"
+import * as Comm from "../comm/Communicator.js"
 import type { DeviceArray, DeviceRuntime } from "../tensor/device/DeviceRuntime.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import * as AdamwInto from "../tensor/kernels/AdamwInto.js"
@@ -51,17 +59,11 @@ export interface DeviceOptimizer {
  * its device (see the file header).
  * @category guards
  */
-export const appliesTo = (r: {
-  readonly groups: RankParams.SyncGroups
-  readonly dtype: string
-  readonly precision: "fp32" | "bf16" | undefined
-  readonly faults: boolean
-}): boolean =>
+export const appliesTo = (r: { readonly dtype: string; readonly precision: "fp32" | "bf16" | undefined; readonly faults: boolean }): boolean =>
   r.dtype === "float32" &&
   r.precision !== "bf16" &&
   // Fault injection (tests of `pleat verify`) rewrites the host's gradients.
-  !r.faults &&
-  [r.groups.dpCp, r.groups.tpDpCp, r.groups.edp, r.groups.embedding].every((g) => g.ranks.length === 1)
+  !r.faults
 
 /**
  * A rank's device optimizer over its shards and moments (nothing on the device yet).
@@ -111,6 +113,25 @@ export const startStep = (o: DeviceOptimizer, copies: Map<RankParams.Held, Tenso
  * @category getters
  */
 export const gradOf = (o: DeviceOptimizer, held: RankParams.Held): DeviceArray => shardOf(o, held).grad
+
+/**
+ * RankParams.Reduce on the device accumulators: each shard's gradient summed over `group` by a
+ * collective on its device tensor, the result copied into the accumulator (device to device
+ * where the backend left it resident). Accumulators no gradient reached hold zeros first.
+ * @category combinators
+ */
+export const reduce =
+  (o: DeviceOptimizer): RankParams.Reduce =>
+  (held, group) =>
+    Effect.gen(function* () {
+      if (group.ranks.length === 1) return
+      for (const h of held) {
+        const grad = shardOf(o, h).grad
+        GradAccumulator.settle(grad)
+        const summed = yield* Comm.allReduce(group, new Tensor.Tensor({ shape: [1, grad.length], resident: grad, device: o.runtime.device }))
+        o.runtime.kernels.copy(summed.deviceArray(o.runtime), grad)
+      }
+    })
 
 /**
  * Each shard's sum of squares of its gradient, in the order of `params` (one download of one

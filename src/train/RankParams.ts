@@ -129,24 +129,34 @@ export const groupOf = (groups: SyncGroups, kind: Kind): Group.Group => (kind ==
  */
 export const skippedBySync = (): string | undefined => process.env.PLEAT_FAULT_SKIP_SYNC
 
+/**
+ * How the gradients of some shards are summed over a group and written back into their
+ * accumulators (every member passes the same shards in the same order). The host's way is one
+ * flat bucket a group; DeviceOptimizer's sums the accumulators in device memory.
+ * @category models
+ */
+export type Reduce = (held: ReadonlyArray<Held>, group: Group.Group) => Effect.Effect<void, unknown, Comm.Communicator>
+
 /** Gradients of one kind as one flat buffer, reduced over `group`, written back. */
-const reduceBucket = (held: ReadonlyArray<Held>, group: Group.Group, dtype: DType.DType) =>
-  Effect.gen(function* () {
-    if (held.length === 0 || group.ranks.length === 1) return
-    const total = held.reduce((a, h) => a + h.grad.length, 0)
-    const bucket = DType.allocate(dtype, total)
-    let offset = 0
-    for (const h of held) {
-      bucket.set(h.grad, offset)
-      offset += h.grad.length
-    }
-    const summed = yield* Comm.allReduce(group, Tensor.fromStorage(bucket, [1, total]))
-    offset = 0
-    for (const h of held) {
-      h.grad.set(summed.data.subarray(offset, offset + h.grad.length))
-      offset += h.grad.length
-    }
-  })
+const hostBuckets =
+  (dtype: DType.DType): Reduce =>
+  (held, group) =>
+    Effect.gen(function* () {
+      if (held.length === 0 || group.ranks.length === 1) return
+      const total = held.reduce((a, h) => a + h.grad.length, 0)
+      const bucket = DType.allocate(dtype, total)
+      let offset = 0
+      for (const h of held) {
+        bucket.set(h.grad, offset)
+        offset += h.grad.length
+      }
+      const summed = yield* Comm.allReduce(group, Tensor.fromStorage(bucket, [1, total]))
+      offset = 0
+      for (const h of held) {
+        h.grad.set(summed.data.subarray(offset, offset + h.grad.length))
+        offset += h.grad.length
+      }
+    })
 
 /**
  * Sums the tied embedding's gradient over the embedding group (see the file header): both
@@ -154,11 +164,10 @@ const reduceBucket = (held: ReadonlyArray<Held>, group: Group.Group, dtype: DTyp
  * serves both uses and the tape adds them, or on a middle stage.
  * @category combinators
  */
-export const sumTied = (held: Iterable<Held>, groups: SyncGroups, dtype: DType.DType) =>
-  reduceBucket(
+export const sumTied = (held: Iterable<Held>, groups: SyncGroups, dtype: DType.DType, reduce: Reduce = hostBuckets(dtype)) =>
+  reduce(
     [...held].filter((h) => h.spec.tied === true && h.spec.name !== skippedBySync()),
     groups.embedding,
-    dtype,
   )
 
 /**
@@ -174,27 +183,31 @@ export const countsInNorm = (h: Held, groups: SyncGroups, rank: number): boolean
  * order of the buckets is fixed, so all ranks issue the same collectives.
  * @category combinators
  */
-export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroups, dtype: DType.DType) =>
+export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroups, dtype: DType.DType, reduce: Reduce = hostBuckets(dtype)) =>
   Effect.gen(function* () {
     const skipped = skippedBySync()
     const all = [...params.values()].filter((h) => h.spec.name !== skipped)
-    yield* sumTied(all, groups, dtype)
-    yield* reduceBucket(
+    yield* sumTied(all, groups, dtype, reduce)
+    yield* reduce(
       all.filter((h) => kindOf(h.spec) === "dense"),
       groups.dpCp,
-      dtype,
     )
-    yield* reduceBucket(
+    yield* reduce(
       all.filter((h) => kindOf(h.spec) === "replicated"),
       groups.tpDpCp,
-      dtype,
     )
-    yield* reduceBucket(
+    yield* reduce(
       all.filter((h) => kindOf(h.spec) === "expert"),
       groups.edp,
-      dtype,
     )
   })
+
+/**
+ * Whether any gradient group of a rank has members other than itself (otherwise `synchronize`
+ * has nothing to do).
+ * @category guards
+ */
+export const crossesRanks = (groups: SyncGroups): boolean => [groups.dpCp, groups.tpDpCp, groups.edp, groups.embedding].some((g) => g.ranks.length > 1)
 
 /**
  * The global gradient norm over every parameter of the model, each shard counted once: a rank

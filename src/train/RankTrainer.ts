@@ -23,7 +23,7 @@ import * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import type * as Trace from "../runtime/Trace.js"
 import * as Device from "../tensor/Device.js"
-import type { DeviceArray } from "../tensor/device/DeviceRuntime.js"
+import type { DeviceArray, DeviceRuntime } from "../tensor/device/DeviceRuntime.js"
 import { runtimeOf } from "../tensor/device/Runtimes.js"
 import type * as DType from "../tensor/DType.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
@@ -108,7 +108,11 @@ export interface StepReport {
   readonly optimizerStateBytes: number
   /** This rank's memory: parameters, gradients, optimizer state, peak activations (RankMemory). */
   readonly memory: RankMemory.RankMemory
+  /** On an accelerator: bytes its runtime copied between host and device during the step (ranks sharing a device share the count). */
+  readonly hostDeviceBytes?: number
 }
+
+const movedBytes = (r: DeviceRuntime): number => r.transfers.uploadedBytes + r.transfers.downloadedBytes
 
 /**
  * Builds a rank's trainer: its groups, its shards (from the seed), its schedule; `faults` are
@@ -199,11 +203,12 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   // reduction (with the distributed optimizer, whose reduce-scatters start per chunk during the
   // step, the host's accumulators are used, each product's gradient staged there and back).
   const deviceGrads = new Map<RankParams.Held, DeviceArray>()
-  const gradRuntime = device !== undefined && Device.isAccelerator(device) && distributed === undefined ? runtimeOf(device) : undefined
-  // Where nothing crosses ranks between the backward and the update, the optimizer runs on the
-  // device too, and the weights stay there across steps (DeviceOptimizer).
+  const deviceRuntime = device !== undefined && Device.isAccelerator(device) ? runtimeOf(device) : undefined
+  const gradRuntime = distributed === undefined ? deviceRuntime : undefined
+  // In fp32 with the replicated optimizer, the optimizer runs on the device too, and the weights,
+  // gradients and moments stay there across steps (DeviceOptimizer).
   const onDevice =
-    gradRuntime !== undefined && DeviceOptimizer.appliesTo({ groups: sync, dtype: setup.dtype, precision: setup.precision, faults: faults.length > 0 })
+    gradRuntime !== undefined && DeviceOptimizer.appliesTo({ dtype: setup.dtype, precision: setup.precision, faults: faults.length > 0 })
       ? DeviceOptimizer.make(gradRuntime, params, moments)
       : undefined
   const deviceGradOf =
@@ -232,6 +237,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       const moeStats = MoeStats.accumulator(microBatches, s.dp)
       const activations = RankMemory.activationMeter()
       const stepStarted = performance.now()
+      const movedBefore = deviceRuntime === undefined ? 0 : movedBytes(deviceRuntime)
       const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
 
       /** A chunk's forward (ChunkRun), with its loss share and expert loads counted into the step. */
@@ -321,13 +327,14 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       )
       if (diverged !== undefined) return yield* Effect.fail(diverged)
       const syncStarted = performance.now()
-      // (On the device every gradient group is this rank's own: nothing to synchronise.)
       if (distributed !== undefined) yield* DistributedOptimizer.reduceScatter(distributed)
-      else if (onDevice === undefined) yield* RankParams.synchronize(params, sync, setup.dtype)
+      else yield* RankParams.synchronize(params, sync, setup.dtype, onDevice === undefined ? undefined : DeviceOptimizer.reduce(onDevice))
+      // On the device, the norm's squares are the synchronised gradients' (taken again if the sync changed them).
+      const synced = onDevice === undefined || !RankParams.crossesRanks(sync) ? squares : DeviceOptimizer.squares(onDevice)
       const gradNorm =
         distributed !== undefined
           ? yield* DistributedOptimizer.globalNorm(distributed, params)
-          : yield* RankParams.globalNorm(params, sync, rank, squares === undefined ? undefined : (h) => squares.get(h) as number)
+          : yield* RankParams.globalNorm(params, sync, rank, synced === undefined ? undefined : (h) => synced.get(h) as number)
       if (!Number.isFinite(gradNorm)) return yield* Effect.fail(NonFinite.ofNorm(gradNorm))
       const lr = Optimizer.learningRate(setup.optimizer, k)
       const clip = Optimizer.clipScale(setup.optimizer, gradNorm)
@@ -345,6 +352,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         ...times,
         optimizerStateBytes,
         memory: { ...RankMemory.ofParams(params), optimizerStateBytes, peakActivationBytes: activations.peak },
+        ...(deviceRuntime === undefined ? {} : { hostDeviceBytes: movedBytes(deviceRuntime) - movedBefore }),
       } satisfies StepReport
     })
 

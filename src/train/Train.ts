@@ -52,8 +52,8 @@ export interface StepSummary {
   readonly imbalance: ReadonlyArray<{ readonly layer: number; readonly value: number }>
   /** Per MoE layer: its aux and z losses (mean over the micro-batches, no coefficients) and dropped pairs. */
   readonly moe: ReadonlyArray<MoeStats.LayerStep>
-  /** Per rank: forward, backward and waiting milliseconds, the bytes of its optimizer state and its memory. */
-  readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs" | "optimizerStateBytes" | "memory">>
+  /** Per rank: forward, backward and waiting milliseconds, the bytes of its optimizer state and its memory, and on a device the bytes copied between host and device. */
+  readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs" | "optimizerStateBytes" | "memory" | "hostDeviceBytes">>
 }
 
 /**
@@ -115,7 +115,14 @@ const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>,
     seconds,
     imbalance,
     moe: MoeStats.combine(reports.map((r) => r.moeStats ?? [])),
-    ranks: reports.map((r) => ({ forwardMs: r.forwardMs, backwardMs: r.backwardMs, waitMs: r.waitMs, optimizerStateBytes: r.optimizerStateBytes, memory: r.memory })),
+    ranks: reports.map((r) => ({
+      forwardMs: r.forwardMs,
+      backwardMs: r.backwardMs,
+      waitMs: r.waitMs,
+      optimizerStateBytes: r.optimizerStateBytes,
+      memory: r.memory,
+      ...(r.hostDeviceBytes === undefined ? {} : { hostDeviceBytes: r.hostDeviceBytes }),
+    })),
   }
 }
 

@@ -107,7 +107,35 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     expect(run.code, run.stderr).toBe(0)
     nearLosses(losses(run.stdout), await local([...flags, ...mapping]))
   }, 300_000)
+
+  test("pleat train --backend nccl --device sim on 4 processes: one process's losses, and the gradients summed in device memory", async () => {
+    const main = path.join(import.meta.dirname, "../../../src/cli/main.ts")
+    const flags = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--seed", "31", "--steps", "3", "--device", "sim"]
+    const mapping = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2"]
+    const run = await mpirun(world, [main, "train", ...flags, ...mapping, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
+    expect(run.code, run.stderr).toBe(0)
+    const io = memoryIo()
+    expect(await Cli.run(["train", ...flags, ...mapping, "--backend", "local"], io), io.err).toBe(0)
+    // float32: the stand-in sums in its own order.
+    const [mine, theirs] = [losses(run.stdout), losses(io.out)]
+    expect(mine.length).toBe(3)
+    mine.forEach((x, i) => expect(Math.abs(x - (theirs[i] as number))).toBeLessThanOrEqual(1e-5 * Math.abs(x)))
+    // Every gradient here is shared (dp 2, edp 2): the local backend sums host copies of them, each
+    // rank's gradient bytes down and up again a step at least; on NCCL they stay on the device.
+    const gradientBytes = (summaryOf(io.out).memory as Array<{ gradientBytes: number }>).map((m) => m.gradientBytes)
+    const [viaNccl, viaHost] = [hostDeviceBytes(run.stdout), hostDeviceBytes(io.out)]
+    expect(viaNccl.length).toBe(3)
+    viaNccl.forEach((step, k) => step.forEach((bytes, r) => expect(bytes + 2 * (gradientBytes[r] as number)).toBeLessThanOrEqual(viaHost[k]?.[r] as number)))
+  }, 300_000)
 })
+
+const records = (out: string) =>
+  out
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+const summaryOf = (out: string) => records(out).find((r) => r.msg === "summary") as Record<string, unknown>
+const hostDeviceBytes = (out: string) => records(out).flatMap((r) => (r.msg === "step" ? [r.hostDeviceBytes as Array<number>] : []))
 
 test("--backend nccl where NCCL cannot be opened: exit 2, one line naming the file and the fix", async () => {
   const io = memoryIo()
