@@ -16,6 +16,7 @@ export const kernelChecks = async ({ root, check, assert, random }) => {
   const Router = await import(path.join(root, "dist/moe/Router.js"))
   const Tensor = await import(path.join(root, "dist/tensor/Tensor.js"))
   const CudaArrays = await import(path.join(root, "dist/native/CudaArrays.js"))
+  const Bf16Round = await import(path.join(root, "dist/tensor/kernels/Bf16Round.js"))
   check("axpy: the device equals the CPU's fused multiply-add bit for bit", () => {
     const sizes = [1, 7, 1000, 65536 * 256 + 12345]
     for (const n of sizes) {
@@ -424,6 +425,24 @@ export const kernelChecks = async ({ root, check, assert, random }) => {
       loaded.addon.scatterAddRows(src, index, got, cols)
       assert(ulps(got, want) === 0, `${n} rows into ${targets}x${cols}: differs`)
     }
+    return "bit for bit"
+  })
+  check("roundBf16 (a bf16 run's rounding) on a device array, in place: Bf16Round's bits", () => {
+    const loaded = CudaArrays.cudaArrays()
+    assert(!("why" in loaded), loaded.why)
+    const n = 1 << 22
+    const words = Uint32Array.from({ length: n }, (_, i) => (Math.imul(i, 2654435761) ^ (i << 7)) >>> 0)
+    const x = new Float32Array(words.buffer)
+    const want = new Float32Array(n)
+    Bf16Round.roundInto(x, want, "typescript")
+    const onDevice = loaded.addon.deviceArrayNew(n, "float32")
+    loaded.addon.deviceArrayCopyIn(onDevice, x)
+    loaded.addon.roundBf16(onDevice, onDevice)
+    const got = new Float32Array(n)
+    loaded.addon.deviceArrayCopyOut(onDevice, got)
+    const a = new Uint32Array(got.buffer)
+    const b = new Uint32Array(want.buffer)
+    for (let i = 0; i < n; i++) assert(a[i] === b[i], `element ${i}: ${a[i].toString(16)} against ${b[i].toString(16)}`)
     return "bit for bit"
   })
 }

@@ -11,6 +11,10 @@
 //                                                   nearest even (Float32Array.prototype.set)
 //   swapDims(src, out, a, n0, b, n1, c)             a transpose: out [a, n1, b, n0, c] from src
 //                                                   [a, n0, b, n1, c] (SwapDims.swapInto)
+//   roundBf16(src, out)                             out = src rounded to bfloat16, kept in float32
+//                                                   (bf16.h's rule, bit for bit); out may be the
+//                                                   very same array as src (in place), no other
+//                                                   overlap
 //   sumSquares(x, out, at)                          out[at] (Float64Array) = the float64 sum of
 //                                                   x[i]^2 in sum_squares_element.h's block order
 // Wrong types or lengths are TypeErrors / RangeErrors before any device work; without a GPU every
@@ -128,6 +132,24 @@ Napi::Value SwapDims(const Napi::CallbackInfo& info) {
                        [&](const DevicePointers& d, cudaStream_t s) { return swap_dims_launch(d.f32(0), d.f32(1), z(0), z(1), z(2), z(3), z(4), s); });
 }
 
+Napi::Value RoundBf16(const Napi::CallbackInfo& info) {
+  const char* fn = "roundBf16";
+  Napi::Env env = info.Env();
+  ArrayArg src, out;
+  if (!expect_array(info, fn, 0, "src", {napi_float32_array}, &src) || !expect_array(info, fn, 1, "out", {napi_float32_array}, &out)) return env.Undefined();
+  if (out.length != src.length) {
+    throw_range_error(env, std::string(fn) + ": src and out must have the same length, got " + std::to_string(src.length) + " and " + std::to_string(out.length));
+    return env.Undefined();
+  }
+  // As the CPU's roundBf16: in place or apart, never a shifted overlap.
+  if (!expect_disjoint(env, fn, "out", out, "src", src, true)) return env.Undefined();
+  // In place: staged once, both and back.
+  if (out.data == src.data && out.resident == src.resident)
+    return run_on_device(info, fn, {{&out, Way::in_out}}, [&](const DevicePointers& d, cudaStream_t s) { return round_bf16_launch(d.f32(0), d.f32(0), out.length, s); });
+  return run_on_device(info, fn, {{&src, Way::in}, {&out, Way::out}},
+                       [&](const DevicePointers& d, cudaStream_t s) { return round_bf16_launch(d.f32(0), d.f32(1), src.length, s); });
+}
+
 Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   const char* fn = "sumSquares";
   Napi::Env env = info.Env();
@@ -157,6 +179,7 @@ void RegisterCudaElementwiseExports(Napi::Env env, Napi::Object exports) {
   exports.Set("narrowToFloat32", Napi::Function::New(env, Narrow, "narrowToFloat32"));
   exports.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
   exports.Set("swapDims", Napi::Function::New(env, SwapDims, "swapDims"));
+  exports.Set("roundBf16", Napi::Function::New(env, RoundBf16, "roundBf16"));
 }
 
 }  // namespace pleat

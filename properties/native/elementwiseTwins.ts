@@ -4,11 +4,13 @@
 // (elementwise_element.h) through pleat_kernel_emulation, the device the kernels through the
 // CUDA addon's bindings (with narrowToFloat32, float64 to float32 as a typed array's set does, on
 // the device only: its element function is one cast). No exp is involved: bit for bit on both.
-// And the optimizer's sum of squares on a device, in its block order (sum_squares_element.h).
+// And the optimizer's sum of squares on a device, in its block order (sum_squares_element.h),
+// and the bf16 rounding (round_bf16_element) against Bf16Round's rule on bit patterns.
 import fc from "fast-check"
 import { expect } from "vitest"
 import { BroadcastKind, elementwiseKernels } from "../../src/native/CpuElementwise.js"
 import { cudaArrays } from "../../src/native/CudaArrays.js"
+import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import { sumSquaresLoop } from "../../src/tensor/kernels/SumSquares.js"
 import * as SwapDims from "../../src/tensor/kernels/SwapDims.js"
 import { big, emulate, expectSame, floats, runnable, type Runnable, type Twin } from "./kernelTwins.js"
@@ -170,5 +172,82 @@ const swapDims: Twin<{ readonly extents: ReadonlyArray<number>; readonly seed: n
   },
 }
 
+/**
+ * The float32 bit patterns that decide bf16 rounding, always first: +-0, +-Inf, NaNs (quiet and
+ * signalling, payloads in either half), subnormals (the smallest, the largest, ties), the
+ * largest finite values and the edge of the carry into Inf (0x7F7F7FFF stays, 0x7F7F8000
+ * rounds up: an odd upper half), ties to even (0x3F808000 down, 0x3F818000 up), one either side
+ * of a tie, and their negatives.
+ */
+const bf16Edges = ((): ReadonlyArray<number> => {
+  const positive = [
+    0x00000000, 0x7f800000, 0x7fc00000, 0x7f800001, 0x7f810000, 0x7fffffff, 0x7fbfffff, 0x7f80ffff, 0x7fa08000, 0x00000001, 0x00007fff, 0x00008000, 0x00018000, 0x00008001,
+    0x007fffff, 0x007f8000, 0x00800000, 0x7f7fffff, 0x7f7f8000, 0x7f7f7fff, 0x7f7e8000, 0x7f7effff, 0x7f7f0000, 0x3f800000, 0x3f808000, 0x3f818000, 0x3f807fff, 0x3f808001,
+    0x3f80ffff, 0x3fff8000, 0x3fffffff,
+  ]
+  return [...positive, ...positive.map((b) => (b | 0x80000000) >>> 0)]
+})()
+
+/**
+ * n float32 bit patterns after the edges: random words, and random ones of each class (NaNs
+ * with random payloads, subnormals, near the overflow threshold, exact ties).
+ */
+const bf16Patterns = (n: number, seed: number): Uint32Array => {
+  let s = seed >>> 0 || 1
+  const next = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0)
+  const word = () => ((next() >>> 16) | (next() & 0xffff0000)) >>> 0
+  const bits = new Uint32Array(bf16Edges.length + n)
+  bits.set(bf16Edges)
+  for (let i = bf16Edges.length; i < bits.length; i++) {
+    const w = word()
+    const sign = w & 0x80000000
+    const kind = next() >>> 29
+    bits[i] =
+      kind === 0
+        ? (sign | 0x7f800000 | (w & 0x007fffff) | 1) >>> 0 // NaN, payload anywhere
+        : kind === 1
+          ? (sign | (w & 0x007fffff)) >>> 0 // subnormal (or zero)
+          : kind === 2
+            ? (sign | 0x7f7f0000 | (w & 0xffff)) >>> 0 // the largest binade's last bf16 step
+            : kind === 3
+              ? ((w & 0xffff0000) | 0x8000) >>> 0 // an exact tie
+              : w
+  }
+  return bits
+}
+
+/** The first index where two arrays' bits differ, as a message; "" when none. */
+const bitDifference = (got: Float32Array, want: Float32Array): string => {
+  const g = new Uint32Array(got.buffer, got.byteOffset, got.length)
+  const w = new Uint32Array(want.buffer, want.byteOffset, want.length)
+  if (g.length !== w.length) return `lengths ${g.length} and ${w.length}`
+  const hex = (b: number) => `0x${(b >>> 0).toString(16).padStart(8, "0")}`
+  for (let i = 0; i < g.length; i++) if (g[i] !== w[i]) return `at ${i}: ${hex(g[i] as number)}, want ${hex(w[i] as number)}`
+  return ""
+}
+
+const roundBf16: Twin<{ readonly n: number; readonly seed: number }> = {
+  name: "roundBf16: float32 bit patterns (NaN payloads, +-Inf, +-0, subnormals, the overflow edge, ties) rounded to bfloat16 as Bf16Round.roundBits, bit for bit (in place too on the device)",
+  cases: (on) => fc.record({ n: fc.integer({ min: 0, max: big(on, 4000, 1 << 20) }), seed: fc.integer() }),
+  check: ({ n, seed }, on) => {
+    const bits = bf16Patterns(n, seed)
+    const src = new Float32Array(bits.buffer)
+    const before = new Float32Array(bits.slice().buffer)
+    const want = new Float32Array(src.length)
+    Bf16Round.roundInto(src, want, "typescript")
+    let got: Float32Array
+    if (on === "host") got = emulate("round_bf16", [Float64Array.of(src.length), src], [["f32", src.length]])[0] as Float32Array
+    else {
+      got = new Float32Array(src.length)
+      device().roundBf16(src, got)
+      const inPlace = before.slice()
+      device().roundBf16(inPlace, inPlace)
+      expect(bitDifference(inPlace, want)).toBe("")
+    }
+    expect(bitDifference(got, want)).toBe("")
+    expect(bitDifference(src, before)).toBe("")
+  },
+}
+
 /** The element-wise twins, for both executors. */
-export const elementwiseTwins: ReadonlyArray<Runnable> = [runnable(elementwise), runnable(sumSquares), runnable(swapDims)]
+export const elementwiseTwins: ReadonlyArray<Runnable> = [runnable(elementwise), runnable(sumSquares), runnable(swapDims), runnable(roundBf16)]

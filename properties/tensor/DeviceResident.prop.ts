@@ -13,7 +13,9 @@ import * as Differentiable from "../../src/comm/Differentiable.js"
 import * as Group from "../../src/comm/Group.js"
 import * as Job from "../../src/runtime/Job.js"
 import * as Device from "../../src/tensor/Device.js"
+import * as Place from "../../src/tensor/device/Place.js"
 import { simulated } from "../../src/tensor/device/SimulatedRuntime.js"
+import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import type * as DType from "../../src/tensor/DType.js"
 import { add, div, mul, scale, sub } from "../../src/tensor/ops/Elementwise.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
@@ -168,6 +170,34 @@ describe("what stays on the simulated device", () => {
       expect({ name, bits: dev?.bits }).toEqual({ name, bits: host?.bits })
       expect({ name, resident: dev?.resident, forward: dev?.forwardDownloads, backward: dev?.backwardDownloads }).toEqual({ name, resident: true, forward: 0, backward: 1 })
     }
+  })
+
+  test("a bf16 tape on the device: outputs rounded there (the host's bits, no download); an op passing its input through rounds a copy, never the input", async () => {
+    const run = (device: Device.Device) =>
+      Job.runPromise({ world: 1, backend: "local" }, () =>
+        Effect.gen(function* () {
+          const tape = Tape.make({ precision: "bf16" })
+          // fp32 values on the device (made in the tape's fp32 region, so not rounded).
+          const x = tape.fullPrecision(() => to(Tensor.fromArray(values(24, 7), [6, 4], { tape, requiresGrad: true }), device))
+          const w = to(Tensor.fromArray(values(16, 8), [4, 4]), device)
+          const before = { x: bits(x), downloads: runtime.transfers.downloads }
+          const y = yield* Differentiable.allReduce(Group.make("solo", [0]), x)
+          const h = matmul(y, w)
+          const downloads = runtime.transfers.downloads - before.downloads
+          // x's values where they lie now (its device array on the device: a host copy read earlier would hide a change).
+          const after = Array.from(Place.hostValues(x.values()))
+          return { before: before.x, after, y: bits(y), h: bits(h), resident: y.isResident && h.isResident, downloads }
+        }),
+      )
+    const [host] = await run(Device.cpu)
+    const [dev] = await run(sim)
+    expect(dev?.y).toEqual(host?.y)
+    expect(dev?.h).toEqual(host?.h)
+    expect({ resident: dev?.resident, downloads: dev?.downloads }).toEqual({ resident: true, downloads: 0 })
+    // The pass-through result is the bf16 rounding of x; x itself kept its fp32 values.
+    expect(dev?.after).toEqual(dev?.before)
+    expect(Bf16Round.isExact(Float32Array.from(dev?.y ?? []))).toBe(true)
+    expect(Bf16Round.isExact(Float32Array.from(dev?.before ?? []))).toBe(false)
   })
 
   test("the vocabulary-parallel cross-entropy of logits on the device: the host's loss and gradient bits, tp 1 and 2; only row statistics cross to the host", async () => {

@@ -7,6 +7,8 @@
 // - after the first step, a step moves less than the shards' bytes between host and device in
 //   all (the host's optimizer moves every shard up and every gradient down: twice that);
 // - a non-finite gradient on the device stops the rank naming the shard and the value;
+// - so do bf16 runs (weights rounded to bf16 copies on the device each step, bf16 products and
+//   rounded activations there: DeviceKernels.roundBf16 and bf16Products);
 // - ranks whose gradients are shared (summed by collectives on their device tensors) take the
 //   host's steps bit for bit too (the local backend sums host copies; NcclSuite.prop.ts runs
 //   the same on the NCCL backend, where the sums stay in device memory).
@@ -33,7 +35,15 @@ import * as Train from "../../src/train/Train.js"
 
 const runtime = simulated(0)
 
-const setupOf = (c: { readonly seed: number; readonly hidden: number; readonly vocab: number; readonly experts: number; readonly steps: number }): RankTrainer.TrainSetup => ({
+const setupOf = (c: {
+  readonly seed: number
+  readonly hidden: number
+  readonly vocab: number
+  readonly experts: number
+  readonly steps: number
+  readonly precision?: "fp32" | "bf16"
+}): RankTrainer.TrainSetup => ({
+  precision: c.precision ?? "fp32",
   parallel: ParallelConfig.make({ world: 1 }),
   model: { ...ModelConfig.small, layers: 2, hidden: c.hidden, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, experts: c.experts, seq: 8, vocab: c.vocab, moeEvery: 2 },
   batch: { microBatch: 1, globalBatch: 2 },
@@ -65,6 +75,7 @@ describe("the optimizer on the device (sim)", () => {
           vocab: fc.constantFrom(16, 40),
           experts: fc.constantFrom(2, 4),
           steps: fc.integer({ min: 2, max: 4 }),
+          precision: fc.constantFrom("fp32" as const, "bf16" as const),
         }),
         async (c) => {
           const setup = setupOf(c)
@@ -93,9 +104,10 @@ describe("the optimizer on the device (sim)", () => {
         fc.record({
           seed: fc.integer({ min: 1, max: 1000 }),
           mapping: fc.constantFrom({ world: 2 }, { world: 4, tp: 2, ep: 2 }, { world: 4, pp: 2, ep: 2 }, { world: 4, tp: 2, pp: 2 }),
+          precision: fc.constantFrom("fp32" as const, "bf16" as const),
         }),
-        async ({ seed, mapping }) => {
-          const one = setupOf({ seed, hidden: 16, vocab: 16, experts: 4, steps: 2 })
+        async ({ seed, mapping, precision }) => {
+          const one = setupOf({ seed, hidden: 16, vocab: 16, experts: 4, steps: 2, precision })
           const setup = { ...one, parallel: ParallelConfig.make(mapping), batch: { microBatch: 1, globalBatch: 4 } }
           const dirs = { host: fresh(), sim: fresh() }
           const host = await Effect.runPromise(Train.run(setup, { steps: 2, save: dirs.host }))
@@ -112,8 +124,12 @@ describe("the optimizer on the device (sim)", () => {
     )
   }, 240_000)
 
-  test("after the first step, a step moves less than the shards' bytes between host and device", async () => {
-    const setup = setupOf({ seed: 7, hidden: 32, vocab: 256, experts: 4, steps: 4 })
+  test("after the first step, a step moves less than the shards' bytes between host and device, in fp32 and in bf16", async () => {
+    for (const precision of ["fp32", "bf16"] as const) await movesLittle(precision)
+  }, 60_000)
+
+  const movesLittle = async (precision: "fp32" | "bf16") => {
+    const setup = setupOf({ seed: 7, hidden: 32, vocab: 256, experts: 4, steps: 4, precision })
     const moved: Array<number> = []
     let before = { ...runtime.transfers }
     const summaries = await Effect.runPromise(
@@ -135,8 +151,8 @@ describe("the optimizer on the device (sim)", () => {
     // brings them back (counted with the last step, whose summary comes after it).
     expect(moved[0]).toBeGreaterThanOrEqual(3 * shardBytes)
     expect(moved.length).toBe(4)
-    for (const bytes of moved.slice(1, -1)) expect(bytes).toBeLessThan(shardBytes)
-  }, 60_000)
+    for (const bytes of moved.slice(1, -1)) expect(bytes, precision).toBeLessThan(shardBytes)
+  }
 
   test("a non-finite gradient on the device is found and named, with its value", () => {
     const spec = (name: string, shape: ReadonlyArray<number>): Params.ParamSpec => ({ name, shape, sharding: "replicated", layer: 0 }) as unknown as Params.ParamSpec

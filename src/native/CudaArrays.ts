@@ -42,6 +42,8 @@ export interface CudaArraysAddon {
   narrowToFloat32(src: F64, out: F32): void
   sumSquares(x: F32, out: F64, at: number): void
   swapDims(src: F32, out: F32, a: number, n0: number, b: number, n1: number, c: number): void
+  /** out = src rounded to bfloat16 (Bf16Round's rule), kept in float32; out may be src. */
+  roundBf16(src: F32, out: F32): void
   adamw(w: F32, g: F32, m: F32, v: F32, beta1: number, beta2: number, c1: number, c2: number, eps: number, lr: number, clip: number, decay: number): void
   crossEntropyRowMax(x: F32, rows: number, cols: number, max: F64): void
   crossEntropyRowSumExp(x: F32, rows: number, cols: number, max: F64, sum: F64): void
@@ -78,6 +80,7 @@ const functions = [
   "narrowToFloat32",
   "sumSquares",
   "swapDims",
+  "roundBf16",
   "adamw",
   "crossEntropyRowMax",
   "crossEntropyRowSumExp",

@@ -14,7 +14,7 @@
  */
 import type * as Effect from "effect/Effect"
 import * as Device from "./Device.js"
-import { downloaded, isDeviceArray } from "./device/DeviceRuntime.js"
+import { type DeviceArray, isDeviceArray } from "./device/DeviceRuntime.js"
 import type { Buffer } from "./device/Place.js"
 import type * as DType from "./DType.js"
 import * as Bf16Round from "./kernels/Bf16Round.js"
@@ -41,7 +41,7 @@ const tapeOf = (op: string, inputs: ReadonlyArray<Tensor.Tensor>): Tape | undefi
 /**
  * The output tensor of an op (on its inputs' device unless `device` says), and the node to record
  * when gradients are needed. A device array is the output's resident values; on a bf16 tape a
- * float32 one is rounded on the host (device rounding is not built yet).
+ * float32 output is rounded where it lies (the device's roundBf16 for a device array).
  */
 const output = (
   op: string,
@@ -54,8 +54,7 @@ const output = (
   const tape = tapeOf(op, inputs)
   const needsGrad = tape?.recording === true && inputs.some((t) => t.requiresGrad)
   const rounds = tape?.roundsToBf16 === true && shape.length > 0 && (isDeviceArray(data) ? data.dtype === "float32" : data instanceof Float32Array)
-  const host = isDeviceArray(data) ? (rounds ? downloaded(data) : undefined) : data
-  const values = host === undefined ? { resident: data as Exclude<Buffer, DType.Storage> } : { data: rounds ? roundedOutput(host as Float32Array, inputs) : host }
+  const values = isDeviceArray(data) ? { resident: rounds ? roundedOnDevice(data, inputs) : data } : { data: rounds ? roundedOutput(data as Float32Array, inputs) : data }
   const out = new Tensor.Tensor({ shape, ...values, device, tape, requiresGrad: needsGrad, op })
   if (tape?.guardNonFinite === true) guard(op, out)
   if (needsGrad) tape.record({ op, inputs, output: out, ...rules })
@@ -105,6 +104,19 @@ export const resultEffect = (
     },
     backwardEffect,
   })
+
+/**
+ * A device output rounded to bf16 values on its device: in place when the op made the array, into
+ * a new one when it is an input's (an op that passes its input through), so that rounding never
+ * changes a tensor that exists already.
+ */
+const roundedOnDevice = (data: DeviceArray, inputs: ReadonlyArray<Tensor.Tensor>): DeviceArray => {
+  const { runtime } = data
+  const borrowed = inputs.some((t) => t.isResident && t.values() === data)
+  const out = borrowed ? runtime.allocate("float32", data.length) : data
+  runtime.kernels.roundBf16(data, out)
+  return out
+}
 
 /** Whether two storages share bytes (small storages share a slab without sharing bytes: DType). */
 const overlaps = (a: DType.Storage, b: DType.Storage): boolean => a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength

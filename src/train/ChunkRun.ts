@@ -58,11 +58,12 @@ export interface ChunkInput {
    */
   readonly bf16Copies?: Map<RankParams.Held, Tensor.Tensor> | undefined
   /**
-   * The device the chunk computes on (the host by default). Each shard is uploaded once a step
-   * (its copy shared by the micro-batches, in `deviceCopies`, which the trainer empties when a
-   * step starts) and its gradients accumulate on the device (`deviceGrads`); the trainer
-   * downloads them once a step, and the reduction and the optimizer run on the host, as
-   * ZeRO-Offload does (a device optimizer is not built yet).
+   * The device the chunk computes on (the host by default). Each shard's copy there is shared by
+   * the micro-batches of a step (`deviceCopies`, which the trainer empties when a step starts):
+   * the device optimizer's weights (or their bf16 rounding) put there at the step's start
+   * (DeviceOptimizer), else an upload made on first use. Its gradients accumulate on the device
+   * (`deviceGrads`): the device optimizer's accumulators, or ones the trainer downloads once a
+   * step for the host's optimizer (ZeRO-Offload's way).
    */
   readonly device?: Device.Device | undefined
   readonly deviceCopies?: Map<RankParams.Held, Tensor.Tensor> | undefined
@@ -86,7 +87,10 @@ export const forward = (c: ChunkInput) =>
       const held = c.params.get(name)
       if (held === undefined) throw new Error(`rank ${c.rank} does not hold parameter ${name}`)
       // The leaf's gradients go straight into the shard's accumulator (GradAccumulator).
-      const leaf = tape.parameter(deviceCopy(c, held, bf16 ? bf16Copy(c.bf16Copies, held) : held.value), c.deviceGrads?.(held) ?? held.grad)
+      const leaf = tape.parameter(
+        deviceCopy(c, held, () => (bf16 ? bf16Copy(c.bf16Copies, held) : held.value)),
+        c.deviceGrads?.(held) ?? held.grad,
+      )
       cache.set(name, leaf)
       return leaf
     }
@@ -109,9 +113,12 @@ export const forward = (c: ChunkInput) =>
 /** The bf16 copy of a shard for this step: the step's shared one, made on first use. */
 const bf16Copy = (copies: Map<RankParams.Held, Tensor.Tensor> | undefined, held: RankParams.Held): Tensor.Tensor => stepCopy(copies, held, () => copyToBf16(held.value))
 
-/** A shard (or its bf16 copy) on the chunk's device: the step's shared upload, made on first use. */
-const deviceCopy = (c: ChunkInput, held: RankParams.Held, value: Tensor.Tensor): Tensor.Tensor =>
-  c.device === undefined || !Device.isAccelerator(c.device) ? value : stepCopy(c.deviceCopies, held, () => to(value, c.device as Device.Device))
+/**
+ * A shard (or its bf16 copy, `value`) on the chunk's device: the step's shared upload, made on
+ * first use (or put there by the device optimizer, DeviceOptimizer.startStep).
+ */
+const deviceCopy = (c: ChunkInput, held: RankParams.Held, value: () => Tensor.Tensor): Tensor.Tensor =>
+  c.device === undefined || !Device.isAccelerator(c.device) ? value() : stepCopy(c.deviceCopies, held, () => to(value(), c.device as Device.Device))
 
 /** The step's copy of a shard in `copies` (shared by its micro-batches), made on first use. */
 const stepCopy = (copies: Map<RankParams.Held, Tensor.Tensor> | undefined, held: RankParams.Held, make: () => Tensor.Tensor): Tensor.Tensor => {

@@ -18,9 +18,11 @@
  * taken before the sync (the check for non-finite gradients, on the rank that has them, as the
  * host does) and, where the sync changed the gradients, again after it (the norm).
  *
- * It runs in fp32 (a bf16 step rounds its weight copies on the host), with the replicated
- * optimizer, without fault injection; `appliesTo` says which. Same steps, bit for bit, as the
- * host's optimizer on `sim`; on CUDA the sum of squares adds in its block order
+ * With bf16 the chunks compute on bf16 copies of the weights, rounded on the device at each
+ * step's start (DeviceKernels.roundBf16); master weights, gradients and moments stay fp32.
+ *
+ * It runs with float32 master weights and the replicated optimizer, without fault injection;
+ * `appliesTo` says which. Same steps, bit for bit, as the host's optimizer on `sim`; on CUDA the sum of squares adds in its block order
  * (sum_squares_element.h) and NCCL's sums in its own.
  */
 import * as Effect from "effect/Effect"
@@ -38,6 +40,8 @@ interface Shard {
   readonly grad: DeviceArray
   readonly m: DeviceArray
   readonly v: DeviceArray
+  /** bf16: the step's copy of the weights rounded to bf16 values (what the micro-batches compute on). */
+  readonly low: DeviceArray | undefined
 }
 
 /**
@@ -46,6 +50,9 @@ interface Shard {
  */
 export interface DeviceOptimizer {
   readonly runtime: DeviceRuntime
+  /** bf16: the chunks compute on bf16 copies of the fp32 weights, made on the device each step. */
+  readonly precision: "fp32" | "bf16"
+
   readonly params: ReadonlyMap<string, RankParams.Held>
   readonly moments: ReadonlyMap<string, Optimizer.Moments>
   /** Made at the first step (from the host's values then). */
@@ -59,9 +66,8 @@ export interface DeviceOptimizer {
  * its device (see the file header).
  * @category guards
  */
-export const appliesTo = (r: { readonly dtype: string; readonly precision: "fp32" | "bf16" | undefined; readonly faults: boolean }): boolean =>
+export const appliesTo = (r: { readonly dtype: string; readonly faults: boolean }): boolean =>
   r.dtype === "float32" &&
-  r.precision !== "bf16" &&
   // Fault injection (tests of `pleat verify`) rewrites the host's gradients.
   !r.faults
 
@@ -69,8 +75,14 @@ export const appliesTo = (r: { readonly dtype: string; readonly precision: "fp32
  * A rank's device optimizer over its shards and moments (nothing on the device yet).
  * @category constructors
  */
-export const make = (runtime: DeviceRuntime, params: ReadonlyMap<string, RankParams.Held>, moments: ReadonlyMap<string, Optimizer.Moments>): DeviceOptimizer => ({
+export const make = (
+  runtime: DeviceRuntime,
+  params: ReadonlyMap<string, RankParams.Held>,
+  moments: ReadonlyMap<string, Optimizer.Moments>,
+  precision: "fp32" | "bf16" = "fp32",
+): DeviceOptimizer => ({
   runtime,
+  precision,
   params,
   moments,
   shards: undefined,
@@ -87,6 +99,7 @@ const shardsOf = (o: DeviceOptimizer): Map<RankParams.Held, Shard> => {
       grad: o.runtime.allocate(held.value.dtype, held.value.size),
       m: o.runtime.upload(s.m),
       v: o.runtime.upload(s.v),
+      low: o.precision === "bf16" ? o.runtime.allocate("float32", held.value.size) : undefined,
     })
   }
   o.shards = shards
@@ -97,14 +110,15 @@ const shardOf = (o: DeviceOptimizer, held: RankParams.Held): Shard => shardsOf(o
 
 /**
  * Starts a step: every gradient accumulator cleared (lazily, GradAccumulator.clear), and the
- * step's device tensor of each shard (its weights, no copy) put in `copies`, where the chunks
- * take their weights from (ChunkRun's device copies).
+ * step's device tensor of each shard put in `copies`, where the chunks take their weights from
+ * (ChunkRun's device copies): its weights (no copy), or with bf16 their rounding to bf16 values.
  * @category combinators
  */
 export const startStep = (o: DeviceOptimizer, copies: Map<RankParams.Held, Tensor.Tensor>): void => {
   for (const [held, shard] of shardsOf(o)) {
     GradAccumulator.clear(shard.grad)
-    copies.set(held, new Tensor.Tensor({ shape: held.value.shape, resident: shard.weights, device: o.runtime.device }))
+    if (shard.low !== undefined) o.runtime.kernels.roundBf16(shard.weights, shard.low)
+    copies.set(held, new Tensor.Tensor({ shape: held.value.shape, resident: shard.low ?? shard.weights, device: o.runtime.device }))
   }
 }
 

@@ -205,11 +205,11 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   const deviceGrads = new Map<RankParams.Held, DeviceArray>()
   const deviceRuntime = device !== undefined && Device.isAccelerator(device) ? runtimeOf(device) : undefined
   const gradRuntime = distributed === undefined ? deviceRuntime : undefined
-  // In fp32 with the replicated optimizer, the optimizer runs on the device too, and the weights,
+  // With the replicated optimizer, the optimizer runs on the device too, and the fp32 weights,
   // gradients and moments stay there across steps (DeviceOptimizer).
   const onDevice =
-    gradRuntime !== undefined && DeviceOptimizer.appliesTo({ dtype: setup.dtype, precision: setup.precision, faults: faults.length > 0 })
-      ? DeviceOptimizer.make(gradRuntime, params, moments)
+    gradRuntime !== undefined && DeviceOptimizer.appliesTo({ dtype: setup.dtype, faults: faults.length > 0 })
+      ? DeviceOptimizer.make(gradRuntime, params, moments, setup.precision ?? "fp32")
       : undefined
   const deviceGradOf =
     onDevice !== undefined
@@ -227,6 +227,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
 
   const step = (k: number) =>
     Effect.gen(function* () {
+      const movedBefore = deviceRuntime === undefined ? 0 : movedBytes(deviceRuntime)
       RankParams.zeroGrads(params)
       bf16Copies.clear()
       deviceCopies.clear()
@@ -237,7 +238,6 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       const moeStats = MoeStats.accumulator(microBatches, s.dp)
       const activations = RankMemory.activationMeter()
       const stepStarted = performance.now()
-      const movedBefore = deviceRuntime === undefined ? 0 : movedBytes(deviceRuntime)
       const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
 
       /** A chunk's forward (ChunkRun), with its loss share and expert loads counted into the step. */

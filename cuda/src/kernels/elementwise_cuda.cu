@@ -30,6 +30,11 @@ __global__ void swap_dims_kernel(const float* __restrict__ src, float* __restric
   PLEAT_GRID_STRIDE(o, n) element::swap_dims_element(src, out, n0, b, n1, c, o);
 }
 
+// No __restrict__: out may be src (each thread reads and writes only its own element).
+__global__ void round_bf16_kernel(const float* src, float* out, size_t n) {
+  PLEAT_GRID_STRIDE(i, n) element::round_bf16_element(src, out, i);
+}
+
 __global__ void narrow_kernel(const double* __restrict__ src, float* __restrict__ out, size_t n) {
   PLEAT_GRID_STRIDE(i, n) element::narrow_element(src, out, i);
 }
@@ -70,6 +75,12 @@ cudaError_t swap_dims_launch(const float* src, float* out, size_t a, size_t n0, 
   const size_t n = a * n0 * b * n1 * c;
   if (n == 0) return cudaSuccess;
   swap_dims_kernel<<<grid_blocks(n, kThreads), kThreads, 0, stream>>>(src, out, n, n0, b, n1, c);
+  return cudaGetLastError();
+}
+
+cudaError_t round_bf16_launch(const float* src, float* out, size_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  round_bf16_kernel<<<grid_blocks(n, kThreads), kThreads, 0, stream>>>(src, out, n);
   return cudaGetLastError();
 }
 

@@ -26,4 +26,8 @@ cudaError_t narrow_launch(const double* src, float* out, size_t n, cudaStream_t 
 // A transpose: out [a, n1, b, n0, c] from src [a, n0, b, n1, c].
 cudaError_t swap_dims_launch(const float* src, float* out, size_t a, size_t n0, size_t b, size_t n1, size_t c, cudaStream_t stream);
 
+// out[i] = src[i] rounded to bfloat16 (bf16.h's rule, bit for bit), float32 storage; out may
+// equal src (in place).
+cudaError_t round_bf16_launch(const float* src, float* out, size_t n, cudaStream_t stream);
+
 }  // namespace pleat

@@ -11,6 +11,9 @@
 //   narrow_element       out[i] = float(src[i]) for a double src, rounded to nearest even (a JS
 //                        Float32Array's set from a Float64Array)
 //   swap_dims_element    a transpose: out [a, n1, b, n0, c] from src [a, n0, b, n1, c] (a copy)
+//   round_bf16_element   out[i] = src[i] rounded to bfloat16 (bf16.h's rule on the bit pattern:
+//                        nearest even, NaN kept quiet, subnormals like normals), float32 storage;
+//                        out may be src (each index reads and writes only its own element)
 //
 // One IEEE operation rounded on its own per step (the device's _rn intrinsics, the host's
 // operators built without contraction), each output computed by one thread in the CPU kernel's
@@ -18,6 +21,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 #include "ops_element.h"
 
@@ -67,6 +72,31 @@ PLEAT_HD inline void swap_dims_element(const float* src, float* out, size_t n0, 
   const size_t j1 = r % n1;
   const size_t ia = r / n1;
   out[o] = src[(((ia * n0 + j0) * b + ib) * n1 + j1) * c + k];
+}
+
+// A float32's bit pattern and back: the device's reinterpreting intrinsics, the host's memcpy.
+#ifdef __CUDA_ARCH__
+PLEAT_HD inline uint32_t float_bits(float x) { return __float_as_uint(x); }
+PLEAT_HD inline float bits_float(uint32_t b) { return __uint_as_float(b); }
+#else
+PLEAT_HD inline uint32_t float_bits(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
+}
+PLEAT_HD inline float bits_float(uint32_t b) {
+  float x;
+  std::memcpy(&x, &b, sizeof x);
+  return x;
+}
+#endif
+
+// bf16.cc's round_bits (round_bf16_portable): NaN -> the upper half with the quiet bit set;
+// otherwise round to nearest even on the upper half, carrying into the exponent.
+PLEAT_HD inline void round_bf16_element(const float* src, float* out, size_t i) {
+  const uint32_t b = float_bits(src[i]);
+  const bool nan = (b & 0x7F800000u) == 0x7F800000u && (b & 0x007FFFFFu) != 0;
+  out[i] = bits_float(nan ? (b | 0x00400000u) & 0xFFFF0000u : (b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u);
 }
 
 }  // namespace element

@@ -33,6 +33,8 @@
 //                                                                     wantRows), gradWeights[n] (when wantWeights)
 //   swap_dims  f64[5] {a, n0, b, n1, c}, f32 src[a n0 b n1 c]        reply f32 out: src's n0 and n1
 //            dims exchanged
+//   round_bf16  f64[1] {n}, f32 src[n]                                reply f32 out[n]: src rounded
+//            to bfloat16 (bf16.h's rule) in float32 storage
 //   sum_squares  f64[1] {n}, f32 x[n]                                  reply f64[1]: the sum of x[i]^2
 //            in sum_squares_element.h's block order
 //   adamw    f64[9] {n, beta1, beta2, c1, c2, eps, lr, clip, decay}, f32 w[n], g[n], m[n], v[n]
@@ -256,6 +258,14 @@ int main(int argc, char** argv) {
     if (short_read) return 2;
     std::vector<float> out(n);
     for (size_t o = 0; o < n; ++o) swap_dims_element(src.data(), out.data(), n0, b, n1, c, o);
+    give(out);
+  } else if (op == "round_bf16") {
+    const auto h = take<double>(1);
+    if (short_read) return 2;
+    const auto src = take<float>(count(h[0]));
+    if (short_read) return 2;
+    std::vector<float> out(src.size());
+    for (size_t i = 0; i < src.size(); ++i) round_bf16_element(src.data(), out.data(), i);
     give(out);
   } else if (op == "sum_squares") {
     const auto h = take<double>(1);

@@ -26,6 +26,7 @@ import { cudaArrays } from "../../native/CudaArrays.js"
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import { adamwInto } from "../kernels/AdamwInto.js"
+import * as Bf16Round from "../kernels/Bf16Round.js"
 import * as AddInto from "../kernels/AddInto.js"
 import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Kernels from "../kernels/Kernels.js"
@@ -67,7 +68,7 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
     })
   }
   const host = (x: DeviceArray) => Kernels.forDType(x.dtype, reference)
-  return {
+  const kernels: Omit<DeviceKernels, "bf16Products"> = {
     name: "cuda",
     matmul: (p) =>
       allF32(p.a, p.b, p.out)
@@ -185,7 +186,11 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
       allF32(x, y, out)
         ? a.deviceArrayAdd(handle(x), handle(y), handle(out))
         : viaHost([x, y, out], ([hx, hy, ho]) => AddInto.sumInto(ho as DType.Storage, hx as DType.Storage, hy as DType.Storage)),
+    roundBf16: (src, dst) =>
+      allF32(src, dst) ? a.roundBf16(handle(src), handle(dst)) : viaHost([src, dst], ([hs, hd]) => Bf16Round.roundInto(hs as Float32Array, hd as Float32Array)),
   }
+  // A bf16 run's products: the fp32 cuBLAS products on its bf16 values (exact products, fp32 sums).
+  return { ...kernels, bf16Products: { matmul: kernels.matmul, groupedRows: kernels.groupedRows, groupedWeights: kernels.groupedWeights } }
 }
 
 let made: { readonly runtime: DeviceRuntime } | { readonly why: string } | undefined

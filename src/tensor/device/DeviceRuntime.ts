@@ -16,6 +16,7 @@ import type * as Cpu from "../../native/Cpu.js"
 import type * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import type * as AdamwInto from "../kernels/AdamwInto.js"
+import type * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import type * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import type { Kernels } from "../kernels/Kernels.js"
 
@@ -92,6 +93,14 @@ export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray>, Elemen
   ) => void
   /** RoPE's rotation (kernels/RopeRotate.ts's contract), float64 cos / sin tables on the device. */
   readonly rope: (src: DeviceArray, cos: DeviceArray, sin: DeviceArray, out: DeviceArray, dims: RopeDims, sign: 1 | -1) => void
+  /** dst = the bf16 rounding of src (Bf16Round's rule, bit for bit; float32; dst may be src). */
+  readonly roundBf16: (src: DeviceArray, dst: DeviceArray) => void
+  /**
+   * The products of a bf16 run (Bf16Matmul) on bf16 values in float32 arrays, fp32 accumulation:
+   * sim, the host's (Bf16Matmul.hostProducts: the host's bits); cuda, cuBLAS's fp32 products (the
+   * same exact products, summed in cuBLAS's order).
+   */
+  readonly bf16Products: Bf16Matmul.Products<DeviceArray>
   /** AdamwInto.adamwInto's update in place (w, g, m, v float32 of one length): the optimizer on the device. */
   readonly adamw: (w: DeviceArray, g: DeviceArray, m: DeviceArray, v: DeviceArray, s: AdamwInto.AdamwScalars) => void
   /**

@@ -8,6 +8,7 @@
  */
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
+import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { reference } from "../kernels/Reference.js"
@@ -111,3 +112,25 @@ export const hostValues = (buffer: Buffer): DType.Storage => (ArrayBuffer.isView
  */
 export const tensor = (buffer: Buffer, shape: ReadonlyArray<number>, device: Device.Device): Tensor.Tensor =>
   ArrayBuffer.isView(buffer) ? new Tensor.Tensor({ shape, data: buffer, device }) : new Tensor.Tensor({ shape, resident: buffer, device })
+
+/**
+ * The products of a bf16 run here (Bf16Matmul): the host's choice of GEMM, or the device's.
+ * @category mapping
+ */
+export const bf16Products = (place: Place): Bf16Matmul.Products<Buffer> =>
+  (place.runtime === undefined ? Bf16Matmul.hostProducts() : place.runtime.kernels.bf16Products) as Bf16Matmul.Products<Buffer>
+
+/**
+ * The output gradient a bf16 product's backward products take here: rounded to bf16 values (on a
+ * device, into a new array; on the host Bf16Matmul.backwardOperands, which leaves the rounding to
+ * the bf16 GEMM when that runs: it rounds as it packs).
+ * @category mapping
+ */
+export const bf16Gradient = (place: Place, grad: Tensor.Tensor): Buffer => {
+  const runtime = place.runtime
+  if (runtime === undefined) return Bf16Matmul.backwardOperands(grad.data as Float32Array).gradient
+  const src = grad.deviceArray(runtime)
+  const out = runtime.allocate("float32", src.length)
+  runtime.kernels.roundBf16(src, out)
+  return out
+}

@@ -11,6 +11,8 @@ import { type DispatchKernels, dispatchKernels } from "../../native/CpuDispatch.
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import { adamwInto } from "../kernels/AdamwInto.js"
+import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
+import * as Bf16Round from "../kernels/Bf16Round.js"
 import * as AddInto from "../kernels/AddInto.js"
 import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Kernels from "../kernels/Kernels.js"
@@ -81,6 +83,13 @@ const kernels: DeviceKernels = {
     rotateInto(values(src), values(out), [dims.b, dims.s, dims.heads, dims.d], { cos: f64(cos), sin: f64(sin), rows: dims.tableRows }, sign)
   },
   adamw: (w, g, m, v, s) => adamwInto(values(w), values(g), f32(m), f32(v), s),
+  roundBf16: (src, dst) => Bf16Round.roundInto(f32(src), f32(dst)),
+  // The host's choice of bf16 products, on this device's arrays: the host's bits.
+  bf16Products: {
+    matmul: (p) => Bf16Matmul.hostProducts().matmul({ ...p, a: values(p.a), b: values(p.b), out: values(p.out) }),
+    groupedRows: (a, b, out, rows, k, n, transB) => Bf16Matmul.hostProducts().groupedRows(values(a), values(b), values(out), rows, k, n, transB),
+    groupedWeights: (a, c, out, rows, m, n, accumulate) => Bf16Matmul.hostProducts().groupedWeights(values(a), values(c), values(out), rows, m, n, accumulate),
+  },
   sumSquares: (x, out, at) => {
     f64(out)[at] = sumSquares(values(x))
   },

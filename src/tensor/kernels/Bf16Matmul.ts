@@ -20,12 +20,18 @@
  * gradient is rounded first (Bf16Round) and the float32 kernel runs: the same exact products.
  * fp32 tapes and fullPrecision regions never round, so fp32 runs stay bit-identical.
  * PLEAT_BF16_MATMUL=off (read at load) or `setMode("off")` forces the float32 kernel.
+ *
+ * `hostProducts` is this choice as a kernel set (matmul and the grouped expert products) over
+ * host storage: what the host runs, and what the simulated device runs on its arrays, so that a
+ * bf16 run on `sim` has the host's bits. A CUDA device runs its own (DeviceKernels.bf16Products).
  */
 import * as CpuBf16 from "../../native/CpuBf16.js"
 import * as DType from "../DType.js"
 import type * as Tensor from "../Tensor.js"
 import * as Bf16Round from "./Bf16Round.js"
+import * as GroupedLoop from "./GroupedLoop.js"
 import * as Kernels from "./Kernels.js"
+import { reference } from "./Reference.js"
 
 /**
  * "auto": the bf16 GEMM where the rule allows; "off": always the float32 kernel.
@@ -72,6 +78,26 @@ export const available = (): boolean => kernel !== undefined
  * @category getters
  */
 export const calls = (): number => used
+
+/**
+ * The products of a bf16 run: matmul and the grouped expert products.
+ * @category models
+ */
+export type Products<S> = Pick<Kernels.Kernels<S, S>, "matmul" | "groupedRows" | "groupedWeights">
+
+/**
+ * The bf16 products on the host's storage (see the header): the bf16 GEMM (one per expert for
+ * the grouped ones, GroupedLoop) where it is usable, the float32 kernels otherwise. Operands are
+ * bf16 values, a backward's gradient included (`backwardOperands` rounds it for the float32
+ * kernels; the bf16 GEMM rounds it as it packs, which is the same).
+ * @category kernels
+ */
+export const hostProducts = (): Products<DType.Storage> => {
+  const kernel = usable()
+  if (kernel === undefined) return Kernels.forDType("float32", reference)
+  const matmul = (p: Kernels.MatmulArgs<DType.Storage>) => kernel.sync(p as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])
+  return { matmul, groupedRows: GroupedLoop.groupedRows(matmul), groupedWeights: GroupedLoop.groupedWeights(matmul) }
+}
 
 /**
  * The bf16 GEMM for the forward product of `a` and `b` when the rule of the file header

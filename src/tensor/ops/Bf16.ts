@@ -11,20 +11,27 @@
  * copies, which recompute needs to be leaves); its owner adds the leaf's gradient to the master.
  */
 import * as Autograd from "../Autograd.js"
+import type { DeviceArray } from "../device/DeviceRuntime.js"
+import * as Place from "../device/Place.js"
 import * as Bf16Round from "../kernels/Bf16Round.js"
-import * as Tensor from "../Tensor.js"
+import type * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
+
+/** The bf16 rounding of `t`'s values in new storage where `t` lies (the device's roundBf16 on a device). */
+const rounded = (op: string, t: Tensor.Tensor): Place.Buffer => {
+  if (t.dtype !== "float32") throw TensorError.shape(op, `needs float32 storage, got ${t.dtype}`)
+  const place = Place.of(op, t)
+  const out = place.allocate("float32", t.size)
+  if (place.runtime === undefined) Bf16Round.roundInto(t.data as Float32Array, out as Float32Array)
+  else place.runtime.kernels.roundBf16(t.deviceArray(place.runtime), out as DeviceArray)
+  return out
+}
 
 /**
  * `t` rounded to bfloat16 values (a copy), with an identity backward. float32 only.
  * @category combinators
  */
-export const toBf16 = (t: Tensor.Tensor): Tensor.Tensor => {
-  if (!(t.data instanceof Float32Array)) throw TensorError.shape("toBf16", `needs float32 storage, got ${t.dtype}`)
-  const out = new Float32Array(t.size)
-  Bf16Round.roundInto(t.data, out)
-  return Autograd.result("toBf16", [t], out, t.shape, (g) => [Tensor.fromStorage(g.data, t.shape, { device: g.device })])
-}
+export const toBf16 = (t: Tensor.Tensor): Tensor.Tensor => Autograd.result("toBf16", [t], rounded("toBf16", t), t.shape, (g) => [g.alias({ shape: t.shape })])
 
 /**
  * A detached copy of `t` rounded to bfloat16 values (float32 storage), for a leaf of its own:
@@ -32,9 +39,4 @@ export const toBf16 = (t: Tensor.Tensor): Tensor.Tensor => {
  * master's (straight-through), added to the master gradient by whoever made the copy.
  * @category constructors
  */
-export const copyToBf16 = (t: Tensor.Tensor): Tensor.Tensor => {
-  if (!(t.data instanceof Float32Array)) throw TensorError.shape("copyToBf16", `needs float32 storage, got ${t.dtype}`)
-  const out = new Float32Array(t.size)
-  Bf16Round.roundInto(t.data, out)
-  return Tensor.fromStorage(out, t.shape, { device: t.device })
-}
+export const copyToBf16 = (t: Tensor.Tensor): Tensor.Tensor => Place.tensor(rounded("copyToBf16", t), t.shape, t.device)

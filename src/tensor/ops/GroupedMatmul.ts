@@ -7,34 +7,16 @@
  * Backward: dx[seg g] = dout[seg g] @ w[g]^T, dw[g] = x[seg g]^T @ dout[seg g] (zeros for an
  * empty segment: an expert without tokens still gets a gradient, of zeros); a w with a gradient
  * accumulator (GradAccumulator) has each dw[g] added into it by its product.
- * On a bf16 tape the forward and its backward products take bf16 operands and run on the bf16
- * GEMM where the CPU has AVX512-BF16 (kernels/Bf16Matmul.ts).
+ * On a bf16 tape the forward and its backward products take bf16 operands and run on a bf16
+ * run's products (Place.bf16Products: on the host the bf16 GEMM where the CPU has AVX512-BF16,
+ * kernels/Bf16Matmul.ts; on a device its own).
  */
-import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
 import * as Place from "../device/Place.js"
 import * as GradAccumulator from "../GradAccumulator.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
-import * as GroupedLoop from "../kernels/GroupedLoop.js"
-import type * as Kernels from "../kernels/Kernels.js"
 import type * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
-
-/**
- * The grouped products (forward rows, backward rows, weight gradients) on the dtype's kernels,
- * or on a bf16 product's kernel (float32 storage) when given: one bf16 GEMM per group, as
- * GroupedLoop runs them.
- */
-const groupedOn = (
-  kernels: Kernels.Kernels<Place.Buffer, Place.Buffer>,
-  bf16: CpuBf16.Bf16MatmulKernel | undefined,
-): Pick<Kernels.Kernels<Place.Buffer, Place.Buffer>, "groupedRows" | "groupedWeights"> =>
-  bf16 === undefined
-    ? kernels
-    : ({
-        groupedRows: GroupedLoop.groupedRows((p) => bf16.sync(p as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])),
-        groupedWeights: GroupedLoop.groupedWeights((p) => bf16.sync(p as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])),
-      } as unknown as Pick<Kernels.Kernels<Place.Buffer, Place.Buffer>, "groupedRows" | "groupedWeights">)
 
 /**
  * The grouped product (see the file header).
@@ -53,17 +35,17 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
     throw TensorError.shape("groupedMatmul", `segments [${segments.join(", ")}] do not cover the ${n} rows of x`)
   const rows = Int32Array.from(segments)
   const bf16Product = Bf16Matmul.roundsProduct(x, w)
-  // A bf16 product is the host's (its GEMM is); on a device its operands are downloaded.
-  const place = bf16Product ? Place.host : Place.of("groupedMatmul", x, w)
-  const kernels = groupedOn(place.kernels(x.dtype), Bf16Matmul.forForward(x, w))
+  const place = Place.of("groupedMatmul", x, w)
+  // A bf16 product runs on a bf16 run's products here (Place.bf16Products).
+  const kernels = bf16Product ? Place.bf16Products(place) : place.kernels(x.dtype)
   // The segments cover every row and each product writes its rows whole (an empty sum as 0).
   const out = place.allocate(x.dtype, n * m)
   kernels.groupedRows(place.operand(x), place.operand(w), out, rows, k, m, false)
   return Autograd.result("groupedMatmul", [x, w], out, [n, m], (dout) => {
-    // A bf16 product's backward products take Bf16Matmul's operands (the gradient in bf16).
-    const low = bf16Product && dout.dtype === "float32" ? Bf16Matmul.backwardOperands(dout.data as Float32Array) : undefined
-    const grad = low?.gradient ?? place.operand(dout)
-    const backward = groupedOn(place.kernels(x.dtype), low?.kernel)
+    // A bf16 product's backward products take the gradient in bf16 (Place.bf16Gradient).
+    const low = bf16Product && dout.dtype === "float32"
+    const grad = low ? Place.bf16Gradient(place, dout) : place.operand(dout)
+    const backward = low ? Place.bf16Products(place) : place.kernels(x.dtype)
     let dx: Tensor.Tensor | undefined
     let dw: Tensor.Tensor | undefined
     if (x.requiresGrad) {

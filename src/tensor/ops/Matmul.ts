@@ -4,8 +4,9 @@
  * a is [..., m, k] ([..., k, m] with transA); b is [k, n] ([n, k] with transB) shared by every
  * batch entry, or carries the same leading dims as a. A 2-D a against a batched b repeats a.
  * The product runs on the dtype's kernels (native float32 when loaded); on a bf16 tape the
- * forward and its backward products take bf16 operands and run on the bf16 GEMM where the CPU
- * has AVX512-BF16 (kernels/Bf16Matmul.ts).
+ * forward and its backward products take bf16 operands and run on a bf16 run's products
+ * (Place.bf16Products: on the host the bf16 GEMM where the CPU has AVX512-BF16,
+ * kernels/Bf16Matmul.ts; on a device its own).
  *
  * Backward, with C = op(A) op(B) and G = dC:
  *   dA = G op(B)^T (transposed back when transA)      dB = op(A)^T G (transposed back when transB)
@@ -13,7 +14,6 @@
  */
 import * as Effect from "effect/Effect"
 import * as Cpu from "../../native/Cpu.js"
-import type * as CpuBf16 from "../../native/CpuBf16.js"
 import * as Autograd from "../Autograd.js"
 import * as Device from "../Device.js"
 import * as Place from "../device/Place.js"
@@ -74,8 +74,8 @@ const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boo
 }
 
 /**
- * The product on the place's kernels, or on `bf16` (host float32 storage) when given: into new
- * storage, or added into `into` (a gradient accumulator: GradAccumulator.productInto).
+ * The product on the place's kernels, or on a bf16 run's (`bf16`: Place.bf16Products) when
+ * given: into new storage, or added into `into` (a gradient accumulator: GradAccumulator.productInto).
  */
 const run = (
   place: Place.Place,
@@ -85,13 +85,11 @@ const run = (
   l: Layout,
   transA: boolean,
   transB: boolean,
-  bf16?: CpuBf16.Bf16MatmulKernel,
+  bf16?: Bf16Matmul.Products<Place.Buffer>,
   into?: GradAccumulator.Accumulator,
 ): Place.Buffer => {
-  const product = (out: Place.Buffer, accumulate: boolean): void => {
-    if (bf16 !== undefined) bf16.sync(gemmArgs(a as Float32Array, b as Float32Array, out as Float32Array, l, transA, transB, accumulate))
-    else place.kernels(dtype).matmul(gemmArgs(a, b, out, l, transA, transB, accumulate))
-  }
+  const kernels = bf16 ?? place.kernels(dtype)
+  const product = (out: Place.Buffer, accumulate: boolean): void => kernels.matmul(gemmArgs(a, b, out, l, transA, transB, accumulate))
   if (into !== undefined) {
     GradAccumulator.productInto(place.runtime, into, product)
     return into
@@ -118,15 +116,9 @@ const gemmArgs = <S>(a: S, b: S, out: S, l: Layout, transA: boolean, transB: boo
   accumulate,
 })
 
-/**
- * Where a product computes: its operands' device, or the host for a bf16 product (the bf16 GEMM
- * is the host's; on a device its operands are downloaded).
- */
-const placeOf = (a: Tensor.Tensor, b: Tensor.Tensor, bf16Product: boolean): Place.Place => (bf16Product ? Place.host : Place.of("matmul", a, b))
-
-/** The forward product: the bf16 GEMM on a bf16 tape (Bf16Matmul's rule), `run` otherwise. */
-const runForward = (place: Place.Place, a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean): Place.Buffer =>
-  run(place, place.operand(a), place.operand(b), a.dtype, l, transA, transB, Bf16Matmul.forForward(a, b))
+/** The forward product: a bf16 run's products on a bf16 tape (Bf16Matmul's rule), the place's kernels otherwise. */
+const runForward = (place: Place.Place, a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean, bf16Product: boolean): Place.Buffer =>
+  run(place, place.operand(a), place.operand(b), a.dtype, l, transA, transB, bf16Product ? Place.bf16Products(place) : undefined)
 
 /**
  * Sums a batched gradient [batch, r, c] over the batch when the operand was shared (on the host:
@@ -150,8 +142,8 @@ export const matmul = (a: Tensor.Tensor, b: Tensor.Tensor, options: MatmulOption
   const transB = options.transB ?? false
   const l = layout(a, b, transA, transB)
   const bf16Product = Bf16Matmul.roundsProduct(a, b)
-  const place = placeOf(a, b, bf16Product)
-  return record(place, a, b, l, transA, transB, bf16Product, runForward(place, a, b, l, transA, transB))
+  const place = Place.of("matmul", a, b)
+  return record(place, a, b, l, transA, transB, bf16Product, runForward(place, a, b, l, transA, transB, bf16Product))
 }
 
 /**
@@ -186,9 +178,10 @@ export const matmulEffect = (a: Tensor.Tensor, b: Tensor.Tensor, options: Matmul
 const record = (place: Place.Place, a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean, bf16Product: boolean, out: Place.Buffer): Tensor.Tensor =>
   Autograd.result("matmul", [a, b], out, [...l.batchShape, l.m, l.n], (grad) => {
     const dtype = grad.dtype
-    const low = bf16Product && grad.dtype === "float32" ? Bf16Matmul.backwardOperands(grad.data as Float32Array) : undefined
-    const g = { data: low?.gradient ?? place.operand(grad), device: grad.device }
-    const kernel = low?.kernel
+    // A bf16 product's backward products take the gradient in bf16 (Place.bf16Gradient).
+    const low = bf16Product && grad.dtype === "float32"
+    const g = { data: low ? Place.bf16Gradient(place, grad) : place.operand(grad), device: grad.device }
+    const kernel = low ? Place.bf16Products(place) : undefined
     // Gradient layouts: G is [batch, m, n] with stride m*n in every batch entry.
     let ga: Tensor.Tensor | undefined
     let gb: Tensor.Tensor | undefined
