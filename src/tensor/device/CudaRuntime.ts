@@ -8,7 +8,8 @@
  * and their backwards, the scatter-add of rows (the embedding's gradient), attention and its backward, RoPE, and the MoE permute and unpermute and its
  * backward, the element-wise binary ops with their broadcasts, scales and the sums that undo
  * broadcasts, transposes, the vocabulary-parallel loss's row kernels, AdamW and the sum of squares of the
- * optimizer, on pleat's CUDA kernels; sums on axpy.
+ * optimizer, and a bf16 run's rounding, on pleat's CUDA kernels; sums on axpy. A bf16 run's
+ * products are the fp32 cuBLAS products on its bf16 values (exact products, fp32 sums).
  * Each has its CPU twin's contract and is checked against it by scripts/device-check (its
  * tolerances there). The rest of the kernel set (softmax rows) and float64 operands
  * run on the host kernels over copies (downloaded, run, uploaded back: correct, and counted in
