@@ -1,8 +1,16 @@
 // The CUDA attention kernels (cuda/src/kernels/attention_cuda.h) and their CPU twin, the CPU's
 // scalar path (attention.cc's float64 references), as kernelTwins.ts's cases: random GQA shapes,
 // causal or not, positions default, shared by the batch or per sequence (some queries then see
-// no key), lse in float32 or float64. Bit for bit on the host (the emulator runs the kernels'
-// per-element functions), within one float ulp on the device (its exp and log).
+// no key), lse in float32 or float64.
+// - The element kernels (attention_element.h, what heads wider than 256 take): bit for bit on the
+//   host (the emulator runs their per-element functions), within one float ulp on the device
+//   (its exp and log), where the device cases have a head wider than 256 so that they run.
+// - The flash-tiled kernels (attention_flash.h, every head up to 256 wide): float32 online
+//   softmax, so within 1e-4 x (1 + the largest magnitude) of the float64 reference (measured:
+//   3e-6 for out, 2e-5 for dk at up to 150 queries and keys; the gradients also 4e-6 x (d + dv)
+//   where dout . v - delta cancels), lse within 1e-5 x (1 + |lse|), and
+//   rows that see no key exactly: lse -inf, out and dq 0. On the host through the emulator (the
+//   kernels' functions, block by block), on the device through the attention binding.
 import fc from "fast-check"
 import { expect } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
@@ -16,15 +24,25 @@ interface AttentionCase extends AttentionSizes {
   readonly seed: number
 }
 
+/** Cases for the element kernels: on the device with a head wider than the tiled kernels take. */
 const cases = (on: Executor): fc.Arbitrary<AttentionCase> =>
+  on === "host"
+    ? shapes(on, fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 12 }))
+    : fc.oneof(shapes(on, fc.integer({ min: 257, max: 290 }), fc.integer({ min: 1, max: 80 })), shapes(on, fc.integer({ min: 1, max: 80 }), fc.integer({ min: 257, max: 290 })))
+
+/** Cases for the flash-tiled kernels: more rows than a block's 64, heads up to 256 wide. */
+const flashCases = (on: Executor): fc.Arbitrary<AttentionCase> =>
+  shapes(on, fc.integer({ min: 1, max: big(on, 40, 256) }), fc.integer({ min: 1, max: big(on, 40, 256) }), big(on, 140, 300))
+
+const shapes = (on: Executor, d: fc.Arbitrary<number>, dv: fc.Arbitrary<number>, rows = big(on, 9, 40)): fc.Arbitrary<AttentionCase> =>
   fc.record({
     b: fc.integer({ min: 1, max: 2 }),
-    sq: fc.integer({ min: 1, max: big(on, 9, 40) }),
-    sk: fc.integer({ min: 1, max: big(on, 9, 40) }),
+    sq: fc.integer({ min: 1, max: rows }),
+    sk: fc.integer({ min: 1, max: rows }),
     hkv: fc.integer({ min: 1, max: 2 }),
     group: fc.integer({ min: 1, max: 3 }),
-    d: fc.integer({ min: 1, max: big(on, 12, 80) }),
-    dv: fc.integer({ min: 1, max: big(on, 12, 80) }),
+    d,
+    dv,
     causal: fc.boolean(),
     positions: fc.constantFrom("default" as const, "shared" as const, "per-sequence" as const),
     lse64: fc.boolean(),
@@ -130,5 +148,88 @@ const backward: Twin<AttentionCase> = {
   },
 }
 
+/**
+ * |got - want| within `tolerance` x (1 + the largest |want|) + `floor` everywhere; infinities
+ * equal. The floor is float32's rounding of the dot products inside (for the gradients, where
+ * dout . v - delta cancels: an exact 0 in the reference is a few ulps of (d + dv) terms of up to
+ * 16 in float32).
+ */
+const expectNear = (got: ArrayLike<number>, want: ArrayLike<number>, tolerance: number, what: string, floor = 0) => {
+  let largest = 0
+  for (let i = 0; i < want.length; i++) if (Number.isFinite(want[i] as number)) largest = Math.max(largest, Math.abs(want[i] as number))
+  const bound = tolerance * (1 + largest) + floor
+  for (let i = 0; i < want.length; i++) {
+    const [g, w] = [got[i] as number, want[i] as number]
+    const ok = Number.isFinite(w) ? Math.abs(g - w) <= bound : g === w
+    if (!ok) expect.fail(`${what}[${i}]: ${g} against the reference's ${w} (bound ${bound})`)
+  }
+  expect(got.length).toBe(want.length)
+}
+
+const flashForward: Twin<AttentionCase> = {
+  name: "attention, flash-tiled: the CPU's float64 reference within float32's rounding (out and lse; GQA, causal, positions, rows past a block)",
+  cases: flashCases,
+  check: (c, on) => {
+    const { shape, q, k, v, rows } = inputs(c)
+    const out = new Float32Array(rows * c.dv)
+    const lse = new Float64Array(rows)
+    scalar(() => Cpu.attention({ ...shape, q, k, v, out, lse }))
+    let got: { out: ArrayLike<number>; lse: ArrayLike<number> }
+    if (on === "host") {
+      const [o, l] = emulate(
+        "attention_flash",
+        [header(shape), q, k, v, ...positionParts(shape)],
+        [
+          ["f32", rows * c.dv],
+          ["f64", rows],
+        ],
+      )
+      got = { out: o as Part, lse: l as Part }
+    } else {
+      got = { out: new Float32Array(rows * c.dv), lse: c.lse64 ? new Float64Array(rows) : new Float32Array(rows) }
+      device().attention({ ...shape, q, k, v, out: got.out as Float32Array, lse: got.lse as Float32Array | Float64Array })
+    }
+    expectNear(got.out, out, 1e-4, "out")
+    for (let r = 0; r < rows; r++) {
+      const [g, w] = [got.lse[r] as number, lse[r] as number]
+      if (!(Number.isFinite(w) ? Math.abs(g - w) <= 1e-5 * (1 + Math.abs(w)) : g === w)) expect.fail(`lse[${r}]: ${g} against ${w}`)
+    }
+  },
+}
+
+const flashBackward: Twin<AttentionCase> = {
+  name: "attentionBackward, flash-tiled: the CPU's float64 reference within float32's rounding (dq, dk, dv; lse float32 or float64)",
+  cases: flashCases,
+  check: (c, on) => {
+    const { shape, q, k, v, rows } = inputs(c)
+    const out = new Float32Array(rows * c.dv)
+    const lse64 = new Float64Array(rows)
+    scalar(() => Cpu.attention({ ...shape, q, k, v, out, lse: lse64 }))
+    const lse = c.lse64 ? lse64 : Float32Array.from(lse64)
+    const gradOut = floats(rows * c.dv, c.seed + 3)
+    const want = { gradQ: new Float32Array(q.length), gradK: new Float32Array(k.length), gradV: new Float32Array(v.length) }
+    scalar(() => Cpu.attentionBackward({ ...shape, q, k, v, out, gradOut, lse, ...want }))
+    const got = { gradQ: new Float32Array(q.length), gradK: new Float32Array(k.length), gradV: new Float32Array(v.length) }
+    if (on === "host") {
+      const [dq, dk, dv] = emulate(
+        "attention_flash_backward",
+        [header(shape, [c.lse64 ? 0 : 1]), q, k, v, out, gradOut, lse, ...positionParts(shape)],
+        [
+          ["f32", q.length],
+          ["f32", k.length],
+          ["f32", v.length],
+        ],
+      )
+      got.gradQ.set(dq as Float32Array)
+      got.gradK.set(dk as Float32Array)
+      got.gradV.set(dv as Float32Array)
+    } else device().attentionBackward({ ...shape, q, k, v, out, gradOut, lse, ...got })
+    const floor = 4e-6 * (c.d + c.dv)
+    expectNear(got.gradQ, want.gradQ, 1e-4, "gradQ", floor)
+    expectNear(got.gradK, want.gradK, 1e-4, "gradK", floor)
+    expectNear(got.gradV, want.gradV, 1e-4, "gradV", floor)
+  },
+}
+
 /** The attention twins, for both executors. */
-export const attentionTwins: ReadonlyArray<Runnable> = [runnable(forward), runnable(backward)]
+export const attentionTwins: ReadonlyArray<Runnable> = [runnable(forward), runnable(backward), runnable(flashForward), runnable(flashBackward)]

@@ -1,6 +1,8 @@
-// The device attention kernels (attention_cuda.h): grid-stride loops over attention_element.h's
-// functions, the same ones pleat_kernel_emulation runs on the host.
+// The device attention kernels (attention_cuda.h): the flash-tiled kernels over attention_flash.h's
+// functions where the heads fit them, grid-stride loops over attention_element.h's otherwise; the
+// same functions pleat_kernel_emulation runs on the host.
 #include "attention_cuda.h"
+#include "attention_flash.h"
 #include "grid_stride.cuh"
 
 namespace pleat {
@@ -38,12 +40,84 @@ __global__ void dkv_kernel(element::AttnShape a, const float* __restrict__ q, co
   PLEAT_GRID_STRIDE(i, a.b * a.sk * a.hkv * (with_v ? a.dv : a.d)) element::attention_dkv_element(a, q, k, v, dout, lse32, lse64, delta, with_v, grad, i);
 }
 
+// ---- flash-tiled (attention_flash.h): a block of kRows rows, one thread each --------------------
+
+__global__ void flash_forward_kernel(element::AttnShape a, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                                     float* __restrict__ out, float* lse32, double* lse64, size_t bc) {
+  extern __shared__ float shared[];
+  float* ks = shared;
+  float* vs = shared + bc * a.d;
+  const size_t b = blockIdx.z, h = blockIdx.y, i0 = static_cast<size_t>(blockIdx.x) * flash::kRows;
+  flash::ForwardRow r;
+  flash::forward_begin(a, q, b, h, i0 + threadIdx.x, r);
+  const size_t last = (i0 + flash::kRows < a.sq ? i0 + flash::kRows : a.sq) - 1;
+  for (size_t j0 = 0; j0 < a.sk && !flash::past_diagonal(a, last, j0); j0 += bc) {
+    const size_t n = a.sk - j0 < bc ? a.sk - j0 : bc;
+    __syncthreads();
+    flash::load_keys(a, k, v, b, h / (a.hq / a.hkv), j0, n, ks, vs, threadIdx.x, blockDim.x);
+    __syncthreads();
+    flash::forward_tile(a, j0, n, ks, vs, r);
+  }
+  flash::forward_end(a, r, out, lse32, lse64);
+}
+
+__global__ void flash_dq_kernel(element::AttnShape a, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                                const float* __restrict__ dout, const float* lse32, const double* lse64, const double* __restrict__ delta,
+                                float* __restrict__ dq, size_t bc) {
+  extern __shared__ float shared[];
+  float* ks = shared;
+  float* vs = shared + bc * a.d;
+  const size_t b = blockIdx.z, h = blockIdx.y, i0 = static_cast<size_t>(blockIdx.x) * flash::kRows;
+  flash::GradQueryRow r;
+  flash::dq_begin(a, q, dout, lse32, lse64, delta, b, h, i0 + threadIdx.x, r);
+  const size_t last = (i0 + flash::kRows < a.sq ? i0 + flash::kRows : a.sq) - 1;
+  for (size_t j0 = 0; j0 < a.sk && !flash::past_diagonal(a, last, j0); j0 += bc) {
+    const size_t n = a.sk - j0 < bc ? a.sk - j0 : bc;
+    __syncthreads();
+    flash::load_keys(a, k, v, b, h / (a.hq / a.hkv), j0, n, ks, vs, threadIdx.x, blockDim.x);
+    __syncthreads();
+    flash::dq_tile(a, j0, n, ks, vs, r);
+  }
+  flash::dq_end(a, r, dq);
+}
+
+__global__ void flash_dkv_kernel(element::AttnShape a, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                                 const float* __restrict__ dout, const float* lse32, const double* lse64, const double* __restrict__ delta,
+                                 float* __restrict__ dk, float* __restrict__ dv, size_t bq) {
+  extern __shared__ float shared[];
+  float* qs = shared;
+  float* dos = qs + bq * a.d;
+  float* ls = dos + bq * a.dv;
+  float* ds = ls + bq;
+  const size_t b = blockIdx.z, kh = blockIdx.y, j0 = static_cast<size_t>(blockIdx.x) * flash::kRows;
+  flash::GradKeyRow r;
+  flash::dkv_begin(a, k, v, b, kh, j0 + threadIdx.x, r);
+  const size_t group = a.hq / a.hkv;
+  for (size_t h = kh * group; h < (kh + 1) * group; ++h)
+    for (size_t i0 = 0; i0 < a.sq; i0 += bq) {
+      const size_t n = a.sq - i0 < bq ? a.sq - i0 : bq;
+      if (flash::past_diagonal(a, i0 + n - 1, j0)) continue;
+      __syncthreads();
+      flash::load_queries(a, q, dout, lse32, lse64, delta, b, h, i0, n, qs, dos, ls, ds, threadIdx.x, blockDim.x);
+      __syncthreads();
+      flash::dkv_tile(a, i0, n, qs, dos, ls, ds, r);
+    }
+  flash::dkv_end(a, r, dk, dv);
+}
+
+dim3 flash_grid(size_t rows, size_t heads, size_t batch) { return dim3(static_cast<unsigned>((rows + flash::kRows - 1) / flash::kRows), static_cast<unsigned>(heads), static_cast<unsigned>(batch)); }
+
 }  // namespace
 
 cudaError_t attention_forward_launch(const element::AttnShape& a, const float* q, const float* k, const float* v, float* out, float* lse32,
                                      double* lse64, double* row_lse, double* row_sum, cudaStream_t stream) {
   const size_t rows = a.b * a.hq * a.sq;
   if (rows == 0) return cudaSuccess;
+  if (flash::fits(a)) {
+    const size_t bc = flash::tile_rows(a.d + a.dv);
+    flash_forward_kernel<<<flash_grid(a.sq, a.hq, a.b), flash::kRows, bc * (a.d + a.dv) * sizeof(float), stream>>>(a, q, k, v, out, lse32, lse64, bc);
+    return cudaGetLastError();
+  }
   row_stats_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(a, q, k, row_lse, row_sum, lse32, lse64);
   if (a.dv > 0) out_kernel<<<blocks_for(rows * a.dv), kThreads, 0, stream>>>(a, q, k, v, row_lse, row_sum, out);
   return cudaGetLastError();
@@ -54,6 +128,13 @@ cudaError_t attention_backward_launch(const element::AttnShape& a, const float* 
                                       cudaStream_t stream) {
   const size_t rows = a.b * a.hq * a.sq, keys = a.b * a.sk * a.hkv;
   if (rows > 0) delta_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(a, out, dout, delta);
+  if (flash::fits(a)) {
+    const size_t bc = flash::tile_rows(a.d + a.dv), bq = flash::tile_rows(flash::query_width(a));
+    if (rows > 0) flash_dq_kernel<<<flash_grid(a.sq, a.hq, a.b), flash::kRows, bc * (a.d + a.dv) * sizeof(float), stream>>>(a, q, k, v, dout, lse32, lse64, delta, dq, bc);
+    if (keys > 0)
+      flash_dkv_kernel<<<flash_grid(a.sk, a.hkv, a.b), flash::kRows, bq * flash::query_width(a) * sizeof(float), stream>>>(a, q, k, v, dout, lse32, lse64, delta, dk, dv, bq);
+    return cudaGetLastError();
+  }
   if (rows * a.d > 0) dq_kernel<<<blocks_for(rows * a.d), kThreads, 0, stream>>>(a, q, k, v, dout, lse32, lse64, delta, dq);
   if (keys * a.d > 0) dkv_kernel<<<blocks_for(keys * a.d), kThreads, 0, stream>>>(a, q, k, v, dout, lse32, lse64, delta, false, dk);
   if (keys * a.dv > 0) dkv_kernel<<<blocks_for(keys * a.dv), kThreads, 0, stream>>>(a, q, k, v, dout, lse32, lse64, delta, true, dv);

@@ -1,13 +1,13 @@
 // Causal GQA attention forward and backward on the device, the twins of attention.h's float64
-// references (the CPU's scalar path): every output element from the definition in float64 in
-// the reference's order (attention_element.h), so within one float ulp of it (the device's exp and
-// log may differ from the host's in a double's last bit). Correctness first, not speed: an output
-// element re-reads its row's keys; the flash-tiled kernels a GPU run at scale needs are still to
-// be written (issue 15).
+// references (the CPU's scalar path). Heads up to 256 wide (d and dv) run the flash-tiled kernels
+// (attention_flash.h: float32 online softmax over key tiles in shared memory, a thread a row,
+// deterministic, O(Sq + Sk) memory; within float32's rounding of the reference); wider heads the
+// element kernels (attention_element.h: every output element from the definition in float64 in
+// the reference's order, within one float ulp of it, slow: an element re-reads its row's keys).
 //
 //   forward   q [B, Sq, Hq, D], k [B, Sk, Hkv, D], v [B, Sk, Hkv, Dv] -> out [B, Sq, Hq, Dv] and,
 //             when given, lse32 or lse64 [B, Hq, Sq]; row_lse and row_sum are device scratch of
-//             B * Hq * Sq doubles
+//             B * Hq * Sq doubles (the element kernels')
 //   backward  given out, dout and the forward's lse (lse32 or lse64): dq, dk, dv (overwritten);
 //             delta is device scratch of B * Hq * Sq doubles
 // The shape's position arrays are device pointers. Launched on `stream`; return the launch status.

@@ -43,6 +43,8 @@
 //            i32 qpos[qposLen], kpos[kposLen]                          reply f32 out, f64 lse[b hq sq]
 //   attention_backward  f64[12] {the same, lse32}, f32 q, k, v, out, dout, lse (f32 when lse32,
 //            else f64) [b hq sq], i32 qpos, kpos                       reply f32 dq, dk, dv
+//   attention_flash, attention_flash_backward  the same requests and replies, through the flash-tiled
+//            kernels' functions (attention_flash.h: forward_host, backward_host; d and dv at most 256)
 // Exit 2 on an unknown op or a short or inconsistent request.
 #include <cstdint>
 #include <cstdio>
@@ -50,6 +52,7 @@
 #include <vector>
 
 #include "attention_element.h"
+#include "attention_flash.h"
 #include "elementwise_element.h"
 #include "ops_element.h"
 #include "../row_lists.h"
@@ -285,8 +288,9 @@ int main(int argc, char** argv) {
     give(w);
     give(m);
     give(v);
-  } else if (op == "attention" || op == "attention_backward") {
-    const bool backward = op == "attention_backward";
+  } else if (op == "attention" || op == "attention_backward" || op == "attention_flash" || op == "attention_flash_backward") {
+    const bool backward = op == "attention_backward" || op == "attention_flash_backward";
+    const bool tiled = op == "attention_flash" || op == "attention_flash_backward";
     const auto h = take<double>(backward ? 12 : 11);
     if (short_read) return 2;
     AttnShape a{count(h[0]), count(h[1]), count(h[2]), count(h[3]), count(h[4]), count(h[5]), count(h[6]), static_cast<float>(h[7]), h[8] != 0, nullptr, count(h[9]), nullptr, count(h[10])};
@@ -302,7 +306,21 @@ int main(int argc, char** argv) {
     if (short_read) return 2;
     a.qpos = a.qpos_len == 0 ? nullptr : qpos.data();
     a.kpos = a.kpos_len == 0 ? nullptr : kpos.data();
-    if (!backward) {
+    if (tiled && !pleat::flash::fits(a)) return 2;
+    if (tiled && !backward) {
+      std::vector<double> lse(rows);
+      std::vector<float> o(rows * a.dv);
+      pleat::flash::forward_host(a, q.data(), k.data(), v.data(), o.data(), nullptr, lse.data());
+      give(o);
+      give(lse);
+    } else if (tiled) {
+      std::vector<float> dq(nq), dk(nk), dv(nv);
+      pleat::flash::backward_host(a, q.data(), k.data(), v.data(), out.data(), dout.data(), lse32 ? lse_f32.data() : nullptr, lse32 ? nullptr : lse_f64.data(), dq.data(),
+                           dk.data(), dv.data());
+      give(dq);
+      give(dk);
+      give(dv);
+    } else if (!backward) {
       std::vector<double> lse(rows), sum(rows);
       std::vector<float> o(rows * a.dv);
       for (size_t r = 0; r < rows; ++r) attention_row_stats(a, q.data(), k.data(), lse.data(), sum.data(), nullptr, nullptr, r);
@@ -323,7 +341,7 @@ int main(int argc, char** argv) {
       give(dv);
     }
   } else {
-    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, elementwise, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, permute_rows, swiglu, combine_rows, combine_backward, adamw, attention, attention_backward)\n", op.c_str());
+    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, elementwise, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, permute_rows, swiglu, combine_rows, combine_backward, adamw, attention, attention_backward, attention_flash, attention_flash_backward)\n", op.c_str());
     return 2;
   }
   return 0;
