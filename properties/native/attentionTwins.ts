@@ -83,6 +83,19 @@ const header = (s: Cpu.AttentionShape, extra: ReadonlyArray<number> = []) => {
 
 const positionParts = (s: Cpu.AttentionShape): Array<Part> => [s.queryPositions ?? new Int32Array(0), s.keyPositions ?? new Int32Array(0)]
 
+/** A backward case: the inputs, the reference's forward (out, lse as the case stores it), a gradient and the reference's gradients. */
+const backwardCase = (c: AttentionCase) => {
+  const { shape, q, k, v, rows } = inputs(c)
+  const out = new Float32Array(rows * c.dv)
+  const lse64 = new Float64Array(rows)
+  scalar(() => Cpu.attention({ ...shape, q, k, v, out, lse: lse64 }))
+  const lse = c.lse64 ? lse64 : Float32Array.from(lse64)
+  const gradOut = floats(rows * c.dv, c.seed + 3)
+  const want = { gradQ: new Float32Array(q.length), gradK: new Float32Array(k.length), gradV: new Float32Array(v.length) }
+  scalar(() => Cpu.attentionBackward({ ...shape, q, k, v, out, gradOut, lse, ...want }))
+  return { shape, q, k, v, out, lse, gradOut, want }
+}
+
 const forward: Twin<AttentionCase> = {
   name: "attention: the CPU's float64 reference (out and lse; GQA, causal, positions)",
   cases,
@@ -117,14 +130,7 @@ const backward: Twin<AttentionCase> = {
   name: "attentionBackward: the CPU's float64 reference (dq, dk, dv; lse float32 or float64)",
   cases,
   check: (c, on) => {
-    const { shape, q, k, v, rows } = inputs(c)
-    const out = new Float32Array(rows * c.dv)
-    const lse64 = new Float64Array(rows)
-    scalar(() => Cpu.attention({ ...shape, q, k, v, out, lse: lse64 }))
-    const lse = c.lse64 ? lse64 : Float32Array.from(lse64)
-    const gradOut = floats(rows * c.dv, c.seed + 3)
-    const want = { gradQ: new Float32Array(q.length), gradK: new Float32Array(k.length), gradV: new Float32Array(v.length) }
-    scalar(() => Cpu.attentionBackward({ ...shape, q, k, v, out, gradOut, lse, ...want }))
+    const { shape, q, k, v, out, lse, gradOut, want } = backwardCase(c)
     if (on === "host") {
       const got = emulate(
         "attention_backward",
@@ -201,14 +207,7 @@ const flashBackward: Twin<AttentionCase> = {
   name: "attentionBackward, flash-tiled: the CPU's float64 reference within float32's rounding (dq, dk, dv; lse float32 or float64)",
   cases: flashCases,
   check: (c, on) => {
-    const { shape, q, k, v, rows } = inputs(c)
-    const out = new Float32Array(rows * c.dv)
-    const lse64 = new Float64Array(rows)
-    scalar(() => Cpu.attention({ ...shape, q, k, v, out, lse: lse64 }))
-    const lse = c.lse64 ? lse64 : Float32Array.from(lse64)
-    const gradOut = floats(rows * c.dv, c.seed + 3)
-    const want = { gradQ: new Float32Array(q.length), gradK: new Float32Array(k.length), gradV: new Float32Array(v.length) }
-    scalar(() => Cpu.attentionBackward({ ...shape, q, k, v, out, gradOut, lse, ...want }))
+    const { shape, q, k, v, out, lse, gradOut, want } = backwardCase(c)
     const got = { gradQ: new Float32Array(q.length), gradK: new Float32Array(k.length), gradV: new Float32Array(v.length) }
     if (on === "host") {
       const [dq, dk, dv] = emulate(

@@ -42,22 +42,26 @@ __global__ void dkv_kernel(element::AttnShape a, const float* __restrict__ q, co
 
 // ---- flash-tiled (attention_flash.h): a block of kRows rows, one thread each --------------------
 
-__global__ void flash_forward_kernel(element::AttnShape a, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
-                                     float* __restrict__ out, float* lse32, double* lse64, size_t bc) {
-  extern __shared__ float shared[];
-  float* ks = shared;
-  float* vs = shared + bc * a.d;
-  const size_t b = blockIdx.z, h = blockIdx.y, i0 = static_cast<size_t>(blockIdx.x) * flash::kRows;
-  flash::ForwardRow r;
-  flash::forward_begin(a, q, b, h, i0 + threadIdx.x, r);
-  const size_t last = (i0 + flash::kRows < a.sq ? i0 + flash::kRows : a.sq) - 1;
-  for (size_t j0 = 0; j0 < a.sk && !flash::past_diagonal(a, last, j0); j0 += bc) {
+// A block of query rows starting at i0 of head h through every key tile it sees (key_tile), the
+// tiles staged in shared memory (ks, vs) by the whole block.
+template <class Row>
+__device__ void key_tiles(const element::AttnShape& a, const float* k, const float* v, size_t b, size_t h, size_t i0, size_t bc, float* ks, float* vs, Row& r) {
+  for (size_t j0 = 0; j0 < a.sk && !flash::past_diagonal(a, flash::last_query(a, i0), j0); j0 += bc) {
     const size_t n = a.sk - j0 < bc ? a.sk - j0 : bc;
     __syncthreads();
     flash::load_keys(a, k, v, b, h / (a.hq / a.hkv), j0, n, ks, vs, threadIdx.x, blockDim.x);
     __syncthreads();
-    flash::forward_tile(a, j0, n, ks, vs, r);
+    flash::key_tile(a, j0, n, ks, vs, r);
   }
+}
+
+__global__ void flash_forward_kernel(element::AttnShape a, const float* __restrict__ q, const float* __restrict__ k, const float* __restrict__ v,
+                                     float* __restrict__ out, float* lse32, double* lse64, size_t bc) {
+  extern __shared__ float shared[];
+  const size_t b = blockIdx.z, h = blockIdx.y, i0 = static_cast<size_t>(blockIdx.x) * flash::kRows;
+  flash::ForwardRow r;
+  flash::forward_begin(a, q, b, h, i0 + threadIdx.x, r);
+  key_tiles(a, k, v, b, h, i0, bc, shared, shared + bc * a.d, r);
   flash::forward_end(a, r, out, lse32, lse64);
 }
 
@@ -65,19 +69,10 @@ __global__ void flash_dq_kernel(element::AttnShape a, const float* __restrict__ 
                                 const float* __restrict__ dout, const float* lse32, const double* lse64, const double* __restrict__ delta,
                                 float* __restrict__ dq, size_t bc) {
   extern __shared__ float shared[];
-  float* ks = shared;
-  float* vs = shared + bc * a.d;
   const size_t b = blockIdx.z, h = blockIdx.y, i0 = static_cast<size_t>(blockIdx.x) * flash::kRows;
   flash::GradQueryRow r;
   flash::dq_begin(a, q, dout, lse32, lse64, delta, b, h, i0 + threadIdx.x, r);
-  const size_t last = (i0 + flash::kRows < a.sq ? i0 + flash::kRows : a.sq) - 1;
-  for (size_t j0 = 0; j0 < a.sk && !flash::past_diagonal(a, last, j0); j0 += bc) {
-    const size_t n = a.sk - j0 < bc ? a.sk - j0 : bc;
-    __syncthreads();
-    flash::load_keys(a, k, v, b, h / (a.hq / a.hkv), j0, n, ks, vs, threadIdx.x, blockDim.x);
-    __syncthreads();
-    flash::dq_tile(a, j0, n, ks, vs, r);
-  }
+  key_tiles(a, k, v, b, h, i0, bc, shared, shared + bc * a.d, r);
   flash::dq_end(a, r, dq);
 }
 

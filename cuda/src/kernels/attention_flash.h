@@ -64,6 +64,9 @@ PLEAT_HD inline size_t tile_rows(size_t width) {
   return r < 1 ? 1 : (r > kRows ? kRows : r);
 }
 
+// The last query row of the block whose rows start at i0.
+PLEAT_HD inline size_t last_query(const AttnShape& a, size_t i0) { return (i0 + kRows < a.sq ? i0 + kRows : a.sq) - 1; }
+
 // Whether no query up to `last_query` sees a key from `first_key` on: causal with the default
 // positions (a query sees no later key), so a block skips such tiles.
 PLEAT_HD inline bool past_diagonal(const AttnShape& a, size_t last_query, size_t first_key) { return a.causal && a.qpos == nullptr && a.kpos == nullptr && first_key > last_query; }
@@ -102,8 +105,8 @@ PLEAT_HD inline void forward_begin(const AttnShape& a, const float* q, size_t b,
     for (size_t e = 0; e < a.d; ++e) r.q[e] = q[element::attn_q_off(a, b, i, h) + e];
 }
 
-// The row against keys [j0, j0 + n) (ks, vs as load_keys left them), in ascending j.
-PLEAT_HD inline void forward_tile(const AttnShape& a, size_t j0, size_t n, const float* ks, const float* vs, ForwardRow& r) {
+// The row against keys [j0, j0 + n) (ks, vs as load_keys left them): the online softmax, j ascending.
+PLEAT_HD inline void key_tile(const AttnShape& a, size_t j0, size_t n, const float* ks, const float* vs, ForwardRow& r) {
   if (!r.real) return;
   for (size_t jj = 0; jj < n; ++jj) {
     if (!element::attn_visible(a, r.b, r.i, j0 + jj)) continue;
@@ -157,7 +160,8 @@ PLEAT_HD inline void dq_begin(const AttnShape& a, const float* q, const float* d
   for (size_t e = 0; e < a.dv; ++e) r.dout[e] = dout[element::attn_o_off(a, b, i, h) + e];
 }
 
-PLEAT_HD inline void dq_tile(const AttnShape& a, size_t j0, size_t n, const float* ks, const float* vs, GradQueryRow& r) {
+// The row against keys [j0, j0 + n): its dq terms, j ascending.
+PLEAT_HD inline void key_tile(const AttnShape& a, size_t j0, size_t n, const float* ks, const float* vs, GradQueryRow& r) {
   if (!r.real || r.lse == kNoRow) return;
   for (size_t jj = 0; jj < n; ++jj) {
     if (!element::attn_visible(a, r.b, r.i, j0 + jj)) continue;
@@ -236,20 +240,26 @@ PLEAT_HD inline void dkv_end(const AttnShape& a, const GradKeyRow& r, float* dk,
 // ---- the same on the host: every block, its threads one after another between synchronisations ----
 
 #ifndef __CUDA_ARCH__
-inline void forward_host(const AttnShape& a, const float* q, const float* k, const float* v, float* out, float* lse32, double* lse64) {
+// A block of query rows starting at i0 of head h through every key tile it sees (key_tile), its
+// threads one after another between the loads.
+template <class Row>
+void key_tiles_host(const AttnShape& a, const float* k, const float* v, size_t b, size_t h, size_t i0, std::vector<Row>& rows) {
   const size_t bc = tile_rows(a.d + a.dv);
   std::vector<float> ks(bc * a.d), vs(bc * a.dv);
+  for (size_t j0 = 0; j0 < a.sk && !past_diagonal(a, last_query(a, i0), j0); j0 += bc) {
+    const size_t n = a.sk - j0 < bc ? a.sk - j0 : bc;
+    for (size_t t = 0; t < kRows; ++t) load_keys(a, k, v, b, h / (a.hq / a.hkv), j0, n, ks.data(), vs.data(), t, kRows);
+    for (size_t t = 0; t < kRows; ++t) key_tile(a, j0, n, ks.data(), vs.data(), rows[t]);
+  }
+}
+
+inline void forward_host(const AttnShape& a, const float* q, const float* k, const float* v, float* out, float* lse32, double* lse64) {
   std::vector<ForwardRow> rows(kRows);
   for (size_t b = 0; b < a.b; ++b)
     for (size_t h = 0; h < a.hq; ++h)
       for (size_t i0 = 0; i0 < a.sq; i0 += kRows) {
         for (size_t t = 0; t < kRows; ++t) forward_begin(a, q, b, h, i0 + t, rows[t]);
-        const size_t last = (i0 + kRows < a.sq ? i0 + kRows : a.sq) - 1;
-        for (size_t j0 = 0; j0 < a.sk && !past_diagonal(a, last, j0); j0 += bc) {
-          const size_t n = a.sk - j0 < bc ? a.sk - j0 : bc;
-          for (size_t t = 0; t < kRows; ++t) load_keys(a, k, v, b, h / (a.hq / a.hkv), j0, n, ks.data(), vs.data(), t, kRows);
-          for (size_t t = 0; t < kRows; ++t) forward_tile(a, j0, n, ks.data(), vs.data(), rows[t]);
-        }
+        key_tiles_host(a, k, v, b, h, i0, rows);
         for (size_t t = 0; t < kRows; ++t) forward_end(a, rows[t], out, lse32, lse64);
       }
 }
@@ -260,19 +270,12 @@ inline void backward_host(const AttnShape& a, const float* q, const float* k, co
   const size_t rows_n = a.b * a.hq * a.sq;
   std::vector<double> delta(rows_n);
   for (size_t r = 0; r < rows_n; ++r) element::attention_delta_row(a, out, dout, delta.data(), r);
-  const size_t bc = tile_rows(a.d + a.dv);
-  std::vector<float> ks(bc * a.d), vs(bc * a.dv);
   std::vector<GradQueryRow> qrows(kRows);
   for (size_t b = 0; b < a.b; ++b)
     for (size_t h = 0; h < a.hq; ++h)
       for (size_t i0 = 0; i0 < a.sq; i0 += kRows) {
         for (size_t t = 0; t < kRows; ++t) dq_begin(a, q, dout, lse32, lse64, delta.data(), b, h, i0 + t, qrows[t]);
-        const size_t last = (i0 + kRows < a.sq ? i0 + kRows : a.sq) - 1;
-        for (size_t j0 = 0; j0 < a.sk && !past_diagonal(a, last, j0); j0 += bc) {
-          const size_t n = a.sk - j0 < bc ? a.sk - j0 : bc;
-          for (size_t t = 0; t < kRows; ++t) load_keys(a, k, v, b, h / (a.hq / a.hkv), j0, n, ks.data(), vs.data(), t, kRows);
-          for (size_t t = 0; t < kRows; ++t) dq_tile(a, j0, n, ks.data(), vs.data(), qrows[t]);
-        }
+        key_tiles_host(a, k, v, b, h, i0, qrows);
         for (size_t t = 0; t < kRows; ++t) dq_end(a, qrows[t], dq);
       }
   const size_t bq = tile_rows(query_width(a));

@@ -100,20 +100,14 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
   })
 
   test("pleat train --backend nccl on 4 processes: the losses of one process (float64, sums to 1e-12)", async () => {
-    const main = path.join(import.meta.dirname, "../../../src/cli/main.ts")
-    const flags = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--dtype", "float64", "--seed", "29", "--steps", "3"]
-    const mapping = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2"]
-    const run = await mpirun(world, [main, "train", ...flags, ...mapping, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
-    expect(run.code, run.stderr).toBe(0)
+    const flags = [...small, "--dtype", "float64", "--seed", "29"]
+    const run = await trainOnNccl(flags)
     nearLosses(losses(run.stdout), await local([...flags, ...mapping]))
   }, 300_000)
 
   test("pleat train --backend nccl --device sim on 4 processes: one process's losses, and the gradients summed in device memory", async () => {
-    const main = path.join(import.meta.dirname, "../../../src/cli/main.ts")
-    const flags = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--seed", "31", "--steps", "3", "--device", "sim"]
-    const mapping = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2"]
-    const run = await mpirun(world, [main, "train", ...flags, ...mapping, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
-    expect(run.code, run.stderr).toBe(0)
+    const flags = [...small, "--seed", "31", "--device", "sim"]
+    const run = await trainOnNccl(flags)
     const io = memoryIo()
     expect(await Cli.run(["train", ...flags, ...mapping, "--backend", "local"], io), io.err).toBe(0)
     // float32: the stand-in sums in its own order.
@@ -128,6 +122,18 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     viaNccl.forEach((step, k) => step.forEach((bytes, r) => expect(bytes + 2 * (gradientBytes[r] as number)).toBeLessThanOrEqual(viaHost[k]?.[r] as number)))
   }, 300_000)
 })
+
+/** The training runs' model and mapping (world 4: tp 2, ep 2, so dp 2 and edp 2). */
+const small = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--steps", "3"]
+const mapping = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2"]
+
+/** `pleat train` with these flags on the mapping, under mpirun on the NCCL backend (exit 0 expected). */
+const trainOnNccl = async (flags: ReadonlyArray<string>) => {
+  const main = path.join(import.meta.dirname, "../../../src/cli/main.ts")
+  const run = await mpirun(world, [main, "train", ...flags, ...mapping, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
+  expect(run.code, run.stderr).toBe(0)
+  return run
+}
 
 const records = (out: string) =>
   out
