@@ -4,6 +4,9 @@ import * as Effect from "effect/Effect"
 import * as Collective from "../../src/comm/Collective.js"
 import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
+import * as Device from "../../src/tensor/Device.js"
+import { simulated } from "../../src/tensor/device/SimulatedRuntime.js"
+import { to } from "../../src/tensor/ops/Transfer.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import type * as Scenarios from "./scenarios.js"
 import { chunkRows, groupOf, valuesOf } from "./scenarios.js"
@@ -13,11 +16,23 @@ export const combineToken = (r: number, me: number, tokens: number): number => (
 
 /**
  * The same chunked allToAllV twice, from rows of `dtype`: once plain, once with its received
- * rows summed onto `tokens` rows (combineToken), the send rows gathered (sendRows) or not.
+ * rows summed onto `tokens` rows (combineToken), the send rows gathered (sendRows) or not. With
+ * `resident`, the rows are on the simulated device (sim:0, one a process) and the result says
+ * whether both results stay there and how many copies crossed between host and device meanwhile.
  */
 export const combinedAllToAll = (rank: number, args: unknown) =>
   Effect.gen(function* () {
-    const { mapping, c, chunks, pattern, viaSent, gather, tokens, dtype = "float64" } = args as Scenarios.ChunkedArgs & { readonly tokens: number }
+    const {
+      mapping,
+      c,
+      chunks,
+      pattern,
+      viaSent,
+      gather,
+      tokens,
+      dtype = "float64",
+      resident = false,
+    } = args as Scenarios.ChunkedArgs & { readonly tokens: number; readonly resident?: boolean }
     const group = groupOf(mapping, rank)
     const g = group.ranks.length
     const me = Group.localRank(group, rank)
@@ -27,7 +42,10 @@ export const combinedAllToAll = (rank: number, args: unknown) =>
     const received = recvSplits.reduce((a, b) => a + b, 0)
     // Gathered: the send buffer is rows (r + 1) mod (rows + 1) of a tensor one row longer.
     const sourceRows = gather ? rows + 1 : rows
-    const x = Tensor.fromArray(valuesOf(rank, sourceRows * c, 2), [sourceRows, c], { dtype })
+    const values = Tensor.fromArray(valuesOf(rank, sourceRows * c, 2), [sourceRows, c], { dtype })
+    const x = resident ? to(values, Device.sim(0)) : values
+    const runtime = simulated(0)
+    const before = runtime.transfers.uploads + runtime.transfers.downloads
     const sendRows = gather ? Int32Array.from({ length: rows }, (_, r) => (r + 1) % (rows + 1)) : undefined
     const index = Int32Array.from({ length: received }, (_, r) => combineToken(r, me, tokens))
     const request: Comm.Request = { op: "allToAllV", tensor: x, chunks, chunkOrder: viaSent ? "sent" : "received", sendSplits, recvSplits }
@@ -35,7 +53,10 @@ export const combinedAllToAll = (rank: number, args: unknown) =>
     const comm = yield* Comm.Communicator
     const plain = yield* Effect.flatMap(comm.issue(group, withRows), (p) => p.await)
     const combined = yield* Effect.flatMap(comm.issue(group, { ...withRows, combine: { index, tokens } }), (p) => p.await)
+    const moved = runtime.transfers.uploads + runtime.transfers.downloads - before
+    const stayed = [plain, combined].map((o) => !ArrayBuffer.isView(o.data))
     return {
+      ...(resident ? { stayed, moved } : {}),
       me,
       plain: Array.from(Collective.onHost(plain.data)),
       combined: Array.from(Collective.onHost(combined.data)),

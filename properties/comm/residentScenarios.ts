@@ -7,7 +7,6 @@
 // `resident` and `moved`.
 import * as Effect from "effect/Effect"
 import * as Comm from "../../src/comm/Communicator.js"
-import * as Group from "../../src/comm/Group.js"
 import * as Device from "../../src/tensor/Device.js"
 import { simulated } from "../../src/tensor/device/SimulatedRuntime.js"
 import { to } from "../../src/tensor/ops/Transfer.js"
@@ -17,15 +16,8 @@ import { groupOf, type MappingArgs, valuesOf } from "./scenarios.js"
 export const residentCollectives = (rank: number, args: unknown) =>
   Effect.gen(function* () {
     const { mapping, c, pattern } = args as { mapping: MappingArgs; c: number; pattern: ReadonlyArray<number> }
-    // A group of one answers on the host (the core's own result): the family's group, or all ranks.
-    const family = groupOf(mapping, rank)
-    const group =
-      family.ranks.length > 1
-        ? family
-        : Group.make(
-            "all",
-            Array.from({ length: mapping.world }, (_, r) => r),
-          )
+    // A group of one keeps its rows on the device too (the transport's copy there).
+    const group = groupOf(mapping, rank)
     const n = group.ranks.length
     const runtime = simulated(0)
     const onDevice = (values: ReadonlyArray<number>, shape: ReadonlyArray<number>, dtype: "float32" | "float64") => to(Tensor.fromArray(values, shape, { dtype }), Device.sim(0))

@@ -124,6 +124,23 @@ export const moveBlocks = (
 }
 
 /**
+ * moveBlocks as a row map: for each row of the `to`-ordered buffer, the row of the
+ * `from`-ordered one it comes from (what a gather of rows takes, on a device).
+ * @category mapping
+ */
+export const blockRows = (counts: ReadonlyArray<number>, members: number, chunks: number, from: BlockOrder, to: BlockOrder): Int32Array => {
+  const a = blockStarts(counts, members, chunks, from)
+  const b = blockStarts(counts, members, chunks, to)
+  const total = counts.reduce((x, y) => x + y, 0)
+  const index = new Int32Array(total)
+  for (let i = 0; i < members * chunks; i++) {
+    const rows = counts[i] as number
+    for (let r = 0; r < rows; r++) index[(b[i] as number) + r] = (a[i] as number) + r
+  }
+  return index
+}
+
+/**
  * Rows per member: the counts of its chunks added up.
  * @category mapping
  */

@@ -10,12 +10,21 @@
  * (Collective.outputFor), at the cost of that extra move: what the MoE dispatcher's chunk sort
  * cost before chunked exchanges.
  *
+ * A tensor resident on a device (a rank computing on `cuda`, or `sim`) is gathered and reordered
+ * there (DeviceKernels.gatherRows by the same row maps), and where the transport delivers the rows
+ * in device memory (the NCCL backend) they are reordered and summed onto the tokens there too
+ * (scatterAddRows: received rows in increasing order, ReceiveCombine's order): nothing crosses to
+ * the host.
+ *
  * Checks: the request's own arguments before anything moves (a bad one still enters the plain
  * exchange, with splits that no member accepts, so the others fail at once rather than time
  * out); after the exchange, the rows received from each member against the recvSplits this
  * member declared (per member: the chunks within a member's block are taken as declared).
  */
 import * as Effect from "effect/Effect"
+import * as Device from "../tensor/Device.js"
+import { type DeviceArray, type DeviceRuntime, isDeviceArray } from "../tensor/device/DeviceRuntime.js"
+import { runtimeOf } from "../tensor/device/Runtimes.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
@@ -56,9 +65,18 @@ export const enter = (
     const refused = transport.enter(group, seq, { op: "allToAllV", tensor: source, sendSplits: [] })
     return Effect.flatMap(Effect.exit(refused), () => Effect.fail(error("BadInput", group, seq, rank, [rank], `rank ${rank}: ${own}`)))
   }
+  // A source resident on a device is gathered and reordered there (see the header).
+  const device = source.isResident && Device.isAccelerator(source.device) ? runtimeOf(source.device) : undefined
+  const gathered = (from: Tensor.Tensor, index: Int32Array, shape: ReadonlyArray<number>): Tensor.Tensor => {
+    const rt = device as DeviceRuntime
+    const out = rt.allocate(from.dtype, index.length * inner)
+    rt.kernels.gatherRows(from.deviceArray(rt), index, out, inner)
+    return new Tensor.Tensor({ shape, resident: out, device: from.device })
+  }
   // The send buffer: the rows sendRows names, gathered here.
   let t = source
-  if (rows !== undefined) {
+  if (rows !== undefined && device !== undefined) t = gathered(source, Int32Array.from(rows), [rows.length, ...source.shape.slice(1)])
+  else if (rows !== undefined) {
     const staged = DType.allocateUninitialized(source.dtype, rows.length * inner)
     gatherInto(staged, 0, source.readHost(), rows, inner)
     t = Tensor.fromStorage(staged, [rows.length, ...source.shape.slice(1)], { device: source.device })
@@ -79,7 +97,8 @@ export const enter = (
   // The received blocks are already in result order: one chunk, or member-major results.
   const placed = chunks === 1 || sent
   let tensor = t
-  if (sent) {
+  if (sent && device !== undefined) tensor = gathered(t, Chunked.blockRows(sendSplits, g, chunks, "chunk-major", "member-major"), t.shape)
+  else if (sent) {
     const staged = DType.allocateUninitialized(t.dtype, t.size)
     Chunked.moveBlocks(t.readHost(), staged, sendSplits, g, chunks, inner, "chunk-major", "member-major")
     tensor = Tensor.fromStorage(staged, t.shape, { device: t.device })
@@ -89,6 +108,19 @@ export const enter = (
     placed && combine === undefined && request.out !== undefined
       ? { op: "allToAllV", tensor, sendSplits: plainSplits, out: request.out }
       : { op: "allToAllV", tensor, sendSplits: plainSplits }
+  /** The received rows, left in device memory by the transport, reordered and summed there. */
+  const onDevice = (received: DeviceArray, shape: ReadonlyArray<number>): Collective.Output<Collective.Values> => {
+    const rt = received.runtime
+    let ordered = received
+    if (!placed) {
+      ordered = rt.allocate(t.dtype, total * inner)
+      rt.kernels.gatherRows(received, Chunked.blockRows(recvSplits, g, chunks, "member-major", "chunk-major"), ordered, inner)
+    }
+    if (combine === undefined) return { data: ordered, shape, splits: recvSplits }
+    const summed = rt.zeros(t.dtype, combine.tokens * inner)
+    rt.kernels.scatterAddRows(ordered, combine.index, summed, inner)
+    return { data: summed, shape: [combine.tokens, ...t.shape.slice(1)], splits: recvSplits }
+  }
   return Effect.flatMap(transport.enter(group, seq, plain), (o) => {
     const got = o.splits ?? []
     const wrong = expected.findIndex((n, s) => got[s] !== n)
@@ -98,6 +130,7 @@ export const enter = (
       return Effect.fail(error("Mismatch", group, seq, rank, [rank, from], detail))
     }
     if (placed && combine === undefined) return Effect.succeed({ data: o.data, shape: o.shape, splits: recvSplits })
+    if (isDeviceArray(o.data) && request.out === undefined) return Effect.succeed(onDevice(o.data, o.shape))
     // The moves and sums below are the host's (rows an engine left on a device come down first).
     let rows = Collective.onHost(o.data)
     if (!placed) {

@@ -34,12 +34,8 @@ const wrap = (t: Tensor.Tensor, o: Collective.Output<Collective.Values>): Tensor
  * backward, instead of a round trip through the host; anything else (and every group on the
  * host) meets the communicator, which also reports a malformed request.
  */
-const alone = (group: Group, t: Tensor.Tensor, request: Omit<Request, "tensor">): boolean => {
-  if (group.ranks.length !== 1 || !Device.isAccelerator(t.device) || request.combine !== undefined || request.sendRows !== undefined) return false
-  const rows = t.shape[0] ?? 1
-  const keeps = (splits: ReadonlyArray<number> | undefined) => splits === undefined || (splits.length === 1 && splits[0] === rows)
-  return keeps(request.sendSplits) && keeps(request.recvSplits) && keeps(request.counts) && (request.chunks ?? 1) === 1
-}
+const alone = (group: Group, t: Tensor.Tensor, request: Omit<Request, "tensor">): boolean =>
+  group.ranks.length === 1 && Device.isAccelerator(t.device) && Collective.keepsItsRows({ ...request, shape: t.shape })
 
 /** A collective's result as a tensor on its input's device: the input itself where it is alone. */
 const collect = (comm: CommunicatorShape, group: Group, request: Request): Effect.Effect<Tensor.Tensor, unknown> =>

@@ -32,6 +32,23 @@ if (why !== undefined) console.log(`NCCL suite skipped: ${why}`)
 const resident = fc
   .sample(fc.record({ mapping: mappings, c: fc.integer({ min: 1, max: 5 }), pattern: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 6 }) }), 2)
   .map((args) => ({ scenario: "residentCollectives", args }))
+/** Device-resident chunked exchanges with gathered send rows and sums onto tokens (combineScenarios.ts: ChunkedLowering on the device). */
+const residentCombined = fc
+  .sample(
+    fc.record({
+      mapping: mappings,
+      c: fc.integer({ min: 1, max: 9 }),
+      chunks: fc.integer({ min: 1, max: 3 }),
+      pattern: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
+      viaSent: fc.boolean(),
+      gather: fc.boolean(),
+      tokens: fc.integer({ min: 1, max: 5 }),
+      dtype: fc.constantFrom("float32" as const, "float64" as const),
+      resident: fc.constant(true),
+    }),
+    6,
+  )
+  .map((args) => ({ scenario: "combinedAllToAll", args }))
 interface Resident {
   readonly resident: Array<boolean>
   readonly moved: number
@@ -48,11 +65,19 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
   let run: Awaited<ReturnType<typeof runSuite>> = { outcomes: [], stderr: "" }
 
   beforeAll(async () => {
-    run = await runSuite({ backend: "nccl", faults, timesOut: ["neverArrives"], faultTimeoutMs: timeoutMs, atOnceMs, env: { PLEAT_NCCL_LIB: standIn }, extra: resident })
+    run = await runSuite({
+      backend: "nccl",
+      faults,
+      timesOut: ["neverArrives"],
+      faultTimeoutMs: timeoutMs,
+      atOnceMs,
+      env: { PLEAT_NCCL_LIB: standIn },
+      extra: [...resident, ...residentCombined],
+    })
   }, 300_000)
 
   test("every case ran (the runner wrote one outcome per case)", () => {
-    expect(run.outcomes.length, run.stderr).toBe(contract.length + faults.length + resident.length)
+    expect(run.outcomes.length, run.stderr).toBe(contract.length + faults.length + resident.length + residentCombined.length)
   })
 
   test("collectives on device-resident tensors: the local backend's values, results resident, nothing through the host", async () => {
@@ -77,6 +102,19 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
       }
       // The local backend reads the host's copies: the same program does move values there.
       expect(local.some((r) => r.resident.includes(false))).toBe(true)
+    }
+  })
+
+  test("chunked exchanges of device-resident rows (gathered send rows, sums onto tokens): the local backend's bits, results resident, nothing through the host", async () => {
+    for (const [i, c] of residentCombined.entries()) {
+      const got = run.outcomes[contract.length + resident.length + i]
+      expect(got?.ok, `${JSON.stringify(c.args)}: ${got?.ok === false ? got.message : ""}`).toBe(true)
+      if (got?.ok !== true) continue
+      const mine = got.results as Array<{ stayed: Array<boolean>; moved: number } & Record<string, unknown>>
+      const local = await results<Record<string, unknown>>("local", "combinedAllToAll", world, c.args)
+      const values = (r: Record<string, unknown>) => ({ plain: r.plain, combined: r.combined, shape: r.shape, splits: r.splits })
+      expect(mine.map(values), JSON.stringify(c.args)).toEqual(local.map(values))
+      for (const r of mine) expect({ stayed: r.stayed, moved: r.moved }).toEqual({ stayed: [true, true], moved: 0 })
     }
   })
 

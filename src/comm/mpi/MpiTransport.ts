@@ -28,6 +28,8 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as MpiAddon from "../../native/MpiAddon.js"
+import * as Device from "../../tensor/Device.js"
+import { runtimeOf } from "../../tensor/device/Runtimes.js"
 import * as DType from "../../tensor/DType.js"
 import * as Tensor from "../../tensor/Tensor.js"
 import * as Collective from "../Collective.js"
@@ -156,6 +158,14 @@ export const make = (session: Session, options: { readonly job: number; readonly
       next()
       const verdict = Header.tooManyDims(t.shape) ? undefined : Verdict.judge(group, task.seq, [signature], [buffer])
       if (verdict !== undefined) return settle(task, Effect.fail(verdict(rank)))
+      // A device-resident contribution that comes back as it is stays on its device (a copy there).
+      if (t.isResident && request.out === undefined && Device.isAccelerator(t.device) && Collective.keepsItsRows({ ...request, shape: t.shape })) {
+        const runtime = runtimeOf(t.device)
+        const copy = runtime.allocate(t.dtype, t.size)
+        runtime.kernels.copy(t.deviceArray(runtime), copy)
+        const splits = request.op === "allGatherV" || request.op === "allToAllV" ? { splits: [t.shape[0] ?? 1] } : {}
+        return settle(task, Effect.succeed({ data: copy, shape: t.shape, ...splits }))
+      }
       const contribution = Collective.contribution(signature, t.readHost(), request.out?.data)
       return settle(
         task,
