@@ -164,4 +164,34 @@ export const deviceArrayChecks = async ({ root, check, assert, ops, floats, ulps
     for (let i = 0; i < n; i++) assert(a[i] === b[i], `element ${i}: ${a[i].toString(16)} against ${b[i].toString(16)}`)
     return "bit for bit"
   })
+  check("deviceArrayCopyRange (the device optimizer's gradient buckets): slices exact, ranges outside an array or overlapping refused", () => {
+    const { addon } = CudaArrays.cudaArrays()
+    const x = floats(1000)
+    const [src, dst] = [addon.deviceArrayNew(1000, "float32"), addon.deviceArrayNew(700, "float32")]
+    addon.deviceArrayCopyIn(src, x)
+    addon.deviceArrayZero(dst)
+    addon.deviceArrayCopyRange(dst, 100, src, 250, 600)
+    const got = new Float32Array(700)
+    addon.deviceArrayCopyOut(dst, got)
+    const want = new Float32Array(700)
+    want.set(x.subarray(250, 850), 100)
+    assert(ulps(got, want) === 0, "the slice differs")
+    const refused = (f) => {
+      try {
+        f()
+        return false
+      } catch (e) {
+        return e instanceof RangeError
+      }
+    }
+    assert(
+      refused(() => addon.deviceArrayCopyRange(dst, 101, src, 250, 600)),
+      "a range past dst's end was taken",
+    )
+    assert(
+      refused(() => addon.deviceArrayCopyRange(src, 10, src, 0, 20)),
+      "overlapping ranges of one array were taken",
+    )
+    return "exact"
+  })
 }

@@ -7,6 +7,11 @@
 //   deviceArrayCopyIn(array, src)                src: a host typed array of the same bytes
 //   deviceArrayCopyOut(array, dst)               into a host typed array of the same bytes
 //   deviceArrayCopy(dst, src)                    device to device, same bytes
+//   deviceArrayCopyRange(dst, dstOffset, src, srcOffset, length)
+//                                                elements [srcOffset, +length) of src into
+//                                                [dstOffset, +length) of dst, device to device:
+//                                                one dtype, both ranges inside their arrays, not
+//                                                overlapping when dst is src (a bucket's slices)
 //   deviceArrayAdd(a, b, out)                    out = a + b, float32 device arrays of one length
 //                                                (a copy and axpy's one fused a * 1 + b per
 //                                                element: one rounding, the host's sum)
@@ -158,6 +163,36 @@ Napi::Value DeviceArrayCopy(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value DeviceArrayCopyRange(const Napi::CallbackInfo& info) {
+  const char* fn = "deviceArrayCopyRange";
+  Napi::Env env = info.Env();
+  if (!expect_arity(info, fn, 5)) return env.Undefined();
+  const DeviceBlock* dst = expect_block(info, fn, 0, "dst");
+  if (dst == nullptr) return env.Undefined();
+  const DeviceBlock* src = expect_block(info, fn, 2, "src");
+  if (src == nullptr) return env.Undefined();
+  double dst_offset = 0, src_offset = 0, length = 0;
+  if (!expect_whole(info, fn, 1, "dstOffset", &dst_offset) || !expect_whole(info, fn, 3, "srcOffset", &src_offset) || !expect_whole(info, fn, 4, "length", &length))
+    return env.Undefined();
+  const size_t n = static_cast<size_t>(length), d0 = static_cast<size_t>(dst_offset), s0 = static_cast<size_t>(src_offset);
+  if (dst->type != src->type) {
+    throw_type_error(env, std::string(fn) + ": dst and src must hold one dtype, got " + typed_array_name(dst->type) + " and " + typed_array_name(src->type));
+    return env.Undefined();
+  }
+  if (d0 + n > dst->length || s0 + n > src->length || (dst == src && d0 < s0 + n && s0 < d0 + n)) {
+    throw_range_error(env, std::string(fn) + ": [" + std::to_string(s0) + ", " + std::to_string(s0 + n) + ") of " + std::to_string(src->length) + " into [" +
+                               std::to_string(d0) + ", " + std::to_string(d0 + n) + ") of " + std::to_string(dst->length) +
+                               " elements: each range must lie inside its array, and not overlap the other in one array");
+    return env.Undefined();
+  }
+  if (n == 0) return env.Undefined();
+  const size_t element = dst->bytes() / (dst->length == 0 ? 1 : dst->length);
+  uint8_t* to = static_cast<uint8_t*>(dst->data) + d0 * element;
+  const uint8_t* from = static_cast<const uint8_t*>(src->data) + s0 * element;
+  finish(env, fn, cudaMemcpyAsync(to, from, n * element, cudaMemcpyDeviceToDevice, device_memory_if_made()->backend.stream(0)), false);
+  return env.Undefined();
+}
+
 Napi::Value DeviceArrayAdd(const Napi::CallbackInfo& info) {
   const char* fn = "deviceArrayAdd";
   Napi::Env env = info.Env();
@@ -189,6 +224,7 @@ void RegisterDeviceArrayExports(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceArrayCopyIn", Napi::Function::New(env, DeviceArrayCopyIn, "deviceArrayCopyIn"));
   exports.Set("deviceArrayCopyOut", Napi::Function::New(env, DeviceArrayCopyOut, "deviceArrayCopyOut"));
   exports.Set("deviceArrayCopy", Napi::Function::New(env, DeviceArrayCopy, "deviceArrayCopy"));
+  exports.Set("deviceArrayCopyRange", Napi::Function::New(env, DeviceArrayCopyRange, "deviceArrayCopyRange"));
   exports.Set("deviceArrayAdd", Napi::Function::New(env, DeviceArrayAdd, "deviceArrayAdd"));
 }
 

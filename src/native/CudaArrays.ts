@@ -34,6 +34,7 @@ export interface CudaArraysAddon {
   deviceArrayCopyIn(array: DeviceHandle, src: Float32Array | Float64Array): void
   deviceArrayCopyOut(array: DeviceHandle, dst: Float32Array | Float64Array): void
   deviceArrayCopy(dst: DeviceHandle, src: DeviceHandle): void
+  deviceArrayCopyRange(dst: DeviceHandle, dstOffset: number, src: DeviceHandle, srcOffset: number, length: number): void
   deviceArrayAdd(a: DeviceHandle, b: DeviceHandle, out: DeviceHandle): void
   elementwiseBinary(op: number, kind: number, a: F32, b: F32, out: F32, width: number): void
   elementwiseScale(a: F32, s: number, out: F32): void
@@ -72,6 +73,7 @@ const functions = [
   "deviceArrayCopyIn",
   "deviceArrayCopyOut",
   "deviceArrayCopy",
+  "deviceArrayCopyRange",
   "deviceArrayAdd",
   "elementwiseBinary",
   "elementwiseScale",

@@ -129,21 +129,33 @@ export const startStep = (o: DeviceOptimizer, copies: Map<RankParams.Held, Tenso
 export const gradOf = (o: DeviceOptimizer, held: RankParams.Held): DeviceArray => shardOf(o, held).grad
 
 /**
- * RankParams.Reduce on the device accumulators: each shard's gradient summed over `group` by a
- * collective on its device tensor, the result copied into the accumulator (device to device
- * where the backend left it resident). Accumulators no gradient reached hold zeros first.
+ * RankParams.Reduce on the device accumulators, as the host's: the shards' gradients laid end to
+ * end in one device bucket (DeviceKernels.copyRange), summed over `group` by one collective on
+ * its device tensor, each slice copied back into its accumulator (device to device where the
+ * backend left the sum resident). Accumulators no gradient reached hold zeros first.
  * @category combinators
  */
 export const reduce =
   (o: DeviceOptimizer): RankParams.Reduce =>
   (held, group) =>
     Effect.gen(function* () {
-      if (group.ranks.length === 1) return
-      for (const h of held) {
-        const grad = shardOf(o, h).grad
-        GradAccumulator.settle(grad)
-        const summed = yield* Comm.allReduce(group, new Tensor.Tensor({ shape: [1, grad.length], resident: grad, device: o.runtime.device }))
-        o.runtime.kernels.copy(summed.deviceArray(o.runtime), grad)
+      if (held.length === 0 || group.ranks.length === 1) return
+      const k = o.runtime.kernels
+      const grads = held.map((h) => shardOf(o, h).grad)
+      const total = grads.reduce((n, g) => n + g.length, 0)
+      const bucket = o.runtime.allocate(grads[0]?.dtype ?? "float32", total)
+      let offset = 0
+      for (const g of grads) {
+        GradAccumulator.settle(g)
+        k.copyRange(g, 0, bucket, offset, g.length)
+        offset += g.length
+      }
+      const summed = yield* Comm.allReduce(group, new Tensor.Tensor({ shape: [1, total], resident: bucket, device: o.runtime.device }))
+      const sums = summed.deviceArray(o.runtime)
+      offset = 0
+      for (const g of grads) {
+        k.copyRange(sums, offset, g, 0, g.length)
+        offset += g.length
       }
     })
 

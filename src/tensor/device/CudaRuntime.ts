@@ -187,6 +187,7 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
       allF32(x, y, out)
         ? a.deviceArrayAdd(handle(x), handle(y), handle(out))
         : viaHost([x, y, out], ([hx, hy, ho]) => AddInto.sumInto(ho as DType.Storage, hx as DType.Storage, hy as DType.Storage)),
+    copyRange: (src, srcOffset, dst, dstOffset, length) => a.deviceArrayCopyRange(handle(dst), dstOffset, handle(src), srcOffset, length),
     roundBf16: (src, dst) =>
       allF32(src, dst) ? a.roundBf16(handle(src), handle(dst)) : viaHost([src, dst], ([hs, hd]) => Bf16Round.roundInto(hs as Float32Array, hd as Float32Array)),
   }

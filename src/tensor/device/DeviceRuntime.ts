@@ -67,6 +67,8 @@ export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray>, Elemen
   ) => void
   /** dst = src (same length), converted to dst's dtype as a typed array's `set` does (float64 to float32: to nearest even). */
   readonly copy: (src: DeviceArray, dst: DeviceArray) => void
+  /** dst[dstOffset + i] = src[srcOffset + i] for i < length (one dtype; ranges inside their arrays; a bucket's slices). */
+  readonly copyRange: (src: DeviceArray, srcOffset: number, dst: DeviceArray, dstOffset: number, length: number) => void
   /** The MoE permute (CpuDispatch.permuteRows' contract; indices and experts stay host arrays). */
   readonly permuteRows: (
     src: DeviceArray,

@@ -84,6 +84,11 @@ const kernels: DeviceKernels = {
   },
   adamw: (w, g, m, v, s) => adamwInto(values(w), values(g), f32(m), f32(v), s),
   roundBf16: (src, dst) => Bf16Round.roundInto(f32(src), f32(dst)),
+  copyRange: (src, srcOffset, dst, dstOffset, length) => {
+    if (src.dtype !== dst.dtype || srcOffset + length > src.length || dstOffset + length > dst.length)
+      throw new RangeError(`sim copyRange: [${srcOffset}, +${length}) of ${src.length} ${src.dtype} into [${dstOffset}, +${length}) of ${dst.length} ${dst.dtype}`)
+    values(dst).set(values(src).subarray(srcOffset, srcOffset + length), dstOffset)
+  },
   // The host's choice of bf16 products, on this device's arrays: the host's bits.
   bf16Products: {
     matmul: (p) => Bf16Matmul.hostProducts().matmul({ ...p, a: values(p.a), b: values(p.b), out: values(p.out) }),
