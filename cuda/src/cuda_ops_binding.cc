@@ -3,6 +3,7 @@
 // allocator), the kernel runs on stream 0, the outputs are copied back and waited for.
 //
 //   gatherRows(src, index, out, cols)                      Float32Array, Int32Array, Float32Array
+//   softmaxRows(x, out, rows, cols)                        Float32Arrays of rows * cols; out not x
 //   scatterAddRows(src, index, out, cols)                 out[index[i]] += src[i] in increasing i
 //                  (a CSR list per target row built here: the CPU's order, so its bits)
 //   rmsnormRows(x, weight, out, rstd, rows, cols, eps)     rstd: Float64Array or null
@@ -63,6 +64,27 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   return run_on_device(info, fn, {{&src, Way::in}, {&index, Way::in}, {&out, Way::out}}, [&](const DevicePointers& d, cudaStream_t s) {
     return gather_rows_launch(d.f32(0), d.i32(1), d.f32(2), index.length, c, s);
   });
+}
+
+Napi::Value SoftmaxRows(const Napi::CallbackInfo& info) {
+  const char* fn = "softmaxRows";
+  Napi::Env env = info.Env();
+  ArrayArg x, out;
+  double rows = 0, cols = 0;
+  if (!expect_array(info, fn, 0, "x", {napi_float32_array}, &x) || !expect_array(info, fn, 1, "out", {napi_float32_array}, &out) ||
+      !expect_whole(info, fn, 2, "rows", &rows) || !expect_whole(info, fn, 3, "cols", &cols))
+    return env.Undefined();
+  const size_t r = static_cast<size_t>(rows), c = static_cast<size_t>(cols);
+  if (x.length != r * c || out.length != r * c) {
+    throw_range_error(env, std::string(fn) + ": x and out must hold rows * cols = " + std::to_string(r * c) + " elements, got " + std::to_string(x.length) + " and " +
+                               std::to_string(out.length));
+    return env.Undefined();
+  }
+  if (x.value == out.value) {
+    throw_range_error(env, std::string(fn) + ": out may not be x");
+    return env.Undefined();
+  }
+  return run_on_device(info, fn, {{&x, Way::in}, {&out, Way::out}}, [&](const DevicePointers& d, cudaStream_t s) { return softmax_rows_launch(d.f32(0), d.f32(1), r, c, s); });
 }
 
 Napi::Value ScatterAddRows(const Napi::CallbackInfo& info) {
@@ -300,6 +322,7 @@ Napi::Value RouterFused(const Napi::CallbackInfo& info) {
 
 void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows, "gatherRows"));
+  exports.Set("softmaxRows", Napi::Function::New(env, SoftmaxRows, "softmaxRows"));
   exports.Set("rmsnormRows", Napi::Function::New(env, RmsnormRows, "rmsnormRows"));
   exports.Set("swiglu", Napi::Function::New(env, Swiglu, "swiglu"));
   exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));

@@ -101,6 +101,21 @@ const gatherRows: Twin<{ srcRows: number; n: number; cols: number; seed: number 
   },
 }
 
+const softmaxRows: Twin<{ rows: number; cols: number; seed: number }> = {
+  name: "softmaxRows: the CPU's scalar path (float64 exponentials and sum; within one float ulp on the device)",
+  cases: (on) => fc.record({ rows: fc.integer({ min: 0, max: big(on, 40, 3000) }), cols: fc.integer({ min: 1, max: big(on, 70, 300) }), seed: fc.integer() }),
+  check: ({ rows, cols, seed }, on) => {
+    // Spread logits (some rows' maxima far above the rest) so the exponentials span many binades.
+    const x = floats(rows * cols, seed).map((v, i) => v * (1 + (i % 7)))
+    const want = new Float32Array(rows * cols)
+    scalar(() => Cpu.softmaxRows(x, want, rows, cols))
+    const got = new Float32Array(rows * cols)
+    if (on === "device") device().softmaxRows(x, got, rows, cols)
+    else got.set(emulate("softmax_rows", [Float64Array.of(rows, cols), x], [["f32", rows * cols]])[0] as Float32Array)
+    expectTwin(got, want, on)
+  },
+}
+
 const swiglu: Twin<{ n: number; seed: number }> = {
   name: "swiglu: the CPU's scalar kernel (float64 rounded once, as the device; the vector paths round each float32 step)",
   cases: (on) => fc.record({ n: fc.integer({ min: 1, max: big(on, 5000, 1 << 20) }), seed: fc.integer() }),
@@ -320,6 +335,7 @@ export const runnable = <C>(t: Twin<C>): Runnable => ({
 /** Every twin, in one list for both executors. */
 export const twins: ReadonlyArray<Runnable> = [
   runnable(gatherRows),
+  runnable(softmaxRows),
   runnable(swiglu),
   runnable(swigluBackward),
   runnable(rmsnormBackward),

@@ -46,6 +46,7 @@ interface CudaAddon {
   deviceCopyOut(address: number, dst: ArrayBufferView, stream: number): void
   deviceAllocatorStats(): DeviceAllocatorStats
   gatherRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
+  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void
   /** CpuDispatch's permuteRows, the same arguments (cuda/src/cuda_ops_binding.cc). */
   permuteRows: DispatchKernels["permuteRows"]
   rmsnormRows(x: Float32Array, weight: Float32Array, out: Float32Array, rstd: Float64Array | null, rows: number, cols: number, eps: number): void
@@ -106,6 +107,7 @@ const functions = [
   "deviceCopyOut",
   "deviceAllocatorStats",
   "gatherRows",
+  "softmaxRows",
   "permuteRows",
   "rmsnormRows",
   "swiglu",
@@ -211,6 +213,8 @@ export const deviceOps = () => {
   const a = addon()
   return {
     gatherRows: (src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void => a.gatherRows(src, index, out, cols),
+    /** Cpu.softmaxRows's contract: the CPU's scalar path's arithmetic, within one float ulp (exp's last bit). */
+    softmaxRows: (x: Float32Array, out: Float32Array, rows: number, cols: number): void => a.softmaxRows(x, out, rows, cols),
     /**
      * CpuDispatch's permuteRows (the MoE permute) on the device: the rows of src picked by index,
      * with outCols = cols + 1 each row's prob (probs [T, E] at expert[j]) as a last column,

@@ -53,6 +53,7 @@ export interface CudaArraysAddon {
   groupedRows(a: F32, b: F32, out: F32, rows: Int32Array, k: number, n: number, transB: boolean): void
   groupedWeights(a: F32, c: F32, out: F32, rows: Int32Array, m: number, n: number, accumulate: boolean): void
   gatherRows(src: F32, index: Int32Array, out: F32, cols: number): void
+  softmaxRows(x: F32, out: F32, rows: number, cols: number): void
   scatterAddRows(src: F32, index: Int32Array, out: F32, cols: number): void
   rmsnormRows(x: F32, weight: F32, out: F32, rstd: F64 | null, rows: number, cols: number, eps: number): void
   swiglu(gate: F32, up: F32, out: F32): void
@@ -91,6 +92,7 @@ const functions = [
   "groupedRows",
   "groupedWeights",
   "gatherRows",
+  "softmaxRows",
   "scatterAddRows",
   "rmsnormRows",
   "swiglu",

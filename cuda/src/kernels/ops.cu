@@ -35,6 +35,10 @@ __global__ void permute_prob_kernel(const int32_t* __restrict__ index, const flo
   PLEAT_GRID_STRIDE(r, rows) element::permute_prob_element(index, probs, expert, experts, probs_out, r);
 }
 
+__global__ void softmax_rows_kernel(const float* __restrict__ x, float* __restrict__ out, size_t rows, size_t cols) {
+  PLEAT_GRID_STRIDE(r, rows) element::softmax_row(x, out, cols, r);
+}
+
 __global__ void gather_rows_kernel(const float* __restrict__ src, const int32_t* __restrict__ index, float* __restrict__ out,
                                    size_t rows, size_t cols) {
   PLEAT_GRID_STRIDE(i, rows * cols) element::gather_rows_element(src, index, out, cols, i);
@@ -221,6 +225,12 @@ cudaError_t permute_rows_launch(const float* src, size_t cols, const int32_t* in
                                 const int32_t* expert, size_t experts, float* probs_out, cudaStream_t stream) {
   if (rows * out_cols > 0) permute_rows_kernel<<<blocks_for(rows * out_cols), kThreads, 0, stream>>>(src, cols, index, out, rows, out_cols, probs, expert, experts);
   if (rows > 0 && probs_out != nullptr) permute_prob_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(index, probs, expert, experts, probs_out, rows);
+  return cudaGetLastError();
+}
+
+cudaError_t softmax_rows_launch(const float* x, float* out, size_t rows, size_t cols, cudaStream_t stream) {
+  if (rows * cols == 0) return cudaSuccess;
+  softmax_rows_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(x, out, rows, cols);
   return cudaGetLastError();
 }
 

@@ -1,6 +1,8 @@
 // First CUDA kernels of the GPU path (issue 15), each the device twin of a CPU kernel and
 // checked against it where a GPU runs (properties/native/CudaOps.prop.ts, scripts/device-check):
 //   gather_rows    out[i, :] = src[index[i], :]                      (rows.h gather_rows; exact)
+//   softmax_rows   out[r, :] = softmax(x[r, :]), one thread a row     (rowwise.cc softmax_row_ref's
+//                  arithmetic: within one float ulp, the device's exp)
 //   permute_rows   the MoE permute (dispatch.h gather_rows_extra): rows gathered as gather_rows,
 //                  with out_cols = cols + 1 each row's prob probs[index[i] * experts + expert[i]]
 //                  as a last column, and / or into probs_out [rows] (null: none); exact
@@ -55,6 +57,7 @@ cudaError_t to_bf16_launch(const float* in, uint16_t* out, size_t n, cudaStream_
 cudaError_t permute_rows_launch(const float* src, size_t cols, const int32_t* index, size_t rows, float* out, size_t out_cols, const float* probs,
                                 const int32_t* expert, size_t experts, float* probs_out, cudaStream_t stream);
 cudaError_t gather_rows_launch(const float* src, const int32_t* index, float* out, size_t rows, size_t cols, cudaStream_t stream);
+cudaError_t softmax_rows_launch(const float* x, float* out, size_t rows, size_t cols, cudaStream_t stream);
 cudaError_t rmsnorm_rows_launch(const float* x, const float* weight, float* out, double* rstd, size_t rows, size_t cols, double eps,
                                 cudaStream_t stream);
 cudaError_t swiglu_launch(const float* gate, const float* up, float* out, size_t n, cudaStream_t stream);

@@ -9,7 +9,8 @@
 // host's std::exp: the two may differ in a double's last bit, the one difference emulation
 // cannot show.
 //
-//   gather_rows_element, swiglu_element, combine_rows_element (a token's column), adamw_element
+//   gather_rows_element, swiglu_element, combine_rows_element (a token's column), adamw_element,
+//   softmax_row (a row, one thread)
 //   scatter_add_rows_element   a target row's column plus its sources in order (a CSR list)
 //   combine_backward_rows_element, combine_backward_weight_element   the MoE unpermute's
 //                           backward: one element of grad_rows, one row's grad_weights[j]
@@ -81,6 +82,23 @@ PLEAT_HD inline double js_max(double m, double v) {
   if (v > m) return v;
   if (v == m && v == 0.0 && negative_zero(m) && !negative_zero(v)) return v;
   return m;
+}
+
+// Row r of softmax_rows (rows.h): the CPU's scalar path (rowwise.cc softmax_row_ref): the row's
+// float max, exp in float64 of each element minus it (rounded to float into out), their float64
+// sum ascending, then out[j] = float(out[j] / sum).
+PLEAT_HD inline void softmax_row(const float* x, float* out, size_t cols, size_t r) {
+  const float* row = x + r * cols;
+  float* o = out + r * cols;
+  float mx = -HUGE_VALF;
+  for (size_t j = 0; j < cols; ++j) mx = row[j] > mx ? row[j] : mx;
+  double sum = 0.0;
+  for (size_t j = 0; j < cols; ++j) {
+    const double e = exp_of(sub(static_cast<double>(row[j]), static_cast<double>(mx)));
+    o[j] = static_cast<float>(e);
+    sum = add(sum, e);
+  }
+  for (size_t j = 0; j < cols; ++j) o[j] = static_cast<float>(div(static_cast<double>(o[j]), sum));
 }
 
 PLEAT_HD inline void gather_rows_element(const float* src, const int32_t* index, float* out, size_t cols, size_t i) {

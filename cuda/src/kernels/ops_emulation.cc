@@ -17,6 +17,7 @@
 //                                                                     f32 probs[tokens experts]
 //   scatter_add_rows  f64[3] {n, targets, cols}, f32 src[n cols], i32 index[n], f32 out[targets cols]
 //                                                                     reply f32 out + the scatter
+//   softmax_rows  f64[2] {rows, cols}, f32 x[rows cols]                 reply f32 out[rows cols]
 //   gather_rows  f64[3] {srcRows, n, cols}, f32 src[srcRows cols], i32 index[n]   reply f32 out[n cols]
 //   permute_rows  f64[5] {srcRows, n, cols, outCols, experts (0: no probs)}, f32 src[srcRows cols],
 //            i32 index[n], f32 probs[srcRows experts], i32 expert[n]  reply f32 out[n outCols],
@@ -181,6 +182,15 @@ int main(int argc, char** argv) {
     for (size_t t = 0; t < targets; ++t)
       for (size_t c = 0; c < cols; ++c) scatter_add_rows_element(src.data(), offsets, order, cols, out.data(), t, c);
     give(out);
+  } else if (op == "softmax_rows") {
+    const auto h = take<double>(2);
+    if (short_read) return 2;
+    const size_t rows = count(h[0]), cols = count(h[1]);
+    const auto x = take<float>(rows * cols);
+    if (short_read) return 2;
+    std::vector<float> out(rows * cols);
+    for (size_t r = 0; r < rows; ++r) softmax_row(x.data(), out.data(), cols, r);
+    give(out);
   } else if (op == "gather_rows") {
     const auto h = take<double>(3);
     if (short_read) return 2;
@@ -341,7 +351,7 @@ int main(int argc, char** argv) {
       give(dv);
     }
   } else {
-    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, elementwise, swiglu_backward, rmsnorm_backward, cross_entropy, router, gather_rows, permute_rows, swiglu, combine_rows, combine_backward, adamw, attention, attention_backward, attention_flash, attention_flash_backward)\n", op.c_str());
+    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, elementwise, swiglu_backward, rmsnorm_backward, cross_entropy, router, softmax_rows, gather_rows, permute_rows, swiglu, combine_rows, combine_backward, adamw, attention, attention_backward, attention_flash, attention_flash_backward)\n", op.c_str());
     return 2;
   }
   return 0;

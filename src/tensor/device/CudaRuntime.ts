@@ -11,7 +11,7 @@
  * optimizer, and a bf16 run's rounding, on pleat's CUDA kernels; sums on axpy. A bf16 run's
  * products are the fp32 cuBLAS products on its bf16 values (exact products, fp32 sums).
  * Each has its CPU twin's contract and is checked against it by scripts/device-check (its
- * tolerances there). The rest of the kernel set (softmax rows) and float64 operands
+ * tolerances there). Float64 operands
  * run on the host kernels over copies (downloaded, run, uploaded back: correct, and counted in
  * `transfers`), until their CUDA twins are wired here.
  *
@@ -111,7 +111,10 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
       allF32(src, out)
         ? a.scatterAddRows(handle(src), index, handle(out), cols)
         : viaHost([src, out], ([s, o]) => host(src).scatterAddRows(s as DType.Storage, index, o as DType.Storage, cols)),
-    softmaxRows: (x, out, rows, cols) => viaHost([x, out], ([hx, ho]) => host(x).softmaxRows(hx as DType.Storage, ho as DType.Storage, rows, cols)),
+    softmaxRows: (x, out, rows, cols) =>
+      allF32(x, out)
+        ? a.softmaxRows(handle(x), handle(out), rows, cols)
+        : viaHost([x, out], ([hx, ho]) => host(x).softmaxRows(hx as DType.Storage, ho as DType.Storage, rows, cols)),
     attention: (p) => a.attention(handle(p.q), handle(p.k), handle(p.v), handle(p.out), handle(p.lse), ...Cpu.attentionDims(p)),
     attentionBackward: (p) =>
       a.attentionBackward(
