@@ -1,7 +1,7 @@
 // Rank programs of the exchange whose receiver sums its rows onto tokens (comm/ReceiveCombine.ts),
 // re-exported by scenarios.ts so that every backend's runner finds them.
 import * as Effect from "effect/Effect"
-import * as Collective from "../../src/comm/Collective.js"
+import * as Delivered from "../../src/comm/Delivered.js"
 import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
 import * as Device from "../../src/tensor/Device.js"
@@ -58,8 +58,8 @@ export const combinedAllToAll = (rank: number, args: unknown) =>
     return {
       ...(resident ? { stayed, moved } : {}),
       me,
-      plain: Array.from(Collective.onHost(plain.data)),
-      combined: Array.from(Collective.onHost(combined.data)),
+      plain: Array.from(Delivered.onHost(plain.data)),
+      combined: Array.from(Delivered.onHost(combined.data)),
       shape: [...combined.shape],
       splits: [...(combined.splits ?? [])],
       recvSplits,
@@ -81,3 +81,6 @@ export const combineBadIndex = (rank: number, args: unknown) =>
       (p) => p.await,
     )
   })
+
+// The device-resident collectives (residentScenarios.ts), found by the runners through scenarios.ts as these are.
+export { residentCollectives } from "./residentScenarios.js"

@@ -3,7 +3,7 @@
 // `(rank, args) => Effect` with plain-data args, which any transport can import. Keep imports
 // light: every worker loads this.
 import * as Effect from "effect/Effect"
-import * as Collective from "../../src/comm/Collective.js"
+import * as Delivered from "../../src/comm/Delivered.js"
 import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
 import type * as Families from "../../src/mapping/Families.js"
@@ -129,9 +129,9 @@ export const chunkedAllToAll = (rank: number, args: unknown) =>
           Effect.flatMap(comm.issue(group, { op: "allToAllV", tensor: reversed, chunks, chunkOrder: first, sendSplits, recvSplits, sendRows }), (p) => p.await),
         )
       : yield* issue(x, first, sendSplits, recvSplits)
-    const thereTensor = Tensor.fromStorage(Collective.onHost(there.data), there.shape)
+    const thereTensor = Tensor.fromStorage(Delivered.onHost(there.data), there.shape)
     const back = yield* issue(thereTensor, viaSent ? "received" : "sent", recvSplits, sendSplits)
-    return { me, g, x: Tensor.toArray(x), there: Tensor.toArray(thereTensor), splits: [...(there.splits ?? [])], recvSplits, back: Array.from(Collective.onHost(back.data)) }
+    return { me, g, x: Tensor.toArray(x), there: Tensor.toArray(thereTensor), splits: [...(there.splits ?? [])], recvSplits, back: Array.from(Delivered.onHost(back.data)) }
   })
 
 /** Rank 0 declares one row too many from member 1 in a chunked allToAllV. */
@@ -399,6 +399,3 @@ export const unclonable = () => Effect.succeed(() => 1)
 
 export const notAFunction = 42
 export * from "./combineScenarios.js"
-
-// Collectives on device-resident tensors (the NCCL suite checks they stay there).
-export { residentCollectives } from "./residentScenarios.js"

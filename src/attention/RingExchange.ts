@@ -10,7 +10,7 @@
  * rows split over cp in, rows whole over cp out.
  */
 import * as Effect from "effect/Effect"
-import * as Collective from "../comm/Collective.js"
+import * as Delivered from "../comm/Delivered.js"
 import { Communicator } from "../comm/Communicator.js"
 import type { Group } from "../comm/Group.js"
 import { LayoutError } from "../dataflow/Layout.js"
@@ -46,7 +46,7 @@ const ringAllGather = (group: Group, x: Tensor.Tensor, tag = "ring") =>
     return Autograd.resultEffect("ringAllGather", [x], out, [total, ...x.shape.slice(1)], (g) =>
       Effect.map(
         Effect.flatMap(comm.issue(group, { op: "reduceScatter", tensor: g, reduce: "sum" }), (p) => p.await),
-        (o) => [Collective.tensorOf(o, g.device)],
+        (o) => [Delivered.tensorOf(o, g.device)],
       ),
     )
   })

@@ -29,6 +29,7 @@ import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
 import * as Collective from "./Collective.js"
+import * as Delivered from "./Delivered.js"
 import * as CommError from "./CommError.js"
 import { gatherInto } from "./Kernels.js"
 import type { Request } from "./Communicator.js"
@@ -132,7 +133,7 @@ export const enter = (
     if (placed && combine === undefined) return Effect.succeed({ data: o.data, shape: o.shape, splits: recvSplits })
     if (isDeviceArray(o.data) && request.out === undefined) return Effect.succeed(onDevice(o.data, o.shape))
     // The moves and sums below are the host's (rows an engine left on a device come down first).
-    let rows = Collective.onHost(o.data)
+    let rows = Delivered.onHost(o.data)
     if (!placed) {
       const received = rows
       rows = combine === undefined ? (request.out?.data ?? DType.allocateUninitialized(t.dtype, total * inner)) : DType.allocateUninitialized(t.dtype, total * inner)

@@ -8,8 +8,7 @@
  * sends sendSplits[j] rows to member j (in chunks placed as Chunked.ts says, with `chunks`).
  * Trailing dims must agree across members.
  */
-import type * as Device from "../tensor/Device.js"
-import { type DeviceArray, downloaded, isDeviceArray } from "../tensor/device/DeviceRuntime.js"
+import type { DeviceArray } from "../tensor/device/DeviceRuntime.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
@@ -100,41 +99,6 @@ export const contribution = (sig: Signature, data: DType.Storage, out?: DType.St
  * @category models
  */
 export type Values = DType.Storage | DeviceArray
-
-/**
- * Values on the host: device arrays downloaded (one copy, counted by their runtime).
- * @category mapping
- */
-export const onHost = (data: Values): DType.Storage => (isDeviceArray(data) ? downloaded(data) : data)
-
-/**
- * A result as a tensor on `device` (its input's): resident when the engine left it in device memory.
- * @category constructors
- */
-export const tensorOf = (o: Output<Values>, device: Device.Device): Tensor.Tensor =>
-  isDeviceArray(o.data) ? new Tensor.Tensor({ shape: o.shape, resident: o.data, device }) : Tensor.fromStorage(o.data, o.shape, { device })
-
-/**
- * Whether a collective of one member gives back its contribution as it is (sums and gathers of
- * one, a broadcast, an exchange or scatter that keeps every row): no gathered send rows, no sum
- * onto tokens, one chunk, and any splits or counts naming all its rows.
- * @category guards
- */
-export const keepsItsRows = (r: {
-  readonly op: Op
-  readonly shape: ReadonlyArray<number>
-  readonly sendSplits?: ReadonlyArray<number> | undefined
-  readonly recvSplits?: ReadonlyArray<number> | undefined
-  readonly counts?: ReadonlyArray<number> | undefined
-  readonly chunks?: number | undefined
-  readonly combine?: unknown
-  readonly sendRows?: unknown
-}): boolean => {
-  if (r.op === "barrier" || r.combine !== undefined || r.sendRows !== undefined || (r.chunks ?? 1) !== 1) return false
-  const rows = r.shape[0] ?? 1
-  const keeps = (splits: ReadonlyArray<number> | undefined) => splits === undefined || (splits.length === 1 && splits[0] === rows)
-  return keeps(r.sendSplits) && keeps(r.recvSplits) && keeps(r.counts)
-}
 
 /**
  * One member's result (host storage when computed by the core).

@@ -13,7 +13,8 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Tensor from "../tensor/Tensor.js"
-import * as Collective from "./Collective.js"
+import type * as Collective from "./Collective.js"
+import * as Delivered from "./Delivered.js"
 import type { CommError } from "./CommError.js"
 import type { Group } from "./Group.js"
 import type * as ReceiveCombine from "./ReceiveCombine.js"
@@ -78,7 +79,7 @@ export interface CommunicatorShape {
  */
 export class Communicator extends Context.Service<Communicator, CommunicatorShape>()("pleat/Communicator") {}
 
-const asTensor = (o: Collective.Output<Collective.Values>, input: Tensor.Tensor): Tensor.Tensor => Collective.tensorOf(o, input.device)
+const asTensor = (o: Collective.Output<Collective.Values>, input: Tensor.Tensor): Tensor.Tensor => Delivered.tensorOf(o, input.device)
 
 const startWith = <A>(group: Group, request: Request, f: (o: Collective.Output<Collective.Values>) => A) =>
   Effect.flatMap(Communicator, (comm) => Effect.map(comm.issue(group, request), (p): Pending<A> => ({ await: Effect.map(p.await, f) })))

@@ -18,14 +18,16 @@ import * as DType from "../tensor/DType.js"
 import { scatterAddRows } from "../tensor/ops/Gather.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
-import * as Collective from "./Collective.js"
+import type * as Collective from "./Collective.js"
+import * as Delivered from "./Delivered.js"
+import * as Alone from "./Alone.js"
 import { Communicator, type CommunicatorShape, type Pending, type Request } from "./Communicator.js"
 import type { Group } from "./Group.js"
 import type * as ReceiveCombine from "./ReceiveCombine.js"
 
 const run = (comm: CommunicatorShape, group: Group, request: Request) => Effect.flatMap(comm.issue(group, request), (p) => p.await)
 
-const wrap = (t: Tensor.Tensor, o: Collective.Output<Collective.Values>): Tensor.Tensor => Collective.tensorOf(o, t.device)
+const wrap = (t: Tensor.Tensor, o: Collective.Output<Collective.Values>): Tensor.Tensor => Delivered.tensorOf(o, t.device)
 
 /**
  * Whether `request` on `group` is the identity for its one member on a device: a group of one
@@ -35,7 +37,7 @@ const wrap = (t: Tensor.Tensor, o: Collective.Output<Collective.Values>): Tensor
  * host) meets the communicator, which also reports a malformed request.
  */
 const alone = (group: Group, t: Tensor.Tensor, request: Omit<Request, "tensor">): boolean =>
-  group.ranks.length === 1 && Device.isAccelerator(t.device) && Collective.keepsItsRows({ ...request, shape: t.shape })
+  group.ranks.length === 1 && Device.isAccelerator(t.device) && Alone.keepsItsRows({ ...request, shape: t.shape })
 
 /** A collective's result as a tensor on its input's device: the input itself where it is alone. */
 const collect = (comm: CommunicatorShape, group: Group, request: Request): Effect.Effect<Tensor.Tensor, unknown> =>

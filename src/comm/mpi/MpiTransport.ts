@@ -33,6 +33,7 @@ import { runtimeOf } from "../../tensor/device/Runtimes.js"
 import * as DType from "../../tensor/DType.js"
 import * as Tensor from "../../tensor/Tensor.js"
 import * as Collective from "../Collective.js"
+import * as Alone from "../Alone.js"
 import * as CommError from "../CommError.js"
 import type { Request } from "../Communicator.js"
 import * as Endpoint from "../Endpoint.js"
@@ -159,7 +160,7 @@ export const make = (session: Session, options: { readonly job: number; readonly
       const verdict = Header.tooManyDims(t.shape) ? undefined : Verdict.judge(group, task.seq, [signature], [buffer])
       if (verdict !== undefined) return settle(task, Effect.fail(verdict(rank)))
       // A device-resident contribution that comes back as it is stays on its device (a copy there).
-      if (t.isResident && request.out === undefined && Device.isAccelerator(t.device) && Collective.keepsItsRows({ ...request, shape: t.shape })) {
+      if (t.isResident && request.out === undefined && Device.isAccelerator(t.device) && Alone.keepsItsRows({ ...request, shape: t.shape })) {
         const runtime = runtimeOf(t.device)
         const copy = runtime.allocate(t.dtype, t.size)
         runtime.kernels.copy(t.deviceArray(runtime), copy)

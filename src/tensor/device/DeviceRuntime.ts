@@ -16,9 +16,8 @@ import type * as Cpu from "../../native/Cpu.js"
 import type * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import type * as AdamwInto from "../kernels/AdamwInto.js"
-import type * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import type * as ElementwiseInto from "../kernels/ElementwiseInto.js"
-import type { Kernels } from "../kernels/Kernels.js"
+import type { Kernels, Products } from "../kernels/Kernels.js"
 
 /**
  * An array of `length` elements of `dtype` in a device's memory, freed when it is collected.
@@ -102,7 +101,7 @@ export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray>, Elemen
    * sim, the host's (Bf16Matmul.hostProducts: the host's bits); cuda, cuBLAS's fp32 products (the
    * same exact products, summed in cuBLAS's order).
    */
-  readonly bf16Products: Bf16Matmul.Products<DeviceArray>
+  readonly bf16Products: Products<DeviceArray>
   /** AdamwInto.adamwInto's update in place (w, g, m, v float32 of one length): the optimizer on the device. */
   readonly adamw: (w: DeviceArray, g: DeviceArray, m: DeviceArray, v: DeviceArray, s: AdamwInto.AdamwScalars) => void
   /**

@@ -117,8 +117,8 @@ export const tensor = (buffer: Buffer, shape: ReadonlyArray<number>, device: Dev
  * The products of a bf16 run here (Bf16Matmul): the host's choice of GEMM, or the device's.
  * @category mapping
  */
-export const bf16Products = (place: Place): Bf16Matmul.Products<Buffer> =>
-  (place.runtime === undefined ? Bf16Matmul.hostProducts() : place.runtime.kernels.bf16Products) as Bf16Matmul.Products<Buffer>
+export const bf16Products = (place: Place): Kernels.Products<Buffer> =>
+  (place.runtime === undefined ? Bf16Matmul.hostProducts() : place.runtime.kernels.bf16Products) as Kernels.Products<Buffer>
 
 /**
  * The output gradient a bf16 product's backward products take here: rounded to bf16 values (on a

@@ -80,19 +80,13 @@ export const available = (): boolean => kernel !== undefined
 export const calls = (): number => used
 
 /**
- * The products of a bf16 run: matmul and the grouped expert products.
- * @category models
- */
-export type Products<S> = Pick<Kernels.Kernels<S, S>, "matmul" | "groupedRows" | "groupedWeights">
-
-/**
  * The bf16 products on the host's storage (see the header): the bf16 GEMM (one per expert for
  * the grouped ones, GroupedLoop) where it is usable, the float32 kernels otherwise. Operands are
  * bf16 values, a backward's gradient included (`backwardOperands` rounds it for the float32
  * kernels; the bf16 GEMM rounds it as it packs, which is the same).
  * @category kernels
  */
-export const hostProducts = (): Products<DType.Storage> => {
+export const hostProducts = (): Kernels.Products<DType.Storage> => {
   const kernel = usable()
   if (kernel === undefined) return Kernels.forDType("float32", reference)
   const matmul = (p: Kernels.MatmulArgs<DType.Storage>) => kernel.sync(p as Parameters<CpuBf16.Bf16MatmulKernel["sync"]>[0])

@@ -81,6 +81,13 @@ const registered: Kernels | undefined = process.env.PLEAT_KERNELS === "reference
 const nativeKernel = (): Kernels | undefined => registered
 
 /**
+ * The products of a kernel set (matmul and the grouped expert products): what a bf16 run
+ * multiplies with (kernels/Bf16Matmul.ts, DeviceKernels.bf16Products).
+ * @category models
+ */
+export type Products<S> = Pick<Kernels<S, S>, "matmul" | "groupedRows" | "groupedWeights">
+
+/**
  * The kernels for a dtype: native for float32 when registered, the reference otherwise.
  * @category mapping
  */

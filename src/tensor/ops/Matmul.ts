@@ -85,7 +85,7 @@ const run = (
   l: Layout,
   transA: boolean,
   transB: boolean,
-  bf16?: Bf16Matmul.Products<Place.Buffer>,
+  bf16?: Kernels.Products<Place.Buffer>,
   into?: GradAccumulator.Accumulator,
 ): Place.Buffer => {
   const kernels = bf16 ?? place.kernels(dtype)
