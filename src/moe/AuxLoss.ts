@@ -76,7 +76,7 @@ const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x))
  */
 const normalizedSigmoid = (logits: Tensor.Tensor): Tensor.Tensor => {
   const [t, e] = dims("normalizedSigmoid", logits)
-  const x = logits.data
+  const x = logits.readHost()
   const sig = new Float64Array(t * e)
   const denom = new Float64Array(t)
   const out = DType.allocate(logits.dtype, t * e)
@@ -92,7 +92,7 @@ const normalizedSigmoid = (logits: Tensor.Tensor): Tensor.Tensor => {
   }
   return Autograd.result("normalizedSigmoid", [logits], out, [t, e], (g) => {
     const dx = DType.allocate(g.dtype, t * e)
-    const gy = g.data
+    const gy = g.readHost()
     for (let r = 0; r < t; r++) {
       const d = denom[r] as number
       let dot = 0
@@ -136,7 +136,7 @@ export const switchLoadBalancingLoss = (
     throw TensorError.shape("switchLoadBalancingLoss", `${tokensPerExpert.length} counts for scores ${TensorError.formatShape(scores.shape)}`)
   }
   const factor = totalTokens === 0 ? 0 : (numExperts * coeff) / (k * totalTokens * totalTokens)
-  const s = scores.data
+  const s = scores.readHost()
   let total = 0
   for (let c = 0; c < cols; c++) {
     let agg = 0
@@ -147,7 +147,7 @@ export const switchLoadBalancingLoss = (
   out[0] = total * factor
   return Autograd.result("switchLoadBalancingLoss", [scores], out, [], (g) => {
     const dx = DType.allocate(g.dtype, n * cols)
-    const gv = (g.data[0] as number) * factor
+    const gv = (g.readHost()[0] as number) * factor
     for (let r = 0; r < n; r++) {
       for (let c = 0; c < cols; c++) dx[r * cols + c] = gv * (tokensPerExpert[c] as number)
     }
@@ -205,8 +205,8 @@ export const seqAuxLoss = (scores: Tensor.Tensor, routingMap: RoutingMap.Routing
   const view = reshape(scores, [s, b * e])
   const perBatch = switchLoadBalancingLoss(view, tpe, s * groupSizeOf(options), options.topk, e, options.coeff)
   const out = DType.allocate(scores.dtype, 1)
-  out[0] = (perBatch.data[0] as number) / b
-  return Autograd.result("seqAuxLossMean", [perBatch], out, [], (g) => [Tensor.fromArray([(g.data[0] as number) / b], [], { dtype: g.dtype, device: g.device })])
+  out[0] = (perBatch.readHost()[0] as number) / b
+  return Autograd.result("seqAuxLossMean", [perBatch], out, [], (g) => [Tensor.fromArray([(g.readHost()[0] as number) / b], [], { dtype: g.dtype, device: g.device })])
 }
 
 /**
@@ -271,7 +271,7 @@ export const globalAuxLoss = (
 export const zLoss = (logits: Tensor.Tensor, coeff: number, groupSize = 1): Tensor.Tensor => {
   const [t, e] = dims("zLoss", logits)
   const c = coeff / groupSizeOf({ groupSize })
-  const x = logits.data
+  const x = logits.readHost()
   const lse = new Float64Array(t)
   let total = 0
   for (let r = 0; r < t; r++) {
@@ -287,7 +287,7 @@ export const zLoss = (logits: Tensor.Tensor, coeff: number, groupSize = 1): Tens
   out[0] = (c * total) / denom
   return Autograd.result("zLoss", [logits], out, [], (g) => {
     const dx = DType.allocate(g.dtype, t * e)
-    const gv = ((g.data[0] as number) * c) / denom
+    const gv = ((g.readHost()[0] as number) * c) / denom
     for (let r = 0; r < t; r++) {
       const l = lse[r] as number
       for (let j = 0; j < e; j++) dx[r * e + j] = gv * 2 * l * Math.exp((x[r * e + j] as number) - l)

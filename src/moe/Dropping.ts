@@ -117,10 +117,10 @@ const maskProbs = (probs: Tensor.Tensor, map: RoutingMap.RoutingMap): Tensor.Ten
     throw TensorError.shape("maskProbs", `probs ${TensorError.formatShape(probs.shape)} do not match the map [${map.numTokens}, ${map.numExperts}]`)
   }
   const out = DType.allocate(probs.dtype, probs.size)
-  for (let i = 0; i < out.length; i++) if (map.mask[i] === 1) out[i] = probs.data[i] as number
+  for (let i = 0; i < out.length; i++) if (map.mask[i] === 1) out[i] = probs.readHost()[i] as number
   return Autograd.result("maskProbs", [probs], out, probs.shape, (g) => {
     const dx = DType.allocate(g.dtype, g.size)
-    for (let i = 0; i < dx.length; i++) if (map.mask[i] === 1) dx[i] = g.data[i] as number
+    for (let i = 0; i < dx.length; i++) if (map.mask[i] === 1) dx[i] = g.readHost()[i] as number
     return [Tensor.fromStorage(dx, probs.shape, { device: g.device })]
   })
 }
@@ -137,7 +137,7 @@ export const applyTokenDropping = (probs: Tensor.Tensor, routingMap: RoutingMap.
     throw TensorError.shape("applyTokenDropping", `probs ${TensorError.formatShape(probs.shape)} do not match the map [${t}, ${e}]`)
   }
   const capacity = Capacity.routerCapacity(t, options.topk, e, options.capacityFactor)
-  const values = options.dropPolicy === "probs" ? probs.data : routingMap.mask
+  const values = options.dropPolicy === "probs" ? probs.readHost() : routingMap.mask
   const mask = capacityMask(values, t, e, capacity)
   const finalMap = options.padToCapacity ? mask : RoutingMap.and(routingMap, mask)
   const finalProbs = maskProbs(probs, finalMap)

@@ -284,7 +284,7 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
   }
   const mode = modeOf(options)
   const scale = scaleOf(options)
-  const x = logits.data
+  const x = logits.readHost()
   const out = DType.allocate(logits.dtype, t * e)
   const q = new Float64Array(k)
   const full = new Float64Array(e)
@@ -319,7 +319,7 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
   }
   return Autograd.result("routerProbs", [logits], out, [t, e], (g) => {
     const dx = DType.allocate(g.dtype, t * e)
-    const gy = g.data
+    const gy = g.readHost()
     const s = new Float64Array(k)
     for (let r = 0; r < t; r++) {
       const base = r * e

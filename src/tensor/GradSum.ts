@@ -26,6 +26,9 @@ const owned = new WeakSet<Tensor.Tensor>()
  */
 export const accumulate = (acc: Tensor.Tensor, g: Tensor.Tensor): Tensor.Tensor => {
   if (Device.isAccelerator(acc.device)) {
+    // Two gradients that host ops' backwards made (neither in device memory) are summed on the
+    // host, the same float32 sum: one upload when a device op reads it, not two now.
+    if (!acc.isResident && !g.isResident) return new Tensor.Tensor({ shape: acc.shape, data: AddInto.sumOf(acc.readHost(), g.readHost()), device: acc.device })
     // On a device, into a new device array (never in place: acc may have a host copy too).
     const runtime = runtimeOf(acc.device)
     const sum = runtime.allocate(acc.dtype, acc.size)
