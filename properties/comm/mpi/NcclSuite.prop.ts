@@ -138,13 +138,13 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
   })
 
   test("pleat train --backend nccl on 4 processes: the losses of one process (float64, sums to 1e-12)", async () => {
-    const flags = [...small, "--dtype", "float64", "--seed", "29"]
+    const flags = [...small(), "--dtype", "float64", "--seed", "29"]
     const run = await trainOnNccl(flags)
     nearLosses(losses(run.stdout), await local([...flags, ...mapping]))
   }, 300_000)
 
   test("pleat train --backend nccl --device sim on 4 processes: one process's losses, and the gradients summed in device memory", async () => {
-    const flags = [...small, "--seed", "31", "--device", "sim"]
+    const flags = [...small(), "--seed", "31", "--device", "sim"]
     const run = await trainOnNccl(flags)
     const io = memoryIo()
     expect(await Cli.run(["train", ...flags, ...mapping, "--backend", "local"], io), io.err).toBe(0)
@@ -159,10 +159,23 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     expect(viaNccl.length).toBe(3)
     viaNccl.forEach((step, k) => step.forEach((bytes, r) => expect(bytes + 2 * (gradientBytes[r] as number)).toBeLessThanOrEqual(viaHost[k]?.[r] as number)))
   }, 300_000)
+
+  test("pleat train --backend nccl --device sim --precision bf16 with pp 2 (p2p, the tied embedding's sum): one process's losses", async () => {
+    const flags = [...small(4), "--seed", "37", "--device", "sim", "--precision", "bf16"]
+    const pipeline = ["--world", "4", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "2"]
+    const main = path.join(import.meta.dirname, "../../../src/cli/main.ts")
+    const run = await mpirun(world, [main, "train", ...flags, ...pipeline, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
+    expect(run.code, run.stderr).toBe(0)
+    const io = memoryIo()
+    expect(await Cli.run(["train", ...flags, ...pipeline, "--backend", "local"], io), io.err).toBe(0)
+    const [mine, theirs] = [losses(run.stdout), losses(io.out)]
+    expect(mine.length).toBe(3)
+    mine.forEach((x, i) => expect(Math.abs(x - (theirs[i] as number))).toBeLessThanOrEqual(1e-5 * Math.abs(x)))
+  }, 300_000)
 })
 
 /** The training runs' model and mapping (world 4: tp 2, ep 2, so dp 2 and edp 2). */
-const small = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--steps", "3"]
+const small = (layers = 2) => ["--layers", String(layers), "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--steps", "3"]
 const mapping = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2"]
 
 /** `pleat train` with these flags on the mapping, under mpirun on the NCCL backend (exit 0 expected). */
