@@ -98,7 +98,7 @@ describe("the optimizer on the device (sim)", () => {
     )
   }, 240_000)
 
-  test("several ranks sharing gradients (dp, tp, ep, a tied embedding over pp): the host's steps and checkpoints bit for bit", async () => {
+  test("several ranks sharing gradients (dp, tp, ep, a tied embedding over pp): the host's steps and checkpoints bit for bit, and a resume on sim", async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.record({
@@ -107,14 +107,18 @@ describe("the optimizer on the device (sim)", () => {
           precision: fc.constantFrom("fp32" as const, "bf16" as const),
         }),
         async ({ seed, mapping, precision }) => {
-          const one = setupOf({ seed, hidden: 16, vocab: 16, experts: 4, steps: 2, precision })
+          const one = setupOf({ seed, hidden: 16, vocab: 16, experts: 4, steps: 3, precision })
           const setup = { ...one, parallel: ParallelConfig.make(mapping), batch: { microBatch: 1, globalBatch: 4 } }
-          const dirs = { host: fresh(), sim: fresh() }
-          const host = await Effect.runPromise(Train.run(setup, { steps: 2, save: dirs.host }))
-          const sim = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 2, save: dirs.sim }))
+          const dirs = { host: fresh(), sim: fresh(), simMid: fresh() }
+          const host = await Effect.runPromise(Train.run(setup, { steps: 3, save: dirs.host }))
+          const sim = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 3, save: dirs.sim }))
           expect(sim.map((s) => s.loss)).toEqual(host.map((s) => s.loss))
           expect(sim.map((s) => s.gradNorm)).toEqual(host.map((s) => s.gradNorm))
           expect(checkpointFiles(dirs.sim)).toEqual(checkpointFiles(dirs.host))
+          // Saved after 2 steps on sim and resumed there: the uninterrupted run's last step.
+          await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 2, save: dirs.simMid }))
+          const resumed = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 3, resume: dirs.simMid }))
+          expect(resumed.map((s) => s.loss)).toEqual(host.slice(2).map((s) => s.loss))
           // The device's counts show the step ran there (the host's steps have none).
           expect(sim.every((s) => s.ranks.every((r) => (r.hostDeviceBytes ?? 0) > 0))).toBe(true)
           expect(host.every((s) => s.ranks.every((r) => r.hostDeviceBytes === undefined))).toBe(true)
