@@ -199,16 +199,25 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   // On a device: each shard's upload, made once per step and shared likewise.
   const deviceCopies = new Map<RankParams.Held, Tensor.Tensor>()
   const device = setup.device === undefined ? undefined : Device.ofRank(setup.device, rank)
-  // On a device: each shard's gradient accumulator there, downloaded once a step before the
-  // reduction (with the distributed optimizer, whose reduce-scatters start per chunk during the
-  // step, the host's accumulators are used, each product's gradient staged there and back).
+  // On a device: each shard's gradient accumulator there, downloaded once a step for the host's
+  // optimizer (with the distributed optimizer, a model chunk's as soon as its gradients are final,
+  // when its reduce-scatters start).
   const deviceGrads = new Map<RankParams.Held, DeviceArray>()
+  const downloaded = new Set<RankParams.Held>()
   const deviceRuntime = device !== undefined && Device.isAccelerator(device) ? runtimeOf(device) : undefined
-  const gradRuntime = distributed === undefined ? deviceRuntime : undefined
+  const gradRuntime = deviceRuntime
+  /** The device accumulators of `held` not yet brought to the host this step, brought now. */
+  const bringHome = (held: (h: RankParams.Held) => boolean): void => {
+    for (const [h, g] of deviceGrads) {
+      if (downloaded.has(h) || !held(h)) continue
+      GradAccumulator.downloadInto(g, h.grad)
+      downloaded.add(h)
+    }
+  }
   // With the replicated optimizer, the optimizer runs on the device too, and the fp32 weights,
   // gradients and moments stay there across steps (DeviceOptimizer).
   const onDevice =
-    gradRuntime !== undefined && DeviceOptimizer.appliesTo({ dtype: setup.dtype, faults: faults.length > 0 })
+    gradRuntime !== undefined && distributed === undefined && DeviceOptimizer.appliesTo({ dtype: setup.dtype, faults: faults.length > 0 })
       ? DeviceOptimizer.make(gradRuntime, params, moments, setup.precision ?? "fp32")
       : undefined
   const deviceGradOf =
@@ -232,6 +241,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       bf16Copies.clear()
       deviceCopies.clear()
       for (const g of deviceGrads.values()) GradAccumulator.clear(g)
+      downloaded.clear()
       if (onDevice !== undefined) DeviceOptimizer.startStep(onDevice, deviceCopies)
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
@@ -295,7 +305,14 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         pp: place.pp,
         links,
         // The distributed optimizer's reduce-scatters of a chunk start once its gradients are final.
-        chunkDone: distributed === undefined ? undefined : (chunk) => DistributedOptimizer.startChunk(distributed, chunk),
+        chunkDone:
+          distributed === undefined
+            ? undefined
+            : (chunk) =>
+                Effect.suspend(() => {
+                  bringHome((h) => chunkOf(h.spec) === chunk)
+                  return DistributedOptimizer.startChunk(distributed, chunk)
+                }),
         isFirst: (chunk) => stageOf(chunk) === 0,
         isLast: (chunk) => stageOf(chunk) === lastStage,
         forward,
@@ -303,7 +320,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       })
       // Every backward pass of the step has run: the device's sums come to the host, and
       // accumulators no gradient reached hold zeros.
-      for (const [held, g] of deviceGrads) GradAccumulator.downloadInto(g, held.grad)
+      bringHome(() => true)
       if (onDevice === undefined) RankParams.settleGrads(params.values())
       // With the optimizer on the device, the gradients stay there: each shard's sum of squares comes over.
       const squares = onDevice === undefined ? undefined : DeviceOptimizer.squares(onDevice)
