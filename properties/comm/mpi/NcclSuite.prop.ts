@@ -18,7 +18,7 @@ import * as Addon from "../../../src/native/Addon.js"
 import { local, losses, near as nearLosses } from "../../train/mpiKit.js"
 import { missing, mpirun } from "./mpirun.js"
 import { results } from "../runOn.js"
-import { contract, mappings, near, world } from "./suiteCases.js"
+import { combinedArgs, contract, mappings, near, world } from "./suiteCases.js"
 import { expectContract, faultOf, runSuite } from "./suiteRun.js"
 
 const standIn = path.join(import.meta.dirname, "../../../build/Release/libpleat_host_nccl.so")
@@ -35,17 +35,7 @@ const resident = fc
 /** Device-resident chunked exchanges with gathered send rows and sums onto tokens (combineScenarios.ts: ChunkedLowering on the device). */
 const residentCombined = fc
   .sample(
-    fc.record({
-      mapping: mappings,
-      c: fc.integer({ min: 1, max: 9 }),
-      chunks: fc.integer({ min: 1, max: 3 }),
-      pattern: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
-      viaSent: fc.boolean(),
-      gather: fc.boolean(),
-      tokens: fc.integer({ min: 1, max: 5 }),
-      dtype: fc.constantFrom("float32" as const, "float64" as const),
-      resident: fc.constant(true),
-    }),
+    combinedArgs(fc.integer({ min: 1, max: 9 })).map((args) => ({ ...args, resident: true })),
     6,
   )
   .map((args) => ({ scenario: "combinedAllToAll", args }))

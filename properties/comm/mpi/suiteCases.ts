@@ -17,6 +17,19 @@ export const mappings = factorized(world)
   )
 const draw = <A>(arb: fc.Arbitrary<A>, n: number): Array<A> => fc.sample(arb, { numRuns: n })
 
+/** The args of combinedAllToAll (combineScenarios.ts): a chunked exchange and its sums onto tokens, rows of `c` columns. */
+export const combinedArgs = (c: fc.Arbitrary<number>) =>
+  fc.record({
+    mapping: mappings,
+    c,
+    chunks: fc.integer({ min: 1, max: 3 }),
+    pattern: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
+    viaSent: fc.boolean(),
+    gather: fc.boolean(),
+    tokens: fc.integer({ min: 1, max: 5 }),
+    dtype: fc.constantFrom("float32" as const, "float64" as const),
+  })
+
 /** Contract cases: the scenario, its args, and the tolerance of its sums (0: bit for bit). */
 export const contract: Array<{ readonly scenario: Scenario; readonly args: unknown; readonly sums: number }> = [
   ...draw(fc.record({ mapping: mappings, blocks: fc.integer({ min: 0, max: 3 }), c: fc.integer({ min: 0, max: 3 }) }), 4).map((args) => ({
@@ -32,19 +45,7 @@ export const contract: Array<{ readonly scenario: Scenario; readonly args: unkno
     }),
   ),
   // The received rows summed onto tokens on arrival: the sums run here, in one order.
-  ...draw(
-    fc.record({
-      mapping: mappings,
-      c: fc.integer({ min: 0, max: 70 }),
-      chunks: fc.integer({ min: 1, max: 3 }),
-      pattern: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 11 }),
-      viaSent: fc.boolean(),
-      gather: fc.boolean(),
-      tokens: fc.integer({ min: 1, max: 5 }),
-      dtype: fc.constantFrom("float32" as const, "float64" as const),
-    }),
-    3,
-  ).map((args) => ({ scenario: "combinedAllToAll" as const, args, sums: 0 })),
+  ...draw(combinedArgs(fc.integer({ min: 0, max: 70 })), 3).map((args) => ({ scenario: "combinedAllToAll" as const, args, sums: 0 })),
   ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }) }), 3).map((args) => ({ scenario: "gatherV" as const, args, sums: 0 })),
   ...draw(fc.record({ mapping: mappings, c: fc.integer({ min: 0, max: 3 }), seed: fc.nat({ max: 100 }) }), 3).map((args) => ({
     scenario: "reduceScatterUneven" as const,
