@@ -146,7 +146,7 @@ export const settings = {
   device: choice(
     ["cpu", "sim", "cuda"],
     "cpu",
-    "where the ranks compute: the host; cuda, the process's GPU (fp32 weights, gradients and AdamW moments kept there, gradients summed there on --backend nccl; with the distributed optimizer, weights uploaded each step and the optimizer stepped on the host); sim, a simulated device (host memory behind the device interface, for tests)",
+    "where the ranks compute: the host; cuda, the process's GPU (fp32 weights, gradients and AdamW moments kept there, the optimizer and the distributed optimizer's collectives run there, on device arrays with --backend nccl); sim, a simulated device (host memory behind the device interface, for tests)",
     "DEVICE",
   ),
   recompute: choice(["none", "selective", "full"], "none", "activation recompute in the backward (selective: the attention core and the expert MLPs; full: whole layers)", "MODE"),

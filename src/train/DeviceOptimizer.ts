@@ -38,8 +38,9 @@ import type * as RankParams from "./RankParams.js"
 interface Shard {
   readonly weights: DeviceArray
   readonly grad: DeviceArray
-  readonly m: DeviceArray
-  readonly v: DeviceArray
+  /** The moments (the replicated optimizer's; the distributed one keeps its parts' in DeviceDistributed). */
+  readonly m: DeviceArray | undefined
+  readonly v: DeviceArray | undefined
   /** bf16: the step's copy of the weights rounded to bf16 values (what the micro-batches compute on). */
   readonly low: DeviceArray | undefined
 }
@@ -93,12 +94,12 @@ const shardsOf = (o: DeviceOptimizer): Map<RankParams.Held, Shard> => {
   if (o.shards !== undefined) return o.shards
   const shards = new Map<RankParams.Held, Shard>()
   for (const [name, held] of o.params) {
-    const s = o.moments.get(name) as Optimizer.Moments
+    const s = o.moments.get(name)
     shards.set(held, {
       weights: o.runtime.upload(held.value.readHost()),
       grad: o.runtime.allocate(held.value.dtype, held.value.size),
-      m: o.runtime.upload(s.m),
-      v: o.runtime.upload(s.v),
+      m: s === undefined ? undefined : o.runtime.upload(s.m),
+      v: s === undefined ? undefined : o.runtime.upload(s.v),
       low: o.precision === "bf16" ? o.runtime.allocate("float32", held.value.size) : undefined,
     })
   }
@@ -121,6 +122,12 @@ export const startStep = (o: DeviceOptimizer, copies: Map<RankParams.Held, Tenso
     copies.set(held, new Tensor.Tensor({ shape: held.value.shape, resident: shard.low ?? shard.weights, device: o.runtime.device }))
   }
 }
+
+/**
+ * A shard's fp32 weights on the device.
+ * @category getters
+ */
+export const weightsOf = (o: DeviceOptimizer, held: RankParams.Held): DeviceArray => shardOf(o, held).weights
 
 /**
  * A shard's gradient accumulator on the device (ChunkRun binds the step's leaves to it).
@@ -192,8 +199,11 @@ export const gradientOnHost = (o: DeviceOptimizer, held: RankParams.Held): Float
  * @category combinators
  */
 export const step = (o: DeviceOptimizer, c: Optimizer.OptimizerConfig, t: number, lr: number, clip: number): void => {
-  for (const [held, shard] of shardsOf(o))
+  for (const [held, shard] of shardsOf(o)) {
+    if (shard.m === undefined || shard.v === undefined)
+      throw new Error(`DeviceOptimizer.step: ${held.spec.name} has no moments here (the distributed optimizer's are DeviceDistributed's)`)
     o.runtime.kernels.adamw(shard.weights, shard.grad, shard.m, shard.v, AdamwInto.scalarsOf(c, t, lr, clip, Optimizer.decayOf(c, held.spec)))
+  }
   o.hostBehind = true
 }
 
@@ -205,10 +215,12 @@ export const settle = (o: DeviceOptimizer): void => {
   if (!o.hostBehind || o.shards === undefined) return
   for (const [name, held] of o.params) {
     const shard = o.shards.get(held) as Shard
-    const s = o.moments.get(name) as Optimizer.Moments
+    const s = o.moments.get(name)
     o.runtime.download(shard.weights, held.value.data)
-    o.runtime.download(shard.m, s.m)
-    o.runtime.download(shard.v, s.v)
+    if (s !== undefined && shard.m !== undefined && shard.v !== undefined) {
+      o.runtime.download(shard.m, s.m)
+      o.runtime.download(shard.v, s.v)
+    }
   }
   o.hostBehind = false
 }

@@ -152,8 +152,9 @@ export const make = (
 /**
  * What this rank owns of one held shard: the run [from, to) of the shard's elements and where
  * it starts in the rank's part of the bucket.
+ * @category models
  */
-interface Owned {
+export interface Owned {
   readonly bucket: Bucket
   readonly held: RankParams.Held
   readonly from: number
@@ -162,8 +163,11 @@ interface Owned {
   readonly at: number
 }
 
-/** Every run of a shard this rank owns, bucket by bucket, in bucket order. */
-const owned = (opt: DistributedOptimizer): Array<Owned> =>
+/**
+ * Every run of a shard this rank owns, bucket by bucket, in bucket order.
+ * @category mapping
+ */
+export const owned = (opt: DistributedOptimizer): Array<Owned> =>
   opt.buckets.flatMap((bucket) =>
     bucket.held.flatMap((held, i) => {
       const offset = bucket.offsets[i] as number
@@ -183,8 +187,11 @@ const flatGrads = (bucket: Bucket, dtype: DType.DType): DType.Storage => {
 
 const column = (data: DType.Storage): Tensor.Tensor => Tensor.fromStorage(data, [data.length, 1])
 
-/** The buckets in waves: wave i holds the i-th bucket of each kind. */
-const waves = (opt: DistributedOptimizer): Array<Array<Bucket>> => {
+/**
+ * The buckets in waves: wave i holds the i-th bucket of each kind.
+ * @category mapping
+ */
+export const waves = (opt: DistributedOptimizer): Array<Array<Bucket>> => {
   const out: Array<Array<Bucket>> = []
   for (const kind of RankParams.kinds) {
     opt.buckets
@@ -196,8 +203,11 @@ const waves = (opt: DistributedOptimizer): Array<Array<Bucket>> => {
   return out
 }
 
-/** Whether a bucket's reduce-scatter can start as soon as its chunk is done (see the header). */
-const startsEarly = (bucket: Bucket): boolean => bucket.group.ranks.length > 1 && !bucket.held.some((h) => h.spec.tied === true)
+/**
+ * Whether a bucket's reduce-scatter can start as soon as its chunk is done (see the header).
+ * @category guards
+ */
+export const startsEarly = (bucket: Bucket): boolean => bucket.group.ranks.length > 1 && !bucket.held.some((h) => h.spec.tied === true)
 
 /**
  * Issues the reduce-scatters of chunk `chunk`'s buckets (its gradients are final for the step)

@@ -31,6 +31,7 @@ import * as Tensor from "../tensor/Tensor.js"
 import * as BuiltinModels from "./BuiltinModels.js"
 import * as ChunkRun from "./ChunkRun.js"
 import * as Data from "./Data.js"
+import * as DeviceDistributed from "./DeviceDistributed.js"
 import * as DeviceOptimizer from "./DeviceOptimizer.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as Interpreter from "./Interpreter.js"
@@ -214,12 +215,15 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       downloaded.add(h)
     }
   }
-  // With the replicated optimizer, the optimizer runs on the device too, and the fp32 weights,
-  // gradients and moments stay there across steps (DeviceOptimizer).
+  // The optimizer runs on the device too: the fp32 weights, gradients and (replicated) moments stay
+  // there across steps (DeviceOptimizer); the distributed optimizer's buckets and parts as well (DeviceDistributed).
   const onDevice =
-    gradRuntime !== undefined && distributed === undefined && DeviceOptimizer.appliesTo({ dtype: setup.dtype, faults: faults.length > 0 })
+    gradRuntime !== undefined &&
+    DeviceOptimizer.appliesTo({ dtype: setup.dtype, faults: faults.length > 0 }) &&
+    (distributed === undefined || DeviceDistributed.appliesTo(distributed))
       ? DeviceOptimizer.make(gradRuntime, params, moments, setup.precision ?? "fp32")
       : undefined
+  const zero = onDevice !== undefined && distributed !== undefined ? DeviceDistributed.make(distributed, onDevice) : undefined
   const deviceGradOf =
     onDevice !== undefined
       ? (held: RankParams.Held): DeviceArray => DeviceOptimizer.gradOf(onDevice, held)
@@ -242,6 +246,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       deviceCopies.clear()
       for (const g of deviceGrads.values()) GradAccumulator.clear(g)
       downloaded.clear()
+      // The last step's all-gathers into the weights on the device, before this step's copies of them.
+      if (zero !== undefined) yield* DeviceDistributed.settle(zero)
       if (onDevice !== undefined) DeviceOptimizer.startStep(onDevice, deviceCopies)
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
@@ -254,7 +260,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       const forward = (microBatch: number, chunk: number, received: Tensor.Tensor | undefined) =>
         Effect.gen(function* () {
           // The chunk's parameters as the last step's all-gathers left them (DistributedOptimizer).
-          if (distributed !== undefined) yield* DistributedOptimizer.settle(distributed, chunk)
+          if (distributed !== undefined && zero === undefined) yield* DistributedOptimizer.settle(distributed, chunk)
           const layers = chunks[chunk] as Partition.LayerRange
           const stage = stageOf(chunk)
           const data = Data.microBatch({
@@ -308,11 +314,13 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         chunkDone:
           distributed === undefined
             ? undefined
-            : (chunk) =>
-                Effect.suspend(() => {
-                  bringHome((h) => chunkOf(h.spec) === chunk)
-                  return DistributedOptimizer.startChunk(distributed, chunk)
-                }),
+            : zero !== undefined
+              ? (chunk) => DeviceDistributed.startChunk(zero, chunk)
+              : (chunk) =>
+                  Effect.suspend(() => {
+                    bringHome((h) => chunkOf(h.spec) === chunk)
+                    return DistributedOptimizer.startChunk(distributed, chunk)
+                  }),
         isFirst: (chunk) => stageOf(chunk) === 0,
         isLast: (chunk) => stageOf(chunk) === lastStage,
         forward,
@@ -344,18 +352,22 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       )
       if (diverged !== undefined) return yield* Effect.fail(diverged)
       const syncStarted = performance.now()
-      if (distributed !== undefined) yield* DistributedOptimizer.reduceScatter(distributed)
+      if (zero !== undefined) yield* DeviceDistributed.reduceScatter(zero)
+      else if (distributed !== undefined) yield* DistributedOptimizer.reduceScatter(distributed)
       else yield* RankParams.synchronize(params, sync, setup.dtype, onDevice === undefined ? undefined : DeviceOptimizer.reduce(onDevice))
       // On the device, the norm's squares are the synchronised gradients' (taken again if the sync changed them).
       const synced = onDevice === undefined || !RankParams.crossesRanks(sync) ? squares : DeviceOptimizer.squares(onDevice)
       const gradNorm =
-        distributed !== undefined
-          ? yield* DistributedOptimizer.globalNorm(distributed, params)
-          : yield* RankParams.globalNorm(params, sync, rank, synced === undefined ? undefined : (h) => synced.get(h) as number)
+        zero !== undefined
+          ? yield* DeviceDistributed.globalNorm(zero)
+          : distributed !== undefined
+            ? yield* DistributedOptimizer.globalNorm(distributed, params)
+            : yield* RankParams.globalNorm(params, sync, rank, synced === undefined ? undefined : (h) => synced.get(h) as number)
       if (!Number.isFinite(gradNorm)) return yield* Effect.fail(NonFinite.ofNorm(gradNorm))
       const lr = Optimizer.learningRate(setup.optimizer, k)
       const clip = Optimizer.clipScale(setup.optimizer, gradNorm)
-      if (onDevice !== undefined) DeviceOptimizer.step(onDevice, setup.optimizer, k + 1, lr, clip)
+      if (zero !== undefined) yield* DeviceDistributed.step(setup.optimizer, zero, k + 1, lr, clip)
+      else if (onDevice !== undefined) DeviceOptimizer.step(onDevice, setup.optimizer, k + 1, lr, clip)
       else if (distributed === undefined) Optimizer.step(setup.optimizer, params, moments, k + 1, lr, clip)
       else yield* DistributedOptimizer.step(setup.optimizer, distributed, params, k + 1, lr, clip)
       span("gradient sync + optimizer", syncStarted)
@@ -373,10 +385,14 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       } satisfies StepReport
     })
 
-  /**
-   * Completes what the last step left in flight (the distributed optimizer's all-gathers) and
-   * brings the host's shards and moments up to a device optimizer's: before reading them.
-   */
-  const settle = distributed !== undefined ? DistributedOptimizer.settle(distributed) : onDevice !== undefined ? Effect.sync(() => DeviceOptimizer.settle(onDevice)) : Effect.void
+  /** Completes what the last step left in flight (all-gathers) and brings the host's shards and moments up to the device's. */
+  const settle =
+    zero !== undefined
+      ? DeviceDistributed.settleHost(zero)
+      : distributed !== undefined
+        ? DistributedOptimizer.settle(distributed)
+        : onDevice !== undefined
+          ? Effect.sync(() => DeviceOptimizer.settle(onDevice))
+          : Effect.void
   return { rank, place, params, moments, distributed, moeState, step, settle, schedule, microBatches }
 }

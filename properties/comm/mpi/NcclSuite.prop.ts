@@ -150,6 +150,20 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     viaNccl.forEach((step, k) => step.forEach((bytes, r) => expect(bytes + 2 * (gradientBytes[r] as number)).toBeLessThanOrEqual(viaHost[k]?.[r] as number)))
   }, 300_000)
 
+  test("pleat train --backend nccl --device sim --distributed-optimizer on 4 processes: one process's losses; the reduce-scatters, the update and the all-gathers in device memory", async () => {
+    const flags = [...small(), "--seed", "41", "--device", "sim", "--distributed-optimizer"]
+    const run = await trainOnNccl(flags)
+    const io = memoryIo()
+    expect(await Cli.run(["train", ...flags, ...mapping, "--backend", "local"], io), io.err).toBe(0)
+    const [mine, theirs] = [losses(run.stdout), losses(io.out)]
+    expect(mine.length).toBe(3)
+    mine.forEach((x, i) => expect(Math.abs(x - (theirs[i] as number))).toBeLessThanOrEqual(1e-5 * Math.abs(x)))
+    // After the first step (the shards and parts go up once), a rank moves less than its
+    // parameters a step: the host's optimizer would move them up and their gradients down.
+    const parameterBytes = (summaryOf(io.out).memory as Array<{ parameterBytes: number }>).map((m) => m.parameterBytes)
+    for (const step of hostDeviceBytes(run.stdout).slice(1)) step.forEach((bytes, r) => expect(bytes).toBeLessThan(parameterBytes[r] as number))
+  }, 300_000)
+
   test("pleat train --backend nccl --device sim --precision bf16 with pp 2 (p2p, the tied embedding's sum): one process's losses", async () => {
     const flags = [...small(4), "--seed", "37", "--device", "sim", "--precision", "bf16"]
     const pipeline = ["--world", "4", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "2"]
