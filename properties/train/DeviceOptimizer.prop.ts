@@ -65,6 +65,27 @@ const checkpointFiles = (dir: string): Map<string, Buffer> => {
 
 const fresh = () => mkdtempSync(path.join(tmpdir(), "pleat-devopt-"))
 
+/**
+ * `setup` trained `steps` steps on the host and on sim: the same losses, gradient norms and
+ * checkpoints, bit for bit; and sim saved after `mid` steps (a checkpoint equal to the host's
+ * then) and resumed there reaches the uninterrupted run's last steps. The two runs' summaries.
+ */
+const expectHostsSteps = async (setup: RankTrainer.TrainSetup, steps: number, mid: number) => {
+  const dirs = { host: fresh(), sim: fresh(), hostMid: fresh(), simMid: fresh() }
+  const host = await Effect.runPromise(Train.run(setup, { steps, save: dirs.host }))
+  const sim = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps, save: dirs.sim }))
+  expect(sim.map((s) => s.loss)).toEqual(host.map((s) => s.loss))
+  expect(sim.map((s) => s.gradNorm)).toEqual(host.map((s) => s.gradNorm))
+  expect(checkpointFiles(dirs.sim)).toEqual(checkpointFiles(dirs.host))
+  // A mid-run save (the device state comes to the host between steps), then a resume on sim.
+  await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: mid, save: dirs.simMid }))
+  await Effect.runPromise(Train.run(setup, { steps: mid, save: dirs.hostMid }))
+  expect(checkpointFiles(dirs.simMid)).toEqual(checkpointFiles(dirs.hostMid))
+  const resumed = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps, resume: dirs.simMid }))
+  expect(resumed.map((s) => s.loss)).toEqual(host.slice(mid).map((s) => s.loss))
+  return { host, sim }
+}
+
 describe("the optimizer on the device (sim)", () => {
   test("one rank's training equals the host's bit for bit: steps, checkpoints mid-run and at the end, and a resume on sim", async () => {
     await fc.assert(
@@ -78,20 +99,7 @@ describe("the optimizer on the device (sim)", () => {
           precision: fc.constantFrom("fp32" as const, "bf16" as const),
         }),
         async (c) => {
-          const setup = setupOf(c)
-          const mid = Math.max(1, c.steps - 1)
-          const dirs = { host: fresh(), sim: fresh(), hostMid: fresh(), simMid: fresh() }
-          const host = await Effect.runPromise(Train.run(setup, { steps: c.steps, save: dirs.host }))
-          const sim = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: c.steps, save: dirs.sim }))
-          expect(sim.map((s) => s.loss)).toEqual(host.map((s) => s.loss))
-          expect(sim.map((s) => s.gradNorm)).toEqual(host.map((s) => s.gradNorm))
-          expect(checkpointFiles(dirs.sim)).toEqual(checkpointFiles(dirs.host))
-          // A mid-run save (the device state comes to the host between steps), then a resume on sim.
-          await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: mid, save: dirs.simMid }))
-          await Effect.runPromise(Train.run(setup, { steps: mid, save: dirs.hostMid }))
-          expect(checkpointFiles(dirs.simMid)).toEqual(checkpointFiles(dirs.hostMid))
-          const resumed = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: c.steps, resume: dirs.simMid }))
-          expect(resumed.map((s) => s.loss)).toEqual(host.slice(mid).map((s) => s.loss))
+          await expectHostsSteps(setupOf(c), c.steps, Math.max(1, c.steps - 1))
         },
       ),
       { numRuns: 6 },
@@ -108,17 +116,7 @@ describe("the optimizer on the device (sim)", () => {
         }),
         async ({ seed, mapping, precision }) => {
           const one = setupOf({ seed, hidden: 16, vocab: 16, experts: 4, steps: 3, precision })
-          const setup = { ...one, parallel: ParallelConfig.make(mapping), batch: { microBatch: 1, globalBatch: 4 } }
-          const dirs = { host: fresh(), sim: fresh(), simMid: fresh() }
-          const host = await Effect.runPromise(Train.run(setup, { steps: 3, save: dirs.host }))
-          const sim = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 3, save: dirs.sim }))
-          expect(sim.map((s) => s.loss)).toEqual(host.map((s) => s.loss))
-          expect(sim.map((s) => s.gradNorm)).toEqual(host.map((s) => s.gradNorm))
-          expect(checkpointFiles(dirs.sim)).toEqual(checkpointFiles(dirs.host))
-          // Saved after 2 steps on sim and resumed there: the uninterrupted run's last step.
-          await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 2, save: dirs.simMid }))
-          const resumed = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 3, resume: dirs.simMid }))
-          expect(resumed.map((s) => s.loss)).toEqual(host.slice(2).map((s) => s.loss))
+          const { host, sim } = await expectHostsSteps({ ...one, parallel: ParallelConfig.make(mapping), batch: { microBatch: 1, globalBatch: 4 } }, 3, 2)
           // The device's counts show the step ran there (the host's steps have none).
           expect(sim.every((s) => s.ranks.every((r) => (r.hostDeviceBytes ?? 0) > 0))).toBe(true)
           expect(host.every((s) => s.ranks.every((r) => r.hostDeviceBytes === undefined))).toBe(true)
@@ -138,16 +136,7 @@ describe("the optimizer on the device (sim)", () => {
         }),
         async ({ seed, mapping, precision }) => {
           const one = setupOf({ seed, hidden: 16, vocab: 16, experts: 4, steps: 3, precision })
-          const setup = { ...one, parallel: ParallelConfig.make(mapping), batch: { microBatch: 1, globalBatch: 4 }, distributedOptimizer: true }
-          const dirs = { host: fresh(), sim: fresh(), simMid: fresh() }
-          const host = await Effect.runPromise(Train.run(setup, { steps: 3, save: dirs.host }))
-          const sim = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 3, save: dirs.sim }))
-          expect(sim.map((s) => s.loss)).toEqual(host.map((s) => s.loss))
-          expect(sim.map((s) => s.gradNorm)).toEqual(host.map((s) => s.gradNorm))
-          expect(checkpointFiles(dirs.sim)).toEqual(checkpointFiles(dirs.host))
-          await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 2, save: dirs.simMid }))
-          const resumed = await Effect.runPromise(Train.run({ ...setup, device: "sim" }, { steps: 3, resume: dirs.simMid }))
-          expect(resumed.map((s) => s.loss)).toEqual(host.slice(2).map((s) => s.loss))
+          await expectHostsSteps({ ...one, parallel: ParallelConfig.make(mapping), batch: { microBatch: 1, globalBatch: 4 }, distributedOptimizer: true }, 3, 2)
         },
       ),
       { numRuns: 4 },

@@ -134,14 +134,7 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
   }, 300_000)
 
   test("pleat train --backend nccl --device sim on 4 processes: one process's losses, and the gradients summed in device memory", async () => {
-    const flags = [...small(), "--seed", "31", "--device", "sim"]
-    const run = await trainOnNccl(flags)
-    const io = memoryIo()
-    expect(await Cli.run(["train", ...flags, ...mapping, "--backend", "local"], io), io.err).toBe(0)
-    // float32: the stand-in sums in its own order.
-    const [mine, theirs] = [losses(run.stdout), losses(io.out)]
-    expect(mine.length).toBe(3)
-    mine.forEach((x, i) => expect(Math.abs(x - (theirs[i] as number))).toBeLessThanOrEqual(1e-5 * Math.abs(x)))
+    const { run, io } = await againstLocal([...small(), "--seed", "31", "--device", "sim"], mapping)
     // Every gradient here is shared (dp 2, edp 2): the local backend sums host copies of them, each
     // rank's gradient bytes down and up again a step at least; on NCCL they stay on the device.
     const gradientBytes = (summaryOf(io.out).memory as Array<{ gradientBytes: number }>).map((m) => m.gradientBytes)
@@ -151,13 +144,7 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
   }, 300_000)
 
   test("pleat train --backend nccl --device sim --distributed-optimizer on 4 processes: one process's losses; the reduce-scatters, the update and the all-gathers in device memory", async () => {
-    const flags = [...small(), "--seed", "41", "--device", "sim", "--distributed-optimizer"]
-    const run = await trainOnNccl(flags)
-    const io = memoryIo()
-    expect(await Cli.run(["train", ...flags, ...mapping, "--backend", "local"], io), io.err).toBe(0)
-    const [mine, theirs] = [losses(run.stdout), losses(io.out)]
-    expect(mine.length).toBe(3)
-    mine.forEach((x, i) => expect(Math.abs(x - (theirs[i] as number))).toBeLessThanOrEqual(1e-5 * Math.abs(x)))
+    const { run, io } = await againstLocal([...small(), "--seed", "41", "--device", "sim", "--distributed-optimizer"], mapping)
     // After the first step (the shards and parts go up once), a rank moves less than its
     // parameters a step: the host's optimizer would move them up and their gradients down.
     const parameterBytes = (summaryOf(io.out).memory as Array<{ parameterBytes: number }>).map((m) => m.parameterBytes)
@@ -165,16 +152,7 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
   }, 300_000)
 
   test("pleat train --backend nccl --device sim --precision bf16 with pp 2 (p2p, the tied embedding's sum): one process's losses", async () => {
-    const flags = [...small(4), "--seed", "37", "--device", "sim", "--precision", "bf16"]
-    const pipeline = ["--world", "4", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "2"]
-    const main = path.join(import.meta.dirname, "../../../src/cli/main.ts")
-    const run = await mpirun(world, [main, "train", ...flags, ...pipeline, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
-    expect(run.code, run.stderr).toBe(0)
-    const io = memoryIo()
-    expect(await Cli.run(["train", ...flags, ...pipeline, "--backend", "local"], io), io.err).toBe(0)
-    const [mine, theirs] = [losses(run.stdout), losses(io.out)]
-    expect(mine.length).toBe(3)
-    mine.forEach((x, i) => expect(Math.abs(x - (theirs[i] as number))).toBeLessThanOrEqual(1e-5 * Math.abs(x)))
+    await againstLocal([...small(4), "--seed", "37", "--device", "sim", "--precision", "bf16"], ["--world", "4", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "2"])
   }, 300_000)
 })
 
@@ -182,12 +160,23 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
 const small = (layers = 2) => ["--layers", String(layers), "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--steps", "3"]
 const mapping = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2"]
 
-/** `pleat train` with these flags on the mapping, under mpirun on the NCCL backend (exit 0 expected). */
-const trainOnNccl = async (flags: ReadonlyArray<string>) => {
+/** `pleat train` with these flags on a mapping (default the one above), under mpirun on the NCCL backend (exit 0 expected). */
+const trainOnNccl = async (flags: ReadonlyArray<string>, on: ReadonlyArray<string> = mapping) => {
   const main = path.join(import.meta.dirname, "../../../src/cli/main.ts")
-  const run = await mpirun(world, [main, "train", ...flags, ...mapping, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
+  const run = await mpirun(world, [main, "train", ...flags, ...on, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
   expect(run.code, run.stderr).toBe(0)
   return run
+}
+
+/** The same float32 training on NCCL under mpirun and in one process: the losses within 1e-5 (the stand-in sums in its own order). */
+const againstLocal = async (flags: ReadonlyArray<string>, on: ReadonlyArray<string>) => {
+  const run = await trainOnNccl(flags, on)
+  const io = memoryIo()
+  expect(await Cli.run(["train", ...flags, ...on, "--backend", "local"], io), io.err).toBe(0)
+  const [mine, theirs] = [losses(run.stdout), losses(io.out)]
+  expect(mine.length).toBe(3)
+  mine.forEach((x, i) => expect(Math.abs(x - (theirs[i] as number))).toBeLessThanOrEqual(1e-5 * Math.abs(x)))
+  return { run, io }
 }
 
 const records = (out: string) =>
