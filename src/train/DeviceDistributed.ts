@@ -19,7 +19,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Comm from "../comm/Communicator.js"
-import type { DeviceArray } from "../tensor/device/DeviceRuntime.js"
+import { type DeviceArray, uploadedOrZeros } from "../tensor/device/DeviceRuntime.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import * as AdamwInto from "../tensor/kernels/AdamwInto.js"
 import * as Tensor from "../tensor/Tensor.js"
@@ -73,7 +73,7 @@ export const make = (host: DistributedOptimizer.DistributedOptimizer, shards: De
 const partsOf = (d: DeviceDistributed): Map<Bucket, Part> => {
   if (d.parts !== undefined) return d.parts
   const rt = d.shards.runtime
-  d.parts = new Map(d.host.buckets.map((b) => [b, { m: rt.upload(b.moments.m), v: rt.upload(b.moments.v), grad: rt.allocate(d.host.dtype, b.count) }]))
+  d.parts = new Map(d.host.buckets.map((b) => [b, { m: uploadedOrZeros(rt, b.moments.m), v: uploadedOrZeros(rt, b.moments.v), grad: rt.allocate(d.host.dtype, b.count) }]))
   return d.parts
 }
 

@@ -27,7 +27,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Comm from "../comm/Communicator.js"
-import type { DeviceArray, DeviceRuntime } from "../tensor/device/DeviceRuntime.js"
+import { type DeviceArray, type DeviceRuntime, uploadedOrZeros } from "../tensor/device/DeviceRuntime.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import * as AdamwInto from "../tensor/kernels/AdamwInto.js"
 import * as Tensor from "../tensor/Tensor.js"
@@ -98,8 +98,8 @@ const shardsOf = (o: DeviceOptimizer): Map<RankParams.Held, Shard> => {
     shards.set(held, {
       weights: o.runtime.upload(held.value.readHost()),
       grad: o.runtime.allocate(held.value.dtype, held.value.size),
-      m: s === undefined ? undefined : o.runtime.upload(s.m),
-      v: s === undefined ? undefined : o.runtime.upload(s.v),
+      m: s === undefined ? undefined : uploadedOrZeros(o.runtime, s.m),
+      v: s === undefined ? undefined : uploadedOrZeros(o.runtime, s.v),
       low: o.precision === "bf16" ? o.runtime.allocate("float32", held.value.size) : undefined,
     })
   }

@@ -192,6 +192,16 @@ export interface RopeDims {
 }
 
 /**
+ * A device copy of `host`: made as zeros on the device, with no upload, when every element of
+ * `host` is +0 (its bytes all zero: a fresh run's AdamW moments), else uploaded.
+ * @category constructors
+ */
+export const uploadedOrZeros = (runtime: DeviceRuntime, host: DType.Storage): DeviceArray => {
+  const words = new Uint8Array(host.buffer, host.byteOffset, host.byteLength)
+  return words.every((b) => b === 0) ? runtime.zeros(DType.of(host), host.length) : runtime.upload(host)
+}
+
+/**
  * A device array's values in new host storage (one download, counted by its runtime).
  * @category mapping
  */
