@@ -13,7 +13,7 @@
  *
  * Which slices a rank saves depends on its optimizer, never the format: with the replicated
  * optimizer, every held shard (replicas save the same slice); with the distributed optimizer,
- * only the parts of the parameters whose state it keeps (DistributedOptimizer.ownedSlices),
+ * only the parts of the parameters whose state it keeps (DistributedSlices.ownedSlices),
  * each a rectangular slice: every element of the model is saved once, by one rank, and the
  * checkpoint holds the sharded state as it was. Either loads into either optimizer under any
  * mapping: the distributed one loads its shards' whole moments and keeps its parts (`adopt`).

@@ -4,7 +4,7 @@
  * Each rank builds its RankTrainer and reports, before its first step and after each step, a
  * Snapshot: every parameter shard it holds, as plain data (values, the step's synchronised
  * gradient, the AdamW moments), with the step's report. With the distributed optimizer a shard
- * reports its values, and each part the rank owns (a slice, DistributedOptimizer.ownedSlices)
+ * reports its values, and each part the rank owns (a slice, DistributedSlices.ownedSlices)
  * its synchronised gradient and moments: over all ranks the parts cover every parameter once. The driver (Lockstep) gathers the
  * ranks' snapshots of a step into full tensors and runs the one-rank comparison from them, in
  * the driver's process, while the ranks go on: so the ranks may be fibers, worker threads or
@@ -14,7 +14,7 @@ import * as Effect from "effect/Effect"
 import { RankEvents } from "../runtime/RankEvents.js"
 import * as RankProgram from "../runtime/RankProgram.js"
 import type * as DType from "../tensor/DType.js"
-import * as DistributedOptimizer from "./DistributedOptimizer.js"
+import * as DistributedSlices from "./DistributedSlices.js"
 import * as BuiltinModels from "./BuiltinModels.js"
 import * as ModelDefinition from "./ModelDefinition.js"
 import * as RankTrainer from "./RankTrainer.js"
@@ -71,7 +71,7 @@ export const holdingsOf = (trainer: ReturnType<typeof RankTrainer.make>): Array<
     return { name, slice: held.slice, value: held.value.data.slice(), grad: synchronised ? held.grad.slice() : undefined, m: moments?.m.slice(), v: moments?.v.slice() }
   })
   if (distributed === undefined) return whole
-  const parts = DistributedOptimizer.ownedSlices(distributed).map(
+  const parts = DistributedSlices.ownedSlices(distributed).map(
     (o): Holding => ({ name: o.name, slice: o.slice, value: undefined, grad: o.grad.slice(), m: o.m.slice(), v: o.v.slice() }),
   )
   return [...whole, ...parts]

@@ -18,7 +18,7 @@ import * as RankProgram from "../runtime/RankProgram.js"
 import * as MoeRunState from "../moe/MoeRunState.js"
 import * as BuiltinModels from "./BuiltinModels.js"
 import * as Checkpoint from "./Checkpoint.js"
-import * as DistributedOptimizer from "./DistributedOptimizer.js"
+import * as DistributedSlices from "./DistributedSlices.js"
 import type * as Fault from "./Fault.js"
 import * as ModelDefinition from "./ModelDefinition.js"
 import * as Optimizer from "./Optimizer.js"
@@ -83,7 +83,7 @@ export const program = (rank: number, args: unknown) =>
       // The distributed optimizer loads its shards' whole moments, then keeps its parts of them.
       const moments = distributed === undefined ? trainer.moments : Optimizer.moments(trainer.params)
       Checkpoint.loadInto(a.resume, trainer.params, moments)
-      if (distributed !== undefined) DistributedOptimizer.adopt(distributed, moments)
+      if (distributed !== undefined) DistributedSlices.adopt(distributed, moments)
       MoeRunState.restoreBiases(trainer.moeState, Checkpoint.manifest(a.resume).expertBias ?? {})
     }
     for (let k = a.first; k < a.steps; k++) {
@@ -102,7 +102,7 @@ export const program = (rank: number, args: unknown) =>
       const written = SaveFallback.writeRank(save, (stepDir) =>
         distributed === undefined
           ? Checkpoint.writeRank(stepDir, rank, trainer.params, trainer.moments)
-          : Checkpoint.writeShards(stepDir, rank, DistributedOptimizer.savedSlices(distributed, trainer.params)),
+          : Checkpoint.writeShards(stepDir, rank, DistributedSlices.savedSlices(distributed, trainer.params)),
       )
       const biased = a.setup.model.moe?.expertBias === true
       events.report({ saved: save.step, ...written, ...(biased ? { expertBias: MoeRunState.savedBiases(trainer.moeState) } : {}) } satisfies SavedEvent)
