@@ -7,8 +7,10 @@
  * 2 * N*H*4 per pass, 4 * N*H*4 for the pair. Limit: memcpyBandwidth(N*H*4).
  * dispatcher (all-to-all, identity experts, T = 2048 tokens of H = 1024 per rank, E = 16, k 2):
  * tokens per second through dispatch + combine at EP 1, 2, 4, 8 on the local backend, the mean
- * step of one job (its start-up not counted). Limit: the tokens per second a memcpy of the same
- * bytes allows (each routed row crosses twice).
+ * step of one job (its start-up not counted), with the probs applied at the combine (the
+ * unpermute weighting each row as it sums: DispatchInput.probsAt) and by the experts (a multiply
+ * of the rows by their probs between the exchanges, as the experts apply them before fc2).
+ * Limit: the tokens per second a memcpy of the same bytes allows (each routed row crosses twice).
  * Both are steady state, after untimed calls (25 for permute + unpermute, 12 steps for the
  * dispatcher), as a training loop runs them: the first calls of a process touch fresh heap
  * pages, 10-30x slower on this VM. Permute + unpermute take
@@ -118,62 +120,65 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
     }
   }
 
-  // Dispatcher throughput with identity experts.
+  // Dispatcher throughput with identity experts, the probs applied at the combine (fused with
+  // its sum: two sweeps over the rows) and by the experts (a third: the multiply on the rows).
   const tokens = 2048
   const hidden = 1024
   const experts = 16
-  const identity = (r: Tensor.Tensor, p: Tensor.Tensor) => mul(r, reshape(p, [p.shape[0] as number, 1]))
-  for (const ep of [1, 2, 4, 8]) {
-    const config = ParallelConfig.make({ world: ep, ep, etp: 1 })
-    const xs = Array.from({ length: ep }, () => tensor([tokens, hidden]))
-    const maps = Array.from({ length: ep }, () => mapOf(tokens, experts, 2))
-    const probs = maps.map((m) =>
-      Tensor.fromArray(
-        Array.from(m.mask, (v) => v * 0.5),
-        [tokens, experts],
-      ),
-    )
-    const empty = Tensor.zeros([0, 0, 0])
-    // One job runs `warm` untimed steps, then `timed` steps between two barriers (rank 0's clock):
-    // the steps of a training loop, without the job's start-up in the figure.
-    const warm = 12
-    const timed = 20
-    const [elapsed] = await Job.runPromise({ world: ep, backend: "local-zero-copy" }, (rank) =>
-      Effect.gen(function* () {
-        const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
-        const step = AllToAllDispatcher.run({
-          tokens: xs[rank] as Tensor.Tensor,
-          probs: probs[rank] as Tensor.Tensor,
-          map: maps[rank] as RoutingMap.RoutingMap,
-          numExperts: experts,
-          experts: { wGate: empty, wUp: empty, wDown: empty },
-          groups,
-          compute: identity,
-        })
-        for (let i = 0; i < warm; i++) yield* step
-        yield* Comm.barrier(groups.ep)
-        const started = performance.now()
-        for (let i = 0; i < timed; i++) yield* step
-        yield* Comm.barrier(groups.ep)
-        return performance.now() - started
-      }),
-    )
-    const seconds = (elapsed as number) / timed / 1000
-    ctx.log(`moe: dispatcher EP${ep}: ${(seconds * 1e3).toFixed(1)} ms per step (mean of ${timed} after ${warm} untimed, one job)`)
-    const rowBytes = hidden * 4
-    const bytes = ep * tokens * 2 * rowBytes * 2
-    const copy = await memcpyBandwidth(Math.min(bytes, 256 * 2 ** 20))
-    const limit = (copy * 1e9) / (2 * 2 * 2 * rowBytes) // tokens/s if every byte of the 2 crossings moved at copy speed (read + write)
-    out.push(
-      record(ctx, {
-        case: `all-to-all dispatch+combine EP${ep} (T ${tokens}/rank, H ${hidden}, E ${experts}, k 2)`,
-        metric: "throughput",
-        value: (ep * tokens) / seconds,
-        unit: "tokens/s",
-        limit,
-      }),
-    )
-  }
+  const identity = (r: Tensor.Tensor, p: Tensor.Tensor | undefined) => (p === undefined ? r : mul(r, reshape(p, [p.shape[0] as number, 1])))
+  for (const probsAt of ["combine", "experts"] as const)
+    for (const ep of [1, 2, 4, 8]) {
+      const config = ParallelConfig.make({ world: ep, ep, etp: 1 })
+      const xs = Array.from({ length: ep }, () => tensor([tokens, hidden]))
+      const maps = Array.from({ length: ep }, () => mapOf(tokens, experts, 2))
+      const probs = maps.map((m) =>
+        Tensor.fromArray(
+          Array.from(m.mask, (v) => v * 0.5),
+          [tokens, experts],
+        ),
+      )
+      const empty = Tensor.zeros([0, 0, 0])
+      // One job runs `warm` untimed steps, then `timed` steps between two barriers (rank 0's clock):
+      // the steps of a training loop, without the job's start-up in the figure.
+      const warm = 12
+      const timed = 20
+      const [elapsed] = await Job.runPromise({ world: ep, backend: "local-zero-copy" }, (rank) =>
+        Effect.gen(function* () {
+          const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
+          const step = AllToAllDispatcher.run({
+            tokens: xs[rank] as Tensor.Tensor,
+            probs: probs[rank] as Tensor.Tensor,
+            map: maps[rank] as RoutingMap.RoutingMap,
+            numExperts: experts,
+            experts: { wGate: empty, wUp: empty, wDown: empty },
+            groups,
+            compute: identity,
+            probsAt,
+          })
+          for (let i = 0; i < warm; i++) yield* step
+          yield* Comm.barrier(groups.ep)
+          const started = performance.now()
+          for (let i = 0; i < timed; i++) yield* step
+          yield* Comm.barrier(groups.ep)
+          return performance.now() - started
+        }),
+      )
+      const seconds = (elapsed as number) / timed / 1000
+      ctx.log(`moe: dispatcher EP${ep}, probs at ${probsAt}: ${(seconds * 1e3).toFixed(1)} ms per step (mean of ${timed} after ${warm} untimed, one job)`)
+      const rowBytes = hidden * 4
+      const bytes = ep * tokens * 2 * rowBytes * 2
+      const copy = await memcpyBandwidth(Math.min(bytes, 256 * 2 ** 20))
+      const limit = (copy * 1e9) / (2 * 2 * 2 * rowBytes) // tokens/s if every byte of the 2 crossings moved at copy speed (read + write)
+      out.push(
+        record(ctx, {
+          case: `all-to-all dispatch+combine EP${ep} (T ${tokens}/rank, H ${hidden}, E ${experts}, k 2, probs at ${probsAt})`,
+          metric: "throughput",
+          value: (ep * tokens) / seconds,
+          unit: "tokens/s",
+          limit,
+        }),
+      )
+    }
 
   // Layer overhead: 8 ranks against one, same tokens, experts and FLOPs.
   const layer = { t: 256, h: 256, f: 512, e: 8 }

@@ -1,9 +1,10 @@
 // The dispatch kernels whose rows lie in several buffers (an exchange's senders): typed
 // wrappers in src/native/CpuDispatch.ts, checked like dispatch_binding.cc's.
 //
-//   combineRowsFrom(sources, source, sourceRow, index, tokens, cols, out)
-//       combineRows without weights on rows that lie in several buffers: row j is row
-//       sourceRow[j] of sources[source[j]] (each a Float32Array of rows of cols floats)
+//   combineRowsFrom(sources, source, sourceRow, index, weights, tokens, cols, out)
+//       combineRows on rows that lie in several buffers: row j is row sourceRow[j] of
+//       sources[source[j]] (each a Float32Array of rows of cols floats), times weights[j]
+//       (weights [N] or null)
 //   gatherRowsFrom(sources, source, sourceRow, cols, out)
 //       out [N, cols] row j = row sourceRow[j] of sources[source[j]] (an exchange's result
 //       gathered from every sender in one call)
@@ -67,12 +68,16 @@ bool rows_from_sources(const Napi::CallbackInfo& info, const char* fn, size_t n,
 Napi::Value CombineRowsFrom(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "combineRowsFrom";
-  ArrayArg index, out;
+  ArrayArg index, weights, out;
+  bool has_weights = false;
   size_t tokens = 0, cols = 0, n_out = 0;
-  if (!expect_arity(info, fn, 7) || !expect_array(info, fn, 3, "index", {kI32}, &index) || !expect_size(info, fn, 4, "tokens", &tokens, 2147483647.0) ||
-      !expect_size(info, fn, 5, "cols", &cols) || !expect_array(info, fn, 6, "out", {kF32}, &out) ||
+  if (!expect_arity(info, fn, 8) || !expect_array(info, fn, 3, "index", {kI32}, &index) ||
+      !optional_array(info, fn, 4, "weights", {kF32}, &weights, &has_weights) || !expect_size(info, fn, 5, "tokens", &tokens, 2147483647.0) ||
+      !expect_size(info, fn, 6, "cols", &cols) || !expect_array(info, fn, 7, "out", {kF32}, &out) ||
       !checked_mul(env, fn, "tokens * cols", tokens, cols, &n_out) || !expect_length(env, fn, "out", out, n_out, "tokens * cols") ||
-      !expect_indices(env, fn, "index", index, tokens, "tokens")) {
+      !expect_indices(env, fn, "index", index, tokens, "tokens") ||
+      (has_weights && (!expect_length(env, fn, "weights", weights, index.length, "index.length") ||
+                       !expect_disjoint(env, fn, "out", out, "weights", weights, false)))) {
     return env.Undefined();
   }
   std::vector<const float*> row_ptrs;
@@ -81,6 +86,7 @@ Napi::Value CombineRowsFrom(const Napi::CallbackInfo& info) {
   a.row_ptrs = row_ptrs.data();
   a.index = index.i32();
   a.n = index.length;
+  a.weights = has_weights ? weights.f32() : nullptr;
   a.tokens = tokens;
   a.cols = cols;
   a.out = out.f32_mut();

@@ -8,6 +8,7 @@ import type { Group } from "../../src/comm/Group.js"
 import * as Job from "../../src/runtime/Job.js"
 import * as Elementwise from "../../src/tensor/ops/Elementwise.js"
 import * as Reduce from "../../src/tensor/ops/Reduce.js"
+import * as Shape from "../../src/tensor/ops/Shape.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import { relativeError } from "../tensor/gradcheck.js"
@@ -24,6 +25,7 @@ type Collective =
   | "chunks sent"
   | "chunks gathered"
   | "chunks combined"
+  | "chunks weighted"
   | "broadcast"
 const collectives: ReadonlyArray<Collective> = [
   "allGather",
@@ -36,6 +38,7 @@ const collectives: ReadonlyArray<Collective> = [
   "chunks sent",
   "chunks gathered",
   "chunks combined",
+  "chunks weighted",
   "broadcast",
 ]
 const cols = 2
@@ -67,6 +70,7 @@ const rowsOf = (c: Collective, group: Group, rank: number): number => {
     case "chunks received":
     case "chunks sent":
     case "chunks combined":
+    case "chunks weighted":
       return chunkSplits(group, rank).send.reduce((a, b) => a + b, 0)
     case "chunks gathered":
       // The send buffer is gathered from 3 rows (each sent 0, 1 or more times).
@@ -110,6 +114,19 @@ const apply = (c: Collective, group: Group, rank: number, x: Tensor.Tensor) => {
       const { send, recv } = chunkSplits(group, rank)
       const index = Int32Array.from({ length: recv.reduce((a, b) => a + b, 0) }, (_, r) => (2 * r + rank) % 3)
       return Diff.allToAllVCombine(group, x, { chunks, chunkOrder: "received", sendSplits: send, recvSplits: recv }, { index, tokens: 3 })
+    }
+    case "chunks weighted": {
+      // Each row weighted by the sum of its values as it is summed onto its token: the sender's
+      // weights take the gradient, the receiver's copy (the same values, exchanged as the MoE
+      // dispatcher exchanges the probs) weights the sum.
+      const { send, recv } = chunkSplits(group, rank)
+      const index = Int32Array.from({ length: recv.reduce((a, b) => a + b, 0) }, (_, r) => (2 * r + rank) % 3)
+      const exchange = { chunks, chunkOrder: "received" as const, sendSplits: send, recvSplits: recv }
+      const weights = Reduce.sum(x, 1)
+      return Effect.gen(function* () {
+        const [copy] = yield* Diff.allToAllVChunks(group, [Shape.reshape(weights, [weights.size, 1])], exchange)
+        return yield* Diff.allToAllVCombine(group, x, exchange, { index, tokens: 3, weights: (copy as Tensor.Tensor).readHost() }, weights)
+      })
     }
     case "chunks received":
     case "chunks sent": {

@@ -109,7 +109,7 @@ for (const backend of backends) {
       )
     })
 
-    test("an allToAllV whose receiver sums its rows onto tokens equals the plain exchange then the sum in received order", async () => {
+    test("an allToAllV whose receiver sums its rows onto tokens, weighted or not, equals the plain exchange then the sum in received order", async () => {
       await fc.assert(
         fc.asyncProperty(
           mappings,
@@ -123,20 +123,36 @@ for (const backend of backends) {
           fc.constantFrom("float32" as const, "float64" as const),
           async (mapping, c, chunks, pattern, viaSent, gather, tokens, dtype) => {
             const args = { mapping, c, chunks, pattern, viaSent, gather, tokens, dtype }
-            const rs = await run<{ me: number; plain: Array<number>; combined: Array<number>; shape: Array<number>; splits: Array<number>; recvSplits: Array<number> }>(
+            const rs = await run<{
+              me: number
+              plain: Array<number>
+              combined: Array<number>
+              weighted: Array<number>
+              shape: Array<number>
+              splits: Array<number>
+              recvSplits: Array<number>
+            }>(
               "combinedAllToAll",
               mapping.world,
               args,
             )
             const round = dtype === "float32" ? Math.fround : (v: number) => v
             for (const r of rs) {
-              // The oracle: 0, then each received row added onto its token in received order.
+              // The oracle: 0, then each received row added onto its token in received order
+              // (weighted: the row times its weight, rounded, then added).
               const expected = new Array<number>(tokens * c).fill(0)
+              const weighted = new Array<number>(tokens * c).fill(0)
               for (let row = 0; row < r.plain.length / Math.max(c, 1); row++) {
                 const t = Scenarios.combineToken(row, r.me, tokens)
-                for (let col = 0; col < c; col++) expected[t * c + col] = round((expected[t * c + col] as number) + (r.plain[row * c + col] as number))
+                const w = Scenarios.combineWeight(row, r.me)
+                for (let col = 0; col < c; col++) {
+                  const v = r.plain[row * c + col] as number
+                  expected[t * c + col] = round((expected[t * c + col] as number) + v)
+                  weighted[t * c + col] = round((weighted[t * c + col] as number) + round(w * v))
+                }
               }
               expect(r.combined).toEqual(expected)
+              expect(r.weighted).toEqual(weighted)
               expect(r.shape).toEqual([tokens, c])
               expect(r.splits).toEqual(r.recvSplits)
             }

@@ -5,6 +5,7 @@ import * as Delivered from "../../src/comm/Delivered.js"
 import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
 import * as Device from "../../src/tensor/Device.js"
+import * as DType from "../../src/tensor/DType.js"
 import { simulated } from "../../src/tensor/device/SimulatedRuntime.js"
 import { to } from "../../src/tensor/ops/Transfer.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
@@ -14,11 +15,16 @@ import { chunkRows, groupOf, valuesOf } from "./scenarios.js"
 /** The token received row r of member `me` is summed onto (any rank computes anyone's). */
 export const combineToken = (r: number, me: number, tokens: number): number => (r * 5 + me * 3) % tokens
 
+/** The weight received row r of member `me` is multiplied by as it is summed (exact in float32). */
+export const combineWeight = (r: number, me: number): number => (((r * 3 + me) % 7) - 3) / 8
+
 /**
- * The same chunked allToAllV twice, from rows of `dtype`: once plain, once with its received
- * rows summed onto `tokens` rows (combineToken), the send rows gathered (sendRows) or not. With
- * `resident`, the rows are on the simulated device (sim:0, one a process) and the result says
- * whether both results stay there and how many copies crossed between host and device meanwhile.
+ * The same chunked allToAllV three times, from rows of `dtype`: once plain, once with its
+ * received rows summed onto `tokens` rows (combineToken), once with them weighted as they are
+ * summed (combineWeight), the send rows gathered (sendRows) or not. With `resident`, the rows
+ * are on the simulated device (sim:0, one a process) and the result says whether the results
+ * stay there and how many copies crossed between host and device for the first two (the
+ * weighted sum uploads its weights).
  */
 export const combinedAllToAll = (rank: number, args: unknown) =>
   Effect.gen(function* () {
@@ -54,12 +60,16 @@ export const combinedAllToAll = (rank: number, args: unknown) =>
     const plain = yield* Effect.flatMap(comm.issue(group, withRows), (p) => p.await)
     const combined = yield* Effect.flatMap(comm.issue(group, { ...withRows, combine: { index, tokens } }), (p) => p.await)
     const moved = runtime.transfers.uploads + runtime.transfers.downloads - before
-    const stayed = [plain, combined].map((o) => !ArrayBuffer.isView(o.data))
+    const weights = DType.allocate(dtype, received)
+    for (let r = 0; r < received; r++) weights[r] = combineWeight(r, me)
+    const weighted = yield* Effect.flatMap(comm.issue(group, { ...withRows, combine: { index, tokens, weights } }), (p) => p.await)
+    const stayed = [plain, combined, weighted].map((o) => !ArrayBuffer.isView(o.data))
     return {
       ...(resident ? { stayed, moved } : {}),
       me,
       plain: Array.from(Delivered.onHost(plain.data)),
       combined: Array.from(Delivered.onHost(combined.data)),
+      weighted: Array.from(Delivered.onHost(weighted.data)),
       shape: [...combined.shape],
       splits: [...(combined.splits ?? [])],
       recvSplits,

@@ -16,20 +16,19 @@ import * as MoeLayer from "../../src/moe/MoeLayer.js"
 import * as Router from "../../src/moe/Router.js"
 import * as RoutingMap from "../../src/moe/RoutingMap.js"
 import * as Job from "../../src/runtime/Job.js"
-import { mul } from "../../src/tensor/ops/Elementwise.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
 import * as Shape from "../../src/tensor/ops/Shape.js"
-import { concat, reshape } from "../../src/tensor/ops/Shape.js"
+import { concat } from "../../src/tensor/ops/Shape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import { factorized } from "../mapping/arbitraries.js"
 import { isValid } from "../mapping/oracle.js"
 import { uniform } from "../tensor/gradcheck.js"
+import { identityExperts } from "./identityExperts.js"
 
 const h = 3
-const identity = (rows: Tensor.Tensor, probs: Tensor.Tensor) => mul(rows, reshape(probs, [probs.shape[0] as number, 1]))
 
 describe("dispatchers", () => {
-  test("identity experts: combine(dispatch(x)) = ETP * x * sum of probs; both dispatchers agree", async () => {
+  test("identity experts: combine(dispatch(x)) = ETP * x * sum of probs, with the probs applied by the experts or the combine; both dispatchers agree", async () => {
     await fc.assert(
       fc.asyncProperty(
         factorized(8).filter((c) => isValid(c) && c.pp === 1),
@@ -37,7 +36,8 @@ describe("dispatchers", () => {
         fc.integer({ min: 1, max: 3 }),
         fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 8, maxLength: 8 }),
         fc.integer({ min: 1, max: 10_000 }),
-        async (c, perExpert, k, tokens, seed) => {
+        fc.constantFrom<Dispatcher.ProbsAt>("experts", "combine"),
+        async (c, perExpert, k, tokens, seed, probsAt) => {
           const config = ParallelConfig.make({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, order: c.order.join("-") })
           const numExperts = c.ep * perExpert
           const topk = Math.min(k, numExperts)
@@ -56,7 +56,8 @@ describe("dispatchers", () => {
                   numExperts,
                   experts: { wGate: empty, wUp: empty, wDown: empty },
                   groups,
-                  compute: identity,
+                  compute: identityExperts,
+                  probsAt,
                 })
                 const sums = Array.from({ length: tokens[rank] as number }, (_, t) =>
                   Tensor.toArray(routed.probs)

@@ -14,14 +14,12 @@ import type * as Dispatcher from "../../src/moe/Dispatcher.js"
 import * as RoutedLayout from "../../src/moe/RoutedLayout.js"
 import * as Router from "../../src/moe/Router.js"
 import * as Job from "../../src/runtime/Job.js"
-import { mul } from "../../src/tensor/ops/Elementwise.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
-import { reshape } from "../../src/tensor/ops/Shape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import { uniform } from "../tensor/gradcheck.js"
+import { identityExperts } from "./identityExperts.js"
 
 const h = 3
-const identity = (rows: Tensor.Tensor, probs: Tensor.Tensor) => mul(rows, reshape(probs, [probs.shape[0] as number, 1]))
 const spRows = TensorLayout.make([TensorLayout.dim("tokens", 8, [{ axis: "tp", size: 2 }]), TensorLayout.dim("hidden", h)])
 const failureOf = (exit: Exit.Exit<unknown, unknown>) =>
   Exit.isFailure(exit) ? String(exit.cause.reasons.map((r) => (r._tag === "Fail" ? (r.error as Error).message : ""))) : "(succeeded)"
@@ -38,7 +36,7 @@ describe("dispatch layouts", () => {
           const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
           const empty = Tensor.zeros([0, 0, 0], { dtype: "float64" })
           const experts = { wGate: empty, wUp: empty, wDown: empty }
-          const out = yield* dispatcher({ tokens: x, layout: spRows, probs: routed.probs, map: routed.routingMap, numExperts: 4, experts, groups, compute: identity })
+          const out = yield* dispatcher({ tokens: x, layout: spRows, probs: routed.probs, map: routed.routingMap, numExperts: 4, experts, groups, compute: identityExperts })
           return TensorLayout.format(out.layout)
         }),
       )

@@ -45,10 +45,13 @@ describe.runIf(k !== undefined)("dispatch kernels over several buffers", () => {
           try {
             for (const isa of ["scalar", before] as const) {
               Cpu.setIsa(isa)
-              const [want, got] = [new Float32Array(tokens * cols), new Float32Array(tokens * cols)]
-              kernels.combineRows(rows, cols, index, null, null, tokens, cols, want)
-              kernels.combineRowsFrom(sources, source, row, index, tokens, cols, got)
-              expect(Array.from(got)).toEqual(Array.from(want))
+              // Without weights and with them (the MoE combine weighting each row by its prob).
+              for (const weights of [null, floats(n, seed + 1)]) {
+                const [want, got] = [new Float32Array(tokens * cols), new Float32Array(tokens * cols)]
+                kernels.combineRows(rows, cols, index, weights, null, tokens, cols, want)
+                kernels.combineRowsFrom(sources, source, row, index, weights, tokens, cols, got)
+                expect(Array.from(got)).toEqual(Array.from(want))
+              }
               const gathered = new Float32Array(n * cols)
               kernels.gatherRowsFrom(sources, source, row, cols, gathered)
               expect(Array.from(gathered)).toEqual(Array.from(rows))
@@ -71,8 +74,9 @@ describe.runIf(k !== undefined)("dispatch kernels over several buffers", () => {
     )
     expect(() => kernels.gatherRowsFrom([a], Int32Array.of(1), Int32Array.of(0), 2, new Float32Array(2))).toThrow(/source\[0\] = 1 is out of range \[0, 1\)/)
     expect(() => kernels.gatherRowsFrom([a], Int32Array.of(0), Int32Array.of(3), 2, new Float32Array(2))).toThrow(/sourceRow\[0\] = 3 is out of range \[0, 3\)/)
-    expect(() => kernels.combineRowsFrom([a], Int32Array.of(0, 0), Int32Array.of(0, 1), Int32Array.of(0, 2), 2, 2, out)).toThrow(/index\[1\] = 2 is out of range/)
-    expect(() => kernels.combineRowsFrom([out], Int32Array.of(0), Int32Array.of(0), Int32Array.of(0), 2, 2, out)).toThrow(TypeError)
+    expect(() => kernels.combineRowsFrom([a], Int32Array.of(0, 0), Int32Array.of(0, 1), Int32Array.of(0, 2), null, 2, 2, out)).toThrow(/index\[1\] = 2 is out of range/)
+    expect(() => kernels.combineRowsFrom([out], Int32Array.of(0), Int32Array.of(0), Int32Array.of(0), null, 2, 2, out)).toThrow(TypeError)
+    expect(() => kernels.combineRowsFrom([a], Int32Array.of(0), Int32Array.of(0), Int32Array.of(0), new Float32Array(2), 2, 2, out)).toThrow(/weights/)
     expect(Array.from(out)).toEqual([0, 0, 0, 0])
   })
 })

@@ -118,8 +118,21 @@ export const enter = (
       rt.kernels.gatherRows(received, Chunked.blockRows(recvSplits, g, chunks, "member-major", "chunk-major"), ordered, inner)
     }
     if (combine === undefined) return { data: ordered, shape, splits: recvSplits }
-    const summed = rt.zeros(t.dtype, combine.tokens * inner)
-    rt.kernels.scatterAddRows(ordered, combine.index, summed, inner)
+    let summed: DeviceArray
+    if (combine.weights === undefined) {
+      summed = rt.zeros(t.dtype, combine.tokens * inner)
+      rt.kernels.scatterAddRows(ordered, combine.index, summed, inner)
+    } else if (t.dtype === "float32") {
+      // The weighted sum: the unpermute kernel with weights (every element written), the
+      // weights (one float a row) uploaded.
+      summed = rt.allocate(t.dtype, combine.tokens * inner)
+      rt.kernels.combineRows(ordered, inner, combine.index, rt.upload(Float32Array.from(combine.weights)), combine.tokens, inner, summed)
+    } else {
+      // Other dtypes have no weighted device kernel: summed on the host.
+      const rows = DType.allocateUninitialized(t.dtype, total * inner)
+      rt.download(ordered, rows)
+      summed = rt.upload(ReceiveCombine.sumOnto(combine, ReceiveCombine.contiguous(rows, total), inner, t.dtype))
+    }
     return { data: summed, shape: [combine.tokens, ...t.shape.slice(1)], splits: recvSplits }
   }
   return Effect.flatMap(transport.enter(group, seq, plain), (o) => {

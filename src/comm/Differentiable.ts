@@ -15,8 +15,12 @@ import * as Effect from "effect/Effect"
 import * as Autograd from "../tensor/Autograd.js"
 import * as Device from "../tensor/Device.js"
 import * as DType from "../tensor/DType.js"
+import { mul } from "../tensor/ops/Elementwise.js"
 import { scatterAddRows } from "../tensor/ops/Gather.js"
+import * as Reduce from "../tensor/ops/Reduce.js"
+import { reshape } from "../tensor/ops/Shape.js"
 import * as Tensor from "../tensor/Tensor.js"
+import * as TensorError from "../tensor/TensorError.js"
 import * as Chunked from "./Chunked.js"
 import type * as Collective from "./Collective.js"
 import * as Delivered from "./Delivered.js"
@@ -158,15 +162,34 @@ export const allToAllVChunks = (group: Group, ts: ReadonlyArray<Tensor.Tensor>, 
  * the exchange and the unpermute after it in one pass); backward: the reverse exchange, sending
  * the gradient's row index[r] for each received row r (Request.sendRows: a received row's
  * gradient is its token's), the unpermute's gather fused with it.
+ *
+ * With `weights` [rows] (the sender's side of `combine.weights`: the same values, row for row, as
+ * the receiver's copy, which the sum uses) each row is weighted as it is summed, the multiply
+ * fused with the exchange too; backward: the same reverse exchange brings each row its token's
+ * gradient g, then the rows' gradient is g * weights and the weights' the row-wise dot of g and
+ * the rows (the adjoint of a multiply before the exchange).
  * @category combinators
  */
-export const allToAllVCombine = (group: Group, t: Tensor.Tensor, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine) =>
-  Effect.map(
-    op("allToAllVCombine", group, t, { op: "allToAllV", ...exchange, combine }, (comm, g) =>
-      collect(comm, group, { op: "allToAllV", tensor: g, ...Chunked.reverse(exchange), sendRows: combine.index }),
-    ),
-    (x) => x.result,
-  )
+export const allToAllVCombine = (group: Group, t: Tensor.Tensor, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine, weights?: Tensor.Tensor) => {
+  const back = (comm: CommunicatorShape, g: Tensor.Tensor) => collect(comm, group, { op: "allToAllV", tensor: g, ...Chunked.reverse(exchange), sendRows: combine.index })
+  if (weights === undefined) return Effect.map(op("allToAllVCombine", group, t, { op: "allToAllV", ...exchange, combine }, back), (x) => x.result)
+  return Effect.gen(function* () {
+    const n = t.shape[0] ?? 0
+    if (combine.weights === undefined || weights.size !== n) {
+      throw TensorError.shape("allToAllVCombine", `weights of ${weights.size} values for ${n} rows (and the receiver's combine.weights) are needed to weight the rows`)
+    }
+    const comm = yield* Communicator
+    const out = yield* run(comm, group, { op: "allToAllV", tensor: t, ...exchange, combine })
+    return Autograd.resultEffect("allToAllVCombine", [t, weights], out.data, out.shape, (g) =>
+      Effect.map(back(comm, g), (each) => {
+        const rows = reshape(Tensor.detach(t), [n, n === 0 ? 0 : t.size / n])
+        const perRow = reshape(each, rows.shape)
+        const w = reshape(Tensor.detach(weights), [n, 1])
+        return [reshape(mul(perRow, w), t.shape), reshape(Reduce.sum(mul(perRow, rows), 1), weights.shape)]
+      }),
+    )
+  })
+}
 
 /**
  * broadcast from group-local `root`, with a sum-reduce to the root as backward.

@@ -12,12 +12,16 @@ import { activeDispatchKernels } from "../native/CpuDispatch.js"
 import * as DType from "../tensor/DType.js"
 
 /**
- * What a receiver asks of its result: received row r onto row index[r] of `tokens` rows.
+ * What a receiver asks of its result: received row r onto row index[r] of `tokens` rows, times
+ * weights[r] where given (the product rounded to the rows' dtype, then added: the bits of a
+ * multiply by the weights before the exchange). The weights are the receiver's own: the MoE
+ * combine weights each returned row by the prob its token gave that row's expert.
  * @category models
  */
 export interface Combine {
   readonly index: Int32Array
   readonly tokens: number
+  readonly weights?: DType.Storage
 }
 
 /**
@@ -29,6 +33,8 @@ export const problem = (combine: Combine, received: number | undefined): string 
   if (!Number.isInteger(tokens) || tokens < 0) return `combine.tokens ${tokens} is not an integer >= 0`
   if (received === undefined) return "combine needs recvSplits (the rows this member receives from each member)"
   if (index.length !== received) return `combine.index has ${index.length} entries for the ${received} rows recvSplits receive`
+  if (combine.weights !== undefined && combine.weights.length !== received)
+    return `combine.weights has ${combine.weights.length} entries for the ${received} rows recvSplits receive`
   for (let r = 0; r < index.length; r++) {
     const t = index[r] as number
     if (!(t >= 0 && t < tokens)) return `combine.index[${r}] = ${t} is not a row of the ${tokens} tokens`
@@ -52,19 +58,23 @@ export interface ReceivedRows {
  * @category kernels
  */
 export const sumOnto = (combine: Combine, rows: ReceivedRows, inner: number, dtype: DType.DType, into?: DType.Storage): DType.Storage => {
-  const { index, tokens } = combine
+  const { index, tokens, weights } = combine
   const k = dtype === "float32" && inner > 0 ? activeDispatchKernels() : undefined
-  if (k !== undefined && rows.sources.every((s) => s instanceof Float32Array)) {
+  if (k !== undefined && rows.sources.every((s) => s instanceof Float32Array) && (weights === undefined || weights instanceof Float32Array)) {
     const out = (into ?? DType.allocateUninitialized(dtype, tokens * inner)) as Float32Array
-    k.combineRowsFrom(rows.sources as ReadonlyArray<Float32Array>, rows.source, rows.row, index, tokens, inner, out)
+    k.combineRowsFrom(rows.sources as ReadonlyArray<Float32Array>, rows.source, rows.row, index, weights ?? null, tokens, inner, out)
     return out
   }
   const out = into?.fill(0) ?? DType.allocate(dtype, tokens * inner)
   if (inner === 0) return out
+  // A product is rounded to the rows' storage before it is added, as a multiply stored first.
+  const round = out instanceof Float32Array ? Math.fround : (x: number) => x
   for (let r = 0; r < index.length; r++) {
     const src = rowOf(rows, r, inner)
     const to = (index[r] as number) * inner
-    for (let c = 0; c < inner; c++) out[to + c] = (out[to + c] as number) + (src[c] as number)
+    const w = weights?.[r]
+    if (w === undefined) for (let c = 0; c < inner; c++) out[to + c] = (out[to + c] as number) + (src[c] as number)
+    else for (let c = 0; c < inner; c++) out[to + c] = (out[to + c] as number) + round(w * (src[c] as number))
   }
   return out
 }

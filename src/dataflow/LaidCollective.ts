@@ -31,6 +31,7 @@ import type { Group } from "../comm/Group.js"
 import type * as ReceiveCombine from "../comm/ReceiveCombine.js"
 import type { AxisName } from "../mapping/Axis.js"
 import { LayoutError } from "./Layout.js"
+import type * as Tensor from "../tensor/Tensor.js"
 import * as TensorLayout from "./TensorLayout.js"
 
 const size = (group: Group) => group.ranks.length
@@ -169,13 +170,14 @@ export const allToAllVChunks = (
  * as they arrive (comm/ReceiveCombine.ts; backward: the reverse exchange of each token's
  * gradient): the same preconditions as allToAllVChunks. Returns the sums and the layout the
  * received rows would have had (ragged over `axis`, token-permuted), for the caller to say what
- * the sum made of them.
+ * the sum made of them. With `weights` (the rows' own, the same values as combine.weights) each
+ * row is weighted as it is summed (Differentiable.allToAllVCombine).
  * @category combinators
  */
-export const allToAllVCombine = (axis: AxisName, group: Group, x: TensorLayout.WithLayout, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine) =>
+export const allToAllVCombine = (axis: AxisName, group: Group, x: TensorLayout.WithLayout, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine, weights?: Tensor.Tensor) =>
   Effect.gen(function* () {
     yield* checkChunked(axis, group, x, exchange)
-    const combined = yield* Diff.allToAllVCombine(group, x.tensor, exchange, combine)
+    const combined = yield* Diff.allToAllVCombine(group, x.tensor, exchange, combine, weights)
     const received = exchange.recvSplits.reduce((a, b) => a + b, 0)
     return { combined, received: TensorLayout.inOrder(raggedRows(x.layout, received, shardsOf(axis, group)), "permuted") }
   })

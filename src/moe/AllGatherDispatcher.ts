@@ -58,11 +58,13 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const localMap = RoutingMap.make(a, local, localMask)
 
     const p = Permute.permute(allTokens.tensor, localMap, localProbs)
-    const y = (input.compute ?? ((r, pr, n) => Experts.forward(r, pr, n, input.experts)))(p.permuted, p.permutedProbs as Tensor.Tensor, p.tokensPerExpert)
+    const atCombine = input.probsAt === "combine"
+    const rowProbs = p.permutedProbs as Tensor.Tensor
+    const y = (input.compute ?? ((r, pr, n) => Experts.forward(r, pr, n, input.experts)))(p.permuted, atCombine ? undefined : rowProbs, p.tokensPerExpert)
     // The routed rows' outputs are partial sums over etp (the experts' hidden units) and, once
     // back on the gathered tokens, over ep (this member's experts only).
     const partial = over.reduce(TensorLayout.partialOver, RoutedLayout.permuted(allTokens.layout, p.sortedIndices.length))
-    const combined = yield* RoutedLayout.unpermute(TensorLayout.attach(y, partial), Permute.unpermute(y, p.sortedIndices, a), a)
+    const combined = yield* RoutedLayout.unpermute(TensorLayout.attach(y, partial), Permute.unpermute(y, p.sortedIndices, a, atCombine ? rowProbs : undefined), a)
     const own = yield* LaidCollective.reduceScatterV(over, groups.etpEp, combined, allTokens.splits)
     const output = yield* RoutedLayout.leave(own, entered)
     return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert: p.tokensPerExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }

@@ -13,10 +13,11 @@
  *   4. allgather-v over etp: every etp member holds every row its expert shard must see
  *   5. sort chunks (etp member, local expert, ep source) -> (local expert, etp member, ep source);
  *      with one etp member they are in that order already and nothing moves
- *   6. experts (grouped, probs before fc2) -> partial sums over etp
+ *   6. experts (grouped, probs before fc2 unless `probsAt` is "combine") -> partial sums over etp
  *   7. unsort, reduce-scatter-v over etp (sums the partials), all-to-all back in L chunks (each
  *      token's rows land expert-major again), unpermute; with more than one ep member the
- *      exchange back sums each token's rows as they arrive (comm/ReceiveCombine.ts)
+ *      exchange back sums each token's rows as they arrive (comm/ReceiveCombine.ts); with
+ *      `probsAt` "combine" each row times its prob as it is summed (unpermute with probs)
  * Every step is an autograd op, so gradients reach tokens, probs and expert weights. The
  * exchanges are typed channels (LaidCollective) and the local steps rewrite the layout too
  * (RoutedLayout): the rows go token-permuted at 1 and back to sequence order at 7, and the
@@ -57,7 +58,8 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const t = tokens.shape[0] as number
     const entered = input.layout ?? RoutedLayout.plain(tokens)
     const batch = RoutedLayout.enter(entered, groups)
-    const compute = input.compute ?? ((r: Tensor.Tensor, pr: Tensor.Tensor, n: ReadonlyArray<number>) => Experts.forward(r, pr, n, input.experts))
+    const compute = input.compute ?? ((r: Tensor.Tensor, pr: Tensor.Tensor | undefined, n: ReadonlyArray<number>) => Experts.forward(r, pr, n, input.experts))
+    const atCombine = input.probsAt === "combine"
 
     // 1. The rows expert-major, and their probs as a column of their own. With more than one ep
     // member the exchange gathers the token rows as it copies them (a permute fused with it:
@@ -87,7 +89,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
 
     // 4. Allgather-v over etp: the rows every member of my etp group received.
     const gathered = etpSize > 1 ? yield* LaidCollective.allGatherV("etp", groups.etp, exchanged) : exchanged
-    const gatheredProbs = etpSize > 1 ? yield* LaidCollective.allGatherV("etp", groups.etp, exchangedProbs) : exchangedProbs
+    const gatheredProbs = etpSize > 1 && !atCombine ? yield* LaidCollective.allGatherV("etp", groups.etp, exchangedProbs) : exchangedProbs
 
     // 5. Chunks arrive as (etp member m, local expert l, ep source s); sort to (l, m, s).
     const chunkSizes: Array<number> = []
@@ -111,11 +113,11 @@ export const run = (input: Dispatcher.DispatchInput) =>
       return sum
     })
 
-    // 6. Experts on expert-major rows, the probs applied before fc2.
+    // 6. Experts on expert-major rows, the probs applied before fc2 (or at 7, `probsAt`).
     const q = gathered.tensor.shape[0] as number
-    const flatProbs = reshape(gatheredProbs.tensor, [q])
+    const flatProbs = atCombine ? undefined : reshape(gatheredProbs.tensor, [q])
     const sorted = etpSize > 1 ? Permute.sortChunksByIndex(gathered.tensor, chunkSizes, order, flatProbs) : { output: gathered.tensor, probs: flatProbs }
-    const y = compute(sorted.output, sorted.probs as Tensor.Tensor, rowsPerLocalExpert)
+    const y = compute(sorted.output, sorted.probs, rowsPerLocalExpert)
 
     // 7. Back: unsort, sum the etp partials onto each member's own rows, exchange back, unpermute.
     // The experts' hidden units are split over etp: their outputs are partial sums over it.
@@ -140,11 +142,16 @@ export const run = (input: Dispatcher.DispatchInput) =>
     // Own rows are (l, s): chunk-major on the way back, landing expert-major at each source.
     // With more than one ep member the exchange back sums each token's rows as they arrive
     // (the unpermute fused with it: no pass over the returned rows).
+    // With `probsAt` "combine" each row is weighted by its prob there: the receiver's copy of
+    // the probs weights the sum, the sender's (the same values) takes their gradient.
+    const rowProbs = p.permutedProbs as Tensor.Tensor
     let combined: TensorLayout.WithLayout
     if (epSize > 1) {
-      const back = yield* LaidCollective.allToAllVCombine("ep", groups.ep, own, Chunked.reverse(dispatch), { index: p.sortedIndices, tokens: t })
+      const combine = { index: p.sortedIndices, tokens: t, ...(atCombine ? { weights: rowProbs.readHost() } : {}) }
+      const weights = atCombine ? reshape(exchangedProbs.tensor, [own.tensor.shape[0] as number]) : undefined
+      const back = yield* LaidCollective.allToAllVCombine("ep", groups.ep, own, Chunked.reverse(dispatch), combine, weights)
       combined = yield* RoutedLayout.unpermute(TensorLayout.attach(back.combined, back.received), back.combined, t)
-    } else combined = yield* RoutedLayout.unpermute(own, Permute.unpermute(own.tensor, p.sortedIndices, t), t)
+    } else combined = yield* RoutedLayout.unpermute(own, Permute.unpermute(own.tensor, p.sortedIndices, t, atCombine ? rowProbs : undefined), t)
     const output = yield* RoutedLayout.leave(combined, entered)
     return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
   })

@@ -40,10 +40,26 @@ export interface DispatchInput {
   readonly groups: ExpertGroups
   /**
    * What runs on the expert-major rows instead of the SwiGLU experts (tests use an identity
-   * expert: dispatch then combine must give every token back times its probs).
+   * expert: dispatch then combine must give every token back times its probs). Its probs are
+   * the rows' own, or undefined where the combine applies them (`probsAt`).
    */
-  readonly compute?: (rows: Tensor.Tensor, probs: Tensor.Tensor, rowsPerExpert: ReadonlyArray<number>) => Tensor.Tensor
+  readonly compute?: (rows: Tensor.Tensor, probs: Tensor.Tensor | undefined, rowsPerExpert: ReadonlyArray<number>) => Tensor.Tensor
+  /**
+   * Where the probs weight the experts' outputs: "experts" (the default, Megatron-Core's
+   * current rule: the activation times the prob before fc2, semantics.md 2.5) or "combine"
+   * (its earlier one, an unpermute with probs: each returned row times its token's prob as it is
+   * summed onto the token, the multiply fused with the combine's sum, and the experts run without
+   * probs). The same output in exact arithmetic (fc2 is linear and has no bias); the roundings
+   * differ, so a run keeps one rule.
+   */
+  readonly probsAt?: ProbsAt
 }
+
+/**
+ * Where a dispatcher applies the probs (DispatchInput.probsAt).
+ * @category models
+ */
+export type ProbsAt = "experts" | "combine"
 
 /**
  * What a dispatcher learned, for logs and tests (immutable).

@@ -31,8 +31,8 @@ export interface ExpertWeights {
  * `probs` [N] applied before fc2. Returns [N, H], partial over ETP.
  * @category combinators
  */
-export const forward = (rows: Tensor.Tensor, probs: Tensor.Tensor, rowsPerExpert: ReadonlyArray<number>, w: ExpertWeights): Tensor.Tensor => {
+export const forward = (rows: Tensor.Tensor, probs: Tensor.Tensor | undefined, rowsPerExpert: ReadonlyArray<number>, w: ExpertWeights): Tensor.Tensor => {
   const n = rows.shape[0] as number
   const a = swiglu(groupedMatmul(rows, w.wGate, rowsPerExpert), groupedMatmul(rows, w.wUp, rowsPerExpert))
-  return groupedMatmul(mul(a, reshape(probs, [n, 1])), w.wDown, rowsPerExpert)
+  return groupedMatmul(probs === undefined ? a : mul(a, reshape(probs, [n, 1])), w.wDown, rowsPerExpert)
 }

@@ -59,6 +59,8 @@ export interface MoeConfig {
   readonly dropPolicy?: Dropping.DropPolicy
   readonly padToCapacity?: boolean
   readonly dispatcher?: "alltoall" | "allgather"
+  /** Where the probs weight the experts' outputs (Dispatcher.DispatchInput.probsAt; default "experts"). */
+  readonly probsAt?: Dispatcher.ProbsAt
   /** aux_loss coefficient (0: off). */
   readonly auxLossCoeff?: number
   /**
@@ -158,6 +160,7 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
       numExperts: config.numExperts,
       experts: w.experts,
       groups,
+      ...(config.probsAt === undefined ? {} : { probsAt: config.probsAt }),
       ...(config.recomputeExperts === true ? { compute: recomputedExperts(w.experts) } : {}),
     }
     const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
@@ -194,8 +197,8 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
   })
 
 /** The experts' forward, recomputed in the backward (selective recompute). */
-const recomputedExperts = (w: Experts.ExpertWeights) => (rows: Tensor.Tensor, probs: Tensor.Tensor, rowsPerExpert: ReadonlyArray<number>) =>
-  Recompute.recompute("experts", [rows, probs], ([r, p]) => Experts.forward(r as Tensor.Tensor, p as Tensor.Tensor, rowsPerExpert, w))
+const recomputedExperts = (w: Experts.ExpertWeights) => (rows: Tensor.Tensor, probs: Tensor.Tensor | undefined, rowsPerExpert: ReadonlyArray<number>) =>
+  Recompute.recompute("experts", probs === undefined ? [rows] : [rows, probs], ([r, p]) => Experts.forward(r as Tensor.Tensor, p, rowsPerExpert, w))
 
 /**
  * A loss term of the layer: its name and this rank's value without the coefficient.

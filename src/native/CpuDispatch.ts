@@ -51,10 +51,19 @@ export interface DispatchKernels {
     out: Float32Array,
   ): void
   /**
-   * combineRows without weights on rows that lie in several buffers: row j is row sourceRow[j]
-   * of sources[source[j]] (rows of `cols` floats); out [T, cols].
+   * combineRows on rows that lie in several buffers: row j is row sourceRow[j] of
+   * sources[source[j]] (rows of `cols` floats), times weights[j] where given; out [T, cols].
    */
-  combineRowsFrom(sources: ReadonlyArray<Float32Array>, source: Int32Array, sourceRow: Int32Array, index: Int32Array, tokens: number, cols: number, out: Float32Array): void
+  combineRowsFrom(
+    sources: ReadonlyArray<Float32Array>,
+    source: Int32Array,
+    sourceRow: Int32Array,
+    index: Int32Array,
+    weights: Float32Array | null,
+    tokens: number,
+    cols: number,
+    out: Float32Array,
+  ): void
   /** out [N, cols] row j = row sourceRow[j] of sources[source[j]] (rows of `cols` floats). */
   gatherRowsFrom(sources: ReadonlyArray<Float32Array>, source: Int32Array, sourceRow: Int32Array, cols: number, out: Float32Array): void
   /** gradRows [N, C] = weights[j] * g[index[j]]; gradWeights [N] = dot(g[index[j]], rows[j]) (float32 products, float64 sum in order). */

@@ -95,16 +95,16 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     }
   })
 
-  test("chunked exchanges of device-resident rows (gathered send rows, sums onto tokens): the local backend's bits, results resident, nothing through the host", async () => {
+  test("chunked exchanges of device-resident rows (gathered send rows, sums onto tokens, weighted sums): the local backend's bits, results resident, nothing through the host but the weights", async () => {
     for (const [i, c] of residentCombined.entries()) {
       const got = run.outcomes[contract.length + resident.length + i]
       expect(got?.ok, `${JSON.stringify(c.args)}: ${got?.ok === false ? got.message : ""}`).toBe(true)
       if (got?.ok !== true) continue
       const mine = got.results as Array<{ stayed: Array<boolean>; moved: number } & Record<string, unknown>>
       const local = await results<Record<string, unknown>>("local", "combinedAllToAll", world, c.args)
-      const values = (r: Record<string, unknown>) => ({ plain: r.plain, combined: r.combined, shape: r.shape, splits: r.splits })
+      const values = (r: Record<string, unknown>) => ({ plain: r.plain, combined: r.combined, weighted: r.weighted, shape: r.shape, splits: r.splits })
       expect(mine.map(values), JSON.stringify(c.args)).toEqual(local.map(values))
-      for (const r of mine) expect({ stayed: r.stayed, moved: r.moved }).toEqual({ stayed: [true, true], moved: 0 })
+      for (const r of mine) expect({ stayed: r.stayed, moved: r.moved }).toEqual({ stayed: [true, true, true], moved: 0 })
     }
   })
 
