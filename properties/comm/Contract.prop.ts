@@ -131,11 +131,7 @@ for (const backend of backends) {
               shape: Array<number>
               splits: Array<number>
               recvSplits: Array<number>
-            }>(
-              "combinedAllToAll",
-              mapping.world,
-              args,
-            )
+            }>("combinedAllToAll", mapping.world, args)
             const round = dtype === "float32" ? Math.fround : (v: number) => v
             for (const r of rs) {
               // The oracle: 0, then each received row added onto its token in received order
