@@ -122,6 +122,7 @@ export const settings = {
   "aux-loss": text("load-balancing losses TYPE:COEFF[,TYPE:COEFF], TYPE aux | seq_aux | global_aux, or none", MoeSettings.formatAuxLoss(moe.auxLosses), "SPEC"),
   "z-loss-coeff": real("router z-loss coefficient (0: off)", moe.zLossCoeff),
   dispatcher: choice(MoeSettings.dispatchers, moe.dispatcher, "token dispatcher", "NAME"),
+  "probs-at": choice(MoeSettings.probsPlacements, moe.probsAt, "apply the routing probs in the experts (before fc2) or the combine (fused with its sum)", "WHERE"),
   "capacity-factor": optionalReal("drop tokens over capacity ceil(tokens*topk/experts*F) per expert, decided on each rank from its tokens (dropless when not given)"),
   "drop-policy": choice(
     Dropping.dropPolicies as ["probs", "position"],

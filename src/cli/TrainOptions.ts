@@ -190,6 +190,7 @@ const moeSettings = (c: RunConfig.RunConfig): MoeSettings.MoeSettings => ({
   auxLosses: MoeSettings.parseAuxLoss(c["aux-loss"]),
   zLossCoeff: c["z-loss-coeff"],
   dispatcher: c.dispatcher,
+  probsAt: c["probs-at"],
   capacityFactor: c["capacity-factor"],
   dropPolicy: c["drop-policy"],
   padToCapacity: c["pad-to-capacity"],

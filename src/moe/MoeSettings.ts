@@ -16,6 +16,7 @@
  */
 import * as ConfigError from "../errors/ConfigError.js"
 import type { Group } from "../comm/Group.js"
+import type * as Dispatcher from "./Dispatcher.js"
 import * as Dropping from "./Dropping.js"
 import type * as MoeLayer from "./MoeLayer.js"
 import * as Router from "./Router.js"
@@ -45,6 +46,12 @@ export interface AuxLossTerm {
 export const dispatchers = ["alltoall", "allgather"] as const
 
 /**
+ * Where the probs may weight the experts' outputs.
+ * @category configuration
+ */
+export const probsPlacements = ["experts", "combine"] as const satisfies ReadonlyArray<Dispatcher.ProbsAt>
+
+/**
  * The router and MoE-layer options of a run.
  * @category models
  */
@@ -62,6 +69,8 @@ export interface MoeSettings {
   /** 0: off. */
   readonly zLossCoeff: number
   readonly dispatcher: (typeof dispatchers)[number]
+  /** Where the probs weight the experts' outputs (Dispatcher.DispatchInput.probsAt). */
+  readonly probsAt: Dispatcher.ProbsAt
   /** Undefined: dropless. */
   readonly capacityFactor?: number | undefined
   readonly dropPolicy: Dropping.DropPolicy
@@ -84,6 +93,7 @@ export const defaults: MoeSettings = {
   auxLosses: [{ type: "aux", coeff: 0.01 }],
   zLossCoeff: 0,
   dispatcher: "alltoall",
+  probsAt: "experts",
   dropPolicy: "probs",
   padToCapacity: false,
   expertBias: false,
@@ -248,6 +258,7 @@ export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig
   router: { ...routerOptions(s, c.topk), ...(c.expertBias === undefined ? {} : { expertBias: c.expertBias }) },
   ...(s.capacityFactor === undefined ? {} : { capacityFactor: s.capacityFactor, dropPolicy: s.dropPolicy, padToCapacity: s.padToCapacity }),
   dispatcher: s.dispatcher,
+  probsAt: s.probsAt,
   auxLosses: s.auxLosses.map((t) => ({ type: layerAuxType[t.type], coeff: t.coeff })),
   zLossCoeff: s.zLossCoeff,
   tpCp: c.tpCp,
