@@ -7,11 +7,11 @@
  * 2 * N*H*4 per pass, 4 * N*H*4 for the pair. Limit: memcpyBandwidth(N*H*4).
  * dispatcher (all-to-all, identity experts, T = 2048 tokens of H = 1024 per rank, E = 16, k 2):
  * tokens per second through dispatch + combine at EP 1, 2, 4, 8 on the local backend, the mean
- * step of one job (its start-up not counted), with the probs applied at the combine (the
+ * step of one job (its start-up and its heap's growth to its peak not counted), with the probs applied at the combine (the
  * unpermute weighting each row as it sums: DispatchInput.probsAt) and by the experts (a multiply
  * of the rows by their probs between the exchanges, as the experts apply them before fc2).
  * Limit: the tokens per second a memcpy of the same bytes allows (each routed row crosses twice).
- * Both are steady state, after untimed calls (25 for permute + unpermute, 12 steps for the
+ * Both are steady state, after untimed calls (25 for permute + unpermute, 40 steps for the
  * dispatcher), as a training loop runs them: the first calls of a process touch fresh heap
  * pages, 10-30x slower on this VM. Permute + unpermute take
  * the median of the timed calls: a call that the garbage collector's timing sends to fresh
@@ -138,9 +138,13 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
         ),
       )
       const empty = Tensor.zeros([0, 0, 0])
-      // One job runs `warm` untimed steps, then `timed` steps between two barriers (rank 0's clock):
-      // the steps of a training loop, without the job's start-up in the figure.
-      const warm = 12
+      // One job runs `warm` untimed steps, then `timed` steps between two barriers (rank 0's
+      // clock): the steps of a training loop, without the job's start-up or its heap's growth to
+      // its peak in the figure. A job's heap grows to its peak over its first tens of steps (the
+      // garbage collector frees each step's buffers only later), and each step of that growth
+      // faults in fresh pages: an EP 2 job took 28-30 ms a step for its first ~35 steps and 9-14
+      // ms after (2026-12-02, Zen 4; resident memory flat after that).
+      const warm = 40
       const timed = 20
       const [elapsed] = await Job.runPromise({ world: ep, backend: "local-zero-copy" }, (rank) =>
         Effect.gen(function* () {
