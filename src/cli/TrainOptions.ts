@@ -30,6 +30,7 @@ import * as JsonFile from "./JsonFile.js"
 import * as OutputPath from "./OutputPath.js"
 import * as RunConfig from "./RunConfig.js"
 import * as NcclOpen from "../runtime/NcclOpen.js"
+import * as DistributedDebug from "../runtime/DistributedDebug.js"
 import { cudaRuntime } from "../tensor/device/CudaRuntime.js"
 
 /**
@@ -122,6 +123,7 @@ const ncclMissing = (backend: ChooseBackend.Name): ConfigError.ConfigError | und
   if (backend !== "nccl") return undefined
   try {
     NcclOpen.open()
+    DistributedDebug.hostChecks()
     return undefined
   } catch (error) {
     if (ConfigError.isConfigError(error)) return error

@@ -22,11 +22,13 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { Communicator } from "../comm/Communicator.js"
 import * as Endpoint from "../comm/Endpoint.js"
+import type * as HostChecks from "../comm/mpi/HostChecks.js"
 import type { Session } from "../comm/mpi/MpiSession.js"
 import * as MpiTransport from "../comm/mpi/MpiTransport.js"
 import * as NcclEngine from "../comm/nccl/NcclEngine.js"
 import type { JobSpec } from "./Backend.js"
 import { RankFailed } from "./JobError.js"
+import * as DistributedDebug from "./DistributedDebug.js"
 import * as NcclOpen from "./NcclOpen.js"
 import * as RankEvents from "./RankEvents.js"
 import * as RankHost from "./RankHost.js"
@@ -39,7 +41,15 @@ import type { WireFailure } from "../comm/threads/Protocol.js"
  * @category models
  */
 export type Control =
-  | { readonly t: "job"; readonly job: number; readonly world: number; readonly host: RankHost.HostArgs; readonly timeoutMs: number; readonly data: DataPath }
+  | {
+      readonly t: "job"
+      readonly job: number
+      readonly world: number
+      readonly host: RankHost.HostArgs
+      readonly timeoutMs: number
+      readonly data: DataPath
+      readonly hostChecks: HostChecks.HostChecks
+    }
   | { readonly t: "event"; readonly job: number; readonly event: RankEvents.RankEvent }
   | { readonly t: "done"; readonly job: number; readonly ok: true; readonly value: unknown }
   | { readonly t: "done"; readonly job: number; readonly ok: false; readonly failure: WireFailure }
@@ -52,8 +62,9 @@ export type Control =
  */
 export type DataPath = "mpi" | "nccl"
 
-const runRank = (session: Session, job: number, world: number, host: RankHost.HostArgs, timeoutMs: number, data: DataPath, emit: (event: RankEvents.RankEvent) => void) => {
-  const transport = MpiTransport.make(session, { job, world, timeoutMs }, data === "nccl" ? NcclEngine.make(session, NcclOpen.open()) : undefined)
+const runRank = (session: Session, m: Extract<Control, { t: "job" }>, emit: (event: RankEvents.RankEvent) => void) => {
+  const { job, world, host, timeoutMs, data, hostChecks } = m
+  const transport = MpiTransport.make(session, { job, world, timeoutMs, hostChecks }, data === "nccl" ? NcclEngine.make(session, NcclOpen.open()) : undefined)
   const program = RankHost.run(session.rank, host, emit).pipe(Effect.provideService(Communicator, Endpoint.make(transport)))
   return { transport, program }
 }
@@ -103,9 +114,18 @@ export const drive = (session: Session, spec: JobSpec, data: DataPath = "mpi"): 
     })
     session.onControl((from, value) => listeners.get((value as { job: number }).job)?.(from, value as Control))
     // NCCL is opened here before any rank starts, so that its absence fails the job at once.
-    if (data === "nccl") yield* Effect.try({ try: () => NcclOpen.open(), catch: (error) => new RankFailed({ rank: 0, cause: Cause.die(error) }) })
-    sendAll(session, { t: "job", job, world: session.size, host, timeoutMs, data })
-    const { transport, program } = runRank(session, job, session.size, structuredClone(host), timeoutMs, data, (event) => deliver(0, event))
+    // Its host checks (DistributedDebug) are read here too; every rank takes them from rank 0.
+    const hostChecks = yield* Effect.try({
+      try: (): HostChecks.HostChecks => {
+        if (data !== "nccl") return "all"
+        NcclOpen.open()
+        return DistributedDebug.hostChecks()
+      },
+      catch: (error) => new RankFailed({ rank: 0, cause: Cause.die(error) }),
+    })
+    const message: Control = { t: "job", job, world: session.size, host, timeoutMs, data, hostChecks }
+    sendAll(session, message)
+    const { transport, program } = runRank(session, { ...message, host: structuredClone(host) }, (event) => deliver(0, event))
     const own: Fiber.Fiber<unknown, unknown> = yield* Effect.forkChild(
       program.pipe(
         Effect.matchCauseEffect({
@@ -152,7 +172,7 @@ export const serve = (session: Session): Promise<number> =>
       }
       let ran: ReturnType<typeof runRank>
       try {
-        ran = runRank(session, m.job, m.world, m.host, m.timeoutMs, m.data, (event) => report({ t: "event", job: m.job, event }))
+        ran = runRank(session, m, (event) => report({ t: "event", job: m.job, event }))
       } catch (error) {
         // This process cannot take part (NCCL missing here): rank 0 learns why.
         return report({ t: "done", job: m.job, ok: false, failure: { kind: "die", error: Failure.flattenValue(error) } })

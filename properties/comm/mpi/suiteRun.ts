@@ -11,8 +11,8 @@ import type { Case, Outcome } from "./runner.js"
 import { contract, near, world } from "./suiteCases.js"
 
 /**
- * The outcomes of one run: the contract cases first, then the `extra` cases, then each fault in
- * order (`faultTimeoutMs` for a fault that is meant to time out, `atOnceMs` for the others; one
+ * The outcomes of one run: the contract cases first (unless `contract` is false), then the
+ * `extra` cases, then each fault in order (`faultTimeoutMs` for a fault that is meant to time out, `atOnceMs` for the others; one
  * that times out leaves its collective behind, so nothing runs after the faults).
  */
 export const runSuite = async (options: {
@@ -23,11 +23,12 @@ export const runSuite = async (options: {
   readonly atOnceMs: number
   readonly env?: NodeJS.ProcessEnv
   readonly extra?: ReadonlyArray<{ readonly scenario: string; readonly args: unknown }>
+  readonly contract?: boolean
 }): Promise<{ readonly outcomes: Array<Outcome>; readonly stderr: string }> => {
   const dir = mkdtempSync(path.join(tmpdir(), `pleat-${options.backend}-`))
   try {
     const cases: Array<Case> = [
-      ...contract.map((c) => ({ scenario: c.scenario, world, args: c.args, timeoutMs: 20_000 })),
+      ...(options.contract === false ? [] : contract).map((c) => ({ scenario: c.scenario, world, args: c.args, timeoutMs: 20_000 })),
       ...(options.extra ?? []).map((c) => ({ scenario: c.scenario, world, args: c.args, timeoutMs: 20_000 })),
       ...options.faults.map((scenario) => ({ scenario, world, args: { world }, timeoutMs: options.timesOut.includes(scenario) ? options.faultTimeoutMs : options.atOnceMs })),
     ]

@@ -19,6 +19,8 @@
  */
 import type * as DType from "../../tensor/DType.js"
 import type * as Collective from "../Collective.js"
+import * as CommError from "../CommError.js"
+import * as Group from "../Group.js"
 
 const ops: ReadonlyArray<Collective.Op> = ["allReduce", "allGather", "allGatherV", "reduceScatter", "reduceScatterV", "allToAllV", "broadcast", "barrier"]
 const dtypes: ReadonlyArray<DType.DType> = ["float32", "float64"]
@@ -100,3 +102,23 @@ export const decode = (from: Float64Array, offset: number, groupSize: number, ra
  * @category guards
  */
 export const tooManyDims = (shape: ReadonlyArray<number>): boolean => shape.length > maxDims
+
+/**
+ * The verdict on members' signatures when one of them has more dims than a header carries (its
+ * member's BadInput, the others' Mismatch), or undefined when none has.
+ * @category guards
+ */
+export const tooDeep = (group: Group.Group, seq: number, parts: ReadonlyArray<Collective.Signature>): ((rank: number) => CommError.CommError) | undefined => {
+  const deep = parts.find((p) => tooManyDims(p.shape))
+  if (deep === undefined) return undefined
+  return (r) =>
+    CommError.make({
+      reason: r === deep.rank ? "BadInput" : "Mismatch",
+      group: Group.format(group),
+      op: deep.op,
+      seq,
+      rank: r,
+      ranks: [deep.rank],
+      detail: `rank ${deep.rank}: a tensor of ${deep.shape.length} dims (the MPI backend carries at most ${maxDims})`,
+    })
+}

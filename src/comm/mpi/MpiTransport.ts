@@ -20,10 +20,11 @@
  * the job then fails and MPI is aborted, since an MPI collective cannot be cancelled. P2p messages are tensor frames on one
  * communicator of all ranks, received whenever they arrive (MpiSession) into the rank's Inbox.
  *
- * A DataEngine moves the data of agreed collectives instead of MPI (the NCCL backend:
- * comm/nccl/NcclEngine.ts): the signatures are still exchanged and judged here first, so a
- * mismatch fails on the host before any device op is queued, and the engine is handed each
- * group's collectives in issue order.
+ * A DataEngine moves the data of collectives instead of MPI (the NCCL backend:
+ * comm/nccl/NcclEngine.ts), handed each group's collectives in issue order. Their signatures
+ * are exchanged and judged here first, so a mismatch fails on the host before any device op is
+ * queued: every collective's with `hostChecks` "all", else only those whose sizes the members
+ * learn from each other (HostChecks.ts).
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -45,6 +46,7 @@ import * as Census from "./Census.js"
 import { fixedPlan, type FixedPlan, innerOf, prefix, rowsOf, typeOf } from "./DataPlan.js"
 import * as Frame from "./Frame.js"
 import * as Header from "./Header.js"
+import * as HostChecks from "./HostChecks.js"
 import type { DataEngine } from "./DataEngine.js"
 import type { Session } from "./MpiSession.js"
 
@@ -86,9 +88,13 @@ export interface JobTransport extends RankTransport {
  * Opens job `job` on this process's rank.
  * @category constructors
  */
-export const make = (session: Session, options: { readonly job: number; readonly world: number; readonly timeoutMs: number }, engine?: DataEngine): JobTransport => {
+export const make = (
+  session: Session,
+  options: { readonly job: number; readonly world: number; readonly timeoutMs: number; readonly hostChecks?: HostChecks.HostChecks },
+  engine?: DataEngine,
+): JobTransport => {
   const { rank } = session
-  const { job, world, timeoutMs } = options
+  const { job, world, timeoutMs, hostChecks = "all" } = options
   const inbox = new Inbox(rank, timeoutMs, (waiting) => session.addon.want(waiting))
   const streams = new Map<string, Stream>()
   const running = new Set<Task>()
@@ -173,6 +179,11 @@ export const make = (session: Session, options: { readonly job: number; readonly
         Effect.sync(() => Collective.compute([contribution], false)[0] as Collective.Output),
       )
     }
+    // A fixed-size collective that the engine's job does not judge on the host (HostChecks).
+    if (engine !== undefined && request.out === undefined && HostChecks.skipsExchange(hostChecks, signature, size)) {
+      handOver(engine, stream, task, HostChecks.assumed(group, signature), local)
+      return next()
+    }
     const width = Header.length(size)
     const mine = new Float64Array(width)
     // An engine's data op never fuses with the signatures' exchange.
@@ -194,43 +205,35 @@ export const make = (session: Session, options: { readonly job: number; readonly
         }
         const declared = group.ranks.map((r, i) => Header.decode(all, i * width, size, r))
         const parts = declared.map((d) => d.signature)
-        const deep = parts.find((p) => Header.tooManyDims(p.shape))
         const verdict =
-          deep !== undefined
-            ? (r: number) =>
-                CommError.make({
-                  reason: r === deep.rank ? "BadInput" : "Mismatch",
-                  group: Group.format(group),
-                  op: deep.op,
-                  seq: task.seq,
-                  rank: r,
-                  ranks: [deep.rank],
-                  detail: `rank ${deep.rank}: a tensor of ${deep.shape.length} dims (the MPI backend carries at most 8)`,
-                })
-            : Verdict.judge(
-                group,
-                task.seq,
-                parts,
-                declared.map((d) => d.buffer),
-              )
+          Header.tooDeep(group, task.seq, parts) ??
+          Verdict.judge(
+            group,
+            task.seq,
+            parts,
+            declared.map((d) => d.buffer),
+          )
         if (verdict !== undefined) {
           next()
           return settle(task, Effect.fail(verdict(rank)))
         }
         if (task.done) return next() // timed out or closed meanwhile: the stream is unusable anyway
         if (engine === undefined) startData(stream, task, parts, local, plan)
-        else
-          engine.start(group, stream.comm, request, parts, local, (outcome) => {
-            if (outcome.ok) return settle(task, Effect.succeed(outcome.output))
-            broken = true
-            settle(task, Effect.fail(errorOf(task, "BadInput", `${engine.backend}: ${outcome.error}`, task.group.ranks)))
-          })
+        else handOver(engine, stream, task, parts, local)
         next()
       },
       // (An engine reads the tensor where it lies: no host copy is made for it here.)
       [mine, all, plan === undefined ? undefined : t.readHost(), plan?.recv, plan?.recvCounts],
     )
   }
+
+  /** The data op of a task handed to the engine, with every member's signature (agreed or assumed). */
+  const handOver = (engine: DataEngine, stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number): void =>
+    engine.start(task.group, stream.comm, task.request, parts, local, (outcome) => {
+      if (outcome.ok) return settle(task, Effect.succeed(outcome.output))
+      broken = true
+      settle(task, Effect.fail(errorOf(task, "BadInput", `${engine.backend}: ${outcome.error}`, task.group.ranks)))
+    })
 
   /** The data op of a task whose signatures agree. */
   const startData = (stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number, plan: FixedPlan | undefined): void => {
