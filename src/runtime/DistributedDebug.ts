@@ -16,11 +16,7 @@
 import type * as HostChecks from "../comm/mpi/HostChecks.js"
 import * as ConfigError from "../errors/ConfigError.js"
 
-/**
- * The environment variable's name.
- * @category configuration
- */
-export const variable = "PLEAT_DISTRIBUTED_DEBUG"
+const variable = "PLEAT_DISTRIBUTED_DEBUG"
 
 /**
  * The NCCL backend's host checks under `env`; a value other than OFF or DETAIL (any case) is a
