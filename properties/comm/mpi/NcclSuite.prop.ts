@@ -136,7 +136,10 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
       expect(await Cli.run(["train", "--backend", "nccl", "--world", "1", "--steps", "1"], io)).toBe(2)
       expect(io.err).toMatch(/PLEAT_DISTRIBUTED_DEBUG.*"INFO".*is not OFF or DETAIL.*unset it, or set DETAIL/)
     } finally {
-      for (const [name, value] of [["PLEAT_NCCL_LIB", before.lib], ["PLEAT_DISTRIBUTED_DEBUG", before.debug]] as const) {
+      for (const [name, value] of [
+        ["PLEAT_NCCL_LIB", before.lib],
+        ["PLEAT_DISTRIBUTED_DEBUG", before.debug],
+      ] as const) {
         if (value === undefined) delete process.env[name]
         else process.env[name] = value
       }
