@@ -122,8 +122,8 @@ const tooManyRanks = (d: RunConfig.Decoded, backend: ChooseBackend.Name): Config
 const ncclMissing = (backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
   if (backend !== "nccl") return undefined
   try {
-    NcclOpen.open()
     DistributedDebug.hostChecks()
+    NcclOpen.open()
     return undefined
   } catch (error) {
     if (ConfigError.isConfigError(error)) return error
