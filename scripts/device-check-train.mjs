@@ -110,11 +110,15 @@ export const trainChecks = async ({ root, status, check, assert, random }) => {
   )
 
   // `pleat train` on the default job (8 ranks on this one GPU) in fp32 and bf16 against the host.
-  const train = (device, precision) => {
-    const r = spawnSync(process.execPath, [path.join(root, "dist/cli/main.js"), "train", "--steps", "30", "--device", device, "--precision", precision, "--log", "json"], {
-      encoding: "utf8",
-      timeout: 150_000,
-    })
+  const train = (device, precision, extra = []) => {
+    const r = spawnSync(
+      process.execPath,
+      [path.join(root, "dist/cli/main.js"), "train", "--steps", "30", "--device", device, "--precision", precision, "--log", "json", ...extra],
+      {
+        encoding: "utf8",
+        timeout: 150_000,
+      },
+    )
     const steps = (r.stdout ?? "")
       .split("\n")
       .filter((l) => l.includes('"msg":"step"'))
@@ -126,23 +130,29 @@ export const trainChecks = async ({ root, status, check, assert, random }) => {
     return steps
   }
   const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]
-  for (const [precision, tolerance] of [
-    ["fp32", 1e-4],
-    ["bf16", 2e-2],
+  // The third case weights each expert's output by its prob in the combine (--probs-at combine:
+  // the weighted sum on the device) against the host's default placement: the same model.
+  for (const [precision, tolerance, extra] of [
+    ["fp32", 1e-4, []],
+    ["bf16", 2e-2, []],
+    ["fp32", 1e-4, ["--probs-at", "combine"]],
   ])
-    check(`pleat train --device cuda --precision ${precision} (default job, 30 steps) learns, and its first step's loss is the host's (${tolerance} relative)`, () => {
-      const host = train("cpu", precision)
-      const gpu = train("cuda", precision)
-      const first = Math.abs(gpu[0].loss - host[0].loss) / host[0].loss
-      const last = gpu[gpu.length - 1].loss
-      assert(first <= tolerance, `step 1: ${gpu[0].loss} on the GPU, ${host[0].loss} on the host`)
-      assert(last < 0.5 * gpu[0].loss, `the loss went from ${gpu[0].loss} to ${last}`)
-      return {
-        losses: { gpu: gpu.map((s) => s.loss), host: host.map((s) => s.loss) },
-        firstStepRelative: first,
-        tokensPerSec: { gpu: median(gpu.slice(3).map((s) => s.tokensPerSec)), host: median(host.slice(3).map((s) => s.tokensPerSec)) },
-        hostDeviceBytesPerStep: median(gpu.slice(3).map((s) => (s.hostDeviceBytes ?? []).reduce((p, q) => p + q, 0))),
-        note: "weights, gradients and AdamW moments stay on the GPU (the device optimizer; bf16 copies rounded there); products, expert GEMMs, attention, RoPE, dispatch, RMSNorm, SwiGLU, sums and the optimizer on the GPU; the router's top-k and the loss's row statistics cross to the host",
-      }
-    })
+    check(
+      `pleat train --device cuda --precision ${precision} ${extra.join(" ")} (default job, 30 steps) learns, and its first step's loss is the host's (${tolerance} relative)`,
+      () => {
+        const host = train("cpu", precision)
+        const gpu = train("cuda", precision, extra)
+        const first = Math.abs(gpu[0].loss - host[0].loss) / host[0].loss
+        const last = gpu[gpu.length - 1].loss
+        assert(first <= tolerance, `step 1: ${gpu[0].loss} on the GPU, ${host[0].loss} on the host`)
+        assert(last < 0.5 * gpu[0].loss, `the loss went from ${gpu[0].loss} to ${last}`)
+        return {
+          losses: { gpu: gpu.map((s) => s.loss), host: host.map((s) => s.loss) },
+          firstStepRelative: first,
+          tokensPerSec: { gpu: median(gpu.slice(3).map((s) => s.tokensPerSec)), host: median(host.slice(3).map((s) => s.tokensPerSec)) },
+          hostDeviceBytesPerStep: median(gpu.slice(3).map((s) => (s.hostDeviceBytes ?? []).reduce((p, q) => p + q, 0))),
+          note: "weights, gradients and AdamW moments stay on the GPU (the device optimizer; bf16 copies rounded there); products, expert GEMMs, attention, RoPE, dispatch, RMSNorm, SwiGLU, sums and the optimizer on the GPU; the router's top-k and the loss's row statistics cross to the host",
+        }
+      },
+    )
 }
