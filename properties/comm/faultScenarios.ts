@@ -33,6 +33,9 @@ export const differentOps = (rank: number, args: unknown) => {
   return rank % 2 === 0 ? Comm.allReduce(group, x()) : Comm.allReduce(group, Tensor.zeros([3, 2], { dtype: "float64" }))
 }
 
+/** The same shape everywhere, but ranks 0 and 2 sum where 1 and 3 take the max. */
+export const differentReduce = (rank: number, args: unknown) => Comm.allReduce(faultGroup((args as { world: number }).world), x(), rank % 2 === 0 ? "sum" : "max")
+
 export const neverArrives = (rank: number, args: unknown) => (rank === 3 ? Effect.never : Comm.allReduce(faultGroup((args as { world: number }).world), x()))
 
 export const badSplits = (rank: number, args: unknown) =>

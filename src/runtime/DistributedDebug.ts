@@ -1,17 +1,16 @@
 /**
- * DistributedDebug: PLEAT_DISTRIBUTED_DEBUG, how much of each collective the NCCL backend checks
- * on the host before NCCL runs it (comm/mpi/HostChecks.ts), named after PyTorch's
- * TORCH_DISTRIBUTED_DEBUG:
+ * DistributedDebug: PLEAT_DISTRIBUTED_DEBUG, when the NCCL backend judges each collective's
+ * signatures on the host relative to NCCL's run of it (comm/mpi/HostChecks.ts), named after
+ * PyTorch's TORCH_DISTRIBUTED_DEBUG. Every collective is judged either way (a mismatch fails on
+ * every member naming group, op and ranks):
  *
- *   unset or OFF   the collectives whose sizes the members learn from each other (all-to-all,
- *                  gather-v, broadcast) are exchanged and judged over MPI first; the fixed-size
- *                  ones (the gradients' sums and the distributed optimizer's reduce-scatters and
- *                  all-gathers) go straight to NCCL
- *   DETAIL         every collective's op, dtype and sizes are exchanged and judged first, so
- *                  any mismatch fails on every member at once naming group, op and ranks
+ *   unset or OFF   the fixed-size collectives (the gradients' sums, the distributed optimizer's
+ *                  reduce-scatters and all-gathers) go to NCCL as soon as their check is issued,
+ *                  their results held until it agrees ("alongside")
+ *   DETAIL         every collective is judged before NCCL is given it ("first")
  *
  * Rank 0 reads it and sends its choice with each job, so every rank of a launch checks the same
- * way whatever environment mpirun forwarded. The other backends always check every collective.
+ * way whatever environment mpirun forwarded. The other backends have no engine to overlap.
  */
 import type * as HostChecks from "../comm/mpi/HostChecks.js"
 import * as ConfigError from "../errors/ConfigError.js"
@@ -26,7 +25,7 @@ const variable = "PLEAT_DISTRIBUTED_DEBUG"
 export const hostChecks = (env: NodeJS.ProcessEnv = process.env): HostChecks.HostChecks => {
   const raw = env[variable]
   const value = (raw ?? "").trim().toUpperCase()
-  if (value === "" || value === "OFF") return "variable"
-  if (value === "DETAIL") return "all"
-  throw ConfigError.make(variable, raw, "is not OFF or DETAIL", `unset it, or set DETAIL to check every collective's op and sizes on the host before NCCL runs it`)
+  if (value === "" || value === "OFF") return "alongside"
+  if (value === "DETAIL") return "first"
+  throw ConfigError.make(variable, raw, "is not OFF or DETAIL", `unset it, or set DETAIL to judge every collective on the host before NCCL runs it`)
 }

@@ -117,7 +117,7 @@ export const drive = (session: Session, spec: JobSpec, data: DataPath = "mpi"): 
     // Its host checks (DistributedDebug) are read here too; every rank takes them from rank 0.
     const hostChecks = yield* Effect.try({
       try: (): HostChecks.HostChecks => {
-        if (data !== "nccl") return "all"
+        if (data !== "nccl") return "first"
         NcclOpen.open()
         return DistributedDebug.hostChecks()
       },

@@ -1,9 +1,9 @@
-// HostChecks (the NCCL backend's checks on the host) and PLEAT_DISTRIBUTED_DEBUG: a collective
-// skips the signatures' exchange exactly when the job checks only variable sizes, the op is
-// fixed-size and the member's own arguments are sound; and wherever the members' signatures
-// would pass the host's judgement, the NCCL calls a member plans from its own signature alone
-// (every member assumed to have issued the same) are the calls and result it would plan from
-// everyone's, so skipping the exchange changes nothing for collectives that match.
+// HostChecks (when the NCCL backend judges a collective on the host) and PLEAT_DISTRIBUTED_DEBUG:
+// a collective is handed to NCCL before its verdict exactly when the job checks "alongside", the
+// op is fixed-size and the member's own arguments are sound; and wherever the members'
+// signatures pass the host's judgement, the NCCL calls a member plans from its own signature
+// alone (every member assumed to have issued the same) are the calls and result it would plan
+// from everyone's, so planning before the verdict changes nothing for collectives that match.
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import type * as Collective from "../../../src/comm/Collective.js"
@@ -43,11 +43,11 @@ const materialize = (
 })
 
 describe("host checks of the NCCL backend", () => {
-  test("a collective skips the exchange exactly when the job checks variable sizes, its op is fixed-size and its own arguments are sound", () => {
+  test("a collective goes to NCCL before its verdict exactly when the job checks alongside, its op is fixed-size and its own arguments are sound", () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 4 }).chain((g) => fc.tuple(fc.constant(g), signature(g))),
-        fc.constantFrom<HostChecks.HostChecks>("all", "variable"),
+        fc.constantFrom<HostChecks.HostChecks>("first", "alongside"),
         ([g, s], checks) => {
           const mine = materialize(s, 0)
           const group = Group.make(
@@ -62,7 +62,7 @@ describe("host checks of the NCCL backend", () => {
               alike,
               alike.map(() => undefined),
             ) === undefined
-          expect(HostChecks.skipsExchange(checks, mine, g)).toBe(checks === "variable" && fixed.has(mine.op) && soundAlone)
+          expect(HostChecks.handsOverEarly(checks, mine, g)).toBe(checks === "alongside" && fixed.has(mine.op) && soundAlone)
         },
       ),
       { numRuns: 500 },
@@ -92,7 +92,7 @@ describe("host checks of the NCCL backend", () => {
             return
           for (let j = 0; j < g; j++) {
             const mine = parts[j] as Collective.Signature
-            if (!HostChecks.skipsExchange("variable", mine, g)) continue
+            if (!HostChecks.handsOverEarly("alongside", mine, g)) continue
             compared++
             const assumed = HostChecks.assumed(group, mine)
             expect(NcclPlan.planFor(assumed, j)).toEqual(NcclPlan.planFor(parts, j))
@@ -107,10 +107,10 @@ describe("host checks of the NCCL backend", () => {
 })
 
 describe("PLEAT_DISTRIBUTED_DEBUG", () => {
-  test("unset or OFF: variable sizes only; DETAIL: every collective (any case, spaces around); anything else names the variable and the fix", () => {
-    expect(DistributedDebug.hostChecks({})).toBe("variable")
-    for (const v of ["", "OFF", "off", " Off "]) expect(DistributedDebug.hostChecks({ PLEAT_DISTRIBUTED_DEBUG: v })).toBe("variable")
-    for (const v of ["DETAIL", "detail", " Detail\n"]) expect(DistributedDebug.hostChecks({ PLEAT_DISTRIBUTED_DEBUG: v })).toBe("all")
+  test("unset or OFF: alongside NCCL; DETAIL: first (any case, spaces around); anything else names the variable and the fix", () => {
+    expect(DistributedDebug.hostChecks({})).toBe("alongside")
+    for (const v of ["", "OFF", "off", " Off "]) expect(DistributedDebug.hostChecks({ PLEAT_DISTRIBUTED_DEBUG: v })).toBe("alongside")
+    for (const v of ["DETAIL", "detail", " Detail\n"]) expect(DistributedDebug.hostChecks({ PLEAT_DISTRIBUTED_DEBUG: v })).toBe("first")
     for (const v of ["INFO", "1", "on"]) {
       let error: unknown
       try {

@@ -50,8 +50,10 @@ interface Resident {
 
 const atOnceMs = 4000
 const timeoutMs = 400
-/** Faults the host agreement catches before NCCL is called; the timeout last (its collective is left behind). */
+/** Faults the host agreement catches before NCCL is called (PLEAT_DISTRIBUTED_DEBUG=DETAIL); the timeout last (its collective is left behind). */
 const faults = ["differentOps", "badSplits", "throws", "neverArrives"] as const
+/** A fixed-size mismatch under the default checks, which NCCL is given before the verdict (the same shape, another reduction: NCCL completes). */
+const alongside = ["differentReduce"] as const
 
 describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stand-in)", () => {
   let run: Awaited<ReturnType<typeof runSuite>> = { outcomes: [], stderr: "" }
@@ -61,12 +63,12 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     // The contract and device cases with the backend's default checks (the fixed-size
     // collectives go straight to NCCL), the faults with every collective checked on the host.
     const common = { backend: "nccl" as const, timesOut: ["neverArrives"], faultTimeoutMs: timeoutMs, atOnceMs }
-    run = await runSuite({ ...common, faults: [], env: { PLEAT_NCCL_LIB: standIn }, extra: [...resident, ...residentCombined] })
+    run = await runSuite({ ...common, faults: alongside, env: { PLEAT_NCCL_LIB: standIn }, extra: [...resident, ...residentCombined] })
     checked = await runSuite({ ...common, faults, env: { PLEAT_NCCL_LIB: standIn, PLEAT_DISTRIBUTED_DEBUG: "DETAIL" }, contract: false })
   }, 300_000)
 
   test("every case ran (the runner wrote one outcome per case)", () => {
-    expect(run.outcomes.length, run.stderr).toBe(contract.length + resident.length + residentCombined.length)
+    expect(run.outcomes.length, run.stderr).toBe(contract.length + resident.length + residentCombined.length + alongside.length)
     expect(checked.outcomes.length, checked.stderr).toBe(faults.length)
   })
 
@@ -117,6 +119,12 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     expect(fault("badSplits").message).toContain("rank 0: sendSplits add up to 4 rows but the tensor has 2")
     expect(fault("throws").message).toContain("rank 2 failed: boom in rank 2")
     for (const name of ["differentOps", "badSplits", "throws"] as const) expect(fault(name).ms).toBeLessThan(atOnceMs)
+  })
+
+  test("by default a mismatched fixed-size collective, given to NCCL before its verdict, still fails every member at once naming both sides", () => {
+    const f = faultOf(run.outcomes, alongside, "differentReduce")
+    expect(f.message).toContain("ranks 0,2 issued allReduce(sum) float64 [1, 2]; ranks 1,3 issued allReduce(max) float64 [1, 2]")
+    expect(f.ms).toBeLessThan(atOnceMs)
   })
 
   test("a rank that never arrives: Timeout naming it, within the timeout, as on MPI", () => {

@@ -23,8 +23,8 @@
  * A DataEngine moves the data of collectives instead of MPI (the NCCL backend:
  * comm/nccl/NcclEngine.ts), handed each group's collectives in issue order. Their signatures
  * are exchanged and judged here first, so a mismatch fails on the host before any device op is
- * queued: every collective's with `hostChecks` "all", else only those whose sizes the members
- * learn from each other (HostChecks.ts).
+ * queued; with `hostChecks` "alongside" the fixed-size ones are handed to the engine as soon as
+ * their exchange is issued instead, their results held until it agrees (HostChecks.ts).
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -47,7 +47,7 @@ import { fixedPlan, type FixedPlan, innerOf, prefix, rowsOf, typeOf } from "./Da
 import * as Frame from "./Frame.js"
 import * as Header from "./Header.js"
 import * as HostChecks from "./HostChecks.js"
-import type { DataEngine } from "./DataEngine.js"
+import type { DataEngine, EngineOutcome } from "./DataEngine.js"
 import type { Session } from "./MpiSession.js"
 
 /** One collective of a group's stream. */
@@ -94,7 +94,7 @@ export const make = (
   engine?: DataEngine,
 ): JobTransport => {
   const { rank } = session
-  const { job, world, timeoutMs, hostChecks = "all" } = options
+  const { job, world, timeoutMs, hostChecks = "first" } = options
   const inbox = new Inbox(rank, timeoutMs, (waiting) => session.addon.want(waiting))
   const streams = new Map<string, Stream>()
   const running = new Set<Task>()
@@ -179,11 +179,12 @@ export const make = (
         Effect.sync(() => Collective.compute([contribution], false)[0] as Collective.Output),
       )
     }
-    // A fixed-size collective that the engine's job does not judge on the host (HostChecks).
-    if (engine !== undefined && request.out === undefined && HostChecks.skipsExchange(hostChecks, signature, size)) {
-      handOver(engine, stream, task, HostChecks.assumed(group, signature), local)
-      return next()
-    }
+    // A fixed-size collective of an engine's job that NCCL may run before the host judged it
+    // (HostChecks): handed over right after its signatures' exchange is issued, its outcome
+    // held until the verdict.
+    const early = engine !== undefined && request.out === undefined && HostChecks.handsOverEarly(hostChecks, signature, size)
+    let verified = false
+    let release: (() => void) | undefined
     const width = Header.length(size)
     const mine = new Float64Array(width)
     // An engine's data op never fuses with the signatures' exchange.
@@ -197,7 +198,7 @@ export const make = (
           ? session.addon.allGather(id, stream.comm, mine, all, width, MpiAddon.TYPE.float64)
           : session.addon.checked(id, stream.comm, mine, all, plan.dataOp, t.readHost(), plan.recv, plan.count, plan.recvCounts, typeOf(t.dtype), op),
       (error, fast) => {
-        if (mpiFailed(task, fast ? request.op : "allgather of the signatures")(error)) return next()
+        if (mpiFailed(task, fast ? request.op : "allgather of the signatures")(error)) return early ? undefined : next()
         if (fast && plan !== undefined) {
           // Every member agreed and the engine ran the data op at once.
           next()
@@ -214,8 +215,12 @@ export const make = (
             declared.map((d) => d.buffer),
           )
         if (verdict !== undefined) {
-          next()
+          if (!early) next()
           return settle(task, Effect.fail(verdict(rank)))
+        }
+        if (early) {
+          verified = true
+          return release?.()
         }
         if (task.done) return next() // timed out or closed meanwhile: the stream is unusable anyway
         if (engine === undefined) startData(stream, task, parts, local, plan)
@@ -225,15 +230,30 @@ export const make = (
       // (An engine reads the tensor where it lies: no host copy is made for it here.)
       [mine, all, plan === undefined ? undefined : t.readHost(), plan?.recv, plan?.recvCounts],
     )
+    if (early && engine !== undefined) {
+      if (!task.done) release = handOver(engine, stream, task, HostChecks.assumed(group, signature), local, !verified)
+      next()
+    }
   }
 
-  /** The data op of a task handed to the engine, with every member's signature (agreed or assumed). */
-  const handOver = (engine: DataEngine, stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number): void =>
-    engine.start(task.group, stream.comm, task.request, parts, local, (outcome) => {
+  /**
+   * The data op of a task handed to the engine, with every member's signature (agreed or
+   * assumed). A `held` outcome waits for the returned release (the members' verdict).
+   */
+  const handOver = (engine: DataEngine, stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number, held = false): (() => void) => {
+    let waiting: EngineOutcome | undefined
+    let open = !held
+    const deliver = (outcome: EngineOutcome) => {
       if (outcome.ok) return settle(task, Effect.succeed(outcome.output))
       broken = true
       settle(task, Effect.fail(errorOf(task, "BadInput", `${engine.backend}: ${outcome.error}`, task.group.ranks)))
-    })
+    }
+    engine.start(task.group, stream.comm, task.request, parts, local, (outcome) => (open ? deliver(outcome) : void (waiting = outcome)))
+    return () => {
+      open = true
+      if (waiting !== undefined) deliver(waiting)
+    }
+  }
 
   /** The data op of a task whose signatures agree. */
   const startData = (stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number, plan: FixedPlan | undefined): void => {
