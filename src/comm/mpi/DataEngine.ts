@@ -32,3 +32,27 @@ export interface DataEngine {
   /** The job ended: `clean` when nothing failed or is left running (then resources are freed, else aborted). */
   readonly close: (clean: boolean) => void
 }
+
+/**
+ * Starts a collective on `engine`; its outcome goes to `deliver` at once, or, when `held`, not
+ * before the returned release is called (the members' verdict, for a collective handed over
+ * before its signatures' exchange completed: HostChecks "alongside").
+ * @category constructors
+ */
+export const startHeld = (
+  engine: DataEngine,
+  mpiComm: number,
+  task: { readonly group: Group.Group; readonly request: Request },
+  parts: ReadonlyArray<Collective.Signature>,
+  local: number,
+  held: boolean,
+  deliver: (outcome: EngineOutcome) => void,
+): (() => void) => {
+  let waiting: EngineOutcome | undefined
+  let open = !held
+  engine.start(task.group, mpiComm, task.request, parts, local, (outcome) => (open ? deliver(outcome) : void (waiting = outcome)))
+  return () => {
+    open = true
+    if (waiting !== undefined) deliver(waiting)
+  }
+}

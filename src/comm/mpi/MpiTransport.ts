@@ -47,7 +47,7 @@ import { fixedPlan, type FixedPlan, innerOf, prefix, rowsOf, typeOf } from "./Da
 import * as Frame from "./Frame.js"
 import * as Header from "./Header.js"
 import * as HostChecks from "./HostChecks.js"
-import type { DataEngine, EngineOutcome } from "./DataEngine.js"
+import * as DataEngine from "./DataEngine.js"
 import type { Session } from "./MpiSession.js"
 
 /** One collective of a group's stream. */
@@ -91,7 +91,7 @@ export interface JobTransport extends RankTransport {
 export const make = (
   session: Session,
   options: { readonly job: number; readonly world: number; readonly timeoutMs: number; readonly hostChecks?: HostChecks.HostChecks },
-  engine?: DataEngine,
+  engine?: DataEngine.DataEngine,
 ): JobTransport => {
   const { rank } = session
   const { job, world, timeoutMs, hostChecks = "first" } = options
@@ -179,9 +179,8 @@ export const make = (
         Effect.sync(() => Collective.compute([contribution], false)[0] as Collective.Output),
       )
     }
-    // A fixed-size collective of an engine's job that NCCL may run before the host judged it
-    // (HostChecks): handed over right after its signatures' exchange is issued, its outcome
-    // held until the verdict.
+    // A fixed-size collective of an engine's job handed over right after its signatures'
+    // exchange is issued, its outcome held until the verdict (HostChecks "alongside").
     const early = engine !== undefined && request.out === undefined && HostChecks.handsOverEarly(hostChecks, signature, size)
     let verified = false
     let release: (() => void) | undefined
@@ -218,10 +217,8 @@ export const make = (
           if (!early) next()
           return settle(task, Effect.fail(verdict(rank)))
         }
-        if (early) {
-          verified = true
-          return release?.()
-        }
+        verified = true
+        if (early) return release?.()
         if (task.done) return next() // timed out or closed meanwhile: the stream is unusable anyway
         if (engine === undefined) startData(stream, task, parts, local, plan)
         else handOver(engine, stream, task, parts, local)
@@ -236,24 +233,13 @@ export const make = (
     }
   }
 
-  /**
-   * The data op of a task handed to the engine, with every member's signature (agreed or
-   * assumed). A `held` outcome waits for the returned release (the members' verdict).
-   */
-  const handOver = (engine: DataEngine, stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number, held = false): (() => void) => {
-    let waiting: EngineOutcome | undefined
-    let open = !held
-    const deliver = (outcome: EngineOutcome) => {
+  /** The data op of a task handed to the engine, with every member's signature (agreed or assumed); `held`: see DataEngine.startHeld. */
+  const handOver = (engine: DataEngine.DataEngine, stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number, held = false) =>
+    DataEngine.startHeld(engine, stream.comm, task, parts, local, held, (outcome) => {
       if (outcome.ok) return settle(task, Effect.succeed(outcome.output))
       broken = true
       settle(task, Effect.fail(errorOf(task, "BadInput", `${engine.backend}: ${outcome.error}`, task.group.ranks)))
-    }
-    engine.start(task.group, stream.comm, task.request, parts, local, (outcome) => (open ? deliver(outcome) : void (waiting = outcome)))
-    return () => {
-      open = true
-      if (waiting !== undefined) deliver(waiting)
-    }
-  }
+    })
 
   /** The data op of a task whose signatures agree. */
   const startData = (stream: Stream, task: Task, parts: ReadonlyArray<Collective.Signature>, local: number, plan: FixedPlan | undefined): void => {
