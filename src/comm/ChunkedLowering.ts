@@ -104,11 +104,13 @@ export const enter = (
     Chunked.moveBlocks(t.readHost(), staged, sendSplits, g, chunks, inner, "chunk-major", "member-major")
     tensor = Tensor.fromStorage(staged, t.shape, { device: t.device })
   }
+  // The rows expected from each member go along (recvSplits): an engine may plan the receives
+  // from them before the members' signatures are in (HostChecks).
   const plainSplits = Chunked.perMember(sendSplits, g, chunks)
   const plain: Request =
     placed && combine === undefined && request.out !== undefined
-      ? { op: "allToAllV", tensor, sendSplits: plainSplits, out: request.out }
-      : { op: "allToAllV", tensor, sendSplits: plainSplits }
+      ? { op: "allToAllV", tensor, sendSplits: plainSplits, recvSplits: expected, out: request.out }
+      : { op: "allToAllV", tensor, sendSplits: plainSplits, recvSplits: expected }
   /** The received rows, left in device memory by the transport, reordered and summed there. */
   const onDevice = (received: DeviceArray, shape: ReadonlyArray<number>): Collective.Output<Collective.Values> => {
     const rt = received.runtime

@@ -26,24 +26,37 @@ const signature = (g: number) =>
     reduce: fc.constantFrom("sum" as const, "max" as const),
     root: fc.integer({ min: 0, max: g - 1 }),
     splits: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: g, maxLength: g }),
+    // An all-to-all's member may say what it receives (recvSplits), as the MoE exchanges do.
+    tells: fc.boolean(),
+    recv: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: g, maxLength: g }),
   })
 
 const materialize = (
-  s: { op: Collective.Op; dtype: "float32" | "float64"; shape: ReadonlyArray<number>; reduce: "sum" | "max"; root: number; splits: Array<number> },
+  s: {
+    op: Collective.Op
+    dtype: "float32" | "float64"
+    shape: ReadonlyArray<number>
+    reduce: "sum" | "max"
+    root: number
+    splits: Array<number>
+    tells: boolean
+    recv: Array<number>
+  },
   rank: number,
 ): Collective.Signature => ({
   op: s.op,
   rank,
   dtype: s.dtype,
-  shape: s.shape,
+  // An all-to-all's rows are what its splits send (most draws are then sound).
+  shape: s.op === "allToAllV" ? [s.splits.reduce((a, b) => a + b, 0), 2] : s.shape,
   ...(s.op === "allReduce" || s.op === "reduceScatter" || s.op === "reduceScatterV" ? { reduce: s.reduce } : {}),
   ...(s.op === "broadcast" ? { root: s.root } : {}),
-  ...(s.op === "allToAllV" ? { sendSplits: s.splits } : {}),
+  ...(s.op === "allToAllV" ? { sendSplits: s.splits, ...(s.tells ? { recvSplits: s.recv } : {}) } : {}),
   ...(s.op === "reduceScatterV" ? { counts: s.splits } : {}),
 })
 
 describe("host checks of the NCCL backend", () => {
-  test("a collective goes to NCCL before its verdict exactly when the job checks alongside, its op is fixed-size and its own arguments are sound", () => {
+  test("a collective goes to NCCL before its verdict exactly when the job checks alongside, its op is fixed-size or an all-to-all that says what it receives, and its own arguments are sound", () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 4 }).chain((g) => fc.tuple(fc.constant(g), signature(g))),
@@ -54,7 +67,7 @@ describe("host checks of the NCCL backend", () => {
             "ep#0",
             Array.from({ length: g }, (_, r) => r),
           )
-          const alike = HostChecks.assumed(group, mine)
+          const alike = group.ranks.map((rank) => ({ ...mine, rank }))
           const soundAlone =
             Verdict.judge(
               group,
@@ -62,21 +75,27 @@ describe("host checks of the NCCL backend", () => {
               alike,
               alike.map(() => undefined),
             ) === undefined
-          expect(HostChecks.handsOverEarly(checks, mine, g)).toBe(checks === "alongside" && fixed.has(mine.op) && soundAlone)
+          const tellsItsReceives = mine.op === "allToAllV" && mine.recvSplits !== undefined
+          expect(HostChecks.handsOverEarly(checks, mine, g)).toBe(checks === "alongside" && (fixed.has(mine.op) || tellsItsReceives) && soundAlone)
         },
       ),
       { numRuns: 500 },
     )
   })
 
-  test("where the members' signatures pass the host's judgement, a fixed-size collective's plan from its own signature is the plan from everyone's", () => {
+  test("where the members' signatures pass the host's judgement (and an all-to-all's receives are what the others send), the plan from a member's own signature is the plan from everyone's", () => {
     let compared = 0
+    let exchanges = 0
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 4 }).chain((g) => fc.tuple(fc.constant(g), fc.array(signature(g), { minLength: g, maxLength: g }), fc.boolean())),
         ([g, members, same]) => {
-          // Half the draws give every member the first one's signature (agreement is then likely).
-          const parts = members.map((m, rank) => materialize(same ? (members[0] as typeof m) : m, rank))
+          // Half the draws give every member the first one's signature (agreement is then likely);
+          // an all-to-all member that says what it receives mostly says what the others send.
+          const drawn = members.map((m, rank) => materialize(same ? (members[0] as typeof m) : m, rank))
+          const parts = drawn.map((m, j) =>
+            m.recvSplits !== undefined && (members[j] as { recv: Array<number> }).recv[0] !== 2 ? { ...m, recvSplits: drawn.map((o) => (o.sendSplits ?? [])[j] ?? 0) } : m,
+          )
           const group = Group.make(
             "ep#0",
             Array.from({ length: g }, (_, r) => r),
@@ -93,8 +112,13 @@ describe("host checks of the NCCL backend", () => {
           for (let j = 0; j < g; j++) {
             const mine = parts[j] as Collective.Signature
             if (!HostChecks.handsOverEarly("alongside", mine, g)) continue
+            const problem = HostChecks.receivesProblem(mine, parts, j)
+            const consistent = mine.recvSplits === undefined || mine.recvSplits.every((r, p) => r === (parts[p] as Collective.Signature).sendSplits?.[j])
+            expect(problem === undefined).toBe(consistent)
+            if (problem !== undefined) continue
             compared++
-            const assumed = HostChecks.assumed(group, mine)
+            if (mine.op === "allToAllV") exchanges++
+            const assumed = HostChecks.assumed(group, mine, j)
             expect(NcclPlan.planFor(assumed, j)).toEqual(NcclPlan.planFor(parts, j))
             expect(NcclPlan.resultShape(assumed, j)).toEqual(NcclPlan.resultShape(parts, j))
           }
@@ -103,6 +127,7 @@ describe("host checks of the NCCL backend", () => {
       { numRuns: 300 },
     )
     expect(compared).toBeGreaterThan(50)
+    expect(exchanges).toBeGreaterThan(10)
   })
 })
 

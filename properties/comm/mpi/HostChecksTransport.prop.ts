@@ -17,6 +17,7 @@ import * as Header from "../../../src/comm/mpi/Header.js"
 import type * as HostChecks from "../../../src/comm/mpi/HostChecks.js"
 import type { Session } from "../../../src/comm/mpi/MpiSession.js"
 import * as MpiTransport from "../../../src/comm/mpi/MpiTransport.js"
+import * as NcclPlan from "../../../src/comm/nccl/NcclPlan.js"
 import * as Tensor from "../../../src/tensor/Tensor.js"
 
 /** Rank 0 of 2 on a scripted MPI: every op's completion is held until `complete` is called. */
@@ -49,9 +50,12 @@ const scripted = (hostChecks: HostChecks.HostChecks) => {
   } as unknown as Session
   const engine: DataEngine = {
     backend: "nccl",
-    start: (_group, _comm, request, _parts, _local, done) => {
+    start: (_group, _comm, request, parts, local, done) => {
       log.push(`engine ${request.op}`)
-      done({ ok: true, output: { data: Float64Array.from(request.tensor.data), shape: request.tensor.shape } })
+      // The result the plan of these signatures makes (values: the tensor's, or zeros).
+      const { shape, splits } = NcclPlan.resultShape(parts, local)
+      const data = request.op === "allToAllV" ? new Float64Array(shape.reduce((a, b) => a * b, 1)) : Float64Array.from(request.tensor.data)
+      done({ ok: true, output: { data, shape, ...(splits === undefined ? {} : { splits }) } })
     },
     diagnose: () => undefined,
     close: () => undefined,
@@ -108,6 +112,35 @@ describe("the MPI transport's hand-over to an engine", () => {
       await tick()
       expect(s.log.slice(1)).toEqual(["exchange done", `engine ${checks === "first" ? "allReduce" : "allToAllV"}`])
       expect(Exit.isSuccess(await Effect.runPromise(Fiber.await(fiber)))).toBe(true)
+      s.close()
+    }
+  })
+
+  test("alongside: a chunked all-to-all (the MoE exchange) reaches the engine before its exchange completes, planned from its recvSplits, which must be what the others send", async () => {
+    for (const theirs of [1, 2]) {
+      const s = scripted("alongside")
+      // Two chunks a member: rank 0 keeps its first row, sends rank 1 its second; it expects
+      // one row from rank 1 (its recvSplits: [own chunks..., rank 1's chunks...]).
+      const t = Tensor.fromArray([1, 2, 3, 4], [2, 2], { dtype: "float64" })
+      const request: Comm.Request = { op: "allToAllV", tensor: t, chunks: 2, chunkOrder: "received", sendSplits: [1, 0, 0, 1], recvSplits: [1, 0, 1, 0] }
+      const fiber = Effect.runFork(
+        Effect.provideService(
+          Effect.flatMap(Communicator, (c) => Effect.flatMap(c.issue(group, request), (p) => p.await)),
+          Communicator,
+          s.comm,
+        ),
+      )
+      await tick()
+      expect(s.log).toEqual(["exchange issued", "engine allToAllV"])
+      expect(fiber.pollUnsafe()).toBeUndefined()
+      // Rank 1's signature as the lowering sends it: rows per member, `theirs` of them to rank 0.
+      s.complete(0, { op: "allToAllV", rank: 1, dtype: "float64", shape: [theirs + 1, 2], sendSplits: [theirs, 1] })
+      const exit = await Effect.runPromise(Fiber.await(fiber))
+      if (theirs === 1) expect(Exit.isSuccess(exit)).toBe(true)
+      else {
+        expect(Exit.isFailure(exit)).toBe(true)
+        expect(String(exit)).toContain("rank 0 expects 1 rows from rank 1 (its recvSplits) but rank 1 sends it 2")
+      }
       s.close()
     }
   })

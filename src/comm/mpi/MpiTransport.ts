@@ -217,6 +217,8 @@ export const make = (
           if (!early) next()
           return settle(task, Effect.fail(verdict(rank)))
         }
+        const receives = early ? HostChecks.receivesProblem(signature, parts, local) : undefined // planned from its recvSplits
+        if (receives !== undefined) return settle(task, Effect.fail(errorOf(task, "Mismatch", receives.detail, [rank, receives.from])))
         verified = true
         if (early) return release?.()
         if (task.done) return next() // timed out or closed meanwhile: the stream is unusable anyway
@@ -228,7 +230,7 @@ export const make = (
       [mine, all, plan === undefined ? undefined : t.readHost(), plan?.recv, plan?.recvCounts],
     )
     if (early && engine !== undefined) {
-      if (!task.done) release = handOver(engine, stream, task, HostChecks.assumed(group, signature), local, !verified)
+      if (!task.done) release = handOver(engine, stream, task, HostChecks.assumed(group, signature, local), local, !verified)
       next()
     }
   }
