@@ -4,7 +4,10 @@
  * mpirun, one rank per process:
  *
  *   mpirun -np 4 node --import tsx bench/programs/mpiComm.ts [--sizes-mib 1,4,16] [--reps 7]
- *     [--latency-reps 9] [--latency-batch 100]
+ *     [--latency-reps 9] [--latency-batch 100] [--backend mpi|nccl]
+ *
+ * (`--backend nccl` runs the same job on the NCCL backend: NCCL's library, or the host stand-in
+ * through PLEAT_NCCL_LIB; PLEAT_DISTRIBUTED_DEBUG chooses its host checks.)
  *
  * Rank 0 starts one job on the MPI backend (MpiProcess.main, MpiBackend.layer) whose rank
  * program `measure` times, on the group of all ranks, what the engine program times with the
@@ -37,6 +40,7 @@ import * as MpiAddon from "../../src/native/MpiAddon.js"
 import * as Backend from "../../src/runtime/Backend.js"
 import * as MpiBackend from "../../src/runtime/MpiBackend.js"
 import * as MpiProcess from "../../src/runtime/MpiProcess.js"
+import * as NcclBackend from "../../src/runtime/NcclBackend.js"
 import * as RankProgram from "../../src/runtime/RankProgram.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 
@@ -46,6 +50,7 @@ interface Options {
   readonly reps: number
   readonly latencyReps: number
   readonly latencyBatch: number
+  readonly backend: "mpi" | "nccl"
 }
 
 /** One measurement as a rank sees it: its own seconds per collective in each repetition. */
@@ -171,13 +176,14 @@ const linesOf = (perRank: ReadonlyArray<ReadonlyArray<Samples>>, world: number):
     return JSON.stringify({ program: "pleat", op: m.op, ranks: world, bytesPerPeer: m.bytesPerPeer, seconds: median(slowest), reps: m.seconds.length, iterations: m.iterations })
   })
 
-const usage = "usage: mpirun -np P node --import tsx bench/programs/mpiComm.ts [--sizes-mib 1,4,16] [--reps 7] [--latency-reps 9] [--latency-batch 100]\n"
+const usage = "usage: mpirun -np P node --import tsx bench/programs/mpiComm.ts [--sizes-mib 1,4,16] [--reps 7] [--latency-reps 9] [--latency-batch 100] [--backend mpi|nccl]\n"
 
 const parse = (argv: ReadonlyArray<string>): Options | undefined => {
   let sizesMiB: ReadonlyArray<number> = [1, 4, 16]
   let reps = 7
   let latencyReps = 9
   let latencyBatch = 100
+  let backend: "mpi" | "nccl" = "mpi"
   for (let i = 0; i < argv.length; i += 2) {
     const value = argv[i + 1]
     if (value === undefined) return undefined
@@ -185,11 +191,12 @@ const parse = (argv: ReadonlyArray<string>): Options | undefined => {
     else if (argv[i] === "--reps") reps = Number(value)
     else if (argv[i] === "--latency-reps") latencyReps = Number(value)
     else if (argv[i] === "--latency-batch") latencyBatch = Number(value)
+    else if (argv[i] === "--backend" && (value === "mpi" || value === "nccl")) backend = value
     else return undefined
   }
   const counts = [reps, latencyReps, latencyBatch]
   if (sizesMiB.length === 0 || sizesMiB.some((s) => !(s > 0)) || counts.some((n) => !Number.isInteger(n) || n <= 0)) return undefined
-  return { sizesMiB, reps, latencyReps, latencyBatch }
+  return { sizesMiB, reps, latencyReps, latencyBatch, backend }
 }
 
 /** Rank 0's command: the job, then its lines on stdout. */
@@ -202,7 +209,7 @@ const command = async (): Promise<number> => {
   const world = MpiProcess.worldSize()
   const job = Backend.run<ReadonlyArray<Samples>>({ world, program: RankProgram.make(import.meta.url, "measure", { options, world }), timeoutMs: 120_000 })
   // A failed job still ends in an exit status, so that rank 0 tells the others to exit.
-  const exit = await Effect.runPromiseExit(Effect.provide(job, MpiBackend.layer()))
+  const exit = await Effect.runPromiseExit(Effect.provide(job, options.backend === "nccl" ? NcclBackend.layer() : MpiBackend.layer()))
   if (Exit.isFailure(exit)) {
     process.stderr.write(`mpiComm: the job failed: ${Cause.pretty(exit.cause)}\n`)
     return 1
