@@ -126,9 +126,10 @@ export const enter = (
       rt.kernels.scatterAddRows(ordered, combine.index, summed, inner)
     } else if (t.dtype === "float32") {
       // The weighted sum: the unpermute kernel with weights (every element written), the
-      // weights (one float a row) uploaded.
+      // weights (one float a row) uploaded, narrowed to float32 only where they are not.
+      const weights = combine.weights instanceof Float32Array ? combine.weights : Float32Array.from(combine.weights)
       summed = rt.allocate(t.dtype, combine.tokens * inner)
-      rt.kernels.combineRows(ordered, inner, combine.index, rt.upload(Float32Array.from(combine.weights)), combine.tokens, inner, summed)
+      rt.kernels.combineRows(ordered, inner, combine.index, rt.upload(weights), combine.tokens, inner, summed)
     } else {
       // Other dtypes have no weighted device kernel: summed on the host.
       const rows = DType.allocateUninitialized(t.dtype, total * inner)

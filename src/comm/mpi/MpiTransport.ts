@@ -23,8 +23,8 @@
  * A DataEngine moves the data of collectives instead of MPI (the NCCL backend:
  * comm/nccl/NcclEngine.ts), handed each group's collectives in issue order. Their signatures
  * are exchanged and judged here first, so a mismatch fails on the host before any device op is
- * queued; with `hostChecks` "alongside" the fixed-size ones are handed to the engine as soon as
- * their exchange is issued instead, their results held until it agrees (HostChecks.ts).
+ * queued; with `hostChecks` "alongside" the fixed-size ones and the all-to-alls that say what
+ * they receive are handed over as soon as their exchange is issued, held until it agrees.
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -179,8 +179,8 @@ export const make = (
         Effect.sync(() => Collective.compute([contribution], false)[0] as Collective.Output),
       )
     }
-    // A fixed-size collective of an engine's job handed over right after its signatures'
-    // exchange is issued, its outcome held until the verdict (HostChecks "alongside").
+    // A collective of an engine's job handed over right after its signatures' exchange is
+    // issued, its outcome held until the verdict (HostChecks.handsOverEarly).
     const early = engine !== undefined && request.out === undefined && HostChecks.handsOverEarly(hostChecks, signature, size)
     let verified = false
     let release: (() => void) | undefined
