@@ -74,14 +74,17 @@ const scripted = (hostChecks: HostChecks.HostChecks) => {
 
 const group = Group.make("dp#0", [0, 1])
 const x = Tensor.fromArray([1, 2], [1, 2], { dtype: "float64" })
-const tick = () => new Promise((resolve) => setTimeout(resolve, 5))
+/** Until the log holds `n` entries (the fiber reached the transport), however loaded the machine. */
+const logged = async (log: ReadonlyArray<string>, n: number) => {
+  for (let waited = 0; log.length < n && waited < 10_000; waited += 5) await new Promise((resolve) => setTimeout(resolve, 5))
+}
 
 describe("the MPI transport's hand-over to an engine", () => {
   test("alongside: a fixed-size collective reaches the engine before its exchange completes; its result waits for the verdict, which fails it on a mismatch", async () => {
     for (const theirs of ["sum", "max"] as const) {
       const s = scripted("alongside")
       const fiber = Effect.runFork(Effect.provideService(Comm.allReduce(group, x), Communicator, s.comm))
-      await tick()
+      await logged(s.log, 2)
       expect(s.log).toEqual(["exchange issued", "engine allReduce"])
       // The engine has finished, the verdict is not in: no result yet.
       expect(fiber.pollUnsafe()).toBeUndefined()
@@ -101,7 +104,7 @@ describe("the MPI transport's hand-over to an engine", () => {
       const s = scripted(checks)
       const ops = checks === "first" ? [Comm.allReduce(group, x)] : [Comm.allToAllV(group, x, [1, 0])]
       const fiber = Effect.runFork(Effect.provideService(ops[0] as Effect.Effect<unknown, unknown, Communicator>, Communicator, s.comm))
-      await tick()
+      await logged(s.log, 1)
       expect(s.log).toEqual(["exchange issued"])
       s.complete(
         0,
@@ -109,7 +112,6 @@ describe("the MPI transport's hand-over to an engine", () => {
           ? { op: "allReduce", rank: 1, dtype: "float64", shape: [1, 2], reduce: "sum" }
           : { op: "allToAllV", rank: 1, dtype: "float64", shape: [1, 2], sendSplits: [1, 0] },
       )
-      await tick()
       expect(s.log.slice(1)).toEqual(["exchange done", `engine ${checks === "first" ? "allReduce" : "allToAllV"}`])
       expect(Exit.isSuccess(await Effect.runPromise(Fiber.await(fiber)))).toBe(true)
       s.close()
@@ -130,7 +132,7 @@ describe("the MPI transport's hand-over to an engine", () => {
           s.comm,
         ),
       )
-      await tick()
+      await logged(s.log, 2)
       expect(s.log).toEqual(["exchange issued", "engine allToAllV"])
       expect(fiber.pollUnsafe()).toBeUndefined()
       // Rank 1's signature as the lowering sends it: rows per member, `theirs` of them to rank 0.
