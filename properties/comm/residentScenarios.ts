@@ -43,3 +43,45 @@ export const residentCollectives = (rank: number, args: unknown) =>
       recvSplits: exchanged.recvSplits,
     }
   })
+
+/** One message of residentP2p: rows of 3 values, on the device or the host, on tag a or b. */
+export interface P2pMessage {
+  readonly rows: number
+  readonly dtype: "float32" | "float64"
+  readonly resident: boolean
+  readonly tag: "a" | "b"
+}
+
+/**
+ * Each rank sends `messages` to the next rank of a ring, device-resident and host tensors mixed
+ * on two tags, then receives the previous rank's: tag b's first, then tag a's. On the NCCL
+ * backend the resident ones (of at least one element) travel on NCCL links, announced over MPI,
+ * and arrive resident; the host ones are MPI frames. Whatever carried them, each tag's messages
+ * arrive in the order sent, with the values sent.
+ */
+export const residentP2p = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { world, messages } = args as { world: number; messages: ReadonlyArray<P2pMessage> }
+    const next = (rank + 1) % world
+    const prev = (rank + world - 1) % world
+    const runtime = simulated(0)
+    for (const [i, m] of messages.entries()) {
+      const host = Tensor.fromArray(valuesOf(rank, m.rows * 3, i), [m.rows, 3], { dtype: m.dtype })
+      yield* Comm.send(next, m.resident ? to(host, Device.sim(0)) : host, m.tag)
+    }
+    const before = { ...runtime.transfers }
+    const got: Array<{ index: number; t: Tensor.Tensor }> = []
+    for (const tag of ["b", "a"] as const) for (const [index, m] of messages.entries()) if (m.tag === tag) got.push({ index, t: yield* Comm.recv(prev, tag) })
+    // Counted before anything reads a received tensor on the host.
+    const moved = runtime.transfers.uploads - before.uploads + runtime.transfers.downloads - before.downloads
+    return {
+      moved,
+      received: got.map(({ index, t }) => ({
+        index,
+        resident: t.isResident && Device.same(t.device, Device.sim(0)),
+        dtype: t.dtype,
+        shape: [...t.shape],
+        values: Array.from(t.readHost()),
+      })),
+    }
+  })

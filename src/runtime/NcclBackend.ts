@@ -1,8 +1,8 @@
 /**
  * NcclBackend: the Layer whose ranks are the processes of an MPI launch, one GPU each, with
  * the collectives' data on NCCL (comm/nccl/NcclEngine.ts) and everything else as on the MPI
- * backend: the same jobs (MpiJob), the signatures agreed over MPI first, p2p frames and the
- * watchdog on MPI. NCCL is opened when the first job starts (NcclOpen); a process where it
+ * backend: the same jobs (MpiJob), the signatures agreed over MPI first, the watchdog on MPI;
+ * p2p between device-resident tensors on NCCL links announced over MPI, the rest MPI frames. NCCL is opened when the first job starts (NcclOpen); a process where it
  * cannot be fails the job with the reason.
  */
 import * as Effect from "effect/Effect"

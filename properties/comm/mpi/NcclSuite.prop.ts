@@ -41,6 +41,16 @@ const residentCombined = fc
     6,
   )
   .map((args) => ({ scenario: "combinedAllToAll", args }))
+/** P2p of device-resident and host tensors mixed on two tags (residentScenarios.ts): the resident ones on NCCL links. */
+const message = fc.record({
+  rows: fc.integer({ min: 0, max: 40 }),
+  dtype: fc.constantFrom("float32" as const, "float64" as const),
+  resident: fc.boolean(),
+  tag: fc.constantFrom("a" as const, "b" as const),
+})
+const residentP2p = fc
+  .sample(fc.array(message, { minLength: 1, maxLength: 8 }), 3)
+  .map((messages) => ({ scenario: "residentP2p", args: { world, messages: [{ rows: 2, dtype: "float32" as const, resident: true, tag: "a" as const }, ...messages] } }))
 interface Resident {
   readonly resident: Array<boolean>
   readonly moved: number
@@ -63,12 +73,12 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     // The contract and device cases with the backend's default checks (the fixed-size
     // collectives go straight to NCCL), the faults with every collective checked on the host.
     const common = { backend: "nccl" as const, timesOut: ["neverArrives"], faultTimeoutMs: timeoutMs, atOnceMs }
-    run = await runSuite({ ...common, faults: alongside, env: { PLEAT_NCCL_LIB: standIn }, extra: [...resident, ...residentCombined] })
+    run = await runSuite({ ...common, faults: alongside, env: { PLEAT_NCCL_LIB: standIn }, extra: [...resident, ...residentCombined, ...residentP2p] })
     checked = await runSuite({ ...common, faults, env: { PLEAT_NCCL_LIB: standIn, PLEAT_DISTRIBUTED_DEBUG: "DETAIL" }, contract: false })
   }, 300_000)
 
   test("every case ran (the runner wrote one outcome per case)", () => {
-    expect(run.outcomes.length, run.stderr).toBe(contract.length + resident.length + residentCombined.length + alongside.length)
+    expect(run.outcomes.length, run.stderr).toBe(contract.length + resident.length + residentCombined.length + residentP2p.length + alongside.length)
     expect(checked.outcomes.length, checked.stderr).toBe(faults.length)
   })
 
@@ -107,6 +117,30 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
       const values = (r: Record<string, unknown>) => ({ plain: r.plain, combined: r.combined, weighted: r.weighted, shape: r.shape, splits: r.splits })
       expect(mine.map(values), JSON.stringify(c.args)).toEqual(local.map(values))
       for (const r of mine) expect({ stayed: r.stayed, moved: r.moved }).toEqual({ stayed: [true, true, true], moved: 0 })
+    }
+  })
+
+  test("p2p of device-resident tensors on NCCL links, host tensors as MPI frames, mixed on two tags: the local backend's messages in the order sent, the resident ones received resident, nothing through the host", async () => {
+    for (const [i, c] of residentP2p.entries()) {
+      const got = run.outcomes[contract.length + resident.length + residentCombined.length + i]
+      expect(got?.ok, `${JSON.stringify(c.args)}: ${got?.ok === false ? got.message : ""}`).toBe(true)
+      if (got?.ok !== true) continue
+      type Received = { index: number; resident: boolean; dtype: string; shape: Array<number>; values: Array<number> }
+      const mine = got.results as Array<{ moved: number; received: Array<Received> }>
+      const local = await results<{ received: Array<Received> }>("local", "residentP2p", world, c.args)
+      const sent = ({ index, dtype, shape, values }: Received) => ({ index, dtype, shape, values })
+      expect(
+        mine.map((r) => r.received.map(sent)),
+        JSON.stringify(c.args),
+      ).toEqual(local.map((r) => r.received.map(sent)))
+      const messages = c.args.messages
+      for (const r of mine) {
+        expect(r.moved).toBe(0)
+        for (const m of r.received) {
+          const declared = messages[m.index] as (typeof messages)[number]
+          expect(m.resident, JSON.stringify(declared)).toBe(declared.resident && declared.rows > 0)
+        }
+      }
     }
   })
 
@@ -162,16 +196,29 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
   test("pleat train --backend nccl --device sim --precision bf16 with pp 2 (p2p, the tied embedding's sum): one process's losses", async () => {
     await againstLocal([...small(4), "--seed", "37", "--device", "sim", "--precision", "bf16"], ["--world", "4", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "2"])
   }, 300_000)
+
+  test("pleat train --backend nccl --device sim with pp 2 on 2 processes: one process's losses; the messages between the stages go device to device", async () => {
+    const flags = [...small(4, 4), "--seed", "43", "--device", "sim", "--untie-embeddings"]
+    const { run, io } = await againstLocal(flags, ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1"])
+    // Nothing else is shared between the two stages (untied embeddings, dp 1): the local backend
+    // moves each stage's outgoing messages (4 micro-batches of seq 8 x hidden 16 float32) through
+    // the host, and NCCL's links do not.
+    const messages = 4 * 8 * 16 * 4
+    const [viaNccl, viaHost] = [hostDeviceBytes(run.stdout), hostDeviceBytes(io.out)]
+    expect(viaNccl.length).toBe(3)
+    viaNccl.forEach((step, k) => step.forEach((bytes, r) => expect(bytes + messages).toBeLessThanOrEqual(viaHost[k]?.[r] as number)))
+  }, 300_000)
 })
 
 /** The training runs' model and mapping (world 4: tp 2, ep 2, so dp 2 and edp 2). */
-const small = (layers = 2) => ["--layers", String(layers), "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--steps", "3"]
+const small = (layers = 2, globalBatch = 8) => ["--layers", String(layers), "--hidden", "16", "--seq", "8", "--global-batch", String(globalBatch), "--log", "json", "--steps", "3"]
 const mapping = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2"]
 
 /** `pleat train` with these flags on a mapping (default the one above), under mpirun on the NCCL backend (exit 0 expected). */
 const trainOnNccl = async (flags: ReadonlyArray<string>, on: ReadonlyArray<string> = mapping) => {
   const main = path.join(import.meta.dirname, "../../../src/cli/main.ts")
-  const run = await mpirun(world, [main, "train", ...flags, ...on, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
+  const processes = Number(on[on.indexOf("--world") + 1])
+  const run = await mpirun(processes, [main, "train", ...flags, ...on, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
   expect(run.code, run.stderr).toBe(0)
   return run
 }

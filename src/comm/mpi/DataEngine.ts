@@ -7,12 +7,30 @@
 import type * as Collective from "../Collective.js"
 import type { Request } from "../Communicator.js"
 import type * as Group from "../Group.js"
+import type * as Tensor from "../../tensor/Tensor.js"
+import type * as Frame from "./Frame.js"
 
 /**
  * An agreed collective's outcome from a DataEngine: the member's result, or why it failed.
  * @category models
  */
 export type EngineOutcome = { readonly ok: true; readonly output: Collective.Output<Collective.Values> } | { readonly ok: false; readonly error: string }
+
+/**
+ * An engine's point-to-point carrier (comm/mpi/P2p.ts): the values of the messages it can reach
+ * go through it, announced by an MPI frame on the message's place in the sender's order.
+ * @category models
+ */
+export interface P2pCarrier {
+  /**
+   * Starts sending `t` to world rank `to` when the carrier can reach its values (else returns
+   * undefined: an MPI frame carries them); returns what the announcement tells the receiver.
+   * `failed` hears why, if the send fails later.
+   */
+  readonly send: (to: number, t: Tensor.Tensor, failed: (error: string) => void) => Frame.EngineHead | undefined
+  /** Receives the values an announcement from world rank `from` stands for, in the order of its announcements. */
+  readonly receive: (from: number, head: Frame.TensorHead) => Promise<Tensor.Tensor>
+}
 
 /**
  * What moves the data of a job's agreed collectives when MPI's own ops do not.
@@ -29,6 +47,8 @@ export interface DataEngine {
   readonly start: (group: Group.Group, mpiComm: number, request: Request, parts: ReadonlyArray<Collective.Signature>, local: number, done: (outcome: EngineOutcome) => void) => void
   /** What the engine knows of a group whose collective timed out (NCCL's asynchronous error), if anything. */
   readonly diagnose: (group: Group.Group) => string | undefined
+  /** Point-to-point messages the engine carries (undefined: all of them go as MPI frames). */
+  readonly p2p?: P2pCarrier
   /** The job ended: `clean` when nothing failed or is left running (then resources are freed, else aborted). */
   readonly close: (clean: boolean) => void
 }

@@ -3,14 +3,13 @@
  * and ended once (MPI_Finalize, or MPI_Abort when the job failed). It turns the addon's
  * completions into callbacks on the JS thread, keeps every buffer of an op alive until the op
  * completes, keeps the process alive while ops are in flight (or while a `hold` is taken),
- * and routes received p2p messages by MPI tag: tensor frames to the job they belong to
+ * and routes received p2p messages by MPI tag: tensor frames (and announcements) to the job they belong to
  * (frames of a job that has not opened here yet wait for it; those of a closed job are
  * dropped), control frames to the one control listener (waiting until there is one), census
  * frames (questions between the ranks of a job about a collective that timed out) to that job's
  * census.
  */
 import * as MpiAddon from "../../native/MpiAddon.js"
-import type * as Tensor from "../../tensor/Tensor.js"
 import * as Frame from "./Frame.js"
 
 /**
@@ -26,10 +25,7 @@ type Done = (error: string | undefined, fast: boolean) => void
  * A tensor frame's receiver for one job.
  * @category models
  */
-export type TensorReceiver = (from: number, tag: string, tensor: Tensor.Tensor) => void
-
-/** A received tensor frame, decoded once. */
-type Received = ReturnType<typeof Frame.toTensor>
+export type TensorReceiver = (from: number, frame: Frame.Received) => void
 
 /**
  * This process's MPI.
@@ -47,7 +43,7 @@ export class Session {
   #referenced = false
   #ended = false
   readonly #jobs = new Map<number, TensorReceiver>()
-  readonly #early = new Map<number, Array<[number, Received]>>()
+  readonly #early = new Map<number, Array<[number, Frame.Received]>>()
   #closedBelow = 0
   #control: ((from: number, value: unknown) => void) | undefined
   readonly #census = new Map<number, (from: number, value: unknown) => void>()
@@ -91,7 +87,7 @@ export class Session {
     const job = received.head.job
     if (job < this.#closedBelow) return
     const receiver = this.#jobs.get(job)
-    if (receiver !== undefined) return receiver(source, received.head.tag, received.tensor)
+    if (receiver !== undefined) return receiver(source, received)
     const early = this.#early.get(job) ?? []
     early.push([source, received])
     this.#early.set(job, early)
@@ -149,7 +145,7 @@ export class Session {
     this.#jobs.set(job, receiver)
     const early = this.#early.get(job) ?? []
     this.#early.delete(job)
-    for (const [from, r] of early) receiver(from, r.head.tag, r.tensor)
+    for (const [from, r] of early) receiver(from, r)
   }
 
   /** Stops receiving for `job` and every earlier one (their late frames are dropped). */

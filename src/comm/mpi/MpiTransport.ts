@@ -18,7 +18,8 @@
  * A watchdog fails each collective still running after the timeout with a Timeout naming the
  * members that never arrived, as the other members tell it (Census: MPI itself cannot tell);
  * the job then fails and MPI is aborted, since an MPI collective cannot be cancelled. P2p messages are tensor frames on one
- * communicator of all ranks, received whenever they arrive (MpiSession) into the rank's Inbox.
+ * communicator of all ranks, received whenever they arrive (MpiSession) into the rank's Inbox,
+ * or announcements of what an engine carries (P2p).
  *
  * A DataEngine moves the data of collectives instead of MPI (the NCCL backend:
  * comm/nccl/NcclEngine.ts), handed each group's collectives in issue order. Their signatures
@@ -44,10 +45,10 @@ import { Inbox } from "../Inbox.js"
 import * as Verdict from "../Verdict.js"
 import * as Census from "./Census.js"
 import { fixedPlan, type FixedPlan, innerOf, prefix, rowsOf, typeOf } from "./DataPlan.js"
-import * as Frame from "./Frame.js"
 import * as Header from "./Header.js"
 import * as HostChecks from "./HostChecks.js"
 import * as DataEngine from "./DataEngine.js"
+import * as P2p from "./P2p.js"
 import type { Session } from "./MpiSession.js"
 
 /** One collective of a group's stream. */
@@ -101,7 +102,8 @@ export const make = (
   let closed: string | undefined
   let broken = false
 
-  session.openJob(job, (from, tag, tensor) => inbox.deliver(from, tag, tensor))
+  const p2p = P2p.make(session, job, inbox, (why) => inbox.close(why), engine)
+  session.openJob(job, p2p.arrived)
 
   const errorOf = (task: Task, reason: CommError.Reason, detail: string, ranks: ReadonlyArray<number> = []) =>
     CommError.make({ reason, group: Group.format(task.group), op: task.request.op, seq: task.seq, rank, ranks, detail })
@@ -367,12 +369,6 @@ export const make = (
     return Deferred.await(result)
   }
 
-  const post = (to: number, t: Tensor.Tensor, tag: string): void => {
-    session.sendTensor(to, Frame.tensor(job, tag, t), (error) => {
-      if (error !== undefined) inbox.close(`MPI send to rank ${to} failed: ${error}`)
-    })
-  }
-
   const close = (why: string): void => {
     if (closed !== undefined) return
     closed = why
@@ -396,5 +392,5 @@ export const make = (
     streams.clear()
   }
 
-  return { rank, world, backend: engine?.backend ?? "mpi", inbox, closed: () => closed, enter, post, close }
+  return { rank, world, backend: engine?.backend ?? "mpi", inbox, closed: () => closed, enter, post: p2p.post, close }
 }

@@ -1,8 +1,9 @@
 /**
  * NcclEngine: the NCCL backend's data path, a DataEngine of the MPI transport (the signatures of
  * every collective are exchanged and judged over MPI first, so a mismatch fails on the host,
- * naming group, op and ranks, before anything is queued on a GPU; p2p frames and the watchdog
- * stay MPI's).
+ * naming group, op and ranks, before anything is queued on a GPU; the watchdog stays MPI's).
+ * P2p messages between device-resident tensors go over NCCL links (NcclLinks), announced over
+ * MPI; the others stay MPI frames.
  *
  * Each group gets its own NCCL communicator on first use, made by its members only: member 0
  * makes the id (ncclGetUniqueId), broadcasts it over the group's MPI communicator, and every
@@ -24,7 +25,7 @@
  */
 import * as MpiAddon from "../../native/MpiAddon.js"
 import type * as Nccl from "../../native/Nccl.js"
-import type { DeviceArray, InPlace } from "../../tensor/device/DeviceRuntime.js"
+import type { DeviceArray } from "../../tensor/device/DeviceRuntime.js"
 import { runtimeOf } from "../../tensor/device/Runtimes.js"
 import * as Device from "../../tensor/Device.js"
 import * as DType from "../../tensor/DType.js"
@@ -33,6 +34,7 @@ import type { Request } from "../Communicator.js"
 import type * as Group from "../Group.js"
 import type { DataEngine } from "../mpi/DataEngine.js"
 import type { Session } from "../mpi/MpiSession.js"
+import * as NcclLinks from "./NcclLinks.js"
 import * as NcclPlan from "./NcclPlan.js"
 
 /**
@@ -58,12 +60,6 @@ const message = (error: unknown): string => (error instanceof Error ? error.mess
 /** Where a run's buffers are: the host's arrays, or a device's arrays taken in place. */
 type Buffers = { readonly send: Nccl.RunBuffer; readonly recv: Nccl.RunBuffer; readonly result: Collective.Values }
 
-/** What NCCL takes for a device array in place, when this NCCL can reach it. */
-const reachable = (place: InPlace, hostMemory: boolean): Nccl.RunBuffer | undefined => {
-  if (place.memory === "host") return place.data as Float32Array | Float64Array
-  return hostMemory ? undefined : (place.handle as Nccl.RunBuffer)
-}
-
 /**
  * A run's buffers: a resident tensor's device array and a new one of its runtime for the result
  * (see the file header), else host storage.
@@ -74,10 +70,10 @@ const buffersOf = (request: Request, recvLength: number, hostMemory: boolean): B
   if (t.isResident && request.out === undefined && Device.isAccelerator(t.device)) {
     const runtime = runtimeOf(t.device)
     const values = t.values() as DeviceArray
-    const send = reachable(runtime.inPlace(values), hostMemory)
+    const send = NcclLinks.reachable(runtime.inPlace(values), hostMemory)
     if (send !== undefined) {
       const result = runtime.allocate(t.dtype, recvLength)
-      const recv = reachable(runtime.inPlace(result), hostMemory)
+      const recv = NcclLinks.reachable(runtime.inPlace(result), hostMemory)
       if (recv !== undefined) return { send, recv, result }
     }
   }
@@ -95,6 +91,7 @@ export const make = (session: Session, opened: Opened): DataEngine => {
   // The handle of each group whose communicator is made, for a synchronous look (diagnose).
   const handles = new Map<string, number>()
   let nextStream = 1
+  const links = NcclLinks.make(opened, () => nextStream++)
 
   const join = (group: Group.Group, mpiComm: number, local: number): GroupState => {
     const id = new Uint8Array(128)
@@ -164,6 +161,7 @@ export const make = (session: Session, opened: Opened): DataEngine => {
     }
     groups.clear()
     handles.clear()
+    links.close(clean)
   }
 
   const diagnose = (group: Group.Group): string | undefined => {
@@ -176,5 +174,5 @@ export const make = (session: Session, opened: Opened): DataEngine => {
     }
   }
 
-  return { backend: "nccl", start, diagnose, close }
+  return { backend: "nccl", start, diagnose, close, p2p: { send: links.send, receive: links.receive } }
 }

@@ -1,0 +1,140 @@
+/**
+ * NcclLinks: the NCCL backend's point-to-point messages between device-resident tensors (a
+ * DataEngine's P2pCarrier; comm/mpi/P2p.ts announces each message over MPI).
+ *
+ * One link per direction between two ranks: a communicator of the two (the sender is its rank
+ * 0) with its own stream, made when the sender first sends to that rank: the sender makes the
+ * id and starts ncclCommInitRank, its announcement carries the id, and the receiver joins on
+ * its arrival. A link only sends one way, so its stream holds only the sender's ncclSends on one
+ * side and the receiver's ncclRecvs on the other, each in announcement order: NCCL matches them
+ * pair by pair, and the two directions between a pair of ranks never wait for each other (one
+ * communicator for both would, when both sides send first).
+ *
+ * The send reads the tensor's device array in place after the compute that wrote it (the run's
+ * event on the compute stream); the receive writes a new array of the receiver's runtime, and
+ * the delivered tensor is resident. What NCCL cannot reach (host tensors, empty ones, a CUDA
+ * array with the host stand-in) is left to MPI frames.
+ */
+import type * as Nccl from "../../native/Nccl.js"
+import type { DeviceArray, InPlace } from "../../tensor/device/DeviceRuntime.js"
+import { runtimeOf } from "../../tensor/device/Runtimes.js"
+import * as Device from "../../tensor/Device.js"
+import * as Tensor from "../../tensor/Tensor.js"
+import type { P2pCarrier } from "../mpi/DataEngine.js"
+import type { Opened } from "./NcclEngine.js"
+import * as NcclPlan from "./NcclPlan.js"
+
+interface Link {
+  /** Resolves with the communicator once both joined; each run chains on it. */
+  queued: Promise<number>
+  readonly stream: number
+  readonly runs: Set<Promise<unknown>>
+}
+
+/**
+ * The links of one job on this rank, how to end them, and what they know of a stuck one.
+ * @category models
+ */
+export interface Links extends P2pCarrier {
+  readonly close: (clean: boolean) => void
+}
+
+/**
+ * What NCCL takes for a device array in place, when this NCCL can reach it.
+ * @category mapping
+ */
+export const reachable = (place: InPlace, hostMemory: boolean): Nccl.RunBuffer | undefined => {
+  if (place.memory === "host") return place.data as Float32Array | Float64Array
+  return hostMemory ? undefined : (place.handle as Nccl.RunBuffer)
+}
+
+const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
+const unhex = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "hex"))
+
+/**
+ * The links of a job; `nextStream` numbers their streams among the groups'.
+ * @category constructors
+ */
+export const make = (opened: Opened, nextStream: () => number): Links => {
+  const { native, device } = opened
+  const sending = new Map<number, Link>()
+  const receiving = new Map<number, Link>()
+
+  const link = (links: Map<number, Link>, peer: number, id: Uint8Array, rank: 0 | 1): Link => {
+    const made: Link = { queued: native.commInit(id, 2, rank, device), stream: nextStream(), runs: new Set() }
+    links.set(peer, made)
+    return made
+  }
+
+  /** Queues one call on the link after its earlier ones; settles when its stream has run it. */
+  const run = (l: Link, call: NcclPlan.Call, buffer: Nccl.RunBuffer): Promise<void> => {
+    const calls = NcclPlan.encode([call])
+    let ran: Promise<void> | undefined
+    l.queued = l.queued.then((handle) => {
+      // The call touches one buffer: it is passed as both (send and receive of one kind).
+      ran = native.run(handle, l.stream, calls, buffer, buffer)
+      return handle
+    })
+    const finished = l.queued.then(() => ran as Promise<void>)
+    l.runs.add(finished)
+    void finished.then(
+      () => l.runs.delete(finished),
+      () => l.runs.delete(finished),
+    )
+    return finished
+  }
+
+  const send: P2pCarrier["send"] = (to, t, failed) => {
+    if (!t.isResident || !Device.isAccelerator(t.device) || t.size === 0) return undefined
+    const values = t.values() as DeviceArray
+    const buffer = reachable(runtimeOf(t.device).inPlace(values), opened.loaded.hostMemory)
+    if (buffer === undefined) return undefined
+    let head = {}
+    let l = sending.get(to)
+    if (l === undefined) {
+      const id = native.uniqueId()
+      l = link(sending, to, id, 0)
+      head = { link: hex(id) }
+    }
+    // `values` stays referenced by the run until it settles.
+    run(l, { fn: "ncclSend", sendOffset: 0, count: t.size, peer: 1 }, buffer).then(
+      () => void values,
+      (error: unknown) => failed(error instanceof Error ? error.message : String(error)),
+    )
+    return head
+  }
+
+  const receive: P2pCarrier["receive"] = async (from, head) => {
+    let l = receiving.get(from)
+    if (head.engine?.link !== undefined) {
+      if (l !== undefined) throw new Error(`rank ${from} opened a second NCCL link to this rank`)
+      l = link(receiving, from, unhex(head.engine.link), 1)
+    }
+    if (l === undefined) throw new Error(`rank ${from} announced a message on an NCCL link it never opened`)
+    const runtime = runtimeOf(head.device)
+    const count = Tensor.sizeOf(head.shape)
+    const result = runtime.allocate(head.dtype, count)
+    const buffer = reachable(runtime.inPlace(result), opened.loaded.hostMemory)
+    if (buffer === undefined) throw new Error(`this rank's NCCL cannot reach ${Device.format(head.device)} memory`)
+    await run(l, { fn: "ncclRecv", recvOffset: 0, count, peer: 0 }, buffer)
+    return new Tensor.Tensor({ shape: head.shape, resident: result, device: head.device })
+  }
+
+  const close = (clean: boolean): void => {
+    for (const l of [...sending.values(), ...receiving.values()]) {
+      const free = (handle: number) => {
+        try {
+          native.free(handle, !clean)
+        } catch {
+          // A communicator that cannot be freed is the process's to drop at exit.
+        }
+      }
+      if (clean) void Promise.allSettled([...l.runs]).then(() => l.queued.then(free, () => undefined))
+      else void l.queued.then(free, () => undefined)
+    }
+    sending.clear()
+    receiving.clear()
+  }
+
+  return { send, receive, close }
+}
