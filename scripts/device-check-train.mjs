@@ -151,6 +151,7 @@ export const trainChecks = async ({ root, status, check, assert, random }) => {
           firstStepRelative: first,
           tokensPerSec: { gpu: median(gpu.slice(3).map((s) => s.tokensPerSec)), host: median(host.slice(3).map((s) => s.tokensPerSec)) },
           hostDeviceBytesPerStep: median(gpu.slice(3).map((s) => (s.hostDeviceBytes ?? []).reduce((p, q) => p + q, 0))),
+          deviceMemoryAtEnd: gpu[gpu.length - 1].deviceMemory ?? null,
           note: "weights, gradients and AdamW moments stay on the GPU (the device optimizer; bf16 copies rounded there); products, expert GEMMs, attention, RoPE, dispatch, RMSNorm, SwiGLU, sums and the optimizer on the GPU; the router's top-k and the loss's row statistics cross to the host",
         }
       },

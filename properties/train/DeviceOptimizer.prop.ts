@@ -119,7 +119,20 @@ describe("the optimizer on the device (sim)", () => {
           const { host, sim } = await expectHostsSteps({ ...one, parallel: ParallelConfig.make(mapping), batch: { microBatch: 1, globalBatch: 4 } }, 3, 2)
           // The device's counts show the step ran there (the host's steps have none).
           expect(sim.every((s) => s.ranks.every((r) => (r.hostDeviceBytes ?? 0) > 0))).toBe(true)
-          expect(host.every((s) => s.ranks.every((r) => r.hostDeviceBytes === undefined))).toBe(true)
+          expect(host.every((s) => s.ranks.every((r) => r.hostDeviceBytes === undefined && r.deviceMemory === undefined))).toBe(true)
+          // Every rank's weights and AdamW moments live on the one simulated device its ranks share:
+          // its memory in use holds at least all of them, at every step's end.
+          for (const s of sim) {
+            const held = s.ranks.reduce((a, r) => a + r.memory.parameterBytes + r.memory.optimizerStateBytes, 0)
+            for (const r of s.ranks) {
+              const m = r.deviceMemory
+              expect(m).toBeDefined()
+              if (m === undefined) continue
+              expect(m.allocatedBytes).toBeGreaterThanOrEqual(held)
+              expect(m.peakAllocatedBytes).toBeGreaterThanOrEqual(m.allocatedBytes)
+              expect(m.reservedBytes).toBe(m.allocatedBytes)
+            }
+          }
         },
       ),
       { numRuns: 5 },

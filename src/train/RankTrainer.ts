@@ -23,7 +23,7 @@ import * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import type * as Trace from "../runtime/Trace.js"
 import * as Device from "../tensor/Device.js"
-import type { DeviceArray, DeviceRuntime } from "../tensor/device/DeviceRuntime.js"
+import type { DeviceArray } from "../tensor/device/DeviceRuntime.js"
 import { runtimeOf } from "../tensor/device/Runtimes.js"
 import type * as DType from "../tensor/DType.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
@@ -43,6 +43,7 @@ import * as Optimizer from "./Optimizer.js"
 import * as Params from "./Params.js"
 import * as PipelineLinks from "./PipelineLinks.js"
 import * as RankMemory from "./RankMemory.js"
+import * as StepReportModule from "./StepReport.js"
 import * as RankParams from "./RankParams.js"
 import * as Stage from "./Stage.js"
 
@@ -89,31 +90,10 @@ export type Precision = "fp32" | "bf16"
 export type Recompute = "none" | "selective" | "full"
 
 /**
- * What one rank reports after a step.
+ * What one rank reports after a step (StepReport.ts).
  * @category models
  */
-export interface StepReport {
-  /** This rank's share of the step loss (the shares add up to the loss over all ranks). */
-  readonly loss: number
-  readonly gradNorm: number
-  readonly lr: number
-  /** Rows per local expert of each MoE layer this rank ran (summed over micro-batches). */
-  readonly expertRows: ReadonlyArray<{ readonly layer: number; readonly rows: ReadonlyArray<number> }>
-  /** This rank's contribution to each MoE layer's aux / z losses and dropped pairs (MoeStats). */
-  readonly moeStats: ReadonlyArray<MoeStats.LayerStep>
-  /** Milliseconds in forward, backward, and waiting for messages. */
-  readonly forwardMs: number
-  readonly backwardMs: number
-  readonly waitMs: number
-  /** Bytes of optimizer state (AdamW moments) this rank keeps. */
-  readonly optimizerStateBytes: number
-  /** This rank's memory: parameters, gradients, optimizer state, peak activations (RankMemory). */
-  readonly memory: RankMemory.RankMemory
-  /** On an accelerator: bytes its runtime copied between host and device during the step (ranks sharing a device share the count). */
-  readonly hostDeviceBytes?: number
-}
-
-const movedBytes = (r: DeviceRuntime): number => r.transfers.uploadedBytes + r.transfers.downloadedBytes
+export type StepReport = StepReportModule.StepReport
 
 /**
  * Builds a rank's trainer: its groups, its shards (from the seed), its schedule; `faults` are
@@ -240,7 +220,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
 
   const step = (k: number) =>
     Effect.gen(function* () {
-      const movedBefore = deviceRuntime === undefined ? 0 : movedBytes(deviceRuntime)
+      const movedBefore = StepReportModule.movedSoFar(deviceRuntime)
       RankParams.zeroGrads(params)
       bf16Copies.clear()
       deviceCopies.clear()
@@ -381,7 +361,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         ...times,
         optimizerStateBytes,
         memory: { ...RankMemory.ofParams(params), optimizerStateBytes, peakActivationBytes: activations.peak },
-        ...(deviceRuntime === undefined ? {} : { hostDeviceBytes: movedBytes(deviceRuntime) - movedBefore }),
+        ...StepReportModule.devicePart(deviceRuntime, movedBefore),
       } satisfies StepReport
     })
 

@@ -52,8 +52,8 @@ export interface StepSummary {
   readonly imbalance: ReadonlyArray<{ readonly layer: number; readonly value: number }>
   /** Per MoE layer: its aux and z losses (mean over the micro-batches, no coefficients) and dropped pairs. */
   readonly moe: ReadonlyArray<MoeStats.LayerStep>
-  /** Per rank: forward, backward and waiting milliseconds, the bytes of its optimizer state and its memory, and on a device the bytes copied between host and device. */
-  readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs" | "optimizerStateBytes" | "memory" | "hostDeviceBytes">>
+  /** Per rank: forward, backward and waiting milliseconds, the bytes of its optimizer state and its memory, and on a device the bytes copied between host and device and the device's memory. */
+  readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs" | "optimizerStateBytes" | "memory" | "hostDeviceBytes" | "deviceMemory">>
 }
 
 /**
@@ -122,6 +122,7 @@ const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>,
       optimizerStateBytes: r.optimizerStateBytes,
       memory: r.memory,
       ...(r.hostDeviceBytes === undefined ? {} : { hostDeviceBytes: r.hostDeviceBytes }),
+      ...(r.deviceMemory === undefined ? {} : { deviceMemory: r.deviceMemory }),
     })),
   }
 }

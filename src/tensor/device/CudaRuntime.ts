@@ -248,6 +248,10 @@ const make = (): { readonly runtime: DeviceRuntime } | { readonly why: string } 
     inPlace: (x) => ({ memory: "cuda", handle: handle(x) }),
     kernels: kernelsOf(a, () => runtime),
     transfers,
+    memory: () => {
+      const stats = Cuda.deviceMemory().stats()
+      return { allocatedBytes: stats.allocatedBytes, peakAllocatedBytes: stats.peakAllocatedBytes, reservedBytes: stats.reservedBytes }
+    },
   }
   return { runtime }
 }

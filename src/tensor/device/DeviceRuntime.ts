@@ -148,6 +148,17 @@ export interface DeviceAttentionBackwardArgs extends DeviceAttentionArgs {
 export type InPlace = { readonly memory: "host"; readonly data: DType.Storage } | { readonly memory: "cuda"; readonly handle: unknown }
 
 /**
+ * A device's memory as its runtime holds it, in bytes: in arrays not yet collected, the most
+ * that ever were, and what the runtime holds from the device (those arrays and its cache).
+ * @category models
+ */
+export interface MemoryUse {
+  readonly allocatedBytes: number
+  readonly peakAllocatedBytes: number
+  readonly reservedBytes: number
+}
+
+/**
  * A device's runtime.
  * @category models
  */
@@ -165,6 +176,8 @@ export interface DeviceRuntime {
   readonly inPlace: (array: DeviceArray) => InPlace
   readonly kernels: DeviceKernels
   readonly transfers: TransferCounts
+  /** The device's memory now (a runtime that cannot tell has none). */
+  readonly memory?: () => MemoryUse
 }
 
 /**

@@ -116,7 +116,16 @@ const kernels: DeviceKernels = {
 
 const make = (index: number): DeviceRuntime => {
   const transfers = noTransfers()
-  const wrap = (storage: DType.Storage): SimArray => ({ runtime, dtype: DType.of(storage), length: storage.length, values: storage })
+  // Its memory: the bytes of arrays made and not yet collected (a simulated device has no cache).
+  const use = { allocatedBytes: 0, peakAllocatedBytes: 0 }
+  const collected = new FinalizationRegistry<number>((bytes) => void (use.allocatedBytes -= bytes))
+  const wrap = (storage: DType.Storage): SimArray => {
+    const array: SimArray = { runtime, dtype: DType.of(storage), length: storage.length, values: storage }
+    use.allocatedBytes += storage.byteLength
+    use.peakAllocatedBytes = Math.max(use.peakAllocatedBytes, use.allocatedBytes)
+    collected.register(array, storage.byteLength)
+    return array
+  }
   const runtime: DeviceRuntime = {
     device: Device.sim(index),
     allocate: (dtype, length) => wrap(DType.allocateUninitialized(dtype, length)),
@@ -137,6 +146,7 @@ const make = (index: number): DeviceRuntime => {
     inPlace: (array) => ({ memory: "host", data: values(array) }),
     kernels,
     transfers,
+    memory: () => ({ ...use, reservedBytes: use.allocatedBytes }),
   }
   return runtime
 }

@@ -1,0 +1,49 @@
+/**
+ * StepReport: what one rank reports after a training step (RankTrainer), and the part of it a
+ * device adds: the bytes its runtime copied between host and device during the step, and its
+ * memory at the step's end.
+ */
+import type * as MoeStats from "../model/MoeStats.js"
+import type { DeviceRuntime, MemoryUse } from "../tensor/device/DeviceRuntime.js"
+import type * as RankMemory from "./RankMemory.js"
+
+/**
+ * What one rank reports after a step.
+ * @category models
+ */
+export interface StepReport {
+  /** This rank's share of the step loss (the shares add up to the loss over all ranks). */
+  readonly loss: number
+  readonly gradNorm: number
+  readonly lr: number
+  /** Rows per local expert of each MoE layer this rank ran (summed over micro-batches). */
+  readonly expertRows: ReadonlyArray<{ readonly layer: number; readonly rows: ReadonlyArray<number> }>
+  /** This rank's contribution to each MoE layer's aux / z losses and dropped pairs (MoeStats). */
+  readonly moeStats: ReadonlyArray<MoeStats.LayerStep>
+  /** Milliseconds in forward, backward, and waiting for messages. */
+  readonly forwardMs: number
+  readonly backwardMs: number
+  readonly waitMs: number
+  /** Bytes of optimizer state (AdamW moments) this rank keeps. */
+  readonly optimizerStateBytes: number
+  /** This rank's memory: parameters, gradients, optimizer state, peak activations (RankMemory). */
+  readonly memory: RankMemory.RankMemory
+  /** On an accelerator: bytes its runtime copied between host and device during the step (ranks sharing a device share the count). */
+  readonly hostDeviceBytes?: number
+  /** On an accelerator whose runtime can tell: its memory at the end of the step (ranks sharing a device share it; the peak since the process started). */
+  readonly deviceMemory?: MemoryUse
+}
+
+/**
+ * The bytes `runtime` has copied between host and device so far (0 without a device).
+ * @category getters
+ */
+export const movedSoFar = (runtime: DeviceRuntime | undefined): number => (runtime === undefined ? 0 : runtime.transfers.uploadedBytes + runtime.transfers.downloadedBytes)
+
+/**
+ * The device's part of a step's report: what it copied since `movedBefore` (movedSoFar at the
+ * step's start) and its memory now; nothing without a device.
+ * @category constructors
+ */
+export const devicePart = (runtime: DeviceRuntime | undefined, movedBefore: number): Pick<StepReport, "hostDeviceBytes" | "deviceMemory"> =>
+  runtime === undefined ? {} : { hostDeviceBytes: movedSoFar(runtime) - movedBefore, ...(runtime.memory === undefined ? {} : { deviceMemory: runtime.memory() }) }
