@@ -72,7 +72,7 @@ struct DeviceBuffer {
 CudaStatus device_axpy(float a, const float* x, float* y, size_t n) {
   const size_t bytes = n * sizeof(float);
   DeviceBuffer dx, dy;
-  PLEAT_CUDA_CHECK(cudaSetDevice(0));
+  PLEAT_CUDA_CHECK(cudaSetDevice(selected_device()));  // this process's GPU (deviceSelect), current for later launches too
   PLEAT_CUDA_CHECK(cudaMalloc(&dx.ptr, bytes));
   PLEAT_CUDA_CHECK(cudaMalloc(&dy.ptr, bytes));
   // NOTE: two host-to-device copies from pageable JS memory (synchronous).

@@ -27,7 +27,14 @@ class DeviceBuffers {
     void* p = m_->allocator.allocate(std::max<size_t>(count, 1) * sizeof(T), stream_);
     if (p == nullptr) return nullptr;
     blocks_.push_back(p);
-    if (from != nullptr && count > 0 && cudaMemcpy(p, from, count * sizeof(T), cudaMemcpyHostToDevice) != cudaSuccess) return nullptr;
+    if (from != nullptr && count > 0) {
+      // On the holder's stream and waited for: a plain cudaMemcpy from pageable memory runs on
+      // the legacy default stream, which does not order with pleat's non-blocking streams, and
+      // may return before the data reaches the device.
+      cudaStream_t s = m_->backend.stream(stream_);
+      if (s == nullptr || cudaMemcpyAsync(p, from, count * sizeof(T), cudaMemcpyHostToDevice, s) != cudaSuccess || cudaStreamSynchronize(s) != cudaSuccess)
+        return nullptr;
+    }
     return static_cast<T*>(p);
   }
 

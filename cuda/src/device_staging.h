@@ -112,6 +112,11 @@ inline Napi::Value run_on_device(const Napi::CallbackInfo& info, const char* fn,
   Napi::Env env = info.Env();
   DeviceMemory* m = device_memory(env);
   if (m == nullptr) return env.Undefined();
+  // Launches go to the current device: make it the process's (stream 0 was made on it).
+  if (const cudaError_t e = cudaSetDevice(m->backend.device()); e != cudaSuccess) {
+    Napi::Error::New(env, std::string(fn) + ": CUDA error: cudaSetDevice: " + cudaGetErrorString(e)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   cudaStream_t s = m->backend.stream(0);
   Staging st(m, s);
   std::vector<void*> device;

@@ -75,7 +75,7 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
   // The kernels with a CPU twin (kernelTwins.ts; the host emulation runs the same cases).
   for (const twin of [...twins, ...dispatchTwins, ...elementwiseTwins, ...attentionTwins]) test(twin.name, () => twin.run("device", 20))
 
-  test("rmsnormRows within one ulp of the CPU's scalar kernel (float64 rounded once, as the device), rstd within 1e-15 relative", () => {
+  test("rmsnormRows within one ulp of the CPU's scalar kernel (float64 rounded once, as the device), rstd within (cols + 2) double ulps relative (its sum of squares in another order)", () => {
     const before = Cpu.activeIsa()
     try {
       Cpu.setIsa("scalar")
@@ -88,7 +88,9 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
           Cpu.rmsnormRows(x, w, cpu, rc, rows, cols, 1e-6)
           ops().rmsnormRows(x, w, gpu, rg, rows, cols, 1e-6)
           expect(beyondOneUlp(gpu, cpu)).toBe(0)
-          rc.forEach((v, i) => expect(Math.abs((rg[i] as number) - v)).toBeLessThanOrEqual(1e-15 * v))
+          // Positive terms summed in any order: within (cols - 1) u of the sum; the sqrt and the
+          // division add ~2 u (u = 2^-53).
+          rc.forEach((v, i) => expect(Math.abs((rg[i] as number) - v)).toBeLessThanOrEqual((cols + 2) * 2 ** -53 * v))
         }),
         { numRuns: 30 },
       )

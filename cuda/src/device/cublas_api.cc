@@ -49,6 +49,14 @@ int gemm_row_major(CublasApi* api, cudaStream_t stream, bool bf16, const void* a
 
 int gemm_row_major_ex(CublasApi* api, cudaStream_t stream, bool bf16, bool trans_a, bool trans_b, const void* a, const void* b, float* c, int m, int n,
                       int k, float beta) {
+  if (m == 0 || n == 0) return cublas::kSuccess;  // C is empty
+  if (k == 0 && (beta == 0.0f || beta == 1.0f)) {
+    // An empty sum: C = beta * C. (cuBLAS rejects the leading dimension 0 an operand of k
+    // columns has, even though it reads nothing.)
+    if (beta == 1.0f) return cublas::kSuccess;
+    return cudaMemsetAsync(c, 0, static_cast<size_t>(m) * static_cast<size_t>(n) * sizeof(float), stream) == cudaSuccess ? cublas::kSuccess
+                                                                                                                        : cublas::kExecutionFailed;
+  }
   const int set = api->set_stream(api->handle, stream);
   if (set != cublas::kSuccess) return set;
   const float alpha = 1.0f;
@@ -58,8 +66,10 @@ int gemm_row_major_ex(CublasApi* api, cudaStream_t stream, bool bf16, bool trans
   // c columns reads as its transpose with leading dimension c, so op(B)^T is B as stored ([k, n]:
   // no op, ld n) or its transpose ([n, k] stored: op T, ld k); op(A)^T likewise (ld k, or op T
   // with ld m).
+  // Leading dimensions are at least 1, as cuBLAS requires of every operand.
+  const auto ld = [](int x) { return x > 1 ? x : 1; };
   return api->gemm_ex(api->handle, trans_b ? cublas::kOpT : cublas::kOpN, trans_a ? cublas::kOpT : cublas::kOpN, n, m, k, &alpha, b, type,
-                      trans_b ? k : n, a, type, trans_a ? m : k, &beta, c, cublas::kR32F, n, compute, cublas::kGemmDefault);
+                      ld(trans_b ? k : n), a, type, ld(trans_a ? m : k), &beta, c, cublas::kR32F, ld(n), compute, cublas::kGemmDefault);
 }
 
 }  // namespace pleat

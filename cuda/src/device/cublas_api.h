@@ -12,6 +12,7 @@ namespace pleat {
 
 namespace cublas {
 constexpr int kSuccess = 0;
+constexpr int kExecutionFailed = 13;  // CUBLAS_STATUS_EXECUTION_FAILED
 constexpr int kOpN = 0;
 constexpr int kOpT = 1;
 constexpr int kR32F = 0;             // CUDA_R_32F
@@ -49,7 +50,8 @@ int gemm_row_major(CublasApi* api, cudaStream_t stream, bool bf16, const void* a
 // Row-major C[m, n] = op(A) op(B) + beta * C on `stream`, op(A) [m, k] and op(B) [k, n]: A is
 // stored [m, k], or [k, m] when `trans_a` (op(A) is then its transpose); B is stored [k, n], or
 // [n, k] when `trans_b`. Operands as gemm_row_major's; C float32. What a layer's backward needs
-// (the input gradient X W^T, the weight gradient X^T G). Returns the cuBLAS status.
+// (the input gradient X W^T, the weight gradient X^T G). k = 0 is an empty sum (C = beta * C,
+// zeros for beta 0); an empty C does nothing. Returns the cuBLAS status.
 int gemm_row_major_ex(CublasApi* api, cudaStream_t stream, bool bf16, bool trans_a, bool trans_b, const void* a, const void* b, float* c, int m, int n,
                       int k, float beta);
 

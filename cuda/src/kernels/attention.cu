@@ -102,13 +102,20 @@ __global__ void flash_dkv_kernel(element::AttnShape a, const float* __restrict__
 
 dim3 flash_grid(size_t rows, size_t heads, size_t batch) { return dim3(static_cast<unsigned>((rows + flash::kRows - 1) / flash::kRows), static_cast<unsigned>(heads), static_cast<unsigned>(batch)); }
 
+// Whether the flash kernels' grid (row tiles, heads, batch) is within CUDA's limits: 2^31 - 1
+// blocks in x, 65,535 in y and z. Shapes beyond it take the element kernels.
+bool flash_grid_fits(const element::AttnShape& a) {
+  const size_t tiles = ((a.sq > a.sk ? a.sq : a.sk) + flash::kRows - 1) / flash::kRows;
+  return a.b <= 65535 && a.hq <= 65535 && tiles <= 2147483647;
+}
+
 }  // namespace
 
 cudaError_t attention_forward_launch(const element::AttnShape& a, const float* q, const float* k, const float* v, float* out, float* lse32,
                                      double* lse64, double* row_lse, double* row_sum, cudaStream_t stream) {
   const size_t rows = a.b * a.hq * a.sq;
   if (rows == 0) return cudaSuccess;
-  if (flash::fits(a)) {
+  if (flash::fits(a) && flash_grid_fits(a)) {
     const size_t bc = flash::tile_rows(a.d + a.dv);
     flash_forward_kernel<<<flash_grid(a.sq, a.hq, a.b), flash::kRows, bc * (a.d + a.dv) * sizeof(float), stream>>>(a, q, k, v, out, lse32, lse64, bc);
     return cudaGetLastError();
@@ -123,7 +130,7 @@ cudaError_t attention_backward_launch(const element::AttnShape& a, const float* 
                                       cudaStream_t stream) {
   const size_t rows = a.b * a.hq * a.sq, keys = a.b * a.sk * a.hkv;
   if (rows > 0) delta_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(a, out, dout, delta);
-  if (flash::fits(a)) {
+  if (flash::fits(a) && flash_grid_fits(a)) {
     const size_t bc = flash::tile_rows(a.d + a.dv), bq = flash::tile_rows(flash::query_width(a));
     if (rows > 0) flash_dq_kernel<<<flash_grid(a.sq, a.hq, a.b), flash::kRows, bc * (a.d + a.dv) * sizeof(float), stream>>>(a, q, k, v, dout, lse32, lse64, delta, dq, bc);
     if (keys > 0)

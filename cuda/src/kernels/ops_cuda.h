@@ -7,8 +7,9 @@
 //                  with out_cols = cols + 1 each row's prob probs[index[i] * experts + expert[i]]
 //                  as a last column, and / or into probs_out [rows] (null: none); exact
 //   rmsnorm_rows   out = x * rstd * w per row, rstd = 1 / sqrt(mean(x^2) + eps) in float64
-//                  (rowwise.cc rmsnorm_rows_ref: the sum of squares in another order, so rstd
-//                  may differ in its last double bit and out by one float ulp)
+//                  (rowwise.cc rmsnorm_rows_ref: the sum of squares in another order, 256
+//                  strided partials then a tree, so rstd differs by up to cols double ulps,
+//                  relative: a few in practice, and out by one float ulp)
 //   swiglu         out = g * sigmoid(g) * u in float64 as swiglu_ref (exp may differ by an ulp
 //                  in double, so out by one float ulp at most)
 //   adamw          the update of adamw.h in float64 in the same order (IEEE division and square

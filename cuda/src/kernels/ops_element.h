@@ -279,9 +279,11 @@ PLEAT_HD inline double sigmoid_of(double x) { return div(1.0, add(1.0, exp_of(-x
 // softmax over the top-k, 2 sigmoid (+ bias for the selection); groups > 0: group-limited.
 PLEAT_HD inline void router_token(const float* logits, int e, int k, int mode, int groups, int group_topk, const double* bias, double scale,
                                   int32_t* indices, float* probs, size_t t) {
+  // Per-thread arrays live in local memory, which the driver reserves for every thread the
+  // device can hold at once: the best lists hold at most k (<= kRouterMaxTopk) entries.
   double score[kRouterMaxExperts];
-  double best_v[kRouterMaxExperts];
-  int32_t best_i[kRouterMaxExperts];
+  double best_v[kRouterMaxTopk];
+  int32_t best_i[kRouterMaxTopk];
   const float* x = logits + t * static_cast<size_t>(e);
   // Selection scores (Router.selectionScores).
   if (mode == 0) {
