@@ -191,7 +191,9 @@ cudaError_t ce_grad_launch(const float* x, size_t rows, size_t cols, const doubl
 
 cudaError_t rmsnorm_backward_launch(const float* x, const float* w, const float* g, const double* rstd, size_t rows, size_t cols, float* dx,
                                     double* dw, double* coefficient, cudaStream_t stream) {
-  if (rows == 0 || cols == 0) return cudaSuccess;
+  if (cols == 0) return cudaSuccess;
+  // No rows: dw is a sum of nothing (the CPU's zeros).
+  if (rows == 0) return dw == nullptr ? cudaSuccess : cudaMemsetAsync(dw, 0, cols * sizeof(double), stream);
   if (dx != nullptr) {
     rmsnorm_backward_coefficient_kernel<<<blocks_for(rows), kThreads, 0, stream>>>(x, w, g, rstd, rows, cols, coefficient);
     rmsnorm_backward_dx_kernel<<<blocks_for(rows * cols), kThreads, 0, stream>>>(x, w, g, rstd, coefficient, rows, cols, dx);

@@ -46,7 +46,7 @@ export interface TransferCounts {
  * @category models
  */
 export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray>, ElementwiseInto.ElementwiseKernels<DeviceArray> {
-  /** out[i] = a[i] + b[i] (same lengths; out is a third array, or a itself: an accumulation). */
+  /** out[i] = a[i] + b[i] (same lengths; out is a third array, or a itself: an accumulation; never b). */
   readonly add: (a: DeviceArray, b: DeviceArray, out: DeviceArray) => void
   /** CpuCrossEntropy's rowMax on float32 x (max: float64). */
   readonly crossEntropyRowMax: (x: DeviceArray, rows: number, cols: number, max: DeviceArray) => void
@@ -66,7 +66,7 @@ export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray>, Elemen
   ) => void
   /** dst = src (same length), converted to dst's dtype as a typed array's `set` does (float64 to float32: to nearest even). */
   readonly copy: (src: DeviceArray, dst: DeviceArray) => void
-  /** dst[dstOffset + i] = src[srcOffset + i] for i < length (one dtype; ranges inside their arrays; a bucket's slices). */
+  /** dst[dstOffset + i] = src[srcOffset + i] for i < length (one dtype; ranges inside their arrays, not overlapping when dst is src; a bucket's slices). */
   readonly copyRange: (src: DeviceArray, srcOffset: number, dst: DeviceArray, dstOffset: number, length: number) => void
   /** The MoE permute (CpuDispatch.permuteRows' contract; indices and experts stay host arrays). */
   readonly permuteRows: (
