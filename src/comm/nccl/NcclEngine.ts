@@ -146,19 +146,7 @@ export const make = (session: Session, opened: Opened): DataEngine => {
   }
 
   const close = (clean: boolean): void => {
-    for (const state of groups.values()) {
-      const free = (handle: number) => {
-        try {
-          native.free(handle, !clean)
-        } catch {
-          // A communicator that cannot be freed is the process's to drop at exit.
-        }
-      }
-      // A clean job's communicators are destroyed once their last run is done; a failed job's
-      // aborted (its runs may wait for a peer that is gone).
-      if (clean) void Promise.allSettled([...state.runs]).then(() => state.queued.then(free, () => undefined))
-      else void state.queued.then(free, () => undefined)
-    }
+    for (const state of groups.values()) NcclLinks.release(native, state, clean)
     groups.clear()
     handles.clear()
     links.close(clean)

@@ -48,6 +48,23 @@ export const reachable = (place: InPlace, hostMemory: boolean): Nccl.RunBuffer |
   return hostMemory ? undefined : (place.handle as Nccl.RunBuffer)
 }
 
+/**
+ * Ends a communicator once its chain is done: a clean job's is destroyed after its last run, a
+ * failed job's aborted (its runs may wait for a peer that is gone).
+ * @category destructors
+ */
+export const release = (native: Nccl.Native, c: { readonly queued: Promise<number>; readonly runs: ReadonlySet<Promise<unknown>> }, clean: boolean): void => {
+  const free = (handle: number) => {
+    try {
+      native.free(handle, !clean)
+    } catch {
+      // A communicator that cannot be freed is the process's to drop at exit.
+    }
+  }
+  if (clean) void Promise.allSettled([...c.runs]).then(() => c.queued.then(free, () => undefined))
+  else void c.queued.then(free, () => undefined)
+}
+
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
 const unhex = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "hex"))
 
@@ -121,17 +138,7 @@ export const make = (opened: Opened, nextStream: () => number): Links => {
   }
 
   const close = (clean: boolean): void => {
-    for (const l of [...sending.values(), ...receiving.values()]) {
-      const free = (handle: number) => {
-        try {
-          native.free(handle, !clean)
-        } catch {
-          // A communicator that cannot be freed is the process's to drop at exit.
-        }
-      }
-      if (clean) void Promise.allSettled([...l.runs]).then(() => l.queued.then(free, () => undefined))
-      else void l.queued.then(free, () => undefined)
-    }
+    for (const l of [...sending.values(), ...receiving.values()]) release(native, l, clean)
     sending.clear()
     receiving.clear()
   }
