@@ -7,8 +7,9 @@
 import path from "node:path"
 import { deviceArrayChecks } from "./device-check-device-arrays.mjs"
 
-export const kernelChecks = async ({ root, check, assert, random }) => {
+export const kernelChecks = async ({ root, check, assert, random, floats }) => {
   const Cuda = await import(path.join(root, "dist/native/Cuda.js"))
+  const CudaArrays = await import(path.join(root, "dist/native/CudaArrays.js"))
   const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
   const CpuOptional = await import(path.join(root, "dist/native/CpuOptional.js"))
   const CpuDispatch = await import(path.join(root, "dist/native/CpuDispatch.js"))
@@ -19,8 +20,7 @@ export const kernelChecks = async ({ root, check, assert, random }) => {
   check("axpy: the device equals the CPU's fused multiply-add bit for bit", () => {
     const sizes = [1, 7, 1000, 65536 * 256 + 12345]
     for (const n of sizes) {
-      const x = Float32Array.from({ length: n }, random)
-      const y = Float32Array.from({ length: n }, random)
+      const [x, y] = [floats(n).map((v) => v / 4), floats(n).map((v) => v / 4)]
       const cpu = Float32Array.from(y)
       Cpu.axpy(0.75, x, cpu)
       Cuda.axpy(0.75, x, y)
@@ -34,7 +34,6 @@ export const kernelChecks = async ({ root, check, assert, random }) => {
   // The first CUDA kernels against their CPU twins (properties/native/CudaOps.prop.ts has the
   // same checks over random shapes; this machine has no vitest).
   const ops = Cuda.deviceOps()
-  const floats = (n) => Float32Array.from({ length: n }, () => random() * 4)
   const ulps = (a, b) => {
     const ia = new Int32Array(a.buffer, a.byteOffset, a.length)
     const ib = new Int32Array(b.buffer, b.byteOffset, b.length)

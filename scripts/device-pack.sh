@@ -8,7 +8,10 @@
 #   bash scripts/device-check.sh     on the GPU machine (results under $OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -f dist/cli/main.js && -f build/Release/pleat_cpu.node ]] || { echo "device-pack: run npm ci first (dist/ and build/Release/ are missing)" >&2; exit 2; }
+[[ -d node_modules ]] || { echo "device-pack: run npm ci first" >&2; exit 2; }
+# The builds as of this checkout (incremental: seconds when nothing changed), so what travels is
+# the checkout's code and not an older build of it.
+npm run -s build > /dev/null
 [[ -f build/Release/pleat_cuda.node ]] || echo "device-pack: build/Release/pleat_cuda.node is missing (no nvcc at install): the GPU checks will report it" >&2
 mkdir -p .device
 xz -T2 -9 -c "$(command -v node)" > .device/node.xz
@@ -17,4 +20,4 @@ trap 'rm -rf "$scratch"' EXIT
 cp package.json package-lock.json "$scratch/"
 (cd "$scratch" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund > /dev/null)
 tar -C "$scratch" -cf - node_modules | xz -T2 -9 > .device/node_modules.tar.xz
-du -ch .device/* dist build/Release/*.node | tail -1 | sed 's/^/device-pack: carry size /'
+du -ch .device dist build/Release | tail -1 | sed 's/^/device-pack: carry size (.device, dist, build\/Release) /'
