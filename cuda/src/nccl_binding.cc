@@ -4,7 +4,8 @@
 //                                                      throws naming the file and what it lacks
 //   ncclUniqueId() -> Uint8Array(128)                  a new communicator's id (on one member)
 //   ncclCommInit(id, nranks, rank, device) -> Promise<handle>
-//                    ncclCommInitRank on libuv's pool (it waits for every member); `device`:
+//                    ncclCommInitRank on a thread of its own (it waits for every member, which
+//                    on libuv's pool could starve it: thread_work.h); `device`:
 //                    the rank's GPU, set on that thread first (-1 with the host stand-in)
 //   ncclCommRun(handle, stream, calls, send, recv) -> Promise<void>
 //                    one member's plan (nccl/nccl_plan.h) over Float32Arrays or Float64Arrays,
@@ -34,6 +35,7 @@
 #include <unordered_map>
 
 #include "async_work.h"
+#include "thread_work.h"
 #include "device_buffers.h"
 #include "device_memory_binding.h"
 #include "napi_args.h"
@@ -150,9 +152,8 @@ Napi::Value NcclCommInit(const Napi::CallbackInfo& info) {
     comms()[handle] = CommEntry{*made, n, r, device};
     return Napi::Number::New(e, handle);
   };
-  auto* work = new KernelWork(env, "ncclCommInit", run, {}, settle);
-  work->Queue();
-  return work->Promise();
+  // On a thread of its own, not libuv's pool: it waits for every member (thread_work.h).
+  return start_on_own_thread(env, "ncclCommInit", run, settle);
 }
 
 // The element size and NCCL datatype of a float32 / float64 argument.

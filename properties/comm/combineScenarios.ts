@@ -93,4 +93,4 @@ export const combineBadIndex = (rank: number, args: unknown) =>
   })
 
 // The device-resident collectives (residentScenarios.ts), found by the runners through scenarios.ts as these are.
-export { residentCollectives, residentP2p } from "./residentScenarios.js"
+export { collectivesInFlightThenLink, residentCollectives, residentP2p, unmatchedResidentSend } from "./residentScenarios.js"

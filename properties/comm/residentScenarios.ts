@@ -7,6 +7,7 @@
 // `resident` and `moved`.
 import * as Effect from "effect/Effect"
 import * as Comm from "../../src/comm/Communicator.js"
+import * as Group from "../../src/comm/Group.js"
 import * as Device from "../../src/tensor/Device.js"
 import { simulated } from "../../src/tensor/device/SimulatedRuntime.js"
 import { to } from "../../src/tensor/ops/Transfer.js"
@@ -69,6 +70,9 @@ export const residentP2p = (rank: number, args: unknown) =>
       const host = Tensor.fromArray(valuesOf(rank, m.rows * 3, i), [m.rows, 3], { dtype: m.dtype })
       yield* Comm.send(next, m.resident ? to(host, Device.sim(0)) : host, m.tag)
     }
+    // And one to itself (a link joins two ranks: this one goes as a frame).
+    yield* Comm.send(rank, to(Tensor.fromArray(valuesOf(rank, 6, 99), [2, 3], { dtype: "float32" }), Device.sim(0)), "self")
+    const self = yield* Comm.recv(rank, "self")
     const before = { ...runtime.transfers }
     const got: Array<{ index: number; t: Tensor.Tensor }> = []
     for (const tag of ["b", "a"] as const) for (const [index, m] of messages.entries()) if (m.tag === tag) got.push({ index, t: yield* Comm.recv(prev, tag) })
@@ -76,6 +80,7 @@ export const residentP2p = (rank: number, args: unknown) =>
     const moved = runtime.transfers.uploads - before.uploads + runtime.transfers.downloads - before.downloads
     return {
       moved,
+      self: Array.from(self.readHost()),
       received: got.map(({ index, t }) => ({
         index,
         resident: t.isResident && Device.same(t.device, Device.sim(0)),
@@ -84,4 +89,43 @@ export const residentP2p = (rank: number, args: unknown) =>
         values: Array.from(t.readHost()),
       })),
     }
+  })
+
+/**
+ * A program bug: rank 0 sends a device-resident tensor to rank 1, which ends without receiving
+ * it. On the NCCL backend the link rank 0 opens is never joined: the job's result stands, and the
+ * process ends by MPI_Abort naming the waiting work instead of hanging (MpiProcess).
+ */
+export const unmatchedResidentSend = (rank: number, _args: unknown) =>
+  Effect.gen(function* () {
+    if (rank === 1) return "returned without receiving"
+    yield* Effect.sleep(300)
+    yield* Comm.send(1, to(Tensor.fromArray(valuesOf(rank, 8), [2, 4], { dtype: "float32" }), Device.sim(0)), "never")
+    return "sent"
+  })
+
+/**
+ * Rank 0 has `n` collectives of the world group in flight (NCCL's runs each wait on a worker
+ * thread for rank 1) when it opens its first link to rank 1, which joins the link before it
+ * issues its own collectives. With the link's set-up on libuv's pool (4 threads) behind those
+ * waits, n = 4 deadlocked; on a thread of its own it cannot (cuda/src/thread_work.h).
+ */
+export const collectivesInFlightThenLink = (rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { n } = args as { n: number }
+    const world = Group.make("world", [0, 1])
+    const small = () => Tensor.fromArray(valuesOf(rank, 4), [4], { dtype: "float32" })
+    yield* Comm.allReduce(world, small()) // the group's communicator is made
+    const pending = []
+    if (rank === 0) {
+      for (let i = 0; i < n; i++) pending.push(yield* Comm.start.allReduce(world, small()))
+      yield* Effect.sleep(100)
+      yield* Comm.send(1, to(Tensor.fromArray(valuesOf(rank, 64), [16, 4], { dtype: "float32" }), Device.sim(0)), "x")
+      for (const p of pending) yield* p.await
+      return "sent"
+    }
+    const got = yield* Comm.recv(0, "x")
+    for (let i = 0; i < n; i++) pending.push(yield* Comm.start.allReduce(world, small()))
+    for (const p of pending) yield* p.await
+    return Array.from(got.readHost())
   })

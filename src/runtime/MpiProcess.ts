@@ -71,7 +71,11 @@ export const main = async (command: () => Promise<number>, say: (line: string) =
   } else {
     code = await MpiJob.serve(session)
   }
-  // An op that never completed (a failed job's collective) cannot be cancelled: abort then.
+  // An op that never completed (a failed job's collective, an NCCL link whose peer never
+  // joined) cannot be cancelled: abort then. An engine's last runs get a moment to settle first.
+  await session.quiet(2000)
+  if (session.inFlight > 0 && code === 0)
+    say(`pleat: rank ${session.rank} ended with ${session.inFlight} MPI or NCCL operations still waiting for a peer (a message sent but never received?); aborting\n`)
   session.end(session.inFlight > 0 ? Math.max(1, code) : undefined)
   return code
 }

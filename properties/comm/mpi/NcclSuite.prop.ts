@@ -11,7 +11,8 @@
 // staging through device memory, real NCCL) runs in scripts/device-check. Skipped, with a
 // line saying why, without mpirun, the CUDA addon or the stand-in.
 import fc from "fast-check"
-import { existsSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import * as Cli from "../../../src/cli/Cli.js"
 import { memoryIo } from "../../../src/cli/Io.js"
 import path from "node:path"
@@ -120,14 +121,15 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     }
   })
 
-  test("p2p of device-resident tensors on NCCL links, host tensors as MPI frames, mixed on two tags: the local backend's messages in the order sent, the resident ones received resident, nothing through the host", async () => {
+  test("p2p of device-resident tensors on NCCL links, host tensors (and one to itself) as MPI frames, mixed on two tags: the local backend's messages in the order sent, the resident ones received resident, nothing through the host", async () => {
     for (const [i, c] of residentP2p.entries()) {
       const got = run.outcomes[contract.length + resident.length + residentCombined.length + i]
       expect(got?.ok, `${JSON.stringify(c.args)}: ${got?.ok === false ? got.message : ""}`).toBe(true)
       if (got?.ok !== true) continue
       type Received = { index: number; resident: boolean; dtype: string; shape: Array<number>; values: Array<number> }
-      const mine = got.results as Array<{ moved: number; received: Array<Received> }>
-      const local = await results<{ received: Array<Received> }>("local", "residentP2p", world, c.args)
+      const mine = got.results as Array<{ moved: number; self: Array<number>; received: Array<Received> }>
+      const local = await results<{ self: Array<number>; received: Array<Received> }>("local", "residentP2p", world, c.args)
+      expect(mine.map((r) => r.self)).toEqual(local.map((r) => r.self))
       const sent = ({ index, dtype, shape, values }: Received) => ({ index, dtype, shape, values })
       expect(
         mine.map((r) => r.received.map(sent)),
@@ -211,6 +213,29 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     expect(viaNccl.length).toBe(3)
     viaNccl.forEach((step, k) => step.forEach((bytes, r) => expect(bytes + messages).toBeLessThanOrEqual(viaHost[k]?.[r] as number)))
   }, 300_000)
+})
+
+describe.skipIf(why !== undefined)("NCCL links on 2 processes: set-up beside collectives in flight, and a link nobody joins", () => {
+  test("a link opened while 4 collectives wait (libuv's pool size) is made and carries its message; a resident message never received ends the processes by MPI_Abort naming the waiting work, in bounded time, the job's result standing", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-links-"))
+    const [cases, out] = [path.join(dir, "cases.json"), path.join(dir, "out.json")]
+    writeFileSync(
+      cases,
+      JSON.stringify([
+        { scenario: "collectivesInFlightThenLink", world: 2, args: { n: 4 }, timeoutMs: 20_000 },
+        { scenario: "unmatchedResidentSend", world: 2, args: {}, timeoutMs: 5000 },
+      ]),
+    )
+    const run = await mpirun(2, [path.join(import.meta.dirname, "runner.ts"), cases, out, "nccl"], 90_000, undefined, { PLEAT_NCCL_LIB: standIn })
+    const sent = Array.from(Float32Array.from({ length: 64 }, (_, i) => ((i * 104729) % 1000) / 100 - 5))
+    expect(JSON.parse(readFileSync(out, "utf8")), run.stderr).toMatchObject([
+      { ok: true, results: ["sent", sent] },
+      { ok: true, results: ["sent", "returned without receiving"] },
+    ])
+    expect(run.code).not.toBe(0)
+    expect(run.stderr).toContain("still waiting for a peer")
+    expect(run.ms).toBeLessThan(60_000)
+  }, 120_000)
 })
 
 /** The training runs' model and mapping (world 4: tp 2, ep 2, so dp 2 and edp 2). */

@@ -48,6 +48,8 @@ export class Session {
   #control: ((from: number, value: unknown) => void) | undefined
   readonly #census = new Map<number, (from: number, value: unknown) => void>()
   readonly #controlQueue: Array<[number, unknown]> = []
+  #tracked = 0
+  readonly #quiet: Array<() => void> = []
 
   constructor(addon: MpiAddon.MpiAddon, world: MpiAddon.WorldInfo) {
     this.addon = addon
@@ -174,9 +176,36 @@ export class Session {
     }
   }
 
-  /** Ops in flight. */
+  /**
+   * Counts `work` (an engine's: an NCCL communicator's set-up or run) as in flight until it
+   * settles: work left behind then ends MPI by MPI_Abort, since it may wait for a peer forever.
+   */
+  track<T>(work: Promise<T>): Promise<T> {
+    this.#tracked++
+    const done = () => {
+      this.#tracked--
+      if (this.#tracked === 0) for (const wake of this.#quiet.splice(0)) wake()
+    }
+    work.then(done, done)
+    return work
+  }
+
+  /** Resolves once no tracked work is left, or after `ms`. */
+  quiet(ms: number): Promise<void> {
+    if (this.#tracked === 0) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      timer.unref()
+      this.#quiet.push(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  }
+
+  /** Ops in flight, and tracked work not settled. */
   get inFlight(): number {
-    return this.#pending.size
+    return this.#pending.size + this.#tracked
   }
 
   /** Ends MPI here: MPI_Finalize, or MPI_Abort(abortCode) when it is given (the whole job ends). */

@@ -102,7 +102,11 @@ export const make = (
   let closed: string | undefined
   let broken = false
 
-  const p2p = P2p.make(session, job, inbox, (why) => inbox.close(why), engine)
+  const failP2p = (why: string) => {
+    broken = true
+    inbox.close(why)
+  }
+  const p2p = P2p.make(session, job, inbox, failP2p, engine)
   session.openJob(job, p2p.arrived)
 
   const errorOf = (task: Task, reason: CommError.Reason, detail: string, ranks: ReadonlyArray<number> = []) =>

@@ -91,7 +91,7 @@ export const make = (session: Session, opened: Opened): DataEngine => {
   // The handle of each group whose communicator is made, for a synchronous look (diagnose).
   const handles = new Map<string, number>()
   let nextStream = 1
-  const links = NcclLinks.make(opened, () => nextStream++)
+  const links = NcclLinks.make(opened, { rank: session.rank, nextStream: () => nextStream++, track: (work) => session.track(work) })
 
   const join = (group: Group.Group, mpiComm: number, local: number): GroupState => {
     const id = new Uint8Array(128)
@@ -103,7 +103,7 @@ export const make = (session: Session, opened: Opened): DataEngine => {
         [id],
       ),
     )
-    const made = shared.then(() => native.commInit(id, group.ranks.length, local, device))
+    const made = session.track(shared.then(() => native.commInit(id, group.ranks.length, local, device)))
     made.then(
       (handle) => void handles.set(group.key, handle),
       () => undefined,
@@ -136,7 +136,7 @@ export const make = (session: Session, opened: Opened): DataEngine => {
       ran = native.run(handle, state.stream, calls, send, recv)
       return handle
     })
-    const finished = state.queued.then(() => ran as Promise<void>)
+    const finished = session.track(state.queued.then(() => ran as Promise<void>))
     state.runs.add(finished)
     finished.then(
       () => done({ ok: true, output }),

@@ -69,19 +69,43 @@ const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
 const unhex = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "hex"))
 
 /**
- * The links of a job; `nextStream` numbers their streams among the groups'.
+ * What the links need of their job: this process's world rank, stream numbers among the
+ * groups', and the session's tracking of work that may wait for a peer (MpiSession.track).
+ * @category models
+ */
+export interface LinkContext {
+  readonly rank: number
+  readonly nextStream: () => number
+  readonly track: <T>(work: Promise<T>) => Promise<T>
+}
+
+/**
+ * The links of a job.
  * @category constructors
  */
-export const make = (opened: Opened, nextStream: () => number): Links => {
+export const make = (opened: Opened, context: LinkContext): Links => {
   const { native, device } = opened
+  const { nextStream, track } = context
   const sending = new Map<number, Link>()
   const receiving = new Map<number, Link>()
 
   const link = (links: Map<number, Link>, peer: number, id: Uint8Array, rank: 0 | 1): Link => {
-    const made: Link = { queued: native.commInit(id, 2, rank, device), stream: nextStream(), runs: new Set() }
+    const made: Link = { queued: track(native.commInit(id, 2, rank, device)), stream: nextStream(), runs: new Set() }
     links.set(peer, made)
     return made
   }
+
+  // A link's run takes one buffer as both send and receive, so it must be the array itself:
+  // host memory with the host stand-in, device memory with NCCL (a host array given to NCCL
+  // would be staged, and the unwritten receive block copied back over the sender's data).
+  const inPlace = (place: InPlace): Nccl.RunBuffer | undefined =>
+    opened.loaded.hostMemory
+      ? place.memory === "host"
+        ? (place.data as Float32Array | Float64Array)
+        : undefined
+      : place.memory === "cuda"
+        ? (place.handle as Nccl.RunBuffer)
+        : undefined
 
   /** Queues one call on the link after its earlier ones; settles when its stream has run it. */
   const run = (l: Link, call: NcclPlan.Call, buffer: Nccl.RunBuffer): Promise<void> => {
@@ -92,7 +116,7 @@ export const make = (opened: Opened, nextStream: () => number): Links => {
       ran = native.run(handle, l.stream, calls, buffer, buffer)
       return handle
     })
-    const finished = l.queued.then(() => ran as Promise<void>)
+    const finished = track(l.queued.then(() => ran as Promise<void>))
     l.runs.add(finished)
     void finished.then(
       () => l.runs.delete(finished),
@@ -102,14 +126,20 @@ export const make = (opened: Opened, nextStream: () => number): Links => {
   }
 
   const send: P2pCarrier["send"] = (to, t, failed) => {
-    if (!t.isResident || !Device.isAccelerator(t.device) || t.size === 0) return undefined
+    // To itself, or what is not resident: an MPI frame (a link joins two ranks).
+    if (to === context.rank || !t.isResident || !Device.isAccelerator(t.device) || t.size === 0) return undefined
     const values = t.values() as DeviceArray
-    const buffer = reachable(runtimeOf(t.device).inPlace(values), opened.loaded.hostMemory)
+    const buffer = inPlace(runtimeOf(t.device).inPlace(values))
     if (buffer === undefined) return undefined
     let head = {}
     let l = sending.get(to)
     if (l === undefined) {
-      const id = native.uniqueId()
+      let id: Uint8Array
+      try {
+        id = native.uniqueId()
+      } catch {
+        return undefined // no link to this rank (NCCL cannot make an id now): an MPI frame carries it
+      }
       l = link(sending, to, id, 0)
       head = { link: hex(id) }
     }
@@ -131,7 +161,7 @@ export const make = (opened: Opened, nextStream: () => number): Links => {
     const runtime = runtimeOf(head.device)
     const count = Tensor.sizeOf(head.shape)
     const result = runtime.allocate(head.dtype, count)
-    const buffer = reachable(runtime.inPlace(result), opened.loaded.hostMemory)
+    const buffer = inPlace(runtime.inPlace(result))
     if (buffer === undefined) throw new Error(`this rank's NCCL cannot reach ${Device.format(head.device)} memory`)
     await run(l, { fn: "ncclRecv", recvOffset: 0, count, peer: 0 }, buffer)
     return new Tensor.Tensor({ shape: head.shape, resident: result, device: head.device })
