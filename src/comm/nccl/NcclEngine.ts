@@ -9,7 +9,7 @@
  * makes the id (ncclGetUniqueId), broadcasts it over the group's MPI communicator, and every
  * member joins with ncclCommInitRank on libuv's pool. Groups appear lazily, known only to
  * their members, so a split of a parent communicator (ncclCommSplit, collective over every
- * rank of the parent) cannot make them. Each group also gets its own stream number (1, 2, ...;
+ * rank of the parent) cannot make them. Each group also gets its own stream number (1, 2, ... over the process's jobs;
  * 0 is the compute stream): its collectives run there in issue order, and groups overlap.
  *
  * A collective's calls are NcclPlan's; they are queued when the communicator is ready and
@@ -81,6 +81,11 @@ const buffersOf = (request: Request, recvLength: number, hostMemory: boolean): B
   return { send: t.readHost(), recv, result: recv }
 }
 
+// Stream numbers belong to the process (the addon keeps a CUDA stream per number for its life):
+// every job's groups and links take new ones, so no job queues behind what an earlier, failed
+// job left on a stream.
+let nextStream = 1
+
 /**
  * The engine of one job on this process's rank.
  * @category constructors
@@ -90,7 +95,6 @@ export const make = (session: Session, opened: Opened): DataEngine => {
   const groups = new Map<string, GroupState>()
   // The handle of each group whose communicator is made, for a synchronous look (diagnose).
   const handles = new Map<string, number>()
-  let nextStream = 1
   const links = NcclLinks.make(opened, { rank: session.rank, nextStream: () => nextStream++, track: (work) => session.track(work) })
 
   const join = (group: Group.Group, mpiComm: number, local: number): GroupState => {
