@@ -14,7 +14,7 @@ const read = (file: string) => JSON.parse(readFileSync(file, "utf8"))
 
 test("every check is on disk when it ends; failures and set-up errors are recorded; the final save clears partial", async () => {
   const file = target()
-  const r = deviceReport({ target: file, head: { date: "d" }, budgetSeconds: 60 })
+  const r = deviceReport({ target: file, head: { date: "d" }, budgetSeconds: 60, say: () => undefined })
   r.check("passes", () => ({ value: 1 }))
   expect(read(file)).toMatchObject({ date: "d", partial: true, checks: [{ name: "passes", ok: true, detail: { value: 1 } }] })
   r.check("throws", () => {
@@ -39,7 +39,7 @@ test("every check is on disk when it ends; failures and set-up errors are record
 
 test("past the budget a check is recorded as not run, its code never called", async () => {
   const file = target()
-  const r = deviceReport({ target: file, head: {}, budgetSeconds: 0 })
+  const r = deviceReport({ target: file, head: {}, budgetSeconds: 0, say: () => undefined })
   let called = false
   await new Promise((resolve) => setTimeout(resolve, 2))
   r.check("late", () => {

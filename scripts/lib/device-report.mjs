@@ -8,9 +8,9 @@ import path from "node:path"
 
 /**
  * The report at `target`, its fixed fields (`head`: date, device, doctor ...) and a budget in
- * seconds from now after which checks are skipped.
+ * seconds from now after which checks are skipped; `say` hears one line a check (stderr).
  */
-export const deviceReport = ({ target, head, budgetSeconds }) => {
+export const deviceReport = ({ target, head, budgetSeconds, say = (line) => process.stderr.write(line) }) => {
   const started = performance.now()
   const deadline = started + budgetSeconds * 1000
   const checks = []
@@ -25,7 +25,7 @@ export const deviceReport = ({ target, head, budgetSeconds }) => {
   }
   const record = (entry) => {
     checks.push(entry)
-    process.stderr.write(`device-check: ${entry.ok ? "ok  " : entry.skipped ? "skip" : "FAIL"} ${entry.name} (${entry.seconds.toFixed(1)} s)\n`)
+    say(`device-check: ${entry.ok ? "ok  " : entry.skipped ? "skip" : "FAIL"} ${entry.name} (${entry.seconds.toFixed(1)} s)\n`)
     save(false)
   }
   const skipped = (name, why) => record({ name, ok: false, skipped: true, detail: `not run: ${why}`, seconds: 0 })
