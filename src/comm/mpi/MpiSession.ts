@@ -3,9 +3,9 @@
  * and ended once (MPI_Finalize, or MPI_Abort when the job failed). It turns the addon's
  * completions into callbacks on the JS thread, keeps every buffer of an op alive until the op
  * completes, keeps the process alive while ops are in flight (or while a `hold` is taken),
- * and routes received p2p messages by MPI tag: tensor frames (and announcements) to the job they belong to
- * (frames of a job that has not opened here yet wait for it; those of a closed job are
- * dropped), control frames to the one control listener (waiting until there is one), census
+ * and routes received p2p messages by MPI tag: tensor frames (and announcements) to the job
+ * they belong to (frames of a job that has not opened here yet wait for it; those of a closed job
+ * are dropped), control frames to the one control listener (waiting until there is one), census
  * frames (questions between the ranks of a job about a collective that timed out) to that job's
  * census.
  */
@@ -195,7 +195,6 @@ export class Session {
     if (this.#tracked === 0) return Promise.resolve()
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, ms)
-      timer.unref()
       this.#quiet.push(() => {
         clearTimeout(timer)
         resolve()
