@@ -7,10 +7,11 @@
  *
  * Each group gets its own NCCL communicator on first use, made by its members only: member 0
  * makes the id (ncclGetUniqueId), broadcasts it over the group's MPI communicator, and every
- * member joins with ncclCommInitRank on a thread of its own (nccl_binding.cc). Groups appear lazily, known only to
- * their members, so a split of a parent communicator (ncclCommSplit, collective over every
- * rank of the parent) cannot make them. Each group also gets its own stream number (1, 2, ... over the process's jobs;
- * 0 is the compute stream): its collectives run there in issue order, and groups overlap.
+ * member joins with ncclCommInitRank on a thread of its own (nccl_binding.cc). Groups appear
+ * lazily, known only to their members, so a split of a parent communicator (ncclCommSplit,
+ * collective over every rank of the parent) cannot make them. Each group also gets its own
+ * stream number (1, 2, ... over the process's jobs; 0 is the compute stream): its collectives
+ * run there in issue order, and groups overlap.
  *
  * A collective's calls are NcclPlan's; they are queued when the communicator is ready and
  * after the group's previous collective was queued, and the result settles when the stream
