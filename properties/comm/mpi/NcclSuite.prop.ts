@@ -199,16 +199,17 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     await againstLocal([...small(4), "--seed", "37", "--device", "sim", "--precision", "bf16"], ["--world", "4", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "2"])
   }, 300_000)
 
-  test("pleat train --backend nccl --device sim with pp 2 on 2 processes: one process's losses; the messages between the stages go device to device", async () => {
-    const flags = [...small(4, 4), "--seed", "43", "--device", "sim", "--untie-embeddings"]
-    const on = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1"]
+  test("pleat train --backend nccl --device sim with pp 2 and vpp 2 on 2 processes: one process's losses; the messages between the stages go device to device, both ways", async () => {
+    const flags = [...small(4, 8), "--seed", "43", "--device", "sim", "--untie-embeddings"]
+    const on = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--vpp", "2", "--ep", "1"]
     const { run } = await againstLocal(flags, on)
     // Nothing else is shared between the two stages (untied embeddings, dp 1): on the MPI backend
-    // (a process per rank, so each rank's own count) each stage's outgoing messages, 4
-    // micro-batches of seq 8 x hidden 16 float32, come down to the host; NCCL's links leave them.
+    // (a process per rank, so each rank's own count) each rank's outgoing messages come down to
+    // the host (interleaved, each rank sends at least two a micro-batch: 8 micro-batches of seq 8 x
+    // hidden 16 float32); NCCL's links leave them on the device.
     const viaMpi = await mpirun(2, [path.join(import.meta.dirname, "../../../src/cli/main.ts"), "train", ...flags, ...on, "--backend", "mpi"], 240_000)
     expect(viaMpi.code, viaMpi.stderr).toBe(0)
-    const messages = 4 * 8 * 16 * 4
+    const messages = 8 * 2 * (8 * 16 * 4)
     const [viaNccl, viaHost] = [hostDeviceBytes(run.stdout), hostDeviceBytes(viaMpi.stdout)]
     expect(viaNccl.length).toBe(3)
     viaNccl.forEach((step, k) => step.forEach((bytes, r) => expect(bytes + messages).toBeLessThanOrEqual(viaHost[k]?.[r] as number)))
