@@ -127,7 +127,7 @@ describe("host checks of the NCCL backend", () => {
       { numRuns: 1000 },
     )
     // Coverage: the draws reach agreeing members, all-to-alls among them (300 draws once gave
-    // exactly 10 all-to-alls; 12 runs of 1000 gave 717-800 compared and 46 or more all-to-alls).
+    // exactly 10 all-to-alls; 12 runs of 1000 gave 717 or more compared and 46 or more all-to-alls).
     expect(compared).toBeGreaterThan(300)
     expect(exchanges).toBeGreaterThan(15)
   })
