@@ -26,7 +26,7 @@
  */
 import * as MpiAddon from "../../native/MpiAddon.js"
 import type * as Nccl from "../../native/Nccl.js"
-import type { DeviceArray } from "../../tensor/device/DeviceRuntime.js"
+import type { DeviceArray, InPlace } from "../../tensor/device/DeviceRuntime.js"
 import { runtimeOf } from "../../tensor/device/Runtimes.js"
 import * as Device from "../../tensor/Device.js"
 import * as DType from "../../tensor/DType.js"
@@ -35,6 +35,7 @@ import type { Request } from "../Communicator.js"
 import type * as Group from "../Group.js"
 import type { DataEngine } from "../mpi/DataEngine.js"
 import type { Session } from "../mpi/MpiSession.js"
+import * as NcclChain from "./NcclChain.js"
 import * as NcclLinks from "./NcclLinks.js"
 import * as NcclPlan from "./NcclPlan.js"
 
@@ -49,17 +50,16 @@ export interface Opened {
   readonly device: number
 }
 
-interface GroupState {
-  /** Resolves with the communicator once every member joined; later collectives chain on it. */
-  queued: Promise<number>
-  readonly stream: number
-  readonly runs: Set<Promise<unknown>>
-}
-
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /** Where a run's buffers are: the host's arrays, or a device's arrays taken in place. */
 type Buffers = { readonly send: Nccl.RunBuffer; readonly recv: Nccl.RunBuffer; readonly result: Collective.Values }
+
+/** What NCCL takes for a device array in place, when this NCCL can reach it (a host array is staged through device memory). */
+const reachable = (place: InPlace, hostMemory: boolean): Nccl.RunBuffer | undefined => {
+  if (place.memory === "host") return place.data as Float32Array | Float64Array
+  return hostMemory ? undefined : (place.handle as Nccl.RunBuffer)
+}
 
 /**
  * A run's buffers: a resident tensor's device array and a new one of its runtime for the result
@@ -71,10 +71,10 @@ const buffersOf = (request: Request, recvLength: number, hostMemory: boolean): B
   if (t.isResident && request.out === undefined && Device.isAccelerator(t.device)) {
     const runtime = runtimeOf(t.device)
     const values = t.values() as DeviceArray
-    const send = NcclLinks.reachable(runtime.inPlace(values), hostMemory)
+    const send = reachable(runtime.inPlace(values), hostMemory)
     if (send !== undefined) {
       const result = runtime.allocate(t.dtype, recvLength)
-      const recv = NcclLinks.reachable(runtime.inPlace(result), hostMemory)
+      const recv = reachable(runtime.inPlace(result), hostMemory)
       if (recv !== undefined) return { send, recv, result }
     }
   }
@@ -93,12 +93,13 @@ let nextStream = 1
  */
 export const make = (session: Session, opened: Opened): DataEngine => {
   const { native, device } = opened
-  const groups = new Map<string, GroupState>()
+  const groups = new Map<string, NcclChain.Chain>()
   // The handle of each group whose communicator is made, for a synchronous look (diagnose).
   const handles = new Map<string, number>()
-  const links = NcclLinks.make(opened, { rank: session.rank, nextStream: () => nextStream++, track: (work) => session.track(work) })
+  const track = <T>(work: Promise<T>): Promise<T> => session.track(work)
+  const links = NcclLinks.make(opened, { rank: session.rank, nextStream: () => nextStream++, track })
 
-  const join = (group: Group.Group, mpiComm: number, local: number): GroupState => {
+  const join = (group: Group.Group, mpiComm: number, local: number): NcclChain.Chain => {
     const id = new Uint8Array(128)
     if (local === 0) id.set(native.uniqueId())
     const shared = new Promise<void>((resolve, reject) =>
@@ -108,12 +109,12 @@ export const make = (session: Session, opened: Opened): DataEngine => {
         [id],
       ),
     )
-    const made = session.track(shared.then(() => native.commInit(id, group.ranks.length, local, device)))
+    const made = track(shared.then(() => native.commInit(id, group.ranks.length, local, device)))
     made.then(
       (handle) => void handles.set(group.key, handle),
       () => undefined,
     )
-    const state: GroupState = { queued: made, stream: nextStream++, runs: new Set() }
+    const state = NcclChain.make(made, nextStream++)
     groups.set(group.key, state)
     return state
   }
@@ -135,23 +136,14 @@ export const make = (session: Session, opened: Opened): DataEngine => {
     const { send, recv, result } = buffersOf(request, plan.recvLength, opened.loaded.hostMemory)
     const calls = NcclPlan.encode(plan.calls)
     const output: Collective.Output<Collective.Values> = { data: result, shape, ...(splits === undefined ? {} : { splits }) }
-    const previous = state.queued
-    let ran: Promise<void> | undefined
-    state.queued = previous.then((handle) => {
-      ran = native.run(handle, state.stream, calls, send, recv)
-      return handle
-    })
-    const finished = session.track(state.queued.then(() => ran as Promise<void>))
-    state.runs.add(finished)
-    finished.then(
+    NcclChain.enqueue(native, state, calls, send, recv, track).then(
       () => done({ ok: true, output }),
       (error: unknown) => done({ ok: false, error: message(error) }),
     )
-    finished.finally(() => state.runs.delete(finished)).catch(() => undefined)
   }
 
   const close = (clean: boolean): void => {
-    for (const state of groups.values()) NcclLinks.release(native, state, clean)
+    for (const state of groups.values()) NcclChain.release(native, state, clean)
     groups.clear()
     handles.clear()
     links.close(clean)

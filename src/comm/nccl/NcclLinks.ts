@@ -22,14 +22,8 @@ import * as Device from "../../tensor/Device.js"
 import * as Tensor from "../../tensor/Tensor.js"
 import type { P2pCarrier } from "../mpi/DataEngine.js"
 import type { Opened } from "./NcclEngine.js"
+import * as NcclChain from "./NcclChain.js"
 import * as NcclPlan from "./NcclPlan.js"
-
-interface Link {
-  /** Resolves with the communicator once both joined; each run chains on it. */
-  queued: Promise<number>
-  readonly stream: number
-  readonly runs: Set<Promise<unknown>>
-}
 
 /**
  * The links of one job on this rank, how to end them, and what they know of a stuck one.
@@ -37,32 +31,6 @@ interface Link {
  */
 export interface Links extends P2pCarrier {
   readonly close: (clean: boolean) => void
-}
-
-/**
- * What NCCL takes for a device array in place, when this NCCL can reach it.
- * @category mapping
- */
-export const reachable = (place: InPlace, hostMemory: boolean): Nccl.RunBuffer | undefined => {
-  if (place.memory === "host") return place.data as Float32Array | Float64Array
-  return hostMemory ? undefined : (place.handle as Nccl.RunBuffer)
-}
-
-/**
- * Ends a communicator once its chain is done: a clean job's is destroyed after its last run, a
- * failed job's aborted (its runs may wait for a peer that is gone).
- * @category destructors
- */
-export const release = (native: Nccl.Native, c: { readonly queued: Promise<number>; readonly runs: ReadonlySet<Promise<unknown>> }, clean: boolean): void => {
-  const free = (handle: number) => {
-    try {
-      native.free(handle, !clean)
-    } catch {
-      // A communicator that cannot be freed is the process's to drop at exit.
-    }
-  }
-  if (clean) void Promise.allSettled([...c.runs]).then(() => c.queued.then(free, () => undefined))
-  else void c.queued.then(free, () => undefined)
 }
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes).toString("hex")
@@ -86,11 +54,11 @@ export interface LinkContext {
 export const make = (opened: Opened, context: LinkContext): Links => {
   const { native, device } = opened
   const { nextStream, track } = context
-  const sending = new Map<number, Link>()
-  const receiving = new Map<number, Link>()
+  const sending = new Map<number, NcclChain.Chain>()
+  const receiving = new Map<number, NcclChain.Chain>()
 
-  const link = (links: Map<number, Link>, peer: number, id: Uint8Array, rank: 0 | 1): Link => {
-    const made: Link = { queued: track(native.commInit(id, 2, rank, device)), stream: nextStream(), runs: new Set() }
+  const link = (links: Map<number, NcclChain.Chain>, peer: number, id: Uint8Array, rank: 0 | 1): NcclChain.Chain => {
+    const made = NcclChain.make(track(native.commInit(id, 2, rank, device)), nextStream())
     links.set(peer, made)
     return made
   }
@@ -107,23 +75,8 @@ export const make = (opened: Opened, context: LinkContext): Links => {
         ? (place.handle as Nccl.RunBuffer)
         : undefined
 
-  /** Queues one call on the link after its earlier ones; settles when its stream has run it. */
-  const run = (l: Link, call: NcclPlan.Call, buffer: Nccl.RunBuffer): Promise<void> => {
-    const calls = NcclPlan.encode([call])
-    let ran: Promise<void> | undefined
-    l.queued = l.queued.then((handle) => {
-      // The call touches one buffer: it is passed as both (send and receive of one kind).
-      ran = native.run(handle, l.stream, calls, buffer, buffer)
-      return handle
-    })
-    const finished = track(l.queued.then(() => ran as Promise<void>))
-    l.runs.add(finished)
-    void finished.then(
-      () => l.runs.delete(finished),
-      () => l.runs.delete(finished),
-    )
-    return finished
-  }
+  /** One call on the link; the call touches one buffer, passed as both send and receive (of one kind). */
+  const run = (l: NcclChain.Chain, call: NcclPlan.Call, buffer: Nccl.RunBuffer): Promise<void> => NcclChain.enqueue(native, l, NcclPlan.encode([call]), buffer, buffer, track)
 
   const send: P2pCarrier["send"] = (to, t, failed) => {
     // To itself, or what is not resident: an MPI frame (a link joins two ranks).
@@ -168,7 +121,7 @@ export const make = (opened: Opened, context: LinkContext): Links => {
   }
 
   const close = (clean: boolean): void => {
-    for (const l of [...sending.values(), ...receiving.values()]) release(native, l, clean)
+    for (const l of [...sending.values(), ...receiving.values()]) NcclChain.release(native, l, clean)
     sending.clear()
     receiving.clear()
   }
