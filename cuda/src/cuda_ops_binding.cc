@@ -50,10 +50,11 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   double cols = 0;
   if (!rows_call(info, fn, &src, &index, &out, &cols)) return env.Undefined();
   const size_t c = static_cast<size_t>(cols);
-  if (cols < 1 || c * index.length != out.length || src.length % c != 0) {
+  if (cols < 0 || c * index.length != out.length || (c > 0 && src.length % c != 0) || (c == 0 && src.length != 0)) {
     throw_range_error(env, std::string(fn) + ": out must hold index.length * cols elements and src whole rows of cols");
     return env.Undefined();
   }
+  if (c == 0) return env.Undefined();  // rows of no values: nothing to write, as on the CPU
   const int32_t* idx = index.i32();
   for (size_t i = 0; i < index.length; ++i) {
     if (idx[i] < 0 || static_cast<size_t>(idx[i]) >= src.length / c) {
@@ -94,10 +95,11 @@ Napi::Value ScatterAddRows(const Napi::CallbackInfo& info) {
   double cols = 0;
   if (!rows_call(info, fn, &src, &index, &out, &cols)) return env.Undefined();
   const size_t c = static_cast<size_t>(cols);
-  if (cols < 1 || c * index.length != src.length || out.length % c != 0) {
+  if (cols < 0 || c * index.length != src.length || (c > 0 && out.length % c != 0) || (c == 0 && out.length != 0)) {
     throw_range_error(env, std::string(fn) + ": src must hold index.length * cols elements and out whole rows of cols");
     return env.Undefined();
   }
+  if (c == 0) return env.Undefined();  // rows of no values: nothing to add, as on the CPU
   // Each target row's sources in increasing i: the CPU's order of adds.
   StagedRowLists lists;
   if (!staged_row_lists(env, fn, index, out.length / c, "a row of out", &lists)) return env.Undefined();

@@ -7,6 +7,7 @@ import { describe, expect, test } from "vitest"
 import * as Addon from "../../src/native/Addon.js"
 import * as Cpu from "../../src/native/Cpu.js"
 import * as Cuda from "../../src/native/Cuda.js"
+import { cudaArrays } from "../../src/native/CudaArrays.js"
 import { axpyCase, axpyF32Ref, f32, f32Close, place } from "./arbitraries.js"
 
 const status = Cuda.cudaStatus()
@@ -51,6 +52,21 @@ describe("CUDA status", () => {
     const memory = Cuda.deviceMemory()
     expect(() => memory.allocate(1024, 0)).toThrow(/^no device: /)
     expect(() => memory.stats()).toThrow(/^no device: /)
+  })
+
+  test.runIf(built)("rows of no columns: gatherRows and scatterAddRows do nothing, with or without a device, as the CPU's; other column counts are checked", () => {
+    const ops = Cuda.deviceOps()
+    const arrays = cudaArrays()
+    if ("why" in arrays) throw new Error(arrays.why)
+    const scatterAddRows = arrays.addon.scatterAddRows as unknown as (src: Float32Array, index: Int32Array, out: Float32Array, cols: number) => void
+    const out = new Float32Array(0)
+    expect(() => ops.gatherRows(new Float32Array(0), Int32Array.of(0, 3), out, 0)).not.toThrow()
+    expect(() => scatterAddRows(new Float32Array(0), Int32Array.of(2, 1), out, 0)).not.toThrow()
+    const cpu = new Float32Array(0)
+    Cpu.gatherRows(new Float32Array(0), Int32Array.of(0, 3), cpu, 0)
+    expect(out).toEqual(cpu)
+    expect(() => ops.gatherRows(new Float32Array(2), Int32Array.of(0), new Float32Array(0), 0)).toThrow(RangeError)
+    expect(() => ops.gatherRows(new Float32Array(4), Int32Array.of(0), new Float32Array(3), 2)).toThrow(RangeError)
   })
 
   test.runIf(!built)("not built: deviceInfo and axpy throw AddonLoadError", () => {

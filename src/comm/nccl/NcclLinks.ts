@@ -26,7 +26,7 @@ import * as NcclChain from "./NcclChain.js"
 import * as NcclPlan from "./NcclPlan.js"
 
 /**
- * The links of one job on this rank, how to end them, and what they know of a stuck one.
+ * The links of one job on this rank, and how to end them.
  * @category models
  */
 export interface Links extends P2pCarrier {

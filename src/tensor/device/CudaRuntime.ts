@@ -76,11 +76,9 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
         ? a.matmul(handle(p.a), handle(p.b), handle(p.out), p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.accumulate)
         : viaHost([p.a, p.b, p.out], ([x, y, out]) => host(p.a).matmul({ ...p, a: x as DType.Storage, b: y as DType.Storage, out: out as DType.Storage })),
     gatherRows: (src, index, out, cols) =>
-      cols === 0
-        ? undefined // rows of no values: nothing to write (the binding asks for at least one column)
-        : allF32(src, out)
-          ? a.gatherRows(handle(src), index, handle(out), cols)
-          : viaHost([src, out], ([s, o]) => host(src).gatherRows(s as DType.Storage, index, o as DType.Storage, cols)),
+      allF32(src, out)
+        ? a.gatherRows(handle(src), index, handle(out), cols)
+        : viaHost([src, out], ([s, o]) => host(src).gatherRows(s as DType.Storage, index, o as DType.Storage, cols)),
     rmsnormRows: (x, w, out, rstd, rows, cols, eps) =>
       allF32(x, w, out) && rstd.dtype === "float64"
         ? a.rmsnormRows(handle(x), handle(w), handle(out), handle(rstd), rows, cols, eps)
@@ -110,11 +108,9 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
         ? a.groupedWeights(handle(x), handle(c), handle(out), rows, m, n, accumulate)
         : viaHost([x, c, out], ([hx, hc, ho]) => host(x).groupedWeights(hx as DType.Storage, hc as DType.Storage, ho as DType.Storage, rows, m, n, accumulate)),
     scatterAddRows: (src, index, out, cols) =>
-      cols === 0
-        ? undefined
-        : allF32(src, out)
-          ? a.scatterAddRows(handle(src), index, handle(out), cols)
-          : viaHost([src, out], ([s, o]) => host(src).scatterAddRows(s as DType.Storage, index, o as DType.Storage, cols)),
+      allF32(src, out)
+        ? a.scatterAddRows(handle(src), index, handle(out), cols)
+        : viaHost([src, out], ([s, o]) => host(src).scatterAddRows(s as DType.Storage, index, o as DType.Storage, cols)),
     softmaxRows: (x, out, rows, cols) =>
       allF32(x, out)
         ? a.softmaxRows(handle(x), handle(out), rows, cols)
