@@ -6,6 +6,7 @@
 // runs only where a device is.
 import { spawnSync } from "node:child_process"
 import path from "node:path"
+import { floatsFrom } from "./lib/device-report.mjs"
 
 export const trainChecks = async ({ root, status, check, assert, random, remainingMs }) => {
   if (!status.available) return
@@ -21,7 +22,7 @@ export const trainChecks = async ({ root, status, check, assert, random, remaini
   const rt = made.runtime
   // random() is uniform in [-1, 1); u() in [0, 1).
   const u = () => (random() + 1) / 2
-  const fill = (n) => Float32Array.from({ length: n }, () => random())
+  const fill = floatsFrom(random, 1)
   const back = (x) => {
     const host = new Float32Array(x.length)
     rt.download(x, host)

@@ -197,7 +197,7 @@ if (status.available)
 await phase("timed checks", () => timedChecks({ root, status, doctorJson, check, checkAsync, assert, random, skipped: report.skipped, remainingMs: report.remainingMs }))
 
 // Device tensors: device arrays, and pleat train on the GPU: scripts/device-check-train.mjs.
-await phase("training checks", () => trainChecks({ root, status, check, assert, random, floats, remainingMs: report.remainingMs }))
+await phase("training checks", () => trainChecks({ root, status, check, assert, random, remainingMs: report.remainingMs }))
 
 const missed = (c) => c.ok && typeof c.detail === "object" && c.detail !== null && (c.detail.meetsTarget === false || (c.detail.cases ?? []).some((k) => k?.meetsTarget === false))
 report.set({
