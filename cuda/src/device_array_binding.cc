@@ -6,6 +6,11 @@
 //   deviceArrayZero(array)                       every byte 0
 //   deviceArrayCopyIn(array, src)                src: a host typed array of the same bytes
 //   deviceArrayCopyOut(array, dst)               into a host typed array of the same bytes
+//                                                (waits for the device)
+//   deviceArrayCopyOutAsync(array, dst) -> Promise  the same copy without waiting: queued on
+//                                                stream 0 now into pinned staging memory; a
+//                                                thread of its own waits for it, then the JS
+//                                                thread moves the bytes into dst and resolves
 //   deviceArrayCopy(dst, src)                    device to device, same bytes
 //   deviceArrayCopyRange(dst, dstOffset, src, srcOffset, length)
 //                                                elements [srcOffset, +length) of src into
@@ -23,19 +28,22 @@
 //
 // The block is freed when the JS value is collected (the allocator keeps it for reuse on its
 // stream; every kernel of the addon runs on stream 0), and V8 is told its size, so device memory
-// in use counts toward collection as ArrayBuffers do. Work is queued on stream 0; copies out
-// wait for it (a first step: completion without a blocking wait comes with events per op).
+// in use counts toward collection as ArrayBuffers do. Work is queued on stream 0; a plain copy
+// out waits for it, an async one (what a training step uses) does not.
 #include "device_array_binding.h"
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
+#include <map>
 #include <string>
 #include <unordered_set>
 
 #include "device_memory_binding.h"
 #include "kernels/axpy_cuda.h"
 #include "napi_args.h"
+#include "thread_work.h"
 
 namespace pleat {
 
@@ -144,6 +152,83 @@ Napi::Value CopyHost(const Napi::CallbackInfo& info, bool in) {
   return env.Undefined();
 }
 
+// Pinned staging buffers for async copies out, reused (page-locking memory is slow and
+// serialises the device's streams), keyed by capacity; touched on the JS thread only.
+std::multimap<size_t, void*>& idle_staging() {
+  static std::multimap<size_t, void*> buffers;
+  return buffers;
+}
+
+cudaError_t take_staging(size_t bytes, void** out, size_t* capacity) {
+  auto& idle = idle_staging();
+  if (auto it = idle.lower_bound(bytes); it != idle.end() && it->first <= 2 * bytes + 4096) {
+    *capacity = it->first;
+    *out = it->second;
+    idle.erase(it);
+    return cudaSuccess;
+  }
+  *capacity = bytes;
+  return cudaMallocHost(out, bytes);
+}
+
+Napi::Value DeviceArrayCopyOutAsync(const Napi::CallbackInfo& info) {
+  const char* fn = "deviceArrayCopyOutAsync";
+  Napi::Env env = info.Env();
+  const DeviceBlock* b = expect_block(info, fn, 0, "array");
+  if (b == nullptr) return env.Undefined();
+  ArrayArg host;
+  if (!expect_array(info, fn, 1, "dst", {b->type}, &host)) return env.Undefined();
+  if (host.resident || host.length != b->length) {
+    throw_range_error(env, std::string(fn) + ": dst must be a host typed array of the device array's " + std::to_string(b->length) + " elements");
+    return env.Undefined();
+  }
+  if (b->bytes() == 0) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Resolve(env.Undefined());
+    return deferred.Promise();
+  }
+  DeviceMemory* m = device_memory_if_made();
+  cudaStream_t s = m->backend.stream(0);
+  const size_t bytes = b->bytes();
+  void* staging = nullptr;
+  size_t capacity = 0;
+  cudaEvent_t copied = nullptr;
+  cudaError_t err = take_staging(bytes, &staging, &capacity);
+  if (err == cudaSuccess) err = cudaEventCreateWithFlags(&copied, cudaEventDisableTiming);
+  if (err == cudaSuccess) err = cudaMemcpyAsync(staging, b->data, bytes, cudaMemcpyDeviceToHost, s);
+  if (err == cudaSuccess) err = cudaEventRecord(copied, s);
+  if (err != cudaSuccess) {
+    if (copied != nullptr) (void)cudaEventDestroy(copied);
+    if (staging != nullptr) idle_staging().emplace(capacity, staging);
+    finish(env, fn, err, false);
+    return env.Undefined();
+  }
+  // The device array (its block is reused once collected) and dst live until the copy is done;
+  // the references are deleted on the JS thread in `settle` (leaked if the environment is gone).
+  auto* source = new Napi::Reference<Napi::Value>(Napi::Persistent(info[0]));
+  auto* target = new Napi::Reference<Napi::Value>(Napi::Persistent(info[1]));
+  const int device = m->backend.device();
+  return start_on_own_thread(
+      env, fn,
+      [copied, device]() -> std::string {
+        cudaError_t e = cudaSetDevice(device);
+        if (e == cudaSuccess) e = cudaEventSynchronize(copied);
+        if (e == cudaSuccess) return "";
+        return std::string("CUDA error: deviceArrayCopyOutAsync failed: ") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+      },
+      [copied, staging, capacity, bytes, source, target](Napi::Env e, bool ok) -> Napi::Value {
+        if (ok) {
+          Napi::TypedArray dst = target->Value().As<Napi::TypedArray>();
+          std::memcpy(static_cast<uint8_t*>(dst.ArrayBuffer().Data()) + dst.ByteOffset(), staging, bytes);
+        }
+        (void)cudaEventDestroy(copied);
+        idle_staging().emplace(capacity, staging);
+        delete source;
+        delete target;
+        return e.Undefined();
+      });
+}
+
 Napi::Value DeviceArrayCopyIn(const Napi::CallbackInfo& info) { return CopyHost(info, true); }
 Napi::Value DeviceArrayCopyOut(const Napi::CallbackInfo& info) { return CopyHost(info, false); }
 
@@ -223,6 +308,7 @@ void RegisterDeviceArrayExports(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceArrayZero", Napi::Function::New(env, DeviceArrayZero, "deviceArrayZero"));
   exports.Set("deviceArrayCopyIn", Napi::Function::New(env, DeviceArrayCopyIn, "deviceArrayCopyIn"));
   exports.Set("deviceArrayCopyOut", Napi::Function::New(env, DeviceArrayCopyOut, "deviceArrayCopyOut"));
+  exports.Set("deviceArrayCopyOutAsync", Napi::Function::New(env, DeviceArrayCopyOutAsync, "deviceArrayCopyOutAsync"));
   exports.Set("deviceArrayCopy", Napi::Function::New(env, DeviceArrayCopy, "deviceArrayCopy"));
   exports.Set("deviceArrayCopyRange", Napi::Function::New(env, DeviceArrayCopyRange, "deviceArrayCopyRange"));
   exports.Set("deviceArrayAdd", Napi::Function::New(env, DeviceArrayAdd, "deviceArrayAdd"));

@@ -184,7 +184,7 @@ describe("the optimizer on the device (sim)", () => {
     for (const bytes of moved.slice(1, -1)) expect(bytes, precision).toBeLessThan(shardBytes)
   }
 
-  test("a non-finite gradient on the device is found and named, with its value", () => {
+  test("a non-finite gradient on the device is found and named, with its value", async () => {
     const spec = (name: string, shape: ReadonlyArray<number>): Params.ParamSpec => ({ name, shape, sharding: "replicated", layer: 0 }) as unknown as Params.ParamSpec
     const held = (name: string, n: number): RankParams.Held => ({
       spec: spec(name, [n]),
@@ -204,7 +204,7 @@ describe("the optimizer on the device (sim)", () => {
       ["b", Float32Array.from({ length: 9 }, (_, i) => (i === 6 ? Number.NEGATIVE_INFINITY : i))],
     ])
     for (const [name, g] of grads) GradAccumulator.addGradient(DeviceOptimizer.gradOf(o, params.get(name) as RankParams.Held), to(Tensor.fromStorage(g, [g.length]), Device.sim(0)))
-    const squares = DeviceOptimizer.squares(o)
+    const squares = await Effect.runPromise(DeviceOptimizer.squares(o))
     expect(squares.get(params.get("a") as RankParams.Held)).toBe(55)
     const diverged = NonFinite.find(1, params, { squares: (h) => squares.get(h) as number, values: (h) => DeviceOptimizer.gradientOnHost(o, h) })
     expect(diverged?.message).toBe("gradient of b is -Infinity after the backward")

@@ -2,13 +2,14 @@
  * LogitRows: the row work of the vocabulary-parallel cross-entropy over one member's logits
  * [rows, cols] (VocabParallel.crossEntropy), done where the logits live. On a device the
  * device's cross-entropy kernels read them in place and only per-row statistics (float64, a few
- * numbers a row) and the target logits cross to the host; the gradient is made on the device.
+ * numbers a row) and the target logits cross to the host, as Effects that wait without blocking
+ * the JS thread; the gradient is made on the device.
  * On the host, the native kernels for float32 (CpuCrossEntropy) or the loops. All compute in
  * float64 in the same order (CUDA's exp may differ in a double's last bit; sim is the host's).
  */
 import { crossEntropyKernels } from "../native/CpuCrossEntropy.js"
-import type { DeviceRuntime } from "../tensor/device/DeviceRuntime.js"
-import { downloaded } from "../tensor/device/DeviceRuntime.js"
+import * as Effect from "effect/Effect"
+import { type DeviceArray, type DeviceRuntime, downloadedAsync } from "../tensor/device/DeviceRuntime.js"
 import * as Place from "../tensor/device/Place.js"
 import * as DType from "../tensor/DType.js"
 import type * as Tensor from "../tensor/Tensor.js"
@@ -19,17 +20,20 @@ import type * as Tensor from "../tensor/Tensor.js"
  */
 export interface LogitRows {
   /** Each row's largest logit (NaN if any is NaN). */
-  readonly rowMax: () => Float64Array
+  readonly rowMax: () => Effect.Effect<Float64Array>
   /** Each row's sum over j ascending of exp(x[r, j] - max[r]). */
-  readonly rowSumExp: (max: Float64Array) => Float64Array
+  readonly rowSumExp: (max: Float64Array) => Effect.Effect<Float64Array>
   /** The logits at flat positions `at` (row * cols + column), as float64. */
-  readonly pick: (at: Int32Array) => Float64Array
+  readonly pick: (at: Int32Array) => Effect.Effect<Float64Array>
   /**
    * d[r, j] = scale * (exp(x[r, j] - logSum[r]) - (start + j === targets[r] ? 1 : 0)), zero rows
    * where the target is `ignore`: storage where the logits are.
    */
   readonly grad: (logSum: Float64Array, targets: Int32Array, ignore: number, start: number, scale: number) => Place.Buffer
 }
+
+/** A device array's values on the host, without blocking the JS thread. */
+const arrived = (array: DeviceArray) => Effect.promise(() => downloadedAsync(array))
 
 const onDevice = (rt: DeviceRuntime, logits: Tensor.Tensor, rows: number, cols: number): LogitRows => {
   const x = logits.deviceArray(rt)
@@ -38,17 +42,17 @@ const onDevice = (rt: DeviceRuntime, logits: Tensor.Tensor, rows: number, cols: 
     rowMax: () => {
       const max = rt.allocate("float64", rows)
       k.crossEntropyRowMax(x, rows, cols, max)
-      return downloaded(max) as Float64Array
+      return arrived(max) as Effect.Effect<Float64Array>
     },
     rowSumExp: (max) => {
       const sum = rt.allocate("float64", rows)
       k.crossEntropyRowSumExp(x, rows, cols, rt.upload(max), sum)
-      return downloaded(sum) as Float64Array
+      return arrived(sum) as Effect.Effect<Float64Array>
     },
     pick: (at) => {
       const picked = rt.allocate("float32", at.length)
       k.gatherRows(x, at, picked, 1)
-      return Float64Array.from(downloaded(picked))
+      return Effect.map(arrived(picked), (values) => Float64Array.from(values))
     },
     grad: (logSum, targets, ignore, start, scale) => {
       const d = rt.allocate("float32", rows * cols)
@@ -64,29 +68,31 @@ const onHost = (logits: Tensor.Tensor, rows: number, cols: number): LogitRows =>
   // float32 logits run the row loops in native code (the same float64 arithmetic in the same order).
   const native = x instanceof Float32Array ? crossEntropyKernels() : undefined
   return {
-    rowMax: () => {
-      const max = new Float64Array(rows)
-      if (native !== undefined) native.rowMax(x as Float32Array, rows, cols, max)
-      else
-        for (let i = 0; i < rows; i++) {
-          let m = Number.NEGATIVE_INFINITY
-          for (let j = 0; j < cols; j++) m = Math.max(m, x[i * cols + j] as number)
-          max[i] = m
-        }
-      return max
-    },
-    rowSumExp: (max) => {
-      const sum = new Float64Array(rows)
-      if (native !== undefined) native.rowSumExp(x as Float32Array, rows, cols, max, sum)
-      else
-        for (let i = 0; i < rows; i++) {
-          let s = 0
-          for (let j = 0; j < cols; j++) s += Math.exp((x[i * cols + j] as number) - (max[i] as number))
-          sum[i] = s
-        }
-      return sum
-    },
-    pick: (at) => Float64Array.from(at, (p) => x[p] as number),
+    rowMax: () =>
+      Effect.sync(() => {
+        const max = new Float64Array(rows)
+        if (native !== undefined) native.rowMax(x as Float32Array, rows, cols, max)
+        else
+          for (let i = 0; i < rows; i++) {
+            let m = Number.NEGATIVE_INFINITY
+            for (let j = 0; j < cols; j++) m = Math.max(m, x[i * cols + j] as number)
+            max[i] = m
+          }
+        return max
+      }),
+    rowSumExp: (max) =>
+      Effect.sync(() => {
+        const sum = new Float64Array(rows)
+        if (native !== undefined) native.rowSumExp(x as Float32Array, rows, cols, max, sum)
+        else
+          for (let i = 0; i < rows; i++) {
+            let s = 0
+            for (let j = 0; j < cols; j++) s += Math.exp((x[i * cols + j] as number) - (max[i] as number))
+            sum[i] = s
+          }
+        return sum
+      }),
+    pick: (at) => Effect.sync(() => Float64Array.from(at, (p) => x[p] as number)),
     grad: (logSum, targets, ignore, start, scale) => {
       if (native !== undefined) {
         const d = DType.allocateUninitialized("float32", rows * cols) as Float32Array

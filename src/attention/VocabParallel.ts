@@ -111,8 +111,8 @@ export const crossEntropy = (logits: Tensor.Tensor, targets: Int32Array, vocab: 
     if (targets.length !== rows) throw TensorError.shape("vocabParallelCrossEntropy", `${targets.length} targets for ${rows} rows`)
     const start = me * cols
     const at = LogitRows.of(logits, rows, cols)
-    const max = yield* reduce(tp, at.rowMax(), "max")
-    const sumExp = at.rowSumExp(max)
+    const max = yield* reduce(tp, yield* at.rowMax(), "max")
+    const sumExp = yield* at.rowSumExp(max)
     // Each row's sum, and the target's logit where this member owns it (0 elsewhere), summed over tp.
     const partial = new Float64Array(rows * 2)
     const owned: Array<number> = []
@@ -125,7 +125,7 @@ export const crossEntropy = (logits: Tensor.Tensor, targets: Int32Array, vocab: 
       kept++
       if (t >= start && t < start + cols) owned.push(i)
     }
-    const picked = at.pick(Int32Array.from(owned, (i) => i * cols + ((targets[i] as number) - start)))
+    const picked = yield* at.pick(Int32Array.from(owned, (i) => i * cols + ((targets[i] as number) - start)))
     owned.forEach((i, j) => (partial[2 * i + 1] = picked[j] as number))
     const sums = yield* reduce(tp, partial, "sum")
     let total = 0
@@ -137,7 +137,7 @@ export const crossEntropy = (logits: Tensor.Tensor, targets: Int32Array, vocab: 
     const out = DType.allocate(logits.dtype, 1)
     out[0] = kept === 0 ? 0 : total / kept
     // The loss is a number (host storage); its gradient is made where the logits are.
-    return Autograd.result("vocabParallelCrossEntropy", [logits], out, [], (g) => {
+    return Autograd.hostResult("vocabParallelCrossEntropy", [logits], out, [], (g) => {
       const scale = kept === 0 ? 0 : (g.readHost()[0] as number) / kept
       return [Place.tensor(at.grad(logSum, targets, ignoreIndex, start, scale), logits.shape, logits.device)]
     })

@@ -163,6 +163,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         done = summary.step + 1
         const tokensPerSec = summary.tokens / summary.seconds
         const hostDeviceBytes = summary.ranks.flatMap((r) => (r.hostDeviceBytes === undefined ? [] : [r.hostDeviceBytes]))
+        const hostWaits = summary.ranks.flatMap((r) => (r.hostWaits === undefined ? [] : [r.hostWaits]))
         const deviceMemory = summary.ranks.flatMap((r) => (r.deviceMemory === undefined ? [] : [r.deviceMemory]))
         json?.info(
           {
@@ -173,6 +174,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
             gradNorm: summary.gradNorm,
             moe: moeMetrics(summary.moe, dropping),
             ...(hostDeviceBytes.length === 0 ? {} : { hostDeviceBytes }),
+            ...(hostWaits.length === 0 ? {} : { hostWaits }),
             ...(deviceMemory.length === 0 ? {} : { deviceMemory }),
           },
           "step",

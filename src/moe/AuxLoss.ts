@@ -90,7 +90,7 @@ const normalizedSigmoid = (logits: Tensor.Tensor): Tensor.Tensor => {
     denom[r] = sum + 1e-20
     for (let j = 0; j < e; j++) out[r * e + j] = (sig[r * e + j] as number) / (denom[r] as number)
   }
-  return Autograd.result("normalizedSigmoid", [logits], out, [t, e], (g) => {
+  return Autograd.hostResult("normalizedSigmoid", [logits], out, [t, e], (g) => {
     const dx = DType.allocate(g.dtype, t * e)
     const gy = g.readHost()
     for (let r = 0; r < t; r++) {
@@ -145,7 +145,7 @@ export const switchLoadBalancingLoss = (
   }
   const out = DType.allocate(scores.dtype, 1)
   out[0] = total * factor
-  return Autograd.result("switchLoadBalancingLoss", [scores], out, [], (g) => {
+  return Autograd.hostResult("switchLoadBalancingLoss", [scores], out, [], (g) => {
     const dx = DType.allocate(g.dtype, n * cols)
     const gv = (g.readHost()[0] as number) * factor
     for (let r = 0; r < n; r++) {
@@ -206,7 +206,7 @@ export const seqAuxLoss = (scores: Tensor.Tensor, routingMap: RoutingMap.Routing
   const perBatch = switchLoadBalancingLoss(view, tpe, s * groupSizeOf(options), options.topk, e, options.coeff)
   const out = DType.allocate(scores.dtype, 1)
   out[0] = (perBatch.readHost()[0] as number) / b
-  return Autograd.result("seqAuxLossMean", [perBatch], out, [], (g) => [Tensor.fromArray([(g.readHost()[0] as number) / b], [], { dtype: g.dtype, device: g.device })])
+  return Autograd.hostResult("seqAuxLossMean", [perBatch], out, [], (g) => [Tensor.fromArray([(g.readHost()[0] as number) / b], [], { dtype: g.dtype, device: g.device })])
 }
 
 /**
@@ -285,7 +285,7 @@ export const zLoss = (logits: Tensor.Tensor, coeff: number, groupSize = 1): Tens
   const denom = Math.max(t, 1)
   const out = DType.allocate(logits.dtype, 1)
   out[0] = (c * total) / denom
-  return Autograd.result("zLoss", [logits], out, [], (g) => {
+  return Autograd.hostResult("zLoss", [logits], out, [], (g) => {
     const dx = DType.allocate(g.dtype, t * e)
     const gv = ((g.readHost()[0] as number) * c) / denom
     for (let r = 0; r < t; r++) {

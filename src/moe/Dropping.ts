@@ -118,7 +118,7 @@ const maskProbs = (probs: Tensor.Tensor, map: RoutingMap.RoutingMap): Tensor.Ten
   }
   const out = DType.allocate(probs.dtype, probs.size)
   for (let i = 0; i < out.length; i++) if (map.mask[i] === 1) out[i] = probs.readHost()[i] as number
-  return Autograd.result("maskProbs", [probs], out, probs.shape, (g) => {
+  return Autograd.hostResult("maskProbs", [probs], out, probs.shape, (g) => {
     const dx = DType.allocate(g.dtype, g.size)
     for (let i = 0; i < dx.length; i++) if (map.mask[i] === 1) dx[i] = g.readHost()[i] as number
     return [Tensor.fromStorage(dx, probs.shape, { device: g.device })]

@@ -29,6 +29,7 @@ import * as RoutingMap from "./RoutingMap.js"
 import { add, mul, scale, sigmoidOf } from "../tensor/ops/Elementwise.js"
 import { sumAll } from "../tensor/ops/Reduce.js"
 import { matmul } from "../tensor/ops/Matmul.js"
+import { hostValues } from "../tensor/ops/Transfer.js"
 import * as Recompute from "../tensor/Recompute.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as AllGatherDispatcher from "./AllGatherDispatcher.js"
@@ -134,6 +135,8 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
     const x = laid.tensor
     const fp32 = <A>(f: () => A): A => (x.tape === undefined ? f() : x.tape.fullPrecision(f))
     const logits = fp32(() => matmul(x, w.router))
+    // The router runs on the host: its logits come down without blocking the JS thread.
+    yield* hostValues(logits)
     const routed = fp32(() => Router.routing(logits, config.router))
     let probs = routed.probs
     let map = routed.routingMap

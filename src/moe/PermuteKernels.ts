@@ -164,7 +164,7 @@ export const gatherWithPairs = (
   const picked = here.allocate(index.length)
   here.permuteRows(tokens, cols, index, out, { t: probs, experts, out: picked })
   const rows = Autograd.result("gatherRows", [tokens], out, [index.length, ...rowShape], (g) => [combine(k, "scatterAddRows", g, index, undefined, t)])
-  const pairs = Autograd.result("gatherRows", [probs], picked, [index.length], (g) => [pairGrad(k, f32(g), 1, index, experts, probs, g.device)])
+  const pairs = Autograd.hostResult("gatherRows", [probs], picked, [index.length], (g) => [pairGrad(k, f32(g), 1, index, experts, probs, g.device)])
   return { rows, pairs }
 }
 

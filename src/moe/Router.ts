@@ -317,7 +317,7 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
     probsOfRow(r)
     for (let j = 0; j < k; j++) out[r * e + (indices[r * k + j] as number)] = (q[j] as number) * scale
   }
-  return Autograd.result("routerProbs", [logits], out, [t, e], (g) => {
+  return Autograd.hostResult("routerProbs", [logits], out, [t, e], (g) => {
     const dx = DType.allocate(g.dtype, t * e)
     const gy = g.readHost()
     const s = new Float64Array(k)

@@ -33,6 +33,8 @@ export interface CudaArraysAddon {
   deviceArrayZero(array: DeviceHandle): void
   deviceArrayCopyIn(array: DeviceHandle, src: Float32Array | Float64Array): void
   deviceArrayCopyOut(array: DeviceHandle, dst: Float32Array | Float64Array): void
+  /** The copy queued on stream 0 now; `dst` holds it when the promise resolves (the JS thread never waits). */
+  deviceArrayCopyOutAsync(array: DeviceHandle, dst: Float32Array | Float64Array): Promise<void>
   deviceArrayCopy(dst: DeviceHandle, src: DeviceHandle): void
   deviceArrayCopyRange(dst: DeviceHandle, dstOffset: number, src: DeviceHandle, srcOffset: number, length: number): void
   deviceArrayAdd(a: DeviceHandle, b: DeviceHandle, out: DeviceHandle): void
@@ -73,6 +75,7 @@ const functions = [
   "deviceArrayZero",
   "deviceArrayCopyIn",
   "deviceArrayCopyOut",
+  "deviceArrayCopyOutAsync",
   "deviceArrayCopy",
   "deviceArrayCopyRange",
   "deviceArrayAdd",

@@ -48,7 +48,7 @@ const output = (
   inputs: ReadonlyArray<Tensor.Tensor>,
   data: Buffer,
   shape: ReadonlyArray<number>,
-  rules: Pick<Node, "backward" | "backwardEffect">,
+  rules: Pick<Node, "backward" | "backwardEffect" | "readsGradientOnHost">,
   device: Device.Device | undefined = inputs[0]?.device,
 ): Tensor.Tensor => {
   const tape = tapeOf(op, inputs)
@@ -72,6 +72,20 @@ export const result = (
   shape: ReadonlyArray<number>,
   backward: (gradOutput: Tensor.Tensor) => ReadonlyArray<Tensor.Tensor | undefined>,
 ): Tensor.Tensor => output(op, inputs, data, shape, { backward })
+
+/**
+ * Like `result`, for an op whose backward reads its gradient's values on the host (ops computed
+ * there: the router, the losses): a backward run as an Effect downloads a device gradient first
+ * without blocking the JS thread (Tape's `readsGradientOnHost`).
+ * @category constructors
+ */
+export const hostResult = (
+  op: string,
+  inputs: ReadonlyArray<Tensor.Tensor>,
+  data: Buffer,
+  shape: ReadonlyArray<number>,
+  backward: (gradOutput: Tensor.Tensor) => ReadonlyArray<Tensor.Tensor | undefined>,
+): Tensor.Tensor => output(op, inputs, data, shape, { backward, readsGradientOnHost: true })
 
 /**
  * Like `result`, for an op whose output lives on another device than its inputs (Transfer.to).

@@ -24,7 +24,7 @@ import * as DType from "./DType.js"
 import * as GradAccumulator from "./GradAccumulator.js"
 import * as GradSum from "./GradSum.js"
 import * as Device from "./Device.js"
-import { to } from "./ops/Transfer.js"
+import { hostValues, to } from "./ops/Transfer.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -43,6 +43,11 @@ export interface Node {
    * must meet the other ranks). A tape with such nodes needs `backwardEffect`.
    */
   readonly backwardEffect?: (gradOutput: Tensor.Tensor) => Effect.Effect<ReadonlyArray<Tensor.Tensor | undefined>, unknown>
+  /**
+   * The rule reads its output gradient's values on the host (ops computed there: the router,
+   * the losses): `backwardEffect` brings a device gradient down first without blocking.
+   */
+  readonly readsGradientOnHost?: boolean
 }
 
 /**
@@ -290,24 +295,25 @@ export class Tape {
     })
   }
 
-  /** `#walk` as an Effect: effectful rules (collectives) run in reverse recording order. */
+  /**
+   * `#walk` as an Effect: effectful rules (collectives) run in reverse recording order, and a
+   * rule that reads its gradient on the host gets it downloaded without blocking first.
+   */
   #walkEffect(nodes: ReadonlyArray<Node>, pass: Pass): Effect.Effect<void, unknown> {
+    const run = (node: Node, g: Tensor.Tensor): Effect.Effect<void, unknown> =>
+      node.backwardEffect === undefined
+        ? Effect.sync(() => this.noGrad(() => pass.give(node, node.backward(g))))
+        : this.noGradEffect(node.backwardEffect(g)).pipe(Effect.flatMap((grads) => Effect.sync(() => this.noGrad(() => pass.give(node, grads)))))
     const step = (i: number): Effect.Effect<void, unknown> => {
       for (; i >= 0; i--) {
         const node = nodes[i] as Node
         const g = pass.take(node)
         if (g === undefined) continue
-        if (node.backwardEffect !== undefined) {
-          const next = i - 1
-          return this.noGradEffect(node.backwardEffect(g)).pipe(
-            Effect.flatMap((grads) =>
-              Effect.suspend(() => {
-                this.noGrad(() => pass.give(node, grads))
-                return step(next)
-              }),
-            ),
-          )
+        const next = i - 1
+        if (node.readsGradientOnHost === true && g.hostStorage === undefined) {
+          return Effect.flatMap(hostValues(g), () => Effect.flatMap(run(node, g), () => step(next)))
         }
+        if (node.backwardEffect !== undefined) return Effect.flatMap(run(node, g), () => step(next))
         this.noGrad(() => pass.give(node, node.backward(g)))
       }
       return Effect.void

@@ -15,7 +15,7 @@
  * and the next device op uploads the host's values again; `readHost` reads without giving it up.
  */
 import * as Device from "./Device.js"
-import { type DeviceArray, type DeviceRuntime, downloaded } from "./device/DeviceRuntime.js"
+import { type DeviceArray, type DeviceRuntime, downloaded, downloadedAsync } from "./device/DeviceRuntime.js"
 import * as DType from "./DType.js"
 import type { Tape } from "./Tape.js"
 import * as TensorError from "./TensorError.js"
@@ -53,6 +53,8 @@ export class Tensor {
   grad: Tensor | undefined
   #host: DType.Storage | undefined
   #resident: DeviceArray | undefined
+  /** A download under way (readHostAsync). */
+  #arriving: Promise<DType.Storage> | undefined
 
   constructor(fields: {
     readonly shape: ReadonlyArray<number>
@@ -105,6 +107,20 @@ export class Tensor {
     if (this.#host !== undefined) return this.#host
     this.#host = downloaded(this.#resident as DeviceArray)
     return this.#host
+  }
+
+  /**
+   * `readHost` without blocking the JS thread: the host copy once it has arrived (at once when
+   * there is one). Until then `readHost` would download again, synchronously.
+   */
+  readHostAsync(): Promise<DType.Storage> {
+    if (this.#host !== undefined) return Promise.resolve(this.#host)
+    this.#arriving ??= downloadedAsync(this.#resident as DeviceArray).then((host) => {
+      this.#arriving = undefined
+      this.#host ??= host
+      return this.#host
+    })
+    return this.#arriving
   }
 
   /** The values in a device array of `runtime` (this tensor's device): uploaded when there is none. */

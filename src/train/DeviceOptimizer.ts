@@ -171,7 +171,7 @@ export const reduce =
  * float64 a shard). Accumulators no gradient reached hold zeros first.
  * @category combinators
  */
-export const squares = (o: DeviceOptimizer): Map<RankParams.Held, number> => {
+export const squares = (o: DeviceOptimizer): Effect.Effect<Map<RankParams.Held, number>> => {
   const shards = [...shardsOf(o)]
   const sums = o.runtime.zeros("float64", shards.length)
   shards.forEach(([, shard], i) => {
@@ -179,8 +179,10 @@ export const squares = (o: DeviceOptimizer): Map<RankParams.Held, number> => {
     o.runtime.kernels.sumSquares(shard.grad, sums, i)
   })
   const host = new Float64Array(shards.length)
-  o.runtime.download(sums, host)
-  return new Map(shards.map(([held], i) => [held, host[i] as number]))
+  return Effect.map(
+    Effect.promise(() => o.runtime.downloadAsync(sums, host)),
+    () => new Map(shards.map(([held], i) => [held, host[i] as number])),
+  )
 }
 
 /**

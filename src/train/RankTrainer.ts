@@ -27,7 +27,8 @@ import type { DeviceArray } from "../tensor/device/DeviceRuntime.js"
 import { runtimeOf } from "../tensor/device/Runtimes.js"
 import type * as DType from "../tensor/DType.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
-import * as Tensor from "../tensor/Tensor.js"
+import { hostValues } from "../tensor/ops/Transfer.js"
+import type * as Tensor from "../tensor/Tensor.js"
 import * as BuiltinModels from "./BuiltinModels.js"
 import * as ChunkRun from "./ChunkRun.js"
 import * as Data from "./Data.js"
@@ -220,7 +221,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
 
   const step = (k: number) =>
     Effect.gen(function* () {
-      const movedBefore = StepReportModule.movedSoFar(deviceRuntime)
+      const deviceBefore = StepReportModule.deviceMark(deviceRuntime)
       RankParams.zeroGrads(params)
       bf16Copies.clear()
       deviceCopies.clear()
@@ -281,8 +282,9 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
               acc.map((v, e) => v + (rows[e] as number)),
             )
           })
-          if (out.loss !== undefined && place.tp === 0) lossShare += Tensor.item(out.loss)
-          lossShare += Tensor.item(out.aux)
+          // The losses' values come down without blocking (a device's sums of them included).
+          if (out.loss !== undefined && place.tp === 0) lossShare += (yield* hostValues(out.loss))[0] as number
+          lossShare += (yield* hostValues(out.aux))[0] as number
           activations.keep(keptBytes)
           return { ...forwarded, backward: (g: Tensor.Tensor | undefined) => Effect.tap(forwarded.backward(g), () => Effect.sync(() => activations.release(keptBytes))) }
         })
@@ -311,7 +313,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       bringHome(() => true)
       if (onDevice === undefined) RankParams.settleGrads(params.values())
       // With the optimizer on the device, the gradients stay there: each shard's sum of squares comes over.
-      const squares = onDevice === undefined ? undefined : DeviceOptimizer.squares(onDevice)
+      const squares = onDevice === undefined ? undefined : yield* DeviceOptimizer.squares(onDevice)
       // Once per global batch: global_aux counts reset, expert biases move (MoeRunState).
       yield* MoeRunState.endGlobalBatch(moeState, sync.tpDpCp, model.moe?.biasUpdateRate ?? 0)
       // Test-only (Fault.ts): a rank misbehaving after the step's collectives, before the sync.
@@ -336,7 +338,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       else if (distributed !== undefined) yield* DistributedOptimizer.reduceScatter(distributed)
       else yield* RankParams.synchronize(params, sync, setup.dtype, onDevice === undefined ? undefined : DeviceOptimizer.reduce(onDevice))
       // On the device, the norm's squares are the synchronised gradients' (taken again if the sync changed them).
-      const synced = onDevice === undefined || !RankParams.crossesRanks(sync) ? squares : DeviceOptimizer.squares(onDevice)
+      const synced = onDevice === undefined || !RankParams.crossesRanks(sync) ? squares : yield* DeviceOptimizer.squares(onDevice)
       const gradNorm =
         zero !== undefined
           ? yield* DeviceDistributed.globalNorm(zero)
@@ -361,7 +363,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         ...times,
         optimizerStateBytes,
         memory: { ...RankMemory.ofParams(params), optimizerStateBytes, peakActivationBytes: activations.peak },
-        ...StepReportModule.devicePart(deviceRuntime, movedBefore),
+        ...StepReportModule.devicePart(deviceRuntime, deviceBefore),
       } satisfies StepReport
     })
 

@@ -30,20 +30,30 @@ export interface StepReport {
   readonly memory: RankMemory.RankMemory
   /** On an accelerator: bytes its runtime copied between host and device during the step (ranks sharing a device share the count). */
   readonly hostDeviceBytes?: number
+  /**
+   * On an accelerator: the copies to the host during the step that blocked the JS thread until
+   * the device was done (a step's own reads wait without blocking; ops without a device path and
+   * host backends' collectives still block). Ranks sharing a device share the count.
+   */
+  readonly hostWaits?: number
   /** On an accelerator whose runtime can tell: its memory at the end of the step (ranks sharing a device share it; the peak since the process started). */
   readonly deviceMemory?: MemoryUse
 }
 
 /**
- * The bytes `runtime` has copied between host and device so far (0 without a device).
+ * Where `runtime`'s counts stand (at a step's start), for `devicePart`.
  * @category getters
  */
-export const movedSoFar = (runtime: DeviceRuntime | undefined): number => (runtime === undefined ? 0 : runtime.transfers.uploadedBytes + runtime.transfers.downloadedBytes)
+export const deviceMark = (runtime: DeviceRuntime | undefined): { readonly bytes: number; readonly waits: number } =>
+  runtime === undefined ? { bytes: 0, waits: 0 } : { bytes: runtime.transfers.uploadedBytes + runtime.transfers.downloadedBytes, waits: runtime.transfers.waits }
 
 /**
- * The device's part of a step's report: what it copied since `movedBefore` (movedSoFar at the
- * step's start) and its memory now; nothing without a device.
+ * The device's part of a step's report: what it copied and waited for since `before` (deviceMark
+ * at the step's start) and its memory now; nothing without a device.
  * @category constructors
  */
-export const devicePart = (runtime: DeviceRuntime | undefined, movedBefore: number): Pick<StepReport, "hostDeviceBytes" | "deviceMemory"> =>
-  runtime === undefined ? {} : { hostDeviceBytes: movedSoFar(runtime) - movedBefore, ...(runtime.memory === undefined ? {} : { deviceMemory: runtime.memory() }) }
+export const devicePart = (runtime: DeviceRuntime | undefined, before: ReturnType<typeof deviceMark>): Pick<StepReport, "hostDeviceBytes" | "hostWaits" | "deviceMemory"> => {
+  if (runtime === undefined) return {}
+  const now = deviceMark(runtime)
+  return { hostDeviceBytes: now.bytes - before.bytes, hostWaits: now.waits - before.waits, ...(runtime.memory === undefined ? {} : { deviceMemory: runtime.memory() }) }
+}

@@ -52,8 +52,10 @@ export interface StepSummary {
   readonly imbalance: ReadonlyArray<{ readonly layer: number; readonly value: number }>
   /** Per MoE layer: its aux and z losses (mean over the micro-batches, no coefficients) and dropped pairs. */
   readonly moe: ReadonlyArray<MoeStats.LayerStep>
-  /** Per rank: forward, backward and waiting milliseconds, the bytes of its optimizer state and its memory, and on a device the bytes copied between host and device and the device's memory. */
-  readonly ranks: ReadonlyArray<Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs" | "optimizerStateBytes" | "memory" | "hostDeviceBytes" | "deviceMemory">>
+  /** Per rank: forward, backward and waiting milliseconds, the bytes of its optimizer state and its memory, and on a device the bytes copied between host and device, the copies the JS thread blocked on, and the device's memory. */
+  readonly ranks: ReadonlyArray<
+    Pick<RankTrainer.StepReport, "forwardMs" | "backwardMs" | "waitMs" | "optimizerStateBytes" | "memory" | "hostDeviceBytes" | "hostWaits" | "deviceMemory">
+  >
 }
 
 /**
@@ -122,6 +124,7 @@ const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>,
       optimizerStateBytes: r.optimizerStateBytes,
       memory: r.memory,
       ...(r.hostDeviceBytes === undefined ? {} : { hostDeviceBytes: r.hostDeviceBytes }),
+      ...(r.hostWaits === undefined ? {} : { hostWaits: r.hostWaits }),
       ...(r.deviceMemory === undefined ? {} : { deviceMemory: r.deviceMemory }),
     })),
   }

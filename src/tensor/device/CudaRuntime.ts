@@ -244,6 +244,13 @@ const make = (): { readonly runtime: DeviceRuntime } | { readonly why: string } 
       a.deviceArrayCopyOut(handle(x), into)
       transfers.downloads++
       transfers.downloadedBytes += into.byteLength
+      transfers.waits++
+    },
+    downloadAsync: (x, into) => {
+      const done = a.deviceArrayCopyOutAsync(handle(x), into as Float32Array | Float64Array)
+      transfers.downloads++
+      transfers.downloadedBytes += into.byteLength
+      return done
     },
     inPlace: (x) => ({ memory: "cuda", handle: handle(x) }),
     kernels: kernelsOf(a, () => runtime),

@@ -35,9 +35,12 @@ export interface DeviceArray {
  */
 export interface TransferCounts {
   uploads: number
+  /** Every download, waited for or not. */
   downloads: number
   uploadedBytes: number
   downloadedBytes: number
+  /** The downloads the JS thread blocked on until the device was done (`download`); `downloadAsync`'s are not. */
+  waits: number
 }
 
 /**
@@ -172,6 +175,11 @@ export interface DeviceRuntime {
   readonly upload: (host: DType.Storage) => DeviceArray
   /** Copies `array` into `into` (same dtype and length), when the device has finished writing it. */
   readonly download: (array: DeviceArray, into: DType.Storage) => void
+  /**
+   * Copies `array` as it is now (after every call queued before this one, before any queued
+   * after) into `into`, which holds it when the promise resolves: the JS thread does not wait.
+   */
+  readonly downloadAsync: (array: DeviceArray, into: DType.Storage) => Promise<void>
   /** The array as native code outside the kernels takes it (InPlace). */
   readonly inPlace: (array: DeviceArray) => InPlace
   readonly kernels: DeviceKernels
@@ -190,7 +198,7 @@ export const isDeviceArray = (x: DType.Storage | DeviceArray): x is DeviceArray 
  * Fresh counters.
  * @category constructors
  */
-export const noTransfers = (): TransferCounts => ({ uploads: 0, downloads: 0, uploadedBytes: 0, downloadedBytes: 0 })
+export const noTransfers = (): TransferCounts => ({ uploads: 0, downloads: 0, uploadedBytes: 0, downloadedBytes: 0, waits: 0 })
 
 /**
  * The shape of a RoPE rotation: x [b, s, heads, d], tables of `tableRows` rows (s or b * s).
@@ -221,5 +229,15 @@ export const uploadedOrZeros = (runtime: DeviceRuntime, host: DType.Storage): De
 export const downloaded = (array: DeviceArray): DType.Storage => {
   const host = DType.allocateUninitialized(array.dtype, array.length)
   array.runtime.download(array, host)
+  return host
+}
+
+/**
+ * `downloaded` without blocking the JS thread: the values as they are at the call.
+ * @category mapping
+ */
+export const downloadedAsync = async (array: DeviceArray): Promise<DType.Storage> => {
+  const host = DType.allocateUninitialized(array.dtype, array.length)
+  await array.runtime.downloadAsync(array, host)
   return host
 }

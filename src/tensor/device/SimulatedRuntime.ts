@@ -126,6 +126,14 @@ const make = (index: number): DeviceRuntime => {
     collected.register(array, storage.byteLength)
     return array
   }
+  /** `array`'s values, checked against `into` and counted as one download. */
+  const counted = (array: DeviceArray, into: DType.Storage): DType.Storage => {
+    const from = values(array)
+    if (from.length !== into.length || DType.of(from) !== DType.of(into)) throw new RangeError(`sim download: ${array.length} ${array.dtype} into ${into.length} ${DType.of(into)}`)
+    transfers.downloads++
+    transfers.downloadedBytes += from.byteLength
+    return from
+  }
   const runtime: DeviceRuntime = {
     device: Device.sim(index),
     allocate: (dtype, length) => wrap(DType.allocateUninitialized(dtype, length)),
@@ -136,12 +144,19 @@ const make = (index: number): DeviceRuntime => {
       return wrap(DType.copyOf(storage))
     },
     download: (array, into) => {
-      const from = values(array)
-      if (from.length !== into.length || DType.of(from) !== DType.of(into))
-        throw new RangeError(`sim download: ${array.length} ${array.dtype} into ${into.length} ${DType.of(into)}`)
-      transfers.downloads++
-      transfers.downloadedBytes += from.byteLength
-      into.set(from)
+      into.set(counted(array, into))
+      transfers.waits++
+    },
+    // The values as they are now, delivered on a later turn of the event loop (as a GPU's copy
+    // completes while the JS thread goes on): a reader that forgets to wait sees stale values.
+    downloadAsync: (array, into) => {
+      const now = DType.copyOf(counted(array, into))
+      return new Promise((resolve) =>
+        setImmediate(() => {
+          into.set(now)
+          resolve()
+        }),
+      )
     },
     inPlace: (array) => ({ memory: "host", data: values(array) }),
     kernels,

@@ -5,7 +5,12 @@
  * To a device the values are uploaded at once (one copy, counted in the runtime's transfers); to
  * the host they are downloaded into new storage. Between two devices they pass through the host.
  * A tensor already on `device` is returned as it is.
+ *
+ * `hostValues` is how code running as an Effect reads a device tensor on the host: the download
+ * completes while the JS thread serves other fibers and callbacks, where `readHost` would block
+ * it until the device is done (the issue's rule: no blocking synchronisation on the main thread).
  */
+import * as Effect from "effect/Effect"
 import * as Autograd from "../Autograd.js"
 import * as Device from "../Device.js"
 import { runtimeOf } from "../device/Runtimes.js"
@@ -28,3 +33,11 @@ export const to = (t: Tensor.Tensor, device: Device.Device): Tensor.Tensor => {
   const from = t.device
   return Autograd.resultOn(device, "to", [t], valuesOn(t, device), t.shape, (grad) => [to(grad, from)])
 }
+
+/**
+ * `t`'s host values (`readHost`) without blocking the JS thread: downloaded asynchronously when
+ * `t` has only a device copy, at once otherwise. A failed copy is a defect (the device is broken).
+ * @category combinators
+ */
+export const hostValues = (t: Tensor.Tensor): Effect.Effect<DType.Storage> =>
+  t.hostStorage !== undefined ? Effect.succeed(t.hostStorage) : Effect.promise(() => t.readHostAsync())
