@@ -4,7 +4,7 @@
 // rounding), called by device-check-kernels.mjs with its helpers where a device is.
 import path from "node:path"
 
-export const deviceArrayChecks = async ({ root, check, assert, ops, floats, ulps }) => {
+export const deviceArrayChecks = async ({ root, check, checkAsync, assert, ops, floats, ulps }) => {
   const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
   const CpuOptional = await import(path.join(root, "dist/native/CpuOptional.js"))
   const CudaArrays = await import(path.join(root, "dist/native/CudaArrays.js"))
@@ -164,6 +164,37 @@ export const deviceArrayChecks = async ({ root, check, assert, ops, floats, ulps
     for (let i = 0; i < n; i++) assert(a[i] === b[i], `element ${i}: ${a[i].toString(16)} against ${b[i].toString(16)}`)
     return "bit for bit"
   })
+  await checkAsync(
+    "deviceArrayCopyOutAsync (a step's reads on the host): the values at the call, not a write queued after it; dst untouched until it resolves; many in flight",
+    async () => {
+      const { addon } = CudaArrays.cudaArrays()
+      const rounds = []
+      for (const n of [1, 1000, 1 << 20, 3 << 20]) {
+        const x = floats(n)
+        const array = addon.deviceArrayNew(n, "float32")
+        addon.deviceArrayCopyIn(array, x)
+        const got = new Float32Array(n).fill(-7)
+        const t0 = performance.now()
+        const arrived = addon.deviceArrayCopyOutAsync(array, got)
+        const returnedMs = performance.now() - t0
+        addon.deviceArrayZero(array)
+        assert(got[0] === -7, `n ${n}: dst was written before the promise resolved`)
+        await arrived
+        assert(ulps(got, x) === 0, `n ${n}: the copy differs from the values at the call`)
+        rounds.push({ n, returnedMs, arrivedMs: performance.now() - t0 })
+      }
+      const many = Array.from({ length: 64 }, (_, i) => {
+        const x = floats(4096 + i)
+        const array = addon.deviceArrayNew(x.length, "float32")
+        addon.deviceArrayCopyIn(array, x)
+        const got = new Float32Array(x.length)
+        return { x, got, arrived: addon.deviceArrayCopyOutAsync(array, got) }
+      })
+      await Promise.all(many.map((m) => m.arrived))
+      for (const [i, m] of many.entries()) assert(ulps(m.got, m.x) === 0, `copy ${i} of 64 in flight differs`)
+      return { rounds }
+    },
+  )
   check("deviceArrayCopyRange (the device optimizer's gradient buckets): slices exact, ranges outside an array or overlapping refused", () => {
     const { addon } = CudaArrays.cudaArrays()
     const x = floats(1000)

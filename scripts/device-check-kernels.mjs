@@ -7,7 +7,7 @@
 import path from "node:path"
 import { deviceArrayChecks } from "./device-check-device-arrays.mjs"
 
-export const kernelChecks = async ({ root, check, assert, random, floats }) => {
+export const kernelChecks = async ({ root, check, checkAsync, assert, random, floats }) => {
   const Cuda = await import(path.join(root, "dist/native/Cuda.js"))
   const CudaArrays = await import(path.join(root, "dist/native/CudaArrays.js"))
   const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
@@ -322,5 +322,5 @@ export const kernelChecks = async ({ root, check, assert, random, floats }) => {
     return "bit for bit"
   })
   // Attention and the kernels of device arrays: device-check-device-arrays.mjs.
-  await deviceArrayChecks({ root, check, assert, ops, floats, ulps })
+  await deviceArrayChecks({ root, check, checkAsync, assert, ops, floats, ulps })
 }

@@ -155,8 +155,10 @@ export const trainChecks = async ({ root, status, check, assert, random, remaini
           firstStepRelative: first,
           tokensPerSec: { gpu: median(gpu.slice(3).map((s) => s.tokensPerSec)), host: median(host.slice(3).map((s) => s.tokensPerSec)) },
           hostDeviceBytesPerStep: median(gpu.slice(3).map((s) => (s.hostDeviceBytes ?? []).reduce((p, q) => p + q, 0))),
+          // Copies that blocked the JS thread (0 on sim; on CUDA also the ops that fall back to host kernels).
+          hostWaitsPerStep: median(gpu.slice(3).map((s) => (s.hostWaits ?? []).reduce((p, q) => p + q, 0))),
           deviceMemoryAtEnd: gpu[gpu.length - 1].deviceMemory ?? null,
-          note: "weights, gradients and AdamW moments stay on the GPU (the device optimizer; bf16 copies rounded there); products, expert GEMMs, attention, RoPE, dispatch, RMSNorm, SwiGLU, sums and the optimizer on the GPU; the router's top-k and the loss's row statistics cross to the host",
+          note: "weights, gradients and AdamW moments stay on the GPU (the device optimizer; bf16 copies rounded there); products, expert GEMMs, attention, RoPE, dispatch, RMSNorm, SwiGLU, sums and the optimizer on the GPU; the router's top-k and the loss's row statistics cross to the host, without blocking the JS thread",
         }
       },
     )

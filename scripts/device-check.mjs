@@ -67,7 +67,7 @@ report.save(false)
 if (!status.available) report.skipped("every device check", `CUDA has no device here (${status.reason}: ${status.detail})`)
 
 // The kernels against their CPU twins: scripts/device-check-kernels.mjs.
-if (status.available) await phase("kernel checks", () => kernelChecks({ root, check, assert, random, floats }))
+if (status.available) await phase("kernel checks", () => kernelChecks({ root, check, checkAsync, assert, random, floats }))
 
 if (status.available)
   await phase("device memory and cuBLAS checks", () => {
