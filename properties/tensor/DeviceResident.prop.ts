@@ -20,7 +20,7 @@ import type * as DType from "../../src/tensor/DType.js"
 import { add, div, mul, scale, sub } from "../../src/tensor/ops/Elementwise.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
 import { sumAll } from "../../src/tensor/ops/Reduce.js"
-import { reshape, transpose } from "../../src/tensor/ops/Shape.js"
+import { concat, reshape, split, transpose } from "../../src/tensor/ops/Shape.js"
 import { to } from "../../src/tensor/ops/Transfer.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
@@ -130,6 +130,54 @@ describe("what stays on the simulated device", () => {
           expect(dev.forwardDownloads).toBe(0)
           // The loss's one element, and the leaf's gradient (a host leaf): nothing else.
           expect(dev.backwardDownloads).toBeLessThanOrEqual(2)
+        },
+      ),
+      { numRuns: 80 },
+    )
+  })
+
+  test("concat and split along any dim (full recompute's packing): the host's bits forward and backward, and no download either way", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 3 }),
+        fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 3 }),
+        fc.nat(),
+        fc.constantFrom<DType.DType>("float32", "float64"),
+        fc.integer({ min: 1, max: 100_000 }),
+        (shape, widths, i, dtype, seed) => {
+          const d = i % shape.length
+          const run = (device: Device.Device) => {
+            const tape = Tape.make()
+            const leaves = widths.map((w, j) => {
+              const s = shape.map((x, k) => (k === d ? w : x))
+              return Tensor.fromArray(values(Tensor.sizeOf(s), seed + j), s, { dtype, tape, requiresGrad: true })
+            })
+            const onDevice = leaves.map((t) => to(t, device))
+            const before = runtime.transfers.downloads
+            const joined = concat(onDevice, d)
+            const pieces = split(joined, widths, d)
+            // Each piece weighed by a product on the device: the gradients start there.
+            const z = pieces.map((p, j) =>
+              matmul(reshape(p, [1, p.size]), reshape(to(Tensor.fromArray(values(p.size, seed + 9 + j), [p.size, 1], { dtype }), device), [p.size, 1])),
+            )
+            const forwardDownloads = runtime.transfers.downloads - before
+            const beforeBackward = runtime.transfers.downloads
+            tape.backward(sumAll(to(concat(z, 0), Device.cpu)))
+            const backwardDownloads = runtime.transfers.downloads - beforeBackward
+            return {
+              resident: [joined, ...pieces].every((t) => t.size === 0 || t.isResident),
+              forwardDownloads,
+              backwardDownloads,
+              bits: [bits(joined), ...pieces.map(bits), ...leaves.map((t) => bits(t.grad))],
+            }
+          }
+          const host = run(Device.cpu)
+          const dev = run(sim)
+          expect(dev.bits).toEqual(host.bits)
+          expect(dev.resident).toBe(true)
+          expect(dev.forwardDownloads).toBe(0)
+          // The loss's values and each leaf's gradient (host leaves): nothing else.
+          expect(dev.backwardDownloads).toBeLessThanOrEqual(1 + widths.length)
         },
       ),
       { numRuns: 80 },

@@ -1,10 +1,10 @@
 // A training step on a device reads what it needs on the host without blocking the JS thread
-// (issue 15): the router's logits and gradients, the loss's row statistics, the loss values and
-// the gradient norm's squares come down asynchronously, so a step on one simulated device counts
-// no blocking copy (`hostWaits`) for any of the router's modes, dispatch placements and
-// precisions drawn here, and trains as the host does (the same losses, bit for bit). Known to
-// still block (the ops have no device path; stated in README): token dropping, the z-loss and
-// seq_aux terms, activation recompute, the shared experts' gate.
+// (issue 15): the router's logits and gradients, the loss's row statistics, the loss values, the
+// shared experts' gate and the gradient norm's squares come down asynchronously, the seq_aux term
+// is summed on the host where its scores are, and full recompute packs and splits on the device,
+// so a step on one simulated device counts no blocking copy (`hostWaits`) for any of the router's
+// modes, dispatch placements, loss terms, dropping, recompute modes, shared experts and
+// precisions drawn here, and trains as the host does (the same losses, bit for bit).
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -25,6 +25,10 @@ describe("a step on a device does not block on the host's reads", () => {
           mode: fc.constantFrom("post", "pre", "sigmoid", "sigmoid-bias", "groups"),
           probsAt: fc.constantFrom("experts" as const, "combine" as const),
           precision: fc.constantFrom("fp32" as const, "bf16" as const),
+          terms: fc.constantFrom("aux", "seq_aux+z", "global_aux", "none"),
+          capacityFactor: fc.constantFrom(undefined, 1, 1.5),
+          recompute: fc.constantFrom("none" as const, "selective" as const, "full" as const),
+          shared: fc.constantFrom("none", "mlp", "gated"),
         }),
         async (c) => {
           const moe: MoeSettings.MoeSettings = {
@@ -34,11 +38,36 @@ describe("a step on a device does not block on the host's reads", () => {
             expertBias: c.mode === "sigmoid-bias",
             probsAt: c.probsAt,
             ...(c.mode === "groups" ? { numGroups: 2, groupTopk: 1 } : {}),
+            auxLosses:
+              c.terms === "aux"
+                ? [{ type: "aux", coeff: 0.01 }]
+                : c.terms === "seq_aux+z"
+                  ? [{ type: "seq_aux", coeff: 0.02 }]
+                  : c.terms === "global_aux"
+                    ? [{ type: "global_aux", coeff: 0.01 }]
+                    : [],
+            zLossCoeff: c.terms === "seq_aux+z" ? 0.001 : 0,
+            ...(c.capacityFactor === undefined ? {} : { capacityFactor: c.capacityFactor }),
           }
           const setup: RankTrainer.TrainSetup = {
             precision: c.precision,
             parallel: ParallelConfig.make({ world: 1 }),
-            model: { ...ModelConfig.small, layers: 2, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, experts: c.experts, seq: 8, vocab: 24, moeEvery: 1, moe },
+            model: {
+              ...ModelConfig.small,
+              layers: 2,
+              hidden: 16,
+              heads: 4,
+              kvHeads: 2,
+              ffn: 16,
+              moeFfn: 8,
+              experts: c.experts,
+              seq: 8,
+              vocab: 24,
+              moeEvery: 1,
+              moe,
+              ...(c.shared === "none" ? {} : { sharedExpertFfn: 8, sharedExpertGate: c.shared === "gated" }),
+            },
+            recompute: c.recompute,
             batch: { microBatch: 1, globalBatch: 2 },
             seed: c.seed,
             dtype: "float32",
@@ -53,7 +82,7 @@ describe("a step on a device does not block on the host's reads", () => {
           expect(host[0]?.ranks[0]?.hostWaits).toBeUndefined()
         },
       ),
-      { numRuns: 10 },
+      { numRuns: 16 },
     )
   }, 120_000)
 })

@@ -155,6 +155,33 @@ export const switchLoadBalancingLoss = (
   })
 }
 
+/**
+ * sum over i of scores[i] * weights[i], on the host where the scores are (a loss term: the
+ * bits of `sumAll(mul(scores, w))` with w = weights stored in the scores' dtype: each product
+ * rounded to it, summed in float64 in index order); the gradient g * w, rounded likewise.
+ * @category combinators
+ */
+export const weightedSum = (scores: Tensor.Tensor, weights: ArrayLike<number>): Tensor.Tensor => {
+  if (weights.length !== scores.size) throw TensorError.shape("weightedSum", `${weights.length} weights for scores ${TensorError.formatShape(scores.shape)}`)
+  const s = scores.readHost()
+  const w = DType.allocate(scores.dtype, scores.size)
+  for (let i = 0; i < w.length; i++) w[i] = weights[i] as number
+  const product = DType.allocate(scores.dtype, 1)
+  let total = 0
+  for (let i = 0; i < w.length; i++) {
+    product[0] = (s[i] as number) * (w[i] as number)
+    total += product[0] as number
+  }
+  const out = DType.allocate(scores.dtype, 1)
+  out[0] = total
+  return Autograd.hostResult("weightedSum", [scores], out, [], (g) => {
+    const dx = DType.allocate(g.dtype, w.length)
+    const gv = g.readHost()[0] as number
+    for (let i = 0; i < dx.length; i++) dx[i] = gv * (w[i] as number)
+    return [Tensor.fromStorage(dx, scores.shape, { device: g.device })]
+  })
+}
+
 const groupSizeOf = (options: { readonly groupSize?: number | undefined }): number => {
   const g = options.groupSize ?? 1
   if (!Number.isSafeInteger(g) || g < 1) throw TensorError.shape("auxLoss", `groupSize must be a positive integer, got ${g}`)

@@ -173,7 +173,7 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
       if (w.shared === undefined) return yield* Effect.die(new Error("MoeLayer: config.shared is set but the weights have no shared-expert shards"))
       const mlp = yield* DenseMlp.forwardLaid(laid, w.shared, config.shared)
       // The gate is per token: this rank's rows, the same rows the shared output holds.
-      const shared = w.sharedGate === undefined ? mlp : TensorLayout.attach(mul(mlp.tensor, sigmoidOf(matmul(x, w.sharedGate))), mlp.layout)
+      const shared = w.sharedGate === undefined ? mlp : TensorLayout.attach(mul(mlp.tensor, yield* gateOf(x, w.sharedGate)), mlp.layout)
       if (!TensorLayout.equals(shared.layout, output.layout)) {
         const detail = `the shared experts give ${TensorLayout.format(shared.layout)} where the routed experts give ${TensorLayout.format(output.layout)}`
         return yield* Effect.fail(new LayoutError({ op: "moe", detail }))
@@ -197,6 +197,14 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
       terms.push({ name: "z_loss", value: Tensor.item(z) })
     }
     return { output, loss, terms, dropped, routing: { probs, map }, report }
+  })
+
+/** The shared experts' gate per token, sigmoid(x Wg): the sigmoid runs on the host, its input brought down without blocking. */
+const gateOf = (x: Tensor.Tensor, gate: Tensor.Tensor) =>
+  Effect.gen(function* () {
+    const logits = matmul(x, gate)
+    yield* hostValues(logits)
+    return sigmoidOf(logits)
   })
 
 /** The experts' forward, recomputed in the backward (selective recompute). */
@@ -261,7 +269,8 @@ const seqAuxLoss = (scores: Tensor.Tensor, map: RoutingMap.RoutingMap, config: M
       for (let x = 0; x < e; x++) if (map.mask[r * e + x] === 1) local[(seq.ofRow[r] as number) * e + x] = (local[(seq.ofRow[r] as number) * e + x] as number) + 1
     const counts = config.tpCp === undefined ? local : (yield* Comm.allReduce(config.tpCp, Tensor.fromStorage(local, [1, local.length]))).data
     const scale = (coeff * e) / (config.router.topk * seq.length * seq.length * seq.count)
-    const w = Tensor.zeros([t, e], { dtype: scores.dtype, device: scores.device })
-    for (let r = 0; r < t; r++) for (let x = 0; x < e; x++) w.data[r * e + x] = scale * (counts[(seq.ofRow[r] as number) * e + x] as number)
-    return sumAll(mul(scores, w))
+    const w = new Float64Array(t * e)
+    for (let r = 0; r < t; r++) for (let x = 0; x < e; x++) w[r * e + x] = scale * (counts[(seq.ofRow[r] as number) * e + x] as number)
+    // On the host, where the scores are (a device product would bring its sum back down).
+    return AuxLoss.weightedSum(scores, w)
   })

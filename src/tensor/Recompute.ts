@@ -28,9 +28,8 @@ const recordingTape = (inputs: ReadonlyArray<Tensor.Tensor>): Tape | undefined =
 /** The inputs of a replay: leaves over the same storage where a gradient is needed. */
 const freshInputs = (tape: Tape, inputs: ReadonlyArray<Tensor.Tensor>): Array<Tensor.Tensor> => inputs.map((t) => (t.requiresGrad ? tape.parameter(t) : Tensor.detach(t)))
 
-/** The recorded output of the recompute node (over the storage of the first run's output). */
-const recordedOutput = (tape: Tape, op: string, out: Tensor.Tensor): Tensor.Tensor =>
-  new Tensor.Tensor({ shape: out.shape, data: out.data, device: out.device, tape, requiresGrad: true, op })
+/** The recorded output of the recompute node (over the first run's output's values, where they are: no copy). */
+const recordedOutput = (tape: Tape, op: string, out: Tensor.Tensor): Tensor.Tensor => out.alias({ tape, requiresGrad: true, op })
 
 /** The replay's input gradients (zeros where none reached an input). */
 const gradientsOf = (inputs: ReadonlyArray<Tensor.Tensor>, fresh: ReadonlyArray<Tensor.Tensor>): Array<Tensor.Tensor | undefined> =>

@@ -137,7 +137,7 @@ export class Tensor {
    * and the leaves a tape makes of parameters. Values are read through aliases, never written:
    * writing one's `data` leaves the others' device copy stale.
    */
-  alias(options: { readonly shape?: ReadonlyArray<number>; readonly tape?: Tape | undefined; readonly requiresGrad?: boolean } = {}): Tensor {
+  alias(options: { readonly shape?: ReadonlyArray<number>; readonly tape?: Tape | undefined; readonly requiresGrad?: boolean; readonly op?: string } = {}): Tensor {
     return new Tensor({
       shape: options.shape ?? this.shape,
       data: this.#host,
@@ -145,6 +145,7 @@ export class Tensor {
       device: this.device,
       tape: options.tape,
       requiresGrad: options.requiresGrad ?? false,
+      ...(options.op === undefined ? {} : { op: options.op }),
     })
   }
 

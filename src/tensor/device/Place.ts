@@ -44,6 +44,8 @@ export interface Place {
   readonly zeros: (dtype: DType.DType, length: number) => Buffer
   /** dst = src here (same length), converted to dst's dtype as a typed array's `set` does. */
   readonly copy: (src: Buffer, dst: Buffer) => void
+  /** Elements [srcOffset, +length) of src into [dstOffset, +length) of dst, one dtype (DeviceKernels.copyRange's contract). */
+  readonly copyRange: (src: Buffer, srcOffset: number, dst: Buffer, dstOffset: number, length: number) => void
 }
 
 /**
@@ -60,6 +62,7 @@ export const host: Place = {
   allocate: DType.allocateUninitialized,
   zeros: (dtype, length) => DType.allocate(dtype, length),
   copy: (src, dst) => (dst as DType.Storage).set(src as DType.Storage),
+  copyRange: (src, srcOffset, dst, dstOffset, length) => (dst as DType.Storage).set((src as DType.Storage).subarray(srcOffset, srcOffset + length), dstOffset),
 }
 
 const places = new Map<string, Place>()
@@ -79,6 +82,7 @@ const onDevice = (runtime: DeviceRuntime): Place => {
       allocate: runtime.allocate,
       zeros: runtime.zeros,
       copy: runtime.kernels.copy as Place["copy"],
+      copyRange: runtime.kernels.copyRange as Place["copyRange"],
     }
     places.set(key, p)
   }

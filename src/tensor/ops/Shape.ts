@@ -83,29 +83,35 @@ export const concat = (ts: ReadonlyArray<Tensor.Tensor>, dim: number): Tensor.Te
   const total = sizes.reduce((a, b) => a + b, 0)
   const shape = first.shape.map((s, i) => (i === d ? total : s))
   const { outer, inner } = around(shape, d)
-  const out = DType.allocateUninitialized(first.dtype, Tensor.sizeOf(shape))
+  // Where the inputs are: a device's concat is its copies of ranges (no trip through the host).
+  const place = Place.of("concat", ...ts)
+  const out = place.allocate(first.dtype, Tensor.sizeOf(shape))
   let offset = 0
   ts.forEach((t, j) => {
     const w = (sizes[j] as number) * inner
-    for (let o = 0; o < outer; o++) out.set(t.data.subarray(o * w, (o + 1) * w), o * total * inner + offset)
+    const src = place.operand(t)
+    if (w > 0) for (let o = 0; o < outer; o++) place.copyRange(src, o * w, out, o * total * inner + offset, w)
     offset += w
   })
   return Autograd.result("concat", ts, out, shape, (g) => splitData(g, sizes, d))
 }
 
+/** The pieces of `t` along `d` (copies, where `t` is). */
 const splitData = (t: Tensor.Tensor, sizes: ReadonlyArray<number>, d: number): Array<Tensor.Tensor> => {
   const { outer, n, inner } = around(t.shape, d)
+  const place = Place.of("split", t)
+  const src = place.operand(t)
   const out: Array<Tensor.Tensor> = []
   let offset = 0
   for (const s of sizes) {
     const w = s * inner
-    const part = DType.allocateUninitialized(t.dtype, outer * w)
-    for (let o = 0; o < outer; o++) part.set(t.data.subarray(o * n * inner + offset, o * n * inner + offset + w), o * w)
+    const part = place.allocate(t.dtype, outer * w)
+    if (w > 0) for (let o = 0; o < outer; o++) place.copyRange(src, o * n * inner + offset, part, o * w, w)
     out.push(
-      Tensor.fromStorage(
+      Place.tensor(
         part,
         t.shape.map((x, i) => (i === d ? s : x)),
-        { device: t.device },
+        t.device,
       ),
     )
     offset += w
@@ -129,12 +135,14 @@ export const split = (t: Tensor.Tensor, sizes: ReadonlyArray<number>, dim: numbe
   return pieces.map((piece, j) => {
     const start = offset
     offset += sizes[j] as number
-    return Autograd.result("split", [t], piece.data, piece.shape, (g) => {
-      const full = DType.allocate(g.dtype, t.size)
+    return Autograd.result("split", [t], piece.values(), piece.shape, (g) => {
+      const place = Place.of("split", g)
+      const full = place.zeros(g.dtype, t.size)
       const { outer, n, inner } = around(t.shape, d)
       const w = (sizes[j] as number) * inner
-      for (let o = 0; o < outer; o++) full.set(g.data.subarray(o * w, (o + 1) * w), o * n * inner + start * inner)
-      return [Tensor.fromStorage(full, t.shape, { device: g.device })]
+      const src = place.operand(g)
+      if (w > 0) for (let o = 0; o < outer; o++) place.copyRange(src, o * w, full, o * n * inner + start * inner, w)
+      return [Place.tensor(full, t.shape, g.device)]
     })
   })
 }
