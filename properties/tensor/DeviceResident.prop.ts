@@ -19,7 +19,7 @@ import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import type * as DType from "../../src/tensor/DType.js"
 import { add, div, mul, scale, sub } from "../../src/tensor/ops/Elementwise.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
-import { sumAll } from "../../src/tensor/ops/Reduce.js"
+import { sum, sumAll } from "../../src/tensor/ops/Reduce.js"
 import { concat, reshape, split, transpose } from "../../src/tensor/ops/Shape.js"
 import { to } from "../../src/tensor/ops/Transfer.js"
 import * as Tape from "../../src/tensor/Tape.js"
@@ -180,6 +180,42 @@ describe("what stays on the simulated device", () => {
           expect(dev.backwardDownloads).toBeLessThanOrEqual(1 + widths.length)
         },
       ),
+      { numRuns: 80 },
+    )
+  })
+
+  test("a sum over the last dim on the device (the combine's weight gradient): the host's bits forward and backward, a -0 kept, no download either way", () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 3 }), fc.boolean(), fc.integer({ min: 1, max: 100_000 }), (shape, keepDim, seed) => {
+        const run = (device: Device.Device) => {
+          const tape = Tape.make()
+          // Some exact zeros of both signs, so the gradient's -0 (1 * g) is tested too.
+          const xs = values(Tensor.sizeOf(shape), seed).map((v, i) => (i % 5 === 0 ? (i % 2 === 0 ? 0 : -0) : v))
+          const a = Tensor.fromArray(xs, shape, { dtype: "float32", tape, requiresGrad: true })
+          const aD = to(a, device)
+          const before = runtime.transfers.downloads
+          const y = sum(aD, -1, keepDim)
+          // An element-wise product (no GEMM's sum from +0): y's gradient is w, its -0s included.
+          const w = to(
+            Tensor.fromArray(
+              values(y.size, seed + 3).map((v, i) => (i % 3 === 0 ? -0 : v)),
+              y.shape,
+              { dtype: "float32" },
+            ),
+            device,
+          )
+          const z = mul(y, w)
+          const forwardDownloads = runtime.transfers.downloads - before
+          tape.backward(sumAll(to(z, Device.cpu)))
+          return { resident: y.isResident, shape: y.shape, forwardDownloads, bits: [bits(y), bits(a.grad)].map((b) => b.map((v) => (Object.is(v, -0) ? "-0" : v))) }
+        }
+        const host = run(Device.cpu)
+        const dev = run(sim)
+        expect(dev.shape).toEqual(host.shape)
+        expect(dev.bits).toEqual(host.bits)
+        expect(dev.resident).toBe(true)
+        expect(dev.forwardDownloads).toBe(0)
+      }),
       { numRuns: 80 },
     )
   })

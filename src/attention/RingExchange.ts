@@ -16,7 +16,9 @@ import type { Group } from "../comm/Group.js"
 import { LayoutError } from "../dataflow/Layout.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Autograd from "../tensor/Autograd.js"
-import * as DType from "../tensor/DType.js"
+import * as Device from "../tensor/Device.js"
+import * as Place from "../tensor/device/Place.js"
+import { to } from "../tensor/ops/Transfer.js"
 import * as Tensor from "../tensor/Tensor.js"
 
 /** Every member's rows in group-local order, gathered around the ring; backward reduce-scatters. */
@@ -37,10 +39,13 @@ const ringAllGather = (group: Group, x: Tensor.Tensor, tag = "ring") =>
     }
     const rowSize = Tensor.sizeOf(x.shape.slice(1))
     const total = blocks.reduce((acc, b) => acc + (b.shape[0] ?? 0), 0)
-    const out = DType.allocate(x.dtype, total * rowSize)
+    // Assembled where the blocks are (on a device, copies of ranges: nothing through the host).
+    // (A block labelled with another device, a simulated one of another rank, comes over first.)
+    const place = Place.of("ringAllGather", x)
+    const out = place.allocate(x.dtype, total * rowSize)
     let offset = 0
     for (const b of blocks) {
-      out.set(b.data, offset)
+      if (b.size > 0) place.copyRange(place.operand(Device.same(b.device, x.device) ? b : to(b, x.device)), 0, out, offset, b.size)
       offset += b.size
     }
     return Autograd.resultEffect("ringAllGather", [x], out, [total, ...x.shape.slice(1)], (g) =>

@@ -35,6 +35,7 @@ import * as Comm from "../comm/Communicator.js"
 import * as LaidCollective from "../dataflow/LaidCollective.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import { reshape } from "../tensor/ops/Shape.js"
+import { hostValues } from "../tensor/ops/Transfer.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Dispatcher from "./Dispatcher.js"
 import * as Experts from "./Experts.js"
@@ -147,7 +148,8 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const rowProbs = p.permutedProbs as Tensor.Tensor
     let combined: TensorLayout.WithLayout
     if (epSize > 1) {
-      const combine = { index: p.sortedIndices, tokens: t, ...(atCombine ? { weights: rowProbs.readHost() } : {}) }
+      // The receiver's copy of the probs weights the sum on the host: brought down without blocking.
+      const combine = { index: p.sortedIndices, tokens: t, ...(atCombine ? { weights: yield* hostValues(rowProbs) } : {}) }
       const weights = atCombine ? reshape(exchangedProbs.tensor, [own.tensor.shape[0] as number]) : undefined
       const back = yield* LaidCollective.allToAllVCombine("ep", groups.ep, own, Chunked.reverse(dispatch), combine, weights)
       combined = yield* RoutedLayout.unpermute(TensorLayout.attach(back.combined, back.received), back.combined, t)

@@ -149,7 +149,7 @@ export const globalNorm = (d: DeviceDistributed) =>
     const sums = rt.zeros("float64", runs.length)
     runs.forEach((o, i) => rt.kernels.sumSquares(runOf(d, partOf(d, o.bucket).grad, o.at, o.to - o.from), sums, i))
     const host = new Float64Array(runs.length)
-    rt.download(sums, host)
+    yield* Effect.promise(() => rt.downloadAsync(sums, host))
     let squares = 0
     for (const s of host) squares += s
     const total = yield* Comm.allReduce(d.host.groups.world, Tensor.fromArray([squares], [1, 1], { dtype: "float64" }))

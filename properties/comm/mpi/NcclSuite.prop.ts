@@ -185,6 +185,9 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     const [viaNccl, viaHost] = [hostDeviceBytes(run.stdout), hostDeviceBytes(io.out)]
     expect(viaNccl.length).toBe(3)
     viaNccl.forEach((step, k) => step.forEach((bytes, r) => expect(bytes + 2 * (gradientBytes[r] as number)).toBeLessThanOrEqual(viaHost[k]?.[r] as number)))
+    // And no copy in a step blocks the JS thread (the local backend's collectives read host copies: they do).
+    expect(hostWaits(run.stdout)).toEqual([0, 0, 0].map(() => [0, 0, 0, 0]))
+    expect(hostWaits(io.out).every((step) => step.every((n) => n > 0))).toBe(true)
   }, 300_000)
 
   test("pleat train --backend nccl --device sim --distributed-optimizer on 4 processes: one process's losses; the reduce-scatters, the update and the all-gathers in device memory", async () => {
@@ -193,6 +196,8 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     // parameters a step: the host's optimizer would move them up and their gradients down.
     const parameterBytes = (summaryOf(io.out).memory as Array<{ parameterBytes: number }>).map((m) => m.parameterBytes)
     for (const step of hostDeviceBytes(run.stdout).slice(1)) step.forEach((bytes, r) => expect(bytes).toBeLessThan(parameterBytes[r] as number))
+    // The global norm's squares come down without blocking, as everything else a step reads.
+    expect(hostWaits(run.stdout)).toEqual([0, 0, 0].map(() => [0, 0, 0, 0]))
   }, 300_000)
 
   test("pleat train --backend nccl --device sim --precision bf16 with pp 2 (p2p, the tied embedding's sum): one process's losses", async () => {
@@ -270,6 +275,7 @@ const records = (out: string) =>
     .map((l) => JSON.parse(l) as Record<string, unknown>)
 const summaryOf = (out: string) => records(out).find((r) => r.msg === "summary") as Record<string, unknown>
 const hostDeviceBytes = (out: string) => records(out).flatMap((r) => (r.msg === "step" ? [r.hostDeviceBytes as Array<number>] : []))
+const hostWaits = (out: string) => records(out).flatMap((r) => (r.msg === "step" ? [r.hostWaits as Array<number>] : []))
 
 test("--backend nccl where NCCL cannot be opened: exit 2, one line naming the file and the fix", async () => {
   const io = memoryIo()

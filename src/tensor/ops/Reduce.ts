@@ -2,6 +2,7 @@
  * Reductions: sum and mean over one dim (or over everything).
  */
 import * as Autograd from "../Autograd.js"
+import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
@@ -36,9 +37,32 @@ const expandAlong = (g: Tensor.Tensor, shape: ReadonlyArray<number>, d: number, 
   return Tensor.fromStorage(out, shape, { device: g.device })
 }
 
+/**
+ * A sum over the last dim of a tensor on a device, there: the kernels' row sums (float64 in
+ * index order, rounded once: the host loop's bits); backward, each row's gradient repeated
+ * along the row (1 * g, so a -0 stays -0 as the host's expandAlong keeps it).
+ */
+const rowSumsOnDevice = (op: string, t: Tensor.Tensor, outer: number, n: number, shape: ReadonlyArray<number>): Tensor.Tensor => {
+  const place = Place.of(op, t)
+  const out = place.allocate(t.dtype, outer)
+  place.elementwise.sumRows(place.operand(t), out, n)
+  return Autograd.result(op, [t], out, shape, (g) => {
+    const here = Place.of(op, g)
+    const ones = here.zeros(g.dtype, t.size)
+    here.elementwise.binary(0, "suffix", ones, here.operand(Tensor.full([n], 1, { dtype: g.dtype, device: g.device })), ones, n)
+    const grad = here.allocate(g.dtype, t.size)
+    here.elementwise.binary(2, "rows", ones, here.operand(g), grad, n)
+    return [Place.tensor(grad, t.shape, g.device)]
+  })
+}
+
 const reduce = (op: string, t: Tensor.Tensor, dim: number, keepDim: boolean, mean: boolean): Tensor.Tensor => {
   const d = normaliseDim(op, t.rank, dim)
   const { outer, n, inner } = around(t.shape, d)
+  // A tensor on a device summed over its last dim (rows' dot products) stays there.
+  if (!mean && inner === 1 && n > 0 && outer > 0 && t.isResident && t.dtype === "float32") {
+    return rowSumsOnDevice(op, t, outer, n, keepDim ? t.shape.map((s, i) => (i === d ? 1 : s)) : t.shape.filter((_, i) => i !== d))
+  }
   const out = DType.allocate(t.dtype, outer * inner)
   const x = t.data
   // Sum in float64 (JS numbers) whatever the dtype: one rounding at the end.
