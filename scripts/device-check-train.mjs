@@ -13,6 +13,8 @@ export const trainChecks = async ({ root, status, check, assert, random, remaini
   const { cudaRuntime } = await import(path.join(root, "dist/tensor/device/CudaRuntime.js"))
   const Cpu = await import(path.join(root, "dist/native/Cpu.js"))
   const kernelsModule = await import(path.join(root, "dist/tensor/kernels/Kernels.js"))
+  const Bf16Matmul = await import(path.join(root, "dist/tensor/kernels/Bf16Matmul.js"))
+  const Bf16Round = await import(path.join(root, "dist/tensor/kernels/Bf16Round.js"))
   const made = cudaRuntime(0)
   check("device arrays: the CUDA runtime starts (device arrays, cuBLAS)", () => {
     assert(made.runtime !== undefined, made.why)
@@ -105,6 +107,51 @@ export const trainChecks = async ({ root, status, check, assert, random, remaini
           for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / (Math.sqrt(inner) + Math.abs(want[i])))
         }
         assert(worst <= 1e-5, `groups [${rows.join(", ")}] k ${k} n ${n} transB ${transB} accumulate ${accumulate}: error ${worst}`)
+      }
+      return { cases: 30, worst }
+    },
+  )
+
+  check(
+    "device arrays: a bf16 run's products (cuBLAS bf16 GEMMs, operands rounded to bfloat16, fp32 sums) against the host's bf16 products on bf16 values: matmul, groupedRows, groupedWeights (tolerance 1e-5)",
+    () => {
+      const hostBf16 = Bf16Matmul.hostProducts()
+      const bf16 = (n) => {
+        const x = fill(n)
+        Bf16Round.roundInto(x, x)
+        return x
+      }
+      let worst = 0
+      const compare = (got, want, inner, what) => {
+        let err = 0
+        for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]) / (Math.sqrt(inner) + Math.abs(want[i])))
+        assert(err <= 1e-5, `${what}: error ${err}`)
+        worst = Math.max(worst, err)
+      }
+      for (let c = 0; c < 30; c++) {
+        const pick = (lo, hi) => lo + Math.floor(u() * (hi - lo + 1))
+        const [m, n, k] = [pick(1, 300), pick(1, 300), pick(0, 300)]
+        const [transA, transB, accumulate] = [u() < 0.5, u() < 0.5, u() < 0.3]
+        const [a, b, out0] = [bf16(m * k), bf16(k * n), fill(m * n)]
+        const want = Float32Array.from(out0)
+        hostBf16.matmul({ a, b, out: want, batch: 1, m, n, k, transA, transB, strideA: m * k, strideB: k * n, accumulate })
+        const out = rt.upload(out0)
+        rt.kernels.bf16Products.matmul({ a: rt.upload(a), b: rt.upload(b), out, batch: 1, m, n, k, transA, transB, strideA: m * k, strideB: k * n, accumulate })
+        compare(back(out), want, k, `matmul m ${m} n ${n} k ${k} transA ${transA} transB ${transB} accumulate ${accumulate}`)
+        const groups = pick(1, 6)
+        const rows = Int32Array.from({ length: groups }, () => (u() < 0.2 ? 0 : pick(1, 150)))
+        const total = rows.reduce((p, q) => p + q, 0)
+        const [x, w, g] = [bf16(total * k), bf16(groups * k * n), bf16(total * n)]
+        const wantRows = new Float32Array(total * n)
+        hostBf16.groupedRows(x, w, wantRows, rows, k, n, transB)
+        const outRows = rt.allocate("float32", total * n)
+        rt.kernels.bf16Products.groupedRows(rt.upload(x), rt.upload(w), outRows, rows, k, n, transB)
+        compare(back(outRows), wantRows, k, `groupedRows groups [${rows.join(", ")}] k ${k} n ${n}`)
+        const wantW = new Float32Array(groups * k * n)
+        hostBf16.groupedWeights(x, g, wantW, rows, k, n, false)
+        const outW = rt.allocate("float32", groups * k * n)
+        rt.kernels.bf16Products.groupedWeights(rt.upload(x), rt.upload(g), outW, rows, k, n, false)
+        compare(back(outW), wantW, Math.max(...rows, 1), `groupedWeights groups [${rows.join(", ")}] k ${k} n ${n}`)
       }
       return { cases: 30, worst }
     },

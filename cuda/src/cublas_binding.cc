@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bf16_operands.h"
 #include "device/cublas_api.h"
 #include "device_staging.h"
 #include "kernels/ops_cuda.h"
@@ -73,22 +74,6 @@ cudaError_t timed(cudaStream_t s, float* ms, const Work& work) {
 }
 
 
-// A device buffer for the bfloat16 copy of an operand of `length` floats (empty unless bf16).
-ArrayArg bf16_scratch(bool bf16, size_t length) { return ArrayArg{napi_uint8_array, bf16 ? 2 * length : 0, nullptr, Napi::Value()}; }
-
-// The GEMM operands on the device: a and b (staged at 0 and 1) as they are, or, with bf16,
-// rounded into their scratch copies (staged at 3 and 4) first.
-cudaError_t operands(const DevicePointers& d, cudaStream_t s, bool bf16, size_t a_length, size_t b_length, const void** a, const void** b) {
-  *a = d.f32(0);
-  *b = d.f32(1);
-  if (!bf16) return cudaSuccess;
-  if (cudaError_t e = to_bf16_launch(d.f32(0), d.u16(3), a_length, s); e != cudaSuccess) return e;
-  if (cudaError_t e = to_bf16_launch(d.f32(1), d.u16(4), b_length, s); e != cudaSuccess) return e;
-  *a = d.u16(3);
-  *b = d.u16(4);
-  return cudaSuccess;
-}
-
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const char* fn = "gemm";
   Napi::Env env = info.Env();
@@ -111,9 +96,9 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, Way::out}, {&a16, Way::scratch}, {&b16, Way::scratch}},
                 [&](const DevicePointers& d, cudaStream_t s) {
                   if (m * n == 0) return cudaMemsetAsync(d.f32(2), 0, out.bytes(), s);
-                  const void *da = nullptr, *db = nullptr;
-                  if (cudaError_t e = operands(d, s, bf16, a.length, b.length, &da, &db); e != cudaSuccess) return e;
-                  return timed(s, &ms, [&] { return status_of(gemm_row_major(api, s, bf16, da, db, d.f32(2), static_cast<int>(m), static_cast<int>(n), static_cast<int>(k))); });
+                  Operands o;
+                  if (cudaError_t e = operands_of(d, s, bf16, a.length, b.length, &o); e != cudaSuccess) return e;
+                  return timed(s, &ms, [&] { return status_of(gemm_row_major(api, s, bf16, o.a, o.b, d.f32(2), static_cast<int>(m), static_cast<int>(n), static_cast<int>(k))); });
                 });
   if (env.IsExceptionPending()) return env.Undefined();
   return Napi::Number::New(env, ms);
@@ -151,17 +136,14 @@ Napi::Value GroupedGemm(const Napi::CallbackInfo& info) {
   run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, Way::out}, {&a16, Way::scratch}, {&b16, Way::scratch}},
                 [&](const DevicePointers& d, cudaStream_t s) {
                   if (rows * n == 0) return cudaSuccess;
-                  const void *da = nullptr, *db = nullptr;
-                  if (cudaError_t e = operands(d, s, bf16, a.length, b.length, &da, &db); e != cudaSuccess) return e;
-                  const size_t elem = bf16 ? 2 : 4;
-                  const auto* ab = static_cast<const uint8_t*>(da);
-                  const auto* bb = static_cast<const uint8_t*>(db);
+                  Operands o;
+                  if (cudaError_t e = operands_of(d, s, bf16, a.length, b.length, &o); e != cudaSuccess) return e;
                   return timed(s, &ms, [&] {
                     size_t row = 0;
                     for (size_t e = 0; e < sizes.size(); ++e) {
                       const size_t r = static_cast<size_t>(sizes[e]);
                       if (r > 0) {
-                        const int st = gemm_row_major(api, s, bf16, ab + row * k * elem, bb + e * k * n * elem, d.f32(2) + row * n, static_cast<int>(r),
+                        const int st = gemm_row_major(api, s, bf16, o.at(o.a, row * k), o.at(o.b, e * k * n), d.f32(2) + row * n, static_cast<int>(r),
                                                       static_cast<int>(n), static_cast<int>(k));
                         if (st != cublas::kSuccess) return status_of(st);
                       }

@@ -51,9 +51,24 @@ export interface CudaArraysAddon {
   crossEntropyRowMax(x: F32, rows: number, cols: number, max: F64): void
   crossEntropyRowSumExp(x: F32, rows: number, cols: number, max: F64, sum: F64): void
   crossEntropyGrad(x: F32, rows: number, cols: number, logSum: F64, targets: Int32Array, ignore: number, start: number, scale: number, d: F32): void
-  matmul(a: F32, b: F32, out: F32, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, strideA: number, strideB: number, accumulate: boolean): void
-  groupedRows(a: F32, b: F32, out: F32, rows: Int32Array, k: number, n: number, transB: boolean): void
-  groupedWeights(a: F32, c: F32, out: F32, rows: Int32Array, m: number, n: number, accumulate: boolean): void
+  /** `bf16`: the operands rounded to bfloat16 and multiplied by bf16 GEMMs, fp32 accumulation (a bf16 run's products). */
+  matmul(
+    a: F32,
+    b: F32,
+    out: F32,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    strideA: number,
+    strideB: number,
+    accumulate: boolean,
+    bf16?: boolean,
+  ): void
+  groupedRows(a: F32, b: F32, out: F32, rows: Int32Array, k: number, n: number, transB: boolean, bf16?: boolean): void
+  groupedWeights(a: F32, c: F32, out: F32, rows: Int32Array, m: number, n: number, accumulate: boolean, bf16?: boolean): void
   gatherRows(src: F32, index: Int32Array, out: F32, cols: number): void
   softmaxRows(x: F32, out: F32, rows: number, cols: number): void
   scatterAddRows(src: F32, index: Int32Array, out: F32, cols: number): void

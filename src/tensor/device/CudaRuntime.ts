@@ -9,7 +9,7 @@
  * backward, the element-wise binary ops with their broadcasts, scales and the sums that undo
  * broadcasts, transposes, the vocabulary-parallel loss's row kernels, AdamW and the sum of squares of the
  * optimizer, and a bf16 run's rounding, on pleat's CUDA kernels; sums on axpy. A bf16 run's
- * products are the fp32 cuBLAS products on its bf16 values (exact products, fp32 sums).
+ * products are cuBLAS bf16 GEMMs (tensor cores) on its operands rounded to bfloat16, fp32 sums.
  * Each has its CPU twin's contract and is checked against it by scripts/device-check (its
  * tolerances there). Float64 operands
  * run on the host kernels over copies (downloaded, run, uploaded back: correct, and counted in
@@ -194,8 +194,19 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
     roundBf16: (src, dst) =>
       allF32(src, dst) ? a.roundBf16(handle(src), handle(dst)) : viaHost([src, dst], ([hs, hd]) => Bf16Round.roundInto(hs as Float32Array, hd as Float32Array)),
   }
-  // A bf16 run's products: the fp32 cuBLAS products on its bf16 values (exact products, fp32 sums).
-  return { ...kernels, bf16Products: { matmul: kernels.matmul, groupedRows: kernels.groupedRows, groupedWeights: kernels.groupedWeights } }
+  // A bf16 run's products: bf16 GEMMs (tensor cores) on its operands rounded to bfloat16, fp32
+  // accumulation and results, as the host's bf16 GEMM computes them (in cuBLAS's order).
+  const bf16Products: DeviceKernels["bf16Products"] = {
+    matmul: (p) =>
+      allF32(p.a, p.b, p.out)
+        ? a.matmul(handle(p.a), handle(p.b), handle(p.out), p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.accumulate, true)
+        : kernels.matmul(p),
+    groupedRows: (x, b, out, rows, k, n, transB) =>
+      allF32(x, b, out) ? a.groupedRows(handle(x), handle(b), handle(out), rows, k, n, transB, true) : kernels.groupedRows(x, b, out, rows, k, n, transB),
+    groupedWeights: (x, c, out, rows, m, n, accumulate) =>
+      allF32(x, c, out) ? a.groupedWeights(handle(x), handle(c), handle(out), rows, m, n, accumulate, true) : kernels.groupedWeights(x, c, out, rows, m, n, accumulate),
+  }
+  return { ...kernels, bf16Products }
 }
 
 let made: { readonly runtime: DeviceRuntime } | { readonly why: string } | undefined
