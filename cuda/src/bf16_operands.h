@@ -15,7 +15,8 @@
 
 namespace pleat {
 
-// A device buffer for the bfloat16 copy of an operand of `length` floats (empty unless bf16).
+// A device buffer for the bfloat16 copy of an operand of `length` floats (empty unless bf16; a
+// call without bf16 passes no scratch at all, nullptr, so that it stages nothing).
 inline ArrayArg bf16_scratch(bool bf16, size_t length) { return ArrayArg{napi_uint8_array, bf16 ? 2 * length : 0, nullptr, Napi::Value()}; }
 
 // The operands as the GEMMs take them; `at` gives an element offset into either.

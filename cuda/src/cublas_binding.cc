@@ -93,7 +93,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   if (api == nullptr) return env.Undefined();
   const ArrayArg a16 = bf16_scratch(bf16, a.length), b16 = bf16_scratch(bf16, b.length);
   float ms = -1;
-  run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, Way::out}, {&a16, Way::scratch}, {&b16, Way::scratch}},
+  run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, Way::out}, {bf16 ? &a16 : nullptr, Way::scratch}, {bf16 ? &b16 : nullptr, Way::scratch}},
                 [&](const DevicePointers& d, cudaStream_t s) {
                   if (m * n == 0) return cudaMemsetAsync(d.f32(2), 0, out.bytes(), s);
                   Operands o;
@@ -133,7 +133,7 @@ Napi::Value GroupedGemm(const Napi::CallbackInfo& info) {
   const ArrayArg a16 = bf16_scratch(bf16, a.length), b16 = bf16_scratch(bf16, b.length);
   const std::vector<int32_t> sizes(counts.i32(), counts.i32() + counts.length);
   float ms = -1;
-  run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, Way::out}, {&a16, Way::scratch}, {&b16, Way::scratch}},
+  run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, Way::out}, {bf16 ? &a16 : nullptr, Way::scratch}, {bf16 ? &b16 : nullptr, Way::scratch}},
                 [&](const DevicePointers& d, cudaStream_t s) {
                   if (rows * n == 0) return cudaSuccess;
                   Operands o;

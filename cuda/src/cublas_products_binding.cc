@@ -88,7 +88,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   CublasApi* api = cublas_for(env, fn);
   if (api == nullptr) return env.Undefined();
   const ArrayArg a16 = bf16_scratch(bf16, a.length), b16 = bf16_scratch(bf16, b.length);
-  run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, accumulate ? Way::in_out : Way::out}, {&a16, Way::scratch}, {&b16, Way::scratch}},
+  run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, accumulate ? Way::in_out : Way::out}, {bf16 ? &a16 : nullptr, Way::scratch}, {bf16 ? &b16 : nullptr, Way::scratch}},
                 [&](const DevicePointers& d, cudaStream_t s) {
     Operands o;
     if (cudaError_t e = operands_of(d, s, bf16, a.length, b.length, &o); e != cudaSuccess) return e;
@@ -123,7 +123,7 @@ Napi::Value GroupedRows(const Napi::CallbackInfo& info) {
   CublasApi* api = cublas_for(env, fn);
   if (api == nullptr) return env.Undefined();
   const ArrayArg a16 = bf16_scratch(bf16, a.length), b16 = bf16_scratch(bf16, b.length);
-  run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, Way::out}, {&a16, Way::scratch}, {&b16, Way::scratch}}, [&](const DevicePointers& d, cudaStream_t s) {
+  run_on_device(info, fn, {{&a, Way::in}, {&b, Way::in}, {&out, Way::out}, {bf16 ? &a16 : nullptr, Way::scratch}, {bf16 ? &b16 : nullptr, Way::scratch}}, [&](const DevicePointers& d, cudaStream_t s) {
     Operands o;
     if (cudaError_t e = operands_of(d, s, bf16, a.length, b.length, &o); e != cudaSuccess) return e;
     size_t row = 0;
@@ -159,7 +159,7 @@ Napi::Value GroupedWeights(const Napi::CallbackInfo& info) {
   CublasApi* api = cublas_for(env, fn);
   if (api == nullptr) return env.Undefined();
   const ArrayArg a16 = bf16_scratch(bf16, a.length), c16 = bf16_scratch(bf16, c.length);
-  run_on_device(info, fn, {{&a, Way::in}, {&c, Way::in}, {&out, accumulate ? Way::in_out : Way::out}, {&a16, Way::scratch}, {&c16, Way::scratch}},
+  run_on_device(info, fn, {{&a, Way::in}, {&c, Way::in}, {&out, accumulate ? Way::in_out : Way::out}, {bf16 ? &a16 : nullptr, Way::scratch}, {bf16 ? &c16 : nullptr, Way::scratch}},
                 [&](const DevicePointers& d, cudaStream_t s) {
     Operands o;
     if (cudaError_t e = operands_of(d, s, bf16, a.length, c.length, &o); e != cudaSuccess) return e;

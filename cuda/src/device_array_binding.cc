@@ -193,13 +193,16 @@ Napi::Value DeviceArrayCopyOutAsync(const Napi::CallbackInfo& info) {
   void* staging = nullptr;
   size_t capacity = 0;
   cudaEvent_t copied = nullptr;
+  // A blocking-sync event: the waiting thread sleeps instead of spinning a core per read.
   cudaError_t err = take_staging(bytes, &staging, &capacity);
-  if (err == cudaSuccess) err = cudaEventCreateWithFlags(&copied, cudaEventDisableTiming);
-  if (err == cudaSuccess) err = cudaMemcpyAsync(staging, b->data, bytes, cudaMemcpyDeviceToHost, s);
+  if (err == cudaSuccess) err = cudaEventCreateWithFlags(&copied, cudaEventDisableTiming | cudaEventBlockingSync);
+  bool queued = false;
+  if (err == cudaSuccess) queued = (err = cudaMemcpyAsync(staging, b->data, bytes, cudaMemcpyDeviceToHost, s)) == cudaSuccess;
   if (err == cudaSuccess) err = cudaEventRecord(copied, s);
   if (err != cudaSuccess) {
     if (copied != nullptr) (void)cudaEventDestroy(copied);
-    if (staging != nullptr) idle_staging().emplace(capacity, staging);
+    // A copy already queued may still write the staging memory: it is not reused (leaked).
+    if (staging != nullptr && !queued) idle_staging().emplace(capacity, staging);
     finish(env, fn, err, false);
     return env.Undefined();
   }
@@ -218,11 +221,22 @@ Napi::Value DeviceArrayCopyOutAsync(const Napi::CallbackInfo& info) {
       },
       [copied, staging, capacity, bytes, source, target](Napi::Env e, bool ok) -> Napi::Value {
         if (ok) {
-          Napi::TypedArray dst = target->Value().As<Napi::TypedArray>();
-          std::memcpy(static_cast<uint8_t*>(dst.ArrayBuffer().Data()) + dst.ByteOffset(), staging, bytes);
+          // dst's bytes now (napi_get_typedarray_info: the first element's address; null when
+          // the buffer was detached meanwhile): a dst that no longer holds them rejects.
+          napi_typedarray_type type = napi_float32_array;
+          size_t length = 0, offset = 0;
+          void* data = nullptr;
+          napi_value buffer = nullptr;
+          const napi_status got = napi_get_typedarray_info(e, target->Value(), &type, &length, &data, &buffer, &offset);
+          const size_t element = type == napi_float64_array ? 8 : 4;
+          if (got != napi_ok || data == nullptr || length * element != bytes)
+            Napi::Error::New(e, "deviceArrayCopyOutAsync: dst no longer holds the array's " + std::to_string(bytes) + " bytes (detached?)").ThrowAsJavaScriptException();
+          else
+            std::memcpy(data, staging, bytes);
         }
         (void)cudaEventDestroy(copied);
-        idle_staging().emplace(capacity, staging);
+        // Reused only when the copy is known to be done.
+        if (ok) idle_staging().emplace(capacity, staging);
         delete source;
         delete target;
         return e.Undefined();

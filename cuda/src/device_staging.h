@@ -36,15 +36,17 @@ class Staging {
     return p;
   }
   void back(const ArrayArg& h, const void* p) {
-    if (h.resident) return;
-    if (h.bytes() > 0 && cudaMemcpyAsync(h.data, p, h.bytes(), cudaMemcpyDeviceToHost, s_) != cudaSuccess) failed_ = true;
+    if (h.resident || h.bytes() == 0) return;
+    copied_back_ = true;
+    if (cudaMemcpyAsync(h.data, p, h.bytes(), cudaMemcpyDeviceToHost, s_) != cudaSuccess) failed_ = true;
   }
-  // Waits for the call's work when it staged anything (its copies back, and the staged blocks
-  // freed after it); a call on device arrays alone only checks that its work was queued (the
-  // stream orders it before whatever comes next). False (with a pending JS Error naming `fn`) on
-  // any failure.
+  // Waits for the call's work only when it copies results back to host arrays (the caller reads
+  // them next). Otherwise it only checks that the work was queued: the stream orders it before
+  // whatever comes next, staged blocks are freed to the allocator's stream-0 pool (reused only by
+  // work queued after this call's), and a host array copied in was read before cudaMemcpyAsync
+  // returned (pageable memory). False (with a pending JS Error naming `fn`) on any failure.
   bool finish(Napi::Env env, const char* fn, cudaError_t launched) {
-    const cudaError_t synced = blocks_.empty() ? cudaGetLastError() : cudaStreamSynchronize(s_);
+    const cudaError_t synced = copied_back_ ? cudaStreamSynchronize(s_) : cudaGetLastError();
     const cudaError_t err = launched != cudaSuccess ? launched : synced;
     if (err == cudaSuccess && !failed_) return true;
     (void)cudaGetLastError();
@@ -57,6 +59,7 @@ class Staging {
   DeviceMemory* m_;
   cudaStream_t s_;
   std::vector<void*> blocks_;
+  bool copied_back_ = false;
   bool failed_ = false;
 };
 

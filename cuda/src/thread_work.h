@@ -18,7 +18,8 @@
 namespace pleat {
 
 // `run` returns "" on success, else the error message; it must touch no JS value. `settle`
-// runs on the JS thread after it (`ok`: it succeeded) and gives the value the Promise resolves with.
+// runs on the JS thread after it (`ok`: it succeeded) and gives the value the Promise resolves with
+// (a JS exception it leaves pending rejects the Promise instead).
 inline Napi::Promise start_on_own_thread(Napi::Env env, const char* name, std::function<std::string()> run, KernelWork::Settle settle) {
   struct State {
     Napi::Promise::Deferred deferred;
@@ -38,7 +39,9 @@ inline Napi::Promise start_on_own_thread(Napi::Env env, const char* name, std::f
     const napi_status queued = done.BlockingCall(state, [](Napi::Env e, Napi::Function, State* s) {
       const bool ok = s->error.empty();
       Napi::Value value = s->settle != nullptr ? s->settle(e, ok) : e.Undefined();
-      if (ok) s->deferred.Resolve(value);
+      // A settle that throws rejects with its error.
+      if (e.IsExceptionPending()) s->deferred.Reject(e.GetAndClearPendingException().Value());
+      else if (ok) s->deferred.Resolve(value);
       else s->deferred.Reject(Napi::Error::New(e, s->error).Value());
       delete s;
     });

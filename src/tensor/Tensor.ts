@@ -115,11 +115,18 @@ export class Tensor {
    */
   readHostAsync(): Promise<DType.Storage> {
     if (this.#host !== undefined) return Promise.resolve(this.#host)
-    this.#arriving ??= downloadedAsync(this.#resident as DeviceArray).then((host) => {
-      this.#arriving = undefined
-      this.#host ??= host
-      return this.#host
-    })
+    this.#arriving ??= downloadedAsync(this.#resident as DeviceArray).then(
+      (host) => {
+        this.#arriving = undefined
+        this.#host ??= host
+        return this.#host
+      },
+      (error: unknown) => {
+        // A failed read is not remembered: the next one tries again.
+        this.#arriving = undefined
+        throw error
+      },
+    )
     return this.#arriving
   }
 
