@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Cpu from "../../native/Cpu.js"
 import * as Autograd from "../Autograd.js"
 import * as Device from "../Device.js"
+import { type DeviceArray, isDeviceArray } from "../device/DeviceRuntime.js"
 import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
 import * as GradAccumulator from "../GradAccumulator.js"
@@ -90,6 +91,15 @@ const run = (
 ): Place.Buffer => {
   const kernels = bf16 ?? place.kernels(dtype)
   const product = (out: Place.Buffer, accumulate: boolean): void => kernels.matmul(gemmArgs(a, b, out, l, transA, transB, accumulate))
+  // A thin weight gradient (few rows) waits to run with the step's others (GradAccumulator);
+  // where it computes: a device's accumulator is a device array, the host's host storage.
+  const here = into !== undefined && (place.runtime === undefined) === !isDeviceArray(into)
+  if (into !== undefined && here && bf16 === undefined && dtype === "float32" && transA && !transB && l.batch === 1 && GradAccumulator.defers(into, l.m, l.n, l.k)) {
+    GradAccumulator.deferProduct(into, a as Float32Array | DeviceArray, b as Float32Array | DeviceArray, l.m, l.n, l.k, (da, db, out, k, accumulate) =>
+      kernels.matmul(gemmArgs(da, db, out, { ...l, k, strideA: 0, strideB: 0 }, true, false, accumulate)),
+    )
+    return into
+  }
   if (into !== undefined) {
     GradAccumulator.productInto(place.runtime, into, product)
     return into
