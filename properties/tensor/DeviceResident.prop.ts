@@ -40,6 +40,28 @@ const bits = (t: Tensor.Tensor | undefined): Array<number> => (t === undefined ?
 const weighted = (y: Tensor.Tensor, seed: number): Tensor.Tensor =>
   sumAll(to(matmul(reshape(y, [1, y.size]), reshape(Tensor.fromArray(values(y.size, seed), [y.size, 1], { dtype: y.dtype, device: y.device }), [y.size, 1])), Device.cpu))
 
+/** What a test's run reports of one device. */
+interface Run {
+  readonly shape?: ReadonlyArray<number>
+  readonly bits: ReadonlyArray<ReadonlyArray<number | string>>
+  readonly resident: boolean
+  readonly forwardDownloads: number
+}
+
+/**
+ * `run` on the host and on sim: the same shape and bits, sim's result resident, and (unless
+ * `downloads` is false) no download in sim's forward; sim's run, for the caller's further checks.
+ */
+const expectHostsOnSim = <R extends Run>(run: (device: Device.Device) => R, downloads = true): R => {
+  const host = run(Device.cpu)
+  const dev = run(sim)
+  expect(dev.shape).toEqual(host.shape)
+  expect(dev.bits).toEqual(host.bits)
+  expect(dev.resident).toBe(true)
+  if (downloads) expect(dev.forwardDownloads).toBe(0)
+  return dev
+}
+
 const ops = { add, sub, mul, div } as const
 type OpName = keyof typeof ops
 
@@ -83,12 +105,8 @@ describe("what stays on the simulated device", () => {
             const backwardDownloads = runtime.transfers.downloads - beforeBackward
             return { resident: y.isResident, forwardDownloads, backwardDownloads, bits: [bits(y), bits(a.grad), bits(b.grad)] }
           }
-          const host = run(Device.cpu)
-          const dev = run(sim)
-          expect(dev.bits).toEqual(host.bits)
-          expect(dev.resident).toBe(true)
+          const dev = expectHostsOnSim(run, kind !== "general")
           if (kind !== "general") {
-            expect(dev.forwardDownloads).toBe(0)
             // The gradients of a and b reach the host (to(), leaves on the host: one download, or one each); nothing else.
             expect(dev.backwardDownloads).toBeLessThanOrEqual(2)
           }
@@ -122,12 +140,7 @@ describe("what stays on the simulated device", () => {
             const backwardDownloads = runtime.transfers.downloads - beforeBackward
             return { shape: y.shape, resident: y.isResident, forwardDownloads, backwardDownloads, bits: [bits(y), bits(a.grad)] }
           }
-          const host = run(Device.cpu)
-          const dev = run(sim)
-          expect(dev.shape).toEqual(host.shape)
-          expect(dev.bits).toEqual(host.bits)
-          expect(dev.resident).toBe(true)
-          expect(dev.forwardDownloads).toBe(0)
+          const dev = expectHostsOnSim(run)
           // The loss's one element, and the leaf's gradient (a host leaf): nothing else.
           expect(dev.backwardDownloads).toBeLessThanOrEqual(2)
         },
@@ -171,11 +184,7 @@ describe("what stays on the simulated device", () => {
               bits: [bits(joined), ...pieces.map(bits), ...leaves.map((t) => bits(t.grad))],
             }
           }
-          const host = run(Device.cpu)
-          const dev = run(sim)
-          expect(dev.bits).toEqual(host.bits)
-          expect(dev.resident).toBe(true)
-          expect(dev.forwardDownloads).toBe(0)
+          const dev = expectHostsOnSim(run)
           // The loss's values and each leaf's gradient (host leaves): nothing else.
           expect(dev.backwardDownloads).toBeLessThanOrEqual(1 + widths.length)
         },
@@ -209,12 +218,7 @@ describe("what stays on the simulated device", () => {
           tape.backward(sumAll(to(z, Device.cpu)))
           return { resident: y.isResident, shape: y.shape, forwardDownloads, bits: [bits(y), bits(a.grad)].map((b) => b.map((v) => (Object.is(v, -0) ? "-0" : v))) }
         }
-        const host = run(Device.cpu)
-        const dev = run(sim)
-        expect(dev.shape).toEqual(host.shape)
-        expect(dev.bits).toEqual(host.bits)
-        expect(dev.resident).toBe(true)
-        expect(dev.forwardDownloads).toBe(0)
+        expectHostsOnSim(run)
       }),
       { numRuns: 80 },
     )
