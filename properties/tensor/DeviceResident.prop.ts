@@ -224,6 +224,25 @@ describe("what stays on the simulated device", () => {
     )
   })
 
+  test("a tensor moved between two simulated devices goes device to device: its values, resident there, no download; the gradient back likewise", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 100_000 }), (n, seed) => {
+        const tape = Tape.make()
+        const a = Tensor.fromArray(values(n, seed), [n], { tape, requiresGrad: true })
+        const onFirst = to(a, Device.sim(0))
+        const before = { ...runtime.transfers }
+        const onSecond = to(onFirst, Device.sim(1))
+        const y = mul(onSecond, to(Tensor.fromArray(values(n, seed + 1), [n]), Device.sim(1)))
+        expect(runtime.transfers.downloads).toBe(before.downloads)
+        expect(onSecond.isResident && Device.same(onSecond.device, Device.sim(1))).toBe(true)
+        expect(bits(onSecond)).toEqual(bits(a))
+        tape.backward(sumAll(to(y, Device.cpu)))
+        expect(bits(a.grad)).toEqual(values(n, seed + 1).map((v) => Math.fround(v)))
+      }),
+      { numRuns: 40 },
+    )
+  })
+
   const lone = [
     ["allReduce", (g: Group.Group, t: Tensor.Tensor) => Differentiable.allReduce(g, t)],
     ["allGather", (g: Group.Group, t: Tensor.Tensor) => Differentiable.allGather(g, t)],

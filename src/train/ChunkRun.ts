@@ -19,11 +19,12 @@ import * as Effect from "effect/Effect"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Mixtral from "../model/Mixtral.js"
 import type * as Partition from "../pipeline/Partition.js"
+import * as Autograd from "../tensor/Autograd.js"
 import * as Device from "../tensor/Device.js"
+import * as DType from "../tensor/DType.js"
 import type * as GradAccumulator from "../tensor/GradAccumulator.js"
 import { copyToBf16 } from "../tensor/ops/Bf16.js"
-import { add, mul } from "../tensor/ops/Elementwise.js"
-import { sumAll } from "../tensor/ops/Reduce.js"
+import { add } from "../tensor/ops/Elementwise.js"
 import { to } from "../tensor/ops/Transfer.js"
 import * as Tape from "../tensor/Tape.js"
 import * as Tensor from "../tensor/Tensor.js"
@@ -133,5 +134,12 @@ const stepCopy = (copies: Map<RankParams.Held, Tensor.Tensor> | undefined, held:
 const rootOf = (out: Mixtral.ChunkOutput, outputGradient: Tensor.Tensor | undefined): Tensor.Tensor | undefined => {
   if (out.loss !== undefined) return add(out.loss, out.aux)
   if (out.hidden === undefined || outputGradient === undefined) return undefined
-  return add(sumAll(mul(out.hidden.tensor, outputGradient)), out.aux)
+  return add(seed(out.hidden.tensor, outputGradient), out.aux)
 }
+
+/**
+ * A scalar whose backward hands `t` the gradient received from the next stage, as it is: the
+ * gradient sum(t * gradient) would give `t` (1 * gradient), without computing that sum, whose
+ * value nothing reads (on a device it would come down to the host). Its value is 0.
+ */
+const seed = (t: Tensor.Tensor, gradient: Tensor.Tensor): Tensor.Tensor => Autograd.result("stageSeed", [t], DType.allocate(t.dtype, 1), [], () => [gradient])

@@ -218,6 +218,8 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     const [viaNccl, viaHost] = [hostDeviceBytes(run.stdout), hostDeviceBytes(viaMpi.stdout)]
     expect(viaNccl.length).toBe(3)
     viaNccl.forEach((step, k) => step.forEach((bytes, r) => expect(bytes + messages).toBeLessThanOrEqual(viaHost[k]?.[r] as number)))
+    // Nothing blocks: a stage's backward starts from the received gradient itself (no sum of it on the host).
+    expect(hostWaits(run.stdout)).toEqual([0, 0, 0].map(() => [0, 0]))
   }, 300_000)
 })
 

@@ -180,6 +180,11 @@ export interface DeviceRuntime {
    * after) into `into`, which holds it when the promise resolves: the JS thread does not wait.
    */
   readonly downloadAsync: (array: DeviceArray, into: DType.Storage) => Promise<void>
+  /**
+   * A copy of `array`, an array of another device of this kind, made device to device (no trip
+   * through the host); absent where the runtime has no peer (CUDA: one GPU a process).
+   */
+  readonly copyFromPeer?: (array: DeviceArray) => DeviceArray
   /** The array as native code outside the kernels takes it (InPlace). */
   readonly inPlace: (array: DeviceArray) => InPlace
   readonly kernels: DeviceKernels

@@ -158,6 +158,8 @@ const make = (index: number): DeviceRuntime => {
         }),
       )
     },
+    // Every simulated device's memory is this process's: a peer's array is copied directly.
+    copyFromPeer: (array) => wrap(DType.copyOf(values(array))),
     inPlace: (array) => ({ memory: "host", data: values(array) }),
     kernels,
     transfers,

@@ -3,7 +3,8 @@
  * back to where the input lives), PyTorch's `tensor.to(device)`.
  *
  * To a device the values are uploaded at once (one copy, counted in the runtime's transfers); to
- * the host they are downloaded into new storage. Between two devices they pass through the host.
+ * the host they are downloaded into new storage. Between two devices they pass through the host,
+ * or go device to device where the target's runtime copies from a peer of its kind (sim).
  * A tensor already on `device` is returned as it is.
  *
  * `hostValues` is how code running as an Effect reads a device tensor on the host: the download
@@ -21,7 +22,9 @@ import type * as Tensor from "../Tensor.js"
 const valuesOn = (t: Tensor.Tensor, device: Device.Device) => {
   if (!Device.isAccelerator(device)) return DType.copyOf(t.readHost())
   const runtime = runtimeOf(device)
-  return runtime.upload(t.readHost())
+  // From another device of the same kind that keeps its values: a peer copy where the runtime has one.
+  const peer = t.isResident && t.hostStorage === undefined && t.device.kind === device.kind ? runtime.copyFromPeer : undefined
+  return peer !== undefined ? peer(t.deviceArray(runtimeOf(t.device))) : runtime.upload(t.readHost())
 }
 
 /**
