@@ -21,7 +21,7 @@ import type * as Mixtral from "../model/Mixtral.js"
 import type * as Partition from "../pipeline/Partition.js"
 import * as Autograd from "../tensor/Autograd.js"
 import * as Device from "../tensor/Device.js"
-import * as DType from "../tensor/DType.js"
+import * as Place from "../tensor/device/Place.js"
 import type * as GradAccumulator from "../tensor/GradAccumulator.js"
 import { copyToBf16 } from "../tensor/ops/Bf16.js"
 import { add } from "../tensor/ops/Elementwise.js"
@@ -140,6 +140,6 @@ const rootOf = (out: Mixtral.ChunkOutput, outputGradient: Tensor.Tensor | undefi
 /**
  * A scalar whose backward hands `t` the gradient received from the next stage, as it is: the
  * gradient sum(t * gradient) would give `t` (1 * gradient), without computing that sum, whose
- * value nothing reads (on a device it would come down to the host). Its value is 0.
+ * value nothing reads (on a device it would come down to the host). Its value is 0, where `t` is.
  */
-const seed = (t: Tensor.Tensor, gradient: Tensor.Tensor): Tensor.Tensor => Autograd.result("stageSeed", [t], DType.allocate(t.dtype, 1), [], () => [gradient])
+const seed = (t: Tensor.Tensor, gradient: Tensor.Tensor): Tensor.Tensor => Autograd.result("stageSeed", [t], Place.of("stageSeed", t).zeros(t.dtype, 1), [], () => [gradient])

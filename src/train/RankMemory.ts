@@ -18,6 +18,11 @@ export interface RankMemory {
   readonly parameterBytes: number
   readonly gradientBytes: number
   readonly optimizerStateBytes: number
+  /**
+   * The most bytes the tapes kept for backward passes at once. Not counted: the rows deferred
+   * weight-gradient products hold from their micro-batch's backward to the step's end
+   * (GradAccumulator: at most half of each such weight's gradient, and a copy of them when they run).
+   */
   readonly peakActivationBytes: number
 }
 
