@@ -198,11 +198,15 @@ describe("attention", () => {
     fc.assert(
       fc.property(problemArb, seed, (p, s) => {
         const r = dtypeAgreement(([q, k, v]) => attention(q as Tensor.Tensor, k as Tensor.Tensor, v as Tensor.Tensor, p.options), inputs(p, s))
-        // Measured over 5,000 random problems: at most 1.04e-5 forward and backward (a few
-        // hundred float32 ulps, from exp and the row sums); 3e-5 leaves room without hiding a
-        // float64-only bug, which shows at 1e-3 and above.
+        // Measured over 5,000 random problems: at most 1.04e-5 forward (a few hundred float32
+        // ulps, from exp and the row sums); 3e-5 leaves room without hiding a float64-only bug,
+        // which shows at 1e-3 and above. The backward has a tail: over 20,000 non-causal problems
+        // (2026-12-02) p99.9 1.3e-5 but a maximum of 2.1e-4 (eight above 3e-5, one of which failed
+        // a CI-like run): the softmax backward's difference dS = P (dP - rowsum(dP P)) cancels, and
+        // a key's gradient can be small beside the terms whose float32 rounding it carries (it is
+        // compared at its own input's largest gradient). 5e-4 stays below the bug level.
         expect(r.forward, r.worst).toBeLessThan(3e-5)
-        expect(r.backward, r.worst).toBeLessThan(3e-5)
+        expect(r.backward, r.worst).toBeLessThan(5e-4)
       }),
       { numRuns: 30 },
     )

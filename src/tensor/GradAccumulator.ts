@@ -86,8 +86,11 @@ const takeCleared = (storage: Accumulator): boolean => cleared.delete(storage)
  */
 const accumulates = (into: Accumulator | undefined): boolean => into !== undefined && !takeCleared(into)
 
-/** A deferred product's operand: host storage or a device array of the accumulator's device. */
-type Operand = Float32Array | DeviceArray
+/**
+ * A deferred product's operand: host storage or a device array of the accumulator's device.
+ * @category models
+ */
+export type Operand = Float32Array | DeviceArray
 
 /** The weight-gradient products waiting on an accumulator (see the header). */
 interface Deferred {
