@@ -68,7 +68,10 @@ describe("deferred weight gradients", () => {
         const host = Float32Array.from(start)
         if (cleared) GradAccumulator.clear(host)
         const { xs, gs } = accumulate(w, m, n, rows, seed, Device.cpu, host)
+        // What waits is counted (RankMemory's activation peak), and gone once run.
+        expect(GradAccumulator.heldBytes([host])).toBe(4 * total * (m + n))
         GradAccumulator.settle(host)
+        expect(GradAccumulator.heldBytes([host])).toBe(0)
         // The one product: start (or nothing, cleared) + x^T g over the joined rows.
         const want = cleared ? new Float32Array(m * n) : Float32Array.from(start)
         Cpu.matmul({ a: joined(xs), b: joined(gs), out: want, batch: 1, m, n, k: total, transA: true, transB: false, strideA: 0, strideB: 0, accumulate: !cleared })

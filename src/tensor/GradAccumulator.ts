@@ -135,6 +135,20 @@ export const deferProduct = (into: Accumulator, a: Operand, b: Operand, m: numbe
   if (2 * d.rows * (m + n) >= m * n) flush(into)
 }
 
+/**
+ * The bytes the products deferred on `accumulators` hold now (their operands' rows, float32):
+ * memory a step keeps beyond its tapes (RankMemory's activation peak counts it).
+ * @category getters
+ */
+export const heldBytes = (accumulators: Iterable<Accumulator>): number => {
+  let bytes = 0
+  for (const a of accumulators) {
+    const d = deferred.get(a)
+    if (d !== undefined) bytes += 4 * d.rows * (d.m + d.n)
+  }
+  return bytes
+}
+
 /** The blocks' operands `pick` end to end ([rows, cols]), where the accumulator is. */
 const joined = (into: Accumulator, d: Deferred, pick: (block: Deferred["blocks"][number]) => Operand, cols: number): Operand => {
   const only = d.blocks.length === 1 ? d.blocks[0] : undefined

@@ -19,9 +19,9 @@ export interface RankMemory {
   readonly gradientBytes: number
   readonly optimizerStateBytes: number
   /**
-   * The most bytes the tapes kept for backward passes at once. Not counted: the rows deferred
-   * weight-gradient products hold from their micro-batch's backward to the step's end
-   * (GradAccumulator: at most half of each such weight's gradient, and a copy of them when they run).
+   * The most bytes the tapes kept for backward passes at once, with the rows deferred
+   * weight-gradient products held meanwhile (GradAccumulator.heldBytes: from a micro-batch's
+   * backward to the step's end; not the copy of them made when they run).
    */
   readonly peakActivationBytes: number
 }
@@ -45,16 +45,17 @@ export const ofParams = (params: ReadonlyMap<string, RankParams.Held>): { readon
  * when its backward has run; `peak` is the most held at once.
  * @category constructors
  */
-export const activationMeter = () => {
+export const activationMeter = (held: () => number = () => 0) => {
   let live = 0
   let peak = 0
   return {
     keep: (bytes: number) => {
       live += bytes
-      peak = Math.max(peak, live)
+      peak = Math.max(peak, live + held())
     },
     release: (bytes: number) => {
       live -= bytes
+      peak = Math.max(peak, live + held())
     },
     get peak() {
       return peak

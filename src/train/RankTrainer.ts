@@ -233,7 +233,14 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
       const moeStats = MoeStats.accumulator(microBatches, s.dp)
-      const activations = RankMemory.activationMeter()
+      // The accumulators the step's products may defer into (their held rows count as activations).
+      const accumulators = (): Iterable<GradAccumulator.Accumulator> =>
+        onDevice !== undefined
+          ? [...params.values()].map((h) => DeviceOptimizer.gradOf(onDevice, h))
+          : gradRuntime !== undefined
+            ? deviceGrads.values()
+            : [...params.values()].map((h) => h.grad)
+      const activations = RankMemory.activationMeter(() => GradAccumulator.heldBytes(accumulators()))
       const stepStarted = performance.now()
       const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
 
