@@ -43,10 +43,7 @@ export interface Node {
    * must meet the other ranks). A tape with such nodes needs `backwardEffect`.
    */
   readonly backwardEffect?: (gradOutput: Tensor.Tensor) => Effect.Effect<ReadonlyArray<Tensor.Tensor | undefined>, unknown>
-  /**
-   * The rule reads its output gradient's values on the host (ops computed there: the router,
-   * the losses): `backwardEffect` brings a device gradient down first without blocking.
-   */
+  /** The rule reads its gradient on the host (the router, the losses): `backwardEffect` downloads it first, without blocking. */
   readonly readsGradientOnHost?: boolean
 }
 
@@ -295,10 +292,7 @@ export class Tape {
     })
   }
 
-  /**
-   * `#walk` as an Effect: effectful rules (collectives) run in reverse recording order, and a
-   * rule that reads its gradient on the host gets it downloaded without blocking first.
-   */
+  /** `#walk` as an Effect: effectful rules (collectives) in order; host readers get their gradient downloaded first. */
   #walkEffect(nodes: ReadonlyArray<Node>, pass: Pass): Effect.Effect<void, unknown> {
     const run = (node: Node, g: Tensor.Tensor): Effect.Effect<void, unknown> =>
       node.backwardEffect === undefined
@@ -349,7 +343,6 @@ export class Tape {
     grads.set(loss, seed)
     if (loss.isLeaf) GradSum.accumulateLeaf(loss, seed)
     return {
-      /** The gradient of a node's output, removed from the pass (each output is used once). */
       take: (node: Node): Tensor.Tensor | undefined => {
         const g = grads.get(node.output)
         if (g === undefined) return undefined
@@ -358,7 +351,6 @@ export class Tape {
         GradSum.disown(g)
         return g
       },
-      /** Accumulates a node's input gradients. */
       give: (node: Node, inputGrads: ReadonlyArray<Tensor.Tensor | undefined>): void => {
         node.inputs.forEach((input, j) => {
           const given = inputGrads[j]
