@@ -9,9 +9,10 @@
  */
 import { crossEntropyKernels } from "../native/CpuCrossEntropy.js"
 import * as Effect from "effect/Effect"
-import { type DeviceArray, type DeviceRuntime, downloadedAsync } from "../tensor/device/DeviceRuntime.js"
+import type { DeviceRuntime } from "../tensor/device/DeviceRuntime.js"
 import * as Place from "../tensor/device/Place.js"
 import * as DType from "../tensor/DType.js"
+import { arrayOnHost } from "../tensor/ops/Transfer.js"
 import type * as Tensor from "../tensor/Tensor.js"
 
 /**
@@ -32,9 +33,6 @@ export interface LogitRows {
   readonly grad: (logSum: Float64Array, targets: Int32Array, ignore: number, start: number, scale: number) => Place.Buffer
 }
 
-/** A device array's values on the host, without blocking the JS thread. */
-const arrived = (array: DeviceArray) => Effect.promise(() => downloadedAsync(array))
-
 const onDevice = (rt: DeviceRuntime, logits: Tensor.Tensor, rows: number, cols: number): LogitRows => {
   const x = logits.deviceArray(rt)
   const k = rt.kernels
@@ -42,17 +40,17 @@ const onDevice = (rt: DeviceRuntime, logits: Tensor.Tensor, rows: number, cols: 
     rowMax: () => {
       const max = rt.allocate("float64", rows)
       k.crossEntropyRowMax(x, rows, cols, max)
-      return arrived(max) as Effect.Effect<Float64Array>
+      return arrayOnHost(max) as Effect.Effect<Float64Array>
     },
     rowSumExp: (max) => {
       const sum = rt.allocate("float64", rows)
       k.crossEntropyRowSumExp(x, rows, cols, rt.upload(max), sum)
-      return arrived(sum) as Effect.Effect<Float64Array>
+      return arrayOnHost(sum) as Effect.Effect<Float64Array>
     },
     pick: (at) => {
       const picked = rt.allocate("float32", at.length)
       k.gatherRows(x, at, picked, 1)
-      return Effect.map(arrived(picked), (values) => Float64Array.from(values))
+      return Effect.map(arrayOnHost(picked), (values) => Float64Array.from(values))
     },
     grad: (logSum, targets, ignore, start, scale) => {
       const d = rt.allocate("float32", rows * cols)

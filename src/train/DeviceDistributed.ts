@@ -22,6 +22,7 @@ import * as Comm from "../comm/Communicator.js"
 import { type DeviceArray, uploadedOrZeros } from "../tensor/device/DeviceRuntime.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import * as AdamwInto from "../tensor/kernels/AdamwInto.js"
+import { arrayOnHost } from "../tensor/ops/Transfer.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as DeviceOptimizer from "./DeviceOptimizer.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
@@ -148,8 +149,7 @@ export const globalNorm = (d: DeviceDistributed) =>
     const runs = DistributedOptimizer.owned(d.host).filter((o) => o.held.tiedCopy !== true)
     const sums = rt.zeros("float64", runs.length)
     runs.forEach((o, i) => rt.kernels.sumSquares(runOf(d, partOf(d, o.bucket).grad, o.at, o.to - o.from), sums, i))
-    const host = new Float64Array(runs.length)
-    yield* Effect.promise(() => rt.downloadAsync(sums, host))
+    const host = yield* arrayOnHost(sums)
     let squares = 0
     for (const s of host) squares += s
     const total = yield* Comm.allReduce(d.host.groups.world, Tensor.fromArray([squares], [1, 1], { dtype: "float64" }))

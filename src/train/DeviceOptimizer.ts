@@ -30,6 +30,7 @@ import * as Comm from "../comm/Communicator.js"
 import { type DeviceArray, type DeviceRuntime, uploadedOrZeros } from "../tensor/device/DeviceRuntime.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import * as AdamwInto from "../tensor/kernels/AdamwInto.js"
+import { arrayOnHost } from "../tensor/ops/Transfer.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Optimizer from "./Optimizer.js"
 import type * as RankParams from "./RankParams.js"
@@ -178,11 +179,7 @@ export const squares = (o: DeviceOptimizer): Effect.Effect<Map<RankParams.Held, 
     GradAccumulator.settle(shard.grad)
     o.runtime.kernels.sumSquares(shard.grad, sums, i)
   })
-  const host = new Float64Array(shards.length)
-  return Effect.map(
-    Effect.promise(() => o.runtime.downloadAsync(sums, host)),
-    () => new Map(shards.map(([held], i) => [held, host[i] as number])),
-  )
+  return Effect.map(arrayOnHost(sums), (host) => new Map(shards.map(([held], i) => [held, host[i] as number])))
 }
 
 /**

@@ -14,6 +14,7 @@
 import * as Effect from "effect/Effect"
 import * as Autograd from "../Autograd.js"
 import * as Device from "../Device.js"
+import { type DeviceArray, downloadedAsync } from "../device/DeviceRuntime.js"
 import { runtimeOf } from "../device/Runtimes.js"
 import * as DType from "../DType.js"
 import type * as Tensor from "../Tensor.js"
@@ -44,3 +45,10 @@ export const to = (t: Tensor.Tensor, device: Device.Device): Tensor.Tensor => {
  */
 export const hostValues = (t: Tensor.Tensor): Effect.Effect<DType.Storage> =>
   t.hostStorage !== undefined ? Effect.succeed(t.hostStorage) : Effect.promise(() => t.readHostAsync())
+
+/**
+ * A device array's values in new host storage, without blocking the JS thread (`hostValues` for
+ * arrays that no tensor holds: a kernel's statistics, sums of squares).
+ * @category combinators
+ */
+export const arrayOnHost = (array: DeviceArray): Effect.Effect<DType.Storage> => Effect.promise(() => downloadedAsync(array))
