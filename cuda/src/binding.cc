@@ -44,6 +44,7 @@
 #include <string>
 
 #include "adamw_binding.h"
+#include "normals_binding.h"
 #include "bf16_binding.h"
 #include "bf16_matmul_binding.h"
 #include "grouped_matmul_binding.h"
@@ -201,6 +202,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   exports.Set("activeIsa", Napi::Function::New(env, ActiveIsa, "activeIsa"));
   RegisterTensorExports(env, exports);
   RegisterAdamwExports(env, exports);
+  RegisterNormalsExports(env, exports);
   RegisterBf16Exports(env, exports);
   RegisterBf16MatmulExports(env, exports);
   RegisterGroupedMatmulExports(env, exports);

@@ -45,6 +45,8 @@ export interface CpuAddon {
   adamw?(w: FloatArray, g: FloatArray, m: Float32Array, v: Float32Array, ...scalars: AdamwScalars): void
   /** Optional: the sum of squares in a fixed order (kernels/sum_squares.h), absent from builds older than it. */
   sumSquares?(x: FloatArray): number
+  /** Optional: a parameter's initial values as float32 (kernels/normals.h), absent from builds older than it. */
+  normalsF32?(seed: number, first: number, count: number, std: number, out: Float32Array, marginLog2: number): ReadonlyArray<number>
   /** Optional: rmsnormRows' gradients (kernels/rmsnorm_backward.cc), absent from builds older than it. */
   rmsnormBackward?(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
   /** Optional: swiglu's gradients (kernels/swiglu_backward.cc), absent from builds older than it. */

@@ -96,3 +96,16 @@ export const groupedMatmulKernels = ():
   if (rows === undefined || weights === undefined) return undefined
   return { rows: (...args) => rows.apply(loaded, args), weights: (...args) => weights.apply(loaded, args) }
 }
+
+/**
+ * A parameter's initial values as float32 (kernels/normals.h): elements [first, first + count)
+ * of the normal stream of `seed` times std into out[0, count); returns the offsets it left
+ * undecided for the TypeScript reference to write (train/NormalStream.ts). marginLog2 44 in use.
+ * Undefined when the addon is not built or predates the kernel.
+ * @category kernels
+ */
+export const normalsKernel = (): ((seed: number, first: number, count: number, std: number, out: Float32Array, marginLog2: number) => ReadonlyArray<number>) | undefined => {
+  const loaded = addonIfBuilt()
+  const kernel = loaded?.normalsF32
+  return kernel === undefined ? undefined : (seed, first, count, std, out, marginLog2) => kernel.call(loaded, seed, first, count, std, out, marginLog2)
+}

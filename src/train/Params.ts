@@ -32,6 +32,7 @@ import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ModelContext from "../model/ModelContext.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
+import * as NormalStream from "./NormalStream.js"
 import type * as ModelConfig from "./ModelConfig.js"
 
 /**
@@ -139,39 +140,6 @@ const hash = (s: string): number => {
   return h
 }
 
-/** The mulberry32 step constant: the stream's k-th state is seed + k * STEP (mod 2^32). */
-const STEP = 0x6d2b79f5
-
-/** The k-th uniform (k >= 1) of the mulberry32 stream from `seed`, in (0, 1). */
-const uniformAt = (seed: number, k: number): number => {
-  let t = (seed + Math.imul(k, STEP)) >>> 0
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296
-}
-
-/**
- * Elements [first, first + count) of the normal stream from `seed` (mulberry32 + Box-Muller:
- * elements 2p and 2p + 1 share the uniforms k = 2p + 1 and 2p + 2), times std, written to
- * out[at..]. Each element depends only on its index, so a rank computes only the slice it
- * holds, and every slice of every mapping has the same values as the whole.
- */
-const normalsInto = (seed: number, first: number, count: number, std: number, out: DType.Storage, at: number): void => {
-  const end = first + count
-  let i = first
-  while (i < end) {
-    const pair = Math.floor(i / 2)
-    const r = Math.sqrt(-2 * Math.log(uniformAt(seed, 2 * pair + 1)))
-    const a = 2 * Math.PI * uniformAt(seed, 2 * pair + 2)
-    if (i % 2 === 1) out[at + i - first] = r * Math.sin(a) * std
-    else {
-      out[at + i - first] = r * Math.cos(a) * std
-      if (i + 1 < end) out[at + i + 1 - first] = r * Math.sin(a) * std
-    }
-    i = 2 * pair + 2
-  }
-}
-
 /**
  * Calls `copy(from, to, length)` for each contiguous run of the region `ranges` of a row-major
  * tensor of `shape`: `from` is the run's flat offset in the whole, `to` in the region (rows of
@@ -217,7 +185,7 @@ export const initialSlice = (spec: ParamSpec, seed: number, dtype: DType.DType, 
   const shape = ranges.map(([a, b]) => b - a)
   const out = DType.allocateUninitialized(dtype, Tensor.sizeOf(shape))
   if (spec.std === 0) out.fill(1)
-  else forEachRun(spec.shape, ranges, (from, to, length) => normalsInto(streamSeed(spec, seed), from, length, spec.std, out, to))
+  else forEachRun(spec.shape, ranges, (from, to, length) => NormalStream.fill(streamSeed(spec, seed), from, length, spec.std, out, to))
   return Tensor.fromStorage(out, shape)
 }
 
