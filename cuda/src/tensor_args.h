@@ -53,10 +53,11 @@ inline Napi::Value run_async(Napi::Env env, const char* fn, const Call& call) {
   return promise;
 }
 
-inline bool parse_matmul(const Napi::CallbackInfo& info, const char* fn, GemmArgs* g, Call* call) {
+// `arity` 12, or more for a binding that reads arguments of its own after the twelve.
+inline bool parse_matmul(const Napi::CallbackInfo& info, const char* fn, GemmArgs* g, Call* call, size_t arity = 12) {
   Napi::Env env = info.Env();
   ArrayArg a, b, out;
-  if (!expect_arity(info, fn, 12) || !expect_array(info, fn, 0, "a", {kF32}, &a) ||
+  if (!expect_arity(info, fn, arity) || !expect_array(info, fn, 0, "a", {kF32}, &a) ||
       !expect_array(info, fn, 1, "b", {kF32}, &b) || !expect_array(info, fn, 2, "out", {kF32}, &out) ||
       !expect_size(info, fn, 3, "batch", &g->batch) || !expect_size(info, fn, 4, "m", &g->m) ||
       !expect_size(info, fn, 5, "n", &g->n) || !expect_size(info, fn, 6, "k", &g->k) ||

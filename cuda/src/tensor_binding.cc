@@ -13,6 +13,7 @@
 #include "kernels/cpu_features.h"
 #include "kernels/matmul.h"
 #include "kernels/openblas.h"
+#include "kernels/packed_b_cache.h"
 #include "kernels/rows.h"
 #include "kernels/thread_pool.h"
 #include "napi_args.h"
@@ -33,6 +34,37 @@ Napi::Value MatmulImpl(const Napi::CallbackInfo& info, const char* fn, bool asyn
 }
 
 Napi::Value Matmul(const Napi::CallbackInfo& info) { return MatmulImpl(info, "matmul", false); }
+
+// matmulStable(a, b, out, ...matmul's dims, generation): matmul with B unchanged under
+// `generation` (from nextGeneration()), its panels from kernels/packed_b_cache.h.
+Napi::Value MatmulStable(const Napi::CallbackInfo& info) {
+  const char* fn = "matmulStable";
+  GemmArgs g{};
+  Call call;
+  size_t generation = 0;
+  if (!parse_matmul(info, fn, &g, &call, 13) || !expect_size(info, fn, 12, "generation", &generation)) return info.Env().Undefined();
+  g.generation = generation;
+  const Isa isa = active_isa();
+  call.run = [g, isa]() -> std::string { return matmul(isa, g) ? "" : "out of memory for packing buffers"; };
+  return run_sync(info.Env(), fn, call);
+}
+
+Napi::Value NextGeneration(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(gemm::next_generation())); }
+
+Napi::Value ClearPackedWeights(const Napi::CallbackInfo& info) {
+  gemm::clear_packed_b();
+  return info.Env().Undefined();
+}
+
+Napi::Value PackedWeightsStats(const Napi::CallbackInfo& info) {
+  const gemm::PackedBStats s = gemm::packed_b_stats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("entries", static_cast<double>(s.entries));
+  o.Set("bytes", static_cast<double>(s.bytes));
+  o.Set("builds", static_cast<double>(s.builds));
+  o.Set("hits", static_cast<double>(s.hits));
+  return o;
+}
 Napi::Value MatmulAsync(const Napi::CallbackInfo& info) { return MatmulImpl(info, "matmulAsync", true); }
 
 // gatherRows / scatterAddRows: src rows are gathered into out, or added into out's rows.
@@ -317,7 +349,8 @@ Napi::Value OpenblasSetThreads(const Napi::CallbackInfo& info) {
 
 void RegisterTensorExports(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> tensor[] = {
-      {"setThreads", SetThreads}, {"threads", Threads}, {"matmul", Matmul}, {"matmulAsync", MatmulAsync},
+      {"setThreads", SetThreads}, {"threads", Threads}, {"matmul", Matmul}, {"matmulAsync", MatmulAsync}, {"matmulStable", MatmulStable},
+      {"nextGeneration", NextGeneration}, {"clearPackedWeights", ClearPackedWeights}, {"packedWeightsStats", PackedWeightsStats},
       {"gatherRows", GatherRows}, {"scatterAddRows", ScatterAddRows}, {"softmaxRows", SoftmaxRows},
       {"rmsnormRows", RmsnormRows}, {"swiglu", Swiglu}, {"swigluBackward", SwigluBackward}, {"rmsnormBackward", RmsnormBackward}, {"attention", Attention},
       {"attentionAsync", AttentionAsync}, {"attentionBackward", AttentionBackward},

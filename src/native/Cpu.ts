@@ -89,6 +89,12 @@ export interface MatmulArgs {
   readonly strideA: number
   readonly strideB: number
   readonly accumulate: boolean
+  /**
+   * B (batch entry 0) stays unchanged while this generation lasts (tensor/StableWeights.ts: a
+   * parameter during one rank's step), so its packed panels are kept and reused by the
+   * generation's other products (kernels/packed_b_cache.h); the same bits either way.
+   */
+  readonly generation?: number
 }
 
 /**
@@ -249,7 +255,11 @@ export const preferAsync = (flops: number): boolean => flops >= ASYNC_MIN_FLOPS
  * Batched float32 matmul on the calling thread (multi-threaded inside for large products).
  * @category kernels
  */
-export const matmul = (p: MatmulArgs): void => addon().matmul(...matmulTuple(p))
+export const matmul = (p: MatmulArgs): void => {
+  const loaded = addon()
+  if (p.generation !== undefined && p.generation > 0 && loaded.matmulStable !== undefined) loaded.matmulStable(...matmulTuple(p), p.generation)
+  else loaded.matmul(...matmulTuple(p))
+}
 
 /**
  * `matmul` on libuv's thread pool: resolves when out is written, rejects with the same errors

@@ -27,6 +27,11 @@ export interface CpuAddon {
   threads(): number
   matmul(...args: MatmulTuple): void
   matmulAsync(...args: MatmulTuple): Promise<void>
+  /** Optional: matmul with B's panels kept for a generation (kernels/packed_b_cache.h), absent from builds older than it. */
+  matmulStable?(...args: [...MatmulTuple, number]): void
+  nextGeneration?(): number
+  clearPackedWeights?(): void
+  packedWeightsStats?(): PackedWeightsStats
   gatherRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
   scatterAddRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void
   softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void
@@ -100,6 +105,18 @@ export interface SimulatedDeviceAllocator {
 export interface SimulatedDeviceStats extends DeviceAllocatorStats {
   readonly deviceUsedBytes: number
   readonly liveEvents: number
+}
+
+/**
+ * What the packed-weights cache holds (kernels/packed_b_cache.h): entries, bytes, and the
+ * panels built and reused since the process started.
+ * @category models
+ */
+export interface PackedWeightsStats {
+  readonly entries: number
+  readonly bytes: number
+  readonly builds: number
+  readonly hits: number
 }
 
 /** beta1, beta2, c1 = 1 - beta1^t, c2 = 1 - beta2^t, eps, lr, clip scale, weight decay. */

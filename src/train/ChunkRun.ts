@@ -22,6 +22,7 @@ import type * as Partition from "../pipeline/Partition.js"
 import * as Autograd from "../tensor/Autograd.js"
 import * as Device from "../tensor/Device.js"
 import * as Place from "../tensor/device/Place.js"
+import * as StableWeights from "../tensor/StableWeights.js"
 import type * as GradAccumulator from "../tensor/GradAccumulator.js"
 import { copyToBf16 } from "../tensor/ops/Bf16.js"
 import { add } from "../tensor/ops/Elementwise.js"
@@ -70,6 +71,8 @@ export interface ChunkInput {
   readonly deviceCopies?: Map<RankParams.Held, Tensor.Tensor> | undefined
   /** On a device: each shard's gradient accumulator there (the trainer downloads it once a step). */
   readonly deviceGrads?: ((held: RankParams.Held) => GradAccumulator.Accumulator) | undefined
+  /** The rank's step generation (StableWeights): the parameters stay unchanged until the step ends. */
+  readonly generation?: number | undefined
 }
 
 /**
@@ -88,9 +91,12 @@ export const forward = (c: ChunkInput) =>
       const held = c.params.get(name)
       if (held === undefined) throw new Error(`rank ${c.rank} does not hold parameter ${name}`)
       // The leaf's gradients go straight into the shard's accumulator (GradAccumulator).
-      const leaf = tape.parameter(
-        deviceCopy(c, held, () => (bf16 ? bf16Copy(c.bf16Copies, held) : held.value)),
-        c.deviceGrads?.(held) ?? held.grad,
+      const leaf = StableWeights.mark(
+        tape.parameter(
+          deviceCopy(c, held, () => (bf16 ? bf16Copy(c.bf16Copies, held) : held.value)),
+          c.deviceGrads?.(held) ?? held.grad,
+        ),
+        c.generation ?? 0,
       )
       cache.set(name, leaf)
       return leaf

@@ -28,6 +28,7 @@ import { runtimeOf } from "../tensor/device/Runtimes.js"
 import type * as DType from "../tensor/DType.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import { hostValues } from "../tensor/ops/Transfer.js"
+import * as StableWeights from "../tensor/StableWeights.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as BuiltinModels from "./BuiltinModels.js"
 import * as ChunkRun from "./ChunkRun.js"
@@ -222,6 +223,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   const step = (k: number) =>
     Effect.gen(function* () {
       const deviceBefore = StepReportModule.deviceMark(deviceRuntime)
+      // The parameters stay unchanged until this step's optimizer: products keep their panels.
+      const generation = StableWeights.nextGeneration()
       RankParams.zeroGrads(params)
       bf16Copies.clear()
       deviceCopies.clear()
@@ -278,6 +281,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
             device,
             deviceCopies,
             deviceGrads: deviceGradOf,
+            generation,
           })
           const moeLayers = MoeStats.moeLayersOf(model, layers.start, layers.end)
           moeStats.add(moeLayers, out.moeStats)

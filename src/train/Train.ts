@@ -28,6 +28,7 @@ import * as Backend from "../runtime/Backend.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import { RankFailed } from "../runtime/JobError.js"
 import type * as Trace from "../runtime/Trace.js"
+import * as StableWeights from "../tensor/StableWeights.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as Fault from "./Fault.js"
@@ -325,7 +326,11 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
     // caller learns which checkpoint it published last).
     const streaming = Effect.forever(Effect.flatMap(Queue.take(published), publish))
     const rest = Effect.flatMap(Queue.clear(published), (items) => Effect.forEach(items, publish, { discard: true }))
-    const finished = Effect.uninterruptibleMask((restore) => Effect.as(Effect.ensuring(restore(Effect.raceFirst(job, streaming)), rest), out))
+    // The weights' packed panels go with the run (StableWeights; another run's only rebuild theirs).
+    const finished = Effect.ensuring(
+      Effect.uninterruptibleMask((restore) => Effect.as(Effect.ensuring(restore(Effect.raceFirst(job, streaming)), rest), out)),
+      Effect.sync(StableWeights.clear),
+    )
     // A stopped job leaves the checkpoints it published and nothing of those it had not (as
     // far as their directories can still be reached).
     const abandon = () => {

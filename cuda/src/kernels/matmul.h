@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "cpu_features.h"
 
@@ -29,6 +30,9 @@ struct GemmArgs {
   bool trans_a, trans_b;
   size_t stride_a, stride_b;
   bool accumulate;
+  // Non-zero: B (batch entry 0) does not change under this generation, so its panels may come
+  // from packed_b_cache.h (next_generation()); the same bits either way.
+  uint64_t generation = 0;
 };
 
 // Problems with fewer multiply-adds (m * n * k per batch entry) skip packing and run

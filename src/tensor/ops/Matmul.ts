@@ -22,6 +22,7 @@ import * as DType from "../DType.js"
 import * as GradAccumulator from "../GradAccumulator.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import * as Kernels from "../kernels/Kernels.js"
+import * as StableWeights from "../StableWeights.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 
@@ -88,9 +89,12 @@ const run = (
   transB: boolean,
   bf16?: Kernels.Products<Place.Buffer>,
   into?: GradAccumulator.Accumulator,
+  generation?: number,
 ): Place.Buffer => {
   const kernels = bf16 ?? place.kernels(dtype)
-  const product = (out: Place.Buffer, accumulate: boolean): void => kernels.matmul(gemmArgs(a, b, out, l, transA, transB, accumulate))
+  // A weight unchanged within its step (StableWeights) as B: its packed panels are kept.
+  const stable = generation === undefined || bf16 !== undefined || place.runtime !== undefined ? {} : { generation }
+  const product = (out: Place.Buffer, accumulate: boolean): void => kernels.matmul({ ...gemmArgs(a, b, out, l, transA, transB, accumulate), ...stable })
   // A thin weight gradient (few rows) waits to run with the step's others (GradAccumulator);
   // where it computes: a device's accumulator is a device array, the host's host storage.
   const here = into !== undefined && (place.runtime === undefined) === !isDeviceArray(into)
@@ -128,7 +132,7 @@ const gemmArgs = <S>(a: S, b: S, out: S, l: Layout, transA: boolean, transB: boo
 
 /** The forward product: a bf16 run's products on a bf16 tape (Bf16Matmul's rule), the place's kernels otherwise. */
 const runForward = (place: Place.Place, a: Tensor.Tensor, b: Tensor.Tensor, l: Layout, transA: boolean, transB: boolean, bf16Product: boolean): Place.Buffer =>
-  run(place, place.operand(a), place.operand(b), a.dtype, l, transA, transB, bf16Product ? Place.bf16Products(place) : undefined)
+  run(place, place.operand(a), place.operand(b), a.dtype, l, transA, transB, bf16Product ? Place.bf16Products(place) : undefined, undefined, StableWeights.generationOf(b))
 
 /**
  * Sums a batched gradient [batch, r, c] over the batch when the operand was shared (on the host:
@@ -199,7 +203,9 @@ const record = (place: Place.Place, a: Tensor.Tensor, b: Tensor.Tensor, l: Layou
       const gl: Layout = transA
         ? { ...l, m: l.k, n: l.m, k: l.n, strideA: l.strideB, strideB: l.m * l.n }
         : { ...l, m: l.m, n: l.k, k: l.n, strideA: l.m * l.n, strideB: l.strideB }
-      const raw = transA ? run(place, place.operand(b), g.data, dtype, gl, transB, true, kernel) : run(place, g.data, place.operand(b), dtype, gl, false, !transB, kernel)
+      const raw = transA
+        ? run(place, place.operand(b), g.data, dtype, gl, transB, true, kernel)
+        : run(place, g.data, place.operand(b), dtype, gl, false, !transB, kernel, undefined, StableWeights.generationOf(b))
       ga = Place.tensor(l.strideA === 0 ? sumBatch(raw, l.batch, l.m * l.k) : raw, a.shape, g.device)
     }
     if (b.requiresGrad) {
