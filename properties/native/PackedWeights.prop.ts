@@ -5,14 +5,18 @@
 // under a new generation is seen, while one under the same generation is not (the contract the
 // trainer keeps: a step never writes a weight it has multiplied); and training with the cache
 // gives the losses and gradient norms of training without it (PLEAT_PACKED_WEIGHTS=0), bit for
-// bit, on one rank and on tp 2, with the cache used.
+// bit, on one rank, on tp 2 and with full recompute, with the cache used.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { afterAll, describe, expect, test } from "vitest"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
 import { addonIfBuilt } from "../../src/native/CpuAddon.js"
 import * as Cpu from "../../src/native/Cpu.js"
+import { matmul } from "../../src/tensor/ops/Matmul.js"
+import * as Recompute from "../../src/tensor/Recompute.js"
 import * as StableWeights from "../../src/tensor/StableWeights.js"
+import * as Tape from "../../src/tensor/Tape.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
 import * as Train from "../../src/train/Train.js"
 import { configs, pin, random, unpin } from "./tensorCases.js"
 
@@ -112,12 +116,14 @@ describe("packed weights", () => {
     return steps.map((s) => [s.loss, s.gradNorm])
   }
 
-  for (const flags of [
-    ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"],
-    ["--world", "2", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "1", "--etp", "2"],
-  ]) {
+  const one = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
+  for (const [label, flags] of [
+    ["one rank", one],
+    ["tp 2", ["--world", "2", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "1", "--etp", "2"]],
+    ["one rank, full recompute: the replay's leaves keep the generation", [...one, "--recompute", "full"]],
+  ] as const) {
     test.skipIf(!stable)(
-      `training with packed weights gives the losses without them, bit for bit (${flags.slice(0, 4).join(" ")})`,
+      `training with packed weights gives the losses without them, bit for bit (${label})`,
       async () => {
         const before = hits()
         const kept = await losses(flags)
@@ -135,4 +141,30 @@ describe("packed weights", () => {
       120_000,
     )
   }
+
+  test.skipIf(!stable)(
+    "a recomputed layer's products read the kept panels too",
+    async () => {
+      const count = async (flags: ReadonlyArray<string>) => {
+        const before = hits()
+        await losses(flags)
+        return hits() - before
+      }
+      // The replay multiplies each weight once more per micro-batch, from the same panels.
+      expect(await count([...one, "--recompute", "full"])).toBeGreaterThan(await count(one))
+    },
+    120_000,
+  )
+  test.skipIf(!stable)("a weight given to recompute as an input keeps its generation in the replay", () => {
+    const rng = random(11)
+    const [m, n, k] = [16, 1024, 512]
+    const tape = Tape.make()
+    const w = StableWeights.mark(tape.parameter(Tensor.fromStorage(filled(rng, k * n), [k, n])), StableWeights.nextGeneration())
+    const x = tape.parameter(Tensor.fromStorage(filled(rng, m * k), [m, k]))
+    const y = Recompute.recompute("product", [x, w], ([xi, wi]) => matmul(xi as Tensor.Tensor, wi as Tensor.Tensor))
+    const before = hits()
+    tape.backward(y, { gradient: Tensor.fromStorage(filled(rng, m * n), [m, n]) })
+    // The replay's x W reads the panels the first run packed (its leaf of W keeps the generation).
+    expect(hits() - before).toBeGreaterThanOrEqual(1)
+  })
 })

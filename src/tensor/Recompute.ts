@@ -17,6 +17,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { Node, Tape } from "./Tape.js"
+import * as StableWeights from "./StableWeights.js"
 import * as Tensor from "./Tensor.js"
 
 /** The tape of the first input recorded on one, if it records now. */
@@ -25,8 +26,12 @@ const recordingTape = (inputs: ReadonlyArray<Tensor.Tensor>): Tape | undefined =
   return tape?.recording === true ? tape : undefined
 }
 
-/** The inputs of a replay: leaves over the same storage where a gradient is needed. */
-const freshInputs = (tape: Tape, inputs: ReadonlyArray<Tensor.Tensor>): Array<Tensor.Tensor> => inputs.map((t) => (t.requiresGrad ? tape.parameter(t) : Tensor.detach(t)))
+/**
+ * The inputs of a replay: leaves over the same storage where a gradient is needed, a weight's
+ * step generation kept (StableWeights: the replay runs within the step).
+ */
+const freshInputs = (tape: Tape, inputs: ReadonlyArray<Tensor.Tensor>): Array<Tensor.Tensor> =>
+  inputs.map((t) => StableWeights.mark(t.requiresGrad ? tape.parameter(t) : Tensor.detach(t), StableWeights.generationOf(t) ?? 0))
 
 /** The recorded output of the recompute node (over the first run's output's values, where they are: no copy). */
 const recordedOutput = (tape: Tape, op: string, out: Tensor.Tensor): Tensor.Tensor => out.alias({ tape, requiresGrad: true, op })
