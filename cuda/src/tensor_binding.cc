@@ -51,6 +51,13 @@ Napi::Value MatmulStable(const Napi::CallbackInfo& info) {
 
 Napi::Value NextGeneration(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(gemm::next_generation())); }
 
+Napi::Value RetireGeneration(const Napi::CallbackInfo& info) {
+  size_t generation = 0;
+  if (!expect_arity(info, "retireGeneration", 1) || !expect_size(info, "retireGeneration", 0, "generation", &generation)) return info.Env().Undefined();
+  gemm::retire_generation(generation);
+  return info.Env().Undefined();
+}
+
 Napi::Value ClearPackedWeights(const Napi::CallbackInfo& info) {
   gemm::clear_packed_b();
   return info.Env().Undefined();
@@ -350,7 +357,7 @@ Napi::Value OpenblasSetThreads(const Napi::CallbackInfo& info) {
 void RegisterTensorExports(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> tensor[] = {
       {"setThreads", SetThreads}, {"threads", Threads}, {"matmul", Matmul}, {"matmulAsync", MatmulAsync}, {"matmulStable", MatmulStable},
-      {"nextGeneration", NextGeneration}, {"clearPackedWeights", ClearPackedWeights}, {"packedWeightsStats", PackedWeightsStats},
+      {"nextGeneration", NextGeneration}, {"retireGeneration", RetireGeneration}, {"clearPackedWeights", ClearPackedWeights}, {"packedWeightsStats", PackedWeightsStats},
       {"gatherRows", GatherRows}, {"scatterAddRows", ScatterAddRows}, {"softmaxRows", SoftmaxRows},
       {"rmsnormRows", RmsnormRows}, {"swiglu", Swiglu}, {"swigluBackward", SwigluBackward}, {"rmsnormBackward", RmsnormBackward}, {"attention", Attention},
       {"attentionAsync", AttentionAsync}, {"attentionBackward", AttentionBackward},

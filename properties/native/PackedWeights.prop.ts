@@ -5,7 +5,8 @@
 // under a new generation is seen, while one under the same generation is not (the contract the
 // trainer keeps: a step never writes a weight it has multiplied); and training with the cache
 // gives the losses and gradient norms of training without it (PLEAT_PACKED_WEIGHTS=0), bit for
-// bit, on one rank, on tp 2 and with full recompute, with the cache used.
+// bit, on one rank, on tp 2 (local and threads), with full recompute and with the distributed
+// optimizer under pp 2 vpp 2, with the cache used and emptied when the run ends.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { afterAll, describe, expect, test } from "vitest"
@@ -110,9 +111,13 @@ describe("packed weights", () => {
   })
 
   const losses = async (flags: ReadonlyArray<string>) => {
-    const resolved = TrainOptions.resolve([...flags, "--hidden", "1024", "--global-batch", "4", "--micro-batch", "1", "--steps", "3"])
+    const backend = flags.includes("threads") ? "threads" : "local"
+    const model = flags.filter((f) => f !== "threads")
+    const resolved = TrainOptions.resolve([...model, "--hidden", "1024", "--global-batch", "4", "--micro-batch", "1", "--steps", "3"])
     if (resolved === "help") throw new Error("unreachable")
-    const steps = await Effect.runPromise(Train.run(resolved.setup, { steps: 3, backend: "local" }))
+    const steps = await Effect.runPromise(Train.run(resolved.setup, { steps: 3, backend }))
+    // The run takes its panels with it.
+    expect(StableWeights.stats()?.entries).toBe(0)
     return steps.map((s) => [s.loss, s.gradNorm])
   }
 
@@ -121,6 +126,11 @@ describe("packed weights", () => {
     ["one rank", one],
     ["tp 2", ["--world", "2", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "1", "--etp", "2"]],
     ["one rank, full recompute: the replay's leaves keep the generation", [...one, "--recompute", "full"]],
+    ["tp 2 on the threads backend: two ranks' steps share the cache", ["--world", "2", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "1", "--etp", "2", "threads"]],
+    [
+      "pp 2 vpp 2 dp 2 with the distributed optimizer: its all-gathers write the weights before each chunk's forward",
+      ["--world", "4", "--tp", "1", "--cp", "1", "--pp", "2", "--vpp", "2", "--ep", "1", "--distributed-optimizer"],
+    ],
   ] as const) {
     test.skipIf(!stable)(
       `training with packed weights gives the losses without them, bit for bit (${label})`,
@@ -131,7 +141,9 @@ describe("packed weights", () => {
         process.env.PLEAT_PACKED_WEIGHTS = "0"
         try {
           const without = hits()
-          const plain = await losses(flags)
+          // Pooled worker threads keep the environment they started with: the run without the
+          // cache is the local backend's (the backends give the same bits: Backends.prop.ts).
+          const plain = await losses(flags.filter((f) => f !== "threads"))
           expect(hits()).toBe(without)
           expect(kept).toEqual(plain)
         } finally {

@@ -30,6 +30,7 @@ export interface CpuAddon {
   /** Optional: matmul with B's panels kept for a generation (kernels/packed_b_cache.h), absent from builds older than it. */
   matmulStable?(...args: [...MatmulTuple, number]): void
   nextGeneration?(): number
+  retireGeneration?(generation: number): void
   clearPackedWeights?(): void
   packedWeightsStats?(): PackedWeightsStats
   gatherRows(src: Float32Array, index: Int32Array, out: Float32Array, cols: number): void

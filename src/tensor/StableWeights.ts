@@ -49,6 +49,15 @@ export const mark = (leaf: Tensor.Tensor, generation: number): Tensor.Tensor => 
 export const generationOf = (t: Tensor.Tensor): number | undefined => generations.get(t)
 
 /**
+ * The step of `generation` ended: its panels may be dropped when the cache needs room (several
+ * ranks' steps share a process's cache; only ended steps' panels make way).
+ * @category mutations
+ */
+export const retire = (generation: number): void => {
+  if (generation > 0) addonIfBuilt()?.retireGeneration?.(generation)
+}
+
+/**
  * Drops every kept panel (at the end of a run; a product still reading some keeps them alive).
  * @category mutations
  */

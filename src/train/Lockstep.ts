@@ -43,6 +43,7 @@ import * as Backend from "../runtime/Backend.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as Job from "../runtime/Job.js"
 import type { RankFailed } from "../runtime/JobError.js"
+import * as StableWeights from "../tensor/StableWeights.js"
 import type * as DType from "../tensor/DType.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as LockstepProgram from "./LockstepProgram.js"
@@ -255,7 +256,8 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
       parallel,
       Effect.sync(() => Queue.offerUnsafe(complete, undefined)),
     )
-    const [, comparisons] = yield* Effect.all([ended, compare], { concurrency: 2 })
+    // The weights' packed panels go with the run, as after Train.run.
+    const [, comparisons] = yield* Effect.ensuring(Effect.all([ended, compare], { concurrency: 2 }), Effect.sync(StableWeights.clear))
     return comparisons
   }).pipe(Effect.provide(ChooseBackend.layer(options.backend ?? "local", options.workers === undefined ? {} : { workers: options.workers })))
 

@@ -364,6 +364,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       else if (distributed === undefined) Optimizer.step(setup.optimizer, params, moments, k + 1, lr, clip)
       else yield* DistributedOptimizer.step(setup.optimizer, distributed, params, k + 1, lr, clip)
       span("gradient sync + optimizer", syncStarted)
+      // The step's panels may go when the cache needs room (the next step's reuse their memory).
+      StableWeights.retire(generation)
       setup.span?.({ rank, name: `step ${k}`, category: "step", start: stepStarted, end: performance.now() })
       return {
         loss: lossShare,

@@ -156,6 +156,11 @@ bool run(Isa isa, const GemmArgs& g, size_t parallel_macs) {
 
 bool matmul(Isa isa, const GemmArgs& g) { return run(isa, g, kParallelMacs); }
 
-bool matmul_one_thread(Isa isa, const GemmArgs& g) { return run(isa, g, SIZE_MAX); }
+// Never from the cache: a miss packs on the pool, and callers of this run on it already.
+bool matmul_one_thread(Isa isa, const GemmArgs& g) {
+  GemmArgs one = g;
+  one.generation = 0;
+  return run(isa, one, SIZE_MAX);
+}
 
 }  // namespace pleat

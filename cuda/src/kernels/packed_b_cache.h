@@ -13,7 +13,9 @@
 // Entries are keyed by B's address, shape, transposition, the tile and the k blocking; an entry
 // of another generation is rebuilt. Generations come from next_generation() (process-wide, never
 // reused), so memory freed and reused by a later run never matches an old entry. The cache holds
-// at most kPackedBBytes; past that a product packs B itself (the same bits).
+// at most kPackedBBytes for every rank of the process together (the local and threads backends
+// run all ranks in one); past that, entries of retired generations are dropped, and a product
+// that still does not fit packs B itself (the same bits).
 #pragma once
 
 #include <cstddef>
@@ -36,6 +38,9 @@ struct PackedB {
   size_t bytes = 0;
   size_t kc_max = 0;
   size_t panels = 0;  // ceil(n / nr)
+  PackedB() = default;
+  PackedB(const PackedB&) = delete;
+  PackedB& operator=(const PackedB&) = delete;
   ~PackedB();
   // The first panel of the k block starting at pc, and of columns from j0 (a multiple of nr).
   const float* block(size_t pc, size_t kc, size_t j0, size_t nr) const {
@@ -50,7 +55,13 @@ std::shared_ptr<const PackedB> packed_b(const Tile& t, const GemmArgs& g, size_t
 // A generation no caller has had (from 1 up).
 uint64_t next_generation();
 
-// Drops every entry (the memory is freed when no product still reads it).
+// The step of `generation` ended: its entries may be dropped when the cache needs room (until
+// then they keep their memory, which the next generation's panels of the same B reuse). Entries
+// of generations not retired are never dropped for room: several ranks' steps share a process.
+void retire_generation(uint64_t generation);
+
+// Drops every entry (the memory is freed when no product still reads it); a build under way
+// keeps its panels out of the cache.
 void clear_packed_b();
 
 // Entries and bytes held (for tests and `pleat doctor`-style reports).
