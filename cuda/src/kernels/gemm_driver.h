@@ -44,14 +44,15 @@ struct Slice {
   size_t m0, m1, n0, n1;
 };
 
-// One batch entry, rows [m0, m1) and cols [n0, n1) of c, single-threaded. `Tile` has mr, nr,
-// mc, nc, kernel, pack_a and pack_b; `k_units` is its k block in panel units. Returns false
-// when a packing buffer cannot be allocated.
-template <typename Panel, size_t K, typename Tile>
-bool slice(const Tile& t, size_t k_units, Scratch<Panel>& pack_a, Scratch<Panel>& pack_b, const GemmArgs& g,
-           const float* a, const float* b, float* c, const Slice& s) {
+// One batch entry, rows [m0, m1) and cols [n0, n1) of c, single-threaded, with B's panels from
+// `b_panels(jc, nc, pc, kc)`: the panels of op(B)'s k block [pc, pc + kc) and columns [jc, jc +
+// nc), jr-th panel at jr * ku, or null when they cannot be had. `Tile` has mr, nr, mc, nc, kernel
+// and pack_a; `k_units` is its k block in panel units. Returns false when a packing buffer
+// cannot be allocated.
+template <typename Panel, size_t K, typename Tile, typename BPanels>
+bool slice_with(const Tile& t, size_t k_units, Scratch<Panel>& pack_a, const GemmArgs& g, const float* a, float* c, const Slice& s,
+                const BPanels& b_panels) {
   const size_t lda = g.trans_a ? g.m : g.k;
-  const size_t ldb = g.trans_b ? g.k : g.n;
   const size_t ldc = g.n;
   const size_t mr = static_cast<size_t>(t.mr), nr = static_cast<size_t>(t.nr);
   // k blocks of whole units, so every block but the last holds a multiple of K values.
@@ -61,14 +62,14 @@ bool slice(const Tile& t, size_t k_units, Scratch<Panel>& pack_a, Scratch<Panel>
   const size_t nc_max = balanced_block(s.n1 - s.n0, t.nc, nr);
   // 64-byte aligned (Scratch): the micro-kernels use aligned vector loads on the panels.
   Panel* pa = pack_a.get(div_up(mc_max, mr) * mr * ku_max);
-  Panel* pb = pack_b.get(div_up(nc_max, nr) * nr * ku_max);
-  if (pa == nullptr || pb == nullptr) return false;
+  if (pa == nullptr) return false;
   for (size_t jc = s.n0; jc < s.n1; jc += nc_max) {
     const size_t nc = std::min(nc_max, s.n1 - jc);
     for (size_t pc = 0; pc < g.k; pc += kc_max) {
       const size_t kc = std::min(kc_max, g.k - pc);
       const size_t ku = div_up(kc, K);
-      t.pack_b(b, ldb, g.trans_b, pc, kc, jc, nc, pb);
+      const Panel* pb = b_panels(jc, nc, pc, kc);
+      if (pb == nullptr) return false;
       // The first k block overwrites out unless accumulating; later ones add their partial sums.
       const bool add = g.accumulate || pc > 0;
       for (size_t ic = s.m0; ic < s.m1; ic += mc_max) {
@@ -86,6 +87,22 @@ bool slice(const Tile& t, size_t k_units, Scratch<Panel>& pack_a, Scratch<Panel>
     }
   }
   return true;
+}
+
+// slice_with B packed here, a block at a time, by the tile's pack_b.
+template <typename Panel, size_t K, typename Tile>
+bool slice(const Tile& t, size_t k_units, Scratch<Panel>& pack_a, Scratch<Panel>& pack_b, const GemmArgs& g,
+           const float* a, const float* b, float* c, const Slice& s) {
+  const size_t ldb = g.trans_b ? g.k : g.n;
+  const size_t nr = static_cast<size_t>(t.nr);
+  const size_t ku_max = balanced_block(div_up(g.k, K), k_units, 1);
+  const size_t nc_max = balanced_block(s.n1 - s.n0, t.nc, nr);
+  Panel* pb = pack_b.get(div_up(nc_max, nr) * nr * ku_max);
+  if (pb == nullptr) return false;
+  return slice_with<Panel, K>(t, k_units, pack_a, g, a, c, s, [&](size_t jc, size_t nc, size_t pc, size_t kc) -> const Panel* {
+    t.pack_b(b, ldb, g.trans_b, pc, kc, jc, nc, pb);
+    return pb;
+  });
 }
 
 // Runs `run(batch_entry, slice)` over the output cut for the pool: fewer than `parallel_macs`

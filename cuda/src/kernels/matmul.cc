@@ -79,37 +79,11 @@ bool direct_slice(const gemm::Tile& t, const GemmArgs& g, const float* a, const 
 }
 
 // Rows [m0, m1) x cols [n0, n1) of one batch entry with B's panels from the cache
-// (packed_b_cache.h): gemm_driver::slice's loops and blocks, B's packing done once per
-// generation, so the same bits.
+// (packed_b_cache.h): gemm_driver's loops and blocks, B packed once per generation.
 bool cached_slice(const gemm::Tile& t, const gemm::PackedB& pb, const GemmArgs& g, const float* a, float* c, const gemm_driver::Slice& s) {
-  const size_t lda = g.trans_a ? g.m : g.k;
-  const size_t ldc = g.n;
-  const size_t mr = static_cast<size_t>(t.mr), nr = static_cast<size_t>(t.nr);
-  const size_t kc_max = pb.kc_max;
-  const size_t mc_max = gemm_driver::balanced_block(s.m1 - s.m0, t.mc, mr);
-  const size_t nc_max = gemm_driver::balanced_block(s.n1 - s.n0, t.nc, nr);
-  float* pa = t_pack_a.get(gemm_driver::div_up(mc_max, mr) * mr * kc_max);
-  if (pa == nullptr) return false;
-  for (size_t jc = s.n0; jc < s.n1; jc += nc_max) {
-    const size_t nc = std::min(nc_max, s.n1 - jc);
-    for (size_t pc = 0; pc < g.k; pc += kc_max) {
-      const size_t kc = std::min(kc_max, g.k - pc);
-      const float* b = pb.block(pc, kc, jc, nr);
-      const bool add = g.accumulate || pc > 0;
-      for (size_t ic = s.m0; ic < s.m1; ic += mc_max) {
-        const size_t mc = std::min(mc_max, s.m1 - ic);
-        t.pack_a(a, lda, g.trans_a, ic, mc, pc, kc, pa);
-        for (size_t jr = 0; jr < nc; jr += nr) {
-          const int cols = static_cast<int>(std::min(nr, nc - jr));
-          for (size_t ir = 0; ir < mc; ir += mr) {
-            const int rows = static_cast<int>(std::min(mr, mc - ir));
-            t.kernel(kc, pa + ir * kc, b + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, add, rows, cols);
-          }
-        }
-      }
-    }
-  }
-  return true;
+  const size_t nr = static_cast<size_t>(t.nr);
+  return gemm_driver::slice_with<float, 1>(t, t.kc, t_pack_a, g, a, c, s,
+                                           [&](size_t jc, size_t, size_t pc, size_t kc) { return pb.block(pc, kc, jc, nr); });
 }
 
 // B operands smaller than this (1 MiB) are packed per product: they stay in the caches between
