@@ -24,10 +24,15 @@ namespace {
 
 // ---- tensor kernels (argument parsing: tensor_args.h) ---------------------------------------
 
-Napi::Value MatmulImpl(const Napi::CallbackInfo& info, const char* fn, bool async) {
+// `stable`: a 13th argument, the generation under which B stays unchanged (matmulStable).
+Napi::Value MatmulImpl(const Napi::CallbackInfo& info, const char* fn, bool async, bool stable = false) {
   GemmArgs g{};
   Call call;
-  if (!parse_matmul(info, fn, &g, &call)) return info.Env().Undefined();
+  size_t generation = 0;
+  if (!parse_matmul(info, fn, &g, &call, stable ? 13 : 12) || (stable && !expect_size(info, fn, 12, "generation", &generation))) {
+    return info.Env().Undefined();
+  }
+  g.generation = generation;
   const Isa isa = active_isa();
   call.run = [g, isa]() -> std::string { return matmul(isa, g) ? "" : "out of memory for packing buffers"; };
   return async ? run_async(info.Env(), fn, call) : run_sync(info.Env(), fn, call);
@@ -37,17 +42,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) { return MatmulImpl(info, "ma
 
 // matmulStable(a, b, out, ...matmul's dims, generation): matmul with B unchanged under
 // `generation` (from nextGeneration()), its panels from kernels/packed_b_cache.h.
-Napi::Value MatmulStable(const Napi::CallbackInfo& info) {
-  const char* fn = "matmulStable";
-  GemmArgs g{};
-  Call call;
-  size_t generation = 0;
-  if (!parse_matmul(info, fn, &g, &call, 13) || !expect_size(info, fn, 12, "generation", &generation)) return info.Env().Undefined();
-  g.generation = generation;
-  const Isa isa = active_isa();
-  call.run = [g, isa]() -> std::string { return matmul(isa, g) ? "" : "out of memory for packing buffers"; };
-  return run_sync(info.Env(), fn, call);
-}
+Napi::Value MatmulStable(const Napi::CallbackInfo& info) { return MatmulImpl(info, "matmulStable", false, true); }
 
 Napi::Value NextGeneration(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(gemm::next_generation())); }
 
