@@ -157,6 +157,9 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
             experts: { wGate: empty, wUp: empty, wDown: empty },
             groups,
             compute: identity,
+            // The identity keeps no rows: off the tape the received rows' memory serves the next
+            // step's exchange (tensor/StorageRecycler.ts), as with the built-in experts.
+            computeKeepsRows: false,
             probsAt,
           })
           for (let i = 0; i < warm; i++) yield* step

@@ -22,5 +22,12 @@ export class RankFailed extends Data.TaggedError("RankFailed")<{
 
 const describe = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
-  return error instanceof Error ? error.message : String(error)
+  if (error instanceof Error) return error.message
+  // Some failures are objects without a string form (no prototype, or a throwing toString).
+  try {
+    return String(error)
+  } catch {
+    const message = typeof error === "object" && error !== null && "message" in error ? (error as { readonly message: unknown }).message : undefined
+    return typeof message === "string" ? message : Object.prototype.toString.call(error)
+  }
 }

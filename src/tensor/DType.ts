@@ -5,6 +5,7 @@
  * without copies. `shared: true` backs it by a SharedArrayBuffer, for ranks that share memory
  * across worker threads.
  */
+import * as StorageRecycler from "./StorageRecycler.js"
 
 /**
  * The element type of a tensor. float64 is the exact path for checks; float32 the fast one.
@@ -78,7 +79,8 @@ const carve = (dtype: DType, size: number, bytes: number): Storage => {
 export const allocate = (dtype: DType, size: number, shared = false): Storage => {
   const bytes = size * bytesPer(dtype)
   if (!shared && bytes <= slabUpTo) return carve(dtype, size, bytes).fill(0)
-  const buffer = shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes)
+  if (!shared) return StorageRecycler.allocate(dtype, size, true)
+  const buffer = new SharedArrayBuffer(bytes)
   return dtype === "float32" ? new Float32Array(buffer) : new Float64Array(buffer)
 }
 
@@ -104,10 +106,8 @@ const poison = process.env.PLEAT_POISON_UNINITIALIZED === "1"
 export const allocateUninitialized = (dtype: DType, size: number): Storage => {
   const bytes = size * bytesPer(dtype)
   if (bytes <= slabUpTo) return poison ? carve(dtype, size, bytes).fill(Number.NaN) : carve(dtype, size, bytes)
-  // Small buffers come from Node's pool as views with offsets; the Slow variant is a whole
-  // ArrayBuffer of its own, uninitialised.
-  const buffer = Buffer.allocUnsafeSlow(bytes).buffer
-  const out = dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
+  // A buffer of its own (StorageRecycler: reused or new), uninitialised.
+  const out = StorageRecycler.allocate(dtype, size, false)
   return poison ? out.fill(Number.NaN) : out
 }
 

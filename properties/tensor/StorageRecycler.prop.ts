@@ -1,0 +1,105 @@
+// The storage recycler (tensor/StorageRecycler.ts) takes back only the storage it handed out
+// (DType's unshared allocations of 1 MiB or more, each in a buffer of its size class), hands a
+// taken buffer out again to a request of its class or of one up to a quarter below, and in the
+// checking mode the test suites run in (PLEAT_POISON_UNINITIALIZED=1) detaches every view of a
+// recycled buffer, so a reader that broke the promise sees an empty array.
+import fc from "fast-check"
+import { afterEach, describe, expect, test } from "vitest"
+import * as DType from "../../src/tensor/DType.js"
+import * as StorageRecycler from "../../src/tensor/StorageRecycler.js"
+import * as Tape from "../../src/tensor/Tape.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
+
+afterEach(() => StorageRecycler.clear())
+
+const floats = fc.integer({ min: StorageRecycler.minBytes / 4, max: StorageRecycler.minBytes / 2 })
+
+describe("StorageRecycler", () => {
+  test("the suites run in checking mode", () => {
+    expect(process.env.PLEAT_POISON_UNINITIALIZED).toBe("1")
+  })
+
+  test("size classes: at most a sixteenth above the request, and a class is its own class", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: StorageRecycler.minBytes, max: 2 ** 34 }), (bytes) => {
+        const c = StorageRecycler.classOf(bytes)
+        expect(c).toBeGreaterThanOrEqual(bytes)
+        expect(c).toBeLessThanOrEqual(bytes * (1 + 1 / 16))
+        expect(StorageRecycler.classOf(c)).toBe(c)
+        expect(StorageRecycler.classOf(bytes + 1)).toBeGreaterThanOrEqual(c)
+      }),
+    )
+  })
+
+  test("a recycled buffer serves the next request of its class or of one up to a quarter below, and its old views are detached", () => {
+    fc.assert(
+      fc.property(floats, fc.constantFrom<DType.DType>("float32", "float64"), fc.boolean(), floats, (n, dtype, zeroed, m) => {
+        StorageRecycler.clear()
+        const storage = DType.allocateUninitialized(dtype, n)
+        const size = storage.buffer.byteLength
+        expect(size).toBe(StorageRecycler.classOf(n * DType.bytesPer(dtype)))
+        storage.fill(3)
+        const alias = new Uint8Array(storage.buffer)
+        const before = StorageRecycler.stats()
+        expect(StorageRecycler.recycle(storage)).toBe(true)
+        // Every view of the buffer is empty now: a use after recycling cannot read or write the memory.
+        expect(storage.length).toBe(0)
+        expect(alias.length).toBe(0)
+        expect(StorageRecycler.stats().pooledBytes).toBe(before.pooledBytes + size)
+        // A request of m float32s gets it when its class is the buffer's or up to a quarter below.
+        const own = StorageRecycler.classOf(4 * m)
+        const fits = own <= size && size <= own * 1.25
+        const again = zeroed ? DType.allocate("float32", m) : DType.allocateUninitialized("float32", m)
+        expect(again.length).toBe(m)
+        expect(StorageRecycler.stats().reused).toBe(before.reused + (fits ? 1 : 0))
+        expect(StorageRecycler.stats().pooledBytes).toBe(before.pooledBytes + (fits ? 0 : size))
+        expect(again.buffer.byteLength).toBe(fits ? size : own)
+        // Zeroed storage is zeroed; uninitialised storage is poisoned in the suites, not the old values.
+        if (zeroed) expect(again.every((v) => v === 0)).toBe(true)
+        else expect(again.every((v) => Number.isNaN(v))).toBe(true)
+      }),
+      { numRuns: 30 },
+    )
+  })
+
+  test("small, shared and partial storage, and storage made elsewhere, is declined and stays usable", () => {
+    fc.assert(
+      fc.property(floats, fc.integer({ min: 1, max: 60_000 }), (n, small) => {
+        const tiny = DType.allocateUninitialized("float32", small)
+        expect(StorageRecycler.recycle(tiny)).toBe(false)
+        expect(tiny.length).toBe(small)
+        const shared = DType.allocate("float32", n, true)
+        expect(StorageRecycler.recycle(shared)).toBe(false)
+        const whole = DType.allocateUninitialized("float32", n + 16)
+        const part = whole.subarray(16)
+        expect(StorageRecycler.recycle(part)).toBe(false)
+        expect(StorageRecycler.recycle(whole.subarray(0, n))).toBe(false)
+        expect(StorageRecycler.recycle(new Float32Array(whole.buffer, 0, n + 16))).toBe(false)
+        expect(StorageRecycler.recycle(new Float32Array(n))).toBe(false)
+        expect(part.length).toBe(n)
+        expect(whole.length).toBe(n + 16)
+        expect(StorageRecycler.stats().pooledBytes).toBe(0)
+      }),
+      { numRuns: 12 },
+    )
+  })
+
+  test("the pool keeps at most capBytes", () => {
+    const bytes = 64 * 2 ** 20
+    const fits = Math.floor(StorageRecycler.capBytes / bytes)
+    const storages = Array.from({ length: fits + 2 }, () => DType.allocateUninitialized("float32", bytes / 4))
+    const results = storages.map((s) => StorageRecycler.recycle(s))
+    expect(results.filter((r) => r)).toHaveLength(fits)
+    expect(results.slice(fits)).toEqual([false, false])
+    expect(StorageRecycler.stats().pooledBytes).toBe(fits * bytes)
+  })
+
+  test("tensors on a tape are declined", () => {
+    const n = StorageRecycler.minBytes / 4
+    const plain = Tensor.fromArray(new Float32Array(n), [n])
+    const recorded = Tape.make().parameter(Tensor.fromArray(new Float32Array(n), [n]))
+    expect(StorageRecycler.recycleTensor(recorded)).toBe(false)
+    expect(recorded.data.length).toBe(n)
+    expect(StorageRecycler.recycleTensor(plain)).toBe(true)
+  })
+})

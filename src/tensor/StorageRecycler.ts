@@ -1,0 +1,143 @@
+/**
+ * StorageRecycler: large storage handed back by code that knows it is dead, and handed out
+ * again to the next request of the same size, instead of leaving it to V8.
+ *
+ * Why: a fresh multi-MiB ArrayBuffer is costly here beyond its malloc. V8 counts young array
+ * buffers' bytes and, past 16 MiB of them, runs a scavenge at the next allocation; a buffer
+ * that is alive across two scavenges moves to the old generation and is freed only by a full
+ * mark-compact (incremental, on the main thread, since pleat runs without concurrent marking),
+ * so memory is reclaimed late and new buffers fault in fresh pages. The MoE dispatcher at EP 2
+ * made 48 MiB of results a step (2 ranks): ~3 scavenges a step, and a quarter of the step in
+ * V8's collector and allocation (bench/README.md, moe suite).
+ *
+ * Safety: only code that made a storage and knows every reader of it hands it back (today the
+ * all-to-all dispatcher, for the rows it received, off the tape). The buffer itself is kept and
+ * handed out again, so a reader that broke that promise would see the next owner's values. The
+ * test suites therefore run in checking mode (PLEAT_POISON_UNINITIALIZED=1, which they set, or
+ * PLEAT_RECYCLE=check): there a recycled storage's ArrayBuffer is detached (its memory moves to a
+ * new ArrayBuffer by a transfer, no copy), so every typed array that still views it reads length
+ * 0: a use after recycling fails loudly (native kernels reject the length, JavaScript reads
+ * undefined, NaN in arithmetic). Checking is not the default because the new ArrayBuffer counts
+ * as freshly allocated to V8: measured, 2.1 scavenges a step of the EP 2 dispatcher against 1.1
+ * when the buffer is kept (2.9 without recycling). Only whole unshared buffers of at least
+ * `minBytes` are taken; views into slabs, SharedArrayBuffers and parts of a buffer are left to
+ * the collector. The pool keeps at most `capBytes`; past it, recycling declines (the storage is
+ * freed by V8 as before). PLEAT_RECYCLE=0 turns recycling off (every `recycle` declines).
+ */
+import type * as DType from "./DType.js"
+import type { Tensor } from "./Tensor.js"
+
+/**
+ * The smallest storage, in bytes, taken back (smaller ones come from DType's slabs or are cheap).
+ * @category configuration
+ */
+export const minBytes = 1 << 20
+
+/**
+ * The most bytes the pool keeps (per thread: each worker thread has its own pool).
+ * @category configuration
+ */
+export const capBytes = 512 * 2 ** 20
+
+const enabled = process.env.PLEAT_RECYCLE !== "0"
+const checking = process.env.PLEAT_RECYCLE === "check" || process.env.PLEAT_POISON_UNINITIALIZED === "1"
+
+/** Free buffers by byte length (a size class); newest last (reused first: warmest in cache). */
+const free = new Map<number, Array<ArrayBuffer>>()
+/** The storage this module handed out over each of its buffers: only that storage gives it back. */
+const owners = new WeakMap<ArrayBuffer, DType.Storage>()
+let pooledBytes = 0
+let handedOut = 0
+let taken = 0
+
+/**
+ * The size class of a request of `bytes` (at least `minBytes`): rounded up to a sixteenth of
+ * its power of two, so requests that vary a little from step to step (the rows an expert
+ * receives follow the routing) share buffers, for at most 1/16 more memory.
+ * @category mapping
+ */
+export const classOf = (bytes: number): number => {
+  const step = 2 ** Math.max(0, Math.floor(Math.log2(bytes)) - 4)
+  return Math.ceil(bytes / step) * step
+}
+
+/** Classes up to this factor above a request's own may serve it. */
+const reach = 1.25
+
+/** A pooled buffer of the class of `bytes` or of one up to `reach` above it. */
+const take = (bytes: number): ArrayBuffer | undefined => {
+  const own = classOf(bytes)
+  for (let size = own; size <= own * reach; size = classOf(size + 1)) {
+    const buffer = free.get(size)?.pop()
+    if (buffer === undefined) continue
+    pooledBytes -= size
+    handedOut += 1
+    return buffer
+  }
+  return undefined
+}
+
+/**
+ * Unshared storage of `size` elements in a buffer of its own, zeroed or uninitialised (the
+ * previous owner's values): from the pool when it holds a buffer of the request's size class
+ * or of one up to a quarter larger, else new (of the class: `recycle` can take it back). Under
+ * `minBytes`, or with recycling off, a new buffer of exactly the request.
+ * @category constructors
+ */
+export const allocate = (dtype: DType.DType, size: number, zeroed: boolean): DType.Storage => {
+  const bytes = size * (dtype === "float32" ? 4 : 8)
+  const recyclable = enabled && bytes >= minBytes
+  const recycled = recyclable ? take(bytes) : undefined
+  const length = recyclable ? classOf(bytes) : bytes
+  const buffer = recycled ?? (zeroed ? new ArrayBuffer(length) : (Buffer.allocUnsafeSlow(length).buffer as ArrayBuffer))
+  const storage = dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
+  if (recycled !== undefined && zeroed) storage.fill(0)
+  if (recyclable) owners.set(buffer, storage)
+  return storage
+}
+
+/**
+ * Hand `storage` back: its buffer will serve later requests of its class. The caller asserts
+ * nothing reads or writes it afterwards (in checking mode every view of its buffer is
+ * detached, so a reader that does sees an empty array). Returns whether it was taken: only
+ * storage this module handed out is (the very typed array; not a part of it, slabs, shared
+ * memory or buffers made elsewhere), and not when the pool is full or recycling is off.
+ * @category mutations
+ */
+export const recycle = (storage: DType.Storage): boolean => {
+  const buffer = storage.buffer
+  if (!enabled || !(buffer instanceof ArrayBuffer) || owners.get(buffer) !== storage) return false
+  const bytes = buffer.byteLength
+  if (pooledBytes + bytes > capBytes) return false
+  owners.delete(buffer)
+  const moved = checking ? structuredClone(buffer, { transfer: [buffer] }) : buffer
+  const list = free.get(bytes)
+  if (list === undefined) free.set(bytes, [moved])
+  else list.push(moved)
+  pooledBytes += bytes
+  taken += 1
+  return true
+}
+
+/**
+ * Hand back the storage of a host tensor that no tape recorded (nothing saved it for a backward
+ * pass) and that the caller made and knows to be dead, as `recycle`. Tensors on a device or on
+ * a tape are declined.
+ * @category mutations
+ */
+export const recycleTensor = (t: Tensor): boolean => t.tape === undefined && t.device.kind === "cpu" && t.hostStorage !== undefined && recycle(t.hostStorage)
+
+/**
+ * What the pool holds and has done on this thread (for tests and the bench).
+ * @category getters
+ */
+export const stats = (): { readonly pooledBytes: number; readonly recycled: number; readonly reused: number } => ({ pooledBytes, recycled: taken, reused: handedOut })
+
+/**
+ * Drop every pooled buffer (the collector frees them).
+ * @category mutations
+ */
+export const clear = (): void => {
+  free.clear()
+  pooledBytes = 0
+}
