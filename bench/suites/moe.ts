@@ -157,9 +157,9 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
             experts: { wGate: empty, wUp: empty, wDown: empty },
             groups,
             compute: identity,
-            // The identity keeps no rows: off the tape the received rows' memory serves the next
-            // step's exchange (tensor/StorageRecycler.ts), as with the built-in experts.
-            computeKeepsRows: false,
+            // The identity retains nothing: off the tape the rows' memory (and its product's with
+            // the probs) serves the next step (tensor/StorageRecycler.ts), as with the built-in experts.
+            computeRetains: false,
             probsAt,
           })
           for (let i = 0; i < warm; i++) yield* step

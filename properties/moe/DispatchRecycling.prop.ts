@@ -1,7 +1,7 @@
 // Off the tape, the all-to-all dispatcher hands the rows its experts ran on (and the built-in
 // experts' output) back to the storage recycler once the combine has summed them, and the next
 // step reuses that memory. Steps run back to back give the same bits as with recycling declined
-// (computeKeepsRows), with identity experts and with the SwiGLU experts, over EP 1 (the permuted
+// (computeRetains), with identity experts and with the SwiGLU experts, over EP 1 (the permuted
 // rows), 2 and 4 (the received rows) with rows of more than the recycler's 1 MiB; and a `compute`
 // that keeps its rows while saying it does not finds them detached (the suites' checking mode),
 // not overwritten by the next step.
@@ -66,7 +66,7 @@ const steps = (ep: number, s: number, count: number, experts: "identity" | "swig
           experts: w,
           groups,
           ...(experts === "identity" ? { compute: identityExperts } : {}),
-          computeKeepsRows: keeps,
+          computeRetains: keeps,
           probsAt,
         })
         out.push(bitsOf(output))
@@ -126,7 +126,7 @@ describe("the all-to-all dispatcher recycles the rows it received", () => {
             kept.push(rows)
             return identityExperts(rows, probs)
           },
-          computeKeepsRows: false,
+          computeRetains: false,
         })
       }),
     )

@@ -156,12 +156,12 @@ export const run = (input: Dispatcher.DispatchInput) =>
       combined = yield* RoutedLayout.unpermute(TensorLayout.attach(back.combined, back.received), back.combined, t)
     } else combined = yield* RoutedLayout.unpermute(own, Permute.unpermute(own.tensor, p.sortedIndices, t, atCombine ? rowProbs : undefined), t)
     // Off the tape, the rows the experts ran on (this member's received rows, or its permuted
-    // ones with one ep member; when `compute` keeps none) and the built-in experts' output are
-    // dead once the combine has summed them (the experts save nothing without a tape): their
-    // memory serves the next step (tensor/StorageRecycler.ts). With etp members the rows are an
-    // allgather's result, which a zero-copy transport shares: left to the collector.
-    if (etpSize === 1 && !(input.computeKeepsRows ?? input.compute !== undefined)) {
-      if (input.compute === undefined && y.hostStorage !== exchanged.tensor.hostStorage) StorageRecycler.recycleTensor(y)
+    // ones with one ep member) and the experts' output are dead once the combine has summed
+    // them, unless `compute` retains them (the built-in experts save nothing without a tape):
+    // their memory serves the next step (tensor/StorageRecycler.ts). With etp members the rows
+    // are an allgather's result, which a zero-copy transport shares: left to the collector.
+    if (etpSize === 1 && !(input.computeRetains ?? input.compute !== undefined)) {
+      if (y.hostStorage !== exchanged.tensor.hostStorage) StorageRecycler.recycleTensor(y)
       StorageRecycler.recycleTensor(exchanged.tensor)
     }
     const output = yield* RoutedLayout.leave(combined, entered)

@@ -45,13 +45,14 @@ export interface DispatchInput {
    */
   readonly compute?: (rows: Tensor.Tensor, probs: Tensor.Tensor | undefined, rowsPerExpert: ReadonlyArray<number>) => Tensor.Tensor
   /**
-   * Whether `compute` may keep a reference to the rows it is given after it returns (default
-   * true for a `compute` of the caller's, false for the built-in experts). When it keeps none
-   * and no tape records the rows, the all-to-all dispatcher hands the rows it received back to
-   * the storage recycler once the exchange back has completed (tensor/StorageRecycler.ts):
-   * forward-only runs then reuse that memory step after step.
+   * Whether `compute` may keep a reference to the rows it is given after it returns, or return
+   * storage that something else holds (default true for a `compute` of the caller's, false for
+   * the built-in experts). When it does neither and no tape records the rows, the all-to-all
+   * dispatcher hands the rows and `compute`'s output back to the storage recycler once the
+   * combine has summed them (tensor/StorageRecycler.ts): forward-only runs then reuse that
+   * memory step after step.
    */
-  readonly computeKeepsRows?: boolean
+  readonly computeRetains?: boolean
   /**
    * Where the probs weight the experts' outputs: "experts" (the default, Megatron-Core's
    * current rule: the activation times the prob before fc2, semantics.md 2.5) or "combine"
