@@ -1,15 +1,17 @@
-// Off the tape, the all-to-all dispatcher hands the rows its experts ran on (and the built-in
-// experts' output) back to the storage recycler once the combine has summed them, and the next
-// step reuses that memory. Steps run back to back give the same bits as with recycling declined
-// (computeRetains), with identity experts and with the SwiGLU experts, over EP 1 (the permuted
-// rows), 2 and 4 (the received rows) with rows of more than the recycler's 1 MiB; and a `compute`
-// that keeps its rows while saying it does not finds them detached (the suites' checking mode),
-// not overwritten by the next step.
+// Off the tape, the dispatchers hand the rows their experts ran on (and the experts' output)
+// back to the storage recycler once the combine has summed them, and the next step reuses that
+// memory. Steps run back to back give the same bits as with recycling declined (computeRetains),
+// all-to-all (EP 1: the permuted rows; EP 2 and 4: the received rows) and allgather (the
+// permuted gathered rows), with identity experts and with the SwiGLU experts, rows of more than
+// the recycler's 1 MiB; and a `compute` that keeps its rows while saying it does not finds them
+// detached (the suites' checking mode), not overwritten by the next step.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
+import type * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as AllGatherDispatcher from "../../src/moe/AllGatherDispatcher.js"
 import * as AllToAllDispatcher from "../../src/moe/AllToAllDispatcher.js"
 import type * as Dispatcher from "../../src/moe/Dispatcher.js"
 import * as RoutingMap from "../../src/moe/RoutingMap.js"
@@ -21,10 +23,12 @@ import { seed } from "./arbitraries.js"
 import { identityExperts } from "./identityExperts.js"
 
 const hidden = 1024
+/** Either dispatcher's entry point (the output is what this file reads). */
+type Dispatch = (input: Dispatcher.DispatchInput) => Effect.Effect<{ readonly output: Tensor.Tensor }, unknown, Comm.Communicator>
 const bitsOf = (t: Tensor.Tensor): Array<number> => Array.from(new Uint32Array(Float32Array.from(t.data).buffer))
 
 /** `steps` dispatcher steps of fresh random tokens on every rank of EP `ep`: each step's output bits per rank. */
-const steps = (ep: number, s: number, count: number, experts: "identity" | "swiglu", keeps: boolean, probsAt: Dispatcher.ProbsAt) =>
+const steps = (ep: number, s: number, count: number, experts: "identity" | "swiglu", keeps: boolean, probsAt: Dispatcher.ProbsAt, dispatcher: Dispatch) =>
   Job.runPromise({ world: ep }, (rank) =>
     Effect.gen(function* () {
       const config = ParallelConfig.make({ world: ep, ep, etp: 1 })
@@ -58,7 +62,7 @@ const steps = (ep: number, s: number, count: number, experts: "identity" | "swig
           mask.map((m) => m * r()),
           [t, numExperts],
         )
-        const { output } = yield* AllToAllDispatcher.run({
+        const { output } = yield* dispatcher({
           tokens,
           probs,
           map: RoutingMap.make(t, numExperts, Uint8Array.from(mask)),
@@ -75,7 +79,7 @@ const steps = (ep: number, s: number, count: number, experts: "identity" | "swig
     }),
   )
 
-describe("the all-to-all dispatcher recycles the rows it received", () => {
+describe("the dispatchers recycle the rows their experts ran on", () => {
   test("steps give the same bits with and without recycling, and the memory is reused", async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -83,12 +87,13 @@ describe("the all-to-all dispatcher recycles the rows it received", () => {
         seed,
         fc.constantFrom<"identity" | "swiglu">("identity", "swiglu"),
         fc.constantFrom<Dispatcher.ProbsAt>("experts", "combine"),
-        async (ep, s, experts, probsAt) => {
+        fc.constantFrom<Dispatch>(AllToAllDispatcher.run, AllGatherDispatcher.run),
+        async (ep, s, experts, probsAt, dispatcher) => {
           StorageRecycler.clear()
-          const kept = await steps(ep, s, 3, experts, true, probsAt)
+          const kept = await steps(ep, s, 3, experts, true, probsAt, dispatcher)
           expect(StorageRecycler.stats().pooledBytes).toBe(0)
           const before = StorageRecycler.stats()
-          const recycled = await steps(ep, s, 3, experts, false, probsAt)
+          const recycled = await steps(ep, s, 3, experts, false, probsAt, dispatcher)
           expect(recycled).toEqual(kept)
           const after = StorageRecycler.stats()
           // Every rank hands back its received rows each step, and the next steps take memory back.
@@ -97,7 +102,7 @@ describe("the all-to-all dispatcher recycles the rows it received", () => {
           StorageRecycler.clear()
         },
       ),
-      { numRuns: 4 },
+      { numRuns: 6 },
     )
   })
 

@@ -65,6 +65,9 @@ export const run = (input: Dispatcher.DispatchInput) =>
     // back on the gathered tokens, over ep (this member's experts only).
     const partial = over.reduce(TensorLayout.partialOver, RoutedLayout.permuted(allTokens.layout, p.sortedIndices.length))
     const combined = yield* RoutedLayout.unpermute(TensorLayout.attach(y, partial), Permute.unpermute(y, p.sortedIndices, a, atCombine ? rowProbs : undefined), a)
+    // The permuted rows (this member's own, gathered by the permute) and the experts' output, to
+    // the recycler off the tape.
+    Dispatcher.recycleExpertRows(input, p.permuted, y)
     const own = yield* LaidCollective.reduceScatterV(over, groups.etpEp, combined, allTokens.splits)
     const output = yield* RoutedLayout.leave(own, entered)
     return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert: p.tokensPerExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }

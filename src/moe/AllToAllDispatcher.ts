@@ -37,7 +37,6 @@ import * as TensorLayout from "../dataflow/TensorLayout.js"
 import { reshape } from "../tensor/ops/Shape.js"
 import { hostValues } from "../tensor/ops/Transfer.js"
 import * as Tensor from "../tensor/Tensor.js"
-import * as StorageRecycler from "../tensor/StorageRecycler.js"
 import * as Dispatcher from "./Dispatcher.js"
 import * as Experts from "./Experts.js"
 import * as Permute from "./Permute.js"
@@ -155,15 +154,10 @@ export const run = (input: Dispatcher.DispatchInput) =>
       const back = yield* LaidCollective.allToAllVCombine("ep", groups.ep, own, Chunked.reverse(dispatch), combine, weights)
       combined = yield* RoutedLayout.unpermute(TensorLayout.attach(back.combined, back.received), back.combined, t)
     } else combined = yield* RoutedLayout.unpermute(own, Permute.unpermute(own.tensor, p.sortedIndices, t, atCombine ? rowProbs : undefined), t)
-    // Off the tape, the rows the experts ran on (this member's received rows, or its permuted
-    // ones with one ep member) and the experts' output are dead once the combine has summed
-    // them, unless `compute` retains them (the built-in experts save nothing without a tape):
-    // their memory serves the next step (tensor/StorageRecycler.ts). With etp members the rows
-    // are an allgather's result, which a zero-copy transport shares: left to the collector.
-    if (etpSize === 1 && !(input.computeRetains ?? input.compute !== undefined)) {
-      if (y.hostStorage !== exchanged.tensor.hostStorage) StorageRecycler.recycleTensor(y)
-      StorageRecycler.recycleTensor(exchanged.tensor)
-    }
+    // The rows the experts ran on (this member's received rows, or its permuted ones with one
+    // ep member) and their output, to the recycler off the tape. With etp members the rows are
+    // an allgather's result, which a zero-copy transport shares: left to the collector.
+    if (etpSize === 1) Dispatcher.recycleExpertRows(input, exchanged.tensor, y)
     const output = yield* RoutedLayout.leave(combined, entered)
     return { output: output.tensor, layout: output.layout, report: { rowsPerLocalExpert, plan: p.plan } satisfies Dispatcher.DispatchReport }
   })

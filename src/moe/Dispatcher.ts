@@ -8,6 +8,7 @@
 import type { Group } from "../comm/Group.js"
 import type * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as ConfigError from "../errors/ConfigError.js"
+import * as StorageRecycler from "../tensor/StorageRecycler.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as DispatchPlan from "./DispatchPlan.js"
 import type * as Experts from "./Experts.js"
@@ -87,4 +88,19 @@ export interface DispatchReport {
 export const localExperts = (numExperts: number, ep: number): number => {
   if (numExperts % ep !== 0) throw ConfigError.make("experts", numExperts, `is not divisible by ep = ${ep}`, `use a multiple of ${ep} experts or a smaller ep`)
   return numExperts / ep
+}
+
+/**
+ * Off the tape, the rows a dispatcher's experts ran on and the experts' output are dead once
+ * the combine has summed them, unless `compute` retains them (the built-in experts save nothing
+ * without a tape): hands both back to the storage recycler, whose next requests reuse their
+ * memory (tensor/StorageRecycler.ts declines tensors on a tape and storage it did not make).
+ * `rows` must be the dispatcher's own (never an allgather's result, which a zero-copy transport
+ * shares) and nothing of the dispatcher's may read either afterwards.
+ * @category mutations
+ */
+export const recycleExpertRows = (input: DispatchInput, rows: Tensor.Tensor, output: Tensor.Tensor): void => {
+  if (input.computeRetains ?? input.compute !== undefined) return
+  if (output.hostStorage !== rows.hostStorage) StorageRecycler.recycleTensor(output)
+  StorageRecycler.recycleTensor(rows)
 }
