@@ -1,6 +1,6 @@
 /**
  * StorageRecycler: large storage handed back by code that knows it is dead, and handed out
- * again to the next request of the same size, instead of leaving it to V8.
+ * again to a later request of its size class, instead of leaving it to V8.
  *
  * Why: a fresh multi-MiB ArrayBuffer is costly here beyond its malloc. V8 counts young array
  * buffers' bytes and, past 16 MiB of them, runs a scavenge at the next allocation; a buffer
@@ -11,7 +11,8 @@
  * V8's collector and allocation (bench/README.md, moe suite).
  *
  * Safety: only code that made a storage and knows every reader of it hands it back (today the
- * all-to-all dispatcher, for the rows it received, off the tape). The buffer itself is kept and
+ * MoE dispatchers, off the tape: the rows their experts ran on and the experts' output,
+ * moe/Dispatcher.ts recycleExpertRows). The buffer itself is kept and
  * handed out again, so a reader that broke that promise would see the next owner's values. The
  * test suites therefore run in checking mode (PLEAT_POISON_UNINITIALIZED=1, which they set, or
  * PLEAT_RECYCLE=check): there a recycled storage's ArrayBuffer is detached (its memory moves to a
@@ -19,10 +20,11 @@
  * 0: a use after recycling fails loudly (native kernels reject the length, JavaScript reads
  * undefined, NaN in arithmetic). Checking is not the default because the new ArrayBuffer counts
  * as freshly allocated to V8: measured, 2.1 scavenges a step of the EP 2 dispatcher against 1.1
- * when the buffer is kept (2.9 without recycling). Only whole unshared buffers of at least
- * `minBytes` are taken; views into slabs, SharedArrayBuffers and parts of a buffer are left to
- * the collector. The pool keeps at most `capBytes`; past it, recycling declines (the storage is
- * freed by V8 as before). PLEAT_RECYCLE=0 turns recycling off (every `recycle` declines).
+ * when the buffer is kept (2.9 without recycling). Only the very storage this module handed out
+ * (DType's unshared allocations of at least `minBytes`) is taken back; views into slabs,
+ * SharedArrayBuffers, parts of a buffer and buffers made elsewhere are left to the collector.
+ * The pool keeps at most `capBytes`; past it, recycling declines (the storage is freed by V8 as
+ * before). PLEAT_RECYCLE=0 turns recycling off (every `recycle` declines).
  */
 import type * as DType from "./DType.js"
 import type { Tensor } from "./Tensor.js"
