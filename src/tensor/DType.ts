@@ -72,8 +72,10 @@ const carve = (dtype: DType, size: number, bytes: number): Storage => {
  * New zeroed storage of `size` elements. Unshared storage of up to 64 KB is a view of a slab, a
  * larger ArrayBuffer that many tensors share (each byte handed out once, zeroed here; the slab is
  * freed with its last view): one ArrayBuffer per tensor made
- * allocation and garbage collection most of a small model's step. Code that needs the bytes of
- * a storage uses its byteOffset and byteLength, never its whole buffer.
+ * allocation and garbage collection most of a small model's step. Larger unshared storage is
+ * the start of a buffer of its own, rounded up to a size class (StorageRecycler, which may hand
+ * out a buffer given back). Code that needs the bytes of a storage uses its byteOffset and
+ * byteLength, never its whole buffer.
  * @category constructors
  */
 export const allocate = (dtype: DType, size: number, shared = false): Storage => {
