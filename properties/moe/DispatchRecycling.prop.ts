@@ -3,81 +3,38 @@
 // memory. Steps run back to back give the same bits as with recycling declined (computeRetains),
 // all-to-all (EP 1: the permuted rows; EP 2 and 4: the received rows) and allgather (the
 // permuted gathered rows), with identity experts and with the SwiGLU experts, rows of more than
-// the recycler's 1 MiB; and a `compute` that keeps its rows while saying it does not finds them
+// the recycler's 1 MiB, on the local backend and on worker threads (copying and zero-copy); and a `compute` that keeps its rows while saying it does not finds them
 // detached (the suites' checking mode), not overwritten by the next step.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import type * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
-import * as AllGatherDispatcher from "../../src/moe/AllGatherDispatcher.js"
 import * as AllToAllDispatcher from "../../src/moe/AllToAllDispatcher.js"
 import type * as Dispatcher from "../../src/moe/Dispatcher.js"
 import * as RoutingMap from "../../src/moe/RoutingMap.js"
 import * as Job from "../../src/runtime/Job.js"
 import * as StorageRecycler from "../../src/tensor/StorageRecycler.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
-import { rng } from "../tensor/gradcheck.js"
 import { seed } from "./arbitraries.js"
 import { identityExperts } from "./identityExperts.js"
+import * as Backend from "../../src/runtime/Backend.js"
+import * as LocalBackend from "../../src/runtime/LocalBackend.js"
+import * as RankProgram from "../../src/runtime/RankProgram.js"
+import * as ThreadsBackend from "../../src/runtime/ThreadsBackend.js"
+import { type RecyclingArgs, type RecyclingResult, hidden } from "./recyclingSteps.js"
 
-const hidden = 1024
-/** Either dispatcher's entry point (the output is what this file reads). */
-type Dispatch = (input: Dispatcher.DispatchInput) => Effect.Effect<{ readonly output: Tensor.Tensor }, unknown, Comm.Communicator>
-const bitsOf = (t: Tensor.Tensor): Array<number> => Array.from(new Uint32Array(Float32Array.from(t.data).buffer))
+/** The backends the steps run on: one thread, and workers (2 ranks a thread, copying and zero-copy). */
+const layers = {
+  local: LocalBackend.layer(),
+  threads: ThreadsBackend.layer({ workers: 2 }),
+  "threads-zero-copy": ThreadsBackend.layer({ workers: 2, copy: false }),
+} as const
 
-/** `steps` dispatcher steps of fresh random tokens on every rank of EP `ep`: each step's output bits per rank. */
-const steps = (ep: number, s: number, count: number, experts: "identity" | "swiglu", keeps: boolean, probsAt: Dispatcher.ProbsAt, dispatcher: Dispatch) =>
-  Job.runPromise({ world: ep }, (rank) =>
-    Effect.gen(function* () {
-      const config = ParallelConfig.make({ world: ep, ep, etp: 1 })
-      const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
-      const numExperts = 2 * ep
-      const r = rng(s + 101 * rank)
-      const local = numExperts / ep
-      const ffn = 8
-      const weight = (shape: Array<number>) =>
-        Tensor.fromArray(
-          Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (r() - 0.5) * 0.2),
-          shape,
-        )
-      const w = { wGate: weight([local, hidden, ffn]), wUp: weight([local, hidden, ffn]), wDown: weight([local, ffn, hidden]) }
-      const out: Array<Array<number>> = []
-      for (let i = 0; i < count; i++) {
-        // 320-351 tokens, each to 2 of the experts: ~640 rows of 4 KiB to receive, more than the
-        // recycler's 1 MiB, a little more or less from step to step (as routing varies).
-        const t = 320 + Math.floor(r() * 32)
-        const mask = new Array<number>(t * numExperts).fill(0)
-        for (let k = 0; k < t; k++) {
-          const first = Math.floor(r() * numExperts)
-          mask[k * numExperts + first] = 1
-          mask[k * numExperts + ((first + 1 + Math.floor(r() * (numExperts - 1))) % numExperts)] = 1
-        }
-        const tokens = Tensor.fromArray(
-          Float32Array.from({ length: t * hidden }, () => r() * 2 - 1),
-          [t, hidden],
-        )
-        const probs = Tensor.fromArray(
-          mask.map((m) => m * r()),
-          [t, numExperts],
-        )
-        const { output } = yield* dispatcher({
-          tokens,
-          probs,
-          map: RoutingMap.make(t, numExperts, Uint8Array.from(mask)),
-          numExperts,
-          experts: w,
-          groups,
-          ...(experts === "identity" ? { compute: identityExperts } : {}),
-          computeRetains: keeps,
-          probsAt,
-        })
-        out.push(bitsOf(output))
-      }
-      return out
-    }),
-  )
+const module = new URL("./recyclingSteps.ts", import.meta.url)
+
+const steps = (backend: keyof typeof layers, args: RecyclingArgs): Promise<ReadonlyArray<RecyclingResult>> =>
+  Effect.runPromise(Effect.provide(Backend.run<RecyclingResult>({ world: args.ep, program: RankProgram.make(module, "recyclingSteps", args), timeoutMs: 30_000 }), layers[backend]))
 
 describe("the dispatchers recycle the rows their experts ran on", () => {
   test("steps give the same bits with and without recycling, and the memory is reused", async () => {
@@ -87,22 +44,21 @@ describe("the dispatchers recycle the rows their experts ran on", () => {
         seed,
         fc.constantFrom<"identity" | "swiglu">("identity", "swiglu"),
         fc.constantFrom<Dispatcher.ProbsAt>("experts", "combine"),
-        fc.constantFrom<Dispatch>(AllToAllDispatcher.run, AllGatherDispatcher.run),
-        async (ep, s, experts, probsAt, dispatcher) => {
-          StorageRecycler.clear()
-          const kept = await steps(ep, s, 3, experts, true, probsAt, dispatcher)
-          expect(StorageRecycler.stats().pooledBytes).toBe(0)
-          const before = StorageRecycler.stats()
-          const recycled = await steps(ep, s, 3, experts, false, probsAt, dispatcher)
-          expect(recycled).toEqual(kept)
-          const after = StorageRecycler.stats()
-          // Every rank hands back its received rows each step, and the next steps take memory back.
-          expect(after.recycled - before.recycled).toBeGreaterThanOrEqual(3 * ep)
-          expect(after.reused).toBeGreaterThan(before.reused)
-          StorageRecycler.clear()
+        fc.constantFrom<RecyclingArgs["dispatcher"]>("all-to-all", "allgather"),
+        fc.constantFrom<keyof typeof layers>("local", "threads", "threads-zero-copy"),
+        async (ep, s, experts, probsAt, dispatcher, backend) => {
+          const args = { ep, seed: s, steps: 3, experts, probsAt, dispatcher }
+          const kept = await steps(backend, { ...args, retains: true })
+          expect(kept.every((r) => r.recycled === 0)).toBe(true)
+          const recycled = await steps(backend, { ...args, retains: false })
+          expect(recycled.map((r) => r.outputs)).toEqual(kept.map((r) => r.outputs))
+          // Every rank hands back its rows each step (each result is the member's own buffer,
+          // zero-copy transports included), and later steps take memory back.
+          for (const r of recycled) expect(r.recycled).toBeGreaterThanOrEqual(3)
+          expect(recycled.some((r) => r.reused > 0)).toBe(true)
         },
       ),
-      { numRuns: 6 },
+      { numRuns: 10 },
     )
   })
 
