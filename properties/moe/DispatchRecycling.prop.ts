@@ -8,8 +8,6 @@
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import * as Group from "../../src/comm/Group.js"
-import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as AllToAllDispatcher from "../../src/moe/AllToAllDispatcher.js"
 import type * as Dispatcher from "../../src/moe/Dispatcher.js"
 import * as RoutingMap from "../../src/moe/RoutingMap.js"
@@ -22,7 +20,7 @@ import * as Backend from "../../src/runtime/Backend.js"
 import * as LocalBackend from "../../src/runtime/LocalBackend.js"
 import * as RankProgram from "../../src/runtime/RankProgram.js"
 import * as ThreadsBackend from "../../src/runtime/ThreadsBackend.js"
-import { type RecyclingArgs, type RecyclingResult, hidden } from "./recyclingSteps.js"
+import { epGroups, hidden, type RecyclingArgs, type RecyclingResult } from "./recyclingSteps.js"
 
 /** The backends the steps run on: one thread, and workers (2 ranks a thread, copying and zero-copy). */
 const layers = {
@@ -68,8 +66,7 @@ describe("the dispatchers recycle the rows their experts ran on", () => {
     const kept: Array<Tensor.Tensor> = []
     await Job.runPromise({ world: ep }, (rank) =>
       Effect.gen(function* () {
-        const config = ParallelConfig.make({ world: ep, ep, etp: 1 })
-        const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
+        const groups = epGroups(ep, rank)
         const t = 512
         const mask = Array.from({ length: t * 4 }, (_, i) => (i % 4 === (Math.floor(i / 4) + rank) % 4 || i % 4 === (Math.floor(i / 4) + rank + 2) % 4 ? 1 : 0))
         const empty = Tensor.zeros([0, 0, 0])

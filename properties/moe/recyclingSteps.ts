@@ -32,6 +32,12 @@ export interface RecyclingResult {
 
 export const hidden = 1024
 
+/** Rank `rank`'s expert groups when all `ep` ranks form one ep group (etp 1). */
+export const epGroups = (ep: number, rank: number) => {
+  const config = ParallelConfig.make({ world: ep, ep, etp: 1 })
+  return { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
+}
+
 const hashOf = (t: Tensor.Tensor): number => {
   const words = new Uint32Array(Float32Array.from(t.data).buffer)
   let h = 0x811c9dc5
@@ -44,8 +50,7 @@ export const recyclingSteps = (rank: number, raw: unknown) =>
   Effect.gen(function* () {
     const args = raw as RecyclingArgs
     const { ep } = args
-    const config = ParallelConfig.make({ world: ep, ep, etp: 1 })
-    const groups = { ep: Group.ofFamily(config, "ep", rank), etp: Group.ofFamily(config, "etp", rank), etpEp: Group.ofFamily(config, "etp-ep", rank) }
+    const groups = epGroups(ep, rank)
     const numExperts = 2 * ep
     const r = rng(args.seed + 101 * rank)
     const local = numExperts / ep

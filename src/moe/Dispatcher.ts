@@ -48,10 +48,9 @@ export interface DispatchInput {
   /**
    * Whether `compute` may keep a reference to the rows it is given after it returns, or return
    * storage that something else holds (default true for a `compute` of the caller's, false for
-   * the built-in experts). When it does neither and no tape records the rows, the all-to-all
-   * dispatcher hands the rows and `compute`'s output back to the storage recycler once the
-   * combine has summed them (tensor/StorageRecycler.ts): forward-only runs then reuse that
-   * memory step after step.
+   * the built-in experts). When it does neither and no tape records the rows, the dispatchers
+   * hand the rows and `compute`'s output back to the storage recycler once the combine has
+   * summed them (recycleExpertRows): forward-only runs then reuse that memory step after step.
    */
   readonly computeRetains?: boolean
   /**

@@ -94,7 +94,7 @@ export interface MatmulArgs {
    * parameter during one rank's step), so its packed panels are kept and reused by the
    * generation's other products (kernels/packed_b_cache.h); the same bits either way.
    */
-  readonly generation?: number
+  readonly generation?: number | undefined
 }
 
 /**

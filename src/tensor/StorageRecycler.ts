@@ -49,8 +49,8 @@ const free = new Map<number, Array<ArrayBuffer>>()
 /** The storage this module handed out over each of its buffers: only that storage gives it back. */
 const owners = new WeakMap<ArrayBuffer, DType.Storage>()
 let pooledBytes = 0
-let handedOut = 0
-let taken = 0
+let recycledCount = 0
+let reusedCount = 0
 
 /**
  * The size class of a request of `bytes` (at least `minBytes`): rounded up to a sixteenth of
@@ -68,12 +68,14 @@ const reach = 1.25
 
 /** A pooled buffer of the class of `bytes` or of one up to `reach` above it. */
 const take = (bytes: number): ArrayBuffer | undefined => {
+  // Nothing handed back yet (a training step hands back nothing): no lookups.
+  if (pooledBytes === 0) return undefined
   const own = classOf(bytes)
   for (let size = own; size <= own * reach; size = classOf(size + 1)) {
     const buffer = free.get(size)?.pop()
     if (buffer === undefined) continue
     pooledBytes -= size
-    handedOut += 1
+    reusedCount += 1
     return buffer
   }
   return undefined
@@ -117,7 +119,7 @@ export const recycle = (storage: DType.Storage): boolean => {
   if (list === undefined) free.set(bytes, [moved])
   else list.push(moved)
   pooledBytes += bytes
-  taken += 1
+  recycledCount += 1
   return true
 }
 
@@ -133,7 +135,7 @@ export const recycleTensor = (t: Tensor): boolean => t.tape === undefined && t.d
  * What the pool holds and has done on this thread (for tests and the bench).
  * @category getters
  */
-export const stats = (): { readonly pooledBytes: number; readonly recycled: number; readonly reused: number } => ({ pooledBytes, recycled: taken, reused: handedOut })
+export const stats = (): { readonly pooledBytes: number; readonly recycled: number; readonly reused: number } => ({ pooledBytes, recycled: recycledCount, reused: reusedCount })
 
 /**
  * Drop every pooled buffer (the collector frees them).

@@ -47,7 +47,7 @@ const matmul = (p: MatmulArgs): void =>
     strideA: p.strideA,
     strideB: p.strideB,
     accumulate: p.accumulate,
-    ...(p.generation === undefined ? {} : { generation: p.generation }),
+    generation: p.generation,
   })
 
 /** The native grouped expert GEMM, or one native matmul per group with a build that predates it. */

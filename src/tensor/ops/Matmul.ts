@@ -93,8 +93,8 @@ const run = (
 ): Place.Buffer => {
   const kernels = bf16 ?? place.kernels(dtype)
   // A weight unchanged within its step (StableWeights) as B: its packed panels are kept.
-  const stable = generation === undefined || bf16 !== undefined || place.runtime !== undefined ? {} : { generation }
-  const product = (out: Place.Buffer, accumulate: boolean): void => kernels.matmul({ ...gemmArgs(a, b, out, l, transA, transB, accumulate), ...stable })
+  const stable = bf16 !== undefined || place.runtime !== undefined ? undefined : generation
+  const product = (out: Place.Buffer, accumulate: boolean): void => kernels.matmul(gemmArgs(a, b, out, l, transA, transB, accumulate, stable))
   // A thin weight gradient (few rows) waits to run with the step's others (GradAccumulator);
   // where it computes: a device's accumulator is a device array, the host's host storage.
   const here = into !== undefined && (place.runtime === undefined) === !isDeviceArray(into)
@@ -114,8 +114,8 @@ const run = (
   return out
 }
 
-/** A product's kernel arguments (the same for every dtype's kernel). */
-const gemmArgs = <S>(a: S, b: S, out: S, l: Layout, transA: boolean, transB: boolean, accumulate = false) => ({
+/** A product's kernel arguments (the same for every dtype's kernel); `generation`: B's step generation (StableWeights), if kept. */
+const gemmArgs = <S>(a: S, b: S, out: S, l: Layout, transA: boolean, transB: boolean, accumulate = false, generation?: number) => ({
   a,
   b,
   out,
@@ -128,6 +128,7 @@ const gemmArgs = <S>(a: S, b: S, out: S, l: Layout, transA: boolean, transB: boo
   strideA: l.strideA,
   strideB: l.strideB,
   accumulate,
+  generation,
 })
 
 /** The forward product: a bf16 run's products on a bf16 tape (Bf16Matmul's rule), the place's kernels otherwise. */
