@@ -13,6 +13,8 @@
  *   gatherRows / scatterAddRows ROWSxCOLS: GB/s counting rows * cols * 4 bytes read + the same
  *     written + the int32 index, vs memcpyBandwidth(rows * cols * 4) (also read + write).
  *   softmaxRows / rmsnormRows ROWSxCOLS: GB/s of x read + out written, vs the same memcpy.
+ *   small products with B from memory / in cache (bench/coldProducts.ts): B's bytes per second
+ *     on one thread vs memcpyBandwidth of 64 MiB.
  *   async: matmulAsync latency vs matmul latency for small sizes (limit = the sync latency
  *     measured here, a floor, so ratio - 1 is the relative cost); the fixed overhead (no limit:
  *     nothing measured bounds it); and the measured crossover where the async path pays, with
@@ -24,6 +26,7 @@ import { Bench } from "tinybench"
 import * as Cpu from "../../src/native/Cpu.js"
 import * as CpuBf16 from "../../src/native/CpuBf16.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
+import { coldProductRecords } from "../coldProducts.js"
 import { type BenchContext, type BenchRecord, batchFor, gbPerSecond, measure, record } from "../harness.js"
 import { fmaPeak, memcpyBandwidth } from "../limits.js"
 
@@ -249,7 +252,7 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   const cores = Cpu.cpuFeatures().cores
   const before = Cpu.threads()
   try {
-    return [...(await matmulRecords(ctx, cores)), ...(await rowRecords(ctx, cores)), ...(await asyncRecords(ctx, cores))]
+    return [...(await matmulRecords(ctx, cores)), ...(await coldProductRecords(ctx)), ...(await rowRecords(ctx, cores)), ...(await asyncRecords(ctx, cores))]
   } finally {
     Cpu.setThreads(before)
   }

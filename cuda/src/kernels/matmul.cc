@@ -71,7 +71,8 @@ bool direct_slice(const gemm::Tile& t, const GemmArgs& g, const float* a, const 
       const int cols = static_cast<int>(std::min(nr, s.n1 - jr));
       for (size_t ir = 0; ir < mc; ir += mr) {
         const int rows = static_cast<int>(std::min(mr, mc - ir));
-        t.direct(kc, pa + ir * kc, b + pc * ldb + jr, ldb, c + (s.m0 + ir) * ldc + jr, ldc, add, rows, cols);
+        const gemm::DirectKernel kernel = ir == 0 ? t.direct_first : t.direct;
+        kernel(kc, pa + ir * kc, b + pc * ldb + jr, ldb, c + (s.m0 + ir) * ldc + jr, ldc, add, rows, cols);
       }
     }
   }

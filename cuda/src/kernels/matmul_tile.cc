@@ -24,6 +24,22 @@ namespace gemm {
 
 namespace {
 
+// Software prefetch distances for B read where it lies in memory (issue 14, measured on Zen 5
+// with the caches flushed between products: see bench/README.md's tensor suite). Rows of B a
+// small-m product reads in place are ldb apart and each of the 16 rows a transposing pack reads
+// is a stream of its own; the hardware prefetchers follow neither well, so a product whose B
+// comes from memory ran latency-bound (a [16, 256] x [256, 256] product: 68 us cold, 16 hot).
+#ifndef PLEAT_DIRECT_PREFETCH
+#define PLEAT_DIRECT_PREFETCH 64
+#endif
+#ifndef PLEAT_PACK_PREFETCH
+#define PLEAT_PACK_PREFETCH 8
+#endif
+// The small-m kernel asks for B's row p + kDirectPrefetchRows while it multiplies row p.
+constexpr size_t kDirectPrefetchRows = PLEAT_DIRECT_PREFETCH;
+// The transposing pack asks, in each of its 16 rows, for the line this many lines ahead.
+constexpr size_t kPackPrefetchLines = PLEAT_PACK_PREFETCH;
+
 // ---- packers (baseline code: they move bytes, the micro-kernel does the arithmetic) ------------
 
 template <int W>
@@ -113,6 +129,9 @@ __attribute__((target("avx512f"))) void pack_b_avx512(const float* b, size_t ldb
       const float* rows[16];
       for (size_t i = 0; i < 16; ++i) rows[i] = b + (j0 + jr + g + i) * ldb + p0;
       for (size_t p = 0; p < k16; p += 16) {
+        // Each of the 16 rows is a stream of its own, more than the hardware prefetchers follow
+        // when B comes from memory: ask for the line kPackPrefetchLines ahead in each.
+        for (size_t i = 0; i < 16; ++i) _mm_prefetch(reinterpret_cast<const char*>(rows[i] + 16 * kPackPrefetchLines), _MM_HINT_T0);
         transpose16(rows, dst + p * W + g, W);
         for (size_t i = 0; i < 16; ++i) rows[i] += 16;
       }
@@ -137,7 +156,7 @@ inline void prefetch_tile(const float* c, size_t ldc, int rows, int row_bytes) {
 // One register tile's k loop, its B rows either in a packed panel (kInPlace false: aligned,
 // 16 NV floats apart) or where B lies (true: `ldb` apart, lanes past `cols` not read: the
 // small-m kernel of matmul_tile.h). The same FMA chain either way.
-template <int MR, int NV, bool kInPlace>
+template <int MR, int NV, bool kInPlace, bool kPrefetch = false>
 __attribute__((target("avx512f"), always_inline)) inline void tile_avx512(size_t kc, const float* __restrict ap, const float* __restrict bp,
                                                                           size_t ldb, float* c, size_t ldc, bool add, int rows, int cols) {
   __m512 acc[MR][NV];
@@ -154,6 +173,11 @@ __attribute__((target("avx512f"), always_inline)) inline void tile_avx512(size_t
   }
   prefetch_tile(c, ldc, rows, 64 * NV);
   for (size_t p = 0; p < kc; ++p) {
+    if constexpr (kPrefetch) {
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        if (16 * v < cols) _mm_prefetch(reinterpret_cast<const char*>(bp + kDirectPrefetchRows * ldb + 16 * v), _MM_HINT_T0);
+    }
     __m512 bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = kInPlace ? _mm512_maskz_loadu_ps(lanes[v], bp + 16 * v) : _mm512_load_ps(bp + 16 * v);
@@ -175,10 +199,10 @@ __attribute__((target("avx512f"))) void kernel_avx512(size_t kc, const float* __
   tile_avx512<MR, NV, false>(kc, ap, bp, 0, c, ldc, add, rows, cols);
 }
 
-template <int MR, int NV>
+template <int MR, int NV, bool kPrefetch>
 __attribute__((target("avx512f"))) void direct_avx512(size_t kc, const float* __restrict ap, const float* __restrict b, size_t ldb, float* c,
                                                       size_t ldc, bool add, int rows, int cols) {
-  tile_avx512<MR, NV, true>(kc, ap, b, ldb, c, ldc, add, rows, cols);
+  tile_avx512<MR, NV, true, kPrefetch>(kc, ap, b, ldb, c, ldc, add, rows, cols);
 }
 
 // ---- AVX2 + FMA --------------------------------------------------------------------------------
@@ -256,11 +280,11 @@ constexpr int kMrScalar = 4, kNrScalar = 8;
 
 const Tile kAvx512{kMr512, 16 * kNv512, 256, kMr512 * 48, 4096,
                    kernel_avx512<kMr512, kNv512>, pack_a<kMr512>, pack_b_avx512<16 * kNv512>,
-                   direct_avx512<kMr512, kNv512>};
+                   direct_avx512<kMr512, kNv512, false>, direct_avx512<kMr512, kNv512, true>};
 const Tile kAvx2{kMr256, 8 * kNv256, 256, kMr256 * 48, 4096,
-                 kernel_avx2<kMr256, kNv256>, pack_a<kMr256>, pack_b<8 * kNv256>, nullptr};
+                 kernel_avx2<kMr256, kNv256>, pack_a<kMr256>, pack_b<8 * kNv256>, nullptr, nullptr};
 const Tile kScalar{kMrScalar, kNrScalar, 256, 128, 2048,
-                   kernel_scalar<kMrScalar, kNrScalar>, pack_a<kMrScalar>, pack_b<kNrScalar>, nullptr};
+                   kernel_scalar<kMrScalar, kNrScalar>, pack_a<kMrScalar>, pack_b<kNrScalar>, nullptr, nullptr};
 
 }  // namespace
 

@@ -45,6 +45,10 @@ struct Tile {
   PackB pack_b;
   // The small-m kernel (nullptr where the ISA has none: those products keep the panels).
   DirectKernel direct;
+  // The same kernel asking for B's rows ahead of its k loop (software prefetch): for the first
+  // tile of a column strip, which brings the strip of B in from memory; the strip's later tiles
+  // find it in the caches and run `direct` (the same bits either way).
+  DirectKernel direct_first;
 };
 
 const Tile& tile_for(Isa isa);
