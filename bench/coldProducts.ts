@@ -14,20 +14,10 @@
  */
 import * as Cpu from "../src/native/Cpu.js"
 import * as CpuOptional from "../src/native/CpuOptional.js"
-import { type BenchContext, type BenchRecord, measure, record } from "./harness.js"
+import { type BenchContext, type BenchRecord, filled, measure, record } from "./harness.js"
 import { memcpyBandwidth } from "./limits.js"
 
 const span = 64 * 2 ** 20
-
-const random = (n: number, seed: number): Float32Array => {
-  const out = new Float32Array(n)
-  let s = seed
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0
-    out[i] = s / 4294967296 - 0.5
-  }
-  return out
-}
 
 interface Product {
   readonly name: string
@@ -39,7 +29,7 @@ interface Product {
 }
 
 const products = (): ReadonlyArray<Product> => {
-  const x = random(16 * 256, 1)
+  const x = filled(16 * 256, 1)
   const out = new Float32Array(16 * 256)
   const dense: Array<Product> = [
     {
@@ -59,8 +49,8 @@ const products = (): ReadonlyArray<Product> => {
   if (grouped === undefined) return dense
   const experts = 8
   const rows = new Int32Array(experts).fill(4)
-  const xe = random(experts * 4 * 256, 2)
-  const ge = random(experts * 4 * 32, 3)
+  const xe = filled(experts * 4 * 256, 2)
+  const ge = filled(experts * 4 * 32, 3)
   const ye = new Float32Array(experts * 4 * 32)
   const dx = new Float32Array(experts * 4 * 256)
   return [
@@ -84,7 +74,7 @@ export const coldProductRecords = async (ctx: BenchContext): Promise<Array<Bench
     const limit = await memcpyBandwidth(span)
     for (const p of products()) {
       const count = Math.ceil(span / (4 * p.weight))
-      const weights = Array.from({ length: count }, (_, i) => random(p.weight, 10 + i))
+      const weights = Array.from({ length: count }, (_, i) => filled(p.weight, 10 + i))
       let next = 0
       const cold = await measure(`${p.name} cold`, () => p.run(weights[next++ % count] as Float32Array), { time: 250, warmupTime: 50 })
       const first = weights[0] as Float32Array

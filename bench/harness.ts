@@ -143,3 +143,17 @@ export const wallSeconds = async (f: () => Promise<unknown>, repeats: number): P
   for (let i = 0; i < repeats; i++) await f()
   return (performance.now() - started) / 1000 / repeats
 }
+
+/**
+ * `n` pseudo-random floats in [-0.05, 0.05) from `seed` (an LCG: the same values every run).
+ * @category constructors
+ */
+export const filled = (n: number, seed: number): Float32Array => {
+  const out = new Float32Array(n)
+  let s = seed
+  for (let i = 0; i < n; i++) {
+    s = (s * 1103515245 + 12345) >>> 0
+    out[i] = (s / 4294967296 - 0.5) * 0.1
+  }
+  return out
+}

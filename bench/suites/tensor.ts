@@ -27,7 +27,7 @@ import * as Cpu from "../../src/native/Cpu.js"
 import * as CpuBf16 from "../../src/native/CpuBf16.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import { coldProductRecords } from "../coldProducts.js"
-import { type BenchContext, type BenchRecord, batchFor, gbPerSecond, measure, record } from "../harness.js"
+import { type BenchContext, type BenchRecord, batchFor, filled, gbPerSecond, measure, record } from "../harness.js"
 import { fmaPeak, memcpyBandwidth } from "../limits.js"
 
 // Mean seconds per call for slow calls: tinybench's default minimum of 64 iterations would take
@@ -39,16 +39,6 @@ const measureSlow = async (name: string, fn: () => void, iterations = 3, time = 
   const result = bench.tasks[0]?.result
   if (result?.state !== "completed") throw new Error(`bench task ${name} did not complete`)
   return result.latency.mean / 1000
-}
-
-const filled = (n: number, seed: number): Float32Array => {
-  const out = new Float32Array(n)
-  let s = seed
-  for (let i = 0; i < n; i++) {
-    s = (s * 1103515245 + 12345) >>> 0
-    out[i] = (s / 4294967296 - 0.5) * 0.1
-  }
-  return out
 }
 
 interface Shape {

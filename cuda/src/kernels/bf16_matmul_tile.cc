@@ -107,14 +107,6 @@ void pack_b(const float* b, size_t ldb, bool trans, size_t p0, size_t kc, size_t
   }
 }
 
-inline void prefetch_tile(const float* c, size_t ldc, int rows, int row_bytes) {
-  for (int r = 0; r < rows; ++r) {
-    const char* cr = reinterpret_cast<const char*>(c + static_cast<size_t>(r) * ldc);
-    for (int off = 0; off < row_bytes; off += 64) _mm_prefetch(cr + off, _MM_HINT_T0);
-    _mm_prefetch(cr + row_bytes - 1, _MM_HINT_T0);
-  }
-}
-
 // ---- AVX512-BF16 micro-kernel -------------------------------------------------------------------
 
 template <int MR, int NV>

@@ -25,6 +25,7 @@
 #include "matmul.h"
 #include "scratch.h"
 #include "thread_pool.h"
+#include "tile_store.h"
 
 namespace pleat {
 namespace gemm_driver {
@@ -40,25 +41,12 @@ inline size_t balanced_block(size_t total, size_t max_block, size_t align) {
   return aligned <= max_block ? aligned : block;
 }
 
-// A k block this short gives a tile's own prefetch of its out rows (matmul_tile.cc) no time to
-// land before the tile adds into them: the weight gradient of an expert that got a few rows is
+// A k block this short gives a tile's own prefetch of its out rows (tile_store.h) no time to land
+// before the tile adds into them: the weight gradient of an expert that got a few rows is
 // [in, out] += x^T g over k = those rows, its accumulator read from memory tile by tile. Such
-// loops ask for the out rows kOutAheadTiles tiles further down the strip instead.
-#ifndef PLEAT_OUT_AHEAD
-#define PLEAT_OUT_AHEAD 4
-#endif
+// loops ask for the out rows of the tile kOutAheadTiles further down the strip instead.
 constexpr size_t kShortK = 16;
-constexpr size_t kOutAheadTiles = PLEAT_OUT_AHEAD;
-
-// Prefetches the out rows [ahead, ahead + mr) of the strip (those below mc only), `cols` floats
-// each; `c_tile` is the current tile's out (row `ir` of the strip).
-inline void prefetch_out_rows(const float* c_tile, size_t ldc, size_t ahead, size_t mc, size_t mr, size_t ir, int cols) {
-  if (kOutAheadTiles == 0) return;
-  for (size_t r = ahead; r < ahead + mr && r < mc; ++r) {
-    const char* row = reinterpret_cast<const char*>(c_tile + (r - ir) * ldc);
-    for (int off = 0; off < cols * 4; off += 64) __builtin_prefetch(row + off, 1, 3);
-  }
-}
+constexpr size_t kOutAheadTiles = 4;
 
 struct Slice {
   size_t m0, m1, n0, n1;
@@ -95,12 +83,14 @@ bool slice_with(const Tile& t, size_t k_units, Scratch<Panel>& pack_a, const Gem
       for (size_t ic = s.m0; ic < s.m1; ic += mc_max) {
         const size_t mc = std::min(mc_max, s.m1 - ic);
         t.pack_a(a, lda, g.trans_a, ic, mc, pc, kc, pa);
+        const bool out_ahead = add && ku <= kShortK;
         for (size_t jr = 0; jr < nc; jr += nr) {
           const int cols = static_cast<int>(std::min(nr, nc - jr));
           const Panel* bp = pb + jr * ku;
           for (size_t ir = 0; ir < mc; ir += mr) {
             const int rows = static_cast<int>(std::min(mr, mc - ir));
-            if (ku <= kShortK && add) prefetch_out_rows(c + (ic + ir) * ldc + jc + jr, ldc, ir + kOutAheadTiles * mr, mc, mr, ir, cols);
+            const size_t ahead = ir + kOutAheadTiles * mr;
+            if (out_ahead && ahead < mc) prefetch_tile(c + (ic + ahead) * ldc + jc + jr, ldc, static_cast<int>(std::min(mr, mc - ahead)), cols * 4);
             t.kernel(ku, pa + ir * ku, bp, c + (ic + ir) * ldc + jc + jr, ldc, add, rows, cols);
           }
         }

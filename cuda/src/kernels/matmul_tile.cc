@@ -29,16 +29,10 @@ namespace {
 // small-m product reads in place are ldb apart and each of the 16 rows a transposing pack reads
 // is a stream of its own; the hardware prefetchers follow neither well, so a product whose B
 // comes from memory ran latency-bound (a [16, 256] x [256, 256] product: 68 us cold, 16 hot).
-#ifndef PLEAT_DIRECT_PREFETCH
-#define PLEAT_DIRECT_PREFETCH 64
-#endif
-#ifndef PLEAT_PACK_PREFETCH
-#define PLEAT_PACK_PREFETCH 8
-#endif
 // The small-m kernel asks for B's row p + kDirectPrefetchRows while it multiplies row p.
-constexpr size_t kDirectPrefetchRows = PLEAT_DIRECT_PREFETCH;
+constexpr size_t kDirectPrefetchRows = 64;
 // The transposing pack asks, in each of its 16 rows, for the line this many lines ahead.
-constexpr size_t kPackPrefetchLines = PLEAT_PACK_PREFETCH;
+constexpr size_t kPackPrefetchLines = 8;
 
 // ---- packers (baseline code: they move bytes, the micro-kernel does the arithmetic) ------------
 
@@ -139,15 +133,6 @@ __attribute__((target("avx512f"))) void pack_b_avx512(const float* b, size_t ldb
         for (size_t i = 0; i < 16; ++i) dst[p * W + g + i] = rows[i][p - k16];
       }
     }
-  }
-}
-
-// The out tile's lines (rows x row_bytes from c), so the kernel's final loads and stores hit L1.
-inline void prefetch_tile(const float* c, size_t ldc, int rows, int row_bytes) {
-  for (int r = 0; r < rows; ++r) {
-    const char* cr = reinterpret_cast<const char*>(c + static_cast<size_t>(r) * ldc);
-    for (int off = 0; off < row_bytes; off += 64) _mm_prefetch(cr + off, _MM_HINT_T0);
-    _mm_prefetch(cr + row_bytes - 1, _MM_HINT_T0);  // the row may straddle one more line
   }
 }
 

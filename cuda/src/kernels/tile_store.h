@@ -1,7 +1,7 @@
-// The write-back of an AVX-512 register tile, shared by the float32 and bf16 GEMM micro-kernels
-// (matmul_tile.cc, bf16_matmul_tile.cc): acc[r][v] holds rows r < MR, columns 16v..16v+15 of
-// the tile; only the first `rows` rows and `cols` columns are real (masked past them), and with
-// `add` the tile is added to what c holds.
+// The out tile of a register tile, shared by the float32 and bf16 GEMMs (matmul_tile.cc,
+// bf16_matmul_tile.cc, gemm_driver.h): its prefetch, and the write-back of an AVX-512 tile, where
+// acc[r][v] holds rows r < MR, columns 16v..16v+15 of the tile; only the first `rows` rows and
+// `cols` columns are real (masked past them), and with `add` the tile is added to what c holds.
 #pragma once
 
 #include <immintrin.h>
@@ -9,6 +9,16 @@
 #include <cstddef>
 
 namespace pleat {
+
+// Asks for the lines of `rows` rows of `row_bytes` from c (rows ldc floats apart), so that the
+// tile's final loads and stores hit L1.
+inline void prefetch_tile(const float* c, size_t ldc, int rows, int row_bytes) {
+  for (int r = 0; r < rows; ++r) {
+    const char* cr = reinterpret_cast<const char*>(c + static_cast<size_t>(r) * ldc);
+    for (int off = 0; off < row_bytes; off += 64) _mm_prefetch(cr + off, _MM_HINT_T0);
+    _mm_prefetch(cr + row_bytes - 1, _MM_HINT_T0);  // the row may straddle one more line
+  }
+}
 
 template <int MR, int NV>
 __attribute__((target("avx512f"), always_inline)) inline void store_tile_avx512(__m512 (&acc)[MR][NV], float* c, size_t ldc, int rows, int cols,
