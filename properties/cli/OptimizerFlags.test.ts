@@ -60,6 +60,24 @@ describe("optimizer flags", () => {
     )
   })
 
+  test("the default learning rate follows the width: 3e-2 up to hidden 32, 3e-2 * 32 / hidden above; --lr wins", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 500 }), (heads, steps) => {
+        const hidden = heads * 4 * 4
+        const one = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
+        const o = optimizerOf([...one, "--hidden", String(hidden), "--heads", String(heads), "--kv-heads", "1", "--steps", String(steps)])
+        const want = hidden <= 32 ? 3e-2 : (3e-2 * 32) / hidden
+        expect(o.lr).toBeCloseTo(want, 15)
+        expect(o.minLr).toBeCloseTo(want / 10, 15)
+        expect(o.lr).toBe(Optimizer.defaults(steps, hidden).lr)
+        const given = optimizerOf([...one, "--hidden", String(hidden), "--heads", String(heads), "--kv-heads", "1", "--lr", "0.002"])
+        expect([given.lr, given.minLr]).toEqual([0.002, 0.002 / 10])
+      }),
+      { numRuns: 30 },
+    )
+    expect(optimizerOf(["--hidden", "1024", "--heads", "16", "--kv-heads", "4"]).lr).toBeCloseTo(9.375e-4, 15)
+  })
+
   test("a flag wins over the config file, and --min-lr is kept as given", () => {
     const o = optimizerOf(["--config", configFile({ lr: 0.5, "min-lr": 0.01 }), "--lr", "0.2"])
     expect(o.lr).toBe(0.2)

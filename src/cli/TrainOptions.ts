@@ -308,7 +308,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     })
   }
   const first = resumed?.step ?? 0
-  const optimizer = explained(d, () => Optimizer.configure(c.steps, c))
+  const optimizer = explained(d, () => Optimizer.configure(c.steps, c, model.hidden))
   return {
     setup: {
       parallel,
