@@ -53,15 +53,18 @@ export const rowParallel = (x: Tensor.Tensor, w: Tensor.Tensor, options: Paralle
 
 /**
  * The column-parallel product on laid rows: whole rows in (gathered under SP, copied in
- * otherwise), this member's block of the `columns` out.
+ * otherwise), this member's block of the `columns` out. `transposed`: w is held as
+ * [out block, in] (a tied output layer's block of the embedding table), and the product reads
+ * it transposed (x W^T) instead of a transposed copy of it a micro-batch and another of its
+ * gradient.
  * @category combinators
  */
-export const columnParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string) =>
+export const columnParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string, transposed = false) =>
   Effect.gen(function* () {
     const full = options.sequenceParallel ? yield* LaidCollective.allGather("tp", options.tp, x) : yield* LaidCollective.copyToGroup("tp", options.tp, x)
     const n = options.tp.ranks.length
-    const out = TensorLayout.dim(columns, (w.shape[1] as number) * n, [{ axis: "tp", size: n }])
-    return TensorLayout.attach(matmul(full.tensor, w), TensorLayout.withLastDim(full.layout, out))
+    const out = TensorLayout.dim(columns, (w.shape[transposed ? 0 : 1] as number) * n, [{ axis: "tp", size: n }])
+    return TensorLayout.attach(matmul(full.tensor, w, { transB: transposed }), TensorLayout.withLastDim(full.layout, out))
   })
 
 /**

@@ -6,9 +6,10 @@
  *   -> scaled by 1 / (cp * M * dp)
  *
  * The output layer's weight [H, vocab/tp] is the `output` parameter with untied embeddings; tied
- * (the default), it is this rank's block of the embedding table [vocab/tp, H] transposed: the
- * embedding's vocabulary rows split over tp are the output's columns split over tp, so the
- * logits and the cross-entropy are laid out the same either way. Its gradient flows back into
+ * (the default), it is this rank's block of the embedding table [vocab/tp, H], which the
+ * product reads transposed (no copy): the embedding's vocabulary rows split over tp are the
+ * output's columns split over tp, so the logits and the cross-entropy are laid out the same
+ * either way. Its gradient flows back into
  * the embedding (on the tape at pp = 1; into the last stage's copy at pp > 1, Params).
  *
  * The loss of one cp rank is the mean over its own rows, so the shares are partial sums over
@@ -23,7 +24,6 @@ import * as ParallelLinear from "../dataflow/ParallelLinear.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import { scale } from "../tensor/ops/Elementwise.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
-import * as Shape from "../tensor/ops/Shape.js"
 import type * as ModelContext from "./ModelContext.js"
 
 /** The operator's name in errors and traces. */
@@ -39,8 +39,10 @@ export const make = (c: ModelContext.ModelContext, targets: Int32Array, layouts:
     Effect.gen(function* () {
       const tp = c.groups.tp
       const normed = TensorLayout.attach(rmsNorm(x.tensor, c.param("finalNorm")), x.layout)
-      const weight = c.sizes.untieEmbeddings === true ? c.param("output") : Shape.transpose(c.param("embedding"), 0, 1)
-      const logits = yield* ParallelLinear.columnParallelLaid(normed, weight, { tp, sequenceParallel: c.sequenceParallel }, "vocab")
+      // Tied: the embedding block [vocab/tp, H] read transposed by the product.
+      const tied = c.sizes.untieEmbeddings !== true
+      const weight = tied ? c.param("embedding") : c.param("output")
+      const logits = yield* ParallelLinear.columnParallelLaid(normed, weight, { tp, sequenceParallel: c.sequenceParallel }, "vocab", tied)
       const ce = yield* VocabParallel.crossEntropyLaid(logits, targets, c.sizes.vocab, tp)
       return TensorLayout.attach(scale(ce.tensor, 1 / (c.groups.cp.ranks.length * c.microBatchesPerStep)), ce.layout)
     }),
