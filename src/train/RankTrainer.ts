@@ -336,11 +336,15 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
           lossShare,
         )
       // A non-finite loss or gradient stops the run here, on the rank that has it (NonFinite.ts).
+      // On the host with no sync across ranks, the check's squares are the norm's too.
+      const hostSquares = onDevice === undefined && !RankParams.crossesRanks(sync) ? new Map<RankParams.Held, number>() : undefined
       const diverged = NonFinite.find(
         lossShare,
         params,
         onDevice === undefined || squares === undefined
-          ? NonFinite.onHost
+          ? hostSquares === undefined
+            ? NonFinite.onHost
+            : NonFinite.keepingSquares(hostSquares)
           : { squares: (h) => squares.get(h) as number, values: (h) => DeviceOptimizer.gradientOnHost(onDevice, h) },
       )
       if (diverged !== undefined) return yield* Effect.fail(diverged)
@@ -349,7 +353,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       else if (distributed !== undefined) yield* DistributedOptimizer.reduceScatter(distributed)
       else yield* RankParams.synchronize(params, sync, setup.dtype, onDevice === undefined ? undefined : DeviceOptimizer.reduce(onDevice))
       // On the device, the norm's squares are the synchronised gradients' (taken again if the sync changed them).
-      const synced = onDevice === undefined || !RankParams.crossesRanks(sync) ? squares : yield* DeviceOptimizer.squares(onDevice)
+      const synced = onDevice === undefined ? hostSquares : !RankParams.crossesRanks(sync) ? squares : yield* DeviceOptimizer.squares(onDevice)
       const gradNorm =
         zero !== undefined
           ? yield* DeviceDistributed.globalNorm(zero)
