@@ -41,12 +41,21 @@ const realistic = ["--cp", "1", "--pp", "1", "--hidden", "1024", "--moe-ffn", "2
   .concat(["--experts", "8", "--topk", "2", "--seq", "1024", "--layers", "2", "--heads", "16", "--kv-heads", "4", "--vocab", "4096"])
   .concat(["--micro-batch", "1"])
 
-/** Seconds per step of the realistic shape with `flags` added, over 4 steps after 2 of warm-up (the first touches fresh memory). */
+/**
+ * Steps of a realistic-shape run, and those skipped as warm-up: the first touches fresh memory,
+ * and each worker of the threads backend compiles its own code (a worker's JIT warms up apart
+ * from the main thread's), so 2 ranks on threads ran at 0.5-0.7 of one rank over steps 3-6 and
+ * at 0.85 (ep 2) over steps 7-14 of the same run (2026-12-03).
+ */
+const realisticSteps = 12
+const realisticWarmup = 6
+
+/** Seconds per step of the realistic shape with `flags` added, the mean of the steps after the warm-up. */
 const realisticStep = async (flags: ReadonlyArray<string>, backend: "local" | "threads" = "local") => {
-  const resolved = TrainOptions.resolve([...realistic, "--steps", "6", ...flags])
+  const resolved = TrainOptions.resolve([...realistic, "--steps", String(realisticSteps), ...flags])
   if (resolved === "help") throw new Error("unreachable: no --help")
   const { setup } = resolved
-  const measured = (await Effect.runPromise(Train.run(setup, { steps: 6, backend }))).slice(2)
+  const measured = (await Effect.runPromise(Train.run(setup, { steps: realisticSteps, backend }))).slice(realisticWarmup)
   const seconds = measured.reduce((a, s) => a + s.seconds, 0) / measured.length
   return { setup, seconds, tokensPerSecond: (setup.batch.globalBatch * setup.model.seq) / seconds }
 }
