@@ -151,9 +151,7 @@ export const settings = {
     "DEVICE",
   ),
   recompute: choice(["none", "selective", "full"], "none", "activation recompute in the backward (selective: the attention core and the expert MLPs; full: whole layers)", "MODE"),
-  lr: optionalReal(
-    `peak learning rate, after the linear warm-up and before the cosine decay (default ${optimizer.lr} up to --hidden ${Optimizer.referenceHidden}, ${optimizer.lr} x ${Optimizer.referenceHidden} / --hidden above: 9.4e-4 at hidden 1024)`,
-  ),
+  lr: optionalReal(`peak learning rate, after the warm-up and before the cosine decay (default ${optimizer.lr} x min(1, ${Optimizer.referenceHidden} / --hidden))`),
   "min-lr": optionalReal(`the learning rate the cosine decay ends at, 0..--lr (default a tenth of --lr's, given or default)`),
   "warmup-steps": optionalWhole("steps of linear warm-up to --lr, 0 for none (default a tenth of --steps, at least 1)"),
   "weight-decay": optionalReal(`AdamW's decoupled weight decay, 0 or more; none on norms (default ${optimizer.weightDecay})`),
