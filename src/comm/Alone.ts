@@ -1,7 +1,7 @@
 /**
- * Alone: the collectives a group of one member answers with its own contribution, as it is, so
- * that a device-resident tensor can stay where it is (Differentiable's shortcut, the MPI and NCCL
- * transports' copy on the device).
+ * Alone: the collectives a group of one member answers with its own contribution, as it is:
+ * Differentiable's shortcut (no communicator, no copy, on the host and on a device alike) and
+ * the MPI and NCCL transports' copy on the device, so a device-resident tensor stays where it is.
  */
 import type * as Collective from "./Collective.js"
 
