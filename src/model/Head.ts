@@ -9,8 +9,8 @@
  * (the default), it is this rank's block of the embedding table [vocab/tp, H], which the
  * product reads transposed (no copy): the embedding's vocabulary rows split over tp are the
  * output's columns split over tp, so the logits and the cross-entropy are laid out the same
- * either way. Its gradient flows back into
- * the embedding (on the tape at pp = 1; into the last stage's copy at pp > 1, Params).
+ * either way. Its gradient flows back into the embedding (on the tape at pp = 1; into the last
+ * stage's copy at pp > 1, Params).
  *
  * The loss of one cp rank is the mean over its own rows, so the shares are partial sums over
  * the axes the rows are still split over after the column-parallel product's gather (a typed

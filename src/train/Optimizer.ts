@@ -53,17 +53,10 @@ export const defaultLr = (hidden: number): number => 3e-2 * Math.min(1, referenc
  * learning rate of `defaultLr`, decaying to a tenth of it.
  * @category constructors
  */
-export const defaults = (steps: number, hidden: number = referenceHidden): OptimizerConfig => ({
-  lr: defaultLr(hidden),
-  minLr: defaultLr(hidden) / 10,
-  warmup: Math.max(1, Math.floor(steps / 10)),
-  steps,
-  beta1: 0.9,
-  beta2: 0.95,
-  eps: 1e-8,
-  weightDecay: 0.01,
-  clip: 1,
-})
+export const defaults = (steps: number, hidden: number = referenceHidden): OptimizerConfig => {
+  const lr = defaultLr(hidden)
+  return { lr, minLr: lr / 10, warmup: Math.max(1, Math.floor(steps / 10)), steps, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01, clip: 1 }
+}
 
 /**
  * The settings a user may give (`pleat train --lr ...`), by their flag names; unset ones keep
@@ -82,8 +75,8 @@ export interface OptimizerOverrides {
 }
 
 /**
- * `defaults(steps, hidden)` with the user's settings, checked: a ConfigError names the first setting out
- * of its range (lr above 0, min-lr within 0..lr, weight decay and clip 0 or more, betas in
+ * `defaults(steps, hidden)` with the user's settings, checked: a ConfigError names the first
+ * setting out of its range (lr above 0, min-lr within 0..lr, weight decay and clip 0 or more, betas in
  * [0, 1), eps above 0; warm-up steps are whole numbers by their Schema).
  * @category constructors
  */

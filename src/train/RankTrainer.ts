@@ -336,15 +336,13 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
           lossShare,
         )
       // A non-finite loss or gradient stops the run here, on the rank that has it (NonFinite.ts).
-      // On the host with no sync across ranks, the check's squares are the norm's too.
-      const hostSquares = onDevice === undefined && !RankParams.crossesRanks(sync) ? new Map<RankParams.Held, number>() : undefined
+      // On the host the check keeps each gradient's sum of squares (the norm's when no sync changes them).
+      const hostSquares = new Map<RankParams.Held, number>()
       const diverged = NonFinite.find(
         lossShare,
         params,
         onDevice === undefined || squares === undefined
-          ? hostSquares === undefined
-            ? NonFinite.onHost
-            : NonFinite.keepingSquares(hostSquares)
+          ? NonFinite.keepingSquares(hostSquares)
           : { squares: (h) => squares.get(h) as number, values: (h) => DeviceOptimizer.gradientOnHost(onDevice, h) },
       )
       if (diverged !== undefined) return yield* Effect.fail(diverged)
@@ -352,8 +350,9 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       if (zero !== undefined) yield* DeviceDistributed.reduceScatter(zero)
       else if (distributed !== undefined) yield* DistributedOptimizer.reduceScatter(distributed)
       else yield* RankParams.synchronize(params, sync, setup.dtype, onDevice === undefined ? undefined : DeviceOptimizer.reduce(onDevice))
-      // On the device, the norm's squares are the synchronised gradients' (taken again if the sync changed them).
-      const synced = onDevice === undefined ? hostSquares : !RankParams.crossesRanks(sync) ? squares : yield* DeviceOptimizer.squares(onDevice)
+      // The norm's squares are the synchronised gradients': the check's unless the sync changed them (taken again on the device).
+      const changed = RankParams.crossesRanks(sync)
+      const synced = onDevice === undefined ? (changed ? undefined : hostSquares) : changed ? yield* DeviceOptimizer.squares(onDevice) : squares
       const gradNorm =
         zero !== undefined
           ? yield* DeviceDistributed.globalNorm(zero)
