@@ -1,4 +1,4 @@
-#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.hugetlb=1 node --no-concurrent-marking
+#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1 node --no-concurrent-marking
 // The `pleat` executable: runs the command line against the real process.
 import { main } from "./Cli.js"
 import { processIo } from "./Io.js"
