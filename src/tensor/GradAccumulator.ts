@@ -29,6 +29,7 @@ import * as Device from "./Device.js"
 import type { DeviceArray, DeviceRuntime } from "./device/DeviceRuntime.js"
 import { isDeviceArray } from "./device/DeviceRuntime.js"
 import * as AddInto from "./kernels/AddInto.js"
+import * as StorageRecycler from "./StorageRecycler.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -129,6 +130,9 @@ export const deferProduct = (into: Accumulator, a: Operand, b: Operand, m: numbe
     d = { m, n, blocks: [], rows: 0, product }
     deferred.set(into, d)
   }
+  // The operands wait here past their makers' passes: never handed back (BackwardPass).
+  if (!isDeviceArray(a)) StorageRecycler.keep(a)
+  if (!isDeviceArray(b)) StorageRecycler.keep(b)
   d.blocks.push({ a, b, k })
   d.rows += k
   // Held rows bounded by half of out: flushed (one sweep of out) when they reach it.

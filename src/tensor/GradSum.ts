@@ -15,6 +15,7 @@
 import * as Device from "./Device.js"
 import { runtimeOf } from "./device/Runtimes.js"
 import * as AddInto from "./kernels/AddInto.js"
+import * as StorageRecycler from "./StorageRecycler.js"
 import * as Tensor from "./Tensor.js"
 
 /** The sums this module made: the only gradients ever added into in place. */
@@ -49,7 +50,13 @@ export const accumulate = (acc: Tensor.Tensor, g: Tensor.Tensor): Tensor.Tensor 
  * @category kernels
  */
 export const accumulateLeaf = (leaf: Tensor.Tensor, g: Tensor.Tensor): void => {
-  leaf.grad = leaf.grad === undefined ? Tensor.detach(g) : accumulate(leaf.grad, g)
+  if (leaf.grad !== undefined) {
+    leaf.grad = accumulate(leaf.grad, g)
+    return
+  }
+  // Kept as given: the pass that made g must not hand its storage back (BackwardPass).
+  if (g.hostStorage !== undefined) StorageRecycler.keep(g.hostStorage)
+  leaf.grad = Tensor.detach(g)
 }
 
 /**

@@ -10,9 +10,10 @@
  * made 48 MiB of results a step (2 ranks): ~3 scavenges a step, and a quarter of the step in
  * V8's collector and allocation (bench/README.md, moe suite).
  *
- * Safety: only code that made a storage and knows every reader of it hands it back (today the
- * MoE dispatchers, off the tape: the rows their experts ran on and the experts' output,
- * moe/Dispatcher.ts recycleExpertRows). The buffer itself is kept and
+ * Safety: only code that made a storage and knows every reader of it hands it back (the MoE
+ * dispatchers, off the tape: the rows their experts ran on and the experts' output,
+ * moe/Dispatcher.ts recycleExpertRows; backward passes: the gradients their rules consumed,
+ * BackwardPass.ts). The buffer itself is kept and
  * handed out again, so a reader that broke that promise would see the next owner's values. The
  * test suites therefore run in checking mode (PLEAT_POISON_UNINITIALIZED=1, which they set, or
  * PLEAT_RECYCLE=check): there a recycled storage's ArrayBuffer is detached (its memory moves to a
@@ -25,6 +26,11 @@
  * SharedArrayBuffers, parts of a buffer and buffers made elsewhere are left to the collector.
  * The pool keeps at most `capBytes`; past it, recycling declines (the storage is freed by V8 as
  * before). PLEAT_RECYCLE=0 turns recycling off (every `recycle` declines).
+ *
+ * Backward passes hand back gradients they have consumed (BackwardPass.ts), and only storage
+ * made inside a backward rule (`freshWithin`): never a forward activation or anything made
+ * before. Storage that something keeps past its maker's knowledge (a leaf's `.grad` kept as
+ * given, a deferred weight-gradient product's operands) is marked with `keep` and never taken.
  */
 import type * as DType from "./DType.js"
 import type { Tensor } from "./Tensor.js"
@@ -43,6 +49,12 @@ export const capBytes = 512 * 2 ** 20
 
 const enabled = process.env.PLEAT_RECYCLE !== "0"
 const checking = process.env.PLEAT_RECYCLE === "check" || process.env.PLEAT_POISON_UNINITIALIZED === "1"
+
+/** Storage made while a backward rule ran (`freshWithin`): the only storage a backward pass hands back. */
+const fresh = new WeakSet<DType.Storage>()
+/** Buffers something keeps beyond what made them (`keep`): never taken back. */
+const kept = new WeakSet<ArrayBufferLike>()
+let collecting = 0
 
 /** Free buffers by byte length (a size class); newest last (reused first: warmest in cache). */
 const free = new Map<number, Array<ArrayBuffer>>()
@@ -96,8 +108,40 @@ export const allocate = (dtype: DType.DType, size: number, zeroed: boolean): DTy
   const buffer = recycled ?? (zeroed ? new ArrayBuffer(length) : (Buffer.allocUnsafeSlow(length).buffer as ArrayBuffer))
   const storage = dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
   if (recycled !== undefined && zeroed) storage.fill(0)
-  if (recyclable) owners.set(buffer, storage)
+  if (recyclable) {
+    owners.set(buffer, storage)
+    if (collecting > 0) fresh.add(storage)
+  }
   return storage
+}
+
+/**
+ * Runs `f` (a backward rule, or the sums of its results), marking the recyclable storage it
+ * makes as fresh: `isFresh` says so afterwards.
+ * @category combinators
+ */
+export const freshWithin = <A>(f: () => A): A => {
+  collecting += 1
+  try {
+    return f()
+  } finally {
+    collecting -= 1
+  }
+}
+
+/**
+ * Whether `storage` was made inside `freshWithin` (and is the very storage handed out then).
+ * @category guards
+ */
+export const isFresh = (storage: DType.Storage): boolean => fresh.has(storage)
+
+/**
+ * Marks the buffer of `storage` as kept by something that outlives its maker: `recycle` never
+ * takes it (nor any other view of the buffer).
+ * @category mutations
+ */
+export const keep = (storage: DType.Storage): void => {
+  kept.add(storage.buffer)
 }
 
 /**
@@ -110,10 +154,11 @@ export const allocate = (dtype: DType.DType, size: number, zeroed: boolean): DTy
  */
 export const recycle = (storage: DType.Storage): boolean => {
   const buffer = storage.buffer
-  if (!enabled || !(buffer instanceof ArrayBuffer) || owners.get(buffer) !== storage) return false
+  if (!enabled || !(buffer instanceof ArrayBuffer) || owners.get(buffer) !== storage || kept.has(buffer)) return false
   const bytes = buffer.byteLength
   if (pooledBytes + bytes > capBytes) return false
   owners.delete(buffer)
+  fresh.delete(storage)
   const moved = checking ? structuredClone(buffer, { transfer: [buffer] }) : buffer
   const list = free.get(bytes)
   if (list === undefined) free.set(bytes, [moved])

@@ -20,11 +20,11 @@
  * so a recomputed block's first run (unrecorded) and its replay (recorded apart) agree.
  */
 import * as Effect from "effect/Effect"
+import * as BackwardPass from "./BackwardPass.js"
+import type { Pass } from "./BackwardPass.js"
 import * as DType from "./DType.js"
 import * as GradAccumulator from "./GradAccumulator.js"
-import * as GradSum from "./GradSum.js"
-import * as Device from "./Device.js"
-import { hostValues, to } from "./ops/Transfer.js"
+import { hostValues } from "./ops/Transfer.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -287,7 +287,7 @@ export class Tape {
         if (node.backwardEffect !== undefined) {
           throw TensorError.shape(node.op, "has an effectful backward (a collective): run tape.backwardEffect(loss) instead")
         }
-        pass.give(node, node.backward(g))
+        pass.runRule(node, g)
       }
     })
   }
@@ -296,7 +296,7 @@ export class Tape {
   #walkEffect(nodes: ReadonlyArray<Node>, pass: Pass): Effect.Effect<void, unknown> {
     const run = (node: Node, g: Tensor.Tensor): Effect.Effect<void, unknown> =>
       node.backwardEffect === undefined
-        ? Effect.sync(() => this.noGrad(() => pass.give(node, node.backward(g))))
+        ? Effect.sync(() => this.noGrad(() => pass.runRule(node, g)))
         : this.noGradEffect(node.backwardEffect(g)).pipe(Effect.flatMap((grads) => Effect.sync(() => this.noGrad(() => pass.give(node, grads)))))
     const step = (i: number): Effect.Effect<void, unknown> => {
       for (; i >= 0; i--) {
@@ -308,7 +308,7 @@ export class Tape {
           return Effect.flatMap(hostValues(g), () => Effect.flatMap(run(node, g), () => step(next)))
         }
         if (node.backwardEffect !== undefined) return Effect.flatMap(run(node, g), () => step(next))
-        this.noGrad(() => pass.give(node, node.backward(g)))
+        this.noGrad(() => pass.runRule(node, g))
       }
       return Effect.void
     }
@@ -339,39 +339,7 @@ export class Tape {
     if (options.gradient === undefined && loss.size !== 1) {
       throw TensorError.shape("backward", `the loss has shape ${TensorError.formatShape(loss.shape)}; pass a gradient or reduce it to one element`)
     }
-    const grads = new Map<Tensor.Tensor, Tensor.Tensor>()
-    grads.set(loss, seed)
-    if (loss.isLeaf) GradSum.accumulateLeaf(loss, seed)
-    return {
-      take: (node: Node): Tensor.Tensor | undefined => {
-        const g = grads.get(node.output)
-        if (g === undefined) return undefined
-        grads.delete(node.output)
-        // The rule may hand it on as it is (to several inputs): no longer a sum to add into.
-        GradSum.disown(g)
-        return g
-      },
-      give: (node: Node, inputGrads: ReadonlyArray<Tensor.Tensor | undefined>): void => {
-        node.inputs.forEach((input, j) => {
-          const given = inputGrads[j]
-          if (given === undefined || !input.requiresGrad) return
-          // A gradient is delivered on its input's device (a rule that computed it elsewhere
-          // costs a copy, counted in the device's transfers).
-          const gi = Device.same(given.device, input.device) ? given : to(given, input.device)
-          if (!Tensor.sameShape(gi.shape, input.shape)) {
-            throw TensorError.shape(node.op, `backward gave a gradient of shape ${TensorError.formatShape(gi.shape)} for an input of shape ${TensorError.formatShape(input.shape)}`)
-          }
-          if (input.isLeaf) {
-            const accumulator = GradAccumulator.of(input)
-            if (accumulator === undefined) GradSum.accumulateLeaf(input, gi)
-            else GradAccumulator.addGradient(accumulator, gi)
-          } else {
-            const prev = grads.get(input)
-            grads.set(input, prev === undefined ? gi : GradSum.accumulate(prev, gi))
-          }
-        })
-      },
-    }
+    return BackwardPass.make(loss, seed)
   }
 }
 
@@ -381,14 +349,6 @@ interface Apart {
   readonly depth: number
   readonly backward: number
   readonly fullPrecision: number
-}
-
-/** One backward pass: the gradients of outputs not yet consumed. */
-interface Pass {
-  /** The gradient of a node's output, removed from the pass (each output is used once). */
-  readonly take: (node: Node) => Tensor.Tensor | undefined
-  /** Accumulates a node's input gradients. */
-  readonly give: (node: Node, inputGrads: ReadonlyArray<Tensor.Tensor | undefined>) => void
 }
 
 /**
