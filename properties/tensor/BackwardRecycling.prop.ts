@@ -11,6 +11,8 @@ import { describe, expect, test } from "vitest"
 import { add, mul, scale, sub } from "../../src/tensor/ops/Elementwise.js"
 import * as Reduce from "../../src/tensor/ops/Reduce.js"
 import { reshape } from "../../src/tensor/ops/Shape.js"
+import * as GradAccumulator from "../../src/tensor/GradAccumulator.js"
+import { matmul } from "../../src/tensor/ops/Matmul.js"
 import * as StorageRecycler from "../../src/tensor/StorageRecycler.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
@@ -72,4 +74,26 @@ describe("a backward pass hands back the gradients it consumed", () => {
     // Graphs with a sub or a product consume fresh gradients: some storage came back.
     expect(StorageRecycler.stats().recycled).toBeGreaterThan(before)
   }, 120_000)
+
+  test("a thin weight gradient that waits on its accumulator keeps the consumed gradient it reads: the settled sum is x^T c", () => {
+    // y = x W, z = y * c, loss = sum(z): W's gradient x^T (ones * c) is deferred (16 rows against
+    // W's [256, 16384]) and reads the gradient of y (1 MiB, made by mul's rule, consumed by the
+    // product's rule) when the accumulator settles, after the pass.
+    const [k, m, n] = [16, 256, 16384]
+    const xs = Float32Array.from({ length: k * m }, (_, i) => (i % 7) - 3)
+    const cs = Float32Array.from({ length: k * n }, (_, i) => (i % 5) - 2)
+    const acc = new Float32Array(m * n)
+    GradAccumulator.clear(acc)
+    const tape = Tape.make()
+    const w = tape.parameter(Tensor.fromStorage(new Float32Array(m * n).fill(0.5), [m, n]), acc)
+    expect(GradAccumulator.defers(acc, m, n, k)).toBe(true)
+    tape.backward(Reduce.sumAll(mul(matmul(Tensor.fromStorage(xs, [k, m]), w), Tensor.fromStorage(cs, [k, n]))))
+    GradAccumulator.settle(acc)
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j += 97) {
+        let want = 0
+        for (let r = 0; r < k; r++) want += (xs[r * m + i] as number) * (cs[r * n + j] as number)
+        if (acc[i * n + j] !== want) expect([i, j, acc[i * n + j]]).toEqual([i, j, want])
+      }
+  }, 60_000)
 })
