@@ -1,8 +1,9 @@
 // Properties of the native grouped expert GEMM (cuda/src/kernels/grouped_matmul.h): bit for bit
 // the products of one native matmul per group (tensor/kernels/GroupedLoop.ts), forward rows,
 // transposed rows and weight gradients with and without accumulation, empty groups included, on
-// every ISA with 1 and 2 threads and on sizes that take each of its three threading paths (one
-// thread; a pool task per group; each product on the pool). Bad arguments throw before writing.
+// every ISA with 1 and 2 threads and on sizes that take each of its threading paths (one thread; a
+// pool task per group, for many rows or for few rows over large weights; each product on the
+// pool). Bad arguments throw before writing.
 import fc from "fast-check"
 import { afterAll, describe, expect, test } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
@@ -34,10 +35,12 @@ const small: fc.Arbitrary<Case> = fc.record({
 })
 
 // Over the 2^22 multiply-adds where the kernel uses the pool: balanced groups (a task per group)
-// and one dominant group (each product on the pool).
+// and one dominant group (each product on the pool); and few rows over weights of 512 KiB or more
+// in all (a task per group below 2^22: the products are bound by reading the weights).
 const large: ReadonlyArray<Case> = [
   { rows: [150, 0, 140, 160, 150], k: 128, n: 96, seed: 7 },
   { rows: [700, 3, 0, 5], k: 96, n: 64, seed: 11 },
+  { rows: [5, 3, 0, 6, 2, 4, 9, 3], k: 512, n: 48, seed: 13 },
 ]
 
 const checkCase = (c: Case) => {
