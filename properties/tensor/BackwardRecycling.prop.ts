@@ -1,8 +1,8 @@
 // A backward pass hands back the storage of gradients it has consumed (tensor/BackwardPass,
 // StorageRecycler): on random graphs that reuse tensors (add hands one gradient to both
 // inputs, a reshape shares storage, a leaf keeps its first gradient as given, a second pass
-// adds into it), the leaves' gradients over tensors large enough to be recycled (1 MiB) equal
-// the same graph's over 4 elements, which nothing recycles: the large leaves repeat the small
+// adds into it), the leaves' gradients over tensors in buffers of their own (past 64 KB) equal
+// the same graph's over 4 elements, whose 16-byte slab views a pass hands back only piecemeal: the large leaves repeat the small
 // ones' values, so every element's gradient is the small graph's at its index mod 4 (small
 // integers keep every sum exact). The suites run the recycler in checking mode, where a storage
 // handed back is detached: a gradient the pass still held would read as empty and fail here.
@@ -25,8 +25,8 @@ const caseArb = fc.record({
   steps: fc.array(stepArb, { minLength: 1, maxLength: 8 }),
 })
 
-/** Elements of a large tensor: 1 MiB of float32, the recycler's smallest size. */
-const large = StorageRecycler.minBytes / 4
+/** Elements of a large tensor: the recycler's smallest buffer of its own, a multiple of 4. */
+const large = 4 * Math.ceil(StorageRecycler.minBytes / 16)
 
 const evaluate = (leaves: ReadonlyArray<Tensor.Tensor>, steps: ReadonlyArray<Step>): Tensor.Tensor => {
   const n = leaves[0]?.size ?? 0
@@ -84,11 +84,16 @@ describe("a backward pass hands back the gradients it consumed", () => {
     const cs = Float32Array.from({ length: k * n }, (_, i) => (i % 5) - 2)
     const acc = new Float32Array(m * n)
     GradAccumulator.clear(acc)
+    const before = StorageRecycler.stats().recycled
     const tape = Tape.make()
     const w = tape.parameter(Tensor.fromStorage(new Float32Array(m * n).fill(0.5), [m, n]), acc)
     expect(GradAccumulator.defers(acc, m, n, k)).toBe(true)
     tape.backward(Reduce.sumAll(mul(matmul(Tensor.fromStorage(xs, [k, m]), w), Tensor.fromStorage(cs, [k, n]))))
+    const afterPass = StorageRecycler.stats().recycled
     GradAccumulator.settle(acc)
+    // The kept gradient, offered back during the pass, goes back once the product let go of it.
+    expect(StorageRecycler.stats().recycled).toBeGreaterThan(afterPass)
+    expect(afterPass).toBeGreaterThanOrEqual(before)
     for (let i = 0; i < m; i++)
       for (let j = 0; j < n; j += 97) {
         let want = 0

@@ -56,7 +56,7 @@ const op = (
   adjoint: (comm: CommunicatorShape, g: Tensor.Tensor, forward: Collective.Output<Collective.Values>) => Effect.Effect<Tensor.Tensor, unknown>,
 ): Effect.Effect<{ readonly result: Tensor.Tensor; readonly splits: ReadonlyArray<number> }, unknown, Communicator> =>
   alone(group, t, request)
-    ? Effect.succeed({ result: Autograd.resultEffect(name, [t], t.values(), t.shape, (g) => Effect.succeed([g])), splits: [t.shape[0] ?? 1] })
+    ? Effect.succeed({ result: Autograd.passThroughEffect(name, t, (g) => Effect.succeed([g])), splits: [t.shape[0] ?? 1] })
     : Effect.gen(function* () {
         const comm = yield* Communicator
         const out = yield* run(comm, group, { ...request, tensor: t })
@@ -213,5 +213,5 @@ export const broadcast = (group: Group, t: Tensor.Tensor, root: number) =>
  */
 export const copyToGroup = (group: Group, t: Tensor.Tensor) =>
   Effect.map(Communicator, (comm) =>
-    Autograd.resultEffect("copyToGroup", [t], t.values(), t.shape, (g) => Effect.map(collect(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (summed) => [summed])),
+    Autograd.passThroughEffect("copyToGroup", t, (g) => Effect.map(collect(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (summed) => [summed])),
   )

@@ -16,7 +16,7 @@ import type * as Effect from "effect/Effect"
 import * as Device from "./Device.js"
 import { type DeviceArray, isDeviceArray } from "./device/DeviceRuntime.js"
 import type { Buffer } from "./device/Place.js"
-import type * as DType from "./DType.js"
+import * as DType from "./DType.js"
 import * as Bf16Round from "./kernels/Bf16Round.js"
 import type { Node, Tape } from "./Tape.js"
 import * as Tensor from "./Tensor.js"
@@ -48,7 +48,7 @@ const output = (
   inputs: ReadonlyArray<Tensor.Tensor>,
   data: Buffer,
   shape: ReadonlyArray<number>,
-  rules: Pick<Node, "backward" | "backwardEffect" | "readsGradientOnHost">,
+  rules: Pick<Node, "backward" | "backwardEffect" | "readsGradientOnHost" | "passThrough">,
   device: Device.Device | undefined = inputs[0]?.device,
 ): Tensor.Tensor => {
   const tape = tapeOf(op, inputs)
@@ -120,6 +120,24 @@ export const resultEffect = (
   })
 
 /**
+ * Like `resultEffect`, for a collective that is the identity for its one member (a group of one):
+ * the output is `t`'s own storage, and no transport saw it.
+ * @category constructors
+ */
+export const passThroughEffect = (
+  op: string,
+  t: Tensor.Tensor,
+  backwardEffect: (gradOutput: Tensor.Tensor) => Effect.Effect<ReadonlyArray<Tensor.Tensor | undefined>, unknown>,
+): Tensor.Tensor =>
+  output(op, [t], t.values(), t.shape, {
+    backward: () => {
+      throw TensorError.shape(op, "has an effectful backward")
+    },
+    backwardEffect,
+    passThrough: true,
+  })
+
+/**
  * A device output rounded to bf16 values on its device: in place when the op made the array, into
  * a new one when it is an input's (an op that passes its input through), so that rounding never
  * changes a tensor that exists already.
@@ -132,16 +150,13 @@ const roundedOnDevice = (data: DeviceArray, inputs: ReadonlyArray<Tensor.Tensor>
   return out
 }
 
-/** Whether two storages share bytes (small storages share a slab without sharing bytes: DType). */
-const overlaps = (a: DType.Storage, b: DType.Storage): boolean => a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength
-
 /**
  * An op output rounded to bf16 values: in place when the op made the storage, into a copy when
  * it is an input's (a view, as reshape gives) or shared memory (a window other ranks see) and
  * not already bf16, so rounding never changes a tensor that exists already.
  */
 const roundedOutput = (data: Float32Array, inputs: ReadonlyArray<Tensor.Tensor>): Float32Array => {
-  const borrowed = !(data.buffer instanceof ArrayBuffer) || inputs.some((t) => t.hostStorage !== undefined && overlaps(t.hostStorage, data))
+  const borrowed = !(data.buffer instanceof ArrayBuffer) || inputs.some((t) => t.hostStorage !== undefined && DType.overlaps(t.hostStorage, data))
   if (!borrowed) {
     Bf16Round.roundInto(data, data)
     return data

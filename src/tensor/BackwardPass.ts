@@ -4,10 +4,11 @@
  *
  * A gradient is taken once, by the node that made its tensor, whose rule turns it into its
  * inputs' gradients (`give`): a non-leaf input's are summed as they arrive (GradSum), a leaf's
- * go to its accumulator or `.grad`. A gradient a synchronous rule has consumed is dead unless
- * another pending gradient shares its buffer (add's rule hands the same tensor to both inputs;
- * a reshape's shares storage), so the pass counts the pending gradients per buffer and hands a
- * consumed one to the storage recycler when its buffer has none left. Only storage made inside
+ * go to its accumulator or `.grad`. A gradient a synchronous rule has consumed, or that was added
+ * into a sum or an accumulator, is dead unless another pending gradient shares its bytes (add's
+ * rule hands the same tensor to both inputs; a reshape's shares storage), so the pass keeps the
+ * pending gradients per buffer and hands a consumed one to the storage recycler when none of
+ * them overlaps it (a slab's views share a buffer without sharing bytes). Only storage made inside
  * a rule or the pass's sums is handed back (StorageRecycler.freshWithin: never the seed, a
  * forward activation or a collective's result), and never storage something keeps past the
  * pass (a leaf's `.grad` kept as given, a deferred weight-gradient product's operands:
@@ -19,6 +20,7 @@
  * reader the count missed fails loudly instead of reading the next owner's values.
  */
 import * as Device from "./Device.js"
+import * as DType from "./DType.js"
 import * as GradAccumulator from "./GradAccumulator.js"
 import * as GradSum from "./GradSum.js"
 import { to } from "./ops/Transfer.js"
@@ -35,7 +37,7 @@ import { sameShape } from "./Tensor.js"
 export interface Pass {
   /** The gradient of a node's output, removed from the pass (each output is used once). */
   readonly take: (node: Node) => Tensor.Tensor | undefined
-  /** Accumulates a node's input gradients. */
+  /** Accumulates a node's input gradients (the sums it makes are fresh: StorageRecycler.freshWithin). */
   readonly give: (node: Node, inputGrads: ReadonlyArray<Tensor.Tensor | undefined>) => void
   /** Runs a node's synchronous rule on `g` (taken from this pass), gives its results, and hands back g's storage if nothing else holds it. */
   readonly runRule: (node: Node, g: Tensor.Tensor) => void
@@ -47,15 +49,24 @@ export interface Pass {
  */
 export const make = (loss: Tensor.Tensor, seed: Tensor.Tensor): Pass => {
   const grads = new Map<Tensor.Tensor, Tensor.Tensor>()
-  /** Pending gradients per buffer (host storage only). */
-  const holders = new Map<ArrayBufferLike, number>()
-  const hold = (g: Tensor.Tensor, by: number): void => {
+  /** Pending gradients' storage per buffer (host storage only; a slab's views share one buffer). */
+  const holders = new Map<ArrayBufferLike, Array<DType.Storage>>()
+  const hold = (g: Tensor.Tensor, by: 1 | -1): void => {
     const storage = g.hostStorage
     if (storage === undefined) return
-    const n = (holders.get(storage.buffer) ?? 0) + by
-    if (n === 0) holders.delete(storage.buffer)
-    else holders.set(storage.buffer, n)
+    const held = holders.get(storage.buffer)
+    if (by === 1) {
+      if (held === undefined) holders.set(storage.buffer, [storage])
+      else held.push(storage)
+      return
+    }
+    if (held === undefined) return
+    const at = held.indexOf(storage)
+    if (at >= 0) held.splice(at, 1)
+    if (held.length === 0) holders.delete(storage.buffer)
   }
+  /** Whether a pending gradient shares bytes with `storage`. */
+  const pending = (storage: DType.Storage): boolean => holders.get(storage.buffer)?.some((s) => DType.overlaps(s, storage)) ?? false
   const set = (t: Tensor.Tensor, g: Tensor.Tensor): void => {
     const prev = grads.get(t)
     if (prev === g) return
@@ -65,7 +76,16 @@ export const make = (loss: Tensor.Tensor, seed: Tensor.Tensor): Pass => {
   }
   set(loss, seed)
   if (loss.isLeaf) GradSum.accumulateLeaf(loss, seed)
+  /** A consumed gradient's storage goes back if it was made in the pass and nothing pending shares it. */
+  const handBack = (g: Tensor.Tensor): void => {
+    const storage = g.hostStorage
+    if (storage === undefined || storage === seed.hostStorage || g.device.kind !== "cpu" || pending(storage)) return
+    if (StorageRecycler.isFresh(storage)) StorageRecycler.recycle(storage)
+  }
   const give = (node: Node, inputGrads: ReadonlyArray<Tensor.Tensor | undefined>): void => {
+    // Gradients this call consumed (added into an accumulator or a sum): handed back once every
+    // input has had its own (a rule may give one tensor to several inputs).
+    const consumed: Array<Tensor.Tensor> = []
     node.inputs.forEach((input, j) => {
       const given = inputGrads[j]
       if (given === undefined || !input.requiresGrad) return
@@ -78,12 +98,23 @@ export const make = (loss: Tensor.Tensor, seed: Tensor.Tensor): Pass => {
       if (input.isLeaf) {
         const accumulator = GradAccumulator.of(input)
         if (accumulator === undefined) GradSum.accumulateLeaf(input, gi)
-        else GradAccumulator.addGradient(accumulator, gi)
+        else {
+          // Copied or added into the accumulator.
+          GradAccumulator.addGradient(accumulator, gi)
+          consumed.push(gi)
+        }
       } else {
         const prev = grads.get(input)
-        set(input, prev === undefined ? gi : GradSum.accumulate(prev, gi))
+        if (prev === undefined) set(input, gi)
+        else {
+          const sum = GradSum.accumulate(prev, gi)
+          set(input, sum)
+          consumed.push(gi)
+          if (sum !== prev) consumed.push(prev)
+        }
       }
     })
+    for (const g of consumed) handBack(g)
   }
   return {
     take: (node) => {
@@ -95,12 +126,10 @@ export const make = (loss: Tensor.Tensor, seed: Tensor.Tensor): Pass => {
       GradSum.disown(g)
       return g
     },
-    give,
+    give: (node, inputGrads) => StorageRecycler.freshWithin(() => give(node, inputGrads)),
     runRule: (node, g) => {
       StorageRecycler.freshWithin(() => give(node, node.backward(g)))
-      const storage = g.hostStorage
-      if (storage === undefined || storage === seed.hostStorage || g.device.kind !== "cpu" || holders.has(storage.buffer)) return
-      if (StorageRecycler.isFresh(storage)) StorageRecycler.recycle(storage)
+      handBack(g)
     },
   }
 }

@@ -5,6 +5,7 @@
  * without copies. `shared: true` backs it by a SharedArrayBuffer, for ranks that share memory
  * across worker threads.
  */
+import * as Slabs from "./Slabs.js"
 import * as StorageRecycler from "./StorageRecycler.js"
 
 /**
@@ -25,47 +26,11 @@ export type Storage = Float32Array | Float64Array
  */
 export const bytesPer = (dtype: DType): number => (dtype === "float32" ? 4 : 8)
 
-/**
- * Slab tiers: unshared storage of at most `upTo` bytes is carved from an ArrayBuffer of `bytes`
- * that many tensors share (a fresh ArrayBuffer each cost ~3 us at 4 KB and ~7 us at 16-64 KB
- * through Buffer.allocUnsafeSlow, measured in training, where ~1,250 of 4-64 KB were made per
- * step of the default model at hidden 256). A slab lives while any of its views does, so a
- * long-lived view pins at most its tier's slab: 64 KB / 256 KB. 1 MB slabs measured 5-13% slower
- * than 256 KB on the default job's threads backend (8 ranks on 2 workers, 2026-12-01).
- */
-interface Tier {
-  readonly upTo: number
-  readonly bytes: number
-  slab: ArrayBuffer | undefined
-  used: number
-}
-
-const tiers: ReadonlyArray<Tier> = [
-  { upTo: 4096, bytes: 65536, slab: undefined, used: 65536 },
-  { upTo: 65536, bytes: 1 << 18, slab: undefined, used: 1 << 18 },
-]
-
-/** The largest storage, in bytes, that comes from a slab. */
-const slabUpTo = 65536
-
-/** Offsets within a slab are multiples of this (a cache line: the SIMD kernels' loads). */
-const slabAlign = 64
-
-/**
- * A view of `size` elements from the tier's slab, uninitialised. Slabs come from
- * Buffer.allocUnsafeSlow (malloc, reusing freed memory: ~24 us for 1 MB) rather than
- * `new ArrayBuffer` (calloc: ~300 us for 1 MB, where glibc maps fresh memory and the kernel
- * zeroes a 2 MB huge page under GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which pleat sets).
- */
+/** A view of `size` elements from a slab (Slabs), uninitialised, noted as made now. */
 const carve = (dtype: DType, size: number, bytes: number): Storage => {
-  const tier = (bytes <= (tiers[0] as Tier).upTo ? tiers[0] : tiers[1]) as Tier
-  if (tier.slab === undefined || tier.used + bytes > tier.bytes) {
-    tier.slab = Buffer.allocUnsafeSlow(tier.bytes).buffer as ArrayBuffer
-    tier.used = 0
-  }
-  const at = tier.used
-  tier.used += Math.ceil(Math.max(bytes, 1) / slabAlign) * slabAlign
-  return dtype === "float32" ? new Float32Array(tier.slab, at, size) : new Float64Array(tier.slab, at, size)
+  const view = Slabs.carve(dtype === "float32", size, bytes)
+  StorageRecycler.noteMade(view)
+  return view
 }
 
 /**
@@ -80,11 +45,17 @@ const carve = (dtype: DType, size: number, bytes: number): Storage => {
  */
 export const allocate = (dtype: DType, size: number, shared = false): Storage => {
   const bytes = size * bytesPer(dtype)
-  if (!shared && bytes <= slabUpTo) return carve(dtype, size, bytes).fill(0)
+  if (!shared && bytes <= Slabs.upTo) return carve(dtype, size, bytes).fill(0)
   if (!shared) return StorageRecycler.allocate(dtype, size, true)
   const buffer = new SharedArrayBuffer(bytes)
   return dtype === "float32" ? new Float32Array(buffer) : new Float64Array(buffer)
 }
+
+/**
+ * Whether two storages share bytes (small storages share a slab without sharing bytes).
+ * @category guards
+ */
+export const overlaps = (a: Storage, b: Storage): boolean => a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength
 
 /**
  * The dtype of some storage.
@@ -107,7 +78,7 @@ const poison = process.env.PLEAT_POISON_UNINITIALIZED === "1"
  */
 export const allocateUninitialized = (dtype: DType, size: number): Storage => {
   const bytes = size * bytesPer(dtype)
-  if (bytes <= slabUpTo) return poison ? carve(dtype, size, bytes).fill(Number.NaN) : carve(dtype, size, bytes)
+  if (bytes <= Slabs.upTo) return poison ? carve(dtype, size, bytes).fill(Number.NaN) : carve(dtype, size, bytes)
   // A buffer of its own (StorageRecycler: reused or new), uninitialised.
   const out = StorageRecycler.allocate(dtype, size, false)
   return poison ? out.fill(Number.NaN) : out

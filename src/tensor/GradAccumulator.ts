@@ -73,7 +73,9 @@ export const of = (t: Tensor.Tensor): Accumulator | undefined => accumulators.ge
  */
 export const clear = (storage: Accumulator): void => {
   // Products still deferred belong to a sum no one read: zeros now.
+  const d = deferred.get(storage)
   deferred.delete(storage)
+  if (d !== undefined) letGo(d)
   cleared.add(storage)
 }
 
@@ -158,7 +160,7 @@ const joined = (into: Accumulator, d: Deferred, pick: (block: Deferred["blocks"]
   const only = d.blocks.length === 1 ? d.blocks[0] : undefined
   if (only !== undefined) return pick(only)
   const runtime = isDeviceArray(into) ? into.runtime : undefined
-  const out = runtime === undefined ? new Float32Array(d.rows * cols) : runtime.allocate("float32", d.rows * cols)
+  const out = runtime === undefined ? (DType.allocateUninitialized("float32", d.rows * cols) as Float32Array) : runtime.allocate("float32", d.rows * cols)
   let row = 0
   for (const block of d.blocks) {
     const x = pick(block)
@@ -169,18 +171,28 @@ const joined = (into: Accumulator, d: Deferred, pick: (block: Deferred["blocks"]
   return out
 }
 
+/** The deferred operands wait no more: storage offered back meanwhile goes to the recycler. */
+const letGo = (d: Deferred): void => {
+  for (const block of d.blocks) {
+    if (!isDeviceArray(block.a)) StorageRecycler.letGo(block.a)
+    if (!isDeviceArray(block.b)) StorageRecycler.letGo(block.b)
+  }
+}
+
 /** Runs the products deferred on `into`, as one product over their rows in the order deferred. */
 const flush = (into: Accumulator): void => {
   const d = deferred.get(into)
   if (d === undefined) return
   deferred.delete(into)
-  d.product(
-    joined(into, d, (x) => x.a, d.m),
-    joined(into, d, (x) => x.b, d.n),
-    into,
-    d.rows,
-    accumulates(into),
-  )
+  const a = joined(into, d, (x) => x.a, d.m)
+  const b = joined(into, d, (x) => x.b, d.n)
+  d.product(a, b, into, d.rows, accumulates(into))
+  letGo(d)
+  // The joined rows were made here for this product alone.
+  if (d.blocks.length > 1 && !isDeviceArray(a) && !isDeviceArray(b)) {
+    StorageRecycler.recycle(a)
+    StorageRecycler.recycle(b)
+  }
 }
 
 /**

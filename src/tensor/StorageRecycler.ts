@@ -1,45 +1,52 @@
 /**
- * StorageRecycler: large storage handed back by code that knows it is dead, and handed out
- * again to a later request of its size class, instead of leaving it to V8.
+ * StorageRecycler: storage handed back by code that knows it is dead, and handed out again to a
+ * later request, instead of leaving it to V8: buffers of their own (past 64 KB) go to a pool by
+ * size class; views of slabs (64 KB and less) go back to their slab (Slabs.ts), which is carved
+ * again once all its views are back.
  *
- * Why: a fresh multi-MiB ArrayBuffer is costly here beyond its malloc. V8 counts young array
- * buffers' bytes and, past 16 MiB of them, runs a scavenge at the next allocation; a buffer
- * that is alive across two scavenges moves to the old generation and is freed only by a full
- * mark-compact (incremental, on the main thread, since pleat runs without concurrent marking),
- * so memory is reclaimed late and new buffers fault in fresh pages. The MoE dispatcher at EP 2
- * made 48 MiB of results a step (2 ranks): ~3 scavenges a step, and a quarter of the step in
- * V8's collector and allocation (bench/README.md, moe suite).
+ * Why: a fresh ArrayBuffer is costly here beyond its malloc. V8 counts new array buffers' bytes
+ * as external memory: past 16 MiB of young ones it runs a scavenge, and every ~64 MB since the
+ * last one a mark-compact (incremental, on the main thread, since pleat runs without concurrent
+ * marking); a buffer alive across two scavenges is freed only by a mark-compact, so memory is
+ * reclaimed late and new buffers fault in fresh pages. The MoE dispatcher at EP 2 made 48 MiB of
+ * results a step (2 ranks): ~3 scavenges a step, a quarter of the step in V8's collector and
+ * allocation (bench/README.md, moe suite); the default model at hidden 1024 ~80 MB of 64 KB
+ * activations and gradients: a mark-compact and ~6 scavenges a step (pytorch suite).
  *
  * Safety: only code that made a storage and knows every reader of it hands it back (the MoE
  * dispatchers, off the tape: the rows their experts ran on and the experts' output,
- * moe/Dispatcher.ts recycleExpertRows; backward passes: the gradients their rules consumed,
- * BackwardPass.ts). The buffer itself is kept and
- * handed out again, so a reader that broke that promise would see the next owner's values. The
- * test suites therefore run in checking mode (PLEAT_POISON_UNINITIALIZED=1, which they set, or
- * PLEAT_RECYCLE=check): there a recycled storage's ArrayBuffer is detached (its memory moves to a
- * new ArrayBuffer by a transfer, no copy), so every typed array that still views it reads length
- * 0: a use after recycling fails loudly (native kernels reject the length, JavaScript reads
- * undefined, NaN in arithmetic). Checking is not the default because the new ArrayBuffer counts
- * as freshly allocated to V8: measured, 2.1 scavenges a step of the EP 2 dispatcher against 1.1
- * when the buffer is kept (2.9 without recycling). Only the very storage this module handed out
- * (DType's unshared allocations of at least `minBytes`) is taken back; views into slabs,
- * SharedArrayBuffers, parts of a buffer and buffers made elsewhere are left to the collector.
- * The pool keeps at most `capBytes`; past it, recycling declines (the storage is freed by V8 as
- * before). PLEAT_RECYCLE=0 turns recycling off (every `recycle` declines).
+ * moe/Dispatcher.ts recycleExpertRows; backward passes: the gradients their rules and sums
+ * consumed, BackwardPass.ts; a chunk's forward activations once its backward has run,
+ * ActivationRelease.ts). The buffer itself is kept and handed out again, so a reader that broke
+ * that promise would see the next owner's values. The test suites therefore run in checking mode
+ * (PLEAT_POISON_UNINITIALIZED=1, which they set, or PLEAT_RECYCLE=check): there a recycled
+ * buffer (a slab once all its views are back) is detached (its memory moves to a new ArrayBuffer
+ * by a transfer, no copy), so every typed array that still views it reads length 0: a use after
+ * recycling fails loudly (native kernels reject the length, JavaScript reads undefined, NaN in
+ * arithmetic). Checking is not the default because the new ArrayBuffer counts as freshly
+ * allocated to V8: measured, 2.1 scavenges a step of the EP 2 dispatcher against 1.1 when the
+ * buffer is kept (2.9 without recycling). Only the very storage this module or a slab handed out
+ * is taken back; SharedArrayBuffers, parts of a storage and buffers made elsewhere are left to
+ * the collector. The pool keeps at most `capBytes`; past it, recycling declines (the storage is
+ * freed by V8 as before). PLEAT_RECYCLE=0 turns recycling off (every `recycle` declines).
  *
- * Backward passes hand back gradients they have consumed (BackwardPass.ts), and only storage
- * made inside a backward rule (`freshWithin`): never a forward activation or anything made
- * before. Storage that something keeps past its maker's knowledge (a leaf's `.grad` kept as
- * given, a deferred weight-gradient product's operands) is marked with `keep` and never taken.
+ * Two marks tell storage apart by when it was made: `freshWithin` (made inside a backward rule
+ * or a pass's sums: the only storage a backward pass hands back, never a forward activation or
+ * a collective's result) and `serial` / `madeSince` (made after a point: the only storage a
+ * forward's release takes, never a weight or a cache). Storage that something keeps past its
+ * maker's knowledge (a leaf's `.grad` kept as given, a deferred weight-gradient product's
+ * operands) is marked with `keep`; offered back while kept, it is taken when the last keeper
+ * calls `letGo`.
  */
-import type * as DType from "./DType.js"
+import * as DType from "./DType.js"
+import * as Slabs from "./Slabs.js"
 import type { Tensor } from "./Tensor.js"
 
 /**
  * The smallest storage, in bytes, taken back (smaller ones come from DType's slabs or are cheap).
  * @category configuration
  */
-export const minBytes = 1 << 20
+export const minBytes = Slabs.upTo + 1
 
 /**
  * The most bytes the pool keeps (per thread: each worker thread has its own pool).
@@ -49,12 +56,18 @@ export const capBytes = 512 * 2 ** 20
 
 const enabled = process.env.PLEAT_RECYCLE !== "0"
 const checking = process.env.PLEAT_RECYCLE === "check" || process.env.PLEAT_POISON_UNINITIALIZED === "1"
+Slabs.configure({ enabled, checking })
 
 /** Storage made while a backward rule ran (`freshWithin`): the only storage a backward pass hands back. */
 const fresh = new WeakSet<DType.Storage>()
-/** Buffers something keeps beyond what made them (`keep`): never taken back. */
-const kept = new WeakSet<ArrayBufferLike>()
+/** Storage something keeps beyond what made them (`keep`), by buffer: not taken back while kept. */
+const kept = new WeakMap<ArrayBufferLike, Array<DType.Storage>>()
+/** Storage offered back while kept: taken when its last keeper lets go (`letGo`). */
+const waiting = new WeakSet<DType.Storage>()
 let collecting = 0
+/** When each storage of this module or of a slab was made (`noteMade`): a count of allocations. */
+const born = new WeakMap<DType.Storage, number>()
+let made = 0
 
 /** Free buffers by byte length (a size class); newest last (reused first: warmest in cache). */
 const free = new Map<number, Array<ArrayBuffer>>()
@@ -110,10 +123,34 @@ export const allocate = (dtype: DType.DType, size: number, zeroed: boolean): DTy
   if (recycled !== undefined && zeroed) storage.fill(0)
   if (recyclable) {
     owners.set(buffer, storage)
-    if (collecting > 0) fresh.add(storage)
+    noteMade(storage)
   }
   return storage
 }
+
+/**
+ * Notes that `storage` was just made (DType calls this for every view of a slab; `allocate` for
+ * its own buffers): inside `freshWithin` it is fresh, and `madeSince` can tell it from storage
+ * made before a given `serial`.
+ * @category mutations
+ */
+export const noteMade = (storage: DType.Storage): void => {
+  made += 1
+  born.set(storage, made)
+  if (collecting > 0) fresh.add(storage)
+}
+
+/**
+ * The count of allocations so far: storage made after this call has a larger serial (`madeSince`).
+ * @category getters
+ */
+export const serial = (): number => made
+
+/**
+ * Whether `storage` is storage this module or a slab handed out after `since` (a `serial`).
+ * @category guards
+ */
+export const madeSince = (storage: DType.Storage, since: number): boolean => (born.get(storage) ?? 0) > since
 
 /**
  * Runs `f` (a backward rule, or the sums of its results), marking the recyclable storage it
@@ -136,13 +173,34 @@ export const freshWithin = <A>(f: () => A): A => {
 export const isFresh = (storage: DType.Storage): boolean => fresh.has(storage)
 
 /**
- * Marks the buffer of `storage` as kept by something that outlives its maker: `recycle` never
- * takes it (nor any other view of the buffer).
+ * Marks `storage` as kept by something that outlives its maker: `recycle` takes neither it nor
+ * any storage sharing bytes with it until every `keep` has been matched by a `letGo`.
  * @category mutations
  */
 export const keep = (storage: DType.Storage): void => {
-  kept.add(storage.buffer)
+  const held = kept.get(storage.buffer)
+  if (held === undefined) kept.set(storage.buffer, [storage])
+  else held.push(storage)
 }
+
+/**
+ * Ends one `keep` of `storage`; if it was offered back meanwhile (`recycle` declined it because
+ * it was kept) and nothing keeps it any more, it is taken now.
+ * @category mutations
+ */
+export const letGo = (storage: DType.Storage): void => {
+  const held = kept.get(storage.buffer)
+  const at = held?.indexOf(storage) ?? -1
+  if (held === undefined || at < 0) return
+  held.splice(at, 1)
+  if (held.length === 0) kept.delete(storage.buffer)
+  if (waiting.has(storage) && !isKept(storage)) {
+    waiting.delete(storage)
+    recycle(storage)
+  }
+}
+
+const isKept = (storage: DType.Storage): boolean => kept.get(storage.buffer)?.some((k) => DType.overlaps(k, storage)) ?? false
 
 /**
  * Hand `storage` back: its buffer will serve later requests of its class. The caller asserts
@@ -154,7 +212,17 @@ export const keep = (storage: DType.Storage): void => {
  */
 export const recycle = (storage: DType.Storage): boolean => {
   const buffer = storage.buffer
-  if (!enabled || !(buffer instanceof ArrayBuffer) || owners.get(buffer) !== storage || kept.has(buffer)) return false
+  if (isKept(storage)) {
+    if (Slabs.owns(storage) || owners.get(buffer as ArrayBuffer) === storage) waiting.add(storage)
+    return false
+  }
+  if (Slabs.owns(storage)) {
+    if (!Slabs.handBack(storage)) return false
+    fresh.delete(storage)
+    recycledCount += 1
+    return true
+  }
+  if (!enabled || !(buffer instanceof ArrayBuffer) || owners.get(buffer) !== storage) return false
   const bytes = buffer.byteLength
   if (pooledBytes + bytes > capBytes) return false
   owners.delete(buffer)
@@ -180,7 +248,12 @@ export const recycleTensor = (t: Tensor): boolean => t.tape === undefined && t.d
  * What the pool holds and has done on this thread (for tests and the bench).
  * @category getters
  */
-export const stats = (): { readonly pooledBytes: number; readonly recycled: number; readonly reused: number } => ({ pooledBytes, recycled: recycledCount, reused: reusedCount })
+export const stats = (): { readonly pooledBytes: number; readonly recycled: number; readonly reused: number; readonly reusedSlabs: number } => ({
+  pooledBytes,
+  recycled: recycledCount,
+  reused: reusedCount,
+  reusedSlabs: Slabs.reused(),
+})
 
 /**
  * Drop every pooled buffer (the collector frees them).
@@ -189,4 +262,5 @@ export const stats = (): { readonly pooledBytes: number; readonly recycled: numb
 export const clear = (): void => {
   free.clear()
   pooledBytes = 0
+  Slabs.clear()
 }

@@ -45,6 +45,11 @@ export interface Node {
   readonly backwardEffect?: (gradOutput: Tensor.Tensor) => Effect.Effect<ReadonlyArray<Tensor.Tensor | undefined>, unknown>
   /** The rule reads its gradient on the host (the router, the losses): `backwardEffect` downloads it first, without blocking. */
   readonly readsGradientOnHost?: boolean
+  /**
+   * The output is the input's storage and nothing else took either: a collective of a group of
+   * one (ActivationRelease need not spare its input from the recycler).
+   */
+  readonly passThrough?: boolean
 }
 
 /**
@@ -121,6 +126,11 @@ export class Tape {
   /** The number of recorded nodes. */
   get length(): number {
     return this.#nodes.length
+  }
+
+  /** The nodes recorded so far (a backward that frees them leaves this list as it is). */
+  recorded(): ReadonlyArray<Node> {
+    return this.#nodes
   }
 
   /** Runs `f` without recording: results of ops inside do not require grad. */

@@ -19,10 +19,12 @@ import * as Effect from "effect/Effect"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Mixtral from "../model/Mixtral.js"
 import type * as Partition from "../pipeline/Partition.js"
+import * as ActivationRelease from "../tensor/ActivationRelease.js"
 import * as Autograd from "../tensor/Autograd.js"
 import * as Device from "../tensor/Device.js"
 import * as Place from "../tensor/device/Place.js"
 import * as StableWeights from "../tensor/StableWeights.js"
+import * as StorageRecycler from "../tensor/StorageRecycler.js"
 import type * as GradAccumulator from "../tensor/GradAccumulator.js"
 import { copyToBf16 } from "../tensor/ops/Bf16.js"
 import { add } from "../tensor/ops/Elementwise.js"
@@ -101,6 +103,7 @@ export const forward = (c: ChunkInput) =>
       cache.set(name, leaf)
       return leaf
     }
+    const since = StorageRecycler.serial()
     const input = c.received === undefined ? undefined : tape.parameter(c.device === undefined ? c.received : to(c.received, c.device))
     const out = yield* Stage.forward(c.context(param), [c.layers.start, c.layers.end], input, c.data, c.isFirst, c.isLast)
     const backward = (outputGradient: Tensor.Tensor | undefined) =>
@@ -108,7 +111,10 @@ export const forward = (c: ChunkInput) =>
         // What the next stage sent comes over to this chunk's device.
         const root = rootOf(out, outputGradient === undefined || c.device === undefined ? outputGradient : to(outputGradient, c.device))
         if (root === undefined) return yield* Effect.die(new Error(`rank ${c.rank}: backward of mb ${c.microBatch} chunk ${c.chunk} has neither a loss nor an output gradient`))
+        const nodes = tape.recorded()
         yield* tape.backwardEffect(root)
+        // The forward's activations are dead now: their storage serves the next micro-batch.
+        ActivationRelease.release(nodes, since, [out.hidden?.tensor, out.loss, out.aux, root])
         return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype, device: input.device }))
       })
     // NOTE: the activation leaves without its tape (same storage); the receiver starts its own.

@@ -13,7 +13,9 @@
  *   dw_j = sum over rows of g_j * x_j * r
  */
 import * as Autograd from "../Autograd.js"
+import { isDeviceArray } from "../device/DeviceRuntime.js"
 import * as Place from "../device/Place.js"
+import * as StorageRecycler from "../StorageRecycler.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
 
@@ -40,7 +42,11 @@ export const rmsNorm = (x: Tensor.Tensor, weight: Tensor.Tensor, eps = 1e-6): Te
     place.kernels(g.dtype).rmsnormBackward(place.operand(x), place.operand(weight), place.operand(g), rstd, rows, cols, dx, dw)
     // The weight's float64 sums become its dtype where they are (cols values).
     const wGrad = dw === undefined ? undefined : place.allocate(g.dtype, cols)
-    if (wGrad !== undefined && dw !== undefined) place.copy(dw, wGrad)
+    if (wGrad !== undefined && dw !== undefined) {
+      place.copy(dw, wGrad)
+      // The float64 sums were this rule's alone.
+      if (!isDeviceArray(dw)) StorageRecycler.recycle(dw)
+    }
     return [dx === undefined ? undefined : Place.tensor(dx, x.shape, g.device), wGrad === undefined ? undefined : Place.tensor(wGrad, weight.shape, g.device)]
   })
 }

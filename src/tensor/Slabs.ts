@@ -1,0 +1,157 @@
+/**
+ * Slabs: small unshared storage (at most 64 KB) carved from larger ArrayBuffers that many
+ * tensors share, and slabs handed out again once every view carved from them has been handed
+ * back.
+ *
+ * Why slabs: a fresh ArrayBuffer costs ~3 us at 4 KB and ~7 us at 16-64 KB through
+ * Buffer.allocUnsafeSlow, measured in training, where ~1,250 of 4-64 KB were made per step of
+ * the default model at hidden 256. A slab lives while any of its views does, so a long-lived view
+ * pins at most its tier's slab: 64 KB / 256 KB. 1 MB slabs measured 5-13% slower than 256 KB on
+ * the default job's threads backend (8 ranks on 2 workers, 2026-12-01).
+ *
+ * Why reuse: V8 counts every new ArrayBuffer's bytes as external memory and runs a collection
+ * for every ~16-64 MB of them. The default model at hidden 1024 carves ~58 MB of 256 KB slabs a
+ * step ([16, 1024] activations and gradients): one mark-compact and ~6 scavenges a step, a
+ * fifth of the step (bench/README.md, pytorch suite). A slab whose views have all come back
+ * (`handBack`, through StorageRecycler.recycle) and that is full serves the next carves instead
+ * of a new buffer. A view handed back only counts toward its slab; a slab with a view that never
+ * comes back is left to the collector as before.
+ *
+ * Checking mode (StorageRecycler's: the test suites): a slab whose views have all come back is
+ * detached (its memory moves to a new ArrayBuffer by a transfer), so every view of it reads
+ * length 0 and a use after hand-back fails loudly.
+ */
+
+/** What the pool knows of a slab it made. */
+interface Slab {
+  /** Views carved from it so far. */
+  carved: number
+  /** Views handed back. */
+  returned: number
+  /** Still the tier's current slab (more views may be carved). */
+  open: boolean
+}
+
+interface Tier {
+  readonly upTo: number
+  readonly bytes: number
+  slab: ArrayBuffer | undefined
+  used: number
+  /** Slabs whose views all came back, ready to carve again (newest last). */
+  readonly free: Array<ArrayBuffer>
+}
+
+const tiers: ReadonlyArray<Tier> = [
+  { upTo: 4096, bytes: 65536, slab: undefined, used: 65536, free: [] },
+  { upTo: 65536, bytes: 1 << 18, slab: undefined, used: 1 << 18, free: [] },
+]
+
+/**
+ * The largest storage, in bytes, that comes from a slab.
+ * @category configuration
+ */
+export const upTo = 65536
+
+/** The most free slabs a tier keeps (per thread): 16 MB of 256 KB slabs, 4 MB of 64 KB ones. */
+const maxFree = 64
+
+/** Offsets within a slab are multiples of this (a cache line: the SIMD kernels' loads). */
+const align = 64
+
+const records = new WeakMap<ArrayBuffer, Slab>()
+/** The views carved and not yet handed back (only the very view carved is taken back). */
+const outstanding = new WeakSet<ArrayBufferView>()
+let reusedSlabs = 0
+
+/** Closes the tier's current slab; it goes back to the free list at once if nothing of it is out. */
+const close = (tier: Tier): void => {
+  const slab = tier.slab
+  if (slab === undefined) return
+  const record = records.get(slab)
+  if (record === undefined) return
+  record.open = false
+  if (record.returned === record.carved) release(tier, slab)
+}
+
+const release = (tier: Tier, slab: ArrayBuffer, checking = checkingMode): void => {
+  records.delete(slab)
+  if (tier.free.length >= maxFree) return
+  tier.free.push(checking ? structuredClone(slab, { transfer: [slab] }) : slab)
+}
+
+let checkingMode = false
+let enabled = true
+
+/**
+ * Sets how hand-backs behave (StorageRecycler calls this once: its switches).
+ * @category configuration
+ */
+export const configure = (options: { readonly enabled: boolean; readonly checking: boolean }): void => {
+  enabled = options.enabled
+  checkingMode = options.checking
+}
+
+const tierOf = (bytes: number): Tier => (bytes <= (tiers[0] as Tier).upTo ? tiers[0] : tiers[1]) as Tier
+
+/**
+ * A view of `size` elements (`bytes` of them, at most `upTo`) from the tier's slab, uninitialised.
+ * Slabs are reused once all their views came back, else made by Buffer.allocUnsafeSlow (malloc,
+ * reusing freed memory: ~24 us for 1 MB) rather than `new ArrayBuffer` (calloc: ~300 us for 1 MB,
+ * where glibc maps fresh memory and the kernel zeroes a 2 MB huge page under
+ * GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which pleat sets).
+ * @category constructors
+ */
+export const carve = (float32: boolean, size: number, bytes: number): Float32Array | Float64Array => {
+  const tier = tierOf(bytes)
+  if (tier.slab === undefined || tier.used + bytes > tier.bytes) {
+    close(tier)
+    const reused = tier.free.pop()
+    if (reused !== undefined) reusedSlabs += 1
+    tier.slab = reused ?? (Buffer.allocUnsafeSlow(tier.bytes).buffer as ArrayBuffer)
+    tier.used = 0
+    records.set(tier.slab, { carved: 0, returned: 0, open: true })
+  }
+  const at = tier.used
+  tier.used += Math.ceil(Math.max(bytes, 1) / align) * align
+  const view = float32 ? new Float32Array(tier.slab, at, size) : new Float64Array(tier.slab, at, size)
+  ;(records.get(tier.slab) as Slab).carved += 1
+  outstanding.add(view)
+  return view
+}
+
+/**
+ * Whether `view` is a view this pool carved and that has not been handed back.
+ * @category guards
+ */
+export const owns = (view: ArrayBufferView): boolean => outstanding.has(view)
+
+/**
+ * Hands back a carved view: the caller asserts nothing reads or writes it afterwards. Its slab
+ * is carved again once all its views are back and it is full. Returns whether it was taken
+ * (only a view this pool carved and not yet handed back, with recycling on).
+ * @category mutations
+ */
+export const handBack = (view: ArrayBufferView): boolean => {
+  if (!enabled || !outstanding.has(view)) return false
+  const slab = view.buffer as ArrayBuffer
+  const record = records.get(slab)
+  if (record === undefined) return false
+  outstanding.delete(view)
+  record.returned += 1
+  if (!record.open && record.returned === record.carved) release(tierOf(view.byteLength), slab)
+  return true
+}
+
+/**
+ * Slabs carved again after their views all came back (on this thread), for tests and the bench.
+ * @category getters
+ */
+export const reused = (): number => reusedSlabs
+
+/**
+ * Drops the free slabs (the collector frees them).
+ * @category mutations
+ */
+export const clear = (): void => {
+  for (const tier of tiers) tier.free.length = 0
+}
