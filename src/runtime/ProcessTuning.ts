@@ -1,8 +1,8 @@
 /**
  * ProcessTuning: the node flags and the environment a pleat process trains under. Both must be
  * in place when node starts, so they sit where node is started: the `pleat` executable's
- * `#!/usr/bin/env -S ...` line, `npm start`, `npm run bench` and `pleat launch`'s rank command
- * (a property keeps all four equal to `nodeFlags` and `environment`). Worker threads share the
+ * `#!/usr/bin/env -S ...` line (with `shebangFlags`), `npm start`, `npm run bench` and `pleat
+ * launch`'s rank command (a property keeps them equal to `nodeFlags` and `environment`). Worker threads share the
  * process's. Run `node dist/cli/main.js ...` to train with node's and glibc's defaults.
  *
  * `--no-concurrent-marking`: pleat's kernels run on a native pool with one thread per core while
@@ -19,6 +19,18 @@
  * its ceiling against 0.10).
  * Node refuses it in NODE_OPTIONS, and `v8.setFlagsFromString` after start-up leaves concurrent
  * marking tasks running, so it is a command-line flag.
+ *
+ * `--initial-old-space-size=128`: V8 starts a mark-compact when the old generation outgrows a
+ * limit it derives from what the last one left alive; a training process keeps ~20-30 MB of
+ * objects alive (parameters' wrappers, tapes, fibers), so the limit sat a few MB above that and
+ * every micro-batch's tape objects promoted by a scavenge started the next cycle: at hidden 1024
+ * (once tensor storage stopped counting as new external memory, StorageRecycler) one
+ * mark-compact every ~1.3 steps, ~25 ms of marking on the main thread each. Starting the limit at
+ * 128 MB: over 40 steps, mark-compacts 24 -> 6 and their marking 575 -> 119 ms (hidden 256:
+ * 3 -> 1, 72 -> 20 ms), for up to ~100 MB more resident JavaScript heap per isolate (each worker
+ * thread has its own). It is not on the `pleat` executable's `#!` line: Linux before 5.1 (RHEL 8's
+ * 4.18, among others) cuts a `#!` line at 127 bytes, and the line with it is 139 (`shebangFlags`);
+ * `npm start`, `npm run bench` and `pleat launch` carry it.
  *
  * `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc 2.35+; older ones ignore it): malloc advises
  * transparent huge pages for the heap, so tensor memory is faulted in 2 MiB at a time instead of
@@ -44,7 +56,14 @@
  * The node flags pleat runs with.
  * @category configuration
  */
-export const nodeFlags: ReadonlyArray<string> = ["--no-concurrent-marking"]
+export const nodeFlags: ReadonlyArray<string> = ["--no-concurrent-marking", "--initial-old-space-size=128"]
+
+/**
+ * The node flags of the `pleat` executable's `#!` line: those of `nodeFlags` that fit in 127 bytes
+ * with the environment (see above).
+ * @category configuration
+ */
+export const shebangFlags: ReadonlyArray<string> = ["--no-concurrent-marking"]
 
 /**
  * The environment pleat runs with, as NAME=VALUE words for `env`.

@@ -26,12 +26,8 @@ export type Storage = Float32Array | Float64Array
  */
 export const bytesPer = (dtype: DType): number => (dtype === "float32" ? 4 : 8)
 
-/** A view of `size` elements from a slab (Slabs), uninitialised, noted as made now. */
-const carve = (dtype: DType, size: number, bytes: number): Storage => {
-  const view = Slabs.carve(dtype === "float32", size, bytes)
-  StorageRecycler.noteMade(view)
-  return view
-}
+/** A view of `size` elements from a slab (Slabs), uninitialised, marked as made now (StorageRecycler). */
+const carve = (dtype: DType, size: number, bytes: number): Storage => Slabs.carve(dtype === "float32", size, bytes, StorageRecycler.nextMark())
 
 /**
  * New zeroed storage of `size` elements. Unshared storage of up to 64 KB is a view of a slab, a

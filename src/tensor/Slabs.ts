@@ -22,6 +22,12 @@
  * length 0 and a use after hand-back fails loudly.
  */
 
+/** A view carved and not handed back: its length, and the caller's mark (StorageRecycler's). */
+interface Carved {
+  readonly bytes: number
+  readonly mark: number
+}
+
 /** What the pool knows of a slab it made. */
 interface Slab {
   /** Views carved from it so far. */
@@ -30,20 +36,23 @@ interface Slab {
   returned: number
   /** Still the tier's current slab (more views may be carved). */
   open: boolean
+  /** The views out, by byte offset (a plain Map: no weak entry per view for the collector to trace). */
+  readonly out: Map<number, Carved>
 }
 
 interface Tier {
   readonly upTo: number
   readonly bytes: number
   slab: ArrayBuffer | undefined
+  record: Slab | undefined
   used: number
   /** Slabs whose views all came back, ready to carve again (newest last). */
   readonly free: Array<ArrayBuffer>
 }
 
 const tiers: ReadonlyArray<Tier> = [
-  { upTo: 4096, bytes: 65536, slab: undefined, used: 65536, free: [] },
-  { upTo: 65536, bytes: 1 << 18, slab: undefined, used: 1 << 18, free: [] },
+  { upTo: 4096, bytes: 65536, slab: undefined, record: undefined, used: 65536, free: [] },
+  { upTo: 65536, bytes: 1 << 18, slab: undefined, record: undefined, used: 1 << 18, free: [] },
 ]
 
 /**
@@ -59,22 +68,23 @@ const maxFree = 64
 const align = 64
 
 const records = new WeakMap<ArrayBuffer, Slab>()
-/** The views carved and not yet handed back (only the very view carved is taken back). */
-const outstanding = new WeakSet<ArrayBufferView>()
 let reusedSlabs = 0
 
 /** Closes the tier's current slab; it goes back to the free list at once if nothing of it is out. */
 const close = (tier: Tier): void => {
   const slab = tier.slab
-  if (slab === undefined) return
-  const record = records.get(slab)
-  if (record === undefined) return
+  const record = tier.record
+  if (slab === undefined || record === undefined) return
   record.open = false
   if (record.returned === record.carved) release(tier, slab)
 }
 
 const release = (tier: Tier, slab: ArrayBuffer, checking = checkingMode): void => {
   records.delete(slab)
+  if (tier.slab === slab) {
+    tier.slab = undefined
+    tier.record = undefined
+  }
   if (tier.free.length >= maxFree) return
   tier.free.push(checking ? structuredClone(slab, { transfer: [slab] }) : slab)
 }
@@ -98,10 +108,11 @@ const tierOf = (bytes: number): Tier => (bytes <= (tiers[0] as Tier).upTo ? tier
  * Slabs are reused once all their views came back, else made by Buffer.allocUnsafeSlow (malloc,
  * reusing freed memory: ~24 us for 1 MB) rather than `new ArrayBuffer` (calloc: ~300 us for 1 MB,
  * where glibc maps fresh memory and the kernel zeroes a 2 MB huge page under
- * GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which pleat sets).
+ * GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which pleat sets). `mark` is kept with the view until it
+ * is handed back (`markOf`).
  * @category constructors
  */
-export const carve = (float32: boolean, size: number, bytes: number): Float32Array | Float64Array => {
+export const carve = (float32: boolean, size: number, bytes: number, mark: number): Float32Array | Float64Array => {
   const tier = tierOf(bytes)
   if (tier.slab === undefined || tier.used + bytes > tier.bytes) {
     close(tier)
@@ -109,21 +120,36 @@ export const carve = (float32: boolean, size: number, bytes: number): Float32Arr
     if (reused !== undefined) reusedSlabs += 1
     tier.slab = reused ?? (Buffer.allocUnsafeSlow(tier.bytes).buffer as ArrayBuffer)
     tier.used = 0
-    records.set(tier.slab, { carved: 0, returned: 0, open: true })
+    tier.record = { carved: 0, returned: 0, open: true, out: new Map() }
+    records.set(tier.slab, tier.record)
   }
   const at = tier.used
   tier.used += Math.ceil(Math.max(bytes, 1) / align) * align
-  const view = float32 ? new Float32Array(tier.slab, at, size) : new Float64Array(tier.slab, at, size)
-  ;(records.get(tier.slab) as Slab).carved += 1
-  outstanding.add(view)
-  return view
+  const record = tier.record as Slab
+  record.carved += 1
+  record.out.set(at, { bytes, mark })
+  return float32 ? new Float32Array(tier.slab, at, size) : new Float64Array(tier.slab, at, size)
+}
+
+/** The record of the carve `view` is, if it is one out now (the same offset and length). */
+const carvedAs = (view: ArrayBufferView): { readonly record: Slab; readonly carved: Carved } | undefined => {
+  const record = view.buffer instanceof ArrayBuffer ? records.get(view.buffer) : undefined
+  const carved = record?.out.get(view.byteOffset)
+  return record === undefined || carved === undefined || carved.bytes !== view.byteLength ? undefined : { record, carved }
 }
 
 /**
- * Whether `view` is a view this pool carved and that has not been handed back.
+ * Whether `view` is a view this pool carved (that very offset and length) and that has not been
+ * handed back.
  * @category guards
  */
-export const owns = (view: ArrayBufferView): boolean => outstanding.has(view)
+export const owns = (view: ArrayBufferView): boolean => carvedAs(view) !== undefined
+
+/**
+ * The mark `view` was carved with, if it is a view out now (`owns`).
+ * @category getters
+ */
+export const markOf = (view: ArrayBufferView): number | undefined => carvedAs(view)?.carved.mark
 
 /**
  * Hands back a carved view: the caller asserts nothing reads or writes it afterwards. Its slab
@@ -132,11 +158,11 @@ export const owns = (view: ArrayBufferView): boolean => outstanding.has(view)
  * @category mutations
  */
 export const handBack = (view: ArrayBufferView): boolean => {
-  if (!enabled || !outstanding.has(view)) return false
+  const found = enabled ? carvedAs(view) : undefined
+  if (found === undefined) return false
+  const { record } = found
   const slab = view.buffer as ArrayBuffer
-  const record = records.get(slab)
-  if (record === undefined) return false
-  outstanding.delete(view)
+  record.out.delete(view.byteOffset)
   record.returned += 1
   if (!record.open && record.returned === record.carved) release(tierOf(view.byteLength), slab)
   return true

@@ -58,21 +58,18 @@ const enabled = process.env.PLEAT_RECYCLE !== "0"
 const checking = process.env.PLEAT_RECYCLE === "check" || process.env.PLEAT_POISON_UNINITIALIZED === "1"
 Slabs.configure({ enabled, checking })
 
-/** Storage made while a backward rule ran (`freshWithin`): the only storage a backward pass hands back. */
-const fresh = new WeakSet<DType.Storage>()
 /** Storage something keeps beyond what made them (`keep`), by buffer: not taken back while kept. */
 const kept = new WeakMap<ArrayBufferLike, Array<DType.Storage>>()
 /** Storage offered back while kept: taken when its last keeper lets go (`letGo`). */
 const waiting = new WeakSet<DType.Storage>()
 let collecting = 0
-/** When each storage of this module or of a slab was made (`noteMade`): a count of allocations. */
-const born = new WeakMap<DType.Storage, number>()
+/** Allocations so far: each storage's mark is its serial times 2, plus 1 when made in `freshWithin`. */
 let made = 0
 
 /** Free buffers by byte length (a size class); newest last (reused first: warmest in cache). */
 const free = new Map<number, Array<ArrayBuffer>>()
 /** The storage this module handed out over each of its buffers: only that storage gives it back. */
-const owners = new WeakMap<ArrayBuffer, DType.Storage>()
+const owners = new WeakMap<ArrayBuffer, { readonly storage: DType.Storage; readonly mark: number }>()
 let pooledBytes = 0
 let recycledCount = 0
 let reusedCount = 0
@@ -121,23 +118,26 @@ export const allocate = (dtype: DType.DType, size: number, zeroed: boolean): DTy
   const buffer = recycled ?? (zeroed ? new ArrayBuffer(length) : (Buffer.allocUnsafeSlow(length).buffer as ArrayBuffer))
   const storage = dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
   if (recycled !== undefined && zeroed) storage.fill(0)
-  if (recyclable) {
-    owners.set(buffer, storage)
-    noteMade(storage)
-  }
+  if (recyclable) owners.set(buffer, { storage, mark: nextMark() })
   return storage
 }
 
 /**
- * Notes that `storage` was just made (DType calls this for every view of a slab; `allocate` for
- * its own buffers): inside `freshWithin` it is fresh, and `madeSince` can tell it from storage
- * made before a given `serial`.
+ * The mark of storage made now (DType gives it to each view of a slab; `allocate` keeps it for
+ * its own buffers): its serial, for `madeSince`, and whether it is made inside `freshWithin`.
+ * Kept beside the storage's record (a slab's map of its views, `owners`), never in a weak
+ * collection per storage: ephemerons by the thousand a step slowed V8's marking.
  * @category mutations
  */
-export const noteMade = (storage: DType.Storage): void => {
+export const nextMark = (): number => {
   made += 1
-  born.set(storage, made)
-  if (collecting > 0) fresh.add(storage)
+  return 2 * made + (collecting > 0 ? 1 : 0)
+}
+
+/** The mark of storage this module or a slab handed out and did not take back. */
+const markOf = (storage: DType.Storage): number | undefined => {
+  const own = storage.buffer instanceof ArrayBuffer ? owners.get(storage.buffer) : undefined
+  return own !== undefined ? (own.storage === storage ? own.mark : undefined) : Slabs.markOf(storage)
 }
 
 /**
@@ -150,7 +150,7 @@ export const serial = (): number => made
  * Whether `storage` is storage this module or a slab handed out after `since` (a `serial`).
  * @category guards
  */
-export const madeSince = (storage: DType.Storage, since: number): boolean => (born.get(storage) ?? 0) > since
+export const madeSince = (storage: DType.Storage, since: number): boolean => Math.floor((markOf(storage) ?? 0) / 2) > since
 
 /**
  * Runs `f` (a backward rule, or the sums of its results), marking the recyclable storage it
@@ -170,7 +170,7 @@ export const freshWithin = <A>(f: () => A): A => {
  * Whether `storage` was made inside `freshWithin` (and is the very storage handed out then).
  * @category guards
  */
-export const isFresh = (storage: DType.Storage): boolean => fresh.has(storage)
+export const isFresh = (storage: DType.Storage): boolean => (markOf(storage) ?? 0) % 2 === 1
 
 /**
  * Marks `storage` as kept by something that outlives its maker: `recycle` takes neither it nor
@@ -213,20 +213,18 @@ const isKept = (storage: DType.Storage): boolean => kept.get(storage.buffer)?.so
 export const recycle = (storage: DType.Storage): boolean => {
   const buffer = storage.buffer
   if (isKept(storage)) {
-    if (Slabs.owns(storage) || owners.get(buffer as ArrayBuffer) === storage) waiting.add(storage)
+    if (markOf(storage) !== undefined) waiting.add(storage)
     return false
   }
   if (Slabs.owns(storage)) {
     if (!Slabs.handBack(storage)) return false
-    fresh.delete(storage)
     recycledCount += 1
     return true
   }
-  if (!enabled || !(buffer instanceof ArrayBuffer) || owners.get(buffer) !== storage) return false
+  if (!enabled || !(buffer instanceof ArrayBuffer) || owners.get(buffer)?.storage !== storage) return false
   const bytes = buffer.byteLength
   if (pooledBytes + bytes > capBytes) return false
   owners.delete(buffer)
-  fresh.delete(storage)
   const moved = checking ? structuredClone(buffer, { transfer: [buffer] }) : buffer
   const list = free.get(bytes)
   if (list === undefined) free.set(bytes, [moved])
