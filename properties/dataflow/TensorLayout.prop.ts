@@ -36,4 +36,34 @@ describe("tensor layouts", () => {
       }),
     )
   })
+
+  test("equals is format's equality: two layouts are equal exactly when they print alike", () => {
+    const shardArb = fc.record({ axis: fc.constantFrom<"tp" | "cp" | "dp" | "ep">("tp", "cp", "dp", "ep"), size: fc.integer({ min: 1, max: 4 }) })
+    const dimArb = fc.record({
+      name: fc.constantFrom("rows", "hidden", "experts"),
+      size: fc.integer({ min: 1, max: 8 }),
+      over: fc.array(shardArb, { maxLength: 2 }),
+      ragged: fc.boolean(),
+    })
+    const layoutArb = fc.record({
+      dims: fc.array(dimArb, { minLength: 1, maxLength: 3 }),
+      partial: fc.array(shardArb, { maxLength: 2 }),
+      tokens: fc.constantFrom<"sequence" | "permuted">("sequence", "permuted"),
+    })
+    const build = (x: typeof layoutArb extends fc.Arbitrary<infer T> ? T : never) =>
+      TensorLayout.make(
+        x.dims.map((d) => (d.ragged ? TensorLayout.ragged(d.name, d.size, d.over) : TensorLayout.dim(d.name, d.size, d.over))),
+        { partial: x.partial, tokens: x.tokens },
+      )
+    // Pairs drawn apart and pairs that share most of their draw (so that equal ones occur).
+    fc.assert(
+      fc.property(layoutArb, layoutArb, fc.boolean(), (x, y, near) => {
+        const a = build(x)
+        const b = build(near ? { ...x, tokens: y.tokens, dims: x.dims.map((d, i) => (i === 0 ? (y.dims[0] ?? d) : d)) } : y)
+        expect(TensorLayout.equals(a, b)).toBe(TensorLayout.format(a) === TensorLayout.format(b))
+        expect(TensorLayout.equals(a, build(x))).toBe(true)
+      }),
+      { numRuns: 400 },
+    )
+  })
 })

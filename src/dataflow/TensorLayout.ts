@@ -115,7 +115,21 @@ export const isSequenceParallel = (l: TensorLayout): boolean => l.dims[0]?.over.
  * Whether two layouts describe the same placement.
  * @category guards
  */
-export const equals = (a: TensorLayout, b: TensorLayout): boolean => format(a) === format(b)
+export const equals = (a: TensorLayout, b: TensorLayout): boolean =>
+  a === b ||
+  (a.tokens === b.tokens &&
+    a.partial.length === b.partial.length &&
+    a.partial.every((axis, i) => axis === b.partial[i]) &&
+    a.dims.length === b.dims.length &&
+    a.dims.every((d, i) => sameDim(d, b.dims[i] as Dim)))
+
+/** Whether two dims read the same in `format`: name, extent, raggedness and shards in order. */
+const sameDim = (a: Dim, b: Dim): boolean =>
+  a.name === b.name &&
+  a.size === b.size &&
+  (a.ragged ?? false) === (b.ragged ?? false) &&
+  a.over.length === b.over.length &&
+  a.over.every((s, i) => s.axis === b.over[i]?.axis && s.size === b.over[i]?.size)
 
 /**
  * Appends a dim that no axis splits (e.g. the hidden columns a lookup adds to token rows).
