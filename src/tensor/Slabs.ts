@@ -61,8 +61,12 @@ const tiers: ReadonlyArray<Tier> = [
  */
 export const upTo = 65536
 
-/** The most free slabs a tier keeps (per thread): 16 MB of 256 KB slabs, 4 MB of 64 KB ones. */
-const maxFree = 64
+/**
+ * The most bytes of free slabs a tier keeps (per thread). A micro-batch's activations all come back
+ * at once, after its backward: at hidden 1024 a cap of 64 slabs (16 MB) dropped ~70 of them a step,
+ * which the next micro-batches then made anew.
+ */
+const maxFreeBytes = 64 * 2 ** 20
 
 /** Offsets within a slab are multiples of this (a cache line: the SIMD kernels' loads). */
 const align = 64
@@ -85,7 +89,7 @@ const release = (tier: Tier, slab: ArrayBuffer, checking = checkingMode): void =
     tier.slab = undefined
     tier.record = undefined
   }
-  if (tier.free.length >= maxFree) return
+  if ((tier.free.length + 1) * tier.bytes > maxFreeBytes) return
   tier.free.push(checking ? structuredClone(slab, { transfer: [slab] }) : slab)
 }
 

@@ -218,13 +218,14 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
 const nativeAttention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, l: Layout, scale: number, causal: boolean, options: AttentionOptions): Tensor.Tensor => {
   const shape = shapeOf(l, scale, causal, options)
   const f32 = (t: Tensor.Tensor) => t.data as Float32Array
-  const out = new Float32Array(l.b * l.sq * l.hq * l.dv)
-  const lse = new Float64Array(l.b * l.hq * l.sq)
+  // From DType (slabs and the recycler, which take them back once dead), not new ArrayBuffers.
+  const out = DType.allocateUninitialized("float32", l.b * l.sq * l.hq * l.dv) as Float32Array
+  const lse = DType.allocateUninitialized("float64", l.b * l.hq * l.sq) as Float64Array
   Cpu.attention({ ...shape, q: f32(q), k: f32(k), v: f32(v), out, lse })
   return Autograd.result("attention", [q, k, v], out, [l.b, l.sq, l.hq, l.dv], (g) => {
-    const gradQ = new Float32Array(q.size)
-    const gradK = new Float32Array(k.size)
-    const gradV = new Float32Array(v.size)
+    const gradQ = DType.allocate("float32", q.size) as Float32Array
+    const gradK = DType.allocate("float32", k.size) as Float32Array
+    const gradV = DType.allocate("float32", v.size) as Float32Array
     Cpu.attentionBackward({ ...shape, q: f32(q), k: f32(k), v: f32(v), out, gradOut: f32(g), lse, gradQ, gradK, gradV })
     const wrap = (t: Tensor.Tensor, data: Float32Array) => (t.requiresGrad ? Tensor.fromStorage(data, t.shape, { device: g.device }) : undefined)
     return [wrap(q, gradQ), wrap(k, gradK), wrap(v, gradV)]

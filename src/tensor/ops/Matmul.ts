@@ -176,7 +176,8 @@ export const matmulEffect = (a: Tensor.Tensor, b: Tensor.Tensor, options: Matmul
     if (a.dtype !== "float32" || Kernels.native() === undefined || Device.isAccelerator(a.device) || !Cpu.preferAsync(2 * l.batch * l.m * l.n * l.k)) {
       return Effect.sync(() => matmul(a, b, options))
     }
-    const out = new Float32Array(l.batch * l.m * l.n)
+    // Every element written by the product (not accumulating).
+    const out = DType.allocateUninitialized("float32", l.batch * l.m * l.n) as Float32Array
     const args = gemmArgs(a.data as Float32Array, b.data as Float32Array, out, l, transA, transB)
     const bf16 = Bf16Matmul.forForward(a, b)
     const rounds = Bf16Matmul.roundsProduct(a, b)
