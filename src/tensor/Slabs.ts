@@ -30,10 +30,6 @@ interface Carved {
 
 /** What the pool knows of a slab it made. */
 interface Slab {
-  /** Views carved from it so far. */
-  carved: number
-  /** Views handed back. */
-  returned: number
   /** Still the tier's current slab (more views may be carved). */
   open: boolean
   /** The views out, by byte offset (a plain Map: no weak entry per view for the collector to trace). */
@@ -80,17 +76,17 @@ const close = (tier: Tier): void => {
   const record = tier.record
   if (slab === undefined || record === undefined) return
   record.open = false
-  if (record.returned === record.carved) release(tier, slab)
+  if (record.out.size === 0) release(tier, slab)
 }
 
-const release = (tier: Tier, slab: ArrayBuffer, checking = checkingMode): void => {
+const release = (tier: Tier, slab: ArrayBuffer): void => {
   records.delete(slab)
   if (tier.slab === slab) {
     tier.slab = undefined
     tier.record = undefined
   }
   if ((tier.free.length + 1) * tier.bytes > maxFreeBytes) return
-  tier.free.push(checking ? structuredClone(slab, { transfer: [slab] }) : slab)
+  tier.free.push(checkingMode ? structuredClone(slab, { transfer: [slab] }) : slab)
 }
 
 let checkingMode = false
@@ -124,14 +120,12 @@ export const carve = (float32: boolean, size: number, bytes: number, mark: numbe
     if (reused !== undefined) reusedSlabs += 1
     tier.slab = reused ?? (Buffer.allocUnsafeSlow(tier.bytes).buffer as ArrayBuffer)
     tier.used = 0
-    tier.record = { carved: 0, returned: 0, open: true, out: new Map() }
+    tier.record = { open: true, out: new Map() }
     records.set(tier.slab, tier.record)
   }
   const at = tier.used
   tier.used += Math.ceil(Math.max(bytes, 1) / align) * align
-  const record = tier.record as Slab
-  record.carved += 1
-  record.out.set(at, { bytes, mark })
+  ;(tier.record as Slab).out.set(at, { bytes, mark })
   return float32 ? new Float32Array(tier.slab, at, size) : new Float64Array(tier.slab, at, size)
 }
 
@@ -143,14 +137,8 @@ const carvedAs = (view: ArrayBufferView): { readonly record: Slab; readonly carv
 }
 
 /**
- * Whether `view` is a view this pool carved (that very offset and length) and that has not been
- * handed back.
- * @category guards
- */
-export const owns = (view: ArrayBufferView): boolean => carvedAs(view) !== undefined
-
-/**
- * The mark `view` was carved with, if it is a view out now (`owns`).
+ * The mark `view` was carved with, if it is a view this pool carved (that very offset and length)
+ * and that has not been handed back.
  * @category getters
  */
 export const markOf = (view: ArrayBufferView): number | undefined => carvedAs(view)?.carved.mark
@@ -165,10 +153,8 @@ export const handBack = (view: ArrayBufferView): boolean => {
   const found = enabled ? carvedAs(view) : undefined
   if (found === undefined) return false
   const { record } = found
-  const slab = view.buffer as ArrayBuffer
   record.out.delete(view.byteOffset)
-  record.returned += 1
-  if (!record.open && record.returned === record.carved) release(tierOf(view.byteLength), slab)
+  if (!record.open && record.out.size === 0) release(tierOf(view.byteLength), view.buffer as ArrayBuffer)
   return true
 }
 

@@ -206,8 +206,9 @@ const isKept = (storage: DType.Storage): boolean => kept.get(storage.buffer)?.so
  * Hand `storage` back: its buffer will serve later requests of its class. The caller asserts
  * nothing reads or writes it afterwards (in checking mode every view of its buffer is
  * detached, so a reader that does sees an empty array). Returns whether it was taken: only
- * storage this module handed out is (the very typed array; not a part of it, slabs, shared
- * memory or buffers made elsewhere), and not when the pool is full or recycling is off.
+ * storage this module or a slab handed out is (that very view; not a part of it, shared memory
+ * or buffers made elsewhere), not while it is kept, and not when the pool is full or recycling
+ * is off.
  * @category mutations
  */
 export const recycle = (storage: DType.Storage): boolean => {
@@ -216,8 +217,7 @@ export const recycle = (storage: DType.Storage): boolean => {
     if (markOf(storage) !== undefined) waiting.add(storage)
     return false
   }
-  if (Slabs.owns(storage)) {
-    if (!Slabs.handBack(storage)) return false
+  if (Slabs.handBack(storage)) {
     recycledCount += 1
     return true
   }
