@@ -5,8 +5,11 @@
 // empty afterwards), while the leaves, the views of other tensors (reshape, rows), the survivors
 // the caller names, storage made before the forward that an op hands out (a cache), and the
 // input and output of an effectful node (a collective's) keep their
-// values. A second forward after the release, which reuses the recycled buffers, gives the first
-// one's loss and gradients bit for bit.
+// values, unless that collective's storage is private (its transport copied the input and made
+// the output for this rank alone: Node.privateStorage), whose output is taken like any op's and
+// whose backward hands its consumed gradient back (BackwardPass.giveEffect). A second forward
+// after the release, which reuses the recycled buffers, gives the first one's loss and gradients
+// bit for bit.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -20,14 +23,21 @@ import * as StorageRecycler from "../../src/tensor/StorageRecycler.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 
-type Step = { readonly op: 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7; readonly i: number; readonly j: number }
-const stepArb = fc.record({ op: fc.constantFrom<Step["op"]>(0, 1, 2, 3, 4, 5, 6, 7), i: fc.nat(), j: fc.nat() })
+type Step = { readonly op: 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8; readonly i: number; readonly j: number }
+const stepArb = fc.record({ op: fc.constantFrom<Step["op"]>(0, 1, 2, 3, 4, 5, 6, 7, 8), i: fc.nat(), j: fc.nat() })
 
 /** Rows and columns of every tensor: 32 KB rows, so each tensor has a buffer of its own. */
 const [R, C] = [4, 8192]
 
 /** An effectful node that copies its input (as a collective would, into new storage). */
 const collective = (t: Tensor.Tensor): Tensor.Tensor => Autograd.resultEffect("fakeCollective", [t], DType.copyOf(t.data), t.shape, (g) => Effect.succeed([g]))
+
+/**
+ * A collective of private storage: its output is a copy made for this rank, and its backward
+ * gives a new copy of the gradient (as a transport would deliver the adjoint's result).
+ */
+const privateCollective = (t: Tensor.Tensor): Tensor.Tensor =>
+  Autograd.resultEffect("privateCollective", [t], DType.copyOf(t.data), t.shape, (g) => Effect.sync(() => [Tensor.fromStorage(DType.copyOf(g.data), g.shape)]), true)
 
 interface Run {
   readonly tape: Tape.Tape
@@ -66,6 +76,8 @@ const forward = (leaves: ReadonlyArray<Tensor.Tensor>, steps: ReadonlyArray<Step
       t = collective(u)
       spared.push(u, t)
       own = false
+    } else if (s.op === 8) {
+      t = privateCollective(u)
     } else {
       t = cached(u, cache)
       own = false
@@ -90,7 +102,7 @@ const leavesOf = (values: ReadonlyArray<number>, tape: Tape.Tape): Array<Tensor.
   )
 
 describe("ActivationRelease", () => {
-  test("takes back exactly the forward's own outputs; leaves, views, survivors and collectives' tensors keep their values; a second run gives the same bits", async () => {
+  test("takes back exactly the forward's own outputs and private collectives'; leaves, views, survivors and other collectives' tensors keep their values; a second run gives the same bits", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.integer({ min: -2, max: 2 }), { minLength: 1, maxLength: 3 }), fc.array(stepArb, { minLength: 1, maxLength: 8 }), async (values, steps) => {
         const results: Array<{ loss: number; grads: Array<Float32Array> }> = []

@@ -65,6 +65,13 @@ export interface CommunicatorShape {
   readonly rank: number
   readonly world: number
   readonly backend: string
+  /**
+   * Every collective result is new storage of this rank's alone, and the transport reads no
+   * request's tensor once its Pending completed (it copies at issue, or waits for its readers):
+   * either may be reused as soon as the rank's own program is done with it. The copying local and
+   * threads backends and MPI say so; zero-copy modes (results shared between ranks) do not.
+   */
+  readonly privateStorage?: boolean
   /** Enters a collective on the group's stream; the sequence number is taken now. */
   readonly issue: (group: Group, request: Request) => Effect.Effect<Pending<Collective.Output<Collective.Values>>, CommError>
   /** Queues `t` for rank `to` (FIFO per sender, receiver and tag); completes once queued. */

@@ -60,7 +60,7 @@ const op = (
     : Effect.gen(function* () {
         const comm = yield* Communicator
         const out = yield* run(comm, group, { ...request, tensor: t })
-        const result = Autograd.resultEffect(name, [t], out.data, out.shape, (g) => Effect.map(adjoint(comm, g, out), (gi) => [gi]))
+        const result = Autograd.resultEffect(name, [t], out.data, out.shape, (g) => Effect.map(adjoint(comm, g, out), (gi) => [gi]), comm.privateStorage === true)
         return { result, splits: out.splits ?? [] }
       })
 
@@ -153,7 +153,7 @@ export const allToAllVChunks = (group: Group, ts: ReadonlyArray<Tensor.Tensor>, 
           const back = wrap(g, o)
           return [sendRows === undefined ? back : scatterAddRows(back, sendRows, t.shape[0] ?? 0)]
         })
-      results.push(Autograd.resultEffect("allToAllVChunks", [t], out.data, out.shape, adjoint))
+      results.push(Autograd.resultEffect("allToAllVChunks", [t], out.data, out.shape, adjoint, comm.privateStorage === true))
     }
     return results
   })
@@ -181,13 +181,19 @@ export const allToAllVCombine = (group: Group, t: Tensor.Tensor, exchange: Chunk
     }
     const comm = yield* Communicator
     const out = yield* run(comm, group, { op: "allToAllV", tensor: t, ...exchange, combine })
-    return Autograd.resultEffect("allToAllVCombine", [t, weights], out.data, out.shape, (g) =>
-      Effect.map(back(comm, g), (each) => {
-        const rows = reshape(Tensor.detach(t), [n, n === 0 ? 0 : t.size / n])
-        const perRow = reshape(each, rows.shape)
-        const w = reshape(Tensor.detach(weights), [n, 1])
-        return [reshape(mul(perRow, w), t.shape), reshape(Reduce.sum(mul(perRow, rows), 1), weights.shape)]
-      }),
+    return Autograd.resultEffect(
+      "allToAllVCombine",
+      [t, weights],
+      out.data,
+      out.shape,
+      (g) =>
+        Effect.map(back(comm, g), (each) => {
+          const rows = reshape(Tensor.detach(t), [n, n === 0 ? 0 : t.size / n])
+          const perRow = reshape(each, rows.shape)
+          const w = reshape(Tensor.detach(weights), [n, 1])
+          return [reshape(mul(perRow, w), t.shape), reshape(Reduce.sum(mul(perRow, rows), 1), weights.shape)]
+        }),
+      comm.privateStorage === true,
     )
   })
 }
@@ -213,5 +219,10 @@ export const broadcast = (group: Group, t: Tensor.Tensor, root: number) =>
  */
 export const copyToGroup = (group: Group, t: Tensor.Tensor) =>
   Effect.map(Communicator, (comm) =>
-    Autograd.passThroughEffect("copyToGroup", t, (g) => Effect.map(collect(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (summed) => [summed])),
+    Autograd.passThroughEffect(
+      "copyToGroup",
+      t,
+      (g) => Effect.map(collect(comm, group, { op: "allReduce", tensor: g, reduce: "sum" }), (summed) => [summed]),
+      comm.privateStorage === true && !alone(group, t, { op: "allReduce", reduce: "sum" }),
+    ),
   )

@@ -60,6 +60,8 @@ export interface RankTransport {
    * lowers them (ChunkedLowering).
    */
   readonly placesChunks?: boolean
+  /** Results are this rank's own and inputs are let go at completion (CommunicatorShape.privateStorage). */
+  readonly privateStorage?: boolean
 }
 
 /**
@@ -95,5 +97,5 @@ export const make = (transport: RankTransport): CommunicatorShape => {
       }),
     )
   const recv = (from: number, tag = "") => Effect.flatMap(checkPeer("recv", from), () => inbox.take(from, tag))
-  return { rank, world, backend, issue, send, recv }
+  return { rank, world, backend, issue, send, recv, privateStorage: transport.privateStorage === true }
 }

@@ -115,6 +115,8 @@ export class LocalFabric {
       post: (to, t, tag) => (this.#inboxes[to] as Inbox).deliver(rank, tag, this.copy ? Tensor.detachCopy(t) : Tensor.detach(t)),
       // Results come from Collective.compute over every contribution: chunks placed as copied.
       placesChunks: true,
+      // Copying: contributions are snapshots and every member gets a result of its own.
+      privateStorage: this.copy,
     })
   }
 

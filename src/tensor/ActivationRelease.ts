@@ -14,7 +14,9 @@
  *   - shares no bytes with the node's inputs (a view or a pass-through is not its own);
  *   - is neither a collective's result nor the input of a collective (a transport may share or
  *     keep what it was given or gave: the zero-copy backends), except a group of one's, which is
- *     its input and met no transport (Autograd.passThroughEffect);
+ *     its input and met no transport (Autograd.passThroughEffect), and a collective of private
+ *     storage's (Node.privateStorage: the copying backends and MPI, whose transport let go of
+ *     both when it completed);
  *   - shares no bytes with `survivors` (what the micro-batch hands on: the loss, the activation
  *     sent to the next stage);
  *   - and that nothing keeps past its maker (StorageRecycler.keep: a deferred weight-gradient
@@ -40,7 +42,7 @@ export const release = (nodes: ReadonlyArray<Node>, since: number, survivors: Re
   }
   survivors.forEach(spare)
   for (const node of nodes) {
-    if (node.backwardEffect === undefined || node.passThrough === true) continue
+    if (node.backwardEffect === undefined || node.passThrough === true || node.privateStorage === true) continue
     spare(node.output)
     node.inputs.forEach(spare)
   }

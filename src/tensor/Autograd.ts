@@ -48,7 +48,7 @@ const output = (
   inputs: ReadonlyArray<Tensor.Tensor>,
   data: Buffer,
   shape: ReadonlyArray<number>,
-  rules: Pick<Node, "backward" | "backwardEffect" | "readsGradientOnHost" | "passThrough">,
+  rules: Pick<Node, "backward" | "backwardEffect" | "readsGradientOnHost" | "passThrough" | "privateStorage">,
   device: Device.Device | undefined = inputs[0]?.device,
 ): Tensor.Tensor => {
   const tape = tapeOf(op, inputs)
@@ -102,7 +102,7 @@ export const resultOn = (
 
 /**
  * Like `result`, for ops whose backward is an Effect (collectives). Tapes holding such nodes
- * run `backwardEffect`.
+ * run `backwardEffect`. `privateStorage`: the transport kept neither the input nor `data` (Node).
  * @category constructors
  */
 export const resultEffect = (
@@ -111,23 +111,27 @@ export const resultEffect = (
   data: Buffer,
   shape: ReadonlyArray<number>,
   backwardEffect: (gradOutput: Tensor.Tensor) => Effect.Effect<ReadonlyArray<Tensor.Tensor | undefined>, unknown>,
+  privateStorage = false,
 ): Tensor.Tensor =>
   output(op, inputs, data, shape, {
     backward: () => {
       throw TensorError.shape(op, "has an effectful backward")
     },
     backwardEffect,
+    ...(privateStorage ? { privateStorage } : {}),
   })
 
 /**
- * Like `resultEffect`, for a collective that is the identity for its one member (a group of one):
- * the output is `t`'s own storage, and no transport saw it.
+ * Like `resultEffect`, for a collective that is the identity forward (a group of one, or
+ * copyToGroup): the output is `t`'s own storage, and no transport saw it; `privateStorage`: the
+ * backward's collective keeps neither side (Node).
  * @category constructors
  */
 export const passThroughEffect = (
   op: string,
   t: Tensor.Tensor,
   backwardEffect: (gradOutput: Tensor.Tensor) => Effect.Effect<ReadonlyArray<Tensor.Tensor | undefined>, unknown>,
+  privateStorage = false,
 ): Tensor.Tensor =>
   output(op, [t], t.values(), t.shape, {
     backward: () => {
@@ -135,6 +139,7 @@ export const passThroughEffect = (
     },
     backwardEffect,
     passThrough: true,
+    ...(privateStorage ? { privateStorage } : {}),
   })
 
 /**

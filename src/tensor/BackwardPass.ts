@@ -10,7 +10,8 @@
  * pending gradients per buffer and hands a consumed one to the storage recycler when none of
  * them overlaps it (a slab's views share a buffer without sharing bytes). Only storage made inside
  * a rule or the pass's sums is handed back (StorageRecycler.freshWithin: never the seed, a
- * forward activation or a collective's result), and never storage something keeps past the
+ * forward activation or a collective's result, except a collective of private storage, whose
+ * transport let go of both sides when it completed: `giveEffect`), and never storage something keeps past the
  * pass (a leaf's `.grad` kept as given, a deferred weight-gradient product's operands:
  * StorageRecycler.keep). What that saves: at the realistic MoE shape a step makes ~1 GB of
  * tensors, and V8 runs a scavenge after every 32 MiB of new ArrayBuffers; gradients handed back
@@ -41,6 +42,13 @@ export interface Pass {
   readonly give: (node: Node, inputGrads: ReadonlyArray<Tensor.Tensor | undefined>) => void
   /** Runs a node's synchronous rule on `g` (taken from this pass), gives its results, and hands back g's storage if nothing else holds it. */
   readonly runRule: (node: Node, g: Tensor.Tensor) => void
+  /**
+   * Gives the results of a node's effectful rule (a collective's adjoint), run on `g` since
+   * `since` (StorageRecycler.serial). For a collective of private storage (Node.privateStorage)
+   * its results made since then are the pass's own, as a synchronous rule's, and g's storage goes
+   * back if nothing else holds it (the transport let go of it when the adjoint completed).
+   */
+  readonly giveEffect: (node: Node, g: Tensor.Tensor, inputGrads: ReadonlyArray<Tensor.Tensor | undefined>, since: number) => void
 }
 
 /**
@@ -130,6 +138,16 @@ export const make = (loss: Tensor.Tensor, seed: Tensor.Tensor): Pass => {
     runRule: (node, g) => {
       StorageRecycler.freshWithin(() => give(node, node.backward(g)))
       handBack(g)
+    },
+    giveEffect: (node, g, inputGrads, since) => {
+      if (node.privateStorage === true) {
+        for (const gi of inputGrads) {
+          const storage = gi?.hostStorage
+          if (storage !== undefined && gi?.device.kind === "cpu" && StorageRecycler.madeSince(storage, since)) StorageRecycler.markFresh(storage)
+        }
+      }
+      StorageRecycler.freshWithin(() => give(node, inputGrads))
+      if (node.privateStorage === true) handBack(g)
     },
   }
 }

@@ -144,6 +144,18 @@ const carvedAs = (view: ArrayBufferView): { readonly record: Slab; readonly carv
 export const markOf = (view: ArrayBufferView): number | undefined => carvedAs(view)?.carved.mark
 
 /**
+ * Gives a carved view that is out now a new mark (StorageRecycler.markFresh); false when it is
+ * not one.
+ * @category mutations
+ */
+export const remark = (view: ArrayBufferView, mark: number): boolean => {
+  const found = carvedAs(view)
+  if (found === undefined) return false
+  found.record.out.set(view.byteOffset, { bytes: found.carved.bytes, mark })
+  return true
+}
+
+/**
  * Hands back a carved view: the caller asserts nothing reads or writes it afterwards. Its slab
  * is carved again once all its views are back and it is full. Returns whether it was taken
  * (only a view this pool carved and not yet handed back, with recycling on).

@@ -32,7 +32,7 @@
  *
  * Two marks tell storage apart by when it was made: `freshWithin` (made inside a backward rule
  * or a pass's sums: the only storage a backward pass hands back, never a forward activation or
- * a collective's result) and `serial` / `madeSince` (made after a point: the only storage a
+ * a collective's result, unless a private collective's: `markFresh`) and `serial` / `madeSince` (made after a point: the only storage a
  * forward's release takes, never a weight or a cache). Storage that something keeps past its
  * maker's knowledge (a leaf's `.grad` kept as given, a deferred weight-gradient product's
  * operands) is marked with `keep`; offered back while kept, it is taken when the last keeper
@@ -171,6 +171,22 @@ export const freshWithin = <A>(f: () => A): A => {
  * @category guards
  */
 export const isFresh = (storage: DType.Storage): boolean => (markOf(storage) ?? 0) % 2 === 1
+
+/**
+ * Marks storage made outside `freshWithin` as if made inside it: a private collective's result
+ * that a backward pass received from the transport (BackwardPass `giveEffect`). Only the very
+ * storage this module or a slab handed out is marked.
+ * @category mutations
+ */
+export const markFresh = (storage: DType.Storage): void => {
+  const own = storage.buffer instanceof ArrayBuffer ? owners.get(storage.buffer) : undefined
+  if (own !== undefined) {
+    if (own.storage === storage) owners.set(storage.buffer as ArrayBuffer, { storage, mark: own.mark | 1 })
+    return
+  }
+  const mark = Slabs.markOf(storage)
+  if (mark !== undefined) Slabs.remark(storage, mark | 1)
+}
 
 /**
  * Marks `storage` as kept by something that outlives its maker: `recycle` takes neither it nor

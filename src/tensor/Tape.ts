@@ -25,6 +25,7 @@ import type { Pass } from "./BackwardPass.js"
 import * as DType from "./DType.js"
 import * as GradAccumulator from "./GradAccumulator.js"
 import { hostValues } from "./ops/Transfer.js"
+import * as StorageRecycler from "./StorageRecycler.js"
 import * as Tensor from "./Tensor.js"
 import * as TensorError from "./TensorError.js"
 
@@ -50,6 +51,13 @@ export interface Node {
    * one (ActivationRelease need not spare its input from the recycler).
    */
   readonly passThrough?: boolean
+  /**
+   * A collective whose transport keeps neither its input nor its output once it completed (its
+   * communicator's `privateStorage`): the output is this rank's own storage, and the gradient its
+   * effectful rule consumed may be reused once nothing else holds it. ActivationRelease and the
+   * backward pass treat such a node as any other op.
+   */
+  readonly privateStorage?: boolean
 }
 
 /**
@@ -307,7 +315,11 @@ export class Tape {
     const run = (node: Node, g: Tensor.Tensor): Effect.Effect<void, unknown> =>
       node.backwardEffect === undefined
         ? Effect.sync(() => this.noGrad(() => pass.runRule(node, g)))
-        : this.noGradEffect(node.backwardEffect(g)).pipe(Effect.flatMap((grads) => Effect.sync(() => this.noGrad(() => pass.give(node, grads)))))
+        : Effect.suspend(() => {
+            const since = StorageRecycler.serial()
+            const rule = node.backwardEffect as NonNullable<Node["backwardEffect"]>
+            return this.noGradEffect(rule(g)).pipe(Effect.flatMap((grads) => Effect.sync(() => this.noGrad(() => pass.giveEffect(node, g, grads, since)))))
+          })
     const step = (i: number): Effect.Effect<void, unknown> => {
       for (; i >= 0; i--) {
         const node = nodes[i] as Node

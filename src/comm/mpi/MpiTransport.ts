@@ -396,5 +396,7 @@ export const make = (
     streams.clear()
   }
 
-  return { rank, world, backend: engine?.backend ?? "mpi", inbox, closed: () => closed, enter, post: p2p.post, close }
+  // MPI's own data ops complete once MPI is done with both buffers, into results allocated here;
+  // an engine's (NCCL) may hand over early and keep device copies: not claimed.
+  return { rank, world, backend: engine?.backend ?? "mpi", inbox, closed: () => closed, enter, post: p2p.post, close, privateStorage: engine === undefined }
 }

@@ -341,6 +341,9 @@ export class ThreadComm {
       rank,
       world,
       backend: this.options.copy ? "threads" : "threads (zero-copy)",
+      // Copying: contributions are snapshots in pooled chunks, results this rank's own (zero-copy:
+      // ranks of one worker share equal results).
+      privateStorage: this.options.copy,
       inbox: this.inbox,
       closed: () => this.#closed,
       enter: (group, seq, request) => this.#enter(group, seq, request),
