@@ -320,6 +320,17 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), pool_threads()); }
 
+Napi::Value PoolAddBusy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!expect_arity(info, "poolAddBusy", 1)) return env.Undefined();
+  const double delta = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : NAN;
+  if (!(std::trunc(delta) == delta) || std::fabs(delta) > 1024) {
+    throw_range_error(env, "poolAddBusy: delta must be an integer in [-1024, 1024]");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, pool_add_busy(static_cast<int>(delta)));
+}
+
 Napi::Value OpenblasStatus(const Napi::CallbackInfo& info) {
   const OpenBlasStatus& s = openblas_status();
   Napi::Object out = Napi::Object::New(info.Env());
@@ -351,7 +362,7 @@ Napi::Value OpenblasSetThreads(const Napi::CallbackInfo& info) {
 
 void RegisterTensorExports(Napi::Env env, Napi::Object exports) {
   const std::pair<const char*, Napi::Function::Callback> tensor[] = {
-      {"setThreads", SetThreads}, {"threads", Threads}, {"matmul", Matmul}, {"matmulAsync", MatmulAsync}, {"matmulStable", MatmulStable},
+      {"setThreads", SetThreads}, {"threads", Threads}, {"poolAddBusy", PoolAddBusy}, {"matmul", Matmul}, {"matmulAsync", MatmulAsync}, {"matmulStable", MatmulStable},
       {"nextGeneration", NextGeneration}, {"retireGeneration", RetireGeneration}, {"clearPackedWeights", ClearPackedWeights}, {"packedWeightsStats", PackedWeightsStats},
       {"gatherRows", GatherRows}, {"scatterAddRows", ScatterAddRows}, {"softmaxRows", SoftmaxRows},
       {"rmsnormRows", RmsnormRows}, {"swiglu", Swiglu}, {"swigluBackward", SwigluBackward}, {"rmsnormBackward", RmsnormBackward}, {"attention", Attention},

@@ -5,10 +5,13 @@ import * as Comm from "../../src/comm/Communicator.js"
 import * as Group from "../../src/comm/Group.js"
 import * as Cpu from "../../src/native/Cpu.js"
 
-/** The native kernels' pool size as this rank's worker sees it (after a barrier: every worker started). */
+/**
+ * The native kernels' pool size as this rank's worker sees it (after a barrier: every worker
+ * started), and the threads it counts as busy outside the pool (Cpu.poolAddBusy(0)).
+ */
 export const poolThreads = (_rank: number, args: unknown) =>
   Effect.gen(function* () {
     const { world } = args as { world: number }
     yield* Comm.barrier(Group.world(world))
-    return Cpu.threads()
+    return { threads: Cpu.threads(), busy: Cpu.poolAddBusy(0) }
   })

@@ -221,6 +221,15 @@ export const setThreads = (n: number): number => addon().setThreads(n)
 export const threads = (): number => addon().threads()
 
 /**
+ * Adds `delta` to the threads outside the kernel pool that hold a core now (the other awake
+ * workers of a threads job): that many of the pool's threads step aside, between tasks, so that
+ * the threads computing never outnumber the cores; a worker that sleeps gives its core back to
+ * the pool (runtime/threads/KernelThreads.ts). Returns the count after the change. Process-wide.
+ * @category configuration
+ */
+export const poolAddBusy = (delta: number): number => addon().poolAddBusy(delta)
+
+/**
  * A matmul's arguments in the order the addon takes them.
  * @category mapping
  */

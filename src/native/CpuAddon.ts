@@ -25,6 +25,7 @@ export interface CpuAddon {
   activeIsa(): Isa
   setThreads(n: number): number
   threads(): number
+  poolAddBusy(delta: number): number
   matmul(...args: MatmulTuple): void
   matmulAsync(...args: MatmulTuple): Promise<void>
   /** Optional: matmul with B's panels kept for a generation (kernels/packed_b_cache.h), absent from builds older than it. */
@@ -132,6 +133,7 @@ const functions = [
   "activeIsa",
   "setThreads",
   "threads",
+  "poolAddBusy",
   "matmul",
   "matmulAsync",
   "gatherRows",

@@ -49,8 +49,18 @@ constexpr std::chrono::microseconds kSpin{50};
 // rank's inline GEMM) and both ranks' kernels slowed down.
 std::atomic<unsigned> inline_callers{0};
 
-// Whether worker `index` should leave the cores to callers running inline.
-bool stepping_aside(const Pool* p, unsigned index) { return index + inline_callers.load(std::memory_order_relaxed) >= p->wanted; }
+// Threads outside the pool that hold a core now (pool_add_busy): awake workers of a threads job
+// other than the caller. An inline caller is one of them, so the two counts overlap: the larger
+// one is how many cores the pool's workers leave.
+std::atomic<int> busy_outside{0};
+
+// Whether worker `index` should leave the cores to callers running inline or to busy threads.
+bool stepping_aside(const Pool* p, unsigned index) {
+  const int busy = busy_outside.load(std::memory_order_relaxed);
+  const unsigned inline_now = inline_callers.load(std::memory_order_relaxed);
+  const unsigned taken = busy > static_cast<int>(inline_now) ? static_cast<unsigned>(busy) : inline_now;
+  return index + taken >= p->wanted;
+}
 
 // Polls `done()` (with pause) for up to kSpin; true when it became true.
 template <typename Done>
@@ -143,6 +153,8 @@ unsigned set_pool_threads(unsigned n) {
   for (auto& t : leaving) t.join();
   return pool_threads();
 }
+
+int pool_add_busy(int delta) { return busy_outside.fetch_add(delta, std::memory_order_relaxed) + delta; }
 
 void pool_run(unsigned tasks, const std::function<void(unsigned)>& fn) {
   if (tasks == 0) return;

@@ -26,6 +26,11 @@ unsigned pool_threads();
 // asked when the OS refuses to start a thread. Waits for a job in flight to finish.
 unsigned set_pool_threads(unsigned n);
 
+// Adds `delta` to the threads outside the pool that hold a core now (the other workers of a threads
+// job that are awake: runtime/threads/KernelThreads.ts). That many pool workers step aside, as for
+// callers running inline; a worker of a threads job that sleeps on its bell gives its core back.
+int pool_add_busy(int delta);
+
 // Runs fn(t) for every t in [0, tasks) on up to pool_threads() threads, the caller included,
 // and returns when all have finished. fn must not throw.
 void pool_run(unsigned tasks, const std::function<void(unsigned)>& fn);

@@ -54,6 +54,11 @@ export class ThreadSide {
    * wake-up (a system call for the ringer, an event-loop trip for this thread).
    */
   spinMs = 0
+  /**
+   * Told when the thread starts waiting on its bell (true: nothing of it runs, its core is free)
+   * and when the wait ends (ThreadComm lends the core to the kernels' pool meanwhile).
+   */
+  asleep: ((sleeping: boolean) => void) | undefined = undefined
 }
 
 /**
@@ -146,8 +151,14 @@ export class Doorbells {
 
   #wait(bell: number, value: number, woken: () => void): void {
     const wait = (Atomics as unknown as WaitAsync).waitAsync(this.ints, bell, value)
-    if (wait.async) void wait.value.then(woken)
-    else queueMicrotask(woken)
+    if (!wait.async) return queueMicrotask(woken)
+    const asleep = this.#side.asleep
+    if (asleep === undefined) return void wait.value.then(woken)
+    asleep(true)
+    void wait.value.then(() => {
+      asleep(false)
+      woken()
+    })
   }
 
   /** Polls the bell for up to the thread's spinMs, then waits on it. */

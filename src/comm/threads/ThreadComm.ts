@@ -25,7 +25,7 @@ import type { CommunicatorShape, Request } from "../Communicator.js"
 import * as Endpoint from "../Endpoint.js"
 import * as Group from "../Group.js"
 import { Inbox } from "../Inbox.js"
-import { copyInto } from "../Kernels.js"
+import { copyInto, lendCoreWhileAsleep } from "../Kernels.js"
 import { Reply } from "../Reply.js"
 import * as SnapshotPool from "../SnapshotPool.js"
 import * as Verdict from "../Verdict.js"
@@ -114,6 +114,8 @@ export class ThreadComm {
     this.#here = SameThread.join(options.job, options.rank, options.timeoutMs, options.copy)
     this.#here.inboxes.set(options.rank, this.inbox)
     this.#doorbells = new Doorbells(options.doorbells, options.hosts, this.#here.doorbells)
+    // While the thread waits on its bell, its core computes for the ranks still awake.
+    this.#here.doorbells.asleep ??= lendCoreWhileAsleep
     this.#spinMs = options.spin ? spinMs : 0
     // Ranks sharing a thread poll as a thread (the bell), where the threads have a core each.
     const thread = options.hosts[options.rank]

@@ -1,46 +1,60 @@
 /**
- * KernelThreads: how many threads the native kernels' pool uses while threads jobs run. The pool
- * is one per process, shared by every worker thread, and runs one job at a time (a second caller
- * runs its tasks alone, cuda/src/kernels/thread_pool.h); so with two workers on two cores, one
- * worker's product took the pool's second thread while the other worker computed on its own: three
- * busy threads on two cores. While a job runs, the pool gets the cores per worker (at least one),
- * so each worker computes on its own core; the count before is back once the last job has ended.
- * Measured (Zen 4, 2 cores, realistic MoE shape, medians of 4 steps, two runs each): tp 2 etp 2 on
- * 2 workers 408-417 -> 466-483 tokens/s (one rank: 443-497); ep 2 489-529 -> 507-521 (noise); the
- * default job on threads 868 -> 897.
+ * KernelThreads: which threads the native kernels' pool uses while threads jobs run. The pool is
+ * one per process, shared by every worker thread, and runs one job at a time (a second caller runs
+ * its tasks alone, cuda/src/kernels/thread_pool.h); so with two workers on two cores, one worker's
+ * product took the pool's second thread while the other worker computed on its own: three busy
+ * threads on two cores. Sixth session: the pool got the cores per worker (one here), so each
+ * worker computed on its own core (tp 2 etp 2 on 2 workers 408-417 -> 466-483 tokens/s, Zen 4).
+ * But a worker that waits for its peers (ep 2 at init: one rank holds the experts most tokens
+ * choose) then left its core idle. Now the pool keeps every core and counts the job's workers
+ * but one as busy: that many pool threads step aside between tasks (Cpu.poolAddBusy), and a
+ * worker sleeping on its bell gives its core back to the pool meanwhile (ThreadComm), so the rank
+ * still computing gets it. The count before is back once the last job has ended.
  */
 import { availableParallelism } from "node:os"
 import * as Cpu from "../../native/Cpu.js"
 
 let active = 0
 let before: number | undefined
+/** The busy threads each running job counts (its workers but one), in order of entry. */
+const counted: Array<number> = []
 
 /**
- * A job on `workers` worker threads starts: the pool gets the cores per worker.
+ * A job on `workers` worker threads starts: the pool keeps every core, and counts all workers but
+ * one as holding a core (Cpu.poolAddBusy; a worker sleeping on its bell gives its core back:
+ * comm/threads/ThreadComm.ts).
  * @category combinators
  */
 export const enter = (workers: number): void => {
   try {
-    if (active === 0) before = Cpu.threads()
+    if (active === 0) {
+      before = Cpu.threads()
+      // No job runs: whatever an ended job's threads left in the count is stale.
+      Cpu.poolAddBusy(-Cpu.poolAddBusy(0))
+    }
     active++
-    Cpu.setThreads(Math.max(1, Math.floor(availableParallelism() / workers)))
+    Cpu.setThreads(availableParallelism())
+    const busy = Math.max(0, workers - 1)
+    counted.push(busy)
+    Cpu.poolAddBusy(busy)
   } catch {
     // No CPU addon: the kernels run in TypeScript, on the calling thread.
   }
 }
 
 /**
- * A job has ended: the last one gives the pool its count back.
+ * A job has ended: its workers leave the count; the last one gives the pool its count back.
  * @category combinators
  */
 export const leave = (): void => {
   if (active === 0) return
   active--
-  if (active > 0 || before === undefined) return
   try {
+    Cpu.poolAddBusy(-(counted.shift() ?? 0))
+    if (active > 0 || before === undefined) return
     Cpu.setThreads(before)
   } catch {
     // As in enter.
   }
-  before = undefined
+  if (active === 0) before = undefined
 }
