@@ -59,6 +59,25 @@ export class ThreadSide {
    * and when the wait ends (ThreadComm lends the core to the kernels' pool meanwhile).
    */
   asleep: ((sleeping: boolean) => void) | undefined = undefined
+  /** Whether `asleep(true)` was told and `asleep(false)` not yet. */
+  #lent = false
+
+  /** The thread's wait on its bell begins (its core is lent). */
+  lend(): void {
+    if (this.#lent || this.asleep === undefined) return
+    this.#lent = true
+    this.asleep(true)
+  }
+
+  /**
+   * The wait ended, or the job closes on this thread (its last rank left: a wait still pending
+   * then may end after the next job has started, or never, if the worker is terminated).
+   */
+  reclaim(): void {
+    if (!this.#lent) return
+    this.#lent = false
+    this.asleep?.(false)
+  }
 }
 
 /**
@@ -152,11 +171,10 @@ export class Doorbells {
   #wait(bell: number, value: number, woken: () => void): void {
     const wait = (Atomics as unknown as WaitAsync).waitAsync(this.ints, bell, value)
     if (!wait.async) return queueMicrotask(woken)
-    const asleep = this.#side.asleep
-    if (asleep === undefined) return void wait.value.then(woken)
-    asleep(true)
+    const side = this.#side
+    side.lend()
     void wait.value.then(() => {
-      asleep(false)
+      side.reclaim()
       woken()
     })
   }

@@ -56,5 +56,8 @@ export const leave = (job: number, rank: number): void => {
   if (entry === undefined) return
   entry.ranks.delete(rank)
   entry.here.inboxes.delete(rank)
-  if (entry.ranks.size === 0) jobs.delete(job)
+  if (entry.ranks.size > 0) return
+  jobs.delete(job)
+  // The thread's core, if lent while it waited on its bell, comes back with the job's end.
+  entry.here.doorbells.reclaim()
 }
