@@ -62,13 +62,3 @@ export const combine = (op: "sum" | "max", parts: ReadonlyArray<DType.Storage>, 
   }
   return out
 }
-
-/**
- * Lends this thread's core to the kernels' pool while it sleeps (true) and takes it back when it
- * wakes (false): the pool's threads compute for the ranks still awake (Cpu.poolAddBusy, whose
- * base count runtime/threads/KernelThreads.ts sets). Nothing without the addon.
- * @category kernels
- */
-export const lendCoreWhileAsleep = (sleeping: boolean): void => {
-  if (hasNative()) Cpu.poolAddBusy(sleeping ? -1 : 1)
-}

@@ -345,7 +345,7 @@ export const run = <A = unknown>(options: ThreadsJobOptions): Effect.Effect<Arra
       return session
     }),
     (session) => session.result as Effect.Effect<Array<A>, RankFailed>,
-    (session, exit) => Effect.promise(() => session.shutdown(Exit.isSuccess(exit)).finally(KernelThreads.leave)),
+    (session, exit) => Effect.promise(() => session.shutdown(Exit.isSuccess(exit)).finally(() => KernelThreads.leave(session.workers.length))),
   )
 
 /**

@@ -140,14 +140,13 @@ export const make = (loss: Tensor.Tensor, seed: Tensor.Tensor): Pass => {
       handBack(g)
     },
     giveEffect: (node, g, inputGrads, since) => {
-      if (node.privateStorage === true) {
-        for (const gi of inputGrads) {
-          const storage = gi?.hostStorage
-          if (storage !== undefined && gi?.device.kind === "cpu" && StorageRecycler.madeSince(storage, since)) StorageRecycler.markFresh(storage)
-        }
+      if (node.privateStorage !== true) return StorageRecycler.freshWithin(() => give(node, inputGrads))
+      for (const gi of inputGrads) {
+        const storage = gi?.hostStorage
+        if (storage !== undefined && gi?.device.kind === "cpu" && StorageRecycler.madeSince(storage, since)) StorageRecycler.markFresh(storage)
       }
       StorageRecycler.freshWithin(() => give(node, inputGrads))
-      if (node.privateStorage === true) handBack(g)
+      handBack(g)
     },
   }
 }

@@ -144,15 +144,13 @@ const carvedAs = (view: ArrayBufferView): { readonly record: Slab; readonly carv
 export const markOf = (view: ArrayBufferView): number | undefined => carvedAs(view)?.carved.mark
 
 /**
- * Gives a carved view that is out now a new mark (StorageRecycler.markFresh); false when it is
- * not one.
+ * Gives a carved view that is out now the mark `update` makes of its own
+ * (StorageRecycler.markFresh); nothing when it is not one.
  * @category mutations
  */
-export const remark = (view: ArrayBufferView, mark: number): boolean => {
+export const remark = (view: ArrayBufferView, update: (mark: number) => number): void => {
   const found = carvedAs(view)
-  if (found === undefined) return false
-  found.record.out.set(view.byteOffset, { bytes: found.carved.bytes, mark })
-  return true
+  if (found !== undefined) found.record.out.set(view.byteOffset, { bytes: found.carved.bytes, mark: update(found.carved.mark) })
 }
 
 /**

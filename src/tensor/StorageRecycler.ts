@@ -184,8 +184,7 @@ export const markFresh = (storage: DType.Storage): void => {
     if (own.storage === storage) owners.set(storage.buffer as ArrayBuffer, { storage, mark: own.mark | 1 })
     return
   }
-  const mark = Slabs.markOf(storage)
-  if (mark !== undefined) Slabs.remark(storage, mark | 1)
+  Slabs.remark(storage, (mark) => mark | 1)
 }
 
 /**

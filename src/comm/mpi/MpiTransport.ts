@@ -45,6 +45,7 @@ import { Inbox } from "../Inbox.js"
 import * as Verdict from "../Verdict.js"
 import * as Census from "./Census.js"
 import { fixedPlan, type FixedPlan, innerOf, prefix, rowsOf, typeOf } from "./DataPlan.js"
+import { tagOf } from "./GroupTag.js"
 import * as Header from "./Header.js"
 import * as HostChecks from "./HostChecks.js"
 import * as DataEngine from "./DataEngine.js"
@@ -65,15 +66,6 @@ interface Stream {
   readonly comm: number
   readonly queue: Array<Task>
   busy: boolean
-}
-
-// A string hash in 0..19996, for MPI_Comm_create_group: the job is part of the key, so a
-// creation left waiting by a failed job never meets a later job's. MPI guarantees tags up to
-// 32767; 20000 and above are the host NCCL stand-in's (cuda/src/testing/host_nccl.h).
-const tagOf = (key: string): number => {
-  let h = 0
-  for (let i = 0; i < key.length; i++) h = (h * 31 + key.charCodeAt(i)) % 19997
-  return h
 }
 
 /**

@@ -25,12 +25,14 @@ import type { CommunicatorShape, Request } from "../Communicator.js"
 import * as Endpoint from "../Endpoint.js"
 import * as Group from "../Group.js"
 import { Inbox } from "../Inbox.js"
-import { copyInto, lendCoreWhileAsleep } from "../Kernels.js"
+import { copyInto } from "../Kernels.js"
 import { Reply } from "../Reply.js"
 import * as SnapshotPool from "../SnapshotPool.js"
 import * as Verdict from "../Verdict.js"
 import type * as DType from "../../tensor/DType.js"
 import * as Tensor from "../../tensor/Tensor.js"
+import { hasNative } from "../../tensor/kernels/AddInto.js"
+import * as Cpu from "../../native/Cpu.js"
 import * as Chunks from "./Chunks.js"
 import { ControlBlock } from "./ControlBlock.js"
 import { Doorbells } from "./Doorbell.js"
@@ -76,6 +78,16 @@ export interface ThreadCommOptions {
  * @category configuration
  */
 const spinMs = 0.05
+
+/**
+ * Lends this thread's core to the kernels' pool while it sleeps on its bell (true) and takes it
+ * back when it wakes (false): the pool's threads compute for the ranks still awake
+ * (Cpu.poolAddBusy, whose base count runtime/threads/KernelThreads.ts sets). Nothing without the
+ * addon.
+ */
+const lendCoreWhileAsleep = (sleeping: boolean): void => {
+  if (hasNative()) Cpu.poolAddBusy(sleeping ? -1 : 1)
+}
 
 /**
  * The communicator state of one rank in one job.

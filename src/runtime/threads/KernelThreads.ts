@@ -16,8 +16,9 @@ import * as Cpu from "../../native/Cpu.js"
 
 let active = 0
 let before: number | undefined
-/** The busy threads each running job counts (its workers but one), in order of entry. */
-const counted: Array<number> = []
+
+/** The threads a job on `workers` workers counts as busy: all its workers but the caller's. */
+const busyOf = (workers: number): number => Math.max(0, workers - 1)
 
 /**
  * A job on `workers` worker threads starts: the pool keeps every core, and counts all workers but
@@ -34,23 +35,22 @@ export const enter = (workers: number): void => {
     }
     active++
     Cpu.setThreads(availableParallelism())
-    const busy = Math.max(0, workers - 1)
-    counted.push(busy)
-    Cpu.poolAddBusy(busy)
+    Cpu.poolAddBusy(busyOf(workers))
   } catch {
     // No CPU addon: the kernels run in TypeScript, on the calling thread.
   }
 }
 
 /**
- * A job has ended: its workers leave the count; the last one gives the pool its count back.
+ * A job on `workers` worker threads has ended: its workers leave the count; the last one gives
+ * the pool its count back.
  * @category combinators
  */
-export const leave = (): void => {
+export const leave = (workers: number): void => {
   if (active === 0) return
   active--
   try {
-    Cpu.poolAddBusy(-(counted.shift() ?? 0))
+    Cpu.poolAddBusy(-busyOf(workers))
     if (active > 0 || before === undefined) return
     Cpu.setThreads(before)
   } catch {
