@@ -145,12 +145,13 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
     { ranks: world, workers: ThreadsJob.defaultWorkers(world) },
     { ranks: 2, workers: ThreadsJob.defaultWorkers(2) },
   ]
-  // 2,000 untimed collectives first: the collective path reaches its steady state only after the
-  // JIT has compiled it (8 ranks on 2 workers: ~700-970 us per op over the first 500, ~70 us
-  // after 2,000), and a training job issues collectives by the thousand.
+  // 10,000 untimed collectives first: the collective path reaches its steady state only after the
+  // JIT has compiled it, and a training job issues collectives by the ten thousand. 8 ranks on 2
+  // workers, windows of 2,000 ops in one job (2026-12-04, Zen 5): 282, 76, 52, 46, 47, 120 (a
+  // mark-compact), 42, 42, 43, 42 us per op; 2,000 untimed ops had timed the second window.
   for (const { ranks, workers } of runs) {
     const slowest = async (exported: string, args: Record<string, unknown>) =>
-      Math.max(...(await ThreadsJob.runPromise<number>({ world: ranks, workers, module, export: exported, args: { world: ranks, iterations: 2000, warmup: 2000, ...args } })))
+      Math.max(...(await ThreadsJob.runPromise<number>({ world: ranks, workers, module, export: exported, args: { world: ranks, iterations: 4000, warmup: 10000, ...args } })))
     const tiny = await slowest("tinyAllReduce", {})
     const tinyBarrier = await slowest("tinyBarrier", {})
     const where = `${ranks} ranks on ${workers} worker${workers > 1 ? "s" : ""}`
