@@ -55,9 +55,18 @@ const realistic = ["--hidden", "1024", "--moe-ffn", "2816", "--experts", "8", "-
   "1",
 ])
 
+/**
+ * Steps and warm-up steps per shape, both sides alike. The default model issues ~2,000 small ops
+ * a step, and V8 spends its first ~25 steps compiling them (TurboFan: ~1.5 s of compile time on
+ * its background thread over 40 steps at hidden 256, which takes a core from the kernels' pool on
+ * 2 cores): steps 7-24 of a process ran at 54-63 ms against 42-50 for steps 25-40 (hidden 256;
+ * 144-151 against 132-136 at hidden 1024), while a second run in the same process ran at ~45 ms
+ * from its seventh step (2026-12-04, Zen 5). A training run lasts thousands of steps, so the
+ * comparison is of steady steps.
+ */
 const shapes: ReadonlyArray<Shape> = [
-  { name: "default model, hidden 256", flags: ["--hidden", "256", "--global-batch", "8", "--micro-batch", "1"], steps: 24, warmup: 6 },
-  { name: "default model, hidden 1024", flags: ["--hidden", "1024", "--global-batch", "8", "--micro-batch", "1"], steps: 16, warmup: 4 },
+  { name: "default model, hidden 256", flags: ["--hidden", "256", "--global-batch", "8", "--micro-batch", "1"], steps: 48, warmup: 24 },
+  { name: "default model, hidden 1024", flags: ["--hidden", "1024", "--global-batch", "8", "--micro-batch", "1"], steps: 40, warmup: 24 },
   { name: "realistic MoE (H 1024, moe-ffn 2816, E 8 top-2, seq 1024, 2 layers)", flags: realistic, steps: 6, warmup: 2 },
 ]
 
