@@ -9,6 +9,7 @@
 import * as Effect from "effect/Effect"
 import { isMainThread } from "node:worker_threads"
 import * as Comm from "../../src/comm/Communicator.js"
+import * as Cpu from "../../src/native/Cpu.js"
 import * as Group from "../../src/comm/Group.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
@@ -67,6 +68,26 @@ export const tinyAllReduce = (_rank: number, args: unknown) =>
     const started = performance.now()
     for (let i = 0; i < iterations; i++) yield* Comm.allReduce(group, x)
     return (performance.now() - started) / 1000 / iterations
+  })
+
+/**
+ * Copy bandwidth of one rank in GB/s (read + write bytes, as limits.memcpyBandwidth counts), all
+ * ranks copying at once: `iterations` native copies between two buffers of `perPeer` bytes of
+ * the rank's own, after a barrier (so the job's ranks copy together) and `warmup` untimed copies.
+ * The sum over a job with a rank per core is the machine's copy bandwidth on all cores (two
+ * cores of these VMs copy ~1.65x what one does, not 2x).
+ */
+export const copyBandwidth = (_rank: number, args: unknown) =>
+  Effect.gen(function* () {
+    const { world, perPeer, iterations, warmup } = args as Args
+    const src = new Uint8Array(perPeer).fill(1)
+    // Touched, so that page faults of fresh memory are not timed.
+    const dst = new Uint8Array(perPeer).fill(2)
+    for (let i = 0; i < warmup; i++) Cpu.copy(dst, src)
+    yield* Comm.barrier(Group.world(world))
+    const started = performance.now()
+    for (let i = 0; i < iterations; i++) Cpu.copy(dst, src)
+    return (2 * perPeer * iterations) / ((performance.now() - started) / 1000) / 1e9
   })
 
 /** Seconds per barrier: the synchronisation every collective pays (the tiny allReduce's floor). */

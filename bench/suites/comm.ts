@@ -24,8 +24,9 @@
  * issue's budget: 20 us on the local backend, 50 us on threads (issue 14).
  *
  * Threads backend, per rank: bytes one rank sends (P * B) / time of the slowest rank; limit = the
- * copy bandwidth of this run in bytes delivered per second (memcpy's read + write figure / 2),
- * times the cores the 8 workers share, split over the 8 ranks; target = the issue's 4 GB/s.
+ * copy bandwidth of all the cores the 8 workers share, measured in this run by as many threads
+ * copying at once (bytes delivered per second: the read + write figure / 2), split over the 8
+ * ranks; target = the issue's 4 GB/s.
  * Threads latency on 8 ranks with a worker each and on the default workers (one per core, blocks
  * of ranks sharing a thread), and on 2 ranks; a worker per rank beside the wake-up floor of as
  * many bare worker threads (a waitAsync barrier without Effect or communicator: what waking
@@ -62,6 +63,22 @@ const time = (backend: NonNullable<Job.JobOptions["backend"]>, iterations: numbe
       return (performance.now() - started) / 1000 / iterations
     }),
   ).then((times) => times[0] as number)
+
+/**
+ * The machine's copy bandwidth on `cores` cores in GB/s (read + write bytes): a job of one rank
+ * per core, each copying between two buffers of `bytes` of its own at the same time (the
+ * `copyBandwidth` program), summed; the best of 3 jobs (a ceiling is a maximum). Measured rather
+ * than one core's memcpy times the cores: two cores of these VMs copy ~1.65x what one does.
+ */
+const allCoreCopy = async (module: URL, cores: number, bytes: number): Promise<number> => {
+  const iterations = Math.max(10, Math.ceil((256 * MiB) / bytes))
+  let best = 0
+  for (let i = 0; i < 3; i++) {
+    const each = await ThreadsJob.runPromise<number>({ world: cores, module, export: "copyBandwidth", args: { world: cores, perPeer: bytes, iterations, warmup: 3 } })
+    best = Math.max(best, each.reduce((a, b) => a + b, 0))
+  }
+  return best
+}
 
 export default async function run(ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> {
   const out: Array<BenchRecord> = []
@@ -112,13 +129,13 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   }
 
   // The threads backend: every rank in its own worker; the slowest rank's time per collective.
-  // Per rank: bytes one rank sends (world x perPeer) / time, against the copy bandwidth of this
-  // run (bytes delivered per second) times the cores the workers share, split over the 8 ranks;
-  // the issue's 4 GB/s is the target.
+  // Per rank: bytes one rank sends (world x perPeer) / time, against the copy bandwidth of all the
+  // cores the workers share, measured in this run (bytes delivered per second), split over the 8
+  // ranks; the issue's 4 GB/s is the target.
   const module = new URL("../programs/threads.ts", import.meta.url)
   const cores = Math.min(world, os.availableParallelism())
   for (const perPeer of [64 * KiB, 1 * MiB, 4 * MiB]) {
-    const copyLimit = ((await memcpyBandwidth(world * perPeer)) / 2) * (cores / world)
+    const copyLimit = (await allCoreCopy(module, cores, world * perPeer)) / 2 / world
     for (const copy of [true, false]) {
       const iterations = perPeer >= MiB ? 10 : 50
       const times = await ThreadsJob.runPromise<number>({ world, module, export: "allToAllV", copy, args: { world, perPeer, iterations, warmup: 2, shared: !copy } })
