@@ -33,8 +33,16 @@ import { idleFraction } from "../bubble.js"
 import { type BenchContext, type BenchRecord, record } from "../harness.js"
 import { fmaPeak } from "../limits.js"
 
-/** Steps skipped as JIT warm-up, in throughput and bubble alike. */
-const warmup = 4
+/**
+ * Steps of the default model's runs, and those skipped as warm-up, in throughput and bubble alike.
+ * The default model issues ~2,000 small ops a step and V8 compiles them over its first ~25 steps
+ * (each worker of the threads backend its own copy): medians of steps 5-12, 13-24 and 25-40 of
+ * one process (2026-12-04, Zen 5) read 188, 125, 110 ms on local and 255, 157, 116 ms on threads,
+ * so the 12 steps with 4 of warm-up measured until then were mostly compilation (local 726 and
+ * threads 511 tokens/s in that morning's suite run).
+ */
+const steps = 40
+const warmup = 24
 
 /** The realistic shape's flags (see the header). */
 const realistic = ["--cp", "1", "--pp", "1", "--hidden", "1024", "--moe-ffn", "2816", "--ffn", "2816"]
@@ -97,10 +105,9 @@ const realisticThreadsRow = async (ctx: BenchContext, split: "tp" | "ep", oneRan
 }
 
 export default async function run(ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> {
-  const resolved = TrainOptions.resolve(["--steps", "12"])
+  const resolved = TrainOptions.resolve(["--steps", String(steps)])
   if (resolved === "help") return []
   const { setup } = resolved
-  const steps = 12
   const summaries = await Effect.runPromise(Train.run(setup, { steps }))
   const measured = summaries.slice(warmup)
   const seconds = measured.reduce((a, s) => a + s.seconds, 0)
