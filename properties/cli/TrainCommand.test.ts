@@ -66,6 +66,10 @@ describe("pleat train", () => {
     expect(summary.finalLoss).toBe(steps[2]?.loss)
     expect(summary.firstLoss).toBe(steps[0]?.loss)
     for (const k of ["tokensPerSec", "seconds", "flopsPerStep", "flopsPerSec"]) expect(summary[k] as number).toBeGreaterThan(0)
+    // Steady: the median step of the run's second half (steps 2 and 3 of 3: the mean of their
+    // seconds), so the harmonic mean of those steps' own tokens/s.
+    const [, second, third] = steps.map((l) => l.tokensPerSec as number)
+    expect(summary.steadyTokensPerSec as number).toBeCloseTo(2 / (1 / (second as number) + 1 / (third as number)), 6)
     expect((summary.imbalance as Array<unknown>).length).toBe(4) // one per MoE layer (every layer of the default 4)
   }, 60_000)
 

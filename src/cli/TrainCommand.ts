@@ -27,6 +27,7 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Log from "../runtime/Log.js"
 import * as Trace from "../runtime/Trace.js"
 import * as SaveFallback from "../train/SaveFallback.js"
+import * as SteadyStep from "../train/SteadyStep.js"
 import * as Train from "../train/Train.js"
 import { Activity } from "./Activity.js"
 import * as DefinitionFlag from "./DefinitionFlag.js"
@@ -129,6 +130,8 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     let firstSummary: Train.StepSummary | undefined
     let last: Train.StepSummary | undefined
     let ran = 0
+    // Every step's seconds, for the steady throughput (SteadyStep): one number a step.
+    const stepSeconds: Array<number> = []
     // What an interruption would interrupt: the step reached and the last checkpoint written.
     const describe = () =>
       done < steps
@@ -160,6 +163,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         firstSummary ??= summary
         last = summary
         ran++
+        stepSeconds.push(summary.seconds)
         done = summary.step + 1
         const tokensPerSec = summary.tokens / summary.seconds
         const hostDeviceBytes = summary.ranks.flatMap((r) => (r.hostDeviceBytes === undefined ? [] : [r.hostDeviceBytes]))
@@ -212,6 +216,9 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     }
     const seconds = (performance.now() - started) / 1000
     const tokensPerSec = (ran * tokensPerStep) / seconds
+    const steady = SteadyStep.steadySeconds(stepSeconds)
+    const steadyTokensPerSec = steady === undefined || steady <= 0 ? null : tokensPerStep / steady
+    const steadySteps = SteadyStep.steadyRange(ran, first + 1)
     const imbalance = last?.imbalance ?? []
     // Optimizer state (AdamW moments) each rank keeps; the distributed optimizer shards it.
     const optimizerState = last?.ranks.map((r) => r.optimizerStateBytes) ?? []
@@ -225,6 +232,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
           finalLoss: last?.loss ?? null,
           firstLoss: firstSummary?.loss ?? null,
           tokensPerSec,
+          steadyTokensPerSec,
           seconds,
           flopsPerStep: flops,
           flopsPerSec: (ran * flops) / seconds,
@@ -243,7 +251,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     }
     const lines = [
       `final loss ${last === undefined ? "-" : format(last.loss, 4)}${firstSummary === undefined ? "" : ` (step ${firstSummary.step + 1}: ${format(firstSummary.loss, 4)})`}`,
-      `${format(tokensPerSec, 0)} tokens/s over ${ran} steps in ${seconds.toFixed(1)} s`,
+      `${format(tokensPerSec, 0)} tokens/s over ${ran} steps in ${seconds.toFixed(1)} s${steadyTokensPerSec === null ? "" : `; steady ${format(steadyTokensPerSec, 0)} tokens/s (median step of ${steadySteps.from}-${steadySteps.to})`}`,
       `model FLOPs per step ${format(flops)}; achieved ${format((ran * flops) / seconds)} FLOP/s`,
       `load imbalance (max/mean tokens per expert) by MoE layer: ${imbalance.map((i) => `layer ${i.layer}: ${i.value.toFixed(2)}`).join(", ") || "-"}`,
       `optimizer state (AdamW moments) per rank: ${MemoryTable.formatBytes(optimizerStateMax)} max over ranks, ${MemoryTable.formatBytes(optimizerState.reduce((a, b) => a + b, 0))} in all (${setup.distributedOptimizer === true ? "distributed optimizer: sharded over the data-parallel ranks" : "replicated; --distributed-optimizer shards it"})`,
