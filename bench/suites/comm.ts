@@ -75,7 +75,10 @@ const allCoreCopy = async (module: URL, cores: number, bytes: number): Promise<n
   let best = 0
   for (let i = 0; i < 3; i++) {
     const each = await ThreadsJob.runPromise<number>({ world: cores, module, export: "copyBandwidth", args: { world: cores, perPeer: bytes, iterations, warmup: 3 } })
-    best = Math.max(best, each.reduce((a, b) => a + b, 0))
+    best = Math.max(
+      best,
+      each.reduce((a, b) => a + b, 0),
+    )
   }
   return best
 }

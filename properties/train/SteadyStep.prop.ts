@@ -29,7 +29,10 @@ describe("SteadyStep", () => {
       fc.property(run, fc.integer(), (xs, seed) => {
         const half = Math.floor(xs.length / 2)
         const later = xs.slice(half)
-        const shuffled = [...later].map((x, i) => ({ x, k: (Math.imul(i + 1, seed | 1) >>> 0) % 9973 })).sort((a, b) => a.k - b.k).map((e) => e.x)
+        const shuffled = [...later]
+          .map((x, i) => ({ x, k: (Math.imul(i + 1, seed | 1) >>> 0) % 9973 }))
+          .sort((a, b) => a.k - b.k)
+          .map((e) => e.x)
         const steady = SteadyStep.steadySeconds(xs) as number
         expect(SteadyStep.steadySeconds([...xs.slice(0, half), ...shuffled])).toBe(steady)
         expect(steady).toBeGreaterThanOrEqual(Math.min(...later))
