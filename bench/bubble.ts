@@ -7,7 +7,7 @@
  * not. The bubble is idle / step time, averaged over ranks and measured steps, the quantity the
  * 1F1B formula (P - 1) / (V*M + P - 1) predicts for equal stage times and free communication.
  */
-import type * as Trace from "../src/runtime/Trace.js"
+import type * as Trace from "../dist/runtime/Trace.js"
 
 /** Whether a compute span is work (not the interpreter's waiting for a neighbour stage). */
 const isWork = (span: Trace.Span): boolean => span.category === "compute" && !span.name.startsWith("wait")

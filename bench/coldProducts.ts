@@ -12,8 +12,8 @@
  * operand every call, in the caches) is the product's own arithmetic and packing: its ratio
  * above the cold one is what the trip to memory costs.
  */
-import * as Cpu from "../src/native/Cpu.js"
-import * as CpuOptional from "../src/native/CpuOptional.js"
+import * as Cpu from "../dist/native/Cpu.js"
+import * as CpuOptional from "../dist/native/CpuOptional.js"
 import { type BenchContext, type BenchRecord, filled, measure, record } from "./harness.js"
 import { memcpyBandwidth } from "./limits.js"
 

@@ -9,7 +9,7 @@
  *   fmaPeak(threads)        fp32 FMA throughput of the native probe (all chains independent),
  *                           best of a few short windows.
  */
-import * as Cpu from "../src/native/Cpu.js"
+import * as Cpu from "../dist/native/Cpu.js"
 import { type MeasureOptions, batchFor, gbPerSecond, measure } from "./harness.js"
 
 /**

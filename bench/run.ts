@@ -9,7 +9,7 @@
 import { readFileSync, readdirSync } from "node:fs"
 import os from "node:os"
 import { fileURLToPath } from "node:url"
-import * as ProcessTuning from "../src/runtime/ProcessTuning.js"
+import * as ProcessTuning from "../dist/runtime/ProcessTuning.js"
 import { type BenchContext, type BenchRecord, type Suite, toJsonLine } from "./harness.js"
 
 const suitesDir = fileURLToPath(new URL("./suites/", import.meta.url))

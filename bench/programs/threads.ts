@@ -8,11 +8,11 @@
 // one collective, all ranks running at once; the suite's metric is 2 x delivered bytes / time.
 import * as Effect from "effect/Effect"
 import { isMainThread } from "node:worker_threads"
-import * as Comm from "../../src/comm/Communicator.js"
-import * as Cpu from "../../src/native/Cpu.js"
-import * as Group from "../../src/comm/Group.js"
-import * as Tensor from "../../src/tensor/Tensor.js"
-import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
+import * as Comm from "../../dist/comm/Communicator.js"
+import * as Cpu from "../../dist/native/Cpu.js"
+import * as Group from "../../dist/comm/Group.js"
+import * as Tensor from "../../dist/tensor/Tensor.js"
+import * as ThreadsJob from "../../dist/runtime/ThreadsJob.js"
 
 interface Args {
   readonly world: number

@@ -12,8 +12,8 @@
  * (the NCCL suite's property asserts the gap).
  */
 import * as Effect from "effect/Effect"
-import * as TrainOptions from "../../src/cli/TrainOptions.js"
-import * as Train from "../../src/train/Train.js"
+import * as TrainOptions from "../../dist/cli/TrainOptions.js"
+import * as Train from "../../dist/train/Train.js"
 import { type BenchContext, type BenchRecord, record } from "../harness.js"
 
 const steps = 6

@@ -8,9 +8,9 @@
  *   - families, rank table: ns per rank vs memcpy ns for that rank's share of the output
  *     (ratio = how many times slower than copying the result; lower is better).
  */
-import * as Families from "../../src/mapping/Families.js"
-import * as Folding from "../../src/mapping/Folding.js"
-import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
+import * as Families from "../../dist/mapping/Families.js"
+import * as Folding from "../../dist/mapping/Folding.js"
+import * as ParallelConfig from "../../dist/mapping/ParallelConfig.js"
 import { type BenchContext, type BenchRecord, gbPerSecond, measure, record } from "../harness.js"
 import { memcpyBandwidth } from "../limits.js"
 

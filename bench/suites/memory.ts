@@ -18,8 +18,8 @@
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import * as Effect from "effect/Effect"
-import * as TrainOptions from "../../src/cli/TrainOptions.js"
-import * as Train from "../../src/train/Train.js"
+import * as TrainOptions from "../../dist/cli/TrainOptions.js"
+import * as Train from "../../dist/train/Train.js"
 import { type BenchContext, type BenchRecord, record } from "../harness.js"
 
 const steps = 1200

@@ -31,7 +31,7 @@ import { spawn } from "node:child_process"
 import { accessSync, constants, existsSync } from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as MpiAddon from "../../src/native/MpiAddon.js"
+import * as MpiAddon from "../../dist/native/MpiAddon.js"
 import { type BenchContext, type BenchRecord, record } from "../harness.js"
 
 const sizesMiB = [1, 4, 16]

@@ -12,7 +12,7 @@
  * fma-peak: fp32 FMA GFLOP/s of the probe on all cores, with no limit: it is itself the compute
  * ceiling of this run, for reading compute-bound suites against (nothing measured bounds it).
  */
-import * as Cpu from "../../src/native/Cpu.js"
+import * as Cpu from "../../dist/native/Cpu.js"
 import { type BenchContext, type BenchRecord, batchFor, gbPerSecond, measure, record } from "../harness.js"
 import { fmaPeak, memcpyBandwidth } from "../limits.js"
 

@@ -6,11 +6,11 @@
  * combinations with ParallelConfig.validate alone, the floor of any search that checks what it
  * lists (ratio = how many times that floor the whole plan takes, lower is better).
  */
-import * as Divisors from "../../src/mapping/Divisors.js"
-import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
-import * as Cluster from "../../src/plan/Cluster.js"
-import * as Planner from "../../src/plan/Planner.js"
-import * as ModelPresets from "../../src/train/ModelPresets.js"
+import * as Divisors from "../../dist/mapping/Divisors.js"
+import * as ParallelConfig from "../../dist/mapping/ParallelConfig.js"
+import * as Cluster from "../../dist/plan/Cluster.js"
+import * as Planner from "../../dist/plan/Planner.js"
+import * as ModelPresets from "../../dist/train/ModelPresets.js"
 import { type BenchContext, type BenchRecord, record, wallSeconds } from "../harness.js"
 
 const gpus = 16_384

@@ -24,9 +24,9 @@
 import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
-import * as TrainOptions from "../../src/cli/TrainOptions.js"
-import * as Cpu from "../../src/native/Cpu.js"
-import * as Train from "../../src/train/Train.js"
+import * as TrainOptions from "../../dist/cli/TrainOptions.js"
+import * as Cpu from "../../dist/native/Cpu.js"
+import * as Train from "../../dist/train/Train.js"
 import { type BenchContext, type BenchRecord, record } from "../harness.js"
 import { fmaPeak } from "../limits.js"
 

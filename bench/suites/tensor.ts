@@ -23,9 +23,9 @@
  * library's single-threaded copy.
  */
 import { Bench } from "tinybench"
-import * as Cpu from "../../src/native/Cpu.js"
-import * as CpuBf16 from "../../src/native/CpuBf16.js"
-import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
+import * as Cpu from "../../dist/native/Cpu.js"
+import * as CpuBf16 from "../../dist/native/CpuBf16.js"
+import * as Bf16Round from "../../dist/tensor/kernels/Bf16Round.js"
 import { coldProductRecords } from "../coldProducts.js"
 import { type BenchContext, type BenchRecord, batchFor, filled, gbPerSecond, measure, record } from "../harness.js"
 import { fmaPeak, memcpyBandwidth } from "../limits.js"
