@@ -48,6 +48,15 @@ describe("dead-exports", () => {
     expect(status).toBe(1)
   })
 
+  test("an import of the build (dist/X.js, as the bench's) uses the source's export", () => {
+    const { status, lines } = deadIn({
+      "src/a/A.ts": "export const timed = 1\nexport const untimed = 2\n",
+      "bench/suites/s.ts": 'import * as A from "../../dist/a/A.js"\nconsole.log(A.timed)\n',
+    })
+    expect(lines).toEqual(["src/a/A.ts: untimed"])
+    expect(status).toBe(1)
+  })
+
   test("members reached through a barrel's `export * as` are live, the others are not", () => {
     const { status, lines } = deadIn({
       "src/m/Grid.ts": "export const used = 1\nexport const unused = 2\n",

@@ -52,12 +52,16 @@ export const toRel = (root, file) => path.relative(root, file).split(path.sep).j
 
 /**
  * The file a relative import specifier names, as the compiler would find it under NodeNext
- * (`./X.js` is the source `./X.ts`; a folder means its index.ts). `undefined` for bare
+ * (`./X.js` is the source `./X.ts`; a folder means its index.ts). An import of the build, `dist/X.js`
+ * (the bench times the compiled code), names its source `src/X.ts`. `undefined` for bare
  * specifiers (packages, node: builtins).
  */
 export const resolveRelative = (fromFile, specifier) => {
   if (!specifier.startsWith("./") && !specifier.startsWith("../")) return undefined
-  const target = path.resolve(path.dirname(fromFile), specifier)
+  const resolved = path.resolve(path.dirname(fromFile), specifier)
+  const built = resolved.split(path.sep).lastIndexOf("dist")
+  const parts = resolved.split(path.sep)
+  const target = built > 0 && !parts.includes("node_modules") ? [...parts.slice(0, built), "src", ...parts.slice(built + 1)].join(path.sep) : resolved
   const candidates = [target.replace(/\.js$/, ".ts").replace(/\.mjs$/, ".mts"), `${target}.ts`, path.join(target, "index.ts"), target]
   return candidates.find((c) => existsSync(c)) ?? candidates[0]
 }
