@@ -133,6 +133,9 @@ export const settings = {
   "pad-to-capacity": flag("pad every expert's input to its capacity (needs --capacity-factor)"),
   "expert-bias": flag("aux-loss-free balancing: a per-expert bias on the sigmoid scores for selection, updated once per global batch"),
   "bias-update-rate": real("how far --expert-bias moves each expert's bias per global batch", moe.biasUpdateRate),
+  "force-load-balancing": flag(
+    "benchmark only (Megatron's --moe-router-force-load-balancing): the router's logits replaced by noise, so every expert gets about the same load from the first step; gradients pass straight through",
+  ),
   "micro-batch": count("sequences per micro-batch", 1),
   "global-batch": count("sequences per step", 8),
   steps: count("training steps in all (with --resume, counting the resumed ones)", 100),

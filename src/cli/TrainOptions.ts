@@ -198,6 +198,7 @@ const moeSettings = (c: RunConfig.RunConfig): MoeSettings.MoeSettings => ({
   padToCapacity: c["pad-to-capacity"],
   expertBias: c["expert-bias"],
   biasUpdateRate: c["bias-update-rate"],
+  forceLoadBalancing: c["force-load-balancing"],
 })
 
 /** The coefficient of the plain aux loss (the setup's, which the model's settings agree with). */

@@ -37,6 +37,7 @@ import * as AuxLoss from "./AuxLoss.js"
 import * as Capacity from "./Capacity.js"
 import type * as Dispatcher from "./Dispatcher.js"
 import * as Dropping from "./Dropping.js"
+import * as ForcedBalance from "./ForcedBalance.js"
 import * as Experts from "./Experts.js"
 import * as RoutedLayout from "./RoutedLayout.js"
 import * as Router from "./Router.js"
@@ -54,6 +55,8 @@ export type AuxLossType = "aux_loss" | "seq_aux_loss" | "global_aux_loss"
 export interface MoeConfig {
   readonly numExperts: number
   readonly router: Router.RouterOptions
+  /** Benchmark only: the logits replaced by noise, the gradient straight through (ForcedBalance). */
+  readonly forceLoadBalancing?: boolean
   /** null: dropless (default). */
   readonly capacityFactor?: number | null
   readonly dropPolicy?: Dropping.DropPolicy
@@ -133,9 +136,10 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
   Effect.gen(function* () {
     const x = laid.tensor
     const fp32 = <A>(f: () => A): A => (x.tape === undefined ? f() : x.tape.fullPrecision(f))
-    const logits = fp32(() => matmul(x, w.router))
+    const gated = fp32(() => matmul(x, w.router))
     // The router runs on the host: its logits come down without blocking the JS thread.
-    yield* hostValues(logits)
+    yield* hostValues(gated)
+    const logits = config.forceLoadBalancing === true ? fp32(() => ForcedBalance.forceLoadBalancing(gated)) : gated
     const routed = fp32(() => Router.routing(logits, config.router))
     let probs = routed.probs
     let map = routed.routingMap

@@ -81,6 +81,11 @@ export interface MoeSettings {
    */
   readonly expertBias: boolean
   readonly biasUpdateRate: number
+  /**
+   * Benchmark only (Megatron-Core's moe_router_force_load_balancing): the router's logits replaced
+   * by noise, so the experts get balanced loads from the first step (ForcedBalance).
+   */
+  readonly forceLoadBalancing?: boolean | undefined
 }
 
 /**
@@ -259,6 +264,7 @@ export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig
   ...(s.capacityFactor === undefined ? {} : { capacityFactor: s.capacityFactor, dropPolicy: s.dropPolicy, padToCapacity: s.padToCapacity }),
   dispatcher: s.dispatcher,
   probsAt: s.probsAt,
+  ...(s.forceLoadBalancing === true ? { forceLoadBalancing: true } : {}),
   auxLosses: s.auxLosses.map((t) => ({ type: layerAuxType[t.type], coeff: t.coeff })),
   zLossCoeff: s.zLossCoeff,
   tpCp: c.tpCp,

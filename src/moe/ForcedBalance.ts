@@ -1,0 +1,75 @@
+/**
+ * ForcedBalance: Megatron-Core's benchmark-only `moe_router_force_load_balancing` (semantics.md
+ * 2.1.1): the router's logits are replaced by standard-normal noise, so every expert receives
+ * about as many tokens as any other whatever the weights, and the gradient passes straight
+ * through to the real logits (a straight-through estimator: the router weights still train). For
+ * timing a layout at its balanced steady state from the first step: at initialisation a router
+ * may send every token to one expert (the realistic bench shape does), which leaves expert
+ * parallelism one rank's work at a time.
+ *
+ * Deterministic where the reference is not: the reference draws the noise from the
+ * expert-parallel RNG (different per rank and call). Here row r's noise is a function of that
+ * row of the logits, bit for bit: a hash of its values seeds the row's normals (mulberry32 and
+ * Box-Muller), so the same tokens give the same noise on every run, a recomputed forward gives
+ * the forward's noise, and rows that differ in any bit get independent noise. Mappings whose
+ * logits agree bit for bit route alike; under tensor parallelism the logits may differ in their
+ * last bits between mappings, and then so does the routing (as in the reference, a benchmark
+ * setting: not for training a model to use).
+ */
+import * as Autograd from "../tensor/Autograd.js"
+import * as DType from "../tensor/DType.js"
+import type * as Tensor from "../tensor/Tensor.js"
+import * as TensorError from "../tensor/TensorError.js"
+
+/** 32-bit FNV-1a over the float32 bits of `values[from .. from + count)`. */
+const hashRow = (values: DType.Storage, from: number, count: number): number => {
+  const bits = new Float32Array(1)
+  const word = new Uint32Array(bits.buffer)
+  let h = 0x811c9dc5
+  for (let i = from; i < from + count; i++) {
+    bits[0] = values[i] as number
+    h = Math.imul(h ^ (word[0] as number), 0x01000193) >>> 0
+  }
+  return h
+}
+
+/** The k-th uniform (k >= 1) of the mulberry32 stream from `seed`, in (0, 1). */
+const uniform = (seed: number, k: number): number => {
+  let t = (seed + Math.imul(k, 0x6d2b79f5)) >>> 0
+  t = Math.imul(t ^ (t >>> 15), t | 1)
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+  return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296
+}
+
+/**
+ * The noise that replaces logits [T, E]: row r holds E standard normals seeded by the hash of
+ * the logits' row r. Values in float64 (stored in the logits' dtype by `forceLoadBalancing`).
+ * @category constructors
+ */
+export const noiseOf = (values: DType.Storage, tokens: number, experts: number): Float64Array => {
+  const out = new Float64Array(tokens * experts)
+  for (let r = 0; r < tokens; r++) {
+    const seed = hashRow(values, r * experts, experts)
+    for (let e = 0; e < experts; e++) {
+      const pair = Math.floor(e / 2)
+      const radius = Math.sqrt(-2 * Math.log(uniform(seed, 2 * pair + 1)))
+      const angle = 2 * Math.PI * uniform(seed, 2 * pair + 2)
+      out[r * experts + e] = e % 2 === 0 ? radius * Math.cos(angle) : radius * Math.sin(angle)
+    }
+  }
+  return out
+}
+
+/**
+ * Logits [T, E] replaced by their noise (`noiseOf`), differentiable: the gradient reaches the
+ * logits unchanged (straight through).
+ * @category combinators
+ */
+export const forceLoadBalancing = (logits: Tensor.Tensor): Tensor.Tensor => {
+  if (logits.rank !== 2) throw TensorError.shape("forceLoadBalancing", `logits must be [T, E], got ${TensorError.formatShape(logits.shape)}`)
+  const [tokens, experts] = logits.shape as readonly [number, number]
+  const noise = noiseOf(logits.readHost(), tokens, experts)
+  const out = DType.allocate(logits.dtype, tokens * experts)
+  out.set(noise)
+  return Autograd.hostResult("forceLoadBalancing", [logits], out, logits.shape, (g) => [g.alias({ shape: logits.shape })])
+}
