@@ -49,6 +49,7 @@ const accepted: ReadonlyArray<readonly [string, ReadonlyArray<number | string | 
   ["shared-expert-ffn", [16, 64]],
   ["shared-expert-gate", [true, false]],
   ["bias-update-rate", [0.001, 0.01]],
+  ["force-load-balancing", [true, false]],
   ["ffn", [32, 128]],
   ["moe-ffn", [16, 64]],
   ["moe-every", [1, 2, 4]],
@@ -81,6 +82,12 @@ describe("flags and JSON keys", () => {
     const fromFlags = setupOf(asFlags(values))
     expect(setupOf(["--config", configFile(values)]).model).toEqual(fromFlags.model)
     expect(fromFlags.model.moe).toMatchObject({ numGroups: 4, groupTopk: 2, capacityFactor: 1.5, padToCapacity: true })
+  })
+
+  test("--force-load-balancing, by flag and by key, sets the router's forced balance and nothing else", () => {
+    const fromFlag = setupOf(["--force-load-balancing"]).model.moe
+    expect(fromFlag).toEqual({ ...MoeSettings.defaults, forceLoadBalancing: true })
+    expect(setupOf(["--config", configFile({ "force-load-balancing": true })]).model.moe).toEqual(fromFlag)
   })
 
   test("no new flag: today's router (softmax after top-k, dropless, aux 0.01, all-to-all) and sizes", () => {

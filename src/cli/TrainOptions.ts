@@ -198,7 +198,8 @@ const moeSettings = (c: RunConfig.RunConfig): MoeSettings.MoeSettings => ({
   padToCapacity: c["pad-to-capacity"],
   expertBias: c["expert-bias"],
   biasUpdateRate: c["bias-update-rate"],
-  forceLoadBalancing: c["force-load-balancing"],
+  // Set only when on: the settings of a run without the flag are today's, key for key.
+  ...(c["force-load-balancing"] ? { forceLoadBalancing: true } : {}),
 })
 
 /** The coefficient of the plain aux loss (the setup's, which the model's settings agree with). */
