@@ -27,56 +27,7 @@ import * as ModelConfig from "../train/ModelConfig.js"
 import * as ModelPresets from "../train/ModelPresets.js"
 import * as Optimizer from "../train/Optimizer.js"
 import * as Flags from "./Flags.js"
-
-/** The largest count a setting takes: the last integer a JavaScript number holds exactly. */
-const maxCount = Number.MAX_SAFE_INTEGER
-/** Seeds are 32-bit (the data and weight generators mix them as 32-bit words): larger ones would repeat smaller ones. */
-const maxSeed = 2 ** 32 - 1
-
-const PositiveInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1), Schema.isLessThanOrEqualTo(maxCount))
-const WholeInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(maxCount))
-const SeedInt = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(maxSeed))
-const NonEmpty = Schema.String.check(Schema.isMinLength(1))
-const Real = Schema.Number.check(Schema.isFinite())
-
-const count = (help: string, fallback: number) => ({ kind: "count" as const, schema: PositiveInt, min: 1 as const, max: maxCount, default: fallback, placeholder: "N", help })
-const optionalCount = (help: string, placeholder = "N") => ({
-  kind: "count" as const,
-  schema: Schema.optionalKey(PositiveInt),
-  min: 1 as const,
-  max: maxCount,
-  placeholder,
-  help,
-})
-const optionalWhole = (help: string, placeholder = "N") => ({
-  kind: "count" as const,
-  schema: Schema.optionalKey(WholeInt),
-  min: 0 as const,
-  max: maxCount,
-  placeholder,
-  help,
-})
-const seed = (help: string, fallback: number) => ({ kind: "count" as const, schema: SeedInt, min: 0 as const, max: maxSeed, default: fallback, placeholder: "N", help })
-const text = (help: string, fallback: string, placeholder: string) => ({ kind: "text" as const, schema: NonEmpty, default: fallback, placeholder, help })
-const optionalText = (help: string, placeholder: string) => ({ kind: "text" as const, schema: Schema.optionalKey(NonEmpty), placeholder, help })
-const real = (help: string, fallback: number) => ({ kind: "real" as const, schema: Real, default: fallback, placeholder: "F", help })
-const optionalReal = (help: string) => ({ kind: "real" as const, schema: Schema.optionalKey(Real), placeholder: "F", help })
-const flag = (help: string) => ({ kind: "flag" as const, schema: Schema.Boolean, default: false, placeholder: "", help })
-const choice = <const L extends readonly [string, ...Array<string>]>(options: L, fallback: L[number], help: string, placeholder: string) => ({
-  kind: "choice" as const,
-  options,
-  schema: Schema.Literals(options),
-  default: fallback,
-  placeholder,
-  help: `${help}: ${options.join(" | ")}`,
-})
-const optionalChoice = <const L extends readonly [string, ...Array<string>]>(options: L, help: string, placeholder: string) => ({
-  kind: "choice" as const,
-  options,
-  schema: Schema.optionalKey(Schema.Literals(options)),
-  placeholder,
-  help: `${help}: ${options.join(" | ")}`,
-})
+import { choice, count, flag, maxSeed, PositiveInt, optionalChoice, optionalCount, optionalReal, optionalText, optionalWhole, real, seed, text } from "./SettingKinds.js"
 
 const model = ModelConfig.small
 const optimizer = Optimizer.defaults(1)
