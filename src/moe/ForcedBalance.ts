@@ -9,8 +9,8 @@
  *
  * Deterministic where the reference is not: the reference draws the noise from the
  * expert-parallel RNG (different per rank and call). Here row r's noise is a function of that
- * row of the logits, bit for bit: a hash of its values seeds the row's normals (mulberry32 and
- * Box-Muller), so the same tokens give the same noise on every run, a recomputed forward gives
+ * row of the logits, bit for bit: a hash of its values seeds the row's normals (NormalStream's
+ * stream, mulberry32 and Box-Muller), so the same tokens give the same noise on every run, a recomputed forward gives
  * the forward's noise, and rows that differ in any bit get independent noise. Mappings whose
  * logits agree bit for bit route alike; under tensor parallelism the logits may differ in their
  * last bits between mappings, and then so does the routing (as in the reference, a benchmark
@@ -18,6 +18,7 @@
  */
 import * as Autograd from "../tensor/Autograd.js"
 import * as DType from "../tensor/DType.js"
+import * as NormalStream from "../tensor/NormalStream.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
 
@@ -33,30 +34,15 @@ const hashRow = (values: DType.Storage, from: number, count: number): number => 
   return h
 }
 
-/** The k-th uniform (k >= 1) of the mulberry32 stream from `seed`, in (0, 1). */
-const uniform = (seed: number, k: number): number => {
-  let t = (seed + Math.imul(k, 0x6d2b79f5)) >>> 0
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296
-}
-
 /**
- * The noise that replaces logits [T, E]: row r holds E standard normals seeded by the hash of
- * the logits' row r. Values in float64 (stored in the logits' dtype by `forceLoadBalancing`).
+ * The noise that replaces logits [T, E]: row r holds the first E elements of the normal stream
+ * (NormalStream, the parameters' generator) seeded by the hash of the logits' row r. Values in
+ * float64 (stored in the logits' dtype by `forceLoadBalancing`).
  * @category constructors
  */
 export const noiseOf = (values: DType.Storage, tokens: number, experts: number): Float64Array => {
   const out = new Float64Array(tokens * experts)
-  for (let r = 0; r < tokens; r++) {
-    const seed = hashRow(values, r * experts, experts)
-    for (let e = 0; e < experts; e++) {
-      const pair = Math.floor(e / 2)
-      const radius = Math.sqrt(-2 * Math.log(uniform(seed, 2 * pair + 1)))
-      const angle = 2 * Math.PI * uniform(seed, 2 * pair + 2)
-      out[r * experts + e] = e % 2 === 0 ? radius * Math.cos(angle) : radius * Math.sin(angle)
-    }
-  }
+  for (let r = 0; r < tokens; r++) NormalStream.normalsInto(hashRow(values, r * experts, experts), 0, experts, 1, out, r * experts)
   return out
 }
 

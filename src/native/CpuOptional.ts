@@ -100,7 +100,7 @@ export const groupedMatmulKernels = ():
 /**
  * A parameter's initial values as float32 (kernels/normals.h): elements [first, first + count)
  * of the normal stream of `seed` times std into out[0, count); returns the offsets it left
- * undecided for the TypeScript reference to write (train/NormalStream.ts). marginLog2 44 in use.
+ * undecided for the TypeScript reference to write (tensor/NormalStream.ts). marginLog2 44 in use.
  * Undefined when the addon is not built or predates the kernel.
  * @category kernels
  */

@@ -32,7 +32,7 @@ import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ModelContext from "../model/ModelContext.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
-import * as NormalStream from "./NormalStream.js"
+import * as NormalStream from "../tensor/NormalStream.js"
 import type * as ModelConfig from "./ModelConfig.js"
 
 /**

@@ -1,4 +1,4 @@
-// The parameters' initial values through the native kernel (train/NormalStream.ts,
+// The parameters' initial values through the native kernel (tensor/NormalStream.ts,
 // cuda/src/kernels/normals.h): `fill` on float32 storage gives the definition's bits
 // (`normalsInto`, V8's Math functions) for random seeds, ranges of the stream and standard
 // deviations, on one thread and on the pool; the kernel's undecided list is exactly the
@@ -8,7 +8,7 @@
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as CpuOptional from "../../src/native/CpuOptional.js"
-import * as NormalStream from "../../src/train/NormalStream.js"
+import * as NormalStream from "../../src/tensor/NormalStream.js"
 
 const kernel = CpuOptional.normalsKernel()
 

@@ -11,7 +11,7 @@
  * are written by `normalsInto`, so the result is the definition's, bit for bit.
  */
 import * as CpuOptional from "../native/CpuOptional.js"
-import type * as DType from "../tensor/DType.js"
+import type * as DType from "./DType.js"
 
 /** The mulberry32 step constant: the stream's k-th state is seed + k * STEP (mod 2^32). */
 const STEP = 0x6d2b79f5
