@@ -59,8 +59,8 @@ export const toRel = (root, file) => path.relative(root, file).split(path.sep).j
 export const resolveRelative = (fromFile, specifier) => {
   if (!specifier.startsWith("./") && !specifier.startsWith("../")) return undefined
   const resolved = path.resolve(path.dirname(fromFile), specifier)
-  const built = resolved.split(path.sep).lastIndexOf("dist")
   const parts = resolved.split(path.sep)
+  const built = parts.lastIndexOf("dist")
   const target = built > 0 && !parts.includes("node_modules") ? [...parts.slice(0, built), "src", ...parts.slice(built + 1)].join(path.sep) : resolved
   const candidates = [target.replace(/\.js$/, ".ts").replace(/\.mjs$/, ".mts"), `${target}.ts`, path.join(target, "index.ts"), target]
   return candidates.find((c) => existsSync(c)) ?? candidates[0]

@@ -37,13 +37,13 @@ const hashRow = (values: DType.Storage, from: number, count: number): number => 
 /**
  * The noise that replaces logits [T, E]: row r holds the first E elements of the normal stream
  * (NormalStream, the parameters' generator) seeded by the hash of the logits' row r. Values in
- * float64 (stored in the logits' dtype by `forceLoadBalancing`).
+ * float64, or rounded once into `out` when given (the logits' dtype, as `forceLoadBalancing` asks).
  * @category constructors
  */
-export const noiseOf = (values: DType.Storage, tokens: number, experts: number): Float64Array => {
-  const out = new Float64Array(tokens * experts)
-  for (let r = 0; r < tokens; r++) NormalStream.normalsInto(hashRow(values, r * experts, experts), 0, experts, 1, out, r * experts)
-  return out
+export const noiseOf = <S extends DType.Storage = Float64Array>(values: DType.Storage, tokens: number, experts: number, out?: S): S => {
+  const into = out ?? (new Float64Array(tokens * experts) as DType.Storage as S)
+  for (let r = 0; r < tokens; r++) NormalStream.normalsInto(hashRow(values, r * experts, experts), 0, experts, 1, into, r * experts)
+  return into
 }
 
 /**
@@ -54,8 +54,6 @@ export const noiseOf = (values: DType.Storage, tokens: number, experts: number):
 export const forceLoadBalancing = (logits: Tensor.Tensor): Tensor.Tensor => {
   if (logits.rank !== 2) throw TensorError.shape("forceLoadBalancing", `logits must be [T, E], got ${TensorError.formatShape(logits.shape)}`)
   const [tokens, experts] = logits.shape as readonly [number, number]
-  const noise = noiseOf(logits.readHost(), tokens, experts)
-  const out = DType.allocate(logits.dtype, tokens * experts)
-  out.set(noise)
+  const out = noiseOf(logits.readHost(), tokens, experts, DType.allocate(logits.dtype, tokens * experts))
   return Autograd.hostResult("forceLoadBalancing", [logits], out, logits.shape, (g) => [g.alias({ shape: logits.shape })])
 }
