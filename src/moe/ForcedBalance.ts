@@ -22,10 +22,12 @@ import * as NormalStream from "../tensor/NormalStream.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
 
+/** One float32 and its bits, for `hashRow` (one pair for the module, not one per row). */
+const bits = new Float32Array(1)
+const word = new Uint32Array(bits.buffer)
+
 /** 32-bit FNV-1a over the float32 bits of `values[from .. from + count)`. */
 const hashRow = (values: DType.Storage, from: number, count: number): number => {
-  const bits = new Float32Array(1)
-  const word = new Uint32Array(bits.buffer)
   let h = 0x811c9dc5
   for (let i = from; i < from + count; i++) {
     bits[0] = values[i] as number
@@ -34,16 +36,20 @@ const hashRow = (values: DType.Storage, from: number, count: number): number => 
   return h
 }
 
+/** Writes the noise of logits [T, E] (`noiseOf`) into `out`, rounded once to its dtype. */
+const noiseInto = (values: DType.Storage, tokens: number, experts: number, out: DType.Storage): void => {
+  for (let r = 0; r < tokens; r++) NormalStream.normalsInto(hashRow(values, r * experts, experts), 0, experts, 1, out, r * experts)
+}
+
 /**
  * The noise that replaces logits [T, E]: row r holds the first E elements of the normal stream
- * (NormalStream, the parameters' generator) seeded by the hash of the logits' row r. Values in
- * float64, or rounded once into `out` when given (the logits' dtype, as `forceLoadBalancing` asks).
+ * (NormalStream, the parameters' generator) seeded by the hash of the logits' row r, in float64.
  * @category constructors
  */
-export const noiseOf = <S extends DType.Storage = Float64Array>(values: DType.Storage, tokens: number, experts: number, out?: S): S => {
-  const into = out ?? (new Float64Array(tokens * experts) as DType.Storage as S)
-  for (let r = 0; r < tokens; r++) NormalStream.normalsInto(hashRow(values, r * experts, experts), 0, experts, 1, into, r * experts)
-  return into
+export const noiseOf = (values: DType.Storage, tokens: number, experts: number): Float64Array => {
+  const out = new Float64Array(tokens * experts)
+  noiseInto(values, tokens, experts, out)
+  return out
 }
 
 /**
@@ -54,6 +60,7 @@ export const noiseOf = <S extends DType.Storage = Float64Array>(values: DType.St
 export const forceLoadBalancing = (logits: Tensor.Tensor): Tensor.Tensor => {
   if (logits.rank !== 2) throw TensorError.shape("forceLoadBalancing", `logits must be [T, E], got ${TensorError.formatShape(logits.shape)}`)
   const [tokens, experts] = logits.shape as readonly [number, number]
-  const out = noiseOf(logits.readHost(), tokens, experts, DType.allocate(logits.dtype, tokens * experts))
+  const out = DType.allocate(logits.dtype, tokens * experts)
+  noiseInto(logits.readHost(), tokens, experts, out)
   return Autograd.hostResult("forceLoadBalancing", [logits], out, logits.shape, (g) => [g.alias({ shape: logits.shape })])
 }
