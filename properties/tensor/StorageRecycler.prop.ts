@@ -1,7 +1,7 @@
 // The storage recycler (tensor/StorageRecycler.ts) takes back only the storage it handed out
 // (DType's unshared allocations larger than a slab's, each in a buffer of its size class; slab
 // views are Slabs.prop.ts's), hands a
-// taken buffer out again to a request of its class or of one up to a quarter below, and in the
+// taken buffer out again to a request of its class or of one up to `reach` times below, and in the
 // checking mode the test suites run in (PLEAT_POISON_UNINITIALIZED=1) detaches every view of a
 // recycled buffer, so a reader that broke the promise sees an empty array.
 import fc from "fast-check"
@@ -15,7 +15,7 @@ afterEach(() => StorageRecycler.clear())
 
 /** float32 elements of the smallest storage in a buffer of its own. */
 const least = Math.ceil(StorageRecycler.minBytes / 4)
-const floats = fc.integer({ min: least, max: 2 * least })
+const floats = fc.integer({ min: least, max: 3 * least })
 
 describe("StorageRecycler", () => {
   test("the suites run in checking mode", () => {
@@ -34,7 +34,7 @@ describe("StorageRecycler", () => {
     )
   })
 
-  test("a recycled buffer serves the next request of its class or of one up to a quarter below, and its old views are detached", () => {
+  test("a recycled buffer serves the next request of its class or of one up to `reach` times below, and its old views are detached", () => {
     fc.assert(
       fc.property(floats, fc.constantFrom<DType.DType>("float32", "float64"), fc.boolean(), floats, (n, dtype, zeroed, m) => {
         StorageRecycler.clear()
@@ -49,9 +49,9 @@ describe("StorageRecycler", () => {
         expect(storage.length).toBe(0)
         expect(alias.length).toBe(0)
         expect(StorageRecycler.stats().pooledBytes).toBe(before.pooledBytes + size)
-        // A request of m float32s gets it when its class is the buffer's or up to a quarter below.
+        // A request of m float32s gets it when its class is the buffer's or up to `reach` times below.
         const own = StorageRecycler.classOf(4 * m)
-        const fits = own <= size && size <= own * 1.25
+        const fits = own <= size && size <= own * StorageRecycler.reach
         const again = zeroed ? DType.allocate("float32", m) : DType.allocateUninitialized("float32", m)
         expect(again.length).toBe(m)
         expect(StorageRecycler.stats().reused).toBe(before.reused + (fits ? 1 : 0))
@@ -60,6 +60,22 @@ describe("StorageRecycler", () => {
         // Zeroed storage is zeroed; uninitialised storage is poisoned in the suites, not the old values.
         if (zeroed) expect(again.every((v) => v === 0)).toBe(true)
         else expect(again.every((v) => Number.isNaN(v))).toBe(true)
+      }),
+      { numRuns: 30 },
+    )
+  })
+
+  test("of the pooled buffers that can serve a request, the smallest does", () => {
+    fc.assert(
+      fc.property(floats, fc.array(fc.double({ min: 1, max: 3, noNaN: true }), { minLength: 1, maxLength: 5 }), (m, factors) => {
+        StorageRecycler.clear()
+        const own = StorageRecycler.classOf(4 * m)
+        const pooled = factors.map((f) => DType.allocateUninitialized("float32", Math.ceil(m * f)))
+        const sizes = pooled.map((p) => p.buffer.byteLength)
+        for (const p of pooled) expect(StorageRecycler.recycle(p)).toBe(true)
+        const serving = sizes.filter((b) => own <= b && b <= own * StorageRecycler.reach)
+        const got = DType.allocateUninitialized("float32", m)
+        expect(got.buffer.byteLength).toBe(serving.length > 0 ? Math.min(...serving) : own)
       }),
       { numRuns: 30 },
     )
