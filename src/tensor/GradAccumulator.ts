@@ -23,6 +23,12 @@
  * gradient accumulator is swept once per step instead of once per micro-batch (the default
  * model at hidden 1024 streams its ~48 MB of weight gradients 8 times a step otherwise). The sum
  * is the same up to the order of additions (rows summed in one product before out is added).
+ *
+ * Where a thread fills its waits (`waitFiller`: a threads job's worker), a host weight-gradient
+ * product is queued instead of run, and runs when its thread would otherwise wait on a peer (a
+ * collective whose other members have not arrived), or when anything reads or adds into its
+ * accumulator, whichever comes first: the same products on the same accumulators in the same
+ * order (the same bits), computed while the rank would have idled.
  */
 import * as DType from "./DType.js"
 import * as Device from "./Device.js"
@@ -72,7 +78,8 @@ export const of = (t: Tensor.Tensor): Accumulator | undefined => accumulators.ge
  * @category combinators
  */
 export const clear = (storage: Accumulator): void => {
-  // Products still deferred belong to a sum no one read: zeros now.
+  // Products still deferred or queued belong to a sum no one read: zeros now.
+  dropQueued(storage)
   const d = deferred.get(storage)
   deferred.delete(storage)
   if (d !== undefined) letGo(d)
@@ -142,16 +149,19 @@ export const deferProduct = (into: Accumulator, a: Operand, b: Operand, m: numbe
 }
 
 /**
- * The bytes the products deferred on `accumulators` hold now (their operands' rows, float32):
+ * The bytes the products deferred or queued on `accumulators` hold now (their operands' rows):
  * memory a step keeps beyond its tapes (RankMemory's activation peak counts it).
  * @category getters
  */
 export const heldBytes = (accumulators: Iterable<Accumulator>): number => {
   let bytes = 0
+  const mine = new Set<Accumulator>()
   for (const a of accumulators) {
+    mine.add(a)
     const d = deferred.get(a)
     if (d !== undefined) bytes += 4 * d.rows * (d.m + d.n)
   }
+  for (const q of queued ?? []) if (mine.has(q.into)) for (const o of q.operands) bytes += o.byteLength
   return bytes
 }
 
@@ -179,8 +189,76 @@ const letGo = (d: Deferred): void => {
   }
 }
 
-/** Runs the products deferred on `into`, as one product over their rows in the order deferred. */
+/** A product queued to fill a wait: its accumulator, what it reads, and the product itself. */
+interface Queued {
+  readonly into: Accumulator
+  readonly operands: ReadonlyArray<DType.Storage>
+  readonly run: () => void
+}
+
+/** This thread's queued products, oldest first (undefined: the thread runs products at once). */
+let queued: Array<Queued> | undefined
+
+const release = (q: Queued): void => {
+  for (const o of q.operands) StorageRecycler.letGo(o)
+}
+
+const runQueued = (q: Queued): void => {
+  q.run()
+  release(q)
+}
+
+/** Runs the products queued on `into`, oldest first. */
+const runQueuedOn = (into: Accumulator): void => {
+  if (queued === undefined || !queued.some((q) => q.into === into)) return
+  const mine = queued.filter((q) => q.into === into)
+  queued = queued.filter((q) => q.into !== into)
+  for (const q of mine) runQueued(q)
+}
+
+const dropQueued = (into: Accumulator): void => {
+  if (queued === undefined) return
+  for (const q of queued) if (q.into === into) release(q)
+  queued = queued.filter((q) => q.into !== into)
+}
+
+/**
+ * The work a thread can do while it would wait on a peer (see the header).
+ * @category models
+ */
+export interface WaitFiller {
+  /** Whether a queued product waits. */
+  readonly pending: () => boolean
+  /** Runs the oldest queued product. */
+  readonly runOne: () => void
+  /** Runs every queued product; the thread runs its products at once from now on. */
+  readonly stop: () => void
+}
+
+/**
+ * Makes this thread queue its host weight-gradient products and returns what runs them while
+ * it waits (see the header).
+ * @category constructors
+ */
+export const waitFiller = (): WaitFiller => {
+  queued ??= []
+  return {
+    pending: () => (queued?.length ?? 0) > 0,
+    runOne: () => {
+      const q = queued?.shift()
+      if (q !== undefined) runQueued(q)
+    },
+    stop: () => {
+      const all = queued ?? []
+      queued = undefined
+      for (const q of all) runQueued(q)
+    },
+  }
+}
+
+/** Runs the products deferred or queued on `into`, in the order they came. */
 const flush = (into: Accumulator): void => {
+  runQueuedOn(into)
   const d = deferred.get(into)
   if (d === undefined) return
   deferred.delete(into)
@@ -218,11 +296,25 @@ export const addGradient = (storage: Accumulator, g: Tensor.Tensor): void => {
  * undefined: the host). On a device a device accumulator is written in place and a host one is
  * staged there and back, so that the product adds inside the GEMM as on the host (the same sums
  * in the same order); a host product (bf16) of device tensors writes new storage whose values
- * are then added into the device accumulator.
+ * are then added into the device accumulator. `operands`: the host storage the product reads,
+ * given where it may wait to fill its thread's waits (see the header).
  * @category combinators
  */
-export const productInto = (runtime: DeviceRuntime | undefined, into: Accumulator, product: (out: DType.Storage | DeviceArray, accumulate: boolean) => void): void => {
+export const productInto = (
+  runtime: DeviceRuntime | undefined,
+  into: Accumulator,
+  product: (out: DType.Storage | DeviceArray, accumulate: boolean) => void,
+  operands?: ReadonlyArray<DType.Storage | DeviceArray>,
+): void => {
   flush(into)
+  if (queued !== undefined && runtime === undefined && !isDeviceArray(into) && operands !== undefined && !operands.some(isDeviceArray)) {
+    // Queued: it reads its operands later, so nothing hands them back meanwhile.
+    const host = operands as ReadonlyArray<DType.Storage>
+    const accumulate = accumulates(into)
+    for (const o of host) StorageRecycler.keep(o)
+    queued.push({ into, operands: host, run: () => product(into, accumulate) })
+    return
+  }
   if (runtime !== undefined) {
     const accumulate = accumulates(into)
     if (isDeviceArray(into)) return product(into, accumulate)

@@ -21,6 +21,8 @@
  * (Atomics are sequentially consistent).
  */
 
+import type { WaitFiller } from "../../tensor/GradAccumulator.js"
+
 // Int32 words per rank or worker (one 64-byte line: nobody shares lines).
 const line = 16
 
@@ -59,6 +61,11 @@ export class ThreadSide {
    * and when the wait ends (ThreadComm lends the core to the kernels' pool meanwhile).
    */
   asleep: ((sleeping: boolean) => void) | undefined = undefined
+  /**
+   * Work the thread does before it waits on its bell, while no doorbell of its sleepers moves
+   * (ThreadComm: the queued weight-gradient products, GradAccumulator.waitFiller).
+   */
+  filler: WaitFiller | undefined = undefined
   /** Whether `asleep(true)` was told and `asleep(false)` not yet. */
   #lent = false
 
@@ -164,8 +171,34 @@ export class Doorbells {
     }
     // A poll waits until the thread's other work has run (a macrotask): it never holds up a
     // fiber of this thread that can go on.
-    if (side.spinMs > 0) setImmediate(() => this.#poll(bell, value, woken))
+    if (side.filler?.pending() === true) setImmediate(() => this.#fill(bell, value, woken))
+    else this.#idle(bell, value, woken)
+  }
+
+  /** With nothing to do: a poll of the bell, or the wait. */
+  #idle(bell: number, value: number, woken: () => void): void {
+    if (this.#side.spinMs > 0) setImmediate(() => this.#poll(bell, value, woken))
     else this.#wait(bell, value, woken)
+  }
+
+  /** Runs the filler's work, one piece at a time, until a sleeper's doorbell moves or none is left. */
+  #fill(bell: number, value: number, woken: () => void): void {
+    const side = this.#side
+    const filler = side.filler
+    while (filler?.pending() === true) {
+      if (Atomics.load(this.ints, bell) !== value || this.#moved()) return woken()
+      filler.runOne()
+    }
+    if (Atomics.load(this.ints, bell) !== value || this.#moved()) return woken()
+    this.#idle(bell, value, woken)
+  }
+
+  /** Whether a sleeper of this thread has gone or its doorbell moved. */
+  #moved(): boolean {
+    const side = this.#side
+    if (side.sleepers.size === 0) return true
+    for (const [rank, sleeper] of side.sleepers) if (this.value(rank) !== sleeper.seen) return true
+    return false
   }
 
   #wait(bell: number, value: number, woken: () => void): void {

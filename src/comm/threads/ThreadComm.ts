@@ -30,6 +30,7 @@ import { Reply } from "../Reply.js"
 import * as SnapshotPool from "../SnapshotPool.js"
 import * as Verdict from "../Verdict.js"
 import type * as DType from "../../tensor/DType.js"
+import * as GradAccumulator from "../../tensor/GradAccumulator.js"
 import * as Tensor from "../../tensor/Tensor.js"
 import { hasNative } from "../../tensor/kernels/AddInto.js"
 import * as Cpu from "../../native/Cpu.js"
@@ -128,6 +129,8 @@ export class ThreadComm {
     this.#doorbells = new Doorbells(options.doorbells, options.hosts, this.#here.doorbells)
     // While the thread waits on its bell, its core computes for the ranks still awake.
     this.#here.doorbells.asleep ??= lendCoreWhileAsleep
+    // Before it waits, the thread computes the weight gradients it queued.
+    this.#here.doorbells.filler ??= GradAccumulator.waitFiller()
     this.#spinMs = options.spin ? spinMs : 0
     // Ranks sharing a thread poll as a thread (the bell), where the threads have a core each.
     const thread = options.hosts[options.rank]

@@ -58,8 +58,9 @@ export const groupedMatmul = (x: Tensor.Tensor, w: Tensor.Tensor, segments: Read
       // (GradAccumulator.productInto); otherwise into a new gradient, where an expert without
       // rows has zeros.
       const into = GradAccumulator.of(w)
-      const product = (out: Place.Buffer, accumulate: boolean) => backward.groupedWeights(place.operand(x), grad, out, rows, k, m, accumulate)
-      if (into !== undefined) GradAccumulator.productInto(place.runtime, into, product)
+      const xs = place.operand(x)
+      const product = (out: Place.Buffer, accumulate: boolean) => backward.groupedWeights(xs, grad, out, rows, k, m, accumulate)
+      if (into !== undefined) GradAccumulator.productInto(place.runtime, into, product, [xs, grad])
       else {
         const data = place.allocate(w.dtype, g * k * m)
         product(data, false)

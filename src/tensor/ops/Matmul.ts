@@ -105,7 +105,7 @@ const run = (
     return into
   }
   if (into !== undefined) {
-    GradAccumulator.productInto(place.runtime, into, product)
+    GradAccumulator.productInto(place.runtime, into, product, [a, b])
     return into
   }
   // Not accumulating, the kernels write every element (an empty sum as 0).
