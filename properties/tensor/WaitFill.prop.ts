@@ -5,7 +5,7 @@
 // (expert) weights over several micro-batches; a queued product leaves its accumulator untouched
 // and its operands counted (heldBytes) until it runs; its operands stay readable though the
 // backward pass hands back what it consumed (the suites detach recycled storage: a product
-// reading it would fail); and a clear drops what is queued.
+// reading it would fail); a clear drops what is queued; and forgetQueued drops it all unrun.
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as GradAccumulator from "../../src/tensor/GradAccumulator.js"
@@ -111,6 +111,15 @@ describe("weight gradients that fill waits", () => {
         expect(filler.pending()).toBe(false)
         GradAccumulator.settle(dense)
         GradAccumulator.settle(grouped)
+        expect(dense.every((x) => x === 0) && grouped.every((x) => x === 0)).toBe(true)
+        // A job that ends unsettled: its worker forgets what it queued, running nothing (one
+        // micro-batch: a later one's products would run the earlier ones' first).
+        step({ ...c, segments: c.segments.slice(0, 1) }, dense, grouped, () => {})
+        expect(filler.pending()).toBe(true)
+        GradAccumulator.forgetQueued()
+        expect(filler.pending()).toBe(false)
+        // (The grouped weight's products are never thin: only queued ones held its rows.)
+        expect(GradAccumulator.heldBytes([grouped])).toBe(0)
         expect(dense.every((x) => x === 0) && grouped.every((x) => x === 0)).toBe(true)
       })
     } finally {

@@ -236,6 +236,16 @@ export interface WaitFiller {
 }
 
 /**
+ * Forgets every product this thread has queued, without running it (a worker whose job ended
+ * before settling its accumulators: nothing reads them any more).
+ * @category mutations
+ */
+export const forgetQueued = (): void => {
+  for (const q of queued ?? []) release(q)
+  if (queued !== undefined) queued = []
+}
+
+/**
  * Makes this thread queue its host weight-gradient products and returns what runs them while
  * it waits (see the header).
  * @category constructors

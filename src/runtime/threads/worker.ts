@@ -23,6 +23,7 @@ import { ChunkPool } from "../../comm/threads/Chunks.js"
 import * as Failure from "./Failure.js"
 import type { ToMain, ToWorker } from "../../comm/threads/Protocol.js"
 import { ThreadComm } from "../../comm/threads/ThreadComm.js"
+import * as GradAccumulator from "../../tensor/GradAccumulator.js"
 import * as StorageRecycler from "../../tensor/StorageRecycler.js"
 
 type Program = ((rank: number, args: unknown, emit: (event: unknown) => void) => Effect.Effect<unknown, unknown, Communicator>) & {
@@ -153,6 +154,8 @@ const close = (m: Extract<ToWorker, { t: "close" }>): void => {
     // An idle worker keeps no tensor storage for a next job (up to StorageRecycler.capBytes):
     // a process running jobs one after another held ~12 GB at the realistic shape otherwise.
     StorageRecycler.clear()
+    // Nor the weight-gradient products a failed job left queued (GradAccumulator.waitFiller).
+    GradAccumulator.forgetQueued()
   }
   const fiber = state.fiber
   if (fiber === undefined || fiber.pollUnsafe() !== undefined) return stopped()
