@@ -208,18 +208,22 @@ const runQueued = (q: Queued): void => {
   release(q)
 }
 
-/** Runs the products queued on `into`, oldest first. */
-const runQueuedOn = (into: Accumulator): void => {
-  if (queued === undefined || !queued.some((q) => q.into === into)) return
-  const mine = queued.filter((q) => q.into === into)
-  queued = queued.filter((q) => q.into !== into)
-  for (const q of mine) runQueued(q)
+/** Takes out of the queue the products `pick` selects, oldest first. */
+const takeQueued = (pick: (q: Queued) => boolean): ReadonlyArray<Queued> => {
+  if (queued === undefined || queued.length === 0) return []
+  const taken = queued.filter(pick)
+  if (taken.length > 0) queued = queued.filter((q) => !pick(q))
+  return taken
 }
 
+/** Runs the products queued on `into`, oldest first. */
+const runQueuedOn = (into: Accumulator): void => {
+  for (const q of takeQueued((q) => q.into === into)) runQueued(q)
+}
+
+/** Drops the products queued on `into` unrun. */
 const dropQueued = (into: Accumulator): void => {
-  if (queued === undefined) return
-  for (const q of queued) if (q.into === into) release(q)
-  queued = queued.filter((q) => q.into !== into)
+  for (const q of takeQueued((q) => q.into === into)) release(q)
 }
 
 /**
@@ -241,8 +245,7 @@ export interface WaitFiller {
  * @category mutations
  */
 export const forgetQueued = (): void => {
-  for (const q of queued ?? []) release(q)
-  if (queued !== undefined) queued = []
+  for (const q of takeQueued(() => true)) release(q)
 }
 
 /**

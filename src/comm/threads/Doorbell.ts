@@ -183,14 +183,12 @@ export class Doorbells {
 
   /** Runs the filler's work, one piece at a time, until a sleeper's doorbell moves or none is left. */
   #fill(bell: number, value: number, woken: () => void): void {
-    const side = this.#side
-    const filler = side.filler
-    while (filler?.pending() === true) {
+    const filler = this.#side.filler
+    for (;;) {
       if (Atomics.load(this.ints, bell) !== value || this.#moved()) return woken()
+      if (filler?.pending() !== true) return this.#idle(bell, value, woken)
       filler.runOne()
     }
-    if (Atomics.load(this.ints, bell) !== value || this.#moved()) return woken()
-    this.#idle(bell, value, woken)
   }
 
   /** Whether a sleeper of this thread has gone or its doorbell moved. */
