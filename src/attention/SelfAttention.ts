@@ -115,9 +115,15 @@ export const forwardLaid = (x: TensorLayout.WithLayout, w: AttentionWeights, c: 
     const par = { tp: c.tp, sequenceParallel: c.sequenceParallel }
     const positions = ContextParallel.positions(c.seq, cp, cpRank)
     const rope = { positions, ...(c.ropeTheta === undefined ? {} : { theta: c.ropeTheta }) }
-    const queries = yield* ParallelLinear.columnParallelLaid(x, w.wq, par, "query heads")
-    const keys = yield* ParallelLinear.columnParallelLaid(x, w.wk, par, "kv heads")
-    const values = yield* ParallelLinear.columnParallelLaid(x, w.wv, par, "kv heads")
+    const [queries, keys, values] = (yield* ParallelLinear.columnParallelEachLaid(
+      x,
+      [
+        { w: w.wq, columns: "query heads" },
+        { w: w.wk, columns: "kv heads" },
+        { w: w.wv, columns: "kv heads" },
+      ],
+      par,
+    )) as [TensorLayout.WithLayout, TensorLayout.WithLayout, TensorLayout.WithLayout]
     const q = Rope.rope(Shape.reshape(queries.tensor, [b, local, hq, d]), rope)
     let k = Rope.rope(Shape.reshape(keys.tensor, [b, local, hkv, d]), rope)
     let v = Shape.reshape(values.tensor, [b, local, hkv, d])

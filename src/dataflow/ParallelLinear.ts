@@ -52,20 +52,42 @@ export const rowParallel = (x: Tensor.Tensor, w: Tensor.Tensor, options: Paralle
   })
 
 /**
- * The column-parallel product on laid rows: whole rows in (gathered under SP, copied in
- * otherwise), this member's block of the `columns` out. `transposed`: w is held as
- * [out block, in] (a tied output layer's block of the embedding table), and the product reads
- * it transposed (x W^T) instead of a transposed copy of it a micro-batch and another of its
- * gradient.
+ * One column-parallel product of laid rows: `w` [in, out block], or [out block, in] when
+ * `transposed` (a tied output layer's block of the embedding table, read transposed (x W^T)
+ * instead of a transposed copy of it a micro-batch and another of its gradient); `columns` names
+ * the out dimension.
+ * @category models
+ */
+export interface ColumnProduct {
+  readonly w: Tensor.Tensor
+  readonly columns: string
+  readonly transposed?: boolean
+}
+
+/**
+ * The column-parallel products of the same laid rows (Megatron's fused QKV): the rows are
+ * gathered once under SP (copied in once otherwise), each product takes this member's block of
+ * its `columns` out, and the backward sums the products' input gradients before the one
+ * reduce-scatter (allreduce) of the rows' gradient, instead of one collective per product.
  * @category combinators
  */
-export const columnParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string, transposed = false) =>
+export const columnParallelEachLaid = (x: TensorLayout.WithLayout, products: ReadonlyArray<ColumnProduct>, options: ParallelOptions) =>
   Effect.gen(function* () {
     const full = options.sequenceParallel ? yield* LaidCollective.allGather("tp", options.tp, x) : yield* LaidCollective.copyToGroup("tp", options.tp, x)
     const n = options.tp.ranks.length
-    const out = TensorLayout.dim(columns, (w.shape[transposed ? 0 : 1] as number) * n, [{ axis: "tp", size: n }])
-    return TensorLayout.attach(matmul(full.tensor, w, { transB: transposed }), TensorLayout.withLastDim(full.layout, out))
+    return products.map(({ w, columns, transposed = false }) => {
+      const out = TensorLayout.dim(columns, (w.shape[transposed ? 0 : 1] as number) * n, [{ axis: "tp", size: n }])
+      return TensorLayout.attach(matmul(full.tensor, w, { transB: transposed }), TensorLayout.withLastDim(full.layout, out))
+    })
   })
+
+/**
+ * The column-parallel product on laid rows: whole rows in (gathered under SP, copied in
+ * otherwise), this member's block of the `columns` out (see ColumnProduct).
+ * @category combinators
+ */
+export const columnParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string, transposed = false) =>
+  Effect.map(columnParallelEachLaid(x, [{ w, columns, transposed }], options), (outs) => outs[0] as TensorLayout.WithLayout)
 
 /**
  * The row-parallel product on laid rows whose columns are split over tp: partial sums of the
