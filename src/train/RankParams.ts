@@ -210,6 +210,28 @@ export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroup
 export const crossesRanks = (groups: SyncGroups): boolean => [groups.dpCp, groups.tpDpCp, groups.edp, groups.embedding].some((g) => g.ranks.length > 1)
 
 /**
+ * Whether `synchronize` can change `h`'s gradient: the group its kind is summed over, or the tied
+ * embedding's, has members other than this rank (the test-only skipped parameter stays as it is).
+ * @category guards
+ */
+export const changedBySync = (h: Held, groups: SyncGroups): boolean =>
+  h.spec.name !== skippedBySync() && (groupOf(groups, kindOf(h.spec)).ranks.length > 1 || (h.spec.tied === true && groups.embedding.ranks.length > 1))
+
+/**
+ * Each shard's sum of squares after `synchronize`, for globalNorm: the one `kept` from before it
+ * (NonFinite.keepingSquares) where the sync cannot have changed the gradient, a fresh pass
+ * otherwise. Under tp 2 without dp, say, only the norms' and routers' gradients (summed over tp)
+ * take the second pass; the same bits as a pass over every gradient.
+ * @category combinators
+ */
+export const squaresAfterSync =
+  (groups: SyncGroups, kept: ReadonlyMap<Held, number>) =>
+  (h: Held): number => {
+    const before = changedBySync(h, groups) ? undefined : kept.get(h)
+    return before ?? sumSquares(h.grad)
+  }
+
+/**
  * The global gradient norm over every parameter of the model, each shard counted once: a rank
  * adds a shard's squares only when it is the first member of that shard's reduction group (and
  * never the tied copy's). `squaresOf` gives a shard's sum of squares (SumSquares of its host

@@ -350,15 +350,15 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       if (zero !== undefined) yield* DeviceDistributed.reduceScatter(zero)
       else if (distributed !== undefined) yield* DistributedOptimizer.reduceScatter(distributed)
       else yield* RankParams.synchronize(params, sync, setup.dtype, onDevice === undefined ? undefined : DeviceOptimizer.reduce(onDevice))
-      // The norm's squares are the synchronised gradients': the check's unless the sync changed them (taken again on the device).
-      const changed = RankParams.crossesRanks(sync)
-      const synced = onDevice === undefined ? (changed ? undefined : hostSquares) : changed ? yield* DeviceOptimizer.squares(onDevice) : squares
+      // The norm's squares are the synced gradients': the check's where the sync left them (on the device: unless it crosses ranks).
+      const deviceSquares = onDevice === undefined ? undefined : RankParams.crossesRanks(sync) ? yield* DeviceOptimizer.squares(onDevice) : squares
+      const squaresOf = onDevice === undefined ? RankParams.squaresAfterSync(sync, hostSquares) : deviceSquares && ((h: RankParams.Held) => deviceSquares.get(h) as number)
       const gradNorm =
         zero !== undefined
           ? yield* DeviceDistributed.globalNorm(zero)
           : distributed !== undefined
             ? yield* DistributedOptimizer.globalNorm(distributed, params)
-            : yield* RankParams.globalNorm(params, sync, rank, synced === undefined ? undefined : (h) => synced.get(h) as number)
+            : yield* RankParams.globalNorm(params, sync, rank, squaresOf)
       if (!Number.isFinite(gradNorm)) return yield* Effect.fail(NonFinite.ofNorm(gradNorm))
       const lr = Optimizer.learningRate(setup.optimizer, k)
       const clip = Optimizer.clipScale(setup.optimizer, gradNorm)
