@@ -337,7 +337,8 @@ bool attention_backward(Isa isa, const AttnArgs& a, const float* out, const floa
     Packed pk{};
     float* vt = nullptr;
     float* delta = t_delta.get(g.group * a.sq);
-    float* bufs = t_obuf.get(16 * w);
+    // pbuf and dsbuf (QB x W each), then the dk / dv tile (W x (d + dv)).
+    float* bufs = t_obuf.get(16 * w + w * (a.d + a.dv));
     if (delta == nullptr || bufs == nullptr || !pack_head(g, b, kh, w, true, &pk, &vt)) {
       failed[task] = 1;
       return;
@@ -352,9 +353,9 @@ bool attention_backward(Isa isa, const AttnArgs& a, const float* out, const floa
       }
     }
     if (isa == Isa::Avx512) {
-      attn_avx512::backward_task(g, b, kh, pk, vt, delta, bufs, bufs + 8 * w, dout, lse32, lse64, dq, dk, dv);
+      attn_avx512::backward_task(g, b, kh, pk, vt, delta, bufs, bufs + 8 * w, bufs + 16 * w, dout, lse32, lse64, dq, dk, dv);
     } else {
-      attn_avx2::backward_task(g, b, kh, pk, vt, delta, bufs, bufs + 8 * w, dout, lse32, lse64, dq, dk, dv);
+      attn_avx2::backward_task(g, b, kh, pk, vt, delta, bufs, bufs + 8 * w, bufs + 16 * w, dout, lse32, lse64, dq, dk, dv);
     }
   });
   return std::find(failed.begin(), failed.end(), 1) == failed.end();

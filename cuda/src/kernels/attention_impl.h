@@ -63,7 +63,9 @@ inline void forward_range(const Geo& g, size_t b, size_t kh, size_t i0, size_t i
             continue;
           }
           const float mn = m[r] > bm ? m[r] : bm;
-          corr[r] = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - mn);
+          // exp(0) = 1 exactly: a running max the block does not raise (most blocks, past a
+          // row's first keys) skips the scalar exp, with the same bits.
+          corr[r] = m[r] == -INFINITY ? 0.0f : m[r] == mn ? 1.0f : std::exp(m[r] - mn);
           const F p = V::exp(V::sub(s[r], V::set1(mn)));
           V::store(pbuf + r * W, p);
           l[r] = l[r] * corr[r] + V::hsum(p);
@@ -122,74 +124,108 @@ inline void accumulate_rows(size_t dim, size_t keys, const float* const* src, co
   }
 }
 
+// Query blocks a backward pass takes together against each key block: the key block's dk and
+// dv rows are updated in `tile` (L1) by all of them and written back once, instead of being read
+// and written from memory by every block of QB queries (a kv head's dk and dv, 512 KB at the
+// realistic shape's 1,024 keys of 64 floats, streamed 128 times over). Each element receives the
+// same updates in the same order: the same bits.
+constexpr int QBlocks = 8;
+
 // Backward for kv head kh of batch entry b: all its query heads, all queries, all keys. dq rows
 // of those heads and dk / dv rows of kh were zeroed by the caller; this task is their only
-// writer. delta[(h - kh * group) * Sq + i] = dout_i . out_i.
+// writer. delta[(h - kh * group) * Sq + i] = dout_i . out_i. `tile`: W * (d + dv) floats.
 inline void backward_task(const Geo& g, size_t b, size_t kh, const Packed& pk, const float* vt,
-                          const float* delta, float* pbuf, float* dsbuf, const float* dout,
+                          const float* delta, float* pbuf, float* dsbuf, float* tile, const float* dout,
                           const float* lse32, const double* lse64, float* dq, float* dk, float* dv) {
   const AttnArgs& a = g.a;
   const size_t nkb = (a.sk + W - 1) / W;
+  float* tk = tile;
+  float* tv = tile + W * a.d;
+  struct Rows {
+    const float* q[QB];
+    const float* g[QB];
+    float* dq[QB];
+    int32_t qp[QB];
+    int32_t qmax;
+    float lse[QB], dl[QB];
+  };
+  Rows blocks[QBlocks];
   for (size_t h = kh * g.group; h < (kh + 1) * g.group; ++h) {
-    for (size_t ib = 0; ib < a.sq; ib += QB) {
-      const size_t rows = a.sq - ib < static_cast<size_t>(QB) ? a.sq - ib : QB;
-      const float* qrow[QB];
-      const float* grow[QB];
-      float* dqrow[QB];
-      int32_t qp[QB];
-      int32_t qmax = INT32_MIN;
-      float lse[QB], dl[QB];
-      for (int r = 0; r < QB; ++r) {
-        const bool real = static_cast<size_t>(r) < rows;
-        const size_t li = real ? g.lse_off(b, h, ib + r) : 0;
-        // Padding rows and rows that saw no key (lse = -inf) get p = 0: no contribution.
-        lse[r] = !real ? -INFINITY : lse32 != nullptr ? lse32[li] : static_cast<float>(lse64[li]);
-        qrow[r] = real ? a.q + g.q_off(b, ib + r, h) : pk.zeros;
-        grow[r] = real ? dout + g.o_off(b, ib + r, h) : pk.zeros;
-        dqrow[r] = real ? dq + g.q_off(b, ib + r, h) : nullptr;
-        qp[r] = real ? g.qp(b, ib + r) : INT32_MAX;
-        dl[r] = real ? delta[(h - kh * g.group) * a.sq + ib + r] : 0.0f;
-        if (real && lse[r] != -INFINITY && qp[r] > qmax) qmax = qp[r];
-      }
-      if (qmax == INT32_MIN) continue;  // no row of the block saw a key
-      for (size_t kb = 0; kb < nkb; ++kb) {
-        if (a.causal && pk.kmin[kb] > qmax) continue;
-        F s[QB], dp[QB];
-        block_scores(g, qrow, qp, pk.kt, pk.kpos, kb, s);
-        // dp[r][j] = dout_r . v_j, from v packed like k.
-        for (int r = 0; r < QB; ++r) dp[r] = V::zero();
-        const float* vb_t = vt + kb * a.dv * W;
-        for (size_t e = 0; e < a.dv; ++e) {
-          const F vv = V::load(vb_t + e * W);
-#pragma GCC unroll 8
-          for (int r = 0; r < QB; ++r) dp[r] = V::fmadd(V::set1(grow[r][e]), vv, dp[r]);
-        }
-        const F scale = V::set1(a.scale);
+    for (size_t ib0 = 0; ib0 < a.sq; ib0 += QB * QBlocks) {
+      int nblocks = 0;
+      for (size_t ib = ib0; ib < a.sq && ib < ib0 + QB * QBlocks; ib += QB, ++nblocks) {
+        Rows& rb = blocks[nblocks];
+        const size_t rows = a.sq - ib < static_cast<size_t>(QB) ? a.sq - ib : QB;
+        rb.qmax = INT32_MIN;
         for (int r = 0; r < QB; ++r) {
-          // Invisible lanes hold s = -inf, so p = exp(-inf) = 0 there; a row with lse = -inf is
-          // zeroed explicitly (its s - lse would be NaN).
-          const F p = lse[r] == -INFINITY ? V::zero() : V::exp(V::sub(s[r], V::set1(lse[r])));
-          V::store(pbuf + r * W, p);
-          V::store(dsbuf + r * W, V::mul(V::mul(p, V::sub(dp[r], V::set1(dl[r]))), scale));
+          const bool real = static_cast<size_t>(r) < rows;
+          const size_t li = real ? g.lse_off(b, h, ib + r) : 0;
+          // Padding rows and rows that saw no key (lse = -inf) get p = 0: no contribution.
+          rb.lse[r] = !real ? -INFINITY : lse32 != nullptr ? lse32[li] : static_cast<float>(lse64[li]);
+          rb.q[r] = real ? a.q + g.q_off(b, ib + r, h) : pk.zeros;
+          rb.g[r] = real ? dout + g.o_off(b, ib + r, h) : pk.zeros;
+          rb.dq[r] = real ? dq + g.q_off(b, ib + r, h) : nullptr;
+          rb.qp[r] = real ? g.qp(b, ib + r) : INT32_MAX;
+          rb.dl[r] = real ? delta[(h - kh * g.group) * a.sq + ib + r] : 0.0f;
+          if (real && rb.lse[r] != -INFINITY && rb.qp[r] > rb.qmax) rb.qmax = rb.qp[r];
         }
+      }
+      for (size_t kb = 0; kb < nkb; ++kb) {
         const size_t valid = a.sk - kb * W < static_cast<size_t>(W) ? a.sk - kb * W : W;
-        // dk_j += sum_r ds[r][j] q_r and dv_j += sum_r p[r][j] dout_r, one W-wide chunk at a
-        // time with the QB query (or dout) chunks held in registers across the keys; two
-        // accumulators per row halve the dependent FMA chain.
-        accumulate_rows(a.d, valid, qrow, dsbuf, dk + g.k_off(b, kb * W, kh), a.hkv * a.d);
-        accumulate_rows(a.dv, valid, grow, pbuf, dv + g.v_off(b, kb * W, kh), a.hkv * a.dv);
-        // dq_r += sum_j ds[r][j] k_j.
-        for (size_t c = 0; c < a.d; c += W) {
-          const size_t width = a.d - c < static_cast<size_t>(W) ? a.d - c : W;
-          F acc[QB];
-          for (int r = 0; r < QB; ++r) acc[r] = dqrow[r] != nullptr ? V::load_n(dqrow[r] + c, width) : V::zero();
-          for (size_t jj = 0; jj < valid; ++jj) {
-            const F kv = V::load_n(a.k + g.k_off(b, kb * W + jj, kh) + c, width);
-#pragma GCC unroll 8
-            for (int r = 0; r < QB; ++r) acc[r] = V::fmadd(V::set1(dsbuf[r * W + jj]), kv, acc[r]);
+        bool held = false;  // the key block's dk and dv rows are in the tile
+        for (int bi = 0; bi < nblocks; ++bi) {
+          const Rows& rb = blocks[bi];
+          if (rb.qmax == INT32_MIN) continue;  // no row of the block saw a key
+          if (a.causal && pk.kmin[kb] > rb.qmax) continue;
+          if (!held) {
+            for (size_t jj = 0; jj < valid; ++jj) {
+              std::copy_n(dk + g.k_off(b, kb * W + jj, kh), a.d, tk + jj * a.d);
+              std::copy_n(dv + g.v_off(b, kb * W + jj, kh), a.dv, tv + jj * a.dv);
+            }
+            held = true;
           }
+          F s[QB], dp[QB];
+          block_scores(g, rb.q, rb.qp, pk.kt, pk.kpos, kb, s);
+          // dp[r][j] = dout_r . v_j, from v packed like k.
+          for (int r = 0; r < QB; ++r) dp[r] = V::zero();
+          const float* vb_t = vt + kb * a.dv * W;
+          for (size_t e = 0; e < a.dv; ++e) {
+            const F vv = V::load(vb_t + e * W);
+#pragma GCC unroll 8
+            for (int r = 0; r < QB; ++r) dp[r] = V::fmadd(V::set1(rb.g[r][e]), vv, dp[r]);
+          }
+          const F scale = V::set1(a.scale);
           for (int r = 0; r < QB; ++r) {
-            if (dqrow[r] != nullptr) V::store_n(dqrow[r] + c, acc[r], width);
+            // Invisible lanes hold s = -inf, so p = exp(-inf) = 0 there; a row with lse = -inf is
+            // zeroed explicitly (its s - lse would be NaN).
+            const F p = rb.lse[r] == -INFINITY ? V::zero() : V::exp(V::sub(s[r], V::set1(rb.lse[r])));
+            V::store(pbuf + r * W, p);
+            V::store(dsbuf + r * W, V::mul(V::mul(p, V::sub(dp[r], V::set1(rb.dl[r]))), scale));
+          }
+          // dk_j += sum_r ds[r][j] q_r and dv_j += sum_r p[r][j] dout_r, one W-wide chunk at a
+          // time with the QB query (or dout) chunks held in registers across the keys; two
+          // accumulators per row halve the dependent FMA chain.
+          accumulate_rows(a.d, valid, rb.q, dsbuf, tk, a.d);
+          accumulate_rows(a.dv, valid, rb.g, pbuf, tv, a.dv);
+          // dq_r += sum_j ds[r][j] k_j.
+          for (size_t c = 0; c < a.d; c += W) {
+            const size_t width = a.d - c < static_cast<size_t>(W) ? a.d - c : W;
+            F acc[QB];
+            for (int r = 0; r < QB; ++r) acc[r] = rb.dq[r] != nullptr ? V::load_n(rb.dq[r] + c, width) : V::zero();
+            for (size_t jj = 0; jj < valid; ++jj) {
+              const F kv = V::load_n(a.k + g.k_off(b, kb * W + jj, kh) + c, width);
+#pragma GCC unroll 8
+              for (int r = 0; r < QB; ++r) acc[r] = V::fmadd(V::set1(dsbuf[r * W + jj]), kv, acc[r]);
+            }
+            for (int r = 0; r < QB; ++r) {
+              if (rb.dq[r] != nullptr) V::store_n(rb.dq[r] + c, acc[r], width);
+            }
+          }
+        }
+        if (held) {
+          for (size_t jj = 0; jj < valid; ++jj) {
+            std::copy_n(tk + jj * a.d, a.d, dk + g.k_off(b, kb * W + jj, kh));
+            std::copy_n(tv + jj * a.dv, a.dv, dv + g.v_off(b, kb * W + jj, kh));
           }
         }
       }
