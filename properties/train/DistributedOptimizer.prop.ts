@@ -11,7 +11,6 @@ import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
-import * as Group from "../../src/comm/Group.js"
 import * as Folding from "../../src/mapping/Folding.js"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as Job from "../../src/runtime/Job.js"
@@ -101,14 +100,7 @@ describe("the distributed optimizer", () => {
     const train = (bucketElements: number | undefined) =>
       Job.runPromise({ world: parallel.world }, (rank) =>
         Effect.gen(function* () {
-          const group = (f: Parameters<typeof Group.ofFamily>[1]) => Group.ofFamily(parallel, f, rank)
-          const groups: RankParams.SyncGroups = {
-            dpCp: group("dp-cp"),
-            tpDpCp: group("tp-dp-cp"),
-            edp: group("edp"),
-            embedding: RankParams.embeddingGroup(group("pp"), rank),
-            world: Group.world(parallel.world),
-          }
+          const groups = RankParams.syncGroups(parallel, rank)
           const params = RankParams.make(Params.specs(model), () => true, Folding.place(Folding.make(parallel), rank), parallel.sizes, 7, "float64")
           const opt = bucketElements === undefined ? undefined : DistributedOptimizer.make(params, groups, rank, "float64", bucketElements)
           const moments = Optimizer.moments(params)

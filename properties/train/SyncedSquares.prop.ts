@@ -7,7 +7,6 @@
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import * as Group from "../../src/comm/Group.js"
 import * as Folding from "../../src/mapping/Folding.js"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as Job from "../../src/runtime/Job.js"
@@ -28,14 +27,7 @@ describe("sums of squares kept across the gradient sync", () => {
         const dtype = float64 ? "float64" : "float32"
         const results = await Job.runPromise({ world: parallel.world }, (rank) =>
           Effect.gen(function* () {
-            const group = (f: Parameters<typeof Group.ofFamily>[1]) => Group.ofFamily(parallel, f, rank)
-            const groups: RankParams.SyncGroups = {
-              dpCp: group("dp-cp"),
-              tpDpCp: group("tp-dp-cp"),
-              edp: group("edp"),
-              embedding: RankParams.embeddingGroup(group("pp"), rank),
-              world: Group.world(parallel.world),
-            }
+            const groups = RankParams.syncGroups(parallel, rank)
             const specs = Params.specs({ ...model, untieEmbeddings: untie })
             const params = RankParams.make(specs, () => true, Folding.place(Folding.make(parallel), rank), parallel.sizes, seed, dtype)
             for (const h of params.values()) for (let i = 0; i < h.grad.length; i++) h.grad[i] = Math.sin(seed + rank * 7919 + i * 0.37)

@@ -76,6 +76,15 @@ export const embeddingGroup = (pp: Group.Group, rank: number): Group.Group => {
 }
 
 /**
+ * A rank's gradient groups under `parallel`.
+ * @category constructors
+ */
+export const syncGroups = (parallel: ParallelConfig.ParallelConfig, rank: number): SyncGroups => {
+  const group = (f: Parameters<typeof Group.ofFamily>[1]) => Group.ofFamily(parallel, f, rank)
+  return { dpCp: group("dp-cp"), tpDpCp: group("tp-dp-cp"), edp: group("edp"), embedding: embeddingGroup(group("pp"), rank), world: Group.world(parallel.world) }
+}
+
+/**
  * Materializes this rank's shards of the parameters of `layers` (and embedding / head where
  * its stages hold them) from the seed.
  * @category constructors

@@ -117,13 +117,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
     expert: { ep: group("ep"), etp: group("etp"), etpEp: group("etp-ep") },
   }
   const ppGroup = group("pp")
-  const sync: RankParams.SyncGroups = {
-    dpCp: group("dp-cp"),
-    tpDpCp: group("tp-dp-cp"),
-    edp: group("edp"),
-    embedding: RankParams.embeddingGroup(ppGroup, rank),
-    world: Group.world(parallel.world),
-  }
+  const sync = RankParams.syncGroups(parallel, rank)
   // What the MoE layers keep across a global batch's micro-batches (global_aux counts).
   const moeState = MoeRunState.make()
   const vpp = parallel.vpp ?? 1
