@@ -197,18 +197,13 @@ export const synchronize = (params: ReadonlyMap<string, Held>, groups: SyncGroup
     const skipped = skippedBySync()
     const all = [...params.values()].filter((h) => h.spec.name !== skipped)
     yield* sumTied(all, groups, dtype, reduce)
-    yield* reduce(
-      all.filter((h) => kindOf(h.spec) === "dense"),
-      groups.dpCp,
-    )
-    yield* reduce(
-      all.filter((h) => kindOf(h.spec) === "replicated"),
-      groups.tpDpCp,
-    )
-    yield* reduce(
-      all.filter((h) => kindOf(h.spec) === "expert"),
-      groups.edp,
-    )
+    // Each kind over its group (groupOf, which changedBySync reads too), in the order of `kinds`.
+    for (const kind of kinds) {
+      yield* reduce(
+        all.filter((h) => kindOf(h.spec) === kind),
+        groupOf(groups, kind),
+      )
+    }
   })
 
 /**
