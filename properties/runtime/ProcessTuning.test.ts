@@ -33,9 +33,17 @@ describe("ProcessTuning: every way pleat starts node carries its node flags and 
     expect(program[program.length - 1]).toMatch(/main\.(ts|js)$/)
   })
   it("the threads backend starts its workers under the flags (workers refuse V8 flags in execArgv)", () => {
-    const args = [...ProcessTuning.nodeFlags, "--import", "tsx", "src/cli/main.ts", "train", "--backend", "threads", "--steps", "2"]
+    const args = [...ProcessTuning.nodeFlags, "--max-old-space-size=4096", "--import", "tsx", "src/cli/main.ts", "train", "--backend", "threads", "--steps", "2"]
     const run = spawnSync("env", [...ProcessTuning.environment, process.execPath, ...args], { cwd: fileURLToPath(root), encoding: "utf8", timeout: 120_000 })
     expect(run.stderr).not.toMatch(/ERR_WORKER_INVALID_EXEC_ARGV/)
+    expect(run.status).toBe(0)
+    expect(run.stdout).toMatch(/final loss/)
+  }, 150_000)
+  it("the built program's threads backend under a user's V8 flags (its workers inherit them)", () => {
+    const main = fileURLToPath(new URL("dist/cli/main.js", root))
+    const args = ["--max-old-space-size=4096", "--expose-gc", "--stack-size=984", main, "train", "--backend", "threads", "--steps", "2"]
+    const run = spawnSync(process.execPath, args, { cwd: fileURLToPath(root), encoding: "utf8", timeout: 120_000 })
+    expect(run.stderr).not.toMatch(/ERR_WORKER_INVALID_EXEC_ARGV|internal error/)
     expect(run.status).toBe(0)
     expect(run.stdout).toMatch(/final loss/)
   }, 150_000)

@@ -14,7 +14,7 @@
  * in ~1.3 s instead of ~2 s).
  */
 import { Worker } from "node:worker_threads"
-import * as ProcessTuning from "../ProcessTuning.js"
+import * as WorkerFlags from "./WorkerFlags.js"
 
 /**
  * How a worker loads code.
@@ -55,19 +55,28 @@ const { workerData } = require("node:worker_threads")
 })()
 `
 
-// The parent's flags minus its module loaders (tsx is registered explicitly, once) and minus
-// pleat's node flags (ProcessTuning: process-wide; workers share them and refuse them in execArgv).
-const execArgv = (): Array<string> => {
-  const out: Array<string> = []
-  const args = process.execArgv
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string
-    const loader = /^(--import|--loader|--experimental-loader|--require|-r)$/.test(a)
-    if (loader && /tsx/.test(args[i + 1] ?? "")) i++
-    else if (ProcessTuning.nodeFlags.includes(a)) continue
-    else if (!(/^(--import|--loader|--experimental-loader|--require)=/.test(a) && /tsx/.test(a))) out.push(a)
+// Whether node refuses `group` in a worker's execArgv (a V8 or process-wide option), asked of
+// node itself once per group: the constructor checks the list before it starts a thread.
+const refusedGroups = new Map<string, boolean>()
+const refusedByWorkers = (group: WorkerFlags.FlagGroup): boolean => {
+  const key = group.join("\u0000")
+  const known = refusedGroups.get(key)
+  if (known !== undefined) return known
+  let refused = false
+  try {
+    void new Worker("", { eval: true, execArgv: [...group] }).terminate()
+  } catch (error) {
+    if ((error as { readonly code?: unknown }).code !== "ERR_WORKER_INVALID_EXEC_ARGV") throw error
+    refused = true
   }
-  return out
+  refusedGroups.set(key, refused)
+  return refused
+}
+
+// A worker's flags (WorkerFlags): inherited, or the parent's without tsx and what workers refuse.
+const workerFlags = (): { readonly execArgv?: Array<string> } => {
+  const argv = WorkerFlags.forWorker(process.execArgv, refusedByWorkers)
+  return argv === undefined ? {} : { execArgv: [...argv] }
 }
 
 const all = new Map<Worker, Flavour>()
@@ -81,9 +90,9 @@ const spawn = (flavour: Flavour): Worker => {
   if (flavour === "tsx") {
     const tsx = resolveOrUndefined("tsx/esm/api")
     if (tsx === undefined) throw new Error("rank modules in TypeScript need the tsx package (npm i -D tsx), or run the compiled JS from dist/")
-    worker = new Worker(bootstrap, { eval: true, execArgv: execArgv(), workerData: { preload, tsx, entry } })
+    worker = new Worker(bootstrap, { eval: true, ...workerFlags(), workerData: { preload, tsx, entry } })
   } else {
-    worker = new Worker(new URL(entry), { execArgv: execArgv() })
+    worker = new Worker(new URL(entry), workerFlags())
   }
   all.set(worker, flavour)
   // An idle worker that crashes only leaves the pool; jobs attach their own listeners.
