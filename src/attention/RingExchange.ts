@@ -22,49 +22,53 @@ import { to } from "../tensor/ops/Transfer.js"
 import * as Tensor from "../tensor/Tensor.js"
 
 /** Every member's rows in group-local order, gathered around the ring; backward reduce-scatters. */
-const ringAllGather = (group: Group, x: Tensor.Tensor, tag = "ring") =>
-  Effect.gen(function* () {
-    const comm = yield* Communicator
-    const n = group.ranks.length
-    const me = group.ranks.indexOf(comm.rank)
-    const next = group.ranks[(me + 1) % n] as number
-    const prev = group.ranks[(me - 1 + n) % n] as number
-    const blocks = new Array<Tensor.Tensor>(n)
-    blocks[me] = Tensor.detach(x)
-    let current = blocks[me] as Tensor.Tensor
-    for (let step = 1; step < n; step++) {
-      yield* comm.send(next, current, tag)
-      current = yield* comm.recv(prev, tag)
-      blocks[(me - step + n) % n] = current
-    }
-    const rowSize = Tensor.sizeOf(x.shape.slice(1))
-    const total = blocks.reduce((acc, b) => acc + (b.shape[0] ?? 0), 0)
-    // Assembled where the blocks are (on a device, copies of ranges: nothing through the host).
-    // (A block labelled with another device, a simulated one of another rank, comes over first.)
-    const place = Place.of("ringAllGather", x)
-    const out = place.allocate(x.dtype, total * rowSize)
-    let offset = 0
-    for (const b of blocks) {
-      if (b.size > 0) place.copyRange(place.operand(Device.same(b.device, x.device) ? b : to(b, x.device)), 0, out, offset, b.size)
-      offset += b.size
-    }
-    return Autograd.resultEffect("ringAllGather", [x], out, [total, ...x.shape.slice(1)], (g) =>
-      Effect.map(
-        Effect.flatMap(comm.issue(group, { op: "reduceScatter", tensor: g, reduce: "sum" }), (p) => p.await),
-        (o) => [Delivered.tensorOf(o, g.device)],
-      ),
-    )
-  })
+const ringAllGather = (group: Group, x: Tensor.Tensor, tag = "ring") => Effect.gen(() => ringAllGatherSteps(group, x, tag))
+
+/** ringAllGather's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* ringAllGatherSteps(group: Group, x: Tensor.Tensor, tag: string) {
+  const comm = yield* Communicator
+  const n = group.ranks.length
+  const me = group.ranks.indexOf(comm.rank)
+  const next = group.ranks[(me + 1) % n] as number
+  const prev = group.ranks[(me - 1 + n) % n] as number
+  const blocks = new Array<Tensor.Tensor>(n)
+  blocks[me] = Tensor.detach(x)
+  let current = blocks[me] as Tensor.Tensor
+  for (let step = 1; step < n; step++) {
+    yield* comm.send(next, current, tag)
+    current = yield* comm.recv(prev, tag)
+    blocks[(me - step + n) % n] = current
+  }
+  const rowSize = Tensor.sizeOf(x.shape.slice(1))
+  const total = blocks.reduce((acc, b) => acc + (b.shape[0] ?? 0), 0)
+  // Assembled where the blocks are (on a device, copies of ranges: nothing through the host).
+  // (A block labelled with another device, a simulated one of another rank, comes over first.)
+  const place = Place.of("ringAllGather", x)
+  const out = place.allocate(x.dtype, total * rowSize)
+  let offset = 0
+  for (const b of blocks) {
+    if (b.size > 0) place.copyRange(place.operand(Device.same(b.device, x.device) ? b : to(b, x.device)), 0, out, offset, b.size)
+    offset += b.size
+  }
+  return Autograd.resultEffect("ringAllGather", [x], out, [total, ...x.shape.slice(1)], (g) =>
+    Effect.map(
+      Effect.flatMap(comm.issue(group, { op: "reduceScatter", tensor: g, reduce: "sum" }), (p) => p.await),
+      (o) => [Delivered.tensorOf(o, g.device)],
+    ),
+  )
+}
 
 /**
  * The ring exchange on laid rows split over cp: every member's rows, no longer split over cp.
  * @category combinators
  */
-export const ringAllGatherLaid = (group: Group, x: TensorLayout.WithLayout, tag = "ring") =>
-  Effect.gen(function* () {
-    const split = x.layout.dims[0]?.over.some((s) => s.axis === "cp") ?? false
-    if (group.ranks.length > 1 && !split) {
-      return yield* Effect.fail(new LayoutError({ op: "ringAllGather", detail: `over cp needs rows split over cp but the tensor is ${TensorLayout.format(x.layout)}` }))
-    }
-    return TensorLayout.attach(yield* ringAllGather(group, x.tensor, tag), TensorLayout.gather(x.layout, "cp"))
-  })
+export const ringAllGatherLaid = (group: Group, x: TensorLayout.WithLayout, tag = "ring") => Effect.gen(() => ringAllGatherLaidSteps(group, x, tag))
+
+/** ringAllGatherLaid's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* ringAllGatherLaidSteps(group: Group, x: TensorLayout.WithLayout, tag: string) {
+  const split = x.layout.dims[0]?.over.some((s) => s.axis === "cp") ?? false
+  if (group.ranks.length > 1 && !split) {
+    return yield* Effect.fail(new LayoutError({ op: "ringAllGather", detail: `over cp needs rows split over cp but the tensor is ${TensorLayout.format(x.layout)}` }))
+  }
+  return TensorLayout.attach(yield* ringAllGather(group, x.tensor, tag), TensorLayout.gather(x.layout, "cp"))
+}

@@ -57,12 +57,21 @@ const op = (
 ): Effect.Effect<{ readonly result: Tensor.Tensor; readonly splits: ReadonlyArray<number> }, unknown, Communicator> =>
   alone(group, t, request)
     ? Effect.succeed({ result: Autograd.passThroughEffect(name, t, (g) => Effect.succeed([g])), splits: [t.shape[0] ?? 1] })
-    : Effect.gen(function* () {
-        const comm = yield* Communicator
-        const out = yield* run(comm, group, { ...request, tensor: t })
-        const result = Autograd.resultEffect(name, [t], out.data, out.shape, (g) => Effect.map(adjoint(comm, g, out), (gi) => [gi]), comm.privateStorage === true)
-        return { result, splits: out.splits ?? [] }
-      })
+    : Effect.gen(() => opSteps(name, group, t, request, adjoint))
+
+/** op's steps where the group has other members, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* opSteps(
+  name: string,
+  group: Group,
+  t: Tensor.Tensor,
+  request: Omit<Request, "tensor">,
+  adjoint: (comm: CommunicatorShape, g: Tensor.Tensor, forward: Collective.Output<Collective.Values>) => Effect.Effect<Tensor.Tensor, unknown>,
+) {
+  const comm = yield* Communicator
+  const out = yield* run(comm, group, { ...request, tensor: t })
+  const result = Autograd.resultEffect(name, [t], out.data, out.shape, (g) => Effect.map(adjoint(comm, g, out), (gi) => [gi]), comm.privateStorage === true)
+  return { result, splits: out.splits ?? [] }
+}
 
 /**
  * allGather with reduce-scatter as backward.
@@ -134,29 +143,32 @@ export const allToAllV = (group: Group, t: Tensor.Tensor, sendSplits: ReadonlyAr
  * @category combinators
  */
 export const allToAllVChunks = (group: Group, ts: ReadonlyArray<Tensor.Tensor>, exchange: Chunked.Exchange, rows: ReadonlyArray<Int32Array | undefined> = []) =>
-  Effect.gen(function* () {
-    const comm = yield* Communicator
-    const pending: Array<Pending<Collective.Output<Collective.Values>>> = []
-    for (let i = 0; i < ts.length; i++) {
-      const sendRows = rows[i]
-      const request: Request = { op: "allToAllV", tensor: ts[i] as Tensor.Tensor, ...exchange }
-      pending.push(yield* comm.issue(group, sendRows === undefined ? request : { ...request, sendRows }))
-    }
-    const reverse = Chunked.reverse(exchange)
-    const results: Array<Tensor.Tensor> = []
-    for (let i = 0; i < ts.length; i++) {
-      const t = ts[i] as Tensor.Tensor
-      const sendRows = rows[i]
-      const out = yield* (pending[i] as Pending<Collective.Output<Collective.Values>>).await
-      const adjoint = (g: Tensor.Tensor) =>
-        Effect.map(run(comm, group, { op: "allToAllV", tensor: g, ...reverse }), (o) => {
-          const back = wrap(g, o)
-          return [sendRows === undefined ? back : scatterAddRows(back, sendRows, t.shape[0] ?? 0)]
-        })
-      results.push(Autograd.resultEffect("allToAllVChunks", [t], out.data, out.shape, adjoint, comm.privateStorage === true))
-    }
-    return results
-  })
+  Effect.gen(() => allToAllVChunksSteps(group, ts, exchange, rows))
+
+/** allToAllVChunks's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* allToAllVChunksSteps(group: Group, ts: ReadonlyArray<Tensor.Tensor>, exchange: Chunked.Exchange, rows: ReadonlyArray<Int32Array | undefined> = []) {
+  const comm = yield* Communicator
+  const pending: Array<Pending<Collective.Output<Collective.Values>>> = []
+  for (let i = 0; i < ts.length; i++) {
+    const sendRows = rows[i]
+    const request: Request = { op: "allToAllV", tensor: ts[i] as Tensor.Tensor, ...exchange }
+    pending.push(yield* comm.issue(group, sendRows === undefined ? request : { ...request, sendRows }))
+  }
+  const reverse = Chunked.reverse(exchange)
+  const results: Array<Tensor.Tensor> = []
+  for (let i = 0; i < ts.length; i++) {
+    const t = ts[i] as Tensor.Tensor
+    const sendRows = rows[i]
+    const out = yield* (pending[i] as Pending<Collective.Output<Collective.Values>>).await
+    const adjoint = (g: Tensor.Tensor) =>
+      Effect.map(run(comm, group, { op: "allToAllV", tensor: g, ...reverse }), (o) => {
+        const back = wrap(g, o)
+        return [sendRows === undefined ? back : scatterAddRows(back, sendRows, t.shape[0] ?? 0)]
+      })
+    results.push(Autograd.resultEffect("allToAllVChunks", [t], out.data, out.shape, adjoint, comm.privateStorage === true))
+  }
+  return results
+}
 
 /**
  * A chunked allToAllV whose received rows are summed onto `combine.tokens` rows (Request.combine:

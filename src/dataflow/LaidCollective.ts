@@ -75,43 +75,51 @@ const raggedRows = (l: TensorLayout.TensorLayout, count: number, add: ReadonlyAr
  * Gathers the rows split over `axis` (backward: reduce-scatter).
  * @category combinators
  */
-export const allGather = (axis: AxisName, group: Group, x: TensorLayout.WithLayout) =>
-  Effect.gen(function* () {
-    yield* precondition("allGather", axis, group, x, rowsSplitOver(x, axis), `rows split over ${axis}`)
-    return TensorLayout.attach(yield* Diff.allGather(group, x.tensor), TensorLayout.gather(x.layout, axis))
-  })
+export const allGather = (axis: AxisName, group: Group, x: TensorLayout.WithLayout) => Effect.gen(() => allGatherSteps(axis, group, x))
+
+/** allGather's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* allGatherSteps(axis: AxisName, group: Group, x: TensorLayout.WithLayout) {
+  yield* precondition("allGather", axis, group, x, rowsSplitOver(x, axis), `rows split over ${axis}`)
+  return TensorLayout.attach(yield* Diff.allGather(group, x.tensor), TensorLayout.gather(x.layout, axis))
+}
 
 /**
  * Sums the partial values over `axis` and splits the rows over it (backward: allgather).
  * @category combinators
  */
-export const reduceScatter = (axis: AxisName, group: Group, x: TensorLayout.WithLayout) =>
-  Effect.gen(function* () {
-    yield* precondition("reduceScatter", axis, group, x, x.layout.partial.includes(axis), `values partial over ${axis}`)
-    return TensorLayout.attach(yield* Diff.reduceScatter(group, x.tensor), TensorLayout.scatter(x.layout, { axis, size: size(group) }))
-  })
+export const reduceScatter = (axis: AxisName, group: Group, x: TensorLayout.WithLayout) => Effect.gen(() => reduceScatterSteps(axis, group, x))
+
+/** reduceScatter's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* reduceScatterSteps(axis: AxisName, group: Group, x: TensorLayout.WithLayout) {
+  yield* precondition("reduceScatter", axis, group, x, x.layout.partial.includes(axis), `values partial over ${axis}`)
+  return TensorLayout.attach(yield* Diff.reduceScatter(group, x.tensor), TensorLayout.scatter(x.layout, { axis, size: size(group) }))
+}
 
 /**
  * Sums the partial values over `axis` (backward: allreduce).
  * @category combinators
  */
-export const allReduce = (axis: AxisName, group: Group, x: TensorLayout.WithLayout) =>
-  Effect.gen(function* () {
-    yield* precondition("allReduce", axis, group, x, x.layout.partial.includes(axis), `values partial over ${axis}`)
-    return TensorLayout.attach(yield* Diff.allReduce(group, x.tensor), TensorLayout.reduce(x.layout, axis))
-  })
+export const allReduce = (axis: AxisName, group: Group, x: TensorLayout.WithLayout) => Effect.gen(() => allReduceSteps(axis, group, x))
+
+/** allReduce's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* allReduceSteps(axis: AxisName, group: Group, x: TensorLayout.WithLayout) {
+  yield* precondition("allReduce", axis, group, x, x.layout.partial.includes(axis), `values partial over ${axis}`)
+  return TensorLayout.attach(yield* Diff.allReduce(group, x.tensor), TensorLayout.reduce(x.layout, axis))
+}
 
 /**
  * Enters a parallel region with the same whole tensor on every member (backward: allreduce of
  * the members' gradients).
  * @category combinators
  */
-export const copyToGroup = (axis: AxisName, group: Group, x: TensorLayout.WithLayout) =>
-  Effect.gen(function* () {
-    const whole = !rowsSplitOver(x, axis) && !x.layout.partial.includes(axis)
-    yield* precondition("copyToGroup", axis, group, x, whole, `rows whole and values complete over ${axis}`)
-    return TensorLayout.attach(yield* Diff.copyToGroup(group, x.tensor), x.layout)
-  })
+export const copyToGroup = (axis: AxisName, group: Group, x: TensorLayout.WithLayout) => Effect.gen(() => copyToGroupSteps(axis, group, x))
+
+/** copyToGroup's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* copyToGroupSteps(axis: AxisName, group: Group, x: TensorLayout.WithLayout) {
+  const whole = !rowsSplitOver(x, axis) && !x.layout.partial.includes(axis)
+  yield* precondition("copyToGroup", axis, group, x, whole, `rows whole and values complete over ${axis}`)
+  return TensorLayout.attach(yield* Diff.copyToGroup(group, x.tensor), x.layout)
+}
 
 /**
  * Sends `sendSplits[j]` consecutive rows to member j and receives theirs (backward: the reverse
@@ -119,24 +127,30 @@ export const copyToGroup = (axis: AxisName, group: Group, x: TensorLayout.WithLa
  * @category combinators
  */
 export const allToAllV = (axis: AxisName, group: Group, x: TensorLayout.WithLayout, sendSplits: ReadonlyArray<number>) =>
-  Effect.gen(function* () {
-    yield* checkSplits("allToAllV", axis, group, x, sendSplits)
-    yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
-    const out = yield* Diff.allToAllV(group, x.tensor, sendSplits)
-    const layout = TensorLayout.inOrder(raggedRows(x.layout, out.tensor.shape[0] ?? 0, shardsOf(axis, group)), "permuted")
-    return { ...TensorLayout.attach(out.tensor, layout), recvSplits: out.recvSplits }
-  })
+  Effect.gen(() => allToAllVSteps(axis, group, x, sendSplits))
+
+/** allToAllV's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* allToAllVSteps(axis: AxisName, group: Group, x: TensorLayout.WithLayout, sendSplits: ReadonlyArray<number>) {
+  yield* checkSplits("allToAllV", axis, group, x, sendSplits)
+  yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
+  const out = yield* Diff.allToAllV(group, x.tensor, sendSplits)
+  const layout = TensorLayout.inOrder(raggedRows(x.layout, out.tensor.shape[0] ?? 0, shardsOf(axis, group)), "permuted")
+  return { ...TensorLayout.attach(out.tensor, layout), recvSplits: out.recvSplits }
+}
 
 /** A chunked exchange's preconditions on one tensor: its counts, its rows (`rows` sent), complete values. */
 const checkChunked = (axis: AxisName, group: Group, x: TensorLayout.WithLayout, exchange: Chunked.Exchange, rows?: number) =>
-  Effect.gen(function* () {
-    const { chunks, sendSplits, recvSplits } = exchange
-    const entries = size(group) * chunks
-    if (sendSplits.length !== entries || recvSplits.length !== entries)
-      return yield* fail("allToAllV", axis, `in ${chunks} chunks needs ${entries} send and receive counts, not ${sendSplits.length} and ${recvSplits.length},`, x)
-    yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks), rows)
-    yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
-  })
+  Effect.gen(() => checkChunkedSteps(axis, group, x, exchange, rows))
+
+/** checkChunked's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* checkChunkedSteps(axis: AxisName, group: Group, x: TensorLayout.WithLayout, exchange: Chunked.Exchange, rows?: number) {
+  const { chunks, sendSplits, recvSplits } = exchange
+  const entries = size(group) * chunks
+  if (sendSplits.length !== entries || recvSplits.length !== entries)
+    return yield* fail("allToAllV", axis, `in ${chunks} chunks needs ${entries} send and receive counts, not ${sendSplits.length} and ${recvSplits.length},`, x)
+  yield* checkSplits("allToAllV", axis, group, x, Chunked.perMember(sendSplits, size(group), chunks), rows)
+  yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
+}
 
 /**
  * The chunked exchange (comm/Chunked.ts) of one or more tensors with the same splits, issued
@@ -175,38 +189,45 @@ export const allToAllVChunks = (
  * @category combinators
  */
 export const allToAllVCombine = (axis: AxisName, group: Group, x: TensorLayout.WithLayout, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine, weights?: Tensor.Tensor) =>
-  Effect.gen(function* () {
-    yield* checkChunked(axis, group, x, exchange)
-    const combined = yield* Diff.allToAllVCombine(group, x.tensor, exchange, combine, weights)
-    const received = exchange.recvSplits.reduce((a, b) => a + b, 0)
-    return { combined, received: TensorLayout.inOrder(raggedRows(x.layout, received, shardsOf(axis, group)), "permuted") }
-  })
+  Effect.gen(() => allToAllVCombineSteps(axis, group, x, exchange, combine, weights))
+
+/** allToAllVCombine's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* allToAllVCombineSteps(axis: AxisName, group: Group, x: TensorLayout.WithLayout, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine, weights?: Tensor.Tensor) {
+  yield* checkChunked(axis, group, x, exchange)
+  const combined = yield* Diff.allToAllVCombine(group, x.tensor, exchange, combine, weights)
+  const received = exchange.recvSplits.reduce((a, b) => a + b, 0)
+  return { combined, received: TensorLayout.inOrder(raggedRows(x.layout, received, shardsOf(axis, group)), "permuted") }
+}
 
 /**
  * Gathers every member's rows, in member order (backward: reduce-scatter-v); also returns the
  * rows from each member.
  * @category combinators
  */
-export const allGatherV = (over: Over, group: Group, x: TensorLayout.WithLayout) =>
-  Effect.gen(function* () {
-    const shards = shardsOf(over, group)
-    const differ = shards.every((s) => rowsSplitOver(x, s.axis))
-    if (size(group) > 1 && !differ) return yield* fail("allGatherV", over, `needs rows that differ over ${nameOf(over)}`, x)
-    const out = yield* Diff.allGatherV(group, x.tensor)
-    return { ...TensorLayout.attach(out.tensor, raggedRows(x.layout, out.tensor.shape[0] ?? 0, [], shards)), splits: out.splits }
-  })
+export const allGatherV = (over: Over, group: Group, x: TensorLayout.WithLayout) => Effect.gen(() => allGatherVSteps(over, group, x))
+
+/** allGatherV's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* allGatherVSteps(over: Over, group: Group, x: TensorLayout.WithLayout) {
+  const shards = shardsOf(over, group)
+  const differ = shards.every((s) => rowsSplitOver(x, s.axis))
+  if (size(group) > 1 && !differ) return yield* fail("allGatherV", over, `needs rows that differ over ${nameOf(over)}`, x)
+  const out = yield* Diff.allGatherV(group, x.tensor)
+  return { ...TensorLayout.attach(out.tensor, raggedRows(x.layout, out.tensor.shape[0] ?? 0, [], shards)), splits: out.splits }
+}
 
 /**
  * Sums the partial values over the group and gives member j its `counts[j]` rows (backward:
  * allgather-v).
  * @category combinators
  */
-export const reduceScatterV = (over: Over, group: Group, x: TensorLayout.WithLayout, counts: ReadonlyArray<number>) =>
-  Effect.gen(function* () {
-    yield* checkSplits("reduceScatterV", over, group, x, counts)
-    const shards = shardsOf(over, group)
-    if (!shards.every((s) => x.layout.partial.includes(s.axis))) return yield* fail("reduceScatterV", over, `needs values partial over ${nameOf(over)}`, x)
-    const out = yield* Diff.reduceScatterV(group, x.tensor, counts)
-    const complete = shards.reduce((l, s) => TensorLayout.reduce(l, s.axis), x.layout)
-    return TensorLayout.attach(out, raggedRows(complete, out.shape[0] ?? 0, shards))
-  })
+export const reduceScatterV = (over: Over, group: Group, x: TensorLayout.WithLayout, counts: ReadonlyArray<number>) => Effect.gen(() => reduceScatterVSteps(over, group, x, counts))
+
+/** reduceScatterV's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* reduceScatterVSteps(over: Over, group: Group, x: TensorLayout.WithLayout, counts: ReadonlyArray<number>) {
+  yield* checkSplits("reduceScatterV", over, group, x, counts)
+  const shards = shardsOf(over, group)
+  if (!shards.every((s) => x.layout.partial.includes(s.axis))) return yield* fail("reduceScatterV", over, `needs values partial over ${nameOf(over)}`, x)
+  const out = yield* Diff.reduceScatterV(group, x.tensor, counts)
+  const complete = shards.reduce((l, s) => TensorLayout.reduce(l, s.axis), x.layout)
+  return TensorLayout.attach(out, raggedRows(complete, out.shape[0] ?? 0, shards))
+}

@@ -96,14 +96,21 @@ export const laid = <I extends Laid, O extends Laid, E = never, R = never>(
   name,
   input: layouts.input,
   output: layouts.output,
-  run: (input) =>
-    Effect.gen(function* () {
-      yield* check(name, "input", layouts.input, input)
-      const out = yield* run(input)
-      yield* check(name, "output", layouts.output, out)
-      return out
-    }),
+  run: (input) => Effect.gen(() => checkedRun(name, layouts, run, input)),
 })
+
+/** A laid operator's run between its layout checks, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* checkedRun<I extends Laid, O extends Laid, E, R>(
+  name: string,
+  layouts: { readonly input: TensorLayout.TensorLayout; readonly output: TensorLayout.TensorLayout },
+  run: (input: I) => Effect.Effect<O, E, R>,
+  input: I,
+) {
+  yield* check(name, "input", layouts.input, input)
+  const out = yield* run(input)
+  yield* check(name, "output", layouts.output, out)
+  return out
+}
 
 /**
  * An operator whose input is not a laid tensor (token ids) but whose output is, checked.
