@@ -4,7 +4,9 @@
 //   typecheck     tsc -p tsconfig.json
 //   layers        scripts/check-layers.mjs: each folder of src/ imports only from layers below it
 //   format+lint   biome ci (biome.jsonc): the house format, and the linter with warnings as errors
-// All three together take seconds; the suites take the rest.
+//   dead exports  scripts/dead-exports.mjs: every export of src/ is used somewhere
+//   spreads       scripts/check-spreads.mjs: no `{ ...a, b }` in the code a step runs
+// All of them together take seconds; the suites take the rest.
 import { spawnSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import path from "node:path"
@@ -31,6 +33,7 @@ guardrail("typecheck: tsc -p tsconfig.json", bin("tsc"), ["-p", "tsconfig.json",
 guardrail("layers: node scripts/check-layers.mjs", process.execPath, [path.join(root, "scripts", "check-layers.mjs")])
 guardrail("format and lint: biome ci --error-on-warnings", bin("biome"), ["ci", "--error-on-warnings", "--colors=off", "--max-diagnostics=50"])
 guardrail("dead exports: node scripts/dead-exports.mjs", process.execPath, [path.join(root, "scripts", "dead-exports.mjs")])
+guardrail("spreads: node scripts/check-spreads.mjs", process.execPath, [path.join(root, "scripts", "check-spreads.mjs")])
 
 // The MPI suites (properties/comm/mpi, properties/train/MpiTrain.prop.ts, examples/06) need
 // mpirun and the MPI addon; say here, once, when they will be skipped.

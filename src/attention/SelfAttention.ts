@@ -103,48 +103,50 @@ export const forward = (x: Tensor.Tensor, w: AttentionWeights, c: AttentionConfi
  * The layer's forward on laid rows; the output in the layout the row-parallel product gave it.
  * @category combinators
  */
-export const forwardLaid = (x: TensorLayout.WithLayout, w: AttentionWeights, c: AttentionConfig, cpRank: number) =>
-  Effect.gen(function* () {
-    const tp = c.tp.ranks.length
-    const cp = c.cp.ranks.length
-    const local = c.seq / cp
-    const hq = c.heads / tp
-    const hkv = c.kvHeads / tp
-    const d = c.headDim
-    const b = c.batch
-    const par = { tp: c.tp, sequenceParallel: c.sequenceParallel }
-    const positions = ContextParallel.positions(c.seq, cp, cpRank)
-    const rope = { positions, ...(c.ropeTheta === undefined ? {} : { theta: c.ropeTheta }) }
-    const [queries, keys, values] = (yield* ParallelLinear.columnParallelEachLaid(
-      x,
-      [
-        { w: w.wq, columns: "query heads" },
-        { w: w.wk, columns: "kv heads" },
-        { w: w.wv, columns: "kv heads" },
-      ],
-      par,
-    )) as [TensorLayout.WithLayout, TensorLayout.WithLayout, TensorLayout.WithLayout]
-    const q = Rope.rope(Shape.reshape(queries.tensor, [b, local, hq, d]), rope)
-    let k = Rope.rope(Shape.reshape(keys.tensor, [b, local, hkv, d]), rope)
-    let v = Shape.reshape(values.tensor, [b, local, hkv, d])
-    let keyPositions = positions
-    if (cp > 1) {
-      // Sequence-major K/V rows: [positions S/cp, B x kv heads], the positions split over cp.
-      const [tokens, heads] = keys.layout.dims as [TensorLayout.Dim, TensorLayout.Dim]
-      const layout = TensorLayout.make([TensorLayout.dim("positions", c.seq, tokens.over), TensorLayout.dim("batch x kv heads", b * heads.size, heads.over)])
-      const gather = (t: Tensor.Tensor, tag: string) => {
-        const rows = TensorLayout.attach(toSequenceMajor(Shape.reshape(t, [b * local, hkv * d]), b, local, hkv * d), layout)
-        return (c.cpExchange ?? "ring") === "ring" ? ringAllGatherLaid(c.cp, rows, tag) : LaidCollective.allGather("cp", c.cp, rows)
-      }
-      k = fromSequenceMajor((yield* gather(k, "ring-k")).tensor, b, c.seq, hkv, d)
-      v = fromSequenceMajor((yield* gather(v, "ring-v")).tensor, b, c.seq, hkv, d)
-      const all = new Int32Array(c.seq)
-      for (let m = 0; m < cp; m++) all.set(ContextParallel.positions(c.seq, cp, m), m * local)
-      keyPositions = all
+export const forwardLaid = (x: TensorLayout.WithLayout, w: AttentionWeights, c: AttentionConfig, cpRank: number) => Effect.gen(() => forwardLaidSteps(x, w, c, cpRank))
+
+/** forwardLaid's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: AttentionConfig, cpRank: number) {
+  const tp = c.tp.ranks.length
+  const cp = c.cp.ranks.length
+  const local = c.seq / cp
+  const hq = c.heads / tp
+  const hkv = c.kvHeads / tp
+  const d = c.headDim
+  const b = c.batch
+  const par = { tp: c.tp, sequenceParallel: c.sequenceParallel }
+  const positions = ContextParallel.positions(c.seq, cp, cpRank)
+  const rope = { positions, ...(c.ropeTheta === undefined ? {} : { theta: c.ropeTheta }) }
+  const [queries, keys, values] = (yield* ParallelLinear.columnParallelEachLaid(
+    x,
+    [
+      { w: w.wq, columns: "query heads" },
+      { w: w.wk, columns: "kv heads" },
+      { w: w.wv, columns: "kv heads" },
+    ],
+    par,
+  )) as [TensorLayout.WithLayout, TensorLayout.WithLayout, TensorLayout.WithLayout]
+  const q = Rope.rope(Shape.reshape(queries.tensor, [b, local, hq, d]), rope)
+  let k = Rope.rope(Shape.reshape(keys.tensor, [b, local, hkv, d]), rope)
+  let v = Shape.reshape(values.tensor, [b, local, hkv, d])
+  let keyPositions = positions
+  if (cp > 1) {
+    // Sequence-major K/V rows: [positions S/cp, B x kv heads], the positions split over cp.
+    const [tokens, heads] = keys.layout.dims as [TensorLayout.Dim, TensorLayout.Dim]
+    const layout = TensorLayout.make([TensorLayout.dim("positions", c.seq, tokens.over), TensorLayout.dim("batch x kv heads", b * heads.size, heads.over)])
+    const gather = (t: Tensor.Tensor, tag: string) => {
+      const rows = TensorLayout.attach(toSequenceMajor(Shape.reshape(t, [b * local, hkv * d]), b, local, hkv * d), layout)
+      return (c.cpExchange ?? "ring") === "ring" ? ringAllGatherLaid(c.cp, rows, tag) : LaidCollective.allGather("cp", c.cp, rows)
     }
-    const core = (qkv: ReadonlyArray<Tensor.Tensor>) =>
-      Attention.attention(qkv[0] as Tensor.Tensor, qkv[1] as Tensor.Tensor, qkv[2] as Tensor.Tensor, { queryPositions: positions, keyPositions })
-    // Selective recompute: the core's saved probabilities are recomputed in the backward.
-    const attended = c.recomputeCore === true ? Recompute.recompute("attention core", [q, k, v], core) : core([q, k, v])
-    return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden")
-  })
+    k = fromSequenceMajor((yield* gather(k, "ring-k")).tensor, b, c.seq, hkv, d)
+    v = fromSequenceMajor((yield* gather(v, "ring-v")).tensor, b, c.seq, hkv, d)
+    const all = new Int32Array(c.seq)
+    for (let m = 0; m < cp; m++) all.set(ContextParallel.positions(c.seq, cp, m), m * local)
+    keyPositions = all
+  }
+  const core = (qkv: ReadonlyArray<Tensor.Tensor>) =>
+    Attention.attention(qkv[0] as Tensor.Tensor, qkv[1] as Tensor.Tensor, qkv[2] as Tensor.Tensor, { queryPositions: positions, keyPositions })
+  // Selective recompute: the core's saved probabilities are recomputed in the backward.
+  const attended = c.recomputeCore === true ? Recompute.recompute("attention core", [q, k, v], core) : core([q, k, v])
+  return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden")
+}

@@ -84,8 +84,9 @@ export const enter = (
   }
   const combine = signature.combine
   if (chunks === 1 && combine === undefined) {
-    const plain: Request = { op: "allToAllV", tensor: t, sendSplits: signature.sendSplits ?? [] }
-    return transport.enter(group, seq, request.out === undefined ? plain : { ...plain, out: request.out })
+    const sendSplits = signature.sendSplits ?? []
+    const plain: Request = request.out === undefined ? { op: "allToAllV", tensor: t, sendSplits } : { op: "allToAllV", tensor: t, sendSplits, out: request.out }
+    return transport.enter(group, seq, plain)
   }
   const sendSplits = signature.sendSplits ?? []
   const recvSplits = signature.recvSplits ?? []

@@ -111,6 +111,8 @@ export interface Output<Data = DType.Storage> {
   readonly splits?: ReadonlyArray<number>
 }
 
+/** `o` holding `data` instead (fields written out: scripts/check-spreads.mjs). */
+const withData = (o: Output, data: DType.Storage): Output => (o.splits === undefined ? { data, shape: o.shape } : { data, shape: o.shape, splits: o.splits })
 const rowSize = (shape: ReadonlyArray<number>) => Tensor.sizeOf(shape.slice(1))
 const rows = (shape: ReadonlyArray<number>) => shape[0] ?? 1
 
@@ -391,8 +393,8 @@ export const compute = (cs: ReadonlyArray<Contribution>, share: boolean): Array<
     if (j === 0) return one
     if (c.out !== undefined) {
       copyInto(c.out, 0, one.data)
-      return { ...one, data: c.out }
+      return withData(one, c.out)
     }
-    return share && !owned ? one : { ...one, data: DType.copyOf(one.data) }
+    return share && !owned ? one : withData(one, DType.copyOf(one.data))
   })
 }

@@ -57,3 +57,10 @@ export const make = (fields: Fields): CommError => new CommError(fields)
  * @category mapping
  */
 export const fields = (e: CommError): Fields => ({ reason: e.reason, group: e.group, op: e.op, seq: e.seq, rank: e.rank, ranks: [...e.ranks], detail: e.detail })
+
+/**
+ * The same failure reported for another collective of the group (a broken stream fails every op
+ * queued behind the one that broke it).
+ * @category constructors
+ */
+export const forOp = (e: CommError, seq: number, op: string): CommError => make({ reason: e.reason, group: e.group, op, seq, rank: e.rank, ranks: [...e.ranks], detail: e.detail })

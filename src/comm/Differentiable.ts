@@ -42,7 +42,7 @@ const wrap = (t: Tensor.Tensor, o: Collective.Output<Collective.Values>): Tensor
  * mark-compacts there). Anything else meets the communicator, which also reports a malformed
  * request.
  */
-const alone = (group: Group, t: Tensor.Tensor, request: Omit<Request, "tensor">): boolean => group.ranks.length === 1 && Alone.keepsItsRows({ ...request, shape: t.shape })
+const alone = (group: Group, t: Tensor.Tensor, request: Omit<Request, "tensor">): boolean => group.ranks.length === 1 && Alone.keepsItsRows({ shape: t.shape, ...request })
 
 /** A collective's result as a tensor on its input's device: the input itself where it is alone. */
 const collect = (comm: CommunicatorShape, group: Group, request: Request): Effect.Effect<Tensor.Tensor, unknown> =>
@@ -68,7 +68,8 @@ function* opSteps(
   adjoint: (comm: CommunicatorShape, g: Tensor.Tensor, forward: Collective.Output<Collective.Values>) => Effect.Effect<Tensor.Tensor, unknown>,
 ) {
   const comm = yield* Communicator
-  const out = yield* run(comm, group, { ...request, tensor: t })
+  // The tensor first: a spread with fields after it makes a new hidden class at every call (TensorLayout.ts, fields).
+  const out = yield* run(comm, group, { tensor: t, ...request })
   const result = Autograd.resultEffect(name, [t], out.data, out.shape, (g) => Effect.map(adjoint(comm, g, out), (gi) => [gi]), comm.privateStorage === true)
   return { result, splits: out.splits ?? [] }
 }
@@ -151,8 +152,9 @@ function* allToAllVChunksSteps(group: Group, ts: ReadonlyArray<Tensor.Tensor>, e
   const pending: Array<Pending<Collective.Output<Collective.Values>>> = []
   for (let i = 0; i < ts.length; i++) {
     const sendRows = rows[i]
-    const request: Request = { op: "allToAllV", tensor: ts[i] as Tensor.Tensor, ...exchange }
-    pending.push(yield* comm.issue(group, sendRows === undefined ? request : { ...request, sendRows }))
+    const tensor = ts[i] as Tensor.Tensor
+    const request: Request = sendRows === undefined ? { op: "allToAllV", tensor, ...exchange } : { op: "allToAllV", tensor, sendRows, ...exchange }
+    pending.push(yield* comm.issue(group, request))
   }
   const reverse = Chunked.reverse(exchange)
   const results: Array<Tensor.Tensor> = []
@@ -185,14 +187,14 @@ function* allToAllVChunksSteps(group: Group, ts: ReadonlyArray<Tensor.Tensor>, e
  */
 export const allToAllVCombine = (group: Group, t: Tensor.Tensor, exchange: Chunked.Exchange, combine: ReceiveCombine.Combine, weights?: Tensor.Tensor) => {
   const back = (comm: CommunicatorShape, g: Tensor.Tensor) => collect(comm, group, { op: "allToAllV", tensor: g, ...Chunked.reverse(exchange), sendRows: combine.index })
-  if (weights === undefined) return Effect.map(op("allToAllVCombine", group, t, { op: "allToAllV", ...exchange, combine }, back), (x) => x.result)
+  if (weights === undefined) return Effect.map(op("allToAllVCombine", group, t, { op: "allToAllV", combine, ...exchange }, back), (x) => x.result)
   return Effect.gen(function* () {
     const n = t.shape[0] ?? 0
     if (combine.weights === undefined || weights.size !== n) {
       throw TensorError.shape("allToAllVCombine", `weights of ${weights.size} values for ${n} rows (and the receiver's combine.weights) are needed to weight the rows`)
     }
     const comm = yield* Communicator
-    const out = yield* run(comm, group, { op: "allToAllV", tensor: t, ...exchange, combine })
+    const out = yield* run(comm, group, { op: "allToAllV", tensor: t, combine, ...exchange })
     return Autograd.resultEffect(
       "allToAllVCombine",
       [t, weights],

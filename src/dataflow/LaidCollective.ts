@@ -68,7 +68,7 @@ const raggedRows = (l: TensorLayout.TensorLayout, count: number, add: ReadonlyAr
   const [rows, ...rest] = l.dims
   const kept = (rows?.over ?? []).filter((s) => !remove.some((r) => r.axis === s.axis))
   const over = [...kept, ...add.filter((s) => !kept.some((k) => k.axis === s.axis))]
-  return { ...l, dims: [TensorLayout.ragged(rows?.name ?? "rows", count, over), ...rest] }
+  return TensorLayout.withDims(l, [TensorLayout.ragged(rows?.name ?? "rows", count, over), ...rest])
 }
 
 /**
@@ -135,7 +135,7 @@ function* allToAllVSteps(axis: AxisName, group: Group, x: TensorLayout.WithLayou
   yield* precondition("allToAllV", axis, group, x, !x.layout.partial.includes(axis), `values complete over ${axis}`)
   const out = yield* Diff.allToAllV(group, x.tensor, sendSplits)
   const layout = TensorLayout.inOrder(raggedRows(x.layout, out.tensor.shape[0] ?? 0, shardsOf(axis, group)), "permuted")
-  return { ...TensorLayout.attach(out.tensor, layout), recvSplits: out.recvSplits }
+  return { tensor: out.tensor, layout, recvSplits: out.recvSplits }
 }
 
 /** A chunked exchange's preconditions on one tensor: its counts, its rows (`rows` sent), complete values. */
@@ -165,19 +165,27 @@ export const allToAllVChunks = (
   xs: ReadonlyArray<TensorLayout.WithLayout>,
   exchange: Chunked.Exchange,
   rows: ReadonlyArray<Int32Array | undefined> = [],
-) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < xs.length; i++) yield* checkChunked(axis, group, xs[i] as TensorLayout.WithLayout, exchange, rows[i]?.length)
-    const outs = yield* Diff.allToAllVChunks(
-      group,
-      xs.map((x) => x.tensor),
-      exchange,
-      rows,
-    )
-    return outs.map((out, i) =>
-      TensorLayout.attach(out, TensorLayout.inOrder(raggedRows((xs[i] as TensorLayout.WithLayout).layout, out.shape[0] ?? 0, shardsOf(axis, group)), "permuted")),
-    )
-  })
+) => Effect.gen(() => allToAllVChunksLaidSteps(axis, group, xs, exchange, rows))
+
+/** allToAllVChunks' steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* allToAllVChunksLaidSteps(
+  axis: AxisName,
+  group: Group,
+  xs: ReadonlyArray<TensorLayout.WithLayout>,
+  exchange: Chunked.Exchange,
+  rows: ReadonlyArray<Int32Array | undefined>,
+) {
+  for (let i = 0; i < xs.length; i++) yield* checkChunked(axis, group, xs[i] as TensorLayout.WithLayout, exchange, rows[i]?.length)
+  const outs = yield* Diff.allToAllVChunks(
+    group,
+    xs.map((x) => x.tensor),
+    exchange,
+    rows,
+  )
+  return outs.map((out, i) =>
+    TensorLayout.attach(out, TensorLayout.inOrder(raggedRows((xs[i] as TensorLayout.WithLayout).layout, out.shape[0] ?? 0, shardsOf(axis, group)), "permuted")),
+  )
+}
 
 /**
  * The chunked exchange of one tensor whose received rows are summed onto `combine.tokens` rows
@@ -212,7 +220,7 @@ function* allGatherVSteps(over: Over, group: Group, x: TensorLayout.WithLayout) 
   const differ = shards.every((s) => rowsSplitOver(x, s.axis))
   if (size(group) > 1 && !differ) return yield* fail("allGatherV", over, `needs rows that differ over ${nameOf(over)}`, x)
   const out = yield* Diff.allGatherV(group, x.tensor)
-  return { ...TensorLayout.attach(out.tensor, raggedRows(x.layout, out.tensor.shape[0] ?? 0, [], shards)), splits: out.splits }
+  return { tensor: out.tensor, layout: raggedRows(x.layout, out.tensor.shape[0] ?? 0, [], shards), splits: out.splits }
 }
 
 /**

@@ -14,6 +14,7 @@
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import type { CommError } from "../comm/CommError.js"
 import * as Comm from "../comm/Communicator.js"
 import type * as DType from "../tensor/DType.js"
 import type * as Tensor from "../tensor/Tensor.js"
@@ -97,24 +98,29 @@ const fits = (link: Link, t: Tensor.Tensor, side: string, claimed: TensorLayout.
  * checked against the link's layout too.
  * @category combinators
  */
-export const send = (link: Link, message: Tensor.Tensor | TensorLayout.WithLayout, key: Key = 0) =>
-  Effect.gen(function* () {
-    const comm = yield* Comm.Communicator
-    if (comm.rank !== link.from) return yield* Effect.fail(new LinkError({ link: label(link), detail: `rank ${comm.rank} sent on a link from rank ${link.from}` }))
-    const [t, claimed] = "layout" in message ? [message.tensor, message.layout] : [message, undefined]
-    yield* fits(link, t, "sent", claimed)
-    yield* comm.send(link.to, t, tag(link, key))
-  })
+export const send = (link: Link, message: Tensor.Tensor | TensorLayout.WithLayout, key: Key = 0): Effect.Effect<void, LinkError | CommError, Comm.Communicator> =>
+  Effect.gen(() => sendSteps(link, message, key))
+
+/** send's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* sendSteps(link: Link, message: Tensor.Tensor | TensorLayout.WithLayout, key: Key) {
+  const comm = yield* Comm.Communicator
+  if (comm.rank !== link.from) return yield* Effect.fail(new LinkError({ link: label(link), detail: `rank ${comm.rank} sent on a link from rank ${link.from}` }))
+  const [t, claimed] = "layout" in message ? [message.tensor, message.layout] : [message, undefined]
+  yield* fits(link, t, "sent", claimed)
+  yield* comm.send(link.to, t, tag(link, key))
+}
 
 /**
  * Receives message `key` on the link (only on its destination rank).
  * @category combinators
  */
-export const recv = (link: Link, key: Key = 0) =>
-  Effect.gen(function* () {
-    const comm = yield* Comm.Communicator
-    if (comm.rank !== link.to) return yield* Effect.fail(new LinkError({ link: label(link), detail: `rank ${comm.rank} received on a link to rank ${link.to}` }))
-    const t = yield* comm.recv(link.from, tag(link, key))
-    yield* fits(link, t, "received", undefined)
-    return t
-  })
+export const recv = (link: Link, key: Key = 0): Effect.Effect<Tensor.Tensor, LinkError | CommError, Comm.Communicator> => Effect.gen(() => recvSteps(link, key))
+
+/** recv's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* recvSteps(link: Link, key: Key) {
+  const comm = yield* Comm.Communicator
+  if (comm.rank !== link.to) return yield* Effect.fail(new LinkError({ link: label(link), detail: `rank ${comm.rank} received on a link to rank ${link.to}` }))
+  const t = yield* comm.recv(link.from, tag(link, key))
+  yield* fits(link, t, "received", undefined)
+  return t
+}

@@ -40,16 +40,18 @@ export interface ParallelOptions {
  * The row-parallel product: summed over TP, replicated (SP off) or row-sharded (SP on).
  * @category combinators
  */
-export const rowParallel = (x: Tensor.Tensor, w: Tensor.Tensor, options: ParallelOptions) =>
-  Effect.gen(function* () {
-    const partial = matmul(x, w)
-    if (!options.sequenceParallel) return yield* Diff.allReduce(options.tp, partial)
-    const n = options.tp.ranks.length
-    if ((partial.shape[0] ?? 0) % n !== 0) {
-      return yield* Effect.fail(TensorError.shape("rowParallel", `${partial.shape[0]} tokens do not split over tp ${n} under sequence parallelism`))
-    }
-    return yield* Diff.reduceScatter(options.tp, partial)
-  })
+export const rowParallel = (x: Tensor.Tensor, w: Tensor.Tensor, options: ParallelOptions) => Effect.gen(() => rowParallelSteps(x, w, options))
+
+/** rowParallel's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* rowParallelSteps(x: Tensor.Tensor, w: Tensor.Tensor, options: ParallelOptions) {
+  const partial = matmul(x, w)
+  if (!options.sequenceParallel) return yield* Diff.allReduce(options.tp, partial)
+  const n = options.tp.ranks.length
+  if ((partial.shape[0] ?? 0) % n !== 0) {
+    return yield* Effect.fail(TensorError.shape("rowParallel", `${partial.shape[0]} tokens do not split over tp ${n} under sequence parallelism`))
+  }
+  return yield* Diff.reduceScatter(options.tp, partial)
+}
 
 /**
  * One column-parallel product of laid rows: `w` [in, out block], or [out block, in] when
@@ -72,14 +74,17 @@ export interface ColumnProduct {
  * @category combinators
  */
 export const columnParallelEachLaid = (x: TensorLayout.WithLayout, products: ReadonlyArray<ColumnProduct>, options: ParallelOptions) =>
-  Effect.gen(function* () {
-    const full = options.sequenceParallel ? yield* LaidCollective.allGather("tp", options.tp, x) : yield* LaidCollective.copyToGroup("tp", options.tp, x)
-    const n = options.tp.ranks.length
-    return products.map(({ w, columns, transposed = false }) => {
-      const out = TensorLayout.dim(columns, (w.shape[transposed ? 0 : 1] as number) * n, [{ axis: "tp", size: n }])
-      return TensorLayout.attach(matmul(full.tensor, w, { transB: transposed }), TensorLayout.withLastDim(full.layout, out))
-    })
+  Effect.gen(() => columnParallelEachLaidSteps(x, products, options))
+
+/** columnParallelEachLaid's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* columnParallelEachLaidSteps(x: TensorLayout.WithLayout, products: ReadonlyArray<ColumnProduct>, options: ParallelOptions) {
+  const full = options.sequenceParallel ? yield* LaidCollective.allGather("tp", options.tp, x) : yield* LaidCollective.copyToGroup("tp", options.tp, x)
+  const n = options.tp.ranks.length
+  return products.map(({ w, columns, transposed = false }) => {
+    const out = TensorLayout.dim(columns, (w.shape[transposed ? 0 : 1] as number) * n, [{ axis: "tp", size: n }])
+    return TensorLayout.attach(matmul(full.tensor, w, { transB: transposed }), TensorLayout.withLastDim(full.layout, out))
   })
+}
 
 /**
  * The column-parallel product on laid rows: whole rows in (gathered under SP, copied in
@@ -95,17 +100,20 @@ export const columnParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor,
  * @category combinators
  */
 export const rowParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string) =>
-  Effect.gen(function* () {
-    const n = options.tp.ranks.length
-    const split = x.layout.dims[x.layout.dims.length - 1]?.over.some((s) => s.axis === "tp") ?? false
-    if (n > 1 && !split)
-      return yield* Effect.fail(new LayoutError({ op: "rowParallel", detail: `needs its input columns split over tp but the tensor is ${TensorLayout.format(x.layout)}` }))
-    const partial = TensorLayout.attach(
-      matmul(x.tensor, w),
-      TensorLayout.partialOver(TensorLayout.withLastDim(x.layout, TensorLayout.dim(columns, w.shape[1] as number)), { axis: "tp", size: n }),
-    )
-    return options.sequenceParallel ? yield* LaidCollective.reduceScatter("tp", options.tp, partial) : yield* LaidCollective.allReduce("tp", options.tp, partial)
-  })
+  Effect.gen(() => rowParallelLaidSteps(x, w, options, columns))
+
+/** rowParallelLaid's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* rowParallelLaidSteps(x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string) {
+  const n = options.tp.ranks.length
+  const split = x.layout.dims[x.layout.dims.length - 1]?.over.some((s) => s.axis === "tp") ?? false
+  if (n > 1 && !split)
+    return yield* Effect.fail(new LayoutError({ op: "rowParallel", detail: `needs its input columns split over tp but the tensor is ${TensorLayout.format(x.layout)}` }))
+  const partial = TensorLayout.attach(
+    matmul(x.tensor, w),
+    TensorLayout.partialOver(TensorLayout.withLastDim(x.layout, TensorLayout.dim(columns, w.shape[1] as number)), { axis: "tp", size: n }),
+  )
+  return options.sequenceParallel ? yield* LaidCollective.reduceScatter("tp", options.tp, partial) : yield* LaidCollective.allReduce("tp", options.tp, partial)
+}
 
 /**
  * Member `index` of `parts`'s block of columns of w [in, out] (for column-parallel weights).

@@ -81,17 +81,32 @@ export const dim = (name: string, size: number, over: ReadonlyArray<Shard> = [])
  * A dim of routed rows: this rank's `count` of them, the members' rows differing over `over`.
  * @category constructors
  */
-export const ragged = (name: string, count: number, over: ReadonlyArray<Shard> = []): Dim => ({ ...dim(name, count, over), ragged: true })
+export const ragged = (name: string, count: number, over: ReadonlyArray<Shard> = []): Dim => ({ name, size: count, over: over.filter((s) => s.size > 1), ragged: true })
 
 /**
  * A layout from its dims.
  * @category constructors
  */
-export const make = (dims: ReadonlyArray<Dim>, options: { readonly partial?: ReadonlyArray<Shard>; readonly tokens?: TokenOrder } = {}): TensorLayout => ({
-  dims,
-  partial: (options.partial ?? []).filter((s) => s.size > 1).map((s) => s.axis),
-  tokens: options.tokens ?? "sequence",
-})
+export const make = (dims: ReadonlyArray<Dim>, options: { readonly partial?: ReadonlyArray<Shard>; readonly tokens?: TokenOrder } = {}): TensorLayout =>
+  fields(
+    dims,
+    (options.partial ?? []).filter((s) => s.size > 1).map((s) => s.axis),
+    options.tokens ?? "sequence",
+  )
+
+/**
+ * Every layout is built here, its fields written out in one order: a spread with more fields
+ * after it (`{ ...l, dims }`) makes a new hidden class at every call in Node 20's V8, and every
+ * reader of such objects then misses its inline caches (bench/README.md, train suite,
+ * twenty-seventh session).
+ */
+const fields = (dims: ReadonlyArray<Dim>, partial: ReadonlyArray<AxisName>, tokens: TokenOrder): TensorLayout => ({ dims, partial, tokens })
+
+/**
+ * The layout with other dims (the same partial axes and token order).
+ * @category combinators
+ */
+export const withDims = (l: TensorLayout, dims: ReadonlyArray<Dim>): TensorLayout => fields(dims, l.partial, l.tokens)
 
 /**
  * A tensor paired with its layout.
@@ -135,19 +150,25 @@ const sameDim = (a: Dim, b: Dim): boolean =>
  * Appends a dim that no axis splits (e.g. the hidden columns a lookup adds to token rows).
  * @category combinators
  */
-export const withDim = (l: TensorLayout, name: string, size: number): TensorLayout => ({ ...l, dims: [...l.dims, dim(name, size)] })
+export const withDim = (l: TensorLayout, name: string, size: number): TensorLayout => withDims(l, [...l.dims, dim(name, size)])
 
 /**
  * The values become partial sums over `shard` (a row-parallel product, a masked lookup).
  * @category combinators
  */
-export const partialOver = (l: TensorLayout, shard: Shard): TensorLayout => (shard.size > 1 && !l.partial.includes(shard.axis) ? { ...l, partial: [...l.partial, shard.axis] } : l)
+export const partialOver = (l: TensorLayout, shard: Shard): TensorLayout =>
+  shard.size > 1 && !l.partial.includes(shard.axis) ? fields(l.dims, [...l.partial, shard.axis], l.tokens) : l
 
 /**
  * After an allreduce over `axis`: values complete over it.
  * @category combinators
  */
-export const reduce = (l: TensorLayout, axis: AxisName): TensorLayout => ({ ...l, partial: l.partial.filter((a) => a !== axis) })
+export const reduce = (l: TensorLayout, axis: AxisName): TensorLayout =>
+  fields(
+    l.dims,
+    l.partial.filter((a) => a !== axis),
+    l.tokens,
+  )
 
 /**
  * After a reduce-scatter over `shard`: values complete over it, rows (dim 0) split over it.
@@ -156,7 +177,7 @@ export const reduce = (l: TensorLayout, axis: AxisName): TensorLayout => ({ ...l
 export const scatter = (l: TensorLayout, shard: Shard): TensorLayout => {
   const [rows, ...rest] = l.dims
   if (rows === undefined) return l
-  return { ...reduce(l, shard.axis), dims: [dim(rows.name, rows.size, [...rows.over, shard]), ...rest] }
+  return withDims(reduce(l, shard.axis), [dim(rows.name, rows.size, [...rows.over, shard]), ...rest])
 }
 
 /**
@@ -166,30 +187,27 @@ export const scatter = (l: TensorLayout, shard: Shard): TensorLayout => {
 export const gather = (l: TensorLayout, axis: AxisName): TensorLayout => {
   const [rows, ...rest] = l.dims
   if (rows === undefined) return l
-  return {
-    ...l,
-    dims: [
-      dim(
-        rows.name,
-        rows.size,
-        rows.over.filter((s) => s.axis !== axis),
-      ),
-      ...rest,
-    ],
-  }
+  return withDims(l, [
+    dim(
+      rows.name,
+      rows.size,
+      rows.over.filter((s) => s.axis !== axis),
+    ),
+    ...rest,
+  ])
 }
 
 /**
  * The last dim replaced (a product's output columns replace its input columns).
  * @category combinators
  */
-export const withLastDim = (l: TensorLayout, d: Dim): TensorLayout => ({ ...l, dims: [...l.dims.slice(0, -1), d] })
+export const withLastDim = (l: TensorLayout, d: Dim): TensorLayout => withDims(l, [...l.dims.slice(0, -1), d])
 
 /**
  * The same rows in another token order.
  * @category combinators
  */
-export const inOrder = (l: TensorLayout, tokens: TokenOrder): TensorLayout => ({ ...l, tokens })
+export const inOrder = (l: TensorLayout, tokens: TokenOrder): TensorLayout => fields(l.dims, l.partial, tokens)
 
 /**
  * The text of a layout, e.g. `[tokens 32/cp2/tp2, hidden 16] sequence-parallel`.

@@ -74,35 +74,39 @@ const weightsOf = (c: ModelContext.ModelContext, layer: number) => (name: string
  * @category constructors
  */
 export const attention = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
-  Operator.laid(`attention (layer ${layer})`, { input: hidden, output: hidden }, (x: ModelContext.Activations) =>
-    Effect.gen(function* () {
-      const p = weightsOf(c, layer)
-      const config: SelfAttention.AttentionConfig = {
-        batch: c.microBatch,
-        seq: c.sizes.seq,
-        heads: c.sizes.heads,
-        kvHeads: c.sizes.kvHeads,
-        headDim: ModelContext.headDim(c.sizes),
-        tp: c.groups.tp,
-        cp: c.groups.cp,
-        sequenceParallel: c.sequenceParallel,
-      }
-      const weights = { wq: p("wq"), wk: p("wk"), wv: p("wv"), wo: p("wo") }
-      const norm = p("attentionNorm")
-      // The layout the typed collectives of the attention made of the input's.
-      let layout = x.layout
-      const half = (input: Tensor.Tensor) =>
-        Effect.map(
-          SelfAttention.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), x.layout), weights, { ...config, recomputeCore: c.recompute === "selective" }, c.cpRank),
-          (a) => {
-            layout = a.layout
-            return add(input, a.tensor)
-          },
-        )
-      const tensor = yield* recomputedIfFull(c, `attention (layer ${layer})`, x.tensor, half)
-      return { ...x, tensor, layout } satisfies ModelContext.Activations
-    }),
-  )
+  Operator.laid(`attention (layer ${layer})`, { input: hidden, output: hidden }, (x: ModelContext.Activations) => Effect.gen(() => attentionSteps(c, layer, x)))
+
+/**
+ * The attention half's body. This and the other bodies here are generator functions defined
+ * once, not per run: one made per run gives its generator objects a map of their own, a
+ * stub-cache miss at every step of Effect's loop (bench/README.md, train suite, twenty-sixth
+ * and twenty-seventh sessions).
+ */
+function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelContext.Activations) {
+  const p = weightsOf(c, layer)
+  const config: SelfAttention.AttentionConfig = {
+    batch: c.microBatch,
+    seq: c.sizes.seq,
+    heads: c.sizes.heads,
+    kvHeads: c.sizes.kvHeads,
+    headDim: ModelContext.headDim(c.sizes),
+    tp: c.groups.tp,
+    cp: c.groups.cp,
+    sequenceParallel: c.sequenceParallel,
+    recomputeCore: c.recompute === "selective",
+  }
+  const weights = { wq: p("wq"), wk: p("wk"), wv: p("wv"), wo: p("wo") }
+  const norm = p("attentionNorm")
+  // The layout the typed collectives of the attention made of the input's.
+  let layout = x.layout
+  const half = (input: Tensor.Tensor) =>
+    Effect.map(SelfAttention.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), x.layout), weights, config, c.cpRank), (a) => {
+      layout = a.layout
+      return add(input, a.tensor)
+    })
+  const tensor = yield* recomputedIfFull(c, `attention (layer ${layer})`, x.tensor, half)
+  return ModelContext.withRows(x, tensor, layout)
+}
 
 /**
  * `half(x)`, recomputed in the backward under full recompute (Recompute.recomputeEffect).
@@ -126,58 +130,62 @@ type Ffn = ReturnType<typeof moe> | ReturnType<typeof mlp>
 export type FfnOperator = Operator.Operator<ModelContext.Activations, ModelContext.Activations, Operator.ErrorOf<Ffn>, Operator.ServicesOf<Ffn>>
 
 const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
-  Operator.laid(`moe (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) =>
-    Effect.gen(function* () {
-      const p = weightsOf(c, layer)
-      const norm = p("ffnNorm")
-      const config = yield* moeConfig(c, layer, h.tensor.shape[0] as number)
-      const biased = c.sizes.moe?.expertBias === true
-      const hasShared = c.sizes.sharedExpertFfn !== undefined
-      const weights: MoeLayer.MoeWeights = {
-        router: p("router"),
-        experts: { wGate: p("experts.wGate"), wUp: p("experts.wUp"), wDown: p("experts.wDown") },
-        ...(hasShared ? { shared: { wGate: p("shared.wGate"), wUp: p("shared.wUp"), wDown: p("shared.wDown") } } : {}),
-        ...(hasShared && c.sizes.sharedExpertGate === true ? { sharedGate: p("shared.gate") } : {}),
-      }
-      const shared = hasShared ? { shared: { tp: c.groups.tp, sequenceParallel: c.sequenceParallel } } : {}
-      const settings: MoeLayer.MoeConfig = { ...config, ...shared, recomputeExperts: c.recompute === "selective" }
-      // global_aux adds this forward's counts to the running ones: a full-recompute replay starts
-      // from the counts the first run saw, so it computes the same loss and adds nothing.
-      const countsBefore = settings.global?.state.counts
-      const layerOn = (input: Tensor.Tensor, replay: boolean) => {
-        const g = settings.global
-        const run = replay && g !== undefined && countsBefore !== undefined ? { ...settings, global: { tpDpCp: g.tpDpCp, state: { counts: countsBefore } } } : settings
-        return MoeLayer.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), h.layout), weights, run, c.groups.expert)
-      }
-      let first: MoeResult | undefined
-      let tensor: Tensor.Tensor
-      let loss: Tensor.Tensor
-      if (c.recompute === "full") {
-        const both = yield* Recompute.recomputeEffect(`moe (layer ${layer})`, [h.tensor], (inputs, replay) => {
-          const input = inputs[0] as Tensor.Tensor
-          return Effect.map(layerOn(input, replay), (r) => {
-            if (!replay) first = r
-            return packed(add(input, r.output.tensor), r.loss)
-          })
-        })
-        ;[tensor, loss] = unpacked(both, h.tensor.shape)
-      } else {
-        first = yield* layerOn(h.tensor, false)
-        tensor = add(h.tensor, first.output.tensor)
-        loss = first.loss
-      }
-      const r = first as MoeResult
-      if (biased && c.moeState !== undefined) MoeRunState.countTokens(c.moeState, layer, RoutingMap.tokensPerExpert(r.routing.map))
-      // The layout the dispatcher's combine returned the tokens in (sequence order, checked).
-      return {
-        tensor,
-        layout: r.output.layout,
-        aux: add(h.aux, loss),
-        expertRows: [...h.expertRows, r.report.rowsPerLocalExpert],
-        moeStats: [...(h.moeStats ?? []), { terms: r.terms, dropped: r.dropped }],
-      } satisfies ModelContext.Activations
-    }),
-  )
+  Operator.laid(`moe (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) => Effect.gen(() => moeSteps(c, layer, h)))
+
+/** The MoE half's body, defined once (see attentionSteps). */
+function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.Activations) {
+  const p = weightsOf(c, layer)
+  const norm = p("ffnNorm")
+  const config = yield* moeConfig(c, layer, h.tensor.shape[0] as number)
+  const biased = c.sizes.moe?.expertBias === true
+  const hasShared = c.sizes.sharedExpertFfn !== undefined
+  const weights: MoeLayer.MoeWeights = {
+    router: p("router"),
+    experts: { wGate: p("experts.wGate"), wUp: p("experts.wUp"), wDown: p("experts.wDown") },
+    ...(hasShared ? { shared: { wGate: p("shared.wGate"), wUp: p("shared.wUp"), wDown: p("shared.wDown") } } : {}),
+    ...(hasShared && c.sizes.sharedExpertGate === true ? { sharedGate: p("shared.gate") } : {}),
+  }
+  const shared = hasShared ? { shared: { tp: c.groups.tp, sequenceParallel: c.sequenceParallel } } : {}
+  // Neither the sizes' settings nor `shared` name recomputeExperts; spreads last (ModelContext.withRows).
+  const recomputeExperts = c.recompute === "selective"
+  const settings: MoeLayer.MoeConfig = { recomputeExperts, ...shared, ...config }
+  // global_aux adds this forward's counts to the running ones: a full-recompute replay starts
+  // from the counts the first run saw, so it computes the same loss and adds nothing.
+  const countsBefore = settings.global?.state.counts
+  const layerOn = (input: Tensor.Tensor, replay: boolean) => {
+    const g = settings.global
+    const run =
+      replay && g !== undefined && countsBefore !== undefined ? { recomputeExperts, ...shared, ...config, global: { tpDpCp: g.tpDpCp, state: { counts: countsBefore } } } : settings
+    return MoeLayer.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), h.layout), weights, run, c.groups.expert)
+  }
+  let first: MoeResult | undefined
+  let tensor: Tensor.Tensor
+  let loss: Tensor.Tensor
+  if (c.recompute === "full") {
+    const both = yield* Recompute.recomputeEffect(`moe (layer ${layer})`, [h.tensor], (inputs, replay) => {
+      const input = inputs[0] as Tensor.Tensor
+      return Effect.map(layerOn(input, replay), (r) => {
+        if (!replay) first = r
+        return packed(add(input, r.output.tensor), r.loss)
+      })
+    })
+    ;[tensor, loss] = unpacked(both, h.tensor.shape)
+  } else {
+    first = yield* layerOn(h.tensor, false)
+    tensor = add(h.tensor, first.output.tensor)
+    loss = first.loss
+  }
+  const r = first as MoeResult
+  if (biased && c.moeState !== undefined) MoeRunState.countTokens(c.moeState, layer, RoutingMap.tokensPerExpert(r.routing.map))
+  // The layout the dispatcher's combine returned the tokens in (sequence order, checked).
+  return {
+    tensor,
+    layout: r.output.layout,
+    aux: add(h.aux, loss),
+    expertRows: [...h.expertRows, r.report.rowsPerLocalExpert],
+    moeStats: [...(h.moeStats ?? []), { terms: r.terms, dropped: r.dropped }],
+  } satisfies ModelContext.Activations
+}
 
 type MoeResult = Effect.Success<ReturnType<typeof MoeLayer.forwardLaid>>
 
@@ -196,41 +204,41 @@ const unpacked = (both: Tensor.Tensor, shape: ReadonlyArray<number>): readonly [
  * the cp rank's positions, batch-major, then this member's tp block under sequence
  * parallelism), for global_aux the layer's running counts in the rank's state.
  */
-const moeConfig = (c: ModelContext.ModelContext, layer: number, rows: number) =>
-  Effect.gen(function* () {
-    const s = c.sizes
-    if (s.moe === undefined) return { numExperts: s.experts, router: { topk: s.topk, scoreFunction: "softmax" }, auxLossCoeff: c.auxLossCoeff, tpCp: c.groups.tpCp } as const
-    const types = s.moe.auxLosses.filter((t) => t.coeff !== 0).map((t) => t.type)
-    let sequences: MoeLayer.MoeConfig["sequences"]
-    if (types.includes("seq_aux")) {
-      const me = (yield* Comm.Communicator).rank
-      const perSequence = s.seq / c.groups.cp.ranks.length
-      const first = c.sequenceParallel ? Group.localRank(c.groups.tp, me) * rows : 0
-      sequences = { count: c.microBatch, length: s.seq, ofRow: Int32Array.from({ length: rows }, (_, r) => Math.floor((first + r) / perSequence)) }
-    }
-    const needsState = types.includes("global_aux") || s.moe.expertBias
-    if (needsState && (c.moeState === undefined || c.groups.tpDpCp === undefined))
-      return yield* Effect.die(new Error("global_aux and the expert bias need the rank's MoE state and its tp-dp-cp group"))
-    const state = c.moeState as MoeRunState.MoeRunState
-    const global = types.includes("global_aux") && c.groups.tpDpCp !== undefined ? { tpDpCp: c.groups.tpDpCp, state: MoeRunState.globalCounts(state, layer, s.experts) } : undefined
-    const expertBias = s.moe.expertBias ? MoeRunState.expertBias(state, layer, s.experts) : undefined
-    return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global, expertBias })
-  })
+function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
+  const s = c.sizes
+  if (s.moe === undefined) return { numExperts: s.experts, router: { topk: s.topk, scoreFunction: "softmax" }, auxLossCoeff: c.auxLossCoeff, tpCp: c.groups.tpCp } as const
+  const types = s.moe.auxLosses.filter((t) => t.coeff !== 0).map((t) => t.type)
+  let sequences: MoeLayer.MoeConfig["sequences"]
+  if (types.includes("seq_aux")) {
+    const me = (yield* Comm.Communicator).rank
+    const perSequence = s.seq / c.groups.cp.ranks.length
+    const first = c.sequenceParallel ? Group.localRank(c.groups.tp, me) * rows : 0
+    sequences = { count: c.microBatch, length: s.seq, ofRow: Int32Array.from({ length: rows }, (_, r) => Math.floor((first + r) / perSequence)) }
+  }
+  const needsState = types.includes("global_aux") || s.moe.expertBias
+  if (needsState && (c.moeState === undefined || c.groups.tpDpCp === undefined))
+    return yield* Effect.die(new Error("global_aux and the expert bias need the rank's MoE state and its tp-dp-cp group"))
+  const state = c.moeState as MoeRunState.MoeRunState
+  const global = types.includes("global_aux") && c.groups.tpDpCp !== undefined ? { tpDpCp: c.groups.tpDpCp, state: MoeRunState.globalCounts(state, layer, s.experts) } : undefined
+  const expertBias = s.moe.expertBias ? MoeRunState.expertBias(state, layer, s.experts) : undefined
+  return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global, expertBias })
+}
 
 const mlp = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
-  Operator.laid(`mlp (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) =>
-    Effect.gen(function* () {
-      const p = weightsOf(c, layer)
-      const mlpWeights = { wGate: p("wGate"), wUp: p("wUp"), wDown: p("wDown") }
-      const norm = p("ffnNorm")
-      // Through the typed collectives: the output layout is what they made of the input's.
-      let layout = h.layout
-      const half = (input: Tensor.Tensor) =>
-        Effect.map(DenseMlp.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), h.layout), mlpWeights, { tp: c.groups.tp, sequenceParallel: c.sequenceParallel }), (out) => {
-          layout = out.layout
-          return add(input, out.tensor)
-        })
-      const tensor = yield* recomputedIfFull(c, `mlp (layer ${layer})`, h.tensor, half)
-      return { ...h, tensor, layout } satisfies ModelContext.Activations
-    }),
-  )
+  Operator.laid(`mlp (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) => Effect.gen(() => mlpSteps(c, layer, h)))
+
+/** The dense MLP half's body, defined once (see attentionSteps). */
+function* mlpSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.Activations) {
+  const p = weightsOf(c, layer)
+  const mlpWeights = { wGate: p("wGate"), wUp: p("wUp"), wDown: p("wDown") }
+  const norm = p("ffnNorm")
+  // Through the typed collectives: the output layout is what they made of the input's.
+  let layout = h.layout
+  const half = (input: Tensor.Tensor) =>
+    Effect.map(DenseMlp.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), h.layout), mlpWeights, { tp: c.groups.tp, sequenceParallel: c.sequenceParallel }), (out) => {
+      layout = out.layout
+      return add(input, out.tensor)
+    })
+  const tensor = yield* recomputedIfFull(c, `mlp (layer ${layer})`, h.tensor, half)
+  return ModelContext.withRows(h, tensor, layout)
+}

@@ -30,14 +30,15 @@ const name = "embedding"
  * @category constructors
  */
 export const make = (c: ModelContext.ModelContext, output: TensorLayout.TensorLayout) =>
-  Operator.producing(name, output, (tokens: ModelContext.Tokens) =>
-    Effect.gen(function* () {
-      const input = ModelContext.tokensLayout(c)
-      const rows = TensorLayout.localShape(input)[0]
-      if (tokens.ids.length !== rows) {
-        return yield* Effect.fail(new Operator.LayoutMismatch({ operator: name, edge: "input", declared: TensorLayout.format(input), actual: `${tokens.ids.length} token ids` }))
-      }
-      const x = yield* VocabParallel.embeddingLaid(c.param("embedding"), tokens.ids, input, c.sizes.vocab, c.groups.tp, c.sequenceParallel)
-      return { ...x, aux: Tensor.zeros([], { dtype: x.tensor.dtype, device: x.tensor.device }), expertRows: [] } satisfies ModelContext.Activations
-    }),
-  )
+  Operator.producing(name, output, (tokens: ModelContext.Tokens) => Effect.gen(() => embeddingSteps(c, tokens)))
+
+/** The embedding's steps on one input, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* embeddingSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens) {
+  const input = ModelContext.tokensLayout(c)
+  const rows = TensorLayout.localShape(input)[0]
+  if (tokens.ids.length !== rows) {
+    return yield* Effect.fail(new Operator.LayoutMismatch({ operator: name, edge: "input", declared: TensorLayout.format(input), actual: `${tokens.ids.length} token ids` }))
+  }
+  const x = yield* VocabParallel.embeddingLaid(c.param("embedding"), tokens.ids, input, c.sizes.vocab, c.groups.tp, c.sequenceParallel)
+  return { tensor: x.tensor, layout: x.layout, aux: Tensor.zeros([], { dtype: x.tensor.dtype, device: x.tensor.device }), expertRows: [] } satisfies ModelContext.Activations
+}

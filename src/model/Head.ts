@@ -35,15 +35,16 @@ const name = "output + loss"
  * @category constructors
  */
 export const make = (c: ModelContext.ModelContext, targets: Int32Array, layouts: { readonly hidden: TensorLayout.TensorLayout; readonly loss: TensorLayout.TensorLayout }) =>
-  Operator.laid(name, { input: layouts.hidden, output: layouts.loss }, (x: ModelContext.Activations) =>
-    Effect.gen(function* () {
-      const tp = c.groups.tp
-      const normed = TensorLayout.attach(rmsNorm(x.tensor, c.param("finalNorm")), x.layout)
-      // Tied: the embedding block [vocab/tp, H] read transposed by the product.
-      const tied = c.sizes.untieEmbeddings !== true
-      const weight = tied ? c.param("embedding") : c.param("output")
-      const logits = yield* ParallelLinear.columnParallelLaid(normed, weight, { tp, sequenceParallel: c.sequenceParallel }, "vocab", tied)
-      const ce = yield* VocabParallel.crossEntropyLaid(logits, targets, c.sizes.vocab, tp)
-      return TensorLayout.attach(scale(ce.tensor, 1 / (c.groups.cp.ranks.length * c.microBatchesPerStep)), ce.layout)
-    }),
-  )
+  Operator.laid(name, { input: layouts.hidden, output: layouts.loss }, (x: ModelContext.Activations) => Effect.gen(() => headSteps(c, targets, x)))
+
+/** The head's steps on one input, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* headSteps(c: ModelContext.ModelContext, targets: Int32Array, x: ModelContext.Activations) {
+  const tp = c.groups.tp
+  const normed = TensorLayout.attach(rmsNorm(x.tensor, c.param("finalNorm")), x.layout)
+  // Tied: the embedding block [vocab/tp, H] read transposed by the product.
+  const tied = c.sizes.untieEmbeddings !== true
+  const weight = tied ? c.param("embedding") : c.param("output")
+  const logits = yield* ParallelLinear.columnParallelLaid(normed, weight, { tp, sequenceParallel: c.sequenceParallel }, "vocab", tied)
+  const ce = yield* VocabParallel.crossEntropyLaid(logits, targets, c.sizes.vocab, tp)
+  return TensorLayout.attach(scale(ce.tensor, 1 / (c.groups.cp.ranks.length * c.microBatchesPerStep)), ce.layout)
+}

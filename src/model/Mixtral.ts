@@ -85,24 +85,27 @@ export const standardLayer: LayerOperators = (c, layer, hidden) => [Block.attent
  * @category combinators
  */
 export const forwardWith = (layerOperators: LayerOperators) => (c: ModelContext.ModelContext, chunk: Chunk, input: Tensor.Tensor | undefined, tokens: ModelContext.Tokens) =>
-  Effect.gen(function* () {
-    const l = layouts(c)
-    const ops: Array<LayerOperator> = []
-    for (let layer = chunk.layers[0]; layer < chunk.layers[1]; layer++) ops.push(...layerOperators(c, layer, l.hidden))
-    const body = Operator.chain(`layers [${chunk.layers[0]}, ${chunk.layers[1]})`, ops)
-    let x: ModelContext.Activations
-    if (chunk.isFirst) {
-      x = yield* Operator.andThen(Embedding.make(c, l.hidden), body).run(tokens)
-    } else if (input !== undefined) {
-      x = yield* body.run({ tensor: input, layout: l.hidden, aux: Tensor.zeros([], { dtype: input.dtype, device: input.device }), expertRows: [] })
-    } else {
-      return yield* Effect.die(new Error(`chunk of layers [${chunk.layers[0]}, ${chunk.layers[1]}) is not the first but was given no input`))
-    }
-    const aux = scale(x.aux, 1 / c.microBatchesPerStep)
-    if (!chunk.isLast) return { hidden: TensorLayout.attach(x.tensor, x.layout), loss: undefined, aux, expertRows: x.expertRows, moeStats: x.moeStats ?? [] } satisfies ChunkOutput
-    const loss = yield* Head.make(c, tokens.targets, l).run(x)
-    return { hidden: undefined, loss: loss.tensor, aux, expertRows: x.expertRows, moeStats: x.moeStats ?? [] } satisfies ChunkOutput
-  })
+  Effect.gen(() => forwardSteps(layerOperators, c, chunk, input, tokens))
+
+/** forwardWith's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* forwardSteps(layerOperators: LayerOperators, c: ModelContext.ModelContext, chunk: Chunk, input: Tensor.Tensor | undefined, tokens: ModelContext.Tokens) {
+  const l = layouts(c)
+  const ops: Array<LayerOperator> = []
+  for (let layer = chunk.layers[0]; layer < chunk.layers[1]; layer++) ops.push(...layerOperators(c, layer, l.hidden))
+  const body = Operator.chain(`layers [${chunk.layers[0]}, ${chunk.layers[1]})`, ops)
+  let x: ModelContext.Activations
+  if (chunk.isFirst) {
+    x = yield* Operator.andThen(Embedding.make(c, l.hidden), body).run(tokens)
+  } else if (input !== undefined) {
+    x = yield* body.run({ tensor: input, layout: l.hidden, aux: Tensor.zeros([], { dtype: input.dtype, device: input.device }), expertRows: [] })
+  } else {
+    return yield* Effect.die(new Error(`chunk of layers [${chunk.layers[0]}, ${chunk.layers[1]}) is not the first but was given no input`))
+  }
+  const aux = scale(x.aux, 1 / c.microBatchesPerStep)
+  if (!chunk.isLast) return { hidden: TensorLayout.attach(x.tensor, x.layout), loss: undefined, aux, expertRows: x.expertRows, moeStats: x.moeStats ?? [] } satisfies ChunkOutput
+  const loss = yield* Head.make(c, tokens.targets, l).run(x)
+  return { hidden: undefined, loss: loss.tensor, aux, expertRows: x.expertRows, moeStats: x.moeStats ?? [] } satisfies ChunkOutput
+}
 
 /**
  * The forward of a chunk of the Mixtral-like model.

@@ -105,6 +105,14 @@ export interface Activations extends TensorLayout.WithLayout {
 }
 
 /**
+ * The activations with new rows in `layout`, the rest carried over. Written out field by field:
+ * `{ ...x, tensor, layout }` would make a new hidden class at every call (TensorLayout.ts, fields).
+ * @category combinators
+ */
+export const withRows = (x: Activations, tensor: Tensor.Tensor, layout: TensorLayout.TensorLayout): Activations =>
+  x.moeStats === undefined ? { tensor, layout, aux: x.aux, expertRows: x.expertRows } : { tensor, layout, aux: x.aux, expertRows: x.expertRows, moeStats: x.moeStats }
+
+/**
  * Head dim.
  * @category mapping
  */

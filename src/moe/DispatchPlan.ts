@@ -38,8 +38,19 @@ export interface DispatchPlan {
   readonly probs: ReadonlyArray<number> | undefined
 }
 
-/** The typed rows behind plans made by `fromOrder` (plans are frozen; this is their store). */
-const typedRows = new WeakMap<DispatchPlan, { readonly tokens: Int32Array; readonly experts: Int32Array }>()
+/**
+ * The typed rows behind plans made by `fromOrder`, and the plain arrays made of them on first
+ * use (plans are frozen; this is their store).
+ */
+interface Rows {
+  readonly tokens: Int32Array
+  readonly experts: Int32Array
+  readonly probs: (() => ArrayLike<number>) | undefined
+  sortedIndices?: ReadonlyArray<number>
+  expertList?: ReadonlyArray<number>
+  probList?: ReadonlyArray<number>
+}
+const typedRows = new WeakMap<DispatchPlan, Rows>()
 
 /**
  * Rows per destination when D destinations own contiguous, equal blocks of experts.
@@ -101,10 +112,26 @@ export const make = (fields: {
   })
 }
 
-/** A getter that computes its value on first use. */
-const once = <A>(make: () => A): (() => A) => {
-  let value: { readonly v: A } | undefined
-  return () => (value ??= { v: make() }).v
+const frozen = (a: ArrayLike<number>) => Object.freeze(Array.from(a))
+const rowsOf = (plan: DispatchPlan): Rows => typedRows.get(plan) as Rows
+
+// The lazy fields' getters, one function each for every plan: getters made per plan would give
+// each plan a hidden class of its own (scripts/check-spreads.mjs says why that costs).
+function sortedIndicesOf(this: DispatchPlan): ReadonlyArray<number> {
+  const rows = rowsOf(this)
+  rows.sortedIndices ??= frozen(rows.tokens)
+  return rows.sortedIndices
+}
+function expertsOf(this: DispatchPlan): ReadonlyArray<number> {
+  const rows = rowsOf(this)
+  rows.expertList ??= frozen(rows.experts)
+  return rows.expertList
+}
+function probsOf(this: DispatchPlan): ReadonlyArray<number> | undefined {
+  const rows = rowsOf(this)
+  if (rows.probs === undefined) return undefined
+  rows.probList ??= frozen(rows.probs())
+  return rows.probList
 }
 
 /**
@@ -126,21 +153,19 @@ export const fromOrder = (fields: {
   const experts = fields.experts.slice()
   const tokensPerExpert = Object.freeze(Array.from(fields.tokensPerExpert))
   const splits = Object.freeze(splitsFor(tokensPerExpert, fields.numDestinations ?? fields.numExperts))
-  const frozen = (a: ArrayLike<number>) => Object.freeze(Array.from(a))
-  const probs = fields.probs
   const plan = Object.defineProperties(
     {},
     {
       numTokens: { value: fields.numTokens, enumerable: true },
       numExperts: { value: fields.numExperts, enumerable: true },
-      sortedIndices: { get: once(() => frozen(tokens)), enumerable: true },
-      experts: { get: once(() => frozen(experts)), enumerable: true },
+      sortedIndices: { get: sortedIndicesOf, enumerable: true },
+      experts: { get: expertsOf, enumerable: true },
       tokensPerExpert: { value: tokensPerExpert, enumerable: true },
       splits: { value: splits, enumerable: true },
-      probs: { get: probs === undefined ? () => undefined : once(() => frozen(probs())), enumerable: true },
+      probs: { get: probsOf, enumerable: true },
     },
   ) as DispatchPlan
-  typedRows.set(plan, { tokens, experts })
+  typedRows.set(plan, { tokens, experts, probs: fields.probs })
   return Object.freeze(plan)
 }
 

@@ -124,7 +124,14 @@ export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, grou
   const tp = config.shared?.sequenceParallel === true ? config.shared.tp.ranks.length : 1
   const rows = TensorLayout.dim("tokens", (x.shape[0] as number) * tp, [{ axis: "tp", size: tp }])
   const layout = TensorLayout.make([rows, ...RoutedLayout.plain(x).dims.slice(1)])
-  return Effect.map(forwardLaid(TensorLayout.attach(x, layout), w, config, groups), (r) => ({ ...r, output: r.output.tensor }))
+  return Effect.map(forwardLaid(TensorLayout.attach(x, layout), w, config, groups), (r) => ({
+    output: r.output.tensor,
+    loss: r.loss,
+    terms: r.terms,
+    dropped: r.dropped,
+    routing: r.routing,
+    report: r.report,
+  }))
 }
 
 /**
@@ -133,82 +140,87 @@ export const forward = (x: Tensor.Tensor, w: MoeWeights, config: MoeConfig, grou
  * @category combinators
  */
 export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config: MoeConfig, groups: Dispatcher.ExpertGroups) =>
-  Effect.gen(function* () {
-    const x = laid.tensor
-    const fp32 = <A>(f: () => A): A => (x.tape === undefined ? f() : x.tape.fullPrecision(f))
-    const gated = fp32(() => matmul(x, w.router))
-    // The router runs on the host: its logits come down without blocking the JS thread.
-    yield* hostValues(gated)
-    const logits = config.forceLoadBalancing === true ? fp32(() => ForcedBalance.forceLoadBalancing(gated)) : gated
-    const routed = fp32(() => Router.routing(logits, config.router))
-    let probs = routed.probs
-    let map = routed.routingMap
-    // Routed (token, expert) pairs the capacity dropped (0 when dropless).
-    let dropped = 0
-    if (!Capacity.isDropless(config.capacityFactor)) {
-      const kept = fp32(() =>
-        Dropping.applyTokenDropping(probs, map, {
-          topk: config.router.topk,
-          capacityFactor: config.capacityFactor as number,
-          dropPolicy: config.dropPolicy ?? "probs",
-          padToCapacity: config.padToCapacity ?? false,
-        }),
-      )
-      dropped = RoutingMap.count(map) - RoutingMap.count(RoutingMap.and(map, kept.routingMap))
-      probs = kept.probs
-      map = kept.routingMap
+  Effect.gen(() => forwardLaidSteps(laid, w, config, groups))
+
+/** forwardLaid's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config: MoeConfig, groups: Dispatcher.ExpertGroups) {
+  const x = laid.tensor
+  const fp32 = <A>(f: () => A): A => (x.tape === undefined ? f() : x.tape.fullPrecision(f))
+  const gated = fp32(() => matmul(x, w.router))
+  // The router runs on the host: its logits come down without blocking the JS thread.
+  yield* hostValues(gated)
+  const logits = config.forceLoadBalancing === true ? fp32(() => ForcedBalance.forceLoadBalancing(gated)) : gated
+  const routed = fp32(() => Router.routing(logits, config.router))
+  let probs = routed.probs
+  let map = routed.routingMap
+  // Routed (token, expert) pairs the capacity dropped (0 when dropless).
+  let dropped = 0
+  if (!Capacity.isDropless(config.capacityFactor)) {
+    const kept = fp32(() =>
+      Dropping.applyTokenDropping(probs, map, {
+        topk: config.router.topk,
+        capacityFactor: config.capacityFactor as number,
+        dropPolicy: config.dropPolicy ?? "probs",
+        padToCapacity: config.padToCapacity ?? false,
+      }),
+    )
+    dropped = RoutingMap.count(map) - RoutingMap.count(RoutingMap.and(map, kept.routingMap))
+    probs = kept.probs
+    map = kept.routingMap
+  }
+  const input = {
+    tokens: x,
+    layout: laid.layout,
+    probs,
+    map,
+    numExperts: config.numExperts,
+    experts: w.experts,
+    groups,
+    ...(config.probsAt === undefined ? {} : { probsAt: config.probsAt }),
+    ...(config.recomputeExperts === true ? { compute: recomputedExperts(w.experts) } : {}),
+  }
+  const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
+  const report = routedOut.report
+  let output = TensorLayout.attach(routedOut.output, routedOut.layout)
+  if (config.shared !== undefined) {
+    if (w.shared === undefined) return yield* Effect.die(new Error("MoeLayer: config.shared is set but the weights have no shared-expert shards"))
+    const mlp = yield* DenseMlp.forwardLaid(laid, w.shared, config.shared)
+    // The gate is per token: this rank's rows, the same rows the shared output holds.
+    const shared = w.sharedGate === undefined ? mlp : TensorLayout.attach(mul(mlp.tensor, yield* gateOf(x, w.sharedGate)), mlp.layout)
+    if (!TensorLayout.equals(shared.layout, output.layout)) {
+      const detail = `the shared experts give ${TensorLayout.format(shared.layout)} where the routed experts give ${TensorLayout.format(output.layout)}`
+      return yield* Effect.fail(new LayoutError({ op: "moe", detail }))
     }
-    const input = {
-      tokens: x,
-      layout: laid.layout,
-      probs,
-      map,
-      numExperts: config.numExperts,
-      experts: w.experts,
-      groups,
-      ...(config.probsAt === undefined ? {} : { probsAt: config.probsAt }),
-      ...(config.recomputeExperts === true ? { compute: recomputedExperts(w.experts) } : {}),
-    }
-    const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
-    const report = routedOut.report
-    let output = TensorLayout.attach(routedOut.output, routedOut.layout)
-    if (config.shared !== undefined) {
-      if (w.shared === undefined) return yield* Effect.die(new Error("MoeLayer: config.shared is set but the weights have no shared-expert shards"))
-      const mlp = yield* DenseMlp.forwardLaid(laid, w.shared, config.shared)
-      // The gate is per token: this rank's rows, the same rows the shared output holds.
-      const shared = w.sharedGate === undefined ? mlp : TensorLayout.attach(mul(mlp.tensor, yield* gateOf(x, w.sharedGate)), mlp.layout)
-      if (!TensorLayout.equals(shared.layout, output.layout)) {
-        const detail = `the shared experts give ${TensorLayout.format(shared.layout)} where the routed experts give ${TensorLayout.format(output.layout)}`
-        return yield* Effect.fail(new LayoutError({ op: "moe", detail }))
-      }
-      output = TensorLayout.attach(add(output.tensor, shared.tensor), output.layout)
-    }
-    let loss = Tensor.zeros([], { dtype: x.dtype, device: x.device })
-    const groupSize = config.tpCp?.ranks.length ?? 1
-    // Each term's value on this rank, without its coefficient (the rank's share: shares add up
-    // over tp-cp, over tp-dp-cp for global_aux_loss), for the metrics.
-    const terms: Array<LossTerm> = []
-    for (const term of auxLossesOf(config)) {
-      const term32 = auxLossTerm(term, routed, config, groupSize)
-      const value = yield* x.tape === undefined ? term32 : x.tape.fullPrecisionEffect(term32)
-      loss = add(loss, value)
-      terms.push({ name: term.type, value: Tensor.item(value) / term.coeff })
-    }
-    if ((config.zLossCoeff ?? 0) !== 0) {
-      const z = fp32(() => AuxLoss.zLoss(logits, 1, groupSize))
-      loss = add(loss, scale(z, config.zLossCoeff as number))
-      terms.push({ name: "z_loss", value: Tensor.item(z) })
-    }
-    return { output, loss, terms, dropped, routing: { probs, map }, report }
-  })
+    output = TensorLayout.attach(add(output.tensor, shared.tensor), output.layout)
+  }
+  let loss = Tensor.zeros([], { dtype: x.dtype, device: x.device })
+  const groupSize = config.tpCp?.ranks.length ?? 1
+  // Each term's value on this rank, without its coefficient (the rank's share: shares add up
+  // over tp-cp, over tp-dp-cp for global_aux_loss), for the metrics.
+  const terms: Array<LossTerm> = []
+  for (const term of auxLossesOf(config)) {
+    const term32 = auxLossTerm(term, routed, config, groupSize)
+    const value = yield* x.tape === undefined ? term32 : x.tape.fullPrecisionEffect(term32)
+    loss = add(loss, value)
+    terms.push({ name: term.type, value: Tensor.item(value) / term.coeff })
+  }
+  if ((config.zLossCoeff ?? 0) !== 0) {
+    const z = fp32(() => AuxLoss.zLoss(logits, 1, groupSize))
+    loss = add(loss, scale(z, config.zLossCoeff as number))
+    terms.push({ name: "z_loss", value: Tensor.item(z) })
+  }
+  return { output, loss, terms, dropped, routing: { probs, map }, report }
+}
 
 /** The shared experts' gate per token, sigmoid(x Wg): the sigmoid runs on the host, its input brought down without blocking. */
-const gateOf = (x: Tensor.Tensor, gate: Tensor.Tensor) =>
-  Effect.gen(function* () {
-    const logits = matmul(x, gate)
-    yield* hostValues(logits)
-    return sigmoidOf(logits)
-  })
+const gateOf = (x: Tensor.Tensor, gate: Tensor.Tensor) => Effect.gen(() => gateOfSteps(x, gate))
+
+/** gateOf's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* gateOfSteps(x: Tensor.Tensor, gate: Tensor.Tensor) {
+  const logits = matmul(x, gate)
+  yield* hostValues(logits)
+  return sigmoidOf(logits)
+}
 
 /** The experts' forward, recomputed in the backward (selective recompute). */
 const recomputedExperts = (w: Experts.ExpertWeights) => (rows: Tensor.Tensor, probs: Tensor.Tensor | undefined, rowsPerExpert: ReadonlyArray<number>) =>
@@ -229,31 +241,34 @@ const auxLossesOf = (config: MoeConfig): ReadonlyArray<{ readonly type: AuxLossT
 
 /** One load-balancing loss with its coefficient applied, this rank's share. */
 const auxLossTerm = (term: { readonly type: AuxLossType; readonly coeff: number }, routed: Router.Routing, config: MoeConfig, groupSize: number) =>
-  Effect.gen(function* () {
-    switch (term.type) {
-      case "global_aux_loss": {
-        const g = config.global
-        if (g === undefined) return yield* Effect.die(new Error("MoeLayer: global_aux_loss needs config.global"))
-        const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
-        const summed = yield* Comm.allReduce(g.tpDpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))
-        g.state.counts = AuxLoss.addGlobalCounts(g.state.counts, summed.data)
-        return AuxLoss.globalAuxLoss(routed.scores, routed.auxRoutingMap, {
-          topk: config.router.topk,
-          coeff: term.coeff,
-          counts: g.state.counts,
-          groupSize: g.tpDpCp.ranks.length,
-        })
-      }
-      case "seq_aux_loss":
-        return yield* seqAuxLoss(routed.scores, routed.auxRoutingMap, config, term.coeff)
-      case "aux_loss": {
-        const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
-        const tokensPerExpert =
-          config.tpCp === undefined ? local : Array.from((yield* Comm.allReduce(config.tpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))).data)
-        return AuxLoss.auxLoss(routed.scores, routed.auxRoutingMap, { topk: config.router.topk, coeff: term.coeff, tokensPerExpert, groupSize })
-      }
+  Effect.gen(() => auxLossTermSteps(term, routed, config, groupSize))
+
+/** auxLossTerm's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* auxLossTermSteps(term: { readonly type: AuxLossType; readonly coeff: number }, routed: Router.Routing, config: MoeConfig, groupSize: number) {
+  switch (term.type) {
+    case "global_aux_loss": {
+      const g = config.global
+      if (g === undefined) return yield* Effect.die(new Error("MoeLayer: global_aux_loss needs config.global"))
+      const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
+      const summed = yield* Comm.allReduce(g.tpDpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))
+      g.state.counts = AuxLoss.addGlobalCounts(g.state.counts, summed.data)
+      return AuxLoss.globalAuxLoss(routed.scores, routed.auxRoutingMap, {
+        topk: config.router.topk,
+        coeff: term.coeff,
+        counts: g.state.counts,
+        groupSize: g.tpDpCp.ranks.length,
+      })
     }
-  })
+    case "seq_aux_loss":
+      return yield* seqAuxLoss(routed.scores, routed.auxRoutingMap, config, term.coeff)
+    case "aux_loss": {
+      const local = RoutingMap.tokensPerExpert(routed.auxRoutingMap)
+      const tokensPerExpert =
+        config.tpCp === undefined ? local : Array.from((yield* Comm.allReduce(config.tpCp, Tensor.fromArray(local, [1, local.length], { dtype: "float64" }))).data)
+      return AuxLoss.auxLoss(routed.scores, routed.auxRoutingMap, { topk: config.router.topk, coeff: term.coeff, tokensPerExpert, groupSize })
+    }
+  }
+}
 
 /**
  * seq_aux_loss across ranks: per sequence b, counts c_b[e] summed over tp-cp; this rank's share
@@ -261,19 +276,21 @@ const auxLossTerm = (term: { readonly type: AuxLossType; readonly coeff: number 
  * w[t, e] = coeff * E / (K * S^2 * B) * c_{b(t)}[e], so the shares of the tp-cp group add up to
  * the mean over the B sequences of each sequence's switch loss (semantics.md 2.1.3).
  */
-const seqAuxLoss = (scores: Tensor.Tensor, map: RoutingMap.RoutingMap, config: MoeConfig, coeff: number) =>
-  Effect.gen(function* () {
-    const seq = config.sequences
-    if (seq === undefined) return yield* Effect.die(new Error("MoeLayer: seq_aux_loss needs config.sequences"))
-    const e = config.numExperts
-    const t = map.numTokens
-    const local = new Float64Array(seq.count * e)
-    for (let r = 0; r < t; r++)
-      for (let x = 0; x < e; x++) if (map.mask[r * e + x] === 1) local[(seq.ofRow[r] as number) * e + x] = (local[(seq.ofRow[r] as number) * e + x] as number) + 1
-    const counts = config.tpCp === undefined ? local : (yield* Comm.allReduce(config.tpCp, Tensor.fromStorage(local, [1, local.length]))).data
-    const scale = (coeff * e) / (config.router.topk * seq.length * seq.length * seq.count)
-    const w = new Float64Array(t * e)
-    for (let r = 0; r < t; r++) for (let x = 0; x < e; x++) w[r * e + x] = scale * (counts[(seq.ofRow[r] as number) * e + x] as number)
-    // On the host, where the scores are (a device product would bring its sum back down).
-    return AuxLoss.weightedSum(scores, w)
-  })
+const seqAuxLoss = (scores: Tensor.Tensor, map: RoutingMap.RoutingMap, config: MoeConfig, coeff: number) => Effect.gen(() => seqAuxLossSteps(scores, map, config, coeff))
+
+/** seqAuxLoss's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* seqAuxLossSteps(scores: Tensor.Tensor, map: RoutingMap.RoutingMap, config: MoeConfig, coeff: number) {
+  const seq = config.sequences
+  if (seq === undefined) return yield* Effect.die(new Error("MoeLayer: seq_aux_loss needs config.sequences"))
+  const e = config.numExperts
+  const t = map.numTokens
+  const local = new Float64Array(seq.count * e)
+  for (let r = 0; r < t; r++)
+    for (let x = 0; x < e; x++) if (map.mask[r * e + x] === 1) local[(seq.ofRow[r] as number) * e + x] = (local[(seq.ofRow[r] as number) * e + x] as number) + 1
+  const counts = config.tpCp === undefined ? local : (yield* Comm.allReduce(config.tpCp, Tensor.fromStorage(local, [1, local.length]))).data
+  const scale = (coeff * e) / (config.router.topk * seq.length * seq.length * seq.count)
+  const w = new Float64Array(t * e)
+  for (let r = 0; r < t; r++) for (let x = 0; x < e; x++) w[r * e + x] = scale * (counts[(seq.ofRow[r] as number) * e + x] as number)
+  // On the host, where the scores are (a device product would bring its sum back down).
+  return AuxLoss.weightedSum(scores, w)
+}

@@ -227,13 +227,14 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
 }
 
 /** The router's options. */
-const routerOptions = (s: MoeSettings, topk: number): Router.RouterOptions => ({
+const routerOptions = (s: MoeSettings, topk: number, expertBias?: ReadonlyArray<number>): Router.RouterOptions => ({
   topk,
   scoreFunction: s.scoreFunction,
   preSoftmax: s.preSoftmax,
   numGroups: s.numGroups,
   groupTopk: s.groupTopk,
   scalingFactor: s.scalingFactor,
+  ...(expertBias === undefined ? {} : { expertBias }),
 })
 
 const layerAuxType = { aux: "aux_loss", seq_aux: "seq_aux_loss", global_aux: "global_aux_loss" } as const
@@ -260,7 +261,7 @@ export interface LayerContext {
  */
 export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig => ({
   numExperts: c.numExperts,
-  router: { ...routerOptions(s, c.topk), ...(c.expertBias === undefined ? {} : { expertBias: c.expertBias }) },
+  router: routerOptions(s, c.topk, c.expertBias),
   ...(s.capacityFactor === undefined ? {} : { capacityFactor: s.capacityFactor, dropPolicy: s.dropPolicy, padToCapacity: s.padToCapacity }),
   dispatcher: s.dispatcher,
   probsAt: s.probsAt,

@@ -115,7 +115,7 @@ const orderWithCounts = (map: RoutingMap.RoutingMap) => {
     const e = o.experts[j] as number
     tokensPerExpert[e] = (tokensPerExpert[e] as number) + 1
   }
-  return { ...o, tokensPerExpert }
+  return { tokensPerExpert, ...o }
 }
 
 /** probs[t_j, e_j] of every row as tensor ops: a gather on the flat probs. */

@@ -32,7 +32,7 @@ const rowsOf = (l: TensorLayout.TensorLayout) => TensorLayout.localShape(l)[0] ?
 
 const withRows = (l: TensorLayout.TensorLayout, rows: number, name?: string): TensorLayout.TensorLayout => {
   const [first, ...rest] = l.dims
-  return { ...l, dims: [TensorLayout.ragged(name ?? first?.name ?? "rows", rows, first?.over ?? []), ...rest] }
+  return TensorLayout.withDims(l, [TensorLayout.ragged(name ?? first?.name ?? "rows", rows, first?.over ?? []), ...rest])
 }
 
 /**
@@ -41,7 +41,7 @@ const withRows = (l: TensorLayout.TensorLayout, rows: number, name?: string): Te
  */
 export const enter = (l: TensorLayout.TensorLayout, groups: Dispatcher.ExpertGroups): TensorLayout.TensorLayout => {
   const [first, ...rest] = l.dims
-  return { ...l, dims: [TensorLayout.ragged(first?.name ?? "tokens", rowsOf(l), expertShards(groups)), ...rest] }
+  return TensorLayout.withDims(l, [TensorLayout.ragged(first?.name ?? "tokens", rowsOf(l), expertShards(groups)), ...rest])
 }
 
 /**

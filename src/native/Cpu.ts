@@ -121,6 +121,25 @@ export interface AttentionShape {
 }
 
 /**
+ * The shape part of attention arguments, fields written out (a caller swapping the operands
+ * writes `{ q, k, ..., ...attentionShape(p) }`, not `{ ...p, q, k }`: scripts/check-spreads.mjs).
+ * @category constructors
+ */
+export const attentionShape = (p: AttentionShape): AttentionShape => ({
+  b: p.b,
+  sq: p.sq,
+  sk: p.sk,
+  hq: p.hq,
+  hkv: p.hkv,
+  d: p.d,
+  dv: p.dv,
+  scale: p.scale,
+  causal: p.causal,
+  queryPositions: p.queryPositions,
+  keyPositions: p.keyPositions,
+})
+
+/**
  * Attention forward: writes out and, when given, the row log-sum-exp `lse` (Float32Array or
  * Float64Array) that the backward needs.
  * @category models

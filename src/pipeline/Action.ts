@@ -71,6 +71,18 @@ export interface Schedule {
   readonly ranks: ReadonlyArray<ReadonlyArray<Action>>
 }
 
+/**
+ * The schedule of a plan: its fields written out (scripts/check-spreads.mjs), with the phases
+ * and actions of every rank.
+ * @category constructors
+ */
+export const schedule = (
+  plan: Omit<Schedule, "phases" | "ranks">,
+  phases: ReadonlyArray<Phases>,
+  ranks: ReadonlyArray<ReadonlyArray<Action>>,
+  microbatchGroupSize = plan.microbatchGroupSize,
+): Schedule => ({ kind: plan.kind, pp: plan.pp, vpp: plan.vpp, microBatches: plan.microBatches, microbatchGroupSize, forwardOnly: plan.forwardOnly, phases, ranks })
+
 /** @category constructors */
 export const recvForward = (microBatch: number, chunk: number, fromPp: number): Action => ({
   _tag: "recvForward",

@@ -34,7 +34,7 @@ export const buildInterleaved = (plan: Plan.Plan): Schedule => {
   const table = Plan.scheduleTable(microBatches, vpp, n)
   const phases = Array.from({ length: pp }, (_, r) => Plan.interleavedPhases(pp, vpp, r, microBatches, n, forwardOnly))
   const ranks = phases.map((ph, r) => rankActions({ pp, vpp, rank: r, table, warmup: ph.warmup, forwardOnly }))
-  return { ...plan, microbatchGroupSize: n, phases, ranks }
+  return A.schedule(plan, phases, ranks, n)
 }
 
 interface RankInput {

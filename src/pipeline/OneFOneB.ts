@@ -31,7 +31,7 @@ export const buildNoPipelining = (plan: Plan.Plan): Schedule => {
     if (!plan.forwardOnly) actions.push(A.backward(mb, 0))
   }
   const phases = { warmup: 0, steady: plan.microBatches, cooldown: 0 }
-  return { ...plan, phases: [phases], ranks: [actions] }
+  return A.schedule(plan, [phases], [actions])
 }
 
 /**
@@ -42,7 +42,7 @@ export const buildOneFOneB = (plan: Plan.Plan): Schedule => {
   const { pp, microBatches, forwardOnly } = plan
   const phases = Array.from({ length: pp }, (_, r) => Plan.oneFOneBPhases(pp, r, microBatches, forwardOnly))
   const ranks = phases.map((ph, r) => rankActions(pp, r, ph.warmup, ph.steady, forwardOnly))
-  return { ...plan, phases, ranks }
+  return A.schedule(plan, phases, ranks)
 }
 
 const rankActions = (pp: number, r: number, warmup: number, steady: number, forwardOnly: boolean): Array<Action> => {

@@ -64,8 +64,17 @@ export const noPipelining = (microBatches: number, options?: Options): Schedule 
  * ConfigError on bad input.
  * @category constructors
  */
-export const oneFOneB = (pp: number, microBatches: number, options?: Options): Schedule =>
-  buildOneFOneB({ ...Plan.make({ pp, microBatches, forwardOnly: options?.forwardOnly }), kind: "oneFOneB" })
+export const oneFOneB = (pp: number, microBatches: number, options?: Options): Schedule => {
+  const plan = Plan.make({ pp, microBatches, forwardOnly: options?.forwardOnly })
+  return buildOneFOneB({
+    kind: "oneFOneB",
+    pp: plan.pp,
+    vpp: plan.vpp,
+    microBatches: plan.microBatches,
+    microbatchGroupSize: plan.microbatchGroupSize,
+    forwardOnly: plan.forwardOnly,
+  })
+}
 
 /**
  * Interleaved 1F1B with `vpp` chunks per rank and N = microbatchGroupSize (default pp). Throws

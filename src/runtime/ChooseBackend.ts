@@ -89,6 +89,7 @@ export const layer = (name: string = "local", options: BackendOptions = {}): Lay
     case "threads":
       return ThreadsBackend.layer(options)
     case "threads-zero-copy":
+      // once a job: a backend's options
       return ThreadsBackend.layer({ ...options, copy: false })
     case "mpi":
       return MpiBackend.layer()

@@ -15,6 +15,7 @@ import * as DType from "../tensor/DType.js"
  */
 export const make = (inner: CommunicatorShape, log: Logger): CommunicatorShape => {
   if (!log.isLevelEnabled("debug")) return inner
+  // once a job: a rank's communicator
   return {
     ...inner,
     issue: (group, request) =>

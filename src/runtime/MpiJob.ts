@@ -125,6 +125,7 @@ export const drive = (session: Session, spec: JobSpec, data: DataPath = "mpi"): 
     })
     const message: Control = { t: "job", job, world: session.size, host, timeoutMs, data, hostChecks }
     sendAll(session, message)
+    // once a job: rank 0's job message
     const { transport, program } = runRank(session, { ...message, host: structuredClone(host) }, (event) => deliver(0, event))
     const own: Fiber.Fiber<unknown, unknown> = yield* Effect.forkChild(
       program.pipe(

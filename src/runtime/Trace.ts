@@ -34,13 +34,20 @@ export interface Span {
  * A span made on this thread, moved onto the clock shared by all threads (epoch ms).
  * @category mapping
  */
-export const toSharedClock = (span: Span): Span => ({ ...span, start: performance.timeOrigin + span.start, end: performance.timeOrigin + span.end })
+export const toSharedClock = (span: Span): Span => ({
+  rank: span.rank,
+  name: span.name,
+  category: span.category,
+  start: performance.timeOrigin + span.start,
+  end: performance.timeOrigin + span.end,
+})
 
 /**
  * A communicator that records a span for every collective of `rank`, from issue to
  * completion (times on this thread's clock).
  * @category constructors
  */
+// once a job: a rank's communicator
 export const traced = (rank: number, inner: CommunicatorShape, record: (span: Span) => void): CommunicatorShape => ({
   ...inner,
   issue: (group, request) =>

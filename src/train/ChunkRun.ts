@@ -82,46 +82,50 @@ export interface ChunkInput {
  * what it sends on and its backward.
  * @category combinators
  */
-export const forward = (c: ChunkInput) =>
-  Effect.gen(function* () {
-    const bf16 = c.precision === "bf16"
-    const tape = Tape.make({ name: `rank ${c.rank} mb ${c.microBatch} chunk ${c.chunk}`, precision: bf16 ? "bf16" : "fp32" })
-    const cache = new Map<string, Tensor.Tensor>()
-    const param = (name: string) => {
-      const hit = cache.get(name)
-      if (hit !== undefined) return hit
-      const held = c.params.get(name)
-      if (held === undefined) throw new Error(`rank ${c.rank} does not hold parameter ${name}`)
-      // The leaf's gradients go straight into the shard's accumulator (GradAccumulator).
-      const leaf = StableWeights.mark(
-        tape.parameter(
-          deviceCopy(c, held, () => (bf16 ? bf16Copy(c.bf16Copies, held) : held.value)),
-          c.deviceGrads?.(held) ?? held.grad,
-        ),
-        c.generation ?? 0,
-      )
-      cache.set(name, leaf)
-      return leaf
-    }
-    const since = StorageRecycler.serial()
-    const input = c.received === undefined ? undefined : tape.parameter(c.device === undefined ? c.received : to(c.received, c.device))
-    const out = yield* Stage.forward(c.context(param), [c.layers.start, c.layers.end], input, c.data, c.isFirst, c.isLast)
-    const backward = (outputGradient: Tensor.Tensor | undefined) =>
-      Effect.gen(function* () {
-        // What the next stage sent comes over to this chunk's device.
-        const root = rootOf(out, outputGradient === undefined || c.device === undefined ? outputGradient : to(outputGradient, c.device))
-        if (root === undefined) return yield* Effect.die(new Error(`rank ${c.rank}: backward of mb ${c.microBatch} chunk ${c.chunk} has neither a loss nor an output gradient`))
-        const nodes = tape.recorded()
-        yield* tape.backwardEffect(root)
-        // The forward's activations are dead now: their storage serves the next micro-batch.
-        ActivationRelease.release(nodes, since, [out.hidden?.tensor, out.loss, out.aux, root])
-        return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype, device: input.device }))
-      })
-    // NOTE: the activation leaves without its tape (same storage); the receiver starts its own.
-    const output = out.hidden === undefined ? undefined : TensorLayout.attach(Tensor.detach(out.hidden.tensor), out.hidden.layout)
-    // What the tape keeps for the backward (RankMemory's activation peak).
-    return { out, forwarded: { output, backward } satisfies Interpreter.Forwarded<unknown, never>, keptBytes: tape.savedBytes() }
-  })
+export const forward = (c: ChunkInput) => Effect.gen(() => forwardSteps(c))
+
+/** forward's body, a generator function defined once , not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* forwardSteps(c: ChunkInput) {
+  const bf16 = c.precision === "bf16"
+  const tape = Tape.make({ name: `rank ${c.rank} mb ${c.microBatch} chunk ${c.chunk}`, precision: bf16 ? "bf16" : "fp32" })
+  const cache = new Map<string, Tensor.Tensor>()
+  const param = (name: string) => {
+    const hit = cache.get(name)
+    if (hit !== undefined) return hit
+    const held = c.params.get(name)
+    if (held === undefined) throw new Error(`rank ${c.rank} does not hold parameter ${name}`)
+    // The leaf's gradients go straight into the shard's accumulator (GradAccumulator).
+    const leaf = StableWeights.mark(
+      tape.parameter(
+        deviceCopy(c, held, () => (bf16 ? bf16Copy(c.bf16Copies, held) : held.value)),
+        c.deviceGrads?.(held) ?? held.grad,
+      ),
+      c.generation ?? 0,
+    )
+    cache.set(name, leaf)
+    return leaf
+  }
+  const since = StorageRecycler.serial()
+  const input = c.received === undefined ? undefined : tape.parameter(c.device === undefined ? c.received : to(c.received, c.device))
+  const out = yield* Stage.forward(c.context(param), [c.layers.start, c.layers.end], input, c.data, c.isFirst, c.isLast)
+  const backward = (outputGradient: Tensor.Tensor | undefined) => Effect.gen(() => backwardSteps(c, tape, out, input, since, outputGradient))
+  // NOTE: the activation leaves without its tape (same storage); the receiver starts its own.
+  const output = out.hidden === undefined ? undefined : TensorLayout.attach(Tensor.detach(out.hidden.tensor), out.hidden.layout)
+  // What the tape keeps for the backward (RankMemory's activation peak).
+  return { out, forwarded: { output, backward } satisfies Interpreter.Forwarded<unknown, never>, keptBytes: tape.savedBytes() }
+}
+
+/** A chunk's backward: its steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* backwardSteps(c: ChunkInput, tape: Tape.Tape, out: Mixtral.ChunkOutput, input: Tensor.Tensor | undefined, since: number, outputGradient: Tensor.Tensor | undefined) {
+  // What the next stage sent comes over to this chunk's device.
+  const root = rootOf(out, outputGradient === undefined || c.device === undefined ? outputGradient : to(outputGradient, c.device))
+  if (root === undefined) return yield* Effect.die(new Error(`rank ${c.rank}: backward of mb ${c.microBatch} chunk ${c.chunk} has neither a loss nor an output gradient`))
+  const nodes = tape.recorded()
+  yield* tape.backwardEffect(root)
+  // The forward's activations are dead now: their storage serves the next micro-batch.
+  ActivationRelease.release(nodes, since, [out.hidden?.tensor, out.loss, out.aux, root])
+  return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype, device: input.device }))
+}
 
 /** The bf16 copy of a shard for this step: the step's shared one, made on first use. */
 const bf16Copy = (copies: Map<RankParams.Held, Tensor.Tensor> | undefined, held: RankParams.Held): Tensor.Tensor => stepCopy(copies, held, () => copyToBf16(held.value))

@@ -140,66 +140,78 @@ const book = <E, R>(m: Machine<E, R>, kind: keyof Times, name: string, started: 
   m.program.span?.(name, started)
 }
 
-const recvForward = <E, R>(m: Machine<E, R>, a: Of<"recvForward">, started: number) =>
-  Effect.gen(function* () {
-    if (stateOf(m, a) !== undefined) return yield* unexpected(m, a, "with nothing in flight")
-    if (m.program.isFirst(a.chunk)) return yield* refuse(m, a, "the first stage receives no activations")
-    const input = yield* Link.recv(yield* linkOf(m, a), a.microBatch)
-    set(m, a, { _tag: "received", input })
-    book(m, "waitMs", `wait activation mb ${a.microBatch}`, started)
-  })
+const recvForward = <E, R>(m: Machine<E, R>, a: Of<"recvForward">, started: number) => Effect.gen(() => recvForwardSteps(m, a, started))
 
-const forward = <E, R>(m: Machine<E, R>, a: Of<"forward">, started: number) =>
-  Effect.gen(function* () {
-    const s = stateOf(m, a)
-    const first = m.program.isFirst(a.chunk)
-    if (first ? s !== undefined : s?._tag !== "received") return yield* unexpected(m, a, first ? "with nothing in flight" : "with its input received")
-    const ran = yield* m.program.forward(a.microBatch, a.chunk, s?._tag === "received" ? s.input : undefined)
-    set(m, a, m.program.forwardOnly === true && m.program.isLast(a.chunk) ? undefined : { _tag: "forwarded", run: ran, sent: false })
-    book(m, "forwardMs", `forward mb ${a.microBatch} chunk ${a.chunk}`, started)
-  })
+/** recvForward's body, a generator function defined once , not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* recvForwardSteps<E, R>(m: Machine<E, R>, a: Of<"recvForward">, started: number) {
+  if (stateOf(m, a) !== undefined) return yield* unexpected(m, a, "with nothing in flight")
+  if (m.program.isFirst(a.chunk)) return yield* refuse(m, a, "the first stage receives no activations")
+  const input = yield* Link.recv(yield* linkOf(m, a), a.microBatch)
+  set(m, a, { _tag: "received", input })
+  book(m, "waitMs", `wait activation mb ${a.microBatch}`, started)
+}
 
-const sendForward = <E, R>(m: Machine<E, R>, a: Of<"sendForward">) =>
-  Effect.gen(function* () {
-    const s = stateOf(m, a)
-    if (m.program.isLast(a.chunk)) return yield* refuse(m, a, "the last stage sends no activation")
-    if (s?._tag !== "forwarded" || s.sent) return yield* unexpected(m, a, "forwarded and not yet sent")
-    if (s.run.output === undefined) return yield* refuse(m, a, "its forward gave no activation to send")
-    yield* Link.send(yield* linkOf(m, a), s.run.output, a.microBatch)
-    set(m, a, m.program.forwardOnly === true ? undefined : { ...s, sent: true })
-  })
+const forward = <E, R>(m: Machine<E, R>, a: Of<"forward">, started: number) => Effect.gen(() => forwardSteps(m, a, started))
 
-const recvBackward = <E, R>(m: Machine<E, R>, a: Of<"recvBackward">, started: number) =>
-  Effect.gen(function* () {
-    const s = stateOf(m, a)
-    if (m.program.isLast(a.chunk)) return yield* refuse(m, a, "the last stage receives no gradient")
-    if (s?._tag !== "forwarded" || !s.sent) return yield* unexpected(m, a, "forwarded and sent")
-    const outputGradient = yield* Link.recv(yield* linkOf(m, a), a.microBatch)
-    set(m, a, { _tag: "gradientReceived", run: s.run, outputGradient })
-    book(m, "waitMs", `wait gradient mb ${a.microBatch}`, started)
-  })
+/** forward's body, a generator function defined once , not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* forwardSteps<E, R>(m: Machine<E, R>, a: Of<"forward">, started: number) {
+  const s = stateOf(m, a)
+  const first = m.program.isFirst(a.chunk)
+  if (first ? s !== undefined : s?._tag !== "received") return yield* unexpected(m, a, first ? "with nothing in flight" : "with its input received")
+  const ran = yield* m.program.forward(a.microBatch, a.chunk, s?._tag === "received" ? s.input : undefined)
+  set(m, a, m.program.forwardOnly === true && m.program.isLast(a.chunk) ? undefined : { _tag: "forwarded", run: ran, sent: false })
+  book(m, "forwardMs", `forward mb ${a.microBatch} chunk ${a.chunk}`, started)
+}
 
-const backward = <E, R>(m: Machine<E, R>, a: Of<"backward">, started: number) =>
-  Effect.gen(function* () {
-    const s = stateOf(m, a)
-    const last = m.program.isLast(a.chunk)
-    const ready = s?._tag === "gradientReceived" || (last && s?._tag === "forwarded") ? s : undefined
-    if (ready === undefined) return yield* unexpected(m, a, last ? "forwarded (the last stage needs no gradient)" : "with its output gradient received")
-    const inputGradient = yield* ready.run.backward(ready._tag === "gradientReceived" ? ready.outputGradient : undefined)
-    if (m.program.isFirst(a.chunk)) set(m, a, undefined)
-    else if (inputGradient === undefined) return yield* refuse(m, a, "the backward of a stage after the first gave no input gradient")
-    else set(m, a, { _tag: "backwarded", inputGradient })
-    book(m, "backwardMs", `backward mb ${a.microBatch} chunk ${a.chunk}`, started)
-  })
+const sendForward = <E, R>(m: Machine<E, R>, a: Of<"sendForward">) => Effect.gen(() => sendForwardSteps(m, a))
 
-const sendBackward = <E, R>(m: Machine<E, R>, a: Of<"sendBackward">) =>
-  Effect.gen(function* () {
-    const s = stateOf(m, a)
-    if (m.program.isFirst(a.chunk)) return yield* refuse(m, a, "the first stage sends no gradient")
-    if (s?._tag !== "backwarded") return yield* unexpected(m, a, "backwarded")
-    yield* Link.send(yield* linkOf(m, a), s.inputGradient, a.microBatch)
-    set(m, a, undefined)
-  })
+/** sendForward's body, a generator function defined once , not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* sendForwardSteps<E, R>(m: Machine<E, R>, a: Of<"sendForward">) {
+  const s = stateOf(m, a)
+  if (m.program.isLast(a.chunk)) return yield* refuse(m, a, "the last stage sends no activation")
+  if (s?._tag !== "forwarded" || s.sent) return yield* unexpected(m, a, "forwarded and not yet sent")
+  if (s.run.output === undefined) return yield* refuse(m, a, "its forward gave no activation to send")
+  yield* Link.send(yield* linkOf(m, a), s.run.output, a.microBatch)
+  set(m, a, m.program.forwardOnly === true ? undefined : { _tag: "forwarded", run: s.run, sent: true })
+}
+
+const recvBackward = <E, R>(m: Machine<E, R>, a: Of<"recvBackward">, started: number) => Effect.gen(() => recvBackwardSteps(m, a, started))
+
+/** recvBackward's body, a generator function defined once , not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* recvBackwardSteps<E, R>(m: Machine<E, R>, a: Of<"recvBackward">, started: number) {
+  const s = stateOf(m, a)
+  if (m.program.isLast(a.chunk)) return yield* refuse(m, a, "the last stage receives no gradient")
+  if (s?._tag !== "forwarded" || !s.sent) return yield* unexpected(m, a, "forwarded and sent")
+  const outputGradient = yield* Link.recv(yield* linkOf(m, a), a.microBatch)
+  set(m, a, { _tag: "gradientReceived", run: s.run, outputGradient })
+  book(m, "waitMs", `wait gradient mb ${a.microBatch}`, started)
+}
+
+const backward = <E, R>(m: Machine<E, R>, a: Of<"backward">, started: number) => Effect.gen(() => backwardSteps(m, a, started))
+
+/** backward's body, a generator function defined once , not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* backwardSteps<E, R>(m: Machine<E, R>, a: Of<"backward">, started: number) {
+  const s = stateOf(m, a)
+  const last = m.program.isLast(a.chunk)
+  const ready = s?._tag === "gradientReceived" || (last && s?._tag === "forwarded") ? s : undefined
+  if (ready === undefined) return yield* unexpected(m, a, last ? "forwarded (the last stage needs no gradient)" : "with its output gradient received")
+  const inputGradient = yield* ready.run.backward(ready._tag === "gradientReceived" ? ready.outputGradient : undefined)
+  if (m.program.isFirst(a.chunk)) set(m, a, undefined)
+  else if (inputGradient === undefined) return yield* refuse(m, a, "the backward of a stage after the first gave no input gradient")
+  else set(m, a, { _tag: "backwarded", inputGradient })
+  book(m, "backwardMs", `backward mb ${a.microBatch} chunk ${a.chunk}`, started)
+}
+
+const sendBackward = <E, R>(m: Machine<E, R>, a: Of<"sendBackward">) => Effect.gen(() => sendBackwardSteps(m, a))
+
+/** sendBackward's body, a generator function defined once , not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* sendBackwardSteps<E, R>(m: Machine<E, R>, a: Of<"sendBackward">) {
+  const s = stateOf(m, a)
+  if (m.program.isFirst(a.chunk)) return yield* refuse(m, a, "the first stage sends no gradient")
+  if (s?._tag !== "backwarded") return yield* unexpected(m, a, "backwarded")
+  yield* Link.send(yield* linkOf(m, a), s.inputGradient, a.microBatch)
+  set(m, a, undefined)
+}
 
 const step = <E, R>(m: Machine<E, R>, a: A.Action) => {
   const started = performance.now()

@@ -193,6 +193,7 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
     const definition = yield* Effect.promise(() => ModelDefinition.load(setup.definition ?? BuiltinModels.defaultRef))
     const specs = definition.params(setup.model)
     // The reference is the replicated optimizer on one rank without recompute (the parallel run may shard its state or recompute).
+    // once a job: the reference trainer's setup
     const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false, recompute: "none" }, 0, [], definition)
     // Each step's snapshots, once every rank has reported it (ranks report in step order, so
     // steps complete in order).
@@ -315,5 +316,6 @@ export const verdict = (steps: ReadonlyArray<StepComparison>, dtype: DType.DType
   // NaN compares false: a NaN anywhere is a failure. A missing synchronisation shows first in
   // the gradient, then in the parameter it updates: the first failed kind names the culprit.
   const failed = kinds.filter((k) => !(v[k].error <= limit[k]))
+  // once a job: a verified step's verdict
   return { ...v, failed }
 }

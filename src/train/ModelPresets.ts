@@ -68,6 +68,7 @@ export const presets = {
     moe: {},
   },
   "mixtral-8x22b": { model: mixtral8x22b, moe: {} },
+  // once a job: a preset
   "mixtral-8x22b-g8t8": { model: { ...mixtral8x22b, experts: 64, topk: 8, moeFfn: 2048 }, moe: {} },
   "qwen2-57b-a14b": {
     model: {
@@ -162,6 +163,7 @@ export const scale = (m: ModelConfig.ModelConfig, factor: number): ModelConfig.M
   // At least 2 heads (tp 2) of dimension minHeadDim.
   const hidden = Math.max(2 * minHeadDim, roundUp(m.hidden / factor, widthQuantum))
   const heads = scaledHeads(m.heads, hidden)
+  // once a job: a preset scaled
   return {
     ...m,
     vocab: roundUp(m.vocab / factor, widthQuantum),
@@ -182,5 +184,6 @@ export const scale = (m: ModelConfig.ModelConfig, factor: number): ModelConfig.M
  */
 export const model = (name: Name, factor: number): ModelConfig.ModelConfig => {
   const preset: Preset = presets[name]
+  // once a job: a preset's settings
   return { ...scale(preset.model, factor), moe: { ...MoeSettings.defaults, ...preset.moe } }
 }

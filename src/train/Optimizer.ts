@@ -82,6 +82,7 @@ export interface OptimizerOverrides {
  */
 export const configure = (steps: number, o: OptimizerOverrides, hidden: number = referenceHidden): OptimizerConfig => {
   const base = defaults(steps, hidden)
+  // once a job: the optimizer's settings
   const c: OptimizerConfig = {
     ...base,
     lr: o.lr ?? base.lr,

@@ -26,11 +26,8 @@ export interface RankMemory {
   readonly peakActivationBytes: number
 }
 
-/**
- * The bytes of a rank's parameter shards and of their gradient accumulators.
- * @category mapping
- */
-export const ofParams = (params: ReadonlyMap<string, RankParams.Held>): { readonly parameterBytes: number; readonly gradientBytes: number } => {
+/** The bytes of a rank's parameter shards and of their gradient accumulators. */
+const ofParams = (params: ReadonlyMap<string, RankParams.Held>): { readonly parameterBytes: number; readonly gradientBytes: number } => {
   let parameterBytes = 0
   let gradientBytes = 0
   for (const held of params.values()) {
@@ -38,6 +35,15 @@ export const ofParams = (params: ReadonlyMap<string, RankParams.Held>): { readon
     gradientBytes += held.grad.byteLength
   }
   return { parameterBytes, gradientBytes }
+}
+
+/**
+ * The memory part of a step's report: the shards' bytes, then the optimizer's and the activation peak.
+ * @category mapping
+ */
+export const report = (params: ReadonlyMap<string, RankParams.Held>, optimizerStateBytes: number, peakActivationBytes: number) => {
+  const held = ofParams(params)
+  return { parameterBytes: held.parameterBytes, gradientBytes: held.gradientBytes, optimizerStateBytes, peakActivationBytes }
 }
 
 /**

@@ -150,22 +150,25 @@ export type Reduce = (held: ReadonlyArray<Held>, group: Group.Group) => Effect.E
 const hostBuckets =
   (dtype: DType.DType): Reduce =>
   (held, group) =>
-    Effect.gen(function* () {
-      if (held.length === 0 || group.ranks.length === 1) return
-      const total = held.reduce((a, h) => a + h.grad.length, 0)
-      const bucket = DType.allocate(dtype, total)
-      let offset = 0
-      for (const h of held) {
-        bucket.set(h.grad, offset)
-        offset += h.grad.length
-      }
-      const summed = yield* Comm.allReduce(group, Tensor.fromStorage(bucket, [1, total]))
-      offset = 0
-      for (const h of held) {
-        h.grad.set(summed.data.subarray(offset, offset + h.grad.length))
-        offset += h.grad.length
-      }
-    })
+    Effect.gen(() => hostBucketSteps(dtype, held, group))
+
+/** hostBuckets' steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* hostBucketSteps(dtype: DType.DType, held: ReadonlyArray<Held>, group: Group.Group) {
+  if (held.length === 0 || group.ranks.length === 1) return
+  const total = held.reduce((a, h) => a + h.grad.length, 0)
+  const bucket = DType.allocate(dtype, total)
+  let offset = 0
+  for (const h of held) {
+    bucket.set(h.grad, offset)
+    offset += h.grad.length
+  }
+  const summed = yield* Comm.allReduce(group, Tensor.fromStorage(bucket, [1, total]))
+  offset = 0
+  for (const h of held) {
+    h.grad.set(summed.data.subarray(offset, offset + h.grad.length))
+    offset += h.grad.length
+  }
+}
 
 /**
  * Sums the tied embedding's gradient over the embedding group (see the file header): both

@@ -241,58 +241,62 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       const stepStarted = performance.now()
       const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
 
-      /** A chunk's forward (ChunkRun), with its loss share and expert loads counted into the step. */
-      const forward = (microBatch: number, chunk: number, received: Tensor.Tensor | undefined) =>
-        Effect.gen(function* () {
-          // The chunk's parameters as the last step's all-gathers left them (DistributedOptimizer).
-          if (distributed !== undefined && zero === undefined) yield* DistributedOptimizer.settle(distributed, chunk)
-          const layers = chunks[chunk] as Partition.LayerRange
-          const stage = stageOf(chunk)
-          const data = Data.microBatch({
-            seed: setup.seed,
-            step: k,
-            dpRank: place.dp,
-            index: microBatch,
-            microBatch: batch.microBatch,
-            microBatches,
-            globalBatch: batch.globalBatch,
-            seq: model.seq,
-            vocab: model.vocab,
-          })
-          const { out, forwarded, keptBytes } = yield* ChunkRun.forward({
-            rank,
-            microBatch,
-            chunk,
-            layers,
-            isFirst: stage === 0,
-            isLast: stage === lastStage,
-            params,
-            context: ctxOf,
-            data,
-            received,
-            precision: setup.precision,
-            bf16Copies,
-            device,
-            deviceCopies,
-            deviceGrads: deviceGradOf,
-            generation,
-          })
-          const moeLayers = MoeStats.moeLayersOf(model, layers.start, layers.end)
-          moeStats.add(moeLayers, out.moeStats)
-          out.expertRows.forEach((rows, i) => {
-            const layer = moeLayers[i] as number
-            const acc = expertRows.get(layer) ?? new Array<number>(rows.length).fill(0)
-            expertRows.set(
-              layer,
-              acc.map((v, e) => v + (rows[e] as number)),
-            )
-          })
-          // The losses' values come down without blocking (a device's sums of them included).
-          if (out.loss !== undefined && place.tp === 0) lossShare += (yield* hostValues(out.loss))[0] as number
-          lossShare += (yield* hostValues(out.aux))[0] as number
-          activations.keep(keptBytes)
-          return { ...forwarded, backward: (g: Tensor.Tensor | undefined) => Effect.tap(forwarded.backward(g), () => Effect.sync(() => activations.release(keptBytes))) }
+      /**
+       * A chunk's forward (ChunkRun), with its loss share and expert loads counted into the step.
+       * Its generator function is made once a step, not once a run (bench/README.md, train suite,
+       * twenty-sixth session: Effect.gen).
+       */
+      function* forwardSteps(microBatch: number, chunk: number, received: Tensor.Tensor | undefined) {
+        // The chunk's parameters as the last step's all-gathers left them (DistributedOptimizer).
+        if (distributed !== undefined && zero === undefined) yield* DistributedOptimizer.settle(distributed, chunk)
+        const layers = chunks[chunk] as Partition.LayerRange
+        const stage = stageOf(chunk)
+        const data = Data.microBatch({
+          seed: setup.seed,
+          step: k,
+          dpRank: place.dp,
+          index: microBatch,
+          microBatch: batch.microBatch,
+          microBatches,
+          globalBatch: batch.globalBatch,
+          seq: model.seq,
+          vocab: model.vocab,
         })
+        const { out, forwarded, keptBytes } = yield* ChunkRun.forward({
+          rank,
+          microBatch,
+          chunk,
+          layers,
+          isFirst: stage === 0,
+          isLast: stage === lastStage,
+          params,
+          context: ctxOf,
+          data,
+          received,
+          precision: setup.precision,
+          bf16Copies,
+          device,
+          deviceCopies,
+          deviceGrads: deviceGradOf,
+          generation,
+        })
+        const moeLayers = MoeStats.moeLayersOf(model, layers.start, layers.end)
+        moeStats.add(moeLayers, out.moeStats)
+        out.expertRows.forEach((rows, i) => {
+          const layer = moeLayers[i] as number
+          const acc = expertRows.get(layer) ?? new Array<number>(rows.length).fill(0)
+          expertRows.set(
+            layer,
+            acc.map((v, e) => v + (rows[e] as number)),
+          )
+        })
+        // The losses' values come down without blocking (a device's sums of them included).
+        if (out.loss !== undefined && place.tp === 0) lossShare += (yield* hostValues(out.loss))[0] as number
+        lossShare += (yield* hostValues(out.aux))[0] as number
+        activations.keep(keptBytes)
+        return { output: forwarded.output, backward: (g: Tensor.Tensor | undefined) => Effect.tap(forwarded.backward(g), () => Effect.sync(() => activations.release(keptBytes))) }
+      }
+      const forward = (microBatch: number, chunk: number, received: Tensor.Tensor | undefined) => Effect.gen(() => forwardSteps(microBatch, chunk, received))
 
       const times = yield* Interpreter.run(actions, {
         pp: place.pp,
@@ -372,7 +376,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         moeStats: moeStats.result(),
         ...times,
         optimizerStateBytes,
-        memory: { ...RankMemory.ofParams(params), optimizerStateBytes, peakActivationBytes: activations.peak },
+        memory: RankMemory.report(params, optimizerStateBytes, activations.peak),
         ...StepReportModule.devicePart(deviceRuntime, deviceBefore),
       } satisfies StepReport
     })

@@ -223,10 +223,12 @@ const publisher = (setup: RankTrainer.TrainSetup, options: RunOptions, planned: 
     // Ranks of one pipeline stage hold the same biases: any of them gives its layers'.
     const biases = got.filter((e) => e.expertBias !== undefined)
     const expertBias = biases.length === 0 ? {} : { expertBias: Object.assign({}, ...biases.map((e) => e.expertBias)) }
+    // once a job: a checkpoint's manifest
     const outcome = SaveFallback.publish(plan, got, JSON.stringify({ ...manifestOf(setup, plan.step), checksums, ...expertBias }, null, 2))
     const failure = { step: plan.step, planned: plan.dir, fallback: plan.fallback }
     if (outcome._tag === "Lost") {
       const latest = last ?? intactIn(options.save) ?? intactIn(options.resume)
+      // once a job: a failed save's report
       return hand({ _tag: "SaveFailed", failure: { ...failure, reason: outcome.reason, fallbackReason: outcome.fallbackReason, latest } })
     }
     const home = outcome._tag === "Planned" ? plan.dir : plan.fallback
@@ -241,6 +243,7 @@ const publisher = (setup: RankTrainer.TrainSetup, options: RunOptions, planned: 
         path.dirname(plan.fallback),
         planned.map((p) => p.fallback),
       )
+      // once a job: a failed save's report
       hand({ _tag: "SaveFailed", failure: { ...failure, reason: outcome.reason, fallbackReason: undefined, latest: last } })
     }
     hand({ _tag: "Saved", step: plan.step, dir: home })
@@ -354,6 +357,7 @@ export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.
 /** The model as a manifest records it (every setting; the shared-expert keys only when set). */
 const modelRecord = (m: RankTrainer.TrainSetup["model"]): Checkpoint.Manifest["model"] => {
   const { sharedExpertFfn, sharedExpertGate, ...rest } = m
+  // once a job: the run record's model
   return { ...rest, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
 }
 
@@ -365,6 +369,7 @@ const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Omit<Checkpoin
     seed: setup.seed,
     dtype: setup.dtype,
     world: setup.parallel.world,
+    // once a job: the run record's mapping
     mapping: { ...s, vpp: setup.parallel.vpp ?? null, order: setup.parallel.order.written.join("-") },
     model: modelRecord(setup.model),
     batch: setup.batch,

@@ -56,8 +56,9 @@ export const handsOverEarly = (checks: HostChecks, signature: Collective.Signatu
 export const assumed = (group: Group.Group, signature: Collective.Signature, local: number): ReadonlyArray<Collective.Signature> =>
   group.ranks.map((rank, p) => {
     const received = signature.recvSplits
-    if (signature.op !== "allToAllV" || received === undefined || p === local) return { ...signature, rank }
-    return { ...signature, rank, sendSplits: group.ranks.map((_, q) => (q === local ? (received[p] as number) : 0)) }
+    // Object.assign keeps one hidden class where `{ ...signature, rank }` makes one a call (scripts/check-spreads.mjs).
+    if (signature.op !== "allToAllV" || received === undefined || p === local) return Object.assign({}, signature, { rank })
+    return Object.assign({}, signature, { rank, sendSplits: group.ranks.map((_, q) => (q === local ? (received[p] as number) : 0)) })
   })
 
 /**

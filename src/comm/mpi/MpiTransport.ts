@@ -164,7 +164,7 @@ export const make = (
       const verdict = Header.tooManyDims(t.shape) ? undefined : Verdict.judge(group, task.seq, [signature], [buffer])
       if (verdict !== undefined) return settle(task, Effect.fail(verdict(rank)))
       // A device-resident contribution that comes back as it is stays on its device (a copy there).
-      if (t.isResident && request.out === undefined && Device.isAccelerator(t.device) && Alone.keepsItsRows({ ...request, shape: t.shape })) {
+      if (t.isResident && request.out === undefined && Device.isAccelerator(t.device) && Alone.keepsItsRows({ shape: t.shape, ...request })) {
         const runtime = runtimeOf(t.device)
         const copy = runtime.allocate(t.dtype, t.size)
         runtime.kernels.copy(t.deviceArray(runtime), copy)

@@ -221,7 +221,7 @@ export class GroupStream {
     const detail = `waited ${this.#context.timeoutMs} ms for the members to finish reading collective #${op.seq - slots} of this group (one of them is stuck or gone)`
     const e = this.#errorOf(op, "Timeout", [], detail)
     this.broken = e
-    for (const later of [...this.ops]) if (later.stage === "queued") this.#fail(later, CommError.make({ ...CommError.fields(e), seq: later.seq, op: later.signature.op }))
+    for (const later of [...this.ops]) if (later.stage === "queued") this.#fail(later, CommError.forOp(e, later.seq, later.signature.op))
   }
 
   /** Reads every member's part and computes this rank's output (once the peers' buffers are known). */

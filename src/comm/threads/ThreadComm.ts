@@ -232,7 +232,7 @@ export class ThreadComm {
     const s = this.#stream(group, me)
     if (s.broken !== undefined) {
       if (op.chunk !== undefined) Chunks.clear(op.chunk)
-      return Effect.fail(CommError.make({ ...CommError.fields(s.broken), seq, op: request.op }))
+      return Effect.fail(CommError.forOp(s.broken, seq, request.op))
     }
     s.ops.push(op)
     this.#pump()

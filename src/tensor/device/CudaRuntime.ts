@@ -74,7 +74,7 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
     matmul: (p) =>
       allF32(p.a, p.b, p.out)
         ? a.matmul(handle(p.a), handle(p.b), handle(p.out), p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.accumulate)
-        : viaHost([p.a, p.b, p.out], ([x, y, out]) => host(p.a).matmul({ ...p, a: x as DType.Storage, b: y as DType.Storage, out: out as DType.Storage })),
+        : viaHost([p.a, p.b, p.out], ([x, y, out]) => host(p.a).matmul(Kernels.onOperands(p, x as DType.Storage, y as DType.Storage, out as DType.Storage))),
     gatherRows: (src, index, out, cols) =>
       allF32(src, out)
         ? a.gatherRows(handle(src), index, handle(out), cols)
@@ -206,7 +206,7 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
     groupedWeights: (x, c, out, rows, m, n, accumulate) =>
       allF32(x, c, out) ? a.groupedWeights(handle(x), handle(c), handle(out), rows, m, n, accumulate, true) : kernels.groupedWeights(x, c, out, rows, m, n, accumulate),
   }
-  return { ...kernels, bf16Products }
+  return { bf16Products, ...kernels }
 }
 
 let made: { readonly runtime: DeviceRuntime } | { readonly why: string } | undefined

@@ -50,7 +50,7 @@ const host = (x: DeviceArray) => Kernels.forDType(x.dtype, reference)
 
 const kernels: DeviceKernels = {
   name: "sim",
-  matmul: (p) => host(p.a).matmul({ ...p, a: values(p.a), b: values(p.b), out: values(p.out) }),
+  matmul: (p) => host(p.a).matmul(Kernels.onOperands(p, values(p.a), values(p.b), values(p.out))),
   groupedRows: (a, b, out, rows, k, n, transB) => host(a).groupedRows(values(a), values(b), values(out), rows, k, n, transB),
   groupedWeights: (a, c, out, rows, m, n, accumulate) => host(a).groupedWeights(values(a), values(c), values(out), rows, m, n, accumulate),
   gatherRows: (src, index, out, cols) => host(src).gatherRows(values(src), index, values(out), cols),
@@ -91,17 +91,16 @@ const kernels: DeviceKernels = {
   },
   // The host's choice of bf16 products, on this device's arrays: the host's bits.
   bf16Products: {
-    matmul: (p) => Bf16Matmul.hostProducts().matmul({ ...p, a: values(p.a), b: values(p.b), out: values(p.out) }),
+    matmul: (p) => Bf16Matmul.hostProducts().matmul(Kernels.onOperands(p, values(p.a), values(p.b), values(p.out))),
     groupedRows: (a, b, out, rows, k, n, transB) => Bf16Matmul.hostProducts().groupedRows(values(a), values(b), values(out), rows, k, n, transB),
     groupedWeights: (a, c, out, rows, m, n, accumulate) => Bf16Matmul.hostProducts().groupedWeights(values(a), values(c), values(out), rows, m, n, accumulate),
   },
   sumSquares: (x, out, at) => {
     f64(out)[at] = sumSquares(values(x))
   },
-  attention: (p) => Cpu.attention({ ...p, q: f32(p.q), k: f32(p.k), v: f32(p.v), out: f32(p.out), lse: f64(p.lse) }),
+  attention: (p) => Cpu.attention({ q: f32(p.q), k: f32(p.k), v: f32(p.v), out: f32(p.out), lse: f64(p.lse), ...Cpu.attentionShape(p) }),
   attentionBackward: (p) =>
     Cpu.attentionBackward({
-      ...p,
       q: f32(p.q),
       k: f32(p.k),
       v: f32(p.v),
@@ -111,6 +110,7 @@ const kernels: DeviceKernels = {
       gradQ: f32(p.gradQ),
       gradK: f32(p.gradK),
       gradV: f32(p.gradV),
+      ...Cpu.attentionShape(p),
     }),
 }
 
@@ -163,7 +163,7 @@ const make = (index: number): DeviceRuntime => {
     inPlace: (array) => ({ memory: "host", data: values(array) }),
     kernels,
     transfers,
-    memory: () => ({ ...use, reservedBytes: use.allocatedBytes }),
+    memory: () => ({ allocatedBytes: use.allocatedBytes, peakAllocatedBytes: use.peakAllocatedBytes, reservedBytes: use.allocatedBytes }),
   }
   return runtime
 }

@@ -221,12 +221,12 @@ const nativeAttention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, l
   // From DType (slabs and the recycler, which take them back once dead), not new ArrayBuffers.
   const out = DType.allocateUninitialized("float32", l.b * l.sq * l.hq * l.dv) as Float32Array
   const lse = DType.allocateUninitialized("float64", l.b * l.hq * l.sq) as Float64Array
-  Cpu.attention({ ...shape, q: f32(q), k: f32(k), v: f32(v), out, lse })
+  Cpu.attention({ q: f32(q), k: f32(k), v: f32(v), out, lse, ...shape })
   return Autograd.result("attention", [q, k, v], out, [l.b, l.sq, l.hq, l.dv], (g) => {
     const gradQ = DType.allocate("float32", q.size) as Float32Array
     const gradK = DType.allocate("float32", k.size) as Float32Array
     const gradV = DType.allocate("float32", v.size) as Float32Array
-    Cpu.attentionBackward({ ...shape, q: f32(q), k: f32(k), v: f32(v), out, gradOut: f32(g), lse, gradQ, gradK, gradV })
+    Cpu.attentionBackward({ q: f32(q), k: f32(k), v: f32(v), out, gradOut: f32(g), lse, gradQ, gradK, gradV, ...shape })
     const wrap = (t: Tensor.Tensor, data: Float32Array) => (t.requiresGrad ? Tensor.fromStorage(data, t.shape, { device: g.device }) : undefined)
     return [wrap(q, gradQ), wrap(k, gradK), wrap(v, gradV)]
   })
@@ -253,10 +253,10 @@ const deviceAttention = (place: Place.Place, q: Tensor.Tensor, k: Tensor.Tensor,
   const out = rt.allocate("float32", l.b * l.sq * l.hq * l.dv)
   const lse = rt.allocate("float64", l.b * l.hq * l.sq)
   const operands = { q: q.deviceArray(rt), k: k.deviceArray(rt), v: v.deviceArray(rt) }
-  rt.kernels.attention({ ...shape, ...operands, out, lse })
+  rt.kernels.attention({ out, lse, ...shape, ...operands })
   return Autograd.result("attention", [q, k, v], out, [l.b, l.sq, l.hq, l.dv], (g) => {
     const grads = { gradQ: rt.zeros("float32", q.size), gradK: rt.zeros("float32", k.size), gradV: rt.zeros("float32", v.size) }
-    rt.kernels.attentionBackward({ ...shape, ...operands, out, lse, gradOut: g.deviceArray(rt), ...grads })
+    rt.kernels.attentionBackward({ out, lse, gradOut: g.deviceArray(rt), ...shape, ...operands, ...grads })
     const wrap = (t: Tensor.Tensor, data: DeviceArray) => (t.requiresGrad ? Place.tensor(data, t.shape, g.device) : undefined)
     return [wrap(q, grads.gradQ), wrap(k, grads.gradK), wrap(v, grads.gradV)]
   })

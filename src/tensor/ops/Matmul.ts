@@ -45,6 +45,17 @@ interface Layout {
   readonly strideB: number
 }
 
+/** A layout with its fields written out (no `{ ...l, m }`: scripts/check-spreads.mjs). */
+const shaped = (batchShape: ReadonlyArray<number>, batch: number, m: number, n: number, k: number, strideA: number, strideB: number): Layout => ({
+  batchShape,
+  batch,
+  m,
+  n,
+  k,
+  strideA,
+  strideB,
+})
+
 const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boolean): Layout => {
   const fail = (why: string) =>
     TensorError.shape("matmul", `${why}: a ${TensorError.formatShape(a.shape)}${transA ? "^T" : ""} x b ${TensorError.formatShape(b.shape)}${transB ? "^T" : ""}`)
@@ -64,15 +75,7 @@ const layout = (a: Tensor.Tensor, b: Tensor.Tensor, transA: boolean, transB: boo
   }
   const batchShape = aBatch.length > 0 ? aBatch : bBatch
   const batch = Tensor.sizeOf(batchShape)
-  return {
-    batchShape,
-    batch,
-    m,
-    n,
-    k,
-    strideA: aBatch.length > 0 ? m * k : 0,
-    strideB: bBatch.length > 0 ? k * n : 0,
-  }
+  return shaped(batchShape, batch, m, n, k, aBatch.length > 0 ? m * k : 0, bBatch.length > 0 ? k * n : 0)
 }
 
 /**
@@ -100,7 +103,7 @@ const run = (
   const here = into !== undefined && (place.runtime === undefined) === !isDeviceArray(into)
   if (into !== undefined && here && bf16 === undefined && dtype === "float32" && transA && !transB && l.batch === 1 && GradAccumulator.defers(into, l.m, l.n, l.k)) {
     GradAccumulator.deferProduct(into, a as Float32Array | DeviceArray, b as Float32Array | DeviceArray, l.m, l.n, l.k, (da, db, out, k, accumulate) =>
-      kernels.matmul(gemmArgs(da, db, out, { ...l, k, strideA: 0, strideB: 0 }, true, false, accumulate)),
+      kernels.matmul(gemmArgs(da, db, out, shaped(l.batchShape, l.batch, l.m, l.n, k, 0, 0), true, false, accumulate)),
     )
     return into
   }
@@ -202,9 +205,7 @@ const record = (place: Place.Place, a: Tensor.Tensor, b: Tensor.Tensor, l: Layou
     let ga: Tensor.Tensor | undefined
     let gb: Tensor.Tensor | undefined
     if (a.requiresGrad) {
-      const gl: Layout = transA
-        ? { ...l, m: l.k, n: l.m, k: l.n, strideA: l.strideB, strideB: l.m * l.n }
-        : { ...l, m: l.m, n: l.k, k: l.n, strideA: l.m * l.n, strideB: l.strideB }
+      const gl: Layout = transA ? shaped(l.batchShape, l.batch, l.k, l.m, l.n, l.strideB, l.m * l.n) : shaped(l.batchShape, l.batch, l.m, l.k, l.n, l.m * l.n, l.strideB)
       const raw = transA
         ? run(place, place.operand(b), g.data, dtype, gl, transB, true, kernel)
         : run(place, g.data, place.operand(b), dtype, gl, false, !transB, kernel, undefined, StableWeights.generationOf(b))
@@ -215,10 +216,10 @@ const record = (place: Place.Place, a: Tensor.Tensor, b: Tensor.Tensor, l: Layou
       // weight shared by a batch of plain a takes one product over all the batch's rows.
       const accumulator = GradAccumulator.of(b)
       const into = accumulator !== undefined && (l.batch === 1 || (l.strideB === 0 && l.strideA !== 0 && !transA)) ? accumulator : undefined
-      const lb: Layout = into !== undefined && l.batch > 1 ? { ...l, batch: 1, m: l.batch * l.m, strideA: 0, strideB: 0 } : l
+      const lb: Layout = into !== undefined && l.batch > 1 ? shaped(l.batchShape, 1, l.batch * l.m, l.n, l.k, 0, 0) : l
       const gl: Layout = transB
-        ? { ...lb, m: lb.n, n: lb.k, k: lb.m, strideA: lb.m * lb.n, strideB: lb.strideA }
-        : { ...lb, m: lb.k, n: lb.n, k: lb.m, strideA: lb.strideA, strideB: lb.m * lb.n }
+        ? shaped(lb.batchShape, lb.batch, lb.n, lb.k, lb.m, lb.m * lb.n, lb.strideA)
+        : shaped(lb.batchShape, lb.batch, lb.k, lb.n, lb.m, lb.strideA, lb.m * lb.n)
       const raw = transB
         ? run(place, g.data, place.operand(a), dtype, gl, true, transA, kernel, into)
         : run(place, place.operand(a), g.data, dtype, gl, !transA, false, kernel, into)
