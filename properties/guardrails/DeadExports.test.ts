@@ -1,33 +1,13 @@
 // scripts/dead-exports.mjs on small planted trees: it reports exactly the exports no other file
 // names, and it follows the ways this codebase names them (named imports, namespace members,
 // barrels with `export * as`, import types, worker entry points named by URL).
-import { spawnSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import path from "node:path"
-import { fileURLToPath } from "node:url"
-import { afterEach, describe, expect, test } from "vitest"
+import { describe, expect, test } from "vitest"
+import { removeTreesAfterEach, runOnTree } from "./PlantedTree.js"
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
-const script = path.join(repo, "scripts", "dead-exports.mjs")
+removeTreesAfterEach()
 
-const trees: Array<string> = []
-afterEach(() => {
-  for (const root of trees.splice(0)) rmSync(root, { recursive: true, force: true })
-})
-
-/** A tree made of `files` (path relative to the root -> text); returns the script's verdict. */
-const deadIn = (files: Record<string, string>) => {
-  const root = mkdtempSync(path.join(tmpdir(), "pleat-dead-"))
-  trees.push(root)
-  for (const [rel, text] of Object.entries(files)) {
-    mkdirSync(path.dirname(path.join(root, rel)), { recursive: true })
-    writeFileSync(path.join(root, rel), text)
-  }
-  const result = spawnSync(process.execPath, [script, root], { encoding: "utf8", timeout: 60_000 })
-  const lines = result.stdout.split("\n").filter((l) => l.startsWith("src/"))
-  return { status: result.status, lines }
-}
+/** The script's verdict on a tree made of `files` (path relative to the root -> text). */
+const deadIn = (files: Record<string, string>) => runOnTree("dead-exports.mjs", files)
 
 describe("dead-exports", () => {
   test("named and namespace uses make an export live; an export used only in its own file is dead", () => {

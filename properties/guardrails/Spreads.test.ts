@@ -3,34 +3,17 @@
 // mark, and leaves the once-a-job folders alone. And the engine fact it rests on: the forms it
 // asks for keep one hidden class, where (on Node 20) the form it refuses makes one a call.
 import { spawnSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
 import path from "node:path"
-import { fileURLToPath } from "node:url"
-import { afterEach, describe, expect, test } from "vitest"
+import { describe, expect, test } from "vitest"
+import { removeTreesAfterEach, repo, runOnTree } from "./PlantedTree.js"
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const script = path.join(repo, "scripts", "check-spreads.mjs")
+removeTreesAfterEach()
 
-const trees: Array<string> = []
-afterEach(() => {
-  for (const root of trees.splice(0)) rmSync(root, { recursive: true, force: true })
-})
-
-/** A tree made of `files` (path relative to the root -> text); returns the script's verdict. */
+/** The script's verdict on a tree made of `files`: its status and the places it names (file:line). */
 const spreadsIn = (files: Record<string, string>) => {
-  const root = mkdtempSync(path.join(tmpdir(), "pleat-spreads-"))
-  trees.push(root)
-  for (const [rel, text] of Object.entries(files)) {
-    mkdirSync(path.dirname(path.join(root, rel)), { recursive: true })
-    writeFileSync(path.join(root, rel), text)
-  }
-  const result = spawnSync(process.execPath, [script, root], { encoding: "utf8", timeout: 60_000 })
-  const lines = result.stdout
-    .split("\n")
-    .filter((l) => l.startsWith("src/"))
-    .map((l) => l.split(": ")[0])
-  return { status: result.status, lines }
+  const { status, lines } = runOnTree("check-spreads.mjs", files)
+  return { status, lines: lines.map((l) => l.split(": ")[0]) }
 }
 
 describe("check-spreads", () => {

@@ -31,6 +31,7 @@ import * as Bf16Round from "../kernels/Bf16Round.js"
 import * as AddInto from "../kernels/AddInto.js"
 import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Kernels from "../kernels/Kernels.js"
+import { onOperands } from "../kernels/MatmulOperands.js"
 import { reference } from "../kernels/Reference.js"
 import { rotateInto } from "../kernels/RopeRotate.js"
 import { sumSquares } from "../kernels/SumSquares.js"
@@ -74,7 +75,7 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
     matmul: (p) =>
       allF32(p.a, p.b, p.out)
         ? a.matmul(handle(p.a), handle(p.b), handle(p.out), p.batch, p.m, p.n, p.k, p.transA, p.transB, p.strideA, p.strideB, p.accumulate)
-        : viaHost([p.a, p.b, p.out], ([x, y, out]) => host(p.a).matmul(Kernels.onOperands(p, x as DType.Storage, y as DType.Storage, out as DType.Storage))),
+        : viaHost([p.a, p.b, p.out], ([x, y, out]) => host(p.a).matmul(onOperands(p, x as DType.Storage, y as DType.Storage, out as DType.Storage))),
     gatherRows: (src, index, out, cols) =>
       allF32(src, out)
         ? a.gatherRows(handle(src), index, handle(out), cols)

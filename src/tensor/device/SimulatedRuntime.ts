@@ -16,6 +16,7 @@ import * as Bf16Round from "../kernels/Bf16Round.js"
 import * as AddInto from "../kernels/AddInto.js"
 import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
 import * as Kernels from "../kernels/Kernels.js"
+import { onOperands } from "../kernels/MatmulOperands.js"
 import { reference } from "../kernels/Reference.js"
 import { rotateInto } from "../kernels/RopeRotate.js"
 import { sumSquares } from "../kernels/SumSquares.js"
@@ -50,7 +51,7 @@ const host = (x: DeviceArray) => Kernels.forDType(x.dtype, reference)
 
 const kernels: DeviceKernels = {
   name: "sim",
-  matmul: (p) => host(p.a).matmul(Kernels.onOperands(p, values(p.a), values(p.b), values(p.out))),
+  matmul: (p) => host(p.a).matmul(onOperands(p, values(p.a), values(p.b), values(p.out))),
   groupedRows: (a, b, out, rows, k, n, transB) => host(a).groupedRows(values(a), values(b), values(out), rows, k, n, transB),
   groupedWeights: (a, c, out, rows, m, n, accumulate) => host(a).groupedWeights(values(a), values(c), values(out), rows, m, n, accumulate),
   gatherRows: (src, index, out, cols) => host(src).gatherRows(values(src), index, values(out), cols),
@@ -91,7 +92,7 @@ const kernels: DeviceKernels = {
   },
   // The host's choice of bf16 products, on this device's arrays: the host's bits.
   bf16Products: {
-    matmul: (p) => Bf16Matmul.hostProducts().matmul(Kernels.onOperands(p, values(p.a), values(p.b), values(p.out))),
+    matmul: (p) => Bf16Matmul.hostProducts().matmul(onOperands(p, values(p.a), values(p.b), values(p.out))),
     groupedRows: (a, b, out, rows, k, n, transB) => Bf16Matmul.hostProducts().groupedRows(values(a), values(b), values(out), rows, k, n, transB),
     groupedWeights: (a, c, out, rows, m, n, accumulate) => Bf16Matmul.hostProducts().groupedWeights(values(a), values(c), values(out), rows, m, n, accumulate),
   },

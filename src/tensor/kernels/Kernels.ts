@@ -23,27 +23,6 @@ export interface MatmulArgs<S = DType.Storage> extends Omit<Cpu.MatmulArgs, "a" 
 }
 
 /**
- * The same product on other operands (a device's arrays read on the host), fields written out
- * (`{ ...p, a, b, out }` would make a hidden class a call: scripts/check-spreads.mjs).
- * @category constructors
- */
-export const onOperands = <S, T>(p: MatmulArgs<S>, a: T, b: T, out: T): MatmulArgs<T> => ({
-  a,
-  b,
-  out,
-  batch: p.batch,
-  m: p.m,
-  n: p.n,
-  k: p.k,
-  transA: p.transA,
-  transB: p.transB,
-  strideA: p.strideA,
-  strideB: p.strideB,
-  accumulate: p.accumulate,
-  generation: p.generation,
-})
-
-/**
  * The kernel set, over host storage (S typed arrays, R the float64 side outputs) or, for a
  * device's kernels (device/DeviceRuntime.ts), over its device arrays.
  * @category models

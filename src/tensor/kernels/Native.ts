@@ -15,6 +15,7 @@ import * as CpuOptional from "../../native/CpuOptional.js"
 import type * as DType from "../DType.js"
 import * as GroupedLoop from "./GroupedLoop.js"
 import type { Kernels, MatmulArgs } from "./Kernels.js"
+import { onOperands } from "./MatmulOperands.js"
 import { reference } from "./Reference.js"
 
 /**
@@ -33,22 +34,7 @@ const f32 = (kernel: string, name: string, x: DType.Storage): Float32Array => {
 const swigluBackward = CpuOptional.swigluBackwardKernel()
 const rmsnormBackward = CpuOptional.rmsnormBackwardKernel()
 
-const matmul = (p: MatmulArgs): void =>
-  Cpu.matmul({
-    a: f32("matmul", "a", p.a),
-    b: f32("matmul", "b", p.b),
-    out: f32("matmul", "out", p.out),
-    batch: p.batch,
-    m: p.m,
-    n: p.n,
-    k: p.k,
-    transA: p.transA,
-    transB: p.transB,
-    strideA: p.strideA,
-    strideB: p.strideB,
-    accumulate: p.accumulate,
-    generation: p.generation,
-  })
+const matmul = (p: MatmulArgs): void => Cpu.matmul(onOperands(p, f32("matmul", "a", p.a), f32("matmul", "b", p.b), f32("matmul", "out", p.out)))
 
 /** The native grouped expert GEMM, or one native matmul per group with a build that predates it. */
 const grouped = CpuOptional.groupedMatmulKernels()
