@@ -46,13 +46,14 @@ export const release = (nodes: ReadonlyArray<Node>, since: number, survivors: Re
     spare(node.output)
     node.inputs.forEach(spare)
   }
+  const sparedBytes = DType.byteIndex(spared)
   let taken = 0
   for (const node of nodes) {
     const out = node.output
     const storage = out.hostStorage
     if (storage === undefined || out.device.kind !== "cpu" || !StorageRecycler.madeSince(storage, since)) continue
     if (node.inputs.some((t) => t.hostStorage !== undefined && DType.overlaps(t.hostStorage, storage))) continue
-    if (spared.some((s) => DType.overlaps(s, storage))) continue
+    if (DType.overlapsAny(sparedBytes, storage)) continue
     if (StorageRecycler.recycle(storage)) taken += 1
   }
   return taken

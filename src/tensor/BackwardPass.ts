@@ -74,7 +74,7 @@ export const make = (loss: Tensor.Tensor, seed: Tensor.Tensor): Pass => {
     if (held.length === 0) holders.delete(storage.buffer)
   }
   /** Whether a pending gradient shares bytes with `storage`. */
-  const pending = (storage: DType.Storage): boolean => holders.get(storage.buffer)?.some((s) => DType.overlaps(s, storage)) ?? false
+  const pending = (storage: DType.Storage): boolean => holders.get(storage.buffer)?.some((s) => DType.overlapsInBuffer(s, storage)) ?? false
   const set = (t: Tensor.Tensor, g: Tensor.Tensor): void => {
     const prev = grads.get(t)
     if (prev === g) return

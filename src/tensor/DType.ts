@@ -51,7 +51,52 @@ export const allocate = (dtype: DType, size: number, shared = false): Storage =>
  * Whether two storages share bytes (small storages share a slab without sharing bytes).
  * @category guards
  */
-export const overlaps = (a: Storage, b: Storage): boolean => a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength
+export const overlaps = (a: Storage, b: Storage): boolean => a.buffer === b.buffer && rangesMeet(a.byteOffset, a.byteLength, b.byteOffset, b.byteLength)
+
+/**
+ * Whether two storages known to view one buffer share bytes: `overlaps` without comparing their
+ * buffers (`.buffer` is a call into V8's C++ runtime), for lists kept per buffer.
+ * @category guards
+ */
+export const overlapsInBuffer = (a: Storage, b: Storage): boolean => rangesMeet(a.byteOffset, a.byteLength, b.byteOffset, b.byteLength)
+
+/** Whether the byte ranges [aOffset, +aLength) and [bOffset, +bLength) of one buffer meet. */
+const rangesMeet = (aOffset: number, aLength: number, bOffset: number, bLength: number): boolean => aOffset < bOffset + bLength && bOffset < aOffset + aLength
+
+/**
+ * Some storages' byte ranges by buffer (offset, length pairs), to ask of many storages whether
+ * they share bytes with any of these: each storage's `.buffer` (a call into V8's C++ runtime) is
+ * read once, not once a pair (ActivationRelease asked ~70,000 pairs a step of the default job).
+ * @category models
+ */
+export type ByteIndex = ReadonlyMap<ArrayBufferLike, ReadonlyArray<number>>
+
+/**
+ * The ByteIndex of `storages`.
+ * @category constructors
+ */
+export const byteIndex = (storages: Iterable<Storage>): ByteIndex => {
+  const index = new Map<ArrayBufferLike, Array<number>>()
+  for (const s of storages) {
+    const ranges = index.get(s.buffer)
+    if (ranges === undefined) index.set(s.buffer, [s.byteOffset, s.byteLength])
+    else ranges.push(s.byteOffset, s.byteLength)
+  }
+  return index
+}
+
+/**
+ * Whether `storage` shares bytes with any storage of `index` (as `overlaps` with each).
+ * @category guards
+ */
+export const overlapsAny = (index: ByteIndex, storage: Storage): boolean => {
+  const ranges = index.get(storage.buffer)
+  if (ranges === undefined) return false
+  const offset = storage.byteOffset
+  const length = storage.byteLength
+  for (let i = 0; i < ranges.length; i += 2) if (rangesMeet(ranges[i] as number, ranges[i + 1] as number, offset, length)) return true
+  return false
+}
 
 /**
  * The dtype of some storage.

@@ -227,7 +227,7 @@ export const letGo = (storage: DType.Storage): void => {
   }
 }
 
-const isKept = (storage: DType.Storage): boolean => kept.get(storage.buffer)?.some((k) => DType.overlaps(k, storage)) ?? false
+const isKept = (storage: DType.Storage): boolean => kept.get(storage.buffer)?.some((k) => DType.overlapsInBuffer(k, storage)) ?? false
 
 /**
  * Hand `storage` back: its buffer will serve later requests of its class. The caller asserts
