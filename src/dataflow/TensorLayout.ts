@@ -75,13 +75,16 @@ export interface WithLayout {
  * A dim of `size` split over `over` (shards of size 1 are dropped).
  * @category constructors
  */
-export const dim = (name: string, size: number, over: ReadonlyArray<Shard> = []): Dim => ({ name, size, over: over.filter((s) => s.size > 1) })
+export const dim = (name: string, size: number, over: ReadonlyArray<Shard> = []): Dim => ({ name, size, over: splitting(over) })
+
+/** The shards that split something: an axis of size 1 is dropped wherever a layout names one. */
+const splitting = (shards: ReadonlyArray<Shard>): ReadonlyArray<Shard> => shards.filter((s) => s.size > 1)
 
 /**
  * A dim of routed rows: this rank's `count` of them, the members' rows differing over `over`.
  * @category constructors
  */
-export const ragged = (name: string, count: number, over: ReadonlyArray<Shard> = []): Dim => ({ name, size: count, over: over.filter((s) => s.size > 1), ragged: true })
+export const ragged = (name: string, count: number, over: ReadonlyArray<Shard> = []): Dim => ({ name, size: count, over: splitting(over), ragged: true })
 
 /**
  * A layout from its dims.
@@ -90,7 +93,7 @@ export const ragged = (name: string, count: number, over: ReadonlyArray<Shard> =
 export const make = (dims: ReadonlyArray<Dim>, options: { readonly partial?: ReadonlyArray<Shard>; readonly tokens?: TokenOrder } = {}): TensorLayout =>
   fields(
     dims,
-    (options.partial ?? []).filter((s) => s.size > 1).map((s) => s.axis),
+    splitting(options.partial ?? []).map((s) => s.axis),
     options.tokens ?? "sequence",
   )
 
