@@ -14,6 +14,7 @@
 
 #include <immintrin.h>
 
+#include "pack_prefetch.h"
 #include "tile_store.h"
 
 #include <cstring>
@@ -46,6 +47,7 @@ void pack_a(const float* a, size_t lda, bool trans, size_t i0, size_t mc, size_t
       // Row r of the panel is a contiguous run of A's row, pairs written with stride W.
       for (size_t r = 0; r < rows; ++r) {
         const float* src = a + (i0 + ir + r) * lda + p0;
+        if (ir + r + gemm::kPackARowsAhead < mc) gemm::prefetch_run(src + gemm::kPackARowsAhead * lda, kc);
         for (size_t p = 0; p < full; ++p) dst[p * W + r] = pair(src[2 * p], src[2 * p + 1]);
         if (kp > full) dst[full * W + r] = bf16_of(src[2 * full]);
       }
@@ -57,6 +59,10 @@ void pack_a(const float* a, size_t lda, bool trans, size_t i0, size_t mc, size_t
       for (size_t p = 0; p < kp; ++p) {
         const float* s0 = a + (p0 + 2 * p) * lda + i0 + ir;
         const float* s1 = s0 + lda;
+        if (2 * p + 1 + gemm::kPackARowsAhead < kc) {
+          gemm::prefetch_run(s0 + gemm::kPackARowsAhead * lda, rows);
+          gemm::prefetch_run(s1 + gemm::kPackARowsAhead * lda, rows);
+        }
         uint32_t* d = dst + p * W;
         size_t r = 0;
         if (p < full) {

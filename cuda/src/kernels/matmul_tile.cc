@@ -16,6 +16,7 @@
 
 #include <immintrin.h>
 
+#include "pack_prefetch.h"
 #include "tile_store.h"
 #include "transpose16.h"
 
@@ -45,6 +46,7 @@ void pack_a(const float* a, size_t lda, bool trans, size_t i0, size_t mc, size_t
       // Row r of the panel is a contiguous run of A's row; written with stride W.
       for (size_t r = 0; r < rows; ++r) {
         const float* src = a + (i0 + ir + r) * lda + p0;
+        if (ir + r + kPackARowsAhead < mc) prefetch_run(src + kPackARowsAhead * lda, kc);
         for (size_t p = 0; p < kc; ++p) dst[p * W + r] = src[p];
       }
       for (size_t r = rows; r < W; ++r) {
@@ -54,6 +56,7 @@ void pack_a(const float* a, size_t lda, bool trans, size_t i0, size_t mc, size_t
       // A stored k x m: each k step of the panel is a contiguous run of W values.
       for (size_t p = 0; p < kc; ++p) {
         const float* src = a + (p0 + p) * lda + i0 + ir;
+        if (p + kPackARowsAhead < kc) prefetch_run(src + kPackARowsAhead * lda, rows);
         float* d = dst + p * W;
         size_t r = 0;
         for (; r < rows; ++r) d[r] = src[r];
