@@ -87,15 +87,26 @@ Pool& pool() {
   return *p;
 }
 
+// Whether worker `index`, which stepped aside from the job of generation `seen`, may take up its
+// tasks again: the job is still open with tasks left and the core it left is free again (a
+// threads job's worker fell asleep: pool_add_busy). With p->m held.
+bool may_rejoin(const Pool* p, unsigned index, uint64_t seen) {
+  return p->generation.load() == seen && p->open && index < p->helpers && p->next.load(std::memory_order_relaxed) < p->tasks &&
+         !stepping_aside(p, index);
+}
+
 // `seen`: the generation when the thread was created (read under p->m by grow), so a job posted
 // before the new thread first takes the lock is not missed.
 void worker_loop(Pool* p, unsigned index, uint64_t seen) {
+  // Whether this worker left the job of generation `seen` to step aside (not for want of tasks).
+  bool stepped_aside = false;
   for (;;) {
     spin_until([&] { return p->generation.load(std::memory_order_acquire) != seen || stepping_aside(p, index); });
     std::unique_lock<std::mutex> lk(p->m);
-    p->wake.wait(lk, [&] { return index >= p->wanted || p->generation.load() != seen; });
+    p->wake.wait(lk, [&] { return index >= p->wanted || p->generation.load() != seen || (stepped_aside && may_rejoin(p, index, seen)); });
     if (index >= p->wanted) return;
     seen = p->generation.load();
+    stepped_aside = false;
     // Joining happens under the lock, before the caller closes the job, or not at all: a worker
     // that wakes late (its core busy with another process) must not hold the caller up.
     if (!p->open || index >= p->helpers) continue;
@@ -103,7 +114,11 @@ void worker_loop(Pool* p, unsigned index, uint64_t seen) {
     const auto* fn = p->job;
     const unsigned n = p->tasks;
     lk.unlock();
-    while (!stepping_aside(p, index)) {
+    for (;;) {
+      if (stepping_aside(p, index)) {
+        stepped_aside = true;
+        break;
+      }
       const unsigned t = p->next.fetch_add(1, std::memory_order_relaxed);
       if (t >= n) break;
       (*fn)(t);
@@ -154,7 +169,17 @@ unsigned set_pool_threads(unsigned n) {
   return pool_threads();
 }
 
-int pool_add_busy(int delta) { return busy_outside.fetch_add(delta, std::memory_order_relaxed) + delta; }
+int pool_add_busy(int delta) {
+  const int now = busy_outside.fetch_add(delta, std::memory_order_relaxed) + delta;
+  if (delta < 0) {
+    // A core came free: a worker that stepped aside from the job in flight may take up its
+    // remaining tasks (worker_loop). Under the lock, so that no waiting worker misses it.
+    Pool& p = pool();
+    { std::lock_guard<std::mutex> lk(p.m); }
+    p.wake.notify_all();
+  }
+  return now;
+}
 
 void pool_run(unsigned tasks, const std::function<void(unsigned)>& fn) {
   if (tasks == 0) return;

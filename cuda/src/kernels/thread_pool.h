@@ -28,7 +28,8 @@ unsigned set_pool_threads(unsigned n);
 
 // Adds `delta` to the threads outside the pool that hold a core now (the other workers of a threads
 // job that are awake: runtime/threads/KernelThreads.ts). That many pool workers step aside, as for
-// callers running inline; a worker of a threads job that sleeps on its bell gives its core back.
+// callers running inline; a worker of a threads job that sleeps on its bell gives its core back,
+// and a pool worker that stepped aside from the job in flight takes up its tasks left.
 int pool_add_busy(int delta);
 
 // Runs fn(t) for every t in [0, tasks) on up to pool_threads() threads, the caller included,
