@@ -65,8 +65,8 @@ const check = (built: Built): void => {
 
 const places = fc.record({ a: placement, b: placement, out: placement })
 
-// Shapes that cross the cache blocks (k > 512 on AVX-512, 256 on AVX2; m > 6 * 48, n > 4096) and the 2^20-MAC threshold
-// above which the product is split across threads.
+// Shapes that cross the cache blocks (k > 512 on AVX-512, 256 on AVX2; m > 6 * 48, n > 4096)
+// and the 2^20-MAC threshold above which the product is split across threads.
 const fixed: ReadonlyArray<readonly [number, number, number, number]> = [
   [1, 3, 5, 600],
   [1, 400, 3, 9],
