@@ -47,12 +47,13 @@ describe("the dispatchers recycle the rows their experts ran on", () => {
         async (ep, s, experts, probsAt, dispatcher, backend) => {
           const args = { ep, seed: s, steps: 3, experts, probsAt, dispatcher }
           const kept = await steps(backend, { ...args, retains: true })
-          expect(kept.every((r) => r.recycled === 0)).toBe(true)
           const recycled = await steps(backend, { ...args, retains: false })
           expect(recycled.map((r) => r.outputs)).toEqual(kept.map((r) => r.outputs))
           // Every rank hands back its rows each step (each result is the member's own buffer,
-          // zero-copy transports included), and later steps take memory back.
-          for (const r of recycled) expect(r.recycled).toBeGreaterThanOrEqual(3)
+          // zero-copy transports included) on top of what the exchange hands back either way
+          // (the staging buffers of a transport of private storage, ChunkedLowering), and later
+          // steps take memory back.
+          recycled.forEach((r, i) => expect(r.recycled).toBeGreaterThanOrEqual((kept[i]?.recycled ?? 0) + 3))
           expect(recycled.some((r) => r.reused > 0)).toBe(true)
         },
       ),

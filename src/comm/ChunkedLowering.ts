@@ -26,6 +26,7 @@ import * as Device from "../tensor/Device.js"
 import { type DeviceArray, type DeviceRuntime, isDeviceArray } from "../tensor/device/DeviceRuntime.js"
 import { runtimeOf } from "../tensor/device/Runtimes.js"
 import * as DType from "../tensor/DType.js"
+import * as StorageRecycler from "../tensor/StorageRecycler.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Chunked from "./Chunked.js"
 import * as Collective from "./Collective.js"
@@ -36,6 +37,16 @@ import type { Request } from "./Communicator.js"
 import type { RankTransport } from "./Endpoint.js"
 import * as Group from "./Group.js"
 import * as ReceiveCombine from "./ReceiveCombine.js"
+
+/**
+ * Hands `storages` (host buffers this lowering made or received, which nothing reads after it)
+ * back to the storage recycler, where the transport kept none of them: on a transport of private
+ * storage the exchange let go of its inputs when it completed and its results are this rank's
+ * alone (CommunicatorShape.privateStorage); a zero-copy one may still share them.
+ */
+const handBack = (transport: RankTransport, storages: ReadonlyArray<DType.Storage>): void => {
+  if (transport.privateStorage === true) for (const s of storages) StorageRecycler.recycle(s)
+}
 
 const error = (reason: "BadInput" | "Mismatch", group: Group.Group, seq: number, rank: number, ranks: ReadonlyArray<number>, detail: string) =>
   CommError.make({ reason, group: Group.format(group), op: "allToAllV", seq, rank, ranks: [...ranks], detail })
@@ -74,19 +85,26 @@ export const enter = (
     rt.kernels.gatherRows(from.deviceArray(rt), index, out, inner)
     return new Tensor.Tensor({ shape, resident: out, device: from.device })
   }
+  // Host buffers made here that only this exchange reads: handed back once it completed, where
+  // the transport kept none of them (privateStorage; see `handBack`).
+  const stagedHere: Array<DType.Storage> = []
   // The send buffer: the rows sendRows names, gathered here.
   let t = source
   if (rows !== undefined && device !== undefined) t = gathered(source, Int32Array.from(rows), [rows.length, ...source.shape.slice(1)])
   else if (rows !== undefined) {
     const staged = DType.allocateUninitialized(source.dtype, rows.length * inner)
     gatherInto(staged, 0, source.readHost(), rows, inner)
+    stagedHere.push(staged)
     t = Tensor.fromStorage(staged, [rows.length, ...source.shape.slice(1)], { device: source.device })
   }
   const combine = signature.combine
   if (chunks === 1 && combine === undefined) {
     const sendSplits = signature.sendSplits ?? []
     const plain: Request = request.out === undefined ? { op: "allToAllV", tensor: t, sendSplits } : { op: "allToAllV", tensor: t, sendSplits, out: request.out }
-    return transport.enter(group, seq, plain)
+    return Effect.map(transport.enter(group, seq, plain), (o) => {
+      handBack(transport, stagedHere)
+      return o
+    })
   }
   const sendSplits = signature.sendSplits ?? []
   const recvSplits = signature.recvSplits ?? []
@@ -103,6 +121,7 @@ export const enter = (
   else if (sent) {
     const staged = DType.allocateUninitialized(t.dtype, t.size)
     Chunked.moveBlocks(t.readHost(), staged, sendSplits, g, chunks, inner, "chunk-major", "member-major")
+    stagedHere.push(staged)
     tensor = Tensor.fromStorage(staged, t.shape, { device: t.device })
   }
   // The rows expected from each member go along (recvSplits): an engine may plan the receives
@@ -140,6 +159,7 @@ export const enter = (
     return { data: summed, shape: [combine.tokens, ...t.shape.slice(1)], splits: recvSplits }
   }
   return Effect.flatMap(transport.enter(group, seq, plain), (o) => {
+    handBack(transport, stagedHere)
     const got = o.splits ?? []
     const wrong = expected.findIndex((n, s) => got[s] !== n)
     if (wrong >= 0) {
@@ -151,14 +171,19 @@ export const enter = (
     if (isDeviceArray(o.data) && request.out === undefined) return Effect.succeed(onDevice(o.data, o.shape))
     // The moves and sums below are the host's (rows an engine left on a device come down first).
     let rows = Delivered.onHost(o.data)
+    // The transport's result, once read here (the reorder or the sum below consumes it).
+    const delivered = isDeviceArray(o.data) ? [] : [rows]
     if (!placed) {
       const received = rows
       rows = combine === undefined ? (request.out?.data ?? DType.allocateUninitialized(t.dtype, total * inner)) : DType.allocateUninitialized(t.dtype, total * inner)
       Chunked.moveBlocks(received, rows, recvSplits, g, chunks, inner, "member-major", "chunk-major")
+      handBack(transport, delivered)
+      if (combine !== undefined) delivered[0] = rows
     }
     if (combine === undefined) return Effect.succeed({ data: rows, shape: o.shape, splits: recvSplits })
     // Summed onto the tokens here: the transport only moved the rows.
     const summed = ReceiveCombine.sumOnto(combine, ReceiveCombine.contiguous(rows, total), inner, t.dtype, request.out?.data)
+    handBack(transport, delivered)
     return Effect.succeed({ data: summed, shape: [combine.tokens, ...t.shape.slice(1)], splits: recvSplits })
   })
 }
