@@ -17,8 +17,10 @@
  * dispatchers, off the tape: the rows their experts ran on and the experts' output,
  * moe/Dispatcher.ts recycleExpertRows; backward passes: the gradients their rules and sums
  * consumed, BackwardPass.ts; a chunk's forward activations once its backward has run,
- * ActivationRelease.ts). The buffer itself is kept and handed out again, so a reader that broke
- * that promise would see the next owner's values. The test suites therefore run in checking mode
+ * ActivationRelease.ts; on a transport of private storage, the data-parallel gradient buckets and
+ * their sums, RankParams.ts, and a chunked exchange's staging, ChunkedLowering.ts). The buffer
+ * itself is kept and handed out again, so a reader that broke that promise would see the next
+ * owner's values. The test suites therefore run in checking mode
  * (PLEAT_POISON_UNINITIALIZED=1, which they set, or PLEAT_RECYCLE=check): there a recycled
  * buffer (a slab once all its views are back) is detached (its memory moves to a new ArrayBuffer
  * by a transfer, no copy), so every typed array that still views it reads length 0: a use after
