@@ -286,14 +286,17 @@ bool attention_forward(Isa isa, const AttnArgs& a, float* out, float* lse32, dou
   const Geo g{a, a.hq / a.hkv};
   const size_t w = isa == Isa::Avx512 ? 16 : 8;
   // Query chunks of at least 64 rows, about 4 tasks per thread: the pool hands tasks out
-  // dynamically, which evens out causal rows (later queries see more keys).
+  // dynamically, which evens out causal rows (later queries see more keys). The last chunks
+  // go first (every head's last chunk, then every head's one before it, ...): under a causal
+  // mask they are the longest, and one taken last would leave the other threads waiting.
+  // Each task writes its own rows, so the order changes no bits.
   const size_t heads = a.b * a.hkv;
   const size_t want = (4 * static_cast<size_t>(pool_threads()) + heads - 1) / heads;
   const size_t chunks = std::max<size_t>(1, std::min(want, (a.sq + 63) / 64));
   const size_t rows_per = (a.sq + chunks - 1) / chunks;
   std::vector<char> failed(heads * chunks, 0);
   run_tasks(heads * chunks, a.b * a.hq * a.sq * a.sk * (a.d + a.dv), [&](unsigned task) {
-    const size_t bh = task / chunks, c = task % chunks;
+    const size_t bh = task % heads, c = chunks - 1 - task / heads;
     const size_t b = bh / a.hkv, kh = bh % a.hkv;
     const size_t i0 = std::min(a.sq, c * rows_per), i1 = std::min(a.sq, i0 + rows_per);
     const size_t dvp = (a.dv + w - 1) / w * w;
