@@ -6,9 +6,12 @@
 //       Float64Array, m and v Float32Array; c1 = 1 - beta1^t, c2 = 1 - beta2^t.
 //   sumSquares(x) -> the sum of x[i]^2 in float64, in sum_squares.h's fixed order (x a
 //       Float32Array or Float64Array; the gradient norm and the non-finite check).
+//   sumSquaresEach(xs) -> a Float64Array of sumSquares(xs[i]) for an array xs of them, the
+//       arrays spread over the kernels' pool (each sum the same bits as its own call).
 #include "adamw_binding.h"
 
 #include <string>
+#include <vector>
 
 #include "kernels/adamw.h"
 #include "kernels/sum_squares.h"
@@ -88,11 +91,43 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, sum);
 }
 
+Napi::Value SumSquaresEach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!expect_arity(info, "sumSquaresEach", 1)) return env.Undefined();
+  if (!info[0].IsArray()) {
+    throw_type_error(env, "sumSquaresEach: xs must be an array of Float32Array or Float64Array");
+    return env.Undefined();
+  }
+  const Napi::Array xs = info[0].As<Napi::Array>();
+  const uint32_t count = xs.Length();
+  std::vector<SquaresRun> runs(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    const Napi::Value item = xs.Get(i);
+    const napi_typedarray_type type = item.IsTypedArray() ? item.As<Napi::TypedArray>().TypedArrayType() : napi_int8_array;
+    if (!item.IsTypedArray() || (type != napi_float32_array && type != napi_float64_array)) {
+      throw_type_error(env, "sumSquaresEach: xs[" + std::to_string(i) + "] must be a Float32Array or Float64Array");
+      return env.Undefined();
+    }
+    const Napi::TypedArray x = item.As<Napi::TypedArray>();
+    const size_t n = x.ElementLength();
+    const uint8_t* bytes = n == 0 ? nullptr : view_bytes(x);
+    if (n != 0 && bytes == nullptr) {
+      Napi::Error::New(env, "sumSquaresEach: cannot access the memory of xs[" + std::to_string(i) + "]").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    runs[i] = SquaresRun{bytes, n, type == napi_float64_array};
+  }
+  Napi::Float64Array out = Napi::Float64Array::New(env, count);
+  sum_squares_each(runs.data(), count, out.Data());
+  return out;
+}
+
 }  // namespace
 
 void RegisterAdamwExports(Napi::Env env, Napi::Object exports) {
   exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));
   exports.Set("sumSquares", Napi::Function::New(env, SumSquares, "sumSquares"));
+  exports.Set("sumSquaresEach", Napi::Function::New(env, SumSquaresEach, "sumSquaresEach"));
 }
 
 }  // namespace pleat

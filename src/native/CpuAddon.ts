@@ -52,6 +52,8 @@ export interface CpuAddon {
   adamw?(w: FloatArray, g: FloatArray, m: Float32Array, v: Float32Array, ...scalars: AdamwScalars): void
   /** Optional: the sum of squares in a fixed order (kernels/sum_squares.h), absent from builds older than it. */
   sumSquares?(x: FloatArray): number
+  /** Optional: sumSquares of each array, the arrays over the kernels' pool (kernels/sum_squares.h), absent from builds older than it. */
+  sumSquaresEach?(xs: ReadonlyArray<FloatArray>): Float64Array
   /** Optional: a parameter's initial values as float32 (kernels/normals.h), absent from builds older than it. */
   normalsF32?(seed: number, first: number, count: number, std: number, out: Float32Array, marginLog2: number): ReadonlyArray<number>
   /** Optional: rmsnormRows' gradients (kernels/rmsnorm_backward.cc), absent from builds older than it. */

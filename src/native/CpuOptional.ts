@@ -79,6 +79,19 @@ export const sumSquaresKernel = (): ((x: FloatArray) => number) | undefined => {
 }
 
 /**
+ * The sum of squares of each of some arrays, each in sumSquaresKernel's order (the same bits as
+ * one call each), the arrays spread over the kernels' pool, the longest first; undefined when the
+ * addon is not built or predates the kernel.
+ * @category kernels
+ */
+export const sumSquaresEachKernel = (): ((xs: ReadonlyArray<FloatArray>) => Float64Array) | undefined => {
+  const loaded = addonIfBuilt()
+  if (loaded === undefined) return undefined
+  const kernel = loaded.sumSquaresEach
+  return kernel === undefined ? undefined : (xs) => kernel.call(loaded, xs)
+}
+
+/**
  * The grouped expert GEMM (kernels/grouped_matmul.h): every group's product in one call, each
  * the matmul it would be alone (the same bits as GroupedLoop's one matmul per group); undefined
  * when the addon is not built or predates the kernel.

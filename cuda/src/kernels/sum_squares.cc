@@ -1,6 +1,11 @@
 // sum_squares (see sum_squares.h).
 #include "sum_squares.h"
 
+#include <algorithm>
+#include <vector>
+
+#include "thread_pool.h"
+
 namespace pleat {
 
 namespace {
@@ -26,5 +31,24 @@ double lanes(const T* __restrict x, size_t n) {
 
 double sum_squares_f32(const float* x, size_t n) { return lanes(x, n); }
 double sum_squares_f64(const double* x, size_t n) { return lanes(x, n); }
+
+void sum_squares_each(const SquaresRun* runs, size_t count, double* out) {
+  const auto one = [&](size_t i) {
+    const SquaresRun& r = runs[i];
+    out[i] = r.f64 ? lanes(static_cast<const double*>(r.data), r.n) : lanes(static_cast<const float*>(r.data), r.n);
+  };
+  size_t bytes = 0;
+  for (size_t i = 0; i < count; ++i) bytes += runs[i].n * (runs[i].f64 ? sizeof(double) : sizeof(float));
+  if (count < 2 || pool_threads() == 1 || bytes < kPoolMinBytes) {
+    for (size_t i = 0; i < count; ++i) one(i);
+    return;
+  }
+  // The pool hands tasks out in order as threads come free: the longest arrays first, so that no
+  // thread is left with a long one at the end (the longest-processing-time rule).
+  std::vector<size_t> order(count);
+  for (size_t i = 0; i < count; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return runs[x].n > runs[y].n; });
+  pool_run(static_cast<unsigned>(count), [&](unsigned task) { one(order[task]); });
+}
 
 }  // namespace pleat

@@ -16,4 +16,16 @@ namespace pleat {
 double sum_squares_f32(const float* x, size_t n);
 double sum_squares_f64(const double* x, size_t n);
 
+// One array of sum_squares_each: n elements at data, float64 when f64, else float32.
+struct SquaresRun {
+  const void* data;
+  size_t n;
+  bool f64;
+};
+
+// out[i] = the sum of squares of runs[i], each in the order above (the same bits as one call
+// each). The arrays are independent, so large sets spread over the kernels' pool, one array a
+// task, the longest first; each array's own sum stays on one thread.
+void sum_squares_each(const SquaresRun* runs, size_t count, double* out);
+
 }  // namespace pleat

@@ -15,6 +15,7 @@ import { nativeFrom } from "./AddInto.js"
 import * as Kernels from "./Kernels.js"
 
 const native = Kernels.native() === undefined ? undefined : CpuOptional.sumSquaresKernel()
+const nativeEach = Kernels.native() === undefined ? undefined : CpuOptional.sumSquaresEachKernel()
 
 /**
  * The loop: the specification of the order.
@@ -36,3 +37,11 @@ export const sumSquaresLoop = (x: DType.Storage): number => {
  * @category kernels
  */
 export const sumSquares = (x: DType.Storage): number => (native !== undefined && x.length >= nativeFrom ? native(x) : sumSquaresLoop(x))
+
+/**
+ * The sum of squares of each of `xs`, each in the order above (the same bits as `sumSquares` of
+ * each): with the native kernels in use, the arrays spread over the kernels' pool, one array a
+ * task (a rank's gradients: one array a parameter, which one thread would read alone).
+ * @category kernels
+ */
+export const sumSquaresEach = (xs: ReadonlyArray<DType.Storage>): ReadonlyArray<number> => (nativeEach !== undefined ? Array.from(nativeEach(xs)) : xs.map(sumSquares))
