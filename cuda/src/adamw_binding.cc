@@ -103,8 +103,8 @@ Napi::Value SumSquaresEach(const Napi::CallbackInfo& info) {
   std::vector<SquaresRun> runs(count);
   for (uint32_t i = 0; i < count; ++i) {
     const Napi::Value item = xs.Get(i);
-    const napi_typedarray_type type = item.IsTypedArray() ? item.As<Napi::TypedArray>().TypedArrayType() : napi_int8_array;
-    if (!item.IsTypedArray() || (type != napi_float32_array && type != napi_float64_array)) {
+    const napi_typedarray_type type = item.IsTypedArray() ? item.As<Napi::TypedArray>().TypedArrayType() : napi_uint8_array;
+    if (type != napi_float32_array && type != napi_float64_array) {
       throw_type_error(env, "sumSquaresEach: xs[" + std::to_string(i) + "] must be a Float32Array or Float64Array");
       return env.Undefined();
     }

@@ -171,19 +171,19 @@ export const enter = (
     if (isDeviceArray(o.data) && request.out === undefined) return Effect.succeed(onDevice(o.data, o.shape))
     // The moves and sums below are the host's (rows an engine left on a device come down first).
     let rows = Delivered.onHost(o.data)
-    // The transport's result, once read here (the reorder or the sum below consumes it).
+    // The transport's host result, consumed by the reorder or the sum below.
     const delivered = isDeviceArray(o.data) ? [] : [rows]
     if (!placed) {
       const received = rows
       rows = combine === undefined ? (request.out?.data ?? DType.allocateUninitialized(t.dtype, total * inner)) : DType.allocateUninitialized(t.dtype, total * inner)
       Chunked.moveBlocks(received, rows, recvSplits, g, chunks, inner, "member-major", "chunk-major")
       handBack(transport, delivered)
-      if (combine !== undefined) delivered[0] = rows
     }
     if (combine === undefined) return Effect.succeed({ data: rows, shape: o.shape, splits: recvSplits })
     // Summed onto the tokens here: the transport only moved the rows.
     const summed = ReceiveCombine.sumOnto(combine, ReceiveCombine.contiguous(rows, total), inner, t.dtype, request.out?.data)
-    handBack(transport, delivered)
+    // The rows summed: the transport's result where placed, else the reorder's made above.
+    handBack(transport, placed ? delivered : [rows])
     return Effect.succeed({ data: summed, shape: [combine.tokens, ...t.shape.slice(1)], splits: recvSplits })
   })
 }

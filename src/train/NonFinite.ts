@@ -57,7 +57,7 @@ export const keepingSquares = (kept: Map<RankParams.Held, number>): GradientSour
     return s
   },
   squaresEach: (held) => {
-    const sums = onHost.squaresEach?.(held) ?? held.map(onHost.squares)
+    const sums = sumSquaresEach(held.map((h) => h.grad))
     held.forEach((h, i) => kept.set(h, sums[i] as number))
     return sums
   },

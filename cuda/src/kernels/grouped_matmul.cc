@@ -58,19 +58,15 @@ bool run_groups(const GroupedArgs& g, size_t macs_per_row, size_t weight_floats,
     return ok;
   }
   // No group above ~1.25 threads' shares, or every group's time its weight's read: tasks of
-  // whole groups keep every thread busy. The pool hands tasks out in order as threads come free,
-  // so the groups go largest first (the longest-processing-time rule): a large group taken last
-  // would leave the other threads waiting for it. Each group's product is the same whichever
-  // thread runs it, so the order changes no bits.
+  // whole groups keep every thread busy, the largest first (pool_run_largest_first). Each
+  // group's product is the same whichever thread runs it, so the order changes no bits.
   if ((total < kParallelMacs || 4 * largest * macs_per_row * threads <= 5 * total) && g.groups >= threads) {
-    std::vector<size_t> order(g.groups);
-    for (size_t e = 0; e < g.groups; ++e) order[e] = e;
-    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return g.rows[x] > g.rows[y]; });
     std::atomic<bool> ok{true};
-    pool_run(static_cast<unsigned>(g.groups), [&](unsigned task) {
-      const size_t e = order[task];
-      if (!product(e, first[e], false)) ok = false;
-    });
+    pool_run_largest_first(
+        static_cast<unsigned>(g.groups), [&](unsigned e) { return static_cast<size_t>(g.rows[e]); },
+        [&](unsigned e) {
+          if (!product(e, first[e], false)) ok = false;
+        });
     return ok;
   }
   bool ok = true;

@@ -1,9 +1,6 @@
 // sum_squares (see sum_squares.h).
 #include "sum_squares.h"
 
-#include <algorithm>
-#include <vector>
-
 #include "thread_pool.h"
 
 namespace pleat {
@@ -43,12 +40,9 @@ void sum_squares_each(const SquaresRun* runs, size_t count, double* out) {
     for (size_t i = 0; i < count; ++i) one(i);
     return;
   }
-  // The pool hands tasks out in order as threads come free: the longest arrays first, so that no
-  // thread is left with a long one at the end (the longest-processing-time rule).
-  std::vector<size_t> order(count);
-  for (size_t i = 0; i < count; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return runs[x].n > runs[y].n; });
-  pool_run(static_cast<unsigned>(count), [&](unsigned task) { one(order[task]); });
+  pool_run_largest_first(
+      static_cast<unsigned>(count), [&](unsigned i) { return runs[i].n * (runs[i].f64 ? sizeof(double) : sizeof(float)); },
+      [&](unsigned i) { one(i); });
 }
 
 }  // namespace pleat

@@ -3,6 +3,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -224,6 +225,13 @@ void pool_run(unsigned tasks, const std::function<void(unsigned)>& fn) {
   p.done.wait(lk, [&] { return p.active.load() == 0; });
   p.job = nullptr;
   p.helpers = 0;
+}
+
+void pool_run_largest_first(unsigned tasks, const std::function<size_t(unsigned)>& size, const std::function<void(unsigned)>& fn) {
+  std::vector<unsigned> order(tasks);
+  for (unsigned t = 0; t < tasks; ++t) order[t] = t;
+  std::stable_sort(order.begin(), order.end(), [&](unsigned x, unsigned y) { return size(x) > size(y); });
+  pool_run(tasks, [&](unsigned task) { fn(order[task]); });
 }
 
 void pool_for(size_t n, size_t bytes, const std::function<void(size_t, size_t)>& fn) {

@@ -36,6 +36,11 @@ int pool_add_busy(int delta);
 // and returns when all have finished. fn must not throw.
 void pool_run(unsigned tasks, const std::function<void(unsigned)>& fn);
 
+// pool_run over tasks of unequal size, the largest first (the longest-processing-time rule): the
+// pool hands tasks out in order as threads come free, so a large task taken last would leave the
+// other threads waiting for it. fn(t) for every t in [0, tasks), `size(t)` its relative work.
+void pool_run_largest_first(unsigned tasks, const std::function<size_t(unsigned)>& size, const std::function<void(unsigned)>& fn);
+
 // Memory-bound kernels moving fewer bytes than this stay on one thread: below it the wake-up of a
 // pool thread (tens of microseconds) costs more than the second core's bandwidth saves.
 constexpr size_t kPoolMinBytes = size_t{1} << 20;
