@@ -42,7 +42,7 @@ describe("sums of squares kept across the gradient sync", () => {
               const was = before.get(h) as Array<number>
               for (let i = 0; i < was.length; i++) expect(Object.is(h.grad[i], was[i]), `${h.spec.name}[${i}] on rank ${rank}`).toBe(true)
             }
-            const reused = yield* RankParams.globalNorm(params, groups, rank, RankParams.squaresAfterSync(groups, kept))
+            const reused = yield* RankParams.globalNorm(params, groups, rank, RankParams.squaresAfterSync(params, groups, rank, kept))
             const fresh = yield* RankParams.globalNorm(params, groups, rank)
             return { reused, fresh, unchanged, shards: params.size }
           }),

@@ -30,7 +30,7 @@ import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as DType from "../tensor/DType.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import * as StorageRecycler from "../tensor/StorageRecycler.js"
-import { sumSquares } from "../tensor/kernels/SumSquares.js"
+import { sumSquares, sumSquaresEach } from "../tensor/kernels/SumSquares.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Params from "./Params.js"
 
@@ -238,15 +238,17 @@ export const changedBySync = (h: Held, groups: SyncGroups): boolean =>
  * Each shard's sum of squares after `synchronize`, for globalNorm: the one `kept` from before it
  * (NonFinite.keepingSquares) where the sync cannot have changed the gradient, a fresh pass
  * otherwise. Under tp 2 without dp, say, only the norms' and routers' gradients (summed over tp)
- * take the second pass; the same bits as a pass over every gradient.
+ * take the second pass; the same bits as a pass over every gradient. The fresh passes of the
+ * shards this rank counts in the norm (countsInNorm) run together, one shard a task of the
+ * kernels' pool (sumSquaresEach, each sum in its own order), when this is called.
  * @category combinators
  */
-export const squaresAfterSync =
-  (groups: SyncGroups, kept: ReadonlyMap<Held, number>) =>
-  (h: Held): number => {
-    const before = changedBySync(h, groups) ? undefined : kept.get(h)
-    return before ?? sumSquares(h.grad)
-  }
+export const squaresAfterSync = (params: ReadonlyMap<string, Held>, groups: SyncGroups, rank: number, kept: ReadonlyMap<Held, number>): ((h: Held) => number) => {
+  const fresh = [...params.values()].filter((h) => countsInNorm(h, groups, rank) && (changedBySync(h, groups) || !kept.has(h)))
+  const sums = sumSquaresEach(fresh.map((h) => h.grad))
+  const after = new Map(fresh.map((h, i) => [h, sums[i] as number]))
+  return (h) => after.get(h) ?? (changedBySync(h, groups) ? undefined : kept.get(h)) ?? sumSquares(h.grad)
+}
 
 /**
  * The global gradient norm over every parameter of the model, each shard counted once: a rank
