@@ -1,7 +1,8 @@
 // The storage recycler (tensor/StorageRecycler.ts) takes back only the storage it handed out
 // (DType's unshared allocations larger than a slab's, each in a buffer of its size class; slab
 // views are Slabs.prop.ts's), hands a
-// taken buffer out again to a request of its class or of one up to `reach` times below, and in the
+// taken buffer out again to a request of its class or of one up to `reach` times below (a miss
+// while the pool holds any gets `headroom` for a request that grows), and in the
 // checking mode the test suites run in (PLEAT_POISON_UNINITIALIZED=1) detaches every view of a
 // recycled buffer, so a reader that broke the promise sees an empty array.
 import fc from "fast-check"
@@ -56,7 +57,8 @@ describe("StorageRecycler", () => {
         expect(again.length).toBe(m)
         expect(StorageRecycler.stats().reused).toBe(before.reused + (fits ? 1 : 0))
         expect(StorageRecycler.stats().pooledBytes).toBe(before.pooledBytes + (fits ? 0 : size))
-        expect(again.buffer.byteLength).toBe(fits ? size : own)
+        // A miss while the pool holds a buffer gets room to grow: the class of `headroom` times the request.
+        expect(again.buffer.byteLength).toBe(fits ? size : StorageRecycler.classOf(Math.ceil(4 * m * StorageRecycler.headroom)))
         // Zeroed storage is zeroed; uninitialised storage is poisoned in the suites, not the old values.
         if (zeroed) expect(again.every((v) => v === 0)).toBe(true)
         else expect(again.every((v) => Number.isNaN(v))).toBe(true)
@@ -75,7 +77,30 @@ describe("StorageRecycler", () => {
         for (const p of pooled) expect(StorageRecycler.recycle(p)).toBe(true)
         const serving = sizes.filter((b) => own <= b && b <= own * StorageRecycler.reach)
         const got = DType.allocateUninitialized("float32", m)
-        expect(got.buffer.byteLength).toBe(serving.length > 0 ? Math.min(...serving) : own)
+        expect(got.buffer.byteLength).toBe(serving.length > 0 ? Math.min(...serving) : StorageRecycler.classOf(Math.ceil(4 * m * StorageRecycler.headroom)))
+      }),
+      { numRuns: 30 },
+    )
+  })
+
+  test("headroom: before any hand-back a request gets its own class; after a miss with a pooled buffer, a request up to `headroom` times larger is served by the new buffer", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2 * least, max: 6 * least }), fc.double({ min: 1, max: 1.25, noNaN: true }), (m, grow) => {
+        StorageRecycler.clear()
+        const first = DType.allocateUninitialized("float32", m)
+        expect(first.buffer.byteLength).toBe(StorageRecycler.classOf(4 * m))
+        // Something is handed back: a buffer of its own too small for the requests below.
+        const small = DType.allocateUninitialized("float32", least)
+        const smallBytes = small.buffer.byteLength
+        expect(StorageRecycler.recycle(small)).toBe(true)
+        const missed = DType.allocateUninitialized("float32", m)
+        expect(missed.buffer.byteLength).toBe(StorageRecycler.classOf(Math.ceil(4 * m * StorageRecycler.headroom)))
+        expect(StorageRecycler.recycle(missed)).toBe(true)
+        const before = StorageRecycler.stats()
+        const larger = DType.allocateUninitialized("float32", Math.floor(m * grow))
+        expect(StorageRecycler.stats().reused).toBe(before.reused + 1)
+        expect(StorageRecycler.stats().pooledBytes).toBe(smallBytes)
+        expect(larger.length).toBe(Math.floor(m * grow))
       }),
       { numRuns: 30 },
     )
