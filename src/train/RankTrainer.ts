@@ -350,7 +350,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       else yield* RankParams.synchronize(params, sync, setup.dtype, onDevice === undefined ? undefined : DeviceOptimizer.reduce(onDevice))
       // The norm's squares are the synced gradients': the check's where the sync left them (on the device: unless it crosses ranks).
       const deviceSquares = onDevice === undefined ? undefined : RankParams.crossesRanks(sync) ? yield* DeviceOptimizer.squares(onDevice) : squares
-      const squaresOf = onDevice === undefined ? RankParams.squaresAfterSync(params, sync, rank, hostSquares) : deviceSquares && ((h: RankParams.Held) => deviceSquares.get(h) as number)
+      const squaresOf =
+        onDevice === undefined ? RankParams.squaresAfterSync(params, sync, rank, hostSquares) : deviceSquares && ((h: RankParams.Held) => deviceSquares.get(h) as number)
       const gradNorm =
         zero !== undefined
           ? yield* DeviceDistributed.globalNorm(zero)
