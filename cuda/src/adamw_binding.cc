@@ -70,24 +70,33 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// A Float32Array or Float64Array as one run of sum_squares_each; false (an Error naming `what`
+// thrown) when its memory cannot be read.
+bool squares_run(Napi::Env env, const char* fn, const std::string& what, const Napi::TypedArray& x, SquaresRun* out) {
+  const size_t n = x.ElementLength();
+  const uint8_t* bytes = n == 0 ? nullptr : view_bytes(x);
+  if (n != 0 && bytes == nullptr) {
+    Napi::Error::New(env, std::string(fn) + ": cannot access the memory of " + what).ThrowAsJavaScriptException();
+    return false;
+  }
+  *out = SquaresRun{bytes, n, x.TypedArrayType() == napi_float64_array};
+  return true;
+}
+
+bool is_float_array(napi_typedarray_type type) { return type == napi_float32_array || type == napi_float64_array; }
+
 Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::TypedArray x;
   if (!expect_arity(info, "sumSquares", 1) || !expect_typed_array(info, "sumSquares", 0, "x", &x)) return env.Undefined();
-  const napi_typedarray_type type = x.TypedArrayType();
-  if (type != napi_float32_array && type != napi_float64_array) {
-    throw_type_error(env, std::string("sumSquares: x must be a Float32Array or Float64Array, got ") + typed_array_name(type));
+  if (!is_float_array(x.TypedArrayType())) {
+    throw_type_error(env, std::string("sumSquares: x must be a Float32Array or Float64Array, got ") + typed_array_name(x.TypedArrayType()));
     return env.Undefined();
   }
-  const size_t n = x.ElementLength();
-  if (n == 0) return Napi::Number::New(env, 0);
-  const uint8_t* bytes = view_bytes(x);
-  if (bytes == nullptr) {
-    Napi::Error::New(env, "sumSquares: cannot access the memory of x").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  const double sum = type == napi_float32_array ? sum_squares_f32(reinterpret_cast<const float*>(bytes), n)
-                                                : sum_squares_f64(reinterpret_cast<const double*>(bytes), n);
+  SquaresRun run;
+  if (!squares_run(env, "sumSquares", "x", x, &run)) return env.Undefined();
+  double sum = 0;
+  sum_squares_each(&run, 1, &sum);
   return Napi::Number::New(env, sum);
 }
 
@@ -103,19 +112,12 @@ Napi::Value SumSquaresEach(const Napi::CallbackInfo& info) {
   std::vector<SquaresRun> runs(count);
   for (uint32_t i = 0; i < count; ++i) {
     const Napi::Value item = xs.Get(i);
-    const napi_typedarray_type type = item.IsTypedArray() ? item.As<Napi::TypedArray>().TypedArrayType() : napi_uint8_array;
-    if (type != napi_float32_array && type != napi_float64_array) {
-      throw_type_error(env, "sumSquaresEach: xs[" + std::to_string(i) + "] must be a Float32Array or Float64Array");
+    const std::string what = "xs[" + std::to_string(i) + "]";
+    if (!item.IsTypedArray() || !is_float_array(item.As<Napi::TypedArray>().TypedArrayType())) {
+      throw_type_error(env, "sumSquaresEach: " + what + " must be a Float32Array or Float64Array");
       return env.Undefined();
     }
-    const Napi::TypedArray x = item.As<Napi::TypedArray>();
-    const size_t n = x.ElementLength();
-    const uint8_t* bytes = n == 0 ? nullptr : view_bytes(x);
-    if (n != 0 && bytes == nullptr) {
-      Napi::Error::New(env, "sumSquaresEach: cannot access the memory of xs[" + std::to_string(i) + "]").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    runs[i] = SquaresRun{bytes, n, type == napi_float64_array};
+    if (!squares_run(env, "sumSquaresEach", what, item.As<Napi::TypedArray>(), &runs[i])) return env.Undefined();
   }
   Napi::Float64Array out = Napi::Float64Array::New(env, count);
   sum_squares_each(runs.data(), count, out.Data());

@@ -109,8 +109,8 @@ export const reach = 2
  * follow the routing and grow as well as shrink; a rank of the realistic MoE shape on ep 2
  * (threads) made ~180-220 MB of new buffers of 1 MiB or more a step (malloc, counted by a
  * uprobe), mostly requests just above every pooled one, and the kernel clearing their fresh pages
- * took 4-9% of the job's CPU time. With this headroom: ~50-90 MB, and 2-3%. Before the first hand-back (parameters, optimizer state)
- * a request gets its own class.
+ * took 4-9% of the job's CPU time. With this headroom: ~50-90 MB, and 2-3%. Before the first
+ * hand-back (parameters, optimizer state) a request gets its own class.
  * @category configuration
  */
 export const headroom = 1.25

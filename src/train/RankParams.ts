@@ -244,10 +244,11 @@ export const changedBySync = (h: Held, groups: SyncGroups): boolean =>
  * @category combinators
  */
 export const squaresAfterSync = (params: ReadonlyMap<string, Held>, groups: SyncGroups, rank: number, kept: ReadonlyMap<Held, number>): ((h: Held) => number) => {
-  const fresh = [...params.values()].filter((h) => countsInNorm(h, groups, rank) && (changedBySync(h, groups) || !kept.has(h)))
+  const stale = (h: Held): boolean => changedBySync(h, groups) || !kept.has(h)
+  const fresh = [...params.values()].filter((h) => countsInNorm(h, groups, rank) && stale(h))
   const sums = sumSquaresEach(fresh.map((h) => h.grad))
   const after = new Map(fresh.map((h, i) => [h, sums[i] as number]))
-  return (h) => after.get(h) ?? (changedBySync(h, groups) ? undefined : kept.get(h)) ?? sumSquares(h.grad)
+  return (h) => after.get(h) ?? (stale(h) ? sumSquares(h.grad) : (kept.get(h) as number))
 }
 
 /**

@@ -26,23 +26,19 @@ double lanes(const T* __restrict x, size_t n) {
 
 }  // namespace
 
-double sum_squares_f32(const float* x, size_t n) { return lanes(x, n); }
-double sum_squares_f64(const double* x, size_t n) { return lanes(x, n); }
-
 void sum_squares_each(const SquaresRun* runs, size_t count, double* out) {
   const auto one = [&](size_t i) {
     const SquaresRun& r = runs[i];
     out[i] = r.f64 ? lanes(static_cast<const double*>(r.data), r.n) : lanes(static_cast<const float*>(r.data), r.n);
   };
+  const auto bytes_of = [&](size_t i) { return runs[i].n * (runs[i].f64 ? sizeof(double) : sizeof(float)); };
   size_t bytes = 0;
-  for (size_t i = 0; i < count; ++i) bytes += runs[i].n * (runs[i].f64 ? sizeof(double) : sizeof(float));
+  for (size_t i = 0; i < count; ++i) bytes += bytes_of(i);
   if (count < 2 || pool_threads() == 1 || bytes < kPoolMinBytes) {
     for (size_t i = 0; i < count; ++i) one(i);
     return;
   }
-  pool_run_largest_first(
-      static_cast<unsigned>(count), [&](unsigned i) { return runs[i].n * (runs[i].f64 ? sizeof(double) : sizeof(float)); },
-      [&](unsigned i) { one(i); });
+  pool_run_largest_first(static_cast<unsigned>(count), bytes_of, [&](unsigned i) { one(i); });
 }
 
 }  // namespace pleat

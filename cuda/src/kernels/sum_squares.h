@@ -13,9 +13,6 @@
 
 namespace pleat {
 
-double sum_squares_f32(const float* x, size_t n);
-double sum_squares_f64(const double* x, size_t n);
-
 // One array of sum_squares_each: n elements at data, float64 when f64, else float32.
 struct SquaresRun {
   const void* data;
