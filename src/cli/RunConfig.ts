@@ -26,6 +26,7 @@ import * as Router from "../moe/Router.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as ModelPresets from "../train/ModelPresets.js"
 import * as Optimizer from "../train/Optimizer.js"
+import * as TokenFile from "../train/TokenFile.js"
 import * as Flags from "./Flags.js"
 import { choice, count, flag, maxSeed, PositiveInt, optionalChoice, optionalCount, optionalReal, optionalText, optionalWhole, real, seed, text } from "./SettingKinds.js"
 
@@ -90,7 +91,12 @@ export const settings = {
   "micro-batch": count("sequences per micro-batch", 1),
   "global-batch": count("sequences per step", 8),
   steps: count("training steps in all (with --resume, counting the resumed ones)", 100),
-  seed: seed(`seed of weights and data, 0..${maxSeed}`, 1),
+  seed: seed(`seed of weights and data (and of the order of --data's windows), 0..${maxSeed}`, 1),
+  data: optionalText(
+    "train on the token ids in FILE (nanoGPT's train.bin, Megatron's .bin: ids back to back, little-endian, no header): windows of seq + 1 tokens, every one once an epoch in an order shuffled by --seed; the synthetic language by default",
+    "FILE",
+  ),
+  "data-dtype": choice(TokenFile.dtypes, "uint16", "how --data stores each id (uint16 for vocabularies up to 65,536)", "DTYPE"),
   dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype", "DTYPE"),
   precision: choice(
     ["fp32", "bf16"],

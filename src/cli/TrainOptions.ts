@@ -22,6 +22,7 @@ import * as Checkpoint from "../train/Checkpoint.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Optimizer from "../train/Optimizer.js"
+import * as TokenFile from "../train/TokenFile.js"
 import type * as RankTrainer from "../train/RankTrainer.js"
 import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
@@ -182,6 +183,18 @@ const launchMismatch = (d: RunConfig.Decoded, backend: ChooseBackend.Name): Conf
   return MpiProcess.worldProblem(field, d.config.world)
 }
 
+/** The token file of --data, checked against the model (or undefined: the synthetic language); throws a ConfigError. */
+const dataFile = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): TokenFile.TokenFile | undefined => {
+  if (c.data === undefined) {
+    if (sources["data-dtype"]?._tag !== "default")
+      throw ConfigError.make("data-dtype", c["data-dtype"], "says how --data stores its ids, but there is no --data", "add --data FILE, or drop --data-dtype")
+    return undefined
+  }
+  const file = TokenFile.inspect(c.data, c["data-dtype"], c.seq, c.vocab)
+  if (ConfigError.isConfigError(file)) throw file
+  return file
+}
+
 /** The router and MoE-layer settings of the configuration (checked with the model). */
 const moeSettings = (c: RunConfig.RunConfig): MoeSettings.MoeSettings => ({
   scoreFunction: c["score-function"],
@@ -255,6 +268,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   }
   const batch = { microBatch: c["micro-batch"], globalBatch: c["global-batch"] }
   explained(d, () => ModelConfig.check(model, batch, parallel))
+  const data = explained(d, () => dataFile(c, d.sources))
   for (const [field, target] of [
     ["save", c.save],
     ["trace", c.trace],
@@ -324,6 +338,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       precision: c.precision,
       recompute: c.recompute,
       ...(c.device === "cpu" ? {} : { device: c.device }),
+      ...(data === undefined ? {} : { data }),
       ...(definition === undefined || ConfigError.isConfigError(definition) ? {} : { definition }),
     },
     steps: c.steps,

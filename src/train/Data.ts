@@ -1,5 +1,6 @@
 /**
- * Data: a synthetic language whose learning is measurable, in a deterministic order.
+ * Data: the sequences a run trains on, in a deterministic order: a token file's windows
+ * (TokenFile, `--data`) or, by default, a synthetic language whose learning is measurable.
  *
  * Sequence i of the stream is an arithmetic progression modulo the vocabulary:
  * x_t = (a_i + t * b_i) mod V, with a_i in [0, V) and a step b_i in {1, 2, 3} drawn from the
@@ -9,8 +10,13 @@
  * Order: step k uses sequences k*G .. k*G+G-1 (G the global batch). Data-parallel rank d gets
  * the d-th block of G/dp sequences, split into micro-batches of `microBatch` sequences; so
  * micro-batch j of dp rank d holds sequences k*G + d*M*mb + j*mb + (0..mb-1). A single-rank
- * run with M*dp micro-batches walks the same sequences in the same groups.
+ * run with M*dp micro-batches walks the same sequences in the same groups. With a token file,
+ * sequence i is the window WindowOrder.windowOf(seed, i, W) of its W windows (every window once
+ * an epoch, shuffled by the seed and the epoch); the order above is the same.
  */
+import { mix } from "./Mix.js"
+import * as TokenFile from "./TokenFile.js"
+import * as WindowOrder from "./WindowOrder.js"
 
 /**
  * The tokens and targets of one micro-batch: [microBatch * seq], sequence-major.
@@ -21,23 +27,17 @@ export interface MicroBatch {
   readonly targets: Int32Array
 }
 
-const mix = (seed: number, i: number): number => {
-  let h = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(i + 1, 0xc2b2ae35)) >>> 0
-  h = Math.imul(h ^ (h >>> 16), 0x7feb352d) >>> 0
-  h = Math.imul(h ^ (h >>> 15), 0x846ca68b) >>> 0
-  return (h ^ (h >>> 16)) >>> 0
-}
-
-/**
- * Sequence i of the stream (seq + 1 tokens: inputs and the next-token targets).
- * @category constructors
- */
-const sequence = (seed: number, i: number, seq: number, vocab: number): Int32Array => {
+/** Synthetic sequence i (seq + 1 tokens: inputs and the next-token targets). */
+const synthetic = (seed: number, i: number, seq: number, vocab: number): Int32Array => {
   const h = mix(seed, i)
   const start = h % vocab
   const step = 1 + (Math.floor(h / vocab) % 3)
   return Int32Array.from({ length: seq + 1 }, (_, t) => (start + t * step) % vocab)
 }
+
+/** Sequence i of the stream: the token file's window for i, or the synthetic sequence i. */
+const sequence = (o: { readonly seed: number; readonly seq: number; readonly vocab: number; readonly file?: TokenFile.TokenFile | undefined }, i: number): Int32Array =>
+  o.file === undefined ? synthetic(o.seed, i, o.seq, o.vocab) : TokenFile.read(o.file, o.seq, WindowOrder.windowOf(o.seed, i, TokenFile.windows(o.file, o.seq)), o.vocab)
 
 /**
  * Micro-batch j of data-parallel rank d at step k.
@@ -53,12 +53,14 @@ export const microBatch = (o: {
   readonly globalBatch: number
   readonly seq: number
   readonly vocab: number
+  /** The token file to read (the synthetic language when absent). */
+  readonly file?: TokenFile.TokenFile | undefined
 }): MicroBatch => {
   const first = o.step * o.globalBatch + o.dpRank * o.microBatches * o.microBatch + o.index * o.microBatch
   const tokens = new Int32Array(o.microBatch * o.seq)
   const targets = new Int32Array(o.microBatch * o.seq)
   for (let b = 0; b < o.microBatch; b++) {
-    const s = sequence(o.seed, first + b, o.seq, o.vocab)
+    const s = sequence(o, first + b)
     tokens.set(s.subarray(0, o.seq), b * o.seq)
     targets.set(s.subarray(1), b * o.seq)
   }

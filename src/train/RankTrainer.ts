@@ -33,6 +33,7 @@ import type * as Tensor from "../tensor/Tensor.js"
 import * as BuiltinModels from "./BuiltinModels.js"
 import * as ChunkRun from "./ChunkRun.js"
 import * as Data from "./Data.js"
+import type * as TokenFile from "./TokenFile.js"
 import * as DeviceDistributed from "./DeviceDistributed.js"
 import * as DeviceOptimizer from "./DeviceOptimizer.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
@@ -74,6 +75,8 @@ export interface TrainSetup {
    * default), `sim` (rank r on sim:r) or `cuda` (cuda:0, the GPU its process selected).
    */
   readonly device?: Device.Kind | undefined
+  /** The token file to train on (checked by TokenFile.inspect); the synthetic language when absent. */
+  readonly data?: TokenFile.TokenFile | undefined
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */
   readonly span?: ((span: Trace.Span) => void) | undefined
 }
@@ -261,6 +264,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
           globalBatch: batch.globalBatch,
           seq: model.seq,
           vocab: model.vocab,
+          file: setup.data,
         })
         const { out, forwarded, keptBytes } = yield* ChunkRun.forward({
           rank,

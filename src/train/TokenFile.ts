@@ -1,0 +1,152 @@
+/**
+ * TokenFile: training data from a file of token ids, the format nanoGPT's `train.bin` and
+ * Megatron-LM's indexed `.bin` use: the ids of a tokenized corpus one after another,
+ * little-endian, 2 bytes each (uint16, vocabularies up to 65,536) or 4 (uint32), no header.
+ * Document boundaries are whatever the tokenizer wrote (an end-of-text id); pleat does not read
+ * Megatron's `.idx`.
+ *
+ * The file holds W = floor((n - 1) / seq) windows of seq + 1 tokens (inputs and next-token
+ * targets), window w starting at token w * seq; WindowOrder decides which window each sequence of
+ * the stream reads. `inspect` checks a file once before any work (size, length, every id below
+ * the vocabulary), so a bad file is a one-line error and never a crash mid-run; `read` then
+ * reads one window with one positioned read (every rank reads only its own micro-batches).
+ */
+import { closeSync, fstatSync, openSync, readSync } from "node:fs"
+import * as ConfigError from "../errors/ConfigError.js"
+
+/**
+ * How the file stores each id.
+ * @category models
+ */
+export type TokenDtype = "uint16" | "uint32"
+
+/**
+ * The dtypes, for flags.
+ * @category configuration
+ */
+export const dtypes = ["uint16", "uint32"] as const satisfies ReadonlyArray<TokenDtype>
+
+/**
+ * A token file of a run: where it is, how it stores ids, and how many it held when checked.
+ * @category models
+ */
+export interface TokenFile {
+  readonly path: string
+  readonly dtype: TokenDtype
+  readonly tokens: number
+}
+
+/**
+ * Bytes of one id.
+ * @category mapping
+ */
+export const bytesOf = (dtype: TokenDtype): number => (dtype === "uint16" ? 2 : 4)
+
+/**
+ * Windows of seq + 1 tokens the file holds (consecutive windows share one token).
+ * @category mapping
+ */
+export const windows = (file: Pick<TokenFile, "tokens">, seq: number): number => Math.max(0, Math.floor((file.tokens - 1) / seq))
+
+/** Bytes read at a time while checking a file. */
+const chunkBytes = 1 << 24
+
+/** The ids of `bytes` read from `fd` at `offset` into `buffer`, as a typed view. */
+const idsOf = (buffer: Buffer, bytes: number, dtype: TokenDtype): Uint16Array | Uint32Array =>
+  dtype === "uint16" ? new Uint16Array(buffer.buffer, buffer.byteOffset, bytes / 2) : new Uint32Array(buffer.buffer, buffer.byteOffset, bytes / 4)
+
+/** Reads exactly `bytes` at `offset`, or fewer where the file ended. */
+const readAt = (fd: number, buffer: Buffer, bytes: number, offset: number): number => {
+  let got = 0
+  while (got < bytes) {
+    const n = readSync(fd, buffer, got, bytes - got, offset + got)
+    if (n === 0) break
+    got += n
+  }
+  return got
+}
+
+const platformIsLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
+
+/**
+ * Checks `path` as a token file for a model of `vocab` ids and sequences of `seq` tokens: it is
+ * readable, a whole number of ids, at least one window long, and every id is below `vocab`.
+ * Returns the file, or the ConfigError naming `--data` (or `--data-dtype`), the value and the fix.
+ * Reads the whole file once (~1 GB/s).
+ * @category constructors
+ */
+export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: number): TokenFile | ConfigError.ConfigError => {
+  if (!platformIsLittleEndian) return ConfigError.make("data", path, "cannot be read on a big-endian machine (token files are little-endian)", "train on a little-endian machine")
+  let fd: number
+  try {
+    fd = openSync(path, "r")
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "unreadable"
+    return ConfigError.make("data", path, `cannot be read (${code})`, "pass the path of a readable file of token ids")
+  }
+  try {
+    const stat = fstatSync(fd)
+    if (!stat.isFile()) return ConfigError.make("data", path, "is not a file", "pass the path of a file of token ids")
+    const width = bytesOf(dtype)
+    if (stat.size % width !== 0) {
+      const other = dtype === "uint32" ? ", or --data-dtype uint16 if it holds 2-byte ids" : ""
+      return ConfigError.make("data", path, `is ${stat.size} bytes, not a whole number of ${width}-byte ${dtype} ids`, `pass a file written as ${dtype}${other}`)
+    }
+    const tokens = stat.size / width
+    if (tokens < seq + 1) {
+      const fix = tokens >= 2 ? `use --seq ${tokens - 1} or less, or a longer file` : "pass a file of at least two tokens"
+      return ConfigError.make("data", path, `holds ${tokens} tokens, fewer than one sequence of --seq ${seq} needs (${seq + 1}: the inputs and their next-token targets)`, fix)
+    }
+    const buffer = Buffer.allocUnsafe(chunkBytes)
+    let largest = 0
+    let firstOver = -1
+    for (let offset = 0; offset < stat.size; offset += chunkBytes) {
+      const bytes = readAt(fd, buffer, Math.min(chunkBytes, stat.size - offset), offset)
+      if (bytes % width !== 0 || bytes === 0) return ConfigError.make("data", path, "changed while it was read", "pass a file nothing is writing to")
+      const ids = idsOf(buffer, bytes, dtype)
+      let top = 0
+      for (let i = 0; i < ids.length; i++) top = Math.max(top, ids[i] as number)
+      if (top >= vocab && firstOver < 0) firstOver = offset / width + ids.findIndex((id) => id >= vocab)
+      largest = Math.max(largest, top)
+    }
+    if (firstOver >= 0) {
+      const other = dtype === "uint16" ? "--data-dtype uint32 if it holds 4-byte ids" : "--data-dtype uint16 if it holds 2-byte ids"
+      return ConfigError.make(
+        "data",
+        path,
+        `holds token ids up to ${largest} (the first of ${vocab} or more at token ${firstOver}), not all below --vocab ${vocab}`,
+        `use --vocab ${largest + 1} or more (the tokenizer's vocabulary), or ${other}`,
+      )
+    }
+    return { path, dtype, tokens }
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * Window `window` of `file` for sequences of `seq` tokens: seq + 1 ids starting at token
+ * window * seq. Opens the file for the one read (a micro-batch reads a few windows a step; no
+ * descriptor outlives the call). Throws where the file no longer holds them or holds an id of
+ * `vocab` or more (it changed after `inspect`).
+ * @category constructors
+ */
+export const read = (file: TokenFile, seq: number, window: number, vocab: number): Int32Array => {
+  const width = bytesOf(file.dtype)
+  const bytes = (seq + 1) * width
+  const buffer = Buffer.alloc(bytes)
+  const fd = openSync(file.path, "r")
+  let got: number
+  try {
+    got = readAt(fd, buffer, bytes, window * seq * width)
+  } finally {
+    closeSync(fd)
+  }
+  if (got !== bytes) throw new Error(`--data ${file.path}: window ${window} ends past the end of the file (it shrank after it was checked)`)
+  const ids = idsOf(buffer, bytes, file.dtype)
+  for (let i = 0; i < ids.length; i++) {
+    if ((ids[i] as number) >= vocab)
+      throw new Error(`--data ${file.path}: token id ${ids[i]} at token ${window * seq + i} is not below vocab ${vocab} (the file changed after it was checked)`)
+  }
+  return Int32Array.from(ids)
+}
