@@ -96,7 +96,13 @@ export const settings = {
     "train on the token ids in FILE (nanoGPT's train.bin, Megatron's .bin: ids back to back, little-endian, no header): windows of seq + 1 tokens, every one once an epoch in an order shuffled by --seed; the synthetic language by default",
     "FILE",
   ),
-  "data-dtype": choice(TokenFile.dtypes, "uint16", "how --data stores each id (uint16 for vocabularies up to 65,536)", "DTYPE"),
+  "data-dtype": choice(TokenFile.dtypes, "uint16", "how --data and --eval-data store each id (uint16 for vocabularies up to 65,536)", "DTYPE"),
+  "eval-data": optionalText(
+    "held-out token file (as --data) to evaluate on: the language-model loss of --eval-batches global batches of it, forward passes only, after the last step and every --eval-every steps",
+    "FILE",
+  ),
+  "eval-every": optionalCount("evaluate on --eval-data every N steps (and after the last)"),
+  "eval-batches": count("global batches of --eval-data an evaluation reads (the same sequences every time)", 4),
   dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype", "DTYPE"),
   precision: choice(
     ["fp32", "bf16"],

@@ -26,6 +26,7 @@ import type * as MoeStats from "../model/MoeStats.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Log from "../runtime/Log.js"
 import * as Trace from "../runtime/Trace.js"
+import type * as Evaluation from "../train/Evaluation.js"
 import * as SaveFallback from "../train/SaveFallback.js"
 import * as SteadyStep from "../train/SteadyStep.js"
 import * as Train from "../train/Train.js"
@@ -130,6 +131,8 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     let firstSummary: Train.StepSummary | undefined
     let last: Train.StepSummary | undefined
     let ran = 0
+    // The last evaluation on --eval-data, for the summary.
+    let lastEval: Evaluation.EvalSummary | undefined
     // Every step's seconds, for the steady throughput (SteadyStep): one number a step.
     const stepSeconds: Array<number> = []
     // What an interruption would interrupt: the step reached and the last checkpoint written.
@@ -146,6 +149,12 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       ...(resolved.save === undefined ? {} : { save: resolved.save, keep: resolved.keep }),
       ...(resolved.saveEvery === undefined ? {} : { saveEvery: resolved.saveEvery }),
       ...(resolved.resume === undefined ? {} : { resume: resolved.resume }),
+      ...(resolved.evalEvery === undefined ? {} : { evalEvery: resolved.evalEvery }),
+      onEval: (e: Evaluation.EvalSummary) => {
+        lastEval = e
+        json?.info({ step: e.step, evalLoss: e.loss, evalPerplexity: Math.exp(e.loss) }, "eval")
+        if (json === undefined) io.stdout(`eval after step ${e.step}: loss ${format(e.loss, 4)}, perplexity ${format(Math.exp(e.loss), 4)}\n`)
+      },
       onSave: (step: number, stepDir: string) => {
         saved = `last checkpoint written: step ${step} in ${stepDir}`
         lastSaved = stepDir
@@ -231,6 +240,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
           lastStep: first + ran,
           finalLoss: last?.loss ?? null,
           firstLoss: firstSummary?.loss ?? null,
+          evalLoss: lastEval?.loss ?? null,
           tokensPerSec,
           steadyTokensPerSec,
           seconds,
@@ -251,6 +261,9 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     }
     const lines = [
       `final loss ${last === undefined ? "-" : format(last.loss, 4)}${firstSummary === undefined ? "" : ` (step ${firstSummary.step + 1}: ${format(firstSummary.loss, 4)})`}`,
+      ...(lastEval === undefined
+        ? []
+        : [`eval loss ${format(lastEval.loss, 4)} after step ${lastEval.step} (${setup.evaluation?.batches} global batches of ${setup.evaluation?.data.path})`]),
       `${format(tokensPerSec, 0)} tokens/s over ${ran} steps in ${seconds.toFixed(1)} s${steadyTokensPerSec === null ? "" : `; steady ${format(steadyTokensPerSec, 0)} tokens/s (median step of ${steadySteps.from}-${steadySteps.to})`}`,
       `model FLOPs per step ${format(flops)}; achieved ${format((ran * flops) / seconds)} FLOP/s`,
       `load imbalance (max/mean tokens per expert) by MoE layer: ${imbalance.map((i) => `layer ${i.layer}: ${i.value.toFixed(2)}`).join(", ") || "-"}`,

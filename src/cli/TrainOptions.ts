@@ -19,6 +19,7 @@ import * as MpiProcess from "../runtime/MpiProcess.js"
 import * as ModelContext from "../model/ModelContext.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Checkpoint from "../train/Checkpoint.js"
+import type * as Evaluation from "../train/Evaluation.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Optimizer from "../train/Optimizer.js"
@@ -77,6 +78,8 @@ export interface Resolved {
   readonly definitionText: string | undefined
   /** The step the run starts from (the resumed checkpoint's, else 0). */
   readonly first: number
+  /** With --eval-data: evaluate every this many steps as well as after the last. */
+  readonly evalEvery: number | undefined
 }
 
 /** The config file as a layer, or the problem that keeps it from being one. */
@@ -185,14 +188,29 @@ const launchMismatch = (d: RunConfig.Decoded, backend: ChooseBackend.Name): Conf
 
 /** The token file of --data, checked against the model (or undefined: the synthetic language); throws a ConfigError. */
 const dataFile = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): TokenFile.TokenFile | undefined => {
-  if (c.data === undefined) {
-    if (sources["data-dtype"]?._tag !== "default")
-      throw ConfigError.make("data-dtype", c["data-dtype"], "says how --data stores its ids, but there is no --data", "add --data FILE, or drop --data-dtype")
+  if (c.data === undefined && c["eval-data"] === undefined && sources["data-dtype"]?._tag !== "default")
+    throw ConfigError.make("data-dtype", c["data-dtype"], "says how --data stores its ids, but there is no --data", "add --data FILE, or drop --data-dtype")
+  return c.data === undefined ? undefined : inspected("data", c.data, c)
+}
+
+/** A token file checked against the model, its problems named after `field`; throws a ConfigError. */
+const inspected = (field: "data" | "eval-data", path: string, c: RunConfig.RunConfig): TokenFile.TokenFile => {
+  const file = TokenFile.inspect(path, c["data-dtype"], c.seq, c.vocab)
+  if (ConfigError.isConfigError(file)) throw field === "data" ? file : ConfigError.make(field, file.value, file.reason, file.fix)
+  return file
+}
+
+/** What --eval-data evaluates on (or undefined); throws a ConfigError for eval flags without it, or on a device. */
+const evaluationOf = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): Evaluation.EvaluationSetup | undefined => {
+  if (c["eval-data"] === undefined) {
+    if (c["eval-every"] !== undefined) throw ConfigError.make("eval-every", c["eval-every"], "has no held-out data to evaluate on", "add --eval-data FILE, or drop --eval-every")
+    if (sources["eval-batches"]?._tag !== "default")
+      throw ConfigError.make("eval-batches", c["eval-batches"], "has no held-out data to evaluate on", "add --eval-data FILE, or drop --eval-batches")
     return undefined
   }
-  const file = TokenFile.inspect(c.data, c["data-dtype"], c.seq, c.vocab)
-  if (ConfigError.isConfigError(file)) throw file
-  return file
+  if (c.device !== "cpu")
+    throw ConfigError.make("eval-data", c["eval-data"], `evaluates on host ranks only, not --device ${c.device}`, "drop --eval-data, or train with --device cpu")
+  return { data: inspected("eval-data", c["eval-data"], c), batches: c["eval-batches"] }
 }
 
 /** The router and MoE-layer settings of the configuration (checked with the model). */
@@ -269,6 +287,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const batch = { microBatch: c["micro-batch"], globalBatch: c["global-batch"] }
   explained(d, () => ModelConfig.check(model, batch, parallel))
   const data = explained(d, () => dataFile(c, d.sources))
+  const evaluation = explained(d, () => evaluationOf(c, d.sources))
   for (const [field, target] of [
     ["save", c.save],
     ["trace", c.trace],
@@ -339,6 +358,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       recompute: c.recompute,
       ...(c.device === "cpu" ? {} : { device: c.device }),
       ...(data === undefined ? {} : { data }),
+      ...(evaluation === undefined ? {} : { evaluation }),
       ...(definition === undefined || ConfigError.isConfigError(definition) ? {} : { definition }),
     },
     steps: c.steps,
@@ -353,6 +373,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     trace: c.trace,
     definitionText: c.definition,
     first,
+    evalEvery: c["eval-every"],
   }
 }
 

@@ -39,6 +39,7 @@ const refusals = (resolved: TrainOptions.Resolved): Array<ConfigError.ConfigErro
   unused("save", resolved.save, "it keeps no training run")
   unused("resume", resolved.resume, "it starts both runs from the seed")
   unused("trace", resolved.trace, "it traces nothing")
+  unused("eval-data", resolved.setup.evaluation?.data.path, "it compares training steps")
   // Settings whose parallel run one rank cannot reproduce (which tokens drop, global_aux counts).
   const moe = resolved.setup.model.moe === undefined ? undefined : MoeSettings.oneRankProblem(resolved.setup.model.moe, resolved.setup.parallel.sizes)
   if (moe !== undefined) out.push(moe)

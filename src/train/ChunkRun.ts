@@ -111,8 +111,10 @@ function* forwardSteps(c: ChunkInput) {
   const backward = (outputGradient: Tensor.Tensor | undefined) => Effect.gen(() => backwardSteps(c, tape, out, input, since, outputGradient))
   // NOTE: the activation leaves without its tape (same storage); the receiver starts its own.
   const output = out.hidden === undefined ? undefined : TensorLayout.attach(Tensor.detach(out.hidden.tensor), out.hidden.layout)
+  // A forward that no backward follows (evaluation): its activations serve the next micro-batch.
+  const release = () => ActivationRelease.release(tape.recorded(), since, [out.hidden?.tensor, out.loss, out.aux])
   // What the tape keeps for the backward (RankMemory's activation peak).
-  return { out, forwarded: { output, backward } satisfies Interpreter.Forwarded<unknown, never>, keptBytes: tape.savedBytes() }
+  return { out, forwarded: { output, backward } satisfies Interpreter.Forwarded<unknown, never>, keptBytes: tape.savedBytes(), release }
 }
 
 /** A chunk's backward: its steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */

@@ -37,6 +37,7 @@ import type * as TokenFile from "./TokenFile.js"
 import * as DeviceDistributed from "./DeviceDistributed.js"
 import * as DeviceOptimizer from "./DeviceOptimizer.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
+import * as Evaluation from "./Evaluation.js"
 import * as Interpreter from "./Interpreter.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
@@ -77,6 +78,8 @@ export interface TrainSetup {
   readonly device?: Device.Kind | undefined
   /** The token file to train on (checked by TokenFile.inspect); the synthetic language when absent. */
   readonly data?: TokenFile.TokenFile | undefined
+  /** Held-out data to evaluate on (Evaluation; host ranks only). */
+  readonly evaluation?: Evaluation.EvaluationSetup | undefined
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */
   readonly span?: ((span: Trace.Span) => void) | undefined
 }
@@ -151,15 +154,17 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
     distributed === undefined ? Optimizer.stateBytes(moments) : Object.values(DistributedOptimizer.stateBytes(distributed, params)).reduce((a, b) => a + b, 0)
   const stageOf = (chunk: number) => Partition.globalStage(part, place.pp, chunk)
   const lastStage = Partition.stageCount(part) - 1
+  const isFirst = (chunk: number) => stageOf(chunk) === 0
+  const isLast = (chunk: number) => stageOf(chunk) === lastStage
 
-  const ctxOf = (param: (name: string) => Tensor.Tensor): Stage.StageContext => ({
+  const ctxOf = (param: (name: string) => Tensor.Tensor, state = moeState): Stage.StageContext => ({
     model,
     microBatch: batch.microBatch,
     groups,
     cpRank: place.cp,
     microBatchesPerStep: microBatches * s.dp,
     auxLossCoeff: setup.auxLossCoeff,
-    moeState,
+    moeState: state,
     param,
     recompute: setup.recompute,
     forward: definition.forward,
@@ -274,7 +279,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
           isFirst: stage === 0,
           isLast: stage === lastStage,
           params,
-          context: ctxOf,
+          context: (param) => ctxOf(param),
           data,
           received,
           precision: setup.precision,
@@ -316,8 +321,8 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
                     bringHome((h) => chunkOf(h.spec) === chunk)
                     return DistributedOptimizer.startChunk(distributed, chunk)
                   }),
-        isFirst: (chunk) => stageOf(chunk) === 0,
-        isLast: (chunk) => stageOf(chunk) === lastStage,
+        isFirst,
+        isLast,
         forward,
         span,
       })
@@ -395,5 +400,27 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         : onDevice !== undefined
           ? Effect.sync(() => DeviceOptimizer.settle(onDevice))
           : Effect.void
-  return { rank, place, params, moments, distributed, moeState, step, settle, schedule, microBatches }
+  /** This rank's share of the loss on the held-out data (Evaluation); undefined without it. */
+  const evaluate =
+    setup.evaluation &&
+    Evaluation.evaluate({
+      rank,
+      setup,
+      evaluation: setup.evaluation,
+      model,
+      batch,
+      place,
+      pp: s.pp,
+      vpp: parallel.vpp,
+      microBatches,
+      links,
+      chunks,
+      isFirst,
+      isLast,
+      params,
+      context: ctxOf,
+      moeState,
+      distributed,
+    })
+  return { rank, place, params, moments, distributed, moeState, step, settle, schedule, microBatches, evaluate }
 }

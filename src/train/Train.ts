@@ -31,6 +31,7 @@ import type * as Trace from "../runtime/Trace.js"
 import * as StableWeights from "../tensor/StableWeights.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
+import * as Evaluation from "./Evaluation.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
 import type * as RankTrainer from "./RankTrainer.js"
@@ -97,6 +98,10 @@ export interface RunOptions {
   readonly onSaveFailed?: (failure: SaveFallback.SaveFailure) => void
   /** Starts from this checkpoint (saved under any mapping): its step, weights and moments. */
   readonly resume?: string
+  /** With `setup.evaluation`: evaluates every this many steps (default: only after the last). */
+  readonly evalEvery?: number
+  /** Called with each evaluation (after its step's onStep). */
+  readonly onEval?: (summary: Evaluation.EvalSummary) => void
 }
 
 /** The summary of one step from every rank's report. */
@@ -170,7 +175,7 @@ const resumedStep = (dir: string, setup: RankTrainer.TrainSetup): Effect.Effect<
     }
   })
 
-/** The steps (steps done) to save at: every `every` after `first`, and the last. */
+/** The steps (steps done) to save (or evaluate) at: every `every` after `first`, and the last. */
 const saveSteps = (first: number, steps: number, every: number | undefined): Array<number> => {
   if (steps <= first) return []
   const periodic = every === undefined ? [] : Array.from({ length: Math.ceil(steps / every) }, (_, i) => (i + 1) * every).filter((s) => s > first && s < steps)
@@ -182,6 +187,7 @@ type Published =
   | { readonly _tag: "Step"; readonly summary: StepSummary }
   | { readonly _tag: "Saved"; readonly step: number; readonly dir: string }
   | { readonly _tag: "SaveFailed"; readonly failure: SaveFallback.SaveFailure }
+  | { readonly _tag: "Evaluated"; readonly summary: Evaluation.EvalSummary }
 
 /** The newest intact checkpoint in `dir`, if any (never throws: `dir` may be gone). */
 const intactIn = (dir: string | undefined): { readonly step: number; readonly dir: string } | undefined => {
@@ -295,6 +301,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
     const publish = (item: Published) =>
       Effect.sync(() => {
         if (item._tag === "Saved") return options.onSave?.(item.step, item.dir)
+        if (item._tag === "Evaluated") return options.onEval?.(item.summary)
         if (item._tag === "SaveFailed") {
           if (options.onSaveFailed !== undefined) return options.onSaveFailed(item.failure)
           return options.log?.error({ step: item.failure.step }, SaveFallback.explain(item.failure))
@@ -305,12 +312,15 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
     // Steps each rank has reported done, so a failure names the step the rank was running.
     const done = new Array<number>(world).fill(first)
     const collect = collector(world, tokens, (summary) => void Queue.offerUnsafe(published, { _tag: "Step", summary }), saved)
+    const evaluated = Evaluation.collector(world, (summary) => void Queue.offerUnsafe(published, { _tag: "Evaluated", summary }))
+    const evaluations = setup.evaluation === undefined ? [] : saveSteps(first, options.steps, options.evalEvery)
     const running = Backend.run({
       world,
-      program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, saves, faults: Fault.fromEnvironment() }),
+      program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, saves, faults: Fault.fromEnvironment(), evaluations }),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       listener: {
         onReport: (rank, value) => {
+          if (Evaluation.isEvalEvent(value)) return evaluated(value)
           if (typeof value === "object" && value !== null && !("saved" in value)) done[rank] = (value as TrainProgram.StepEvent).step + 1
           collect(rank, value)
         },

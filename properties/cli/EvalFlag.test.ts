@@ -1,0 +1,119 @@
+// Evaluation on held-out data (`--eval-data`): its loss is the training forward's language-model
+// loss on the same sequences (checked where training cannot move the weights: a learning rate of
+// 1e-300 in float64), it agrees across mappings and backends, it leaves the training untouched
+// (the same losses, bit for bit, with the MoE state, expert biases and the distributed optimizer
+// in play), and what cannot evaluate is refused before any work (exit 2, one line).
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import { memoryIo } from "../../src/cli/Io.js"
+import { refused } from "./refused.js"
+
+const run = async (argv: ReadonlyArray<string>) => {
+  const io = memoryIo()
+  const status = await Cli.run(argv, io)
+  return { status, out: io.out, err: io.err }
+}
+
+/** A uint16 token file of `n` ids below 40 (a fixed pseudo-random walk from `salt`). */
+const tokens = (n: number, salt: number): string => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-eval-")), "tokens.bin")
+  const bytes = Buffer.alloc(2 * n)
+  for (let i = 0; i < n; i++) bytes.writeUInt16LE(((Math.imul(i + salt, 2654435761) >>> 27) + (i % 9)) % 40, 2 * i)
+  writeFileSync(file, bytes)
+  return file
+}
+
+const train = tokens(700, 1)
+const heldOut = tokens(300, 977)
+const folded = ["--world", "4", "--tp", "1", "--cp", "2", "--pp", "2", "--ep", "2", "--hidden", "16", "--seq", "8", "--global-batch", "4", "--vocab", "40"]
+const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--hidden", "16", "--seq", "8", "--global-batch", "4", "--vocab", "40"]
+
+const records = (out: string, msg: string): Array<Record<string, number>> =>
+  out
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, number> & { msg?: string })
+    .filter((o) => o.msg === msg)
+
+describe("evaluation on held-out data", () => {
+  test("is the training forward's loss on the same sequences: with weights that cannot move, the mean of the first steps' losses", async () => {
+    // The eval file is the training file: evaluation reads sequences 0 .. 2G-1, what steps 1 and 2 trained on.
+    const r = await run([
+      "train",
+      ...folded,
+      "--data",
+      train,
+      "--eval-data",
+      train,
+      "--eval-batches",
+      "2",
+      "--lr",
+      "1e-300",
+      "--aux-loss",
+      "none",
+      "--dtype",
+      "float64",
+      "--steps",
+      "2",
+      "--log",
+      "json",
+    ])
+    expect(r.status, r.err).toBe(0)
+    const steps = records(r.out, "step").map((s) => s.loss as number)
+    const evals = records(r.out, "eval")
+    expect(evals.map((e) => e.step)).toEqual([2])
+    expect(Math.abs((evals[0]?.evalLoss as number) - ((steps[0] as number) + (steps[1] as number)) / 2)).toBeLessThan(1e-12)
+    expect(records(r.out, "summary")[0]?.evalLoss).toBe(evals[0]?.evalLoss)
+  }, 60_000)
+
+  test("agrees between a folded mapping and one rank (float64), after every --eval-every steps and the last", async () => {
+    const flags = ["--data", train, "--eval-data", heldOut, "--eval-every", "2", "--steps", "5", "--dtype", "float64", "--log", "json"]
+    const a = await run(["train", ...folded, ...flags])
+    const b = await run(["train", ...oneRank, ...flags])
+    expect(a.status, a.err).toBe(0)
+    expect(b.status, b.err).toBe(0)
+    const ea = records(a.out, "eval")
+    const eb = records(b.out, "eval")
+    expect(ea.map((e) => e.step)).toEqual([2, 4, 5])
+    expect(eb.map((e) => e.step)).toEqual([2, 4, 5])
+    ea.forEach((e, i) => expect(Math.abs((e.evalLoss as number) - (eb[i]?.evalLoss as number)) / (e.evalLoss as number)).toBeLessThan(1e-10))
+    expect(ea[0]?.evalPerplexity).toBeCloseTo(Math.exp(ea[0]?.evalLoss as number), 10)
+  }, 60_000)
+
+  test("leaves the training untouched (bit for bit: expert biases, distributed optimizer, pipeline) and reads the same on threads", async () => {
+    const flags = [...folded, "--data", train, "--score-function", "sigmoid", "--expert-bias", "--distributed-optimizer", "--vpp", "2", "--steps", "4", "--log", "json"]
+    const plain = await run(["train", ...flags])
+    const evaluated = await run(["train", ...flags, "--eval-data", heldOut, "--eval-every", "1"])
+    const threads = await run(["train", ...flags, "--eval-data", heldOut, "--eval-every", "1", "--backend", "threads"])
+    for (const r of [plain, evaluated, threads]) expect(r.status, r.err).toBe(0)
+    const losses = (out: string) => records(out, "step").map((s) => [s.loss, s.gradNorm])
+    expect(losses(evaluated.out)).toEqual(losses(plain.out))
+    expect(records(evaluated.out, "eval")).toHaveLength(4)
+    const evals = (out: string) => records(out, "eval").map((e) => [e.step, e.evalLoss])
+    expect(evals(threads.out)).toEqual(evals(evaluated.out))
+  }, 120_000)
+
+  test("pretty output: a line per evaluation and the last in the summary", async () => {
+    const r = await run(["train", ...oneRank, "--eval-data", heldOut, "--steps", "2", "--eval-batches", "1"])
+    expect(r.status, r.err).toBe(0)
+    expect(r.out).toMatch(/^eval after step 2: loss \d+\.\d+, perplexity \d+\.\d+$/m)
+    expect(r.out).toMatch(new RegExp(`^eval loss \\d+\\.\\d+ after step 2 \\(1 global batches of ${heldOut.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}\\)$`, "m"))
+  }, 60_000)
+})
+
+describe("what cannot evaluate is refused before any work", () => {
+  test("eval flags without --eval-data, a device, pleat verify, a bad held-out file", () => {
+    expect(refused(["train", "--eval-every", "5"])).toBe("pleat train: --eval-every: 5 has no held-out data to evaluate on; fix: add --eval-data FILE, or drop --eval-every")
+    expect(refused(["train", "--eval-batches", "2"])).toBe("pleat train: --eval-batches: 2 has no held-out data to evaluate on; fix: add --eval-data FILE, or drop --eval-batches")
+    expect(refused(["train", ...oneRank, "--eval-data", heldOut, "--device", "sim"])).toContain("--eval-data: ")
+    expect(refused(["train", ...oneRank, "--eval-data", heldOut, "--device", "sim"])).toContain("evaluates on host ranks only, not --device sim")
+    expect(refused(["verify", ...folded, "--eval-data", heldOut])).toContain("--eval-data: ")
+    expect(refused(["verify", ...folded, "--eval-data", heldOut])).toContain("is not used by pleat verify (it compares training steps)")
+    expect(refused(["train", ...oneRank.slice(0, -2), "--vocab", "20", "--eval-data", heldOut])).toMatch(
+      /^pleat train: --eval-data: ".*" holds token ids up to 3\d \(the first of 20 or more at token \d+\), not all below --vocab 20; fix: use --vocab \d+ or more/,
+    )
+  })
+})

@@ -1,0 +1,166 @@
+/**
+ * Evaluation: the loss of the model as it stands on held-out data (`--eval-data`), as Megatron's
+ * evaluate and nanoGPT's estimate_loss report it: the language-model cross-entropy (no aux or
+ * z loss) of `batches` global batches of a token file, forward passes only, no gradient and no
+ * optimizer step.
+ *
+ * Each evaluation reads the same sequences, 0 .. batches * globalBatch - 1 of the file's stream
+ * (WindowOrder under the run's seed; epoch 0 first), so its losses are comparable from one
+ * evaluation to the next and equal under every mapping. A global batch runs the pipeline's
+ * forward-only schedule (the interpreter's evaluation lists) over the training's micro-batches,
+ * links and groups; each rank's share of a micro-batch's loss is its training share, so the shares
+ * of all ranks sum to the batch's mean loss. The MoE layers route with the trained expert biases
+ * but count into a state of their own, so no evaluation moves the training's global_aux counts or
+ * bias updates. Host ranks only (the trainer refuses a device).
+ */
+import * as Effect from "effect/Effect"
+import * as MoeRunState from "../moe/MoeRunState.js"
+import type { Action } from "../pipeline/Action.js"
+import type * as Partition from "../pipeline/Partition.js"
+import * as Schedule from "../pipeline/Schedule.js"
+import { hostValues } from "../tensor/ops/Transfer.js"
+import * as StableWeights from "../tensor/StableWeights.js"
+import type * as Tensor from "../tensor/Tensor.js"
+import * as ChunkRun from "./ChunkRun.js"
+import * as Data from "./Data.js"
+import * as DistributedOptimizer from "./DistributedOptimizer.js"
+import * as Interpreter from "./Interpreter.js"
+import type * as PipelineLinks from "./PipelineLinks.js"
+import type * as RankParams from "./RankParams.js"
+import type * as Stage from "./Stage.js"
+import type * as TokenFile from "./TokenFile.js"
+
+/**
+ * What a run evaluates on: the held-out token file and how many global batches of it.
+ * @category models
+ */
+export interface EvaluationSetup {
+  readonly data: TokenFile.TokenFile
+  readonly batches: number
+}
+
+/**
+ * What one rank's evaluation needs of its trainer.
+ * @category models
+ */
+export interface EvaluationContext {
+  readonly rank: number
+  readonly setup: { readonly seed: number; readonly precision?: "fp32" | "bf16" | undefined }
+  readonly evaluation: EvaluationSetup
+  readonly model: { readonly seq: number; readonly vocab: number }
+  readonly batch: { readonly microBatch: number; readonly globalBatch: number }
+  readonly place: { readonly pp: number; readonly tp: number; readonly dp: number }
+  /** The pipeline's ranks and virtual stages, and the micro-batches of a rank's step. */
+  readonly pp: number
+  readonly vpp: number | undefined
+  readonly microBatches: number
+  readonly links: PipelineLinks.PipelineLinks
+  readonly chunks: ReadonlyArray<Partition.LayerRange>
+  readonly isFirst: (chunk: number) => boolean
+  readonly isLast: (chunk: number) => boolean
+  readonly params: ReadonlyMap<string, RankParams.Held>
+  /** The stage context with the MoE layers' state given. */
+  readonly context: (param: (name: string) => Tensor.Tensor, moeState: MoeRunState.MoeRunState) => Stage.StageContext
+  readonly moeState: MoeRunState.MoeRunState
+  readonly distributed: DistributedOptimizer.DistributedOptimizer | undefined
+}
+
+/**
+ * This rank's share of the evaluation loss: the sum over its micro-batches of `batches` global
+ * batches of its training share, divided by `batches` (the shares of all ranks sum to the loss).
+ * @category constructors
+ */
+export const evaluate = (c: EvaluationContext) =>
+  Effect.gen(function* () {
+    // The trained biases route; the counts go into a state nobody reads.
+    const moeState = MoeRunState.make()
+    MoeRunState.restoreBiases(moeState, MoeRunState.savedBiases(c.moeState))
+    const bf16Copies = new Map<RankParams.Held, Tensor.Tensor>()
+    const generation = StableWeights.nextGeneration()
+    const { evaluation } = c
+    const actions = Schedule.make({ pp: c.pp, vpp: c.vpp, microBatches: c.microBatches, forwardOnly: true }).ranks[c.place.pp] as ReadonlyArray<Action>
+    let share = 0
+    for (let batch = 0; batch < evaluation.batches; batch++) {
+      const forward = (microBatch: number, chunk: number, received: Tensor.Tensor | undefined) =>
+        Effect.gen(function* () {
+          // The parameters as the last step's all-gathers left them (DistributedOptimizer).
+          if (c.distributed !== undefined) yield* DistributedOptimizer.settle(c.distributed, chunk)
+          const data = Data.microBatch({
+            seed: c.setup.seed,
+            step: batch,
+            dpRank: c.place.dp,
+            index: microBatch,
+            microBatch: c.batch.microBatch,
+            microBatches: c.microBatches,
+            globalBatch: c.batch.globalBatch,
+            seq: c.model.seq,
+            vocab: c.model.vocab,
+            file: evaluation.data,
+          })
+          const { out, forwarded, release } = yield* ChunkRun.forward({
+            rank: c.rank,
+            microBatch,
+            chunk,
+            layers: c.chunks[chunk] as Partition.LayerRange,
+            isFirst: c.isFirst(chunk),
+            isLast: c.isLast(chunk),
+            params: c.params,
+            context: (param) => c.context(param, moeState),
+            data,
+            received,
+            precision: c.setup.precision,
+            bf16Copies,
+            generation,
+          })
+          if (out.loss !== undefined && c.place.tp === 0) share += (yield* hostValues(out.loss))[0] as number
+          release()
+          return forwarded
+        })
+      yield* Interpreter.run(actions, { pp: c.place.pp, links: c.links, forwardOnly: true, isFirst: c.isFirst, isLast: c.isLast, forward })
+    }
+    StableWeights.retire(generation)
+    return share / evaluation.batches
+  })
+
+/**
+ * What a rank reports after an evaluation: the steps done when it ran, and the rank's share.
+ * @category models
+ */
+export interface EvalEvent {
+  readonly evaluated: number
+  readonly share: number
+}
+
+/**
+ * One evaluation of the whole job: after `step` steps, the mean loss on the held-out data.
+ * @category models
+ */
+export interface EvalSummary {
+  readonly step: number
+  readonly loss: number
+}
+
+/**
+ * Whether a rank's report is an evaluation's (EvalEvent).
+ * @category guards
+ */
+export const isEvalEvent = (value: unknown): value is EvalEvent => typeof value === "object" && value !== null && "evaluated" in value
+
+/**
+ * Sums the ranks' shares of each evaluation; `publish` gets its summary once all `world` ranks have
+ * reported it.
+ * @category constructors
+ */
+export const collector = (world: number, publish: (summary: EvalSummary) => void) => {
+  const arrived = new Map<number, { count: number; loss: number }>()
+  return (event: EvalEvent): void => {
+    const got = arrived.get(event.evaluated) ?? { count: 0, loss: 0 }
+    const next = { count: got.count + 1, loss: got.loss + event.share }
+    if (next.count < world) {
+      arrived.set(event.evaluated, next)
+      return
+    }
+    arrived.delete(event.evaluated)
+    publish({ step: event.evaluated, loss: next.loss })
+  }
+}
