@@ -26,7 +26,7 @@ import type * as MoeStats from "../model/MoeStats.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Log from "../runtime/Log.js"
 import * as Trace from "../runtime/Trace.js"
-import type * as Evaluation from "../train/Evaluation.js"
+import type * as HeldOut from "../train/HeldOut.js"
 import * as SaveFallback from "../train/SaveFallback.js"
 import * as SteadyStep from "../train/SteadyStep.js"
 import * as Train from "../train/Train.js"
@@ -132,7 +132,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     let last: Train.StepSummary | undefined
     let ran = 0
     // The last evaluation on --eval-data, for the summary.
-    let lastEval: Evaluation.EvalSummary | undefined
+    let lastEval: HeldOut.EvalSummary | undefined
     // Every step's seconds, for the steady throughput (SteadyStep): one number a step.
     const stepSeconds: Array<number> = []
     // What an interruption would interrupt: the step reached and the last checkpoint written.
@@ -150,7 +150,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       ...(resolved.saveEvery === undefined ? {} : { saveEvery: resolved.saveEvery }),
       ...(resolved.resume === undefined ? {} : { resume: resolved.resume }),
       ...(resolved.evalEvery === undefined ? {} : { evalEvery: resolved.evalEvery }),
-      onEval: (e: Evaluation.EvalSummary) => {
+      onEval: (e: HeldOut.EvalSummary) => {
         lastEval = e
         json?.info({ step: e.step, evalLoss: e.loss, evalPerplexity: Math.exp(e.loss) }, "eval")
         if (json === undefined) io.stdout(`eval after step ${e.step}: loss ${format(e.loss, 4)}, perplexity ${format(Math.exp(e.loss), 4)}\n`)

@@ -19,7 +19,7 @@ import * as MpiProcess from "../runtime/MpiProcess.js"
 import * as ModelContext from "../model/ModelContext.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Checkpoint from "../train/Checkpoint.js"
-import type * as Evaluation from "../train/Evaluation.js"
+import type * as HeldOut from "../train/HeldOut.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Optimizer from "../train/Optimizer.js"
@@ -201,7 +201,7 @@ const inspected = (field: "data" | "eval-data", path: string, c: RunConfig.RunCo
 }
 
 /** What --eval-data evaluates on (or undefined); throws a ConfigError for eval flags without it, or on a device. */
-const evaluationOf = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): Evaluation.EvaluationSetup | undefined => {
+const evaluationOf = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): HeldOut.EvaluationSetup | undefined => {
   if (c["eval-data"] === undefined) {
     if (c["eval-every"] !== undefined) throw ConfigError.make("eval-every", c["eval-every"], "has no held-out data to evaluate on", "add --eval-data FILE, or drop --eval-every")
     if (sources["eval-batches"]?._tag !== "default")

@@ -28,16 +28,7 @@ import * as Interpreter from "./Interpreter.js"
 import type * as PipelineLinks from "./PipelineLinks.js"
 import type * as RankParams from "./RankParams.js"
 import type * as Stage from "./Stage.js"
-import type * as TokenFile from "./TokenFile.js"
-
-/**
- * What a run evaluates on: the held-out token file and how many global batches of it.
- * @category models
- */
-export interface EvaluationSetup {
-  readonly data: TokenFile.TokenFile
-  readonly batches: number
-}
+import type * as HeldOut from "./HeldOut.js"
 
 /**
  * What one rank's evaluation needs of its trainer.
@@ -45,14 +36,17 @@ export interface EvaluationSetup {
  */
 export interface EvaluationContext {
   readonly rank: number
-  readonly setup: { readonly seed: number; readonly precision?: "fp32" | "bf16" | undefined }
-  readonly evaluation: EvaluationSetup
-  readonly model: { readonly seq: number; readonly vocab: number }
-  readonly batch: { readonly microBatch: number; readonly globalBatch: number }
+  /** The run (RankTrainer.TrainSetup): its seed, precision, model, batch, pipeline and held-out data. */
+  readonly setup: {
+    readonly seed: number
+    readonly precision?: "fp32" | "bf16" | undefined
+    readonly evaluation?: HeldOut.EvaluationSetup | undefined
+    readonly model: { readonly seq: number; readonly vocab: number }
+    readonly batch: { readonly microBatch: number; readonly globalBatch: number }
+    readonly parallel: { readonly vpp?: number | undefined; readonly sizes: { readonly pp: number } }
+  }
   readonly place: { readonly pp: number; readonly tp: number; readonly dp: number }
-  /** The pipeline's ranks and virtual stages, and the micro-batches of a rank's step. */
-  readonly pp: number
-  readonly vpp: number | undefined
+  /** The micro-batches of a rank's step. */
   readonly microBatches: number
   readonly links: PipelineLinks.PipelineLinks
   readonly chunks: ReadonlyArray<Partition.LayerRange>
@@ -67,18 +61,21 @@ export interface EvaluationContext {
 
 /**
  * This rank's share of the evaluation loss: the sum over its micro-batches of `batches` global
- * batches of its training share, divided by `batches` (the shares of all ranks sum to the loss).
+ * batches of its training share, divided by `batches` (the shares of all ranks sum to the loss);
+ * undefined when the run has no held-out data.
  * @category constructors
  */
-export const evaluate = (c: EvaluationContext) =>
+export const of = (c: EvaluationContext) => (c.setup.evaluation === undefined ? undefined : evaluate(c, c.setup.evaluation))
+
+const evaluate = (c: EvaluationContext, evaluation: HeldOut.EvaluationSetup) =>
   Effect.gen(function* () {
     // The trained biases route; the counts go into a state nobody reads.
     const moeState = MoeRunState.make()
     MoeRunState.restoreBiases(moeState, MoeRunState.savedBiases(c.moeState))
     const bf16Copies = new Map<RankParams.Held, Tensor.Tensor>()
     const generation = StableWeights.nextGeneration()
-    const { evaluation } = c
-    const actions = Schedule.make({ pp: c.pp, vpp: c.vpp, microBatches: c.microBatches, forwardOnly: true }).ranks[c.place.pp] as ReadonlyArray<Action>
+    const { model, batch: sizes, parallel } = c.setup
+    const actions = Schedule.make({ pp: parallel.sizes.pp, vpp: parallel.vpp, microBatches: c.microBatches, forwardOnly: true }).ranks[c.place.pp] as ReadonlyArray<Action>
     let share = 0
     for (let batch = 0; batch < evaluation.batches; batch++) {
       const forward = (microBatch: number, chunk: number, received: Tensor.Tensor | undefined) =>
@@ -90,11 +87,11 @@ export const evaluate = (c: EvaluationContext) =>
             step: batch,
             dpRank: c.place.dp,
             index: microBatch,
-            microBatch: c.batch.microBatch,
+            microBatch: sizes.microBatch,
             microBatches: c.microBatches,
-            globalBatch: c.batch.globalBatch,
-            seq: c.model.seq,
-            vocab: c.model.vocab,
+            globalBatch: sizes.globalBatch,
+            seq: model.seq,
+            vocab: model.vocab,
             file: evaluation.data,
           })
           const { out, forwarded, release } = yield* ChunkRun.forward({
@@ -121,46 +118,3 @@ export const evaluate = (c: EvaluationContext) =>
     StableWeights.retire(generation)
     return share / evaluation.batches
   })
-
-/**
- * What a rank reports after an evaluation: the steps done when it ran, and the rank's share.
- * @category models
- */
-export interface EvalEvent {
-  readonly evaluated: number
-  readonly share: number
-}
-
-/**
- * One evaluation of the whole job: after `step` steps, the mean loss on the held-out data.
- * @category models
- */
-export interface EvalSummary {
-  readonly step: number
-  readonly loss: number
-}
-
-/**
- * Whether a rank's report is an evaluation's (EvalEvent).
- * @category guards
- */
-export const isEvalEvent = (value: unknown): value is EvalEvent => typeof value === "object" && value !== null && "evaluated" in value
-
-/**
- * Sums the ranks' shares of each evaluation; `publish` gets its summary once all `world` ranks have
- * reported it.
- * @category constructors
- */
-export const collector = (world: number, publish: (summary: EvalSummary) => void) => {
-  const arrived = new Map<number, { count: number; loss: number }>()
-  return (event: EvalEvent): void => {
-    const got = arrived.get(event.evaluated) ?? { count: 0, loss: 0 }
-    const next = { count: got.count + 1, loss: got.loss + event.share }
-    if (next.count < world) {
-      arrived.set(event.evaluated, next)
-      return
-    }
-    arrived.delete(event.evaluated)
-    publish({ step: event.evaluated, loss: next.loss })
-  }
-}

@@ -38,6 +38,7 @@ import * as DeviceDistributed from "./DeviceDistributed.js"
 import * as DeviceOptimizer from "./DeviceOptimizer.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as Evaluation from "./Evaluation.js"
+import type * as HeldOut from "./HeldOut.js"
 import * as Interpreter from "./Interpreter.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
@@ -79,7 +80,7 @@ export interface TrainSetup {
   /** The token file to train on (checked by TokenFile.inspect); the synthetic language when absent. */
   readonly data?: TokenFile.TokenFile | undefined
   /** Held-out data to evaluate on (Evaluation; host ranks only). */
-  readonly evaluation?: Evaluation.EvaluationSetup | undefined
+  readonly evaluation?: HeldOut.EvaluationSetup | undefined
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */
   readonly span?: ((span: Trace.Span) => void) | undefined
 }
@@ -401,26 +402,6 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
           ? Effect.sync(() => DeviceOptimizer.settle(onDevice))
           : Effect.void
   /** This rank's share of the loss on the held-out data (Evaluation); undefined without it. */
-  const evaluate =
-    setup.evaluation &&
-    Evaluation.evaluate({
-      rank,
-      setup,
-      evaluation: setup.evaluation,
-      model,
-      batch,
-      place,
-      pp: s.pp,
-      vpp: parallel.vpp,
-      microBatches,
-      links,
-      chunks,
-      isFirst,
-      isLast,
-      params,
-      context: ctxOf,
-      moeState,
-      distributed,
-    })
+  const evaluate = Evaluation.of({ rank, setup, place, microBatches, links, chunks, isFirst, isLast, params, context: ctxOf, moeState, distributed })
   return { rank, place, params, moments, distributed, moeState, step, settle, schedule, microBatches, evaluate }
 }

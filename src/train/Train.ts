@@ -31,7 +31,7 @@ import type * as Trace from "../runtime/Trace.js"
 import * as StableWeights from "../tensor/StableWeights.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
-import * as Evaluation from "./Evaluation.js"
+import * as HeldOut from "./HeldOut.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
 import type * as RankTrainer from "./RankTrainer.js"
@@ -101,7 +101,7 @@ export interface RunOptions {
   /** With `setup.evaluation`: evaluates every this many steps (default: only after the last). */
   readonly evalEvery?: number
   /** Called with each evaluation (after its step's onStep). */
-  readonly onEval?: (summary: Evaluation.EvalSummary) => void
+  readonly onEval?: (summary: HeldOut.EvalSummary) => void
 }
 
 /** The summary of one step from every rank's report. */
@@ -187,7 +187,7 @@ type Published =
   | { readonly _tag: "Step"; readonly summary: StepSummary }
   | { readonly _tag: "Saved"; readonly step: number; readonly dir: string }
   | { readonly _tag: "SaveFailed"; readonly failure: SaveFallback.SaveFailure }
-  | { readonly _tag: "Evaluated"; readonly summary: Evaluation.EvalSummary }
+  | { readonly _tag: "Evaluated"; readonly summary: HeldOut.EvalSummary }
 
 /** The newest intact checkpoint in `dir`, if any (never throws: `dir` may be gone). */
 const intactIn = (dir: string | undefined): { readonly step: number; readonly dir: string } | undefined => {
@@ -312,7 +312,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
     // Steps each rank has reported done, so a failure names the step the rank was running.
     const done = new Array<number>(world).fill(first)
     const collect = collector(world, tokens, (summary) => void Queue.offerUnsafe(published, { _tag: "Step", summary }), saved)
-    const evaluated = Evaluation.collector(world, (summary) => void Queue.offerUnsafe(published, { _tag: "Evaluated", summary }))
+    const evaluated = HeldOut.collector(world, (summary) => void Queue.offerUnsafe(published, { _tag: "Evaluated", summary }))
     const evaluations = setup.evaluation === undefined ? [] : saveSteps(first, options.steps, options.evalEvery)
     const running = Backend.run({
       world,
@@ -320,7 +320,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       listener: {
         onReport: (rank, value) => {
-          if (Evaluation.isEvalEvent(value)) return evaluated(value)
+          if (HeldOut.isEvalEvent(value)) return evaluated(value)
           if (typeof value === "object" && value !== null && !("saved" in value)) done[rank] = (value as TrainProgram.StepEvent).step + 1
           collect(rank, value)
         },

@@ -19,7 +19,7 @@ import * as MoeRunState from "../moe/MoeRunState.js"
 import * as BuiltinModels from "./BuiltinModels.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as DistributedSlices from "./DistributedSlices.js"
-import type * as Evaluation from "./Evaluation.js"
+import type * as HeldOut from "./HeldOut.js"
 import type * as Fault from "./Fault.js"
 import * as ModelDefinition from "./ModelDefinition.js"
 import * as Optimizer from "./Optimizer.js"
@@ -98,8 +98,7 @@ export const program = (rank: number, args: unknown) =>
       // without passing through the scheduler's queue, and the driver's fiber (progress, logs,
       // onStep) fell hundreds of steps behind, holding every summary in between.
       yield* Effect.yieldNow
-      if (trainer.evaluate !== undefined && a.evaluations?.includes(k + 1) === true)
-        events.report({ evaluated: k + 1, share: yield* trainer.evaluate } satisfies Evaluation.EvalEvent)
+      if (trainer.evaluate !== undefined && a.evaluations?.includes(k + 1) === true) events.report({ evaluated: k + 1, share: yield* trainer.evaluate } satisfies HeldOut.EvalEvent)
       const save = a.saves.find((s) => s.step === k + 1)
       if (save === undefined) continue
       // The shards and moments as the step left them (a device optimizer's come to the host).
