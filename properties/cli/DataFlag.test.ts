@@ -3,7 +3,6 @@
 // and threads), the file is what is learned (a file of one repeated id is learned to near-zero
 // loss; the synthetic language is not what ran), and a file that cannot work is refused before any
 // work (exit 2, one line naming the setting as written, the value and the fix).
-import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { describe, expect, test } from "vitest"
@@ -11,6 +10,7 @@ import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
 import { configFile } from "./configFile.js"
 import { refused } from "./refused.js"
+import { records, uint16File, walk } from "./tokenFiles.js"
 
 const run = async (argv: ReadonlyArray<string>) => {
   const io = memoryIo()
@@ -18,28 +18,12 @@ const run = async (argv: ReadonlyArray<string>) => {
   return { status, out: io.out, err: io.err }
 }
 
-/** A uint16 token file of `ids`. */
-const tokens = (ids: ReadonlyArray<number>): string => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-data-")), "train.bin")
-  const bytes = Buffer.alloc(2 * ids.length)
-  ids.forEach((id, i) => bytes.writeUInt16LE(id, 2 * i))
-  writeFileSync(file, bytes)
-  return file
-}
-
-/** Text-like ids: a fixed pseudo-random walk over a 40-id vocabulary, 600 tokens. */
-const corpus = tokens(Array.from({ length: 600 }, (_, i) => (Math.imul(i + 7, 2654435761) >>> 27) + (i % 9)))
+const corpus = uint16File(walk(600, 7))
 
 const folded = ["--world", "4", "--tp", "1", "--cp", "2", "--pp", "2", "--ep", "2", "--hidden", "16", "--seq", "8", "--global-batch", "4", "--vocab", "40"]
 const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "16"]
 
-const losses = (out: string): Array<number> =>
-  out
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as { msg?: string; loss?: number })
-    .filter((o) => o.msg === "step")
-    .map((o) => o.loss as number)
+const losses = (out: string): Array<number> => records(out, "step").map((o) => o.loss as number)
 
 describe("training on a token file", () => {
   test("a folded mapping agrees with one rank on the file's sequences (pleat verify, float64)", async () => {
@@ -61,7 +45,7 @@ describe("training on a token file", () => {
   }, 60_000)
 
   test("a file of one repeated id is learned: the loss falls from about ln(vocab) to near zero", async () => {
-    const r = await run(["train", ...oneRank, "--data", tokens(Array.from({ length: 400 }, () => 5)), "--steps", "20", "--log", "json"])
+    const r = await run(["train", ...oneRank, "--data", uint16File(Array.from({ length: 400 }, () => 5)), "--steps", "20", "--log", "json"])
     expect(r.status, r.err).toBe(0)
     const l = losses(r.out)
     expect(l[0]).toBeGreaterThan(1.5)
@@ -72,7 +56,7 @@ describe("training on a token file", () => {
 describe("a token file that cannot work is refused before any work", () => {
   test("ids at or above the vocabulary: the largest named, the default --vocab said to be one", () => {
     expect(refused(["train", "--data", corpus])).toMatch(
-      /^pleat train: --data: ".*train\.bin" holds token ids up to \d+ \(the first of 32 or more at token \d+\), not all below --vocab 32; fix: use --vocab \d+ or more \(the tokenizer's vocabulary\), or --data-dtype uint32 if it holds 4-byte ids; defaults in effect \(not given\): --vocab 32, --data-dtype uint16/,
+      /^pleat train: --data: ".*tokens\.bin" holds token ids up to \d+ \(the first of 32 or more at token \d+\), not all below --vocab 32; fix: use --vocab \d+ or more \(the tokenizer's vocabulary\), or --data-dtype uint32 if it holds 4-byte ids; defaults in effect \(not given\): --vocab 32, --data-dtype uint16/,
     )
   })
 
@@ -82,7 +66,7 @@ describe("a token file that cannot work is refused before any work", () => {
     expect(refused(["train", "--data-dtype", "uint32"])).toBe(
       'pleat train: --data-dtype: "uint32" says how --data stores its ids, but there is no --data; fix: add --data FILE, or drop --data-dtype',
     )
-    expect(refused(["verify", ...folded, "--data", tokens([1, 2, 3])])).toContain(
+    expect(refused(["verify", ...folded, "--data", uint16File([1, 2, 3])])).toContain(
       "holds 3 tokens, fewer than one sequence of --seq 8 needs (9: the inputs and their next-token targets); fix: use --seq 2 or less, or a longer file",
     )
   })

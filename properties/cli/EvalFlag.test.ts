@@ -3,13 +3,11 @@
 // 1e-300 in float64), it agrees across mappings and backends, it leaves the training untouched
 // (the same losses, bit for bit, with the MoE state, expert biases and the distributed optimizer
 // in play), and what cannot evaluate is refused before any work (exit 2, one line).
-import { mkdtempSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import path from "node:path"
 import { describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
 import { refused } from "./refused.js"
+import { records, uint16File, walk } from "./tokenFiles.js"
 
 const run = async (argv: ReadonlyArray<string>) => {
   const io = memoryIo()
@@ -17,26 +15,10 @@ const run = async (argv: ReadonlyArray<string>) => {
   return { status, out: io.out, err: io.err }
 }
 
-/** A uint16 token file of `n` ids below 40 (a fixed pseudo-random walk from `salt`). */
-const tokens = (n: number, salt: number): string => {
-  const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-eval-")), "tokens.bin")
-  const bytes = Buffer.alloc(2 * n)
-  for (let i = 0; i < n; i++) bytes.writeUInt16LE(((Math.imul(i + salt, 2654435761) >>> 27) + (i % 9)) % 40, 2 * i)
-  writeFileSync(file, bytes)
-  return file
-}
-
-const train = tokens(700, 1)
-const heldOut = tokens(300, 977)
+const train = uint16File(walk(700, 1))
+const heldOut = uint16File(walk(300, 977))
 const folded = ["--world", "4", "--tp", "1", "--cp", "2", "--pp", "2", "--ep", "2", "--hidden", "16", "--seq", "8", "--global-batch", "4", "--vocab", "40"]
 const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--hidden", "16", "--seq", "8", "--global-batch", "4", "--vocab", "40"]
-
-const records = (out: string, msg: string): Array<Record<string, number>> =>
-  out
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Record<string, number> & { msg?: string })
-    .filter((o) => o.msg === msg)
 
 describe("evaluation on held-out data", () => {
   test("is the training forward's loss on the same sequences: with weights that cannot move, the mean of the first steps' losses", async () => {
