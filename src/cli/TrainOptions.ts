@@ -195,8 +195,8 @@ const dataFile = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"])
 
 /** A token file checked against the model, its problems named after `field`; throws a ConfigError. */
 const inspected = (field: "data" | "eval-data", path: string, c: RunConfig.RunConfig): TokenFile.TokenFile => {
-  const file = TokenFile.inspect(path, c["data-dtype"], c.seq, c.vocab)
-  if (ConfigError.isConfigError(file)) throw field === "data" ? file : ConfigError.make(field, file.value, file.reason, file.fix)
+  const file = TokenFile.inspect(path, c["data-dtype"], c.seq, c.vocab, field)
+  if (ConfigError.isConfigError(file)) throw file
   return file
 }
 

@@ -22,13 +22,14 @@ import { hostValues } from "../tensor/ops/Transfer.js"
 import * as StableWeights from "../tensor/StableWeights.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as ChunkRun from "./ChunkRun.js"
-import * as Data from "./Data.js"
+import type * as Data from "./Data.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as Interpreter from "./Interpreter.js"
 import type * as PipelineLinks from "./PipelineLinks.js"
 import type * as RankParams from "./RankParams.js"
 import type * as Stage from "./Stage.js"
 import type * as HeldOut from "./HeldOut.js"
+import type * as TokenFile from "./TokenFile.js"
 
 /**
  * What one rank's evaluation needs of its trainer.
@@ -36,18 +37,17 @@ import type * as HeldOut from "./HeldOut.js"
  */
 export interface EvaluationContext {
   readonly rank: number
-  /** The run (RankTrainer.TrainSetup): its seed, precision, model, batch, pipeline and held-out data. */
+  /** The run (TrainSetup): its precision, pipeline and held-out data. */
   readonly setup: {
-    readonly seed: number
     readonly precision?: "fp32" | "bf16" | undefined
     readonly evaluation?: HeldOut.EvaluationSetup | undefined
-    readonly model: { readonly seq: number; readonly vocab: number }
-    readonly batch: { readonly microBatch: number; readonly globalBatch: number }
     readonly parallel: { readonly vpp?: number | undefined; readonly sizes: { readonly pp: number } }
   }
-  readonly place: { readonly pp: number; readonly tp: number; readonly dp: number }
+  readonly place: { readonly pp: number; readonly tp: number }
   /** The micro-batches of a rank's step. */
   readonly microBatches: number
+  /** This rank's micro-batch `index` of global batch `step` of `file` (the trainer's, Data.microBatch). */
+  readonly dataOf: (step: number, index: number, file: TokenFile.TokenFile) => Data.MicroBatch
   readonly links: PipelineLinks.PipelineLinks
   readonly chunks: ReadonlyArray<Partition.LayerRange>
   readonly isFirst: (chunk: number) => boolean
@@ -74,7 +74,7 @@ const evaluate = (c: EvaluationContext, evaluation: HeldOut.EvaluationSetup) =>
     MoeRunState.restoreBiases(moeState, MoeRunState.savedBiases(c.moeState))
     const bf16Copies = new Map<RankParams.Held, Tensor.Tensor>()
     const generation = StableWeights.nextGeneration()
-    const { model, batch: sizes, parallel } = c.setup
+    const { parallel } = c.setup
     const actions = Schedule.make({ pp: parallel.sizes.pp, vpp: parallel.vpp, microBatches: c.microBatches, forwardOnly: true }).ranks[c.place.pp] as ReadonlyArray<Action>
     let share = 0
     for (let batch = 0; batch < evaluation.batches; batch++) {
@@ -82,18 +82,7 @@ const evaluate = (c: EvaluationContext, evaluation: HeldOut.EvaluationSetup) =>
         Effect.gen(function* () {
           // The parameters as the last step's all-gathers left them (DistributedOptimizer).
           if (c.distributed !== undefined) yield* DistributedOptimizer.settle(c.distributed, chunk)
-          const data = Data.microBatch({
-            seed: c.setup.seed,
-            step: batch,
-            dpRank: c.place.dp,
-            index: microBatch,
-            microBatch: sizes.microBatch,
-            microBatches: c.microBatches,
-            globalBatch: sizes.globalBatch,
-            seq: model.seq,
-            vocab: model.vocab,
-            file: evaluation.data,
-          })
+          const data = c.dataOf(batch, microBatch, evaluation.data)
           const { out, forwarded, release } = yield* ChunkRun.forward({
             rank: c.rank,
             microBatch,

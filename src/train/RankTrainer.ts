@@ -15,17 +15,14 @@ import * as Effect from "effect/Effect"
 import * as Group from "../comm/Group.js"
 import type * as Families from "../mapping/Families.js"
 import * as Folding from "../mapping/Folding.js"
-import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as MoeStats from "../model/MoeStats.js"
 import * as MoeRunState from "../moe/MoeRunState.js"
 import type { Action } from "../pipeline/Action.js"
 import * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
-import type * as Trace from "../runtime/Trace.js"
 import * as Device from "../tensor/Device.js"
 import type { DeviceArray } from "../tensor/device/DeviceRuntime.js"
 import { runtimeOf } from "../tensor/device/Runtimes.js"
-import type * as DType from "../tensor/DType.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import { hostValues } from "../tensor/ops/Transfer.js"
 import * as StableWeights from "../tensor/StableWeights.js"
@@ -38,7 +35,6 @@ import * as DeviceDistributed from "./DeviceDistributed.js"
 import * as DeviceOptimizer from "./DeviceOptimizer.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as Evaluation from "./Evaluation.js"
-import type * as HeldOut from "./HeldOut.js"
 import * as Interpreter from "./Interpreter.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
@@ -49,54 +45,21 @@ import * as Params from "./Params.js"
 import * as PipelineLinks from "./PipelineLinks.js"
 import * as RankMemory from "./RankMemory.js"
 import * as StepReportModule from "./StepReport.js"
+import type * as TrainSetupModule from "./TrainSetup.js"
 import * as RankParams from "./RankParams.js"
 import * as Stage from "./Stage.js"
 
 /**
- * Everything a training job is made of.
+ * Everything a training job is made of (TrainSetup.ts).
  * @category models
  */
-export interface TrainSetup {
-  readonly parallel: ParallelConfig.ParallelConfig
-  readonly model: ModelConfig.ModelConfig
-  readonly batch: ModelConfig.BatchConfig
-  readonly seed: number
-  readonly dtype: DType.DType
-  readonly optimizer: Optimizer.OptimizerConfig
-  readonly auxLossCoeff: number
-  /** Shards AdamW's state over the ranks that hold the same parameters (DistributedOptimizer). */
-  readonly distributedOptimizer?: boolean
-  /** bf16: parameters and activations in bfloat16, fp32 master weights and state (fp32 default). */
-  readonly precision?: Precision | undefined
-  /** Activation recompute in the backward (none by default). */
-  readonly recompute?: Recompute | undefined
-  /** The model (ModelDefinition.Ref); the built-in Mixtral-like model when absent. */
-  readonly definition?: ModelDefinition.Ref | undefined
-  /**
-   * The kind of device the ranks compute on (ChunkRun: weights uploaded once a step): `cpu` (the
-   * default), `sim` (rank r on sim:r) or `cuda` (cuda:0, the GPU its process selected).
-   */
-  readonly device?: Device.Kind | undefined
-  /** The token file to train on (checked by TokenFile.inspect); the synthetic language when absent. */
-  readonly data?: TokenFile.TokenFile | undefined
-  /** Held-out data to evaluate on (Evaluation; host ranks only). */
-  readonly evaluation?: HeldOut.EvaluationSetup | undefined
-  /** Receives a span for every forward, backward and wait, and one per step (tracing). */
-  readonly span?: ((span: Trace.Span) => void) | undefined
-}
+export type TrainSetup = TrainSetupModule.TrainSetup
 
 /**
- * The training precision: fp32 (the setup's dtype throughout) or bf16 mixed precision.
+ * What the backward recomputes instead of keeping (TrainSetup.ts).
  * @category models
  */
-export type Precision = "fp32" | "bf16"
-
-/**
- * What the backward recomputes instead of keeping: nothing, the attention core and the expert
- * MLPs, or whole layers.
- * @category models
- */
-export type Recompute = "none" | "selective" | "full"
+export type Recompute = TrainSetupModule.Recompute
 
 /**
  * What one rank reports after a step (StepReport.ts).
@@ -156,6 +119,20 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   const stageOf = (chunk: number) => Partition.globalStage(part, place.pp, chunk)
   const lastStage = Partition.stageCount(part) - 1
   const isFirst = (chunk: number) => stageOf(chunk) === 0
+  /** This rank's micro-batch `index` of global batch `step` of `file` (the synthetic language when undefined). */
+  const dataOf = (step: number, index: number, file: TokenFile.TokenFile | undefined) =>
+    Data.microBatch({
+      seed: setup.seed,
+      step,
+      dpRank: place.dp,
+      index,
+      microBatch: batch.microBatch,
+      microBatches,
+      globalBatch: batch.globalBatch,
+      seq: model.seq,
+      vocab: model.vocab,
+      file,
+    })
   const isLast = (chunk: number) => stageOf(chunk) === lastStage
 
   const ctxOf = (param: (name: string) => Tensor.Tensor, state = moeState): Stage.StageContext => ({
@@ -260,18 +237,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         if (distributed !== undefined && zero === undefined) yield* DistributedOptimizer.settle(distributed, chunk)
         const layers = chunks[chunk] as Partition.LayerRange
         const stage = stageOf(chunk)
-        const data = Data.microBatch({
-          seed: setup.seed,
-          step: k,
-          dpRank: place.dp,
-          index: microBatch,
-          microBatch: batch.microBatch,
-          microBatches,
-          globalBatch: batch.globalBatch,
-          seq: model.seq,
-          vocab: model.vocab,
-          file: setup.data,
-        })
+        const data = dataOf(k, microBatch, setup.data)
         const { out, forwarded, keptBytes } = yield* ChunkRun.forward({
           rank,
           microBatch,
@@ -402,6 +368,6 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
           ? Effect.sync(() => DeviceOptimizer.settle(onDevice))
           : Effect.void
   /** This rank's share of the loss on the held-out data (Evaluation); undefined without it. */
-  const evaluate = Evaluation.of({ rank, setup, place, microBatches, links, chunks, isFirst, isLast, params, context: ctxOf, moeState, distributed })
+  const evaluate = Evaluation.of({ rank, setup, place, microBatches, dataOf, links, chunks, isFirst, isLast, params, context: ctxOf, moeState, distributed })
   return { rank, place, params, moments, distributed, moeState, step, settle, schedule, microBatches, evaluate }
 }

@@ -71,38 +71,39 @@ const platformIsLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] ==
 /**
  * Checks `path` as a token file for a model of `vocab` ids and sequences of `seq` tokens: it is
  * readable, a whole number of ids, at least one window long, and every id is below `vocab`.
- * Returns the file, or the ConfigError naming `--data` (or `--data-dtype`), the value and the fix.
+ * Returns the file, or the ConfigError naming `field` (the flag that gave the file), the value and
+ * the fix.
  * Reads the whole file once (~1 GB/s).
  * @category constructors
  */
-export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: number): TokenFile | ConfigError.ConfigError => {
-  if (!platformIsLittleEndian) return ConfigError.make("data", path, "cannot be read on a big-endian machine (token files are little-endian)", "train on a little-endian machine")
+export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: number, field = "data"): TokenFile | ConfigError.ConfigError => {
+  if (!platformIsLittleEndian) return ConfigError.make(field, path, "cannot be read on a big-endian machine (token files are little-endian)", "train on a little-endian machine")
   let fd: number
   try {
     fd = openSync(path, "r")
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "unreadable"
-    return ConfigError.make("data", path, `cannot be read (${code})`, "pass the path of a readable file of token ids")
+    return ConfigError.make(field, path, `cannot be read (${code})`, "pass the path of a readable file of token ids")
   }
   try {
     const stat = fstatSync(fd)
-    if (!stat.isFile()) return ConfigError.make("data", path, "is not a file", "pass the path of a file of token ids")
+    if (!stat.isFile()) return ConfigError.make(field, path, "is not a file", "pass the path of a file of token ids")
     const width = bytesOf(dtype)
     if (stat.size % width !== 0) {
       const other = dtype === "uint32" ? ", or --data-dtype uint16 if it holds 2-byte ids" : ""
-      return ConfigError.make("data", path, `is ${stat.size} bytes, not a whole number of ${width}-byte ${dtype} ids`, `pass a file written as ${dtype}${other}`)
+      return ConfigError.make(field, path, `is ${stat.size} bytes, not a whole number of ${width}-byte ${dtype} ids`, `pass a file written as ${dtype}${other}`)
     }
     const tokens = stat.size / width
     if (tokens < seq + 1) {
       const fix = tokens >= 2 ? `use --seq ${tokens - 1} or less, or a longer file` : "pass a file of at least two tokens"
-      return ConfigError.make("data", path, `holds ${tokens} tokens, fewer than one sequence of --seq ${seq} needs (${seq + 1}: the inputs and their next-token targets)`, fix)
+      return ConfigError.make(field, path, `holds ${tokens} tokens, fewer than one sequence of --seq ${seq} needs (${seq + 1}: the inputs and their next-token targets)`, fix)
     }
     const buffer = Buffer.allocUnsafe(chunkBytes)
     let largest = 0
     let firstOver = -1
     for (let offset = 0; offset < stat.size; offset += chunkBytes) {
       const bytes = readAt(fd, buffer, Math.min(chunkBytes, stat.size - offset), offset)
-      if (bytes % width !== 0 || bytes === 0) return ConfigError.make("data", path, "changed while it was read", "pass a file nothing is writing to")
+      if (bytes % width !== 0 || bytes === 0) return ConfigError.make(field, path, "changed while it was read", "pass a file nothing is writing to")
       const ids = idsOf(buffer, bytes, dtype)
       let top = 0
       for (let i = 0; i < ids.length; i++) top = Math.max(top, ids[i] as number)
@@ -112,7 +113,7 @@ export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: num
     if (firstOver >= 0) {
       const other = dtype === "uint16" ? "--data-dtype uint32 if it holds 4-byte ids" : "--data-dtype uint16 if it holds 2-byte ids"
       return ConfigError.make(
-        "data",
+        field,
         path,
         `holds token ids up to ${largest} (the first of ${vocab} or more at token ${firstOver}), not all below --vocab ${vocab}`,
         `use --vocab ${largest + 1} or more (the tokenizer's vocabulary), or ${other}`,

@@ -176,7 +176,7 @@ const resumedStep = (dir: string, setup: RankTrainer.TrainSetup): Effect.Effect<
   })
 
 /** The steps (steps done) to save (or evaluate) at: every `every` after `first`, and the last. */
-const saveSteps = (first: number, steps: number, every: number | undefined): Array<number> => {
+const periodicSteps = (first: number, steps: number, every: number | undefined): Array<number> => {
   if (steps <= first) return []
   const periodic = every === undefined ? [] : Array.from({ length: Math.ceil(steps / every) }, (_, i) => (i + 1) * every).filter((s) => s > first && s < steps)
   return [...periodic, steps]
@@ -288,7 +288,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
         ),
       )
     }
-    const steps = saveSteps(first, options.steps, options.saveEvery)
+    const steps = periodicSteps(first, options.steps, options.saveEvery)
     const fallbackRoot = options.save === undefined ? "" : SaveFallback.directoryFor(options.save)
     const planned: Array<SaveFallback.Plan> =
       options.save === undefined || steps.length === 0
@@ -313,7 +313,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
     const done = new Array<number>(world).fill(first)
     const collect = collector(world, tokens, (summary) => void Queue.offerUnsafe(published, { _tag: "Step", summary }), saved)
     const evaluated = HeldOut.collector(world, (summary) => void Queue.offerUnsafe(published, { _tag: "Evaluated", summary }))
-    const evaluations = setup.evaluation === undefined ? [] : saveSteps(first, options.steps, options.evalEvery)
+    const evaluations = setup.evaluation === undefined ? [] : periodicSteps(first, options.steps, options.evalEvery)
     const running = Backend.run({
       world,
       program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, saves, faults: Fault.fromEnvironment(), evaluations }),

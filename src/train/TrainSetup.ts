@@ -1,0 +1,61 @@
+/**
+ * TrainSetup: a training job as data, everything a rank needs to build its trainer
+ * (RankTrainer.make): the mapping, the model and batch, seed, dtype and precision, optimizer,
+ * recompute, the model definition, the device, the data and held-out data, and a span callback for
+ * tracing (the only member that does not cross into workers).
+ */
+import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import type * as Trace from "../runtime/Trace.js"
+import type * as Device from "../tensor/Device.js"
+import type * as DType from "../tensor/DType.js"
+import type * as HeldOut from "./HeldOut.js"
+import type * as ModelConfig from "./ModelConfig.js"
+import type * as ModelDefinition from "./ModelDefinition.js"
+import type * as Optimizer from "./Optimizer.js"
+import type * as TokenFile from "./TokenFile.js"
+
+/**
+ * Everything a training job is made of.
+ * @category models
+ */
+export interface TrainSetup {
+  readonly parallel: ParallelConfig.ParallelConfig
+  readonly model: ModelConfig.ModelConfig
+  readonly batch: ModelConfig.BatchConfig
+  readonly seed: number
+  readonly dtype: DType.DType
+  readonly optimizer: Optimizer.OptimizerConfig
+  readonly auxLossCoeff: number
+  /** Shards AdamW's state over the ranks that hold the same parameters (DistributedOptimizer). */
+  readonly distributedOptimizer?: boolean
+  /** bf16: parameters and activations in bfloat16, fp32 master weights and state (fp32 default). */
+  readonly precision?: Precision | undefined
+  /** Activation recompute in the backward (none by default). */
+  readonly recompute?: Recompute | undefined
+  /** The model (ModelDefinition.Ref); the built-in Mixtral-like model when absent. */
+  readonly definition?: ModelDefinition.Ref | undefined
+  /**
+   * The kind of device the ranks compute on (ChunkRun: weights uploaded once a step): `cpu` (the
+   * default), `sim` (rank r on sim:r) or `cuda` (cuda:0, the GPU its process selected).
+   */
+  readonly device?: Device.Kind | undefined
+  /** The token file to train on (checked by TokenFile.inspect); the synthetic language when absent. */
+  readonly data?: TokenFile.TokenFile | undefined
+  /** Held-out data to evaluate on (Evaluation; host ranks only). */
+  readonly evaluation?: HeldOut.EvaluationSetup | undefined
+  /** Receives a span for every forward, backward and wait, and one per step (tracing). */
+  readonly span?: ((span: Trace.Span) => void) | undefined
+}
+
+/**
+ * The training precision: fp32 (the setup's dtype throughout) or bf16 mixed precision.
+ * @category models
+ */
+export type Precision = "fp32" | "bf16"
+
+/**
+ * What the backward recomputes instead of keeping: nothing, the attention core and the expert
+ * MLPs, or whole layers.
+ * @category models
+ */
+export type Recompute = "none" | "selective" | "full"
