@@ -3,6 +3,9 @@
 // 1e-300 in float64), it agrees across mappings and backends, it leaves the training untouched
 // (the same losses, bit for bit, with the MoE state, expert biases and the distributed optimizer
 // in play), and what cannot evaluate is refused before any work (exit 2, one line).
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
 import { describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
@@ -77,6 +80,29 @@ describe("evaluation on held-out data", () => {
     const evals = (out: string) => records(out, "eval").map((e) => [e.step, e.evalLoss])
     expect(evals(threads.out)).toEqual(evals(evaluated.out))
   }, 120_000)
+
+  test("a resume at --steps evaluates the checkpoint as saved: the run's last evaluation, under another mapping, with no step trained", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-eval-only-"))
+    const common = ["--data", train, "--eval-data", heldOut, "--dtype", "float64", "--expert-bias", "--score-function", "sigmoid", "--log", "json"]
+    const trained = await run(["train", ...folded, ...common, "--steps", "3", "--save", dir])
+    expect(trained.status, trained.err).toBe(0)
+    const again = await run(["train", ...oneRank, ...common, "--steps", "3", "--resume", dir])
+    expect(again.status, again.err).toBe(0)
+    expect(records(again.out, "step")).toEqual([])
+    const at = records(again.out, "eval")
+    expect(at.map((e) => e.step)).toEqual([3])
+    const before = records(trained.out, "eval")[0]?.evalLoss as number
+    expect(Math.abs((at[0]?.evalLoss as number) - before) / before).toBeLessThan(1e-10)
+    expect(records(again.out, "summary")[0]).toMatchObject({ steps: 0, lastStep: 3, finalLoss: null, evalLoss: at[0]?.evalLoss })
+    // Without --eval-data there is nothing to do, as before.
+    const idle = await run(["train", ...oneRank, "--steps", "3", "--resume", dir, "--data", train, "--dtype", "float64"])
+    expect(idle.status).toBe(0)
+    expect(idle.out).toMatch(/^pleat train: nothing to do: the checkpoint in .* is at step 3/)
+    const pretty = await run(["train", ...oneRank, ...common.slice(0, -2), "--steps", "2", "--resume", dir])
+    expect(pretty.status, pretty.err).toBe(0)
+    expect(pretty.out).toMatch(/^eval after step 3: loss \d+\.\d+, perplexity \d+\.\d+$/m)
+    expect(pretty.out).toMatch(/^no steps trained: the checkpoint in .* is at step 3 and --steps 2 counts all steps; it was evaluated as saved$/m)
+  }, 60_000)
 
   test("pretty output: a line per evaluation and the last in the summary", async () => {
     const r = await run(["train", ...oneRank, "--eval-data", heldOut, "--steps", "2", "--eval-batches", "1"])

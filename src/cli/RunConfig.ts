@@ -98,7 +98,7 @@ export const settings = {
   ),
   "data-dtype": choice(TokenFile.dtypes, "uint16", "how --data and --eval-data store each id (uint16 for vocabularies up to 65,536)", "DTYPE"),
   "eval-data": optionalText(
-    "held-out token file (as --data) to evaluate on: the language-model loss of --eval-batches global batches of it, forward passes only, after the last step and every --eval-every steps",
+    "held-out token file (as --data) to evaluate on: the language-model loss of --eval-batches global batches of it, forward passes only, after the last step and every --eval-every steps (a --resume at or past --steps: the checkpoint, nothing trained)",
     "FILE",
   ),
   "eval-every": optionalCount("evaluate on --eval-data every N steps (and after the last)"),

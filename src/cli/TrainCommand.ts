@@ -11,7 +11,8 @@
  * trace work the same on each.
  * The job is an Effect: a signal interrupts it (see RunMain), and Activity says which step
  * it had reached and which checkpoint was written last. A resume whose checkpoint is already
- * at --steps or past it says there is nothing to do and exits 0 without starting the job. A
+ * at --steps or past it says there is nothing to do and exits 0 without starting the job, or,
+ * with --eval-data, evaluates the checkpoint as saved (no step trained). A
  * rank that fails (throws, reaches a non-finite loss or gradient, loses its worker) ends the
  * run with exit 1 and one line on stderr naming the rank, the step and the cause, and the last
  * checkpoint written. A checkpoint that cannot be saved into --save mid-run (a full disk, the
@@ -106,12 +107,14 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     const activity = yield* Activity
     const { setup, steps, first } = resolved
     yield* DefinitionFlag.check(setup.definition, resolved.definitionText)
-    if (first >= steps) return nothingToDo(resolved, io)
+    // At or past --steps, a resume trains nothing: it only evaluates the checkpoint, with --eval-data.
+    const evaluateOnly = first >= steps
+    if (evaluateOnly && setup.evaluation === undefined) return nothingToDo(resolved, io)
     const tokensPerStep = setup.batch.globalBatch * setup.model.seq
     const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch)
     const dropping = setup.model.moe !== undefined && MoeSettings.drops(setup.model.moe)
     const json = resolved.log === "json" ? pino({ base: null }, { write: (line: string) => io.stdout(line) }) : undefined
-    const progress = resolved.log === "pretty" ? Progress.make(steps, first) : undefined
+    const progress = resolved.log === "pretty" && !evaluateOnly ? Progress.make(steps, first) : undefined
     const tracer = resolved.trace === undefined ? undefined : new Trace.Tracer()
     const s = setup.parallel.sizes
     const shape = `${setup.parallel.world} ranks: attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x pp ${s.pp}${setup.parallel.vpp === undefined ? "" : ` (vpp ${setup.parallel.vpp})`}, moe etp ${s.etp} x ep ${s.ep} x edp ${s.edp}`
@@ -258,6 +261,10 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         "summary",
       )
       return saveFailed ? ExitCode.saveFailed : ExitCode.ok
+    }
+    if (evaluateOnly) {
+      io.stdout(`no steps trained: the checkpoint in ${resolved.resume} is at step ${first} and --steps ${steps} counts all steps; it was evaluated as saved\n`)
+      return ExitCode.ok
     }
     const lines = [
       `final loss ${last === undefined ? "-" : format(last.loss, 4)}${firstSummary === undefined ? "" : ` (step ${firstSummary.step + 1}: ${format(firstSummary.loss, 4)})`}`,

@@ -313,7 +313,8 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
     const done = new Array<number>(world).fill(first)
     const collect = collector(world, tokens, (summary) => void Queue.offerUnsafe(published, { _tag: "Step", summary }), saved)
     const evaluated = HeldOut.collector(world, (summary) => void Queue.offerUnsafe(published, { _tag: "Evaluated", summary }))
-    const evaluations = setup.evaluation === undefined ? [] : periodicSteps(first, options.steps, options.evalEvery)
+    // Nothing left to train: the resumed checkpoint itself is evaluated (at its step).
+    const evaluations = setup.evaluation === undefined ? [] : first >= options.steps ? [first] : periodicSteps(first, options.steps, options.evalEvery)
     const running = Backend.run({
       world,
       program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, saves, faults: Fault.fromEnvironment(), evaluations }),

@@ -42,7 +42,7 @@ export interface TrainArgs {
   readonly saves: ReadonlyArray<SaveFallback.Plan>
   /** Test-only injected faults (Fault.ts); empty in a real run. */
   readonly faults: ReadonlyArray<Fault.Fault>
-  /** The steps (steps done) after which to evaluate on the held-out data (with `setup.evaluation`). */
+  /** The steps (steps done) after which to evaluate on the held-out data (with `setup.evaluation`); `first` alone: the loaded checkpoint, nothing to train. */
   readonly evaluations?: ReadonlyArray<number> | undefined
 }
 
@@ -90,6 +90,8 @@ export const program = (rank: number, args: unknown) =>
       if (distributed !== undefined) DistributedSlices.adopt(distributed, moments)
       MoeRunState.restoreBiases(trainer.moeState, Checkpoint.manifest(a.resume).expertBias ?? {})
     }
+    // A checkpoint evaluated as it was loaded (a resume with nothing left to train).
+    if (trainer.evaluate !== undefined && a.evaluations?.includes(a.first) === true) events.report({ evaluated: a.first, share: yield* trainer.evaluate } satisfies HeldOut.EvalEvent)
     for (let k = a.first; k < a.steps; k++) {
       const started = performance.now()
       const report = yield* trainer.step(k)
