@@ -91,7 +91,8 @@ export const program = (rank: number, args: unknown) =>
       MoeRunState.restoreBiases(trainer.moeState, Checkpoint.manifest(a.resume).expertBias ?? {})
     }
     // A checkpoint evaluated as it was loaded (a resume with nothing left to train).
-    if (trainer.evaluate !== undefined && a.evaluations?.includes(a.first) === true) events.report({ evaluated: a.first, share: yield* trainer.evaluate } satisfies HeldOut.EvalEvent)
+    if (trainer.evaluate !== undefined && a.evaluations?.includes(a.first) === true)
+      events.report({ evaluated: a.first, share: yield* trainer.evaluate } satisfies HeldOut.EvalEvent)
     for (let k = a.first; k < a.steps; k++) {
       const started = performance.now()
       const report = yield* trainer.step(k)
