@@ -15,6 +15,7 @@ import * as BadInput from "./BadInput.js"
 import * as DemoCommand from "./DemoCommand.js"
 import * as DoctorCommand from "./DoctorCommand.js"
 import * as ExitCode from "./ExitCode.js"
+import * as ExportCommand from "./ExportCommand.js"
 import * as GroupsCommand from "./GroupsCommand.js"
 import type { Io } from "./Io.js"
 import * as LaunchCommand from "./LaunchCommand.js"
@@ -40,6 +41,7 @@ const commands: Readonly<Record<string, Command>> = {
   doctor: { summary: "what this machine offers pleat: CPU, MPI, CUDA, cuBLAS, NCCL", run: DoctorCommand.run },
   launch: { summary: "run a pleat command as N processes on this machine under mpirun", run: LaunchCommand.run },
   plan: { summary: "choose folded mappings for a model on a cluster: memory, step time, MFU", run: PlanCommand.run },
+  export: { summary: "write a checkpoint as a Hugging Face model directory (Mixtral or Qwen2-MoE, safetensors)", run: ExportCommand.run },
 }
 
 /**

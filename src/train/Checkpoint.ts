@@ -86,6 +86,18 @@ const ManifestSchema = Schema.Struct({
     /** Written only by runs with shared experts (older checkpoints have neither). */
     sharedExpertFfn: Schema.optionalKey(count),
     sharedExpertGate: Schema.optionalKey(Schema.Boolean),
+    /** The router options the run trained with (MoeSettings; its other keys are not read back). */
+    moe: Schema.optionalKey(
+      Schema.Struct({
+        scoreFunction: Schema.Literals(["softmax", "sigmoid"]),
+        preSoftmax: Schema.Boolean,
+        numGroups: Schema.optional(count),
+        groupTopk: Schema.optional(count),
+        scalingFactor: Schema.optional(Schema.Number),
+        expertBias: Schema.Boolean,
+        auxLosses: Schema.Array(Schema.Struct({ type: Schema.String, coeff: Schema.Number })),
+      }),
+    ),
   }),
   batch: Schema.Struct({ microBatch: count, globalBatch: count }),
   ranks: count,
@@ -300,31 +312,66 @@ export const loadInto = (dir: string, params: ReadonlyMap<string, RankParams.Hel
   const { stepDir, manifest: m } = open(dir)
   const files = readRanks(dir, stepDir, m)
   for (const [name, held] of params) {
-    const found = files.flatMap((f) => f.entries.filter((e) => e.name === name).map((e) => ({ bin: f.bin, e })))
-    if (found.length === 0) throw unusable(dir, `has no parameter ${name}`, "resume with the model it was saved with")
+    const found = shardsOf(dir, files, name)
     for (const { e } of found) {
       if (e.shape.join("x") !== held.spec.shape.join("x")) throw unusable(dir, `has ${name} of shape ${e.shape.join("x")}, this model's is ${held.spec.shape.join("x")}`)
     }
-    // The full tensor of one saved field (value, or one of Adam's moments) from every shard.
-    const whole = (field: 0 | 1 | 2, dtype: DType.DType): Tensor.Tensor => {
-      const shards = found.map(({ bin, e }) => {
-        const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
-        const at = e.offsets[field]
-        const copy = new Uint8Array(bin.subarray(at, at + n * DType.bytesPer(dtype)))
-        return { slice: e.slice as ReadonlyArray<[number, number]>, values: dtype === "float32" ? new Float32Array(copy.buffer) : new Float64Array(copy.buffer) }
-      })
-      try {
-        return Params.assemble(held.spec.shape, dtype, shards)
-      } catch (error) {
-        throw unusable(dir, `has an incomplete ${name}: ${error instanceof Error ? error.message : String(error)}`)
-      }
-    }
-    const value = whole(0, m.dtype)
-    const mm = whole(1, "float32")
-    const vv = whole(2, "float32")
+    const value = assembled(dir, found, name, held.spec.shape, 0, m.dtype)
+    const mm = assembled(dir, found, name, held.spec.shape, 1, "float32")
+    const vv = assembled(dir, found, name, held.spec.shape, 2, "float32")
     held.value.data.set(Params.slice(value, held.slice).data)
     const mo = moments.get(name) as Optimizer.Moments
     mo.m.set(Params.slice(mm, held.slice).data)
     mo.v.set(Params.slice(vv, held.slice).data)
+  }
+}
+
+/**
+ * Every parameter of a checkpoint saved under any mapping, whole, in its dtype, by name in the
+ * order of the first rank file that holds each (the model as one rank holds it, the last
+ * stage's copy of a tied embedding aside), with its manifest: what an export reads. Every file
+ * is checked as a resume checks it.
+ * @category constructors
+ */
+export const values = (dir: string): { readonly manifest: Manifest; readonly values: ReadonlyMap<string, Tensor.Tensor> } => {
+  const { stepDir, manifest: m } = open(dir)
+  const files = readRanks(dir, stepDir, m)
+  const out = new Map<string, Tensor.Tensor>()
+  for (const name of new Set(files.flatMap((f) => f.entries.map((e) => e.name)))) {
+    const found = shardsOf(dir, files, name)
+    const shape = found[0]?.e.shape ?? []
+    if (found.some(({ e }) => e.shape.join("x") !== shape.join("x")))
+      throw unusable(dir, `has shards of ${name} that disagree on its shape`, "resume from another checkpoint (--save keeps the last few in the directory)")
+    out.set(name, assembled(dir, found, name, shape, 0, m.dtype))
+  }
+  return { manifest: m, values: out }
+}
+
+/** Every saved shard of parameter `name`, with the bytes of the rank file it lies in. */
+const shardsOf = (dir: string, files: ReadonlyArray<RankFile>, name: string): Array<{ readonly bin: Uint8Array; readonly e: ShardEntry }> => {
+  const found = files.flatMap((f) => f.entries.filter((e) => e.name === name).map((e) => ({ bin: f.bin, e })))
+  if (found.length === 0) throw unusable(dir, `has no parameter ${name}`, "resume with the model it was saved with")
+  return found
+}
+
+/** The full tensor of one saved field of a parameter (its value, or one of Adam's moments) from its shards. */
+const assembled = (
+  dir: string,
+  found: ReadonlyArray<{ readonly bin: Uint8Array; readonly e: ShardEntry }>,
+  name: string,
+  shape: ReadonlyArray<number>,
+  field: 0 | 1 | 2,
+  dtype: DType.DType,
+): Tensor.Tensor => {
+  const shards = found.map(({ bin, e }) => {
+    const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
+    const at = e.offsets[field]
+    const copy = new Uint8Array(bin.subarray(at, at + n * DType.bytesPer(dtype)))
+    return { slice: e.slice as ReadonlyArray<[number, number]>, values: dtype === "float32" ? new Float32Array(copy.buffer) : new Float64Array(copy.buffer) }
+  })
+  try {
+    return Params.assemble(shape, dtype, shards)
+  } catch (error) {
+    throw unusable(dir, `has an incomplete ${name}: ${error instanceof Error ? error.message : String(error)}`)
   }
 }

@@ -74,6 +74,22 @@ export const writeFile = (file: string, bytes: Uint8Array | string): void => {
 }
 
 /**
+ * Writes `parts` back to back into a new file and flushes it to the disk (a large file written
+ * from pieces, never copied into one buffer).
+ * @category constructors
+ */
+export const writeFileParts = (file: string, parts: Iterable<Uint8Array>): void => {
+  point(file)
+  const fd = openSync(file, "w")
+  try {
+    for (const data of parts) for (let at = 0; at < data.byteLength; ) at += writeSync(fd, data, at, data.byteLength - at)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
  * Replaces `file` atomically and durably: NAME.tmp written and flushed, renamed over NAME, the
  * directory flushed.
  * @category constructors

@@ -22,6 +22,7 @@ import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Folding from "../mapping/Folding.js"
 import * as MoeStats from "../model/MoeStats.js"
+import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Check from "../pipeline/Check.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import * as Backend from "../runtime/Backend.js"
@@ -365,11 +366,14 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
 export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError | ChooseBackend.UnknownBackend> =>
   Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local", options.workers === undefined ? {} : { workers: options.workers }))
 
-/** The model as a manifest records it (every setting; the shared-expert keys only when set). */
-const modelRecord = (m: RankTrainer.TrainSetup["model"]): Checkpoint.Manifest["model"] => {
-  const { sharedExpertFfn, sharedExpertGate, ...rest } = m
+/** The model as a manifest records it (every setting, the router options always; the shared-expert keys only when set). */
+const modelRecord = (setup: RankTrainer.TrainSetup): Checkpoint.Manifest["model"] => {
+  const { sharedExpertFfn, sharedExpertGate, moe, ...rest } = setup.model
+  // Without router options the model routes as MoeSettings.defaults with the run's aux coefficient.
+  // once a job: the run record's router
+  const router = moe ?? { ...MoeSettings.defaults, auxLosses: [{ type: "aux" as const, coeff: setup.auxLossCoeff }] }
   // once a job: the run record's model
-  return { ...rest, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
+  return { ...rest, moe: router, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
 }
 
 /** The manifest of a checkpoint of this setup at `step`, but for its files' checksums. */
@@ -382,7 +386,7 @@ const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Omit<Checkpoin
     world: setup.parallel.world,
     // once a job: the run record's mapping
     mapping: { ...s, vpp: setup.parallel.vpp ?? null, order: setup.parallel.order.written.join("-") },
-    model: modelRecord(setup.model),
+    model: modelRecord(setup),
     batch: setup.batch,
     ranks: setup.parallel.world,
   }

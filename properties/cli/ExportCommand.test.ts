@@ -1,0 +1,169 @@
+// `pleat export`: what it prints, what it refuses before writing anything (exit 2, one line
+// naming the flag, the value and the fix), that a crash at any step of its writing leaves no
+// partial model directory, and, where a Python with torch and transformers is found
+// ($PLEAT_PYTHON, python3), that transformers itself loads the directory and computes pleat's
+// loss of the checkpoint (scripts/check-hf-export.py).
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { beforeAll, describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import { memoryIo } from "../../src/cli/Io.js"
+import { lmLoss, readModelDir } from "../train/hfReference.js"
+import { refused } from "./refused.js"
+import { records, uint16File } from "./tokenFiles.js"
+
+const root = path.resolve(import.meta.dirname, "../..")
+
+const run = async (argv: ReadonlyArray<string>) => {
+  const io = memoryIo()
+  const status = await Cli.run(argv, io)
+  return { status, out: io.out, err: io.err }
+}
+
+const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
+const small = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1", "--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40"]
+const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40"]
+const window = [3, 14, 15, 9, 26, 5, 35, 8, 39]
+
+let mixtral = ""
+let sigmoid = ""
+let shared = ""
+beforeAll(async () => {
+  const save = async (flags: ReadonlyArray<string>) => {
+    const dir = fresh("export-ckpt")
+    const r = await run(["train", ...small, ...flags, "--steps", "2", "--save", dir, "--log", "json"])
+    expect(r.status, r.err).toBe(0)
+    return dir
+  }
+  mixtral = await save(["--dtype", "float64"])
+  sigmoid = await save(["--score-function", "sigmoid", "--expert-bias"])
+  shared = await save(["--shared-expert-ffn", "8"])
+}, 60_000)
+
+describe("pleat export writes a model directory", () => {
+  test("says what it wrote; an empty --out directory is taken", async () => {
+    const out = fresh("export-empty")
+    const r = await run(["export", "--checkpoint", mixtral, "--out", out])
+    expect(r.status, r.err).toBe(0)
+    expect(r.out).toMatch(new RegExp(`^pleat export: step 2 of .* as mixtral \\(float32, 64 tensors, \\d+\\.\\d kB in 1 safetensors file\\) into ${out}\\n`))
+    expect(r.out).toContain(`AutoModelForCausalLM.from_pretrained("${out}")`)
+    expect(readdirSync(out).sort()).toEqual(["config.json", "model.safetensors"])
+    // Nothing left beside it.
+    expect(readdirSync(path.dirname(out)).filter((f) => f.includes(".partial-"))).toEqual([])
+  })
+
+  test("a crash at any step leaves no model directory or the whole one", () => {
+    const scratch = fresh("export-crash")
+    let completed = false
+    for (let n = 1; n < 100 && !completed; n++) {
+      const out = path.join(scratch, `model-${n}`)
+      const child = spawnSync(
+        process.execPath,
+        ["--import", "tsx", "src/cli/main.ts", "export", "--checkpoint", mixtral, "--out", out, "--max-shard-size", "40kB", "--dtype", "float64"],
+        {
+          cwd: root,
+          encoding: "utf8",
+          env: { ...process.env, PLEAT_CRASH_AT: String(n) },
+        },
+      )
+      completed = child.status === 0
+      if (!completed) expect(child.signal, `crash point ${n}: ${child.stderr}`).toBe("SIGKILL")
+      // Killed before the rename: no directory; after it (flushing its parent) or not killed: the whole one.
+      if (!existsSync(out)) {
+        expect(completed, `crash point ${n}`).toBe(false)
+        continue
+      }
+      const model = readModelDir(out)
+      expect(model.tensors.size).toBe(64)
+      expect(Number.isFinite(lmLoss(model, window))).toBe(true)
+    }
+    expect(completed).toBe(true)
+  }, 120_000)
+})
+
+describe("what cannot be exported is refused before anything is written", () => {
+  test("flags", () => {
+    expect(refused(["export"])).toBe("pleat export: --checkpoint: (not given) is required; fix: pass --checkpoint DIR, a directory written by pleat train --save")
+    expect(refused(["export", "--checkpoint", mixtral])).toBe("pleat export: --out: (not given) is required; fix: pass --out DIR, a new path or an empty directory for the model")
+    const out = path.join(fresh("export-refused"), "m")
+    expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "llama"])).toBe(
+      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe',
+    )
+    expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--dtype", "float16"])).toBe(
+      'pleat export: --dtype: "float16" is not allowed; fix: use one of float32, bfloat16, float64',
+    )
+    for (const bad of ["0", "5XB", "-1GB", "GB"])
+      expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--max-shard-size", bad])).toBe(
+        `pleat export: --max-shard-size: "${bad}" is not a size of 1 byte or more; fix: pass a size such as 5GB, 500MB, 2GiB or a byte count`,
+      )
+    expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--bogus"])).toContain("--bogus")
+    expect(existsSync(out)).toBe(false)
+  })
+
+  test("the checkpoint, the output and the model", () => {
+    const out = path.join(fresh("export-refused"), "m")
+    expect(refused(["export", "--checkpoint", path.join(out, "none"), "--out", out])).toMatch(/^pleat export: --checkpoint: ".*none" holds no complete checkpoint/)
+    const file = path.join(fresh("export-file"), "f")
+    writeFileSync(file, "x")
+    expect(refused(["export", "--checkpoint", mixtral, "--out", file])).toBe(`pleat export: --out: "${file}" is a file; fix: pass a new path or an empty directory for the model`)
+    const full = fresh("export-full")
+    mkdirSync(path.join(full, "keep"))
+    expect(refused(["export", "--checkpoint", mixtral, "--out", full])).toBe(
+      `pleat export: --out: "${full}" is a directory that is not empty; fix: pass a new path or an empty directory for the model (an export never writes over files)`,
+    )
+    expect(refused(["export", "--checkpoint", sigmoid, "--out", out])).toMatch(
+      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral or qwen2-moe\): it routes with --score-function sigmoid; fix: export a model trained with softmax routing/,
+    )
+    expect(refused(["export", "--checkpoint", shared, "--out", out])).toContain(
+      "it has shared experts (--shared-expert-ffn 8), which Mixtral has not; its shared experts have no gate, where Qwen2-MoE's always do (--shared-expert-gate)",
+    )
+    expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "qwen2-moe"])).toMatch(
+      /^pleat export: --format: "qwen2-moe" cannot hold the checkpoint in .*: it has no shared experts, which every Qwen2-MoE layer has/,
+    )
+    expect(existsSync(out)).toBe(false)
+  })
+})
+
+/** A Python that imports torch and transformers, or undefined. */
+const python = [process.env.PLEAT_PYTHON, "python3"].find(
+  (p): p is string => p !== undefined && p !== "" && spawnSync(p, ["-c", "import torch, transformers"], { stdio: "ignore" }).status === 0,
+)
+if (python === undefined) console.log("pleat export: the transformers check was skipped (no Python with torch and transformers; set PLEAT_PYTHON)")
+
+describe.skipIf(python === undefined)("transformers loads the directory", () => {
+  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics in float32), Mixtral and Qwen2-MoE", async () => {
+    const tokens = uint16File(window)
+    for (const flags of [[], ["--shared-expert-ffn", "8", "--shared-expert-gate", "--moe-every", "2", "--untie-embeddings", "--pre-softmax"]]) {
+      const dir = fresh("export-hf")
+      expect((await run(["train", ...small, ...flags, "--dtype", "float64", "--steps", "2", "--save", dir])).status).toBe(0)
+      const evaluated = await run([
+        "train",
+        ...oneRank,
+        ...flags,
+        "--dtype",
+        "float64",
+        "--steps",
+        "2",
+        "--resume",
+        dir,
+        "--eval-data",
+        tokens,
+        "--eval-batches",
+        "1",
+        "--log",
+        "json",
+      ])
+      const loss = records(evaluated.out, "eval")[0]?.evalLoss as number
+      const out = path.join(fresh("export-hf-out"), "model")
+      expect((await run(["export", "--checkpoint", dir, "--out", out, "--dtype", "float64"])).status).toBe(0)
+      const checked = spawnSync(python as string, [path.join(root, "scripts/check-hf-export.py"), out, tokens, "8", "uint16", "float64"], { encoding: "utf8" })
+      expect(checked.status, checked.stderr).toBe(0)
+      const result = JSON.parse(checked.stdout.trim().split("\n").at(-1) as string) as { architecture: string; losses: Array<number> }
+      expect(result.architecture).toBe(flags.length === 0 ? "MixtralForCausalLM" : "Qwen2MoeForCausalLM")
+      // transformers computes RoPE's angles and RMSNorm's mean square in float32 whatever the dtype.
+      expect(Math.abs((result.losses[0] as number) - loss), `transformers ${result.losses[0]}, pleat ${loss}`).toBeLessThan(1e-6 * Math.max(1, loss))
+    }
+  }, 120_000)
+})

@@ -1,0 +1,178 @@
+// `pleat export` writes a checkpoint as a Hugging Face model directory whose forward, computed
+// by an independent reading of transformers' Mixtral and Qwen2-MoE (hfReference.ts), gives the
+// loss pleat's own evaluation gives the checkpoint: for random models of both architectures
+// (GQA, tied or untied embeddings, dense layers, gated shared experts, renormalized or raw
+// probs), saved under random folded mappings, to float64 rounding. bfloat16 weights are the
+// float32 weights rounded to nearest, ties to even; sharded files hold each tensor once.
+import { readdirSync, statSync } from "node:fs"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import fc from "fast-check"
+import { describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import { memoryIo } from "../../src/cli/Io.js"
+import { records, uint16File } from "../cli/tokenFiles.js"
+import { lmLoss, readModelDir } from "./hfReference.js"
+
+const run = async (argv: ReadonlyArray<string>) => {
+  const io = memoryIo()
+  const status = await Cli.run(argv, io)
+  expect(status, `${argv.join(" ")}\n${io.err}`).toBe(0)
+  return io.out
+}
+
+const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
+
+interface Case {
+  readonly qwen: boolean
+  readonly heads: number
+  readonly kvHeads: number
+  readonly headDim: number
+  readonly layers: number
+  readonly experts: number
+  readonly topk: number
+  readonly untie: boolean
+  readonly seq: number
+  readonly moeEvery: number
+  readonly shared: number
+  readonly preSoftmax: boolean
+  readonly mapping: ReadonlyArray<string>
+  readonly shardBytes: number | undefined
+  readonly window: ReadonlyArray<number>
+}
+
+const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
+const mappings: ReadonlyArray<ReadonlyArray<string>> = [
+  oneRank,
+  ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "2", "--ep", "2"],
+  ["--world", "4", "--tp", "1", "--cp", "2", "--pp", "1", "--ep", "4"],
+  ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2", "--etp", "2"],
+]
+
+const vocab = 40
+
+const cases: fc.Arbitrary<Case> = fc
+  .record({
+    qwen: fc.boolean(),
+    kvHeads: fc.constantFrom(2, 4),
+    groups: fc.constantFrom(1, 2),
+    headDim: fc.constantFrom(4, 8),
+    layers: fc.constantFrom(2, 4),
+    experts: fc.constantFrom(4, 8),
+    topk: fc.constantFrom(2, 3),
+    untie: fc.boolean(),
+    seq: fc.constantFrom(8, 16),
+    moeEvery: fc.constantFrom(1, 2),
+    shared: fc.constantFrom(8, 16),
+    preSoftmax: fc.boolean(),
+    mapping: fc.constantFrom(...mappings),
+    shardBytes: fc.option(fc.integer({ min: 2000, max: 40000 }), { nil: undefined }),
+    window: fc.array(fc.integer({ min: 0, max: vocab - 1 }), { minLength: 17, maxLength: 17 }),
+  })
+  .map(({ groups, ...c }) => ({ ...c, heads: c.kvHeads * groups, window: c.window.slice(0, c.seq + 1) }))
+
+const modelFlags = (c: Case): Array<string> => [
+  ...["--vocab", String(vocab), "--hidden", String(c.heads * c.headDim), "--heads", String(c.heads), "--kv-heads", String(c.kvHeads)],
+  ...["--layers", String(c.layers), "--experts", String(c.experts), "--topk", String(c.topk), "--seq", String(c.seq), "--ffn", "24", "--moe-ffn", "12"],
+  ...(c.untie ? ["--untie-embeddings"] : []),
+  ...(c.qwen ? ["--moe-every", String(c.moeEvery), "--shared-expert-ffn", String(c.shared), "--shared-expert-gate", ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
+  ...["--dtype", "float64", "--global-batch", "4", "--micro-batch", "1"],
+]
+
+/** Tensors the directory must hold: no more, no fewer. */
+const expectedTensors = (c: Case): number => {
+  let n = 2 + (c.untie ? 1 : 0)
+  for (let l = 0; l < c.layers; l++) {
+    n += 6 + (c.qwen ? 3 : 0)
+    const moe = !c.qwen || l % c.moeEvery === 0
+    n += moe ? 1 + 3 * c.experts + (c.qwen ? 4 : 0) : 3
+  }
+  return n
+}
+
+/** Trains 2 steps under the case's mapping and saves; returns the checkpoint and pleat's loss of the window. */
+const checkpointAndLoss = async (c: Case) => {
+  const dir = fresh("export-ckpt")
+  await run(["train", ...c.mapping, ...modelFlags(c), "--steps", "2", "--save", dir, "--log", "json"])
+  const evaluated = await run(["train", ...oneRank, ...modelFlags(c), "--steps", "2", "--resume", dir, "--eval-data", uint16File(c.window), "--eval-batches", "1", "--log", "json"])
+  return { dir, loss: records(evaluated, "eval")[0]?.evalLoss as number }
+}
+
+describe("pleat export", () => {
+  test("the exported model's forward (an independent transformers reading) gives pleat's loss of the checkpoint, for any model and mapping", async () => {
+    await fc.assert(
+      fc.asyncProperty(cases, async (c) => {
+        const { dir, loss } = await checkpointAndLoss(c)
+        const out = path.join(fresh("export-out"), "model")
+        const written = JSON.parse(
+          await run([
+            "export",
+            "--checkpoint",
+            dir,
+            "--out",
+            out,
+            "--dtype",
+            "float64",
+            "--json",
+            ...(c.shardBytes === undefined ? [] : ["--max-shard-size", String(c.shardBytes)]),
+          ]),
+        )
+        expect(written.format).toBe(c.qwen ? "qwen2-moe" : "mixtral")
+        const model = readModelDir(out)
+        expect(model.tensors.size).toBe(expectedTensors(c))
+        expect(written.tensors).toBe(expectedTensors(c))
+        expect(model.config.architectures).toEqual([c.qwen ? "Qwen2MoeForCausalLM" : "MixtralForCausalLM"])
+        // Shards: each file within the limit unless it holds one tensor.
+        const files = readdirSync(out).filter((f) => f.endsWith(".safetensors"))
+        expect(files.length > 1).toBe(c.shardBytes !== undefined && written.weightBytes > c.shardBytes)
+        for (const f of files) {
+          const held = [...model.files.values()].filter((x) => x === f).length
+          if (held > 1) expect(statSync(path.join(out, f)).size - 8).toBeLessThan((c.shardBytes ?? Number.POSITIVE_INFINITY) + 100_000)
+        }
+        const reference = lmLoss(model, c.window)
+        expect(Math.abs(reference - loss), `reference ${reference}, pleat ${loss}`).toBeLessThan(1e-9 * Math.max(1, loss))
+      }),
+      { numRuns: 10, seed: 20261205 },
+    )
+  }, 300_000)
+
+  test("bfloat16 weights are the float32 weights rounded to nearest, ties to even, and the model stays close", async () => {
+    const c: Case = {
+      qwen: false,
+      heads: 4,
+      kvHeads: 2,
+      headDim: 8,
+      layers: 2,
+      experts: 4,
+      topk: 2,
+      untie: true,
+      seq: 8,
+      moeEvery: 1,
+      shared: 8,
+      preSoftmax: false,
+      mapping: oneRank,
+      shardBytes: undefined,
+      window: [1, 5, 9, 2, 33, 7, 0, 12, 39],
+    }
+    const { dir, loss } = await checkpointAndLoss(c)
+    const full = path.join(fresh("export-f32"), "model")
+    const half = path.join(fresh("export-bf16"), "model")
+    await run(["export", "--checkpoint", dir, "--out", full, "--dtype", "float32"])
+    await run(["export", "--checkpoint", dir, "--out", half, "--dtype", "bfloat16"])
+    const a = readModelDir(full)
+    const b = readModelDir(half)
+    expect(b.config.torch_dtype).toBe("bfloat16")
+    for (const [name, t] of a.tensors) {
+      const h = b.tensors.get(name)
+      expect(h?.dtype).toBe("BF16")
+      const bits = new Uint32Array(Float32Array.from(t.values).buffer)
+      t.values.forEach((_, i) => {
+        const x = bits[i] as number
+        const rounded = (((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) << 16) >>> 0
+        expect(h?.values[i], `${name}[${i}]`).toBe(new Float32Array(new Uint32Array([rounded]).buffer)[0])
+      })
+    }
+    expect(Math.abs(lmLoss(b, c.window) - loss)).toBeLessThan(0.05)
+  }, 60_000)
+})

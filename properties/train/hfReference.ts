@@ -1,0 +1,219 @@
+// An independent reading of a Hugging Face model directory and the forward of the two
+// architectures `pleat export` writes, written from transformers' modeling code (Mixtral,
+// Qwen2-MoE: RMSNorm, rotate-half RoPE, grouped-query causal attention, softmax top-k routing,
+// SwiGLU experts, Qwen2-MoE's gated shared expert, dense mlp_only_layers), in float64 loops.
+// It shares no code with src/: the safetensors parser, the name scheme and every op are its own.
+import { existsSync, readFileSync } from "node:fs"
+import path from "node:path"
+
+export interface Stored {
+  readonly dtype: string
+  readonly shape: ReadonlyArray<number>
+  readonly values: Float64Array
+}
+
+const widths: Readonly<Record<string, number>> = { F64: 8, F32: 4, BF16: 2 }
+
+/** Every tensor of one safetensors file, checking the layout the format prescribes. */
+export const readSafetensors = (file: string): Map<string, Stored> => {
+  const bytes = readFileSync(file)
+  const n = Number(bytes.readBigUInt64LE(0))
+  if ((8 + n) % 8 !== 0) throw new Error(`${file}: the data does not start at a multiple of 8 (header ${n} bytes)`)
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString("utf8")) as Record<string, { dtype: string; shape: Array<number>; data_offsets: [number, number] }>
+  const data = bytes.subarray(8 + n)
+  const out = new Map<string, Stored>()
+  let expectedBegin = 0
+  for (const [name, t] of Object.entries(header)) {
+    if (name === "__metadata__") continue
+    const width = widths[t.dtype]
+    if (width === undefined) throw new Error(`${file}: ${name} has dtype ${t.dtype}`)
+    const count = t.shape.reduce((p, d) => p * d, 1)
+    const [begin, end] = t.data_offsets
+    if (begin !== expectedBegin || end - begin !== count * width) throw new Error(`${file}: ${name} at [${begin}, ${end}) is not packed after the previous tensor`)
+    expectedBegin = end
+    const values = new Float64Array(count)
+    for (let i = 0; i < count; i++) {
+      const at = begin + i * width
+      values[i] = t.dtype === "F64" ? data.readDoubleLE(at) : t.dtype === "F32" ? data.readFloatLE(at) : new Float32Array(new Uint32Array([data.readUInt16LE(at) << 16]).buffer)[0]!
+    }
+    out.set(name, { dtype: t.dtype, shape: t.shape, values })
+  }
+  if (expectedBegin !== data.byteLength) throw new Error(`${file}: ${data.byteLength} data bytes, the header lays out ${expectedBegin}`)
+  return out
+}
+
+export interface ModelDir {
+  readonly config: Record<string, unknown>
+  readonly tensors: Map<string, Stored>
+  /** The file of each tensor. */
+  readonly files: Map<string, string>
+}
+
+/** config.json and every tensor, from model.safetensors or the files its index names. */
+export const readModelDir = (dir: string): ModelDir => {
+  const config = JSON.parse(readFileSync(path.join(dir, "config.json"), "utf8")) as Record<string, unknown>
+  const index = path.join(dir, "model.safetensors.index.json")
+  const names = existsSync(index)
+    ? [...new Set(Object.values((JSON.parse(readFileSync(index, "utf8")) as { weight_map: Record<string, string> }).weight_map))]
+    : ["model.safetensors"]
+  const tensors = new Map<string, Stored>()
+  const files = new Map<string, string>()
+  for (const name of names) {
+    for (const [k, v] of readSafetensors(path.join(dir, name))) {
+      if (tensors.has(k)) throw new Error(`${k} is in two files`)
+      tensors.set(k, v)
+      files.set(k, name)
+    }
+  }
+  return { config, tensors, files }
+}
+
+type Matrix = Array<Float64Array>
+
+/** x [S, in] times a Linear weight [out, in] transposed (+ bias). */
+const linear = (x: Matrix, w: Stored, bias?: Stored): Matrix => {
+  const [outs, ins] = w.shape as [number, number]
+  return x.map((row) => {
+    const y = new Float64Array(outs)
+    for (let o = 0; o < outs; o++) {
+      let s = bias === undefined ? 0 : (bias.values[o] as number)
+      for (let i = 0; i < ins; i++) s += (row[i] as number) * (w.values[o * ins + i] as number)
+      y[o] = s
+    }
+    return y
+  })
+}
+
+const rmsNorm = (x: Matrix, w: Stored, eps: number): Matrix =>
+  x.map((row) => {
+    let ms = 0
+    for (const v of row) ms += v * v
+    const r = 1 / Math.sqrt(ms / row.length + eps)
+    return row.map((v, i) => v * r * (w.values[i] as number))
+  })
+
+const silu = (v: number) => v / (1 + Math.exp(-v))
+const sigmoid = (v: number) => 1 / (1 + Math.exp(-v))
+const add = (a: Matrix, b: Matrix): Matrix => a.map((row, s) => row.map((v, i) => v + (b[s]?.[i] as number)))
+
+/** Rotate-half RoPE of each head of x [S, heads * d] at positions 0..S-1. */
+const rope = (x: Matrix, heads: number, d: number, theta: number): Matrix =>
+  x.map((row, pos) => {
+    const out = new Float64Array(row.length)
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < d / 2; i++) {
+        const angle = pos / theta ** ((2 * i) / d)
+        const a = row[h * d + i] as number
+        const b = row[h * d + i + d / 2] as number
+        out[h * d + i] = a * Math.cos(angle) - b * Math.sin(angle)
+        out[h * d + i + d / 2] = b * Math.cos(angle) + a * Math.sin(angle)
+      }
+    }
+    return out
+  })
+
+const swiglu = (x: Matrix, get: (name: string) => Stored, p: string, names: readonly [string, string, string]): Matrix => {
+  const g = linear(x, get(`${p}${names[0]}.weight`))
+  const u = linear(x, get(`${p}${names[1]}.weight`))
+  return linear(
+    g.map((row, s) => row.map((v, i) => silu(v) * (u[s]?.[i] as number))),
+    get(`${p}${names[2]}.weight`),
+  )
+}
+
+/** The mean next-token cross-entropy of `window` (seq + 1 ids) under the model in `m`. */
+export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
+  const c = m.config
+  const get = (name: string): Stored => {
+    const t = m.tensors.get(name)
+    if (t === undefined) throw new Error(`the model directory has no ${name}`)
+    return t
+  }
+  const mixtral = c.model_type === "mixtral"
+  const num = (key: string): number => {
+    const v = c[key]
+    if (typeof v !== "number") throw new Error(`config.json has no number ${key}`)
+    return v
+  }
+  const [hidden, heads, kv, layers, topk, eps, theta] = [
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "num_hidden_layers",
+    "num_experts_per_tok",
+    "rms_norm_eps",
+    "rope_theta",
+  ].map(num) as [number, number, number, number, number, number, number]
+  const experts = num(mixtral ? "num_local_experts" : "num_experts")
+  const d = hidden / heads
+  const inputs = window.slice(0, -1)
+  const embed = get("model.embed_tokens.weight")
+  let x: Matrix = inputs.map((t) => embed.values.slice(t * hidden, (t + 1) * hidden))
+  for (let l = 0; l < layers; l++) {
+    const p = `model.layers.${l}.`
+    const h = rmsNorm(x, get(`${p}input_layernorm.weight`), eps)
+    const bias = (n: string) => m.tensors.get(`${p}self_attn.${n}.bias`)
+    const q = rope(linear(h, get(`${p}self_attn.q_proj.weight`), bias("q_proj")), heads, d, theta)
+    const k = rope(linear(h, get(`${p}self_attn.k_proj.weight`), bias("k_proj")), kv, d, theta)
+    const v = linear(h, get(`${p}self_attn.v_proj.weight`), bias("v_proj"))
+    const attended: Matrix = q.map((qs, s) => {
+      const out = new Float64Array(heads * d)
+      for (let hq = 0; hq < heads; hq++) {
+        const hk = Math.floor(hq / (heads / kv))
+        const scores = Array.from({ length: s + 1 }, (_, t) => {
+          let dot = 0
+          for (let i = 0; i < d; i++) dot += (qs[hq * d + i] as number) * (k[t]?.[hk * d + i] as number)
+          return dot / Math.sqrt(d)
+        })
+        const top = Math.max(...scores)
+        const e = scores.map((z) => Math.exp(z - top))
+        const sum = e.reduce((a, b) => a + b, 0)
+        for (let t = 0; t <= s; t++) for (let i = 0; i < d; i++) out[hq * d + i] = (out[hq * d + i] as number) + ((e[t] as number) / sum) * (v[t]?.[hk * d + i] as number)
+      }
+      return out
+    })
+    x = add(x, linear(attended, get(`${p}self_attn.o_proj.weight`)))
+    const h2 = rmsNorm(x, get(`${p}post_attention_layernorm.weight`), eps)
+    const dense = !mixtral && ((c.mlp_only_layers as Array<number>).includes(l) || (l + 1) % (c.decoder_sparse_step as number) !== 0)
+    if (dense) {
+      x = add(x, swiglu(h2, get, `${p}mlp.`, ["gate_proj", "up_proj", "down_proj"]))
+      continue
+    }
+    const block = mixtral ? `${p}block_sparse_moe.` : `${p}mlp.`
+    const names = mixtral ? (["w1", "w3", "w2"] as const) : (["gate_proj", "up_proj", "down_proj"] as const)
+    const logits = linear(h2, get(`${block}gate.weight`))
+    const moe: Matrix = h2.map((row, s) => {
+      const z = logits[s] as Float64Array
+      const top = Math.max(...z)
+      const e = z.map((v) => Math.exp(v - top))
+      const sum = e.reduce((a, b) => a + b, 0)
+      const probs = Array.from(e, (v, i) => ({ p: v / sum, i }))
+        .sort((a, b) => b.p - a.p || a.i - b.i)
+        .slice(0, topk)
+      const norm = mixtral || c.norm_topk_prob === true ? probs.reduce((a, b) => a + b.p, 0) : 1
+      const out = new Float64Array(hidden)
+      for (const { p: w, i } of probs) {
+        if (i >= experts) throw new Error(`expert ${i} of ${experts}`)
+        const y = swiglu([row], get, `${block}experts.${i}.`, names)[0] as Float64Array
+        for (let j = 0; j < hidden; j++) out[j] = (out[j] as number) + (w / norm) * (y[j] as number)
+      }
+      if (!mixtral) {
+        const shared = swiglu([row], get, `${block}shared_expert.`, ["gate_proj", "up_proj", "down_proj"])[0] as Float64Array
+        const gate = sigmoid((linear([row], get(`${block}shared_expert_gate.weight`))[0] as Float64Array)[0] as number)
+        for (let j = 0; j < hidden; j++) out[j] = (out[j] as number) + gate * (shared[j] as number)
+      }
+      return out
+    })
+    x = add(x, moe)
+  }
+  const final = rmsNorm(x, get("model.norm.weight"), eps)
+  const head = c.tie_word_embeddings === true ? embed : get("lm_head.weight")
+  const logits = linear(final, head)
+  let loss = 0
+  logits.forEach((z, s) => {
+    const top = Math.max(...z)
+    const lse = top + Math.log(z.reduce((a, v) => a + Math.exp(v - top), 0))
+    loss += lse - (z[window[s + 1] as number] as number)
+  })
+  return loss / logits.length
+}

@@ -1,0 +1,118 @@
+/**
+ * ExportCommand: `pleat export`, a checkpoint (saved under any mapping) as a Hugging Face model
+ * directory that transformers loads (HfExport, HfDirectory).
+ *
+ * Output: one line saying what was written (`--json`: one JSON object with the same facts).
+ * Everything that cannot work is refused before any file is written (exit 2, one line naming
+ * the flag, the value and the fix): a missing flag, an unknown --format or --dtype, a size that
+ * does not parse, a directory that holds no usable checkpoint, an --out that is a file or a
+ * directory with files in it, a model no architecture of transformers that pleat writes holds.
+ */
+import * as ConfigError from "../errors/ConfigError.js"
+import * as HfDirectory from "../train/HfDirectory.js"
+import * as HfExport from "../train/HfExport.js"
+import * as ExitCode from "./ExitCode.js"
+import * as Flags from "./Flags.js"
+import type { Io } from "./Io.js"
+
+/**
+ * The flags of `pleat export`.
+ * @category configuration
+ */
+const flags: Readonly<Record<string, Flags.FlagSpec>> = {
+  checkpoint: {
+    kind: "string",
+    placeholder: "DIR",
+    help: "the checkpoint to export: a directory written by pleat train --save (its latest complete step), saved under any mapping (required)",
+  },
+  out: { kind: "string", placeholder: "DIR", help: "the model directory to create (a new path or an empty directory) (required)" },
+  format: { kind: "string", placeholder: "F", help: `the transformers architecture: auto (the first that holds the model), ${HfExport.formats.join(" or ")} (default auto)` },
+  dtype: { kind: "string", placeholder: "T", help: `the weights' element type: ${HfExport.dtypes.join(", ")} (default float32; bfloat16 rounds to nearest, ties to even)` },
+  "max-shard-size": {
+    kind: "string",
+    placeholder: "SIZE",
+    help: "the most bytes of weights in one file, e.g. 5GB, 500MB, 2GiB or a byte count (default 5GB); larger models get model-0000i-of-0000n files and an index",
+  },
+  json: { kind: "boolean", help: "print one JSON object (out, format, dtype, step, tensors, weightBytes, files)" },
+  help: { kind: "boolean", help: "show this help" },
+}
+
+/**
+ * The usage text of `pleat export`.
+ * @category configuration
+ */
+const usage = `usage: pleat export --checkpoint DIR --out DIR [--format auto|mixtral|qwen2-moe] [--dtype float32|bfloat16|float64]
+
+Writes a checkpoint as a Hugging Face model directory: config.json and the weights in
+safetensors files, which transformers' AutoModelForCausalLM.from_pretrained(DIR) loads and runs
+as pleat's model (the same logits: tested against transformers). mixtral holds every-layer-MoE
+models without shared experts (pleat's default); qwen2-moe holds shared experts with their gate
+and dense layers (--moe-every). Both route with softmax; sigmoid routing, expert bias, group-
+limited routing and probs scaling have no transformers architecture with pleat's attention and
+are refused. Token dropping is for training: transformers runs the experts dropless. No
+tokenizer is written: add the one your token files were made with.
+
+The directory is written beside OUT and renamed into place once every file is flushed: a
+crash never leaves a partial OUT.
+
+${Flags.usage(flags)}
+exit status: 0 written, 2 input that cannot work (one line names the flag, the value and the fix)
+`
+
+const units: Readonly<Record<string, number>> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 }
+
+/**
+ * Bytes of a size written as a count with an optional unit (KB, MB, GB, TB decimal; KiB, MiB,
+ * GiB, TiB binary; case-insensitive); a ConfigError on `max-shard-size` otherwise.
+ * @category constructors
+ */
+const parseSize = (text: string): number => {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
+  const unit = units[(m?.[2] ?? "").toLowerCase() || "b"]
+  const bytes = m === null || unit === undefined ? Number.NaN : Math.floor(Number(m[1]) * unit)
+  if (!(bytes >= 1) || !Number.isSafeInteger(bytes))
+    throw ConfigError.make("--max-shard-size", text, "is not a size of 1 byte or more", "pass a size such as 5GB, 500MB, 2GiB or a byte count")
+  return bytes
+}
+
+const choice = <T extends string>(field: string, value: string | undefined, options: ReadonlyArray<T>, fallback: T): T => {
+  if (value === undefined) return fallback
+  if ((options as ReadonlyArray<string>).includes(value)) return value as T
+  throw ConfigError.make(field, value, "is not allowed", `use one of ${options.join(", ")}`)
+}
+
+const required = (field: string, value: string | undefined, fix: string): string => {
+  if (value === undefined) throw ConfigError.make(field, undefined, "is required", fix)
+  return value
+}
+
+const size = (bytes: number): string => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e3).toFixed(1)} kB`)
+
+/**
+ * Runs `pleat export` with its arguments (after the word `export`); returns the exit status.
+ * @category constructors
+ */
+export const run = (argv: ReadonlyArray<string>, io: Io): number => {
+  const f = Flags.parse(argv, flags)
+  if (Flags.bool(f, "help")) {
+    io.stdout(usage)
+    return ExitCode.ok
+  }
+  const request: HfDirectory.Request = {
+    checkpoint: required("--checkpoint", Flags.string(f, "checkpoint"), "pass --checkpoint DIR, a directory written by pleat train --save"),
+    out: required("--out", Flags.string(f, "out"), "pass --out DIR, a new path or an empty directory for the model"),
+    format: choice("--format", Flags.string(f, "format"), ["auto", ...HfExport.formats], "auto"),
+    dtype: choice("--dtype", Flags.string(f, "dtype"), HfExport.dtypes, "float32"),
+    maxShardBytes: parseSize(Flags.string(f, "max-shard-size") ?? "5GB"),
+  }
+  const written = HfDirectory.write(request)
+  if (Flags.bool(f, "json")) {
+    io.stdout(`${JSON.stringify(written)}\n`)
+    return ExitCode.ok
+  }
+  io.stdout(
+    `pleat export: step ${written.step} of ${request.checkpoint} as ${written.format} (${written.dtype}, ${written.tensors} tensors, ${size(written.weightBytes)} in ${written.files.filter((n) => n.endsWith(".safetensors")).length} safetensors file${written.files.length > 2 ? "s" : ""}) into ${written.out}\n` +
+      `load it with: AutoModelForCausalLM.from_pretrained("${written.out}")\n`,
+  )
+  return ExitCode.ok
+}

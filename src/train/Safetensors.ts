@@ -1,0 +1,106 @@
+/**
+ * Safetensors: writing the file format Hugging Face weights come in (model.safetensors).
+ *
+ * A file is:
+ *   8 bytes          N, the header's length in bytes, an unsigned little-endian 64-bit integer
+ *   N bytes          JSON: {"__metadata__": {string: string}, NAME: {"dtype", "shape",
+ *                    "data_offsets": [begin, end]}, ...}, padded with spaces so that the data
+ *                    starts at a multiple of 8 bytes
+ *   the data         every tensor's bytes back to back, row-major, little-endian, in the order
+ *                    of the header; offsets count from the end of the header
+ * The dtypes written here: F32, F64 and BF16 (the upper half of each float32's bits, rounded to
+ * nearest, ties to even: Bf16Round). Typed arrays are written as they lie in memory, which is
+ * little-endian on every platform Node runs pleat on (x86-64, arm64).
+ */
+import * as Bf16Round from "../tensor/kernels/Bf16Round.js"
+import * as Durable from "./CheckpointDurable.js"
+
+/**
+ * The element types an export writes.
+ * @category models
+ */
+export type Dtype = "F32" | "F64" | "BF16"
+
+/**
+ * One tensor of a file: its name, element type, shape, and its bytes, made when the file is
+ * written (one tensor at a time in memory).
+ * @category models
+ */
+export interface Entry {
+  readonly name: string
+  readonly dtype: Dtype
+  readonly shape: ReadonlyArray<number>
+  readonly bytes: () => Uint8Array
+}
+
+/**
+ * Bytes per element of `dtype`.
+ * @category getters
+ */
+const bytesPer = (dtype: Dtype): number => (dtype === "F64" ? 8 : dtype === "F32" ? 4 : 2)
+
+/**
+ * The bytes of `values` stored as `dtype` (float64 values are rounded to float32 first for F32
+ * and BF16).
+ * @category constructors
+ */
+export const encode = (values: Float32Array | Float64Array, dtype: Dtype): Uint8Array => {
+  if (dtype === "F64") {
+    const out = values instanceof Float64Array ? values : Float64Array.from(values)
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
+  }
+  const single = values instanceof Float32Array ? values : Float32Array.from(values)
+  if (dtype === "F32") return new Uint8Array(single.buffer, single.byteOffset, single.byteLength)
+  const rounded = new Float32Array(single.length)
+  Bf16Round.roundInto(single, rounded)
+  const bits = new Uint32Array(rounded.buffer)
+  const out = new Uint16Array(single.length)
+  for (let i = 0; i < out.length; i++) out[i] = (bits[i] as number) >>> 16
+  return new Uint8Array(out.buffer)
+}
+
+/**
+ * The size in bytes of `entry`'s data.
+ * @category getters
+ */
+export const byteLength = (entry: Omit<Entry, "bytes">): number => entry.shape.reduce((p, d) => p * d, 1) * bytesPer(entry.dtype)
+
+/**
+ * The 8-byte length and the padded JSON header of a file holding `entries` in order.
+ * @category constructors
+ */
+const header = (entries: ReadonlyArray<Omit<Entry, "bytes">>, metadata: Readonly<Record<string, string>>): Uint8Array => {
+  const table: Record<string, unknown> = { __metadata__: metadata }
+  let at = 0
+  for (const e of entries) {
+    if (e.name in table) throw new RangeError(`safetensors: two tensors named ${e.name}`)
+    table[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [at, at + byteLength(e)] }
+    at += byteLength(e)
+  }
+  const json = Buffer.from(JSON.stringify(table), "utf8")
+  const padded = Math.ceil(json.byteLength / 8) * 8
+  const out = new Uint8Array(8 + padded).fill(0x20, 8)
+  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true)
+  out.set(json, 8)
+  return out
+}
+
+/**
+ * Writes `entries` into a new safetensors file, flushed to the disk, one tensor's bytes made at
+ * a time; returns the file's size in bytes.
+ * @category constructors
+ */
+export const write = (file: string, entries: ReadonlyArray<Entry>, metadata: Readonly<Record<string, string>> = { format: "pt" }): number => {
+  const head = header(entries, metadata)
+  function* parts(): Generator<Uint8Array> {
+    yield head
+    for (const e of entries) {
+      const bytes = e.bytes()
+      if (bytes.byteLength !== byteLength(e))
+        throw new RangeError(`safetensors: ${e.name} made ${bytes.byteLength} bytes, its ${e.dtype} [${e.shape.join(", ")}] needs ${byteLength(e)}`)
+      yield bytes
+    }
+  }
+  Durable.writeFileParts(file, parts())
+  return head.byteLength + entries.reduce((n, e) => n + byteLength(e), 0)
+}
