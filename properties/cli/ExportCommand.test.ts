@@ -30,6 +30,7 @@ const window = [3, 14, 15, 9, 26, 5, 35, 8, 39]
 let mixtral = ""
 let sigmoid = ""
 let shared = ""
+let hybrid = ""
 beforeAll(async () => {
   const save = async (flags: ReadonlyArray<string>) => {
     const dir = fresh("export-ckpt")
@@ -40,6 +41,7 @@ beforeAll(async () => {
   mixtral = await save(["--dtype", "float64"])
   sigmoid = await save(["--score-function", "sigmoid", "--expert-bias"])
   shared = await save(["--shared-expert-ffn", "8"])
+  hybrid = await save(["--definition", `${path.join(root, "properties/train/definitions.ts")}#hybrid`])
 }, 60_000)
 
 describe("pleat export writes a model directory", () => {
@@ -121,6 +123,9 @@ describe("what cannot be exported is refused before anything is written", () => 
     )
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "qwen2-moe"])).toMatch(
       /^pleat export: --format: "qwen2-moe" cannot hold the checkpoint in .*: it has no shared experts, which every Qwen2-MoE layer has/,
+    )
+    expect(refused(["export", "--checkpoint", hybrid, "--out", out])).toMatch(
+      /^pleat export: --checkpoint: ".*" is not a checkpoint of pleat's built-in model \(it holds layers\.0\.dense\.norm, layers\.0\.dense\.wGate, layers\.0\.dense\.wUp and 5 more, which mixtral has no place for\); fix: export a checkpoint of the built-in model/,
     )
     expect(existsSync(out)).toBe(false)
   })

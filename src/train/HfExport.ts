@@ -25,7 +25,7 @@
  * 4 has them in every Qwen2-MoE).
  */
 import * as ConfigError from "../errors/ConfigError.js"
-import type * as Tensor from "../tensor/Tensor.js"
+import * as Tensor from "../tensor/Tensor.js"
 import type * as Checkpoint from "./Checkpoint.js"
 import * as Safetensors from "./Safetensors.js"
 
@@ -60,6 +60,9 @@ type Model = Checkpoint.Manifest["model"]
 /** pleat's RoPE base (tensor/ops/Rope) and RMSNorm epsilon (model/Block), as the config states them. */
 const ropeTheta = 10000
 const rmsNormEps = 1e-6
+
+/** What a missing parameter reads as while the rest are checked (never written: tensors throws). */
+const placeholder = Tensor.zeros([0, 0, 0])
 
 const isMoe = (m: Model, layer: number): boolean => layer % m.moeEvery === 0
 
@@ -119,16 +122,20 @@ const transposed = (data: Float32Array | Float64Array, at: number, rows: number,
 
 /**
  * The tensors of the model directory, by their transformers names, in the model's order: each
- * made from the checkpoint's values as the file is written.
+ * made from the checkpoint's values as the file is written. A ConfigError on `--checkpoint`
+ * (`dir`) when the values are not exactly the built-in model's parameters.
  * @category constructors
  */
-export const tensors = (m: Model, format: Format, values: ReadonlyMap<string, Tensor.Tensor>, dtype: WeightDtype): Array<Safetensors.Entry> => {
+export const tensors = (m: Model, format: Format, values: ReadonlyMap<string, Tensor.Tensor>, dtype: WeightDtype, dir: string): Array<Safetensors.Entry> => {
   const st = safetensorsDtype[dtype]
   const out: Array<Safetensors.Entry> = []
+  const used = new Set<string>()
+  const missing: Array<string> = []
   const value = (name: string): Tensor.Tensor => {
+    used.add(name)
     const t = values.get(name)
-    if (t === undefined) throw new Error(`the checkpoint has no ${name}`)
-    return t
+    if (t === undefined) missing.push(name)
+    return t ?? placeholder
   }
   const data = (t: Tensor.Tensor) => t.data as Float32Array | Float64Array
   /** A pleat parameter as it is (vectors, the embedding). */
@@ -191,6 +198,18 @@ export const tensors = (m: Model, format: Format, values: ReadonlyMap<string, Te
   }
   same("model.norm.weight", "finalNorm")
   if (m.untieEmbeddings === true) linear("lm_head.weight", "output")
+  // Every parameter written, and nothing else: a model of one's own (--definition) is not pleat's.
+  const extra = [...values.keys()].filter((name) => !used.has(name))
+  if (missing.length > 0 || extra.length > 0) {
+    const listed = (names: ReadonlyArray<string>) => `${names.slice(0, 3).join(", ")}${names.length > 3 ? ` and ${names.length - 3} more` : ""}`
+    const what = [missing.length > 0 ? `lacks ${listed(missing)}` : "", extra.length > 0 ? `holds ${listed(extra)}, which ${format} has no place for` : ""].filter((w) => w !== "")
+    throw ConfigError.make(
+      "--checkpoint",
+      dir,
+      `is not a checkpoint of pleat's built-in model (it ${what.join(" and ")})`,
+      "export a checkpoint of the built-in model (a model of your own, --definition, has its own layout)",
+    )
+  }
   return out
 }
 

@@ -1,6 +1,7 @@
 /**
  * pleat/train: the training job (Train), the model and batch configuration and its presets,
- * parameters, optimizers (AdamW, the distributed optimizer), checkpoints and the training data.
+ * parameters, optimizers (AdamW, the distributed optimizer), checkpoints and their export as
+ * Hugging Face models, and the training data.
  */
 export * as BuiltinModels from "./BuiltinModels.js"
 export * as Checkpoint from "./Checkpoint.js"
@@ -8,6 +9,8 @@ export * as Data from "./Data.js"
 export * as DistributedOptimizer from "./DistributedOptimizer.js"
 export * as DistributedSlices from "./DistributedSlices.js"
 export * as HeldOut from "./HeldOut.js"
+export * as HfDirectory from "./HfDirectory.js"
+export * as HfExport from "./HfExport.js"
 export * as Fault from "./Fault.js"
 export * as Lockstep from "./Lockstep.js"
 export * as ModelConfig from "./ModelConfig.js"
@@ -18,6 +21,7 @@ export * as Params from "./Params.js"
 export * as RankMemory from "./RankMemory.js"
 export * as RankParams from "./RankParams.js"
 export * as RankTrainer from "./RankTrainer.js"
+export * as Safetensors from "./Safetensors.js"
 export * as SaveFallback from "./SaveFallback.js"
 export * as StepReport from "./StepReport.js"
 export * as TokenFile from "./TokenFile.js"
