@@ -2,7 +2,8 @@
 // by an independent reading of transformers' Mixtral and Qwen2-MoE (hfReference.ts), gives the
 // loss pleat's own evaluation gives the checkpoint: for random models of both architectures
 // (GQA, tied or untied embeddings, dense layers, gated shared experts, renormalized or raw
-// probs), saved under random folded mappings, to float64 rounding. bfloat16 weights are the
+// probs, RoPE bases and norm epsilons), saved and evaluated under random folded mappings, to
+// float64 rounding. bfloat16 weights are the
 // float32 weights rounded to nearest, ties to even; sharded files hold each tensor once.
 import { readdirSync, statSync } from "node:fs"
 import { mkdtempSync } from "node:fs"
@@ -37,6 +38,8 @@ interface Case {
   readonly moeEvery: number
   readonly shared: number
   readonly preSoftmax: boolean
+  readonly ropeTheta: number | undefined
+  readonly normEps: number | undefined
   readonly mapping: ReadonlyArray<string>
   readonly shardBytes: number | undefined
   readonly window: ReadonlyArray<number>
@@ -66,6 +69,8 @@ const cases: fc.Arbitrary<Case> = fc
     moeEvery: fc.constantFrom(1, 2),
     shared: fc.constantFrom(8, 16),
     preSoftmax: fc.boolean(),
+    ropeTheta: fc.constantFrom(undefined, 500, 1e6),
+    normEps: fc.constantFrom(undefined, 1e-5, 1e-2),
     mapping: fc.constantFrom(...mappings),
     shardBytes: fc.option(fc.integer({ min: 2000, max: 40000 }), { nil: undefined }),
     window: fc.array(fc.integer({ min: 0, max: vocab - 1 }), { minLength: 17, maxLength: 17 }),
@@ -76,6 +81,8 @@ const modelFlags = (c: Case): Array<string> => [
   ...["--vocab", String(vocab), "--hidden", String(c.heads * c.headDim), "--heads", String(c.heads), "--kv-heads", String(c.kvHeads)],
   ...["--layers", String(c.layers), "--experts", String(c.experts), "--topk", String(c.topk), "--seq", String(c.seq), "--ffn", "24", "--moe-ffn", "12"],
   ...(c.untie ? ["--untie-embeddings"] : []),
+  ...(c.ropeTheta === undefined ? [] : ["--rope-theta", String(c.ropeTheta)]),
+  ...(c.normEps === undefined ? [] : ["--norm-eps", String(c.normEps)]),
   ...(c.qwen ? ["--moe-every", String(c.moeEvery), "--shared-expert-ffn", String(c.shared), "--shared-expert-gate", ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
   ...["--dtype", "float64", "--global-batch", "4", "--micro-batch", "1"],
 ]
@@ -91,11 +98,25 @@ const expectedTensors = (c: Case): number => {
   return n
 }
 
-/** Trains 2 steps under the case's mapping and saves; returns the checkpoint and pleat's loss of the window. */
+/** Trains 2 steps under the case's mapping and saves; returns the checkpoint and pleat's loss of the window (evaluated under the same mapping). */
 const checkpointAndLoss = async (c: Case) => {
   const dir = fresh("export-ckpt")
   await run(["train", ...c.mapping, ...modelFlags(c), "--steps", "2", "--save", dir, "--log", "json"])
-  const evaluated = await run(["train", ...oneRank, ...modelFlags(c), "--steps", "2", "--resume", dir, "--eval-data", uint16File(c.window), "--eval-batches", "1", "--log", "json"])
+  const evaluated = await run([
+    "train",
+    ...c.mapping,
+    ...modelFlags(c),
+    "--steps",
+    "2",
+    "--resume",
+    dir,
+    "--eval-data",
+    uint16File(c.window),
+    "--eval-batches",
+    "1",
+    "--log",
+    "json",
+  ])
   return { dir, loss: records(evaluated, "eval")[0]?.evalLoss as number }
 }
 
@@ -151,6 +172,8 @@ describe("pleat export", () => {
       moeEvery: 1,
       shared: 8,
       preSoftmax: false,
+      ropeTheta: undefined,
+      normEps: undefined,
       mapping: oneRank,
       shardBytes: undefined,
       window: [1, 5, 9, 2, 33, 7, 0, 12, 39],

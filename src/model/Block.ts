@@ -31,8 +31,6 @@ import * as Recompute from "../tensor/Recompute.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as ModelContext from "./ModelContext.js"
 
-const eps = 1e-6
-
 /**
  * The norms and attention weights of a block; the FFN comes as a function.
  * @category models
@@ -46,17 +44,18 @@ export interface BlockWeights {
 /**
  * x + SelfAttention(RMSNorm(x)).
  */
-const attend = (x: Tensor.Tensor, norm: Tensor.Tensor, w: SelfAttention.AttentionWeights, attention: SelfAttention.AttentionConfig, cpRank: number) =>
+const attend = (x: Tensor.Tensor, norm: Tensor.Tensor, w: SelfAttention.AttentionWeights, attention: SelfAttention.AttentionConfig, cpRank: number, eps: number) =>
   Effect.map(SelfAttention.forward(rmsNorm(x, norm, eps), w, attention, cpRank), (attended) => add(x, attended))
 
 /**
  * h + ffn(RMSNorm(h)); `ffn` maps the normed tokens [rows, H] to [rows, H].
  */
-const feedForward = <E, R>(h: Tensor.Tensor, norm: Tensor.Tensor, ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>) =>
+const feedForward = <E, R>(h: Tensor.Tensor, norm: Tensor.Tensor, ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>, eps: number) =>
   Effect.map(ffn(rmsNorm(h, norm, eps)), (out) => add(h, out))
 
 /**
- * One whole layer as a function on plain tensors (the operators below are its checked form).
+ * One whole layer as a function on plain tensors (the operators below are its checked form);
+ * `eps` is the norms' epsilon.
  * @category combinators
  */
 export const forward = <E, R>(
@@ -65,7 +64,8 @@ export const forward = <E, R>(
   attention: SelfAttention.AttentionConfig,
   cpRank: number,
   ffn: (tokens: Tensor.Tensor) => Effect.Effect<Tensor.Tensor, E, R>,
-) => Effect.flatMap(attend(x, w.attentionNorm, w.attention, attention, cpRank), (h) => feedForward(h, w.ffnNorm, ffn))
+  eps = ModelContext.defaultNormEps,
+) => Effect.flatMap(attend(x, w.attentionNorm, w.attention, attention, cpRank, eps), (h) => feedForward(h, w.ffnNorm, ffn, eps))
 
 const weightsOf = (c: ModelContext.ModelContext, layer: number) => (name: string) => c.param(`layers.${layer}.${name}`)
 
@@ -94,13 +94,14 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     cp: c.groups.cp,
     sequenceParallel: c.sequenceParallel,
     recomputeCore: c.recompute === "selective",
+    ropeTheta: ModelContext.ropeThetaOf(c.sizes),
   }
   const weights = { wq: p("wq"), wk: p("wk"), wv: p("wv"), wo: p("wo") }
   const norm = p("attentionNorm")
   // The layout the typed collectives of the attention made of the input's.
   let layout = x.layout
   const half = (input: Tensor.Tensor) =>
-    Effect.map(SelfAttention.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), x.layout), weights, config, c.cpRank), (a) => {
+    Effect.map(SelfAttention.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, ModelContext.normEpsOf(c.sizes)), x.layout), weights, config, c.cpRank), (a) => {
       layout = a.layout
       return add(input, a.tensor)
     })
@@ -156,7 +157,7 @@ function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
     const g = settings.global
     const run =
       replay && g !== undefined && countsBefore !== undefined ? { recomputeExperts, ...shared, ...config, global: { tpDpCp: g.tpDpCp, state: { counts: countsBefore } } } : settings
-    return MoeLayer.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), h.layout), weights, run, c.groups.expert)
+    return MoeLayer.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, ModelContext.normEpsOf(c.sizes)), h.layout), weights, run, c.groups.expert)
   }
   let first: MoeResult | undefined
   let tensor: Tensor.Tensor
@@ -235,7 +236,7 @@ function* mlpSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
   // Through the typed collectives: the output layout is what they made of the input's.
   let layout = h.layout
   const half = (input: Tensor.Tensor) =>
-    Effect.map(DenseMlp.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, eps), h.layout), mlpWeights, { tp: c.groups.tp, sequenceParallel: c.sequenceParallel }), (out) => {
+    Effect.map(DenseMlp.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, ModelContext.normEpsOf(c.sizes)), h.layout), mlpWeights, { tp: c.groups.tp, sequenceParallel: c.sequenceParallel }), (out) => {
       layout = out.layout
       return add(input, out.tensor)
     })

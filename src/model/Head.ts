@@ -24,7 +24,7 @@ import * as ParallelLinear from "../dataflow/ParallelLinear.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import { scale } from "../tensor/ops/Elementwise.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
-import type * as ModelContext from "./ModelContext.js"
+import * as ModelContext from "./ModelContext.js"
 
 /** The operator's name in errors and traces. */
 const name = "output + loss"
@@ -40,7 +40,7 @@ export const make = (c: ModelContext.ModelContext, targets: Int32Array, layouts:
 /** The head's steps on one input, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
 function* headSteps(c: ModelContext.ModelContext, targets: Int32Array, x: ModelContext.Activations) {
   const tp = c.groups.tp
-  const normed = TensorLayout.attach(rmsNorm(x.tensor, c.param("finalNorm")), x.layout)
+  const normed = TensorLayout.attach(rmsNorm(x.tensor, c.param("finalNorm"), ModelContext.normEpsOf(c.sizes)), x.layout)
   // Tied: the embedding block [vocab/tp, H] read transposed by the product.
   const tied = c.sizes.untieEmbeddings !== true
   const weight = tied ? c.param("embedding") : c.param("output")

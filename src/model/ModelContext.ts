@@ -41,7 +41,35 @@ export interface Sizes {
   readonly sharedExpertGate?: boolean | undefined
   /** The router and MoE-layer options; none: softmax after top-k, dropless, aux loss `auxLossCoeff`. */
   readonly moe?: MoeSettings.MoeSettings | undefined
+  /** RoPE's frequency base (none: `defaultRopeTheta`). */
+  readonly ropeTheta?: number | undefined
+  /** RMSNorm's epsilon, every norm of the model (none: `defaultNormEps`). */
+  readonly normEps?: number | undefined
 }
+
+/**
+ * RoPE's base where a model sets none (the RoFormer and Llama 2 value).
+ * @category constants
+ */
+export const defaultRopeTheta = 10000
+
+/**
+ * RMSNorm's epsilon where a model sets none.
+ * @category constants
+ */
+export const defaultNormEps = 1e-6
+
+/**
+ * The RoPE base of a model.
+ * @category getters
+ */
+export const ropeThetaOf = (s: Sizes): number => s.ropeTheta ?? defaultRopeTheta
+
+/**
+ * The RMSNorm epsilon of a model.
+ * @category getters
+ */
+export const normEpsOf = (s: Sizes): number => s.normEps ?? defaultNormEps
 
 /**
  * The groups a rank runs the model with.

@@ -86,6 +86,9 @@ const ManifestSchema = Schema.Struct({
     /** Written only by runs with shared experts (older checkpoints have neither). */
     sharedExpertFfn: Schema.optionalKey(count),
     sharedExpertGate: Schema.optionalKey(Schema.Boolean),
+    /** Written only by runs that set them (absent: ModelContext's defaults, all a pleat before them had). */
+    ropeTheta: Schema.optional(Schema.Number),
+    normEps: Schema.optional(Schema.Number),
     /** The router options the run trained with (MoeSettings; its other keys are not read back). */
     moe: Schema.optionalKey(
       Schema.Struct({

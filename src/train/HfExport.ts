@@ -13,9 +13,10 @@
  * `auto` takes the first that fits. Token dropping (--capacity-factor) is a training device:
  * transformers runs the experts dropless, as Megatron-trained models are served.
  *
+ * RMSNorm's epsilon and RoPE's base are the model's (--norm-eps, --rope-theta).
  * What matches, element for element (properties/train/HfExport.prop.ts: an independent reading
  * of transformers' two models; properties/cli/ExportCommand.test.ts: transformers itself):
- * RMSNorm with eps 1e-6 and RoPE with theta 10000 in the rotate-half layout, head-major q, k, v
+ * RMSNorm and RoPE in the rotate-half layout, head-major q, k, v
  * columns, grouped-query heads (query head h reads kv head h / (heads / kv-heads)), SwiGLU
  * silu(x Wg) * (x Wu) Wd, a tied embedding (tie_word_embeddings) or a separate lm_head.
  * pleat keeps weights as [in, out]; transformers' Linear as [out, in]: every matrix is
@@ -25,6 +26,7 @@
  * 4 has them in every Qwen2-MoE).
  */
 import * as ConfigError from "../errors/ConfigError.js"
+import * as ModelContext from "../model/ModelContext.js"
 import * as Tensor from "../tensor/Tensor.js"
 import type * as Checkpoint from "./Checkpoint.js"
 import * as Safetensors from "./Safetensors.js"
@@ -57,9 +59,6 @@ const safetensorsDtype: Readonly<Record<WeightDtype, Safetensors.Dtype>> = { flo
 
 type Model = Checkpoint.Manifest["model"]
 
-/** pleat's RoPE base (tensor/ops/Rope) and RMSNorm epsilon (model/Block), as the config states them. */
-const ropeTheta = 10000
-const rmsNormEps = 1e-6
 
 /** What a missing parameter reads as while the rest are checked (never written: tensors throws). */
 const placeholder = Tensor.zeros([0, 0, 0])
@@ -219,6 +218,7 @@ export const tensors = (m: Model, format: Format, values: ReadonlyMap<string, Te
  */
 export const config = (m: Model, format: Format, dtype: WeightDtype): Record<string, unknown> => {
   const aux = m.moe?.auxLosses.find((t) => t.type === "aux")?.coeff ?? 0
+  const ropeTheta = m.ropeTheta ?? ModelContext.defaultRopeTheta
   const common = {
     vocab_size: m.vocab,
     hidden_size: m.hidden,
@@ -228,7 +228,7 @@ export const config = (m: Model, format: Format, dtype: WeightDtype): Record<str
     head_dim: m.hidden / m.heads,
     hidden_act: "silu",
     max_position_embeddings: m.seq,
-    rms_norm_eps: rmsNormEps,
+    rms_norm_eps: m.normEps ?? ModelContext.defaultNormEps,
     rope_theta: ropeTheta,
     rope_parameters: { rope_type: "default", rope_theta: ropeTheta },
     attention_dropout: 0,

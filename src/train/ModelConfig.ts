@@ -40,6 +40,10 @@ export interface ModelConfig {
   readonly sharedExpertGate?: boolean | undefined
   /** The router and MoE-layer options (MoeSettings); none: MoeSettings.defaults with the run's aux coefficient. */
   readonly moe?: MoeSettings.MoeSettings | undefined
+  /** RoPE's frequency base; none: 10000 (ModelContext.defaultRopeTheta). */
+  readonly ropeTheta?: number | undefined
+  /** Every RMSNorm's epsilon; none: 1e-6 (ModelContext.defaultNormEps). */
+  readonly normEps?: number | undefined
 }
 
 /**
@@ -128,6 +132,10 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     if (m.sharedExpertFfn % s.tp !== 0)
       return fault("sharedExpertFfn", m.sharedExpertFfn, `is not divisible by tp = ${s.tp}`, `use a shared-expert width that is a multiple of ${s.tp}, or a smaller --tp`)
   }
+  if (m.ropeTheta !== undefined && !(m.ropeTheta > 0 && Number.isFinite(m.ropeTheta)))
+    return fault("ropeTheta", m.ropeTheta, "is not a number above 0", "pass --rope-theta F with F > 0 (10000 by default; Mixtral and Qwen2 use 1000000, Llama 3 500000)")
+  if (m.normEps !== undefined && !(m.normEps > 0 && m.normEps < 1))
+    return fault("normEps", m.normEps, "is not a number between 0 and 1", "pass --norm-eps F with 0 < F < 1 (1e-6 by default; Mixtral and Llama use 1e-5)")
   if (m.sharedExpertGate === true && m.sharedExpertFfn === undefined)
     return fault("sharedExpertGate", true, "has no shared MLP to gate", "add --shared-expert-ffn N, or drop --shared-expert-gate")
   if (m.moeFfn % s.etp !== 0)

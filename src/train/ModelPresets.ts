@@ -22,6 +22,9 @@
  *   no multi-head latent attention), and every layer is MoE (DeepSeek-V3's first 3 layers are
  *   dense; ModelConfig places MoE layers by `moeEvery`, which cannot say "the first 3 dense").
  *
+ * - RoPE base and RMSNorm epsilon: the public configs' rope_theta and rms_norm_eps (Mixtral
+ *   1e6 and 1e-5, Qwen2 1e6 and 1e-6, Llama 3 500000 and 1e-5, DeepSeek-V3 10000 and 1e-6), so
+ *   a preset's model computes what the real one does and exports with them (`pleat export`).
  * - Embeddings: every one of these models has separate input and output embeddings (their
  *   public configs' tie_word_embeddings is false), so every preset sets `untieEmbeddings`; the
  *   default small model is tied (GPT-style, Params).
@@ -56,6 +59,8 @@ const mixtral8x22b: ModelConfig.ModelConfig = {
   moeEvery: 1,
   seq: paperSeq,
   untieEmbeddings: true,
+  ropeTheta: 1e6,
+  normEps: 1e-5,
 }
 
 /**
@@ -64,7 +69,22 @@ const mixtral8x22b: ModelConfig.ModelConfig = {
  */
 export const presets = {
   "mixtral-8x7b": {
-    model: { vocab: 32000, hidden: 4096, layers: 32, heads: 32, kvHeads: 8, ffn: 14336, experts: 8, topk: 2, moeFfn: 14336, moeEvery: 1, seq: paperSeq, untieEmbeddings: true },
+    model: {
+      vocab: 32000,
+      hidden: 4096,
+      layers: 32,
+      heads: 32,
+      kvHeads: 8,
+      ffn: 14336,
+      experts: 8,
+      topk: 2,
+      moeFfn: 14336,
+      moeEvery: 1,
+      seq: paperSeq,
+      untieEmbeddings: true,
+      ropeTheta: 1e6,
+      normEps: 1e-5,
+    },
     moe: {},
   },
   "mixtral-8x22b": { model: mixtral8x22b, moe: {} },
@@ -86,11 +106,28 @@ export const presets = {
       untieEmbeddings: true,
       sharedExpertFfn: 20480,
       sharedExpertGate: true,
+      ropeTheta: 1e6,
+      normEps: 1e-6,
     },
     moe: { preSoftmax: true, auxLosses: [{ type: "aux", coeff: 0.001 }] },
   },
   "llama3-8x70b": {
-    model: { vocab: 128256, hidden: 8192, layers: 80, heads: 64, kvHeads: 8, ffn: 28672, experts: 8, topk: 2, moeFfn: 28672, moeEvery: 1, seq: paperSeq, untieEmbeddings: true },
+    model: {
+      vocab: 128256,
+      hidden: 8192,
+      layers: 80,
+      heads: 64,
+      kvHeads: 8,
+      ffn: 28672,
+      experts: 8,
+      topk: 2,
+      moeFfn: 28672,
+      moeEvery: 1,
+      seq: paperSeq,
+      untieEmbeddings: true,
+      ropeTheta: 500000,
+      normEps: 1e-5,
+    },
     moe: {},
   },
   "deepseek-v3-style": {
@@ -108,6 +145,8 @@ export const presets = {
       seq: paperSeq,
       untieEmbeddings: true,
       sharedExpertFfn: 2048,
+      ropeTheta: 10000,
+      normEps: 1e-6,
     },
     moe: { scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },
   },
