@@ -236,10 +236,16 @@ function* mlpSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
   // Through the typed collectives: the output layout is what they made of the input's.
   let layout = h.layout
   const half = (input: Tensor.Tensor) =>
-    Effect.map(DenseMlp.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, ModelContext.normEpsOf(c.sizes)), h.layout), mlpWeights, { tp: c.groups.tp, sequenceParallel: c.sequenceParallel }), (out) => {
-      layout = out.layout
-      return add(input, out.tensor)
-    })
+    Effect.map(
+      DenseMlp.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, ModelContext.normEpsOf(c.sizes)), h.layout), mlpWeights, {
+        tp: c.groups.tp,
+        sequenceParallel: c.sequenceParallel,
+      }),
+      (out) => {
+        layout = out.layout
+        return add(input, out.tensor)
+      },
+    )
   const tensor = yield* recomputedIfFull(c, `mlp (layer ${layer})`, h.tensor, half)
   return ModelContext.withRows(h, tensor, layout)
 }

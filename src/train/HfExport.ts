@@ -59,7 +59,6 @@ const safetensorsDtype: Readonly<Record<WeightDtype, Safetensors.Dtype>> = { flo
 
 type Model = Checkpoint.Manifest["model"]
 
-
 /** What a missing parameter reads as while the rest are checked (never written: tensors throws). */
 const placeholder = Tensor.zeros([0, 0, 0])
 
