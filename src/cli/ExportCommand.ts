@@ -11,6 +11,7 @@
 import * as ConfigError from "../errors/ConfigError.js"
 import * as HfDirectory from "../train/HfDirectory.js"
 import * as HfExport from "../train/HfExport.js"
+import * as HfLayout from "../train/HfLayout.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
@@ -26,7 +27,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
     help: "the checkpoint to export: a directory written by pleat train --save (its latest complete step), saved under any mapping (required)",
   },
   out: { kind: "string", placeholder: "DIR", help: "the model directory to create (a new path or an empty directory) (required)" },
-  format: { kind: "string", placeholder: "F", help: `the transformers architecture: auto (the first that holds the model), ${HfExport.formats.join(" or ")} (default auto)` },
+  format: { kind: "string", placeholder: "F", help: `the transformers architecture: auto (the first that holds the model), ${HfLayout.formats.join(" or ")} (default auto)` },
   dtype: { kind: "string", placeholder: "T", help: `the weights' element type: ${HfExport.dtypes.join(", ")} (default float32; bfloat16 rounds to nearest, ties to even)` },
   "max-shard-size": {
     kind: "string",
@@ -101,7 +102,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
   const request: HfDirectory.Request = {
     checkpoint: required("--checkpoint", Flags.string(f, "checkpoint"), "pass --checkpoint DIR, a directory written by pleat train --save"),
     out: required("--out", Flags.string(f, "out"), "pass --out DIR, a new path or an empty directory for the model"),
-    format: choice("--format", Flags.string(f, "format"), ["auto", ...HfExport.formats], "auto"),
+    format: choice("--format", Flags.string(f, "format"), ["auto", ...HfLayout.formats], "auto"),
     dtype: choice("--dtype", Flags.string(f, "dtype"), HfExport.dtypes, "float32"),
     maxShardBytes: parseSize(Flags.string(f, "max-shard-size") ?? "5GB"),
   }

@@ -17,6 +17,7 @@ import * as ConfigError from "../errors/ConfigError.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as Durable from "./CheckpointDurable.js"
 import * as HfExport from "./HfExport.js"
+import type * as HfLayout from "./HfLayout.js"
 import * as Safetensors from "./Safetensors.js"
 
 /**
@@ -28,7 +29,7 @@ export interface Request {
   readonly checkpoint: string
   /** The model directory to create. */
   readonly out: string
-  readonly format: HfExport.Format | "auto"
+  readonly format: HfLayout.Format | "auto"
   readonly dtype: HfExport.WeightDtype
   /** The most bytes of weights in one safetensors file. */
   readonly maxShardBytes: number
@@ -40,7 +41,7 @@ export interface Request {
  */
 export interface Written {
   readonly out: string
-  readonly format: HfExport.Format
+  readonly format: HfLayout.Format
   readonly dtype: HfExport.WeightDtype
   /** The checkpoint's step. */
   readonly step: number

@@ -27,21 +27,13 @@
  */
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ModelContext from "../model/ModelContext.js"
-import * as Tensor from "../tensor/Tensor.js"
+import type * as Tensor from "../tensor/Tensor.js"
 import type * as Checkpoint from "./Checkpoint.js"
+import * as HfLayout from "./HfLayout.js"
 import * as Safetensors from "./Safetensors.js"
 
-/**
- * The architectures a checkpoint can be written as.
- * @category models
- */
-export const formats = ["mixtral", "qwen2-moe"] as const
-
-/**
- * One of `formats`.
- * @category models
- */
-export type Format = (typeof formats)[number]
+const formats = HfLayout.formats
+type Format = HfLayout.Format
 
 /**
  * The element types of the weights, by their transformers names.
@@ -58,11 +50,6 @@ export type WeightDtype = (typeof dtypes)[number]
 const safetensorsDtype: Readonly<Record<WeightDtype, Safetensors.Dtype>> = { float32: "F32", bfloat16: "BF16", float64: "F64" }
 
 type Model = Checkpoint.Manifest["model"]
-
-/** What a missing parameter reads as while the rest are checked (never written: tensors throws). */
-const placeholder = Tensor.zeros([0, 0, 0])
-
-const isMoe = (m: Model, layer: number): boolean => layer % m.moeEvery === 0
 
 /** What keeps `m`'s router from any of the formats, as the flag that set it; undefined when nothing does. */
 const routerProblem = (m: Model): string | undefined => {
@@ -111,92 +98,18 @@ export const choose = (m: Model, requested: Format | "auto", dir: string): Forma
   throw ConfigError.make("--checkpoint", dir, `holds a model no transformers architecture pleat writes can run (mixtral or qwen2-moe): ${why}`, fix)
 }
 
-/** `data` of shape [rows, cols] (from `at`), transposed into [cols, rows]. */
-const transposed = (data: Float32Array | Float64Array, at: number, rows: number, cols: number): Float32Array | Float64Array => {
-  const out = data instanceof Float32Array ? new Float32Array(rows * cols) : new Float64Array(rows * cols)
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[at + r * cols + c] as number
-  return out
-}
-
 /**
- * The tensors of the model directory, by their transformers names, in the model's order: each
- * made from the checkpoint's values as the file is written. A ConfigError on `--checkpoint`
- * (`dir`) when the values are not exactly the built-in model's parameters.
+ * The tensors of the model directory, by their transformers names, in the model's order
+ * (HfLayout): each made from the checkpoint's values as the file is written. A ConfigError on
+ * `--checkpoint` (`dir`) when the values are not exactly the built-in model's parameters.
  * @category constructors
  */
 export const tensors = (m: Model, format: Format, values: ReadonlyMap<string, Tensor.Tensor>, dtype: WeightDtype, dir: string): Array<Safetensors.Entry> => {
   const st = safetensorsDtype[dtype]
-  const out: Array<Safetensors.Entry> = []
-  const used = new Set<string>()
-  const missing: Array<string> = []
-  const value = (name: string): Tensor.Tensor => {
-    used.add(name)
-    const t = values.get(name)
-    if (t === undefined) missing.push(name)
-    return t ?? placeholder
-  }
-  const data = (t: Tensor.Tensor) => t.data as Float32Array | Float64Array
-  /** A pleat parameter as it is (vectors, the embedding). */
-  const same = (hf: string, name: string) => {
-    const t = value(name)
-    out.push({ name: hf, dtype: st, shape: [...t.shape], bytes: () => Safetensors.encode(data(t), st) })
-  }
-  /** A pleat [in, out] matrix as a Linear's [out, in] weight. */
-  const linear = (hf: string, name: string) => {
-    const t = value(name)
-    const [rows, cols] = t.shape as [number, number]
-    out.push({ name: hf, dtype: st, shape: [cols, rows], bytes: () => Safetensors.encode(transposed(data(t), 0, rows, cols), st) })
-  }
-  /** Expert e's [in, out] matrix of a pleat [E, in, out] parameter, as its Linear's weight. */
-  const expert = (hf: string, name: string, e: number) => {
-    const t = value(name)
-    const [, rows, cols] = t.shape as [number, number, number]
-    out.push({ name: hf, dtype: st, shape: [cols, rows], bytes: () => Safetensors.encode(transposed(data(t), e * rows * cols, rows, cols), st) })
-  }
-  const zeros = (hf: string, n: number) => out.push({ name: hf, dtype: st, shape: [n], bytes: () => Safetensors.encode(new Float64Array(n), st) })
-  const headDim = m.hidden / m.heads
-  same("model.embed_tokens.weight", "embedding")
-  for (let l = 0; l < m.layers; l++) {
-    const p = `layers.${l}.`
-    const hf = `model.layers.${l}.`
-    same(`${hf}input_layernorm.weight`, `${p}attentionNorm`)
-    for (const [proj, w, width] of [
-      ["q_proj", "wq", m.heads],
-      ["k_proj", "wk", m.kvHeads],
-      ["v_proj", "wv", m.kvHeads],
-    ] as const) {
-      linear(`${hf}self_attn.${proj}.weight`, `${p}${w}`)
-      if (format === "qwen2-moe") zeros(`${hf}self_attn.${proj}.bias`, width * headDim)
-    }
-    linear(`${hf}self_attn.o_proj.weight`, `${p}wo`)
-    same(`${hf}post_attention_layernorm.weight`, `${p}ffnNorm`)
-    if (!isMoe(m, l)) {
-      for (const [proj, w] of [
-        ["gate_proj", "wGate"],
-        ["up_proj", "wUp"],
-        ["down_proj", "wDown"],
-      ] as const)
-        linear(`${hf}mlp.${proj}.weight`, `${p}${w}`)
-      continue
-    }
-    const block = format === "mixtral" ? `${hf}block_sparse_moe.` : `${hf}mlp.`
-    linear(`${block}gate.weight`, `${p}router`)
-    const names = format === "mixtral" ? (["w1", "w3", "w2"] as const) : (["gate_proj", "up_proj", "down_proj"] as const)
-    for (let e = 0; e < m.experts; e++) {
-      expert(`${block}experts.${e}.${names[0]}.weight`, `${p}experts.wGate`, e)
-      expert(`${block}experts.${e}.${names[1]}.weight`, `${p}experts.wUp`, e)
-      expert(`${block}experts.${e}.${names[2]}.weight`, `${p}experts.wDown`, e)
-    }
-    if (format === "qwen2-moe") {
-      linear(`${block}shared_expert.gate_proj.weight`, `${p}shared.wGate`)
-      linear(`${block}shared_expert.up_proj.weight`, `${p}shared.wUp`)
-      linear(`${block}shared_expert.down_proj.weight`, `${p}shared.wDown`)
-      linear(`${block}shared_expert_gate.weight`, `${p}shared.gate`)
-    }
-  }
-  same("model.norm.weight", "finalNorm")
-  if (m.untieEmbeddings === true) linear("lm_head.weight", "output")
+  const placements = HfLayout.placements(m, format)
+  const used = new Set(placements.flatMap((p) => (p.kind === "zeros" ? [] : [p.pleat])))
   // Every parameter written, and nothing else: a model of one's own (--definition) is not pleat's.
+  const missing = [...used].filter((name) => !values.has(name))
   const extra = [...values.keys()].filter((name) => !used.has(name))
   if (missing.length > 0 || extra.length > 0) {
     const listed = (names: ReadonlyArray<string>) => `${names.slice(0, 3).join(", ")}${names.length > 3 ? ` and ${names.length - 3} more` : ""}`
@@ -208,7 +121,15 @@ export const tensors = (m: Model, format: Format, values: ReadonlyMap<string, Te
       "export a checkpoint of the built-in model (a model of your own, --definition, has its own layout)",
     )
   }
-  return out
+  return placements.map((p): Safetensors.Entry => {
+    if (p.kind === "zeros") return { name: p.hf, dtype: st, shape: [p.size], bytes: () => Safetensors.encode(new Float64Array(p.size), st) }
+    const t = values.get(p.pleat) as Tensor.Tensor
+    const data = t.data as Float32Array | Float64Array
+    if (p.kind === "same") return { name: p.hf, dtype: st, shape: [...t.shape], bytes: () => Safetensors.encode(data, st) }
+    const [rows, cols] = (p.kind === "linear" ? t.shape : t.shape.slice(1)) as [number, number]
+    const at = p.kind === "expert" ? p.expert * rows * cols : 0
+    return { name: p.hf, dtype: st, shape: [cols, rows], bytes: () => Safetensors.encode(HfLayout.transposed(data, at, rows, cols), st) }
+  })
 }
 
 /**
@@ -252,7 +173,7 @@ export const config = (m: Model, format: Format, dtype: WeightDtype): Record<str
     num_experts: m.experts,
     norm_topk_prob: m.moe?.preSoftmax !== true,
     decoder_sparse_step: 1,
-    mlp_only_layers: Array.from({ length: m.layers }, (_, l) => l).filter((l) => !isMoe(m, l)),
+    mlp_only_layers: Array.from({ length: m.layers }, (_, l) => l).filter((l) => !HfLayout.isMoe(m, l)),
     qkv_bias: true,
     use_sliding_window: false,
     sliding_window: null,

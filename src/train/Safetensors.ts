@@ -104,3 +104,69 @@ export const write = (file: string, entries: ReadonlyArray<Entry>, metadata: Rea
   Durable.writeFileParts(file, parts())
   return head.byteLength + entries.reduce((n, e) => n + byteLength(e), 0)
 }
+
+/**
+ * A tensor read from a file: its element type as stored, its shape and its values widened to
+ * float64 (F64, F32, F16 and BF16 convert exactly).
+ * @category models
+ */
+export interface Read {
+  readonly dtype: string
+  readonly shape: ReadonlyArray<number>
+  readonly values: Float64Array
+}
+
+/** An IEEE half's value from its 16 bits. */
+const halfValue = (h: number): number => {
+  const exponent = (h >> 10) & 0x1f
+  const mantissa = h & 0x3ff
+  const sign = h & 0x8000 ? -1 : 1
+  if (exponent === 0) return sign * mantissa * 2 ** -24
+  if (exponent === 31) return mantissa === 0 ? sign * Number.POSITIVE_INFINITY : Number.NaN
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15)
+}
+
+const readers: Readonly<Record<string, { readonly width: number; readonly at: (view: DataView, offset: number) => number }>> = {
+  F64: { width: 8, at: (v, o) => v.getFloat64(o, true) },
+  F32: { width: 4, at: (v, o) => v.getFloat32(o, true) },
+  BF16: { width: 2, at: (v, o) => new Float32Array(new Uint32Array([v.getUint16(o, true) << 16]).buffer)[0] as number },
+  F16: { width: 2, at: (v, o) => halfValue(v.getUint16(o, true)) },
+}
+
+/**
+ * Every tensor of the safetensors `bytes` by name; throws a RangeError saying what is wrong with
+ * a file that is not one (a header that is not JSON, an element type other than F64, F32, F16
+ * or BF16, data outside the file or of the wrong size).
+ * @category constructors
+ */
+export const read = (bytes: Uint8Array): Map<string, Read> => {
+  if (bytes.byteLength < 8) throw new RangeError(`${bytes.byteLength} bytes, fewer than the 8 of a header's length`)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const n = Number(view.getBigUint64(0, true))
+  if (8 + n > bytes.byteLength) throw new RangeError(`a header of ${n} bytes in a file of ${bytes.byteLength}`)
+  let header: Record<string, { dtype?: unknown; shape?: unknown; data_offsets?: unknown }>
+  try {
+    header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString("utf8"))
+  } catch {
+    throw new RangeError("a header that is not JSON")
+  }
+  const out = new Map<string, Read>()
+  for (const [name, t] of Object.entries(header)) {
+    if (name === "__metadata__") continue
+    const reader = readers[String(t.dtype)]
+    if (reader === undefined) throw new RangeError(`${name} of element type ${String(t.dtype)} (pleat reads F64, F32, F16 and BF16)`)
+    const shape = t.shape
+    const offsets = t.data_offsets
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`${name} with the shape ${JSON.stringify(shape)}`)
+    if (!Array.isArray(offsets) || offsets.length !== 2) throw new RangeError(`${name} with the data_offsets ${JSON.stringify(offsets)}`)
+    const count = shape.reduce((p: number, d: number) => p * d, 1)
+    const [begin, end] = offsets as [number, number]
+    if (!(Number.isSafeInteger(begin) && end - begin === count * reader.width && 8 + n + end <= bytes.byteLength && begin >= 0))
+      throw new RangeError(`${name} at bytes [${begin}, ${end}) of the data, which does not hold its ${t.dtype} [${shape.join(", ")}] in the file`)
+    const values = new Float64Array(count)
+    const base = 8 + n + begin
+    for (let i = 0; i < count; i++) values[i] = reader.at(view, base + i * reader.width)
+    out.set(name, { dtype: String(t.dtype), shape, values })
+  }
+  return out
+}

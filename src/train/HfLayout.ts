@@ -1,0 +1,113 @@
+/**
+ * HfLayout: where each tensor of a transformers Mixtral or Qwen2-MoE model comes from in pleat's
+ * parameters, the one table that `pleat export` (HfExport) and `pleat import` (HfImport) read
+ * in opposite directions.
+ *
+ * pleat keeps matrices as [in, out], transformers' Linear as [out, in]: a `linear` placement is
+ * a transpose. An expert's matrices are one Linear per expert in the Hub's layout (Mixtral:
+ * block_sparse_moe.experts.E.w1 / w3 / w2 for gate / up / down; Qwen2-MoE:
+ * mlp.experts.E.gate_proj / up_proj / down_proj), cut from pleat's [E, in, out] parameters.
+ * Qwen2-MoE's q, k and v biases, which pleat's attention has not, are zeros.
+ */
+
+/**
+ * The architectures of transformers that hold pleat's model.
+ * @category models
+ */
+export const formats = ["mixtral", "qwen2-moe"] as const
+
+/**
+ * One of `formats`.
+ * @category models
+ */
+export type Format = (typeof formats)[number]
+
+/**
+ * The sizes the layout depends on.
+ * @category models
+ */
+export interface Sizes {
+  readonly hidden: number
+  readonly layers: number
+  readonly heads: number
+  readonly kvHeads: number
+  readonly experts: number
+  readonly moeEvery: number
+  readonly untieEmbeddings?: boolean | undefined
+}
+
+/**
+ * How one transformers tensor `hf` is made of pleat's parameter `pleat`: as it is, transposed
+ * (`linear`), one expert's matrix transposed (`expert`), or zeros of `size` (`zeros`).
+ * @category models
+ */
+export type Placement =
+  | { readonly kind: "same" | "linear"; readonly hf: string; readonly pleat: string }
+  | { readonly kind: "expert"; readonly hf: string; readonly pleat: string; readonly expert: number }
+  | { readonly kind: "zeros"; readonly hf: string; readonly size: number }
+
+/**
+ * Whether layer `layer` is an MoE layer (pleat's rule: every `moeEvery`-th from layer 0).
+ * @category guards
+ */
+export const isMoe = (m: Sizes, layer: number): boolean => layer % m.moeEvery === 0
+
+/**
+ * Every tensor of the model in `format`, in the model's order.
+ * @category constructors
+ */
+export const placements = (m: Sizes, format: Format): Array<Placement> => {
+  const out: Array<Placement> = []
+  const same = (hf: string, pleat: string) => out.push({ kind: "same", hf, pleat })
+  const linear = (hf: string, pleat: string) => out.push({ kind: "linear", hf, pleat })
+  const headDim = m.hidden / m.heads
+  same("model.embed_tokens.weight", "embedding")
+  for (let l = 0; l < m.layers; l++) {
+    const p = `layers.${l}.`
+    const hf = `model.layers.${l}.`
+    same(`${hf}input_layernorm.weight`, `${p}attentionNorm`)
+    for (const [proj, w, heads] of [
+      ["q_proj", "wq", m.heads],
+      ["k_proj", "wk", m.kvHeads],
+      ["v_proj", "wv", m.kvHeads],
+    ] as const) {
+      linear(`${hf}self_attn.${proj}.weight`, `${p}${w}`)
+      if (format === "qwen2-moe") out.push({ kind: "zeros", hf: `${hf}self_attn.${proj}.bias`, size: heads * headDim })
+    }
+    linear(`${hf}self_attn.o_proj.weight`, `${p}wo`)
+    same(`${hf}post_attention_layernorm.weight`, `${p}ffnNorm`)
+    if (!isMoe(m, l)) {
+      linear(`${hf}mlp.gate_proj.weight`, `${p}wGate`)
+      linear(`${hf}mlp.up_proj.weight`, `${p}wUp`)
+      linear(`${hf}mlp.down_proj.weight`, `${p}wDown`)
+      continue
+    }
+    const block = format === "mixtral" ? `${hf}block_sparse_moe.` : `${hf}mlp.`
+    linear(`${block}gate.weight`, `${p}router`)
+    const names = format === "mixtral" ? (["w1", "w3", "w2"] as const) : (["gate_proj", "up_proj", "down_proj"] as const)
+    for (let e = 0; e < m.experts; e++) {
+      out.push({ kind: "expert", hf: `${block}experts.${e}.${names[0]}.weight`, pleat: `${p}experts.wGate`, expert: e })
+      out.push({ kind: "expert", hf: `${block}experts.${e}.${names[1]}.weight`, pleat: `${p}experts.wUp`, expert: e })
+      out.push({ kind: "expert", hf: `${block}experts.${e}.${names[2]}.weight`, pleat: `${p}experts.wDown`, expert: e })
+    }
+    if (format === "qwen2-moe") {
+      linear(`${block}shared_expert.gate_proj.weight`, `${p}shared.wGate`)
+      linear(`${block}shared_expert.up_proj.weight`, `${p}shared.wUp`)
+      linear(`${block}shared_expert.down_proj.weight`, `${p}shared.wDown`)
+      linear(`${block}shared_expert_gate.weight`, `${p}shared.gate`)
+    }
+  }
+  same("model.norm.weight", "finalNorm")
+  if (m.untieEmbeddings === true) linear("lm_head.weight", "output")
+  return out
+}
+
+/**
+ * `data` of shape [rows, cols] (from `at`), transposed into [cols, rows], in `data`'s type.
+ * @category constructors
+ */
+export const transposed = <A extends Float32Array | Float64Array>(data: A, at: number, rows: number, cols: number): A => {
+  const out = (data instanceof Float32Array ? new Float32Array(rows * cols) : new Float64Array(rows * cols)) as A
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[at + r * cols + c] as number
+  return out
+}
