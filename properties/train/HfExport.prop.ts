@@ -5,14 +5,16 @@
 // probs, RoPE bases and norm epsilons), saved and evaluated under random folded mappings, to
 // float64 rounding. bfloat16 weights are the
 // float32 weights rounded to nearest, ties to even; sharded files hold each tensor once.
-import { readdirSync, statSync } from "node:fs"
-import { mkdtempSync } from "node:fs"
+// `pleat import` reads the directory back into the same parameters, bit for bit, with a config
+// file that trains them: resumed under the case's mapping, the model evaluates to the same loss.
+import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
+import * as Checkpoint from "../../src/train/Checkpoint.js"
 import { records, uint16File } from "../cli/tokenFiles.js"
 import { lmLoss, readModelDir } from "./hfReference.js"
 
@@ -153,6 +155,37 @@ describe("pleat export", () => {
         }
         const reference = lmLoss(model, c.window)
         expect(Math.abs(reference - loss), `reference ${reference}, pleat ${loss}`).toBeLessThan(1e-9 * Math.max(1, loss))
+        // pleat import reads it back: the same parameters bit for bit, and the settings to train them.
+        const back = path.join(fresh("import-out"), "ckpt")
+        await run(["import", "--model-dir", out, "--out", back, "--dtype", "float64"])
+        const original = Checkpoint.values(dir).values
+        const imported = Checkpoint.values(back).values
+        expect([...imported.keys()].sort()).toEqual([...original.keys()].sort())
+        for (const [name, t] of original) expect(imported.get(name)?.data, name).toEqual(t.data)
+        const settings = JSON.parse(readFileSync(path.join(back, "model.json"), "utf8")) as Record<string, unknown>
+        expect(settings).toMatchObject({ hidden: c.heads * c.headDim, heads: c.heads, "kv-heads": c.kvHeads, dtype: "float64" })
+        expect(settings["untie-embeddings"] ?? false).toBe(c.untie)
+        const resumed = await run([
+          "train",
+          ...c.mapping,
+          "--config",
+          path.join(back, "model.json"),
+          "--seq",
+          String(c.seq),
+          "--global-batch",
+          "4",
+          "--steps",
+          "0",
+          "--resume",
+          back,
+          "--eval-data",
+          uint16File(c.window),
+          "--eval-batches",
+          "1",
+          "--log",
+          "json",
+        ])
+        expect(records(resumed, "eval")[0]?.evalLoss).toBe(loss)
       }),
       { numRuns: 10, seed: 20261205 },
     )

@@ -17,6 +17,7 @@ import * as DoctorCommand from "./DoctorCommand.js"
 import * as ExitCode from "./ExitCode.js"
 import * as ExportCommand from "./ExportCommand.js"
 import * as GroupsCommand from "./GroupsCommand.js"
+import * as ImportCommand from "./ImportCommand.js"
 import type { Io } from "./Io.js"
 import * as LaunchCommand from "./LaunchCommand.js"
 import * as MoeCommand from "./MoeCommand.js"
@@ -42,6 +43,7 @@ const commands: Readonly<Record<string, Command>> = {
   launch: { summary: "run a pleat command as N processes on this machine under mpirun", run: LaunchCommand.run },
   plan: { summary: "choose folded mappings for a model on a cluster: memory, step time, MFU", run: PlanCommand.run },
   export: { summary: "write a checkpoint as a Hugging Face model directory (Mixtral or Qwen2-MoE, safetensors)", run: ExportCommand.run },
+  import: { summary: "a Hugging Face Mixtral or Qwen2-MoE model as a checkpoint to train on", run: ImportCommand.run },
 }
 
 /**

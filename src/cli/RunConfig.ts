@@ -28,7 +28,7 @@ import * as ModelPresets from "../train/ModelPresets.js"
 import * as Optimizer from "../train/Optimizer.js"
 import * as TokenFile from "../train/TokenFile.js"
 import * as Flags from "./Flags.js"
-import { choice, count, flag, maxSeed, PositiveInt, optionalChoice, optionalCount, optionalReal, optionalText, optionalWhole, real, seed, text } from "./SettingKinds.js"
+import { choice, count, flag, maxSeed, PositiveInt, optionalChoice, optionalCount, optionalReal, optionalText, optionalWhole, real, seed, text, whole } from "./SettingKinds.js"
 
 const model = ModelConfig.small
 const optimizer = Optimizer.defaults(1)
@@ -92,7 +92,7 @@ export const settings = {
   ),
   "micro-batch": count("sequences per micro-batch", 1),
   "global-batch": count("sequences per step", 8),
-  steps: count("training steps in all (with --resume, counting the resumed ones)", 100),
+  steps: whole("training steps in all (with --resume, counting the resumed ones); 0 with --eval-data: evaluate the model as initialized or resumed", 100),
   seed: seed(`seed of weights and data (and of the order of --data's windows), 0..${maxSeed}`, 1),
   data: optionalText(
     "train on the token ids in FILE (nanoGPT's train.bin, Megatron's .bin: ids back to back, little-endian, no header): windows of seq + 1 tokens, every one once an epoch in an order shuffled by --seed; the synthetic language by default",
@@ -277,8 +277,15 @@ const isPresetName = (name: unknown): name is ModelPresets.Name => typeof name =
 /** The settings a preset scaled by `factor` fills, as keys. */
 const presetValues = (name: ModelPresets.Name, factor: number): Partial<Record<Key, number | string | boolean>> => {
   const preset: ModelPresets.Preset = ModelPresets.presets[name]
-  const m = ModelPresets.scale(preset.model, factor)
-  const r = preset.moe
+  return modelSettings(ModelPresets.scale(preset.model, factor), preset.moe)
+}
+
+/**
+ * The settings (as keys of a config file) that give the model `m` with the router options `r`:
+ * what a preset fills, or a config file for an imported model.
+ * @category constructors
+ */
+export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings.MoeSettings>): Partial<Record<Key, number | string | boolean>> => {
   const values: Partial<Record<Key, number | string | boolean | undefined>> = {
     layers: m.layers,
     hidden: m.hidden,

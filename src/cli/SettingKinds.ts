@@ -27,6 +27,15 @@ export const count = (help: string, fallback: number) => ({
   placeholder: "N",
   help,
 })
+export const whole = (help: string, fallback: number) => ({
+  kind: "count" as const,
+  schema: WholeInt,
+  min: 0 as const,
+  max: maxCount,
+  default: fallback,
+  placeholder: "N",
+  help,
+})
 export const optionalCount = (help: string, placeholder = "N") => ({
   kind: "count" as const,
   schema: Schema.optionalKey(PositiveInt),

@@ -80,6 +80,11 @@ const rankLogger = (level: string, io: Io): Logger =>
 
 /** A resume already at --steps or past it: nothing to train, said plainly (exit 0). */
 const nothingToDo = (resolved: TrainOptions.Resolved, io: Io): number => {
+  if (resolved.resume === undefined) {
+    if (resolved.log === "json") pino({ base: null }, { write: (line: string) => io.stdout(line) }).info({ first: 0, steps: 0, checkpoint: null }, "nothing to do")
+    else io.stdout("pleat train: nothing to do: --steps 0 trains nothing; pass --steps N above 0 to train, or add --eval-data FILE to evaluate the initial model\n")
+    return ExitCode.ok
+  }
   const why = `the checkpoint in ${resolved.resume} is at step ${resolved.first} and --steps ${resolved.steps} counts all steps, resumed ones included`
   if (resolved.log === "json") {
     pino({ base: null }, { write: (line: string) => io.stdout(line) }).info({ first: resolved.first, steps: resolved.steps, checkpoint: resolved.resume ?? null }, "nothing to do")
@@ -263,7 +268,11 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       return saveFailed ? ExitCode.saveFailed : ExitCode.ok
     }
     if (evaluateOnly) {
-      io.stdout(`no steps trained: the checkpoint in ${resolved.resume} is at step ${first} and --steps ${steps} counts all steps; it was evaluated as saved\n`)
+      io.stdout(
+        resolved.resume === undefined
+          ? "no steps trained (--steps 0): the model was evaluated as initialized from --seed\n"
+          : `no steps trained: the checkpoint in ${resolved.resume} is at step ${first} and --steps ${steps} counts all steps; it was evaluated as saved\n`,
+      )
       return ExitCode.ok
     }
     const lines = [

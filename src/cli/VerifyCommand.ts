@@ -36,6 +36,7 @@ const refusals = (resolved: TrainOptions.Resolved): Array<ConfigError.ConfigErro
   const unused = (flag: string, value: string | undefined, why: string) => {
     if (value !== undefined) out.push(ConfigError.make(`--${flag}`, value, `is not used by pleat verify (${why})`, `drop --${flag} (pleat train takes it)`))
   }
+  if (resolved.steps === 0) out.push(ConfigError.make("--steps", 0, "compares no step", "pass --steps 1 or more"))
   unused("save", resolved.save, "it keeps no training run")
   unused("resume", resolved.resume, "it starts both runs from the seed")
   unused("trace", resolved.trace, "it traces nothing")

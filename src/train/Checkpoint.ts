@@ -35,6 +35,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
+import * as MoeSettings from "../moe/MoeSettings.js"
 import * as DType from "../tensor/DType.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as Checksum from "./CheckpointChecksum.js"
@@ -115,6 +116,20 @@ const ManifestSchema = Schema.Struct({
  * @category models
  */
 export type Manifest = typeof ManifestSchema.Type
+
+/**
+ * The model as a manifest records it: every setting, the router options always (a model without
+ * them routes as MoeSettings.defaults with the run's aux coefficient `auxLossCoeff`), the
+ * shared-expert keys only when set.
+ * @category constructors
+ */
+export const modelRecord = (model: ModelConfig.ModelConfig, auxLossCoeff: number): Manifest["model"] => {
+  const { sharedExpertFfn, sharedExpertGate, moe, ...rest } = model
+  // once a job: the run record's router
+  const router = moe ?? { ...MoeSettings.defaults, auxLosses: [{ type: "aux" as const, coeff: auxLossCoeff }] }
+  // once a job: the run record's model
+  return { ...rest, moe: router, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
+}
 
 /**
  * What a resumed run must share with the checkpoint: the sizes that shape the parameters, the

@@ -22,7 +22,6 @@ import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Folding from "../mapping/Folding.js"
 import * as MoeStats from "../model/MoeStats.js"
-import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Check from "../pipeline/Check.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import * as Backend from "../runtime/Backend.js"
@@ -366,16 +365,6 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
 export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError | ChooseBackend.UnknownBackend> =>
   Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local", options.workers === undefined ? {} : { workers: options.workers }))
 
-/** The model as a manifest records it (every setting, the router options always; the shared-expert keys only when set). */
-const modelRecord = (setup: RankTrainer.TrainSetup): Checkpoint.Manifest["model"] => {
-  const { sharedExpertFfn, sharedExpertGate, moe, ...rest } = setup.model
-  // Without router options the model routes as MoeSettings.defaults with the run's aux coefficient.
-  // once a job: the run record's router
-  const router = moe ?? { ...MoeSettings.defaults, auxLosses: [{ type: "aux" as const, coeff: setup.auxLossCoeff }] }
-  // once a job: the run record's model
-  return { ...rest, moe: router, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
-}
-
 /** The manifest of a checkpoint of this setup at `step`, but for its files' checksums. */
 const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Omit<Checkpoint.Manifest, "checksums"> => {
   const s = setup.parallel.sizes
@@ -386,7 +375,7 @@ const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Omit<Checkpoin
     world: setup.parallel.world,
     // once a job: the run record's mapping
     mapping: { ...s, vpp: setup.parallel.vpp ?? null, order: setup.parallel.order.written.join("-") },
-    model: modelRecord(setup),
+    model: Checkpoint.modelRecord(setup.model, setup.auxLossCoeff),
     batch: setup.batch,
     ranks: setup.parallel.world,
   }

@@ -1,0 +1,93 @@
+/**
+ * ImportCommand: `pleat import`, a Hugging Face Mixtral or Qwen2-MoE model directory as a pleat
+ * checkpoint at step 0 (HfImport), with a --config file of its model's settings beside it, so
+ * that `pleat train --resume OUT --config OUT/model.json` fine-tunes it under any mapping.
+ *
+ * Output: one line saying what was written and one with the command that trains it (`--json`:
+ * one JSON object). What cannot work is refused before anything is written (exit 2, one line
+ * naming the flag or config key, the value and the fix).
+ */
+import path from "node:path"
+import * as ConfigError from "../errors/ConfigError.js"
+import * as Durable from "../train/CheckpointDurable.js"
+import * as HfImport from "../train/HfImport.js"
+import * as ExitCode from "./ExitCode.js"
+import * as Flags from "./Flags.js"
+import type { Io } from "./Io.js"
+import * as RunConfig from "./RunConfig.js"
+import { maxSeed } from "./SettingKinds.js"
+
+/**
+ * The flags of `pleat import`.
+ * @category configuration
+ */
+const flags: Readonly<Record<string, Flags.FlagSpec>> = {
+  "model-dir": { kind: "string", placeholder: "DIR", help: "the Hugging Face model directory: config.json and safetensors weights (required)" },
+  out: { kind: "string", placeholder: "DIR", help: "the checkpoint directory to create (a new path or an empty directory) (required)" },
+  seed: { kind: "int", placeholder: "N", min: 0, max: maxSeed, help: "the seed the checkpoint records, which training must use: it seeds the data (default 1, as pleat train's)" },
+  dtype: { kind: "string", placeholder: "T", help: "the parameters' dtype: float32 or float64 (default float32, as pleat train's)" },
+  json: { kind: "boolean", help: "print one JSON object (out, checkpoint, format, parameters, config, model)" },
+  help: { kind: "boolean", help: "show this help" },
+}
+
+/**
+ * The usage text of `pleat import`.
+ * @category configuration
+ */
+const usage = `usage: pleat import --model-dir DIR --out DIR [--seed N] [--dtype float32|float64]
+
+Writes a Hugging Face Mixtral or Qwen2-MoE model (config.json and safetensors weights, as
+transformers' save_pretrained or pleat export write them) as a pleat checkpoint at step 0 with
+AdamW moments zero, and OUT/model.json: a --config file with the model's settings (sizes, RoPE
+base, norm epsilon, router, seed, dtype). Train it under any mapping with
+
+  pleat train --resume OUT --config OUT/model.json --world ... --steps N
+
+Refused, naming the key: other architectures, activations other than silu, sliding windows,
+RoPE scaling, non-zero q/k/v biases, MoE layers that are not every N-th from layer 0. The
+checkpoint is published as training publishes one: a crash leaves none or the whole one.
+
+${Flags.usage(flags)}
+exit status: 0 written, 2 input that cannot work (one line names the flag, the value and the fix)
+`
+
+const required = (field: string, value: string | undefined, fix: string): string => {
+  if (value === undefined) throw ConfigError.make(field, undefined, "is required", fix)
+  return value
+}
+
+/**
+ * Runs `pleat import` with its arguments (after the word `import`); returns the exit status.
+ * @category constructors
+ */
+export const run = (argv: ReadonlyArray<string>, io: Io): number => {
+  const f = Flags.parse(argv, flags)
+  if (Flags.bool(f, "help")) {
+    io.stdout(usage)
+    return ExitCode.ok
+  }
+  const dtype = Flags.string(f, "dtype") ?? "float32"
+  if (dtype !== "float32" && dtype !== "float64") throw ConfigError.make("--dtype", dtype, "is not allowed", "use one of float32, float64")
+  const request: HfImport.Request = {
+    modelDir: required("--model-dir", Flags.string(f, "model-dir"), "pass --model-dir DIR, a Hugging Face model directory"),
+    out: required("--out", Flags.string(f, "out"), "pass --out DIR, a new path or an empty directory for the checkpoint"),
+    seed: Flags.int(f, "seed") ?? 1,
+    dtype,
+  }
+  const written = HfImport.write(request)
+  // The model's settings as a --config file; seq is the run's to choose.
+  const { seq: _seq, ...model } = RunConfig.modelSettings(written.model, written.model.moe ?? {})
+  const settings = { ...model, seed: request.seed, dtype: request.dtype }
+  const configFile = path.join(request.out, "model.json")
+  Durable.replaceFile(configFile, `${JSON.stringify(settings, null, 2)}\n`)
+  const command = `pleat train --resume ${request.out} --config ${configFile}`
+  if (Flags.bool(f, "json")) {
+    io.stdout(`${JSON.stringify({ out: request.out, checkpoint: written.stepDir, format: written.format, parameters: written.parameters, config: configFile, model: settings })}\n`)
+    return ExitCode.ok
+  }
+  io.stdout(
+    `pleat import: ${request.modelDir} (${written.format}, ${written.parameters} parameters) as a pleat checkpoint at step 0 in ${request.out}, its settings in ${configFile}\n` +
+      `train it with: ${command} [--world ... --tp ... --ep ...] --steps N\n`,
+  )
+  return ExitCode.ok
+}
