@@ -1,0 +1,244 @@
+// `pleat import`: a Hugging Face model directory as a checkpoint at step 0 with its settings as a
+// --config file. What it writes trains (and evaluates) under any mapping; what pleat's model
+// cannot compute as transformers would is refused before anything is written (exit 2, one line
+// naming the config key or tensor and the fix); and, where a Python with torch and transformers
+// is found ($PLEAT_PYTHON, python3), models transformers itself made (save_pretrained) import
+// into the loss transformers computes.
+import { spawnSync } from "node:child_process"
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
+import { beforeAll, describe, expect, test } from "vitest"
+import * as Cli from "../../src/cli/Cli.js"
+import { memoryIo } from "../../src/cli/Io.js"
+import { readSafetensors } from "../train/hfReference.js"
+import { refused } from "./refused.js"
+import { records, uint16File } from "./tokenFiles.js"
+
+const root = path.resolve(import.meta.dirname, "../..")
+
+const run = async (argv: ReadonlyArray<string>) => {
+  const io = memoryIo()
+  const status = await Cli.run(argv, io)
+  return { status, out: io.out, err: io.err }
+}
+
+const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
+const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
+const small = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40"]
+const window = [3, 14, 15, 9, 26, 5, 35, 8, 39]
+
+/** A safetensors file of float64 tensors, written here (not by pleat). */
+const writeSafetensors = (file: string, tensors: ReadonlyMap<string, { readonly shape: ReadonlyArray<number>; readonly values: Float64Array }>) => {
+  const header: Record<string, unknown> = {}
+  let at = 0
+  for (const [name, t] of tensors) {
+    header[name] = { dtype: "F64", shape: t.shape, data_offsets: [at, at + 8 * t.values.length] }
+    at += 8 * t.values.length
+  }
+  const json = Buffer.from(JSON.stringify(header).padEnd(Math.ceil(JSON.stringify(header).length / 8) * 8, " "))
+  const length = Buffer.alloc(8)
+  length.writeBigUInt64LE(BigInt(json.length))
+  writeFileSync(file, Buffer.concat([length, json, ...[...tensors.values()].map((t) => Buffer.from(t.values.buffer))]))
+}
+
+/** A copy of the model directory `dir` with its config.json changed by `change`. */
+const withConfig = (dir: string, change: (c: Record<string, unknown>) => void): string => {
+  const copy = path.join(fresh("import-case"), "model")
+  cpSync(dir, copy, { recursive: true })
+  const config = JSON.parse(readFileSync(path.join(copy, "config.json"), "utf8"))
+  change(config)
+  writeFileSync(path.join(copy, "config.json"), JSON.stringify(config))
+  return copy
+}
+
+/** A copy of the model directory `dir` with its tensors changed by `change`. */
+const withTensors = (dir: string, change: (t: Map<string, { shape: ReadonlyArray<number>; values: Float64Array }>) => void): string => {
+  const copy = path.join(fresh("import-case"), "model")
+  cpSync(dir, copy, { recursive: true })
+  const tensors = readSafetensors(path.join(copy, "model.safetensors")) as Map<string, { shape: ReadonlyArray<number>; values: Float64Array }>
+  change(tensors)
+  writeSafetensors(path.join(copy, "model.safetensors"), tensors)
+  return copy
+}
+
+let mixtral = ""
+let qwen = ""
+let mixtralCheckpoint = ""
+beforeAll(async () => {
+  const exported = async (flags: ReadonlyArray<string>) => {
+    const ckpt = fresh("import-src")
+    expect((await run(["train", ...oneRank, ...small, ...flags, "--steps", "2", "--save", ckpt])).status).toBe(0)
+    const out = path.join(fresh("import-hf"), "model")
+    expect((await run(["export", "--checkpoint", ckpt, "--out", out])).status).toBe(0)
+    return { ckpt, out }
+  }
+  const m = await exported([])
+  mixtral = m.out
+  mixtralCheckpoint = m.ckpt
+  qwen = (await exported(["--shared-expert-ffn", "8", "--shared-expert-gate", "--moe-every", "2"])).out
+}, 60_000)
+
+describe("pleat import writes a checkpoint to train on", () => {
+  test("says what it wrote and how to train it; the checkpoint evaluates as the model it came from, under another mapping", async () => {
+    const out = path.join(fresh("import-out"), "ckpt")
+    const r = await run(["import", "--model-dir", mixtral, "--out", out])
+    expect(r.status, r.err).toBe(0)
+    expect(r.out).toMatch(new RegExp(`^pleat import: .* \\(mixtral, \\d+ parameters\\) as a pleat checkpoint at step 0 in ${out}, its settings in ${out}/model.json\\n`))
+    expect(r.out).toContain(`train it with: pleat train --resume ${out} --config ${out}/model.json`)
+    const tokens = uint16File(window)
+    const evaluate = async (flags: ReadonlyArray<string>) => {
+      const e = await run(["train", ...flags, "--eval-data", tokens, "--eval-batches", "1", "--log", "json"])
+      expect(e.status, e.err).toBe(0)
+      return records(e.out, "eval")[0]?.evalLoss as number
+    }
+    const before = await evaluate([...oneRank, ...small, "--resume", mixtralCheckpoint, "--steps", "2"])
+    const after = await evaluate([
+      "--world",
+      "4",
+      "--tp",
+      "2",
+      "--cp",
+      "1",
+      "--pp",
+      "2",
+      "--ep",
+      "2",
+      "--global-batch",
+      "2",
+      "--seq",
+      "8",
+      "--config",
+      `${out}/model.json`,
+      "--resume",
+      out,
+      "--steps",
+      "0",
+    ])
+    // float32 weights, the same values: only the mapping's summation order differs.
+    expect(Math.abs(after - before)).toBeLessThan(1e-5)
+    // And it trains on.
+    const trained = await run(["train", ...oneRank, "--config", `${out}/model.json`, "--resume", out, "--steps", "2", "--seq", "8", "--global-batch", "2", "--log", "json"])
+    expect(trained.status, trained.err).toBe(0)
+    expect(records(trained.out, "step").map((s) => s.step)).toEqual([1, 2])
+  }, 60_000)
+})
+
+describe("what pleat's model cannot compute is refused before anything is written", () => {
+  test("flags and directories", () => {
+    expect(refused(["import"])).toBe("pleat import: --model-dir: (not given) is required; fix: pass --model-dir DIR, a Hugging Face model directory")
+    const out = path.join(fresh("import-refused"), "ckpt")
+    expect(refused(["import", "--model-dir", mixtral])).toContain("--out: (not given) is required")
+    expect(refused(["import", "--model-dir", mixtral, "--out", out, "--dtype", "bfloat16"])).toBe(
+      'pleat import: --dtype: "bfloat16" is not allowed; fix: use one of float32, float64',
+    )
+    expect(refused(["import", "--model-dir", path.join(out, "none"), "--out", out])).toMatch(/--model-dir: ".*none" is not a directory; fix: pass a Hugging Face model directory/)
+    expect(refused(["import", "--model-dir", fresh("import-empty"), "--out", out])).toMatch(/--model-dir: ".*" has no config\.json/)
+    const pickles = withConfig(mixtral, () => {})
+    writeFileSync(path.join(pickles, "pytorch_model.bin"), "x")
+    for (const f of readdirSync(pickles)) if (f.endsWith(".safetensors")) writeFileSync(path.join(pickles, f), "")
+    expect(refused(["import", "--model-dir", pickles, "--out", out])).toMatch(/has a model\.safetensors that is not a safetensors file pleat reads: 0 bytes/)
+    const full = fresh("import-full")
+    writeFileSync(path.join(full, "x"), "x")
+    expect(refused(["import", "--model-dir", mixtral, "--out", full])).toContain("--out: ")
+    expect(existsSync(out)).toBe(false)
+  })
+
+  test("config keys", () => {
+    const out = path.join(fresh("import-refused"), "ckpt")
+    const cases: ReadonlyArray<[(c: Record<string, unknown>) => void, RegExp]> = [
+      [(c) => (c.model_type = "llama"), /holds a llama model; fix: pass a Mixtral or Qwen2-MoE model directory/],
+      [(c) => (c.hidden_act = "gelu"), /has hidden_act gelu in config\.json; fix: pleat's experts are SwiGLU/],
+      [(c) => (c.sliding_window = 4), /has a sliding window \(sliding_window 4\)/],
+      [(c) => (c.rope_parameters = { rope_type: "yarn", rope_theta: 10000 }), /scales RoPE \(rope_type yarn\)/],
+      [(c) => (c.head_dim = 8), /has head_dim 8 in config\.json, where pleat's heads are hidden_size \/ num_attention_heads = 4/],
+      [(c) => (c.vocab_size = "40"), /has a config\.json pleat cannot read \(.*vocab_size/],
+      [(c) => (c.num_key_value_heads = 3), /has num_key_value_heads 3, which does not divide num_attention_heads 4/],
+    ]
+    for (const [change, expected] of cases) expect(refused(["import", "--model-dir", withConfig(mixtral, change), "--out", out])).toMatch(expected)
+    expect(refused(["import", "--model-dir", withConfig(qwen, (c) => (c.mlp_only_layers = [0])), "--out", out])).toMatch(
+      /has MoE layers 1, where pleat's are every N-th from layer 0; fix: import a model whose MoE layers are 0, N, 2N/,
+    )
+    expect(existsSync(out)).toBe(false)
+  })
+
+  test("tensors", () => {
+    const out = path.join(fresh("import-refused"), "ckpt")
+    const bias = withTensors(qwen, (t) => {
+      const b = t.get("model.layers.0.self_attn.q_proj.bias")
+      if (b !== undefined) b.values[0] = 0.5
+    })
+    expect(refused(["import", "--model-dir", bias, "--out", out])).toMatch(/has a non-zero model\.layers\.0\.self_attn\.q_proj\.bias, a bias pleat's attention has not/)
+    expect(refused(["import", "--model-dir", withTensors(mixtral, (t) => t.delete("model.norm.weight")), "--out", out])).toMatch(
+      /lacks model\.norm\.weight; fix: pass a complete model directory/,
+    )
+    expect(refused(["import", "--model-dir", withTensors(mixtral, (t) => t.set("model.extra.weight", { shape: [2], values: new Float64Array(2) })), "--out", out])).toMatch(
+      /holds model\.extra\.weight, which pleat's mixtral model has no place for/,
+    )
+    const wrong = withTensors(mixtral, (t) => t.set("model.norm.weight", { shape: [8], values: new Float64Array(8) }))
+    expect(refused(["import", "--model-dir", wrong, "--out", out])).toMatch(/has model\.norm\.weight of shape \[8\], where config\.json makes it \[16\]/)
+    expect(existsSync(out)).toBe(false)
+  })
+})
+
+/** A Python that imports torch and transformers, or undefined. */
+const python = [process.env.PLEAT_PYTHON, "python3"].find(
+  (p): p is string => p !== undefined && p !== "" && spawnSync(p, ["-c", "import torch, transformers"], { stdio: "ignore" }).status === 0,
+)
+if (python === undefined) console.log("pleat import: the transformers check was skipped (no Python with torch and transformers; set PLEAT_PYTHON)")
+
+describe.skipIf(python === undefined)("models transformers made", () => {
+  test("import into the loss transformers computes (Mixtral; Qwen2-MoE with a dense layer)", async () => {
+    const made = fresh("import-transformers")
+    const script = `
+import torch, sys
+from transformers import MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
+torch.manual_seed(0)
+MixtralForCausalLM(MixtralConfig(vocab_size=40, hidden_size=16, intermediate_size=12, num_hidden_layers=2, num_attention_heads=4,
+  num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, max_position_embeddings=64)).save_pretrained(sys.argv[1] + "/mixtral")
+m = Qwen2MoeForCausalLM(Qwen2MoeConfig(vocab_size=40, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, shared_expert_intermediate_size=8,
+  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, max_position_embeddings=64,
+  mlp_only_layers=[1], norm_topk_prob=True))
+with torch.no_grad():
+  for p in m.parameters(): p.normal_(0, 0.3)
+  for n, p in m.named_parameters():
+    if n.endswith("proj.bias"): p.zero_()
+m.save_pretrained(sys.argv[1] + "/qwen")
+`
+    const made_ = spawnSync(python as string, ["-c", script, made], { encoding: "utf8" })
+    expect(made_.status, made_.stderr).toBe(0)
+    const tokens = uint16File(window)
+    for (const name of ["mixtral", "qwen"]) {
+      const dir = path.join(made, name)
+      const out = path.join(fresh("import-tf-out"), "ckpt")
+      const r = await run(["import", "--model-dir", dir, "--out", out])
+      expect(r.status, r.err).toBe(0)
+      const e = await run([
+        "train",
+        ...oneRank,
+        "--config",
+        `${out}/model.json`,
+        "--resume",
+        out,
+        "--steps",
+        "0",
+        "--seq",
+        "8",
+        "--global-batch",
+        "1",
+        "--eval-data",
+        tokens,
+        "--eval-batches",
+        "1",
+        "--log",
+        "json",
+      ])
+      expect(e.status, e.err).toBe(0)
+      const loss = records(e.out, "eval")[0]?.evalLoss as number
+      const checked = spawnSync(python as string, [path.join(root, "scripts/check-hf-export.py"), dir, tokens, "8", "uint16", "float32"], { encoding: "utf8" })
+      expect(checked.status, checked.stderr).toBe(0)
+      const theirs = (JSON.parse(checked.stdout.trim().split("\n").at(-1) as string) as { losses: Array<number> }).losses[0] as number
+      expect(Math.abs(theirs - loss), `${name}: transformers ${theirs}, pleat ${loss}`).toBeLessThan(1e-4)
+    }
+  }, 120_000)
+})
