@@ -104,6 +104,22 @@ describe("evaluation on held-out data", () => {
     expect(pretty.out).toMatch(/^no steps trained: the checkpoint in .* is at step 3 and --steps 2 counts all steps; it was evaluated as saved$/m)
   }, 60_000)
 
+  test("--steps 0 evaluates the model as initialized: the loss the first step trains on", async () => {
+    const flags = [...folded, "--data", train, "--aux-loss", "none", "--dtype", "float64", "--log", "json"]
+    const initial = await run(["train", ...flags, "--steps", "0", "--eval-data", train, "--eval-batches", "1"])
+    const trained = await run(["train", ...flags, "--steps", "1"])
+    expect(initial.status, initial.err).toBe(0)
+    expect(records(initial.out, "step")).toEqual([])
+    const at = records(initial.out, "eval")
+    expect(at.map((e) => e.step)).toEqual([0])
+    const first = records(trained.out, "step")[0]?.loss as number
+    expect(Math.abs((at[0]?.evalLoss as number) - first)).toBeLessThan(1e-12)
+    const idle = await run(["train", "--steps", "0"])
+    expect(idle.status).toBe(0)
+    expect(idle.out).toBe("pleat train: nothing to do: --steps 0 trains nothing; pass --steps N above 0 to train, or add --eval-data FILE to evaluate the initial model\n")
+    expect(refused(["verify", ...folded, "--steps", "0"])).toBe("pleat verify: --steps: 0 compares no step; fix: pass --steps 1 or more")
+  }, 60_000)
+
   test("pretty output: a line per evaluation and the last in the summary", async () => {
     const r = await run(["train", ...oneRank, "--eval-data", heldOut, "--steps", "2", "--eval-batches", "1"])
     expect(r.status, r.err).toBe(0)
