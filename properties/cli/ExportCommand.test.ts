@@ -12,6 +12,7 @@ import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
 import { lmLoss, readModelDir } from "../train/hfReference.js"
 import { refused } from "./refused.js"
+import { python, sayIfSkipped, transformersLosses } from "./transformersPython.js"
 import { records, uint16File } from "./tokenFiles.js"
 
 const root = path.resolve(import.meta.dirname, "../..")
@@ -131,11 +132,7 @@ describe("what cannot be exported is refused before anything is written", () => 
   })
 })
 
-/** A Python that imports torch and transformers, or undefined. */
-const python = [process.env.PLEAT_PYTHON, "python3"].find(
-  (p): p is string => p !== undefined && p !== "" && spawnSync(p, ["-c", "import torch, transformers"], { stdio: "ignore" }).status === 0,
-)
-if (python === undefined) console.log("pleat export: the transformers check was skipped (no Python with torch and transformers; set PLEAT_PYTHON)")
+sayIfSkipped("pleat export")
 
 describe.skipIf(python === undefined)("transformers loads the directory", () => {
   test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics in float32), Mixtral and Qwen2-MoE", async () => {
@@ -163,9 +160,7 @@ describe.skipIf(python === undefined)("transformers loads the directory", () => 
       const loss = records(evaluated.out, "eval")[0]?.evalLoss as number
       const out = path.join(fresh("export-hf-out"), "model")
       expect((await run(["export", "--checkpoint", dir, "--out", out, "--dtype", "float64"])).status).toBe(0)
-      const checked = spawnSync(python as string, [path.join(root, "scripts/check-hf-export.py"), out, tokens, "8", "uint16", "float64"], { encoding: "utf8" })
-      expect(checked.status, checked.stderr).toBe(0)
-      const result = JSON.parse(checked.stdout.trim().split("\n").at(-1) as string) as { architecture: string; losses: Array<number> }
+      const result = transformersLosses(out, tokens, 8, "float64")
       expect(result.architecture).toBe(flags.length === 0 ? "MixtralForCausalLM" : "Qwen2MoeForCausalLM")
       // transformers computes RoPE's angles and RMSNorm's mean square in float32 whatever the dtype.
       expect(Math.abs((result.losses[0] as number) - loss), `transformers ${result.losses[0]}, pleat ${loss}`).toBeLessThan(1e-6 * Math.max(1, loss))

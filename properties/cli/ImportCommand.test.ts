@@ -13,9 +13,8 @@ import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
 import { readSafetensors } from "../train/hfReference.js"
 import { refused } from "./refused.js"
+import { python, sayIfSkipped, transformersLosses } from "./transformersPython.js"
 import { records, uint16File } from "./tokenFiles.js"
-
-const root = path.resolve(import.meta.dirname, "../..")
 
 const run = async (argv: ReadonlyArray<string>) => {
   const io = memoryIo()
@@ -181,11 +180,7 @@ describe("what pleat's model cannot compute is refused before anything is writte
   })
 })
 
-/** A Python that imports torch and transformers, or undefined. */
-const python = [process.env.PLEAT_PYTHON, "python3"].find(
-  (p): p is string => p !== undefined && p !== "" && spawnSync(p, ["-c", "import torch, transformers"], { stdio: "ignore" }).status === 0,
-)
-if (python === undefined) console.log("pleat import: the transformers check was skipped (no Python with torch and transformers; set PLEAT_PYTHON)")
+sayIfSkipped("pleat import")
 
 describe.skipIf(python === undefined)("models transformers made", () => {
   test("import into the loss transformers computes (Mixtral; Qwen2-MoE with a dense layer)", async () => {
@@ -235,9 +230,7 @@ m.save_pretrained(sys.argv[1] + "/qwen")
       ])
       expect(e.status, e.err).toBe(0)
       const loss = records(e.out, "eval")[0]?.evalLoss as number
-      const checked = spawnSync(python as string, [path.join(root, "scripts/check-hf-export.py"), dir, tokens, "8", "uint16", "float32"], { encoding: "utf8" })
-      expect(checked.status, checked.stderr).toBe(0)
-      const theirs = (JSON.parse(checked.stdout.trim().split("\n").at(-1) as string) as { losses: Array<number> }).losses[0] as number
+      const theirs = transformersLosses(dir, tokens, 8, "float32").losses[0] as number
       expect(Math.abs(theirs - loss), `${name}: transformers ${theirs}, pleat ${loss}`).toBeLessThan(1e-4)
     }
   }, 120_000)

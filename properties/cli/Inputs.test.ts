@@ -48,7 +48,9 @@ describe("integer flags", () => {
 
   test("zero, negatives, fractions and words are still not positive integers", () => {
     for (const value of ["0", "-3", "1.5", "1e3", "ten", "0x10"]) {
-      expect(refused(["train", "--steps", value])).toContain(`--steps: "${value}" is not a positive integer; fix: write --steps 1, 2, 3, ...`)
+      expect(refused(["train", "--layers", value])).toContain(`--layers: "${value}" is not a positive integer; fix: write --layers 1, 2, 3, ...`)
+      // --steps takes 0 (evaluate only), nothing below.
+      if (value !== "0") expect(refused(["train", "--steps", value])).toContain(`--steps: "${value}" is not a non-negative integer; fix: write --steps 0, 1, 2, ...`)
       expect(refused(["groups", "--world", "8", "--tp", value])).toContain(`--tp: "${value}" is not a positive integer`)
     }
   })

@@ -19,7 +19,8 @@ import { refused } from "./refused.js"
 /** Flags that are each wrong on their own, with the name each error must carry. */
 const badFlags: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
   [["--kv-heads", "x"], '--kv-heads: "x" is not a positive integer'],
-  [["--steps", "0"], '--steps: "0" is not a positive integer'],
+  [["--layers", "0"], '--layers: "0" is not a positive integer'],
+  [["--steps", "-2"], '--steps: "-2" is not a non-negative integer'],
   [["--tp", "-1"], '--tp: "-1" is not a positive integer'],
   [["--dtype", "float16"], '--dtype: "float16" is not allowed; fix: use one of float32, float64'],
   [["--backend", "gloo"], `--backend: "gloo" is not allowed; fix: use one of ${ChooseBackend.names.join(", ")}`],
@@ -45,10 +46,10 @@ describe("every problem at once", () => {
   })
 
   test("problems of the config file and of the flags come together", () => {
-    const file = configFile(JSON.stringify({ steps: 0, dtype: "half", stepz: 1 }))
+    const file = configFile(JSON.stringify({ steps: -1, dtype: "half", stepz: 1 }))
     const line = refused(["train", "--config", file, "--tp", "x"])
     expect(line).toContain('--tp: "x" is not a positive integer')
-    expect(line).toContain(`"steps" in ${file}: 0 is not a positive integer; fix: set "steps" in ${file} to 1, 2, 3, ...`)
+    expect(line).toContain(`"steps" in ${file}: -1 is not a non-negative integer; fix: set "steps" in ${file} to 0, 1, 2, ...`)
     expect(line).toContain(`"dtype" in ${file}: "half" is not allowed`)
     expect(line).toContain(`--config: ${JSON.stringify(file)} has the unknown key "stepz"; fix: did you mean "steps"?`)
   })
