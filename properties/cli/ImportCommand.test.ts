@@ -153,6 +153,7 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.head_dim = 8), /has head_dim 8 in config\.json, where pleat's heads are hidden_size \/ num_attention_heads = 4/],
       [(c) => (c.vocab_size = "40"), /has a config\.json pleat cannot read \(.*vocab_size/],
       [(c) => (c.num_key_value_heads = 3), /has num_key_value_heads 3, which does not divide num_attention_heads 4/],
+      [(c) => (c.num_experts_per_tok = 9), /describes a model pleat cannot build \(topk 9 is larger than experts = 8\)/],
     ]
     for (const [change, expected] of cases) expect(refused(["import", "--model-dir", withConfig(mixtral, change), "--out", out])).toMatch(expected)
     expect(refused(["import", "--model-dir", withConfig(qwen, (c) => (c.mlp_only_layers = [0])), "--out", out])).toMatch(

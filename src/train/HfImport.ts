@@ -23,12 +23,13 @@ import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
+import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as DType from "../tensor/DType.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as HfLayout from "./HfLayout.js"
 import * as Params from "./Params.js"
-import type * as ModelConfig from "./ModelConfig.js"
+import * as ModelConfig from "./ModelConfig.js"
 import * as Safetensors from "./Safetensors.js"
 
 const count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
@@ -68,8 +69,8 @@ type HfConfig = typeof HfConfig.Type
 
 /** transformers' defaults of the keys a config may leave out, by model_type. */
 const defaults = {
-  mixtral: { kvHeads: 8, normEps: 1e-5, ropeTheta: 1e6, tie: false },
-  qwen2_moe: { kvHeads: 16, normEps: 1e-6, ropeTheta: 10000, tie: false },
+  mixtral: { kvHeads: 8, normEps: 1e-5, ropeTheta: 1e6, tie: false, experts: 8, moeFfn: undefined, sharedFfn: undefined },
+  qwen2_moe: { kvHeads: 16, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 60, moeFfn: 1408, sharedFfn: 5632 },
 } as const
 
 /**
@@ -179,8 +180,7 @@ const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig.ModelC
       "import a model with plain RoPE (rope_type default)",
     )
   const layers = c.num_hidden_layers
-  const experts = c.model_type === "mixtral" ? c.num_local_experts : c.num_experts
-  if (experts === undefined) throw refuse(`has no ${c.model_type === "mixtral" ? "num_local_experts" : "num_experts"} in config.json`, "pass a model directory transformers wrote")
+  const experts = (c.model_type === "mixtral" ? c.num_local_experts : c.num_experts) ?? d.experts
   const qwen = c.model_type === "qwen2_moe"
   // Qwen2-MoE: layer l is sparse when not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0.
   const sparse = Array.from({ length: layers }, (_, l) => !qwen || (!(c.mlp_only_layers ?? []).includes(l) && (l + 1) % (c.decoder_sparse_step ?? 1) === 0))
@@ -192,7 +192,7 @@ const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig.ModelC
       "import a model whose MoE layers are 0, N, 2N, ... (mlp_only_layers and decoder_sparse_step)",
     )
   }
-  const shared = qwen ? c.shared_expert_intermediate_size : undefined
+  const shared = qwen ? (c.shared_expert_intermediate_size ?? d.sharedFfn) : undefined
   if (shared === 0) throw refuse("has shared_expert_intermediate_size 0", "import a Qwen2-MoE model with its shared expert")
   // Softmax routing, renormalized over the top-k unless Qwen2-MoE's norm_topk_prob is false.
   const moe: MoeSettings.MoeSettings = {
@@ -216,7 +216,7 @@ const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig.ModelC
     ffn: c.intermediate_size,
     experts,
     topk: c.num_experts_per_tok,
-    moeFfn: qwen ? (c.moe_intermediate_size ?? c.intermediate_size) : c.intermediate_size,
+    moeFfn: c.moe_intermediate_size ?? d.moeFfn ?? c.intermediate_size,
     moeEvery,
     // Not the model's identity (a run sets its own): the context it was made for, at most 4096.
     seq: Math.min(c.max_position_embeddings ?? 4096, 4096),
@@ -339,6 +339,13 @@ export const write = (request: Request): Written => {
       request.modelDir,
       `has num_key_value_heads ${model.kvHeads}, which does not divide num_attention_heads ${model.heads}`,
       "import a grouped-query model whose kv heads divide its heads",
+    )
+  const problem = ModelConfig.problemOf(model, { microBatch: 1, globalBatch: 1 }, ParallelConfig.make({ world: 1 }))
+  if (problem !== undefined)
+    throw unusable(
+      request.modelDir,
+      `describes a model pleat cannot build (${problem.field} ${String(problem.value)} ${problem.reason})`,
+      "import a model whose config.json pleat's model can follow",
     )
   const specs = Params.specs(model)
   const values = paramsOf(model, format, dir.tensors, request.dtype, request.modelDir, new Map(specs.map((s) => [s.name, s.shape])))
