@@ -11,7 +11,10 @@ import path from "node:path"
 import { beforeAll, describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
-import { readSafetensors } from "../train/hfReference.js"
+import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as Optimizer from "../../src/train/Optimizer.js"
+import * as Params from "../../src/train/Params.js"
+import { lmLoss, readModelDir, readSafetensors } from "../train/hfReference.js"
 import { refused } from "./refused.js"
 import { python, sayIfSkipped, transformersLosses } from "./transformersPython.js"
 import { records, uint16File } from "./tokenFiles.js"
@@ -120,6 +123,53 @@ describe("pleat import writes a checkpoint to train on", () => {
     const trained = await run(["train", ...oneRank, "--config", `${out}/model.json`, "--resume", out, "--steps", "2", "--seq", "8", "--global-batch", "2", "--log", "json"])
     expect(trained.status, trained.err).toBe(0)
     expect(records(trained.out, "step").map((s) => s.step)).toEqual([1, 2])
+  }, 60_000)
+})
+
+describe("q, k, v biases", () => {
+  test("a Qwen2-MoE with non-zero biases evaluates as an independent reading of it, under tp 2 with sequence parallelism and cp 2", async () => {
+    const flags = [...small, "--shared-expert-ffn", "8", "--shared-expert-gate", "--qkv-bias", "--dtype", "float64"]
+    const ckpt = fresh("bias-src")
+    expect((await run(["train", ...oneRank, ...flags, "--steps", "1", "--save", ckpt])).status).toBe(0)
+    const exported = path.join(fresh("bias-hf"), "model")
+    expect((await run(["export", "--checkpoint", ckpt, "--out", exported, "--dtype", "float64"])).status).toBe(0)
+    // Biases no training has shaped: a value per element.
+    const biased = withTensors(exported, (t) => {
+      for (const [name, x] of t) if (name.endsWith("_proj.bias")) x.values.forEach((_, i) => (x.values[i] = Math.sin(3 * i + name.length)))
+    })
+    const out = path.join(fresh("bias-out"), "ckpt")
+    expect((await run(["import", "--model-dir", biased, "--out", out, "--dtype", "float64"])).status).toBe(0)
+    const settings = JSON.parse(readFileSync(path.join(out, "model.json"), "utf8")) as Record<string, unknown>
+    expect(settings["qkv-bias"]).toBe(true)
+    const tokens = uint16File(window)
+    const e = await run([
+      ...["train", "--world", "4", "--tp", "2", "--cp", "2", "--pp", "1", "--ep", "2", "--global-batch", "2", "--seq", "8"],
+      ...["--config", `${out}/model.json`, "--resume", out, "--steps", "0", "--eval-data", tokens, "--eval-batches", "1", "--log", "json"],
+    ])
+    expect(e.status, e.err).toBe(0)
+    const loss = records(e.out, "eval")[0]?.evalLoss as number
+    const reference = lmLoss(readModelDir(biased), window)
+    expect(Math.abs(loss - reference), `pleat ${loss}, reference ${reference}`).toBeLessThan(1e-9)
+  }, 60_000)
+})
+
+describe("q, k, v biases in training", () => {
+  test("train under a folded mapping as on one rank (pleat verify), take no weight decay, and belong to the model's identity", async () => {
+    const v = await run(["verify", "--qkv-bias", "--dtype", "float64", "--steps", "2"])
+    expect(v.status, v.err).toBe(0)
+    const specs = Params.specs({ ...ModelConfig.small, qkvBias: true })
+    const c = Optimizer.defaults(10)
+    const decay = (name: string) => Optimizer.decayOf(c, specs.find((s) => s.name === name) as Params.ParamSpec)
+    expect([decay("layers.0.bq"), decay("layers.0.bk"), decay("layers.0.bv"), decay("layers.0.attentionNorm")]).toEqual([0, 0, 0, 0])
+    expect(decay("layers.0.wq")).toBe(c.weightDecay)
+    const ckpt = fresh("bias-identity")
+    expect((await run(["train", ...oneRank, ...small, "--qkv-bias", "--steps", "1", "--save", ckpt])).status).toBe(0)
+    const resumed = await run(["train", ...oneRank, ...small, "--steps", "2", "--resume", ckpt])
+    expect(resumed.status).toBe(2)
+    expect(resumed.err).toContain("was saved from another run (qkvBias on; this run has qkvBias off)")
+    expect(refused(["export", "--checkpoint", ckpt, "--out", path.join(fresh("bias-export"), "m"), "--format", "mixtral"])).toContain(
+      "it has q, k, v biases (--qkv-bias), which Mixtral has not",
+    )
   }, 60_000)
 })
 

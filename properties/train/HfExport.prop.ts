@@ -2,7 +2,7 @@
 // by an independent reading of transformers' Mixtral and Qwen2-MoE (hfReference.ts), gives the
 // loss pleat's own evaluation gives the checkpoint: for random models of both architectures
 // (GQA, tied or untied embeddings, dense layers, gated shared experts, renormalized or raw
-// probs, RoPE bases and norm epsilons), saved and evaluated under random folded mappings, to
+// probs, q/k/v biases, RoPE bases and norm epsilons), saved and evaluated under random folded mappings, to
 // float64 rounding. bfloat16 weights are the
 // float32 weights rounded to nearest, ties to even; sharded files hold each tensor once.
 // `pleat import` reads the directory back into the same parameters, bit for bit, with a config
@@ -41,6 +41,7 @@ interface Case {
   readonly shared: number
   readonly preSoftmax: boolean
   readonly ropeTheta: number | undefined
+  readonly qkvBias: boolean
   readonly normEps: number | undefined
   readonly mapping: ReadonlyArray<string>
   readonly shardBytes: number | undefined
@@ -72,6 +73,7 @@ const cases: fc.Arbitrary<Case> = fc
     shared: fc.constantFrom(8, 16),
     preSoftmax: fc.boolean(),
     ropeTheta: fc.constantFrom(undefined, 500, 1e6),
+    qkvBias: fc.boolean(),
     normEps: fc.constantFrom(undefined, 1e-5, 1e-2),
     mapping: fc.constantFrom(...mappings),
     shardBytes: fc.option(fc.integer({ min: 2000, max: 40000 }), { nil: undefined }),
@@ -85,6 +87,7 @@ const modelFlags = (c: Case): Array<string> => [
   ...(c.untie ? ["--untie-embeddings"] : []),
   ...(c.ropeTheta === undefined ? [] : ["--rope-theta", String(c.ropeTheta)]),
   ...(c.normEps === undefined ? [] : ["--norm-eps", String(c.normEps)]),
+  ...(c.qwen && c.qkvBias ? ["--qkv-bias"] : []),
   ...(c.qwen ? ["--moe-every", String(c.moeEvery), "--shared-expert-ffn", String(c.shared), "--shared-expert-gate", ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
   ...["--dtype", "float64", "--global-batch", "4", "--micro-batch", "1"],
 ]
@@ -206,6 +209,7 @@ describe("pleat export", () => {
       shared: 8,
       preSoftmax: false,
       ropeTheta: undefined,
+      qkvBias: false,
       normEps: undefined,
       mapping: oneRank,
       shardBytes: undefined,

@@ -21,6 +21,7 @@ import type { Group } from "../comm/Group.js"
 import * as LaidCollective from "../dataflow/LaidCollective.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Attention from "../tensor/ops/Attention.js"
+import { add } from "../tensor/ops/Elementwise.js"
 import * as Rope from "../tensor/ops/Rope.js"
 import * as Shape from "../tensor/ops/Shape.js"
 import * as Recompute from "../tensor/Recompute.js"
@@ -40,6 +41,8 @@ export interface AttentionWeights {
   readonly wk: Tensor.Tensor
   readonly wv: Tensor.Tensor
   readonly wo: Tensor.Tensor
+  /** Biases of q, k and v (Qwen-style), this rank's heads' shards [heads/tp * D]; none: no bias. */
+  readonly bias?: { readonly q: Tensor.Tensor; readonly k: Tensor.Tensor; readonly v: Tensor.Tensor } | undefined
 }
 
 /**
@@ -126,9 +129,11 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
     ],
     par,
   )) as [TensorLayout.WithLayout, TensorLayout.WithLayout, TensorLayout.WithLayout]
-  const q = Rope.rope(Shape.reshape(queries.tensor, [b, local, hq, d]), rope)
-  let k = Rope.rope(Shape.reshape(keys.tensor, [b, local, hkv, d]), rope)
-  let v = Shape.reshape(values.tensor, [b, local, hkv, d])
+  // The biases add to each row of this rank's heads, before RoPE (as transformers' Linear does).
+  const biased = (t: Tensor.Tensor, bias: Tensor.Tensor | undefined) => (bias === undefined ? t : add(t, bias))
+  const q = Rope.rope(Shape.reshape(biased(queries.tensor, w.bias?.q), [b, local, hq, d]), rope)
+  let k = Rope.rope(Shape.reshape(biased(keys.tensor, w.bias?.k), [b, local, hkv, d]), rope)
+  let v = Shape.reshape(biased(values.tensor, w.bias?.v), [b, local, hkv, d])
   let keyPositions = positions
   if (cp > 1) {
     // Sequence-major K/V rows: [positions S/cp, B x kv heads], the positions split over cp.

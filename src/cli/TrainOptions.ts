@@ -281,6 +281,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     seq: c.seq,
     ...(c["untie-embeddings"] ? { untieEmbeddings: true } : {}),
     sharedExpertFfn: c["shared-expert-ffn"],
+    ...(c["qkv-bias"] ? { qkvBias: true } : {}),
     ...(c["rope-theta"] === undefined ? {} : { ropeTheta: c["rope-theta"] }),
     ...(c["norm-eps"] === undefined ? {} : { normEps: c["norm-eps"] }),
     ...(c["shared-expert-gate"] ? { sharedExpertGate: true } : {}),

@@ -96,7 +96,7 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     recomputeCore: c.recompute === "selective",
     ropeTheta: ModelContext.ropeThetaOf(c.sizes),
   }
-  const weights = { wq: p("wq"), wk: p("wk"), wv: p("wv"), wo: p("wo") }
+  const weights = { wq: p("wq"), wk: p("wk"), wv: p("wv"), wo: p("wo"), bias: c.sizes.qkvBias === true ? { q: p("bq"), k: p("bk"), v: p("bv") } : undefined }
   const norm = p("attentionNorm")
   // The layout the typed collectives of the attention made of the input's.
   let layout = x.layout

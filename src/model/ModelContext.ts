@@ -41,6 +41,8 @@ export interface Sizes {
   readonly sharedExpertGate?: boolean | undefined
   /** The router and MoE-layer options; none: softmax after top-k, dropless, aux loss `auxLossCoeff`. */
   readonly moe?: MoeSettings.MoeSettings | undefined
+  /** Biases on the attention's q, k and v (Qwen-style); absent or false: none. */
+  readonly qkvBias?: boolean | undefined
   /** RoPE's frequency base (none: `defaultRopeTheta`). */
   readonly ropeTheta?: number | undefined
   /** RMSNorm's epsilon, every norm of the model (none: `defaultNormEps`). */

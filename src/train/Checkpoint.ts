@@ -87,6 +87,8 @@ const ManifestSchema = Schema.Struct({
     /** Written only by runs with shared experts (older checkpoints have neither). */
     sharedExpertFfn: Schema.optionalKey(count),
     sharedExpertGate: Schema.optionalKey(Schema.Boolean),
+    /** Written only by runs with q, k, v biases (absent: none). */
+    qkvBias: Schema.optional(Schema.Boolean),
     /** Written only by runs that set them (absent: ModelContext's defaults, all a pleat before them had). */
     ropeTheta: Schema.optional(Schema.Number),
     normEps: Schema.optional(Schema.Number),
@@ -309,6 +311,7 @@ export const manifestFor = (dir: string, run: RunIdentity): Manifest => {
   const embeddings = (untie: boolean | undefined) => (untie === true ? "untied" : "tied")
   differ("embeddings", embeddings(m.model.untieEmbeddings), embeddings(run.model.untieEmbeddings))
   differ("sharedExpertGate", m.model.sharedExpertGate === true ? "on" : "off", run.model.sharedExpertGate === true ? "on" : "off")
+  differ("qkvBias", m.model.qkvBias === true ? "on" : "off", run.model.qkvBias === true ? "on" : "off")
   differ("seed", m.seed, run.seed)
   differ("dtype", m.dtype, run.dtype)
   if (saved.length > 0) {

@@ -22,8 +22,9 @@
  * pleat keeps weights as [in, out]; transformers' Linear as [out, in]: every matrix is
  * transposed. Expert weights are written one matrix per expert under the names of the models on
  * the Hub (Mixtral's w1, w3, w2: gate, up, down), which transformers 4 loads as they are and
- * transformers 5 fuses on loading. Qwen2-MoE's q, k, v biases are written as zeros (transformers
- * 4 has them in every Qwen2-MoE).
+ * transformers 5 fuses on loading. Qwen2-MoE's q, k, v biases are pleat's (--qkv-bias), or zeros
+ * with qkv_bias false without them (transformers 4 has biases in every Qwen2-MoE and reads the
+ * zeros; Mixtral has none, so a model with biases is a qwen2-moe).
  */
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ModelContext from "../model/ModelContext.js"
@@ -70,6 +71,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   const router = routerProblem(m)
   if (router !== undefined) return router
   if (format === "mixtral") {
+    if (m.qkvBias === true) return "it has q, k, v biases (--qkv-bias), which Mixtral has not"
     if (m.sharedExpertFfn !== undefined) return `it has shared experts (--shared-expert-ffn ${m.sharedExpertFfn}), which Mixtral has not`
     if (m.moeEvery !== 1) return `it has dense layers (--moe-every ${m.moeEvery}), where Mixtral's are all MoE`
     if (m.moe?.preSoftmax === true) return "its probs are not renormalized over the top-k (--pre-softmax), where Mixtral's are"
@@ -174,7 +176,8 @@ export const config = (m: Model, format: Format, dtype: WeightDtype): Record<str
     norm_topk_prob: m.moe?.preSoftmax !== true,
     decoder_sparse_step: 1,
     mlp_only_layers: Array.from({ length: m.layers }, (_, l) => l).filter((l) => !HfLayout.isMoe(m, l)),
-    qkv_bias: true,
+    // Without pleat biases the file holds zeros, which transformers 4 (always biased) reads too.
+    qkv_bias: m.qkvBias === true,
     use_sliding_window: false,
     sliding_window: null,
     max_window_layers: m.layers,

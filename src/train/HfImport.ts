@@ -10,8 +10,9 @@
  * are placed by HfLayout, the table `pleat export` writes by, read backwards. Everything that
  * pleat's model cannot compute as transformers would is refused, naming the config key or the
  * tensor and the fix (exit 2): an activation other than silu, a head_dim other than hidden /
- * heads, a sliding window, RoPE scaling, non-zero q, k or v biases, MoE layers that are not
- * every N-th from layer 0, tensors of other shapes, missing or extra tensors.
+ * heads, a sliding window, RoPE scaling, non-zero q, k or v biases where qkv_bias is false, MoE
+ * layers that are not every N-th from layer 0, tensors of other shapes, missing or extra tensors.
+ * Qwen2-MoE's biases (qkv_bias, true by transformers' default) become pleat's --qkv-bias.
  *
  * The checkpoint is written as training writes one (CheckpointDirectory: step directory, rank
  * file, manifest last): a crash leaves none or the whole one.
@@ -64,6 +65,7 @@ const HfConfig = Schema.Struct({
   use_sliding_window: Schema.optional(Schema.Boolean),
   router_aux_loss_coef: Schema.optional(Schema.Number),
   max_position_embeddings: Schema.optional(count),
+  qkv_bias: Schema.optional(Schema.Boolean),
 })
 type HfConfig = typeof HfConfig.Type
 
@@ -222,6 +224,8 @@ const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig.ModelC
     seq: Math.min(c.max_position_embeddings ?? 4096, 4096),
     ...((c.tie_word_embeddings ?? d.tie) ? {} : { untieEmbeddings: true }),
     ...(shared === undefined ? {} : { sharedExpertFfn: shared, sharedExpertGate: true }),
+    // Qwen2-MoE's biases (transformers' default: on); zeros are read where they are off.
+    ...(qwen && c.qkv_bias !== false ? { qkvBias: true } : {}),
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,
     normEps: c.rms_norm_eps ?? d.normEps,
     moe,

@@ -7,7 +7,7 @@
  * a transpose. An expert's matrices are one Linear per expert in the Hub's layout (Mixtral:
  * block_sparse_moe.experts.E.w1 / w3 / w2 for gate / up / down; Qwen2-MoE:
  * mlp.experts.E.gate_proj / up_proj / down_proj), cut from pleat's [E, in, out] parameters.
- * Qwen2-MoE's q, k and v biases, which pleat's attention has not, are zeros.
+ * Qwen2-MoE's q, k and v biases are pleat's bq, bk, bv (--qkv-bias), or zeros without them.
  */
 
 /**
@@ -34,6 +34,7 @@ export interface Sizes {
   readonly experts: number
   readonly moeEvery: number
   readonly untieEmbeddings?: boolean | undefined
+  readonly qkvBias?: boolean | undefined
 }
 
 /**
@@ -66,13 +67,14 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
     const p = `layers.${l}.`
     const hf = `model.layers.${l}.`
     same(`${hf}input_layernorm.weight`, `${p}attentionNorm`)
-    for (const [proj, w, heads] of [
-      ["q_proj", "wq", m.heads],
-      ["k_proj", "wk", m.kvHeads],
-      ["v_proj", "wv", m.kvHeads],
+    for (const [proj, w, b, heads] of [
+      ["q_proj", "wq", "bq", m.heads],
+      ["k_proj", "wk", "bk", m.kvHeads],
+      ["v_proj", "wv", "bv", m.kvHeads],
     ] as const) {
       linear(`${hf}self_attn.${proj}.weight`, `${p}${w}`)
-      if (format === "qwen2-moe") out.push({ kind: "zeros", hf: `${hf}self_attn.${proj}.bias`, size: heads * headDim })
+      if (m.qkvBias === true) same(`${hf}self_attn.${proj}.bias`, `${p}${b}`)
+      else if (format === "qwen2-moe") out.push({ kind: "zeros", hf: `${hf}self_attn.${proj}.bias`, size: heads * headDim })
     }
     linear(`${hf}self_attn.o_proj.weight`, `${p}wo`)
     same(`${hf}post_attention_layernorm.weight`, `${p}ffnNorm`)

@@ -40,6 +40,8 @@ export interface ModelConfig {
   readonly sharedExpertGate?: boolean | undefined
   /** The router and MoE-layer options (MoeSettings); none: MoeSettings.defaults with the run's aux coefficient. */
   readonly moe?: MoeSettings.MoeSettings | undefined
+  /** Biases on the attention's q, k and v (Qwen-style, initialized to zero); absent or false: none. */
+  readonly qkvBias?: boolean | undefined
   /** RoPE's frequency base; none: 10000 (ModelContext.defaultRopeTheta). */
   readonly ropeTheta?: number | undefined
   /** Every RMSNorm's epsilon; none: 1e-6 (ModelContext.defaultNormEps). */

@@ -25,6 +25,7 @@
  * - RoPE base and RMSNorm epsilon: the public configs' rope_theta and rms_norm_eps (Mixtral
  *   1e6 and 1e-5, Qwen2 1e6 and 1e-6, Llama 3 500000 and 1e-5, DeepSeek-V3 10000 and 1e-6), so
  *   a preset's model computes what the real one does and exports with them (`pleat export`).
+ *   Qwen2-57B-A14B has biases on its q, k and v (qkv_bias), so its preset sets `qkvBias`.
  * - Embeddings: every one of these models has separate input and output embeddings (their
  *   public configs' tie_word_embeddings is false), so every preset sets `untieEmbeddings`; the
  *   default small model is tied (GPT-style, Params).
@@ -106,6 +107,7 @@ export const presets = {
       untieEmbeddings: true,
       sharedExpertFfn: 20480,
       sharedExpertGate: true,
+      qkvBias: true,
       ropeTheta: 1e6,
       normEps: 1e-6,
     },

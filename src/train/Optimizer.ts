@@ -6,7 +6,7 @@
  *           = min + (peak - min) * (1 + cos(pi * p)) / 2, p = (k - warmup)/(steps - warmup)
  *   clip    = min(1, maxNorm / (norm + 1e-6))                      (1 when maxNorm is 0: no clipping)
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  step t (from 1)
- *   w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * w   (no decay on norms)
+ *   w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * w   (no decay on norms and biases)
  * Every replica of a shard sees the same synchronised gradient, so every replica stays equal.
  */
 import * as ConfigError from "../errors/ConfigError.js"
@@ -144,10 +144,10 @@ export const moments = (params: ReadonlyMap<string, RankParams.Held>): Map<strin
   new Map([...params].map(([name, h]) => [name, { m: new Float32Array(h.value.size), v: new Float32Array(h.value.size) }]))
 
 /**
- * The weight decay of a parameter: none on norms (1-D replicated parameters).
+ * The weight decay of a parameter: none on norms and biases (1-D parameters), as Megatron.
  * @category mapping
  */
-export const decayOf = (c: OptimizerConfig, spec: Params.ParamSpec): number => (spec.sharding === "replicated" && spec.shape.length === 1 ? 0 : c.weightDecay)
+export const decayOf = (c: OptimizerConfig, spec: Params.ParamSpec): number => (spec.shape.length === 1 ? 0 : c.weightDecay)
 
 /**
  * AdamW on `n` consecutive elements: weights w[wAt..], gradients g[gAt..] (scaled by

@@ -51,6 +51,8 @@ export interface ParamSpec {
   readonly sharding: Sharding
   /** Standard deviation of the initial values (0: ones, for norms). */
   readonly std: number
+  /** Starts at zero whatever `std` (biases). */
+  readonly zero?: boolean
   /** The layer it belongs to, or -1 (embedding), L (final norm and output). */
   readonly layer: number
   /** The tied embedding: also the output layer, so the last stage holds it too. */
@@ -79,6 +81,16 @@ export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
       { name: `${p}wk`, shape: [h, m.kvHeads * d], sharding: "cols/tp", std, layer: l },
       { name: `${p}wv`, shape: [h, m.kvHeads * d], sharding: "cols/tp", std, layer: l },
       { name: `${p}wo`, shape: [m.heads * d, h], sharding: "rows/tp", std, layer: l },
+      // q, k, v biases (Qwen-style): vectors over the heads, split over tp as the heads are.
+      ...(m.qkvBias === true
+        ? (
+            [
+              ["bq", m.heads],
+              ["bk", m.kvHeads],
+              ["bv", m.kvHeads],
+            ] as const
+          ).map(([name, heads]): ParamSpec => ({ name: `${p}${name}`, shape: [heads * d], sharding: "rows/tp", std, zero: true, layer: l }))
+        : []),
       { name: `${p}ffnNorm`, shape: [h], sharding: "replicated", std: 0, layer: l },
     )
     if (ModelContext.isMoe(m, l)) {
@@ -184,7 +196,8 @@ const streamSeed = (spec: ParamSpec, seed: number): number => (hash(spec.name) ^
 export const initialSlice = (spec: ParamSpec, seed: number, dtype: DType.DType, ranges: ReadonlyArray<[number, number]>): Tensor.Tensor => {
   const shape = ranges.map(([a, b]) => b - a)
   const out = DType.allocateUninitialized(dtype, Tensor.sizeOf(shape))
-  if (spec.std === 0) out.fill(1)
+  if (spec.zero === true) out.fill(0)
+  else if (spec.std === 0) out.fill(1)
   else forEachRun(spec.shape, ranges, (from, to, length) => NormalStream.fill(streamSeed(spec, seed), from, length, spec.std, out, to))
   return Tensor.fromStorage(out, shape)
 }
