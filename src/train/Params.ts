@@ -10,7 +10,8 @@
  * Sharding kinds (vocab and heads are split over the attention tp group; experts over ep and
  * their hidden units over etp):
  *   replicated   every rank of the stage holds it (norms, router)
- *   rows/tp      dim 0 split over tp (embedding: vocab; wo and the dense wDown: input units)
+ *   rows/tp      dim 0 split over tp (embedding: vocab; wo and the dense wDown: input units;
+ *                the q, k, v biases of --qkv-bias: heads)
  *   cols/tp      dim 1 split over tp (wq, wk, wv, dense wGate/wUp, output: vocab)
  *   expert-cols  dim 0 over ep (local experts), dim 2 over etp (expert wGate/wUp)
  *   expert-rows  dim 0 over ep, dim 1 over etp (expert wDown)
