@@ -57,6 +57,20 @@ describe("pleat export writes a model directory", () => {
     expect(readdirSync(path.dirname(out)).filter((f) => f.includes(".partial-"))).toEqual([])
   })
 
+  test("a full disk is one line (exit 1), and nothing is left at --out or beside it", async () => {
+    const out = path.join(fresh("export-full-disk"), "model")
+    process.env.PLEAT_SAVE_FAIL = "model.safetensors"
+    try {
+      const r = await run(["export", "--checkpoint", mixtral, "--out", out])
+      expect(r.status).toBe(1)
+      expect(r.err).toMatch(/^pleat export: the file system failed: ENOSPC: no space left on device .*; nothing was published at .* \(its partial directory was removed\)\n$/)
+    } finally {
+      delete process.env.PLEAT_SAVE_FAIL
+    }
+    expect(existsSync(out)).toBe(false)
+    expect(readdirSync(path.dirname(out))).toEqual([])
+  })
+
   test("a crash at any step leaves no model directory or the whole one", () => {
     const scratch = fresh("export-crash")
     let completed = false
@@ -111,6 +125,8 @@ describe("what cannot be exported is refused before anything is written", () => 
     const file = path.join(fresh("export-file"), "f")
     writeFileSync(file, "x")
     expect(refused(["export", "--checkpoint", mixtral, "--out", file])).toBe(`pleat export: --out: "${file}" is a file; fix: pass a new path or an empty directory for the model`)
+    expect(refused(["export", "--checkpoint", mixtral, "--out", path.join(file, "m")])).toContain("is a file, not a directory")
+    expect(refused(["export", "--checkpoint", mixtral, "--out", "/proc/pleat-model"])).toContain("/proc is on the proc pseudo-file system")
     const full = fresh("export-full")
     mkdirSync(path.join(full, "keep"))
     expect(refused(["export", "--checkpoint", mixtral, "--out", full])).toBe(

@@ -190,7 +190,20 @@ describe("what pleat's model cannot compute is refused before anything is writte
     const full = fresh("import-full")
     writeFileSync(path.join(full, "x"), "x")
     expect(refused(["import", "--model-dir", mixtral, "--out", full])).toContain("--out: ")
+    expect(refused(["import", "--model-dir", mixtral, "--out", "/proc/pleat-ckpt"])).toContain("/proc is on the proc pseudo-file system")
     expect(existsSync(out)).toBe(false)
+  })
+
+  test("a full disk is one line (exit 1)", async () => {
+    const out = path.join(fresh("import-full-disk"), "ckpt")
+    process.env.PLEAT_SAVE_FAIL = "model.json"
+    try {
+      const r = await run(["import", "--model-dir", mixtral, "--out", out])
+      expect(r.status).toBe(1)
+      expect(r.err).toMatch(/^pleat import: the file system failed: ENOSPC: no space left on device .*; .* holds no complete import \(remove it before importing again\)\n$/)
+    } finally {
+      delete process.env.PLEAT_SAVE_FAIL
+    }
   })
 
   test("config keys", () => {

@@ -5,7 +5,8 @@
  * Output: one line saying what was written (`--json`: one JSON object with the same facts).
  * Everything that cannot work is refused before any file is written (exit 2, one line naming
  * the flag, the value and the fix): a missing flag, an unknown --format or --dtype, a size that
- * does not parse, a directory that holds no usable checkpoint, an --out that is a file or a
+ * does not parse, a directory that holds no usable checkpoint, an --out that cannot be written
+ * (under a file, a read-only folder or a pseudo-file system such as /proc), is a file or a
  * directory with files in it, a model no architecture of transformers that pleat writes holds.
  */
 import * as ConfigError from "../errors/ConfigError.js"
@@ -15,6 +16,8 @@ import * as HfLayout from "../train/HfLayout.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
+import * as OutputPath from "./OutputPath.js"
+import * as WriteFailure from "./WriteFailure.js"
 
 /**
  * The flags of `pleat export`.
@@ -57,7 +60,8 @@ The directory is written beside OUT and renamed into place once every file is fl
 crash never leaves a partial OUT.
 
 ${Flags.usage(flags)}
-exit status: 0 written, 2 input that cannot work (one line names the flag, the value and the fix)
+exit status: 0 written, 2 input that cannot work (one line names the flag, the value and the fix),
+             1 the file system failed while writing (one line; nothing is left at --out)
 `
 
 const units: Readonly<Record<string, number>> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 }
@@ -106,7 +110,18 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     dtype: choice("--dtype", Flags.string(f, "dtype"), HfExport.dtypes, "float32"),
     maxShardBytes: parseSize(Flags.string(f, "max-shard-size") ?? "5GB"),
   }
-  const written = HfDirectory.write(request)
+  // Where the directory goes must be a writable folder of a real file system (not /proc, ...).
+  const place = OutputPath.placeProblem("--out", request.out)
+  if (place !== undefined) throw place
+  let written: HfDirectory.Written
+  try {
+    written = HfDirectory.write(request)
+  } catch (error) {
+    const failure = WriteFailure.describe(error)
+    if (failure === undefined) throw error
+    io.stderr(`pleat export: the file system failed: ${failure}; nothing was published at ${request.out} (its partial directory was removed)\n`)
+    return ExitCode.failure
+  }
   if (Flags.bool(f, "json")) {
     io.stdout(`${JSON.stringify(written)}\n`)
     return ExitCode.ok

@@ -14,6 +14,8 @@ import * as HfImport from "../train/HfImport.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
+import * as OutputPath from "./OutputPath.js"
+import * as WriteFailure from "./WriteFailure.js"
 import * as RunConfig from "./RunConfig.js"
 import { maxSeed } from "./SettingKinds.js"
 
@@ -48,7 +50,8 @@ RoPE scaling, non-zero q/k/v biases under qkv_bias false, MoE layers that are no
 checkpoint is published as training publishes one: a crash leaves none or the whole one.
 
 ${Flags.usage(flags)}
-exit status: 0 written, 2 input that cannot work (one line names the flag, the value and the fix)
+exit status: 0 written, 2 input that cannot work (one line names the flag, the value and the fix),
+             1 the file system failed while writing (one line)
 `
 
 const required = (field: string, value: string | undefined, fix: string): string => {
@@ -74,12 +77,23 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     seed: Flags.int(f, "seed") ?? 1,
     dtype,
   }
-  const written = HfImport.write(request)
+  const place = OutputPath.placeProblem("--out", request.out)
+  if (place !== undefined) throw place
+  let written: HfImport.Written
   // The model's settings as a --config file; seq is the run's to choose.
-  const { seq: _seq, ...model } = RunConfig.modelSettings(written.model, written.model.moe ?? {})
-  const settings = { ...model, seed: request.seed, dtype: request.dtype }
+  let settings: Record<string, unknown>
   const configFile = path.join(request.out, "model.json")
-  Durable.replaceFile(configFile, `${JSON.stringify(settings, null, 2)}\n`)
+  try {
+    written = HfImport.write(request)
+    const { seq: _seq, ...model } = RunConfig.modelSettings(written.model, written.model.moe ?? {})
+    settings = { ...model, seed: request.seed, dtype: request.dtype }
+    Durable.replaceFile(configFile, `${JSON.stringify(settings, null, 2)}\n`)
+  } catch (error) {
+    const failure = WriteFailure.describe(error)
+    if (failure === undefined) throw error
+    io.stderr(`pleat import: the file system failed: ${failure}; ${request.out} holds no complete import (remove it before importing again)\n`)
+    return ExitCode.failure
+  }
   const command = `pleat train --resume ${request.out} --config ${configFile}`
   if (Flags.bool(f, "json")) {
     io.stdout(`${JSON.stringify({ out: request.out, checkpoint: written.stepDir, format: written.format, parameters: written.parameters, config: configFile, model: settings })}\n`)
