@@ -4,26 +4,17 @@
 // ($PLEAT_PYTHON, python3), that transformers itself loads the directory and computes pleat's
 // loss of the checkpoint (scripts/check-hf-export.py).
 import { spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { beforeAll, describe, expect, test } from "vitest"
-import * as Cli from "../../src/cli/Cli.js"
-import { memoryIo } from "../../src/cli/Io.js"
 import { lmLoss, readModelDir } from "../train/hfReference.js"
+import { fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
 import { python, sayIfSkipped, transformersLosses } from "./transformersPython.js"
 import { records, uint16File } from "./tokenFiles.js"
 
 const root = path.resolve(import.meta.dirname, "../..")
 
-const run = async (argv: ReadonlyArray<string>) => {
-  const io = memoryIo()
-  const status = await Cli.run(argv, io)
-  return { status, out: io.out, err: io.err }
-}
-
-const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
 const small = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1", "--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40"]
 const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40"]
 const window = [3, 14, 15, 9, 26, 5, 35, 8, 39]

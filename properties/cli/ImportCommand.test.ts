@@ -5,27 +5,18 @@
 // is found ($PLEAT_PYTHON, python3), models transformers itself made (save_pretrained) import
 // into the loss transformers computes.
 import { spawnSync } from "node:child_process"
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { beforeAll, describe, expect, test } from "vitest"
-import * as Cli from "../../src/cli/Cli.js"
-import { memoryIo } from "../../src/cli/Io.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
 import * as Params from "../../src/train/Params.js"
 import { lmLoss, readModelDir, readSafetensors } from "../train/hfReference.js"
+import { fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
 import { python, sayIfSkipped, transformersLosses } from "./transformersPython.js"
 import { records, uint16File } from "./tokenFiles.js"
 
-const run = async (argv: ReadonlyArray<string>) => {
-  const io = memoryIo()
-  const status = await Cli.run(argv, io)
-  return { status, out: io.out, err: io.err }
-}
-
-const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
 const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
 const small = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40"]
 const window = [3, 14, 15, 9, 26, 5, 35, 8, 39]

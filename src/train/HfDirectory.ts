@@ -53,15 +53,20 @@ export interface Written {
 }
 
 /**
- * A ConfigError on `--out` when it cannot become the model directory (it exists and is not an
- * empty directory); undefined when it can.
+ * A ConfigError on `--out` when it cannot become the new directory of an export's model or an
+ * import's checkpoint (it exists and is not an empty directory); undefined when it can.
  * @category guards
  */
-const outProblem = (out: string): ConfigError.ConfigError | undefined => {
+export const outProblem = (out: string, what: "model" | "checkpoint"): ConfigError.ConfigError | undefined => {
   if (!existsSync(out)) return undefined
-  if (!statSync(out).isDirectory()) return ConfigError.make("--out", out, "is a file", "pass a new path or an empty directory for the model")
+  if (!statSync(out).isDirectory()) return ConfigError.make("--out", out, "is a file", `pass a new path or an empty directory for the ${what}`)
   if (readdirSync(out).length > 0)
-    return ConfigError.make("--out", out, "is a directory that is not empty", "pass a new path or an empty directory for the model (an export never writes over files)")
+    return ConfigError.make(
+      "--out",
+      out,
+      "is a directory that is not empty",
+      `pass a new path or an empty directory for the ${what} (an ${what === "model" ? "export" : "import"} never writes over files)`,
+    )
   return undefined
 }
 
@@ -83,7 +88,7 @@ const fileName = (i: number, n: number): string => (n === 1 ? "model.safetensors
  * @category constructors
  */
 export const write = (request: Request): Written => {
-  const problem = outProblem(request.out)
+  const problem = outProblem(request.out, "model")
   if (problem !== undefined) throw problem
   const { manifest, values } = asCheckpointFlag(() => Checkpoint.values(request.checkpoint))
   const format = HfExport.choose(manifest.model, request.format, request.checkpoint)

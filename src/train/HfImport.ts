@@ -28,6 +28,7 @@ import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as DType from "../tensor/DType.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
+import * as HfDirectory from "./HfDirectory.js"
 import * as HfLayout from "./HfLayout.js"
 import * as Params from "./Params.js"
 import * as ModelConfig from "./ModelConfig.js"
@@ -334,8 +335,8 @@ export interface Written {
  * @category constructors
  */
 export const write = (request: Request): Written => {
-  if (existsSync(request.out) && (!statSync(request.out).isDirectory() || readdirSync(request.out).length > 0))
-    throw ConfigError.make("--out", request.out, "is a file or a directory that is not empty", "pass a new path or an empty directory for the checkpoint")
+  const outProblem = HfDirectory.outProblem(request.out, "checkpoint")
+  if (outProblem !== undefined) throw outProblem
   const dir = read(request.modelDir)
   const { model, format } = modelOf(dir.config, request.modelDir)
   if (model.heads % model.kvHeads !== 0)
