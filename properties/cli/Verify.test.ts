@@ -72,6 +72,26 @@ describe("pleat verify on worker threads (the ranks report their shards to the d
   }, 120_000)
 })
 
+describe("pleat verify with the ranks on a device (sim: the optimizer, weights, gradients and moments kept there)", () => {
+  test("agrees in float32 with the replicated and the distributed optimizer, and compares gradients read back from the device", async () => {
+    for (const optimizer of [[], ["--distributed-optimizer"]]) {
+      const r = await run(["verify", ...model, "--steps", "2", "--device", "sim", "--log", "json", ...optimizer])
+      expect(r.status, r.out + r.err).toBe(0)
+      const lines = r.out
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { gradient?: { error: number } })
+      // Rounding differences, not zeros: the device's gradients reached the comparison.
+      for (const step of lines.slice(0, 2)) expect(step.gradient?.error).toBeGreaterThan(0)
+      expect(lines[2]).toMatchObject({ verdict: "OK", failed: [] })
+    }
+    process.env.PLEAT_FAULT_SKIP_SYNC = "layers.0.wq"
+    const bad = await run(["verify", ...model, "--steps", "1", "--device", "sim"])
+    expect(bad.status, bad.out + bad.err).toBe(1)
+    expect(bad.out).toMatch(/MISMATCH: the gradient of layers\.0\.wq at step 1/)
+  }, 60_000)
+})
+
 describe("pleat verify refuses what it cannot honour (exit 2, one line, before any work)", () => {
   test("--world 1 would compare a run with itself", async () => {
     const r = await run(["verify", "--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"])

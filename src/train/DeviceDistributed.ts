@@ -202,6 +202,16 @@ export const settle = (d: DeviceDistributed) =>
   })
 
 /**
+ * DeviceOptimizer.gradientsToHost, and this rank's part of each bucket's summed gradient into the
+ * host bucket's `grad` (for `pleat verify` only; unused by training on the device).
+ * @category combinators
+ */
+export const gradientsToHost = (d: DeviceDistributed): void => {
+  DeviceOptimizer.gradientsToHost(d.shards)
+  for (const [bucket, part] of partsOf(d)) d.shards.runtime.download(part.grad, bucket.grad as Float32Array)
+}
+
+/**
  * Brings the host's shards and its parts of the moments up to the device's (after `settle`).
  * @category combinators
  */

@@ -193,6 +193,16 @@ export const gradientOnHost = (o: DeviceOptimizer, held: RankParams.Held): Float
 }
 
 /**
+ * Copies each shard's gradient (the step's synchronised sum, until the next step starts) into
+ * the host's `Held.grad`, which training does not read on the device: for `pleat verify`'s
+ * comparison of gradients only.
+ * @category combinators
+ */
+export const gradientsToHost = (o: DeviceOptimizer): void => {
+  for (const [held, shard] of shardsOf(o)) o.runtime.download(shard.grad, held.grad as Float32Array)
+}
+
+/**
  * One AdamW step of every shard on the device (step t from 1, the gradient scaled by `clip`):
  * the update Optimizer.step makes on the host, AdamwInto's arithmetic.
  * @category combinators

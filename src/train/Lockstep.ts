@@ -2,13 +2,13 @@
  * Lockstep: proof, one step at a time, that a mapping computes what one rank computes.
  *
  * Each step k the parallel run (every rank of the mapping, on any backend: fibers of this
- * process, worker threads or MPI processes; LockstepProgram) trains from its parameters P_k
+ * process, worker threads or MPI processes, on the host or a device; LockstepProgram) trains from its parameters P_k
  * and AdamW moments, and reports every shard it holds after the step. The one-rank run is then given those same P_k and
  * moments (the shards gathered into full tensors by Params.assemble, cut again for one rank by
  * Params.slice) and trains step k too, on the same data. The two are compared on the step's
  * loss, its gradient norm, every parameter's gradient (the full tensor, after synchronisation)
  * and every parameter after the optimizer step; then both go on from the parallel run's
- * P_{k+1} (the one-rank run in the driver's process, while the ranks go on). So each step's difference is that step's rounding alone: it does not compound over
+ * P_{k+1} (the one-rank run in the driver's process, on the host, while the ranks go on). So each step's difference is that step's rounding alone: it does not compound over
  * steps (two free-running trajectories drift apart by step 40 even in float64), and one
  * tolerance holds for any number of steps. A parallel run with the distributed optimizer reports,
  * of its sharded state, the parts each rank owns (LockstepProgram): gathered, they are whole
@@ -192,9 +192,12 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
     const world = setup.parallel.world
     const definition = yield* Effect.promise(() => ModelDefinition.load(setup.definition ?? BuiltinModels.defaultRef))
     const specs = definition.params(setup.model)
-    // The reference is the replicated optimizer on one rank without recompute (the parallel run may shard its state or recompute).
+    // The reference is the replicated optimizer on one host rank without recompute (the parallel
+    // run may shard its state, recompute, or compute on a device, whose optimizer keeps its own
+    // copy of the weights: a reference there would not start each step from the parallel run's).
+    const { device: _device, ...onHost } = setup
     // once a job: the reference trainer's setup
-    const one = RankTrainer.make({ ...setup, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false, recompute: "none" }, 0, [], definition)
+    const one = RankTrainer.make({ ...onHost, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false, recompute: "none" }, 0, [], definition)
     // Each step's snapshots, once every rank has reported it (ranks report in step order, so
     // steps complete in order).
     // Ends with undefined once the parallel run has ended, so a step that never completed is a

@@ -93,6 +93,7 @@ export const program = (rank: number, args: unknown) =>
     for (let k = 0; k < a.steps; k++) {
       const report = yield* trainer.step(k)
       yield* trainer.settle
+      trainer.gradientsToHost()
       events.report({ step: k, report, holdings: holdingsOf(trainer) } satisfies Snapshot)
     }
   })

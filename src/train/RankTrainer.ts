@@ -367,7 +367,12 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         : onDevice !== undefined
           ? Effect.sync(() => DeviceOptimizer.settle(onDevice))
           : Effect.void
+  /** Where the optimizer keeps the gradients on the device: the step's synchronised gradients copied into the host's (pleat verify's comparison). */
+  const gradientsToHost = () => {
+    if (zero !== undefined) DeviceDistributed.gradientsToHost(zero)
+    else if (onDevice !== undefined) DeviceOptimizer.gradientsToHost(onDevice)
+  }
   /** This rank's share of the loss on the held-out data (Evaluation); undefined without it. */
   const evaluate = Evaluation.of({ rank, setup, place, microBatches, dataOf, links, chunks, isFirst, isLast, params, context: ctxOf, moeState, distributed })
-  return { rank, place, params, moments, distributed, moeState, step, settle, schedule, microBatches, evaluate }
+  return { rank, place, params, moments, distributed, moeState, step, settle, gradientsToHost, schedule, microBatches, evaluate }
 }
