@@ -210,8 +210,8 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.num_experts_per_tok = 9), /describes a model pleat cannot build \(topk 9 is larger than experts = 8\)/],
     ]
     for (const [change, expected] of cases) expect(refused(["import", "--model-dir", withConfig(mixtral, change), "--out", out])).toMatch(expected)
-    expect(refused(["import", "--model-dir", withConfig(qwen, (c) => (c.mlp_only_layers = [0])), "--out", out])).toMatch(
-      /has MoE layers 1, where pleat's are every N-th from layer 0; fix: import a model whose MoE layers are 0, N, 2N/,
+    expect(refused(["import", "--model-dir", withConfig(qwen, (c) => (c.mlp_only_layers = [0, 1])), "--out", out])).toMatch(
+      /has no MoE layer \(mlp_only_layers and decoder_sparse_step leave none\); fix: import a model whose MoE layers are K, K \+ N, K \+ 2N/,
     )
     expect(existsSync(out)).toBe(false)
   })

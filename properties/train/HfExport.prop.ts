@@ -38,6 +38,7 @@ interface Case {
   readonly untie: boolean
   readonly seq: number
   readonly moeEvery: number
+  readonly denseFirst: number
   readonly shared: number
   readonly preSoftmax: boolean
   readonly ropeTheta: number | undefined
@@ -70,6 +71,7 @@ const cases: fc.Arbitrary<Case> = fc
     untie: fc.boolean(),
     seq: fc.constantFrom(8, 16),
     moeEvery: fc.constantFrom(1, 2),
+    denseFirst: fc.constantFrom(0, 0, 1),
     shared: fc.constantFrom(8, 16),
     preSoftmax: fc.boolean(),
     ropeTheta: fc.constantFrom(undefined, 500, 1e6),
@@ -88,7 +90,18 @@ const modelFlags = (c: Case): Array<string> => [
   ...(c.ropeTheta === undefined ? [] : ["--rope-theta", String(c.ropeTheta)]),
   ...(c.normEps === undefined ? [] : ["--norm-eps", String(c.normEps)]),
   ...(c.qwen && c.qkvBias ? ["--qkv-bias"] : []),
-  ...(c.qwen ? ["--moe-every", String(c.moeEvery), "--shared-expert-ffn", String(c.shared), "--shared-expert-gate", ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
+  ...(c.qwen
+    ? [
+        "--moe-every",
+        String(c.moeEvery),
+        "--dense-first",
+        String(c.denseFirst),
+        "--shared-expert-ffn",
+        String(c.shared),
+        "--shared-expert-gate",
+        ...(c.preSoftmax ? ["--pre-softmax"] : []),
+      ]
+    : []),
   ...["--dtype", "float64", "--global-batch", "4", "--micro-batch", "1"],
 ]
 
@@ -97,7 +110,8 @@ const expectedTensors = (c: Case): number => {
   let n = 2 + (c.untie ? 1 : 0)
   for (let l = 0; l < c.layers; l++) {
     n += 6 + (c.qwen ? 3 : 0)
-    const moe = !c.qwen || l % c.moeEvery === 0
+    // The first denseFirst layers dense, then every moeEvery-th.
+    const moe = !c.qwen || (l >= c.denseFirst && (l - c.denseFirst) % c.moeEvery === 0)
     n += moe ? 1 + 3 * c.experts + (c.qwen ? 4 : 0) : 3
   }
   return n
@@ -206,6 +220,7 @@ describe("pleat export", () => {
       untie: true,
       seq: 8,
       moeEvery: 1,
+      denseFirst: 0,
       shared: 8,
       preSoftmax: false,
       ropeTheta: undefined,

@@ -278,6 +278,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     ffn: c.ffn,
     moeFfn: c["moe-ffn"],
     moeEvery: c["moe-every"],
+    ...(c["dense-first"] > 0 ? { denseFirst: c["dense-first"] } : {}),
     seq: c.seq,
     ...(c["untie-embeddings"] ? { untieEmbeddings: true } : {}),
     sharedExpertFfn: c["shared-expert-ffn"],

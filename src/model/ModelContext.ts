@@ -31,8 +31,10 @@ export interface Sizes {
   readonly kvHeads: number
   readonly experts: number
   readonly topk: number
-  /** Layer i is MoE when i % moeEvery === 0 (1: every layer). */
+  /** With denseFirst K (absent: 0), layer i is MoE when i >= K and (i - K) % moeEvery === 0 (isMoe). */
   readonly moeEvery: number
+  /** The first denseFirst layers are dense (DeepSeek-V3's first_k_dense_replace); absent: 0. */
+  readonly denseFirst?: number | undefined
   readonly seq: number
   /** A separate output layer (`output`); absent or false: the output layer is the embedding table. */
   readonly untieEmbeddings?: boolean | undefined
@@ -149,10 +151,16 @@ export const withRows = (x: Activations, tensor: Tensor.Tensor, layout: TensorLa
 export const headDim = (s: Sizes): number => s.hidden / s.heads
 
 /**
- * Whether layer i is an MoE layer.
+ * Whether layer i is an MoE layer: the first `denseFirst` layers are dense, and from there every
+ * `moeEvery`-th layer is MoE (layer K, K + N, K + 2N, ...; K = 0, N = 1: every layer). The one
+ * rule the model, the checkpoint export and import, the statistics and the planner place MoE
+ * layers by.
  * @category guards
  */
-export const isMoe = (s: Sizes, layer: number): boolean => layer % s.moeEvery === 0
+export const isMoe = (s: Pick<Sizes, "moeEvery" | "denseFirst">, layer: number): boolean => {
+  const first = s.denseFirst ?? 0
+  return layer >= first && (layer - first) % s.moeEvery === 0
+}
 
 /**
  * The part of the context that fixes the layouts of the model's edges.

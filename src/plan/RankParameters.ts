@@ -4,7 +4,8 @@
  * sharded over tp or replicated, reduced over dp x cp) and the experts' (sharded over
  * ep x etp, reduced over edp). Counted from the model's own parameter list (Params.specs, what
  * training allocates), by each parameter's layer and sharding; a stage's layers hold the average
- * layer's share (MoE and dense layers alternate evenly with moeEvery).
+ * layer's share (as if MoE and dense layers were spread evenly; with leading dense layers,
+ * denseFirst, the first stage really holds more dense and fewer expert parameters).
  */
 import type * as ModelConfig from "../train/ModelConfig.js"
 import * as Params from "../train/Params.js"

@@ -87,8 +87,9 @@ const ManifestSchema = Schema.Struct({
     /** Written only by runs with shared experts (older checkpoints have neither). */
     sharedExpertFfn: Schema.optionalKey(count),
     sharedExpertGate: Schema.optionalKey(Schema.Boolean),
-    /** Written only by runs with q, k, v biases (absent: none). */
+    /** Written only by runs with q, k, v biases (absent: none), or leading dense layers (absent: 0). */
     qkvBias: Schema.optional(Schema.Boolean),
+    denseFirst: Schema.optional(count),
     /** Written only by runs that set them (absent: ModelContext's defaults, all a pleat before them had). */
     ropeTheta: Schema.optional(Schema.Number),
     normEps: Schema.optional(Schema.Number),
@@ -122,15 +123,16 @@ export type Manifest = typeof ManifestSchema.Type
 /**
  * The model as a manifest records it: every setting, the router options always (a model without
  * them routes as MoeSettings.defaults with the run's aux coefficient `auxLossCoeff`), the
- * shared-expert keys only when set.
+ * shared-expert keys and denseFirst only when set (denseFirst 0 as absent).
  * @category constructors
  */
 export const modelRecord = (model: ModelConfig.ModelConfig, auxLossCoeff: number): Manifest["model"] => {
-  const { sharedExpertFfn, sharedExpertGate, moe, ...rest } = model
+  const { sharedExpertFfn, sharedExpertGate, moe, denseFirst, ...rest } = model
   // once a job: the run record's router
   const router = moe ?? { ...MoeSettings.defaults, auxLosses: [{ type: "aux" as const, coeff: auxLossCoeff }] }
+  const dense = denseFirst === undefined || denseFirst === 0 ? {} : { denseFirst }
   // once a job: the run record's model
-  return { ...rest, moe: router, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
+  return { ...rest, moe: router, ...dense, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
 }
 
 /**
@@ -306,6 +308,7 @@ export const manifestFor = (dir: string, run: RunIdentity): Manifest => {
     here.push(`${field} ${is}`)
   }
   for (const f of shapingFields) differ(f, m.model[f], run.model[f])
+  differ("denseFirst", m.model.denseFirst ?? 0, run.model.denseFirst ?? 0)
   // Shared experts add parameters: a run without them must not drop a checkpoint's silently.
   differ("sharedExpertFfn", m.model.sharedExpertFfn ?? "none", run.model.sharedExpertFfn ?? "none")
   const embeddings = (untie: boolean | undefined) => (untie === true ? "untied" : "tied")

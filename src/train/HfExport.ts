@@ -74,6 +74,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     if (m.qkvBias === true) return "it has q, k, v biases (--qkv-bias), which Mixtral has not"
     if (m.sharedExpertFfn !== undefined) return `it has shared experts (--shared-expert-ffn ${m.sharedExpertFfn}), which Mixtral has not`
     if (m.moeEvery !== 1) return `it has dense layers (--moe-every ${m.moeEvery}), where Mixtral's are all MoE`
+    if ((m.denseFirst ?? 0) > 0) return `it has dense layers (--dense-first ${m.denseFirst}), where Mixtral's are all MoE`
     if (m.moe?.preSoftmax === true) return "its probs are not renormalized over the top-k (--pre-softmax), where Mixtral's are"
     return undefined
   }
@@ -175,7 +176,7 @@ export const config = (m: Model, format: Format, dtype: WeightDtype): Record<str
     num_experts: m.experts,
     norm_topk_prob: m.moe?.preSoftmax !== true,
     decoder_sparse_step: 1,
-    mlp_only_layers: Array.from({ length: m.layers }, (_, l) => l).filter((l) => !HfLayout.isMoe(m, l)),
+    mlp_only_layers: Array.from({ length: m.layers }, (_, l) => l).filter((l) => !ModelContext.isMoe(m, l)),
     // Without pleat biases the file holds zeros, which transformers 4 (always biased) reads too.
     qkv_bias: m.qkvBias === true,
     use_sliding_window: false,

@@ -11,7 +11,8 @@
  * pleat's model cannot compute as transformers would is refused, naming the config key or the
  * tensor and the fix (exit 2): an activation other than silu, a head_dim other than hidden /
  * heads, a sliding window, RoPE scaling, non-zero q, k or v biases where qkv_bias is false, MoE
- * layers that are not every N-th from layer 0, tensors of other shapes, missing or extra tensors.
+ * layers that are not K, K + N, K + 2N, ... (pleat's --dense-first K --moe-every N; Qwen2-MoE's
+ * decoder_sparse_step N is K = N - 1), tensors of other shapes, missing or extra tensors.
  * Qwen2-MoE's biases (qkv_bias, true by transformers' default) become pleat's --qkv-bias.
  *
  * The checkpoint is written as training writes one (CheckpointDirectory: step directory, rank
@@ -23,6 +24,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
+import * as ModelContext from "../model/ModelContext.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as DType from "../tensor/DType.js"
@@ -146,9 +148,11 @@ const read = (dir: string): ModelDirectory => {
   return { config: decoded.success, tensors }
 }
 
-/** The moeEvery N with MoE layers exactly {l : l % N == 0}, or undefined. */
-const everyNth = (moe: ReadonlyArray<boolean>): number | undefined => {
-  for (let n = 1; n <= moe.length; n++) if (moe.every((m, l) => m === (l % n === 0))) return n
+/** The placement (denseFirst K, moeEvery N) whose MoE layers (ModelContext.isMoe) are exactly those of `moe`, or undefined. */
+const placementOf = (moe: ReadonlyArray<boolean>): { readonly denseFirst: number; readonly moeEvery: number } | undefined => {
+  const denseFirst = moe.indexOf(true)
+  if (denseFirst < 0) return undefined
+  for (let moeEvery = 1; moeEvery <= moe.length; moeEvery++) if (moe.every((m, l) => m === ModelContext.isMoe({ denseFirst, moeEvery }, l))) return { denseFirst, moeEvery }
   return undefined
 }
 
@@ -187,12 +191,14 @@ const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig.ModelC
   const qwen = c.model_type === "qwen2_moe"
   // Qwen2-MoE: layer l is sparse when not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0.
   const sparse = Array.from({ length: layers }, (_, l) => !qwen || (!(c.mlp_only_layers ?? []).includes(l) && (l + 1) % (c.decoder_sparse_step ?? 1) === 0))
-  const moeEvery = everyNth(sparse)
-  if (moeEvery === undefined) {
+  const placement = placementOf(sparse)
+  if (placement === undefined) {
     const which = sparse.flatMap((s, l) => (s ? [l] : []))
     throw refuse(
-      `has MoE layers ${which.join(", ") || "none"}, where pleat's are every N-th from layer 0`,
-      "import a model whose MoE layers are 0, N, 2N, ... (mlp_only_layers and decoder_sparse_step)",
+      which.length === 0
+        ? "has no MoE layer (mlp_only_layers and decoder_sparse_step leave none)"
+        : `has MoE layers ${which.join(", ")}, where pleat's are every N-th from the first K dense layers (--dense-first K --moe-every N)`,
+      "import a model whose MoE layers are K, K + N, K + 2N, ... (mlp_only_layers and decoder_sparse_step)",
     )
   }
   const shared = qwen ? (c.shared_expert_intermediate_size ?? d.sharedFfn) : undefined
@@ -220,7 +226,8 @@ const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig.ModelC
     experts,
     topk: c.num_experts_per_tok,
     moeFfn: c.moe_intermediate_size ?? d.moeFfn ?? c.intermediate_size,
-    moeEvery,
+    moeEvery: placement.moeEvery,
+    ...(placement.denseFirst === 0 ? {} : { denseFirst: placement.denseFirst }),
     // Not the model's identity (a run sets its own): the context it was made for, at most 4096.
     seq: Math.min(c.max_position_embeddings ?? 4096, 4096),
     ...((c.tie_word_embeddings ?? d.tie) ? {} : { untieEmbeddings: true }),

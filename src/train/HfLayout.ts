@@ -8,7 +8,9 @@
  * block_sparse_moe.experts.E.w1 / w3 / w2 for gate / up / down; Qwen2-MoE:
  * mlp.experts.E.gate_proj / up_proj / down_proj), cut from pleat's [E, in, out] parameters.
  * Qwen2-MoE's q, k and v biases are pleat's bq, bk, bv (--qkv-bias), or zeros without them.
+ * Which layers are MoE is the model's rule (ModelContext.isMoe).
  */
+import * as ModelContext from "../model/ModelContext.js"
 
 /**
  * The architectures of transformers that hold pleat's model.
@@ -33,6 +35,7 @@ export interface Sizes {
   readonly kvHeads: number
   readonly experts: number
   readonly moeEvery: number
+  readonly denseFirst?: number | undefined
   readonly untieEmbeddings?: boolean | undefined
   readonly qkvBias?: boolean | undefined
 }
@@ -46,12 +49,6 @@ export type Placement =
   | { readonly kind: "same" | "linear"; readonly hf: string; readonly pleat: string }
   | { readonly kind: "expert"; readonly hf: string; readonly pleat: string; readonly expert: number }
   | { readonly kind: "zeros"; readonly hf: string; readonly size: number }
-
-/**
- * Whether layer `layer` is an MoE layer (pleat's rule: every `moeEvery`-th from layer 0).
- * @category guards
- */
-export const isMoe = (m: Sizes, layer: number): boolean => layer % m.moeEvery === 0
 
 /**
  * Every tensor of the model in `format`, in the model's order.
@@ -78,7 +75,7 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
     }
     linear(`${hf}self_attn.o_proj.weight`, `${p}wo`)
     same(`${hf}post_attention_layernorm.weight`, `${p}ffnNorm`)
-    if (!isMoe(m, l)) {
+    if (!ModelContext.isMoe(m, l)) {
       linear(`${hf}mlp.gate_proj.weight`, `${p}wGate`)
       linear(`${hf}mlp.up_proj.weight`, `${p}wUp`)
       linear(`${hf}mlp.down_proj.weight`, `${p}wDown`)

@@ -2,8 +2,8 @@
  * ModelConfig: the Mixtral-like model pleat trains, and the checks that make a model fit a
  * parallel mapping before any work starts.
  *
- * Embedding -> layers (attention, then MoE every `moeEvery`-th layer from 0, else a dense
- * SwiGLU MLP) -> final RMSNorm -> output layer -> cross-entropy. Vocabulary split over tp.
+ * Embedding -> layers (attention, then MoE every `moeEvery`-th layer from layer `denseFirst`
+ * (0 by default), else a dense SwiGLU MLP) -> final RMSNorm -> output layer -> cross-entropy. Vocabulary split over tp.
  * The MoE layers route as `moe` says (MoeSettings: score function, groups, losses, dropping).
  */
 import * as ConfigError from "../errors/ConfigError.js"
@@ -26,8 +26,10 @@ export interface ModelConfig {
   readonly topk: number
   /** Expert MLP width. */
   readonly moeFfn: number
-  /** Layer i is MoE when i % moeEvery === 0 (1: every layer). */
+  /** With denseFirst K (absent: 0), layer i is MoE when i >= K and (i - K) % moeEvery === 0 (1: every layer). */
   readonly moeEvery: number
+  /** The first denseFirst layers are dense (DeepSeek-V3's first 3); absent: 0 (ModelContext.isMoe). */
+  readonly denseFirst?: number | undefined
   readonly seq: number
   /**
    * Separate input and output embeddings (Mixtral-style). Tied by default (GPT-style, as
@@ -133,6 +135,11 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
       return fault("sharedExpertFfn", m.sharedExpertFfn, "is not a positive integer", "pass --shared-expert-ffn N with N = 1, 2, 3, ...")
     if (m.sharedExpertFfn % s.tp !== 0)
       return fault("sharedExpertFfn", m.sharedExpertFfn, `is not divisible by tp = ${s.tp}`, `use a shared-expert width that is a multiple of ${s.tp}, or a smaller --tp`)
+  }
+  if (m.denseFirst !== undefined) {
+    if (!Number.isSafeInteger(m.denseFirst) || m.denseFirst < 0)
+      return fault("denseFirst", m.denseFirst, "is not a non-negative integer", "pass --dense-first N with N = 0, 1, 2, ... (the first N layers dense)")
+    if (m.denseFirst >= m.layers) return fault("denseFirst", m.denseFirst, `leaves no MoE layer among ${m.layers} layers`, `use a --dense-first below --layers ${m.layers}`)
   }
   if (m.ropeTheta !== undefined && !(m.ropeTheta > 0 && Number.isFinite(m.ropeTheta)))
     return fault("ropeTheta", m.ropeTheta, "is not a number above 0", "pass --rope-theta F with F > 0 (10000 by default; Mixtral and Qwen2 use 1000000, Llama 3 500000)")

@@ -18,9 +18,9 @@
  *   7168, 61 layers, 128 heads, vocab 129280, 256 experts top-8 of width 2048, one shared
  *   expert of width 2048 (ungated), dense FFN 18432, and its router: sigmoid scores, aux-loss-free
  *   balancing (expert bias), 8 groups keeping 4, scaling factor 2.5, a small sequence aux loss
- *   (0.0001). Two differences from the real model: attention is GQA with 128 KV heads (pleat has
- *   no multi-head latent attention), and every layer is MoE (DeepSeek-V3's first 3 layers are
- *   dense; ModelConfig places MoE layers by `moeEvery`, which cannot say "the first 3 dense").
+ *   (0.0001), and its first 3 layers dense (first_k_dense_replace, here denseFirst). What
+ *   differs from the real model: attention is GQA with 128 KV heads (pleat has no multi-head
+ *   latent attention), and there is no multi-token prediction.
  *
  * - RoPE base and RMSNorm epsilon: the public configs' rope_theta and rms_norm_eps (Mixtral
  *   1e6 and 1e-5, Qwen2 1e6 and 1e-6, Llama 3 500000 and 1e-5, DeepSeek-V3 10000 and 1e-6), so
@@ -144,6 +144,7 @@ export const presets = {
       topk: 8,
       moeFfn: 2048,
       moeEvery: 1,
+      denseFirst: 3,
       seq: paperSeq,
       untieEmbeddings: true,
       sharedExpertFfn: 2048,
@@ -188,7 +189,8 @@ const scaledKvHeads = (kvHeads: number, heads: number, scaledHeadCount: number):
 }
 
 /**
- * Shrinks a model by `factor` for a CPU run, keeping experts, top-k, moeEvery and the router.
+ * Shrinks a model by `factor` for a CPU run, keeping experts, top-k, moeEvery and the router;
+ * leading dense layers (denseFirst) become ceil(denseFirst / factor), below the new layer count.
  * Factor 1 is the model itself. Otherwise: hidden, ffn, moeFfn, the shared-expert width and
  * vocab are divided by the factor and rounded up to a multiple of 8 (hidden at least 16); layers become
  * ceil(layers / factor) rounded up to an even count (at least 2, so the default pp 2 splits
@@ -204,18 +206,20 @@ export const scale = (m: ModelConfig.ModelConfig, factor: number): ModelConfig.M
   // At least 2 heads (tp 2) of dimension minHeadDim.
   const hidden = Math.max(2 * minHeadDim, roundUp(m.hidden / factor, widthQuantum))
   const heads = scaledHeads(m.heads, hidden)
+  const layers = 2 * Math.ceil(Math.ceil(m.layers / factor) / 2)
   // once a job: a preset scaled
   return {
     ...m,
     vocab: roundUp(m.vocab / factor, widthQuantum),
     hidden,
-    layers: 2 * Math.ceil(Math.ceil(m.layers / factor) / 2),
+    layers,
     heads,
     kvHeads: scaledKvHeads(m.kvHeads, m.heads, heads),
     ffn: roundUp(m.ffn / factor, widthQuantum),
     moeFfn: roundUp(m.moeFfn / factor, widthQuantum),
     seq: roundUp(m.seq / factor, seqQuantum),
     ...(m.sharedExpertFfn === undefined ? {} : { sharedExpertFfn: roundUp(m.sharedExpertFfn / factor, widthQuantum) }),
+    ...(m.denseFirst === undefined ? {} : { denseFirst: Math.min(Math.ceil(m.denseFirst / factor), layers - 1) }),
   }
 }
 
