@@ -200,7 +200,7 @@ const inspected = (field: "data" | "eval-data", path: string, c: RunConfig.RunCo
   return file
 }
 
-/** What --eval-data evaluates on (or undefined); throws a ConfigError for eval flags without it, or on a device. */
+/** What --eval-data evaluates on (or undefined); throws a ConfigError for eval flags without it. */
 const evaluationOf = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): HeldOut.EvaluationSetup | undefined => {
   if (c["eval-data"] === undefined) {
     if (c["eval-every"] !== undefined) throw ConfigError.make("eval-every", c["eval-every"], "has no held-out data to evaluate on", "add --eval-data FILE, or drop --eval-every")
@@ -208,8 +208,6 @@ const evaluationOf = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["source
       throw ConfigError.make("eval-batches", c["eval-batches"], "has no held-out data to evaluate on", "add --eval-data FILE, or drop --eval-batches")
     return undefined
   }
-  if (c.device !== "cpu")
-    throw ConfigError.make("eval-data", c["eval-data"], `evaluates on host ranks only, not --device ${c.device}`, "drop --eval-data, or train with --device cpu")
   return { data: inspected("eval-data", c["eval-data"], c), batches: c["eval-batches"] }
 }
 

@@ -212,6 +212,16 @@ export const gradientsToHost = (d: DeviceDistributed): void => {
 }
 
 /**
+ * DeviceOptimizer.weightsNow once the last step's all-gathers are in the weights.
+ * @category constructors
+ */
+export const weightsNow = (d: DeviceDistributed) =>
+  Effect.gen(function* () {
+    yield* settle(d)
+    return DeviceOptimizer.weightsNow(d.shards)
+  })
+
+/**
  * Brings the host's shards and its parts of the moments up to the device's (after `settle`).
  * @category combinators
  */

@@ -125,6 +125,17 @@ export const startStep = (o: DeviceOptimizer, copies: Map<RankParams.Held, Tenso
 }
 
 /**
+ * Each shard's device tensor as it stands, for a forward outside the steps (an evaluation):
+ * `startStep`'s copies (its bf16 rounding made afresh).
+ * @category constructors
+ */
+export const weightsNow = (o: DeviceOptimizer): Map<RankParams.Held, Tensor.Tensor> => {
+  const copies = new Map<RankParams.Held, Tensor.Tensor>()
+  startStep(o, copies)
+  return copies
+}
+
+/**
  * A shard's fp32 weights on the device.
  * @category getters
  */

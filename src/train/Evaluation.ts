@@ -11,10 +11,17 @@
  * links and groups; each rank's share of a micro-batch's loss is its training share, so the shares
  * of all ranks sum to the batch's mean loss. The MoE layers route with the trained expert biases
  * but count into a state of their own, so no evaluation moves the training's global_aux counts or
- * bias updates. Host ranks only (the trainer refuses a device).
+ * bias updates.
+ *
+ * On a device the chunks compute there, as in training: from the weights the device optimizer
+ * keeps (or their bf16 rounding, made for the evaluation), or uploads of the host's shards where
+ * the optimizer runs on the host; the loss shares come to the host without blocking.
  */
 import * as Effect from "effect/Effect"
+import type { CommError } from "../comm/CommError.js"
 import * as MoeRunState from "../moe/MoeRunState.js"
+import type * as Device from "../tensor/Device.js"
+import type * as GradAccumulator from "../tensor/GradAccumulator.js"
 import type { Action } from "../pipeline/Action.js"
 import type * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
@@ -56,7 +63,13 @@ export interface EvaluationContext {
   /** The stage context with the MoE layers' state given. */
   readonly context: (param: (name: string) => Tensor.Tensor, moeState: MoeRunState.MoeRunState) => Stage.StageContext
   readonly moeState: MoeRunState.MoeRunState
+  /** The host's distributed optimizer, whose all-gathers a chunk awaits first (none where the device's runs it). */
   readonly distributed: DistributedOptimizer.DistributedOptimizer | undefined
+  /** The device the chunks compute on (none: the host). */
+  readonly device?: Device.Device | undefined
+  /** On a device: the weights there as they stand (each evaluation's fresh map, shared by its micro-batches), and the gradient accumulators the leaves are bound to. */
+  readonly deviceWeights?: Effect.Effect<Map<RankParams.Held, Tensor.Tensor>, CommError> | undefined
+  readonly deviceGrads?: ((held: RankParams.Held) => GradAccumulator.Accumulator) | undefined
 }
 
 /**
@@ -74,6 +87,7 @@ const evaluate = (c: EvaluationContext, evaluation: HeldOut.EvaluationSetup) =>
     MoeRunState.restoreBiases(moeState, MoeRunState.savedBiases(c.moeState))
     const bf16Copies = new Map<RankParams.Held, Tensor.Tensor>()
     const generation = StableWeights.nextGeneration()
+    const deviceCopies = c.deviceWeights === undefined ? undefined : yield* c.deviceWeights
     const { parallel } = c.setup
     const actions = Schedule.make({ pp: parallel.sizes.pp, vpp: parallel.vpp, microBatches: c.microBatches, forwardOnly: true }).ranks[c.place.pp] as ReadonlyArray<Action>
     let share = 0
@@ -96,6 +110,9 @@ const evaluate = (c: EvaluationContext, evaluation: HeldOut.EvaluationSetup) =>
             received,
             precision: c.setup.precision,
             bf16Copies,
+            device: c.device,
+            deviceCopies,
+            deviceGrads: c.deviceGrads,
             generation,
           })
           if (out.loss !== undefined && c.place.tp === 0) share += (yield* hostValues(out.loss))[0] as number

@@ -373,6 +373,14 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
     else if (onDevice !== undefined) DeviceOptimizer.gradientsToHost(onDevice)
   }
   /** This rank's share of the loss on the held-out data (Evaluation); undefined without it. */
-  const evaluate = Evaluation.of({ rank, setup, place, microBatches, dataOf, links, chunks, isFirst, isLast, params, context: ctxOf, moeState, distributed })
+  // On a device: the weights as the last step left them (the device optimizer's), or uploads of the host's shards on first use.
+  const deviceWeights =
+    device === undefined
+      ? undefined
+      : zero !== undefined
+        ? DeviceDistributed.weightsNow(zero)
+        : Effect.sync(() => (onDevice === undefined ? new Map() : DeviceOptimizer.weightsNow(onDevice)))
+  const host = { rank, setup, place, microBatches, dataOf, links, chunks, isFirst, isLast, params, context: ctxOf, moeState }
+  const evaluate = Evaluation.of({ distributed: zero === undefined ? distributed : undefined, device, deviceWeights, deviceGrads: deviceGradOf, ...host })
   return { rank, place, params, moments, distributed, moeState, step, settle, gradientsToHost, schedule, microBatches, evaluate }
 }

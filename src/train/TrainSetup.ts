@@ -41,7 +41,7 @@ export interface TrainSetup {
   readonly device?: Device.Kind | undefined
   /** The token file to train on (checked by TokenFile.inspect); the synthetic language when absent. */
   readonly data?: TokenFile.TokenFile | undefined
-  /** Held-out data to evaluate on (Evaluation; host ranks only). */
+  /** Held-out data to evaluate on (Evaluation; on the ranks' device where they compute on one). */
   readonly evaluation?: HeldOut.EvaluationSetup | undefined
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */
   readonly span?: ((span: Trace.Span) => void) | undefined
