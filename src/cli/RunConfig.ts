@@ -47,6 +47,10 @@ export const settings = {
   cp: count("context parallel", 2),
   pp: count("pipeline parallel", 2),
   vpp: optionalCount("virtual pipeline stages per rank (interleaved 1F1B; none by default)"),
+  "first-stage-layers": optionalWhole(
+    "layers on the first pipeline rank (over its vpp chunks), the other ranks sharing the rest equally (Megatron's --decoder-first-pipeline-num-layers; an equal share by default)",
+  ),
+  "last-stage-layers": optionalWhole("layers on the last pipeline rank (over its vpp chunks), as --first-stage-layers (Megatron's --decoder-last-pipeline-num-layers)"),
   ep: count("expert parallel", 2),
   etp: count("expert tensor parallel", 1),
   order: text("axis order, leftmost fastest", Order.defaultOrder, "O"),

@@ -20,6 +20,7 @@
  * last intact one (SaveFallback): the run trains on, one line on stderr says where the state
  * went, and the run exits 3 (ExitCode.saveFailed) after its usual summary.
  */
+import * as PipelineText from "./PipelineText.js"
 import * as Effect from "effect/Effect"
 import { type Logger, pino } from "pino"
 import * as Folding from "../mapping/Folding.js"
@@ -122,7 +123,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     const progress = resolved.log === "pretty" && !evaluateOnly ? Progress.make(steps, first) : undefined
     const tracer = resolved.trace === undefined ? undefined : new Trace.Tracer()
     const s = setup.parallel.sizes
-    const shape = `${setup.parallel.world} ranks: attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x pp ${s.pp}${setup.parallel.vpp === undefined ? "" : ` (vpp ${setup.parallel.vpp})`}, moe etp ${s.etp} x ep ${s.ep} x edp ${s.edp}`
+    const shape = `${setup.parallel.world} ranks: attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x ${PipelineText.ppText(setup.parallel, setup.model.layers)}, moe etp ${s.etp} x ep ${s.ep} x edp ${s.edp}`
     if (json === undefined) {
       const precision = setup.precision === "bf16" ? "bf16 (fp32 master weights)" : setup.dtype
       io.stdout(`pleat train: ${setup.model.layers} layers, ${setup.model.experts} experts top-${setup.model.topk}, ${shape}; ${precision}; ${resolved.backend} backend\n`)

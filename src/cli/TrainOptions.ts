@@ -260,7 +260,10 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const backend = chosenBackend(c.backend, d.sources.backend?._tag === "default")
   BadInput.throwIfAny([tooManyRanks(d, backend), launchMismatch(d, backend), workersWithoutThreads(d, backend), ncclMissing(backend)].filter((p) => p !== undefined))
   const parallel = explained(d, () => {
-    const validated = ParallelConfig.validate({ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, vpp: c.vpp, order: c.order })
+    const validated = ParallelConfig.validate({
+      ...{ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, vpp: c.vpp, order: c.order },
+      ...{ firstStageLayers: c["first-stage-layers"], lastStageLayers: c["last-stage-layers"] },
+    })
     if (Result.isFailure(validated)) throw validated.failure
     return validated.success
   })

@@ -13,6 +13,7 @@
  * Two trainings in lockstep take seconds to minutes: a progress bar on stderr counts the
  * compared steps (plain lines every tenth step on a pipe); stdout is untouched by it.
  */
+import * as PipelineText from "./PipelineText.js"
 import * as Effect from "effect/Effect"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
@@ -122,7 +123,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
     activity.set(`before step 1 of ${steps} was compared`)
     if (!json) {
       io.stdout(
-        `pleat verify: parallel run (${setup.parallel.world} ranks: tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x pp ${s.pp}${setup.parallel.vpp === undefined ? "" : ` (vpp ${setup.parallel.vpp})`}, etp ${s.etp} x ep ${s.ep} x edp ${s.edp}) ` +
+        `pleat verify: parallel run (${setup.parallel.world} ranks: tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x ${PipelineText.ppText(setup.parallel, setup.model.layers)}, etp ${s.etp} x ep ${s.ep} x edp ${s.edp}) ` +
           `vs one rank from the same parameters each step; ${setup.dtype}; relative differences per step\n`,
       )
     }

@@ -30,6 +30,9 @@ export interface ParallelInput {
   readonly etp?: number | undefined
   readonly vpp?: number | undefined
   readonly order?: string | undefined
+  /** Layers of the first and last pipeline rank (pipeline/Partition checks them against the model). */
+  readonly firstStageLayers?: number | undefined
+  readonly lastStageLayers?: number | undefined
 }
 
 /**
@@ -58,6 +61,9 @@ export interface ParallelConfig {
   /** Virtual pipeline stages per rank, or undefined without interleaving. */
   readonly vpp: number | undefined
   readonly order: Order.Order
+  /** Layers of pp rank 0 and of pp rank pp-1 where they are not an equal share (pipeline/Partition). */
+  readonly firstStageLayers?: number | undefined
+  readonly lastStageLayers?: number | undefined
 }
 
 /**
@@ -192,7 +198,11 @@ export const validate = (input: ParallelInput): Result.Result<ParallelConfig, Co
         ),
       )
     }
-    const config: ParallelConfig = { world, sizes, etpGiven: input.etp !== undefined, vpp, order }
+    const ends = {
+      ...(input.firstStageLayers === undefined ? {} : { firstStageLayers: input.firstStageLayers }),
+      ...(input.lastStageLayers === undefined ? {} : { lastStageLayers: input.lastStageLayers }),
+    }
+    const config: ParallelConfig = { world, sizes, etpGiven: input.etp !== undefined, vpp, order, ...ends }
     if (!samePipelineGroups(config)) {
       return yield* Result.fail(
         ConfigError.make(

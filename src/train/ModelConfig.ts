@@ -6,9 +6,11 @@
  * (0 by default), else a dense SwiGLU MLP) -> final RMSNorm -> output layer -> cross-entropy. Vocabulary split over tp.
  * The MoE layers route as `moe` says (MoeSettings: score function, groups, losses, dropping).
  */
+import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
+import * as Partition from "../pipeline/Partition.js"
 
 /**
  * The model's sizes.
@@ -113,7 +115,8 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     "global-batch": b.globalBatch,
   }))
     if (!Number.isSafeInteger(v) || v < 1) return fault(field, v, "is not a positive integer", `pass --${kebab(field)} N with N = 1, 2, 3, ...`)
-  if (m.layers % (s.pp * vpp) !== 0) return fault("layers", m.layers, `is not divisible by pp*vpp = ${s.pp}*${vpp}`, `use a multiple of ${s.pp * vpp} layers, or change --pp/--vpp`)
+  const partition = Partition.validate({ layers: m.layers, pp: s.pp, vpp, firstStageLayers: p.firstStageLayers, lastStageLayers: p.lastStageLayers })
+  if (Result.isFailure(partition)) return partition.failure
   if (m.hidden % m.heads !== 0) return fault("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count")
   if (m.heads % s.tp !== 0) return fault("heads", m.heads, `is not divisible by tp = ${s.tp}`, `use a multiple of ${s.tp} heads, or a smaller --tp`)
   if (m.kvHeads % s.tp !== 0 || m.heads % m.kvHeads !== 0)

@@ -1,0 +1,20 @@
+/**
+ * PipelineText: the pipeline axis as `pleat train` and `pleat verify` print it: `pp 2`, with the
+ * interleaving (`(vpp 2)`) and, where the first or last rank has its own layer count
+ * (--first-stage-layers, --last-stage-layers), the layers each pp rank holds.
+ */
+import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as Partition from "../pipeline/Partition.js"
+
+/**
+ * "pp P", then " (vpp V)" and " with layers a/b/... by pp rank" where they apply.
+ * @category formatting
+ */
+export const ppText = (parallel: ParallelConfig.ParallelConfig, layers: number): string => {
+  const { pp } = parallel.sizes
+  const vpp = parallel.vpp === undefined ? "" : ` (vpp ${parallel.vpp})`
+  if (parallel.firstStageLayers === undefined && parallel.lastStageLayers === undefined) return `pp ${pp}${vpp}`
+  const part = Partition.make({ layers, pp, vpp: parallel.vpp, firstStageLayers: parallel.firstStageLayers, lastStageLayers: parallel.lastStageLayers })
+  const held = Array.from({ length: pp }, (_, p) => Array.from({ length: part.vpp }, (_, v) => Partition.layersOf(part, p, v)).reduce((n, r) => n + r.end - r.start, 0))
+  return `pp ${pp}${vpp} with layers ${held.join("/")} by pp rank`
+}
