@@ -1,5 +1,6 @@
 // The optimizer flags of `pleat train` / `pleat verify` (--lr, --min-lr, --warmup-steps,
-// --weight-decay, --clip-grad, --adam-beta1, --adam-beta2, --adam-eps): each reaches the job's
+// --weight-decay, --clip-grad, --adam-beta1, --adam-beta2, --adam-eps, and the decay's
+// --lr-decay-style, --lr-decay-steps, --lr-wsd-decay-steps, --lr-wsd-decay-style): each reaches the job's
 // AdamW settings, from a flag or from the same key in a JSON config file (the flag wins); an
 // unset one keeps its default (min-lr follows --lr / 10); a value out of range is refused with
 // exit 2 and one line naming the flag and the fix; --clip-grad 0 turns clipping off; and the
@@ -10,8 +11,10 @@ import { describe, expect, test } from "vitest"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
 import * as Train from "../../src/train/Train.js"
+import { fresh, run } from "./cliRun.js"
 import { configFile } from "./configFile.js"
 import { refused } from "./refused.js"
+import { records } from "./tokenFiles.js"
 
 const optimizerOf = (argv: ReadonlyArray<string>) => {
   const r = TrainOptions.resolve(argv)
@@ -44,6 +47,7 @@ const expected = (steps: number, s: Record<string, number | undefined>): Optimiz
     beta1: s["adam-beta1"] ?? d.beta1,
     beta2: s["adam-beta2"] ?? d.beta2,
     eps: s["adam-eps"] ?? d.eps,
+    decayStyle: "cosine",
   }
 }
 
@@ -98,6 +102,62 @@ describe("optimizer flags", () => {
     expect(refused(["train", "--warmup-steps", "-1"])).toContain("--warmup-steps")
     expect(refused(["train", "--config", configFile({ "adam-eps": -1 })])).toMatch(/"adam-eps" in .*job\.json: -1 is not above 0/)
   })
+
+  test("the decay flags reach the schedule (flags or config keys); what does not fit is refused naming the flag", () => {
+    const o = optimizerOf(["--lr-decay-style", "wsd", "--lr-decay-steps", "80", "--lr-wsd-decay-steps", "20", "--steps", "100", "--warmup-steps", "5"])
+    expect([o.decayStyle, o.decaySteps, o.wsdDecaySteps, o.wsdDecayStyle]).toEqual(["wsd", 80, 20, undefined])
+    const fromFile = optimizerOf(["--config", configFile({ "lr-decay-style": "wsd", "lr-wsd-decay-style": "minus-sqrt" })])
+    expect([fromFile.decayStyle, fromFile.wsdDecayStyle]).toEqual(["wsd", "minus-sqrt"])
+    expect(optimizerOf([]).decayStyle).toBe("cosine")
+    const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+      [
+        ["--lr-wsd-decay-steps", "5"],
+        "pleat train: --lr-wsd-decay-steps: 5 shapes a wsd schedule, and --lr-decay-style is cosine; fix: add --lr-decay-style wsd, or drop --lr-wsd-decay-steps",
+      ],
+      [
+        ["--lr-wsd-decay-style", "linear", "--lr-decay-style", "linear"],
+        'pleat train: --lr-wsd-decay-style: "linear" shapes a wsd schedule, and --lr-decay-style is linear; fix: add --lr-decay-style wsd, or drop --lr-wsd-decay-style',
+      ],
+      [
+        ["--lr-decay-steps", "4", "--warmup-steps", "5"],
+        "pleat train: --lr-decay-steps: 4 ends the decay before the warm-up's 5 steps; fix: use --lr-decay-steps 5 or more, or fewer --warmup-steps",
+      ],
+      [
+        ["--lr-decay-steps", "40", "--lr-decay-style", "constant"],
+        "pleat train: --lr-decay-steps: 40 has no decay to end (--lr-decay-style constant); fix: drop --lr-decay-steps, or choose a decaying --lr-decay-style",
+      ],
+      [
+        ["--lr-decay-style", "wsd", "--lr-wsd-decay-steps", "96", "--steps", "100", "--warmup-steps", "5"],
+        "pleat train: --lr-wsd-decay-steps: 96 is longer than the 95 steps between the warm-up and the end of the decay (step 100); fix: use at most 95, or more --lr-decay-steps (or --steps)",
+      ],
+    ]
+    // (Some lines go on to name the defaults in effect.)
+    for (const [argv, line] of cases) expect(refused(["train", ...argv]).startsWith(line), `${argv.join(" ")}: ${refused(["train", ...argv])}`).toBe(true)
+    expect(refused(["train", "--lr-decay-style", "step"])).toContain("--lr-decay-style")
+    expect(refused(["train", "--lr-decay-steps", "0"])).toContain("--lr-decay-steps")
+  })
+
+  test("a run resumed for more steps keeps its schedule when --lr-decay-steps fixes it (the cosine over --steps stretches)", async () => {
+    const one = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--hidden", "16", "--seq", "8", "--global-batch", "2", "--warmup-steps", "1"]
+    const lrs = async (argv: ReadonlyArray<string>) => {
+      const r = await run(["train", ...one, ...argv, "--log", "json"])
+      expect(r.status, r.err).toBe(0)
+      return records(r.out, "step").map((x) => x.lr)
+    }
+    for (const [decay, stretches] of [
+      [["--lr-decay-style", "linear", "--lr-decay-steps", "6"], false],
+      [[], true],
+    ] as const) {
+      const dir = fresh("lr-resume")
+      const whole = await lrs([...decay, "--steps", "6"])
+      await lrs([...decay, "--steps", "3", "--save", dir])
+      const resumed = await lrs([...decay, "--steps", "8", "--resume", dir])
+      expect(resumed).toHaveLength(5)
+      if (stretches) expect(resumed.slice(0, 3)).not.toEqual(whole.slice(3))
+      // Steps 7 and 8 are past the decay's end: the minimum (a tenth of the default 3e-2).
+      else expect(resumed).toEqual([...whole.slice(3), 0.003, 0.003])
+    }
+  }, 60_000)
 
   test("--clip-grad 0 turns clipping off; otherwise the gradients scale to the norm", () => {
     expect(Optimizer.clipScale(optimizerOf(["--clip-grad", "0"]), 1e6)).toBe(1)

@@ -23,6 +23,7 @@ import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as Dropping from "../moe/Dropping.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Router from "../moe/Router.js"
+import * as LrSchedule from "../train/LrSchedule.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as ModelPresets from "../train/ModelPresets.js"
 import * as Optimizer from "../train/Optimizer.js"
@@ -126,8 +127,17 @@ export const settings = {
   ),
   recompute: choice(["none", "selective", "full"], "none", "activation recompute in the backward (selective: the attention core and the expert MLPs; full: whole layers)", "MODE"),
   lr: optionalReal(`peak learning rate, after the warm-up and before the cosine decay (default ${optimizer.lr} x min(1, ${Optimizer.referenceHidden} / --hidden))`),
-  "min-lr": optionalReal(`the learning rate the cosine decay ends at, 0..--lr (default a tenth of --lr's, given or default)`),
+  "min-lr": optionalReal(`the learning rate the decay ends at, 0..--lr (default a tenth of --lr's, given or default)`),
   "warmup-steps": optionalWhole("steps of linear warm-up to --lr, 0 for none (default a tenth of --steps, at least 1)"),
+  "lr-decay-style": choice(
+    LrSchedule.decayStyles,
+    "cosine",
+    "the learning rate's decay from --lr to --min-lr after the warm-up (Megatron's --lr-decay-style; wsd: warmup-stable-decay, constant until its final --lr-wsd-decay-steps)",
+    "STYLE",
+  ),
+  "lr-decay-steps": optionalCount("the step the decay reaches --min-lr at, then held (default --steps; fix it to resume a run for more steps on the same schedule)"),
+  "lr-wsd-decay-steps": optionalCount("wsd: the final steps of the decay that anneal to --min-lr (default a tenth of the steps after the warm-up)"),
+  "lr-wsd-decay-style": optionalChoice(LrSchedule.wsdDecayStyles, "wsd: the anneal's shape (default exponential, as Megatron's)", "STYLE"),
   "weight-decay": optionalReal(`AdamW's decoupled weight decay, 0 or more; none on norms (default ${optimizer.weightDecay})`),
   "clip-grad": optionalReal(`clip gradients to this global L2 norm, 0: no clipping (default ${optimizer.clip})`),
   "adam-beta1": optionalReal(`AdamW's first-moment decay, in [0, 1) (default ${optimizer.beta1})`),

@@ -1,9 +1,9 @@
 /**
- * Optimizer: AdamW with float32 state, a learning rate with linear warmup and cosine decay, and
- * gradient clipping by the global norm.
+ * Optimizer: AdamW with float32 state, a learning rate with linear warmup and a decay
+ * (LrSchedule: cosine by default; linear, constant, WSD, inverse square root), and gradient
+ * clipping by the global norm.
  *
- *   lr(k)   = peak * (k+1)/warmup                                  for k < warmup
- *           = min + (peak - min) * (1 + cos(pi * p)) / 2, p = (k - warmup)/(steps - warmup)
+ *   lr(k)   = LrSchedule.learningRate (k the 0-based step)
  *   clip    = min(1, maxNorm / (norm + 1e-6))                      (1 when maxNorm is 0: no clipping)
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  step t (from 1)
  *   w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + lr * wd * w   (no decay on norms and biases)
@@ -12,6 +12,7 @@
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as DType from "../tensor/DType.js"
 import * as AdamwInto from "../tensor/kernels/AdamwInto.js"
+import * as LrSchedule from "./LrSchedule.js"
 import type * as Params from "./Params.js"
 import type * as RankParams from "./RankParams.js"
 
@@ -19,7 +20,7 @@ import type * as RankParams from "./RankParams.js"
  * Optimizer settings.
  * @category models
  */
-export interface OptimizerConfig {
+export interface OptimizerConfig extends LrSchedule.Schedule {
   readonly lr: number
   readonly minLr: number
   readonly warmup: number
@@ -72,6 +73,10 @@ export interface OptimizerOverrides {
   readonly "adam-beta1"?: number | undefined
   readonly "adam-beta2"?: number | undefined
   readonly "adam-eps"?: number | undefined
+  readonly "lr-decay-style"?: (typeof LrSchedule.decayStyles)[number] | undefined
+  readonly "lr-decay-steps"?: number | undefined
+  readonly "lr-wsd-decay-steps"?: number | undefined
+  readonly "lr-wsd-decay-style"?: (typeof LrSchedule.wsdDecayStyles)[number] | undefined
 }
 
 /**
@@ -93,6 +98,10 @@ export const configure = (steps: number, o: OptimizerOverrides, hidden: number =
     beta1: o["adam-beta1"] ?? base.beta1,
     beta2: o["adam-beta2"] ?? base.beta2,
     eps: o["adam-eps"] ?? base.eps,
+    decayStyle: o["lr-decay-style"],
+    decaySteps: o["lr-decay-steps"],
+    wsdDecaySteps: o["lr-wsd-decay-steps"],
+    wsdDecayStyle: o["lr-wsd-decay-style"],
   }
   const problem = (field: string, value: number, reason: string, fix: string) => {
     throw ConfigError.make(field, value, reason, fix)
@@ -107,6 +116,7 @@ export const configure = (steps: number, o: OptimizerOverrides, hidden: number =
   ] as const)
     if (!(beta >= 0 && beta < 1)) problem(field, beta, "is not in [0, 1)", "use a decay such as 0.9 or 0.95")
   if (!(c.eps > 0)) problem("adam-eps", c.eps, "is not above 0", "use a small positive number such as 1e-8")
+  LrSchedule.check(c)
   return c
 }
 
@@ -116,16 +126,6 @@ export const configure = (steps: number, o: OptimizerOverrides, hidden: number =
  * @category mapping
  */
 export const clipScale = (c: OptimizerConfig, gradNorm: number): number => (c.clip > 0 ? Math.min(1, c.clip / (gradNorm + 1e-6)) : 1)
-
-/**
- * The learning rate at step k (0-based).
- * @category mapping
- */
-export const learningRate = (c: OptimizerConfig, k: number): number => {
-  if (k < c.warmup) return (c.lr * (k + 1)) / c.warmup
-  const p = Math.min(1, (k - c.warmup) / Math.max(1, c.steps - c.warmup))
-  return c.minLr + ((c.lr - c.minLr) * (1 + Math.cos(Math.PI * p))) / 2
-}
 
 /**
  * AdamW moments of one shard (float32 whatever the parameter dtype).

@@ -15,6 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Group from "../comm/Group.js"
 import type * as Families from "../mapping/Families.js"
 import * as Folding from "../mapping/Folding.js"
+import * as LrSchedule from "./LrSchedule.js"
 import * as MoeStats from "../model/MoeStats.js"
 import * as MoeRunState from "../moe/MoeRunState.js"
 import type { Action } from "../pipeline/Action.js"
@@ -335,7 +336,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
             ? yield* DistributedOptimizer.globalNorm(distributed, params)
             : yield* RankParams.globalNorm(params, sync, rank, squaresOf)
       if (!Number.isFinite(gradNorm)) return yield* Effect.fail(NonFinite.ofNorm(gradNorm))
-      const lr = Optimizer.learningRate(setup.optimizer, k)
+      const lr = LrSchedule.learningRate(setup.optimizer, k)
       const clip = Optimizer.clipScale(setup.optimizer, gradNorm)
       if (zero !== undefined) yield* DeviceDistributed.step(setup.optimizer, zero, k + 1, lr, clip)
       else if (onDevice !== undefined) DeviceOptimizer.step(onDevice, setup.optimizer, k + 1, lr, clip)
