@@ -22,6 +22,7 @@ import * as LaidCollective from "../dataflow/LaidCollective.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Attention from "../tensor/ops/Attention.js"
 import { add } from "../tensor/ops/Elementwise.js"
+import { rmsNorm } from "../tensor/ops/Norm.js"
 import * as Rope from "../tensor/ops/Rope.js"
 import * as Shape from "../tensor/ops/Shape.js"
 import * as Recompute from "../tensor/Recompute.js"
@@ -43,6 +44,8 @@ export interface AttentionWeights {
   readonly wo: Tensor.Tensor
   /** Biases of q, k and v (Qwen-style), this rank's heads' shards [heads/tp * D]; none: no bias. */
   readonly bias?: { readonly q: Tensor.Tensor; readonly k: Tensor.Tensor; readonly v: Tensor.Tensor } | undefined
+  /** RMSNorm weights [D] over each head of q and of k, after the biases, before RoPE (Qwen3-style); none: no norm. */
+  readonly norm?: { readonly q: Tensor.Tensor; readonly k: Tensor.Tensor; readonly eps: number } | undefined
 }
 
 /**
@@ -131,8 +134,9 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
   )) as [TensorLayout.WithLayout, TensorLayout.WithLayout, TensorLayout.WithLayout]
   // The biases add to each row of this rank's heads, before RoPE (as transformers' Linear does).
   const biased = (t: Tensor.Tensor, bias: Tensor.Tensor | undefined) => (bias === undefined ? t : add(t, bias))
-  const q = Rope.rope(Shape.reshape(biased(queries.tensor, w.bias?.q), [b, local, hq, d]), rope)
-  let k = Rope.rope(Shape.reshape(biased(keys.tensor, w.bias?.k), [b, local, hkv, d]), rope)
+  const normed = (t: Tensor.Tensor, weight: Tensor.Tensor | undefined) => (weight === undefined ? t : rmsNorm(t, weight, w.norm?.eps))
+  const q = Rope.rope(normed(Shape.reshape(biased(queries.tensor, w.bias?.q), [b, local, hq, d]), w.norm?.q), rope)
+  let k = Rope.rope(normed(Shape.reshape(biased(keys.tensor, w.bias?.k), [b, local, hkv, d]), w.norm?.k), rope)
   let v = Shape.reshape(biased(values.tensor, w.bias?.v), [b, local, hkv, d])
   let keyPositions = positions
   if (cp > 1) {

@@ -284,6 +284,8 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     ...(c["untie-embeddings"] ? { untieEmbeddings: true } : {}),
     sharedExpertFfn: c["shared-expert-ffn"],
     ...(c["qkv-bias"] ? { qkvBias: true } : {}),
+    ...(c["head-dim"] === undefined ? {} : { headDim: c["head-dim"] }),
+    ...(c["qk-norm"] ? { qkNorm: true } : {}),
     ...(c["rope-theta"] === undefined ? {} : { ropeTheta: c["rope-theta"] }),
     ...(c["norm-eps"] === undefined ? {} : { normEps: c["norm-eps"] }),
     ...(c["shared-expert-gate"] ? { sharedExpertGate: true } : {}),

@@ -96,7 +96,14 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     recomputeCore: c.recompute === "selective",
     ropeTheta: ModelContext.ropeThetaOf(c.sizes),
   }
-  const weights = { wq: p("wq"), wk: p("wk"), wv: p("wv"), wo: p("wo"), bias: c.sizes.qkvBias === true ? { q: p("bq"), k: p("bk"), v: p("bv") } : undefined }
+  const weights = {
+    wq: p("wq"),
+    wk: p("wk"),
+    wv: p("wv"),
+    wo: p("wo"),
+    bias: c.sizes.qkvBias === true ? { q: p("bq"), k: p("bk"), v: p("bv") } : undefined,
+    norm: c.sizes.qkNorm === true ? { q: p("qNorm"), k: p("kNorm"), eps: ModelContext.normEpsOf(c.sizes) } : undefined,
+  }
   const norm = p("attentionNorm")
   // The layout the typed collectives of the attention made of the input's.
   let layout = x.layout

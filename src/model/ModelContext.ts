@@ -45,6 +45,10 @@ export interface Sizes {
   readonly moe?: MoeSettings.MoeSettings | undefined
   /** Biases on the attention's q, k and v (Qwen-style); absent or false: none. */
   readonly qkvBias?: boolean | undefined
+  /** Each head's width (none: hidden / heads); Qwen3's 128 with hidden 2048 and 32 heads. */
+  readonly headDim?: number | undefined
+  /** RMSNorm over each head's q and k before RoPE (Qwen3, OLMoE); absent or false: none. */
+  readonly qkNorm?: boolean | undefined
   /** RoPE's frequency base (none: `defaultRopeTheta`). */
   readonly ropeTheta?: number | undefined
   /** RMSNorm's epsilon, every norm of the model (none: `defaultNormEps`). */
@@ -148,7 +152,7 @@ export const withRows = (x: Activations, tensor: Tensor.Tensor, layout: TensorLa
  * Head dim.
  * @category mapping
  */
-export const headDim = (s: Sizes): number => s.hidden / s.heads
+export const headDim = (s: Pick<Sizes, "hidden" | "heads" | "headDim">): number => s.headDim ?? s.hidden / s.heads
 
 /**
  * Whether layer i is an MoE layer: the first `denseFirst` layers are dense, and from there every

@@ -39,6 +39,7 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as DType from "../tensor/DType.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as Checksum from "./CheckpointChecksum.js"
+import * as CheckpointIdentity from "./CheckpointIdentity.js"
 import * as Directory from "./CheckpointDirectory.js"
 import * as Durable from "./CheckpointDurable.js"
 import type * as ModelConfig from "./ModelConfig.js"
@@ -87,9 +88,11 @@ const ManifestSchema = Schema.Struct({
     /** Written only by runs with shared experts (older checkpoints have neither). */
     sharedExpertFfn: Schema.optionalKey(count),
     sharedExpertGate: Schema.optionalKey(Schema.Boolean),
-    /** Written only by runs with q, k, v biases (absent: none), or leading dense layers (absent: 0). */
+    /** Written only by runs with them: q, k, v biases, leading dense layers, a head width of its own, q and k norms. */
     qkvBias: Schema.optional(Schema.Boolean),
     denseFirst: Schema.optional(count),
+    headDim: Schema.optional(count),
+    qkNorm: Schema.optional(Schema.Boolean),
     /** Written only by runs that set them (absent: ModelContext's defaults, all a pleat before them had). */
     ropeTheta: Schema.optional(Schema.Number),
     normEps: Schema.optional(Schema.Number),
@@ -134,20 +137,6 @@ export const modelRecord = (model: ModelConfig.ModelConfig, auxLossCoeff: number
   // once a job: the run record's model
   return { ...rest, moe: router, ...dense, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
 }
-
-/**
- * What a resumed run must share with the checkpoint: the sizes that shape the parameters, the
- * seed (weights and data come from it) and the dtype of the values.
- * @category models
- */
-export interface RunIdentity {
-  readonly model: ModelConfig.ModelConfig
-  readonly seed: number
-  readonly dtype: DType.DType
-}
-
-/** The sizes that shape the parameters: a checkpoint resumes only a model equal in these. */
-const shapingFields = ["vocab", "hidden", "layers", "heads", "kvHeads", "ffn", "experts", "moeFfn", "moeEvery"] as const
 
 const unusable = (dir: string, reason: string, fix = "pass a directory written by --save"): ConfigError.ConfigError => ConfigError.make("resume", dir, reason, fix)
 
@@ -298,25 +287,9 @@ export const manifest = (dir: string): Manifest => open(dir).manifest
  * naming the file, or each field that differs with its saved value.
  * @category constructors
  */
-export const manifestFor = (dir: string, run: RunIdentity): Manifest => {
+export const manifestFor = (dir: string, run: CheckpointIdentity.RunIdentity): Manifest => {
   const { stepDir, manifest: m } = open(dir)
-  const saved: Array<string> = []
-  const here: Array<string> = []
-  const differ = (field: string, was: string | number, is: string | number) => {
-    if (was === is) return
-    saved.push(`${field} ${was}`)
-    here.push(`${field} ${is}`)
-  }
-  for (const f of shapingFields) differ(f, m.model[f], run.model[f])
-  differ("denseFirst", m.model.denseFirst ?? 0, run.model.denseFirst ?? 0)
-  // Shared experts add parameters: a run without them must not drop a checkpoint's silently.
-  differ("sharedExpertFfn", m.model.sharedExpertFfn ?? "none", run.model.sharedExpertFfn ?? "none")
-  const embeddings = (untie: boolean | undefined) => (untie === true ? "untied" : "tied")
-  differ("embeddings", embeddings(m.model.untieEmbeddings), embeddings(run.model.untieEmbeddings))
-  differ("sharedExpertGate", m.model.sharedExpertGate === true ? "on" : "off", run.model.sharedExpertGate === true ? "on" : "off")
-  differ("qkvBias", m.model.qkvBias === true ? "on" : "off", run.model.qkvBias === true ? "on" : "off")
-  differ("seed", m.seed, run.seed)
-  differ("dtype", m.dtype, run.dtype)
+  const { saved, here } = CheckpointIdentity.differences({ model: m.model, seed: m.seed, dtype: m.dtype }, run)
   if (saved.length > 0) {
     throw unusable(
       dir,

@@ -46,6 +46,10 @@ export interface ModelConfig {
   readonly moe?: MoeSettings.MoeSettings | undefined
   /** Biases on the attention's q, k and v (Qwen-style, initialized to zero); absent or false: none. */
   readonly qkvBias?: boolean | undefined
+  /** Each head's width; none: hidden / heads (ModelContext.headDim). */
+  readonly headDim?: number | undefined
+  /** RMSNorm over each head's q and k before RoPE (Qwen3-style); absent or false: none. */
+  readonly qkNorm?: boolean | undefined
   /** RoPE's frequency base; none: 10000 (ModelContext.defaultRopeTheta). */
   readonly ropeTheta?: number | undefined
   /** Every RMSNorm's epsilon; none: 1e-6 (ModelContext.defaultNormEps). */
@@ -117,7 +121,20 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     if (!Number.isSafeInteger(v) || v < 1) return fault(field, v, "is not a positive integer", `pass --${kebab(field)} N with N = 1, 2, 3, ...`)
   const partition = Partition.validate({ layers: m.layers, pp: s.pp, vpp, firstStageLayers: p.firstStageLayers, lastStageLayers: p.lastStageLayers })
   if (Result.isFailure(partition)) return partition.failure
-  if (m.hidden % m.heads !== 0) return fault("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count")
+  if (m.headDim !== undefined) {
+    if (!Number.isSafeInteger(m.headDim) || m.headDim < 2 || m.headDim % 2 !== 0)
+      return fault("headDim", m.headDim, "is not an even number of 2 or more (RoPE turns pairs of a head's dimensions)", "pass --head-dim N with N = 2, 4, 6, ...")
+  } else {
+    if (m.hidden % m.heads !== 0)
+      return fault("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count, or give --head-dim")
+    if ((m.hidden / m.heads) % 2 !== 0)
+      return fault(
+        "hidden",
+        m.hidden,
+        `gives heads of an odd width hidden / heads = ${m.hidden / m.heads} (RoPE turns pairs of a head's dimensions)`,
+        "use a hidden size whose heads are of an even width, or give --head-dim",
+      )
+  }
   if (m.heads % s.tp !== 0) return fault("heads", m.heads, `is not divisible by tp = ${s.tp}`, `use a multiple of ${s.tp} heads, or a smaller --tp`)
   if (m.kvHeads % s.tp !== 0 || m.heads % m.kvHeads !== 0)
     return fault("kvHeads", m.kvHeads, `must divide heads = ${m.heads} and be divisible by tp = ${s.tp}`, "pick a kv head count between tp and heads that divides heads")

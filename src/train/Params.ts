@@ -92,6 +92,8 @@ export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
             ] as const
           ).map(([name, heads]): ParamSpec => ({ name: `${p}${name}`, shape: [heads * d], sharding: "rows/tp", std, zero: true, layer: l }))
         : []),
+      // q and k norms (Qwen3-style): one weight over a head's width, shared by every head.
+      ...(m.qkNorm === true ? (["qNorm", "kNorm"] as const).map((name): ParamSpec => ({ name: `${p}${name}`, shape: [d], sharding: "replicated", std: 0, layer: l })) : []),
       { name: `${p}ffnNorm`, shape: [h], sharding: "replicated", std: 0, layer: l },
     )
     if (ModelContext.isMoe(m, l)) {

@@ -1,0 +1,57 @@
+/**
+ * CheckpointIdentity: what a resumed run must share with the checkpoint it resumes: every model
+ * setting that shapes or adds parameters (sizes, which layers are MoE, the head width, shared
+ * experts and their gate, tied or untied embeddings, q/k/v biases, q/k norms), the seed
+ * (weights and data come from it) and the dtype of the values. Settings a checkpoint written
+ * before one existed leaves out read as their defaults. The router, RoPE base and norm epsilon
+ * may change on a resume (extending the context is one reason), so they are not compared.
+ */
+import * as ModelContext from "../model/ModelContext.js"
+import type * as DType from "../tensor/DType.js"
+import type * as ModelConfig from "./ModelConfig.js"
+
+/**
+ * A run's identity.
+ * @category models
+ */
+export interface RunIdentity {
+  /** The model (its router options are not part of the identity). */
+  readonly model: Omit<ModelConfig.ModelConfig, "moe">
+  readonly seed: number
+  readonly dtype: DType.DType
+}
+
+/** The sizes that shape the parameters, compared as they are. */
+const shapingFields = ["vocab", "hidden", "layers", "heads", "kvHeads", "ffn", "experts", "moeFfn", "moeEvery"] as const
+
+const onOff = (x: boolean | undefined): string => (x === true ? "on" : "off")
+
+/**
+ * The settings in which `saved` (a manifest's model, seed and dtype) and `run` differ, each as
+ * "field value" for the saved and for this run, in a fixed order; empty where the run may resume.
+ * @category guards
+ */
+export const differences = (saved: RunIdentity, run: RunIdentity): { readonly saved: Array<string>; readonly here: Array<string> } => {
+  const was: Array<string> = []
+  const is: Array<string> = []
+  const differ = (field: string, a: string | number, b: string | number) => {
+    if (a === b) return
+    was.push(`${field} ${a}`)
+    is.push(`${field} ${b}`)
+  }
+  const [m, r] = [saved.model, run.model]
+  for (const f of shapingFields) differ(f, m[f], r[f])
+  differ("denseFirst", m.denseFirst ?? 0, r.denseFirst ?? 0)
+  // A head width of its own on either side (else it follows hidden and heads, compared above).
+  if (m.headDim !== undefined || r.headDim !== undefined) differ("headDim", ModelContext.headDim(m), ModelContext.headDim(r))
+  differ("qkNorm", onOff(m.qkNorm), onOff(r.qkNorm))
+  // Shared experts add parameters: a run without them must not drop a checkpoint's silently.
+  differ("sharedExpertFfn", m.sharedExpertFfn ?? "none", r.sharedExpertFfn ?? "none")
+  const embeddings = (untie: boolean | undefined) => (untie === true ? "untied" : "tied")
+  differ("embeddings", embeddings(m.untieEmbeddings), embeddings(r.untieEmbeddings))
+  differ("sharedExpertGate", onOff(m.sharedExpertGate), onOff(r.sharedExpertGate))
+  differ("qkvBias", onOff(m.qkvBias), onOff(r.qkvBias))
+  differ("seed", saved.seed, run.seed)
+  differ("dtype", saved.dtype, run.dtype)
+  return { saved: was, here: is }
+}
