@@ -97,7 +97,7 @@ describe("what cannot be exported is refused before anything is written", () => 
     expect(refused(["export", "--checkpoint", mixtral])).toBe("pleat export: --out: (not given) is required; fix: pass --out DIR, a new path or an empty directory for the model")
     const out = path.join(fresh("export-refused"), "m")
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "llama"])).toBe(
-      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe',
+      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe',
     )
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--dtype", "float16"])).toBe(
       'pleat export: --dtype: "float16" is not allowed; fix: use one of float32, bfloat16, float64',
@@ -124,13 +124,16 @@ describe("what cannot be exported is refused before anything is written", () => 
       `pleat export: --out: "${full}" is a directory that is not empty; fix: pass a new path or an empty directory for the model (an export never writes over files)`,
     )
     expect(refused(["export", "--checkpoint", sigmoid, "--out", out])).toMatch(
-      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral or qwen2-moe\): it routes with --score-function sigmoid; fix: export a model trained with softmax routing/,
+      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe or qwen3-moe\): it routes with --score-function sigmoid; fix: export a model trained with softmax routing/,
     )
     expect(refused(["export", "--checkpoint", shared, "--out", out])).toContain(
       "it has shared experts (--shared-expert-ffn 8), which Mixtral has not; its shared experts have no gate, where Qwen2-MoE's always do (--shared-expert-gate)",
     )
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "qwen2-moe"])).toMatch(
       /^pleat export: --format: "qwen2-moe" cannot hold the checkpoint in .*: it has no shared experts, which every Qwen2-MoE layer has/,
+    )
+    expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "qwen3-moe"])).toMatch(
+      /^pleat export: --format: "qwen3-moe" cannot hold the checkpoint in .*: it has no q and k norms, which every Qwen3-MoE attention has \(--qk-norm\)/,
     )
     expect(refused(["export", "--checkpoint", hybrid, "--out", out])).toMatch(
       /^pleat export: --checkpoint: ".*" is not a checkpoint of pleat's built-in model \(it holds layers\.0\.dense\.norm, layers\.0\.dense\.wGate, layers\.0\.dense\.wUp and 5 more, which mixtral has no place for\); fix: export a checkpoint of the built-in model/,
@@ -142,9 +145,15 @@ describe("what cannot be exported is refused before anything is written", () => 
 sayIfSkipped("pleat export")
 
 describe.skipIf(python === undefined)("transformers loads the directory", () => {
-  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics in float32), Mixtral and Qwen2-MoE", async () => {
+  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics in float32), Mixtral, Qwen2-MoE and Qwen3-MoE", async () => {
     const tokens = uint16File(window)
-    for (const flags of [[], ["--shared-expert-ffn", "8", "--shared-expert-gate", "--moe-every", "2", "--untie-embeddings", "--pre-softmax"]]) {
+    const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
+      ["MixtralForCausalLM", []],
+      ["Qwen2MoeForCausalLM", ["--shared-expert-ffn", "8", "--shared-expert-gate", "--moe-every", "2", "--untie-embeddings", "--pre-softmax"]],
+      // Heads of width 6 (not hidden / heads = 4), q/k norms, biases (o's as zeros), a leading dense layer.
+      ["Qwen3MoeForCausalLM", ["--head-dim", "6", "--qk-norm", "--qkv-bias", "--dense-first", "1", "--untie-embeddings"]],
+    ]
+    for (const [architecture, flags] of cases) {
       const dir = fresh("export-hf")
       expect((await run(["train", ...small, ...flags, "--dtype", "float64", "--steps", "2", "--save", dir])).status).toBe(0)
       const evaluated = await run([
@@ -168,7 +177,7 @@ describe.skipIf(python === undefined)("transformers loads the directory", () => 
       const out = path.join(fresh("export-hf-out"), "model")
       expect((await run(["export", "--checkpoint", dir, "--out", out, "--dtype", "float64"])).status).toBe(0)
       const result = transformersLosses(out, tokens, 8, "float64")
-      expect(result.architecture).toBe(flags.length === 0 ? "MixtralForCausalLM" : "Qwen2MoeForCausalLM")
+      expect(result.architecture).toBe(architecture)
       // transformers computes RoPE's angles and RMSNorm's mean square in float32 whatever the dtype.
       expect(Math.abs((result.losses[0] as number) - loss), `transformers ${result.losses[0]}, pleat ${loss}`).toBeLessThan(1e-6 * Math.max(1, loss))
     }

@@ -57,6 +57,7 @@ const withTensors = (dir: string, change: (t: Map<string, { shape: ReadonlyArray
 
 let mixtral = ""
 let qwen = ""
+let qwen3 = ""
 let mixtralCheckpoint = ""
 beforeAll(async () => {
   const exported = async (flags: ReadonlyArray<string>) => {
@@ -70,6 +71,7 @@ beforeAll(async () => {
   mixtral = m.out
   mixtralCheckpoint = m.ckpt
   qwen = (await exported(["--shared-expert-ffn", "8", "--shared-expert-gate", "--moe-every", "2"])).out
+  qwen3 = (await exported(["--qk-norm", "--head-dim", "6", "--qkv-bias"])).out
 }, 60_000)
 
 describe("pleat import writes a checkpoint to train on", () => {
@@ -200,11 +202,12 @@ describe("what pleat's model cannot compute is refused before anything is writte
   test("config keys", () => {
     const out = path.join(fresh("import-refused"), "ckpt")
     const cases: ReadonlyArray<[(c: Record<string, unknown>) => void, RegExp]> = [
-      [(c) => (c.model_type = "llama"), /holds a llama model; fix: pass a Mixtral or Qwen2-MoE model directory/],
+      [(c) => (c.model_type = "llama"), /holds a llama model; fix: pass a Mixtral, Qwen2-MoE or Qwen3-MoE model directory/],
       [(c) => (c.hidden_act = "gelu"), /has hidden_act gelu in config\.json; fix: pleat's experts are SwiGLU/],
       [(c) => (c.sliding_window = 4), /has a sliding window \(sliding_window 4\)/],
       [(c) => (c.rope_parameters = { rope_type: "yarn", rope_theta: 10000 }), /scales RoPE \(rope_type yarn\)/],
-      [(c) => (c.head_dim = 8), /has head_dim 8 in config\.json, where pleat's heads are hidden_size \/ num_attention_heads = 4/],
+      [(c) => (c.head_dim = 5), /has head_dim 5, which RoPE cannot turn \(an odd width\); fix: import a model whose heads are of an even width/],
+      [(c) => (c.model_type = "qwen3_next"), /holds a qwen3_next model; fix: pass a Mixtral, Qwen2-MoE or Qwen3-MoE model directory/],
       [(c) => (c.vocab_size = "40"), /has a config\.json pleat cannot read \(.*vocab_size/],
       [(c) => (c.num_key_value_heads = 3), /has num_key_value_heads 3, which does not divide num_attention_heads 4/],
       [(c) => (c.num_experts_per_tok = 9), /describes a model pleat cannot build \(topk 9 is larger than experts = 8\)/],
@@ -223,6 +226,15 @@ describe("what pleat's model cannot compute is refused before anything is writte
       if (b !== undefined) b.values[0] = 0.5
     })
     expect(refused(["import", "--model-dir", bias, "--out", out])).toMatch(/has a non-zero model\.layers\.0\.self_attn\.q_proj\.bias, a bias pleat's attention has not/)
+    // Qwen3-MoE's attention_bias puts one on o too: pleat's attention has none, so only zeros import.
+    const oBias = withTensors(qwen3, (t) => {
+      const b = t.get("model.layers.1.self_attn.o_proj.bias")
+      if (b !== undefined) b.values[3] = -0.25
+    })
+    expect(refused(["import", "--model-dir", oBias, "--out", out])).toMatch(/has a non-zero model\.layers\.1\.self_attn\.o_proj\.bias, a bias pleat's attention has not/)
+    expect(refused(["import", "--model-dir", withTensors(qwen3, (t) => t.delete("model.layers.0.self_attn.k_norm.weight")), "--out", out])).toMatch(
+      /lacks model\.layers\.0\.self_attn\.k_norm\.weight/,
+    )
     expect(refused(["import", "--model-dir", withTensors(mixtral, (t) => t.delete("model.norm.weight")), "--out", out])).toMatch(
       /lacks model\.norm\.weight; fix: pass a complete model directory/,
     )
@@ -238,11 +250,11 @@ describe("what pleat's model cannot compute is refused before anything is writte
 sayIfSkipped("pleat import")
 
 describe.skipIf(python === undefined)("models transformers made", () => {
-  test("import into the loss transformers computes (Mixtral; Qwen2-MoE with a dense layer)", async () => {
+  test("import into the loss transformers computes (Mixtral; Qwen2-MoE with a dense layer; Qwen3-MoE)", async () => {
     const made = fresh("import-transformers")
     const script = `
 import torch, sys
-from transformers import MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM
+from transformers import MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
 torch.manual_seed(0)
 MixtralForCausalLM(MixtralConfig(vocab_size=40, hidden_size=16, intermediate_size=12, num_hidden_layers=2, num_attention_heads=4,
   num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, max_position_embeddings=64)).save_pretrained(sys.argv[1] + "/mixtral")
@@ -254,11 +266,18 @@ with torch.no_grad():
   for n, p in m.named_parameters():
     if n.endswith("proj.bias"): p.zero_()
 m.save_pretrained(sys.argv[1] + "/qwen")
+q = Qwen3MoeForCausalLM(Qwen3MoeConfig(vocab_size=40, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, num_hidden_layers=3,
+  num_attention_heads=4, num_key_value_heads=2, head_dim=6, num_experts=4, num_experts_per_tok=2, max_position_embeddings=64,
+  decoder_sparse_step=2, norm_topk_prob=True))
+with torch.no_grad():
+  for p in q.parameters(): p.normal_(0, 0.3)
+q.save_pretrained(sys.argv[1] + "/qwen3")
 `
     const made_ = spawnSync(python as string, ["-c", script, made], { encoding: "utf8" })
     expect(made_.status, made_.stderr).toBe(0)
     const tokens = uint16File(window)
-    for (const name of ["mixtral", "qwen"]) {
+    // Qwen3-MoE: heads of width 6 (hidden 16 / 4 heads would be 4), q/k norms, MoE in layer 1 only (decoder_sparse_step 2).
+    for (const name of ["mixtral", "qwen", "qwen3"]) {
       const dir = path.join(made, name)
       const out = path.join(fresh("import-tf-out"), "ckpt")
       const r = await run(["import", "--model-dir", dir, "--out", out])

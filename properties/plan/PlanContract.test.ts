@@ -162,10 +162,15 @@ describe("Megatron's FLOPs formula", () => {
       fc.property(fc.constantFrom(...ModelPresets.names), fc.integer({ min: 1, max: 64 }), fc.constantFrom(1024, 4096, 8192), (name, batch, seq) => {
         const m = ModelPresets.model(name, 1)
         const h = m.hidden
-        const kv = (m.kvHeads * h) / m.heads
-        const attentionWeights = h * (h + 2 * kv) + h * h
-        const mlp = 3 * h * (m.moeFfn * m.topk + (m.sharedExpertFfn ?? 0))
-        const perTokenForward = m.layers * (2 * attentionWeights + 2 * mlp + 2 * seq * h) + 2 * h * m.vocab
+        // Query and key/value widths: heads x head width (h / heads unless the model sets its own).
+        const d = m.headDim ?? h / m.heads
+        const [q, kv] = [m.heads * d, m.kvHeads * d]
+        const attentionWeights = h * (q + 2 * kv) + q * h
+        // The first denseFirst layers dense, then every moeEvery-th MoE (activated experts only).
+        const moe = (l: number) => l >= (m.denseFirst ?? 0) && (l - (m.denseFirst ?? 0)) % m.moeEvery === 0
+        let layers = 0
+        for (let l = 0; l < m.layers; l++) layers += 2 * attentionWeights + 2 * 3 * h * (moe(l) ? m.moeFfn * m.topk + (m.sharedExpertFfn ?? 0) : m.ffn) + 2 * seq * q
+        const perTokenForward = layers + 2 * h * m.vocab
         const byComponent = 3 * batch * seq * perTokenForward
         expect(Math.abs(ModelFlops.perStep(m, seq, batch) - byComponent) / byComponent).toBeLessThan(1e-9)
       }),

@@ -28,7 +28,7 @@ const run = async (argv: ReadonlyArray<string>) => {
 const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
 
 interface Case {
-  readonly qwen: boolean
+  readonly arch: "mixtral" | "qwen2" | "qwen3"
   readonly heads: number
   readonly kvHeads: number
   readonly headDim: number
@@ -61,7 +61,7 @@ const vocab = 40
 
 const cases: fc.Arbitrary<Case> = fc
   .record({
-    qwen: fc.boolean(),
+    arch: fc.constantFrom("mixtral" as const, "qwen2" as const, "qwen3" as const),
     kvHeads: fc.constantFrom(2, 4),
     groups: fc.constantFrom(1, 2),
     headDim: fc.constantFrom(4, 8),
@@ -83,25 +83,20 @@ const cases: fc.Arbitrary<Case> = fc
   })
   .map(({ groups, ...c }) => ({ ...c, heads: c.kvHeads * groups, window: c.window.slice(0, c.seq + 1) }))
 
+/** Qwen3's heads are not hidden / heads wide: its hidden is fixed and --head-dim gives the width (6 or 10). */
+const hiddenOf = (c: Case): number => (c.arch === "qwen3" ? 16 : c.heads * c.headDim)
+const headDimOf = (c: Case): number => (c.arch === "qwen3" ? c.headDim + 2 : c.headDim)
+
 const modelFlags = (c: Case): Array<string> => [
-  ...["--vocab", String(vocab), "--hidden", String(c.heads * c.headDim), "--heads", String(c.heads), "--kv-heads", String(c.kvHeads)],
+  ...["--vocab", String(vocab), "--hidden", String(hiddenOf(c)), "--heads", String(c.heads), "--kv-heads", String(c.kvHeads)],
+  ...(c.arch === "qwen3" ? ["--head-dim", String(headDimOf(c)), "--qk-norm"] : []),
   ...["--layers", String(c.layers), "--experts", String(c.experts), "--topk", String(c.topk), "--seq", String(c.seq), "--ffn", "24", "--moe-ffn", "12"],
   ...(c.untie ? ["--untie-embeddings"] : []),
   ...(c.ropeTheta === undefined ? [] : ["--rope-theta", String(c.ropeTheta)]),
   ...(c.normEps === undefined ? [] : ["--norm-eps", String(c.normEps)]),
-  ...(c.qwen && c.qkvBias ? ["--qkv-bias"] : []),
-  ...(c.qwen
-    ? [
-        "--moe-every",
-        String(c.moeEvery),
-        "--dense-first",
-        String(c.denseFirst),
-        "--shared-expert-ffn",
-        String(c.shared),
-        "--shared-expert-gate",
-        ...(c.preSoftmax ? ["--pre-softmax"] : []),
-      ]
-    : []),
+  ...(c.arch !== "mixtral" && c.qkvBias ? ["--qkv-bias"] : []),
+  ...(c.arch !== "mixtral" ? ["--moe-every", String(c.moeEvery), "--dense-first", String(c.denseFirst), ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
+  ...(c.arch === "qwen2" ? ["--shared-expert-ffn", String(c.shared), "--shared-expert-gate"] : []),
   ...["--dtype", "float64", "--global-batch", "4", "--micro-batch", "1"],
 ]
 
@@ -109,10 +104,11 @@ const modelFlags = (c: Case): Array<string> => [
 const expectedTensors = (c: Case): number => {
   let n = 2 + (c.untie ? 1 : 0)
   for (let l = 0; l < c.layers; l++) {
-    n += 6 + (c.qwen ? 3 : 0)
+    // Norms and q, k, v, o; Qwen2's q/k/v biases always (zeros without --qkv-bias); Qwen3's q/k norms, and biases (with o's) only with it.
+    n += 6 + (c.arch === "qwen2" ? 3 : 0) + (c.arch === "qwen3" ? 2 + (c.qkvBias ? 4 : 0) : 0)
     // The first denseFirst layers dense, then every moeEvery-th.
-    const moe = !c.qwen || (l >= c.denseFirst && (l - c.denseFirst) % c.moeEvery === 0)
-    n += moe ? 1 + 3 * c.experts + (c.qwen ? 4 : 0) : 3
+    const moe = c.arch === "mixtral" || (l >= c.denseFirst && (l - c.denseFirst) % c.moeEvery === 0)
+    n += moe ? 1 + 3 * c.experts + (c.arch === "qwen2" ? 4 : 0) : 3
   }
   return n
 }
@@ -158,11 +154,11 @@ describe("pleat export", () => {
             ...(c.shardBytes === undefined ? [] : ["--max-shard-size", String(c.shardBytes)]),
           ]),
         )
-        expect(written.format).toBe(c.qwen ? "qwen2-moe" : "mixtral")
+        expect(written.format).toBe({ mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe" }[c.arch])
         const model = readModelDir(out)
         expect(model.tensors.size).toBe(expectedTensors(c))
         expect(written.tensors).toBe(expectedTensors(c))
-        expect(model.config.architectures).toEqual([c.qwen ? "Qwen2MoeForCausalLM" : "MixtralForCausalLM"])
+        expect(model.config.architectures).toEqual([{ mixtral: "MixtralForCausalLM", qwen2: "Qwen2MoeForCausalLM", qwen3: "Qwen3MoeForCausalLM" }[c.arch]])
         // Shards: each file within the limit unless it holds one tensor.
         const files = readdirSync(out).filter((f) => f.endsWith(".safetensors"))
         expect(files.length > 1).toBe(c.shardBytes !== undefined && written.weightBytes > c.shardBytes)
@@ -180,7 +176,8 @@ describe("pleat export", () => {
         expect([...imported.keys()].sort()).toEqual([...original.keys()].sort())
         for (const [name, t] of original) expect(imported.get(name)?.data, name).toEqual(t.data)
         const settings = JSON.parse(readFileSync(path.join(back, "model.json"), "utf8")) as Record<string, unknown>
-        expect(settings).toMatchObject({ hidden: c.heads * c.headDim, heads: c.heads, "kv-heads": c.kvHeads, dtype: "float64" })
+        expect(settings).toMatchObject({ hidden: hiddenOf(c), heads: c.heads, "kv-heads": c.kvHeads, dtype: "float64" })
+        if (c.arch === "qwen3") expect(settings).toMatchObject({ "head-dim": headDimOf(c), "qk-norm": true })
         expect(settings["untie-embeddings"] ?? false).toBe(c.untie)
         const resumed = await run([
           "train",
@@ -204,13 +201,13 @@ describe("pleat export", () => {
         ])
         expect(records(resumed, "eval")[0]?.evalLoss).toBe(loss)
       }),
-      { numRuns: 10, seed: 20261205 },
+      { numRuns: 12, seed: 20261205 },
     )
   }, 300_000)
 
   test("bfloat16 weights are the float32 weights rounded to nearest, ties to even, and the model stays close", async () => {
     const c: Case = {
-      qwen: false,
+      arch: "mixtral",
       heads: 4,
       kvHeads: 2,
       headDim: 8,

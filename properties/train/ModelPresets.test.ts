@@ -15,6 +15,8 @@ const documented: Record<ModelPresets.Name, ReadonlyArray<number | undefined>> =
   "mixtral-8x22b": [32000, 6144, 56, 48, 8, 16384, 8, 2, 16384, undefined],
   "mixtral-8x22b-g8t8": [32000, 6144, 56, 48, 8, 16384, 64, 8, 2048, undefined],
   "qwen2-57b-a14b": [151936, 3584, 28, 28, 4, 18944, 64, 8, 2560, 20480],
+  "qwen3-30b-a3b": [151936, 2048, 48, 32, 4, 6144, 128, 8, 768, undefined],
+  "qwen3-235b-a22b": [151936, 4096, 94, 64, 4, 12288, 128, 8, 1536, undefined],
   "llama3-8x70b": [128256, 8192, 80, 64, 8, 28672, 8, 2, 28672, undefined],
   "deepseek-v3-style": [129280, 7168, 61, 128, 128, 18432, 256, 8, 2048, 2048],
 }
@@ -48,6 +50,14 @@ describe("ModelPresets", () => {
     const deepseek = ModelPresets.model("deepseek-v3-style", 1)
     expect(deepseek.sharedExpertGate).toBeUndefined()
     expect(deepseek.moe).toMatchObject({ scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5 })
+    for (const name of ["qwen3-30b-a3b", "qwen3-235b-a22b"] as const) {
+      const qwen3 = ModelPresets.model(name, 1)
+      expect([qwen3.headDim, qwen3.qkNorm, qwen3.moe?.preSoftmax, qwen3.ropeTheta, qwen3.normEps], name).toEqual([128, true, false, 1e6, 1e-6])
+      expect(qwen3.moe?.auxLosses).toEqual([{ type: "aux", coeff: 0.001 }])
+      // Scaled, the heads stay of a width of their own, at least 8 and even.
+      expect(ModelPresets.model(name, 64).headDim).toBe(8)
+      expect(ModelPresets.model(name, 4).headDim).toBe(32)
+    }
     expect(ModelPresets.model("mixtral-8x7b", 1).moe?.scoreFunction).toBe("softmax")
     expect(ModelPresets.model("mixtral-8x7b", 1).moe?.preSoftmax).toBe(false)
   })

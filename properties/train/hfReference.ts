@@ -1,7 +1,8 @@
-// An independent reading of a Hugging Face model directory and the forward of the two
+// An independent reading of a Hugging Face model directory and the forward of the three
 // architectures `pleat export` writes, written from transformers' modeling code (Mixtral,
-// Qwen2-MoE: RMSNorm, rotate-half RoPE, grouped-query causal attention, softmax top-k routing,
-// SwiGLU experts, Qwen2-MoE's gated shared expert, dense mlp_only_layers), in float64 loops.
+// Qwen2-MoE, Qwen3-MoE: RMSNorm, rotate-half RoPE, grouped-query causal attention, softmax top-k
+// routing, SwiGLU experts, Qwen2-MoE's gated shared expert, Qwen3-MoE's q/k norms per head and
+// head_dim, biases where the file has them, dense mlp_only_layers), in float64 loops.
 // It shares no code with src/: the safetensors parser, the name scheme and every op are its own.
 import { existsSync, readFileSync } from "node:fs"
 import path from "node:path"
@@ -145,7 +146,20 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     "rope_theta",
   ].map(num) as [number, number, number, number, number, number, number]
   const experts = num(mixtral ? "num_local_experts" : "num_experts")
-  const d = hidden / heads
+  // Qwen3 (and any config with head_dim) sets the head width; else hidden / heads.
+  const d = typeof c.head_dim === "number" ? c.head_dim : hidden / heads
+  const qwen3 = c.model_type === "qwen3_moe"
+  /** Qwen3's RMSNorm over each head of x [S, heads * d], one weight [d] for every head. */
+  const headNorm = (x: Matrix, count: number, w: Stored): Matrix =>
+    x.map((row) => {
+      const out = new Float64Array(row.length)
+      for (let h = 0; h < count; h++) {
+        const normed = rmsNorm([row.slice(h * d, (h + 1) * d)], w, eps)[0] as Float64Array
+        out.set(normed, h * d)
+      }
+      return out
+    })
+  const qk = (x: Matrix, count: number, p: string, which: "q" | "k"): Matrix => (qwen3 ? headNorm(x, count, get(`${p}self_attn.${which}_norm.weight`)) : x)
   const inputs = window.slice(0, -1)
   const embed = get("model.embed_tokens.weight")
   let x: Matrix = inputs.map((t) => embed.values.slice(t * hidden, (t + 1) * hidden))
@@ -153,8 +167,8 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     const p = `model.layers.${l}.`
     const h = rmsNorm(x, get(`${p}input_layernorm.weight`), eps)
     const bias = (n: string) => m.tensors.get(`${p}self_attn.${n}.bias`)
-    const q = rope(linear(h, get(`${p}self_attn.q_proj.weight`), bias("q_proj")), heads, d, theta)
-    const k = rope(linear(h, get(`${p}self_attn.k_proj.weight`), bias("k_proj")), kv, d, theta)
+    const q = rope(qk(linear(h, get(`${p}self_attn.q_proj.weight`), bias("q_proj")), heads, p, "q"), heads, d, theta)
+    const k = rope(qk(linear(h, get(`${p}self_attn.k_proj.weight`), bias("k_proj")), kv, p, "k"), kv, d, theta)
     const v = linear(h, get(`${p}self_attn.v_proj.weight`), bias("v_proj"))
     const attended: Matrix = q.map((qs, s) => {
       const out = new Float64Array(heads * d)
@@ -172,7 +186,7 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
       }
       return out
     })
-    x = add(x, linear(attended, get(`${p}self_attn.o_proj.weight`)))
+    x = add(x, linear(attended, get(`${p}self_attn.o_proj.weight`), bias("o_proj")))
     const h2 = rmsNorm(x, get(`${p}post_attention_layernorm.weight`), eps)
     const dense = !mixtral && ((c.mlp_only_layers as Array<number>).includes(l) || (l + 1) % (c.decoder_sparse_step as number) !== 0)
     if (dense) {
@@ -197,7 +211,7 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
         const y = swiglu([row], get, `${block}experts.${i}.`, names)[0] as Float64Array
         for (let j = 0; j < hidden; j++) out[j] = (out[j] as number) + (w / norm) * (y[j] as number)
       }
-      if (!mixtral) {
+      if (!mixtral && !qwen3) {
         const shared = swiglu([row], get, `${block}shared_expert.`, ["gate_proj", "up_proj", "down_proj"])[0] as Float64Array
         const gate = sigmoid((linear([row], get(`${block}shared_expert_gate.weight`))[0] as Float64Array)[0] as number)
         for (let j = 0; j < hidden; j++) out[j] = (out[j] as number) + gate * (shared[j] as number)

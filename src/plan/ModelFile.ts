@@ -2,7 +2,7 @@
  * ModelFile: a model for `pleat plan` written as JSON, for models that are not presets.
  *
  * Keys are ModelConfig's: hidden, layers, heads, experts, topk, moeFfn and vocab are required;
- * kvHeads defaults to heads, moeEvery to 1 (every layer MoE), denseFirst to 0, ffn (the dense layers' MLP) to
+ * kvHeads defaults to heads, moeEvery to 1 (every layer MoE), denseFirst to 0, headDim to hidden / heads, ffn (the dense layers' MLP) to
  * moeFfn, seq to none (then --seq is required); sharedExpertFfn, sharedExpertGate and
  * untieEmbeddings are optional; `name` names it in the output (else the file's name).
  * Unknown keys are errors, so a misspelt key is never silently ignored.
@@ -28,6 +28,7 @@ export const ModelFile = Schema.Struct({
   topk: Count,
   moeFfn: Count,
   moeEvery: Schema.optionalKey(Count),
+  headDim: Schema.optionalKey(Count),
   denseFirst: Schema.optionalKey(Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(2 ** 40))),
   seq: Schema.optionalKey(Count),
   sharedExpertFfn: Schema.optionalKey(Count),
@@ -53,6 +54,7 @@ export const toModel = (file: typeof ModelFile.Type, fallbackName: string): { re
     moeFfn: file.moeFfn,
     moeEvery: file.moeEvery ?? 1,
     ...(file.denseFirst === undefined ? {} : { denseFirst: file.denseFirst }),
+    ...(file.headDim === undefined ? {} : { headDim: file.headDim }),
     seq: file.seq ?? 0,
     ...(file.sharedExpertFfn === undefined ? {} : { sharedExpertFfn: file.sharedExpertFfn }),
     ...(file.sharedExpertGate === undefined ? {} : { sharedExpertGate: file.sharedExpertGate }),

@@ -5,8 +5,9 @@
  *
  *   12 B s l h^2 [ (1 + g/n + s/(2h)) q + 3/2 (f_dense L_dense + (f_moe k + f_shared) L_moe) / (l h) + V / (2 l h) ]
  *
- * B global batch (sequences), s sequence, l layers, h hidden, n heads, g KV heads, q = 1 (head
- * dimension h/n), SwiGLU (3/2), V vocabulary. Only the activated experts count; the router, the
+ * B global batch (sequences), s sequence, l layers, h hidden, n heads, g KV heads, q the query
+ * projection's width over h (1 with heads of width h/n; n x headDim / h with --head-dim, as
+ * Megatron's kv_channels), SwiGLU (3/2), V vocabulary. Only the activated experts count; the router, the
  * norms and recomputation do not (Megatron counts neither).
  */
 import * as ModelContext from "../model/ModelContext.js"
@@ -31,7 +32,8 @@ export const perStep = (m: ModelConfig.ModelConfig, seq: number, globalBatch: nu
   const h = m.hidden
   const lMoe = moeLayers(m)
   const lDense = l - lMoe
-  const attention = 1 + m.kvHeads / m.heads + seq / (2 * h)
+  const q = (m.heads * ModelContext.headDim(m)) / h
+  const attention = (1 + m.kvHeads / m.heads + seq / (2 * h)) * q
   const mlp = (1.5 * (m.ffn * lDense + (m.moeFfn * m.topk + (m.sharedExpertFfn ?? 0)) * lMoe)) / (l * h)
   const logits = m.vocab / (2 * l * h)
   return 12 * globalBatch * seq * l * h * h * (attention + mlp + logits)

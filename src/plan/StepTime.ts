@@ -14,6 +14,7 @@
  * gradient reduce-scatter and parameter all-gather beyond what one micro-batch overlaps, plus the
  * optimizer step.
  */
+import * as ModelContext from "../model/ModelContext.js"
 import { calibration as c } from "./Calibration.js"
 import type { Breakdown, Job, Mapping } from "./Job.js"
 import { microBatches } from "./Job.js"
@@ -65,7 +66,8 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const m = job.model
   const cl = job.cluster
   const h = m.hidden
-  const headDim = h / m.heads
+  const headDim = ModelContext.headDim(m)
+  const queryWidth = m.heads * headDim // h, unless heads have a width of their own (--head-dim)
   const gemmPeak = (job.precision === "fp8" ? cl.fp8Tflops * c.fp8GemmRelative : cl.peakTflops) * 1e12
   const peak = cl.peakTflops * 1e12
   const hbm = cl.hbmGBps * 1e9 * c.hbmFraction
@@ -76,7 +78,7 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const k = m.topk
   // Forward GEMM seconds of one layer; the backward is twice (dgrad and wgrad of the same shapes).
   const mlp = (width: number) => gemm(gemmPeak, rows, (2 * width) / map.tp, h) + gemm(gemmPeak, rows, h, width / map.tp)
-  const attentionGemms = gemm(gemmPeak, rows, (h + 2 * m.kvHeads * headDim) / map.tp, h) + gemm(gemmPeak, rows, h, h / map.tp)
+  const attentionGemms = gemm(gemmPeak, rows, (queryWidth + 2 * m.kvHeads * headDim) / map.tp, h) + gemm(gemmPeak, rows, h, queryWidth / map.tp)
   const perExpert = Math.max(1, (map.etp * map.ep * tokens * k) / m.experts)
   const localExperts = m.experts / map.ep
   const experts =

@@ -2,13 +2,15 @@
  * HfExport: a checkpoint as a Hugging Face model directory (config.json and safetensors
  * weights) that transformers' AutoModelForCausalLM loads and runs as pleat's model.
  *
- * Two architectures of transformers hold pleat's model exactly:
+ * Three architectures of transformers hold pleat's model exactly:
  *   mixtral     every layer MoE, no shared experts, probs renormalized over the top-k (pleat's
  *               default router: softmax over the k selected logits)
  *   qwen2-moe   shared experts with their sigmoid gate (--shared-expert-ffn with
  *               --shared-expert-gate), any --moe-every (dense layers as mlp_only_layers), probs
  *               renormalized or not (--pre-softmax: norm_topk_prob false)
- * Both need softmax routing without group limits, scaling or expert bias (no architecture of
+ *   qwen3-moe   q and k norms (--qk-norm), no shared experts, dense layers and the router as
+ *               qwen2-moe's; q/k/v biases as attention_bias (with zeros for o's)
+ * A head width of its own (--head-dim) is written as head_dim. All need softmax routing without group limits, scaling or expert bias (no architecture of
  * transformers with pleat's attention routes with sigmoid scores: DeepSeek-V3's uses MLA).
  * `auto` takes the first that fits. Token dropping (--capacity-factor) is a training device:
  * transformers runs the experts dropless, as Megatron-trained models are served.
@@ -70,12 +72,19 @@ const routerProblem = (m: Model): string | undefined => {
 const problemFor = (m: Model, format: Format): string | undefined => {
   const router = routerProblem(m)
   if (router !== undefined) return router
+  const name = { mixtral: "Mixtral", "qwen2-moe": "Qwen2-MoE", "qwen3-moe": "Qwen3-MoE" }[format]
+  if (m.qkNorm === true && format !== "qwen3-moe") return `it has q and k norms (--qk-norm), which ${name} has not`
   if (format === "mixtral") {
     if (m.qkvBias === true) return "it has q, k, v biases (--qkv-bias), which Mixtral has not"
     if (m.sharedExpertFfn !== undefined) return `it has shared experts (--shared-expert-ffn ${m.sharedExpertFfn}), which Mixtral has not`
     if (m.moeEvery !== 1) return `it has dense layers (--moe-every ${m.moeEvery}), where Mixtral's are all MoE`
     if ((m.denseFirst ?? 0) > 0) return `it has dense layers (--dense-first ${m.denseFirst}), where Mixtral's are all MoE`
     if (m.moe?.preSoftmax === true) return "its probs are not renormalized over the top-k (--pre-softmax), where Mixtral's are"
+    return undefined
+  }
+  if (format === "qwen3-moe") {
+    if (m.qkNorm !== true) return "it has no q and k norms, which every Qwen3-MoE attention has (--qk-norm)"
+    if (m.sharedExpertFfn !== undefined) return `it has shared experts (--shared-expert-ffn ${m.sharedExpertFfn}), which Qwen3-MoE has not`
     return undefined
   }
   if (m.sharedExpertFfn === undefined) return "it has no shared experts, which every Qwen2-MoE layer has (--shared-expert-ffn with --shared-expert-gate)"
@@ -89,7 +98,8 @@ const problemFor = (m: Model, format: Format): string | undefined => {
  * @category constructors
  */
 export const choose = (m: Model, requested: Format | "auto", dir: string): Format => {
-  const fix = "export a model trained with softmax routing: every layer MoE without shared experts (mixtral), or shared experts with --shared-expert-gate (qwen2-moe)"
+  const fix =
+    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe)"
   if (requested !== "auto") {
     const problem = problemFor(m, requested)
     if (problem !== undefined) throw ConfigError.make("--format", requested, `cannot hold the checkpoint in ${dir}: ${problem}`, fix)
@@ -98,7 +108,7 @@ export const choose = (m: Model, requested: Format | "auto", dir: string): Forma
   const fits = formats.find((f) => problemFor(m, f) === undefined)
   if (fits !== undefined) return fits
   const why = [...new Set(formats.map((f) => problemFor(m, f)))].join("; ")
-  throw ConfigError.make("--checkpoint", dir, `holds a model no transformers architecture pleat writes can run (mixtral or qwen2-moe): ${why}`, fix)
+  throw ConfigError.make("--checkpoint", dir, `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe or qwen3-moe): ${why}`, fix)
 }
 
 /**
@@ -148,7 +158,7 @@ export const config = (m: Model, format: Format, dtype: WeightDtype): Record<str
     num_hidden_layers: m.layers,
     num_attention_heads: m.heads,
     num_key_value_heads: m.kvHeads,
-    head_dim: m.hidden / m.heads,
+    head_dim: ModelContext.headDim(m),
     hidden_act: "silu",
     max_position_embeddings: m.seq,
     rms_norm_eps: m.normEps ?? ModelContext.defaultNormEps,
@@ -166,22 +176,27 @@ export const config = (m: Model, format: Format, dtype: WeightDtype): Record<str
   if (format === "mixtral") {
     return { architectures: ["MixtralForCausalLM"], model_type: "mixtral", ...common, intermediate_size: m.moeFfn, num_local_experts: m.experts, sliding_window: null }
   }
-  return {
-    architectures: ["Qwen2MoeForCausalLM"],
-    model_type: "qwen2_moe",
-    ...common,
+  // The Qwens' keys (after `common` where they are spread into the file).
+  const qwen = {
     intermediate_size: m.ffn,
     moe_intermediate_size: m.moeFfn,
-    shared_expert_intermediate_size: m.sharedExpertFfn,
     num_experts: m.experts,
     norm_topk_prob: m.moe?.preSoftmax !== true,
     decoder_sparse_step: 1,
     mlp_only_layers: Array.from({ length: m.layers }, (_, l) => l).filter((l) => !ModelContext.isMoe(m, l)),
-    // Without pleat biases the file holds zeros, which transformers 4 (always biased) reads too.
-    qkv_bias: m.qkvBias === true,
     use_sliding_window: false,
     sliding_window: null,
     max_window_layers: m.layers,
+  }
+  if (format === "qwen3-moe") return { architectures: ["Qwen3MoeForCausalLM"], model_type: "qwen3_moe", ...common, ...qwen, attention_bias: m.qkvBias === true }
+  return {
+    architectures: ["Qwen2MoeForCausalLM"],
+    model_type: "qwen2_moe",
+    ...common,
+    ...qwen,
+    shared_expert_intermediate_size: m.sharedExpertFfn,
+    // Without pleat biases the file holds zeros, which transformers 4 (always biased) reads too.
+    qkv_bias: m.qkvBias === true,
   }
 }
 

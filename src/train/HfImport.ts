@@ -24,66 +24,23 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
-import * as ModelContext from "../model/ModelContext.js"
-import * as MoeSettings from "../moe/MoeSettings.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as DType from "../tensor/DType.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
+import * as HfConfig from "./HfConfig.js"
 import * as HfDirectory from "./HfDirectory.js"
 import * as HfLayout from "./HfLayout.js"
 import * as Params from "./Params.js"
 import * as ModelConfig from "./ModelConfig.js"
 import * as Safetensors from "./Safetensors.js"
 
-const count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
-const natural = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))
-const positive = Schema.Number.check(Schema.isGreaterThan(0))
-
-/** The keys of config.json that pleat reads. */
-const HfConfig = Schema.Struct({
-  model_type: Schema.String,
-  vocab_size: count,
-  hidden_size: count,
-  num_hidden_layers: count,
-  num_attention_heads: count,
-  num_key_value_heads: Schema.optional(Schema.NullOr(count)),
-  head_dim: Schema.optional(Schema.NullOr(count)),
-  hidden_act: Schema.optional(Schema.String),
-  intermediate_size: count,
-  num_experts_per_tok: count,
-  num_local_experts: Schema.optional(count),
-  num_experts: Schema.optional(count),
-  moe_intermediate_size: Schema.optional(count),
-  shared_expert_intermediate_size: Schema.optional(natural),
-  norm_topk_prob: Schema.optional(Schema.Boolean),
-  decoder_sparse_step: Schema.optional(count),
-  mlp_only_layers: Schema.optional(Schema.NullOr(Schema.Array(natural))),
-  rms_norm_eps: Schema.optional(positive),
-  rope_theta: Schema.optional(positive),
-  rope_parameters: Schema.optional(Schema.NullOr(Schema.Struct({ rope_type: Schema.optional(Schema.String), rope_theta: Schema.optional(positive) }))),
-  rope_scaling: Schema.optional(Schema.Unknown),
-  tie_word_embeddings: Schema.optional(Schema.Boolean),
-  sliding_window: Schema.optional(Schema.NullOr(Schema.Number)),
-  use_sliding_window: Schema.optional(Schema.Boolean),
-  router_aux_loss_coef: Schema.optional(Schema.Number),
-  max_position_embeddings: Schema.optional(count),
-  qkv_bias: Schema.optional(Schema.Boolean),
-})
-type HfConfig = typeof HfConfig.Type
-
-/** transformers' defaults of the keys a config may leave out, by model_type. */
-const defaults = {
-  mixtral: { kvHeads: 8, normEps: 1e-5, ropeTheta: 1e6, tie: false, experts: 8, moeFfn: undefined, sharedFfn: undefined },
-  qwen2_moe: { kvHeads: 16, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 60, moeFfn: 1408, sharedFfn: 5632 },
-} as const
-
 /**
  * A model directory read: its config and tensors.
  * @category models
  */
 interface ModelDirectory {
-  readonly config: HfConfig
+  readonly config: HfConfig.HfConfig
   readonly tensors: ReadonlyMap<string, Safetensors.Read>
 }
 
@@ -106,7 +63,7 @@ const read = (dir: string): ModelDirectory => {
   } catch (error) {
     throw unusable(dir, `has a config.json that is not JSON (${oneLine(error instanceof Error ? error.message : String(error))})`, "pass a model directory transformers wrote")
   }
-  const decoded = Schema.decodeUnknownResult(HfConfig)(json)
+  const decoded = Schema.decodeUnknownResult(HfConfig.HfConfig)(json)
   if (Result.isFailure(decoded)) {
     throw unusable(
       dir,
@@ -146,99 +103,6 @@ const read = (dir: string): ModelDirectory => {
     for (const [name, t] of held) tensors.set(name, t)
   }
   return { config: decoded.success, tensors }
-}
-
-/** The placement (denseFirst K, moeEvery N) whose MoE layers (ModelContext.isMoe) are exactly those of `moe`, or undefined. */
-const placementOf = (moe: ReadonlyArray<boolean>): { readonly denseFirst: number; readonly moeEvery: number } | undefined => {
-  const denseFirst = moe.indexOf(true)
-  if (denseFirst < 0) return undefined
-  for (let moeEvery = 1; moeEvery <= moe.length; moeEvery++) if (moe.every((m, l) => m === ModelContext.isMoe({ denseFirst, moeEvery }, l))) return { denseFirst, moeEvery }
-  return undefined
-}
-
-/**
- * pleat's model (and the format its tensors are laid out in) of a config; a ConfigError on
- * `--model-dir` naming the key pleat's model cannot follow.
- * @category constructors
- */
-const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig.ModelConfig; readonly format: HfLayout.Format } => {
-  const refuse = (reason: string, fix: string) => unusable(dir, reason, fix)
-  if (c.model_type !== "mixtral" && c.model_type !== "qwen2_moe")
-    throw refuse(`holds a ${c.model_type} model`, "pass a Mixtral or Qwen2-MoE model directory (model_type mixtral or qwen2_moe)")
-  const d = defaults[c.model_type]
-  const heads = c.num_attention_heads
-  if ((c.hidden_act ?? "silu") !== "silu") throw refuse(`has hidden_act ${c.hidden_act} in config.json`, "pleat's experts are SwiGLU (silu): import a model with hidden_act silu")
-  if (c.head_dim !== undefined && c.head_dim !== null && c.head_dim * heads !== c.hidden_size)
-    throw refuse(
-      `has head_dim ${c.head_dim} in config.json, where pleat's heads are hidden_size / num_attention_heads = ${c.hidden_size / heads}`,
-      "import a model whose heads split hidden_size",
-    )
-  if (c.hidden_size % heads !== 0) throw refuse(`has hidden_size ${c.hidden_size} not divisible by num_attention_heads ${heads}`, "import a model whose heads split hidden_size")
-  const windowed = c.model_type === "mixtral" ? c.sliding_window !== undefined && c.sliding_window !== null : c.use_sliding_window === true
-  if (windowed)
-    throw refuse(
-      `has a sliding window (sliding_window ${c.sliding_window}) in config.json`,
-      "pleat's attention is full causal: set sliding_window to null in config.json if you train on sequences no longer than the window",
-    )
-  const ropeType = c.rope_parameters?.rope_type ?? "default"
-  if (ropeType !== "default" || (c.rope_scaling !== undefined && c.rope_scaling !== null))
-    throw refuse(
-      `scales RoPE (rope_type ${ropeType}${c.rope_scaling === undefined || c.rope_scaling === null ? "" : `, rope_scaling ${JSON.stringify(c.rope_scaling)}`})`,
-      "import a model with plain RoPE (rope_type default)",
-    )
-  const layers = c.num_hidden_layers
-  const experts = (c.model_type === "mixtral" ? c.num_local_experts : c.num_experts) ?? d.experts
-  const qwen = c.model_type === "qwen2_moe"
-  // Qwen2-MoE: layer l is sparse when not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0.
-  const sparse = Array.from({ length: layers }, (_, l) => !qwen || (!(c.mlp_only_layers ?? []).includes(l) && (l + 1) % (c.decoder_sparse_step ?? 1) === 0))
-  const placement = placementOf(sparse)
-  if (placement === undefined) {
-    const which = sparse.flatMap((s, l) => (s ? [l] : []))
-    throw refuse(
-      which.length === 0
-        ? "has no MoE layer (mlp_only_layers and decoder_sparse_step leave none)"
-        : `has MoE layers ${which.join(", ")}, where pleat's are every N-th from the first K dense layers (--dense-first K --moe-every N)`,
-      "import a model whose MoE layers are K, K + N, K + 2N, ... (mlp_only_layers and decoder_sparse_step)",
-    )
-  }
-  const shared = qwen ? (c.shared_expert_intermediate_size ?? d.sharedFfn) : undefined
-  if (shared === 0) throw refuse("has shared_expert_intermediate_size 0", "import a Qwen2-MoE model with its shared expert")
-  // Softmax routing, renormalized over the top-k unless Qwen2-MoE's norm_topk_prob is false.
-  const moe: MoeSettings.MoeSettings = {
-    preSoftmax: qwen && c.norm_topk_prob !== true,
-    auxLosses: [{ type: "aux", coeff: c.router_aux_loss_coef ?? 0.001 }],
-    scoreFunction: MoeSettings.defaults.scoreFunction,
-    zLossCoeff: MoeSettings.defaults.zLossCoeff,
-    dispatcher: MoeSettings.defaults.dispatcher,
-    probsAt: MoeSettings.defaults.probsAt,
-    dropPolicy: MoeSettings.defaults.dropPolicy,
-    padToCapacity: MoeSettings.defaults.padToCapacity,
-    expertBias: MoeSettings.defaults.expertBias,
-    biasUpdateRate: MoeSettings.defaults.biasUpdateRate,
-  }
-  const model: ModelConfig.ModelConfig = {
-    vocab: c.vocab_size,
-    hidden: c.hidden_size,
-    layers,
-    heads,
-    kvHeads: c.num_key_value_heads ?? d.kvHeads,
-    ffn: c.intermediate_size,
-    experts,
-    topk: c.num_experts_per_tok,
-    moeFfn: c.moe_intermediate_size ?? d.moeFfn ?? c.intermediate_size,
-    moeEvery: placement.moeEvery,
-    ...(placement.denseFirst === 0 ? {} : { denseFirst: placement.denseFirst }),
-    // Not the model's identity (a run sets its own): the context it was made for, at most 4096.
-    seq: Math.min(c.max_position_embeddings ?? 4096, 4096),
-    ...((c.tie_word_embeddings ?? d.tie) ? {} : { untieEmbeddings: true }),
-    ...(shared === undefined ? {} : { sharedExpertFfn: shared, sharedExpertGate: true }),
-    // Qwen2-MoE's biases (transformers' default: on); zeros are read where they are off.
-    ...(qwen && c.qkv_bias !== false ? { qkvBias: true } : {}),
-    ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,
-    normEps: c.rms_norm_eps ?? d.normEps,
-    moe,
-  }
-  return { model, format: qwen ? "qwen2-moe" : "mixtral" }
 }
 
 /**
@@ -345,7 +209,7 @@ export const write = (request: Request): Written => {
   const outProblem = HfDirectory.outProblem(request.out, "checkpoint")
   if (outProblem !== undefined) throw outProblem
   const dir = read(request.modelDir)
-  const { model, format } = modelOf(dir.config, request.modelDir)
+  const { model, format } = HfConfig.modelOf(dir.config, request.modelDir)
   if (model.heads % model.kvHeads !== 0)
     throw unusable(
       request.modelDir,

@@ -1,13 +1,15 @@
 /**
- * HfLayout: where each tensor of a transformers Mixtral or Qwen2-MoE model comes from in pleat's
- * parameters, the one table that `pleat export` (HfExport) and `pleat import` (HfImport) read
- * in opposite directions.
+ * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE or Qwen3-MoE model comes from
+ * in pleat's parameters, the one table that `pleat export` (HfExport) and `pleat import`
+ * (HfImport) read in opposite directions.
  *
  * pleat keeps matrices as [in, out], transformers' Linear as [out, in]: a `linear` placement is
  * a transpose. An expert's matrices are one Linear per expert in the Hub's layout (Mixtral:
- * block_sparse_moe.experts.E.w1 / w3 / w2 for gate / up / down; Qwen2-MoE:
+ * block_sparse_moe.experts.E.w1 / w3 / w2 for gate / up / down; the Qwens:
  * mlp.experts.E.gate_proj / up_proj / down_proj), cut from pleat's [E, in, out] parameters.
- * Qwen2-MoE's q, k and v biases are pleat's bq, bk, bv (--qkv-bias), or zeros without them.
+ * Qwen2-MoE's q, k and v biases are pleat's bq, bk, bv (--qkv-bias), or zeros without them;
+ * Qwen3-MoE's are pleat's where it has them (attention_bias), with zeros for o's. Qwen3-MoE's
+ * q_norm and k_norm are pleat's qNorm and kNorm (--qk-norm). Heads are ModelContext.headDim wide.
  * Which layers are MoE is the model's rule (ModelContext.isMoe).
  */
 import * as ModelContext from "../model/ModelContext.js"
@@ -16,7 +18,7 @@ import * as ModelContext from "../model/ModelContext.js"
  * The architectures of transformers that hold pleat's model.
  * @category models
  */
-export const formats = ["mixtral", "qwen2-moe"] as const
+export const formats = ["mixtral", "qwen2-moe", "qwen3-moe"] as const
 
 /**
  * One of `formats`.
@@ -38,6 +40,8 @@ export interface Sizes {
   readonly denseFirst?: number | undefined
   readonly untieEmbeddings?: boolean | undefined
   readonly qkvBias?: boolean | undefined
+  readonly headDim?: number | undefined
+  readonly qkNorm?: boolean | undefined
 }
 
 /**
@@ -58,7 +62,7 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
   const out: Array<Placement> = []
   const same = (hf: string, pleat: string) => out.push({ kind: "same", hf, pleat })
   const linear = (hf: string, pleat: string) => out.push({ kind: "linear", hf, pleat })
-  const headDim = m.hidden / m.heads
+  const headDim = ModelContext.headDim(m)
   same("model.embed_tokens.weight", "embedding")
   for (let l = 0; l < m.layers; l++) {
     const p = `layers.${l}.`
@@ -74,6 +78,12 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
       else if (format === "qwen2-moe") out.push({ kind: "zeros", hf: `${hf}self_attn.${proj}.bias`, size: heads * headDim })
     }
     linear(`${hf}self_attn.o_proj.weight`, `${p}wo`)
+    // Qwen3-MoE's attention_bias puts a bias on o too, which pleat's attention has not.
+    if (format === "qwen3-moe" && m.qkvBias === true) out.push({ kind: "zeros", hf: `${hf}self_attn.o_proj.bias`, size: m.hidden })
+    if (m.qkNorm === true) {
+      same(`${hf}self_attn.q_norm.weight`, `${p}qNorm`)
+      same(`${hf}self_attn.k_norm.weight`, `${p}kNorm`)
+    }
     same(`${hf}post_attention_layernorm.weight`, `${p}ffnNorm`)
     if (!ModelContext.isMoe(m, l)) {
       linear(`${hf}mlp.gate_proj.weight`, `${p}wGate`)

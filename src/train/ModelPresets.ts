@@ -22,6 +22,11 @@
  *   differs from the real model: attention is GQA with 128 KV heads (pleat has no multi-head
  *   latent attention), and there is no multi-token prediction.
  *
+ * - qwen3-30b-a3b, qwen3-235b-a22b: the public Hugging Face configs (hidden 2048 / 4096, 48 / 94
+ *   layers, 32 / 64 query heads and 4 KV heads of width 128 (head_dim, not hidden / heads), dense
+ *   FFN 6144 / 12288 (unused: every layer is MoE), 128 experts top-8 of width 768 / 1536, vocab
+ *   151936, q/k norms, norm_topk_prob true, router_aux_loss_coef 0.001, rope_theta 1e6, rms_norm_eps
+ *   1e-6, untied). Not in the paper: models users import (pleat import) and train today.
  * - RoPE base and RMSNorm epsilon: the public configs' rope_theta and rms_norm_eps (Mixtral
  *   1e6 and 1e-5, Qwen2 1e6 and 1e-6, Llama 3 500000 and 1e-5, DeepSeek-V3 10000 and 1e-6), so
  *   a preset's model computes what the real one does and exports with them (`pleat export`).
@@ -63,6 +68,29 @@ const mixtral8x22b: ModelConfig.ModelConfig = {
   ropeTheta: 1e6,
   normEps: 1e-5,
 }
+
+/** A Qwen3-MoE: 128 experts top-8, 4 KV heads of width 128 (not hidden / heads), q/k norms, no shared expert. */
+const qwen3 = (sizes: Pick<ModelConfig.ModelConfig, "hidden" | "layers" | "heads" | "ffn" | "moeFfn">): ModelConfig.ModelConfig => ({
+  vocab: 151936,
+  hidden: sizes.hidden,
+  layers: sizes.layers,
+  heads: sizes.heads,
+  kvHeads: 4,
+  headDim: 128,
+  qkNorm: true,
+  ffn: sizes.ffn,
+  experts: 128,
+  topk: 8,
+  moeFfn: sizes.moeFfn,
+  moeEvery: 1,
+  seq: paperSeq,
+  untieEmbeddings: true,
+  ropeTheta: 1e6,
+  normEps: 1e-6,
+})
+
+/** Qwen3-MoE's router: softmax, the top-k renormalized (norm_topk_prob true), aux-loss coefficient 0.001. */
+const qwen3Router: Partial<MoeSettings.MoeSettings> = { auxLosses: [{ type: "aux", coeff: 0.001 }] }
 
 /**
  * The presets by name.
@@ -113,6 +141,8 @@ export const presets = {
     },
     moe: { preSoftmax: true, auxLosses: [{ type: "aux", coeff: 0.001 }] },
   },
+  "qwen3-30b-a3b": { model: qwen3({ hidden: 2048, layers: 48, heads: 32, ffn: 6144, moeFfn: 768 }), moe: qwen3Router },
+  "qwen3-235b-a22b": { model: qwen3({ hidden: 4096, layers: 94, heads: 64, ffn: 12288, moeFfn: 1536 }), moe: qwen3Router },
   "llama3-8x70b": {
     model: {
       vocab: 128256,
@@ -190,7 +220,8 @@ const scaledKvHeads = (kvHeads: number, heads: number, scaledHeadCount: number):
 
 /**
  * Shrinks a model by `factor` for a CPU run, keeping experts, top-k, moeEvery and the router;
- * leading dense layers (denseFirst) become ceil(denseFirst / factor), below the new layer count.
+ * leading dense layers (denseFirst) become ceil(denseFirst / factor), below the new layer count;
+ * a head width of its own (headDim) is divided too (even, at least 8).
  * Factor 1 is the model itself. Otherwise: hidden, ffn, moeFfn, the shared-expert width and
  * vocab are divided by the factor and rounded up to a multiple of 8 (hidden at least 16); layers become
  * ceil(layers / factor) rounded up to an even count (at least 2, so the default pp 2 splits
@@ -220,6 +251,7 @@ export const scale = (m: ModelConfig.ModelConfig, factor: number): ModelConfig.M
     seq: roundUp(m.seq / factor, seqQuantum),
     ...(m.sharedExpertFfn === undefined ? {} : { sharedExpertFfn: roundUp(m.sharedExpertFfn / factor, widthQuantum) }),
     ...(m.denseFirst === undefined ? {} : { denseFirst: Math.min(Math.ceil(m.denseFirst / factor), layers - 1) }),
+    ...(m.headDim === undefined ? {} : { headDim: Math.max(minHeadDim, 2 * Math.ceil(m.headDim / factor / 2)) }),
   }
 }
 

@@ -1,0 +1,180 @@
+/**
+ * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE or Qwen3-MoE) as pleat's model and
+ * the layout its tensors are in (HfLayout), for `pleat import`.
+ *
+ * The keys below are decoded with a Schema (others ignored), with transformers' defaults for
+ * those left out (by model_type). Everything pleat's model cannot compute as transformers would
+ * is refused, naming the key and the fix (a ConfigError on --model-dir): another architecture, an
+ * activation other than silu, an odd head width, a sliding window, RoPE scaling, MoE layers that
+ * are not K, K + N, K + 2N, ... (pleat's --dense-first K --moe-every N; decoder_sparse_step N is
+ * K = N - 1), a Qwen2-MoE without its shared expert.
+ *
+ * What each architecture becomes:
+ *   mixtral     every layer MoE, probs renormalized over the top-k
+ *   qwen2_moe   the gated shared expert (--shared-expert-ffn, --shared-expert-gate), q/k/v
+ *               biases (qkv_bias, on by default: --qkv-bias), norm_topk_prob false as --pre-softmax
+ *   qwen3_moe   q and k norms (--qk-norm), no shared expert, biases on q/k/v/o with
+ *               attention_bias (o's must be zeros: pleat's attention has none)
+ * A head_dim other than hidden_size / num_attention_heads (every Qwen3) becomes --head-dim.
+ */
+import * as ConfigError from "../errors/ConfigError.js"
+import * as ModelContext from "../model/ModelContext.js"
+import * as MoeSettings from "../moe/MoeSettings.js"
+import * as Schema from "effect/Schema"
+import type * as HfLayout from "./HfLayout.js"
+import type * as ModelConfig from "./ModelConfig.js"
+
+const count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
+const natural = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))
+const positive = Schema.Number.check(Schema.isGreaterThan(0))
+
+/**
+ * The keys of config.json that pleat reads.
+ * @category models
+ */
+export const HfConfig = Schema.Struct({
+  model_type: Schema.String,
+  vocab_size: count,
+  hidden_size: count,
+  num_hidden_layers: count,
+  num_attention_heads: count,
+  num_key_value_heads: Schema.optional(Schema.NullOr(count)),
+  head_dim: Schema.optional(Schema.NullOr(count)),
+  hidden_act: Schema.optional(Schema.String),
+  intermediate_size: count,
+  num_experts_per_tok: count,
+  num_local_experts: Schema.optional(count),
+  num_experts: Schema.optional(count),
+  moe_intermediate_size: Schema.optional(count),
+  shared_expert_intermediate_size: Schema.optional(natural),
+  norm_topk_prob: Schema.optional(Schema.Boolean),
+  decoder_sparse_step: Schema.optional(count),
+  mlp_only_layers: Schema.optional(Schema.NullOr(Schema.Array(natural))),
+  rms_norm_eps: Schema.optional(positive),
+  rope_theta: Schema.optional(positive),
+  rope_parameters: Schema.optional(Schema.NullOr(Schema.Struct({ rope_type: Schema.optional(Schema.String), rope_theta: Schema.optional(positive) }))),
+  rope_scaling: Schema.optional(Schema.Unknown),
+  tie_word_embeddings: Schema.optional(Schema.Boolean),
+  sliding_window: Schema.optional(Schema.NullOr(Schema.Number)),
+  use_sliding_window: Schema.optional(Schema.Boolean),
+  router_aux_loss_coef: Schema.optional(Schema.Number),
+  max_position_embeddings: Schema.optional(count),
+  qkv_bias: Schema.optional(Schema.Boolean),
+  attention_bias: Schema.optional(Schema.Boolean),
+})
+
+/**
+ * A decoded config.json.
+ * @category models
+ */
+export type HfConfig = typeof HfConfig.Type
+
+/** transformers' defaults of the keys a config may leave out, by model_type. */
+const defaults = {
+  mixtral: { kvHeads: 8, normEps: 1e-5, ropeTheta: 1e6, tie: false, experts: 8, moeFfn: undefined, sharedFfn: undefined },
+  qwen2_moe: { kvHeads: 16, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 60, moeFfn: 1408, sharedFfn: 5632 },
+  qwen3_moe: { kvHeads: 4, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 128, moeFfn: 768, sharedFfn: undefined },
+} as const
+
+const formatOf = { mixtral: "mixtral", qwen2_moe: "qwen2-moe", qwen3_moe: "qwen3-moe" } as const satisfies Record<keyof typeof defaults, HfLayout.Format>
+
+const isKnown = (type: string): type is keyof typeof defaults => Object.hasOwn(defaults, type)
+
+/** The placement (denseFirst K, moeEvery N) whose MoE layers (ModelContext.isMoe) are exactly those of `moe`, or undefined. */
+const placementOf = (moe: ReadonlyArray<boolean>): { readonly denseFirst: number; readonly moeEvery: number } | undefined => {
+  const denseFirst = moe.indexOf(true)
+  if (denseFirst < 0) return undefined
+  for (let moeEvery = 1; moeEvery <= moe.length; moeEvery++) if (moe.every((m, l) => m === ModelContext.isMoe({ denseFirst, moeEvery }, l))) return { denseFirst, moeEvery }
+  return undefined
+}
+
+/**
+ * pleat's model (and the format its tensors are laid out in) of a config; a ConfigError on
+ * `--model-dir` (`dir`) naming the key pleat's model cannot follow.
+ * @category constructors
+ */
+export const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig.ModelConfig; readonly format: HfLayout.Format } => {
+  const refuse = (reason: string, fix: string) => ConfigError.make("--model-dir", dir, reason, fix)
+  if (!isKnown(c.model_type)) throw refuse(`holds a ${c.model_type} model`, "pass a Mixtral, Qwen2-MoE or Qwen3-MoE model directory (model_type mixtral, qwen2_moe or qwen3_moe)")
+  const d = defaults[c.model_type]
+  const format = formatOf[c.model_type]
+  const heads = c.num_attention_heads
+  if ((c.hidden_act ?? "silu") !== "silu") throw refuse(`has hidden_act ${c.hidden_act} in config.json`, "pleat's experts are SwiGLU (silu): import a model with hidden_act silu")
+  const headDim = c.head_dim ?? c.hidden_size / heads
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0)
+    throw refuse(
+      c.head_dim === undefined || c.head_dim === null
+        ? `has hidden_size ${c.hidden_size} and num_attention_heads ${heads}: heads of width ${headDim}, which RoPE cannot turn`
+        : `has head_dim ${c.head_dim}, which RoPE cannot turn (an odd width)`,
+      "import a model whose heads are of an even width",
+    )
+  const windowed = c.model_type === "mixtral" ? c.sliding_window !== undefined && c.sliding_window !== null : c.use_sliding_window === true
+  if (windowed)
+    throw refuse(
+      `has a sliding window (sliding_window ${c.sliding_window}) in config.json`,
+      "pleat's attention is full causal: set sliding_window to null in config.json if you train on sequences no longer than the window",
+    )
+  const ropeType = c.rope_parameters?.rope_type ?? "default"
+  if (ropeType !== "default" || (c.rope_scaling !== undefined && c.rope_scaling !== null))
+    throw refuse(
+      `scales RoPE (rope_type ${ropeType}${c.rope_scaling === undefined || c.rope_scaling === null ? "" : `, rope_scaling ${JSON.stringify(c.rope_scaling)}`})`,
+      "import a model with plain RoPE (rope_type default)",
+    )
+  const layers = c.num_hidden_layers
+  // Each architecture's own key first (the Hub's configs), the other as transformers 5 may save it.
+  const experts = (c.model_type === "mixtral" ? (c.num_local_experts ?? c.num_experts) : (c.num_experts ?? c.num_local_experts)) ?? d.experts
+  const qwen = c.model_type !== "mixtral"
+  // Qwen: layer l is sparse when not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0.
+  const sparse = Array.from({ length: layers }, (_, l) => !qwen || (!(c.mlp_only_layers ?? []).includes(l) && (l + 1) % (c.decoder_sparse_step ?? 1) === 0))
+  const placement = placementOf(sparse)
+  if (placement === undefined) {
+    const which = sparse.flatMap((s, l) => (s ? [l] : []))
+    throw refuse(
+      which.length === 0
+        ? "has no MoE layer (mlp_only_layers and decoder_sparse_step leave none)"
+        : `has MoE layers ${which.join(", ")}, where pleat's are every N-th from the first K dense layers (--dense-first K --moe-every N)`,
+      "import a model whose MoE layers are K, K + N, K + 2N, ... (mlp_only_layers and decoder_sparse_step)",
+    )
+  }
+  const shared = c.model_type === "qwen2_moe" ? (c.shared_expert_intermediate_size ?? d.sharedFfn) : undefined
+  if (shared === 0) throw refuse("has shared_expert_intermediate_size 0", "import a Qwen2-MoE model with its shared expert")
+  // Biases: Qwen2-MoE's qkv_bias (transformers' default: on), Qwen3-MoE's attention_bias (default off).
+  const biased = c.model_type === "qwen2_moe" ? c.qkv_bias !== false : c.model_type === "qwen3_moe" && c.attention_bias === true
+  // Softmax routing, renormalized over the top-k unless a Qwen's norm_topk_prob is false.
+  const moe: MoeSettings.MoeSettings = {
+    preSoftmax: qwen && c.norm_topk_prob !== true,
+    auxLosses: [{ type: "aux", coeff: c.router_aux_loss_coef ?? 0.001 }],
+    scoreFunction: MoeSettings.defaults.scoreFunction,
+    zLossCoeff: MoeSettings.defaults.zLossCoeff,
+    dispatcher: MoeSettings.defaults.dispatcher,
+    probsAt: MoeSettings.defaults.probsAt,
+    dropPolicy: MoeSettings.defaults.dropPolicy,
+    padToCapacity: MoeSettings.defaults.padToCapacity,
+    expertBias: MoeSettings.defaults.expertBias,
+    biasUpdateRate: MoeSettings.defaults.biasUpdateRate,
+  }
+  const model: ModelConfig.ModelConfig = {
+    vocab: c.vocab_size,
+    hidden: c.hidden_size,
+    layers,
+    heads,
+    kvHeads: c.num_key_value_heads ?? d.kvHeads,
+    ffn: c.intermediate_size,
+    experts,
+    topk: c.num_experts_per_tok,
+    moeFfn: c.moe_intermediate_size ?? d.moeFfn ?? c.intermediate_size,
+    moeEvery: placement.moeEvery,
+    ...(placement.denseFirst === 0 ? {} : { denseFirst: placement.denseFirst }),
+    // Not the model's identity (a run sets its own): the context it was made for, at most 4096.
+    seq: Math.min(c.max_position_embeddings ?? 4096, 4096),
+    ...((c.tie_word_embeddings ?? d.tie) ? {} : { untieEmbeddings: true }),
+    ...(shared === undefined ? {} : { sharedExpertFfn: shared, sharedExpertGate: true }),
+    ...(biased ? { qkvBias: true } : {}),
+    ...(headDim === c.hidden_size / heads ? {} : { headDim }),
+    ...(c.model_type === "qwen3_moe" ? { qkNorm: true } : {}),
+    ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,
+    normEps: c.rms_norm_eps ?? d.normEps,
+    moe,
+  }
+  return { model, format }
+}
