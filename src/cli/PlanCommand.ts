@@ -53,6 +53,10 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
   vpp: { kind: "int", placeholder: "V", help: "fix the virtual stages per rank (1: no interleaving)" },
   ep: { kind: "int", placeholder: "E", help: "fix the expert-parallel size" },
   etp: { kind: "int", placeholder: "X", help: "fix the expert tensor-parallel size" },
+  "uneven-stages": {
+    kind: "boolean",
+    help: "also weigh pipeline sizes that do not divide the layers: the middle ranks ceil(layers/pp) each, the first and last the rest (pleat train's --first-stage-layers / --last-stage-layers; a fixed --pp that does not divide them is weighed so anyway)",
+  },
   top: { kind: "int", placeholder: "K", help: "how many mappings to list (default 5)" },
   json: { kind: "boolean", help: "print the plan as JSON" },
   svg: { kind: "string", placeholder: "FILE", help: "draw the best mapping's folding into FILE" },
@@ -61,7 +65,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
 
 const usage = `usage: pleat plan --model PRESET|FILE.json --gpus N [--cluster PRESET|FILE.json] [--seq S] --global-batch B [--micro-batch M]
                   [--precision bf16|fp8] [--recompute none|selective|full] [--tp T --cp C --pp P --vpp V --ep E --etp X]
-                  [--top K] [--json] [--svg FILE]
+                  [--uneven-stages] [--top K] [--json] [--svg FILE]
 
 Weighs every valid folded mapping of the model on the GPUs (the checks of pleat groups and of
 training), predicts each one's memory per GPU, step time and MFU (Megatron's FLOPs formula over
@@ -119,6 +123,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     etp: Flags.int(f, "etp"),
     microBatch: Flags.int(f, "micro-batch"),
     recompute: choice("--recompute", Flags.string(f, "recompute"), recomputes),
+    ...(Flags.bool(f, "uneven-stages") ? { unevenStages: true } : {}),
   }
   const top = Flags.int(f, "top") ?? 5
   // What is wrong with the model or batch whatever the mapping (heads that do not divide hidden,
@@ -154,14 +159,17 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     throw ConfigError.make(
       "--gpus",
       gpus,
-      `fits no mapping of ${what} in ${cluster.memoryGB} GB per GPU: the closest (tp ${m.tp} cp ${m.cp} pp ${m.pp} vpp ${m.vpp} ep ${m.ep} etp ${m.etp}, micro-batch ${m.microBatch}, recompute ${m.recompute}) needs ${gb(outcome.closest.bytes)} more`,
+      `fits no mapping of ${what} in ${cluster.memoryGB} GB per GPU: the closest (tp ${m.tp} cp ${m.cp} pp ${m.pp}${m.firstStageLayers === undefined ? "" : ` (first ${m.firstStageLayers}, last ${m.lastStageLayers} layers)`} vpp ${m.vpp} ep ${m.ep} etp ${m.etp}, micro-batch ${m.microBatch}, recompute ${m.recompute}) needs ${gb(outcome.closest.bytes)} more`,
       `use more GPUs, a cluster with more memory per GPU (e.g. --cluster dgx-h200)${m.recompute === "full" ? "" : ", full recomputation"}${Object.values(fixed).some((v) => v !== undefined) ? ", or fewer fixed flags" : ""}`,
     )
   }
   const modelFlops = ModelFlops.perStep(job.model, job.seq, job.globalBatch)
   if (svgFile !== undefined) {
     const b = best.mapping
-    const config = ParallelConfig.make({ world: gpus, tp: b.tp, cp: b.cp, pp: b.pp, ep: b.ep, etp: b.etp, vpp: b.vpp > 1 ? b.vpp : undefined, order: b.order })
+    const config = ParallelConfig.make({
+      ...{ world: gpus, tp: b.tp, cp: b.cp, pp: b.pp, ep: b.ep, etp: b.etp, vpp: b.vpp > 1 ? b.vpp : undefined, order: b.order },
+      ...{ firstStageLayers: b.firstStageLayers, lastStageLayers: b.lastStageLayers },
+    })
     OutputPath.write(io, "--svg", svgFile, FoldPicture.render(config))
   }
   const json = Flags.bool(f, "json")

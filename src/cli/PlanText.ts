@@ -30,6 +30,8 @@ const candidateJson = (p: Prediction) => ({
   order: p.mapping.order,
   microBatch: p.mapping.microBatch,
   recompute: p.mapping.recompute,
+  // Only where the pipeline's stages are uneven (--uneven-stages, or a --pp that does not divide the layers).
+  ...(p.mapping.firstStageLayers === undefined ? {} : { firstStageLayers: p.mapping.firstStageLayers, lastStageLayers: p.mapping.lastStageLayers }),
   memoryGiB: round(p.memory.total / GiB),
   stepSeconds: round(p.stepSeconds),
   mfu: round(p.mfu),
@@ -74,8 +76,11 @@ const terms = (b: Breakdown): Array<[keyof Breakdown, number]> => (Object.entrie
 
 const mappingText = (p: Prediction): string => {
   const m = p.mapping
-  return `tp ${m.tp} cp ${m.cp} pp ${m.pp}${m.vpp > 1 ? ` vpp ${m.vpp}` : ""} ep ${m.ep} etp ${m.etp}`
+  return `tp ${m.tp} cp ${m.cp} pp ${ppCell(m)}${m.vpp > 1 ? ` vpp ${m.vpp}` : ""} ep ${m.ep} etp ${m.etp}`
 }
+
+/** pp, with the first and last stage's layers where the split is uneven: "16 (1|4)". */
+const ppCell = (m: Prediction["mapping"]): string => (m.firstStageLayers === undefined ? `${m.pp}` : `${m.pp} (${m.firstStageLayers}|${m.lastStageLayers})`)
 
 /**
  * Why the top candidate wins: its largest terms, and the terms where it gains most on the next.
@@ -126,7 +131,7 @@ export const table = (job: Job, outcome: Planner.Outcome, top: number, modelFlop
       `${i + 1}`,
       m.tp,
       m.cp,
-      m.pp,
+      ppCell(m),
       m.vpp,
       m.ep,
       m.etp,

@@ -49,6 +49,9 @@ export interface Mapping {
   readonly order: string
   readonly microBatch: number
   readonly recompute: Recompute
+  /** Layers of the first and last pp rank where pp does not divide the layers (StageLayers.unevenEnds); absent: equal stages. */
+  readonly firstStageLayers?: number | undefined
+  readonly lastStageLayers?: number | undefined
 }
 
 /**

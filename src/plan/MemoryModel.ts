@@ -20,6 +20,7 @@ import { calibration as c } from "./Calibration.js"
 import { type Job, type Mapping, type Memory, microBatches } from "./Job.js"
 import * as ModelFlops from "./ModelFlops.js"
 import * as RankParameters from "./RankParameters.js"
+import * as StageLayers from "./StageLayers.js"
 
 /** Activation bytes of one layer (the average of MoE and dense layers) for one micro-batch. */
 const layerActivations = (job: Job, map: Mapping): { kept: number; full: number } => {
@@ -42,7 +43,7 @@ const layerActivations = (job: Job, map: Mapping): { kept: number; full: number 
  */
 export const ofMapping = (job: Job, map: Mapping): Memory => {
   const m = job.model
-  const layers = m.layers / map.pp
+  const split = StageLayers.of({ layers: m.layers, pp: map.pp, vpp: map.vpp, firstStageLayers: map.firstStageLayers, lastStageLayers: map.lastStageLayers })
   const M = microBatches(job, map)
   const act = layerActivations(job, map)
   const interleave = map.vpp > 1 ? 1 + (map.pp - 1) / (map.pp * map.vpp) : 1
@@ -50,8 +51,9 @@ export const ofMapping = (job: Job, map: Mapping): Memory => {
   // The layer being recomputed holds its full set while its backward runs.
   const recomputing = map.recompute === "full" ? act.full : 0
   const logits = (6 * map.microBatch * job.seq * m.vocab) / (map.cp * map.tp)
-  const stage = (edge: "first" | "last", microBatchesInFlight: number, extra: number): Memory => {
+  const stage = (edge: "first" | "middle" | "last", microBatchesInFlight: number, extra: number): Memory => {
     const params = RankParameters.ofRank(m, map, edge)
+    const layers = split[edge]
     const weights = c.weightBytes * (params.dense + params.expert)
     const gradients = c.gradientBytes * (params.dense + params.expert)
     const optimizer = c.optimizerBytes * (params.dense / (map.dp * map.cp) + params.expert / map.edp)
@@ -62,5 +64,9 @@ export const ofMapping = (job: Job, map: Mapping): Memory => {
   const first = stage("first", inFlight, map.pp === 1 ? logits : 0)
   if (map.pp === 1) return first
   const last = stage("last", 1, logits)
-  return last.total > first.total ? last : first
+  const fuller = last.total > first.total ? last : first
+  if (map.pp === 2 || split.middle <= split.first) return fuller
+  // An uneven split whose middle ranks hold more layers than the first: the second rank, one micro-batch fewer in flight.
+  const middle = stage("middle", Math.min(M, map.pp - 1) * interleave, 0)
+  return middle.total > fuller.total ? middle : fuller
 }

@@ -21,6 +21,7 @@ import type { Job, Mapping, Memory, Prediction, Recompute } from "./Job.js"
 import * as MemoryModel from "./MemoryModel.js"
 import * as ModelFlops from "./ModelFlops.js"
 import * as Placement from "./Placement.js"
+import * as StageLayers from "./StageLayers.js"
 import * as StepTime from "./StepTime.js"
 
 /**
@@ -36,6 +37,12 @@ export interface Fixed {
   readonly etp?: number | undefined
   readonly microBatch?: number | undefined
   readonly recompute?: Recompute | undefined
+  /**
+   * Also weigh pipeline degrees that do not divide the layers, the first and last stage holding
+   * the rest (StageLayers.unevenEnds; vpp 1). A fixed pp that does not divide them is weighed so
+   * whatever this says.
+   */
+  readonly unevenStages?: boolean | undefined
 }
 
 /**
@@ -109,12 +116,14 @@ export const plan = (job: Job, fixed: Fixed, onProgress?: (done: number, total: 
   for (const [done, [tp, cp]] of pairs.entries()) {
     onProgress?.(done, pairs.length)
     for (const pp of choices(g / (tp * cp), fixed.pp)) {
-      if (job.model.layers % pp !== 0) continue
+      const even = job.model.layers % pp === 0
+      const ends = even || (fixed.unevenStages !== true && fixed.pp !== pp) ? undefined : StageLayers.unevenEnds(job.model.layers, pp)
+      if (!even && ends === undefined) continue
       for (const ep of choices(g / pp, fixed.ep))
         for (const etp of choices(g / (pp * ep), fixed.etp)) {
           const layouts = new Set<string>()
           for (const order of orders) {
-            const validated = ParallelConfig.validate({ world: g, tp, cp, pp, ep, etp, order })
+            const validated = ParallelConfig.validate({ world: g, tp, cp, pp, ep, etp, order, ...ends })
             if (Result.isFailure(validated)) continue
             const config = validated.success
             // Orders that lay the ranks out the same are one choice.
@@ -125,7 +134,7 @@ export const plan = (job: Job, fixed: Fixed, onProgress?: (done: number, total: 
             layouts.add(layout)
             const spreads = spreadsOf(dense, expert, job.cluster.gpusPerNode, memo)
             const s = config.sizes
-            const vpps = pp === 1 ? (fixed.vpp === undefined || fixed.vpp === 1 ? [1] : []) : choices(job.model.layers / pp, fixed.vpp)
+            const vpps = pp === 1 || ends !== undefined ? (fixed.vpp === undefined || fixed.vpp === 1 ? [1] : []) : choices(job.model.layers / pp, fixed.vpp)
             const microBatchCandidates = fixed.microBatch === undefined ? Divisors.of(job.globalBatch / s.dp).filter((m) => m <= maxMicroBatch) : [fixed.microBatch]
             for (const vpp of vpps)
               for (const microBatch of microBatchCandidates) {
@@ -133,7 +142,7 @@ export const plan = (job: Job, fixed: Fixed, onProgress?: (done: number, total: 
                 if (vpp > 1 && (job.globalBatch / (microBatch * s.dp)) % pp !== 0) continue
                 // Recomputation only adds time: the first level that fits is the best one.
                 for (const recompute of fixed.recompute === undefined ? recomputes : [fixed.recompute]) {
-                  const mapping: Mapping = { tp, cp, pp, vpp, ep, etp, dp: s.dp, edp: s.edp, order, microBatch, recompute }
+                  const mapping: Mapping = { tp, cp, pp, vpp, ep, etp, dp: s.dp, edp: s.edp, order, microBatch, recompute, ...ends }
                   weighed++
                   const memory = MemoryModel.ofMapping(job, mapping)
                   if (memory.total > capacity) {

@@ -10,6 +10,7 @@
 import type * as ModelConfig from "../train/ModelConfig.js"
 import * as Params from "../train/Params.js"
 import type { Mapping } from "./Job.js"
+import * as StageLayers from "./StageLayers.js"
 
 /**
  * Parameters of one rank.
@@ -64,13 +65,16 @@ const totals = (m: ModelConfig.ModelConfig): Totals => {
 }
 
 /**
- * The parameters of a rank on the first (`edge` "first") or last pipeline stage, or a middle one.
+ * The parameters of a rank on the first (`edge` "first") or last pipeline stage, or a middle one
+ * (its layers: StageLayers).
  * With pp = 1 the one stage holds all of them (a tied embedding once).
  * @category mapping
  */
 export const ofRank = (m: ModelConfig.ModelConfig, map: Mapping, edge: "first" | "last" | "middle"): RankParameters => {
   const t = totals(m)
-  const share = 1 / map.pp
+  // The stage's share of the layers (1 / pp unless the first or last stage has its own count).
+  const split = StageLayers.of({ layers: m.layers, pp: map.pp, vpp: map.vpp, firstStageLayers: map.firstStageLayers, lastStageLayers: map.lastStageLayers })
+  const share = (map.pp === 1 ? m.layers : split[edge]) / m.layers
   const dense = (p: Part) => p.sharded / map.tp + p.replicated
   const ends = map.pp === 1 ? dense(t.first) + dense(t.last) - t.tiedCopy / map.tp : edge === "first" ? dense(t.first) : edge === "last" ? dense(t.last) : 0
   return {

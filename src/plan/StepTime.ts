@@ -22,6 +22,7 @@ import * as Links from "./Links.js"
 import * as ModelFlops from "./ModelFlops.js"
 import type * as Placement from "./Placement.js"
 import * as RankParameters from "./RankParameters.js"
+import * as StageLayers from "./StageLayers.js"
 
 /**
  * The placement of each family's groups under a mapping and order.
@@ -71,7 +72,9 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const gemmPeak = (job.precision === "fp8" ? cl.fp8Tflops * c.fp8GemmRelative : cl.peakTflops) * 1e12
   const peak = cl.peakTflops * 1e12
   const hbm = cl.hbmGBps * 1e9 * c.hbmFraction
-  const layers = m.layers / map.pp
+  // The stage's layers: the last rank's, or the most of the others' (equal unless the split is uneven).
+  const split = StageLayers.of({ layers: m.layers, pp: map.pp, vpp: map.vpp, firstStageLayers: map.firstStageLayers, lastStageLayers: map.lastStageLayers })
+  const layers = last ? split.last : Math.max(split.first, split.middle)
   const moeShare = ModelFlops.moeLayers(m) / m.layers
   const rows = (map.microBatch * job.seq) / map.cp // a TP group's tokens
   const tokens = rows / map.tp // one rank's sequence-parallel share
