@@ -3,9 +3,9 @@
  * data-parallel group shares (attention, router, dense and shared MLPs, norms, embeddings:
  * sharded over tp or replicated, reduced over dp x cp) and the experts' (sharded over
  * ep x etp, reduced over edp). Counted from the model's own parameter list (Params.specs, what
- * training allocates), by each parameter's layer and sharding; a stage's layers hold the average
- * layer's share (as if MoE and dense layers were spread evenly; with leading dense layers,
- * denseFirst, the first stage really holds more dense and fewer expert parameters).
+ * training allocates), by each parameter's layer and sharding, over the layers the stage's pp
+ * rank holds (StageLayers.ranges: the split training runs, uneven or interleaved), so dense
+ * layers (denseFirst, moeEvery) count on the ranks that hold them.
  */
 import type * as ModelConfig from "../train/ModelConfig.js"
 import * as Params from "../train/Params.js"
@@ -28,9 +28,11 @@ interface Part {
   expert: number
 }
 
-/** The model's parameters by part: every layer together, the first stage's extras (layer -1), the last's (layer L). */
+/** The model's parameters by part: each layer's, the first stage's extras (layer -1), the last's (layer L). */
 interface Totals {
-  readonly layers: Part
+  readonly layers: ReadonlyArray<Part>
+  /** Sums of `layers` over a pp rank's layers, by the split's key and the rank. */
+  readonly held: Map<string, Part>
   readonly first: Part
   readonly last: Part
   /** The tied embedding's size: held on both ends, once when pp = 1. */
@@ -43,7 +45,7 @@ const totals = (m: ModelConfig.ModelConfig): Totals => {
   const cached = known.get(m)
   if (cached !== undefined) return cached
   const part = (): Part => ({ sharded: 0, replicated: 0, expert: 0 })
-  const t = { layers: part(), first: part(), last: part(), tiedCopy: 0 }
+  const t = { layers: Array.from({ length: m.layers }, part), held: new Map<string, Part>(), first: part(), last: part(), tiedCopy: 0 }
   for (const spec of Params.specs(m)) {
     const size = spec.shape.reduce((a, b) => a * b, 1)
     const add = (p: Part) => {
@@ -58,7 +60,7 @@ const totals = (m: ModelConfig.ModelConfig): Totals => {
         t.tiedCopy += size
       }
     } else if (spec.layer === m.layers) add(t.last)
-    else add(t.layers)
+    else add(t.layers[spec.layer] as Part)
   }
   known.set(m, t)
   return t
@@ -72,13 +74,24 @@ const totals = (m: ModelConfig.ModelConfig): Totals => {
  */
 export const ofRank = (m: ModelConfig.ModelConfig, map: Mapping, edge: "first" | "last" | "middle"): RankParameters => {
   const t = totals(m)
-  // The stage's share of the layers (1 / pp unless the first or last stage has its own count).
-  const split = StageLayers.of({ layers: m.layers, pp: map.pp, vpp: map.vpp, firstStageLayers: map.firstStageLayers, lastStageLayers: map.lastStageLayers })
-  const share = (map.pp === 1 ? m.layers : split[edge]) / m.layers
+  const split = { layers: m.layers, pp: map.pp, vpp: map.vpp, firstStageLayers: map.firstStageLayers, lastStageLayers: map.lastStageLayers }
+  // The pp rank: the first, the last, or the second (a middle one, where there is one).
+  const rank = edge === "first" || map.pp === 1 ? 0 : edge === "last" ? map.pp - 1 : Math.min(1, map.pp - 1)
+  const key = `${map.pp},${map.vpp},${map.firstStageLayers},${map.lastStageLayers},${rank}`
+  let layers = t.held.get(key)
+  if (layers === undefined) {
+    const sum: Part = { sharded: 0, replicated: 0, expert: 0 }
+    for (const r of StageLayers.ranges(split, rank))
+      for (let l = r.start; l < r.end; l++) {
+        const p = t.layers[l] as Part
+        sum.sharded += p.sharded
+        sum.replicated += p.replicated
+        sum.expert += p.expert
+      }
+    t.held.set(key, sum)
+    layers = sum
+  }
   const dense = (p: Part) => p.sharded / map.tp + p.replicated
   const ends = map.pp === 1 ? dense(t.first) + dense(t.last) - t.tiedCopy / map.tp : edge === "first" ? dense(t.first) : edge === "last" ? dense(t.last) : 0
-  return {
-    dense: share * dense(t.layers) + ends,
-    expert: (share * t.layers.expert) / (map.ep * map.etp),
-  }
+  return { dense: dense(layers) + ends, expert: layers.expert / (map.ep * map.etp) }
 }

@@ -48,9 +48,17 @@ export const of = (s: Split): StageLayers => {
 
 const memo = new Map<string, StageLayers>()
 
-const split = (s: Split): StageLayers => {
+/**
+ * The layer ranges pp rank `rank` holds under `s`, one a chunk.
+ * @category mapping
+ */
+export const ranges = (s: Split, rank: number): Array<Partition.LayerRange> => {
   const part = Partition.make({ layers: s.layers, pp: s.pp, vpp: s.vpp, firstStageLayers: s.firstStageLayers, lastStageLayers: s.lastStageLayers })
-  const held = (p: number) => Array.from({ length: part.vpp }, (_, v) => Partition.layersOf(part, p, v)).reduce((n, r) => n + r.end - r.start, 0)
+  return Array.from({ length: part.vpp }, (_, v) => Partition.layersOf(part, rank, v))
+}
+
+const split = (s: Split): StageLayers => {
+  const held = (p: number) => ranges(s, p).reduce((n, r) => n + r.end - r.start, 0)
   const [first, middle, last] = [held(0), held(Math.min(1, s.pp - 1)), held(s.pp - 1)]
   return { first, middle, last, most: Math.max(first, middle, last) }
 }
