@@ -121,24 +121,21 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     if (!Number.isSafeInteger(v) || v < 1) return fault(field, v, "is not a positive integer", `pass --${kebab(field)} N with N = 1, 2, 3, ...`)
   const partition = Partition.validate({ layers: m.layers, pp: s.pp, vpp, firstStageLayers: p.firstStageLayers, lastStageLayers: p.lastStageLayers })
   if (Result.isFailure(partition)) return partition.failure
-  if (m.headDim !== undefined) {
-    if (!Number.isSafeInteger(m.headDim) || m.headDim < 2 || m.headDim % 2 !== 0)
-      return fault("headDim", m.headDim, "is not an even number of 2 or more (RoPE turns pairs of a head's dimensions)", "pass --head-dim N with N = 2, 4, 6, ...")
-  } else {
-    if (m.hidden % m.heads !== 0)
-      return fault("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count, or give --head-dim")
-    if ((m.hidden / m.heads) % 2 !== 0)
-      return fault(
-        "hidden",
-        m.hidden,
-        `gives heads of an odd width hidden / heads = ${m.hidden / m.heads} (RoPE turns pairs of a head's dimensions)`,
-        "use a hidden size whose heads are of an even width, or give --head-dim",
-      )
-  }
+  if (m.headDim === undefined && m.hidden % m.heads !== 0)
+    return fault("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count, or give --head-dim")
   if (m.heads % s.tp !== 0) return fault("heads", m.heads, `is not divisible by tp = ${s.tp}`, `use a multiple of ${s.tp} heads, or a smaller --tp`)
   if (m.kvHeads % s.tp !== 0 || m.heads % m.kvHeads !== 0)
     return fault("kvHeads", m.kvHeads, `must divide heads = ${m.heads} and be divisible by tp = ${s.tp}`, "pick a kv head count between tp and heads that divides heads")
   if (m.vocab % s.tp !== 0) return fault("vocab", m.vocab, `is not divisible by tp = ${s.tp}`, `use a vocabulary that is a multiple of ${s.tp}`)
+  if (m.headDim !== undefined && (!Number.isSafeInteger(m.headDim) || m.headDim < 2 || m.headDim % 2 !== 0))
+    return fault("headDim", m.headDim, "is not an even number of 2 or more (RoPE turns pairs of a head's dimensions)", "pass --head-dim N with N = 2, 4, 6, ...")
+  if (m.headDim === undefined && (m.hidden / m.heads) % 2 !== 0)
+    return fault(
+      "hidden",
+      m.hidden,
+      `gives heads of an odd width hidden / heads = ${m.hidden / m.heads} (RoPE turns pairs of a head's dimensions)`,
+      "use a hidden size whose heads are of an even width, or give --head-dim",
+    )
   if (m.ffn % s.tp !== 0) return fault("ffn", m.ffn, `is not divisible by tp = ${s.tp}`, `use a dense MLP width (--ffn) that is a multiple of ${s.tp}, or a smaller --tp`)
   if (m.seq % (2 * s.cp) !== 0 && s.cp > 1) return fault("seq", m.seq, `is not divisible by 2*cp = ${2 * s.cp}`, `use a sequence length that is a multiple of ${2 * s.cp}`)
   if (((m.seq / s.cp) * b.microBatch) % s.tp !== 0)
