@@ -97,7 +97,7 @@ describe("what cannot be exported is refused before anything is written", () => 
     expect(refused(["export", "--checkpoint", mixtral])).toBe("pleat export: --out: (not given) is required; fix: pass --out DIR, a new path or an empty directory for the model")
     const out = path.join(fresh("export-refused"), "m")
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "llama"])).toBe(
-      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe',
+      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe, dots1',
     )
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--dtype", "float16"])).toBe(
       'pleat export: --dtype: "float16" is not allowed; fix: use one of float32, bfloat16, float64',
@@ -124,13 +124,16 @@ describe("what cannot be exported is refused before anything is written", () => 
       `pleat export: --out: "${full}" is a directory that is not empty; fix: pass a new path or an empty directory for the model (an export never writes over files)`,
     )
     expect(refused(["export", "--checkpoint", sigmoid, "--out", out])).toMatch(
-      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe or qwen3-moe\): it routes with --score-function sigmoid; fix: export a model trained with softmax routing/,
+      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe, qwen3-moe or dots1\): it routes with --score-function sigmoid; it has no q and k norms, which every dots1 attention has \(--qk-norm\); fix: export a model trained with softmax routing/,
     )
     expect(refused(["export", "--checkpoint", shared, "--out", out])).toContain(
       "it has shared experts (--shared-expert-ffn 8), which Mixtral has not; its shared experts have no gate, where Qwen2-MoE's always do (--shared-expert-gate)",
     )
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "qwen2-moe"])).toMatch(
       /^pleat export: --format: "qwen2-moe" cannot hold the checkpoint in .*: it has no shared experts, which every Qwen2-MoE layer has/,
+    )
+    expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "dots1"])).toMatch(
+      /^pleat export: --format: "dots1" cannot hold the checkpoint in .*: it routes with softmax, where dots1 routes with sigmoid scores \(--score-function sigmoid\)/,
     )
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "qwen3-moe"])).toMatch(
       /^pleat export: --format: "qwen3-moe" cannot hold the checkpoint in .*: it has no q and k norms, which every Qwen3-MoE attention has \(--qk-norm\)/,
@@ -145,13 +148,21 @@ describe("what cannot be exported is refused before anything is written", () => 
 sayIfSkipped("pleat export")
 
 describe.skipIf(python === undefined)("transformers loads the directory", () => {
-  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics in float32), Mixtral, Qwen2-MoE and Qwen3-MoE", async () => {
+  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral, Qwen2-MoE, Qwen3-MoE and dots1", async () => {
     const tokens = uint16File(window)
     const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
       ["MixtralForCausalLM", []],
       ["Qwen2MoeForCausalLM", ["--shared-expert-ffn", "8", "--shared-expert-gate", "--moe-every", "2", "--untie-embeddings", "--pre-softmax"]],
       // Heads of width 6 (not hidden / heads = 4), q/k norms, biases (o's as zeros), a leading dense layer.
       ["Qwen3MoeForCausalLM", ["--head-dim", "6", "--qk-norm", "--qkv-bias", "--dense-first", "1", "--untie-embeddings"]],
+      // DeepSeek-V3's router on Qwen3's attention: sigmoid, trained expert biases, 4 groups keeping 1, scaling, shared experts.
+      [
+        "Dots1ForCausalLM",
+        [
+          ...["--head-dim", "6", "--qk-norm", "--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0.05", "--shared-expert-ffn", "64"],
+          ...["--num-groups", "4", "--group-topk", "1", "--scaling-factor", "2.5", "--dense-first", "1", "--aux-loss", "seq_aux:0.001"],
+        ],
+      ],
     ]
     for (const [architecture, flags] of cases) {
       const dir = fresh("export-hf")

@@ -28,7 +28,7 @@ const run = async (argv: ReadonlyArray<string>) => {
 const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
 
 interface Case {
-  readonly arch: "mixtral" | "qwen2" | "qwen3"
+  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1"
   readonly heads: number
   readonly kvHeads: number
   readonly headDim: number
@@ -61,7 +61,7 @@ const vocab = 40
 
 const cases: fc.Arbitrary<Case> = fc
   .record({
-    arch: fc.constantFrom("mixtral" as const, "qwen2" as const, "qwen3" as const),
+    arch: fc.constantFrom("mixtral" as const, "qwen2" as const, "qwen3" as const, "dots1" as const),
     kvHeads: fc.constantFrom(2, 4),
     groups: fc.constantFrom(1, 2),
     headDim: fc.constantFrom(4, 8),
@@ -83,19 +83,32 @@ const cases: fc.Arbitrary<Case> = fc
   })
   .map(({ groups, ...c }) => ({ ...c, heads: c.kvHeads * groups, window: c.window.slice(0, c.seq + 1) }))
 
-/** Qwen3's heads are not hidden / heads wide: its hidden is fixed and --head-dim gives the width (6 or 10). */
-const hiddenOf = (c: Case): number => (c.arch === "qwen3" ? 16 : c.heads * c.headDim)
-const headDimOf = (c: Case): number => (c.arch === "qwen3" ? c.headDim + 2 : c.headDim)
+/** Qwen3's and dots1's heads are not hidden / heads wide: the hidden is fixed and --head-dim gives the width (6 or 10). */
+const qk = (c: Case): boolean => c.arch === "qwen3" || c.arch === "dots1"
+const hiddenOf = (c: Case): number => (qk(c) ? 16 : c.heads * c.headDim)
+const headDimOf = (c: Case): number => (qk(c) ? c.headDim + 2 : c.headDim)
+
+/**
+ * dots1's router: sigmoid with trained expert biases, shared experts of 1 or 2 expert widths (12),
+ * dense layers first only; with a top-2, groups (experts / 2 of them, one kept: dots1 scores a
+ * group by its top 2) and, untied, a scaling factor.
+ */
+const dots1Flags = (c: Case): Array<string> => [
+  ...["--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0.05", "--shared-expert-ffn", String((c.shared / 8) * 12), "--dense-first", String(c.denseFirst)],
+  ...(c.topk === 2 && c.qkvBias ? ["--num-groups", String(c.experts / 2), "--group-topk", "1"] : []),
+  ...(c.untie ? ["--scaling-factor", "2.5"] : []),
+]
 
 const modelFlags = (c: Case): Array<string> => [
   ...["--vocab", String(vocab), "--hidden", String(hiddenOf(c)), "--heads", String(c.heads), "--kv-heads", String(c.kvHeads)],
-  ...(c.arch === "qwen3" ? ["--head-dim", String(headDimOf(c)), "--qk-norm"] : []),
+  ...(qk(c) ? ["--head-dim", String(headDimOf(c)), "--qk-norm"] : []),
   ...["--layers", String(c.layers), "--experts", String(c.experts), "--topk", String(c.topk), "--seq", String(c.seq), "--ffn", "24", "--moe-ffn", "12"],
   ...(c.untie ? ["--untie-embeddings"] : []),
   ...(c.ropeTheta === undefined ? [] : ["--rope-theta", String(c.ropeTheta)]),
   ...(c.normEps === undefined ? [] : ["--norm-eps", String(c.normEps)]),
   ...(c.arch !== "mixtral" && c.qkvBias ? ["--qkv-bias"] : []),
-  ...(c.arch !== "mixtral" ? ["--moe-every", String(c.moeEvery), "--dense-first", String(c.denseFirst), ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
+  ...(c.arch === "qwen2" || c.arch === "qwen3" ? ["--moe-every", String(c.moeEvery), "--dense-first", String(c.denseFirst), ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
+  ...(c.arch === "dots1" ? dots1Flags(c) : []),
   ...(c.arch === "qwen2" ? ["--shared-expert-ffn", String(c.shared), "--shared-expert-gate"] : []),
   ...["--dtype", "float64", "--global-batch", "4", "--micro-batch", "1"],
 ]
@@ -105,10 +118,12 @@ const expectedTensors = (c: Case): number => {
   let n = 2 + (c.untie ? 1 : 0)
   for (let l = 0; l < c.layers; l++) {
     // Norms and q, k, v, o; Qwen2's q/k/v biases always (zeros without --qkv-bias); Qwen3's q/k norms, and biases (with o's) only with it.
-    n += 6 + (c.arch === "qwen2" ? 3 : 0) + (c.arch === "qwen3" ? 2 + (c.qkvBias ? 4 : 0) : 0)
-    // The first denseFirst layers dense, then every moeEvery-th.
-    const moe = c.arch === "mixtral" || (l >= c.denseFirst && (l - c.denseFirst) % c.moeEvery === 0)
-    n += moe ? 1 + 3 * c.experts + (c.arch === "qwen2" ? 4 : 0) : 3
+    n += 6 + (c.arch === "qwen2" ? 3 : 0) + (qk(c) ? 2 + (c.qkvBias ? 4 : 0) : 0)
+    // The first denseFirst layers dense, then every moeEvery-th (dots1: every one).
+    const every = c.arch === "dots1" ? 1 : c.moeEvery
+    const moe = c.arch === "mixtral" || (l >= c.denseFirst && (l - c.denseFirst) % every === 0)
+    // Router, experts; Qwen2's shared expert and its gate; dots1's expert bias and shared experts.
+    n += moe ? 1 + 3 * c.experts + (c.arch === "qwen2" ? 4 : c.arch === "dots1" ? 4 : 0) : 3
   }
   return n
 }
@@ -154,11 +169,13 @@ describe("pleat export", () => {
             ...(c.shardBytes === undefined ? [] : ["--max-shard-size", String(c.shardBytes)]),
           ]),
         )
-        expect(written.format).toBe({ mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe" }[c.arch])
+        expect(written.format).toBe({ mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe", dots1: "dots1" }[c.arch])
         const model = readModelDir(out)
         expect(model.tensors.size).toBe(expectedTensors(c))
         expect(written.tensors).toBe(expectedTensors(c))
-        expect(model.config.architectures).toEqual([{ mixtral: "MixtralForCausalLM", qwen2: "Qwen2MoeForCausalLM", qwen3: "Qwen3MoeForCausalLM" }[c.arch]])
+        expect(model.config.architectures).toEqual([
+          { mixtral: "MixtralForCausalLM", qwen2: "Qwen2MoeForCausalLM", qwen3: "Qwen3MoeForCausalLM", dots1: "Dots1ForCausalLM" }[c.arch],
+        ])
         // Shards: each file within the limit unless it holds one tensor.
         const files = readdirSync(out).filter((f) => f.endsWith(".safetensors"))
         expect(files.length > 1).toBe(c.shardBytes !== undefined && written.weightBytes > c.shardBytes)
@@ -177,7 +194,8 @@ describe("pleat export", () => {
         for (const [name, t] of original) expect(imported.get(name)?.data, name).toEqual(t.data)
         const settings = JSON.parse(readFileSync(path.join(back, "model.json"), "utf8")) as Record<string, unknown>
         expect(settings).toMatchObject({ hidden: hiddenOf(c), heads: c.heads, "kv-heads": c.kvHeads, dtype: "float64" })
-        if (c.arch === "qwen3") expect(settings).toMatchObject({ "head-dim": headDimOf(c), "qk-norm": true })
+        if (qk(c)) expect(settings).toMatchObject({ "head-dim": headDimOf(c), "qk-norm": true })
+        if (c.arch === "dots1") expect(settings).toMatchObject({ "score-function": "sigmoid", "expert-bias": true })
         expect(settings["untie-embeddings"] ?? false).toBe(c.untie)
         const resumed = await run([
           "train",
@@ -201,7 +219,7 @@ describe("pleat export", () => {
         ])
         expect(records(resumed, "eval")[0]?.evalLoss).toBe(loss)
       }),
-      { numRuns: 12, seed: 20261205 },
+      { numRuns: 14, seed: 20261205 },
     )
   }, 300_000)
 

@@ -1,8 +1,9 @@
-// An independent reading of a Hugging Face model directory and the forward of the three
+// An independent reading of a Hugging Face model directory and the forward of the four
 // architectures `pleat export` writes, written from transformers' modeling code (Mixtral,
 // Qwen2-MoE, Qwen3-MoE: RMSNorm, rotate-half RoPE, grouped-query causal attention, softmax top-k
 // routing, SwiGLU experts, Qwen2-MoE's gated shared expert, Qwen3-MoE's q/k norms per head and
-// head_dim, biases where the file has them, dense mlp_only_layers), in float64 loops.
+// head_dim, biases where the file has them, dense mlp_only_layers; dots1: Qwen3's attention with
+// DeepSeek-V3's sigmoid router, expert bias, groups, scaling and shared experts), in float64 loops.
 // It shares no code with src/: the safetensors parser, the name scheme and every op are its own.
 import { existsSync, readFileSync } from "node:fs"
 import path from "node:path"
@@ -122,6 +123,48 @@ const swiglu = (x: Matrix, get: (name: string) => Stored, p: string, names: read
   )
 }
 
+/**
+ * dots1's MoE block (DeepSeek-V3's router): sigmoid scores; selection on scores + the expert
+ * bias, within the topk_group of n_group groups scored by their top 2; weights the scores of the
+ * selected, renormalized (norm_topk_prob, + 1e-20), times routed_scaling_factor; plus the
+ * ungated shared experts.
+ */
+const dots1Moe = (h: Matrix, logits: Matrix, get: (name: string) => Stored, block: string, c: Record<string, unknown>, experts: number, topk: number): Matrix => {
+  const bias = get(`${block}gate.e_score_correction_bias`).values
+  const groups = c.n_group as number
+  const keep = c.topk_group as number
+  const per = experts / groups
+  return h.map((row, s) => {
+    const scores = Array.from(logits[s] as Float64Array, sigmoid)
+    const choice = scores.map((v, e) => v + (bias[e] as number))
+    const groupScore = Array.from({ length: groups }, (_, g) => {
+      const top = choice.slice(g * per, (g + 1) * per).sort((a, b) => b - a)
+      return (top[0] as number) + (top[1] as number)
+    })
+    const kept = new Set(
+      groupScore
+        .map((v, g) => ({ v, g }))
+        .sort((a, b) => b.v - a.v || a.g - b.g)
+        .slice(0, keep)
+        .map((x) => x.g),
+    )
+    const picked = choice
+      .map((v, e) => ({ v: kept.has(Math.floor(e / per)) ? v : Number.NEGATIVE_INFINITY, e }))
+      .sort((a, b) => b.v - a.v || a.e - b.e)
+      .slice(0, topk)
+      .map((x) => x.e)
+    const total = c.norm_topk_prob === true ? picked.reduce((a, e) => a + (scores[e] as number), 0) + 1e-20 : 1
+    const out = new Float64Array(row.length)
+    for (const e of picked) {
+      const w = ((scores[e] as number) / total) * (c.routed_scaling_factor as number)
+      const y = swiglu([row], get, `${block}experts.${e}.`, ["gate_proj", "up_proj", "down_proj"])[0] as Float64Array
+      for (let j = 0; j < row.length; j++) out[j] = (out[j] as number) + w * (y[j] as number)
+    }
+    const shared = swiglu([row], get, `${block}shared_experts.`, ["gate_proj", "up_proj", "down_proj"])[0] as Float64Array
+    return out.map((v, j) => v + (shared[j] as number))
+  })
+}
+
 /** The mean next-token cross-entropy of `window` (seq + 1 ids) under the model in `m`. */
 export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
   const c = m.config
@@ -145,10 +188,12 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     "rms_norm_eps",
     "rope_theta",
   ].map(num) as [number, number, number, number, number, number, number]
-  const experts = num(mixtral ? "num_local_experts" : "num_experts")
+  const dots1 = c.model_type === "dots1"
+  const experts = num(mixtral ? "num_local_experts" : dots1 ? "n_routed_experts" : "num_experts")
   // Qwen3 (and any config with head_dim) sets the head width; else hidden / heads.
   const d = typeof c.head_dim === "number" ? c.head_dim : hidden / heads
-  const qwen3 = c.model_type === "qwen3_moe"
+  // dots1's attention is Qwen3's.
+  const qwen3 = c.model_type === "qwen3_moe" || c.model_type === "dots1"
   /** Qwen3's RMSNorm over each head of x [S, heads * d], one weight [d] for every head. */
   const headNorm = (x: Matrix, count: number, w: Stored): Matrix =>
     x.map((row) => {
@@ -188,7 +233,9 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     })
     x = add(x, linear(attended, get(`${p}self_attn.o_proj.weight`), bias("o_proj")))
     const h2 = rmsNorm(x, get(`${p}post_attention_layernorm.weight`), eps)
-    const dense = !mixtral && ((c.mlp_only_layers as Array<number>).includes(l) || (l + 1) % (c.decoder_sparse_step as number) !== 0)
+    const dense = dots1
+      ? l < (c.first_k_dense_replace as number)
+      : !mixtral && ((c.mlp_only_layers as Array<number>).includes(l) || (l + 1) % (c.decoder_sparse_step as number) !== 0)
     if (dense) {
       x = add(x, swiglu(h2, get, `${p}mlp.`, ["gate_proj", "up_proj", "down_proj"]))
       continue
@@ -196,6 +243,10 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     const block = mixtral ? `${p}block_sparse_moe.` : `${p}mlp.`
     const names = mixtral ? (["w1", "w3", "w2"] as const) : (["gate_proj", "up_proj", "down_proj"] as const)
     const logits = linear(h2, get(`${block}gate.weight`))
+    if (dots1) {
+      x = add(x, dots1Moe(h2, logits, get, block, c, experts, topk))
+      continue
+    }
     const moe: Matrix = h2.map((row, s) => {
       const z = logits[s] as Float64Array
       const top = Math.max(...z)

@@ -1,5 +1,5 @@
 /**
- * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE or Qwen3-MoE) as pleat's model and
+ * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE, Qwen3-MoE or dots1) as pleat's model and
  * the layout its tensors are in (HfLayout), for `pleat import`.
  *
  * The keys below are decoded with a Schema (others ignored), with transformers' defaults for
@@ -15,6 +15,9 @@
  *               biases (qkv_bias, on by default: --qkv-bias), norm_topk_prob false as --pre-softmax
  *   qwen3_moe   q and k norms (--qk-norm), no shared expert, biases on q/k/v/o with
  *               attention_bias (o's must be zeros: pleat's attention has none)
+ *   dots1       Qwen3's attention; sigmoid routing with expert biases (--expert-bias; the
+ *               checkpoint keeps e_score_correction_bias), groups, routed_scaling_factor, ungated
+ *               shared experts (n_shared_experts x moe_intermediate_size), first_k_dense_replace
  * A head_dim other than hidden_size / num_attention_heads (every Qwen3) becomes --head-dim.
  */
 import * as ConfigError from "../errors/ConfigError.js"
@@ -61,6 +64,13 @@ export const HfConfig = Schema.Struct({
   max_position_embeddings: Schema.optional(count),
   qkv_bias: Schema.optional(Schema.Boolean),
   attention_bias: Schema.optional(Schema.Boolean),
+  n_routed_experts: Schema.optional(Schema.NullOr(count)),
+  n_shared_experts: Schema.optional(Schema.NullOr(natural)),
+  n_group: Schema.optional(Schema.NullOr(count)),
+  topk_group: Schema.optional(Schema.NullOr(count)),
+  first_k_dense_replace: Schema.optional(Schema.NullOr(natural)),
+  routed_scaling_factor: Schema.optional(positive),
+  max_window_layers: Schema.optional(Schema.NullOr(natural)),
 })
 
 /**
@@ -74,9 +84,10 @@ const defaults = {
   mixtral: { kvHeads: 8, normEps: 1e-5, ropeTheta: 1e6, tie: false, experts: 8, moeFfn: undefined, sharedFfn: undefined },
   qwen2_moe: { kvHeads: 16, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 60, moeFfn: 1408, sharedFfn: 5632 },
   qwen3_moe: { kvHeads: 4, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 128, moeFfn: 768, sharedFfn: undefined },
+  dots1: { kvHeads: undefined, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: undefined, moeFfn: 1408, sharedFfn: undefined },
 } as const
 
-const formatOf = { mixtral: "mixtral", qwen2_moe: "qwen2-moe", qwen3_moe: "qwen3-moe" } as const satisfies Record<keyof typeof defaults, HfLayout.Format>
+const formatOf = { mixtral: "mixtral", qwen2_moe: "qwen2-moe", qwen3_moe: "qwen3-moe", dots1: "dots1" } as const satisfies Record<keyof typeof defaults, HfLayout.Format>
 
 const isKnown = (type: string): type is keyof typeof defaults => Object.hasOwn(defaults, type)
 
@@ -89,13 +100,35 @@ const placementOf = (moe: ReadonlyArray<boolean>): { readonly denseFirst: number
 }
 
 /**
+ * dots1's router as pleat's: sigmoid scores, the expert biases (e_score_correction_bias, read
+ * into the checkpoint's expertBias), groups where n_group > 1 (scored by their top 2, which is
+ * pleat's top floor(topk / topk_group) only where that is 2), routed_scaling_factor; a ConfigError
+ * where pleat's router cannot follow (probs not renormalized over a top-k of more than one).
+ */
+const dots1Router = (c: HfConfig, refuse: (reason: string, fix: string) => ConfigError.ConfigError): Partial<MoeSettings.MoeSettings> => {
+  const k = c.num_experts_per_tok
+  if (k > 1 && c.norm_topk_prob !== true)
+    throw refuse("has norm_topk_prob false", "pleat renormalizes sigmoid probs over the top-k (Megatron's rule): import a dots1 model with norm_topk_prob true")
+  const groups = c.n_group ?? 1
+  const keep = c.topk_group ?? 1
+  if (groups > 1 && Math.floor(k / keep) !== 2)
+    throw refuse(
+      `has n_group ${groups} and topk_group ${keep} with num_experts_per_tok ${k}: dots1 scores a group by its top 2, pleat by its top floor(${k} / ${keep})`,
+      "import a model whose num_experts_per_tok is twice or a bit more than twice topk_group, or with n_group 1",
+    )
+  const scaling = c.routed_scaling_factor ?? 1
+  return { scoreFunction: "sigmoid", expertBias: true, ...(groups > 1 ? { numGroups: groups, groupTopk: keep } : {}), ...(scaling === 1 ? {} : { scalingFactor: scaling }) }
+}
+
+/**
  * pleat's model (and the format its tensors are laid out in) of a config; a ConfigError on
  * `--model-dir` (`dir`) naming the key pleat's model cannot follow.
  * @category constructors
  */
 export const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig.ModelConfig; readonly format: HfLayout.Format } => {
   const refuse = (reason: string, fix: string) => ConfigError.make("--model-dir", dir, reason, fix)
-  if (!isKnown(c.model_type)) throw refuse(`holds a ${c.model_type} model`, "pass a Mixtral, Qwen2-MoE or Qwen3-MoE model directory (model_type mixtral, qwen2_moe or qwen3_moe)")
+  if (!isKnown(c.model_type))
+    throw refuse(`holds a ${c.model_type} model`, "pass a Mixtral, Qwen2-MoE, Qwen3-MoE or dots1 model directory (model_type mixtral, qwen2_moe, qwen3_moe or dots1)")
   const d = defaults[c.model_type]
   const format = formatOf[c.model_type]
   const heads = c.num_attention_heads
@@ -108,7 +141,12 @@ export const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig
         : `has head_dim ${c.head_dim}, which RoPE cannot turn (an odd width)`,
       "import a model whose heads are of an even width",
     )
-  const windowed = c.model_type === "mixtral" ? c.sliding_window !== undefined && c.sliding_window !== null : c.use_sliding_window === true
+  const windowed =
+    c.model_type === "mixtral"
+      ? c.sliding_window !== undefined && c.sliding_window !== null
+      : c.model_type === "dots1"
+        ? c.sliding_window !== undefined && c.sliding_window !== null && (c.max_window_layers ?? 62) < c.num_hidden_layers
+        : c.use_sliding_window === true
   if (windowed)
     throw refuse(
       `has a sliding window (sliding_window ${c.sliding_window}) in config.json`,
@@ -122,10 +160,14 @@ export const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig
     )
   const layers = c.num_hidden_layers
   // Each architecture's own key first (the Hub's configs), the other as transformers 5 may save it.
-  const experts = (c.model_type === "mixtral" ? (c.num_local_experts ?? c.num_experts) : (c.num_experts ?? c.num_local_experts)) ?? d.experts
-  const qwen = c.model_type !== "mixtral"
-  // Qwen: layer l is sparse when not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0.
-  const sparse = Array.from({ length: layers }, (_, l) => !qwen || (!(c.mlp_only_layers ?? []).includes(l) && (l + 1) % (c.decoder_sparse_step ?? 1) === 0))
+  const experts = (c.model_type === "mixtral" ? (c.num_local_experts ?? c.num_experts) : (c.n_routed_experts ?? c.num_experts ?? c.num_local_experts)) ?? d.experts
+  if (experts === undefined) throw refuse("has no n_routed_experts in config.json", "pass a dots1 model directory whose config.json gives n_routed_experts")
+  const dots1 = c.model_type === "dots1"
+  const qwen = c.model_type !== "mixtral" && !dots1
+  // Qwen: layer l is sparse when not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0; dots1: from first_k_dense_replace on.
+  const sparse = Array.from({ length: layers }, (_, l) =>
+    dots1 ? l >= (c.first_k_dense_replace ?? 0) : !qwen || (!(c.mlp_only_layers ?? []).includes(l) && (l + 1) % (c.decoder_sparse_step ?? 1) === 0),
+  )
   const placement = placementOf(sparse)
   if (placement === undefined) {
     const which = sparse.flatMap((s, l) => (s ? [l] : []))
@@ -136,21 +178,24 @@ export const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig
       "import a model whose MoE layers are K, K + N, K + 2N, ... (mlp_only_layers and decoder_sparse_step)",
     )
   }
-  const shared = c.model_type === "qwen2_moe" ? (c.shared_expert_intermediate_size ?? d.sharedFfn) : undefined
-  if (shared === 0) throw refuse("has shared_expert_intermediate_size 0", "import a Qwen2-MoE model with its shared expert")
-  // Biases: Qwen2-MoE's qkv_bias (transformers' default: on), Qwen3-MoE's attention_bias (default off).
-  const biased = c.model_type === "qwen2_moe" ? c.qkv_bias !== false : c.model_type === "qwen3_moe" && c.attention_bias === true
-  // Softmax routing, renormalized over the top-k unless a Qwen's norm_topk_prob is false.
+  const moeFfn = c.moe_intermediate_size ?? d.moeFfn ?? c.intermediate_size
+  const shared = c.model_type === "qwen2_moe" ? (c.shared_expert_intermediate_size ?? d.sharedFfn) : dots1 ? moeFfn * (c.n_shared_experts ?? 0) : undefined
+  if (shared === 0) throw refuse(dots1 ? "has no shared experts (n_shared_experts 0)" : "has shared_expert_intermediate_size 0", "import a model with its shared experts")
+  // Biases: Qwen2-MoE's qkv_bias (transformers' default: on), Qwen3-MoE's and dots1's attention_bias (default off).
+  const biased = c.model_type === "qwen2_moe" ? c.qkv_bias !== false : c.model_type !== "mixtral" && c.attention_bias === true
+  const router = dots1 ? dots1Router(c, refuse) : undefined
+  // Softmax routing, renormalized over the top-k unless a Qwen's norm_topk_prob is false; dots1's sigmoid router (dots1Router).
   const moe: MoeSettings.MoeSettings = {
     preSoftmax: qwen && c.norm_topk_prob !== true,
-    auxLosses: [{ type: "aux", coeff: c.router_aux_loss_coef ?? 0.001 }],
-    scoreFunction: MoeSettings.defaults.scoreFunction,
+    auxLosses: router === undefined ? [{ type: "aux", coeff: c.router_aux_loss_coef ?? 0.001 }] : [],
+    ...router,
+    scoreFunction: router?.scoreFunction ?? MoeSettings.defaults.scoreFunction,
     zLossCoeff: MoeSettings.defaults.zLossCoeff,
     dispatcher: MoeSettings.defaults.dispatcher,
     probsAt: MoeSettings.defaults.probsAt,
     dropPolicy: MoeSettings.defaults.dropPolicy,
     padToCapacity: MoeSettings.defaults.padToCapacity,
-    expertBias: MoeSettings.defaults.expertBias,
+    expertBias: router?.expertBias ?? MoeSettings.defaults.expertBias,
     biasUpdateRate: MoeSettings.defaults.biasUpdateRate,
   }
   const model: ModelConfig.ModelConfig = {
@@ -158,20 +203,20 @@ export const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig
     hidden: c.hidden_size,
     layers,
     heads,
-    kvHeads: c.num_key_value_heads ?? d.kvHeads,
+    kvHeads: c.num_key_value_heads ?? d.kvHeads ?? heads,
     ffn: c.intermediate_size,
     experts,
     topk: c.num_experts_per_tok,
-    moeFfn: c.moe_intermediate_size ?? d.moeFfn ?? c.intermediate_size,
+    moeFfn,
     moeEvery: placement.moeEvery,
     ...(placement.denseFirst === 0 ? {} : { denseFirst: placement.denseFirst }),
     // Not the model's identity (a run sets its own): the context it was made for, at most 4096.
     seq: Math.min(c.max_position_embeddings ?? 4096, 4096),
     ...((c.tie_word_embeddings ?? d.tie) ? {} : { untieEmbeddings: true }),
-    ...(shared === undefined ? {} : { sharedExpertFfn: shared, sharedExpertGate: true }),
+    ...(shared === undefined ? {} : dots1 ? { sharedExpertFfn: shared } : { sharedExpertFfn: shared, sharedExpertGate: true }),
     ...(biased ? { qkvBias: true } : {}),
     ...(headDim === c.hidden_size / heads ? {} : { headDim }),
-    ...(c.model_type === "qwen3_moe" ? { qkNorm: true } : {}),
+    ...(c.model_type === "qwen3_moe" || dots1 ? { qkNorm: true } : {}),
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,
     normEps: c.rms_norm_eps ?? d.normEps,
     moe,

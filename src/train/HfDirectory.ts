@@ -92,7 +92,7 @@ export const write = (request: Request): Written => {
   if (problem !== undefined) throw problem
   const { manifest, values } = asCheckpointFlag(() => Checkpoint.values(request.checkpoint))
   const format = HfExport.choose(manifest.model, request.format, request.checkpoint)
-  const entries = HfExport.tensors(manifest.model, format, values, request.dtype, request.checkpoint)
+  const entries = HfExport.tensors(manifest.model, format, values, request.dtype, request.checkpoint, manifest.expertBias)
   const groups = HfExport.shards(entries, request.maxShardBytes)
   const out = path.resolve(request.out)
   const partial = path.join(path.dirname(out), `.${path.basename(out)}.partial-${process.pid}`)

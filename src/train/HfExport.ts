@@ -2,7 +2,7 @@
  * HfExport: a checkpoint as a Hugging Face model directory (config.json and safetensors
  * weights) that transformers' AutoModelForCausalLM loads and runs as pleat's model.
  *
- * Three architectures of transformers hold pleat's model exactly:
+ * Four architectures of transformers hold pleat's model exactly:
  *   mixtral     every layer MoE, no shared experts, probs renormalized over the top-k (pleat's
  *               default router: softmax over the k selected logits)
  *   qwen2-moe   shared experts with their sigmoid gate (--shared-expert-ffn with
@@ -10,8 +10,15 @@
  *               renormalized or not (--pre-softmax: norm_topk_prob false)
  *   qwen3-moe   q and k norms (--qk-norm), no shared experts, dense layers and the router as
  *               qwen2-moe's; q/k/v biases as attention_bias (with zeros for o's)
- * A head width of its own (--head-dim) is written as head_dim. All need softmax routing without group limits, scaling or expert bias (no architecture of
- * transformers with pleat's attention routes with sigmoid scores: DeepSeek-V3's uses MLA).
+ *   dots1       sigmoid routing (--score-function sigmoid) with the expert biases of
+ *               --expert-bias as e_score_correction_bias (zeros without), group limits
+ *               (--num-groups, --group-topk, where topk / group-topk is 2: dots1 scores a group
+ *               by its top 2), --scaling-factor as routed_scaling_factor, ungated shared experts
+ *               of a whole number of expert widths, --dense-first as first_k_dense_replace,
+ *               Qwen3's attention (--qk-norm required). DeepSeek-V3's router on an attention
+ *               pleat has (DeepSeek-V3's own uses MLA).
+ * A head width of its own (--head-dim) is written as head_dim. The first three need softmax
+ * routing without group limits, scaling or expert bias.
  * `auto` takes the first that fits. Token dropping (--capacity-factor) is a training device:
  * transformers runs the experts dropless, as Megatron-trained models are served.
  *
@@ -54,10 +61,17 @@ const safetensorsDtype: Readonly<Record<WeightDtype, Safetensors.Dtype>> = { flo
 
 type Model = Checkpoint.Manifest["model"]
 
-/** What keeps `m`'s router from any of the formats, as the flag that set it; undefined when nothing does. */
-const routerProblem = (m: Model): string | undefined => {
+/** What keeps `m`'s router from `format`, as the flag that set it; undefined when nothing does. */
+const routerProblem = (m: Model, format: Format): string | undefined => {
   const r = m.moe
   if (r === undefined) return "its manifest records no router options (saved by an older pleat: resume it and save again)"
+  if (format === "dots1") {
+    if (r.scoreFunction !== "sigmoid") return "it routes with softmax, where dots1 routes with sigmoid scores (--score-function sigmoid)"
+    // dots1 scores a group by its top 2; pleat (Megatron) by its top floor(topk / group-topk).
+    if (r.numGroups !== undefined && Math.floor(m.topk / (r.groupTopk ?? 1)) !== 2)
+      return `it scores an expert group by its top ${Math.floor(m.topk / (r.groupTopk ?? 1))} (topk ${m.topk} / --group-topk ${r.groupTopk}), where dots1 scores by the top 2`
+    return undefined
+  }
   if (r.scoreFunction !== "softmax") return `it routes with --score-function ${r.scoreFunction}`
   if (r.expertBias) return "it routes with --expert-bias"
   if (r.numGroups !== undefined) return `it routes with --num-groups ${r.numGroups} --group-topk ${r.groupTopk}`
@@ -70,10 +84,18 @@ const routerProblem = (m: Model): string | undefined => {
  * @category guards
  */
 const problemFor = (m: Model, format: Format): string | undefined => {
-  const router = routerProblem(m)
+  const router = routerProblem(m, format)
   if (router !== undefined) return router
-  const name = { mixtral: "Mixtral", "qwen2-moe": "Qwen2-MoE", "qwen3-moe": "Qwen3-MoE" }[format]
-  if (m.qkNorm === true && format !== "qwen3-moe") return `it has q and k norms (--qk-norm), which ${name} has not`
+  const name = { mixtral: "Mixtral", "qwen2-moe": "Qwen2-MoE", "qwen3-moe": "Qwen3-MoE", dots1: "dots1" }[format]
+  if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
+  if (format === "dots1") {
+    if (m.qkNorm !== true) return "it has no q and k norms, which every dots1 attention has (--qk-norm)"
+    if (m.sharedExpertFfn === undefined || m.sharedExpertFfn % m.moeFfn !== 0)
+      return `its shared experts are not a whole number of experts' widths (--shared-expert-ffn a multiple of --moe-ffn ${m.moeFfn}), as dots1's are`
+    if (m.sharedExpertGate === true) return "its shared experts have a gate (--shared-expert-gate), which dots1's have not"
+    if (m.moeEvery !== 1) return `it has dense layers between MoE ones (--moe-every ${m.moeEvery}), where dots1's dense layers come first only (--dense-first)`
+    return undefined
+  }
   if (format === "mixtral") {
     if (m.qkvBias === true) return "it has q, k, v biases (--qkv-bias), which Mixtral has not"
     if (m.sharedExpertFfn !== undefined) return `it has shared experts (--shared-expert-ffn ${m.sharedExpertFfn}), which Mixtral has not`
@@ -99,7 +121,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
  */
 export const choose = (m: Model, requested: Format | "auto", dir: string): Format => {
   const fix =
-    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe)"
+    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing, --qk-norm and ungated shared experts (dots1)"
   if (requested !== "auto") {
     const problem = problemFor(m, requested)
     if (problem !== undefined) throw ConfigError.make("--format", requested, `cannot hold the checkpoint in ${dir}: ${problem}`, fix)
@@ -108,7 +130,7 @@ export const choose = (m: Model, requested: Format | "auto", dir: string): Forma
   const fits = formats.find((f) => problemFor(m, f) === undefined)
   if (fits !== undefined) return fits
   const why = [...new Set(formats.map((f) => problemFor(m, f)))].join("; ")
-  throw ConfigError.make("--checkpoint", dir, `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe or qwen3-moe): ${why}`, fix)
+  throw ConfigError.make("--checkpoint", dir, `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe or dots1): ${why}`, fix)
 }
 
 /**
@@ -117,10 +139,17 @@ export const choose = (m: Model, requested: Format | "auto", dir: string): Forma
  * `--checkpoint` (`dir`) when the values are not exactly the built-in model's parameters.
  * @category constructors
  */
-export const tensors = (m: Model, format: Format, values: ReadonlyMap<string, Tensor.Tensor>, dtype: WeightDtype, dir: string): Array<Safetensors.Entry> => {
+export const tensors = (
+  m: Model,
+  format: Format,
+  values: ReadonlyMap<string, Tensor.Tensor>,
+  dtype: WeightDtype,
+  dir: string,
+  biases?: Readonly<Record<string, ReadonlyArray<number>>>,
+): Array<Safetensors.Entry> => {
   const st = safetensorsDtype[dtype]
   const placements = HfLayout.placements(m, format)
-  const used = new Set(placements.flatMap((p) => (p.kind === "zeros" ? [] : [p.pleat])))
+  const used = new Set(placements.flatMap((p) => (p.kind === "zeros" || p.kind === "bias" ? [] : [p.pleat])))
   // Every parameter written, and nothing else: a model of one's own (--definition) is not pleat's.
   const missing = [...used].filter((name) => !values.has(name))
   const extra = [...values.keys()].filter((name) => !used.has(name))
@@ -136,6 +165,12 @@ export const tensors = (m: Model, format: Format, values: ReadonlyMap<string, Te
   }
   return placements.map((p): Safetensors.Entry => {
     if (p.kind === "zeros") return { name: p.hf, dtype: st, shape: [p.size], bytes: () => Safetensors.encode(new Float64Array(p.size), st) }
+    if (p.kind === "bias") {
+      // The expert biases as trained (zeros without --expert-bias); never bfloat16: they only pick, and transformers keeps them in float32.
+      const bias = Float64Array.from(biases?.[String(p.layer)] ?? new Array<number>(p.size).fill(0))
+      const biasDtype = dtype === "bfloat16" ? "F32" : st
+      return { name: p.hf, dtype: biasDtype, shape: [p.size], bytes: () => Safetensors.encode(bias, biasDtype) }
+    }
     const t = values.get(p.pleat) as Tensor.Tensor
     const data = t.data as Float32Array | Float64Array
     if (p.kind === "same") return { name: p.hf, dtype: st, shape: [...t.shape], bytes: () => Safetensors.encode(data, st) }
@@ -175,6 +210,28 @@ export const config = (m: Model, format: Format, dtype: WeightDtype): Record<str
   }
   if (format === "mixtral") {
     return { architectures: ["MixtralForCausalLM"], model_type: "mixtral", ...common, intermediate_size: m.moeFfn, num_local_experts: m.experts, sliding_window: null }
+  }
+  if (format === "dots1") {
+    const r = m.moe
+    return {
+      architectures: ["Dots1ForCausalLM"],
+      model_type: "dots1",
+      ...common,
+      intermediate_size: m.ffn,
+      moe_intermediate_size: m.moeFfn,
+      n_routed_experts: m.experts,
+      n_shared_experts: (m.sharedExpertFfn ?? 0) / m.moeFfn,
+      first_k_dense_replace: m.denseFirst ?? 0,
+      // Without group limits, one group kept whole (its score, the top 2, picks nothing).
+      n_group: r?.numGroups ?? 1,
+      topk_group: r?.groupTopk ?? 1,
+      // pleat renormalizes sigmoid probs over a top-k of more than one (Megatron's rule).
+      norm_topk_prob: m.topk > 1,
+      routed_scaling_factor: r?.scalingFactor === undefined || r.scalingFactor === 0 ? 1 : r.scalingFactor,
+      attention_bias: m.qkvBias === true,
+      sliding_window: null,
+      max_window_layers: m.layers,
+    }
   }
   // The Qwens' keys (after `common` where they are spread into the file).
   const qwen = {

@@ -118,6 +118,7 @@ const paramsOf = (
   dtype: DType.DType,
   dir: string,
   shapes: ReadonlyMap<string, ReadonlyArray<number>>,
+  biases: Record<string, ReadonlyArray<number>>,
 ): Map<string, DType.Storage> => {
   const out = new Map<string, DType.Storage>()
   const placed = new Set<string>()
@@ -141,6 +142,13 @@ const paramsOf = (
       continue
     }
     if (t === undefined) throw unusable(dir, `lacks ${p.hf}`, "pass a complete model directory")
+    if (p.kind === "bias") {
+      if (t.shape.join("x") !== String(p.size))
+        throw unusable(dir, `has ${p.hf} of shape [${t.shape.join(", ")}], where config.json makes it [${p.size}]`, "pass a model directory whose weights match its config.json")
+      // The layer's expert biases, as a checkpoint keeps them (the manifest's expertBias).
+      biases[String(p.layer)] = [...t.values]
+      continue
+    }
     const pleatShape = shapes.get(p.pleat) as ReadonlyArray<number>
     const [rows, cols] = (p.kind === "expert" ? pleatShape.slice(1) : pleatShape) as [number, number]
     const expected = p.kind === "same" ? pleatShape : [cols, rows]
@@ -224,7 +232,8 @@ export const write = (request: Request): Written => {
       "import a model whose config.json pleat's model can follow",
     )
   const specs = Params.specs(model)
-  const values = paramsOf(model, format, dir.tensors, request.dtype, request.modelDir, new Map(specs.map((s) => [s.name, s.shape])))
+  const biases: Record<string, ReadonlyArray<number>> = {}
+  const values = paramsOf(model, format, dir.tensors, request.dtype, request.modelDir, new Map(specs.map((s) => [s.name, s.shape])), biases)
   const [stepDir] = CheckpointDirectory.prepare(request.out, [0]) as [string]
   const checksums = Checkpoint.writeShards(
     stepDir,
@@ -244,6 +253,8 @@ export const write = (request: Request): Written => {
     batch: { microBatch: 1, globalBatch: 1 },
     ranks: 1,
     checksums,
+    // dots1's e_score_correction_bias: the expert biases --expert-bias trains on from here.
+    ...(Object.keys(biases).length === 0 ? {} : { expertBias: biases }),
   }
   CheckpointDirectory.publish(stepDir, JSON.stringify(manifest, null, 2))
   return { out: request.out, stepDir, format, model, parameters: [...values.values()].reduce((n, v) => n + v.length, 0) }

@@ -1,5 +1,5 @@
 /**
- * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE or Qwen3-MoE model comes from
+ * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE, Qwen3-MoE or dots1 model comes from
  * in pleat's parameters, the one table that `pleat export` (HfExport) and `pleat import`
  * (HfImport) read in opposite directions.
  *
@@ -9,7 +9,9 @@
  * mlp.experts.E.gate_proj / up_proj / down_proj), cut from pleat's [E, in, out] parameters.
  * Qwen2-MoE's q, k and v biases are pleat's bq, bk, bv (--qkv-bias), or zeros without them;
  * Qwen3-MoE's are pleat's where it has them (attention_bias), with zeros for o's. Qwen3-MoE's
- * q_norm and k_norm are pleat's qNorm and kNorm (--qk-norm). Heads are ModelContext.headDim wide.
+ * q_norm and k_norm are pleat's qNorm and kNorm (--qk-norm). dots1 is Qwen3's attention with
+ * mlp.gate.e_score_correction_bias (the expert biases, which pleat keeps in the checkpoint's
+ * manifest) and mlp.shared_experts. Heads are ModelContext.headDim wide.
  * Which layers are MoE is the model's rule (ModelContext.isMoe).
  */
 import * as ModelContext from "../model/ModelContext.js"
@@ -18,7 +20,7 @@ import * as ModelContext from "../model/ModelContext.js"
  * The architectures of transformers that hold pleat's model.
  * @category models
  */
-export const formats = ["mixtral", "qwen2-moe", "qwen3-moe"] as const
+export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1"] as const
 
 /**
  * One of `formats`.
@@ -46,10 +48,13 @@ export interface Sizes {
 
 /**
  * How one transformers tensor `hf` is made of pleat's parameter `pleat`: as it is, transposed
- * (`linear`), one expert's matrix transposed (`expert`), or zeros of `size` (`zeros`).
+ * (`linear`), one expert's matrix transposed (`expert`), or zeros of `size` (`zeros`); or
+ * MoE layer `layer`'s expert bias (`bias`: pleat keeps it with the router state, not as a
+ * parameter; the checkpoint's manifest holds it).
  * @category models
  */
 export type Placement =
+  | { readonly kind: "bias"; readonly hf: string; readonly layer: number; readonly size: number }
   | { readonly kind: "same" | "linear"; readonly hf: string; readonly pleat: string }
   | { readonly kind: "expert"; readonly hf: string; readonly pleat: string; readonly expert: number }
   | { readonly kind: "zeros"; readonly hf: string; readonly size: number }
@@ -78,8 +83,8 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
       else if (format === "qwen2-moe") out.push({ kind: "zeros", hf: `${hf}self_attn.${proj}.bias`, size: heads * headDim })
     }
     linear(`${hf}self_attn.o_proj.weight`, `${p}wo`)
-    // Qwen3-MoE's attention_bias puts a bias on o too, which pleat's attention has not.
-    if (format === "qwen3-moe" && m.qkvBias === true) out.push({ kind: "zeros", hf: `${hf}self_attn.o_proj.bias`, size: m.hidden })
+    // Qwen3-MoE's and dots1's attention_bias puts a bias on o too, which pleat's attention has not.
+    if ((format === "qwen3-moe" || format === "dots1") && m.qkvBias === true) out.push({ kind: "zeros", hf: `${hf}self_attn.o_proj.bias`, size: m.hidden })
     if (m.qkNorm === true) {
       same(`${hf}self_attn.q_norm.weight`, `${p}qNorm`)
       same(`${hf}self_attn.k_norm.weight`, `${p}kNorm`)
@@ -93,6 +98,7 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
     }
     const block = format === "mixtral" ? `${hf}block_sparse_moe.` : `${hf}mlp.`
     linear(`${block}gate.weight`, `${p}router`)
+    if (format === "dots1") out.push({ kind: "bias", hf: `${block}gate.e_score_correction_bias`, layer: l, size: m.experts })
     const names = format === "mixtral" ? (["w1", "w3", "w2"] as const) : (["gate_proj", "up_proj", "down_proj"] as const)
     for (let e = 0; e < m.experts; e++) {
       out.push({ kind: "expert", hf: `${block}experts.${e}.${names[0]}.weight`, pleat: `${p}experts.wGate`, expert: e })
@@ -104,6 +110,11 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
       linear(`${block}shared_expert.up_proj.weight`, `${p}shared.wUp`)
       linear(`${block}shared_expert.down_proj.weight`, `${p}shared.wDown`)
       linear(`${block}shared_expert_gate.weight`, `${p}shared.gate`)
+    }
+    if (format === "dots1") {
+      linear(`${block}shared_experts.gate_proj.weight`, `${p}shared.wGate`)
+      linear(`${block}shared_experts.up_proj.weight`, `${p}shared.wUp`)
+      linear(`${block}shared_experts.down_proj.weight`, `${p}shared.wDown`)
     }
   }
   same("model.norm.weight", "finalNorm")
