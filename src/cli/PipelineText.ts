@@ -14,7 +14,7 @@ export const ppText = (parallel: ParallelConfig.ParallelConfig, layers: number):
   const { pp } = parallel.sizes
   const vpp = parallel.vpp === undefined ? "" : ` (vpp ${parallel.vpp})`
   if (parallel.firstStageLayers === undefined && parallel.lastStageLayers === undefined) return `pp ${pp}${vpp}`
-  const part = Partition.make({ layers, pp, vpp: parallel.vpp, firstStageLayers: parallel.firstStageLayers, lastStageLayers: parallel.lastStageLayers })
-  const held = Array.from({ length: pp }, (_, p) => Array.from({ length: part.vpp }, (_, v) => Partition.layersOf(part, p, v)).reduce((n, r) => n + r.end - r.start, 0))
+  const part = Partition.make(Partition.inputOf(layers, parallel))
+  const held = Array.from({ length: pp }, (_, p) => Partition.layersOnRank(part, p))
   return `pp ${pp}${vpp} with layers ${held.join("/")} by pp rank`
 }

@@ -23,6 +23,7 @@
  */
 import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
+import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 
 /**
  * The stage topology: pp ranks, vpp model chunks each.
@@ -171,6 +172,18 @@ const startsOf = (layers: number, pp: number, vpp: number, first: number, middle
 }
 
 /**
+ * The partition input of `layers` under a parallel configuration (its pp, vpp and end counts).
+ * @category constructors
+ */
+export const inputOf = (layers: number, p: Pick<ParallelConfig.ParallelConfig, "sizes" | "vpp" | "firstStageLayers" | "lastStageLayers">): PartitionInput => ({
+  layers,
+  pp: p.sizes.pp,
+  vpp: p.vpp,
+  firstStageLayers: p.firstStageLayers,
+  lastStageLayers: p.lastStageLayers,
+})
+
+/**
  * Validates or throws the ConfigError (for callers that know their input is good).
  * @category constructors
  */
@@ -236,6 +249,19 @@ export const prev = (s: Stages, stage: number): Place | undefined => (stage === 
 export const layersOf = (part: Partition, pp: number, chunk: number): LayerRange => {
   const stage = globalStage(part, pp, chunk)
   return { start: part.starts[stage] as number, end: part.starts[stage + 1] as number }
+}
+
+/**
+ * The layers pp rank `pp` holds, over its chunks.
+ * @category layers
+ */
+export const layersOnRank = (part: Partition, pp: number): number => {
+  let n = 0
+  for (let v = 0; v < part.vpp; v++) {
+    const r = layersOf(part, pp, v)
+    n += r.end - r.start
+  }
+  return n
 }
 
 /**

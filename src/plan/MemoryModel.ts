@@ -43,7 +43,7 @@ const layerActivations = (job: Job, map: Mapping): { kept: number; full: number 
  */
 export const ofMapping = (job: Job, map: Mapping): Memory => {
   const m = job.model
-  const split = StageLayers.of({ layers: m.layers, pp: map.pp, vpp: map.vpp, firstStageLayers: map.firstStageLayers, lastStageLayers: map.lastStageLayers })
+  const split = StageLayers.of(StageLayers.splitOf(m, map))
   const M = microBatches(job, map)
   const act = layerActivations(job, map)
   const interleave = map.vpp > 1 ? 1 + (map.pp - 1) / (map.pp * map.vpp) : 1

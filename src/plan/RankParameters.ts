@@ -74,7 +74,7 @@ const totals = (m: ModelConfig.ModelConfig): Totals => {
  */
 export const ofRank = (m: ModelConfig.ModelConfig, map: Mapping, edge: "first" | "last" | "middle"): RankParameters => {
   const t = totals(m)
-  const split = { layers: m.layers, pp: map.pp, vpp: map.vpp, firstStageLayers: map.firstStageLayers, lastStageLayers: map.lastStageLayers }
+  const split = StageLayers.splitOf(m, map)
   // The pp rank: the first, the last, or the second (a middle one, where there is one).
   const rank = edge === "first" || map.pp === 1 ? 0 : edge === "last" ? map.pp - 1 : Math.min(1, map.pp - 1)
   const key = `${map.pp},${map.vpp},${map.firstStageLayers},${map.lastStageLayers},${rank}`

@@ -10,14 +10,13 @@ import * as Result from "effect/Result"
 import * as Partition from "../pipeline/Partition.js"
 
 /**
- * Layers of the first, a middle (the first when pp <= 2) and the last pp rank, and the most any holds.
+ * Layers of the first, a middle (the first when pp <= 2) and the last pp rank.
  * @category models
  */
 export interface StageLayers {
   readonly first: number
   readonly middle: number
   readonly last: number
-  readonly most: number
 }
 
 /**
@@ -31,6 +30,18 @@ export interface Split {
   readonly firstStageLayers?: number | undefined
   readonly lastStageLayers?: number | undefined
 }
+
+/**
+ * The split of `model`'s layers under the planner's mapping `map`.
+ * @category constructors
+ */
+export const splitOf = (model: { readonly layers: number }, map: Omit<Split, "layers">): Split => ({
+  layers: model.layers,
+  pp: map.pp,
+  vpp: map.vpp,
+  firstStageLayers: map.firstStageLayers,
+  lastStageLayers: map.lastStageLayers,
+})
 
 /**
  * The layers each kind of pp rank holds under `s` (a valid split).
@@ -53,14 +64,13 @@ const memo = new Map<string, StageLayers>()
  * @category mapping
  */
 export const ranges = (s: Split, rank: number): Array<Partition.LayerRange> => {
-  const part = Partition.make({ layers: s.layers, pp: s.pp, vpp: s.vpp, firstStageLayers: s.firstStageLayers, lastStageLayers: s.lastStageLayers })
+  const part = Partition.make(s)
   return Array.from({ length: part.vpp }, (_, v) => Partition.layersOf(part, rank, v))
 }
 
 const split = (s: Split): StageLayers => {
-  const held = (p: number) => ranges(s, p).reduce((n, r) => n + r.end - r.start, 0)
-  const [first, middle, last] = [held(0), held(Math.min(1, s.pp - 1)), held(s.pp - 1)]
-  return { first, middle, last, most: Math.max(first, middle, last) }
+  const part = Partition.make(s)
+  return { first: Partition.layersOnRank(part, 0), middle: Partition.layersOnRank(part, Math.min(1, s.pp - 1)), last: Partition.layersOnRank(part, s.pp - 1) }
 }
 
 /**

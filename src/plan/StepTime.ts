@@ -73,7 +73,7 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const peak = cl.peakTflops * 1e12
   const hbm = cl.hbmGBps * 1e9 * c.hbmFraction
   // The stage's layers: the last rank's, or the most of the others' (equal unless the split is uneven).
-  const split = StageLayers.of({ layers: m.layers, pp: map.pp, vpp: map.vpp, firstStageLayers: map.firstStageLayers, lastStageLayers: map.lastStageLayers })
+  const split = StageLayers.of(StageLayers.splitOf(m, map))
   const layers = last ? split.last : Math.max(split.first, split.middle)
   const moeShare = ModelFlops.moeLayers(m) / m.layers
   const rows = (map.microBatch * job.seq) / map.cp // a TP group's tokens

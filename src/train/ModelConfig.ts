@@ -119,7 +119,7 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     "global-batch": b.globalBatch,
   }))
     if (!Number.isSafeInteger(v) || v < 1) return fault(field, v, "is not a positive integer", `pass --${kebab(field)} N with N = 1, 2, 3, ...`)
-  const partition = Partition.validate({ layers: m.layers, pp: s.pp, vpp, firstStageLayers: p.firstStageLayers, lastStageLayers: p.lastStageLayers })
+  const partition = Partition.validate(Partition.inputOf(m.layers, p))
   if (Result.isFailure(partition)) return partition.failure
   if (m.headDim === undefined && m.hidden % m.heads !== 0)
     return fault("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count, or give --head-dim")

@@ -92,7 +92,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   // What the MoE layers keep across a global batch's micro-batches (global_aux counts).
   const moeState = MoeRunState.make()
   const vpp = parallel.vpp ?? 1
-  const part = Partition.make({ layers: model.layers, pp: s.pp, vpp, firstStageLayers: parallel.firstStageLayers, lastStageLayers: parallel.lastStageLayers })
+  const part = Partition.make(Partition.inputOf(model.layers, parallel))
   const microBatches = ModelConfig.microBatches(batch, s.dp)
   const schedule = Schedule.make({ pp: s.pp, vpp: parallel.vpp, microBatches })
   const actions = schedule.ranks[place.pp] as ReadonlyArray<Action>
