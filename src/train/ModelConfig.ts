@@ -102,7 +102,6 @@ const fault = (field: string, value: unknown, reason: string, fix: string): Prob
  */
 export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.ParallelConfig): Problem | undefined => {
   const s = p.sizes
-  const vpp = p.vpp ?? 1
   for (const [field, v] of Object.entries({
     vocab: m.vocab,
     hidden: m.hidden,
