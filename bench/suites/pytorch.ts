@@ -10,8 +10,8 @@
  * is the median step after its warm-up steps, and the median of 3 interleaved rounds (pleat,
  * PyTorch, pleat, ...: this VM's speed moves 20-50% over minutes); the row's value is pleat's
  * tokens/s over PyTorch's, target 2 (the issue's goal). PyTorch is not a ceiling; the row's limit
- * is the ratio pleat would reach with every model FLOP (Megatron's formula, TrainOptions.
- * flopsPerStep) at the all-core FMA peak measured in the same run, so its `ratio` is pleat's
+ * is the ratio pleat would reach with every model FLOP (pleat's count,
+ * StepFlops.perStep) at the all-core FMA peak measured in the same run, so its `ratio` is pleat's
  * fraction of that peak, and a target above the limit cannot be met on the machine. PyTorch runs with its default threads (one intra-op thread; OpenBLAS's GEMMs use every
  * core): torch.set_num_threads(2) was slower here (180 against 234 tokens/s at the realistic
  * shape, 420 against 1,015 at hidden 256), OpenMP and OpenBLAS threads contending for 2 cores.
@@ -26,6 +26,7 @@ import { fileURLToPath } from "node:url"
 import * as Effect from "effect/Effect"
 import * as TrainOptions from "../../dist/cli/TrainOptions.js"
 import * as Cpu from "../../dist/native/Cpu.js"
+import * as StepFlops from "../../dist/train/StepFlops.js"
 import * as Train from "../../dist/train/Train.js"
 import { type BenchContext, type BenchRecord, record } from "../harness.js"
 import { fmaPeak } from "../limits.js"
@@ -94,7 +95,7 @@ const pleatTokensPerSecond = async (shape: Shape) => {
   const tokens = setup.batch.globalBatch * setup.model.seq
   return {
     tokensPerSecond: tokens / median(steps.slice(shape.warmup).map((s) => s.seconds)),
-    flopsPerToken: TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch) / tokens,
+    flopsPerToken: StepFlops.perStep(setup.model, setup.batch.globalBatch) / tokens,
   }
 }
 

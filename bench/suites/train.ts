@@ -30,6 +30,7 @@ import * as ThreadsJob from "../../dist/runtime/ThreadsJob.js"
 import * as Trace from "../../dist/runtime/Trace.js"
 import * as ModelConfig from "../../dist/train/ModelConfig.js"
 import * as SteadyStep from "../../dist/train/SteadyStep.js"
+import * as StepFlops from "../../dist/train/StepFlops.js"
 import * as Train from "../../dist/train/Train.js"
 import { idleFraction } from "../bubble.js"
 import { type BenchContext, type BenchRecord, record } from "../harness.js"
@@ -79,7 +80,7 @@ const oneRank = (precision: "fp32" | "bf16"): ReadonlyArray<string> => ["--world
 /** Model FLOP/s of the realistic shape in `precision` on one rank, and its tokens/s. */
 const realisticRow = async (ctx: BenchContext, precision: "fp32" | "bf16", peak: number): Promise<{ readonly row: BenchRecord; readonly tokensPerSecond: number }> => {
   const { setup, seconds, tokensPerSecond } = await realisticStep(oneRank(precision))
-  const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch)
+  const flops = StepFlops.perStep(setup.model, setup.batch.globalBatch)
   ctx.log(`train: realistic shape ${precision}: ${(seconds * 1e3).toFixed(0)} ms/step`)
   const row = record(ctx, {
     case: `realistic MoE (H 1024, moe-ffn 2816, E 8 top-2, seq 1024, 2 layers), 1 rank, ${precision}`,
@@ -138,7 +139,7 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
   const measured = summaries.slice(warmup)
   const seconds = measured.reduce((a, s) => a + s.seconds, 0)
   const tokens = measured.reduce((a, s) => a + s.tokens, 0)
-  const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch) * measured.length
+  const flops = StepFlops.perStep(setup.model, setup.batch.globalBatch) * measured.length
   const peak = Math.max(firstPeak, fmaPeak(1)) * 1e9
   const allPeak = Math.max(firstAllPeak, fmaPeak(cores)) * 1e9
   const flopsPerToken = flops / tokens

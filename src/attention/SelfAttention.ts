@@ -136,19 +136,43 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
   const biased = (t: Tensor.Tensor, bias: Tensor.Tensor | undefined) => (bias === undefined ? t : add(t, bias))
   const normed = (t: Tensor.Tensor, weight: Tensor.Tensor | undefined) => (weight === undefined ? t : rmsNorm(t, weight, w.norm?.eps))
   const q = Rope.rope(normed(Shape.reshape(biased(queries.tensor, w.bias?.q), [b, local, hq, d]), w.norm?.q), rope)
-  let k = Rope.rope(normed(Shape.reshape(biased(keys.tensor, w.bias?.k), [b, local, hkv, d]), w.norm?.k), rope)
-  let v = Shape.reshape(biased(values.tensor, w.bias?.v), [b, local, hkv, d])
+  const k = Rope.rope(normed(Shape.reshape(biased(keys.tensor, w.bias?.k), [b, local, hkv, d]), w.norm?.k), rope)
+  const v = Shape.reshape(biased(values.tensor, w.bias?.v), [b, local, hkv, d])
+  const attended = yield* attendOverContext(q, k, v, keys.layout, c, cpRank)
+  return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden")
+}
+
+/**
+ * The attention core of this rank's local queries q [B, Sl, hq, Dk] against the keys k
+ * [B, Sl, hkv, Dk] and values v [B, Sl, hkv, Dv] of the whole sequence: under cp the K/V of
+ * the other chunks come over the cp group (the ring or one allgather, as `c.cpExchange` says)
+ * with their positions, then causal attention at the tokens' real positions, its probabilities
+ * recomputed in the backward under selective recompute. `rows` is the layout of the rows the
+ * keys came from (tokens over cp, heads over tp). Returns [B, Sl, hq, Dv].
+ * @category combinators
+ */
+export function* attendOverContext(q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, rows: TensorLayout.TensorLayout, c: AttentionConfig, cpRank: number) {
+  const cp = c.cp.ranks.length
+  const local = c.seq / cp
+  const b = c.batch
+  const positions = ContextParallel.positions(c.seq, cp, cpRank)
   let keyPositions = positions
+  let keys = k
+  let values = v
   if (cp > 1) {
     // Sequence-major K/V rows: [positions S/cp, B x kv heads], the positions split over cp.
-    const [tokens, heads] = keys.layout.dims as [TensorLayout.Dim, TensorLayout.Dim]
-    const layout = TensorLayout.make([TensorLayout.dim("positions", c.seq, tokens.over), TensorLayout.dim("batch x kv heads", b * heads.size, heads.over)])
+    const [tokens, heads] = rows.dims as [TensorLayout.Dim, TensorLayout.Dim]
     const gather = (t: Tensor.Tensor, tag: string) => {
-      const rows = TensorLayout.attach(toSequenceMajor(Shape.reshape(t, [b * local, hkv * d]), b, local, hkv * d), layout)
-      return (c.cpExchange ?? "ring") === "ring" ? ringAllGatherLaid(c.cp, rows, tag) : LaidCollective.allGather("cp", c.cp, rows)
+      const [, , h, width] = t.shape as [number, number, number, number]
+      const global = heads.over.reduce((n, s) => n * s.size, h * width)
+      const layout = TensorLayout.make([TensorLayout.dim("positions", c.seq, tokens.over), TensorLayout.dim("batch x kv heads", b * global, heads.over)])
+      const laid = TensorLayout.attach(toSequenceMajor(Shape.reshape(t, [b * local, h * width]), b, local, h * width), layout)
+      return Effect.map((c.cpExchange ?? "ring") === "ring" ? ringAllGatherLaid(c.cp, laid, tag) : LaidCollective.allGather("cp", c.cp, laid), (whole) =>
+        fromSequenceMajor(whole.tensor, b, c.seq, h, width),
+      )
     }
-    k = fromSequenceMajor((yield* gather(k, "ring-k")).tensor, b, c.seq, hkv, d)
-    v = fromSequenceMajor((yield* gather(v, "ring-v")).tensor, b, c.seq, hkv, d)
+    keys = yield* gather(k, "ring-k")
+    values = yield* gather(v, "ring-v")
     const all = new Int32Array(c.seq)
     for (let m = 0; m < cp; m++) all.set(ContextParallel.positions(c.seq, cp, m), m * local)
     keyPositions = all
@@ -156,6 +180,5 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
   const core = (qkv: ReadonlyArray<Tensor.Tensor>) =>
     Attention.attention(qkv[0] as Tensor.Tensor, qkv[1] as Tensor.Tensor, qkv[2] as Tensor.Tensor, { queryPositions: positions, keyPositions })
   // Selective recompute: the core's saved probabilities are recomputed in the backward.
-  const attended = c.recomputeCore === true ? Recompute.recompute("attention core", [q, k, v], core) : core([q, k, v])
-  return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden")
+  return c.recomputeCore === true ? Recompute.recompute("attention core", [q, keys, values], core) : core([q, keys, values])
 }

@@ -24,14 +24,14 @@ import * as Dropping from "../moe/Dropping.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Router from "../moe/Router.js"
 import * as LrSchedule from "../train/LrSchedule.js"
-import * as ModelConfig from "../train/ModelConfig.js"
+import type * as ModelConfig from "../train/ModelConfig.js"
 import * as ModelPresets from "../train/ModelPresets.js"
 import * as Optimizer from "../train/Optimizer.js"
 import * as TokenFile from "../train/TokenFile.js"
 import * as Flags from "./Flags.js"
+import { modelShapeSettings } from "./ModelShapeSettings.js"
 import { choice, count, flag, maxSeed, PositiveInt, optionalChoice, optionalCount, optionalReal, optionalText, optionalWhole, real, seed, text, whole } from "./SettingKinds.js"
 
-const model = ModelConfig.small
 const optimizer = Optimizer.defaults(1)
 const moe = MoeSettings.defaults
 
@@ -57,26 +57,7 @@ export const settings = {
   order: text("axis order, leftmost fastest", Order.defaultOrder, "O"),
   model: optionalChoice(ModelPresets.names, "a model preset's sizes and router options (flags and the config file override them; none by default)", "NAME"),
   scale: count("shrink the --model preset by N for a CPU run: widths, vocab and seq / N, layers ceil(/N) to even; experts and top-k kept", 1),
-  layers: count("transformer layers", model.layers),
-  hidden: count("hidden size", model.hidden),
-  heads: count("attention heads", model.heads),
-  "kv-heads": count("key/value heads", model.kvHeads),
-  vocab: count("vocabulary", model.vocab),
-  experts: count("experts", model.experts),
-  topk: count("experts per token", model.topk),
-  ffn: count("dense MLP width (the layers that are not MoE)", model.ffn),
-  "moe-ffn": count("expert MLP width", model.moeFfn),
-  "moe-every": count("every N-th layer is MoE, from layer --dense-first (1: every layer)", model.moeEvery),
-  "dense-first": whole("the first N layers are dense MLPs (DeepSeek-V3's first_k_dense_replace): layer i is MoE when i >= N and (i - N) % --moe-every is 0", 0),
-  seq: count("sequence length", model.seq),
-  "untie-embeddings": flag("separate input and output embeddings (Mixtral-style); tied by default (GPT-style: the output layer is the embedding table)"),
-  "qkv-bias": flag("biases on the attention's q, k and v, initialized to zero (Qwen-style)"),
-  "head-dim": optionalCount("each attention head's width (default --hidden / --heads; Qwen3's 128 with hidden 2048 and 32 heads)"),
-  "qk-norm": flag("an RMSNorm over each head's q and k before RoPE, one weight per head width (Qwen3-style)"),
-  "rope-theta": optionalReal("RoPE's frequency base (default 10000; a --model preset sets its model's)"),
-  "norm-eps": optionalReal("every RMSNorm's epsilon (default 1e-6; a --model preset sets its model's)"),
-  "shared-expert-ffn": optionalCount("shared experts: a dense MLP of this width every token of an MoE layer goes through (none by default)"),
-  "shared-expert-gate": flag("scale the shared experts' output by a learned sigmoid gate per token (needs --shared-expert-ffn)"),
+  ...modelShapeSettings,
   "score-function": choice(Router.scoreFunctions as ["softmax", "sigmoid"], moe.scoreFunction, "router score function", "NAME"),
   "pre-softmax": flag("softmax over all experts before the top-k (softmax scores; probs are not renormalized)"),
   "num-groups": optionalCount("group-limited routing: expert groups (divides --experts; with --group-topk)"),
@@ -321,6 +302,12 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "qkv-bias": m.qkvBias,
     "head-dim": m.headDim,
     "qk-norm": m.qkNorm,
+    "multi-latent-attention": m.mla === undefined ? undefined : true,
+    "q-lora-rank": m.mla === undefined || m.mla.qLoraRank === 0 ? undefined : m.mla.qLoraRank,
+    "kv-lora-rank": m.mla?.kvLoraRank,
+    "qk-head-dim": m.mla?.qkHeadDim,
+    "qk-pos-emb-head-dim": m.mla?.qkPosEmbHeadDim,
+    "v-head-dim": m.mla?.vHeadDim,
     "rope-theta": m.ropeTheta,
     "norm-eps": m.normEps,
     "untie-embeddings": m.untieEmbeddings,

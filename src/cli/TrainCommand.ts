@@ -30,6 +30,7 @@ import * as Log from "../runtime/Log.js"
 import * as Trace from "../runtime/Trace.js"
 import type * as HeldOut from "../train/HeldOut.js"
 import * as SaveFallback from "../train/SaveFallback.js"
+import * as StepFlops from "../train/StepFlops.js"
 import * as SteadyStep from "../train/SteadyStep.js"
 import * as Train from "../train/Train.js"
 import { Activity } from "./Activity.js"
@@ -117,7 +118,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     const evaluateOnly = first >= steps
     if (evaluateOnly && setup.evaluation === undefined) return nothingToDo(resolved, io)
     const tokensPerStep = setup.batch.globalBatch * setup.model.seq
-    const flops = TrainOptions.flopsPerStep(setup.model, setup.batch.globalBatch)
+    const flops = StepFlops.perStep(setup.model, setup.batch.globalBatch)
     const dropping = setup.model.moe !== undefined && MoeSettings.drops(setup.model.moe)
     const json = resolved.log === "json" ? pino({ base: null }, { write: (line: string) => io.stdout(line) }) : undefined
     const progress = resolved.log === "pretty" && !evaluateOnly ? Progress.make(steps, first) : undefined

@@ -16,7 +16,6 @@ import * as ConfigError from "../errors/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as MpiProcess from "../runtime/MpiProcess.js"
-import * as ModelContext from "../model/ModelContext.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import type * as HeldOut from "../train/HeldOut.js"
@@ -27,6 +26,7 @@ import * as TokenFile from "../train/TokenFile.js"
 import type * as RankTrainer from "../train/RankTrainer.js"
 import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
+import * as LatentFlags from "./LatentFlags.js"
 import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as JsonFile from "./JsonFile.js"
 import * as OutputPath from "./OutputPath.js"
@@ -234,6 +234,9 @@ const moeSettings = (c: RunConfig.RunConfig): MoeSettings.MoeSettings => ({
 /** The coefficient of the plain aux loss (the setup's, which the model's settings agree with). */
 const plainAuxCoeff = (moe: MoeSettings.MoeSettings | undefined): number => moe?.auxLosses.find((t) => t.type === "aux")?.coeff ?? 0
 
+/** The model's `mla` field where it has multi-latent attention. */
+const withLatent = (mla: ReturnType<typeof LatentFlags.latentOf>) => (mla === undefined ? {} : { mla })
+
 /**
  * Parses the flags (and config file) into a checked job; throws a BadInput naming every
  * problem it can see at once (flags and settings), else the first cross-field problem.
@@ -272,7 +275,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     layers: c.layers,
     hidden: c.hidden,
     heads: c.heads,
-    kvHeads: c["kv-heads"],
+    kvHeads: LatentFlags.kvHeadsOf(c, d.sources),
     vocab: c.vocab,
     experts: c.experts,
     topk: c.topk,
@@ -286,6 +289,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     ...(c["qkv-bias"] ? { qkvBias: true } : {}),
     ...(c["head-dim"] === undefined ? {} : { headDim: c["head-dim"] }),
     ...(c["qk-norm"] ? { qkNorm: true } : {}),
+    ...withLatent(explained(d, () => LatentFlags.latentOf(c))),
     ...(c["rope-theta"] === undefined ? {} : { ropeTheta: c["rope-theta"] }),
     ...(c["norm-eps"] === undefined ? {} : { normEps: c["norm-eps"] }),
     ...(c["shared-expert-gate"] ? { sharedExpertGate: true } : {}),
@@ -382,19 +386,4 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     first,
     evalEvery: c["eval-every"],
   }
-}
-
-/**
- * Training FLOPs of one step of the model (3x the forward: matmuls, attention, output).
- * @category mapping
- */
-export const flopsPerStep = (m: ModelConfig.ModelConfig, globalBatch: number): number => {
-  const d = ModelContext.headDim(m)
-  let perToken = 2 * m.hidden * m.vocab // output layer
-  for (let l = 0; l < m.layers; l++) {
-    perToken += 2 * m.hidden * (m.heads * d + 2 * m.kvHeads * d) + 2 * m.heads * d * m.hidden // projections
-    perToken += 2 * m.heads * d * m.seq // causal attention: q.k and p.v over ~seq/2 keys each
-    perToken += ModelContext.isMoe(m, l) ? 2 * m.hidden * m.experts + m.topk * 6 * m.hidden * m.moeFfn + 6 * m.hidden * (m.sharedExpertFfn ?? 0) : 6 * m.hidden * m.ffn
-  }
-  return 3 * perToken * globalBatch * m.seq
 }

@@ -78,12 +78,27 @@ export const columnParallelEachLaid = (x: TensorLayout.WithLayout, products: Rea
 
 /** columnParallelEachLaid's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
 function* columnParallelEachLaidSteps(x: TensorLayout.WithLayout, products: ReadonlyArray<ColumnProduct>, options: ParallelOptions) {
-  const full = options.sequenceParallel ? yield* LaidCollective.allGather("tp", options.tp, x) : yield* LaidCollective.copyToGroup("tp", options.tp, x)
+  const full = yield* enterRegionLaid(x, options)
+  return products.map((product) => columnProductOf(full, product, options))
+}
+
+/**
+ * Enters the tp region: the whole rows on every member, gathered under SP (backward:
+ * reduce-scatter), copied in otherwise (backward: allreduce).
+ * @category combinators
+ */
+export const enterRegionLaid = (x: TensorLayout.WithLayout, options: ParallelOptions) =>
+  options.sequenceParallel ? LaidCollective.allGather("tp", options.tp, x) : LaidCollective.copyToGroup("tp", options.tp, x)
+
+/**
+ * One column-parallel product of rows already in the tp region (enterRegionLaid): this member's
+ * block of the `columns` out.
+ * @category combinators
+ */
+export const columnProductOf = (full: TensorLayout.WithLayout, { w, columns, transposed = false }: ColumnProduct, options: ParallelOptions): TensorLayout.WithLayout => {
   const n = options.tp.ranks.length
-  return products.map(({ w, columns, transposed = false }) => {
-    const out = TensorLayout.dim(columns, (w.shape[transposed ? 0 : 1] as number) * n, [{ axis: "tp", size: n }])
-    return TensorLayout.attach(matmul(full.tensor, w, { transB: transposed }), TensorLayout.withLastDim(full.layout, out))
-  })
+  const out = TensorLayout.dim(columns, (w.shape[transposed ? 0 : 1] as number) * n, [{ axis: "tp", size: n }])
+  return TensorLayout.attach(matmul(full.tensor, w, { transB: transposed }), TensorLayout.withLastDim(full.layout, out))
 }
 
 /**

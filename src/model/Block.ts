@@ -14,6 +14,7 @@
  * (RoutedLayout), so token-permuted rows never leave the layer.
  */
 import * as Effect from "effect/Effect"
+import * as LatentAttention from "../attention/LatentAttention.js"
 import * as SelfAttention from "../attention/SelfAttention.js"
 import * as DenseMlp from "../dataflow/DenseMlp.js"
 import * as Operator from "../dataflow/Operator.js"
@@ -96,25 +97,46 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     recomputeCore: c.recompute === "selective",
     ropeTheta: ModelContext.ropeThetaOf(c.sizes),
   }
-  const weights = {
-    wq: p("wq"),
-    wk: p("wk"),
-    wv: p("wv"),
-    wo: p("wo"),
-    bias: c.sizes.qkvBias === true ? { q: p("bq"), k: p("bk"), v: p("bv") } : undefined,
-    norm: c.sizes.qkNorm === true ? { q: p("qNorm"), k: p("kNorm"), eps: ModelContext.normEpsOf(c.sizes) } : undefined,
-  }
+  const eps = ModelContext.normEpsOf(c.sizes)
+  const mla = c.sizes.mla
+  const attend =
+    mla === undefined
+      ? groupedQuery(p, c.sizes, eps, config, c.cpRank)
+      : (rows: TensorLayout.WithLayout) => LatentAttention.forwardLaid(rows, latentWeights(p, mla, eps), { ...config, latent: mla }, c.cpRank)
   const norm = p("attentionNorm")
   // The layout the typed collectives of the attention made of the input's.
   let layout = x.layout
   const half = (input: Tensor.Tensor) =>
-    Effect.map(SelfAttention.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, ModelContext.normEpsOf(c.sizes)), x.layout), weights, config, c.cpRank), (a) => {
+    Effect.map(attend(TensorLayout.attach(rmsNorm(input, norm, eps), x.layout)), (a) => {
       layout = a.layout
       return add(input, a.tensor)
     })
   const tensor = yield* recomputedIfFull(c, `attention (layer ${layer})`, x.tensor, half)
   return ModelContext.withRows(x, tensor, layout)
 }
+
+/** Grouped-query attention of a layer whose parameters `p` names, on laid rows. */
+const groupedQuery = (p: (name: string) => Tensor.Tensor, sizes: ModelContext.Sizes, eps: number, config: SelfAttention.AttentionConfig, cpRank: number) => {
+  const weights = {
+    wq: p("wq"),
+    wk: p("wk"),
+    wv: p("wv"),
+    wo: p("wo"),
+    bias: sizes.qkvBias === true ? { q: p("bq"), k: p("bk"), v: p("bv") } : undefined,
+    norm: sizes.qkNorm === true ? { q: p("qNorm"), k: p("kNorm"), eps } : undefined,
+  }
+  return (rows: TensorLayout.WithLayout) => SelfAttention.forwardLaid(rows, weights, config, cpRank)
+}
+
+/** Multi-latent attention's weights of a layer whose parameters `p` names (Params' names). */
+const latentWeights = (p: (name: string) => Tensor.Tensor, mla: LatentAttention.LatentSizes, eps: number): LatentAttention.LatentWeights => ({
+  query: mla.qLoraRank > 0 ? { wqA: p("wqA"), qANorm: p("qANorm"), wqB: p("wqB") } : { wq: p("wq") },
+  wkvA: p("wkvA"),
+  kvANorm: p("kvANorm"),
+  wkvB: p("wkvB"),
+  wo: p("wo"),
+  eps,
+})
 
 /**
  * `half(x)`, recomputed in the backward under full recompute (Recompute.recomputeEffect).

@@ -12,6 +12,7 @@
  *
  * Sizes are a structural type (train's ModelConfig fits it), so model/ does not import train/.
  */
+import type * as LatentAttention from "../attention/LatentAttention.js"
 import type { Group } from "../comm/Group.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Dispatcher from "../moe/Dispatcher.js"
@@ -49,6 +50,8 @@ export interface Sizes {
   readonly headDim?: number | undefined
   /** RMSNorm over each head's q and k before RoPE (Qwen3, OLMoE); absent or false: none. */
   readonly qkNorm?: boolean | undefined
+  /** Multi-latent attention's widths (DeepSeek-V2/V3; kvHeads = heads); none: grouped-query attention. */
+  readonly mla?: LatentAttention.LatentSizes | undefined
   /** RoPE's frequency base (none: `defaultRopeTheta`). */
   readonly ropeTheta?: number | undefined
   /** RMSNorm's epsilon, every norm of the model (none: `defaultNormEps`). */

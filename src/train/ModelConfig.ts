@@ -7,6 +7,7 @@
  * The MoE layers route as `moe` says (MoeSettings: score function, groups, losses, dropping).
  */
 import * as Result from "effect/Result"
+import * as LatentAttention from "../attention/LatentAttention.js"
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
@@ -50,6 +51,11 @@ export interface ModelConfig {
   readonly headDim?: number | undefined
   /** RMSNorm over each head's q and k before RoPE (Qwen3-style); absent or false: none. */
   readonly qkNorm?: boolean | undefined
+  /**
+   * Multi-latent attention (DeepSeek-V2/V3, LatentAttention) with these widths, in place of
+   * grouped-query attention: kvHeads must equal heads, headDim, qkvBias and qkNorm unused.
+   */
+  readonly mla?: LatentAttention.LatentSizes | undefined
   /** RoPE's frequency base; none: 10000 (ModelContext.defaultRopeTheta). */
   readonly ropeTheta?: number | undefined
   /** Every RMSNorm's epsilon; none: 1e-6 (ModelContext.defaultNormEps). */
@@ -120,7 +126,10 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     if (!Number.isSafeInteger(v) || v < 1) return fault(field, v, "is not a positive integer", `pass --${kebab(field)} N with N = 1, 2, 3, ...`)
   const partition = Partition.validate(Partition.inputOf(m.layers, p))
   if (Result.isFailure(partition)) return partition.failure
-  if (m.headDim === undefined && m.hidden % m.heads !== 0)
+  if (m.mla !== undefined) {
+    const problem = latentProblem(m, s.tp)
+    if (problem !== undefined) return problem
+  } else if (m.headDim === undefined && m.hidden % m.heads !== 0)
     return fault("hidden", m.hidden, `is not divisible by heads = ${m.heads}`, "use a hidden size that is a multiple of the head count, or give --head-dim")
   if (m.heads % s.tp !== 0) return fault("heads", m.heads, `is not divisible by tp = ${s.tp}`, `use a multiple of ${s.tp} heads, or a smaller --tp`)
   if (m.kvHeads % s.tp !== 0 || m.heads % m.kvHeads !== 0)
@@ -128,7 +137,7 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
   if (m.vocab % s.tp !== 0) return fault("vocab", m.vocab, `is not divisible by tp = ${s.tp}`, `use a vocabulary that is a multiple of ${s.tp}`)
   if (m.headDim !== undefined && (!Number.isSafeInteger(m.headDim) || m.headDim < 2 || m.headDim % 2 !== 0))
     return fault("headDim", m.headDim, "is not an even number of 2 or more (RoPE turns pairs of a head's dimensions)", "pass --head-dim N with N = 2, 4, 6, ...")
-  if (m.headDim === undefined && (m.hidden / m.heads) % 2 !== 0)
+  if (m.mla === undefined && m.headDim === undefined && (m.hidden / m.heads) % 2 !== 0)
     return fault(
       "hidden",
       m.hidden,
@@ -167,6 +176,19 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     return fault("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width (--moe-ffn) that is a multiple of ${s.etp}, or a smaller --etp`)
   if (b.globalBatch % (b.microBatch * s.dp) !== 0)
     return fault("global-batch", b.globalBatch, `is not divisible by micro-batch*dp = ${b.microBatch}*${s.dp}`, `use a multiple of ${b.microBatch * s.dp}`)
+  return undefined
+}
+
+/** What keeps multi-latent attention's widths and options from fitting (problemOf). */
+const latentProblem = (m: ModelConfig, tp: number): Problem | undefined => {
+  const mla = m.mla as LatentAttention.LatentSizes
+  const problem = LatentAttention.problemOf(mla)
+  if (problem !== undefined) return problem
+  if (m.kvHeads !== m.heads)
+    return fault("kvHeads", m.kvHeads, `differs from heads = ${m.heads}: multi-latent attention gives every head its own keys and values`, "drop --kv-heads (or set it to --heads)")
+  if (m.qkNorm === true) return fault("qkNorm", true, "has no per-head q and k to normalize in multi-latent attention (its latents have norms of their own)", "drop --qk-norm")
+  if (m.qkvBias === true) return fault("qkvBias", true, "has no q, k and v projections to bias in multi-latent attention", "drop --qkv-bias")
+  if (m.heads % tp !== 0) return fault("heads", m.heads, `is not divisible by tp = ${tp}`, `use a multiple of ${tp} heads, or a smaller --tp`)
   return undefined
 }
 

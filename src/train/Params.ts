@@ -28,6 +28,7 @@
  * layer's standard deviation (0.5 / sqrt(H)), not the untied embedding's 1: as the output layer,
  * values of std 1 start the loss far above ln(vocab) (30 against 3.5 on the default model).
  */
+import type * as LatentAttention from "../attention/LatentAttention.js"
 import type * as Folding from "../mapping/Folding.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ModelContext from "../model/ModelContext.js"
@@ -60,6 +61,41 @@ export interface ParamSpec {
   readonly tied?: boolean
 }
 
+/** Grouped-query attention's projections of layer `l` (prefix `p`). */
+const groupedQueryAttention = (m: ModelConfig.ModelConfig, p: string, l: number, std: number): Array<ParamSpec> => {
+  const h = m.hidden
+  const d = ModelContext.headDim(m)
+  return [
+    { name: `${p}wq`, shape: [h, m.heads * d], sharding: "cols/tp", std, layer: l },
+    { name: `${p}wk`, shape: [h, m.kvHeads * d], sharding: "cols/tp", std, layer: l },
+    { name: `${p}wv`, shape: [h, m.kvHeads * d], sharding: "cols/tp", std, layer: l },
+    { name: `${p}wo`, shape: [m.heads * d, h], sharding: "rows/tp", std, layer: l },
+  ]
+}
+
+/**
+ * Multi-latent attention's projections and latent norms of layer `l` (LatentAttention): the down
+ * projections and norms replicated, the up projections split over tp by heads (columns), wo by
+ * rows.
+ */
+const latentAttention = (m: ModelConfig.ModelConfig, s: LatentAttention.LatentSizes, p: string, l: number, std: number): Array<ParamSpec> => {
+  const h = m.hidden
+  const q = m.heads * (s.qkHeadDim + s.qkPosEmbHeadDim)
+  return [
+    ...(s.qLoraRank > 0
+      ? ([
+          { name: `${p}wqA`, shape: [h, s.qLoraRank], sharding: "replicated", std, layer: l },
+          { name: `${p}qANorm`, shape: [s.qLoraRank], sharding: "replicated", std: 0, layer: l },
+          { name: `${p}wqB`, shape: [s.qLoraRank, q], sharding: "cols/tp", std, layer: l },
+        ] as const)
+      : ([{ name: `${p}wq`, shape: [h, q], sharding: "cols/tp", std, layer: l }] as const)),
+    { name: `${p}wkvA`, shape: [h, s.kvLoraRank + s.qkPosEmbHeadDim], sharding: "replicated", std, layer: l },
+    { name: `${p}kvANorm`, shape: [s.kvLoraRank], sharding: "replicated", std: 0, layer: l },
+    { name: `${p}wkvB`, shape: [s.kvLoraRank, m.heads * (s.qkHeadDim + s.vHeadDim)], sharding: "cols/tp", std, layer: l },
+    { name: `${p}wo`, shape: [m.heads * s.vHeadDim, h], sharding: "rows/tp", std, layer: l },
+  ]
+}
+
 /**
  * Every parameter of the model, in a fixed order.
  * @category constructors
@@ -78,10 +114,7 @@ export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
     const p = `layers.${l}.`
     out.push(
       { name: `${p}attentionNorm`, shape: [h], sharding: "replicated", std: 0, layer: l },
-      { name: `${p}wq`, shape: [h, m.heads * d], sharding: "cols/tp", std, layer: l },
-      { name: `${p}wk`, shape: [h, m.kvHeads * d], sharding: "cols/tp", std, layer: l },
-      { name: `${p}wv`, shape: [h, m.kvHeads * d], sharding: "cols/tp", std, layer: l },
-      { name: `${p}wo`, shape: [m.heads * d, h], sharding: "rows/tp", std, layer: l },
+      ...(m.mla === undefined ? groupedQueryAttention(m, p, l, std) : latentAttention(m, m.mla, p, l, std)),
       // q, k, v biases (Qwen-style): vectors over the heads, split over tp as the heads are.
       ...(m.qkvBias === true
         ? (

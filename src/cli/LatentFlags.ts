@@ -1,0 +1,43 @@
+/**
+ * LatentFlags: multi-latent attention's settings (`--multi-latent-attention` and the widths,
+ * Megatron's flag names) as the model's LatentSizes, with their defaults from the head width
+ * (--head-dim, else hidden / heads, whole): qk-head-dim and v-head-dim the head width,
+ * qk-pos-emb-head-dim half of it rounded up to even, kv-lora-rank 4 x it (DeepSeek-V3's ratios:
+ * 128, 128, 64, 512), no query latent unless --q-lora-rank is given.
+ */
+import type * as LatentAttention from "../attention/LatentAttention.js"
+import * as ConfigError from "../errors/ConfigError.js"
+import type * as RunConfig from "./RunConfig.js"
+
+/** The width settings that size multi-latent attention. */
+const widths = ["q-lora-rank", "kv-lora-rank", "qk-head-dim", "qk-pos-emb-head-dim", "v-head-dim"] as const
+
+/**
+ * The model's multi-latent attention widths, or undefined without --multi-latent-attention;
+ * throws a ConfigError for a width given without it.
+ * @category constructors
+ */
+export const latentOf = (c: RunConfig.RunConfig): LatentAttention.LatentSizes | undefined => {
+  if (!c["multi-latent-attention"]) {
+    const stray = widths.find((k) => c[k] !== undefined)
+    if (stray !== undefined)
+      throw ConfigError.make(stray, c[stray], "sizes multi-latent attention, which this model does not use", `add --multi-latent-attention, or drop --${stray}`)
+    return undefined
+  }
+  const head = Math.max(2, c["head-dim"] ?? Math.floor(c.hidden / c.heads))
+  return {
+    qLoraRank: c["q-lora-rank"] ?? 0,
+    kvLoraRank: c["kv-lora-rank"] ?? 4 * head,
+    qkHeadDim: c["qk-head-dim"] ?? head,
+    qkPosEmbHeadDim: c["qk-pos-emb-head-dim"] ?? 2 * Math.ceil(head / 4),
+    vHeadDim: c["v-head-dim"] ?? head,
+  }
+}
+
+/**
+ * The key/value heads of the model: --heads under multi-latent attention where --kv-heads was
+ * left at its default (every head has its own keys there), else --kv-heads.
+ * @category constructors
+ */
+export const kvHeadsOf = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): number =>
+  c["multi-latent-attention"] && sources["kv-heads"]?._tag === "default" ? c.heads : c["kv-heads"]

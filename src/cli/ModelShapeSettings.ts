@@ -1,0 +1,43 @@
+/**
+ * ModelShapeSettings: the settings of a run that shape the model (sizes, attention, layer
+ * pattern, shared experts), a part of RunConfig's one table of settings.
+ */
+import * as ModelConfig from "../train/ModelConfig.js"
+import { count, flag, optionalCount, optionalReal, whole } from "./SettingKinds.js"
+
+const model = ModelConfig.small
+
+/**
+ * The model's sizes and attention, as RunConfig's settings.
+ * @category configuration
+ */
+export const modelShapeSettings = {
+  layers: count("transformer layers", model.layers),
+  hidden: count("hidden size", model.hidden),
+  heads: count("attention heads", model.heads),
+  "kv-heads": count("key/value heads", model.kvHeads),
+  vocab: count("vocabulary", model.vocab),
+  experts: count("experts", model.experts),
+  topk: count("experts per token", model.topk),
+  ffn: count("dense MLP width (the layers that are not MoE)", model.ffn),
+  "moe-ffn": count("expert MLP width", model.moeFfn),
+  "moe-every": count("every N-th layer is MoE, from layer --dense-first (1: every layer)", model.moeEvery),
+  "dense-first": whole("the first N layers are dense MLPs (DeepSeek-V3's first_k_dense_replace): layer i is MoE when i >= N and (i - N) % --moe-every is 0", 0),
+  seq: count("sequence length", model.seq),
+  "untie-embeddings": flag("separate input and output embeddings (Mixtral-style); tied by default (GPT-style: the output layer is the embedding table)"),
+  "qkv-bias": flag("biases on the attention's q, k and v, initialized to zero (Qwen-style)"),
+  "head-dim": optionalCount("each attention head's width (default --hidden / --heads; Qwen3's 128 with hidden 2048 and 32 heads)"),
+  "qk-norm": flag("an RMSNorm over each head's q and k before RoPE, one weight per head width (Qwen3-style)"),
+  "multi-latent-attention": flag(
+    "multi-latent attention (DeepSeek-V2/V3) in place of grouped-query attention: queries and keys/values from low-rank latents, a rotary key part shared by the heads; --kv-heads is --heads",
+  ),
+  "q-lora-rank": optionalCount("multi-latent attention: the query latent's width (none by default: queries straight from the hidden rows; DeepSeek-V3's 1536)"),
+  "kv-lora-rank": optionalCount("multi-latent attention: the key/value latent's width (default 4 x the head width; DeepSeek-V3's 512)"),
+  "qk-head-dim": optionalCount("multi-latent attention: each head's query/key width without RoPE (default the head width; DeepSeek-V3's 128)"),
+  "qk-pos-emb-head-dim": optionalCount("multi-latent attention: the RoPE part's width, even (default half the head width, rounded up to even; DeepSeek-V3's 64)"),
+  "v-head-dim": optionalCount("multi-latent attention: each head's value width (default the head width; DeepSeek-V3's 128)"),
+  "rope-theta": optionalReal("RoPE's frequency base (default 10000; a --model preset sets its model's)"),
+  "norm-eps": optionalReal("every RMSNorm's epsilon (default 1e-6; a --model preset sets its model's)"),
+  "shared-expert-ffn": optionalCount("shared experts: a dense MLP of this width every token of an MoE layer goes through (none by default)"),
+  "shared-expert-gate": flag("scale the shared experts' output by a learned sigmoid gate per token (needs --shared-expert-ffn)"),
+} as const

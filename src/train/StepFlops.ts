@@ -1,0 +1,41 @@
+/**
+ * StepFlops: the training FLOPs of one step as pleat counts them for its own throughput
+ * (`pleat train`'s flopsPerStep and flopsPerSec, the benches' MFU): 3x the forward's matmuls,
+ * attention core, router and output layer, 2 FLOPs a multiply-add, the causal core over ~seq/2
+ * keys. (The planner reports Megatron's formula instead, plan/ModelFlops.)
+ */
+import * as ModelContext from "../model/ModelContext.js"
+import type * as ModelConfig from "./ModelConfig.js"
+
+/**
+ * The attention's forward FLOPs per token of one layer: projections and the causal core.
+ * @category mapping
+ */
+export const attentionPerToken = (m: ModelConfig.ModelConfig): number => {
+  const h = m.hidden
+  const s = m.mla
+  if (s === undefined) {
+    const d = ModelContext.headDim(m)
+    return 2 * h * (m.heads * d + 2 * m.kvHeads * d) + 2 * m.heads * d * h + 2 * m.heads * d * m.seq
+  }
+  const q = m.heads * (s.qkHeadDim + s.qkPosEmbHeadDim)
+  const query = s.qLoraRank > 0 ? h * s.qLoraRank + s.qLoraRank * q : h * q
+  const keysValues = h * (s.kvLoraRank + s.qkPosEmbHeadDim) + s.kvLoraRank * m.heads * (s.qkHeadDim + s.vHeadDim)
+  const out = m.heads * s.vHeadDim * h
+  // The core: q.k at width dn + dr and p.v at width dv, over ~seq/2 keys each.
+  const core = m.heads * (s.qkHeadDim + s.qkPosEmbHeadDim + s.vHeadDim) * m.seq
+  return 2 * (query + keysValues + out) + core
+}
+
+/**
+ * Training FLOPs of one step of `globalBatch` sequences.
+ * @category mapping
+ */
+export const perStep = (m: ModelConfig.ModelConfig, globalBatch: number): number => {
+  let perToken = 2 * m.hidden * m.vocab // output layer
+  for (let l = 0; l < m.layers; l++) {
+    perToken += attentionPerToken(m)
+    perToken += ModelContext.isMoe(m, l) ? 2 * m.hidden * m.experts + m.topk * 6 * m.hidden * m.moeFfn + 6 * m.hidden * (m.sharedExpertFfn ?? 0) : 6 * m.hidden * m.ffn
+  }
+  return 3 * perToken * globalBatch * m.seq
+}
