@@ -1,5 +1,5 @@
 // Model presets: each preset's unscaled shape is the documented one (paper.md's model table, the
-// public Mixtral 8x7B config, the DeepSeek-V3-style choice); scaled by 64 (and by other powers of
+// public Mixtral 8x7B config, the DeepSeek-V3-style choice, DeepSeek-V3's config); scaled by 64 (and by other powers of
 // two) every preset passes ModelConfig.check on the default mapping (world 8: tp 2, cp 2, pp 2,
 // ep 2) and keeps its experts, top-k, moeEvery and router options; scale 1 is the model itself.
 import fc from "fast-check"
@@ -19,6 +19,7 @@ const documented: Record<ModelPresets.Name, ReadonlyArray<number | undefined>> =
   "qwen3-235b-a22b": [151936, 4096, 94, 64, 4, 12288, 128, 8, 1536, undefined],
   "llama3-8x70b": [128256, 8192, 80, 64, 8, 28672, 8, 2, 28672, undefined],
   "deepseek-v3-style": [129280, 7168, 61, 128, 128, 18432, 256, 8, 2048, 2048],
+  "deepseek-v3": [129280, 7168, 61, 128, 128, 18432, 256, 8, 2048, 2048],
 }
 
 const shapeOf = (m: ModelConfig.ModelConfig) => [m.vocab, m.hidden, m.layers, m.heads, m.kvHeads, m.ffn, m.experts, m.topk, m.moeFfn, m.sharedExpertFfn]
@@ -58,6 +59,14 @@ describe("ModelPresets", () => {
       expect(ModelPresets.model(name, 64).headDim).toBe(8)
       expect(ModelPresets.model(name, 4).headDim).toBe(32)
     }
+    // DeepSeek-V3: the -style preset's MoE on its multi-latent attention (the public config's widths).
+    const v3 = ModelPresets.model("deepseek-v3", 1)
+    expect(v3.mla).toEqual({ qLoraRank: 1536, kvLoraRank: 512, qkHeadDim: 128, qkPosEmbHeadDim: 64, vHeadDim: 128 })
+    expect(v3.moe).toEqual(deepseek.moe)
+    expect(ModelPresets.model("deepseek-v3-style", 1).mla).toBeUndefined()
+    // Scaled by 64: latents / 64 rounded up to 8, head widths even and at least 8 (the rotary part 4).
+    expect(ModelPresets.model("deepseek-v3", 64).mla).toEqual({ qLoraRank: 24, kvLoraRank: 8, qkHeadDim: 8, qkPosEmbHeadDim: 4, vHeadDim: 8 })
+    expect(ModelPresets.model("deepseek-v3", 4).mla).toEqual({ qLoraRank: 384, kvLoraRank: 128, qkHeadDim: 32, qkPosEmbHeadDim: 16, vHeadDim: 32 })
     expect(ModelPresets.model("mixtral-8x7b", 1).moe?.scoreFunction).toBe("softmax")
     expect(ModelPresets.model("mixtral-8x7b", 1).moe?.preSoftmax).toBe(false)
   })

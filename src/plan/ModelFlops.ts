@@ -7,9 +7,11 @@
  *
  * B global batch (sequences), s sequence, l layers, h hidden, n heads, g KV heads, q the query
  * projection's width over h (1 with heads of width h/n; n x headDim / h with --head-dim, as
- * Megatron's kv_channels), SwiGLU (3/2), V vocabulary. Only the activated experts count; the router, the
+ * Megatron's kv_channels), SwiGLU (3/2), V vocabulary. With multi-latent attention the
+ * attention term is Megatron's MLA count (latentTerm) over 2 h^2. Only the activated experts count; the router, the
  * norms and recomputation do not (Megatron counts neither).
  */
+import type * as LatentAttention from "../attention/LatentAttention.js"
 import * as ModelContext from "../model/ModelContext.js"
 import type * as ModelConfig from "../train/ModelConfig.js"
 
@@ -23,6 +25,28 @@ export const moeLayers = (m: ModelConfig.ModelConfig): number => {
   return n
 }
 
+/** Grouped-query attention's term: (1 + g/n + s/(2h)) q. */
+const groupedQueryTerm = (m: ModelConfig.ModelConfig, seq: number): number => {
+  const q = (m.heads * ModelContext.headDim(m)) / m.hidden
+  return (1 + m.kvHeads / m.heads + seq / (2 * m.hidden)) * q
+}
+
+/**
+ * Multi-latent attention's multiply-adds per token of a layer, as Megatron counts them (its
+ * `multi_latent_attention` branch: the latent norms count one per latent width, the core half
+ * the keys of the sequence).
+ */
+const latentTerm = (m: ModelConfig.ModelConfig, s: LatentAttention.LatentSizes, seq: number): number => {
+  const h = m.hidden
+  const n = m.heads
+  const qk = s.qkHeadDim + s.qkPosEmbHeadDim
+  const query = s.qLoraRank > 0 ? s.qLoraRank * (h + n * qk + 1) : h * n * qk
+  const keysValues = s.kvLoraRank * (h + n * (s.qkHeadDim + s.vHeadDim) + 1) + h * s.qkPosEmbHeadDim
+  const out = n * s.vHeadDim * h
+  const core = (seq * n * qk) / 2 + (seq * n * s.vHeadDim) / 2
+  return query + keysValues + out + core
+}
+
 /**
  * Model FLOPs of one step of `globalBatch` sequences of length `seq`.
  * @category mapping
@@ -32,8 +56,7 @@ export const perStep = (m: ModelConfig.ModelConfig, seq: number, globalBatch: nu
   const h = m.hidden
   const lMoe = moeLayers(m)
   const lDense = l - lMoe
-  const q = (m.heads * ModelContext.headDim(m)) / h
-  const attention = (1 + m.kvHeads / m.heads + seq / (2 * h)) * q
+  const attention = m.mla === undefined ? groupedQueryTerm(m, seq) : latentTerm(m, m.mla, seq) / (2 * h * h)
   const mlp = (1.5 * (m.ffn * lDense + (m.moeFfn * m.topk + (m.sharedExpertFfn ?? 0)) * lMoe)) / (l * h)
   const logits = m.vocab / (2 * l * h)
   return 12 * globalBatch * seq * l * h * h * (attention + mlp + logits)

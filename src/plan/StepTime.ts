@@ -14,6 +14,7 @@
  * gradient reduce-scatter and parameter all-gather beyond what one micro-batch overlaps, plus the
  * optimizer step.
  */
+import type * as LatentAttention from "../attention/LatentAttention.js"
 import * as ModelContext from "../model/ModelContext.js"
 import { calibration as c } from "./Calibration.js"
 import type { Breakdown, Job, Mapping } from "./Job.js"
@@ -45,6 +46,26 @@ const dimension = (d: number): number => d / (d + c.gemmHalfDimension)
 /** Seconds of `count` GEMMs m x n x k (forward, or one of the two backward products). */
 const gemm = (peak: number, m: number, n: number, k: number, fraction = 1): number =>
   (2 * m * n * k) / (peak * c.gemmPeakFraction * fraction * dimension(m) * dimension(n) * dimension(k))
+
+/**
+ * Multi-latent attention's forward GEMM seconds: the down projections on this rank's `tokens`
+ * (replicated weights), the up projections and the output on the tp group's `rows`, heads over tp.
+ */
+const latentGemms = (
+  s: LatentAttention.LatentSizes,
+  heads: number,
+  h: number,
+  rows: number,
+  tokens: number,
+  tp: number,
+  time: (m: number, n: number, k: number) => number,
+): number => {
+  const qk = s.qkHeadDim + s.qkPosEmbHeadDim
+  const down = time(tokens, s.qLoraRank + s.kvLoraRank + s.qkPosEmbHeadDim, h)
+  const queries = s.qLoraRank > 0 ? time(rows, (heads * qk) / tp, s.qLoraRank) : time(rows, (heads * qk) / tp, h)
+  const keysValues = time(rows, (heads * (s.qkHeadDim + s.vHeadDim)) / tp, s.kvLoraRank)
+  return down + queries + keysValues + time(rows, h, (heads * s.vHeadDim) / tp)
+}
 
 /** The per-micro-batch seconds of one stage, by term (forward plus backward). */
 interface StageTime {
@@ -81,7 +102,10 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const k = m.topk
   // Forward GEMM seconds of one layer; the backward is twice (dgrad and wgrad of the same shapes).
   const mlp = (width: number) => gemm(gemmPeak, rows, (2 * width) / map.tp, h) + gemm(gemmPeak, rows, h, width / map.tp)
-  const attentionGemms = gemm(gemmPeak, rows, (queryWidth + 2 * m.kvHeads * headDim) / map.tp, h) + gemm(gemmPeak, rows, h, queryWidth / map.tp)
+  const attentionGemms =
+    m.mla === undefined
+      ? gemm(gemmPeak, rows, (queryWidth + 2 * m.kvHeads * headDim) / map.tp, h) + gemm(gemmPeak, rows, h, queryWidth / map.tp)
+      : latentGemms(m.mla, m.heads, h, rows, tokens, map.tp, (mm, n, kk) => gemm(gemmPeak, mm, n, kk))
   const perExpert = Math.max(1, (map.etp * map.ep * tokens * k) / m.experts)
   const localExperts = m.experts / map.ep
   const experts =
@@ -106,7 +130,9 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const activation = rows * h * 2 // a TP group's bf16 activations
   const tpPerBlock = 4 * Links.ring(cl, s.tp, activation) * c.tpExposedFraction
   const tpBlocks = 1 + moeShare * (m.sharedExpertFfn === undefined ? 0 : 1) + (1 - moeShare)
-  const kvBytes = (2 * tokens * map.tp * (m.kvHeads * headDim) * 2) / map.tp
+  // K and V of the cp chunk (bf16): grouped-query's kv heads, or every head's under multi-latent attention.
+  const kvWidth = m.mla === undefined ? 2 * m.kvHeads * headDim : m.heads * (m.mla.qkHeadDim + m.mla.qkPosEmbHeadDim + m.mla.vHeadDim)
+  const kvBytes = (tokens * map.tp * kvWidth * 2) / map.tp
   const cpRing = map.cp > 1 ? 3 * (map.cp - 1) * Links.sendReceive(cl, s.cp, kvBytes) : 0
   const cpExposed = Math.max(0, cpRing - c.cpOverlapFraction * attentionForward * (1 + c.attentionBackwardRatio)) + 3 * (map.cp - 1) * c.cpStepSeconds
   const routedBytes = tokens * k * h * 2

@@ -93,6 +93,16 @@ const ManifestSchema = Schema.Struct({
     denseFirst: Schema.optional(count),
     headDim: Schema.optional(count),
     qkNorm: Schema.optional(Schema.Boolean),
+    /** Written only by runs with multi-latent attention: its widths (ModelConfig.mla). */
+    mla: Schema.optional(
+      Schema.Struct({
+        qLoraRank: Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
+        kvLoraRank: count,
+        qkHeadDim: count,
+        qkPosEmbHeadDim: count,
+        vHeadDim: count,
+      }),
+    ),
     /** Written only by runs that set them (absent: ModelContext's defaults, all a pleat before them had). */
     ropeTheta: Schema.optional(Schema.Number),
     normEps: Schema.optional(Schema.Number),

@@ -1,7 +1,8 @@
 /**
  * CheckpointIdentity: what a resumed run must share with the checkpoint it resumes: every model
  * setting that shapes or adds parameters (sizes, which layers are MoE, the head width, shared
- * experts and their gate, tied or untied embeddings, q/k/v biases, q/k norms), the seed
+ * experts and their gate, tied or untied embeddings, q/k/v biases, q/k norms, multi-latent
+ * attention and its widths), the seed
  * (weights and data come from it) and the dtype of the values. Settings a checkpoint written
  * before one existed leaves out read as their defaults. The router, RoPE base and norm epsilon
  * may change on a resume (extending the context is one reason), so they are not compared.
@@ -26,6 +27,12 @@ const shapingFields = ["vocab", "hidden", "layers", "heads", "kvHeads", "ffn", "
 
 const onOff = (x: boolean | undefined): string => (x === true ? "on" : "off")
 
+/** Multi-latent attention's widths in a line, or off. */
+const latentText = (s: ModelConfig.ModelConfig["mla"]): string =>
+  s === undefined
+    ? "off"
+    : `(q-lora-rank ${s.qLoraRank}, kv-lora-rank ${s.kvLoraRank}, qk-head-dim ${s.qkHeadDim}, qk-pos-emb-head-dim ${s.qkPosEmbHeadDim}, v-head-dim ${s.vHeadDim})`
+
 /**
  * The settings in which `saved` (a manifest's model, seed and dtype) and `run` differ, each as
  * "field value" for the saved and for this run, in a fixed order; empty where the run may resume.
@@ -45,6 +52,7 @@ export const differences = (saved: RunIdentity, run: RunIdentity): { readonly sa
   // A head width of its own on either side (else it follows hidden and heads, compared above).
   if (m.headDim !== undefined || r.headDim !== undefined) differ("headDim", ModelContext.headDim(m), ModelContext.headDim(r))
   differ("qkNorm", onOff(m.qkNorm), onOff(r.qkNorm))
+  differ("mla", latentText(m.mla), latentText(r.mla))
   // Shared experts add parameters: a run without them must not drop a checkpoint's silently.
   differ("sharedExpertFfn", m.sharedExpertFfn ?? "none", r.sharedExpertFfn ?? "none")
   const embeddings = (untie: boolean | undefined) => (untie === true ? "untied" : "tied")

@@ -18,9 +18,12 @@
  *   7168, 61 layers, 128 heads, vocab 129280, 256 experts top-8 of width 2048, one shared
  *   expert of width 2048 (ungated), dense FFN 18432, and its router: sigmoid scores, aux-loss-free
  *   balancing (expert bias), 8 groups keeping 4, scaling factor 2.5, a small sequence aux loss
- *   (0.0001), and its first 3 layers dense (first_k_dense_replace, here denseFirst). What
- *   differs from the real model: attention is GQA with 128 KV heads (pleat has no multi-head
- *   latent attention), and there is no multi-token prediction.
+ *   (0.0001), and its first 3 layers dense (first_k_dense_replace, here denseFirst), on
+ *   grouped-query attention with 128 KV heads (what dots1 is: DeepSeek-V3's MoE on GQA).
+ * - deepseek-v3: DeepSeek-V3's public config: deepseek-v3-style's MoE and sizes on its multi-latent
+ *   attention (q_lora_rank 1536, kv_lora_rank 512, qk_nope_head_dim 128, qk_rope_head_dim 64,
+ *   v_head_dim 128). What differs from the real model: no multi-token prediction (its
+ *   num_nextn_predict_layers 1), no YaRN context extension (rope_scaling), seq 4096.
  *
  * - qwen3-30b-a3b, qwen3-235b-a22b: the public Hugging Face configs (hidden 2048 / 4096, 48 / 94
  *   layers, 32 / 64 query heads and 4 KV heads of width 128 (head_dim, not hidden / heads), dense
@@ -38,6 +41,7 @@
  * Presets fill only the model shape and the router options their model uses; the rest is the
  * run's (RunConfig layers them: defaults < preset < config file < flags).
  */
+import type * as LatentAttention from "../attention/LatentAttention.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import type * as ModelConfig from "./ModelConfig.js"
 
@@ -183,6 +187,28 @@ export const presets = {
     },
     moe: { scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },
   },
+  "deepseek-v3": {
+    model: {
+      vocab: 129280,
+      hidden: 7168,
+      layers: 61,
+      heads: 128,
+      kvHeads: 128,
+      mla: { qLoraRank: 1536, kvLoraRank: 512, qkHeadDim: 128, qkPosEmbHeadDim: 64, vHeadDim: 128 },
+      ffn: 18432,
+      experts: 256,
+      topk: 8,
+      moeFfn: 2048,
+      moeEvery: 1,
+      denseFirst: 3,
+      seq: paperSeq,
+      untieEmbeddings: true,
+      sharedExpertFfn: 2048,
+      ropeTheta: 10000,
+      normEps: 1e-6,
+    },
+    moe: { scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },
+  },
 } as const satisfies Record<string, Preset>
 
 /**
@@ -252,6 +278,19 @@ export const scale = (m: ModelConfig.ModelConfig, factor: number): ModelConfig.M
     ...(m.sharedExpertFfn === undefined ? {} : { sharedExpertFfn: roundUp(m.sharedExpertFfn / factor, widthQuantum) }),
     ...(m.denseFirst === undefined ? {} : { denseFirst: Math.min(Math.ceil(m.denseFirst / factor), layers - 1) }),
     ...(m.headDim === undefined ? {} : { headDim: Math.max(minHeadDim, 2 * Math.ceil(m.headDim / factor / 2)) }),
+    ...(m.mla === undefined ? {} : { mla: scaledLatent(m.mla, factor) }),
+  }
+}
+
+/** Multi-latent attention's widths divided by `factor`: latents as widths, head widths even and at least 8 (the rotary part 4). */
+const scaledLatent = (s: LatentAttention.LatentSizes, factor: number): LatentAttention.LatentSizes => {
+  const even = (x: number, least: number) => Math.max(least, 2 * Math.ceil(x / factor / 2))
+  return {
+    qLoraRank: s.qLoraRank === 0 ? 0 : roundUp(s.qLoraRank / factor, widthQuantum),
+    kvLoraRank: roundUp(s.kvLoraRank / factor, widthQuantum),
+    qkHeadDim: even(s.qkHeadDim, minHeadDim),
+    qkPosEmbHeadDim: even(s.qkPosEmbHeadDim, minHeadDim / 2),
+    vHeadDim: even(s.vHeadDim, minHeadDim),
   }
 }
 
