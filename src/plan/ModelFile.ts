@@ -3,8 +3,9 @@
  *
  * Keys are ModelConfig's: hidden, layers, heads, experts, topk, moeFfn and vocab are required;
  * kvHeads defaults to heads, moeEvery to 1 (every layer MoE), denseFirst to 0, headDim to hidden / heads, ffn (the dense layers' MLP) to
- * moeFfn, seq to none (then --seq is required); sharedExpertFfn, sharedExpertGate and
- * untieEmbeddings are optional; `name` names it in the output (else the file's name).
+ * moeFfn, seq to none (then --seq is required); sharedExpertFfn, sharedExpertGate,
+ * untieEmbeddings and mla (multi-latent attention's widths: kvLoraRank, qkHeadDim, qkPosEmbHeadDim,
+ * vHeadDim, and qLoraRank, absent for none; kvHeads then defaults to heads as it must be) are optional; `name` names it in the output (else the file's name).
  * Unknown keys are errors, so a misspelt key is never silently ignored.
  */
 import * as Schema from "effect/Schema"
@@ -34,6 +35,16 @@ export const ModelFile = Schema.Struct({
   sharedExpertFfn: Schema.optionalKey(Count),
   sharedExpertGate: Schema.optionalKey(Schema.Boolean),
   untieEmbeddings: Schema.optionalKey(Schema.Boolean),
+  /** Multi-latent attention's widths (LatentAttention.LatentSizes; qLoraRank absent or 0: no query latent). */
+  mla: Schema.optionalKey(
+    Schema.Struct({
+      qLoraRank: Schema.optionalKey(Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(2 ** 40))),
+      kvLoraRank: Count,
+      qkHeadDim: Count,
+      qkPosEmbHeadDim: Count,
+      vHeadDim: Count,
+    }),
+  ),
 })
 
 /**
@@ -59,5 +70,6 @@ export const toModel = (file: typeof ModelFile.Type, fallbackName: string): { re
     ...(file.sharedExpertFfn === undefined ? {} : { sharedExpertFfn: file.sharedExpertFfn }),
     ...(file.sharedExpertGate === undefined ? {} : { sharedExpertGate: file.sharedExpertGate }),
     ...(file.untieEmbeddings === undefined ? {} : { untieEmbeddings: file.untieEmbeddings }),
+    ...(file.mla === undefined ? {} : { mla: { ...file.mla, qLoraRank: file.mla.qLoraRank ?? 0 } }),
   },
 })
