@@ -165,11 +165,20 @@ describe("Megatron's FLOPs formula", () => {
         // Query and key/value widths: heads x head width (h / heads unless the model sets its own).
         const d = m.headDim ?? h / m.heads
         const [q, kv] = [m.heads * d, m.kvHeads * d]
-        const attentionWeights = h * (q + 2 * kv) + q * h
+        let attentionWeights = h * (q + 2 * kv) + q * h
+        let core = 2 * seq * q
+        const s = m.mla
+        if (s !== undefined) {
+          // Multi-latent attention (Megatron counts each latent norm as one multiply-add per width).
+          const qk = m.heads * (s.qkHeadDim + s.qkPosEmbHeadDim)
+          const query = s.qLoraRank > 0 ? h * s.qLoraRank + s.qLoraRank + s.qLoraRank * qk : h * qk
+          attentionWeights = query + h * (s.kvLoraRank + s.qkPosEmbHeadDim) + s.kvLoraRank + s.kvLoraRank * m.heads * (s.qkHeadDim + s.vHeadDim) + m.heads * s.vHeadDim * h
+          core = seq * m.heads * (s.qkHeadDim + s.qkPosEmbHeadDim + s.vHeadDim)
+        }
         // The first denseFirst layers dense, then every moeEvery-th MoE (activated experts only).
         const moe = (l: number) => l >= (m.denseFirst ?? 0) && (l - (m.denseFirst ?? 0)) % m.moeEvery === 0
         let layers = 0
-        for (let l = 0; l < m.layers; l++) layers += 2 * attentionWeights + 2 * 3 * h * (moe(l) ? m.moeFfn * m.topk + (m.sharedExpertFfn ?? 0) : m.ffn) + 2 * seq * q
+        for (let l = 0; l < m.layers; l++) layers += 2 * attentionWeights + 2 * 3 * h * (moe(l) ? m.moeFfn * m.topk + (m.sharedExpertFfn ?? 0) : m.ffn) + core
         const perTokenForward = layers + 2 * h * m.vocab
         const byComponent = 3 * batch * seq * perTokenForward
         expect(Math.abs(ModelFlops.perStep(m, seq, batch) - byComponent) / byComponent).toBeLessThan(1e-9)
