@@ -7,7 +7,8 @@
  *
  * Activations per layer and micro-batch (bytes per rank; T = micro-batch * seq / (cp * tp)
  * tokens, sequence parallelism on):
- * - attention: T h (10 + 4 g / n) (Korthikanti et al. with flash attention, no s^2 term);
+ * - attention: T h (10 + 4 g / n) (Korthikanti et al. with flash attention, no s^2 term); with
+ *   multi-latent attention T (4h + 2 (qLora + kvLora + dr) + 4 n (dn + dr) + 4 n dv);
  * - MoE: T (4h + k margin (2h etp + 6F + 2h)): norm and router inputs, then per routed copy the
  *   expert input (etp-gathered), the SwiGLU input and output (2F + F wide), the expert output
  *   that the combine's weighting needs; selective recompute drops the SwiGLU output (2F);
@@ -16,18 +17,27 @@
  * In flight on the first stage: min(M, pp) micro-batches of its layers, times
  * (1 + (pp - 1) / (pp vpp)) when interleaved (Megatron's interleaved-schedule memory).
  */
+import type * as LatentAttention from "../attention/LatentAttention.js"
 import { calibration as c } from "./Calibration.js"
 import { type Job, type Mapping, type Memory, microBatches } from "./Job.js"
 import * as ModelFlops from "./ModelFlops.js"
 import * as RankParameters from "./RankParameters.js"
 import * as StageLayers from "./StageLayers.js"
 
+/**
+ * Multi-latent attention's activation bytes per token (bf16, sequence-parallel share): the
+ * norm's input and output (4h), the three latents, and every head's q and k (width dn + dr),
+ * v and the attention's output (dv), twice each for the core and the products around it.
+ */
+const latentActivationBytes = (h: number, heads: number, s: LatentAttention.LatentSizes): number =>
+  4 * h + 2 * (s.qLoraRank + s.kvLoraRank + s.qkPosEmbHeadDim) + 4 * heads * (s.qkHeadDim + s.qkPosEmbHeadDim) + 4 * heads * s.vHeadDim
+
 /** Activation bytes of one layer (the average of MoE and dense layers) for one micro-batch. */
 const layerActivations = (job: Job, map: Mapping): { kept: number; full: number } => {
   const m = job.model
   const h = m.hidden
   const tokens = (map.microBatch * job.seq) / (map.cp * map.tp)
-  const attention = tokens * h * (c.attentionActivationBytes + (4 * m.kvHeads) / m.heads)
+  const attention = tokens * (m.mla === undefined ? h * (c.attentionActivationBytes + (4 * m.kvHeads) / m.heads) : latentActivationBytes(h, m.heads, m.mla))
   const swigluOut = map.recompute === "selective" ? 0 : 2
   const routed = tokens * (4 * h + m.topk * c.droplessMargin * (2 * h * map.etp + (4 + swigluOut) * m.moeFfn + 2 * h))
   const shared = m.sharedExpertFfn === undefined ? 0 : tokens * (2 * h + (4 + swigluOut) * m.sharedExpertFfn)
