@@ -1,5 +1,5 @@
 /**
- * ImportCommand: `pleat import`, a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE or dots1 model directory as a pleat
+ * ImportCommand: `pleat import`, a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory as a pleat
  * checkpoint at step 0 (HfImport), with a --config file of its model's settings beside it, so
  * that `pleat train --resume OUT --config OUT/model.json` fine-tunes it under any mapping.
  *
@@ -38,7 +38,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
  */
 const usage = `usage: pleat import --model-dir DIR --out DIR [--seed N] [--dtype float32|float64]
 
-Writes a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE or dots1 model (config.json and safetensors weights, as
+Writes a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model (config.json and safetensors weights, as
 transformers' save_pretrained or pleat export write them) as a pleat checkpoint at step 0 with
 AdamW moments zero, and OUT/model.json: a --config file with the model's settings (sizes, RoPE
 base, norm epsilon, router, seed, dtype). Train it under any mapping with

@@ -1,5 +1,5 @@
 /**
- * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE, Qwen3-MoE or dots1) as pleat's model and
+ * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3) as pleat's model and
  * the layout its tensors are in (HfLayout), for `pleat import`.
  *
  * The keys below are decoded with a Schema (others ignored), with transformers' defaults for
@@ -18,12 +18,18 @@
  *   dots1       Qwen3's attention; sigmoid routing with expert biases (--expert-bias; the
  *               checkpoint keeps e_score_correction_bias), groups, routed_scaling_factor, ungated
  *               shared experts (n_shared_experts x moe_intermediate_size), first_k_dense_replace
+ *   deepseek_v3 dots1's MoE with multi-latent attention (--multi-latent-attention: q_lora_rank,
+ *               null for none, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim);
+ *               its rotary rows interleaved unless rope_interleave is false (HfLayout.ropeRow);
+ *               refused: RoPE scaling (YaRN also changes transformers' softmax scale),
+ *               attention_bias, rms_norm_eps other than 1e-6 (its latent norms' epsilon)
  * A head_dim other than hidden_size / num_attention_heads (every Qwen3) becomes --head-dim.
  */
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ModelContext from "../model/ModelContext.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Schema from "effect/Schema"
+import type * as LatentAttention from "../attention/LatentAttention.js"
 import type * as HfLayout from "./HfLayout.js"
 import type * as ModelConfig from "./ModelConfig.js"
 
@@ -71,6 +77,12 @@ export const HfConfig = Schema.Struct({
   first_k_dense_replace: Schema.optional(Schema.NullOr(natural)),
   routed_scaling_factor: Schema.optional(positive),
   max_window_layers: Schema.optional(Schema.NullOr(natural)),
+  q_lora_rank: Schema.optional(Schema.NullOr(count)),
+  kv_lora_rank: Schema.optional(count),
+  qk_nope_head_dim: Schema.optional(count),
+  qk_rope_head_dim: Schema.optional(count),
+  v_head_dim: Schema.optional(Schema.NullOr(count)),
+  rope_interleave: Schema.optional(Schema.NullOr(Schema.Boolean)),
 })
 
 /**
@@ -85,9 +97,13 @@ const defaults = {
   qwen2_moe: { kvHeads: 16, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 60, moeFfn: 1408, sharedFfn: 5632 },
   qwen3_moe: { kvHeads: 4, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 128, moeFfn: 768, sharedFfn: undefined },
   dots1: { kvHeads: undefined, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: undefined, moeFfn: 1408, sharedFfn: undefined },
+  deepseek_v3: { kvHeads: undefined, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 256, moeFfn: 2048, sharedFfn: undefined },
 } as const
 
-const formatOf = { mixtral: "mixtral", qwen2_moe: "qwen2-moe", qwen3_moe: "qwen3-moe", dots1: "dots1" } as const satisfies Record<keyof typeof defaults, HfLayout.Format>
+const formatOf = { mixtral: "mixtral", qwen2_moe: "qwen2-moe", qwen3_moe: "qwen3-moe", dots1: "dots1", deepseek_v3: "deepseek-v3" } as const satisfies Record<
+  keyof typeof defaults,
+  HfLayout.Format
+>
 
 const isKnown = (type: string): type is keyof typeof defaults => Object.hasOwn(defaults, type)
 
@@ -107,33 +123,84 @@ const placementOf = (moe: ReadonlyArray<boolean>): { readonly denseFirst: number
  */
 const dots1Router = (c: HfConfig, refuse: (reason: string, fix: string) => ConfigError.ConfigError): Partial<MoeSettings.MoeSettings> => {
   const k = c.num_experts_per_tok
+  const name = c.model_type
   if (k > 1 && c.norm_topk_prob !== true)
-    throw refuse("has norm_topk_prob false", "pleat renormalizes sigmoid probs over the top-k (Megatron's rule): import a dots1 model with norm_topk_prob true")
+    throw refuse("has norm_topk_prob false", `pleat renormalizes sigmoid probs over the top-k (Megatron's rule): import a ${name} model with norm_topk_prob true`)
   const groups = c.n_group ?? 1
   const keep = c.topk_group ?? 1
   if (groups > 1 && Math.floor(k / keep) !== 2)
     throw refuse(
-      `has n_group ${groups} and topk_group ${keep} with num_experts_per_tok ${k}: dots1 scores a group by its top 2, pleat by its top floor(${k} / ${keep})`,
+      `has n_group ${groups} and topk_group ${keep} with num_experts_per_tok ${k}: ${name} scores a group by its top 2, pleat by its top floor(${k} / ${keep})`,
       "import a model whose num_experts_per_tok is twice or a bit more than twice topk_group, or with n_group 1",
     )
   const scaling = c.routed_scaling_factor ?? 1
   return { scoreFunction: "sigmoid", expertBias: true, ...(groups > 1 ? { numGroups: groups, groupTopk: keep } : {}), ...(scaling === 1 ? {} : { scalingFactor: scaling }) }
 }
 
+/** transformers' DeepseekV3Config defaults of the keys its router and attention read. */
+const deepSeekDefaults = {
+  first_k_dense_replace: 3,
+  n_group: 8,
+  topk_group: 4,
+  routed_scaling_factor: 2.5,
+  n_shared_experts: 1,
+  norm_topk_prob: true,
+  q_lora_rank: 1536,
+  kv_lora_rank: 512,
+  qk_nope_head_dim: 128,
+  qk_rope_head_dim: 64,
+  v_head_dim: 128,
+  rope_interleave: true,
+} as const
+
+/**
+ * DeepSeek-V3's multi-latent attention as pleat's widths; a ConfigError for what pleat's cannot
+ * compute as transformers does (biases; latent norms at an epsilon other than 1e-6).
+ */
+const latentOf = (c: HfConfig, refuse: (reason: string, fix: string) => ConfigError.ConfigError): LatentAttention.LatentSizes => {
+  if (c.attention_bias === true)
+    throw refuse(
+      "has attention_bias true (biases on q_a_proj, kv_a_proj_with_mqa and o_proj)",
+      "pleat's multi-latent attention has no biases: import a model with attention_bias false",
+    )
+  const eps = c.rms_norm_eps ?? 1e-6
+  if (eps !== 1e-6)
+    throw refuse(
+      `has rms_norm_eps ${eps}, where transformers' q_a_layernorm and kv_a_layernorm keep 1e-6 (pleat's latent norms use --norm-eps)`,
+      "import a DeepSeek-V3 model with rms_norm_eps 1e-6",
+    )
+  const dn = c.qk_nope_head_dim ?? deepSeekDefaults.qk_nope_head_dim
+  return {
+    qLoraRank: c.q_lora_rank ?? 0,
+    kvLoraRank: c.kv_lora_rank ?? deepSeekDefaults.kv_lora_rank,
+    qkHeadDim: dn,
+    qkPosEmbHeadDim: c.qk_rope_head_dim ?? deepSeekDefaults.qk_rope_head_dim,
+    vHeadDim: c.v_head_dim ?? dn,
+  }
+}
+
 /**
  * pleat's model (and the format its tensors are laid out in) of a config; a ConfigError on
- * `--model-dir` (`dir`) naming the key pleat's model cannot follow.
+ * `--model-dir` (`dir`) naming the key pleat's model cannot follow. `ropeInterleave`: the rotary
+ * rows of multi-latent attention are in DeepSeek's interleaved order (HfLayout.ropeRow).
  * @category constructors
  */
-export const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig.ModelConfig; readonly format: HfLayout.Format } => {
+export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelConfig.ModelConfig; readonly format: HfLayout.Format; readonly ropeInterleave: boolean } => {
   const refuse = (reason: string, fix: string) => ConfigError.make("--model-dir", dir, reason, fix)
+  // DeepSeek-V3's keys left out are transformers' defaults (a null q_lora_rank stays null: no query latent).
+  const c: HfConfig = config.model_type === "deepseek_v3" ? { ...deepSeekDefaults, ...config } : config
   if (!isKnown(c.model_type))
-    throw refuse(`holds a ${c.model_type} model`, "pass a Mixtral, Qwen2-MoE, Qwen3-MoE or dots1 model directory (model_type mixtral, qwen2_moe, qwen3_moe or dots1)")
+    throw refuse(
+      `holds a ${c.model_type} model`,
+      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory (model_type mixtral, qwen2_moe, qwen3_moe, dots1 or deepseek_v3)",
+    )
   const d = defaults[c.model_type]
   const format = formatOf[c.model_type]
   const heads = c.num_attention_heads
   if ((c.hidden_act ?? "silu") !== "silu") throw refuse(`has hidden_act ${c.hidden_act} in config.json`, "pleat's experts are SwiGLU (silu): import a model with hidden_act silu")
-  const headDim = c.head_dim ?? c.hidden_size / heads
+  const mla = c.model_type === "deepseek_v3" ? latentOf(c, refuse) : undefined
+  // DeepSeek-V3's head_dim is its rotary width; its heads are the latent widths (mla).
+  const headDim = mla === undefined ? (c.head_dim ?? c.hidden_size / heads) : 2
   if (!Number.isInteger(headDim) || headDim % 2 !== 0)
     throw refuse(
       c.head_dim === undefined || c.head_dim === null
@@ -162,7 +229,8 @@ export const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig
   // Each architecture's own key first (the Hub's configs), the other as transformers 5 may save it.
   const experts = (c.model_type === "mixtral" ? (c.num_local_experts ?? c.num_experts) : (c.n_routed_experts ?? c.num_experts ?? c.num_local_experts)) ?? d.experts
   if (experts === undefined) throw refuse("has no n_routed_experts in config.json", "pass a dots1 model directory whose config.json gives n_routed_experts")
-  const dots1 = c.model_type === "dots1"
+  // DeepSeek-V3's MoE is dots1's.
+  const dots1 = c.model_type === "dots1" || c.model_type === "deepseek_v3"
   const qwen = c.model_type !== "mixtral" && !dots1
   // Qwen: layer l is sparse when not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0; dots1: from first_k_dense_replace on.
   const sparse = Array.from({ length: layers }, (_, l) =>
@@ -203,7 +271,8 @@ export const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig
     hidden: c.hidden_size,
     layers,
     heads,
-    kvHeads: c.num_key_value_heads ?? d.kvHeads ?? heads,
+    // Multi-latent attention gives every head its own keys and values.
+    kvHeads: mla === undefined ? (c.num_key_value_heads ?? d.kvHeads ?? heads) : heads,
     ffn: c.intermediate_size,
     experts,
     topk: c.num_experts_per_tok,
@@ -215,11 +284,12 @@ export const modelOf = (c: HfConfig, dir: string): { readonly model: ModelConfig
     ...((c.tie_word_embeddings ?? d.tie) ? {} : { untieEmbeddings: true }),
     ...(shared === undefined ? {} : dots1 ? { sharedExpertFfn: shared } : { sharedExpertFfn: shared, sharedExpertGate: true }),
     ...(biased ? { qkvBias: true } : {}),
-    ...(headDim === c.hidden_size / heads ? {} : { headDim }),
-    ...(c.model_type === "qwen3_moe" || dots1 ? { qkNorm: true } : {}),
+    ...(mla !== undefined || headDim === c.hidden_size / heads ? {} : { headDim }),
+    ...(c.model_type === "qwen3_moe" || c.model_type === "dots1" ? { qkNorm: true } : {}),
+    ...(mla === undefined ? {} : { mla }),
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,
     normEps: c.rms_norm_eps ?? d.normEps,
     moe,
   }
-  return { model, format }
+  return { model, format, ropeInterleave: mla !== undefined && c.rope_interleave !== false }
 }

@@ -2,7 +2,7 @@
  * HfExport: a checkpoint as a Hugging Face model directory (config.json and safetensors
  * weights) that transformers' AutoModelForCausalLM loads and runs as pleat's model.
  *
- * Four architectures of transformers hold pleat's model exactly:
+ * Five architectures of transformers hold pleat's model exactly:
  *   mixtral     every layer MoE, no shared experts, probs renormalized over the top-k (pleat's
  *               default router: softmax over the k selected logits)
  *   qwen2-moe   shared experts with their sigmoid gate (--shared-expert-ffn with
@@ -17,6 +17,16 @@
  *               of a whole number of expert widths, --dense-first as first_k_dense_replace,
  *               Qwen3's attention (--qk-norm required). DeepSeek-V3's router on an attention
  *               pleat has (DeepSeek-V3's own uses MLA).
+ *   deepseek-v3 dots1's MoE (the same router and shared experts) with multi-latent attention
+ *               (--multi-latent-attention: q_a_proj/q_a_layernorm/q_b_proj or q_proj,
+ *               kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj), rope_scaling null (transformers'
+ *               softmax scale is then pleat's 1/sqrt(dn + dr)), --norm-eps 1e-6 (transformers'
+ *               latent norms have that epsilon whatever rms_norm_eps says).
+ * Decision: deepseek-v3 is written with rope_interleave true, its rotary rows permuted into
+ * DeepSeek's interleaved pairs (HfLayout.ropeRow), the layout of DeepSeek's own checkpoints, so
+ * that the directory runs as written wherever DeepSeek-V3 checkpoints run (transformers, and
+ * servers that always rotate interleaved pairs), not only where rope_interleave is read.
+ * Multi-latent attention is in no other format.
  * A head width of its own (--head-dim) is written as head_dim. The first three need softmax
  * routing without group limits, scaling or expert bias.
  * `auto` takes the first that fits. Token dropping (--capacity-factor) is a training device:
@@ -65,11 +75,11 @@ type Model = Checkpoint.Manifest["model"]
 const routerProblem = (m: Model, format: Format): string | undefined => {
   const r = m.moe
   if (r === undefined) return "its manifest records no router options (saved by an older pleat: resume it and save again)"
-  if (format === "dots1") {
-    if (r.scoreFunction !== "sigmoid") return "it routes with softmax, where dots1 routes with sigmoid scores (--score-function sigmoid)"
-    // dots1 scores a group by its top 2; pleat (Megatron) by its top floor(topk / group-topk).
+  if (format === "dots1" || format === "deepseek-v3") {
+    if (r.scoreFunction !== "sigmoid") return `it routes with softmax, where ${format} routes with sigmoid scores (--score-function sigmoid)`
+    // dots1 and DeepSeek-V3 score a group by its top 2; pleat (Megatron) by its top floor(topk / group-topk).
     if (r.numGroups !== undefined && Math.floor(m.topk / (r.groupTopk ?? 1)) !== 2)
-      return `it scores an expert group by its top ${Math.floor(m.topk / (r.groupTopk ?? 1))} (topk ${m.topk} / --group-topk ${r.groupTopk}), where dots1 scores by the top 2`
+      return `it scores an expert group by its top ${Math.floor(m.topk / (r.groupTopk ?? 1))} (topk ${m.topk} / --group-topk ${r.groupTopk}), where ${format} scores by the top 2`
     return undefined
   }
   if (r.scoreFunction !== "softmax") return `it routes with --score-function ${r.scoreFunction}`
@@ -84,16 +94,22 @@ const routerProblem = (m: Model, format: Format): string | undefined => {
  * @category guards
  */
 const problemFor = (m: Model, format: Format): string | undefined => {
+  const name = { mixtral: "Mixtral", "qwen2-moe": "Qwen2-MoE", "qwen3-moe": "Qwen3-MoE", dots1: "dots1", "deepseek-v3": "DeepSeek-V3" }[format]
+  if (format === "deepseek-v3" && m.mla === undefined)
+    return "it has no multi-latent attention (--multi-latent-attention), which every DeepSeek-V3 attention has (a sigmoid-routed model with --qk-norm is a dots1)"
+  if (format !== "deepseek-v3" && m.mla !== undefined) return `it has multi-latent attention (--multi-latent-attention), which ${name} has not (deepseek-v3 has)`
   const router = routerProblem(m, format)
   if (router !== undefined) return router
-  const name = { mixtral: "Mixtral", "qwen2-moe": "Qwen2-MoE", "qwen3-moe": "Qwen3-MoE", dots1: "dots1" }[format]
   if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
-  if (format === "dots1") {
-    if (m.qkNorm !== true) return "it has no q and k norms, which every dots1 attention has (--qk-norm)"
+  if (format === "dots1" || format === "deepseek-v3") {
+    if (format === "dots1" && m.qkNorm !== true) return "it has no q and k norms, which every dots1 attention has (--qk-norm)"
     if (m.sharedExpertFfn === undefined || m.sharedExpertFfn % m.moeFfn !== 0)
-      return `its shared experts are not a whole number of experts' widths (--shared-expert-ffn a multiple of --moe-ffn ${m.moeFfn}), as dots1's are`
-    if (m.sharedExpertGate === true) return "its shared experts have a gate (--shared-expert-gate), which dots1's have not"
-    if (m.moeEvery !== 1) return `it has dense layers between MoE ones (--moe-every ${m.moeEvery}), where dots1's dense layers come first only (--dense-first)`
+      return `its shared experts are not a whole number of experts' widths (--shared-expert-ffn a multiple of --moe-ffn ${m.moeFfn}), as ${format}'s are`
+    if (m.sharedExpertGate === true) return `its shared experts have a gate (--shared-expert-gate), which ${format}'s have not`
+    if (m.moeEvery !== 1) return `it has dense layers between MoE ones (--moe-every ${m.moeEvery}), where ${format}'s dense layers come first only (--dense-first)`
+    const eps = m.normEps ?? ModelContext.defaultNormEps
+    if (format === "deepseek-v3" && eps !== 1e-6)
+      return `its latent norms have epsilon --norm-eps ${eps}, where DeepSeek-V3's q_a_layernorm and kv_a_layernorm always have 1e-6 (train with --norm-eps 1e-6)`
     return undefined
   }
   if (format === "mixtral") {
@@ -121,7 +137,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
  */
 export const choose = (m: Model, requested: Format | "auto", dir: string): Format => {
   const fix =
-    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing, --qk-norm and ungated shared experts (dots1)"
+    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing and ungated shared experts, and --qk-norm (dots1) or --multi-latent-attention (deepseek-v3)"
   if (requested !== "auto") {
     const problem = problemFor(m, requested)
     if (problem !== undefined) throw ConfigError.make("--format", requested, `cannot hold the checkpoint in ${dir}: ${problem}`, fix)
@@ -130,7 +146,7 @@ export const choose = (m: Model, requested: Format | "auto", dir: string): Forma
   const fits = formats.find((f) => problemFor(m, f) === undefined)
   if (fits !== undefined) return fits
   const why = [...new Set(formats.map((f) => problemFor(m, f)))].join("; ")
-  throw ConfigError.make("--checkpoint", dir, `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe or dots1): ${why}`, fix)
+  throw ConfigError.make("--checkpoint", dir, `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe, dots1 or deepseek-v3): ${why}`, fix)
 }
 
 /**
@@ -176,8 +192,31 @@ export const tensors = (
     if (p.kind === "same") return { name: p.hf, dtype: st, shape: [...t.shape], bytes: () => Safetensors.encode(data, st) }
     const [rows, cols] = (p.kind === "linear" ? t.shape : t.shape.slice(1)) as [number, number]
     const at = p.kind === "expert" ? p.expert * rows * cols : 0
-    return { name: p.hf, dtype: st, shape: [cols, rows], bytes: () => Safetensors.encode(HfLayout.transposed(data, at, rows, cols), st) }
+    const rope = p.kind === "linear" ? p.rope : undefined
+    const hf = () => {
+      const t = HfLayout.transposed(data, at, rows, cols)
+      return rope === undefined ? t : HfLayout.interleaved(t, cols, rows, rope, true)
+    }
+    return { name: p.hf, dtype: st, shape: [cols, rows], bytes: () => Safetensors.encode(hf(), st) }
   })
+}
+
+/** DeepSeek-V3's MoE keys, dots1's too: the router, shared experts and leading dense layers. */
+const deepSeekMoe = (m: Model): Record<string, unknown> => {
+  const r = m.moe
+  return {
+    intermediate_size: m.ffn,
+    moe_intermediate_size: m.moeFfn,
+    n_routed_experts: m.experts,
+    n_shared_experts: (m.sharedExpertFfn ?? 0) / m.moeFfn,
+    first_k_dense_replace: m.denseFirst ?? 0,
+    // Without group limits, one group kept whole (its score, the top 2, picks nothing).
+    n_group: r?.numGroups ?? 1,
+    topk_group: r?.groupTopk ?? 1,
+    // pleat renormalizes sigmoid probs over a top-k of more than one (Megatron's rule).
+    norm_topk_prob: m.topk > 1,
+    routed_scaling_factor: r?.scalingFactor === undefined || r.scalingFactor === 0 ? 1 : r.scalingFactor,
+  }
 }
 
 /**
@@ -212,25 +251,41 @@ export const config = (m: Model, format: Format, dtype: WeightDtype): Record<str
     return { architectures: ["MixtralForCausalLM"], model_type: "mixtral", ...common, intermediate_size: m.moeFfn, num_local_experts: m.experts, sliding_window: null }
   }
   if (format === "dots1") {
-    const r = m.moe
     return {
       architectures: ["Dots1ForCausalLM"],
       model_type: "dots1",
       ...common,
-      intermediate_size: m.ffn,
-      moe_intermediate_size: m.moeFfn,
-      n_routed_experts: m.experts,
-      n_shared_experts: (m.sharedExpertFfn ?? 0) / m.moeFfn,
-      first_k_dense_replace: m.denseFirst ?? 0,
-      // Without group limits, one group kept whole (its score, the top 2, picks nothing).
-      n_group: r?.numGroups ?? 1,
-      topk_group: r?.groupTopk ?? 1,
-      // pleat renormalizes sigmoid probs over a top-k of more than one (Megatron's rule).
-      norm_topk_prob: m.topk > 1,
-      routed_scaling_factor: r?.scalingFactor === undefined || r.scalingFactor === 0 ? 1 : r.scalingFactor,
+      ...deepSeekMoe(m),
       attention_bias: m.qkvBias === true,
       sliding_window: null,
       max_window_layers: m.layers,
+    }
+  }
+  if (format === "deepseek-v3") {
+    const s = m.mla as NonNullable<Model["mla"]>
+    return {
+      architectures: ["DeepseekV3ForCausalLM"],
+      model_type: "deepseek_v3",
+      ...common,
+      // Every head has its own keys and values; transformers' head_dim is the rotary width.
+      num_key_value_heads: m.heads,
+      head_dim: s.qkPosEmbHeadDim,
+      ...deepSeekMoe(m),
+      q_lora_rank: s.qLoraRank === 0 ? null : s.qLoraRank,
+      kv_lora_rank: s.kvLoraRank,
+      qk_nope_head_dim: s.qkHeadDim,
+      qk_rope_head_dim: s.qkPosEmbHeadDim,
+      qk_head_dim: s.qkHeadDim + s.qkPosEmbHeadDim,
+      v_head_dim: s.vHeadDim,
+      // The rotary rows are written interleaved (tensors), as DeepSeek's checkpoints are.
+      rope_interleave: true,
+      // No YaRN: transformers' softmax scale is then 1/sqrt(qk_head_dim), pleat's.
+      rope_scaling: null,
+      attention_bias: false,
+      // What the Hub's DeepSeek-V3 configs say of the router, for the tools that read them (transformers does not).
+      topk_method: "noaux_tc",
+      scoring_func: "sigmoid",
+      num_nextn_predict_layers: 0,
     }
   }
   // The Qwens' keys (after `common` where they are spread into the file).

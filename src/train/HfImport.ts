@@ -1,5 +1,5 @@
 /**
- * HfImport: a Hugging Face Mixtral or Qwen2-MoE model directory as a pleat checkpoint at step 0
+ * HfImport: a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory as a pleat checkpoint at step 0
  * (AdamW moments zero), which `pleat train --resume` trains on under any mapping: fine-tuning a
  * model from the Hub, or one `pleat export` wrote (export then import gives the parameters back
  * bit for bit).
@@ -14,6 +14,8 @@
  * layers that are not K, K + N, K + 2N, ... (pleat's --dense-first K --moe-every N; Qwen2-MoE's
  * decoder_sparse_step N is K = N - 1), tensors of other shapes, missing or extra tensors.
  * Qwen2-MoE's biases (qkv_bias, true by transformers' default) become pleat's --qkv-bias.
+ * DeepSeek-V3's rotary rows are read from DeepSeek's interleaved order (rope_interleave true,
+ * transformers' default) or as they are (false) into pleat's rotate-half order.
  *
  * The checkpoint is written as training writes one (CheckpointDirectory: step directory, rank
  * file, manifest last): a crash leaves none or the whole one.
@@ -68,7 +70,7 @@ const read = (dir: string): ModelDirectory => {
     throw unusable(
       dir,
       `has a config.json pleat cannot read (${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))})`,
-      "pass a Mixtral or Qwen2-MoE model directory",
+      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory",
     )
   }
   const index = path.join(dir, "model.safetensors.index.json")
@@ -119,6 +121,7 @@ const paramsOf = (
   dir: string,
   shapes: ReadonlyMap<string, ReadonlyArray<number>>,
   biases: Record<string, ReadonlyArray<number>>,
+  ropeInterleave: boolean,
 ): Map<string, DType.Storage> => {
   const out = new Map<string, DType.Storage>()
   const placed = new Set<string>()
@@ -160,7 +163,11 @@ const paramsOf = (
       )
     const into = storage(p.pleat)
     if (p.kind === "same") into.set(t.values)
-    else into.set(HfLayout.transposed(t.values, 0, cols, rows), p.kind === "expert" ? p.expert * rows * cols : 0)
+    else {
+      // DeepSeek-V3's interleaved rotary rows back into pleat's rotate-half order first.
+      const hf = p.kind === "linear" && p.rope !== undefined && ropeInterleave ? HfLayout.interleaved(t.values, cols, rows, p.rope, false) : t.values
+      into.set(HfLayout.transposed(hf, 0, cols, rows), p.kind === "expert" ? p.expert * rows * cols : 0)
+    }
   }
   const extra = [...tensors.keys()].filter(
     (name) => !placed.has(name) && !(name === "lm_head.weight" && m.untieEmbeddings !== true && sameAs(tensors, name, "model.embed_tokens.weight")),
@@ -169,7 +176,7 @@ const paramsOf = (
     throw unusable(
       dir,
       `holds ${extra.slice(0, 3).join(", ")}${extra.length > 3 ? ` and ${extra.length - 3} more` : ""}, which pleat's ${format} model has no place for`,
-      "import a Mixtral or Qwen2-MoE model as transformers writes it",
+      `import a ${format} model as transformers writes it`,
     )
   return out
 }
@@ -217,7 +224,7 @@ export const write = (request: Request): Written => {
   const outProblem = HfDirectory.outProblem(request.out, "checkpoint")
   if (outProblem !== undefined) throw outProblem
   const dir = read(request.modelDir)
-  const { model, format } = HfConfig.modelOf(dir.config, request.modelDir)
+  const { model, format, ropeInterleave } = HfConfig.modelOf(dir.config, request.modelDir)
   if (model.heads % model.kvHeads !== 0)
     throw unusable(
       request.modelDir,
@@ -233,7 +240,7 @@ export const write = (request: Request): Written => {
     )
   const specs = Params.specs(model)
   const biases: Record<string, ReadonlyArray<number>> = {}
-  const values = paramsOf(model, format, dir.tensors, request.dtype, request.modelDir, new Map(specs.map((s) => [s.name, s.shape])), biases)
+  const values = paramsOf(model, format, dir.tensors, request.dtype, request.modelDir, new Map(specs.map((s) => [s.name, s.shape])), biases, ropeInterleave)
   const [stepDir] = CheckpointDirectory.prepare(request.out, [0]) as [string]
   const checksums = Checkpoint.writeShards(
     stepDir,

@@ -1,5 +1,5 @@
 /**
- * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE, Qwen3-MoE or dots1 model comes from
+ * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model comes from
  * in pleat's parameters, the one table that `pleat export` (HfExport) and `pleat import`
  * (HfImport) read in opposite directions.
  *
@@ -12,15 +12,22 @@
  * q_norm and k_norm are pleat's qNorm and kNorm (--qk-norm). dots1 is Qwen3's attention with
  * mlp.gate.e_score_correction_bias (the expert biases, which pleat keeps in the checkpoint's
  * manifest) and mlp.shared_experts. Heads are ModelContext.headDim wide.
+ * DeepSeek-V3 is dots1's MoE with multi-latent attention (LatentAttention): self_attn.q_a_proj,
+ * q_a_layernorm, q_b_proj (or q_proj without a query latent), kv_a_proj_with_mqa,
+ * kv_a_layernorm, kv_b_proj and o_proj are pleat's wqA, qANorm, wqB (wq), wkvA, kvANorm, wkvB
+ * and wo. Its rotary rows (each head's last dr rows of q_b_proj, the last dr rows of
+ * kv_a_proj_with_mqa) are in DeepSeek's interleaved order (rope_interleave: pairs 2i, 2i + 1)
+ * where pleat's are rotate-half (pairs i, i + dr/2): a `linear` placement's `rope` says where.
  * Which layers are MoE is the model's rule (ModelContext.isMoe).
  */
+import type * as LatentAttention from "../attention/LatentAttention.js"
 import * as ModelContext from "../model/ModelContext.js"
 
 /**
  * The architectures of transformers that hold pleat's model.
  * @category models
  */
-export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1"] as const
+export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-v3"] as const
 
 /**
  * One of `formats`.
@@ -44,20 +51,78 @@ export interface Sizes {
   readonly qkvBias?: boolean | undefined
   readonly headDim?: number | undefined
   readonly qkNorm?: boolean | undefined
+  readonly mla?: LatentAttention.LatentSizes | undefined
+}
+
+/**
+ * Rotary rows of a transformers matrix ([out, in]) in DeepSeek's interleaved order: in each
+ * block of `every` rows, the `width` rows from `from` on.
+ * @category models
+ */
+export interface RopeRows {
+  readonly every: number
+  readonly from: number
+  readonly width: number
 }
 
 /**
  * How one transformers tensor `hf` is made of pleat's parameter `pleat`: as it is, transposed
- * (`linear`), one expert's matrix transposed (`expert`), or zeros of `size` (`zeros`); or
+ * (`linear`, its `rope` rows interleaved), one expert's matrix transposed (`expert`), or zeros of `size` (`zeros`); or
  * MoE layer `layer`'s expert bias (`bias`: pleat keeps it with the router state, not as a
  * parameter; the checkpoint's manifest holds it).
  * @category models
  */
 export type Placement =
   | { readonly kind: "bias"; readonly hf: string; readonly layer: number; readonly size: number }
-  | { readonly kind: "same" | "linear"; readonly hf: string; readonly pleat: string }
+  | { readonly kind: "same"; readonly hf: string; readonly pleat: string }
+  | { readonly kind: "linear"; readonly hf: string; readonly pleat: string; readonly rope?: RopeRows }
   | { readonly kind: "expert"; readonly hf: string; readonly pleat: string; readonly expert: number }
   | { readonly kind: "zeros"; readonly hf: string; readonly size: number }
+
+/** Grouped-query attention's tensors of a layer (`hf`, `p`: the layer's prefixes). */
+const groupedQuery = (m: Sizes, format: Format, hf: string, p: string, headDim: number, out: Array<Placement>): void => {
+  for (const [proj, w, b, heads] of [
+    ["q_proj", "wq", "bq", m.heads],
+    ["k_proj", "wk", "bk", m.kvHeads],
+    ["v_proj", "wv", "bv", m.kvHeads],
+  ] as const) {
+    out.push({ kind: "linear", hf: `${hf}self_attn.${proj}.weight`, pleat: `${p}${w}` })
+    if (m.qkvBias === true) out.push({ kind: "same", hf: `${hf}self_attn.${proj}.bias`, pleat: `${p}${b}` })
+    else if (format === "qwen2-moe") out.push({ kind: "zeros", hf: `${hf}self_attn.${proj}.bias`, size: heads * headDim })
+  }
+  out.push({ kind: "linear", hf: `${hf}self_attn.o_proj.weight`, pleat: `${p}wo` })
+  // Qwen3-MoE's and dots1's attention_bias puts a bias on o too, which pleat's attention has not.
+  if ((format === "qwen3-moe" || format === "dots1") && m.qkvBias === true) out.push({ kind: "zeros", hf: `${hf}self_attn.o_proj.bias`, size: m.hidden })
+  if (m.qkNorm === true) {
+    out.push({ kind: "same", hf: `${hf}self_attn.q_norm.weight`, pleat: `${p}qNorm` })
+    out.push({ kind: "same", hf: `${hf}self_attn.k_norm.weight`, pleat: `${p}kNorm` })
+  }
+}
+
+/**
+ * Multi-latent attention's tensors of a layer (DeepSeek-V3's names); the rotary rows of the
+ * query's up projection (each head's last dr) and of kv_a_proj_with_mqa (its last dr) interleaved.
+ */
+const latent = (
+  s: LatentAttention.LatentSizes,
+  hf: string,
+  p: string,
+  same: (hf: string, pleat: string) => void,
+  linear: (hf: string, pleat: string, rope?: RopeRows) => void,
+): void => {
+  const dr = s.qkPosEmbHeadDim
+  const queryRope = { every: s.qkHeadDim + dr, from: s.qkHeadDim, width: dr }
+  const a = `${hf}self_attn.`
+  if (s.qLoraRank > 0) {
+    linear(`${a}q_a_proj.weight`, `${p}wqA`)
+    same(`${a}q_a_layernorm.weight`, `${p}qANorm`)
+    linear(`${a}q_b_proj.weight`, `${p}wqB`, queryRope)
+  } else linear(`${a}q_proj.weight`, `${p}wq`, queryRope)
+  linear(`${a}kv_a_proj_with_mqa.weight`, `${p}wkvA`, { every: s.kvLoraRank + dr, from: s.kvLoraRank, width: dr })
+  same(`${a}kv_a_layernorm.weight`, `${p}kvANorm`)
+  linear(`${a}kv_b_proj.weight`, `${p}wkvB`)
+  linear(`${a}o_proj.weight`, `${p}wo`)
+}
 
 /**
  * Every tensor of the model in `format`, in the model's order.
@@ -66,29 +131,15 @@ export type Placement =
 export const placements = (m: Sizes, format: Format): Array<Placement> => {
   const out: Array<Placement> = []
   const same = (hf: string, pleat: string) => out.push({ kind: "same", hf, pleat })
-  const linear = (hf: string, pleat: string) => out.push({ kind: "linear", hf, pleat })
+  const linear = (hf: string, pleat: string, rope?: RopeRows) => out.push({ kind: "linear", hf, pleat, ...(rope === undefined ? {} : { rope }) })
   const headDim = ModelContext.headDim(m)
   same("model.embed_tokens.weight", "embedding")
   for (let l = 0; l < m.layers; l++) {
     const p = `layers.${l}.`
     const hf = `model.layers.${l}.`
     same(`${hf}input_layernorm.weight`, `${p}attentionNorm`)
-    for (const [proj, w, b, heads] of [
-      ["q_proj", "wq", "bq", m.heads],
-      ["k_proj", "wk", "bk", m.kvHeads],
-      ["v_proj", "wv", "bv", m.kvHeads],
-    ] as const) {
-      linear(`${hf}self_attn.${proj}.weight`, `${p}${w}`)
-      if (m.qkvBias === true) same(`${hf}self_attn.${proj}.bias`, `${p}${b}`)
-      else if (format === "qwen2-moe") out.push({ kind: "zeros", hf: `${hf}self_attn.${proj}.bias`, size: heads * headDim })
-    }
-    linear(`${hf}self_attn.o_proj.weight`, `${p}wo`)
-    // Qwen3-MoE's and dots1's attention_bias puts a bias on o too, which pleat's attention has not.
-    if ((format === "qwen3-moe" || format === "dots1") && m.qkvBias === true) out.push({ kind: "zeros", hf: `${hf}self_attn.o_proj.bias`, size: m.hidden })
-    if (m.qkNorm === true) {
-      same(`${hf}self_attn.q_norm.weight`, `${p}qNorm`)
-      same(`${hf}self_attn.k_norm.weight`, `${p}kNorm`)
-    }
+    if (m.mla !== undefined) latent(m.mla, hf, p, same, linear)
+    else groupedQuery(m, format, hf, p, headDim, out)
     same(`${hf}post_attention_layernorm.weight`, `${p}ffnNorm`)
     if (!ModelContext.isMoe(m, l)) {
       linear(`${hf}mlp.gate_proj.weight`, `${p}wGate`)
@@ -98,7 +149,7 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
     }
     const block = format === "mixtral" ? `${hf}block_sparse_moe.` : `${hf}mlp.`
     linear(`${block}gate.weight`, `${p}router`)
-    if (format === "dots1") out.push({ kind: "bias", hf: `${block}gate.e_score_correction_bias`, layer: l, size: m.experts })
+    if (format === "dots1" || format === "deepseek-v3") out.push({ kind: "bias", hf: `${block}gate.e_score_correction_bias`, layer: l, size: m.experts })
     const names = format === "mixtral" ? (["w1", "w3", "w2"] as const) : (["gate_proj", "up_proj", "down_proj"] as const)
     for (let e = 0; e < m.experts; e++) {
       out.push({ kind: "expert", hf: `${block}experts.${e}.${names[0]}.weight`, pleat: `${p}experts.wGate`, expert: e })
@@ -111,7 +162,7 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
       linear(`${block}shared_expert.down_proj.weight`, `${p}shared.wDown`)
       linear(`${block}shared_expert_gate.weight`, `${p}shared.gate`)
     }
-    if (format === "dots1") {
+    if (format === "dots1" || format === "deepseek-v3") {
       linear(`${block}shared_experts.gate_proj.weight`, `${p}shared.wGate`)
       linear(`${block}shared_experts.up_proj.weight`, `${p}shared.wUp`)
       linear(`${block}shared_experts.down_proj.weight`, `${p}shared.wDown`)
@@ -129,5 +180,32 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
 export const transposed = <A extends Float32Array | Float64Array>(data: A, at: number, rows: number, cols: number): A => {
   const out = (data instanceof Float32Array ? new Float32Array(rows * cols) : new Float64Array(rows * cols)) as A
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[at + r * cols + c] as number
+  return out
+}
+
+/**
+ * The row of a transformers matrix of `rows` rows that holds pleat's row (output column) r:
+ * r itself, or within `rope`'s rows, rotate-half index i < width/2 at 2i and width/2 + i at 2i + 1.
+ * @category constructors
+ */
+export const ropeRow = (r: number, rope: RopeRows): number => {
+  const j = (r % rope.every) - rope.from
+  if (j < 0 || j >= rope.width) return r
+  const half = rope.width / 2
+  return r - j + (j < half ? 2 * j : 2 * (j - half) + 1)
+}
+
+/**
+ * `data`, a matrix of [rows, cols], with row r moved to ropeRow(r) (`toHf`: pleat's order to
+ * DeepSeek's interleaved one) or back from it.
+ * @category constructors
+ */
+export const interleaved = <A extends Float32Array | Float64Array>(data: A, rows: number, cols: number, rope: RopeRows, toHf: boolean): A => {
+  const out = (data instanceof Float32Array ? new Float32Array(rows * cols) : new Float64Array(rows * cols)) as A
+  for (let r = 0; r < rows; r++) {
+    const h = ropeRow(r, rope)
+    const [from, to] = toHf ? [r, h] : [h, r]
+    out.set(data.subarray(from * cols, (from + 1) * cols), to * cols)
+  }
   return out
 }
