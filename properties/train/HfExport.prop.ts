@@ -1,5 +1,6 @@
 // `pleat export` writes a checkpoint as a Hugging Face model directory whose forward, computed
-// by an independent reading of transformers' Mixtral and Qwen2-MoE (hfReference.ts), gives the
+// by an independent reading of transformers' Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 and DeepSeek-V3
+// (hfReference.ts; DeepSeek-V3's multi-latent attention with and without a query latent), gives the
 // loss pleat's own evaluation gives the checkpoint: for random models of both architectures
 // (GQA, tied or untied embeddings, dense layers, gated shared experts, renormalized or raw
 // probs, q/k/v biases, RoPE bases and norm epsilons), saved and evaluated under random folded mappings, to
@@ -28,7 +29,7 @@ const run = async (argv: ReadonlyArray<string>) => {
 const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
 
 interface Case {
-  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1"
+  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1" | "deepseek"
   readonly heads: number
   readonly kvHeads: number
   readonly headDim: number
@@ -43,6 +44,8 @@ interface Case {
   readonly preSoftmax: boolean
   readonly ropeTheta: number | undefined
   readonly qkvBias: boolean
+  /** DeepSeek-V3: a query latent (q_lora_rank), or q_proj (q_lora_rank null). */
+  readonly qLora: boolean
   readonly normEps: number | undefined
   readonly mapping: ReadonlyArray<string>
   readonly shardBytes: number | undefined
@@ -59,33 +62,44 @@ const mappings: ReadonlyArray<ReadonlyArray<string>> = [
 
 const vocab = 40
 
-const cases: fc.Arbitrary<Case> = fc
-  .record({
-    arch: fc.constantFrom("mixtral" as const, "qwen2" as const, "qwen3" as const, "dots1" as const),
-    kvHeads: fc.constantFrom(2, 4),
-    groups: fc.constantFrom(1, 2),
-    headDim: fc.constantFrom(4, 8),
-    layers: fc.constantFrom(2, 4),
-    experts: fc.constantFrom(4, 8),
-    topk: fc.constantFrom(2, 3),
-    untie: fc.boolean(),
-    seq: fc.constantFrom(8, 16),
-    moeEvery: fc.constantFrom(1, 2),
-    denseFirst: fc.constantFrom(0, 0, 1),
-    shared: fc.constantFrom(8, 16),
-    preSoftmax: fc.boolean(),
-    ropeTheta: fc.constantFrom(undefined, 500, 1e6),
-    qkvBias: fc.boolean(),
-    normEps: fc.constantFrom(undefined, 1e-5, 1e-2),
-    mapping: fc.constantFrom(...mappings),
-    shardBytes: fc.option(fc.integer({ min: 2000, max: 40000 }), { nil: undefined }),
-    window: fc.array(fc.integer({ min: 0, max: vocab - 1 }), { minLength: 17, maxLength: 17 }),
-  })
-  .map(({ groups, ...c }) => ({ ...c, heads: c.kvHeads * groups, window: c.window.slice(0, c.seq + 1) }))
+/** Random models of the architectures `archs`, under random mappings. */
+const casesOf = (...archs: ReadonlyArray<Case["arch"]>): fc.Arbitrary<Case> =>
+  fc
+    .record({
+      arch: fc.constantFrom(...archs),
+      kvHeads: fc.constantFrom(2, 4),
+      groups: fc.constantFrom(1, 2),
+      headDim: fc.constantFrom(4, 8),
+      layers: fc.constantFrom(2, 4),
+      experts: fc.constantFrom(4, 8),
+      topk: fc.constantFrom(2, 3),
+      untie: fc.boolean(),
+      seq: fc.constantFrom(8, 16),
+      moeEvery: fc.constantFrom(1, 2),
+      denseFirst: fc.constantFrom(0, 0, 1),
+      shared: fc.constantFrom(8, 16),
+      preSoftmax: fc.boolean(),
+      ropeTheta: fc.constantFrom(undefined, 500, 1e6),
+      qkvBias: fc.boolean(),
+      qLora: fc.boolean(),
+      normEps: fc.constantFrom(undefined, 1e-5, 1e-2),
+      mapping: fc.constantFrom(...mappings),
+      shardBytes: fc.option(fc.integer({ min: 2000, max: 40000 }), { nil: undefined }),
+      window: fc.array(fc.integer({ min: 0, max: vocab - 1 }), { minLength: 17, maxLength: 17 }),
+    })
+    .map(({ groups, ...c }) => ({
+      ...c,
+      heads: c.kvHeads * groups,
+      // Multi-latent attention: every head its own keys and values; DeepSeek-V3's latent norms at 1e-6 (the default).
+      ...(c.arch === "deepseek" ? { kvHeads: c.kvHeads * groups, normEps: undefined } : {}),
+      window: c.window.slice(0, c.seq + 1),
+    }))
+
+const cases = casesOf("mixtral", "qwen2", "qwen3", "dots1", "deepseek")
 
 /** Qwen3's and dots1's heads are not hidden / heads wide: the hidden is fixed and --head-dim gives the width (6 or 10). */
 const qk = (c: Case): boolean => c.arch === "qwen3" || c.arch === "dots1"
-const hiddenOf = (c: Case): number => (qk(c) ? 16 : c.heads * c.headDim)
+const hiddenOf = (c: Case): number => (qk(c) || c.arch === "deepseek" ? 16 : c.heads * c.headDim)
 const headDimOf = (c: Case): number => (qk(c) ? c.headDim + 2 : c.headDim)
 
 /**
@@ -99,6 +113,12 @@ const dots1Flags = (c: Case): Array<string> => [
   ...(c.untie ? ["--scaling-factor", "2.5"] : []),
 ]
 
+/** DeepSeek-V3's multi-latent attention: a query latent of 12 or none, a kv latent of 8, heads of 4 or 8 + 6 rotary for q/k and 5 for v. */
+const latentFlags = (c: Case): Array<string> => [
+  ...["--multi-latent-attention", ...(c.qLora ? ["--q-lora-rank", "12"] : []), "--kv-lora-rank", "8"],
+  ...["--qk-head-dim", String(c.headDim), "--qk-pos-emb-head-dim", "6", "--v-head-dim", "5"],
+]
+
 const modelFlags = (c: Case): Array<string> => [
   ...["--vocab", String(vocab), "--hidden", String(hiddenOf(c)), "--heads", String(c.heads), "--kv-heads", String(c.kvHeads)],
   ...(qk(c) ? ["--head-dim", String(headDimOf(c)), "--qk-norm"] : []),
@@ -106,9 +126,10 @@ const modelFlags = (c: Case): Array<string> => [
   ...(c.untie ? ["--untie-embeddings"] : []),
   ...(c.ropeTheta === undefined ? [] : ["--rope-theta", String(c.ropeTheta)]),
   ...(c.normEps === undefined ? [] : ["--norm-eps", String(c.normEps)]),
-  ...(c.arch !== "mixtral" && c.qkvBias ? ["--qkv-bias"] : []),
+  ...(c.arch !== "mixtral" && c.arch !== "deepseek" && c.qkvBias ? ["--qkv-bias"] : []),
   ...(c.arch === "qwen2" || c.arch === "qwen3" ? ["--moe-every", String(c.moeEvery), "--dense-first", String(c.denseFirst), ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
-  ...(c.arch === "dots1" ? dots1Flags(c) : []),
+  ...(c.arch === "dots1" || c.arch === "deepseek" ? dots1Flags(c) : []),
+  ...(c.arch === "deepseek" ? latentFlags(c) : []),
   ...(c.arch === "qwen2" ? ["--shared-expert-ffn", String(c.shared), "--shared-expert-gate"] : []),
   ...["--dtype", "float64", "--global-batch", "4", "--micro-batch", "1"],
 ]
@@ -118,12 +139,13 @@ const expectedTensors = (c: Case): number => {
   let n = 2 + (c.untie ? 1 : 0)
   for (let l = 0; l < c.layers; l++) {
     // Norms and q, k, v, o; Qwen2's q/k/v biases always (zeros without --qkv-bias); Qwen3's q/k norms, and biases (with o's) only with it.
-    n += 6 + (c.arch === "qwen2" ? 3 : 0) + (qk(c) ? 2 + (c.qkvBias ? 4 : 0) : 0)
-    // The first denseFirst layers dense, then every moeEvery-th (dots1: every one).
-    const every = c.arch === "dots1" ? 1 : c.moeEvery
+    // DeepSeek-V3: norms, q_a_proj, q_a_layernorm and q_b_proj (or q_proj), kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o.
+    n += c.arch === "deepseek" ? 2 + (c.qLora ? 3 : 1) + 4 : 6 + (c.arch === "qwen2" ? 3 : 0) + (qk(c) ? 2 + (c.qkvBias ? 4 : 0) : 0)
+    // The first denseFirst layers dense, then every moeEvery-th (dots1, DeepSeek-V3: every one).
+    const every = c.arch === "dots1" || c.arch === "deepseek" ? 1 : c.moeEvery
     const moe = c.arch === "mixtral" || (l >= c.denseFirst && (l - c.denseFirst) % every === 0)
     // Router, experts; Qwen2's shared expert and its gate; dots1's expert bias and shared experts.
-    n += moe ? 1 + 3 * c.experts + (c.arch === "qwen2" ? 4 : c.arch === "dots1" ? 4 : 0) : 3
+    n += moe ? 1 + 3 * c.experts + (c.arch === "qwen2" || c.arch === "dots1" || c.arch === "deepseek" ? 4 : 0) : 3
   }
   return n
 }
@@ -150,77 +172,95 @@ const checkpointAndLoss = async (c: Case) => {
   return { dir, loss: records(evaluated, "eval")[0]?.evalLoss as number }
 }
 
+/**
+ * Exports `c`'s checkpoint: the directory holds the format's tensors, its forward (hfReference)
+ * gives pleat's loss, and `pleat import` gives the parameters back bit for bit and settings that
+ * evaluate to the same loss under the case's mapping.
+ */
+const exportsAndImports = async (c: Case): Promise<void> => {
+  const { dir, loss } = await checkpointAndLoss(c)
+  const out = path.join(fresh("export-out"), "model")
+  const written = JSON.parse(
+    await run(["export", "--checkpoint", dir, "--out", out, "--dtype", "float64", "--json", ...(c.shardBytes === undefined ? [] : ["--max-shard-size", String(c.shardBytes)])]),
+  )
+  expect(written.format).toBe({ mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe", dots1: "dots1", deepseek: "deepseek-v3" }[c.arch])
+  const model = readModelDir(out)
+  expect(model.tensors.size).toBe(expectedTensors(c))
+  expect(written.tensors).toBe(expectedTensors(c))
+  expect(model.config.architectures).toEqual([
+    {
+      mixtral: "MixtralForCausalLM",
+      qwen2: "Qwen2MoeForCausalLM",
+      qwen3: "Qwen3MoeForCausalLM",
+      dots1: "Dots1ForCausalLM",
+      deepseek: "DeepseekV3ForCausalLM",
+    }[c.arch],
+  ])
+  // Shards: each file within the limit unless it holds one tensor.
+  const files = readdirSync(out).filter((f) => f.endsWith(".safetensors"))
+  expect(files.length > 1).toBe(c.shardBytes !== undefined && written.weightBytes > c.shardBytes)
+  for (const f of files) {
+    const held = [...model.files.values()].filter((x) => x === f).length
+    if (held > 1) expect(statSync(path.join(out, f)).size - 8).toBeLessThan((c.shardBytes ?? Number.POSITIVE_INFINITY) + 100_000)
+  }
+  const reference = lmLoss(model, c.window)
+  expect(Math.abs(reference - loss), `reference ${reference}, pleat ${loss}`).toBeLessThan(1e-9 * Math.max(1, loss))
+  // pleat import reads it back: the same parameters bit for bit, and the settings to train them.
+  const back = path.join(fresh("import-out"), "ckpt")
+  await run(["import", "--model-dir", out, "--out", back, "--dtype", "float64"])
+  const original = Checkpoint.values(dir).values
+  const imported = Checkpoint.values(back).values
+  expect([...imported.keys()].sort()).toEqual([...original.keys()].sort())
+  for (const [name, t] of original) expect(imported.get(name)?.data, name).toEqual(t.data)
+  const settings = JSON.parse(readFileSync(path.join(back, "model.json"), "utf8")) as Record<string, unknown>
+  expect(settings).toMatchObject({ hidden: hiddenOf(c), heads: c.heads, "kv-heads": c.kvHeads, dtype: "float64" })
+  if (qk(c)) expect(settings).toMatchObject({ "head-dim": headDimOf(c), "qk-norm": true })
+  if (c.arch === "dots1" || c.arch === "deepseek") expect(settings).toMatchObject({ "score-function": "sigmoid", "expert-bias": true })
+  if (c.arch === "deepseek") {
+    expect(model.config).toMatchObject({ q_lora_rank: c.qLora ? 12 : null, kv_lora_rank: 8, qk_nope_head_dim: c.headDim, qk_rope_head_dim: 6, v_head_dim: 5 })
+    expect(model.config.rope_interleave).toBe(true)
+    expect(settings).toMatchObject({ "multi-latent-attention": true, "kv-lora-rank": 8, "qk-head-dim": c.headDim, "qk-pos-emb-head-dim": 6, "v-head-dim": 5 })
+    expect(settings["q-lora-rank"]).toBe(c.qLora ? 12 : undefined)
+  }
+  expect(settings["untie-embeddings"] ?? false).toBe(c.untie)
+  const resumed = await run([
+    "train",
+    ...c.mapping,
+    "--config",
+    path.join(back, "model.json"),
+    "--seq",
+    String(c.seq),
+    "--global-batch",
+    "4",
+    "--steps",
+    "0",
+    "--resume",
+    back,
+    "--eval-data",
+    uint16File(c.window),
+    "--eval-batches",
+    "1",
+    "--log",
+    "json",
+  ])
+  expect(records(resumed, "eval")[0]?.evalLoss).toBe(loss)
+}
+
 describe("pleat export", () => {
   test("the exported model's forward (an independent transformers reading) gives pleat's loss of the checkpoint, for any model and mapping", async () => {
+    await fc.assert(fc.asyncProperty(cases, exportsAndImports), { numRuns: 14, seed: 20261205 })
+  }, 300_000)
+
+  test("DeepSeek-V3: multi-latent attention with a query latent and without (q_lora_rank null), its rotary rows interleaved, under any mapping", async () => {
+    const seen = new Set<boolean>()
     await fc.assert(
-      fc.asyncProperty(cases, async (c) => {
-        const { dir, loss } = await checkpointAndLoss(c)
-        const out = path.join(fresh("export-out"), "model")
-        const written = JSON.parse(
-          await run([
-            "export",
-            "--checkpoint",
-            dir,
-            "--out",
-            out,
-            "--dtype",
-            "float64",
-            "--json",
-            ...(c.shardBytes === undefined ? [] : ["--max-shard-size", String(c.shardBytes)]),
-          ]),
-        )
-        expect(written.format).toBe({ mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe", dots1: "dots1" }[c.arch])
-        const model = readModelDir(out)
-        expect(model.tensors.size).toBe(expectedTensors(c))
-        expect(written.tensors).toBe(expectedTensors(c))
-        expect(model.config.architectures).toEqual([
-          { mixtral: "MixtralForCausalLM", qwen2: "Qwen2MoeForCausalLM", qwen3: "Qwen3MoeForCausalLM", dots1: "Dots1ForCausalLM" }[c.arch],
-        ])
-        // Shards: each file within the limit unless it holds one tensor.
-        const files = readdirSync(out).filter((f) => f.endsWith(".safetensors"))
-        expect(files.length > 1).toBe(c.shardBytes !== undefined && written.weightBytes > c.shardBytes)
-        for (const f of files) {
-          const held = [...model.files.values()].filter((x) => x === f).length
-          if (held > 1) expect(statSync(path.join(out, f)).size - 8).toBeLessThan((c.shardBytes ?? Number.POSITIVE_INFINITY) + 100_000)
-        }
-        const reference = lmLoss(model, c.window)
-        expect(Math.abs(reference - loss), `reference ${reference}, pleat ${loss}`).toBeLessThan(1e-9 * Math.max(1, loss))
-        // pleat import reads it back: the same parameters bit for bit, and the settings to train them.
-        const back = path.join(fresh("import-out"), "ckpt")
-        await run(["import", "--model-dir", out, "--out", back, "--dtype", "float64"])
-        const original = Checkpoint.values(dir).values
-        const imported = Checkpoint.values(back).values
-        expect([...imported.keys()].sort()).toEqual([...original.keys()].sort())
-        for (const [name, t] of original) expect(imported.get(name)?.data, name).toEqual(t.data)
-        const settings = JSON.parse(readFileSync(path.join(back, "model.json"), "utf8")) as Record<string, unknown>
-        expect(settings).toMatchObject({ hidden: hiddenOf(c), heads: c.heads, "kv-heads": c.kvHeads, dtype: "float64" })
-        if (qk(c)) expect(settings).toMatchObject({ "head-dim": headDimOf(c), "qk-norm": true })
-        if (c.arch === "dots1") expect(settings).toMatchObject({ "score-function": "sigmoid", "expert-bias": true })
-        expect(settings["untie-embeddings"] ?? false).toBe(c.untie)
-        const resumed = await run([
-          "train",
-          ...c.mapping,
-          "--config",
-          path.join(back, "model.json"),
-          "--seq",
-          String(c.seq),
-          "--global-batch",
-          "4",
-          "--steps",
-          "0",
-          "--resume",
-          back,
-          "--eval-data",
-          uint16File(c.window),
-          "--eval-batches",
-          "1",
-          "--log",
-          "json",
-        ])
-        expect(records(resumed, "eval")[0]?.evalLoss).toBe(loss)
+      fc.asyncProperty(casesOf("deepseek"), async (c) => {
+        seen.add(c.qLora)
+        await exportsAndImports(c)
       }),
-      { numRuns: 14, seed: 20261205 },
+      { numRuns: 6, seed: 20261205 },
     )
+    expect([...seen].sort()).toEqual([false, true])
   }, 300_000)
 
   test("bfloat16 weights are the float32 weights rounded to nearest, ties to even, and the model stays close", async () => {
@@ -240,6 +280,7 @@ describe("pleat export", () => {
       preSoftmax: false,
       ropeTheta: undefined,
       qkvBias: false,
+      qLora: false,
       normEps: undefined,
       mapping: oneRank,
       shardBytes: undefined,

@@ -1,9 +1,11 @@
-// An independent reading of a Hugging Face model directory and the forward of the four
+// An independent reading of a Hugging Face model directory and the forward of the five
 // architectures `pleat export` writes, written from transformers' modeling code (Mixtral,
 // Qwen2-MoE, Qwen3-MoE: RMSNorm, rotate-half RoPE, grouped-query causal attention, softmax top-k
 // routing, SwiGLU experts, Qwen2-MoE's gated shared expert, Qwen3-MoE's q/k norms per head and
 // head_dim, biases where the file has them, dense mlp_only_layers; dots1: Qwen3's attention with
-// DeepSeek-V3's sigmoid router, expert bias, groups, scaling and shared experts), in float64 loops.
+// DeepSeek-V3's sigmoid router, expert bias, groups, scaling and shared experts; DeepSeek-V3:
+// dots1's MoE with multi-latent attention, its rotary pairs interleaved (2i, 2i+1) under
+// rope_interleave, latent norms at 1e-6, softmax scale 1/sqrt(qk_head_dim)), in float64 loops.
 // It shares no code with src/: the safetensors parser, the name scheme and every op are its own.
 import { existsSync, readFileSync } from "node:fs"
 import path from "node:path"
@@ -104,7 +106,7 @@ const rope = (x: Matrix, heads: number, d: number, theta: number): Matrix =>
     const out = new Float64Array(row.length)
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < d / 2; i++) {
-        const angle = pos / theta ** ((2 * i) / d)
+        const angle = angleOf(pos, i, d, theta)
         const a = row[h * d + i] as number
         const b = row[h * d + i + d / 2] as number
         out[h * d + i] = a * Math.cos(angle) - b * Math.sin(angle)
@@ -113,6 +115,67 @@ const rope = (x: Matrix, heads: number, d: number, theta: number): Matrix =>
     }
     return out
   })
+
+/** The RoPE angle of pair i of a rotary part of width d at position pos. */
+const angleOf = (pos: number, i: number, d: number, theta: number) => pos / theta ** ((2 * i) / d)
+
+/**
+ * DeepSeek-V3's multi-latent attention of layer prefix `p` on h [S, hidden]: q from the query
+ * latent (q_lora_rank) or straight (q_proj); the kv latent and one shared rotary key from
+ * kv_a_proj_with_mqa; RoPE on each head's last dr query dims and on the shared key, turning the
+ * pairs (2i, 2i+1) when the config interleaves, else (i, i + dr/2); causal softmax attention
+ * over [nope, rope] with scale 1/sqrt(dn + dr); o_proj over the heads' values.
+ */
+const latentAttention = (h: Matrix, get: (name: string) => Stored, p: string, c: Record<string, unknown>, heads: number, theta: number): Matrix => {
+  const [dn, dr, dv, kvLora] = [c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, c.kv_lora_rank] as [number, number, number, number]
+  const a = `${p}self_attn.`
+  const q =
+    c.q_lora_rank === null
+      ? linear(h, get(`${a}q_proj.weight`))
+      : linear(rmsNorm(linear(h, get(`${a}q_a_proj.weight`)), get(`${a}q_a_layernorm.weight`), 1e-6), get(`${a}q_b_proj.weight`))
+  const kvA = linear(h, get(`${a}kv_a_proj_with_mqa.weight`))
+  const kv = linear(
+    rmsNorm(
+      kvA.map((row) => row.slice(0, kvLora)),
+      get(`${a}kv_a_layernorm.weight`),
+      1e-6,
+    ),
+    get(`${a}kv_b_proj.weight`),
+  )
+  /** The rotary part `x` (width dr) at position pos, turned. */
+  const turn = (x: Float64Array, pos: number): Float64Array => {
+    const out = new Float64Array(dr)
+    for (let i = 0; i < dr / 2; i++) {
+      const [ia, ib] = c.rope_interleave === false ? [i, i + dr / 2] : [2 * i, 2 * i + 1]
+      const angle = angleOf(pos, i, dr, theta)
+      out[ia] = (x[ia] as number) * Math.cos(angle) - (x[ib] as number) * Math.sin(angle)
+      out[ib] = (x[ib] as number) * Math.cos(angle) + (x[ia] as number) * Math.sin(angle)
+    }
+    return out
+  }
+  const keyRope = kvA.map((row, pos) => turn(row.slice(kvLora, kvLora + dr), pos))
+  const attended: Matrix = q.map((qs, s) => {
+    const out = new Float64Array(heads * dv)
+    for (let hd = 0; hd < heads; hd++) {
+      const base = hd * (dn + dr)
+      const qRope = turn(qs.slice(base + dn, base + dn + dr), s)
+      const scores = Array.from({ length: s + 1 }, (_, t) => {
+        const k = kv[t] as Float64Array
+        let dot = 0
+        for (let i = 0; i < dn; i++) dot += (qs[base + i] as number) * (k[hd * (dn + dv) + i] as number)
+        for (let i = 0; i < dr; i++) dot += (qRope[i] as number) * (keyRope[t]?.[i] as number)
+        return dot / Math.sqrt(dn + dr)
+      })
+      const top = Math.max(...scores)
+      const e = scores.map((z) => Math.exp(z - top))
+      const sum = e.reduce((x, y) => x + y, 0)
+      for (let t = 0; t <= s; t++)
+        for (let i = 0; i < dv; i++) out[hd * dv + i] = (out[hd * dv + i] as number) + ((e[t] as number) / sum) * (kv[t]?.[hd * (dn + dv) + dn + i] as number)
+    }
+    return out
+  })
+  return linear(attended, get(`${a}o_proj.weight`))
+}
 
 const swiglu = (x: Matrix, get: (name: string) => Stored, p: string, names: readonly [string, string, string]): Matrix => {
   const g = linear(x, get(`${p}${names[0]}.weight`))
@@ -188,7 +251,9 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     "rms_norm_eps",
     "rope_theta",
   ].map(num) as [number, number, number, number, number, number, number]
-  const dots1 = c.model_type === "dots1"
+  const deepseek = c.model_type === "deepseek_v3"
+  // DeepSeek-V3's MoE is dots1's.
+  const dots1 = c.model_type === "dots1" || deepseek
   const experts = num(mixtral ? "num_local_experts" : dots1 ? "n_routed_experts" : "num_experts")
   // Qwen3 (and any config with head_dim) sets the head width; else hidden / heads.
   const d = typeof c.head_dim === "number" ? c.head_dim : hidden / heads
@@ -205,12 +270,8 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
       return out
     })
   const qk = (x: Matrix, count: number, p: string, which: "q" | "k"): Matrix => (qwen3 ? headNorm(x, count, get(`${p}self_attn.${which}_norm.weight`)) : x)
-  const inputs = window.slice(0, -1)
-  const embed = get("model.embed_tokens.weight")
-  let x: Matrix = inputs.map((t) => embed.values.slice(t * hidden, (t + 1) * hidden))
-  for (let l = 0; l < layers; l++) {
-    const p = `model.layers.${l}.`
-    const h = rmsNorm(x, get(`${p}input_layernorm.weight`), eps)
+  /** Grouped-query attention (Mixtral's, the Qwens', dots1's) of layer prefix `p` on h. */
+  const groupedQueryAttention = (h: Matrix, p: string): Matrix => {
     const bias = (n: string) => m.tensors.get(`${p}self_attn.${n}.bias`)
     const q = rope(qk(linear(h, get(`${p}self_attn.q_proj.weight`), bias("q_proj")), heads, p, "q"), heads, d, theta)
     const k = rope(qk(linear(h, get(`${p}self_attn.k_proj.weight`), bias("k_proj")), kv, p, "k"), kv, d, theta)
@@ -231,7 +292,16 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
       }
       return out
     })
-    x = add(x, linear(attended, get(`${p}self_attn.o_proj.weight`), bias("o_proj")))
+    return linear(attended, get(`${p}self_attn.o_proj.weight`), bias("o_proj"))
+  }
+  const inputs = window.slice(0, -1)
+  const embed = get("model.embed_tokens.weight")
+  let x: Matrix = inputs.map((t) => embed.values.slice(t * hidden, (t + 1) * hidden))
+  for (let l = 0; l < layers; l++) {
+    const p = `model.layers.${l}.`
+    const h = rmsNorm(x, get(`${p}input_layernorm.weight`), eps)
+    if (deepseek) x = add(x, latentAttention(h, get, p, c, heads, theta))
+    else x = add(x, groupedQueryAttention(h, p))
     const h2 = rmsNorm(x, get(`${p}post_attention_layernorm.weight`), eps)
     const dense = dots1
       ? l < (c.first_k_dense_replace as number)
