@@ -19,10 +19,18 @@ const small = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1
 const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40"]
 const window = [3, 14, 15, 9, 26, 5, 35, 8, 39]
 
+/** Multi-latent attention on 4 heads: a query latent of `qLora` (0: none), a kv latent of 8, heads of 4 + 6 rotary for q/k and 5 for v. */
+const latent = (qLora: number): Array<string> => [
+  ...["--heads", "4", "--kv-heads", "4", "--multi-latent-attention", ...(qLora === 0 ? [] : ["--q-lora-rank", String(qLora)])],
+  ...["--kv-lora-rank", "8", "--qk-head-dim", "4", "--qk-pos-emb-head-dim", "6", "--v-head-dim", "5"],
+]
+
 let mixtral = ""
 let sigmoid = ""
 let shared = ""
 let hybrid = ""
+let latentSoftmax = ""
+let latentEps = ""
 beforeAll(async () => {
   const save = async (flags: ReadonlyArray<string>) => {
     const dir = fresh("export-ckpt")
@@ -34,6 +42,8 @@ beforeAll(async () => {
   sigmoid = await save(["--score-function", "sigmoid", "--expert-bias"])
   shared = await save(["--shared-expert-ffn", "8"])
   hybrid = await save(["--definition", `${path.join(root, "properties/train/definitions.ts")}#hybrid`])
+  latentSoftmax = await save([...latent(12)])
+  latentEps = await save([...latent(12), "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "24", "--moe-ffn", "12", "--norm-eps", "1e-5"])
 }, 60_000)
 
 describe("pleat export writes a model directory", () => {
@@ -97,7 +107,7 @@ describe("what cannot be exported is refused before anything is written", () => 
     expect(refused(["export", "--checkpoint", mixtral])).toBe("pleat export: --out: (not given) is required; fix: pass --out DIR, a new path or an empty directory for the model")
     const out = path.join(fresh("export-refused"), "m")
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "llama"])).toBe(
-      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe, dots1',
+      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3',
     )
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--dtype", "float16"])).toBe(
       'pleat export: --dtype: "float16" is not allowed; fix: use one of float32, bfloat16, float64',
@@ -124,7 +134,7 @@ describe("what cannot be exported is refused before anything is written", () => 
       `pleat export: --out: "${full}" is a directory that is not empty; fix: pass a new path or an empty directory for the model (an export never writes over files)`,
     )
     expect(refused(["export", "--checkpoint", sigmoid, "--out", out])).toMatch(
-      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe, qwen3-moe or dots1\): it routes with --score-function sigmoid; it has no q and k norms, which every dots1 attention has \(--qk-norm\); fix: export a model trained with softmax routing/,
+      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe, qwen3-moe, dots1 or deepseek-v3\): it routes with --score-function sigmoid; it has no q and k norms, which every dots1 attention has \(--qk-norm\); it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); fix: export a model trained with softmax routing/,
     )
     expect(refused(["export", "--checkpoint", shared, "--out", out])).toContain(
       "it has shared experts (--shared-expert-ffn 8), which Mixtral has not; its shared experts have no gate, where Qwen2-MoE's always do (--shared-expert-gate)",
@@ -138,6 +148,19 @@ describe("what cannot be exported is refused before anything is written", () => 
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "qwen3-moe"])).toMatch(
       /^pleat export: --format: "qwen3-moe" cannot hold the checkpoint in .*: it has no q and k norms, which every Qwen3-MoE attention has \(--qk-norm\)/,
     )
+    // Multi-latent attention: deepseek-v3 only, and there as DeepSeek-V3 routes and normalizes.
+    expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "deepseek-v3"])).toMatch(
+      /^pleat export: --format: "deepseek-v3" cannot hold the checkpoint in .*: it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); fix: /,
+    )
+    expect(refused(["export", "--checkpoint", latentEps, "--out", out, "--format", "dots1"])).toMatch(
+      /^pleat export: --format: "dots1" cannot hold the checkpoint in .*: it has multi-latent attention \(--multi-latent-attention\), which dots1 has not \(deepseek-v3 has\); fix: .*--multi-latent-attention \(deepseek-v3\)$/,
+    )
+    expect(refused(["export", "--checkpoint", latentSoftmax, "--out", out])).toContain(
+      "(mixtral, qwen2-moe, qwen3-moe, dots1 or deepseek-v3): it has multi-latent attention (--multi-latent-attention), which Mixtral has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which Qwen2-MoE has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which Qwen3-MoE has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 has); it routes with softmax, where deepseek-v3 routes with sigmoid scores (--score-function sigmoid)",
+    )
+    expect(refused(["export", "--checkpoint", latentEps, "--out", out])).toContain(
+      "it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 has); its latent norms have epsilon --norm-eps 0.00001, where DeepSeek-V3's q_a_layernorm and kv_a_layernorm always have 1e-6 (train with --norm-eps 1e-6)",
+    )
     expect(refused(["export", "--checkpoint", hybrid, "--out", out])).toMatch(
       /^pleat export: --checkpoint: ".*" is not a checkpoint of pleat's built-in model \(it holds layers\.0\.dense\.norm, layers\.0\.dense\.wGate, layers\.0\.dense\.wUp and 5 more, which mixtral has no place for\); fix: export a checkpoint of the built-in model/,
     )
@@ -148,7 +171,7 @@ describe("what cannot be exported is refused before anything is written", () => 
 sayIfSkipped("pleat export")
 
 describe.skipIf(python === undefined)("transformers loads the directory", () => {
-  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral, Qwen2-MoE, Qwen3-MoE and dots1", async () => {
+  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 and DeepSeek-V3", async () => {
     const tokens = uint16File(window)
     const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
       ["MixtralForCausalLM", []],
@@ -163,6 +186,16 @@ describe.skipIf(python === undefined)("transformers loads the directory", () => 
           ...["--num-groups", "4", "--group-topk", "1", "--scaling-factor", "2.5", "--dense-first", "1", "--aux-loss", "seq_aux:0.001"],
         ],
       ],
+      // DeepSeek-V3: dots1's router with multi-latent attention (its rotary rows written interleaved), with a query latent and without.
+      [
+        "DeepseekV3ForCausalLM",
+        [
+          ...latent(12),
+          ...["--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0.05", "--shared-expert-ffn", "64", "--num-groups", "4", "--group-topk", "1"],
+          ...["--scaling-factor", "2.5", "--dense-first", "1", "--untie-embeddings"],
+        ],
+      ],
+      ["DeepseekV3ForCausalLM", [...latent(0), "--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0.05", "--shared-expert-ffn", "32", "--topk", "3"]],
     ]
     for (const [architecture, flags] of cases) {
       const dir = fresh("export-hf")
@@ -190,7 +223,7 @@ describe.skipIf(python === undefined)("transformers loads the directory", () => 
       const result = transformersLosses(out, tokens, 8, "float64")
       expect(result.architecture).toBe(architecture)
       // transformers computes RoPE's angles and RMSNorm's mean square in float32 whatever the dtype.
-      expect(Math.abs((result.losses[0] as number) - loss), `transformers ${result.losses[0]}, pleat ${loss}`).toBeLessThan(1e-6 * Math.max(1, loss))
+      expect(Math.abs((result.losses[0] as number) - loss), `${architecture}: transformers ${result.losses[0]}, pleat ${loss}`).toBeLessThan(1e-6 * Math.max(1, loss))
     }
   }, 120_000)
 })

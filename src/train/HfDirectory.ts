@@ -113,7 +113,7 @@ export const write = (request: Request): Written => {
       Durable.writeFile(path.join(partial, "model.safetensors.index.json"), `${JSON.stringify({ metadata: { total_size: weightBytes }, weight_map: weightMap }, null, 2)}\n`)
       files.push("model.safetensors.index.json")
     }
-    Durable.writeFile(path.join(partial, "config.json"), `${JSON.stringify(HfExport.config(manifest.model, format, request.dtype), null, 2)}\n`)
+    Durable.writeFile(path.join(partial, "config.json"), HfExport.configText(manifest.model, format, request.dtype))
     files.push("config.json")
     Durable.syncDirectory(partial)
     // An empty OUT is replaced by the rename (rename(2) takes an empty directory's place).

@@ -313,6 +313,15 @@ export const config = (m: Model, format: Format, dtype: WeightDtype): Record<str
 }
 
 /**
+ * config.json's text: `config`, with the keys transformers' strict configs type as float written
+ * with a decimal point when whole (JSON.stringify writes 1.0 as 1, which DeepseekV3Config and
+ * Dots1Config refuse for routed_scaling_factor).
+ * @category constructors
+ */
+export const configText = (m: Model, format: Format, dtype: WeightDtype): string =>
+  `${JSON.stringify(config(m, format, dtype), null, 2).replace(/^(\s*"(?:routed_scaling_factor|router_aux_loss_coef|rms_norm_eps)": )(-?\d+)(,?)$/gm, "$1$2.0$3")}\n`
+
+/**
  * `entries` cut into files of at most `maxBytes` of data each, in order (a tensor larger than
  * that alone in its file).
  * @category constructors
