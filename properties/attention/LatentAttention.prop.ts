@@ -1,7 +1,8 @@
 // Multi-latent attention on one rank equals an independent reading of its math (plain loops in
 // float64 over the header's formulas: latents, their RMSNorms, the up projections, rotate-half
 // RoPE on the rotary parts with the key's shared by every head, causal softmax at scale
-// 1/sqrt(dn + dr)), with and without a query latent, for random widths; every weight's gradient
+// 1/sqrt(dn + dr); under YaRN its frequencies, attention factor and DeepSeek-V3's softmax
+// factor), with and without a query latent, for random widths; every weight's gradient
 // equals central finite differences of that reading. Its parallel forms (tp, cp, pp) are checked
 // against one rank through whole models (properties/cli/LatentAttention.test.ts, pleat verify).
 import * as Effect from "effect/Effect"
@@ -13,6 +14,7 @@ import * as TensorLayout from "../../src/dataflow/TensorLayout.js"
 import * as Job from "../../src/runtime/Job.js"
 import * as Elementwise from "../../src/tensor/ops/Elementwise.js"
 import * as Reduce from "../../src/tensor/ops/Reduce.js"
+import * as RopeScaling from "../../src/tensor/ops/RopeScaling.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import { relativeError, uniform } from "../tensor/gradcheck.js"
@@ -23,6 +25,8 @@ interface Case {
   readonly hidden: number
   readonly heads: number
   readonly sizes: LatentAttention.LatentSizes
+  /** YaRN (its frequencies are RopeScaling's, checked in properties/tensor/RopeScaling.prop.ts). */
+  readonly yarn: RopeScaling.Yarn | undefined
   readonly seed: number
 }
 
@@ -53,15 +57,17 @@ const rms = (v: ReadonlyArray<number>, g: ReadonlyArray<number>): Array<number> 
   return v.map((x, i) => x * r * (g[i] as number))
 }
 
-/** Rotate-half RoPE of one vector at `pos`. */
-const rope = (v: ReadonlyArray<number>, pos: number): Array<number> => {
+/** Rotate-half RoPE of one vector at `pos` (with YaRN: its frequencies, the rotation scaled by its attention factor). */
+const rope = (v: ReadonlyArray<number>, pos: number, yarn: RopeScaling.Yarn | undefined): Array<number> => {
   const half = v.length / 2
   const out = [...v]
+  const frequencies = RopeScaling.inverseFrequencies(v.length, theta, yarn)
+  const m = yarn === undefined ? 1 : RopeScaling.attentionFactor(yarn)
   for (let i = 0; i < half; i++) {
-    const angle = pos * theta ** ((-2 * i) / v.length)
+    const angle = pos * (frequencies[i] as number)
     const [a, b] = [v[i] as number, v[i + half] as number]
-    out[i] = a * Math.cos(angle) - b * Math.sin(angle)
-    out[i + half] = b * Math.cos(angle) + a * Math.sin(angle)
+    out[i] = m * (a * Math.cos(angle) - b * Math.sin(angle))
+    out[i + half] = m * (b * Math.cos(angle) + a * Math.sin(angle))
   }
   return out
 }
@@ -77,11 +83,11 @@ const reference = (c: Case, x: ReadonlyArray<number>, w: Weights): Array<number>
     const q = times(cq, (ql > 0 ? w.wqB : w.wq) as Array<number>, c.heads * (dn + dr))
     const kvA = times(row, w.wkvA as Array<number>, kl + dr)
     const kv = times(rms(kvA.slice(0, kl), w.kvANorm as Array<number>), w.wkvB as Array<number>, c.heads * (dn + dv))
-    const keyRope = rope(kvA.slice(kl), pos)
+    const keyRope = rope(kvA.slice(kl), pos, c.yarn)
     const heads = Array.from({ length: c.heads }, (_, n) => {
       const qh = q.slice(n * (dn + dr), (n + 1) * (dn + dr))
       const kvh = kv.slice(n * (dn + dv), (n + 1) * (dn + dv))
-      return { q: [...qh.slice(0, dn), ...rope(qh.slice(dn), pos)], k: [...kvh.slice(0, dn), ...keyRope], v: kvh.slice(dn) }
+      return { q: [...qh.slice(0, dn), ...rope(qh.slice(dn), pos, c.yarn)], k: [...kvh.slice(0, dn), ...keyRope], v: kvh.slice(dn) }
     })
     return heads
   })
@@ -94,7 +100,9 @@ const reference = (c: Case, x: ReadonlyArray<number>, w: Weights): Array<number>
       const scores: Array<number> = []
       for (let j = first; j <= t; j++) {
         const k = (tokens[j] as Array<{ k: Array<number> }>)[n]?.k as Array<number>
-        scores.push(q.reduce((s, a, i) => s + a * (k[i] as number), 0) / Math.sqrt(dn + dr))
+        // DeepSeek-V3's softmax scale under YaRN: times m(s, mscaleAllDim)^2.
+        const yarnScale = c.yarn === undefined || c.yarn.mscaleAllDim === 0 ? 1 : (1 + 0.1 * c.yarn.mscaleAllDim * Math.log(c.yarn.factor)) ** 2
+        scores.push((yarnScale * q.reduce((s, a, i) => s + a * (k[i] as number), 0)) / Math.sqrt(dn + dr))
       }
       const top = Math.max(...scores)
       const e = scores.map((s) => Math.exp(s - top))
@@ -120,17 +128,8 @@ const pleat = (c: Case, x: ReadonlyArray<number>, w: Weights, r: ReadonlyArray<n
       )
       const rows = c.batch * c.seq
       const one = Group.make("one", [0])
-      const config: LatentAttention.LatentConfig = {
-        batch: c.batch,
-        seq: c.seq,
-        heads: c.heads,
-        kvHeads: c.heads,
-        headDim: 0,
-        tp: one,
-        cp: one,
-        sequenceParallel: false,
-        latent: c.sizes,
-      }
+      const base = { batch: c.batch, seq: c.seq, heads: c.heads, kvHeads: c.heads, headDim: 0, tp: one, cp: one, sequenceParallel: false, ropeYarn: c.yarn }
+      const config = LatentAttention.configOf(base, c.sizes)
       LatentAttention.check(config)
       const query = "wq" in p ? { wq: p.wq as Tensor.Tensor } : { wqA: p.wqA as Tensor.Tensor, qANorm: p.qANorm as Tensor.Tensor, wqB: p.wqB as Tensor.Tensor }
       const weights = { query, wkvA: p.wkvA as Tensor.Tensor, kvANorm: p.kvANorm as Tensor.Tensor, wkvB: p.wkvB as Tensor.Tensor, wo: p.wo as Tensor.Tensor, eps }
@@ -154,6 +153,17 @@ const cases: fc.Arbitrary<Case> = fc.record({
     qkPosEmbHeadDim: fc.constantFrom(2, 4),
     vHeadDim: fc.integer({ min: 1, max: 4 }),
   }),
+  yarn: fc.option(
+    fc.record({
+      factor: fc.double({ min: 1, max: 40, noNaN: true }),
+      originalMaxPositions: fc.integer({ min: 1, max: 8 }),
+      betaFast: fc.constant(32),
+      betaSlow: fc.constant(1),
+      mscale: fc.constantFrom(0, 1),
+      mscaleAllDim: fc.constantFrom(0, 1),
+    }),
+    { nil: undefined },
+  ),
   seed: fc.integer({ min: 1, max: 100_000 }),
 })
 

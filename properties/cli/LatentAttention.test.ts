@@ -2,7 +2,8 @@
 // (tp with sequence parallelism, cp, pp, vpp, recompute) train as one rank does (pleat verify,
 // float64), the replicated down projections' gradients must be summed over tp (a planted missing
 // sum is named), DeepSeek-V3's parameter count, the FLOPs (pleat's count and Megatron's, written
-// out here from the formulas), checkpoint identity, plan model files and the refusals.
+// out here from the formulas), checkpoint identity, plan model files and the refusals; YaRN's
+// context extension through the command line too.
 import { writeFileSync } from "node:fs"
 import path from "node:path"
 import * as Schema from "effect/Schema"
@@ -113,6 +114,28 @@ describe("training with multi-latent attention", () => {
     expect(refused(["train", "--multi-latent-attention", "--heads", "6", "--hidden", "48", "--tp", "4", "--world", "8", "--cp", "1"])).toContain(
       "--heads: 6 is not divisible by tp = 4",
     )
+  })
+})
+
+describe("YaRN (--rope-type yarn)", () => {
+  test("folded mappings train as one rank with it, grouped-query and multi-latent; a checkpoint records it", async () => {
+    const yarn = ["--rope-type", "yarn", "--rotary-scaling-factor", "4", "--original-max-position-embeddings", "4"]
+    const gqa = await run(["verify", ...yarn, "--dtype", "float64", "--steps", "2"])
+    expect(gqa.status, gqa.out + gqa.err).toBe(0)
+    const latent = await run(["verify", ...mla, ...yarn, "--mscale", "1", "--mscale-all-dim", "1", "--dtype", "float64", "--steps", "2"])
+    expect(latent.status, latent.out + latent.err).toBe(0)
+    const ckpt = fresh("yarn")
+    expect((await run(["train", ...oneRank, ...small, ...yarn, "--layers", "2", "--steps", "1", "--save", ckpt])).status).toBe(0)
+    expect(Checkpoint.manifest(ckpt).model.ropeScaling).toEqual({ factor: 4, originalMaxPositions: 4, betaFast: 32, betaSlow: 1, mscale: 1, mscaleAllDim: 0 })
+  }, 120_000)
+
+  test("its settings are refused without it, and it without a factor", () => {
+    expect(refused(["train", "--mscale", "2"])).toContain("--mscale: 2 sets YaRN, which this model's RoPE does not use; fix: add --rope-type yarn, or drop --mscale")
+    expect(refused(["train", "--rope-type", "yarn"])).toBe(
+      'pleat train: --rope-type: "yarn" has no context extension factor; fix: add --rotary-scaling-factor F (DeepSeek-V3\'s 40)',
+    )
+    expect(refused(["train", "--rope-type", "yarn", "--rotary-scaling-factor", "0.5"])).toContain("--rotary-scaling-factor: 0.5 is not a number of 1 or more")
+    expect(refused(["train", "--rope-type", "yarn", "--rotary-scaling-factor", "4", "--beta-slow", "0"])).toContain("--beta-slow: 0 is not a number above 0")
   })
 })
 

@@ -13,7 +13,8 @@
  *   k, v       = ckv' WkvB          -> [T, heads, dn + dv] = [k_nope, v]        (column-parallel)
  *   RoPE on q_rope and on kr (one head), kr repeated over the heads:
  *   q = [q_nope, rope(q_rope)], k = [k_nope, rope(kr)]   (width dn + dr), v (width dv)
- *   causal attention with scale 1/sqrt(dn + dr), then out = attn Wo (row-parallel) -> [T, H]
+ *   causal attention with scale 1/sqrt(dn + dr) (times m(s, mscaleAllDim)^2 under YaRN, as
+ *   DeepSeek-V3's: configOf), then out = attn Wo (row-parallel) -> [T, H]
  *
  * Tensor parallelism (Megatron's): the heads split over tp (WqB, WkvB by columns, Wo by rows);
  * the down projections and the latent norms are replicated and run on this rank's rows before
@@ -34,10 +35,11 @@ import * as ConfigError from "../errors/ConfigError.js"
 import { matmul } from "../tensor/ops/Matmul.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
 import * as Rope from "../tensor/ops/Rope.js"
+import * as RopeScaling from "../tensor/ops/RopeScaling.js"
 import * as Shape from "../tensor/ops/Shape.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as ContextParallel from "./ContextParallel.js"
-import { type AttentionConfig, attendOverContext } from "./SelfAttention.js"
+import { type AttentionConfig, attendOverContext, ropeOptions } from "./SelfAttention.js"
 
 /**
  * The widths of multi-latent attention, named as Megatron's flags (DeepSeek-V3: 1536, 512, 128,
@@ -80,6 +82,18 @@ export interface LatentWeights {
  */
 export interface LatentConfig extends AttentionConfig {
   readonly latent: LatentSizes
+}
+
+/**
+ * The setting of a layer from grouped-query attention's and the widths: the softmax scale
+ * 1/sqrt(dn + dr), times m(s, mscaleAllDim)^2 under YaRN (DeepSeek-V3's, RopeScaling).
+ * @category constructors
+ */
+export const configOf = (c: AttentionConfig, latent: LatentSizes): LatentConfig => {
+  const scale = 1 / Math.sqrt(latent.qkHeadDim + latent.qkPosEmbHeadDim)
+  const softmaxScale = c.ropeYarn === undefined ? scale : scale * RopeScaling.softmaxScaleFactor(c.ropeYarn)
+  const { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel, cpExchange, recomputeCore, ropeTheta, ropeYarn } = c
+  return { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel, cpExchange, recomputeCore, ropeTheta, ropeYarn, latent, softmaxScale }
 }
 
 /**
@@ -149,7 +163,7 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: LatentWeights, c: Late
   const inRegion = (t: Tensor.Tensor, name: string) => TensorLayout.attach(t, TensorLayout.withLastDim(region.layout, TensorLayout.dim(name, t.shape[1] as number)))
   const queries = ParallelLinear.columnProductOf(inRegion(cq, "query latent"), { w: "wq" in w.query ? w.query.wq : w.query.wqB, columns: "query heads" }, par)
   const keysValues = ParallelLinear.columnProductOf(inRegion(ckvWhole, "kv latent"), { w: w.wkvB, columns: "kv heads" }, par)
-  const rope = { positions: ContextParallel.positions(c.seq, c.cp.ranks.length, cpRank), ...(c.ropeTheta === undefined ? {} : { theta: c.ropeTheta }) }
+  const rope = ropeOptions(c, ContextParallel.positions(c.seq, c.cp.ranks.length, cpRank))
   const [qNope, qRope] = Shape.split(Shape.reshape(queries.tensor, [b, local, heads, dn + dr]), [dn, dr], 3) as [Tensor.Tensor, Tensor.Tensor]
   const [kNope, v] = Shape.split(Shape.reshape(keysValues.tensor, [b, local, heads, dn + dv]), [dn, dv], 3) as [Tensor.Tensor, Tensor.Tensor]
   const keyRope = Rope.rope(Shape.reshape(krWhole, [b, local, 1, dr]), rope)

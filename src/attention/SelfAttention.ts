@@ -24,6 +24,7 @@ import * as Attention from "../tensor/ops/Attention.js"
 import { add } from "../tensor/ops/Elementwise.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
 import * as Rope from "../tensor/ops/Rope.js"
+import type * as RopeScaling from "../tensor/ops/RopeScaling.js"
 import * as Shape from "../tensor/ops/Shape.js"
 import * as Recompute from "../tensor/Recompute.js"
 import type * as Tensor from "../tensor/Tensor.js"
@@ -67,10 +68,14 @@ export interface AttentionConfig {
    * embedded backend (never slower), and on a real network the ring is the variant whose
    * transfers can overlap attention on blocks already received.
    */
-  readonly cpExchange?: "allgather" | "ring"
+  readonly cpExchange?: "allgather" | "ring" | undefined
   /** Recompute the attention core (softmax(q k^T) v) in the backward instead of keeping it. */
-  readonly recomputeCore?: boolean
-  readonly ropeTheta?: number
+  readonly recomputeCore?: boolean | undefined
+  readonly ropeTheta?: number | undefined
+  /** YaRN's frequencies and attention factor (RopeScaling); none: plain RoPE. */
+  readonly ropeYarn?: RopeScaling.Yarn | undefined
+  /** Multiplies q . k in the core (default 1/sqrt of the q/k head width). */
+  readonly softmaxScale?: number | undefined
 }
 
 /**
@@ -122,7 +127,7 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
   const b = c.batch
   const par = { tp: c.tp, sequenceParallel: c.sequenceParallel }
   const positions = ContextParallel.positions(c.seq, cp, cpRank)
-  const rope = { positions, ...(c.ropeTheta === undefined ? {} : { theta: c.ropeTheta }) }
+  const rope = ropeOptions(c, positions)
   const [queries, keys, values] = (yield* ParallelLinear.columnParallelEachLaid(
     x,
     [
@@ -141,6 +146,16 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
   const attended = yield* attendOverContext(q, k, v, keys.layout, c, cpRank)
   return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden")
 }
+
+/**
+ * RoPE's options of a layer at this rank's token positions: its base and YaRN scaling.
+ * @category mapping
+ */
+export const ropeOptions = (c: AttentionConfig, positions: Int32Array): Rope.RopeOptions => ({
+  positions,
+  ...(c.ropeTheta === undefined ? {} : { theta: c.ropeTheta }),
+  ...(c.ropeYarn === undefined ? {} : { yarn: c.ropeYarn }),
+})
 
 /**
  * The attention core of this rank's local queries q [B, Sl, hq, Dk] against the keys k
@@ -178,7 +193,7 @@ export function* attendOverContext(q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor
     keyPositions = all
   }
   const core = (qkv: ReadonlyArray<Tensor.Tensor>) =>
-    Attention.attention(qkv[0] as Tensor.Tensor, qkv[1] as Tensor.Tensor, qkv[2] as Tensor.Tensor, { queryPositions: positions, keyPositions })
+    Attention.attention(qkv[0] as Tensor.Tensor, qkv[1] as Tensor.Tensor, qkv[2] as Tensor.Tensor, { queryPositions: positions, keyPositions, scale: c.softmaxScale })
   // Selective recompute: the core's saved probabilities are recomputed in the backward.
   return c.recomputeCore === true ? Recompute.recompute("attention core", [q, keys, values], core) : core([q, keys, values])
 }

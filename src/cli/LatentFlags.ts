@@ -1,12 +1,15 @@
 /**
- * LatentFlags: multi-latent attention's settings (`--multi-latent-attention` and the widths,
+ * LatentFlags: the attention's settings that come as a group: multi-latent attention's (`--multi-latent-attention` and the widths,
  * Megatron's flag names) as the model's LatentSizes, with their defaults from the head width
  * (--head-dim, else hidden / heads, whole): qk-head-dim and v-head-dim the head width,
  * qk-pos-emb-head-dim half of it rounded up to even, kv-lora-rank 4 x it (DeepSeek-V3's ratios:
- * 128, 128, 64, 512), no query latent unless --q-lora-rank is given.
+ * 128, 128, 64, 512), no query latent unless --q-lora-rank is given; and YaRN's
+ * (`--rope-type yarn` and its settings, Megatron's names) as RopeScaling.Yarn, the original
+ * length 4096 and the betas, mscales at their defaults where not given.
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import * as ConfigError from "../errors/ConfigError.js"
+import * as RopeScaling from "../tensor/ops/RopeScaling.js"
 import type * as RunConfig from "./RunConfig.js"
 
 /** The width settings that size multi-latent attention. */
@@ -41,3 +44,29 @@ export const latentOf = (c: RunConfig.RunConfig): LatentAttention.LatentSizes | 
  */
 export const kvHeadsOf = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): number =>
   c["multi-latent-attention"] && sources["kv-heads"]?._tag === "default" ? c.heads : c["kv-heads"]
+
+/** YaRN's settings. */
+const yarnSettings = ["rotary-scaling-factor", "original-max-position-embeddings", "beta-fast", "beta-slow", "mscale", "mscale-all-dim"] as const
+
+/**
+ * The model's YaRN scaling, or undefined with --rope-type rope; throws a ConfigError for a YaRN
+ * setting without --rope-type yarn, or yarn without its factor.
+ * @category constructors
+ */
+export const yarnOf = (c: RunConfig.RunConfig): RopeScaling.Yarn | undefined => {
+  if (c["rope-type"] === "rope") {
+    const stray = yarnSettings.find((k) => c[k] !== undefined)
+    if (stray !== undefined) throw ConfigError.make(stray, c[stray], "sets YaRN, which this model's RoPE does not use", `add --rope-type yarn, or drop --${stray}`)
+    return undefined
+  }
+  const factor = c["rotary-scaling-factor"]
+  if (factor === undefined) throw ConfigError.make("rope-type", "yarn", "has no context extension factor", "add --rotary-scaling-factor F (DeepSeek-V3's 40)")
+  return {
+    factor,
+    originalMaxPositions: c["original-max-position-embeddings"] ?? 4096,
+    betaFast: c["beta-fast"] ?? RopeScaling.yarnDefaults.betaFast,
+    betaSlow: c["beta-slow"] ?? RopeScaling.yarnDefaults.betaSlow,
+    mscale: c.mscale ?? RopeScaling.yarnDefaults.mscale,
+    mscaleAllDim: c["mscale-all-dim"] ?? RopeScaling.yarnDefaults.mscaleAllDim,
+  }
+}

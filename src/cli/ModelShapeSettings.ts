@@ -3,7 +3,7 @@
  * pattern, shared experts), a part of RunConfig's one table of settings.
  */
 import * as ModelConfig from "../train/ModelConfig.js"
-import { count, flag, optionalCount, optionalReal, whole } from "./SettingKinds.js"
+import { choice, count, flag, optionalCount, optionalReal, whole } from "./SettingKinds.js"
 
 const model = ModelConfig.small
 
@@ -37,6 +37,13 @@ export const modelShapeSettings = {
   "qk-pos-emb-head-dim": optionalCount("multi-latent attention: the RoPE part's width, even (default half the head width, rounded up to even; DeepSeek-V3's 64)"),
   "v-head-dim": optionalCount("multi-latent attention: each head's value width (default the head width; DeepSeek-V3's 128)"),
   "rope-theta": optionalReal("RoPE's frequency base (default 10000; a --model preset sets its model's)"),
+  "rope-type": choice(["rope", "yarn"], "rope", "RoPE's frequencies: plain, or YaRN's context extension (DeepSeek-V3, Qwen3 long context; Megatron's --rope-type)", "TYPE"),
+  "rotary-scaling-factor": optionalReal("yarn: the context extension factor s (DeepSeek-V3's 40); needed with --rope-type yarn"),
+  "original-max-position-embeddings": optionalCount("yarn: the pretraining length the frequencies were trained at (default 4096, as Megatron's)"),
+  "beta-fast": optionalReal("yarn: pairs turning more than this many times over the pretraining length keep their frequency (default 32)"),
+  "beta-slow": optionalReal("yarn: pairs turning fewer than this many times are interpolated by the factor (default 1)"),
+  mscale: optionalReal("yarn: the attention factor's numerator coefficient (default 1)"),
+  "mscale-all-dim": optionalReal("yarn: the attention factor's denominator coefficient, and (multi-latent attention) the softmax scale's (default 0: none)"),
   "norm-eps": optionalReal("every RMSNorm's epsilon (default 1e-6; a --model preset sets its model's)"),
   "shared-expert-ffn": optionalCount("shared experts: a dense MLP of this width every token of an MoE layer goes through (none by default)"),
   "shared-expert-gate": flag("scale the shared experts' output by a learned sigmoid gate per token (needs --shared-expert-ffn)"),

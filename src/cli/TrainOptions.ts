@@ -237,6 +237,9 @@ const plainAuxCoeff = (moe: MoeSettings.MoeSettings | undefined): number => moe?
 /** The model's `mla` field where it has multi-latent attention. */
 const withLatent = (mla: ReturnType<typeof LatentFlags.latentOf>) => (mla === undefined ? {} : { mla })
 
+/** The model's `ropeScaling` field where it has YaRN. */
+const withYarn = (ropeScaling: ReturnType<typeof LatentFlags.yarnOf>) => (ropeScaling === undefined ? {} : { ropeScaling })
+
 /**
  * Parses the flags (and config file) into a checked job; throws a BadInput naming every
  * problem it can see at once (flags and settings), else the first cross-field problem.
@@ -290,6 +293,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     ...(c["head-dim"] === undefined ? {} : { headDim: c["head-dim"] }),
     ...(c["qk-norm"] ? { qkNorm: true } : {}),
     ...withLatent(explained(d, () => LatentFlags.latentOf(c))),
+    ...withYarn(explained(d, () => LatentFlags.yarnOf(c))),
     ...(c["rope-theta"] === undefined ? {} : { ropeTheta: c["rope-theta"] }),
     ...(c["norm-eps"] === undefined ? {} : { normEps: c["norm-eps"] }),
     ...(c["shared-expert-gate"] ? { sharedExpertGate: true } : {}),

@@ -96,13 +96,14 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     sequenceParallel: c.sequenceParallel,
     recomputeCore: c.recompute === "selective",
     ropeTheta: ModelContext.ropeThetaOf(c.sizes),
+    ropeYarn: c.sizes.ropeScaling,
   }
   const eps = ModelContext.normEpsOf(c.sizes)
   const mla = c.sizes.mla
   const attend =
     mla === undefined
       ? groupedQuery(p, c.sizes, eps, config, c.cpRank)
-      : (rows: TensorLayout.WithLayout) => LatentAttention.forwardLaid(rows, latentWeights(p, mla, eps), { ...config, latent: mla }, c.cpRank)
+      : (rows: TensorLayout.WithLayout) => LatentAttention.forwardLaid(rows, latentWeights(p, mla, eps), LatentAttention.configOf(config, mla), c.cpRank)
   const norm = p("attentionNorm")
   // The layout the typed collectives of the attention made of the input's.
   let layout = x.layout

@@ -18,6 +18,7 @@ import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Dispatcher from "../moe/Dispatcher.js"
 import type * as MoeRunState from "../moe/MoeRunState.js"
 import type * as MoeSettings from "../moe/MoeSettings.js"
+import type * as RopeScaling from "../tensor/ops/RopeScaling.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as MoeStats from "./MoeStats.js"
 
@@ -54,6 +55,8 @@ export interface Sizes {
   readonly mla?: LatentAttention.LatentSizes | undefined
   /** RoPE's frequency base (none: `defaultRopeTheta`). */
   readonly ropeTheta?: number | undefined
+  /** YaRN context extension of RoPE (RopeScaling); none: plain RoPE. */
+  readonly ropeScaling?: RopeScaling.Yarn | undefined
   /** RMSNorm's epsilon, every norm of the model (none: `defaultNormEps`). */
   readonly normEps?: number | undefined
 }

@@ -105,6 +105,17 @@ const ManifestSchema = Schema.Struct({
     ),
     /** Written only by runs that set them (absent: ModelContext's defaults, all a pleat before them had). */
     ropeTheta: Schema.optional(Schema.Number),
+    /** Written only by runs with YaRN (RopeScaling.Yarn); like the base, a resume may change it. */
+    ropeScaling: Schema.optional(
+      Schema.Struct({
+        factor: Schema.Number,
+        originalMaxPositions: count,
+        betaFast: Schema.Number,
+        betaSlow: Schema.Number,
+        mscale: Schema.Number,
+        mscaleAllDim: Schema.Number,
+      }),
+    ),
     normEps: Schema.optional(Schema.Number),
     /** The router options the run trained with (MoeSettings; its other keys are not read back). */
     moe: Schema.optionalKey(

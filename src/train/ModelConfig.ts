@@ -12,6 +12,7 @@ import * as ConfigError from "../errors/ConfigError.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Partition from "../pipeline/Partition.js"
+import type * as RopeScaling from "../tensor/ops/RopeScaling.js"
 
 /**
  * The model's sizes.
@@ -58,6 +59,8 @@ export interface ModelConfig {
   readonly mla?: LatentAttention.LatentSizes | undefined
   /** RoPE's frequency base; none: 10000 (ModelContext.defaultRopeTheta). */
   readonly ropeTheta?: number | undefined
+  /** YaRN context extension of RoPE (RopeScaling: DeepSeek-V3's factor 40 over 4096); none: plain RoPE. */
+  readonly ropeScaling?: RopeScaling.Yarn | undefined
   /** Every RMSNorm's epsilon; none: 1e-6 (ModelContext.defaultNormEps). */
   readonly normEps?: number | undefined
 }
@@ -168,6 +171,10 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
   }
   if (m.ropeTheta !== undefined && !(m.ropeTheta > 0 && Number.isFinite(m.ropeTheta)))
     return fault("ropeTheta", m.ropeTheta, "is not a number above 0", "pass --rope-theta F with F > 0 (10000 by default; Mixtral and Qwen2 use 1000000, Llama 3 500000)")
+  if (m.ropeScaling !== undefined) {
+    const problem = yarnProblem(m.ropeScaling)
+    if (problem !== undefined) return problem
+  }
   if (m.normEps !== undefined && !(m.normEps > 0 && m.normEps < 1))
     return fault("normEps", m.normEps, "is not a number between 0 and 1", "pass --norm-eps F with 0 < F < 1 (1e-6 by default; Mixtral and Llama use 1e-5)")
   if (m.sharedExpertGate === true && m.sharedExpertFfn === undefined)
@@ -176,6 +183,30 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     return fault("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width (--moe-ffn) that is a multiple of ${s.etp}, or a smaller --etp`)
   if (b.globalBatch % (b.microBatch * s.dp) !== 0)
     return fault("global-batch", b.globalBatch, `is not divisible by micro-batch*dp = ${b.microBatch}*${s.dp}`, `use a multiple of ${b.microBatch * s.dp}`)
+  return undefined
+}
+
+/** What keeps YaRN's setting from being one (problemOf); fields named as their flags' (Megatron's). */
+const yarnProblem = (y: RopeScaling.Yarn): Problem | undefined => {
+  if (!(y.factor >= 1 && Number.isFinite(y.factor)))
+    return fault("rotaryScalingFactor", y.factor, "is not a number of 1 or more", "pass --rotary-scaling-factor F with F >= 1 (DeepSeek-V3's 40)")
+  if (!Number.isSafeInteger(y.originalMaxPositions) || y.originalMaxPositions < 1)
+    return fault(
+      "originalMaxPositionEmbeddings",
+      y.originalMaxPositions,
+      "is not a positive integer",
+      "pass --original-max-position-embeddings N, the pretraining length (DeepSeek-V3's 4096)",
+    )
+  for (const [field, v] of [
+    ["betaFast", y.betaFast],
+    ["betaSlow", y.betaSlow],
+  ] as const)
+    if (!(v > 0 && Number.isFinite(v))) return fault(field, v, "is not a number above 0", `pass --${kebab(field)} F with F > 0 (32 and 1 by default)`)
+  for (const [field, v] of [
+    ["mscale", y.mscale],
+    ["mscaleAllDim", y.mscaleAllDim],
+  ] as const)
+    if (!(v >= 0 && Number.isFinite(v))) return fault(field, v, "is not a number of 0 or more", `pass --${kebab(field)} F with F >= 0`)
   return undefined
 }
 

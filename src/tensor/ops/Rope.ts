@@ -15,11 +15,15 @@
  * accepted (a negative position rotates the other way). Angles are computed in float64.
  *
  * Backward: the inverse rotation (angle -> -angle) applied to the gradient.
+ *
+ * With `yarn` the frequencies are YaRN's and cos and sin carry its attention factor m
+ * (RopeScaling): out = m R x, whose backward m R^T g is the same tables at -angle.
  */
 import * as Autograd from "../Autograd.js"
 import type { DeviceArray, DeviceRuntime } from "../device/DeviceRuntime.js"
 import * as Place from "../device/Place.js"
 import * as DType from "../DType.js"
+import * as RopeScaling from "./RopeScaling.js"
 import { type RopeTables, rotateInto } from "../kernels/RopeRotate.js"
 import * as Tensor from "../Tensor.js"
 import * as TensorError from "../TensorError.js"
@@ -33,6 +37,8 @@ export interface RopeOptions {
   readonly positions?: Int32Array | undefined
   /** The frequency base (default 10000). */
   readonly theta?: number | undefined
+  /** YaRN's scaled frequencies and attention factor (RopeScaling); none: plain RoPE. */
+  readonly yarn?: RopeScaling.Yarn | undefined
 }
 
 /**
@@ -53,29 +59,31 @@ const samePositions = (a: Int32Array | undefined, b: Int32Array | undefined): bo
   return true
 }
 
-const tables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined): RopeTables => {
-  const key = `${b},${s},${d},${theta}`
+const tables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined, yarn: RopeScaling.Yarn | undefined): RopeTables => {
+  const scaling = yarn === undefined ? "" : `,${yarn.factor},${yarn.originalMaxPositions},${yarn.betaFast},${yarn.betaSlow},${yarn.mscale},${yarn.mscaleAllDim}`
+  const key = `${b},${s},${d},${theta}${scaling}`
   const hit = known.find((t) => t.key === key && samePositions(t.positions, positions))
   if (hit !== undefined) return hit.tables
-  const made = computeTables(b, s, d, theta, positions)
+  const made = computeTables(b, s, d, theta, positions, yarn)
   if (known.length >= tablesKept) known.shift()
   known.push({ key, positions: positions === undefined ? undefined : Int32Array.from(positions), tables: made })
   return made
 }
 
-const computeTables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined): RopeTables => {
+const computeTables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined, yarn: RopeScaling.Yarn | undefined): RopeTables => {
   const half = d / 2
   const rows = positions !== undefined && positions.length === b * s && b !== 1 ? b * s : s
   const cos = new Float64Array(rows * half)
   const sin = new Float64Array(rows * half)
-  const inverseFrequency = new Float64Array(half)
-  for (let i = 0; i < half; i++) inverseFrequency[i] = theta ** ((-2 * i) / d)
+  const inverseFrequency = RopeScaling.inverseFrequencies(d, theta, yarn)
+  // YaRN's attention factor scales the rotation (its inverse, by the same tables, too).
+  const factor = yarn === undefined ? 1 : RopeScaling.attentionFactor(yarn)
   for (let r = 0; r < rows; r++) {
     const pos = positions === undefined ? r : (positions[r] as number)
     for (let i = 0; i < half; i++) {
       const angle = pos * (inverseFrequency[i] as number)
-      cos[r * half + i] = Math.cos(angle)
-      sin[r * half + i] = Math.sin(angle)
+      cos[r * half + i] = factor * Math.cos(angle)
+      sin[r * half + i] = factor * Math.sin(angle)
     }
   }
   return { cos, sin, rows }
@@ -95,7 +103,7 @@ export const rope = (x: Tensor.Tensor, options: RopeOptions = {}): Tensor.Tensor
   if (positions !== undefined && positions.length !== s && positions.length !== b * s) {
     throw TensorError.shape("rope", `${positions.length} positions for x ${TensorError.formatShape(x.shape)}: needs S = ${s} (shared by the batch) or B*S = ${b * s}`)
   }
-  const t = tables(b, s, d, theta, positions)
+  const t = tables(b, s, d, theta, positions, options.yarn)
   const rt = Place.of("rope", x).runtime
   if (rt !== undefined) return ropeOnDevice(rt, x, t)
   const out = rotate(x.readHost(), x.shape, t, 1)

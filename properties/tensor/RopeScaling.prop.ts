@@ -1,0 +1,122 @@
+// YaRN's RoPE: the pairs that turn fast over the pretraining length keep their frequency, the
+// slow ones are divided by the factor, the ones between blend linearly (checked pair by pair
+// from the rule as YaRN's paper states it, in turns rather than pleat's index formula); factor 1
+// is plain RoPE; the attention factor scales every pair's norm and the backward is its transpose
+// (finite differences); and the frequencies and factor equal transformers' own
+// (`_compute_yarn_parameters`, run where a Python with transformers is found).
+import { spawnSync } from "node:child_process"
+import fc from "fast-check"
+import { describe, expect, test } from "vitest"
+import { rope } from "../../src/tensor/ops/Rope.js"
+import * as RopeScaling from "../../src/tensor/ops/RopeScaling.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
+import { python, sayIfSkipped } from "../cli/transformersPython.js"
+import { gradcheck, uniform } from "./gradcheck.js"
+
+const yarnArb = fc.record({
+  factor: fc.double({ min: 1, max: 64, noNaN: true }),
+  originalMaxPositions: fc.integer({ min: 16, max: 65536 }),
+  betaFast: fc.constantFrom(32, 16, 8),
+  betaSlow: fc.constantFrom(1, 2, 0.5),
+  mscale: fc.constantFrom(0, 1, 0.75),
+  mscaleAllDim: fc.constantFrom(0, 1, 0.75),
+})
+const dArb = fc.integer({ min: 1, max: 64 }).map((h) => 2 * h)
+const thetaArb = fc.constantFrom(10000, 1e6, 500000)
+
+describe("YaRN frequencies", () => {
+  test("each pair keeps, divides or blends its frequency by how often it turns over the pretraining length", () => {
+    fc.assert(
+      fc.property(yarnArb, dArb, thetaArb, (y, d, theta) => {
+        const plain = RopeScaling.inverseFrequencies(d, theta)
+        const scaled = RopeScaling.inverseFrequencies(d, theta, y)
+        // Turns of pair i over L: L theta^(-2i/d) / (2 pi): at least beta_fast, kept; at most
+        // beta_slow, divided by the factor (the blend's ends are the whole pairs where they cross).
+        const turns = (i: number) => (y.originalMaxPositions * theta ** ((-2 * i) / d)) / (2 * Math.PI)
+        for (let i = 0; i < d / 2; i++) {
+          const p = plain[i] as number
+          const s = scaled[i] as number
+          expect(p).toBeCloseTo(theta ** ((-2 * i) / d), 12)
+          // Pair 0 is never blended (the blend starts at pair 0 at the earliest).
+          const fast = turns(i) >= y.betaFast || i === 0
+          const slow = turns(i) <= y.betaSlow
+          if (fast) expect(Math.abs(s - p), `pair ${i} turns ${turns(i)} times: kept`).toBeLessThanOrEqual(1e-12 * p)
+          else if (slow) expect(Math.abs(s - p / y.factor), `pair ${i} turns ${turns(i)} times: divided`).toBeLessThanOrEqual(1e-12 * p)
+          else if (y.factor > 1.001) {
+            // Between: blended, strictly inside the two.
+            expect(s, `pair ${i} turns ${turns(i)} times: blended`).toBeGreaterThan((p / y.factor) * (1 + 1e-9))
+            expect(s, `pair ${i} turns ${turns(i)} times: blended`).toBeLessThan(p * (1 - 1e-9))
+          }
+          // Always between the two.
+          expect(s).toBeGreaterThanOrEqual((p / y.factor) * (1 - 1e-12))
+          expect(s).toBeLessThanOrEqual(p * (1 + 1e-12))
+        }
+        // Factor 1 is plain RoPE (to the rounding of the blend).
+        RopeScaling.inverseFrequencies(d, theta, { ...y, factor: 1 }).forEach((v, i) =>
+          expect(Math.abs(v - (plain[i] as number))).toBeLessThanOrEqual(1e-15 * (plain[i] as number)),
+        )
+      }),
+      { numRuns: 200 },
+    )
+  })
+
+  test("the attention factor and DeepSeek-V3's softmax factor follow m(s, k) = 1 + 0.1 k ln s", () => {
+    const ds = { factor: 40, originalMaxPositions: 4096, betaFast: 32, betaSlow: 1, mscale: 1, mscaleAllDim: 1 }
+    expect(RopeScaling.attentionFactor(ds)).toBe(1)
+    expect(RopeScaling.softmaxScaleFactor(ds)).toBeCloseTo((1 + 0.1 * Math.log(40)) ** 2, 14)
+    const qwen = { ...ds, factor: 4, mscale: 1, mscaleAllDim: 0 }
+    expect(RopeScaling.attentionFactor(qwen)).toBeCloseTo(1 + 0.1 * Math.log(4), 14)
+    expect(RopeScaling.softmaxScaleFactor(qwen)).toBe(1)
+  })
+
+  test("the rotation carries the attention factor on every pair, and its backward is the transpose", () => {
+    fc.assert(
+      fc.property(yarnArb, fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 1000 }), (y, half, seed) => {
+        const shape = [2, 3, 2, 2 * half]
+        const x = uniform(shape, seed)
+        const m = RopeScaling.attentionFactor(y)
+        const out = Tensor.toArray(rope(x, { yarn: y, theta: 10000 }))
+        const xs = Tensor.toArray(x)
+        for (let row = 0; row < 12; row++)
+          for (let i = 0; i < half; i++) {
+            const at = (k: number) => row * 2 * half + k
+            const before = Math.hypot(xs[at(i)] as number, xs[at(i + half)] as number)
+            const after = Math.hypot(out[at(i)] as number, out[at(i + half)] as number)
+            expect(after).toBeCloseTo(m * before, 12)
+          }
+        const r = gradcheck(([t]) => rope(t as Tensor.Tensor, { yarn: y }), [x])
+        expect(r.maxRelativeError, r.worst).toBeLessThan(1e-6)
+      }),
+      { numRuns: 30 },
+    )
+  })
+
+  test("equal transformers' frequencies and attention factor", () => {
+    sayIfSkipped("YaRN frequencies")
+    if (python === undefined) return
+    const cases = fc.sample(fc.tuple(yarnArb, dArb, thetaArb), { numRuns: 12, seed: 20261205 })
+    const script = `
+import json, sys
+from transformers import PretrainedConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+out = []
+for y, d, theta in json.loads(sys.stdin.read()):
+    c = PretrainedConfig()
+    c.hidden_size = d; c.num_attention_heads = 1; c.head_dim = d; c.max_position_embeddings = y["originalMaxPositions"] * 2
+    c.rope_parameters = {"rope_type": "yarn", "rope_theta": theta, "factor": y["factor"], "original_max_position_embeddings": y["originalMaxPositions"],
+                         "beta_fast": y["betaFast"], "beta_slow": y["betaSlow"], "mscale": y["mscale"], "mscale_all_dim": y["mscaleAllDim"]}
+    inv, factor = ROPE_INIT_FUNCTIONS["yarn"](c, "cpu")
+    out.append({"inv": inv.double().tolist(), "factor": factor})
+print(json.dumps(out))
+`
+    const run = spawnSync(python, ["-c", script], { input: JSON.stringify(cases), encoding: "utf8" })
+    expect(run.status, run.stderr).toBe(0)
+    const theirs = JSON.parse(run.stdout.trim().split("\n").at(-1) as string) as Array<{ inv: Array<number>; factor: number }>
+    cases.forEach(([y, d, theta], k) => {
+      const want = theirs[k] as { inv: Array<number>; factor: number }
+      // transformers computes the frequencies in float32.
+      Array.from(RopeScaling.inverseFrequencies(d, theta, y)).forEach((v, i) => expect(Math.abs(v - (want.inv[i] as number)) / v, `case ${k} pair ${i}`).toBeLessThan(1e-6))
+      expect(RopeScaling.attentionFactor(y)).toBeCloseTo(want.factor, 12)
+    })
+  })
+})

@@ -1,0 +1,79 @@
+/**
+ * RopeScaling: RoPE's frequencies, plain or YaRN-scaled (Peng et al. 2023, "YaRN: efficient
+ * context window extension"), as DeepSeek-V3 and Qwen3 extend their context.
+ *
+ * Plain: pair i of a D-wide rotary part turns at theta^(-2i/D) per position.
+ * YaRN with factor s, the pretraining length L (original max positions), beta_fast and
+ * beta_slow: a pair that turns more than beta_fast times over L keeps its frequency
+ * (extrapolation), one that turns fewer than beta_slow times is divided by s (interpolation),
+ * and the pairs between ramp linearly from one to the other. With
+ *   dim(r) = D ln(L / (2 pi r)) / (2 ln theta)       (the pair index that turns r times over L)
+ *   low = max(floor(dim(beta_fast)), 0), high = min(ceil(dim(beta_slow)), D - 1)
+ *   ramp_i = clamp((i - low) / (high - low), 0, 1)    (high = low + 0.001 where they meet)
+ *   inv_i = theta^(-2i/D) (1 - ramp_i) + theta^(-2i/D) / s ramp_i
+ * and cos and sin are multiplied by the attention factor
+ *   m(s, mscale) / m(s, mscaleAllDim) when both are non-zero, else m(s, 1),
+ *   m(s, k) = 1 + 0.1 k ln s for s > 1, else 1
+ * (so q . k grows by its square). These are transformers' `_compute_yarn_parameters` with its
+ * defaults (truncate on) and Megatron's YaRN; DeepSeek-V3's multi-latent attention also
+ * multiplies its softmax scale by m(s, mscaleAllDim)^2 (`softmaxScaleFactor`).
+ */
+
+/**
+ * YaRN's setting (transformers' rope_scaling keys: factor, original_max_position_embeddings,
+ * beta_fast, beta_slow, mscale, mscale_all_dim).
+ * @category models
+ */
+export interface Yarn {
+  readonly factor: number
+  readonly originalMaxPositions: number
+  readonly betaFast: number
+  readonly betaSlow: number
+  readonly mscale: number
+  readonly mscaleAllDim: number
+}
+
+/**
+ * YaRN's defaults where a model gives only the factor and the original length (transformers':
+ * beta_fast 32, beta_slow 1; mscale 1 and mscale_all_dim 0 give the plain attention factor).
+ * @category constants
+ */
+export const yarnDefaults = { betaFast: 32, betaSlow: 1, mscale: 1, mscaleAllDim: 0 } as const
+
+/** m(s, k) = 1 + 0.1 k ln s above s = 1. */
+const magnitude = (s: number, k: number): number => (s <= 1 ? 1 : 0.1 * k * Math.log(s) + 1)
+
+/**
+ * The factor on cos and sin.
+ * @category mapping
+ */
+export const attentionFactor = (y: Yarn): number =>
+  y.mscale !== 0 && y.mscaleAllDim !== 0 ? magnitude(y.factor, y.mscale) / magnitude(y.factor, y.mscaleAllDim) : magnitude(y.factor, 1)
+
+/**
+ * The factor on the softmax scale of multi-latent attention (DeepSeek-V3): m(s, mscaleAllDim)^2
+ * where mscaleAllDim is non-zero, else 1.
+ * @category mapping
+ */
+export const softmaxScaleFactor = (y: Yarn): number => (y.mscaleAllDim === 0 ? 1 : magnitude(y.factor, y.mscaleAllDim) ** 2)
+
+/**
+ * The inverse frequency of each of the D/2 pairs of a D-wide rotary part.
+ * @category mapping
+ */
+export const inverseFrequencies = (d: number, theta: number, yarn?: Yarn): Float64Array => {
+  const half = d / 2
+  const out = new Float64Array(half)
+  for (let i = 0; i < half; i++) out[i] = theta ** ((-2 * i) / d)
+  if (yarn === undefined) return out
+  const turnsAt = (rotations: number) => (d * Math.log(yarn.originalMaxPositions / (rotations * 2 * Math.PI))) / (2 * Math.log(theta))
+  const low = Math.max(Math.floor(turnsAt(yarn.betaFast)), 0)
+  const high = Math.min(Math.ceil(turnsAt(yarn.betaSlow)), d - 1)
+  const span = low === high ? 0.001 : high - low
+  for (let i = 0; i < half; i++) {
+    const ramp = Math.min(1, Math.max(0, (i - low) / span))
+    const f = out[i] as number
+    out[i] = f * (1 - ramp) + (f / yarn.factor) * ramp
+  }
+  return out
+}
