@@ -59,6 +59,7 @@ let mixtral = ""
 let qwen = ""
 let qwen3 = ""
 let dots1 = ""
+let deepseek = ""
 let mixtralCheckpoint = ""
 beforeAll(async () => {
   const exported = async (flags: ReadonlyArray<string>) => {
@@ -74,6 +75,12 @@ beforeAll(async () => {
   qwen = (await exported(["--shared-expert-ffn", "8", "--shared-expert-gate", "--moe-every", "2"])).out
   qwen3 = (await exported(["--qk-norm", "--head-dim", "6", "--qkv-bias"])).out
   dots1 = (await exported(["--qk-norm", "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "32"])).out
+  deepseek = (
+    await exported([
+      ...["--heads", "4", "--kv-heads", "4", "--multi-latent-attention", "--q-lora-rank", "12", "--kv-lora-rank", "8", "--qk-head-dim", "4", "--qk-pos-emb-head-dim", "6"],
+      ...["--v-head-dim", "5", "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "32"],
+    ])
+  ).out
 }, 60_000)
 
 describe("pleat import writes a checkpoint to train on", () => {
@@ -204,12 +211,12 @@ describe("what pleat's model cannot compute is refused before anything is writte
   test("config keys", () => {
     const out = path.join(fresh("import-refused"), "ckpt")
     const cases: ReadonlyArray<[(c: Record<string, unknown>) => void, RegExp]> = [
-      [(c) => (c.model_type = "llama"), /holds a llama model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE or dots1 model directory/],
+      [(c) => (c.model_type = "llama"), /holds a llama model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory/],
       [(c) => (c.hidden_act = "gelu"), /has hidden_act gelu in config\.json; fix: pleat's experts are SwiGLU/],
       [(c) => (c.sliding_window = 4), /has a sliding window \(sliding_window 4\)/],
       [(c) => (c.rope_parameters = { rope_type: "yarn", rope_theta: 10000 }), /scales RoPE \(rope_type yarn\)/],
       [(c) => (c.head_dim = 5), /has head_dim 5, which RoPE cannot turn \(an odd width\); fix: import a model whose heads are of an even width/],
-      [(c) => (c.model_type = "qwen3_next"), /holds a qwen3_next model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE or dots1 model directory/],
+      [(c) => (c.model_type = "qwen3_next"), /holds a qwen3_next model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory/],
       [(c) => (c.vocab_size = "40"), /has a config\.json pleat cannot read \(.*vocab_size/],
       [(c) => (c.num_key_value_heads = 3), /has num_key_value_heads 3, which does not divide num_attention_heads 4/],
       [(c) => (c.num_experts_per_tok = 9), /describes a model pleat cannot build \(topk 9 is larger than experts = 8\)/],
@@ -227,6 +234,17 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.n_shared_experts = 0), /has no shared experts \(n_shared_experts 0\)/],
     ]
     for (const [change, expected] of dots1Cases) expect(refused(["import", "--model-dir", withConfig(dots1, change), "--out", out])).toMatch(expected)
+    // DeepSeek-V3: YaRN (which also scales transformers' softmax), biases and latent norms pleat's multi-latent attention has not.
+    const deepseekCases: ReadonlyArray<[(c: Record<string, unknown>) => void, RegExp]> = [
+      [
+        (c) => (c.rope_scaling = { type: "yarn", factor: 40, mscale_all_dim: 1 }),
+        /scales RoPE \(rope_type default, rope_scaling \{"type":"yarn","factor":40,"mscale_all_dim":1\}\); fix: import a model with plain RoPE/,
+      ],
+      [(c) => (c.attention_bias = true), /has attention_bias true \(biases on q_a_proj, kv_a_proj_with_mqa and o_proj\)/],
+      [(c) => (c.rms_norm_eps = 1e-5), /has rms_norm_eps 0\.00001, where transformers' q_a_layernorm and kv_a_layernorm keep 1e-6/],
+      [(c) => (c.norm_topk_prob = false), /has norm_topk_prob false; fix: pleat renormalizes sigmoid probs over the top-k .*deepseek_v3 model/],
+    ]
+    for (const [change, expected] of deepseekCases) expect(refused(["import", "--model-dir", withConfig(deepseek, change), "--out", out])).toMatch(expected)
     expect(existsSync(out)).toBe(false)
   })
 
@@ -261,11 +279,12 @@ describe("what pleat's model cannot compute is refused before anything is writte
 sayIfSkipped("pleat import")
 
 describe.skipIf(python === undefined)("models transformers made", () => {
-  test("import into the loss transformers computes (Mixtral; Qwen2-MoE with a dense layer; Qwen3-MoE; dots1)", async () => {
+  test("import into the loss transformers computes (Mixtral; Qwen2-MoE with a dense layer; Qwen3-MoE; dots1; DeepSeek-V3 with rope_interleave true and false)", async () => {
     const made = fresh("import-transformers")
     const script = `
 import torch, sys
 from transformers import MixtralConfig, MixtralForCausalLM, Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM, Dots1Config, Dots1ForCausalLM
+from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 torch.manual_seed(0)
 MixtralForCausalLM(MixtralConfig(vocab_size=40, hidden_size=16, intermediate_size=12, num_hidden_layers=2, num_attention_heads=4,
   num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, max_position_embeddings=64)).save_pretrained(sys.argv[1] + "/mixtral")
@@ -290,13 +309,23 @@ with torch.no_grad():
   for p in d.parameters(): p.normal_(0, 0.3)
   for l in d.model.layers[1:]: l.mlp.gate.e_score_correction_bias.normal_(0, 0.2)
 d.save_pretrained(sys.argv[1] + "/dots1")
+for name, interleave, q_lora in [("deepseek", True, 12), ("deepseek-rotate-half", False, None)]:
+  v = DeepseekV3ForCausalLM(DeepseekV3Config(vocab_size=40, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, num_hidden_layers=3,
+    num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=2, n_group=4, topk_group=1, first_k_dense_replace=1,
+    norm_topk_prob=True, routed_scaling_factor=2.0, max_position_embeddings=64, q_lora_rank=q_lora, kv_lora_rank=8, qk_nope_head_dim=4,
+    qk_rope_head_dim=6, v_head_dim=5, rope_interleave=interleave))
+  with torch.no_grad():
+    for p in v.parameters(): p.normal_(0, 0.3)
+    for l in v.model.layers[1:]: l.mlp.gate.e_score_correction_bias.normal_(0, 0.2)
+  v.save_pretrained(sys.argv[1] + "/" + name)
 `
     const made_ = spawnSync(python as string, ["-c", script, made], { encoding: "utf8" })
     expect(made_.status, made_.stderr).toBe(0)
     const tokens = uint16File(window)
     // Qwen3-MoE: heads of width 6 (hidden 16 / 4 heads would be 4), q/k norms, MoE in layer 1 only (decoder_sparse_step 2).
     // dots1: sigmoid routing with non-zero expert biases, 4 groups keeping 1, scaling 2, two shared experts' widths, a dense first layer.
-    for (const name of ["mixtral", "qwen", "qwen3", "dots1"]) {
+    // DeepSeek-V3: dots1's MoE with multi-latent attention, rotary pairs interleaved with a query latent, rotate-half without one.
+    for (const name of ["mixtral", "qwen", "qwen3", "dots1", "deepseek", "deepseek-rotate-half"]) {
       const dir = path.join(made, name)
       const out = path.join(fresh("import-tf-out"), "ckpt")
       const r = await run(["import", "--model-dir", dir, "--out", out])
