@@ -56,6 +56,29 @@ export interface Preset {
 
 const paperSeq = 4096
 
+/** DeepSeek-V3's MoE and sizes on grouped-query attention (the deepseek-v3-style preset). */
+const deepseekV3Style = {
+  model: {
+    vocab: 129280,
+    hidden: 7168,
+    layers: 61,
+    heads: 128,
+    kvHeads: 128,
+    ffn: 18432,
+    experts: 256,
+    topk: 8,
+    moeFfn: 2048,
+    moeEvery: 1,
+    denseFirst: 3,
+    seq: paperSeq,
+    untieEmbeddings: true,
+    sharedExpertFfn: 2048,
+    ropeTheta: 10000,
+    normEps: 1e-6,
+  },
+  moe: { scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },
+} as const satisfies Preset
+
 const mixtral8x22b: ModelConfig.ModelConfig = {
   vocab: 32000,
   hidden: 6144,
@@ -166,48 +189,11 @@ export const presets = {
     },
     moe: {},
   },
-  "deepseek-v3-style": {
-    model: {
-      vocab: 129280,
-      hidden: 7168,
-      layers: 61,
-      heads: 128,
-      kvHeads: 128,
-      ffn: 18432,
-      experts: 256,
-      topk: 8,
-      moeFfn: 2048,
-      moeEvery: 1,
-      denseFirst: 3,
-      seq: paperSeq,
-      untieEmbeddings: true,
-      sharedExpertFfn: 2048,
-      ropeTheta: 10000,
-      normEps: 1e-6,
-    },
-    moe: { scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },
-  },
+  "deepseek-v3-style": deepseekV3Style,
   "deepseek-v3": {
-    model: {
-      vocab: 129280,
-      hidden: 7168,
-      layers: 61,
-      heads: 128,
-      kvHeads: 128,
-      mla: { qLoraRank: 1536, kvLoraRank: 512, qkHeadDim: 128, qkPosEmbHeadDim: 64, vHeadDim: 128 },
-      ffn: 18432,
-      experts: 256,
-      topk: 8,
-      moeFfn: 2048,
-      moeEvery: 1,
-      denseFirst: 3,
-      seq: paperSeq,
-      untieEmbeddings: true,
-      sharedExpertFfn: 2048,
-      ropeTheta: 10000,
-      normEps: 1e-6,
-    },
-    moe: { scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },
+    // DeepSeek-V3's multi-latent attention on the -style preset's MoE and sizes.
+    model: { mla: { qLoraRank: 1536, kvLoraRank: 512, qkHeadDim: 128, qkPosEmbHeadDim: 64, vHeadDim: 128 }, ...deepseekV3Style.model },
+    moe: deepseekV3Style.moe,
   },
 } as const satisfies Record<string, Preset>
 
