@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process"
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { beforeAll, describe, expect, test } from "vitest"
+import * as Checkpoint from "../../src/train/Checkpoint.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
 import * as Params from "../../src/train/Params.js"
@@ -274,6 +275,44 @@ describe("what pleat's model cannot compute is refused before anything is writte
     expect(refused(["import", "--model-dir", wrong, "--out", out])).toMatch(/has model\.norm\.weight of shape \[8\], where config\.json makes it \[16\]/)
     expect(existsSync(out)).toBe(false)
   })
+})
+
+describe("DeepSeek-V3's rotary rows", () => {
+  test("read as rope_interleave says: the rows of an export moved into rotate-half order (pairs i, i + 3) under rope_interleave false import into the same parameters", async () => {
+    // Each head's q_b_proj rows 4..9 (qk_nope_head_dim 4, qk_rope_head_dim 6) and kv_a_proj_with_mqa's rows 8..13 (kv_lora_rank 8).
+    const rotateHalf = (x: { shape: ReadonlyArray<number>; values: Float64Array }, every: number, from: number) => {
+      const cols = x.shape[1] as number
+      const old = Float64Array.from(x.values)
+      for (let base = 0; base < (x.shape[0] as number); base += every)
+        for (let i = 0; i < 3; i++)
+          for (const [to, at] of [
+            [i, 2 * i],
+            [3 + i, 2 * i + 1],
+          ] as const)
+            x.values.set(old.subarray((base + from + at) * cols, (base + from + at + 1) * cols), (base + from + to) * cols)
+    }
+    const moved = withConfig(
+      withTensors(deepseek, (t) => {
+        for (const [name, x] of t) {
+          if (name.endsWith("q_b_proj.weight")) rotateHalf(x, 10, 4)
+          if (name.endsWith("kv_a_proj_with_mqa.weight")) rotateHalf(x, 14, 8)
+        }
+      }),
+      (c) => (c.rope_interleave = false),
+    )
+    const imported = await Promise.all(
+      [deepseek, moved].map(async (dir) => {
+        const out = path.join(fresh("import-rope"), "ckpt")
+        expect((await run(["import", "--model-dir", dir, "--out", out, "--dtype", "float64"])).status).toBe(0)
+        return Checkpoint.values(out).values
+      }),
+    )
+    const [a, b] = imported
+    expect(a?.size).toBe(b?.size)
+    for (const [name, t] of a ?? []) expect(b?.get(name)?.data, name).toEqual(t.data)
+    // The independent reading turns interleaved pairs in one and rotate-half pairs in the other: the same model.
+    expect(lmLoss(readModelDir(moved), window)).toBeCloseTo(lmLoss(readModelDir(deepseek), window), 12)
+  }, 60_000)
 })
 
 sayIfSkipped("pleat import")
