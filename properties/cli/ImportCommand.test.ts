@@ -278,7 +278,7 @@ describe("what pleat's model cannot compute is refused before anything is writte
 })
 
 describe("DeepSeek-V3's rotary rows", () => {
-  test("read as rope_interleave says: the rows of an export moved into rotate-half order (pairs i, i + 3) under rope_interleave false import into the same parameters", async () => {
+  test("read as rope_interleave says: the rows of an export moved into rotate-half order (pairs i, i + 3) under rope_interleave false import into the same parameters (a layer past the model's left out)", async () => {
     // Each head's q_b_proj rows 4..9 (qk_nope_head_dim 4, qk_rope_head_dim 6) and kv_a_proj_with_mqa's rows 8..13 (kv_lora_rank 8).
     const rotateHalf = (x: { shape: ReadonlyArray<number>; values: Float64Array }, every: number, from: number) => {
       const cols = x.shape[1] as number
@@ -297,6 +297,8 @@ describe("DeepSeek-V3's rotary rows", () => {
           if (name.endsWith("q_b_proj.weight")) rotateHalf(x, 10, 4)
           if (name.endsWith("kv_a_proj_with_mqa.weight")) rotateHalf(x, 14, 8)
         }
+        // A multi-token-prediction module past num_hidden_layers 2, left out as transformers leaves it.
+        t.set("model.layers.2.eh_proj.weight", { shape: [16, 32], values: new Float64Array(512) })
       }),
       (c) => (c.rope_interleave = false),
     )

@@ -188,6 +188,7 @@ const latentOf = (c: HfConfig, refuse: (reason: string, fix: string) => ConfigEr
 export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelConfig.ModelConfig; readonly format: HfLayout.Format; readonly ropeInterleave: boolean } => {
   const refuse = (reason: string, fix: string) => ConfigError.make("--model-dir", dir, reason, fix)
   // DeepSeek-V3's keys left out are transformers' defaults (a null q_lora_rank stays null: no query latent).
+  // once a job: an import
   const c: HfConfig = config.model_type === "deepseek_v3" ? { ...deepSeekDefaults, ...config } : config
   if (!isKnown(c.model_type))
     throw refuse(

@@ -1,7 +1,7 @@
 /**
  * HfDirectory: writing a Hugging Face model directory from a checkpoint, crash-safe.
  *
- *   OUT/config.json                         the architecture's settings (HfExport.config)
+ *   OUT/config.json                         the architecture's settings (HfExport.configText)
  *   OUT/model.safetensors                   the weights, when they fit in one file
  *   OUT/model-0000i-of-0000n.safetensors    or in n files of at most --max-shard-size each,
  *   OUT/model.safetensors.index.json        with {"metadata": {"total_size"}, "weight_map"}

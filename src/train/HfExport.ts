@@ -221,9 +221,8 @@ const deepSeekMoe = (m: Model): Record<string, unknown> => {
 
 /**
  * config.json of the model directory: the architecture's settings as transformers reads them.
- * @category constructors
  */
-export const config = (m: Model, format: Format, dtype: WeightDtype): Record<string, unknown> => {
+const config = (m: Model, format: Format, dtype: WeightDtype): Record<string, unknown> => {
   const aux = m.moe?.auxLosses.find((t) => t.type === "aux")?.coeff ?? 0
   const ropeTheta = m.ropeTheta ?? ModelContext.defaultRopeTheta
   const common = {

@@ -15,7 +15,8 @@
  * decoder_sparse_step N is K = N - 1), tensors of other shapes, missing or extra tensors.
  * Qwen2-MoE's biases (qkv_bias, true by transformers' default) become pleat's --qkv-bias.
  * DeepSeek-V3's rotary rows are read from DeepSeek's interleaved order (rope_interleave true,
- * transformers' default) or as they are (false) into pleat's rotate-half order.
+ * transformers' default) or as they are (false) into pleat's rotate-half order; the layers past
+ * num_hidden_layers (its multi-token-prediction modules) are left out, as transformers leaves them.
  *
  * The checkpoint is written as training writes one (CheckpointDirectory: step directory, rank
  * file, manifest last): a crash leaves none or the whole one.
@@ -170,7 +171,10 @@ const paramsOf = (
     }
   }
   const extra = [...tensors.keys()].filter(
-    (name) => !placed.has(name) && !(name === "lm_head.weight" && m.untieEmbeddings !== true && sameAs(tensors, name, "model.embed_tokens.weight")),
+    (name) =>
+      !placed.has(name) &&
+      !(name === "lm_head.weight" && m.untieEmbeddings !== true && sameAs(tensors, name, "model.embed_tokens.weight")) &&
+      !(format === "deepseek-v3" && multiTokenPrediction(name, m.layers)),
   )
   if (extra.length > 0)
     throw unusable(
@@ -179,6 +183,15 @@ const paramsOf = (
       `import a ${format} model as transformers writes it`,
     )
   return out
+}
+
+/**
+ * Whether `name` is in a layer past the model's `layers`: DeepSeek-V3's multi-token-prediction
+ * modules (num_nextn_predict_layers), which transformers does not load and pleat does not read.
+ */
+const multiTokenPrediction = (name: string, layers: number): boolean => {
+  const layer = /^model\.layers\.(\d+)\./.exec(name)?.[1]
+  return layer !== undefined && Number(layer) >= layers
 }
 
 /** Whether two tensors hold the same values (a tied lm_head written out). */

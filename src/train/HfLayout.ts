@@ -186,9 +186,8 @@ export const transposed = <A extends Float32Array | Float64Array>(data: A, at: n
 /**
  * The row of a transformers matrix of `rows` rows that holds pleat's row (output column) r:
  * r itself, or within `rope`'s rows, rotate-half index i < width/2 at 2i and width/2 + i at 2i + 1.
- * @category constructors
  */
-export const ropeRow = (r: number, rope: RopeRows): number => {
+const ropeRow = (r: number, rope: RopeRows): number => {
   const j = (r % rope.every) - rope.from
   if (j < 0 || j >= rope.width) return r
   const half = rope.width / 2
