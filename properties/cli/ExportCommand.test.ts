@@ -31,6 +31,7 @@ let shared = ""
 let hybrid = ""
 let latentSoftmax = ""
 let latentEps = ""
+let latentYarn = ""
 beforeAll(async () => {
   const save = async (flags: ReadonlyArray<string>) => {
     const dir = fresh("export-ckpt")
@@ -43,6 +44,7 @@ beforeAll(async () => {
   shared = await save(["--shared-expert-ffn", "8"])
   hybrid = await save(["--definition", `${path.join(root, "properties/train/definitions.ts")}#hybrid`])
   latentSoftmax = await save([...latent(12)])
+  latentYarn = await save([...latent(12), "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "64", "--rope-type", "yarn", "--rotary-scaling-factor", "4"])
   latentEps = await save([...latent(12), "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "24", "--moe-ffn", "12", "--norm-eps", "1e-5"])
 }, 60_000)
 
@@ -160,6 +162,10 @@ describe("what cannot be exported is refused before anything is written", () => 
     )
     expect(refused(["export", "--checkpoint", latentEps, "--out", out])).toContain(
       "it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 has); its latent norms have epsilon --norm-eps 0.00001, where DeepSeek-V3's q_a_layernorm and kv_a_layernorm always have 1e-6 (train with --norm-eps 1e-6)",
+    )
+    // YaRN is not written yet: refused rather than exported as plain RoPE.
+    expect(refused(["export", "--checkpoint", latentYarn, "--out", out, "--format", "deepseek-v3"])).toContain(
+      "it scales RoPE with YaRN (--rope-type yarn, factor 4), which pleat's DeepSeek-V3 export does not write",
     )
     expect(refused(["export", "--checkpoint", hybrid, "--out", out])).toMatch(
       /^pleat export: --checkpoint: ".*" is not a checkpoint of pleat's built-in model \(it holds layers\.0\.dense\.norm, layers\.0\.dense\.wGate, layers\.0\.dense\.wUp and 5 more, which mixtral has no place for\); fix: export a checkpoint of the built-in model/,

@@ -98,6 +98,8 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   if (format === "deepseek-v3" && m.mla === undefined)
     return "it has no multi-latent attention (--multi-latent-attention), which every DeepSeek-V3 attention has (a sigmoid-routed model with --qk-norm is a dots1)"
   if (format !== "deepseek-v3" && m.mla !== undefined) return `it has multi-latent attention (--multi-latent-attention), which ${name} has not (deepseek-v3 has)`
+  // transformers would scale RoPE by rope_scaling; pleat writes plain RoPE only (rope_scaling null).
+  if (m.ropeScaling !== undefined) return `it scales RoPE with YaRN (--rope-type yarn, factor ${m.ropeScaling.factor}), which pleat's ${name} export does not write`
   const router = routerProblem(m, format)
   if (router !== undefined) return router
   if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
