@@ -308,6 +308,8 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "qk-head-dim": m.mla?.qkHeadDim,
     "qk-pos-emb-head-dim": m.mla?.qkPosEmbHeadDim,
     "v-head-dim": m.mla?.vHeadDim,
+    "mtp-num-layers": m.mtpLayers,
+    "mtp-loss-scaling-factor": m.mtpLossScale,
     "rope-type": m.ropeScaling === undefined ? undefined : "yarn",
     "rotary-scaling-factor": m.ropeScaling?.factor,
     "original-max-position-embeddings": m.ropeScaling?.originalMaxPositions,

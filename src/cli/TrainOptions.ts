@@ -294,6 +294,8 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     ...(c["qk-norm"] ? { qkNorm: true } : {}),
     ...withLatent(explained(d, () => LatentFlags.latentOf(c))),
     ...withYarn(explained(d, () => LatentFlags.yarnOf(c))),
+    ...(c["mtp-num-layers"] === undefined ? {} : { mtpLayers: c["mtp-num-layers"] }),
+    ...(c["mtp-loss-scaling-factor"] === undefined ? {} : { mtpLossScale: c["mtp-loss-scaling-factor"] }),
     ...(c["rope-theta"] === undefined ? {} : { ropeTheta: c["rope-theta"] }),
     ...(c["norm-eps"] === undefined ? {} : { normEps: c["norm-eps"] }),
     ...(c["shared-expert-gate"] ? { sharedExpertGate: true } : {}),

@@ -16,13 +16,14 @@ import * as Effect from "effect/Effect"
 import type { Communicator } from "../comm/Communicator.js"
 import * as Operator from "../dataflow/Operator.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
-import { scale } from "../tensor/ops/Elementwise.js"
+import { add, scale } from "../tensor/ops/Elementwise.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Block from "./Block.js"
 import * as Embedding from "./Embedding.js"
 import * as Head from "./Head.js"
 import * as ModelContext from "./ModelContext.js"
 import type * as MoeStats from "./MoeStats.js"
+import * as MultiTokenPrediction from "./MultiTokenPrediction.js"
 
 /**
  * Which part of the model a chunk is: layers [first, last) and whether it embeds or ends.
@@ -101,10 +102,17 @@ function* forwardSteps(layerOperators: LayerOperators, c: ModelContext.ModelCont
   } else {
     return yield* Effect.die(new Error(`chunk of layers [${chunk.layers[0]}, ${chunk.layers[1]}) is not the first but was given no input`))
   }
-  const aux = scale(x.aux, 1 / c.microBatchesPerStep)
-  if (!chunk.isLast) return { hidden: TensorLayout.attach(x.tensor, x.layout), loss: undefined, aux, expertRows: x.expertRows, moeStats: x.moeStats ?? [] } satisfies ChunkOutput
-  const loss = yield* Head.make(c, tokens.targets, l).run(x)
-  return { hidden: undefined, loss: loss.tensor, aux, expertRows: x.expertRows, moeStats: x.moeStats ?? [] } satisfies ChunkOutput
+  if (!chunk.isLast) {
+    const aux = scale(x.aux, 1 / c.microBatchesPerStep)
+    return { hidden: TensorLayout.attach(x.tensor, x.layout), loss: undefined, aux, expertRows: x.expertRows, moeStats: x.moeStats ?? [] } satisfies ChunkOutput
+  }
+  // The multi-token prediction layers run on the model's output before the head (their MoE
+  // layers' terms and their losses join the chunk's).
+  const added = ModelContext.mtpLayersOf(c.sizes) > 0 ? yield* MultiTokenPrediction.run(c, tokens, x, l.hidden) : undefined
+  const after = added?.after ?? x
+  const head = (yield* Head.make(c, tokens.targets, l).run(x)).tensor
+  const loss = added === undefined ? head : add(head, added.loss)
+  return { hidden: undefined, loss, aux: scale(after.aux, 1 / c.microBatchesPerStep), expertRows: after.expertRows, moeStats: after.moeStats ?? [] } satisfies ChunkOutput
 }
 
 /**

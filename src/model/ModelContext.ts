@@ -29,6 +29,7 @@ import type * as MoeStats from "./MoeStats.js"
 export interface Sizes {
   readonly vocab: number
   readonly hidden: number
+  readonly layers: number
   readonly heads: number
   readonly kvHeads: number
   readonly experts: number
@@ -53,6 +54,10 @@ export interface Sizes {
   readonly qkNorm?: boolean | undefined
   /** Multi-latent attention's widths (DeepSeek-V2/V3; kvHeads = heads); none: grouped-query attention. */
   readonly mla?: LatentAttention.LatentSizes | undefined
+  /** Multi-token prediction layers after the last (DeepSeek-V3's 1; MultiTokenPrediction); absent: none. */
+  readonly mtpLayers?: number | undefined
+  /** The MTP losses' weight in the objective, over their depths (Megatron's default 0.1). */
+  readonly mtpLossScale?: number | undefined
   /** RoPE's frequency base (none: `defaultRopeTheta`). */
   readonly ropeTheta?: number | undefined
   /** YaRN context extension of RoPE (RopeScaling); none: plain RoPE. */
@@ -162,15 +167,29 @@ export const headDim = (s: Pick<Sizes, "hidden" | "heads" | "headDim">): number 
 
 /**
  * Whether layer i is an MoE layer: the first `denseFirst` layers are dense, and from there every
- * `moeEvery`-th layer is MoE (layer K, K + N, K + 2N, ...; K = 0, N = 1: every layer). The one
- * rule the model, the checkpoint export and import, the statistics and the planner place MoE
- * layers by.
+ * `moeEvery`-th layer is MoE (layer K, K + N, K + 2N, ...; K = 0, N = 1: every layer). A
+ * multi-token prediction layer (index `layers` and up, where `layers` is given) is MoE as the
+ * last layer is (Megatron's rule). The one rule the model, the checkpoint export and import, the
+ * statistics and the planner place MoE layers by.
  * @category guards
  */
-export const isMoe = (s: Pick<Sizes, "moeEvery" | "denseFirst">, layer: number): boolean => {
+export const isMoe = (s: Pick<Sizes, "moeEvery" | "denseFirst"> & { readonly layers?: number }, layer: number): boolean => {
   const first = s.denseFirst ?? 0
-  return layer >= first && (layer - first) % s.moeEvery === 0
+  const at = s.layers !== undefined && layer >= s.layers ? s.layers - 1 : layer
+  return at >= first && (at - first) % s.moeEvery === 0
 }
+
+/**
+ * The multi-token prediction layers of a model (0 without).
+ * @category getters
+ */
+export const mtpLayersOf = (s: Pick<Sizes, "mtpLayers">): number => s.mtpLayers ?? 0
+
+/**
+ * The default weight of the MTP losses (Megatron's --mtp-loss-scaling-factor).
+ * @category constants
+ */
+export const defaultMtpLossScale = 0.1
 
 /**
  * The part of the context that fixes the layouts of the model's edges.

@@ -18,7 +18,8 @@ import * as ModelContext from "./ModelContext.js"
  * @category models
  */
 export interface MoeStats {
-  readonly terms: ReadonlyArray<MoeLayer.LossTerm>
+  /** The MoE layer's loss terms, or an MTP layer's `mtp_loss` (MultiTokenPrediction). */
+  readonly terms: ReadonlyArray<MoeLayer.LossTerm | { readonly name: "mtp_loss"; readonly value: number }>
   readonly dropped: number
 }
 
@@ -26,8 +27,20 @@ export interface MoeStats {
  * The MoE layers among layers [start, end), in order.
  * @category mapping
  */
-export const moeLayersOf = (sizes: ModelContext.Sizes, start: number, end: number): Array<number> =>
+const moeLayersOf = (sizes: ModelContext.Sizes, start: number, end: number): Array<number> =>
   Array.from({ length: end - start }, (_, i) => start + i).filter((l) => ModelContext.isMoe(sizes, l))
+
+/**
+ * The layers a chunk's statistics come from, in the order it reports them: its MoE layers among
+ * [start, end), and on the last chunk the multi-token prediction layers' MoE layers, then every
+ * MTP layer again (its `mtp_loss`, MultiTokenPrediction).
+ * @category mapping
+ */
+export const statLayersOf = (sizes: ModelContext.Sizes, start: number, end: number, isLast: boolean): Array<number> => {
+  const mtp = isLast ? ModelContext.mtpLayersOf(sizes) : 0
+  const mtpLayers = Array.from({ length: mtp }, (_, k) => sizes.layers + k)
+  return [...moeLayersOf(sizes, start, end), ...mtpLayers.filter((l) => ModelContext.isMoe(sizes, l)), ...mtpLayers]
+}
 
 /**
  * A layer's step contribution (or, added up over ranks, its step value).
@@ -45,7 +58,7 @@ export interface LayerStep {
  */
 export const accumulator = (microBatches: number, dp: number) => {
   const byLayer = new Map<number, { losses: Record<string, number>; dropped: number }>()
-  /** `moeLayers`: the MoE layers of the chunk that measured `stats`, in order (moeLayersOf). */
+  /** `moeLayers`: the MoE layers of the chunk that measured `stats`, in order (statLayersOf). */
   const add = (moeLayers: ReadonlyArray<number>, stats: ReadonlyArray<MoeStats>): void => {
     stats.forEach((s, i) => {
       const layer = moeLayers[i] as number

@@ -8,7 +8,9 @@
  * B global batch (sequences), s sequence, l layers, h hidden, n heads, g KV heads, q the query
  * projection's width over h (1 with heads of width h/n; n x headDim / h with --head-dim, as
  * Megatron's kv_channels), SwiGLU (3/2), V vocabulary. With multi-latent attention the
- * attention term is Megatron's MLA count (latentTerm) over 2 h^2. Only the activated experts count; the router, the
+ * attention term is Megatron's MLA count (latentTerm) over 2 h^2. Multi-token prediction layers
+ * count as layers and add their norms and projections, D (3h + 2h^2) / (2 h^2), and D more
+ * output layers (Megatron's MTP terms). Only the activated experts count; the router, the
  * norms and recomputation do not (Megatron counts neither).
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
@@ -52,12 +54,17 @@ const latentTerm = (m: ModelConfig.ModelConfig, s: LatentAttention.LatentSizes, 
  * @category mapping
  */
 export const perStep = (m: ModelConfig.ModelConfig, seq: number, globalBatch: number): number => {
-  const l = m.layers
   const h = m.hidden
-  const lMoe = moeLayers(m)
+  // Multi-token prediction layers count as layers (MoE as the last one is), and add their
+  // norms and [2h -> h] projections and one output layer each (Megatron's MTP terms).
+  const mtp = ModelContext.mtpLayersOf(m)
+  const mtpMoe = mtp > 0 && ModelContext.isMoe(m, m.layers) ? mtp : 0
+  const l = m.layers + mtp
+  const lMoe = moeLayers(m) + mtpMoe
   const lDense = l - lMoe
   const attention = m.mla === undefined ? groupedQueryTerm(m, seq) : latentTerm(m, m.mla, seq) / (2 * h * h)
   const mlp = (1.5 * (m.ffn * lDense + (m.moeFfn * m.topk + (m.sharedExpertFfn ?? 0)) * lMoe)) / (l * h)
-  const logits = m.vocab / (2 * l * h)
-  return 12 * globalBatch * seq * l * h * h * (attention + mlp + logits)
+  const logits = (m.vocab * (mtp + 1)) / (2 * l * h)
+  const mtpNormsAndProjections = (mtp * (3 * h + 2 * h * h)) / (2 * l * h * h)
+  return 12 * globalBatch * seq * l * h * h * (attention + mlp + logits + mtpNormsAndProjections)
 }

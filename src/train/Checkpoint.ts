@@ -93,6 +93,9 @@ const ManifestSchema = Schema.Struct({
     denseFirst: Schema.optional(count),
     headDim: Schema.optional(count),
     qkNorm: Schema.optional(Schema.Boolean),
+    /** Written only by runs with multi-token prediction: its layers and their losses' weight. */
+    mtpLayers: Schema.optional(count),
+    mtpLossScale: Schema.optional(Schema.Number),
     /** Written only by runs with multi-latent attention: its widths (ModelConfig.mla). */
     mla: Schema.optional(
       Schema.Struct({

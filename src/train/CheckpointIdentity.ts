@@ -2,7 +2,7 @@
  * CheckpointIdentity: what a resumed run must share with the checkpoint it resumes: every model
  * setting that shapes or adds parameters (sizes, which layers are MoE, the head width, shared
  * experts and their gate, tied or untied embeddings, q/k/v biases, q/k norms, multi-latent
- * attention and its widths), the seed
+ * attention and its widths, multi-token prediction layers), the seed
  * (weights and data come from it) and the dtype of the values. Settings a checkpoint written
  * before one existed leaves out read as their defaults. The router, RoPE base and norm epsilon
  * may change on a resume (extending the context is one reason), so they are not compared.
@@ -53,6 +53,7 @@ export const differences = (saved: RunIdentity, run: RunIdentity): { readonly sa
   if (m.headDim !== undefined || r.headDim !== undefined) differ("headDim", ModelContext.headDim(m), ModelContext.headDim(r))
   differ("qkNorm", onOff(m.qkNorm), onOff(r.qkNorm))
   differ("mla", latentText(m.mla), latentText(r.mla))
+  differ("mtpLayers", m.mtpLayers ?? 0, r.mtpLayers ?? 0)
   // Shared experts add parameters: a run without them must not drop a checkpoint's silently.
   differ("sharedExpertFfn", m.sharedExpertFfn ?? "none", r.sharedExpertFfn ?? "none")
   const embeddings = (untie: boolean | undefined) => (untie === true ? "untied" : "tied")

@@ -98,6 +98,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   if (format === "deepseek-v3" && m.mla === undefined)
     return "it has no multi-latent attention (--multi-latent-attention), which every DeepSeek-V3 attention has (a sigmoid-routed model with --qk-norm is a dots1)"
   if (format !== "deepseek-v3" && m.mla !== undefined) return `it has multi-latent attention (--multi-latent-attention), which ${name} has not (deepseek-v3 has)`
+  if ((m.mtpLayers ?? 0) > 0) return `it has multi-token prediction layers (--mtp-num-layers ${m.mtpLayers}), which pleat's ${name} export does not write`
   // transformers would scale RoPE by rope_scaling; pleat writes plain RoPE only (rope_scaling null).
   if (m.ropeScaling !== undefined) return `it scales RoPE with YaRN (--rope-type yarn, factor ${m.ropeScaling.factor}), which pleat's ${name} export does not write`
   const router = routerProblem(m, format)

@@ -61,6 +61,13 @@ export interface ModelConfig {
   readonly ropeTheta?: number | undefined
   /** YaRN context extension of RoPE (RopeScaling: DeepSeek-V3's factor 40 over 4096); none: plain RoPE. */
   readonly ropeScaling?: RopeScaling.Yarn | undefined
+  /**
+   * Multi-token prediction layers after the last (DeepSeek-V3's 1; model/MultiTokenPrediction):
+   * layer indices layers .. layers + mtpLayers - 1, on the last stage; absent: none.
+   */
+  readonly mtpLayers?: number | undefined
+  /** The MTP losses' weight in the objective (divided over the depths; absent: 0.1, Megatron's). */
+  readonly mtpLossScale?: number | undefined
   /** Every RMSNorm's epsilon; none: 1e-6 (ModelContext.defaultNormEps). */
   readonly normEps?: number | undefined
 }
@@ -175,6 +182,10 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     const problem = yarnProblem(m.ropeScaling)
     if (problem !== undefined) return problem
   }
+  if (m.mtpLayers !== undefined) {
+    const problem = mtpProblem(m, s.cp)
+    if (problem !== undefined) return problem
+  }
   if (m.normEps !== undefined && !(m.normEps > 0 && m.normEps < 1))
     return fault("normEps", m.normEps, "is not a number between 0 and 1", "pass --norm-eps F with 0 < F < 1 (1e-6 by default; Mixtral and Llama use 1e-5)")
   if (m.sharedExpertGate === true && m.sharedExpertFfn === undefined)
@@ -183,6 +194,24 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     return fault("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width (--moe-ffn) that is a multiple of ${s.etp}, or a smaller --etp`)
   if (b.globalBatch % (b.microBatch * s.dp) !== 0)
     return fault("global-batch", b.globalBatch, `is not divisible by micro-batch*dp = ${b.microBatch}*${s.dp}`, `use a multiple of ${b.microBatch * s.dp}`)
+  return undefined
+}
+
+/** What keeps multi-token prediction from fitting (problemOf). */
+const mtpProblem = (m: ModelConfig, cp: number): Problem | undefined => {
+  const d = m.mtpLayers as number
+  if (!Number.isSafeInteger(d) || d < 1) return fault("mtpNumLayers", d, "is not a positive integer", "pass --mtp-num-layers N with N = 1, 2, ... (DeepSeek-V3's 1)")
+  if (d >= m.seq) return fault("mtpNumLayers", d, `leaves no token to predict in sequences of ${m.seq}`, `use fewer MTP layers than --seq ${m.seq}`)
+  if (cp > 1)
+    return fault(
+      "mtpNumLayers",
+      d,
+      `needs each sequence's tokens on one rank, but cp = ${cp} splits them (its shifted tokens would cross cp ranks, which pleat does not exchange)`,
+      "use --cp 1 with --mtp-num-layers",
+    )
+  const scale = m.mtpLossScale
+  if (scale !== undefined && !(scale >= 0 && Number.isFinite(scale)))
+    return fault("mtpLossScalingFactor", scale, "is not a number of 0 or more", "pass --mtp-loss-scaling-factor F with F >= 0 (0.1 by default)")
   return undefined
 }
 

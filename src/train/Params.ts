@@ -57,7 +57,10 @@ export interface ParamSpec {
   readonly zero?: boolean
   /** The layer it belongs to, or -1 (embedding), L (final norm and output). */
   readonly layer: number
-  /** The tied embedding: also the output layer, so the last stage holds it too. */
+  /**
+   * The embedding where the last stage uses it too, so holds a copy (summed over the embedding
+   * group): as the output layer (tied), or for the multi-token prediction layers' tokens.
+   */
   readonly tied?: boolean
 }
 
@@ -97,61 +100,81 @@ const latentAttention = (m: ModelConfig.ModelConfig, s: LatentAttention.LatentSi
 }
 
 /**
+ * The parameters of the block `layers.{l}` (attention, norms, and the MoE layer or dense MLP as
+ * ModelContext.isMoe says), tagged with the layer `tag` (the stage that holds them).
+ */
+const blockSpecs = (m: ModelConfig.ModelConfig, l: number, tag: number, std: number): Array<ParamSpec> => {
+  const h = m.hidden
+  const d = ModelContext.headDim(m)
+  const p = `layers.${l}.`
+  const out: Array<ParamSpec> = [
+    { name: `${p}attentionNorm`, shape: [h], sharding: "replicated", std: 0, layer: tag },
+    ...(m.mla === undefined ? groupedQueryAttention(m, p, tag, std) : latentAttention(m, m.mla, p, tag, std)),
+    // q, k, v biases (Qwen-style): vectors over the heads, split over tp as the heads are.
+    ...(m.qkvBias === true
+      ? (
+          [
+            ["bq", m.heads],
+            ["bk", m.kvHeads],
+            ["bv", m.kvHeads],
+          ] as const
+        ).map(([name, heads]): ParamSpec => ({ name: `${p}${name}`, shape: [heads * d], sharding: "rows/tp", std, zero: true, layer: tag }))
+      : []),
+    // q and k norms (Qwen3-style): one weight over a head's width, shared by every head.
+    ...(m.qkNorm === true ? (["qNorm", "kNorm"] as const).map((name): ParamSpec => ({ name: `${p}${name}`, shape: [d], sharding: "replicated", std: 0, layer: tag })) : []),
+    { name: `${p}ffnNorm`, shape: [h], sharding: "replicated", std: 0, layer: tag },
+  ]
+  if (!ModelContext.isMoe(m, l))
+    return [
+      ...out,
+      { name: `${p}wGate`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: tag },
+      { name: `${p}wUp`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: tag },
+      { name: `${p}wDown`, shape: [m.ffn, h], sharding: "rows/tp", std: std / 2, layer: tag },
+    ]
+  out.push(
+    { name: `${p}router`, shape: [h, m.experts], sharding: "replicated", std, layer: tag },
+    { name: `${p}experts.wGate`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: tag },
+    { name: `${p}experts.wUp`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: tag },
+    { name: `${p}experts.wDown`, shape: [m.experts, m.moeFfn, h], sharding: "expert-rows", std: std / 2, layer: tag },
+  )
+  // Shared experts: a dense MLP on the attention tp group, and its gate [H, 1].
+  const f = m.sharedExpertFfn
+  if (f !== undefined)
+    out.push(
+      { name: `${p}shared.wGate`, shape: [h, f], sharding: "cols/tp", std, layer: tag },
+      { name: `${p}shared.wUp`, shape: [h, f], sharding: "cols/tp", std, layer: tag },
+      { name: `${p}shared.wDown`, shape: [f, h], sharding: "rows/tp", std: std / 2, layer: tag },
+      ...(m.sharedExpertGate === true ? [{ name: `${p}shared.gate`, shape: [h, 1], sharding: "replicated" as const, std, layer: tag }] : []),
+    )
+  return out
+}
+
+/**
  * Every parameter of the model, in a fixed order.
  * @category constructors
  */
 export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
   const h = m.hidden
-  const d = ModelContext.headDim(m)
   const std = 0.5 / Math.sqrt(h)
   const tied = m.untieEmbeddings !== true
-  const out: Array<ParamSpec> = [
-    tied
-      ? { name: "embedding", shape: [m.vocab, h], sharding: "rows/tp", std, layer: -1, tied }
-      : { name: "embedding", shape: [m.vocab, h], sharding: "rows/tp", std: 1, layer: -1 },
-  ]
-  for (let l = 0; l < m.layers; l++) {
+  const mtp = ModelContext.mtpLayersOf(m)
+  // The last stage also holds the embedding where it uses it: as the output layer (tied), or to
+  // embed the MTP layers' shifted tokens.
+  const alsoLast = tied || mtp > 0
+  const out: Array<ParamSpec> = [{ name: "embedding", shape: [m.vocab, h], sharding: "rows/tp", std: tied ? std : 1, layer: -1, ...(alsoLast ? { tied: true } : {}) }]
+  for (let l = 0; l < m.layers; l++) out.push(...blockSpecs(m, l, l, std))
+  // Multi-token prediction layers (MultiTokenPrediction): each joins the normed embedding of the
+  // shifted tokens and the normed hidden rows ([2H] -> H, replicated), runs a block, and norms
+  // its output for the shared output layer; all on the last stage (layer tag L).
+  for (let l = m.layers; l < m.layers + mtp; l++) {
     const p = `layers.${l}.`
     out.push(
-      { name: `${p}attentionNorm`, shape: [h], sharding: "replicated", std: 0, layer: l },
-      ...(m.mla === undefined ? groupedQueryAttention(m, p, l, std) : latentAttention(m, m.mla, p, l, std)),
-      // q, k, v biases (Qwen-style): vectors over the heads, split over tp as the heads are.
-      ...(m.qkvBias === true
-        ? (
-            [
-              ["bq", m.heads],
-              ["bk", m.kvHeads],
-              ["bv", m.kvHeads],
-            ] as const
-          ).map(([name, heads]): ParamSpec => ({ name: `${p}${name}`, shape: [heads * d], sharding: "rows/tp", std, zero: true, layer: l }))
-        : []),
-      // q and k norms (Qwen3-style): one weight over a head's width, shared by every head.
-      ...(m.qkNorm === true ? (["qNorm", "kNorm"] as const).map((name): ParamSpec => ({ name: `${p}${name}`, shape: [d], sharding: "replicated", std: 0, layer: l })) : []),
-      { name: `${p}ffnNorm`, shape: [h], sharding: "replicated", std: 0, layer: l },
+      { name: `${p}enorm`, shape: [h], sharding: "replicated", std: 0, layer: m.layers },
+      { name: `${p}hnorm`, shape: [h], sharding: "replicated", std: 0, layer: m.layers },
+      { name: `${p}ehProj`, shape: [2 * h, h], sharding: "replicated", std: std / Math.SQRT2, layer: m.layers },
+      ...blockSpecs(m, l, m.layers, std),
+      { name: `${p}finalNorm`, shape: [h], sharding: "replicated", std: 0, layer: m.layers },
     )
-    if (ModelContext.isMoe(m, l)) {
-      out.push(
-        { name: `${p}router`, shape: [h, m.experts], sharding: "replicated", std, layer: l },
-        { name: `${p}experts.wGate`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: l },
-        { name: `${p}experts.wUp`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: l },
-        { name: `${p}experts.wDown`, shape: [m.experts, m.moeFfn, h], sharding: "expert-rows", std: std / 2, layer: l },
-      )
-      // Shared experts: a dense MLP on the attention tp group, and its gate [H, 1].
-      const f = m.sharedExpertFfn
-      if (f !== undefined)
-        out.push(
-          { name: `${p}shared.wGate`, shape: [h, f], sharding: "cols/tp", std, layer: l },
-          { name: `${p}shared.wUp`, shape: [h, f], sharding: "cols/tp", std, layer: l },
-          { name: `${p}shared.wDown`, shape: [f, h], sharding: "rows/tp", std: std / 2, layer: l },
-          ...(m.sharedExpertGate === true ? [{ name: `${p}shared.gate`, shape: [h, 1], sharding: "replicated" as const, std, layer: l }] : []),
-        )
-    } else {
-      out.push(
-        { name: `${p}wGate`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: l },
-        { name: `${p}wUp`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: l },
-        { name: `${p}wDown`, shape: [m.ffn, h], sharding: "rows/tp", std: std / 2, layer: l },
-      )
-    }
   }
   out.push({ name: "finalNorm", shape: [h], sharding: "replicated", std: 0, layer: m.layers })
   if (!tied) out.push({ name: "output", shape: [h, m.vocab], sharding: "cols/tp", std, layer: m.layers })

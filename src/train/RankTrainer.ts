@@ -257,7 +257,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
           deviceGrads: deviceGradOf,
           generation,
         })
-        const moeLayers = MoeStats.moeLayersOf(model, layers.start, layers.end)
+        const moeLayers = MoeStats.statLayersOf(model, layers.start, layers.end, stage === lastStage)
         moeStats.add(moeLayers, out.moeStats)
         out.expertRows.forEach((rows, i) => {
           const layer = moeLayers[i] as number

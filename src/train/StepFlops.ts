@@ -1,7 +1,8 @@
 /**
  * StepFlops: the training FLOPs of one step as pleat counts them for its own throughput
  * (`pleat train`'s flopsPerStep and flopsPerSec, the benches' MFU): 3x the forward's matmuls,
- * attention core, router and output layer, 2 FLOPs a multiply-add, the causal core over ~seq/2
+ * attention core, router and output layer (multi-token prediction layers as layers, with their
+ * projections and output layers), 2 FLOPs a multiply-add, the causal core over ~seq/2
  * keys. (The planner reports Megatron's formula instead, plan/ModelFlops.)
  */
 import * as ModelContext from "../model/ModelContext.js"
@@ -32,8 +33,10 @@ export const attentionPerToken = (m: ModelConfig.ModelConfig): number => {
  * @category mapping
  */
 export const perStep = (m: ModelConfig.ModelConfig, globalBatch: number): number => {
-  let perToken = 2 * m.hidden * m.vocab // output layer
-  for (let l = 0; l < m.layers; l++) {
+  const mtp = ModelContext.mtpLayersOf(m)
+  // The output layer, once more per multi-token prediction layer, and those layers' [2H -> H] projections.
+  let perToken = 2 * m.hidden * m.vocab * (mtp + 1) + mtp * 2 * (2 * m.hidden) * m.hidden
+  for (let l = 0; l < m.layers + mtp; l++) {
     perToken += attentionPerToken(m)
     perToken += ModelContext.isMoe(m, l) ? 2 * m.hidden * m.experts + m.topk * 6 * m.hidden * m.moeFfn + 6 * m.hidden * (m.sharedExpertFfn ?? 0) : 6 * m.hidden * m.ffn
   }

@@ -1,0 +1,115 @@
+// `--mtp-num-layers D` (DeepSeek-V3's multi-token prediction, Megatron's semantics): folded
+// mappings train as one rank does (pleat verify, float64: tp with sequence parallelism, pp with
+// the embedding's copy on the last stage, vpp, untied embeddings, dense and MoE MTP blocks,
+// expert bias, full recompute, the distributed optimizer on a device, worker threads); a weight
+// of 0 trains exactly as the model without MTP; the objective adds (weight / D) x each depth's
+// loss; depth 1 learns the token two places ahead (on data where only that one is predictable
+// half the time, its loss settles between the misaligned targets'); the shifted tokens;
+// checkpoint identity and export's refusal; FLOPs; refusals.
+import { describe, expect, test } from "vitest"
+import * as ModelFlops from "../../src/plan/ModelFlops.js"
+import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as MultiTokenPrediction from "../../src/model/MultiTokenPrediction.js"
+import * as Checkpoint from "../../src/train/Checkpoint.js"
+import * as StepFlops from "../../src/train/StepFlops.js"
+import { fresh, run } from "./cliRun.js"
+import { refused } from "./refused.js"
+import { records, uint16File } from "./tokenFiles.js"
+
+const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
+const small = ["--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40"]
+
+/** The step records of a --log json run. */
+const steps = (out: string) => records(out, "step") as unknown as Array<{ loss: number; moe: Array<{ layer: number; losses: Record<string, number> }> }>
+
+describe("training with multi-token prediction", () => {
+  test("folded mappings train as one rank (pleat verify, float64)", async () => {
+    const cases = [
+      ["--world", "4", "--ep", "2", "--mtp-num-layers", "1"],
+      ["--world", "4", "--ep", "2", "--mtp-num-layers", "2", "--untie-embeddings", "--vpp", "2", "--layers", "8", "--recompute", "full"],
+      ["--world", "4", "--ep", "2", "--mtp-num-layers", "1", "--moe-every", "2", "--score-function", "sigmoid", "--expert-bias"],
+      ["--world", "4", "--ep", "2", "--mtp-num-layers", "2", "--multi-latent-attention", "--distributed-optimizer", "--device", "sim"],
+      ["--world", "4", "--tp", "2", "--pp", "1", "--ep", "4", "--mtp-num-layers", "1", "--backend", "threads"],
+    ]
+    for (const flags of cases) {
+      const r = await run(["verify", "--cp", "1", "--dtype", "float64", "--steps", "2", ...flags])
+      expect(r.status, `${flags.join(" ")}: ${r.out}${r.err}`).toBe(0)
+    }
+  }, 300_000)
+
+  test("weight 0 trains exactly as without MTP; otherwise the objective adds weight / D times each depth's loss", async () => {
+    // Without aux losses: an MTP layer's MoE layer adds its own, as every MoE layer does.
+    const base = ["train", ...oneRank, ...small, "--layers", "2", "--dtype", "float64", "--aux-loss", "none", "--log", "json"]
+    const plain = steps((await run([...base, "--steps", "4"])).out)
+    const off = steps((await run([...base, "--steps", "4", "--mtp-num-layers", "2", "--mtp-loss-scaling-factor", "0"])).out)
+    expect(off.map((s) => s.loss)).toEqual(plain.map((s) => s.loss))
+    // Step 1 starts from the same weights: the difference of the losses is the MTP term.
+    const on = steps((await run([...base, "--steps", "1", "--mtp-num-layers", "2", "--mtp-loss-scaling-factor", "0.5"])).out)[0]
+    const depths = (on?.moe ?? []).filter((l) => l.layer >= 2).map((l) => l.losses.mtp_loss as number)
+    expect(depths).toHaveLength(2)
+    expect((on?.loss as number) - (off[0]?.loss as number)).toBeCloseTo((0.5 / 2) * ((depths[0] as number) + (depths[1] as number)), 12)
+  }, 60_000)
+
+  test("depth 1 predicts the token two places ahead", async () => {
+    // Pairs (a, g(a)): a random in 0..7, g(a) = 8 + (3a + 1) mod 8. Two places ahead of a
+    // token is predictable after a pair's first half (its own g) and random after its second
+    // (the next a): a mean loss near ln(8) / 2 = 1.04. Aligned one place ahead (the given
+    // next token) it would near 0; three places ahead, ln 8 = 2.08.
+    let state = 12345
+    const ids: Array<number> = []
+    while (ids.length < 40_000) {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0
+      const a = (state >>> 16) % 8
+      ids.push(a, 8 + ((3 * a + 1) % 8))
+    }
+    const data = uint16File(ids)
+    const flags = [...oneRank, "--hidden", "32", "--seq", "16", "--vocab", "16", "--layers", "2", "--global-batch", "8", "--data", data]
+    const r = await run(["train", ...flags, "--steps", "150", "--lr", "0.01", "--mtp-num-layers", "1", "--log", "json"])
+    expect(r.status, r.err).toBe(0)
+    const last = steps(r.out).slice(-10)
+    const mtp = last.reduce((s, x) => s + (x.moe.find((l) => l.layer === 2)?.losses.mtp_loss as number), 0) / last.length
+    expect(mtp).toBeGreaterThan(0.6)
+    expect(mtp).toBeLessThan(1.6)
+  }, 120_000)
+
+  test("the shifted tokens: ids zero-filled and labels ignored past each sequence's end", () => {
+    const tokens = { ids: Int32Array.from([1, 2, 3, 4, 5, 6]), targets: Int32Array.from([2, 3, 4, 5, 6, 7]) }
+    expect(MultiTokenPrediction.shifted(tokens, 3, 1)).toEqual({ ids: Int32Array.from([2, 3, 0, 5, 6, 0]), targets: Int32Array.from([3, 4, -100, 6, 7, -100]) })
+    expect(MultiTokenPrediction.shifted(tokens, 3, 2)).toEqual({ ids: Int32Array.from([3, 0, 0, 6, 0, 0]), targets: Int32Array.from([4, -100, -100, 7, -100, -100]) })
+  })
+
+  test("belongs to a checkpoint's identity", async () => {
+    const ckpt = fresh("mtp")
+    expect((await run(["train", ...oneRank, ...small, "--layers", "2", "--mtp-num-layers", "1", "--steps", "1", "--save", ckpt])).status).toBe(0)
+    expect(Checkpoint.manifest(ckpt).model.mtpLayers).toBe(1)
+    // No Hugging Face format pleat writes holds MTP layers: export says so, dropping nothing.
+    const exported = await run(["export", "--checkpoint", ckpt, "--out", `${fresh("mtp-export")}/out`, "--format", "mixtral"])
+    expect(exported.status).toBe(2)
+    expect(exported.err).toContain("it has multi-token prediction layers (--mtp-num-layers 1), which pleat's Mixtral export does not write")
+    const without = await run(["train", ...oneRank, ...small, "--layers", "2", "--steps", "2", "--resume", ckpt])
+    expect(without.status).toBe(2)
+    expect(without.err).toContain("(mtpLayers 1; this run has mtpLayers 0)")
+    const weighted = await run(["train", ...oneRank, ...small, "--layers", "2", "--mtp-num-layers", "1", "--mtp-loss-scaling-factor", "0.3", "--steps", "2", "--resume", ckpt])
+    expect(weighted.status, weighted.err).toBe(0)
+  }, 60_000)
+
+  test("FLOPs: each MTP layer is a layer, plus its projection and one more output layer", () => {
+    const m: ModelConfig.ModelConfig = { ...ModelConfig.small, layers: 2, seq: 32 }
+    const withMtp = { ...m, mtpLayers: 2 }
+    const h = m.hidden
+    // pleat's count: two more (MoE) layers, two [2H, H] projections and two output layers, forward x 3.
+    const layer = (StepFlops.perStep({ ...m, layers: 3 }, 4) - StepFlops.perStep(m, 4)) / (3 * 4 * m.seq)
+    expect(StepFlops.perStep(withMtp, 4)).toBeCloseTo(StepFlops.perStep(m, 4) + 3 * 4 * m.seq * (2 * layer + 2 * 2 * (2 * h) * h + 2 * 2 * h * m.vocab), 6)
+    // Megatron's: the same layers, 3 x 2 x D (3h + 2h^2) for the norms and projections, D more logits.
+    const megatron = ModelFlops.perStep({ ...m, layers: 4 }, 32, 4) + 4 * 32 * (6 * 2 * (3 * h + 2 * h * h) + 6 * h * m.vocab * 2)
+    expect(ModelFlops.perStep(withMtp, 32, 4)).toBeCloseTo(megatron, 3)
+  })
+
+  test("what cannot run is refused naming the flag and the fix", () => {
+    expect(refused(["train", "--mtp-num-layers", "1"])).toContain("--mtp-num-layers: 1 needs each sequence's tokens on one rank, but cp = 2 splits them")
+    expect(refused(["train", "--cp", "1", "--world", "4", "--mtp-num-layers", "16"])).toContain("--mtp-num-layers: 16 leaves no token to predict in sequences of 16")
+    expect(refused(["train", "--cp", "1", "--world", "4", "--mtp-num-layers", "1", "--mtp-loss-scaling-factor", "-1"])).toContain(
+      "--mtp-loss-scaling-factor: -1 is not a number of 0 or more",
+    )
+  })
+})

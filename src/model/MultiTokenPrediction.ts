@@ -1,0 +1,97 @@
+/**
+ * MultiTokenPrediction: DeepSeek-V3's multi-token prediction (MTP) as Megatron-Core trains it,
+ * on the last stage after the last layer. Depth k = 1..D (layer L + k - 1) predicts the token
+ * k + 1 places ahead from the previous depth's rows h_{k-1} (h_0: the model's output, after the
+ * final norm) and the embedding of the tokens k places ahead:
+ *
+ *   ids_k[i]    = ids[i + k]      (0 where i + k >= S: Megatron rolls the ids left, zero-filled)
+ *   labels_k[i] = targets[i + k]  (ignored where i + k >= S)
+ *   x_k = [RMSNorm_e(Emb(ids_k)), RMSNorm_h(h_{k-1})] WehProj          [2H] -> H
+ *   h_k = RMSNorm_final(Block_k(x_k))                                   attention, then MoE or MLP
+ *   loss_k = cross-entropy(h_k Wout, labels_k), the mean over the labels not ignored
+ *
+ * with the model's embedding and output layer (shared; the last stage holds its copy of the
+ * embedding, Params). The objective adds (scale / D) * sum_k loss_k to the language model's
+ * (scale: --mtp-loss-scaling-factor, 0.1 by default), so a rank's loss share carries it as the
+ * head's does; each depth's loss is reported among the layer statistics as `mtp_loss`.
+ *
+ * Decisions: Megatron's order of the joined halves (embedding first, as its layer concatenates
+ * them); WehProj is held whole and replicated over tp (Megatron splits it by columns and gathers
+ * its output): it runs on each rank's sequence-parallel rows, its gradient summed over tp as
+ * every replicated parameter's. The block of an MTP layer is MoE when the model's last layer
+ * is (ModelContext.isMoe). Needs each sequence whole on its rank: cp = 1 (ModelConfig refuses more).
+ */
+import * as Effect from "effect/Effect"
+import * as VocabParallel from "../attention/VocabParallel.js"
+import * as Operator from "../dataflow/Operator.js"
+import * as ParallelLinear from "../dataflow/ParallelLinear.js"
+import * as TensorLayout from "../dataflow/TensorLayout.js"
+import { add, scale } from "../tensor/ops/Elementwise.js"
+import { matmul } from "../tensor/ops/Matmul.js"
+import { rmsNorm } from "../tensor/ops/Norm.js"
+import { concat } from "../tensor/ops/Shape.js"
+import * as Tensor from "../tensor/Tensor.js"
+import * as Block from "./Block.js"
+import * as ModelContext from "./ModelContext.js"
+import type * as MoeStats from "./MoeStats.js"
+
+/** The label of a position with nothing to predict (the cross-entropy's ignore index). */
+const ignored = -100
+
+/**
+ * The ids and labels of depth k: each sequence's ids and targets shifted left by k, the ids
+ * zero-filled and the labels ignored past the sequence's end.
+ * @category mapping
+ */
+export const shifted = (tokens: ModelContext.Tokens, seq: number, k: number): ModelContext.Tokens => {
+  const ids = new Int32Array(tokens.ids.length)
+  const targets = new Int32Array(tokens.targets.length).fill(ignored)
+  for (let start = 0; start < ids.length; start += seq)
+    for (let i = 0; i + k < seq; i++) {
+      ids[start + i] = tokens.ids[start + i + k] as number
+      targets[start + i] = tokens.targets[start + i + k] as number
+    }
+  return { ids, targets }
+}
+
+/**
+ * Runs the MTP layers on the model's output rows `main` (before the final norm) of the micro-batch
+ * `tokens`; `hidden` is the model's hidden layout. Gives `after`, the activations after them
+ * (their MoE layers' aux terms, loads and statistics added, the depths' `mtp_loss` statistics
+ * last), and `loss`, their share of the objective, scaled as the head's loss.
+ * @category combinators
+ */
+export const run = (c: ModelContext.ModelContext, tokens: ModelContext.Tokens, main: ModelContext.Activations, hidden: TensorLayout.TensorLayout) =>
+  Effect.gen(() => runSteps(c, tokens, main, hidden))
+
+function* runSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens, main: ModelContext.Activations, hidden: TensorLayout.TensorLayout) {
+  const s = c.sizes
+  const depths = ModelContext.mtpLayersOf(s)
+  const eps = ModelContext.normEpsOf(s)
+  const tp = c.groups.tp
+  const tied = s.untieEmbeddings !== true
+  const output = tied ? c.param("embedding") : c.param("output")
+  let x = main
+  let rows = rmsNorm(main.tensor, c.param("finalNorm"), eps)
+  let sum: Tensor.Tensor | undefined
+  const stats: Array<MoeStats.MoeStats> = []
+  for (let k = 1; k <= depths; k++) {
+    const layer = s.layers + k - 1
+    const p = (name: string) => c.param(`layers.${layer}.${name}`)
+    const depth = shifted(tokens, s.seq, k)
+    const embedded = yield* VocabParallel.embeddingLaid(c.param("embedding"), depth.ids, ModelContext.tokensLayout(c), s.vocab, tp, c.sequenceParallel)
+    const joined = concat([rmsNorm(embedded.tensor, p("enorm"), eps), rmsNorm(rows, p("hnorm"), eps)], 1)
+    const input = ModelContext.withRows(x, matmul(joined, p("ehProj")), x.layout)
+    const ops = [Block.attention(c, layer, hidden), Block.ffn(c, layer, hidden)]
+    x = yield* Operator.chain(`multi-token prediction (layer ${layer})`, ops).run(input)
+    rows = rmsNorm(x.tensor, p("finalNorm"), eps)
+    const logits = yield* ParallelLinear.columnParallelLaid(TensorLayout.attach(rows, x.layout), output, { tp, sequenceParallel: c.sequenceParallel }, "vocab", tied)
+    const loss = (yield* VocabParallel.crossEntropyLaid(logits, depth.targets, s.vocab, tp, ignored)).tensor
+    sum = sum === undefined ? loss : add(sum, loss)
+    // Each tp member computes the whole loss: its statistic is a 1/tp share, as the ranks' add up.
+    stats.push({ terms: [{ name: "mtp_loss", value: (Tensor.item(loss) as number) / tp.ranks.length }], dropped: 0 })
+  }
+  const weight = (s.mtpLossScale ?? ModelContext.defaultMtpLossScale) / depths
+  const after: ModelContext.Activations = { tensor: x.tensor, layout: x.layout, aux: x.aux, expertRows: x.expertRows, moeStats: [...(x.moeStats ?? []), ...stats] }
+  return { after, loss: scale(sum as Tensor.Tensor, weight / (c.groups.cp.ranks.length * c.microBatchesPerStep)) }
+}
