@@ -20,6 +20,12 @@ const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", 
 const window = [3, 14, 15, 9, 26, 5, 35, 8, 39]
 
 /** Multi-latent attention on 4 heads: a query latent of `qLora` (0: none), a kv latent of 8, heads of 4 + 6 rotary for q/k and 5 for v. */
+/** YaRN with factor s over a pretraining length of `original`, and its mscales (0: not given). */
+const yarnFlags = (s: number, original: number, mscale: number, mscaleAllDim: number): Array<string> => [
+  ...["--rope-type", "yarn", "--rotary-scaling-factor", String(s), "--original-max-position-embeddings", String(original)],
+  ...["--mscale", String(mscale), "--mscale-all-dim", String(mscaleAllDim), "--beta-fast", "8", "--beta-slow", "2"],
+]
+
 const latent = (qLora: number): Array<string> => [
   ...["--heads", "4", "--kv-heads", "4", "--multi-latent-attention", ...(qLora === 0 ? [] : ["--q-lora-rank", String(qLora)])],
   ...["--kv-lora-rank", "8", "--qk-head-dim", "4", "--qk-pos-emb-head-dim", "6", "--v-head-dim", "5"],
@@ -31,7 +37,6 @@ let shared = ""
 let hybrid = ""
 let latentSoftmax = ""
 let latentEps = ""
-let latentYarn = ""
 beforeAll(async () => {
   const save = async (flags: ReadonlyArray<string>) => {
     const dir = fresh("export-ckpt")
@@ -44,7 +49,6 @@ beforeAll(async () => {
   shared = await save(["--shared-expert-ffn", "8"])
   hybrid = await save(["--definition", `${path.join(root, "properties/train/definitions.ts")}#hybrid`])
   latentSoftmax = await save([...latent(12)])
-  latentYarn = await save([...latent(12), "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "64", "--rope-type", "yarn", "--rotary-scaling-factor", "4"])
   latentEps = await save([...latent(12), "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "24", "--moe-ffn", "12", "--norm-eps", "1e-5"])
 }, 60_000)
 
@@ -163,10 +167,6 @@ describe("what cannot be exported is refused before anything is written", () => 
     expect(refused(["export", "--checkpoint", latentEps, "--out", out])).toContain(
       "it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 has); its latent norms have epsilon --norm-eps 0.00001, where DeepSeek-V3's q_a_layernorm and kv_a_layernorm always have 1e-6 (train with --norm-eps 1e-6)",
     )
-    // YaRN is not written yet: refused rather than exported as plain RoPE.
-    expect(refused(["export", "--checkpoint", latentYarn, "--out", out, "--format", "deepseek-v3"])).toContain(
-      "it scales RoPE with YaRN (--rope-type yarn, factor 4), which pleat's DeepSeek-V3 export does not write",
-    )
     expect(refused(["export", "--checkpoint", hybrid, "--out", out])).toMatch(
       /^pleat export: --checkpoint: ".*" is not a checkpoint of pleat's built-in model \(it holds layers\.0\.dense\.norm, layers\.0\.dense\.wGate, layers\.0\.dense\.wUp and 5 more, which mixtral has no place for\); fix: export a checkpoint of the built-in model/,
     )
@@ -202,6 +202,20 @@ describe.skipIf(python === undefined)("transformers loads the directory", () => 
         ],
       ],
       ["DeepseekV3ForCausalLM", [...latent(0), "--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0.05", "--shared-expert-ffn", "32", "--topk", "3"]],
+      // YaRN (HfRope): DeepSeek-V3's with its softmax factor from mscale_all_dim, and Qwen3's plain attention factor.
+      [
+        "DeepseekV3ForCausalLM",
+        [
+          ...latent(12),
+          "--score-function",
+          "sigmoid",
+          "--shared-expert-ffn",
+          "32",
+          ...["--rope-type", "yarn", "--rotary-scaling-factor", "40", "--original-max-position-embeddings", "4"],
+        ],
+      ],
+      ["DeepseekV3ForCausalLM", [...latent(0), "--score-function", "sigmoid", "--shared-expert-ffn", "32", ...yarnFlags(4, 2, 1, 0.7)]],
+      ["Qwen3MoeForCausalLM", ["--head-dim", "6", "--qk-norm", ...yarnFlags(8, 2, 0, 0)]],
     ]
     for (const [architecture, flags] of cases) {
       const dir = fresh("export-hf")

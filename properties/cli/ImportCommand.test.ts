@@ -215,7 +215,9 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.model_type = "llama"), /holds a llama model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory/],
       [(c) => (c.hidden_act = "gelu"), /has hidden_act gelu in config\.json; fix: pleat's experts are SwiGLU/],
       [(c) => (c.sliding_window = 4), /has a sliding window \(sliding_window 4\)/],
-      [(c) => (c.rope_parameters = { rope_type: "yarn", rope_theta: 10000 }), /scales RoPE \(rope_type yarn\)/],
+      [(c) => (c.rope_parameters = { rope_type: "llama3", rope_theta: 10000, factor: 8 }), /scales RoPE with rope_type llama3; fix: .*\(rope_type default or yarn\)/],
+      [(c) => (c.rope_parameters = { rope_type: "yarn", rope_theta: 10000, factor: 4 }), /gives YaRN no original_max_position_embeddings \(undefined\)/],
+      [(c) => (c.rope_scaling = { type: "yarn", factor: 4, original_max_position_embeddings: 8, attention_factor: 1.2 }), /gives YaRN an attention_factor of its own \(1\.2\)/],
       [(c) => (c.head_dim = 5), /has head_dim 5, which RoPE cannot turn \(an odd width\); fix: import a model whose heads are of an even width/],
       [(c) => (c.model_type = "qwen3_next"), /holds a qwen3_next model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory/],
       [(c) => (c.vocab_size = "40"), /has a config\.json pleat cannot read \(.*vocab_size/],
@@ -235,12 +237,9 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.n_shared_experts = 0), /has no shared experts \(n_shared_experts 0\)/],
     ]
     for (const [change, expected] of dots1Cases) expect(refused(["import", "--model-dir", withConfig(dots1, change), "--out", out])).toMatch(expected)
-    // DeepSeek-V3: YaRN (which also scales transformers' softmax), biases and latent norms pleat's multi-latent attention has not.
+    // DeepSeek-V3: a YaRN factor below 1, biases and latent norms pleat's multi-latent attention has not.
     const deepseekCases: ReadonlyArray<[(c: Record<string, unknown>) => void, RegExp]> = [
-      [
-        (c) => (c.rope_scaling = { type: "yarn", factor: 40, mscale_all_dim: 1 }),
-        /scales RoPE \(rope_type default, rope_scaling \{"type":"yarn","factor":40,"mscale_all_dim":1\}\); fix: import a model with plain RoPE/,
-      ],
+      [(c) => (c.rope_scaling = { type: "yarn", factor: 0.5, original_max_position_embeddings: 8 }), /gives YaRN a factor of 0\.5; fix: .*a factor of 1 or more/],
       [(c) => (c.attention_bias = true), /has attention_bias true \(biases on q_a_proj, kv_a_proj_with_mqa and o_proj\)/],
       [(c) => (c.rms_norm_eps = 1e-5), /has rms_norm_eps 0\.00001, where transformers' q_a_layernorm and kv_a_layernorm keep 1e-6/],
       [(c) => (c.norm_topk_prob = false), /has norm_topk_prob false; fix: pleat renormalizes sigmoid probs over the top-k .*deepseek_v3 model/],
@@ -320,7 +319,7 @@ describe("DeepSeek-V3's rotary rows", () => {
 sayIfSkipped("pleat import")
 
 describe.skipIf(python === undefined)("models transformers made", () => {
-  test("import into the loss transformers computes (Mixtral; Qwen2-MoE with a dense layer; Qwen3-MoE; dots1; DeepSeek-V3 with rope_interleave true and false)", async () => {
+  test("import into the loss transformers computes (Mixtral; Qwen2-MoE with a dense layer; Qwen3-MoE; dots1; DeepSeek-V3 with rope_interleave true and false, and with YaRN)", async () => {
     const made = fresh("import-transformers")
     const script = `
 import torch, sys
@@ -350,11 +349,12 @@ with torch.no_grad():
   for p in d.parameters(): p.normal_(0, 0.3)
   for l in d.model.layers[1:]: l.mlp.gate.e_score_correction_bias.normal_(0, 0.2)
 d.save_pretrained(sys.argv[1] + "/dots1")
-for name, interleave, q_lora in [("deepseek", True, 12), ("deepseek-rotate-half", False, None)]:
+yarn = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0, "original_max_position_embeddings": 4, "mscale": 1.0, "mscale_all_dim": 0.7, "beta_fast": 8.0, "beta_slow": 2.0}
+for name, interleave, q_lora, rope in [("deepseek", True, 12, None), ("deepseek-rotate-half", False, None, None), ("deepseek-yarn", True, 12, yarn)]:
   v = DeepseekV3ForCausalLM(DeepseekV3Config(vocab_size=40, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, num_hidden_layers=3,
     num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=2, n_group=4, topk_group=1, first_k_dense_replace=1,
     norm_topk_prob=True, routed_scaling_factor=2.0, max_position_embeddings=64, q_lora_rank=q_lora, kv_lora_rank=8, qk_nope_head_dim=4,
-    qk_rope_head_dim=6, v_head_dim=5, rope_interleave=interleave))
+    qk_rope_head_dim=6, v_head_dim=5, rope_interleave=interleave, **({} if rope is None else {"rope_parameters": rope})))
   with torch.no_grad():
     for p in v.parameters(): p.normal_(0, 0.3)
     for l in v.model.layers[1:]: l.mlp.gate.e_score_correction_bias.normal_(0, 0.2)
@@ -366,7 +366,8 @@ for name, interleave, q_lora in [("deepseek", True, 12), ("deepseek-rotate-half"
     // Qwen3-MoE: heads of width 6 (hidden 16 / 4 heads would be 4), q/k norms, MoE in layer 1 only (decoder_sparse_step 2).
     // dots1: sigmoid routing with non-zero expert biases, 4 groups keeping 1, scaling 2, two shared experts' widths, a dense first layer.
     // DeepSeek-V3: dots1's MoE with multi-latent attention, rotary pairs interleaved with a query latent, rotate-half without one.
-    for (const name of ["mixtral", "qwen", "qwen3", "dots1", "deepseek", "deepseek-rotate-half"]) {
+    // DeepSeek-V3 with YaRN: factor 40 over 4 positions, its softmax factor from mscale_all_dim 0.7.
+    for (const name of ["mixtral", "qwen", "qwen3", "dots1", "deepseek", "deepseek-rotate-half", "deepseek-yarn"]) {
       const dir = path.join(made, name)
       const out = path.join(fresh("import-tf-out"), "ckpt")
       const r = await run(["import", "--model-dir", dir, "--out", out])

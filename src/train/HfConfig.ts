@@ -5,7 +5,7 @@
  * The keys below are decoded with a Schema (others ignored), with transformers' defaults for
  * those left out (by model_type). Everything pleat's model cannot compute as transformers would
  * is refused, naming the key and the fix (a ConfigError on --model-dir): another architecture, an
- * activation other than silu, an odd head width, a sliding window, RoPE scaling, MoE layers that
+ * activation other than silu, an odd head width, a sliding window, RoPE scaling other than YaRN (HfRope), MoE layers that
  * are not K, K + N, K + 2N, ... (pleat's --dense-first K --moe-every N; decoder_sparse_step N is
  * K = N - 1), a Qwen2-MoE without its shared expert.
  *
@@ -21,8 +21,7 @@
  *   deepseek_v3 dots1's MoE with multi-latent attention (--multi-latent-attention: q_lora_rank,
  *               null for none, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim);
  *               its rotary rows interleaved unless rope_interleave is false (HfLayout.ropeRow);
- *               refused: RoPE scaling (YaRN also changes transformers' softmax scale),
- *               attention_bias, rms_norm_eps other than 1e-6 (its latent norms' epsilon)
+ *               refused: attention_bias, rms_norm_eps other than 1e-6 (its latent norms' epsilon)
  * A head_dim other than hidden_size / num_attention_heads (every Qwen3) becomes --head-dim.
  */
 import * as ConfigError from "../errors/ConfigError.js"
@@ -31,6 +30,7 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Schema from "effect/Schema"
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import type * as HfLayout from "./HfLayout.js"
+import * as HfRope from "./HfRope.js"
 import type * as ModelConfig from "./ModelConfig.js"
 
 const count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
@@ -61,8 +61,8 @@ export const HfConfig = Schema.Struct({
   mlp_only_layers: Schema.optional(Schema.NullOr(Schema.Array(natural))),
   rms_norm_eps: Schema.optional(positive),
   rope_theta: Schema.optional(positive),
-  rope_parameters: Schema.optional(Schema.NullOr(Schema.Struct({ rope_type: Schema.optional(Schema.String), rope_theta: Schema.optional(positive) }))),
-  rope_scaling: Schema.optional(Schema.Unknown),
+  rope_parameters: Schema.optional(Schema.NullOr(HfRope.RopeKeys)),
+  rope_scaling: Schema.optional(Schema.NullOr(HfRope.RopeKeys)),
   tie_word_embeddings: Schema.optional(Schema.Boolean),
   sliding_window: Schema.optional(Schema.NullOr(Schema.Number)),
   use_sliding_window: Schema.optional(Schema.Boolean),
@@ -220,12 +220,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
       `has a sliding window (sliding_window ${c.sliding_window}) in config.json`,
       "pleat's attention is full causal: set sliding_window to null in config.json if you train on sequences no longer than the window",
     )
-  const ropeType = c.rope_parameters?.rope_type ?? "default"
-  if (ropeType !== "default" || (c.rope_scaling !== undefined && c.rope_scaling !== null))
-    throw refuse(
-      `scales RoPE (rope_type ${ropeType}${c.rope_scaling === undefined || c.rope_scaling === null ? "" : `, rope_scaling ${JSON.stringify(c.rope_scaling)}`})`,
-      "import a model with plain RoPE (rope_type default)",
-    )
+  const yarn = HfRope.yarnOf(c, refuse)
   const layers = c.num_hidden_layers
   // Each architecture's own key first (the Hub's configs), the other as transformers 5 may save it.
   const experts = (c.model_type === "mixtral" ? (c.num_local_experts ?? c.num_experts) : (c.n_routed_experts ?? c.num_experts ?? c.num_local_experts)) ?? d.experts
@@ -289,6 +284,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
     ...(c.model_type === "qwen3_moe" || c.model_type === "dots1" ? { qkNorm: true } : {}),
     ...(mla === undefined ? {} : { mla }),
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,
+    ...(yarn === undefined ? {} : { ropeScaling: yarn }),
     normEps: c.rms_norm_eps ?? d.normEps,
     moe,
   }

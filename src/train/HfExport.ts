@@ -19,8 +19,8 @@
  *               pleat has (DeepSeek-V3's own uses MLA).
  *   deepseek-v3 dots1's MoE (the same router and shared experts) with multi-latent attention
  *               (--multi-latent-attention: q_a_proj/q_a_layernorm/q_b_proj or q_proj,
- *               kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj), rope_scaling null (transformers'
- *               softmax scale is then pleat's 1/sqrt(dn + dr)), --norm-eps 1e-6 (transformers'
+ *               kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj), YaRN's softmax factor from
+ *               mscale_all_dim as pleat's (LatentAttention), --norm-eps 1e-6 (transformers'
  *               latent norms have that epsilon whatever rms_norm_eps says).
  * Decision: deepseek-v3 is written with rope_interleave true, its rotary rows permuted into
  * DeepSeek's interleaved pairs (HfLayout.ropeRow), the layout of DeepSeek's own checkpoints, so
@@ -32,7 +32,8 @@
  * `auto` takes the first that fits. Token dropping (--capacity-factor) is a training device:
  * transformers runs the experts dropless, as Megatron-trained models are served.
  *
- * RMSNorm's epsilon and RoPE's base are the model's (--norm-eps, --rope-theta).
+ * RMSNorm's epsilon and RoPE's base are the model's (--norm-eps, --rope-theta), and its YaRN
+ * (--rope-type yarn) in both key styles (HfRope).
  * What matches, element for element (properties/train/HfExport.prop.ts: an independent reading
  * of transformers' two models; properties/cli/ExportCommand.test.ts: transformers itself):
  * RMSNorm and RoPE in the rotate-half layout, head-major q, k, v
@@ -50,6 +51,7 @@ import * as ModelContext from "../model/ModelContext.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as Checkpoint from "./Checkpoint.js"
 import * as HfLayout from "./HfLayout.js"
+import * as HfRope from "./HfRope.js"
 import * as Safetensors from "./Safetensors.js"
 
 const formats = HfLayout.formats
@@ -99,8 +101,6 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     return "it has no multi-latent attention (--multi-latent-attention), which every DeepSeek-V3 attention has (a sigmoid-routed model with --qk-norm is a dots1)"
   if (format !== "deepseek-v3" && m.mla !== undefined) return `it has multi-latent attention (--multi-latent-attention), which ${name} has not (deepseek-v3 has)`
   if ((m.mtpLayers ?? 0) > 0) return `it has multi-token prediction layers (--mtp-num-layers ${m.mtpLayers}), which pleat's ${name} export does not write`
-  // transformers would scale RoPE by rope_scaling; pleat writes plain RoPE only (rope_scaling null).
-  if (m.ropeScaling !== undefined) return `it scales RoPE with YaRN (--rope-type yarn, factor ${m.ropeScaling.factor}), which pleat's ${name} export does not write`
   const router = routerProblem(m, format)
   if (router !== undefined) return router
   if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
@@ -238,8 +238,7 @@ const config = (m: Model, format: Format, dtype: WeightDtype): Record<string, un
     hidden_act: "silu",
     max_position_embeddings: m.seq,
     rms_norm_eps: m.normEps ?? ModelContext.defaultNormEps,
-    rope_theta: ropeTheta,
-    rope_parameters: { rope_type: "default", rope_theta: ropeTheta },
+    ...HfRope.keysOf(ropeTheta, m.ropeScaling),
     attention_dropout: 0,
     tie_word_embeddings: m.untieEmbeddings !== true,
     num_experts_per_tok: m.topk,
@@ -281,8 +280,6 @@ const config = (m: Model, format: Format, dtype: WeightDtype): Record<string, un
       v_head_dim: s.vHeadDim,
       // The rotary rows are written interleaved (tensors), as DeepSeek's checkpoints are.
       rope_interleave: true,
-      // No YaRN: transformers' softmax scale is then 1/sqrt(qk_head_dim), pleat's.
-      rope_scaling: null,
       attention_bias: false,
       // What the Hub's DeepSeek-V3 configs say of the router, for the tools that read them (transformers does not).
       topk_method: "noaux_tc",

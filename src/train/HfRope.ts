@@ -1,0 +1,97 @@
+/**
+ * HfRope: RoPE's settings in a Hugging Face config.json, both ways: plain (rope_type default)
+ * or YaRN (rope_type yarn: factor, original_max_position_embeddings, beta_fast, beta_slow,
+ * mscale, mscale_all_dim), as transformers 5 saves them (`rope_parameters`, the base inside)
+ * and as the Hub's configs and transformers 4 do (`rope_theta` and `rope_scaling`, its type
+ * under `type` or `rope_type`).
+ *
+ * transformers' YaRN is pleat's (RopeScaling, checked against `_compute_yarn_parameters`):
+ * frequencies and attention factor, and DeepSeek-V3's softmax factor from mscale_all_dim.
+ * Reading: beta_fast and beta_slow absent (or 0, as transformers' `or` reads them) are 32 and 1;
+ * mscale or mscale_all_dim absent are 0 (transformers' attention factor then ignores both, as
+ * pleat's does for a 0). Refused, naming the key: another rope_type, an explicit
+ * attention_factor, truncate false, partial_rotary_factor other than 1, a factor below 1 or
+ * missing, no original_max_position_embeddings.
+ */
+import * as Schema from "effect/Schema"
+import type * as ConfigError from "../errors/ConfigError.js"
+import * as RopeScaling from "../tensor/ops/RopeScaling.js"
+
+/**
+ * The RoPE keys a config may hold, in `rope_parameters` or `rope_scaling`.
+ * @category models
+ */
+export const RopeKeys = Schema.Struct({
+  rope_type: Schema.optional(Schema.NullOr(Schema.String)),
+  type: Schema.optional(Schema.NullOr(Schema.String)),
+  rope_theta: Schema.optional(Schema.NullOr(Schema.Number)),
+  factor: Schema.optional(Schema.NullOr(Schema.Number)),
+  original_max_position_embeddings: Schema.optional(Schema.NullOr(Schema.Number)),
+  beta_fast: Schema.optional(Schema.NullOr(Schema.Number)),
+  beta_slow: Schema.optional(Schema.NullOr(Schema.Number)),
+  mscale: Schema.optional(Schema.NullOr(Schema.Number)),
+  mscale_all_dim: Schema.optional(Schema.NullOr(Schema.Number)),
+  attention_factor: Schema.optional(Schema.NullOr(Schema.Number)),
+  truncate: Schema.optional(Schema.NullOr(Schema.Boolean)),
+  partial_rotary_factor: Schema.optional(Schema.NullOr(Schema.Number)),
+})
+
+type Keys = typeof RopeKeys.Type
+
+/** A config's RoPE keys: transformers 5's `rope_parameters` and the legacy `rope_scaling`. */
+interface Held {
+  readonly rope_parameters?: Keys | null | undefined
+  readonly rope_scaling?: Keys | null | undefined
+}
+
+const typeOf = (k: Keys | null | undefined): string => k?.rope_type ?? k?.type ?? "default"
+
+/**
+ * The YaRN of a config, or undefined for plain RoPE; throws `refuse(reason, fix)` for what
+ * pleat's RoPE cannot be.
+ * @category constructors
+ */
+export const yarnOf = (c: Held, refuse: (reason: string, fix: string) => ConfigError.ConfigError): RopeScaling.Yarn | undefined => {
+  const keys = typeOf(c.rope_parameters) !== "default" ? c.rope_parameters : c.rope_scaling
+  const type = typeOf(keys)
+  if (keys === undefined || keys === null || type === "default") return undefined
+  const fix = "import a model with plain RoPE or YaRN as transformers writes it"
+  if (type !== "yarn") throw refuse(`scales RoPE with rope_type ${type}`, `${fix} (rope_type default or yarn)`)
+  if (keys.attention_factor !== undefined && keys.attention_factor !== null)
+    throw refuse(`gives YaRN an attention_factor of its own (${keys.attention_factor})`, `${fix}: the factor from mscale and mscale_all_dim`)
+  if (keys.truncate === false) throw refuse("gives YaRN truncate false", `${fix} (truncate true, its default)`)
+  if ((keys.partial_rotary_factor ?? 1) !== 1)
+    throw refuse(`rotates a part of each head (partial_rotary_factor ${keys.partial_rotary_factor})`, "import a model that rotates whole heads")
+  const factor = keys.factor
+  if (factor === undefined || factor === null || !(factor >= 1)) throw refuse(`gives YaRN a factor of ${factor}`, `${fix}: a factor of 1 or more`)
+  const original = keys.original_max_position_embeddings
+  if (original === undefined || original === null || !Number.isSafeInteger(original) || original < 1)
+    throw refuse(`gives YaRN no original_max_position_embeddings (${original})`, `${fix}: the pretraining length as original_max_position_embeddings`)
+  return {
+    factor,
+    originalMaxPositions: original,
+    betaFast: keys.beta_fast || RopeScaling.yarnDefaults.betaFast,
+    betaSlow: keys.beta_slow || RopeScaling.yarnDefaults.betaSlow,
+    mscale: keys.mscale ?? 0,
+    mscaleAllDim: keys.mscale_all_dim ?? 0,
+  }
+}
+
+/**
+ * The RoPE keys of a config.json for RoPE of base `theta`, YaRN-scaled by `yarn` (both key
+ * styles: transformers 5's rope_parameters and the legacy rope_theta with rope_scaling).
+ * @category constructors
+ */
+export const keysOf = (theta: number, yarn: RopeScaling.Yarn | undefined): Record<string, unknown> => {
+  if (yarn === undefined) return { rope_theta: theta, rope_parameters: { rope_type: "default", rope_theta: theta }, rope_scaling: null }
+  const scaling = {
+    factor: yarn.factor,
+    original_max_position_embeddings: yarn.originalMaxPositions,
+    beta_fast: yarn.betaFast,
+    beta_slow: yarn.betaSlow,
+    // 0 is "not given" in pleat as absent is in transformers.
+    ...(yarn.mscale === 0 ? {} : { mscale: yarn.mscale }),
+    ...(yarn.mscaleAllDim === 0 ? {} : { mscale_all_dim: yarn.mscaleAllDim }),
+  }
+  return { rope_theta: theta, rope_parameters: { rope_type: "yarn", rope_theta: theta, ...scaling }, rope_scaling: { type: "yarn", rope_type: "yarn", ...scaling } }
+}
