@@ -6,7 +6,9 @@
 // loss; depth 1 learns the token two places ahead (on data where only that one is predictable
 // half the time, its loss settles between the misaligned targets'); the shifted tokens;
 // checkpoint identity and export's refusal; FLOPs; refusals.
+import * as Schema from "effect/Schema"
 import { describe, expect, test } from "vitest"
+import * as ModelFile from "../../src/plan/ModelFile.js"
 import * as ModelFlops from "../../src/plan/ModelFlops.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as MultiTokenPrediction from "../../src/model/MultiTokenPrediction.js"
@@ -103,6 +105,9 @@ describe("training with multi-token prediction", () => {
     // Megatron's: the same layers, 3 x 2 x D (3h + 2h^2) for the norms and projections, D more logits.
     const megatron = ModelFlops.perStep({ ...m, layers: 4 }, 32, 4) + 4 * 32 * (6 * 2 * (3 * h + 2 * h * h) + 6 * h * m.vocab * 2)
     expect(ModelFlops.perStep(withMtp, 32, 4)).toBeCloseTo(megatron, 3)
+    // A plan model file takes them too.
+    const file = { hidden: 64, layers: 2, heads: 4, experts: 8, topk: 2, moeFfn: 32, vocab: 32, seq: 32, mtpLayers: 2 }
+    expect(ModelFile.toModel(Schema.decodeUnknownSync(ModelFile.ModelFile)(file), "m").model.mtpLayers).toBe(2)
   })
 
   test("what cannot run is refused naming the flag and the fix", () => {

@@ -5,7 +5,8 @@
  * kvHeads defaults to heads, moeEvery to 1 (every layer MoE), denseFirst to 0, headDim to hidden / heads, ffn (the dense layers' MLP) to
  * moeFfn, seq to none (then --seq is required); sharedExpertFfn, sharedExpertGate,
  * untieEmbeddings and mla (multi-latent attention's widths: kvLoraRank, qkHeadDim, qkPosEmbHeadDim,
- * vHeadDim, and qLoraRank, absent for none; kvHeads then defaults to heads as it must be) are optional; `name` names it in the output (else the file's name).
+ * vHeadDim, and qLoraRank, absent for none; kvHeads then defaults to heads as it must be) and
+ * mtpLayers (multi-token prediction layers, on the last stage) are optional; `name` names it in the output (else the file's name).
  * Unknown keys are errors, so a misspelt key is never silently ignored.
  */
 import * as Schema from "effect/Schema"
@@ -35,6 +36,8 @@ export const ModelFile = Schema.Struct({
   sharedExpertFfn: Schema.optionalKey(Count),
   sharedExpertGate: Schema.optionalKey(Schema.Boolean),
   untieEmbeddings: Schema.optionalKey(Schema.Boolean),
+  /** Multi-token prediction layers (on the last stage). */
+  mtpLayers: Schema.optionalKey(Count),
   /** Multi-latent attention's widths (LatentAttention.LatentSizes; qLoraRank absent or 0: no query latent). */
   mla: Schema.optionalKey(
     Schema.Struct({
@@ -71,5 +74,6 @@ export const toModel = (file: typeof ModelFile.Type, fallbackName: string): { re
     ...(file.sharedExpertGate === undefined ? {} : { sharedExpertGate: file.sharedExpertGate }),
     ...(file.untieEmbeddings === undefined ? {} : { untieEmbeddings: file.untieEmbeddings }),
     ...(file.mla === undefined ? {} : { mla: { ...file.mla, qLoraRank: file.mla.qLoraRank ?? 0 } }),
+    ...(file.mtpLayers === undefined ? {} : { mtpLayers: file.mtpLayers }),
   },
 })

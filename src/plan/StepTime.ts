@@ -95,7 +95,9 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const hbm = cl.hbmGBps * 1e9 * c.hbmFraction
   // The stage's layers: the last rank's, or the most of the others' (equal unless the split is uneven).
   const split = StageLayers.of(StageLayers.splitOf(m, map))
-  const layers = last ? split.last : Math.max(split.first, split.middle)
+  // The last stage also runs the multi-token prediction layers, each a layer and an output layer more.
+  const mtp = ModelContext.mtpLayersOf(m)
+  const layers = last ? split.last + mtp : Math.max(split.first, split.middle)
   const moeShare = ModelFlops.moeLayers(m) / m.layers
   const rows = (map.microBatch * job.seq) / map.cp // a TP group's tokens
   const tokens = rows / map.tp // one rank's sequence-parallel share
@@ -113,14 +115,14 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const router = gemm(peak, tokens, m.experts, h)
   const shared = m.sharedExpertFfn === undefined ? 0 : mlp(m.sharedExpertFfn)
   const forwardGemm = attentionGemms + moeShare * (experts + router + shared) + (1 - moeShare) * mlp(m.ffn)
-  const head = last ? gemm(gemmPeak, rows, m.vocab / map.tp, h) : 0
+  const head = last ? (1 + mtp) * gemm(gemmPeak, rows, m.vocab / map.tp, h) : 0
   const chunk = job.seq / (2 * map.cp)
   const attentionForward = (2 * map.microBatch * job.seq * job.seq * h) / (map.cp * map.tp) / (peak * c.attentionPeakFraction * (chunk / (chunk + c.attentionHalfLength)))
   const elementwiseForward =
     tokens * h * c.attentionElementwiseBytes +
     moeShare * tokens * (8 * h + k * (8 * h + 6 * m.moeFfn) + 6 * (m.sharedExpertFfn ?? 0)) +
     (1 - moeShare) * tokens * (8 * h + 6 * m.ffn)
-  const lossElementwise = last ? (12 * rows * m.vocab) / map.tp : 0
+  const lossElementwise = last ? ((1 + mtp) * 12 * rows * m.vocab) / map.tp : 0
   // Full recomputation runs each layer's forward again, its communication included (a quarter
   // of the layer's TP, ETP and all-to-all traffic, a third of the CP ring's).
   const recomputeCompute =
