@@ -3,7 +3,7 @@
 // the embedding's copy on the last stage, vpp, untied embeddings, dense and MoE MTP blocks,
 // expert bias, full recompute, the distributed optimizer on a device, worker threads); a weight
 // of 0 trains exactly as the model without MTP; the objective adds (weight / D) x each depth's
-// loss; depth 1 learns the token two places ahead (on data where only that one is predictable
+// loss, an evaluation reports the language model's alone; depth 1 learns the token two places ahead (on data where only that one is predictable
 // half the time, its loss settles between the misaligned targets'); the shifted tokens;
 // checkpoint identity and export's refusal; FLOPs; refusals.
 import * as Schema from "effect/Schema"
@@ -16,7 +16,7 @@ import * as Checkpoint from "../../src/train/Checkpoint.js"
 import * as StepFlops from "../../src/train/StepFlops.js"
 import { fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
-import { records, uint16File } from "./tokenFiles.js"
+import { records, uint16File, walk } from "./tokenFiles.js"
 
 const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
 const small = ["--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40"]
@@ -50,6 +50,12 @@ describe("training with multi-token prediction", () => {
     const depths = (on?.moe ?? []).filter((l) => l.layer >= 2).map((l) => l.losses.mtp_loss as number)
     expect(depths).toHaveLength(2)
     expect((on?.loss as number) - (off[0]?.loss as number)).toBeCloseTo((0.5 / 2) * ((depths[0] as number) + (depths[1] as number)), 12)
+    // An evaluation reports the language model's loss alone: as without MTP, from the same weights.
+    const heldOut = ["--steps", "0", "--eval-data", uint16File(walk(400, 3)), "--eval-batches", "2"]
+    const evalLoss = async (flags: ReadonlyArray<string>) => records((await run([...base, ...heldOut, ...flags])).out, "eval")[0]?.evalLoss
+    const [withMtp, without] = [await evalLoss(["--mtp-num-layers", "2", "--mtp-loss-scaling-factor", "0.5"]), await evalLoss([])]
+    expect(without).toBeGreaterThan(1)
+    expect(withMtp).toBe(without)
   }, 60_000)
 
   test("depth 1 predicts the token two places ahead", async () => {

@@ -16,7 +16,7 @@ import * as Effect from "effect/Effect"
 import type { Communicator } from "../comm/Communicator.js"
 import * as Operator from "../dataflow/Operator.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
-import { add, scale } from "../tensor/ops/Elementwise.js"
+import { scale } from "../tensor/ops/Elementwise.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Block from "./Block.js"
 import * as Embedding from "./Embedding.js"
@@ -43,6 +43,12 @@ export interface Chunk {
 export interface ChunkOutput {
   readonly hidden: TensorLayout.WithLayout | undefined
   readonly loss: Tensor.Tensor | undefined
+  /**
+   * The multi-token prediction layers' share of the objective (MultiTokenPrediction), scaled as
+   * `loss`, on the last chunk of a model with them: part of what the step trains and reports,
+   * not of the language-model loss an evaluation reports.
+   */
+  readonly mtp?: Tensor.Tensor | undefined
   readonly aux: Tensor.Tensor
   /** Rows each local expert processed, per MoE layer of the chunk (for load imbalance). */
   readonly expertRows: ReadonlyArray<ReadonlyArray<number>>
@@ -110,9 +116,10 @@ function* forwardSteps(layerOperators: LayerOperators, c: ModelContext.ModelCont
   // layers' terms and their losses join the chunk's).
   const added = ModelContext.mtpLayersOf(c.sizes) > 0 ? yield* MultiTokenPrediction.run(c, tokens, x, l.hidden) : undefined
   const after = added?.after ?? x
-  const head = (yield* Head.make(c, tokens.targets, l).run(x)).tensor
-  const loss = added === undefined ? head : add(head, added.loss)
-  return { hidden: undefined, loss, aux: scale(after.aux, 1 / c.microBatchesPerStep), expertRows: after.expertRows, moeStats: after.moeStats ?? [] } satisfies ChunkOutput
+  const loss = (yield* Head.make(c, tokens.targets, l).run(x)).tensor
+  const aux = scale(after.aux, 1 / c.microBatchesPerStep)
+  if (added === undefined) return { hidden: undefined, loss, aux, expertRows: after.expertRows, moeStats: after.moeStats ?? [] } satisfies ChunkOutput
+  return { hidden: undefined, loss, mtp: added.loss, aux, expertRows: after.expertRows, moeStats: after.moeStats ?? [] } satisfies ChunkOutput
 }
 
 /**

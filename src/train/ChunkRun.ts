@@ -112,7 +112,7 @@ function* forwardSteps(c: ChunkInput) {
   // NOTE: the activation leaves without its tape (same storage); the receiver starts its own.
   const output = out.hidden === undefined ? undefined : TensorLayout.attach(Tensor.detach(out.hidden.tensor), out.hidden.layout)
   // A forward that no backward follows (evaluation): its activations serve the next micro-batch.
-  const release = () => ActivationRelease.release(tape.recorded(), since, [out.hidden?.tensor, out.loss, out.aux])
+  const release = () => ActivationRelease.release(tape.recorded(), since, [out.hidden?.tensor, out.loss, out.mtp, out.aux])
   // What the tape keeps for the backward (RankMemory's activation peak).
   return { out, forwarded: { output, backward } satisfies Interpreter.Forwarded<unknown, never>, keptBytes: tape.savedBytes(), release }
 }
@@ -125,7 +125,7 @@ function* backwardSteps(c: ChunkInput, tape: Tape.Tape, out: Mixtral.ChunkOutput
   const nodes = tape.recorded()
   yield* tape.backwardEffect(root)
   // The forward's activations are dead now: their storage serves the next micro-batch.
-  ActivationRelease.release(nodes, since, [out.hidden?.tensor, out.loss, out.aux, root])
+  ActivationRelease.release(nodes, since, [out.hidden?.tensor, out.loss, out.mtp, out.aux, root])
   return input === undefined ? undefined : (input.grad ?? Tensor.zeros(input.shape, { dtype: input.dtype, device: input.device }))
 }
 
@@ -150,7 +150,8 @@ const stepCopy = (copies: Map<RankParams.Held, Tensor.Tensor> | undefined, held:
 
 /** What the backward starts from: the loss, or the output against the gradient received. */
 const rootOf = (out: Mixtral.ChunkOutput, outputGradient: Tensor.Tensor | undefined): Tensor.Tensor | undefined => {
-  if (out.loss !== undefined) return add(out.loss, out.aux)
+  // The objective: the loss, the multi-token prediction term where the model has one, the aux terms.
+  if (out.loss !== undefined) return add(out.mtp === undefined ? out.loss : add(out.loss, out.mtp), out.aux)
   if (out.hidden === undefined || outputGradient === undefined) return undefined
   return add(seed(out.hidden.tensor, outputGradient), out.aux)
 }

@@ -269,6 +269,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
         })
         // The losses' values come down without blocking (a device's sums of them included).
         if (out.loss !== undefined && place.tp === 0) lossShare += (yield* hostValues(out.loss))[0] as number
+        if (out.mtp !== undefined && place.tp === 0) lossShare += (yield* hostValues(out.mtp))[0] as number
         lossShare += (yield* hostValues(out.aux))[0] as number
         activations.keep(keptBytes)
         return { output: forwarded.output, backward: (g: Tensor.Tensor | undefined) => Effect.tap(forwarded.backward(g), () => Effect.sync(() => activations.release(keptBytes))) }
