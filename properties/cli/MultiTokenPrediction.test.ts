@@ -5,15 +5,20 @@
 // of 0 trains exactly as the model without MTP; the objective adds (weight / D) x each depth's
 // loss, an evaluation reports the language model's alone; depth 1 learns the token two places ahead (on data where only that one is predictable
 // half the time, its loss settles between the misaligned targets'); the shifted tokens;
-// checkpoint identity and export's refusal; FLOPs; refusals.
+// checkpoint identity; deepseek-v3 export and import (DeepSeek's layers past the last, their
+// copies of the embedding checked), other formats' refusal; FLOPs; refusals.
 import * as Schema from "effect/Schema"
+import { readFileSync, writeFileSync } from "node:fs"
+import path from "node:path"
 import { describe, expect, test } from "vitest"
 import * as ModelFile from "../../src/plan/ModelFile.js"
 import * as ModelFlops from "../../src/plan/ModelFlops.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as MultiTokenPrediction from "../../src/model/MultiTokenPrediction.js"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
+import * as Safetensors from "../../src/train/Safetensors.js"
 import * as StepFlops from "../../src/train/StepFlops.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
 import { fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
 import { records, uint16File, walk } from "./tokenFiles.js"
@@ -90,16 +95,47 @@ describe("training with multi-token prediction", () => {
     const ckpt = fresh("mtp")
     expect((await run(["train", ...oneRank, ...small, "--layers", "2", "--mtp-num-layers", "1", "--steps", "1", "--save", ckpt])).status).toBe(0)
     expect(Checkpoint.manifest(ckpt).model.mtpLayers).toBe(1)
-    // No Hugging Face format pleat writes holds MTP layers: export says so, dropping nothing.
+    // Formats other than deepseek-v3 hold no MTP layers: export says so, dropping nothing.
     const exported = await run(["export", "--checkpoint", ckpt, "--out", `${fresh("mtp-export")}/out`, "--format", "mixtral"])
     expect(exported.status).toBe(2)
-    expect(exported.err).toContain("it has multi-token prediction layers (--mtp-num-layers 1), which pleat's Mixtral export does not write")
+    expect(exported.err).toContain("it has multi-token prediction layers (--mtp-num-layers 1), which Mixtral has not (deepseek-v3 holds them as DeepSeek's layers past the last)")
     const without = await run(["train", ...oneRank, ...small, "--layers", "2", "--steps", "2", "--resume", ckpt])
     expect(without.status).toBe(2)
     expect(without.err).toContain("(mtpLayers 1; this run has mtpLayers 0)")
     const weighted = await run(["train", ...oneRank, ...small, "--layers", "2", "--mtp-num-layers", "1", "--mtp-loss-scaling-factor", "0.3", "--steps", "2", "--resume", ckpt])
     expect(weighted.status, weighted.err).toBe(0)
   }, 60_000)
+
+  test("deepseek-v3 export writes them as DeepSeek's layers past the last, and import reads them back bit for bit", async () => {
+    const flags = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1", "--model", "deepseek-v3", "--scale", "64", "--seq", "16", "--vocab", "40"]
+    const ckpt = fresh("mtp-hf")
+    expect((await run(["train", ...flags, "--mtp-num-layers", "1", "--steps", "3", "--dtype", "float64", "--save", ckpt])).status).toBe(0)
+    const hf = path.join(fresh("mtp-hf-out"), "model")
+    expect((await run(["export", "--checkpoint", ckpt, "--out", hf, "--dtype", "float64"])).status).toBe(0)
+    const config = JSON.parse(readFileSync(path.join(hf, "config.json"), "utf8")) as { num_hidden_layers: number; num_nextn_predict_layers: number }
+    expect([config.num_hidden_layers, config.num_nextn_predict_layers]).toEqual([2, 1])
+    const tensors = Safetensors.read(readFileSync(path.join(hf, "model.safetensors")))
+    for (const name of ["embed_tokens", "enorm", "hnorm", "eh_proj", "shared_head.norm", "shared_head.head", "self_attn.kv_b_proj", "mlp.gate"])
+      expect(tensors.has(`model.layers.2.${name}.weight`), name).toBe(true)
+    const back = path.join(fresh("mtp-hf-back"), "ckpt")
+    expect((await run(["import", "--model-dir", hf, "--out", back, "--dtype", "float64"])).status).toBe(0)
+    expect(Checkpoint.manifest(back).model.mtpLayers).toBe(1)
+    const [before, after] = [Checkpoint.values(ckpt).values, Checkpoint.values(back).values]
+    expect([...after.keys()].sort()).toEqual([...before.keys()].sort())
+    for (const [name, t] of before) expect(Tensor.toArray(after.get(name) as Tensor.Tensor), name).toEqual(Tensor.toArray(t))
+    // A copy of the embedding unlike the model's is refused: pleat's MTP layers share it.
+    const bytes = readFileSync(path.join(hf, "model.safetensors"))
+    // The copy's first value, where the file's header says its bytes start.
+    const headerLength = Number(bytes.readBigUInt64LE(0))
+    const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8")) as Record<string, { data_offsets: [number, number] }>
+    const at = 8 + headerLength + (header["model.layers.2.embed_tokens.weight"]?.data_offsets[0] as number)
+    new DataView(bytes.buffer, bytes.byteOffset + at, 8).setFloat64(0, 123.5, true)
+    expect(Safetensors.read(bytes).get("model.embed_tokens.weight")?.values[0]).not.toBe(123.5)
+    writeFileSync(path.join(hf, "model.safetensors"), bytes)
+    const refusedImport = await run(["import", "--model-dir", hf, "--out", path.join(fresh("mtp-hf-bad"), "ckpt")])
+    expect(refusedImport.status).toBe(2)
+    expect(refusedImport.err).toContain("holds model.layers.2.embed_tokens.weight unlike model.embed_tokens.weight, where pleat's model shares one embedding")
+  }, 120_000)
 
   test("FLOPs: each MTP layer is a layer, plus its projection and one more output layer", () => {
     const m: ModelConfig.ModelConfig = { ...ModelConfig.small, layers: 2, seq: 32 }

@@ -83,6 +83,7 @@ export const HfConfig = Schema.Struct({
   qk_rope_head_dim: Schema.optional(count),
   v_head_dim: Schema.optional(Schema.NullOr(count)),
   rope_interleave: Schema.optional(Schema.NullOr(Schema.Boolean)),
+  num_nextn_predict_layers: Schema.optional(Schema.NullOr(Schema.Number)),
 })
 
 /**

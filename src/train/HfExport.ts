@@ -100,7 +100,8 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   if (format === "deepseek-v3" && m.mla === undefined)
     return "it has no multi-latent attention (--multi-latent-attention), which every DeepSeek-V3 attention has (a sigmoid-routed model with --qk-norm is a dots1)"
   if (format !== "deepseek-v3" && m.mla !== undefined) return `it has multi-latent attention (--multi-latent-attention), which ${name} has not (deepseek-v3 has)`
-  if ((m.mtpLayers ?? 0) > 0) return `it has multi-token prediction layers (--mtp-num-layers ${m.mtpLayers}), which pleat's ${name} export does not write`
+  if ((m.mtpLayers ?? 0) > 0 && format !== "deepseek-v3")
+    return `it has multi-token prediction layers (--mtp-num-layers ${m.mtpLayers}), which ${name} has not (deepseek-v3 holds them as DeepSeek's layers past the last)`
   const router = routerProblem(m, format)
   if (router !== undefined) return router
   if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
@@ -284,7 +285,7 @@ const config = (m: Model, format: Format, dtype: WeightDtype): Record<string, un
       // What the Hub's DeepSeek-V3 configs say of the router, for the tools that read them (transformers does not).
       topk_method: "noaux_tc",
       scoring_func: "sigmoid",
-      num_nextn_predict_layers: 0,
+      num_nextn_predict_layers: m.mtpLayers ?? 0,
     }
   }
   // The Qwens' keys (after `common` where they are spread into the file).

@@ -16,7 +16,9 @@
  * Qwen2-MoE's biases (qkv_bias, true by transformers' default) become pleat's --qkv-bias.
  * DeepSeek-V3's rotary rows are read from DeepSeek's interleaved order (rope_interleave true,
  * transformers' default) or as they are (false) into pleat's rotate-half order; the layers past
- * num_hidden_layers (its multi-token-prediction modules) are left out, as transformers leaves them.
+ * num_hidden_layers (its multi-token-prediction modules, num_nextn_predict_layers) become pleat's
+ * --mtp-num-layers where the directory holds them (their copies of the embedding and output layer
+ * must equal the model's), and are left out otherwise, as transformers leaves them.
  *
  * The checkpoint is written as training writes one (CheckpointDirectory: step directory, rank
  * file, manifest last): a crash leaves none or the whole one.
@@ -126,6 +128,7 @@ const paramsOf = (
 ): Map<string, DType.Storage> => {
   const out = new Map<string, DType.Storage>()
   const placed = new Set<string>()
+  const firstFrom = new Map<string, string>()
   const storage = (name: string): DType.Storage => {
     const there = out.get(name)
     if (there !== undefined) return there
@@ -163,12 +166,22 @@ const paramsOf = (
         "pass a model directory whose weights match its config.json",
       )
     const into = storage(p.pleat)
-    if (p.kind === "same") into.set(t.values)
-    else {
-      // DeepSeek-V3's interleaved rotary rows back into pleat's rotate-half order first.
-      const hf = p.kind === "linear" && p.rope !== undefined && ropeInterleave ? HfLayout.interleaved(t.values, cols, rows, p.rope, false) : t.values
-      into.set(HfLayout.transposed(hf, 0, cols, rows), p.kind === "expert" ? p.expert * rows * cols : 0)
+    // DeepSeek-V3's interleaved rotary rows back into pleat's rotate-half order first.
+    const hf = p.kind === "linear" && p.rope !== undefined && ropeInterleave ? HfLayout.interleaved(t.values, cols, rows, p.rope, false) : t.values
+    const values = p.kind === "same" ? t.values : HfLayout.transposed(hf, 0, cols, rows)
+    // A tensor a second time (the copies of the embedding and output layer in DeepSeek's
+    // multi-token prediction layers): it must be what the first placed, which pleat shares.
+    const first = p.kind === "expert" ? undefined : firstFrom.get(p.pleat)
+    if (first !== undefined) {
+      // Compared as stored (rounded to the checkpoint's dtype).
+      const stored = DType.allocate(dtype, values.length)
+      stored.set(values)
+      if (stored.some((v, i) => v !== into[i]))
+        throw unusable(dir, `holds ${p.hf} unlike ${first}, where pleat's model shares one ${p.pleat}`, `import a ${format} model whose copies of ${first} are the same`)
+      continue
     }
+    if (p.kind !== "expert") firstFrom.set(p.pleat, p.hf)
+    into.set(values, p.kind === "expert" ? p.expert * rows * cols : 0)
   }
   const extra = [...tensors.keys()].filter(
     (name) =>
@@ -237,7 +250,11 @@ export const write = (request: Request): Written => {
   const outProblem = HfDirectory.outProblem(request.out, "checkpoint")
   if (outProblem !== undefined) throw outProblem
   const dir = read(request.modelDir)
-  const { model, format, ropeInterleave } = HfConfig.modelOf(dir.config, request.modelDir)
+  const decoded = HfConfig.modelOf(dir.config, request.modelDir)
+  const { format, ropeInterleave } = decoded
+  // DeepSeek-V3's multi-token prediction layers, where the directory holds them (transformers' own saves have none).
+  const mtp = format === "deepseek-v3" ? (dir.config.num_nextn_predict_layers ?? 0) : 0
+  const model: ModelConfig.ModelConfig = mtp > 0 && dir.tensors.has(`model.layers.${decoded.model.layers}.eh_proj.weight`) ? { ...decoded.model, mtpLayers: mtp } : decoded.model
   if (model.heads % model.kvHeads !== 0)
     throw unusable(
       request.modelDir,

@@ -52,6 +52,8 @@ export interface Sizes {
   readonly headDim?: number | undefined
   readonly qkNorm?: boolean | undefined
   readonly mla?: LatentAttention.LatentSizes | undefined
+  /** Multi-token prediction layers (deepseek-v3 only: DeepSeek's layers past the last). */
+  readonly mtpLayers?: number | undefined
 }
 
 /**
@@ -134,7 +136,7 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
   const linear = (hf: string, pleat: string, rope?: RopeRows) => out.push({ kind: "linear", hf, pleat, ...(rope === undefined ? {} : { rope }) })
   const headDim = ModelContext.headDim(m)
   same("model.embed_tokens.weight", "embedding")
-  for (let l = 0; l < m.layers; l++) {
+  const layer = (l: number) => {
     const p = `layers.${l}.`
     const hf = `model.layers.${l}.`
     same(`${hf}input_layernorm.weight`, `${p}attentionNorm`)
@@ -145,7 +147,7 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
       linear(`${hf}mlp.gate_proj.weight`, `${p}wGate`)
       linear(`${hf}mlp.up_proj.weight`, `${p}wUp`)
       linear(`${hf}mlp.down_proj.weight`, `${p}wDown`)
-      continue
+      return
     }
     const block = format === "mixtral" ? `${hf}block_sparse_moe.` : `${hf}mlp.`
     linear(`${block}gate.weight`, `${p}router`)
@@ -167,6 +169,23 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
       linear(`${block}shared_experts.up_proj.weight`, `${p}shared.wUp`)
       linear(`${block}shared_experts.down_proj.weight`, `${p}shared.wDown`)
     }
+  }
+  for (let l = 0; l < m.layers; l++) layer(l)
+  // Multi-token prediction (DeepSeek-V3's checkpoints: model.layers.L.* past the last layer): the
+  // joining norms and projection, the block, its norm (shared_head.norm), and copies of the
+  // model's embedding and output layer, which pleat's MTP layers share.
+  const mtp = format === "deepseek-v3" ? ModelContext.mtpLayersOf(m) : 0
+  for (let l = m.layers; l < m.layers + mtp; l++) {
+    const hf = `model.layers.${l}.`
+    const p = `layers.${l}.`
+    same(`${hf}embed_tokens.weight`, "embedding")
+    same(`${hf}enorm.weight`, `${p}enorm`)
+    same(`${hf}hnorm.weight`, `${p}hnorm`)
+    linear(`${hf}eh_proj.weight`, `${p}ehProj`)
+    layer(l)
+    same(`${hf}shared_head.norm.weight`, `${p}finalNorm`)
+    if (m.untieEmbeddings === true) linear(`${hf}shared_head.head.weight`, "output")
+    else same(`${hf}shared_head.head.weight`, "embedding")
   }
   same("model.norm.weight", "finalNorm")
   if (m.untieEmbeddings === true) linear("lm_head.weight", "output")
