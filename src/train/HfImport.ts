@@ -254,7 +254,7 @@ export const write = (request: Request): Written => {
   const { format, ropeInterleave } = decoded
   // DeepSeek-V3's multi-token prediction layers, where the directory holds them (transformers' own saves have none).
   const mtp = format === "deepseek-v3" ? (dir.config.num_nextn_predict_layers ?? 0) : 0
-  const model: ModelConfig.ModelConfig = mtp > 0 && dir.tensors.has(`model.layers.${decoded.model.layers}.eh_proj.weight`) ? { ...decoded.model, mtpLayers: mtp } : decoded.model
+  const model: ModelConfig.ModelConfig = mtp > 0 && dir.tensors.has(`model.layers.${decoded.model.layers}.eh_proj.weight`) ? { mtpLayers: mtp, ...decoded.model } : decoded.model
   if (model.heads % model.kvHeads !== 0)
     throw unusable(
       request.modelDir,
