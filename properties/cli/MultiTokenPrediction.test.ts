@@ -93,7 +93,9 @@ describe("training with multi-token prediction", () => {
 
   test("belongs to a checkpoint's identity", async () => {
     const ckpt = fresh("mtp")
-    expect((await run(["train", ...oneRank, ...small, "--layers", "2", "--mtp-num-layers", "1", "--steps", "1", "--save", ckpt])).status).toBe(0)
+    const saved = await run(["train", ...oneRank, ...small, "--layers", "2", "--mtp-num-layers", "1", "--steps", "1", "--save", ckpt])
+    expect(saved.status).toBe(0)
+    expect(saved.out).toMatch(/^pleat train: 2 layers \(\+1 multi-token prediction\), 8 experts top-2, 1 ranks/)
     expect(Checkpoint.manifest(ckpt).model.mtpLayers).toBe(1)
     // Formats other than deepseek-v3 hold no MTP layers: export says so, dropping nothing.
     const exported = await run(["export", "--checkpoint", ckpt, "--out", `${fresh("mtp-export")}/out`, "--format", "mixtral"])

@@ -127,7 +127,8 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     const shape = `${setup.parallel.world} ranks: attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x ${PipelineText.ppText(setup.parallel, setup.model.layers)}, moe etp ${s.etp} x ep ${s.ep} x edp ${s.edp}`
     if (json === undefined) {
       const precision = setup.precision === "bf16" ? "bf16 (fp32 master weights)" : setup.dtype
-      io.stdout(`pleat train: ${setup.model.layers} layers, ${setup.model.experts} experts top-${setup.model.topk}, ${shape}; ${precision}; ${resolved.backend} backend\n`)
+      const mtp = setup.model.mtpLayers === undefined ? "" : ` (+${setup.model.mtpLayers} multi-token prediction)`
+      io.stdout(`pleat train: ${setup.model.layers} layers${mtp}, ${setup.model.experts} experts top-${setup.model.topk}, ${shape}; ${precision}; ${resolved.backend} backend\n`)
     } else {
       json.info({ world: setup.parallel.world, sizes: s, backend: resolved.backend, steps, first, dtype: setup.dtype, precision: setup.precision ?? "fp32" }, "start")
     }
