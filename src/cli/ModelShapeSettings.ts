@@ -38,7 +38,7 @@ export const modelShapeSettings = {
   "v-head-dim": optionalCount("multi-latent attention: each head's value width (default the head width; DeepSeek-V3's 128)"),
   "rope-theta": optionalReal("RoPE's frequency base (default 10000; a --model preset sets its model's)"),
   "mtp-num-layers": optionalCount(
-    "multi-token prediction layers after the last (DeepSeek-V3's 1): each predicts one token further ahead from the previous one's rows and the next token's embedding, on the last stage; needs --cp 1 (none by default)",
+    "multi-token prediction layers after the last (DeepSeek-V3's 1): each predicts one token further ahead from the previous one's rows and the next token's embedding, on the last stage (none by default)",
   ),
   "mtp-loss-scaling-factor": optionalReal("the MTP losses' weight in the objective, divided over the depths (default 0.1, Megatron's)"),
   "rope-type": choice(["rope", "yarn"], "rope", "RoPE's frequencies: plain, or YaRN's context extension (DeepSeek-V3, Qwen3 long context; Megatron's --rope-type)", "TYPE"),

@@ -137,6 +137,12 @@ export interface ModelContext {
 export interface Tokens {
   readonly ids: Int32Array
   readonly targets: Int32Array
+  /**
+   * This rank's rows of the micro-batch's sequences shifted left by k (the ids zero-filled and
+   * the targets ignored past each sequence's end: MultiTokenPrediction.shifted of the whole
+   * micro-batch, then this cp rank's rows); absent: the rows are whole sequences (cp 1).
+   */
+  readonly shifted?: ((k: number) => Tokens) | undefined
 }
 
 /**

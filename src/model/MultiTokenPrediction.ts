@@ -19,7 +19,9 @@
  * them); WehProj is held whole and replicated over tp (Megatron splits it by columns and gathers
  * its output): it runs on each rank's sequence-parallel rows, its gradient summed over tp as
  * every replicated parameter's. The block of an MTP layer is MoE when the model's last layer
- * is (ModelContext.isMoe). Needs each sequence whole on its rank: cp = 1 (ModelConfig refuses more).
+ * is (ModelContext.isMoe). Under cp the shifted tokens come from the whole sequences
+ * (Tokens.shifted: the ranks hold them all), and each rank's loss is its share of the depth's mean
+ * over the micro-batch's B (S - k) labels, so the shares add up over cp exactly.
  */
 import * as Effect from "effect/Effect"
 import * as VocabParallel from "../attention/VocabParallel.js"
@@ -78,7 +80,7 @@ function* runSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens, ma
   for (let k = 1; k <= depths; k++) {
     const layer = s.layers + k - 1
     const p = (name: string) => c.param(`layers.${layer}.${name}`)
-    const depth = shifted(tokens, s.seq, k)
+    const depth = tokens.shifted?.(k) ?? shifted(tokens, s.seq, k)
     const embedded = yield* VocabParallel.embeddingLaid(c.param("embedding"), depth.ids, ModelContext.tokensLayout(c), s.vocab, tp, c.sequenceParallel)
     const joined = concat([rmsNorm(embedded.tensor, p("enorm"), eps), rmsNorm(rows, p("hnorm"), eps)], 1)
     const input = ModelContext.withRows(x, matmul(joined, p("ehProj")), x.layout)
@@ -86,12 +88,15 @@ function* runSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens, ma
     x = yield* Operator.chain(`multi-token prediction (layer ${layer})`, ops).run(input)
     rows = rmsNorm(x.tensor, p("finalNorm"), eps)
     const logits = yield* ParallelLinear.columnParallelLaid(TensorLayout.attach(rows, x.layout), output, { tp, sequenceParallel: c.sequenceParallel }, "vocab", tied)
-    const loss = (yield* VocabParallel.crossEntropyLaid(logits, depth.targets, s.vocab, tp, ignored)).tensor
-    sum = sum === undefined ? loss : add(sum, loss)
-    // Each tp member computes the whole loss: its statistic is a 1/tp share, as the ranks' add up.
-    stats.push({ terms: [{ name: "mtp_loss", value: (Tensor.item(loss) as number) / tp.ranks.length }], dropped: 0 })
+    // This rank's share of the depth's mean over the micro-batch's B (S - k) labels: its rows'
+    // mean times their count over all (under cp the shares of the ranks add up to the mean).
+    const kept = depth.targets.reduce((n, t) => (t === ignored ? n : n + 1), 0)
+    const share = scale((yield* VocabParallel.crossEntropyLaid(logits, depth.targets, s.vocab, tp, ignored)).tensor, kept / (c.microBatch * (s.seq - k)))
+    sum = sum === undefined ? share : add(sum, share)
+    // Each tp member computes the whole share: its statistic is a 1/tp part, as the ranks' add up.
+    stats.push({ terms: [{ name: "mtp_loss", value: (Tensor.item(share) as number) / tp.ranks.length }], dropped: 0 })
   }
   const weight = (s.mtpLossScale ?? ModelContext.defaultMtpLossScale) / depths
   const after: ModelContext.Activations = { tensor: x.tensor, layout: x.layout, aux: x.aux, expertRows: x.expertRows, moeStats: [...(x.moeStats ?? []), ...stats] }
-  return { after, loss: scale(sum as Tensor.Tensor, weight / (c.groups.cp.ranks.length * c.microBatchesPerStep)) }
+  return { after, loss: scale(sum as Tensor.Tensor, weight / c.microBatchesPerStep) }
 }

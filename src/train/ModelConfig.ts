@@ -183,7 +183,7 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     if (problem !== undefined) return problem
   }
   if (m.mtpLayers !== undefined) {
-    const problem = mtpProblem(m, s.cp)
+    const problem = mtpProblem(m)
     if (problem !== undefined) return problem
   }
   if (m.normEps !== undefined && !(m.normEps > 0 && m.normEps < 1))
@@ -198,17 +198,10 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
 }
 
 /** What keeps multi-token prediction from fitting (problemOf). */
-const mtpProblem = (m: ModelConfig, cp: number): Problem | undefined => {
+const mtpProblem = (m: ModelConfig): Problem | undefined => {
   const d = m.mtpLayers as number
   if (!Number.isSafeInteger(d) || d < 1) return fault("mtpNumLayers", d, "is not a positive integer", "pass --mtp-num-layers N with N = 1, 2, ... (DeepSeek-V3's 1)")
   if (d >= m.seq) return fault("mtpNumLayers", d, `leaves no token to predict in sequences of ${m.seq}`, `use fewer MTP layers than --seq ${m.seq}`)
-  if (cp > 1)
-    return fault(
-      "mtpNumLayers",
-      d,
-      `needs each sequence's tokens on one rank, but cp = ${cp} splits them (its shifted tokens would cross cp ranks, which pleat does not exchange)`,
-      "use --cp 1 with --mtp-num-layers",
-    )
   const scale = m.mtpLossScale
   if (scale !== undefined && !(scale >= 0 && Number.isFinite(scale)))
     return fault("mtpLossScalingFactor", scale, "is not a number of 0 or more", "pass --mtp-loss-scaling-factor F with F >= 0 (0.1 by default)")

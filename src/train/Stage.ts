@@ -9,6 +9,7 @@
  */
 import * as ContextParallel from "../attention/ContextParallel.js"
 import * as ModelContext from "../model/ModelContext.js"
+import * as MultiTokenPrediction from "../model/MultiTokenPrediction.js"
 import type * as MoeRunState from "../moe/MoeRunState.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as Data from "./Data.js"
@@ -87,6 +88,13 @@ const modelContext = (c: StageContext): ModelContext.ModelContext => ({
  */
 export const forward = (c: StageContext, layers: readonly [number, number], input: Tensor.Tensor | undefined, data: Data.MicroBatch, isFirst: boolean, isLast: boolean) => {
   const rows = cpRows(c)
-  const tokens = { ids: Int32Array.from(rows, (r) => data.tokens[r] as number), targets: Int32Array.from(rows, (r) => data.targets[r] as number) }
+  const pick = (t: { readonly ids: Int32Array; readonly targets: Int32Array }) => ({
+    ids: Int32Array.from(rows, (r) => t.ids[r] as number),
+    targets: Int32Array.from(rows, (r) => t.targets[r] as number),
+  })
+  const whole = { ids: data.tokens, targets: data.targets }
+  // Multi-token prediction's shifted tokens come from the whole sequences, then this cp rank's rows.
+  const mine = pick(whole)
+  const tokens = { ids: mine.ids, targets: mine.targets, shifted: (k: number) => pick(MultiTokenPrediction.shifted(whole, c.model.seq, k)) }
   return c.forward(modelContext(c), { layers, isFirst, isLast }, input, tokens)
 }
