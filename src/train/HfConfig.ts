@@ -84,6 +84,15 @@ export const HfConfig = Schema.Struct({
   v_head_dim: Schema.optional(Schema.NullOr(count)),
   rope_interleave: Schema.optional(Schema.NullOr(Schema.Boolean)),
   num_nextn_predict_layers: Schema.optional(Schema.NullOr(Schema.Number)),
+  quantization_config: Schema.optional(
+    Schema.NullOr(
+      Schema.Struct({
+        quant_method: Schema.optional(Schema.NullOr(Schema.String)),
+        fmt: Schema.optional(Schema.NullOr(Schema.String)),
+        weight_block_size: Schema.optional(Schema.NullOr(Schema.Array(Schema.Number))),
+      }),
+    ),
+  ),
 })
 
 /**

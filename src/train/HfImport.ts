@@ -34,6 +34,7 @@ import * as DType from "../tensor/DType.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as HfConfig from "./HfConfig.js"
+import * as HfFp8 from "./HfFp8.js"
 import * as HfDirectory from "./HfDirectory.js"
 import * as HfLayout from "./HfLayout.js"
 import * as Params from "./Params.js"
@@ -107,7 +108,9 @@ const read = (dir: string): ModelDirectory => {
     }
     for (const [name, t] of held) tensors.set(name, t)
   }
-  return { config: decoded.success, tensors }
+  // FP8 checkpoints (the Hub's -FP8 releases): their weights dequantized by their block scales.
+  const refuse = (reason: string, fix: string) => unusable(dir, reason, fix)
+  return { config: decoded.success, tensors: HfFp8.dequantized(tensors, decoded.success.quantization_config, refuse) }
 }
 
 /**

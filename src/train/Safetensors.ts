@@ -107,7 +107,7 @@ export const write = (file: string, entries: ReadonlyArray<Entry>, metadata: Rea
 
 /**
  * A tensor read from a file: its element type as stored, its shape and its values widened to
- * float64 (F64, F32, F16 and BF16 convert exactly).
+ * float64 (F64, F32, F16, BF16 and F8_E4M3 convert exactly).
  * @category models
  */
 export interface Read {
@@ -126,17 +126,33 @@ const halfValue = (h: number): number => {
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15)
 }
 
+/**
+ * An FP8 E4M3 value (OCP's, the "fn" variant PyTorch and the Hub's FP8 checkpoints use) from its
+ * 8 bits: sign, 4 exponent bits of bias 7, 3 mantissa bits; subnormals below exponent 1; no
+ * infinities, S.1111.111 is NaN (the largest magnitude is 448).
+ * @category mapping
+ */
+export const e4m3Value = (b: number): number => {
+  const sign = b & 0x80 ? -1 : 1
+  const exponent = (b >> 3) & 0xf
+  const mantissa = b & 0x7
+  if (exponent === 0xf && mantissa === 0x7) return Number.NaN
+  if (exponent === 0) return sign * mantissa * 2 ** -9
+  return sign * (1 + mantissa / 8) * 2 ** (exponent - 7)
+}
+
 const readers: Readonly<Record<string, { readonly width: number; readonly at: (view: DataView, offset: number) => number }>> = {
   F64: { width: 8, at: (v, o) => v.getFloat64(o, true) },
   F32: { width: 4, at: (v, o) => v.getFloat32(o, true) },
   BF16: { width: 2, at: (v, o) => new Float32Array(new Uint32Array([v.getUint16(o, true) << 16]).buffer)[0] as number },
   F16: { width: 2, at: (v, o) => halfValue(v.getUint16(o, true)) },
+  F8_E4M3: { width: 1, at: (v, o) => e4m3Value(v.getUint8(o)) },
 }
 
 /**
  * Every tensor of the safetensors `bytes` by name; throws a RangeError saying what is wrong with
- * a file that is not one (a header that is not JSON, an element type other than F64, F32, F16
- * or BF16, data outside the file or of the wrong size).
+ * a file that is not one (a header that is not JSON, an element type other than F64, F32, F16,
+ * BF16 or F8_E4M3, data outside the file or of the wrong size).
  * @category constructors
  */
 export const read = (bytes: Uint8Array): Map<string, Read> => {
@@ -154,7 +170,7 @@ export const read = (bytes: Uint8Array): Map<string, Read> => {
   for (const [name, t] of Object.entries(header)) {
     if (name === "__metadata__") continue
     const reader = readers[String(t.dtype)]
-    if (reader === undefined) throw new RangeError(`${name} of element type ${String(t.dtype)} (pleat reads F64, F32, F16 and BF16)`)
+    if (reader === undefined) throw new RangeError(`${name} of element type ${String(t.dtype)} (pleat reads F64, F32, F16, BF16 and F8_E4M3)`)
     const shape = t.shape
     const offsets = t.data_offsets
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`${name} with the shape ${JSON.stringify(shape)}`)

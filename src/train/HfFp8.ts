@@ -1,0 +1,72 @@
+/**
+ * HfFp8: the block-wise FP8 weights of the Hub's FP8 checkpoints (DeepSeek-V3's and
+ * Qwen3's -FP8 models: config.json's quantization_config {quant_method "fp8", fmt "e4m3",
+ * weight_block_size [bo, bi]}), dequantized on import.
+ *
+ * A quantized weight W [out, in] is stored as F8_E4M3 beside `W_scale_inv` [ceil(out / bo),
+ * ceil(in / bi)] (float): element (i, j) is W[i, j] * scale_inv[floor(i / bo), floor(j / bi)],
+ * as transformers' and DeepSeek's weight_dequant compute it (the last blocks of a dimension
+ * that bo or bi does not divide are partial). Every other tensor is as stored. Refused, naming
+ * the tensor or the key: another quant_method or fmt, FP8 without its scales or scales without
+ * their weight, scales of another shape, FP8 where the config declares no quantization.
+ */
+import type * as ConfigError from "../errors/ConfigError.js"
+import type * as Safetensors from "./Safetensors.js"
+
+/**
+ * A config's quantization_config, as far as import reads it.
+ * @category models
+ */
+export interface Quantization {
+  readonly quant_method?: string | null | undefined
+  readonly fmt?: string | null | undefined
+  readonly weight_block_size?: ReadonlyArray<number> | null | undefined
+}
+
+const suffix = "_scale_inv"
+
+/**
+ * The tensors with every FP8 weight dequantized and its scales gone; throws `refuse(reason, fix)`
+ * for what is not the block-wise FP8 above.
+ * @category constructors
+ */
+export const dequantized = (
+  tensors: ReadonlyMap<string, Safetensors.Read>,
+  quantization: Quantization | null | undefined,
+  refuse: (reason: string, fix: string) => ConfigError.ConfigError,
+): Map<string, Safetensors.Read> => {
+  const fp8 = [...tensors].filter(([, t]) => t.dtype === "F8_E4M3").map(([name]) => name)
+  if (quantization === undefined || quantization === null) {
+    if (fp8.length > 0)
+      throw refuse(
+        `holds FP8 tensors (${fp8[0]}) but config.json declares no quantization_config`,
+        "pass the model's own config.json, whose quantization_config gives the FP8 blocks",
+      )
+    return new Map(tensors)
+  }
+  const fix = "import a model quantized as the Hub's FP8 checkpoints are (quant_method fp8, fmt e4m3, weight_block_size [128, 128]), or its BF16 release"
+  if (quantization.quant_method !== "fp8") throw refuse(`is quantized with quant_method ${quantization.quant_method}`, fix)
+  if ((quantization.fmt ?? "e4m3") !== "e4m3") throw refuse(`holds FP8 of fmt ${quantization.fmt}`, fix)
+  const block = quantization.weight_block_size
+  if (block === undefined || block === null || block.length !== 2 || !block.every((b) => Number.isSafeInteger(b) && b >= 1))
+    throw refuse(`gives weight_block_size ${JSON.stringify(block)}`, fix)
+  const [bo, bi] = block as [number, number]
+  const out = new Map(tensors)
+  for (const name of fp8) {
+    const scales = tensors.get(`${name}${suffix}`)
+    if (scales === undefined) throw refuse(`holds ${name} in FP8 without ${name}${suffix}`, fix)
+    const w = tensors.get(name) as Safetensors.Read
+    const [rows, cols] = w.shape as [number, number]
+    const [sr, sc] = [Math.ceil(rows / bo), Math.ceil(cols / bi)]
+    if (w.shape.length !== 2 || scales.shape.join("x") !== `${sr}x${sc}`)
+      throw refuse(`holds ${name}${suffix} of shape [${scales.shape.join(", ")}] for ${name} [${w.shape.join(", ")}], where blocks of ${bo} x ${bi} make it [${sr}, ${sc}]`, fix)
+    const values = new Float64Array(w.values.length)
+    for (let i = 0; i < rows; i++)
+      for (let j = 0; j < cols; j++) values[i * cols + j] = (w.values[i * cols + j] as number) * (scales.values[Math.floor(i / bo) * sc + Math.floor(j / bi)] as number)
+    out.set(name, { dtype: w.dtype, shape: w.shape, values })
+    out.delete(`${name}${suffix}`)
+  }
+  const orphan = [...out.keys()].find((name) => name.endsWith(suffix))
+  if (orphan !== undefined) throw refuse(`holds ${orphan} for a weight that is not FP8`, fix)
+  return out
+}
