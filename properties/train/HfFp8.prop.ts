@@ -156,7 +156,7 @@ describe("pleat import of an FP8 checkpoint", () => {
     const values = Checkpoint.values(back).values
     const wq = Tensor.toArray(values.get("layers.0.wq") as Tensor.Tensor)
     const hfWq = expected.get("model.layers.0.self_attn.q_proj.weight") as Float64Array
-    const [outs, ins] = tensors.get("model.layers.0.self_attn.q_proj.weight")?.shape as [number, number]
+    const [outs, ins] = (tensors.get("model.layers.0.self_attn.q_proj.weight") as Safetensors.Read).shape as [number, number]
     for (let o = 0; o < outs; o++) for (let i = 0; i < ins; i++) expect(wq[i * outs + o]).toBe(hfWq[o * ins + i])
     expect(expected.size).toBeGreaterThan(8)
   }, 60_000)
