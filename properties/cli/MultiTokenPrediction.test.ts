@@ -11,9 +11,12 @@ import * as Schema from "effect/Schema"
 import { readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { describe, expect, test } from "vitest"
+import * as Cluster from "../../src/plan/Cluster.js"
+import * as MemoryModel from "../../src/plan/MemoryModel.js"
 import * as ModelFile from "../../src/plan/ModelFile.js"
 import * as ModelFlops from "../../src/plan/ModelFlops.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
+import * as ModelPresets from "../../src/train/ModelPresets.js"
 import * as MultiTokenPrediction from "../../src/model/MultiTokenPrediction.js"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
 import * as Safetensors from "../../src/train/Safetensors.js"
@@ -152,6 +155,20 @@ describe("training with multi-token prediction", () => {
     // Megatron's: the same layers, 3 x 2 x D (3h + 2h^2) for the norms and projections, D more logits.
     const megatron = ModelFlops.perStep({ ...m, layers: 4 }, 32, 4) + 4 * 32 * (6 * 2 * (3 * h + 2 * h * h) + 6 * h * m.vocab * 2)
     expect(ModelFlops.perStep(withMtp, 32, 4)).toBeCloseTo(megatron, 3)
+    // The planner's memory: the last stage holds one layer's activations and one output layer's logits more per MTP layer.
+    const job = {
+      modelName: "m",
+      model: ModelPresets.model("deepseek-v3", 1),
+      cluster: Cluster.presets["dgx-h100"] as Cluster.Cluster,
+      gpus: 256,
+      seq: 4096,
+      globalBatch: 256,
+      precision: "bf16" as const,
+    }
+    const map = { tp: 8, cp: 1, pp: 1, vpp: 1, ep: 32, etp: 1, dp: 32, edp: 8, order: "tp-cp-ep-dp-pp", microBatch: 1, recompute: "none" as const }
+    const [plain, predicting] = [MemoryModel.ofMapping(job, map), MemoryModel.ofMapping({ ...job, model: { ...job.model, mtpLayers: 1 } }, map)]
+    expect(predicting.activations).toBeGreaterThan(plain.activations)
+    expect(predicting.weights).toBeGreaterThan(plain.weights)
     // A plan model file takes them too.
     const file = { hidden: 64, layers: 2, heads: 4, experts: 8, topk: 2, moeFfn: 32, vocab: 32, seq: 32, mtpLayers: 2 }
     expect(ModelFile.toModel(Schema.decodeUnknownSync(ModelFile.ModelFile)(file), "m").model.mtpLayers).toBe(2)

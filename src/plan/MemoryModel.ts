@@ -14,10 +14,12 @@
  *   that the combine's weighting needs; selective recompute drops the SwiGLU output (2F);
  * - shared / dense MLP: T (2h + 6 F') likewise; full recompute keeps 2h T per layer plus one
  *   layer's full set.
+ * The last stage also holds the multi-token prediction layers' activations and logits.
  * In flight on the first stage: min(M, pp) micro-batches of its layers, times
  * (1 + (pp - 1) / (pp vpp)) when interleaved (Megatron's interleaved-schedule memory).
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
+import * as ModelContext from "../model/ModelContext.js"
 import { calibration as c } from "./Calibration.js"
 import { type Job, type Mapping, type Memory, microBatches } from "./Job.js"
 import * as ModelFlops from "./ModelFlops.js"
@@ -60,10 +62,13 @@ export const ofMapping = (job: Job, map: Mapping): Memory => {
   const inFlight = Math.min(M, map.pp) * interleave
   // The layer being recomputed holds its full set while its backward runs.
   const recomputing = map.recompute === "full" ? act.full : 0
+  // The logits of the output layer, and of each multi-token prediction layer's on the last stage.
+  const mtp = ModelContext.mtpLayersOf(m)
   const logits = (6 * map.microBatch * job.seq * m.vocab) / (map.cp * map.tp)
   const stage = (edge: "first" | "middle" | "last", microBatchesInFlight: number, extra: number): Memory => {
     const params = RankParameters.ofRank(m, map, edge)
-    const layers = split[edge]
+    // The last stage also runs the multi-token prediction layers.
+    const layers = split[edge] + (edge === "last" || map.pp === 1 ? mtp : 0)
     const weights = c.weightBytes * (params.dense + params.expert)
     const gradients = c.gradientBytes * (params.dense + params.expert)
     const optimizer = c.optimizerBytes * (params.dense / (map.dp * map.cp) + params.expert / map.edp)
@@ -71,9 +76,9 @@ export const ofMapping = (job: Job, map: Mapping): Memory => {
     const reserved = c.reservedGB * 1e9
     return { weights, gradients, optimizer, activations, reserved, total: weights + gradients + optimizer + activations + reserved }
   }
-  const first = stage("first", inFlight, map.pp === 1 ? logits : 0)
+  const first = stage("first", inFlight, map.pp === 1 ? (1 + mtp) * logits : 0)
   if (map.pp === 1) return first
-  const last = stage("last", 1, logits)
+  const last = stage("last", 1, (1 + mtp) * logits)
   const fuller = last.total > first.total ? last : first
   if (map.pp === 2 || split.middle <= split.first) return fuller
   // An uneven split whose middle ranks hold more layers than the first: the second rank, one micro-batch fewer in flight.
