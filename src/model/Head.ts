@@ -34,17 +34,42 @@ const name = "output + loss"
  * model declares for its input and output.
  * @category constructors
  */
-export const make = (c: ModelContext.ModelContext, targets: Int32Array, layouts: { readonly hidden: TensorLayout.TensorLayout; readonly loss: TensorLayout.TensorLayout }) =>
-  Operator.laid(name, { input: layouts.hidden, output: layouts.loss }, (x: ModelContext.Activations) => Effect.gen(() => headSteps(c, targets, x)))
+export const make = (
+  c: ModelContext.ModelContext,
+  targets: Int32Array,
+  layouts: { readonly hidden: TensorLayout.TensorLayout; readonly loss: TensorLayout.TensorLayout },
+  normed?: TensorLayout.WithLayout,
+) => Operator.laid(name, { input: layouts.hidden, output: layouts.loss }, (x: ModelContext.Activations) => Effect.gen(() => headSteps(c, targets, x, normed)))
 
-/** The head's steps on one input, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
-function* headSteps(c: ModelContext.ModelContext, targets: Int32Array, x: ModelContext.Activations) {
+/**
+ * The model's output rows through the final norm (the head's first step; `make` takes them made
+ * where something else reads them too: the multi-token prediction layers).
+ * @category combinators
+ */
+export const finalNormed = (c: ModelContext.ModelContext, x: TensorLayout.WithLayout): TensorLayout.WithLayout =>
+  TensorLayout.attach(rmsNorm(x.tensor, c.param("finalNorm"), ModelContext.normEpsOf(c.sizes)), x.layout)
+
+/**
+ * The mean cross-entropy of normed rows through the output layer (the embedding read transposed
+ * when tied) over the targets not `ignoreIndex`: the head's loss before its scaling, and each
+ * multi-token prediction depth's.
+ * @category combinators
+ */
+export const crossEntropyOf = (c: ModelContext.ModelContext, normed: TensorLayout.WithLayout, targets: Int32Array, ignoreIndex?: number) =>
+  Effect.gen(() => crossEntropySteps(c, normed, targets, ignoreIndex))
+
+/** crossEntropyOf's steps, defined once, not per call (as the head's). */
+function* crossEntropySteps(c: ModelContext.ModelContext, normed: TensorLayout.WithLayout, targets: Int32Array, ignoreIndex: number | undefined) {
   const tp = c.groups.tp
-  const normed = TensorLayout.attach(rmsNorm(x.tensor, c.param("finalNorm"), ModelContext.normEpsOf(c.sizes)), x.layout)
   // Tied: the embedding block [vocab/tp, H] read transposed by the product.
   const tied = c.sizes.untieEmbeddings !== true
   const weight = tied ? c.param("embedding") : c.param("output")
   const logits = yield* ParallelLinear.columnParallelLaid(normed, weight, { tp, sequenceParallel: c.sequenceParallel }, "vocab", tied)
-  const ce = yield* VocabParallel.crossEntropyLaid(logits, targets, c.sizes.vocab, tp)
+  return yield* VocabParallel.crossEntropyLaid(logits, targets, c.sizes.vocab, tp, ignoreIndex)
+}
+
+/** The head's steps on one input, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
+function* headSteps(c: ModelContext.ModelContext, targets: Int32Array, x: ModelContext.Activations, normed: TensorLayout.WithLayout | undefined) {
+  const ce = yield* crossEntropyOf(c, normed ?? finalNormed(c, x), targets)
   return TensorLayout.attach(scale(ce.tensor, 1 / (c.groups.cp.ranks.length * c.microBatchesPerStep)), ce.layout)
 }

@@ -114,9 +114,11 @@ function* forwardSteps(layerOperators: LayerOperators, c: ModelContext.ModelCont
   }
   // The multi-token prediction layers run on the model's output before the head (their MoE
   // layers' terms and their losses join the chunk's).
-  const added = ModelContext.mtpLayersOf(c.sizes) > 0 ? yield* MultiTokenPrediction.run(c, tokens, x, l.hidden) : undefined
+  // Both read the model's output through the final norm: made once.
+  const normed = ModelContext.mtpLayersOf(c.sizes) > 0 ? Head.finalNormed(c, x) : undefined
+  const added = normed === undefined ? undefined : yield* MultiTokenPrediction.run(c, tokens, x, normed, l.hidden)
   const after = added?.after ?? x
-  const loss = (yield* Head.make(c, tokens.targets, l).run(x)).tensor
+  const loss = (yield* Head.make(c, tokens.targets, l, normed).run(x)).tensor
   const aux = scale(after.aux, 1 / c.microBatchesPerStep)
   if (added === undefined) return { hidden: undefined, loss, aux, expertRows: after.expertRows, moeStats: after.moeStats ?? [] } satisfies ChunkOutput
   return { hidden: undefined, loss, mtp: added.loss, aux, expertRows: after.expertRows, moeStats: after.moeStats ?? [] } satisfies ChunkOutput

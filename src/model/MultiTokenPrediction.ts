@@ -26,7 +26,6 @@
 import * as Effect from "effect/Effect"
 import * as VocabParallel from "../attention/VocabParallel.js"
 import * as Operator from "../dataflow/Operator.js"
-import * as ParallelLinear from "../dataflow/ParallelLinear.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import { add, scale } from "../tensor/ops/Elementwise.js"
 import { matmul } from "../tensor/ops/Matmul.js"
@@ -34,6 +33,7 @@ import { rmsNorm } from "../tensor/ops/Norm.js"
 import { concat } from "../tensor/ops/Shape.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Block from "./Block.js"
+import * as Head from "./Head.js"
 import * as ModelContext from "./ModelContext.js"
 import type * as MoeStats from "./MoeStats.js"
 
@@ -57,24 +57,27 @@ export const shifted = (tokens: ModelContext.Tokens, seq: number, k: number): Mo
 }
 
 /**
- * Runs the MTP layers on the model's output rows `main` (before the final norm) of the micro-batch
- * `tokens`; `hidden` is the model's hidden layout. Gives `after`, the activations after them
+ * Runs the MTP layers on the model's output rows `main` of the micro-batch `tokens`, `normed`
+ * their final norm (Head.finalNormed, which the head reads too); `hidden` is the model's layout. Gives `after`, the activations after them
  * (their MoE layers' aux terms, loads and statistics added, the depths' `mtp_loss` statistics
  * last), and `loss`, their share of the objective, scaled as the head's loss.
  * @category combinators
  */
-export const run = (c: ModelContext.ModelContext, tokens: ModelContext.Tokens, main: ModelContext.Activations, hidden: TensorLayout.TensorLayout) =>
-  Effect.gen(() => runSteps(c, tokens, main, hidden))
+export const run = (
+  c: ModelContext.ModelContext,
+  tokens: ModelContext.Tokens,
+  main: ModelContext.Activations,
+  normed: TensorLayout.WithLayout,
+  hidden: TensorLayout.TensorLayout,
+) => Effect.gen(() => runSteps(c, tokens, main, normed, hidden))
 
-function* runSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens, main: ModelContext.Activations, hidden: TensorLayout.TensorLayout) {
+function* runSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens, main: ModelContext.Activations, normed: TensorLayout.WithLayout, hidden: TensorLayout.TensorLayout) {
   const s = c.sizes
   const depths = ModelContext.mtpLayersOf(s)
   const eps = ModelContext.normEpsOf(s)
   const tp = c.groups.tp
-  const tied = s.untieEmbeddings !== true
-  const output = tied ? c.param("embedding") : c.param("output")
   let x = main
-  let rows = rmsNorm(main.tensor, c.param("finalNorm"), eps)
+  let rows = normed.tensor
   let sum: Tensor.Tensor | undefined
   const stats: Array<MoeStats.MoeStats> = []
   for (let k = 1; k <= depths; k++) {
@@ -87,11 +90,10 @@ function* runSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens, ma
     const ops = [Block.attention(c, layer, hidden), Block.ffn(c, layer, hidden)]
     x = yield* Operator.chain(`multi-token prediction (layer ${layer})`, ops).run(input)
     rows = rmsNorm(x.tensor, p("finalNorm"), eps)
-    const logits = yield* ParallelLinear.columnParallelLaid(TensorLayout.attach(rows, x.layout), output, { tp, sequenceParallel: c.sequenceParallel }, "vocab", tied)
     // This rank's share of the depth's mean over the micro-batch's B (S - k) labels: its rows'
     // mean times their count over all (under cp the shares of the ranks add up to the mean).
     const kept = depth.targets.reduce((n, t) => (t === ignored ? n : n + 1), 0)
-    const share = scale((yield* VocabParallel.crossEntropyLaid(logits, depth.targets, s.vocab, tp, ignored)).tensor, kept / (c.microBatch * (s.seq - k)))
+    const share = scale((yield* Head.crossEntropyOf(c, TensorLayout.attach(rows, x.layout), depth.targets, ignored)).tensor, kept / (c.microBatch * (s.seq - k)))
     sum = sum === undefined ? share : add(sum, share)
     // Each tp member computes the whole share: its statistic is a 1/tp part, as the ranks' add up.
     stats.push({ terms: [{ name: "mtp_loss", value: (Tensor.item(share) as number) / tp.ranks.length }], dropped: 0 })
