@@ -27,27 +27,46 @@ const problemArb: fc.Arbitrary<Problem> = fc
     group: fc.integer({ min: 1, max: 2 }),
     d: fc.integer({ min: 0, max: 3 }),
     dv: fc.integer({ min: 0, max: 3 }),
-    mask: fc.constantFrom("causal", "full", "positions", "batchPositions"),
+    mask: fc.constantFrom("causal", "full", "positions", "batchPositions", "documents"),
+    cuts: fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }),
     offset: fc.integer({ min: -2, max: 3 }),
     scale: fc.option(fc.double({ min: -2, max: 2, noNaN: true }), { nil: undefined }),
   })
-  .map(({ mask, offset, scale, ...p }) => {
-    const sk = mask === "causal" ? p.sq : p.sk
+  .map(({ mask, offset, scale, cuts, ...p }) => {
+    const sk = mask === "causal" || mask === "documents" ? p.sq : p.sk
     const base = { ...p, sk }
     const options: AttentionOptions =
       mask === "causal"
         ? { scale }
         : mask === "full"
           ? { causal: false, scale }
-          : mask === "positions"
-            ? { scale, queryPositions: Int32Array.from({ length: p.sq }, (_, i) => i + offset), keyPositions: Int32Array.from({ length: sk }, (_, j) => j) }
-            : {
-                scale,
-                queryPositions: Int32Array.from({ length: p.b * p.sq }, (_, i) => (i % Math.max(p.sq, 1)) + offset + Math.floor(i / Math.max(p.sq, 1))),
-                keyPositions: Int32Array.from({ length: p.b * sk }, (_, j) => j % Math.max(sk, 1)),
-              }
+          : mask === "documents"
+            ? { scale, queryFirstKeys: documentStarts(p.b, p.sq, cuts) }
+            : mask === "positions"
+              ? { scale, queryPositions: Int32Array.from({ length: p.sq }, (_, i) => i + offset), keyPositions: Int32Array.from({ length: sk }, (_, j) => j) }
+              : {
+                  scale,
+                  queryPositions: Int32Array.from({ length: p.b * p.sq }, (_, i) => (i % Math.max(p.sq, 1)) + offset + Math.floor(i / Math.max(p.sq, 1))),
+                  keyPositions: Int32Array.from({ length: p.b * sk }, (_, j) => j % Math.max(sk, 1)),
+                }
     return { ...base, options }
   })
+
+/**
+ * Each query's document start for sequences cut into documents where `cuts` says (a document
+ * ends after position i of batch entry bi when cuts[(bi * sq + i) % 8]).
+ */
+const documentStarts = (b: number, sq: number, cuts: ReadonlyArray<boolean>): Int32Array => {
+  const starts = new Int32Array(b * sq)
+  for (let bi = 0; bi < b; bi++) {
+    let start = 0
+    for (let i = 0; i < sq; i++) {
+      starts[bi * sq + i] = start
+      if (cuts[(bi * sq + i) % cuts.length] === true) start = i + 1
+    }
+  }
+  return starts
+}
 
 const inputs = (p: Problem, s: number) => [
   uniform([p.b, p.sq, p.hkv * p.group, p.d], s, -2, 2),
@@ -69,7 +88,9 @@ const naive = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, options: At
       for (let i = 0; i < sq; i++) {
         const scores: Array<[number, number]> = []
         for (let j = 0; j < sk; j++) {
-          const seen = options.causal === false || pos(options.keyPositions, bi, j, sk) <= pos(options.queryPositions, bi, i, sq)
+          const key = pos(options.keyPositions, bi, j, sk)
+          const first = options.queryFirstKeys === undefined ? Number.NEGATIVE_INFINITY : pos(options.queryFirstKeys, bi, i, sq)
+          const seen = options.causal === false || (key <= pos(options.queryPositions, bi, i, sq) && first <= key)
           if (!seen) continue
           let sdot = 0
           for (let e = 0; e < d; e++) sdot += (q.data[((bi * sq + i) * hq + h) * d + e] as number) * (k.data[((bi * sk + j) * hkv + kh) * d + e] as number)

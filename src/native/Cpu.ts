@@ -101,8 +101,10 @@ export interface MatmulArgs {
  * Shape and masking of an attention call. q [b, sq, hq, d], k [b, sk, hkv, d], v [b, sk, hkv,
  * dv], out [b, sq, hq, dv], lse [b, hq, sq]; hq a multiple of hkv (query head h reads kv head
  * floor(h / (hq / hkv))). With `causal` (default true) key j is visible to query i iff
- * keyPositions[j] <= queryPositions[i]; positions default to 0..S-1 and hold S (shared by the
- * batch) or b * S entries. A query that sees no key outputs zeros and lse = -Infinity.
+ * keyPositions[j] <= queryPositions[i] and, given queryFirstKeys, queryFirstKeys[i] <=
+ * keyPositions[j] (each query's lowest visible key position: its document's first); positions
+ * default to 0..S-1 and hold S (shared by the batch) or b * S entries, queryFirstKeys as
+ * queryPositions. A query that sees no key outputs zeros and lse = -Infinity.
  * @category models
  */
 export interface AttentionShape {
@@ -118,6 +120,7 @@ export interface AttentionShape {
   readonly causal?: boolean | undefined
   readonly queryPositions?: Int32Array | undefined
   readonly keyPositions?: Int32Array | undefined
+  readonly queryFirstKeys?: Int32Array | undefined
 }
 
 /**
@@ -137,6 +140,7 @@ export const attentionShape = (p: AttentionShape): AttentionShape => ({
   causal: p.causal,
   queryPositions: p.queryPositions,
   keyPositions: p.keyPositions,
+  queryFirstKeys: p.queryFirstKeys,
 })
 
 /**

@@ -9,12 +9,16 @@
  * For query i of head h: s_j = scale * q_i . k_j over the visible keys j, p = softmax(s),
  * out_i = sum_j p_j v_j. The scale defaults to 1/sqrt(D) (1 when D = 0).
  *
- * Masking. With `causal` (the default) key j is visible to query i iff keyPos[j] <= queryPos[i].
+ * Masking. With `causal` (the default) key j is visible to query i iff keyPos[j] <= queryPos[i],
+ * and, given `queryFirstKeys`, also queryFirstKeys[i] <= keyPos[j]: each query's lowest visible key
+ * position (the first position of its document, for attention that does not cross the documents
+ * packed into one sequence; Megatron's --reset-attention-mask).
  * Positions default to 0..Sq-1 and 0..Sk-1, the plain causal mask when Sq = Sk. A
  * context-parallel chunk passes the real positions of its queries and of the keys it holds
  * (its own and earlier chunks'), so it sees exactly what the whole sequence would. Each array has
- * S entries (shared by every batch entry) or B*S entries (one per token, [B, S] order). With
- * `causal: false` every key is visible and positions are ignored.
+ * S entries (shared by every batch entry) or B*S entries (one per token, [B, S] order), and so
+ * does `queryFirstKeys` (as the query positions). With `causal: false` every key is visible and
+ * positions are ignored.
  *
  * Decision: a query row with no visible key (possible with offsets) outputs zeros and passes
  * back zero gradient, rather than the NaN of a softmax over nothing.
@@ -49,6 +53,8 @@ export interface AttentionOptions {
   readonly queryPositions?: Int32Array | undefined
   /** Positions of the keys: Sk or B*Sk entries (default 0..Sk-1). */
   readonly keyPositions?: Int32Array | undefined
+  /** With causal: each query's lowest visible key position, Sq or B*Sq entries (default none). */
+  readonly queryFirstKeys?: Int32Array | undefined
 }
 
 interface Layout {
@@ -102,9 +108,13 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
   // Positions are checked here first, so both paths refuse bad input with the same message.
   const qPos = positionsOf("query", options.queryPositions, b, sq)
   const kPos = positionsOf("key", options.keyPositions, b, sk)
-  if (q.dtype === "float32" && Device.isAccelerator(q.device)) return deviceAttention(Place.of("attention", q, k, v), q, k, v, l, shapeOf(l, scale, causal, options))
-  if (q.dtype === "float32" && Kernels.native() !== undefined) return nativeAttention(q, k, v, l, scale, causal, options)
-  const visible = (bi: number, i: number, j: number): boolean => !causal || kPos(bi, j) <= qPos(bi, i)
+  const first = options.queryFirstKeys === undefined ? undefined : positionsOf("first key", options.queryFirstKeys, b, sq)
+  // TODO(native first keys): the kernels take queryFirstKeys once their bindings do.
+  const kernels = options.queryFirstKeys === undefined
+  if (kernels && q.dtype === "float32" && Device.isAccelerator(q.device)) return deviceAttention(Place.of("attention", q, k, v), q, k, v, l, shapeOf(l, scale, causal, options))
+  if (kernels && q.dtype === "float32" && Kernels.native() !== undefined) return nativeAttention(q, k, v, l, scale, causal, options)
+  const visible = (bi: number, i: number, j: number): boolean =>
+    !causal || (kPos(bi, j) <= qPos(bi, i) && (first === undefined || first(bi, i) <= kPos(bi, j)))
   const qs = q.data
   const ks = k.data
   const vs = v.data
@@ -245,6 +255,7 @@ const shapeOf = (l: Layout, scale: number, causal: boolean, options: AttentionOp
   causal,
   ...(options.queryPositions === undefined ? {} : { queryPositions: options.queryPositions }),
   ...(options.keyPositions === undefined ? {} : { keyPositions: options.keyPositions }),
+  ...(options.queryFirstKeys === undefined ? {} : { queryFirstKeys: options.queryFirstKeys }),
 })
 
 /** The float32 path on a device: the device's attention kernels, the native kernels' contract. */
