@@ -113,8 +113,7 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
   const kernels = options.queryFirstKeys === undefined
   if (kernels && q.dtype === "float32" && Device.isAccelerator(q.device)) return deviceAttention(Place.of("attention", q, k, v), q, k, v, l, shapeOf(l, scale, causal, options))
   if (kernels && q.dtype === "float32" && Kernels.native() !== undefined) return nativeAttention(q, k, v, l, scale, causal, options)
-  const visible = (bi: number, i: number, j: number): boolean =>
-    !causal || (kPos(bi, j) <= qPos(bi, i) && (first === undefined || first(bi, i) <= kPos(bi, j)))
+  const visible = (bi: number, i: number, j: number): boolean => !causal || (kPos(bi, j) <= qPos(bi, i) && (first === undefined || first(bi, i) <= kPos(bi, j)))
   const qs = q.data
   const ks = k.data
   const vs = v.data
