@@ -50,6 +50,19 @@ export interface AttentionWeights {
 }
 
 /**
+ * The documents packed into the micro-batch's sequences as this rank's rows see them, each array
+ * one entry per local row ([B, S/cp], the rows' order): the first position of the row's document,
+ * the lowest key position it attends to (--reset-attention-mask), and its place in its document,
+ * RoPE's position for it (--reset-position-ids). Absent: attention and positions span the whole
+ * sequence.
+ * @category models
+ */
+export interface Documents {
+  readonly firstKeys?: Int32Array | undefined
+  readonly positions?: Int32Array | undefined
+}
+
+/**
  * The layer's sizes and parallel setting.
  * @category models
  */
@@ -76,6 +89,8 @@ export interface AttentionConfig {
   readonly ropeYarn?: RopeScaling.Yarn | undefined
   /** Multiplies q . k in the core (default 1/sqrt of the q/k head width). */
   readonly softmaxScale?: number | undefined
+  /** The documents in the sequences (none: one document a sequence). */
+  readonly documents?: Documents | undefined
 }
 
 /**
@@ -148,11 +163,12 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
 }
 
 /**
- * RoPE's options of a layer at this rank's token positions: its base and YaRN scaling.
+ * RoPE's options of a layer at this rank's token positions (their places in their documents
+ * where the sequences' documents restart them): its base and YaRN scaling.
  * @category mapping
  */
 export const ropeOptions = (c: AttentionConfig, positions: Int32Array): Rope.RopeOptions => ({
-  positions,
+  positions: c.documents?.positions ?? positions,
   ...(c.ropeTheta === undefined ? {} : { theta: c.ropeTheta }),
   ...(c.ropeYarn === undefined ? {} : { yarn: c.ropeYarn }),
 })
@@ -161,7 +177,8 @@ export const ropeOptions = (c: AttentionConfig, positions: Int32Array): Rope.Rop
  * The attention core of this rank's local queries q [B, Sl, hq, Dk] against the keys k
  * [B, Sl, hkv, Dk] and values v [B, Sl, hkv, Dv] of the whole sequence: under cp the K/V of
  * the other chunks come over the cp group (the ring or one allgather, as `c.cpExchange` says)
- * with their positions, then causal attention at the tokens' real positions, its probabilities
+ * with their positions, then causal attention at the tokens' real positions (within each query's
+ * document where `c.documents` gives them), its probabilities
  * recomputed in the backward under selective recompute. `rows` is the layout of the rows the
  * keys came from (tokens over cp, heads over tp). Returns [B, Sl, hq, Dv].
  * @category combinators
@@ -193,7 +210,12 @@ export function* attendOverContext(q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor
     keyPositions = all
   }
   const core = (qkv: ReadonlyArray<Tensor.Tensor>) =>
-    Attention.attention(qkv[0] as Tensor.Tensor, qkv[1] as Tensor.Tensor, qkv[2] as Tensor.Tensor, { queryPositions: positions, keyPositions, scale: c.softmaxScale })
+    Attention.attention(qkv[0] as Tensor.Tensor, qkv[1] as Tensor.Tensor, qkv[2] as Tensor.Tensor, {
+      queryPositions: positions,
+      keyPositions,
+      queryFirstKeys: c.documents?.firstKeys,
+      scale: c.softmaxScale,
+    })
   // Selective recompute: the core's saved probabilities are recomputed in the backward.
   return c.recomputeCore === true ? Recompute.recompute("attention core", [q, keys, values], core) : core([q, keys, values])
 }

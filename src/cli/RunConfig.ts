@@ -29,6 +29,7 @@ import * as ModelPresets from "../train/ModelPresets.js"
 import * as Optimizer from "../train/Optimizer.js"
 import * as TokenFile from "../train/TokenFile.js"
 import * as Flags from "./Flags.js"
+import { documentSettings } from "./DocumentFlags.js"
 import { modelShapeSettings } from "./ModelShapeSettings.js"
 import { choice, count, flag, maxSeed, PositiveInt, optionalChoice, optionalCount, optionalReal, optionalText, optionalWhole, real, seed, text, whole } from "./SettingKinds.js"
 
@@ -95,6 +96,7 @@ export const settings = {
   ),
   "eval-every": optionalCount("evaluate on --eval-data every N steps (and after the last)"),
   "eval-batches": count("global batches of --eval-data an evaluation reads (the same sequences every time)", 4),
+  ...documentSettings,
   dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype", "DTYPE"),
   precision: choice(
     ["fp32", "bf16"],

@@ -28,6 +28,7 @@ import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
 import * as LatentFlags from "./LatentFlags.js"
 import * as DefinitionFlag from "./DefinitionFlag.js"
+import * as DocumentFlags from "./DocumentFlags.js"
 import * as JsonFile from "./JsonFile.js"
 import * as OutputPath from "./OutputPath.js"
 import * as RunConfig from "./RunConfig.js"
@@ -305,6 +306,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   explained(d, () => ModelConfig.check(model, batch, parallel))
   const data = explained(d, () => dataFile(c, d.sources))
   const evaluation = explained(d, () => evaluationOf(c, d.sources))
+  const documents = explained(d, () => DocumentFlags.documentsOf(c))
   for (const [field, target] of [
     ["save", c.save],
     ["trace", c.trace],
@@ -376,6 +378,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       ...(c.device === "cpu" ? {} : { device: c.device }),
       ...(data === undefined ? {} : { data }),
       ...(evaluation === undefined ? {} : { evaluation }),
+      ...(documents === undefined ? {} : { documents }),
       ...(definition === undefined || ConfigError.isConfigError(definition) ? {} : { definition }),
     },
     steps: c.steps,

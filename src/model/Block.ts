@@ -97,6 +97,7 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     recomputeCore: c.recompute === "selective",
     ropeTheta: ModelContext.ropeThetaOf(c.sizes),
     ropeYarn: c.sizes.ropeScaling,
+    documents: c.documents,
   }
   const eps = ModelContext.normEpsOf(c.sizes)
   const mla = c.sizes.mla

@@ -2,8 +2,12 @@
  * Head: the last operator of the model, hidden rows -> this rank's share of the loss.
  *
  *   final RMSNorm -> output layer, column-parallel over the vocabulary (rows gathered over tp
- *   under SP) -> vocab-parallel cross-entropy (token mean of this cp rank's rows)
- *   -> scaled by 1 / (cp * M * dp)
+ *   under SP) -> vocab-parallel cross-entropy (mean over this cp rank's kept rows)
+ *   -> scaled by kept / (labels * M * dp)
+ *
+ * where kept counts this rank's targets that are not ignored and labels the micro-batch's, on
+ * every cp rank (Tokens.labels; B * S, so the factor is 1 / (cp * M * dp), unless --eod-mask-loss
+ * leaves some out): the ranks' shares add up to the micro-batch's mean over its labels.
  *
  * The output layer's weight [H, vocab/tp] is the `output` parameter with untied embeddings; tied
  * (the default), it is this rank's block of the embedding table [vocab/tp, H], which the
@@ -12,7 +16,7 @@
  * either way. Its gradient flows back into the embedding (on the tape at pp = 1; into the last
  * stage's copy at pp > 1, Params).
  *
- * The loss of one cp rank is the mean over its own rows, so the shares are partial sums over
+ * The loss of one cp rank is its part of the mean over the micro-batch, so the shares are partial sums over
  * the axes the rows are still split over after the column-parallel product's gather (a typed
  * channel): cp. The laid cross-entropy gives that layout from the logits'; the model declares
  * `ModelContext.lossLayout`.
@@ -30,7 +34,8 @@ import * as ModelContext from "./ModelContext.js"
 const name = "output + loss"
 
 /**
- * The head of a rank for one micro-batch (its targets); `hidden` and `loss` are the layouts the
+ * The head of a rank for one micro-batch (its targets, and the micro-batch's kept labels on
+ * every cp rank: Tokens.labels, all B*S when not given); `hidden` and `loss` are the layouts the
  * model declares for its input and output.
  * @category constructors
  */
@@ -39,7 +44,23 @@ export const make = (
   targets: Int32Array,
   layouts: { readonly hidden: TensorLayout.TensorLayout; readonly loss: TensorLayout.TensorLayout },
   normed?: TensorLayout.WithLayout,
-) => Operator.laid(name, { input: layouts.hidden, output: layouts.loss }, (x: ModelContext.Activations) => Effect.gen(() => headSteps(c, targets, x, normed)))
+  labels?: number,
+) =>
+  Operator.laid(name, { input: layouts.hidden, output: layouts.loss }, (x: ModelContext.Activations) =>
+    Effect.gen(() => headSteps(c, targets, labels ?? c.microBatch * c.sizes.seq, x, normed)),
+  )
+
+/**
+ * What turns a rank's mean over its kept `targets` into its share of the mean over the
+ * micro-batch's `labels` (on every cp rank), divided by `per` more: kept / (labels * per), 0 when
+ * nothing is kept.
+ * @category mapping
+ */
+export const shareOfMean = (targets: Int32Array, labels: number, per = 1): number => {
+  let kept = 0
+  for (const t of targets) if (t !== ModelContext.ignoredTarget) kept++
+  return kept === 0 ? 0 : kept / (labels * per)
+}
 
 /**
  * The model's output rows through the final norm (the head's first step; `make` takes them made
@@ -69,7 +90,7 @@ function* crossEntropySteps(c: ModelContext.ModelContext, normed: TensorLayout.W
 }
 
 /** The head's steps on one input, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
-function* headSteps(c: ModelContext.ModelContext, targets: Int32Array, x: ModelContext.Activations, normed: TensorLayout.WithLayout | undefined) {
-  const ce = yield* crossEntropyOf(c, normed ?? finalNormed(c, x), targets)
-  return TensorLayout.attach(scale(ce.tensor, 1 / (c.groups.cp.ranks.length * c.microBatchesPerStep)), ce.layout)
+function* headSteps(c: ModelContext.ModelContext, targets: Int32Array, labels: number, x: ModelContext.Activations, normed: TensorLayout.WithLayout | undefined) {
+  const ce = yield* crossEntropyOf(c, normed ?? finalNormed(c, x), targets, ModelContext.ignoredTarget)
+  return TensorLayout.attach(scale(ce.tensor, shareOfMean(targets, labels, c.microBatchesPerStep)), ce.layout)
 }

@@ -9,7 +9,8 @@
  * input and output on the pipeline links too); each operator checks its input and output and
  * chaining checks that neighbours agree. Loss scaling: the step loss is the mean over the
  * global batch's micro-batches of (token-mean cross-entropy + aux losses). A cp rank sees 1/cp
- * of a micro-batch's tokens, so its share of the cross-entropy is (local mean) / (cp * M * dp);
+ * of a micro-batch's tokens, so its share of the cross-entropy is (local mean) / (cp * M * dp)
+ * (with targets left out, its kept rows' sum over the micro-batch's kept labels: Head);
  * each rank's aux terms (already split so that they add up over tp-cp) are divided by M * dp.
  */
 import * as Effect from "effect/Effect"
@@ -118,7 +119,7 @@ function* forwardSteps(layerOperators: LayerOperators, c: ModelContext.ModelCont
   const normed = ModelContext.mtpLayersOf(c.sizes) > 0 ? Head.finalNormed(c, x) : undefined
   const added = normed === undefined ? undefined : yield* MultiTokenPrediction.run(c, tokens, x, normed, l.hidden)
   const after = added?.after ?? x
-  const loss = (yield* Head.make(c, tokens.targets, l, normed).run(x)).tensor
+  const loss = (yield* Head.make(c, tokens.targets, l, normed, tokens.labels).run(x)).tensor
   const aux = scale(after.aux, 1 / c.microBatchesPerStep)
   if (added === undefined) return { hidden: undefined, loss, aux, expertRows: after.expertRows, moeStats: after.moeStats ?? [] } satisfies ChunkOutput
   return { hidden: undefined, loss, mtp: added.loss, aux, expertRows: after.expertRows, moeStats: after.moeStats ?? [] } satisfies ChunkOutput

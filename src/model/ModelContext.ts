@@ -13,6 +13,7 @@
  * Sizes are a structural type (train's ModelConfig fits it), so model/ does not import train/.
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
+import type * as SelfAttention from "../attention/SelfAttention.js"
 import type { Group } from "../comm/Group.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Dispatcher from "../moe/Dispatcher.js"
@@ -128,7 +129,17 @@ export interface ModelContext {
    * attention core and the expert MLPs (selective), or every attention and FFN half (full).
    */
   readonly recompute?: "none" | "selective" | "full" | undefined
+  /** The documents packed into the micro-batch's sequences, at this rank's rows (none: one a sequence). */
+  readonly documents?: SelfAttention.Documents | undefined
 }
+
+/**
+ * The target of a position with nothing to predict, which the losses leave out (their ignore
+ * index): past a sequence's end for multi-token prediction, after an end-of-document token with
+ * --eod-mask-loss.
+ * @category models
+ */
+export const ignoredTarget = -100
 
 /**
  * This rank's token ids and targets of the micro-batch (its cp rows, batch-major).
@@ -143,6 +154,11 @@ export interface Tokens {
    * micro-batch, then this cp rank's rows); absent: the rows are whole sequences (cp 1).
    */
   readonly shifted?: ((k: number) => Tokens) | undefined
+  /**
+   * The micro-batch's targets that are not ignored, on every cp rank: a loss is the mean over
+   * them, each rank's share its rows' sum over this count (absent: all B*S are kept).
+   */
+  readonly labels?: number | undefined
 }
 
 /**

@@ -8,7 +8,7 @@
  *   labels_k[i] = targets[i + k]  (ignored where i + k >= S)
  *   x_k = [RMSNorm_e(Emb(ids_k)), RMSNorm_h(h_{k-1})] WehProj          [2H] -> H
  *   h_k = RMSNorm_final(Block_k(x_k))                                   attention, then MoE or MLP
- *   loss_k = cross-entropy(h_k Wout, labels_k), the mean over the labels not ignored
+ *   loss_k = cross-entropy(h_k Wout, labels_k), the mean over the micro-batch's labels not ignored
  *
  * with the model's embedding and output layer (shared; the last stage holds its copy of the
  * embedding, Params). The objective adds (scale / D) * sum_k loss_k to the language model's
@@ -38,22 +38,27 @@ import * as ModelContext from "./ModelContext.js"
 import type * as MoeStats from "./MoeStats.js"
 
 /** The label of a position with nothing to predict (the cross-entropy's ignore index). */
-const ignored = -100
+const ignored = ModelContext.ignoredTarget
 
 /**
  * The ids and labels of depth k: each sequence's ids and targets shifted left by k, the ids
- * zero-filled and the labels ignored past the sequence's end.
+ * zero-filled and the labels ignored past the sequence's end (a target already ignored, after
+ * an end-of-document token under --eod-mask-loss, moves with it: Megatron rolls the loss mask
+ * too); `labels` counts those kept.
  * @category mapping
  */
 export const shifted = (tokens: ModelContext.Tokens, seq: number, k: number): ModelContext.Tokens => {
   const ids = new Int32Array(tokens.ids.length)
   const targets = new Int32Array(tokens.targets.length).fill(ignored)
+  let labels = 0
   for (let start = 0; start < ids.length; start += seq)
     for (let i = 0; i + k < seq; i++) {
       ids[start + i] = tokens.ids[start + i + k] as number
-      targets[start + i] = tokens.targets[start + i + k] as number
+      const target = tokens.targets[start + i + k] as number
+      targets[start + i] = target
+      if (target !== ignored) labels++
     }
-  return { ids, targets }
+  return { ids, targets, labels }
 }
 
 /**
@@ -90,10 +95,10 @@ function* runSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens, ma
     const ops = [Block.attention(c, layer, hidden), Block.ffn(c, layer, hidden)]
     x = yield* Operator.chain(`multi-token prediction (layer ${layer})`, ops).run(input)
     rows = rmsNorm(x.tensor, p("finalNorm"), eps)
-    // This rank's share of the depth's mean over the micro-batch's B (S - k) labels: its rows'
-    // mean times their count over all (under cp the shares of the ranks add up to the mean).
-    const kept = depth.targets.reduce((n, t) => (t === ignored ? n : n + 1), 0)
-    const share = scale((yield* Head.crossEntropyOf(c, TensorLayout.attach(rows, x.layout), depth.targets, ignored)).tensor, kept / (c.microBatch * (s.seq - k)))
+    // This rank's share of the depth's mean over the micro-batch's labels (B (S - k) unless some
+    // are left out): its rows' mean times their count over all (the cp ranks' shares add up).
+    const labels = depth.labels ?? c.microBatch * (s.seq - k)
+    const share = scale((yield* Head.crossEntropyOf(c, TensorLayout.attach(rows, x.layout), depth.targets, ignored)).tensor, Head.shareOfMean(depth.targets, labels))
     sum = sum === undefined ? share : add(sum, share)
     // Each tp member computes the whole share: its statistic is a 1/tp part, as the ranks' add up.
     stats.push({ terms: [{ name: "mtp_loss", value: (Tensor.item(share) as number) / tp.ranks.length }], dropped: 0 })

@@ -14,17 +14,21 @@
  * sequence i is the window WindowOrder.windowOf(seed, i, W) of its W windows (every window once
  * an epoch, shuffled by the seed and the epoch); the order above is the same.
  */
+import * as Documents from "./Documents.js"
 import { mix } from "./Mix.js"
 import * as TokenFile from "./TokenFile.js"
 import * as WindowOrder from "./WindowOrder.js"
 
 /**
- * The tokens and targets of one micro-batch: [microBatch * seq], sequence-major.
+ * The tokens and targets of one micro-batch: [microBatch * seq], sequence-major; with end-of-
+ * document settings, the targets after an EOD left out (--eod-mask-loss) and the documents'
+ * marks (Documents).
  * @category models
  */
 export interface MicroBatch {
   readonly tokens: Int32Array
   readonly targets: Int32Array
+  readonly documents?: Documents.Marks | undefined
 }
 
 /** Synthetic sequence i (seq + 1 tokens: inputs and the next-token targets). */
@@ -55,6 +59,8 @@ export const microBatch = (o: {
   readonly vocab: number
   /** The token file to read (the synthetic language when absent). */
   readonly file?: TokenFile.TokenFile | undefined
+  /** What end-of-document tokens do (nothing when absent). */
+  readonly documents?: Documents.Settings | undefined
 }): MicroBatch => {
   const first = o.step * o.globalBatch + o.dpRank * o.microBatches * o.microBatch + o.index * o.microBatch
   const tokens = new Int32Array(o.microBatch * o.seq)
@@ -64,5 +70,6 @@ export const microBatch = (o: {
     tokens.set(s.subarray(0, o.seq), b * o.seq)
     targets.set(s.subarray(1), b * o.seq)
   }
-  return { tokens, targets }
+  if (o.documents === undefined) return { tokens, targets }
+  return { tokens, targets: Documents.maskedTargets(o.documents, tokens, targets), documents: Documents.marksOf(o.documents, tokens, o.seq) }
 }

@@ -133,6 +133,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       seq: model.seq,
       vocab: model.vocab,
       file,
+      documents: setup.documents,
     })
   const isLast = (chunk: number) => stageOf(chunk) === lastStage
 

@@ -8,6 +8,7 @@
  * parallelism, which is on whenever tp > 1 (MoE with tp > 1 needs it, semantics.md 2.4.4).
  */
 import * as ContextParallel from "../attention/ContextParallel.js"
+import type * as SelfAttention from "../attention/SelfAttention.js"
 import * as ModelContext from "../model/ModelContext.js"
 import * as MultiTokenPrediction from "../model/MultiTokenPrediction.js"
 import type * as MoeRunState from "../moe/MoeRunState.js"
@@ -67,9 +68,9 @@ export const hiddenLayout = (model: ModelConfig.ModelConfig, microBatch: number,
   ModelContext.hiddenLayout({ sizes: model, microBatch, groups, sequenceParallel: sequenceParallel(groups) })
 
 /**
- * The model's view of this rank and micro-batch.
+ * The model's view of this rank and micro-batch (`documents`: its documents at this rank's rows).
  */
-const modelContext = (c: StageContext): ModelContext.ModelContext => ({
+const modelContext = (c: StageContext, documents: SelfAttention.Documents | undefined): ModelContext.ModelContext => ({
   sizes: c.model,
   microBatch: c.microBatch,
   groups: c.groups,
@@ -80,6 +81,7 @@ const modelContext = (c: StageContext): ModelContext.ModelContext => ({
   moeState: c.moeState,
   param: c.param,
   recompute: c.recompute,
+  documents,
 })
 
 /**
@@ -88,13 +90,17 @@ const modelContext = (c: StageContext): ModelContext.ModelContext => ({
  */
 export const forward = (c: StageContext, layers: readonly [number, number], input: Tensor.Tensor | undefined, data: Data.MicroBatch, isFirst: boolean, isLast: boolean) => {
   const rows = cpRows(c)
-  const pick = (t: { readonly ids: Int32Array; readonly targets: Int32Array }) => ({
-    ids: Int32Array.from(rows, (r) => t.ids[r] as number),
-    targets: Int32Array.from(rows, (r) => t.targets[r] as number),
-  })
+  const at = (t: Int32Array) => Int32Array.from(rows, (r) => t[r] as number)
+  // Each loss is a mean over the micro-batch's kept labels, which the cp ranks count alike.
+  const pick = (t: ModelContext.Tokens): ModelContext.Tokens => ({ ids: at(t.ids), targets: at(t.targets), labels: t.labels ?? keptOf(t.targets) })
   const whole = { ids: data.tokens, targets: data.targets }
   // Multi-token prediction's shifted tokens come from the whole sequences, then this cp rank's rows.
   const mine = pick(whole)
-  const tokens = { ids: mine.ids, targets: mine.targets, shifted: (k: number) => pick(MultiTokenPrediction.shifted(whole, c.model.seq, k)) }
-  return c.forward(modelContext(c), { layers, isFirst, isLast }, input, tokens)
+  const tokens = { ids: mine.ids, targets: mine.targets, labels: mine.labels, shifted: (k: number) => pick(MultiTokenPrediction.shifted(whole, c.model.seq, k)) }
+  const marks = data.documents
+  const documents = marks === undefined ? undefined : { firstKeys: marks.firstKeys && at(marks.firstKeys), positions: marks.positions && at(marks.positions) }
+  return c.forward(modelContext(c, documents), { layers, isFirst, isLast }, input, tokens)
 }
+
+/** The targets that are not ignored. */
+const keptOf = (targets: Int32Array): number => targets.reduce((n, t) => (t === ModelContext.ignoredTarget ? n : n + 1), 0)

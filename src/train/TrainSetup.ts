@@ -8,6 +8,7 @@ import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import type * as Trace from "../runtime/Trace.js"
 import type * as Device from "../tensor/Device.js"
 import type * as DType from "../tensor/DType.js"
+import type * as Documents from "./Documents.js"
 import type * as HeldOut from "./HeldOut.js"
 import type * as ModelConfig from "./ModelConfig.js"
 import type * as ModelDefinition from "./ModelDefinition.js"
@@ -41,6 +42,8 @@ export interface TrainSetup {
   readonly device?: Device.Kind | undefined
   /** The token file to train on (checked by TokenFile.inspect); the synthetic language when absent. */
   readonly data?: TokenFile.TokenFile | undefined
+  /** What end-of-document tokens do (Documents: attention within documents, positions, the loss). */
+  readonly documents?: Documents.Settings | undefined
   /** Held-out data to evaluate on (Evaluation; on the ranks' device where they compute on one). */
   readonly evaluation?: HeldOut.EvaluationSetup | undefined
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */

@@ -1,0 +1,75 @@
+// Packed documents (`--eod-token` with `--reset-attention-mask`, `--reset-position-ids`,
+// `--eod-mask-loss`): folded mappings train as one rank (pleat verify, float64: tp with sequence
+// parallelism, cp 2 and 4 (a document's keys on other cp ranks), pp and vpp, multi-latent
+// attention and multi-token prediction, worker threads); on a token file the masked loss
+// differs from the plain one where the data holds the EOD and equals it bit for bit where it
+// does not; a run learns; refusals.
+import { describe, expect, test } from "vitest"
+import { run } from "./cliRun.js"
+import { refused } from "./refused.js"
+import { records, uint16File } from "./tokenFiles.js"
+
+const documents = ["--eod-token", "5", "--reset-attention-mask", "--reset-position-ids", "--eod-mask-loss"]
+const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
+
+/** The step losses of a --log json run. */
+const losses = (out: string) => (records(out, "step") as unknown as Array<{ loss: number }>).map((s) => s.loss)
+
+describe("packed documents", () => {
+  test("folded mappings train as one rank (pleat verify, float64)", async () => {
+    const cases = [
+      // The default mapping: tp 2 (SP), cp 2, pp 2, ep 2.
+      [...documents, "--seq", "32"],
+      ["--world", "8", "--tp", "2", "--cp", "4", "--pp", "1", "--ep", "4", "--seq", "64", "--micro-batch", "2", ...documents],
+      ["--world", "4", "--cp", "1", "--ep", "2", "--vpp", "2", "--layers", "8", "--seq", "32", "--eod-token", "3", "--reset-attention-mask"],
+      ["--seq", "32", "--multi-latent-attention", "--mtp-num-layers", "1", ...documents],
+      ["--world", "4", "--tp", "2", "--cp", "2", "--pp", "1", "--ep", "2", "--seq", "32", "--eod-token", "7", "--eod-mask-loss", "--backend", "threads"],
+      ["--world", "2", "--tp", "1", "--cp", "2", "--pp", "1", "--ep", "1", "--seq", "32", "--eod-token", "7", "--reset-position-ids"],
+    ]
+    for (const flags of cases) {
+      const r = await run(["verify", "--dtype", "float64", "--steps", "2", ...flags])
+      expect(r.status, `${flags.join(" ")}: ${r.out}${r.err}`).toBe(0)
+    }
+  }, 300_000)
+
+  test("--eod-mask-loss changes the loss only where the data holds the EOD; a run learns", async () => {
+    // Documents of ids 0..9, each ended by id 20 (vocabulary 32).
+    const data = uint16File(Array.from({ length: 4000 }, (_, i) => (i % 7 === 6 ? 20 : (i * 3) % 10)))
+    const base = [
+      "train",
+      ...oneRank,
+      "--hidden",
+      "16",
+      "--layers",
+      "2",
+      "--vocab",
+      "32",
+      "--seq",
+      "16",
+      "--global-batch",
+      "4",
+      "--dtype",
+      "float64",
+      "--log",
+      "json",
+      "--steps",
+      "1",
+      "--data",
+      data,
+    ]
+    const plain = losses((await run(base)).out)[0]
+    expect(losses((await run([...base, "--eod-token", "21", "--eod-mask-loss"])).out)[0]).toBe(plain)
+    expect(losses((await run([...base, "--eod-token", "20", "--eod-mask-loss"])).out)[0]).not.toBe(plain)
+    const learned = losses((await run(["train", ...oneRank, "--hidden", "32", "--vocab", "31", "--seq", "32", "--steps", "30", "--log", "json", ...documents])).out)
+    expect(learned.at(-1) as number).toBeLessThan(0.6 * (learned[0] as number))
+  }, 120_000)
+
+  test("refusals name the flag and the fix", () => {
+    expect(refused(["train", "--reset-attention-mask"])).toContain("--reset-attention-mask")
+    expect(refused(["train", "--reset-attention-mask"])).toContain("--eod-token")
+    expect(refused(["train", "--eod-mask-loss"])).toContain("--eod-token")
+    expect(refused(["train", "--eod-token", "3"])).toContain("is read by nothing")
+    expect(refused(["train", "--eod-token", "32", "--eod-mask-loss"])).toContain("is not an id of the vocabulary of 32")
+    expect(refused(["train", "--eod-token", "-1", "--eod-mask-loss"])).toContain("--eod-token")
+  })
+})
