@@ -3,7 +3,8 @@
 // parallelism, cp 2 and 4 (a document's keys on other cp ranks), pp and vpp, multi-latent
 // attention and multi-token prediction, worker threads); on a token file the masked loss
 // differs from the plain one where the data holds the EOD and equals it bit for bit where it
-// does not; a run learns; refusals.
+// does not; a run learns; with --calculate-per-token-loss the step's loss does not depend on the
+// micro-batch size (the mean of micro-batch means does); refusals.
 import { describe, expect, test } from "vitest"
 import { run } from "./cliRun.js"
 import { refused } from "./refused.js"
@@ -25,6 +26,7 @@ describe("packed documents", () => {
       ["--seq", "32", "--multi-latent-attention", "--mtp-num-layers", "1", ...documents],
       ["--world", "4", "--tp", "2", "--cp", "2", "--pp", "1", "--ep", "2", "--seq", "32", "--eod-token", "7", "--eod-mask-loss", "--backend", "threads"],
       ["--world", "2", "--tp", "1", "--cp", "2", "--pp", "1", "--ep", "1", "--seq", "32", "--eod-token", "7", "--reset-position-ids"],
+      ["--seq", "32", "--micro-batch", "2", "--mtp-num-layers", "1", "--calculate-per-token-loss", ...documents],
     ]
     for (const flags of cases) {
       const r = await run(["verify", "--dtype", "float64", "--steps", "2", ...flags])
@@ -62,6 +64,19 @@ describe("packed documents", () => {
     expect(losses((await run([...base, "--eod-token", "20", "--eod-mask-loss"])).out)[0]).not.toBe(plain)
     const learned = losses((await run(["train", ...oneRank, "--hidden", "32", "--vocab", "31", "--seq", "32", "--steps", "30", "--log", "json", ...documents])).out)
     expect(learned.at(-1) as number).toBeLessThan(0.6 * (learned[0] as number))
+  }, 120_000)
+
+  test("--calculate-per-token-loss: the step's loss and gradients do not depend on how the step is cut into micro-batches; means of means do", async () => {
+    // Without aux losses (they are per micro-batch by definition); with multi-token prediction.
+    const data = uint16File(Array.from({ length: 4000 }, (_, i) => (i % 5 === 4 || i % 11 === 3 ? 20 : (i * 7) % 13)))
+    const base = ["train", ...oneRank, "--hidden", "16", "--layers", "2", "--vocab", "32", "--seq", "16", "--global-batch", "4", "--dtype", "float64", "--aux-loss", "none"]
+    const step = [...base, "--log", "json", "--steps", "2", "--data", data, "--eod-token", "20", "--eod-mask-loss", "--mtp-num-layers", "1"]
+    const perToken = await Promise.all(["1", "2", "4"].map(async (mb) => losses((await run([...step, "--calculate-per-token-loss", "--micro-batch", mb])).out)))
+    for (const other of perToken.slice(1)) other.forEach((loss, i) => expect(Math.abs(loss - (perToken[0]?.[i] as number))).toBeLessThan(1e-13))
+    const means = await Promise.all(["1", "4"].map(async (mb) => losses((await run([...step, "--micro-batch", mb])).out)))
+    expect(Math.abs((means[0]?.[0] as number) - (means[1]?.[0] as number))).toBeGreaterThan(1e-6)
+    // One micro-batch a step: the step's mean is the micro-batch's.
+    expect(Math.abs((means[1]?.[0] as number) - (perToken[0]?.[0] as number))).toBeLessThan(1e-13)
   }, 120_000)
 
   test("refusals name the flag and the fix", () => {

@@ -91,10 +91,12 @@ describe("training with multi-token prediction", () => {
     expect(mtp).toBeLessThan(1.6)
   }, 120_000)
 
-  test("the shifted tokens: ids zero-filled and labels ignored past each sequence's end", () => {
+  test("the shifted tokens: ids zero-filled and labels ignored past each sequence's end (left-out labels move with theirs), kept ones counted", () => {
     const tokens = { ids: Int32Array.from([1, 2, 3, 4, 5, 6]), targets: Int32Array.from([2, 3, 4, 5, 6, 7]) }
-    expect(MultiTokenPrediction.shifted(tokens, 3, 1)).toEqual({ ids: Int32Array.from([2, 3, 0, 5, 6, 0]), targets: Int32Array.from([3, 4, -100, 6, 7, -100]) })
-    expect(MultiTokenPrediction.shifted(tokens, 3, 2)).toEqual({ ids: Int32Array.from([3, 0, 0, 6, 0, 0]), targets: Int32Array.from([4, -100, -100, 7, -100, -100]) })
+    expect(MultiTokenPrediction.shifted(tokens, 3, 1)).toEqual({ ids: Int32Array.from([2, 3, 0, 5, 6, 0]), targets: Int32Array.from([3, 4, -100, 6, 7, -100]), labels: 4 })
+    expect(MultiTokenPrediction.shifted(tokens, 3, 2)).toEqual({ ids: Int32Array.from([3, 0, 0, 6, 0, 0]), targets: Int32Array.from([4, -100, -100, 7, -100, -100]), labels: 2 })
+    const masked = { ids: tokens.ids, targets: Int32Array.from([2, -100, 4, 5, 6, -100]) }
+    expect(MultiTokenPrediction.shifted(masked, 3, 1)).toEqual({ ids: Int32Array.from([2, 3, 0, 5, 6, 0]), targets: Int32Array.from([-100, 4, -100, 6, -100, -100]), labels: 2 })
   })
 
   test("belongs to a checkpoint's identity", async () => {

@@ -1,7 +1,8 @@
 /**
  * DocumentFlags: what a run does with the end-of-document tokens of packed sequences (Megatron's
  * flags, with the EOD id that Megatron takes from its tokenizer given by `--eod-token`), as
- * RunConfig's settings and as the trainer's Documents.Settings.
+ * RunConfig's settings and as the trainer's Documents.Settings; and how the loss averages over
+ * the step (`--calculate-per-token-loss`).
  */
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as Documents from "../train/Documents.js"
@@ -17,6 +18,9 @@ export const documentSettings = {
   "reset-attention-mask": flag("attention stays within each document: a token attends only to tokens after the last EOD before it (needs --eod-token)"),
   "reset-position-ids": flag("RoPE's positions restart at 0 after every EOD (needs --eod-token)"),
   "eod-mask-loss": flag("leave out of the loss the positions whose input is the EOD (they would predict the next document's first token; needs --eod-token)"),
+  "calculate-per-token-loss": flag(
+    "each loss the mean over the step's kept tokens (every micro-batch and dp rank), not the mean of the micro-batches' means: micro-batches that keep fewer tokens weigh less (the same without --eod-mask-loss)",
+  ),
 } as const
 
 /** The settings that read the EOD id. */

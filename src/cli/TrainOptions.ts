@@ -379,6 +379,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       ...(data === undefined ? {} : { data }),
       ...(evaluation === undefined ? {} : { evaluation }),
       ...(documents === undefined ? {} : { documents }),
+      ...(c["calculate-per-token-loss"] ? { perTokenLoss: true } : {}),
       ...(definition === undefined || ConfigError.isConfigError(definition) ? {} : { definition }),
     },
     steps: c.steps,

@@ -7,7 +7,9 @@
  *
  * where kept counts this rank's targets that are not ignored and labels the micro-batch's, on
  * every cp rank (Tokens.labels; B * S, so the factor is 1 / (cp * M * dp), unless --eod-mask-loss
- * leaves some out): the ranks' shares add up to the micro-batch's mean over its labels.
+ * leaves some out): the ranks' shares add up to the micro-batch's mean over its labels. With
+ * --calculate-per-token-loss the factor is kept / stepLabels (Tokens.stepLabels, the whole step's
+ * kept targets): the shares add up to the step's mean over its tokens.
  *
  * The output layer's weight [H, vocab/tp] is the `output` parameter with untied embeddings; tied
  * (the default), it is this rank's block of the embedding table [vocab/tp, H], which the
@@ -34,9 +36,9 @@ import * as ModelContext from "./ModelContext.js"
 const name = "output + loss"
 
 /**
- * The head of a rank for one micro-batch (its targets, and the micro-batch's kept labels on
- * every cp rank: Tokens.labels, all B*S when not given); `hidden` and `loss` are the layouts the
- * model declares for its input and output.
+ * The head of a rank for one micro-batch (its targets, and what the loss is a mean over:
+ * Tokens.labels, all B*S when not given, or Tokens.stepLabels); `hidden` and `loss` are the
+ * layouts the model declares for its input and output.
  * @category constructors
  */
 export const make = (
@@ -44,11 +46,19 @@ export const make = (
   targets: Int32Array,
   layouts: { readonly hidden: TensorLayout.TensorLayout; readonly loss: TensorLayout.TensorLayout },
   normed?: TensorLayout.WithLayout,
-  labels?: number,
+  counts?: Pick<ModelContext.Tokens, "labels" | "stepLabels">,
 ) =>
   Operator.laid(name, { input: layouts.hidden, output: layouts.loss }, (x: ModelContext.Activations) =>
-    Effect.gen(() => headSteps(c, targets, labels ?? c.microBatch * c.sizes.seq, x, normed)),
+    Effect.gen(() => headSteps(c, targets, shareOf(c, targets, counts?.labels ?? c.microBatch * c.sizes.seq, counts?.stepLabels), x, normed)),
   )
+
+/**
+ * A rank's factor from its mean over its kept `targets` to its share of the step's loss: over the
+ * micro-batch's `labels` and the step's M * dp micro-batches, or over `stepLabels`, the step's
+ * kept targets, where given (--calculate-per-token-loss).
+ */
+const shareOf = (c: ModelContext.ModelContext, targets: Int32Array, labels: number, stepLabels: number | undefined): number =>
+  stepLabels === undefined ? shareOfMean(targets, labels, c.microBatchesPerStep) : shareOfMean(targets, stepLabels)
 
 /**
  * What turns a rank's mean over its kept `targets` into its share of the mean over the
@@ -90,7 +100,7 @@ function* crossEntropySteps(c: ModelContext.ModelContext, normed: TensorLayout.W
 }
 
 /** The head's steps on one input, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
-function* headSteps(c: ModelContext.ModelContext, targets: Int32Array, labels: number, x: ModelContext.Activations, normed: TensorLayout.WithLayout | undefined) {
+function* headSteps(c: ModelContext.ModelContext, targets: Int32Array, share: number, x: ModelContext.Activations, normed: TensorLayout.WithLayout | undefined) {
   const ce = yield* crossEntropyOf(c, normed ?? finalNormed(c, x), targets, ModelContext.ignoredTarget)
-  return TensorLayout.attach(scale(ce.tensor, shareOfMean(targets, labels, c.microBatchesPerStep)), ce.layout)
+  return TensorLayout.attach(scale(ce.tensor, share), ce.layout)
 }

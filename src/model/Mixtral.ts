@@ -119,7 +119,7 @@ function* forwardSteps(layerOperators: LayerOperators, c: ModelContext.ModelCont
   const normed = ModelContext.mtpLayersOf(c.sizes) > 0 ? Head.finalNormed(c, x) : undefined
   const added = normed === undefined ? undefined : yield* MultiTokenPrediction.run(c, tokens, x, normed, l.hidden)
   const after = added?.after ?? x
-  const loss = (yield* Head.make(c, tokens.targets, l, normed, tokens.labels).run(x)).tensor
+  const loss = (yield* Head.make(c, tokens.targets, l, normed, tokens).run(x)).tensor
   const aux = scale(after.aux, 1 / c.microBatchesPerStep)
   if (added === undefined) return { hidden: undefined, loss, aux, expertRows: after.expertRows, moeStats: after.moeStats ?? [] } satisfies ChunkOutput
   return { hidden: undefined, loss, mtp: added.loss, aux, expertRows: after.expertRows, moeStats: after.moeStats ?? [] } satisfies ChunkOutput

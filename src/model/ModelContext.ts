@@ -159,6 +159,11 @@ export interface Tokens {
    * them, each rank's share its rows' sum over this count (absent: all B*S are kept).
    */
   readonly labels?: number | undefined
+  /**
+   * With --calculate-per-token-loss: the kept targets of the whole step (every micro-batch of
+   * every dp rank); a loss is then this rank's rows' sum over this count, not a mean of means.
+   */
+  readonly stepLabels?: number | undefined
 }
 
 /**

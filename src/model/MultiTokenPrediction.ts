@@ -96,14 +96,23 @@ function* runSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens, ma
     x = yield* Operator.chain(`multi-token prediction (layer ${layer})`, ops).run(input)
     rows = rmsNorm(x.tensor, p("finalNorm"), eps)
     // This rank's share of the depth's mean over the micro-batch's labels (B (S - k) unless some
-    // are left out): its rows' mean times their count over all (the cp ranks' shares add up).
+    // are left out): its rows' mean times their count over all (the cp ranks' shares add up); or
+    // of the step's mean over the step's labels (--calculate-per-token-loss).
     const labels = depth.labels ?? c.microBatch * (s.seq - k)
-    const share = scale((yield* Head.crossEntropyOf(c, TensorLayout.attach(rows, x.layout), depth.targets, ignored)).tensor, Head.shareOfMean(depth.targets, labels))
+    const perStep = depth.stepLabels
+    const share = scale(
+      (yield* Head.crossEntropyOf(c, TensorLayout.attach(rows, x.layout), depth.targets, ignored)).tensor,
+      perStep === undefined ? Head.shareOfMean(depth.targets, labels) : Head.shareOfMean(depth.targets, perStep),
+    )
     sum = sum === undefined ? share : add(sum, share)
-    // Each tp member computes the whole share: its statistic is a 1/tp part, as the ranks' add up.
-    stats.push({ terms: [{ name: "mtp_loss", value: (Tensor.item(share) as number) / tp.ranks.length }], dropped: 0 })
+    // Each tp member computes the whole share: its statistic is a 1/tp part, as the ranks' add up;
+    // the statistics are means over the step's micro-batches, so a share of the step's mean counts M * dp times.
+    const statistic = ((Tensor.item(share) as number) * (perStep === undefined ? 1 : c.microBatchesPerStep)) / tp.ranks.length
+    stats.push({ terms: [{ name: "mtp_loss", value: statistic }], dropped: 0 })
   }
   const weight = (s.mtpLossScale ?? ModelContext.defaultMtpLossScale) / depths
   const after: ModelContext.Activations = { tensor: x.tensor, layout: x.layout, aux: x.aux, expertRows: x.expertRows, moeStats: [...(x.moeStats ?? []), ...stats] }
-  return { after, loss: scale(sum as Tensor.Tensor, weight / c.microBatchesPerStep) }
+  // Shares of the step's mean need no division by the micro-batches (all depths alike: the step's tokens).
+  const perToken = tokens.stepLabels !== undefined
+  return { after, loss: scale(sum as Tensor.Tensor, perToken ? weight : weight / c.microBatchesPerStep) }
 }

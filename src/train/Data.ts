@@ -14,6 +14,8 @@
  * sequence i is the window WindowOrder.windowOf(seed, i, W) of its W windows (every window once
  * an epoch, shuffled by the seed and the epoch); the order above is the same.
  */
+import * as ModelContext from "../model/ModelContext.js"
+import * as MultiTokenPrediction from "../model/MultiTokenPrediction.js"
 import * as Documents from "./Documents.js"
 import { mix } from "./Mix.js"
 import * as TokenFile from "./TokenFile.js"
@@ -29,6 +31,11 @@ export interface MicroBatch {
   readonly tokens: Int32Array
   readonly targets: Int32Array
   readonly documents?: Documents.Marks | undefined
+  /**
+   * With --calculate-per-token-loss: the kept targets of the whole step (its G sequences), of the
+   * language model (k = 0) and of multi-token prediction's depth k (its targets shifted by k).
+   */
+  readonly stepLabels?: ((k: number) => number) | undefined
 }
 
 /** Synthetic sequence i (seq + 1 tokens: inputs and the next-token targets). */
@@ -42,6 +49,37 @@ const synthetic = (seed: number, i: number, seq: number, vocab: number): Int32Ar
 /** Sequence i of the stream: the token file's window for i, or the synthetic sequence i. */
 const sequence = (o: { readonly seed: number; readonly seq: number; readonly vocab: number; readonly file?: TokenFile.TokenFile | undefined }, i: number): Int32Array =>
   o.file === undefined ? synthetic(o.seed, i, o.seq, o.vocab) : TokenFile.read(o.file, o.seq, WindowOrder.windowOf(o.seed, i, TokenFile.windows(o.file, o.seq)), o.vocab)
+
+/** Where a step's sequences come from, and what is left out of their targets. */
+interface Source {
+  readonly seed: number
+  readonly step: number
+  readonly globalBatch: number
+  readonly seq: number
+  readonly vocab: number
+  readonly file?: TokenFile.TokenFile | undefined
+  readonly documents?: Documents.Settings | undefined
+}
+
+/** The step last counted (every rank of a process asks for the same few), and its counts by depth. */
+let counted: { readonly key: string; readonly labels: Map<number, number> } | undefined
+
+/** The kept targets of depth k over the step's G sequences (Documents' rule, shifted as MultiTokenPrediction's). */
+const stepLabels = (o: Source, k: number): number => {
+  const key = JSON.stringify([o.file?.path ?? null, o.seed, o.step, o.globalBatch, o.seq, o.vocab, o.documents ?? null])
+  if (counted?.key !== key) counted = { key, labels: new Map() }
+  const known = counted.labels.get(k)
+  if (known !== undefined) return known
+  let labels = 0
+  for (let i = o.step * o.globalBatch; i < (o.step + 1) * o.globalBatch; i++) {
+    const s = sequence(o, i)
+    const ids = s.subarray(0, o.seq)
+    const targets = o.documents === undefined ? s.subarray(1) : Documents.maskedTargets(o.documents, ids, s.subarray(1))
+    labels += k === 0 ? targets.reduce((n, t) => (t === ModelContext.ignoredTarget ? n : n + 1), 0) : (MultiTokenPrediction.shifted({ ids, targets }, o.seq, k).labels ?? 0)
+  }
+  counted.labels.set(k, labels)
+  return labels
+}
 
 /**
  * Micro-batch j of data-parallel rank d at step k.
@@ -61,6 +99,8 @@ export const microBatch = (o: {
   readonly file?: TokenFile.TokenFile | undefined
   /** What end-of-document tokens do (nothing when absent). */
   readonly documents?: Documents.Settings | undefined
+  /** Losses over the step's tokens (--calculate-per-token-loss), not means of micro-batch means. */
+  readonly perTokenLoss?: boolean | undefined
 }): MicroBatch => {
   const first = o.step * o.globalBatch + o.dpRank * o.microBatches * o.microBatch + o.index * o.microBatch
   const tokens = new Int32Array(o.microBatch * o.seq)
@@ -70,6 +110,7 @@ export const microBatch = (o: {
     tokens.set(s.subarray(0, o.seq), b * o.seq)
     targets.set(s.subarray(1), b * o.seq)
   }
-  if (o.documents === undefined) return { tokens, targets }
-  return { tokens, targets: Documents.maskedTargets(o.documents, tokens, targets), documents: Documents.marksOf(o.documents, tokens, o.seq) }
+  const counts = o.perTokenLoss === true ? { stepLabels: (k: number) => stepLabels(o, k) } : {}
+  if (o.documents === undefined) return { tokens, targets, ...counts }
+  return { tokens, targets: Documents.maskedTargets(o.documents, tokens, targets), documents: Documents.marksOf(o.documents, tokens, o.seq), ...counts }
 }

@@ -134,6 +134,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
       vocab: model.vocab,
       file,
       documents: setup.documents,
+      perTokenLoss: setup.perTokenLoss,
     })
   const isLast = (chunk: number) => stageOf(chunk) === lastStage
 

@@ -91,12 +91,18 @@ const modelContext = (c: StageContext, documents: SelfAttention.Documents | unde
 export const forward = (c: StageContext, layers: readonly [number, number], input: Tensor.Tensor | undefined, data: Data.MicroBatch, isFirst: boolean, isLast: boolean) => {
   const rows = cpRows(c)
   const at = (t: Int32Array) => Int32Array.from(rows, (r) => t[r] as number)
-  // Each loss is a mean over the micro-batch's kept labels, which the cp ranks count alike.
-  const pick = (t: ModelContext.Tokens): ModelContext.Tokens => ({ ids: at(t.ids), targets: at(t.targets), labels: t.labels ?? keptOf(t.targets) })
+  // Each loss is a mean over the micro-batch's kept labels, which the cp ranks count alike (or
+  // over the step's, with --calculate-per-token-loss).
+  const pick = (t: ModelContext.Tokens, k: number): ModelContext.Tokens => ({
+    ids: at(t.ids),
+    targets: at(t.targets),
+    labels: t.labels ?? keptOf(t.targets),
+    stepLabels: data.stepLabels?.(k),
+  })
   const whole = { ids: data.tokens, targets: data.targets }
   // Multi-token prediction's shifted tokens come from the whole sequences, then this cp rank's rows.
-  const mine = pick(whole)
-  const tokens = { ids: mine.ids, targets: mine.targets, labels: mine.labels, shifted: (k: number) => pick(MultiTokenPrediction.shifted(whole, c.model.seq, k)) }
+  const mine = pick(whole, 0)
+  const tokens = { shifted: (k: number) => pick(MultiTokenPrediction.shifted(whole, c.model.seq, k), k), ...mine }
   const marks = data.documents
   const documents = marks === undefined ? undefined : { firstKeys: marks.firstKeys && at(marks.firstKeys), positions: marks.positions && at(marks.positions) }
   return c.forward(modelContext(c, documents), { layers, isFirst, isLast }, input, tokens)

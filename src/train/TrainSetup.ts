@@ -44,6 +44,8 @@ export interface TrainSetup {
   readonly data?: TokenFile.TokenFile | undefined
   /** What end-of-document tokens do (Documents: attention within documents, positions, the loss). */
   readonly documents?: Documents.Settings | undefined
+  /** Each loss the mean over the step's tokens, not a mean of micro-batch means (--calculate-per-token-loss). */
+  readonly perTokenLoss?: boolean | undefined
   /** Held-out data to evaluate on (Evaluation; on the ranks' device where they compute on one). */
   readonly evaluation?: HeldOut.EvaluationSetup | undefined
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */
