@@ -2,8 +2,12 @@
 // a token file, the format of nanoGPT's train.bin and Megatron's .bin (uint16 ids back to back),
 // checked once (TokenFile.inspect: every id below the vocabulary, at least one sequence long), and
 // trained on 4 local ranks folded as attention cp 2 x pp 2 and MoE ep 2 x edp 2; the same steps on
-// one rank read the same windows and agree. `pleat train --data FILE --vocab N` does the same
-// from the command line.
+// one rank read the same windows and agree. Its sentences are documents packed back to back, each
+// ended by a newline (id 10) as a tokenizer's end-of-document id: attention stays within each
+// sentence, RoPE's positions restart with it, the position whose input is the newline is left out of
+// the loss, and each loss is the mean over the step's kept tokens (Documents). `pleat train --data
+// FILE --vocab N --eod-token 10 --reset-attention-mask --reset-position-ids --eod-mask-loss
+// --calculate-per-token-loss` does the same from the command line.
 //
 //   npx tsx examples/09-token-file.ts
 //
@@ -25,7 +29,7 @@ import * as TokenFile from "../src/train/TokenFile.js"
 import * as Train from "../src/train/Train.js"
 
 // A byte-level "tokenizer": the text's UTF-8 bytes are its ids.
-const text = "the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. ".repeat(60).slice(0, 4800)
+const text = "the quick brown fox jumps over the lazy dog.\npack my box with five dozen liquor jugs.\n".repeat(60).slice(0, 4800)
 const ids = new Uint16Array(Buffer.from(text, "utf8"))
 const file = path.join(mkdtempSync(path.join(tmpdir(), "pleat-example-")), "train.bin")
 writeFileSync(file, Buffer.from(ids.buffer))
@@ -45,6 +49,8 @@ const setup: RankTrainer.TrainSetup = {
   optimizer: { ...Optimizer.defaults(steps), lr: 0.01 },
   auxLossCoeff: 0.01,
   data,
+  documents: { eod: 10, resetAttentionMask: true, resetPositionIds: true, eodMaskLoss: true },
+  perTokenLoss: true,
 }
 const run = await Effect.runPromise(Train.run(setup, { steps, onStep: (x) => x.step === 0 && console.log(`step 1 loss ${x.loss.toFixed(1)}`) }))
 const last = run[run.length - 1]?.loss ?? Number.POSITIVE_INFINITY
