@@ -41,8 +41,8 @@ bool parse_attn_shape(const Napi::CallbackInfo& info, const char* fn, size_t fir
   return true;
 }
 
-// Optional Int32Array positions at argument `index`: null / undefined (*present false), or S or
-// B * S entries.
+// Optional Int32Array positions (queryPositions, keyPositions, queryFirstKeys) at argument
+// `index`: null / undefined (*present false), or S or B * S entries.
 inline bool parse_attn_positions(const Napi::CallbackInfo& info, const char* fn, size_t index, const char* name, size_t batch, size_t s, ArrayArg* p,
                                  bool* present) {
   *present = !(info[index].IsNull() || info[index].IsUndefined());

@@ -12,7 +12,7 @@
 //   softmaxRows(x, out, rows, cols), rmsnormRows(x, weight, out, rstd, rows, cols, eps)
 //   swiglu(gate, up, out)
 //   attention(q, k, v, out, lse, b, sq, sk, hq, hkv, d, dv, scale, causal, queryPositions,
-//             keyPositions),
+//             keyPositions, queryFirstKeys),
 //   attentionAsync, attentionBackward(q, k, v, out, gradOut, lse, gradQ, gradK, gradV, dims...)
 //   openblasStatus(), openblasMatmul(same as matmul), openblasSetThreads(n)   (bench only)
 //   adamw(w, g, m, v, beta1, beta2, c1, c2, eps, lr, clip, decay), sumSquares(x)   (adamw_binding.cc)

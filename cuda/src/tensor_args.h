@@ -111,12 +111,13 @@ inline bool parse_positions(const Napi::CallbackInfo& info, const char* fn, size
   return true;
 }
 
-// Dims b, sq, sk, hq, hkv, d, dv, scale, causal, qpos, kpos from argument `first` on.
+// Dims b, sq, sk, hq, hkv, d, dv, scale, causal, qpos, kpos, qfirst from argument `first` on.
 inline bool parse_attn_dims(const Napi::CallbackInfo& info, const char* fn, size_t first, AttnArgs* a,
                      std::vector<Napi::Value>* keep) {
   if (!parse_attn_shape(info, fn, first, a)) return false;
   return parse_positions(info, fn, first + 9, "queryPositions", a->b, a->sq, &a->qpos, &a->qpos_len, keep) &&
-         parse_positions(info, fn, first + 10, "keyPositions", a->b, a->sk, &a->kpos, &a->kpos_len, keep);
+         parse_positions(info, fn, first + 10, "keyPositions", a->b, a->sk, &a->kpos, &a->kpos_len, keep) &&
+         parse_positions(info, fn, first + 11, "queryFirstKeys", a->b, a->sq, &a->qfirst, &a->qfirst_len, keep);
 }
 
 // Checks an attention tensor's type and length; `formula` names the dims it is built from.

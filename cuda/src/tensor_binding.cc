@@ -231,7 +231,7 @@ Napi::Value AttentionImpl(const Napi::CallbackInfo& info, const char* fn, bool a
   AttnArgs a{};
   Call call;
   ArrayArg q, k, v, out, lse;
-  if (!expect_arity(info, fn, 16) || !parse_attn_dims(info, fn, 5, &a, &call.keep)) return env.Undefined();
+  if (!expect_arity(info, fn, 17) || !parse_attn_dims(info, fn, 5, &a, &call.keep)) return env.Undefined();
   const bool has_lse = !(info[4].IsNull() || info[4].IsUndefined());
   if (!attn_tensor(info, fn, 0, "q", a.b * a.sq * a.hq * a.d, "b * sq * hq * d", {kF32}, &q, &call.keep) ||
       !attn_tensor(info, fn, 1, "k", a.b * a.sk * a.hkv * a.d, "b * sk * hkv * d", {kF32}, &k, &call.keep) ||
@@ -269,7 +269,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   AttnArgs a{};
   Call call;
   ArrayArg q, k, v, out, dout, lse, dq, dk, dv;
-  if (!expect_arity(info, fn, 20) || !parse_attn_dims(info, fn, 9, &a, &call.keep)) return env.Undefined();
+  if (!expect_arity(info, fn, 21) || !parse_attn_dims(info, fn, 9, &a, &call.keep)) return env.Undefined();
   const size_t nq = a.b * a.sq * a.hq * a.d, nk = a.b * a.sk * a.hkv * a.d;
   const size_t nv = a.b * a.sk * a.hkv * a.dv, no = a.b * a.sq * a.hq * a.dv;
   if (!attn_tensor(info, fn, 0, "q", nq, "b * sq * hq * d", {kF32}, &q, &call.keep) ||

@@ -1,11 +1,13 @@
 // Properties of the native attention forward / backward against a float64 oracle
 // (attentionOracle.ts) on every ISA with 1 and 2 threads: grouped-query heads, causal masks from
-// position arrays (shared or per batch entry, rows with no visible key), Sq != Sk, D != Dv, lse as
+// position arrays and query first keys (document starts, attentionDocuments.ts; each shared or per
+// batch entry, rows with no visible key), Sq != Sk, D != Dv, lse as
 // Float32Array or Float64Array, views in guarded buffers. Errors are held to 1e-5 of the terms'
 // scale (see the oracle). Async equals sync bit for bit; bad arguments throw.
 import fc from "fast-check"
 import { afterAll, describe, expect, test } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
+import { documentStarts, firstKeysOf } from "./attentionDocuments.js"
 import * as Oracle from "./attentionOracle.js"
 import { type Placement, configs, dim, expectClose, expectSame, guardsIntact, pin, place32, placement, random, unpin, values } from "./tensorCases.js"
 
@@ -33,6 +35,7 @@ const casesOf = (rows: fc.Arbitrary<number>, width: fc.Arbitrary<number>): fc.Ar
       causal: fc.boolean(),
       qMode: fc.constantFrom("none", "shared", "batch"),
       kMode: fc.constantFrom("none", "shared", "batch"),
+      fMode: fc.constantFrom("none" as const, "shared" as const, "batch" as const),
       scale: fc.option(fc.double({ min: -1, max: 1, noNaN: true }), { nil: undefined }),
       lseKind: fc.constantFrom("f32" as const, "f64" as const, "none" as const),
       seed: fc.integer(),
@@ -40,6 +43,8 @@ const casesOf = (rows: fc.Arbitrary<number>, width: fc.Arbitrary<number>): fc.Ar
     .map((r) => {
       const rng = random(r.seed ^ 0x5bd1e995)
       const sk = r.skSame ? r.sq : r.skOther
+      const queryPositions = positions(rng, r.qMode, r.b, r.sq)
+      const keyPositions = positions(rng, r.kMode, r.b, sk)
       return {
         b: r.b,
         sq: r.sq,
@@ -50,8 +55,9 @@ const casesOf = (rows: fc.Arbitrary<number>, width: fc.Arbitrary<number>): fc.Ar
         dv: r.dvSame ? r.d : r.dvOther,
         scale: r.scale,
         causal: r.causal,
-        queryPositions: positions(rng, r.qMode, r.b, r.sq),
-        keyPositions: positions(rng, r.kMode, r.b, sk),
+        queryPositions,
+        keyPositions,
+        queryFirstKeys: firstKeysOf(() => rng(0, 1), r.fMode, r.b, r.sq, sk, queryPositions, keyPositions),
         lseKind: r.lseKind,
         seed: r.seed,
       }
@@ -62,6 +68,30 @@ const caseArb = casesOf(dim(40), dim(40))
 // Past 64 queries the CPU backward takes its query blocks in groups (QBlocks in
 // attention_impl.h) whose dk and dv rows meet in a tile: several groups, any masks.
 const longCaseArb = casesOf(fc.integer({ min: 65, max: 150 }), dim(17))
+
+// Documents packed into sequences at the default positions, past a block of queries: whole key
+// blocks lie before a query block's documents (which the kernels skip) as well as after it.
+const documentCaseArb: fc.Arbitrary<Case> = fc
+  .record({
+    b: fc.integer({ min: 1, max: 2 }),
+    s: fc.integer({ min: 65, max: 260 }),
+    hkv: fc.integer({ min: 1, max: 2 }),
+    group: fc.integer({ min: 1, max: 2 }),
+    d: dim(17),
+    shared: fc.boolean(),
+    seed: fc.integer(),
+  })
+  .map((r) => {
+    const rng = random(r.seed ^ 0x2545f491)
+    const queryFirstKeys = documentStarts(
+      () => rng(0, 1),
+      r.shared ? 1 : r.b,
+      r.s,
+      (_, i) => i,
+      () => r.s,
+    )
+    return { b: r.b, sq: r.s, sk: r.s, hq: r.hkv * r.group, hkv: r.hkv, d: r.d, dv: r.d, causal: true, queryFirstKeys, lseKind: "f32" as const, seed: r.seed }
+  })
 
 const places = fc.record({ q: placement, k: placement, v: placement, out: placement })
 
@@ -134,6 +164,18 @@ describe.each(configs)("attention on %s, %d thread(s)", (isa, threads) => {
     )
   })
 
+  test("documents packed in sequences: forward and backward within 1e-5 of the float64 oracle", () => {
+    pin(isa, threads)
+    fc.assert(
+      fc.property(documentCaseArb, fc.integer(), (c, seed) => {
+        const run = build(c, plainPlaces)
+        checkForward(run)
+        checkBackward(run, seed)
+      }),
+      { numRuns: 5 },
+    )
+  })
+
   test("a size split across threads (causal, grouped heads, Dv != D)", () => {
     pin(isa, threads)
     const c: Case = { b: 1, sq: 130, sk: 130, hq: 4, hkv: 2, d: 48, dv: 40, causal: true, lseKind: "f32", seed: 3 }
@@ -171,6 +213,22 @@ describe("attention semantics", () => {
     expect(lse[0]).toBe(Number.NEGATIVE_INFINITY)
     expect(lse[1]).toBeCloseTo(2 + Math.log(2), 6) // two scores of 4 / sqrt(4) = 2
   })
+
+  test("a query sees the keys from its first key to its position; one whose first key is past every key sees none", () => {
+    const q = new Float32Array(3 * 2).fill(1)
+    const k = new Float32Array(4 * 2).fill(1)
+    const v = Float32Array.of(1, 10, 2, 20, 4, 40, 8, 80)
+    const out = new Float32Array(6).fill(9)
+    const lse = new Float64Array(3)
+    const gradQ = new Float32Array(6).fill(9)
+    // Query 0 (position 3) sees keys 1..3, query 1 (position 2) keys 2..2, query 2 nothing.
+    const shape = { b: 1, sq: 3, sk: 4, hq: 1, hkv: 1, d: 2, dv: 2, queryPositions: Int32Array.of(3, 2, 3), queryFirstKeys: Int32Array.of(1, 2, 4) }
+    Cpu.attention({ q, k, v, out, lse, ...shape })
+    expect(Array.from(out)).toEqual([Math.fround(14 / 3), Math.fround(140 / 3), 4, 40, 0, 0])
+    expect(lse[2]).toBe(Number.NEGATIVE_INFINITY)
+    Cpu.attentionBackward({ q, k, v, out, lse, gradOut: new Float32Array(6).fill(1), gradQ, gradK: new Float32Array(8), gradV: new Float32Array(8), ...shape })
+    expect(Array.from(gradQ.subarray(4))).toEqual([0, 0])
+  })
 })
 
 describe("attention argument errors", () => {
@@ -184,6 +242,8 @@ describe("attention argument errors", () => {
     ["lse wrong length", { lse: new Float32Array(3) }, RangeError, "attention: lse has 3 elements, expected b * hq * sq = 4"],
     ["positions wrong length", { queryPositions: new Int32Array(3) }, RangeError, "attention: queryPositions has 3 elements, expected S = 2 or B * S = 2"],
     ["positions not int32", { keyPositions: new Float32Array(2) }, TypeError, "attention: keyPositions must be a Int32Array, got Float32Array"],
+    ["first keys wrong length", { queryFirstKeys: new Int32Array(3) }, RangeError, "attention: queryFirstKeys has 3 elements, expected S = 2 or B * S = 2"],
+    ["first keys not int32", { queryFirstKeys: new Uint32Array(2) }, TypeError, "attention: queryFirstKeys must be a Int32Array, got Uint32Array"],
     ["scale infinite", { scale: Number.POSITIVE_INFINITY }, RangeError, "attention: scale must be finite"],
     ["sq fractional", { sq: 1.5 }, RangeError, "attention: sq must be an integer in [0, 2147483647], got 1.5"],
   ] as const)("%s", (_, change, ctor, message) => {

@@ -1,6 +1,7 @@
 /**
  * A float64 attention oracle for the native kernels (the reference kernel set has no attention):
- * straight from the definition in src/native/Cpu.ts (AttentionShape), one query row at a time,
+ * straight from the definition in src/native/Cpu.ts (AttentionShape: causal, key j visible to
+ * query i iff queryFirstKeys[i] <= keyPositions[j] <= queryPositions[i]), one query row at a time,
  * with, beside every result, the error scale its float32 computation may reach: the sum of the
  * absolute values of its terms, and the largest |score term| (scale * sum_e |q_e k_e|) of the
  * row, since an error in a score moves the probabilities relatively by that much.
@@ -37,10 +38,13 @@ const layout = (s: Cpu.AttentionShape) => {
   const causal = s.causal ?? true
   const qp = (b: number, i: number) => (s.queryPositions === undefined ? i : (s.queryPositions[s.queryPositions.length === s.sq ? i : b * s.sq + i] as number))
   const kp = (b: number, j: number) => (s.keyPositions === undefined ? j : (s.keyPositions[s.keyPositions.length === s.sk ? j : b * s.sk + j] as number))
+  // Each query's lowest visible key position: none (-Infinity) without first keys.
+  const first = (b: number, i: number) =>
+    s.queryFirstKeys === undefined ? Number.NEGATIVE_INFINITY : (s.queryFirstKeys[s.queryFirstKeys.length === s.sq ? i : b * s.sq + i] as number)
   return {
     group,
     scale,
-    visible: (b: number, i: number, j: number) => !causal || kp(b, j) <= qp(b, i),
+    visible: (b: number, i: number, j: number) => !causal || (first(b, i) <= kp(b, j) && kp(b, j) <= qp(b, i)),
     qAt: (b: number, i: number, h: number) => ((b * s.sq + i) * s.hq + h) * s.d,
     kAt: (b: number, j: number, h: number) => ((b * s.sk + j) * s.hkv + h) * s.d,
     vAt: (b: number, j: number, h: number) => ((b * s.sk + j) * s.hkv + h) * s.dv,

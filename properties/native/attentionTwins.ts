@@ -1,7 +1,9 @@
 // The CUDA attention kernels (cuda/src/kernels/attention_cuda.h) and their CPU twin, the CPU's
 // scalar path (attention.cc's float64 references), as kernelTwins.ts's cases: random GQA shapes,
 // causal or not, positions default, shared by the batch or per sequence (some queries then see
-// no key), lse in float32 or float64.
+// no key), query first keys none, shared or per sequence (document starts, attentionDocuments.ts;
+// with the default positions the flash kernels skip the key tiles before a block's documents),
+// lse in float32 or float64.
 // - The element kernels (attention_element.h, what heads wider than 256 take): bit for bit on the
 //   host (the emulator runs their per-element functions), within one float ulp on the device
 //   (its exp and log), where the device cases have a head wider than 256 so that they run.
@@ -15,11 +17,13 @@ import fc from "fast-check"
 import { expect } from "vitest"
 import * as Cpu from "../../src/native/Cpu.js"
 import type { AttentionSizes } from "../tensor/attentionSizes.js"
+import { type FirstKeysMode, firstKeysOf } from "./attentionDocuments.js"
 import { beyondOneUlp, big, device, type Executor, emulate, expectSame, expectTwin, floats, type Part, type Runnable, runnable, scalar, type Twin } from "./kernelTwins.js"
 
 interface AttentionCase extends AttentionSizes {
   readonly causal: boolean
   readonly positions: "default" | "shared" | "per-sequence"
+  readonly firstKeys: FirstKeysMode
   readonly lse64: boolean
   readonly seed: number
 }
@@ -34,6 +38,12 @@ const cases = (on: Executor): fc.Arbitrary<AttentionCase> =>
 const flashCases = (on: Executor): fc.Arbitrary<AttentionCase> =>
   shapes(on, fc.integer({ min: 1, max: big(on, 40, 256) }), fc.integer({ min: 1, max: big(on, 40, 256) }), big(on, 140, 300))
 
+/** Flash cases of documents packed into sequences past a block's 64 rows: default positions, Sq = Sk. */
+const documentCases = (on: Executor): fc.Arbitrary<AttentionCase> =>
+  fc
+    .tuple(flashCases(on), fc.integer({ min: 65, max: big(on, 200, 600) }), fc.constantFrom("shared" as const, "batch" as const))
+    .map(([c, s, firstKeys]) => ({ ...c, sq: s, sk: s, causal: true, positions: "default" as const, firstKeys }))
+
 const shapes = (on: Executor, d: fc.Arbitrary<number>, dv: fc.Arbitrary<number>, rows = big(on, 9, 40)): fc.Arbitrary<AttentionCase> =>
   fc.record({
     b: fc.integer({ min: 1, max: 2 }),
@@ -45,6 +55,7 @@ const shapes = (on: Executor, d: fc.Arbitrary<number>, dv: fc.Arbitrary<number>,
     dv,
     causal: fc.boolean(),
     positions: fc.constantFrom("default" as const, "shared" as const, "per-sequence" as const),
+    firstKeys: fc.constantFrom("none" as const, "shared" as const, "batch" as const),
     lse64: fc.boolean(),
     seed: fc.integer(),
   })
@@ -57,6 +68,11 @@ const inputs = (c: AttentionCase) => {
     const n = c.positions === "shared" ? s : c.b * s
     return Int32Array.from(floats(n, c.seed + salt), (v) => Math.floor((v + 4) * 2) - 2)
   }
+  const queryPositions = positions(c.sq, 7)
+  const keyPositions = positions(c.sk, 8)
+  const draws = floats(1 + 4 * c.b * c.sq, c.seed + 9)
+  let next = 0
+  const draw = () => ((draws[next++ % draws.length] as number) + 4) / 8
   const shape: Cpu.AttentionShape = {
     b: c.b,
     sq: c.sq,
@@ -66,8 +82,9 @@ const inputs = (c: AttentionCase) => {
     d: c.d,
     dv: c.dv,
     causal: c.causal,
-    queryPositions: positions(c.sq, 7),
-    keyPositions: positions(c.sk, 8),
+    queryPositions,
+    keyPositions,
+    queryFirstKeys: firstKeysOf(draw, c.firstKeys, c.b, c.sq, c.sk, queryPositions, keyPositions),
   }
   const q = floats(c.b * c.sq * hq * c.d, c.seed)
   const k = floats(c.b * c.sk * c.hkv * c.d, c.seed + 1)
@@ -75,13 +92,13 @@ const inputs = (c: AttentionCase) => {
   return { shape, q, k, v, rows: c.b * hq * c.sq }
 }
 
-/** The emulator's request header of a case: the binding's dims, then the positions' lengths. */
+/** The emulator's request header of a case: the binding's dims, then the positions' and first keys' lengths. */
 const header = (s: Cpu.AttentionShape, extra: ReadonlyArray<number> = []) => {
-  const [b, sq, sk, hq, hkv, d, dv, scale, causal, qpos, kpos] = Cpu.attentionDims(s)
-  return Float64Array.of(b, sq, sk, hq, hkv, d, dv, Math.fround(scale), causal ? 1 : 0, qpos?.length ?? 0, kpos?.length ?? 0, ...extra)
+  const [b, sq, sk, hq, hkv, d, dv, scale, causal, qpos, kpos, qfirst] = Cpu.attentionDims(s)
+  return Float64Array.of(b, sq, sk, hq, hkv, d, dv, Math.fround(scale), causal ? 1 : 0, qpos?.length ?? 0, kpos?.length ?? 0, qfirst?.length ?? 0, ...extra)
 }
 
-const positionParts = (s: Cpu.AttentionShape): Array<Part> => [s.queryPositions ?? new Int32Array(0), s.keyPositions ?? new Int32Array(0)]
+const positionParts = (s: Cpu.AttentionShape): Array<Part> => [s.queryPositions ?? new Int32Array(0), s.keyPositions ?? new Int32Array(0), s.queryFirstKeys ?? new Int32Array(0)]
 
 /** A backward case: the inputs, the reference's forward (out, lse as the case stores it), a gradient and the reference's gradients. */
 const backwardCase = (c: AttentionCase) => {
@@ -231,4 +248,15 @@ const flashBackward: Twin<AttentionCase> = {
 }
 
 /** The attention twins, for both executors. */
-export const attentionTwins: ReadonlyArray<Runnable> = [runnable(forward), runnable(backward), runnable(flashForward), runnable(flashBackward)]
+export const attentionTwins: ReadonlyArray<Runnable> = [
+  runnable(forward),
+  runnable(backward),
+  runnable(flashForward),
+  runnable(flashBackward),
+  runnable({ ...flashForward, name: "attention, flash-tiled, documents: the key tiles before a block's documents skipped, within float32's rounding", cases: documentCases }),
+  runnable({
+    ...flashBackward,
+    name: "attentionBackward, flash-tiled, documents: the query tiles before a key block's documents skipped, within float32's rounding",
+    cases: documentCases,
+  }),
+]

@@ -351,6 +351,7 @@ export const attentionDims = (s: AttentionShape): Dims => [
   s.causal ?? true,
   s.queryPositions ?? null,
   s.keyPositions ?? null,
+  s.queryFirstKeys ?? null,
 ]
 
 /**

@@ -8,12 +8,12 @@ import type { CpuFeatures, FloatArray, FmaPeak, Isa, OpenBlasStatus, TypedArray 
 import type { Bf16Path } from "./CpuBf16.js"
 import type { DeviceAllocatorStats } from "./Cuda.js"
 
-/** Query or key positions, or null for the default. */
+/** Query or key positions or query first keys, or null for the default. */
 export type Positions = Int32Array | null
 /** matmul's positional arguments. */
 export type MatmulTuple = [Float32Array, Float32Array, Float32Array, number, number, number, number, boolean, boolean, number, number, boolean]
-/** attention's positional dims. */
-export type Dims = [number, number, number, number, number, number, number, number, boolean, Positions, Positions]
+/** attention's positional dims: b, sq, sk, hq, hkv, d, dv, scale, causal, queryPositions, keyPositions, queryFirstKeys. */
+export type Dims = [number, number, number, number, number, number, number, number, boolean, Positions, Positions, Positions]
 
 /** The raw module, as the binding exports it. */
 export interface CpuAddon {

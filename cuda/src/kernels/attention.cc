@@ -36,7 +36,16 @@ struct Geo {
     if (a.kpos == nullptr) return static_cast<int32_t>(j);
     return a.kpos_len == a.sk ? a.kpos[j] : a.kpos[b * a.sk + j];
   }
-  bool visible(size_t b, size_t i, size_t j) const { return !a.causal || kp(b, j) <= qp(b, i); }
+  // The lowest key position query i sees: INT32_MIN (every key) without first keys.
+  int32_t qf(size_t b, size_t i) const {
+    if (a.qfirst == nullptr) return INT32_MIN;
+    return a.qfirst_len == a.sq ? a.qfirst[i] : a.qfirst[b * a.sq + i];
+  }
+  bool visible(size_t b, size_t i, size_t j) const {
+    if (!a.causal) return true;
+    const int32_t k = kp(b, j);
+    return k <= qp(b, i) && qf(b, i) <= k;
+  }
 };
 
 // One kv head's keys, packed for the vector kernels.
@@ -44,6 +53,7 @@ struct Packed {
   const float* kt;       // k transposed per block of w keys: kt[(kb * D + e) * w + lane]
   const int32_t* kpos;   // key positions, INT32_MAX past Sk
   const int32_t* kmin;   // smallest position of each block
+  const int32_t* kmax;   // largest position of each block's keys (padding lanes left out)
   const float* zeros;    // max(D, Dv) zeros, the rows of padding queries
 };
 
@@ -64,16 +74,18 @@ void pack_transposed(const Geo& g, const float* x, size_t dim, size_t b, size_t 
   }
 }
 
-void pack_positions(const Geo& g, size_t b, size_t w, int32_t* kpos, int32_t* kmin) {
+void pack_positions(const Geo& g, size_t b, size_t w, int32_t* kpos, int32_t* kmin, int32_t* kmax) {
   const size_t nkb = (g.a.sk + w - 1) / w;
   for (size_t kb = 0; kb < nkb; ++kb) {
-    int32_t lo = INT32_MAX;
+    int32_t lo = INT32_MAX, hi = INT32_MIN;
     for (size_t lane = 0; lane < w; ++lane) {
       const size_t j = kb * w + lane;
       kpos[j] = j < g.a.sk ? g.kp(b, j) : INT32_MAX;
       lo = std::min(lo, kpos[j]);
+      if (j < g.a.sk) hi = std::max(hi, kpos[j]);
     }
     kmin[kb] = lo;
+    kmax[kb] = hi;
   }
 }
 
@@ -181,9 +193,13 @@ struct V {
   static F exp(F x) { return vmath::exp_nonpos(x); }
   static float hsum(F x) { return vmath::hsum(x); }
   static float hmax(F x) { return vmath::hmax(x); }
-  static M visible(const int32_t* kpos, int32_t qpos, size_t valid, bool causal) {
+  // Lanes below `valid` with first <= kpos <= qpos (every one of them when not causal).
+  static M visible(const int32_t* kpos, int32_t qpos, int32_t first, size_t valid, bool causal) {
     M m = vmath::mask16(static_cast<ptrdiff_t>(valid));
-    if (causal) m &= _mm512_cmple_epi32_mask(_mm512_loadu_si512(kpos), _mm512_set1_epi32(qpos));
+    if (causal) {
+      const __m512i kp = _mm512_loadu_si512(kpos);
+      m &= _mm512_cmple_epi32_mask(kp, _mm512_set1_epi32(qpos)) & _mm512_cmpge_epi32_mask(kp, _mm512_set1_epi32(first));
+    }
     return m;
   }
   static F select(M m, F a, F b) { return _mm512_mask_blend_ps(m, b, a); }
@@ -221,11 +237,14 @@ struct V {
   static F exp(F x) { return vmath::exp_nonpos(x); }
   static float hsum(F x) { return vmath::hsum(x); }
   static float hmax(F x) { return vmath::hmax(x); }
-  static M visible(const int32_t* kpos, int32_t qpos, size_t valid, bool causal) {
+  // Lanes below `valid` with first <= kpos <= qpos (every one of them when not causal).
+  static M visible(const int32_t* kpos, int32_t qpos, int32_t first, size_t valid, bool causal) {
     __m256i m = vmath::mask8(static_cast<ptrdiff_t>(valid));
     if (causal) {
-      const __m256i later = _mm256_cmpgt_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(kpos)), _mm256_set1_epi32(qpos));
-      m = _mm256_andnot_si256(later, m);
+      const __m256i kp = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kpos));
+      const __m256i later = _mm256_cmpgt_epi32(kp, _mm256_set1_epi32(qpos));
+      const __m256i earlier = _mm256_cmpgt_epi32(_mm256_set1_epi32(first), kp);
+      m = _mm256_andnot_si256(_mm256_or_si256(later, earlier), m);
     }
     return _mm256_castsi256_ps(m);
   }
@@ -240,7 +259,7 @@ struct V {
 namespace {
 
 thread_local Scratch<float> t_kt, t_vt, t_obuf, t_zeros, t_delta;
-thread_local Scratch<int32_t> t_kpos, t_kmin;
+thread_local Scratch<int32_t> t_kpos, t_kmin, t_kmax;
 
 // Fewer multiply-adds than this stay on the calling thread (as for matmul).
 constexpr size_t kParallelMacs = size_t{1} << 20;
@@ -252,17 +271,18 @@ bool pack_head(const Geo& g, size_t b, size_t kh, size_t w, bool with_v, Packed*
   float* kt = t_kt.get(nkb * w * a.d);
   int32_t* kpos = t_kpos.get(nkb * w);
   int32_t* kmin = t_kmin.get(nkb);
+  int32_t* kmax = t_kmax.get(nkb);
   float* zeros = t_zeros.get(std::max(a.d, a.dv));
-  if (kt == nullptr || kpos == nullptr || kmin == nullptr || zeros == nullptr) return false;
+  if (kt == nullptr || kpos == nullptr || kmin == nullptr || kmax == nullptr || zeros == nullptr) return false;
   std::fill(zeros, zeros + std::max(a.d, a.dv), 0.0f);
   pack_transposed(g, a.k, a.d, b, kh, w, kt);
-  pack_positions(g, b, w, kpos, kmin);
+  pack_positions(g, b, w, kpos, kmin, kmax);
   if (with_v) {
     *vt = t_vt.get(nkb * w * a.dv);
     if (*vt == nullptr) return false;
     pack_transposed(g, a.v, a.dv, b, kh, w, *vt);
   }
-  *pk = Packed{kt, kpos, kmin, zeros};
+  *pk = Packed{kt, kpos, kmin, kmax, zeros};
   return true;
 }
 

@@ -46,7 +46,8 @@ __global__ void dkv_kernel(element::AttnShape a, const float* __restrict__ q, co
 // tiles staged in shared memory (ks, vs) by the whole block.
 template <class Row>
 __device__ void key_tiles(const element::AttnShape& a, const float* k, const float* v, size_t b, size_t h, size_t i0, size_t bc, float* ks, float* vs, Row& r) {
-  for (size_t j0 = 0; j0 < a.sk && !flash::past_diagonal(a, flash::last_query(a, i0), j0); j0 += bc) {
+  const size_t last = flash::last_query(a, i0);
+  for (size_t j0 = flash::first_seen_key(a, b, i0, last); j0 < a.sk && !flash::past_diagonal(a, last, j0); j0 += bc) {
     const size_t n = a.sk - j0 < bc ? a.sk - j0 : bc;
     __syncthreads();
     flash::load_keys(a, k, v, b, h / (a.hq / a.hkv), j0, n, ks, vs, threadIdx.x, blockDim.x);
@@ -91,7 +92,7 @@ __global__ void flash_dkv_kernel(element::AttnShape a, const float* __restrict__
   for (size_t h = kh * group; h < (kh + 1) * group; ++h)
     for (size_t i0 = 0; i0 < a.sq; i0 += bq) {
       const size_t n = a.sq - i0 < bq ? a.sq - i0 : bq;
-      if (flash::past_diagonal(a, i0 + n - 1, j0)) continue;
+      if (flash::past_diagonal(a, i0 + n - 1, j0) || flash::before_first_keys(a, b, i0, n, flash::last_key(a, j0))) continue;
       __syncthreads();
       flash::load_queries(a, q, dout, lse32, lse64, delta, b, h, i0, n, qs, dos, ls, ds, threadIdx.x, blockDim.x);
       __syncthreads();

@@ -3,13 +3,16 @@
 //   q [B, Sq, Hq, D], k [B, Sk, Hkv, D], v [B, Sk, Hkv, Dv] -> out [B, Sq, Hq, Dv],
 //   lse [B, Hq, Sq] (log-sum-exp of each row's scaled scores, for the backward pass).
 //   Query head h reads kv head h / (Hq / Hkv). s_j = scale * q . k_j over the visible keys,
-//   out = softmax(s) . v. Causal: key j is visible to query i iff kpos[j] <= qpos[i]; positions
-//   default to 0..Sq-1 and 0..Sk-1, and an array may hold S entries (shared by the batch) or
-//   B * S ([B, S] order). A query that sees no key outputs zeros and lse = -inf.
+//   out = softmax(s) . v. Causal: key j is visible to query i iff kpos[j] <= qpos[i] and, given
+//   first keys, qfirst[i] <= kpos[j] (each query's lowest visible key position: the start of its
+//   document when documents are packed into one sequence); positions default to 0..Sq-1 and
+//   0..Sk-1, and an array may hold S entries (shared by the batch) or B * S ([B, S] order),
+//   qfirst as qpos. A query that sees no key outputs zeros and lse = -inf.
 //
 // Forward: online softmax (flash style) over blocks of 16 (AVX-512) or 8 (AVX2) keys, so memory
 // stays O(S * D), never O(S^2): per block the running max and sum are rescaled and the output
-// accumulator with them. Backward recomputes p = exp(s - lse) per block and uses
+// accumulator with them. A key block that no query of a query block sees (every key after the
+// latest query, or before the earliest first key) is skipped. Backward recomputes p = exp(s - lse) per block and uses
 // delta_i = dout_i . out_i; dq, dk, dv are overwritten.
 // Determinism: every output element is computed by one task in a fixed order, whatever the
 // thread count. Precision: float32 arithmetic with FMA (the scalar path runs the float64
@@ -34,6 +37,8 @@ struct AttnArgs {
   size_t qpos_len;
   const int32_t* kpos;  // null (0..Sk-1), or kpos_len = Sk or B * Sk entries
   size_t kpos_len;
+  const int32_t* qfirst;  // null (no lower bound), or qfirst_len = Sq or B * Sq entries
+  size_t qfirst_len;
 };
 
 // Forward. Exactly one of lse32 / lse64 may be non-null (or neither). Returns false when

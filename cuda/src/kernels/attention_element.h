@@ -28,6 +28,8 @@ struct AttnShape {
   size_t qpos_len;
   const int32_t* kpos;
   size_t kpos_len;
+  const int32_t* qfirst;  // null: no lower bound; else Sq or B * Sq entries, each query's lowest visible key position
+  size_t qfirst_len;
 };
 
 PLEAT_HD inline size_t attn_q_off(const AttnShape& a, size_t b, size_t i, size_t h) { return ((b * a.sq + i) * a.hq + h) * a.d; }
@@ -36,11 +38,17 @@ PLEAT_HD inline size_t attn_v_off(const AttnShape& a, size_t b, size_t j, size_t
 PLEAT_HD inline size_t attn_o_off(const AttnShape& a, size_t b, size_t i, size_t h) { return ((b * a.sq + i) * a.hq + h) * a.dv; }
 PLEAT_HD inline size_t attn_row(const AttnShape& a, size_t b, size_t h, size_t i) { return (b * a.hq + h) * a.sq + i; }
 
+// Query i's lowest visible key position: INT32_MIN (every key) without first keys.
+PLEAT_HD inline int32_t attn_first_key(const AttnShape& a, size_t b, size_t i) {
+  return a.qfirst == nullptr ? INT32_MIN : a.qfirst[a.qfirst_len == a.sq ? i : b * a.sq + i];
+}
+
+// Causal: key j is visible to query i iff first_key(i) <= kpos[j] <= qpos[i]; every key otherwise.
 PLEAT_HD inline bool attn_visible(const AttnShape& a, size_t b, size_t i, size_t j) {
   if (!a.causal) return true;
   const int32_t qp = a.qpos == nullptr ? static_cast<int32_t>(i) : a.qpos[a.qpos_len == a.sq ? i : b * a.sq + i];
   const int32_t kp = a.kpos == nullptr ? static_cast<int32_t>(j) : a.kpos[a.kpos_len == a.sk ? j : b * a.sk + j];
-  return kp <= qp;
+  return kp <= qp && attn_first_key(a, b, i) <= kp;
 }
 
 // scale * (q_i . k_j) in float64, each product and sum rounded on its own, e ascending.

@@ -16,6 +16,10 @@
 //             with p = exp(s - lse), ds = p (dout_i . v_j - delta_i); deterministic (each output
 //             row summed by one thread in a fixed order: no atomics)
 //
+// Masks: attention_element.h's attn_visible (positions and query first keys). Tiles no row of a
+// block sees are skipped where the default positions make that cheap to know: past the diagonal,
+// and before the block's lowest first key (the start of its earliest document).
+//
 // Rows (d and dv) of at most kMaxWidth floats; wider heads take the element kernels
 // (attention_element.h). Shared memory a block: one tile of keys and values (forward, dq) or
 // of queries, output gradients and their row statistics (dk, dv), at most 48 KB.
@@ -70,6 +74,25 @@ PLEAT_HD inline size_t last_query(const AttnShape& a, size_t i0) { return (i0 + 
 // Whether no query up to `last_query` sees a key from `first_key` on: causal with the default
 // positions (a query sees no later key), so a block skips such tiles.
 PLEAT_HD inline bool past_diagonal(const AttnShape& a, size_t last_query, size_t first_key) { return a.causal && a.qpos == nullptr && a.kpos == nullptr && first_key > last_query; }
+
+// The lowest first key of queries [i0, last] of batch entry b, as a key index: with first keys
+// and the default key positions (key j at position j) no query of them sees a key before it, so
+// their key tiles start there (0 otherwise; at most Sk). Every thread of a block computes it.
+PLEAT_HD inline size_t first_seen_key(const AttnShape& a, size_t b, size_t i0, size_t last) {
+  if (!a.causal || a.qfirst == nullptr || a.kpos != nullptr) return 0;
+  int32_t lo = INT32_MAX;
+  for (size_t i = i0; i <= last; ++i) {
+    const int32_t f = element::attn_first_key(a, b, i);
+    lo = f < lo ? f : lo;
+  }
+  return lo <= 0 ? 0 : (static_cast<size_t>(lo) < a.sk ? static_cast<size_t>(lo) : a.sk);
+}
+
+// Whether no query of [i0, i0 + n) sees a key up to `last_key`: each one's first key is past it
+// (first keys with the default key positions), so a block of keys ending there skips the tile.
+PLEAT_HD inline bool before_first_keys(const AttnShape& a, size_t b, size_t i0, size_t n, size_t last_key) {
+  return n > 0 && first_seen_key(a, b, i0, i0 + n - 1) > last_key;
+}
 
 // x . y over n floats, e ascending, fused multiply-adds.
 PLEAT_HD inline float dot(const float* x, const float* y, size_t n) {
@@ -180,6 +203,9 @@ PLEAT_HD inline void dq_end(const AttnShape& a, const GradQueryRow& r, float* dq
 
 // ---- dk and dv: a thread a key row, query tiles in shared memory ------------------------------
 
+// The last key of the block of key rows starting at j0.
+PLEAT_HD inline size_t last_key(const AttnShape& a, size_t j0) { return (j0 + kRows < a.sk ? j0 + kRows : a.sk) - 1; }
+
 // Floats a query row takes in shared memory for dk / dv: q, dout, lse and delta.
 PLEAT_HD inline size_t query_width(const AttnShape& a) { return a.d + a.dv + 2; }
 
@@ -246,7 +272,7 @@ template <class Row>
 void key_tiles_host(const AttnShape& a, const float* k, const float* v, size_t b, size_t h, size_t i0, std::vector<Row>& rows) {
   const size_t bc = tile_rows(a.d + a.dv);
   std::vector<float> ks(bc * a.d), vs(bc * a.dv);
-  for (size_t j0 = 0; j0 < a.sk && !past_diagonal(a, last_query(a, i0), j0); j0 += bc) {
+  for (size_t j0 = first_seen_key(a, b, i0, last_query(a, i0)); j0 < a.sk && !past_diagonal(a, last_query(a, i0), j0); j0 += bc) {
     const size_t n = a.sk - j0 < bc ? a.sk - j0 : bc;
     for (size_t t = 0; t < kRows; ++t) load_keys(a, k, v, b, h / (a.hq / a.hkv), j0, n, ks.data(), vs.data(), t, kRows);
     for (size_t t = 0; t < kRows; ++t) key_tile(a, j0, n, ks.data(), vs.data(), rows[t]);
@@ -289,8 +315,9 @@ inline void backward_host(const AttnShape& a, const float* q, const float* k, co
         for (size_t h = kh * group; h < (kh + 1) * group; ++h)
           for (size_t i0 = 0; i0 < a.sq; i0 += bq) {
             const size_t n = a.sq - i0 < bq ? a.sq - i0 : bq;
-            // Causal with default positions: queries before the block's first key see none of it.
-            if (past_diagonal(a, i0 + n - 1, j0)) continue;
+            // Causal with default positions: queries before the block's first key see none of it,
+            // nor do queries whose first keys are past its last.
+            if (past_diagonal(a, i0 + n - 1, j0) || before_first_keys(a, b, i0, n, last_key(a, j0))) continue;
             for (size_t t = 0; t < kRows; ++t) load_queries(a, q, dout, lse32, lse64, delta.data(), b, h, i0, n, qs.data(), dos.data(), ls.data(), ds.data(), t, kRows);
             for (size_t t = 0; t < kRows; ++t) dkv_tile(a, i0, n, qs.data(), dos.data(), ls.data(), ds.data(), krows[t]);
           }

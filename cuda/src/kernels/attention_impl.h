@@ -9,8 +9,9 @@ constexpr int QB = 8;  // query rows per block: 8 independent FMA chains cover t
 using F = V::F;
 using M = V::M;
 
-// Scores of the QB rows against key block kb, scaled, with invisible lanes set to -inf.
-inline void block_scores(const Geo& g, const float* const* qrow, const int32_t* qp,
+// Scores of the QB rows against key block kb, scaled, with invisible lanes set to -inf (row r
+// sees the keys with qf[r] <= position <= qp[r] when causal).
+inline void block_scores(const Geo& g, const float* const* qrow, const int32_t* qp, const int32_t* qf,
                          const float* kt, const int32_t* kpos, size_t kb, F* s) {
   const size_t d = g.a.d;
   for (int r = 0; r < QB; ++r) s[r] = V::zero();
@@ -23,9 +24,16 @@ inline void block_scores(const Geo& g, const float* const* qrow, const int32_t* 
   const size_t valid = g.a.sk - kb * W < static_cast<size_t>(W) ? g.a.sk - kb * W : W;
   const F scale = V::set1(g.a.scale), ninf = V::set1(-INFINITY);
   for (int r = 0; r < QB; ++r) {
-    const M vis = V::visible(kpos + kb * W, qp[r], valid, g.a.causal);
+    const M vis = V::visible(kpos + kb * W, qp[r], qf[r], valid, g.a.causal);
     s[r] = V::select(vis, V::mul(s[r], scale), ninf);
   }
+}
+
+// Whether no row of a query block sees key block kb: every key after the latest query
+// position (qmax) or before the earliest first key (qfmin). Such blocks are skipped, which
+// changes no bits: a row that sees none of a block's keys leaves its state as it was.
+inline bool unseen(const AttnArgs& a, const Packed& pk, size_t kb, int32_t qmax, int32_t qfmin) {
+  return a.causal && (pk.kmin[kb] > qmax || pk.kmax[kb] < qfmin);
 }
 
 // Forward for queries [i0, i1) of every head served by kv head kh of batch entry b.
@@ -38,26 +46,30 @@ inline void forward_range(const Geo& g, size_t b, size_t kh, size_t i0, size_t i
     for (size_t ib = i0; ib < i1; ib += QB) {
       const size_t rows = i1 - ib < static_cast<size_t>(QB) ? i1 - ib : QB;
       const float* qrow[QB];
-      int32_t qp[QB];
-      int32_t qmax = INT32_MIN;
+      int32_t qp[QB], qf[QB];
+      int32_t qmax = INT32_MIN, qfmin = INT32_MAX;
       float m[QB], l[QB], corr[QB];
       for (int r = 0; r < QB; ++r) {
         const bool real = static_cast<size_t>(r) < rows;
         // Padding rows read zeros and see every key; their results are never stored.
         qrow[r] = real ? a.q + g.q_off(b, ib + r, h) : pk.zeros;
         qp[r] = real ? g.qp(b, ib + r) : INT32_MAX;
+        qf[r] = real ? g.qf(b, ib + r) : INT32_MIN;
         if (real && qp[r] > qmax) qmax = qp[r];
+        if (real && qf[r] < qfmin) qfmin = qf[r];
         m[r] = -INFINITY;
         l[r] = 0.0f;
       }
       for (size_t i = 0; i < QB * dvp; ++i) obuf[i] = 0.0f;
       for (size_t kb = 0; kb < nkb; ++kb) {
-        if (a.causal && pk.kmin[kb] > qmax) continue;  // no key of the block is visible
+        if (unseen(a, pk, kb, qmax, qfmin)) continue;  // no key of the block is visible
         F s[QB];
-        block_scores(g, qrow, qp, pk.kt, pk.kpos, kb, s);
+        block_scores(g, qrow, qp, qf, pk.kt, pk.kpos, kb, s);
         for (int r = 0; r < QB; ++r) {
           const float bm = V::hmax(s[r]);
-          if (bm == -INFINITY) {  // nothing visible to this row here: no change
+          // Nothing visible to this row here (every lane -inf, so s - bm would be NaN): no change,
+          // p = 0 for the value update below, the running max and sum kept.
+          if (bm == -INFINITY) {
             V::store(pbuf + r * W, V::zero());
             corr[r] = 1.0f;
             continue;
@@ -145,8 +157,8 @@ inline void backward_task(const Geo& g, size_t b, size_t kh, const Packed& pk, c
     const float* q[QB];
     const float* g[QB];
     float* dq[QB];
-    int32_t qp[QB];
-    int32_t qmax;
+    int32_t qp[QB], qf[QB];
+    int32_t qmax, qfmin;
     float lse[QB], dl[QB];
   };
   Rows blocks[QBlocks];
@@ -157,6 +169,7 @@ inline void backward_task(const Geo& g, size_t b, size_t kh, const Packed& pk, c
         Rows& rb = blocks[nblocks];
         const size_t rows = a.sq - ib < static_cast<size_t>(QB) ? a.sq - ib : QB;
         rb.qmax = INT32_MIN;
+        rb.qfmin = INT32_MAX;
         for (int r = 0; r < QB; ++r) {
           const bool real = static_cast<size_t>(r) < rows;
           const size_t li = real ? g.lse_off(b, h, ib + r) : 0;
@@ -166,8 +179,10 @@ inline void backward_task(const Geo& g, size_t b, size_t kh, const Packed& pk, c
           rb.g[r] = real ? dout + g.o_off(b, ib + r, h) : pk.zeros;
           rb.dq[r] = real ? dq + g.q_off(b, ib + r, h) : nullptr;
           rb.qp[r] = real ? g.qp(b, ib + r) : INT32_MAX;
+          rb.qf[r] = real ? g.qf(b, ib + r) : INT32_MIN;
           rb.dl[r] = real ? delta[(h - kh * g.group) * a.sq + ib + r] : 0.0f;
           if (real && rb.lse[r] != -INFINITY && rb.qp[r] > rb.qmax) rb.qmax = rb.qp[r];
+          if (real && rb.lse[r] != -INFINITY && rb.qf[r] < rb.qfmin) rb.qfmin = rb.qf[r];
         }
       }
       for (size_t kb = 0; kb < nkb; ++kb) {
@@ -176,7 +191,7 @@ inline void backward_task(const Geo& g, size_t b, size_t kh, const Packed& pk, c
         for (int bi = 0; bi < nblocks; ++bi) {
           const Rows& rb = blocks[bi];
           if (rb.qmax == INT32_MIN) continue;  // no row of the block saw a key
-          if (a.causal && pk.kmin[kb] > rb.qmax) continue;
+          if (unseen(a, pk, kb, rb.qmax, rb.qfmin)) continue;
           if (!held) {
             for (size_t jj = 0; jj < valid; ++jj) {
               std::copy_n(dk + g.k_off(b, kb * W + jj, kh), a.d, tk + jj * a.d);
@@ -185,7 +200,7 @@ inline void backward_task(const Geo& g, size_t b, size_t kh, const Packed& pk, c
             held = true;
           }
           F s[QB], dp[QB];
-          block_scores(g, rb.q, rb.qp, pk.kt, pk.kpos, kb, s);
+          block_scores(g, rb.q, rb.qp, rb.qf, pk.kt, pk.kpos, kb, s);
           // dp[r][j] = dout_r . v_j, from v packed like k.
           for (int r = 0; r < QB; ++r) dp[r] = V::zero();
           const float* vb_t = vt + kb * a.dv * W;

@@ -40,10 +40,11 @@
 //            in sum_squares_element.h's block order
 //   adamw    f64[9] {n, beta1, beta2, c1, c2, eps, lr, clip, decay}, f32 w[n], g[n], m[n], v[n]
 //                                                                     reply f32 w[n], m[n], v[n]
-//   attention  f64[11] {b, sq, sk, hq, hkv, d, dv, scale, causal, qposLen, kposLen}, f32 q, k, v,
-//            i32 qpos[qposLen], kpos[kposLen]                          reply f32 out, f64 lse[b hq sq]
-//   attention_backward  f64[12] {the same, lse32}, f32 q, k, v, out, dout, lse (f32 when lse32,
-//            else f64) [b hq sq], i32 qpos, kpos                       reply f32 dq, dk, dv
+//   attention  f64[12] {b, sq, sk, hq, hkv, d, dv, scale, causal, qposLen, kposLen, qfirstLen}, f32
+//            q, k, v, i32 qpos[qposLen], kpos[kposLen], qfirst[qfirstLen] (each length 0: none)
+//                                                                     reply f32 out, f64 lse[b hq sq]
+//   attention_backward  f64[13] {the same, lse32}, f32 q, k, v, out, dout, lse (f32 when lse32,
+//            else f64) [b hq sq], i32 qpos, kpos, qfirst               reply f32 dq, dk, dv
 //   attention_flash, attention_flash_backward  the same requests and replies, through the flash-tiled
 //            kernels' functions (attention_flash.h: forward_host, backward_host; d and dv at most 256)
 // Exit 2 on an unknown op or a short or inconsistent request.
@@ -301,21 +302,24 @@ int main(int argc, char** argv) {
   } else if (op == "attention" || op == "attention_backward" || op == "attention_flash" || op == "attention_flash_backward") {
     const bool backward = op == "attention_backward" || op == "attention_flash_backward";
     const bool tiled = op == "attention_flash" || op == "attention_flash_backward";
-    const auto h = take<double>(backward ? 12 : 11);
+    const auto h = take<double>(backward ? 13 : 12);
     if (short_read) return 2;
-    AttnShape a{count(h[0]), count(h[1]), count(h[2]), count(h[3]), count(h[4]), count(h[5]), count(h[6]), static_cast<float>(h[7]), h[8] != 0, nullptr, count(h[9]), nullptr, count(h[10])};
+    AttnShape a{count(h[0]), count(h[1]), count(h[2]), count(h[3]), count(h[4]), count(h[5]), count(h[6]), static_cast<float>(h[7]), h[8] != 0,
+                nullptr, count(h[9]), nullptr, count(h[10]), nullptr, count(h[11])};
     if (a.hkv == 0 || a.hq % a.hkv != 0) return 2;
-    if ((a.qpos_len != 0 && a.qpos_len != a.sq && a.qpos_len != a.b * a.sq) || (a.kpos_len != 0 && a.kpos_len != a.sk && a.kpos_len != a.b * a.sk)) return 2;
+    const auto bad_len = [&](size_t len, size_t s) { return len != 0 && len != s && len != a.b * s; };
+    if (bad_len(a.qpos_len, a.sq) || bad_len(a.kpos_len, a.sk) || bad_len(a.qfirst_len, a.sq)) return 2;
     const size_t rows = a.b * a.hq * a.sq, nq = rows * a.d, nk = a.b * a.sk * a.hkv * a.d, nv = a.b * a.sk * a.hkv * a.dv;
     const auto q = take<float>(nq), k = take<float>(nk), v = take<float>(nv);
     const auto out = take<float>(backward ? rows * a.dv : 0), dout = take<float>(backward ? rows * a.dv : 0);
-    const bool lse32 = backward && h[11] != 0;
+    const bool lse32 = backward && h[12] != 0;
     const auto lse_f32 = take<float>(lse32 ? rows : 0);
     const auto lse_f64 = take<double>(backward && !lse32 ? rows : 0);
-    const auto qpos = take<int32_t>(a.qpos_len), kpos = take<int32_t>(a.kpos_len);
+    const auto qpos = take<int32_t>(a.qpos_len), kpos = take<int32_t>(a.kpos_len), qfirst = take<int32_t>(a.qfirst_len);
     if (short_read) return 2;
     a.qpos = a.qpos_len == 0 ? nullptr : qpos.data();
     a.kpos = a.kpos_len == 0 ? nullptr : kpos.data();
+    a.qfirst = a.qfirst_len == 0 ? nullptr : qfirst.data();
     if (tiled && !pleat::flash::fits(a)) return 2;
     if (tiled && !backward) {
       std::vector<double> lse(rows);

@@ -109,10 +109,8 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
   const qPos = positionsOf("query", options.queryPositions, b, sq)
   const kPos = positionsOf("key", options.keyPositions, b, sk)
   const first = options.queryFirstKeys === undefined ? undefined : positionsOf("first key", options.queryFirstKeys, b, sq)
-  // TODO(native first keys): the kernels take queryFirstKeys once their bindings do.
-  const kernels = options.queryFirstKeys === undefined
-  if (kernels && q.dtype === "float32" && Device.isAccelerator(q.device)) return deviceAttention(Place.of("attention", q, k, v), q, k, v, l, shapeOf(l, scale, causal, options))
-  if (kernels && q.dtype === "float32" && Kernels.native() !== undefined) return nativeAttention(q, k, v, l, scale, causal, options)
+  if (q.dtype === "float32" && Device.isAccelerator(q.device)) return deviceAttention(Place.of("attention", q, k, v), q, k, v, l, shapeOf(l, scale, causal, options))
+  if (q.dtype === "float32" && Kernels.native() !== undefined) return nativeAttention(q, k, v, l, scale, causal, options)
   const visible = (bi: number, i: number, j: number): boolean => !causal || (kPos(bi, j) <= qPos(bi, i) && (first === undefined || first(bi, i) <= kPos(bi, j)))
   const qs = q.data
   const ks = k.data
@@ -221,7 +219,7 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
 }
 
 /**
- * The float32 path: the native flash-style kernels (same semantics, positions and empty rows
+ * The float32 path: the native flash-style kernels (same semantics, positions, first keys and empty rows
  * included; properties/native checks them against this file's float64 loops).
  */
 const nativeAttention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, l: Layout, scale: number, causal: boolean, options: AttentionOptions): Tensor.Tensor => {
