@@ -1,7 +1,8 @@
 // Packed documents (`--eod-token` with `--reset-attention-mask`, `--reset-position-ids`,
 // `--eod-mask-loss`): folded mappings train as one rank (pleat verify, float64: tp with sequence
 // parallelism, cp 2 and 4 (a document's keys on other cp ranks), pp and vpp, multi-latent
-// attention and multi-token prediction, worker threads); on a token file the masked loss
+// attention and multi-token prediction, worker threads; float32 on the native kernels, on the host
+// and a simulated device); on a token file the masked loss
 // differs from the plain one where the data holds the EOD and equals it bit for bit where it
 // does not; a run learns; with --calculate-per-token-loss the step's loss does not depend on the
 // micro-batch size (the mean of micro-batch means does); refusals.
@@ -17,7 +18,7 @@ const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", 
 const losses = (out: string) => (records(out, "step") as unknown as Array<{ loss: number }>).map((s) => s.loss)
 
 describe("packed documents", () => {
-  test("folded mappings train as one rank (pleat verify, float64)", async () => {
+  test("folded mappings train as one rank (pleat verify: float64, and float32 on the native kernels)", async () => {
     const cases = [
       // The default mapping: tp 2 (SP), cp 2, pp 2, ep 2.
       [...documents, "--seq", "32"],
@@ -30,6 +31,14 @@ describe("packed documents", () => {
     ]
     for (const flags of cases) {
       const r = await run(["verify", "--dtype", "float64", "--steps", "2", ...flags])
+      expect(r.status, `${flags.join(" ")}: ${r.out}${r.err}`).toBe(0)
+    }
+    // float32, the path users run: the native kernels with first keys, on the host and behind the device interface.
+    for (const flags of [
+      ["--seq", "32", ...documents],
+      ["--seq", "32", "--device", "sim", ...documents],
+    ]) {
+      const r = await run(["verify", "--steps", "2", ...flags])
       expect(r.status, `${flags.join(" ")}: ${r.out}${r.err}`).toBe(0)
     }
   }, 300_000)
