@@ -67,8 +67,7 @@ const shareOf = (c: ModelContext.ModelContext, targets: Int32Array, labels: numb
  * @category mapping
  */
 export const shareOfMean = (targets: Int32Array, labels: number, per = 1): number => {
-  let kept = 0
-  for (const t of targets) if (t !== ModelContext.ignoredTarget) kept++
+  const kept = ModelContext.keptTargets(targets)
   return kept === 0 ? 0 : kept / (labels * per)
 }
 

@@ -142,6 +142,16 @@ export interface ModelContext {
 export const ignoredTarget = -100
 
 /**
+ * How many of `targets` a loss keeps (those not ignoredTarget).
+ * @category mapping
+ */
+export const keptTargets = (targets: Int32Array): number => {
+  let kept = 0
+  for (const t of targets) if (t !== ignoredTarget) kept++
+  return kept
+}
+
+/**
  * This rank's token ids and targets of the micro-batch (its cp rows, batch-major).
  * @category models
  */

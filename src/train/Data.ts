@@ -57,7 +57,9 @@ interface Source {
   readonly globalBatch: number
   readonly seq: number
   readonly vocab: number
+  /** The token file to read (the synthetic language when absent). */
   readonly file?: TokenFile.TokenFile | undefined
+  /** What end-of-document tokens do (nothing when absent). */
   readonly documents?: Documents.Settings | undefined
 }
 
@@ -75,7 +77,7 @@ const stepLabels = (o: Source, k: number): number => {
     const s = sequence(o, i)
     const ids = s.subarray(0, o.seq)
     const targets = o.documents === undefined ? s.subarray(1) : Documents.maskedTargets(o.documents, ids, s.subarray(1))
-    labels += k === 0 ? targets.reduce((n, t) => (t === ModelContext.ignoredTarget ? n : n + 1), 0) : (MultiTokenPrediction.shifted({ ids, targets }, o.seq, k).labels ?? 0)
+    labels += k === 0 ? ModelContext.keptTargets(targets) : (MultiTokenPrediction.shifted({ ids, targets }, o.seq, k).labels ?? 0)
   }
   counted.labels.set(k, labels)
   return labels
@@ -85,23 +87,16 @@ const stepLabels = (o: Source, k: number): number => {
  * Micro-batch j of data-parallel rank d at step k.
  * @category constructors
  */
-export const microBatch = (o: {
-  readonly seed: number
-  readonly step: number
-  readonly dpRank: number
-  readonly index: number
-  readonly microBatch: number
-  readonly microBatches: number
-  readonly globalBatch: number
-  readonly seq: number
-  readonly vocab: number
-  /** The token file to read (the synthetic language when absent). */
-  readonly file?: TokenFile.TokenFile | undefined
-  /** What end-of-document tokens do (nothing when absent). */
-  readonly documents?: Documents.Settings | undefined
-  /** Losses over the step's tokens (--calculate-per-token-loss), not means of micro-batch means. */
-  readonly perTokenLoss?: boolean | undefined
-}): MicroBatch => {
+export const microBatch = (
+  o: Source & {
+    readonly dpRank: number
+    readonly index: number
+    readonly microBatch: number
+    readonly microBatches: number
+    /** Losses over the step's tokens (--calculate-per-token-loss), not means of micro-batch means. */
+    readonly perTokenLoss?: boolean | undefined
+  },
+): MicroBatch => {
   const first = o.step * o.globalBatch + o.dpRank * o.microBatches * o.microBatch + o.index * o.microBatch
   const tokens = new Int32Array(o.microBatch * o.seq)
   const targets = new Int32Array(o.microBatch * o.seq)

@@ -96,7 +96,7 @@ export const forward = (c: StageContext, layers: readonly [number, number], inpu
   const pick = (t: ModelContext.Tokens, k: number): ModelContext.Tokens => ({
     ids: at(t.ids),
     targets: at(t.targets),
-    labels: t.labels ?? keptOf(t.targets),
+    labels: t.labels ?? ModelContext.keptTargets(t.targets),
     stepLabels: data.stepLabels?.(k),
   })
   const whole = { ids: data.tokens, targets: data.targets }
@@ -107,6 +107,3 @@ export const forward = (c: StageContext, layers: readonly [number, number], inpu
   const documents = marks === undefined ? undefined : { firstKeys: marks.firstKeys && at(marks.firstKeys), positions: marks.positions && at(marks.positions) }
   return c.forward(modelContext(c, documents), { layers, isFirst, isLast }, input, tokens)
 }
-
-/** The targets that are not ignored. */
-const keptOf = (targets: Int32Array): number => targets.reduce((n, t) => (t === ModelContext.ignoredTarget ? n : n + 1), 0)
