@@ -10,6 +10,13 @@
  * results shared). The one-rank row has no limit (it is the reference), and context parallelism
  * by allgather of K/V against the p2p ring (same math) is a plain time ratio: no limit, since
  * neither run bounds the other.
+ *
+ * The attention core alone (the native float32 kernels, forward + backward, S 2048, 8 query and 2
+ * kv heads of 64) with the sequence packed from documents of 256 tokens (--reset-attention-mask:
+ * each query sees its own document) against plain causal attention: its rate of visible
+ * (query, key) pairs per second has the causal rate, measured in the same run, as its limit
+ * (the kernels skip key blocks before a query block's documents; 1.0 means the masked run costs
+ * exactly its share of the work).
  */
 import * as Effect from "effect/Effect"
 import * as ParallelLinear from "../../dist/dataflow/ParallelLinear.js"
@@ -19,6 +26,7 @@ import * as Group from "../../dist/comm/Group.js"
 import * as Folding from "../../dist/mapping/Folding.js"
 import * as ParallelConfig from "../../dist/mapping/ParallelConfig.js"
 import * as Block from "../../dist/model/Block.js"
+import * as Cpu from "../../dist/native/Cpu.js"
 import * as Job from "../../dist/runtime/Job.js"
 import { sumAll } from "../../dist/tensor/ops/Reduce.js"
 import * as Shape from "../../dist/tensor/ops/Shape.js"
@@ -139,5 +147,47 @@ export default async function run(ctx: BenchContext): Promise<ReadonlyArray<Benc
       record(ctx, { case: `block fwd+bwd, 8 ranks vs 1 rank (${backend})`, metric: "time ratio", value: seconds / oneSeconds, unit: "x", limit: 1 }),
     ]),
     record(ctx, { case: `context parallel K/V: ring vs allgather (8 ranks, local-zero-copy)`, metric: "time ratio", value: ringSeconds / gatherSeconds, unit: "x" }),
+    ...(await documentRecords(ctx)),
+  ]
+}
+
+/** The attention core on a sequence of documents against plain causal attention (see the header). */
+const documentRecords = async (ctx: BenchContext): Promise<ReadonlyArray<BenchRecord>> => {
+  const s = 2048
+  const document = 256
+  const shape = { b: 1, sq: s, sk: s, hq: 8, hkv: 2, d: 64, dv: 64 }
+  const fill = (n: number) => Float32Array.from({ length: n }, () => random() * 0.3)
+  const q = fill(s * shape.hq * shape.d)
+  const k = fill(s * shape.hkv * shape.d)
+  const v = fill(s * shape.hkv * shape.d)
+  const gradOut = fill(s * shape.hq * shape.dv)
+  const out = new Float32Array(gradOut.length)
+  const lse = new Float64Array(s * shape.hq)
+  const grads = { gradQ: new Float32Array(q.length), gradK: new Float32Array(k.length), gradV: new Float32Array(v.length) }
+  const firstKeys = Int32Array.from({ length: s }, (_, i) => i - (i % document))
+  const pass = (queryFirstKeys: Int32Array | undefined) => async () => {
+    const masking = { ...shape, queryFirstKeys }
+    Cpu.attention({ q, k, v, out, lse, ...masking })
+    Cpu.attentionBackward({ q, k, v, out, gradOut, lse, gradQ: grads.gradQ, gradK: grads.gradK, gradV: grads.gradV, ...masking })
+  }
+  // Alternate the two so noise falls on both alike.
+  let causalSeconds = 0
+  let documentSeconds = 0
+  for (let round = 0; round < 3; round++) {
+    causalSeconds += await wallSeconds(pass(undefined), 2)
+    documentSeconds += await wallSeconds(pass(firstKeys), 2)
+  }
+  const causalPairs = (s * (s + 1)) / 2
+  const documentPairs = (s / document) * ((document * (document + 1)) / 2)
+  ctx.log(`attention: core fwd+bwd S ${s} causal ${((causalSeconds / 3) * 1e3).toFixed(1)} ms, documents of ${document} ${((documentSeconds / 3) * 1e3).toFixed(1)} ms`)
+  const rate = (pairs: number, seconds: number) => (pairs * shape.hq) / (seconds / 3)
+  return [
+    record(ctx, {
+      case: `core fwd+bwd S ${s}, 8/2 heads of 64, documents of ${document} (limit: causal)`,
+      metric: "visible pairs rate",
+      value: rate(documentPairs, documentSeconds) / 1e9,
+      unit: "G pairs/s",
+      limit: rate(causalPairs, causalSeconds) / 1e9,
+    }),
   ]
 }

@@ -50,8 +50,11 @@ const synthetic = (seed: number, i: number, seq: number, vocab: number): Int32Ar
 const sequence = (o: { readonly seed: number; readonly seq: number; readonly vocab: number; readonly file?: TokenFile.TokenFile | undefined }, i: number): Int32Array =>
   o.file === undefined ? synthetic(o.seed, i, o.seq, o.vocab) : TokenFile.read(o.file, o.seq, WindowOrder.windowOf(o.seed, i, TokenFile.windows(o.file, o.seq)), o.vocab)
 
-/** Where a step's sequences come from, and what is left out of their targets. */
-interface Source {
+/**
+ * Where a step's sequences come from, and what is left out of their targets.
+ * @category models
+ */
+export interface Source {
   readonly seed: number
   readonly step: number
   readonly globalBatch: number

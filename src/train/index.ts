@@ -1,13 +1,14 @@
 /**
  * pleat/train: the training job (Train), the model and batch configuration and its presets,
  * parameters, optimizers (AdamW, the distributed optimizer), checkpoints and their export as
- * Hugging Face models, and the training data.
+ * Hugging Face models, and the training data (token files, packed documents).
  */
 export * as BuiltinModels from "./BuiltinModels.js"
 export * as Checkpoint from "./Checkpoint.js"
 export * as CheckpointIdentity from "./CheckpointIdentity.js"
 export * as Data from "./Data.js"
 export * as DistributedOptimizer from "./DistributedOptimizer.js"
+export * as Documents from "./Documents.js"
 export * as DistributedSlices from "./DistributedSlices.js"
 export * as HeldOut from "./HeldOut.js"
 export * as HfConfig from "./HfConfig.js"
