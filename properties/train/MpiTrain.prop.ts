@@ -1,7 +1,7 @@
 // Training on the MPI backend, one rank per process under mpirun, against the same command in
 // one process (--backend local): the same per-step losses in float64 (to 1e-12; MPI sums in its
 // own order), one trace holding every process's spans, a checkpoint written by 4 processes that 2 processes resume under another
-// mapping exactly as one process does, a world that disagrees with the launch refused with
+// mapping exactly as one process does, packed documents with the per-token loss, a world that disagrees with the launch refused with
 // exit 2 and one line from rank 0, and a rank's process killed mid-run ending the whole job
 // within 60 s with no process left. Skipped, with a line saying why, without mpirun or the
 // MPI addon.
@@ -67,6 +67,14 @@ describe.skipIf(why !== undefined)("training on MPI processes", () => {
     expect(got).toHaveLength(2)
     near(got, await local([...model, ...two, "--steps", "5", "--resume", save]))
   }, 600_000)
+
+  test("packed documents with the per-token loss: 4 processes (tp 2 x cp 2) train as one process does", async () => {
+    const flags = [...model, "--world", "4", "--tp", "2", "--cp", "2", "--pp", "1", "--ep", "2", "--steps", "3"]
+    const documents = ["--eod-token", "5", "--reset-attention-mask", "--reset-position-ids", "--eod-mask-loss", "--calculate-per-token-loss"]
+    const run = await mpirun(4, [main, "train", ...flags, ...documents], 240_000)
+    expect(run.code, run.stderr).toBe(0)
+    near(losses(run.stdout), await local([...flags, ...documents]))
+  }, 300_000)
 
   test("pleat verify with the parallel run on 4 processes: agrees in float64, names a planted missing synchronisation", async () => {
     // cp 2: dense gradients such as layers.0.wq are summed over cp, so skipping one is a bug.
