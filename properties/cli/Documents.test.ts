@@ -71,6 +71,8 @@ describe("packed documents", () => {
     const plain = losses((await run(base)).out)[0]
     expect(losses((await run([...base, "--eod-token", "21", "--eod-mask-loss"])).out)[0]).toBe(plain)
     expect(losses((await run([...base, "--eod-token", "20", "--eod-mask-loss"])).out)[0]).not.toBe(plain)
+    const header = await run(["train", ...oneRank, "--steps", "1", "--eod-token", "3", "--reset-attention-mask", "--eod-mask-loss", "--calculate-per-token-loss"])
+    expect(header.out.split("\n")[0]).toContain("; documents ended by id 3 (attention within each, EOD inputs left out of the loss); per-token loss;")
     const learned = losses((await run(["train", ...oneRank, "--hidden", "32", "--vocab", "31", "--seq", "32", "--steps", "30", "--log", "json", ...documents])).out)
     expect(learned.at(-1) as number).toBeLessThan(0.6 * (learned[0] as number))
   }, 120_000)

@@ -29,6 +29,7 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Log from "../runtime/Log.js"
 import * as Trace from "../runtime/Trace.js"
 import type * as HeldOut from "../train/HeldOut.js"
+import type * as TrainSetup from "../train/TrainSetup.js"
 import * as SaveFallback from "../train/SaveFallback.js"
 import * as StepFlops from "../train/StepFlops.js"
 import * as SteadyStep from "../train/SteadyStep.js"
@@ -128,7 +129,9 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     if (json === undefined) {
       const precision = setup.precision === "bf16" ? "bf16 (fp32 master weights)" : setup.dtype
       const mtp = setup.model.mtpLayers === undefined ? "" : ` (+${setup.model.mtpLayers} multi-token prediction)`
-      io.stdout(`pleat train: ${setup.model.layers} layers${mtp}, ${setup.model.experts} experts top-${setup.model.topk}, ${shape}; ${precision}; ${resolved.backend} backend\n`)
+      io.stdout(
+        `pleat train: ${setup.model.layers} layers${mtp}, ${setup.model.experts} experts top-${setup.model.topk}, ${shape}; ${precision}${documentsText(setup)}; ${resolved.backend} backend\n`,
+      )
     } else {
       json.info({ world: setup.parallel.world, sizes: s, backend: resolved.backend, steps, first, dtype: setup.dtype, precision: setup.precision ?? "fp32" }, "start")
     }
@@ -306,3 +309,14 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     io.stdout(`${lines.join("\n")}\n`)
     return saveFailed ? ExitCode.saveFailed : ExitCode.ok
   })
+
+/** What the run does with packed documents and how its loss averages, for the first line (empty by default). */
+const documentsText = (setup: TrainSetup.TrainSetup): string => {
+  const d = setup.documents
+  const what =
+    d === undefined
+      ? []
+      : [d.resetAttentionMask ? "attention within each" : "", d.resetPositionIds ? "positions restart" : "", d.eodMaskLoss ? "EOD inputs left out of the loss" : ""]
+  const documents = d === undefined ? "" : `; documents ended by id ${d.eod} (${what.filter((w) => w !== "").join(", ")})`
+  return documents + (setup.perTokenLoss === true ? "; per-token loss" : "")
+}
