@@ -177,10 +177,12 @@ describe("what cannot be exported is refused before anything is written", () => 
 sayIfSkipped("pleat export")
 
 describe.skipIf(python === undefined)("transformers loads the directory", () => {
-  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 and DeepSeek-V3", async () => {
+  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral (with a sliding window too), Qwen2-MoE, Qwen3-MoE, dots1 and DeepSeek-V3", async () => {
     const tokens = uint16File(window)
     const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
       ["MixtralForCausalLM", []],
+      // Every layer's sliding window of 3 tokens over sequences of 8: Mixtral's sliding_window.
+      ["MixtralForCausalLM", ["--sliding-window", "3"]],
       ["Qwen2MoeForCausalLM", ["--shared-expert-ffn", "8", "--shared-expert-gate", "--moe-every", "2", "--untie-embeddings", "--pre-softmax"]],
       // Heads of width 6 (not hidden / heads = 4), q/k norms, biases (o's as zeros), a leading dense layer.
       ["Qwen3MoeForCausalLM", ["--head-dim", "6", "--qk-norm", "--qkv-bias", "--dense-first", "1", "--untie-embeddings"]],

@@ -206,12 +206,25 @@ describe("what pleat's model cannot compute is refused before anything is writte
     }
   })
 
+  test("Mixtral's sliding_window is every layer's window (--sliding-window), and goes back out as it came", async () => {
+    const out = path.join(fresh("import-window"), "ckpt")
+    expect((await run(["import", "--model-dir", withConfig(mixtral, (c) => (c.sliding_window = 4)), "--out", out])).status).toBe(0)
+    expect(Checkpoint.manifest(out).model.slidingWindow).toBe(4)
+    const exported = path.join(fresh("import-window-out"), "model")
+    expect((await run(["export", "--checkpoint", out, "--out", exported])).status).toBe(0)
+    expect(JSON.parse(readFileSync(path.join(exported, "config.json"), "utf8")).sliding_window).toBe(4)
+    // Formats whose windows are per layer are not written one.
+    expect(refused(["export", "--checkpoint", out, "--out", path.join(fresh("import-window-qwen"), "model"), "--format", "qwen3-moe"])).toContain(
+      "it has sliding-window attention (--sliding-window 4), which pleat writes only as mixtral's sliding_window",
+    )
+  })
+
   test("config keys", () => {
     const out = path.join(fresh("import-refused"), "ckpt")
     const cases: ReadonlyArray<[(c: Record<string, unknown>) => void, RegExp]> = [
       [(c) => (c.model_type = "llama"), /holds a llama model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory/],
       [(c) => (c.hidden_act = "gelu"), /has hidden_act gelu in config\.json; fix: pleat's experts are SwiGLU/],
-      [(c) => (c.sliding_window = 4), /has a sliding window \(sliding_window 4\)/],
+      [(c) => (c.sliding_window = 2.5), /has sliding_window 2\.5 in config\.json; fix: use a whole number of tokens, 1 or more, or null/],
       [(c) => (c.rope_parameters = { rope_type: "llama3", rope_theta: 10000, factor: 8 }), /scales RoPE with rope_type llama3; fix: .*\(rope_type default or yarn\)/],
       [(c) => (c.rope_parameters = { rope_type: "yarn", rope_theta: 10000, factor: 4 }), /gives YaRN no original_max_position_embeddings \(undefined\)/],
       [(c) => (c.rope_scaling = { type: "yarn", factor: 4, original_max_position_embeddings: 8, attention_factor: 1.2 }), /gives YaRN an attention_factor of its own \(1\.2\)/],
@@ -222,6 +235,10 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.num_experts_per_tok = 9), /describes a model pleat cannot build \(topk 9 is larger than experts = 8\)/],
     ]
     for (const [change, expected] of cases) expect(refused(["import", "--model-dir", withConfig(mixtral, change), "--out", out])).toMatch(expected)
+    // Qwen's windows are per layer (use_sliding_window from max_window_layers on); Mixtral's is every layer's.
+    expect(refused(["import", "--model-dir", withConfig(qwen, (c) => Object.assign(c, { use_sliding_window: true, sliding_window: 4 })), "--out", out])).toMatch(
+      /has a sliding window in some layers \(sliding_window 4\) in config\.json/,
+    )
     expect(refused(["import", "--model-dir", withConfig(qwen, (c) => (c.mlp_only_layers = [0, 1])), "--out", out])).toMatch(
       /has no MoE layer \(mlp_only_layers and decoder_sparse_step leave none\); fix: import a model whose MoE layers are K, K \+ N, K \+ 2N/,
     )

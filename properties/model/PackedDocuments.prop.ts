@@ -8,44 +8,14 @@
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import * as Group from "../../src/comm/Group.js"
-import * as Folding from "../../src/mapping/Folding.js"
-import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
-import * as Mixtral from "../../src/model/Mixtral.js"
-import type * as ModelContext from "../../src/model/ModelContext.js"
 import * as Job from "../../src/runtime/Job.js"
-import type * as Tensor from "../../src/tensor/Tensor.js"
 import * as Documents from "../../src/train/Documents.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
-import * as Params from "../../src/train/Params.js"
-import * as RankParams from "../../src/train/RankParams.js"
+import { contextOf, maxDifference, paramsOf, rowsOf } from "./oneRankRows.js"
 
 const base: ModelConfig.ModelConfig = { ...ModelConfig.small, layers: 2, hidden: 8, heads: 2, kvHeads: 1, ffn: 8, moeFfn: 4, experts: 4, topk: 2, seq: 12, vocab: 11, moeEvery: 2 }
 const latent: ModelConfig.ModelConfig = { ...base, heads: 2, kvHeads: 2, mla: { qLoraRank: 6, kvLoraRank: 8, qkHeadDim: 4, qkPosEmbHeadDim: 2, vHeadDim: 4 } }
 const eod = 0
-
-/** One rank's context for `model` (its seq is the sequence length), parameters from `param`. */
-const contextOf = (model: ModelConfig.ModelConfig, param: (name: string) => Tensor.Tensor, documents?: ModelContext.ModelContext["documents"]): ModelContext.ModelContext => {
-  const parallel = ParallelConfig.make({ world: 1 })
-  const g = (f: Parameters<typeof Group.ofFamily>[1]) => Group.ofFamily(parallel, f, 0)
-  return {
-    sizes: model,
-    microBatch: 1,
-    groups: { tp: g("tp"), cp: g("cp"), tpCp: g("tp-cp"), expert: { ep: g("ep"), etp: g("etp"), etpEp: g("etp-ep") } },
-    cpRank: 0,
-    sequenceParallel: false,
-    microBatchesPerStep: 1,
-    auxLossCoeff: 0.01,
-    param,
-    documents,
-  }
-}
-
-/** The model's output rows (every layer, no head) of `ids` as one sequence. */
-const rowsOf = (c: ModelContext.ModelContext, ids: Int32Array) =>
-  Effect.map(Mixtral.forward(c, { layers: [0, c.sizes.layers], isFirst: true, isLast: false }, undefined, { ids, targets: new Int32Array(ids.length) }), (out) =>
-    Array.from((out.hidden as { tensor: Tensor.Tensor }).tensor.data),
-  )
 
 /** A packed sequence: documents of random lengths, each ended by the EOD but maybe the last. */
 const packedArb = fc
@@ -66,8 +36,6 @@ const documentsIn = (ids: Int32Array): Array<[number, number]> => {
   return out
 }
 
-const maxDifference = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - (b[i] as number))), 0)
-
 describe("documents packed into one sequence", () => {
   test.each([
     ["grouped-query attention", base],
@@ -75,19 +43,7 @@ describe("documents packed into one sequence", () => {
   ])(
     "%s: each document's rows equal the document run alone (positions restarted or not); without the mask later documents differ",
     async (_, model) => {
-      const params = RankParams.make(
-        Params.specs(model),
-        () => true,
-        Folding.place(Folding.make(ParallelConfig.make({ world: 1 })), 0),
-        ParallelConfig.make({ world: 1 }).sizes,
-        3,
-        "float64",
-      )
-      const param = (name: string) => {
-        const held = params.get(name)
-        if (held === undefined) throw new Error(`no parameter ${name}`)
-        return held.value
-      }
+      const param = paramsOf(model)
       await fc.assert(
         fc.asyncProperty(packedArb, fc.boolean(), async (ids, resetPositions) => {
           const settings = { eod, resetAttentionMask: true, resetPositionIds: resetPositions, eodMaskLoss: false }

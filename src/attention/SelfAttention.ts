@@ -91,6 +91,8 @@ export interface AttentionConfig {
   readonly softmaxScale?: number | undefined
   /** The documents in the sequences (none: one document a sequence). */
   readonly documents?: Documents | undefined
+  /** Sliding-window attention: the keys each query attends to, itself included (none: all before it). */
+  readonly slidingWindow?: number | undefined
 }
 
 /**
@@ -178,7 +180,7 @@ export const ropeOptions = (c: AttentionConfig, positions: Int32Array): Rope.Rop
  * [B, Sl, hkv, Dk] and values v [B, Sl, hkv, Dv] of the whole sequence: under cp the K/V of
  * the other chunks come over the cp group (the ring or one allgather, as `c.cpExchange` says)
  * with their positions, then causal attention at the tokens' real positions (within each query's
- * document where `c.documents` gives them), its probabilities
+ * document where `c.documents` gives them, and its window), its probabilities
  * recomputed in the backward under selective recompute. `rows` is the layout of the rows the
  * keys came from (tokens over cp, heads over tp). Returns [B, Sl, hq, Dv].
  * @category combinators
@@ -213,9 +215,22 @@ export function* attendOverContext(q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor
     Attention.attention(qkv[0] as Tensor.Tensor, qkv[1] as Tensor.Tensor, qkv[2] as Tensor.Tensor, {
       queryPositions: positions,
       keyPositions,
-      queryFirstKeys: c.documents?.firstKeys,
+      queryFirstKeys: firstKeysOf(c, positions),
       scale: c.softmaxScale,
     })
   // Selective recompute: the core's saved probabilities are recomputed in the backward.
   return c.recomputeCore === true ? Recompute.recompute("attention core", [q, keys, values], core) : core([q, keys, values])
+}
+
+/**
+ * The lowest key position each local query attends to: its document's first, or the first of its
+ * sliding window (position - window + 1), whichever is later; none when neither applies.
+ * `positions` are the local rows' positions in the sequence (S/cp, shared by the batch).
+ */
+const firstKeysOf = (c: AttentionConfig, positions: Int32Array): Int32Array | undefined => {
+  const documents = c.documents?.firstKeys
+  const window = c.slidingWindow
+  if (window === undefined || window >= c.seq) return documents
+  if (documents === undefined) return Int32Array.from(positions, (p) => p - window + 1)
+  return Int32Array.from(documents, (first, i) => Math.max(first, (positions[i % positions.length] as number) - window + 1))
 }

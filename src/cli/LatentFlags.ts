@@ -1,5 +1,5 @@
 /**
- * LatentFlags: the attention's settings that come as a group: multi-latent attention's (`--multi-latent-attention` and the widths,
+ * LatentFlags: the attention's settings that come as a group (and the sliding window with them): multi-latent attention's (`--multi-latent-attention` and the widths,
  * Megatron's flag names) as the model's LatentSizes, with their defaults from the head width
  * (--head-dim, else hidden / heads, whole): qk-head-dim and v-head-dim the head width,
  * qk-pos-emb-head-dim half of it rounded up to even, kv-lora-rank 4 x it (DeepSeek-V3's ratios:
@@ -18,9 +18,8 @@ const widths = ["q-lora-rank", "kv-lora-rank", "qk-head-dim", "qk-pos-emb-head-d
 /**
  * The model's multi-latent attention widths, or undefined without --multi-latent-attention;
  * throws a ConfigError for a width given without it.
- * @category constructors
  */
-export const latentOf = (c: RunConfig.RunConfig): LatentAttention.LatentSizes | undefined => {
+const latentOf = (c: RunConfig.RunConfig): LatentAttention.LatentSizes | undefined => {
   if (!c["multi-latent-attention"]) {
     const stray = widths.find((k) => c[k] !== undefined)
     if (stray !== undefined)
@@ -38,6 +37,19 @@ export const latentOf = (c: RunConfig.RunConfig): LatentAttention.LatentSizes | 
 }
 
 /**
+ * The model's fields these settings give, where they are set: multi-latent attention's widths
+ * (`mla`), YaRN (`ropeScaling`) and the sliding window (`slidingWindow`); throws as latentOf and
+ * yarnOf.
+ * @category constructors
+ */
+export const attentionFieldsOf = (c: RunConfig.RunConfig) => {
+  const mla = latentOf(c)
+  const ropeScaling = yarnOf(c)
+  const window = c["sliding-window"]
+  return { ...(mla === undefined ? {} : { mla }), ...(ropeScaling === undefined ? {} : { ropeScaling }), ...(window === undefined ? {} : { slidingWindow: window }) }
+}
+
+/**
  * The key/value heads of the model: --heads under multi-latent attention where --kv-heads was
  * left at its default (every head has its own keys there), else --kv-heads.
  * @category constructors
@@ -51,9 +63,8 @@ const yarnSettings = ["rotary-scaling-factor", "original-max-position-embeddings
 /**
  * The model's YaRN scaling, or undefined with --rope-type rope; throws a ConfigError for a YaRN
  * setting without --rope-type yarn, or yarn without its factor.
- * @category constructors
  */
-export const yarnOf = (c: RunConfig.RunConfig): RopeScaling.Yarn | undefined => {
+const yarnOf = (c: RunConfig.RunConfig): RopeScaling.Yarn | undefined => {
   if (c["rope-type"] === "rope") {
     const stray = yarnSettings.find((k) => c[k] !== undefined)
     if (stray !== undefined) throw ConfigError.make(stray, c[stray], "sets YaRN, which this model's RoPE does not use", `add --rope-type yarn, or drop --${stray}`)

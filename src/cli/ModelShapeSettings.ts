@@ -36,6 +36,9 @@ export const modelShapeSettings = {
   "qk-head-dim": optionalCount("multi-latent attention: each head's query/key width without RoPE (default the head width; DeepSeek-V3's 128)"),
   "qk-pos-emb-head-dim": optionalCount("multi-latent attention: the RoPE part's width, even (default half the head width, rounded up to even; DeepSeek-V3's 64)"),
   "v-head-dim": optionalCount("multi-latent attention: each head's value width (default the head width; DeepSeek-V3's 128)"),
+  "sliding-window": optionalCount(
+    "sliding-window attention in every layer: a token attends to the last N tokens, itself included (transformers' sliding_window; Megatron's --window-size N-1,0); the whole causal context by default",
+  ),
   "rope-theta": optionalReal("RoPE's frequency base (default 10000; a --model preset sets its model's)"),
   "mtp-num-layers": optionalCount(
     "multi-token prediction layers after the last (DeepSeek-V3's 1): each predicts one token further ahead from the previous one's rows and the next token's embedding, on the last stage (none by default)",

@@ -235,12 +235,6 @@ const moeSettings = (c: RunConfig.RunConfig): MoeSettings.MoeSettings => ({
 /** The coefficient of the plain aux loss (the setup's, which the model's settings agree with). */
 const plainAuxCoeff = (moe: MoeSettings.MoeSettings | undefined): number => moe?.auxLosses.find((t) => t.type === "aux")?.coeff ?? 0
 
-/** The model's `mla` field where it has multi-latent attention. */
-const withLatent = (mla: ReturnType<typeof LatentFlags.latentOf>) => (mla === undefined ? {} : { mla })
-
-/** The model's `ropeScaling` field where it has YaRN. */
-const withYarn = (ropeScaling: ReturnType<typeof LatentFlags.yarnOf>) => (ropeScaling === undefined ? {} : { ropeScaling })
-
 /**
  * Parses the flags (and config file) into a checked job; throws a BadInput naming every
  * problem it can see at once (flags and settings), else the first cross-field problem.
@@ -293,8 +287,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     ...(c["qkv-bias"] ? { qkvBias: true } : {}),
     ...(c["head-dim"] === undefined ? {} : { headDim: c["head-dim"] }),
     ...(c["qk-norm"] ? { qkNorm: true } : {}),
-    ...withLatent(explained(d, () => LatentFlags.latentOf(c))),
-    ...withYarn(explained(d, () => LatentFlags.yarnOf(c))),
+    ...explained(d, () => LatentFlags.attentionFieldsOf(c)),
     ...(c["mtp-num-layers"] === undefined ? {} : { mtpLayers: c["mtp-num-layers"] }),
     ...(c["mtp-loss-scaling-factor"] === undefined ? {} : { mtpLossScale: c["mtp-loss-scaling-factor"] }),
     ...(c["rope-theta"] === undefined ? {} : { ropeTheta: c["rope-theta"] }),

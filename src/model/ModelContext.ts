@@ -63,6 +63,8 @@ export interface Sizes {
   readonly ropeTheta?: number | undefined
   /** YaRN context extension of RoPE (RopeScaling); none: plain RoPE. */
   readonly ropeScaling?: RopeScaling.Yarn | undefined
+  /** Sliding-window attention: the keys each token attends to, itself included (none: all before it). */
+  readonly slidingWindow?: number | undefined
   /** RMSNorm's epsilon, every norm of the model (none: `defaultNormEps`). */
   readonly normEps?: number | undefined
 }

@@ -5,7 +5,8 @@
  * The keys below are decoded with a Schema (others ignored), with transformers' defaults for
  * those left out (by model_type). Everything pleat's model cannot compute as transformers would
  * is refused, naming the key and the fix (a ConfigError on --model-dir): another architecture, an
- * activation other than silu, an odd head width, a sliding window, RoPE scaling other than YaRN (HfRope), MoE layers that
+ * activation other than silu, an odd head width, a sliding window in some layers only (mixtral's, every layer's, is
+ * --sliding-window), RoPE scaling other than YaRN (HfRope), MoE layers that
  * are not K, K + N, K + 2N, ... (pleat's --dense-first K --moe-every N; decoder_sparse_step N is
  * K = N - 1), a Qwen2-MoE without its shared expert.
  *
@@ -219,17 +220,19 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
         : `has head_dim ${c.head_dim}, which RoPE cannot turn (an odd width)`,
       "import a model whose heads are of an even width",
     )
+  // Mixtral's sliding_window is every layer's (pleat's --sliding-window); the others' are per layer.
+  const window = c.model_type === "mixtral" && c.sliding_window !== undefined && c.sliding_window !== null ? c.sliding_window : undefined
   const windowed =
-    c.model_type === "mixtral"
-      ? c.sliding_window !== undefined && c.sliding_window !== null
-      : c.model_type === "dots1"
-        ? c.sliding_window !== undefined && c.sliding_window !== null && (c.max_window_layers ?? 62) < c.num_hidden_layers
-        : c.use_sliding_window === true
+    c.model_type === "dots1"
+      ? c.sliding_window !== undefined && c.sliding_window !== null && (c.max_window_layers ?? 62) < c.num_hidden_layers
+      : c.model_type !== "mixtral" && c.use_sliding_window === true
   if (windowed)
     throw refuse(
-      `has a sliding window (sliding_window ${c.sliding_window}) in config.json`,
-      "pleat's attention is full causal: set sliding_window to null in config.json if you train on sequences no longer than the window",
+      `has a sliding window in some layers (sliding_window ${c.sliding_window}) in config.json`,
+      "pleat's sliding window is every layer's: set sliding_window to null in config.json if you train on sequences no longer than the window",
     )
+  if (window !== undefined && !(Number.isInteger(window) && window >= 1))
+    throw refuse(`has sliding_window ${window} in config.json`, "use a whole number of tokens, 1 or more, or null for the whole context")
   const yarn = HfRope.yarnOf(c, refuse)
   const layers = c.num_hidden_layers
   // Each architecture's own key first (the Hub's configs), the other as transformers 5 may save it.
@@ -295,6 +298,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
     ...(mla === undefined ? {} : { mla }),
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,
     ...(yarn === undefined ? {} : { ropeScaling: yarn }),
+    ...(window === undefined ? {} : { slidingWindow: window }),
     normEps: c.rms_norm_eps ?? d.normEps,
     moe,
   }

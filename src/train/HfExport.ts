@@ -105,6 +105,8 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   const router = routerProblem(m, format)
   if (router !== undefined) return router
   if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
+  if (m.slidingWindow !== undefined && format !== "mixtral")
+    return `it has sliding-window attention (--sliding-window ${m.slidingWindow}), which pleat writes only as mixtral's sliding_window (${name}'s windows are per layer)`
   if (format === "dots1" || format === "deepseek-v3") {
     if (format === "dots1" && m.qkNorm !== true) return "it has no q and k norms, which every dots1 attention has (--qk-norm)"
     if (m.sharedExpertFfn === undefined || m.sharedExpertFfn % m.moeFfn !== 0)
@@ -250,7 +252,14 @@ const config = (m: Model, format: Format, dtype: WeightDtype): Record<string, un
     dtype,
   }
   if (format === "mixtral") {
-    return { architectures: ["MixtralForCausalLM"], model_type: "mixtral", ...common, intermediate_size: m.moeFfn, num_local_experts: m.experts, sliding_window: null }
+    return {
+      architectures: ["MixtralForCausalLM"],
+      model_type: "mixtral",
+      ...common,
+      intermediate_size: m.moeFfn,
+      num_local_experts: m.experts,
+      sliding_window: m.slidingWindow ?? null,
+    }
   }
   if (format === "dots1") {
     return {

@@ -62,6 +62,12 @@ export interface ModelConfig {
   /** YaRN context extension of RoPE (RopeScaling: DeepSeek-V3's factor 40 over 4096); none: plain RoPE. */
   readonly ropeScaling?: RopeScaling.Yarn | undefined
   /**
+   * Sliding-window attention in every layer: a token attends to the last slidingWindow tokens,
+   * itself included (transformers' sliding_window; Megatron's --window-size W-1,0); none: the
+   * whole causal context.
+   */
+  readonly slidingWindow?: number | undefined
+  /**
    * Multi-token prediction layers after the last (DeepSeek-V3's 1; model/MultiTokenPrediction):
    * layer indices layers .. layers + mtpLayers - 1, on the last stage; absent: none.
    */
