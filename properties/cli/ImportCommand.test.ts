@@ -210,6 +210,7 @@ describe("what pleat's model cannot compute is refused before anything is writte
     const out = path.join(fresh("import-window"), "ckpt")
     expect((await run(["import", "--model-dir", withConfig(mixtral, (c) => (c.sliding_window = 4)), "--out", out])).status).toBe(0)
     expect(Checkpoint.manifest(out).model.slidingWindow).toBe(4)
+    expect(JSON.parse(readFileSync(path.join(out, "model.json"), "utf8"))["sliding-window"]).toBe(4)
     const exported = path.join(fresh("import-window-out"), "model")
     expect((await run(["export", "--checkpoint", out, "--out", exported])).status).toBe(0)
     expect(JSON.parse(readFileSync(path.join(exported, "config.json"), "utf8")).sliding_window).toBe(4)

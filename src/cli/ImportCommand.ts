@@ -45,8 +45,9 @@ base, norm epsilon, router, seed, dtype). Train it under any mapping with
 
   pleat train --resume OUT --config OUT/model.json --world ... --steps N
 
-Refused, naming the key: other architectures, activations other than silu, sliding windows,
-RoPE scaling, non-zero q/k/v biases under qkv_bias false, MoE layers that are not K, K + N,
+Refused, naming the key: other architectures, activations other than silu, sliding windows in
+some layers only (Mixtral's, every layer's, becomes --sliding-window), RoPE scaling other than
+YaRN, non-zero q/k/v biases under qkv_bias false, MoE layers that are not K, K + N,
 K + 2N, ... (mlp_only_layers and decoder_sparse_step become --dense-first K --moe-every N). The
 checkpoint is published as training publishes one: a crash leaves none or the whole one.
 

@@ -320,6 +320,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     mscale: m.ropeScaling?.mscale,
     "mscale-all-dim": m.ropeScaling?.mscaleAllDim,
     "rope-theta": m.ropeTheta,
+    "sliding-window": m.slidingWindow,
     "norm-eps": m.normEps,
     "untie-embeddings": m.untieEmbeddings,
     "shared-expert-gate": m.sharedExpertGate,
