@@ -3,7 +3,7 @@
 // the embedding's copy on the last stage, vpp, untied embeddings, dense and MoE MTP blocks,
 // expert bias, full recompute, the distributed optimizer on a device, worker threads); a weight
 // of 0 trains exactly as the model without MTP; the objective adds (weight / D) x each depth's
-// loss, an evaluation reports the language model's alone; depth 1 learns the token two places ahead (on data where only that one is predictable
+// loss, an evaluation reports the language model's alone and each depth's beside it; depth 1 learns the token two places ahead (on data where only that one is predictable
 // half the time, its loss settles between the misaligned targets'); the shifted tokens;
 // checkpoint identity; deepseek-v3 export and import (DeepSeek's layers past the last, their
 // copies of the embedding checked), other formats' refusal; FLOPs; refusals.
@@ -67,6 +67,45 @@ describe("training with multi-token prediction", () => {
     const [withMtp, without] = [await evalLoss(["--mtp-num-layers", "2", "--mtp-loss-scaling-factor", "0.5"]), await evalLoss([])]
     expect(without).toBeGreaterThan(1)
     expect(withMtp).toBe(without)
+    // It reports each depth's loss beside it: on the sequences step 1 trains on, from the same
+    // weights, the training's statistics of the depths.
+    const file = uint16File(walk(400, 5))
+    const mtp = ["--mtp-num-layers", "2"]
+    const trained = steps((await run([...base, "--steps", "1", "--data", file, ...mtp])).out)[0]
+    const evaluated = records((await run([...base, "--steps", "0", "--eval-data", file, "--eval-batches", "1", ...mtp])).out, "eval")[0] as unknown as {
+      evalMtpLoss: Array<number>
+    }
+    const stats = (trained?.moe ?? []).filter((l) => l.layer >= 2).map((l) => l.losses.mtp_loss as number)
+    expect(evaluated.evalMtpLoss).toHaveLength(2)
+    evaluated.evalMtpLoss.forEach((loss, k) => expect(Math.abs(loss - (stats[k] as number))).toBeLessThan(1e-12))
+    // The same on 8 folded ranks (tp 2 x cp 2 x pp 2; MTP on the last stage, its shares over tp and cp).
+    const folded = records(
+      (
+        await run([
+          "train",
+          "--world",
+          "8",
+          ...small,
+          "--layers",
+          "2",
+          "--dtype",
+          "float64",
+          "--aux-loss",
+          "none",
+          "--log",
+          "json",
+          "--steps",
+          "0",
+          "--eval-data",
+          file,
+          "--eval-batches",
+          "1",
+          ...mtp,
+        ])
+      ).out,
+      "eval",
+    )[0] as unknown as { evalMtpLoss: Array<number> }
+    folded.evalMtpLoss.forEach((loss, k) => expect(Math.abs(loss - (stats[k] as number))).toBeLessThan(1e-12))
   }, 60_000)
 
   test("depth 1 predicts the token two places ahead", async () => {

@@ -166,8 +166,10 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       ...(resolved.evalEvery === undefined ? {} : { evalEvery: resolved.evalEvery }),
       onEval: (e: HeldOut.EvalSummary) => {
         lastEval = e
-        json?.info({ step: e.step, evalLoss: e.loss, evalPerplexity: Math.exp(e.loss) }, "eval")
-        if (json === undefined) io.stdout(`eval after step ${e.step}: loss ${format(e.loss, 4)}, perplexity ${format(Math.exp(e.loss), 4)}\n`)
+        const mtp = e.mtp.length === 0 ? {} : { evalMtpLoss: e.mtp }
+        json?.info({ step: e.step, evalLoss: e.loss, evalPerplexity: Math.exp(e.loss), ...mtp }, "eval")
+        const depths = e.mtp.length === 0 ? "" : `; multi-token prediction loss ${e.mtp.map((m) => format(m, 4)).join(", ")}`
+        if (json === undefined) io.stdout(`eval after step ${e.step}: loss ${format(e.loss, 4)}, perplexity ${format(Math.exp(e.loss), 4)}${depths}\n`)
       },
       onSave: (step: number, stepDir: string) => {
         saved = `last checkpoint written: step ${step} in ${stepDir}`

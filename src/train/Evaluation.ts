@@ -48,7 +48,7 @@ export interface EvaluationContext {
   readonly setup: {
     readonly precision?: "fp32" | "bf16" | undefined
     readonly evaluation?: HeldOut.EvaluationSetup | undefined
-    readonly parallel: { readonly vpp?: number | undefined; readonly sizes: { readonly pp: number } }
+    readonly parallel: { readonly vpp?: number | undefined; readonly sizes: { readonly pp: number; readonly dp: number } }
   }
   readonly place: { readonly pp: number; readonly tp: number }
   /** The micro-batches of a rank's step. */
@@ -74,8 +74,9 @@ export interface EvaluationContext {
 
 /**
  * This rank's share of the evaluation loss: the sum over its micro-batches of `batches` global
- * batches of its training share, divided by `batches` (the shares of all ranks sum to the loss);
- * undefined when the run has no held-out data.
+ * batches of its training share, divided by `batches` (the shares of all ranks sum to the loss),
+ * and of each multi-token prediction depth's loss (from the depths' statistics, as the training
+ * reports them); undefined when the run has no held-out data.
  * @category constructors
  */
 export const of = (c: EvaluationContext) => (c.setup.evaluation === undefined ? undefined : evaluate(c, c.setup.evaluation))
@@ -91,6 +92,8 @@ const evaluate = (c: EvaluationContext, evaluation: HeldOut.EvaluationSetup) =>
     const { parallel } = c.setup
     const actions = Schedule.make({ pp: parallel.sizes.pp, vpp: parallel.vpp, microBatches: c.microBatches, forwardOnly: true }).ranks[c.place.pp] as ReadonlyArray<Action>
     let share = 0
+    // Each MTP depth's statistic (MultiTokenPrediction: each rank's part of the micro-batch's mean), summed.
+    const mtp: Array<number> = []
     for (let batch = 0; batch < evaluation.batches; batch++) {
       const forward = (microBatch: number, chunk: number, received: Tensor.Tensor | undefined) =>
         Effect.gen(function* () {
@@ -116,11 +119,15 @@ const evaluate = (c: EvaluationContext, evaluation: HeldOut.EvaluationSetup) =>
             generation,
           })
           if (out.loss !== undefined && c.place.tp === 0) share += (yield* hostValues(out.loss))[0] as number
+          const depths = out.moeStats.flatMap((s) => s.terms.filter((t) => t.name === "mtp_loss").map((t) => t.value))
+          depths.forEach((value, k) => (mtp[k] = (mtp[k] ?? 0) + value))
           release()
           return forwarded
         })
       yield* Interpreter.run(actions, { pp: c.place.pp, links: c.links, forwardOnly: true, isFirst: c.isFirst, isLast: c.isLast, forward })
     }
     StableWeights.retire(generation)
-    return share / evaluation.batches
+    // The statistics are means over the global batch's micro-batches, as the training's are.
+    const perBatch = evaluation.batches * c.microBatches * parallel.sizes.dp
+    return { share: share / evaluation.batches, mtp: mtp.map((m) => m / perBatch) } satisfies HeldOut.EvalShare
   })

@@ -91,8 +91,7 @@ export const program = (rank: number, args: unknown) =>
       MoeRunState.restoreBiases(trainer.moeState, Checkpoint.manifest(a.resume).expertBias ?? {})
     }
     // A checkpoint evaluated as it was loaded (a resume with nothing left to train).
-    if (trainer.evaluate !== undefined && a.evaluations?.includes(a.first) === true)
-      events.report({ evaluated: a.first, share: yield* trainer.evaluate } satisfies HeldOut.EvalEvent)
+    if (trainer.evaluate !== undefined && a.evaluations?.includes(a.first) === true) events.report({ evaluated: a.first, ...(yield* trainer.evaluate) } satisfies HeldOut.EvalEvent)
     for (let k = a.first; k < a.steps; k++) {
       const started = performance.now()
       const report = yield* trainer.step(k)
@@ -101,7 +100,7 @@ export const program = (rank: number, args: unknown) =>
       // without passing through the scheduler's queue, and the driver's fiber (progress, logs,
       // onStep) fell hundreds of steps behind, holding every summary in between.
       yield* Effect.yieldNow
-      if (trainer.evaluate !== undefined && a.evaluations?.includes(k + 1) === true) events.report({ evaluated: k + 1, share: yield* trainer.evaluate } satisfies HeldOut.EvalEvent)
+      if (trainer.evaluate !== undefined && a.evaluations?.includes(k + 1) === true) events.report({ evaluated: k + 1, ...(yield* trainer.evaluate) } satisfies HeldOut.EvalEvent)
       const save = a.saves.find((s) => s.step === k + 1)
       if (save === undefined) continue
       // The shards and moments as the step left them (a device optimizer's come to the host).
