@@ -141,6 +141,26 @@ describe("pleat plan --json", () => {
     expect(selective.stepSeconds).toBeLessThan(full.stepSeconds)
   })
 
+  test("a sliding window scales the attention core's time by the share of pairs it keeps, and nothing else", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-plan-window-"))
+    const model = { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, experts: 8, topk: 2, moeFfn: 14336, vocab: 32000 }
+    const at = (extra: Record<string, number>) => {
+      const file = path.join(dir, `m${Object.keys(extra).length}.json`)
+      writeFileSync(file, JSON.stringify({ ...model, ...extra }))
+      const fixed = ["--gpus", "32", "--global-batch", "64", "--seq", "8192", "--tp", "2", "--cp", "2", "--pp", "2", "--vpp", "1", "--ep", "8", "--etp", "1"]
+      const flags = ["--model", file, ...fixed, "--micro-batch", "1", "--recompute", "none"]
+      return (JSON.parse(runPlan([...flags, "--json"]).out) as { candidates: Array<CandidateJson & { breakdown: Record<string, number> }> }).candidates[0] as CandidateJson & {
+        breakdown: Record<string, number>
+      }
+    }
+    const [full, windowed] = [at({}), at({ slidingWindow: 1024 })]
+    const share = (1024 * 1025) / 2 + (8192 - 1024) * 1024
+    expect(windowed.breakdown.attention / full.breakdown.attention).toBeCloseTo(share / ((8192 * 8193) / 2), 2)
+    for (const term of ["gemm", "ep", "tp"]) expect(windowed.breakdown[term]).toBe(full.breakdown[term])
+    // MFU's model FLOPs are Megatron's (causal attention, window or not): the shorter step alone raises it.
+    expect(windowed.mfu / full.mfu).toBeCloseTo(full.stepSeconds / windowed.stepSeconds, 2)
+  })
+
   test("more micro-batches in flight (interleaving) cost memory", () => {
     const job = {
       modelName: "m",

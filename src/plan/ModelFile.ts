@@ -6,7 +6,8 @@
  * moeFfn, seq to none (then --seq is required); sharedExpertFfn, sharedExpertGate,
  * untieEmbeddings and mla (multi-latent attention's widths: kvLoraRank, qkHeadDim, qkPosEmbHeadDim,
  * vHeadDim, and qLoraRank, absent for none; kvHeads then defaults to heads as it must be) and
- * mtpLayers (multi-token prediction layers, on the last stage) are optional; `name` names it in the output (else the file's name).
+ * mtpLayers (multi-token prediction layers, on the last stage) and slidingWindow (every layer's
+ * attention window, in tokens) are optional; `name` names it in the output (else the file's name).
  * Unknown keys are errors, so a misspelt key is never silently ignored.
  */
 import * as Schema from "effect/Schema"
@@ -38,6 +39,8 @@ export const ModelFile = Schema.Struct({
   untieEmbeddings: Schema.optionalKey(Schema.Boolean),
   /** Multi-token prediction layers (on the last stage). */
   mtpLayers: Schema.optionalKey(Count),
+  /** Every layer's attention window in tokens (ModelConfig.slidingWindow); absent: the whole context. */
+  slidingWindow: Schema.optionalKey(Count),
   /** Multi-latent attention's widths (LatentAttention.LatentSizes; qLoraRank absent or 0: no query latent). */
   mla: Schema.optionalKey(
     Schema.Struct({
@@ -75,5 +78,6 @@ export const toModel = (file: typeof ModelFile.Type, fallbackName: string): { re
     ...(file.untieEmbeddings === undefined ? {} : { untieEmbeddings: file.untieEmbeddings }),
     ...(file.mla === undefined ? {} : { mla: { ...file.mla, qLoraRank: file.mla.qLoraRank ?? 0 } }),
     ...(file.mtpLayers === undefined ? {} : { mtpLayers: file.mtpLayers }),
+    ...(file.slidingWindow === undefined ? {} : { slidingWindow: file.slidingWindow }),
   },
 })

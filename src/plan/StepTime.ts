@@ -4,7 +4,7 @@
  * One micro-batch's forward and backward on a stage (its layers, the output layer on the last
  * stage) is the sum of: GEMMs at a shape-dependent fraction of the peak (d / (d + half) per
  * dimension; expert GEMMs at the grouped GEMM's fraction, with the tokens one local expert sees);
- * causal flash attention; elementwise kernels at a fraction of HBM bandwidth; a fixed time per
+ * causal flash attention (the share of its pairs a sliding window keeps, windowShare); elementwise kernels at a fraction of HBM bandwidth; a fixed time per
  * layer; and the communication that is not hidden: TP/SP all-gather and reduce-scatter (4 per
  * attention block and per dense or shared MLP), the CP ring beyond what attention hides, the EP
  * all-to-all (dispatch and combine, forward and backward) over NVLink and the network as the
@@ -117,7 +117,9 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const forwardGemm = attentionGemms + moeShare * (experts + router + shared) + (1 - moeShare) * mlp(m.ffn)
   const head = last ? (1 + mtp) * gemm(gemmPeak, rows, m.vocab / map.tp, h) : 0
   const chunk = job.seq / (2 * map.cp)
-  const attentionForward = (2 * map.microBatch * job.seq * job.seq * h) / (map.cp * map.tp) / (peak * c.attentionPeakFraction * (chunk / (chunk + c.attentionHalfLength)))
+  const attentionForward =
+    ((2 * map.microBatch * job.seq * job.seq * h) / (map.cp * map.tp) / (peak * c.attentionPeakFraction * (chunk / (chunk + c.attentionHalfLength)))) *
+    windowShare(job.seq, m.slidingWindow)
   const elementwiseForward =
     tokens * h * c.attentionElementwiseBytes +
     moeShare * tokens * (8 * h + k * (8 * h + 6 * m.moeFfn) + 6 * (m.sharedExpertFfn ?? 0)) +
@@ -218,3 +220,15 @@ export const ofMapping = (job: Job, map: Mapping, spreads: Spreads): Breakdown =
  * @category mapping
  */
 export const seconds = (b: Breakdown): number => b.gemm + b.attention + b.elementwise + b.fixed + b.recompute + b.tp + b.cp + b.ep + b.etp + b.pp + b.bubble + b.dp + b.optimizer
+
+/**
+ * The share of causal attention's (query, key) pairs a sliding window of `window` tokens keeps in
+ * a sequence of `seq`: (W (W + 1) / 2 + (S - W) W) / (S (S + 1) / 2), 1 without a window or with one
+ * at least as long as the sequence. The core's time scales with it (the kernels skip the blocks
+ * outside the window); the model FLOPs of MFU do not (Megatron's formula counts causal attention).
+ * @category mapping
+ */
+export const windowShare = (seq: number, window: number | undefined): number => {
+  if (window === undefined || window >= seq) return 1
+  return ((window * (window + 1)) / 2 + (seq - window) * window) / ((seq * (seq + 1)) / 2)
+}
