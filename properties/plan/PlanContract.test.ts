@@ -155,7 +155,7 @@ describe("pleat plan --json", () => {
     }
     const [full, windowed] = [at({}), at({ slidingWindow: 1024 })]
     const share = (1024 * 1025) / 2 + (8192 - 1024) * 1024
-    expect(windowed.breakdown.attention / full.breakdown.attention).toBeCloseTo(share / ((8192 * 8193) / 2), 2)
+    expect((windowed.breakdown.attention as number) / (full.breakdown.attention as number)).toBeCloseTo(share / ((8192 * 8193) / 2), 2)
     for (const term of ["gemm", "ep", "tp"]) expect(windowed.breakdown[term]).toBe(full.breakdown[term])
     // MFU's model FLOPs are Megatron's (causal attention, window or not): the shorter step alone raises it.
     expect(windowed.mfu / full.mfu).toBeCloseTo(full.stepSeconds / windowed.stepSeconds, 2)
