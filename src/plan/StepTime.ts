@@ -226,9 +226,8 @@ export const seconds = (b: Breakdown): number => b.gemm + b.attention + b.elemen
  * a sequence of `seq`: (W (W + 1) / 2 + (S - W) W) / (S (S + 1) / 2), 1 without a window or with one
  * at least as long as the sequence. The core's time scales with it (the kernels skip the blocks
  * outside the window); the model FLOPs of MFU do not (Megatron's formula counts causal attention).
- * @category mapping
  */
-export const windowShare = (seq: number, window: number | undefined): number => {
+const windowShare = (seq: number, window: number | undefined): number => {
   if (window === undefined || window >= seq) return 1
   return ((window * (window + 1)) / 2 + (seq - window) * window) / ((seq * (seq + 1)) / 2)
 }
