@@ -100,10 +100,7 @@ function* runSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens, ma
     // of the step's mean over the step's labels (--calculate-per-token-loss).
     const labels = depth.labels ?? c.microBatch * (s.seq - k)
     const perStep = depth.stepLabels
-    const share = scale(
-      (yield* Head.crossEntropyOf(c, TensorLayout.attach(rows, x.layout), depth.targets, ignored)).tensor,
-      perStep === undefined ? Head.shareOfMean(depth.targets, labels) : Head.shareOfMean(depth.targets, perStep),
-    )
+    const share = scale((yield* Head.crossEntropyOf(c, TensorLayout.attach(rows, x.layout), depth.targets, ignored)).tensor, Head.shareOfMean(depth.targets, perStep ?? labels))
     sum = sum === undefined ? share : add(sum, share)
     // Each tp member computes the whole share: its statistic is a 1/tp part, as the ranks' add up;
     // the statistics are means over the step's micro-batches, so a share of the step's mean counts M * dp times.
