@@ -7,6 +7,8 @@
 //   setIsa(name)             pin kernels to "scalar" | "avx2" | "avx512", or "auto"; -> active isa
 //   activeIsa()              -> "scalar" | "avx2" | "avx512"
 //   setThreads(n) / threads() kernel thread pool size (kernels/thread_pool.h)
+//   poolProbe(tasks, micros) -> { threads, runs, peak }: who runs a job of sleeping tasks
+//                            (kernels/pool_probe.h; tests of the pool's spreading)
 //   matmul(a, b, out, batch, m, n, k, transA, transB, strideA, strideB, accumulate), matmulAsync
 //   gatherRows(src, index, out, cols), scatterAddRows(src, index, out, cols)
 //   softmaxRows(x, out, rows, cols), rmsnormRows(x, weight, out, rstd, rows, cols, eps)
@@ -56,6 +58,7 @@
 #include "kernels/axpy.h"
 #include "kernels/copy.h"
 #include "kernels/cpu_features.h"
+#include "kernels/pool_probe.h"
 #include "kernels/fma_peak.h"
 #include "napi_args.h"
 #include "tensor_binding.h"
@@ -156,6 +159,30 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value PoolProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double tasks = 0.0, micros = 0.0;
+  if (!expect_arity(info, "poolProbe", 2) || !expect_number(info, "poolProbe", 0, "tasks", &tasks) ||
+      !expect_number(info, "poolProbe", 1, "micros", &micros)) {
+    return env.Undefined();
+  }
+  // The probe blocks the calling thread for about tasks * micros / threads: both are capped.
+  if (!(tasks >= 1.0 && tasks <= 4096.0 && std::floor(tasks) == tasks)) {
+    throw_range_error(env, "poolProbe: tasks must be an integer in [1, 4096], got " + std::to_string(tasks));
+    return env.Undefined();
+  }
+  if (!(micros >= 0.0 && micros <= 100000.0 && std::floor(micros) == micros)) {
+    throw_range_error(env, "poolProbe: micros must be an integer in [0, 100000], got " + std::to_string(micros));
+    return env.Undefined();
+  }
+  const PoolProbeResult r = pool_probe(static_cast<unsigned>(tasks), static_cast<unsigned>(micros));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("threads", r.threads);
+  out.Set("runs", r.runs);
+  out.Set("peak", r.peak);
+  return out;
+}
+
 Napi::Value CpuFeaturesJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const CpuFeatures f = cpu_features();
@@ -198,6 +225,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   exports.Set("copy", Napi::Function::New(env, Copy, "copy"));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak, "fmaPeak"));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeaturesJs, "cpuFeatures"));
+  exports.Set("poolProbe", Napi::Function::New(env, PoolProbe, "poolProbe"));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
   exports.Set("activeIsa", Napi::Function::New(env, ActiveIsa, "activeIsa"));
   RegisterTensorExports(env, exports);

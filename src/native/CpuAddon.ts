@@ -5,6 +5,7 @@
  */
 import * as Addon from "./Addon.js"
 import type { CpuFeatures, FloatArray, FmaPeak, Isa, OpenBlasStatus, TypedArray } from "./Cpu.js"
+import type { PoolProbe } from "./PoolProbe.js"
 import type { Bf16Path } from "./CpuBf16.js"
 import type { DeviceAllocatorStats } from "./Cuda.js"
 
@@ -26,6 +27,8 @@ export interface CpuAddon {
   setThreads(n: number): number
   threads(): number
   poolAddBusy(delta: number): number
+  /** Optional: who runs a job of sleeping tasks (kernels/pool_probe.h), absent from builds older than it. */
+  poolProbe?(tasks: number, micros: number): PoolProbe
   matmul(...args: MatmulTuple): void
   matmulAsync(...args: MatmulTuple): Promise<void>
   /** Optional: matmul with B's panels kept for a generation (kernels/packed_b_cache.h), absent from builds older than it. */

@@ -17,22 +17,37 @@ namespace pleat {
 
 namespace {
 
-struct Pool {
-  std::mutex job_mutex;  // held by the caller for the whole of a pooled job
-  std::mutex m;          // guards everything below
-  std::condition_variable wake;
-  std::condition_variable done;
-  std::vector<std::thread> workers;
-  unsigned wanted = 0;  // workers that should exist (threads - 1); a worker above it exits
-  bool started = false;
-  // Atomic so that spinning threads can poll them without the lock; written under m.
-  std::atomic<uint64_t> generation{0};
-  std::atomic<unsigned> active{0};  // workers that joined the current job and are not done
-  const std::function<void(unsigned)>* job = nullptr;
+// One caller's job. Its slot is taken under Pool::m and given back once the caller closed the job
+// and every worker that joined it has left.
+struct Job {
+  const std::function<void(unsigned)>* fn = nullptr;
   unsigned tasks = 0;
-  unsigned helpers = 0;  // workers that may join the current job (the lowest indices)
-  bool open = false;     // a worker may still join; closed once the caller ran out of tasks
-  std::atomic<unsigned> next{0};
+  unsigned cap = 0;    // workers that may be in it at once (tasks - 1: the caller takes one)
+  bool used = false;   // the slot holds a job
+  bool open = false;   // a worker may still join; closed once the caller ran out of tasks
+  std::atomic<unsigned> next{0};    // the next task to hand out
+  std::atomic<unsigned> active{0};  // workers in the job now
+};
+
+// Jobs in flight at once: one per caller in kernels (the ranks' threads of a threads job, libuv's
+// threads running async kernels). A caller finding every slot taken runs its tasks alone.
+constexpr unsigned kSlots = 32;
+
+struct Pool {
+  std::mutex resize;  // one set_pool_threads at a time
+  std::mutex m;       // guards everything below but the atomics
+  std::condition_variable wake;  // workers: a job was posted, a core came free, the size changed
+  std::condition_variable done;  // callers: their job's workers left; a resize: a slot came free
+  std::vector<std::thread> workers;
+  // Workers that should exist (threads - 1); a worker above it exits. Written under m, read by
+  // working threads without it (stepping_aside).
+  std::atomic<unsigned> wanted{0};
+  bool started = false;
+  bool resizing = false;  // callers run their tasks alone until the resize is done
+  unsigned used = 0;      // slots holding a job
+  // Bumped under m by every posted job, so that spinning threads can poll it without the lock.
+  std::atomic<uint64_t> generation{0};
+  Job jobs[kSlots];
 };
 
 // How long a thread polls before it blocks: a worker after its job waiting for the next one, and
@@ -42,25 +57,47 @@ struct Pool {
 // less, so a short poll keeps them off that path, for at most this much CPU per job.
 constexpr std::chrono::microseconds kSpin{50};
 
-// Callers running a job on their own thread because the pool was busy with another caller's
-// (two ranks of a threads job in kernels at once). Each takes a core, so that many pool workers
-// step aside (the highest indices stop taking tasks and do not poll): the pooled job's caller and
-// its remaining workers finish it, and the threads in kernels never outnumber the cores. Without
-// this, on 2 cores a GEMM of one rank ran on 3 threads (its caller, a pool worker, the other
-// rank's inline GEMM) and both ranks' kernels slowed down.
-std::atomic<unsigned> inline_callers{0};
+// Callers inside pool_run now (their own thread computes: it holds a core). All but one take a
+// core the pool's workers would otherwise use, so that many workers step aside (the highest
+// indices stop taking tasks, between tasks, and do not poll): the threads in kernels never
+// outnumber the pool's threads. Without this, on 2 cores a GEMM of one rank ran on 3 threads (its
+// caller, a pool worker, the other rank's GEMM on its own thread) and both ranks' kernels slowed.
+std::atomic<unsigned> callers{0};
 
 // Threads outside the pool that hold a core now (pool_add_busy): awake workers of a threads job
-// other than the caller. An inline caller is one of them, so the two counts overlap: the larger
-// one is how many cores the pool's workers leave.
+// other than the caller. A caller in kernels is one of them, so the two counts overlap: the
+// larger one is how many cores the pool's workers leave.
 std::atomic<int> busy_outside{0};
 
-// Whether worker `index` should leave the cores to callers running inline or to busy threads.
+// Whether the running thread is inside a task: a kernel a task calls runs its own tasks inline
+// (the pool's threads are already spread over the jobs, and a nested job would count its thread
+// twice).
+thread_local bool t_in_task = false;
+
+// Whether worker `index` should leave the cores to callers and busy threads.
 bool stepping_aside(const Pool* p, unsigned index) {
   const int busy = busy_outside.load(std::memory_order_relaxed);
-  const unsigned inline_now = inline_callers.load(std::memory_order_relaxed);
-  const unsigned taken = busy > static_cast<int>(inline_now) ? static_cast<unsigned>(busy) : inline_now;
-  return index + taken >= p->wanted;
+  const unsigned in_kernels = callers.load(std::memory_order_relaxed);
+  const unsigned others = in_kernels > 1 ? in_kernels - 1 : 0;
+  const unsigned taken = busy > static_cast<int>(others) ? static_cast<unsigned>(busy) : others;
+  return index + taken >= p->wanted.load(std::memory_order_relaxed);
+}
+
+// The open job with tasks left that has the fewest workers (the lowest slot among equals), so the
+// workers spread evenly over the callers in kernels; null when none. With p->m held.
+Job* pick_job(Pool* p) {
+  Job* best = nullptr;
+  unsigned fewest = 0;
+  for (Job& j : p->jobs) {
+    if (!j.used || !j.open || j.next.load(std::memory_order_relaxed) >= j.tasks) continue;
+    const unsigned in_it = j.active.load(std::memory_order_relaxed);
+    if (in_it >= j.cap) continue;
+    if (best == nullptr || in_it < fewest) {
+      best = &j;
+      fewest = in_it;
+    }
+  }
+  return best;
 }
 
 // Polls `done()` (with pause) for up to kSpin; true when it became true.
@@ -88,44 +125,44 @@ Pool& pool() {
   return *p;
 }
 
-// Whether worker `index`, which stepped aside from the job of generation `seen`, may take up its
-// tasks again: the job is still open with tasks left and the core it left is free again (a
-// threads job's worker fell asleep: pool_add_busy). With p->m held.
-bool may_rejoin(const Pool* p, unsigned index, uint64_t seen) {
-  return p->generation.load() == seen && p->open && index < p->helpers && p->next.load(std::memory_order_relaxed) < p->tasks &&
-         !stepping_aside(p, index);
+// Runs job's tasks until none is left or the worker must step aside.
+void take_tasks(Pool* p, unsigned index, Job* job) {
+  t_in_task = true;
+  while (!stepping_aside(p, index)) {
+    const unsigned t = job->next.fetch_add(1, std::memory_order_relaxed);
+    if (t >= job->tasks) break;
+    (*job->fn)(t);
+  }
+  t_in_task = false;
 }
 
-// `seen`: the generation when the thread was created (read under p->m by grow), so a job posted
-// before the new thread first takes the lock is not missed.
-void worker_loop(Pool* p, unsigned index, uint64_t seen) {
-  // Whether this worker left the job of generation `seen` to step aside (not for want of tasks).
-  bool stepped_aside = false;
+void worker_loop(Pool* p, unsigned index) {
+  std::unique_lock<std::mutex> lk(p->m);
   for (;;) {
-    spin_until([&] { return p->generation.load(std::memory_order_acquire) != seen || stepping_aside(p, index); });
-    std::unique_lock<std::mutex> lk(p->m);
-    p->wake.wait(lk, [&] { return index >= p->wanted || p->generation.load() != seen || (stepped_aside && may_rejoin(p, index, seen)); });
+    Job* job = nullptr;
+    const auto ready = [&] {
+      if (index >= p->wanted) return true;
+      if (stepping_aside(p, index)) return false;
+      job = pick_job(p);
+      return job != nullptr;
+    };
+    if (!ready()) {
+      // Nothing to join: poll for the next job a while, then sleep until one is posted or a
+      // core comes free (pool_add_busy, a caller leaving).
+      const uint64_t seen = p->generation.load();
+      lk.unlock();
+      spin_until([&] { return p->generation.load(std::memory_order_acquire) != seen || stepping_aside(p, index); });
+      lk.lock();
+      p->wake.wait(lk, ready);
+    }
     if (index >= p->wanted) return;
-    seen = p->generation.load();
-    stepped_aside = false;
     // Joining happens under the lock, before the caller closes the job, or not at all: a worker
     // that wakes late (its core busy with another process) must not hold the caller up.
-    if (!p->open || index >= p->helpers) continue;
-    p->active.fetch_add(1);
-    const auto* fn = p->job;
-    const unsigned n = p->tasks;
+    job->active.fetch_add(1, std::memory_order_relaxed);
     lk.unlock();
-    for (;;) {
-      if (stepping_aside(p, index)) {
-        stepped_aside = true;
-        break;
-      }
-      const unsigned t = p->next.fetch_add(1, std::memory_order_relaxed);
-      if (t >= n) break;
-      (*fn)(t);
-    }
+    take_tasks(p, index, job);
     lk.lock();
-    if (p->active.fetch_sub(1) == 1) p->done.notify_one();
+    if (job->active.fetch_sub(1, std::memory_order_acq_rel) == 1 && !job->open) p->done.notify_all();
   }
 }
 
@@ -133,13 +170,52 @@ void worker_loop(Pool* p, unsigned index, uint64_t seen) {
 void grow(Pool* p) {
   while (p->workers.size() < p->wanted) {
     try {
-      p->workers.emplace_back(worker_loop, p, static_cast<unsigned>(p->workers.size()),
-                              p->generation.load());
+      p->workers.emplace_back(worker_loop, p, static_cast<unsigned>(p->workers.size()));
     } catch (const std::system_error&) {
       p->wanted = static_cast<unsigned>(p->workers.size());
     }
   }
   p->started = true;
+}
+
+// A caller leaves pool_run: one core fewer is taken, so a worker that stepped aside may take up
+// the tasks of another caller's job. Under the lock, so that no waiting worker misses it.
+// With p->m held; true when other jobs are in flight (then the caller wakes the workers, after
+// unlocking).
+bool leave_locked(Pool* p) {
+  callers.fetch_sub(1, std::memory_order_relaxed);
+  return p->used > 0;
+}
+
+void leave(Pool* p) {
+  bool others;
+  {
+    std::lock_guard<std::mutex> lk(p->m);
+    others = leave_locked(p);
+  }
+  if (others) p->wake.notify_all();
+}
+
+// Takes a free slot for a job of `tasks` tasks and posts it, or returns null (no workers, a
+// resize under way, every slot taken).
+Job* post(Pool* p, unsigned tasks, const std::function<void(unsigned)>& fn) {
+  std::lock_guard<std::mutex> lk(p->m);
+  if (!p->started) grow(p);
+  if (p->resizing || p->workers.empty()) return nullptr;
+  for (Job& j : p->jobs) {
+    if (j.used) continue;
+    j.used = true;
+    j.fn = &fn;
+    j.tasks = tasks;
+    j.cap = tasks - 1;
+    j.next.store(0, std::memory_order_relaxed);
+    j.active.store(0, std::memory_order_relaxed);
+    j.open = true;
+    ++p->used;
+    p->generation.fetch_add(1, std::memory_order_release);
+    return &j;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -154,16 +230,20 @@ unsigned set_pool_threads(unsigned n) {
   if (n < 1) n = 1;
   if (n > 1024) n = 1024;
   Pool& p = pool();
-  std::lock_guard<std::mutex> job(p.job_mutex);
+  std::lock_guard<std::mutex> one(p.resize);
   std::vector<std::thread> leaving;
   {
-    std::lock_guard<std::mutex> lk(p.m);
+    // No job in flight while the workers change: callers meanwhile run their tasks alone.
+    std::unique_lock<std::mutex> lk(p.m);
+    p.resizing = true;
+    p.done.wait(lk, [&] { return p.used == 0; });
     p.wanted = n - 1;
     if (p.started) grow(&p);
     while (p.workers.size() > p.wanted) {
       leaving.push_back(std::move(p.workers.back()));
       p.workers.pop_back();
     }
+    p.resizing = false;
   }
   p.wake.notify_all();
   for (auto& t : leaving) t.join();
@@ -173,8 +253,8 @@ unsigned set_pool_threads(unsigned n) {
 int pool_add_busy(int delta) {
   const int now = busy_outside.fetch_add(delta, std::memory_order_relaxed) + delta;
   if (delta < 0) {
-    // A core came free: a worker that stepped aside from the job in flight may take up its
-    // remaining tasks (worker_loop). Under the lock, so that no waiting worker misses it.
+    // A core came free: a worker that stepped aside may take up a job's remaining tasks
+    // (worker_loop). Under the lock, so that no waiting worker misses it.
     Pool& p = pool();
     { std::lock_guard<std::mutex> lk(p.m); }
     p.wake.notify_all();
@@ -184,47 +264,39 @@ int pool_add_busy(int delta) {
 
 void pool_run(unsigned tasks, const std::function<void(unsigned)>& fn) {
   if (tasks == 0) return;
+  if (tasks == 1 || t_in_task) {
+    for (unsigned t = 0; t < tasks; ++t) fn(t);
+    return;
+  }
   Pool& p = pool();
-  std::unique_lock<std::mutex> job(p.job_mutex, std::defer_lock);
-  if (tasks == 1) return fn(0);
-  if (!job.try_lock()) {
-    // The pool is busy with another caller's job: run inline, and have a pool worker step aside.
-    inline_callers.fetch_add(1, std::memory_order_relaxed);
+  callers.fetch_add(1, std::memory_order_relaxed);
+  Job* job = post(&p, tasks, fn);
+  if (job == nullptr) {
+    t_in_task = true;
     for (unsigned t = 0; t < tasks; ++t) fn(t);
-    inline_callers.fetch_sub(1, std::memory_order_relaxed);
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> lk(p.m);
-    if (!p.started) grow(&p);
-    const unsigned workers = static_cast<unsigned>(p.workers.size());
-    p.helpers = workers < tasks - 1 ? workers : tasks - 1;
-    if (p.helpers == 0) {
-      p.started = true;
-    } else {
-      p.job = &fn;
-      p.tasks = tasks;
-      p.open = true;
-      p.next.store(0, std::memory_order_relaxed);
-      p.generation.fetch_add(1, std::memory_order_release);
-    }
-  }
-  if (p.helpers == 0) {
-    for (unsigned t = 0; t < tasks; ++t) fn(t);
-    return;
+    t_in_task = false;
+    return leave(&p);
   }
   p.wake.notify_all();
-  for (unsigned t; (t = p.next.fetch_add(1, std::memory_order_relaxed)) < tasks;) fn(t);
+  t_in_task = true;
+  for (unsigned t; (t = job->next.fetch_add(1, std::memory_order_relaxed)) < tasks;) fn(t);
+  t_in_task = false;
   {
     // Every task is taken: close the job, then wait only for the workers that joined it.
     std::lock_guard<std::mutex> lk(p.m);
-    p.open = false;
+    job->open = false;
   }
-  spin_until([&] { return p.active.load(std::memory_order_acquire) == 0; });
-  std::unique_lock<std::mutex> lk(p.m);
-  p.done.wait(lk, [&] { return p.active.load() == 0; });
-  p.job = nullptr;
-  p.helpers = 0;
+  spin_until([&] { return job->active.load(std::memory_order_acquire) == 0; });
+  bool others;
+  {
+    std::unique_lock<std::mutex> lk(p.m);
+    p.done.wait(lk, [&] { return job->active.load(std::memory_order_acquire) == 0; });
+    job->used = false;
+    job->fn = nullptr;
+    if (--p.used == 0 && p.resizing) p.done.notify_all();
+    others = leave_locked(&p);
+  }
+  if (others) p.wake.notify_all();
 }
 
 void pool_run_largest_first(unsigned tasks, const std::function<size_t(unsigned)>& size, const std::function<void(unsigned)>& fn) {

@@ -6,12 +6,15 @@
 // sleeps on a condition variable: a worker never spins for long, since on a 2-core machine it
 // would take the core the JS thread or another process needs.
 //
-// One job at a time: run() is called from the JS thread (sync kernels) and from libuv's thread
-// pool (async kernels). If a job is already in flight, the second caller does not wait for the
-// pool; it runs all its tasks on its own thread. Tasks are handed out dynamically and the caller
-// takes part, so a worker that wakes late simply finds no task left. Results never depend on
-// which thread ran a task (kernels split work so that every output element is computed by one
-// task in a fixed order).
+// Several jobs at once: run() is called from the JS thread (sync kernels), from libuv's thread
+// pool (async kernels) and from every worker thread of a threads job. Each caller posts its job
+// and takes part in it; a pool worker joins the open job with the fewest workers, so the pool's
+// threads spread evenly over the callers in kernels (before the thirty-sixth session one job ran
+// at a time and a second caller ran its tasks alone: on 16 cores, of two ranks of a threads job
+// one computed on 15 threads and the other on 1). Every caller in kernels holds a core, so that
+// many workers step aside. Tasks are handed out dynamically, so a worker that wakes late simply
+// finds no task left. Results never depend on which thread ran a task (kernels split work so
+// that every output element is computed by one task in a fixed order).
 #pragma once
 
 #include <cstddef>
@@ -23,7 +26,8 @@ namespace pleat {
 unsigned pool_threads();
 
 // Sets the thread count (1..1024) and returns the count now in effect, which is lower than
-// asked when the OS refuses to start a thread. Waits for a job in flight to finish.
+// asked when the OS refuses to start a thread. Waits for the jobs in flight to finish (callers
+// meanwhile run their tasks alone).
 unsigned set_pool_threads(unsigned n);
 
 // Adds `delta` to the threads outside the pool that hold a core now (the other workers of a threads
@@ -33,7 +37,8 @@ unsigned set_pool_threads(unsigned n);
 int pool_add_busy(int delta);
 
 // Runs fn(t) for every t in [0, tasks) on up to pool_threads() threads, the caller included,
-// and returns when all have finished. fn must not throw.
+// and returns when all have finished. fn must not throw. Called from inside a task, it runs its
+// tasks on the calling thread.
 void pool_run(unsigned tasks, const std::function<void(unsigned)>& fn);
 
 // pool_run over tasks of unequal size, the largest first (the longest-processing-time rule): the
