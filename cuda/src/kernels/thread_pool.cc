@@ -74,13 +74,16 @@ std::atomic<int> busy_outside{0};
 // twice).
 thread_local bool t_in_task = false;
 
+// The cores the pool's workers leave when `in_kernels` callers are in kernels (see callers).
+unsigned cores_taken(unsigned in_kernels) {
+  const int busy = busy_outside.load(std::memory_order_relaxed);
+  const unsigned others = in_kernels > 1 ? in_kernels - 1 : 0;
+  return busy > static_cast<int>(others) ? static_cast<unsigned>(busy) : others;
+}
+
 // Whether worker `index` should leave the cores to callers and busy threads.
 bool stepping_aside(const Pool* p, unsigned index) {
-  const int busy = busy_outside.load(std::memory_order_relaxed);
-  const unsigned in_kernels = callers.load(std::memory_order_relaxed);
-  const unsigned others = in_kernels > 1 ? in_kernels - 1 : 0;
-  const unsigned taken = busy > static_cast<int>(others) ? static_cast<unsigned>(busy) : others;
-  return index + taken >= p->wanted.load(std::memory_order_relaxed);
+  return index + cores_taken(callers.load(std::memory_order_relaxed)) >= p->wanted.load(std::memory_order_relaxed);
 }
 
 // The open job with tasks left that has the fewest workers (the lowest slot among equals), so the
@@ -180,11 +183,12 @@ void grow(Pool* p) {
 
 // A caller leaves pool_run: one core fewer is taken, so a worker that stepped aside may take up
 // the tasks of another caller's job. Under the lock, so that no waiting worker misses it.
-// With p->m held; true when other jobs are in flight (then the caller wakes the workers, after
-// unlocking).
+// With p->m held. True when the workers should be woken, after unlocking: other jobs are in
+// flight and the caller's leaving frees a core (not when a threads job's busy count still holds
+// it: on 2 cores each kernel's end would wake a worker only for it to step aside again).
 bool leave_locked(Pool* p) {
-  callers.fetch_sub(1, std::memory_order_relaxed);
-  return p->used > 0;
+  const unsigned before = callers.fetch_sub(1, std::memory_order_relaxed);
+  return p->used > 0 && cores_taken(before - 1) < cores_taken(before);
 }
 
 void leave(Pool* p) {
@@ -277,7 +281,9 @@ void pool_run(unsigned tasks, const std::function<void(unsigned)>& fn) {
     t_in_task = false;
     return leave(&p);
   }
-  p.wake.notify_all();
+  // Wakes the workers unless every one of them steps aside (a threads job on 2 cores: the other
+  // rank holds the second core); they are woken when a core comes free (pool_add_busy, leave).
+  if (!stepping_aside(&p, 0)) p.wake.notify_all();
   t_in_task = true;
   for (unsigned t; (t = job->next.fetch_add(1, std::memory_order_relaxed)) < tasks;) fn(t);
   t_in_task = false;

@@ -1,8 +1,10 @@
 /**
  * KernelThreads: which threads the native kernels' pool uses while threads jobs run. The pool is
- * one per process, shared by every worker thread, and runs one job at a time (a second caller runs
- * its tasks alone, cuda/src/kernels/thread_pool.h); so with two workers on two cores, one worker's
- * product took the pool's second thread while the other worker computed on its own: three busy
+ * one per process, shared by every worker thread; since the thirty-sixth session it runs every
+ * caller's job at once, its threads spread over them (cuda/src/kernels/thread_pool.h: before,
+ * one job ran at a time and a second caller ran its tasks alone, so on 16 cores one rank of two
+ * computed on 15 threads and the other on 1). With two workers on two cores, one worker's product
+ * once took the pool's second thread while the other worker computed on its own: three busy
  * threads on two cores. Sixth session: the pool got the cores per worker (one here), so each
  * worker computed on its own core (tp 2 etp 2 on 2 workers 408-417 -> 466-483 tokens/s, Zen 4).
  * But a worker that waits for its peers (ep 2 at init: one rank holds the experts most tokens
