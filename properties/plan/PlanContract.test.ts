@@ -141,7 +141,7 @@ describe("pleat plan --json", () => {
     expect(selective.stepSeconds).toBeLessThan(full.stepSeconds)
   })
 
-  test("a sliding window scales the attention core's time by the share of pairs it keeps, and nothing else", () => {
+  test("a sliding window scales the attention core's time by the share of pairs it keeps (the layers that keep it), and nothing else", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "pleat-plan-window-"))
     const model = { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, experts: 8, topk: 2, moeFfn: 14336, vocab: 32000 }
     const at = (extra: Record<string, number>) => {
@@ -153,9 +153,11 @@ describe("pleat plan --json", () => {
         breakdown: Record<string, number>
       }
     }
-    const [full, windowed] = [at({}), at({ slidingWindow: 1024 })]
-    const share = (1024 * 1025) / 2 + (8192 - 1024) * 1024
-    expect((windowed.breakdown.attention as number) / (full.breakdown.attention as number)).toBeCloseTo(share / ((8192 * 8193) / 2), 2)
+    const [full, windowed, alternating] = [at({}), at({ slidingWindow: 1024 }), at({ slidingWindow: 1024, windowAttnSkipFreq: 4 })]
+    const share = ((1024 * 1025) / 2 + (8192 - 1024) * 1024) / ((8192 * 8193) / 2)
+    expect((windowed.breakdown.attention as number) / (full.breakdown.attention as number)).toBeCloseTo(share, 2)
+    // Every 4th layer attends to the whole context: 24 of the 32 layers keep the window.
+    expect((alternating.breakdown.attention as number) / (full.breakdown.attention as number)).toBeCloseTo((24 * share + 8) / 32, 2)
     for (const term of ["gemm", "ep", "tp"]) expect(windowed.breakdown[term]).toBe(full.breakdown[term])
     // MFU's model FLOPs are Megatron's (causal attention, window or not): the shorter step alone raises it.
     expect(windowed.mfu / full.mfu).toBeCloseTo(full.stepSeconds / windowed.stepSeconds, 2)

@@ -38,15 +38,21 @@ const latentOf = (c: RunConfig.RunConfig): LatentAttention.LatentSizes | undefin
 
 /**
  * The model's fields these settings give, where they are set: multi-latent attention's widths
- * (`mla`), YaRN (`ropeScaling`) and the sliding window (`slidingWindow`); throws as latentOf and
- * yarnOf.
+ * (`mla`), YaRN (`ropeScaling`) and the sliding window (`slidingWindow`, `windowAttnSkipFreq`);
+ * throws as latentOf and yarnOf.
  * @category constructors
  */
 export const attentionFieldsOf = (c: RunConfig.RunConfig) => {
   const mla = latentOf(c)
   const ropeScaling = yarnOf(c)
   const window = c["sliding-window"]
-  return { ...(mla === undefined ? {} : { mla }), ...(ropeScaling === undefined ? {} : { ropeScaling }), ...(window === undefined ? {} : { slidingWindow: window }) }
+  const skip = c["window-attn-skip-freq"]
+  return {
+    ...(mla === undefined ? {} : { mla }),
+    ...(ropeScaling === undefined ? {} : { ropeScaling }),
+    ...(window === undefined ? {} : { slidingWindow: window }),
+    ...(skip === undefined ? {} : { windowAttnSkipFreq: skip }),
+  }
 }
 
 /**

@@ -39,6 +39,9 @@ export const modelShapeSettings = {
   "sliding-window": optionalCount(
     "sliding-window attention in every layer: a token attends to the last N tokens, itself included (transformers' sliding_window; Megatron's --window-size N-1,0); the whole causal context by default",
   ),
+  "window-attn-skip-freq": optionalCount(
+    "with --sliding-window: every N-th layer (layers N, 2N, ... counting from 1) attends to its whole causal context instead (Megatron's --window-attn-skip-freq; GPT-OSS's 2, Gemma 3's 6); every layer has the window by default",
+  ),
   "rope-theta": optionalReal("RoPE's frequency base (default 10000; a --model preset sets its model's)"),
   "mtp-num-layers": optionalCount(
     "multi-token prediction layers after the last (DeepSeek-V3's 1): each predicts one token further ahead from the previous one's rows and the next token's embedding, on the last stage (none by default)",

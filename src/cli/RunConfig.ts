@@ -321,6 +321,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "mscale-all-dim": m.ropeScaling?.mscaleAllDim,
     "rope-theta": m.ropeTheta,
     "sliding-window": m.slidingWindow,
+    "window-attn-skip-freq": m.windowAttnSkipFreq,
     "norm-eps": m.normEps,
     "untie-embeddings": m.untieEmbeddings,
     "shared-expert-gate": m.sharedExpertGate,

@@ -98,7 +98,7 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     ropeTheta: ModelContext.ropeThetaOf(c.sizes),
     ropeYarn: c.sizes.ropeScaling,
     documents: c.documents,
-    slidingWindow: c.sizes.slidingWindow,
+    slidingWindow: ModelContext.windowOf(c.sizes, layer),
   }
   const eps = ModelContext.normEpsOf(c.sizes)
   const mla = c.sizes.mla

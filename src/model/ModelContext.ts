@@ -65,6 +65,8 @@ export interface Sizes {
   readonly ropeScaling?: RopeScaling.Yarn | undefined
   /** Sliding-window attention: the keys each token attends to, itself included (none: all before it). */
   readonly slidingWindow?: number | undefined
+  /** With slidingWindow: every N-th layer (from 1) attends to its whole context instead (windowOf); absent: none does. */
+  readonly windowAttnSkipFreq?: number | undefined
   /** RMSNorm's epsilon, every norm of the model (none: `defaultNormEps`). */
   readonly normEps?: number | undefined
 }
@@ -216,6 +218,23 @@ export const isMoe = (s: Pick<Sizes, "moeEvery" | "denseFirst"> & { readonly lay
   const first = s.denseFirst ?? 0
   const at = s.layers !== undefined && layer >= s.layers ? s.layers - 1 : layer
   return at >= first && (at - first) % s.moeEvery === 0
+}
+
+/**
+ * The attention window of layer i (undefined: its whole causal context): slidingWindow, except
+ * that with windowAttnSkipFreq N the layers numbered N, 2N, ... counting from 1 (indices N - 1,
+ * 2N - 1, ...) attend to their whole context (Megatron's is_layer_window_attention). A
+ * multi-token prediction layer attends as the last layer does (as isMoe places it; Megatron's
+ * MTP layer takes its number from where its pipeline stage starts, a quirk not followed). The
+ * one rule the model and the planner place windows by.
+ * @category guards
+ */
+export const windowOf = (s: Pick<Sizes, "slidingWindow" | "windowAttnSkipFreq" | "layers">, layer: number): number | undefined => {
+  const window = s.slidingWindow
+  const skip = s.windowAttnSkipFreq
+  if (window === undefined || skip === undefined) return window
+  const at = Math.min(layer, s.layers - 1)
+  return (at + 1) % skip === 0 ? undefined : window
 }
 
 /**

@@ -6,8 +6,8 @@
  * moeFfn, seq to none (then --seq is required); sharedExpertFfn, sharedExpertGate,
  * untieEmbeddings and mla (multi-latent attention's widths: kvLoraRank, qkHeadDim, qkPosEmbHeadDim,
  * vHeadDim, and qLoraRank, absent for none; kvHeads then defaults to heads as it must be) and
- * mtpLayers (multi-token prediction layers, on the last stage) and slidingWindow (every layer's
- * attention window, in tokens) are optional; `name` names it in the output (else the file's name).
+ * mtpLayers (multi-token prediction layers, on the last stage), slidingWindow (every layer's
+ * attention window, in tokens) and windowAttnSkipFreq (every N-th layer without it) are optional; `name` names it in the output (else the file's name).
  * Unknown keys are errors, so a misspelt key is never silently ignored.
  */
 import * as Schema from "effect/Schema"
@@ -41,6 +41,8 @@ export const ModelFile = Schema.Struct({
   mtpLayers: Schema.optionalKey(Count),
   /** Every layer's attention window in tokens (ModelConfig.slidingWindow); absent: the whole context. */
   slidingWindow: Schema.optionalKey(Count),
+  /** With slidingWindow: every N-th layer attends to its whole context (ModelConfig.windowAttnSkipFreq). */
+  windowAttnSkipFreq: Schema.optionalKey(Count),
   /** Multi-latent attention's widths (LatentAttention.LatentSizes; qLoraRank absent or 0: no query latent). */
   mla: Schema.optionalKey(
     Schema.Struct({
@@ -79,5 +81,6 @@ export const toModel = (file: typeof ModelFile.Type, fallbackName: string): { re
     ...(file.mla === undefined ? {} : { mla: { ...file.mla, qLoraRank: file.mla.qLoraRank ?? 0 } }),
     ...(file.mtpLayers === undefined ? {} : { mtpLayers: file.mtpLayers }),
     ...(file.slidingWindow === undefined ? {} : { slidingWindow: file.slidingWindow }),
+    ...(file.windowAttnSkipFreq === undefined ? {} : { windowAttnSkipFreq: file.windowAttnSkipFreq }),
   },
 })

@@ -118,8 +118,7 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const head = last ? (1 + mtp) * gemm(gemmPeak, rows, m.vocab / map.tp, h) : 0
   const chunk = job.seq / (2 * map.cp)
   const attentionForward =
-    ((2 * map.microBatch * job.seq * job.seq * h) / (map.cp * map.tp) / (peak * c.attentionPeakFraction * (chunk / (chunk + c.attentionHalfLength)))) *
-    windowShare(job.seq, m.slidingWindow)
+    ((2 * map.microBatch * job.seq * job.seq * h) / (map.cp * map.tp) / (peak * c.attentionPeakFraction * (chunk / (chunk + c.attentionHalfLength)))) * windowedShare(m, job.seq)
   const elementwiseForward =
     tokens * h * c.attentionElementwiseBytes +
     moeShare * tokens * (8 * h + k * (8 * h + 6 * m.moeFfn) + 6 * (m.sharedExpertFfn ?? 0)) +
@@ -230,4 +229,11 @@ export const seconds = (b: Breakdown): number => b.gemm + b.attention + b.elemen
 const windowShare = (seq: number, window: number | undefined): number => {
   if (window === undefined || window >= seq) return 1
   return ((window * (window + 1)) / 2 + (seq - window) * window) / ((seq * (seq + 1)) / 2)
+}
+
+/** The mean over the model's layers of the causal pairs each layer's window keeps (ModelContext.windowOf). */
+const windowedShare = (m: Parameters<typeof ModelContext.windowOf>[0], seq: number): number => {
+  let sum = 0
+  for (let layer = 0; layer < m.layers; layer++) sum += windowShare(seq, ModelContext.windowOf(m, layer))
+  return sum / m.layers
 }

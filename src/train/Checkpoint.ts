@@ -121,6 +121,7 @@ const ManifestSchema = Schema.Struct({
     ),
     normEps: Schema.optional(Schema.Number),
     slidingWindow: Schema.optional(count),
+    windowAttnSkipFreq: Schema.optional(count),
     /** The router options the run trained with (MoeSettings; its other keys are not read back). */
     moe: Schema.optionalKey(
       Schema.Struct({

@@ -105,6 +105,8 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   const router = routerProblem(m, format)
   if (router !== undefined) return router
   if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
+  if (m.windowAttnSkipFreq !== undefined)
+    return `it has full-attention layers among its sliding-window ones (--window-attn-skip-freq ${m.windowAttnSkipFreq}), which pleat writes in no format (Mixtral's window is every layer's)`
   if (m.slidingWindow !== undefined && format !== "mixtral")
     return `it has sliding-window attention (--sliding-window ${m.slidingWindow}), which pleat writes only as mixtral's sliding_window (${name}'s windows are per layer)`
   if (format === "dots1" || format === "deepseek-v3") {

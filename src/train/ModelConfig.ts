@@ -68,6 +68,12 @@ export interface ModelConfig {
    */
   readonly slidingWindow?: number | undefined
   /**
+   * With slidingWindow: every N-th layer (layer numbers from 1: N, 2N, ...) attends to its whole
+   * causal context instead (Megatron's --window-attn-skip-freq N; GPT-OSS's 2, Gemma 3's 6;
+   * ModelContext.windowOf); absent: every layer has the window.
+   */
+  readonly windowAttnSkipFreq?: number | undefined
+  /**
    * Multi-token prediction layers after the last (DeepSeek-V3's 1; model/MultiTokenPrediction):
    * layer indices layers .. layers + mtpLayers - 1, on the last stage; absent: none.
    */
@@ -191,6 +197,22 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
   if (m.mtpLayers !== undefined) {
     const problem = mtpProblem(m)
     if (problem !== undefined) return problem
+  }
+  if (m.windowAttnSkipFreq !== undefined) {
+    if (!Number.isSafeInteger(m.windowAttnSkipFreq) || m.windowAttnSkipFreq < 1)
+      return fault(
+        "windowAttnSkipFreq",
+        m.windowAttnSkipFreq,
+        "is not a positive integer",
+        "pass --window-attn-skip-freq N with N = 1, 2, 3, ... (every N-th layer without the window)",
+      )
+    if (m.slidingWindow === undefined)
+      return fault(
+        "windowAttnSkipFreq",
+        m.windowAttnSkipFreq,
+        "picks the layers that skip the sliding window, and this model has none",
+        "add --sliding-window N, or drop --window-attn-skip-freq",
+      )
   }
   if (m.normEps !== undefined && !(m.normEps > 0 && m.normEps < 1))
     return fault("normEps", m.normEps, "is not a number between 0 and 1", "pass --norm-eps F with 0 < F < 1 (1e-6 by default; Mixtral and Llama use 1e-5)")
