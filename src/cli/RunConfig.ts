@@ -20,9 +20,7 @@ import type * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Order from "../mapping/Order.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
-import * as Dropping from "../moe/Dropping.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
-import * as Router from "../moe/Router.js"
 import * as LrSchedule from "../train/LrSchedule.js"
 import type * as ModelConfig from "../train/ModelConfig.js"
 import * as ModelPresets from "../train/ModelPresets.js"
@@ -31,10 +29,10 @@ import * as TokenFile from "../train/TokenFile.js"
 import * as Flags from "./Flags.js"
 import { documentSettings } from "./DocumentFlags.js"
 import { modelShapeSettings } from "./ModelShapeSettings.js"
-import { choice, count, flag, maxSeed, PositiveInt, optionalChoice, optionalCount, optionalReal, optionalText, optionalWhole, real, seed, text, whole } from "./SettingKinds.js"
+import { routerSettings } from "./RouterSettings.js"
+import { choice, count, flag, maxSeed, PositiveInt, optionalChoice, optionalCount, optionalReal, optionalText, optionalWhole, seed, text, whole } from "./SettingKinds.js"
 
 const optimizer = Optimizer.defaults(1)
-const moe = MoeSettings.defaults
 
 /**
  * Every setting of a training run, in the order of the help text. The default job is a small
@@ -59,32 +57,14 @@ export const settings = {
   model: optionalChoice(ModelPresets.names, "a model preset's sizes and router options (flags and the config file override them; none by default)", "NAME"),
   scale: count("shrink the --model preset by N for a CPU run: widths, vocab and seq / N, layers ceil(/N) to even; experts and top-k kept", 1),
   ...modelShapeSettings,
-  "score-function": choice(Router.scoreFunctions as ["softmax", "sigmoid"], moe.scoreFunction, "router score function", "NAME"),
-  "pre-softmax": flag("softmax over all experts before the top-k (softmax scores; probs are not renormalized)"),
-  "num-groups": optionalCount("group-limited routing: expert groups (divides --experts; with --group-topk)"),
-  "group-topk": optionalCount("group-limited routing: groups kept per token (divides --num-groups)", "K"),
-  "scaling-factor": optionalReal("multiplies the routing probs (after their normalization)"),
-  "aux-loss": text("load-balancing losses TYPE:COEFF[,TYPE:COEFF], TYPE aux | seq_aux | global_aux, or none", MoeSettings.formatAuxLoss(moe.auxLosses), "SPEC"),
-  "z-loss-coeff": real("router z-loss coefficient (0: off)", moe.zLossCoeff),
-  dispatcher: choice(MoeSettings.dispatchers, moe.dispatcher, "token dispatcher", "NAME"),
-  "probs-at": choice(MoeSettings.probsPlacements, moe.probsAt, "apply the routing probs in the experts (before fc2) or the combine (fused with its sum)", "WHERE"),
-  "capacity-factor": optionalReal("drop tokens over capacity ceil(tokens*topk/experts*F) per expert, decided on each rank from its tokens (dropless when not given)"),
-  "drop-policy": choice(
-    Dropping.dropPolicies as ["probs", "position"],
-    moe.dropPolicy,
-    "which tokens an expert over capacity keeps (largest probs, ties to the earlier token; or the first routed)",
-    "POLICY",
-  ),
-  "pad-to-capacity": flag("pad every expert's input to its capacity (needs --capacity-factor)"),
-  "expert-bias": flag("aux-loss-free balancing: a per-expert bias on the sigmoid scores for selection, updated once per global batch"),
-  "bias-update-rate": real("how far --expert-bias moves each expert's bias per global batch", moe.biasUpdateRate),
-  "force-load-balancing": flag(
-    "benchmark only (Megatron's --moe-router-force-load-balancing): the router's logits replaced by noise, so every expert gets about the same load from the first step; gradients pass straight through",
-  ),
+  ...routerSettings,
   "micro-batch": count("sequences per micro-batch", 1),
   "global-batch": count("sequences per step", 8),
   steps: whole("training steps in all (with --resume, counting the resumed ones); 0 with --eval-data: evaluate the model as initialized or resumed", 100),
   seed: seed(`seed of weights and data (and of the order of --data's windows), 0..${maxSeed}`, 1),
+  "init-method-std": optionalReal(
+    "Megatron's initialisation: every weight from N(0, F), the embedding and output layer too, the attention's output and the MLPs' down projections from N(0, F / sqrt(2 x --layers)) (DeepSeek-V3's 0.006; pleat's own by default: std 0.5 / sqrt(--hidden), half that for the down projections)",
+  ),
   data: optionalText(
     "train on the token ids in FILE (nanoGPT's train.bin, Megatron's .bin: ids back to back, little-endian, no header): windows of seq + 1 tokens, every one once an epoch in an order shuffled by --seed; the synthetic language by default",
     "FILE",

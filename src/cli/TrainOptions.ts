@@ -20,6 +20,7 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import type * as HeldOut from "../train/HeldOut.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
+import * as InitMethod from "../train/InitMethod.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Optimizer from "../train/Optimizer.js"
 import * as TokenFile from "../train/TokenFile.js"
@@ -356,12 +357,14 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   }
   const first = resumed?.step ?? 0
   const optimizer = explained(d, () => Optimizer.configure(c.steps, c, model.hidden))
+  explained(d, () => InitMethod.check(c["init-method-std"]))
   return {
     setup: {
       parallel,
       model,
       batch,
       seed: c.seed,
+      ...(c["init-method-std"] === undefined ? {} : { initMethodStd: c["init-method-std"] }),
       dtype: c.dtype,
       optimizer,
       auxLossCoeff: plainAuxCoeff(model.moe),

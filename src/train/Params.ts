@@ -55,6 +55,12 @@ export interface ParamSpec {
   readonly std: number
   /** Starts at zero whatever `std` (biases). */
   readonly zero?: boolean
+  /**
+   * Writes into the residual stream (the attention's output projection, the MLPs' down
+   * projections): Megatron's output_layer_init_method scales its std by 1 / sqrt(2 L)
+   * (InitMethod.withStd).
+   */
+  readonly residual?: boolean
   /** The layer it belongs to, or -1 (embedding), L (final norm and output). */
   readonly layer: number
   /**
@@ -72,7 +78,7 @@ const groupedQueryAttention = (m: ModelConfig.ModelConfig, p: string, l: number,
     { name: `${p}wq`, shape: [h, m.heads * d], sharding: "cols/tp", std, layer: l },
     { name: `${p}wk`, shape: [h, m.kvHeads * d], sharding: "cols/tp", std, layer: l },
     { name: `${p}wv`, shape: [h, m.kvHeads * d], sharding: "cols/tp", std, layer: l },
-    { name: `${p}wo`, shape: [m.heads * d, h], sharding: "rows/tp", std, layer: l },
+    { name: `${p}wo`, shape: [m.heads * d, h], sharding: "rows/tp", std, residual: true, layer: l },
   ]
 }
 
@@ -95,7 +101,7 @@ const latentAttention = (m: ModelConfig.ModelConfig, s: LatentAttention.LatentSi
     { name: `${p}wkvA`, shape: [h, s.kvLoraRank + s.qkPosEmbHeadDim], sharding: "replicated", std, layer: l },
     { name: `${p}kvANorm`, shape: [s.kvLoraRank], sharding: "replicated", std: 0, layer: l },
     { name: `${p}wkvB`, shape: [s.kvLoraRank, m.heads * (s.qkHeadDim + s.vHeadDim)], sharding: "cols/tp", std, layer: l },
-    { name: `${p}wo`, shape: [m.heads * s.vHeadDim, h], sharding: "rows/tp", std, layer: l },
+    { name: `${p}wo`, shape: [m.heads * s.vHeadDim, h], sharding: "rows/tp", std, residual: true, layer: l },
   ]
 }
 
@@ -129,13 +135,13 @@ const blockSpecs = (m: ModelConfig.ModelConfig, l: number, tag: number, std: num
       ...out,
       { name: `${p}wGate`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: tag },
       { name: `${p}wUp`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: tag },
-      { name: `${p}wDown`, shape: [m.ffn, h], sharding: "rows/tp", std: std / 2, layer: tag },
+      { name: `${p}wDown`, shape: [m.ffn, h], sharding: "rows/tp", std: std / 2, residual: true, layer: tag },
     ]
   out.push(
     { name: `${p}router`, shape: [h, m.experts], sharding: "replicated", std, layer: tag },
     { name: `${p}experts.wGate`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: tag },
     { name: `${p}experts.wUp`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: tag },
-    { name: `${p}experts.wDown`, shape: [m.experts, m.moeFfn, h], sharding: "expert-rows", std: std / 2, layer: tag },
+    { name: `${p}experts.wDown`, shape: [m.experts, m.moeFfn, h], sharding: "expert-rows", std: std / 2, residual: true, layer: tag },
   )
   // Shared experts: a dense MLP on the attention tp group, and its gate [H, 1].
   const f = m.sharedExpertFfn
@@ -143,7 +149,7 @@ const blockSpecs = (m: ModelConfig.ModelConfig, l: number, tag: number, std: num
     out.push(
       { name: `${p}shared.wGate`, shape: [h, f], sharding: "cols/tp", std, layer: tag },
       { name: `${p}shared.wUp`, shape: [h, f], sharding: "cols/tp", std, layer: tag },
-      { name: `${p}shared.wDown`, shape: [f, h], sharding: "rows/tp", std: std / 2, layer: tag },
+      { name: `${p}shared.wDown`, shape: [f, h], sharding: "rows/tp", std: std / 2, residual: true, layer: tag },
       ...(m.sharedExpertGate === true ? [{ name: `${p}shared.gate`, shape: [h, 1], sharding: "replicated" as const, std, layer: tag }] : []),
     )
   return out

@@ -36,6 +36,7 @@ import * as DeviceDistributed from "./DeviceDistributed.js"
 import * as DeviceOptimizer from "./DeviceOptimizer.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as Evaluation from "./Evaluation.js"
+import * as InitMethod from "./InitMethod.js"
 import * as Interpreter from "./Interpreter.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
@@ -100,7 +101,7 @@ export const make = (setup: TrainSetup, rank: number, faults: ReadonlyArray<Faul
   const holdsFirst = place.pp === 0
   const holdsLast = place.pp === s.pp - 1
   const params = RankParams.make(
-    definition.params(model),
+    InitMethod.withStd(definition.params(model), setup.initMethodStd, model.layers),
     (spec) => Params.isHeld(spec, model.layers, { first: holdsFirst, last: holdsLast, chunks }),
     place,
     s,

@@ -24,6 +24,8 @@ export interface TrainSetup {
   readonly model: ModelConfig.ModelConfig
   readonly batch: ModelConfig.BatchConfig
   readonly seed: number
+  /** Megatron's initialisation at this standard deviation (InitMethod.withStd); pleat's own when absent. */
+  readonly initMethodStd?: number | undefined
   readonly dtype: DType.DType
   readonly optimizer: Optimizer.OptimizerConfig
   readonly auxLossCoeff: number

@@ -1,0 +1,40 @@
+/**
+ * RouterSettings: the settings of a run that configure the MoE layers' router, dispatcher and
+ * dropping (Megatron's --moe-router-* and --moe-token-* flags), a part of RunConfig's one table
+ * of settings.
+ */
+import * as Dropping from "../moe/Dropping.js"
+import * as MoeSettings from "../moe/MoeSettings.js"
+import * as Router from "../moe/Router.js"
+import { choice, flag, optionalCount, optionalReal, real, text } from "./SettingKinds.js"
+
+const moe = MoeSettings.defaults
+
+/**
+ * The router's settings, as RunConfig's settings.
+ * @category configuration
+ */
+export const routerSettings = {
+  "score-function": choice(Router.scoreFunctions as ["softmax", "sigmoid"], moe.scoreFunction, "router score function", "NAME"),
+  "pre-softmax": flag("softmax over all experts before the top-k (softmax scores; probs are not renormalized)"),
+  "num-groups": optionalCount("group-limited routing: expert groups (divides --experts; with --group-topk)"),
+  "group-topk": optionalCount("group-limited routing: groups kept per token (divides --num-groups)", "K"),
+  "scaling-factor": optionalReal("multiplies the routing probs (after their normalization)"),
+  "aux-loss": text("load-balancing losses TYPE:COEFF[,TYPE:COEFF], TYPE aux | seq_aux | global_aux, or none", MoeSettings.formatAuxLoss(moe.auxLosses), "SPEC"),
+  "z-loss-coeff": real("router z-loss coefficient (0: off)", moe.zLossCoeff),
+  dispatcher: choice(MoeSettings.dispatchers, moe.dispatcher, "token dispatcher", "NAME"),
+  "probs-at": choice(MoeSettings.probsPlacements, moe.probsAt, "apply the routing probs in the experts (before fc2) or the combine (fused with its sum)", "WHERE"),
+  "capacity-factor": optionalReal("drop tokens over capacity ceil(tokens*topk/experts*F) per expert, decided on each rank from its tokens (dropless when not given)"),
+  "drop-policy": choice(
+    Dropping.dropPolicies as ["probs", "position"],
+    moe.dropPolicy,
+    "which tokens an expert over capacity keeps (largest probs, ties to the earlier token; or the first routed)",
+    "POLICY",
+  ),
+  "pad-to-capacity": flag("pad every expert's input to its capacity (needs --capacity-factor)"),
+  "expert-bias": flag("aux-loss-free balancing: a per-expert bias on the sigmoid scores for selection, updated once per global batch"),
+  "bias-update-rate": real("how far --expert-bias moves each expert's bias per global batch", moe.biasUpdateRate),
+  "force-load-balancing": flag(
+    "benchmark only (Megatron's --moe-router-force-load-balancing): the router's logits replaced by noise, so every expert gets about the same load from the first step; gradients pass straight through",
+  ),
+} as const
