@@ -28,10 +28,13 @@
  * per row with g = dout_i, dp_j = g . v_j and delta = sum_j p_j dp_j:
  *   ds_j = p_j (dp_j - delta)
  *   dq_i = scale * sum_j ds_j k_j      dk_j += scale * ds_j q_i      dv_j += p_j g
- * Sums run in float64 in a fixed order (deterministic), then round once to the dtype.
+ * Sums run in float64 in a fixed order (deterministic), then round once to the dtype. With
+ * `sinks` the softmax has one more logit per head that takes probability and gives no value
+ * (AttentionSinks, folded around the same kernels).
  */
 import * as Cpu from "../../native/Cpu.js"
 import * as Autograd from "../Autograd.js"
+import * as AttentionSinks from "./AttentionSinks.js"
 import * as Device from "../Device.js"
 import type { DeviceArray, DeviceRuntime } from "../device/DeviceRuntime.js"
 import * as Place from "../device/Place.js"
@@ -55,6 +58,8 @@ export interface AttentionOptions {
   readonly keyPositions?: Int32Array | undefined
   /** With causal: each query's lowest visible key position, Sq or B*Sq entries (default none). */
   readonly queryFirstKeys?: Int32Array | undefined
+  /** [Hq] logits, one per query head, of a softmax sink (AttentionSinks; host tensors only); none by default. */
+  readonly sinks?: Tensor.Tensor | undefined
 }
 
 interface Layout {
@@ -109,6 +114,10 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
   const qPos = positionsOf("query", options.queryPositions, b, sq)
   const kPos = positionsOf("key", options.keyPositions, b, sk)
   const first = options.queryFirstKeys === undefined ? undefined : positionsOf("first key", options.queryFirstKeys, b, sq)
+  const sinks = options.sinks
+  if (sinks !== undefined && (sinks.rank !== 1 || sinks.shape[0] !== hq))
+    throw TensorError.shape("attention", `sinks must be [Hq] = [${hq}], one logit per query head: got ${TensorError.formatShape(sinks.shape)}`)
+  if (sinks !== undefined && Device.isAccelerator(q.device)) throw TensorError.shape("attention", "sinks run on the host only (the device kernels have none yet)")
   if (q.dtype === "float32" && Device.isAccelerator(q.device)) return deviceAttention(Place.of("attention", q, k, v), q, k, v, l, shapeOf(l, scale, causal, options))
   if (q.dtype === "float32" && Kernels.native() !== undefined) return nativeAttention(q, k, v, l, scale, causal, options)
   const visible = (bi: number, i: number, j: number): boolean => !causal || (kPos(bi, j) <= qPos(bi, i) && (first === undefined || first(bi, i) <= kPos(bi, j)))
@@ -166,8 +175,9 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
       }
     }
   }
+  if (sinks !== undefined) AttentionSinks.fold(out, lse, sinks.data, l)
 
-  return Autograd.result("attention", [q, k, v], out, [b, sq, hq, dv], (g) => {
+  return Autograd.result("attention", inputsOf(q, k, v, sinks), out, [b, sq, hq, dv], (g) => {
     const gy = g.data
     const dq = new Float64Array(q.size)
     const dk = new Float64Array(k.size)
@@ -214,8 +224,21 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
       storage.set(data)
       return Tensor.fromStorage(storage, t.shape, { device: g.device })
     }
-    return [wrap(q, dq), wrap(k, dk), wrap(v, dvAcc)]
+    return [wrap(q, dq), wrap(k, dk), wrap(v, dvAcc), ...sinkGradient(sinks, g, out, lse, l)]
   })
+}
+
+/** The op's inputs: q, k, v and the sinks where given. */
+const inputsOf = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, sinks: Tensor.Tensor | undefined) => (sinks === undefined ? [q, k, v] : [q, k, v, sinks])
+
+/** The sinks' gradient as the op's fourth (empty without sinks; undefined when they need none). */
+const sinkGradient = (sinks: Tensor.Tensor | undefined, g: Tensor.Tensor, out: DType.Storage, lse: Float64Array, l: Layout): Array<Tensor.Tensor | undefined> => {
+  if (sinks === undefined) return []
+  if (!sinks.requiresGrad) return [undefined]
+  const dz = AttentionSinks.gradient(g.data, out, lse, sinks.data, l)
+  const storage = DType.allocate(sinks.dtype, sinks.size)
+  storage.set(dz)
+  return [Tensor.fromStorage(storage, sinks.shape, { device: g.device })]
 }
 
 /**
@@ -229,13 +252,15 @@ const nativeAttention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, l
   const out = DType.allocateUninitialized("float32", l.b * l.sq * l.hq * l.dv) as Float32Array
   const lse = DType.allocateUninitialized("float64", l.b * l.hq * l.sq) as Float64Array
   Cpu.attention({ q: f32(q), k: f32(k), v: f32(v), out, lse, ...shape })
-  return Autograd.result("attention", [q, k, v], out, [l.b, l.sq, l.hq, l.dv], (g) => {
+  const sinks = options.sinks
+  if (sinks !== undefined) AttentionSinks.fold(out, lse, sinks.data, l)
+  return Autograd.result("attention", inputsOf(q, k, v, sinks), out, [l.b, l.sq, l.hq, l.dv], (g) => {
     const gradQ = DType.allocate("float32", q.size) as Float32Array
     const gradK = DType.allocate("float32", k.size) as Float32Array
     const gradV = DType.allocate("float32", v.size) as Float32Array
     Cpu.attentionBackward({ q: f32(q), k: f32(k), v: f32(v), out, gradOut: f32(g), lse, gradQ, gradK, gradV, ...shape })
     const wrap = (t: Tensor.Tensor, data: Float32Array) => (t.requiresGrad ? Tensor.fromStorage(data, t.shape, { device: g.device }) : undefined)
-    return [wrap(q, gradQ), wrap(k, gradK), wrap(v, gradV)]
+    return [wrap(q, gradQ), wrap(k, gradK), wrap(v, gradV), ...sinkGradient(sinks, g, out, lse, l)]
   })
 }
 
