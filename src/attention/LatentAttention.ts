@@ -92,8 +92,8 @@ export interface LatentConfig extends AttentionConfig {
 export const configOf = (c: AttentionConfig, latent: LatentSizes): LatentConfig => {
   const scale = 1 / Math.sqrt(latent.qkHeadDim + latent.qkPosEmbHeadDim)
   const softmaxScale = c.ropeYarn === undefined ? scale : scale * RopeScaling.softmaxScaleFactor(c.ropeYarn)
-  const { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel, cpExchange, recomputeCore, ropeTheta, ropeYarn, documents, slidingWindow } = c
-  return { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel, cpExchange, recomputeCore, ropeTheta, ropeYarn, documents, slidingWindow, latent, softmaxScale }
+  const { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel, cpExchange, recomputeCore, ropeTheta, ropeYarn, documents, slidingWindow, sinks } = c
+  return { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel, cpExchange, recomputeCore, ropeTheta, ropeYarn, documents, slidingWindow, sinks, latent, softmaxScale }
 }
 
 /**

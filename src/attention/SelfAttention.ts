@@ -93,6 +93,8 @@ export interface AttentionConfig {
   readonly documents?: Documents | undefined
   /** Sliding-window attention: the keys each query attends to, itself included (none: all before it). */
   readonly slidingWindow?: number | undefined
+  /** Softmax sinks: one logit per local query head (a parameter, or zeros for off-by-one); none: vanilla. */
+  readonly sinks?: Tensor.Tensor | undefined
 }
 
 /**
@@ -211,15 +213,18 @@ export function* attendOverContext(q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor
     for (let m = 0; m < cp; m++) all.set(ContextParallel.positions(c.seq, cp, m), m * local)
     keyPositions = all
   }
-  const core = (qkv: ReadonlyArray<Tensor.Tensor>) =>
-    Attention.attention(qkv[0] as Tensor.Tensor, qkv[1] as Tensor.Tensor, qkv[2] as Tensor.Tensor, {
+  // The sinks, where given, are the core's fourth input (so a recompute passes their gradient back).
+  const core = (inputs: ReadonlyArray<Tensor.Tensor>) =>
+    Attention.attention(inputs[0] as Tensor.Tensor, inputs[1] as Tensor.Tensor, inputs[2] as Tensor.Tensor, {
       queryPositions: positions,
       keyPositions,
       queryFirstKeys: firstKeysOf(c, positions),
       scale: c.softmaxScale,
+      sinks: inputs[3],
     })
+  const inputs = c.sinks === undefined ? [q, keys, values] : [q, keys, values, c.sinks]
   // Selective recompute: the core's saved probabilities are recomputed in the backward.
-  return c.recomputeCore === true ? Recompute.recompute("attention core", [q, keys, values], core) : core([q, keys, values])
+  return c.recomputeCore === true ? Recompute.recompute("attention core", inputs, core) : core(inputs)
 }
 
 /**

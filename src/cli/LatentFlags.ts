@@ -52,6 +52,7 @@ export const attentionFieldsOf = (c: RunConfig.RunConfig) => {
     ...(ropeScaling === undefined ? {} : { ropeScaling }),
     ...(window === undefined ? {} : { slidingWindow: window }),
     ...(skip === undefined ? {} : { windowAttnSkipFreq: skip }),
+    ...(c["softmax-type"] === "vanilla" ? {} : { softmaxType: c["softmax-type"] }),
   }
 }
 

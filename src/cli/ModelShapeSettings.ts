@@ -2,6 +2,7 @@
  * ModelShapeSettings: the settings of a run that shape the model (sizes, attention, layer
  * pattern, shared experts), a part of RunConfig's one table of settings.
  */
+import * as ModelContext from "../model/ModelContext.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import { choice, count, flag, optionalCount, optionalReal, whole } from "./SettingKinds.js"
 
@@ -41,6 +42,12 @@ export const modelShapeSettings = {
   ),
   "window-attn-skip-freq": optionalCount(
     "with --sliding-window: every N-th layer (layers N, 2N, ... counting from 1) attends to its whole causal context instead (Megatron's --window-attn-skip-freq; GPT-OSS's 2, Gemma 3's 6); every layer has the window by default",
+  ),
+  "softmax-type": choice(
+    ModelContext.softmaxTypes,
+    "vanilla",
+    "the attention softmax (Megatron's --softmax-type): off-by-one adds a logit fixed at 0 to every row, which takes probability and gives no value (a softmax sink); learnable makes it a parameter per head (GPT-OSS's sinks, starting at 0); host only",
+    "TYPE",
   ),
   "rope-theta": optionalReal("RoPE's frequency base (default 10000; a --model preset sets its model's)"),
   "mtp-num-layers": optionalCount(

@@ -302,6 +302,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "rope-theta": m.ropeTheta,
     "sliding-window": m.slidingWindow,
     "window-attn-skip-freq": m.windowAttnSkipFreq,
+    "softmax-type": m.softmaxType,
     "norm-eps": m.normEps,
     "untie-embeddings": m.untieEmbeddings,
     "shared-expert-gate": m.sharedExpertGate,

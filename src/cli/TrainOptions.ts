@@ -32,10 +32,10 @@ import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as DocumentFlags from "./DocumentFlags.js"
 import * as JsonFile from "./JsonFile.js"
 import * as OutputPath from "./OutputPath.js"
+import * as RunChecks from "./RunChecks.js"
 import * as RunConfig from "./RunConfig.js"
 import * as NcclOpen from "../runtime/NcclOpen.js"
 import * as DistributedDebug from "../runtime/DistributedDebug.js"
-import { cudaRuntime } from "../tensor/device/CudaRuntime.js"
 
 /**
  * The most ranks one process hosts, by backend. Every rank of these backends lives in this
@@ -321,28 +321,11 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       throw ConfigError.make("save-every", c["save-every"], "has no directory to write into", "add --save DIR, or drop --save-every")
     })
   }
-  if (c.precision === "bf16" && c.dtype === "float64") {
+  const runProblem = RunChecks.problemOf(c)
+  if (runProblem !== undefined)
     explained(d, () => {
-      throw ConfigError.make(
-        "precision",
-        "bf16",
-        "cannot run with --dtype float64 (bf16 keeps fp32 master weights)",
-        "drop --dtype float64, or use --precision fp32 for exact checks",
-      )
+      throw runProblem
     })
-  }
-  if (c.device === "cuda") {
-    const cuda = cudaRuntime(0)
-    if ("why" in cuda)
-      explained(d, () => {
-        throw ConfigError.make(
-          "device",
-          "cuda",
-          `has no GPU runtime here (${cuda.why})`,
-          "run on a machine with a GPU and the CUDA addon built (pleat doctor says which is missing), or use --device cpu",
-        )
-      })
-  }
   // A checkpoint to resume must be complete, undamaged and of this run: find out before any work.
   const resumed = c.resume === undefined ? undefined : explained(d, () => Checkpoint.manifestFor(c.resume as string, { model, seed: c.seed, dtype: c.dtype }))
   if (c["expert-bias"] && resumed !== undefined && resumed.expertBias === undefined) {

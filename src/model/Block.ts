@@ -29,7 +29,7 @@ import { add } from "../tensor/ops/Elementwise.js"
 import { rmsNorm } from "../tensor/ops/Norm.js"
 import { concat, reshape, split } from "../tensor/ops/Shape.js"
 import * as Recompute from "../tensor/Recompute.js"
-import type * as Tensor from "../tensor/Tensor.js"
+import * as Tensor from "../tensor/Tensor.js"
 import * as ModelContext from "./ModelContext.js"
 
 /**
@@ -99,6 +99,7 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     ropeYarn: c.sizes.ropeScaling,
     documents: c.documents,
     slidingWindow: ModelContext.windowOf(c.sizes, layer),
+    sinks: sinksOf(c, p),
   }
   const eps = ModelContext.normEpsOf(c.sizes)
   const mla = c.sizes.mla
@@ -116,6 +117,17 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     })
   const tensor = yield* recomputedIfFull(c, `attention (layer ${layer})`, x.tensor, half)
   return ModelContext.withRows(x, tensor, layout)
+}
+
+/**
+ * The layer's softmax sinks: the learnable ones (its `sinks`, this rank's heads), zeros for
+ * off-by-one, none for the vanilla softmax.
+ */
+const sinksOf = (c: ModelContext.ModelContext, p: (name: string) => Tensor.Tensor): Tensor.Tensor | undefined => {
+  const type = c.sizes.softmaxType
+  if (type === "learnable") return p("sinks")
+  if (type !== "off-by-one") return undefined
+  return Tensor.zeros([c.sizes.heads / c.groups.tp.ranks.length], { dtype: p("attentionNorm").dtype })
 }
 
 /** Grouped-query attention of a layer whose parameters `p` names, on laid rows. */

@@ -67,6 +67,8 @@ export interface Sizes {
   readonly slidingWindow?: number | undefined
   /** With slidingWindow: every N-th layer (from 1) attends to its whole context instead (windowOf); absent: none does. */
   readonly windowAttnSkipFreq?: number | undefined
+  /** The attention softmax: vanilla (absent), off-by-one or learnable sinks (SoftmaxType). */
+  readonly softmaxType?: SoftmaxType | undefined
   /** RMSNorm's epsilon, every norm of the model (none: `defaultNormEps`). */
   readonly normEps?: number | undefined
 }
@@ -236,6 +238,19 @@ export const windowOf = (s: Pick<Sizes, "slidingWindow" | "windowAttnSkipFreq" |
   const at = Math.min(layer, s.layers - 1)
   return (at + 1) % skip === 0 ? undefined : window
 }
+
+/**
+ * The attention softmax: vanilla; off-by-one (a logit fixed at 0 in every row that takes
+ * probability and gives no value: a softmax sink); learnable (that logit a parameter per head).
+ * @category models
+ */
+export type SoftmaxType = "vanilla" | "off-by-one" | "learnable"
+
+/**
+ * The softmax types.
+ * @category constants
+ */
+export const softmaxTypes = ["vanilla", "off-by-one", "learnable"] as const
 
 /**
  * The multi-token prediction layers of a model (0 without).

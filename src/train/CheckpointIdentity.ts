@@ -60,6 +60,8 @@ export const differences = (saved: RunIdentity, run: RunIdentity): { readonly sa
   differ("embeddings", embeddings(m.untieEmbeddings), embeddings(r.untieEmbeddings))
   differ("sharedExpertGate", onOff(m.sharedExpertGate), onOff(r.sharedExpertGate))
   differ("qkvBias", onOff(m.qkvBias), onOff(r.qkvBias))
+  // Learnable sinks are parameters; off-by-one changes what the trained weights compute.
+  differ("softmaxType", m.softmaxType ?? "vanilla", r.softmaxType ?? "vanilla")
   differ("seed", saved.seed, run.seed)
   differ("dtype", saved.dtype, run.dtype)
   return { saved: was, here: is }

@@ -105,6 +105,8 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   const router = routerProblem(m, format)
   if (router !== undefined) return router
   if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
+  if (m.softmaxType !== undefined && m.softmaxType !== "vanilla")
+    return `its attention softmax has sinks (--softmax-type ${m.softmaxType}), which pleat writes in no format (${name} has none)`
   if (m.windowAttnSkipFreq !== undefined)
     return `it has full-attention layers among its sliding-window ones (--window-attn-skip-freq ${m.windowAttnSkipFreq}), which pleat writes in no format (Mixtral's window is every layer's)`
   if (m.slidingWindow !== undefined && format !== "mixtral")

@@ -10,6 +10,7 @@ import * as Result from "effect/Result"
 import * as LatentAttention from "../attention/LatentAttention.js"
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import type * as ModelContext from "../model/ModelContext.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Partition from "../pipeline/Partition.js"
 import type * as RopeScaling from "../tensor/ops/RopeScaling.js"
@@ -73,6 +74,12 @@ export interface ModelConfig {
    * ModelContext.windowOf); absent: every layer has the window.
    */
   readonly windowAttnSkipFreq?: number | undefined
+  /**
+   * The attention softmax (Megatron's --softmax-type): vanilla (absent), off-by-one (one more logit
+   * fixed at 0 per row that takes probability and gives no value) or learnable (that logit a
+   * parameter per head, `sinks`, GPT-OSS's; ModelContext.softmaxSinksOf).
+   */
+  readonly softmaxType?: ModelContext.SoftmaxType | undefined
   /**
    * Multi-token prediction layers after the last (DeepSeek-V3's 1; model/MultiTokenPrediction):
    * layer indices layers .. layers + mtpLayers - 1, on the last stage; absent: none.

@@ -1,0 +1,78 @@
+/**
+ * ManifestModel: the model as a checkpoint's manifest.json records it (Checkpoint.modelRecord
+ * writes it): ModelConfig's settings, those a run does not use left out, and the router options
+ * the run trained with. Unknown keys are ignored, so newer manifests still load.
+ */
+import * as Schema from "effect/Schema"
+
+const count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
+
+/**
+ * The schema of the manifest's `model`.
+ * @category models
+ */
+export const ManifestModelSchema = Schema.Struct({
+  vocab: count,
+  hidden: count,
+  layers: count,
+  heads: count,
+  kvHeads: count,
+  ffn: count,
+  experts: count,
+  topk: count,
+  moeFfn: count,
+  moeEvery: count,
+  seq: count,
+  /** Written only by runs with untied embeddings (absent: tied). */
+  untieEmbeddings: Schema.optional(Schema.Boolean),
+  /** Written only by runs with shared experts (older checkpoints have neither). */
+  sharedExpertFfn: Schema.optionalKey(count),
+  sharedExpertGate: Schema.optionalKey(Schema.Boolean),
+  /** Written only by runs with them: q, k, v biases, leading dense layers, a head width of its own, q and k norms. */
+  qkvBias: Schema.optional(Schema.Boolean),
+  denseFirst: Schema.optional(count),
+  headDim: Schema.optional(count),
+  qkNorm: Schema.optional(Schema.Boolean),
+  /** Written only by runs with multi-token prediction: its layers and their losses' weight. */
+  mtpLayers: Schema.optional(count),
+  mtpLossScale: Schema.optional(Schema.Number),
+  /** Written only by runs with multi-latent attention: its widths (ModelConfig.mla). */
+  mla: Schema.optional(
+    Schema.Struct({
+      qLoraRank: Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
+      kvLoraRank: count,
+      qkHeadDim: count,
+      qkPosEmbHeadDim: count,
+      vHeadDim: count,
+    }),
+  ),
+  /** Written only by runs that set them (absent: ModelContext's defaults, all a pleat before them had). */
+  ropeTheta: Schema.optional(Schema.Number),
+  /** Written only by runs with YaRN (RopeScaling.Yarn); like the base, a resume may change it. */
+  ropeScaling: Schema.optional(
+    Schema.Struct({
+      factor: Schema.Number,
+      originalMaxPositions: count,
+      betaFast: Schema.Number,
+      betaSlow: Schema.Number,
+      mscale: Schema.Number,
+      mscaleAllDim: Schema.Number,
+    }),
+  ),
+  normEps: Schema.optional(Schema.Number),
+  slidingWindow: Schema.optional(count),
+  windowAttnSkipFreq: Schema.optional(count),
+  softmaxType: Schema.optional(Schema.Literals(["vanilla", "off-by-one", "learnable"])),
+  /** The router options the run trained with (MoeSettings; its other keys are not read back). */
+  moe: Schema.optionalKey(
+    Schema.Struct({
+      scoreFunction: Schema.Literals(["softmax", "sigmoid"]),
+      preSoftmax: Schema.Boolean,
+      numGroups: Schema.optional(count),
+      groupTopk: Schema.optional(count),
+      scalingFactor: Schema.optional(Schema.Number),
+      expertBias: Schema.Boolean,
+      auxLosses: Schema.Array(Schema.Struct({ type: Schema.String, coeff: Schema.Number })),
+    }),
+  ),
+})
