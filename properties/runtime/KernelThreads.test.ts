@@ -7,19 +7,13 @@ import { availableParallelism } from "node:os"
 import { afterAll, describe, expect, test } from "vitest"
 import { ThreadSide } from "../../src/comm/threads/Doorbell.js"
 import * as Cpu from "../../src/native/Cpu.js"
+import { addonIfBuilt } from "../../src/native/CpuAddon.js"
 import * as ThreadsJob from "../../src/runtime/ThreadsJob.js"
 
 const programs = new URL("./programs.ts", import.meta.url)
 const poolPrograms = new URL("./poolPrograms.ts", import.meta.url)
 
-const built = (() => {
-  try {
-    Cpu.threads()
-    return true
-  } catch {
-    return false
-  }
-})()
+const built = addonIfBuilt() !== undefined
 
 afterAll(() => ThreadsJob.shutdown())
 

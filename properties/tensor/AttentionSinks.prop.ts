@@ -5,7 +5,7 @@
 // finite differences; the native float32 kernels agree with it, forward and backward.
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
-import * as Cpu from "../../src/native/Cpu.js"
+import { addonIfBuilt } from "../../src/native/CpuAddon.js"
 import { attention, type AttentionOptions } from "../../src/tensor/ops/Attention.js"
 import * as Tape from "../../src/tensor/Tape.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
@@ -87,14 +87,7 @@ const naive = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, sinks: Tens
 const withSinks = (options: AttentionOptions) => (t: ReadonlyArray<Tensor.Tensor>) =>
   attention(t[0] as Tensor.Tensor, t[1] as Tensor.Tensor, t[2] as Tensor.Tensor, { ...options, sinks: t[3] as Tensor.Tensor })
 
-const built = (() => {
-  try {
-    Cpu.threads()
-    return true
-  } catch {
-    return false
-  }
-})()
+const built = addonIfBuilt() !== undefined
 
 describe("attention with softmax sinks", () => {
   test("equals the reference that appends each head's sink to its scores", () => {

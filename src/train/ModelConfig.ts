@@ -129,6 +129,10 @@ export interface Problem {
 
 const fault = (field: string, value: unknown, reason: string, fix: string): Problem => ({ field, value, reason, fix })
 
+/** The problem of a setting that must be a positive integer (`fix` tells which), or undefined. */
+const notPositive = (field: string, value: number, fix: string): Problem | undefined =>
+  Number.isSafeInteger(value) && value >= 1 ? undefined : fault(field, value, "is not a positive integer", fix)
+
 /**
  * The first problem that keeps the model and batch from fitting the mapping, or undefined; no
  * error is built, so searches over many mappings (pleat plan) stay fast. Router options are
@@ -151,8 +155,10 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     seq: m.seq,
     "micro-batch": b.microBatch,
     "global-batch": b.globalBatch,
-  }))
-    if (!Number.isSafeInteger(v) || v < 1) return fault(field, v, "is not a positive integer", `pass --${kebab(field)} N with N = 1, 2, 3, ...`)
+  })) {
+    const problem = notPositive(field, v, `pass --${kebab(field)} N with N = 1, 2, 3, ...`)
+    if (problem !== undefined) return problem
+  }
   const partition = Partition.validate(Partition.inputOf(m.layers, p))
   if (Result.isFailure(partition)) return partition.failure
   if (m.mla !== undefined) {
@@ -185,8 +191,8 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
   if (m.experts % s.ep !== 0) return fault("experts", m.experts, `is not divisible by ep = ${s.ep}`, `use a multiple of ${s.ep} experts, or a smaller --ep`)
   if (m.topk > m.experts) return fault("topk", m.topk, `is larger than experts = ${m.experts}`, "route each token to at most all experts")
   if (m.sharedExpertFfn !== undefined) {
-    if (!Number.isSafeInteger(m.sharedExpertFfn) || m.sharedExpertFfn < 1)
-      return fault("sharedExpertFfn", m.sharedExpertFfn, "is not a positive integer", "pass --shared-expert-ffn N with N = 1, 2, 3, ...")
+    const problem = notPositive("sharedExpertFfn", m.sharedExpertFfn, "pass --shared-expert-ffn N with N = 1, 2, 3, ...")
+    if (problem !== undefined) return problem
     if (m.sharedExpertFfn % s.tp !== 0)
       return fault("sharedExpertFfn", m.sharedExpertFfn, `is not divisible by tp = ${s.tp}`, `use a shared-expert width that is a multiple of ${s.tp}, or a smaller --tp`)
   }
@@ -206,13 +212,8 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     if (problem !== undefined) return problem
   }
   if (m.windowAttnSkipFreq !== undefined) {
-    if (!Number.isSafeInteger(m.windowAttnSkipFreq) || m.windowAttnSkipFreq < 1)
-      return fault(
-        "windowAttnSkipFreq",
-        m.windowAttnSkipFreq,
-        "is not a positive integer",
-        "pass --window-attn-skip-freq N with N = 1, 2, 3, ... (every N-th layer without the window)",
-      )
+    const problem = notPositive("windowAttnSkipFreq", m.windowAttnSkipFreq, "pass --window-attn-skip-freq N with N = 1, 2, 3, ... (every N-th layer without the window)")
+    if (problem !== undefined) return problem
     if (m.slidingWindow === undefined)
       return fault(
         "windowAttnSkipFreq",
@@ -235,7 +236,8 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
 /** What keeps multi-token prediction from fitting (problemOf). */
 const mtpProblem = (m: ModelConfig): Problem | undefined => {
   const d = m.mtpLayers as number
-  if (!Number.isSafeInteger(d) || d < 1) return fault("mtpNumLayers", d, "is not a positive integer", "pass --mtp-num-layers N with N = 1, 2, ... (DeepSeek-V3's 1)")
+  const count = notPositive("mtpNumLayers", d, "pass --mtp-num-layers N with N = 1, 2, ... (DeepSeek-V3's 1)")
+  if (count !== undefined) return count
   if (d >= m.seq) return fault("mtpNumLayers", d, `leaves no token to predict in sequences of ${m.seq}`, `use fewer MTP layers than --seq ${m.seq}`)
   const scale = m.mtpLossScale
   if (scale !== undefined && !(scale >= 0 && Number.isFinite(scale)))
@@ -247,13 +249,8 @@ const mtpProblem = (m: ModelConfig): Problem | undefined => {
 const yarnProblem = (y: RopeScaling.Yarn): Problem | undefined => {
   if (!(y.factor >= 1 && Number.isFinite(y.factor)))
     return fault("rotaryScalingFactor", y.factor, "is not a number of 1 or more", "pass --rotary-scaling-factor F with F >= 1 (DeepSeek-V3's 40)")
-  if (!Number.isSafeInteger(y.originalMaxPositions) || y.originalMaxPositions < 1)
-    return fault(
-      "originalMaxPositionEmbeddings",
-      y.originalMaxPositions,
-      "is not a positive integer",
-      "pass --original-max-position-embeddings N, the pretraining length (DeepSeek-V3's 4096)",
-    )
+  const original = notPositive("originalMaxPositionEmbeddings", y.originalMaxPositions, "pass --original-max-position-embeddings N, the pretraining length (DeepSeek-V3's 4096)")
+  if (original !== undefined) return original
   for (const [field, v] of [
     ["betaFast", y.betaFast],
     ["betaSlow", y.betaSlow],
