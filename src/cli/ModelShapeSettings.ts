@@ -4,7 +4,7 @@
  */
 import * as ModelContext from "../model/ModelContext.js"
 import * as ModelConfig from "../train/ModelConfig.js"
-import { choice, count, flag, optionalCount, optionalReal, whole } from "./SettingKinds.js"
+import { choice, count, flag, optionalCount, optionalReal, optionalText, whole } from "./SettingKinds.js"
 
 const model = ModelConfig.small
 
@@ -24,6 +24,10 @@ export const modelShapeSettings = {
   "moe-ffn": count("expert MLP width", model.moeFfn),
   "moe-every": count("every N-th layer is MoE, from layer --dense-first (1: every layer)", model.moeEvery),
   "dense-first": whole("the first N layers are dense MLPs (DeepSeek-V3's first_k_dense_replace): layer i is MoE when i >= N and (i - N) % --moe-every is 0", 0),
+  "moe-layer-freq": optionalText(
+    `Megatron's --moe-layer-freq: N (every N-th layer MoE, from layer 0) or a list of 1 (MoE) and 0 (dense) a layer, such as "([0]*3+[1]*58)"; it must be K dense layers then every N-th MoE (it sets --dense-first K --moe-every N; give it without them)`,
+    "SPEC",
+  ),
   seq: count("sequence length", model.seq),
   "untie-embeddings": flag("separate input and output embeddings (Mixtral-style); tied by default (GPT-style: the output layer is the embedding table)"),
   "qkv-bias": flag("biases on the attention's q, k and v, initialized to zero (Qwen-style)"),

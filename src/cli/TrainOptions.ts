@@ -28,6 +28,7 @@ import type * as RankTrainer from "../train/RankTrainer.js"
 import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
 import * as LatentFlags from "./LatentFlags.js"
+import * as LayerPattern from "./LayerPattern.js"
 import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as DocumentFlags from "./DocumentFlags.js"
 import * as JsonFile from "./JsonFile.js"
@@ -280,8 +281,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     topk: c.topk,
     ffn: c.ffn,
     moeFfn: c["moe-ffn"],
-    moeEvery: c["moe-every"],
-    ...(c["dense-first"] > 0 ? { denseFirst: c["dense-first"] } : {}),
+    ...explained(d, () => LayerPattern.placementOf(c, d.sources)),
     seq: c.seq,
     ...(c["untie-embeddings"] ? { untieEmbeddings: true } : {}),
     sharedExpertFfn: c["shared-expert-ffn"],
