@@ -3,7 +3,8 @@
 // evaluate it to (random expressions against their expansion built beside them); an integer reads
 // as itself; anything else is refused naming the flag. A list becomes --dense-first K
 // --moe-every N exactly when it is that placement (every placement round-trips; a list of no such
-// form is refused); a run with it trains as one with the same --dense-first and --moe-every.
+// form is refused); a run with it trains as one with the same --dense-first and --moe-every. The
+// same for --window-attn-skip-freq's list form (every N-th layer without the window).
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import { ConfigError } from "../../src/errors/ConfigError.js"
@@ -77,6 +78,25 @@ describe("--moe-layer-freq", () => {
     expect(() => LayerPattern.moePlacementOf("moe-layer-freq", "[1,1]", 3)).toThrow(/has 2 entries for 3 layers/)
   })
 
+  test("--window-attn-skip-freq takes Megatron's list exactly when it is every N-th layer without the window", () => {
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(0, 1), { minLength: 1, maxLength: 12 }), (list) => {
+        const layers = list.length
+        const text = `[${list.join(",")}]`
+        const windowed = (skip: number) =>
+          Array.from({ length: layers }, (_, l) => (ModelContext.windowOf({ slidingWindow: 1, windowAttnSkipFreq: skip, layers }, l) === undefined ? 0 : 1))
+        const some = Array.from({ length: layers + 1 }, (_, n) => windowed(n + 1)).some((w) => w.every((x, l) => x === list[l]))
+        if (!some) {
+          expect(() => LayerPattern.windowSkipOf("window-attn-skip-freq", text, layers)).toThrow(ConfigError)
+          return
+        }
+        expect(windowed(LayerPattern.windowSkipOf("window-attn-skip-freq", text, layers))).toEqual(list)
+      }),
+      { numRuns: 400 },
+    )
+    expect(LayerPattern.windowSkipOf("window-attn-skip-freq", "([1]*5+[0])*2", 12)).toBe(6)
+  })
+
   test("a run with it trains as the same --dense-first and --moe-every; given with them it is refused", async () => {
     const loss = async (flags: ReadonlyArray<string>) => {
       const r = await run(["train", "--steps", "2", "--layers", "4", "--log", "json", ...flags])
@@ -87,6 +107,9 @@ describe("--moe-layer-freq", () => {
     }
     expect(await loss(["--moe-layer-freq", "[0]*1+[1,0]*1+[1]"])).toEqual(await loss(["--dense-first", "1", "--moe-every", "2"]))
     expect(refused(["train", "--moe-layer-freq", "2", "--moe-every", "2"])).toContain("--moe-layer-freq")
+    const windowed = ["--sliding-window", "3", "--window-attn-skip-freq"]
+    expect(await loss([...windowed, "([1]+[0])*2"])).toEqual(await loss([...windowed, "2"]))
+    expect(refused(["train", "--layers", "4", ...windowed, "[0,1,1,0]"])).toContain("--window-attn-skip-freq")
     expect(refused(["train", "--layers", "4", "--moe-layer-freq", "[0,1,1,0]"])).toContain("--moe-layer-freq")
   }, 120_000)
 })

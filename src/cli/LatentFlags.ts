@@ -10,6 +10,7 @@
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as RopeScaling from "../tensor/ops/RopeScaling.js"
+import * as LayerPattern from "./LayerPattern.js"
 import type * as RunConfig from "./RunConfig.js"
 
 /** The width settings that size multi-latent attention. */
@@ -46,7 +47,8 @@ export const attentionFieldsOf = (c: RunConfig.RunConfig) => {
   const mla = latentOf(c)
   const ropeScaling = yarnOf(c)
   const window = c["sliding-window"]
-  const skip = c["window-attn-skip-freq"]
+  const skipText = c["window-attn-skip-freq"]
+  const skip = skipText === undefined ? undefined : LayerPattern.windowSkipOf("window-attn-skip-freq", skipText, c.layers)
   return {
     ...(mla === undefined ? {} : { mla }),
     ...(ropeScaling === undefined ? {} : { ropeScaling }),

@@ -126,6 +126,31 @@ export const moePlacementOf = (flag: string, text: string, layers: number): { re
 }
 
 /**
+ * The --window-attn-skip-freq a value gives a model of `layers` layers (ModelContext.windowOf's N):
+ * N itself, or for a list (1: the layer keeps the sliding window, 0: it attends to its whole
+ * context; Megatron's list form) the N whose layers N, 2N, ... are its 0s (layers + 1 for a list of
+ * 1s alone); throws a ConfigError naming `flag` for another length or a list of no such form.
+ * @category constructors
+ */
+export const windowSkipOf = (flag: string, text: string, layers: number): number => {
+  const value = parse(flag, text)
+  if (typeof value === "number") {
+    if (value < 1) throw ConfigError.make(flag, text, "is not a positive integer", "write N = 1, 2, 3, ... (every N-th layer without the window)")
+    return value
+  }
+  if (value.length !== layers) throw ConfigError.make(flag, text, `has ${value.length} entries for ${layers} layers`, "write one entry (1 windowed, 0 whole context) a layer")
+  const skip = value.indexOf(0) + 1 || layers + 1
+  if (value.some((x, layer) => (x === 1) !== (ModelContext.windowOf({ slidingWindow: 1, windowAttnSkipFreq: skip, layers }, layer) !== undefined)))
+    throw ConfigError.make(
+      flag,
+      text,
+      "is not every N-th layer without the window, the pattern pleat builds",
+      "write it as N - 1 ones then a 0, repeated (--window-attn-skip-freq N)",
+    )
+  return skip
+}
+
+/**
  * The model's MoE placement from the run's settings: --moe-layer-freq where given (then
  * --moe-every and --dense-first must not be, but a preset's are overridden), else --moe-every and
  * --dense-first.

@@ -44,8 +44,9 @@ export const modelShapeSettings = {
   "sliding-window": optionalCount(
     "sliding-window attention in every layer: a token attends to the last N tokens, itself included (transformers' sliding_window; Megatron's --window-size N-1,0); the whole causal context by default",
   ),
-  "window-attn-skip-freq": optionalCount(
-    "with --sliding-window: every N-th layer (layers N, 2N, ... counting from 1) attends to its whole causal context instead (Megatron's --window-attn-skip-freq; GPT-OSS's 2, Gemma 3's 6); every layer has the window by default",
+  "window-attn-skip-freq": optionalText(
+    "with --sliding-window: every N-th layer (layers N, 2N, ... counting from 1) attends to its whole causal context instead (Megatron's --window-attn-skip-freq; GPT-OSS's 2, Gemma 3's 6), or Megatron's list of 1 (windowed) and 0 (whole context) a layer of that form, such as \"([1]*5+[0])*2\"; every layer has the window by default",
+    "N|LIST",
   ),
   "softmax-type": choice(
     ModelContext.softmaxTypes,

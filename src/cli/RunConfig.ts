@@ -301,7 +301,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "mscale-all-dim": m.ropeScaling?.mscaleAllDim,
     "rope-theta": m.ropeTheta,
     "sliding-window": m.slidingWindow,
-    "window-attn-skip-freq": m.windowAttnSkipFreq,
+    "window-attn-skip-freq": m.windowAttnSkipFreq === undefined ? undefined : String(m.windowAttnSkipFreq),
     "softmax-type": m.softmaxType,
     "norm-eps": m.normEps,
     "untie-embeddings": m.untieEmbeddings,
