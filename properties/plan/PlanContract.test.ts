@@ -144,7 +144,7 @@ describe("pleat plan --json", () => {
   test("a sliding window scales the attention core's time by the share of pairs it keeps (the layers that keep it), and nothing else", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "pleat-plan-window-"))
     const model = { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, experts: 8, topk: 2, moeFfn: 14336, vocab: 32000 }
-    const at = (extra: Record<string, number>) => {
+    const at = (extra: Record<string, number | string>) => {
       const file = path.join(dir, `m${Object.keys(extra).length}.json`)
       writeFileSync(file, JSON.stringify({ ...model, ...extra }))
       const fixed = ["--gpus", "32", "--global-batch", "64", "--seq", "8192", "--tp", "2", "--cp", "2", "--pp", "2", "--vpp", "1", "--ep", "8", "--etp", "1"]
@@ -159,6 +159,8 @@ describe("pleat plan --json", () => {
     // Every 4th layer attends to the whole context: 24 of the 32 layers keep the window.
     expect((alternating.breakdown.attention as number) / (full.breakdown.attention as number)).toBeCloseTo((24 * share + 8) / 32, 2)
     for (const term of ["gemm", "ep", "tp"]) expect(windowed.breakdown[term]).toBe(full.breakdown[term])
+    // Softmax sinks are taken and cost nothing the planner counts.
+    expect(at({ softmaxType: "learnable" }).breakdown).toEqual(full.breakdown)
     // MFU's model FLOPs are Megatron's (causal attention, window or not): the shorter step alone raises it.
     expect(windowed.mfu / full.mfu).toBeCloseTo(full.stepSeconds / windowed.stepSeconds, 2)
   })

@@ -7,10 +7,12 @@
  * untieEmbeddings and mla (multi-latent attention's widths: kvLoraRank, qkHeadDim, qkPosEmbHeadDim,
  * vHeadDim, and qLoraRank, absent for none; kvHeads then defaults to heads as it must be) and
  * mtpLayers (multi-token prediction layers, on the last stage), slidingWindow (every layer's
- * attention window, in tokens) and windowAttnSkipFreq (every N-th layer without it) are optional; `name` names it in the output (else the file's name).
+ * attention window, in tokens), windowAttnSkipFreq (every N-th layer without it) and softmaxType
+ * (vanilla, off-by-one or learnable sinks: no time of their own) are optional; `name` names it in the output (else the file's name).
  * Unknown keys are errors, so a misspelt key is never silently ignored.
  */
 import * as Schema from "effect/Schema"
+import * as ModelContext from "../model/ModelContext.js"
 import type * as ModelConfig from "../train/ModelConfig.js"
 
 const Count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1), Schema.isLessThanOrEqualTo(2 ** 40))
@@ -43,6 +45,8 @@ export const ModelFile = Schema.Struct({
   slidingWindow: Schema.optionalKey(Count),
   /** With slidingWindow: every N-th layer attends to its whole context (ModelConfig.windowAttnSkipFreq). */
   windowAttnSkipFreq: Schema.optionalKey(Count),
+  /** The attention softmax (ModelConfig.softmaxType): its sinks change no time the planner counts. */
+  softmaxType: Schema.optionalKey(Schema.Literals(ModelContext.softmaxTypes)),
   /** Multi-latent attention's widths (LatentAttention.LatentSizes; qLoraRank absent or 0: no query latent). */
   mla: Schema.optionalKey(
     Schema.Struct({
@@ -82,5 +86,6 @@ export const toModel = (file: typeof ModelFile.Type, fallbackName: string): { re
     ...(file.mtpLayers === undefined ? {} : { mtpLayers: file.mtpLayers }),
     ...(file.slidingWindow === undefined ? {} : { slidingWindow: file.slidingWindow }),
     ...(file.windowAttnSkipFreq === undefined ? {} : { windowAttnSkipFreq: file.windowAttnSkipFreq }),
+    ...(file.softmaxType === undefined ? {} : { softmaxType: file.softmaxType }),
   },
 })
