@@ -45,7 +45,7 @@ describe("--moe-layer-freq", () => {
   })
 
   test("anything else is refused, naming the flag", () => {
-    for (const bad of ["[2]", "([0]*3", "[0]+", "abc", "[0]*", "1.5", "[0] [1]", "[0]*-1", "[1]*99999999"]) {
+    for (const bad of ["[2]", "([0]*3", "[0]+", "abc", "[0]*", "1.5", "[0] [1]", "[0]*-1", "[1]*99999999", `${"(".repeat(5000)}[1]${")".repeat(5000)}`]) {
       const thrown = (() => {
         try {
           LayerPattern.parse("moe-layer-freq", bad)

@@ -50,11 +50,14 @@ export const parse = (flag: string, text: string): number | ReadonlyArray<number
     if (list.length * times > maxEntries) fail(`more than ${maxEntries} entries`)
     return Array.from({ length: list.length * times }, (_, i) => list[i % list.length] as number)
   }
+  let depth = 0
   const primary = (): ReadonlyArray<number> => {
     if (peek() === "(") {
       take("(")
+      if (++depth > 64) fail("parentheses nested more than 64 deep")
       const inner = sum()
       take(")")
+      depth--
       return inner
     }
     take("[")
