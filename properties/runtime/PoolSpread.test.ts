@@ -35,8 +35,8 @@ const withThreads = <A>(threads: number, body: () => A): A => {
 
 describe.runIf(built)("the kernels' pool over callers at once", () => {
   test("one caller: its job runs on pool threads, each task once, at most the pool's threads at a time", () => {
-    const seen = withThreads(4, () => PoolProbe.probe(24, 2000))
-    expect(seen.runs).toBe(24)
+    const seen = withThreads(4, () => PoolProbe.probe(40, 4000))
+    expect(seen.runs).toBe(40)
     expect(seen.threads).toBeGreaterThanOrEqual(2)
     expect(seen.threads).toBeLessThanOrEqual(4)
     expect(seen.peak).toBeLessThanOrEqual(4)
