@@ -102,29 +102,46 @@ export const parse = (flag: string, text: string): number | ReadonlyArray<number
 }
 
 /**
+ * A frequency value for a model of `layers` layers: its integer (positive: `integerFix` otherwise),
+ * or its list with one entry a layer (`meaning` says what 1 and 0 mark); throws a ConfigError
+ * naming `flag`.
+ */
+const valueFor = (flag: string, text: string, layers: number, meaning: string, integerFix: string): number | ReadonlyArray<number> => {
+  const value = parse(flag, text)
+  if (typeof value === "number") {
+    if (value < 1) throw ConfigError.make(flag, text, "is not a positive integer", integerFix)
+    return value
+  }
+  if (value.length !== layers) throw ConfigError.make(flag, text, `has ${value.length} entries for ${layers} layers`, `write one entry (${meaning}) a layer`)
+  return value
+}
+
+/** Throws a ConfigError naming `flag` (`reason`, `fix`) unless `list` marks with 1 exactly the layers `marked` says. */
+const mustMark = (flag: string, text: string, list: ReadonlyArray<number>, marked: (layer: number) => boolean, reason: string, fix: string): void => {
+  if (list.some((x, layer) => (x === 1) !== marked(layer))) throw ConfigError.make(flag, text, reason, fix)
+}
+
+/**
  * The MoE placement a --moe-layer-freq value gives a model of `layers` layers (ModelContext.isMoe's
  * denseFirst and moeEvery), or throws a ConfigError naming `flag` for a list of another length,
  * without a 1, or not of that form.
  * @category constructors
  */
 export const moePlacementOf = (flag: string, text: string, layers: number): { readonly denseFirst: number; readonly moeEvery: number } => {
-  const value = parse(flag, text)
-  if (typeof value === "number") {
-    if (value < 1) throw ConfigError.make(flag, text, "is not a positive integer", "write N = 1 (every layer MoE), 2, 3, ...")
-    return { denseFirst: 0, moeEvery: value }
-  }
-  if (value.length !== layers) throw ConfigError.make(flag, text, `has ${value.length} entries for ${layers} layers`, "write one entry (1 MoE, 0 dense) a layer")
+  const value = valueFor(flag, text, layers, "1 MoE, 0 dense", "write N = 1 (every layer MoE), 2, 3, ...")
+  if (typeof value === "number") return { denseFirst: 0, moeEvery: value }
   const first = value.indexOf(1)
   if (first < 0) throw ConfigError.make(flag, text, "has no MoE layer (no 1)", "mark the MoE layers with 1")
   const next = value.indexOf(1, first + 1)
   const placement = { denseFirst: first, moeEvery: next < 0 ? layers - first : next - first }
-  if (value.some((x, layer) => (x === 1) !== ModelContext.isMoe({ ...placement, layers }, layer)))
-    throw ConfigError.make(
-      flag,
-      text,
-      "is not a run of dense layers followed by every N-th layer MoE, the placements pleat builds",
-      "write it as K leading 0s, then 1 every N layers (--dense-first K --moe-every N)",
-    )
+  mustMark(
+    flag,
+    text,
+    value,
+    (layer) => ModelContext.isMoe({ ...placement, layers }, layer),
+    "is not a run of dense layers followed by every N-th layer MoE, the placements pleat builds",
+    "write it as K leading 0s, then 1 every N layers (--dense-first K --moe-every N)",
+  )
   return placement
 }
 
@@ -136,20 +153,17 @@ export const moePlacementOf = (flag: string, text: string, layers: number): { re
  * @category constructors
  */
 export const windowSkipOf = (flag: string, text: string, layers: number): number => {
-  const value = parse(flag, text)
-  if (typeof value === "number") {
-    if (value < 1) throw ConfigError.make(flag, text, "is not a positive integer", "write N = 1, 2, 3, ... (every N-th layer without the window)")
-    return value
-  }
-  if (value.length !== layers) throw ConfigError.make(flag, text, `has ${value.length} entries for ${layers} layers`, "write one entry (1 windowed, 0 whole context) a layer")
+  const value = valueFor(flag, text, layers, "1 windowed, 0 whole context", "write N = 1, 2, 3, ... (every N-th layer without the window)")
+  if (typeof value === "number") return value
   const skip = value.indexOf(0) + 1 || layers + 1
-  if (value.some((x, layer) => (x === 1) !== (ModelContext.windowOf({ slidingWindow: 1, windowAttnSkipFreq: skip, layers }, layer) !== undefined)))
-    throw ConfigError.make(
-      flag,
-      text,
-      "is not every N-th layer without the window, the pattern pleat builds",
-      "write it as N - 1 ones then a 0, repeated (--window-attn-skip-freq N)",
-    )
+  mustMark(
+    flag,
+    text,
+    value,
+    (layer) => ModelContext.windowOf({ slidingWindow: 1, windowAttnSkipFreq: skip, layers }, layer) !== undefined,
+    "is not every N-th layer without the window, the pattern pleat builds",
+    "write it as N - 1 ones then a 0, repeated (--window-attn-skip-freq N)",
+  )
   return skip
 }
 

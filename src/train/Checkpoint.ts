@@ -48,7 +48,7 @@ import type * as Optimizer from "./Optimizer.js"
 import * as Params from "./Params.js"
 import type * as RankParams from "./RankParams.js"
 
-const count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
+const count = ManifestModel.count
 const natural = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))
 
 /** The schema of rank-R.json: one entry per held shard; offsets of value, m, v in rank-R.bin. */

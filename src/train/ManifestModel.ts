@@ -4,8 +4,13 @@
  * the run trained with. Unknown keys are ignored, so newer manifests still load.
  */
 import * as Schema from "effect/Schema"
+import * as ModelContext from "../model/ModelContext.js"
 
-const count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
+/**
+ * A count in a manifest: an integer of 1 or more.
+ * @category models
+ */
+export const count = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1))
 
 /**
  * The schema of the manifest's `model`.
@@ -62,7 +67,7 @@ export const ManifestModelSchema = Schema.Struct({
   normEps: Schema.optional(Schema.Number),
   slidingWindow: Schema.optional(count),
   windowAttnSkipFreq: Schema.optional(count),
-  softmaxType: Schema.optional(Schema.Literals(["vanilla", "off-by-one", "learnable"])),
+  softmaxType: Schema.optional(Schema.Literals(ModelContext.softmaxTypes)),
   /** The router options the run trained with (MoeSettings; its other keys are not read back). */
   moe: Schema.optionalKey(
     Schema.Struct({

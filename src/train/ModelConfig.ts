@@ -77,7 +77,7 @@ export interface ModelConfig {
   /**
    * The attention softmax (Megatron's --softmax-type): vanilla (absent), off-by-one (one more logit
    * fixed at 0 per row that takes probability and gives no value) or learnable (that logit a
-   * parameter per head, `sinks`, GPT-OSS's; ModelContext.softmaxSinksOf).
+   * parameter per head, `layers.L.sinks`, GPT-OSS's; tensor/ops/AttentionSinks).
    */
   readonly softmaxType?: ModelContext.SoftmaxType | undefined
   /**
