@@ -46,6 +46,8 @@ export type ParsedFlags = Readonly<Record<string, number | string | boolean>>
 export interface Collected {
   readonly flags: ParsedFlags
   readonly problems: ReadonlyArray<ConfigError.ConfigError>
+  /** The name each flag was given by, where it was another name for it (`num-layers` for `layers`). */
+  readonly typed: Readonly<Record<string, string>>
 }
 
 const integerText = /^\+?[0-9]+$/
@@ -101,11 +103,13 @@ export const closest = (name: string, known: ReadonlyArray<string>): string | un
 
 /**
  * Parses `argv` against `specs`, collecting every problem; `--name value` and `--name=value`
- * both work.
+ * both work. `aliases` gives other names of flags (alias to the spec's name): a flag given by
+ * one is kept under the spec's name, and its problems name it as typed.
  * @category constructors
  */
-export const collect = (argv: ReadonlyArray<string>, specs: Readonly<Record<string, FlagSpec>>): Collected => {
+export const collect = (argv: ReadonlyArray<string>, specs: Readonly<Record<string, FlagSpec>>, aliases: Readonly<Record<string, string>> = {}): Collected => {
   const out: Record<string, number | string | boolean> = {}
+  const typed: Record<string, string> = {}
   const problems: Array<ConfigError.ConfigError> = []
   const names = Object.keys(specs)
   const known = names.map((n) => `--${n}`).join(", ")
@@ -118,7 +122,8 @@ export const collect = (argv: ReadonlyArray<string>, specs: Readonly<Record<stri
     }
     const eq = arg.indexOf("=")
     const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2)
-    const spec = specs[name]
+    const key = Object.hasOwn(aliases, name) ? (aliases[name] as string) : name
+    const spec = Object.hasOwn(specs, key) ? specs[key] : undefined
     if (spec === undefined) {
       const near = closest(name, names)
       problems.push(ConfigError.make("arguments", `--${name}`, "is not a known flag", near === undefined ? `use one of ${known}` : `did you mean --${near}?`))
@@ -127,14 +132,18 @@ export const collect = (argv: ReadonlyArray<string>, specs: Readonly<Record<stri
       if (eq < 0 && next !== undefined && !next.startsWith("-")) i++
       continue
     }
-    if (name in out) {
-      problems.push(ConfigError.make("arguments", `--${name}`, "is given twice", `pass --${name} once`))
+    if (key in out) {
+      const before = typed[key] ?? key
+      const reason = before === name ? "is given twice" : `is given twice (also as --${before})`
+      problems.push(ConfigError.make("arguments", `--${name}`, reason, `pass --${name} once`))
       if (spec.kind !== "boolean" && eq < 0 && argv[i + 1] !== undefined) i++
       continue
     }
+    if (key !== name) typed[key] = name
+    else delete typed[key]
     if (spec.kind === "boolean") {
       if (eq >= 0) problems.push(ConfigError.make(`--${name}`, arg.slice(eq + 1), "takes no value", `write --${name} alone`))
-      else out[name] = true
+      else out[key] = true
       continue
     }
     let value: string
@@ -152,14 +161,14 @@ export const collect = (argv: ReadonlyArray<string>, specs: Readonly<Record<stri
     if (spec.kind === "int") {
       const problem = integerProblem(value, spec, `write --${name}`)
       if (problem !== undefined) problems.push(ConfigError.make(`--${name}`, value, problem.reason, problem.fix))
-      else out[name] = Number(value)
+      else out[key] = Number(value)
     } else if (value === "") {
       problems.push(ConfigError.make(`--${name}`, value, "is empty", `write --${name} ${spec.placeholder ?? "VALUE"}`))
     } else {
-      out[name] = value
+      out[key] = value
     }
   }
-  return { flags: out, problems }
+  return { flags: out, problems, typed }
 }
 
 /**

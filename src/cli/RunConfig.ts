@@ -183,7 +183,8 @@ export type Source =
   | { readonly _tag: "default" }
   | { readonly _tag: "preset"; readonly preset: string }
   | { readonly _tag: "file"; readonly file: string }
-  | { readonly _tag: "flag" }
+  | { readonly _tag: "flag"; readonly as?: string }
+  | { readonly _tag: "megatron" }
 
 /**
  * A decoded configuration and where each of its values came from.
@@ -209,8 +210,12 @@ const isKey = (k: string): k is Key => k in settings
  * How a setting is named in a message, as the user wrote it.
  * @category mapping
  */
-const nameOf = (key: Key, source: Source | undefined): string =>
-  source?._tag === "file" ? `"${key}" in ${source.file}` : source?._tag === "preset" ? `--${key} (of ${source.preset})` : `--${key}`
+const nameOf = (key: Key, source: Source | undefined): string => {
+  if (source?._tag === "file") return `"${key}" in ${source.file}`
+  if (source?._tag === "preset") return `--${key} (of ${source.preset})`
+  if (source?._tag === "megatron") return `--${key} (Megatron-LM's default)`
+  return `--${source?._tag === "flag" && source.as !== undefined ? source.as : key}`
+}
 
 /**
  * The top-level keys a Schema issue points at (for messages that name the key).
@@ -318,22 +323,35 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
 }
 
 /**
- * Decodes defaults < preset < file < flags into a RunConfig; fails with every problem at once,
- * each naming the setting as the user wrote it. The preset is the `model` of the file or the
- * flags, scaled by their `scale` (an unknown name or a bad scale is reported as any setting is).
+ * How the flags were given: each flag's name as typed where it was another name for it, and
+ * the defaults that sit above pleat's (Megatron-LM's, from what was chosen) when there are any.
+ * @category models
+ */
+export interface Given {
+  readonly typed?: Readonly<Record<string, string>>
+  readonly megatron?: (chosen: Readonly<Record<string, unknown>>) => Readonly<Record<string, unknown>>
+}
+
+/**
+ * Decodes defaults < Megatron-LM's (Given.megatron) < preset < file < flags into a RunConfig; fails with
+ * every problem at once, each naming the setting as the user wrote it. The preset is the `model`
+ * of the file or the flags, scaled by their `scale` (an unknown name or a bad scale is reported
+ * as any setting is).
  * @category constructors
  */
-export const decode = (file: FileLayer | undefined, given: Readonly<Record<string, unknown>>): Result.Result<Decoded, ReadonlyArray<ConfigError.ConfigError>> => {
+export const decode = (file: FileLayer | undefined, given: Readonly<Record<string, unknown>>, how: Given = {}): Result.Result<Decoded, ReadonlyArray<ConfigError.ConfigError>> => {
   const sources: Partial<Record<Key, Source>> = {}
   const chosen: Readonly<Record<string, unknown>> = { ...file?.values, ...given }
   const factor = chosen.scale ?? 1
   const preset = isPresetName(chosen.model) && Schema.is(PositiveInt)(factor) ? presetValues(chosen.model, factor) : {}
   const presetName = `--model ${String(chosen.model)}${factor === 1 ? "" : ` --scale ${String(factor)}`}`
+  const above = how.megatron?.({ ...preset, ...file?.values, ...realsOf(given) }) ?? {}
   for (const k of keys) if (k in defaults) sources[k] = { _tag: "default" }
+  for (const k of Object.keys(above)) if (isKey(k)) sources[k] = { _tag: "megatron" }
   for (const k of Object.keys(preset)) if (isKey(k)) sources[k] = { _tag: "preset", preset: presetName }
   for (const k of Object.keys(file?.values ?? {})) if (isKey(k) && file !== undefined) sources[k] = { _tag: "file", file: file.file }
-  for (const k of Object.keys(given)) if (isKey(k)) sources[k] = { _tag: "flag" }
-  const input: Record<string, unknown> = { ...defaults, ...preset, ...file?.values, ...realsOf(given) }
+  for (const k of Object.keys(given)) if (isKey(k)) sources[k] = { _tag: "flag", ...(how.typed?.[k] === undefined ? {} : { as: how.typed[k] }) }
+  const input: Record<string, unknown> = { ...defaults, ...above, ...preset, ...file?.values, ...realsOf(given) }
   const decoded = Schema.decodeUnknownResult(RunConfig, { errors: "all", onExcessProperty: "error" })(input)
   if (Result.isSuccess(decoded)) {
     if (decoded.success.model === undefined && decoded.success.scale !== 1) {

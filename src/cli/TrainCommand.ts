@@ -39,6 +39,7 @@ import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
+import * as MegatronNames from "./MegatronNames.js"
 import * as MemoryTable from "./MemoryTable.js"
 import * as Progress from "./Progress.js"
 import * as RunConfig from "./RunConfig.js"
@@ -60,6 +61,8 @@ fails mid-run goes to a fallback directory under the temporary directory, or kee
 checkpoint; one line says where, and the run exits 3.
 
 ${Flags.usage(TrainOptions.flags)}
+
+${MegatronNames.usage()}
 `)(RunConfig.defaults)
 
 const format = (x: number, digits = 3) => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(digits))
@@ -114,6 +117,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
   Effect.gen(function* () {
     const activity = yield* Activity
     const { setup, steps, first } = resolved
+    for (const notice of resolved.notices) io.stderr(`pleat train: ${notice}\n`)
     yield* DefinitionFlag.check(setup.definition, resolved.definitionText)
     // At or past --steps, a resume trains nothing: it only evaluates the checkpoint, with --eval-data.
     const evaluateOnly = first >= steps

@@ -29,6 +29,7 @@ import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
 import * as LatentFlags from "./LatentFlags.js"
 import * as LayerPattern from "./LayerPattern.js"
+import * as MegatronArgs from "./MegatronArgs.js"
 import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as DocumentFlags from "./DocumentFlags.js"
 import * as JsonFile from "./JsonFile.js"
@@ -83,6 +84,8 @@ export interface Resolved {
   readonly first: number
   /** With --eval-data: evaluate every this many steps as well as after the last. */
   readonly evalEvery: number | undefined
+  /** Lines about Megatron-LM's names on the command line (what took no effect, what differs). */
+  readonly notices: ReadonlyArray<string>
 }
 
 /** The config file as a layer, or the problem that keeps it from being one. */
@@ -243,7 +246,7 @@ const plainAuxCoeff = (moe: MoeSettings.MoeSettings | undefined): number => moe?
  * @category constructors
  */
 export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
-  const collected = Flags.collect(argv, flags)
+  const { collected, how, notices } = MegatronArgs.collect(argv, flags)
   if (Flags.bool(collected.flags, "help")) return "help"
   const problems = [...collected.problems]
   const { config: file, help: _help, ...given } = collected.flags
@@ -253,7 +256,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     if (ConfigError.isConfigError(read)) problems.push(read)
     else layer = read
   }
-  const decoded = RunConfig.decode(layer, given)
+  const decoded = RunConfig.decode(layer, given, how)
   if (Result.isFailure(decoded)) problems.push(...decoded.failure)
   BadInput.throwIfAny(problems)
   if (Result.isFailure(decoded)) throw new Error("unreachable: decode failed without problems")
@@ -374,5 +377,6 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     definitionText: c.definition,
     first,
     evalEvery: c["eval-every"],
+    notices,
   }
 }

@@ -1,0 +1,304 @@
+/**
+ * MegatronArgs: rewrites a `pleat train` command line that uses Megatron-LM's argument names into
+ * pleat's, before the flags are parsed. Renamed flags stay as typed (Flags.collect takes them as
+ * aliases, so a problem names them as written); the rest is rewritten here:
+ *
+ *   --bf16                                   --precision bf16
+ *   --recompute-activations                  --recompute selective
+ *   --recompute-granularity G                --recompute G (full: every layer from its input,
+ *   --recompute-method uniform               Megatron-LM's uniform method; block is refused)
+ *   --moe-router-load-balancing-type T...    --aux-loss T:C,... (aux_loss is aux, seq_aux_loss
+ *   --moe-aux-loss-coeff C...                seq_aux, global_aux_loss global_aux; Megatron-LM's
+ *                                            coefficient 0 where only the type is given)
+ *   --window-size L,0                        --sliding-window L+1 (L tokens back and the token)
+ *   --position-embedding-type rope|yarn      nothing | --rope-type yarn
+ *   --lr-decay-style WSD                     --lr-decay-style wsd (and minus_sqrt: minus-sqrt)
+ *   --load DIR                               --resume DIR when DIR holds a complete checkpoint
+ *                                            (or is not a directory: --resume says why), else
+ *                                            nothing: the run starts from its initialization, as
+ *                                            Megatron-LM's does
+ *
+ * Whether any Megatron-LM name was used decides whether Megatron-LM's defaults apply to what
+ * the command leaves unset (MegatronDefaults). The architecture defaults of Megatron-LM that
+ * pleat cannot build (LayerNorm, GeLU, linear biases, learned positions, dropout 0.1) are listed
+ * for a notice when the command leaves them at Megatron-LM's default.
+ */
+import { existsSync, statSync } from "node:fs"
+import * as ConfigError from "../errors/ConfigError.js"
+import * as Launcher from "../runtime/Launcher.js"
+import * as MpiProcess from "../runtime/MpiProcess.js"
+import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
+import * as ModelConfig from "../train/ModelConfig.js"
+import * as Flags from "./Flags.js"
+import * as MegatronDefaults from "./MegatronDefaults.js"
+import * as MegatronNames from "./MegatronNames.js"
+import type * as RunConfig from "./RunConfig.js"
+
+/**
+ * A command line in pleat's names, and what the rewriting found.
+ * @category models
+ */
+export interface Translated {
+  readonly argv: ReadonlyArray<string>
+  /** Whether any Megatron-LM name was used. */
+  readonly megatron: boolean
+  /** Megatron-LM flags accepted without effect, as typed, each with why. */
+  readonly noEffect: ReadonlyArray<string>
+  /** Megatron-LM defaults of the architecture pleat does not follow, left unset by the command. */
+  readonly unfollowed: ReadonlyArray<string>
+  /** Other things to tell the user (a --load with nothing to load). */
+  readonly notes: ReadonlyArray<string>
+  readonly problems: ReadonlyArray<ConfigError.ConfigError>
+}
+
+const balancingTypes: Readonly<Record<string, string>> = { aux_loss: "aux", seq_aux_loss: "seq_aux", global_aux_loss: "global_aux" }
+
+/** A flag of the command line: its name, its value written with `=`, and where it stands. */
+interface Token {
+  readonly name: string
+  readonly inline: string | undefined
+}
+
+const tokenOf = (arg: string): Token | undefined => {
+  if (!arg.startsWith("--") || arg.length === 2) return undefined
+  const eq = arg.indexOf("=")
+  return eq >= 0 ? { name: arg.slice(2, eq), inline: arg.slice(eq + 1) } : { name: arg.slice(2), inline: undefined }
+}
+
+const isFlag = (arg: string | undefined): boolean => arg !== undefined && arg.startsWith("--") && arg.length > 2
+
+/** The notice for Megatron-LM's architecture defaults a command leaves in place. */
+const unfollowedOf = (seen: ReadonlySet<string>): Array<string> => {
+  const out: Array<string> = []
+  if (!seen.has("normalization")) out.push("LayerNorm (no --normalization RMSNorm): pleat's norms are RMSNorm")
+  if (!seen.has("swiglu")) out.push("GeLU MLPs (no --swiglu): pleat's are SwiGLU")
+  if (!seen.has("disable-bias-linear")) out.push("linear biases (no --disable-bias-linear): pleat has none")
+  if (!seen.has("position-embedding-type") && !seen.has("no-position-embedding")) out.push("learned positions (no --position-embedding-type rope): pleat's are RoPE")
+  if (!seen.has("attention-dropout") || !seen.has("hidden-dropout")) out.push("dropout 0.1 (no --attention-dropout 0 --hidden-dropout 0): pleat has none")
+  return out
+}
+
+/**
+ * Rewrites Megatron-LM's names in `argv` into pleat's; problems name the flags as typed.
+ * @category constructors
+ */
+export const translate = (argv: ReadonlyArray<string>): Translated => {
+  const out: Array<string> = []
+  const noEffect: Array<string> = []
+  const notes: Array<string> = []
+  const problems: Array<ConfigError.ConfigError> = []
+  const seen = new Set<string>()
+  let types: Array<string> | undefined
+  let coeffs: Array<string> | undefined
+  let recomputeMethod: string | undefined
+  let queryGroups: string | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    const token = tokenOf(arg)
+    if (token === undefined) {
+      out.push(arg)
+      continue
+    }
+    const { name, inline } = token
+    /** The flag's one value: after `=`, else the next argument (consumed). */
+    const value = (): string | undefined => {
+      if (inline !== undefined) return inline
+      const next = argv[i + 1]
+      if (next === undefined || isFlag(next)) return undefined
+      i++
+      return next
+    }
+    /** The flag's values (nargs='+'): after `=`, else every argument up to the next flag. */
+    const values = (): Array<string> => {
+      if (inline !== undefined) return [inline]
+      const list: Array<string> = []
+      while (i + 1 < argv.length && !isFlag(argv[i + 1])) list.push(argv[++i] as string)
+      return list
+    }
+    const missing = (placeholder: string) => problems.push(ConfigError.make(`--${name}`, undefined, "needs a value", `write --${name} ${placeholder}`))
+    if (Object.hasOwn(MegatronNames.renamed, name)) {
+      seen.add(name)
+      if (name === "num-query-groups") queryGroups = inline ?? argv[i + 1]
+      out.push(arg)
+      continue
+    }
+    if (Object.hasOwn(MegatronNames.noEffect, name)) {
+      seen.add(name)
+      if (inline !== undefined) problems.push(ConfigError.make(`--${name}`, inline, "takes no value", `write --${name} alone`))
+      else noEffect.push(`--${name}`)
+      continue
+    }
+    if (Object.hasOwn(MegatronNames.valued, name)) {
+      seen.add(name)
+      const rule = MegatronNames.valued[name] as (typeof MegatronNames.valued)[string]
+      const v = value()
+      if (v === undefined) {
+        missing(rule.accepts?.[0] ?? "VALUE")
+        continue
+      }
+      const accepted = rule.accepts === undefined || rule.accepts.some((a) => (rule.numeric ? Number(v) === Number(a) && v.trim() !== "" : v === a))
+      if (accepted) noEffect.push(`--${name} ${v}`)
+      else
+        problems.push(
+          ConfigError.make(
+            `--${name}`,
+            v,
+            `is not what pleat trains: ${rule.pleat}`,
+            `write --${name} ${(rule.accepts as ReadonlyArray<string>)[0]}, or train this model elsewhere`,
+          ),
+        )
+      continue
+    }
+    if (Object.hasOwn(MegatronNames.unsupported, name)) {
+      seen.add(name)
+      problems.push(
+        ConfigError.make(
+          `--${name}`,
+          inline ?? (argv[i + 1] === undefined || isFlag(argv[i + 1]) ? true : argv[i + 1]),
+          "is Megatron-LM's, with no pleat equivalent",
+          MegatronNames.unsupported[name] as string,
+        ),
+      )
+      if (inline === undefined && argv[i + 1] !== undefined && !isFlag(argv[i + 1])) i++
+      continue
+    }
+    switch (name) {
+      case "bf16":
+      case "recompute-activations": {
+        seen.add(name)
+        if (inline !== undefined) problems.push(ConfigError.make(`--${name}`, inline, "takes no value", `write --${name} alone`))
+        else out.push(name === "bf16" ? "--precision=bf16" : "--recompute=selective")
+        continue
+      }
+      case "recompute-method":
+      case "recompute-num-layers": {
+        seen.add(name)
+        const v = value()
+        if (v === undefined) missing(name === "recompute-method" ? "uniform" : "N")
+        else if (name === "recompute-method") recomputeMethod = v
+        continue
+      }
+      case "moe-router-load-balancing-type":
+      case "moe-aux-loss-coeff": {
+        seen.add(name)
+        const list = values()
+        if (list.length === 0) missing(name === "moe-aux-loss-coeff" ? "C" : "aux_loss")
+        else if (name === "moe-aux-loss-coeff") coeffs = list
+        else types = list
+        continue
+      }
+      case "window-size": {
+        seen.add(name)
+        const v = value()
+        const match = v === undefined ? null : /^\(?\s*(-?\d+)\s*,\s*(-?\d+)\s*\)?$/.exec(v)
+        if (v === undefined) missing("L,0")
+        else if (match === null || Number(match[1]) < 0 || Number(match[2]) !== 0)
+          problems.push(ConfigError.make("--window-size", v, "is not a causal window L,0 (L tokens back, none ahead)", "write --window-size L,0, or pleat's --sliding-window L+1"))
+        else out.push(`--sliding-window=${Number(match[1]) + 1}`)
+        continue
+      }
+      case "position-embedding-type": {
+        seen.add(name)
+        const v = value()
+        if (v === undefined) missing("rope")
+        else if (v === "yarn") out.push("--rope-type=yarn")
+        else if (v !== "rope")
+          problems.push(
+            ConfigError.make("--position-embedding-type", v, "is not what pleat trains: pleat's positions are RoPE (or YaRN's)", "write --position-embedding-type rope"),
+          )
+        continue
+      }
+      case "lr-decay-style":
+      case "lr-wsd-decay-style": {
+        const v = value()
+        out.push(v === undefined ? arg : `--${name}=${v === "WSD" ? "wsd" : v === "minus_sqrt" ? "minus-sqrt" : v}`)
+        continue
+      }
+      case "load": {
+        seen.add(name)
+        const v = value()
+        if (v === undefined) missing("DIR")
+        else if (existsSync(v) && (!statSync(v).isDirectory() || CheckpointDirectory.locate(v) !== undefined)) out.push(`--resume=${v}`)
+        else notes.push(`--load ${v} holds no checkpoint: the run starts from its initialization (as Megatron-LM's does)`)
+        continue
+      }
+      default:
+        out.push(arg)
+    }
+  }
+  if (recomputeMethod !== undefined && recomputeMethod !== "uniform")
+    problems.push(
+      ConfigError.make("--recompute-method", recomputeMethod, "recomputes only some layers; pleat's full recompute covers every layer", "write --recompute-method uniform"),
+    )
+  else if (recomputeMethod !== undefined) noEffect.push("--recompute-method uniform")
+  const balancing = balancingSpec(types, coeffs)
+  if (ConfigError.isConfigError(balancing)) problems.push(balancing)
+  else if (balancing !== undefined) out.push(`--aux-loss=${balancing}`)
+  if (seen.has("num-query-groups") && !seen.has("group-query-attention"))
+    problems.push(
+      ConfigError.make(
+        "--num-query-groups",
+        queryGroups,
+        "takes effect in Megatron-LM only with --group-query-attention (without it every head has its own keys and values)",
+        "add --group-query-attention, or drop --num-query-groups",
+      ),
+    )
+  const megatron = seen.size > 0
+  return { argv: out, megatron, noEffect, unfollowed: megatron ? unfollowedOf(seen) : [], notes, problems }
+}
+
+/** Megatron-LM's load-balancing types and coefficients as pleat's --aux-loss, or undefined when neither is given. */
+const balancingSpec = (types: ReadonlyArray<string> | undefined, coeffs: ReadonlyArray<string> | undefined): string | ConfigError.ConfigError | undefined => {
+  if (types === undefined && coeffs === undefined) return undefined
+  const t = types ?? ["aux_loss"]
+  const c = coeffs ?? ["0"]
+  const field = types === undefined ? "--moe-aux-loss-coeff" : "--moe-router-load-balancing-type"
+  if (t.length === 1 && t[0] === "none") return "none"
+  const unknown = t.find((x) => !Object.hasOwn(balancingTypes, x))
+  if (unknown !== undefined)
+    return ConfigError.make(
+      "--moe-router-load-balancing-type",
+      unknown,
+      "is not a load-balancing loss pleat has",
+      "use aux_loss, seq_aux_loss, global_aux_loss or none, or --moe-router-enable-expert-bias for aux-loss-free balancing",
+    )
+  if (t.length !== c.length)
+    return ConfigError.make(
+      field,
+      `${t.join(" ")} / ${c.join(" ")}`,
+      `gives ${t.length} load-balancing types and ${c.length} coefficients`,
+      "give one --moe-aux-loss-coeff a type, in the same order",
+    )
+  return t.map((x, k) => `${balancingTypes[x]}:${c[k]}`).join(",")
+}
+
+/**
+ * The flags of `argv` against `specs` with Megatron-LM's names taken (problems of both passes,
+ * the translation's first), how RunConfig is to decode them, and the lines to tell the user.
+ * @category constructors
+ */
+export const collect = (
+  argv: ReadonlyArray<string>,
+  specs: Readonly<Record<string, Flags.FlagSpec>>,
+): { readonly collected: Flags.Collected; readonly how: RunConfig.Given; readonly notices: ReadonlyArray<string> } => {
+  const t = translate(argv)
+  const collected = Flags.collect(t.argv, specs, MegatronNames.renamed)
+  const context: MegatronDefaults.Context = {
+    launched: Launcher.fromEnvironment().launcher === "none" ? undefined : MpiProcess.worldSize(),
+    swiglu: argv.includes("--swiglu"),
+    groupQueryAttention: argv.includes("--group-query-attention") && !argv.some((a) => a === "--num-query-groups" || a.startsWith("--num-query-groups=")),
+  }
+  const notices = [
+    ...(t.noEffect.length === 0 ? [] : [`no effect here (what pleat does anyway, or how Megatron-LM computes): ${t.noEffect.join(", ")}`]),
+    ...(t.unfollowed.length === 0 ? [] : [`Megatron-LM's defaults not followed: ${t.unfollowed.join("; ")}`]),
+    ...t.notes,
+    ...(t.megatron && !["num-experts", "experts", "model", "config"].some((n) => argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`)))
+      ? [`no --num-experts: Megatron-LM would build a dense model; pleat's layers are MoE, with its default ${ModelConfig.small.experts} experts`]
+      : []),
+  ]
+  return {
+    collected: { ...collected, problems: [...t.problems, ...collected.problems] },
+    how: { typed: collected.typed, ...(t.megatron ? { megatron: (chosen: Readonly<Record<string, unknown>>) => MegatronDefaults.layer(chosen, context) } : {}) },
+    notices,
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * MegatronNames: Megatron-LM's names for the settings of `pleat train`, so that a Megatron-LM
+ * user's argument list (its MODEL_ARGS, MOE_ARGS, TRAINING_ARGS and parallel sizes) runs as
+ * written. Four kinds, each a table here; MegatronArgs applies them.
+ *
+ * - `renamed`: the same setting under another name, taking the same values (`--num-layers` is
+ *   `--layers`). A problem with its value names the flag as typed.
+ * - `noEffect`: switches that choose how Megatron-LM computes, not what (fusions, overlap,
+ *   kernel choices), or that state what pleat always does (`--swiglu`, `--sequence-parallel`):
+ *   accepted, and said to take no effect.
+ * - `valued`: settings pleat has one value of (RMSNorm, RoPE, no dropout, an fp32 router):
+ *   that value is accepted, any other refused naming it.
+ * - `unsupported`: Megatron-LM settings with no pleat equivalent: refused with the fix.
+ *
+ * Compound translations (`--bf16`, the load-balancing type and its coefficients, `--window-size`,
+ * `--load`, the recompute settings) are MegatronArgs'. Megatron's names of settings pleat shares
+ * by name (`--lr`, `--seed`, `--moe-layer-freq`, `--q-lora-rank`, ...) need nothing here.
+ */
+
+/**
+ * Megatron-LM's name of each pleat setting it names otherwise: the same meaning and values.
+ * @category configuration
+ */
+export const renamed: Readonly<Record<string, string>> = {
+  "num-layers": "layers",
+  "hidden-size": "hidden",
+  "num-attention-heads": "heads",
+  "num-query-groups": "kv-heads",
+  "kv-channels": "head-dim",
+  "ffn-hidden-size": "ffn",
+  "moe-ffn-hidden-size": "moe-ffn",
+  "num-experts": "experts",
+  "moe-router-topk": "topk",
+  "seq-length": "seq",
+  "tensor-model-parallel-size": "tp",
+  "context-parallel-size": "cp",
+  "pipeline-model-parallel-size": "pp",
+  "expert-model-parallel-size": "ep",
+  "expert-tensor-parallel-size": "etp",
+  "num-virtual-stages-per-pipeline-rank": "vpp",
+  "decoder-first-pipeline-num-layers": "first-stage-layers",
+  "decoder-last-pipeline-num-layers": "last-stage-layers",
+  "micro-batch-size": "micro-batch",
+  "global-batch-size": "global-batch",
+  "train-iters": "steps",
+  "rotary-base": "rope-theta",
+  "norm-epsilon": "norm-eps",
+  "untie-embeddings-and-output-weights": "untie-embeddings",
+  "add-qkv-bias": "qkv-bias",
+  "qk-layernorm": "qk-norm",
+  "yarn-original-max-position-embeddings": "original-max-position-embeddings",
+  "yarn-beta-fast": "beta-fast",
+  "yarn-beta-slow": "beta-slow",
+  "moe-shared-expert-intermediate-size": "shared-expert-ffn",
+  "moe-shared-expert-gate": "shared-expert-gate",
+  "moe-router-score-function": "score-function",
+  "moe-router-pre-softmax": "pre-softmax",
+  "moe-router-num-groups": "num-groups",
+  "moe-router-group-topk": "group-topk",
+  "moe-router-topk-scaling-factor": "scaling-factor",
+  "moe-z-loss-coeff": "z-loss-coeff",
+  "moe-token-dispatcher-type": "dispatcher",
+  "moe-expert-capacity-factor": "capacity-factor",
+  "moe-token-drop-policy": "drop-policy",
+  "moe-pad-expert-input-to-capacity": "pad-to-capacity",
+  "moe-router-enable-expert-bias": "expert-bias",
+  "moe-router-bias-update-rate": "bias-update-rate",
+  "moe-router-force-load-balancing": "force-load-balancing",
+  "use-distributed-optimizer": "distributed-optimizer",
+  "lr-warmup-iters": "warmup-steps",
+  "lr-decay-iters": "lr-decay-steps",
+  "lr-wsd-decay-iters": "lr-wsd-decay-steps",
+  "save-interval": "save-every",
+  "eval-interval": "eval-every",
+  "eval-iters": "eval-batches",
+}
+
+/**
+ * Megatron-LM switches that take no value and change nothing in pleat, each with why.
+ * @category configuration
+ */
+export const noEffect: Readonly<Record<string, string>> = {
+  "use-mcore-models": "pleat has one model implementation",
+  swiglu: "pleat's MLPs and experts are SwiGLU",
+  "disable-bias-linear": "pleat's linear layers have no biases",
+  "group-query-attention": "pleat takes --num-query-groups as the key/value heads",
+  "no-position-embedding": "pleat has no learned position table (RoPE)",
+  "sequence-parallel": "pleat shards the rows over tp wherever tp > 1",
+  "moe-grouped-gemm": "pleat runs each rank's experts in one grouped native call",
+  "moe-permute-fusion": "pleat's permute is one native pass",
+  "use-flash-attn": "pleat's attention kernel is its own",
+  "no-masked-softmax-fusion": "a kernel choice",
+  "no-bias-dropout-fusion": "a kernel choice",
+  "no-bias-swiglu-fusion": "a kernel choice",
+  "no-rope-fusion": "a kernel choice",
+  "no-gradient-accumulation-fusion": "a kernel choice",
+  "cross-entropy-loss-fusion": "a kernel choice",
+  "attention-softmax-in-fp32": "pleat's softmax accumulates in fp32",
+  "accumulate-allreduce-grads-in-fp32": "pleat reduces gradients in fp32",
+  "overlap-grad-reduce": "a scheduling choice",
+  "overlap-param-gather": "a scheduling choice",
+  "moe-shared-expert-overlap": "a scheduling choice",
+  "manual-gc": "a Python setting",
+  "log-throughput": "pleat's summaries report tokens/s",
+  "no-load-rng": "pleat's data order and weights follow --seed and the step",
+}
+
+/**
+ * Megatron-LM settings with a value where pleat has one choice: the values accepted (as typed,
+ * compared as numbers where numeric; any value where none are listed) and what pleat does.
+ * @category configuration
+ */
+export const valued: Readonly<Record<string, { readonly accepts?: ReadonlyArray<string>; readonly pleat: string; readonly numeric?: true }>> = {
+  normalization: { accepts: ["RMSNorm"], pleat: "pleat's norms are RMSNorm" },
+  "attention-dropout": { accepts: ["0"], pleat: "pleat trains without dropout", numeric: true },
+  "hidden-dropout": { accepts: ["0"], pleat: "pleat trains without dropout", numeric: true },
+  "moe-router-dtype": { accepts: ["fp32"], pleat: "pleat's router and its losses run in fp32" },
+  "transformer-impl": { accepts: ["local", "transformer_engine"], pleat: "pleat's layers are its own" },
+  "log-interval": { pleat: "pleat reports every step" },
+  "distributed-timeout-minutes": { pleat: "pleat's collectives fail fast on a mismatch" },
+  "max-position-embeddings": { pleat: "RoPE has no position table" },
+}
+
+/**
+ * Megatron-LM settings pleat has no equivalent of, each with the fix.
+ * @category configuration
+ */
+export const unsupported: Readonly<Record<string, string>> = {
+  fp16: "pleat trains in fp32 or bf16: use --bf16",
+  "data-path": "pleat reads one file of token ids: --data PREFIX.bin with --data-dtype (uint16 for vocabularies up to 65,536), --eval-data for held-out ids",
+  split: "pleat reads the training ids from --data and held-out ones from --eval-data",
+  "tokenizer-type": "pleat trains on token ids: tokenize beforehand, and give --vocab",
+  "tokenizer-model": "pleat trains on token ids: tokenize beforehand, and give --vocab",
+  "vocab-size": "give pleat's --vocab the padded vocabulary (Megatron-LM pads to a multiple of --make-vocab-size-divisible-by x tp)",
+  "make-vocab-size-divisible-by": "give pleat's --vocab the padded vocabulary",
+  "num-layers-per-virtual-pipeline-stage": "use --num-virtual-stages-per-pipeline-rank (layers / pp / this value)",
+  "recompute-modules": "pleat's --recompute-granularity selective recomputes the attention core and the expert MLPs",
+  "moe-layer-recompute": "use --recompute-granularity selective (the expert MLPs) or full",
+  "no-load-optim": "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",
+  finetune: "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",
+  "tensorboard-dir": "pleat writes JSON lines (--log json) and Perfetto traces (--trace FILE)",
+  "wandb-project": "pleat writes JSON lines (--log json) and Perfetto traces (--trace FILE)",
+  "wandb-exp-name": "pleat writes JSON lines (--log json) and Perfetto traces (--trace FILE)",
+  "lr-warmup-fraction": "use --lr-warmup-iters",
+  "train-samples": "use --train-iters",
+  "batch-size": "use --micro-batch-size",
+}
+
+/** `words` as lines of at most `width` characters, each starting with `indent`. */
+const wrapped = (words: ReadonlyArray<string>, width: number, indent: string): string => {
+  const lines: Array<string> = []
+  let line = indent
+  for (const w of words) {
+    if (line.length > indent.length && line.length + 1 + w.length > width) {
+      lines.push(line)
+      line = indent
+    }
+    line += line.length > indent.length ? ` ${w}` : w
+  }
+  if (line.length > indent.length) lines.push(line)
+  return lines.join("\n")
+}
+
+/**
+ * The help text's section on Megatron-LM's names (the tables above, wrapped).
+ * @category mapping
+ */
+export const usage = (): string =>
+  [
+    "Megatron-LM's argument names work as well, so an argument list written for Megatron-LM runs as",
+    "written; with any of them, what the command leaves unset takes Megatron-LM's default (tp, cp, pp, ep 1,",
+    "etp tp, world the fewest ranks that fit, kv heads = heads, ffn 4 x hidden (with --swiglu 8/3 x hidden",
+    "to a multiple of 64), moe-ffn = ffn, global batch = micro-batch x dp, init std 0.02, norm eps 1e-5, aux",
+    "loss coefficient 0, no warm-up, min lr 0, adam beta2 0.999, linear decay). Names of pleat's flags:",
+    wrapped(
+      Object.entries(renamed).map(([m, p]) => `--${m}=--${p},`),
+      100,
+      "  ",
+    ),
+    "  --bf16=--precision bf16, --recompute-activations=--recompute selective, --moe-router-load-balancing-type",
+    "  T... with --moe-aux-loss-coeff C...=--aux-loss (aux_loss aux, seq_aux_loss seq_aux, global_aux_loss",
+    "  global_aux), --window-size L,0=--sliding-window L+1, --position-embedding-type yarn=--rope-type yarn,",
+    "  --load DIR=--resume DIR when DIR holds a checkpoint (else the run starts from its initialization).",
+    "Taken without effect (what pleat does anyway, or how Megatron-LM computes):",
+    wrapped(
+      [
+        ...Object.keys(noEffect).map((n) => `--${n},`),
+        ...Object.entries(valued).map(([n, v]) => `--${n}${v.accepts === undefined ? " N" : ` ${v.accepts.join("|")}`},`),
+        "--recompute-method uniform.",
+      ],
+      100,
+      "  ",
+    ),
+    "Refused with the fix: other values of those, and",
+    wrapped(
+      Object.keys(unsupported).map((n, k, all) => `--${n}${k === all.length - 1 ? "." : ","}`),
+      100,
+      "  ",
+    ),
+  ].join("\n")
