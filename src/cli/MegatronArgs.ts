@@ -65,7 +65,7 @@ const tokenOf = (arg: string): Token | undefined => {
   return eq >= 0 ? { name: arg.slice(2, eq), inline: arg.slice(eq + 1) } : { name: arg.slice(2), inline: undefined }
 }
 
-const isFlag = (arg: string | undefined): boolean => arg !== undefined && arg.startsWith("--") && arg.length > 2
+const isFlag = (arg: string | undefined): boolean => arg?.startsWith("--") === true && arg.length > 2
 
 /** The notice for Megatron-LM's architecture defaults a command leaves in place. */
 const unfollowedOf = (seen: ReadonlySet<string>): Array<string> => {

@@ -70,6 +70,7 @@ export const renamed: Readonly<Record<string, string>> = {
   "lr-warmup-iters": "warmup-steps",
   "lr-decay-iters": "lr-decay-steps",
   "lr-wsd-decay-iters": "lr-wsd-decay-steps",
+  "recompute-granularity": "recompute",
   "save-interval": "save-every",
   "eval-interval": "eval-every",
   "eval-iters": "eval-batches",

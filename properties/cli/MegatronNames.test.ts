@@ -1,0 +1,232 @@
+// Megatron-LM's argument names on `pleat train` (MegatronNames, MegatronArgs, MegatronDefaults):
+// a command written in them resolves to exactly the job of the same command in pleat's names with
+// Megatron-LM's defaults written out, the defaults computed here from the documented rule; presets
+// and config files still win over those defaults; problems name the flags as typed; what pleat
+// cannot do is refused with the fix; `--load` resumes a checkpoint when there is one; and a
+// Megatron-LM argument list trains.
+import { writeFileSync } from "node:fs"
+import path from "node:path"
+import fc from "fast-check"
+import { describe, expect, test } from "vitest"
+import * as MegatronArgs from "../../src/cli/MegatronArgs.js"
+import * as MegatronNames from "../../src/cli/MegatronNames.js"
+import * as TrainOptions from "../../src/cli/TrainOptions.js"
+import { fresh, run } from "./cliRun.js"
+import { refused } from "./refused.js"
+
+type Outcome = { readonly ok: true; readonly resolved: TrainOptions.Resolved } | { readonly ok: false; readonly message: string }
+
+const outcome = (argv: ReadonlyArray<string>): Outcome => {
+  try {
+    const resolved = TrainOptions.resolve(argv)
+    if (resolved === "help") throw new Error("unexpected help")
+    return { ok: true, resolved }
+  } catch (e) {
+    return { ok: false, message: String((e as Error).message) }
+  }
+}
+
+const resolved = (argv: ReadonlyArray<string>): TrainOptions.Resolved => {
+  const o = outcome(argv)
+  if (!o.ok) throw new Error(`${argv.join(" ")}: ${o.message}`)
+  return o.resolved
+}
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b))
+
+/** One command's choices: undefined is "not given". */
+const choices = fc.record({
+  tp: fc.option(fc.constantFrom(1, 2), { nil: undefined }),
+  cp: fc.option(fc.constantFrom(1, 2), { nil: undefined }),
+  pp: fc.option(fc.constantFrom(1, 2), { nil: undefined }),
+  ep: fc.option(fc.constantFrom(1, 2, 4), { nil: undefined }),
+  etp: fc.option(fc.constantFrom(1, 2), { nil: undefined }),
+  hidden: fc.option(fc.constantFrom(32, 64, 96), { nil: undefined }),
+  gqa: fc.constantFrom("none", "groups 2", "no groups"),
+  swiglu: fc.boolean(),
+  ffn: fc.option(fc.constantFrom(48, 128), { nil: undefined }),
+  moeFfn: fc.option(fc.constantFrom(16, 64), { nil: undefined }),
+  microBatch: fc.option(fc.constantFrom(1, 2), { nil: undefined }),
+  globalBatch: fc.option(fc.constantFrom(4, 8), { nil: undefined }),
+  layers: fc.constantFrom(2, 4),
+  balancing: fc.constantFrom("none given", "type only", "coeff only", "both", "two"),
+})
+
+type Choices = typeof choices extends fc.Arbitrary<infer T> ? T : never
+
+const given = <T,>(flag: string, value: T | undefined): Array<string> => (value === undefined ? [] : [flag, String(value)])
+
+/** The command in Megatron-LM's names. */
+const megatronArgv = (c: Choices): Array<string> => [
+  ...["--num-layers", String(c.layers), "--num-experts", "4", "--seq-length", "32", "--train-iters", "3", "--num-attention-heads", "4"],
+  ...given("--tensor-model-parallel-size", c.tp),
+  ...given("--context-parallel-size", c.cp),
+  ...given("--pipeline-model-parallel-size", c.pp),
+  ...given("--expert-model-parallel-size", c.ep),
+  ...given("--expert-tensor-parallel-size", c.etp),
+  ...given("--hidden-size", c.hidden),
+  ...(c.gqa === "none" ? [] : c.gqa === "groups 2" ? ["--group-query-attention", "--num-query-groups", "2"] : ["--group-query-attention"]),
+  ...(c.swiglu ? ["--swiglu"] : []),
+  ...given("--ffn-hidden-size", c.ffn),
+  ...given("--moe-ffn-hidden-size", c.moeFfn),
+  ...given("--micro-batch-size", c.microBatch),
+  ...given("--global-batch-size", c.globalBatch),
+  ...{
+    "none given": [],
+    "type only": ["--moe-router-load-balancing-type", "seq_aux_loss"],
+    "coeff only": ["--moe-aux-loss-coeff", "0.02"],
+    both: ["--moe-router-load-balancing-type", "aux_loss", "--moe-aux-loss-coeff", "1e-2"],
+    two: ["--moe-router-load-balancing-type", "aux_loss", "global_aux_loss", "--moe-aux-loss-coeff", "0.01", "0.001"],
+  }[c.balancing],
+]
+
+/** The same command in pleat's names, Megatron-LM's defaults written out by the documented rule. */
+const pleatArgv = (c: Choices): Array<string> => {
+  const tp = c.tp ?? 1
+  const cp = c.cp ?? 1
+  const pp = c.pp ?? 1
+  const ep = c.ep ?? 1
+  const etp = c.etp ?? tp
+  const attention = tp * cp
+  const moe = etp * ep
+  const world = ((attention * moe) / gcd(attention, moe)) * pp
+  const hidden = c.hidden ?? 32
+  const ffn = c.ffn ?? (c.swiglu ? Math.floor((8 * hidden) / 3 / 64) * 64 : 4 * hidden)
+  const microBatch = c.microBatch ?? 1
+  const aux = { "none given": "aux:0", "type only": "seq_aux:0", "coeff only": "aux:0.02", both: "aux:1e-2", two: "aux:0.01,global_aux:0.001" }[c.balancing]
+  return [
+    ...["--layers", String(c.layers), "--experts", "4", "--seq", "32", "--steps", "3", "--heads", "4"],
+    ...["--tp", String(tp), "--cp", String(cp), "--pp", String(pp), "--ep", String(ep), "--etp", String(etp), "--world", String(world)],
+    ...["--hidden", String(hidden), "--kv-heads", String(c.gqa === "none" ? 4 : c.gqa === "groups 2" ? 2 : 1)],
+    ...["--ffn", String(ffn), "--moe-ffn", String(c.moeFfn ?? ffn), "--micro-batch", String(microBatch)],
+    ...["--global-batch", String(c.globalBatch ?? (microBatch * world) / (tp * cp * pp)), "--aux-loss", aux],
+    ...["--init-method-std", "0.02", "--norm-eps", "1e-5", "--warmup-steps", "0", "--min-lr", "0", "--adam-beta2", "0.999", "--lr-decay-style", "linear"],
+  ]
+}
+
+describe("Megatron-LM's names on pleat train", () => {
+  test("the tables name real pleat settings, and no Megatron-LM name is one of pleat's own", () => {
+    const pleat = Object.keys(TrainOptions.flags)
+    for (const target of Object.values(MegatronNames.renamed)) expect(pleat, target).toContain(target)
+    const megatron = [...Object.keys(MegatronNames.renamed), ...Object.keys(MegatronNames.noEffect), ...Object.keys(MegatronNames.valued), ...Object.keys(MegatronNames.unsupported)]
+    expect(new Set(megatron).size).toBe(megatron.length)
+    for (const name of megatron) expect(pleat, name).not.toContain(name)
+  })
+
+  test("a command in Megatron-LM's names is the same job as in pleat's with Megatron-LM's defaults written out", () => {
+    let jobs = 0
+    fc.assert(
+      fc.property(choices, (c) => {
+        const meg = outcome(megatronArgv(c))
+        const own = outcome(pleatArgv(c))
+        expect(meg.ok, `${megatronArgv(c).join(" ")}: ${meg.ok ? "" : meg.message} / ${own.ok ? "" : own.message}`).toBe(own.ok)
+        if (meg.ok && own.ok) {
+          jobs++
+          expect(meg.resolved.setup).toEqual(own.resolved.setup)
+          expect(meg.resolved.steps).toBe(own.resolved.steps)
+        }
+      }),
+      { numRuns: 150, seed: 20261206 },
+    )
+    // Most draws are jobs pleat can run: the equality was checked, not only the refusals.
+    expect(jobs).toBeGreaterThan(50)
+  })
+
+  test("Megatron-LM's defaults, as documented, for a command that names a few settings", () => {
+    const { setup } = resolved(["--num-layers", "2", "--num-experts", "4", "--hidden-size", "96", "--swiglu"])
+    expect(setup.parallel.sizes).toMatchObject({ tp: 1, cp: 1, pp: 1, ep: 1, etp: 1, dp: 1 })
+    expect(setup.parallel.world).toBe(1)
+    expect(setup.model).toMatchObject({ kvHeads: 4, ffn: 256, moeFfn: 256, normEps: 1e-5 })
+    expect(setup.batch).toEqual({ microBatch: 1, globalBatch: 1 })
+    expect(setup.initMethodStd).toBe(0.02)
+    expect(setup.auxLossCoeff).toBe(0)
+    expect(setup.optimizer).toMatchObject({ beta2: 0.999 })
+    // Without --swiglu, Megatron-LM's ffn is 4 x hidden; pleat's own defaults without its names.
+    expect(resolved(["--num-layers", "2", "--num-experts", "4", "--hidden-size", "96"]).setup.model.ffn).toBe(384)
+    expect(resolved(["--layers", "2"]).setup.parallel.sizes.tp).toBe(2)
+  })
+
+  test("a --model preset and a config file win over Megatron-LM's defaults", () => {
+    const preset = resolved(["--model", "mixtral-8x7b", "--scale", "64", "--num-layers", "2"]).setup.model
+    const scaled = resolved(["--model", "mixtral-8x7b", "--scale", "64", "--layers", "2"]).setup.model
+    expect(preset.ffn).toBe(scaled.ffn)
+    expect(preset.kvHeads).toBe(scaled.kvHeads)
+    const dir = fresh("megatron-config")
+    const file = path.join(dir, "job.json")
+    writeFileSync(file, JSON.stringify({ tp: 2, ffn: 96 }))
+    const fromFile = resolved(["--config", file, "--num-layers", "2", "--num-experts", "4"]).setup
+    expect(fromFile.parallel.sizes.tp).toBe(2)
+    expect(fromFile.parallel.sizes.etp).toBe(2)
+    expect(fromFile.model.ffn).toBe(96)
+    expect(fromFile.model.moeFfn).toBe(96)
+  })
+
+  test("problems name the flags as typed", () => {
+    expect(refused(["train", "--num-layers", "0"])).toMatch(/^pleat train: --num-layers: "0" is not a positive integer/)
+    expect(refused(["train", "--layers", "2", "--num-layers", "3"])).toContain('"--num-layers" is given twice (also as --layers)')
+    // A cross-field check (ModelConfig's) names the flag as typed as well.
+    expect(refused(["train", "--num-experts", "4", "--group-query-attention", "--num-query-groups", "3"])).toMatch(/^pleat train: --num-query-groups: 3 must divide heads = 4/)
+    expect(refused(["train", "--num-layers", "2", "--num-experts", "4", "--hidden-size", "16", "--swiglu"])).toMatch(/--ffn \(Megatron-LM's default\): 0/)
+    expect(refused(["train", "--num-query-groups", "2"])).toContain("--num-query-groups: \"2\" takes effect in Megatron-LM only with --group-query-attention")
+  })
+
+  test("what pleat cannot do is refused with the fix", () => {
+    expect(refused(["train", "--fp16"])).toContain("use --bf16")
+    expect(refused(["train", "--data-path", "corpus_text_document"])).toContain("--data PREFIX.bin")
+    expect(refused(["train", "--normalization", "LayerNorm"])).toContain("write --normalization RMSNorm")
+    expect(refused(["train", "--hidden-dropout", "0.1"])).toContain("pleat trains without dropout")
+    expect(refused(["train", "--window-size", "128,4"])).toContain("is not a causal window")
+    expect(refused(["train", "--moe-router-load-balancing-type", "sinkhorn"])).toContain("is not a load-balancing loss pleat has")
+    expect(refused(["train", "--moe-router-load-balancing-type", "aux_loss", "seq_aux_loss", "--moe-aux-loss-coeff", "0.01"])).toContain("gives 2 load-balancing types and 1 coefficients")
+    expect(refused(["train", "--recompute-granularity", "full", "--recompute-method", "block"])).toContain("write --recompute-method uniform")
+    expect(refused(["train", "--swiglu=1"])).toContain("takes no value")
+  })
+
+  test("compound flags are pleat's settings", () => {
+    const same = (meg: ReadonlyArray<string>, own: ReadonlyArray<string>) => expect(resolved([...meg, "--num-layers", "2"]).setup).toEqual(resolved([...own, "--num-layers", "2"]).setup)
+    same(["--bf16", "--window-size", "(7,0)", "--recompute-activations"], ["--precision", "bf16", "--sliding-window", "8", "--recompute", "selective"])
+    same(["--position-embedding-type", "yarn", "--rotary-scaling-factor", "4", "--lr-decay-style", "WSD"], ["--rope-type", "yarn", "--rotary-scaling-factor", "4", "--lr-decay-style", "wsd"])
+    same(["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1"], ["--recompute", "full"])
+    same(["--moe-router-load-balancing-type", "none", "--moe-z-loss-coeff", "1e-3"], ["--aux-loss", "none", "--z-loss-coeff", "1e-3"])
+    const t = MegatronArgs.translate(["--swiglu", "--log-interval", "10", "--num-layers", "2"])
+    expect(t.megatron).toBe(true)
+    expect(t.noEffect).toEqual(["--swiglu", "--log-interval 10"])
+    expect(t.unfollowed.join("; ")).toContain("LayerNorm")
+    expect(MegatronArgs.translate(["--lr", "0.001", "--seed", "3"]).megatron).toBe(false)
+  })
+
+  test("--load resumes the checkpoint in its directory, and starts afresh where there is none", async () => {
+    const dir = path.join(fresh("megatron-load"), "ckpt")
+    const model = ["--num-layers", "2", "--num-experts", "4", "--seq-length", "16", "--lr-decay-iters", "4"]
+    const first = outcome([...model, "--train-iters", "2", "--load", dir])
+    expect(first.ok && first.resolved.resume).toBeUndefined()
+    const trained = await run(["train", ...model, "--train-iters", "2", "--save", dir, "--load", dir])
+    expect(trained.status, trained.err).toBe(0)
+    expect(trained.err).toContain(`--load ${dir} holds no checkpoint`)
+    const again = resolved([...model, "--train-iters", "4", "--save", dir, "--load", dir])
+    expect(again.resume).toBe(dir)
+    expect(again.first).toBe(2)
+  }, 120_000)
+
+  test("a Megatron-LM argument list (Megatron-LM's Mixtral example, scaled down) trains and says what took no effect", async () => {
+    const args = [
+      ...["--use-mcore-models", "--disable-bias-linear", "--seq-length", "32", "--max-position-embeddings", "32768", "--num-layers", "2"],
+      ...["--hidden-size", "64", "--ffn-hidden-size", "128", "--num-attention-heads", "4", "--init-method-std", "0.01", "--attention-dropout", "0.0"],
+      ...["--hidden-dropout", "0.0", "--normalization", "RMSNorm", "--position-embedding-type", "rope", "--swiglu", "--untie-embeddings-and-output-weights"],
+      ...["--group-query-attention", "--num-query-groups", "2", "--no-masked-softmax-fusion", "--no-position-embedding", "--rotary-base", "1000000"],
+      ...["--num-experts", "8", "--moe-router-topk", "2", "--moe-router-load-balancing-type", "aux_loss", "--moe-aux-loss-coeff", "1e-2", "--moe-grouped-gemm"],
+      ...["--moe-token-dispatcher-type", "alltoall", "--overlap-param-gather", "--overlap-grad-reduce", "--micro-batch-size", "1", "--global-batch-size", "8"],
+      ...["--lr", "1e-3", "--train-iters", "4", "--lr-decay-iters", "4", "--lr-decay-style", "cosine", "--min-lr", "1.0e-5", "--weight-decay", "0.1"],
+      ...["--lr-warmup-iters", "1", "--clip-grad", "1.0", "--bf16", "--tensor-model-parallel-size", "1", "--pipeline-model-parallel-size", "2"],
+      ...["--expert-model-parallel-size", "4", "--use-distributed-optimizer", "--sequence-parallel", "--log-interval", "1", "--vocab", "64"],
+    ]
+    const trained = await run(["train", ...args, "--log", "json"])
+    expect(trained.status, trained.err).toBe(0)
+    expect(trained.err).toContain("no effect here")
+    expect(trained.err).toContain("--moe-grouped-gemm")
+    expect(trained.err).not.toContain("Megatron-LM's defaults not followed")
+    const start = JSON.parse(trained.out.split("\n")[0] as string) as { world: number; sizes: { pp: number; ep: number; dp: number } }
+    expect(start.world).toBe(8)
+    expect(start.sizes).toMatchObject({ pp: 2, ep: 4, dp: 4 })
+  }, 120_000)
+})
