@@ -54,7 +54,7 @@ const choices = fc.record({
 
 type Choices = typeof choices extends fc.Arbitrary<infer T> ? T : never
 
-const given = <T,>(flag: string, value: T | undefined): Array<string> => (value === undefined ? [] : [flag, String(value)])
+const given = <T>(flag: string, value: T | undefined): Array<string> => (value === undefined ? [] : [flag, String(value)])
 
 /** The command in Megatron-LM's names. */
 const megatronArgv = (c: Choices): Array<string> => [
@@ -108,7 +108,12 @@ describe("Megatron-LM's names on pleat train", () => {
   test("the tables name real pleat settings, and no Megatron-LM name is one of pleat's own", () => {
     const pleat = Object.keys(TrainOptions.flags)
     for (const target of Object.values(MegatronNames.renamed)) expect(pleat, target).toContain(target)
-    const megatron = [...Object.keys(MegatronNames.renamed), ...Object.keys(MegatronNames.noEffect), ...Object.keys(MegatronNames.valued), ...Object.keys(MegatronNames.unsupported)]
+    const megatron = [
+      ...Object.keys(MegatronNames.renamed),
+      ...Object.keys(MegatronNames.noEffect),
+      ...Object.keys(MegatronNames.valued),
+      ...Object.keys(MegatronNames.unsupported),
+    ]
     expect(new Set(megatron).size).toBe(megatron.length)
     for (const name of megatron) expect(pleat, name).not.toContain(name)
   })
@@ -167,7 +172,7 @@ describe("Megatron-LM's names on pleat train", () => {
     // A cross-field check (ModelConfig's) names the flag as typed as well.
     expect(refused(["train", "--num-experts", "4", "--group-query-attention", "--num-query-groups", "3"])).toMatch(/^pleat train: --num-query-groups: 3 must divide heads = 4/)
     expect(refused(["train", "--num-layers", "2", "--num-experts", "4", "--hidden-size", "16", "--swiglu"])).toMatch(/--ffn \(Megatron-LM's default\): 0/)
-    expect(refused(["train", "--num-query-groups", "2"])).toContain("--num-query-groups: \"2\" takes effect in Megatron-LM only with --group-query-attention")
+    expect(refused(["train", "--num-query-groups", "2"])).toContain('--num-query-groups: "2" takes effect in Megatron-LM only with --group-query-attention')
   })
 
   test("what pleat cannot do is refused with the fix", () => {
@@ -177,15 +182,21 @@ describe("Megatron-LM's names on pleat train", () => {
     expect(refused(["train", "--hidden-dropout", "0.1"])).toContain("pleat trains without dropout")
     expect(refused(["train", "--window-size", "128,4"])).toContain("is not a causal window")
     expect(refused(["train", "--moe-router-load-balancing-type", "sinkhorn"])).toContain("is not a load-balancing loss pleat has")
-    expect(refused(["train", "--moe-router-load-balancing-type", "aux_loss", "seq_aux_loss", "--moe-aux-loss-coeff", "0.01"])).toContain("gives 2 load-balancing types and 1 coefficients")
+    expect(refused(["train", "--moe-router-load-balancing-type", "aux_loss", "seq_aux_loss", "--moe-aux-loss-coeff", "0.01"])).toContain(
+      "gives 2 load-balancing types and 1 coefficients",
+    )
     expect(refused(["train", "--recompute-granularity", "full", "--recompute-method", "block"])).toContain("write --recompute-method uniform")
     expect(refused(["train", "--swiglu=1"])).toContain("takes no value")
   })
 
   test("compound flags are pleat's settings", () => {
-    const same = (meg: ReadonlyArray<string>, own: ReadonlyArray<string>) => expect(resolved([...meg, "--num-layers", "2"]).setup).toEqual(resolved([...own, "--num-layers", "2"]).setup)
+    const same = (meg: ReadonlyArray<string>, own: ReadonlyArray<string>) =>
+      expect(resolved([...meg, "--num-layers", "2"]).setup).toEqual(resolved([...own, "--num-layers", "2"]).setup)
     same(["--bf16", "--window-size", "(7,0)", "--recompute-activations"], ["--precision", "bf16", "--sliding-window", "8", "--recompute", "selective"])
-    same(["--position-embedding-type", "yarn", "--rotary-scaling-factor", "4", "--lr-decay-style", "WSD"], ["--rope-type", "yarn", "--rotary-scaling-factor", "4", "--lr-decay-style", "wsd"])
+    same(
+      ["--position-embedding-type", "yarn", "--rotary-scaling-factor", "4", "--lr-decay-style", "WSD"],
+      ["--rope-type", "yarn", "--rotary-scaling-factor", "4", "--lr-decay-style", "wsd"],
+    )
     same(["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1"], ["--recompute", "full"])
     same(["--moe-router-load-balancing-type", "none", "--moe-z-loss-coeff", "1e-3"], ["--aux-loss", "none", "--z-loss-coeff", "1e-3"])
     const t = MegatronArgs.translate(["--swiglu", "--log-interval", "10", "--num-layers", "2"])
