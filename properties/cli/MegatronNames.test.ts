@@ -177,7 +177,7 @@ describe("Megatron-LM's names on pleat train", () => {
 
   test("what pleat cannot do is refused with the fix", () => {
     expect(refused(["train", "--fp16"])).toContain("use --bf16")
-    expect(refused(["train", "--data-path", "corpus_text_document"])).toContain("--data PREFIX.bin")
+    expect(refused(["train", "--split", "99990,8,2"])).toContain("--valid-data-path PREFIX")
     expect(refused(["train", "--normalization", "LayerNorm"])).toContain("write --normalization RMSNorm")
     expect(refused(["train", "--hidden-dropout", "0.1"])).toContain("pleat trains without dropout")
     expect(refused(["train", "--window-size", "128,4"])).toContain("is not a causal window")
@@ -218,6 +218,37 @@ describe("Megatron-LM's names on pleat train", () => {
     expect(again.resume).toBe(dir)
     expect(again.first).toBe(2)
   }, 120_000)
+
+  test("--data-path PREFIX trains on PREFIX.bin with the dtype PREFIX.idx names; blends, other dtypes and missing files are refused", () => {
+    const dir = fresh("megatron-data")
+    /** A Megatron-LM indexed dataset: the index's header (dtype `code`) and `ids` in .bin. */
+    const dataset = (name: string, code: number, ids: ArrayLike<number>, bytes: 2 | 4) => {
+      const prefix = path.join(dir, name)
+      const header = Buffer.alloc(34)
+      header.write("MMIDIDX\0\0", 0, "latin1")
+      header.writeBigUInt64LE(1n, 9)
+      header.writeUInt8(code, 17)
+      header.writeBigUInt64LE(1n, 18)
+      header.writeBigUInt64LE(2n, 26)
+      writeFileSync(`${prefix}.idx`, header)
+      writeFileSync(`${prefix}.bin`, Buffer.from(bytes === 2 ? new Uint16Array(ids).buffer : new Int32Array(ids).buffer))
+      return prefix
+    }
+    const ids = Array.from({ length: 400 }, (_, k) => (k * 7) % 32)
+    const small = dataset("small", 8, ids, 2)
+    const large = dataset("large", 4, ids, 4)
+    const model = ["--num-layers", "2", "--num-experts", "4"]
+    expect(resolved([...model, "--data-path", small, "--valid-data-path", small]).setup).toEqual(
+      resolved([...model, "--data", `${small}.bin`, "--eval-data", `${small}.bin`, "--data-dtype", "uint16"]).setup,
+    )
+    expect(resolved([...model, "--train-data-path", "1.0", large]).setup).toEqual(resolved([...model, "--data", `${large}.bin`, "--data-dtype", "uint32"]).setup)
+    expect(refused(["train", "--data-path", "0.5", small, "0.5", large])).toContain("blends several datasets; pleat reads one")
+    expect(refused(["train", "--data-path", small, "--valid-data-path", large])).toContain("stores its ids otherwise than the training data")
+    expect(refused(["train", "--data-path", path.join(dir, "none")])).toMatch(/--data-path: ".*none" has no .*none\.idx/)
+    expect(refused(["train", "--data-path", dataset("bytes", 1, [1, 2], 2)])).toContain("stores its ids as uint8, which pleat does not read")
+    writeFileSync(`${small}.idx`, "not an index at all, just some text")
+    expect(refused(["train", "--data-path", small])).toContain("is not a Megatron-LM indexed dataset's")
+  })
 
   test("a Megatron-LM argument list (Megatron-LM's Mixtral example, scaled down) trains and says what took no effect", async () => {
     const args = [

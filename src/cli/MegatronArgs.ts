@@ -13,6 +13,8 @@
  *   --window-size L,0                        --sliding-window L+1 (L tokens back and the token)
  *   --position-embedding-type rope|yarn      nothing | --rope-type yarn
  *   --lr-decay-style WSD                     --lr-decay-style wsd (and minus_sqrt: minus-sqrt)
+ *   --data-path PREFIX (--train-data-path)   --data PREFIX.bin --data-dtype (from PREFIX.idx); a
+ *   --valid-data-path PREFIX                 --eval-data PREFIX.bin       blend of several refused
  *   --load DIR                               --resume DIR when DIR holds a complete checkpoint
  *                                            (or is not a directory: --resume says why), else
  *                                            nothing: the run starts from its initialization, as
@@ -28,6 +30,7 @@ import * as ConfigError from "../errors/ConfigError.js"
 import * as Launcher from "../runtime/Launcher.js"
 import * as MpiProcess from "../runtime/MpiProcess.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
+import * as MegatronIndex from "../train/MegatronIndex.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Flags from "./Flags.js"
 import * as MegatronDefaults from "./MegatronDefaults.js"
@@ -92,6 +95,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
   let coeffs: Array<string> | undefined
   let recomputeMethod: string | undefined
   let queryGroups: string | undefined
+  const dataDtypes: Array<string> = []
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string
     const token = tokenOf(arg)
@@ -214,6 +218,26 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         out.push(v === undefined ? arg : `--${name}=${v === "WSD" ? "wsd" : v === "minus_sqrt" ? "minus-sqrt" : v}`)
         continue
       }
+      case "data-path":
+      case "train-data-path":
+      case "valid-data-path": {
+        seen.add(name)
+        const list = values()
+        // Megatron-LM's list: one PREFIX, or WEIGHT PREFIX pairs (a blend).
+        const prefix = list.length === 1 ? list[0] : list.length === 2 && Number.isFinite(Number(list[0])) ? list[1] : undefined
+        if (list.length === 0) missing("PREFIX")
+        else if (prefix === undefined)
+          problems.push(ConfigError.make(`--${name}`, list.join(" "), "blends several datasets; pleat reads one", "blend them into one dataset beforehand, or give one PREFIX"))
+        else {
+          const dtype = MegatronIndex.dtypeOf(prefix, `--${name}`)
+          if (ConfigError.isConfigError(dtype)) problems.push(dtype)
+          else {
+            out.push(`--${name === "valid-data-path" ? "eval-data" : "data"}=${prefix}.bin`)
+            dataDtypes.push(dtype)
+          }
+        }
+        continue
+      }
       case "load": {
         seen.add(name)
         const v = value()
@@ -231,6 +255,16 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       ConfigError.make("--recompute-method", recomputeMethod, "recomputes only some layers; pleat's full recompute covers every layer", "write --recompute-method uniform"),
     )
   else if (recomputeMethod !== undefined) noEffect.push("--recompute-method uniform")
+  if (new Set(dataDtypes).size > 1)
+    problems.push(
+      ConfigError.make(
+        "--valid-data-path",
+        dataDtypes.join(" and "),
+        "stores its ids otherwise than the training data; pleat reads both alike",
+        "write both datasets with the same dtype",
+      ),
+    )
+  else if (dataDtypes.length > 0) out.push(`--data-dtype=${dataDtypes[0]}`)
   const balancing = balancingSpec(types, coeffs)
   if (ConfigError.isConfigError(balancing)) problems.push(balancing)
   else if (balancing !== undefined) out.push(`--aux-loss=${balancing}`)

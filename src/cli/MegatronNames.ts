@@ -104,6 +104,7 @@ export const noEffect: Readonly<Record<string, string>> = {
   "manual-gc": "a Python setting",
   "log-throughput": "pleat's summaries report tokens/s",
   "no-load-rng": "pleat's data order and weights follow --seed and the step",
+  "mock-data": "pleat's default data is its synthetic language",
 }
 
 /**
@@ -128,8 +129,7 @@ export const valued: Readonly<Record<string, { readonly accepts?: ReadonlyArray<
  */
 export const unsupported: Readonly<Record<string, string>> = {
   fp16: "pleat trains in fp32 or bf16: use --bf16",
-  "data-path": "pleat reads one file of token ids: --data PREFIX.bin with --data-dtype (uint16 for vocabularies up to 65,536), --eval-data for held-out ids",
-  split: "pleat reads the training ids from --data and held-out ones from --eval-data",
+  split: "pleat trains on all of --data-path's ids: give held-out ones as --valid-data-path PREFIX (or pleat's --eval-data)",
   "tokenizer-type": "pleat trains on token ids: tokenize beforehand, and give --vocab",
   "tokenizer-model": "pleat trains on token ids: tokenize beforehand, and give --vocab",
   "vocab-size": "give pleat's --vocab the padded vocabulary (Megatron-LM pads to a multiple of --make-vocab-size-divisible-by x tp)",
@@ -181,7 +181,9 @@ export const usage = (): string =>
     "  --bf16=--precision bf16, --recompute-activations=--recompute selective, --moe-router-load-balancing-type",
     "  T... with --moe-aux-loss-coeff C...=--aux-loss (aux_loss aux, seq_aux_loss seq_aux, global_aux_loss",
     "  global_aux), --window-size L,0=--sliding-window L+1, --position-embedding-type yarn=--rope-type yarn,",
-    "  --load DIR=--resume DIR when DIR holds a checkpoint (else the run starts from its initialization).",
+    "  --load DIR=--resume DIR when DIR holds a checkpoint (else the run starts from its initialization),",
+    "  --data-path PREFIX (or --train-data-path; --valid-data-path)=--data PREFIX.bin (--eval-data) with",
+    "  --data-dtype from PREFIX.idx.",
     "Taken without effect (what pleat does anyway, or how Megatron-LM computes):",
     wrapped(
       [

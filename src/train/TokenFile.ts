@@ -2,8 +2,8 @@
  * TokenFile: training data from a file of token ids, the format nanoGPT's `train.bin` and
  * Megatron-LM's indexed `.bin` use: the ids of a tokenized corpus one after another,
  * little-endian, 2 bytes each (uint16, vocabularies up to 65,536) or 4 (uint32), no header.
- * Document boundaries are whatever the tokenizer wrote (an end-of-text id); pleat does not read
- * Megatron's `.idx`.
+ * Document boundaries are whatever the tokenizer wrote (an end-of-text id); of Megatron's `.idx`
+ * only the header is read, for the dtype of `--data-path PREFIX` (MegatronIndex).
  *
  * The file holds W = floor((n - 1) / seq) windows of seq + 1 tokens (inputs and next-token
  * targets), window w starting at token w * seq; WindowOrder decides which window each sequence of

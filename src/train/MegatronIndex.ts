@@ -1,0 +1,53 @@
+/**
+ * MegatronIndex: how a Megatron-LM indexed dataset (PREFIX.bin with its PREFIX.idx, written by
+ * Megatron-LM's preprocess_data.py) stores its token ids, read from the index's header, so that
+ * `--data-path PREFIX` trains on PREFIX.bin (TokenFile) without the user naming its dtype.
+ *
+ * The header: the 9 bytes "MMIDIDX\0\0", the version (uint64 little-endian, 1), then one byte
+ * naming the dtype of the ids in .bin (Megatron-LM's DType codes: 8 uint16, which it writes for
+ * vocabularies under 65,500; 4 int32 for larger ones). int32 ids are read as uint32: the same
+ * bytes for every id >= 0, and a negative one reads as an id far above any vocabulary, which
+ * TokenFile.inspect refuses. Only the header is read: the document boundaries in the rest of the
+ * index are not used (pleat reads windows of the packed ids, as TokenFile says).
+ */
+import { closeSync, existsSync, openSync, readSync } from "node:fs"
+import * as ConfigError from "../errors/ConfigError.js"
+import type * as TokenFile from "./TokenFile.js"
+
+const magic = "MMIDIDX\0\0"
+
+/** Megatron-LM's dtype codes that pleat reads, and as what. */
+const codes: Readonly<Record<number, TokenFile.TokenDtype>> = { 8: "uint16", 4: "uint32" }
+
+const names: Readonly<Record<number, string>> = { 1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float64", 7: "float32", 8: "uint16" }
+
+/**
+ * The dtype of PREFIX.bin's ids from PREFIX.idx; a ConfigError naming `field` when the index is
+ * missing, is not one, or stores ids pleat does not read.
+ * @category constructors
+ */
+export const dtypeOf = (prefix: string, field: string): TokenFile.TokenDtype | ConfigError.ConfigError => {
+  const index = `${prefix}.idx`
+  const fix = "give the prefix of a dataset Megatron-LM's preprocess_data.py wrote (PREFIX.bin and PREFIX.idx), or pleat's --data FILE --data-dtype"
+  if (!existsSync(index) || !existsSync(`${prefix}.bin`)) return ConfigError.make(field, prefix, `has no ${existsSync(index) ? `${prefix}.bin` : index}`, fix)
+  const header = Buffer.alloc(18)
+  const fd = openSync(index, "r")
+  let got = 0
+  try {
+    got = readSync(fd, header, 0, header.length, 0)
+  } finally {
+    closeSync(fd)
+  }
+  if (got < header.length || header.toString("latin1", 0, 9) !== magic || header.readBigUInt64LE(9) !== 1n)
+    return ConfigError.make(field, prefix, `has an index ${index} that is not a Megatron-LM indexed dataset's (version 1)`, fix)
+  const code = header.readUInt8(17)
+  const dtype = codes[code]
+  if (dtype === undefined)
+    return ConfigError.make(
+      field,
+      prefix,
+      `stores its ids as ${names[code] ?? `dtype code ${code}`}, which pleat does not read`,
+      "write the dataset with uint16 ids (vocabularies under 65,500) or int32 ones",
+    )
+  return dtype
+}
