@@ -71,10 +71,10 @@ const tokenOf = (arg: string): Token | undefined => {
 const isFlag = (arg: string | undefined): boolean => arg?.startsWith("--") === true && arg.length > 2
 
 /** The notice for Megatron-LM's architecture defaults a command leaves in place. */
-const unfollowedOf = (seen: ReadonlySet<string>): Array<string> => {
+const unfollowedOf = (seen: ReadonlySet<string>, quickGeglu: boolean): Array<string> => {
   const out: Array<string> = []
   if (!seen.has("normalization")) out.push("LayerNorm (no --normalization RMSNorm): pleat's norms are RMSNorm")
-  if (!seen.has("swiglu")) out.push("GeLU MLPs (no --swiglu): pleat's are SwiGLU")
+  if (!seen.has("swiglu") && !quickGeglu) out.push("GeLU MLPs (no --swiglu or --quick-geglu): pleat's are gated (SwiGLU)")
   if (!seen.has("disable-bias-linear")) out.push("linear biases (no --disable-bias-linear): pleat has none")
   if (!seen.has("position-embedding-type") && !seen.has("no-position-embedding")) out.push("learned positions (no --position-embedding-type rope): pleat's are RoPE")
   if (!seen.has("attention-dropout") || !seen.has("hidden-dropout")) out.push("dropout 0.1 (no --attention-dropout 0 --hidden-dropout 0): pleat has none")
@@ -278,7 +278,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       ),
     )
   const megatron = seen.size > 0
-  return { argv: out, megatron, noEffect, unfollowed: megatron ? unfollowedOf(seen) : [], notes, problems }
+  return { argv: out, megatron, noEffect, unfollowed: megatron ? unfollowedOf(seen, argv.includes("--quick-geglu")) : [], notes, problems }
 }
 
 /** Megatron-LM's load-balancing types and coefficients as pleat's --aux-loss, or undefined when neither is given. */

@@ -69,4 +69,11 @@ export const modelShapeSettings = {
   "norm-eps": optionalReal("every RMSNorm's epsilon (default 1e-6; a --model preset sets its model's)"),
   "shared-expert-ffn": optionalCount("shared experts: a dense MLP of this width every token of an MoE layer goes through (none by default)"),
   "shared-expert-gate": flag("scale the shared experts' output by a learned sigmoid gate per token (needs --shared-expert-ffn)"),
+  "quick-geglu": flag(
+    "every gated MLP (dense, shared and routed experts) as quick-GELU GLU: gate * sigmoid(1.702 gate) * up in place of SwiGLU's silu(gate) * up (Megatron's --quick-geglu; GPT-OSS's); host only",
+  ),
+  "glu-linear-offset": optionalReal("added to the gated MLPs' linear half: act(gate) * (up + F) (Megatron's --glu-linear-offset; GPT-OSS's 1; default 0); host only"),
+  "activation-func-clamp-value": optionalReal(
+    "clamps the gated MLPs' gate half to at most F and their linear half to [-F, F] before the activation (Megatron's --activation-func-clamp-value; GPT-OSS's 7); above 0; host only",
+  ),
 } as const

@@ -3,6 +3,7 @@
  * before any work: bf16 with float64, a GPU asked for where none runs, softmax sinks on a device.
  */
 import * as ConfigError from "../errors/ConfigError.js"
+import * as ActivationFlags from "./ActivationFlags.js"
 import { cudaRuntime } from "../tensor/device/CudaRuntime.js"
 import type * as RunConfig from "./RunConfig.js"
 
@@ -35,5 +36,14 @@ export const problemOf = (c: RunConfig.RunConfig): ConfigError.ConfigError | und
       `runs on the host only (the ${c.device} attention kernels have no sinks yet)`,
       "use --device cpu, or --softmax-type vanilla",
     )
+  const glu = ActivationFlags.gluFieldOf(c).glu
+  if (glu !== undefined && c.device !== "cpu") {
+    const [field, value] = c["quick-geglu"]
+      ? ["quick-geglu", true]
+      : c["activation-func-clamp-value"] !== undefined
+        ? ["activation-func-clamp-value", glu.limit]
+        : ["glu-linear-offset", glu.offset]
+    return ConfigError.make(field as string, value, `runs on the host only (the ${c.device} kernels have SwiGLU alone)`, `use --device cpu, or drop --${field}`)
+  }
   return undefined
 }

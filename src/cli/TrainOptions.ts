@@ -25,6 +25,7 @@ import * as ModelConfig from "../train/ModelConfig.js"
 import * as Optimizer from "../train/Optimizer.js"
 import * as TokenFile from "../train/TokenFile.js"
 import type * as RankTrainer from "../train/RankTrainer.js"
+import * as ActivationFlags from "./ActivationFlags.js"
 import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
 import * as LatentFlags from "./LatentFlags.js"
@@ -297,6 +298,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     ...(c["rope-theta"] === undefined ? {} : { ropeTheta: c["rope-theta"] }),
     ...(c["norm-eps"] === undefined ? {} : { normEps: c["norm-eps"] }),
     ...(c["shared-expert-gate"] ? { sharedExpertGate: true } : {}),
+    ...explained(d, () => ActivationFlags.gluFieldOf(c)),
     moe: explained(d, () => moeSettings(c)),
   }
   const batch = { microBatch: c["micro-batch"], globalBatch: c["global-batch"] }

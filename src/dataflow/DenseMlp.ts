@@ -1,5 +1,6 @@
 /**
- * DenseMlp: the SwiGLU MLP of dense layers, tensor-parallel over the attention TP group.
+ * DenseMlp: the SwiGLU MLP of dense layers (or another gated activation: GatedActivation),
+ * tensor-parallel over the attention TP group.
  *
  * Weights per member: wGate, wUp [H, F/tp] (column-parallel), wDown [F/tp, H] (row-parallel).
  *   x (replicated, or SP rows) -> gather once (SP) or enter the TP region -> silu(x Wg) * (x Wu)
@@ -9,7 +10,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Diff from "../comm/Differentiable.js"
-import { swiglu } from "../tensor/ops/Activation.js"
+import * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import { matmul } from "../tensor/ops/Matmul.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as LaidCollective from "./LaidCollective.js"
@@ -27,13 +28,21 @@ export interface MlpWeights {
 }
 
 /**
+ * The MLP's parallel options and its gated activation (GatedActivation; SwiGLU when absent).
+ * @category models
+ */
+export interface MlpOptions extends ParallelLinear.ParallelOptions {
+  readonly glu?: GatedActivation.Glu | undefined
+}
+
+/**
  * The MLP's forward (backward through autograd).
  * @category combinators
  */
-export const forward = (x: Tensor.Tensor, w: MlpWeights, options: ParallelLinear.ParallelOptions) =>
+export const forward = (x: Tensor.Tensor, w: MlpWeights, options: MlpOptions) =>
   Effect.gen(function* () {
     const full = options.sequenceParallel ? yield* Diff.allGather(options.tp, x) : yield* Diff.copyToGroup(options.tp, x)
-    const hidden = swiglu(matmul(full, w.wGate), matmul(full, w.wUp))
+    const hidden = GatedActivation.gated(matmul(full, w.wGate), matmul(full, w.wUp), options.glu)
     return yield* ParallelLinear.rowParallel(hidden, w.wDown, options)
   })
 
@@ -41,11 +50,12 @@ export const forward = (x: Tensor.Tensor, w: MlpWeights, options: ParallelLinear
  * The MLP's forward on laid rows: [tokens, hidden] in, the same layout out (SP rows or whole).
  * @category combinators
  */
-export const forwardLaid = (x: TensorLayout.WithLayout, w: MlpWeights, options: ParallelLinear.ParallelOptions) =>
+export const forwardLaid = (x: TensorLayout.WithLayout, w: MlpWeights, options: MlpOptions) =>
   Effect.gen(function* () {
     const full = options.sequenceParallel ? yield* LaidCollective.allGather("tp", options.tp, x) : yield* LaidCollective.copyToGroup("tp", options.tp, x)
     const n = options.tp.ranks.length
     const ffn = TensorLayout.dim("ffn", (w.wGate.shape[1] as number) * n, [{ axis: "tp", size: n }])
-    const hidden = TensorLayout.attach(swiglu(matmul(full.tensor, w.wGate), matmul(full.tensor, w.wUp)), TensorLayout.withLastDim(full.layout, ffn))
+    const activated = GatedActivation.gated(matmul(full.tensor, w.wGate), matmul(full.tensor, w.wUp), options.glu)
+    const hidden = TensorLayout.attach(activated, TensorLayout.withLastDim(full.layout, ffn))
     return yield* ParallelLinear.rowParallelLaid(hidden, w.wDown, options, "hidden")
   })

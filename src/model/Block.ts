@@ -190,17 +190,20 @@ function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
     ...(hasShared ? { shared: { wGate: p("shared.wGate"), wUp: p("shared.wUp"), wDown: p("shared.wDown") } } : {}),
     ...(hasShared && c.sizes.sharedExpertGate === true ? { sharedGate: p("shared.gate") } : {}),
   }
-  const shared = hasShared ? { shared: { tp: c.groups.tp, sequenceParallel: c.sequenceParallel } } : {}
+  const glu = c.sizes.glu
+  const shared = hasShared ? { shared: { tp: c.groups.tp, sequenceParallel: c.sequenceParallel, glu } } : {}
   // Neither the sizes' settings nor `shared` name recomputeExperts; spreads last (ModelContext.withRows).
   const recomputeExperts = c.recompute === "selective"
-  const settings: MoeLayer.MoeConfig = { recomputeExperts, ...shared, ...config }
+  const settings: MoeLayer.MoeConfig = { recomputeExperts, glu, ...shared, ...config }
   // global_aux adds this forward's counts to the running ones: a full-recompute replay starts
   // from the counts the first run saw, so it computes the same loss and adds nothing.
   const countsBefore = settings.global?.state.counts
   const layerOn = (input: Tensor.Tensor, replay: boolean) => {
     const g = settings.global
     const run =
-      replay && g !== undefined && countsBefore !== undefined ? { recomputeExperts, ...shared, ...config, global: { tpDpCp: g.tpDpCp, state: { counts: countsBefore } } } : settings
+      replay && g !== undefined && countsBefore !== undefined
+        ? { recomputeExperts, glu, ...shared, ...config, global: { tpDpCp: g.tpDpCp, state: { counts: countsBefore } } }
+        : settings
     return MoeLayer.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, ModelContext.normEpsOf(c.sizes)), h.layout), weights, run, c.groups.expert)
   }
   let first: MoeResult | undefined
@@ -284,6 +287,7 @@ function* mlpSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
       DenseMlp.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, ModelContext.normEpsOf(c.sizes)), h.layout), mlpWeights, {
         tp: c.groups.tp,
         sequenceParallel: c.sequenceParallel,
+        glu: c.sizes.glu,
       }),
       (out) => {
         layout = out.layout

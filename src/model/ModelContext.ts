@@ -12,6 +12,7 @@
  *
  * Sizes are a structural type (train's ModelConfig fits it), so model/ does not import train/.
  */
+import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import type * as SelfAttention from "../attention/SelfAttention.js"
 import type { Group } from "../comm/Group.js"
@@ -71,6 +72,8 @@ export interface Sizes {
   readonly softmaxType?: SoftmaxType | undefined
   /** RMSNorm's epsilon, every norm of the model (none: `defaultNormEps`). */
   readonly normEps?: number | undefined
+  /** Every gated MLP's activation (dense, shared and routed experts; GatedActivation): SwiGLU when absent. */
+  readonly glu?: GatedActivation.Glu | undefined
 }
 
 /**

@@ -60,7 +60,7 @@ export const run = (input: Dispatcher.DispatchInput) =>
     const p = Permute.permute(allTokens.tensor, localMap, localProbs)
     const atCombine = input.probsAt === "combine"
     const rowProbs = p.permutedProbs as Tensor.Tensor
-    const y = (input.compute ?? ((r, pr, n) => Experts.forward(r, pr, n, input.experts)))(p.permuted, atCombine ? undefined : rowProbs, p.tokensPerExpert)
+    const y = (input.compute ?? ((r, pr, n) => Experts.forward(r, pr, n, input.experts, input.glu)))(p.permuted, atCombine ? undefined : rowProbs, p.tokensPerExpert)
     // The routed rows' outputs are partial sums over etp (the experts' hidden units) and, once
     // back on the gathered tokens, over ep (this member's experts only).
     const partial = over.reduce(TensorLayout.partialOver, RoutedLayout.permuted(allTokens.layout, p.sortedIndices.length))

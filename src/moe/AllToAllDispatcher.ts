@@ -61,7 +61,7 @@ function* runSteps(input: Dispatcher.DispatchInput) {
   const t = tokens.shape[0] as number
   const entered = input.layout ?? RoutedLayout.plain(tokens)
   const batch = RoutedLayout.enter(entered, groups)
-  const compute = input.compute ?? ((r: Tensor.Tensor, pr: Tensor.Tensor | undefined, n: ReadonlyArray<number>) => Experts.forward(r, pr, n, input.experts))
+  const compute = input.compute ?? ((r: Tensor.Tensor, pr: Tensor.Tensor | undefined, n: ReadonlyArray<number>) => Experts.forward(r, pr, n, input.experts, input.glu))
   const atCombine = input.probsAt === "combine"
 
   // 1. The rows expert-major, and their probs as a column of their own. With more than one ep

@@ -11,6 +11,7 @@ import * as ConfigError from "../errors/ConfigError.js"
 import * as StorageRecycler from "../tensor/StorageRecycler.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as DispatchPlan from "./DispatchPlan.js"
+import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import type * as Experts from "./Experts.js"
 import type * as RoutingMap from "./RoutingMap.js"
 
@@ -38,6 +39,8 @@ export interface DispatchInput {
   readonly map: RoutingMap.RoutingMap
   readonly numExperts: number
   readonly experts: Experts.ExpertWeights
+  /** The experts' gated activation (SwiGLU when absent). */
+  readonly glu?: GatedActivation.Glu | undefined
   readonly groups: ExpertGroups
   /**
    * What runs on the expert-major rows instead of the SwiGLU experts (tests use an identity

@@ -7,11 +7,12 @@
  *   wGate, wUp [L, H, F/X]   wDown [L, F/X, H]
  * For a row x of expert e with prob p (semantics.md 2.5):
  *   a = silu(x Wg_e) * (x Wu_e);  a' = a * p  (probs before fc2);  y = a' Wd_e
+ * (or the gated activation of GatedActivation's options in place of silu(.) * (.))
  * y is a partial sum over the ETP group (each member holds F/X of the hidden units); the
  * dispatcher's combine sums the partials. An expert with no rows gets zero gradients.
  */
 import { mul } from "../tensor/ops/Elementwise.js"
-import { swiglu } from "../tensor/ops/Activation.js"
+import * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import { groupedMatmul } from "../tensor/ops/GroupedMatmul.js"
 import { reshape } from "../tensor/ops/Shape.js"
 import type * as Tensor from "../tensor/Tensor.js"
@@ -28,11 +29,18 @@ export interface ExpertWeights {
 
 /**
  * The experts on expert-major rows: `rowsPerExpert[e]` consecutive rows for local expert e,
- * `probs` [N] applied before fc2. Returns [N, H], partial over ETP.
+ * `probs` [N] applied before fc2, `glu` the activation (SwiGLU when absent). Returns [N, H],
+ * partial over ETP.
  * @category combinators
  */
-export const forward = (rows: Tensor.Tensor, probs: Tensor.Tensor | undefined, rowsPerExpert: ReadonlyArray<number>, w: ExpertWeights): Tensor.Tensor => {
+export const forward = (
+  rows: Tensor.Tensor,
+  probs: Tensor.Tensor | undefined,
+  rowsPerExpert: ReadonlyArray<number>,
+  w: ExpertWeights,
+  glu?: GatedActivation.Glu,
+): Tensor.Tensor => {
   const n = rows.shape[0] as number
-  const a = swiglu(groupedMatmul(rows, w.wGate, rowsPerExpert), groupedMatmul(rows, w.wUp, rowsPerExpert))
+  const a = GatedActivation.gated(groupedMatmul(rows, w.wGate, rowsPerExpert), groupedMatmul(rows, w.wUp, rowsPerExpert), glu)
   return groupedMatmul(probs === undefined ? a : mul(a, reshape(probs, [n, 1])), w.wDown, rowsPerExpert)
 }

@@ -38,6 +38,7 @@ import * as Capacity from "./Capacity.js"
 import type * as Dispatcher from "./Dispatcher.js"
 import * as Dropping from "./Dropping.js"
 import * as ForcedBalance from "./ForcedBalance.js"
+import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import * as Experts from "./Experts.js"
 import * as RoutedLayout from "./RoutedLayout.js"
 import * as Router from "./Router.js"
@@ -96,9 +97,11 @@ export interface MoeConfig {
    * Shared experts (semantics.md 2.7): a dense SwiGLU MLP every token goes through, on the
    * attention TP group (with the usual SP allgather / reduce-scatter), added to the routed output.
    */
-  readonly shared?: { readonly tp: Group; readonly sequenceParallel: boolean }
+  readonly shared?: DenseMlp.MlpOptions
   /** Recompute the expert MLPs in the backward instead of keeping their activations (Recompute). */
   readonly recomputeExperts?: boolean
+  /** The routed experts' gated activation (GatedActivation; SwiGLU when absent). */
+  readonly glu?: GatedActivation.Glu | undefined
 }
 
 /**
@@ -175,9 +178,10 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
     map,
     numExperts: config.numExperts,
     experts: w.experts,
+    glu: config.glu,
     groups,
     ...(config.probsAt === undefined ? {} : { probsAt: config.probsAt }),
-    ...(config.recomputeExperts === true ? { compute: recomputedExperts(w.experts) } : {}),
+    ...(config.recomputeExperts === true ? { compute: recomputedExperts(w.experts, config.glu) } : {}),
   }
   const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
   const report = routedOut.report
@@ -223,8 +227,9 @@ function* gateOfSteps(x: Tensor.Tensor, gate: Tensor.Tensor) {
 }
 
 /** The experts' forward, recomputed in the backward (selective recompute). */
-const recomputedExperts = (w: Experts.ExpertWeights) => (rows: Tensor.Tensor, probs: Tensor.Tensor | undefined, rowsPerExpert: ReadonlyArray<number>) =>
-  Recompute.recompute("experts", probs === undefined ? [rows] : [rows, probs], ([r, p]) => Experts.forward(r as Tensor.Tensor, p, rowsPerExpert, w))
+const recomputedExperts =
+  (w: Experts.ExpertWeights, glu: GatedActivation.Glu | undefined) => (rows: Tensor.Tensor, probs: Tensor.Tensor | undefined, rowsPerExpert: ReadonlyArray<number>) =>
+    Recompute.recompute("experts", probs === undefined ? [rows] : [rows, probs], ([r, p]) => Experts.forward(r as Tensor.Tensor, p, rowsPerExpert, w, glu))
 
 /**
  * A loss term of the layer: its name and this rank's value without the coefficient.

@@ -7,6 +7,7 @@
  * before one existed leaves out read as their defaults. The router, RoPE base and norm epsilon
  * may change on a resume (extending the context is one reason), so they are not compared.
  */
+import * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import * as ModelContext from "../model/ModelContext.js"
 import type * as DType from "../tensor/DType.js"
 import type * as ModelConfig from "./ModelConfig.js"
@@ -26,6 +27,10 @@ export interface RunIdentity {
 const shapingFields = ["vocab", "hidden", "layers", "heads", "kvHeads", "ffn", "experts", "moeFfn", "moeEvery"] as const
 
 const onOff = (x: boolean | undefined): string => (x === true ? "on" : "off")
+
+/** The gated MLPs' activation in a line, swiglu when plain. */
+const gluText = (g: ModelConfig.ModelConfig["glu"]): string =>
+  g === undefined || GatedActivation.isPlain(g) ? "swiglu" : `(alpha ${g.alpha}, offset ${g.offset}, limit ${g.limit ?? "none"})`
 
 /** Multi-latent attention's widths in a line, or off. */
 const latentText = (s: ModelConfig.ModelConfig["mla"]): string =>
@@ -62,6 +67,8 @@ export const differences = (saved: RunIdentity, run: RunIdentity): { readonly sa
   differ("qkvBias", onOff(m.qkvBias), onOff(r.qkvBias))
   // Learnable sinks are parameters; off-by-one changes what the trained weights compute.
   differ("softmaxType", m.softmaxType ?? "vanilla", r.softmaxType ?? "vanilla")
+  // The activation changes what the trained weights compute.
+  differ("glu", gluText(m.glu), gluText(r.glu))
   differ("seed", saved.seed, run.seed)
   differ("dtype", saved.dtype, run.dtype)
   return { saved: was, here: is }

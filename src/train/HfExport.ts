@@ -46,6 +46,7 @@
  * with qkv_bias false without them (transformers 4 has biases in every Qwen2-MoE and reads the
  * zeros; Mixtral has none, so a model with biases is a qwen2-moe).
  */
+import * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ModelContext from "../model/ModelContext.js"
 import type * as Tensor from "../tensor/Tensor.js"
@@ -107,6 +108,8 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
   if (m.softmaxType !== undefined && m.softmaxType !== "vanilla")
     return `its attention softmax has sinks (--softmax-type ${m.softmaxType}), which pleat writes in no format (${name} has none)`
+  if (m.glu !== undefined && !GatedActivation.isPlain(m.glu))
+    return `its MLPs' activation is not SwiGLU (--quick-geglu, --glu-linear-offset or --activation-func-clamp-value), which pleat writes in no format (${name}'s is SwiGLU)`
   if (m.windowAttnSkipFreq !== undefined)
     return `it has full-attention layers among its sliding-window ones (--window-attn-skip-freq ${m.windowAttnSkipFreq}), which pleat writes in no format (Mixtral's window is every layer's)`
   if (m.slidingWindow !== undefined && format !== "mixtral")

@@ -68,6 +68,8 @@ export const ManifestModelSchema = Schema.Struct({
   slidingWindow: Schema.optional(count),
   windowAttnSkipFreq: Schema.optional(count),
   softmaxType: Schema.optional(Schema.Literals(ModelContext.softmaxTypes)),
+  /** Written only by runs whose gated MLPs are not plain SwiGLU (GatedActivation.Glu). */
+  glu: Schema.optional(Schema.Struct({ alpha: Schema.Number, offset: Schema.Number, limit: Schema.optional(Schema.Number) })),
   /** The router options the run trained with (MoeSettings; its other keys are not read back). */
   moe: Schema.optionalKey(
     Schema.Struct({

@@ -6,6 +6,7 @@
  * (0 by default), else a dense SwiGLU MLP) -> final RMSNorm -> output layer -> cross-entropy. Vocabulary split over tp.
  * The MoE layers route as `moe` says (MoeSettings: score function, groups, losses, dropping).
  */
+import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import * as Result from "effect/Result"
 import * as LatentAttention from "../attention/LatentAttention.js"
 import * as ConfigError from "../errors/ConfigError.js"
@@ -89,6 +90,12 @@ export interface ModelConfig {
   readonly mtpLossScale?: number | undefined
   /** Every RMSNorm's epsilon; none: 1e-6 (ModelContext.defaultNormEps). */
   readonly normEps?: number | undefined
+  /**
+   * Every gated MLP's activation, dense, shared and routed experts alike (Megatron's --quick-geglu,
+   * --glu-linear-offset and --activation-func-clamp-value; GPT-OSS's alpha 1.702, offset 1, limit
+   * 7; tensor/ops/GatedActivation): absent, SwiGLU.
+   */
+  readonly glu?: GatedActivation.Glu | undefined
 }
 
 /**

@@ -1,0 +1,94 @@
+// The gated MLP activation with Megatron-Core's options (GatedActivation: quick-GELU's slope, the
+// linear half's offset, the clamp): equals GPT-OSS's activation as transformers writes it
+// (gate.clamp(max=limit), up.clamp(-limit, limit), gate * sigmoid(gate * alpha) * (up + 1)) and
+// its general form, in float64; float32 results are that float64 value of the same inputs rounded
+// once; its backward matches finite differences, and a clamped element passes no gradient; the
+// plain options are SwiGLU's kernels, bit for bit.
+import fc from "fast-check"
+import { describe, expect, test } from "vitest"
+import { swiglu } from "../../src/tensor/ops/Activation.js"
+import * as GatedActivation from "../../src/tensor/ops/GatedActivation.js"
+import * as Tape from "../../src/tensor/Tape.js"
+import * as Tensor from "../../src/tensor/Tensor.js"
+import { gradcheck, uniform } from "./gradcheck.js"
+
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x))
+
+/** GPT-OSS's activation as transformers' GptOssExperts computes it, elementwise, for any alpha, offset and limit. */
+const reference = (gate: number, up: number, glu: GatedActivation.Glu): number => {
+  const limit = glu.limit ?? Number.POSITIVE_INFINITY
+  const g = Math.min(gate, limit)
+  const u = up > limit ? limit : Math.max(up, -limit)
+  return g * sigmoid(g * glu.alpha) * (u + glu.offset)
+}
+
+const gluArb: fc.Arbitrary<GatedActivation.Glu> = fc.record({
+  alpha: fc.constantFrom(1, GatedActivation.quickGeluAlpha, 0.5),
+  offset: fc.constantFrom(0, 1, -0.25),
+  limit: fc.constantFrom(undefined, 7, 0.8),
+})
+
+const problemArb = fc.record({ rows: fc.integer({ min: 1, max: 4 }), cols: fc.integer({ min: 1, max: 6 }), seed: fc.integer({ min: 1, max: 1_000_000 }), glu: gluArb })
+
+describe("GatedActivation", () => {
+  test("equals GPT-OSS's activation in float64, and float32 is that value rounded once", () => {
+    fc.assert(
+      fc.property(problemArb, ({ rows, cols, seed, glu }) => {
+        const gate = uniform([rows, cols], seed, -3, 3)
+        const up = uniform([rows, cols], seed + 1, -3, 3)
+        const out = GatedActivation.gated(gate, up, glu)
+        const gate32 = Tensor.fromStorage(Float32Array.from(gate.data), gate.shape)
+        const up32 = Tensor.fromStorage(Float32Array.from(up.data), up.shape)
+        const out32 = GatedActivation.gated(gate32, up32, glu)
+        // The same float32 values in float64 storage: what the float32 path computes before its one rounding.
+        const widened = GatedActivation.gated(Tensor.fromStorage(Float64Array.from(gate32.data), gate.shape), Tensor.fromStorage(Float64Array.from(up32.data), up.shape), glu)
+        for (let i = 0; i < gate.size; i++) {
+          const want = reference(gate.data[i] as number, up.data[i] as number, glu)
+          expect(Math.abs((out.data[i] as number) - want)).toBeLessThanOrEqual(1e-15 * Math.max(1, Math.abs(want)))
+          // The float32 path: the float64 value of the float32 inputs, rounded to float32 once.
+          if (!GatedActivation.isPlain(glu)) expect(out32.data[i]).toBe(Math.fround(widened.data[i] as number))
+        }
+      }),
+      { numRuns: 200 },
+    )
+  })
+
+  test("its backward matches finite differences, for gate and up", () => {
+    fc.assert(
+      fc.property(problemArb, ({ rows, cols, seed, glu }) => {
+        const inputs = [uniform([rows, cols], seed, -3, 3), uniform([rows, cols], seed + 1, -3, 3)]
+        const r = gradcheck(([g, u]) => GatedActivation.gated(g as Tensor.Tensor, u as Tensor.Tensor, glu), inputs, { seed })
+        expect(r.maxRelativeError, r.worst).toBeLessThan(1e-6)
+      }),
+      { numRuns: 100 },
+    )
+  })
+
+  test("a clamped element passes no gradient, an element inside the clamp passes its own", () => {
+    const glu: GatedActivation.Glu = { alpha: GatedActivation.quickGeluAlpha, offset: 1, limit: 1 }
+    const tape = Tape.make({ name: "clamp" })
+    // gate: above the limit, at it, below it; up: below -limit, inside, above.
+    const gate = tape.parameter(Tensor.fromStorage(Float64Array.of(2, 1, 0.5), [3]))
+    const up = tape.parameter(Tensor.fromStorage(Float64Array.of(-3, 0.5, 4), [3]))
+    tape.backward(GatedActivation.gated(gate, up, glu), { gradient: Tensor.fromStorage(Float64Array.of(1, 1, 1), [3]) })
+    const dGate = Array.from(gate.grad?.data ?? [])
+    const dUp = Array.from(up.grad?.data ?? [])
+    expect(dGate[0]).toBe(0)
+    expect(dGate[1]).not.toBe(0)
+    expect(dGate[2]).not.toBe(0)
+    expect(dUp[0]).toBe(0)
+    expect(dUp[1]).not.toBe(0)
+    expect(dUp[2]).toBe(0)
+    // Element 0 computes from the clamped values: gate 1, up -1, so its output is 0 (up + offset = 0).
+    expect(GatedActivation.gated(Tensor.fromStorage(Float64Array.of(2), [1]), Tensor.fromStorage(Float64Array.of(-3), [1]), glu).data[0]).toBe(0)
+  })
+
+  test("the plain options are SwiGLU's kernels, bit for bit", () => {
+    const gate = Tensor.fromStorage(Float32Array.from(uniform([3, 5], 11, -4, 4).data), [3, 5])
+    const up = Tensor.fromStorage(Float32Array.from(uniform([3, 5], 12, -4, 4).data), [3, 5])
+    const want = swiglu(gate, up).data
+    expect(GatedActivation.gated(gate, up, { alpha: 1, offset: 0 }).data).toEqual(want)
+    expect(GatedActivation.gated(gate, up, undefined).data).toEqual(want)
+    expect(GatedActivation.isPlain({ alpha: 1, offset: 0, limit: 7 })).toBe(false)
+  })
+})
