@@ -3,7 +3,8 @@
 // from the rule as YaRN's paper states it, in turns rather than pleat's index formula); factor 1
 // is plain RoPE; the attention factor scales every pair's norm and the backward is its transpose
 // (finite differences); and the frequencies and factor equal transformers' own
-// (`_compute_yarn_parameters`, run where a Python with transformers is found).
+// (`_compute_yarn_parameters`, run where a Python with transformers is found), with transformers'
+// truncate on (the default) and off (GPT-OSS's).
 import { spawnSync } from "node:child_process"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -20,6 +21,8 @@ const yarnArb = fc.record({
   betaSlow: fc.constantFrom(1, 2, 0.5),
   mscale: fc.constantFrom(0, 1, 0.75),
   mscaleAllDim: fc.constantFrom(0, 1, 0.75),
+  // transformers' truncate (GPT-OSS's false): the ramp's ends rounded out to whole pairs, or not.
+  truncate: fc.constantFrom(undefined, false),
 })
 const dArb = fc.integer({ min: 1, max: 64 }).map((h) => 2 * h)
 const thetaArb = fc.constantFrom(10000, 1e6, 500000)
@@ -31,7 +34,8 @@ describe("YaRN frequencies", () => {
         const plain = RopeScaling.inverseFrequencies(d, theta)
         const scaled = RopeScaling.inverseFrequencies(d, theta, y)
         // Turns of pair i over L: L theta^(-2i/d) / (2 pi): at least beta_fast, kept; at most
-        // beta_slow, divided by the factor (the blend's ends are the whole pairs where they cross).
+        // beta_slow, divided by the factor (the blend's ends are the whole pairs where they cross,
+        // or the crossings themselves without truncation).
         const turns = (i: number) => (y.originalMaxPositions * theta ** ((-2 * i) / d)) / (2 * Math.PI)
         for (let i = 0; i < d / 2; i++) {
           const p = plain[i] as number
@@ -94,7 +98,9 @@ describe("YaRN frequencies", () => {
   test("equal transformers' frequencies and attention factor", () => {
     sayIfSkipped("YaRN frequencies")
     if (python === undefined) return
-    const cases = fc.sample(fc.tuple(yarnArb, dArb, thetaArb), { numRuns: 12, seed: 20261205 })
+    const cases = fc.sample(fc.tuple(yarnArb, dArb, thetaArb), { numRuns: 16, seed: 20261206 })
+    // Both roundings among the cases.
+    expect(new Set(cases.map(([y]) => y.truncate)).size).toBe(2)
     const script = `
 import json, sys
 from transformers import PretrainedConfig
@@ -104,7 +110,8 @@ for y, d, theta in json.loads(sys.stdin.read()):
     c = PretrainedConfig()
     c.hidden_size = d; c.num_attention_heads = 1; c.head_dim = d; c.max_position_embeddings = y["originalMaxPositions"] * 2
     c.rope_parameters = {"rope_type": "yarn", "rope_theta": theta, "factor": y["factor"], "original_max_position_embeddings": y["originalMaxPositions"],
-                         "beta_fast": y["betaFast"], "beta_slow": y["betaSlow"], "mscale": y["mscale"], "mscale_all_dim": y["mscaleAllDim"]}
+                         "beta_fast": y["betaFast"], "beta_slow": y["betaSlow"], "mscale": y["mscale"], "mscale_all_dim": y["mscaleAllDim"],
+                         "truncate": y.get("truncate", True)}
     inv, factor = ROPE_INIT_FUNCTIONS["yarn"](c, "cpu")
     out.append({"inv": inv.double().tolist(), "factor": factor})
 print(json.dumps(out))

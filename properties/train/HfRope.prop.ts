@@ -1,7 +1,8 @@
 // RoPE's keys in a Hugging Face config.json: what pleat writes for any YaRN reads back as the
 // same YaRN from either key style (transformers 5's rope_parameters, the legacy rope_scaling),
 // plain RoPE as none; transformers' defaults fill what a config leaves out (beta_fast 32,
-// beta_slow 1, an absent mscale as 0); what pleat cannot compute is refused naming the key.
+// beta_slow 1, an absent mscale as 0; truncate false, GPT-OSS's, read and written); what pleat
+// cannot compute is refused naming the key.
 // (Against transformers itself: properties/cli/ExportCommand.test.ts and ImportCommand.test.ts.)
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -12,14 +13,16 @@ type Keys = typeof HfRope.RopeKeys.Type
 
 const refuse = (reason: string, fix: string) => ConfigError.make("--model-dir", "dir", reason, fix)
 
-const yarnArb = fc.record({
-  factor: fc.double({ min: 1, max: 64, noNaN: true }),
-  originalMaxPositions: fc.integer({ min: 1, max: 1 << 20 }),
-  betaFast: fc.double({ min: 1, max: 64, noNaN: true }),
-  betaSlow: fc.double({ min: 0.25, max: 4, noNaN: true }),
-  mscale: fc.constantFrom(0, 1, 0.5),
-  mscaleAllDim: fc.constantFrom(0, 1, 0.7),
-})
+const yarnArb = fc
+  .record({
+    factor: fc.double({ min: 1, max: 64, noNaN: true }),
+    originalMaxPositions: fc.integer({ min: 1, max: 1 << 20 }),
+    betaFast: fc.double({ min: 1, max: 64, noNaN: true }),
+    betaSlow: fc.double({ min: 0.25, max: 4, noNaN: true }),
+    mscale: fc.constantFrom(0, 1, 0.5),
+    mscaleAllDim: fc.constantFrom(0, 1, 0.7),
+  })
+  .chain((y) => fc.constantFrom(y, { ...y, truncate: false }))
 
 describe("RoPE's config keys", () => {
   test("YaRN written reads back the same from either key style; plain RoPE as none", () => {
@@ -53,7 +56,6 @@ describe("RoPE's config keys", () => {
       [{ rope_type: "yarn", factor: 4 }, "gives YaRN no original_max_position_embeddings (undefined)"],
       [{ rope_type: "yarn", factor: 0.5, original_max_position_embeddings: 8 }, "gives YaRN a factor of 0.5"],
       [{ rope_type: "yarn", factor: 4, original_max_position_embeddings: 8, attention_factor: 1 }, "gives YaRN an attention_factor of its own (1)"],
-      [{ rope_type: "yarn", factor: 4, original_max_position_embeddings: 8, truncate: false }, "gives YaRN truncate false"],
       [{ rope_type: "yarn", factor: 4, original_max_position_embeddings: 8, partial_rotary_factor: 0.5 }, "rotates a part of each head (partial_rotary_factor 0.5)"],
     ]
     for (const [keys, reason] of cases) expect(() => HfRope.yarnOf({ rope_parameters: keys }, refuse)).toThrow(reason)

@@ -67,7 +67,15 @@ export const kvHeadsOf = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["so
   c["multi-latent-attention"] && sources["kv-heads"]?._tag === "default" ? c.heads : c["kv-heads"]
 
 /** YaRN's settings. */
-const yarnSettings = ["rotary-scaling-factor", "original-max-position-embeddings", "beta-fast", "beta-slow", "mscale", "mscale-all-dim"] as const
+const yarnSettings = [
+  "rotary-scaling-factor",
+  "original-max-position-embeddings",
+  "beta-fast",
+  "beta-slow",
+  "mscale",
+  "mscale-all-dim",
+  "no-yarn-correction-range-round-to-int",
+] as const
 
 /**
  * The model's YaRN scaling, or undefined with --rope-type rope; throws a ConfigError for a YaRN
@@ -75,7 +83,7 @@ const yarnSettings = ["rotary-scaling-factor", "original-max-position-embeddings
  */
 const yarnOf = (c: RunConfig.RunConfig): RopeScaling.Yarn | undefined => {
   if (c["rope-type"] === "rope") {
-    const stray = yarnSettings.find((k) => c[k] !== undefined)
+    const stray = yarnSettings.find((k) => c[k] !== undefined && c[k] !== false)
     if (stray !== undefined) throw ConfigError.make(stray, c[stray], "sets YaRN, which this model's RoPE does not use", `add --rope-type yarn, or drop --${stray}`)
     return undefined
   }
@@ -88,5 +96,6 @@ const yarnOf = (c: RunConfig.RunConfig): RopeScaling.Yarn | undefined => {
     betaSlow: c["beta-slow"] ?? RopeScaling.yarnDefaults.betaSlow,
     mscale: c.mscale ?? RopeScaling.yarnDefaults.mscale,
     mscaleAllDim: c["mscale-all-dim"] ?? RopeScaling.yarnDefaults.mscaleAllDim,
+    ...(c["no-yarn-correction-range-round-to-int"] ? { truncate: false } : {}),
   }
 }

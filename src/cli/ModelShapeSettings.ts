@@ -65,6 +65,9 @@ export const modelShapeSettings = {
   "beta-fast": optionalReal("yarn: pairs turning more than this many times over the pretraining length keep their frequency (default 32)"),
   "beta-slow": optionalReal("yarn: pairs turning fewer than this many times are interpolated by the factor (default 1)"),
   mscale: optionalReal("yarn: the attention factor's numerator coefficient (default 1)"),
+  "no-yarn-correction-range-round-to-int": flag(
+    "yarn: the frequency ramp's ends as computed, not rounded out to whole pairs (Megatron's flag; transformers' truncate false, GPT-OSS's)",
+  ),
   "mscale-all-dim": optionalReal("yarn: the attention factor's denominator coefficient, and (multi-latent attention) the softmax scale's (default 0: none)"),
   "norm-eps": optionalReal("every RMSNorm's epsilon (default 1e-6; a --model preset sets its model's)"),
   "shared-expert-ffn": optionalCount("shared experts: a dense MLP of this width every token of an MoE layer goes through (none by default)"),

@@ -304,6 +304,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "beta-slow": m.ropeScaling?.betaSlow,
     mscale: m.ropeScaling?.mscale,
     "mscale-all-dim": m.ropeScaling?.mscaleAllDim,
+    "no-yarn-correction-range-round-to-int": m.ropeScaling?.truncate === false ? true : undefined,
     "rope-theta": m.ropeTheta,
     "sliding-window": m.slidingWindow,
     "window-attn-skip-freq": m.windowAttnSkipFreq === undefined ? undefined : String(m.windowAttnSkipFreq),

@@ -59,7 +59,6 @@ export const yarnOf = (c: Held, refuse: (reason: string, fix: string) => ConfigE
   if (type !== "yarn") throw refuse(`scales RoPE with rope_type ${type}`, `${fix} (rope_type default or yarn)`)
   if (keys.attention_factor !== undefined && keys.attention_factor !== null)
     throw refuse(`gives YaRN an attention_factor of its own (${keys.attention_factor})`, `${fix}: the factor from mscale and mscale_all_dim`)
-  if (keys.truncate === false) throw refuse("gives YaRN truncate false", `${fix} (truncate true, its default)`)
   if ((keys.partial_rotary_factor ?? 1) !== 1)
     throw refuse(`rotates a part of each head (partial_rotary_factor ${keys.partial_rotary_factor})`, "import a model that rotates whole heads")
   const factor = keys.factor
@@ -74,6 +73,7 @@ export const yarnOf = (c: Held, refuse: (reason: string, fix: string) => ConfigE
     betaSlow: keys.beta_slow || RopeScaling.yarnDefaults.betaSlow,
     mscale: keys.mscale ?? 0,
     mscaleAllDim: keys.mscale_all_dim ?? 0,
+    ...(keys.truncate === false ? { truncate: false } : {}),
   }
 }
 
@@ -92,6 +92,7 @@ export const keysOf = (theta: number, yarn: RopeScaling.Yarn | undefined): Recor
     // 0 is "not given" in pleat as absent is in transformers.
     ...(yarn.mscale === 0 ? {} : { mscale: yarn.mscale }),
     ...(yarn.mscaleAllDim === 0 ? {} : { mscale_all_dim: yarn.mscaleAllDim }),
+    ...(yarn.truncate === false ? { truncate: false } : {}),
   }
   return { rope_theta: theta, rope_parameters: { rope_type: "yarn", rope_theta: theta, ...scaling }, rope_scaling: { type: "yarn", rope_type: "yarn", ...scaling } }
 }

@@ -62,6 +62,7 @@ export const ManifestModelSchema = Schema.Struct({
       betaSlow: Schema.Number,
       mscale: Schema.Number,
       mscaleAllDim: Schema.Number,
+      truncate: Schema.optional(Schema.Boolean),
     }),
   ),
   normEps: Schema.optional(Schema.Number),

@@ -60,7 +60,8 @@ const samePositions = (a: Int32Array | undefined, b: Int32Array | undefined): bo
 }
 
 const tables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined, yarn: RopeScaling.Yarn | undefined): RopeTables => {
-  const scaling = yarn === undefined ? "" : `,${yarn.factor},${yarn.originalMaxPositions},${yarn.betaFast},${yarn.betaSlow},${yarn.mscale},${yarn.mscaleAllDim}`
+  const scaling =
+    yarn === undefined ? "" : `,${yarn.factor},${yarn.originalMaxPositions},${yarn.betaFast},${yarn.betaSlow},${yarn.mscale},${yarn.mscaleAllDim},${yarn.truncate !== false}`
   const key = `${b},${s},${d},${theta}${scaling}`
   const hit = known.find((t) => t.key === key && samePositions(t.positions, positions))
   if (hit !== undefined) return hit.tables

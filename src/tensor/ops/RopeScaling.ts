@@ -14,8 +14,10 @@
  * and cos and sin are multiplied by the attention factor
  *   m(s, mscale) / m(s, mscaleAllDim) when both are non-zero, else m(s, 1),
  *   m(s, k) = 1 + 0.1 k ln s for s > 1, else 1
- * (so q . k grows by its square). These are transformers' `_compute_yarn_parameters` with its
- * defaults (truncate on) and Megatron's YaRN; DeepSeek-V3's multi-latent attention also
+ * (so q . k grows by its square). With `truncate` false (transformers' truncate, Megatron's
+ * --no-yarn-correction-range-round-to-int; GPT-OSS's), low and high are dim(beta_fast) and
+ * dim(beta_slow) unrounded, still clamped to [0, D - 1]. These are transformers'
+ * `_compute_yarn_parameters` and Megatron's YaRN; DeepSeek-V3's multi-latent attention also
  * multiplies its softmax scale by m(s, mscaleAllDim)^2 (`softmaxScaleFactor`).
  */
 
@@ -31,6 +33,8 @@ export interface Yarn {
   readonly betaSlow: number
   readonly mscale: number
   readonly mscaleAllDim: number
+  /** Whether the ramp's ends are rounded out to whole pairs (absent: true, transformers' default). */
+  readonly truncate?: boolean | undefined
 }
 
 /**
@@ -67,8 +71,9 @@ export const inverseFrequencies = (d: number, theta: number, yarn?: Yarn): Float
   for (let i = 0; i < half; i++) out[i] = theta ** ((-2 * i) / d)
   if (yarn === undefined) return out
   const turnsAt = (rotations: number) => (d * Math.log(yarn.originalMaxPositions / (rotations * 2 * Math.PI))) / (2 * Math.log(theta))
-  const low = Math.max(Math.floor(turnsAt(yarn.betaFast)), 0)
-  const high = Math.min(Math.ceil(turnsAt(yarn.betaSlow)), d - 1)
+  const round = yarn.truncate !== false
+  const low = Math.max(round ? Math.floor(turnsAt(yarn.betaFast)) : turnsAt(yarn.betaFast), 0)
+  const high = Math.min(round ? Math.ceil(turnsAt(yarn.betaSlow)) : turnsAt(yarn.betaSlow), d - 1)
   const span = low === high ? 0.001 : high - low
   for (let i = 0; i < half; i++) {
     const ramp = Math.min(1, Math.max(0, (i - low) / span))
