@@ -16,7 +16,7 @@ import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
 import * as OutputPath from "./OutputPath.js"
 import * as WriteFailure from "./WriteFailure.js"
-import * as RunConfig from "./RunConfig.js"
+import * as PresetSettings from "./PresetSettings.js"
 import { maxSeed } from "./SettingKinds.js"
 
 /**
@@ -87,7 +87,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
   const configFile = path.join(request.out, "model.json")
   try {
     written = HfImport.write(request)
-    const { seq: _seq, ...model } = RunConfig.modelSettings(written.model, written.model.moe ?? {})
+    const { seq: _seq, ...model } = PresetSettings.modelSettings(written.model, written.model.moe ?? {})
     settings = { ...model, seed: request.seed, dtype: request.dtype }
     Durable.replaceFile(configFile, `${JSON.stringify(settings, null, 2)}\n`)
   } catch (error) {

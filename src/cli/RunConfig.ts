@@ -20,14 +20,13 @@ import type * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Order from "../mapping/Order.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
-import * as MoeSettings from "../moe/MoeSettings.js"
 import * as LrSchedule from "../train/LrSchedule.js"
-import type * as ModelConfig from "../train/ModelConfig.js"
 import * as ModelPresets from "../train/ModelPresets.js"
 import * as Optimizer from "../train/Optimizer.js"
 import * as TokenFile from "../train/TokenFile.js"
 import * as Flags from "./Flags.js"
 import { documentSettings } from "./DocumentFlags.js"
+import * as PresetSettings from "./PresetSettings.js"
 import { modelShapeSettings } from "./ModelShapeSettings.js"
 import { routerSettings } from "./RouterSettings.js"
 import { choice, count, flag, maxSeed, PositiveInt, optionalChoice, optionalCount, optionalReal, optionalText, optionalWhole, seed, text, whole } from "./SettingKinds.js"
@@ -258,74 +257,6 @@ const numberText = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i
 const realsOf = (given: Readonly<Record<string, unknown>>): Record<string, unknown> =>
   Object.fromEntries(Object.entries(given).map(([k, v]) => [k, isKey(k) && settings[k].kind === "real" && typeof v === "string" && numberText.test(v.trim()) ? Number(v) : v]))
 
-const isPresetName = (name: unknown): name is ModelPresets.Name => typeof name === "string" && ModelPresets.names.includes(name as ModelPresets.Name)
-
-/** The settings a preset scaled by `factor` fills, as keys. */
-const presetValues = (name: ModelPresets.Name, factor: number): Partial<Record<Key, number | string | boolean>> => {
-  const preset: ModelPresets.Preset = ModelPresets.presets[name]
-  return modelSettings(ModelPresets.scale(preset.model, factor), preset.moe)
-}
-
-/**
- * The settings (as keys of a config file) that give the model `m` with the router options `r`:
- * what a preset fills, or a config file for an imported model.
- * @category constructors
- */
-export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings.MoeSettings>): Partial<Record<Key, number | string | boolean>> => {
-  const values: Partial<Record<Key, number | string | boolean | undefined>> = {
-    layers: m.layers,
-    hidden: m.hidden,
-    heads: m.heads,
-    "kv-heads": m.kvHeads,
-    vocab: m.vocab,
-    experts: m.experts,
-    topk: m.topk,
-    ffn: m.ffn,
-    "moe-ffn": m.moeFfn,
-    "moe-every": m.moeEvery,
-    "dense-first": m.denseFirst,
-    seq: m.seq,
-    "shared-expert-ffn": m.sharedExpertFfn,
-    "qkv-bias": m.qkvBias,
-    "head-dim": m.headDim,
-    "qk-norm": m.qkNorm,
-    "multi-latent-attention": m.mla === undefined ? undefined : true,
-    "q-lora-rank": m.mla === undefined || m.mla.qLoraRank === 0 ? undefined : m.mla.qLoraRank,
-    "kv-lora-rank": m.mla?.kvLoraRank,
-    "qk-head-dim": m.mla?.qkHeadDim,
-    "qk-pos-emb-head-dim": m.mla?.qkPosEmbHeadDim,
-    "v-head-dim": m.mla?.vHeadDim,
-    "mtp-num-layers": m.mtpLayers,
-    "mtp-loss-scaling-factor": m.mtpLossScale,
-    "rope-type": m.ropeScaling === undefined ? undefined : "yarn",
-    "rotary-scaling-factor": m.ropeScaling?.factor,
-    "original-max-position-embeddings": m.ropeScaling?.originalMaxPositions,
-    "beta-fast": m.ropeScaling?.betaFast,
-    "beta-slow": m.ropeScaling?.betaSlow,
-    mscale: m.ropeScaling?.mscale,
-    "mscale-all-dim": m.ropeScaling?.mscaleAllDim,
-    "no-yarn-correction-range-round-to-int": m.ropeScaling?.truncate === false ? true : undefined,
-    "rope-theta": m.ropeTheta,
-    "sliding-window": m.slidingWindow,
-    "window-attn-skip-freq": m.windowAttnSkipFreq === undefined ? undefined : String(m.windowAttnSkipFreq),
-    "softmax-type": m.softmaxType,
-    "norm-eps": m.normEps,
-    "untie-embeddings": m.untieEmbeddings,
-    "shared-expert-gate": m.sharedExpertGate,
-    "quick-geglu": m.glu === undefined ? undefined : m.glu.alpha !== 1,
-    "glu-linear-offset": m.glu?.offset,
-    "activation-func-clamp-value": m.glu?.limit,
-    "score-function": r.scoreFunction,
-    "pre-softmax": r.preSoftmax,
-    "num-groups": r.numGroups,
-    "group-topk": r.groupTopk,
-    "scaling-factor": r.scalingFactor,
-    "aux-loss": r.auxLosses === undefined ? undefined : MoeSettings.formatAuxLoss(r.auxLosses),
-    "expert-bias": r.expertBias,
-  }
-  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<Record<Key, number | string | boolean>>
-}
-
 /**
  * How the flags were given: each flag's name as typed where it was another name for it, and
  * the defaults that sit above pleat's (Megatron-LM's, from what was chosen) when there are any.
@@ -347,7 +278,7 @@ export const decode = (file: FileLayer | undefined, given: Readonly<Record<strin
   const sources: Partial<Record<Key, Source>> = {}
   const chosen: Readonly<Record<string, unknown>> = { ...file?.values, ...given }
   const factor = chosen.scale ?? 1
-  const preset = isPresetName(chosen.model) && Schema.is(PositiveInt)(factor) ? presetValues(chosen.model, factor) : {}
+  const preset = PresetSettings.isPresetName(chosen.model) && Schema.is(PositiveInt)(factor) ? PresetSettings.presetValues(chosen.model, factor) : {}
   const presetName = `--model ${String(chosen.model)}${factor === 1 ? "" : ` --scale ${String(factor)}`}`
   const above = how.megatron?.({ ...preset, ...file?.values, ...realsOf(given) }) ?? {}
   for (const k of keys) if (k in defaults) sources[k] = { _tag: "default" }
