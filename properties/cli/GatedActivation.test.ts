@@ -26,6 +26,8 @@ describe("the gated MLPs' activation (--quick-geglu, --glu-linear-offset, --acti
       ["--dtype", "float64", ...gptOss, "--world", "8", "--tp", "2", "--cp", "1", "--pp", "2", "--ep", "2", "--etp", "2", "--recompute", "selective"],
       ["--dtype", "float64", "--glu-linear-offset", "-0.5", "--dispatcher", "allgather", "--recompute", "full"],
       [...gptOss, "--shared-expert-ffn", "32"],
+      // The GPT-OSS preset: the activation with sinks, the window on every other layer and YaRN unrounded.
+      ["--dtype", "float64", "--model", "gpt-oss-20b", "--scale", "64"],
     ]
     for (const flags of cases) {
       const r = await run(["verify", "--steps", "2", ...flags])

@@ -1,5 +1,5 @@
 // Model presets: each preset's unscaled shape is the documented one (paper.md's model table, the
-// public Mixtral 8x7B config, the DeepSeek-V3-style choice, DeepSeek-V3's config); scaled by 64 (and by other powers of
+// public Mixtral 8x7B config, the DeepSeek-V3-style choice, DeepSeek-V3's and GPT-OSS's configs); scaled by 64 (and by other powers of
 // two) every preset passes ModelConfig.check on the default mapping (world 8: tp 2, cp 2, pp 2,
 // ep 2) and keeps its experts, top-k, moeEvery and router options; scale 1 is the model itself.
 import fc from "fast-check"
@@ -18,6 +18,8 @@ const documented: Record<ModelPresets.Name, ReadonlyArray<number | undefined>> =
   "qwen3-30b-a3b": [151936, 2048, 48, 32, 4, 6144, 128, 8, 768, undefined],
   "qwen3-235b-a22b": [151936, 4096, 94, 64, 4, 12288, 128, 8, 1536, undefined],
   "llama3-8x70b": [128256, 8192, 80, 64, 8, 28672, 8, 2, 28672, undefined],
+  "gpt-oss-20b": [201088, 2880, 24, 64, 8, 2880, 32, 4, 2880, undefined],
+  "gpt-oss-120b": [201088, 2880, 36, 64, 8, 2880, 128, 4, 2880, undefined],
   "deepseek-v3-style": [129280, 7168, 61, 128, 128, 18432, 256, 8, 2048, 2048],
   "deepseek-v3": [129280, 7168, 61, 128, 128, 18432, 256, 8, 2048, 2048],
 }
@@ -69,6 +71,28 @@ describe("ModelPresets", () => {
     expect(ModelPresets.model("deepseek-v3", 4).mla).toEqual({ qLoraRank: 384, kvLoraRank: 128, qkHeadDim: 32, qkPosEmbHeadDim: 16, vHeadDim: 32 })
     expect(ModelPresets.model("mixtral-8x7b", 1).moe?.scoreFunction).toBe("softmax")
     expect(ModelPresets.model("mixtral-8x7b", 1).moe?.preSoftmax).toBe(false)
+  })
+
+  test("GPT-OSS: its attention (window on every other layer, sinks, YaRN unrounded), its experts' activation and router", () => {
+    for (const name of ["gpt-oss-20b", "gpt-oss-120b"] as const) {
+      const m = ModelPresets.model(name, 1)
+      expect([m.headDim, m.slidingWindow, m.windowAttnSkipFreq, m.softmaxType, m.ropeTheta, m.normEps, m.untieEmbeddings], name).toEqual([
+        64,
+        128,
+        2,
+        "learnable",
+        150000,
+        1e-5,
+        true,
+      ])
+      expect(m.ropeScaling).toEqual({ factor: 32, originalMaxPositions: 4096, betaFast: 32, betaSlow: 1, mscale: 0, mscaleAllDim: 0, truncate: false })
+      expect(m.glu).toEqual({ alpha: 1.702, offset: 1, limit: 7 })
+      expect(m.qkvBias).toBeUndefined()
+      expect(m.moe).toMatchObject({ scoreFunction: "softmax", preSoftmax: false, auxLosses: [{ type: "aux", coeff: 0.9 }] })
+      // Scaled, the window shrinks with the sequence (at least 2 tokens).
+      expect([ModelPresets.model(name, 64).slidingWindow, ModelPresets.model(name, 64).seq]).toEqual([2, 64])
+      expect(ModelPresets.model(name, 4).slidingWindow).toBe(32)
+    }
   })
 
   test("scale 1 is the model itself", () => {

@@ -30,6 +30,15 @@
  *   FFN 6144 / 12288 (unused: every layer is MoE), 128 experts top-8 of width 768 / 1536, vocab
  *   151936, q/k norms, norm_topk_prob true, router_aux_loss_coef 0.001, rope_theta 1e6, rms_norm_eps
  *   1e-6, untied). Not in the paper: models users import (pleat import) and train today.
+ * - gpt-oss-20b, gpt-oss-120b: the public Hugging Face configs (hidden 2880, 24 / 36 layers, 64
+ *   query heads and 8 KV heads of width 64, 32 / 128 experts top-4 of width 2880, vocab 201088,
+ *   every layer MoE, sliding window 128 on every other layer from the first (layer_types, here
+ *   --window-attn-skip-freq 2), learnable softmax sinks, the experts' activation (alpha 1.702,
+ *   swiglu_limit 7, up + 1), YaRN factor 32 over 4096 positions unrounded (truncate false),
+ *   rope_theta 150000, rms_norm_eps 1e-5, router_aux_loss_coef 0.9, untied). What differs from
+ *   the release: no linear biases (its q, k, v, o, router and expert biases; as Megatron-LM's
+ *   GPT-OSS example trains it, --disable-bias-linear), and every gated MLP has the experts'
+ *   activation (the release has no others).
  * - RoPE base and RMSNorm epsilon: the public configs' rope_theta and rms_norm_eps (Mixtral
  *   1e6 and 1e-5, Qwen2 1e6 and 1e-6, Llama 3 500000 and 1e-5, DeepSeek-V3 10000 and 1e-6), so
  *   a preset's model computes what the real one does and exports with them (`pleat export`).
@@ -43,6 +52,7 @@
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
+import * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import type * as ModelConfig from "./ModelConfig.js"
 
 /**
@@ -55,6 +65,35 @@ export interface Preset {
 }
 
 const paperSeq = 4096
+
+/** A model as GPT-OSS's public configs give it: `layers` and `experts` differ between the two (ModelPresets' notes). */
+function gptOss(size: { readonly layers: number; readonly experts: number }): ModelConfig.ModelConfig {
+  return {
+    vocab: 201088,
+    hidden: 2880,
+    layers: size.layers,
+    heads: 64,
+    kvHeads: 8,
+    headDim: 64,
+    ffn: 2880,
+    experts: size.experts,
+    topk: 4,
+    moeFfn: 2880,
+    moeEvery: 1,
+    seq: paperSeq,
+    untieEmbeddings: true,
+    ropeTheta: 150000,
+    normEps: 1e-5,
+    ropeScaling: { factor: 32, originalMaxPositions: 4096, betaFast: 32, betaSlow: 1, mscale: 0, mscaleAllDim: 0, truncate: false },
+    slidingWindow: 128,
+    windowAttnSkipFreq: 2,
+    softmaxType: "learnable",
+    glu: { alpha: GatedActivation.quickGeluAlpha, offset: 1, limit: 7 },
+  }
+}
+
+/** GPT-OSS's router: top-k of the logits then a softmax over them (MoeSettings' default), aux-loss coefficient 0.9. */
+const gptOssRouter: Partial<MoeSettings.MoeSettings> = { auxLosses: [{ type: "aux", coeff: 0.9 }] }
 
 /** DeepSeek-V3's MoE and sizes on grouped-query attention (the deepseek-v3-style preset). */
 const deepseekV3Style = {
@@ -189,6 +228,8 @@ export const presets = {
     },
     moe: {},
   },
+  "gpt-oss-20b": { model: gptOss({ layers: 24, experts: 32 }), moe: gptOssRouter },
+  "gpt-oss-120b": { model: gptOss({ layers: 36, experts: 128 }), moe: gptOssRouter },
   "deepseek-v3-style": deepseekV3Style,
   "deepseek-v3": {
     // DeepSeek-V3's multi-latent attention on the -style preset's MoE and sizes.
@@ -233,7 +274,8 @@ const scaledKvHeads = (kvHeads: number, heads: number, scaledHeadCount: number):
 /**
  * Shrinks a model by `factor` for a CPU run, keeping experts, top-k, moeEvery and the router;
  * leading dense layers (denseFirst) become ceil(denseFirst / factor), below the new layer count;
- * a head width of its own (headDim) is divided too (even, at least 8).
+ * a head width of its own (headDim) is divided too (even, at least 8), and a sliding window (at
+ * least 2 tokens) as seq is.
  * Factor 1 is the model itself. Otherwise: hidden, ffn, moeFfn, the shared-expert width and
  * vocab are divided by the factor and rounded up to a multiple of 8 (hidden at least 16); layers become
  * ceil(layers / factor) rounded up to an even count (at least 2, so the default pp 2 splits
@@ -264,6 +306,7 @@ export const scale = (m: ModelConfig.ModelConfig, factor: number): ModelConfig.M
     ...(m.sharedExpertFfn === undefined ? {} : { sharedExpertFfn: roundUp(m.sharedExpertFfn / factor, widthQuantum) }),
     ...(m.denseFirst === undefined ? {} : { denseFirst: Math.min(Math.ceil(m.denseFirst / factor), layers - 1) }),
     ...(m.headDim === undefined ? {} : { headDim: Math.max(minHeadDim, 2 * Math.ceil(m.headDim / factor / 2)) }),
+    ...(m.slidingWindow === undefined ? {} : { slidingWindow: Math.max(2, Math.ceil(m.slidingWindow / factor)) }),
     ...(m.mla === undefined ? {} : { mla: scaledLatent(m.mla, factor) }),
   }
 }
