@@ -149,6 +149,11 @@ describe("Megatron-LM's names on pleat train", () => {
     // Without --swiglu, Megatron-LM's ffn is 4 x hidden; pleat's own defaults without its names.
     expect(resolved(["--num-layers", "2", "--num-experts", "4", "--hidden-size", "96"]).setup.model.ffn).toBe(384)
     expect(resolved(["--layers", "2"]).setup.parallel.sizes.tp).toBe(2)
+    // --vocab-size is padded as Megatron-LM pads it: to a multiple of 128 (or the given) x tp.
+    const vocab = (flags: ReadonlyArray<string>) => resolved(["--num-layers", "2", "--num-experts", "4", ...flags]).setup.model.vocab
+    expect(vocab(["--vocab-size", "50257", "--tensor-model-parallel-size", "2", "--tokenizer-type", "NullTokenizer"])).toBe(50432)
+    expect(vocab(["--vocab-size", "50257", "--make-vocab-size-divisible-by", "64"])).toBe(50304)
+    expect(vocab(["--vocab-size", "256"])).toBe(256)
   })
 
   test("a --model preset and a config file win over Megatron-LM's defaults", () => {
@@ -187,6 +192,8 @@ describe("Megatron-LM's names on pleat train", () => {
     )
     expect(refused(["train", "--recompute-granularity", "full", "--recompute-method", "block"])).toContain("write --recompute-method uniform")
     expect(refused(["train", "--swiglu=1"])).toContain("takes no value")
+    expect(refused(["train", "--tokenizer-type", "HuggingFaceTokenizer"])).toContain("give the vocabulary as --vocab-size V")
+    expect(refused(["train", "--vocab-size", "100", "--vocab", "128"])).toContain("and --vocab both give the vocabulary")
   })
 
   test("compound flags are pleat's settings", () => {

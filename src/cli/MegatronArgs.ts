@@ -15,6 +15,9 @@
  *   --lr-decay-style WSD                     --lr-decay-style wsd (and minus_sqrt: minus-sqrt)
  *   --data-path PREFIX (--train-data-path)   --data PREFIX.bin --data-dtype (from PREFIX.idx); a
  *   --valid-data-path PREFIX                 --eval-data PREFIX.bin       blend of several refused
+ *   --vocab-size V (NullTokenizer's)         --vocab V padded to a multiple of
+ *   --make-vocab-size-divisible-by D         D (128) x tp, as Megatron-LM pads it (MegatronDefaults)
+ *   --tokenizer-type NullTokenizer           nothing (pleat trains on ids); other tokenizers refused
  *   --load DIR                               --resume DIR when DIR holds a complete checkpoint
  *                                            (or is not a directory: --resume says why), else
  *                                            nothing: the run starts from its initialization, as
@@ -52,6 +55,8 @@ export interface Translated {
   /** Other things to tell the user (a --load with nothing to load). */
   readonly notes: ReadonlyArray<string>
   readonly problems: ReadonlyArray<ConfigError.ConfigError>
+  /** --vocab-size and --make-vocab-size-divisible-by, for the padded vocabulary (MegatronDefaults). */
+  readonly vocab?: { readonly size: number; readonly divisibleBy: number }
 }
 
 const balancingTypes: Readonly<Record<string, string>> = { aux_loss: "aux", seq_aux_loss: "seq_aux", global_aux_loss: "global_aux" }
@@ -96,6 +101,8 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
   let recomputeMethod: string | undefined
   let queryGroups: string | undefined
   const dataDtypes: Array<string> = []
+  let vocabSize: number | undefined
+  let divisibleBy = 128
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string
     const token = tokenOf(arg)
@@ -238,6 +245,33 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         }
         continue
       }
+      case "vocab-size":
+      case "make-vocab-size-divisible-by": {
+        seen.add(name)
+        const v = value()
+        const n = v === undefined ? Number.NaN : Number(v)
+        if (v === undefined) missing("N")
+        else if (!Number.isSafeInteger(n) || n < 1 || !/^\+?\d+$/.test(v)) problems.push(ConfigError.make(`--${name}`, v, "is not a positive integer", `write --${name} N`))
+        else if (name === "vocab-size") vocabSize = n
+        else divisibleBy = n
+        continue
+      }
+      case "tokenizer-type": {
+        seen.add(name)
+        const v = value()
+        if (v === undefined) missing("NullTokenizer")
+        else if (v === "NullTokenizer") noEffect.push(`--${name} ${v}`)
+        else
+          problems.push(
+            ConfigError.make(
+              "--tokenizer-type",
+              v,
+              "is a tokenizer; pleat trains on token ids",
+              "tokenize beforehand, and give the vocabulary as --vocab-size V (padded as Megatron-LM pads it) or --vocab",
+            ),
+          )
+        continue
+      }
       case "load": {
         seen.add(name)
         const v = value()
@@ -277,8 +311,11 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         "add --group-query-attention, or drop --num-query-groups",
       ),
     )
+  if (vocabSize !== undefined && argv.some((a) => a === "--vocab" || a.startsWith("--vocab=")))
+    problems.push(ConfigError.make("--vocab-size", vocabSize, "and --vocab both give the vocabulary", "give one: --vocab-size V (padded) or --vocab N (as is)"))
   const megatron = seen.size > 0
-  return { argv: out, megatron, noEffect, unfollowed: megatron ? unfollowedOf(seen, argv.includes("--quick-geglu")) : [], notes, problems }
+  const vocab = vocabSize === undefined ? {} : { vocab: { size: vocabSize, divisibleBy } }
+  return { argv: out, megatron, noEffect, unfollowed: megatron ? unfollowedOf(seen, argv.includes("--quick-geglu")) : [], notes, problems, ...vocab }
 }
 
 /** Megatron-LM's load-balancing types and coefficients as pleat's --aux-loss, or undefined when neither is given. */
@@ -318,6 +355,7 @@ export const collect = (
   const t = translate(argv)
   const collected = Flags.collect(t.argv, specs, MegatronNames.renamed)
   const context: MegatronDefaults.Context = {
+    ...(t.vocab === undefined ? {} : { vocab: t.vocab }),
     launched: Launcher.fromEnvironment().launcher === "none" ? undefined : MpiProcess.worldSize(),
     swiglu: argv.includes("--swiglu"),
     groupQueryAttention: argv.includes("--group-query-attention") && !argv.some((a) => a === "--num-query-groups" || a.startsWith("--num-query-groups=")),

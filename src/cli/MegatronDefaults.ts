@@ -20,6 +20,8 @@
  *   warmup-steps, min-lr       0
  *   adam-beta2                 0.999
  *   lr-decay-style             linear
+ *   vocab                      with --vocab-size V: V rounded up to a multiple of
+ *                              --make-vocab-size-divisible-by (128) x tp
  *
  * What Megatron-LM leaves without a default (--lr, --seq-length, --num-layers, ...) keeps pleat's.
  */
@@ -31,6 +33,8 @@ export interface Context {
   readonly launched: number | undefined
   readonly swiglu: boolean
   readonly groupQueryAttention: boolean
+  /** --vocab-size and --make-vocab-size-divisible-by, when given. */
+  readonly vocab?: { readonly size: number; readonly divisibleBy: number }
 }
 
 const positive = (v: unknown): number | undefined => (typeof v === "number" && Number.isSafeInteger(v) && v > 0 ? v : undefined)
@@ -75,5 +79,9 @@ export const layer = (chosen: Readonly<Record<string, unknown>>, context: Contex
   set("min-lr", 0)
   set("adam-beta2", 0.999)
   set("lr-decay-style", "linear")
+  if (context.vocab !== undefined && tp !== undefined) {
+    const multiple = context.vocab.divisibleBy * tp
+    set("vocab", Math.ceil(context.vocab.size / multiple) * multiple)
+  }
   return out
 }

@@ -130,10 +130,7 @@ export const valued: Readonly<Record<string, { readonly accepts?: ReadonlyArray<
 export const unsupported: Readonly<Record<string, string>> = {
   fp16: "pleat trains in fp32 or bf16: use --bf16",
   split: "pleat trains on all of --data-path's ids: give held-out ones as --valid-data-path PREFIX (or pleat's --eval-data)",
-  "tokenizer-type": "pleat trains on token ids: tokenize beforehand, and give --vocab",
   "tokenizer-model": "pleat trains on token ids: tokenize beforehand, and give --vocab",
-  "vocab-size": "give pleat's --vocab the padded vocabulary (Megatron-LM pads to a multiple of --make-vocab-size-divisible-by x tp)",
-  "make-vocab-size-divisible-by": "give pleat's --vocab the padded vocabulary",
   "num-layers-per-virtual-pipeline-stage": "use --num-virtual-stages-per-pipeline-rank (layers / pp / this value)",
   "recompute-modules": "pleat's --recompute-granularity selective recomputes the attention core and the expert MLPs",
   "moe-layer-recompute": "use --recompute-granularity selective (the expert MLPs) or full",
