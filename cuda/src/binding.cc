@@ -46,6 +46,7 @@
 #include <string>
 
 #include "adamw_binding.h"
+#include "glu_binding.h"
 #include "normals_binding.h"
 #include "bf16_binding.h"
 #include "bf16_matmul_binding.h"
@@ -230,6 +231,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   exports.Set("activeIsa", Napi::Function::New(env, ActiveIsa, "activeIsa"));
   RegisterTensorExports(env, exports);
   RegisterAdamwExports(env, exports);
+  RegisterGluExports(env, exports);
   RegisterNormalsExports(env, exports);
   RegisterBf16Exports(env, exports);
   RegisterBf16MatmulExports(env, exports);

@@ -63,6 +63,18 @@ export interface CpuAddon {
   rmsnormBackward?(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
   /** Optional: swiglu's gradients (kernels/swiglu_backward.cc), absent from builds older than it. */
   swigluBackward?(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
+  /** Optional: the gated MLP activation and its gradients (kernels/gated_activation.h), absent from builds older than it; limit null for no clamp. */
+  gatedActivation?(gate: Float32Array, up: Float32Array, out: Float32Array, alpha: number, offset: number, limit: number | null): void
+  gatedActivationBackward?(
+    gate: Float32Array,
+    up: Float32Array,
+    grad: Float32Array,
+    dGate: Float32Array | null,
+    dUp: Float32Array | null,
+    alpha: number,
+    offset: number,
+    limit: number | null,
+  ): void
   /** Optional: the grouped expert GEMM (kernels/grouped_matmul.h), absent from builds older than it. */
   groupedRows?(a: Float32Array, b: Float32Array, out: Float32Array, rows: Int32Array, k: number, n: number, transB: boolean): void
   groupedWeights?(a: Float32Array, c: Float32Array, out: Float32Array, rows: Int32Array, m: number, n: number, accumulate: boolean): void

@@ -35,6 +35,38 @@ export const swigluBackwardKernel = ():
 }
 
 /**
+ * The gated MLP activation's options, as the kernels take them (tensor/ops/GatedActivation's Glu).
+ * @category models
+ */
+export interface GluOptions {
+  readonly alpha: number
+  readonly offset: number
+  readonly limit?: number | undefined
+}
+
+/**
+ * The gated MLP activation and its gradients (kernels/gated_activation.h): the TypeScript op's
+ * float64 arithmetic rounded once (std::exp or a float64 vector exponential for Math.exp: at most
+ * one float32 ulp apart); undefined when the build predates them (the caller runs its loops).
+ * @category kernels
+ */
+export const gatedActivationKernels = ():
+  | {
+      readonly forward: (gate: Float32Array, up: Float32Array, out: Float32Array, o: GluOptions) => void
+      readonly backward: (gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | undefined, dUp: Float32Array | undefined, o: GluOptions) => void
+    }
+  | undefined => {
+  const loaded = addonIfBuilt()
+  const forward = loaded?.gatedActivation
+  const backward = loaded?.gatedActivationBackward
+  if (forward === undefined || backward === undefined) return undefined
+  return {
+    forward: (gate, up, out, o) => forward.call(loaded, gate, up, out, o.alpha, o.offset, o.limit ?? null),
+    backward: (gate, up, grad, dGate, dUp, o) => backward.call(loaded, gate, up, grad, dGate ?? null, dUp ?? null, o.alpha, o.offset, o.limit ?? null),
+  }
+}
+
+/**
  * AdamW's update of one run of elements (cuda/src/kernels/adamw.h): the arithmetic of
  * Optimizer.updateRange's loop in float64, the same bits. w and g of one dtype (Float32Array or
  * Float64Array), m and v Float32Array, all of one length; c1 = 1 - beta1^t, c2 = 1 - beta2^t.
