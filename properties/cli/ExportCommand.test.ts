@@ -26,6 +26,9 @@ const yarnFlags = (s: number, original: number, mscale: number, mscaleAllDim: nu
   ...["--mscale", String(mscale), "--mscale-all-dim", String(mscaleAllDim), "--beta-fast", "8", "--beta-slow", "2"],
 ]
 
+/** GPT-OSS's expert activation. */
+const gptOss = ["--quick-geglu", "--glu-linear-offset", "1", "--activation-func-clamp-value", "7"]
+
 const latent = (qLora: number): Array<string> => [
   ...["--heads", "4", "--kv-heads", "4", "--multi-latent-attention", ...(qLora === 0 ? [] : ["--q-lora-rank", String(qLora)])],
   ...["--kv-lora-rank", "8", "--qk-head-dim", "4", "--qk-pos-emb-head-dim", "6", "--v-head-dim", "5"],
@@ -113,7 +116,7 @@ describe("what cannot be exported is refused before anything is written", () => 
     expect(refused(["export", "--checkpoint", mixtral])).toBe("pleat export: --out: (not given) is required; fix: pass --out DIR, a new path or an empty directory for the model")
     const out = path.join(fresh("export-refused"), "m")
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "llama"])).toBe(
-      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3',
+      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss',
     )
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--dtype", "float16"])).toBe(
       'pleat export: --dtype: "float16" is not allowed; fix: use one of float32, bfloat16, float64',
@@ -140,7 +143,7 @@ describe("what cannot be exported is refused before anything is written", () => 
       `pleat export: --out: "${full}" is a directory that is not empty; fix: pass a new path or an empty directory for the model (an export never writes over files)`,
     )
     expect(refused(["export", "--checkpoint", sigmoid, "--out", out])).toMatch(
-      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe, qwen3-moe, dots1 or deepseek-v3\): it routes with --score-function sigmoid; it has no q and k norms, which every dots1 attention has \(--qk-norm\); it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); fix: export a model trained with softmax routing/,
+      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3 or gpt-oss\): it routes with --score-function sigmoid; it has no q and k norms, which every dots1 attention has \(--qk-norm\); it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); fix: export a model trained with softmax routing/,
     )
     expect(refused(["export", "--checkpoint", shared, "--out", out])).toContain(
       "it has shared experts (--shared-expert-ffn 8), which Mixtral has not; its shared experts have no gate, where Qwen2-MoE's always do (--shared-expert-gate)",
@@ -162,7 +165,7 @@ describe("what cannot be exported is refused before anything is written", () => 
       /^pleat export: --format: "dots1" cannot hold the checkpoint in .*: it has multi-latent attention \(--multi-latent-attention\), which dots1 has not \(deepseek-v3 has\); fix: .*--multi-latent-attention \(deepseek-v3\)$/,
     )
     expect(refused(["export", "--checkpoint", latentSoftmax, "--out", out])).toContain(
-      "(mixtral, qwen2-moe, qwen3-moe, dots1 or deepseek-v3): it has multi-latent attention (--multi-latent-attention), which Mixtral has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which Qwen2-MoE has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which Qwen3-MoE has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 has); it routes with softmax, where deepseek-v3 routes with sigmoid scores (--score-function sigmoid)",
+      "(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3 or gpt-oss): it has multi-latent attention (--multi-latent-attention), which Mixtral has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which Qwen2-MoE has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which Qwen3-MoE has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 has); it routes with softmax, where deepseek-v3 routes with sigmoid scores (--score-function sigmoid); it has multi-latent attention (--multi-latent-attention), which GPT-OSS has not (deepseek-v3 has)",
     )
     expect(refused(["export", "--checkpoint", latentEps, "--out", out])).toContain(
       "it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 has); its latent norms have epsilon --norm-eps 0.00001, where DeepSeek-V3's q_a_layernorm and kv_a_layernorm always have 1e-6 (train with --norm-eps 1e-6)",
@@ -177,7 +180,7 @@ describe("what cannot be exported is refused before anything is written", () => 
 sayIfSkipped("pleat export")
 
 describe.skipIf(python === undefined)("transformers loads the directory", () => {
-  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral (with a sliding window too), Qwen2-MoE, Qwen3-MoE, dots1 and DeepSeek-V3", async () => {
+  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral (with a sliding window too), Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 and GPT-OSS", async () => {
     const tokens = uint16File(window)
     const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
       ["MixtralForCausalLM", []],
@@ -218,6 +221,10 @@ describe.skipIf(python === undefined)("transformers loads the directory", () => 
       ],
       ["DeepseekV3ForCausalLM", [...latent(0), "--score-function", "sigmoid", "--shared-expert-ffn", "32", ...yarnFlags(4, 2, 1, 0.7)]],
       ["Qwen3MoeForCausalLM", ["--head-dim", "6", "--qk-norm", ...yarnFlags(8, 2, 0, 0)]],
+      // GPT-OSS: learnable sinks, a window of 3 on every other layer, the experts' clamped activation, the biases as zeros.
+      ["GptOssForCausalLM", [...gptOss, "--softmax-type", "learnable", "--sliding-window", "3", "--window-attn-skip-freq", "2", "--untie-embeddings"]],
+      // Sinks at 0 (off-by-one), YaRN unrounded, weights large enough for the clamp at 7 to bind.
+      ["GptOssForCausalLM", [...gptOss, "--softmax-type", "off-by-one", ...yarnFlags(4, 2, 0, 0), "--no-yarn-correction-range-round-to-int", "--init-method-std", "2"]],
     ]
     for (const [architecture, flags] of cases) {
       const dir = fresh("export-hf")
@@ -247,5 +254,5 @@ describe.skipIf(python === undefined)("transformers loads the directory", () => 
       // transformers computes RoPE's angles and RMSNorm's mean square in float32 whatever the dtype.
       expect(Math.abs((result.losses[0] as number) - loss), `${architecture}: transformers ${result.losses[0]}, pleat ${loss}`).toBeLessThan(1e-6 * Math.max(1, loss))
     }
-  }, 120_000)
+  }, 300_000)
 })

@@ -216,7 +216,7 @@ describe("what pleat's model cannot compute is refused before anything is writte
     expect(JSON.parse(readFileSync(path.join(exported, "config.json"), "utf8")).sliding_window).toBe(4)
     // Formats whose windows are per layer are not written one.
     expect(refused(["export", "--checkpoint", out, "--out", path.join(fresh("import-window-qwen"), "model"), "--format", "qwen3-moe"])).toContain(
-      "it has sliding-window attention (--sliding-window 4), which pleat writes only as mixtral's sliding_window",
+      "it has sliding-window attention (--sliding-window 4), which pleat writes only as mixtral's or gpt-oss's sliding_window",
     )
   })
 

@@ -2,7 +2,7 @@
  * HfExport: a checkpoint as a Hugging Face model directory (config.json and safetensors
  * weights) that transformers' AutoModelForCausalLM loads and runs as pleat's model.
  *
- * Five architectures of transformers hold pleat's model exactly:
+ * Six architectures of transformers hold pleat's model exactly:
  *   mixtral     every layer MoE, no shared experts, probs renormalized over the top-k (pleat's
  *               default router: softmax over the k selected logits)
  *   qwen2-moe   shared experts with their sigmoid gate (--shared-expert-ffn with
@@ -22,6 +22,10 @@
  *               kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj), YaRN's softmax factor from
  *               mscale_all_dim as pleat's (LatentAttention), --norm-eps 1e-6 (transformers'
  *               latent norms have that epsilon whatever rms_norm_eps says).
+ *   gpt-oss     every layer MoE with softmax over the top-k, learnable (or off-by-one) softmax
+ *               sinks, GPT-OSS's expert activation (--quick-geglu --glu-linear-offset 1
+ *               --activation-func-clamp-value L), its window on the layers pleat's has one
+ *               (layer_types), biases pleat has not written as zeros (HfGptOss)
  * Decision: deepseek-v3 is written with rope_interleave true, its rotary rows permuted into
  * DeepSeek's interleaved pairs (HfLayout.ropeRow), the layout of DeepSeek's own checkpoints, so
  * that the directory runs as written wherever DeepSeek-V3 checkpoints run (transformers, and
@@ -51,6 +55,7 @@ import * as ConfigError from "../errors/ConfigError.js"
 import * as ModelContext from "../model/ModelContext.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as Checkpoint from "./Checkpoint.js"
+import * as HfGptOss from "./HfGptOss.js"
 import * as HfLayout from "./HfLayout.js"
 import * as HfRope from "./HfRope.js"
 import * as Safetensors from "./Safetensors.js"
@@ -97,7 +102,7 @@ const routerProblem = (m: Model, format: Format): string | undefined => {
  * @category guards
  */
 const problemFor = (m: Model, format: Format): string | undefined => {
-  const name = { mixtral: "Mixtral", "qwen2-moe": "Qwen2-MoE", "qwen3-moe": "Qwen3-MoE", dots1: "dots1", "deepseek-v3": "DeepSeek-V3" }[format]
+  const name = { mixtral: "Mixtral", "qwen2-moe": "Qwen2-MoE", "qwen3-moe": "Qwen3-MoE", dots1: "dots1", "deepseek-v3": "DeepSeek-V3", "gpt-oss": "GPT-OSS" }[format]
   if (format === "deepseek-v3" && m.mla === undefined)
     return "it has no multi-latent attention (--multi-latent-attention), which every DeepSeek-V3 attention has (a sigmoid-routed model with --qk-norm is a dots1)"
   if (format !== "deepseek-v3" && m.mla !== undefined) return `it has multi-latent attention (--multi-latent-attention), which ${name} has not (deepseek-v3 has)`
@@ -105,15 +110,15 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     return `it has multi-token prediction layers (--mtp-num-layers ${m.mtpLayers}), which ${name} has not (deepseek-v3 holds them as DeepSeek's layers past the last)`
   const router = routerProblem(m, format)
   if (router !== undefined) return router
+  if (format === "gpt-oss") return HfGptOss.problem(m)
   if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
-  if (m.softmaxType !== undefined && m.softmaxType !== "vanilla")
-    return `its attention softmax has sinks (--softmax-type ${m.softmaxType}), which pleat writes in no format (${name} has none)`
+  if (m.softmaxType !== undefined && m.softmaxType !== "vanilla") return `its attention softmax has sinks (--softmax-type ${m.softmaxType}), which ${name} has not (gpt-oss has)`
   if (m.glu !== undefined && !GatedActivation.isPlain(m.glu))
-    return `its MLPs' activation is not SwiGLU (--quick-geglu, --glu-linear-offset or --activation-func-clamp-value), which pleat writes in no format (${name}'s is SwiGLU)`
+    return `its MLPs' activation is not SwiGLU (--quick-geglu, --glu-linear-offset or --activation-func-clamp-value), where ${name}'s is (gpt-oss's experts have GPT-OSS's)`
   if (m.windowAttnSkipFreq !== undefined)
-    return `it has full-attention layers among its sliding-window ones (--window-attn-skip-freq ${m.windowAttnSkipFreq}), which pleat writes in no format (Mixtral's window is every layer's)`
+    return `it has full-attention layers among its sliding-window ones (--window-attn-skip-freq ${m.windowAttnSkipFreq}), where ${name}'s window is every layer's (gpt-oss's layer_types name them)`
   if (m.slidingWindow !== undefined && format !== "mixtral")
-    return `it has sliding-window attention (--sliding-window ${m.slidingWindow}), which pleat writes only as mixtral's sliding_window (${name}'s windows are per layer)`
+    return `it has sliding-window attention (--sliding-window ${m.slidingWindow}), which pleat writes only as mixtral's or gpt-oss's sliding_window (${name}'s windows are per layer)`
   if (format === "dots1" || format === "deepseek-v3") {
     if (format === "dots1" && m.qkNorm !== true) return "it has no q and k norms, which every dots1 attention has (--qk-norm)"
     if (m.sharedExpertFfn === undefined || m.sharedExpertFfn % m.moeFfn !== 0)
@@ -150,7 +155,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
  */
 export const choose = (m: Model, requested: Format | "auto", dir: string): Format => {
   const fix =
-    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing and ungated shared experts, and --qk-norm (dots1) or --multi-latent-attention (deepseek-v3)"
+    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral; with GPT-OSS's sinks and activation, gpt-oss), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing and ungated shared experts, and --qk-norm (dots1) or --multi-latent-attention (deepseek-v3)"
   if (requested !== "auto") {
     const problem = problemFor(m, requested)
     if (problem !== undefined) throw ConfigError.make("--format", requested, `cannot hold the checkpoint in ${dir}: ${problem}`, fix)
@@ -159,7 +164,12 @@ export const choose = (m: Model, requested: Format | "auto", dir: string): Forma
   const fits = formats.find((f) => problemFor(m, f) === undefined)
   if (fits !== undefined) return fits
   const why = [...new Set(formats.map((f) => problemFor(m, f)))].join("; ")
-  throw ConfigError.make("--checkpoint", dir, `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe, dots1 or deepseek-v3): ${why}`, fix)
+  throw ConfigError.make(
+    "--checkpoint",
+    dir,
+    `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3 or gpt-oss): ${why}`,
+    fix,
+  )
 }
 
 /**
@@ -178,7 +188,7 @@ export const tensors = (
 ): Array<Safetensors.Entry> => {
   const st = safetensorsDtype[dtype]
   const placements = HfLayout.placements(m, format)
-  const used = new Set(placements.flatMap((p) => (p.kind === "zeros" || p.kind === "bias" ? [] : [p.pleat])))
+  const used = new Set(placements.flatMap((p) => (p.kind === "zeros" || p.kind === "bias" ? [] : p.kind === "gateUp" ? [p.gate, p.up] : [p.pleat])))
   // Every parameter written, and nothing else: a model of one's own (--definition) is not pleat's.
   const missing = [...used].filter((name) => !values.has(name))
   const extra = [...values.keys()].filter((name) => !used.has(name))
@@ -193,7 +203,17 @@ export const tensors = (
     )
   }
   return placements.map((p): Safetensors.Entry => {
-    if (p.kind === "zeros") return { name: p.hf, dtype: st, shape: [p.size], bytes: () => Safetensors.encode(new Float64Array(p.size), st) }
+    if (p.kind === "zeros") return { name: p.hf, dtype: st, shape: [...(p.shape ?? [p.size])], bytes: () => Safetensors.encode(new Float64Array(p.size), st) }
+    if (p.kind === "gateUp") {
+      const [gate, up] = [values.get(p.gate) as Tensor.Tensor, values.get(p.up) as Tensor.Tensor]
+      const [e, h, f] = gate.shape as [number, number, number]
+      return {
+        name: p.hf,
+        dtype: st,
+        shape: [e, h, 2 * f],
+        bytes: () => Safetensors.encode(HfLayout.gateUp(gate.data as Float32Array | Float64Array, up.data as Float32Array | Float64Array, f), st),
+      }
+    }
     if (p.kind === "bias") {
       // The expert biases as trained (zeros without --expert-bias); never bfloat16: they only pick, and transformers keeps them in float32.
       const bias = Float64Array.from(biases?.[String(p.layer)] ?? new Array<number>(p.size).fill(0))
@@ -258,6 +278,7 @@ const config = (m: Model, format: Format, dtype: WeightDtype): Record<string, un
     torch_dtype: dtype,
     dtype,
   }
+  if (format === "gpt-oss") return { ...common, ...HfGptOss.configKeys(m) }
   if (format === "mixtral") {
     return {
       architectures: ["MixtralForCausalLM"],

@@ -152,6 +152,8 @@ const paramsOf = (
       continue
     }
     if (t === undefined) throw unusable(dir, `lacks ${p.hf}`, "pass a complete model directory")
+    // GPT-OSS (its fused experts) is written, never read: config.json's model_type gpt_oss is refused before this.
+    if (p.kind === "gateUp") throw unusable(dir, `holds ${p.hf}, GPT-OSS's fused experts, which pleat does not import`, "import a model of the formats pleat reads")
     if (p.kind === "bias") {
       if (t.shape.join("x") !== String(p.size))
         throw unusable(dir, `has ${p.hf} of shape [${t.shape.join(", ")}], where config.json makes it [${p.size}]`, "pass a model directory whose weights match its config.json")

@@ -27,7 +27,7 @@ import * as ModelContext from "../model/ModelContext.js"
  * The architectures of transformers that hold pleat's model.
  * @category models
  */
-export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-v3"] as const
+export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-v3", "gpt-oss"] as const
 
 /**
  * One of `formats`.
@@ -54,6 +54,9 @@ export interface Sizes {
   readonly mla?: LatentAttention.LatentSizes | undefined
   /** Multi-token prediction layers (deepseek-v3 only: DeepSeek's layers past the last). */
   readonly mtpLayers?: number | undefined
+  /** The attention softmax (gpt-oss: learnable sinks written as they are, off-by-one as zeros). */
+  readonly softmaxType?: ModelContext.SoftmaxType | undefined
+  readonly moeFfn: number
 }
 
 /**
@@ -69,7 +72,9 @@ export interface RopeRows {
 
 /**
  * How one transformers tensor `hf` is made of pleat's parameter `pleat`: as it is, transposed
- * (`linear`, its `rope` rows interleaved), one expert's matrix transposed (`expert`), or zeros of `size` (`zeros`); or
+ * (`linear`, its `rope` rows interleaved), one expert's matrix transposed (`expert`), zeros of
+ * `size` (`zeros`, of `shape` where it has more than one dimension), or GPT-OSS's gate_up_proj
+ * [E, H, 2F] from the experts' gate and up [E, H, F] (`gateUp`: gate in the even columns); or
  * MoE layer `layer`'s expert bias (`bias`: pleat keeps it with the router state, not as a
  * parameter; the checkpoint's manifest holds it).
  * @category models
@@ -79,7 +84,8 @@ export type Placement =
   | { readonly kind: "same"; readonly hf: string; readonly pleat: string }
   | { readonly kind: "linear"; readonly hf: string; readonly pleat: string; readonly rope?: RopeRows }
   | { readonly kind: "expert"; readonly hf: string; readonly pleat: string; readonly expert: number }
-  | { readonly kind: "zeros"; readonly hf: string; readonly size: number }
+  | { readonly kind: "zeros"; readonly hf: string; readonly size: number; readonly shape?: ReadonlyArray<number> }
+  | { readonly kind: "gateUp"; readonly hf: string; readonly gate: string; readonly up: string }
 
 /** Grouped-query attention's tensors of a layer (`hf`, `p`: the layer's prefixes). */
 const groupedQuery = (m: Sizes, format: Format, hf: string, p: string, headDim: number, out: Array<Placement>): void => {
@@ -90,11 +96,13 @@ const groupedQuery = (m: Sizes, format: Format, hf: string, p: string, headDim: 
   ] as const) {
     out.push({ kind: "linear", hf: `${hf}self_attn.${proj}.weight`, pleat: `${p}${w}` })
     if (m.qkvBias === true) out.push({ kind: "same", hf: `${hf}self_attn.${proj}.bias`, pleat: `${p}${b}` })
-    else if (format === "qwen2-moe") out.push({ kind: "zeros", hf: `${hf}self_attn.${proj}.bias`, size: heads * headDim })
+    else if (format === "qwen2-moe" || format === "gpt-oss") out.push({ kind: "zeros", hf: `${hf}self_attn.${proj}.bias`, size: heads * headDim })
   }
   out.push({ kind: "linear", hf: `${hf}self_attn.o_proj.weight`, pleat: `${p}wo` })
   // Qwen3-MoE's and dots1's attention_bias puts a bias on o too, which pleat's attention has not.
-  if ((format === "qwen3-moe" || format === "dots1") && m.qkvBias === true) out.push({ kind: "zeros", hf: `${hf}self_attn.o_proj.bias`, size: m.hidden })
+  if (((format === "qwen3-moe" || format === "dots1") && m.qkvBias === true) || format === "gpt-oss") out.push({ kind: "zeros", hf: `${hf}self_attn.o_proj.bias`, size: m.hidden })
+  if (format === "gpt-oss")
+    out.push(m.softmaxType === "learnable" ? { kind: "same", hf: `${hf}self_attn.sinks`, pleat: `${p}sinks` } : { kind: "zeros", hf: `${hf}self_attn.sinks`, size: m.heads })
   if (m.qkNorm === true) {
     out.push({ kind: "same", hf: `${hf}self_attn.q_norm.weight`, pleat: `${p}qNorm` })
     out.push({ kind: "same", hf: `${hf}self_attn.k_norm.weight`, pleat: `${p}kNorm` })
@@ -126,6 +134,33 @@ const latent = (
   linear(`${a}o_proj.weight`, `${p}wo`)
 }
 
+/** GPT-OSS's MoE tensors of a layer: its router with a bias, the experts fused, their biases (zeros: pleat's have none). */
+const gptOssMoe = (m: Sizes, block: string, p: string, out: Array<Placement>): void => {
+  const [e, f, h] = [m.experts, m.moeFfn, m.hidden]
+  out.push({ kind: "linear", hf: `${block}router.weight`, pleat: `${p}router` })
+  out.push({ kind: "zeros", hf: `${block}router.bias`, size: e })
+  out.push({ kind: "gateUp", hf: `${block}experts.gate_up_proj`, gate: `${p}experts.wGate`, up: `${p}experts.wUp` })
+  out.push({ kind: "zeros", hf: `${block}experts.gate_up_proj_bias`, size: e * 2 * f, shape: [e, 2 * f] })
+  out.push({ kind: "same", hf: `${block}experts.down_proj`, pleat: `${p}experts.wDown` })
+  out.push({ kind: "zeros", hf: `${block}experts.down_proj_bias`, size: e * h, shape: [e, h] })
+}
+
+/**
+ * `gate` and `up` of [E, H, F] as one [E, H, 2F] with gate's columns at even places and up's at
+ * odd ones (GPT-OSS's gate_up_proj).
+ * @category constructors
+ */
+export const gateUp = <A extends Float32Array | Float64Array>(gate: A, up: A, f: number): A => {
+  const out = (gate instanceof Float32Array ? new Float32Array(2 * gate.length) : new Float64Array(2 * gate.length)) as A
+  for (let i = 0; i < gate.length; i++) {
+    const row = Math.floor(i / f)
+    const c = i - row * f
+    out[2 * (row * f + c)] = gate[i] as number
+    out[2 * (row * f + c) + 1] = up[i] as number
+  }
+  return out
+}
+
 /**
  * Every tensor of the model in `format`, in the model's order.
  * @category constructors
@@ -147,6 +182,10 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
       linear(`${hf}mlp.gate_proj.weight`, `${p}wGate`)
       linear(`${hf}mlp.up_proj.weight`, `${p}wUp`)
       linear(`${hf}mlp.down_proj.weight`, `${p}wDown`)
+      return
+    }
+    if (format === "gpt-oss") {
+      gptOssMoe(m, `${hf}mlp.`, p, out)
       return
     }
     const block = format === "mixtral" ? `${hf}block_sparse_moe.` : `${hf}mlp.`
