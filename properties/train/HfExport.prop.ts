@@ -29,7 +29,7 @@ const run = async (argv: ReadonlyArray<string>) => {
 const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
 
 interface Case {
-  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1" | "deepseek"
+  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1" | "deepseek" | "gptoss"
   readonly heads: number
   readonly kvHeads: number
   readonly headDim: number
@@ -95,7 +95,7 @@ const casesOf = (...archs: ReadonlyArray<Case["arch"]>): fc.Arbitrary<Case> =>
       window: c.window.slice(0, c.seq + 1),
     }))
 
-const cases = casesOf("mixtral", "qwen2", "qwen3", "dots1", "deepseek")
+const cases = casesOf("mixtral", "qwen2", "qwen3", "dots1", "deepseek", "gptoss")
 
 /** Qwen3's and dots1's heads are not hidden / heads wide: the hidden is fixed and --head-dim gives the width (6 or 10). */
 const qk = (c: Case): boolean => c.arch === "qwen3" || c.arch === "dots1"
@@ -119,6 +119,12 @@ const latentFlags = (c: Case): Array<string> => [
   ...["--qk-head-dim", String(c.headDim), "--qk-pos-emb-head-dim", "6", "--v-head-dim", "5"],
 ]
 
+/** GPT-OSS: its expert activation, learnable sinks (or off-by-one: zeros), a window of 3 on every other layer (or none). */
+const gptOssFlags = (c: Case): Array<string> => [
+  ...["--quick-geglu", "--glu-linear-offset", "1", "--activation-func-clamp-value", "7"],
+  ...["--softmax-type", c.preSoftmax ? "off-by-one" : "learnable", ...(c.qLora ? ["--sliding-window", "3", "--window-attn-skip-freq", "2"] : [])],
+]
+
 const modelFlags = (c: Case): Array<string> => [
   ...["--vocab", String(vocab), "--hidden", String(hiddenOf(c)), "--heads", String(c.heads), "--kv-heads", String(c.kvHeads)],
   ...(qk(c) ? ["--head-dim", String(headDimOf(c)), "--qk-norm"] : []),
@@ -130,6 +136,7 @@ const modelFlags = (c: Case): Array<string> => [
   ...(c.arch === "qwen2" || c.arch === "qwen3" ? ["--moe-every", String(c.moeEvery), "--dense-first", String(c.denseFirst), ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
   ...(c.arch === "dots1" || c.arch === "deepseek" ? dots1Flags(c) : []),
   ...(c.arch === "deepseek" ? latentFlags(c) : []),
+  ...(c.arch === "gptoss" ? gptOssFlags(c) : []),
   ...(c.arch === "qwen2" ? ["--shared-expert-ffn", String(c.shared), "--shared-expert-gate"] : []),
   ...["--dtype", "float64", "--global-batch", "4", "--micro-batch", "1"],
 ]
@@ -137,6 +144,8 @@ const modelFlags = (c: Case): Array<string> => [
 /** Tensors the directory must hold: no more, no fewer. */
 const expectedTensors = (c: Case): number => {
   let n = 2 + (c.untie ? 1 : 0)
+  // GPT-OSS: norms, q, k, v, o with their biases (zeros where pleat has none), sinks; the router with its bias, the fused experts with theirs.
+  if (c.arch === "gptoss") return n + c.layers * (2 + 8 + 1 + 2 + 4)
   for (let l = 0; l < c.layers; l++) {
     // Norms and q, k, v, o; Qwen2's q/k/v biases always (zeros without --qkv-bias); Qwen3's q/k norms, and biases (with o's) only with it.
     // DeepSeek-V3: norms, q_a_proj, q_a_layernorm and q_b_proj (or q_proj), kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o.
@@ -183,7 +192,7 @@ const exportsAndImports = async (c: Case): Promise<void> => {
   const written = JSON.parse(
     await run(["export", "--checkpoint", dir, "--out", out, "--dtype", "float64", "--json", ...(c.shardBytes === undefined ? [] : ["--max-shard-size", String(c.shardBytes)])]),
   )
-  expect(written.format).toBe({ mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe", dots1: "dots1", deepseek: "deepseek-v3" }[c.arch])
+  expect(written.format).toBe({ mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe", dots1: "dots1", deepseek: "deepseek-v3", gptoss: "gpt-oss" }[c.arch])
   const model = readModelDir(out)
   expect(model.tensors.size).toBe(expectedTensors(c))
   expect(written.tensors).toBe(expectedTensors(c))
@@ -194,6 +203,7 @@ const exportsAndImports = async (c: Case): Promise<void> => {
       qwen3: "Qwen3MoeForCausalLM",
       dots1: "Dots1ForCausalLM",
       deepseek: "DeepseekV3ForCausalLM",
+      gptoss: "GptOssForCausalLM",
     }[c.arch],
   ])
   // Shards: each file within the limit unless it holds one tensor.
@@ -205,6 +215,8 @@ const exportsAndImports = async (c: Case): Promise<void> => {
   }
   const reference = lmLoss(model, c.window)
   expect(Math.abs(reference - loss), `reference ${reference}, pleat ${loss}`).toBeLessThan(1e-9 * Math.max(1, loss))
+  // GPT-OSS is written, not read back (pleat import refuses model_type gpt_oss).
+  if (c.arch === "gptoss") return
   // pleat import reads it back: the same parameters bit for bit, and the settings to train them.
   const back = path.join(fresh("import-out"), "ckpt")
   await run(["import", "--model-dir", out, "--out", back, "--dtype", "float64"])
@@ -249,6 +261,10 @@ const exportsAndImports = async (c: Case): Promise<void> => {
 describe("pleat export", () => {
   test("the exported model's forward (an independent transformers reading) gives pleat's loss of the checkpoint, for any model and mapping", async () => {
     await fc.assert(fc.asyncProperty(cases, exportsAndImports), { numRuns: 14, seed: 20261205 })
+  }, 300_000)
+
+  test("GPT-OSS: sinks (learnable, or off-by-one as zeros), the window on every other layer or none, the experts' clamped activation, the biases as zeros, under any mapping", async () => {
+    await fc.assert(fc.asyncProperty(casesOf("gptoss"), exportsAndImports), { numRuns: 4, seed: 20261206 })
   }, 300_000)
 
   test("DeepSeek-V3: multi-latent attention with a query latent and without (q_lora_rank null), its rotary rows interleaved, under any mapping", async () => {

@@ -1,11 +1,13 @@
-// An independent reading of a Hugging Face model directory and the forward of the five
+// An independent reading of a Hugging Face model directory and the forward of the six
 // architectures `pleat export` writes, written from transformers' modeling code (Mixtral,
 // Qwen2-MoE, Qwen3-MoE: RMSNorm, rotate-half RoPE, grouped-query causal attention, softmax top-k
 // routing, SwiGLU experts, Qwen2-MoE's gated shared expert, Qwen3-MoE's q/k norms per head and
 // head_dim, biases where the file has them, dense mlp_only_layers; dots1: Qwen3's attention with
 // DeepSeek-V3's sigmoid router, expert bias, groups, scaling and shared experts; DeepSeek-V3:
 // dots1's MoE with multi-latent attention, its rotary pairs interleaved (2i, 2i+1) under
-// rope_interleave, latent norms at 1e-6, softmax scale 1/sqrt(qk_head_dim)), in float64 loops.
+// rope_interleave, latent norms at 1e-6, softmax scale 1/sqrt(qk_head_dim); GPT-OSS: softmax sinks
+// per head, sliding windows on the layers layer_types names, a router with a bias, fused
+// interleaved gate_up experts with biases and the clamped quick-GELU GLU), in float64 loops.
 // It shares no code with src/: the safetensors parser, the name scheme and every op are its own.
 import { existsSync, readFileSync } from "node:fs"
 import path from "node:path"
@@ -228,6 +230,53 @@ const dots1Moe = (h: Matrix, logits: Matrix, get: (name: string) => Stored, bloc
   })
 }
 
+/**
+ * GPT-OSS's MoE block: the router's logits (with its bias), a softmax over the top-k of them;
+ * each expert's gate_up_proj [H, 2F] (with its bias), gate in the even columns and up in the odd,
+ * clamped at 7 (transformers' fixed limit; up on both sides), gate * sigmoid(1.702 gate) * (up + 1),
+ * then down_proj [F, H] with its bias, the whole weighted.
+ */
+const gptOssMoe = (h: Matrix, get: (name: string) => Stored, block: string, experts: number, topk: number): Matrix => {
+  const logits = linear(h, get(`${block}router.weight`), get(`${block}router.bias`))
+  const gateUp = get(`${block}experts.gate_up_proj`)
+  const gateUpBias = get(`${block}experts.gate_up_proj_bias`).values
+  const down = get(`${block}experts.down_proj`)
+  const downBias = get(`${block}experts.down_proj_bias`).values
+  const [, hidden, twoF] = gateUp.shape as [number, number, number]
+  const f = twoF / 2
+  return h.map((row, s) => {
+    const z = logits[s] as Float64Array
+    const picked = Array.from(z, (v, e) => ({ v, e }))
+      .sort((a, b) => b.v - a.v || a.e - b.e)
+      .slice(0, topk)
+    const top = Math.max(...picked.map((x) => x.v))
+    const sum = picked.reduce((a, x) => a + Math.exp(x.v - top), 0)
+    const out = new Float64Array(hidden)
+    for (const { v, e } of picked) {
+      if (e >= experts) throw new Error(`expert ${e} of ${experts}`)
+      const w = Math.exp(v - top) / sum
+      const act = new Float64Array(f)
+      for (let j = 0; j < f; j++) {
+        let g = gateUpBias[e * twoF + 2 * j] as number
+        let u = gateUpBias[e * twoF + 2 * j + 1] as number
+        for (let i = 0; i < hidden; i++) {
+          g += (row[i] as number) * (gateUp.values[(e * hidden + i) * twoF + 2 * j] as number)
+          u += (row[i] as number) * (gateUp.values[(e * hidden + i) * twoF + 2 * j + 1] as number)
+        }
+        g = Math.min(g, 7)
+        u = Math.max(-7, Math.min(u, 7))
+        act[j] = g * sigmoid(1.702 * g) * (u + 1)
+      }
+      for (let k = 0; k < hidden; k++) {
+        let y = downBias[e * hidden + k] as number
+        for (let j = 0; j < f; j++) y += (act[j] as number) * (down.values[(e * f + j) * hidden + k] as number)
+        out[k] = (out[k] as number) + w * y
+      }
+    }
+    return out
+  })
+}
+
 /** The mean next-token cross-entropy of `window` (seq + 1 ids) under the model in `m`. */
 export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
   const c = m.config
@@ -237,6 +286,7 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     return t
   }
   const mixtral = c.model_type === "mixtral"
+  const gptOss = c.model_type === "gpt_oss"
   const num = (key: string): number => {
     const v = c[key]
     if (typeof v !== "number") throw new Error(`config.json has no number ${key}`)
@@ -254,7 +304,7 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
   const deepseek = c.model_type === "deepseek_v3"
   // DeepSeek-V3's MoE is dots1's.
   const dots1 = c.model_type === "dots1" || deepseek
-  const experts = num(mixtral ? "num_local_experts" : dots1 ? "n_routed_experts" : "num_experts")
+  const experts = num(mixtral || gptOss ? "num_local_experts" : dots1 ? "n_routed_experts" : "num_experts")
   // Qwen3 (and any config with head_dim) sets the head width; else hidden / heads.
   const d = typeof c.head_dim === "number" ? c.head_dim : hidden / heads
   // dots1's attention is Qwen3's.
@@ -270,8 +320,15 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
       return out
     })
   const qk = (x: Matrix, count: number, p: string, which: "q" | "k"): Matrix => (qwen3 ? headNorm(x, count, get(`${p}self_attn.${which}_norm.weight`)) : x)
-  /** Grouped-query attention (Mixtral's, the Qwens', dots1's) of layer prefix `p` on h. */
-  const groupedQueryAttention = (h: Matrix, p: string): Matrix => {
+  /**
+   * Grouped-query attention (Mixtral's, the Qwens', dots1's, GPT-OSS's) of layer `l`, prefix `p`, on
+   * h: GPT-OSS's heads have a sink each (a logit in the softmax, no value) and its
+   * sliding_attention layers see the last sliding_window keys (the key itself included).
+   */
+  const groupedQueryAttention = (h: Matrix, p: string, l: number): Matrix => {
+    const sinks = gptOss ? get(`${p}self_attn.sinks`).values : undefined
+    const windowed = gptOss && (c.layer_types as Array<string>)[l] === "sliding_attention"
+    const first = (s: number) => (windowed ? Math.max(0, s - (c.sliding_window as number) + 1) : 0)
     const bias = (n: string) => m.tensors.get(`${p}self_attn.${n}.bias`)
     const q = rope(qk(linear(h, get(`${p}self_attn.q_proj.weight`), bias("q_proj")), heads, p, "q"), heads, d, theta)
     const k = rope(qk(linear(h, get(`${p}self_attn.k_proj.weight`), bias("k_proj")), kv, p, "k"), kv, d, theta)
@@ -281,13 +338,15 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
       for (let hq = 0; hq < heads; hq++) {
         const hk = Math.floor(hq / (heads / kv))
         const scores = Array.from({ length: s + 1 }, (_, t) => {
+          if (t < first(s)) return Number.NEGATIVE_INFINITY
           let dot = 0
           for (let i = 0; i < d; i++) dot += (qs[hq * d + i] as number) * (k[t]?.[hk * d + i] as number)
           return dot / Math.sqrt(d)
         })
-        const top = Math.max(...scores)
+        const sink = sinks === undefined ? Number.NEGATIVE_INFINITY : (sinks[hq] as number)
+        const top = Math.max(...scores, sink)
         const e = scores.map((z) => Math.exp(z - top))
-        const sum = e.reduce((a, b) => a + b, 0)
+        const sum = e.reduce((a, b) => a + b, 0) + Math.exp(sink - top)
         for (let t = 0; t <= s; t++) for (let i = 0; i < d; i++) out[hq * d + i] = (out[hq * d + i] as number) + ((e[t] as number) / sum) * (v[t]?.[hk * d + i] as number)
       }
       return out
@@ -301,13 +360,17 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     const p = `model.layers.${l}.`
     const h = rmsNorm(x, get(`${p}input_layernorm.weight`), eps)
     if (deepseek) x = add(x, latentAttention(h, get, p, c, heads, theta))
-    else x = add(x, groupedQueryAttention(h, p))
+    else x = add(x, groupedQueryAttention(h, p, l))
     const h2 = rmsNorm(x, get(`${p}post_attention_layernorm.weight`), eps)
     const dense = dots1
       ? l < (c.first_k_dense_replace as number)
-      : !mixtral && ((c.mlp_only_layers as Array<number>).includes(l) || (l + 1) % (c.decoder_sparse_step as number) !== 0)
+      : !mixtral && !gptOss && ((c.mlp_only_layers as Array<number>).includes(l) || (l + 1) % (c.decoder_sparse_step as number) !== 0)
     if (dense) {
       x = add(x, swiglu(h2, get, `${p}mlp.`, ["gate_proj", "up_proj", "down_proj"]))
+      continue
+    }
+    if (gptOss) {
+      x = add(x, gptOssMoe(h2, get, `${p}mlp.`, experts, topk))
       continue
     }
     const block = mixtral ? `${p}block_sparse_moe.` : `${p}mlp.`

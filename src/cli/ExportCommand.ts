@@ -45,7 +45,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
  * The usage text of `pleat export`.
  * @category configuration
  */
-const usage = `usage: pleat export --checkpoint DIR --out DIR [--format auto|mixtral|qwen2-moe|qwen3-moe|dots1|deepseek-v3] [--dtype float32|bfloat16|float64]
+const usage = `usage: pleat export --checkpoint DIR --out DIR [--format auto|mixtral|qwen2-moe|qwen3-moe|dots1|deepseek-v3|gpt-oss] [--dtype float32|bfloat16|float64]
 
 Writes a checkpoint as a Hugging Face model directory: config.json and the weights in
 safetensors files, which transformers' AutoModelForCausalLM.from_pretrained(DIR) loads and runs
@@ -56,8 +56,11 @@ shared experts, and dense layers; dots1 holds sigmoid routing with --expert-bias
 e_score_correction_bias), groups where topk / --group-topk is 2, --scaling-factor, ungated shared
 experts and --qk-norm (DeepSeek-V3's router on Qwen3's attention); deepseek-v3 holds dots1's
 router and shared experts with --multi-latent-attention (--norm-eps 1e-6; rotary rows written
-interleaved, rope_interleave true, as DeepSeek's checkpoints). A --head-dim of its own is
-written as head_dim. The first three route with softmax; sigmoid routing, expert bias, group-
+interleaved, rope_interleave true, as DeepSeek's checkpoints); gpt-oss holds softmax sinks
+(--softmax-type learnable), a window on every other layer (--window-attn-skip-freq) and GPT-OSS's
+expert activation (--quick-geglu --glu-linear-offset 1 --activation-func-clamp-value 7), its
+biases written as zeros (--model gpt-oss-20b exports). A --head-dim of its own is
+written as head_dim. The first three and gpt-oss route with softmax; sigmoid routing, expert bias, group-
 limited routing and probs scaling have no transformers architecture with pleat's attention and
 are refused. Token dropping is for training: transformers runs the experts dropless. No
 tokenizer is written: add the one your token files were made with.
