@@ -7,8 +7,8 @@
 #include "glu_binding.h"
 
 #include <cmath>
-#include <utility>
 
+#include "gated_args.h"
 #include "kernels/gated_activation.h"
 #include "napi_args.h"
 
@@ -41,30 +41,12 @@ Napi::Value GatedActivation(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value GatedActivationBackward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   const char* fn = "gatedActivationBackward";
-  ArrayArg gate, up, grad, dgate, dup;
+  GatedGradientArgs a;
   GluOptions o{};
-  if (!expect_arity(info, fn, 8) || !expect_array(info, fn, 0, "gate", {napi_float32_array}, &gate) || !expect_array(info, fn, 1, "up", {napi_float32_array}, &up) ||
-      !expect_array(info, fn, 2, "grad", {napi_float32_array}, &grad) || !expect_length(env, fn, "up", up, gate.length, "gate.length") ||
-      !expect_length(env, fn, "grad", grad, gate.length, "gate.length") || !options_of(info, fn, 5, &o)) {
-    return env.Undefined();
-  }
-  const bool want_gate = !info[3].IsNull(), want_up = !info[4].IsNull();
-  if ((want_gate && !expect_array(info, fn, 3, "dGate", {napi_float32_array}, &dgate)) || (want_up && !expect_array(info, fn, 4, "dUp", {napi_float32_array}, &dup))) {
-    return env.Undefined();
-  }
-  for (const auto& [name, out] : {std::pair<const char*, const ArrayArg*>{"dGate", &dgate}, {"dUp", &dup}}) {
-    if (out->value.IsEmpty() || out->value.IsUndefined()) continue;
-    if (!expect_length(env, fn, name, *out, gate.length, "gate.length") || !expect_disjoint(env, fn, name, *out, "gate", gate, false) ||
-        !expect_disjoint(env, fn, name, *out, "up", up, false) || !expect_disjoint(env, fn, name, *out, "grad", grad, false)) {
-      return env.Undefined();
-    }
-  }
-  if (want_gate && want_up && !expect_disjoint(env, fn, "dGate", dgate, "dUp", dup, false)) return env.Undefined();
-  gated_activation_backward(active_isa(), gate.f32(), up.f32(), grad.f32(), want_gate ? dgate.f32_mut() : nullptr, want_up ? dup.f32_mut() : nullptr,
-                            gate.length, o);
-  return env.Undefined();
+  if (!expect_arity(info, fn, 8) || !parse_gated_gradients(info, fn, &a) || !options_of(info, fn, 5, &o)) return info.Env().Undefined();
+  gated_activation_backward(active_isa(), a.gate.f32(), a.up.f32(), a.grad.f32(), a.dgate_out(), a.dup_out(), a.gate.length, o);
+  return info.Env().Undefined();
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "gated_args.h"
 #include "kernels/attention.h"
 #include "kernels/cpu_features.h"
 #include "kernels/matmul.h"
@@ -200,30 +201,10 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
 
 // swigluBackward(gate, up, grad, dGate, dUp): dGate / dUp a Float32Array, or null when not wanted.
 Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const char* fn = "swigluBackward";
-  ArrayArg gate, up, grad, dgate, dup;
-  if (!expect_arity(info, fn, 5) || !expect_array(info, fn, 0, "gate", {kF32}, &gate) ||
-      !expect_array(info, fn, 1, "up", {kF32}, &up) || !expect_array(info, fn, 2, "grad", {kF32}, &grad) ||
-      !expect_length(env, fn, "up", up, gate.length, "gate.length") ||
-      !expect_length(env, fn, "grad", grad, gate.length, "gate.length")) {
-    return env.Undefined();
-  }
-  const bool want_gate = !info[3].IsNull(), want_up = !info[4].IsNull();
-  if ((want_gate && !expect_array(info, fn, 3, "dGate", {kF32}, &dgate)) || (want_up && !expect_array(info, fn, 4, "dUp", {kF32}, &dup))) {
-    return env.Undefined();
-  }
-  for (const auto& [name, out] : {std::pair<const char*, const ArrayArg*>{"dGate", &dgate}, {"dUp", &dup}}) {
-    if (out->value.IsEmpty() || out->value.IsUndefined()) continue;
-    if (!expect_length(env, fn, name, *out, gate.length, "gate.length") || !expect_disjoint(env, fn, name, *out, "gate", gate, false) ||
-        !expect_disjoint(env, fn, name, *out, "up", up, false) || !expect_disjoint(env, fn, name, *out, "grad", grad, false)) {
-      return env.Undefined();
-    }
-  }
-  if (want_gate && want_up && !expect_disjoint(env, fn, "dGate", dgate, "dUp", dup, false)) return env.Undefined();
-  swiglu_backward(active_isa(), gate.f32(), up.f32(), grad.f32(), want_gate ? dgate.f32_mut() : nullptr, want_up ? dup.f32_mut() : nullptr,
-                  gate.length);
-  return env.Undefined();
+  GatedGradientArgs a;
+  if (!expect_arity(info, "swigluBackward", 5) || !parse_gated_gradients(info, "swigluBackward", &a)) return info.Env().Undefined();
+  swiglu_backward(active_isa(), a.gate.f32(), a.up.f32(), a.grad.f32(), a.dgate_out(), a.dup_out(), a.gate.length);
+  return info.Env().Undefined();
 }
 
 Napi::Value AttentionImpl(const Napi::CallbackInfo& info, const char* fn, bool async) {

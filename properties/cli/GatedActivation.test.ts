@@ -9,14 +9,9 @@ import { describe, expect, test } from "vitest"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
 import { fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
+import { stepLosses } from "./tokenFiles.js"
 
 const gptOss = ["--quick-geglu", "--glu-linear-offset", "1", "--activation-func-clamp-value", "7"]
-
-const stepLosses = (out: string): Array<number> =>
-  out
-    .split("\n")
-    .filter((line) => line.includes('"step"'))
-    .map((line) => (JSON.parse(line) as { loss: number }).loss)
 
 describe("the gated MLPs' activation (--quick-geglu, --glu-linear-offset, --activation-func-clamp-value)", () => {
   test("folded mappings train as one rank (pleat verify)", async () => {

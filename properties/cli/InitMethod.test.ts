@@ -5,12 +5,7 @@
 import { describe, expect, test } from "vitest"
 import { run } from "./cliRun.js"
 import { refused } from "./refused.js"
-
-const stepLosses = (out: string): Array<number> =>
-  out
-    .split("\n")
-    .filter((line) => line.includes('"step"'))
-    .map((line) => (JSON.parse(line) as { loss: number }).loss)
+import { stepLosses } from "./tokenFiles.js"
 
 describe("--init-method-std", () => {
   test("folded mappings train as one rank from it; the first loss is about ln(vocab); it learns", async () => {

@@ -22,3 +22,6 @@ export const records = (out: string, msg: string): Array<Record<string, number>>
     .filter((l) => l.startsWith("{"))
     .map((l) => JSON.parse(l) as Record<string, number> & { msg?: string })
     .filter((o) => o.msg === msg)
+
+/** The loss of every step record (`--log json`) of `out`, in order. */
+export const stepLosses = (out: string): Array<number> => records(out, "step").map((r) => r.loss as number)

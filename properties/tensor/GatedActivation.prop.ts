@@ -69,29 +69,35 @@ describe("GatedActivation", () => {
     let exact = 0
     let all = 0
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 70_000 }), fc.integer({ min: 1, max: 1_000_000 }), gluArb, (n, seed, glu) => {
-        const wide = (t: Tensor.Tensor) => Tensor.fromStorage(Float64Array.from(t.data), t.shape)
-        const narrow = (t: Tensor.Tensor) => Tensor.fromStorage(Float32Array.from(t.data), t.shape)
-        const [gate, up, dy] = [uniform([n], seed, -9, 9), uniform([n], seed + 1, -9, 9), uniform([n], seed + 2)].map(narrow) as [Tensor.Tensor, Tensor.Tensor, Tensor.Tensor]
-        const run = (g: Tensor.Tensor, u: Tensor.Tensor, d: Tensor.Tensor) => {
-          const tape = Tape.make({ name: "glu" })
-          const [pg, pu] = [tape.parameter(g), tape.parameter(u)]
-          const out = GatedActivation.gated(pg, pu, glu)
-          tape.backward(out, { gradient: d })
-          return [out.data, pg.grad?.data, pu.grad?.data] as const
-        }
-        const got = run(gate, up, dy)
-        const want = run(wide(gate), wide(up), wide(dy))
-        let worst = { ulps: 0, at: "" }
-        for (let k = 0; k < 3; k++)
-          for (let i = 0; i < n; i++) {
-            const d = ulps((got[k] as ArrayLike<number>)[i] as number, Math.fround((want[k] as ArrayLike<number>)[i] as number))
-            if (d > worst.ulps) worst = { ulps: d, at: `output ${k} element ${i}` }
-            if (d === 0) exact++
-            all++
+      // The plain options are SwiGLU's kernels, whose forward computes in float32 (its own tests bound it).
+      fc.property(
+        fc.integer({ min: 1, max: 70_000 }),
+        fc.integer({ min: 1, max: 1_000_000 }),
+        gluArb.filter((g) => !GatedActivation.isPlain(g)),
+        (n, seed, glu) => {
+          const wide = (t: Tensor.Tensor) => Tensor.fromStorage(Float64Array.from(t.data), t.shape)
+          const narrow = (t: Tensor.Tensor) => Tensor.fromStorage(Float32Array.from(t.data), t.shape)
+          const [gate, up, dy] = [uniform([n], seed, -9, 9), uniform([n], seed + 1, -9, 9), uniform([n], seed + 2)].map(narrow) as [Tensor.Tensor, Tensor.Tensor, Tensor.Tensor]
+          const run = (g: Tensor.Tensor, u: Tensor.Tensor, d: Tensor.Tensor) => {
+            const tape = Tape.make({ name: "glu" })
+            const [pg, pu] = [tape.parameter(g), tape.parameter(u)]
+            const out = GatedActivation.gated(pg, pu, glu)
+            tape.backward(out, { gradient: d })
+            return [out.data, pg.grad?.data, pu.grad?.data] as const
           }
-        expect(worst.ulps, worst.at).toBeLessThanOrEqual(1)
-      }),
+          const got = run(gate, up, dy)
+          const want = run(wide(gate), wide(up), wide(dy))
+          let worst = { ulps: 0, at: "" }
+          for (let k = 0; k < 3; k++)
+            for (let i = 0; i < n; i++) {
+              const d = ulps((got[k] as ArrayLike<number>)[i] as number, Math.fround((want[k] as ArrayLike<number>)[i] as number))
+              if (d > worst.ulps) worst = { ulps: d, at: `output ${k} element ${i}` }
+              if (d === 0) exact++
+              all++
+            }
+          expect(worst.ulps, worst.at).toBeLessThanOrEqual(1)
+        },
+      ),
       { numRuns: 12 },
     )
     // One float32 ulp apart only where the exponential's last bit decides a rounding: rare.

@@ -249,11 +249,11 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       case "make-vocab-size-divisible-by": {
         seen.add(name)
         const v = value()
-        const n = v === undefined ? Number.NaN : Number(v)
+        const problem = v === undefined ? undefined : Flags.integerProblem(v, {}, `write --${name}`)
         if (v === undefined) missing("N")
-        else if (!Number.isSafeInteger(n) || n < 1 || !/^\+?\d+$/.test(v)) problems.push(ConfigError.make(`--${name}`, v, "is not a positive integer", `write --${name} N`))
-        else if (name === "vocab-size") vocabSize = n
-        else divisibleBy = n
+        else if (problem !== undefined) problems.push(ConfigError.make(`--${name}`, v, problem.reason, problem.fix))
+        else if (name === "vocab-size") vocabSize = Number(v)
+        else divisibleBy = Number(v)
         continue
       }
       case "tokenizer-type": {
