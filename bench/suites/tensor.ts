@@ -13,6 +13,10 @@
  *   gatherRows / scatterAddRows ROWSxCOLS: GB/s counting rows * cols * 4 bytes read + the same
  *     written + the int32 index, vs memcpyBandwidth(rows * cols * 4) (also read + write).
  *   softmaxRows / rmsnormRows ROWSxCOLS: GB/s of x read + out written, vs the same memcpy.
+ *   swiglu and the gated activation with GPT-OSS's options (quick-GELU, offset 1, clamp 7;
+ *     kernels/gated_activation.h), forward and backward, on ROWSxCOLS elements: GB/s of the
+ *     inputs read and the outputs written (gate, up, out: 3x; gate, up, grad, dgate, dup: 5x),
+ *     vs the same memcpy.
  *   small products with B from memory / in cache (bench/coldProducts.ts): B's bytes per second
  *     on one thread vs memcpyBandwidth of 64 MiB.
  *   async: matmulAsync latency vs matmul latency for small sizes (limit = the sync latency
@@ -25,6 +29,7 @@
 import { Bench } from "tinybench"
 import * as Cpu from "../../dist/native/Cpu.js"
 import * as CpuBf16 from "../../dist/native/CpuBf16.js"
+import * as CpuOptional from "../../dist/native/CpuOptional.js"
 import * as Bf16Round from "../../dist/tensor/kernels/Bf16Round.js"
 import { coldProductRecords } from "../coldProducts.js"
 import { type BenchContext, type BenchRecord, batchFor, filled, gbPerSecond, measure, record } from "../harness.js"
@@ -162,7 +167,24 @@ const rowRecords = async (ctx: BenchContext, cores: number): Promise<Array<Bench
     ctx.log(`row kernels ${size} ...`)
     const limit = await memcpyBandwidth(bytes)
     const moved = 2 * bytes
+    const up = filled(rows * cols, 5)
+    const grad = filled(rows * cols, 6)
+    const dUp = new Float32Array(rows * cols)
+    const gluKernels = CpuOptional.gatedActivationKernels()
+    const swigluBackward = CpuOptional.swigluBackwardKernel()
+    const gptOss = { alpha: 1.702, offset: 1, limit: 7 }
+    const activations: ReadonlyArray<readonly [string, () => void, number]> = [
+      ["swiglu", () => Cpu.swiglu(src, up, dst), 3 * bytes],
+      ...(swigluBackward === undefined ? [] : [["swigluBackward", () => swigluBackward(src, up, grad, dst, dUp), 5 * bytes] as const]),
+      ...(gluKernels === undefined
+        ? []
+        : ([
+            ["gatedActivation (GPT-OSS)", () => gluKernels.forward(src, up, dst, gptOss), 3 * bytes],
+            ["gatedActivationBackward (GPT-OSS)", () => gluKernels.backward(src, up, grad, dst, dUp, gptOss), 5 * bytes],
+          ] as const)),
+    ]
     const kernels: ReadonlyArray<readonly [string, () => void, number]> = [
+      ...activations,
       ["gatherRows", () => Cpu.gatherRows(src, index, dst, cols), moved + rows * 4],
       ["scatterAddRows", () => Cpu.scatterAddRows(src, index, dst, cols), moved + rows * 4],
       ["softmaxRows", () => Cpu.softmaxRows(src, dst, rows, cols), moved],
