@@ -361,7 +361,7 @@ export const collect = (
     groupQueryAttention: argv.includes("--group-query-attention") && !argv.some((a) => a === "--num-query-groups" || a.startsWith("--num-query-groups=")),
   }
   const notices = [
-    ...(t.noEffect.length === 0 ? [] : [`no effect here (what pleat does anyway, or how Megatron-LM computes): ${t.noEffect.join(", ")}`]),
+    ...(t.noEffect.length === 0 ? [] : [`no effect here (what pleat does anyway, how Megatron-LM computes, or what it logs): ${t.noEffect.join(", ")}`]),
     ...(t.unfollowed.length === 0 ? [] : [`Megatron-LM's defaults not followed: ${t.unfollowed.join("; ")}`]),
     ...t.notes,
     ...(t.megatron && !["num-experts", "experts", "model", "config"].some((n) => argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`)))

@@ -104,6 +104,15 @@ export const noEffect: Readonly<Record<string, string>> = {
   "manual-gc": "a Python setting",
   "log-throughput": "pleat's summaries report tokens/s",
   "no-load-rng": "pleat's data order and weights follow --seed and the step",
+  "log-timers-to-tensorboard": "a logging choice",
+  "log-validation-ppl-to-tensorboard": "a logging choice",
+  "log-memory-to-tensorboard": "a logging choice",
+  "log-num-zeros-in-grad": "a logging choice",
+  "log-params-norm": "a logging choice",
+  "log-world-size-to-tensorboard": "a logging choice",
+  "no-create-attention-mask-in-dataloader": "pleat builds its masks from the positions",
+  "no-mmap-bin-files": "pleat reads each window with one positioned read",
+  "auto-detect-ckpt-format": "pleat reads its own checkpoints",
   "mock-data": "pleat's default data is its synthetic language",
 }
 
@@ -121,6 +130,16 @@ export const valued: Readonly<Record<string, { readonly accepts?: ReadonlyArray<
   "log-interval": { pleat: "pleat reports every step" },
   "distributed-timeout-minutes": { pleat: "pleat's collectives fail fast on a mismatch" },
   "max-position-embeddings": { pleat: "RoPE has no position table" },
+  "tensorboard-dir": { pleat: "pleat writes JSON lines (--log json) and Perfetto traces (--trace FILE), not TensorBoard's files" },
+  "tensorboard-log-interval": { pleat: "pleat writes no TensorBoard files" },
+  "wandb-project": { pleat: "pleat writes JSON lines (--log json), no Weights & Biases runs" },
+  "wandb-exp-name": { pleat: "pleat writes JSON lines (--log json), no Weights & Biases runs" },
+  "wandb-save-dir": { pleat: "pleat writes JSON lines (--log json), no Weights & Biases runs" },
+  "timing-log-level": { pleat: "pleat's summaries and traces time the steps" },
+  "ckpt-format": { pleat: "pleat writes its own crash-safe checkpoints" },
+  "num-workers": { pleat: "pleat reads its data without loader workers" },
+  "data-cache-path": { pleat: "pleat keeps no dataset index cache" },
+  "distributed-backend": { accepts: ["nccl", "gloo"], pleat: "pleat's --backend chooses how ranks talk" },
 }
 
 /**
@@ -136,9 +155,6 @@ export const unsupported: Readonly<Record<string, string>> = {
   "moe-layer-recompute": "use --recompute-granularity selective (the expert MLPs) or full",
   "no-load-optim": "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",
   finetune: "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",
-  "tensorboard-dir": "pleat writes JSON lines (--log json) and Perfetto traces (--trace FILE)",
-  "wandb-project": "pleat writes JSON lines (--log json) and Perfetto traces (--trace FILE)",
-  "wandb-exp-name": "pleat writes JSON lines (--log json) and Perfetto traces (--trace FILE)",
   "lr-warmup-fraction": "use --lr-warmup-iters",
   "train-samples": "use --train-iters",
   "batch-size": "use --micro-batch-size",
@@ -181,7 +197,7 @@ export const usage = (): string =>
     "  --load DIR=--resume DIR when DIR holds a checkpoint (else the run starts from its initialization),",
     "  --data-path PREFIX (or --train-data-path; --valid-data-path)=--data PREFIX.bin (--eval-data) with",
     "  --data-dtype from PREFIX.idx.",
-    "Taken without effect (what pleat does anyway, or how Megatron-LM computes):",
+    "Taken without effect (what pleat does anyway, how Megatron-LM computes, or what it logs):",
     wrapped(
       [
         ...Object.keys(noEffect).map((n) => `--${n},`),
