@@ -58,6 +58,7 @@ let qwen = ""
 let qwen3 = ""
 let dots1 = ""
 let deepseek = ""
+let gptOss = ""
 let mixtralCheckpoint = ""
 beforeAll(async () => {
   const exported = async (flags: ReadonlyArray<string>) => {
@@ -77,6 +78,21 @@ beforeAll(async () => {
     await exported([
       ...["--heads", "4", "--kv-heads", "4", "--multi-latent-attention", "--q-lora-rank", "12", "--kv-lora-rank", "8", "--qk-head-dim", "4", "--qk-pos-emb-head-dim", "6"],
       ...["--v-head-dim", "5", "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "32"],
+    ])
+  ).out
+  gptOss = (
+    await exported([
+      "--quick-geglu",
+      "--glu-linear-offset",
+      "1",
+      "--activation-func-clamp-value",
+      "7",
+      "--softmax-type",
+      "learnable",
+      "--sliding-window",
+      "3",
+      "--window-attn-skip-freq",
+      "2",
     ])
   ).out
 }, 60_000)
@@ -223,14 +239,14 @@ describe("what pleat's model cannot compute is refused before anything is writte
   test("config keys", () => {
     const out = path.join(fresh("import-refused"), "ckpt")
     const cases: ReadonlyArray<[(c: Record<string, unknown>) => void, RegExp]> = [
-      [(c) => (c.model_type = "llama"), /holds a llama model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory/],
+      [(c) => (c.model_type = "llama"), /holds a llama model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model directory/],
       [(c) => (c.hidden_act = "gelu"), /has hidden_act gelu in config\.json; fix: pleat's experts are SwiGLU/],
       [(c) => (c.sliding_window = 2.5), /has sliding_window 2\.5 in config\.json; fix: use a whole number of tokens, 1 or more, or null/],
       [(c) => (c.rope_parameters = { rope_type: "llama3", rope_theta: 10000, factor: 8 }), /scales RoPE with rope_type llama3; fix: .*\(rope_type default or yarn\)/],
       [(c) => (c.rope_parameters = { rope_type: "yarn", rope_theta: 10000, factor: 4 }), /gives YaRN no original_max_position_embeddings \(undefined\)/],
       [(c) => (c.rope_scaling = { type: "yarn", factor: 4, original_max_position_embeddings: 8, attention_factor: 1.2 }), /gives YaRN an attention_factor of its own \(1\.2\)/],
       [(c) => (c.head_dim = 5), /has head_dim 5, which RoPE cannot turn \(an odd width\); fix: import a model whose heads are of an even width/],
-      [(c) => (c.model_type = "qwen3_next"), /holds a qwen3_next model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory/],
+      [(c) => (c.model_type = "qwen3_next"), /holds a qwen3_next model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model directory/],
       [(c) => (c.vocab_size = "40"), /has a config\.json pleat cannot read \(.*vocab_size/],
       [(c) => (c.num_key_value_heads = 3), /has num_key_value_heads 3, which does not divide num_attention_heads 4/],
       [(c) => (c.num_experts_per_tok = 9), /describes a model pleat cannot build \(topk 9 is larger than experts = 8\)/],
@@ -260,6 +276,16 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.norm_topk_prob = false), /has norm_topk_prob false; fix: pleat renormalizes sigmoid probs over the top-k .*deepseek_v3 model/],
     ]
     for (const [change, expected] of deepseekCases) expect(refused(["import", "--model-dir", withConfig(deepseek, change), "--out", out])).toMatch(expected)
+    // GPT-OSS: transformers' fixed clamp, layer_types pleat's window rule cannot give, MXFP4 experts.
+    const gptOssCases: ReadonlyArray<[(c: Record<string, unknown>) => void, RegExp]> = [
+      [(c) => (c.swiglu_limit = 5), /has swiglu_limit 5, where transformers' GPT-OSS clamps at 7 whatever it says/],
+      [
+        (c) => (c.layer_types = ["full_attention", "sliding_attention"]),
+        /has layer_types \["full_attention","sliding_attention"\], where pleat's layers without the window are every N-th/,
+      ],
+      [(c) => (c.quantization_config = { quant_method: "mxfp4" }), /is quantized with quant_method mxfp4/],
+    ]
+    for (const [change, expected] of gptOssCases) expect(refused(["import", "--model-dir", withConfig(gptOss, change), "--out", out])).toMatch(expected)
     expect(existsSync(out)).toBe(false)
   })
 
@@ -269,13 +295,13 @@ describe("what pleat's model cannot compute is refused before anything is writte
       const b = t.get("model.layers.0.self_attn.q_proj.bias")
       if (b !== undefined) b.values[0] = 0.5
     })
-    expect(refused(["import", "--model-dir", bias, "--out", out])).toMatch(/has a non-zero model\.layers\.0\.self_attn\.q_proj\.bias, a bias pleat's attention has not/)
+    expect(refused(["import", "--model-dir", bias, "--out", out])).toMatch(/has a non-zero model\.layers\.0\.self_attn\.q_proj\.bias, a bias pleat's model has not/)
     // Qwen3-MoE's attention_bias puts one on o too: pleat's attention has none, so only zeros import.
     const oBias = withTensors(qwen3, (t) => {
       const b = t.get("model.layers.1.self_attn.o_proj.bias")
       if (b !== undefined) b.values[3] = -0.25
     })
-    expect(refused(["import", "--model-dir", oBias, "--out", out])).toMatch(/has a non-zero model\.layers\.1\.self_attn\.o_proj\.bias, a bias pleat's attention has not/)
+    expect(refused(["import", "--model-dir", oBias, "--out", out])).toMatch(/has a non-zero model\.layers\.1\.self_attn\.o_proj\.bias, a bias pleat's model has not/)
     expect(refused(["import", "--model-dir", withTensors(qwen3, (t) => t.delete("model.layers.0.self_attn.k_norm.weight")), "--out", out])).toMatch(
       /lacks model\.layers\.0\.self_attn\.k_norm\.weight/,
     )

@@ -31,6 +31,7 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Schema from "effect/Schema"
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import type * as HfLayout from "./HfLayout.js"
+import * as HfGptOss from "./HfGptOss.js"
 import * as HfRope from "./HfRope.js"
 import type * as ModelConfig from "./ModelConfig.js"
 
@@ -67,6 +68,8 @@ export const HfConfig = Schema.Struct({
   tie_word_embeddings: Schema.optional(Schema.Boolean),
   sliding_window: Schema.optional(Schema.NullOr(Schema.Number)),
   use_sliding_window: Schema.optional(Schema.Boolean),
+  layer_types: Schema.optional(Schema.Array(Schema.String)),
+  swiglu_limit: Schema.optional(Schema.Number),
   router_aux_loss_coef: Schema.optional(Schema.Number),
   max_position_embeddings: Schema.optional(count),
   qkv_bias: Schema.optional(Schema.Boolean),
@@ -109,9 +112,10 @@ const defaults = {
   qwen3_moe: { kvHeads: 4, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 128, moeFfn: 768, sharedFfn: undefined },
   dots1: { kvHeads: undefined, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: undefined, moeFfn: 1408, sharedFfn: undefined },
   deepseek_v3: { kvHeads: undefined, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 256, moeFfn: 2048, sharedFfn: undefined },
+  gpt_oss: { kvHeads: 8, normEps: 1e-5, ropeTheta: 150000, tie: false, experts: 128, moeFfn: undefined, sharedFfn: undefined },
 } as const
 
-const formatOf = { mixtral: "mixtral", qwen2_moe: "qwen2-moe", qwen3_moe: "qwen3-moe", dots1: "dots1", deepseek_v3: "deepseek-v3" } as const satisfies Record<
+const formatOf = { mixtral: "mixtral", qwen2_moe: "qwen2-moe", qwen3_moe: "qwen3-moe", dots1: "dots1", deepseek_v3: "deepseek-v3", gpt_oss: "gpt-oss" } as const satisfies Record<
   keyof typeof defaults,
   HfLayout.Format
 >
@@ -204,7 +208,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   if (!isKnown(c.model_type))
     throw refuse(
       `holds a ${c.model_type} model`,
-      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory (model_type mixtral, qwen2_moe, qwen3_moe, dots1 or deepseek_v3)",
+      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model directory (model_type mixtral, qwen2_moe, qwen3_moe, dots1, deepseek_v3 or gpt_oss)",
     )
   const d = defaults[c.model_type]
   const format = formatOf[c.model_type]
@@ -233,6 +237,8 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
     )
   if (window !== undefined && !(Number.isInteger(window) && window >= 1))
     throw refuse(`has sliding_window ${window} in config.json`, "use a whole number of tokens, 1 or more, or null for the whole context")
+  // GPT-OSS: its sinks, per-layer window and experts' activation (its biases must be zeros: HfImport).
+  const gptOss = c.model_type === "gpt_oss" ? HfGptOss.fieldsOf(c, refuse) : undefined
   const yarn = HfRope.yarnOf(c, refuse)
   const layers = c.num_hidden_layers
   // Each architecture's own key first (the Hub's configs), the other as transformers 5 may save it.
@@ -240,7 +246,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   if (experts === undefined) throw refuse("has no n_routed_experts in config.json", "pass a dots1 model directory whose config.json gives n_routed_experts")
   // DeepSeek-V3's MoE is dots1's.
   const dots1 = c.model_type === "dots1" || c.model_type === "deepseek_v3"
-  const qwen = c.model_type !== "mixtral" && !dots1
+  const qwen = c.model_type !== "mixtral" && !dots1 && gptOss === undefined
   // Qwen: layer l is sparse when not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0; dots1: from first_k_dense_replace on.
   const sparse = Array.from({ length: layers }, (_, l) =>
     dots1 ? l >= (c.first_k_dense_replace ?? 0) : !qwen || (!(c.mlp_only_layers ?? []).includes(l) && (l + 1) % (c.decoder_sparse_step ?? 1) === 0),
@@ -259,7 +265,8 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   const shared = c.model_type === "qwen2_moe" ? (c.shared_expert_intermediate_size ?? d.sharedFfn) : dots1 ? moeFfn * (c.n_shared_experts ?? 0) : undefined
   if (shared === 0) throw refuse(dots1 ? "has no shared experts (n_shared_experts 0)" : "has shared_expert_intermediate_size 0", "import a model with its shared experts")
   // Biases: Qwen2-MoE's qkv_bias (transformers' default: on), Qwen3-MoE's and dots1's attention_bias (default off).
-  const biased = c.model_type === "qwen2_moe" ? c.qkv_bias !== false : c.model_type !== "mixtral" && c.attention_bias === true
+  // GPT-OSS's q, k, v biases are read as pleat's (its o, router and expert biases must be zeros: HfImport).
+  const biased = c.model_type === "qwen2_moe" ? c.qkv_bias !== false : gptOss !== undefined ? c.attention_bias !== false : c.model_type !== "mixtral" && c.attention_bias === true
   const router = dots1 ? dots1Router(c, refuse) : undefined
   // Softmax routing, renormalized over the top-k unless a Qwen's norm_topk_prob is false; dots1's sigmoid router (dots1Router).
   const moe: MoeSettings.MoeSettings = {
@@ -299,6 +306,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,
     ...(yarn === undefined ? {} : { ropeScaling: yarn }),
     ...(window === undefined ? {} : { slidingWindow: window }),
+    ...gptOss,
     normEps: c.rms_norm_eps ?? d.normEps,
     moe,
   }

@@ -9,11 +9,14 @@
  * --activation-func-clamp-value 7; transformers ignores config.json's swiglu_limit). Every linear layer of GPT-OSS and its router has a bias; a
  * pleat model has none (or q, k, v ones with --qkv-bias), so the others are written as zeros:
  * the directory computes exactly pleat's model. The experts' gate and up are one tensor
- * gate_up_proj [E, H, 2F], gate in the even columns and up in the odd (HfLayout).
+ * gate_up_proj [E, H, 2F], gate in the even columns and up in the odd (HfLayout). Read back
+ * (pleat import, `fieldsOf`), a GPT-OSS directory has learnable sinks and q, k, v biases, and its
+ * o, router and expert biases must be zeros (the release's are not: refused, naming the tensor).
  */
 import * as ModelContext from "../model/ModelContext.js"
 import * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import type * as Checkpoint from "./Checkpoint.js"
+import type * as ModelConfig from "./ModelConfig.js"
 
 type Model = Checkpoint.Manifest["model"]
 
@@ -49,5 +52,46 @@ export const configKeys = (m: Model): Record<string, unknown> => ({
   // A window on the layers windowOf gives one; the others attend to their whole context. Without
   // a window every layer is full_attention, and transformers still wants a number here: seq.
   sliding_window: m.slidingWindow ?? m.seq,
-  layer_types: Array.from({ length: m.layers }, (_, l) => (ModelContext.windowOf(m, l) === undefined ? "full_attention" : "sliding_attention")),
+  layer_types: layerTypesOf(m.layers, m.slidingWindow, m.windowAttnSkipFreq),
 })
+
+/** transformers' GPT-OSS layer_types of `layers` layers with the window on every `skip`-th one left out (ModelContext.windowOf). */
+const layerTypesOf = (layers: number, window: number | undefined, skip: number | undefined): Array<string> =>
+  Array.from({ length: layers }, (_, l) =>
+    ModelContext.windowOf({ slidingWindow: window, windowAttnSkipFreq: skip, layers }, l) === undefined ? "full_attention" : "sliding_attention",
+  )
+
+/**
+ * A GPT-OSS config's attention and experts as pleat's settings: learnable sinks, the window and
+ * the layers without it (layer_types, which must be pleat's pattern: every N-th layer counting
+ * from 1 full, or none), the experts' activation; throws `refuse(reason, fix)` for what pleat's
+ * model cannot compute as transformers does.
+ * @category constructors
+ */
+export const fieldsOf = (
+  c: {
+    readonly num_hidden_layers: number
+    readonly sliding_window?: number | null | undefined
+    readonly layer_types?: ReadonlyArray<string> | undefined
+    readonly swiglu_limit?: number | undefined
+  },
+  refuse: (reason: string, fix: string) => Error,
+): Pick<ModelConfig.ModelConfig, "slidingWindow" | "windowAttnSkipFreq" | "softmaxType" | "glu"> => {
+  const layers = c.num_hidden_layers
+  const types = c.layer_types ?? layerTypesOf(layers, 1, 2)
+  if (c.swiglu_limit !== undefined && c.swiglu_limit !== 7)
+    throw refuse(`has swiglu_limit ${c.swiglu_limit}, where transformers' GPT-OSS clamps at 7 whatever it says`, "import a GPT-OSS model with swiglu_limit 7")
+  const windowed = types.some((t) => t === "sliding_attention")
+  const window = windowed ? c.sliding_window : undefined
+  if (windowed && (window === undefined || window === null || !(Number.isInteger(window) && window >= 1)))
+    throw refuse(`has sliding_attention layers with sliding_window ${window}`, "use a whole number of tokens, 1 or more")
+  const first = types.indexOf("full_attention")
+  const skip = windowed && first >= 0 ? first + 1 : undefined
+  const attention = { ...(window === undefined || window === null ? {} : { slidingWindow: window }), ...(skip === undefined ? {} : { windowAttnSkipFreq: skip }) }
+  if (types.length !== layers || layerTypesOf(layers, attention.slidingWindow, skip).some((t, l) => t !== types[l]))
+    throw refuse(
+      `has layer_types ${JSON.stringify(types)}, where pleat's layers without the window are every N-th counting from 1 (--window-attn-skip-freq N)`,
+      "import a model whose full_attention layers are N, 2N, ... (counting from 1), or all or none of them",
+    )
+  return { ...attention, softmaxType: "learnable", glu: { alpha: GatedActivation.quickGeluAlpha, offset: 1, limit: 7 } }
+}

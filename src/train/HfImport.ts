@@ -148,12 +148,27 @@ const paramsOf = (
     placed.add(p.hf)
     if (p.kind === "zeros") {
       if (t?.values.some((v) => v !== 0) === true)
-        throw unusable(dir, `has a non-zero ${p.hf}, a bias pleat's attention has not`, "import a model without q, k, v biases (or with zero ones)")
+        throw unusable(dir, `has a non-zero ${p.hf}, a bias pleat's model has not`, "import a model without such biases (or with zero ones)")
       continue
     }
     if (t === undefined) throw unusable(dir, `lacks ${p.hf}`, "pass a complete model directory")
-    // GPT-OSS (its fused experts) is written, never read: config.json's model_type gpt_oss is refused before this.
-    if (p.kind === "gateUp") throw unusable(dir, `holds ${p.hf}, GPT-OSS's fused experts, which pleat does not import`, "import a model of the formats pleat reads")
+    if (p.kind === "gateUp") {
+      // GPT-OSS's fused experts [E, H, 2F]: gate from the even columns, up from the odd.
+      const gate = storage(p.gate)
+      const [e, h, f] = shapes.get(p.gate) as [number, number, number]
+      if (t.shape.join("x") !== [e, h, 2 * f].join("x"))
+        throw unusable(
+          dir,
+          `has ${p.hf} of shape [${t.shape.join(", ")}], where config.json makes it [${e}, ${h}, ${2 * f}]`,
+          "pass a model directory whose weights match its config.json",
+        )
+      const up = storage(p.up)
+      for (let i = 0; i < gate.length; i++) {
+        gate[i] = t.values[2 * i] as number
+        up[i] = t.values[2 * i + 1] as number
+      }
+      continue
+    }
     if (p.kind === "bias") {
       if (t.shape.join("x") !== String(p.size))
         throw unusable(dir, `has ${p.hf} of shape [${t.shape.join(", ")}], where config.json makes it [${p.size}]`, "pass a model directory whose weights match its config.json")
