@@ -192,6 +192,11 @@ describe("Megatron-LM's names on pleat train", () => {
     )
     expect(refused(["train", "--recompute-granularity", "full", "--recompute-method", "block"])).toContain("write --recompute-method uniform")
     expect(refused(["train", "--swiglu=1"])).toContain("takes no value")
+    expect(refused(["train", "--num-layers", "8", "--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "3"])).toContain(
+      "does not divide the 8 layers over pp 2",
+    )
+    expect(refused(["train", "--num-layers-per-virtual-pipeline-stage", "2"])).toContain("needs --num-layers")
+    expect(refused(["train", "--recompute-modules", "gdn_norm_out"])).toContain("names no part of pleat's layers")
     expect(refused(["train", "--tokenizer-type", "HuggingFaceTokenizer"])).toContain("give the vocabulary as --vocab-size V")
     expect(refused(["train", "--vocab-size", "100", "--vocab", "128"])).toContain("and --vocab both give the vocabulary")
   })
@@ -205,6 +210,13 @@ describe("Megatron-LM's names on pleat train", () => {
       ["--rope-type", "yarn", "--rotary-scaling-factor", "4", "--lr-decay-style", "wsd"],
     )
     same(["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1"], ["--recompute", "full"])
+    same(["--recompute-granularity", "selective", "--recompute-modules", "core_attn", "moe_act"], ["--recompute", "selective"])
+    // Megatron-LM's older form of the virtual stages: (layers / pp) / N.
+    const vpp = (flags: ReadonlyArray<string>) => resolved(["--num-experts", "4", "--world", "2", ...flags]).setup.parallel
+    expect(vpp(["--num-layers", "8", "--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "2"])).toEqual(
+      vpp(["--num-layers", "8", "--pp", "2", "--vpp", "2"]),
+    )
+    expect(vpp(["--num-layers", "8", "--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "4"]).vpp).toBeUndefined()
     same(["--moe-router-load-balancing-type", "none", "--moe-z-loss-coeff", "1e-3"], ["--aux-loss", "none", "--z-loss-coeff", "1e-3"])
     const t = MegatronArgs.translate(["--swiglu", "--log-interval", "10", "--num-layers", "2"])
     expect(t.megatron).toBe(true)

@@ -18,6 +18,11 @@
  *   --vocab-size V (NullTokenizer's)         --vocab V padded to a multiple of
  *   --make-vocab-size-divisible-by D         D (128) x tp, as Megatron-LM pads it (MegatronDefaults)
  *   --tokenizer-type NullTokenizer           nothing (pleat trains on ids); other tokenizers refused
+ *   --num-layers-per-virtual-pipeline-stage N --vpp (layers / pp) / N, from --num-layers and
+ *                                            --pipeline-model-parallel-size on the command line
+ *                                            (none where that is 1), as Megatron-LM derives it
+ *   --recompute-modules M...                 nothing: pleat's selective recompute is one set (the
+ *                                            attention core and the expert MLPs), the same math
  *   --load DIR                               --resume DIR when DIR holds a complete checkpoint
  *                                            (or is not a directory: --resume says why), else
  *                                            nothing: the run starts from its initialization, as
@@ -58,6 +63,9 @@ export interface Translated {
   /** --vocab-size and --make-vocab-size-divisible-by, for the padded vocabulary (MegatronDefaults). */
   readonly vocab?: { readonly size: number; readonly divisibleBy: number }
 }
+
+/** Megatron-LM's --recompute-modules of the layers pleat has. */
+const recomputeModules = ["core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe", "shared_experts"]
 
 const balancingTypes: Readonly<Record<string, string>> = { aux_loss: "aux", seq_aux_loss: "seq_aux", global_aux_loss: "global_aux" }
 
@@ -102,6 +110,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
   let queryGroups: string | undefined
   const dataDtypes: Array<string> = []
   let vocabSize: number | undefined
+  let layersPerVirtualStage: string | undefined
   let divisibleBy = 128
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string
@@ -256,6 +265,22 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         else divisibleBy = Number(v)
         continue
       }
+      case "recompute-modules": {
+        seen.add(name)
+        const list = values()
+        const unknown = list.find((m) => !recomputeModules.includes(m))
+        if (list.length === 0) missing("core_attn")
+        else if (unknown !== undefined) problems.push(ConfigError.make(`--${name}`, unknown, "names no part of pleat's layers", `use ${recomputeModules.join(", ")}`))
+        else noEffect.push(`--${name} ${list.join(" ")} (pleat's selective recompute: the attention core and the expert MLPs)`)
+        continue
+      }
+      case "num-layers-per-virtual-pipeline-stage": {
+        seen.add(name)
+        const v = value()
+        if (v === undefined) missing("N")
+        else layersPerVirtualStage = v
+        continue
+      }
       case "tokenizer-type": {
         seen.add(name)
         const v = value()
@@ -311,11 +336,45 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         "add --group-query-attention, or drop --num-query-groups",
       ),
     )
+  if (layersPerVirtualStage !== undefined) {
+    const vpp = virtualStages(argv, layersPerVirtualStage)
+    if (ConfigError.isConfigError(vpp)) problems.push(vpp)
+    else if (vpp > 1) out.push(`--vpp=${vpp}`)
+  }
   if (vocabSize !== undefined && argv.some((a) => a === "--vocab" || a.startsWith("--vocab=")))
     problems.push(ConfigError.make("--vocab-size", vocabSize, "and --vocab both give the vocabulary", "give one: --vocab-size V (padded) or --vocab N (as is)"))
   const megatron = seen.size > 0
   const vocab = vocabSize === undefined ? {} : { vocab: { size: vocabSize, divisibleBy } }
   return { argv: out, megatron, noEffect, unfollowed: megatron ? unfollowedOf(seen, argv.includes("--quick-geglu")) : [], notes, problems, ...vocab }
+}
+
+/** The value of the first of `names` on the command line (`--name value` or `--name=value`), if any. */
+const given = (argv: ReadonlyArray<string>, names: ReadonlyArray<string>): string | undefined => {
+  for (let i = 0; i < argv.length; i++) {
+    const token = tokenOf(argv[i] as string)
+    if (token !== undefined && names.includes(token.name)) return token.inline ?? argv[i + 1]
+  }
+  return undefined
+}
+
+/**
+ * Megatron-LM's virtual stages per pipeline rank from --num-layers-per-virtual-pipeline-stage N:
+ * (layers / pp) / N, from the command line's layers and pipeline size (Megatron-LM's pp default 1).
+ */
+const virtualStages = (argv: ReadonlyArray<string>, text: string): number | ConfigError.ConfigError => {
+  const field = "--num-layers-per-virtual-pipeline-stage"
+  const n = Number(text)
+  const problem = Flags.integerProblem(text, {}, `write ${field}`)
+  if (problem !== undefined) return ConfigError.make(field, text, problem.reason, problem.fix)
+  if (given(argv, ["vpp", "num-virtual-stages-per-pipeline-rank"]) !== undefined)
+    return ConfigError.make(field, text, "and --num-virtual-stages-per-pipeline-rank both give the virtual stages", "give one of them")
+  const layers = Number(given(argv, ["num-layers", "layers"]))
+  const pp = Number(given(argv, ["pipeline-model-parallel-size", "pp"]) ?? 1)
+  if (!Number.isSafeInteger(layers) || !Number.isSafeInteger(pp) || pp < 1)
+    return ConfigError.make(field, text, "needs --num-layers (and --pipeline-model-parallel-size) on the command line", "give them, or --num-virtual-stages-per-pipeline-rank")
+  if (layers % pp !== 0 || (layers / pp) % n !== 0)
+    return ConfigError.make(field, text, `does not divide the ${layers} layers over pp ${pp} (${layers / pp} a stage)`, "give a number of layers that divides each stage's")
+  return layers / pp / n
 }
 
 /** Megatron-LM's load-balancing types and coefficients as pleat's --aux-loss, or undefined when neither is given. */
