@@ -43,6 +43,7 @@ import * as ModelConfig from "../train/ModelConfig.js"
 import * as Flags from "./Flags.js"
 import * as MegatronDefaults from "./MegatronDefaults.js"
 import * as MegatronNames from "./MegatronNames.js"
+import * as MegatronRewrites from "./MegatronRewrites.js"
 import type * as RunConfig from "./RunConfig.js"
 
 /**
@@ -62,36 +63,6 @@ export interface Translated {
   readonly problems: ReadonlyArray<ConfigError.ConfigError>
   /** --vocab-size and --make-vocab-size-divisible-by, for the padded vocabulary (MegatronDefaults). */
   readonly vocab?: { readonly size: number; readonly divisibleBy: number }
-}
-
-/** Megatron-LM's --recompute-modules of the layers pleat has. */
-const recomputeModules = ["core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe", "shared_experts"]
-
-const balancingTypes: Readonly<Record<string, string>> = { aux_loss: "aux", seq_aux_loss: "seq_aux", global_aux_loss: "global_aux" }
-
-/** A flag of the command line: its name, its value written with `=`, and where it stands. */
-interface Token {
-  readonly name: string
-  readonly inline: string | undefined
-}
-
-const tokenOf = (arg: string): Token | undefined => {
-  if (!arg.startsWith("--") || arg.length === 2) return undefined
-  const eq = arg.indexOf("=")
-  return eq >= 0 ? { name: arg.slice(2, eq), inline: arg.slice(eq + 1) } : { name: arg.slice(2), inline: undefined }
-}
-
-const isFlag = (arg: string | undefined): boolean => arg?.startsWith("--") === true && arg.length > 2
-
-/** The notice for Megatron-LM's architecture defaults a command leaves in place. */
-const unfollowedOf = (seen: ReadonlySet<string>, quickGeglu: boolean): Array<string> => {
-  const out: Array<string> = []
-  if (!seen.has("normalization")) out.push("LayerNorm (no --normalization RMSNorm): pleat's norms are RMSNorm")
-  if (!seen.has("swiglu") && !quickGeglu) out.push("GeLU MLPs (no --swiglu or --quick-geglu): pleat's are gated (SwiGLU)")
-  if (!seen.has("disable-bias-linear")) out.push("linear biases (no --disable-bias-linear): pleat has none")
-  if (!seen.has("position-embedding-type") && !seen.has("no-position-embedding")) out.push("learned positions (no --position-embedding-type rope): pleat's are RoPE")
-  if (!seen.has("attention-dropout") || !seen.has("hidden-dropout")) out.push("dropout 0.1 (no --attention-dropout 0 --hidden-dropout 0): pleat has none")
-  return out
 }
 
 /**
@@ -114,7 +85,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
   let divisibleBy = 128
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string
-    const token = tokenOf(arg)
+    const token = MegatronRewrites.tokenOf(arg)
     if (token === undefined) {
       out.push(arg)
       continue
@@ -124,7 +95,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
     const value = (): string | undefined => {
       if (inline !== undefined) return inline
       const next = argv[i + 1]
-      if (next === undefined || isFlag(next)) return undefined
+      if (next === undefined || MegatronRewrites.isFlag(next)) return undefined
       i++
       return next
     }
@@ -132,7 +103,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
     const values = (): Array<string> => {
       if (inline !== undefined) return [inline]
       const list: Array<string> = []
-      while (i + 1 < argv.length && !isFlag(argv[i + 1])) list.push(argv[++i] as string)
+      while (i + 1 < argv.length && !MegatronRewrites.isFlag(argv[i + 1])) list.push(argv[++i] as string)
       return list
     }
     const missing = (placeholder: string) => problems.push(ConfigError.make(`--${name}`, undefined, "needs a value", `write --${name} ${placeholder}`))
@@ -174,12 +145,12 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       problems.push(
         ConfigError.make(
           `--${name}`,
-          inline ?? (argv[i + 1] === undefined || isFlag(argv[i + 1]) ? true : argv[i + 1]),
+          inline ?? (argv[i + 1] === undefined || MegatronRewrites.isFlag(argv[i + 1]) ? true : argv[i + 1]),
           "is Megatron-LM's, with no pleat equivalent",
           MegatronNames.unsupported[name] as string,
         ),
       )
-      if (inline === undefined && argv[i + 1] !== undefined && !isFlag(argv[i + 1])) i++
+      if (inline === undefined && argv[i + 1] !== undefined && !MegatronRewrites.isFlag(argv[i + 1])) i++
       continue
     }
     switch (name) {
@@ -268,9 +239,10 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       case "recompute-modules": {
         seen.add(name)
         const list = values()
-        const unknown = list.find((m) => !recomputeModules.includes(m))
+        const unknown = list.find((m) => !MegatronRewrites.recomputeModules.includes(m))
         if (list.length === 0) missing("core_attn")
-        else if (unknown !== undefined) problems.push(ConfigError.make(`--${name}`, unknown, "names no part of pleat's layers", `use ${recomputeModules.join(", ")}`))
+        else if (unknown !== undefined)
+          problems.push(ConfigError.make(`--${name}`, unknown, "names no part of pleat's layers", `use ${MegatronRewrites.recomputeModules.join(", ")}`))
         else noEffect.push(`--${name} ${list.join(" ")} (pleat's selective recompute: the attention core and the expert MLPs)`)
         continue
       }
@@ -324,7 +296,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       ),
     )
   else if (dataDtypes.length > 0) out.push(`--data-dtype=${dataDtypes[0]}`)
-  const balancing = balancingSpec(types, coeffs)
+  const balancing = MegatronRewrites.balancingSpec(types, coeffs)
   if (ConfigError.isConfigError(balancing)) problems.push(balancing)
   else if (balancing !== undefined) out.push(`--aux-loss=${balancing}`)
   if (seen.has("num-query-groups") && !seen.has("group-query-attention"))
@@ -337,7 +309,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       ),
     )
   if (layersPerVirtualStage !== undefined) {
-    const vpp = virtualStages(argv, layersPerVirtualStage)
+    const vpp = MegatronRewrites.virtualStages(argv, layersPerVirtualStage)
     if (ConfigError.isConfigError(vpp)) problems.push(vpp)
     else if (vpp > 1) out.push(`--vpp=${vpp}`)
   }
@@ -345,61 +317,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
     problems.push(ConfigError.make("--vocab-size", vocabSize, "and --vocab both give the vocabulary", "give one: --vocab-size V (padded) or --vocab N (as is)"))
   const megatron = seen.size > 0
   const vocab = vocabSize === undefined ? {} : { vocab: { size: vocabSize, divisibleBy } }
-  return { argv: out, megatron, noEffect, unfollowed: megatron ? unfollowedOf(seen, argv.includes("--quick-geglu")) : [], notes, problems, ...vocab }
-}
-
-/** The value of the first of `names` on the command line (`--name value` or `--name=value`), if any. */
-const given = (argv: ReadonlyArray<string>, names: ReadonlyArray<string>): string | undefined => {
-  for (let i = 0; i < argv.length; i++) {
-    const token = tokenOf(argv[i] as string)
-    if (token !== undefined && names.includes(token.name)) return token.inline ?? argv[i + 1]
-  }
-  return undefined
-}
-
-/**
- * Megatron-LM's virtual stages per pipeline rank from --num-layers-per-virtual-pipeline-stage N:
- * (layers / pp) / N, from the command line's layers and pipeline size (Megatron-LM's pp default 1).
- */
-const virtualStages = (argv: ReadonlyArray<string>, text: string): number | ConfigError.ConfigError => {
-  const field = "--num-layers-per-virtual-pipeline-stage"
-  const n = Number(text)
-  const problem = Flags.integerProblem(text, {}, `write ${field}`)
-  if (problem !== undefined) return ConfigError.make(field, text, problem.reason, problem.fix)
-  if (given(argv, ["vpp", "num-virtual-stages-per-pipeline-rank"]) !== undefined)
-    return ConfigError.make(field, text, "and --num-virtual-stages-per-pipeline-rank both give the virtual stages", "give one of them")
-  const layers = Number(given(argv, ["num-layers", "layers"]))
-  const pp = Number(given(argv, ["pipeline-model-parallel-size", "pp"]) ?? 1)
-  if (!Number.isSafeInteger(layers) || !Number.isSafeInteger(pp) || pp < 1)
-    return ConfigError.make(field, text, "needs --num-layers (and --pipeline-model-parallel-size) on the command line", "give them, or --num-virtual-stages-per-pipeline-rank")
-  if (layers % pp !== 0 || (layers / pp) % n !== 0)
-    return ConfigError.make(field, text, `does not divide the ${layers} layers over pp ${pp} (${layers / pp} a stage)`, "give a number of layers that divides each stage's")
-  return layers / pp / n
-}
-
-/** Megatron-LM's load-balancing types and coefficients as pleat's --aux-loss, or undefined when neither is given. */
-const balancingSpec = (types: ReadonlyArray<string> | undefined, coeffs: ReadonlyArray<string> | undefined): string | ConfigError.ConfigError | undefined => {
-  if (types === undefined && coeffs === undefined) return undefined
-  const t = types ?? ["aux_loss"]
-  const c = coeffs ?? ["0"]
-  const field = types === undefined ? "--moe-aux-loss-coeff" : "--moe-router-load-balancing-type"
-  if (t.length === 1 && t[0] === "none") return "none"
-  const unknown = t.find((x) => !Object.hasOwn(balancingTypes, x))
-  if (unknown !== undefined)
-    return ConfigError.make(
-      "--moe-router-load-balancing-type",
-      unknown,
-      "is not a load-balancing loss pleat has",
-      "use aux_loss, seq_aux_loss, global_aux_loss or none, or --moe-router-enable-expert-bias for aux-loss-free balancing",
-    )
-  if (t.length !== c.length)
-    return ConfigError.make(
-      field,
-      `${t.join(" ")} / ${c.join(" ")}`,
-      `gives ${t.length} load-balancing types and ${c.length} coefficients`,
-      "give one --moe-aux-loss-coeff a type, in the same order",
-    )
-  return t.map((x, k) => `${balancingTypes[x]}:${c[k]}`).join(",")
+  return { argv: out, megatron, noEffect, unfollowed: megatron ? MegatronRewrites.unfollowedOf(seen, argv.includes("--quick-geglu")) : [], notes, problems, ...vocab }
 }
 
 /**

@@ -1,0 +1,92 @@
+/**
+ * MegatronRewrites: the pieces of MegatronArgs' rewriting that are rules of their own: reading a
+ * command line's flags, Megatron-LM's load-balancing lists as pleat's --aux-loss, its virtual
+ * stages from layers per virtual stage, the recompute modules pleat's layers have, and the notice
+ * of the architecture defaults pleat does not follow.
+ */
+import * as ConfigError from "../errors/ConfigError.js"
+import * as Flags from "./Flags.js"
+
+/** Megatron-LM's --recompute-modules of the layers pleat has. */
+export const recomputeModules = ["core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe", "shared_experts"]
+
+const balancingTypes: Readonly<Record<string, string>> = { aux_loss: "aux", seq_aux_loss: "seq_aux", global_aux_loss: "global_aux" }
+
+/** A flag of the command line: its name, its value written with `=`, and where it stands. */
+export interface Token {
+  readonly name: string
+  readonly inline: string | undefined
+}
+
+export const tokenOf = (arg: string): Token | undefined => {
+  if (!arg.startsWith("--") || arg.length === 2) return undefined
+  const eq = arg.indexOf("=")
+  return eq >= 0 ? { name: arg.slice(2, eq), inline: arg.slice(eq + 1) } : { name: arg.slice(2), inline: undefined }
+}
+
+export const isFlag = (arg: string | undefined): boolean => arg?.startsWith("--") === true && arg.length > 2
+
+/** The notice for Megatron-LM's architecture defaults a command leaves in place. */
+export const unfollowedOf = (seen: ReadonlySet<string>, quickGeglu: boolean): Array<string> => {
+  const out: Array<string> = []
+  if (!seen.has("normalization")) out.push("LayerNorm (no --normalization RMSNorm): pleat's norms are RMSNorm")
+  if (!seen.has("swiglu") && !quickGeglu) out.push("GeLU MLPs (no --swiglu or --quick-geglu): pleat's are gated (SwiGLU)")
+  if (!seen.has("disable-bias-linear")) out.push("linear biases (no --disable-bias-linear): pleat has none")
+  if (!seen.has("position-embedding-type") && !seen.has("no-position-embedding")) out.push("learned positions (no --position-embedding-type rope): pleat's are RoPE")
+  if (!seen.has("attention-dropout") || !seen.has("hidden-dropout")) out.push("dropout 0.1 (no --attention-dropout 0 --hidden-dropout 0): pleat has none")
+  return out
+}
+
+/** The value of the first of `names` on the command line (`--name value` or `--name=value`), if any. */
+const given = (argv: ReadonlyArray<string>, names: ReadonlyArray<string>): string | undefined => {
+  for (let i = 0; i < argv.length; i++) {
+    const token = tokenOf(argv[i] as string)
+    if (token !== undefined && names.includes(token.name)) return token.inline ?? argv[i + 1]
+  }
+  return undefined
+}
+
+/**
+ * Megatron-LM's virtual stages per pipeline rank from --num-layers-per-virtual-pipeline-stage N:
+ * (layers / pp) / N, from the command line's layers and pipeline size (Megatron-LM's pp default 1).
+ */
+export const virtualStages = (argv: ReadonlyArray<string>, text: string): number | ConfigError.ConfigError => {
+  const field = "--num-layers-per-virtual-pipeline-stage"
+  const n = Number(text)
+  const problem = Flags.integerProblem(text, {}, `write ${field}`)
+  if (problem !== undefined) return ConfigError.make(field, text, problem.reason, problem.fix)
+  if (given(argv, ["vpp", "num-virtual-stages-per-pipeline-rank"]) !== undefined)
+    return ConfigError.make(field, text, "and --num-virtual-stages-per-pipeline-rank both give the virtual stages", "give one of them")
+  const layers = Number(given(argv, ["num-layers", "layers"]))
+  const pp = Number(given(argv, ["pipeline-model-parallel-size", "pp"]) ?? 1)
+  if (!Number.isSafeInteger(layers) || !Number.isSafeInteger(pp) || pp < 1)
+    return ConfigError.make(field, text, "needs --num-layers (and --pipeline-model-parallel-size) on the command line", "give them, or --num-virtual-stages-per-pipeline-rank")
+  if (layers % pp !== 0 || (layers / pp) % n !== 0)
+    return ConfigError.make(field, text, `does not divide the ${layers} layers over pp ${pp} (${layers / pp} a stage)`, "give a number of layers that divides each stage's")
+  return layers / pp / n
+}
+
+/** Megatron-LM's load-balancing types and coefficients as pleat's --aux-loss, or undefined when neither is given. */
+export const balancingSpec = (types: ReadonlyArray<string> | undefined, coeffs: ReadonlyArray<string> | undefined): string | ConfigError.ConfigError | undefined => {
+  if (types === undefined && coeffs === undefined) return undefined
+  const t = types ?? ["aux_loss"]
+  const c = coeffs ?? ["0"]
+  const field = types === undefined ? "--moe-aux-loss-coeff" : "--moe-router-load-balancing-type"
+  if (t.length === 1 && t[0] === "none") return "none"
+  const unknown = t.find((x) => !Object.hasOwn(balancingTypes, x))
+  if (unknown !== undefined)
+    return ConfigError.make(
+      "--moe-router-load-balancing-type",
+      unknown,
+      "is not a load-balancing loss pleat has",
+      "use aux_loss, seq_aux_loss, global_aux_loss or none, or --moe-router-enable-expert-bias for aux-loss-free balancing",
+    )
+  if (t.length !== c.length)
+    return ConfigError.make(
+      field,
+      `${t.join(" ")} / ${c.join(" ")}`,
+      `gives ${t.length} load-balancing types and ${c.length} coefficients`,
+      "give one --moe-aux-loss-coeff a type, in the same order",
+    )
+  return t.map((x, k) => `${balancingTypes[x]}:${c[k]}`).join(",")
+}
