@@ -233,6 +233,10 @@ describe("Megatron-LM's names on pleat train", () => {
     const trained = await run(["train", ...model, "--train-iters", "2", "--save", dir, "--load", dir])
     expect(trained.status, trained.err).toBe(0)
     expect(trained.err).toContain(`--load ${dir} holds no checkpoint`)
+    // A directory of files pleat did not write (a Megatron-LM checkpoint) is never trained over.
+    const foreign = fresh("megatron-foreign")
+    writeFileSync(path.join(foreign, "latest_checkpointed_iteration.txt"), "100")
+    expect(refused(["train", ...model, "--load", foreign])).toContain("holds no checkpoint of pleat's (Megatron-LM's own are not read)")
     const again = resolved([...model, "--train-iters", "4", "--save", dir, "--load", dir])
     expect(again.resume).toBe(dir)
     expect(again.first).toBe(2)

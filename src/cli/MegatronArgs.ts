@@ -24,9 +24,11 @@
  *   --recompute-modules M...                 nothing: pleat's selective recompute is one set (the
  *                                            attention core and the expert MLPs), the same math
  *   --load DIR                               --resume DIR when DIR holds a complete checkpoint
- *                                            (or is not a directory: --resume says why), else
- *                                            nothing: the run starts from its initialization, as
- *                                            Megatron-LM's does
+ *                                            (or is not a directory: --resume says why); nothing
+ *                                            when DIR is absent, empty or pleat's without a
+ *                                            complete one (the run starts from its initialization,
+ *                                            as Megatron-LM's does); refused when it holds files
+ *                                            pleat did not write
  *
  * Whether any Megatron-LM name was used decides whether Megatron-LM's defaults apply to what
  * the command leaves unset (MegatronDefaults). The architecture defaults of Megatron-LM that
@@ -274,6 +276,16 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         const v = value()
         if (v === undefined) missing("DIR")
         else if (existsSync(v) && (!statSync(v).isDirectory() || CheckpointDirectory.locate(v) !== undefined)) out.push(`--resume=${v}`)
+        else if (existsSync(v) && !CheckpointDirectory.mayWrite(v))
+          // Files pleat did not write (a Megatron-LM checkpoint, say): never trained over in silence.
+          problems.push(
+            ConfigError.make(
+              "--load",
+              v,
+              "holds no checkpoint of pleat's (Megatron-LM's own are not read)",
+              "load a directory pleat's --save wrote; bring a Megatron-LM model in through Hugging Face (pleat import)",
+            ),
+          )
         else notes.push(`--load ${v} holds no checkpoint: the run starts from its initialization (as Megatron-LM's does)`)
         continue
       }
