@@ -278,7 +278,7 @@ const config = (m: Model, format: Format, dtype: WeightDtype): Record<string, un
     torch_dtype: dtype,
     dtype,
   }
-  if (format === "gpt-oss") return { ...common, ...HfGptOss.configKeys(m) }
+  if (format === "gpt-oss") return HfGptOss.config(m, common)
   if (format === "mixtral") {
     return {
       architectures: ["MixtralForCausalLM"],

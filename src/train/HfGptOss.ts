@@ -39,12 +39,13 @@ export const problem = (m: Model): string | undefined => {
 }
 
 /**
- * GPT-OSS's keys of config.json (beside the keys every format has).
+ * GPT-OSS's config.json: its keys with `common`, the keys every format has.
  * @category constructors
  */
-export const configKeys = (m: Model): Record<string, unknown> => ({
+export const config = (m: Model, common: Readonly<Record<string, unknown>>): Record<string, unknown> => ({
   architectures: ["GptOssForCausalLM"],
   model_type: "gpt_oss",
+  ...common,
   intermediate_size: m.moeFfn,
   num_local_experts: m.experts,
   attention_bias: true,
@@ -87,11 +88,17 @@ export const fieldsOf = (
     throw refuse(`has sliding_attention layers with sliding_window ${window}`, "use a whole number of tokens, 1 or more")
   const first = types.indexOf("full_attention")
   const skip = windowed && first >= 0 ? first + 1 : undefined
-  const attention = { ...(window === undefined || window === null ? {} : { slidingWindow: window }), ...(skip === undefined ? {} : { windowAttnSkipFreq: skip }) }
-  if (types.length !== layers || layerTypesOf(layers, attention.slidingWindow, skip).some((t, l) => t !== types[l]))
+  const slidingWindow = window === undefined || window === null ? undefined : window
+  if (types.length !== layers || layerTypesOf(layers, slidingWindow, skip).some((t, l) => t !== types[l]))
     throw refuse(
       `has layer_types ${JSON.stringify(types)}, where pleat's layers without the window are every N-th counting from 1 (--window-attn-skip-freq N)`,
       "import a model whose full_attention layers are N, 2N, ... (counting from 1), or all or none of them",
     )
-  return { ...attention, softmaxType: "learnable", glu: { alpha: GatedActivation.quickGeluAlpha, offset: 1, limit: 7 } }
+  const glu = { alpha: GatedActivation.quickGeluAlpha, offset: 1, limit: 7 }
+  return {
+    softmaxType: "learnable",
+    glu,
+    ...(slidingWindow === undefined ? {} : { slidingWindow }),
+    ...(skip === undefined ? {} : { windowAttnSkipFreq: skip }),
+  }
 }
