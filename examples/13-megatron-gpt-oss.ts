@@ -10,10 +10,10 @@
 //   npx tsx examples/13-megatron-gpt-oss.ts
 //
 // Expected output (abridged):
-//   no effect here (...): --use-mcore-models, --disable-bias-linear, ... --moe-permute-fusion
+//   --moe-grouped-gemm, --overlap-param-gather, --overlap-grad-reduce
 //   resolved: 4 ranks, attention tp 1 x pp 2 x dp 2, moe ep 2; window 128 on layers 1, 3 (counting from 1)
-//   trained 3 steps: loss ... -> ...
-//   exported as gpt-oss: GptOssForCausalLM, layer_types sliding_attention, full_attention, ...
+//   trained 3 steps: loss
+//   exported as gpt-oss: GptOssForCausalLM, layer_types sliding_attention, full_attention, sliding_attention, full_attention
 //   imported: the same parameters bit for bit: true
 import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
