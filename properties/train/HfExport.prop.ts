@@ -17,7 +17,8 @@ import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
 import { records, uint16File } from "../cli/tokenFiles.js"
-import { lmLoss, readModelDir } from "./hfReference.js"
+import { readModelDir } from "./hfModelDir.js"
+import { lmLoss } from "./hfReference.js"
 
 const run = async (argv: ReadonlyArray<string>) => {
   const io = memoryIo()
