@@ -34,7 +34,7 @@
  */
 import * as Cpu from "../../native/Cpu.js"
 import * as Autograd from "../Autograd.js"
-import * as AttentionSinks from "./AttentionSinks.js"
+import * as AttentionSinks from "../kernels/AttentionSinks.js"
 import * as Device from "../Device.js"
 import type { DeviceArray, DeviceRuntime } from "../device/DeviceRuntime.js"
 import * as Place from "../device/Place.js"
