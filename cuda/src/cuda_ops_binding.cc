@@ -20,7 +20,9 @@
 //                  no groups; bias Float64Array or null), indices [T * K], probs [T * E]
 // Wrong types or lengths are TypeErrors / RangeErrors thrown before any device work; without a
 // GPU every call throws "no device: ...". The MoE dispatch kernels' bindings (permuteRows,
-// combineRows, combineBackward) are in cuda_dispatch_binding.cc and registered from here.
+// combineRows, combineBackward) are in cuda_dispatch_binding.cc, the gated activation's and the
+// attention sinks' (gatedActivation, gatedActivationBackward, attentionSinksFold,
+// attentionSinksGradient) in cuda_gated_sinks_binding.cc; both are registered from here.
 #include "cuda_ops_binding.h"
 
 #include <cuda_runtime.h>
@@ -29,6 +31,7 @@
 #include <string>
 
 #include "cuda_dispatch_binding.h"
+#include "cuda_gated_sinks_binding.h"
 #include "device_staging.h"
 #include "kernels/ops_cuda.h"
 #include "napi_args.h"
@@ -337,6 +340,7 @@ void RegisterCudaOpsExports(Napi::Env env, Napi::Object exports) {
   exports.Set("crossEntropyGrad", Napi::Function::New(env, CrossEntropyGrad, "crossEntropyGrad"));
   exports.Set("router", Napi::Function::New(env, RouterFused, "router"));
   RegisterCudaDispatchExports(env, exports);
+  RegisterCudaGatedSinksExports(env, exports);
 }
 
 }  // namespace pleat

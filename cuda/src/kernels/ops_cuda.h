@@ -41,6 +41,8 @@
 //                  (exp's last bit may differ), the gradient within one float ulp
 //   swiglu_backward  the gradients of swiglu (rows.h swiglu_backward; dgate or dup may be null)
 //                  in float64 as swiglu_backward_ref: within one float ulp (exp's last bit)
+//   (gated_sinks_cuda.h: gated_activation and its backward, Megatron-Core's options; the attention
+//   sinks' fold and gradient)
 // Device pointers; launched on `stream`; return the launch status.
 #pragma once
 

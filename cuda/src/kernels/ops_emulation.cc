@@ -47,6 +47,7 @@
 //            else f64) [b hq sq], i32 qpos, kpos, qfirst               reply f32 dq, dk, dv
 //   attention_flash, attention_flash_backward  the same requests and replies, through the flash-tiled
 //            kernels' functions (attention_flash.h: forward_host, backward_host; d and dv at most 256)
+//   gated_activation, attention_sinks  gated_sinks_emulation.cc (its header has their formats)
 // Exit 2 on an unknown op or a short or inconsistent request.
 #include <cstdint>
 #include <cstdio>
@@ -79,6 +80,9 @@ void give(const std::vector<T>& v) {
 size_t count(double v) { return v > 0 ? static_cast<size_t>(v) : 0; }
 
 }  // namespace
+
+// gated_sinks_emulation.cc: the exit status of one of its ops, -1 for any other op.
+int gated_sinks_emulation(const std::string& op);
 
 int main(int argc, char** argv) {
   using namespace pleat::element;
@@ -354,8 +358,10 @@ int main(int argc, char** argv) {
       give(dk);
       give(dv);
     }
+  } else if (const int status = gated_sinks_emulation(op); status >= 0) {
+    return status;
   } else {
-    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, elementwise, swiglu_backward, rmsnorm_backward, cross_entropy, router, softmax_rows, gather_rows, permute_rows, swiglu, combine_rows, combine_backward, adamw, attention, attention_backward, attention_flash, attention_flash_backward)\n", op.c_str());
+    std::fprintf(stderr, "pleat_kernel_emulation: unknown op '%s' (rope, elementwise, swiglu_backward, rmsnorm_backward, cross_entropy, router, softmax_rows, gather_rows, permute_rows, swiglu, combine_rows, combine_backward, swap_dims, round_bf16, sum_squares, adamw, attention, attention_backward, attention_flash, attention_flash_backward, gated_activation, attention_sinks)\n", op.c_str());
     return 2;
   }
   return 0;
