@@ -2,7 +2,7 @@
 // with its report's helpers: the CUDA addon's device arrays (a round trip is exact, the sum of
 // two equals the host's, the cuBLAS matmul on device arrays against the CPU matmul's contract on
 // random shapes, transposes, batches and accumulation), and `pleat train --device cuda` on the
-// default job in fp32 and bf16 against the same job on the host (issue 15: training on the GPU learns). Each
+// default job in fp32 and bf16, and with GPT-OSS's activation and sinks, against the same job on the host (issue 15: training on the GPU learns). Each
 // runs only where a device is.
 import { spawnSync } from "node:child_process"
 import path from "node:path"
@@ -183,20 +183,26 @@ export const trainChecks = async ({ root, status, check, assert, random, remaini
     return steps
   }
   const median = (xs) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)]
-  // The host's runs, once per precision (the host has no --probs-at difference to show).
+  // The host's runs, once per precision and model (the host has no --probs-at difference to show).
   const hostRuns = new Map()
-  const onHost = (precision) => hostRuns.get(precision) ?? hostRuns.set(precision, train("cpu", precision)).get(precision)
+  const onHost = (precision, model) => {
+    const key = [precision, ...model].join(" ")
+    return hostRuns.get(key) ?? hostRuns.set(key, train("cpu", precision, model)).get(key)
+  }
+  // GPT-OSS's experts' activation and learnable sinks (kernels/gated_sinks.cu on the device).
+  const gptOss = ["--quick-geglu", "--glu-linear-offset", "1", "--activation-func-clamp-value", "7", "--softmax-type", "learnable"]
   // The third case weights each expert's output by its prob in the combine (--probs-at combine:
   // the weighted sum on the device) against the host's default placement: the same model.
-  for (const [precision, tolerance, extra] of [
-    ["fp32", 1e-4, []],
-    ["bf16", 2e-2, []],
-    ["fp32", 1e-4, ["--probs-at", "combine"]],
+  for (const [precision, tolerance, extra, model] of [
+    ["fp32", 1e-4, [], []],
+    ["bf16", 2e-2, [], []],
+    ["fp32", 1e-4, ["--probs-at", "combine"], []],
+    ["fp32", 1e-4, gptOss, gptOss],
   ])
     check(
       `pleat train --device cuda --precision ${precision} ${extra.join(" ")} (default job, 30 steps) learns, and its first step's loss is the host's (${tolerance} relative)`,
       () => {
-        const host = onHost(precision)
+        const host = onHost(precision, model)
         const gpu = train("cuda", precision, extra)
         const first = Math.abs(gpu[0].loss - host[0].loss) / host[0].loss
         const last = gpu[gpu.length - 1].loss

@@ -51,7 +51,7 @@ export const modelShapeSettings = {
   "softmax-type": choice(
     ModelContext.softmaxTypes,
     "vanilla",
-    "the attention softmax (Megatron's --softmax-type): off-by-one adds a logit fixed at 0 to every row, which takes probability and gives no value (a softmax sink); learnable makes it a parameter per head (GPT-OSS's sinks, starting at 0); host only",
+    "the attention softmax (Megatron's --softmax-type): off-by-one adds a logit fixed at 0 to every row, which takes probability and gives no value (a softmax sink); learnable makes it a parameter per head (GPT-OSS's sinks, starting at 0)",
     "TYPE",
   ),
   "rope-theta": optionalReal("RoPE's frequency base (default 10000; a --model preset sets its model's)"),
@@ -73,10 +73,10 @@ export const modelShapeSettings = {
   "shared-expert-ffn": optionalCount("shared experts: a dense MLP of this width every token of an MoE layer goes through (none by default)"),
   "shared-expert-gate": flag("scale the shared experts' output by a learned sigmoid gate per token (needs --shared-expert-ffn)"),
   "quick-geglu": flag(
-    "every gated MLP (dense, shared and routed experts) as quick-GELU GLU: gate * sigmoid(1.702 gate) * up in place of SwiGLU's silu(gate) * up (Megatron's --quick-geglu; GPT-OSS's); host only",
+    "every gated MLP (dense, shared and routed experts) as quick-GELU GLU: gate * sigmoid(1.702 gate) * up in place of SwiGLU's silu(gate) * up (Megatron's --quick-geglu; GPT-OSS's)",
   ),
-  "glu-linear-offset": optionalReal("added to the gated MLPs' linear half: act(gate) * (up + F) (Megatron's --glu-linear-offset; GPT-OSS's 1; default 0); host only"),
+  "glu-linear-offset": optionalReal("added to the gated MLPs' linear half: act(gate) * (up + F) (Megatron's --glu-linear-offset; GPT-OSS's 1; default 0)"),
   "activation-func-clamp-value": optionalReal(
-    "clamps the gated MLPs' gate half to at most F and their linear half to [-F, F] before the activation (Megatron's --activation-func-clamp-value; GPT-OSS's 7); above 0; host only",
+    "clamps the gated MLPs' gate half to at most F and their linear half to [-F, F] before the activation (Megatron's --activation-func-clamp-value; GPT-OSS's 7); above 0",
   ),
 } as const

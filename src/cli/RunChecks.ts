@@ -1,9 +1,8 @@
 /**
  * RunChecks: the settings of a run that cannot go together, or cannot run on this machine, found
- * before any work: bf16 with float64, a GPU asked for where none runs, softmax sinks on a device.
+ * before any work: bf16 with float64, a GPU asked for where none runs.
  */
 import * as ConfigError from "../errors/ConfigError.js"
-import * as ActivationFlags from "./ActivationFlags.js"
 import { cudaRuntime } from "../tensor/device/CudaRuntime.js"
 import type * as RunConfig from "./RunConfig.js"
 
@@ -28,22 +27,6 @@ export const problemOf = (c: RunConfig.RunConfig): ConfigError.ConfigError | und
         `has no GPU runtime here (${cuda.why})`,
         "run on a machine with a GPU and the CUDA addon built (pleat doctor says which is missing), or use --device cpu",
       )
-  }
-  if (c["softmax-type"] !== "vanilla" && c.device !== "cpu")
-    return ConfigError.make(
-      "softmax-type",
-      c["softmax-type"],
-      `runs on the host only (the ${c.device} attention kernels have no sinks yet)`,
-      "use --device cpu, or --softmax-type vanilla",
-    )
-  const glu = ActivationFlags.gluFieldOf(c).glu
-  if (glu !== undefined && c.device !== "cpu") {
-    const [field, value] = c["quick-geglu"]
-      ? ["quick-geglu", true]
-      : c["activation-func-clamp-value"] !== undefined
-        ? ["activation-func-clamp-value", glu.limit]
-        : ["glu-linear-offset", glu.offset]
-    return ConfigError.make(field as string, value, `runs on the host only (the ${c.device} kernels have SwiGLU alone)`, `use --device cpu, or drop --${field}`)
   }
   return undefined
 }

@@ -121,13 +121,14 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
 
 /**
  * The layer's softmax sinks: the learnable ones (its `sinks`, this rank's heads), zeros for
- * off-by-one, none for the vanilla softmax.
+ * off-by-one (on the parameters' device), none for the vanilla softmax.
  */
 const sinksOf = (c: ModelContext.ModelContext, p: (name: string) => Tensor.Tensor): Tensor.Tensor | undefined => {
   const type = c.sizes.softmaxType
   if (type === "learnable") return p("sinks")
   if (type !== "off-by-one") return undefined
-  return Tensor.zeros([c.sizes.heads / c.groups.tp.ranks.length], { dtype: p("attentionNorm").dtype })
+  const like = p("attentionNorm")
+  return Tensor.zeros([c.sizes.heads / c.groups.tp.ranks.length], { dtype: like.dtype, device: like.device })
 }
 
 /** Grouped-query attention of a layer whose parameters `p` names, on laid rows. */

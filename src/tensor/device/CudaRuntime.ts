@@ -8,7 +8,8 @@
  * and their backwards, the scatter-add of rows (the embedding's gradient), attention and its backward, RoPE, and the MoE permute and unpermute and its
  * backward, the element-wise binary ops with their broadcasts, scales and the sums that undo
  * broadcasts, transposes, the vocabulary-parallel loss's row kernels, AdamW and the sum of squares of the
- * optimizer, and a bf16 run's rounding, on pleat's CUDA kernels; sums on axpy. A bf16 run's
+ * optimizer, a bf16 run's rounding, the gated activation with Megatron-Core's options and the
+ * attention sinks (GPT-OSS's), on pleat's CUDA kernels; sums on axpy. A bf16 run's
  * products are cuBLAS bf16 GEMMs (tensor cores) on its operands rounded to bfloat16, fp32 sums.
  * Each has its CPU twin's contract and is checked against it by scripts/device-check (its
  * tolerances there). Float64 operands
@@ -27,9 +28,11 @@ import { cudaArrays } from "../../native/CudaArrays.js"
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import { adamwInto } from "../kernels/AdamwInto.js"
+import * as AttentionSinks from "../kernels/AttentionSinks.js"
 import * as Bf16Round from "../kernels/Bf16Round.js"
 import * as AddInto from "../kernels/AddInto.js"
 import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
+import { gatedBackwardInto, gatedInto } from "../kernels/GatedInto.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { onOperands } from "../kernels/MatmulOperands.js"
 import { reference } from "../kernels/Reference.js"
@@ -194,6 +197,22 @@ const kernelsOf = (a: CudaArraysAddon, runtime: () => DeviceRuntime): DeviceKern
     copyRange: (src, srcOffset, dst, dstOffset, length) => a.deviceArrayCopyRange(handle(dst), dstOffset, handle(src), srcOffset, length),
     roundBf16: (src, dst) =>
       allF32(src, dst) ? a.roundBf16(handle(src), handle(dst)) : viaHost([src, dst], ([hs, hd]) => Bf16Round.roundInto(hs as Float32Array, hd as Float32Array)),
+    gatedActivation: (gate, up, out, glu) =>
+      allF32(gate, up, out)
+        ? a.gatedActivation(handle(gate), handle(up), handle(out), glu.alpha, glu.offset, glu.limit ?? null)
+        : viaHost([gate, up, out], ([hg, hu, ho]) => gatedInto(hg as DType.Storage, hu as DType.Storage, ho as DType.Storage, glu)),
+    gatedActivationBackward: (gate, up, dy, dGate, dUp, glu) =>
+      allF32(gate, up, dy, dGate, dUp)
+        ? a.gatedActivationBackward(handle(gate), handle(up), handle(dy), optional(dGate), optional(dUp), glu.alpha, glu.offset, glu.limit ?? null)
+        : viaHost([gate, up, dy, dGate, dUp], ([hg, hu, hy, hdg, hdu]) => gatedBackwardInto(hg as DType.Storage, hu as DType.Storage, hy as DType.Storage, hdg, hdu, glu)),
+    sinksFold: (out, lse, sinks, d) =>
+      allF32(out, sinks) && lse.dtype === "float64"
+        ? a.attentionSinksFold(handle(out), handle(lse), handle(sinks), d.b, d.sq, d.hq, d.dv)
+        : viaHost([out, lse, sinks], ([ho, hl, hs]) => AttentionSinks.fold(ho as DType.Storage, hl as Float64Array, hs as DType.Storage, d)),
+    sinksGradient: (g, out, lse, sinks, d, dz) =>
+      allF32(g, out, sinks, dz) && lse.dtype === "float64"
+        ? a.attentionSinksGradient(handle(g), handle(out), handle(lse), handle(sinks), d.b, d.sq, d.hq, d.dv, handle(dz))
+        : viaHost([dz], ([hz]) => (hz as DType.Storage).set(AttentionSinks.gradient(downloaded(g), downloaded(out), downloaded(lse) as Float64Array, downloaded(sinks), d))),
   }
   // A bf16 run's products: bf16 GEMMs (tensor cores) on its operands rounded to bfloat16, fp32
   // accumulation and results, as the host's bf16 GEMM computes them (in cuBLAS's order).

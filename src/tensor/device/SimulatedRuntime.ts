@@ -11,10 +11,12 @@ import { type DispatchKernels, dispatchKernels } from "../../native/CpuDispatch.
 import * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import { adamwInto } from "../kernels/AdamwInto.js"
+import * as AttentionSinks from "../kernels/AttentionSinks.js"
 import * as Bf16Matmul from "../kernels/Bf16Matmul.js"
 import * as Bf16Round from "../kernels/Bf16Round.js"
 import * as AddInto from "../kernels/AddInto.js"
 import * as ElementwiseInto from "../kernels/ElementwiseInto.js"
+import { gatedBackwardInto, gatedInto } from "../kernels/GatedInto.js"
 import * as Kernels from "../kernels/Kernels.js"
 import { onOperands } from "../kernels/MatmulOperands.js"
 import { reference } from "../kernels/Reference.js"
@@ -113,6 +115,10 @@ const kernels: DeviceKernels = {
       gradV: f32(p.gradV),
       ...Cpu.attentionShape(p),
     }),
+  gatedActivation: (gate, up, out, glu) => gatedInto(values(gate), values(up), values(out), glu),
+  gatedActivationBackward: (gate, up, dy, dGate, dUp, glu) => gatedBackwardInto(values(gate), values(up), values(dy), optional(dGate), optional(dUp), glu),
+  sinksFold: (out, lse, sinks, dims) => AttentionSinks.fold(values(out), f64(lse), values(sinks), dims),
+  sinksGradient: (g, out, lse, sinks, dims, dz) => values(dz).set(AttentionSinks.gradient(values(g), values(out), f64(lse), values(sinks), dims)),
 }
 
 const make = (index: number): DeviceRuntime => {

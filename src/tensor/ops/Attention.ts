@@ -58,7 +58,7 @@ export interface AttentionOptions {
   readonly keyPositions?: Int32Array | undefined
   /** With causal: each query's lowest visible key position, Sq or B*Sq entries (default none). */
   readonly queryFirstKeys?: Int32Array | undefined
-  /** [Hq] logits, one per query head, of a softmax sink (AttentionSinks; host tensors only); none by default. */
+  /** [Hq] logits, one per query head, of a softmax sink (AttentionSinks), on q's device; none by default. */
   readonly sinks?: Tensor.Tensor | undefined
 }
 
@@ -117,8 +117,8 @@ export const attention = (q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, 
   const sinks = options.sinks
   if (sinks !== undefined && (sinks.rank !== 1 || sinks.shape[0] !== hq))
     throw TensorError.shape("attention", `sinks must be [Hq] = [${hq}], one logit per query head: got ${TensorError.formatShape(sinks.shape)}`)
-  if (sinks !== undefined && Device.isAccelerator(q.device)) throw TensorError.shape("attention", "sinks run on the host only (the device kernels have none yet)")
-  if (q.dtype === "float32" && Device.isAccelerator(q.device)) return deviceAttention(Place.of("attention", q, k, v), q, k, v, l, shapeOf(l, scale, causal, options))
+  if (q.dtype === "float32" && Device.isAccelerator(q.device))
+    return deviceAttention(Place.of("attention", ...inputsOf(q, k, v, sinks)), q, k, v, sinks, l, shapeOf(l, scale, causal, options))
   if (q.dtype === "float32" && Kernels.native() !== undefined) return nativeAttention(q, k, v, l, scale, causal, options)
   const visible = (bi: number, i: number, j: number): boolean => !causal || (kPos(bi, j) <= qPos(bi, i) && (first === undefined || first(bi, i) <= kPos(bi, j)))
   const qs = q.data
@@ -280,17 +280,30 @@ const shapeOf = (l: Layout, scale: number, causal: boolean, options: AttentionOp
   ...(options.queryFirstKeys === undefined ? {} : { queryFirstKeys: options.queryFirstKeys }),
 })
 
-/** The float32 path on a device: the device's attention kernels, the native kernels' contract. */
-const deviceAttention = (place: Place.Place, q: Tensor.Tensor, k: Tensor.Tensor, v: Tensor.Tensor, l: Layout, shape: Cpu.AttentionShape): Tensor.Tensor => {
+/** The float32 path on a device: the device's attention kernels, the native kernels' contract; the sinks folded around them. */
+const deviceAttention = (
+  place: Place.Place,
+  q: Tensor.Tensor,
+  k: Tensor.Tensor,
+  v: Tensor.Tensor,
+  sinks: Tensor.Tensor | undefined,
+  l: Layout,
+  shape: Cpu.AttentionShape,
+): Tensor.Tensor => {
   const rt = place.runtime as DeviceRuntime
   const out = rt.allocate("float32", l.b * l.sq * l.hq * l.dv)
   const lse = rt.allocate("float64", l.b * l.hq * l.sq)
   const operands = { q: q.deviceArray(rt), k: k.deviceArray(rt), v: v.deviceArray(rt) }
   rt.kernels.attention({ out, lse, ...shape, ...operands })
-  return Autograd.result("attention", [q, k, v], out, [l.b, l.sq, l.hq, l.dv], (g) => {
+  if (sinks !== undefined) rt.kernels.sinksFold(out, lse, sinks.deviceArray(rt), l)
+  return Autograd.result("attention", inputsOf(q, k, v, sinks), out, [l.b, l.sq, l.hq, l.dv], (g) => {
     const grads = { gradQ: rt.zeros("float32", q.size), gradK: rt.zeros("float32", k.size), gradV: rt.zeros("float32", v.size) }
-    rt.kernels.attentionBackward({ out, lse, gradOut: g.deviceArray(rt), ...shape, ...operands, ...grads })
+    const gradOut = g.deviceArray(rt)
+    rt.kernels.attentionBackward({ out, lse, gradOut, ...shape, ...operands, ...grads })
     const wrap = (t: Tensor.Tensor, data: DeviceArray) => (t.requiresGrad ? Place.tensor(data, t.shape, g.device) : undefined)
-    return [wrap(q, grads.gradQ), wrap(k, grads.gradK), wrap(v, grads.gradV)]
+    const dz = sinks?.requiresGrad === true ? rt.allocate(sinks.dtype, sinks.size) : undefined
+    if (sinks !== undefined && dz !== undefined) rt.kernels.sinksGradient(gradOut, out, lse, sinks.deviceArray(rt), l, dz)
+    const sinkGrad = sinks === undefined ? [] : [dz === undefined ? undefined : Place.tensor(dz, sinks.shape, g.device)]
+    return [wrap(q, grads.gradQ), wrap(k, grads.gradK), wrap(v, grads.gradV), ...sinkGrad]
   })
 }

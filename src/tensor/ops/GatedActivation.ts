@@ -14,19 +14,16 @@
  *   dgate = dy * (u' + offset) * s * (1 + alpha g' (1 - s))   where gate <= limit, else 0
  *   dup   = dy * g' * s                                        where |up| <= limit, else 0
  *
- * The plain case runs the SwiGLU kernels (Activation.swiglu). The others run on the host, each
- * element in float64 and rounded once to the storage dtype (float32 or float64, bf16 values in
- * float32 storage alike): float32 on the native kernels (kernels/gated_activation.h, the same
- * arithmetic: at most one float32 ulp from these loops, where the exponential's last float64 bit
- * decides a rounding) where they are built and in use, the loops here otherwise. A host-only op,
- * which the command line refuses with --device.
+ * The plain case runs the SwiGLU kernels (Activation.swiglu). The others run, on the host, each
+ * element in float64 rounded once to the storage dtype (kernels/GatedInto: the native kernels for
+ * float32, its loops otherwise); on a device, on the device's kernels (DeviceKernels'
+ * gatedActivation: sim, the host's; cuda, kernels/gated_sinks.cu, the same float64 arithmetic).
  */
-import * as CpuOptional from "../../native/CpuOptional.js"
 import * as Autograd from "../Autograd.js"
-import * as Device from "../Device.js"
-import * as DType from "../DType.js"
+import type { DeviceRuntime } from "../device/DeviceRuntime.js"
+import * as Place from "../device/Place.js"
+import { gatedBackwardInto, gatedInto } from "../kernels/GatedInto.js"
 import * as Tensor from "../Tensor.js"
-import * as Kernels from "../kernels/Kernels.js"
 import * as TensorError from "../TensorError.js"
 import { swiglu } from "./Activation.js"
 
@@ -55,13 +52,6 @@ export const quickGeluAlpha = 1.702
  */
 export const isPlain = (glu: Glu | undefined): boolean => glu === undefined || (glu.alpha === 1 && glu.offset === 0 && glu.limit === undefined)
 
-const native = CpuOptional.gatedActivationKernels()
-
-/** The native kernels for these operands: float32 on the host, the native kernels in use (not PLEAT_KERNELS=reference). */
-const nativeFor = (t: Tensor.Tensor) => (t.dtype === "float32" && native !== undefined && Kernels.native() !== undefined ? native : undefined)
-
-const sigmoid = (x: number): number => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))
-
 /**
  * The gated activation of `gate` and `up` with `glu`'s options (SwiGLU when plain or absent).
  * @category combinators
@@ -72,42 +62,26 @@ export const gated = (gate: Tensor.Tensor, up: Tensor.Tensor, glu: Glu | undefin
   Autograd.sameKind(op, gate, up)
   if (!Tensor.sameShape(gate.shape, up.shape))
     throw TensorError.shape(op, `gate ${TensorError.formatShape(gate.shape)} and up ${TensorError.formatShape(up.shape)} must have the same shape`)
-  if (Device.isAccelerator(gate.device)) throw TensorError.shape(op, `runs on the host only, got tensors on ${gate.device}`)
-  const { alpha, offset } = glu
-  const clamped = glu.limit !== undefined
-  const limit = glu.limit ?? Number.POSITIVE_INFINITY
-  const x = gate.data
-  const y = up.data
-  const n = gate.size
-  const out = DType.allocate(gate.dtype, n)
-  const kernels = nativeFor(gate)
-  if (kernels !== undefined) kernels.forward(x as Float32Array, y as Float32Array, out as Float32Array, glu)
-  else
-    for (let i = 0; i < n; i++) {
-      const g = Math.min(x[i] as number, limit)
-      const u = Math.min(Math.max(y[i] as number, -limit), limit)
-      out[i] = g * sigmoid(alpha * g) * (u + offset)
-    }
+  const place = Place.of(op, gate, up)
+  const k = kernelsAt(place.runtime)
+  const out = place.allocate(gate.dtype, gate.size)
+  k.forward(place.operand(gate), place.operand(up), out, glu)
   return Autograd.result(op, [gate, up], out, gate.shape, (dy) => {
-    const d = dy.data
-    const dGate = gate.requiresGrad ? DType.allocate(dy.dtype, n) : undefined
-    const dUp = up.requiresGrad ? DType.allocate(dy.dtype, n) : undefined
-    const backward = dy.dtype === gate.dtype ? nativeFor(dy) : undefined
-    if (backward !== undefined) backward.backward(x as Float32Array, y as Float32Array, d as Float32Array, dGate as Float32Array | undefined, dUp as Float32Array | undefined, glu)
-    else
-      for (let i = 0; i < n; i++) {
-        const gateIn = x[i] as number
-        const upIn = y[i] as number
-        const g = Math.min(gateIn, limit)
-        const u = Math.min(Math.max(upIn, -limit), limit)
-        const s = sigmoid(alpha * g)
-        const grad = d[i] as number
-        if (dGate !== undefined) dGate[i] = !clamped || gateIn <= limit ? grad * (u + offset) * s * (1 + alpha * g * (1 - s)) : 0
-        if (dUp !== undefined) dUp[i] = !clamped || (upIn >= -limit && upIn <= limit) ? grad * g * s : 0
-      }
-    return [
-      dGate === undefined ? undefined : Tensor.fromStorage(dGate, gate.shape, { device: dy.device }),
-      dUp === undefined ? undefined : Tensor.fromStorage(dUp, up.shape, { device: dy.device }),
-    ]
+    const dGate = gate.requiresGrad ? place.allocate(dy.dtype, gate.size) : undefined
+    const dUp = up.requiresGrad ? place.allocate(dy.dtype, up.size) : undefined
+    k.backward(place.operand(gate), place.operand(up), place.operand(dy), dGate, dUp, glu)
+    return [dGate === undefined ? undefined : Place.tensor(dGate, gate.shape, dy.device), dUp === undefined ? undefined : Place.tensor(dUp, up.shape, dy.device)]
   })
 }
+
+/** The activation's kernels over one place's storage. */
+interface GatedKernels {
+  readonly forward: (gate: Place.Buffer, up: Place.Buffer, out: Place.Buffer, glu: Glu) => void
+  readonly backward: (gate: Place.Buffer, up: Place.Buffer, dy: Place.Buffer, dGate: Place.Buffer | undefined, dUp: Place.Buffer | undefined, glu: Glu) => void
+}
+
+/** The host's kernels (GatedInto), or the device's; each place hands them only its own storage. */
+const kernelsAt = (rt: DeviceRuntime | undefined): GatedKernels =>
+  (rt === undefined
+    ? { forward: gatedInto, backward: gatedBackwardInto }
+    : { forward: rt.kernels.gatedActivation, backward: rt.kernels.gatedActivationBackward }) as unknown as GatedKernels
