@@ -1,6 +1,7 @@
 // The CUDA kernels (cuda/src/kernels/ops_cuda.h) against their CPU twins: the twins of
 // kernelTwins.ts and dispatchTwins.ts (gather, the MoE permute, unpermute and its backward, AdamW,
-// RoPE, the RMSNorm backward bit for bit; SwiGLU and its backward, the cross-entropy rows and the router within one float ulp), and
+// RoPE, the RMSNorm backward bit for bit; SwiGLU and its backward, the cross-entropy rows and the router within one float ulp;
+// gatedSinksTwins.ts: the gated activation and its backward, the attention sinks' fold and gradient), and
 // RMSNorm's forward (a block reduction) within one ulp; the cuBLAS GEMMs (dlopen'ed,
 // cuda/src/cublas_binding.cc) within fp32 rounding of the float64 product, grouped = per expert. Where no GPU runs (here, CI)
 // only the argument checks and the "no device" path run; scripts/device-check runs the rest on
@@ -15,6 +16,7 @@ import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import { attentionTwins } from "./attentionTwins.js"
 import { dispatchTwins } from "./dispatchTwins.js"
 import { elementwiseTwins } from "./elementwiseTwins.js"
+import { gatedSinksTwins } from "./gatedSinksTwins.js"
 import { beyondOneUlp, floats, twins } from "./kernelTwins.js"
 
 const built = Addon.isBuilt("pleat_cuda")
@@ -44,6 +46,27 @@ describe.runIf(built && !status.available)("CUDA kernels without a device", () =
     expect(() => ops.rmsnormBackward(new Float32Array(4), new Float32Array(2), new Float32Array(4), new Float64Array(2), 2, 2, new Float32Array(4), undefined)).toThrow(
       /^no device: /,
     )
+    // The gated activation and the attention sinks (cuda_gated_sinks_binding.cc).
+    const f32 = (n: number) => new Float32Array(n)
+    expect(() => ops.gatedActivation(f32(2), f32(3), f32(2), 1.702, 1, 7)).toThrow(/^gatedActivation: up has 3 elements, expected gate.length = 2/)
+    expect(() => ops.gatedActivation(f32(2), f32(2), f32(2), 1.702, 1, "7" as unknown as number)).toThrow(TypeError)
+    expect(() => ops.gatedActivation(f32(2), f32(2), f32(2), 1.702, 1, 7)).toThrow(/^no device: /)
+    expect(() => ops.gatedActivation(f32(2), f32(2), f32(2), 1, 0, null)).toThrow(/^no device: /)
+    expect(() => ops.gatedActivationBackward(f32(2), f32(2), f32(2), f32(1), null, 1.702, 1, 7)).toThrow(/^gatedActivationBackward: dGate has 1 elements/)
+    expect(() => ops.gatedActivationBackward(f32(2), f32(2), new Float64Array(2) as unknown as Float32Array, null, f32(2), 1, 0, null)).toThrow(TypeError)
+    const shared = f32(2)
+    expect(() => ops.gatedActivationBackward(shared, f32(2), f32(2), shared, null, 1, 0, null)).toThrow(/dGate and gate must not overlap/)
+    expect(() => ops.gatedActivationBackward(f32(2), f32(2), f32(2), f32(2), null, 1.702, 1, 7)).toThrow(/^no device: /)
+    // b 1, sq 2, hq 3, dv 2: out and g 12 elements, lse 6, sinks and dz 3.
+    expect(() => ops.attentionSinksFold(f32(12), new Float64Array(5), f32(3), 1, 2, 3, 2)).toThrow(/^attentionSinksFold: lse has 5 elements, expected b \* hq \* sq = 6/)
+    expect(() => ops.attentionSinksFold(f32(11), new Float64Array(6), f32(3), 1, 2, 3, 2)).toThrow(RangeError)
+    expect(() => ops.attentionSinksFold(f32(12), f32(6) as unknown as Float64Array, f32(3), 1, 2, 3, 2)).toThrow(TypeError)
+    expect(() => ops.attentionSinksFold(f32(12), new Float64Array(6), f32(3), 1, 2, 3, 2)).toThrow(/^no device: /)
+    expect(() => ops.attentionSinksGradient(f32(12), f32(12), new Float64Array(6), f32(3), 1, 2, 3, 2, f32(2))).toThrow(
+      /^attentionSinksGradient: dz has 2 elements, expected hq = 3/,
+    )
+    expect(() => ops.attentionSinksGradient(f32(12), f32(12), new Float64Array(6), f32(2), 1, 2, 3, 2, f32(3))).toThrow(/sinks has 2 elements/)
+    expect(() => ops.attentionSinksGradient(f32(12), f32(12), new Float64Array(6), f32(3), 1, 2, 3, 2, f32(3))).toThrow(/^no device: /)
     expect(() => ops.gemm(new Float32Array(3), new Float32Array(4), new Float32Array(4), 2, 2, 2)).toThrow(/a needs m \* k elements/)
     expect(() => ops.gemm(new Float32Array(4), new Float32Array(4), new Float32Array(4), 2, 2, 2, true)).toThrow(/^no device: /)
     expect(() => ops.groupedGemm(new Float32Array(4), new Float32Array(8), new Float32Array(4), Int32Array.of(3, -1), 2, 2)).toThrow(/counts\[1\] = -1 is negative/)
@@ -73,7 +96,7 @@ describe.runIf(status.available)("CUDA kernels against the CPU", () => {
   const sizes = fc.record({ rows: fc.integer({ min: 1, max: 300 }), cols: fc.integer({ min: 1, max: 2100 }), seed: fc.integer() })
 
   // The kernels with a CPU twin (kernelTwins.ts; the host emulation runs the same cases).
-  for (const twin of [...twins, ...dispatchTwins, ...elementwiseTwins, ...attentionTwins]) test(twin.name, () => twin.run("device", 20))
+  for (const twin of [...twins, ...dispatchTwins, ...elementwiseTwins, ...attentionTwins, ...gatedSinksTwins]) test(twin.name, () => twin.run("device", 20))
 
   test("rmsnormRows within one ulp of the CPU's scalar kernel (float64 rounded once, as the device), rstd within (cols + 2) double ulps relative (its sum of squares in another order)", () => {
     const before = Cpu.activeIsa()

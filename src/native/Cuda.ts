@@ -58,6 +58,19 @@ interface CudaAddon {
   ropeRotate(x: Float32Array, cos: Float64Array, sin: Float64Array, out: Float32Array, b: number, s: number, heads: number, d: number, tableRows: number, sign: number): void
   swigluBackward(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
   rmsnormBackward(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
+  gatedActivation(gate: Float32Array, up: Float32Array, out: Float32Array, alpha: number, offset: number, limit: number | null): void
+  gatedActivationBackward(
+    gate: Float32Array,
+    up: Float32Array,
+    grad: Float32Array,
+    dGate: Float32Array | null,
+    dUp: Float32Array | null,
+    alpha: number,
+    offset: number,
+    limit: number | null,
+  ): void
+  attentionSinksFold(out: Float32Array, lse: Float64Array, sinks: Float32Array, b: number, sq: number, hq: number, dv: number): void
+  attentionSinksGradient(g: Float32Array, out: Float32Array, lse: Float64Array, sinks: Float32Array, b: number, sq: number, hq: number, dv: number, dz: Float32Array): void
   crossEntropyRowMax(x: Float32Array, rows: number, cols: number, max: Float64Array): void
   crossEntropyRowSumExp(x: Float32Array, rows: number, cols: number, max: Float64Array, sum: Float64Array): void
   crossEntropyGrad(x: Float32Array, rows: number, cols: number, logSum: Float64Array, targets: Int32Array, ignore: number, start: number, scale: number, d: Float32Array): void
@@ -117,6 +130,10 @@ const functions = [
   "ropeRotate",
   "swigluBackward",
   "rmsnormBackward",
+  "gatedActivation",
+  "gatedActivationBackward",
+  "attentionSinksFold",
+  "attentionSinksGradient",
   "crossEntropyRowMax",
   "crossEntropyRowSumExp",
   "crossEntropyGrad",
@@ -266,6 +283,33 @@ export const deviceOps = () => {
       dx: Float32Array | undefined,
       dw: Float64Array | undefined,
     ): void => a.rmsnormBackward(x, w, g, rstd, rows, cols, dx ?? null, dw ?? null),
+    /**
+     * CpuOptional.gatedActivationKernels' forward on the device (cuda/src/kernels/gated_sinks_cuda.h):
+     * the gated MLP activation with Megatron-Core's options (limit null: no clamp), float64 rounded
+     * once, within one float ulp of the CPU's scalar path (exp's last bit).
+     */
+    gatedActivation: (gate: Float32Array, up: Float32Array, out: Float32Array, alpha: number, offset: number, limit: number | null): void =>
+      a.gatedActivation(gate, up, out, alpha, offset, limit),
+    /** Its gradients (dGate or dUp null: not wanted), within one float ulp of the CPU's scalar path. */
+    gatedActivationBackward: (
+      gate: Float32Array,
+      up: Float32Array,
+      grad: Float32Array,
+      dGate: Float32Array | null,
+      dUp: Float32Array | null,
+      alpha: number,
+      offset: number,
+      limit: number | null,
+    ): void => a.gatedActivationBackward(gate, up, grad, dGate, dUp, alpha, offset, limit),
+    /**
+     * AttentionSinks.fold on the device: the sink logits (float32, one per query head) folded into
+     * out [b, sq, hq, dv] and lse [b, hq, sq] in place, within exp's and log's last bits of it.
+     */
+    attentionSinksFold: (out: Float32Array, lse: Float64Array, sinks: Float32Array, b: number, sq: number, hq: number, dv: number): void =>
+      a.attentionSinksFold(out, lse, sinks, b, sq, hq, dv),
+    /** AttentionSinks.gradient on the device, in its order of sums, rounded to float32 into dz [hq]. */
+    attentionSinksGradient: (g: Float32Array, out: Float32Array, lse: Float64Array, sinks: Float32Array, b: number, sq: number, hq: number, dv: number, dz: Float32Array): void =>
+      a.attentionSinksGradient(g, out, lse, sinks, b, sq, hq, dv, dz),
     /**
      * Router.select + Router.probsFor fused (one thread per token): `mode` "pre" (softmax over
      * all experts before the top-k), "post" (softmax over the top-k) or "sigmoid" (bias for the

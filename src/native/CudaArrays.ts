@@ -4,7 +4,7 @@
  * JS values (freed when collected; V8 is told their size), explicit copies to and from host
  * typed arrays, and the CUDA kernels and cuBLAS products with the CPU kernels' signatures
  * (Cpu.matmul's; Kernels' groupedRows, groupedWeights, gatherRows, scatterAddRows, rmsnormRows, swiglu and their
- * backwards; Cpu.attention's and its backward's; CpuElementwise's binary, scale and sums; transposes; CpuCrossEntropy's rows;
+ * backwards; the gated activation and its backward; AttentionSinks' fold and gradient; Cpu.attention's and its backward's; CpuElementwise's binary, scale and sums; transposes; CpuCrossEntropy's rows;
  * AdamW and the sum of squares of the optimizer), run on the
  * arrays where they are: no copy in or out. Work is queued on the device's stream 0 in call
  * order; a copy out waits for it. The products need cuBLAS loaded (Cuda.loadCublas).
@@ -76,6 +76,13 @@ export interface CudaArraysAddon {
   swiglu(gate: F32, up: F32, out: F32): void
   swigluBackward(gate: F32, up: F32, grad: F32, dGate: F32 | null, dUp: F32 | null): void
   rmsnormBackward(x: F32, w: F32, g: F32, rstd: F64, rows: number, cols: number, dx: F32 | null, dw: F64 | null): void
+  /** The gated MLP activation with Megatron-Core's options (limit null: no clamp; cuda/src/kernels/gated_sinks_cuda.h). */
+  gatedActivation(gate: F32, up: F32, out: F32, alpha: number, offset: number, limit: number | null): void
+  gatedActivationBackward(gate: F32, up: F32, grad: F32, dGate: F32 | null, dUp: F32 | null, alpha: number, offset: number, limit: number | null): void
+  /** AttentionSinks.fold: out [b, sq, hq, dv] and lse [b, hq, sq] folded in place with the sinks [hq]. */
+  attentionSinksFold(out: F32, lse: F64, sinks: F32, b: number, sq: number, hq: number, dv: number): void
+  /** AttentionSinks.gradient into dz [hq] (float32), from g and the folded out and lse. */
+  attentionSinksGradient(g: F32, out: F32, lse: F64, sinks: F32, b: number, sq: number, hq: number, dv: number, dz: F32): void
   permuteRows(src: F32, cols: number, index: Int32Array, out: F32, outCols: number, probs: F32 | null, experts: Int32Array | null, numExperts: number, probsOut: F32 | null): void
   combineRows(rows: F32, rowCols: number, index: Int32Array, weights: F32 | null, tokens: number, cols: number, out: F32): void
   combineBackward(g: F32, index: Int32Array, cols: number, weights: F32, rows: F32, gradRows: F32 | null, gradWeights: F32 | null): void
@@ -116,6 +123,10 @@ const functions = [
   "swiglu",
   "swigluBackward",
   "rmsnormBackward",
+  "gatedActivation",
+  "gatedActivationBackward",
+  "attentionSinksFold",
+  "attentionSinksGradient",
   "permuteRows",
   "combineRows",
   "combineBackward",
