@@ -1,11 +1,13 @@
 // device-check-kernels.mjs: the CUDA kernels against their CPU twins on the GPU (axpy, the
 // MoE dispatch kernels, the row kernels and their backwards, the cross-entropy row kernels, the
 // router, RoPE, AdamW, the element-wise ops; attention and the kernels of device arrays in
-// device-check-device-arrays.mjs), called by scripts/device-check.mjs with its report's helpers
+// device-check-device-arrays.mjs, the gated activation and the attention sinks in
+// device-check-gated-sinks.mjs), called by scripts/device-check.mjs with its report's helpers
 // where a device is. properties/native/CudaOps.prop.ts has the same checks over random shapes;
 // the GPU machine has no vitest.
 import path from "node:path"
 import { deviceArrayChecks } from "./device-check-device-arrays.mjs"
+import { gatedSinksChecks } from "./device-check-gated-sinks.mjs"
 
 export const kernelChecks = async ({ root, check, checkAsync, assert, random, floats }) => {
   const Cuda = await import(path.join(root, "dist/native/Cuda.js"))
@@ -321,6 +323,8 @@ export const kernelChecks = async ({ root, check, checkAsync, assert, random, fl
     }
     return "bit for bit"
   })
+  // The gated activation and the attention sinks: device-check-gated-sinks.mjs.
+  await gatedSinksChecks({ root, check, assert, ops, floats, ulps })
   // Attention and the kernels of device arrays: device-check-device-arrays.mjs.
   await deviceArrayChecks({ root, check, checkAsync, assert, ops, floats, ulps })
 }
