@@ -120,9 +120,12 @@ const latentFlags = (c: Case): Array<string> => [
   ...["--qk-head-dim", String(c.headDim), "--qk-pos-emb-head-dim", "6", "--v-head-dim", "5"],
 ]
 
-/** GPT-OSS: its expert activation, learnable sinks (or off-by-one: zeros), a window of 3 on every other layer (or none). */
+/**
+ * GPT-OSS: its expert activation, learnable sinks (or off-by-one: zeros), a window of 3 on every
+ * other layer (or none), and its biases, trained from zero (or zeros: the case's qkvBias).
+ */
 const gptOssFlags = (c: Case): Array<string> => [
-  ...["--quick-geglu", "--glu-linear-offset", "1", "--activation-func-clamp-value", "7"],
+  ...["--quick-geglu", "--glu-linear-offset", "1", "--activation-func-clamp-value", "7", ...(c.qkvBias ? ["--add-bias-linear", "--router-bias"] : [])],
   ...["--softmax-type", c.preSoftmax ? "off-by-one" : "learnable", ...(c.qLora ? ["--sliding-window", "3", "--window-attn-skip-freq", "2"] : [])],
 ]
 
@@ -133,7 +136,7 @@ const modelFlags = (c: Case): Array<string> => [
   ...(c.untie ? ["--untie-embeddings"] : []),
   ...(c.ropeTheta === undefined ? [] : ["--rope-theta", String(c.ropeTheta)]),
   ...(c.normEps === undefined ? [] : ["--norm-eps", String(c.normEps)]),
-  ...(c.arch !== "mixtral" && c.arch !== "deepseek" && c.qkvBias ? ["--qkv-bias"] : []),
+  ...(c.arch !== "mixtral" && c.arch !== "deepseek" && c.arch !== "gptoss" && c.qkvBias ? ["--qkv-bias"] : []),
   ...(c.arch === "qwen2" || c.arch === "qwen3" ? ["--moe-every", String(c.moeEvery), "--dense-first", String(c.denseFirst), ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
   ...(c.arch === "dots1" || c.arch === "deepseek" ? dots1Flags(c) : []),
   ...(c.arch === "deepseek" ? latentFlags(c) : []),
@@ -222,9 +225,10 @@ const exportsAndImports = async (c: Case): Promise<void> => {
   const original = Checkpoint.values(dir).values
   const imported = Checkpoint.values(back).values
   // GPT-OSS's sinks come back as learnable ones (zeros where the model had off-by-one sinks: the
-  // same softmax), its q, k, v biases as pleat's (zeros where the model had none).
+  // same softmax), its biases as pleat's (zeros where the model had none).
   const added = [...imported.keys()].filter((name) => !original.has(name))
-  const zeroed = c.arch !== "gptoss" ? [] : [...(c.preSoftmax ? ["sinks"] : []), ...(c.qkvBias ? [] : ["bq", "bk", "bv"])]
+  const biases = ["bq", "bk", "bv", "bo", "routerBias", "experts.bGate", "experts.bUp", "experts.bDown"]
+  const zeroed = c.arch !== "gptoss" ? [] : [...(c.preSoftmax ? ["sinks"] : []), ...(c.qkvBias ? [] : biases)]
   expect(added.sort()).toEqual(
     Array.from({ length: c.layers }, (_, l) => zeroed.map((n) => `layers.${l}.${n}`))
       .flat()

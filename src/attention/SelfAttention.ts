@@ -47,6 +47,8 @@ export interface AttentionWeights {
   readonly bias?: { readonly q: Tensor.Tensor; readonly k: Tensor.Tensor; readonly v: Tensor.Tensor } | undefined
   /** RMSNorm weights [D] over each head of q and of k, after the biases, before RoPE (Qwen3-style); none: no norm. */
   readonly norm?: { readonly q: Tensor.Tensor; readonly k: Tensor.Tensor; readonly eps: number } | undefined
+  /** The output projection's bias [H] (replicated; Megatron's add_bias_linear), added once wo's products are summed; none: no bias. */
+  readonly bo?: Tensor.Tensor | undefined
 }
 
 /**
@@ -163,7 +165,7 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
   const k = Rope.rope(normed(Shape.reshape(biased(keys.tensor, w.bias?.k), [b, local, hkv, d]), w.norm?.k), rope)
   const v = Shape.reshape(biased(values.tensor, w.bias?.v), [b, local, hkv, d])
   const attended = yield* attendOverContext(q, k, v, keys.layout, c, cpRank)
-  return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden")
+  return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden", w.bo)
 }
 
 /**

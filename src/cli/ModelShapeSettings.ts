@@ -31,6 +31,10 @@ export const modelShapeSettings = {
   seq: count("sequence length", model.seq),
   "untie-embeddings": flag("separate input and output embeddings (Mixtral-style); tied by default (GPT-style: the output layer is the embedding table)"),
   "qkv-bias": flag("biases on the attention's q, k and v, initialized to zero (Qwen-style)"),
+  "add-bias-linear": flag(
+    "biases on every linear layer of the blocks, from zero (Megatron's add_bias_linear; GPT-OSS's): q, k, v (as --qkv-bias), the attention's output, and both projections of the dense MLPs, shared experts and routed experts",
+  ),
+  "router-bias": flag("a learned bias on the router's logits, from zero (GPT-OSS's router; not --expert-bias, which only steers the selection)"),
   "head-dim": optionalCount("each attention head's width (default --hidden / --heads; Qwen3's 128 with hidden 2048 and 32 heads)"),
   "qk-norm": flag("an RMSNorm over each head's q and k before RoPE, one weight per head width (Qwen3-style)"),
   "multi-latent-attention": flag(

@@ -44,6 +44,8 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     seq: m.seq,
     "shared-expert-ffn": m.sharedExpertFfn,
     "qkv-bias": m.qkvBias,
+    "add-bias-linear": m.linearBias,
+    "router-bias": m.routerBias,
     "head-dim": m.headDim,
     "qk-norm": m.qkNorm,
     "multi-latent-attention": m.mla === undefined ? undefined : true,

@@ -2,7 +2,9 @@
  * DenseMlp: the SwiGLU MLP of dense layers (or another gated activation: GatedActivation),
  * tensor-parallel over the attention TP group.
  *
- * Weights per member: wGate, wUp [H, F/tp] (column-parallel), wDown [F/tp, H] (row-parallel).
+ * Weights per member: wGate, wUp [H, F/tp] (column-parallel), wDown [F/tp, H] (row-parallel);
+ * with biases (Megatron's add_bias_linear) bGate, bUp [F/tp] on fc1's columns and bDown [H]
+ * (replicated) added once fc2's products are summed.
  *   x (replicated, or SP rows) -> gather once (SP) or enter the TP region -> silu(x Wg) * (x Wu)
  *   -> row-parallel Wd -> replicated output (SP off) or SP rows (SP on)
  * One gather serves both fc1 halves. `forwardLaid` is the same MLP on laid rows, through the
@@ -25,7 +27,23 @@ export interface MlpWeights {
   readonly wGate: Tensor.Tensor
   readonly wUp: Tensor.Tensor
   readonly wDown: Tensor.Tensor
+  /** fc1's biases (this member's columns) and fc2's (replicated); none: no biases. */
+  readonly bias?: MlpBiases | undefined
 }
+
+/**
+ * A gated MLP's biases.
+ * @category models
+ */
+export interface MlpBiases {
+  readonly gate: Tensor.Tensor
+  readonly up: Tensor.Tensor
+  readonly down: Tensor.Tensor
+}
+
+/** The activation of fc1's two halves (their biases added). */
+const activated = (full: Tensor.Tensor, w: MlpWeights, glu: GatedActivation.Glu | undefined) =>
+  GatedActivation.gated(ParallelLinear.biased(matmul(full, w.wGate), w.bias?.gate), ParallelLinear.biased(matmul(full, w.wUp), w.bias?.up), glu)
 
 /**
  * The MLP's parallel options and its gated activation (GatedActivation; SwiGLU when absent).
@@ -42,8 +60,7 @@ export interface MlpOptions extends ParallelLinear.ParallelOptions {
 export const forward = (x: Tensor.Tensor, w: MlpWeights, options: MlpOptions) =>
   Effect.gen(function* () {
     const full = options.sequenceParallel ? yield* Diff.allGather(options.tp, x) : yield* Diff.copyToGroup(options.tp, x)
-    const hidden = GatedActivation.gated(matmul(full, w.wGate), matmul(full, w.wUp), options.glu)
-    return yield* ParallelLinear.rowParallel(hidden, w.wDown, options)
+    return yield* ParallelLinear.rowParallel(activated(full, w, options.glu), w.wDown, options, w.bias?.down)
   })
 
 /**
@@ -55,7 +72,6 @@ export const forwardLaid = (x: TensorLayout.WithLayout, w: MlpWeights, options: 
     const full = options.sequenceParallel ? yield* LaidCollective.allGather("tp", options.tp, x) : yield* LaidCollective.copyToGroup("tp", options.tp, x)
     const n = options.tp.ranks.length
     const ffn = TensorLayout.dim("ffn", (w.wGate.shape[1] as number) * n, [{ axis: "tp", size: n }])
-    const activated = GatedActivation.gated(matmul(full.tensor, w.wGate), matmul(full.tensor, w.wUp), options.glu)
-    const hidden = TensorLayout.attach(activated, TensorLayout.withLastDim(full.layout, ffn))
-    return yield* ParallelLinear.rowParallelLaid(hidden, w.wDown, options, "hidden")
+    const hidden = TensorLayout.attach(activated(full.tensor, w, options.glu), TensorLayout.withLastDim(full.layout, ffn))
+    return yield* ParallelLinear.rowParallelLaid(hidden, w.wDown, options, "hidden", w.bias?.down)
   })

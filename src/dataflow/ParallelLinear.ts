@@ -11,6 +11,10 @@
  *   row,    SP off: x [T, in/tp] -> x W_r partial -> allReduce     -> [T, out] replicated
  *   row,    SP on:  x [T, in/tp] -> x W_r partial -> reduceScatter -> [T/tp, out] rows
  *
+ * A row-parallel layer's bias (Megatron's add_bias_linear) is replicated and added once the
+ * partial products are summed (to the SP rows under SP): each member adds it to the rows it
+ * holds, so its gradient is summed over tp where the rows are split, as a norm's is.
+ *
  * The `Laid` variants take and give laid tensors: their collectives are the typed channels of
  * LaidCollective (layout in -> layout out, preconditions checked), and the output layout names
  * the output columns, split over tp for the column-parallel product. (The column-parallel
@@ -19,6 +23,7 @@
 import * as Effect from "effect/Effect"
 import * as Diff from "../comm/Differentiable.js"
 import type { Group } from "../comm/Group.js"
+import { add } from "../tensor/ops/Elementwise.js"
 import { matmul } from "../tensor/ops/Matmul.js"
 import * as Shape from "../tensor/ops/Shape.js"
 import type * as Tensor from "../tensor/Tensor.js"
@@ -37,21 +42,28 @@ export interface ParallelOptions {
 }
 
 /**
- * The row-parallel product: summed over TP, replicated (SP off) or row-sharded (SP on).
+ * The row-parallel product: summed over TP, replicated (SP off) or row-sharded (SP on), plus
+ * `bias` [out] where given.
  * @category combinators
  */
-export const rowParallel = (x: Tensor.Tensor, w: Tensor.Tensor, options: ParallelOptions) => Effect.gen(() => rowParallelSteps(x, w, options))
+export const rowParallel = (x: Tensor.Tensor, w: Tensor.Tensor, options: ParallelOptions, bias?: Tensor.Tensor) => Effect.gen(() => rowParallelSteps(x, w, options, bias))
 
 /** rowParallel's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
-function* rowParallelSteps(x: Tensor.Tensor, w: Tensor.Tensor, options: ParallelOptions) {
+function* rowParallelSteps(x: Tensor.Tensor, w: Tensor.Tensor, options: ParallelOptions, bias: Tensor.Tensor | undefined) {
   const partial = matmul(x, w)
-  if (!options.sequenceParallel) return yield* Diff.allReduce(options.tp, partial)
+  if (!options.sequenceParallel) return biased(yield* Diff.allReduce(options.tp, partial), bias)
   const n = options.tp.ranks.length
   if ((partial.shape[0] ?? 0) % n !== 0) {
     return yield* Effect.fail(TensorError.shape("rowParallel", `${partial.shape[0]} tokens do not split over tp ${n} under sequence parallelism`))
   }
-  return yield* Diff.reduceScatter(options.tp, partial)
+  return biased(yield* Diff.reduceScatter(options.tp, partial), bias)
 }
+
+/**
+ * `rows` plus `bias` on each row (the last dim), or `rows` when there is none.
+ * @category combinators
+ */
+export const biased = (rows: Tensor.Tensor, bias: Tensor.Tensor | undefined): Tensor.Tensor => (bias === undefined ? rows : add(rows, bias))
 
 /**
  * One column-parallel product of laid rows: `w` [in, out block], or [out block, in] when
@@ -111,11 +123,14 @@ export const columnParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor,
 
 /**
  * The row-parallel product on laid rows whose columns are split over tp: partial sums of the
- * `columns` out, completed by a reduce-scatter (SP) or an allreduce.
+ * `columns` out, completed by a reduce-scatter (SP) or an allreduce, plus `bias` where given.
  * @category combinators
  */
-export const rowParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string) =>
-  Effect.gen(() => rowParallelLaidSteps(x, w, options, columns))
+export const rowParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string, bias?: Tensor.Tensor) =>
+  Effect.map(
+    Effect.gen(() => rowParallelLaidSteps(x, w, options, columns)),
+    (summed) => (bias === undefined ? summed : TensorLayout.attach(add(summed.tensor, bias), summed.layout)),
+  )
 
 /** rowParallelLaid's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
 function* rowParallelLaidSteps(x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string) {

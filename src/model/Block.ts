@@ -139,6 +139,7 @@ const groupedQuery = (p: (name: string) => Tensor.Tensor, sizes: ModelContext.Si
     wv: p("wv"),
     wo: p("wo"),
     bias: sizes.qkvBias === true ? { q: p("bq"), k: p("bk"), v: p("bv") } : undefined,
+    bo: sizes.linearBias === true ? p("bo") : undefined,
     norm: sizes.qkNorm === true ? { q: p("qNorm"), k: p("kNorm"), eps } : undefined,
   }
   return (rows: TensorLayout.WithLayout) => SelfAttention.forwardLaid(rows, weights, config, cpRank)
@@ -187,8 +188,9 @@ function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
   const hasShared = c.sizes.sharedExpertFfn !== undefined
   const weights: MoeLayer.MoeWeights = {
     router: p("router"),
-    experts: { wGate: p("experts.wGate"), wUp: p("experts.wUp"), wDown: p("experts.wDown") },
-    ...(hasShared ? { shared: { wGate: p("shared.wGate"), wUp: p("shared.wUp"), wDown: p("shared.wDown") } } : {}),
+    ...(c.sizes.routerBias === true ? { routerBias: p("routerBias") } : {}),
+    experts: yield* expertWeightsOf(p, c),
+    ...(hasShared ? { shared: mlpWeightsOf(p, "shared.", c.sizes) } : {}),
     ...(hasShared && c.sizes.sharedExpertGate === true ? { sharedGate: p("shared.gate") } : {}),
   }
   const glu = c.sizes.glu
@@ -273,13 +275,28 @@ function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
   return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global, expertBias })
 }
 
+/** The gated MLP weights under `prefix` (dense: none, "shared.", "experts."), with their biases under --add-bias-linear. */
+const mlpWeightsOf = (p: (name: string) => Tensor.Tensor, prefix: string, sizes: ModelContext.Sizes) => {
+  const w = (name: string) => p(`${prefix}${name}`)
+  const weights = { wGate: w("wGate"), wUp: w("wUp"), wDown: w("wDown") }
+  return sizes.linearBias === true ? { bias: { gate: w("bGate"), up: w("bUp"), down: w("bDown") }, ...weights } : weights
+}
+
+/** The routed experts' shards, their biases' with this rank's block of fc2's columns (its place in the ETP group). */
+function* expertWeightsOf(p: (name: string) => Tensor.Tensor, c: ModelContext.ModelContext) {
+  const { bias, ...weights } = mlpWeightsOf(p, "experts.", c.sizes) as DenseMlp.MlpWeights
+  if (bias === undefined) return weights
+  const block = Group.localRank(c.groups.expert.etp, (yield* Comm.Communicator).rank)
+  return { bias: { block, ...bias }, ...weights }
+}
+
 const mlp = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.TensorLayout) =>
   Operator.laid(`mlp (layer ${layer})`, { input: hidden, output: hidden }, (h: ModelContext.Activations) => Effect.gen(() => mlpSteps(c, layer, h)))
 
 /** The dense MLP half's body, defined once (see attentionSteps). */
 function* mlpSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.Activations) {
   const p = weightsOf(c, layer)
-  const mlpWeights = { wGate: p("wGate"), wUp: p("wUp"), wDown: p("wDown") }
+  const mlpWeights = mlpWeightsOf(p, "", c.sizes)
   const norm = p("ffnNorm")
   // Through the typed collectives: the output layout is what they made of the input's.
   let layout = h.layout

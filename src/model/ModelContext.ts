@@ -50,6 +50,10 @@ export interface Sizes {
   readonly moe?: MoeSettings.MoeSettings | undefined
   /** Biases on the attention's q, k and v (Qwen-style); absent or false: none. */
   readonly qkvBias?: boolean | undefined
+  /** Biases on the attention's output projection and every MLP's projections (ModelConfig.linearBias). */
+  readonly linearBias?: boolean | undefined
+  /** A bias on the router's logits (GPT-OSS's). */
+  readonly routerBias?: boolean | undefined
   /** Each head's width (none: hidden / heads); Qwen3's 128 with hidden 2048 and 32 heads. */
   readonly headDim?: number | undefined
   /** RMSNorm over each head's q and k before RoPE (Qwen3, OLMoE); absent or false: none. */

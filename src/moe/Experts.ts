@@ -10,12 +10,19 @@
  * (or the gated activation of GatedActivation's options in place of silu(.) * (.))
  * y is a partial sum over the ETP group (each member holds F/X of the hidden units); the
  * dispatcher's combine sums the partials. An expert with no rows gets zero gradients.
+ *
+ * With biases (Megatron's add_bias_linear, GPT-OSS's experts) each row adds its expert's fc1
+ * biases (this member's F/X units) before the activation, and fc2's bias as GPT-OSS weighs it:
+ * (a Wd_e + b_e) p = a' Wd_e + p b_e. fc2's bias [L, H] is held in column blocks over the ETP
+ * group: each member adds its H/X columns to its partial sum alone, so the combine's sum adds
+ * every column's bias exactly once and each member's gradient is its own block's.
  */
-import { mul } from "../tensor/ops/Elementwise.js"
+import { add, mul } from "../tensor/ops/Elementwise.js"
 import * as GatedActivation from "../tensor/ops/GatedActivation.js"
+import { gatherRows } from "../tensor/ops/Gather.js"
 import { groupedMatmul } from "../tensor/ops/GroupedMatmul.js"
-import { reshape } from "../tensor/ops/Shape.js"
-import type * as Tensor from "../tensor/Tensor.js"
+import { concat, reshape } from "../tensor/ops/Shape.js"
+import * as Tensor from "../tensor/Tensor.js"
 
 /**
  * This rank's expert weight shards.
@@ -25,6 +32,22 @@ export interface ExpertWeights {
   readonly wGate: Tensor.Tensor
   readonly wUp: Tensor.Tensor
   readonly wDown: Tensor.Tensor
+  /** The experts' biases; none: no biases. */
+  readonly bias?: ExpertBiases | undefined
+}
+
+/**
+ * This rank's shards of the experts' biases.
+ * @category models
+ */
+export interface ExpertBiases {
+  /** fc1's halves [L, F/X], over this member's hidden units as wGate and wUp. */
+  readonly gate: Tensor.Tensor
+  readonly up: Tensor.Tensor
+  /** fc2's [L, H/X]: block `block` of the output's columns. */
+  readonly down: Tensor.Tensor
+  /** This member's place in the ETP group: which block of columns `down` holds. */
+  readonly block: number
 }
 
 /**
@@ -41,6 +64,31 @@ export const forward = (
   glu?: GatedActivation.Glu,
 ): Tensor.Tensor => {
   const n = rows.shape[0] as number
-  const a = GatedActivation.gated(groupedMatmul(rows, w.wGate, rowsPerExpert), groupedMatmul(rows, w.wUp, rowsPerExpert), glu)
-  return groupedMatmul(probs === undefined ? a : mul(a, reshape(probs, [n, 1])), w.wDown, rowsPerExpert)
+  const b = w.bias
+  const perRow = b === undefined ? undefined : expertOfRows(rowsPerExpert)
+  const biased = (t: Tensor.Tensor, bias: Tensor.Tensor | undefined) => (bias === undefined || perRow === undefined ? t : add(t, gatherRows(bias, perRow)))
+  const a = GatedActivation.gated(biased(groupedMatmul(rows, w.wGate, rowsPerExpert), b?.gate), biased(groupedMatmul(rows, w.wUp, rowsPerExpert), b?.up), glu)
+  const weigh = (t: Tensor.Tensor) => (probs === undefined ? t : mul(t, reshape(probs, [n, 1])))
+  const y = groupedMatmul(weigh(a), w.wDown, rowsPerExpert)
+  return b === undefined || perRow === undefined ? y : add(y, weigh(gatherRows(fullWidth(b, w.wDown.shape[2] as number), perRow)))
+}
+
+/** Each row's local expert: rowsPerExpert[e] rows of e, expert-major. */
+const expertOfRows = (rowsPerExpert: ReadonlyArray<number>): Int32Array => {
+  const out = new Int32Array(rowsPerExpert.reduce((s, r) => s + r, 0))
+  let at = 0
+  rowsPerExpert.forEach((r, e) => {
+    out.fill(e, at, at + r)
+    at += r
+  })
+  return out
+}
+
+/** fc2's bias block as [L, H]: zeros outside this member's columns (so only it adds them). */
+const fullWidth = (b: ExpertBiases, h: number): Tensor.Tensor => {
+  const [l, width] = b.down.shape as [number, number]
+  if (width === h) return b.down
+  const zeros = (w: number) => Tensor.zeros([l, w], { dtype: b.down.dtype, device: b.down.device })
+  const before = b.block * width
+  return concat([zeros(before), b.down, zeros(h - before - width)], 1)
 }

@@ -3,7 +3,7 @@
  *
  * Shape legend: T tokens of this rank (its attention-layout rows viewed as a batch: no
  * communication to switch layouts), H hidden, E experts.
- *   logits = x Wr [T, E] (router math in float64 inside the ops, whatever the dtype)
+ *   logits = x Wr [T, E] (+ br, GPT-OSS's router bias; router math in float64 inside the ops, whatever the dtype)
  *   routing -> probs [T, E], map; with a capacity factor, per-rank capacity dropping (and
  *   padding) from this rank's tokens
  *   dispatcher "alltoall" (default) or "allgather" -> [T, H]
@@ -111,6 +111,8 @@ export interface MoeConfig {
 export interface MoeWeights {
   /** [H, E] */
   readonly router: Tensor.Tensor
+  /** [E]: added to the router's logits (GPT-OSS's router); none: no bias. */
+  readonly routerBias?: Tensor.Tensor | undefined
   readonly experts: Experts.ExpertWeights
   /** This rank's TP shards of the shared experts' MLP (with `MoeConfig.shared`). */
   readonly shared?: DenseMlp.MlpWeights
@@ -149,7 +151,7 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
 function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config: MoeConfig, groups: Dispatcher.ExpertGroups) {
   const x = laid.tensor
   const fp32 = <A>(f: () => A): A => (x.tape === undefined ? f() : x.tape.fullPrecision(f))
-  const gated = fp32(() => matmul(x, w.router))
+  const gated = fp32(() => (w.routerBias === undefined ? matmul(x, w.router) : add(matmul(x, w.router), w.routerBias)))
   // The router runs on the host: its logits come down without blocking the JS thread.
   yield* hostValues(gated)
   const logits = config.forceLoadBalancing === true ? fp32(() => ForcedBalance.forceLoadBalancing(gated)) : gated

@@ -65,6 +65,8 @@ export const differences = (saved: RunIdentity, run: RunIdentity): { readonly sa
   differ("embeddings", embeddings(m.untieEmbeddings), embeddings(r.untieEmbeddings))
   differ("sharedExpertGate", onOff(m.sharedExpertGate), onOff(r.sharedExpertGate))
   differ("qkvBias", onOff(m.qkvBias), onOff(r.qkvBias))
+  differ("linearBias", onOff(m.linearBias), onOff(r.linearBias))
+  differ("routerBias", onOff(m.routerBias), onOff(r.routerBias))
   // Learnable sinks are parameters; off-by-one changes what the trained weights compute.
   differ("softmaxType", m.softmaxType ?? "vanilla", r.softmaxType ?? "vanilla")
   // The activation changes what the trained weights compute.

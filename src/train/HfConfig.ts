@@ -237,7 +237,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
     )
   if (window !== undefined && !(Number.isInteger(window) && window >= 1))
     throw refuse(`has sliding_window ${window} in config.json`, "use a whole number of tokens, 1 or more, or null for the whole context")
-  // GPT-OSS: its sinks, per-layer window and experts' activation (its biases must be zeros: HfImport).
+  // GPT-OSS: its sinks, per-layer window, experts' activation and biases.
   const gptOss = c.model_type === "gpt_oss" ? HfGptOss.fieldsOf(c, refuse) : undefined
   const yarn = HfRope.yarnOf(c, refuse)
   const layers = c.num_hidden_layers
@@ -265,8 +265,8 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   const shared = c.model_type === "qwen2_moe" ? (c.shared_expert_intermediate_size ?? d.sharedFfn) : dots1 ? moeFfn * (c.n_shared_experts ?? 0) : undefined
   if (shared === 0) throw refuse(dots1 ? "has no shared experts (n_shared_experts 0)" : "has shared_expert_intermediate_size 0", "import a model with its shared experts")
   // Biases: Qwen2-MoE's qkv_bias (transformers' default: on), Qwen3-MoE's and dots1's attention_bias (default off).
-  // GPT-OSS's q, k, v biases are read as pleat's (its o, router and expert biases must be zeros: HfImport).
-  const biased = c.model_type === "qwen2_moe" ? c.qkv_bias !== false : gptOss !== undefined ? c.attention_bias !== false : c.model_type !== "mixtral" && c.attention_bias === true
+  // GPT-OSS's biases, all of them, are pleat's (HfGptOss.fieldsOf).
+  const biased = c.model_type === "qwen2_moe" ? c.qkv_bias !== false : c.model_type !== "mixtral" && gptOss === undefined && c.attention_bias === true
   const router = dots1 ? dots1Router(c, refuse) : undefined
   // Softmax routing, renormalized over the top-k unless a Qwen's norm_topk_prob is false; dots1's sigmoid router (dots1Router).
   const moe: MoeSettings.MoeSettings = {

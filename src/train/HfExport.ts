@@ -111,6 +111,8 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   const router = routerProblem(m, format)
   if (router !== undefined) return router
   if (format === "gpt-oss") return HfGptOss.problem(m)
+  if (m.linearBias === true) return `it has biases on its output projections and MLPs (--add-bias-linear), which ${name} has not (gpt-oss has)`
+  if (m.routerBias === true) return `its router has a bias (--router-bias), which ${name}'s has not (gpt-oss's has)`
   if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
   if (m.softmaxType !== undefined && m.softmaxType !== "vanilla") return `its attention softmax has sinks (--softmax-type ${m.softmaxType}), which ${name} has not (gpt-oss has)`
   if (m.glu !== undefined && !GatedActivation.isPlain(m.glu))
@@ -206,11 +208,11 @@ export const tensors = (
     if (p.kind === "zeros") return { name: p.hf, dtype: st, shape: [...(p.shape ?? [p.size])], bytes: () => Safetensors.encode(new Float64Array(p.size), st) }
     if (p.kind === "gateUp") {
       const [gate, up] = [values.get(p.gate) as Tensor.Tensor, values.get(p.up) as Tensor.Tensor]
-      const [e, h, f] = gate.shape as [number, number, number]
+      const f = gate.shape[gate.rank - 1] as number
       return {
         name: p.hf,
         dtype: st,
-        shape: [e, h, 2 * f],
+        shape: [...gate.shape.slice(0, -1), 2 * f],
         bytes: () => Safetensors.encode(HfLayout.gateUp(gate.data as Float32Array | Float64Array, up.data as Float32Array | Float64Array, f), st),
       }
     }

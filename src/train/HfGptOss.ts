@@ -6,12 +6,12 @@
  * the layers layer_types names (pleat's window and --window-attn-skip-freq, ModelContext.windowOf),
  * and experts whose activation is fixed in transformers: quick-GELU's slope 1.702, the linear
  * half's offset 1 and the clamp 7 (pleat's --quick-geglu --glu-linear-offset 1
- * --activation-func-clamp-value 7; transformers ignores config.json's swiglu_limit). Every linear layer of GPT-OSS and its router has a bias; a
- * pleat model has none (or q, k, v ones with --qkv-bias), so the others are written as zeros:
- * the directory computes exactly pleat's model. The experts' gate and up are one tensor
- * gate_up_proj [E, H, 2F], gate in the even columns and up in the odd (HfLayout). Read back
- * (pleat import, `fieldsOf`), a GPT-OSS directory has learnable sinks and q, k, v biases, and its
- * o, router and expert biases must be zeros (the release's are not: refused, naming the tensor).
+ * --activation-func-clamp-value 7; transformers ignores config.json's swiglu_limit). Every linear
+ * layer of GPT-OSS and its router has a bias: pleat's with --add-bias-linear (q, k, v, o and the
+ * experts') and --router-bias, zeros for those a model has not (q, k, v with --qkv-bias alone): the
+ * directory computes exactly pleat's model. The experts' gate and up are one tensor gate_up_proj
+ * [E, H, 2F], gate in the even columns and up in the odd, their biases [E, 2F] alike (HfLayout).
+ * Read back (pleat import, `fieldsOf`), a GPT-OSS directory has learnable sinks and every bias.
  */
 import * as ModelContext from "../model/ModelContext.js"
 import * as GatedActivation from "../tensor/ops/GatedActivation.js"
@@ -75,13 +75,19 @@ export const fieldsOf = (
     readonly sliding_window?: number | null | undefined
     readonly layer_types?: ReadonlyArray<string> | undefined
     readonly swiglu_limit?: number | undefined
+    readonly attention_bias?: boolean | undefined
   },
   refuse: (reason: string, fix: string) => Error,
-): Pick<ModelConfig.ModelConfig, "slidingWindow" | "windowAttnSkipFreq" | "softmaxType" | "glu"> => {
+): Pick<ModelConfig.ModelConfig, "slidingWindow" | "windowAttnSkipFreq" | "softmaxType" | "glu" | "qkvBias" | "linearBias" | "routerBias"> => {
   const layers = c.num_hidden_layers
   const types = c.layer_types ?? layerTypesOf(layers, 1, 2)
   if (c.swiglu_limit !== undefined && c.swiglu_limit !== 7)
     throw refuse(`has swiglu_limit ${c.swiglu_limit}, where transformers' GPT-OSS clamps at 7 whatever it says`, "import a GPT-OSS model with swiglu_limit 7")
+  if (c.attention_bias === false)
+    throw refuse(
+      "has attention_bias false, where pleat's GPT-OSS has the biases of its experts and of q, k, v and o together (--add-bias-linear)",
+      "import a GPT-OSS model with attention_bias true",
+    )
   const windowed = types.some((t) => t === "sliding_attention")
   const window = windowed ? c.sliding_window : undefined
   if (windowed && (window === undefined || window === null || !(Number.isInteger(window) && window >= 1)))
@@ -98,6 +104,9 @@ export const fieldsOf = (
   return {
     softmaxType: "learnable",
     glu,
+    qkvBias: true,
+    linearBias: true,
+    routerBias: true,
     ...(slidingWindow === undefined ? {} : { slidingWindow }),
     ...(skip === undefined ? {} : { windowAttnSkipFreq: skip }),
   }

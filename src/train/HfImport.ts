@@ -153,13 +153,14 @@ const paramsOf = (
     }
     if (t === undefined) throw unusable(dir, `lacks ${p.hf}`, "pass a complete model directory")
     if (p.kind === "gateUp") {
-      // GPT-OSS's fused experts [E, H, 2F]: gate from the even columns, up from the odd.
+      // GPT-OSS's fused experts [E, H, 2F] (and their biases [E, 2F]): gate from the even columns, up from the odd.
       const gate = storage(p.gate)
-      const [e, h, f] = shapes.get(p.gate) as [number, number, number]
-      if (t.shape.join("x") !== [e, h, 2 * f].join("x"))
+      const shape = shapes.get(p.gate) as ReadonlyArray<number>
+      const fused = [...shape.slice(0, -1), 2 * (shape[shape.length - 1] as number)]
+      if (t.shape.join("x") !== fused.join("x"))
         throw unusable(
           dir,
-          `has ${p.hf} of shape [${t.shape.join(", ")}], where config.json makes it [${e}, ${h}, ${2 * f}]`,
+          `has ${p.hf} of shape [${t.shape.join(", ")}], where config.json makes it [${fused.join(", ")}]`,
           "pass a model directory whose weights match its config.json",
         )
       const up = storage(p.up)

@@ -49,6 +49,9 @@ export interface Sizes {
   readonly denseFirst?: number | undefined
   readonly untieEmbeddings?: boolean | undefined
   readonly qkvBias?: boolean | undefined
+  /** The output projection's and the experts' biases (gpt-oss), and the router's. */
+  readonly linearBias?: boolean | undefined
+  readonly routerBias?: boolean | undefined
   readonly headDim?: number | undefined
   readonly qkNorm?: boolean | undefined
   readonly mla?: LatentAttention.LatentSizes | undefined
@@ -74,7 +77,8 @@ export interface RopeRows {
  * How one transformers tensor `hf` is made of pleat's parameter `pleat`: as it is, transposed
  * (`linear`, its `rope` rows interleaved), one expert's matrix transposed (`expert`), zeros of
  * `size` (`zeros`, of `shape` where it has more than one dimension), or GPT-OSS's gate_up_proj
- * [E, H, 2F] from the experts' gate and up [E, H, F] (`gateUp`: gate in the even columns); or
+ * [E, H, 2F] from the experts' gate and up [E, H, F] (`gateUp`: gate in the even columns; its
+ * bias [E, 2F] from theirs [E, F] alike); or
  * MoE layer `layer`'s expert bias (`bias`: pleat keeps it with the router state, not as a
  * parameter; the checkpoint's manifest holds it).
  * @category models
@@ -99,8 +103,10 @@ const groupedQuery = (m: Sizes, format: Format, hf: string, p: string, headDim: 
     else if (format === "qwen2-moe" || format === "gpt-oss") out.push({ kind: "zeros", hf: `${hf}self_attn.${proj}.bias`, size: heads * headDim })
   }
   out.push({ kind: "linear", hf: `${hf}self_attn.o_proj.weight`, pleat: `${p}wo` })
-  // Qwen3-MoE's and dots1's attention_bias puts a bias on o too, which pleat's attention has not.
-  if (((format === "qwen3-moe" || format === "dots1") && m.qkvBias === true) || format === "gpt-oss") out.push({ kind: "zeros", hf: `${hf}self_attn.o_proj.bias`, size: m.hidden })
+  // Qwen3-MoE's and dots1's attention_bias puts a bias on o too: pleat's with --add-bias-linear, else zeros.
+  if (m.linearBias === true) out.push({ kind: "same", hf: `${hf}self_attn.o_proj.bias`, pleat: `${p}bo` })
+  else if (((format === "qwen3-moe" || format === "dots1") && m.qkvBias === true) || format === "gpt-oss")
+    out.push({ kind: "zeros", hf: `${hf}self_attn.o_proj.bias`, size: m.hidden })
   if (format === "gpt-oss")
     out.push(m.softmaxType === "learnable" ? { kind: "same", hf: `${hf}self_attn.sinks`, pleat: `${p}sinks` } : { kind: "zeros", hf: `${hf}self_attn.sinks`, size: m.heads })
   if (m.qkNorm === true) {
@@ -134,15 +140,21 @@ const latent = (
   linear(`${a}o_proj.weight`, `${p}wo`)
 }
 
-/** GPT-OSS's MoE tensors of a layer: its router with a bias, the experts fused, their biases (zeros: pleat's have none). */
+/**
+ * GPT-OSS's MoE tensors of a layer: its router with a bias, the experts fused, their biases
+ * (pleat's with --router-bias and --add-bias-linear; zeros without them).
+ */
 const gptOssMoe = (m: Sizes, block: string, p: string, out: Array<Placement>): void => {
   const [e, f, h] = [m.experts, m.moeFfn, m.hidden]
   out.push({ kind: "linear", hf: `${block}router.weight`, pleat: `${p}router` })
-  out.push({ kind: "zeros", hf: `${block}router.bias`, size: e })
+  out.push(m.routerBias === true ? { kind: "same", hf: `${block}router.bias`, pleat: `${p}routerBias` } : { kind: "zeros", hf: `${block}router.bias`, size: e })
   out.push({ kind: "gateUp", hf: `${block}experts.gate_up_proj`, gate: `${p}experts.wGate`, up: `${p}experts.wUp` })
-  out.push({ kind: "zeros", hf: `${block}experts.gate_up_proj_bias`, size: e * 2 * f, shape: [e, 2 * f] })
+  const biased = m.linearBias === true
+  const gateUpBias = `${block}experts.gate_up_proj_bias`
+  out.push(biased ? { kind: "gateUp", hf: gateUpBias, gate: `${p}experts.bGate`, up: `${p}experts.bUp` } : { kind: "zeros", hf: gateUpBias, size: e * 2 * f, shape: [e, 2 * f] })
   out.push({ kind: "same", hf: `${block}experts.down_proj`, pleat: `${p}experts.wDown` })
-  out.push({ kind: "zeros", hf: `${block}experts.down_proj_bias`, size: e * h, shape: [e, h] })
+  const downBias = `${block}experts.down_proj_bias`
+  out.push(biased ? { kind: "same", hf: downBias, pleat: `${p}experts.bDown` } : { kind: "zeros", hf: downBias, size: e * h, shape: [e, h] })
 }
 
 /**

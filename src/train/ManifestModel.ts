@@ -35,6 +35,9 @@ export const ManifestModelSchema = Schema.Struct({
   sharedExpertGate: Schema.optionalKey(Schema.Boolean),
   /** Written only by runs with them: q, k, v biases, leading dense layers, a head width of its own, q and k norms. */
   qkvBias: Schema.optional(Schema.Boolean),
+  /** Written only by runs with them: the linear layers' biases (--add-bias-linear) and the router's (--router-bias). */
+  linearBias: Schema.optional(Schema.Boolean),
+  routerBias: Schema.optional(Schema.Boolean),
   denseFirst: Schema.optional(count),
   headDim: Schema.optional(count),
   qkNorm: Schema.optional(Schema.Boolean),

@@ -50,6 +50,14 @@ export interface ModelConfig {
   readonly moe?: MoeSettings.MoeSettings | undefined
   /** Biases on the attention's q, k and v (Qwen-style, initialized to zero); absent or false: none. */
   readonly qkvBias?: boolean | undefined
+  /**
+   * Biases on the attention's output projection and on both projections of every MLP (dense,
+   * shared and routed experts), from zero (Megatron's add_bias_linear, GPT-OSS's); absent or
+   * false: none. (--add-bias-linear also sets qkvBias, as Megatron's linear_qkv has one.)
+   */
+  readonly linearBias?: boolean | undefined
+  /** A bias on the router's logits, from zero (GPT-OSS's router); absent or false: none. */
+  readonly routerBias?: boolean | undefined
   /** Each head's width; none: hidden / heads (ModelContext.headDim). */
   readonly headDim?: number | undefined
   /** RMSNorm over each head's q and k before RoPE (Qwen3-style); absent or false: none. */
@@ -279,6 +287,7 @@ const latentProblem = (m: ModelConfig, tp: number): Problem | undefined => {
   if (m.kvHeads !== m.heads)
     return fault("kvHeads", m.kvHeads, `differs from heads = ${m.heads}: multi-latent attention gives every head its own keys and values`, "drop --kv-heads (or set it to --heads)")
   if (m.qkNorm === true) return fault("qkNorm", true, "has no per-head q and k to normalize in multi-latent attention (its latents have norms of their own)", "drop --qk-norm")
+  if (m.linearBias === true) return fault("linearBias", true, "is not built for multi-latent attention's projections", "drop --add-bias-linear")
   if (m.qkvBias === true) return fault("qkvBias", true, "has no q, k and v projections to bias in multi-latent attention", "drop --qkv-bias")
   if (m.heads % tp !== 0) return fault("heads", m.heads, `is not divisible by tp = ${tp}`, `use a multiple of ${tp} heads, or a smaller --tp`)
   return undefined

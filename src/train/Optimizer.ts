@@ -144,10 +144,11 @@ export const moments = (params: ReadonlyMap<string, RankParams.Held>): Map<strin
   new Map([...params].map(([name, h]) => [name, { m: new Float32Array(h.value.size), v: new Float32Array(h.value.size) }]))
 
 /**
- * The weight decay of a parameter: none on norms and biases (1-D parameters), as Megatron.
+ * The weight decay of a parameter: none on norms and biases (1-D parameters, and the experts'
+ * biases), as Megatron.
  * @category mapping
  */
-export const decayOf = (c: OptimizerConfig, spec: Params.ParamSpec): number => (spec.shape.length === 1 ? 0 : c.weightDecay)
+export const decayOf = (c: OptimizerConfig, spec: Params.ParamSpec): number => (spec.shape.length === 1 || spec.bias === true ? 0 : c.weightDecay)
 
 /**
  * AdamW on `n` consecutive elements: weights w[wAt..], gradients g[gAt..] (scaled by

@@ -14,7 +14,9 @@
  *                the q, k, v biases of --qkv-bias: heads)
  *   cols/tp      dim 1 split over tp (wq, wk, wv, dense wGate/wUp, output: vocab)
  *   expert-cols  dim 0 over ep (local experts), dim 2 over etp (expert wGate/wUp)
- *   expert-rows  dim 0 over ep, dim 1 over etp (expert wDown)
+ *   expert-rows  dim 0 over ep, dim 1 over etp (expert wDown; the experts' biases [E, width]
+ *                of --add-bias-linear: fc1's over its hidden units, fc2's over the output's
+ *                columns, each ETP member adding its columns to its partial sum)
  * Gradient groups: dense parameters sum over dp-cp (and, for replicated ones under sequence
  * parallelism, over tp); expert parameters sum over edp.
  *
@@ -55,6 +57,8 @@ export interface ParamSpec {
   readonly std: number
   /** Starts at zero whatever `std` (biases). */
   readonly zero?: boolean
+  /** A bias (no weight decay, as Megatron's biases, whatever its shape: the experts' are [E, width]). */
+  readonly bias?: boolean
   /**
    * Writes into the residual stream (the attention's output projection, the MLPs' down
    * projections): Megatron's output_layer_init_method scales its std by 1 / sqrt(2 L)
@@ -105,6 +109,16 @@ const latentAttention = (m: ModelConfig.ModelConfig, s: LatentAttention.LatentSi
   ]
 }
 
+/** A bias of --add-bias-linear or --router-bias: from zero, no weight decay. */
+const biasSpec = (name: string, shape: ReadonlyArray<number>, sharding: Sharding, layer: number): ParamSpec => ({ name, shape, sharding, std: 0, zero: true, bias: true, layer })
+
+/**
+ * A dense MLP's biases under --add-bias-linear (prefix `p`, width `f`): fc1's halves split over
+ * tp as their columns are, fc2's [H] replicated (added once the row-parallel product is summed).
+ */
+const mlpBiases = (m: ModelConfig.ModelConfig, p: string, f: number, layer: number): Array<ParamSpec> =>
+  m.linearBias === true ? [biasSpec(`${p}bGate`, [f], "rows/tp", layer), biasSpec(`${p}bUp`, [f], "rows/tp", layer), biasSpec(`${p}bDown`, [m.hidden], "replicated", layer)] : []
+
 /**
  * The parameters of the block `layers.{l}` (attention, norms, and the MoE layer or dense MLP as
  * ModelContext.isMoe says), tagged with the layer `tag` (the stage that holds them).
@@ -126,6 +140,8 @@ const blockSpecs = (m: ModelConfig.ModelConfig, l: number, tag: number, std: num
           ] as const
         ).map(([name, heads]): ParamSpec => ({ name: `${p}${name}`, shape: [heads * d], sharding: "rows/tp", std, zero: true, layer: tag }))
       : []),
+    // The output projection's bias (--add-bias-linear): replicated, added once wo's partial products are summed.
+    ...(m.linearBias === true ? [biasSpec(`${p}bo`, [h], "replicated", tag)] : []),
     // Learnable softmax sinks (GPT-OSS): one logit per head, split over tp as the heads are; from 0.
     ...(m.softmaxType === "learnable" ? [{ name: `${p}sinks`, shape: [m.heads], sharding: "rows/tp" as const, std: 1, zero: true, layer: tag }] : []),
     // q and k norms (Qwen3-style): one weight over a head's width, shared by every head.
@@ -138,12 +154,21 @@ const blockSpecs = (m: ModelConfig.ModelConfig, l: number, tag: number, std: num
       { name: `${p}wGate`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: tag },
       { name: `${p}wUp`, shape: [h, m.ffn], sharding: "cols/tp", std, layer: tag },
       { name: `${p}wDown`, shape: [m.ffn, h], sharding: "rows/tp", std: std / 2, residual: true, layer: tag },
+      ...mlpBiases(m, p, m.ffn, tag),
     ]
   out.push(
     { name: `${p}router`, shape: [h, m.experts], sharding: "replicated", std, layer: tag },
+    ...(m.routerBias === true ? [biasSpec(`${p}routerBias`, [m.experts], "replicated", tag)] : []),
     { name: `${p}experts.wGate`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: tag },
     { name: `${p}experts.wUp`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: tag },
     { name: `${p}experts.wDown`, shape: [m.experts, m.moeFfn, h], sharding: "expert-rows", std: std / 2, residual: true, layer: tag },
+    ...(m.linearBias === true
+      ? [
+          biasSpec(`${p}experts.bGate`, [m.experts, m.moeFfn], "expert-rows", tag),
+          biasSpec(`${p}experts.bUp`, [m.experts, m.moeFfn], "expert-rows", tag),
+          biasSpec(`${p}experts.bDown`, [m.experts, h], "expert-rows", tag),
+        ]
+      : []),
   )
   // Shared experts: a dense MLP on the attention tp group, and its gate [H, 1].
   const f = m.sharedExpertFfn
@@ -152,6 +177,7 @@ const blockSpecs = (m: ModelConfig.ModelConfig, l: number, tag: number, std: num
       { name: `${p}shared.wGate`, shape: [h, f], sharding: "cols/tp", std, layer: tag },
       { name: `${p}shared.wUp`, shape: [h, f], sharding: "cols/tp", std, layer: tag },
       { name: `${p}shared.wDown`, shape: [f, h], sharding: "rows/tp", std: std / 2, residual: true, layer: tag },
+      ...mlpBiases(m, `${p}shared.`, f, tag),
       ...(m.sharedExpertGate === true ? [{ name: `${p}shared.gate`, shape: [h, 1], sharding: "replicated" as const, std, layer: tag }] : []),
     )
   return out
