@@ -1,6 +1,7 @@
 // GPT-OSS's pieces on a device: `pleat train --device sim` (the host's kernels behind the device
 // interface) with the experts' gated activation (--quick-geglu, --glu-linear-offset,
-// --activation-func-clamp-value) and softmax sinks (learnable and off-by-one) on folded mappings
+// --activation-func-clamp-value), softmax sinks (learnable and off-by-one) and the biases
+// (--add-bias-linear, --router-bias; fc2's in ETP column blocks) on folded mappings
 // gives the host's step losses bit for bit, in float32 and float64, with recompute and with the
 // GPT-OSS preset (its window on every other layer and YaRN unrounded too). The ops' device
 // paths alone: properties/tensor/GptOssOnDevice.prop.ts; the CUDA kernels: their twins.
@@ -22,7 +23,8 @@ const losses = async (flags: ReadonlyArray<string>): Promise<Array<number>> => {
 describe("GPT-OSS's activation and sinks on a device (sim)", () => {
   test("folded mappings give the host's losses bit for bit", async () => {
     const cases = [
-      [...folded, ...gptOss, "--softmax-type", "learnable", "--add-bias-linear", "--router-bias", "--etp", "2"],
+      // With every bias; fc2's in ETP column blocks.
+      [...folded.map((f, i) => (folded[i - 1] === "--ep" ? "1" : f)), ...gptOss, "--softmax-type", "learnable", "--add-bias-linear", "--router-bias", "--etp", "2"],
       // A clamp that binds in this small model, fixed sinks, recompute of the whole layer.
       [...folded, "--quick-geglu", "--activation-func-clamp-value", "0.05", "--softmax-type", "off-by-one", "--recompute", "full"],
       [...folded, ...gptOss, "--softmax-type", "learnable", "--dtype", "float64", "--recompute", "selective"],
