@@ -50,6 +50,7 @@ const choices = fc.record({
   globalBatch: fc.option(fc.constantFrom(4, 8), { nil: undefined }),
   layers: fc.constantFrom(2, 4),
   balancing: fc.constantFrom("none given", "type only", "coeff only", "both", "two"),
+  disableBiasLinear: fc.boolean(),
 })
 
 type Choices = typeof choices extends fc.Arbitrary<infer T> ? T : never
@@ -78,6 +79,7 @@ const megatronArgv = (c: Choices): Array<string> => [
     both: ["--moe-router-load-balancing-type", "aux_loss", "--moe-aux-loss-coeff", "1e-2"],
     two: ["--moe-router-load-balancing-type", "aux_loss", "global_aux_loss", "--moe-aux-loss-coeff", "0.01", "0.001"],
   }[c.balancing],
+  ...(c.disableBiasLinear ? ["--disable-bias-linear"] : []),
 ]
 
 /** The same command in pleat's names, Megatron-LM's defaults written out by the documented rule. */
@@ -101,6 +103,7 @@ const pleatArgv = (c: Choices): Array<string> => {
     ...["--ffn", String(ffn), "--moe-ffn", String(c.moeFfn ?? ffn), "--micro-batch", String(microBatch)],
     ...["--global-batch", String(c.globalBatch ?? (microBatch * world) / (tp * cp * pp)), "--aux-loss", aux],
     ...["--init-method-std", "0.02", "--norm-eps", "1e-5", "--warmup-steps", "0", "--min-lr", "0", "--adam-beta2", "0.999", "--lr-decay-style", "linear"],
+    ...(c.disableBiasLinear ? [] : ["--add-bias-linear"]),
   ]
 }
 
@@ -141,7 +144,10 @@ describe("Megatron-LM's names on pleat train", () => {
     const { setup } = resolved(["--num-layers", "2", "--num-experts", "4", "--hidden-size", "96", "--swiglu"])
     expect(setup.parallel.sizes).toMatchObject({ tp: 1, cp: 1, pp: 1, ep: 1, etp: 1, dp: 1 })
     expect(setup.parallel.world).toBe(1)
-    expect(setup.model).toMatchObject({ kvHeads: 4, ffn: 256, moeFfn: 256, normEps: 1e-5 })
+    // Megatron-LM's add_bias_linear (on) gives q, k, v biases too; --disable-bias-linear keeps pleat's none.
+    expect(setup.model).toMatchObject({ kvHeads: 4, ffn: 256, moeFfn: 256, normEps: 1e-5, linearBias: true, qkvBias: true })
+    const unbiased = resolved(["--num-layers", "2", "--num-experts", "4", "--disable-bias-linear"]).setup.model
+    expect([unbiased.linearBias, unbiased.qkvBias]).toEqual([undefined, undefined])
     expect(setup.batch).toEqual({ microBatch: 1, globalBatch: 1 })
     expect(setup.initMethodStd).toBe(0.02)
     expect(setup.auxLossCoeff).toBe(0)

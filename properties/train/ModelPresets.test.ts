@@ -73,7 +73,7 @@ describe("ModelPresets", () => {
     expect(ModelPresets.model("mixtral-8x7b", 1).moe?.preSoftmax).toBe(false)
   })
 
-  test("GPT-OSS: its attention (window on every other layer, sinks, YaRN unrounded), its experts' activation and router", () => {
+  test("GPT-OSS: its attention (window on every other layer, sinks, YaRN unrounded), its experts' activation, biases and router", () => {
     for (const name of ["gpt-oss-20b", "gpt-oss-120b"] as const) {
       const m = ModelPresets.model(name, 1)
       expect([m.headDim, m.slidingWindow, m.windowAttnSkipFreq, m.softmaxType, m.ropeTheta, m.normEps, m.untieEmbeddings], name).toEqual([
@@ -87,7 +87,8 @@ describe("ModelPresets", () => {
       ])
       expect(m.ropeScaling).toEqual({ factor: 32, originalMaxPositions: 4096, betaFast: 32, betaSlow: 1, mscale: 0, mscaleAllDim: 0, truncate: false })
       expect(m.glu).toEqual({ alpha: 1.702, offset: 1, limit: 7 })
-      expect(m.qkvBias).toBeUndefined()
+      // The release's biases: q, k, v, o, the experts' and the router's.
+      expect([m.qkvBias, m.linearBias, m.routerBias]).toEqual([true, true, true])
       expect(m.moe).toMatchObject({ scoreFunction: "softmax", preSoftmax: false, auxLosses: [{ type: "aux", coeff: 0.9 }] })
       // Scaled, the window shrinks with the sequence (at least 2 tokens).
       expect([ModelPresets.model(name, 64).slidingWindow, ModelPresets.model(name, 64).seq]).toEqual([2, 64])

@@ -32,7 +32,7 @@
  *
  * Whether any Megatron-LM name was used decides whether Megatron-LM's defaults apply to what
  * the command leaves unset (MegatronDefaults). The architecture defaults of Megatron-LM that
- * pleat cannot build (LayerNorm, GeLU, linear biases, learned positions, dropout 0.1) are listed
+ * pleat cannot build (LayerNorm, GeLU, learned positions, dropout 0.1) are listed
  * for a notice when the command leaves them at Megatron-LM's default.
  */
 import { existsSync, statSync } from "node:fs"
@@ -157,10 +157,12 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
     }
     switch (name) {
       case "bf16":
-      case "recompute-activations": {
+      case "recompute-activations":
+      case "disable-bias-linear": {
         seen.add(name)
         if (inline !== undefined) problems.push(ConfigError.make(`--${name}`, inline, "takes no value", `write --${name} alone`))
-        else out.push(name === "bf16" ? "--precision=bf16" : "--recompute=selective")
+        // Without biases is pleat's own default: --disable-bias-linear only keeps Megatron-LM's (MegatronDefaults) from applying.
+        else if (name !== "disable-bias-linear") out.push(name === "bf16" ? "--precision=bf16" : "--recompute=selective")
         continue
       }
       case "recompute-method":
@@ -347,6 +349,7 @@ export const collect = (
     ...(t.vocab === undefined ? {} : { vocab: t.vocab }),
     launched: Launcher.fromEnvironment().launcher === "none" ? undefined : MpiProcess.worldSize(),
     swiglu: argv.includes("--swiglu"),
+    biasLinear: !argv.includes("--disable-bias-linear"),
     groupQueryAttention: argv.includes("--group-query-attention") && !argv.some((a) => a === "--num-query-groups" || a.startsWith("--num-query-groups=")),
   }
   const notices = [

@@ -19,6 +19,8 @@
  *   aux-loss                   aux:0 (Megatron-LM's aux_loss at its coefficient 0)
  *   warmup-steps, min-lr       0
  *   adam-beta2                 0.999
+ *   add-bias-linear            on, unless --disable-bias-linear (biases on q, k, v, o and every
+ *                              MLP's projections; a preset's or config file's choice stays)
  *   lr-decay-style             linear
  *   vocab                      with --vocab-size V: V rounded up to a multiple of
  *                              --make-vocab-size-divisible-by (128) x tp
@@ -32,6 +34,8 @@ export interface Context {
   /** The launch's process count, when a launcher started this process. */
   readonly launched: number | undefined
   readonly swiglu: boolean
+  /** Megatron-LM's add_bias_linear: true unless --disable-bias-linear. */
+  readonly biasLinear: boolean
   readonly groupQueryAttention: boolean
   /** --vocab-size and --make-vocab-size-divisible-by, when given. */
   readonly vocab?: { readonly size: number; readonly divisibleBy: number }
@@ -78,6 +82,7 @@ export const layer = (chosen: Readonly<Record<string, unknown>>, context: Contex
   set("warmup-steps", 0)
   set("min-lr", 0)
   set("adam-beta2", 0.999)
+  if (context.biasLinear) set("add-bias-linear", true)
   set("lr-decay-style", "linear")
   if (context.vocab !== undefined && tp !== undefined) {
     const multiple = context.vocab.divisibleBy * tp

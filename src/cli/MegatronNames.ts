@@ -83,7 +83,6 @@ export const renamed: Readonly<Record<string, string>> = {
 export const noEffect: Readonly<Record<string, string>> = {
   "use-mcore-models": "pleat has one model implementation",
   swiglu: "pleat's MLPs and experts are SwiGLU",
-  "disable-bias-linear": "pleat's linear layers have no biases",
   "group-query-attention": "pleat takes --num-query-groups as the key/value heads",
   "no-position-embedding": "pleat has no learned position table (RoPE)",
   "sequence-parallel": "pleat shards the rows over tp wherever tp > 1",

@@ -31,7 +31,6 @@ export const unfollowedOf = (seen: ReadonlySet<string>, quickGeglu: boolean): Ar
   const out: Array<string> = []
   if (!seen.has("normalization")) out.push("LayerNorm (no --normalization RMSNorm): pleat's norms are RMSNorm")
   if (!seen.has("swiglu") && !quickGeglu) out.push("GeLU MLPs (no --swiglu or --quick-geglu): pleat's are gated (SwiGLU)")
-  if (!seen.has("disable-bias-linear")) out.push("linear biases (no --disable-bias-linear): pleat has none")
   if (!seen.has("position-embedding-type") && !seen.has("no-position-embedding")) out.push("learned positions (no --position-embedding-type rope): pleat's are RoPE")
   if (!seen.has("attention-dropout") || !seen.has("hidden-dropout")) out.push("dropout 0.1 (no --attention-dropout 0 --hidden-dropout 0): pleat has none")
   return out

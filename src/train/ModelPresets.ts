@@ -35,10 +35,11 @@
  *   every layer MoE, sliding window 128 on every other layer from the first (layer_types, here
  *   --window-attn-skip-freq 2), learnable softmax sinks, the experts' activation (alpha 1.702,
  *   swiglu_limit 7, up + 1), YaRN factor 32 over 4096 positions unrounded (truncate false),
- *   rope_theta 150000, rms_norm_eps 1e-5, router_aux_loss_coef 0.9, untied). What differs from
- *   the release: no linear biases (its q, k, v, o, router and expert biases; as Megatron-LM's
- *   GPT-OSS example trains it, --disable-bias-linear), and every gated MLP has the experts'
- *   activation (the release has no others).
+ *   rope_theta 150000, rms_norm_eps 1e-5, router_aux_loss_coef 0.9, untied), with the release's
+ *   biases on q, k, v, o, the router and the experts (--add-bias-linear --router-bias; Megatron-LM's
+ *   GPT-OSS example trains without them: add --disable-bias-linear to its names, or drop them
+ *   from a config file). Beside the release, every gated MLP has the experts' activation (the
+ *   release has no others).
  * - RoPE base and RMSNorm epsilon: the public configs' rope_theta and rms_norm_eps (Mixtral
  *   1e6 and 1e-5, Qwen2 1e6 and 1e-6, Llama 3 500000 and 1e-5, DeepSeek-V3 10000 and 1e-6), so
  *   a preset's model computes what the real one does and exports with them (`pleat export`).
@@ -89,6 +90,9 @@ function gptOss(size: { readonly layers: number; readonly experts: number }): Mo
     windowAttnSkipFreq: 2,
     softmaxType: "learnable",
     glu: { alpha: GatedActivation.quickGeluAlpha, offset: 1, limit: 7 },
+    qkvBias: true,
+    linearBias: true,
+    routerBias: true,
   }
 }
 
