@@ -277,14 +277,17 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.norm_topk_prob = false), /has norm_topk_prob false; fix: pleat renormalizes sigmoid probs over the top-k .*deepseek_v3 model/],
     ]
     for (const [change, expected] of deepseekCases) expect(refused(["import", "--model-dir", withConfig(deepseek, change), "--out", out])).toMatch(expected)
-    // GPT-OSS: transformers' fixed clamp, layer_types pleat's window rule cannot give, MXFP4 experts, no attention biases.
+    // GPT-OSS: transformers' fixed clamp, layer_types pleat's window rule cannot give, a quantization pleat does not read (MXFP4: HfMxfp4.prop.ts), no attention biases.
     const gptOssCases: ReadonlyArray<[(c: Record<string, unknown>) => void, RegExp]> = [
       [(c) => (c.swiglu_limit = 5), /has swiglu_limit 5, where transformers' GPT-OSS clamps at 7 whatever it says/],
       [
         (c) => (c.layer_types = ["full_attention", "sliding_attention"]),
         /has layer_types \["full_attention","sliding_attention"\], where pleat's layers without the window are every N-th/,
       ],
-      [(c) => (c.quantization_config = { quant_method: "mxfp4" }), /is quantized with quant_method mxfp4/],
+      [
+        (c) => (c.quantization_config = { quant_method: "bitsandbytes" }),
+        /is quantized with quant_method bitsandbytes; fix: .* or as GPT-OSS's experts are \(quant_method mxfp4\)/,
+      ],
       [(c) => (c.attention_bias = false), /has attention_bias false, where pleat's GPT-OSS has the biases of its experts and of q, k, v and o together/],
     ]
     for (const [change, expected] of gptOssCases) expect(refused(["import", "--model-dir", withConfig(gptOss, change), "--out", out])).toMatch(expected)

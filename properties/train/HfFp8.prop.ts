@@ -6,6 +6,7 @@
 // block scales, as the Hub's -FP8 releases) gives exactly the dequantized weights.
 import { spawnSync } from "node:child_process"
 import { readFileSync, writeFileSync } from "node:fs"
+import { writeSafetensors } from "./safetensorsBytes.js"
 import path from "node:path"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -96,23 +97,6 @@ describe("block-wise dequantization", () => {
     expect(() => HfFp8.dequantized(new Map([["v_scale_inv", scales]]), fp8, refuse)).toThrow("holds v_scale_inv for a weight that is not FP8")
   })
 })
-
-/** Writes `entries` (bytes as given) as a safetensors file. */
-const writeSafetensors = (
-  file: string,
-  entries: ReadonlyArray<{ readonly name: string; readonly dtype: string; readonly shape: ReadonlyArray<number>; readonly bytes: Uint8Array }>,
-) => {
-  let offset = 0
-  const header: Record<string, unknown> = {}
-  for (const e of entries) {
-    header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [offset, offset + e.bytes.byteLength] }
-    offset += e.bytes.byteLength
-  }
-  const json = Buffer.from(JSON.stringify(header))
-  const length = Buffer.alloc(8)
-  length.writeBigUInt64LE(BigInt(json.byteLength))
-  writeFileSync(file, Buffer.concat([length, json, ...entries.map((e) => Buffer.from(e.bytes))]))
-}
 
 describe("pleat import of an FP8 checkpoint", () => {
   test("gives exactly the dequantized weights", async () => {

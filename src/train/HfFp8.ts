@@ -44,7 +44,8 @@ export const dequantized = (
       )
     return new Map(tensors)
   }
-  const fix = "import a model quantized as the Hub's FP8 checkpoints are (quant_method fp8, fmt e4m3, weight_block_size [128, 128]), or its BF16 release"
+  const fix =
+    "import a model quantized as the Hub's FP8 checkpoints are (quant_method fp8, fmt e4m3, weight_block_size [128, 128]) or as GPT-OSS's experts are (quant_method mxfp4), or its BF16 release"
   if (quantization.quant_method !== "fp8") throw refuse(`is quantized with quant_method ${quantization.quant_method}`, fix)
   if ((quantization.fmt ?? "e4m3") !== "e4m3") throw refuse(`holds FP8 of fmt ${quantization.fmt}`, fix)
   const block = quantization.weight_block_size

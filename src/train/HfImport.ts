@@ -1,12 +1,13 @@
 /**
- * HfImport: a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory as a pleat checkpoint at step 0
+ * HfImport: a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model directory as a pleat checkpoint at step 0
  * (AdamW moments zero), which `pleat train --resume` trains on under any mapping: fine-tuning a
  * model from the Hub, or one `pleat export` wrote (export then import gives the parameters back
  * bit for bit).
  *
  * What is read: config.json (decoded with a Schema; the keys below, others ignored, and
  * transformers' defaults for those left out) and the weights of model.safetensors or of the
- * files model.safetensors.index.json names (F64, F32, F16 or BF16, widened exactly). The tensors
+ * files model.safetensors.index.json names (F64, F32, F16 or BF16, widened exactly; FP8 blocks,
+ * HfFp8, and GPT-OSS's MXFP4 experts, HfMxfp4, dequantized). The tensors
  * are placed by HfLayout, the table `pleat export` writes by, read backwards. Everything that
  * pleat's model cannot compute as transformers would is refused, naming the config key or the
  * tensor and the fix (exit 2): an activation other than silu, a head_dim other than hidden /
@@ -35,6 +36,7 @@ import * as Checkpoint from "./Checkpoint.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as HfConfig from "./HfConfig.js"
 import * as HfFp8 from "./HfFp8.js"
+import * as HfMxfp4 from "./HfMxfp4.js"
 import * as HfDirectory from "./HfDirectory.js"
 import * as HfLayout from "./HfLayout.js"
 import * as Params from "./Params.js"
@@ -108,9 +110,12 @@ const read = (dir: string): ModelDirectory => {
     }
     for (const [name, t] of held) tensors.set(name, t)
   }
-  // FP8 checkpoints (the Hub's -FP8 releases): their weights dequantized by their block scales.
+  // FP8 checkpoints (the Hub's -FP8 releases): their weights dequantized by their block scales;
+  // GPT-OSS's MXFP4 experts by theirs.
   const refuse = (reason: string, fix: string) => unusable(dir, reason, fix)
-  return { config: decoded.success, tensors: HfFp8.dequantized(tensors, decoded.success.quantization_config, refuse) }
+  const quantization = decoded.success.quantization_config
+  const read = quantization?.quant_method === "mxfp4" ? HfMxfp4.dequantized(tensors, refuse) : HfFp8.dequantized(tensors, quantization, refuse)
+  return { config: decoded.success, tensors: read }
 }
 
 /**

@@ -107,7 +107,8 @@ export const write = (file: string, entries: ReadonlyArray<Entry>, metadata: Rea
 
 /**
  * A tensor read from a file: its element type as stored, its shape and its values widened to
- * float64 (F64, F32, F16, BF16 and F8_E4M3 convert exactly).
+ * float64 (F64, F32, F16, BF16 and F8_E4M3 convert exactly; U8, bytes, as 0 to 255: MXFP4's
+ * blocks and scales, HfMxfp4).
  * @category models
  */
 export interface Read {
@@ -147,12 +148,13 @@ const readers: Readonly<Record<string, { readonly width: number; readonly at: (v
   BF16: { width: 2, at: (v, o) => new Float32Array(new Uint32Array([v.getUint16(o, true) << 16]).buffer)[0] as number },
   F16: { width: 2, at: (v, o) => halfValue(v.getUint16(o, true)) },
   F8_E4M3: { width: 1, at: (v, o) => e4m3Value(v.getUint8(o)) },
+  U8: { width: 1, at: (v, o) => v.getUint8(o) },
 }
 
 /**
  * Every tensor of the safetensors `bytes` by name; throws a RangeError saying what is wrong with
  * a file that is not one (a header that is not JSON, an element type other than F64, F32, F16,
- * BF16 or F8_E4M3, data outside the file or of the wrong size).
+ * BF16, F8_E4M3 or U8, data outside the file or of the wrong size).
  * @category constructors
  */
 export const read = (bytes: Uint8Array): Map<string, Read> => {
@@ -170,7 +172,7 @@ export const read = (bytes: Uint8Array): Map<string, Read> => {
   for (const [name, t] of Object.entries(header)) {
     if (name === "__metadata__") continue
     const reader = readers[String(t.dtype)]
-    if (reader === undefined) throw new RangeError(`${name} of element type ${String(t.dtype)} (pleat reads F64, F32, F16, BF16 and F8_E4M3)`)
+    if (reader === undefined) throw new RangeError(`${name} of element type ${String(t.dtype)} (pleat reads F64, F32, F16, BF16, F8_E4M3 and U8)`)
     const shape = t.shape
     const offsets = t.data_offsets
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new RangeError(`${name} with the shape ${JSON.stringify(shape)}`)
