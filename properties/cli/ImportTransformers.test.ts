@@ -1,6 +1,7 @@
 // `pleat import` of models transformers itself made (save_pretrained), where a Python with torch
 // and transformers is found ($PLEAT_PYTHON, python3): Mixtral, Qwen2-MoE with a dense layer,
-// Qwen3-MoE, dots1 and DeepSeek-V3 (rotary pairs interleaved or not, with YaRN) import into the
+// Qwen3-MoE, dots1, DeepSeek-V3 (rotary pairs interleaved or not, with YaRN) and GPT-OSS (every
+// bias non-zero) import into the
 // loss transformers computes. (The rest of `pleat import`: ImportCommand.test.ts.)
 import { spawnSync } from "node:child_process"
 import path from "node:path"
@@ -15,7 +16,7 @@ const window = [3, 14, 15, 9, 26, 5, 35, 8, 39]
 sayIfSkipped("pleat import of transformers' models")
 
 describe.skipIf(python === undefined)("models transformers made", () => {
-  test("import into the loss transformers computes (Mixtral; Qwen2-MoE with a dense layer; Qwen3-MoE; dots1; DeepSeek-V3 with rope_interleave true and false, and with YaRN)", async () => {
+  test("import into the loss transformers computes (Mixtral; Qwen2-MoE with a dense layer; Qwen3-MoE; dots1; DeepSeek-V3 with rope_interleave true and false, and with YaRN; GPT-OSS with its biases)", async () => {
     const made = fresh("import-transformers")
     const script = `
 import torch, sys
@@ -55,6 +56,13 @@ for name, interleave, q_lora, rope in [("deepseek", True, 12, None), ("deepseek-
     for p in v.parameters(): p.normal_(0, 0.3)
     for l in v.model.layers[1:]: l.mlp.gate.e_score_correction_bias.normal_(0, 0.2)
   v.save_pretrained(sys.argv[1] + "/" + name)
+from transformers import GptOssConfig, GptOssForCausalLM
+g = GptOssForCausalLM(GptOssConfig(vocab_size=40, hidden_size=16, intermediate_size=12, num_hidden_layers=2, num_attention_heads=4,
+  num_key_value_heads=2, head_dim=4, num_local_experts=4, num_experts_per_tok=2, sliding_window=3,
+  layer_types=["sliding_attention", "full_attention"], max_position_embeddings=64))
+with torch.no_grad():
+  for p in g.parameters(): p.normal_(0, 0.3)
+g.save_pretrained(sys.argv[1] + "/gptoss")
 `
     const made_ = spawnSync(python as string, ["-c", script, made], { encoding: "utf8" })
     expect(made_.status, made_.stderr).toBe(0)
@@ -63,7 +71,8 @@ for name, interleave, q_lora, rope in [("deepseek", True, 12, None), ("deepseek-
     // dots1: sigmoid routing with non-zero expert biases, 4 groups keeping 1, scaling 2, two shared experts' widths, a dense first layer.
     // DeepSeek-V3: dots1's MoE with multi-latent attention, rotary pairs interleaved with a query latent, rotate-half without one.
     // DeepSeek-V3 with YaRN: factor 40 over 4 positions, its softmax factor from mscale_all_dim 0.7.
-    for (const name of ["mixtral", "qwen", "qwen3", "dots1", "deepseek", "deepseek-rotate-half", "deepseek-yarn"]) {
+    // GPT-OSS: every bias (q, k, v, o, the router's, the experts') non-zero, sinks, the window on its first layer, YaRN as its config gives it.
+    for (const name of ["mixtral", "qwen", "qwen3", "dots1", "deepseek", "deepseek-rotate-half", "deepseek-yarn", "gptoss"]) {
       const dir = path.join(made, name)
       const out = path.join(fresh("import-tf-out"), "ckpt")
       const r = await run(["import", "--model-dir", dir, "--out", out])
