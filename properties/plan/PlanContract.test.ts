@@ -141,10 +141,10 @@ describe("pleat plan --json", () => {
     expect(selective.stepSeconds).toBeLessThan(full.stepSeconds)
   })
 
-  test("a sliding window scales the attention core's time by the share of pairs it keeps (the layers that keep it), and nothing else", () => {
+  test("a sliding window scales the attention core's time by the share of pairs it keeps (the layers that keep it), and nothing else; sinks take no time, biases only their parameters'", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "pleat-plan-window-"))
     const model = { hidden: 4096, layers: 32, heads: 32, kvHeads: 8, experts: 8, topk: 2, moeFfn: 14336, vocab: 32000 }
-    const at = (extra: Record<string, number | string>) => {
+    const at = (extra: Record<string, number | string | boolean>) => {
       const file = path.join(dir, `m${Object.keys(extra).length}.json`)
       writeFileSync(file, JSON.stringify({ ...model, ...extra }))
       const fixed = ["--gpus", "32", "--global-batch", "64", "--seq", "8192", "--tp", "2", "--cp", "2", "--pp", "2", "--vpp", "1", "--ep", "8", "--etp", "1"]
@@ -161,6 +161,11 @@ describe("pleat plan --json", () => {
     for (const term of ["gemm", "ep", "tp"]) expect(windowed.breakdown[term]).toBe(full.breakdown[term])
     // Softmax sinks are taken and cost nothing the planner counts.
     expect(at({ softmaxType: "learnable" }).breakdown).toEqual(full.breakdown)
+    // Biases are parameters: memory, their gradients' sync and their optimizer step; no compute term the planner counts.
+    const biased = at({ qkvBias: true, linearBias: true, routerBias: true })
+    for (const term of ["gemm", "attention", "elementwise", "ep", "tp", "cp"]) expect(biased.breakdown[term], term).toBe(full.breakdown[term])
+    for (const term of ["dp", "optimizer"]) expect(biased.breakdown[term] as number, term).toBeGreaterThan(full.breakdown[term] as number)
+    expect(biased.memoryGiB).toBeGreaterThan(full.memoryGiB)
     // MFU's model FLOPs are Megatron's (causal attention, window or not): the shorter step alone raises it.
     expect(windowed.mfu / full.mfu).toBeCloseTo(full.stepSeconds / windowed.stepSeconds, 2)
   })

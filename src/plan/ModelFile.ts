@@ -8,7 +8,8 @@
  * vHeadDim, and qLoraRank, absent for none; kvHeads then defaults to heads as it must be) and
  * mtpLayers (multi-token prediction layers, on the last stage), slidingWindow (every layer's
  * attention window, in tokens), windowAttnSkipFreq (every N-th layer without it) and softmaxType
- * (vanilla, off-by-one or learnable sinks: no time of their own) are optional; `name` names it in the output (else the file's name).
+ * (vanilla, off-by-one or learnable sinks: no time of their own), qkvBias, linearBias and
+ * routerBias (the biases: their parameters and memory) are optional; `name` names it in the output (else the file's name).
  * Unknown keys are errors, so a misspelt key is never silently ignored.
  */
 import * as Schema from "effect/Schema"
@@ -47,6 +48,10 @@ export const ModelFile = Schema.Struct({
   windowAttnSkipFreq: Schema.optionalKey(Count),
   /** The attention softmax (ModelConfig.softmaxType): its sinks change no time the planner counts. */
   softmaxType: Schema.optionalKey(Schema.Literals(ModelContext.softmaxTypes)),
+  /** The biases (ModelConfig's qkvBias, linearBias, routerBias): parameters the memory counts. */
+  qkvBias: Schema.optionalKey(Schema.Boolean),
+  linearBias: Schema.optionalKey(Schema.Boolean),
+  routerBias: Schema.optionalKey(Schema.Boolean),
   /** Multi-latent attention's widths (LatentAttention.LatentSizes; qLoraRank absent or 0: no query latent). */
   mla: Schema.optionalKey(
     Schema.Struct({
@@ -87,5 +92,8 @@ export const toModel = (file: typeof ModelFile.Type, fallbackName: string): { re
     ...(file.slidingWindow === undefined ? {} : { slidingWindow: file.slidingWindow }),
     ...(file.windowAttnSkipFreq === undefined ? {} : { windowAttnSkipFreq: file.windowAttnSkipFreq }),
     ...(file.softmaxType === undefined ? {} : { softmaxType: file.softmaxType }),
+    ...(file.qkvBias === undefined ? {} : { qkvBias: file.qkvBias }),
+    ...(file.linearBias === undefined ? {} : { linearBias: file.linearBias }),
+    ...(file.routerBias === undefined ? {} : { routerBias: file.routerBias }),
   },
 })
