@@ -111,7 +111,7 @@ export interface MoeConfig {
 export interface MoeWeights {
   /** [H, E] */
   readonly router: Tensor.Tensor
-  /** [E]: added to the router's logits (GPT-OSS's router); none: no bias. */
+  /** The router's bias, [E], added to its logits (GPT-OSS's router); none: no bias. */
   readonly routerBias?: Tensor.Tensor | undefined
   readonly experts: Experts.ExpertWeights
   /** This rank's TP shards of the shared experts' MLP (with `MoeConfig.shared`). */

@@ -63,18 +63,9 @@ export interface CpuAddon {
   rmsnormBackward?(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
   /** Optional: swiglu's gradients (kernels/swiglu_backward.cc), absent from builds older than it. */
   swigluBackward?(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
-  /** Optional: the gated MLP activation and its gradients (kernels/gated_activation.h), absent from builds older than it; limit null for no clamp. */
-  gatedActivation?(gate: Float32Array, up: Float32Array, out: Float32Array, alpha: number, offset: number, limit: number | null): void
-  gatedActivationBackward?(
-    gate: Float32Array,
-    up: Float32Array,
-    grad: Float32Array,
-    dGate: Float32Array | null,
-    dUp: Float32Array | null,
-    alpha: number,
-    offset: number,
-    limit: number | null,
-  ): void
+  /** Optional: the gated MLP activation and its gradients (kernels/gated_activation.h), absent from builds older than it. */
+  gatedActivation?: GatedActivationCall
+  gatedActivationBackward?: GatedActivationBackwardCall
   /** Optional: the grouped expert GEMM (kernels/grouped_matmul.h), absent from builds older than it. */
   groupedRows?(a: Float32Array, b: Float32Array, out: Float32Array, rows: Int32Array, k: number, n: number, transB: boolean): void
   groupedWeights?(a: Float32Array, c: Float32Array, out: Float32Array, rows: Int32Array, m: number, n: number, accumulate: boolean): void
@@ -88,6 +79,28 @@ export interface CpuAddon {
   /** Optional: loads a GPU library by path for `pleat doctor` (GpuLibraryProbe.ts). */
   probeGpuLibrary?(path: string, kind: "nccl" | "cublas", symbols: ReadonlyArray<string>): GpuLibraryProbe
 }
+
+/**
+ * The gated MLP activation as the addons take it (the CPU's kernels/gated_activation.h, the GPU's
+ * kernels/gated_sinks_cuda.h): Megatron-Core's options, limit null for no clamp.
+ * @category models
+ */
+export type GatedActivationCall = (gate: Float32Array, up: Float32Array, out: Float32Array, alpha: number, offset: number, limit: number | null) => void
+
+/**
+ * Its gradients (dGate or dUp null: not wanted).
+ * @category models
+ */
+export type GatedActivationBackwardCall = (
+  gate: Float32Array,
+  up: Float32Array,
+  grad: Float32Array,
+  dGate: Float32Array | null,
+  dUp: Float32Array | null,
+  alpha: number,
+  offset: number,
+  limit: number | null,
+) => void
 
 /**
  * What loading a GPU library told: dlerror's text when it did not load, its version code, the

@@ -9,7 +9,7 @@
  */
 import * as Addon from "./Addon.js"
 import * as Cpu from "./Cpu.js"
-import type { Dims } from "./CpuAddon.js"
+import type { Dims, GatedActivationBackwardCall, GatedActivationCall } from "./CpuAddon.js"
 import type { DispatchKernels } from "./CpuDispatch.js"
 
 /**
@@ -58,17 +58,8 @@ interface CudaAddon {
   ropeRotate(x: Float32Array, cos: Float64Array, sin: Float64Array, out: Float32Array, b: number, s: number, heads: number, d: number, tableRows: number, sign: number): void
   swigluBackward(gate: Float32Array, up: Float32Array, grad: Float32Array, dGate: Float32Array | null, dUp: Float32Array | null): void
   rmsnormBackward(x: Float32Array, w: Float32Array, g: Float32Array, rstd: Float64Array, rows: number, cols: number, dx: Float32Array | null, dw: Float64Array | null): void
-  gatedActivation(gate: Float32Array, up: Float32Array, out: Float32Array, alpha: number, offset: number, limit: number | null): void
-  gatedActivationBackward(
-    gate: Float32Array,
-    up: Float32Array,
-    grad: Float32Array,
-    dGate: Float32Array | null,
-    dUp: Float32Array | null,
-    alpha: number,
-    offset: number,
-    limit: number | null,
-  ): void
+  gatedActivation: GatedActivationCall
+  gatedActivationBackward: GatedActivationBackwardCall
   attentionSinksFold(out: Float32Array, lse: Float64Array, sinks: Float32Array, b: number, sq: number, hq: number, dv: number): void
   attentionSinksGradient(g: Float32Array, out: Float32Array, lse: Float64Array, sinks: Float32Array, b: number, sq: number, hq: number, dv: number, dz: Float32Array): void
   crossEntropyRowMax(x: Float32Array, rows: number, cols: number, max: Float64Array): void
@@ -288,19 +279,9 @@ export const deviceOps = () => {
      * the gated MLP activation with Megatron-Core's options (limit null: no clamp), float64 rounded
      * once, within one float ulp of the CPU's scalar path (exp's last bit).
      */
-    gatedActivation: (gate: Float32Array, up: Float32Array, out: Float32Array, alpha: number, offset: number, limit: number | null): void =>
-      a.gatedActivation(gate, up, out, alpha, offset, limit),
+    gatedActivation: (...args: Parameters<GatedActivationCall>): void => a.gatedActivation(...args),
     /** Its gradients (dGate or dUp null: not wanted), within one float ulp of the CPU's scalar path. */
-    gatedActivationBackward: (
-      gate: Float32Array,
-      up: Float32Array,
-      grad: Float32Array,
-      dGate: Float32Array | null,
-      dUp: Float32Array | null,
-      alpha: number,
-      offset: number,
-      limit: number | null,
-    ): void => a.gatedActivationBackward(gate, up, grad, dGate, dUp, alpha, offset, limit),
+    gatedActivationBackward: (...args: Parameters<GatedActivationBackwardCall>): void => a.gatedActivationBackward(...args),
     /**
      * AttentionSinks.fold on the device: the sink logits (float32, one per query head) folded into
      * out [b, sq, hq, dv] and lse [b, hq, sq] in place, within exp's and log's last bits of it.

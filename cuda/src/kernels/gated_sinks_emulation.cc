@@ -14,27 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "emulation_io.h"
 #include "gated_sinks_element.h"
 
-namespace {
-
-bool short_read = false;
-
-template <typename T>
-std::vector<T> take(size_t n) {
-  std::vector<T> v(n);
-  if (n > 0 && std::fread(v.data(), sizeof(T), n, stdin) != n) short_read = true;
-  return v;
-}
-
-template <typename T>
-void give(const std::vector<T>& v) {
-  if (!v.empty()) std::fwrite(v.data(), sizeof(T), v.size(), stdout);
-}
-
-size_t count(double v) { return v > 0 ? static_cast<size_t>(v) : 0; }
-
-}  // namespace
+using pleat::emulation::count;
+using pleat::emulation::give;
+using pleat::emulation::short_read;
+using pleat::emulation::take;
 
 // The exit status of `op` when it is one of this file's (0, or 2 on a short request); -1 when it
 // is not.

@@ -54,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "emulation_io.h"
 #include "attention_element.h"
 #include "attention_flash.h"
 #include "elementwise_element.h"
@@ -61,25 +62,10 @@
 #include "../row_lists.h"
 #include "sum_squares_element.h"
 
-namespace {
-
-bool short_read = false;
-
-template <typename T>
-std::vector<T> take(size_t n) {
-  std::vector<T> v(n);
-  if (n > 0 && std::fread(v.data(), sizeof(T), n, stdin) != n) short_read = true;
-  return v;
-}
-
-template <typename T>
-void give(const std::vector<T>& v) {
-  if (!v.empty()) std::fwrite(v.data(), sizeof(T), v.size(), stdout);
-}
-
-size_t count(double v) { return v > 0 ? static_cast<size_t>(v) : 0; }
-
-}  // namespace
+using pleat::emulation::count;
+using pleat::emulation::give;
+using pleat::emulation::short_read;
+using pleat::emulation::take;
 
 // gated_sinks_emulation.cc: the exit status of one of its ops, -1 for any other op.
 int gated_sinks_emulation(const std::string& op);

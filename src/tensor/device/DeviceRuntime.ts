@@ -13,7 +13,6 @@
  * allocator, CUDA kernels and cuBLAS).
  */
 import type * as Cpu from "../../native/Cpu.js"
-import type { GluOptions } from "../../native/CpuOptional.js"
 import type * as Device from "../Device.js"
 import * as DType from "../DType.js"
 import type * as AdamwInto from "../kernels/AdamwInto.js"
@@ -119,14 +118,24 @@ export interface DeviceKernels extends Kernels<DeviceArray, DeviceArray>, Elemen
   readonly attention: (p: DeviceAttentionArgs) => void
   /** Cpu.attentionBackward's contract on float32 device arrays (lse: float64). */
   readonly attentionBackward: (p: DeviceAttentionBackwardArgs) => void
-  /** kernels/GatedInto's gatedInto (the gated MLP activation with Megatron-Core's options). */
-  readonly gatedActivation: (gate: DeviceArray, up: DeviceArray, out: DeviceArray, glu: GluOptions) => void
+  /** kernels/GatedInto's gatedInto (the gated MLP activation with Megatron-Core's options: GatedActivation.Glu). */
+  readonly gatedActivation: (gate: DeviceArray, up: DeviceArray, out: DeviceArray, glu: GatedOptions) => void
   /** kernels/GatedInto's gatedBackwardInto (dGate or dUp undefined: not wanted). */
-  readonly gatedActivationBackward: (gate: DeviceArray, up: DeviceArray, dy: DeviceArray, dGate: DeviceArray | undefined, dUp: DeviceArray | undefined, glu: GluOptions) => void
+  readonly gatedActivationBackward: (gate: DeviceArray, up: DeviceArray, dy: DeviceArray, dGate: DeviceArray | undefined, dUp: DeviceArray | undefined, glu: GatedOptions) => void
   /** AttentionSinks.fold: the sinks [hq] folded into an attention's out and lse (float64) in place. */
   readonly sinksFold: (out: DeviceArray, lse: DeviceArray, sinks: DeviceArray, dims: SinkDims) => void
   /** AttentionSinks.gradient into dz ([hq], the sinks' dtype) from the output's gradient g and the folded out and lse. */
   readonly sinksGradient: (g: DeviceArray, out: DeviceArray, lse: DeviceArray, sinks: DeviceArray, dims: SinkDims, dz: DeviceArray) => void
+}
+
+/**
+ * The gated activation's options as the device kernels take them (GatedActivation.Glu's fields).
+ * @category models
+ */
+export interface GatedOptions {
+  readonly alpha: number
+  readonly offset: number
+  readonly limit?: number | undefined
 }
 
 /**
