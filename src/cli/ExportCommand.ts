@@ -59,7 +59,8 @@ router and shared experts with --multi-latent-attention (--norm-eps 1e-6; rotary
 interleaved, rope_interleave true, as DeepSeek's checkpoints); gpt-oss holds softmax sinks
 (--softmax-type learnable), a window on every other layer (--window-attn-skip-freq) and GPT-OSS's
 expert activation (--quick-geglu --glu-linear-offset 1 --activation-func-clamp-value 7), its
-biases written as zeros (--model gpt-oss-20b exports). A --head-dim of its own is
+biases from --add-bias-linear and --router-bias, zeros where the model has none (--model
+gpt-oss-20b exports); the other formats refuse those biases. A --head-dim of its own is
 written as head_dim. The first three and gpt-oss route with softmax; sigmoid routing, expert bias, group-
 limited routing and probs scaling have no transformers architecture with pleat's attention and
 are refused. Token dropping is for training: transformers runs the experts dropless. No
