@@ -182,7 +182,8 @@ export const usage = (): string =>
     "written; with any of them, what the command leaves unset takes Megatron-LM's default (tp, cp, pp, ep 1,",
     "etp tp, world the fewest ranks that fit, kv heads = heads, ffn 4 x hidden (with --swiglu 8/3 x hidden",
     "to a multiple of 64), moe-ffn = ffn, global batch = micro-batch x dp, init std 0.02, norm eps 1e-5, aux",
-    "loss coefficient 0, no warm-up, min lr 0, adam beta2 0.999, linear decay). Names of pleat's flags:",
+    "loss coefficient 0, no warm-up, min lr 0, adam beta2 0.999, linear decay, linear biases unless",
+    "--disable-bias-linear). Names of pleat's flags:",
     wrapped(
       Object.entries(renamed).map(([m, p]) => `--${m}=--${p},`),
       100,
