@@ -188,7 +188,7 @@ describe("Megatron-LM's names on pleat train", () => {
 
   test("what pleat cannot do is refused with the fix", () => {
     expect(refused(["train", "--fp16"])).toContain("use --bf16")
-    expect(refused(["train", "--split", "99990,8,2"])).toContain("--valid-data-path PREFIX")
+    expect(refused(["train", "--split", "99990,8,2"])).toContain("splits --data-path's documents alone")
     expect(refused(["train", "--normalization", "LayerNorm"])).toContain("write --normalization RMSNorm")
     expect(refused(["train", "--hidden-dropout", "0.1"])).toContain("pleat trains without dropout")
     expect(refused(["train", "--window-size", "128,4"])).toContain("is not a causal window")

@@ -15,6 +15,8 @@
  *   --lr-decay-style WSD                     --lr-decay-style wsd (and minus_sqrt: minus-sqrt)
  *   --data-path PREFIX (--train-data-path)   --data PREFIX.bin --data-dtype (from PREFIX.idx); a
  *   --valid-data-path PREFIX                 --eval-data PREFIX.bin       blend of several refused
+ *   --data-path PREFIX [--split S]           split S (969,30,1 by default) of its documents:
+ *                                            --data-range and --eval-data (MegatronSplit)
  *   --vocab-size V (NullTokenizer's)         --vocab V padded to a multiple of
  *   --make-vocab-size-divisible-by D         D (128) x tp, as Megatron-LM pads it (MegatronDefaults)
  *   --tokenizer-type NullTokenizer           nothing (pleat trains on ids); other tokenizers refused
@@ -42,9 +44,11 @@ import * as MpiProcess from "../runtime/MpiProcess.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
 import * as MegatronIndex from "../train/MegatronIndex.js"
 import * as ModelConfig from "../train/ModelConfig.js"
+import type * as TokenFile from "../train/TokenFile.js"
 import * as Flags from "./Flags.js"
 import * as MegatronDefaults from "./MegatronDefaults.js"
 import * as MegatronNames from "./MegatronNames.js"
+import * as MegatronSplit from "./MegatronSplit.js"
 import * as MegatronRewrites from "./MegatronRewrites.js"
 import type * as RunConfig from "./RunConfig.js"
 
@@ -85,6 +89,9 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
   let vocabSize: number | undefined
   let layersPerVirtualStage: string | undefined
   let divisibleBy = 128
+  // --data-path's dataset (split into training and validation documents: MegatronSplit) and --split.
+  let splitting: { readonly prefix: string; readonly dtype: TokenFile.TokenDtype } | undefined
+  let split: string | undefined
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string
     const token = MegatronRewrites.tokenOf(arg)
@@ -225,8 +232,15 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
           else {
             out.push(`--${name === "valid-data-path" ? "eval-data" : "data"}=${prefix}.bin`)
             dataDtypes.push(dtype)
+            if (name === "data-path") splitting = { prefix, dtype }
           }
         }
+        continue
+      }
+      case "split": {
+        seen.add(name)
+        split = value()
+        if (split === undefined) missing("969,30,1")
         continue
       }
       case "vocab-size":
@@ -310,6 +324,19 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       ),
     )
   else if (dataDtypes.length > 0) out.push(`--data-dtype=${dataDtypes[0]}`)
+  const perSplit = seen.has("train-data-path") || seen.has("valid-data-path")
+  if (split !== undefined && (splitting === undefined || perSplit))
+    problems.push(
+      ConfigError.make("--split", split, "splits --data-path's documents alone", "give --data-path PREFIX without --train-data-path and --valid-data-path, or drop --split"),
+    )
+  else if (splitting !== undefined && !perSplit && !argv.some((a) => a === "--eval-data" || a.startsWith("--eval-data="))) {
+    const made = MegatronSplit.argsOf(splitting.prefix, splitting.dtype, split)
+    if (ConfigError.isConfigError(made)) problems.push(made)
+    else {
+      out.push(...made.args)
+      notes.push(made.note)
+    }
+  }
   const balancing = MegatronRewrites.balancingSpec(types, coeffs)
   if (ConfigError.isConfigError(balancing)) problems.push(balancing)
   else if (balancing !== undefined) out.push(`--aux-loss=${balancing}`)

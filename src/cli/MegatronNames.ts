@@ -147,7 +147,6 @@ export const valued: Readonly<Record<string, { readonly accepts?: ReadonlyArray<
  */
 export const unsupported: Readonly<Record<string, string>> = {
   fp16: "pleat trains in fp32 or bf16: use --bf16",
-  split: "pleat trains on all of --data-path's ids: give held-out ones as --valid-data-path PREFIX (or pleat's --eval-data)",
   "tokenizer-model": "pleat trains on token ids: tokenize beforehand, and give --vocab",
   "moe-layer-recompute": "use --recompute-granularity selective (the expert MLPs) or full",
   "no-load-optim": "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",

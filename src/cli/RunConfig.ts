@@ -69,10 +69,12 @@ export const settings = {
     "FILE",
   ),
   "data-dtype": choice(TokenFile.dtypes, "uint16", "how --data and --eval-data store each id (uint16 for vocabularies up to 65,536)", "DTYPE"),
+  "data-range": optionalText("read only ids START to END - 1 of --data (one split of a Megatron-LM dataset's documents: --split); all of them by default", "START:END"),
   "eval-data": optionalText(
     "held-out token file (as --data) to evaluate on: the language-model loss of --eval-batches global batches of it, forward passes only, after the last step and every --eval-every steps (a --resume at or past --steps: the checkpoint, nothing trained)",
     "FILE",
   ),
+  "eval-data-range": optionalText("read only ids START to END - 1 of --eval-data (as --data-range)", "START:END"),
   "eval-every": optionalCount("evaluate on --eval-data every N steps (and after the last)"),
   "eval-batches": count("global batches of --eval-data an evaluation reads (the same sequences every time)", 4),
   ...documentSettings,

@@ -32,6 +32,7 @@ import * as LatentFlags from "./LatentFlags.js"
 import * as LayerPattern from "./LayerPattern.js"
 import * as MegatronArgs from "./MegatronArgs.js"
 import * as DefinitionFlag from "./DefinitionFlag.js"
+import * as DataRange from "./DataRange.js"
 import * as DocumentFlags from "./DocumentFlags.js"
 import * as JsonFile from "./JsonFile.js"
 import * as OutputPath from "./OutputPath.js"
@@ -197,12 +198,15 @@ const launchMismatch = (d: RunConfig.Decoded, backend: ChooseBackend.Name): Conf
 const dataFile = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): TokenFile.TokenFile | undefined => {
   if (c.data === undefined && c["eval-data"] === undefined && sources["data-dtype"]?._tag !== "default")
     throw ConfigError.make("data-dtype", c["data-dtype"], "says how --data stores its ids, but there is no --data", "add --data FILE, or drop --data-dtype")
+  const orphan = DataRange.withoutFile(c)
+  if (orphan !== undefined) throw orphan
   return c.data === undefined ? undefined : inspected("data", c.data, c)
 }
 
 /** A token file checked against the model, its problems named after `field`; throws a ConfigError. */
 const inspected = (field: "data" | "eval-data", path: string, c: RunConfig.RunConfig): TokenFile.TokenFile => {
-  const file = TokenFile.inspect(path, c["data-dtype"], c.seq, c.vocab, field)
+  const range = DataRange.rangeOf(`${field}-range`, c[`${field}-range`])
+  const file = TokenFile.inspect(path, c["data-dtype"], c.seq, c.vocab, field, range)
   if (ConfigError.isConfigError(file)) throw file
   return file
 }

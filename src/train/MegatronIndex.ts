@@ -7,10 +7,11 @@
  * naming the dtype of the ids in .bin (Megatron-LM's DType codes: 8 uint16, which it writes for
  * vocabularies under 65,500; 4 int32 for larger ones). int32 ids are read as uint32: the same
  * bytes for every id >= 0, and a negative one reads as an id far above any vocabulary, which
- * TokenFile.inspect refuses. Only the header is read: the document boundaries in the rest of the
- * index are not used (pleat reads windows of the packed ids, as TokenFile says).
+ * TokenFile.inspect refuses. The document boundaries in the rest of the index (documentStarts)
+ * serve --split alone (MegatronSplit): within a split pleat reads windows of the packed ids, as
+ * TokenFile says.
  */
-import { closeSync, existsSync, openSync, readSync } from "node:fs"
+import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs"
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as TokenFile from "./TokenFile.js"
 
@@ -50,4 +51,41 @@ export const dtypeOf = (prefix: string, field: string): TokenFile.TokenDtype | C
       "write the dataset with uint16 ids (vocabularies under 65,500) or int32 ones",
     )
   return dtype
+}
+
+/**
+ * Where each document of PREFIX starts in PREFIX.bin, in ids, and where the last one ends (so
+ * documents + 1 entries), from the index past its header: the sequence count S and the document
+ * count D (uint64 each), S sequence lengths (int32, in ids), S sequence pointers (int64, in bytes
+ * of .bin), then D document indices (int64: the sequence each document starts at, the last one S).
+ * A ConfigError naming `field` for an index shorter than what its counts say, or whose pointers do
+ * not fit its ids.
+ * @category constructors
+ */
+export const documentStarts = (prefix: string, dtype: TokenFile.TokenDtype, field: string): ReadonlyArray<number> | ConfigError.ConfigError => {
+  const index = readFileSync(`${prefix}.idx`)
+  const width = dtype === "uint16" ? 2 : 4
+  const bad = (what: string) =>
+    ConfigError.make(field, prefix, `has an index ${prefix}.idx that ${what}`, "give the prefix of a dataset Megatron-LM's preprocess_data.py wrote, whole")
+  if (index.byteLength < 34) return bad("ends before its sequence and document counts")
+  const sequences = Number(index.readBigUInt64LE(18))
+  const documents = Number(index.readBigUInt64LE(26))
+  const lengthsAt = 34
+  const pointersAt = lengthsAt + 4 * sequences
+  const documentsAt = pointersAt + 8 * sequences
+  if (!Number.isSafeInteger(documentsAt + 8 * documents) || index.byteLength < documentsAt + 8 * documents || documents < 1)
+    return bad(`is shorter than its ${sequences} sequences and ${documents} document entries need`)
+  const sequenceStart = (s: number): number => {
+    if (s === sequences) return sequences === 0 ? 0 : sequenceStart(s - 1) + index.readInt32LE(lengthsAt + 4 * (s - 1))
+    return Number(index.readBigInt64LE(pointersAt + 8 * s)) / width
+  }
+  const starts: Array<number> = []
+  for (let d = 0; d < documents; d++) {
+    const s = Number(index.readBigInt64LE(documentsAt + 8 * d))
+    if (!(Number.isSafeInteger(s) && s >= 0 && s <= sequences)) return bad(`names sequence ${s} of ${sequences} as document ${d}'s first`)
+    const start = sequenceStart(s)
+    if (!Number.isInteger(start) || (starts.length > 0 && start < (starts.at(-1) as number))) return bad(`puts document ${d} at byte ${start * width}, out of order`)
+    starts.push(start)
+  }
+  return starts
 }

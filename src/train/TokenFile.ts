@@ -5,8 +5,10 @@
  * Document boundaries are whatever the tokenizer wrote (an end-of-text id); of Megatron's `.idx`
  * only the header is read, for the dtype of `--data-path PREFIX` (MegatronIndex).
  *
- * The file holds W = floor((n - 1) / seq) windows of seq + 1 tokens (inputs and next-token
- * targets), window w starting at token w * seq; WindowOrder decides which window each sequence of
+ * A run may read a range of the file's ids only ([first, first + tokens): the documents of one
+ * split of a Megatron-LM dataset, `--split`); ids outside it are never read. The range holds
+ * W = floor((n - 1) / seq) windows of seq + 1 tokens (inputs and next-token targets), window w
+ * starting at token first + w * seq; WindowOrder decides which window each sequence of
  * the stream reads. `inspect` checks a file once before any work (size, length, every id below
  * the vocabulary), so a bad file is a one-line error and never a crash mid-run; `read` then
  * reads one window with one positioned read (every rank reads only its own micro-batches).
@@ -33,7 +35,19 @@ export const dtypes = ["uint16", "uint32"] as const satisfies ReadonlyArray<Toke
 export interface TokenFile {
   readonly path: string
   readonly dtype: TokenDtype
+  /** The ids read: this many from `first`. */
   readonly tokens: number
+  /** The first id read (absent: 0, the file's first). */
+  readonly first?: number
+}
+
+/**
+ * A range of a file's ids, [first, end).
+ * @category models
+ */
+export interface TokenRange {
+  readonly first: number
+  readonly end: number
 }
 
 /**
@@ -76,7 +90,7 @@ const platformIsLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] ==
  * Reads the whole file once (~1 GB/s).
  * @category constructors
  */
-export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: number, field = "data"): TokenFile | ConfigError.ConfigError => {
+export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: number, field = "data", range?: TokenRange): TokenFile | ConfigError.ConfigError => {
   if (!platformIsLittleEndian) return ConfigError.make(field, path, "cannot be read on a big-endian machine (token files are little-endian)", "train on a little-endian machine")
   let fd: number
   try {
@@ -93,16 +107,22 @@ export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: num
       const other = dtype === "uint32" ? ", or --data-dtype uint16 if it holds 2-byte ids" : ""
       return ConfigError.make(field, path, `is ${stat.size} bytes, not a whole number of ${width}-byte ${dtype} ids`, `pass a file written as ${dtype}${other}`)
     }
-    const tokens = stat.size / width
+    const all = stat.size / width
+    if (range !== undefined && !(Number.isSafeInteger(range.first) && Number.isSafeInteger(range.end) && range.first >= 0 && range.first < range.end && range.end <= all))
+      return ConfigError.make(`${field}-range`, `${range.first}:${range.end}`, `is not a range of the ${all} ids of ${path}`, `give START:END with 0 <= START < END <= ${all}`)
+    const first = range?.first ?? 0
+    const tokens = (range?.end ?? all) - first
     if (tokens < seq + 1) {
       const fix = tokens >= 2 ? `use --seq ${tokens - 1} or less, or a longer file` : "pass a file of at least two tokens"
-      return ConfigError.make(field, path, `holds ${tokens} tokens, fewer than one sequence of --seq ${seq} needs (${seq + 1}: the inputs and their next-token targets)`, fix)
+      const what = range === undefined ? "holds" : `holds in --${field}-range ${first}:${first + tokens}`
+      return ConfigError.make(field, path, `${what} ${tokens} tokens, fewer than one sequence of --seq ${seq} needs (${seq + 1}: the inputs and their next-token targets)`, fix)
     }
     const buffer = Buffer.allocUnsafe(chunkBytes)
     let largest = 0
     let firstOver = -1
-    for (let offset = 0; offset < stat.size; offset += chunkBytes) {
-      const bytes = readAt(fd, buffer, Math.min(chunkBytes, stat.size - offset), offset)
+    const stop = (first + tokens) * width
+    for (let offset = first * width; offset < stop; offset += chunkBytes) {
+      const bytes = readAt(fd, buffer, Math.min(chunkBytes, stop - offset), offset)
       if (bytes % width !== 0 || bytes === 0) return ConfigError.make(field, path, "changed while it was read", "pass a file nothing is writing to")
       const ids = idsOf(buffer, bytes, dtype)
       let top = 0
@@ -119,7 +139,7 @@ export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: num
         `use --vocab ${largest + 1} or more (the tokenizer's vocabulary), or ${other}`,
       )
     }
-    return { path, dtype, tokens }
+    return first === 0 ? { path, dtype, tokens } : { path, dtype, tokens, first }
   } finally {
     closeSync(fd)
   }
@@ -127,7 +147,7 @@ export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: num
 
 /**
  * Window `window` of `file` for sequences of `seq` tokens: seq + 1 ids starting at token
- * window * seq. Opens the file for the one read (a micro-batch reads a few windows a step; no
+ * first + window * seq. Opens the file for the one read (a micro-batch reads a few windows a step; no
  * descriptor outlives the call). Throws where the file no longer holds them or holds an id of
  * `vocab` or more (it changed after `inspect`).
  * @category constructors
@@ -139,7 +159,7 @@ export const read = (file: TokenFile, seq: number, window: number, vocab: number
   const fd = openSync(file.path, "r")
   let got: number
   try {
-    got = readAt(fd, buffer, bytes, window * seq * width)
+    got = readAt(fd, buffer, bytes, ((file.first ?? 0) + window * seq) * width)
   } finally {
     closeSync(fd)
   }
