@@ -11,7 +11,7 @@ import { describe, expect, test } from "vitest"
 import * as MegatronArgs from "../../src/cli/MegatronArgs.js"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
 import * as TokenFile from "../../src/train/TokenFile.js"
-import { fresh } from "./cliRun.js"
+import { fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
 
 /** A Megatron-LM indexed dataset of `documents` (each one sequence of ids), uint16, written here as preprocess_data.py writes one. */
@@ -123,6 +123,22 @@ describe("Megatron-LM's --split of --data-path", () => {
     expect(even.argv).toContain("--data-range=0:40")
     expect(even.argv.some((a) => a.startsWith("--eval-data"))).toBe(false)
   })
+
+  test("pleat train evaluates on the validation split; pleat verify trains on the training split and reads no validation", async () => {
+    const dir = fresh("megatron-split-run")
+    const prefix = dataset(
+      dir,
+      "run",
+      Array.from({ length: 40 }, (_, d) => Array.from({ length: 30 }, (_, k) => (d * 7 + k) % 32)),
+    )
+    const flags = [...model, "--data-path", prefix, "--tensor-model-parallel-size", "2", "--train-iters", "2"]
+    const trained = await run(["train", ...flags])
+    expect(trained.status, trained.err).toBe(0)
+    expect(trained.err).toContain("training on documents 0 to 38 (ids 0:1170), validation on documents 39 to 39 (ids 1170:1200)")
+    expect(trained.out).toMatch(/eval after step 2: loss \d/)
+    const verified = await run(["verify", ...flags])
+    expect(verified.status, verified.err).toBe(0)
+  }, 60_000)
 
   test("what cannot be split is refused: --split without --data-path or with per-split paths, bad proportions, a truncated index", () => {
     const dir = fresh("megatron-split-bad")

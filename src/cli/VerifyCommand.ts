@@ -28,8 +28,8 @@ import * as Progress from "./Progress.js"
 import * as RunConfig from "./RunConfig.js"
 import * as TrainOptions from "./TrainOptions.js"
 
-/** What verify cannot honour, each as the user's error. */
-const refusals = (resolved: TrainOptions.Resolved): Array<ConfigError.ConfigError> => {
+/** What verify cannot honour, each as the user's error (`argv` as typed). */
+const refusals = (resolved: TrainOptions.Resolved, argv: ReadonlyArray<string>): Array<ConfigError.ConfigError> => {
   const out: Array<ConfigError.ConfigError> = []
   if (resolved.setup.parallel.world === 1) {
     out.push(ConfigError.make("--world", 1, "leaves nothing to verify (one rank compared with one rank)", "pass --world 2 or more with the mapping to check"))
@@ -41,7 +41,9 @@ const refusals = (resolved: TrainOptions.Resolved): Array<ConfigError.ConfigErro
   unused("save", resolved.save, "it keeps no training run")
   unused("resume", resolved.resume, "it starts both runs from the seed")
   unused("trace", resolved.trace, "it traces nothing")
-  unused("eval-data", resolved.setup.evaluation?.data.path, "it compares training steps")
+  // Held-out data typed on the command line; a Megatron-LM --data-path's validation split (MegatronSplit) is simply not read.
+  const heldOut = argv.some((a) => /^--(eval-data|valid-data-path)(=|$)/.test(a))
+  unused("eval-data", heldOut ? resolved.setup.evaluation?.data.path : undefined, "it compares training steps")
   // Settings whose parallel run one rank cannot reproduce (which tokens drop, global_aux counts).
   const moe = resolved.setup.model.moe === undefined ? undefined : MoeSettings.oneRankProblem(resolved.setup.model.moe, resolved.setup.parallel.sizes)
   if (moe !== undefined) out.push(moe)
@@ -113,7 +115,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
     io.stdout(usage)
     return ExitCode.ok
   }
-  BadInput.throwIfAny(refusals(resolved))
+  BadInput.throwIfAny(refusals(resolved, argv))
   const { setup, steps } = resolved
   const json = resolved.log === "json"
   const s = setup.parallel.sizes
