@@ -20,6 +20,7 @@
 #include <string>
 
 #include "device_staging.h"
+#include "gated_args.h"
 #include "kernels/gated_sinks_cuda.h"
 #include "napi_args.h"
 
@@ -30,22 +31,13 @@ namespace {
 constexpr auto kF32 = napi_float32_array;
 constexpr auto kF64 = napi_float64_array;
 
-// alpha, offset and limit (a number, or null for no clamp) from arguments first .. first + 2;
-// false after throwing a TypeError.
-bool glu_params(const Napi::CallbackInfo& info, const char* fn, size_t first, element::GluParams* o) {
-  o->clamped = !info[first + 2].IsNull();
-  o->limit = 0.0;
-  if (!expect_number(info, fn, first, "alpha", &o->alpha) || !expect_number(info, fn, first + 1, "offset", &o->offset)) return false;
-  return !o->clamped || expect_number(info, fn, first + 2, "limit", &o->limit);
-}
-
 Napi::Value GatedActivation(const Napi::CallbackInfo& info) {
   const char* fn = "gatedActivation";
   Napi::Env env = info.Env();
   ArrayArg gate, up, out;
-  element::GluParams o{};
+  GluOptions o{};
   if (!expect_array(info, fn, 0, "gate", {kF32}, &gate) || !expect_array(info, fn, 1, "up", {kF32}, &up) || !expect_array(info, fn, 2, "out", {kF32}, &out) ||
-      !glu_params(info, fn, 3, &o) || !expect_length(env, fn, "up", up, gate.length, "gate.length") ||
+      !parse_glu_options(info, fn, 3, &o) || !expect_length(env, fn, "up", up, gate.length, "gate.length") ||
       !expect_length(env, fn, "out", out, gate.length, "gate.length") || !expect_disjoint(env, fn, "out", out, "gate", gate, true) ||
       !expect_disjoint(env, fn, "out", out, "up", up, true))
     return env.Undefined();
@@ -57,31 +49,12 @@ Napi::Value GatedActivation(const Napi::CallbackInfo& info) {
 
 Napi::Value GatedActivationBackward(const Napi::CallbackInfo& info) {
   const char* fn = "gatedActivationBackward";
-  Napi::Env env = info.Env();
-  ArrayArg gate, up, grad, dgate, dup;
-  element::GluParams o{};
-  const bool want_gate = info.Length() > 3 && !info[3].IsNull();
-  const bool want_up = info.Length() > 4 && !info[4].IsNull();
-  if (!expect_array(info, fn, 0, "gate", {kF32}, &gate) || !expect_array(info, fn, 1, "up", {kF32}, &up) || !expect_array(info, fn, 2, "grad", {kF32}, &grad) ||
-      (want_gate && !expect_array(info, fn, 3, "dGate", {kF32}, &dgate)) || (want_up && !expect_array(info, fn, 4, "dUp", {kF32}, &dup)) ||
-      !glu_params(info, fn, 5, &o))
-    return env.Undefined();
-  const size_t n = gate.length;
-  if (!expect_length(env, fn, "up", up, n, "gate.length") || !expect_length(env, fn, "grad", grad, n, "gate.length") ||
-      (want_gate && !expect_length(env, fn, "dGate", dgate, n, "gate.length")) || (want_up && !expect_length(env, fn, "dUp", dup, n, "gate.length")))
-    return env.Undefined();
-  struct Output {
-    const char* name;
-    const ArrayArg* array;
-    bool wanted;
-  };
-  for (const Output& d : {Output{"dGate", &dgate, want_gate}, Output{"dUp", &dup, want_up}}) {
-    if (d.wanted && (!expect_disjoint(env, fn, d.name, *d.array, "gate", gate, false) || !expect_disjoint(env, fn, d.name, *d.array, "up", up, false) ||
-                     !expect_disjoint(env, fn, d.name, *d.array, "grad", grad, false)))
-      return env.Undefined();
-  }
-  if (want_gate && want_up && !expect_disjoint(env, fn, "dGate", dgate, "dUp", dup, false)) return env.Undefined();
-  return run_on_device(info, fn, {{&gate, Way::in}, {&up, Way::in}, {&grad, Way::in}, {want_gate ? &dgate : nullptr, Way::out}, {want_up ? &dup : nullptr, Way::out}},
+  GatedGradientArgs a;
+  GluOptions o{};
+  if (!parse_gated_gradients(info, fn, &a) || !parse_glu_options(info, fn, 5, &o)) return info.Env().Undefined();
+  const size_t n = a.gate.length;
+  return run_on_device(info, fn,
+                       {{&a.gate, Way::in}, {&a.up, Way::in}, {&a.grad, Way::in}, {a.want_gate ? &a.dgate : nullptr, Way::out}, {a.want_up ? &a.dup : nullptr, Way::out}},
                        [&](const DevicePointers& d, cudaStream_t s) { return gated_activation_backward_launch(d.f32(0), d.f32(1), d.f32(2), d.f32(3), d.f32(4), n, o, s); });
 }
 

@@ -1,13 +1,15 @@
-// The arguments the backwards of the gated activations share (swigluBackward in tensor_binding.cc,
-// gatedActivationBackward in glu_binding.cc): gate, up and grad Float32Arrays of one length at
-// arguments 0-2, then the optional outputs dGate and dUp, each a Float32Array of that length
-// disjoint from the inputs and each other, or null when not wanted.
+// The arguments the gated activations' bindings share (swigluBackward in tensor_binding.cc,
+// gatedActivation(Backward) in glu_binding.cc and cuda_gated_sinks_binding.cc): for the
+// backwards, gate, up and grad Float32Arrays of one length at arguments 0-2, then the optional
+// outputs dGate and dUp, each a Float32Array of that length disjoint from the inputs and each
+// other, or null when not wanted; the options alpha, offset and limit.
 #pragma once
 
 #include <napi.h>
 
 #include <utility>
 
+#include "kernels/glu_options.h"
 #include "napi_args.h"
 
 namespace pleat {
@@ -41,6 +43,15 @@ inline bool parse_gated_gradients(const Napi::CallbackInfo& info, const char* fn
     }
   }
   return !(a->want_gate && a->want_up && !expect_disjoint(env, fn, "dGate", a->dgate, "dUp", a->dup, false));
+}
+
+// The gated activation's options from arguments `first` .. `first + 2` (alpha, offset, limit or
+// null for no clamp); false after throwing a TypeError.
+inline bool parse_glu_options(const Napi::CallbackInfo& info, const char* fn, size_t first, GluOptions* o) {
+  o->clamped = !info[first + 2].IsNull();
+  o->limit = 0.0;
+  if (!expect_number(info, fn, first, "alpha", &o->alpha) || !expect_number(info, fn, first + 1, "offset", &o->offset)) return false;
+  return !o->clamped || expect_number(info, fn, first + 2, "limit", &o->limit);
 }
 
 }  // namespace pleat

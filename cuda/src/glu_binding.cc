@@ -16,15 +16,6 @@ namespace pleat {
 
 namespace {
 
-// The options from arguments `first` .. `first + 2` (alpha, offset, limit or null); false after
-// throwing a TypeError.
-bool options_of(const Napi::CallbackInfo& info, const char* fn, size_t first, GluOptions* o) {
-  o->clamped = !info[first + 2].IsNull();
-  o->limit = 0.0;
-  if (!expect_number(info, fn, first, "alpha", &o->alpha) || !expect_number(info, fn, first + 1, "offset", &o->offset)) return false;
-  return !o->clamped || expect_number(info, fn, first + 2, "limit", &o->limit);
-}
-
 Napi::Value GatedActivation(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "gatedActivation";
@@ -33,7 +24,7 @@ Napi::Value GatedActivation(const Napi::CallbackInfo& info) {
   if (!expect_arity(info, fn, 6) || !expect_array(info, fn, 0, "gate", {napi_float32_array}, &gate) || !expect_array(info, fn, 1, "up", {napi_float32_array}, &up) ||
       !expect_array(info, fn, 2, "out", {napi_float32_array}, &out) || !expect_length(env, fn, "up", up, gate.length, "gate.length") ||
       !expect_length(env, fn, "out", out, gate.length, "gate.length") || !expect_disjoint(env, fn, "out", out, "gate", gate, true) ||
-      !expect_disjoint(env, fn, "out", out, "up", up, true) || !options_of(info, fn, 3, &o)) {
+      !expect_disjoint(env, fn, "out", out, "up", up, true) || !parse_glu_options(info, fn, 3, &o)) {
     return env.Undefined();
   }
   gated_activation(active_isa(), gate.f32(), up.f32(), out.f32_mut(), gate.length, o);
@@ -44,7 +35,7 @@ Napi::Value GatedActivationBackward(const Napi::CallbackInfo& info) {
   const char* fn = "gatedActivationBackward";
   GatedGradientArgs a;
   GluOptions o{};
-  if (!expect_arity(info, fn, 8) || !parse_gated_gradients(info, fn, &a) || !options_of(info, fn, 5, &o)) return info.Env().Undefined();
+  if (!expect_arity(info, fn, 8) || !parse_gated_gradients(info, fn, &a) || !parse_glu_options(info, fn, 5, &o)) return info.Env().Undefined();
   gated_activation_backward(active_isa(), a.gate.f32(), a.up.f32(), a.grad.f32(), a.dgate_out(), a.dup_out(), a.gate.length, o);
   return info.Env().Undefined();
 }

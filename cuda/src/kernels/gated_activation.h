@@ -13,15 +13,9 @@
 #include <cstddef>
 
 #include "cpu_features.h"
+#include "glu_options.h"
 
 namespace pleat {
-
-struct GluOptions {
-  double alpha;
-  double offset;
-  double limit;
-  bool clamped;
-};
 
 void gated_activation(Isa isa, const float* gate, const float* up, float* out, size_t n, const GluOptions& o);
 void gated_activation_backward(Isa isa, const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t n,

@@ -13,12 +13,12 @@ constexpr unsigned kThreads = 256;
 unsigned blocks_for(size_t n) { return grid_blocks(n, kThreads); }
 
 // out may be gate or up (no __restrict__): each thread reads its element before writing it.
-__global__ void gated_activation_kernel(const float* gate, const float* up, float* out, size_t n, element::GluParams o) {
+__global__ void gated_activation_kernel(const float* gate, const float* up, float* out, size_t n, GluOptions o) {
   PLEAT_GRID_STRIDE(i, n) element::gated_activation_element(gate, up, out, o, i);
 }
 
 __global__ void gated_activation_backward_kernel(const float* __restrict__ gate, const float* __restrict__ up, const float* __restrict__ grad,
-                                                 float* __restrict__ dgate, float* __restrict__ dup, size_t n, element::GluParams o) {
+                                                 float* __restrict__ dgate, float* __restrict__ dup, size_t n, GluOptions o) {
   PLEAT_GRID_STRIDE(i, n) element::gated_activation_backward_element(gate, up, grad, dgate, dup, o, i);
 }
 
@@ -40,14 +40,14 @@ __global__ void sinks_gradient_heads_kernel(const double* __restrict__ terms, si
 
 }  // namespace
 
-cudaError_t gated_activation_launch(const float* gate, const float* up, float* out, size_t n, const element::GluParams& o, cudaStream_t stream) {
+cudaError_t gated_activation_launch(const float* gate, const float* up, float* out, size_t n, const GluOptions& o, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   gated_activation_kernel<<<blocks_for(n), kThreads, 0, stream>>>(gate, up, out, n, o);
   return cudaGetLastError();
 }
 
 cudaError_t gated_activation_backward_launch(const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t n,
-                                             const element::GluParams& o, cudaStream_t stream) {
+                                             const GluOptions& o, cudaStream_t stream) {
   if (n == 0 || (dgate == nullptr && dup == nullptr)) return cudaSuccess;
   gated_activation_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(gate, up, grad, dgate, dup, n, o);
   return cudaGetLastError();

@@ -24,9 +24,9 @@
 
 namespace pleat {
 
-cudaError_t gated_activation_launch(const float* gate, const float* up, float* out, size_t n, const element::GluParams& o, cudaStream_t stream);
+cudaError_t gated_activation_launch(const float* gate, const float* up, float* out, size_t n, const GluOptions& o, cudaStream_t stream);
 cudaError_t gated_activation_backward_launch(const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t n,
-                                             const element::GluParams& o, cudaStream_t stream);
+                                             const GluOptions& o, cudaStream_t stream);
 cudaError_t attention_sinks_fold_launch(float* out, double* lse, const float* sinks, size_t b, size_t sq, size_t hq, size_t dv, cudaStream_t stream);
 cudaError_t attention_sinks_gradient_launch(const float* g, const float* out, const double* lse, const float* sinks, size_t b, size_t sq, size_t hq,
                                             size_t dv, double* terms, float* dz, cudaStream_t stream);

@@ -22,19 +22,11 @@
 
 #include <cstddef>
 
+#include "glu_options.h"
 #include "ops_element.h"
 
 namespace pleat {
 namespace element {
-
-// The gated activation's options (gated_activation.h GluOptions, without its header's CPU
-// dependencies): no clamp when `clamped` is false (limit then unused).
-struct GluParams {
-  double alpha;
-  double offset;
-  double limit;
-  bool clamped;
-};
 
 // sigmoid(z) as the TypeScript op and the CPU kernel compute it: 1 / (1 + e^-z) for z >= 0,
 // e^z / (1 + e^z) below (NaN: the second branch, NaN).
@@ -45,15 +37,15 @@ PLEAT_HD inline double glu_sigmoid(double z) {
 }
 
 // The clamps with NaN kept (a comparison with NaN is false): gate from above, up on both sides.
-PLEAT_HD inline double glu_gate_of(double x, const GluParams& o) { return o.clamped && x > o.limit ? o.limit : x; }
-PLEAT_HD inline double glu_up_of(double y, const GluParams& o) {
+PLEAT_HD inline double glu_gate_of(double x, const GluOptions& o) { return o.clamped && x > o.limit ? o.limit : x; }
+PLEAT_HD inline double glu_up_of(double y, const GluOptions& o) {
   if (!o.clamped) return y;
   const double low = y < -o.limit ? -o.limit : y;
   return low > o.limit ? o.limit : low;
 }
 
 // out[i] = float(g' * sigmoid(alpha g') * (u' + offset)), in gated_activation_ref's order.
-PLEAT_HD inline void gated_activation_element(const float* gate, const float* up, float* out, const GluParams& o, size_t i) {
+PLEAT_HD inline void gated_activation_element(const float* gate, const float* up, float* out, const GluOptions& o, size_t i) {
   const double g = glu_gate_of(static_cast<double>(gate[i]), o);
   const double u = glu_up_of(static_cast<double>(up[i]), o);
   out[i] = static_cast<float>(mul(mul(g, glu_sigmoid(mul(o.alpha, g))), add(u, o.offset)));
@@ -62,7 +54,7 @@ PLEAT_HD inline void gated_activation_element(const float* gate, const float* up
 // gated_activation_backward_ref at i, s = sigmoid(alpha g'):
 //   dgate = grad * (u' + offset) * s * (1 + alpha g' (1 - s))   (0 where clamped and not gate <= limit)
 //   dup   = grad * g' * s                                        (0 where clamped and not |up| <= limit)
-PLEAT_HD inline void gated_activation_backward_element(const float* gate, const float* up, const float* grad, float* dgate, float* dup, const GluParams& o,
+PLEAT_HD inline void gated_activation_backward_element(const float* gate, const float* up, const float* grad, float* dgate, float* dup, const GluOptions& o,
                                                        size_t i) {
   const double x = gate[i];
   const double y = up[i];

@@ -30,7 +30,7 @@ int gated_sinks_emulation(const std::string& op) {
     const auto h = take<double>(5);
     if (short_read) return 2;
     const size_t n = count(h[0]);
-    const GluParams o{h[1], h[2], h[3], h[4] != 0};
+    const pleat::GluOptions o{h[1], h[2], h[3], h[4] != 0};
     const auto gate = take<float>(n), up = take<float>(n), grad = take<float>(n);
     if (short_read) return 2;
     std::vector<float> out(n), dgate(n), dup(n);
