@@ -127,13 +127,10 @@ export const columnParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor,
  * @category combinators
  */
 export const rowParallelLaid = (x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string, bias?: Tensor.Tensor) =>
-  Effect.map(
-    Effect.gen(() => rowParallelLaidSteps(x, w, options, columns)),
-    (summed) => (bias === undefined ? summed : TensorLayout.attach(add(summed.tensor, bias), summed.layout)),
-  )
+  Effect.gen(() => rowParallelLaidSteps(x, w, options, columns, bias))
 
 /** rowParallelLaid's steps, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
-function* rowParallelLaidSteps(x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string) {
+function* rowParallelLaidSteps(x: TensorLayout.WithLayout, w: Tensor.Tensor, options: ParallelOptions, columns: string, bias: Tensor.Tensor | undefined) {
   const n = options.tp.ranks.length
   const split = x.layout.dims[x.layout.dims.length - 1]?.over.some((s) => s.axis === "tp") ?? false
   if (n > 1 && !split)
@@ -142,7 +139,8 @@ function* rowParallelLaidSteps(x: TensorLayout.WithLayout, w: Tensor.Tensor, opt
     matmul(x.tensor, w),
     TensorLayout.partialOver(TensorLayout.withLastDim(x.layout, TensorLayout.dim(columns, w.shape[1] as number)), { axis: "tp", size: n }),
   )
-  return options.sequenceParallel ? yield* LaidCollective.reduceScatter("tp", options.tp, partial) : yield* LaidCollective.allReduce("tp", options.tp, partial)
+  const summed = options.sequenceParallel ? yield* LaidCollective.reduceScatter("tp", options.tp, partial) : yield* LaidCollective.allReduce("tp", options.tp, partial)
+  return bias === undefined ? summed : TensorLayout.attach(biased(summed.tensor, bias), summed.layout)
 }
 
 /**
