@@ -3,14 +3,18 @@
 // step's loss, gradient norm, every parameter's full gradient and every parameter after the
 // optimizer step agree within bounds about five times the measured worst over the first steps
 // (625 random small models over 1 to 4 steps, 25 of the default model; AVX-512): loss 6.4e-8,
-// gradient norm 3.8e-8, a parameter's gradient 6.4e-7, a parameter after the first AdamW step
-// 4.4e-4 (see Lockstep.ts for why that one is the loosest). The gradient norm's bound was raised
+// gradient norm 3.8e-8, a parameter's gradient 6.4e-7. The gradient norm's bound was raised
 // when a CI run found 2.9e-7 at the second step (cp 2 etp 2, seed 5: the first AdamW step had
 // left the two runs' parameters 1.8e-5 apart, and the norm inherits that), and the gradient's
 // from 3e-6 to 6e-6 when a clean run found 3.2e-6 at the second step (tp 2 etp 2, seed 936,
 // layers.3.wk; the same value on the commit before device tensors, 3d503a5: the first step's
-// AdamW moved the runs apart, as for the norm). The float64 properties (Train.prop.ts) run the TypeScript kernels; these must run the native ones, so the test
-// counts the native matmuls the steps make.
+// AdamW moved the runs apart, as for the norm). The parameters after the step are compared with
+// the one-rank optimizer's update on the parallel run's gradients (Lockstep.ts): equal bit for
+// bit on the host over 80 random models of 4 steps; the bound 1e-7 is about an ulp. (Compared with the one-rank run's own update they were
+// within 4.4e-4 until a CI run found 3.3e-3 on layers.1.wv, tp 2 pp 2 dp 2, seed 398: AdamW's
+// first step turned one gradient element near eps, -4.3e-8 against -1.9e-8, into a difference
+// of order lr.) The float64 properties (Train.prop.ts) run the TypeScript kernels; these must
+// run the native ones, so the test counts the native matmuls the steps make.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { afterEach, describe, expect, test } from "vitest"
@@ -40,7 +44,7 @@ describe("float32 on the native kernels: a parallel training step equals one ran
   })
 
   test("loss, gradient norm, every gradient and every updated parameter, 2 lockstep steps, random folded mappings", async () => {
-    const limit = { loss: 3e-7, gradNorm: 1.5e-6, gradient: 6e-6, parameter: 2e-3 }
+    const limit = { loss: 3e-7, gradNorm: 1.5e-6, gradient: 6e-6, parameter: 1e-7 }
     await fc.assert(
       fc.asyncProperty(mapping, fc.integer({ min: 1, max: 1000 }), async (m, seed) => {
         const vpp = m.pp > 1 ? m.vpp : undefined

@@ -3,7 +3,8 @@
  * of the user's (a train.ModelDefinition, or the built-in one): under random valid mappings that
  * fit the model, a few training steps in lockstep with one rank give the same loss, gradient
  * norm, every parameter's gradient and every parameter after the optimizer step (Lockstep: both
- * runs start each step from the same parameters and data). fast-check shrinks a failure to a
+ * runs start each step from the same parameters and data; the update is checked against the
+ * one-rank optimizer's on the parallel run's gradients). fast-check shrinks a failure to a
  * small mapping; the error names it, the step and the quantity that differs.
  */
 import * as Effect from "effect/Effect"
