@@ -8,7 +8,10 @@
 // left the two runs' parameters 1.8e-5 apart, and the norm inherits that), and the gradient's
 // from 3e-6 to 6e-6 when a clean run found 3.2e-6 at the second step (tp 2 etp 2, seed 936,
 // layers.3.wk; the same value on the commit before device tensors, 3d503a5: the first step's
-// AdamW moved the runs apart, as for the norm). The parameters after the step are compared with
+// AdamW moved the runs apart, as for the norm). Both were raised again (gradient norm 3e-6,
+// gradient 1.2e-5: five times the worst) after 300 random models of this test's two steps
+// measured loss 4.4e-8, gradient norm 6.3e-7 (tp 2 pp 2 etp 2, seed 336, second step) and
+// gradient 2.4e-6, too close to the bounds for a property drawing fresh seeds each run. The parameters after the step are compared with
 // the one-rank optimizer's update on the parallel run's gradients (Lockstep.ts): equal bit for
 // bit on the host over 80 random models of 4 steps; the bound 1e-7 is about an ulp. (Compared with the one-rank run's own update they were
 // within 4.4e-4 until a CI run found 3.3e-3 on layers.1.wv, tp 2 pp 2 dp 2, seed 398: AdamW's
@@ -44,7 +47,7 @@ describe("float32 on the native kernels: a parallel training step equals one ran
   })
 
   test("loss, gradient norm, every gradient and every updated parameter, 2 lockstep steps, random folded mappings", async () => {
-    const limit = { loss: 3e-7, gradNorm: 1.5e-6, gradient: 6e-6, parameter: 1e-7 }
+    const limit = { loss: 3e-7, gradNorm: 3e-6, gradient: 1.2e-5, parameter: 1e-7 }
     await fc.assert(
       fc.asyncProperty(mapping, fc.integer({ min: 1, max: 1000 }), async (m, seed) => {
         const vpp = m.pp > 1 ? m.vpp : undefined
