@@ -29,7 +29,7 @@
  * dtype) is a ConfigError on the field `resume` naming the file or the fields, reported
  * before any work starts.
  */
-import { existsSync, readFileSync, statSync } from "node:fs"
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs"
 import path from "node:path"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -124,32 +124,34 @@ export interface Shard {
 
 /**
  * Writes one rank's slices into a step directory, each file flushed to the disk; returns their
- * checksums for the manifest.
+ * checksums for the manifest. The slices are taken from `shards` one at a time and written as
+ * they come (never copied into one buffer), so a generator that makes each slice when asked
+ * (an import) holds one slice at a time.
  * @category constructors
  */
 export const writeShards = (stepDir: string, rank: number, shards: Iterable<Shard>): Record<string, string> => {
-  const chunks: Array<Uint8Array> = []
   const entries: Array<ShardEntry> = []
+  const hash = Checksum.make()
   let offset = 0
-  const push = (a: DType.Storage | Float32Array) => {
-    chunks.push(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
-    const at = offset
-    offset += a.byteLength
-    return at
+  function* parts(): Generator<Uint8Array> {
+    for (const shard of shards) {
+      const at = offset
+      const valueEnd = at + shard.value.byteLength
+      entries.push({ name: shard.name, shape: shard.shape, slice: shard.slice, offsets: [at, valueEnd, valueEnd + shard.m.byteLength] })
+      offset = valueEnd + shard.m.byteLength + shard.v.byteLength
+      for (const a of [shard.value, shard.m, shard.v]) {
+        const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
+        hash.update(bytes)
+        yield bytes
+      }
+    }
   }
-  for (const shard of shards) entries.push({ name: shard.name, shape: shard.shape, slice: shard.slice, offsets: [push(shard.value), push(shard.m), push(shard.v)] })
-  const bin = new Uint8Array(offset)
-  let at = 0
-  for (const c of chunks) {
-    bin.set(c, at)
-    at += c.byteLength
-  }
-  const table = Buffer.from(JSON.stringify(entries), "utf8")
   const [binName, tableName] = rankFiles(rank)
   Durable.makeDirectory(stepDir)
-  Durable.writeFile(path.join(stepDir, binName), bin)
+  Durable.writeFileParts(path.join(stepDir, binName), parts())
+  const table = Buffer.from(JSON.stringify(entries), "utf8")
   Durable.writeFile(path.join(stepDir, tableName), table)
-  return { [binName]: Checksum.of(bin), [tableName]: Checksum.of(table) }
+  return { [binName]: hash.digest(), [tableName]: Checksum.of(table) }
 }
 
 /**
@@ -193,10 +195,14 @@ const open = (dir: string): { readonly stepDir: string; readonly manifest: Manif
   return { stepDir, manifest: decoded.success }
 }
 
-/** One rank's files, read and checked against the manifest: checksums, table, layout in the dtype. */
+/**
+ * One rank's files, checked against the manifest: checksums, table, layout in the dtype. The
+ * table is held; the .bin is hashed 16 MiB at a time and read later only where a shard lies
+ * (`assembled`), so a load holds a parameter at a time, never a rank file.
+ */
 interface RankFile {
   readonly entries: ReadonlyArray<ShardEntry>
-  readonly bin: Uint8Array
+  readonly bin: string
 }
 
 const readRanks = (dir: string, stepDir: string, m: Manifest): Array<RankFile> => {
@@ -205,20 +211,19 @@ const readRanks = (dir: string, stepDir: string, m: Manifest): Array<RankFile> =
     unusable(dir, `has a damaged ${path.relative(dir, path.join(stepDir, file))} (${why})`, "resume from another checkpoint (--save keeps the last few in the directory)")
   return Array.from({ length: m.ranks }, (_, r) => {
     const [binName, tableName] = rankFiles(r)
-    const bytes = (file: string): Uint8Array => {
+    const checked = (file: string): { readonly bytes: number } => {
       if (!existsSync(path.join(stepDir, file))) throw unusable(dir, `lacks ${file} of its ${m.ranks} ranks`)
-      const read = readFileSync(path.join(stepDir, file))
       const expected = m.checksums[file]
       if (expected === undefined) throw damaged(file, "manifest.json records no checksum of it")
-      const actual = Checksum.of(read)
-      if (actual !== expected) throw damaged(file, `checksum ${actual}, manifest.json records ${expected}`)
-      return read
+      const actual = Checksum.ofFile(path.join(stepDir, file))
+      if (actual.checksum !== expected) throw damaged(file, `checksum ${actual.checksum}, manifest.json records ${expected}`)
+      return actual
     }
-    const bin = bytes(binName)
-    const table = bytes(tableName)
+    const binBytes = checked(binName).bytes
+    checked(tableName)
     let json: unknown
     try {
-      json = JSON.parse(Buffer.from(table).toString("utf8"))
+      json = JSON.parse(readFileSync(path.join(stepDir, tableName), "utf8"))
     } catch {
       throw damaged(tableName, "not JSON")
     }
@@ -232,8 +237,8 @@ const readRanks = (dir: string, stepDir: string, m: Manifest): Array<RankFile> =
       if (e.offsets.some((o, i) => o !== expected[i])) throw damaged(tableName, `${e.name} is not laid out as ${m.dtype} values as manifest.json says`)
       at = expected[2] + n * 4
     }
-    if (at !== bin.byteLength) throw damaged(binName, `${bin.byteLength} bytes, its table lays out ${at} in ${m.dtype}`)
-    return { entries: decoded.success, bin }
+    if (at !== binBytes) throw damaged(binName, `${binBytes} bytes, its table lays out ${at} in ${m.dtype}`)
+    return { entries: decoded.success, bin: path.join(stepDir, binName) }
   })
 }
 
@@ -308,29 +313,44 @@ export const values = (dir: string): { readonly manifest: Manifest; readonly val
   return { manifest: m, values: out }
 }
 
-/** Every saved shard of parameter `name`, with the bytes of the rank file it lies in. */
-const shardsOf = (dir: string, files: ReadonlyArray<RankFile>, name: string): Array<{ readonly bin: Uint8Array; readonly e: ShardEntry }> => {
+/** Every saved shard of parameter `name`, with the rank file it lies in. */
+const shardsOf = (dir: string, files: ReadonlyArray<RankFile>, name: string): Array<{ readonly bin: string; readonly e: ShardEntry }> => {
   const found = files.flatMap((f) => f.entries.filter((e) => e.name === name).map((e) => ({ bin: f.bin, e })))
   if (found.length === 0) throw unusable(dir, `has no parameter ${name}`, "resume with the model it was saved with")
   return found
 }
 
+/** `length` bytes of `file` from byte `at`. */
+const bytesAt = (file: string, at: number, length: number): Uint8Array => {
+  const out = new Uint8Array(length)
+  const fd = openSync(file, "r")
+  try {
+    for (let got = 0; got < length; ) {
+      const n = readSync(fd, out, got, length - got, at + got)
+      if (n === 0) throw new RangeError(`${file} ends at byte ${at + got}, before the ${length} bytes from ${at}`)
+      got += n
+    }
+  } finally {
+    closeSync(fd)
+  }
+  return out
+}
+
 /** The full tensor of one saved field of a parameter (its value, or one of Adam's moments) from its shards. */
 const assembled = (
   dir: string,
-  found: ReadonlyArray<{ readonly bin: Uint8Array; readonly e: ShardEntry }>,
+  found: ReadonlyArray<{ readonly bin: string; readonly e: ShardEntry }>,
   name: string,
   shape: ReadonlyArray<number>,
   field: 0 | 1 | 2,
   dtype: DType.DType,
 ): Tensor.Tensor => {
-  const shards = found.map(({ bin, e }) => {
-    const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
-    const at = e.offsets[field]
-    const copy = new Uint8Array(bin.subarray(at, at + n * DType.bytesPer(dtype)))
-    return { slice: e.slice as ReadonlyArray<[number, number]>, values: dtype === "float32" ? new Float32Array(copy.buffer) : new Float64Array(copy.buffer) }
-  })
   try {
+    const shards = found.map(({ bin, e }) => {
+      const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
+      const copy = bytesAt(bin, e.offsets[field], n * DType.bytesPer(dtype))
+      return { slice: e.slice as ReadonlyArray<[number, number]>, values: dtype === "float32" ? new Float32Array(copy.buffer) : new Float64Array(copy.buffer) }
+    })
     return Params.assemble(shape, dtype, shards)
   } catch (error) {
     throw unusable(dir, `has an incomplete ${name}: ${error instanceof Error ? error.message : String(error)}`)

@@ -6,26 +6,83 @@
  * FNV-1a: for each byte, h ^= byte, then h *= 2^40 + 0x1b3 (mod 2^64). The 64-bit product is
  * done on two 32-bit halves in plain numbers (every intermediate stays below 2^53, so exact).
  */
+import { closeSync, openSync, readSync } from "node:fs"
 
 const two32 = 4294967296
 const primeLow = 0x1b3
+
+/**
+ * A hash fed piece by piece: `update` with each piece of a file in order, then `digest` gives
+ * what `of` gives of the pieces back to back (a file written or read in pieces is hashed
+ * without being copied into one buffer).
+ * @category models
+ */
+export interface Hasher {
+  readonly update: (bytes: Uint8Array) => void
+  readonly digest: () => string
+}
+
+/**
+ * A fresh FNV-1a 64 hasher.
+ * @category constructors
+ */
+export const make = (): Hasher => {
+  // Offset basis 0xcbf29ce484222325.
+  let hi = 0xcbf29ce4
+  let lo = 0x84222325
+  return {
+    update: (bytes) => {
+      // The halves in locals for the loop (a closure's variables are slower to touch).
+      let h = hi
+      let l = lo
+      for (let i = 0; i < bytes.length; i++) {
+        const x = (l ^ (bytes[i] as number)) >>> 0
+        // h * (2^40 + 0x1b3): the low half times 0x1b3 carries into the high half, and h << 40
+        // adds the low half's bottom 24 bits into the high half's top 24.
+        const low = x * primeLow
+        const carry = Math.floor(low / two32)
+        l = low >>> 0
+        h = (h * primeLow + carry + ((x << 8) >>> 0)) >>> 0
+      }
+      hi = h
+      lo = l
+    },
+    digest: () => hi.toString(16).padStart(8, "0") + lo.toString(16).padStart(8, "0"),
+  }
+}
 
 /**
  * The FNV-1a 64-bit hash of `bytes`, as 16 hex digits.
  * @category constructors
  */
 export const of = (bytes: Uint8Array): string => {
-  // Offset basis 0xcbf29ce484222325.
-  let hi = 0xcbf29ce4
-  let lo = 0x84222325
-  for (let i = 0; i < bytes.length; i++) {
-    const x = (lo ^ (bytes[i] as number)) >>> 0
-    // h * (2^40 + 0x1b3): the low half times 0x1b3 carries into the high half, and h << 40
-    // adds the low half's bottom 24 bits into the high half's top 24.
-    const low = x * primeLow
-    const carry = Math.floor(low / two32)
-    lo = low >>> 0
-    hi = (hi * primeLow + carry + ((x << 8) >>> 0)) >>> 0
+  const h = make()
+  h.update(bytes)
+  return h.digest()
+}
+
+/** The piece of a file read at a time by `ofFile`. */
+const pieceBytes = 1 << 24
+
+/**
+ * The hash of the file `file` and its size in bytes, read 16 MiB at a time (a checkpoint's rank
+ * file is checked without holding it in memory).
+ * @category constructors
+ */
+export const ofFile = (file: string): { readonly checksum: string; readonly bytes: number } => {
+  const h = make()
+  const fd = openSync(file, "r")
+  let bytes = 0
+  try {
+    const piece = new Uint8Array(pieceBytes)
+    for (;;) {
+      const n = readSync(fd, piece, 0, pieceBytes, null)
+      if (n === 0) break
+      h.update(n === pieceBytes ? piece : piece.subarray(0, n))
+      bytes += n
+    }
+  } finally {
+    closeSync(fd)
   }
-  return hi.toString(16).padStart(8, "0") + lo.toString(16).padStart(8, "0")
+  return { checksum: h.digest(), bytes }
 }
