@@ -8,7 +8,7 @@
 // checkpoint identity; deepseek-v3 export and import (DeepSeek's layers past the last, their
 // copies of the embedding checked), other formats' refusal; FLOPs; refusals.
 import * as Schema from "effect/Schema"
-import { readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { describe, expect, test } from "vitest"
 import * as Cluster from "../../src/plan/Cluster.js"
@@ -181,9 +181,16 @@ describe("training with multi-token prediction", () => {
     new DataView(bytes.buffer, bytes.byteOffset + at, 8).setFloat64(0, 123.5, true)
     expect(Safetensors.read(bytes).get("model.embed_tokens.weight")?.values[0]).not.toBe(123.5)
     writeFileSync(path.join(hf, "model.safetensors"), bytes)
-    const refusedImport = await run(["import", "--model-dir", hf, "--out", path.join(fresh("mtp-hf-bad"), "ckpt")])
+    // Found as the parameters are written (an import holds one at a time): nothing of it stays,
+    // neither a new directory nor anything in an empty one given.
+    const badOut = path.join(fresh("mtp-hf-bad"), "ckpt")
+    const refusedImport = await run(["import", "--model-dir", hf, "--out", badOut])
     expect(refusedImport.status).toBe(2)
     expect(refusedImport.err).toContain("holds model.layers.2.embed_tokens.weight unlike model.embed_tokens.weight, where pleat's model shares one embedding")
+    expect(existsSync(badOut)).toBe(false)
+    const emptyOut = fresh("mtp-hf-empty")
+    expect((await run(["import", "--model-dir", hf, "--out", emptyOut])).status).toBe(2)
+    expect(readdirSync(emptyOut)).toEqual([])
   }, 120_000)
 
   test("FLOPs: each MTP layer is a layer, plus its projection and one more output layer", () => {

@@ -41,7 +41,7 @@ describe("the checkpoint checksum", () => {
       const file = path.join(dir, "rank-0.bin")
       writeFileSync(file, bytes)
       expect(Checksum.ofFile(file)).toEqual({ checksum: Checksum.of(bytes), bytes: bytes.length })
-      bytes[(1 << 24) + 7] ^= 1
+      bytes[(1 << 24) + 7] = (bytes[(1 << 24) + 7] as number) ^ 1
       writeFileSync(file, bytes)
       expect(Checksum.ofFile(file).checksum).toBe(Checksum.of(bytes))
     } finally {

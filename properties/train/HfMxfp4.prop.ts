@@ -48,11 +48,13 @@ const packedOf = (e: number, rows: number, groups: number, seed: number, scaleFr
   }
 }
 
-const read = (p: Packed): Map<string, Safetensors.Read> =>
-  new Map([
-    ["w_blocks", { dtype: "U8", shape: [p.e, p.rows, p.groups, 16], values: Float64Array.from(p.blocks) }],
-    ["w_scales", { dtype: "U8", shape: [p.e, p.rows, p.groups], values: Float64Array.from(p.scales) }],
-  ])
+const read = (p: Packed): Map<string, Safetensors.Lazy> =>
+  Safetensors.lazily(
+    new Map([
+      ["w_blocks", { dtype: "U8", shape: [p.e, p.rows, p.groups, 16], values: Float64Array.from(p.blocks) }],
+      ["w_scales", { dtype: "U8", shape: [p.e, p.rows, p.groups], values: Float64Array.from(p.scales) }],
+    ]),
+  )
 
 /** The stored rows [E, out, in] element by element (element k of a row: byte k / 2 of its block, the low nibble when k is even), then [E, in, out]. */
 const independent = (p: Packed): Float64Array => {
@@ -78,7 +80,7 @@ describe("MXFP4 dequantization", () => {
         const got = HfMxfp4.dequantized(read(p), refuse)
         expect([...got.keys()]).toEqual(["w"])
         expect(got.get("w")?.shape).toEqual([e, groups * 32, rows])
-        expect(Array.from(got.get("w")?.values ?? [])).toEqual(Array.from(independent(p)))
+        expect(Array.from(got.get("w")?.values() ?? [])).toEqual(Array.from(independent(p)))
       }),
       { numRuns: 60 },
     )
@@ -99,7 +101,7 @@ describe("MXFP4 dequantization", () => {
     const r = spawnSync(python, ["-c", script], { input: JSON.stringify({ blocks: Array.from(p.blocks), scales: Array.from(p.scales) }), encoding: "utf8" })
     expect(r.status, r.stderr).toBe(0)
     const theirs = JSON.parse(r.stdout.trim().split("\n").at(-1) as string) as Array<number>
-    expect(Array.from(HfMxfp4.dequantized(read(p), refuse).get("w")?.values ?? [])).toEqual(theirs)
+    expect(Array.from(HfMxfp4.dequantized(read(p), refuse).get("w")?.values() ?? [])).toEqual(theirs)
   })
 
   test("what is not MXFP4 as GPT-OSS stores it is refused naming the tensor", () => {
@@ -107,9 +109,9 @@ describe("MXFP4 dequantization", () => {
     const without = (name: string) => new Map([...p].filter(([n]) => n !== name))
     expect(() => HfMxfp4.dequantized(without("w_scales"), refuse)).toThrow("holds w_blocks without w_scales")
     expect(() => HfMxfp4.dequantized(without("w_blocks"), refuse)).toThrow("holds w_scales without its w_blocks")
-    const bf16 = new Map(p).set("w_blocks", { ...(p.get("w_blocks") as Safetensors.Read), dtype: "BF16" })
+    const bf16 = new Map(p).set("w_blocks", { ...(p.get("w_blocks") as Safetensors.Lazy), dtype: "BF16" })
     expect(() => HfMxfp4.dequantized(bf16, refuse)).toThrow("holds w_blocks as BF16 and w_scales as U8, where MXFP4 stores bytes (U8)")
-    const short = new Map(p).set("w_scales", { dtype: "U8", shape: [1, 3, 1], values: new Float64Array(3) })
+    const short = new Map(p).set("w_scales", { dtype: "U8", shape: [1, 3, 1], values: () => new Float64Array(3) })
     expect(() => HfMxfp4.dequantized(short, refuse)).toThrow("holds w_blocks [1, 2, 1, 16] with w_scales [1, 3, 1], where MXFP4 pairs [E, out, G, 16] with [E, out, G]")
   })
 })

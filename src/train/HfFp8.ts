@@ -26,15 +26,15 @@ export interface Quantization {
 const suffix = "_scale_inv"
 
 /**
- * The tensors with every FP8 weight dequantized and its scales gone; throws `refuse(reason, fix)`
- * for what is not the block-wise FP8 above.
+ * The tensors with every FP8 weight dequantized (when its values are read) and its scales gone;
+ * throws `refuse(reason, fix)` for what is not the block-wise FP8 above.
  * @category constructors
  */
 export const dequantized = (
-  tensors: ReadonlyMap<string, Safetensors.Read>,
+  tensors: ReadonlyMap<string, Safetensors.Lazy>,
   quantization: Quantization | null | undefined,
   refuse: (reason: string, fix: string) => ConfigError.ConfigError,
-): Map<string, Safetensors.Read> => {
+): Map<string, Safetensors.Lazy> => {
   const fp8 = [...tensors].filter(([, t]) => t.dtype === "F8_E4M3").map(([name]) => name)
   if (quantization === undefined || quantization === null) {
     if (fp8.length > 0)
@@ -56,14 +56,19 @@ export const dequantized = (
   for (const name of fp8) {
     const scales = tensors.get(`${name}${suffix}`)
     if (scales === undefined) throw refuse(`holds ${name} in FP8 without ${name}${suffix}`, fix)
-    const w = tensors.get(name) as Safetensors.Read
+    const w = tensors.get(name) as Safetensors.Lazy
     const [rows, cols] = w.shape as [number, number]
     const [sr, sc] = [Math.ceil(rows / bo), Math.ceil(cols / bi)]
     if (w.shape.length !== 2 || scales.shape.join("x") !== `${sr}x${sc}`)
       throw refuse(`holds ${name}${suffix} of shape [${scales.shape.join(", ")}] for ${name} [${w.shape.join(", ")}], where blocks of ${bo} x ${bi} make it [${sr}, ${sc}]`, fix)
-    const values = new Float64Array(w.values.length)
-    for (let i = 0; i < rows; i++)
-      for (let j = 0; j < cols; j++) values[i * cols + j] = (w.values[i * cols + j] as number) * (scales.values[Math.floor(i / bo) * sc + Math.floor(j / bi)] as number)
+    const values = (): Float64Array => {
+      const stored = w.values()
+      const scale = scales.values()
+      const out = new Float64Array(stored.length)
+      for (let i = 0; i < rows; i++)
+        for (let j = 0; j < cols; j++) out[i * cols + j] = (stored[i * cols + j] as number) * (scale[Math.floor(i / bo) * sc + Math.floor(j / bi)] as number)
+      return out
+    }
     out.set(name, { dtype: w.dtype, shape: w.shape, values })
     out.delete(`${name}${suffix}`)
   }

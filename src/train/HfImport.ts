@@ -22,9 +22,14 @@
  * must equal the model's), and are left out otherwise, as transformers leaves them.
  *
  * The checkpoint is written as training writes one (CheckpointDirectory: step directory, rank
- * file, manifest last): a crash leaves none or the whole one.
+ * file, manifest last): a crash leaves none or the whole one. It is written a parameter at a
+ * time, each made from its tensors as it is written (the files' headers are read first, their
+ * values when asked for: Safetensors.open), so an import holds one parameter and the tensors
+ * that make it, never a file or the model. Everything that can refuse an import is found before
+ * anything is written (planOf), but for the copies of DeepSeek's multi-token prediction layers,
+ * compared as they are placed: such a refusal removes what the import had written.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
 import path from "node:path"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -49,7 +54,8 @@ import * as Safetensors from "./Safetensors.js"
  */
 interface ModelDirectory {
   readonly config: HfConfig.HfConfig
-  readonly tensors: ReadonlyMap<string, Safetensors.Read>
+  /** Read from their files when asked for (a tensor at a time). */
+  readonly tensors: ReadonlyMap<string, Safetensors.Lazy>
 }
 
 const unusable = (dir: string, reason: string, fix: string): ConfigError.ConfigError => ConfigError.make("--model-dir", dir, reason, fix)
@@ -95,12 +101,12 @@ const read = (dir: string): ModelDirectory => {
       "save the model with transformers' save_pretrained (safetensors, its default)",
     )
   }
-  const tensors = new Map<string, Safetensors.Read>()
+  const tensors = new Map<string, Safetensors.Lazy>()
   for (const file of files) {
     if (!existsSync(path.join(dir, file))) throw unusable(dir, `lacks ${file}, which model.safetensors.index.json names`, "pass a complete model directory")
-    let held: Map<string, Safetensors.Read>
+    let held: Map<string, Safetensors.Lazy>
     try {
-      held = Safetensors.read(readFileSync(path.join(dir, file)))
+      held = Safetensors.open(path.join(dir, file))
     } catch (error) {
       throw unusable(
         dir,
@@ -118,96 +124,61 @@ const read = (dir: string): ModelDirectory => {
   return { config: decoded.success, tensors: read }
 }
 
+/** The placements of an import: each of pleat's parameters' in order, and the expert biases. */
+interface Plan {
+  readonly byParam: ReadonlyMap<string, ReadonlyArray<HfLayout.Placement>>
+  readonly biases: Record<string, ReadonlyArray<number>>
+}
+
 /**
- * pleat's parameters, whole, by name (values in `dtype`), from the tensors of a model directory
- * laid out as `format`; a ConfigError on `--model-dir` naming a tensor that is missing, of
- * another shape, a non-zero bias pleat has not, or one pleat's model has no place for.
- * @category constructors
+ * Where each of the directory's tensors goes, every shape checked against config.json's, biases
+ * pleat has not checked to be zero, and the expert biases read: all that can refuse an import,
+ * found before anything is written (but the copies of DeepSeek's multi-token prediction layers,
+ * compared as they are placed). A ConfigError on `--model-dir` names a tensor that is missing,
+ * of another shape, a non-zero bias pleat has not, or one pleat's model has no place for.
  */
-const paramsOf = (
+const planOf = (
   m: ModelConfig.ModelConfig,
   format: HfLayout.Format,
-  tensors: ReadonlyMap<string, Safetensors.Read>,
-  dtype: DType.DType,
+  tensors: ReadonlyMap<string, Safetensors.Lazy>,
   dir: string,
   shapes: ReadonlyMap<string, ReadonlyArray<number>>,
-  biases: Record<string, ReadonlyArray<number>>,
-  ropeInterleave: boolean,
-): Map<string, DType.Storage> => {
-  const out = new Map<string, DType.Storage>()
+): Plan => {
+  const byParam = new Map<string, Array<HfLayout.Placement>>()
+  const biases: Record<string, ReadonlyArray<number>> = {}
   const placed = new Set<string>()
-  const firstFrom = new Map<string, string>()
-  const storage = (name: string): DType.Storage => {
-    const there = out.get(name)
-    if (there !== undefined) return there
-    const shape = shapes.get(name) as ReadonlyArray<number>
-    const made = DType.allocate(
-      dtype,
-      shape.reduce((p, x) => p * x, 1),
-    )
-    out.set(name, made)
-    return made
-  }
+  const mismatch = (hf: string, shape: ReadonlyArray<number>, expected: ReadonlyArray<number>) =>
+    unusable(dir, `has ${hf} of shape [${shape.join(", ")}], where config.json makes it [${expected.join(", ")}]`, "pass a model directory whose weights match its config.json")
+  const into = (name: string, p: HfLayout.Placement) => byParam.set(name, [...(byParam.get(name) ?? []), p])
   for (const p of HfLayout.placements(m, format)) {
     const t = tensors.get(p.hf)
     placed.add(p.hf)
     if (p.kind === "zeros") {
-      if (t?.values.some((v) => v !== 0) === true)
+      if (t?.values().some((v) => v !== 0) === true)
         throw unusable(dir, `has a non-zero ${p.hf}, a bias pleat's model has not`, "import a model without such biases (or with zero ones)")
       continue
     }
     if (t === undefined) throw unusable(dir, `lacks ${p.hf}`, "pass a complete model directory")
     if (p.kind === "gateUp") {
-      // GPT-OSS's fused experts [E, H, 2F] (and their biases [E, 2F]): gate from the even columns, up from the odd.
-      const gate = storage(p.gate)
+      // GPT-OSS's fused experts [E, H, 2F] (and their biases [E, 2F]).
       const shape = shapes.get(p.gate) as ReadonlyArray<number>
       const fused = [...shape.slice(0, -1), 2 * (shape[shape.length - 1] as number)]
-      if (t.shape.join("x") !== fused.join("x"))
-        throw unusable(
-          dir,
-          `has ${p.hf} of shape [${t.shape.join(", ")}], where config.json makes it [${fused.join(", ")}]`,
-          "pass a model directory whose weights match its config.json",
-        )
-      const up = storage(p.up)
-      for (let i = 0; i < gate.length; i++) {
-        gate[i] = t.values[2 * i] as number
-        up[i] = t.values[2 * i + 1] as number
-      }
+      if (t.shape.join("x") !== fused.join("x")) throw mismatch(p.hf, t.shape, fused)
+      into(p.gate, p)
+      into(p.up, p)
       continue
     }
     if (p.kind === "bias") {
-      if (t.shape.join("x") !== String(p.size))
-        throw unusable(dir, `has ${p.hf} of shape [${t.shape.join(", ")}], where config.json makes it [${p.size}]`, "pass a model directory whose weights match its config.json")
+      if (t.shape.join("x") !== String(p.size)) throw mismatch(p.hf, t.shape, [p.size])
       // The layer's expert biases, as a checkpoint keeps them (the manifest's expertBias).
-      biases[String(p.layer)] = [...t.values]
+      biases[String(p.layer)] = [...t.values()]
       continue
     }
     const pleatShape = shapes.get(p.pleat) as ReadonlyArray<number>
     const [rows, cols] = (p.kind === "expert" ? pleatShape.slice(1) : pleatShape) as [number, number]
     const expected = p.kind === "same" ? pleatShape : [cols, rows]
-    if (t.shape.join("x") !== expected.join("x"))
-      throw unusable(
-        dir,
-        `has ${p.hf} of shape [${t.shape.join(", ")}], where config.json makes it [${expected.join(", ")}]`,
-        "pass a model directory whose weights match its config.json",
-      )
-    const into = storage(p.pleat)
-    // DeepSeek-V3's interleaved rotary rows back into pleat's rotate-half order first.
-    const hf = p.kind === "linear" && p.rope !== undefined && ropeInterleave ? HfLayout.interleaved(t.values, cols, rows, p.rope, false) : t.values
-    const values = p.kind === "same" ? t.values : HfLayout.transposed(hf, 0, cols, rows)
-    // A tensor a second time (the copies of the embedding and output layer in DeepSeek's
-    // multi-token prediction layers): it must be what the first placed, which pleat shares.
-    const first = p.kind === "expert" ? undefined : firstFrom.get(p.pleat)
-    if (first !== undefined) {
-      // Compared as stored (rounded to the checkpoint's dtype).
-      const stored = DType.allocate(dtype, values.length)
-      stored.set(values)
-      if (stored.some((v, i) => v !== into[i]))
-        throw unusable(dir, `holds ${p.hf} unlike ${first}, where pleat's model shares one ${p.pleat}`, `import a ${format} model whose copies of ${first} are the same`)
-      continue
-    }
-    if (p.kind !== "expert") firstFrom.set(p.pleat, p.hf)
-    into.set(values, p.kind === "expert" ? p.expert * rows * cols : 0)
+    if (t.shape.join("x") !== expected.join("x")) throw mismatch(p.hf, t.shape, expected)
+    into(p.pleat, p)
   }
   const extra = [...tensors.keys()].filter(
     (name) =>
@@ -221,7 +192,58 @@ const paramsOf = (
       `holds ${extra.slice(0, 3).join(", ")}${extra.length > 3 ? ` and ${extra.length - 3} more` : ""}, which pleat's ${format} model has no place for`,
       `import a ${format} model as transformers writes it`,
     )
-  return out
+  return { byParam, biases }
+}
+
+/**
+ * One of pleat's parameters, whole, in `dtype`, from its placements (`read` gives a tensor's
+ * values). DeepSeek-V3's multi-token prediction layers copy the embedding and the output layer:
+ * a copy must be what the first placed, which pleat shares (a ConfigError naming both otherwise).
+ */
+const parameterOf = (
+  spec: Params.ParamSpec,
+  placements: ReadonlyArray<HfLayout.Placement>,
+  read: (hf: string) => Float64Array,
+  dtype: DType.DType,
+  dir: string,
+  format: HfLayout.Format,
+  ropeInterleave: boolean,
+): DType.Storage => {
+  const into = DType.allocate(
+    dtype,
+    spec.shape.reduce((p, x) => p * x, 1),
+  )
+  let first: string | undefined
+  for (const p of placements) {
+    if (p.kind === "gateUp") {
+      // Gate from the even columns, up from the odd.
+      const fused = read(p.hf)
+      const odd = p.up === spec.name ? 1 : 0
+      for (let i = 0; i < into.length; i++) into[i] = fused[2 * i + odd] as number
+      continue
+    }
+    if (p.kind !== "same" && p.kind !== "linear" && p.kind !== "expert") continue
+    const stored = read(p.hf)
+    const [rows, cols] = (p.kind === "expert" ? spec.shape.slice(1) : spec.shape) as [number, number]
+    // DeepSeek-V3's interleaved rotary rows back into pleat's rotate-half order first.
+    const hf = p.kind === "linear" && p.rope !== undefined && ropeInterleave ? HfLayout.interleaved(stored, cols, rows, p.rope, false) : stored
+    const values = p.kind === "same" ? stored : HfLayout.transposed(hf, 0, cols, rows)
+    if (p.kind === "expert") {
+      into.set(values, p.expert * rows * cols)
+      continue
+    }
+    if (first !== undefined) {
+      // Compared as stored (rounded to the checkpoint's dtype).
+      const copy = DType.allocate(dtype, values.length)
+      copy.set(values)
+      if (copy.some((v, i) => v !== into[i]))
+        throw unusable(dir, `holds ${p.hf} unlike ${first}, where pleat's model shares one ${spec.name}`, `import a ${format} model whose copies of ${first} are the same`)
+      continue
+    }
+    first = p.hf
+    into.set(values)
+  }
+  return into
 }
 
 /**
@@ -234,9 +256,9 @@ const multiTokenPrediction = (name: string, layers: number): boolean => {
 }
 
 /** Whether two tensors hold the same values (a tied lm_head written out). */
-const sameAs = (tensors: ReadonlyMap<string, Safetensors.Read>, a: string, b: string): boolean => {
-  const x = tensors.get(a)?.values
-  const y = tensors.get(b)?.values
+const sameAs = (tensors: ReadonlyMap<string, Safetensors.Lazy>, a: string, b: string): boolean => {
+  const x = tensors.get(a)?.values()
+  const y = tensors.get(b)?.values()
   return x !== undefined && y !== undefined && x.length === y.length && x.every((v, i) => v === y[i])
 }
 
@@ -295,17 +317,34 @@ export const write = (request: Request): Written => {
       "import a model whose config.json pleat's model can follow",
     )
   const specs = Params.specs(model)
-  const biases: Record<string, ReadonlyArray<number>> = {}
-  const values = paramsOf(model, format, dir.tensors, request.dtype, request.modelDir, new Map(specs.map((s) => [s.name, s.shape])), biases, ropeInterleave)
+  const plan = planOf(model, format, dir.tensors, request.modelDir, new Map(specs.map((s) => [s.name, s.shape])))
+  // A parameter at a time, its tensors read as it is made (GPT-OSS's fused gate and up read once
+  // for both); the moments are zeros, one buffer for all.
+  let last: { readonly hf: string; readonly values: Float64Array } | undefined
+  const valuesOf = (hf: string): Float64Array => {
+    if (last?.hf !== hf) last = { hf, values: (dir.tensors.get(hf) as Safetensors.Lazy).values() }
+    return last.values
+  }
+  const zeros = new Float32Array(Math.max(0, ...specs.map((s) => s.shape.reduce((p, x) => p * x, 1))))
+  function* shards(): Generator<Checkpoint.Shard> {
+    for (const s of specs) {
+      const value = parameterOf(s, plan.byParam.get(s.name) ?? [], valuesOf, request.dtype, request.modelDir, format, ropeInterleave)
+      const none = zeros.subarray(0, value.length)
+      yield { name: s.name, shape: s.shape, slice: s.shape.map((n): [number, number] => [0, n]), value, m: none, v: none }
+    }
+  }
+  const existed = existsSync(request.out)
   const [stepDir] = CheckpointDirectory.prepare(request.out, [0]) as [string]
-  const checksums = Checkpoint.writeShards(
-    stepDir,
-    0,
-    specs.map((s) => {
-      const value = values.get(s.name) as DType.Storage
-      return { name: s.name, shape: s.shape, slice: s.shape.map((n): [number, number] => [0, n]), value, m: new Float32Array(value.length), v: new Float32Array(value.length) }
-    }),
-  )
+  let checksums: Record<string, string>
+  try {
+    checksums = Checkpoint.writeShards(stepDir, 0, shards())
+  } catch (error) {
+    // A copy that differs, found as it was placed: nothing of the import stays.
+    for (const entry of existed ? readdirSync(request.out) : []) rmSync(path.join(request.out, entry), { recursive: true, force: true })
+    if (!existed) rmSync(request.out, { recursive: true, force: true })
+    throw error
+  }
+  const biases = plan.biases
   const manifest: Checkpoint.Manifest = {
     step: 0,
     seed: request.seed,
@@ -320,5 +359,5 @@ export const write = (request: Request): Written => {
     ...(Object.keys(biases).length === 0 ? {} : { expertBias: biases }),
   }
   CheckpointDirectory.publish(stepDir, JSON.stringify(manifest, null, 2))
-  return { out: request.out, stepDir, format, model, parameters: [...values.values()].reduce((n, v) => n + v.length, 0) }
+  return { out: request.out, stepDir, format, model, parameters: specs.reduce((n, s) => n + s.shape.reduce((p, x) => p * x, 1), 0) }
 }

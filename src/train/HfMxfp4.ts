@@ -25,11 +25,11 @@ const blocksSuffix = "_blocks"
 const scalesSuffix = "_scales"
 
 /**
- * The tensors with every MXFP4 pair (P_blocks, P_scales) replaced by P dequantized; throws
- * `refuse(reason, fix)` for a pair that is not GPT-OSS's MXFP4.
+ * The tensors with every MXFP4 pair (P_blocks, P_scales) replaced by P, dequantized when its
+ * values are read; throws `refuse(reason, fix)` for a pair that is not GPT-OSS's MXFP4.
  * @category constructors
  */
-export const dequantized = (tensors: ReadonlyMap<string, Safetensors.Read>, refuse: (reason: string, fix: string) => ConfigError.ConfigError): Map<string, Safetensors.Read> => {
+export const dequantized = (tensors: ReadonlyMap<string, Safetensors.Lazy>, refuse: (reason: string, fix: string) => ConfigError.ConfigError): Map<string, Safetensors.Lazy> => {
   const fix = "import GPT-OSS's MXFP4 release as transformers reads it (P_blocks [E, out, in / 32, 16] and P_scales [E, out, in / 32], bytes), or a BF16 copy of it"
   const out = new Map(tensors)
   for (const [name, blocks] of tensors) {
@@ -43,20 +43,25 @@ export const dequantized = (tensors: ReadonlyMap<string, Safetensors.Read>, refu
     if (blocks.shape.length !== 4 || width !== 16 || scales.shape.join("x") !== [e, rows, groups].join("x"))
       throw refuse(`holds ${name} [${blocks.shape.join(", ")}] with ${base}${scalesSuffix} [${scales.shape.join(", ")}], where MXFP4 pairs [E, out, G, 16] with [E, out, G]`, fix)
     const cols = groups * 32
-    const values = new Float64Array(e * rows * cols)
-    for (let x = 0; x < e; x++)
-      for (let o = 0; o < rows; o++)
-        for (let g = 0; g < groups; g++) {
-          const at = (x * rows + o) * groups + g
-          const scale = 2 ** ((scales.values[at] as number) - 127)
-          for (let b = 0; b < 16; b++) {
-            const byte = blocks.values[at * 16 + b] as number
-            const i = g * 32 + 2 * b
-            // [E, in, out]: element (x, o, i) of the stored rows goes to (x, i, o).
-            values[(x * cols + i) * rows + o] = (fp4Values[byte & 0x0f] as number) * scale
-            values[(x * cols + i + 1) * rows + o] = (fp4Values[byte >> 4] as number) * scale
+    const values = (): Float64Array => {
+      const codes = blocks.values()
+      const exponents = scales.values()
+      const out = new Float64Array(e * rows * cols)
+      for (let x = 0; x < e; x++)
+        for (let o = 0; o < rows; o++)
+          for (let g = 0; g < groups; g++) {
+            const at = (x * rows + o) * groups + g
+            const scale = 2 ** ((exponents[at] as number) - 127)
+            for (let b = 0; b < 16; b++) {
+              const byte = codes[at * 16 + b] as number
+              const i = g * 32 + 2 * b
+              // [E, in, out]: element (x, o, i) of the stored rows goes to (x, i, o).
+              out[(x * cols + i) * rows + o] = (fp4Values[byte & 0x0f] as number) * scale
+              out[(x * cols + i + 1) * rows + o] = (fp4Values[byte >> 4] as number) * scale
+            }
           }
-        }
+      return out
+    }
     out.delete(name)
     out.delete(`${base}${scalesSuffix}`)
     out.set(base, { dtype: "MXFP4", shape: [e, cols, rows], values })

@@ -12,6 +12,7 @@
  * nearest, ties to even: Bf16Round). Typed arrays are written as they lie in memory, which is
  * little-endian on every platform Node runs pleat on (x86-64, arm64).
  */
+import { closeSync, openSync, readSync, statSync } from "node:fs"
 import * as Bf16Round from "../tensor/kernels/Bf16Round.js"
 import * as Durable from "./CheckpointDurable.js"
 
@@ -151,24 +152,32 @@ const readers: Readonly<Record<string, { readonly width: number; readonly at: (v
   U8: { width: 1, at: (v, o) => v.getUint8(o) },
 }
 
+/** A tensor's place in a file, from its header. */
+interface Located {
+  readonly name: string
+  readonly dtype: string
+  readonly shape: ReadonlyArray<number>
+  readonly count: number
+  /** Its first byte, counted from the start of the file. */
+  readonly at: number
+}
+
 /**
- * Every tensor of the safetensors `bytes` by name; throws a RangeError saying what is wrong with
- * a file that is not one (a header that is not JSON, an element type other than F64, F32, F16,
- * BF16, F8_E4M3 or U8, data outside the file or of the wrong size).
- * @category constructors
+ * The header of a file of `fileBytes` bytes whose first 8 + N bytes are `head`: every tensor's
+ * place; throws a RangeError saying what is wrong (a header that is not JSON, an element type
+ * other than F64, F32, F16, BF16, F8_E4M3 or U8, data outside the file or of the wrong size).
  */
-export const read = (bytes: Uint8Array): Map<string, Read> => {
-  if (bytes.byteLength < 8) throw new RangeError(`${bytes.byteLength} bytes, fewer than the 8 of a header's length`)
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const n = Number(view.getBigUint64(0, true))
-  if (8 + n > bytes.byteLength) throw new RangeError(`a header of ${n} bytes in a file of ${bytes.byteLength}`)
+const locate = (head: Uint8Array, fileBytes: number): Array<Located> => {
+  if (fileBytes < 8) throw new RangeError(`${fileBytes} bytes, fewer than the 8 of a header's length`)
+  const n = Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true))
+  if (8 + n > fileBytes) throw new RangeError(`a header of ${n} bytes in a file of ${fileBytes}`)
   let header: Record<string, { dtype?: unknown; shape?: unknown; data_offsets?: unknown }>
   try {
-    header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString("utf8"))
+    header = JSON.parse(Buffer.from(head.subarray(8, 8 + n)).toString("utf8"))
   } catch {
     throw new RangeError("a header that is not JSON")
   }
-  const out = new Map<string, Read>()
+  const out: Array<Located> = []
   for (const [name, t] of Object.entries(header)) {
     if (name === "__metadata__") continue
     const reader = readers[String(t.dtype)]
@@ -179,12 +188,85 @@ export const read = (bytes: Uint8Array): Map<string, Read> => {
     if (!Array.isArray(offsets) || offsets.length !== 2) throw new RangeError(`${name} with the data_offsets ${JSON.stringify(offsets)}`)
     const count = shape.reduce((p: number, d: number) => p * d, 1)
     const [begin, end] = offsets as [number, number]
-    if (!(Number.isSafeInteger(begin) && end - begin === count * reader.width && 8 + n + end <= bytes.byteLength && begin >= 0))
+    if (!(Number.isSafeInteger(begin) && end - begin === count * reader.width && 8 + n + end <= fileBytes && begin >= 0))
       throw new RangeError(`${name} at bytes [${begin}, ${end}) of the data, which does not hold its ${t.dtype} [${shape.join(", ")}] in the file`)
-    const values = new Float64Array(count)
-    const base = 8 + n + begin
-    for (let i = 0; i < count; i++) values[i] = reader.at(view, base + i * reader.width)
-    out.set(name, { dtype: String(t.dtype), shape, values })
+    out.push({ name, dtype: String(t.dtype), shape, count, at: 8 + n + begin })
   }
   return out
+}
+
+/** The values of a located tensor whose bytes are `bytes` (from its first), widened to float64. */
+const widen = (t: Located, bytes: Uint8Array): Float64Array => {
+  const reader = readers[t.dtype] as (typeof readers)[string]
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const values = new Float64Array(t.count)
+  for (let i = 0; i < t.count; i++) values[i] = reader.at(view, i * reader.width)
+  return values
+}
+
+/**
+ * Every tensor of the safetensors `bytes` by name; throws a RangeError saying what is wrong with
+ * a file that is not one (see `open`).
+ * @category constructors
+ */
+export const read = (bytes: Uint8Array): Map<string, Read> =>
+  new Map(locate(bytes, bytes.byteLength).map((t) => [t.name, { dtype: t.dtype, shape: t.shape, values: widen(t, bytes.subarray(t.at)) }]))
+
+/**
+ * A tensor of a file whose values are read when asked for: a model's weights are imported a
+ * tensor at a time, never a file (or a model) at a time.
+ * @category models
+ */
+export interface Lazy {
+  readonly dtype: string
+  readonly shape: ReadonlyArray<number>
+  /** Its values widened to float64 (as Read's), read from the file at each call. */
+  readonly values: () => Float64Array
+}
+
+/**
+ * Tensors held in memory as lazy ones (each call gives the same array).
+ * @category constructors
+ */
+export const lazily = (tensors: ReadonlyMap<string, Read>): Map<string, Lazy> =>
+  new Map([...tensors].map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, values: () => t.values }]))
+
+/** `length` bytes of the open file `fd` from byte `at`. */
+const bytesAt = (fd: number, at: number, length: number): Uint8Array => {
+  const out = new Uint8Array(length)
+  for (let got = 0; got < length; ) {
+    const n = readSync(fd, out, got, length - got, at + got)
+    if (n === 0) throw new RangeError(`the file ends at byte ${at + got}, within a tensor`)
+    got += n
+  }
+  return out
+}
+
+/**
+ * Every tensor of the safetensors file `file` by name, its header read now and its values when
+ * asked for; throws a RangeError saying what is wrong with a file that is not one (a header that
+ * is not JSON, an element type other than F64, F32, F16, BF16, F8_E4M3 or U8, data outside the
+ * file or of the wrong size).
+ * @category constructors
+ */
+export const open = (file: string): Map<string, Lazy> => {
+  const fileBytes = statSync(file).size
+  const fd = openSync(file, "r")
+  let located: Array<Located>
+  try {
+    const length = fileBytes < 8 ? new Uint8Array(0) : bytesAt(fd, 0, 8)
+    const n = length.byteLength < 8 ? 0 : Number(new DataView(length.buffer).getBigUint64(0, true))
+    located = locate(fileBytes < 8 || 8 + n > fileBytes ? length : bytesAt(fd, 0, 8 + n), fileBytes)
+  } finally {
+    closeSync(fd)
+  }
+  const valuesOf = (t: Located) => (): Float64Array => {
+    const at = openSync(file, "r")
+    try {
+      return widen(t, bytesAt(at, t.at, t.count * (readers[t.dtype] as (typeof readers)[string]).width))
+    } finally {
+      closeSync(at)
+    }
+  }
+  return new Map(located.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, values: valuesOf(t) }]))
 }
