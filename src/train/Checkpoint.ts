@@ -293,24 +293,46 @@ export const loadInto = (dir: string, params: ReadonlyMap<string, RankParams.Hel
 }
 
 /**
- * Every parameter of a checkpoint saved under any mapping, whole, in its dtype, by name in the
- * order of the first rank file that holds each (the model as one rank holds it, the last
- * stage's copy of a tied embedding aside), with its manifest: what an export reads. Every file
- * is checked as a resume checks it.
+ * A checkpoint's parameters, each assembled when asked for.
+ * @category models
+ */
+export interface Stored {
+  readonly manifest: Manifest
+  /** Every parameter's global shape, by name in the order of the first rank file that holds each. */
+  readonly shapes: ReadonlyMap<string, ReadonlyArray<number>>
+  /** The parameter `name`, whole, in the checkpoint's dtype, read from its shards at each call. */
+  readonly value: (name: string) => Tensor.Tensor
+}
+
+/**
+ * The parameters of a checkpoint saved under any mapping (the model as one rank holds it, the
+ * last stage's copy of a tied embedding aside), each read when asked for, so that a reader (an
+ * export) holds one at a time; every file is checked first, as a resume checks it.
  * @category constructors
  */
-export const values = (dir: string): { readonly manifest: Manifest; readonly values: ReadonlyMap<string, Tensor.Tensor> } => {
+export const stored = (dir: string): Stored => {
   const { stepDir, manifest: m } = open(dir)
   const files = readRanks(dir, stepDir, m)
-  const out = new Map<string, Tensor.Tensor>()
+  const shapes = new Map<string, ReadonlyArray<number>>()
   for (const name of new Set(files.flatMap((f) => f.entries.map((e) => e.name)))) {
     const found = shardsOf(dir, files, name)
     const shape = found[0]?.e.shape ?? []
     if (found.some(({ e }) => e.shape.join("x") !== shape.join("x")))
       throw unusable(dir, `has shards of ${name} that disagree on its shape`, "resume from another checkpoint (--save keeps the last few in the directory)")
-    out.set(name, assembled(dir, found, name, shape, 0, m.dtype))
+    shapes.set(name, shape)
   }
-  return { manifest: m, values: out }
+  const value = (name: string): Tensor.Tensor => assembled(dir, shardsOf(dir, files, name), name, shapes.get(name) ?? [], 0, m.dtype)
+  return { manifest: m, shapes, value }
+}
+
+/**
+ * Every parameter of a checkpoint saved under any mapping, whole, in its dtype, by name (`stored`,
+ * all read at once), with its manifest.
+ * @category constructors
+ */
+export const values = (dir: string): { readonly manifest: Manifest; readonly values: ReadonlyMap<string, Tensor.Tensor> } => {
+  const s = stored(dir)
+  return { manifest: s.manifest, values: new Map([...s.shapes.keys()].map((name) => [name, s.value(name)])) }
 }
 
 /** Every saved shard of parameter `name`, with the rank file it lies in. */

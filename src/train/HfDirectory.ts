@@ -1,7 +1,7 @@
 /**
  * HfDirectory: writing a Hugging Face model directory from a checkpoint, crash-safe.
  *
- *   OUT/config.json                         the architecture's settings (HfExport.configText)
+ *   OUT/config.json                         the architecture's settings (HfExportConfig.configText)
  *   OUT/model.safetensors                   the weights, when they fit in one file
  *   OUT/model-0000i-of-0000n.safetensors    or in n files of at most --max-shard-size each,
  *   OUT/model.safetensors.index.json        with {"metadata": {"total_size"}, "weight_map"}
@@ -17,6 +17,7 @@ import * as ConfigError from "../errors/ConfigError.js"
 import * as Checkpoint from "./Checkpoint.js"
 import * as Durable from "./CheckpointDurable.js"
 import * as HfExport from "./HfExport.js"
+import * as HfExportConfig from "./HfExportConfig.js"
 import type * as HfLayout from "./HfLayout.js"
 import * as Safetensors from "./Safetensors.js"
 
@@ -90,9 +91,12 @@ const fileName = (i: number, n: number): string => (n === 1 ? "model.safetensors
 export const write = (request: Request): Written => {
   const problem = outProblem(request.out, "model")
   if (problem !== undefined) throw problem
-  const { manifest, values } = asCheckpointFlag(() => Checkpoint.values(request.checkpoint))
+  // Each parameter read from the checkpoint as its tensors are written: an export holds one at a time.
+  const checkpoint = asCheckpointFlag(() => Checkpoint.stored(request.checkpoint))
+  const { manifest } = checkpoint
   const format = HfExport.choose(manifest.model, request.format, request.checkpoint)
-  const entries = HfExport.tensors(manifest.model, format, values, request.dtype, request.checkpoint, manifest.expertBias)
+  const params = { shapes: checkpoint.shapes, value: (name: string) => asCheckpointFlag(() => checkpoint.value(name)) }
+  const entries = HfExport.tensors(manifest.model, format, params, request.dtype, request.checkpoint, manifest.expertBias)
   const groups = HfExport.shards(entries, request.maxShardBytes)
   const out = path.resolve(request.out)
   const partial = path.join(path.dirname(out), `.${path.basename(out)}.partial-${process.pid}`)
@@ -113,7 +117,7 @@ export const write = (request: Request): Written => {
       Durable.writeFile(path.join(partial, "model.safetensors.index.json"), `${JSON.stringify({ metadata: { total_size: weightBytes }, weight_map: weightMap }, null, 2)}\n`)
       files.push("model.safetensors.index.json")
     }
-    Durable.writeFile(path.join(partial, "config.json"), HfExport.configText(manifest.model, format, request.dtype))
+    Durable.writeFile(path.join(partial, "config.json"), HfExportConfig.configText(manifest.model, format, request.dtype))
     files.push("config.json")
     Durable.syncDirectory(partial)
     // An empty OUT is replaced by the rename (rename(2) takes an empty directory's place).

@@ -57,7 +57,6 @@ import type * as Tensor from "../tensor/Tensor.js"
 import type * as Checkpoint from "./Checkpoint.js"
 import * as HfGptOss from "./HfGptOss.js"
 import * as HfLayout from "./HfLayout.js"
-import * as HfRope from "./HfRope.js"
 import * as Safetensors from "./Safetensors.js"
 
 const formats = HfLayout.formats
@@ -78,6 +77,25 @@ export type WeightDtype = (typeof dtypes)[number]
 const safetensorsDtype: Readonly<Record<WeightDtype, Safetensors.Dtype>> = { float32: "F32", bfloat16: "BF16", float64: "F64" }
 
 type Model = Checkpoint.Manifest["model"]
+
+/**
+ * The parameters an export writes: their shapes, and each one's values when its tensors are made
+ * (Checkpoint.stored reads them from the checkpoint then; `inMemory` for parameters held).
+ * @category models
+ */
+export interface Parameters {
+  readonly shapes: ReadonlyMap<string, ReadonlyArray<number>>
+  readonly value: (name: string) => Tensor.Tensor
+}
+
+/**
+ * Parameters held in memory, as an export takes them.
+ * @category constructors
+ */
+export const inMemory = (values: ReadonlyMap<string, Tensor.Tensor>): Parameters => ({
+  shapes: new Map([...values].map(([name, t]) => [name, t.shape])),
+  value: (name) => values.get(name) as Tensor.Tensor,
+})
 
 /** What keeps `m`'s router from `format`, as the flag that set it; undefined when nothing does. */
 const routerProblem = (m: Model, format: Format): string | undefined => {
@@ -176,14 +194,16 @@ export const choose = (m: Model, requested: Format | "auto", dir: string): Forma
 
 /**
  * The tensors of the model directory, by their transformers names, in the model's order
- * (HfLayout): each made from the checkpoint's values as the file is written. A ConfigError on
- * `--checkpoint` (`dir`) when the values are not exactly the built-in model's parameters.
+ * (HfLayout): each made from the checkpoint's values as the file is written (a parameter's
+ * values asked for then, the last kept for the next tensors made from it: an export from
+ * Checkpoint.stored holds one parameter at a time). A ConfigError on `--checkpoint` (`dir`) when
+ * the parameters are not exactly the built-in model's.
  * @category constructors
  */
 export const tensors = (
   m: Model,
   format: Format,
-  values: ReadonlyMap<string, Tensor.Tensor>,
+  params: Parameters,
   dtype: WeightDtype,
   dir: string,
   biases?: Readonly<Record<string, ReadonlyArray<number>>>,
@@ -192,8 +212,8 @@ export const tensors = (
   const placements = HfLayout.placements(m, format)
   const used = new Set(placements.flatMap((p) => (p.kind === "zeros" || p.kind === "bias" ? [] : p.kind === "gateUp" ? [p.gate, p.up] : [p.pleat])))
   // Every parameter written, and nothing else: a model of one's own (--definition) is not pleat's.
-  const missing = [...used].filter((name) => !values.has(name))
-  const extra = [...values.keys()].filter((name) => !used.has(name))
+  const missing = [...used].filter((name) => !params.shapes.has(name))
+  const extra = [...params.shapes.keys()].filter((name) => !used.has(name))
   if (missing.length > 0 || extra.length > 0) {
     const listed = (names: ReadonlyArray<string>) => `${names.slice(0, 3).join(", ")}${names.length > 3 ? ` and ${names.length - 3} more` : ""}`
     const what = [missing.length > 0 ? `lacks ${listed(missing)}` : "", extra.length > 0 ? `holds ${listed(extra)}, which ${format} has no place for` : ""].filter((w) => w !== "")
@@ -204,16 +224,27 @@ export const tensors = (
       "export a checkpoint of the built-in model (a model of your own, --definition, has its own layout)",
     )
   }
+  // A parameter's values when an entry's bytes are made: the last one kept, as entries that
+  // share one (the experts of a layer, gate and up) come together.
+  let last: { readonly name: string; readonly data: Float32Array | Float64Array } | undefined
+  const dataOf = (name: string): Float32Array | Float64Array => {
+    if (last?.name !== name) last = { name, data: params.value(name).data as Float32Array | Float64Array }
+    return last.data
+  }
+  const shapeOf = (name: string) => params.shapes.get(name) as ReadonlyArray<number>
   return placements.map((p): Safetensors.Entry => {
     if (p.kind === "zeros") return { name: p.hf, dtype: st, shape: [...(p.shape ?? [p.size])], bytes: () => Safetensors.encode(new Float64Array(p.size), st) }
     if (p.kind === "gateUp") {
-      const [gate, up] = [values.get(p.gate) as Tensor.Tensor, values.get(p.up) as Tensor.Tensor]
-      const f = gate.shape[gate.rank - 1] as number
+      const shape = shapeOf(p.gate)
+      const f = shape[shape.length - 1] as number
       return {
         name: p.hf,
         dtype: st,
-        shape: [...gate.shape.slice(0, -1), 2 * f],
-        bytes: () => Safetensors.encode(HfLayout.gateUp(gate.data as Float32Array | Float64Array, up.data as Float32Array | Float64Array, f), st),
+        shape: [...shape.slice(0, -1), 2 * f],
+        bytes: () => {
+          const gate = dataOf(p.gate).slice()
+          return Safetensors.encode(HfLayout.gateUp(gate, dataOf(p.up), f), st)
+        },
       }
     }
     if (p.kind === "bias") {
@@ -222,143 +253,18 @@ export const tensors = (
       const biasDtype = dtype === "bfloat16" ? "F32" : st
       return { name: p.hf, dtype: biasDtype, shape: [p.size], bytes: () => Safetensors.encode(bias, biasDtype) }
     }
-    const t = values.get(p.pleat) as Tensor.Tensor
-    const data = t.data as Float32Array | Float64Array
-    if (p.kind === "same") return { name: p.hf, dtype: st, shape: [...t.shape], bytes: () => Safetensors.encode(data, st) }
-    const [rows, cols] = (p.kind === "linear" ? t.shape : t.shape.slice(1)) as [number, number]
+    const shape = shapeOf(p.pleat)
+    if (p.kind === "same") return { name: p.hf, dtype: st, shape: [...shape], bytes: () => Safetensors.encode(dataOf(p.pleat), st) }
+    const [rows, cols] = (p.kind === "linear" ? shape : shape.slice(1)) as [number, number]
     const at = p.kind === "expert" ? p.expert * rows * cols : 0
     const rope = p.kind === "linear" ? p.rope : undefined
     const hf = () => {
-      const t = HfLayout.transposed(data, at, rows, cols)
+      const t = HfLayout.transposed(dataOf(p.pleat), at, rows, cols)
       return rope === undefined ? t : HfLayout.interleaved(t, cols, rows, rope, true)
     }
     return { name: p.hf, dtype: st, shape: [cols, rows], bytes: () => Safetensors.encode(hf(), st) }
   })
 }
-
-/** DeepSeek-V3's MoE keys, dots1's too: the router, shared experts and leading dense layers. */
-const deepSeekMoe = (m: Model): Record<string, unknown> => {
-  const r = m.moe
-  return {
-    intermediate_size: m.ffn,
-    moe_intermediate_size: m.moeFfn,
-    n_routed_experts: m.experts,
-    n_shared_experts: (m.sharedExpertFfn ?? 0) / m.moeFfn,
-    first_k_dense_replace: m.denseFirst ?? 0,
-    // Without group limits, one group kept whole (its score, the top 2, picks nothing).
-    n_group: r?.numGroups ?? 1,
-    topk_group: r?.groupTopk ?? 1,
-    // pleat renormalizes sigmoid probs over a top-k of more than one (Megatron's rule).
-    norm_topk_prob: m.topk > 1,
-    routed_scaling_factor: r?.scalingFactor === undefined || r.scalingFactor === 0 ? 1 : r.scalingFactor,
-  }
-}
-
-/**
- * config.json of the model directory: the architecture's settings as transformers reads them.
- */
-const config = (m: Model, format: Format, dtype: WeightDtype): Record<string, unknown> => {
-  const aux = m.moe?.auxLosses.find((t) => t.type === "aux")?.coeff ?? 0
-  const ropeTheta = m.ropeTheta ?? ModelContext.defaultRopeTheta
-  const common = {
-    vocab_size: m.vocab,
-    hidden_size: m.hidden,
-    num_hidden_layers: m.layers,
-    num_attention_heads: m.heads,
-    num_key_value_heads: m.kvHeads,
-    head_dim: ModelContext.headDim(m),
-    hidden_act: "silu",
-    max_position_embeddings: m.seq,
-    rms_norm_eps: m.normEps ?? ModelContext.defaultNormEps,
-    ...HfRope.keysOf(ropeTheta, m.ropeScaling),
-    attention_dropout: 0,
-    tie_word_embeddings: m.untieEmbeddings !== true,
-    num_experts_per_tok: m.topk,
-    router_aux_loss_coef: aux,
-    output_router_logits: false,
-    use_cache: true,
-    torch_dtype: dtype,
-    dtype,
-  }
-  if (format === "gpt-oss") return HfGptOss.config(m, common)
-  if (format === "mixtral") {
-    return {
-      architectures: ["MixtralForCausalLM"],
-      model_type: "mixtral",
-      ...common,
-      intermediate_size: m.moeFfn,
-      num_local_experts: m.experts,
-      sliding_window: m.slidingWindow ?? null,
-    }
-  }
-  if (format === "dots1") {
-    return {
-      architectures: ["Dots1ForCausalLM"],
-      model_type: "dots1",
-      ...common,
-      ...deepSeekMoe(m),
-      attention_bias: m.qkvBias === true,
-      sliding_window: null,
-      max_window_layers: m.layers,
-    }
-  }
-  if (format === "deepseek-v3") {
-    const s = m.mla as NonNullable<Model["mla"]>
-    return {
-      architectures: ["DeepseekV3ForCausalLM"],
-      model_type: "deepseek_v3",
-      ...common,
-      // Every head has its own keys and values; transformers' head_dim is the rotary width.
-      num_key_value_heads: m.heads,
-      head_dim: s.qkPosEmbHeadDim,
-      ...deepSeekMoe(m),
-      q_lora_rank: s.qLoraRank === 0 ? null : s.qLoraRank,
-      kv_lora_rank: s.kvLoraRank,
-      qk_nope_head_dim: s.qkHeadDim,
-      qk_rope_head_dim: s.qkPosEmbHeadDim,
-      qk_head_dim: s.qkHeadDim + s.qkPosEmbHeadDim,
-      v_head_dim: s.vHeadDim,
-      // The rotary rows are written interleaved (tensors), as DeepSeek's checkpoints are.
-      rope_interleave: true,
-      attention_bias: false,
-      // What the Hub's DeepSeek-V3 configs say of the router, for the tools that read them (transformers does not).
-      topk_method: "noaux_tc",
-      scoring_func: "sigmoid",
-      num_nextn_predict_layers: m.mtpLayers ?? 0,
-    }
-  }
-  // The Qwens' keys (after `common` where they are spread into the file).
-  const qwen = {
-    intermediate_size: m.ffn,
-    moe_intermediate_size: m.moeFfn,
-    num_experts: m.experts,
-    norm_topk_prob: m.moe?.preSoftmax !== true,
-    decoder_sparse_step: 1,
-    mlp_only_layers: Array.from({ length: m.layers }, (_, l) => l).filter((l) => !ModelContext.isMoe(m, l)),
-    use_sliding_window: false,
-    sliding_window: null,
-    max_window_layers: m.layers,
-  }
-  if (format === "qwen3-moe") return { architectures: ["Qwen3MoeForCausalLM"], model_type: "qwen3_moe", ...common, ...qwen, attention_bias: m.qkvBias === true }
-  return {
-    architectures: ["Qwen2MoeForCausalLM"],
-    model_type: "qwen2_moe",
-    ...common,
-    ...qwen,
-    shared_expert_intermediate_size: m.sharedExpertFfn,
-    // Without pleat biases the file holds zeros, which transformers 4 (always biased) reads too.
-    qkv_bias: m.qkvBias === true,
-  }
-}
-
-/**
- * config.json's text: `config`, with the keys transformers' strict configs type as float written
- * with a decimal point when whole (JSON.stringify writes 1.0 as 1, which DeepseekV3Config and
- * Dots1Config refuse for routed_scaling_factor).
- * @category constructors
- */
-export const configText = (m: Model, format: Format, dtype: WeightDtype): string =>
-  `${JSON.stringify(config(m, format, dtype), null, 2).replace(/^(\s*"(?:routed_scaling_factor|router_aux_loss_coef|rms_norm_eps)": )(-?\d+)(,?)$/gm, "$1$2.0$3")}\n`
 
 /**
  * `entries` cut into files of at most `maxBytes` of data each, in order (a tensor larger than
