@@ -97,7 +97,7 @@ describe("pleat train --resume", () => {
     const bin = new Uint8Array(readFileSync(step(flipped, "rank-0.bin")))
     for (let i = 40; i < 44; i++) bin[i] = (bin[i] as number) ^ 0x5a
     writeFileSync(step(flipped, "rank-0.bin"), bin)
-    expect(await refused(flipped)).toMatch(/has a damaged step-00000001\/rank-0\.bin \(checksum [0-9a-f]{16}, manifest\.json records [0-9a-f]{16}\)/)
+    expect(await refused(flipped)).toMatch(/has a damaged step-00000001\/rank-0\.bin \(checksum sha256:[0-9a-f]{64}, manifest\.json records sha256:[0-9a-f]{64}\)/)
 
     const empty = copy()
     writeFileSync(step(empty, "rank-1.json"), "")

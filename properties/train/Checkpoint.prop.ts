@@ -93,7 +93,7 @@ describe("checkpoints", () => {
     const flipped = new Uint8Array(bin)
     for (let i = 0; i < 4; i++) flipped[100 + i] = (flipped[100 + i] as number) ^ 0xff
     writeFileSync(path.join(step, "rank-1.bin"), flipped)
-    expect(() => Checkpoint.manifestFor(dir, run)).toThrow(/has a damaged step-00000001\/rank-1.bin \(checksum [0-9a-f]{16}, manifest.json records [0-9a-f]{16}\)/)
+    expect(() => Checkpoint.manifestFor(dir, run)).toThrow(/has a damaged step-00000001\/rank-1.bin \(checksum sha256:[0-9a-f]{64}, manifest.json records sha256:[0-9a-f]{64}\)/)
     const exit = await Effect.runPromiseExit(Train.run(setup(a), { steps: 2, resume: dir }))
     expect(exit._tag).toBe("Failure")
     writeFileSync(path.join(step, "rank-1.bin"), bin)

@@ -75,7 +75,7 @@ const ManifestSchema = Schema.Struct({
   model: ManifestModel.ManifestModelSchema,
   batch: Schema.Struct({ microBatch: count, globalBatch: count }),
   ranks: count,
-  /** FNV-1a 64 (CheckpointChecksum) of every rank file, by file name. */
+  /** A checksum of every rank file, by file name (CheckpointChecksum: SHA-256, or FNV-1a 64 in older checkpoints). */
   checksums: Schema.Record(Schema.String, Schema.String),
   /** Runs with --expert-bias: each MoE layer's bias at the step (by layer), exact in JSON. */
   expertBias: Schema.optionalKey(Schema.Record(Schema.String, Schema.Array(Schema.Number))),
@@ -215,7 +215,7 @@ const readRanks = (dir: string, stepDir: string, m: Manifest): Array<RankFile> =
       if (!existsSync(path.join(stepDir, file))) throw unusable(dir, `lacks ${file} of its ${m.ranks} ranks`)
       const expected = m.checksums[file]
       if (expected === undefined) throw damaged(file, "manifest.json records no checksum of it")
-      const actual = Checksum.ofFile(path.join(stepDir, file))
+      const actual = Checksum.ofFile(path.join(stepDir, file), Checksum.algorithmOf(expected))
       if (actual.checksum !== expected) throw damaged(file, `checksum ${actual.checksum}, manifest.json records ${expected}`)
       return actual
     }

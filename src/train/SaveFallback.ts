@@ -113,7 +113,7 @@ export const writeRank = (plan: Plan, write: (stepDir: string) => Record<string,
 /** Copies a rank file from one step directory to another, flushed, checked against its checksum. */
 const copyChecked = (from: string, to: string, file: string, checksum: string): void => {
   const bytes = readFileSync(path.join(from, file))
-  const actual = Checksum.of(bytes)
+  const actual = Checksum.of(bytes, Checksum.algorithmOf(checksum))
   if (actual !== checksum) throw new Error(`${path.join(from, file)} reads back with checksum ${actual}, written as ${checksum}`)
   Durable.writeFile(path.join(to, file), bytes)
 }
