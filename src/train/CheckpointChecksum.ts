@@ -90,28 +90,39 @@ export const of = (bytes: Uint8Array, algorithm: Algorithm = "sha256"): string =
   return h.digest()
 }
 
-/** The piece of a file read at a time by `ofFile`. */
+/** The piece of a file read at a time by `piecesOf`. */
 const pieceBytes = 1 << 24
 
 /**
- * The checksum of the file `file` and its size in bytes, read 16 MiB at a time (a checkpoint's
+ * The bytes of the file `file` in pieces of 16 MiB, in order; each piece is valid until the next
+ * is asked for (one buffer serves them all).
+ * @category constructors
+ */
+export function* piecesOf(file: string): Generator<Uint8Array> {
+  const fd = openSync(file, "r")
+  try {
+    const piece = new Uint8Array(pieceBytes)
+    for (;;) {
+      const n = readSync(fd, piece, 0, pieceBytes, null)
+      if (n === 0) return
+      yield n === pieceBytes ? piece : piece.subarray(0, n)
+    }
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * The checksum of the file `file` and its size in bytes, read a piece at a time (a checkpoint's
  * rank file is checked without holding it in memory).
  * @category constructors
  */
 export const ofFile = (file: string, algorithm: Algorithm = "sha256"): { readonly checksum: string; readonly bytes: number } => {
   const h = make(algorithm)
-  const fd = openSync(file, "r")
   let bytes = 0
-  try {
-    const piece = new Uint8Array(pieceBytes)
-    for (;;) {
-      const n = readSync(fd, piece, 0, pieceBytes, null)
-      if (n === 0) break
-      h.update(n === pieceBytes ? piece : piece.subarray(0, n))
-      bytes += n
-    }
-  } finally {
-    closeSync(fd)
+  for (const piece of piecesOf(file)) {
+    h.update(piece)
+    bytes += piece.byteLength
   }
   return { checksum: h.digest(), bytes }
 }

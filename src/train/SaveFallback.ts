@@ -19,7 +19,7 @@
  * published checkpoint stays the latest intact one. Whatever did not work is a SaveFailure,
  * which says where the state went.
  */
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import * as Checksum from "./CheckpointChecksum.js"
@@ -110,12 +110,22 @@ export const writeRank = (plan: Plan, write: (stepDir: string) => Record<string,
   }
 }
 
-/** Copies a rank file from one step directory to another, flushed, checked against its checksum. */
+/**
+ * Copies a rank file from one step directory to another a piece at a time, flushed, checked
+ * against its checksum as it is read (a mismatch throws after the copy, whose manifest is then
+ * never published).
+ */
 const copyChecked = (from: string, to: string, file: string, checksum: string): void => {
-  const bytes = readFileSync(path.join(from, file))
-  const actual = Checksum.of(bytes, Checksum.algorithmOf(checksum))
+  const hash = Checksum.make(Checksum.algorithmOf(checksum))
+  function* hashed(): Generator<Uint8Array> {
+    for (const piece of Checksum.piecesOf(path.join(from, file))) {
+      hash.update(piece)
+      yield piece
+    }
+  }
+  Durable.writeFileParts(path.join(to, file), hashed())
+  const actual = hash.digest()
   if (actual !== checksum) throw new Error(`${path.join(from, file)} reads back with checksum ${actual}, written as ${checksum}`)
-  Durable.writeFile(path.join(to, file), bytes)
 }
 
 /** Removes what a lost save left of its step directories (best effort: they may be unreachable). */
