@@ -29,7 +29,7 @@
  * dtype) is a ConfigError on the field `resume` naming the file or the fields, reported
  * before any work starts.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs"
+import { existsSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -41,11 +41,11 @@ import * as DType from "../tensor/DType.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as Checksum from "./CheckpointChecksum.js"
 import * as CheckpointIdentity from "./CheckpointIdentity.js"
+import * as CheckpointRead from "./CheckpointRead.js"
 import * as Directory from "./CheckpointDirectory.js"
 import * as Durable from "./CheckpointDurable.js"
 import type * as ModelConfig from "./ModelConfig.js"
 import type * as Optimizer from "./Optimizer.js"
-import * as Params from "./Params.js"
 import type * as RankParams from "./RankParams.js"
 
 const count = ManifestModel.count
@@ -295,13 +295,11 @@ export const loadInto = (dir: string, params: ReadonlyMap<string, RankParams.Hel
     for (const { e } of found) {
       if (e.shape.join("x") !== held.spec.shape.join("x")) throw unusable(dir, `has ${name} of shape ${e.shape.join("x")}, this model's is ${held.spec.shape.join("x")}`)
     }
-    const value = assembled(dir, found, name, held.spec.shape, 0, m.dtype)
-    const mm = assembled(dir, found, name, held.spec.shape, 1, "float32")
-    const vv = assembled(dir, found, name, held.spec.shape, 2, "float32")
-    held.value.data.set(Params.slice(value, held.slice).data)
+    // This rank's slice of each field, read from the saved shards that overlap it (CheckpointRead).
+    held.value.data.set(regionOf(dir, found, name, held.slice, 0, m.dtype).data)
     const mo = moments.get(name) as Optimizer.Moments
-    mo.m.set(Params.slice(mm, held.slice).data)
-    mo.v.set(Params.slice(vv, held.slice).data)
+    mo.m.set(regionOf(dir, found, name, held.slice, 1, "float32").data)
+    mo.v.set(regionOf(dir, found, name, held.slice, 2, "float32").data)
   }
 }
 
@@ -334,7 +332,15 @@ export const stored = (dir: string): Stored => {
       throw unusable(dir, `has shards of ${name} that disagree on its shape`, "resume from another checkpoint (--save keeps the last few in the directory)")
     shapes.set(name, shape)
   }
-  const value = (name: string): Tensor.Tensor => assembled(dir, shardsOf(dir, files, name), name, shapes.get(name) ?? [], 0, m.dtype)
+  const value = (name: string): Tensor.Tensor =>
+    regionOf(
+      dir,
+      shardsOf(dir, files, name),
+      name,
+      (shapes.get(name) ?? []).map((n): [number, number] => [0, n]),
+      0,
+      m.dtype,
+    )
   return { manifest: m, shapes, value }
 }
 
@@ -355,38 +361,21 @@ const shardsOf = (dir: string, files: ReadonlyArray<RankFile>, name: string): Ar
   return found
 }
 
-/** `length` bytes of `file` from byte `at`. */
-const bytesAt = (file: string, at: number, length: number): Uint8Array => {
-  const out = new Uint8Array(length)
-  const fd = openSync(file, "r")
-  try {
-    for (let got = 0; got < length; ) {
-      const n = readSync(fd, out, got, length - got, at + got)
-      if (n === 0) throw new RangeError(`${file} ends at byte ${at + got}, before the ${length} bytes from ${at}`)
-      got += n
-    }
-  } finally {
-    closeSync(fd)
-  }
-  return out
-}
-
-/** The full tensor of one saved field of a parameter (its value, or one of Adam's moments) from its shards. */
-const assembled = (
+/** The region `want` of one saved field of a parameter (its value, or one of Adam's moments) from its shards. */
+const regionOf = (
   dir: string,
   found: ReadonlyArray<{ readonly bin: string; readonly e: ShardEntry }>,
   name: string,
-  shape: ReadonlyArray<number>,
+  want: ReadonlyArray<readonly [number, number]>,
   field: 0 | 1 | 2,
   dtype: DType.DType,
 ): Tensor.Tensor => {
   try {
-    const shards = found.map(({ bin, e }) => {
-      const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
-      const copy = bytesAt(bin, e.offsets[field], n * DType.bytesPer(dtype))
-      return { slice: e.slice as ReadonlyArray<[number, number]>, values: dtype === "float32" ? new Float32Array(copy.buffer) : new Float64Array(copy.buffer) }
-    })
-    return Params.assemble(shape, dtype, shards)
+    return CheckpointRead.region(
+      found.map(({ bin, e }) => ({ file: bin, slice: e.slice, at: e.offsets[field] })),
+      want,
+      dtype,
+    )
   } catch (error) {
     throw unusable(dir, `has an incomplete ${name}: ${error instanceof Error ? error.message : String(error)}`)
   }

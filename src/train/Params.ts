@@ -248,9 +248,10 @@ const hash = (s: string): number => {
 /**
  * Calls `copy(from, to, length)` for each contiguous run of the region `ranges` of a row-major
  * tensor of `shape`: `from` is the run's flat offset in the whole, `to` in the region (rows of
- * the innermost dim, merged when they are whole rows).
+ * the innermost dim, merged when they are whole rows), in increasing `from`.
+ * @category mapping
  */
-const forEachRun = (shape: ReadonlyArray<number>, ranges: ReadonlyArray<[number, number]>, copy: (from: number, to: number, length: number) => void): void => {
+export const forEachRun = (shape: ReadonlyArray<number>, ranges: ReadonlyArray<readonly [number, number]>, copy: (from: number, to: number, length: number) => void): void => {
   const region = ranges.map(([a, b]) => b - a)
   const total = Tensor.sizeOf(region)
   if (total === 0) return
