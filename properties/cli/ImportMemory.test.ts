@@ -10,11 +10,12 @@
 // the export read each rank file whole, values and both moments, three times the weights. The
 // round trip is checked too: exported again, every tensor comes back bit for bit.
 import { spawnSync } from "node:child_process"
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { expect, onTestFinished, test } from "vitest"
 import * as Tensor from "../../src/tensor/Tensor.js"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
+import * as CheckpointDirectory from "../../src/train/CheckpointDirectory.js"
 import * as HfExport from "../../src/train/HfExport.js"
 import * as HfExportConfig from "../../src/train/HfExportConfig.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
@@ -83,6 +84,10 @@ test("an import's and an export's peak memory stay under 1.5 times the weights' 
   const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`
   const imported = peak(["import", model.dir, ckpt]) - baseline
   expect(imported, `the import added ${mib(imported)} for ${mib(model.weightBytes)} of weights`).toBeLessThan(1.5 * model.weightBytes)
+  // The checkpoint is the weights alone: the moments, zero, are not stored.
+  const stepDir = CheckpointDirectory.locate(ckpt) as string
+  const elements = Params.specs(modelOf(16)).reduce((n, spec) => n + spec.shape.reduce((p, x) => p * x, 1), 0)
+  expect([Checkpoint.manifest(ckpt).moments, statSync(path.join(stepDir, "rank-0.bin")).size]).toEqual(["zero", 4 * elements])
   const exported = peak(["export", ckpt, back]) - baseline
   expect(exported, `the export added ${mib(exported)} for ${mib(model.weightBytes)} of weights`).toBeLessThan(1.5 * model.weightBytes)
   // Every tensor exported is the one imported, bit for bit (float32 throughout), read a file at a time.

@@ -7,7 +7,8 @@
  *   manifest.json     step, seed, dtype, model, batch, the mapping it was saved under, and a
  *                     checksum of every rank file (written last: its presence means complete)
  *   rank-R.json       per saved slice: name, global shape, slice, offsets into rank-R.bin
- *   rank-R.bin        the slice's values (dtype) and its AdamW moments m, v (float32)
+ *   rank-R.bin        the slice's values (dtype) and its AdamW moments m, v (float32); the
+ *                     values alone where the manifest says `moments: "zero"` (an import)
  * Loading assembles each parameter's full value from every saved slice and cuts this rank's
  * slice under the new mapping, so any mapping can resume any checkpoint.
  *
@@ -77,6 +78,11 @@ const ManifestSchema = Schema.Struct({
   ranks: count,
   /** A checksum of every rank file, by file name (CheckpointChecksum: SHA-256, or FNV-1a 64 in older checkpoints). */
   checksums: Schema.Record(Schema.String, Schema.String),
+  /**
+   * "zero": the AdamW moments are zero and not stored (an import's step 0): each shard holds its
+   * values alone. Absent: every shard holds its values, m and v.
+   */
+  moments: Schema.optionalKey(Schema.Literal("zero")),
   /** Runs with --expert-bias: each MoE layer's bias at the step (by layer), exact in JSON. */
   expertBias: Schema.optionalKey(Schema.Record(Schema.String, Schema.Array(Schema.Number))),
 })
@@ -118,8 +124,9 @@ export interface Shard {
   readonly shape: ReadonlyArray<number>
   readonly slice: ReadonlyArray<[number, number]>
   readonly value: DType.Storage
-  readonly m: Float32Array
-  readonly v: Float32Array
+  /** Its moments; left out in a checkpoint whose manifest says `moments: "zero"` (then by every shard). */
+  readonly m?: Float32Array
+  readonly v?: Float32Array
 }
 
 /**
@@ -137,9 +144,11 @@ export const writeShards = (stepDir: string, rank: number, shards: Iterable<Shar
     for (const shard of shards) {
       const at = offset
       const valueEnd = at + shard.value.byteLength
-      entries.push({ name: shard.name, shape: shard.shape, slice: shard.slice, offsets: [at, valueEnd, valueEnd + shard.m.byteLength] })
-      offset = valueEnd + shard.m.byteLength + shard.v.byteLength
+      const mBytes = shard.m?.byteLength ?? 0
+      entries.push({ name: shard.name, shape: shard.shape, slice: shard.slice, offsets: [at, valueEnd, valueEnd + mBytes] })
+      offset = valueEnd + mBytes + (shard.v?.byteLength ?? 0)
       for (const a of [shard.value, shard.m, shard.v]) {
+        if (a === undefined) continue
         const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
         hash.update(bytes)
         yield bytes
@@ -242,13 +251,14 @@ const readRanks = (dir: string, stepDir: string, m: Manifest): Array<RankFile> =
     }
     const decoded = Schema.decodeUnknownResult(ShardTable)(json)
     if (Result.isFailure(decoded)) throw damaged(tableName, `not a shard table: ${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))}`)
-    // The shards lie end to end: values in the dtype, then m and v in float32.
+    // The shards lie end to end: values in the dtype, then m and v in float32 (none when the moments are zero).
+    const momentBytes = m.moments === "zero" ? 0 : 4
     let at = 0
     for (const e of decoded.success) {
       const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
-      const expected = [at, at + n * width, at + n * width + n * 4] as const
+      const expected = [at, at + n * width, at + n * width + n * momentBytes] as const
       if (e.offsets.some((o, i) => o !== expected[i])) throw damaged(tableName, `${e.name} is not laid out as ${m.dtype} values as manifest.json says`)
-      at = expected[2] + n * 4
+      at = expected[2] + n * momentBytes
     }
     if (at !== binBytes) throw damaged(binName, `${binBytes} bytes, its table lays out ${at} in ${m.dtype}`)
     return { entries: decoded.success, bin: path.join(stepDir, binName) }
@@ -298,6 +308,11 @@ export const loadInto = (dir: string, params: ReadonlyMap<string, RankParams.Hel
     // This rank's slice of each field, read from the saved shards that overlap it (CheckpointRead).
     held.value.data.set(regionOf(dir, found, name, held.slice, 0, m.dtype).data)
     const mo = moments.get(name) as Optimizer.Moments
+    if (m.moments === "zero") {
+      mo.m.fill(0)
+      mo.v.fill(0)
+      continue
+    }
     mo.m.set(regionOf(dir, found, name, held.slice, 1, "float32").data)
     mo.v.set(regionOf(dir, found, name, held.slice, 2, "float32").data)
   }

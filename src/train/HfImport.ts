@@ -319,18 +319,16 @@ export const write = (request: Request): Written => {
   const specs = Params.specs(model)
   const plan = planOf(model, format, dir.tensors, request.modelDir, new Map(specs.map((s) => [s.name, s.shape])))
   // A parameter at a time, its tensors read as it is made (GPT-OSS's fused gate and up read once
-  // for both); the moments are zeros, one buffer for all.
+  // for both); the moments are zero and not stored (the manifest says so).
   let last: { readonly hf: string; readonly values: Float64Array } | undefined
   const valuesOf = (hf: string): Float64Array => {
     if (last?.hf !== hf) last = { hf, values: (dir.tensors.get(hf) as Safetensors.Lazy).values() }
     return last.values
   }
-  const zeros = new Float32Array(Math.max(0, ...specs.map((s) => s.shape.reduce((p, x) => p * x, 1))))
   function* shards(): Generator<Checkpoint.Shard> {
     for (const s of specs) {
       const value = parameterOf(s, plan.byParam.get(s.name) ?? [], valuesOf, request.dtype, request.modelDir, format, ropeInterleave)
-      const none = zeros.subarray(0, value.length)
-      yield { name: s.name, shape: s.shape, slice: s.shape.map((n): [number, number] => [0, n]), value, m: none, v: none }
+      yield { name: s.name, shape: s.shape, slice: s.shape.map((n): [number, number] => [0, n]), value }
     }
   }
   const existed = existsSync(request.out)
@@ -355,6 +353,7 @@ export const write = (request: Request): Written => {
     batch: { microBatch: 1, globalBatch: 1 },
     ranks: 1,
     checksums,
+    moments: "zero",
     // dots1's e_score_correction_bias: the expert biases --expert-bias trains on from here.
     ...(Object.keys(biases).length === 0 ? {} : { expertBias: biases }),
   }
