@@ -149,7 +149,11 @@ const planOf = (
   const placed = new Set<string>()
   const mismatch = (hf: string, shape: ReadonlyArray<number>, expected: ReadonlyArray<number>) =>
     unusable(dir, `has ${hf} of shape [${shape.join(", ")}], where config.json makes it [${expected.join(", ")}]`, "pass a model directory whose weights match its config.json")
-  const into = (name: string, p: HfLayout.Placement) => byParam.set(name, [...(byParam.get(name) ?? []), p])
+  const into = (name: string, p: HfLayout.Placement) => {
+    const list = byParam.get(name)
+    if (list === undefined) byParam.set(name, [p])
+    else list.push(p)
+  }
   for (const p of HfLayout.placements(m, format)) {
     const t = tensors.get(p.hf)
     placed.add(p.hf)

@@ -198,6 +198,27 @@ const locate = (head: Uint8Array, fileBytes: number): Array<Located> => {
 /** The values of a located tensor whose bytes are `bytes` (from its first), widened to float64. */
 const widen = (t: Located, bytes: Uint8Array): Float64Array => {
   const reader = readers[t.dtype] as (typeof readers)[string]
+  const length = t.count * reader.width
+  // F64, F32, BF16 and U8 through typed views of the bytes (little-endian, as every platform
+  // Node runs pleat on), copied to an aligned buffer first where they are not aligned; F16 and
+  // F8_E4M3 element by element.
+  const aligned = (): Uint8Array => (bytes.byteOffset % 8 === 0 ? bytes : bytes.slice(0, length))
+  if (t.dtype === "F64") {
+    const b = aligned()
+    return new Float64Array(b.buffer, b.byteOffset, t.count).slice()
+  }
+  if (t.dtype === "F32") {
+    const b = aligned()
+    return Float64Array.from(new Float32Array(b.buffer, b.byteOffset, t.count))
+  }
+  if (t.dtype === "BF16") {
+    const b = aligned()
+    const halves = new Uint16Array(b.buffer, b.byteOffset, t.count)
+    const bits = new Uint32Array(t.count)
+    for (let i = 0; i < t.count; i++) bits[i] = (halves[i] as number) << 16
+    return Float64Array.from(new Float32Array(bits.buffer))
+  }
+  if (t.dtype === "U8") return Float64Array.from(bytes.subarray(0, length))
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const values = new Float64Array(t.count)
   for (let i = 0; i < t.count; i++) values[i] = reader.at(view, i * reader.width)
