@@ -8,8 +8,9 @@
  * intersection of the slice with the wanted region is a box; its contiguous runs in the shard
  * (Params.forEachRun) come in increasing order, so they are read in windows of at most
  * `windowBytes` (one positional read a window, a run longer than that on its own), gathered into
- * the box, and the box placed into the region. Replicas (shards of one slice) are read once.
- * Memory: the region, one box and one window.
+ * the box, and the box placed into the region; runs of 64 KiB and more are read straight into
+ * the box, and a shard that holds the whole region is read straight into it. Replicas (shards of
+ * one slice) are read once. Memory: the region, one box and one window.
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs"
 import * as DType from "../tensor/DType.js"
@@ -41,10 +42,13 @@ const readExact = (fd: number, into: Uint8Array, offset: number, length: number,
   }
 }
 
-/** The values of `box` (in the shard's own coordinates) read from the shard `s`. */
-const readBox = (s: SavedShard, box: ReadonlyArray<[number, number]>, dtype: DType.DType, windowBytes: number): DType.Storage => {
+/**
+ * The values of `box` (in the shard's own coordinates) read from the shard `s` into `part` (the
+ * box's size): runs of at least `directBytes` straight into it, shorter ones through windows.
+ */
+const readBox = (s: SavedShard, box: ReadonlyArray<[number, number]>, part: DType.Storage, dtype: DType.DType, windowBytes: number): void => {
   const width = DType.bytesPer(dtype)
-  const part = DType.allocate(dtype, Tensor.sizeOf(box.map(([a, b]) => b - a)))
+  const directBytes = Math.min(windowBytes, 1 << 16)
   const bytes = new Uint8Array(part.buffer, part.byteOffset, part.byteLength)
   // Each run as (from in the shard, to in the box, length), in increasing `from`.
   const runs: Array<number> = []
@@ -59,14 +63,14 @@ const readBox = (s: SavedShard, box: ReadonlyArray<[number, number]>, dtype: DTy
       const start = runs[i] as number
       let j = i
       while (j < runs.length && ((runs[j] as number) + (runs[j + 2] as number) - start) * width <= windowBytes) j += 3
-      if (j === i) {
-        // A run longer than a window: read straight into the box.
+      if (j === i || (j === i + 3 && (runs[i + 2] as number) * width >= directBytes)) {
+        // A long run (or one longer than a window): read straight into the box.
         readExact(fd, bytes, (runs[i + 1] as number) * width, (runs[i + 2] as number) * width, s.at + start * width, s.file)
         i += 3
         continue
       }
       const span = ((runs[j - 3] as number) + (runs[j - 1] as number) - start) * width
-      const window = new Uint8Array(span)
+      const window = Buffer.allocUnsafe(span)
       readExact(fd, window, 0, span, s.at + start * width, s.file)
       for (let k = i; k < j; k += 3) {
         const from = ((runs[k] as number) - start) * width
@@ -77,7 +81,6 @@ const readBox = (s: SavedShard, box: ReadonlyArray<[number, number]>, dtype: DTy
   } finally {
     closeSync(fd)
   }
-  return part
 }
 
 /**
@@ -92,7 +95,8 @@ export const region = (
   windowBytes: number = defaultWindowBytes,
 ): Tensor.Tensor => {
   const shape = want.map(([a, b]) => b - a)
-  const out = DType.allocate(dtype, Tensor.sizeOf(shape))
+  // Every element is written once the shards cover the region (else this throws).
+  const out = DType.allocateUninitialized(dtype, Tensor.sizeOf(shape))
   let covered = 0
   const seen = new Set<string>()
   for (const s of shards) {
@@ -101,13 +105,13 @@ export const region = (
     seen.add(key)
     const box = want.map(([a, b], d): [number, number] => [Math.max(a, (s.slice[d] as readonly [number, number])[0]), Math.min(b, (s.slice[d] as readonly [number, number])[1])])
     if (box.some(([a, b]) => a >= b)) continue
-    const part = readBox(
-      s,
-      box.map(([a, b], d): [number, number] => [a - (s.slice[d] as readonly [number, number])[0], b - (s.slice[d] as readonly [number, number])[0]]),
-      dtype,
-      windowBytes,
-    )
+    const inShard = box.map(([a, b], d): [number, number] => [a - (s.slice[d] as readonly [number, number])[0], b - (s.slice[d] as readonly [number, number])[0]])
+    const whole = box.every(([a, b], d) => a === (want[d] as readonly [number, number])[0] && b === (want[d] as readonly [number, number])[1])
+    // A shard holding the whole region is read straight into it (the box is the region).
+    const part = whole ? out : DType.allocateUninitialized(dtype, Tensor.sizeOf(box.map(([a, b]) => b - a)))
+    readBox(s, inShard, part, dtype, windowBytes)
     covered += part.length
+    if (whole) continue
     Params.forEachRun(
       shape,
       box.map(([a, b], d): [number, number] => [a - (want[d] as readonly [number, number])[0], b - (want[d] as readonly [number, number])[0]]),
