@@ -248,7 +248,7 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
     // copy of the weights: a reference there would not start each step from the parallel run's).
     const { device: _device, ...onHost } = setup
     // once a job: the reference trainer's setup
-    const one = RankTrainer.make({ ...onHost, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false, recompute: "none" }, 0, [], definition)
+    const one = RankTrainer.make({ ...onHost, parallel: ParallelConfig.make({ world: 1 }), distributedOptimizer: false, recompute: "none" }, 0, [], definition, "given")
     // Each step's snapshots, once every rank has reported it (ranks report in step order, so
     // steps complete in order).
     // Ends with undefined once the parallel run has ended, so a step that never completed is a

@@ -86,8 +86,14 @@ export const syncGroups = (parallel: ParallelConfig.ParallelConfig, rank: number
 }
 
 /**
+ * Where a rank's shards start: drawn from the seed, or zeros that the caller fills (a checkpoint).
+ * @category models
+ */
+export type Values = "seed" | "given"
+
+/**
  * Materializes this rank's shards of the parameters of `layers` (and embedding / head where
- * its stages hold them) from the seed.
+ * its stages hold them) from the seed, or as zeros when their values are `given` later.
  * @category constructors
  */
 export const make = (
@@ -97,12 +103,19 @@ export const make = (
   sizes: ParallelConfig.Sizes,
   seed: number,
   dtype: DType.DType,
+  values: Values = "seed",
 ): Map<string, Held> => {
   const out = new Map<string, Held>()
   for (const spec of specs) {
     if (!holds(spec)) continue
     const slice = Params.sliceOf(spec, place, sizes)
-    const value = Params.initialSlice(spec, seed, dtype, slice)
+    const value =
+      values === "seed"
+        ? Params.initialSlice(spec, seed, dtype, slice)
+        : Tensor.zeros(
+            slice.map(([a, b]) => b - a),
+            { dtype },
+          )
     const tiedCopy = spec.tied === true && place.pp !== 0
     out.set(spec.name, { spec, value, grad: DType.allocate(dtype, value.size), slice, ...(tiedCopy ? { tiedCopy } : {}) })
   }
