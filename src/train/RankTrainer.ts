@@ -73,9 +73,7 @@ export type StepReport = StepReportModule.StepReport
  * Builds a rank's trainer: its groups, its shards (from the seed), its schedule; `faults` are
  * test-only injected faults (Fault.ts); `definition` is the model, loaded from
  * `setup.definition` by the caller (ModelDefinition.load; the built-in model by default).
- * `values` "given": the shards start as zeros for the caller to fill before the first step (a
- * resume's checkpoint, Lockstep's parallel run), instead of being drawn from the seed, which
- * takes ~37 ns an element here (a minute and more for a rank of billions of parameters).
+ * `values` "given": the shards start as zeros for the caller to fill (RankParams.Values).
  * @category constructors
  */
 export const make = (

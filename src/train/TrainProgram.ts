@@ -80,8 +80,8 @@ export const program = (rank: number, args: unknown) =>
     const definition = yield* Effect.promise(() => ModelDefinition.load(a.setup.definition ?? BuiltinModels.defaultRef))
     // On GPUs: this process's GPU, by the launcher's local rank, before any device memory.
     if (a.setup.device === "cuda") ProcessGpu.select()
-    // once a job: a rank's setup
     // A resume's values come from the checkpoint: none drawn from the seed.
+    // once a job: a rank's setup
     const trainer = RankTrainer.make(events.tracing ? { ...a.setup, span: events.span } : a.setup, rank, a.faults, definition, a.resume === undefined ? "seed" : "given")
     if (a.resume !== undefined) {
       const { distributed } = trainer
