@@ -9,8 +9,8 @@
  *   rank-R.json       per saved slice: name, global shape, slice, offsets into rank-R.bin
  *   rank-R.bin        the slice's values (dtype) and its AdamW moments m, v (float32); the
  *                     values alone where the manifest says `moments: "zero"` (an import)
- * Loading assembles each parameter's full value from every saved slice and cuts this rank's
- * slice under the new mapping, so any mapping can resume any checkpoint.
+ * Loading reads this rank's slice under the new mapping from the parts of the saved slices that
+ * overlap it (CheckpointRead), so any mapping can resume any checkpoint.
  *
  * Which slices a rank saves depends on its optimizer, never the format: with the replicated
  * optimizer, every held shard (replicas save the same slice); with the distributed optimizer,
@@ -207,7 +207,7 @@ const open = (dir: string): { readonly stepDir: string; readonly manifest: Manif
 /**
  * One rank's files, checked against the manifest: checksums, table, layout in the dtype. The
  * table is held; the .bin is hashed 16 MiB at a time and read later only where a shard lies
- * (`assembled`), so a load holds a parameter at a time, never a rank file.
+ * (`regionOf`), so a load holds a parameter at a time, never a rank file.
  */
 interface RankFile {
   readonly entries: ReadonlyArray<ShardEntry>

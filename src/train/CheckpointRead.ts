@@ -12,10 +12,11 @@
  * the box, and a shard that holds the whole region is read straight into it. Replicas (shards of
  * one slice) are read once. Memory: the region, one box and one window.
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs"
+import { closeSync, fstatSync, openSync } from "node:fs"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as Params from "./Params.js"
+import * as PositionedRead from "./PositionedRead.js"
 
 /**
  * One saved shard of a parameter: where its values lie.
@@ -35,11 +36,8 @@ const defaultWindowBytes = 1 << 24
 
 /** Reads exactly `length` bytes of `fd` from byte `at` into `into` at `offset`. */
 const readExact = (fd: number, into: Uint8Array, offset: number, length: number, at: number, file: string): void => {
-  for (let got = 0; got < length; ) {
-    const n = readSync(fd, into, offset + got, length - got, at + got)
-    if (n === 0) throw new RangeError(`${file} has ${fstatSync(fd).size} bytes, too few for the ${length} bytes of a shard from byte ${at}`)
-    got += n
-  }
+  if (PositionedRead.readFully(fd, into, offset, length, at) < length)
+    throw new RangeError(`${file} has ${fstatSync(fd).size} bytes, too few for the ${length} bytes of a shard from byte ${at}`)
 }
 
 /**

@@ -196,13 +196,29 @@ const worstOf = (specs: ReadonlyArray<Params.ParamSpec>, error: (spec: Params.Pa
   )
 
 /** The one-rank trainer's parameters and moments set to the parallel run's `at` (every rank's shards, gathered). */
-const startFrom = (one: ReturnType<typeof RankTrainer.make>, specs: ReadonlyArray<Params.ParamSpec>, at: Shards, dtype: DType.DType): void => {
-  for (const spec of specs) {
+/** A step's starting values and moments, by parameter, as the one-rank trainer holds them. */
+type StartingPoint = ReadonlyArray<{
+  readonly held: RankParams.Held
+  readonly moments: Optimizer.Moments | undefined
+  readonly value: DType.Storage
+  readonly m: DType.Storage
+  readonly v: DType.Storage
+}>
+
+/** The parallel run's shards `at`, gathered once into the one-rank trainer's slices. */
+const startingPoint = (one: ReturnType<typeof RankTrainer.make>, specs: ReadonlyArray<Params.ParamSpec>, at: Shards, dtype: DType.DType): StartingPoint =>
+  specs.map((spec) => {
     const held = one.params.get(spec.name) as RankParams.Held
-    const moments = one.moments.get(spec.name)
-    held.value.data.set(Params.slice(gather(at, spec, "value", dtype), held.slice).data)
-    moments?.m.set(Params.slice(gather(at, spec, "m", dtype), held.slice).data)
-    moments?.v.set(Params.slice(gather(at, spec, "v", dtype), held.slice).data)
+    const cut = (part: "value" | "m" | "v") => Params.slice(gather(at, spec, part, dtype), held.slice).data
+    return { held, moments: one.moments.get(spec.name), value: cut("value"), m: cut("m"), v: cut("v") }
+  })
+
+/** The one-rank trainer's parameters and moments set to `point`. */
+const startFrom = (point: StartingPoint): void => {
+  for (const p of point) {
+    p.held.value.data.set(p.value)
+    p.moments?.m.set(p.m)
+    p.moments?.v.set(p.v)
   }
 }
 
@@ -217,13 +233,13 @@ const startFrom = (one: ReturnType<typeof RankTrainer.make>, specs: ReadonlyArra
 const referenceUpdate = (
   one: ReturnType<typeof RankTrainer.make>,
   specs: ReadonlyArray<Params.ParamSpec>,
-  before: Shards,
+  before: StartingPoint,
   after: Shards,
   setup: RankTrainer.TrainSetup,
   k: number,
   gradNorm: number,
 ): Array<LockstepProgram.Holding> => {
-  startFrom(one, specs, before, setup.dtype)
+  startFrom(before)
   for (const spec of specs) {
     const held = one.params.get(spec.name) as RankParams.Held
     held.grad.set(Params.slice(gather(after, spec, "grad", setup.dtype), held.slice).data)
@@ -280,12 +296,13 @@ export const run = (setup: RankTrainer.TrainSetup, options: Options): Effect.Eff
       for (let k = 0; k < options.steps; k++) {
         const after = yield* next
         // The one-rank run starts this step where the parallel run did: values and moments.
-        startFrom(one, specs, before, setup.dtype)
+        const point = startingPoint(one, specs, before, setup.dtype)
+        startFrom(point)
         const [single] = yield* Job.run({ world: 1 }, () => one.step(k))
         const mine = [LockstepProgram.holdingsOf(one)]
         const ranks = after.map((s) => s.holdings)
         const reports = after.map((s) => s.report as RankTrainer.StepReport)
-        const updated = [referenceUpdate(one, specs, before, ranks, setup, k, reports[0]?.gradNorm ?? Number.NaN)]
+        const updated = [referenceUpdate(one, specs, point, ranks, setup, k, reports[0]?.gradNorm ?? Number.NaN)]
         const comparison: StepComparison = {
           step: k,
           loss: compared(

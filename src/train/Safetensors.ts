@@ -12,9 +12,10 @@
  * nearest, ties to even: Bf16Round). Typed arrays are written as they lie in memory, which is
  * little-endian on every platform Node runs pleat on (x86-64, arm64).
  */
-import { closeSync, openSync, readSync, statSync } from "node:fs"
+import { closeSync, openSync, statSync } from "node:fs"
 import * as Bf16Round from "../tensor/kernels/Bf16Round.js"
 import * as Durable from "./CheckpointDurable.js"
+import * as PositionedRead from "./PositionedRead.js"
 
 /**
  * The element types an export writes.
@@ -255,11 +256,8 @@ export const lazily = (tensors: ReadonlyMap<string, Read>): Map<string, Lazy> =>
 /** `length` bytes of the open file `fd` from byte `at`. */
 const bytesAt = (fd: number, at: number, length: number): Uint8Array => {
   const out = new Uint8Array(length)
-  for (let got = 0; got < length; ) {
-    const n = readSync(fd, out, got, length - got, at + got)
-    if (n === 0) throw new RangeError(`the file ends at byte ${at + got}, within a tensor`)
-    got += n
-  }
+  const got = PositionedRead.readFully(fd, out, 0, length, at)
+  if (got < length) throw new RangeError(`the file ends at byte ${at + got}, within a tensor`)
   return out
 }
 

@@ -13,7 +13,8 @@
  * the vocabulary), so a bad file is a one-line error and never a crash mid-run; `read` then
  * reads one window with one positioned read (every rank reads only its own micro-batches).
  */
-import { closeSync, fstatSync, openSync, readSync } from "node:fs"
+import { closeSync, fstatSync, openSync } from "node:fs"
+import * as PositionedRead from "./PositionedRead.js"
 import * as ConfigError from "../errors/ConfigError.js"
 
 /**
@@ -70,15 +71,7 @@ const idsOf = (buffer: Buffer, bytes: number, dtype: TokenDtype): Uint16Array | 
   dtype === "uint16" ? new Uint16Array(buffer.buffer, buffer.byteOffset, bytes / 2) : new Uint32Array(buffer.buffer, buffer.byteOffset, bytes / 4)
 
 /** Reads exactly `bytes` at `offset`, or fewer where the file ended. */
-const readAt = (fd: number, buffer: Buffer, bytes: number, offset: number): number => {
-  let got = 0
-  while (got < bytes) {
-    const n = readSync(fd, buffer, got, bytes - got, offset + got)
-    if (n === 0) break
-    got += n
-  }
-  return got
-}
+const readAt = (fd: number, buffer: Buffer, bytes: number, offset: number): number => PositionedRead.readFully(fd, buffer, 0, bytes, offset)
 
 const platformIsLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
