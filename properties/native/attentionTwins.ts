@@ -242,7 +242,10 @@ const flashBackward: Twin<AttentionCase> = {
     } else device().attentionBackward({ ...shape, q, k, v, out, gradOut, lse, ...got })
     const floor = 4e-6 * (c.d + c.dv)
     expectNear(got.gradQ, want.gradQ, 1e-4, "gradQ", floor)
-    expectNear(got.gradK, want.gradK, 1e-4, "gradK", floor)
+    // A key's gradient sums every query row's cancelled residue (sq x group rows of a few ulps
+    // each): its floor grows as their square root. A CI run found -2.6e-4 where the reference is an
+    // exact 0 (one key, 240 query rows) against the single row's floor of 1.5e-4.
+    expectNear(got.gradK, want.gradK, 1e-4, "gradK", floor * Math.sqrt(c.sq * c.group))
     expectNear(got.gradV, want.gradV, 1e-4, "gradV", floor)
   },
 }
