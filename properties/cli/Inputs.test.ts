@@ -183,3 +183,37 @@ describe("ranks one process hosts", () => {
     expect(refused(["train", "--config", file])).toContain(`"workers" in ${file}: 3 sets the worker threads of the threads backends, but the backend is local-zero-copy`)
   })
 })
+
+describe("interleaved pipelines", () => {
+  test("a global batch whose micro-batches the interleaved schedule cannot run is refused before any work, naming --global-batch and two that run", () => {
+    // The schedule's own rule (Megatron's): M >= pp, and M % pp is 0 or at least pp (microbatchGroupSize pp).
+    const runs = (m: number, pp: number) => m >= pp && (m % pp === 0 || m % pp >= pp)
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 4 }), fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 9 }), (pp, dp, microBatch, m) => {
+        const argv = ["train", "--steps", "1", "--world", String(pp * dp), "--tp", "1", "--cp", "1", "--ep", "1", "--pp", String(pp), "--vpp", "2", "--layers", String(2 * pp)]
+        const global = m * microBatch * dp
+        const flags = [...argv, "--micro-batch", String(microBatch), "--global-batch", String(global)]
+        if (runs(m, pp)) {
+          expect(TrainOptions.resolve(flags.slice(1))).not.toBe("help")
+          return
+        }
+        const line = refused(flags)
+        expect(line).toContain(`pleat train: --global-batch: ${global} makes ${m} micro-batch`)
+        expect(line).toContain("which the interleaved schedule of --vpp 2 cannot run")
+        const suggested = [...line.matchAll(/--global-batch (\d+)/g)].map((x) => Number(x[1]))
+        expect(suggested.length).toBeGreaterThan(0)
+        for (const g of suggested) {
+          expect(g % (microBatch * dp)).toBe(0)
+          expect(runs(g / (microBatch * dp), pp)).toBe(true)
+          expect(TrainOptions.resolve([...argv.slice(1), "--micro-batch", String(microBatch), "--global-batch", String(g)])).not.toBe("help")
+        }
+        // The nearest that run, one above and (where one runs) one below: none runs between them.
+        const counts = suggested.map((g) => g / (microBatch * dp))
+        expect(counts.filter((k) => k > m)).toHaveLength(1)
+        expect(counts.filter((k) => k < m)).toHaveLength(Array.from({ length: m }, (_, k) => k).some((k) => k > 0 && runs(k, pp)) ? 1 : 0)
+        for (let k = Math.min(...counts) + 1; k < Math.max(...counts); k++) if (k !== m) expect(runs(k, pp), `${k} micro-batches run`).toBe(false)
+      }),
+      { numRuns: 60 },
+    )
+  })
+})

@@ -74,14 +74,18 @@ describe("block-wise dequantization", () => {
             for (let q = 0; q < sc; q++)
               for (let i = p * bo; i < Math.min(rows, (p + 1) * bo); i++)
                 for (let j = q * bi; j < Math.min(cols, (q + 1) * bi); j++) expect(got[i * cols + j]).toBe((w[i * cols + j] as number) * (s[p * sc + q] as number))
+          // A slab of rows is those rows alone, wherever it starts and ends within the blocks.
+          const first = seed % rows
+          const count = Math.floor(seed / rows) % (rows - first + 1)
+          expect(Array.from(out.get("a.weight")?.slab(first, count) ?? [])).toEqual(Array.from(got.subarray(first * cols, (first + count) * cols)))
         },
       ),
     )
   })
 
   test("what is not the Hub's block-wise FP8 is refused naming the tensor or key", () => {
-    const weight = { dtype: "F8_E4M3", shape: [4, 4], values: () => new Float64Array(16) }
-    const scales = { dtype: "F32", shape: [1, 1], values: () => new Float64Array(1) }
+    const weight = Safetensors.slabsOf("F8_E4M3", [4, 4], () => new Float64Array(16))
+    const scales = Safetensors.slabsOf("F32", [1, 1], () => new Float64Array(1))
     const both = new Map([
       ["w", weight],
       ["w_scale_inv", scales],

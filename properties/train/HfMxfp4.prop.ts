@@ -72,7 +72,7 @@ const independent = (p: Packed): Float64Array => {
 }
 
 describe("MXFP4 dequantization", () => {
-  test("the E2M1 codes are the table's, and every element is its code times its block's 2^(s - 127), transposed to [E, in, out]", () => {
+  test("the E2M1 codes are the table's, and every element is its code times its block's 2^(s - 127), transposed to [E, in, out]; a slab of experts is theirs alone", () => {
     expect(HfMxfp4.fp4Values.map((v, c) => Object.is(v, e2m1(c)))).toEqual(new Array(16).fill(true))
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 1e6 }), (e, rows, groups, seed) => {
@@ -80,7 +80,12 @@ describe("MXFP4 dequantization", () => {
         const got = HfMxfp4.dequantized(read(p), refuse)
         expect([...got.keys()]).toEqual(["w"])
         expect(got.get("w")?.shape).toEqual([e, groups * 32, rows])
-        expect(Array.from(got.get("w")?.values() ?? [])).toEqual(Array.from(independent(p)))
+        const all = independent(p)
+        expect(Array.from(got.get("w")?.values() ?? [])).toEqual(Array.from(all))
+        const expert = groups * 32 * rows
+        const first = seed % e
+        const count = Math.floor(seed / e) % (e - first + 1)
+        expect(Array.from(got.get("w")?.slab(first, count) ?? [])).toEqual(Array.from(all.subarray(first * expert, (first + count) * expert)))
       }),
       { numRuns: 60 },
     )
@@ -111,7 +116,10 @@ describe("MXFP4 dequantization", () => {
     expect(() => HfMxfp4.dequantized(without("w_blocks"), refuse)).toThrow("holds w_scales without its w_blocks")
     const bf16 = new Map(p).set("w_blocks", { ...(p.get("w_blocks") as Safetensors.Lazy), dtype: "BF16" })
     expect(() => HfMxfp4.dequantized(bf16, refuse)).toThrow("holds w_blocks as BF16 and w_scales as U8, where MXFP4 stores bytes (U8)")
-    const short = new Map(p).set("w_scales", { dtype: "U8", shape: [1, 3, 1], values: () => new Float64Array(3) })
+    const short = new Map(p).set(
+      "w_scales",
+      Safetensors.slabsOf("U8", [1, 3, 1], () => new Float64Array(3)),
+    )
     expect(() => HfMxfp4.dequantized(short, refuse)).toThrow("holds w_blocks [1, 2, 1, 16] with w_scales [1, 3, 1], where MXFP4 pairs [E, out, G, 16] with [E, out, G]")
   })
 })

@@ -66,6 +66,49 @@ describe("safetensors", () => {
     )
   })
 
+  test("a slab of entries of the first dimension reads those entries alone, from the file or from memory; one past the end is refused", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom<Safetensors.Dtype>("F64", "F32", "BF16"),
+        fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 1, maxLength: 3 }),
+        fc.integer({ min: 0, max: 5 }),
+        fc.integer({ min: 0, max: 5 }),
+        fc.integer({ min: 1, max: 1e6 }),
+        (dtype, shape, a, b, seed) => {
+          const count = shape.reduce((p, d) => p * d, 1)
+          const values = Float64Array.from({ length: count }, (_, i) => Math.sin(seed + i) * 1e3)
+          const file = path.join(dir, `${files++}.safetensors`)
+          // A tensor before it, so the slab's bytes start past the header at an odd offset.
+          Safetensors.write(file, [
+            { name: "a", dtype: "BF16", shape: [3], bytes: () => Safetensors.encode(new Float64Array(3), "BF16") },
+            { name: "t", dtype, shape, bytes: () => Safetensors.encode(values, dtype) },
+          ])
+          const entries = shape[0] as number
+          const [first, last] = [Math.min(a, entries), Math.min(a + b, entries)]
+          const entry = count / Math.max(entries, 1)
+          const want = expected(values, dtype).slice(first * entry, last * entry)
+          for (const t of [Safetensors.open(file).get("t"), Safetensors.lazily(Safetensors.read(readFileSync(file))).get("t")]) {
+            expect(Array.from(t?.slab(first, last - first) ?? [])).toEqual(want)
+          }
+          expect(() => Safetensors.open(file).get("t")?.slab(entries, 1)).toThrow(`entries [${entries}, ${entries + 1}) of t, whose first dimension has ${entries}`)
+          // Slabs of at most `a + 1` elements (one entry at least) tile the tensor in order.
+          const seen: Array<number> = []
+          Safetensors.eachSlab(
+            Safetensors.open(file).get("t") as Safetensors.Lazy,
+            (slab, from, firstEntry, entriesRead) => {
+              expect([from, firstEntry * entry, slab.length]).toEqual([seen.length, from, entriesRead * entry])
+              expect(entriesRead === 1 || slab.length <= a + 1).toBe(true)
+              seen.push(...slab)
+            },
+            a + 1,
+          )
+          expect(seen).toEqual(expected(values, dtype))
+        },
+      ),
+      { numRuns: 150 },
+    )
+  })
+
   test("bytes (U8) read as 0 to 255; a file that is not safetensors is refused saying why", () => {
     const header = Buffer.from(JSON.stringify({ b: { dtype: "U8", shape: [2, 2], data_offsets: [0, 4] } }))
     const length = Buffer.alloc(8)

@@ -61,15 +61,20 @@ export const dequantized = (
     const [sr, sc] = [Math.ceil(rows / bo), Math.ceil(cols / bi)]
     if (w.shape.length !== 2 || scales.shape.join("x") !== `${sr}x${sc}`)
       throw refuse(`holds ${name}${suffix} of shape [${scales.shape.join(", ")}] for ${name} [${w.shape.join(", ")}], where blocks of ${bo} x ${bi} make it [${sr}, ${sc}]`, fix)
-    const values = (): Float64Array => {
-      const stored = w.values()
-      const scale = scales.values()
-      const out = new Float64Array(stored.length)
-      for (let i = 0; i < rows; i++)
-        for (let j = 0; j < cols; j++) out[i * cols + j] = (stored[i * cols + j] as number) * (scale[Math.floor(i / bo) * sc + Math.floor(j / bi)] as number)
+    // Rows `first` to `first + count - 1`, from their stored values and their blocks' scales alone.
+    const slab = (first: number, count: number): Float64Array => {
+      const out = new Float64Array(count * cols)
+      if (count === 0) return out
+      const stored = w.slab(first, count)
+      const top = Math.floor(first / bo)
+      const scale = scales.slab(top, Math.floor((first + count - 1) / bo) - top + 1)
+      for (let i = 0; i < count; i++) {
+        const row = (Math.floor((first + i) / bo) - top) * sc
+        for (let j = 0; j < cols; j++) out[i * cols + j] = (stored[i * cols + j] as number) * (scale[row + Math.floor(j / bi)] as number)
+      }
       return out
     }
-    out.set(name, { dtype: w.dtype, shape: w.shape, values })
+    out.set(name, { dtype: w.dtype, shape: w.shape, values: () => slab(0, rows), slab })
     out.delete(`${name}${suffix}`)
   }
   const orphan = [...out.keys()].find((name) => name.endsWith(suffix))

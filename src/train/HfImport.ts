@@ -24,8 +24,9 @@
  * The checkpoint is written as training writes one (CheckpointDirectory: step directory, rank
  * file, manifest last): a crash leaves none or the whole one. It is written a parameter at a
  * time, each made from its tensors as it is written (the files' headers are read first, their
- * values when asked for: Safetensors.open), so an import holds one parameter and the tensors
- * that make it, never a file or the model. Everything that can refuse an import is found before
+ * values when asked for: Safetensors.open), so an import holds one parameter and the matrix it
+ * transposes or a slab of the tensor it copies (GPT-OSS's fused experts a few at a time), never a
+ * file or the model. Everything that can refuse an import is found before
  * anything is written (planOf), but for the copies of DeepSeek's multi-token prediction layers,
  * compared as they are placed: such a refusal removes what the import had written.
  */
@@ -200,14 +201,16 @@ const planOf = (
 }
 
 /**
- * One of pleat's parameters, whole, in `dtype`, from its placements (`read` gives a tensor's
- * values). DeepSeek-V3's multi-token prediction layers copy the embedding and the output layer:
- * a copy must be what the first placed, which pleat shares (a ConfigError naming both otherwise).
+ * One of pleat's parameters, whole, in `dtype`, from its placements (`tensor` gives a tensor;
+ * GPT-OSS's fused experts and every tensor placed as it is are read a slab of entries at a time,
+ * so no more than the parameter is held). DeepSeek-V3's multi-token prediction layers copy the
+ * embedding and the output layer: a copy must be what the first placed, which pleat shares (a
+ * ConfigError naming both otherwise).
  */
 const parameterOf = (
   spec: Params.ParamSpec,
   placements: ReadonlyArray<HfLayout.Placement>,
-  read: (hf: string) => Float64Array,
+  tensor: (hf: string) => Safetensors.Lazy,
   dtype: DType.DType,
   dir: string,
   format: HfLayout.Format,
@@ -220,32 +223,40 @@ const parameterOf = (
   let first: string | undefined
   for (const p of placements) {
     if (p.kind === "gateUp") {
-      // Gate from the even columns, up from the odd.
-      const fused = read(p.hf)
+      // Gate from the even columns, up from the odd: element i of either is element 2i (+1) of the fused.
       const odd = p.up === spec.name ? 1 : 0
-      for (let i = 0; i < into.length; i++) into[i] = fused[2 * i + odd] as number
+      Safetensors.eachSlab(tensor(p.hf), (fused, from) => {
+        const at = from / 2
+        for (let i = 0; i < fused.length / 2; i++) into[at + i] = fused[2 * i + odd] as number
+      })
       continue
     }
     if (p.kind !== "same" && p.kind !== "linear" && p.kind !== "expert") continue
-    const stored = read(p.hf)
     const [rows, cols] = (p.kind === "expert" ? spec.shape.slice(1) : spec.shape) as [number, number]
-    // DeepSeek-V3's interleaved rotary rows back into pleat's rotate-half order first.
-    const hf = p.kind === "linear" && p.rope !== undefined && ropeInterleave ? HfLayout.interleaved(stored, cols, rows, p.rope, false) : stored
-    const values = p.kind === "same" ? stored : HfLayout.transposed(hf, 0, cols, rows)
     if (p.kind === "expert") {
-      into.set(values, p.expert * rows * cols)
+      into.set(HfLayout.transposed(tensor(p.hf).values(), 0, cols, rows), p.expert * rows * cols)
       continue
     }
-    if (first !== undefined) {
-      // Compared as stored (rounded to the checkpoint's dtype).
-      const copy = DType.allocate(dtype, values.length)
-      copy.set(values)
-      if (copy.some((v, i) => v !== into[i]))
-        throw unusable(dir, `holds ${p.hf} unlike ${first}, where pleat's model shares one ${spec.name}`, `import a ${format} model whose copies of ${first} are the same`)
-      continue
+    // The values from element `from` on: placed, or (a copy, compared as stored: rounded to the checkpoint's dtype) checked.
+    const copy = first
+    const place = (values: Float64Array, from: number): void => {
+      if (copy === undefined) {
+        into.set(values, from)
+        return
+      }
+      const stored = DType.allocate(dtype, values.length)
+      stored.set(values)
+      if (stored.some((v, i) => v !== into[from + i]))
+        throw unusable(dir, `holds ${p.hf} unlike ${copy}, where pleat's model shares one ${spec.name}`, `import a ${format} model whose copies of ${copy} are the same`)
     }
-    first = p.hf
-    into.set(values)
+    if (p.kind === "same") Safetensors.eachSlab(tensor(p.hf), place)
+    else {
+      // DeepSeek-V3's interleaved rotary rows back into pleat's rotate-half order first.
+      const stored = tensor(p.hf).values()
+      const hf = p.rope !== undefined && ropeInterleave ? HfLayout.interleaved(stored, cols, rows, p.rope, false) : stored
+      place(HfLayout.transposed(hf, 0, cols, rows), 0)
+    }
+    first ??= p.hf
   }
   return into
 }
@@ -259,11 +270,18 @@ const multiTokenPrediction = (name: string, layers: number): boolean => {
   return layer !== undefined && Number(layer) >= layers
 }
 
-/** Whether two tensors hold the same values (a tied lm_head written out). */
+/** Whether two tensors hold the same values (a tied lm_head written out), compared a slab at a time. */
 const sameAs = (tensors: ReadonlyMap<string, Safetensors.Lazy>, a: string, b: string): boolean => {
-  const x = tensors.get(a)?.values()
-  const y = tensors.get(b)?.values()
-  return x !== undefined && y !== undefined && x.length === y.length && x.every((v, i) => v === y[i])
+  const x = tensors.get(a)
+  const y = tensors.get(b)
+  if (x === undefined || y === undefined || x.shape.join("x") !== y.shape.join("x")) return false
+  let same = true
+  Safetensors.eachSlab(x, (values, _from, first, count) => {
+    if (!same) return
+    const other = y.slab(first, count)
+    same = values.every((v, i) => v === other[i])
+  })
+  return same
 }
 
 /**
@@ -322,16 +340,12 @@ export const write = (request: Request): Written => {
     )
   const specs = Params.specs(model)
   const plan = planOf(model, format, dir.tensors, request.modelDir, new Map(specs.map((s) => [s.name, s.shape])))
-  // A parameter at a time, its tensors read as it is made (GPT-OSS's fused gate and up read once
-  // for both); the moments are zero and not stored (the manifest says so).
-  let last: { readonly hf: string; readonly values: Float64Array } | undefined
-  const valuesOf = (hf: string): Float64Array => {
-    if (last?.hf !== hf) last = { hf, values: (dir.tensors.get(hf) as Safetensors.Lazy).values() }
-    return last.values
-  }
+  // A parameter at a time, its tensors read as it is made (GPT-OSS's fused gate and up read a
+  // slab of experts at a time, for each); the moments are zero and not stored (the manifest says so).
+  const tensor = (hf: string): Safetensors.Lazy => dir.tensors.get(hf) as Safetensors.Lazy
   function* shards(): Generator<Checkpoint.Shard> {
     for (const s of specs) {
-      const value = parameterOf(s, plan.byParam.get(s.name) ?? [], valuesOf, request.dtype, request.modelDir, format, ropeInterleave)
+      const value = parameterOf(s, plan.byParam.get(s.name) ?? [], tensor, request.dtype, request.modelDir, format, ropeInterleave)
       yield { name: s.name, shape: s.shape, slice: s.shape.map((n): [number, number] => [0, n]), value }
     }
   }

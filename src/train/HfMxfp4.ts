@@ -43,11 +43,12 @@ export const dequantized = (tensors: ReadonlyMap<string, Safetensors.Lazy>, refu
     if (blocks.shape.length !== 4 || width !== 16 || scales.shape.join("x") !== [e, rows, groups].join("x"))
       throw refuse(`holds ${name} [${blocks.shape.join(", ")}] with ${base}${scalesSuffix} [${scales.shape.join(", ")}], where MXFP4 pairs [E, out, G, 16] with [E, out, G]`, fix)
     const cols = groups * 32
-    const values = (): Float64Array => {
-      const codes = blocks.values()
-      const exponents = scales.values()
-      const out = new Float64Array(e * rows * cols)
-      for (let x = 0; x < e; x++)
+    // Experts `first` to `first + count - 1`, from their blocks and scales alone.
+    const experts = (first: number, count: number): Float64Array => {
+      const codes = blocks.slab(first, count)
+      const exponents = scales.slab(first, count)
+      const out = new Float64Array(count * rows * cols)
+      for (let x = 0; x < count; x++)
         for (let o = 0; o < rows; o++)
           for (let g = 0; g < groups; g++) {
             const at = (x * rows + o) * groups + g
@@ -64,7 +65,7 @@ export const dequantized = (tensors: ReadonlyMap<string, Safetensors.Lazy>, refu
     }
     out.delete(name)
     out.delete(`${base}${scalesSuffix}`)
-    out.set(base, { dtype: "MXFP4", shape: [e, cols, rows], values })
+    out.set(base, { dtype: "MXFP4", shape: [e, cols, rows], values: () => experts(0, e), slab: experts })
   }
   const orphan = [...out.keys()].find((name) => name.endsWith(scalesSuffix) && out.get(name)?.dtype === "U8")
   if (orphan !== undefined) throw refuse(`holds ${orphan} without its ${orphan.slice(0, -scalesSuffix.length)}${blocksSuffix}`, fix)

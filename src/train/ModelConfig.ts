@@ -14,6 +14,7 @@ import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import type * as ModelContext from "../model/ModelContext.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Partition from "../pipeline/Partition.js"
+import * as Plan from "../pipeline/Plan.js"
 import type * as RopeScaling from "../tensor/ops/RopeScaling.js"
 
 /**
@@ -245,7 +246,32 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     return fault("moeFfn", m.moeFfn, `is not divisible by etp = ${s.etp}`, `use an expert width (--moe-ffn) that is a multiple of ${s.etp}, or a smaller --etp`)
   if (b.globalBatch % (b.microBatch * s.dp) !== 0)
     return fault("global-batch", b.globalBatch, `is not divisible by micro-batch*dp = ${b.microBatch}*${s.dp}`, `use a multiple of ${b.microBatch * s.dp}`)
-  return undefined
+  return interleavingProblem(b, s.pp, s.dp, p.vpp)
+}
+
+/**
+ * What keeps the interleaved schedule (vpp) from running the step's micro-batches (Plan's two
+ * conditions), said of --global-batch with the nearest global batches it can run.
+ */
+const interleavingProblem = (b: BatchConfig, pp: number, dp: number, vpp: number | undefined): Problem | undefined => {
+  if (vpp === undefined) return undefined
+  const runs = (m: number) => Result.isSuccess(Plan.validate({ pp, vpp, microBatches: m }))
+  const m = microBatches(b, dp)
+  const plan = Plan.validate({ pp, vpp, microBatches: m })
+  if (Result.isSuccess(plan)) return undefined
+  // Every multiple of pp runs, so both searches end.
+  let below = m - 1
+  while (below > 0 && !runs(below)) below--
+  let above = m + 1
+  while (!runs(above)) above++
+  const perMicroBatches = b.microBatch * dp
+  const choices = [below, above].filter((n) => n > 0).map((n) => `--global-batch ${n * perMicroBatches}`)
+  return fault(
+    "global-batch",
+    b.globalBatch,
+    `makes ${m} micro-batch${m === 1 ? "" : "es"} a step (global batch / (micro-batch x dp) = ${b.globalBatch} / (${b.microBatch} x ${dp})), which the interleaved schedule of --vpp ${vpp} cannot run: ${plan.failure.field} ${m} ${plan.failure.reason}`,
+    `use ${choices.join(" or ")}, or leave out --vpp`,
+  )
 }
 
 /** What keeps multi-token prediction from fitting (problemOf). */

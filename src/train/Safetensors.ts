@@ -201,9 +201,15 @@ const widen = (t: Located, bytes: Uint8Array): Float64Array => {
   const reader = readers[t.dtype] as (typeof readers)[string]
   const length = t.count * reader.width
   // F64, F32, BF16 and U8 through typed views of the bytes (little-endian, as every platform
-  // Node runs pleat on), copied to an aligned buffer first where they are not aligned; F16 and
-  // F8_E4M3 element by element.
-  const aligned = (): Uint8Array => (bytes.byteOffset % 8 === 0 ? bytes : bytes.slice(0, length))
+  // Node runs pleat on), copied to an aligned buffer first where they are not aligned (a copy
+  // made by set: a Buffer's slice would share the same unaligned bytes); F16 and F8_E4M3 element
+  // by element.
+  const aligned = (): Uint8Array => {
+    if (bytes.byteOffset % 8 === 0) return bytes
+    const copy = new Uint8Array(length)
+    copy.set(bytes.subarray(0, length))
+    return copy
+  }
   if (t.dtype === "F64") {
     const b = aligned()
     return new Float64Array(b.buffer, b.byteOffset, t.count).slice()
@@ -244,14 +250,54 @@ export interface Lazy {
   readonly shape: ReadonlyArray<number>
   /** Its values widened to float64 (as Read's), read from the file at each call. */
   readonly values: () => Float64Array
+  /**
+   * The values of entries `first` to `first + count - 1` of its first dimension (`count` times
+   * the elements of one entry), widened as `values`: an expert's slab of a tensor [E, ...], read
+   * without the rest.
+   */
+  readonly slab: (first: number, count: number) => Float64Array
+}
+
+/** Elements of one entry of a tensor's first dimension (1 for a scalar or a vector's). */
+const entryElements = (shape: ReadonlyArray<number>): number => shape.slice(1).reduce((p, d) => p * d, 1)
+
+/**
+ * A Lazy whose slabs are cut from `values` (a tensor held in memory, or one whose parts cannot
+ * be read alone).
+ * @category constructors
+ */
+export const slabsOf = (dtype: string, shape: ReadonlyArray<number>, values: () => Float64Array): Lazy => ({
+  dtype,
+  shape,
+  values,
+  slab: (first, count) => values().slice(first * entryElements(shape), (first + count) * entryElements(shape)),
+})
+
+/** About how many elements `eachSlab` reads at a time (32 MiB widened). */
+const slabElements = 1 << 22
+
+/**
+ * `t`'s values read a slab of whole entries of its first dimension at a time (about `elements`,
+ * 2^22 by default, one entry at least): `each(values, from, first, count)`, `from` the slab's
+ * first element and `first`, `count` its entries. A tensor of hundreds of experts is read without
+ * ever holding it whole.
+ * @category models
+ */
+export const eachSlab = (t: Lazy, each: (values: Float64Array, from: number, first: number, count: number) => void, elements = slabElements): void => {
+  const entries = t.shape.length === 0 ? 1 : (t.shape[0] as number)
+  const entry = entryElements(t.shape)
+  const step = Math.max(1, Math.floor(elements / Math.max(entry, 1)))
+  for (let first = 0; first < entries; first += step) {
+    const count = Math.min(step, entries - first)
+    each(t.slab(first, count), first * entry, first, count)
+  }
 }
 
 /**
  * Tensors held in memory as lazy ones (each call gives the same array).
  * @category constructors
  */
-export const lazily = (tensors: ReadonlyMap<string, Read>): Map<string, Lazy> =>
-  new Map([...tensors].map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, values: () => t.values }]))
+export const lazily = (tensors: ReadonlyMap<string, Read>): Map<string, Lazy> => new Map([...tensors].map(([name, t]) => [name, slabsOf(t.dtype, t.shape, () => t.values)]))
 
 /** `length` bytes of the open file `fd` from byte `at`. */
 const bytesAt = (fd: number, at: number, length: number): Uint8Array => {
@@ -279,13 +325,26 @@ export const open = (file: string): Map<string, Lazy> => {
   } finally {
     closeSync(fd)
   }
-  const valuesOf = (t: Located) => (): Float64Array => {
+  // `count` elements of t from its element `first`.
+  const elementsOf = (t: Located, first: number, count: number): Float64Array => {
+    const width = (readers[t.dtype] as (typeof readers)[string]).width
     const at = openSync(file, "r")
     try {
-      return widen(t, bytesAt(at, t.at, t.count * (readers[t.dtype] as (typeof readers)[string]).width))
+      return widen({ ...t, count }, bytesAt(at, t.at + first * width, count * width))
     } finally {
       closeSync(at)
     }
   }
-  return new Map(located.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, values: valuesOf(t) }]))
+  return new Map(
+    located.map((t) => {
+      const entry = entryElements(t.shape)
+      const slab = (first: number, count: number): Float64Array => {
+        const entries = t.shape[0] ?? 1
+        if (!(Number.isSafeInteger(first) && Number.isSafeInteger(count) && first >= 0 && count >= 0 && first + count <= entries))
+          throw new RangeError(`entries [${first}, ${first + count}) of ${t.name}, whose first dimension has ${entries}`)
+        return elementsOf(t, first * entry, count * entry)
+      }
+      return [t.name, { dtype: t.dtype, shape: t.shape, values: () => elementsOf(t, 0, t.count), slab }]
+    }),
+  )
 }
