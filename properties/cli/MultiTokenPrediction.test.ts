@@ -191,6 +191,16 @@ describe("training with multi-token prediction", () => {
     const emptyOut = fresh("mtp-hf-empty")
     expect((await run(["import", "--model-dir", hf, "--out", emptyOut])).status).toBe(2)
     expect(readdirSync(emptyOut)).toEqual([])
+    // The output layer's copy (transposed on import, a slab of rows at a time) compared to its
+    // last element: the embedding's copy restored, the head's last value changed.
+    new DataView(bytes.buffer, bytes.byteOffset + at, 8).setFloat64(0, tensors.get("model.embed_tokens.weight")?.values[0] as number, true)
+    const headEnd = 8 + headerLength + (header["model.layers.2.shared_head.head.weight"]?.data_offsets[1] as number)
+    new DataView(bytes.buffer, bytes.byteOffset + headEnd - 8, 8).setFloat64(0, 123.5, true)
+    writeFileSync(path.join(hf, "model.safetensors"), bytes)
+    expect((await run(["import", "--model-dir", hf, "--out", badOut])).err).toContain(
+      "holds lm_head.weight unlike model.layers.2.shared_head.head.weight, where pleat's model shares one output",
+    )
+    expect(existsSync(badOut)).toBe(false)
   }, 120_000)
 
   test("FLOPs: each MTP layer is a layer, plus its projection and one more output layer", () => {

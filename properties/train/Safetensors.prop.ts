@@ -109,6 +109,25 @@ describe("safetensors", () => {
     )
   })
 
+  test("a tensor's bytes made in pieces write the same file as made whole; pieces of too few or too many bytes are refused naming the tensor", () => {
+    fc.assert(
+      fc.property(fc.array(fc.double({ noNaN: true }), { minLength: 1, maxLength: 30 }), fc.array(fc.integer({ min: 0, max: 30 }), { maxLength: 4 }), (list, cuts) => {
+        const values = Float64Array.from(list)
+        const bytes = Safetensors.encode(values, "F64")
+        const at = [0, ...cuts.map((c) => Math.min(c, list.length)).sort((x, y) => x - y), list.length].map((k) => 8 * k)
+        const pieces = at.slice(1).map((end, i) => bytes.subarray(at[i] as number, end))
+        const [whole, cut] = [path.join(dir, `${files++}.safetensors`), path.join(dir, `${files++}.safetensors`)]
+        Safetensors.write(whole, [{ name: "t", dtype: "F64", shape: [list.length], bytes: () => bytes }])
+        Safetensors.write(cut, [{ name: "t", dtype: "F64", shape: [list.length], bytes: () => pieces }])
+        expect(readFileSync(cut).equals(readFileSync(whole))).toBe(true)
+      }),
+      { numRuns: 50 },
+    )
+    const entry = (pieces: ReadonlyArray<number>): Safetensors.Entry => ({ name: "t", dtype: "F32", shape: [3], bytes: () => pieces.map((n) => new Uint8Array(n)) })
+    expect(() => Safetensors.write(path.join(dir, `${files++}.safetensors`), [entry([4, 4])])).toThrow("safetensors: t made 8 bytes, its F32 [3] needs 12")
+    expect(() => Safetensors.write(path.join(dir, `${files++}.safetensors`), [entry([8, 8])])).toThrow("safetensors: t made 16 bytes, its F32 [3] needs 12")
+  })
+
   test("bytes (U8) read as 0 to 255; a file that is not safetensors is refused saying why", () => {
     const header = Buffer.from(JSON.stringify({ b: { dtype: "U8", shape: [2, 2], data_offsets: [0, 4] } }))
     const length = Buffer.alloc(8)

@@ -241,9 +241,12 @@ export const tensors = (
         name: p.hf,
         dtype: st,
         shape: [...shape.slice(0, -1), 2 * f],
-        bytes: () => {
-          const gate = dataOf(p.gate).slice()
-          return Safetensors.encode(HfLayout.gateUp(gate, dataOf(p.up), f), st)
+        // A slab of rows at a time: gate and up held, never the fused tensor whole.
+        bytes: function* () {
+          const gate = dataOf(p.gate)
+          const up = dataOf(p.up)
+          const step = Math.max(1, Math.floor(slabElements / f)) * f
+          for (let at = 0; at < gate.length; at += step) yield Safetensors.encode(HfLayout.gateUp(gate.subarray(at, at + step), up.subarray(at, at + step), f), st)
         },
       }
     }
@@ -265,6 +268,9 @@ export const tensors = (
     return { name: p.hf, dtype: st, shape: [cols, rows], bytes: () => Safetensors.encode(hf(), st) }
   })
 }
+
+/** Elements of gate (and of up) a fused slab of gate_up is made from (2^21: 16 MiB fused in float32). */
+const slabElements = 1 << 21
 
 /**
  * `entries` cut into files of at most `maxBytes` of data each, in order (a tensor larger than

@@ -237,24 +237,28 @@ const parameterOf = (
       into.set(HfLayout.transposed(tensor(p.hf).values(), 0, cols, rows), p.expert * rows * cols)
       continue
     }
-    // The values from element `from` on: placed, or (a copy, compared as stored: rounded to the checkpoint's dtype) checked.
+    // Element k of `values` goes to element `to(k)`: placed, or (a copy, compared as stored:
+    // rounded to the checkpoint's dtype) checked.
     const copy = first
-    const place = (values: Float64Array, from: number): void => {
-      if (copy === undefined) {
-        into.set(values, from)
-        return
+    const stored = DType.allocate(dtype, 1)
+    const place = (values: Float64Array, to: (k: number) => number): void => {
+      for (let k = 0; k < values.length; k++) {
+        if (copy === undefined) into[to(k)] = values[k] as number
+        else {
+          stored[0] = values[k] as number
+          if (stored[0] !== into[to(k)])
+            throw unusable(dir, `holds ${p.hf} unlike ${copy}, where pleat's model shares one ${spec.name}`, `import a ${format} model whose copies of ${copy} are the same`)
+        }
       }
-      const stored = DType.allocate(dtype, values.length)
-      stored.set(values)
-      if (stored.some((v, i) => v !== into[from + i]))
-        throw unusable(dir, `holds ${p.hf} unlike ${copy}, where pleat's model shares one ${spec.name}`, `import a ${format} model whose copies of ${copy} are the same`)
     }
-    if (p.kind === "same") Safetensors.eachSlab(tensor(p.hf), place)
-    else {
-      // DeepSeek-V3's interleaved rotary rows back into pleat's rotate-half order first.
-      const stored = tensor(p.hf).values()
-      const hf = p.rope !== undefined && ropeInterleave ? HfLayout.interleaved(stored, cols, rows, p.rope, false) : stored
-      place(HfLayout.transposed(hf, 0, cols, rows), 0)
+    if (p.kind === "same") Safetensors.eachSlab(tensor(p.hf), (values, from) => place(values, (k) => from + k))
+    else if (p.rope !== undefined && ropeInterleave) {
+      // DeepSeek-V3's interleaved rotary rows back into pleat's rotate-half order first (whole: an attention projection).
+      const hf = HfLayout.interleaved(tensor(p.hf).values(), cols, rows, p.rope, false)
+      place(HfLayout.transposed(hf, 0, cols, rows), (k) => k)
+    } else {
+      // transformers' [cols, rows] a slab of its rows (pleat's columns) at a time: its element (c, r) is pleat's (r, c).
+      Safetensors.eachSlab(tensor(p.hf), (values, _from, c0) => place(values, (k) => (k % rows) * cols + c0 + Math.floor(k / rows)))
     }
     first ??= p.hf
   }

@@ -25,14 +25,15 @@ export type Dtype = "F32" | "F64" | "BF16"
 
 /**
  * One tensor of a file: its name, element type, shape, and its bytes, made when the file is
- * written (one tensor at a time in memory).
+ * written (one tensor at a time in memory), whole or as pieces in order (a large tensor made a
+ * slab at a time).
  * @category models
  */
 export interface Entry {
   readonly name: string
   readonly dtype: Dtype
   readonly shape: ReadonlyArray<number>
-  readonly bytes: () => Uint8Array
+  readonly bytes: () => Uint8Array | Iterable<Uint8Array>
 }
 
 /**
@@ -97,10 +98,15 @@ export const write = (file: string, entries: ReadonlyArray<Entry>, metadata: Rea
   function* parts(): Generator<Uint8Array> {
     yield head
     for (const e of entries) {
-      const bytes = e.bytes()
-      if (bytes.byteLength !== byteLength(e))
-        throw new RangeError(`safetensors: ${e.name} made ${bytes.byteLength} bytes, its ${e.dtype} [${e.shape.join(", ")}] needs ${byteLength(e)}`)
-      yield bytes
+      const made = e.bytes()
+      const wrong = (n: number) => new RangeError(`safetensors: ${e.name} made ${n} bytes, its ${e.dtype} [${e.shape.join(", ")}] needs ${byteLength(e)}`)
+      let n = 0
+      for (const piece of made instanceof Uint8Array ? [made] : made) {
+        n += piece.byteLength
+        if (n > byteLength(e)) throw wrong(n)
+        yield piece
+      }
+      if (n !== byteLength(e)) throw wrong(n)
     }
   }
   Durable.writeFileParts(file, parts())
