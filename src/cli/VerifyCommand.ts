@@ -64,11 +64,20 @@ const refusals = (resolved: TrainOptions.Resolved, argv: ReadonlyArray<string>):
 
 const e = (x: number) => x.toExponential(1)
 
+/**
+ * A largest difference over the parameters (of their gradients or values: `what`) and where it
+ * is: the parameter and the step, or, when every one agrees exactly, none named.
+ */
+const largestOf = (what: string, error: number, name: string | undefined, step?: number): string => {
+  if (error === 0) return `0 (every ${what} equal${step === undefined ? "" : " at every step"})`
+  const place = [name, step === undefined ? undefined : `step ${step + 1}`].filter((x) => x !== undefined)
+  return `${e(error)} (${place.join(", ")})`
+}
+
 const stepLine = (c: Lockstep.StepComparison): string =>
   `step ${c.step + 1}: loss ${c.loss.parallel.toPrecision(9)} (parallel) vs ${c.loss.oneRank.toPrecision(9)} (one rank) ${e(c.loss.error)}; ` +
-  `gradient norm ${e(c.gradNorm.error)}; gradient ${e(c.gradient.error)} (${c.gradient.name}); parameter after update ${e(c.parameter.error)} (${c.parameter.name})\n`
+  `gradient norm ${e(c.gradNorm.error)}; gradient ${largestOf("gradient", c.gradient.error, c.gradient.name)}; parameter after update ${largestOf("parameter", c.parameter.error, c.parameter.name)}\n`
 
-const where = (l: Lockstep.Largest) => `${l.name === undefined ? "" : `${l.name}, `}step ${l.step + 1}`
 
 const words: Readonly<Record<keyof Lockstep.Tolerance, string>> = {
   loss: "loss",
@@ -157,7 +166,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
     } else {
       io.stdout(
         `largest relative differences over ${steps} steps: loss ${e(v.loss.error)} (step ${v.loss.step + 1}), gradient norm ${e(v.gradNorm.error)} (step ${v.gradNorm.step + 1}), ` +
-          `gradient ${e(v.gradient.error)} (${where(v.gradient)}), parameter after update ${e(v.parameter.error)} (${where(v.parameter)}); ` +
+          `gradient ${largestOf("gradient", v.gradient.error, v.gradient.name, v.gradient.step)}, parameter after update ${largestOf("parameter", v.parameter.error, v.parameter.name, v.parameter.step)}; ` +
           `tolerances for ${setup.dtype}: ${tolerances(v.tolerance)}: ${ok ? "OK" : `MISMATCH: ${culprit(v)}`}\n`,
       )
     }
