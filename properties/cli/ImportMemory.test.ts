@@ -121,7 +121,9 @@ test("an output layer larger than the rest (vocabulary 32768, hidden 1024, untie
   expect(imported, `the import added ${(imported / 2 ** 20).toFixed(1)} MiB for ${(model.weightBytes / 2 ** 20).toFixed(1)} MiB of weights`).toBeLessThan(1.5 * model.weightBytes)
   // The output layer arrives transposed, element for element.
   const output = Checkpoint.values(ckpt).values.get("output") as Tensor.Tensor
-  const lmHead = [...new Set(Object.values((JSON.parse(readFileSync(path.join(model.dir, "model.safetensors.index.json"), "utf8")) as { weight_map: Record<string, string> }).weight_map))]
+  const lmHead = [
+    ...new Set(Object.values((JSON.parse(readFileSync(path.join(model.dir, "model.safetensors.index.json"), "utf8")) as { weight_map: Record<string, string> }).weight_map)),
+  ]
     .map((file) => Safetensors.open(path.join(model.dir, file)).get("lm_head.weight"))
     .find((t) => t !== undefined) as Safetensors.Lazy
   const [h, v] = output.shape as [number, number]

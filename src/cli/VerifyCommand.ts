@@ -78,7 +78,6 @@ const stepLine = (c: Lockstep.StepComparison): string =>
   `step ${c.step + 1}: loss ${c.loss.parallel.toPrecision(9)} (parallel) vs ${c.loss.oneRank.toPrecision(9)} (one rank) ${e(c.loss.error)}; ` +
   `gradient norm ${e(c.gradNorm.error)}; gradient ${largestOf("gradient", c.gradient.error, c.gradient.name)}; parameter after update ${largestOf("parameter", c.parameter.error, c.parameter.name)}\n`
 
-
 const words: Readonly<Record<keyof Lockstep.Tolerance, string>> = {
   loss: "loss",
   gradNorm: "gradient norm",

@@ -43,6 +43,7 @@ import type * as Tensor from "../tensor/Tensor.js"
 import * as Checksum from "./CheckpointChecksum.js"
 import * as CheckpointIdentity from "./CheckpointIdentity.js"
 import * as CheckpointRead from "./CheckpointRead.js"
+import * as CheckpointVerified from "./CheckpointVerified.js"
 import * as Directory from "./CheckpointDirectory.js"
 import * as Durable from "./CheckpointDurable.js"
 import type * as ModelConfig from "./ModelConfig.js"
@@ -214,14 +215,6 @@ interface RankFile {
   readonly bin: string
 }
 
-/**
- * The files this process has found to match their checksums, by path, inode, size, modification
- * time and checksum: the ranks of a local job load from the same files, and the driver checked
- * them before (`manifestFor`), so each is hashed once a process. A file rewritten since differs
- * in one of them and is hashed again.
- */
-const verified = new Set<string>()
-
 const readRanks = (dir: string, stepDir: string, m: Manifest): Array<RankFile> => {
   const width = DType.bytesPer(m.dtype)
   const damaged = (file: string, why: string) =>
@@ -233,12 +226,12 @@ const readRanks = (dir: string, stepDir: string, m: Manifest): Array<RankFile> =
       const expected = m.checksums[file]
       if (expected === undefined) throw damaged(file, "manifest.json records no checksum of it")
       const where = path.join(stepDir, file)
-      const { size, mtimeMs, ino } = statSync(where)
-      const key = `${where}\0${ino}\0${size}\0${mtimeMs}\0${expected}`
-      if (verified.has(key)) return { bytes: size }
+      // Hashed once a process while unchanged (CheckpointVerified).
+      const { key, size } = CheckpointVerified.keyOf(where, expected)
+      if (CheckpointVerified.has(key)) return { bytes: size }
       const actual = Checksum.ofFile(where, Checksum.algorithmOf(expected))
       if (actual.checksum !== expected) throw damaged(file, `checksum ${actual.checksum}, manifest.json records ${expected}`)
-      verified.add(key)
+      CheckpointVerified.add(key)
       return actual
     }
     const binBytes = checked(binName).bytes

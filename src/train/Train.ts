@@ -30,6 +30,7 @@ import { RankFailed } from "../runtime/JobError.js"
 import type * as Trace from "../runtime/Trace.js"
 import * as StableWeights from "../tensor/StableWeights.js"
 import * as Checkpoint from "./Checkpoint.js"
+import * as CheckpointVerified from "./CheckpointVerified.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as HeldOut from "./HeldOut.js"
 import * as Fault from "./Fault.js"
@@ -317,7 +318,16 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
     const evaluations = setup.evaluation === undefined ? [] : first >= options.steps ? [first] : periodicSteps(first, options.steps, options.evalEvery)
     const running = Backend.run({
       world,
-      program: TrainProgram.of({ setup: plain, first, steps: options.steps, resume: options.resume, saves, faults: Fault.fromEnvironment(), evaluations }),
+      program: TrainProgram.of({
+        setup: plain,
+        first,
+        steps: options.steps,
+        resume: options.resume,
+        verified: options.resume === undefined ? [] : CheckpointVerified.keys(),
+        saves,
+        faults: Fault.fromEnvironment(),
+        evaluations,
+      }),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       listener: {
         onReport: (rank, value) => {

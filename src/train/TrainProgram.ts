@@ -22,6 +22,7 @@ import * as DistributedSlices from "./DistributedSlices.js"
 import type * as HeldOut from "./HeldOut.js"
 import type * as Fault from "./Fault.js"
 import * as ModelDefinition from "./ModelDefinition.js"
+import * as CheckpointVerified from "./CheckpointVerified.js"
 import * as Optimizer from "./Optimizer.js"
 import * as ProcessGpu from "../runtime/ProcessGpu.js"
 import * as RankTrainer from "./RankTrainer.js"
@@ -38,6 +39,8 @@ export interface TrainArgs {
   /** Runs steps first..steps-1. */
   readonly steps: number
   readonly resume: string | undefined
+  /** The checkpoint files the driver checked (CheckpointVerified's keys): a threads worker does not hash them again. */
+  readonly verified?: ReadonlyArray<string>
   /** The checkpoints to write: after `step` steps, into the step directory `dir` (else `fallback`). */
   readonly saves: ReadonlyArray<SaveFallback.Plan>
   /** Test-only injected faults (Fault.ts); empty in a real run. */
@@ -84,6 +87,7 @@ export const program = (rank: number, args: unknown) =>
     // once a job: a rank's setup
     const trainer = RankTrainer.make(events.tracing ? { ...a.setup, span: events.span } : a.setup, rank, a.faults, definition, a.resume === undefined ? "seed" : "given")
     if (a.resume !== undefined) {
+      CheckpointVerified.trust(a.verified ?? [])
       const { distributed } = trainer
       // The distributed optimizer loads its shards' whole moments, then keeps its parts of them.
       const moments = distributed === undefined ? trainer.moments : Optimizer.moments(trainer.params)

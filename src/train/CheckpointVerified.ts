@@ -1,0 +1,48 @@
+/**
+ * CheckpointVerified: the checkpoint files this isolate has found to match their checksums, each
+ * by its path, inode, size, modification time and the checksum it matched. The ranks of a local
+ * job load from the same files the driver checked before any work (Checkpoint.manifestFor), so a
+ * file is hashed once a process; a file rewritten since differs in one of them and is hashed
+ * again. The workers of a threads job are isolates of their own: the driver hands them its keys
+ * with the run (TrainProgram's `verified`), so they do not hash the checkpoint again. Keys never
+ * cross processes (an MPI process checks its own files).
+ */
+import { statSync } from "node:fs"
+
+const verified = new Set<string>()
+
+/**
+ * The key of `file` now, matched against `checksum`, and its size.
+ * @category constructors
+ */
+export const keyOf = (file: string, checksum: string): { readonly key: string; readonly size: number } => {
+  const { size, mtimeMs, ino } = statSync(file)
+  return { key: `${file}\0${ino}\0${size}\0${mtimeMs}\0${checksum}`, size }
+}
+
+/**
+ * Whether a file of this key was found to match.
+ * @category guards
+ */
+export const has = (key: string): boolean => verified.has(key)
+
+/**
+ * Records a file found to match.
+ * @category mutations
+ */
+export const add = (key: string): void => void verified.add(key)
+
+/**
+ * Every key this isolate holds (to hand to the isolates of a threads job).
+ * @category getters
+ */
+export const keys = (): ReadonlyArray<string> => [...verified]
+
+/**
+ * Takes the keys another isolate of this process found (`keys`): those files are not hashed
+ * again while unchanged.
+ * @category mutations
+ */
+export const trust = (found: ReadonlyArray<string>): void => {
+  for (const key of found) verified.add(key)
+}
