@@ -202,10 +202,10 @@ const locate = (head: Uint8Array, fileBytes: number): Array<Located> => {
   return out
 }
 
-/** The values of a located tensor whose bytes are `bytes` (from its first), widened to float64. */
-const widen = (t: Located, bytes: Uint8Array): Float64Array => {
-  const reader = readers[t.dtype] as (typeof readers)[string]
-  const length = t.count * reader.width
+/** The `count` values of element type `dtype` whose bytes are `bytes` (from the first), widened to float64. */
+const widen = (dtype: string, count: number, bytes: Uint8Array): Float64Array => {
+  const reader = readers[dtype] as (typeof readers)[string]
+  const length = count * reader.width
   // F64, F32, BF16 and U8 through typed views of the bytes (little-endian, as every platform
   // Node runs pleat on), copied to an aligned buffer first where they are not aligned (a copy
   // made by set: a Buffer's slice would share the same unaligned bytes); F16 and F8_E4M3 element
@@ -216,25 +216,25 @@ const widen = (t: Located, bytes: Uint8Array): Float64Array => {
     copy.set(bytes.subarray(0, length))
     return copy
   }
-  if (t.dtype === "F64") {
+  if (dtype === "F64") {
     const b = aligned()
-    return new Float64Array(b.buffer, b.byteOffset, t.count).slice()
+    return new Float64Array(b.buffer, b.byteOffset, count).slice()
   }
-  if (t.dtype === "F32") {
+  if (dtype === "F32") {
     const b = aligned()
-    return Float64Array.from(new Float32Array(b.buffer, b.byteOffset, t.count))
+    return Float64Array.from(new Float32Array(b.buffer, b.byteOffset, count))
   }
-  if (t.dtype === "BF16") {
+  if (dtype === "BF16") {
     const b = aligned()
-    const halves = new Uint16Array(b.buffer, b.byteOffset, t.count)
-    const bits = new Uint32Array(t.count)
-    for (let i = 0; i < t.count; i++) bits[i] = (halves[i] as number) << 16
+    const halves = new Uint16Array(b.buffer, b.byteOffset, count)
+    const bits = new Uint32Array(count)
+    for (let i = 0; i < count; i++) bits[i] = (halves[i] as number) << 16
     return Float64Array.from(new Float32Array(bits.buffer))
   }
-  if (t.dtype === "U8") return Float64Array.from(bytes.subarray(0, length))
+  if (dtype === "U8") return Float64Array.from(bytes.subarray(0, length))
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const values = new Float64Array(t.count)
-  for (let i = 0; i < t.count; i++) values[i] = reader.at(view, i * reader.width)
+  const values = new Float64Array(count)
+  for (let i = 0; i < count; i++) values[i] = reader.at(view, i * reader.width)
   return values
 }
 
@@ -244,7 +244,7 @@ const widen = (t: Located, bytes: Uint8Array): Float64Array => {
  * @category constructors
  */
 export const read = (bytes: Uint8Array): Map<string, Read> =>
-  new Map(locate(bytes, bytes.byteLength).map((t) => [t.name, { dtype: t.dtype, shape: t.shape, values: widen(t, bytes.subarray(t.at)) }]))
+  new Map(locate(bytes, bytes.byteLength).map((t) => [t.name, { dtype: t.dtype, shape: t.shape, values: widen(t.dtype, t.count, bytes.subarray(t.at)) }]))
 
 /**
  * A tensor of a file whose values are read when asked for: a model's weights are imported a
@@ -336,7 +336,7 @@ export const open = (file: string): Map<string, Lazy> => {
     const width = (readers[t.dtype] as (typeof readers)[string]).width
     const at = openSync(file, "r")
     try {
-      return widen({ ...t, count }, bytesAt(at, t.at + first * width, count * width))
+      return widen(t.dtype, count, bytesAt(at, t.at + first * width, count * width))
     } finally {
       closeSync(at)
     }
