@@ -242,11 +242,9 @@ export const tensors = (
         dtype: st,
         shape: [...shape.slice(0, -1), 2 * f],
         // A slab of rows at a time: gate and up held, never the fused tensor whole.
-        bytes: function* () {
-          const gate = dataOf(p.gate)
-          const up = dataOf(p.up)
-          const step = Math.max(1, Math.floor(slabElements / f)) * f
-          for (let at = 0; at < gate.length; at += step) yield Safetensors.encode(HfLayout.gateUp(gate.subarray(at, at + step), up.subarray(at, at + step), f), st)
+        bytes: () => {
+          const [gate, up] = [dataOf(p.gate), dataOf(p.up)]
+          return pieces(gate.length / f, f, st, (first, count) => HfLayout.gateUp(gate.subarray(first * f, (first + count) * f), up.subarray(first * f, (first + count) * f), f))
         },
       }
     }
@@ -257,20 +255,33 @@ export const tensors = (
       return { name: p.hf, dtype: biasDtype, shape: [p.size], bytes: () => Safetensors.encode(bias, biasDtype) }
     }
     const shape = shapeOf(p.pleat)
-    if (p.kind === "same") return { name: p.hf, dtype: st, shape: [...shape], bytes: () => Safetensors.encode(dataOf(p.pleat), st) }
+    if (p.kind === "same") {
+      const entry = shape.slice(1).reduce((n, d) => n * d, 1)
+      return { name: p.hf, dtype: st, shape: [...shape], bytes: () => pieces(shape[0] ?? 1, entry, st, (first, count) => dataOf(p.pleat).subarray(first * entry, (first + count) * entry)) }
+    }
     const [rows, cols] = (p.kind === "linear" ? shape : shape.slice(1)) as [number, number]
     const at = p.kind === "expert" ? p.expert * rows * cols : 0
     const rope = p.kind === "linear" ? p.rope : undefined
-    const hf = () => {
-      const t = HfLayout.transposed(dataOf(p.pleat), at, rows, cols)
-      return rope === undefined ? t : HfLayout.interleaved(t, cols, rows, rope, true)
-    }
-    return { name: p.hf, dtype: st, shape: [cols, rows], bytes: () => Safetensors.encode(hf(), st) }
+    // transformers' [cols, rows], a slab of its rows at a time (DeepSeek-V3's rotary rows interleaved on the whole).
+    const bytes = () =>
+      rope === undefined
+        ? pieces(cols, rows, st, (first, count) => HfLayout.transposed(dataOf(p.pleat), at, rows, cols, first, count))
+        : Safetensors.encode(HfLayout.interleaved(HfLayout.transposed(dataOf(p.pleat), at, rows, cols), cols, rows, rope, true), st)
+    return { name: p.hf, dtype: st, shape: [cols, rows], bytes }
   })
 }
 
-/** Elements of gate (and of up) a fused slab of gate_up is made from (2^21: 16 MiB fused in float32). */
+/** About how many elements a piece of a tensor's bytes is made from (2^21: 8 MiB of float32). */
 const slabElements = 1 << 21
+
+/**
+ * A tensor of `entries` entries of `entry` elements each, as the bytes of `st` made a slab of
+ * entries at a time: `make(first, count)` gives the values of entries first..first + count - 1.
+ */
+function* pieces(entries: number, entry: number, st: Safetensors.Dtype, make: (first: number, count: number) => Float32Array | Float64Array): Generator<Uint8Array> {
+  const step = Math.max(1, Math.floor(slabElements / Math.max(entry, 1)))
+  for (let first = 0; first < entries; first += step) yield Safetensors.encode(make(first, Math.min(step, entries - first)), st)
+}
 
 /**
  * `entries` cut into files of at most `maxBytes` of data each, in order (a tensor larger than

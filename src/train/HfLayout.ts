@@ -244,12 +244,13 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
 }
 
 /**
- * `data` of shape [rows, cols] (from `at`), transposed into [cols, rows], in `data`'s type.
+ * `data` of shape [rows, cols] (from `at`), transposed into [cols, rows], in `data`'s type; or
+ * only the transpose's rows `first` to `first + count - 1` (a slab of it).
  * @category constructors
  */
-export const transposed = <A extends Float32Array | Float64Array>(data: A, at: number, rows: number, cols: number): A => {
-  const out = (data instanceof Float32Array ? new Float32Array(rows * cols) : new Float64Array(rows * cols)) as A
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[at + r * cols + c] as number
+export const transposed = <A extends Float32Array | Float64Array>(data: A, at: number, rows: number, cols: number, first = 0, count = cols): A => {
+  const out = (data instanceof Float32Array ? new Float32Array(rows * count) : new Float64Array(rows * count)) as A
+  for (let r = 0; r < rows; r++) for (let c = 0; c < count; c++) out[c * rows + r] = data[at + r * cols + first + c] as number
   return out
 }
 
