@@ -257,7 +257,12 @@ export const tensors = (
     const shape = shapeOf(p.pleat)
     if (p.kind === "same") {
       const entry = shape.slice(1).reduce((n, d) => n * d, 1)
-      return { name: p.hf, dtype: st, shape: [...shape], bytes: () => pieces(shape[0] ?? 1, entry, st, (first, count) => dataOf(p.pleat).subarray(first * entry, (first + count) * entry)) }
+      return {
+        name: p.hf,
+        dtype: st,
+        shape: [...shape],
+        bytes: () => pieces(shape[0] ?? 1, entry, st, (first, count) => dataOf(p.pleat).subarray(first * entry, (first + count) * entry)),
+      }
     }
     const [rows, cols] = (p.kind === "linear" ? shape : shape.slice(1)) as [number, number]
     const at = p.kind === "expert" ? p.expert * rows * cols : 0
