@@ -42,8 +42,8 @@ const commands: Readonly<Record<string, Command>> = {
   doctor: { summary: "what this machine offers pleat: CPU, MPI, CUDA, cuBLAS, NCCL", run: DoctorCommand.run },
   launch: { summary: "run a pleat command as N processes on this machine under mpirun", run: LaunchCommand.run },
   plan: { summary: "choose folded mappings for a model on a cluster: memory, step time, MFU", run: PlanCommand.run },
-  export: { summary: "write a checkpoint as a Hugging Face model directory (Mixtral or Qwen2-MoE, safetensors)", run: ExportCommand.run },
-  import: { summary: "a Hugging Face Mixtral or Qwen2-MoE model as a checkpoint to train on", run: ImportCommand.run },
+  export: { summary: "write a checkpoint as a Hugging Face model directory (Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS; safetensors)", run: ExportCommand.run },
+  import: { summary: "a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model as a checkpoint to train on", run: ImportCommand.run },
 }
 
 /**

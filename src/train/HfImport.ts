@@ -83,7 +83,7 @@ const read = (dir: string): ModelDirectory => {
     throw unusable(
       dir,
       `has a config.json pleat cannot read (${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))})`,
-      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1 or DeepSeek-V3 model directory",
+      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model directory",
     )
   }
   const index = path.join(dir, "model.safetensors.index.json")
