@@ -251,7 +251,7 @@ const parameterOf = (
         }
       }
     }
-    if (p.kind === "same") Safetensors.eachSlab(tensor(p.hf), (values, from) => place(values, (k) => from + k))
+    if (p.kind === "same") Safetensors.eachSlab(tensor(p.hf), (values, from) => (copy === undefined ? into.set(values, from) : place(values, (k) => from + k)))
     else if (p.rope !== undefined && ropeInterleave) {
       // DeepSeek-V3's interleaved rotary rows back into pleat's rotate-half order first (whole: an attention projection).
       const hf = HfLayout.interleaved(tensor(p.hf).values(), cols, rows, p.rope, false)
