@@ -35,9 +35,9 @@ interface Command {
 
 const commands: Readonly<Record<string, Command>> = {
   groups: { summary: "compute, check, explain and draw a folded parallel mapping", run: GroupsCommand.run },
-  train: { summary: "train the Mixtral-like MoE model on local ranks (the default job)", run: TrainCommand.run },
+  train: { summary: "train an MoE model (the built-in Mixtral-like one, a --model preset or your own) on any backend; npm start's job", run: TrainCommand.run },
   verify: { summary: "train under a mapping and on one rank; exit 0 only if they agree", run: VerifyCommand.run },
-  demo: { summary: "the default job: a 16-rank folded example and its picture", run: DemoCommand.run },
+  demo: { summary: "a 16-rank folded mapping (attention tp 2 x cp 2 x dp 2 x pp 2, MoE ep 4 x edp 2) explained and drawn", run: DemoCommand.run },
   moe: { summary: "replay one rank's MoE routing case (route, drop/pad, permute)", run: MoeCommand.run },
   doctor: { summary: "what this machine offers pleat: CPU, MPI, CUDA, cuBLAS, NCCL", run: DoctorCommand.run },
   launch: { summary: "run a pleat command as N processes on this machine under mpirun", run: LaunchCommand.run },

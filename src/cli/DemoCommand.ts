@@ -1,5 +1,5 @@
 /**
- * DemoCommand: the default job (`npm start`): a 16-rank folded mapping, explained and drawn.
+ * DemoCommand: `pleat demo`, a 16-rank folded mapping, explained and drawn.
  *
  * The example is semantics.md worked example A: attention tp 2 x cp 2 x dp 2 x pp 2, MoE
  * etp 1 x ep 4 x edp 2 x pp 2, so each expert-parallel group is one attention tp x cp group.
