@@ -217,8 +217,9 @@ describe("Megatron-LM's names on pleat train", () => {
     )
     same(["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1"], ["--recompute", "full"])
     same(["--recompute-granularity", "selective", "--recompute-modules", "core_attn", "moe_act"], ["--recompute", "selective"])
-    // Megatron-LM's older form of the virtual stages: (layers / pp) / N.
-    const vpp = (flags: ReadonlyArray<string>) => resolved(["--num-experts", "4", "--world", "2", ...flags]).setup.parallel
+    // Megatron-LM's older form of the virtual stages: (layers / pp) / N (with a global batch of 2
+    // micro-batches, as the interleaved schedule needs pp of them at least).
+    const vpp = (flags: ReadonlyArray<string>) => resolved(["--num-experts", "4", "--world", "2", "--global-batch-size", "2", ...flags]).setup.parallel
     expect(vpp(["--num-layers", "8", "--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "2"])).toEqual(
       vpp(["--num-layers", "8", "--pp", "2", "--vpp", "2"]),
     )
