@@ -11,7 +11,9 @@ import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
-import type * as RankTrainer from "../../src/train/RankTrainer.js"
+import * as BuiltinModels from "../../src/train/BuiltinModels.js"
+import * as ModelDefinition from "../../src/train/ModelDefinition.js"
+import * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
 
 const steps = 4
@@ -100,5 +102,26 @@ describe("checkpoints", () => {
     const manifest = JSON.parse(readFileSync(path.join(step, "manifest.json"), "utf8")) as Record<string, unknown>
     writeFileSync(path.join(step, "manifest.json"), JSON.stringify({ ...manifest, dtype: "float32" }))
     expect(() => Checkpoint.manifestFor(dir, { ...run, dtype: "float32" })).toThrow("is not laid out as float32 values as manifest.json says")
+  }, 120_000)
+
+  test("a rank hashes only the rank files it reads: another stage's damaged file is not read, its own is named", async () => {
+    // pp 2: each stage's parameters in its own rank file (the last stage's copy of the tied embedding is not saved).
+    const staged = ParallelConfig.make({ world: 2, tp: 1, pp: 2, ep: 1, etp: 1 })
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-ckpt-")), "ckpt")
+    await Effect.runPromise(Train.run(setup(staged), { steps: 1, save: dir }))
+    const step = path.join(dir, "step-00000001")
+    // Stage 1's file damaged (rewritten: a new modification time, so no process has checked it).
+    const flipped = new Uint8Array(readFileSync(path.join(step, "rank-1.bin")))
+    const last = flipped.length - 1
+    flipped[last] = (flipped[last] as number) ^ 0xff
+    writeFileSync(path.join(step, "rank-1.bin"), flipped)
+    const definition = await ModelDefinition.load(BuiltinModels.defaultRef)
+    const stage = (rank: number) => RankTrainer.make(setup(staged), rank, [], definition, "given")
+    const first = stage(0)
+    expect(() => Checkpoint.loadInto(dir, first.params, first.moments)).not.toThrow()
+    const second = stage(1)
+    expect(() => Checkpoint.loadInto(dir, second.params, second.moments)).toThrow(/has a damaged step-00000001\/rank-1.bin \(checksum sha256:[0-9a-f]{64}, manifest.json records/)
+    // The driver's check before any work still names it.
+    expect(() => Checkpoint.manifestFor(dir, { model, seed: 3, dtype: "float64" })).toThrow("has a damaged step-00000001/rank-1.bin")
   }, 120_000)
 })

@@ -24,11 +24,13 @@
  * run resumes only a checkpoint of its own kind.
  *
  * Everything read comes from outside (a directory a user points at): the manifest and the
- * shard tables are decoded with Schemas, every file's checksum is compared, and the shard
- * table must lay out its .bin exactly in the manifest's dtype. Whatever makes a checkpoint
- * unusable (missing, no complete step, a corrupt or damaged file, another model, seed or
- * dtype) is a ConfigError on the field `resume` naming the file or the fields, reported
- * before any work starts.
+ * shard tables are decoded with Schemas (CheckpointRankFiles), every file's checksum is
+ * compared, and the shard table must lay out its .bin exactly in the manifest's dtype. Whatever
+ * makes a checkpoint unusable (missing, no complete step, a corrupt or damaged file, another
+ * model, seed or dtype) is a ConfigError on the field `resume` naming the file or the fields,
+ * reported before any work starts (the driver's `manifestFor`). A rank loading hashes the
+ * files it reads, where its process has not checked them: an MPI process other than the
+ * driver's reads its ranks' files only, never the whole checkpoint.
  */
 import { existsSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
@@ -38,12 +40,12 @@ import * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as ManifestModel from "./ManifestModel.js"
-import * as DType from "../tensor/DType.js"
+import type * as DType from "../tensor/DType.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as Checksum from "./CheckpointChecksum.js"
 import * as CheckpointIdentity from "./CheckpointIdentity.js"
 import * as CheckpointRead from "./CheckpointRead.js"
-import * as CheckpointVerified from "./CheckpointVerified.js"
+import * as RankFiles from "./CheckpointRankFiles.js"
 import * as Directory from "./CheckpointDirectory.js"
 import * as Durable from "./CheckpointDurable.js"
 import type * as ModelConfig from "./ModelConfig.js"
@@ -51,18 +53,8 @@ import type * as Optimizer from "./Optimizer.js"
 import type * as RankParams from "./RankParams.js"
 
 const count = ManifestModel.count
+const { unusable, oneLine } = RankFiles
 const natural = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))
-
-/** The schema of rank-R.json: one entry per held shard; offsets of value, m, v in rank-R.bin. */
-const ShardTable = Schema.Array(
-  Schema.Struct({
-    name: Schema.String,
-    shape: Schema.Array(natural),
-    slice: Schema.Array(Schema.Tuple([natural, natural])),
-    offsets: Schema.Tuple([natural, natural, natural]),
-  }),
-)
-type ShardEntry = (typeof ShardTable.Type)[number]
 
 /**
  * The schema of manifest.json (unknown keys are ignored, so newer manifests still load).
@@ -109,12 +101,6 @@ export const modelRecord = (model: ModelConfig.ModelConfig, auxLossCoeff: number
   return { ...rest, moe: router, ...dense, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
 }
 
-const unusable = (dir: string, reason: string, fix = "pass a directory written by --save"): ConfigError.ConfigError => ConfigError.make("resume", dir, reason, fix)
-
-const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
-
-const rankFiles = (rank: number) => [`rank-${rank}.bin`, `rank-${rank}.json`] as const
-
 /**
  * One slice of a parameter a rank writes: its values and the AdamW moments of those values.
  * @category models
@@ -138,7 +124,7 @@ export interface Shard {
  * @category constructors
  */
 export const writeShards = (stepDir: string, rank: number, shards: Iterable<Shard>): Record<string, string> => {
-  const entries: Array<ShardEntry> = []
+  const entries: Array<RankFiles.ShardEntry> = []
   const hash = Checksum.make()
   let offset = 0
   function* parts(): Generator<Uint8Array> {
@@ -156,7 +142,7 @@ export const writeShards = (stepDir: string, rank: number, shards: Iterable<Shar
       }
     }
   }
-  const [binName, tableName] = rankFiles(rank)
+  const [binName, tableName] = RankFiles.rankFiles(rank)
   Durable.makeDirectory(stepDir)
   Durable.writeFileParts(path.join(stepDir, binName), parts())
   const table = Buffer.from(JSON.stringify(entries), "utf8")
@@ -206,59 +192,6 @@ const open = (dir: string): { readonly stepDir: string; readonly manifest: Manif
 }
 
 /**
- * One rank's files, checked against the manifest: checksums, table, layout in the dtype. The
- * table is held; the .bin is hashed 16 MiB at a time and read later only where a shard lies
- * (`regionOf`), so a load holds a parameter at a time, never a rank file.
- */
-interface RankFile {
-  readonly entries: ReadonlyArray<ShardEntry>
-  readonly bin: string
-}
-
-const readRanks = (dir: string, stepDir: string, m: Manifest): Array<RankFile> => {
-  const width = DType.bytesPer(m.dtype)
-  const damaged = (file: string, why: string) =>
-    unusable(dir, `has a damaged ${path.relative(dir, path.join(stepDir, file))} (${why})`, "resume from another checkpoint (--save keeps the last few in the directory)")
-  return Array.from({ length: m.ranks }, (_, r) => {
-    const [binName, tableName] = rankFiles(r)
-    const checked = (file: string): { readonly bytes: number } => {
-      if (!existsSync(path.join(stepDir, file))) throw unusable(dir, `lacks ${file} of its ${m.ranks} ranks`)
-      const expected = m.checksums[file]
-      if (expected === undefined) throw damaged(file, "manifest.json records no checksum of it")
-      const where = path.join(stepDir, file)
-      // Hashed once a process while unchanged (CheckpointVerified).
-      const { key, size } = CheckpointVerified.keyOf(where, expected)
-      if (CheckpointVerified.has(key)) return { bytes: size }
-      const actual = Checksum.ofFile(where, Checksum.algorithmOf(expected))
-      if (actual.checksum !== expected) throw damaged(file, `checksum ${actual.checksum}, manifest.json records ${expected}`)
-      CheckpointVerified.add(key)
-      return actual
-    }
-    const binBytes = checked(binName).bytes
-    checked(tableName)
-    let json: unknown
-    try {
-      json = JSON.parse(readFileSync(path.join(stepDir, tableName), "utf8"))
-    } catch {
-      throw damaged(tableName, "not JSON")
-    }
-    const decoded = Schema.decodeUnknownResult(ShardTable)(json)
-    if (Result.isFailure(decoded)) throw damaged(tableName, `not a shard table: ${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))}`)
-    // The shards lie end to end: values in the dtype, then m and v in float32 (none when the moments are zero).
-    const momentBytes = m.moments === "zero" ? 0 : 4
-    let at = 0
-    for (const e of decoded.success) {
-      const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
-      const expected = [at, at + n * width, at + n * width + n * momentBytes] as const
-      if (e.offsets.some((o, i) => o !== expected[i])) throw damaged(tableName, `${e.name} is not laid out as ${m.dtype} values as manifest.json says`)
-      at = expected[2] + n * momentBytes
-    }
-    if (at !== binBytes) throw damaged(binName, `${binBytes} bytes, its table lays out ${at} in ${m.dtype}`)
-    return { entries: decoded.success, bin: path.join(stepDir, binName) }
-  })
-}
-
-/**
  * Reads and decodes the manifest of the checkpoint `dir` loads (see CheckpointDirectory); a
  * directory that holds no usable checkpoint throws a ConfigError on `resume` naming the
  * directory and what is wrong with it.
@@ -269,7 +202,9 @@ export const manifest = (dir: string): Manifest => open(dir).manifest
 /**
  * The manifest of a checkpoint that this run can resume, every file checked: as `manifest`,
  * and a damaged file, or a checkpoint of another model, seed or dtype, is a ConfigError
- * naming the file, or each field that differs with its saved value.
+ * naming the file, or each field that differs with its saved value. (The driver checks them
+ * before any work; a rank loading later hashes only the files it reads, and those only where
+ * its process has not: under MPI the driver is rank 0's process.)
  * @category constructors
  */
 export const manifestFor = (dir: string, run: CheckpointIdentity.RunIdentity): Manifest => {
@@ -282,7 +217,7 @@ export const manifestFor = (dir: string, run: CheckpointIdentity.RunIdentity): M
       `resume with the settings it was saved with (${saved.join(", ")}), or train without --resume`,
     )
   }
-  readRanks(dir, stepDir, m)
+  RankFiles.read(dir, stepDir, m, () => true)
   return m
 }
 
@@ -292,13 +227,14 @@ export const manifestFor = (dir: string, run: CheckpointIdentity.RunIdentity): M
  */
 export const loadInto = (dir: string, params: ReadonlyMap<string, RankParams.Held>, moments: ReadonlyMap<string, Optimizer.Moments>): void => {
   const { stepDir, manifest: m } = open(dir)
-  const files = readRanks(dir, stepDir, m)
+  const files = RankFiles.read(dir, stepDir, m, () => false)
   for (const [name, held] of params) {
     const found = shardsOf(dir, files, name)
     for (const { e } of found) {
       if (e.shape.join("x") !== held.spec.shape.join("x")) throw unusable(dir, `has ${name} of shape ${e.shape.join("x")}, this model's is ${held.spec.shape.join("x")}`)
     }
-    // This rank's slice of each field, read from the saved shards that overlap it (CheckpointRead).
+    // This rank's slice of each field, read from the saved shards that overlap it (CheckpointRead),
+    // each file checked before it is read (once a process: CheckpointVerified).
     held.value.data.set(regionOf(dir, found, name, held.slice, 0, m.dtype).data)
     const mo = moments.get(name) as Optimizer.Moments
     if (m.moments === "zero") {
@@ -331,7 +267,7 @@ export interface Stored {
  */
 export const stored = (dir: string): Stored => {
   const { stepDir, manifest: m } = open(dir)
-  const files = readRanks(dir, stepDir, m)
+  const files = RankFiles.read(dir, stepDir, m, () => true)
   const shapes = new Map<string, ReadonlyArray<number>>()
   for (const name of new Set(files.flatMap((f) => f.entries.map((e) => e.name)))) {
     const found = shardsOf(dir, files, name)
@@ -363,8 +299,12 @@ export const values = (dir: string): { readonly manifest: Manifest; readonly val
 }
 
 /** Every saved shard of parameter `name`, with the rank file it lies in. */
-const shardsOf = (dir: string, files: ReadonlyArray<RankFile>, name: string): Array<{ readonly bin: string; readonly e: ShardEntry }> => {
-  const found = files.flatMap((f) => f.entries.filter((e) => e.name === name).map((e) => ({ bin: f.bin, e })))
+const shardsOf = (
+  dir: string,
+  files: ReadonlyArray<RankFiles.RankFile>,
+  name: string,
+): Array<{ readonly bin: string; readonly e: RankFiles.ShardEntry; readonly verify: () => void }> => {
+  const found = files.flatMap((f) => f.entries.filter((e) => e.name === name).map((e) => ({ bin: f.bin, e, verify: f.verify })))
   if (found.length === 0) throw unusable(dir, `has no parameter ${name}`, "resume with the model it was saved with")
   return found
 }
@@ -372,7 +312,7 @@ const shardsOf = (dir: string, files: ReadonlyArray<RankFile>, name: string): Ar
 /** The region `want` of one saved field of a parameter (its value, or one of Adam's moments) from its shards. */
 const regionOf = (
   dir: string,
-  found: ReadonlyArray<{ readonly bin: string; readonly e: ShardEntry }>,
+  found: ReadonlyArray<{ readonly bin: string; readonly e: RankFiles.ShardEntry; readonly verify: () => void }>,
   name: string,
   want: ReadonlyArray<readonly [number, number]>,
   field: 0 | 1 | 2,
@@ -380,11 +320,13 @@ const regionOf = (
 ): Tensor.Tensor => {
   try {
     return CheckpointRead.region(
-      found.map(({ bin, e }) => ({ file: bin, slice: e.slice, at: e.offsets[field] })),
+      found.map(({ bin, e, verify }) => ({ file: bin, slice: e.slice, at: e.offsets[field], verify })),
       want,
       dtype,
     )
   } catch (error) {
+    // A damaged file found as it was about to be read is said as such.
+    if (ConfigError.isConfigError(error)) throw error
     throw unusable(dir, `has an incomplete ${name}: ${error instanceof Error ? error.message : String(error)}`)
   }
 }

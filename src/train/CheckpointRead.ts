@@ -29,6 +29,8 @@ export interface SavedShard {
   readonly slice: ReadonlyArray<readonly [number, number]>
   /** The byte offset of its first value in the file. */
   readonly at: number
+  /** Called before its bytes are first read (a checkpoint's check of its file). */
+  readonly verify?: () => void
 }
 
 /** The bytes a window of reads spans at most. */
@@ -107,6 +109,7 @@ export const region = (
     const whole = box.every(([a, b], d) => a === (want[d] as readonly [number, number])[0] && b === (want[d] as readonly [number, number])[1])
     // A shard holding the whole region is read straight into it (the box is the region).
     const part = whole ? out : DType.allocateUninitialized(dtype, Tensor.sizeOf(box.map(([a, b]) => b - a)))
+    s.verify?.()
     readBox(s, inShard, part, dtype, windowBytes)
     covered += part.length
     if (whole) continue
