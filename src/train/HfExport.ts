@@ -276,16 +276,13 @@ export const tensors = (
   })
 }
 
-/** About how many elements a piece of a tensor's bytes is made from (2^21: 8 MiB of float32). */
-const slabElements = 1 << 21
-
 /**
  * A tensor of `entries` entries of `entry` elements each, as the bytes of `st` made a slab of
- * entries at a time: `make(first, count)` gives the values of entries first..first + count - 1.
+ * entries at a time (Safetensors.slabs): `make(first, count)` gives the values of entries
+ * first..first + count - 1.
  */
 function* pieces(entries: number, entry: number, st: Safetensors.Dtype, make: (first: number, count: number) => Float32Array | Float64Array): Generator<Uint8Array> {
-  const step = Math.max(1, Math.floor(slabElements / Math.max(entry, 1)))
-  for (let first = 0; first < entries; first += step) yield Safetensors.encode(make(first, Math.min(step, entries - first)), st)
+  for (const [first, count] of Safetensors.slabs(entries, entry)) yield Safetensors.encode(make(first, count), st)
 }
 
 /**

@@ -279,8 +279,19 @@ export const slabsOf = (dtype: string, shape: ReadonlyArray<number>, values: () 
   slab: (first, count) => values().slice(first * entryElements(shape), (first + count) * entryElements(shape)),
 })
 
-/** About how many elements `eachSlab` reads at a time (32 MiB widened). */
+/** About how many elements a slab holds (32 MiB widened to float64). */
 const slabElements = 1 << 22
+
+/**
+ * The slabs of a tensor of `entries` entries of `entry` elements each: [first, count] of whole
+ * entries, about `elements` elements each (one entry at least), in order. The one rule by which
+ * imports read and exports write a tensor a part at a time.
+ * @category constructors
+ */
+export function* slabs(entries: number, entry: number, elements = slabElements): Generator<readonly [number, number]> {
+  const step = Math.max(1, Math.floor(elements / Math.max(entry, 1)))
+  for (let first = 0; first < entries; first += step) yield [first, Math.min(step, entries - first)]
+}
 
 /**
  * `t`'s values read a slab of whole entries of its first dimension at a time (about `elements`,
@@ -290,13 +301,8 @@ const slabElements = 1 << 22
  * @category models
  */
 export const eachSlab = (t: Lazy, each: (values: Float64Array, from: number, first: number, count: number) => void, elements = slabElements): void => {
-  const entries = t.shape.length === 0 ? 1 : (t.shape[0] as number)
   const entry = entryElements(t.shape)
-  const step = Math.max(1, Math.floor(elements / Math.max(entry, 1)))
-  for (let first = 0; first < entries; first += step) {
-    const count = Math.min(step, entries - first)
-    each(t.slab(first, count), first * entry, first, count)
-  }
+  for (const [first, count] of slabs(t.shape.length === 0 ? 1 : (t.shape[0] as number), entry, elements)) each(t.slab(first, count), first * entry, first, count)
 }
 
 /**
