@@ -29,8 +29,8 @@
  * makes a checkpoint unusable (missing, no complete step, a corrupt or damaged file, another
  * model, seed or dtype) is a ConfigError on the field `resume` naming the file or the fields,
  * reported before any work starts (the driver's `manifestFor`). A rank loading hashes the
- * files it reads, where its process has not checked them: an MPI process other than the
- * driver's reads its ranks' files only, never the whole checkpoint.
+ * files it reads where neither its process nor the driver has checked them
+ * (CheckpointVerified), never the whole checkpoint.
  */
 import { existsSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
@@ -203,8 +203,8 @@ export const manifest = (dir: string): Manifest => open(dir).manifest
  * The manifest of a checkpoint that this run can resume, every file checked: as `manifest`,
  * and a damaged file, or a checkpoint of another model, seed or dtype, is a ConfigError
  * naming the file, or each field that differs with its saved value. (The driver checks them
- * before any work; a rank loading later hashes only the files it reads, and those only where
- * its process has not: under MPI the driver is rank 0's process.)
+ * before any work, rank 0's process under MPI; a rank loading later hashes only the files it
+ * reads, and those only where neither its process nor the driver has.)
  * @category constructors
  */
 export const manifestFor = (dir: string, run: CheckpointIdentity.RunIdentity): Manifest => {

@@ -6,8 +6,8 @@
  * A shard table is small and always checked. A .bin is hashed (16 MiB at a time, once a process
  * while unchanged: CheckpointVerified) when `hashed` says so (the driver's check of the whole
  * checkpoint before any work, an export), or later by `verify` before its shards are read (a
- * resuming rank: under MPI the processes other than the driver's hash only the files their
- * ranks read, where each hashed the whole checkpoint before).
+ * resuming rank, where neither its process nor the driver has: each process of an MPI job
+ * hashed the whole checkpoint before).
  */
 import { existsSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"

@@ -39,7 +39,7 @@ export interface TrainArgs {
   /** Runs steps first..steps-1. */
   readonly steps: number
   readonly resume: string | undefined
-  /** The checkpoint files the driver checked (CheckpointVerified's keys): a threads worker does not hash them again. */
+  /** The checkpoint files the driver checked (CheckpointVerified's keys): a rank in another isolate or process does not hash them again. */
   readonly verified?: ReadonlyArray<string>
   /** The checkpoints to write: after `step` steps, into the step directory `dir` (else `fallback`). */
   readonly saves: ReadonlyArray<SaveFallback.Plan>
