@@ -84,6 +84,26 @@ describe("refused before anything starts", () => {
     expect(refused(["launch", "-n", "2", "-x", "--", "pleat", "train"])).toContain("is not a flag")
   })
 
+  test("more processes than the machine's memory can hold: refused before mpirun forks them", () => {
+    const gib = 2 ** 30
+    // A machine of 24 GiB holds 384 processes of 64 MiB; one more is refused, naming the bound.
+    expect(LaunchCommand.mostProcesses(24 * gib)).toBe(384)
+    expect(LaunchCommand.processesProblem(384, 24 * gib)).toBeUndefined()
+    const problem = LaunchCommand.processesProblem(385, 24 * gib)
+    expect(problem?.field).toBe("--np")
+    expect(problem?.value).toBe("385")
+    expect(problem?.fix).toContain("at most 384")
+    // Every N up to the bound passes and every N past it is refused, for any memory.
+    for (const memory of [100 * 2 ** 20, 3 * gib + 12345, 512 * gib]) {
+      const most = LaunchCommand.mostProcesses(memory)
+      expect(most * LaunchCommand.processFloorBytes).toBeLessThanOrEqual(Math.max(memory, LaunchCommand.processFloorBytes))
+      expect((most + 1) * LaunchCommand.processFloorBytes).toBeGreaterThan(memory)
+      expect(LaunchCommand.processesProblem(most, memory)).toBeUndefined()
+      expect(LaunchCommand.processesProblem(most + 1, memory)).toBeDefined()
+    }
+    expect(refused(["launch", "-n", "100000000", "--", "pleat", "doctor"])).toContain('--np: "100000000" is more processes than this machine')
+  })
+
   test("every problem in one line", () => {
     const line = refused(["launch", "-n", "0"])
     expect(line).toContain("positive integer")

@@ -24,7 +24,9 @@
  * every rank on one signal, and a second one makes it give up on them), and the status is
  * mpirun's (128 + its signal if one ended it; 130 / 143 when a signal interrupted the launch).
  * Input that cannot work is refused with status 2 and one line naming the fix: no `--` or no
- * command, N not a positive integer, mpirun not found, the MPI addon not built.
+ * command, N not a positive integer, more processes than this machine's memory can hold (see
+ * `mostProcesses`: a typo such as -n 100000 would otherwise fork until the machine runs out of
+ * memory), mpirun not found, the MPI addon not built.
  */
 import { spawn } from "node:child_process"
 import { createRequire } from "node:module"
@@ -140,6 +142,40 @@ const cores = (): number => Math.min(CpuInfo.read().physicalCores ?? Number.POSI
 
 const howTo = "write pleat launch -n N -- pleat <command> [flags]"
 
+/**
+ * The least memory one rank's process takes: a bare Node holds ~40 MiB, pleat's command line
+ * ~90 MiB before any work (measured with /usr/bin/time), so no job of more processes than the
+ * memory over this can run, whatever the command.
+ * @category configuration
+ */
+export const processFloorBytes = 64 * 2 ** 20
+
+/**
+ * The most processes `memoryBytes` can hold at `processFloorBytes` each (at least 1).
+ * @category mapping
+ */
+export const mostProcesses = (memoryBytes: number): number => Math.max(1, Math.floor(memoryBytes / processFloorBytes))
+
+/** This machine's memory: the total, or a container's limit when it is lower (Node reports a huge value when none is set). */
+const machineMemory = (): number => {
+  const total = os.totalmem()
+  const limit = process.constrainedMemory()
+  return limit > 0 && limit < total ? limit : total
+}
+
+/** The problem with `processes` on a machine of `memoryBytes`, if any. */
+export const processesProblem = (processes: number, memoryBytes: number): ConfigError.ConfigError | undefined => {
+  const most = mostProcesses(memoryBytes)
+  if (processes <= most) return undefined
+  const gib = (memoryBytes / 2 ** 30).toFixed(1)
+  return ConfigError.make(
+    "--np",
+    String(processes),
+    `is more processes than this machine's ${gib} GiB of memory can hold (${processFloorBytes / 2 ** 20} MiB a process at the least: at most ${most})`,
+    `launch at most ${most} ranks here, or run mpirun yourself with a hostfile to spread the ranks over machines`,
+  )
+}
+
 /** The words before and after the first `--`. */
 const split = (argv: ReadonlyArray<string>): { readonly own: ReadonlyArray<string>; readonly after: ReadonlyArray<string> | undefined } => {
   const at = argv.indexOf("--")
@@ -206,6 +242,8 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
   const problems = [...collected.problems, ...commandProblems(after)]
   const processes = Flags.int(collected.flags, "np")
   if (processes === undefined && !collected.problems.some((p) => p.field === "--np")) problems.push(ConfigError.make("-n", undefined, "is required", howTo))
+  const tooMany = processes === undefined ? undefined : processesProblem(processes, machineMemory())
+  if (tooMany !== undefined) problems.push(tooMany)
   const explicit = Flags.string(collected.flags, "mpirun")
   const mpirun = Mpirun.locate(explicit, process.env.PATH)
   if (!mpirun.found) {
