@@ -99,6 +99,10 @@ describe("pleat train --resume", () => {
     writeFileSync(step(flipped, "rank-0.bin"), bin)
     expect(await refused(flipped)).toMatch(/has a damaged step-00000001\/rank-0\.bin \(checksum sha256:[0-9a-f]{64}, manifest\.json records sha256:[0-9a-f]{64}\)/)
 
+    // Hashed by the ranks (CheckpointCheck: rank-0.bin by one worker, rank-1.bin by the other):
+    // the same refusal, still before any output.
+    expect(await refused(flipped, [...model, "--backend", "threads"])).toMatch(/has a damaged step-00000001\/rank-0\.bin \(checksum sha256:[0-9a-f]{64}, manifest/)
+
     const empty = copy()
     writeFileSync(step(empty, "rank-1.json"), "")
     expect(await refused(empty)).toContain("has a damaged step-00000001/rank-1.json (checksum")

@@ -34,6 +34,7 @@ import * as SaveFallback from "../train/SaveFallback.js"
 import * as StepFlops from "../train/StepFlops.js"
 import * as SteadyStep from "../train/SteadyStep.js"
 import * as Train from "../train/Train.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import { Activity } from "./Activity.js"
 import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as ExitCode from "./ExitCode.js"
@@ -130,14 +131,18 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     const tracer = resolved.trace === undefined ? undefined : new Trace.Tracer()
     const s = setup.parallel.sizes
     const shape = `${setup.parallel.world} ranks: attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x ${PipelineText.ppText(setup.parallel, setup.model.layers)}, moe etp ${s.etp} x ep ${s.ep} x edp ${s.edp}`
-    if (json === undefined) {
-      const precision = setup.precision === "bf16" ? "bf16 (fp32 master weights)" : setup.dtype
-      const mtp = setup.model.mtpLayers === undefined ? "" : ` (+${setup.model.mtpLayers} multi-token prediction)`
-      io.stdout(
-        `pleat train: ${setup.model.layers} layers${mtp}, ${setup.model.experts} experts top-${setup.model.topk}, ${shape}; ${precision}${documentsText(setup)}; ${resolved.backend} backend\n`,
-      )
-    } else {
-      json.info({ world: setup.parallel.world, sizes: s, backend: resolved.backend, steps, first, dtype: setup.dtype, precision: setup.precision ?? "fp32" }, "start")
+    // The run's header, once its checks passed (a damaged --resume found by the ranks' hashing
+    // is refused with exit 2 and nothing on stdout, as every other input).
+    const announce = () => {
+      if (json === undefined) {
+        const precision = setup.precision === "bf16" ? "bf16 (fp32 master weights)" : setup.dtype
+        const mtp = setup.model.mtpLayers === undefined ? "" : ` (+${setup.model.mtpLayers} multi-token prediction)`
+        io.stdout(
+          `pleat train: ${setup.model.layers} layers${mtp}, ${setup.model.experts} experts top-${setup.model.topk}, ${shape}; ${precision}${documentsText(setup)}; ${resolved.backend} backend\n`,
+        )
+      } else {
+        json.info({ world: setup.parallel.world, sizes: s, backend: resolved.backend, steps, first, dtype: setup.dtype, precision: setup.precision ?? "fp32" }, "start")
+      }
     }
     let saved = resolved.save === undefined ? "no checkpoint written" : `no checkpoint written to ${resolved.save} (a previous one there is kept)`
     let done = first
@@ -164,6 +169,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     const started = performance.now()
     const common = {
       steps,
+      onStart: announce,
       ...(resolved.save === undefined ? {} : { save: resolved.save, keep: resolved.keep }),
       ...(resolved.saveEvery === undefined ? {} : { saveEvery: resolved.saveEvery }),
       ...(resolved.resume === undefined ? {} : { resume: resolved.resume }),
@@ -225,7 +231,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     })
     // Ends the bar's line also when interrupted, so the interruption's line stands alone.
     const ended = yield* Effect.ensuring(
-      run,
+      Effect.mapError(run, (error) => (ConfigError.isConfigError(error) ? resolved.explain(error) : error)),
       Effect.sync(() => progress?.finish()),
     ).pipe(Effect.catchTag("RankFailed", (failed) => Effect.succeed(failed)))
     // A rank that failed (threw, diverged to a non-finite loss or gradient, lost its worker):

@@ -88,6 +88,8 @@ export interface Resolved {
   readonly evalEvery: number | undefined
   /** Lines about Megatron-LM's names on the command line (what took no effect, what differs). */
   readonly notices: ReadonlyArray<string>
+  /** A ConfigError of the run (a damaged --resume found by its ranks) with the field as the user gave it (RunConfig.explain). */
+  readonly explain: (error: ConfigError.ConfigError) => ConfigError.ConfigError
 }
 
 /** The config file as a layer, or the problem that keeps it from being one. */
@@ -337,8 +339,9 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     explained(d, () => {
       throw runProblem
     })
-  // A checkpoint to resume must be complete, undamaged and of this run: find out before any work.
-  const resumed = c.resume === undefined ? undefined : explained(d, () => Checkpoint.manifestFor(c.resume as string, { model, seed: c.seed, dtype: c.dtype }))
+  // A checkpoint to resume must be complete and of this run: find out before any work. Its rank
+  // files' checksums are the ranks' to check together, before any step (Train, CheckpointCheck).
+  const resumed = c.resume === undefined ? undefined : explained(d, () => Checkpoint.manifestFor(c.resume as string, { model, seed: c.seed, dtype: c.dtype }, false))
   if (c["expert-bias"] && resumed !== undefined && resumed.expertBias === undefined) {
     explained(d, () => {
       throw ConfigError.make(
@@ -386,5 +389,6 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     first,
     evalEvery: c["eval-every"],
     notices,
+    explain: (error: ConfigError.ConfigError) => RunConfig.explain(error, d),
   }
 }

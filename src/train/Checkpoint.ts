@@ -28,9 +28,10 @@
  * compared, and the shard table must lay out its .bin exactly in the manifest's dtype. Whatever
  * makes a checkpoint unusable (missing, no complete step, a corrupt or damaged file, another
  * model, seed or dtype) is a ConfigError on the field `resume` naming the file or the fields,
- * reported before any work starts (the driver's `manifestFor`). A rank loading hashes the
- * files it reads where neither its process nor the driver has checked them
- * (CheckpointVerified), never the whole checkpoint.
+ * reported before any step: the driver's `manifestFor` checks all but the rank .bin files'
+ * bytes, which a training run's ranks hash together (CheckpointCheck: each rank a share, on
+ * its own thread or process). A rank loading hashes the files it reads where neither its
+ * process nor the driver has checked them (CheckpointVerified), never the whole checkpoint.
  */
 import { existsSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
@@ -45,6 +46,7 @@ import type * as Tensor from "../tensor/Tensor.js"
 import * as Checksum from "./CheckpointChecksum.js"
 import * as CheckpointIdentity from "./CheckpointIdentity.js"
 import * as CheckpointRead from "./CheckpointRead.js"
+import * as CheckpointVerified from "./CheckpointVerified.js"
 import * as RankFiles from "./CheckpointRankFiles.js"
 import * as Directory from "./CheckpointDirectory.js"
 import * as Durable from "./CheckpointDurable.js"
@@ -202,12 +204,13 @@ export const manifest = (dir: string): Manifest => open(dir).manifest
 /**
  * The manifest of a checkpoint that this run can resume, every file checked: as `manifest`,
  * and a damaged file, or a checkpoint of another model, seed or dtype, is a ConfigError
- * naming the file, or each field that differs with its saved value. (The driver checks them
- * before any work, rank 0's process under MPI; a rank loading later hashes only the files it
- * reads, and those only where neither its process nor the driver has.)
+ * naming the file, or each field that differs with its saved value. `hashBins` false leaves
+ * the rank .bin files' checksums (all but their bytes: the bulk of a checkpoint) to
+ * CheckpointCheck, which a training run has its ranks share (Train); a rank loading later
+ * hashes only the files it reads, and those only where neither its process nor the driver has.
  * @category constructors
  */
-export const manifestFor = (dir: string, run: CheckpointIdentity.RunIdentity): Manifest => {
+export const manifestFor = (dir: string, run: CheckpointIdentity.RunIdentity, hashBins = true): Manifest => {
   const { stepDir, manifest: m } = open(dir)
   const { saved, here } = CheckpointIdentity.differences({ model: m.model, seed: m.seed, dtype: m.dtype }, run)
   if (saved.length > 0) {
@@ -217,8 +220,34 @@ export const manifestFor = (dir: string, run: CheckpointIdentity.RunIdentity): M
       `resume with the settings it was saved with (${saved.join(", ")}), or train without --resume`,
     )
   }
-  RankFiles.read(dir, stepDir, m, () => true)
+  RankFiles.read(dir, stepDir, m, () => hashBins)
   return m
+}
+
+/**
+ * A rank's .bin file of a checkpoint, to hash: its path, the manifest's checksum of it, its size.
+ * @category models
+ */
+export interface BinToCheck {
+  readonly file: string
+  readonly checksum: string
+  readonly bytes: number
+}
+
+/**
+ * The rank .bin files of the checkpoint `dir` loads that this isolate has not found to match
+ * their checksums (CheckpointVerified), in rank order; its structure already checked
+ * (`manifestFor` with `hashBins` false).
+ * @category getters
+ */
+export const binsToCheck = (dir: string): Array<BinToCheck> => {
+  const { stepDir, manifest: m } = open(dir)
+  return Array.from({ length: m.ranks }, (_, r) => {
+    const file = path.join(stepDir, RankFiles.rankFiles(r)[0])
+    const checksum = m.checksums[RankFiles.rankFiles(r)[0]] as string
+    const { key, size } = CheckpointVerified.keyOf(file, checksum)
+    return CheckpointVerified.has(key) ? [] : [{ file, checksum, bytes: size }]
+  }).flat()
 }
 
 /**

@@ -4,10 +4,10 @@
  * manifest: each file's checksum, the table's schema, its layout in the dtype.
  *
  * A shard table is small and always checked. A .bin is hashed (16 MiB at a time, once a process
- * while unchanged: CheckpointVerified) when `hashed` says so (the driver's check of the whole
- * checkpoint before any work, an export), or later by `verify` before its shards are read (a
- * resuming rank, where neither its process nor the driver has: each process of an MPI job
- * hashed the whole checkpoint before).
+ * while unchanged: CheckpointVerified) when `hashed` says so (an export, a `manifestFor` that
+ * checks everything), by a training run's ranks together before any step (CheckpointCheck), or
+ * later by `verify` before its shards are read (a resuming rank, where neither its process nor
+ * the driver has: each process of an MPI job hashed the whole checkpoint before).
  */
 import { existsSync, readFileSync, statSync } from "node:fs"
 import path from "node:path"
@@ -75,6 +75,17 @@ interface Expected {
   readonly moments?: "zero" | undefined
 }
 
+/** A damaged file of the step directory `stepDir` of checkpoint `dir`: a ConfigError naming it and why. */
+const damaged = (dir: string, stepDir: string, file: string, why: string): ConfigError.ConfigError =>
+  unusable(dir, `has a damaged ${path.relative(dir, path.join(stepDir, file))} (${why})`, "resume from another checkpoint (--save keeps the last few in the directory)")
+
+/**
+ * A file whose checksum is not the manifest's.
+ * @category constructors
+ */
+export const mismatch = (dir: string, stepDir: string, file: string, actual: string, expected: string): ConfigError.ConfigError =>
+  damaged(dir, stepDir, file, `checksum ${actual}, manifest.json records ${expected}`)
+
 /**
  * The `m.ranks` rank files of the step directory `stepDir` of checkpoint `dir`, each checked
  * (the .bin of rank r hashed now where `hashed(r)`); a missing or damaged file is a ConfigError
@@ -83,19 +94,18 @@ interface Expected {
  */
 export const read = (dir: string, stepDir: string, m: Expected, hashed: (rank: number) => boolean): Array<RankFile> => {
   const width = DType.bytesPer(m.dtype)
-  const damaged = (file: string, why: string) =>
-    unusable(dir, `has a damaged ${path.relative(dir, path.join(stepDir, file))} (${why})`, "resume from another checkpoint (--save keeps the last few in the directory)")
+  const damagedHere = (file: string, why: string) => damaged(dir, stepDir, file, why)
   // `file`'s size, its checksum compared with the manifest's when `hash` (CheckpointVerified: once a process while unchanged).
   const checked = (file: string, hash: boolean): number => {
     const where = path.join(stepDir, file)
     if (!existsSync(where)) throw unusable(dir, `lacks ${file} of its ${m.ranks} ranks`)
     const expected = m.checksums[file]
-    if (expected === undefined) throw damaged(file, "manifest.json records no checksum of it")
+    if (expected === undefined) throw damagedHere(file, "manifest.json records no checksum of it")
     if (!hash) return statSync(where).size
     const { key, size } = CheckpointVerified.keyOf(where, expected)
     if (CheckpointVerified.has(key)) return size
     const actual = Checksum.ofFile(where, Checksum.algorithmOf(expected))
-    if (actual.checksum !== expected) throw damaged(file, `checksum ${actual.checksum}, manifest.json records ${expected}`)
+    if (actual.checksum !== expected) throw mismatch(dir, stepDir, file, actual.checksum, expected)
     CheckpointVerified.add(key)
     return actual.bytes
   }
@@ -108,20 +118,20 @@ export const read = (dir: string, stepDir: string, m: Expected, hashed: (rank: n
     try {
       json = JSON.parse(readFileSync(path.join(stepDir, tableName), "utf8"))
     } catch {
-      throw damaged(tableName, "not JSON")
+      throw damagedHere(tableName, "not JSON")
     }
     const decoded = Schema.decodeUnknownResult(ShardTable)(json)
-    if (Result.isFailure(decoded)) throw damaged(tableName, `not a shard table: ${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))}`)
+    if (Result.isFailure(decoded)) throw damagedHere(tableName, `not a shard table: ${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))}`)
     // The shards lie end to end: values in the dtype, then m and v in float32 (none when the moments are zero).
     const momentBytes = m.moments === "zero" ? 0 : 4
     let at = 0
     for (const e of decoded.success) {
       const n = e.slice.reduce((p, [a, b]) => p * (b - a), 1)
       const expected = [at, at + n * width, at + n * width + n * momentBytes] as const
-      if (e.offsets.some((o, i) => o !== expected[i])) throw damaged(tableName, `${e.name} is not laid out as ${m.dtype} values as manifest.json says`)
+      if (e.offsets.some((o, i) => o !== expected[i])) throw damagedHere(tableName, `${e.name} is not laid out as ${m.dtype} values as manifest.json says`)
       at = expected[2] + n * momentBytes
     }
-    if (at !== binBytes) throw damaged(binName, `${binBytes} bytes, its table lays out ${at} in ${m.dtype}`)
+    if (at !== binBytes) throw damagedHere(binName, `${binBytes} bytes, its table lays out ${at} in ${m.dtype}`)
     // Once for this reading of the checkpoint (a load calls it before every read from the file).
     const verify = () => {
       if (verified) return

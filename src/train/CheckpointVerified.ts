@@ -1,13 +1,14 @@
 /**
  * CheckpointVerified: the checkpoint files this isolate has found to match their checksums, each
  * by its path, inode, size, modification time and the checksum it matched. The ranks of a local
- * job load from the same files the driver checked before any work (Checkpoint.manifestFor), so a
- * file is hashed once a process; a file rewritten since differs in one of them and is hashed
- * again. The ranks of a threads job (isolates of their own) and of an MPI job (processes of
- * their own) get the driver's keys with the run (TrainProgram's `verified`), so they do not hash
- * the checkpoint again: a key matches only the same path, inode, size and modification time,
- * that is the file the driver checked (on a shared file system); a copy of it at the same path
- * on another machine has another inode, and its ranks hash what they read.
+ * job load from the same files checked before any step (CheckpointCheck: by the driver, or by
+ * the ranks of a job of its own, each file's key sent back to the driver), so a file is hashed
+ * once a process; a file rewritten since differs in one of them and is hashed again. The ranks
+ * of a threads job (isolates of their own) and of an MPI job (processes of their own) get the
+ * driver's keys with the run (TrainProgram's `verified`), so they do not hash the checkpoint
+ * again: a key matches only the same path, inode, size and modification time, that is the file
+ * that was checked (on a shared file system); a copy of it at the same path on another machine
+ * has another inode, and its ranks hash what they read.
  */
 import { statSync } from "node:fs"
 

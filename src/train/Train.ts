@@ -30,6 +30,7 @@ import { RankFailed } from "../runtime/JobError.js"
 import type * as Trace from "../runtime/Trace.js"
 import * as StableWeights from "../tensor/StableWeights.js"
 import * as Checkpoint from "./Checkpoint.js"
+import * as CheckpointCheck from "./CheckpointCheck.js"
 import * as CheckpointVerified from "./CheckpointVerified.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as HeldOut from "./HeldOut.js"
@@ -74,6 +75,8 @@ export interface RunOptions {
   readonly timeoutMs?: number
   /** The job's logger; each rank logs through a child of it, on every backend. */
   readonly log?: Logger
+  /** Called once the run's checks passed (the checkpoint to resume, the save directory), as its ranks start. */
+  readonly onStart?: () => void
   /** Called as each step completes on every rank. */
   readonly onStep?: (summary: StepSummary) => void
   /**
@@ -166,11 +169,15 @@ const collector = (world: number, tokens: number, publish: (summary: StepSummary
   }
 }
 
-/** The step a checkpoint resumes at; a missing, damaged or other run's checkpoint is the user's error. */
-const resumedStep = (dir: string, setup: RankTrainer.TrainSetup): Effect.Effect<number, ConfigError.ConfigError> =>
+/**
+ * The step a checkpoint resumes at; a missing, damaged or other run's checkpoint is the user's
+ * error. Its rank files are hashed by the job's ranks together (CheckpointCheck).
+ */
+const resumedStep = (dir: string, setup: RankTrainer.TrainSetup): Effect.Effect<number, ConfigError.ConfigError | RankFailed, Backend.Backend> =>
   Effect.suspend(() => {
     try {
-      return Effect.succeed(Checkpoint.manifestFor(dir, setup).step)
+      const { step } = Checkpoint.manifestFor(dir, setup, false)
+      return Effect.as(CheckpointCheck.onRanks(dir, setup.parallel.world), step)
     } catch (error) {
       return ConfigError.isConfigError(error) ? Effect.fail(error) : Effect.die(error)
     }
@@ -316,6 +323,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
     const evaluated = HeldOut.collector(world, (summary) => void Queue.offerUnsafe(published, { _tag: "Evaluated", summary }))
     // Nothing left to train: the resumed checkpoint itself is evaluated (at its step).
     const evaluations = setup.evaluation === undefined ? [] : first >= options.steps ? [first] : periodicSteps(first, options.steps, options.evalEvery)
+    options.onStart?.()
     const running = Backend.run({
       world,
       program: TrainProgram.of({
