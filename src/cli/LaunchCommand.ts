@@ -68,6 +68,7 @@ Runs the command as N processes on this machine under Open MPI:
 \`pleat\` or \`npx pleat\` after -- is dropped. The ranks' stdout and stderr pass through; they read no stdin.
 OMPI_MCA_* variables in the environment reach mpirun (e.g. OMPI_MCA_btl=self,vader).
 SIGINT / SIGTERM are forwarded to mpirun. Needs mpirun and pleat_mpi.node (pleat doctor).
+N is at most what this machine's memory holds at 64 MiB a process.
 
 ${Flags.usage(flags)}
 
