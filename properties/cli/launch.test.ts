@@ -4,7 +4,7 @@
 // and one line naming the fix; and, where mpirun and the MPI addon are here, real jobs: the
 // job's status is the launch's, and SIGINT stops the job with nothing left behind.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterEach, describe, expect, test } from "vitest"
@@ -12,6 +12,7 @@ import * as Cli from "../../src/cli/Cli.js"
 import * as Mpirun from "../../src/cli/doctor/Mpirun.js"
 import { memoryIo } from "../../src/cli/Io.js"
 import * as LaunchCommand from "../../src/cli/LaunchCommand.js"
+import * as LaunchStatus from "../../src/runtime/LaunchStatus.js"
 import * as MpiAddon from "../../src/native/MpiAddon.js"
 import { refused } from "./refused.js"
 
@@ -20,6 +21,7 @@ const program = ["/usr/bin/node", "/pleat/dist/cli/main.js"]
 const plan = (processes: number, cores: number, isRoot: boolean, command: ReadonlyArray<string> = ["verify", "--world", "8"]) =>
   LaunchCommand.mpirunArguments({ processes, cores, root: isRoot, program, command })
 
+const started = Date.now()
 const mpirunHere = Mpirun.findOnPath("mpirun", process.env.PATH) !== undefined
 const mpiHere = MpiAddon.status().available
 
@@ -64,6 +66,30 @@ describe("the mpirun command line", () => {
     expect(LaunchCommand.pleatCommand(["train", "--name", "pleat"])).toEqual(["train", "--name", "pleat"])
     expect(LaunchCommand.pleatCommand(["npx", "train"])).toEqual(["npx", "train"])
     expect(LaunchCommand.pleatCommand([])).toEqual([])
+  })
+})
+
+describe("the job's status through the status file (LaunchStatus)", () => {
+  const file = () => path.join(mkdtempSync(path.join(tmpdir(), "pleat-status-")), "status")
+  test("without the variable a process exits with its status; with it rank 0 writes the status and every process exits 0", () => {
+    for (const code of [0, 1, 2, 3, 130]) {
+      expect(LaunchStatus.exitWith(code, { OMPI_COMM_WORLD_RANK: "0", OMPI_COMM_WORLD_SIZE: "2" })).toBe(code)
+      const f = file()
+      expect(LaunchStatus.exitWith(code, { OMPI_COMM_WORLD_RANK: "1", OMPI_COMM_WORLD_SIZE: "2", [LaunchStatus.variable]: f })).toBe(0)
+      expect(LaunchStatus.read(0, f)).toBe(0)
+      expect(LaunchStatus.exitWith(code, { OMPI_COMM_WORLD_RANK: "0", OMPI_COMM_WORLD_SIZE: "2", [LaunchStatus.variable]: f })).toBe(0)
+      expect(LaunchStatus.read(0, f)).toBe(code)
+    }
+  })
+
+  test("mpirun's status wins when it is not 0 or when nothing usable was written; a failed write keeps the status", () => {
+    const f = file()
+    writeFileSync(f, "2\n")
+    expect(LaunchStatus.read(139, f)).toBe(139)
+    expect(LaunchStatus.read(0, `${f}.missing`)).toBe(0)
+    writeFileSync(f, "garbage")
+    expect(LaunchStatus.read(0, f)).toBe(0)
+    expect(LaunchStatus.exitWith(2, { OMPI_COMM_WORLD_RANK: "0", OMPI_COMM_WORLD_SIZE: "2", [LaunchStatus.variable]: "/no/such/dir/status" })).toBe(2)
   })
 })
 
@@ -157,10 +183,15 @@ describe.runIf(mpirunHere && mpiHere)("real jobs under mpirun", () => {
     expect(run.stderr).toMatch(/^pleat launch: \S*mpirun -np 2 .*--bind-to none .*main\.(js|ts) --version\n/)
   })
 
-  test("the job's status is the launch's: a command refused on the ranks exits 2", () => {
+  test("the job's status is the launch's: a command refused on the ranks exits 2, its one line without mpirun's banner", () => {
     const run = pleat(["launch", "-n", "2", "--", "npx", "pleat", "groups", "--world", "0"])
     expect(run.status, run.stderr).toBe(2)
-    expect(run.stderr).toContain("--world")
+    const lines = run.stderr.trimEnd().split("\n")
+    expect(lines, run.stderr).toHaveLength(2)
+    expect(lines[0]).toMatch(/^pleat launch: \S*mpirun -np 2 /)
+    expect(lines[1]).toBe('pleat groups: --world: "0" is not a positive integer; fix: write --world 1, 2, 3, ...')
+    // Nothing of the status file is left behind.
+    expect(readdirSync(tmpdir()).filter((f) => f.startsWith("pleat-launch-") && statSync(path.join(tmpdir(), f)).mtimeMs > started)).toEqual([])
   })
 
   test("SIGINT stops the job: mpirun and every rank end, nothing is left", async () => {

@@ -20,7 +20,9 @@
  *   force a transport, set it in the environment (OMPI_MCA_btl=self,vader), which mpirun reads.
  *
  * mpirun runs in its own process group with the ranks' stdout and stderr passed through (stdin
- * is not: ranks read nothing). SIGINT, SIGTERM and SIGHUP are forwarded to it once (Open MPI stops
+ * is not: ranks read nothing). The job's status comes back through a file named in the ranks'
+ * environment (runtime/LaunchStatus.ts), so that a command refused on the ranks prints its one
+ * line without mpirun's banner about a process that exited with a status other than 0. SIGINT, SIGTERM and SIGHUP are forwarded to it once (Open MPI stops
  * every rank on one signal, and a second one makes it give up on them), and the status is
  * mpirun's (128 + its signal if one ended it; 130 / 143 when a signal interrupted the launch).
  * Input that cannot work is refused with status 2 and one line naming the fix: no `--` or no
@@ -29,6 +31,7 @@
  * memory), mpirun not found, the MPI addon not built.
  */
 import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
 import { createRequire } from "node:module"
 import os from "node:os"
 import path from "node:path"
@@ -36,6 +39,7 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 import * as Effect from "effect/Effect"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as MpiAddon from "../native/MpiAddon.js"
+import * as LaunchStatus from "../runtime/LaunchStatus.js"
 import * as ProcessTuning from "../runtime/ProcessTuning.js"
 import * as Activity from "./Activity.js"
 import * as BadInput from "./BadInput.js"
@@ -192,11 +196,14 @@ const commandProblems = (after: ReadonlyArray<string> | undefined): Array<Config
   return []
 }
 
-/** Runs mpirun with `args`: its status, with the first signal this process gets forwarded to it. */
-const runMpirun = (mpirun: string, args: ReadonlyArray<string>) =>
+/**
+ * Runs mpirun with `args` and `env`: its status, with the first signal this process gets
+ * forwarded to it.
+ */
+const runMpirun = (mpirun: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) =>
   Effect.callback<number, Error>((resume) => {
     // Its own process group: a terminal's Ctrl-C reaches mpirun once, through us, not twice.
-    const child = spawn(mpirun, args, { stdio: ["ignore", "inherit", "inherit"], detached: true })
+    const child = spawn(mpirun, args, { stdio: ["ignore", "inherit", "inherit"], detached: true, env })
     let forwarded = false
     const forward = (signal: NodeJS.Signals) => {
       if (forwarded) return
@@ -260,6 +267,12 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
     const activity = yield* Activity.Activity
     activity.set(`while mpirun ran ${processes} processes (the signal went to mpirun)`)
     io.stderr(`pleat launch: ${[mpirun.path, ...args].join(" ")}\n`)
-    return yield* runMpirun(mpirun.path, args)
+    // The job's status comes back through a file (LaunchStatus), removed whatever happens.
+    const dir = mkdtempSync(path.join(os.tmpdir(), "pleat-launch-"))
+    const file = path.join(dir, "status")
+    return yield* runMpirun(mpirun.path, args, { ...process.env, [LaunchStatus.variable]: file }).pipe(
+      Effect.map((status) => LaunchStatus.read(status, file)),
+      Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true }))),
+    )
   })
 }

@@ -306,7 +306,10 @@ export const decode = (file: FileLayer | undefined, given: Readonly<Record<strin
   return Result.fail(problems)
 }
 
-const kebab = (field: string): string => field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+/** The settings whose flag is not their ModelConfig field's name in kebab case. */
+const flagOfField: Readonly<Record<string, string>> = { linearBias: "add-bias-linear", mtpLayers: "mtp-num-layers", mtpLossScale: "mtp-loss-scaling-factor" }
+
+const kebab = (field: string): string => flagOfField[field] ?? field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
 const mentions = (text: string, key: string): boolean => new RegExp(`(?<![A-Za-z0-9_]|[A-Za-z0-9_]-)${key.replace(/[-]/g, "\\-")}(?![A-Za-z0-9_-])`).test(text)
 

@@ -2,6 +2,7 @@
 // The `pleat` executable: runs the command line against the real process.
 import { main } from "./Cli.js"
 import { processIo } from "./Io.js"
+import * as LaunchStatus from "../runtime/LaunchStatus.js"
 import * as MpiProcess from "../runtime/MpiProcess.js"
 
 // A reader that stops early (`pleat groups ... | head`) is not an error of ours.
@@ -17,7 +18,8 @@ if (MpiProcess.launched()) {
     if (ended.signal !== undefined) interrupted = ended.code
     return ended.code
   }, processIo.stderr)
-  process.exit(interrupted ?? code)
+  // Under pleat launch the status goes back through its file, sparing mpirun's banner (LaunchStatus).
+  process.exit(interrupted ?? LaunchStatus.exitWith(code))
 }
 const ended = await main(process.argv.slice(2), processIo)
 // Interrupted: end now, taking any thread still stopping with the process.
