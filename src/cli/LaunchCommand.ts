@@ -76,7 +76,8 @@ N is at most what this machine's memory holds at 64 MiB a process.
 
 ${Flags.usage(flags)}
 
-exit status: mpirun's (the job's), 2 input that cannot work (one line names the fix),
+exit status: the job's (its command's on rank 0; mpirun's when a process ended otherwise: a
+             signal, an abort), 2 input that cannot work (one line names the fix),
              130 / 143 interrupted by SIGINT / SIGTERM
 `
 
