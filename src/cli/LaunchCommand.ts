@@ -148,6 +148,15 @@ const cores = (): number => Math.min(CpuInfo.read().physicalCores ?? Number.POSI
 
 const howTo = "write pleat launch -n N -- pleat <command> [flags]"
 
+/** A new directory under the system's temporary one, or undefined when none can be made. */
+const temporaryDirectory = (): string | undefined => {
+  try {
+    return mkdtempSync(path.join(os.tmpdir(), "pleat-launch-"))
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * The least memory one rank's process takes: a bare Node holds ~40 MiB, pleat's command line
  * ~90 MiB before any work (measured with /usr/bin/time), so no job of more processes than the
@@ -268,8 +277,10 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
     const activity = yield* Activity.Activity
     activity.set(`while mpirun ran ${processes} processes (the signal went to mpirun)`)
     io.stderr(`pleat launch: ${[mpirun.path, ...args].join(" ")}\n`)
-    // The job's status comes back through a file (LaunchStatus), removed whatever happens.
-    const dir = mkdtempSync(path.join(os.tmpdir(), "pleat-launch-"))
+    // The job's status comes back through a file (LaunchStatus), removed whatever happens; where
+    // no temporary directory can be made, the processes exit with it themselves.
+    const dir = temporaryDirectory()
+    if (dir === undefined) return yield* runMpirun(mpirun.path, args, process.env)
     const file = path.join(dir, "status")
     return yield* runMpirun(mpirun.path, args, { ...process.env, [LaunchStatus.variable]: file }).pipe(
       Effect.map((status) => LaunchStatus.read(status, file)),
