@@ -243,8 +243,9 @@ export interface BinToCheck {
 export const binsToCheck = (dir: string): Array<BinToCheck> => {
   const { stepDir, manifest: m } = open(dir)
   return Array.from({ length: m.ranks }, (_, r) => {
-    const file = path.join(stepDir, RankFiles.rankFiles(r)[0])
-    const checksum = m.checksums[RankFiles.rankFiles(r)[0]] as string
+    const [bin] = RankFiles.rankFiles(r)
+    const file = path.join(stepDir, bin)
+    const checksum = m.checksums[bin] as string
     const { key, size } = CheckpointVerified.keyOf(file, checksum)
     return CheckpointVerified.has(key) ? [] : [{ file, checksum, bytes: size }]
   }).flat()

@@ -21,15 +21,14 @@ import type { RankFailed } from "../runtime/JobError.js"
 import * as RankProgram from "../runtime/RankProgram.js"
 import type * as ConfigError from "../errors/ConfigError.js"
 import * as Checkpoint from "./Checkpoint.js"
-import * as Checksum from "./CheckpointChecksum.js"
 import * as RankFiles from "./CheckpointRankFiles.js"
 import * as CheckpointVerified from "./CheckpointVerified.js"
 
 /**
- * What a rank found of one file: matched (its CheckpointVerified key), or the checksum it has.
+ * What a rank found of one file (CheckpointRankFiles.hashAgainst), with the file.
  * @category models
  */
-export type FileResult = { readonly file: string; readonly key: string } | { readonly file: string; readonly actual: string }
+export type FileResult = RankFiles.Hashed & { readonly file: string }
 
 /**
  * The files each rank hashes, by rank.
@@ -57,12 +56,8 @@ export const assign = (files: ReadonlyArray<Checkpoint.BinToCheck>, ranks: numbe
   return Array.from({ length: ranks }, (_, r) => files.filter((_, i) => owner[i] === r))
 }
 
-/** Hashes one file: its key when it matches the recorded checksum, else the checksum it has. */
-const hash = (f: Checkpoint.BinToCheck): FileResult => {
-  const { key } = CheckpointVerified.keyOf(f.file, f.checksum)
-  const actual = Checksum.ofFile(f.file, Checksum.algorithmOf(f.checksum)).checksum
-  return actual === f.checksum ? { file: f.file, key } : { file: f.file, actual }
-}
+/** Hashes one file against its recorded checksum. */
+const hash = (f: Checkpoint.BinToCheck): FileResult => ({ file: f.file, ...RankFiles.hashAgainst(f.file, f.checksum) })
 
 /**
  * The rank program: hashes this rank's files.
@@ -88,15 +83,11 @@ export const onRanks = (dir: string, world: number): Effect.Effect<void, ConfigE
       : yield* backend
           .run({ world, program: RankProgram.make(import.meta.url, "program", { byRank } satisfies CheckArgs) })
           .pipe(Effect.map((all) => all as ReadonlyArray<ReadonlyArray<FileResult>>))
+    // Every match counts as checked, then the first damaged file in rank order is refused.
     const found = new Map(results.flat().map((r) => [r.file, r]))
+    for (const r of found.values()) if ("key" in r) CheckpointVerified.add(r.key)
     for (const f of files) {
       const r = found.get(f.file)
-      if (r !== undefined && "key" in r) CheckpointVerified.add(r.key)
-    }
-    for (const f of files) {
-      const r = found.get(f.file)
-      if (r !== undefined && "actual" in r) {
-        return yield* Effect.fail(RankFiles.mismatch(dir, path.dirname(f.file), path.basename(f.file), r.actual, f.checksum))
-      }
+      if (r !== undefined && "actual" in r) return yield* Effect.fail(RankFiles.mismatch(dir, path.dirname(f.file), path.basename(f.file), r.actual, f.checksum))
     }
   })

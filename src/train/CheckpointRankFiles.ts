@@ -80,6 +80,23 @@ const damaged = (dir: string, stepDir: string, file: string, why: string): Confi
   unusable(dir, `has a damaged ${path.relative(dir, path.join(stepDir, file))} (${why})`, "resume from another checkpoint (--save keeps the last few in the directory)")
 
 /**
+ * What hashing a file against its recorded checksum found: a match (its CheckpointVerified key,
+ * taken before the hash, and its bytes), or the checksum it has.
+ * @category models
+ */
+export type Hashed = { readonly key: string; readonly bytes: number } | { readonly actual: string }
+
+/**
+ * Hashes `file` against the checksum `expected` records (its algorithm by the record's form).
+ * @category constructors
+ */
+export const hashAgainst = (file: string, expected: string): Hashed => {
+  const { key } = CheckpointVerified.keyOf(file, expected)
+  const actual = Checksum.ofFile(file, Checksum.algorithmOf(expected))
+  return actual.checksum === expected ? { key, bytes: actual.bytes } : { actual: actual.checksum }
+}
+
+/**
  * A file whose checksum is not the manifest's.
  * @category constructors
  */
@@ -104,10 +121,10 @@ export const read = (dir: string, stepDir: string, m: Expected, hashed: (rank: n
     if (!hash) return statSync(where).size
     const { key, size } = CheckpointVerified.keyOf(where, expected)
     if (CheckpointVerified.has(key)) return size
-    const actual = Checksum.ofFile(where, Checksum.algorithmOf(expected))
-    if (actual.checksum !== expected) throw mismatch(dir, stepDir, file, actual.checksum, expected)
-    CheckpointVerified.add(key)
-    return actual.bytes
+    const found = hashAgainst(where, expected)
+    if (!("key" in found)) throw mismatch(dir, stepDir, file, found.actual, expected)
+    CheckpointVerified.add(found.key)
+    return found.bytes
   }
   return Array.from({ length: m.ranks }, (_, r) => {
     const [binName, tableName] = rankFiles(r)
