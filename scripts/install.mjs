@@ -7,6 +7,11 @@
 // TypeScript, only cmake and a C++ compiler.
 //
 // Environment: PLEAT_WITH_CUDA=OFF or PLEAT_WITH_MPI=OFF skip an optional addon.
+// `node scripts/install.mjs --native` (npm run build:native) builds the addons only.
+//
+// CMake is configured on every run, not only when build/ is new: `cmake-js compile` on an
+// existing build/ only rebuilds, so MPI or nvcc installed after the first `npm ci` was never
+// found (what `pleat doctor` tells a user to do: install MPI, then npm run build:native).
 import { spawnSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
@@ -26,7 +31,9 @@ const run = (what, args) => {
 
 const cmakeJs = path.join(path.dirname(require.resolve("cmake-js/package.json")), "bin", "cmake-js")
 const options = ["PLEAT_WITH_CUDA", "PLEAT_WITH_MPI"].filter((name) => process.env[name] !== undefined).map((name) => `--CD${name}=${process.env[name]}`)
-run("the native build (cmake-js)", [cmakeJs, "compile", "--directory", "cuda", "--out", "build", ...options])
+run("the native configure (cmake-js)", [cmakeJs, "configure", "--directory", "cuda", "--out", "build", ...options])
+run("the native build (cmake-js)", [cmakeJs, "build", "--directory", "cuda", "--out", "build"])
+if (process.argv.includes("--native")) process.exit(0)
 
 const checkout = existsSync(path.join(root, "src", "api", "index.ts")) && existsSync(path.join(root, "tsconfig.build.json"))
 if (checkout) {
