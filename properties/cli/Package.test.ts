@@ -63,7 +63,10 @@ describe("npm pack, install into an empty project, use", () => {
     mkdirSync(project)
     // The README's allowScripts key for a tarball (file: and its absolute path); strict, so a key npm does not match fails the install.
     const source = path.join(scratch, tarball as string)
-    writeFileSync(path.join(project, "package.json"), JSON.stringify({ name: "user-project", version: "1.0.0", type: "module", private: true, allowScripts: { [`file:${source}`]: true } }))
+    writeFileSync(
+      path.join(project, "package.json"),
+      JSON.stringify({ name: "user-project", version: "1.0.0", type: "module", private: true, allowScripts: { [`file:${source}`]: true } }),
+    )
     const installed = npm(["install", "--prefer-offline", "--strict-allow-scripts", source], project)
     expect(installed.status, `${installed.stdout}\n${installed.stderr}`).toBe(0)
     expect(existsSync(path.join(project, "node_modules", "pleat", "build", "Release", "pleat_cpu.node"))).toBe(true)

@@ -10,7 +10,7 @@
  *   hidden  [tokens T/cp(/tp), hidden H]         every edge between embedding, blocks, head
  *   loss    []  partial over cp                  this rank's share of the micro-batch loss
  *
- * Sizes are a structural type (train's ModelConfig fits it), so model/ does not import train/.
+ * Sizes declares the model's settings once: train's ModelConfig extends it with the MLP widths.
  */
 import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import type * as LatentAttention from "../attention/LatentAttention.js"
@@ -25,7 +25,7 @@ import type * as Tensor from "../tensor/Tensor.js"
 import type * as MoeStats from "./MoeStats.js"
 
 /**
- * The model's sizes that the forward uses.
+ * The model's settings that the forward uses (train's ModelConfig adds the MLP widths).
  * @category models
  */
 export interface Sizes {
@@ -36,47 +36,77 @@ export interface Sizes {
   readonly kvHeads: number
   readonly experts: number
   readonly topk: number
-  /** With denseFirst K (absent: 0), layer i is MoE when i >= K and (i - K) % moeEvery === 0 (isMoe). */
+  /** With denseFirst K (absent: 0), layer i is MoE when i >= K and (i - K) % moeEvery === 0 (1: every layer). */
   readonly moeEvery: number
-  /** The first denseFirst layers are dense (DeepSeek-V3's first_k_dense_replace); absent: 0. */
+  /** The first denseFirst layers are dense (DeepSeek-V3's first 3); absent: 0 (isMoe). */
   readonly denseFirst?: number | undefined
   readonly seq: number
-  /** A separate output layer (`output`); absent or false: the output layer is the embedding table. */
+  /**
+   * Separate input and output embeddings (Mixtral-style). Tied by default (GPT-style, as
+   * Megatron): the output layer multiplies by the embedding table.
+   */
   readonly untieEmbeddings?: boolean | undefined
-  /** Shared experts' MLP width (none: no shared experts), and whether a sigmoid gate scales them. */
+  /** Shared experts' MLP width in every MoE layer (semantics.md 2.7); none: no shared experts. */
   readonly sharedExpertFfn?: number | undefined
+  /** Scales the shared experts' output by sigmoid(x g) per token (needs sharedExpertFfn). */
   readonly sharedExpertGate?: boolean | undefined
-  /** The router and MoE-layer options; none: softmax after top-k, dropless, aux loss `auxLossCoeff`. */
+  /** The router and MoE-layer options (MoeSettings); none: MoeSettings.defaults with the run's aux coefficient. */
   readonly moe?: MoeSettings.MoeSettings | undefined
-  /** Biases on the attention's q, k and v (Qwen-style); absent or false: none. */
+  /** Biases on the attention's q, k and v (Qwen-style, initialized to zero); absent or false: none. */
   readonly qkvBias?: boolean | undefined
-  /** Biases on the attention's output projection and every MLP's projections (ModelConfig.linearBias). */
+  /**
+   * Biases on the attention's output projection and on both projections of every MLP (dense,
+   * shared and routed experts), from zero (Megatron's add_bias_linear, GPT-OSS's); absent or
+   * false: none. (--add-bias-linear also sets qkvBias, as Megatron's linear_qkv has one.)
+   */
   readonly linearBias?: boolean | undefined
-  /** A bias on the router's logits (GPT-OSS's). */
+  /** A bias on the router's logits, from zero (GPT-OSS's router); absent or false: none. */
   readonly routerBias?: boolean | undefined
-  /** Each head's width (none: hidden / heads); Qwen3's 128 with hidden 2048 and 32 heads. */
+  /** Each head's width; none: hidden / heads (headDim). */
   readonly headDim?: number | undefined
-  /** RMSNorm over each head's q and k before RoPE (Qwen3, OLMoE); absent or false: none. */
+  /** RMSNorm over each head's q and k before RoPE (Qwen3-style); absent or false: none. */
   readonly qkNorm?: boolean | undefined
-  /** Multi-latent attention's widths (DeepSeek-V2/V3; kvHeads = heads); none: grouped-query attention. */
+  /**
+   * Multi-latent attention (DeepSeek-V2/V3, LatentAttention) with these widths, in place of
+   * grouped-query attention: kvHeads must equal heads, headDim, qkvBias and qkNorm unused.
+   */
   readonly mla?: LatentAttention.LatentSizes | undefined
-  /** Multi-token prediction layers after the last (DeepSeek-V3's 1; MultiTokenPrediction); absent: none. */
-  readonly mtpLayers?: number | undefined
-  /** The MTP losses' weight in the objective, over their depths (Megatron's default 0.1). */
-  readonly mtpLossScale?: number | undefined
-  /** RoPE's frequency base (none: `defaultRopeTheta`). */
+  /** RoPE's frequency base; none: 10000 (defaultRopeTheta). */
   readonly ropeTheta?: number | undefined
-  /** YaRN context extension of RoPE (RopeScaling); none: plain RoPE. */
+  /** YaRN context extension of RoPE (RopeScaling: DeepSeek-V3's factor 40 over 4096); none: plain RoPE. */
   readonly ropeScaling?: RopeScaling.Yarn | undefined
-  /** Sliding-window attention: the keys each token attends to, itself included (none: all before it). */
+  /**
+   * Sliding-window attention in every layer: a token attends to the last slidingWindow tokens,
+   * itself included (transformers' sliding_window; Megatron's --window-size W-1,0); none: the
+   * whole causal context.
+   */
   readonly slidingWindow?: number | undefined
-  /** With slidingWindow: every N-th layer (from 1) attends to its whole context instead (windowOf); absent: none does. */
+  /**
+   * With slidingWindow: every N-th layer (layer numbers from 1: N, 2N, ...) attends to its whole
+   * causal context instead (Megatron's --window-attn-skip-freq N; GPT-OSS's 2, Gemma 3's 6;
+   * windowOf); absent: every layer has the window.
+   */
   readonly windowAttnSkipFreq?: number | undefined
-  /** The attention softmax: vanilla (absent), off-by-one or learnable sinks (SoftmaxType). */
+  /**
+   * The attention softmax (Megatron's --softmax-type): vanilla (absent), off-by-one (one more logit
+   * fixed at 0 per row that takes probability and gives no value) or learnable (that logit a
+   * parameter per head, `layers.L.sinks`, GPT-OSS's; tensor/ops/AttentionSinks).
+   */
   readonly softmaxType?: SoftmaxType | undefined
-  /** RMSNorm's epsilon, every norm of the model (none: `defaultNormEps`). */
+  /**
+   * Multi-token prediction layers after the last (DeepSeek-V3's 1; model/MultiTokenPrediction):
+   * layer indices layers .. layers + mtpLayers - 1, on the last stage; absent: none.
+   */
+  readonly mtpLayers?: number | undefined
+  /** The MTP losses' weight in the objective (divided over the depths; absent: 0.1, Megatron's). */
+  readonly mtpLossScale?: number | undefined
+  /** Every RMSNorm's epsilon; none: 1e-6 (defaultNormEps). */
   readonly normEps?: number | undefined
-  /** Every gated MLP's activation (dense, shared and routed experts; GatedActivation): SwiGLU when absent. */
+  /**
+   * Every gated MLP's activation, dense, shared and routed experts alike (Megatron's --quick-geglu,
+   * --glu-linear-offset and --activation-func-clamp-value; GPT-OSS's alpha 1.702, offset 1, limit
+   * 7; tensor/ops/GatedActivation): absent, SwiGLU.
+   */
   readonly glu?: GatedActivation.Glu | undefined
 }
 

@@ -6,7 +6,6 @@
  * (0 by default), else a dense SwiGLU MLP) -> final RMSNorm -> output layer -> cross-entropy. Vocabulary split over tp.
  * The MoE layers route as `moe` says (MoeSettings: score function, groups, losses, dropping).
  */
-import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import * as Result from "effect/Result"
 import * as LatentAttention from "../attention/LatentAttention.js"
 import * as ConfigError from "../errors/ConfigError.js"
@@ -21,90 +20,11 @@ import type * as RopeScaling from "../tensor/ops/RopeScaling.js"
  * The model's sizes.
  * @category models
  */
-export interface ModelConfig {
-  readonly vocab: number
-  readonly hidden: number
-  readonly layers: number
-  readonly heads: number
-  readonly kvHeads: number
+export interface ModelConfig extends ModelContext.Sizes {
   /** Dense MLP width. */
   readonly ffn: number
-  readonly experts: number
-  readonly topk: number
   /** Expert MLP width. */
   readonly moeFfn: number
-  /** With denseFirst K (absent: 0), layer i is MoE when i >= K and (i - K) % moeEvery === 0 (1: every layer). */
-  readonly moeEvery: number
-  /** The first denseFirst layers are dense (DeepSeek-V3's first 3); absent: 0 (ModelContext.isMoe). */
-  readonly denseFirst?: number | undefined
-  readonly seq: number
-  /**
-   * Separate input and output embeddings (Mixtral-style). Tied by default (GPT-style, as
-   * Megatron): the output layer multiplies by the embedding table.
-   */
-  readonly untieEmbeddings?: boolean | undefined
-  /** Shared experts' MLP width in every MoE layer (semantics.md 2.7); none: no shared experts. */
-  readonly sharedExpertFfn?: number | undefined
-  /** Scales the shared experts' output by sigmoid(x g) per token (needs sharedExpertFfn). */
-  readonly sharedExpertGate?: boolean | undefined
-  /** The router and MoE-layer options (MoeSettings); none: MoeSettings.defaults with the run's aux coefficient. */
-  readonly moe?: MoeSettings.MoeSettings | undefined
-  /** Biases on the attention's q, k and v (Qwen-style, initialized to zero); absent or false: none. */
-  readonly qkvBias?: boolean | undefined
-  /**
-   * Biases on the attention's output projection and on both projections of every MLP (dense,
-   * shared and routed experts), from zero (Megatron's add_bias_linear, GPT-OSS's); absent or
-   * false: none. (--add-bias-linear also sets qkvBias, as Megatron's linear_qkv has one.)
-   */
-  readonly linearBias?: boolean | undefined
-  /** A bias on the router's logits, from zero (GPT-OSS's router); absent or false: none. */
-  readonly routerBias?: boolean | undefined
-  /** Each head's width; none: hidden / heads (ModelContext.headDim). */
-  readonly headDim?: number | undefined
-  /** RMSNorm over each head's q and k before RoPE (Qwen3-style); absent or false: none. */
-  readonly qkNorm?: boolean | undefined
-  /**
-   * Multi-latent attention (DeepSeek-V2/V3, LatentAttention) with these widths, in place of
-   * grouped-query attention: kvHeads must equal heads, headDim, qkvBias and qkNorm unused.
-   */
-  readonly mla?: LatentAttention.LatentSizes | undefined
-  /** RoPE's frequency base; none: 10000 (ModelContext.defaultRopeTheta). */
-  readonly ropeTheta?: number | undefined
-  /** YaRN context extension of RoPE (RopeScaling: DeepSeek-V3's factor 40 over 4096); none: plain RoPE. */
-  readonly ropeScaling?: RopeScaling.Yarn | undefined
-  /**
-   * Sliding-window attention in every layer: a token attends to the last slidingWindow tokens,
-   * itself included (transformers' sliding_window; Megatron's --window-size W-1,0); none: the
-   * whole causal context.
-   */
-  readonly slidingWindow?: number | undefined
-  /**
-   * With slidingWindow: every N-th layer (layer numbers from 1: N, 2N, ...) attends to its whole
-   * causal context instead (Megatron's --window-attn-skip-freq N; GPT-OSS's 2, Gemma 3's 6;
-   * ModelContext.windowOf); absent: every layer has the window.
-   */
-  readonly windowAttnSkipFreq?: number | undefined
-  /**
-   * The attention softmax (Megatron's --softmax-type): vanilla (absent), off-by-one (one more logit
-   * fixed at 0 per row that takes probability and gives no value) or learnable (that logit a
-   * parameter per head, `layers.L.sinks`, GPT-OSS's; tensor/ops/AttentionSinks).
-   */
-  readonly softmaxType?: ModelContext.SoftmaxType | undefined
-  /**
-   * Multi-token prediction layers after the last (DeepSeek-V3's 1; model/MultiTokenPrediction):
-   * layer indices layers .. layers + mtpLayers - 1, on the last stage; absent: none.
-   */
-  readonly mtpLayers?: number | undefined
-  /** The MTP losses' weight in the objective (divided over the depths; absent: 0.1, Megatron's). */
-  readonly mtpLossScale?: number | undefined
-  /** Every RMSNorm's epsilon; none: 1e-6 (ModelContext.defaultNormEps). */
-  readonly normEps?: number | undefined
-  /**
-   * Every gated MLP's activation, dense, shared and routed experts alike (Megatron's --quick-geglu,
-   * --glu-linear-offset and --activation-func-clamp-value; GPT-OSS's alpha 1.702, offset 1, limit
-   * 7; tensor/ops/GatedActivation): absent, SwiGLU.
-   */
-  readonly glu?: GatedActivation.Glu | undefined
 }
 
 /**
