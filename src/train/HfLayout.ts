@@ -22,6 +22,7 @@
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import * as ModelContext from "../model/ModelContext.js"
+import type * as ModelConfig from "./ModelConfig.js"
 
 /**
  * The architectures of transformers that hold pleat's model.
@@ -36,31 +37,32 @@ export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-
 export type Format = (typeof formats)[number]
 
 /**
- * The sizes the layout depends on.
+ * The sizes the layout depends on (the model's settings: ModelConfig). Among them, linearBias
+ * carries the output projection's and the experts' biases (gpt-oss) and the router's, mtpLayers
+ * DeepSeek's layers past the last (deepseek-v3 only), softmaxType gpt-oss's learnable sinks
+ * (written as they are; off-by-one as zeros).
  * @category models
  */
-export interface Sizes {
-  readonly hidden: number
-  readonly layers: number
-  readonly heads: number
-  readonly kvHeads: number
-  readonly experts: number
-  readonly moeEvery: number
-  readonly denseFirst?: number | undefined
-  readonly untieEmbeddings?: boolean | undefined
-  readonly qkvBias?: boolean | undefined
-  /** The output projection's and the experts' biases (gpt-oss), and the router's. */
-  readonly linearBias?: boolean | undefined
-  readonly routerBias?: boolean | undefined
-  readonly headDim?: number | undefined
-  readonly qkNorm?: boolean | undefined
-  readonly mla?: LatentAttention.LatentSizes | undefined
-  /** Multi-token prediction layers (deepseek-v3 only: DeepSeek's layers past the last). */
-  readonly mtpLayers?: number | undefined
-  /** The attention softmax (gpt-oss: learnable sinks written as they are, off-by-one as zeros). */
-  readonly softmaxType?: ModelContext.SoftmaxType | undefined
-  readonly moeFfn: number
-}
+export type Sizes = Pick<
+  ModelConfig.ModelConfig,
+  | "hidden"
+  | "layers"
+  | "heads"
+  | "kvHeads"
+  | "experts"
+  | "moeEvery"
+  | "denseFirst"
+  | "untieEmbeddings"
+  | "qkvBias"
+  | "linearBias"
+  | "routerBias"
+  | "headDim"
+  | "qkNorm"
+  | "mla"
+  | "mtpLayers"
+  | "softmaxType"
+  | "moeFfn"
+>
 
 /**
  * Rotary rows of a transformers matrix ([out, in]) in DeepSeek's interleaved order: in each
