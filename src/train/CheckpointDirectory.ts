@@ -7,6 +7,7 @@
  *   DIR/step-00000042/        one checkpoint: rank-R.bin, rank-R.json per rank, manifest.json last
  *   DIR/step-00000042-2/      a second save of the same step (the first is never overwritten)
  *   DIR/latest                the name of the step directory published last
+ *   DIR/.pleat-lock           while a run saves into DIR: which run (SaveLock)
  *
  * Saving step s: the driver plans a fresh step directory before the job; every rank writes and
  * flushes its files into it; once all have, the driver flushes the directory, writes the
@@ -29,6 +30,13 @@ import * as Durable from "./CheckpointDurable.js"
  * @category configuration
  */
 export const marker = "pleat-checkpoint"
+
+/**
+ * The lock file of a directory a run is saving into (SaveLock); a directory holding nothing but
+ * it (and its temporary files) counts as empty.
+ * @category configuration
+ */
+export const lockName = ".pleat-lock"
 
 const pointer = "latest"
 const manifestFile = "manifest.json"
@@ -103,7 +111,8 @@ export const locate = (dir: string): string | undefined => {
  * wrote it (it holds the marker).
  * @category guards
  */
-export const mayWrite = (dir: string): boolean => !existsSync(dir) || (isDirectory(dir) && (existsSync(path.join(dir, marker)) || readdirSync(dir).length === 0))
+export const mayWrite = (dir: string): boolean =>
+  !existsSync(dir) || (isDirectory(dir) && (existsSync(path.join(dir, marker)) || readdirSync(dir).every((name) => name.startsWith(lockName))))
 
 /**
  * Opens `dir` for saving the given steps: creates it and its marker, removes what interrupted

@@ -38,6 +38,7 @@ import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
 import type * as RankTrainer from "./RankTrainer.js"
 import * as SaveFallback from "./SaveFallback.js"
+import * as SaveLock from "./SaveLock.js"
 import * as TrainProgram from "./TrainProgram.js"
 
 /**
@@ -278,24 +279,25 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
   const schedule = Schedule.make({ pp: s.pp, vpp: setup.parallel.vpp, microBatches: ModelConfig.microBatches(setup.batch, s.dp) })
   const checked = Check.check(schedule)
   if (Result.isFailure(checked)) throw new Error(`pipeline schedule: ${Check.format(checked.failure)}`)
+  return Effect.gen(function* () {
+    const first = options.resume === undefined ? 0 : yield* resumedStep(options.resume, setup)
+    // Never into what pleat did not write, nor where another run is saving (SaveLock).
+    const lock = options.save === undefined ? undefined : yield* SaveLock.take(options.save)
+    return yield* Effect.ensuring(
+      saving(setup, options, first),
+      Effect.sync(() => lock?.release()),
+    )
+  })
+}
+
+/** Train's job from step `first`, with the save directory (if any) checked and locked. */
+const saving = (setup: RankTrainer.TrainSetup, options: RunOptions, first: number): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError, Backend.Backend> => {
   const fold = Folding.make(setup.parallel)
   const world = setup.parallel.world
   const tokens = setup.batch.globalBatch * setup.model.seq
   // The span callback is a function, which cannot cross into workers: spans go through RankEvents.
   const { span: _span, ...plain } = setup
   return Effect.gen(function* () {
-    const first = options.resume === undefined ? 0 : yield* resumedStep(options.resume, setup)
-    // Never into what pleat did not write: a file, or a folder of other files without the marker.
-    if (options.save !== undefined && !CheckpointDirectory.mayWrite(options.save)) {
-      return yield* Effect.fail(
-        ConfigError.make(
-          "save",
-          options.save,
-          `is a file or a folder pleat did not write (it holds files and no ${CheckpointDirectory.marker} marker)`,
-          "pass a new or empty directory, or one written by --save",
-        ),
-      )
-    }
     const steps = periodicSteps(first, options.steps, options.saveEvery)
     const fallbackRoot = options.save === undefined ? "" : SaveFallback.directoryFor(options.save)
     const planned: Array<SaveFallback.Plan> =
