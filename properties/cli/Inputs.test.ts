@@ -147,6 +147,44 @@ describe("config files that are not JSON", () => {
       { numRuns: 200 },
     )
   })
+
+  test("any JSON text parses to JSON.parse's value, with or without a byte-order mark before it", () => {
+    fc.assert(
+      fc.property(fc.json(), fc.boolean(), fc.constantFrom(0, 2, "\t"), (written, bom, indent) => {
+        const text = JSON.stringify(JSON.parse(written), null, indent)
+        const parsed = JsonText.parse(bom ? `\uFEFF${text}` : text)
+        expect(parsed).toEqual({ _tag: "json", value: JSON.parse(text) })
+      }),
+      { numRuns: 300 },
+    )
+  })
+
+  test("a key written twice in one object (at any depth) is refused, naming the key and the line and column of its second occurrence", () => {
+    const key = fc.string({ maxLength: 6 })
+    fc.assert(
+      fc.property(fc.uniqueArray(key, { minLength: 1, maxLength: 6 }), fc.nat(), fc.nat(), fc.boolean(), (keys, pick, at, nested) => {
+        const first = pick % keys.length
+        const repeated = keys[first] as string
+        const members = keys.map((k, i) => `${JSON.stringify(k)}: ${i}`)
+        // Anywhere after its first occurrence.
+        const position = first + 1 + (at % (members.length - first))
+        members.splice(position, 0, `${JSON.stringify(repeated)}: "again"`)
+        const object = `{\n  ${members.join(",\n  ")}\n}`
+        const text = nested ? `{"outer": [1, ${object}], "outer2": {"outer": 2}}` : object
+        const parsed = JsonText.parse(text)
+        expect(parsed._tag).toBe("invalid")
+        if (parsed._tag !== "invalid") return
+        expect(parsed.reason).toContain(`has the key ${JSON.stringify(repeated)} twice in one object`)
+        // The second occurrence: the member inserted.
+        const offset = text.indexOf(`${JSON.stringify(repeated)}: "again"`)
+        const before = text.slice(0, offset)
+        expect(parsed.reason).toContain(`line ${before.split("\n").length}, column ${offset - before.lastIndexOf("\n")}`)
+      }),
+      { numRuns: 300 },
+    )
+    // The same key in different objects is no repeat.
+    expect(JsonText.parse('{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}')._tag).toBe("json")
+  })
 })
 
 describe("ranks one process hosts", () => {

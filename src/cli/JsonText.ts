@@ -4,7 +4,9 @@
  *
  * JSON.parse says where it stopped as a character offset, or, when the text ends too early,
  * nowhere at all. A user edits lines: so the problem names the line and column, and says when
- * the text ended early (a file cut short, a bracket never closed) or holds nothing at all.
+ * the text ended early (a file cut short, a bracket never closed) or holds nothing at all. A key
+ * written twice in one object is refused too (JSON.parse would keep the last value without a
+ * word), and a leading byte-order mark is skipped.
  */
 
 /**
@@ -31,11 +33,19 @@ const plainReason = (message: string): string =>
     .trim()
     .replace(/^[A-Z](?=[a-z])/, (c) => c.toLowerCase())
 
+/** A key that stands twice in one object: where its second occurrence starts. */
+interface Repeated {
+  readonly key: string
+  readonly offset: number
+}
+
 /**
- * The offset of the first character that cannot continue valid JSON, by a plain scan of the
- * grammar (RFC 8259); `text.length` when the text stops early. Used where V8 names no offset.
+ * A plain scan of the grammar (RFC 8259): the offset of the first character that cannot
+ * continue valid JSON (`text.length` when the text stops early; used where V8 names no offset),
+ * or, with `repeats`, the first key that stands twice in one object (JSON.parse keeps the last
+ * value silently); undefined for valid JSON without either.
  */
-const firstBadOffset = (text: string): number => {
+const scan = (text: string, repeats: boolean): number | Repeated | undefined => {
   let i = 0
   const fail = (at = i): never => {
     throw at
@@ -77,10 +87,15 @@ const firstBadOffset = (text: string): number => {
       i++
       blank()
       if (text[i] === "}") return void i++
+      const keys = new Set<string>()
       for (;;) {
         blank()
         if (text[i] !== '"') fail()
+        const start = i
         string()
+        const key = JSON.parse(text.slice(start, i)) as string
+        if (repeats && keys.has(key)) throw { key, offset: start }
+        keys.add(key)
         blank()
         if (text[i] !== ":") fail()
         i++
@@ -112,9 +127,9 @@ const firstBadOffset = (text: string): number => {
   try {
     value()
     blank()
-    return i
+    return i < text.length ? i : undefined
   } catch (at) {
-    return Math.min(at as number, text.length)
+    return typeof at === "number" ? Math.min(at, text.length) : (at as Repeated)
   }
 }
 
@@ -122,14 +137,21 @@ const firstBadOffset = (text: string): number => {
  * Parses `text`; an invalid text gives its reason with the line and column where parsing stopped.
  * @category constructors
  */
-export const parse = (text: string): Parsed => {
+export const parse = (written: string): Parsed => {
+  // A byte-order mark (Windows editors write one) is not part of the JSON.
+  const text = written.startsWith("\uFEFF") ? written.slice(1) : written
   try {
-    return { _tag: "json", value: JSON.parse(text) }
+    const value: unknown = JSON.parse(text)
+    const repeated = scan(text, true)
+    if (typeof repeated === "object") {
+      return { _tag: "invalid", reason: `has the key ${JSON.stringify(repeated.key)} twice in one object (again at ${lineAndColumn(text, repeated.offset)}): say each setting once` }
+    }
+    return { _tag: "json", value }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
     if (text.trim() === "") return { _tag: "invalid", reason: "is empty, not JSON" }
     const at = /at position (\d+)/.exec(message)
-    const offset = at === null && !/Unexpected end/.test(message) ? firstBadOffset(text) : at === null ? undefined : Number(at[1])
+    const offset = at === null && !/Unexpected end/.test(message) ? ((scan(text, false) as number | undefined) ?? text.length) : at === null ? undefined : Number(at[1])
     const reason = plainReason(message)
     // Offsets past the last non-blank character, or none (V8's "Unexpected end"), mean the text
     // stopped before the JSON did.
