@@ -66,6 +66,12 @@ describe("the mpirun command line", () => {
     expect(LaunchCommand.pleatCommand(["train", "--name", "pleat"])).toEqual(["train", "--name", "pleat"])
     expect(LaunchCommand.pleatCommand(["npx", "train"])).toEqual(["npx", "train"])
     expect(LaunchCommand.pleatCommand([])).toEqual([])
+    // A checkout's way to run pleat: node and this pleat's entry point (relative or absolute).
+    const entry = path.join(root, "dist", "cli", "main.js")
+    expect(LaunchCommand.pleatCommand(["node", path.relative(process.cwd(), entry), "train", "--steps", "2"])).toEqual(["train", "--steps", "2"])
+    expect(LaunchCommand.pleatCommand([process.execPath, entry, "verify"])).toEqual(["verify"])
+    // Another program's main.js is not this pleat: left for the command check to refuse.
+    expect(LaunchCommand.pleatCommand(["node", path.join(root, "scripts", "main.js"), "train"])).toEqual(["node", path.join(root, "scripts", "main.js"), "train"])
   })
 })
 

@@ -144,7 +144,10 @@ export const parse = (written: string): Parsed => {
     const value: unknown = JSON.parse(text)
     const repeated = scan(text, true)
     if (typeof repeated === "object") {
-      return { _tag: "invalid", reason: `has the key ${JSON.stringify(repeated.key)} twice in one object (again at ${lineAndColumn(text, repeated.offset)}): say each setting once` }
+      return {
+        _tag: "invalid",
+        reason: `has the key ${JSON.stringify(repeated.key)} twice in one object (again at ${lineAndColumn(text, repeated.offset)}): say each setting once`,
+      }
     }
     return { _tag: "json", value }
   } catch (error) {

@@ -6,7 +6,7 @@
  *
  * where NODE is this Node (process.execPath) and MAIN this package's own entry point beside this
  * module (dist/cli/main.js; src/cli/main.ts under tsx when pleat runs from its sources). A
- * leading `pleat` or `npx pleat` after `--` is dropped, so the issue's
+ * leading `pleat`, `npx pleat` or `node` with that entry point after `--` is dropped, so the issue's
  * `pleat launch -n 8 -- pleat verify --world 8 ...` runs `verify` on 8 ranks.
  *
  * The flags, and why:
@@ -31,7 +31,7 @@
  * memory), mpirun not found, the MPI addon not built.
  */
 import { spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, realpathSync, rmSync } from "node:fs"
 import { createRequire } from "node:module"
 import os from "node:os"
 import path from "node:path"
@@ -69,7 +69,7 @@ const usage = `usage: pleat launch -n N [--mpirun PATH] -- <pleat command and fl
 Runs the command as N processes on this machine under Open MPI:
   mpirun -np N [--oversubscribe] [--allow-run-as-root] --bind-to none node <pleat> <command>
 --oversubscribe when N exceeds the cores, --allow-run-as-root when run as root. A leading
-\`pleat\` or \`npx pleat\` after -- is dropped. The ranks' stdout and stderr pass through; they read no stdin.
+\`pleat\`, \`npx pleat\` or \`node dist/cli/main.js\` (this pleat's) after -- is dropped. The ranks' stdout and stderr pass through; they read no stdin.
 OMPI_MCA_* variables in the environment reach mpirun (e.g. OMPI_MCA_btl=self,vader).
 SIGINT / SIGTERM are forwarded to mpirun. Needs mpirun and pleat_mpi.node (pleat doctor).
 N is at most what this machine's memory holds at 64 MiB a process.
@@ -113,13 +113,30 @@ export const mpirunArguments = (plan: LaunchPlan): ReadonlyArray<string> => [
   ...plan.command,
 ]
 
+/** Whether `file` is this pleat's entry point: its package's dist/cli/main.js or src/cli/main.ts. */
+const isOwnEntry = (file: string): boolean => {
+  const own = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
+  const resolve = (f: string) => {
+    try {
+      return realpathSync(f)
+    } catch {
+      return path.resolve(f)
+    }
+  }
+  const target = resolve(file)
+  return [path.join(own, "dist", "cli", "main.js"), path.join(own, "src", "cli", "main.ts")].some((entry) => target === resolve(entry))
+}
+
 /**
- * The pleat command in the words after `--`: without a leading `pleat` or `npx pleat`.
+ * The pleat command in the words after `--`: without a leading `pleat`, `npx pleat`, or `node`
+ * and this pleat's entry point (`node dist/cli/main.js`, how a checkout runs pleat).
  * @category mapping
  */
 export const pleatCommand = (words: ReadonlyArray<string>): ReadonlyArray<string> => {
   if (words[0] === "pleat") return words.slice(1)
   if (words[0] === "npx" && words[1] === "pleat") return words.slice(2)
+  const first = words[0]
+  if (first !== undefined && (path.basename(first) === "node" || first === process.execPath) && words[1] !== undefined && isOwnEntry(words[1])) return words.slice(2)
   return words
 }
 
