@@ -151,4 +151,41 @@ describe("outputs are checked before any work", () => {
       expect(resolved === "help" ? undefined : resolved.save).toBe(ok)
     }
   })
+
+  test("--trace is never the --save directory or a folder above it (the trace, written after the last save, would fail on it after the whole run); a file inside it is fine", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-outputs-"))
+    const save = path.join(dir, "ckpt")
+    for (const [trace, saveAt] of [
+      [save, save],
+      [path.join(dir, "runs"), path.join(dir, "runs", "ckpt")],
+      [`${save}/../ckpt`, save],
+      [path.relative(process.cwd(), save), save],
+    ] as const) {
+      const line = refused(["train", "--save", saveAt, "--trace", trace])
+      expect(line).toContain(`--trace: ${JSON.stringify(trace)} is the --save directory ${saveAt} or a folder above it`)
+    }
+    const resolved = TrainOptions.resolve(["--save", save, "--trace", path.join(save, "trace.json")])
+    expect(resolved === "help" ? undefined : resolved.trace).toBe(path.join(save, "trace.json"))
+    // A sibling whose name starts with the folder's is not inside it.
+    const sibling = TrainOptions.resolve(["--save", save, "--trace", `${save}-trace.json`])
+    expect(sibling === "help" ? undefined : sibling.trace).toBe(`${save}-trace.json`)
+  })
+
+  test("a trace that cannot be written at the end of a run (a disk full by then) is one line naming --trace, not a stack", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-outputs-"))
+    const trace = path.join(dir, "trace.json")
+    // The check at the start passes; the write at the end fails as a full disk would.
+    const base = memoryIo()
+    const io = {
+      ...base,
+      writeFile: (file: string) => {
+        throw Object.assign(new Error(`ENOSPC: no space left on device, open '${file}'`), { code: "ENOSPC" })
+      },
+    }
+    const code = await Cli.run(["train", "--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--steps", "1", "--trace", trace], io)
+    expect(code).toBe(2)
+    expect(base.err.trim().split("\n")).toEqual([
+      `pleat train: --trace: ${JSON.stringify(trace)} cannot be written (ENOSPC); fix: pass the path of a file in a directory you can write`,
+    ])
+  })
 })

@@ -42,6 +42,7 @@ import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
 import * as MegatronNames from "./MegatronNames.js"
 import * as MemoryTable from "./MemoryTable.js"
+import * as OutputPath from "./OutputPath.js"
 import * as Progress from "./Progress.js"
 import * as RunConfig from "./RunConfig.js"
 import * as TrainOptions from "./TrainOptions.js"
@@ -247,7 +248,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         const p = Folding.place(fold, rank)
         return `rank ${rank} (tp ${p.tp} cp ${p.cp} dp ${p.dp} pp ${p.pp} | ep ${p.ep} etp ${p.etp})`
       }
-      io.writeFile(resolved.trace, JSON.stringify(tracer.toChrome(label)))
+      OutputPath.write(io, "--trace", resolved.trace, JSON.stringify(tracer.toChrome(label)))
     }
     const seconds = (performance.now() - started) / 1000
     const tokensPerSec = (ran * tokensPerStep) / seconds

@@ -10,7 +10,6 @@
  * undamaged, and of this model, seed and dtype). Every problem is a BadInput: one line, exit
  * status 2.
  */
-import { existsSync, statSync } from "node:fs"
 import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
@@ -19,7 +18,6 @@ import * as MpiProcess from "../runtime/MpiProcess.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import type * as HeldOut from "../train/HeldOut.js"
-import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
 import * as InitMethod from "../train/InitMethod.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import * as Optimizer from "../train/Optimizer.js"
@@ -35,7 +33,7 @@ import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as DataRange from "./DataRange.js"
 import * as DocumentFlags from "./DocumentFlags.js"
 import * as JsonFile from "./JsonFile.js"
-import * as OutputPath from "./OutputPath.js"
+import * as RunOutputs from "./RunOutputs.js"
 import * as RunChecks from "./RunChecks.js"
 import * as RunConfig from "./RunConfig.js"
 import * as NcclOpen from "../runtime/NcclOpen.js"
@@ -96,24 +94,6 @@ export interface Resolved {
 const readConfig = (file: string): RunConfig.FileLayer | ConfigError.ConfigError => {
   const values = JsonFile.readObject("--config", file, 'the settings as one JSON object, e.g. {"steps": 10}')
   return ConfigError.isConfigError(values) ? values : { file, values }
-}
-
-/** Whether the job can write what it will write at the end, checked before it starts. */
-const outputProblem = (field: "save" | "trace", target: string): ConfigError.ConfigError | undefined => {
-  const exists = existsSync(target)
-  if (field === "save" && exists) {
-    if (!statSync(target).isDirectory()) return ConfigError.make(field, target, "is a file, not a checkpoint directory", "pass a new directory, or one written by --save")
-    // Saving prunes old checkpoints: never in a folder pleat did not write.
-    if (!CheckpointDirectory.mayWrite(target)) {
-      return ConfigError.make(
-        field,
-        target,
-        `is a folder pleat did not write (it holds files and no ${CheckpointDirectory.marker} marker)`,
-        "pass a new or empty directory, or one written by --save",
-      )
-    }
-  }
-  return field === "trace" ? OutputPath.fileProblem(field, target) : OutputPath.placeProblem(field, target)
 }
 
 /** A world larger than the backend hosts in one process, named as the user wrote it. */
@@ -314,16 +294,10 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const data = explained(d, () => dataFile(c, d.sources))
   const evaluation = explained(d, () => evaluationOf(c, d.sources))
   const documents = explained(d, () => DocumentFlags.documentsOf(c))
-  for (const [field, target] of [
-    ["save", c.save],
-    ["trace", c.trace],
-  ] as const) {
-    const problem = target === undefined ? undefined : outputProblem(field, target)
-    if (problem !== undefined)
-      explained(d, () => {
-        throw problem
-      })
-  }
+  for (const problem of RunOutputs.problems(c.save, c.trace))
+    explained(d, () => {
+      throw problem
+    })
   const definition = c.definition === undefined ? undefined : DefinitionFlag.parse(c.definition)
   if (ConfigError.isConfigError(definition))
     explained(d, () => {
