@@ -2,7 +2,7 @@
 // problem of the flags and the config file reported at once on one line, each named as the user
 // wrote it; errors caused by defaults name those defaults; config files that cannot be read,
 // are not JSON or hold unknown keys exit 2 with one line.
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import fc from "fast-check"
@@ -169,6 +169,26 @@ describe("outputs are checked before any work", () => {
     // A sibling whose name starts with the folder's is not inside it.
     const sibling = TrainOptions.resolve(["--save", save, "--trace", `${save}-trace.json`])
     expect(sibling === "help" ? undefined : sibling.trace).toBe(`${save}-trace.json`)
+  })
+
+  test("--trace is never a file the run reads (--config, --data, --eval-data, --definition's module), by any path to it, which it would overwrite", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-outputs-"))
+    const config = path.join(dir, "run.json")
+    writeFileSync(config, JSON.stringify({ steps: 2 }))
+    const tokens = path.join(dir, "train.bin")
+    writeFileSync(tokens, Buffer.from(new Uint16Array(4096).map((_, i) => i % 32).buffer))
+    const module = path.join(dir, "model.mjs")
+    writeFileSync(module, "export const m = {}")
+    symlinkSync(tokens, path.join(dir, "link.bin"))
+    for (const [flags, trace, reader] of [
+      [["--config", config], config, "--config"],
+      [["--data", tokens, "--vocab", "32"], path.join(dir, "link.bin"), "--data"],
+      [["--data", tokens, "--vocab", "32", "--eval-data", path.join(dir, "link.bin")], `${dir}/./train.bin`, "--data"],
+      [["--definition", `${module}#m`], module, "--definition"],
+    ] as const) {
+      expect(refused(["train", ...flags, "--trace", trace])).toContain(`--trace: ${JSON.stringify(trace)} is the file ${reader} reads (the trace would overwrite it)`)
+    }
+    expect(readFileSync(config, "utf8")).toBe(JSON.stringify({ steps: 2 }))
   })
 
   test("a trace that cannot be written at the end of a run (a disk full by then) is one line naming --trace, not a stack", async () => {

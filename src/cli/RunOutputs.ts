@@ -4,10 +4,11 @@
  *
  * --save: a new path, an empty folder or one --save wrote (saving prunes old checkpoints, so
  * never a folder of someone else's files), in a place a folder can be created. --trace: a file
- * in a writable place, and not the --save directory or a folder above it (the trace is written
- * after the last save: it would fail on the folder after a whole run).
+ * in a writable place, not the --save directory or a folder above it (the trace is written
+ * after the last save: it would fail on the folder after a whole run), and not a file the run
+ * reads (--config, --data, --eval-data, --definition's module), which it would overwrite.
  */
-import { existsSync, statSync } from "node:fs"
+import { existsSync, realpathSync, statSync } from "node:fs"
 import path from "node:path"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
@@ -31,11 +32,25 @@ const saveProblem = (target: string): ConfigError.ConfigError | undefined => {
 /** Whether `inner` is `outer` or a path below it. */
 const isWithin = (inner: string, outer: string): boolean => inner === outer || inner.startsWith(`${outer}${path.sep}`)
 
+/** A path as the file system resolves it (links followed where it exists). */
+const resolved = (file: string): string => {
+  try {
+    return realpathSync(file)
+  } catch {
+    return path.resolve(file)
+  }
+}
+
 /**
- * The problems of a run's outputs (none given: none), in the order of the flags.
+ * The problems of a run's outputs (none given: none), in the order of the flags. `inputs` are
+ * the files the run reads, by flag (--config, --data, ...): the trace never overwrites one.
  * @category guards
  */
-export const problems = (save: string | undefined, trace: string | undefined): ReadonlyArray<ConfigError.ConfigError> => {
+export const problems = (
+  save: string | undefined,
+  trace: string | undefined,
+  inputs: ReadonlyArray<readonly [string, string | undefined]> = [],
+): ReadonlyArray<ConfigError.ConfigError> => {
   const found: Array<ConfigError.ConfigError> = []
   const saving = save === undefined ? undefined : saveProblem(save)
   if (saving !== undefined) found.push(saving)
@@ -43,6 +58,10 @@ export const problems = (save: string | undefined, trace: string | undefined): R
   if (tracing !== undefined) found.push(tracing)
   else if (trace !== undefined && save !== undefined && isWithin(path.resolve(save), path.resolve(trace))) {
     found.push(ConfigError.make("trace", trace, `is the --save directory ${save} or a folder above it`, "write the trace to a file of its own, e.g. trace.json"))
+  } else if (trace !== undefined) {
+    const read = inputs.find(([, file]) => file !== undefined && resolved(file) === resolved(trace))
+    if (read !== undefined)
+      found.push(ConfigError.make("trace", trace, `is the file ${read[0]} reads (the trace would overwrite it)`, "write the trace to a file of its own, e.g. trace.json"))
   }
   return found
 }

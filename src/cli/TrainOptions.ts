@@ -294,7 +294,13 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const data = explained(d, () => dataFile(c, d.sources))
   const evaluation = explained(d, () => evaluationOf(c, d.sources))
   const documents = explained(d, () => DocumentFlags.documentsOf(c))
-  for (const problem of RunOutputs.problems(c.save, c.trace))
+  const inputs = [
+    ["--config", layer?.file],
+    ["--data", c.data],
+    ["--eval-data", c["eval-data"]],
+    ["--definition", c.definition?.split("#")[0]],
+  ] as const
+  for (const problem of RunOutputs.problems(c.save, c.trace, inputs))
     explained(d, () => {
       throw problem
     })
