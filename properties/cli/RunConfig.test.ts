@@ -186,7 +186,7 @@ describe("outputs are checked before any work", () => {
       [["--data", tokens, "--vocab", "32", "--eval-data", path.join(dir, "link.bin")], `${dir}/./train.bin`, "--data"],
       [["--definition", `${module}#m`], module, "--definition"],
     ] as const) {
-      expect(refused(["train", ...flags, "--trace", trace])).toContain(`--trace: ${JSON.stringify(trace)} is the file ${reader} reads (the trace would overwrite it)`)
+      expect(refused(["train", ...flags, "--trace", trace])).toContain(`--trace: ${JSON.stringify(trace)} is the file ${reader} reads (writing it would replace it)`)
     }
     expect(readFileSync(config, "utf8")).toBe(JSON.stringify({ steps: 2 }))
   })

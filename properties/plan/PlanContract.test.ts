@@ -258,6 +258,22 @@ describe("pleat plan: bad input and models that fit nothing exit 2 with one line
     expect(missing.err).toMatch(/lacks the key "vocab"/)
   })
 
+  test("--svg never replaces the model or cluster file the plan reads (by any path to it)", () => {
+    const model = file("model.json", JSON.stringify({ hidden: 1024, layers: 8, heads: 16, experts: 8, topk: 2, moeFfn: 2816, vocab: 32000, seq: 2048 }))
+    const cluster = file("cluster.json", JSON.stringify({ gpusPerNode: 8, memoryGB: 80, peakTflops: 989.5, nvlinkGBps: 900, nicsPerNode: 8, nicGbps: 400 }))
+    const flags = ["--model", model, "--cluster", cluster, "--gpus", "16", "--global-batch", "64"]
+    for (const [svg, reader] of [
+      [model, "--model"],
+      [path.join(dir, ".", "cluster.json"), "--cluster"],
+    ] as const) {
+      const r = runPlan([...flags, "--svg", svg])
+      expect(r.status).toBe(2)
+      expect(r.err.trim()).toBe(`pleat plan: --svg: ${JSON.stringify(svg)} is the file ${reader} reads (writing it would replace it); fix: write to a file of its own`)
+      expect(r.files.size).toBe(0)
+    }
+    expect(runPlan([...flags, "--svg", path.join(dir, "plan.svg")]).status).toBe(0)
+  })
+
   test("--svg draws the best mapping's folding", () => {
     const svg = path.join(dir, "best.svg")
     const r = runPlan(["--model", "mixtral-8x22b", "--gpus", "128", "--global-batch", "256", "--svg", svg])

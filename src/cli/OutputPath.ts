@@ -9,7 +9,7 @@
  * flag and the path, found before any work. A write that still fails (a disk full, a race)
  * is the same one-line problem with the system's code, never a stack.
  */
-import { accessSync, constants, existsSync, statfsSync, statSync } from "node:fs"
+import { accessSync, constants, existsSync, realpathSync, statfsSync, statSync } from "node:fs"
 import path from "node:path"
 import * as ConfigError from "../errors/ConfigError.js"
 import type { Io } from "./Io.js"
@@ -76,6 +76,25 @@ export const fileProblem = (field: string, target: string): ConfigError.ConfigEr
   if (/[\\/]$/.test(target) || target === "." || target === "..") return ConfigError.make(field, target, "names a directory (it ends with a separator)", fix)
   if (existsSync(target) && statSync(target).isDirectory()) return ConfigError.make(field, target, "is a directory", fix)
   return placeProblem(field, target)
+}
+
+/** A path as the file system resolves it (links followed where it exists). */
+const resolved = (file: string): string => {
+  try {
+    return realpathSync(file)
+  } catch {
+    return path.resolve(file)
+  }
+}
+
+/**
+ * Why `target` must not be written: it is one of the files the command reads (`inputs`, by the
+ * flag that names each; by any path or link to it), which the write would replace.
+ * @category guards
+ */
+export const inputProblem = (field: string, target: string, inputs: ReadonlyArray<readonly [string, string | undefined]>): ConfigError.ConfigError | undefined => {
+  const read = inputs.find(([, file]) => file !== undefined && resolved(file) === resolved(target))
+  return read === undefined ? undefined : ConfigError.make(field, target, `is the file ${read[0]} reads (writing it would replace it)`, "write to a file of its own")
 }
 
 /**

@@ -103,6 +103,14 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
   if (svgFile !== undefined) OutputPath.check("--svg", svgFile)
   const model = PlanInputs.model(required("--model", Flags.string(f, "model"), `pass --model with one of ${ModelPresets.names.join(", ")}, or a model JSON file`))
   const cluster = PlanInputs.cluster(Flags.string(f, "cluster") ?? "dgx-h100")
+  const overwrites =
+    svgFile === undefined
+      ? undefined
+      : OutputPath.inputProblem("--svg", svgFile, [
+          ["--model", PlanInputs.fileOf(Flags.string(f, "model"))],
+          ["--cluster", PlanInputs.fileOf(Flags.string(f, "cluster"))],
+        ])
+  if (overwrites !== undefined) throw overwrites
   const gpus = required("--gpus", Flags.int(f, "gpus"), "pass --gpus N, the number of GPUs")
   const seq = Flags.int(f, "seq") ?? (model.model.seq > 0 ? model.model.seq : undefined)
   const job: Job = {

@@ -17,6 +17,12 @@ import * as RunConfig from "./RunConfig.js"
 /** Whether an argument names a file rather than a preset. */
 const looksLikeFile = (value: string): boolean => value.endsWith(".json") || value.includes("/")
 
+/**
+ * The file a preset-or-file argument names; undefined for a preset.
+ * @category mapping
+ */
+export const fileOf = (value: string | undefined): string | undefined => (value !== undefined && looksLikeFile(value) ? value : undefined)
+
 /** Decodes `values` read from `file` with `schema`, naming the first bad or unknown key. */
 const decode = <S extends Schema.Top>(schema: S, flag: string, file: string, values: Record<string, unknown>, keys: ReadonlyArray<string>): S["Type"] => {
   const decoded = Schema.decodeUnknownResult(schema as unknown as Schema.Codec<S["Type"], unknown>, { errors: "all", onExcessProperty: "error" })(values)

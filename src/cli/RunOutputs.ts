@@ -8,7 +8,7 @@
  * after the last save: it would fail on the folder after a whole run), and not a file the run
  * reads (--config, --data, --eval-data, --definition's module), which it would overwrite.
  */
-import { existsSync, realpathSync, statSync } from "node:fs"
+import { existsSync, statSync } from "node:fs"
 import path from "node:path"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
@@ -32,15 +32,6 @@ const saveProblem = (target: string): ConfigError.ConfigError | undefined => {
 /** Whether `inner` is `outer` or a path below it. */
 const isWithin = (inner: string, outer: string): boolean => inner === outer || inner.startsWith(`${outer}${path.sep}`)
 
-/** A path as the file system resolves it (links followed where it exists). */
-const resolved = (file: string): string => {
-  try {
-    return realpathSync(file)
-  } catch {
-    return path.resolve(file)
-  }
-}
-
 /**
  * The problems of a run's outputs (none given: none), in the order of the flags. `inputs` are
  * the files the run reads, by flag (--config, --data, ...): the trace never overwrites one.
@@ -59,9 +50,8 @@ export const problems = (
   else if (trace !== undefined && save !== undefined && isWithin(path.resolve(save), path.resolve(trace))) {
     found.push(ConfigError.make("trace", trace, `is the --save directory ${save} or a folder above it`, "write the trace to a file of its own, e.g. trace.json"))
   } else if (trace !== undefined) {
-    const read = inputs.find(([, file]) => file !== undefined && resolved(file) === resolved(trace))
-    if (read !== undefined)
-      found.push(ConfigError.make("trace", trace, `is the file ${read[0]} reads (the trace would overwrite it)`, "write the trace to a file of its own, e.g. trace.json"))
+    const read = OutputPath.inputProblem("trace", trace, inputs)
+    if (read !== undefined) found.push(read)
   }
   return found
 }
