@@ -19,8 +19,9 @@ import * as Effect from "effect/Effect"
 import * as Backend from "../runtime/Backend.js"
 import type { RankFailed } from "../runtime/JobError.js"
 import * as RankProgram from "../runtime/RankProgram.js"
-import type * as ConfigError from "../errors/ConfigError.js"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as Checkpoint from "./Checkpoint.js"
+import type * as CheckpointIdentity from "./CheckpointIdentity.js"
 import * as RankFiles from "./CheckpointRankFiles.js"
 import * as CheckpointVerified from "./CheckpointVerified.js"
 
@@ -89,5 +90,23 @@ export const onRanks = (dir: string, world: number): Effect.Effect<void, ConfigE
     for (const f of files) {
       const r = found.get(f.file)
       if (r !== undefined && "actual" in r) return yield* Effect.fail(RankFiles.mismatch(dir, path.dirname(f.file), path.basename(f.file), r.actual, f.checksum))
+    }
+  })
+
+/**
+ * The step a checkpoint resumes at; a missing, damaged or other run's checkpoint is the user's
+ * error. Its rank files are hashed by the job's ranks together (onRanks).
+ * @category constructors
+ */
+export const resumedStep = (
+  dir: string,
+  setup: CheckpointIdentity.RunIdentity & { readonly parallel: { readonly world: number } },
+): Effect.Effect<number, ConfigError.ConfigError | RankFailed, Backend.Backend> =>
+  Effect.suspend(() => {
+    try {
+      const { step } = Checkpoint.manifestFor(dir, setup, false)
+      return Effect.as(onRanks(dir, setup.parallel.world), step)
+    } catch (error) {
+      return ConfigError.isConfigError(error) ? Effect.fail(error) : Effect.die(error)
     }
   })

@@ -19,7 +19,7 @@ import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type { Logger } from "pino"
 import * as Result from "effect/Result"
-import * as ConfigError from "../errors/ConfigError.js"
+import type * as ConfigError from "../errors/ConfigError.js"
 import * as Folding from "../mapping/Folding.js"
 import * as MoeStats from "../model/MoeStats.js"
 import * as Check from "../pipeline/Check.js"
@@ -34,6 +34,7 @@ import * as CheckpointCheck from "./CheckpointCheck.js"
 import * as CheckpointVerified from "./CheckpointVerified.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as HeldOut from "./HeldOut.js"
+import * as MemoryFloor from "./MemoryFloor.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
 import type * as RankTrainer from "./RankTrainer.js"
@@ -170,20 +171,6 @@ const collector = (world: number, tokens: number, publish: (summary: StepSummary
   }
 }
 
-/**
- * The step a checkpoint resumes at; a missing, damaged or other run's checkpoint is the user's
- * error. Its rank files are hashed by the job's ranks together (CheckpointCheck).
- */
-const resumedStep = (dir: string, setup: RankTrainer.TrainSetup): Effect.Effect<number, ConfigError.ConfigError | RankFailed, Backend.Backend> =>
-  Effect.suspend(() => {
-    try {
-      const { step } = Checkpoint.manifestFor(dir, setup, false)
-      return Effect.as(CheckpointCheck.onRanks(dir, setup.parallel.world), step)
-    } catch (error) {
-      return ConfigError.isConfigError(error) ? Effect.fail(error) : Effect.die(error)
-    }
-  })
-
 /** The steps (steps done) to save (or evaluate) at: every `every` after `first`, and the last. */
 const periodicSteps = (first: number, steps: number, every: number | undefined): Array<number> => {
   if (steps <= first) return []
@@ -280,7 +267,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
   const checked = Check.check(schedule)
   if (Result.isFailure(checked)) throw new Error(`pipeline schedule: ${Check.format(checked.failure)}`)
   return Effect.gen(function* () {
-    const first = options.resume === undefined ? 0 : yield* resumedStep(options.resume, setup)
+    const first = options.resume === undefined ? 0 : yield* CheckpointCheck.resumedStep(options.resume, setup)
     // Never into what pleat did not write, nor where another run is saving (SaveLock).
     const lock = options.save === undefined ? undefined : yield* SaveLock.take(options.save)
     return yield* Effect.ensuring(
@@ -383,7 +370,12 @@ const saving = (setup: RankTrainer.TrainSetup, options: RunOptions, first: numbe
  * @category constructors
  */
 export const run = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError | ChooseBackend.UnknownBackend> =>
-  Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local", options.workers === undefined ? {} : { workers: options.workers }))
+  Effect.suspend(() => {
+    // What no rank can do without, against one buffer and this machine (MemoryFloor).
+    const floor = MemoryFloor.problem(setup, options.backend ?? "local")
+    if (floor !== undefined) return Effect.fail(floor)
+    return Effect.provide(train(setup, options), ChooseBackend.layer(options.backend ?? "local", options.workers === undefined ? {} : { workers: options.workers }))
+  })
 
 /** The manifest of a checkpoint of this setup at `step`, but for its files' checksums. */
 const manifestOf = (setup: RankTrainer.TrainSetup, step: number): Omit<Checkpoint.Manifest, "checksums"> => {
