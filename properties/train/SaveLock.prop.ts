@@ -43,29 +43,32 @@ describe("the lock of a save directory", () => {
   test("a holder that may be saving refuses the next run; one that is gone, or a damaged file, is taken over", () => {
     const here = hostname()
     fc.assert(
-      fc.property(fc.constantFrom("this process", "this process, another start", "a dead process", "another host", "damaged", "empty"), (holder) => {
+      fc.property(fc.constantFrom("this process", "this process, another start", "a dead process", "another host", "another container or boot", "damaged", "empty"), (holder) => {
         const dir = fresh()
         mkdirSync(dir, { recursive: true })
-        const record = (pid: number, host: string, started: number | null) => JSON.stringify({ pid, host, started, since: "2026-12-06T00:00:00.000Z", token: "theirs" })
+        const record = (pid: number, host: string, started: number | null, space?: string) =>
+          JSON.stringify({ pid, host, started, since: "2026-12-06T00:00:00.000Z", token: "theirs", ...(space === undefined ? {} : { space }) })
         const written = {
           "this process": record(process.pid, here, startTime(process.pid)),
           "this process, another start": record(process.pid, here, startTime(process.pid) + 1),
           "a dead process": record(deadPid(), here, 1),
           "another host": record(process.pid, `${here}-elsewhere`, null),
+          // Under this host name, a pid namespace and boot not this process's: its pid says nothing here.
+          "another container or boot": record(deadPid(), here, 1, "pid:[1] another-boot"),
           damaged: "{ not json",
           empty: "",
         }[holder]
         writeFileSync(lockOf(dir), written)
         const result = refusalOf(dir)
-        const mayBeSaving = holder === "this process" || holder === "another host"
+        const mayBeSaving = holder === "this process" || holder === "another host" || holder === "another container or boot"
         if (mayBeSaving) {
           expect(result).toBeInstanceOf(ConfigError.ConfigError)
           const error = result as ConfigError.ConfigError
           expect(error.field).toBe("save")
-          expect(error.message).toContain(`pid ${process.pid}`)
+          expect(error.message).toMatch(/pid \d+ on /)
           expect(error.message).toContain(lockOf(dir))
-          // Only a lock from another host tells the user to remove it.
-          expect(error.fix.includes("remove")).toBe(holder === "another host")
+          // Only a lock whose pid cannot be checked here tells the user to remove it.
+          expect(error.fix.includes("remove")).toBe(holder !== "this process")
           expect(readFileSync(lockOf(dir), "utf8")).toBe(written)
         } else {
           expect(result).not.toBeInstanceOf(ConfigError.ConfigError)

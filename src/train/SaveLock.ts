@@ -10,14 +10,16 @@
  * finds the lock is refused with a ConfigError on `save` while the holder lives. A lock whose
  * holder is gone (a run killed with SIGKILL, a machine that lost power: on this host, no process
  * with that pid, or one started at another time) or whose file is damaged is taken over. A lock
- * written on another host cannot be checked from here and is refused, naming the file to remove.
+ * written on another host, or under this host name in another pid namespace or before the last
+ * boot (another container, a reboot), cannot be checked from here and is refused, naming the
+ * file to remove.
  *
  * Residual race: two runs that find the same stale lock in the same instant can both take it
  * over (each moves it aside before linking its own); a run starting while another holds a live
  * lock is always refused. Not for `--resume`, which only reads.
  */
 import { randomBytes } from "node:crypto"
-import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { linkSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { hostname } from "node:os"
 import path from "node:path"
 import * as Effect from "effect/Effect"
@@ -36,6 +38,8 @@ export interface SaveLock {
 interface Holder {
   readonly pid: number
   readonly host: string
+  /** The pid namespace (/proc/self/ns/pid) and boot (boot_id) the pid counts in, null where unknown. */
+  readonly space: string | null
   /** The process's start time in clock ticks since boot (/proc/PID/stat), null where unknown. */
   readonly started: number | null
   readonly since: string
@@ -55,6 +59,18 @@ const startTimeOf = (pid: number): number | null => {
   }
 }
 
+/**
+ * Where this process's pid means something: its pid namespace and the machine's boot (two
+ * containers with one host name sharing a folder, or a machine rebooted since, count pids apart).
+ */
+const spaceOfThisProcess = (): string | null => {
+  try {
+    return `${readlinkSync("/proc/self/ns/pid")} ${readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim()}`
+  } catch {
+    return null
+  }
+}
+
 /** Whether a process with this pid exists (one of another user's counts). */
 const running = (pid: number): boolean => {
   try {
@@ -69,27 +85,46 @@ const holderIn = (file: string): Holder | undefined => {
   try {
     const h = JSON.parse(readFileSync(file, "utf8")) as Partial<Holder>
     if (typeof h.pid !== "number" || typeof h.host !== "string" || typeof h.since !== "string" || typeof h.token !== "string") return undefined
-    return { pid: h.pid, host: h.host, started: typeof h.started === "number" ? h.started : null, since: h.since, token: h.token }
+    return {
+      pid: h.pid,
+      host: h.host,
+      space: typeof h.space === "string" ? h.space : null,
+      started: typeof h.started === "number" ? h.started : null,
+      since: h.since,
+      token: h.token,
+    }
   } catch {
     return undefined
   }
 }
 
-/** Whether the holder may still be saving: on another host always (it cannot be checked). */
+/**
+ * Whether the lock's pid can be checked from here: written on this host, in this pid namespace,
+ * since the last boot (where either side cannot tell, the host decides).
+ */
+const checkable = (h: Holder): boolean => {
+  if (h.host !== hostname()) return false
+  const here = spaceOfThisProcess()
+  return h.space === null || here === null || h.space === here
+}
+
+/** Whether the holder may still be saving: where its pid cannot be checked, always. */
 const alive = (h: Holder): boolean => {
-  if (h.host !== hostname()) return true
+  if (!checkable(h)) return true
   if (!running(h.pid)) return false
   const started = startTimeOf(h.pid)
   return h.started === null || started === null || started === h.started
 }
 
-const refusal = (dir: string, file: string, h: Holder): ConfigError.ConfigError =>
-  ConfigError.make(
+const refusal = (dir: string, file: string, h: Holder): ConfigError.ConfigError => {
+  const where = h.host !== hostname() ? `host ${h.host}` : checkable(h) ? "this host" : "this host name in another container or boot"
+  return ConfigError.make(
     "save",
     dir,
-    `is being saved into by another pleat run (pid ${h.pid} on ${h.host === hostname() ? "this host" : `host ${h.host}`}, since ${h.since}; ${file})`,
-    `save into another directory, or wait for that run to end${h.host === hostname() ? "" : `; if no run is saving there, remove ${file}`}`,
+    `is being saved into by another pleat run (pid ${h.pid} on ${where}, since ${h.since}; ${file})`,
+    `save into another directory, or wait for that run to end${checkable(h) ? "" : `; if no run is saving there, remove ${file}`}`,
   )
+}
 
 /**
  * Takes the lock of `dir` (created if missing) for this run, or fails with a ConfigError on
@@ -111,7 +146,14 @@ export const take = (dir: string): Effect.Effect<SaveLock, ConfigError.ConfigErr
     }
     mkdirSync(dir, { recursive: true })
     const file = path.join(dir, CheckpointDirectory.lockName)
-    const mine: Holder = { pid: process.pid, host: hostname(), started: startTimeOf(process.pid), since: new Date().toISOString(), token: randomBytes(8).toString("hex") }
+    const mine: Holder = {
+      pid: process.pid,
+      host: hostname(),
+      space: spaceOfThisProcess(),
+      started: startTimeOf(process.pid),
+      since: new Date().toISOString(),
+      token: randomBytes(8).toString("hex"),
+    }
     const temporary = `${file}.${process.pid}.${mine.token}`
     writeFileSync(temporary, `${JSON.stringify(mine)}\n`)
     try {
