@@ -6,7 +6,7 @@
  * print its checkpoint as saved while at most one survived. So a run that saves takes
  * DIR/.pleat-lock before it plans anything (its pid, host, the process's start time and a token
  * of its own, written to a temporary file and linked to the name, which fails when the name
- * exists) and removes it when it ends, however it ends (Train's ensuring). Another run that
+ * exists; an exclusive create where the file system has no hard links) and removes it when it ends, however it ends (Train's ensuring). Another run that
  * finds the lock is refused with a ConfigError on `save` while the holder lives. A lock whose
  * holder is gone (a run killed with SIGKILL, a machine that lost power: on this host, no process
  * with that pid, or one started at another time) or whose file is damaged is taken over. A lock
@@ -116,6 +116,21 @@ const alive = (h: Holder): boolean => {
   return h.started === null || started === null || started === h.started
 }
 
+/**
+ * Creates `file` holding `mine`, failing with EEXIST when it exists: a hard link to the written
+ * temporary file (the name appears whole), or where the file system has no hard links an
+ * exclusive create (O_EXCL) and a write (a reader in between sees a damaged lock).
+ */
+const createWhole = (temporary: string, file: string, mine: Holder): void => {
+  try {
+    linkSync(temporary, file)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw error
+    writeFileSync(file, `${JSON.stringify(mine)}\n`, { flag: "wx" })
+  }
+}
+
 const refusal = (dir: string, file: string, h: Holder): ConfigError.ConfigError => {
   const where = h.host !== hostname() ? `host ${h.host}` : checkable(h) ? "this host" : "this host name in another container or boot"
   return ConfigError.make(
@@ -159,7 +174,7 @@ export const take = (dir: string): Effect.Effect<SaveLock, ConfigError.ConfigErr
     try {
       for (let attempt = 0; ; attempt++) {
         try {
-          linkSync(temporary, file)
+          createWhole(temporary, file, mine)
           break
         } catch (error) {
           if ((error as NodeJS.ErrnoException).code !== "EEXIST" || attempt >= 3) throw error
