@@ -2,6 +2,7 @@
 // epoch, an epoch's sequences cover the file's first W * seq tokens exactly once with their
 // next-token targets, ids are read as the file stores them (uint16, uint32 past 2^31), and a file
 // that cannot work is a ConfigError naming the value and the fix.
+import { spawnSync } from "node:child_process"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
@@ -167,5 +168,10 @@ describe("a token file that cannot work is refused with the fix", () => {
     expect(ConfigError.isConfigError(missing) && missing.message).toContain("cannot be read (ENOENT)")
     const directory = TokenFile.inspect(mkdtempSync(path.join(tmpdir(), "pleat-data-")), "uint16", 4, 10)
     expect(ConfigError.isConfigError(directory) && directory.message).toContain("is not a file")
+    // A named pipe is refused unopened (opening it would wait for a writer forever).
+    const fifo = path.join(mkdtempSync(path.join(tmpdir(), "pleat-data-")), "tokens.fifo")
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0)
+    const pipe = TokenFile.inspect(fifo, "uint16", 4, 10)
+    expect(ConfigError.isConfigError(pipe) && pipe.message).toContain("is not a file")
   })
 })

@@ -13,7 +13,7 @@
  * the vocabulary), so a bad file is a one-line error and never a crash mid-run; `read` then
  * reads one window with one positioned read (every rank reads only its own micro-batches).
  */
-import { closeSync, fstatSync, openSync } from "node:fs"
+import { closeSync, fstatSync, openSync, statSync } from "node:fs"
 import * as PositionedRead from "./PositionedRead.js"
 import * as ConfigError from "../errors/ConfigError.js"
 
@@ -87,6 +87,8 @@ export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: num
   if (!platformIsLittleEndian) return ConfigError.make(field, path, "cannot be read on a big-endian machine (token files are little-endian)", "train on a little-endian machine")
   let fd: number
   try {
+    // Opening a FIFO would wait for a writer: a path that is no regular file is refused unopened.
+    if (!statSync(path).isFile()) return ConfigError.make(field, path, "is not a file", "pass the path of a file of token ids")
     fd = openSync(path, "r")
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "unreadable"
