@@ -168,10 +168,16 @@ describe("a token file that cannot work is refused with the fix", () => {
     expect(ConfigError.isConfigError(missing) && missing.message).toContain("cannot be read (ENOENT)")
     const directory = TokenFile.inspect(mkdtempSync(path.join(tmpdir(), "pleat-data-")), "uint16", 4, 10)
     expect(ConfigError.isConfigError(directory) && directory.message).toContain("is not a file")
-    // A named pipe is refused unopened (opening it would wait for a writer forever).
+  })
+
+  test("a named pipe is refused unopened (opening it would wait for a writer forever): pleat train exits 2 in one line", () => {
     const fifo = path.join(mkdtempSync(path.join(tmpdir(), "pleat-data-")), "tokens.fifo")
     expect(spawnSync("mkfifo", [fifo]).status).toBe(0)
-    const pipe = TokenFile.inspect(fifo, "uint16", 4, 10)
-    expect(ConfigError.isConfigError(pipe) && pipe.message).toContain("is not a file")
+    // In a process of its own, with a time limit: a blocked open cannot be timed out in this one.
+    const cli = path.resolve(import.meta.dirname, "..", "..", "dist", "cli", "main.js")
+    const run = spawnSync(process.execPath, [cli, "train", "--data", fifo, "--steps", "1"], { encoding: "utf8", timeout: 60_000 })
+    expect(run.signal, "pleat train waited on the pipe").toBeNull()
+    expect(run.status).toBe(2)
+    expect(run.stderr.trim()).toBe(`pleat train: --data: ${JSON.stringify(fifo)} is not a file; fix: pass the path of a file of token ids`)
   })
 })
