@@ -13,12 +13,10 @@ import * as Fiber from "effect/Fiber"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as ConfigError from "../../src/errors/ConfigError.js"
-import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as CheckpointDirectory from "../../src/train/CheckpointDirectory.js"
-import * as ModelConfig from "../../src/train/ModelConfig.js"
-import * as Optimizer from "../../src/train/Optimizer.js"
 import * as SaveLock from "../../src/train/SaveLock.js"
 import * as Train from "../../src/train/Train.js"
+import { smallJob } from "./arbitraries.js"
 
 const root = path.resolve(import.meta.dirname, "..", "..")
 const fresh = (): string => path.join(mkdtempSync(path.join(tmpdir(), "pleat-lock-")), "ckpt")
@@ -110,15 +108,8 @@ describe("the lock of a save directory", () => {
   })
 })
 
-const setup = {
-  parallel: ParallelConfig.make({ world: 2, tp: 1, cp: 1, pp: 1, ep: 2, etp: 1 }),
-  model: { ...ModelConfig.small, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, seq: 8, vocab: 16 },
-  batch: { microBatch: 1, globalBatch: 2 },
-  seed: 3,
-  dtype: "float64" as const,
-  optimizer: Optimizer.defaults(2),
-  auxLossCoeff: 0.01,
-}
+/** The small 4-rank job of the training suites (tp 2 x pp 2, ep 2). */
+const setup = smallJob(2)
 
 describe("training with the lock", () => {
   test("a run into a locked directory fails with the ConfigError before any work; every run's lock goes when it ends: done, failed or interrupted", async () => {
@@ -135,7 +126,7 @@ describe("training with the lock", () => {
     expect(readFileSync(path.join(dir, "latest"), "utf8").trim()).toBe("step-00000002")
 
     // A job whose rank fails mid-step (the test-only fault injection, read at the run's start).
-    process.env.PLEAT_FAULT = "throw@1:3"
+    process.env.PLEAT_FAULT = "throw@3:3"
     const failed = Train.run(setup, { steps: 4, save: dir, resume: dir })
     const exit = await Effect.runPromise(Effect.exit(failed)).finally(() => delete process.env.PLEAT_FAULT)
     expect(exit._tag).toBe("Failure")
