@@ -67,29 +67,30 @@ export const gatedActivationKernels = ():
 }
 
 /**
- * The scalars of one AdamW update (c1 = 1 - beta1^t, c2 = 1 - beta2^t for step t from 1).
- * @category kernels
- */
-export interface AdamwScalars {
-  readonly beta1: number
-  readonly beta2: number
-  readonly c1: number
-  readonly c2: number
-  readonly eps: number
-  readonly lr: number
-  /** The gradient's scale (gradient clipping). */
-  readonly clip: number
-  readonly decay: number
-}
-
-/**
  * AdamW's update of one run of elements (cuda/src/kernels/adamw.h): the arithmetic of
  * Optimizer.updateRange's loop in float64, the same bits. w and g of one dtype (Float32Array or
  * Float64Array), m and v Float32Array, all of one length; c1 = 1 - beta1^t, c2 = 1 - beta2^t.
  * Undefined when the addon is not built or predates the kernel (the caller runs its loop).
  * @category kernels
  */
-export const adamwKernel = (): ((w: FloatArray, g: FloatArray, m: Float32Array, v: Float32Array, s: AdamwScalars) => void) | undefined => {
+export const adamwKernel = ():
+  | ((
+      w: FloatArray,
+      g: FloatArray,
+      m: Float32Array,
+      v: Float32Array,
+      s: {
+        readonly beta1: number
+        readonly beta2: number
+        readonly c1: number
+        readonly c2: number
+        readonly eps: number
+        readonly lr: number
+        readonly clip: number
+        readonly decay: number
+      },
+    ) => void)
+  | undefined => {
   const loaded = addonIfBuilt()
   if (loaded === undefined) return undefined
   const kernel = loaded.adamw

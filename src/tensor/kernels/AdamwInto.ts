@@ -15,10 +15,20 @@ import type * as DType from "../DType.js"
 import * as Kernels from "./Kernels.js"
 
 /**
- * The scalars of one update (CpuOptional's, the native kernel's arguments).
+ * The scalars of one update (c1 = 1 - beta1^t, c2 = 1 - beta2^t for step t from 1).
  * @category models
  */
-export type AdamwScalars = CpuOptional.AdamwScalars
+export interface AdamwScalars {
+  readonly beta1: number
+  readonly beta2: number
+  readonly c1: number
+  readonly c2: number
+  readonly eps: number
+  readonly lr: number
+  /** The gradient's scale (gradient clipping). */
+  readonly clip: number
+  readonly decay: number
+}
 
 const native = Kernels.native() === undefined ? undefined : CpuOptional.adamwKernel()
 
