@@ -39,6 +39,7 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 import * as Effect from "effect/Effect"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as MpiAddon from "../native/MpiAddon.js"
+import * as MemoryFloor from "../train/MemoryFloor.js"
 import * as LaunchStatus from "../runtime/LaunchStatus.js"
 import * as ProcessTuning from "../runtime/ProcessTuning.js"
 import * as Activity from "./Activity.js"
@@ -188,13 +189,6 @@ export const processFloorBytes = 64 * 2 ** 20
  */
 export const mostProcesses = (memoryBytes: number): number => Math.max(1, Math.floor(memoryBytes / processFloorBytes))
 
-/** This machine's memory: the total, or a container's limit when it is lower (Node reports a huge value when none is set). */
-const machineMemory = (): number => {
-  const total = os.totalmem()
-  const limit = process.constrainedMemory()
-  return limit > 0 && limit < total ? limit : total
-}
-
 /** The problem with `processes` on a machine of `memoryBytes`, if any. */
 export const processesProblem = (processes: number, memoryBytes: number): ConfigError.ConfigError | undefined => {
   const most = mostProcesses(memoryBytes)
@@ -277,7 +271,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
   const problems = [...collected.problems, ...commandProblems(after)]
   const processes = Flags.int(collected.flags, "np")
   if (processes === undefined && !collected.problems.some((p) => p.field === "--np")) problems.push(ConfigError.make("-n", undefined, "is required", howTo))
-  const tooMany = processes === undefined ? undefined : processesProblem(processes, machineMemory())
+  const tooMany = processes === undefined ? undefined : processesProblem(processes, MemoryFloor.machineMemory())
   if (tooMany !== undefined) problems.push(tooMany)
   const explicit = Flags.string(collected.flags, "mpirun")
   const mpirun = Mpirun.locate(explicit, process.env.PATH)

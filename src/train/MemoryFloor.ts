@@ -63,8 +63,12 @@ export const perRank = (setup: Pick<TrainSetup.TrainSetup, "parallel" | "model" 
   return floors
 }
 
-/** This machine's memory: the total, or a container's limit when it is lower. */
-const machineMemory = (): number => {
+/**
+ * This machine's memory: the total, or a container's limit when it is lower (Node reports a
+ * huge value when none is set).
+ * @category configuration
+ */
+export const machineMemory = (): number => {
   const total = os.totalmem()
   const limit = process.constrainedMemory()
   return limit > 0 && limit < total ? limit : total
