@@ -1,7 +1,7 @@
 // The router, MoE-layer and size flags of `pleat train` / `pleat verify`: a JSON config with a
 // key gives the same job as the flag of the same name; the sizes reach the model (the expert
 // width changes the parameters); what cannot train is refused with exit 2 and one line naming
-// the fix; verify refuses what one rank cannot reproduce (dropping with tp*cp > 1, global_aux
+// the fix; verify refuses what one rank cannot reproduce (dropping with tp*cp > 1, forced balance in float32 with tp*cp*etp > 1, global_aux
 // with dp > 1); no new flag leaves the default job as it was.
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -172,6 +172,13 @@ describe("refusals: exit 2, one line naming the fix", () => {
     )
     expect(refused(["verify", "--world", "4", "--tp", "1", "--cp", "1", "--pp", "1", "--aux-loss", "global_aux:0.1"])).toMatch(
       /--aux-loss: "global_aux:0.1" has global_aux, .* 4 dp ranks/,
+    )
+    // Forced balance's noise is read from the float32 logits' bits, which tp, cp and etp reorder.
+    expect(refused(["verify", "--force-load-balancing"])).toMatch(
+      /--force-load-balancing: true draws each token's routing noise .* tp\*cp\*etp = 4 .*; fix: verify it with --dtype float64/,
+    )
+    expect(refused(["verify", "--world", "2", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--etp", "2", "--force-load-balancing"])).toMatch(
+      /--force-load-balancing: true .* tp\*cp\*etp = 2 /,
     )
   })
 })

@@ -44,8 +44,8 @@ const refusals = (resolved: TrainOptions.Resolved, argv: ReadonlyArray<string>):
   // Held-out data typed on the command line; a Megatron-LM --data-path's validation split (MegatronSplit) is simply not read.
   const heldOut = argv.some((a) => /^--(eval-data|valid-data-path)(=|$)/.test(a))
   unused("eval-data", heldOut ? resolved.setup.evaluation?.data.path : undefined, "it compares training steps")
-  // Settings whose parallel run one rank cannot reproduce (which tokens drop, global_aux counts).
-  const moe = resolved.setup.model.moe === undefined ? undefined : MoeSettings.oneRankProblem(resolved.setup.model.moe, resolved.setup.parallel.sizes)
+  // Settings whose parallel run one rank cannot reproduce (which tokens drop, global_aux counts, forced balance's noise).
+  const moe = resolved.setup.model.moe === undefined ? undefined : MoeSettings.oneRankProblem(resolved.setup.model.moe, resolved.setup.parallel.sizes, resolved.setup.dtype)
   if (moe !== undefined) out.push(moe)
   // bf16 rounds every op output to 8 significant bits: a different summation order (any other
   // mapping) moves the rounding, so parallel and one rank differ far beyond the tolerances.

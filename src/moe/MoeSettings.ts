@@ -142,10 +142,16 @@ export const drops = (s: MoeSettings): boolean => s.capacityFactor !== undefined
  * Why a one-rank run cannot reproduce these settings on a mapping, else undefined (for
  * `pleat verify`): capacity is decided on each rank's tokens, which are the whole micro-batch
  * only when tp * cp = 1; global_aux averages counts summed over dp ranks' micro-batches, which
- * one rank sees one at a time, so only dp = 1 matches.
+ * one rank sees one at a time, so only dp = 1 matches; forced load balancing draws each token's
+ * noise from the bits of its float32 logits (ForcedBalance.ts), which tp, cp and etp move in their
+ * last bits (another summation order), so a token whose bits moved goes to other experts.
  * @category guards
  */
-export const oneRankProblem = (s: MoeSettings, sizes: { readonly tp: number; readonly cp: number; readonly dp: number }): ConfigError.ConfigError | undefined => {
+export const oneRankProblem = (
+  s: MoeSettings,
+  sizes: { readonly tp: number; readonly cp: number; readonly dp: number; readonly etp: number },
+  dtype: "float32" | "float64",
+): ConfigError.ConfigError | undefined => {
   if (drops(s) && sizes.tp * sizes.cp > 1)
     return ConfigError.make(
       "--capacity-factor",
@@ -159,6 +165,14 @@ export const oneRankProblem = (s: MoeSettings, sizes: { readonly tp: number; rea
       formatAuxLoss(s.auxLosses),
       `has global_aux, whose counts sum the micro-batches of the ${sizes.dp} dp ranks, which one rank sees one at a time`,
       "verify global_aux on a mapping with dp 1, or verify another aux loss",
+    )
+  const reordering = sizes.tp * sizes.cp * sizes.etp
+  if (s.forceLoadBalancing === true && dtype === "float32" && reordering > 1)
+    return ConfigError.make(
+      "--force-load-balancing",
+      true,
+      `draws each token's routing noise from the bits of its float32 router logits, and with tp*cp*etp = ${reordering} those sum in another order than on one rank, so tokens whose last bits moved go to other experts`,
+      "verify it with --dtype float64 (its noise reads the logits rounded to float32, far coarser than the last bits float64 moves), or on a mapping with tp, cp and etp 1, or verify without --force-load-balancing",
     )
   return undefined
 }
