@@ -63,34 +63,11 @@ describe("pleat verify compares in lockstep", () => {
 describe("pleat verify with forced load balancing (noise drawn from each token's logits)", () => {
   // Refused in float32 under tp, cp or etp (RouterFlags.test.ts): here the mappings it accepts.
   test("agrees in float32 on dp, pp and ep, and in float64 under tp 2 x cp 2 with etp 2", async () => {
-    const reorderingFree = ["--world", "8", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "2", "--hidden", "16", "--seq", "8", "--global-batch", "8"]
+    const reorderingFree = "--world 8 --tp 1 --cp 1 --pp 2 --ep 2 --hidden 16 --seq 8 --global-batch 8".split(" ")
     const f32 = await run(["verify", ...reorderingFree, "--steps", "3", "--force-load-balancing"])
     expect(f32.status, f32.out + f32.err).toBe(0)
-    const f64 = await run([
-      "verify",
-      ...model.slice(0, 2),
-      "--tp",
-      "2",
-      "--cp",
-      "2",
-      "--pp",
-      "1",
-      "--ep",
-      "2",
-      "--etp",
-      "2",
-      "--hidden",
-      "16",
-      "--seq",
-      "8",
-      "--global-batch",
-      "4",
-      "--dtype",
-      "float64",
-      "--steps",
-      "3",
-      "--force-load-balancing",
-    ])
+    const folded = "--world 4 --tp 2 --cp 2 --pp 1 --ep 2 --etp 2 --hidden 16 --seq 8 --global-batch 4".split(" ")
+    const f64 = await run(["verify", ...folded, "--dtype", "float64", "--steps", "3", "--force-load-balancing"])
     expect(f64.status, f64.out + f64.err).toBe(0)
   }, 60_000)
 })
