@@ -136,7 +136,9 @@ describe("what cannot be exported is refused before anything is written", () => 
     const file = path.join(fresh("export-file"), "f")
     writeFileSync(file, "x")
     expect(refused(["export", "--checkpoint", mixtral, "--out", file])).toBe(`pleat export: --out: "${file}" is a file; fix: pass a new path or an empty directory for the model`)
-    expect(refused(["export", "--checkpoint", mixtral, "--out", path.join(file, "m")])).toContain("is a file, not a directory")
+    expect(refused(["export", "--checkpoint", mixtral, "--out", path.join(file, "m")])).toContain(
+      "is a file, not a directory); fix: pass the path of a folder in a directory you can write",
+    )
     expect(refused(["export", "--checkpoint", mixtral, "--out", "/proc/pleat-model"])).toContain("/proc is on the proc pseudo-file system")
     const full = fresh("export-full")
     mkdirSync(path.join(full, "keep"))

@@ -144,7 +144,9 @@ describe("outputs are checked before any work", () => {
     expect(refused(["train", "--save", file])).toContain(`--save: ${JSON.stringify(file)} is a file, not a checkpoint directory`)
     expect(refused(["train", "--save", dir])).toContain("is a folder pleat did not write (it holds files and no pleat-checkpoint marker)")
     expect(refused(["train", "--trace", dir])).toContain(`--trace: ${JSON.stringify(dir)} is a directory`)
-    expect(refused(["train", "--trace", path.join(file, "t.json")])).toContain(`cannot be written (${file} is a file, not a directory)`)
+    expect(refused(["train", "--trace", path.join(file, "t.json")])).toContain(`cannot be written (${file} is a file, not a directory); fix: pass the path of a file in`)
+    // --save makes a folder, and its fix says so.
+    expect(refused(["train", "--save", path.join(file, "ck")])).toContain(`cannot be written (${file} is a file, not a directory); fix: pass the path of a folder in`)
     // A new folder, however deep, and an empty one are fine.
     for (const ok of [path.join(dir, "a", "b", "ckpt"), mkdtempSync(path.join(tmpdir(), "pleat-empty-"))]) {
       const resolved = TrainOptions.resolve(["--save", ok, "--trace", path.join(dir, "x", "t.json")])

@@ -121,7 +121,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     maxShardBytes: parseSize(Flags.string(f, "max-shard-size") ?? "5GB"),
   }
   // Where the directory goes must be a writable folder of a real file system (not /proc, ...).
-  const place = OutputPath.placeProblem("--out", request.out)
+  const place = OutputPath.placeProblem("--out", request.out, "folder")
   if (place !== undefined) throw place
   let written: HfDirectory.Written
   try {

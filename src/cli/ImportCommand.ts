@@ -80,7 +80,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     seed: Flags.int(f, "seed") ?? 1,
     dtype,
   }
-  const place = OutputPath.placeProblem("--out", request.out)
+  const place = OutputPath.placeProblem("--out", request.out, "folder")
   if (place !== undefined) throw place
   let written: HfImport.Written
   // The model's settings as a --config file; seq is the run's to choose.

@@ -41,6 +41,11 @@ const existingAncestor = (target: string): string => {
 
 const fix = "pass the path of a file in a directory you can write"
 
+/** What a command creates at its output path: the fix names it. */
+export type Kind = "file" | "folder"
+
+const fixFor = (kind: Kind): string => (kind === "file" ? fix : "pass the path of a folder in a directory you can write")
+
 /** The statfs type of the file system holding `folder`, or -1 where the platform cannot say. */
 const fileSystemType = (folder: string): number => {
   try {
@@ -51,20 +56,22 @@ const fileSystemType = (folder: string): number => {
 }
 
 /**
- * Why nothing can be created at `target` (a file or a folder) as a ConfigError naming `field`:
- * the nearest folder on its way that exists is not a writable directory on a real file system.
+ * Why nothing can be created at `target` (a file or, `kind` "folder", a folder) as a ConfigError
+ * naming `field`: the nearest folder on its way that exists is not a writable directory on a real
+ * file system.
  * @category guards
  */
-export const placeProblem = (field: string, target: string): ConfigError.ConfigError | undefined => {
+export const placeProblem = (field: string, target: string, kind: Kind = "file"): ConfigError.ConfigError | undefined => {
   const folder = existingAncestor(path.dirname(path.resolve(target)))
-  if (!statSync(folder).isDirectory()) return ConfigError.make(field, target, `cannot be written (${folder} is a file, not a directory)`, fix)
+  const problem = (why: string) => ConfigError.make(field, target, `cannot be written (${why})`, fixFor(kind))
+  if (!statSync(folder).isDirectory()) return problem(`${folder} is a file, not a directory`)
   try {
     accessSync(folder, constants.W_OK)
   } catch {
-    return ConfigError.make(field, target, `cannot be written (${folder} is not writable)`, fix)
+    return problem(`${folder} is not writable`)
   }
   const pseudo = pseudoFileSystems.get(fileSystemType(folder))
-  if (pseudo !== undefined) return ConfigError.make(field, target, `cannot be written (${folder} is on the ${pseudo} pseudo-file system)`, fix)
+  if (pseudo !== undefined) return problem(`${folder} is on the ${pseudo} pseudo-file system`)
   return undefined
 }
 

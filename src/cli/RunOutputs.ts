@@ -26,7 +26,7 @@ const saveProblem = (target: string): ConfigError.ConfigError | undefined => {
       )
     }
   }
-  return OutputPath.placeProblem("save", target)
+  return OutputPath.placeProblem("save", target, "folder")
 }
 
 /** Whether `inner` is `outer` or a path below it. */
