@@ -50,6 +50,21 @@ beforeAll(async () => {
 }, 60_000)
 
 describe("pleat train --resume", () => {
+  test("a damaged newest step names the older complete one, which resumes", async () => {
+    const dir = path.join(scratch(), "ckpt")
+    expect((await run(["train", ...model, "--steps", "2", "--save-every", "1", "--save", dir, "--log", "json"])).status).toBe(0)
+    const newest = path.join(dir, "step-00000002", "rank-1.bin")
+    const bin = new Uint8Array(readFileSync(newest))
+    bin[8] = (bin[8] as number) ^ 0xff
+    writeFileSync(newest, bin)
+    const older = path.join(dir, "step-00000001")
+    const r = await run(["train", ...model, "--steps", "3", "--resume", dir])
+    expect(r.status, r.err).toBe(2)
+    expect(r.err).toMatch(new RegExp(`has a damaged step-00000002/rank-1\\.bin .*; fix: pass another complete step directory instead: ${older}\n$`))
+    const resumed = await run(["train", ...model, "--steps", "3", "--resume", older, "--log", "json"])
+    expect(resumed.status, resumed.err).toBe(0)
+  }, 60_000)
+
   test("a directory that does not exist: exit 2, one line on stderr (as a process, before any work)", () => {
     const missing = path.join(scratch(), "no", "such", "dir")
     const r = spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", "train", "--resume", missing], { cwd: root, encoding: "utf8" })
@@ -98,6 +113,7 @@ describe("pleat train --resume", () => {
     for (let i = 40; i < 44; i++) bin[i] = (bin[i] as number) ^ 0x5a
     writeFileSync(step(flipped, "rank-0.bin"), bin)
     expect(await refused(flipped)).toMatch(/has a damaged step-00000001\/rank-0\.bin \(checksum sha256:[0-9a-f]{64}, manifest\.json records sha256:[0-9a-f]{64}\)/)
+    expect(await refused(flipped)).toContain(`; fix: use another checkpoint (${flipped} holds no other complete step)`)
 
     // Hashed by the ranks (CheckpointCheck: rank-0.bin by one worker, rank-1.bin by the other):
     // the same refusal, still before any output.

@@ -302,8 +302,7 @@ export const stored = (dir: string): Stored => {
   for (const name of new Set(files.flatMap((f) => f.entries.map((e) => e.name)))) {
     const found = shardsOf(dir, files, name)
     const shape = found[0]?.e.shape ?? []
-    if (found.some(({ e }) => e.shape.join("x") !== shape.join("x")))
-      throw unusable(dir, `has shards of ${name} that disagree on its shape`, "resume from another checkpoint (--save keeps the last few in the directory)")
+    if (found.some(({ e }) => e.shape.join("x") !== shape.join("x"))) throw unusable(dir, `has shards of ${name} that disagree on its shape`, RankFiles.olderCheckpointFix(stepDir))
     shapes.set(name, shape)
   }
   const value = (name: string): Tensor.Tensor =>

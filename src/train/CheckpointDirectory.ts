@@ -107,6 +107,19 @@ export const locate = (dir: string): string | undefined => {
 }
 
 /**
+ * The complete step directories beside `stepDir` (in its checkpoint directory), newest first:
+ * where a resume can go when `stepDir` turns out damaged.
+ * @category constructors
+ */
+export const completeBeside = (stepDir: string): Array<string> => {
+  const parent = path.dirname(stepDir)
+  const own = path.basename(stepDir)
+  return list(parent)
+    .filter((s) => s.complete && s.name !== own)
+    .map((s) => path.join(parent, s.name))
+}
+
+/**
  * Whether a save may write into `dir`: it does not exist, it is an empty directory, or pleat
  * wrote it (it holds the marker).
  * @category guards

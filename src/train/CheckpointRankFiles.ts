@@ -17,6 +17,7 @@ import * as SchemaIssue from "effect/SchemaIssue"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as DType from "../tensor/DType.js"
 import * as Checksum from "./CheckpointChecksum.js"
+import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as CheckpointVerified from "./CheckpointVerified.js"
 
 const natural = Schema.Number.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))
@@ -75,9 +76,20 @@ interface Expected {
   readonly moments?: "zero" | undefined
 }
 
+/**
+ * The fix for a damaged step directory `stepDir` (for a resume or an export): the other complete
+ * ones beside it, newest first, or, where there is none, that there is none.
+ * @category constructors
+ */
+export const olderCheckpointFix = (stepDir: string): string => {
+  const [newest, ...rest] = CheckpointDirectory.completeBeside(stepDir)
+  if (newest === undefined) return `use another checkpoint (${path.dirname(stepDir)} holds no other complete step)`
+  return `pass another complete step directory instead: ${newest}${rest.length === 0 ? "" : ` (or ${rest.join(", ")})`}`
+}
+
 /** A damaged file of the step directory `stepDir` of checkpoint `dir`: a ConfigError naming it and why. */
 const damaged = (dir: string, stepDir: string, file: string, why: string): ConfigError.ConfigError =>
-  unusable(dir, `has a damaged ${path.relative(dir, path.join(stepDir, file))} (${why})`, "resume from another checkpoint (--save keeps the last few in the directory)")
+  unusable(dir, `has a damaged ${path.relative(dir, path.join(stepDir, file))} (${why})`, olderCheckpointFix(stepDir))
 
 /**
  * What hashing a file against its recorded checksum found: a match (its CheckpointVerified key,
