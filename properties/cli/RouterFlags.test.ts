@@ -180,5 +180,14 @@ describe("refusals: exit 2, one line naming the fix", () => {
     expect(refused(["verify", "--world", "2", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--etp", "2", "--force-load-balancing"])).toMatch(
       /--force-load-balancing: true .* tp\*cp\*etp = 2 /,
     )
+    // On a GPU the parallel run's kernels round otherwise than the host's reference (the CLI
+    // refuses --device cuda first on a machine without one, so the rule is asked directly).
+    const forced = { ...MoeSettings.defaults, forceLoadBalancing: true }
+    const alone = { tp: 1, cp: 1, dp: 1, etp: 1 }
+    expect(MoeSettings.oneRankProblem(forced, alone, { dtype: "float32", onGpu: true })?.message).toMatch(
+      /--force-load-balancing: true .* the GPU's kernels round them otherwise than the host's one-rank run, .*; fix: verify it with --dtype float64 \(.*\), or verify without/,
+    )
+    expect(MoeSettings.oneRankProblem(forced, alone, { dtype: "float64", onGpu: true })).toBeUndefined()
+    expect(MoeSettings.oneRankProblem(forced, alone, { dtype: "float32", onGpu: false })).toBeUndefined()
   })
 })

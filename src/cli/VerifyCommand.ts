@@ -45,7 +45,13 @@ const refusals = (resolved: TrainOptions.Resolved, argv: ReadonlyArray<string>):
   const heldOut = argv.some((a) => /^--(eval-data|valid-data-path)(=|$)/.test(a))
   unused("eval-data", heldOut ? resolved.setup.evaluation?.data.path : undefined, "it compares training steps")
   // Settings whose parallel run one rank cannot reproduce (which tokens drop, global_aux counts, forced balance's noise).
-  const moe = resolved.setup.model.moe === undefined ? undefined : MoeSettings.oneRankProblem(resolved.setup.model.moe, resolved.setup.parallel.sizes, resolved.setup.dtype)
+  const moe =
+    resolved.setup.model.moe === undefined
+      ? undefined
+      : MoeSettings.oneRankProblem(resolved.setup.model.moe, resolved.setup.parallel.sizes, {
+          dtype: resolved.setup.dtype,
+          onGpu: resolved.setup.device === "cuda",
+        })
   if (moe !== undefined) out.push(moe)
   // bf16 rounds every op output to 8 significant bits: a different summation order (any other
   // mapping) moves the rounding, so parallel and one rank differ far beyond the tolerances.

@@ -144,13 +144,14 @@ export const drops = (s: MoeSettings): boolean => s.capacityFactor !== undefined
  * only when tp * cp = 1; global_aux averages counts summed over dp ranks' micro-batches, which
  * one rank sees one at a time, so only dp = 1 matches; forced load balancing draws each token's
  * noise from the bits of its float32 logits (ForcedBalance.ts), which tp, cp and etp move in their
- * last bits (another summation order), so a token whose bits moved goes to other experts.
+ * last bits (another summation order), as do a GPU's kernels against the host's one-rank run, so a
+ * token whose bits moved goes to other experts.
  * @category guards
  */
 export const oneRankProblem = (
   s: MoeSettings,
   sizes: { readonly tp: number; readonly cp: number; readonly dp: number; readonly etp: number },
-  dtype: "float32" | "float64",
+  numerics: { readonly dtype: "float32" | "float64"; readonly onGpu: boolean },
 ): ConfigError.ConfigError | undefined => {
   if (drops(s) && sizes.tp * sizes.cp > 1)
     return ConfigError.make(
@@ -167,13 +168,16 @@ export const oneRankProblem = (
       "verify global_aux on a mapping with dp 1, or verify another aux loss",
     )
   const reordering = sizes.tp * sizes.cp * sizes.etp
-  if (s.forceLoadBalancing === true && dtype === "float32" && reordering > 1)
+  if (s.forceLoadBalancing === true && numerics.dtype === "float32" && (reordering > 1 || numerics.onGpu)) {
+    const why =
+      reordering > 1 ? `with tp*cp*etp = ${reordering} those sum in another order than on one rank` : "the GPU's kernels round them otherwise than the host's one-rank run"
     return ConfigError.make(
       "--force-load-balancing",
       true,
-      `draws each token's routing noise from the bits of its float32 router logits, and with tp*cp*etp = ${reordering} those sum in another order than on one rank, so tokens whose last bits moved go to other experts`,
-      "verify it with --dtype float64 (its noise reads the logits rounded to float32, far coarser than the last bits float64 moves), or on a mapping with tp, cp and etp 1, or verify without --force-load-balancing",
+      `draws each token's routing noise from the bits of its float32 router logits, and ${why}, so tokens whose last bits moved go to other experts`,
+      `verify it with --dtype float64 (its noise reads the logits rounded to float32, far coarser than the last bits float64 moves)${reordering > 1 ? ", or on a mapping with tp, cp and etp 1" : ""}, or verify without --force-load-balancing`,
     )
+  }
   return undefined
 }
 
