@@ -11,7 +11,7 @@ import { tmpdir } from "node:os"
 import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
 import { local, losses, near } from "./mpiKit.js"
-import { collect, missing, mpirun } from "../comm/mpi/mpirun.js"
+import { abortedWith, collect, missing, mpirun } from "../comm/mpi/mpirun.js"
 
 const why = missing()
 if (why !== undefined) console.log(`MPI training tests skipped: ${why}`)
@@ -115,13 +115,13 @@ describe.skipIf(why !== undefined)("training on MPI processes", () => {
   test("a rank that throws mid-step: rank 0 prints the diagnosis once, the job ends non-zero", async () => {
     const run = await mpirun(4, [main, "train", ...model, ...four, "--steps", "5"], 120_000, undefined, { PLEAT_FAULT: "throw@2:2" })
     expect(
-      run.code,
-      `signal ${run.signal}; stderr: ${run.stderr
+      abortedWith(run, 1),
+      `code ${run.code}, signal ${run.signal}; stderr: ${run.stderr
         .split("\n")
         .filter((l) => !l.startsWith("{"))
         .slice(-12)
         .join("\n")}`,
-    ).toBe(1)
+    ).toBe(true)
     const lines = run.stderr.split("\n").filter((l) => l.startsWith("pleat train:"))
     expect(lines).toHaveLength(1)
     expect(lines[0]).toContain("rank 2 failed at step 2: injected fault (PLEAT_FAULT throw)")
