@@ -124,6 +124,36 @@ describe.each(configs)("matmul on %s, %d thread(s)", (isa, threads) => {
     )
   })
 
+  test("14 to 16 rows with a transposed B (read in place on AVX-512) equal the product with B transposed beforehand, bit for bit, across k blocks", () => {
+    pin(isa, threads)
+    // k past 512 (the AVX-512 k block): partial sums of each block added to out as the panels add them.
+    const sizes = fc.record({
+      m: fc.integer({ min: 14, max: 16 }),
+      n: fc.integer({ min: 1, max: 200 }),
+      k: fc.integer({ min: 1, max: 1100 }),
+      transA: fc.boolean(),
+      accumulate: fc.boolean(),
+      seed: fc.integer(),
+    })
+    fc.assert(
+      fc.property(sizes, ({ m, n, k, transA, accumulate, seed }) => {
+        const rng = random(seed)
+        const a = Float32Array.from(values(rng, m * k))
+        const bt = Float32Array.from(values(rng, n * k)) // [n, k]
+        const b = new Float32Array(k * n) // [k, n]
+        for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) b[p * n + j] = bt[j * k + p] as number
+        const start = Float32Array.from(values(rng, m * n))
+        const run = (transB: boolean) => {
+          const out = Float32Array.from(start)
+          Cpu.matmul({ a, b: transB ? bt : b, out, batch: 1, m, n, k, transA, transB, strideA: 0, strideB: 0, accumulate })
+          return out
+        }
+        expect(run(true)).toEqual(run(false))
+      }),
+      { numRuns: 30 },
+    )
+  })
+
   test("a row of out does not depend on m: up to 32 rows (B read in place) equal the same rows of a taller product (B packed), bit for bit", () => {
     pin(isa, threads)
     // The taller product repeats the small one's rows of A past 32 rows, so its rows take the

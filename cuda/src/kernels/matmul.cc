@@ -10,6 +10,7 @@
 #include "gemm_driver.h"
 #include "matmul_tile.h"
 #include "packed_b_cache.h"
+#include "small_m_transposed_b.h"
 
 namespace pleat {
 
@@ -92,6 +93,14 @@ bool cached_slice(const gemm::Tile& t, const gemm::PackedB& pb, const GemmArgs& 
 // ran 2-14% slower with their panels kept (three interleaved pairs).
 constexpr size_t kCachedMinFloats = size_t{1} << 18;
 
+// Rows of out for which a transposed B below kCachedMinFloats is read in place
+// (small_m_transposed_b.h) rather than transposed into panels: one register holds 16 rows, so
+// fewer leave lanes idle. One thread, Zen 4 (2026-12-06, three interleaved runs, us): [16, 256] x
+// [256, 256]^T 25 against 30 through the panels, [16, 512] x [512, 256]^T 49 against 59, [16, 1024]
+// x [32, 1024]^T 24 against 54; but 12 rows 25 against 23 and 9-10 rows 24-27 against 22.
+constexpr size_t kTransposedMinRows = 14;
+constexpr size_t kTransposedMaxRows = 16;
+
 }  // namespace
 
 void matmul_ref(const GemmArgs& g) {
@@ -115,6 +124,10 @@ bool run(Isa isa, const GemmArgs& g, size_t parallel_macs) {
     cached = gemm::packed_b(t, g, gemm_driver::balanced_block(g.k, t.kc, 1), g.generation);
   }
   const bool direct = cached == nullptr && !small && t.direct != nullptr && !g.trans_b && g.m <= kDirectRows;
+  // 14 to 16 rows with a transposed B below the cache's floor (x W^T of a small weight), on
+  // AVX-512: B read in place, op(A)'s rows transposed instead (small_m_transposed_b.h).
+  const bool direct_transposed = cached == nullptr && !small && isa == Isa::Avx512 && g.trans_b && g.m >= kTransposedMinRows &&
+                                 g.m <= kTransposedMaxRows && g.k * g.n < kCachedMinFloats;
   return gemm_driver::run_sliced(g, t.mr, t.nr, parallel_macs, small, [&](size_t bi, const gemm_driver::Slice& s) {
     if (small) {
       ref_rows(g, bi, 0, g.m);  // never cut (whole entries)
@@ -122,6 +135,8 @@ bool run(Isa isa, const GemmArgs& g, size_t parallel_macs) {
     }
     if (cached != nullptr) return cached_slice(t, *cached, g, g.a + bi * g.stride_a, g.out + bi * g.m * g.n, s);
     if (direct) return direct_slice(t, g, g.a + bi * g.stride_a, g.b + bi * g.stride_b, g.out + bi * g.m * g.n, s);
+    if (direct_transposed)
+      return gemm::small_m_transposed_b(g, t.kc, g.a + bi * g.stride_a, g.b + bi * g.stride_b, g.out + bi * g.m * g.n, s.m0, s.m1, s.n0, s.n1);
     return gemm_driver::slice<float, 1>(t, t.kc, t_pack_a, t_pack_b, g, g.a + bi * g.stride_a, g.b + bi * g.stride_b,
                                         g.out + bi * g.m * g.n, s);
   });

@@ -31,8 +31,9 @@ using PackB = void (*)(const float* b, size_t ldb, bool trans, size_t p0, size_t
 // product whose B is far larger than its A and out does not copy B once more than it reads it.
 // The mr x nr tile's B row p is at b + p * ldb (lanes past `cols` not read). Each out element
 // takes the same operations in the same order as through the panels (a float32 FMA chain over
-// the k block from zero, then added to out), so the results are the same bits. (A transposed B
-// read in place, one register of out rows per B row, measured slower than its panels on Zen 4.)
+// the k block from zero, then added to out), so the results are the same bits. A transposed B is
+// read in place only by small_m_transposed_b.h (one register of 16 out rows per B row), where it
+// measured faster than its panels: 14 to 16 rows, B under the panel cache's floor (matmul.cc).
 using DirectKernel = void (*)(size_t kc, const float* ap, const float* b, size_t ldb, float* c, size_t ldc, bool add, int rows, int cols);
 
 struct Tile {
