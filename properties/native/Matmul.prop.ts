@@ -102,24 +102,28 @@ describe.each(configs)("matmul on %s, %d thread(s)", (isa, threads) => {
     }
   })
 
+  /** The product with B stored [n, k] (transB) equals it with B transposed beforehand, bit for bit. */
+  const sameWithBTransposed = (c: { m: number; n: number; k: number; transA: boolean; accumulate: boolean; seed: number }): void => {
+    const rng = random(c.seed)
+    const a = Float32Array.from(values(rng, c.m * c.k))
+    const bt = Float32Array.from(values(rng, c.n * c.k)) // [n, k]
+    const b = new Float32Array(c.k * c.n) // [k, n]
+    for (let j = 0; j < c.n; j++) for (let p = 0; p < c.k; p++) b[p * c.n + j] = bt[j * c.k + p] as number
+    const start = Float32Array.from(values(rng, c.m * c.n))
+    const run = (transB: boolean) => {
+      const out = Float32Array.from(start)
+      Cpu.matmul({ ...c, a, b: transB ? bt : b, out, batch: 1, transB, strideA: 0, strideB: 0 })
+      return out
+    }
+    expect(run(true)).toEqual(run(false))
+  }
+
   test("transB equals the product with B transposed beforehand, bit for bit (packing only moves bytes)", () => {
     pin(isa, threads)
     // n and k past 64 and 16 with remainders: whole 16 x 16 blocks, partial groups and k tails.
     const sizes = fc.record({ m: fc.integer({ min: 1, max: 20 }), n: fc.integer({ min: 1, max: 150 }), k: fc.integer({ min: 1, max: 300 }), seed: fc.integer() })
     fc.assert(
-      fc.property(sizes, ({ m, n, k, seed }) => {
-        const rng = random(seed)
-        const a = Float32Array.from(values(rng, m * k))
-        const bt = Float32Array.from(values(rng, n * k)) // [n, k]
-        const b = new Float32Array(k * n) // [k, n]
-        for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) b[p * n + j] = bt[j * k + p] as number
-        const run = (transB: boolean) => {
-          const out = new Float32Array(m * n)
-          Cpu.matmul({ a, b: transB ? bt : b, out, batch: 1, m, n, k, transA: false, transB, strideA: 0, strideB: 0, accumulate: false })
-          return out
-        }
-        expect(run(true)).toEqual(run(false))
-      }),
+      fc.property(sizes, (s) => sameWithBTransposed({ ...s, transA: false, accumulate: false })),
       { numRuns: 40 },
     )
   })
@@ -135,23 +139,7 @@ describe.each(configs)("matmul on %s, %d thread(s)", (isa, threads) => {
       accumulate: fc.boolean(),
       seed: fc.integer(),
     })
-    fc.assert(
-      fc.property(sizes, ({ m, n, k, transA, accumulate, seed }) => {
-        const rng = random(seed)
-        const a = Float32Array.from(values(rng, m * k))
-        const bt = Float32Array.from(values(rng, n * k)) // [n, k]
-        const b = new Float32Array(k * n) // [k, n]
-        for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) b[p * n + j] = bt[j * k + p] as number
-        const start = Float32Array.from(values(rng, m * n))
-        const run = (transB: boolean) => {
-          const out = Float32Array.from(start)
-          Cpu.matmul({ a, b: transB ? bt : b, out, batch: 1, m, n, k, transA, transB, strideA: 0, strideB: 0, accumulate })
-          return out
-        }
-        expect(run(true)).toEqual(run(false))
-      }),
-      { numRuns: 30 },
-    )
+    fc.assert(fc.property(sizes, sameWithBTransposed), { numRuns: 30 })
   })
 
   test("a row of out does not depend on m: up to 32 rows (B read in place) equal the same rows of a taller product (B packed), bit for bit", () => {
