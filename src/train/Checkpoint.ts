@@ -302,7 +302,7 @@ export const stored = (dir: string): Stored => {
   for (const name of new Set(files.flatMap((f) => f.entries.map((e) => e.name)))) {
     const found = shardsOf(dir, files, name)
     const shape = found[0]?.e.shape ?? []
-    if (found.some(({ e }) => e.shape.join("x") !== shape.join("x"))) throw unusable(dir, `has shards of ${name} that disagree on its shape`, RankFiles.olderCheckpointFix(stepDir))
+    if (found.some(({ e }) => e.shape.join("x") !== shape.join("x"))) throw unusable(dir, `has shards of ${name} that disagree on its shape`, RankFiles.otherCheckpointFix(stepDir))
     shapes.set(name, shape)
   }
   const value = (name: string): Tensor.Tensor =>

@@ -81,7 +81,7 @@ interface Expected {
  * ones beside it, newest first, or, where there is none, that there is none.
  * @category constructors
  */
-export const olderCheckpointFix = (stepDir: string): string => {
+export const otherCheckpointFix = (stepDir: string): string => {
   const [newest, ...rest] = CheckpointDirectory.completeBeside(stepDir)
   if (newest === undefined) return `use another checkpoint (${path.dirname(stepDir)} holds no other complete step)`
   return `pass another complete step directory instead: ${newest}${rest.length === 0 ? "" : ` (or ${rest.join(", ")})`}`
@@ -89,7 +89,7 @@ export const olderCheckpointFix = (stepDir: string): string => {
 
 /** A damaged file of the step directory `stepDir` of checkpoint `dir`: a ConfigError naming it and why. */
 const damaged = (dir: string, stepDir: string, file: string, why: string): ConfigError.ConfigError =>
-  unusable(dir, `has a damaged ${path.relative(dir, path.join(stepDir, file))} (${why})`, olderCheckpointFix(stepDir))
+  unusable(dir, `has a damaged ${path.relative(dir, path.join(stepDir, file))} (${why})`, otherCheckpointFix(stepDir))
 
 /**
  * What hashing a file against its recorded checksum found: a match (its CheckpointVerified key,

@@ -54,7 +54,6 @@ export const collect = (command: string, args: ReadonlyArray<string>, timeoutMs:
     })
   })
 
-/** Runs `node --import tsx <args>` in `np` processes under mpirun; `onStart` gets mpirun's pid. */
 /**
  * Whether a job that MPI_Abort ended ended with `code`: mpirun's exit status, or mpirun itself
  * killed by SIGSEGV in PMIx_server_finalize while it tore the aborted job down (Open MPI 4.1.4 with
@@ -64,5 +63,6 @@ export const collect = (command: string, args: ReadonlyArray<string>, timeoutMs:
 export const abortedWith = (run: Ended, code: number): boolean =>
   run.code === code || (run.code === null && run.signal === "SIGSEGV" && run.stderr.includes("PMIx_server_finalize"))
 
+/** Runs `node --import tsx <args>` in `np` processes under mpirun; `onStart` gets mpirun's pid. */
 export const mpirun = (np: number, args: ReadonlyArray<string>, timeoutMs: number, onStart?: (pid: number) => void, env: NodeJS.ProcessEnv = {}): Promise<Ended> =>
   collect("mpirun", ["-np", String(np), "--bind-to", "none", process.execPath, "--import", "tsx", ...args], timeoutMs, onStart, env)
