@@ -3,7 +3,8 @@
 // and (without the distributed optimizer) AdamW's moments, under any mapping, pipeline split and
 // dtype; a job whose ranks in this process need more than the machine, or with a shard over one
 // buffer, is refused with a ConfigError naming the backend or the degree that splits the shard,
-// and `pleat train` says so in one line with exit 2 before any work.
+// as is a micro-batch's logits block over one buffer (naming --seq), and `pleat train` says so
+// in one line with exit 2 before any work.
 import { spawnSync } from "node:child_process"
 import path from "node:path"
 import * as Effect from "effect/Effect"
@@ -73,6 +74,36 @@ describe("the memory floor of a training job", () => {
     expect(MemoryFloor.problem({ ...setup, definition: { module: "x.mjs", export: "m" } }, "local", 1, 1)).toBeUndefined()
   })
 
+  test("a micro-batch's logits: the ranks' blocks tile [micro-batch x seq, vocab] over tp x cp, and a block over one buffer is refused naming --seq", () => {
+    fc.assert(
+      fc.property(
+        mappings({ minWorld: 1, maxWorld: 8 }),
+        fc.integer({ min: 1, max: 4 }),
+        // At least 32 rows and 40 columns a block: larger than any parameter shard of this model
+        // (the vocabulary-parallel embedding holds 16 columns of each of the block's vocabulary).
+        fc.integer({ min: 32, max: 128 }),
+        fc.integer({ min: 40, max: 100 }),
+        fc.constantFrom("float32" as const, "float64" as const),
+        (m, microBatch, seqPerCp, vocabPerTp, dtype) => {
+          const base = setupOf(m, dtype, false)
+          const setup = { ...base, model: { ...base.model, seq: seqPerCp * m.cp, vocab: vocabPerTp * m.tp }, batch: { ...base.batch, microBatch } }
+          const block = MemoryFloor.logitsBlock(setup)
+          // Every (tp, cp) member holds one block; together they hold each logit once.
+          expect(block.rows * block.cols * m.tp * m.cp).toBe(microBatch * setup.model.seq * setup.model.vocab)
+          const bytes = block.rows * block.cols * (dtype === "float64" ? 8 : 4)
+          const over = MemoryFloor.problem(setup, "local", Number.POSITIVE_INFINITY, bytes - 1) as ConfigError.ConfigError
+          expect(over.field).toBe("seq")
+          expect(over.reason).toContain(`makes each rank's logits [${block.rows}, ${block.cols}]`)
+          const at = MemoryFloor.problem(setup, "local", Number.POSITIVE_INFINITY, bytes)
+          expect(at).toBeUndefined()
+          // On a GPU the logits are device memory: not this limit's.
+          expect(MemoryFloor.problem({ ...setup, device: "cuda" }, "local", Number.POSITIVE_INFINITY, bytes - 1)).toBeUndefined()
+        },
+      ),
+      { numRuns: 60 },
+    )
+  })
+
   test("pleat train refuses a model too large for this machine, or with a shard over one buffer, in one line with exit 2 before any work", () => {
     const cli = path.join(root, "dist", "cli", "main.js")
     const one = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--steps", "1"]
@@ -84,6 +115,11 @@ describe("the memory floor of a training job", () => {
       [
         ["--hidden", "4096", "--heads", "32", "--kv-heads", "8", "--moe-ffn", "14336", "--ffn", "14336", "--layers", "64", "--steps", "1"],
         /^pleat train: --backend: "local" hosts all 8 ranks in this process: their parameters, gradients and optimizer state alone need [\d.]+ GiB, more than this machine's [\d.]+ GiB; fix: /,
+      ],
+      [
+        // Node's buffers stop at 4 GiB: this run used to fail at step 1 with "The value of "size" is out of range" (exit 1).
+        [...one, "--hidden", "16", "--heads", "2", "--kv-heads", "2", "--layers", "2", "--seq", "65536", "--vocab", "32768", "--global-batch", "1", "--micro-batch", "1"],
+        /^pleat train: --seq: 65536 with --micro-batch 1, --vocab 32768, --cp 1 and --tp 1 makes each rank's logits \[65536, 32768\] 8\.0 GiB, more than one buffer holds \(4\.0 GiB\); fix: a shorter --seq or a smaller --micro-batch, or a larger --cp \(splits the sequence\) or --tp \(splits the vocabulary\)$/,
       ],
     ] as const) {
       const run = spawnSync(process.execPath, [cli, "train", ...flags], { encoding: "utf8", timeout: 60_000 })

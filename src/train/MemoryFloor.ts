@@ -11,6 +11,10 @@
  * - a single shard larger than one buffer holds (buffer.constants.MAX_LENGTH, 4 GiB in Node 20),
  *   named with the degree that splits it (ep for experts, tp for the rest; replicated ones by
  *   the model's width);
+ * - a micro-batch's logits larger than one buffer holds: each rank's [micro-batch x seq / cp,
+ *   vocab / tp] block is one tensor (and its gradient another), so a long sequence with a large
+ *   vocabulary failed at step 1 with Node's "The value of "size" is out of range" (exit 1); on a
+ *   GPU (`--device cuda`) the logits are device memory, out of this limit's reach;
  * - the ranks this process hosts (every rank on the local and threads backends; one under MPI or
  *   NCCL) needing more than the machine's memory (its total, or a container's limit when lower).
  * A model of one's own (`definition`) declares its own parameters: only the built-in model is
@@ -74,16 +78,27 @@ export const machineMemory = (): number => {
   return limit > 0 && limit < total ? limit : total
 }
 
+/**
+ * The logits one rank holds for a micro-batch (the output layer's block, before the
+ * vocabulary-parallel cross-entropy): its tokens (micro-batch x seq / cp, the sequence-parallel
+ * rows gathered back over tp) by its share of the vocabulary.
+ * @category mapping
+ */
+export const logitsBlock = (setup: Pick<TrainSetup.TrainSetup, "parallel" | "model" | "batch">): { readonly rows: number; readonly cols: number } => ({
+  rows: (setup.batch.microBatch * setup.model.seq) / setup.parallel.sizes.cp,
+  cols: Math.ceil(setup.model.vocab / setup.parallel.sizes.tp),
+})
+
 const gib = (bytes: number): string => `${(bytes / 2 ** 30).toFixed(1)} GiB`
 
 /**
- * Why the setup cannot run on `backend` here, if it cannot: a shard over one buffer, or more
- * than the machine's memory in this process. `memoryBytes` and `bufferBytes` default to this
+ * Why the setup cannot run on `backend` here, if it cannot: a shard or a micro-batch's logits
+ * over one buffer, or more than the machine's memory in this process. `memoryBytes` and `bufferBytes` default to this
  * machine's and Node's.
  * @category guards
  */
 export const problem = (
-  setup: Pick<TrainSetup.TrainSetup, "parallel" | "model" | "dtype" | "distributedOptimizer" | "definition">,
+  setup: Pick<TrainSetup.TrainSetup, "parallel" | "model" | "batch" | "dtype" | "distributedOptimizer" | "definition" | "device">,
   backend: string,
   memoryBytes: number = machineMemory(),
   bufferBytes: number = constants.MAX_LENGTH,
@@ -103,6 +118,16 @@ export const problem = (
       value,
       `leaves a parameter shard of ${gib(worst.elements * bytesPer)} (${worst.spec.name}, [${worst.spec.shape.join(", ")}] in whole), more than one buffer holds (${gib(bufferBytes)})`,
       expert ? "a larger --ep (or --etp), or a smaller model" : sharded ? "a larger --tp, or a smaller model" : "a smaller model",
+    )
+  }
+  // On a GPU the logits are device memory, which Node's limit does not reach.
+  const logits = logitsBlock(setup)
+  if (setup.device !== "cuda" && logits.rows * logits.cols * bytesPer > bufferBytes) {
+    return ConfigError.make(
+      "seq",
+      setup.model.seq,
+      `with --micro-batch ${setup.batch.microBatch}, --vocab ${setup.model.vocab}, --cp ${s.cp} and --tp ${s.tp} makes each rank's logits [${logits.rows}, ${logits.cols}] ${gib(logits.rows * logits.cols * bytesPer)}, more than one buffer holds (${gib(bufferBytes)})`,
+      "a shorter --seq or a smaller --micro-batch, or a larger --cp (splits the sequence) or --tp (splits the vocabulary)",
     )
   }
   const inProcess = backend.startsWith("local") || backend.startsWith("threads")
