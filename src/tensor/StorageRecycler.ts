@@ -40,6 +40,7 @@
  * operands) is marked with `keep`; offered back while kept, it is taken when the last keeper
  * calls `letGo`.
  */
+import { constants } from "node:buffer"
 import * as DType from "./DType.js"
 import * as Slabs from "./Slabs.js"
 import type { Tensor } from "./Tensor.js"
@@ -131,6 +132,17 @@ const take = (bytes: number): ArrayBuffer | undefined => {
 }
 
 /**
+ * The length of a new pooled buffer for a request of `bytes`: its size class, or the class of
+ * `headroom` times it when `withHeadroom`, but never past `cap` (Node's largest Buffer,
+ * buffer.constants.MAX_LENGTH, 4 GiB in Node 20) for a request that fits under it: a 3.5 GiB
+ * block of logits, made at step 1 in a class of its own, asked for 4.375 GiB at step 2 and
+ * failed there with Node's "The value of "size" is out of range".
+ * @category getters
+ */
+export const lengthFor = (bytes: number, withHeadroom: boolean, cap: number = constants.MAX_LENGTH): number =>
+  Math.max(bytes, Math.min(classOf(withHeadroom ? Math.ceil(bytes * headroom) : bytes), cap))
+
+/**
  * Unshared storage of `size` elements in a buffer of its own, zeroed or uninitialised (the
  * previous owner's values): from the pool when it holds a buffer of the request's size class
  * or of one up to `reach` times larger, else new (of the class, or of `headroom` times the
@@ -142,7 +154,7 @@ export const allocate = (dtype: DType.DType, size: number, zeroed: boolean): DTy
   const bytes = size * (dtype === "float32" ? 4 : 8)
   const recyclable = enabled && bytes >= minBytes
   const recycled = recyclable ? take(bytes) : undefined
-  const length = recyclable ? classOf(recycled === undefined && pooledBytes > 0 ? Math.ceil(bytes * headroom) : bytes) : bytes
+  const length = recyclable ? lengthFor(bytes, recycled === undefined && pooledBytes > 0) : bytes
   const buffer = recycled ?? (zeroed ? new ArrayBuffer(length) : (Buffer.allocUnsafeSlow(length).buffer as ArrayBuffer))
   const storage = dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
   if (recycled !== undefined && zeroed) storage.fill(0)
