@@ -8,6 +8,7 @@
 import { constants } from "node:buffer"
 import fc from "fast-check"
 import { afterEach, describe, expect, test } from "vitest"
+import * as ConfigError from "../../src/errors/ConfigError.js"
 import * as DType from "../../src/tensor/DType.js"
 import * as StorageRecycler from "../../src/tensor/StorageRecycler.js"
 import * as Tape from "../../src/tensor/Tape.js"
@@ -49,6 +50,24 @@ describe("StorageRecycler", () => {
     )
     // Node's own cap by default: 3.5 GiB asked for again once the pool holds storage.
     expect(StorageRecycler.lengthFor(3.5 * 2 ** 30, true)).toBe(constants.MAX_LENGTH)
+  })
+
+  test("a request over Node's largest Buffer is a ConfigError naming its bytes and the fix, before anything is allocated", () => {
+    for (const [dtype, size] of [
+      ["float32", 2 ** 30 + 1],
+      ["float64", 2 ** 29 + 1],
+    ] as const) {
+      let thrown: unknown
+      try {
+        StorageRecycler.allocate(dtype, size, false)
+      } catch (error) {
+        thrown = error
+      }
+      expect(ConfigError.isConfigError(thrown)).toBe(true)
+      const e = thrown as ConfigError.ConfigError
+      expect([e.field, e.value]).toEqual(["tensor", size * DType.bytesPer(dtype)])
+      expect(e.message).toMatch(/are more than one buffer holds \(4\.0 GiB\); fix: fewer tokens a micro-batch on each rank \(a shorter --seq/)
+    }
   })
 
   test("a recycled buffer serves the next request of its class or of one up to `reach` times below, and its old views are detached", () => {

@@ -129,4 +129,33 @@ describe("the memory floor of a training job", () => {
       expect(run.stderr.trim()).toMatch(line)
     }
   })
+  test("a tensor over one buffer that only a rank meets (routed rows x the expert width) ends pleat train with exit 2 and one line, on one thread and on workers", () => {
+    const cli = path.join(root, "dist", "cli", "main.js")
+    // 65,536 tokens x top-8 routed rows x an expert width of 4,096: 8 GiB in one block.
+    const flags = ["--tp", "1", "--cp", "1", "--pp", "1", "--hidden", "16", "--heads", "2", "--kv-heads", "2", "--layers", "2", "--vocab", "32"].concat([
+      "--micro-batch",
+      "1",
+      "--steps",
+      "1",
+      "--seq",
+      "65536",
+      "--topk",
+      "8",
+      "--moe-ffn",
+      "4096",
+      "--log-level",
+      "warn",
+    ])
+    for (const mapping of [
+      ["--world", "1", "--ep", "1", "--global-batch", "1"],
+      ["--world", "2", "--ep", "2", "--global-batch", "2", "--backend", "threads"],
+    ]) {
+      const run = spawnSync(process.execPath, [cli, "train", ...mapping, ...flags], { encoding: "utf8", timeout: 120_000 })
+      expect(run.status).toBe(2)
+      expect(run.stderr.trim().split("\n")).toHaveLength(1)
+      expect(run.stderr.trim()).toMatch(
+        /^pleat train: rank \d failed at step 1: tensor: 8589934592 bytes \(8\.0 GiB: one layer's block of a micro-batch's tokens on a rank\) are more than one buffer holds \(4\.0 GiB\); fix: fewer tokens/,
+      )
+    }
+  }, 240_000)
 })

@@ -34,6 +34,7 @@ import * as SaveFallback from "../train/SaveFallback.js"
 import * as StepFlops from "../train/StepFlops.js"
 import * as SteadyStep from "../train/SteadyStep.js"
 import * as Train from "../train/Train.js"
+import * as BadInput from "./BadInput.js"
 import * as ConfigError from "../errors/ConfigError.js"
 import { Activity } from "./Activity.js"
 import * as DefinitionFlag from "./DefinitionFlag.js"
@@ -237,10 +238,13 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     ).pipe(Effect.catchTag("RankFailed", (failed) => Effect.succeed(failed)))
     // A rank that failed (threw, diverged to a non-finite loss or gradient, lost its worker):
     // the run failed, not the input (every flag was valid, the data comes from the seed), so
-    // exit 1 with one line naming rank, step and cause and where the last checkpoint is.
+    // exit 1 with one line naming rank, step and cause and where the last checkpoint is; but a
+    // rank that met a configuration that cannot run (a ConfigError: a tensor over one buffer) is
+    // the input's, exit 2 with the same line.
     if (!Array.isArray(ended)) {
+      const input = BadInput.find(ended)
       io.stderr(`pleat train: ${ended.message.replace(/\s+/g, " ").trim()}; ${saved}\n`)
-      return ExitCode.failure
+      return input === undefined ? ExitCode.failure : ExitCode.badInput
     }
     if (tracer !== undefined && resolved.trace !== undefined) {
       const fold = Folding.make(setup.parallel)

@@ -41,6 +41,7 @@
  * calls `letGo`.
  */
 import { constants } from "node:buffer"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as DType from "./DType.js"
 import * as Slabs from "./Slabs.js"
 import type { Tensor } from "./Tensor.js"
@@ -142,6 +143,21 @@ const take = (bytes: number): ArrayBuffer | undefined => {
 export const lengthFor = (bytes: number, withHeadroom: boolean, cap: number = constants.MAX_LENGTH): number =>
   Math.max(bytes, Math.min(classOf(withHeadroom ? Math.ceil(bytes * headroom) : bytes), cap))
 
+const gib = (bytes: number): string => `${(bytes / 2 ** 30).toFixed(1)} GiB`
+
+/**
+ * A request larger than one Buffer holds (Node's "The value of "size" is out of range" until now):
+ * a user's configuration that cannot run (MemoryFloor refuses the ones it can size before any
+ * work: parameter shards, logits), so it says what to change.
+ */
+const tooLarge = (bytes: number): ConfigError.ConfigError =>
+  ConfigError.make(
+    "tensor",
+    bytes,
+    `bytes (${gib(bytes)}: one layer's block of a micro-batch's tokens on a rank) are more than one buffer holds (${gib(constants.MAX_LENGTH)})`,
+    "fewer tokens a micro-batch on each rank (a shorter --seq, a smaller --micro-batch, a larger --cp) or narrower blocks (a larger --tp, --ep or --etp)",
+  )
+
 /**
  * Unshared storage of `size` elements in a buffer of its own, zeroed or uninitialised (the
  * previous owner's values): from the pool when it holds a buffer of the request's size class
@@ -155,6 +171,7 @@ export const allocate = (dtype: DType.DType, size: number, zeroed: boolean): DTy
   const recyclable = enabled && bytes >= minBytes
   const recycled = recyclable ? take(bytes) : undefined
   const length = recyclable ? lengthFor(bytes, recycled === undefined && pooledBytes > 0) : bytes
+  if (recycled === undefined && !zeroed && length > constants.MAX_LENGTH) throw tooLarge(bytes)
   const buffer = recycled ?? (zeroed ? new ArrayBuffer(length) : (Buffer.allocUnsafeSlow(length).buffer as ArrayBuffer))
   const storage = dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
   if (recycled !== undefined && zeroed) storage.fill(0)

@@ -14,7 +14,9 @@
  * - a micro-batch's logits larger than one buffer holds: each rank's [micro-batch x seq / cp,
  *   vocab / tp] block is one tensor (and its gradient another), so a long sequence with a large
  *   vocabulary failed at step 1 with Node's "The value of "size" is out of range" (exit 1); on a
- *   GPU (`--device cuda`) the logits are device memory, out of this limit's reach;
+ *   GPU (`--device cuda`) the logits are device memory, out of this limit's reach (blocks only
+ *   a rank can size, its routed rows times the expert width, are refused by the allocator at the
+ *   step that makes them: StorageRecycler, a ConfigError, exit 2);
  * - the ranks this process hosts (every rank on the local and threads backends; one under MPI or
  *   NCCL) needing more than the machine's memory (its total, or a container's limit when lower).
  * A model of one's own (`definition`) declares its own parameters: only the built-in model is

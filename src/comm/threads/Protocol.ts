@@ -46,6 +46,7 @@ export interface WireFailure {
  */
 export type WireValue =
   | { readonly type: "comm"; readonly fields: ErrorFields }
+  | { readonly type: "config"; readonly field: string; readonly value: unknown; readonly reason: string; readonly fix: string }
   | { readonly type: "error"; readonly name: string; readonly message: string; readonly stack: string | undefined; readonly props: Record<string, unknown> }
   | { readonly type: "value"; readonly value: unknown }
 

@@ -4,11 +4,13 @@
  * A Cause (and an error class instance) loses its prototype in structured clone, so the
  * worker sends plain fields and the main thread rebuilds what the job reports: a CommError is
  * rebuilt as a real CommError (its message names reason, op, sequence number, group, rank and
- * the ranks diagnosed), any other Error as an Error with the same name, message, stack and
+ * the ranks diagnosed), a ConfigError as a real ConfigError (a rank that met input that cannot
+ * run: the command exits 2 as it would on one thread), any other Error as an Error with the same name, message, stack and
  * cloneable fields, and other values as themselves when they clone.
  */
 import * as Cause from "effect/Cause"
 import * as CommError from "../../comm/CommError.js"
+import * as ConfigError from "../../errors/ConfigError.js"
 import type { WireFailure, WireValue } from "../../comm/threads/Protocol.js"
 
 const clones = (value: unknown): boolean => {
@@ -27,6 +29,9 @@ const clones = (value: unknown): boolean => {
 export const flattenValue = (error: unknown): WireValue => {
   if (error instanceof CommError.CommError) {
     return { type: "comm", fields: CommError.fields(error) }
+  }
+  if (ConfigError.isConfigError(error)) {
+    return { type: "config", field: error.field, value: clones(error.value) ? error.value : String(error.value), reason: error.reason, fix: error.fix }
   }
   if (error instanceof Error) {
     const props: Record<string, unknown> = {}
@@ -51,6 +56,8 @@ const rebuildValue = (v: WireValue): unknown => {
   switch (v.type) {
     case "comm":
       return CommError.make(v.fields)
+    case "config":
+      return ConfigError.make(v.field, v.value, v.reason, v.fix)
     case "error": {
       const e = new Error(v.message)
       Object.assign(e, v.props)
