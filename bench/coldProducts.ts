@@ -2,8 +2,8 @@
  * coldProducts: the tensor suite's small products whose weight comes from memory, as in
  * training, where everything a micro-batch touches between two uses of a weight evicts it from
  * the caches: the default model's [16, 256] x [256, 256] products (x W and g W^T) and its grouped
- * expert GEMMs (8 experts of 4 rows, [256, 32] weights: forward, the input gradient, and the
- * weight gradient added into its accumulator). Each call takes the next of enough weights (or
+ * expert GEMMs (8 experts of 4 rows, [256, 32] weights: forward, the input gradients of the up
+ * and down projections, and the weight gradient added into its accumulator). Each call takes the next of enough weights (or
  * accumulators) to fill 64 MiB, so that operand comes from memory every time.
  *
  * value: the bytes that operand moves (a weight read once; an accumulator read and written)
@@ -57,6 +57,8 @@ const products = (): ReadonlyArray<Product> => {
     ...dense,
     { name: "grouped 8 x 4x256x32 (x W_e)", weight: experts * 256 * 32, moves: 1, run: (w) => grouped.rows(xe, w, ye, rows, 256, 32, false) },
     { name: "grouped 8 x 4x32x256 (g W_e^T)", weight: experts * 256 * 32, moves: 1, run: (w) => grouped.rows(ge, w, dx, rows, 32, 256, true) },
+    // The down projection's input gradient: 32 columns of out, B read in place (matmul.cc).
+    { name: "grouped 8 x 4x256x32 (g W_down^T)", weight: experts * 256 * 32, moves: 1, run: (w) => grouped.rows(xe, w, ye, rows, 256, 32, true) },
     { name: "grouped 8 x 256x4x32 (dW_e += x^T g)", weight: experts * 256 * 32, moves: 2, run: (w) => grouped.weights(xe, ge, w, rows, 256, 32, true) },
   ]
 }
