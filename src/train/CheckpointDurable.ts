@@ -20,6 +20,7 @@
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs"
 import path from "node:path"
+import * as PositionedRead from "./PositionedRead.js"
 
 const crashAt = ((text) => (text === undefined || !/^\d+$/.test(text) ? undefined : Number(text)))(process.env.PLEAT_CRASH_AT)
 let passed = 0
@@ -58,6 +59,15 @@ export const syncDirectory = (dir: string): void => {
 }
 
 /**
+ * Writes all of `data` at the file position of `fd`, at most `perCall` bytes a writeSync (Node
+ * refuses a length past 2^31 - 1: PositionedRead.maxCallBytes; a shard may hold up to 4 GiB).
+ * @category constructors
+ */
+export const writeAll = (fd: number, data: Uint8Array, perCall: number = PositionedRead.maxCallBytes): void => {
+  for (let at = 0; at < data.byteLength; ) at += writeSync(fd, data, at, Math.min(data.byteLength - at, perCall))
+}
+
+/**
  * Writes `bytes` to a new file and flushes it to the disk.
  * @category constructors
  */
@@ -65,8 +75,7 @@ export const writeFile = (file: string, bytes: Uint8Array | string): void => {
   point(file)
   const fd = openSync(file, "w")
   try {
-    const data = typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes
-    for (let at = 0; at < data.byteLength; ) at += writeSync(fd, data, at, data.byteLength - at)
+    writeAll(fd, typeof bytes === "string" ? Buffer.from(bytes, "utf8") : bytes)
     fsyncSync(fd)
   } finally {
     closeSync(fd)
@@ -82,7 +91,7 @@ export const writeFileParts = (file: string, parts: Iterable<Uint8Array>): void 
   point(file)
   const fd = openSync(file, "w")
   try {
-    for (const data of parts) for (let at = 0; at < data.byteLength; ) at += writeSync(fd, data, at, data.byteLength - at)
+    for (const data of parts) writeAll(fd, data)
     fsyncSync(fd)
   } finally {
     closeSync(fd)

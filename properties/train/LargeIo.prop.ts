@@ -1,0 +1,63 @@
+// Reads and writes of any length: Node refuses one readSync or writeSync of more than 2^31 - 1
+// bytes, and a checkpoint part (a parameter shard, a moment, a safetensors tensor) may hold up to
+// 4 GiB, so CheckpointDurable.writeAll and PositionedRead.readFully ask for at most
+// PositionedRead.maxCallBytes a call. Before, a shard over 2 GiB (a 152,064 x 4,096 float32
+// embedding) failed its save with "The value of "length" is out of range".
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
+import os from "node:os"
+import path from "node:path"
+import fc from "fast-check"
+import { afterAll, describe, expect, test } from "vitest"
+import * as CheckpointDurable from "../../src/train/CheckpointDurable.js"
+import * as PositionedRead from "../../src/train/PositionedRead.js"
+
+const dir = mkdtempSync(path.join(os.tmpdir(), "pleat-large-io-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+describe("reads and writes of any length", () => {
+  test("written and read back in calls of any size, the bytes are the same", () => {
+    let n = 0
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 3000 }), fc.integer({ min: 1, max: 700 }), fc.integer({ min: 0, max: 50 }), (data, perCall, at) => {
+        const file = path.join(dir, `f${n++}`)
+        const fd = openSync(file, "w")
+        try {
+          CheckpointDurable.writeAll(fd, new Uint8Array(at))
+          CheckpointDurable.writeAll(fd, data, perCall)
+        } finally {
+          closeSync(fd)
+        }
+        expect(new Uint8Array(readFileSync(file)).subarray(at)).toEqual(data)
+        const back = new Uint8Array(data.length + 2)
+        const rd = openSync(file, "r")
+        try {
+          // Past the end the read stops short: only the file's bytes are read.
+          expect(PositionedRead.readFully(rd, back, 1, data.length + 1, at, perCall)).toBe(data.length)
+        } finally {
+          closeSync(rd)
+        }
+        expect(back.subarray(1, 1 + data.length)).toEqual(data)
+      }),
+      { numRuns: 60 },
+    )
+  })
+
+  test("more than 2^31 - 1 bytes in one write and one read (the default calls), as a shard over 2 GiB needs", () => {
+    const big = new Uint8Array(2 ** 31 + 16)
+    big[big.length - 1] = 7
+    const out = openSync("/dev/null", "w")
+    try {
+      expect(() => CheckpointDurable.writeAll(out, big)).not.toThrow()
+    } finally {
+      closeSync(out)
+    }
+    const zero = openSync("/dev/zero", "r")
+    try {
+      expect(PositionedRead.readFully(zero, big, 0, big.length, 0)).toBe(big.length)
+    } finally {
+      closeSync(zero)
+    }
+    // /dev/zero filled it whole, the last byte included.
+    expect(big[big.length - 1]).toBe(0)
+  }, 60_000)
+})
