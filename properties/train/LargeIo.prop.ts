@@ -1,13 +1,15 @@
 // Reads and writes of any length: Node refuses one readSync or writeSync of more than 2^31 - 1
 // bytes, and a checkpoint part (a parameter shard, a moment, a safetensors tensor) may hold up to
 // 4 GiB, so CheckpointDurable.writeAll and PositionedRead.readFully ask for at most
-// PositionedRead.maxCallBytes a call. Before, a shard over 2 GiB (a 152,064 x 4,096 float32
-// embedding) failed its save with "The value of "length" is out of range".
+// PositionedRead.maxCallBytes a call (and the checksum hashes at most 1 GiB an update: node's
+// hash refuses more than 2^31 - 1 bytes at once). Before, a shard over 2 GiB (a 152,064 x 4,096
+// float32 embedding) failed its save with "The value of "length" is out of range".
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import fc from "fast-check"
 import { afterAll, describe, expect, test } from "vitest"
+import * as CheckpointChecksum from "../../src/train/CheckpointChecksum.js"
 import * as CheckpointDurable from "../../src/train/CheckpointDurable.js"
 import * as PositionedRead from "../../src/train/PositionedRead.js"
 
@@ -42,7 +44,7 @@ describe("reads and writes of any length", () => {
     )
   })
 
-  test("more than 2^31 - 1 bytes in one write and one read (the default calls), as a shard over 2 GiB needs", () => {
+  test("more than 2^31 - 1 bytes in one write, one read and one checksum (the default calls), as a shard over 2 GiB needs", () => {
     const big = new Uint8Array(2 ** 31 + 16)
     big[big.length - 1] = 7
     const out = openSync("/dev/null", "w")
@@ -59,5 +61,14 @@ describe("reads and writes of any length", () => {
     }
     // /dev/zero filled it whole, the last byte included.
     expect(big[big.length - 1]).toBe(0)
+    // A checksum of more than 2^31 - 1 bytes (node's hash takes at most that at once): the same
+    // as of the same bytes given in two pieces split anywhere.
+    big[12345] = 1
+    const whole = CheckpointChecksum.of(big)
+    const split = CheckpointChecksum.make()
+    split.update(big.subarray(0, 2 ** 31 - 3))
+    split.update(big.subarray(2 ** 31 - 3))
+    expect(whole).toBe(split.digest())
+    expect(whole).not.toBe(CheckpointChecksum.of(big.subarray(1)))
   }, 60_000)
 })

@@ -68,10 +68,22 @@ const fnv1a64 = (): Hasher => {
   }
 }
 
+/**
+ * The most bytes one update of node's hash takes at once: past 2^31 - 1 it throws "data is too
+ * long", and a part of a checkpoint (a shard) may hold up to 4 GiB. The digest of the pieces in
+ * order is the digest of the whole.
+ */
+const hashUpdateBytes = 2 ** 30
+
 /** SHA-256, recorded with its prefix. */
 const sha256 = (): Hasher => {
   const h = createHash("sha256")
-  return { update: (bytes) => h.update(bytes), digest: () => `${sha256Prefix}${h.digest("hex")}` }
+  return {
+    update: (bytes) => {
+      for (let at = 0; at < bytes.byteLength; at += hashUpdateBytes) h.update(bytes.subarray(at, at + hashUpdateBytes))
+    },
+    digest: () => `${sha256Prefix}${h.digest("hex")}`,
+  }
 }
 
 /**
