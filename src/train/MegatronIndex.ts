@@ -11,9 +11,10 @@
  * serve --split alone (MegatronSplit): within a split pleat reads windows of the packed ids, as
  * TokenFile says.
  */
-import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs"
+import { closeSync, existsSync, openSync, readSync } from "node:fs"
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as TokenFile from "./TokenFile.js"
+import * as WindowedFile from "./WindowedFile.js"
 
 const magic = "MMIDIDX\0\0"
 
@@ -62,26 +63,44 @@ export const dtypeOf = (prefix: string, field: string): TokenFile.TokenDtype | C
  * not fit its ids.
  * @category constructors
  */
-export const documentStarts = (prefix: string, dtype: TokenFile.TokenDtype, field: string): ReadonlyArray<number> | ConfigError.ConfigError => {
-  const index = readFileSync(`${prefix}.idx`)
+export const documentStarts = (prefix: string, dtype: TokenFile.TokenDtype, field: string, windowBytes?: number): ReadonlyArray<number> | ConfigError.ConfigError => {
+  // Read through windows, one walking the document table and one the sequence tables: an index
+  // of ~100M documents is past 2 GiB, where readFileSync stops.
+  const index = WindowedFile.open(`${prefix}.idx`, windowBytes)
+  const tables = WindowedFile.open(`${prefix}.idx`, windowBytes)
+  try {
+    return startsIn(index, tables, prefix, dtype, field)
+  } finally {
+    index.close()
+    tables.close()
+  }
+}
+
+const startsIn = (
+  index: WindowedFile.WindowedFile,
+  tables: WindowedFile.WindowedFile,
+  prefix: string,
+  dtype: TokenFile.TokenDtype,
+  field: string,
+): ReadonlyArray<number> | ConfigError.ConfigError => {
   const width = dtype === "uint16" ? 2 : 4
   const bad = (what: string) =>
     ConfigError.make(field, prefix, `has an index ${prefix}.idx that ${what}`, "give the prefix of a dataset Megatron-LM's preprocess_data.py wrote, whole")
-  if (index.byteLength < 34) return bad("ends before its sequence and document counts")
-  const sequences = Number(index.readBigUInt64LE(18))
-  const documents = Number(index.readBigUInt64LE(26))
+  if (index.size < 34) return bad("ends before its sequence and document counts")
+  const sequences = index.uint64(18)
+  const documents = index.uint64(26)
   const lengthsAt = 34
   const pointersAt = lengthsAt + 4 * sequences
   const documentsAt = pointersAt + 8 * sequences
-  if (!Number.isSafeInteger(documentsAt + 8 * documents) || index.byteLength < documentsAt + 8 * documents || documents < 1)
+  if (!Number.isSafeInteger(documentsAt + 8 * documents) || index.size < documentsAt + 8 * documents || documents < 1)
     return bad(`is shorter than its ${sequences} sequences and ${documents} document entries need`)
   const sequenceStart = (s: number): number => {
-    if (s === sequences) return sequences === 0 ? 0 : sequenceStart(s - 1) + index.readInt32LE(lengthsAt + 4 * (s - 1))
-    return Number(index.readBigInt64LE(pointersAt + 8 * s)) / width
+    if (s === sequences) return sequences === 0 ? 0 : sequenceStart(s - 1) + tables.int32(lengthsAt + 4 * (s - 1))
+    return tables.int64(pointersAt + 8 * s) / width
   }
   const starts: Array<number> = []
   for (let d = 0; d < documents; d++) {
-    const s = Number(index.readBigInt64LE(documentsAt + 8 * d))
+    const s = index.int64(documentsAt + 8 * d)
     if (!(Number.isSafeInteger(s) && s >= 0 && s <= sequences)) return bad(`names sequence ${s} of ${sequences} as document ${d}'s first`)
     const start = sequenceStart(s)
     if (!Number.isInteger(start) || (starts.length > 0 && start < (starts.at(-1) as number))) return bad(`puts document ${d} at byte ${start * width}, out of order`)
