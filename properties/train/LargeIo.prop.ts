@@ -3,7 +3,9 @@
 // 4 GiB, so CheckpointDurable.writeAll and PositionedRead.readFully ask for at most
 // PositionedRead.maxCallBytes a call (and the checksum hashes at most 1 GiB an update: node's
 // hash refuses more than 2^31 - 1 bytes at once). Before, a shard over 2 GiB (a 152,064 x 4,096
-// float32 embedding) failed its save with "The value of "length" is out of range".
+// float32 embedding) failed its save with "The value of "length" is out of range"; and a part
+// is written as views of at most that much (a Uint8Array stops at 2^32 bytes, where an imported
+// 5 GB embedding, whole, failed with "Invalid typed array length").
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs"
 import os from "node:os"
 import path from "node:path"
@@ -41,6 +43,25 @@ describe("reads and writes of any length", () => {
         expect(back.subarray(1, 1 + data.length)).toEqual(data)
       }),
       { numRuns: 60 },
+    )
+  })
+
+  test("a typed array's bytes as views of at most a piece each: in order, whole, each within the piece", () => {
+    fc.assert(
+      fc.property(fc.float32Array({ minLength: 0, maxLength: 300 }), fc.integer({ min: 0, max: 7 }), fc.integer({ min: 1, max: 100 }), (values, skip, piece) => {
+        // A view that starts inside its buffer, as storage carved from a slab does.
+        const a = values.subarray(Math.min(skip, values.length))
+        const views = [...CheckpointDurable.byteViews(a, piece)]
+        expect(views.every((v) => v.byteLength > 0 && v.byteLength <= piece)).toBe(true)
+        const joined = new Uint8Array(views.reduce((n, v) => n + v.byteLength, 0))
+        let at = 0
+        for (const v of views) {
+          joined.set(v, at)
+          at += v.byteLength
+        }
+        expect(joined).toEqual(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
+      }),
+      { numRuns: 80 },
     )
   })
 

@@ -138,9 +138,10 @@ export const writeShards = (stepDir: string, rank: number, shards: Iterable<Shar
       offset = valueEnd + mBytes + (shard.v?.byteLength ?? 0)
       for (const a of [shard.value, shard.m, shard.v]) {
         if (a === undefined) continue
-        const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
-        hash.update(bytes)
-        yield bytes
+        for (const bytes of Durable.byteViews(a)) {
+          hash.update(bytes)
+          yield bytes
+        }
       }
     }
   }

@@ -68,6 +68,16 @@ export const writeAll = (fd: number, data: Uint8Array, perCall: number = Positio
 }
 
 /**
+ * The bytes of `a` as views of at most `piece` bytes each, in order: a Uint8Array stops at 2^32
+ * bytes ("Invalid typed array length"), where a Float32Array of a 5 GB tensor (an imported
+ * embedding, whole) does not.
+ * @category constructors
+ */
+export function* byteViews(a: ArrayBufferView, piece: number = PositionedRead.maxCallBytes): Generator<Uint8Array> {
+  for (let at = 0; at < a.byteLength; at += piece) yield new Uint8Array(a.buffer, a.byteOffset + at, Math.min(piece, a.byteLength - at))
+}
+
+/**
  * Writes `bytes` to a new file and flushes it to the disk.
  * @category constructors
  */
