@@ -95,8 +95,8 @@ const gib = (bytes: number): string => `${(bytes / 2 ** 30).toFixed(1)} GiB`
 
 /**
  * Why the setup cannot run on `backend` here, if it cannot: a shard or a micro-batch's logits
- * over one buffer, or more than the machine's memory in this process. `memoryBytes` and `bufferBytes` default to this
- * machine's and Node's.
+ * over one buffer, or more than the machine's memory in this process. `memoryBytes` and
+ * `bufferBytes` default to this machine's and Node's.
  * @category guards
  */
 export const problem = (

@@ -5,8 +5,9 @@
  * worker sends plain fields and the main thread rebuilds what the job reports: a CommError is
  * rebuilt as a real CommError (its message names reason, op, sequence number, group, rank and
  * the ranks diagnosed), a ConfigError as a real ConfigError (a rank that met input that cannot
- * run: the command exits 2 as it would on one thread), any other Error as an Error with the same name, message, stack and
- * cloneable fields, and other values as themselves when they clone.
+ * run: the command exits 2 as it would on one thread), any other Error as an Error with the
+ * same name, message, stack and cloneable fields, and other values as themselves when they
+ * clone.
  */
 import * as Cause from "effect/Cause"
 import * as CommError from "../../comm/CommError.js"
