@@ -13,6 +13,7 @@
  */
 import { createHash } from "node:crypto"
 import { closeSync, openSync, readSync } from "node:fs"
+import * as PositionedRead from "./PositionedRead.js"
 
 /**
  * The hashes a manifest may record.
@@ -69,18 +70,16 @@ const fnv1a64 = (): Hasher => {
 }
 
 /**
- * The most bytes one update of node's hash takes at once: past 2^31 - 1 it throws "data is too
- * long", and a part of a checkpoint (a shard) may hold up to 4 GiB. The digest of the pieces in
- * order is the digest of the whole.
+ * SHA-256, recorded with its prefix. Node's hash refuses more than 2^31 - 1 bytes an update ("data
+ * is too long") and a part of a checkpoint may hold up to 4 GiB, so an update goes in pieces of
+ * PositionedRead.maxCallBytes: the digest of the pieces in order is the digest of the whole.
  */
-const hashUpdateBytes = 2 ** 30
-
-/** SHA-256, recorded with its prefix. */
 const sha256 = (): Hasher => {
   const h = createHash("sha256")
+  const piece = PositionedRead.maxCallBytes
   return {
     update: (bytes) => {
-      for (let at = 0; at < bytes.byteLength; at += hashUpdateBytes) h.update(bytes.subarray(at, at + hashUpdateBytes))
+      for (let at = 0; at < bytes.byteLength; at += piece) h.update(bytes.subarray(at, at + piece))
     },
     digest: () => `${sha256Prefix}${h.digest("hex")}`,
   }

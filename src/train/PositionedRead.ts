@@ -6,9 +6,10 @@
 import { readSync } from "node:fs"
 
 /**
- * The most bytes one readSync or writeSync is asked for: Node refuses a length past 2^31 - 1
- * ("The value of "length" is out of range"), and a parameter shard, an optimizer moment or a
- * safetensors tensor may hold up to 4 GiB (a 152,064 x 4,096 float32 embedding is 2.3 GiB).
+ * The most bytes one readSync, writeSync or hash update is asked for: Node refuses a length past
+ * 2^31 - 1 ("The value of "length" is out of range", "data is too long"), and a parameter shard,
+ * an optimizer moment or a safetensors tensor may hold up to 4 GiB (a 152,064 x 4,096 float32
+ * embedding is 2.3 GiB).
  * @category configuration
  */
 export const maxCallBytes = 2 ** 30
