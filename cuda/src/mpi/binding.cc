@@ -49,6 +49,9 @@ MPI_Datatype type_of(int code) {
 bool number_at(const Napi::CallbackInfo& info, const char* fn, size_t index, const char* name, int* out) {
   double v = 0;
   if (!expect_number(info, fn, index, name, &v)) return false;
+  if (!(v >= INT_MIN && v <= INT_MAX) || v != static_cast<double>(static_cast<int>(v))) {
+    return throw_range_error(info.Env(), std::string(fn) + ": " + name + " (" + std::to_string(v) + ") is not an integer in MPI's int range");
+  }
   *out = static_cast<int>(v);
   return true;
 }
@@ -231,7 +234,7 @@ Napi::Value Submit(const Napi::CallbackInfo& info, Kind kind) {
       break;
     case Kind::Send:  // (id, dest, tag, bytes)
       ok = number_at(info, fn, 1, "dest", &c.dest) && number_at(info, fn, 2, "tag", &c.tag) && bytes_at(info, fn, 3, "bytes", &c.send);
-      if (ok) c.count = static_cast<int>(info[3].As<Napi::TypedArray>().ByteLength());
+      if (ok) c.bytes = info[3].As<Napi::TypedArray>().ByteLength();
       break;
   }
   if (!ok) return env.Undefined();

@@ -71,7 +71,10 @@ void Engine::begin(Command& cmd) {
   a.id = cmd.id;
   int rc = MPI_SUCCESS;
   if (cmd.kind == Kind::Send) {
-    rc = MPI_Isend(cmd.send, cmd.count, MPI_BYTE, cmd.dest, cmd.tag, p2p_, &a.request);
+    MessageType message;
+    rc = message_type(cmd.bytes, message_bytes_, &message);
+    if (rc == MPI_SUCCESS) rc = MPI_Isend(cmd.send, message.count, message.type, cmd.dest, cmd.tag, p2p_, &a.request);
+    if (message.derived) MPI_Type_free(&message.type);  // a started send completes normally
   } else {
     MPI_Comm comm = comm_of(cmd.comm);
     if (comm == MPI_COMM_NULL) return fail(cmd.id, MPI_ERR_COMM, "no communicator " + std::to_string(cmd.comm) + " on this rank");

@@ -147,6 +147,7 @@ void Engine::idle(unsigned rounds) {
 
 void Engine::loop() {
   if (const char* spin = std::getenv("PLEAT_MPI_SPIN_US"); spin != nullptr) spin_us_ = std::max(0L, std::atol(spin));
+  message_bytes_ = message_bytes_from_env();
   int provided = 0;
   const int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
   {

@@ -20,6 +20,8 @@
 
 #include <mpi.h>
 
+#include "message_bytes.h"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -52,7 +54,8 @@ struct Command {
   MPI_Op op = MPI_SUM;
   void* send = nullptr;
   void* recv = nullptr;
-  int count = 0;  // elements: AllGather / AllReduce / Bcast per call; Send bytes
+  int count = 0;  // elements: AllGather / AllReduce / Bcast per call
+  size_t bytes = 0;  // Send: the message's length (any: message_bytes.h)
   std::vector<int> send_counts, send_displs, recv_counts, recv_displs;  // elements
   // Checked: an allgather of the members' signature rows (`header_length` doubles each), then,
   // when every row is equal but for the receive-buffer fields and says "fast", the data op
@@ -142,6 +145,7 @@ class Engine {
   bool running_ = false;
   int abort_code_ = -1;
   long spin_us_ = 1000;
+  size_t message_bytes_ = 0;  // the largest block of a p2p message (message_bytes.h)
   std::chrono::steady_clock::time_point idle_since_{};
   int grace_ms_ = 0;
   WorldInfo world_;

@@ -13,14 +13,18 @@ void Engine::probe() {
   MPI_Message message = MPI_MESSAGE_NULL;
   MPI_Status status;
   if (MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, p2p_, &flag, &message, &status) != MPI_SUCCESS || !flag) return;
-  int count = 0;
-  MPI_Get_count(&status, MPI_BYTE, &count);
+  // Counted as MPI_Count: a message may hold more than 2^31 - 1 bytes (message_bytes.h).
+  MPI_Count count = 0;
+  MPI_Get_elements_x(&status, MPI_BYTE, &count);
   Active a;
   a.message = true;
   a.source = status.MPI_SOURCE;
   a.tag = status.MPI_TAG;
   a.bytes.resize(static_cast<size_t>(count));
-  const int rc = MPI_Imrecv(a.bytes.data(), count, MPI_BYTE, &message, &a.request);
+  MessageType type;
+  int rc = message_type(a.bytes.size(), message_bytes_, &type);
+  if (rc == MPI_SUCCESS) rc = MPI_Imrecv(a.bytes.data(), type.count, type.type, &message, &a.request);
+  if (type.derived) MPI_Type_free(&type.type);  // a started receive completes normally
   if (rc != MPI_SUCCESS) {
     a.request = MPI_REQUEST_NULL;
     a.error = rc;
