@@ -48,9 +48,9 @@ export const worldProblem = (field: string, world: number): ConfigError.ConfigEr
 }
 
 /**
- * Runs this process of a launch: rank 0 runs `command` (its exit status), the others serve;
- * resolves with the status every process exits with. `say` prints rank 0's line when MPI is
- * missing.
+ * Runs this process of a launch: rank 0 runs `command` (its exit status; 1, its error printed
+ * through `say`, when it throws), the others serve; resolves with the status every process
+ * exits with. `say` also prints rank 0's line when MPI is missing.
  * @category constructors
  */
 export const main = async (command: () => Promise<number>, say: (line: string) => void): Promise<number> => {
@@ -66,7 +66,11 @@ export const main = async (command: () => Promise<number>, say: (line: string) =
   const session = MpiSession.start()
   let code: number
   if (session.rank === 0) {
-    code = await command()
+    // A command that throws still ends the others at once (they would wait for an exit status).
+    code = await command().catch((error: unknown) => {
+      say(`pleat: rank 0's command failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+      return 1
+    })
     await tellOthers(session, code)
   } else {
     code = await MpiJob.serve(session)
