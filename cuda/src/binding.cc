@@ -221,7 +221,19 @@ Napi::Value ActiveIsa(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), isa_name(active_isa()));
 }
 
+// The bytes free in the C heap (glibc: mallinfo2's fordblks, every arena, the top chunks
+// included): freed tensors the tuned allocator kept (TuneAllocator below), which a new tensor
+// reuses without asking the kernel for memory. 0 where glibc is older than 2.33 or absent.
+Napi::Value HeapFreeBytes(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  return Napi::Number::New(info.Env(), static_cast<double>(mallinfo2().fordblks));
+#else
+  return Napi::Number::New(info.Env(), 0);
+#endif
+}
+
 Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("heapFreeBytes", Napi::Function::New(env, HeapFreeBytes, "heapFreeBytes"));
   exports.Set("axpy", Napi::Function::New(env, Axpy, "axpy"));
   exports.Set("copy", Napi::Function::New(env, Copy, "copy"));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak, "fmaPeak"));

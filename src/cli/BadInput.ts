@@ -8,6 +8,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
+import * as CommError from "../comm/CommError.js"
 import * as ConfigError from "../errors/ConfigError.js"
 
 /**
@@ -43,6 +44,8 @@ const isBadInput = (u: unknown): u is BadInput => u instanceof BadInput
  */
 export const find = (u: unknown, depth = 0): BadInput | ConfigError.ConfigError | undefined => {
   if (isBadInput(u) || ConfigError.isConfigError(u)) return u
+  // A collective that a configuration error broke (a buffer over the machine's memory) carries it.
+  if (u instanceof CommError.CommError && u.config !== undefined) return ConfigError.fromFields(u.config)
   if (depth > 8 || typeof u !== "object" || u === null) return undefined
   const inner = (u as { cause?: unknown }).cause
   if (inner === undefined) return undefined

@@ -18,6 +18,7 @@ import * as Flags from "./Flags.js"
 import type { Io } from "./Io.js"
 import * as OutputPath from "./OutputPath.js"
 import * as WriteFailure from "./WriteFailure.js"
+import * as ByteSize from "../tensor/ByteSize.js"
 
 /**
  * The flags of `pleat export`.
@@ -74,22 +75,6 @@ exit status: 0 written, 2 input that cannot work (one line names the flag, the v
              1 the file system failed while writing (one line; nothing is left at --out)
 `
 
-const units: Readonly<Record<string, number>> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 }
-
-/**
- * Bytes of a size written as a count with an optional unit (KB, MB, GB, TB decimal; KiB, MiB,
- * GiB, TiB binary; case-insensitive); a ConfigError on `max-shard-size` otherwise.
- * @category constructors
- */
-const parseSize = (text: string): number => {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
-  const unit = units[(m?.[2] ?? "").toLowerCase() || "b"]
-  const bytes = m === null || unit === undefined ? Number.NaN : Math.floor(Number(m[1]) * unit)
-  if (!(bytes >= 1) || !Number.isSafeInteger(bytes))
-    throw ConfigError.make("--max-shard-size", text, "is not a size of 1 byte or more", "pass a size such as 5GB, 500MB, 2GiB or a byte count")
-  return bytes
-}
-
 const choice = <T extends string>(field: string, value: string | undefined, options: ReadonlyArray<T>, fallback: T): T => {
   if (value === undefined) return fallback
   if ((options as ReadonlyArray<string>).includes(value)) return value as T
@@ -118,7 +103,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     out: required("--out", Flags.string(f, "out"), "pass --out DIR, a new path or an empty directory for the model"),
     format: choice("--format", Flags.string(f, "format"), ["auto", ...HfLayout.formats], "auto"),
     dtype: choice("--dtype", Flags.string(f, "dtype"), HfExport.dtypes, "float32"),
-    maxShardBytes: parseSize(Flags.string(f, "max-shard-size") ?? "5GB"),
+    maxShardBytes: ByteSize.parse("--max-shard-size", Flags.string(f, "max-shard-size") ?? "5GB"),
   }
   // Where the directory goes must be a writable folder of a real file system (not /proc, ...).
   const place = OutputPath.placeProblem("--out", request.out, "folder")

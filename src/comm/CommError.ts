@@ -10,6 +10,7 @@
  *   Closed    the fabric shut down (the job ended) while the op waited
  */
 import * as Data from "effect/Data"
+import * as ConfigError from "../errors/ConfigError.js"
 
 /**
  * The reason a communication failed.
@@ -33,6 +34,12 @@ export interface Fields {
   /** The ranks the diagnosis points at (missing, disagreeing, ...). */
   readonly ranks: ReadonlyArray<number>
   readonly detail: string
+  /**
+   * The user's configuration error that broke the op, when it threw one while it ran (a result
+   * buffer the machine's memory could not hold: tensor/MemoryHeadroom.ts), so that the command
+   * line still reports it as such (one line, exit 2).
+   */
+  readonly config?: ConfigError.Fields
 }
 
 /**
@@ -56,11 +63,29 @@ export const make = (fields: Fields): CommError => new CommError(fields)
  * The fields of an error, as plain data.
  * @category mapping
  */
-export const fields = (e: CommError): Fields => ({ reason: e.reason, group: e.group, op: e.op, seq: e.seq, rank: e.rank, ranks: [...e.ranks], detail: e.detail })
+export const fields = (e: CommError): Fields =>
+  e.config === undefined
+    ? { reason: e.reason, group: e.group, op: e.op, seq: e.seq, rank: e.rank, ranks: [...e.ranks], detail: e.detail }
+    : { reason: e.reason, group: e.group, op: e.op, seq: e.seq, rank: e.rank, ranks: [...e.ranks], detail: e.detail, config: e.config }
+
+/**
+ * A BadInput for what an op threw while it ran (its text as the detail; a ConfigError is kept as
+ * `config`).
+ * @category constructors
+ */
+export const thrown = (where: Pick<Fields, "group" | "op" | "seq" | "rank" | "ranks">, error: unknown): CommError => {
+  const { group, op, seq, rank, ranks } = where
+  return ConfigError.isConfigError(error)
+    ? make({ reason: "BadInput", group, op, seq, rank, ranks, detail: String(error), config: ConfigError.fieldsOf(error) })
+    : make({ reason: "BadInput", group, op, seq, rank, ranks, detail: String(error) })
+}
 
 /**
  * The same failure reported for another collective of the group (a broken stream fails every op
  * queued behind the one that broke it).
  * @category constructors
  */
-export const forOp = (e: CommError, seq: number, op: string): CommError => make({ reason: e.reason, group: e.group, op, seq, rank: e.rank, ranks: [...e.ranks], detail: e.detail })
+export const forOp = (e: CommError, seq: number, op: string): CommError => {
+  const { reason, group, rank, detail, config } = e
+  return make(config === undefined ? { reason, group, op, seq, rank, ranks: [...e.ranks], detail } : { reason, group, op, seq, rank, ranks: [...e.ranks], detail, config })
+}

@@ -224,7 +224,7 @@ export class Rendezvous<P extends Collective.Signature, W> {
       this.transport.complete(s.group, s.seq, arrivals)
     } catch (error) {
       s.waiting.fill(true)
-      badInput(String(error))
+      this.#failSlot(s, (r) => CommError.thrown({ group: Group.format(s.group), op, seq: s.seq, rank: r, ranks: [] }, error))
     }
   }
 }

@@ -35,6 +35,34 @@ export class ConfigError extends Data.TaggedError("ConfigError")<{
 export const make = (field: string, value: unknown, reason: string, fix: string): ConfigError => new ConfigError({ field, value, reason, fix })
 
 /**
+ * What a ConfigError says, as plain data (it crosses threads and processes inside other errors).
+ * @category models
+ */
+export interface Fields {
+  readonly field: string
+  readonly value: unknown
+  readonly reason: string
+  readonly fix: string
+}
+
+/**
+ * The fields of `e`, its value as text unless it is a primitive (so the fields always clone).
+ * @category mapping
+ */
+export const fieldsOf = (e: ConfigError): Fields => ({
+  field: e.field,
+  value: e.value === null || typeof e.value !== "object" ? e.value : String(e.value),
+  reason: e.reason,
+  fix: e.fix,
+})
+
+/**
+ * The ConfigError of `fields`.
+ * @category constructors
+ */
+export const fromFields = (fields: Fields): ConfigError => make(fields.field, fields.value, fields.reason, fields.fix)
+
+/**
  * Whether a value is a ConfigError.
  * @category guards
  */

@@ -27,6 +27,8 @@ export interface CpuAddon {
   setThreads(n: number): number
   threads(): number
   poolAddBusy(delta: number): number
+  /** Optional: the bytes free in the C heap (mallinfo2), absent from builds older than it. */
+  heapFreeBytes?(): number
   /** Optional: who runs a job of sleeping tasks (kernels/pool_probe.h), absent from builds older than it. */
   poolProbe?(tasks: number, micros: number): PoolProbe
   matmul(...args: MatmulTuple): void

@@ -21,6 +21,7 @@
  * detached (its memory moves to a new ArrayBuffer by a transfer), so every view of it reads
  * length 0 and a use after hand-back fails loudly.
  */
+import * as MemoryHeadroom from "./MemoryHeadroom.js"
 
 /** A view carved and not handed back: its length, and the caller's mark (StorageRecycler's). */
 interface Carved {
@@ -118,6 +119,7 @@ export const carve = (float32: boolean, size: number, bytes: number, mark: numbe
     close(tier)
     const reused = tier.free.pop()
     if (reused !== undefined) reusedSlabs += 1
+    if (reused === undefined) MemoryHeadroom.admit(tier.bytes)
     tier.slab = reused ?? (Buffer.allocUnsafeSlow(tier.bytes).buffer as ArrayBuffer)
     tier.used = 0
     tier.record = { open: true, out: new Map() }

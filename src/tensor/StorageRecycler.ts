@@ -43,6 +43,7 @@
 import { constants } from "node:buffer"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as DType from "./DType.js"
+import * as MemoryHeadroom from "./MemoryHeadroom.js"
 import * as Slabs from "./Slabs.js"
 import type { Tensor } from "./Tensor.js"
 
@@ -172,6 +173,7 @@ export const allocate = (dtype: DType.DType, size: number, zeroed: boolean): DTy
   const recycled = recyclable ? take(bytes) : undefined
   const length = recyclable ? lengthFor(bytes, recycled === undefined && pooledBytes > 0) : bytes
   if (recycled === undefined && !zeroed && length > constants.MAX_LENGTH) throw tooLarge(bytes)
+  if (recycled === undefined) MemoryHeadroom.admit(length)
   const buffer = recycled ?? (zeroed ? new ArrayBuffer(length) : (Buffer.allocUnsafeSlow(length).buffer as ArrayBuffer))
   const storage = dtype === "float32" ? new Float32Array(buffer, 0, size) : new Float64Array(buffer, 0, size)
   if (recycled !== undefined && zeroed) storage.fill(0)

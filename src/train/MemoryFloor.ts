@@ -18,16 +18,18 @@
  *   a rank can size, its routed rows times the expert width, are refused by the allocator at the
  *   step that makes them: StorageRecycler, a ConfigError, exit 2);
  * - the ranks this process hosts (every rank on the local and threads backends; one under MPI or
- *   NCCL) needing more than the machine's memory (its total, or a container's limit when lower).
+ *   NCCL) needing more than the machine's memory (its total, or a container's limit or
+ *   PLEAT_MEMORY_LIMIT when lower: MemoryHeadroom.limitBytes, which also checks activations as
+ *   they are made).
  * A model of one's own (`definition`) declares its own parameters: only the built-in model is
  * counted.
  */
 import { constants } from "node:buffer"
-import os from "node:os"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Folding from "../mapping/Folding.js"
 import * as Partition from "../pipeline/Partition.js"
 import * as DType from "../tensor/DType.js"
+import * as MemoryHeadroom from "../tensor/MemoryHeadroom.js"
 import * as Params from "./Params.js"
 import type * as TrainSetup from "./TrainSetup.js"
 
@@ -70,17 +72,6 @@ export const perRank = (setup: Pick<TrainSetup.TrainSetup, "parallel" | "model" 
 }
 
 /**
- * This machine's memory: the total, or a container's limit when it is lower (Node reports a
- * huge value when none is set).
- * @category configuration
- */
-export const machineMemory = (): number => {
-  const total = os.totalmem()
-  const limit = process.constrainedMemory()
-  return limit > 0 && limit < total ? limit : total
-}
-
-/**
  * The logits one rank holds for a micro-batch (the output layer's block, before the
  * vocabulary-parallel cross-entropy): its tokens (micro-batch x seq / cp, the sequence-parallel
  * rows gathered back over tp) by its share of the vocabulary.
@@ -95,14 +86,14 @@ const gib = (bytes: number): string => `${(bytes / 2 ** 30).toFixed(1)} GiB`
 
 /**
  * Why the setup cannot run on `backend` here, if it cannot: a shard or a micro-batch's logits
- * over one buffer, or more than the machine's memory in this process. `memoryBytes` and
+ * over one buffer, or more than the machine's memory (or PLEAT_MEMORY_LIMIT) in this process. `memoryBytes` and
  * `bufferBytes` default to this machine's and Node's.
  * @category guards
  */
 export const problem = (
   setup: Pick<TrainSetup.TrainSetup, "parallel" | "model" | "batch" | "dtype" | "distributedOptimizer" | "definition" | "device">,
   backend: string,
-  memoryBytes: number = machineMemory(),
+  memoryBytes: number = MemoryHeadroom.limitBytes(),
   bufferBytes: number = constants.MAX_LENGTH,
 ): ConfigError.ConfigError | undefined => {
   if (setup.definition !== undefined) return undefined

@@ -178,7 +178,7 @@ export class GroupStream {
     try {
       block.publish(op.seq, this.me, op.signature, out, { buffer: id, offset: op.offset, length: op.length, chunk })
     } catch (error) {
-      const e = this.#errorOf(op, "BadInput", [this.#context.rank], String(error))
+      const e = CommError.thrown({ group: Group.format(this.group), op: op.signature.op, seq: op.seq, rank: this.#context.rank, ranks: [this.#context.rank] }, error)
       this.broken = e
       return this.#fail(op, e)
     }
@@ -293,7 +293,7 @@ export class GroupStream {
   }
 
   #badInput(op: Op, error: unknown): CommError.CommError {
-    return this.#errorOf(op, "BadInput", [], String(error))
+    return CommError.thrown({ group: Group.format(this.group), op: op.signature.op, seq: op.seq, rank: this.#context.rank, ranks: [] }, error)
   }
 
   /** The error of `op` on this rank's stream of this group. */

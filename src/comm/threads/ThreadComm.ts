@@ -259,7 +259,7 @@ export class ThreadComm {
     try {
       return Effect.succeed(Collective.outputFor([Collective.contribution(signature, data)], 0, out))
     } catch (error) {
-      return Effect.fail(CommError.make({ reason: "BadInput", group: Group.format(group), op: signature.op, seq, rank: this.options.rank, ranks: [], detail: String(error) }))
+      return Effect.fail(CommError.thrown({ group: Group.format(group), op: signature.op, seq, rank: this.options.rank, ranks: [] }, error))
     }
   }
 
