@@ -5,8 +5,8 @@
 // reserve is 4% of the memory between 64 MiB and 2 GiB; PLEAT_MEMORY_LIMIT is parsed as a size
 // and caps the memory; a refusal thrown inside a collective reaches the command line as the
 // ConfigError it is (exit 2), on the local and threads backends; and pleat train under a
-// PLEAT_MEMORY_LIMIT its micro-batch outgrows ends with exit 2 and one line naming the fix, while
-// a run that fits is untouched.
+// PLEAT_MEMORY_LIMIT its micro-batch outgrows ends with exit 2 and one line naming the fix (on
+// one thread, on workers, and under MPI where mpirun is here), while a run that fits is untouched.
 import { spawnSync } from "node:child_process"
 import path from "node:path"
 import * as Cause from "effect/Cause"
@@ -21,6 +21,7 @@ import * as LocalBackend from "../../src/runtime/LocalBackend.js"
 import * as RankProgram from "../../src/runtime/RankProgram.js"
 import * as ThreadsBackend from "../../src/runtime/ThreadsBackend.js"
 import * as MemoryHeadroom from "../../src/tensor/MemoryHeadroom.js"
+import { missing, mpiEnv } from "../comm/mpi/mpirun.js"
 
 const root = path.resolve(import.meta.dirname, "..", "..")
 const MiB = 2 ** 20
@@ -117,7 +118,7 @@ describe("MemoryHeadroom", () => {
     }, 60_000)
   }
 
-  test("pleat train: a micro-batch that outgrows PLEAT_MEMORY_LIMIT ends with exit 2 and one line, on one thread and on workers; a run that fits is untouched", () => {
+  test("pleat train: a micro-batch that outgrows PLEAT_MEMORY_LIMIT ends with exit 2 and one line, on one thread, on workers and under MPI; a run that fits is untouched", () => {
     const cli = path.join(root, "dist", "cli", "main.js")
     for (const backend of ["local", "threads"]) {
       const run = spawnSync(process.execPath, [cli, "train", "--backend", backend, "--micro-batch", "20000", "--global-batch", "20000", "--steps", "1"], {
@@ -131,6 +132,20 @@ describe("MemoryHeadroom", () => {
       expect(lines[0]).toMatch(
         /^pleat train: rank \d+ failed at step 1: memory: "1\.00 GiB" \(PLEAT_MEMORY_LIMIT\) is not enough for this job: .*; fix: fewer tokens a micro-batch .*a larger PLEAT_MEMORY_LIMIT; no checkpoint written$/,
       )
+    }
+    // Under MPI the refusal strikes inside an MPI completion (an all-to-all's result made when the
+    // sizes' exchange ends), where a throw was lost to Node-API and the job timed out (exit 1, 30 s).
+    if (missing() === undefined) {
+      const started = performance.now()
+      const flags = ["--world", "2", "--tp", "2", "--pp", "1", "--cp", "1", "--ep", "2", "--micro-batch", "20000", "--global-batch", "20000", "--steps", "1"]
+      const run = spawnSync(process.execPath, [cli, "launch", "-n", "2", "--", "train", ...flags], {
+        encoding: "utf8",
+        timeout: 120_000,
+        env: { ...mpiEnv(), PLEAT_MEMORY_LIMIT: "600MiB" },
+      })
+      expect(run.status, run.stderr).toBe(2)
+      expect(run.stderr).toMatch(/pleat train: rank \d+ failed at step 1: memory: "600\.0 MiB" \(PLEAT_MEMORY_LIMIT\) is not enough for this job: .*; fix: fewer tokens/)
+      expect(performance.now() - started).toBeLessThan(25_000)
     }
     const fits = spawnSync(process.execPath, [cli, "train", "--steps", "2"], { encoding: "utf8", timeout: 120_000, env: { ...process.env, PLEAT_MEMORY_LIMIT: "4GiB" } })
     expect(fits.status, fits.stderr).toBe(0)

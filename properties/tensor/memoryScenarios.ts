@@ -9,7 +9,7 @@ import * as Group from "../../src/comm/Group.js"
 import * as MemoryHeadroom from "../../src/tensor/MemoryHeadroom.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
 
-export const gatherShortOfMemory = (rank: number, args: unknown) =>
+export const gatherShortOfMemory = (_rank: number, args: unknown) =>
   Effect.gen(function* () {
     const { world, rows } = args as { world: number; rows: number }
     const group = Group.world(world)

@@ -146,10 +146,25 @@ export const make = (
     if (task === undefined) return
     if (task.done) return pump(stream)
     stream.busy = true
-    run(stream, task, () => {
+    let moved = false
+    const next = () => {
+      if (moved) return
+      moved = true
       stream.busy = false
       pump(stream)
-    })
+    }
+    guarded(task, () => run(stream, task, next), next)
+  }
+
+  // Work that may run inside an MPI completion, where a throw (a result buffer the memory could
+  // not hold) would be lost to Node-API and the op left to time out: it fails the task instead.
+  const guarded = (task: Task, work: () => void, after?: () => void): void => {
+    try {
+      work()
+    } catch (error) {
+      settle(task, Effect.fail(CommError.thrown({ group: Group.format(task.group), op: task.request.op, seq: task.seq, rank, ranks: [rank] }, error)))
+      after?.()
+    }
   }
 
   const run = (stream: Stream, task: Task, next: () => void): void => {
@@ -220,8 +235,7 @@ export const make = (
         verified = true
         if (early) return release?.()
         if (task.done) return next() // timed out or closed meanwhile: the stream is unusable anyway
-        if (engine === undefined) startData(stream, task, parts, local, plan)
-        else handOver(engine, stream, task, parts, local)
+        guarded(task, () => (engine === undefined ? startData(stream, task, parts, local, plan) : handOver(engine, stream, task, parts, local)))
         next()
       },
       // (An engine reads the tensor where it lies: no host copy is made for it here.)
