@@ -1,11 +1,13 @@
 // A Megatron-LM dataset's index read through windows (WindowedFile), not whole: readFileSync
 // stops at 2 GiB (~100M documents in one index). Any integer at any offset reads as the whole
-// file's bytes say, whatever the window, and the document starts of an index are the same
-// through windows of 8 bytes up as through one window over all of it.
+// file's bytes say, whatever the window, and the document starts of an index, read from it when
+// asked in any order (nothing per document is held), are the same through windows of 8 bytes up
+// as through one window over all of it.
 import { writeFileSync } from "node:fs"
 import path from "node:path"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
+import * as ConfigError from "../../src/errors/ConfigError.js"
 import * as MegatronIndex from "../../src/train/MegatronIndex.js"
 import * as WindowedFile from "../../src/train/WindowedFile.js"
 import { fresh } from "../cli/cliRun.js"
@@ -55,8 +57,18 @@ describe("an index read through windows", () => {
         )
         const starts = [0]
         for (const len of lengths) starts.push((starts.at(-1) as number) + len)
-        expect(MegatronIndex.documentStarts(prefix, "uint16", "--data-path")).toEqual(starts)
-        expect(MegatronIndex.documentStarts(prefix, "uint16", "--data-path", window)).toEqual(starts)
+        for (const windowBytes of [undefined, window]) {
+          const table = MegatronIndex.documentTable(prefix, "uint16", "--data-path", windowBytes)
+          if (ConfigError.isConfigError(table)) throw new Error(table.message)
+          try {
+            expect(table.documents).toBe(lengths.length)
+            // In a drawn order: the table reads each start from the index when asked.
+            const order = starts.map((_, d) => (d * 7919) % starts.length)
+            expect(order.map((d) => table.startOf(d))).toEqual(order.map((d) => starts[d]))
+          } finally {
+            table.close()
+          }
+        }
       }),
       { numRuns: 40 },
     )

@@ -7,7 +7,7 @@
  * split i holds documents round(c_i x D) to round(c_{i+1} x D) of the D documents, rounding halves
  * to even as Python's round does; an empty split is none. With --data-path and no --split,
  * Megatron-LM splits 969, 30, 1 (its default), and so does pleat. Documents are consecutive in
- * .bin (MegatronIndex.documentStarts), so each split is one range of ids. The validation split
+ * .bin (MegatronIndex.documentTable), so each split is one range of ids. The validation split
  * becomes --eval-data; the test split is not read (pleat evaluates one held-out set). Not with
  * --train-data-path or --valid-data-path, which Megatron-LM reads whole.
  */
@@ -63,9 +63,17 @@ export const argsOf = (
   dtype: TokenFile.TokenDtype,
   split: string | undefined,
 ): { readonly args: ReadonlyArray<string>; readonly note: string } | ConfigError.ConfigError => {
-  const starts = MegatronIndex.documentStarts(prefix, dtype, "--data-path")
-  if (ConfigError.isConfigError(starts)) return starts
-  const documents = starts.length - 1
+  const table = MegatronIndex.documentTable(prefix, dtype, "--data-path")
+  if (ConfigError.isConfigError(table)) return table
+  try {
+    return splitOf(prefix, split, table)
+  } finally {
+    table.close()
+  }
+}
+
+const splitOf = (prefix: string, split: string | undefined, table: MegatronIndex.DocumentTable) => {
+  const { documents } = table
   const ranges = documentRanges(split ?? defaultSplit, documents)
   if (ConfigError.isConfigError(ranges)) return ranges
   const [train, valid, test] = ranges
@@ -76,7 +84,7 @@ export const argsOf = (
       `leaves no training documents of the ${documents} in ${prefix}`,
       "give training a larger share, such as --split 969,30,1",
     )
-  const ids = ([first, end]: readonly [number, number]) => `${starts[first]}:${starts[end]}`
+  const ids = ([first, end]: readonly [number, number]) => `${table.startOf(first)}:${table.startOf(end)}`
   const docs = ([first, end]: readonly [number, number]) => `documents ${first} to ${end - 1} (ids ${ids([first, end])})`
   const args = [`--data-range=${ids(train)}`, ...(valid === undefined ? [] : [`--eval-data=${prefix}.bin`, `--eval-data-range=${ids(valid)}`])]
   const heldOut = valid === undefined ? "no validation documents" : `validation on ${docs(valid)}`

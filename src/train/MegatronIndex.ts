@@ -7,7 +7,7 @@
  * naming the dtype of the ids in .bin (Megatron-LM's DType codes: 8 uint16, which it writes for
  * vocabularies under 65,500; 4 int32 for larger ones). int32 ids are read as uint32: the same
  * bytes for every id >= 0, and a negative one reads as an id far above any vocabulary, which
- * TokenFile.inspect refuses. The document boundaries in the rest of the index (documentStarts)
+ * TokenFile.inspect refuses. The document boundaries in the rest of the index (documentTable)
  * serve --split alone (MegatronSplit): within a split pleat reads windows of the packed ids, as
  * TokenFile says.
  */
@@ -55,34 +55,54 @@ export const dtypeOf = (prefix: string, field: string): TokenFile.TokenDtype | C
 }
 
 /**
- * Where each document of PREFIX starts in PREFIX.bin, in ids, and where the last one ends (so
- * documents + 1 entries), from the index past its header: the sequence count S and the document
- * count D (uint64 each), S sequence lengths (int32, in ids), S sequence pointers (int64, in bytes
- * of .bin), then D document indices (int64: the sequence each document starts at, the last one S).
- * A ConfigError naming `field` for an index shorter than what its counts say, or whose pointers do
- * not fit its ids.
+ * Where the documents of PREFIX start in PREFIX.bin, in ids: `startOf(d)` for d in 0..documents
+ * (`startOf(documents)` is where the last one ends), read from the index when asked (nothing per
+ * document is held: a dataset of a billion documents has 8 GB of document entries); `close`
+ * closes the index.
+ * @category models
+ */
+export interface DocumentTable {
+  readonly documents: number
+  readonly startOf: (d: number) => number
+  readonly close: () => void
+}
+
+/**
+ * The document table of PREFIX, once every entry has been checked, from the index past its
+ * header: the sequence count S and the document count D (uint64 each), S sequence lengths
+ * (int32, in ids), S sequence pointers (int64, in bytes of .bin), then D document indices
+ * (int64: the sequence each document starts at, the last one S). A ConfigError naming `field`
+ * for an index shorter than what its counts say, or whose pointers do not fit its ids or run
+ * backwards.
  * @category constructors
  */
-export const documentStarts = (prefix: string, dtype: TokenFile.TokenDtype, field: string, windowBytes?: number): ReadonlyArray<number> | ConfigError.ConfigError => {
+export const documentTable = (prefix: string, dtype: TokenFile.TokenDtype, field: string, windowBytes?: number): DocumentTable | ConfigError.ConfigError => {
   // Read through windows, one walking the document table and one the sequence tables: an index
   // of ~100M documents is past 2 GiB, where readFileSync stops.
   const index = WindowedFile.open(`${prefix}.idx`, windowBytes)
   const tables = WindowedFile.open(`${prefix}.idx`, windowBytes)
-  try {
-    return startsIn(index, tables, prefix, dtype, field)
-  } finally {
+  const close = () => {
     index.close()
     tables.close()
   }
+  try {
+    const table = tableIn(index, tables, prefix, dtype, field, close)
+    if (ConfigError.isConfigError(table)) close()
+    return table
+  } catch (error) {
+    close()
+    throw error
+  }
 }
 
-const startsIn = (
+const tableIn = (
   index: WindowedFile.WindowedFile,
   tables: WindowedFile.WindowedFile,
   prefix: string,
   dtype: TokenFile.TokenDtype,
   field: string,
-): ReadonlyArray<number> | ConfigError.ConfigError => {
+  close: () => void,
+): DocumentTable | ConfigError.ConfigError => {
   const width = dtype === "uint16" ? 2 : 4
   const bad = (what: string) =>
     ConfigError.make(field, prefix, `has an index ${prefix}.idx that ${what}`, "give the prefix of a dataset Megatron-LM's preprocess_data.py wrote, whole")
@@ -98,13 +118,14 @@ const startsIn = (
     if (s === sequences) return sequences === 0 ? 0 : sequenceStart(s - 1) + tables.int32(lengthsAt + 4 * (s - 1))
     return tables.int64(pointersAt + 8 * s) / width
   }
-  const starts: Array<number> = []
+  const startOf = (d: number): number => sequenceStart(index.int64(documentsAt + 8 * d))
+  let previous = 0
   for (let d = 0; d < documents; d++) {
     const s = index.int64(documentsAt + 8 * d)
     if (!(Number.isSafeInteger(s) && s >= 0 && s <= sequences)) return bad(`names sequence ${s} of ${sequences} as document ${d}'s first`)
     const start = sequenceStart(s)
-    if (!Number.isInteger(start) || (starts.length > 0 && start < (starts.at(-1) as number))) return bad(`puts document ${d} at byte ${start * width}, out of order`)
-    starts.push(start)
+    if (!Number.isInteger(start) || (d > 0 && start < previous)) return bad(`puts document ${d} at byte ${start * width}, out of order`)
+    previous = start
   }
-  return starts
+  return { documents: documents - 1, startOf, close }
 }
