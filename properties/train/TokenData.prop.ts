@@ -1,7 +1,8 @@
 // Training data from a token file (--data): the window order is a permutation of the windows every
 // epoch, an epoch's sequences cover the file's first W * seq tokens exactly once with their
 // next-token targets, ids are read as the file stores them (uint16, uint32 past 2^31), and a file
-// that cannot work is a ConfigError naming the value and the fix.
+// that cannot work is a ConfigError naming the value and the fix (before the run, or, for an id
+// over the vocabulary in a file too large to read whole first, when a window holding it is read).
 import { spawnSync } from "node:child_process"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -155,6 +156,79 @@ describe("a token file that cannot work is refused with the fix", () => {
         },
       ),
       { numRuns: 60 },
+    )
+  })
+
+  test("the sampled check's ranges: the whole range up to the limit; past it, ordered disjoint whole ids from its first to its last, about the limit in all", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(2, 4),
+        fc.integer({ min: 0, max: 10_000 }),
+        fc.integer({ min: 1, max: 200_000 }),
+        fc.integer({ min: 4, max: 50_000 }),
+        (width, startIds, spanIds, whole) => {
+          const start = startIds * width
+          const stop = start + spanIds * width
+          const ranges = TokenFile.checkedRanges(start, stop, width, whole)
+          if (stop - start <= whole) {
+            expect(ranges).toEqual([[start, stop]])
+            return
+          }
+          expect(ranges[0]?.[0]).toBe(start)
+          expect(ranges.at(-1)?.[1]).toBe(stop)
+          let before = start
+          let total = 0
+          for (const [from, to] of ranges) {
+            expect(from >= before && to > from && to <= stop && from % width === 0 && to % width === 0).toBe(true)
+            before = to
+            total += to - from
+          }
+          expect(total).toBeLessThanOrEqual(Math.max(whole, TokenFile.samples * width))
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
+
+  test("a file past the whole check: an id over the vocabulary is refused before the run when a sample holds it, else when a window that holds it is read (a ConfigError naming the flag)", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom<TokenFile.TokenDtype>("uint16", "uint32"),
+        fc.integer({ min: 40, max: 400 }),
+        fc.integer({ min: 0, max: 10_000 }),
+        fc.integer({ min: 2, max: 9 }),
+        fc.integer({ min: 8, max: 200 }),
+        (dtype, n, at, seq, whole) => {
+          const vocab = 50
+          const bad = at % n
+          const ids = Array.from({ length: n }, (_, i) => (i === bad ? vocab + 7 : (i * 13) % vocab))
+          const width = TokenFile.bytesOf(dtype)
+          const file = TokenFile.inspect(tokenFile(ids, dtype), dtype, seq, vocab, "eval-data", undefined, whole)
+          const sampled = n * width > whole
+          const seen = TokenFile.checkedRanges(0, n * width, width, whole).some(([from, to]) => bad * width >= from && bad * width < to)
+          expect(ConfigError.isConfigError(file)).toBe(seen)
+          if (ConfigError.isConfigError(file)) {
+            expect(file.message).toContain(`(the first of ${vocab} or more at token ${bad})`)
+            return
+          }
+          expect(file.sampled === true).toBe(sampled)
+          for (let w = 0; w < TokenFile.windows(file, seq); w++) {
+            const holds = bad >= w * seq && bad <= w * seq + seq
+            let error: unknown
+            try {
+              TokenFile.read(file, seq, w, vocab)
+            } catch (e) {
+              error = e
+            }
+            expect(error !== undefined).toBe(holds)
+            if (holds) {
+              expect(ConfigError.isConfigError(error) && error.field).toBe("eval-data")
+              expect(String(error)).toContain(`holds token id ${vocab + 7} at token ${bad}, not below --vocab ${vocab} (a file over 1 GiB is checked in samples`)
+            }
+          }
+        },
+      ),
+      { numRuns: 80 },
     )
   })
 

@@ -10,8 +10,10 @@
  * W = floor((n - 1) / seq) windows of seq + 1 tokens (inputs and next-token targets), window w
  * starting at token first + w * seq; WindowOrder decides which window each sequence of
  * the stream reads. `inspect` checks a file once before any work (size, length, every id below
- * the vocabulary), so a bad file is a one-line error and never a crash mid-run; `read` then
- * reads one window with one positioned read (every rank reads only its own micro-batches).
+ * the vocabulary; of a range over 1 GiB, samples of its ids), so a bad file is a one-line error
+ * and never a crash mid-run; `read` then reads one window with one positioned read (every rank
+ * reads only its own micro-batches) and checks its ids (a ConfigError, exit 2, for one at or over
+ * the vocabulary in a part the samples missed).
  */
 import { closeSync, fstatSync, openSync, statSync } from "node:fs"
 import * as PositionedRead from "./PositionedRead.js"
@@ -40,6 +42,10 @@ export interface TokenFile {
   readonly tokens: number
   /** The first id read (absent: 0, the file's first). */
   readonly first?: number
+  /** The flag that gave the file, for `read`'s errors (absent: `data`). */
+  readonly field?: string
+  /** Present when `inspect` read samples of the ids only (a file over `wholeCheckBytes`). */
+  readonly sampled?: true
 }
 
 /**
@@ -66,6 +72,33 @@ export const windows = (file: Pick<TokenFile, "tokens">, seq: number): number =>
 /** Bytes read at a time while checking a file. */
 const chunkBytes = 1 << 24
 
+/**
+ * The ids `inspect` reads whole before a run (~1 s); of a larger range it reads `samples` pieces
+ * that add up to this much, spread from its start to its end, and `read` checks every window it
+ * reads: a corpus of hundreds of GB would take minutes to scan at every start and resume.
+ */
+const wholeCheckBytes = 1 << 30
+
+/**
+ * The pieces a sampled check reads.
+ * @category configuration
+ */
+export const samples = 16
+
+/** The byte ranges [from, to) of [start, stop) that a check with `whole` bytes reads, in order. */
+export const checkedRanges = (start: number, stop: number, width: number, whole: number): Array<readonly [number, number]> => {
+  if (stop - start <= whole) return [[start, stop]]
+  const piece = Math.max(width, Math.floor(whole / samples / width) * width)
+  const ranges: Array<readonly [number, number]> = []
+  for (let k = 0; k < samples; k++) {
+    const from = start + Math.floor((k * (stop - start - piece)) / (samples - 1) / width) * width
+    const last = ranges.at(-1)
+    if (last !== undefined && from < last[1]) ranges[ranges.length - 1] = [last[0], from + piece]
+    else ranges.push([from, from + piece])
+  }
+  return ranges
+}
+
 /** The ids of `bytes` read from `fd` at `offset` into `buffer`, as a typed view. */
 const idsOf = (buffer: Buffer, bytes: number, dtype: TokenDtype): Uint16Array | Uint32Array =>
   dtype === "uint16" ? new Uint16Array(buffer.buffer, buffer.byteOffset, bytes / 2) : new Uint32Array(buffer.buffer, buffer.byteOffset, bytes / 4)
@@ -80,10 +113,19 @@ const platformIsLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] ==
  * readable, a whole number of ids, at least one window long, and every id is below `vocab`.
  * Returns the file, or the ConfigError naming `field` (the flag that gave the file), the value and
  * the fix.
- * Reads the whole file once (~1 GB/s).
+ * Reads the ids of the range once (~1 GB/s) up to `whole` bytes (`wholeCheckBytes`), else
+ * samples of them (`checkedRanges`; the file is then `sampled` and `read` checks the rest).
  * @category constructors
  */
-export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: number, field = "data", range?: TokenRange): TokenFile | ConfigError.ConfigError => {
+export const inspect = (
+  path: string,
+  dtype: TokenDtype,
+  seq: number,
+  vocab: number,
+  field = "data",
+  range?: TokenRange,
+  whole = wholeCheckBytes,
+): TokenFile | ConfigError.ConfigError => {
   if (!platformIsLittleEndian) return ConfigError.make(field, path, "cannot be read on a big-endian machine (token files are little-endian)", "train on a little-endian machine")
   let fd: number
   try {
@@ -115,26 +157,35 @@ export const inspect = (path: string, dtype: TokenDtype, seq: number, vocab: num
     const buffer = Buffer.allocUnsafe(chunkBytes)
     let largest = 0
     let firstOver = -1
-    const stop = (first + tokens) * width
-    for (let offset = first * width; offset < stop; offset += chunkBytes) {
-      const bytes = readAt(fd, buffer, Math.min(chunkBytes, stop - offset), offset)
-      if (bytes % width !== 0 || bytes === 0) return ConfigError.make(field, path, "changed while it was read", "pass a file nothing is writing to")
-      const ids = idsOf(buffer, bytes, dtype)
-      let top = 0
-      for (let i = 0; i < ids.length; i++) top = Math.max(top, ids[i] as number)
-      if (top >= vocab && firstOver < 0) firstOver = offset / width + ids.findIndex((id) => id >= vocab)
-      largest = Math.max(largest, top)
+    const ranges = checkedRanges(first * width, (first + tokens) * width, width, whole)
+    for (const [from, stop] of ranges) {
+      for (let offset = from; offset < stop; offset += chunkBytes) {
+        const bytes = readAt(fd, buffer, Math.min(chunkBytes, stop - offset), offset)
+        if (bytes % width !== 0 || bytes === 0) return ConfigError.make(field, path, "changed while it was read", "pass a file nothing is writing to")
+        const ids = idsOf(buffer, bytes, dtype)
+        let top = 0
+        for (let i = 0; i < ids.length; i++) top = Math.max(top, ids[i] as number)
+        if (top >= vocab && firstOver < 0) firstOver = offset / width + ids.findIndex((id) => id >= vocab)
+        largest = Math.max(largest, top)
+      }
     }
+    const sampled = ranges.length > 1
     if (firstOver >= 0) {
-      const other = dtype === "uint16" ? "--data-dtype uint32 if it holds 4-byte ids" : "--data-dtype uint16 if it holds 2-byte ids"
       return ConfigError.make(
         field,
         path,
-        `holds token ids up to ${largest} (the first of ${vocab} or more at token ${firstOver}), not all below --vocab ${vocab}`,
-        `use --vocab ${largest + 1} or more (the tokenizer's vocabulary), or ${other}`,
+        `holds token ids up to ${largest}${sampled ? " in the samples read" : ""} (the first of ${vocab} or more at token ${firstOver}), not all below --vocab ${vocab}`,
+        vocabFix(largest, dtype),
       )
     }
-    return first === 0 ? { path, dtype, tokens } : { path, dtype, tokens, first }
+    return {
+      path,
+      dtype,
+      tokens,
+      ...(first === 0 ? {} : { first }),
+      ...(field === "data" ? {} : { field }),
+      ...(sampled ? { sampled: true as const } : {}),
+    }
   } finally {
     closeSync(fd)
   }
@@ -161,8 +212,20 @@ export const read = (file: TokenFile, seq: number, window: number, vocab: number
   if (got !== bytes) throw new Error(`--data ${file.path}: window ${window} ends past the end of the file (it shrank after it was checked)`)
   const ids = idsOf(buffer, bytes, file.dtype)
   for (let i = 0; i < ids.length; i++) {
-    if ((ids[i] as number) >= vocab)
-      throw new Error(`--data ${file.path}: token id ${ids[i]} at token ${window * seq + i} is not below vocab ${vocab} (the file changed after it was checked)`)
+    const id = ids[i] as number
+    if (id < vocab) continue
+    const why =
+      file.sampled === true ? `a file over ${wholeCheckBytes / 2 ** 30} GiB is checked in samples before the run and whole as it is read` : "it changed after it was checked"
+    throw ConfigError.make(
+      file.field ?? "data",
+      file.path,
+      `holds token id ${id} at token ${(file.first ?? 0) + window * seq + i}, not below --vocab ${vocab} (${why})`,
+      vocabFix(id, file.dtype),
+    )
   }
   return Int32Array.from(ids)
 }
+
+/** The fix for ids up to `largest` read as `dtype`. */
+const vocabFix = (largest: number, dtype: TokenDtype): string =>
+  `use --vocab ${largest + 1} or more (the tokenizer's vocabulary), or ${dtype === "uint16" ? "--data-dtype uint32 if it holds 4-byte ids" : "--data-dtype uint16 if it holds 2-byte ids"}`
