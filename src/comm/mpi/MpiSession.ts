@@ -56,7 +56,17 @@ export class Session {
     this.rank = world.rank
     this.size = world.size
     this.provided = world.provided
-    addon.setHandler((kind, a, b, c, fast) => (kind === 0 ? this.#completed(a, b, c as string, fast === true) : this.#received(a, b, c)))
+    addon.setHandler((kind, a, b, c, fast) => {
+      // Node-API drops what a native callback throws (a warning without the error): say it here.
+      try {
+        if (kind === 0) this.#completed(a, b, c as string, fast === true)
+        else this.#received(a, b, c)
+      } catch (error) {
+        process.stderr.write(
+          `pleat: rank ${this.rank}: an MPI ${kind === 0 ? "completion" : "message"} handler threw (please report): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+        )
+      }
+    })
   }
 
   #reference(): void {
