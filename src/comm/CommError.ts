@@ -48,7 +48,7 @@ export interface Fields {
  */
 export class CommError extends Data.TaggedError("CommError")<Fields> {
   override get message(): string {
-    // A configuration error reads as itself wherever it struck (the op is in `detail`'s fields).
+    // A configuration error reads as itself wherever it struck (group, op and seq stay in the fields).
     if (this.config !== undefined) return ConfigError.fromFields(this.config).message
     const seq = this.seq >= 0 ? ` #${this.seq}` : ""
     return `${this.reason}: ${this.op}${seq} on ${this.group} (seen by rank ${this.rank}): ${this.detail}`
