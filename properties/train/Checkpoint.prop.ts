@@ -1,7 +1,7 @@
 // Checkpoints: resume is bit-exact, a checkpoint saved under one mapping resumes under another
 // (float64, equal within 1e-9); the directory of checkpoints ignores an interrupted save, falls
 // back from a damaged `latest`, keeps the newest --keep; a damaged file or another run's
-// checkpoint is refused naming it. (CheckpointCrash.prop.ts kills a save at every step.)
+// checkpoint is refused naming it; the replicated optimizer saves each element once. (CheckpointCrash.prop.ts kills a save at every step.)
 import * as Effect from "effect/Effect"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -103,6 +103,43 @@ describe("checkpoints", () => {
     writeFileSync(path.join(step, "manifest.json"), JSON.stringify({ ...manifest, dtype: "float32" }))
     expect(() => Checkpoint.manifestFor(dir, { ...run, dtype: "float32" })).toThrow("is not laid out as float32 values as manifest.json says")
   }, 120_000)
+
+  test("the replicated optimizer saves every element once (the first rank of its replicas), and a run with data-parallel replicas resumes bit-exact from it", async () => {
+    const replicated = [
+      ParallelConfig.make({ world: 8, tp: 2, pp: 1, ep: 2, etp: 1 }), // dp 4, edp 4
+      ParallelConfig.make({ world: 8, tp: 1, cp: 2, pp: 2, ep: 2, etp: 1 }), // dp 2 (cp 2), tied embedding copies on stage 1
+      ParallelConfig.make({ world: 4, tp: 1, pp: 1, ep: 1, etp: 1 }), // dp 4, experts replicated 4 times
+    ]
+    for (const parallel of replicated) {
+      const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-ckpt-")), "ckpt")
+      const run = { ...setup(parallel), batch: { microBatch: 1, globalBatch: 8 } }
+      const whole = await Effect.runPromise(Train.run(run, { steps: 3 }))
+      await Effect.runPromise(Train.run(run, { steps: 1, save: dir }))
+      const step = path.join(dir, "step-00000001")
+      const slices = new Map<string, { shape: ReadonlyArray<number>; boxes: Array<ReadonlyArray<[number, number]>> }>()
+      for (let r = 0; r < parallel.world; r++) {
+        const table = JSON.parse(readFileSync(path.join(step, `rank-${r}.json`), "utf8")) as Array<{ name: string; shape: Array<number>; slice: Array<[number, number]> }>
+        for (const e of table) {
+          const entry = slices.get(e.name) ?? { shape: e.shape, boxes: [] }
+          entry.boxes.push(e.slice)
+          slices.set(e.name, entry)
+        }
+      }
+      const volume = (box: ReadonlyArray<[number, number]>) => box.reduce((a, [from, to]) => a * (to - from), 1)
+      const overlap = (p: ReadonlyArray<[number, number]>, q: ReadonlyArray<[number, number]>) =>
+        p.every(([a, b], i) => a < (q[i] as [number, number])[1] && (q[i] as [number, number])[0] < b)
+      for (const [name, { shape, boxes }] of slices) {
+        // Disjoint boxes covering the whole parameter: each element once.
+        expect(
+          boxes.reduce((a, b) => a + volume(b), 0),
+          `${name} under ${JSON.stringify(parallel.sizes)}`,
+        ).toBe(shape.reduce((a, d) => a * d, 1))
+        for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) expect(overlap(boxes[i] as never, boxes[j] as never)).toBe(false)
+      }
+      const resumed = await Effect.runPromise(Train.run(run, { steps: 3, resume: dir }))
+      expect(losses(resumed)).toEqual(losses(whole).slice(1))
+    }
+  }, 240_000)
 
   test("a rank hashes only the rank files it reads: another stage's damaged file is not read, its own is named", async () => {
     // pp 2: each stage's parameters in its own rank file (the last stage's copy of the tied embedding is not saved).

@@ -88,8 +88,11 @@ describe("the ranks hash a resume's rank files together", () => {
     expect(jobs).toHaveLength(1)
     const args = jobs[0]?.program.args as CheckpointCheck.CheckArgs
     expect(jobs[0]?.world).toBe(4)
-    // Equal files: one a rank.
-    expect(args.byRank.map((mine) => mine.map((f) => path.basename(f.file)))).toEqual([["rank-0.bin"], ["rank-1.bin"], ["rank-2.bin"], ["rank-3.bin"]])
+    // Four files on four ranks: one a rank (the largest first: the first tp rank of each stage
+    // also saves the norms, which the tp group replicates).
+    const dealt = args.byRank.map((mine) => mine.map((f) => path.basename(f.file)))
+    expect(dealt.every((mine) => mine.length === 1)).toBe(true)
+    expect(dealt.flat().sort()).toEqual(["rank-0.bin", "rank-1.bin", "rank-2.bin", "rank-3.bin"])
     expect(Checkpoint.binsToCheck(dir)).toEqual([])
     // Checked: a second check has nothing to hash and runs no job.
     await Effect.runPromise(Effect.provide(CheckpointCheck.onRanks(dir, 4), recording("threads", jobs)))

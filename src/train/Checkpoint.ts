@@ -13,7 +13,9 @@
  * overlap it (CheckpointRead), so any mapping can resume any checkpoint.
  *
  * Which slices a rank saves depends on its optimizer, never the format: with the replicated
- * optimizer, every held shard (replicas save the same slice); with the distributed optimizer,
+ * optimizer, the shards it holds as the first rank of their replicas (the group their gradients
+ * are summed over, RankParams.countsInNorm: data-parallel replicas hold the same values and
+ * moments, and a checkpoint of dp 64 was 64 copies); with the distributed optimizer,
  * only the parts of the parameters whose state it keeps (DistributedSlices.ownedSlices),
  * each a rectangular slice: every element of the model is saved once, by one rank, and the
  * checkpoint holds the sharded state as it was. Either loads into either optimizer under any
@@ -52,7 +54,7 @@ import * as Directory from "./CheckpointDirectory.js"
 import * as Durable from "./CheckpointDurable.js"
 import type * as ModelConfig from "./ModelConfig.js"
 import type * as Optimizer from "./Optimizer.js"
-import type * as RankParams from "./RankParams.js"
+import * as RankParams from "./RankParams.js"
 
 const count = ManifestModel.count
 const { unusable, oneLine } = RankFiles
@@ -154,17 +156,24 @@ export const writeShards = (stepDir: string, rank: number, shards: Iterable<Shar
 }
 
 /**
- * Writes one rank's held shards and their whole moments (the replicated optimizer's state),
- * but for a tied embedding's copy.
+ * Writes the shards this rank holds as the first of their replicas (`groups`: its
+ * RankParams.syncGroups) with their whole moments: the replicated optimizer's state, each
+ * element once (never a tied embedding's copy).
  * @category constructors
  */
-export const writeRank = (stepDir: string, rank: number, params: ReadonlyMap<string, RankParams.Held>, moments: ReadonlyMap<string, Optimizer.Moments>): Record<string, string> =>
+export const writeRank = (
+  stepDir: string,
+  rank: number,
+  params: ReadonlyMap<string, RankParams.Held>,
+  moments: ReadonlyMap<string, Optimizer.Moments>,
+  groups: RankParams.SyncGroups,
+): Record<string, string> =>
   writeShards(
     stepDir,
     rank,
     [...params].flatMap(([name, held]) => {
       const m = moments.get(name) as Optimizer.Moments
-      return held.tiedCopy === true ? [] : [{ name, shape: held.spec.shape, slice: held.slice, value: held.value.data, m: m.m, v: m.v }]
+      return RankParams.countsInNorm(held, groups, rank) ? [{ name, shape: held.spec.shape, slice: held.slice, value: held.value.data, m: m.m, v: m.v }] : []
     }),
   )
 

@@ -26,6 +26,7 @@ import * as CheckpointVerified from "./CheckpointVerified.js"
 import * as Optimizer from "./Optimizer.js"
 import * as ProcessGpu from "../runtime/ProcessGpu.js"
 import * as RankTrainer from "./RankTrainer.js"
+import * as RankParams from "./RankParams.js"
 import * as SaveFallback from "./SaveFallback.js"
 
 /**
@@ -113,7 +114,7 @@ export const program = (rank: number, args: unknown) =>
       const { distributed } = trainer
       const written = SaveFallback.writeRank(save, (stepDir) =>
         distributed === undefined
-          ? Checkpoint.writeRank(stepDir, rank, trainer.params, trainer.moments)
+          ? Checkpoint.writeRank(stepDir, rank, trainer.params, trainer.moments, RankParams.syncGroups(a.setup.parallel, rank))
           : Checkpoint.writeShards(stepDir, rank, DistributedSlices.savedSlices(distributed, trainer.params)),
       )
       const biased = a.setup.model.moe?.expertBias === true
