@@ -1,7 +1,10 @@
 // A traced training job on either backend: every rank has forward, backward, collective and
 // step spans, all on the clock every thread shares (epoch ms), so one collective's spans
-// overlap on all its members, even when the members are different worker threads.
+// overlap on all its members, even when the members are different worker threads. The Chrome
+// events equal a plain restatement of their rule (rows, spans, then each step's idle gaps) on
+// random spans, and the JSON written in pieces is exactly the JSON of those events.
 import * as Effect from "effect/Effect"
+import fc from "fast-check"
 import { afterAll, describe, expect, test } from "vitest"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import type * as ChooseBackend from "../../src/runtime/ChooseBackend.js"
@@ -84,4 +87,57 @@ describe("traces", () => {
       expect(chrome.traceEvents.every((e) => e.ph === "M" || (typeof e.ts === "number" && e.ts >= 0))).toBe(true)
     }, 120_000)
   }
+})
+
+/** The rule of the Chrome events, written plainly (quadratic): the oracle of Tracer.chromeEvents. */
+const chromeOracle = (spans: ReadonlyArray<Trace.Span>, origin0: number, label: (rank: number) => string): Array<Record<string, unknown>> => {
+  const events: Array<Record<string, unknown>> = []
+  const origin = spans.reduce((o, s) => Math.min(o, s.start), origin0)
+  const us = (ms: number) => Math.round((ms - origin) * 1000)
+  for (const rank of [...new Set(spans.map((s) => s.rank))].sort((a, b) => a - b)) {
+    events.push({ name: "process_name", ph: "M", pid: rank, args: { name: label(rank) } })
+    events.push({ name: "thread_name", ph: "M", pid: rank, tid: 0, args: { name: "compute" } })
+    events.push({ name: "thread_name", ph: "M", pid: rank, tid: 1, args: { name: "communication" } })
+    const mine = spans.filter((s) => s.rank === rank)
+    for (const s of mine)
+      events.push({ name: s.name, cat: s.category, ph: "X", ts: us(s.start), dur: Math.max(0, us(s.end) - us(s.start)), pid: rank, tid: s.category === "comm" ? 1 : 0 })
+    for (const step of mine.filter((s) => s.category === "step")) {
+      const inside = mine.filter((s) => s.category === "compute" && s.start >= step.start && s.end <= step.end).sort((a, b) => a.start - b.start)
+      let cursor = step.start
+      for (const s of [...inside, { start: step.end, end: step.end }]) {
+        if (s.start - cursor > 0.01) events.push({ name: "idle", cat: "idle", ph: "X", ts: us(cursor), dur: us(s.start) - us(cursor), pid: rank, tid: 0 })
+        cursor = Math.max(cursor, s.end)
+      }
+    }
+  }
+  return events
+}
+
+describe("the Chrome trace of any spans", () => {
+  const span = fc
+    .record({
+      rank: fc.integer({ min: 0, max: 3 }),
+      category: fc.constantFrom<Trace.Span["category"]>("compute", "comm", "step", "compute"),
+      start: fc.integer({ min: 0, max: 400 }),
+      length: fc.integer({ min: 0, max: 120 }),
+      name: fc.constantFrom("forward", "backward", "allReduce dp#0 [0,1]", "step"),
+    })
+    .map(({ rank, category, start, length, name }): Trace.Span => ({ rank, category, name, start: 1e12 + start / 7, end: 1e12 + (start + length) / 7 }))
+
+  test("the events follow the rule (rows, spans, idle gaps of each step), and the JSON in pieces is the JSON of the whole", () => {
+    fc.assert(
+      fc.property(fc.array(span, { maxLength: 80 }), fc.integer({ min: 1, max: 300 }), (spans, pieceChars) => {
+        const tracer = new Trace.Tracer()
+        for (const s of spans) tracer.record(s)
+        const label = (rank: number) => `rank ${rank}`
+        const chrome = tracer.toChrome(label)
+        expect(chrome.traceEvents).toEqual(chromeOracle(spans, tracer.origin, label))
+        const pieces = [...tracer.chromeJson(label, pieceChars)]
+        expect(pieces.join("")).toBe(JSON.stringify(chrome))
+        // Every piece but the last is at least the size asked for.
+        for (const piece of pieces.slice(0, -1)) expect(piece.length).toBeGreaterThanOrEqual(pieceChars)
+      }),
+      { numRuns: 300 },
+    )
+  })
 })

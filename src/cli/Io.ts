@@ -2,7 +2,7 @@
  * Io: what a command may touch, passed in so commands run the same in-process (tests) and in
  * the real process (bin/pleat).
  */
-import { mkdirSync, writeFileSync } from "node:fs"
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs"
 import path from "node:path"
 
 /**
@@ -12,7 +12,8 @@ import path from "node:path"
 export interface Io {
   readonly stdout: (text: string) => void
   readonly stderr: (text: string) => void
-  readonly writeFile: (file: string, text: string) => void
+  /** Writes `text`, or its pieces one after another (a text past V8's largest string). */
+  readonly writeFile: (file: string, text: string | Iterable<string>) => void
 }
 
 /**
@@ -24,7 +25,13 @@ export const processIo: Io = {
   stderr: (text) => void process.stderr.write(text),
   writeFile: (file, text) => {
     mkdirSync(path.dirname(path.resolve(file)), { recursive: true })
-    writeFileSync(file, text)
+    if (typeof text === "string") return writeFileSync(file, text)
+    const fd = openSync(file, "w")
+    try {
+      for (const piece of text) writeSync(fd, piece)
+    } finally {
+      closeSync(fd)
+    }
   },
 }
 
@@ -39,7 +46,7 @@ export const memoryIo = (): Io & { out: string; err: string; files: Map<string, 
     files: new Map<string, string>(),
     stdout: (text: string) => void (io.out += text),
     stderr: (text: string) => void (io.err += text),
-    writeFile: (file: string, text: string) => void io.files.set(file, text),
+    writeFile: (file: string, text: string | Iterable<string>) => void io.files.set(file, typeof text === "string" ? text : [...text].join("")),
   }
   return io
 }

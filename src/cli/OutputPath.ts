@@ -117,7 +117,7 @@ export const check = (field: string, target: string): void => {
  * Writes `text` to `target` through `io`; a failure is one ConfigError naming `field`.
  * @category constructors
  */
-export const write = (io: Io, field: string, target: string, text: string): void => {
+export const write = (io: Io, field: string, target: string, text: string | Iterable<string>): void => {
   try {
     io.writeFile(target, text)
   } catch (error) {

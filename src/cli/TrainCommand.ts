@@ -252,7 +252,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
         const p = Folding.place(fold, rank)
         return `rank ${rank} (tp ${p.tp} cp ${p.cp} dp ${p.dp} pp ${p.pp} | ep ${p.ep} etp ${p.etp})`
       }
-      OutputPath.write(io, "--trace", resolved.trace, JSON.stringify(tracer.toChrome(label)))
+      OutputPath.write(io, "--trace", resolved.trace, tracer.chromeJson(label))
     }
     const seconds = (performance.now() - started) / 1000
     const tokensPerSec = (ran * tokensPerStep) / seconds

@@ -76,28 +76,75 @@ export class Tracer {
 
   /** The trace as Chrome trace-event JSON, with idle spans filling the gaps between compute. */
   toChrome(labels: (rank: number) => string): { traceEvents: Array<Record<string, unknown>>; displayTimeUnit: string } {
-    const events: Array<Record<string, unknown>> = []
-    const ranks = [...new Set(this.spans.map((s) => s.rank))].sort((a, b) => a - b)
-    const origin = this.spans.reduce((o, s) => Math.min(o, s.start), this.origin)
-    const us = (ms: number) => Math.round((ms - origin) * 1000)
-    for (const rank of ranks) {
-      events.push({ name: "process_name", ph: "M", pid: rank, args: { name: labels(rank) } })
-      events.push({ name: "thread_name", ph: "M", pid: rank, tid: 0, args: { name: "compute" } })
-      events.push({ name: "thread_name", ph: "M", pid: rank, tid: 1, args: { name: "communication" } })
-      const mine = this.spans.filter((s) => s.rank === rank)
-      const steps = mine.filter((s) => s.category === "step")
-      for (const s of mine)
-        events.push({ name: s.name, cat: s.category, ph: "X", ts: us(s.start), dur: Math.max(0, us(s.end) - us(s.start)), pid: rank, tid: s.category === "comm" ? 1 : 0 })
-      // Idle: inside each step, time on the compute row covered by nothing.
-      for (const step of steps) {
-        const inside = mine.filter((s) => s.category === "compute" && s.start >= step.start && s.end <= step.end).sort((a, b) => a.start - b.start)
-        let cursor = step.start
-        for (const s of [...inside, { start: step.end, end: step.end }]) {
-          if (s.start - cursor > 0.01) events.push({ name: "idle", cat: "idle", ph: "X", ts: us(cursor), dur: us(s.start) - us(cursor), pid: rank, tid: 0 })
-          cursor = Math.max(cursor, s.end)
-        }
+    return { traceEvents: [...this.chromeEvents(labels)], displayTimeUnit: "ms" }
+  }
+
+  /**
+   * `JSON.stringify(toChrome(labels))` in pieces of about `pieceChars` characters: a long run's
+   * trace is past V8's largest string (~512 MB: ~17,500 rank-steps of the default model), where
+   * one string ended a finished run with "Invalid string length".
+   */
+  *chromeJson(labels: (rank: number) => string, pieceChars = 1 << 20): Generator<string> {
+    let piece = '{"traceEvents":['
+    let first = true
+    for (const event of this.chromeEvents(labels)) {
+      piece += (first ? "" : ",") + JSON.stringify(event)
+      first = false
+      if (piece.length >= pieceChars) {
+        yield piece
+        piece = ""
       }
     }
-    return { traceEvents: events, displayTimeUnit: "ms" }
+    yield `${piece}],"displayTimeUnit":"ms"}`
   }
+
+  /**
+   * The events of the trace, rank by rank: its rows' names, its spans, then the idle spans of each
+   * step (the step's time on the compute row covered by no compute span inside it). Linear in the
+   * spans but for sorting: the spans are grouped by rank once and each step finds its compute spans
+   * by binary search (a filter of every span a rank and a step made a 1,000-step trace quadratic).
+   */
+  *chromeEvents(labels: (rank: number) => string): Generator<Record<string, unknown>> {
+    const byRank = new Map<number, Array<Span>>()
+    for (const s of this.spans) {
+      const mine = byRank.get(s.rank)
+      if (mine === undefined) byRank.set(s.rank, [s])
+      else mine.push(s)
+    }
+    const origin = this.spans.reduce((o, s) => Math.min(o, s.start), this.origin)
+    const us = (ms: number) => Math.round((ms - origin) * 1000)
+    for (const rank of [...byRank.keys()].sort((a, b) => a - b)) {
+      yield { name: "process_name", ph: "M", pid: rank, args: { name: labels(rank) } }
+      yield { name: "thread_name", ph: "M", pid: rank, tid: 0, args: { name: "compute" } }
+      yield { name: "thread_name", ph: "M", pid: rank, tid: 1, args: { name: "communication" } }
+      const mine = byRank.get(rank) as Array<Span>
+      for (const s of mine)
+        yield { name: s.name, cat: s.category, ph: "X", ts: us(s.start), dur: Math.max(0, us(s.end) - us(s.start)), pid: rank, tid: s.category === "comm" ? 1 : 0 }
+      // Compute spans by start (stable: equal starts keep their order).
+      const compute = mine.filter((s) => s.category === "compute").sort((a, b) => a.start - b.start)
+      for (const step of mine) {
+        if (step.category !== "step") continue
+        let cursor = step.start
+        for (let k = firstStartingAt(compute, step.start); k < compute.length && (compute[k] as Span).start <= step.end; k++) {
+          const s = compute[k] as Span
+          if (s.end > step.end) continue
+          if (s.start - cursor > 0.01) yield { name: "idle", cat: "idle", ph: "X", ts: us(cursor), dur: us(s.start) - us(cursor), pid: rank, tid: 0 }
+          cursor = Math.max(cursor, s.end)
+        }
+        if (step.end - cursor > 0.01) yield { name: "idle", cat: "idle", ph: "X", ts: us(cursor), dur: us(step.end) - us(cursor), pid: rank, tid: 0 }
+      }
+    }
+  }
+}
+
+/** The index of the first of `sorted` (by start) that starts at or after `at`. */
+const firstStartingAt = (sorted: ReadonlyArray<Span>, at: number): number => {
+  let lo = 0
+  let hi = sorted.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if ((sorted[mid] as Span).start < at) lo = mid + 1
+    else hi = mid
+  }
+  return lo
 }
