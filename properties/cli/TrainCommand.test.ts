@@ -31,6 +31,20 @@ describe("pleat train", () => {
     expect(new Set(trace.traceEvents.map((e) => e.pid)).size).toBe(4)
   }, 60_000)
 
+  test("--trace-steps records only its window of steps (counting from 1), on every rank", async () => {
+    const r = await run(["train", ...small, "--trace", "window.json", "--trace-steps", "2:2"])
+    expect(r.status, r.err).toBe(0)
+    const trace = JSON.parse(r.files.get("window.json") ?? "{}") as { traceEvents: Array<{ cat?: string; name: string; pid?: number; ts?: number; dur?: number }> }
+    const steps = trace.traceEvents.filter((e) => e.cat === "step")
+    // The second step of each rank (its span is named from 0), and every other span inside it.
+    expect(steps.map((e) => [e.pid, e.name])).toEqual([0, 1, 2, 3].map((rank) => [rank, "step 1"]))
+    for (const e of trace.traceEvents.filter((e) => e.ts !== undefined && e.cat !== "step" && e.cat !== "idle")) {
+      const step = steps.find((s) => s.pid === e.pid) as { ts: number; dur: number }
+      expect(e.ts as number).toBeGreaterThanOrEqual(step.ts - 1)
+      expect((e.ts as number) + (e.dur as number)).toBeLessThanOrEqual(step.ts + step.dur + 1)
+    }
+  }, 60_000)
+
   test("on the threads backend: steps stream as they complete, and --trace records every rank", async () => {
     const r = await run(["train", ...small, "--backend", "threads", "--log", "json", "--trace", "threads-trace.json"])
     expect(r.status, r.err).toBe(0)

@@ -141,3 +141,54 @@ describe("the Chrome trace of any spans", () => {
     )
   })
 })
+
+describe("a trace of a window of steps (--trace-steps)", () => {
+  test("a rank's spans are kept with its step when the step (counting from 1) lies in the window, whatever the interleaving of ranks", () => {
+    const rankSteps = fc.array(fc.array(fc.constantFrom("compute", "comm"), { maxLength: 4 }), { minLength: 1, maxLength: 8 })
+    fc.assert(
+      fc.property(
+        fc.array(rankSteps, { minLength: 1, maxLength: 3 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 0, max: 4 }),
+        fc.array(fc.nat(), { maxLength: 200 }),
+        (ranks, first, width, picks) => {
+          const window = { first, last: first + width }
+          // Each rank's spans in order: its steps' spans, each step closed by its step span.
+          const streams = ranks.map((steps, rank) =>
+            steps.flatMap((cats, k) => [
+              ...cats.map(
+                (category, j): Trace.Span => ({ rank, name: `${category} ${k}.${j}`, category: category as Trace.Span["category"], start: k * 10 + j, end: k * 10 + j + 1 }),
+              ),
+              { rank, name: `step ${k}`, category: "step" as const, start: k * 10, end: k * 10 + 9 },
+            ]),
+          )
+          const tracer = new Trace.Tracer(window)
+          const at = streams.map(() => 0)
+          let p = 0
+          while (at.some((i, r) => i < (streams[r] as Array<Trace.Span>).length)) {
+            const open = at.flatMap((i, r) => (i < (streams[r] as Array<Trace.Span>).length ? [r] : []))
+            const r = open[(picks[p++] ?? 0) % open.length] as number
+            tracer.record((streams[r] as Array<Trace.Span>)[at[r] as number] as Trace.Span)
+            at[r] = (at[r] as number) + 1
+          }
+          for (const [rank, stream] of streams.entries()) {
+            const kept = stream.filter((s) => {
+              const k = Number(s.name.split(" ")[1]?.split(".")[0])
+              return k + 1 >= window.first && k + 1 <= window.last
+            })
+            expect(tracer.spans.filter((s) => s.rank === rank)).toEqual(kept)
+          }
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
+
+  test("--trace-steps: FIRST:LAST from 1, and only with --trace", () => {
+    expect(Trace.stepWindowOf(undefined, false)).toBeUndefined()
+    expect(Trace.stepWindowOf("10:12", true)).toEqual({ first: 10, last: 12 })
+    expect(Trace.stepWindowOf(" 3:3 ", true)).toEqual({ first: 3, last: 3 })
+    for (const bad of ["0:2", "3:2", "a:b", "2", "1:2:3", "-1:2"]) expect(() => Trace.stepWindowOf(bad, true)).toThrow("is not a window of steps FIRST:LAST")
+    expect(() => Trace.stepWindowOf("1:2", false)).toThrow("says which steps --trace records, but there is no --trace")
+  })
+})

@@ -124,6 +124,10 @@ export const settings = {
   keep: count("complete checkpoints --save keeps in DIR (the newest; older ones are removed)", 2),
   resume: optionalText("start from a checkpoint (saved under any mapping)", "DIR"),
   trace: optionalText("write a Chrome/Perfetto trace of every rank", "FILE"),
+  "trace-steps": optionalText(
+    "record only steps FIRST to LAST (counting from 1, as the progress does) in --trace: a long run's trace holds only them (Megatron's --profile-step-start/end); every step by default",
+    "FIRST:LAST",
+  ),
   definition: optionalText("train a model of your own: a module whose named export is a ModelDefinition (examples/08); default the built-in Mixtral-like model", "FILE#EXPORT"),
 } as const
 

@@ -130,7 +130,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     const dropping = setup.model.moe !== undefined && MoeSettings.drops(setup.model.moe)
     const json = resolved.log === "json" ? pino({ base: null }, { write: (line: string) => io.stdout(line) }) : undefined
     const progress = resolved.log === "pretty" && !evaluateOnly ? Progress.make(steps, first) : undefined
-    const tracer = resolved.trace === undefined ? undefined : new Trace.Tracer()
+    const tracer = resolved.trace === undefined ? undefined : new Trace.Tracer(resolved.traceSteps)
     const s = setup.parallel.sizes
     const shape = `${setup.parallel.world} ranks: attention tp ${s.tp} x cp ${s.cp} x dp ${s.dp} x ${PipelineText.ppText(setup.parallel, setup.model.layers)}, moe etp ${s.etp} x ep ${s.ep} x edp ${s.edp}`
     // The run's header, once its checks passed (a damaged --resume found by the ranks' hashing

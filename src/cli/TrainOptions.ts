@@ -15,6 +15,7 @@ import * as ConfigError from "../errors/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as MpiProcess from "../runtime/MpiProcess.js"
+import * as Trace from "../runtime/Trace.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import type * as HeldOut from "../train/HeldOut.js"
@@ -78,6 +79,8 @@ export interface Resolved {
   readonly keep: number
   readonly resume: string | undefined
   readonly trace: string | undefined
+  /** --trace-steps: the steps the trace records, counting from 1 (all when undefined). */
+  readonly traceSteps: Trace.StepWindow | undefined
   /** --definition as written (for messages), when a model of the user's own is trained. */
   readonly definitionText: string | undefined
   /** The step the run starts from (the resumed checkpoint's, else 0). */
@@ -309,6 +312,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     explained(d, () => {
       throw definition
     })
+  const traceSteps = explained(d, () => Trace.stepWindowOf(c["trace-steps"], c.trace !== undefined))
   if (c["save-every"] !== undefined && c.save === undefined) {
     explained(d, () => {
       throw ConfigError.make("save-every", c["save-every"], "has no directory to write into", "add --save DIR, or drop --save-every")
@@ -365,6 +369,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     keep: c.keep,
     resume: c.resume,
     trace: c.trace,
+    traceSteps,
     definitionText: c.definition,
     first,
     evalEvery: c["eval-every"],

@@ -16,6 +16,7 @@
 import * as Effect from "effect/Effect"
 import type { CommunicatorShape } from "../comm/Communicator.js"
 import * as Group from "../comm/Group.js"
+import * as ConfigError from "../errors/ConfigError.js"
 
 /**
  * One span.
@@ -61,6 +62,30 @@ export const traced = (rank: number, inner: CommunicatorShape, record: (span: Sp
 })
 
 /**
+ * The steps a trace records, counting from 1 (`--trace-steps FIRST:LAST`, both included).
+ * @category models
+ */
+export interface StepWindow {
+  readonly first: number
+  readonly last: number
+}
+
+/**
+ * The window of `--trace-steps` as written (undefined when not given); a ConfigError when it is not
+ * FIRST:LAST with 1 <= FIRST <= LAST, or when there is no --trace (`tracing` false).
+ * @category constructors
+ */
+export const stepWindowOf = (text: string | undefined, tracing: boolean): StepWindow | undefined => {
+  if (text === undefined) return undefined
+  if (!tracing) throw ConfigError.make("trace-steps", text, "says which steps --trace records, but there is no --trace", "add --trace FILE, or drop --trace-steps")
+  const match = /^(\d+):(\d+)$/.exec(text.trim())
+  const [first, last] = match === null ? [Number.NaN, Number.NaN] : [Number(match[1]), Number(match[2])]
+  if (!(Number.isSafeInteger(first) && Number.isSafeInteger(last) && first >= 1 && first <= last))
+    throw ConfigError.make("trace-steps", text, "is not a window of steps FIRST:LAST (whole numbers, 1 <= FIRST <= LAST)", "write --trace-steps FIRST:LAST, such as 10:12")
+  return { first, last }
+}
+
+/**
  * Collects the spans of every rank of a job (on the shared clock).
  * @category models
  */
@@ -68,10 +93,35 @@ export class Tracer {
   readonly spans: Array<Span> = []
   /** When the tracer was made (epoch ms); the trace starts here or at its first span. */
   readonly origin = performance.timeOrigin + performance.now()
+  /** Per rank, the spans of the step under way, until its step span says whether it is kept. */
+  readonly #pending = new Map<number, Array<Span>>()
 
-  /** Adds a span timed on the shared clock (epoch ms). */
+  /** The steps kept (`--trace-steps`), every one when undefined. */
+  readonly steps: StepWindow | undefined
+
+  constructor(steps?: StepWindow) {
+    this.steps = steps
+  }
+
+  /**
+   * Adds a span timed on the shared clock (epoch ms). With a step window, a rank's spans wait for
+   * its step's span (`step K`, K from 0, made when the step ends) and are kept with it when step
+   * K + 1 lies in the window, else dropped: a long run's trace holds only the window.
+   */
   record(span: Span): void {
-    this.spans.push(span)
+    if (this.steps === undefined) {
+      this.spans.push(span)
+      return
+    }
+    const pending = this.#pending.get(span.rank) ?? []
+    if (span.category !== "step") {
+      pending.push(span)
+      this.#pending.set(span.rank, pending)
+      return
+    }
+    const shown = Number(span.name.slice("step ".length)) + 1
+    if (shown >= this.steps.first && shown <= this.steps.last) this.spans.push(...pending, span)
+    this.#pending.set(span.rank, [])
   }
 
   /** The trace as Chrome trace-event JSON, with idle spans filling the gaps between compute. */
