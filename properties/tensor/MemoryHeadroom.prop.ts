@@ -2,12 +2,13 @@
 // machine's memory into a ConfigError instead of the kernel's OOM killer. The meter reads the
 // memory exactly when a new buffer is `checkEvery` or more or that much has been made since the
 // last read, and refuses exactly the requests that would leave less than the reserve; the
-// reserve is 4% of the memory between 64 MiB and 2 GiB; PLEAT_MEMORY_LIMIT is parsed as a size
+// reserve is 4% of the memory between 64 MiB and 2 GiB; a container's file cache counts as available; PLEAT_MEMORY_LIMIT is parsed as a size
 // and caps the memory; a refusal thrown inside a collective reaches the command line as the
 // ConfigError it is (exit 2), on the local and threads backends; and pleat train under a
 // PLEAT_MEMORY_LIMIT its micro-batch outgrows ends with exit 2 and one line naming the fix (on
 // one thread, on workers, and under MPI where mpirun is here), while a run that fits is untouched.
 import { spawnSync } from "node:child_process"
+import os from "node:os"
 import path from "node:path"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -20,6 +21,7 @@ import * as Backend from "../../src/runtime/Backend.js"
 import * as LocalBackend from "../../src/runtime/LocalBackend.js"
 import * as RankProgram from "../../src/runtime/RankProgram.js"
 import * as ThreadsBackend from "../../src/runtime/ThreadsBackend.js"
+import * as KernelMemory from "../../src/tensor/KernelMemory.js"
 import * as MemoryHeadroom from "../../src/tensor/MemoryHeadroom.js"
 import { missing, mpiEnv } from "../comm/mpi/mpirun.js"
 
@@ -69,6 +71,21 @@ describe("MemoryHeadroom", () => {
     )
   })
 
+  test("a cgroup's file cache counts as available: memory.stat's active_file + inactive_file (v1: the total_ ones where present)", () => {
+    const n = fc.integer({ min: 0, max: 2 ** 40 })
+    fc.assert(
+      fc.property(n, n, n, n, n, fc.boolean(), (active, inactive, anon, shmem, totals, v1) => {
+        const own = [`anon ${anon}`, `file ${active + inactive + shmem}`, `shmem ${shmem}`, `active_file ${active}`, `inactive_file ${inactive}`]
+        const lines = v1 ? [...own, `total_active_file ${totals}`, `total_inactive_file ${active}`, `total_rss ${anon}`] : own
+        expect(KernelMemory.fileCacheBytes(`${lines.join("\n")}\n`)).toBe(v1 ? totals + active : active + inactive)
+      }),
+    )
+    expect(KernelMemory.fileCacheBytes("")).toBe(0)
+    const here = KernelMemory.available()
+    expect(here).toBeGreaterThan(0)
+    expect(here).toBeLessThanOrEqual(MemoryHeadroom.machineBytes())
+  })
+
   test("the reserve is 4% of the memory, never under 64 MiB nor over 2 GiB", () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 2 ** 42 }), (memory) => {
@@ -90,7 +107,8 @@ describe("MemoryHeadroom", () => {
     expect(capped.memory).toBe(3 * 2 ** 30)
     expect(capped.of).toBe("PLEAT_MEMORY_LIMIT")
     expect(capped.available).toBeLessThan(3 * 2 ** 30)
-    expect(MemoryHeadroom.current({}).of).toBe("the machine")
+    const limit = process.constrainedMemory()
+    expect(MemoryHeadroom.current({}).of).toBe(limit > 0 && limit < os.totalmem() ? "the container" : "the machine")
     for (const bad of ["12x", "-1", "0", "lots"]) {
       let error: unknown
       try {

@@ -6,8 +6,8 @@
  * what it can size before any work (parameters, gradients, optimizer state, logits);
  * activations depend on the schedule, recompute and routing, so they are checked as they are made.
  *
- * What is available: the kernel's estimate for this process (process.availableMemory():
- * MemAvailable, or a container's limit less its usage) plus the C heap's free bytes (the tuned
+ * What is available: the kernel's estimate for this process (KernelMemory: MemAvailable, or a
+ * container's limit less its usage but its file cache) plus the C heap's free bytes (the tuned
  * allocator keeps freed tensors' memory for reuse, so a process past its peak still has it:
  * native heapFreeBytes). PLEAT_MEMORY_LIMIT (a size: `8GiB`, `500MB`) caps what this process
  * may hold (its resident memory less the heap's free bytes), for a machine shared with other
@@ -22,6 +22,7 @@ import os from "node:os"
 import * as ConfigError from "../errors/ConfigError.js"
 import { addonIfBuilt } from "../native/CpuAddon.js"
 import * as ByteSize from "./ByteSize.js"
+import * as KernelMemory from "./KernelMemory.js"
 
 /**
  * The new bytes between two checks, and the request size that is always checked.
@@ -43,7 +44,7 @@ export const reserve = (memoryBytes: number): number => Math.min(2 * 2 ** 30, Ma
 export interface Memory {
   readonly available: number
   readonly memory: number
-  readonly of: "the machine" | "PLEAT_MEMORY_LIMIT"
+  readonly of: "the machine" | "the container" | "PLEAT_MEMORY_LIMIT"
 }
 
 /**
@@ -73,9 +74,12 @@ export const limitBytes = (env: Readonly<Record<string, string | undefined>> = p
  */
 export const current = (env: Readonly<Record<string, string | undefined>> = process.env): Memory => {
   const heapFree = addonIfBuilt()?.heapFreeBytes?.() ?? 0
-  const kernel = (typeof process.availableMemory === "function" ? process.availableMemory() : os.freemem()) + heapFree
+  const kernel = KernelMemory.available() + heapFree
   const text = env.PLEAT_MEMORY_LIMIT
-  if (text === undefined || text === "") return { available: kernel, memory: machineBytes(), of: "the machine" }
+  if (text === undefined || text === "") {
+    const memory = machineBytes()
+    return { available: kernel, memory, of: memory < os.totalmem() ? "the container" : "the machine" }
+  }
   const limit = ByteSize.parse("PLEAT_MEMORY_LIMIT", text)
   const held = Math.max(0, process.memoryUsage.rss() - heapFree)
   return { available: Math.min(kernel, limit - held), memory: limit, of: "PLEAT_MEMORY_LIMIT" }
@@ -88,8 +92,8 @@ const refusal = (bytes: number, memory: Memory): ConfigError.ConfigError =>
   ConfigError.make(
     "memory",
     shown(memory.memory),
-    `(${memory.of === "the machine" ? "the machine's" : "PLEAT_MEMORY_LIMIT"}) is not enough for this job: a new buffer of ${shown(bytes)} would leave this process ${shown(Math.max(0, memory.available - bytes))}, under the ${shown(reserve(memory.memory))} kept for the runtime (the ranks' activations, gradients and state outgrew it)`,
-    `fewer tokens a micro-batch (a smaller --micro-batch or --seq), --recompute selective or full, a smaller model, or more processes to share it (pleat launch)${memory.of === "the machine" ? "" : ", or a larger PLEAT_MEMORY_LIMIT"}`,
+    `(${memory.of === "PLEAT_MEMORY_LIMIT" ? memory.of : `${memory.of}'s`}) is not enough for this job: a new buffer of ${shown(bytes)} would leave this process ${shown(Math.max(0, memory.available - bytes))}, under the ${shown(reserve(memory.memory))} kept for the runtime (the ranks' activations, gradients and state outgrew it)`,
+    `fewer tokens a micro-batch (a smaller --micro-batch or --seq), --recompute selective or full, a smaller model, or more processes to share it (pleat launch)${memory.of === "PLEAT_MEMORY_LIMIT" ? ", or a larger PLEAT_MEMORY_LIMIT" : ""}`,
   )
 
 /**
