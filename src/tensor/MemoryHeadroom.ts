@@ -92,8 +92,8 @@ const refusal = (bytes: number, memory: Memory): ConfigError.ConfigError =>
   ConfigError.make(
     "memory",
     shown(memory.memory),
-    `(${memory.of === "PLEAT_MEMORY_LIMIT" ? memory.of : `${memory.of}'s`}) is not enough for this job: a new buffer of ${shown(bytes)} would leave this process ${shown(Math.max(0, memory.available - bytes))}, under the ${shown(reserve(memory.memory))} kept for the runtime (the ranks' activations, gradients and state outgrew it)`,
-    `fewer tokens a micro-batch (a smaller --micro-batch or --seq), --recompute selective or full, a smaller model, or more processes to share it (pleat launch)${memory.of === "PLEAT_MEMORY_LIMIT" ? ", or a larger PLEAT_MEMORY_LIMIT" : ""}`,
+    `(${memory.of === "PLEAT_MEMORY_LIMIT" ? memory.of : `${memory.of}'s`}) is not enough for this job: a new buffer of ${shown(bytes)} would leave this process ${shown(Math.max(0, memory.available - bytes))}, under the ${shown(reserve(memory.memory))} kept for the runtime`,
+    `${memory.of === "PLEAT_MEMORY_LIMIT" ? "a larger PLEAT_MEMORY_LIMIT, or " : ""}in training fewer tokens a micro-batch (a smaller --micro-batch or --seq), --recompute selective or full, or more processes to share the ranks (pleat launch); else a smaller model`,
   )
 
 /**
