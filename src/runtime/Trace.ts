@@ -120,7 +120,11 @@ export class Tracer {
       return
     }
     const shown = Number(span.name.slice("step ".length)) + 1
-    if (shown >= this.steps.first && shown <= this.steps.last) this.spans.push(...pending, span)
+    if (shown >= this.steps.first && shown <= this.steps.last) {
+      // One at a time: a step's spans spread as arguments would stop at V8's argument limit.
+      for (const s of pending) this.spans.push(s)
+      this.spans.push(span)
+    }
     this.#pending.set(span.rank, [])
   }
 
