@@ -83,7 +83,7 @@ describe("MemoryHeadroom", () => {
     expect(KernelMemory.fileCacheBytes("")).toBe(0)
     const here = KernelMemory.available()
     expect(here).toBeGreaterThan(0)
-    expect(here).toBeLessThanOrEqual(MemoryHeadroom.machineBytes())
+    expect(here).toBeLessThanOrEqual(KernelMemory.machineBytes())
   })
 
   test("the reserve is 4% of the memory, never under 64 MiB nor over 2 GiB", () => {
@@ -98,7 +98,7 @@ describe("MemoryHeadroom", () => {
   })
 
   test("PLEAT_MEMORY_LIMIT: a size caps the memory (never above the machine's); anything else is a ConfigError naming it", () => {
-    const machine = MemoryHeadroom.machineBytes()
+    const machine = KernelMemory.machineBytes()
     expect(MemoryHeadroom.limitBytes({})).toBe(machine)
     expect(MemoryHeadroom.limitBytes({ PLEAT_MEMORY_LIMIT: "1GiB" })).toBe(Math.min(machine, 2 ** 30))
     expect(MemoryHeadroom.limitBytes({ PLEAT_MEMORY_LIMIT: "500MB" })).toBe(Math.min(machine, 5e8))

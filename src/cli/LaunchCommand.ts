@@ -39,7 +39,7 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 import * as Effect from "effect/Effect"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as MpiAddon from "../native/MpiAddon.js"
-import * as MemoryHeadroom from "../tensor/MemoryHeadroom.js"
+import * as KernelMemory from "../tensor/KernelMemory.js"
 import * as LaunchStatus from "../runtime/LaunchStatus.js"
 import * as ProcessTuning from "../runtime/ProcessTuning.js"
 import * as Activity from "./Activity.js"
@@ -271,7 +271,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
   const problems = [...collected.problems, ...commandProblems(after)]
   const processes = Flags.int(collected.flags, "np")
   if (processes === undefined && !collected.problems.some((p) => p.field === "--np")) problems.push(ConfigError.make("-n", undefined, "is required", howTo))
-  const tooMany = processes === undefined ? undefined : processesProblem(processes, MemoryHeadroom.machineBytes())
+  const tooMany = processes === undefined ? undefined : processesProblem(processes, KernelMemory.machineBytes())
   if (tooMany !== undefined) problems.push(tooMany)
   const explicit = Flags.string(collected.flags, "mpirun")
   const mpirun = Mpirun.locate(explicit, process.env.PATH)

@@ -53,14 +53,31 @@ const memoryStat = (): string | undefined => {
 }
 
 /**
+ * This machine's memory: the total, or a container's limit when it is lower (Node reports a
+ * huge value when none is set).
+ * @category getters
+ */
+export const machineBytes = (): number => {
+  const total = os.totalmem()
+  const limit = process.constrainedMemory()
+  return limit > 0 && limit < total ? limit : total
+}
+
+/**
+ * Whether a container's limit is this process's memory (`machineBytes` below the machine's total).
+ * @category guards
+ */
+export const contained = (): boolean => machineBytes() < os.totalmem()
+
+/**
  * The bytes the kernel would still give this process: MemAvailable, or under a container's limit
  * the limit less what the cgroup holds beyond its file cache.
  * @category getters
  */
 export const available = (): number => {
-  const limit = process.constrainedMemory()
   const free = typeof process.availableMemory === "function" ? process.availableMemory() : os.freemem()
-  if (!(limit > 0 && limit < os.totalmem())) return free
+  if (!contained()) return free
+  const limit = machineBytes()
   const usage = limit - free
   return limit - Math.max(0, usage - fileCacheBytes(memoryStat() ?? ""))
 }

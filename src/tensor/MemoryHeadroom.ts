@@ -18,7 +18,6 @@
  * reuses. A refusal thrown while a collective makes its result travels as the collective's
  * CommError (its `config`), which the command line reports as the ConfigError it is.
  */
-import os from "node:os"
 import * as ConfigError from "../errors/ConfigError.js"
 import { addonIfBuilt } from "../native/CpuAddon.js"
 import * as ByteSize from "./ByteSize.js"
@@ -47,15 +46,11 @@ export interface Memory {
   readonly of: "the machine" | "the container" | "PLEAT_MEMORY_LIMIT"
 }
 
-/**
- * This machine's memory: the total, or a container's limit when it is lower (Node reports a
- * huge value when none is set).
- * @category getters
- */
-export const machineBytes = (): number => {
-  const total = os.totalmem()
-  const limit = process.constrainedMemory()
-  return limit > 0 && limit < total ? limit : total
+/** The memory a process may use, and what sets it: PLEAT_MEMORY_LIMIT (in `env`), else the machine's or its container's. */
+const memoryOf = (env: Readonly<Record<string, string | undefined>>): Pick<Memory, "memory" | "of"> => {
+  const text = env.PLEAT_MEMORY_LIMIT
+  if (text !== undefined && text !== "") return { memory: ByteSize.parse("PLEAT_MEMORY_LIMIT", text), of: "PLEAT_MEMORY_LIMIT" }
+  return { memory: KernelMemory.machineBytes(), of: KernelMemory.contained() ? "the container" : "the machine" }
 }
 
 /**
@@ -63,26 +58,19 @@ export const machineBytes = (): number => {
  * a ConfigError when the variable is not a size.
  * @category getters
  */
-export const limitBytes = (env: Readonly<Record<string, string | undefined>> = process.env): number => {
-  const text = env.PLEAT_MEMORY_LIMIT
-  return text === undefined || text === "" ? machineBytes() : Math.min(machineBytes(), ByteSize.parse("PLEAT_MEMORY_LIMIT", text))
-}
+export const limitBytes = (env: Readonly<Record<string, string | undefined>> = process.env): number => Math.min(KernelMemory.machineBytes(), memoryOf(env).memory)
 
 /**
  * This process's memory as the kernel, the C heap and PLEAT_MEMORY_LIMIT (in `env`) tell it.
  * @category getters
  */
 export const current = (env: Readonly<Record<string, string | undefined>> = process.env): Memory => {
+  const { memory, of } = memoryOf(env)
   const heapFree = addonIfBuilt()?.heapFreeBytes?.() ?? 0
   const kernel = KernelMemory.available() + heapFree
-  const text = env.PLEAT_MEMORY_LIMIT
-  if (text === undefined || text === "") {
-    const memory = machineBytes()
-    return { available: kernel, memory, of: memory < os.totalmem() ? "the container" : "the machine" }
-  }
-  const limit = ByteSize.parse("PLEAT_MEMORY_LIMIT", text)
+  if (of !== "PLEAT_MEMORY_LIMIT") return { available: kernel, memory, of }
   const held = Math.max(0, process.memoryUsage.rss() - heapFree)
-  return { available: Math.min(kernel, limit - held), memory: limit, of: "PLEAT_MEMORY_LIMIT" }
+  return { available: Math.min(kernel, memory - held), memory, of }
 }
 
 const shown = (bytes: number): string => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`)

@@ -119,7 +119,7 @@ export const carve = (float32: boolean, size: number, bytes: number, mark: numbe
     close(tier)
     const reused = tier.free.pop()
     if (reused !== undefined) reusedSlabs += 1
-    if (reused === undefined) MemoryHeadroom.admit(tier.bytes)
+    else MemoryHeadroom.admit(tier.bytes)
     tier.slab = reused ?? (Buffer.allocUnsafeSlow(tier.bytes).buffer as ArrayBuffer)
     tier.used = 0
     tier.record = { open: true, out: new Map() }
