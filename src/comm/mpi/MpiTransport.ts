@@ -15,9 +15,9 @@
  * Reductions use MPI's own algorithms, so a sum may round differently from the other backends'
  * member-order sum (equal to ~1e-16 relative in float64); every other result is bit-equal.
  *
- * A watchdog fails each collective still running after the timeout with a Timeout naming the
- * members that never arrived, as the other members tell it (Census: MPI itself cannot tell);
- * the job then fails and MPI is aborted, since an MPI collective cannot be cancelled. P2p messages are tensor frames on one
+ * A watchdog (Watchdog.ts) fails each collective still running after the timeout with a Timeout
+ * naming the members that never arrived, as the other members tell it (Census: MPI itself cannot
+ * tell); the job then fails and MPI is aborted, since an MPI collective cannot be cancelled. P2p messages are tensor frames on one
  * communicator of all ranks, received whenever they arrive (MpiSession) into the rank's Inbox,
  * or announcements of what an engine carries (P2p).
  *
@@ -50,6 +50,7 @@ import * as Header from "./Header.js"
 import * as HostChecks from "./HostChecks.js"
 import * as DataEngine from "./DataEngine.js"
 import * as P2p from "./P2p.js"
+import * as Watchdog from "./Watchdog.js"
 import type { Session } from "./MpiSession.js"
 
 /** One collective of a group's stream. */
@@ -330,37 +331,16 @@ export const make = (
   }
 
   const census = Census.make(session, job)
-  const counting = new Set<Task>()
-  const watchdog = setInterval(
+  const stopWatchdog = Watchdog.start(
+    running,
+    timeoutMs,
+    census,
+    engine,
     () => {
-      const now = performance.now()
-      for (const task of running) {
-        if (now - task.started < timeoutMs || counting.has(task)) continue
-        broken = true
-        counting.add(task)
-        // Ask the other members how far they got, then fail naming who never arrived.
-        census.ask(task.group, task.seq, Math.min(2000, Math.max(50, timeoutMs / 2)), (count) => {
-          counting.delete(task)
-          const silent = count.silent.length === 0 ? "" : `, did not answer: [${count.silent.join(",")}] (stuck where they cannot answer, or gone)`
-          const known = engine?.diagnose(task.group)
-          const engineSays = known === undefined ? "" : `; ${engine?.backend} says: ${known}`
-          settle(
-            task,
-            Effect.fail(
-              errorOf(
-                task,
-                "Timeout",
-                `waited ${timeoutMs} ms; arrived: [${count.arrived.join(",")}], never arrived: [${count.missing.join(",")}]${silent} (a rank that skipped this collective, stopped, or is stuck before it)${engineSays}`,
-                [...count.missing, ...count.silent],
-              ),
-            ),
-          )
-        })
-      }
+      broken = true
     },
-    Math.max(1, Math.floor(timeoutMs / 4)),
+    (task, detail, ranks) => settle(task, Effect.fail(errorOf(task, "Timeout", detail, ranks))),
   )
-  watchdog.unref()
 
   const enter = (group: Group.Group, seq: number, request: Request): Effect.Effect<Collective.Output<Collective.Values>, CommError.CommError> => {
     const result = Deferred.makeUnsafe<Collective.Output<Collective.Values>, CommError.CommError>()
@@ -382,7 +362,7 @@ export const make = (
   const close = (why: string): void => {
     if (closed !== undefined) return
     closed = why
-    clearInterval(watchdog)
+    stopWatchdog()
     const idle = running.size === 0
     for (const task of [...running]) settle(task, Effect.fail(errorOf(task, "Closed", why)))
     inbox.close(why)
