@@ -3,7 +3,7 @@
 // all-gathers of updated values are awaited just before its first forward of the next step. So
 // with an interleaved schedule (vpp 2) every rank's trace shows a gradient reduce-scatter issued
 // before its last backward ends (the other chunk's backwards still to run) and an all-gather of
-// step 0 still in flight after the first forward of step 1 ended; with one chunk per rank
+// step 1 still in flight after the first forward of step 2 ended; with one chunk per rank
 // (vpp 1) neither can happen (the control: the checks can fail). The steps are unchanged:
 // float64 losses equal the replicated optimizer's within 1e-12.
 import * as Effect from "effect/Effect"
@@ -29,21 +29,21 @@ const setup = (distributedOptimizer: boolean, on = parallel): RankTrainer.TrainS
   distributedOptimizer,
 })
 
-/** Per rank: whether a gradient reduce-scatter was issued before the end of its last backward of step 0. */
+/** Per rank: whether a gradient reduce-scatter was issued before the end of its last backward of step 1. */
 const issuedDuringBackward = (tracer: Trace.Tracer): Array<boolean> =>
   Array.from({ length: parallel.world }, (_, rank) => {
     const mine = tracer.spans.filter((s) => s.rank === rank)
-    const firstStep = mine.find((s) => s.category === "step" && s.name === "step 0") as Trace.Span
+    const firstStep = mine.find((s) => s.category === "step" && s.name === "step 1") as Trace.Span
     const inStep = mine.filter((s) => s.start >= firstStep.start && s.end <= firstStep.end)
     const lastBackwardEnd = Math.max(...inStep.filter((s) => s.category === "compute" && s.name.startsWith("backward")).map((s) => s.end))
     return inStep.some((s) => s.category === "comm" && s.name.startsWith("reduceScatter") && s.start < lastBackwardEnd)
   })
 
-/** Per rank: whether an all-gather issued in step 0 completed after the end of step 1's first forward. */
+/** Per rank: whether an all-gather issued in step 1 completed after the end of step 2's first forward. */
 const gatheredDuringForward = (tracer: Trace.Tracer): Array<boolean> =>
   Array.from({ length: parallel.world }, (_, rank) => {
     const mine = tracer.spans.filter((s) => s.rank === rank)
-    const [first, second] = ["step 0", "step 1"].map((name) => mine.find((s) => s.category === "step" && s.name === name) as Trace.Span) as [Trace.Span, Trace.Span]
+    const [first, second] = ["step 1", "step 2"].map((name) => mine.find((s) => s.category === "step" && s.name === name) as Trace.Span) as [Trace.Span, Trace.Span]
     const forwards = mine.filter((s) => s.category === "compute" && s.name.startsWith("forward") && s.start >= second.start).sort((a, b) => a.start - b.start)
     const firstForwardEnd = (forwards[0] as Trace.Span).end
     return mine.some((s) => s.category === "comm" && s.name.startsWith("allGather") && s.start <= first.end && s.end > firstForwardEnd)

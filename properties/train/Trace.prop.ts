@@ -52,7 +52,7 @@ describe("traces", () => {
           mine.some((s) => s.category === "comm"),
           `rank ${rank} collectives`,
         ).toBe(true)
-        expect(mine.filter((s) => s.category === "step").map((s) => s.name)).toEqual(["step 0", "step 1"])
+        expect(mine.filter((s) => s.category === "step").map((s) => s.name)).toEqual(["step 1", "step 2"])
       }
       for (const s of tracer.spans) {
         expect(s.start).toBeGreaterThanOrEqual(before)
@@ -157,9 +157,9 @@ describe("a trace of a window of steps (--trace-steps)", () => {
           const streams = ranks.map((steps, rank) =>
             steps.flatMap((cats, k) => [
               ...cats.map(
-                (category, j): Trace.Span => ({ rank, name: `${category} ${k}.${j}`, category: category as Trace.Span["category"], start: k * 10 + j, end: k * 10 + j + 1 }),
+                (category, j): Trace.Span => ({ rank, name: `${category} ${k + 1}.${j}`, category: category as Trace.Span["category"], start: k * 10 + j, end: k * 10 + j + 1 }),
               ),
-              { rank, name: `step ${k}`, category: "step" as const, start: k * 10, end: k * 10 + 9 },
+              { rank, name: `step ${k + 1}`, category: "step" as const, start: k * 10, end: k * 10 + 9 },
             ]),
           )
           const tracer = new Trace.Tracer(window)
@@ -174,7 +174,7 @@ describe("a trace of a window of steps (--trace-steps)", () => {
           for (const [rank, stream] of streams.entries()) {
             const kept = stream.filter((s) => {
               const k = Number(s.name.split(" ")[1]?.split(".")[0])
-              return k + 1 >= window.first && k + 1 <= window.last
+              return k >= window.first && k <= window.last
             })
             expect(tracer.spans.filter((s) => s.rank === rank)).toEqual(kept)
           }

@@ -105,8 +105,8 @@ export class Tracer {
 
   /**
    * Adds a span timed on the shared clock (epoch ms). With a step window, a rank's spans wait for
-   * its step's span (`step K`, K from 0, made when the step ends) and are kept with it when step
-   * K + 1 lies in the window, else dropped: a long run's trace holds only the window.
+   * its step's span (`step K`, K from 1 as the progress counts, made when the step ends) and are
+   * kept with it when K lies in the window, else dropped: a long run's trace holds only the window.
    */
   record(span: Span): void {
     if (this.steps === undefined) {
@@ -119,7 +119,7 @@ export class Tracer {
       this.#pending.set(span.rank, pending)
       return
     }
-    const shown = Number(span.name.slice("step ".length)) + 1
+    const shown = Number(span.name.slice("step ".length))
     if (shown >= this.steps.first && shown <= this.steps.last) {
       // One at a time: a step's spans spread as arguments would stop at V8's argument limit.
       for (const s of pending) this.spans.push(s)

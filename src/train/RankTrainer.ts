@@ -357,7 +357,7 @@ export const make = (
       span("gradient sync + optimizer", syncStarted)
       // The step's panels may go when the cache needs room (the next step's reuse their memory).
       StableWeights.retire(generation)
-      setup.span?.({ rank, name: `step ${k}`, category: "step", start: stepStarted, end: performance.now() })
+      setup.span?.({ rank, name: `step ${k + 1}`, category: "step", start: stepStarted, end: performance.now() })
       return {
         loss: lossShare,
         gradNorm,
