@@ -2,7 +2,8 @@
 // loss on the same sequences (checked where training cannot move the weights: a learning rate of
 // 1e-300 in float64), it agrees across mappings and backends, it leaves the training untouched
 // (the same losses, bit for bit, with the MoE state, expert biases and the distributed optimizer
-// in play), and what cannot evaluate is refused before any work (exit 2, one line).
+// in play; Sinkhorn routing evaluates without its balancing), and what cannot evaluate is refused
+// before any work (exit 2, one line).
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
@@ -118,6 +119,26 @@ describe("evaluation on held-out data", () => {
     expect(idle.status).toBe(0)
     expect(idle.out).toBe("pleat train: nothing to do: --steps 0 trains nothing; pass --steps N above 0 to train, or add --eval-data FILE to evaluate the initial model\n")
     expect(refused(["verify", ...folded, "--steps", "0"])).toBe("pleat verify: --steps: 0 compares no step; fix: pass --steps 1 or more")
+  }, 60_000)
+
+  test("Sinkhorn routing evaluates without its balancing: pre-softmax routing's loss, bit for bit, where training on the same sequences routes otherwise", async () => {
+    // The eval file is the training file: the evaluation reads the sequence step 1 trains on.
+    const flags = [...oneRank, "--data", train, "--eval-data", train, "--eval-batches", "1", "--dtype", "float64", "--log", "json", "--aux-loss", "none"]
+    const evalLoss = async (router: ReadonlyArray<string>) => {
+      const r = await run(["train", ...flags, ...router, "--steps", "0"])
+      expect(r.status, r.err).toBe(0)
+      return records(r.out, "eval")[0]?.evalLoss as number
+    }
+    const firstLoss = async (router: ReadonlyArray<string>) => {
+      const r = await run(["train", ...flags, ...router, "--steps", "1"])
+      expect(r.status, r.err).toBe(0)
+      return records(r.out, "step")[0]?.loss as number
+    }
+    const sinkhornEval = await evalLoss(["--sinkhorn"])
+    expect(sinkhornEval).toBe(await evalLoss(["--pre-softmax"]))
+    // Training balances the selection: its first loss is not the evaluation's of the same weights and tokens.
+    expect(await firstLoss(["--sinkhorn"])).not.toBe(sinkhornEval)
+    expect(Math.abs((await firstLoss(["--pre-softmax"])) - sinkhornEval)).toBeLessThan(1e-12)
   }, 60_000)
 
   test("pretty output: a line per evaluation and the last in the summary", async () => {

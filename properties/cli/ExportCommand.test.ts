@@ -41,6 +41,7 @@ let shared = ""
 let hybrid = ""
 let latentSoftmax = ""
 let latentEps = ""
+let sinkhorn = ""
 beforeAll(async () => {
   const save = async (flags: ReadonlyArray<string>) => {
     const dir = fresh("export-ckpt")
@@ -54,6 +55,7 @@ beforeAll(async () => {
   hybrid = await save(["--definition", `${path.join(root, "properties/train/definitions.ts")}#hybrid`])
   latentSoftmax = await save([...latent(12)])
   latentEps = await save([...latent(12), "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "24", "--moe-ffn", "12", "--norm-eps", "1e-5"])
+  sinkhorn = await save(["--sinkhorn"])
 }, 60_000)
 
 describe("pleat export writes a model directory", () => {
@@ -147,6 +149,9 @@ describe("what cannot be exported is refused before anything is written", () => 
     )
     expect(refused(["export", "--checkpoint", sigmoid, "--out", out])).toMatch(
       /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3 or gpt-oss\): it routes with --score-function sigmoid; it has no q and k norms, which every dots1 attention has \(--qk-norm\); it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); fix: export a model trained with softmax routing/,
+    )
+    expect(refused(["export", "--checkpoint", sinkhorn, "--out", out])).toMatch(
+      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture .*: it was trained with Sinkhorn routing \(--sinkhorn\), which no Hugging Face MoE config describes; /,
     )
     expect(refused(["export", "--checkpoint", shared, "--out", out])).toContain(
       "it has shared experts (--shared-expert-ffn 8), which Mixtral has not; its shared experts have no gate, where Qwen2-MoE's always do (--shared-expert-gate)",

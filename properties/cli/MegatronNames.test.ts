@@ -192,7 +192,7 @@ describe("Megatron-LM's names on pleat train", () => {
     expect(refused(["train", "--normalization", "LayerNorm"])).toContain("write --normalization RMSNorm")
     expect(refused(["train", "--hidden-dropout", "0.1"])).toContain("pleat trains without dropout")
     expect(refused(["train", "--window-size", "128,4"])).toContain("is not a causal window")
-    expect(refused(["train", "--moe-router-load-balancing-type", "sinkhorn"])).toContain("is not a load-balancing loss pleat has")
+    expect(refused(["train", "--moe-router-load-balancing-type", "sinkhorn_v2"])).toContain("is not a load-balancing loss pleat has")
     expect(refused(["train", "--moe-router-load-balancing-type", "aux_loss", "seq_aux_loss", "--moe-aux-loss-coeff", "0.01"])).toContain(
       "gives 2 load-balancing types and 1 coefficients",
     )
@@ -225,6 +225,8 @@ describe("Megatron-LM's names on pleat train", () => {
     )
     expect(vpp(["--num-layers", "8", "--pipeline-model-parallel-size", "2", "--num-layers-per-virtual-pipeline-stage", "4"]).vpp).toBeUndefined()
     same(["--moe-router-load-balancing-type", "none", "--moe-z-loss-coeff", "1e-3"], ["--aux-loss", "none", "--z-loss-coeff", "1e-3"])
+    same(["--moe-router-load-balancing-type", "sinkhorn"], ["--sinkhorn", "--aux-loss", "none"])
+    same(["--moe-router-load-balancing-type", "sinkhorn", "--moe-aux-loss-coeff", "0"], ["--sinkhorn", "--aux-loss", "none"])
     const t = MegatronArgs.translate(["--swiglu", "--log-interval", "10", "--num-layers", "2"])
     expect(t.megatron).toBe(true)
     expect(t.noEffect).toEqual(["--swiglu", "--log-interval 10"])

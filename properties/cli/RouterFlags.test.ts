@@ -1,8 +1,8 @@
 // The router, MoE-layer and size flags of `pleat train` / `pleat verify`: a JSON config with a
 // key gives the same job as the flag of the same name; the sizes reach the model (the expert
 // width changes the parameters); what cannot train is refused with exit 2 and one line naming
-// the fix; verify refuses what one rank cannot reproduce (dropping with tp*cp > 1, forced balance in float32 with tp*cp*etp > 1, global_aux
-// with dp > 1); no new flag leaves the default job as it was.
+// the fix; verify refuses what one rank cannot reproduce (dropping and Sinkhorn routing with tp*cp > 1, forced balance in float32 with
+// tp*cp*etp > 1, global_aux with dp > 1); no new flag leaves the default job as it was.
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
@@ -50,6 +50,7 @@ const accepted: ReadonlyArray<readonly [string, ReadonlyArray<number | string | 
   ["shared-expert-gate", [true, false]],
   ["bias-update-rate", [0.001, 0.01]],
   ["force-load-balancing", [true, false]],
+  ["sinkhorn", [true, false]],
   ["ffn", [32, 128]],
   ["moe-ffn", [16, 64]],
   ["moe-every", [1, 2, 4]],
@@ -88,6 +89,14 @@ describe("flags and JSON keys", () => {
     const fromFlag = setupOf(["--force-load-balancing"]).model.moe
     expect(fromFlag).toEqual({ ...MoeSettings.defaults, forceLoadBalancing: true })
     expect(setupOf(["--config", configFile({ "force-load-balancing": true })]).model.moe).toEqual(fromFlag)
+  })
+
+  test("--sinkhorn, by flag and by key, sets Sinkhorn routing and drops the default aux loss (a given one is refused)", () => {
+    const fromFlag = setupOf(["--sinkhorn"])
+    expect(fromFlag.model.moe).toEqual({ ...MoeSettings.defaults, auxLosses: [], sinkhorn: true })
+    expect(fromFlag.auxLossCoeff).toBe(0)
+    expect(setupOf(["--config", configFile({ sinkhorn: true })]).model.moe).toEqual(fromFlag.model.moe)
+    expect(setupOf(["--sinkhorn", "--aux-loss", "none", "--z-loss-coeff", "0.001"]).model.moe).toMatchObject({ sinkhorn: true, auxLosses: [], zLossCoeff: 0.001 })
   })
 
   test("no new flag: today's router (softmax after top-k, dropless, aux 0.01, all-to-all) and sizes", () => {
@@ -142,6 +151,18 @@ describe("refusals: exit 2, one line naming the fix", () => {
     [["--shared-expert-ffn", "15"], "--shared-expert-ffn: 15 is not divisible by tp = 2", "multiple of 2"],
     [["--expert-bias"], "--expert-bias: true only moves sigmoid scores", "add --score-function sigmoid"],
     [["--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0"], "--bias-update-rate: 0 is not a number > 0", "0.001"],
+    [["--sinkhorn", "--aux-loss", "aux:0.01"], '--aux-loss: "aux:0.01" is a load-balancing loss, which Sinkhorn routing does not take', "add --aux-loss none"],
+    [["--sinkhorn", "--score-function", "sigmoid"], '--score-function: "sigmoid" is not used by Sinkhorn routing', "drop --sinkhorn"],
+    [["--sinkhorn", "--pre-softmax"], "--pre-softmax: true is not used by Sinkhorn routing", "drop --sinkhorn"],
+    [["--sinkhorn", "--num-groups", "4", "--group-topk", "2"], "--num-groups: 4 is group-limited routing, which Sinkhorn routing has not", "drop --sinkhorn"],
+    [["--sinkhorn", "--scaling-factor", "2"], "--scaling-factor: 2 is not applied by Sinkhorn routing", "drop --sinkhorn"],
+    [["--sinkhorn", "--force-load-balancing"], "--force-load-balancing: true replaces the logits Sinkhorn routing balances", "use one of them"],
+    [
+      ["--moe-router-load-balancing-type", "sinkhorn", "--moe-aux-loss-coeff", "0.01"],
+      '--moe-aux-loss-coeff: "0.01" is not 0, and Sinkhorn routing takes no aux loss',
+      "drop --moe-aux-loss-coeff",
+    ],
+    [["--moe-router-load-balancing-type", "sinkhorn", "aux_loss"], "lists sinkhorn with other types", "give sinkhorn alone"],
   ])("train %j", (argv, reason, fix) => {
     const line = refused(["train", ...argv])
     expect(line).toContain(reason)
@@ -169,6 +190,9 @@ describe("refusals: exit 2, one line naming the fix", () => {
     expect(refused(["verify", "--precision", "bf16"])).toMatch(/--precision: "bf16" rounds every op output to bfloat16.*; fix: verify the mapping with --precision fp32/)
     expect(refused(["verify", "--capacity-factor", "1"])).toMatch(
       /--capacity-factor: 1 drops tokens by each rank's capacity, and with tp\*cp = 4 .*; fix: verify dropping with --tp 1 --cp 1/,
+    )
+    expect(refused(["verify", "--sinkhorn"])).toMatch(
+      /--sinkhorn: true balances the routing over each rank's tokens, and with tp\*cp = 4 .*; fix: verify Sinkhorn routing with --tp 1 --cp 1/,
     )
     expect(refused(["verify", "--world", "4", "--tp", "1", "--cp", "1", "--pp", "1", "--aux-loss", "global_aux:0.1"])).toMatch(
       /--aux-loss: "global_aux:0.1" has global_aux, .* 4 dp ranks/,

@@ -2,8 +2,8 @@
 // function, pre-softmax, group-limited routing, scaling, any set of aux losses, z-loss, either
 // dispatcher, the probs applied by the experts or the combine, expert bias, shared experts with or without their gate), a parallel step equals one rank's in float64 within Lockstep's tolerances on
 // random folded mappings (global_aux only where dp = 1, the mappings whose counts one rank
-// reproduces); dropping too where tp = cp = 1 (each rank then holds whole micro-batches, so one
-// rank drops the same tokens). The per-layer losses the step reports are the ones the step loss
+// reproduces); dropping and Sinkhorn routing too where tp = cp = 1 (each rank then holds whole
+// micro-batches, so one rank drops, or balances, the same tokens). The per-layer losses the step reports are the ones the step loss
 // holds: the first step's loss with coefficient c exceeds the one without by c times their sum
 // (the losses leave the forward unchanged); dropping reports dropped pairs; the expert bias
 // changes the selection only after the first global batch.
@@ -119,6 +119,27 @@ describe("router options agree with one rank (float64)", () => {
       .chain((m) => fc.tuple(fc.constant(m), settings(m.dp === 1, true), fc.integer({ min: 1, max: 1000 })))
     await fc.assert(
       fc.asyncProperty(cases, ([m, s, seed]) => agrees(m, s.moe, s.topk, seed, s.shared)),
+      { numRuns: 4 },
+    )
+  }, 300_000)
+
+  test("Sinkhorn routing (with or without dropping, either dispatcher) where tp = cp = 1", async () => {
+    const sinkhorn = fc.record({
+      topk: fc.constantFrom(1, 2, 3),
+      dispatcher: fc.constantFrom("alltoall" as const, "allgather" as const),
+      probsAt: fc.constantFrom("experts" as const, "combine" as const),
+      capacityFactor: fc.constantFrom(undefined, 1),
+      zLossCoeff: fc.constantFrom(0, 0.01),
+    })
+    const cases = mappings({ minWorld: 2, maxWorld: 4, folded: true })
+      .filter((m) => m.tp === 1 && m.cp === 1)
+      .chain((m) => fc.tuple(fc.constant(m), sinkhorn, fc.integer({ min: 1, max: 1000 })))
+    await fc.assert(
+      fc.asyncProperty(cases, ([m, r, seed]) => {
+        const { topk, ...rest } = r
+        const moe: MoeSettings.MoeSettings = { ...MoeSettings.defaults, auxLosses: [], sinkhorn: true, ...rest }
+        return agrees(m, moe, topk, seed, {})
+      }),
       { numRuns: 4 },
     )
   }, 300_000)

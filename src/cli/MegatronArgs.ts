@@ -9,7 +9,8 @@
  *   --recompute-method uniform               Megatron-LM's uniform method; block is refused)
  *   --moe-router-load-balancing-type T...    --aux-loss T:C,... (aux_loss is aux, seq_aux_loss
  *   --moe-aux-loss-coeff C...                seq_aux, global_aux_loss global_aux; Megatron-LM's
- *                                            coefficient 0 where only the type is given)
+ *                                            coefficient 0 where only the type is given);
+ *                                            sinkhorn: --sinkhorn --aux-loss none
  *   --window-size L,0                        --sliding-window L+1 (L tokens back and the token)
  *   --position-embedding-type rope|yarn      nothing | --rope-type yarn
  *   --lr-decay-style WSD                     --lr-decay-style wsd (and minus_sqrt: minus-sqrt)
@@ -337,9 +338,9 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       notes.push(made.note)
     }
   }
-  const balancing = MegatronRewrites.balancingSpec(types, coeffs)
+  const balancing = MegatronRewrites.balancingFlags(types, coeffs)
   if (ConfigError.isConfigError(balancing)) problems.push(balancing)
-  else if (balancing !== undefined) out.push(`--aux-loss=${balancing}`)
+  else if (balancing !== undefined) out.push(...balancing)
   if (seen.has("num-query-groups") && !seen.has("group-query-attention"))
     problems.push(
       ConfigError.make(

@@ -65,20 +65,39 @@ export const virtualStages = (argv: ReadonlyArray<string>, text: string): number
   return layers / pp / n
 }
 
-/** Megatron-LM's load-balancing types and coefficients as pleat's --aux-loss, or undefined when neither is given. */
-export const balancingSpec = (types: ReadonlyArray<string> | undefined, coeffs: ReadonlyArray<string> | undefined): string | ConfigError.ConfigError | undefined => {
+/**
+ * Megatron-LM's load-balancing types and coefficients as pleat's flags (--aux-loss, and
+ * --sinkhorn for the type sinkhorn, which Megatron-LM takes alone and with a coefficient of 0),
+ * or undefined when neither is given.
+ */
+export const balancingFlags = (
+  types: ReadonlyArray<string> | undefined,
+  coeffs: ReadonlyArray<string> | undefined,
+): ReadonlyArray<string> | ConfigError.ConfigError | undefined => {
   if (types === undefined && coeffs === undefined) return undefined
   const t = types ?? ["aux_loss"]
   const c = coeffs ?? ["0"]
   const field = types === undefined ? "--moe-aux-loss-coeff" : "--moe-router-load-balancing-type"
-  if (t.length === 1 && t[0] === "none") return "none"
+  if (t.length === 1 && t[0] === "none") return ["--aux-loss=none"]
+  if (t.includes("sinkhorn")) {
+    if (t.length > 1)
+      return ConfigError.make(field, t.join(" "), "lists sinkhorn with other types, where Sinkhorn routing is a router of its own", "give sinkhorn alone, or the loss types alone")
+    if (c.length !== 1 || Number(c[0]) !== 0)
+      return ConfigError.make(
+        "--moe-aux-loss-coeff",
+        c.join(" "),
+        "is not 0, and Sinkhorn routing takes no aux loss (Megatron-LM refuses it too)",
+        "drop --moe-aux-loss-coeff, or give 0",
+      )
+    return ["--sinkhorn", "--aux-loss=none"]
+  }
   const unknown = t.find((x) => !Object.hasOwn(balancingTypes, x))
   if (unknown !== undefined)
     return ConfigError.make(
       "--moe-router-load-balancing-type",
       unknown,
       "is not a load-balancing loss pleat has",
-      "use aux_loss, seq_aux_loss, global_aux_loss or none, or --moe-router-enable-expert-bias for aux-loss-free balancing",
+      "use aux_loss, seq_aux_loss, global_aux_loss, sinkhorn or none, or --moe-router-enable-expert-bias for aux-loss-free balancing",
     )
   if (t.length !== c.length)
     return ConfigError.make(
@@ -87,5 +106,5 @@ export const balancingSpec = (types: ReadonlyArray<string> | undefined, coeffs: 
       `gives ${t.length} load-balancing types and ${c.length} coefficients`,
       "give one --moe-aux-loss-coeff a type, in the same order",
     )
-  return t.map((x, k) => `${balancingTypes[x]}:${c[k]}`).join(",")
+  return [`--aux-loss=${t.map((x, k) => `${balancingTypes[x]}:${c[k]}`).join(",")}`]
 }

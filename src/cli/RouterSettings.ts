@@ -34,6 +34,9 @@ export const routerSettings = {
   "pad-to-capacity": flag("pad every expert's input to its capacity (needs --capacity-factor)"),
   "expert-bias": flag("aux-loss-free balancing: a per-expert bias on the sigmoid scores for selection, updated once per global batch"),
   "bias-update-rate": real("how far --expert-bias moves each expert's bias per global batch", moe.biasUpdateRate),
+  sinkhorn: flag(
+    "Sinkhorn routing (Megatron's --moe-router-load-balancing-type sinkhorn): in training each token's experts are the top-k of its logits balanced over the rank's tokens, so every expert gets about the same load; probs sigmoid for top-1, else the softmax over all experts, not renormalized; no aux loss with it",
+  ),
   "force-load-balancing": flag(
     "benchmark only (Megatron's --moe-router-force-load-balancing): the router's logits replaced by noise, so every expert gets about the same load from the first step; gradients pass straight through",
   ),

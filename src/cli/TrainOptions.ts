@@ -207,14 +207,17 @@ const evaluationOf = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["source
   return { data: inspected("eval-data", c["eval-data"], c), batches: c["eval-batches"] }
 }
 
-/** The router and MoE-layer settings of the configuration (checked with the model). */
-const moeSettings = (c: RunConfig.RunConfig): MoeSettings.MoeSettings => ({
+/**
+ * The router and MoE-layer settings of the configuration (checked with the model). --sinkhorn
+ * takes no aux loss: pleat's default one is dropped with it, one given is refused (MoeSettings).
+ */
+const moeSettings = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): MoeSettings.MoeSettings => ({
   scoreFunction: c["score-function"],
   preSoftmax: c["pre-softmax"],
   numGroups: c["num-groups"],
   groupTopk: c["group-topk"],
   scalingFactor: c["scaling-factor"],
-  auxLosses: MoeSettings.parseAuxLoss(c["aux-loss"]),
+  auxLosses: c.sinkhorn && sources["aux-loss"]?._tag === "default" ? [] : MoeSettings.parseAuxLoss(c["aux-loss"]),
   zLossCoeff: c["z-loss-coeff"],
   dispatcher: c.dispatcher,
   probsAt: c["probs-at"],
@@ -225,6 +228,7 @@ const moeSettings = (c: RunConfig.RunConfig): MoeSettings.MoeSettings => ({
   biasUpdateRate: c["bias-update-rate"],
   // Set only when on: the settings of a run without the flag are today's, key for key.
   ...(c["force-load-balancing"] ? { forceLoadBalancing: true } : {}),
+  ...(c.sinkhorn ? { sinkhorn: true } : {}),
 })
 
 /** The coefficient of the plain aux loss (the setup's, which the model's settings agree with). */
@@ -290,7 +294,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     ...(c["norm-eps"] === undefined ? {} : { normEps: c["norm-eps"] }),
     ...(c["shared-expert-gate"] ? { sharedExpertGate: true } : {}),
     ...explained(d, () => ActivationFlags.gluFieldOf(c)),
-    moe: explained(d, () => moeSettings(c)),
+    moe: explained(d, () => moeSettings(c, d.sources)),
   }
   const batch = { microBatch: c["micro-batch"], globalBatch: c["global-batch"] }
   explained(d, () => ModelConfig.check(model, batch, parallel))

@@ -272,7 +272,7 @@ function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
   const state = c.moeState as MoeRunState.MoeRunState
   const global = types.includes("global_aux") && c.groups.tpDpCp !== undefined ? { tpDpCp: c.groups.tpDpCp, state: MoeRunState.globalCounts(state, layer, s.experts) } : undefined
   const expertBias = s.moe.expertBias ? MoeRunState.expertBias(state, layer, s.experts) : undefined
-  return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global, expertBias })
+  return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global, expertBias, evaluating: c.evaluating })
 }
 
 /** The gated MLP weights under `prefix` (dense: none, "shared.", "experts."), with their biases under --add-bias-linear. */

@@ -174,6 +174,8 @@ export interface ModelContext {
   readonly recompute?: "none" | "selective" | "full" | undefined
   /** The documents packed into the micro-batch's sequences, at this rank's rows (none: one a sequence). */
   readonly documents?: SelfAttention.Documents | undefined
+  /** A forward of an evaluation, not of training (Sinkhorn routing selects without balancing there). */
+  readonly evaluating?: boolean | undefined
 }
 
 /**

@@ -86,6 +86,13 @@ export interface MoeSettings {
    * by noise, so the experts get balanced loads from the first step (ForcedBalance).
    */
   readonly forceLoadBalancing?: boolean | undefined
+  /**
+   * Sinkhorn routing (Megatron-Core's load-balancing type "sinkhorn", Sinkhorn.ts): in training
+   * each token's experts are the top-k of the logits balanced over the rank's tokens, in
+   * evaluation the top-k of the activation; probs sigmoid (top-1) or the full softmax's, not
+   * renormalized. No aux loss, score function, groups, scaling or expert bias with it.
+   */
+  readonly sinkhorn?: boolean | undefined
 }
 
 /**
@@ -160,6 +167,13 @@ export const oneRankProblem = (
       `drops tokens by each rank's capacity, and with tp*cp = ${sizes.tp * sizes.cp} a rank holds 1/${sizes.tp * sizes.cp} of a micro-batch's tokens, so one rank (all of them) drops others`,
       "verify dropping with --tp 1 --cp 1 (one rank then drops the same tokens), or verify without --capacity-factor",
     )
+  if (s.sinkhorn === true && sizes.tp * sizes.cp > 1)
+    return ConfigError.make(
+      "--sinkhorn",
+      true,
+      `balances the routing over each rank's tokens, and with tp*cp = ${sizes.tp * sizes.cp} a rank holds 1/${sizes.tp * sizes.cp} of a micro-batch's tokens, so one rank (all of them) balances another set`,
+      "verify Sinkhorn routing with --tp 1 --cp 1 (one rank then balances the same tokens), or verify without --sinkhorn",
+    )
   if (s.auxLosses.some((t) => t.type === "global_aux" && t.coeff !== 0) && sizes.dp > 1)
     return ConfigError.make(
       "--aux-loss",
@@ -187,7 +201,8 @@ export const oneRankProblem = (
  * @category guards
  */
 export const check = (s: MoeSettings, experts: number, topk: number): void => {
-  if (s.scoreFunction === "softmax" && !s.preSoftmax && topk === 1)
+  if (s.sinkhorn === true) sinkhornCheck(s)
+  if (s.scoreFunction === "softmax" && !s.preSoftmax && topk === 1 && s.sinkhorn !== true)
     throw ConfigError.make(
       "topk",
       topk,
@@ -244,8 +259,31 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
   Router.check(experts, routerOptions(s, topk))
 }
 
-/** The router's options. */
-const routerOptions = (s: MoeSettings, topk: number, expertBias?: ReadonlyArray<number>): Router.RouterOptions => ({
+/**
+ * What Sinkhorn routing replaces or refuses, as Megatron-Core does: its aux losses (the
+ * reference asserts a coefficient of 0), and the score function's selection options it leaves
+ * unused (refused rather than ignored).
+ */
+const sinkhornCheck = (s: MoeSettings): void => {
+  const fix = "drop it, or drop --sinkhorn"
+  const losses = s.auxLosses.filter((t) => t.coeff !== 0)
+  if (losses.length > 0)
+    throw ConfigError.make(
+      "auxLoss",
+      formatAuxLoss(losses),
+      "is a load-balancing loss, which Sinkhorn routing does not take (it balances by itself)",
+      "add --aux-loss none, or drop --sinkhorn",
+    )
+  if (s.scoreFunction !== "softmax") throw ConfigError.make("scoreFunction", s.scoreFunction, "is not used by Sinkhorn routing (sigmoid probs for top-1, else softmax)", fix)
+  if (s.preSoftmax) throw ConfigError.make("preSoftmax", true, "is not used by Sinkhorn routing (its probs for top-k > 1 are already the softmax over all experts)", fix)
+  if (s.numGroups !== undefined) throw ConfigError.make("numGroups", s.numGroups, "is group-limited routing, which Sinkhorn routing has not", fix)
+  if (s.scalingFactor !== undefined) throw ConfigError.make("scalingFactor", s.scalingFactor, "is not applied by Sinkhorn routing", fix)
+  if (s.expertBias) throw ConfigError.make("expertBias", true, "balances the selection another way than Sinkhorn routing does", "use one of them")
+  if (s.forceLoadBalancing === true) throw ConfigError.make("forceLoadBalancing", true, "replaces the logits Sinkhorn routing balances with noise", "use one of them")
+}
+
+/** The router's options (`evaluating`: Sinkhorn routing's selection without the balancing). */
+const routerOptions = (s: MoeSettings, topk: number, expertBias?: ReadonlyArray<number>, evaluating = false): Router.RouterOptions => ({
   topk,
   scoreFunction: s.scoreFunction,
   preSoftmax: s.preSoftmax,
@@ -253,6 +291,7 @@ const routerOptions = (s: MoeSettings, topk: number, expertBias?: ReadonlyArray<
   groupTopk: s.groupTopk,
   scalingFactor: s.scalingFactor,
   ...(expertBias === undefined ? {} : { expertBias }),
+  ...(s.sinkhorn === true ? { sinkhorn: evaluating ? "evaluation" : "training" } : {}),
 })
 
 const layerAuxType = { aux: "aux_loss", seq_aux: "seq_aux_loss", global_aux: "global_aux_loss" } as const
@@ -271,6 +310,8 @@ export interface LayerContext {
   readonly global?: MoeLayer.MoeConfig["global"]
   /** The layer's expert bias now (with `expertBias`). */
   readonly expertBias?: ReadonlyArray<number> | undefined
+  /** A forward of an evaluation (Sinkhorn routing selects without balancing there). */
+  readonly evaluating?: boolean | undefined
 }
 
 /**
@@ -279,7 +320,7 @@ export interface LayerContext {
  */
 export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig => ({
   numExperts: c.numExperts,
-  router: routerOptions(s, c.topk, c.expertBias),
+  router: routerOptions(s, c.topk, c.expertBias, c.evaluating === true),
   ...(s.capacityFactor === undefined ? {} : { capacityFactor: s.capacityFactor, dropPolicy: s.dropPolicy, padToCapacity: s.padToCapacity }),
   dispatcher: s.dispatcher,
   probsAt: s.probsAt,

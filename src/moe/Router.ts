@@ -49,6 +49,7 @@ import * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
 import * as AuxLoss from "./AuxLoss.js"
 import * as RoutingMap from "./RoutingMap.js"
+import * as Sinkhorn from "./Sinkhorn.js"
 
 /**
  * The score functions of the router.
@@ -79,6 +80,8 @@ export interface RouterOptions {
   readonly scalingFactor?: number | null | undefined
   /** [E], added to the sigmoid scores for selection only; ignored for softmax. */
   readonly expertBias?: ArrayLike<number> | null | undefined
+  /** Sinkhorn routing (Sinkhorn.ts) in place of the other selection options, in training or evaluation. */
+  readonly sinkhorn?: "training" | "evaluation" | undefined
 }
 
 /**
@@ -141,6 +144,8 @@ export const check = (numExperts: number, options: RouterOptions): void => {
       )
     }
   }
+  if (given(options.sinkhorn) && options.sinkhorn !== "training" && options.sinkhorn !== "evaluation")
+    throw ConfigError.make("sinkhorn", options.sinkhorn, "is not a Sinkhorn phase", "give training or evaluation, or leave it unset")
   const sf = options.scalingFactor
   if (given(sf) && !Number.isFinite(sf)) throw ConfigError.make("scalingFactor", sf, "is not a finite number", "give a finite number or null")
   const bias = options.expertBias
@@ -180,6 +185,7 @@ const softmaxRow = (x: DType.Storage, base: number, n: number, out: Float64Array
 
 /** The multiplier of the probs: the scaling factor when truthy, else 1. */
 const scaleOf = (options: RouterOptions): number => {
+  if (given(options.sinkhorn)) return 1
   const sf = options.scalingFactor
   return given(sf) && sf !== 0 ? sf : 1
 }
@@ -254,15 +260,34 @@ const groupLimitedTopk = (scores: Float64Array, rows: number, cols: number, k: n
  */
 export const select = (logits: Tensor.Tensor, options: RouterOptions): Int32Array => {
   const [t, e] = dims("select", logits)
+  if (given(options.sinkhorn)) return topkIndices(sinkhornScores(logits, options.topk, options.sinkhorn), t, e, options.topk)
   const scores = selectionScores(logits, options)
   const g = options.numGroups
   const gk = options.groupTopk
   return given(g) && given(gk) ? groupLimitedTopk(scores, t, e, options.topk, g, gk) : topkIndices(scores, t, e, options.topk)
 }
 
+/**
+ * What Sinkhorn routing selects on, [T * E]: the balanced logits in training, the activation
+ * (sigmoid for top-1, else the softmax over all experts) in evaluation.
+ */
+const sinkhornScores = (logits: Tensor.Tensor, k: number, phase: "training" | "evaluation"): Float64Array => {
+  const [t, e] = dims("sinkhorn", logits)
+  const x = logits.readHost()
+  if (phase === "training") return Sinkhorn.balance(x, t, e).balanced
+  const out = new Float64Array(t * e)
+  if (k === 1) for (let i = 0; i < t * e; i++) out[i] = sigmoid(x[i] as number)
+  else for (let r = 0; r < t; r++) softmaxRow(x, r * e, e, out.subarray(r * e, (r + 1) * e))
+  return out
+}
+
 type Mode = "pre" | "post" | "sigmoid"
 
-const modeOf = (options: RouterOptions): Mode => (options.scoreFunction === "sigmoid" ? "sigmoid" : options.preSoftmax === true ? "pre" : "post")
+/** Sinkhorn routing's probs are the sigmoid (top-1: one prob, so no normalization) or the full softmax's. */
+const modeOf = (options: RouterOptions): Mode => {
+  if (given(options.sinkhorn)) return options.topk === 1 ? "sigmoid" : "pre"
+  return options.scoreFunction === "sigmoid" ? "sigmoid" : options.preSoftmax === true ? "pre" : "post"
+}
 
 /**
  * The dense probs [T, E] of the given selection (the reference's precomputed-indices path,

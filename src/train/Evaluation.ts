@@ -61,7 +61,7 @@ export interface EvaluationContext {
   readonly isLast: (chunk: number) => boolean
   readonly params: ReadonlyMap<string, RankParams.Held>
   /** The stage context with the MoE layers' state given. */
-  readonly context: (param: (name: string) => Tensor.Tensor, moeState: MoeRunState.MoeRunState) => Stage.StageContext
+  readonly context: (param: (name: string) => Tensor.Tensor, moeState: MoeRunState.MoeRunState, evaluating: boolean) => Stage.StageContext
   readonly moeState: MoeRunState.MoeRunState
   /** The host's distributed optimizer, whose all-gathers a chunk awaits first (none where the device's runs it). */
   readonly distributed: DistributedOptimizer.DistributedOptimizer | undefined
@@ -108,7 +108,7 @@ const evaluate = (c: EvaluationContext, evaluation: HeldOut.EvaluationSetup) =>
             isFirst: c.isFirst(chunk),
             isLast: c.isLast(chunk),
             params: c.params,
-            context: (param) => c.context(param, moeState),
+            context: (param) => c.context(param, moeState, true),
             data,
             received,
             precision: c.setup.precision,

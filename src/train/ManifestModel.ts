@@ -83,6 +83,7 @@ export const ManifestModelSchema = Schema.Struct({
       groupTopk: Schema.optional(count),
       scalingFactor: Schema.optional(Schema.Number),
       expertBias: Schema.Boolean,
+      sinkhorn: Schema.optional(Schema.Boolean),
       auxLosses: Schema.Array(Schema.Struct({ type: Schema.String, coeff: Schema.Number })),
     }),
   ),

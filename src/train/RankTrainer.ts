@@ -147,7 +147,7 @@ export const make = (
     })
   const isLast = (chunk: number) => stageOf(chunk) === lastStage
 
-  const ctxOf = (param: (name: string) => Tensor.Tensor, state = moeState): Stage.StageContext => ({
+  const ctxOf = (param: (name: string) => Tensor.Tensor, state = moeState, evaluating = false): Stage.StageContext => ({
     model,
     microBatch: batch.microBatch,
     groups,
@@ -158,6 +158,7 @@ export const make = (
     param,
     recompute: setup.recompute,
     forward: definition.forward,
+    evaluating,
   })
   // Every link carries the hidden rows of a micro-batch in the model's layout on this rank.
   const links = PipelineLinks.make({

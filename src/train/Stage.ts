@@ -43,6 +43,8 @@ export interface StageContext {
   readonly recompute?: "none" | "selective" | "full" | undefined
   /** The model's chunk forward (its ModelDefinition). */
   readonly forward: ModelDefinition.Forward
+  /** A forward of an evaluation (ModelContext.evaluating). */
+  readonly evaluating?: boolean | undefined
 }
 
 /**
@@ -82,6 +84,7 @@ const modelContext = (c: StageContext, documents: SelfAttention.Documents | unde
   param: c.param,
   recompute: c.recompute,
   documents,
+  ...(c.evaluating === true ? { evaluating: true } : {}),
 })
 
 /**
