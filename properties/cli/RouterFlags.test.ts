@@ -156,6 +156,11 @@ describe("refusals: exit 2, one line naming the fix", () => {
     [["--sinkhorn", "--pre-softmax"], "--pre-softmax: true is not used by Sinkhorn routing", "drop --sinkhorn"],
     [["--sinkhorn", "--num-groups", "4", "--group-topk", "2"], "--num-groups: 4 is group-limited routing, which Sinkhorn routing has not", "drop --sinkhorn"],
     [["--sinkhorn", "--scaling-factor", "2"], "--scaling-factor: 2 is not applied by Sinkhorn routing", "drop --sinkhorn"],
+    [
+      ["--sinkhorn", "--capacity-factor", "1.25"],
+      "--capacity-factor: 1.25 drops tokens, which Megatron-LM allows only with the aux losses or none",
+      "Sinkhorn routing is dropless",
+    ],
     [["--sinkhorn", "--force-load-balancing"], "--force-load-balancing: true replaces the logits Sinkhorn routing balances", "use one of them"],
     [
       ["--moe-router-load-balancing-type", "sinkhorn", "--moe-aux-loss-coeff", "0.01"],

@@ -123,12 +123,11 @@ describe("router options agree with one rank (float64)", () => {
     )
   }, 300_000)
 
-  test("Sinkhorn routing (with or without dropping, either dispatcher) where tp = cp = 1", async () => {
+  test("Sinkhorn routing (either dispatcher, z-loss or none) where tp = cp = 1", async () => {
     const sinkhorn = fc.record({
       topk: fc.constantFrom(1, 2, 3),
       dispatcher: fc.constantFrom("alltoall" as const, "allgather" as const),
       probsAt: fc.constantFrom("experts" as const, "combine" as const),
-      capacityFactor: fc.constantFrom(undefined, 1),
       zLossCoeff: fc.constantFrom(0, 0.01),
     })
     const cases = mappings({ minWorld: 2, maxWorld: 4, folded: true })

@@ -90,7 +90,7 @@ export interface MoeSettings {
    * Sinkhorn routing (Megatron-Core's load-balancing type "sinkhorn", Sinkhorn.ts): in training
    * each token's experts are the top-k of the logits balanced over the rank's tokens, in
    * evaluation the top-k of the activation; probs sigmoid (top-1) or the full softmax's, not
-   * renormalized. No aux loss, score function, groups, scaling or expert bias with it.
+   * renormalized. Dropless; no aux loss, score function, groups, scaling or expert bias with it.
    */
   readonly sinkhorn?: boolean | undefined
 }
@@ -261,8 +261,8 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
 
 /**
  * What Sinkhorn routing replaces or refuses, as Megatron-Core does: its aux losses (the
- * reference asserts a coefficient of 0), and the score function's selection options it leaves
- * unused (refused rather than ignored).
+ * reference asserts a coefficient of 0) and a capacity factor (a ValueError there), and the score
+ * function's selection options it leaves unused (refused rather than ignored).
  */
 const sinkhornCheck = (s: MoeSettings): void => {
   const fix = "drop it, or drop --sinkhorn"
@@ -280,6 +280,13 @@ const sinkhornCheck = (s: MoeSettings): void => {
   if (s.scalingFactor !== undefined) throw ConfigError.make("scalingFactor", s.scalingFactor, "is not applied by Sinkhorn routing", fix)
   if (s.expertBias) throw ConfigError.make("expertBias", true, "balances the selection another way than Sinkhorn routing does", "use one of them")
   if (s.forceLoadBalancing === true) throw ConfigError.make("forceLoadBalancing", true, "replaces the logits Sinkhorn routing balances with noise", "use one of them")
+  if (s.capacityFactor !== undefined)
+    throw ConfigError.make(
+      "capacityFactor",
+      s.capacityFactor,
+      "drops tokens, which Megatron-LM allows only with the aux losses or none (moe_expert_capacity_factor with Sinkhorn routing is its ValueError)",
+      "drop --capacity-factor (Sinkhorn routing is dropless), or drop --sinkhorn",
+    )
 }
 
 /** The router's options (`evaluating`: Sinkhorn routing's selection without the balancing). */
