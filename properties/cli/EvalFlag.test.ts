@@ -4,12 +4,13 @@
 // (the same losses, bit for bit, with the MoE state, expert biases and the distributed optimizer
 // in play; Sinkhorn routing evaluates without its balancing), and what cannot evaluate is refused
 // before any work (exit 2, one line).
-import { mkdtempSync } from "node:fs"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import path from "node:path"
 import { describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
+import * as CheckpointDirectory from "../../src/train/CheckpointDirectory.js"
 import { refused } from "./refused.js"
 import { records, uint16File, walk } from "./tokenFiles.js"
 
@@ -80,6 +81,45 @@ describe("evaluation on held-out data", () => {
     expect(records(evaluated.out, "eval")).toHaveLength(4)
     const evals = (out: string) => records(out, "eval").map((e) => [e.step, e.evalLoss])
     expect(evals(threads.out)).toEqual(evals(evaluated.out))
+  }, 120_000)
+
+  test("with quantile balancing: selects with the trained betas and leaves them untouched", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pleat-eval-quantile-"))
+    const flags = [...folded, "--data", train, "--quantile-balancing", "--dtype", "float64", "--steps", "4", "--log", "json"]
+    const plain = await run(["train", ...flags])
+    const evaluated = await run(["train", ...flags, "--eval-data", heldOut, "--eval-every", "1", "--save", dir])
+    for (const r of [plain, evaluated]) expect(r.status, r.err).toBe(0)
+    const losses = (out: string) => records(out, "step").map((s) => [s.loss, s.gradNorm])
+    expect(losses(evaluated.out)).toEqual(losses(plain.out))
+    const last = records(evaluated.out, "eval").at(-1)?.evalLoss as number
+    // The checkpoint evaluated as loaded gives the run's last evaluation; with its betas zeroed, another.
+    const asLoaded = async () => {
+      const r = await run([
+        "train",
+        ...oneRank,
+        "--data",
+        train,
+        "--quantile-balancing",
+        "--dtype",
+        "float64",
+        "--log",
+        "json",
+        "--eval-data",
+        heldOut,
+        "--steps",
+        "4",
+        "--resume",
+        dir,
+      ])
+      expect(r.status, r.err).toBe(0)
+      return records(r.out, "eval")[0]?.evalLoss as number
+    }
+    expect(Math.abs((await asLoaded()) - last) / last).toBeLessThan(1e-10)
+    const file = CheckpointDirectory.manifestOf(CheckpointDirectory.locate(dir) as string)
+    const json = JSON.parse(readFileSync(file, "utf8")) as { quantileBeta: Record<string, Array<number>> }
+    for (const layer of Object.keys(json.quantileBeta)) json.quantileBeta[layer] = (json.quantileBeta[layer] as Array<number>).map(() => 0)
+    writeFileSync(file, JSON.stringify(json))
+    expect(Math.abs((await asLoaded()) - last) / last).toBeGreaterThan(1e-10)
   }, 120_000)
 
   test("a resume at --steps evaluates the checkpoint as saved: the run's last evaluation, under another mapping, with no step trained", async () => {

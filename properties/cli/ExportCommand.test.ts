@@ -42,6 +42,7 @@ let hybrid = ""
 let latentSoftmax = ""
 let latentEps = ""
 let sinkhorn = ""
+let quantile = ""
 beforeAll(async () => {
   const save = async (flags: ReadonlyArray<string>) => {
     const dir = fresh("export-ckpt")
@@ -56,6 +57,7 @@ beforeAll(async () => {
   latentSoftmax = await save([...latent(12)])
   latentEps = await save([...latent(12), "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "24", "--moe-ffn", "12", "--norm-eps", "1e-5"])
   sinkhorn = await save(["--sinkhorn"])
+  quantile = await save(["--quantile-balancing"])
 }, 60_000)
 
 describe("pleat export writes a model directory", () => {
@@ -152,6 +154,9 @@ describe("what cannot be exported is refused before anything is written", () => 
     )
     expect(refused(["export", "--checkpoint", sinkhorn, "--out", out])).toMatch(
       /^pleat export: --checkpoint: ".*" holds a model no transformers architecture .*: it was trained with Sinkhorn routing \(--sinkhorn\), which no Hugging Face MoE config describes; /,
+    )
+    expect(refused(["export", "--checkpoint", quantile, "--out", out])).toContain(
+      "it routes with quantile balancing's per-expert beta on the logits (--quantile-balancing), which no Hugging Face MoE config describes",
     )
     expect(refused(["export", "--checkpoint", shared, "--out", out])).toContain(
       "it has shared experts (--shared-expert-ffn 8), which Mixtral has not; its shared experts have no gate, where Qwen2-MoE's always do (--shared-expert-gate)",

@@ -227,6 +227,10 @@ describe("Megatron-LM's names on pleat train", () => {
     same(["--moe-router-load-balancing-type", "none", "--moe-z-loss-coeff", "1e-3"], ["--aux-loss", "none", "--z-loss-coeff", "1e-3"])
     same(["--moe-router-load-balancing-type", "sinkhorn"], ["--sinkhorn", "--aux-loss", "none"])
     same(["--moe-router-load-balancing-type", "sinkhorn", "--moe-aux-loss-coeff", "0"], ["--sinkhorn", "--aux-loss", "none"])
+    same(
+      ["--moe-router-load-balancing-type", "quantile_balancing", "--moe-router-quantile-balancing-ema", "0.9"],
+      ["--quantile-balancing", "--aux-loss", "none", "--quantile-balancing-ema", "0.9"],
+    )
     const t = MegatronArgs.translate(["--swiglu", "--log-interval", "10", "--num-layers", "2"])
     expect(t.megatron).toBe(true)
     expect(t.noEffect).toEqual(["--swiglu", "--log-interval 10"])

@@ -51,6 +51,8 @@ const accepted: ReadonlyArray<readonly [string, ReadonlyArray<number | string | 
   ["bias-update-rate", [0.001, 0.01]],
   ["force-load-balancing", [true, false]],
   ["sinkhorn", [true, false]],
+  ["quantile-balancing", [true, false]],
+  ["quantile-balancing-ema", [0, 0.9]],
   ["ffn", [32, 128]],
   ["moe-ffn", [16, 64]],
   ["moe-every", [1, 2, 4]],
@@ -97,6 +99,18 @@ describe("flags and JSON keys", () => {
     expect(fromFlag.auxLossCoeff).toBe(0)
     expect(setupOf(["--config", configFile({ sinkhorn: true })]).model.moe).toEqual(fromFlag.model.moe)
     expect(setupOf(["--sinkhorn", "--aux-loss", "none", "--z-loss-coeff", "0.001"]).model.moe).toMatchObject({ sinkhorn: true, auxLosses: [], zLossCoeff: 0.001 })
+  })
+
+  test("--quantile-balancing, by flag and by key, with its ema; the default aux loss dropped with it", () => {
+    const fromFlag = setupOf(["--quantile-balancing", "--quantile-balancing-ema", "0.5"])
+    expect(fromFlag.model.moe).toEqual({ ...MoeSettings.defaults, auxLosses: [], quantileBalancing: true, quantileBalancingEma: 0.5 })
+    expect(fromFlag.auxLossCoeff).toBe(0)
+    expect(setupOf(["--config", configFile({ "quantile-balancing": true, "quantile-balancing-ema": 0.5 })]).model.moe).toEqual(fromFlag.model.moe)
+    expect(setupOf(["--quantile-balancing", "--score-function", "sigmoid", "--scaling-factor", "2.5"]).model.moe).toMatchObject({
+      quantileBalancing: true,
+      scoreFunction: "sigmoid",
+      scalingFactor: 2.5,
+    })
   })
 
   test("no new flag: today's router (softmax after top-k, dropless, aux 0.01, all-to-all) and sizes", () => {
@@ -168,6 +182,28 @@ describe("refusals: exit 2, one line naming the fix", () => {
       "drop --moe-aux-loss-coeff",
     ],
     [["--moe-router-load-balancing-type", "sinkhorn", "aux_loss"], "lists sinkhorn with other types", "give sinkhorn alone"],
+    [["--quantile-balancing", "--aux-loss", "seq_aux:0.01"], '--aux-loss: "seq_aux:0.01" is a load-balancing loss, which quantile balancing does not take', "add --aux-loss none"],
+    [["--quantile-balancing", "--num-groups", "4", "--group-topk", "2"], "--num-groups: 4 is group-limited routing, which quantile balancing has not", "drop --quantile-balancing"],
+    [
+      ["--quantile-balancing", "--capacity-factor", "1"],
+      "--capacity-factor: 1 drops tokens, which Megatron-LM allows only with the aux losses or none",
+      "quantile balancing is dropless",
+    ],
+    [["--quantile-balancing", "--score-function", "sigmoid", "--expert-bias"], "--expert-bias: true balances the selection another way than quantile balancing", "use one of them"],
+    [["--quantile-balancing", "--sinkhorn"], "--sinkhorn: true selects the experts another way than quantile balancing", "use one of them"],
+    [["--quantile-balancing", "--topk", "8"], "--topk: 8 routes to all 8 experts, where quantile balancing needs a (k+1)-th expert", "lower --topk"],
+    [["--quantile-balancing", "--quantile-balancing-ema", "1"], "--quantile-balancing-ema: 1 is not in [0, 1)", "0.9"],
+    [["--quantile-balancing-ema", "0.5"], "--quantile-balancing-ema: 0.5 has no quantile balancing to smooth", "add --quantile-balancing"],
+    [
+      ["--quantile-balancing", "--cp", "1", "--tp", "1", "--seq", "10"],
+      "--quantile-balancing: true aims every expert at m * k / E tokens of a micro-batch, and its 10 tokens (--micro-batch x --seq) times top-k 2 are not a multiple of the 8 experts",
+      "divide by 8",
+    ],
+    [
+      ["--moe-router-load-balancing-type", "quantile_balancing", "--moe-aux-loss-coeff", "0.001"],
+      '--moe-aux-loss-coeff: "0.001" is not 0, and quantile balancing takes no aux loss',
+      "drop --moe-aux-loss-coeff",
+    ],
   ])("train %j", (argv, reason, fix) => {
     const line = refused(["train", ...argv])
     expect(line).toContain(reason)
@@ -182,6 +218,16 @@ describe("refusals: exit 2, one line naming the fix", () => {
     const line = refused(["train", ...small, "--steps", "2", "--expert-bias", "--resume", dir])
     expect(line).toContain(`--expert-bias: true has no saved biases in ${dir}`)
     expect(line.split("; fix: ")[1]).toContain("resume without --expert-bias")
+  })
+
+  test("--quantile-balancing resuming a checkpoint saved without betas is refused (they would restart from 0)", async () => {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-router-")), "ckpt")
+    const small = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--layers", "1"]
+    const io = memoryIo()
+    expect(await Cli.run(["train", ...small, "--steps", "1", "--save", dir, "--log", "json"], io), io.err).toBe(0)
+    const line = refused(["train", ...small, "--steps", "2", "--quantile-balancing", "--resume", dir])
+    expect(line).toContain(`--quantile-balancing: true has no saved betas in ${dir}`)
+    expect(line.split("; fix: ")[1]).toContain("resume without --quantile-balancing")
   })
 
   test("a refused value from the config file names its key", () => {

@@ -3,7 +3,8 @@
 // dispatcher, the probs applied by the experts or the combine, expert bias, shared experts with or without their gate), a parallel step equals one rank's in float64 within Lockstep's tolerances on
 // random folded mappings (global_aux only where dp = 1, the mappings whose counts one rank
 // reproduces); dropping and Sinkhorn routing too where tp = cp = 1 (each rank then holds whole
-// micro-batches, so one rank drops, or balances, the same tokens). The per-layer losses the step reports are the ones the step loss
+// micro-batches, so one rank drops, or balances, the same tokens); quantile balancing on any folded
+// mapping (its selection gathers the micro-batch's logits over tp-cp, its beta averages over dp-cp). The per-layer losses the step reports are the ones the step loss
 // holds: the first step's loss with coefficient c exceeds the one without by c times their sum
 // (the losses leave the forward unchanged); dropping reports dropped pairs; the expert bias
 // changes the selection only after the first global batch.
@@ -120,6 +121,34 @@ describe("router options agree with one rank (float64)", () => {
     await fc.assert(
       fc.asyncProperty(cases, ([m, s, seed]) => agrees(m, s.moe, s.topk, seed, s.shared)),
       { numRuns: 4 },
+    )
+  }, 300_000)
+
+  test("quantile balancing on random folded mappings (its selection sees the whole micro-batch, gathered over tp-cp)", async () => {
+    const quantile = fc.record({
+      topk: fc.constantFrom(1, 2, 3),
+      scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const),
+      dispatcher: fc.constantFrom("alltoall" as const, "allgather" as const),
+      probsAt: fc.constantFrom("experts" as const, "combine" as const),
+      quantileBalancingEma: fc.constantFrom(undefined, 0.5),
+      scalingFactor: fc.constantFrom(undefined, 2.5),
+    })
+    const cases = mappings({ minWorld: 2, maxWorld: 8, folded: true }).chain((m) => fc.tuple(fc.constant(m), quantile, fc.integer({ min: 1, max: 1000 })))
+    await fc.assert(
+      fc.asyncProperty(cases, ([m, r, seed]) => {
+        const { topk, scoreFunction, ...rest } = r
+        // Softmax after a top-1 selection trains no router: pre-softmax then.
+        const moe: MoeSettings.MoeSettings = {
+          ...MoeSettings.defaults,
+          auxLosses: [],
+          quantileBalancing: true,
+          scoreFunction,
+          preSoftmax: scoreFunction === "softmax" && topk === 1,
+          ...rest,
+        }
+        return agrees(m, moe, topk, seed, {})
+      }),
+      { numRuns: 8 },
     )
   }, 300_000)
 

@@ -10,7 +10,8 @@
  *   --moe-router-load-balancing-type T...    --aux-loss T:C,... (aux_loss is aux, seq_aux_loss
  *   --moe-aux-loss-coeff C...                seq_aux, global_aux_loss global_aux; Megatron-LM's
  *                                            coefficient 0 where only the type is given);
- *                                            sinkhorn: --sinkhorn --aux-loss none
+ *                                            sinkhorn: --sinkhorn --aux-loss none;
+ *                                            quantile_balancing: --quantile-balancing and none
  *   --window-size L,0                        --sliding-window L+1 (L tokens back and the token)
  *   --position-embedding-type rope|yarn      nothing | --rope-type yarn
  *   --lr-decay-style WSD                     --lr-decay-style wsd (and minus_sqrt: minus-sqrt)

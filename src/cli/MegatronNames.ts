@@ -66,6 +66,7 @@ export const renamed: Readonly<Record<string, string>> = {
   "moe-router-enable-expert-bias": "expert-bias",
   "moe-router-bias-update-rate": "bias-update-rate",
   "moe-router-force-load-balancing": "force-load-balancing",
+  "moe-router-quantile-balancing-ema": "quantile-balancing-ema",
   "use-distributed-optimizer": "distributed-optimizer",
   "lr-warmup-iters": "warmup-steps",
   "lr-decay-iters": "lr-decay-steps",

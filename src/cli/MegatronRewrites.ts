@@ -12,6 +12,12 @@ export const recomputeModules = ["core_attn", "moe_act", "layernorm", "mla_up_pr
 
 const balancingTypes: Readonly<Record<string, string>> = { aux_loss: "aux", seq_aux_loss: "seq_aux", global_aux_loss: "global_aux" }
 
+/** The load-balancing types that are routers of their own: the type, its name, pleat's flag. */
+const routerTypes = [
+  ["sinkhorn", "Sinkhorn routing", "--sinkhorn"],
+  ["quantile_balancing", "quantile balancing", "--quantile-balancing"],
+] as const
+
 /** A flag of the command line: its name, its value written with `=`, and where it stands. */
 export interface Token {
   readonly name: string
@@ -66,9 +72,9 @@ export const virtualStages = (argv: ReadonlyArray<string>, text: string): number
 }
 
 /**
- * Megatron-LM's load-balancing types and coefficients as pleat's flags (--aux-loss, and
- * --sinkhorn for the type sinkhorn, which Megatron-LM takes alone and with a coefficient of 0),
- * or undefined when neither is given.
+ * Megatron-LM's load-balancing types and coefficients as pleat's flags (--aux-loss; --sinkhorn
+ * and --quantile-balancing for the types sinkhorn and quantile_balancing, which Megatron-LM
+ * takes alone and with a coefficient of 0), or undefined when neither is given.
  */
 export const balancingFlags = (
   types: ReadonlyArray<string> | undefined,
@@ -79,17 +85,13 @@ export const balancingFlags = (
   const c = coeffs ?? ["0"]
   const field = types === undefined ? "--moe-aux-loss-coeff" : "--moe-router-load-balancing-type"
   if (t.length === 1 && t[0] === "none") return ["--aux-loss=none"]
-  if (t.includes("sinkhorn")) {
+  for (const [type, name, flag] of routerTypes) {
+    if (!t.includes(type)) continue
     if (t.length > 1)
-      return ConfigError.make(field, t.join(" "), "lists sinkhorn with other types, where Sinkhorn routing is a router of its own", "give sinkhorn alone, or the loss types alone")
+      return ConfigError.make(field, t.join(" "), `lists ${type} with other types, where ${name} is a router of its own`, `give ${type} alone, or the loss types alone`)
     if (c.length !== 1 || Number(c[0]) !== 0)
-      return ConfigError.make(
-        "--moe-aux-loss-coeff",
-        c.join(" "),
-        "is not 0, and Sinkhorn routing takes no aux loss (Megatron-LM refuses it too)",
-        "drop --moe-aux-loss-coeff, or give 0",
-      )
-    return ["--sinkhorn", "--aux-loss=none"]
+      return ConfigError.make("--moe-aux-loss-coeff", c.join(" "), `is not 0, and ${name} takes no aux loss (Megatron-LM refuses it too)`, "drop --moe-aux-loss-coeff, or give 0")
+    return [flag, "--aux-loss=none"]
   }
   const unknown = t.find((x) => !Object.hasOwn(balancingTypes, x))
   if (unknown !== undefined)
@@ -97,7 +99,7 @@ export const balancingFlags = (
       "--moe-router-load-balancing-type",
       unknown,
       "is not a load-balancing loss pleat has",
-      "use aux_loss, seq_aux_loss, global_aux_loss, sinkhorn or none, or --moe-router-enable-expert-bias for aux-loss-free balancing",
+      "use aux_loss, seq_aux_loss, global_aux_loss, sinkhorn, quantile_balancing or none, or --moe-router-enable-expert-bias for aux-loss-free balancing",
     )
   if (t.length !== c.length)
     return ConfigError.make(

@@ -3,7 +3,8 @@
  * them): what a --model preset fills (scaled by --scale), and the config file `pleat import`
  * writes for an imported model.
  */
-import * as MoeSettings from "../moe/MoeSettings.js"
+import * as AuxLossSpec from "../moe/AuxLossSpec.js"
+import type * as MoeSettings from "../moe/MoeSettings.js"
 import type * as ModelConfig from "../train/ModelConfig.js"
 import * as ModelPresets from "../train/ModelPresets.js"
 import type * as RunConfig from "./RunConfig.js"
@@ -79,7 +80,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "num-groups": r.numGroups,
     "group-topk": r.groupTopk,
     "scaling-factor": r.scalingFactor,
-    "aux-loss": r.auxLosses === undefined ? undefined : MoeSettings.formatAuxLoss(r.auxLosses),
+    "aux-loss": r.auxLosses === undefined ? undefined : AuxLossSpec.formatAuxLoss(r.auxLosses),
     "expert-bias": r.expertBias,
   }
   return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<Record<RunConfig.Key, number | string | boolean>>

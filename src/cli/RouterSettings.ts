@@ -4,6 +4,7 @@
  * of settings.
  */
 import * as Dropping from "../moe/Dropping.js"
+import * as AuxLossSpec from "../moe/AuxLossSpec.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Router from "../moe/Router.js"
 import { choice, flag, optionalCount, optionalReal, real, text } from "./SettingKinds.js"
@@ -20,7 +21,7 @@ export const routerSettings = {
   "num-groups": optionalCount("group-limited routing: expert groups (divides --experts; with --group-topk)"),
   "group-topk": optionalCount("group-limited routing: groups kept per token (divides --num-groups)", "K"),
   "scaling-factor": optionalReal("multiplies the routing probs (after their normalization)"),
-  "aux-loss": text("load-balancing losses TYPE:COEFF[,TYPE:COEFF], TYPE aux | seq_aux | global_aux, or none", MoeSettings.formatAuxLoss(moe.auxLosses), "SPEC"),
+  "aux-loss": text("load-balancing losses TYPE:COEFF[,TYPE:COEFF], TYPE aux | seq_aux | global_aux, or none", AuxLossSpec.formatAuxLoss(moe.auxLosses), "SPEC"),
   "z-loss-coeff": real("router z-loss coefficient (0: off)", moe.zLossCoeff),
   dispatcher: choice(MoeSettings.dispatchers, moe.dispatcher, "token dispatcher", "NAME"),
   "probs-at": choice(MoeSettings.probsPlacements, moe.probsAt, "apply the routing probs in the experts (before fc2) or the combine (fused with its sum)", "WHERE"),
@@ -37,6 +38,10 @@ export const routerSettings = {
   sinkhorn: flag(
     "Sinkhorn routing (Megatron's --moe-router-load-balancing-type sinkhorn): in training each token's experts are the top-k of its logits balanced over the rank's tokens, so every expert gets about the same load; probs sigmoid for top-1, else the softmax over all experts, not renormalized; no aux loss with it",
   ),
+  "quantile-balancing": flag(
+    "quantile balancing (Megatron's --moe-router-load-balancing-type quantile_balancing): each token's experts are the top-k of its logits minus a per-expert beta, which moves once per global batch toward micro-batch tokens x top-k / experts tokens an expert (saved in checkpoints); probs from the score function; no aux loss with it",
+  ),
+  "quantile-balancing-ema": optionalReal("how much of the old beta each --quantile-balancing update keeps, in [0, 1) (Megatron's --moe-router-quantile-balancing-ema; default 0)"),
   "force-load-balancing": flag(
     "benchmark only (Megatron's --moe-router-force-load-balancing): the router's logits replaced by noise, so every expert gets about the same load from the first step; gradients pass straight through",
   ),

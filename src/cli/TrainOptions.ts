@@ -16,7 +16,8 @@ import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
 import * as MpiProcess from "../runtime/MpiProcess.js"
 import * as Trace from "../runtime/Trace.js"
-import * as MoeSettings from "../moe/MoeSettings.js"
+import * as AuxLossSpec from "../moe/AuxLossSpec.js"
+import type * as MoeSettings from "../moe/MoeSettings.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import type * as HeldOut from "../train/HeldOut.js"
 import * as InitMethod from "../train/InitMethod.js"
@@ -209,7 +210,8 @@ const evaluationOf = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["source
 
 /**
  * The router and MoE-layer settings of the configuration (checked with the model). --sinkhorn
- * takes no aux loss: pleat's default one is dropped with it, one given is refused (MoeSettings).
+ * and --quantile-balancing take no aux loss: pleat's default one is dropped with them, one given
+ * is refused (MoeSettings).
  */
 const moeSettings = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): MoeSettings.MoeSettings => ({
   scoreFunction: c["score-function"],
@@ -217,7 +219,7 @@ const moeSettings = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources
   numGroups: c["num-groups"],
   groupTopk: c["group-topk"],
   scalingFactor: c["scaling-factor"],
-  auxLosses: c.sinkhorn && sources["aux-loss"]?._tag === "default" ? [] : MoeSettings.parseAuxLoss(c["aux-loss"]),
+  auxLosses: (c.sinkhorn || c["quantile-balancing"]) && sources["aux-loss"]?._tag === "default" ? [] : AuxLossSpec.parseAuxLoss(c["aux-loss"]),
   zLossCoeff: c["z-loss-coeff"],
   dispatcher: c.dispatcher,
   probsAt: c["probs-at"],
@@ -229,6 +231,8 @@ const moeSettings = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources
   // Set only when on: the settings of a run without the flag are today's, key for key.
   ...(c["force-load-balancing"] ? { forceLoadBalancing: true } : {}),
   ...(c.sinkhorn ? { sinkhorn: true } : {}),
+  ...(c["quantile-balancing"] ? { quantileBalancing: true } : {}),
+  ...(c["quantile-balancing-ema"] === undefined ? {} : { quantileBalancingEma: c["quantile-balancing-ema"] }),
 })
 
 /** The coefficient of the plain aux loss (the setup's, which the model's settings agree with). */
@@ -337,6 +341,16 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
         true,
         `has no saved biases in ${c.resume} (saved without --expert-bias, or by an older pleat): they would restart from 0`,
         "resume without --expert-bias, or train from the start with it",
+      )
+    })
+  }
+  if (c["quantile-balancing"] && resumed !== undefined && resumed.quantileBeta === undefined) {
+    explained(d, () => {
+      throw ConfigError.make(
+        "quantileBalancing",
+        true,
+        `has no saved betas in ${c.resume} (saved without --quantile-balancing, or by an older pleat): they would restart from 0`,
+        "resume without --quantile-balancing, or train from the start with it",
       )
     })
   }

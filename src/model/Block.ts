@@ -228,6 +228,8 @@ function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
   }
   const r = first as MoeResult
   if (biased && c.moeState !== undefined) MoeRunState.countTokens(c.moeState, layer, RoutingMap.tokensPerExpert(r.routing.map))
+  // The first forward's beta_local only: a full-recompute replay adds nothing.
+  if (r.quantileLocal !== undefined && c.moeState !== undefined) MoeRunState.addQuantileLocal(c.moeState, layer, r.quantileLocal)
   // The layout the dispatcher's combine returned the tokens in (sequence order, checked).
   return {
     tensor,
@@ -266,13 +268,14 @@ function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
     const first = c.sequenceParallel ? Group.localRank(c.groups.tp, me) * rows : 0
     sequences = { count: c.microBatch, length: s.seq, ofRow: Int32Array.from({ length: rows }, (_, r) => Math.floor((first + r) / perSequence)) }
   }
-  const needsState = types.includes("global_aux") || s.moe.expertBias
+  const needsState = types.includes("global_aux") || s.moe.expertBias || s.moe.quantileBalancing === true
   if (needsState && (c.moeState === undefined || c.groups.tpDpCp === undefined))
-    return yield* Effect.die(new Error("global_aux and the expert bias need the rank's MoE state and its tp-dp-cp group"))
+    return yield* Effect.die(new Error("global_aux, the expert bias and quantile balancing need the rank's MoE state and its tp-dp-cp group"))
   const state = c.moeState as MoeRunState.MoeRunState
   const global = types.includes("global_aux") && c.groups.tpDpCp !== undefined ? { tpDpCp: c.groups.tpDpCp, state: MoeRunState.globalCounts(state, layer, s.experts) } : undefined
   const expertBias = s.moe.expertBias ? MoeRunState.expertBias(state, layer, s.experts) : undefined
-  return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global, expertBias, evaluating: c.evaluating })
+  const quantileBeta = s.moe.quantileBalancing === true ? MoeRunState.quantileBeta(state, layer, s.experts) : undefined
+  return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global, expertBias, evaluating: c.evaluating, quantileBeta })
 }
 
 /** The gated MLP weights under `prefix` (dense: none, "shared.", "experts."), with their biases under --add-bias-linear. */

@@ -41,6 +41,7 @@ import * as ForcedBalance from "./ForcedBalance.js"
 import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import * as Experts from "./Experts.js"
 import * as RoutedLayout from "./RoutedLayout.js"
+import * as QuantileBalancing from "./QuantileBalancing.js"
 import * as Router from "./Router.js"
 
 /**
@@ -102,6 +103,11 @@ export interface MoeConfig {
   readonly recomputeExperts?: boolean
   /** The routed experts' gated activation (GatedActivation; SwiGLU when absent). */
   readonly glu?: GatedActivation.Glu | undefined
+  /**
+   * Quantile-balancing selection (QuantileBalancing) over the micro-batch's tokens (gathered over
+   * `tpCp`): the layer's beta now, and whether this forward gives its beta_local (training).
+   */
+  readonly quantile?: { readonly beta: ReadonlyArray<number>; readonly update: boolean } | undefined
 }
 
 /**
@@ -155,7 +161,9 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
   // The router runs on the host: its logits come down without blocking the JS thread.
   yield* hostValues(gated)
   const logits = config.forceLoadBalancing === true ? fp32(() => ForcedBalance.forceLoadBalancing(gated)) : gated
-  const routed = fp32(() => Router.routing(logits, config.router))
+  const quantile =
+    config.quantile === undefined ? undefined : yield* QuantileBalancing.selectGathered(logits, config.tpCp, config.router.topk, config.quantile.beta, config.quantile.update)
+  const routed = fp32(() => Router.routing(logits, config.router, quantile?.indices))
   let probs = routed.probs
   let map = routed.routingMap
   // Routed (token, expert) pairs the capacity dropped (0 when dropless).
@@ -215,7 +223,7 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
     loss = add(loss, scale(z, config.zLossCoeff as number))
     terms.push({ name: "z_loss", value: Tensor.item(z) })
   }
-  return { output, loss, terms, dropped, routing: { probs, map }, report }
+  return { output, loss, terms, dropped, routing: { probs, map }, report, quantileLocal: quantile?.local }
 }
 
 /** The shared experts' gate per token, sigmoid(x Wg): the sigmoid runs on the host, its input brought down without blocking. */

@@ -5,7 +5,9 @@
  *     global batch (as the reference's finalize-grads does);
  *   - the expert bias of aux-loss-free balancing (2.1.5, ExpertBias): every forward adds its
  *     final routing map's column sums to the counts; after each global batch the counts are
- *     summed over tp-dp-cp and the bias moves. The bias starts at 0 (it is not in checkpoints).
+ *     summed over tp-dp-cp and the bias moves. The bias starts at 0; checkpoints keep it;
+ *   - the beta of quantile balancing (2.1.9, QuantileBalancing): every training forward adds its
+ *     beta_local; after each global batch beta moves to their mean over dp-cp. Checkpoints keep it.
  * Layers are visited in increasing order, the same on every member of a tp-dp-cp group (they
  * hold the same layers), so the members' allreduces pair up.
  */
@@ -13,6 +15,7 @@ import * as Effect from "effect/Effect"
 import type { Group } from "../comm/Group.js"
 import * as AuxLoss from "./AuxLoss.js"
 import * as ExpertBias from "./ExpertBias.js"
+import * as QuantileBalancing from "./QuantileBalancing.js"
 
 /**
  * One rank's state, by layer.
@@ -21,13 +24,14 @@ import * as ExpertBias from "./ExpertBias.js"
 export interface MoeRunState {
   readonly global: Map<number, { counts: AuxLoss.GlobalCounts }>
   readonly bias: Map<number, ExpertBias.ExpertBias>
+  readonly quantile: Map<number, QuantileBalancing.QuantileState>
 }
 
 /**
  * An empty state.
  * @category constructors
  */
-export const make = (): MoeRunState => ({ global: new Map(), bias: new Map() })
+export const make = (): MoeRunState => ({ global: new Map(), bias: new Map(), quantile: new Map() })
 
 /**
  * The global_aux_loss counts of a layer (created empty on first use).
@@ -65,15 +69,34 @@ export const countTokens = (state: MoeRunState, layer: number, tokensPerExpert: 
 }
 
 /**
- * After a global batch: every layer's global_aux counts start again from zero, and every
- * layer's expert bias moves by `rate` from the counts summed over `tpDpCp`.
+ * The quantile-balancing beta of a layer now (zeros before its first update).
+ * @category mapping
+ */
+export const quantileBeta = (state: MoeRunState, layer: number, numExperts: number): ReadonlyArray<number> =>
+  (state.quantile.get(layer) ?? QuantileBalancing.initial(numExperts)).beta
+
+/**
+ * Adds a training forward's beta_local to the layer's sum for the global batch.
  * @category combinators
  */
-export const endGlobalBatch = (state: MoeRunState, tpDpCp: Group, rate: number) =>
+export const addQuantileLocal = (state: MoeRunState, layer: number, local: ArrayLike<number>): void => {
+  state.quantile.set(layer, QuantileBalancing.accumulate(state.quantile.get(layer) ?? QuantileBalancing.initial(local.length), local))
+}
+
+/**
+ * After a global batch: every layer's global_aux counts start again from zero, every layer's
+ * expert bias moves by `rate` from the counts summed over `tpDpCp`, and every layer's
+ * quantile-balancing beta moves to its forwards' mean beta_local over `dpCp` (mixed by `ema`).
+ * @category combinators
+ */
+export const endGlobalBatch = (state: MoeRunState, groups: { readonly tpDpCp: Group; readonly dpCp: Group }, rate: number, ema: number) =>
   Effect.gen(function* () {
     state.global.clear()
     for (const layer of [...state.bias.keys()].sort((a, b) => a - b)) {
-      state.bias.set(layer, yield* ExpertBias.update(state.bias.get(layer) as ExpertBias.ExpertBias, tpDpCp, rate))
+      state.bias.set(layer, yield* ExpertBias.update(state.bias.get(layer) as ExpertBias.ExpertBias, groups.tpDpCp, rate))
+    }
+    for (const layer of [...state.quantile.keys()].sort((a, b) => a - b)) {
+      state.quantile.set(layer, yield* QuantileBalancing.update(state.quantile.get(layer) as QuantileBalancing.QuantileState, groups.dpCp, ema))
     }
   })
 
@@ -91,4 +114,20 @@ export const savedBiases = (state: MoeRunState): Record<string, ReadonlyArray<nu
  */
 export const restoreBiases = (state: MoeRunState, saved: Readonly<Record<string, ReadonlyArray<number>>>): void => {
   for (const [layer, bias] of Object.entries(saved)) state.bias.set(Number(layer), { bias: [...bias], counts: new Array<number>(bias.length).fill(0) })
+}
+
+/**
+ * Each MoE layer's quantile-balancing beta (what a checkpoint keeps: at a step's end the global
+ * batch is over, so the sums are empty), by layer.
+ * @category mapping
+ */
+export const savedQuantileBetas = (state: MoeRunState): Record<string, ReadonlyArray<number>> =>
+  Object.fromEntries([...state.quantile].sort((a, b) => a[0] - b[0]).map(([layer, q]) => [String(layer), [...q.beta]]))
+
+/**
+ * Restores the betas a checkpoint kept (`savedQuantileBetas`), sums empty.
+ * @category combinators
+ */
+export const restoreQuantileBetas = (state: MoeRunState, saved: Readonly<Record<string, ReadonlyArray<number>>>): void => {
+  for (const [layer, beta] of Object.entries(saved)) state.quantile.set(Number(layer), { beta: [...beta], accum: new Array<number>(beta.length).fill(0), count: 0 })
 }

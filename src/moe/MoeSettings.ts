@@ -17,27 +17,11 @@
 import * as ConfigError from "../errors/ConfigError.js"
 import type { Group } from "../comm/Group.js"
 import type * as Dispatcher from "./Dispatcher.js"
+import { type AuxLossTerm, formatAuxLoss } from "./AuxLossSpec.js"
 import * as Dropping from "./Dropping.js"
 import type * as MoeLayer from "./MoeLayer.js"
 import * as Router from "./Router.js"
-
-/**
- * The load-balancing losses, by their flag names (semantics.md 2.1.3).
- * @category models
- */
-export type AuxLossType = "aux" | "seq_aux" | "global_aux"
-
-/** The load-balancing loss types, in the order the reference applies them. */
-const auxLossTypes: ReadonlyArray<AuxLossType> = ["aux", "seq_aux", "global_aux"]
-
-/**
- * One load-balancing loss and its coefficient.
- * @category models
- */
-export interface AuxLossTerm {
-  readonly type: AuxLossType
-  readonly coeff: number
-}
+import * as SelfBalancing from "./SelfBalancing.js"
 
 /**
  * The token dispatchers.
@@ -93,6 +77,15 @@ export interface MoeSettings {
    * renormalized. Dropless; no aux loss, score function, groups, scaling or expert bias with it.
    */
   readonly sinkhorn?: boolean | undefined
+  /**
+   * Quantile balancing (Megatron-Core's load-balancing type "quantile_balancing",
+   * QuantileBalancing.ts): experts picked by the top-k of the logits minus a per-expert beta that
+   * moves once per global batch toward m * k / E tokens an expert. No aux loss, groups, expert
+   * bias or capacity with it; the probs are the score function's.
+   */
+  readonly quantileBalancing?: boolean | undefined
+  /** How much of the old beta each update keeps (Megatron's moe_router_quantile_balancing_ema; default 0). */
+  readonly quantileBalancingEma?: number | undefined
 }
 
 /**
@@ -111,33 +104,6 @@ export const defaults: MoeSettings = {
   expertBias: false,
   biasUpdateRate: 1e-3,
 }
-
-/**
- * Parses `TYPE:COEFF[,TYPE:COEFF]` (e.g. `aux:0.01,seq_aux:0.001`; `none` for no aux loss)
- * into terms in the reference's order; throws a ConfigError on the field `auxLoss`.
- * @category constructors
- */
-export const parseAuxLoss = (text: string): ReadonlyArray<AuxLossTerm> => {
-  const fix = `write TYPE:COEFF[,TYPE:COEFF] with TYPE among ${auxLossTypes.join(", ")} and COEFF >= 0, e.g. aux:0.01, or none`
-  if (text.trim() === "none") return []
-  const terms: Array<AuxLossTerm> = []
-  for (const part of text.split(",")) {
-    const [type, coeffText, ...rest] = part.trim().split(":")
-    const coeff = Number(coeffText)
-    if (rest.length > 0 || coeffText === undefined || coeffText.trim() === "" || !auxLossTypes.includes(type as AuxLossType))
-      throw ConfigError.make("auxLoss", text, `has "${part}", not TYPE:COEFF`, fix)
-    if (!Number.isFinite(coeff) || coeff < 0) throw ConfigError.make("auxLoss", text, `has the coefficient "${coeffText}", not a number >= 0`, fix)
-    if (terms.some((t) => t.type === type)) throw ConfigError.make("auxLoss", text, `gives ${type} twice`, fix)
-    terms.push({ type: type as AuxLossType, coeff })
-  }
-  return terms.sort((a, b) => auxLossTypes.indexOf(a.type) - auxLossTypes.indexOf(b.type))
-}
-
-/**
- * The aux-loss terms as the flag writes them.
- * @category mapping
- */
-export const formatAuxLoss = (terms: ReadonlyArray<AuxLossTerm>): string => (terms.length === 0 ? "none" : terms.map((t) => `${t.type}:${t.coeff}`).join(","))
 
 /**
  * Whether the settings drop tokens.
@@ -201,7 +167,10 @@ export const oneRankProblem = (
  * @category guards
  */
 export const check = (s: MoeSettings, experts: number, topk: number): void => {
-  if (s.sinkhorn === true) sinkhornCheck(s)
+  if (s.sinkhorn === true) SelfBalancing.sinkhornCheck(s)
+  if (s.quantileBalancing === true) SelfBalancing.quantileCheck(s, experts, topk)
+  else if (s.quantileBalancingEma !== undefined)
+    throw ConfigError.make("quantileBalancingEma", s.quantileBalancingEma, "has no quantile balancing to smooth", "add --quantile-balancing, or drop --quantile-balancing-ema")
   if (s.scoreFunction === "softmax" && !s.preSoftmax && topk === 1 && s.sinkhorn !== true)
     throw ConfigError.make(
       "topk",
@@ -259,36 +228,6 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
   Router.check(experts, routerOptions(s, topk))
 }
 
-/**
- * What Sinkhorn routing replaces or refuses, as Megatron-Core does: its aux losses (the
- * reference asserts a coefficient of 0) and a capacity factor (a ValueError there), and the score
- * function's selection options it leaves unused (refused rather than ignored).
- */
-const sinkhornCheck = (s: MoeSettings): void => {
-  const fix = "drop it, or drop --sinkhorn"
-  const losses = s.auxLosses.filter((t) => t.coeff !== 0)
-  if (losses.length > 0)
-    throw ConfigError.make(
-      "auxLoss",
-      formatAuxLoss(losses),
-      "is a load-balancing loss, which Sinkhorn routing does not take (it balances by itself)",
-      "add --aux-loss none, or drop --sinkhorn",
-    )
-  if (s.scoreFunction !== "softmax") throw ConfigError.make("scoreFunction", s.scoreFunction, "is not used by Sinkhorn routing (sigmoid probs for top-1, else softmax)", fix)
-  if (s.preSoftmax) throw ConfigError.make("preSoftmax", true, "is not used by Sinkhorn routing (its probs for top-k > 1 are already the softmax over all experts)", fix)
-  if (s.numGroups !== undefined) throw ConfigError.make("numGroups", s.numGroups, "is group-limited routing, which Sinkhorn routing has not", fix)
-  if (s.scalingFactor !== undefined) throw ConfigError.make("scalingFactor", s.scalingFactor, "is not applied by Sinkhorn routing", fix)
-  if (s.expertBias) throw ConfigError.make("expertBias", true, "balances the selection another way than Sinkhorn routing does", "use one of them")
-  if (s.forceLoadBalancing === true) throw ConfigError.make("forceLoadBalancing", true, "replaces the logits Sinkhorn routing balances with noise", "use one of them")
-  if (s.capacityFactor !== undefined)
-    throw ConfigError.make(
-      "capacityFactor",
-      s.capacityFactor,
-      "drops tokens, which Megatron-LM allows only with the aux losses or none (moe_expert_capacity_factor with Sinkhorn routing is its ValueError)",
-      "drop --capacity-factor (Sinkhorn routing is dropless), or drop --sinkhorn",
-    )
-}
-
 /** The router's options (`evaluating`: Sinkhorn routing's selection without the balancing). */
 const routerOptions = (s: MoeSettings, topk: number, expertBias?: ReadonlyArray<number>, evaluating = false): Router.RouterOptions => ({
   topk,
@@ -319,6 +258,8 @@ export interface LayerContext {
   readonly expertBias?: ReadonlyArray<number> | undefined
   /** A forward of an evaluation (Sinkhorn routing selects without balancing there). */
   readonly evaluating?: boolean | undefined
+  /** The layer's quantile-balancing beta now (with `quantileBalancing`). */
+  readonly quantileBeta?: ReadonlyArray<number> | undefined
 }
 
 /**
@@ -337,4 +278,5 @@ export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig
   tpCp: c.tpCp,
   ...(c.sequences === undefined ? {} : { sequences: c.sequences }),
   ...(c.global === undefined ? {} : { global: c.global }),
+  ...(s.quantileBalancing === true ? { quantile: { beta: c.quantileBeta ?? new Array<number>(c.numExperts).fill(0), update: c.evaluating !== true } } : {}),
 })

@@ -384,14 +384,14 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
 }
 
 /**
- * Routes T tokens (2.1.2 step 3 and 2.2.4): checks the options, selects, computes the probs,
- * and the aux-loss scores and map (2.2.5). No dropping here (see Dropping).
+ * Routes T tokens (2.1.2 step 3 and 2.2.4): checks the options, selects (or takes `precomputed`,
+ * [T * K]), computes the probs, and the aux-loss scores and map (2.2.5). No dropping here.
  * @category combinators
  */
-export const routing = (logits: Tensor.Tensor, options: RouterOptions): Routing => {
+export const routing = (logits: Tensor.Tensor, options: RouterOptions, precomputed?: Int32Array): Routing => {
   const [t, e] = dims("routing", logits)
   check(e, options)
-  const indices = select(logits, options)
+  const indices = precomputed ?? select(logits, options)
   const probs = probsFor(logits, indices, options)
   const routingMap = RoutingMap.fromIndices(t, e, indices, options.topk)
   const aux = AuxLoss.routingScoresForAuxLoss(logits, options.topk, options.scoreFunction)

@@ -1,10 +1,12 @@
 /**
- * pleat/moe: the router and its options, dropping and capacity, permutation, the dispatchers
- * (all-to-all, allgather), the experts and the whole MoE layer.
+ * pleat/moe: the router and its options (Sinkhorn routing and quantile balancing among them),
+ * dropping and capacity, permutation, the dispatchers (all-to-all, allgather), the experts and
+ * the whole MoE layer.
  */
 export * as AllGatherDispatcher from "./AllGatherDispatcher.js"
 export * as AllToAllDispatcher from "./AllToAllDispatcher.js"
 export * as AuxLoss from "./AuxLoss.js"
+export * as AuxLossSpec from "./AuxLossSpec.js"
 export * as Capacity from "./Capacity.js"
 export * as DispatchPlan from "./DispatchPlan.js"
 export * as Dispatcher from "./Dispatcher.js"
@@ -15,5 +17,7 @@ export * as MoeLayer from "./MoeLayer.js"
 export * as MoeRunState from "./MoeRunState.js"
 export * as MoeSettings from "./MoeSettings.js"
 export * as Permute from "./Permute.js"
+export * as QuantileBalancing from "./QuantileBalancing.js"
 export * as Router from "./Router.js"
 export * as RoutingMap from "./RoutingMap.js"
+export * as Sinkhorn from "./Sinkhorn.js"

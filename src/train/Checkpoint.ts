@@ -82,6 +82,8 @@ const ManifestSchema = Schema.Struct({
   moments: Schema.optionalKey(Schema.Literal("zero")),
   /** Runs with --expert-bias: each MoE layer's bias at the step (by layer), exact in JSON. */
   expertBias: Schema.optionalKey(Schema.Record(Schema.String, Schema.Array(Schema.Number))),
+  /** Runs with --quantile-balancing: each MoE layer's beta at the step (by layer), exact in JSON. */
+  quantileBeta: Schema.optionalKey(Schema.Record(Schema.String, Schema.Array(Schema.Number))),
 })
 
 /**

@@ -86,6 +86,7 @@ const evaluate = (c: EvaluationContext, evaluation: HeldOut.EvaluationSetup) =>
     // The trained biases route; the counts go into a state nobody reads.
     const moeState = MoeRunState.make()
     MoeRunState.restoreBiases(moeState, MoeRunState.savedBiases(c.moeState))
+    MoeRunState.restoreQuantileBetas(moeState, MoeRunState.savedQuantileBetas(c.moeState))
     const bf16Copies = new Map<RankParams.Held, Tensor.Tensor>()
     const generation = StableWeights.nextGeneration()
     const deviceCopies = c.deviceWeights === undefined ? undefined : yield* c.deviceWeights

@@ -84,6 +84,7 @@ export const ManifestModelSchema = Schema.Struct({
       scalingFactor: Schema.optional(Schema.Number),
       expertBias: Schema.Boolean,
       sinkhorn: Schema.optional(Schema.Boolean),
+      quantileBalancing: Schema.optional(Schema.Boolean),
       auxLosses: Schema.Array(Schema.Struct({ type: Schema.String, coeff: Schema.Number })),
     }),
   ),

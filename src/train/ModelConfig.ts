@@ -12,6 +12,7 @@ import * as ConfigError from "../errors/ConfigError.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import type * as ModelContext from "../model/ModelContext.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
+import * as SelfBalancing from "../moe/SelfBalancing.js"
 import * as Partition from "../pipeline/Partition.js"
 import * as Plan from "../pipeline/Plan.js"
 import type * as RopeScaling from "../tensor/ops/RopeScaling.js"
@@ -248,4 +249,6 @@ export const check = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Parallel
   const problem = problemOf(m, b, p)
   if (problem !== undefined) throw ConfigError.make(problem.field, problem.value, problem.reason, problem.fix)
   if (m.moe !== undefined) MoeSettings.check(m.moe, m.experts, m.topk)
+  const tokens = m.moe === undefined ? undefined : SelfBalancing.tokensProblem(m.moe, m.experts, m.topk, b.microBatch * m.seq)
+  if (tokens !== undefined) throw tokens
 }

@@ -313,8 +313,8 @@ export const make = (
       if (onDevice === undefined) RankParams.settleGrads(params.values())
       // With the optimizer on the device, the gradients stay there: each shard's sum of squares comes over.
       const squares = onDevice === undefined ? undefined : yield* DeviceOptimizer.squares(onDevice)
-      // Once per global batch: global_aux counts reset, expert biases move (MoeRunState).
-      yield* MoeRunState.endGlobalBatch(moeState, sync.tpDpCp, model.moe?.biasUpdateRate ?? 0)
+      // Once per global batch: global_aux counts reset, expert biases and quantile betas move (MoeRunState).
+      yield* MoeRunState.endGlobalBatch(moeState, sync, model.moe?.biasUpdateRate ?? 0, model.moe?.quantileBalancingEma ?? 0)
       // Test-only (Fault.ts): a rank misbehaving after the step's collectives, before the sync.
       const fault = Fault.at(faults, rank, k + 1)
       if (fault !== undefined)

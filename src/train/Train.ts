@@ -222,11 +222,14 @@ const publisher = (setup: RankTrainer.TrainSetup, options: RunOptions, planned: 
     planned.splice(at, 1)
     arrived.delete(event.saved)
     const checksums: Record<string, string> = Object.assign({}, ...got.map((e) => e.checksums))
-    // Ranks of one pipeline stage hold the same biases: any of them gives its layers'.
-    const biases = got.filter((e) => e.expertBias !== undefined)
-    const expertBias = biases.length === 0 ? {} : { expertBias: Object.assign({}, ...biases.map((e) => e.expertBias)) }
+    // Ranks of one pipeline stage hold the same biases and betas: any of them gives its layers'.
+    const byLayer = (key: "expertBias" | "quantileBeta") => {
+      const held = got.filter((e) => e[key] !== undefined)
+      return held.length === 0 ? {} : { [key]: Object.assign({}, ...held.map((e) => e[key])) }
+    }
     // once a job: a checkpoint's manifest
-    const outcome = SaveFallback.publish(plan, got, JSON.stringify({ ...manifestOf(setup, plan.step), checksums, ...expertBias }, null, 2))
+    const manifest = { ...manifestOf(setup, plan.step), checksums, ...byLayer("expertBias"), ...byLayer("quantileBeta") }
+    const outcome = SaveFallback.publish(plan, got, JSON.stringify(manifest, null, 2))
     const failure = { step: plan.step, planned: plan.dir, fallback: plan.fallback }
     if (outcome._tag === "Lost") {
       const latest = last ?? intactIn(options.save) ?? intactIn(options.resume)

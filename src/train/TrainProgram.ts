@@ -71,6 +71,8 @@ export interface SavedEvent extends SaveFallback.RankWrite {
   readonly saved: number
   /** With --expert-bias: the biases of the MoE layers this rank runs, by layer (MoeRunState). */
   readonly expertBias?: Record<string, ReadonlyArray<number>>
+  /** With --quantile-balancing: the betas of the MoE layers this rank runs, by layer (MoeRunState). */
+  readonly quantileBeta?: Record<string, ReadonlyArray<number>>
 }
 
 /**
@@ -94,7 +96,9 @@ export const program = (rank: number, args: unknown) =>
       const moments = distributed === undefined ? trainer.moments : Optimizer.moments(trainer.params)
       Checkpoint.loadInto(a.resume, trainer.params, moments)
       if (distributed !== undefined) DistributedSlices.adopt(distributed, moments)
-      MoeRunState.restoreBiases(trainer.moeState, Checkpoint.manifest(a.resume).expertBias ?? {})
+      const manifest = Checkpoint.manifest(a.resume)
+      MoeRunState.restoreBiases(trainer.moeState, manifest.expertBias ?? {})
+      MoeRunState.restoreQuantileBetas(trainer.moeState, manifest.quantileBeta ?? {})
     }
     // A checkpoint evaluated as it was loaded (a resume with nothing left to train).
     if (trainer.evaluate !== undefined && a.evaluations?.includes(a.first) === true) events.report({ evaluated: a.first, ...(yield* trainer.evaluate) } satisfies HeldOut.EvalEvent)
@@ -117,8 +121,10 @@ export const program = (rank: number, args: unknown) =>
           ? Checkpoint.writeRank(stepDir, rank, trainer.params, trainer.moments, RankParams.syncGroups(a.setup.parallel, rank))
           : Checkpoint.writeShards(stepDir, rank, DistributedSlices.savedSlices(distributed, trainer.params)),
       )
-      const biased = a.setup.model.moe?.expertBias === true
-      events.report({ saved: save.step, ...written, ...(biased ? { expertBias: MoeRunState.savedBiases(trainer.moeState) } : {}) } satisfies SavedEvent)
+      const moe = a.setup.model.moe
+      const biases = moe?.expertBias === true ? { expertBias: MoeRunState.savedBiases(trainer.moeState) } : {}
+      const betas = moe?.quantileBalancing === true ? { quantileBeta: MoeRunState.savedQuantileBetas(trainer.moeState) } : {}
+      events.report({ saved: save.step, ...written, ...biases, ...betas } satisfies SavedEvent)
     }
     // Nothing of the last step left in flight when the rank ends.
     yield* trainer.settle
