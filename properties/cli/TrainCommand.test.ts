@@ -36,8 +36,8 @@ describe("pleat train", () => {
     expect(r.status, r.err).toBe(0)
     const trace = JSON.parse(r.files.get("window.json") ?? "{}") as { traceEvents: Array<{ cat?: string; name: string; pid?: number; ts?: number; dur?: number }> }
     const steps = trace.traceEvents.filter((e) => e.cat === "step")
-    // The second step of each rank (its span is named from 0), and every other span inside it.
-    expect(steps.map((e) => [e.pid, e.name])).toEqual([0, 1, 2, 3].map((rank) => [rank, "step 1"]))
+    // The second step of each rank (its span named as the progress counts), and every other span inside it.
+    expect(steps.map((e) => [e.pid, e.name])).toEqual([0, 1, 2, 3].map((rank) => [rank, "step 2"]))
     for (const e of trace.traceEvents.filter((e) => e.ts !== undefined && e.cat !== "step" && e.cat !== "idle")) {
       const step = steps.find((s) => s.pid === e.pid) as { ts: number; dur: number }
       expect(e.ts as number).toBeGreaterThanOrEqual(step.ts - 1)
