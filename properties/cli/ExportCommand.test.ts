@@ -43,6 +43,7 @@ let latentSoftmax = ""
 let latentEps = ""
 let sinkhorn = ""
 let quantile = ""
+let onInput = ""
 beforeAll(async () => {
   const save = async (flags: ReadonlyArray<string>) => {
     const dir = fresh("export-ckpt")
@@ -58,6 +59,7 @@ beforeAll(async () => {
   latentEps = await save([...latent(12), "--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "24", "--moe-ffn", "12", "--norm-eps", "1e-5"])
   sinkhorn = await save(["--sinkhorn"])
   quantile = await save(["--quantile-balancing"])
+  onInput = await save(["--probs-at", "input", "--topk", "1", "--pre-softmax"])
 }, 60_000)
 
 describe("pleat export writes a model directory", () => {
@@ -157,6 +159,9 @@ describe("what cannot be exported is refused before anything is written", () => 
     )
     expect(refused(["export", "--checkpoint", quantile, "--out", out])).toContain(
       "it routes with quantile balancing's per-expert beta on the logits (--quantile-balancing), which no Hugging Face MoE config describes",
+    )
+    expect(refused(["export", "--checkpoint", onInput, "--out", out])).toContain(
+      "it weights each token's input to its expert by the prob (--probs-at input), where the Hugging Face MoE layers pleat writes weight the expert's output",
     )
     expect(refused(["export", "--checkpoint", shared, "--out", out])).toContain(
       "it has shared experts (--shared-expert-ffn 8), which Mixtral has not; its shared experts have no gate, where Qwen2-MoE's always do (--shared-expert-gate)",

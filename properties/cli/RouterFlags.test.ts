@@ -51,6 +51,7 @@ const accepted: ReadonlyArray<readonly [string, ReadonlyArray<number | string | 
   ["bias-update-rate", [0.001, 0.01]],
   ["force-load-balancing", [true, false]],
   ["sinkhorn", [true, false]],
+  ["probs-at", ["experts", "combine", "input"]],
   ["quantile-balancing", [true, false]],
   ["quantile-balancing-ema", [0, 0.9]],
   ["ffn", [32, 128]],
@@ -182,6 +183,7 @@ describe("refusals: exit 2, one line naming the fix", () => {
       "drop --moe-aux-loss-coeff",
     ],
     [["--moe-router-load-balancing-type", "sinkhorn", "aux_loss"], "lists sinkhorn with other types", "give sinkhorn alone"],
+    [["--probs-at", "input"], '--probs-at: "input" scales each token by its prob before its one expert, and with top-k 2 a token has 2', "use --topk 1"],
     [["--quantile-balancing", "--aux-loss", "seq_aux:0.01"], '--aux-loss: "seq_aux:0.01" is a load-balancing loss, which quantile balancing does not take', "add --aux-loss none"],
     [["--quantile-balancing", "--num-groups", "4", "--group-topk", "2"], "--num-groups: 4 is group-limited routing, which quantile balancing has not", "drop --quantile-balancing"],
     [

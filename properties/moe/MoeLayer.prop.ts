@@ -1,8 +1,8 @@
 // The parallel MoE layer on random folded mappings equals the single-rank reference: output and
 // every gradient (tokens, router, expert weights), dropless and with per-rank capacity, both
 // dispatchers, the probs applied by the experts or by the combine (the reference applies them
-// before fc2: the same sum in exact arithmetic); ranks with zero tokens and experts with zero rows
-// included.
+// before fc2: the same sum in exact arithmetic) or, top-1, to the token before its expert;
+// ranks with zero tokens and experts with zero rows included.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -59,7 +59,7 @@ const setting = Mappings.mappings({ maxWorld: 8 })
       f: fc.constantFrom(1, 2),
       tokens: fc.array(fc.integer({ min: 0, max: 4 }), { minLength: 8, maxLength: 8 }),
       dispatcher: fc.constantFrom("alltoall" as const, "allgather" as const),
-      probsAt: fc.constantFrom("experts" as const, "combine" as const),
+      probsAt: fc.constantFrom("experts" as const, "combine" as const, "input" as const),
       capacityFactor: fc.constantFrom(null, null, 0.5, 1, 2),
       padToCapacity: fc.boolean(),
       dropPolicy: fc.constantFrom("probs" as const, "position" as const),
@@ -76,7 +76,8 @@ describe("the MoE layer under folding", () => {
         const config = Mappings.toConfig(c)
         const fold = Folding.make(config)
         const numExperts = c.ep * s.perExpert
-        const topk = Math.min(s.topk, numExperts)
+        // Probs on the input take top-1.
+        const topk = s.probsAt === "input" ? 1 : Math.min(s.topk, numExperts)
         const ffn = c.etp * s.f
         const moe: MoeLayer.MoeConfig = {
           numExperts,

@@ -1,6 +1,7 @@
 // The single-rank MoE reference for the parallel suites: every rank's tokens, routed (and
 // dropped) per rank exactly as the parallel layer does, then every expert with full weights on
-// one rank, in one permute / grouped experts / unpermute.
+// one rank, in one permute / grouped experts / unpermute (the probs applied before fc2, or with
+// `probsAt` "input" to each token before its expert).
 import * as Experts from "../../src/moe/Experts.js"
 import type { MoeConfig } from "../../src/moe/MoeLayer.js"
 import * as Capacity from "../../src/moe/Capacity.js"
@@ -8,7 +9,9 @@ import * as Dropping from "../../src/moe/Dropping.js"
 import * as Permute from "../../src/moe/Permute.js"
 import * as Router from "../../src/moe/Router.js"
 import * as RoutingMap from "../../src/moe/RoutingMap.js"
+import { mul } from "../../src/tensor/ops/Elementwise.js"
 import { matmul } from "../../src/tensor/ops/Matmul.js"
+import { sum } from "../../src/tensor/ops/Reduce.js"
 import * as Shape from "../../src/tensor/ops/Shape.js"
 import type * as Tensor from "../../src/tensor/Tensor.js"
 
@@ -40,10 +43,15 @@ export const referenceMoe = (tokensPerRank: ReadonlyArray<Tensor.Tensor>, w: Ful
     probs.push(p)
     masks.push(...map.mask)
   }
-  const tokens = Shape.concat([...tokensPerRank], 0)
-  const allProbs = Shape.concat(probs, 0)
-  const total = tokens.shape[0] as number
+  const total = tokensPerRank.reduce((n, x) => n + (x.shape[0] as number), 0)
   const map = RoutingMap.make(total, config.numExperts, masks)
+  // Probs on the input (top-1): each token times its prob, the expert's output times 1.
+  const onInput = config.probsAt === "input"
+  const tokens = Shape.concat(
+    tokensPerRank.map((x, r) => (onInput ? mul(x, sum(probs[r] as Tensor.Tensor, 1, true)) : x)),
+    0,
+  )
+  const allProbs = onInput ? RoutingMap.toTensor(map, tokens.dtype) : Shape.concat(probs, 0)
   const permuted = Permute.permute(tokens, map, allProbs)
   const y = Experts.forward(permuted.permuted, permuted.permutedProbs as Tensor.Tensor, permuted.tokensPerExpert, { wGate: w.wGate, wUp: w.wUp, wDown: w.wDown })
   return Permute.unpermute(y, permuted.sortedIndices, total)

@@ -1,6 +1,6 @@
 // The router and MoE-layer options of a training run (MoeSettings): with random options (score
 // function, pre-softmax, group-limited routing, scaling, any set of aux losses, z-loss, either
-// dispatcher, the probs applied by the experts or the combine, expert bias, shared experts with or without their gate), a parallel step equals one rank's in float64 within Lockstep's tolerances on
+// dispatcher, the probs applied by the experts, the combine or (top-1) the input, expert bias, shared experts with or without their gate), a parallel step equals one rank's in float64 within Lockstep's tolerances on
 // random folded mappings (global_aux only where dp = 1, the mappings whose counts one rank
 // reproduces); dropping and Sinkhorn routing too where tp = cp = 1 (each rank then holds whole
 // micro-batches, so one rank drops, or balances, the same tokens); quantile balancing on any folded
@@ -57,7 +57,7 @@ const settings = (global: boolean, dropping: boolean) =>
       aux: fc.subarray(global ? (["aux", "seq_aux", "global_aux"] as const) : (["aux", "seq_aux"] as const)),
       zLossCoeff: fc.constantFrom(0, 0.01),
       dispatcher: fc.constantFrom("alltoall" as const, "allgather" as const),
-      probsAt: fc.constantFrom("experts" as const, "combine" as const),
+      probsAt: fc.constantFrom("experts" as const, "combine" as const, "input" as const),
       capacityFactor: dropping ? fc.constantFrom(0.5, 1, 1.5) : fc.constant(undefined),
       dropPolicy: fc.constantFrom("probs" as const, "position" as const),
       padToCapacity: dropping ? fc.boolean() : fc.constant(false),
@@ -75,7 +75,8 @@ const settings = (global: boolean, dropping: boolean) =>
         auxLosses: r.aux.map((type, i) => ({ type, coeff: 0.01 * (i + 1) })),
         zLossCoeff: r.zLossCoeff,
         dispatcher: r.dispatcher,
-        probsAt: r.probsAt,
+        // Probs on the input take top-1 (the others place them alike).
+        probsAt: r.probsAt === "input" && r.topk !== 1 ? "experts" : r.probsAt,
         capacityFactor: r.capacityFactor,
         dropPolicy: r.dropPolicy,
         padToCapacity: r.padToCapacity,

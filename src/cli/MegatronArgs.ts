@@ -5,6 +5,7 @@
  *
  *   --bf16                                   --precision bf16
  *   --recompute-activations                  --recompute selective
+ *   --moe-apply-probs-on-input               --probs-at input
  *   --recompute-granularity G                --recompute G (full: every layer from its input,
  *   --recompute-method uniform               Megatron-LM's uniform method; block is refused)
  *   --moe-router-load-balancing-type T...    --aux-loss T:C,... (aux_loss is aux, seq_aux_loss
@@ -167,11 +168,12 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
     switch (name) {
       case "bf16":
       case "recompute-activations":
+      case "moe-apply-probs-on-input":
       case "disable-bias-linear": {
         seen.add(name)
         if (inline !== undefined) problems.push(ConfigError.make(`--${name}`, inline, "takes no value", `write --${name} alone`))
         // Without biases is pleat's own default: --disable-bias-linear only keeps Megatron-LM's (MegatronDefaults) from applying.
-        else if (name !== "disable-bias-linear") out.push(name === "bf16" ? "--precision=bf16" : "--recompute=selective")
+        else if (name !== "disable-bias-linear") out.push(MegatronRewrites.switchRewrites[name] as string)
         continue
       }
       case "recompute-method":

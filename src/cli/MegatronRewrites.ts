@@ -12,6 +12,16 @@ export const recomputeModules = ["core_attn", "moe_act", "layernorm", "mla_up_pr
 
 const balancingTypes: Readonly<Record<string, string>> = { aux_loss: "aux", seq_aux_loss: "seq_aux", global_aux_loss: "global_aux" }
 
+/**
+ * The Megatron-LM switches rewritten as one pleat flag each.
+ * @category configuration
+ */
+export const switchRewrites: Readonly<Record<string, string>> = {
+  bf16: "--precision=bf16",
+  "recompute-activations": "--recompute=selective",
+  "moe-apply-probs-on-input": "--probs-at=input",
+}
+
 /** The load-balancing types that are routers of their own: the type, its name, pleat's flag. */
 const routerTypes = [
   ["sinkhorn", "Sinkhorn routing", "--sinkhorn"],

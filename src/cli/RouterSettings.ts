@@ -24,7 +24,12 @@ export const routerSettings = {
   "aux-loss": text("load-balancing losses TYPE:COEFF[,TYPE:COEFF], TYPE aux | seq_aux | global_aux, or none", AuxLossSpec.formatAuxLoss(moe.auxLosses), "SPEC"),
   "z-loss-coeff": real("router z-loss coefficient (0: off)", moe.zLossCoeff),
   dispatcher: choice(MoeSettings.dispatchers, moe.dispatcher, "token dispatcher", "NAME"),
-  "probs-at": choice(MoeSettings.probsPlacements, moe.probsAt, "apply the routing probs in the experts (before fc2) or the combine (fused with its sum)", "WHERE"),
+  "probs-at": choice(
+    MoeSettings.probsPlacements,
+    moe.probsAt,
+    "apply the routing probs in the experts (before fc2) or the combine (fused with its sum), the same model; or, with --topk 1, to each token's input to its expert (Megatron's --moe-apply-probs-on-input, Llama 4's MoE)",
+    "WHERE",
+  ),
   "capacity-factor": optionalReal("drop tokens over capacity ceil(tokens*topk/experts*F) per expert, decided on each rank from its tokens (dropless when not given)"),
   "drop-policy": choice(
     Dropping.dropPolicies as ["probs", "position"],

@@ -28,7 +28,8 @@ import type { Group } from "../comm/Group.js"
 import * as RoutingMap from "./RoutingMap.js"
 import { add, mul, scale, sigmoidOf } from "../tensor/ops/Elementwise.js"
 import { matmul } from "../tensor/ops/Matmul.js"
-import { hostValues } from "../tensor/ops/Transfer.js"
+import { sum } from "../tensor/ops/Reduce.js"
+import { hostValues, to } from "../tensor/ops/Transfer.js"
 import * as Recompute from "../tensor/Recompute.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as AllGatherDispatcher from "./AllGatherDispatcher.js"
@@ -64,8 +65,12 @@ export interface MoeConfig {
   readonly dropPolicy?: Dropping.DropPolicy
   readonly padToCapacity?: boolean
   readonly dispatcher?: "alltoall" | "allgather"
-  /** Where the probs weight the experts' outputs (Dispatcher.DispatchInput.probsAt; default "experts"). */
-  readonly probsAt?: Dispatcher.ProbsAt
+  /**
+   * Where the probs weight a token's routed computation (Dispatcher.DispatchInput.probsAt; default
+   * "experts"), or "input" (top-1: each token scaled by its prob before dispatch, the experts'
+   * outputs then weighted by 1; Megatron-Core's moe_apply_probs_on_input).
+   */
+  readonly probsAt?: Dispatcher.ProbsAt | "input"
   /** aux_loss coefficient (0: off). */
   readonly auxLossCoeff?: number
   /**
@@ -181,16 +186,18 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
     probs = kept.probs
     map = kept.routingMap
   }
+  // Probs on the input (top-1): each token times its one prob, the experts' outputs times 1.
+  const onInput = config.probsAt === "input"
   const input = {
-    tokens: x,
+    tokens: onInput ? mul(x, to(sum(probs, 1, true), x.device)) : x,
     layout: laid.layout,
-    probs,
+    probs: onInput ? RoutingMap.toTensor(map, probs.dtype) : probs,
     map,
     numExperts: config.numExperts,
     experts: w.experts,
     glu: config.glu,
     groups,
-    ...(config.probsAt === undefined ? {} : { probsAt: config.probsAt }),
+    ...(config.probsAt === undefined || onInput ? {} : { probsAt: config.probsAt }),
     ...(config.recomputeExperts === true ? { compute: recomputedExperts(w.experts, config.glu) } : {}),
   }
   const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)

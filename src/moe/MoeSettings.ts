@@ -30,10 +30,18 @@ import * as SelfBalancing from "./SelfBalancing.js"
 export const dispatchers = ["alltoall", "allgather"] as const
 
 /**
- * Where the probs may weight the experts' outputs.
+ * Where the probs may weight a token's routed computation: its experts' outputs (in the expert,
+ * or as the combine sums them: the same model) or, with top-1, its input to the expert
+ * (Megatron-Core's moe_apply_probs_on_input, Llama 4's MoE: expert(p x), another model).
  * @category configuration
  */
-export const probsPlacements = ["experts", "combine"] as const satisfies ReadonlyArray<Dispatcher.ProbsAt>
+export const probsPlacements = ["experts", "combine", "input"] as const
+
+/**
+ * One of `probsPlacements`.
+ * @category models
+ */
+export type ProbsPlacement = Dispatcher.ProbsAt | "input"
 
 /**
  * The router and MoE-layer options of a run.
@@ -53,8 +61,8 @@ export interface MoeSettings {
   /** 0: off. */
   readonly zLossCoeff: number
   readonly dispatcher: (typeof dispatchers)[number]
-  /** Where the probs weight the experts' outputs (Dispatcher.DispatchInput.probsAt). */
-  readonly probsAt: Dispatcher.ProbsAt
+  /** Where the probs weight a token's routed computation (`probsPlacements`). */
+  readonly probsAt: ProbsPlacement
   /** Undefined: dropless. */
   readonly capacityFactor?: number | undefined
   readonly dropPolicy: Dropping.DropPolicy
@@ -167,6 +175,13 @@ export const oneRankProblem = (
  * @category guards
  */
 export const check = (s: MoeSettings, experts: number, topk: number): void => {
+  if (s.probsAt === "input" && topk !== 1)
+    throw ConfigError.make(
+      "probsAt",
+      "input",
+      `scales each token by its prob before its one expert, and with top-k ${topk} a token has ${topk} (Megatron-LM's moe_apply_probs_on_input needs top-k 1 too)`,
+      "use --topk 1, or --probs-at experts",
+    )
   if (s.sinkhorn === true) SelfBalancing.sinkhornCheck(s)
   if (s.quantileBalancing === true) SelfBalancing.quantileCheck(s, experts, topk)
   else if (s.quantileBalancingEma !== undefined)

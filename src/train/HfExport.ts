@@ -102,6 +102,8 @@ const routerProblem = (m: Model, format: Format): string | undefined => {
   const r = m.moe
   if (r === undefined) return "its manifest records no router options (saved by an older pleat: resume it and save again)"
   if (r.sinkhorn === true) return "it was trained with Sinkhorn routing (--sinkhorn), which no Hugging Face MoE config describes"
+  if (r.probsAt === "input")
+    return "it weights each token's input to its expert by the prob (--probs-at input), where the Hugging Face MoE layers pleat writes weight the expert's output"
   if (r.quantileBalancing === true) return "it routes with quantile balancing's per-expert beta on the logits (--quantile-balancing), which no Hugging Face MoE config describes"
   if (format === "dots1" || format === "deepseek-v3") {
     if (r.scoreFunction !== "sigmoid") return `it routes with softmax, where ${format} routes with sigmoid scores (--score-function sigmoid)`
