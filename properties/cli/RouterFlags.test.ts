@@ -176,7 +176,7 @@ describe("refusals: exit 2, one line naming the fix", () => {
       "--capacity-factor: 1.25 drops tokens, which Megatron-LM allows only with the aux losses or none",
       "Sinkhorn routing is dropless",
     ],
-    [["--sinkhorn", "--force-load-balancing"], "--force-load-balancing: true replaces the logits Sinkhorn routing balances", "use one of them"],
+    [["--sinkhorn", "--force-load-balancing"], "--force-load-balancing: true replaces with noise the logits Sinkhorn routing selects from", "use one of them"],
     [
       ["--moe-router-load-balancing-type", "sinkhorn", "--moe-aux-loss-coeff", "0.01"],
       '--moe-aux-loss-coeff: "0.01" is not 0, and Sinkhorn routing takes no aux loss',

@@ -235,6 +235,12 @@ const moeSettings = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources
   ...(c["quantile-balancing-ema"] === undefined ? {} : { quantileBalancingEma: c["quantile-balancing-ema"] }),
 })
 
+/** The router state a checkpoint keeps by layer: the flag that needs it, its field, the manifest key, its name. */
+const resumedState = [
+  ["expert-bias", "expertBias", "expertBias", "biases"],
+  ["quantile-balancing", "quantileBalancing", "quantileBeta", "betas"],
+] as const
+
 /** The coefficient of the plain aux loss (the setup's, which the model's settings agree with). */
 const plainAuxCoeff = (moe: MoeSettings.MoeSettings | undefined): number => moe?.auxLosses.find((t) => t.type === "aux")?.coeff ?? 0
 
@@ -334,25 +340,18 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   // A checkpoint to resume must be complete and of this run: find out before any work. Its rank
   // files' checksums are the ranks' to check together, before any step (Train, CheckpointCheck).
   const resumed = c.resume === undefined ? undefined : explained(d, () => Checkpoint.manifestFor(c.resume as string, { model, seed: c.seed, dtype: c.dtype }, false))
-  if (c["expert-bias"] && resumed !== undefined && resumed.expertBias === undefined) {
-    explained(d, () => {
-      throw ConfigError.make(
-        "expertBias",
-        true,
-        `has no saved biases in ${c.resume} (saved without --expert-bias, or by an older pleat): they would restart from 0`,
-        "resume without --expert-bias, or train from the start with it",
-      )
-    })
-  }
-  if (c["quantile-balancing"] && resumed !== undefined && resumed.quantileBeta === undefined) {
-    explained(d, () => {
-      throw ConfigError.make(
-        "quantileBalancing",
-        true,
-        `has no saved betas in ${c.resume} (saved without --quantile-balancing, or by an older pleat): they would restart from 0`,
-        "resume without --quantile-balancing, or train from the start with it",
-      )
-    })
+  // Router state the manifest keeps: a run that needs it cannot resume from a checkpoint without it.
+  for (const [flag, field, key, what] of resumedState) {
+    if (c[flag] && resumed !== undefined && resumed[key] === undefined) {
+      explained(d, () => {
+        throw ConfigError.make(
+          field,
+          true,
+          `has no saved ${what} in ${c.resume} (saved without --${flag}, or by an older pleat): they would restart from 0`,
+          `resume without --${flag}, or train from the start with it`,
+        )
+      })
+    }
   }
   const first = resumed?.step ?? 0
   const optimizer = explained(d, () => Optimizer.configure(c.steps, c, model.hidden))

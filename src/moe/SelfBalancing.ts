@@ -8,63 +8,52 @@ import { formatAuxLoss } from "./AuxLossSpec.js"
 import type { MoeSettings } from "./MoeSettings.js"
 
 /**
- * What Sinkhorn routing replaces or refuses, as Megatron-Core does: its aux losses (the
- * reference asserts a coefficient of 0) and a capacity factor (a ValueError there), and the score
- * function's selection options it leaves unused (refused rather than ignored).
+ * What both routers refuse, as Megatron-Core does: aux losses (it asserts none is enabled),
+ * group-limited routing, a capacity factor (a ValueError there: capacity only with the aux losses
+ * or none); and what would pick the experts another way (expert bias, forced balance).
  */
-export const sinkhornCheck = (s: MoeSettings): void => {
-  const fix = "drop it, or drop --sinkhorn"
+const refusedBeside = (s: MoeSettings, name: string, flag: string): void => {
   const losses = s.auxLosses.filter((t) => t.coeff !== 0)
   if (losses.length > 0)
     throw ConfigError.make(
       "auxLoss",
       formatAuxLoss(losses),
-      "is a load-balancing loss, which Sinkhorn routing does not take (it balances by itself)",
-      "add --aux-loss none, or drop --sinkhorn",
+      `is a load-balancing loss, which ${name} does not take (it balances by itself)`,
+      `add --aux-loss none, or drop ${flag}`,
     )
-  if (s.scoreFunction !== "softmax") throw ConfigError.make("scoreFunction", s.scoreFunction, "is not used by Sinkhorn routing (sigmoid probs for top-1, else softmax)", fix)
-  if (s.preSoftmax) throw ConfigError.make("preSoftmax", true, "is not used by Sinkhorn routing (its probs for top-k > 1 are already the softmax over all experts)", fix)
-  if (s.numGroups !== undefined) throw ConfigError.make("numGroups", s.numGroups, "is group-limited routing, which Sinkhorn routing has not", fix)
-  if (s.scalingFactor !== undefined) throw ConfigError.make("scalingFactor", s.scalingFactor, "is not applied by Sinkhorn routing", fix)
-  if (s.expertBias) throw ConfigError.make("expertBias", true, "balances the selection another way than Sinkhorn routing does", "use one of them")
-  if (s.forceLoadBalancing === true) throw ConfigError.make("forceLoadBalancing", true, "replaces the logits Sinkhorn routing balances with noise", "use one of them")
-  if (s.capacityFactor !== undefined)
-    throw ConfigError.make(
-      "capacityFactor",
-      s.capacityFactor,
-      "drops tokens, which Megatron-LM allows only with the aux losses or none (moe_expert_capacity_factor with Sinkhorn routing is its ValueError)",
-      "drop --capacity-factor (Sinkhorn routing is dropless), or drop --sinkhorn",
-    )
-}
-
-/**
- * What quantile balancing refuses, as Megatron-Core does: aux losses (it asserts none is
- * enabled), group-limited routing, a capacity factor (a ValueError there), top-k of every expert
- * (the cutoff is the (k+1)-th); and what would pick the experts another way (expert bias, Sinkhorn,
- * forced balance). The micro-batch's tokens times top-k must be a multiple of the experts
- * (`tokensCheck`, where the batch is known).
- */
-export const quantileCheck = (s: MoeSettings, experts: number, topk: number): void => {
-  const fix = "drop it, or drop --quantile-balancing"
-  const losses = s.auxLosses.filter((t) => t.coeff !== 0)
-  if (losses.length > 0)
-    throw ConfigError.make(
-      "auxLoss",
-      formatAuxLoss(losses),
-      "is a load-balancing loss, which quantile balancing does not take (it balances by itself)",
-      "add --aux-loss none, or drop --quantile-balancing",
-    )
-  if (s.numGroups !== undefined) throw ConfigError.make("numGroups", s.numGroups, "is group-limited routing, which quantile balancing has not", fix)
+  if (s.numGroups !== undefined) throw ConfigError.make("numGroups", s.numGroups, `is group-limited routing, which ${name} has not`, `drop it, or drop ${flag}`)
   if (s.capacityFactor !== undefined)
     throw ConfigError.make(
       "capacityFactor",
       s.capacityFactor,
       "drops tokens, which Megatron-LM allows only with the aux losses or none",
-      "drop --capacity-factor (quantile balancing is dropless), or drop --quantile-balancing",
+      `drop --capacity-factor (${name} is dropless), or drop ${flag}`,
     )
-  if (s.expertBias) throw ConfigError.make("expertBias", true, "balances the selection another way than quantile balancing does", "use one of them")
+  if (s.expertBias) throw ConfigError.make("expertBias", true, `balances the selection another way than ${name} does`, "use one of them")
+  if (s.forceLoadBalancing === true) throw ConfigError.make("forceLoadBalancing", true, `replaces with noise the logits ${name} selects from`, "use one of them")
+}
+
+/**
+ * What Sinkhorn routing refuses: `refusedBeside`'s, and the score function's options it leaves
+ * unused (its probs are sigmoid for top-1, else the softmax over all experts: refused rather than
+ * ignored).
+ */
+export const sinkhornCheck = (s: MoeSettings): void => {
+  refusedBeside(s, "Sinkhorn routing", "--sinkhorn")
+  const fix = "drop it, or drop --sinkhorn"
+  if (s.scoreFunction !== "softmax") throw ConfigError.make("scoreFunction", s.scoreFunction, "is not used by Sinkhorn routing (sigmoid probs for top-1, else softmax)", fix)
+  if (s.preSoftmax) throw ConfigError.make("preSoftmax", true, "is not used by Sinkhorn routing (its probs for top-k > 1 are already the softmax over all experts)", fix)
+  if (s.scalingFactor !== undefined) throw ConfigError.make("scalingFactor", s.scalingFactor, "is not applied by Sinkhorn routing", fix)
+}
+
+/**
+ * What quantile balancing refuses: `refusedBeside`'s, Sinkhorn routing, top-k of every expert
+ * (the cutoff is the (k+1)-th), an ema outside [0, 1). The micro-batch's tokens times top-k must
+ * be a multiple of the experts (`tokensProblem`, where the batch is known).
+ */
+export const quantileCheck = (s: MoeSettings, experts: number, topk: number): void => {
+  refusedBeside(s, "quantile balancing", "--quantile-balancing")
   if (s.sinkhorn === true) throw ConfigError.make("sinkhorn", true, "selects the experts another way than quantile balancing does", "use one of them")
-  if (s.forceLoadBalancing === true) throw ConfigError.make("forceLoadBalancing", true, "replaces the logits quantile balancing selects from with noise", "use one of them")
   if (topk >= experts)
     throw ConfigError.make(
       "topk",
