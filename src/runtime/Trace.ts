@@ -17,6 +17,7 @@ import * as Effect from "effect/Effect"
 import type { CommunicatorShape } from "../comm/Communicator.js"
 import * as Group from "../comm/Group.js"
 import * as ConfigError from "../errors/ConfigError.js"
+import { SpanColumns } from "./SpanColumns.js"
 
 /**
  * One span.
@@ -90,7 +91,8 @@ export const stepWindowOf = (text: string | undefined, tracing: boolean): StepWi
  * @category models
  */
 export class Tracer {
-  readonly spans: Array<Span> = []
+  /** The spans kept, in columns (SpanColumns: ~25 bytes a span). */
+  readonly #kept = new SpanColumns()
   /** When the tracer was made (epoch ms); the trace starts here or at its first span. */
   readonly origin = performance.timeOrigin + performance.now()
   /** Per rank, the spans of the step under way, until its step span says whether it is kept. */
@@ -108,9 +110,14 @@ export class Tracer {
    * its step's span (`step K`, K from 1 as the progress counts, made when the step ends) and are
    * kept with it when K lies in the window, else dropped: a long run's trace holds only the window.
    */
+  /** The spans kept, as objects (a copy). */
+  get spans(): Array<Span> {
+    return this.#kept.toArray()
+  }
+
   record(span: Span): void {
     if (this.steps === undefined) {
-      this.spans.push(span)
+      this.#kept.push(span)
       return
     }
     const pending = this.#pending.get(span.rank) ?? []
@@ -121,9 +128,8 @@ export class Tracer {
     }
     const shown = Number(span.name.slice("step ".length))
     if (shown >= this.steps.first && shown <= this.steps.last) {
-      // One at a time: a step's spans spread as arguments would stop at V8's argument limit.
-      for (const s of pending) this.spans.push(s)
-      this.spans.push(span)
+      for (const s of pending) this.#kept.push(s)
+      this.#kept.push(span)
     }
     this.#pending.set(span.rank, [])
   }
@@ -159,25 +165,25 @@ export class Tracer {
    * by binary search (a filter of every span a rank and a step made a 1,000-step trace quadratic).
    */
   *chromeEvents(labels: (rank: number) => string): Generator<Record<string, unknown>> {
-    const byRank = new Map<number, Array<Span>>()
-    for (const s of this.spans) {
-      const mine = byRank.get(s.rank)
-      if (mine === undefined) byRank.set(s.rank, [s])
-      else mine.push(s)
-    }
-    const origin = this.spans.reduce((o, s) => Math.min(o, s.start), this.origin)
+    const kept = this.#kept
+    let origin = this.origin
+    for (let i = 0; i < kept.length; i++) origin = Math.min(origin, kept.startAt(i))
     const us = (ms: number) => Math.round((ms - origin) * 1000)
-    for (const rank of [...byRank.keys()].sort((a, b) => a - b)) {
+    for (const { rank, indices } of kept.byRank()) {
       yield { name: "process_name", ph: "M", pid: rank, args: { name: labels(rank) } }
       yield { name: "thread_name", ph: "M", pid: rank, tid: 0, args: { name: "compute" } }
       yield { name: "thread_name", ph: "M", pid: rank, tid: 1, args: { name: "communication" } }
-      const mine = byRank.get(rank) as Array<Span>
-      for (const s of mine)
+      const compute: Array<Span> = []
+      const steps: Array<Span> = []
+      for (const i of indices) {
+        const s = kept.at(i)
         yield { name: s.name, cat: s.category, ph: "X", ts: us(s.start), dur: Math.max(0, us(s.end) - us(s.start)), pid: rank, tid: s.category === "comm" ? 1 : 0 }
+        if (s.category === "compute") compute.push(s)
+        else if (s.category === "step") steps.push(s)
+      }
       // Compute spans by start (stable: equal starts keep their order).
-      const compute = mine.filter((s) => s.category === "compute").sort((a, b) => a.start - b.start)
-      for (const step of mine) {
-        if (step.category !== "step") continue
+      compute.sort((a, b) => a.start - b.start)
+      for (const step of steps) {
         let cursor = step.start
         for (let k = firstStartingAt(compute, step.start); k < compute.length && (compute[k] as Span).start <= step.end; k++) {
           const s = compute[k] as Span
