@@ -4,7 +4,9 @@
 // saved at step 2 and resumed gives bit-identical losses to the run that never stopped, under the
 // same mapping and under one with another tp, cp and pp split (the manifest holds each MoE layer's
 // state by layer; any stage's ranks restore the layers they run); a checkpoint whose state was
-// zeroed resumes to different losses (the check can fail). Quantile balancing's betas are centred.
+// zeroed resumes to different losses (the check can fail), and one saved after a resume holds what
+// the uninterrupted run saves (each rank saves the layers it ran, not the other stage's restored,
+// stale ones). Quantile balancing's betas are centred.
 import * as Effect from "effect/Effect"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -56,6 +58,17 @@ describe.each(cases)("$key in checkpoints", ({ key, moe }) => {
     expect(losses(resumed)).toEqual(losses(whole).slice(2))
     const resharded = await Effect.runPromise(Train.run(setup(b), { steps, resume: dir }))
     losses(resharded).forEach((l, i) => expect(Math.abs(l - (losses(whole)[i + 2] as number)) / Math.abs(l)).toBeLessThan(1e-9))
+  }, 120_000)
+
+  test("a checkpoint saved after a resume holds every layer's state as the uninterrupted run saves it", async () => {
+    const root = mkdtempSync(path.join(tmpdir(), "pleat-router-state-"))
+    const [early, resumed, whole] = ["early", "resumed", "whole"].map((name) => path.join(root, name)) as [string, string, string]
+    await Effect.runPromise(Train.run(setup(a), { steps: 4, save: whole }))
+    await Effect.runPromise(Train.run(setup(a), { steps: 2, save: early }))
+    // Every rank restores every layer's state; the ranks of the other stage must not save theirs, stale.
+    await Effect.runPromise(Train.run(setup(a), { steps: 4, resume: early, save: resumed }))
+    expect(Checkpoint.manifest(resumed)[key]).toEqual(Checkpoint.manifest(whole)[key])
+    expect(Checkpoint.manifest(resumed)[key]).not.toEqual(Checkpoint.manifest(early)[key])
   }, 120_000)
 
   test("without its state the same checkpoint resumes to other losses", async () => {

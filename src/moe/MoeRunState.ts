@@ -25,13 +25,18 @@ export interface MoeRunState {
   readonly global: Map<number, { counts: AuxLoss.GlobalCounts }>
   readonly bias: Map<number, ExpertBias.ExpertBias>
   readonly quantile: Map<number, QuantileBalancing.QuantileState>
+  /**
+   * The layers whose forward ran in this process: what a checkpoint takes from this rank. A resume
+   * restores every layer's state on every rank; those of other stages stay as restored, stale.
+   */
+  readonly ran: Set<number>
 }
 
 /**
  * An empty state.
  * @category constructors
  */
-export const make = (): MoeRunState => ({ global: new Map(), bias: new Map(), quantile: new Map() })
+export const make = (): MoeRunState => ({ global: new Map(), bias: new Map(), quantile: new Map(), ran: new Set() })
 
 /**
  * The global_aux_loss counts of a layer (created empty on first use).
@@ -66,6 +71,7 @@ const biasOf = (state: MoeRunState, layer: number, numExperts: number): ExpertBi
 export const countTokens = (state: MoeRunState, layer: number, tokensPerExpert: ReadonlyArray<number>): void => {
   const held = biasOf(state, layer, tokensPerExpert.length)
   state.bias.set(layer, { bias: held.bias, counts: held.counts.map((c, e) => c + (tokensPerExpert[e] as number)) })
+  state.ran.add(layer)
 }
 
 /**
@@ -81,6 +87,7 @@ export const quantileBeta = (state: MoeRunState, layer: number, numExperts: numb
  */
 export const addQuantileLocal = (state: MoeRunState, layer: number, local: ArrayLike<number>): void => {
   state.quantile.set(layer, QuantileBalancing.accumulate(state.quantile.get(layer) ?? QuantileBalancing.initial(local.length), local))
+  state.ran.add(layer)
 }
 
 /**
@@ -101,12 +108,11 @@ export const endGlobalBatch = (state: MoeRunState, groups: { readonly tpDpCp: Gr
   })
 
 /**
- * Each MoE layer's expert bias (what a checkpoint keeps of the state: at a step's end the
- * global batch is over, so the running counts are empty), by layer.
+ * The expert bias of each MoE layer this rank ran (what a checkpoint keeps of the state: at a
+ * step's end the global batch is over, so the running counts are empty), by layer.
  * @category mapping
  */
-export const savedBiases = (state: MoeRunState): Record<string, ReadonlyArray<number>> =>
-  Object.fromEntries([...state.bias].sort((a, b) => a[0] - b[0]).map(([layer, b]) => [String(layer), [...b.bias]]))
+export const savedBiases = (state: MoeRunState): Record<string, ReadonlyArray<number>> => byLayer(state, state.bias, (b) => b.bias)
 
 /**
  * Restores the expert biases a checkpoint kept (`savedBiases`), counts empty.
@@ -117,12 +123,20 @@ export const restoreBiases = (state: MoeRunState, saved: Readonly<Record<string,
 }
 
 /**
- * Each MoE layer's quantile-balancing beta (what a checkpoint keeps: at a step's end the global
- * batch is over, so the sums are empty), by layer.
+ * The quantile-balancing beta of each MoE layer this rank ran (what a checkpoint keeps: at a
+ * step's end the global batch is over, so the sums are empty), by layer.
  * @category mapping
  */
-export const savedQuantileBetas = (state: MoeRunState): Record<string, ReadonlyArray<number>> =>
-  Object.fromEntries([...state.quantile].sort((a, b) => a[0] - b[0]).map(([layer, q]) => [String(layer), [...q.beta]]))
+export const savedQuantileBetas = (state: MoeRunState): Record<string, ReadonlyArray<number>> => byLayer(state, state.quantile, (q) => q.beta)
+
+/** The values of the layers this rank ran (`ran`), by layer ascending. */
+const byLayer = <A>(state: MoeRunState, held: ReadonlyMap<number, A>, values: (a: A) => ReadonlyArray<number>): Record<string, ReadonlyArray<number>> =>
+  Object.fromEntries(
+    [...held]
+      .filter(([layer]) => state.ran.has(layer))
+      .sort((a, b) => a[0] - b[0])
+      .map(([layer, a]) => [String(layer), [...values(a)]]),
+  )
 
 /**
  * Restores the betas a checkpoint kept (`savedQuantileBetas`), sums empty.
@@ -130,4 +144,16 @@ export const savedQuantileBetas = (state: MoeRunState): Record<string, ReadonlyA
  */
 export const restoreQuantileBetas = (state: MoeRunState, saved: Readonly<Record<string, ReadonlyArray<number>>>): void => {
   for (const [layer, beta] of Object.entries(saved)) state.quantile.set(Number(layer), { beta: [...beta], accum: new Array<number>(beta.length).fill(0), count: 0 })
+}
+
+/**
+ * A copy of `from`'s expert biases and quantile betas, every layer's, sums and counts empty (an
+ * evaluation's state: it selects as training would and moves nothing of training's).
+ * @category constructors
+ */
+export const copied = (from: MoeRunState): MoeRunState => {
+  const to = make()
+  for (const [layer, b] of from.bias) to.bias.set(layer, { bias: [...b.bias], counts: new Array<number>(b.bias.length).fill(0) })
+  for (const [layer, q] of from.quantile) to.quantile.set(layer, { beta: [...q.beta], accum: new Array<number>(q.beta.length).fill(0), count: 0 })
+  return to
 }

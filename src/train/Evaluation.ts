@@ -83,10 +83,8 @@ export const of = (c: EvaluationContext) => (c.setup.evaluation === undefined ? 
 
 const evaluate = (c: EvaluationContext, evaluation: HeldOut.EvaluationSetup) =>
   Effect.gen(function* () {
-    // The trained biases route; the counts go into a state nobody reads.
-    const moeState = MoeRunState.make()
-    MoeRunState.restoreBiases(moeState, MoeRunState.savedBiases(c.moeState))
-    MoeRunState.restoreQuantileBetas(moeState, MoeRunState.savedQuantileBetas(c.moeState))
+    // The trained biases and betas route; the counts go into a state nobody reads.
+    const moeState = MoeRunState.copied(c.moeState)
     const bf16Copies = new Map<RankParams.Held, Tensor.Tensor>()
     const generation = StableWeights.nextGeneration()
     const deviceCopies = c.deviceWeights === undefined ? undefined : yield* c.deviceWeights
