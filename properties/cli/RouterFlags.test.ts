@@ -37,7 +37,7 @@ const outcome = (argv: ReadonlyArray<string>) => {
 
 /** Each setting with values it accepts on the default mapping, as JSON values. */
 const accepted: ReadonlyArray<readonly [string, ReadonlyArray<number | string | boolean>]> = [
-  ["score-function", ["softmax", "sigmoid"]],
+  ["score-function", ["softmax", "sigmoid", "sqrtsoftplus"]],
   ["pre-softmax", [true, false]],
   ["scaling-factor", [2.5, 0.25, -1]],
   ["aux-loss", ["aux:0.01", "seq_aux:0.1,aux:0.02", "global_aux:0.001", "none"]],
@@ -157,14 +157,14 @@ describe("refusals: exit 2, one line naming the fix", () => {
     [["--aux-loss", "aux:1,aux:2"], "gives aux twice", "TYPE:COEFF"],
     [["--z-loss-coeff", "-0.5"], "--z-loss-coeff: -0.5 is not a number >= 0", "0 (off)"],
     [["--score-function", "sigmoid", "--pre-softmax"], "--pre-softmax: true has no effect with --score-function sigmoid", "drop --pre-softmax"],
-    [["--score-function", "sqrtsoftplus"], '--score-function: "sqrtsoftplus" is not allowed', "softmax, sigmoid"],
+    [["--score-function", "relu"], '--score-function: "relu" is not allowed', "softmax, sigmoid, sqrtsoftplus"],
     [["--dispatcher", "deepep"], '--dispatcher: "deepep" is not allowed', "alltoall, allgather"],
     [["--drop-policy", "random"], '--drop-policy: "random" is not allowed', "probs, position"],
     [["--etp", "2", "--ep", "1", "--moe-ffn", "33"], "--moe-ffn: 33 is not divisible by etp = 2", "--moe-ffn"],
     [["--ffn", "33"], "--ffn: 33 is not divisible by tp = 2", "--ffn"],
     [["--shared-expert-gate"], "--shared-expert-gate: true has no shared MLP to gate", "add --shared-expert-ffn N"],
     [["--shared-expert-ffn", "15"], "--shared-expert-ffn: 15 is not divisible by tp = 2", "multiple of 2"],
-    [["--expert-bias"], "--expert-bias: true only moves sigmoid scores", "add --score-function sigmoid"],
+    [["--expert-bias"], "--expert-bias: true only moves sigmoid (or sqrtsoftplus) scores", "add --score-function sigmoid"],
     [["--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0"], "--bias-update-rate: 0 is not a number > 0", "0.001"],
     [["--sinkhorn", "--aux-loss", "aux:0.01"], '--aux-loss: "aux:0.01" is a load-balancing loss, which Sinkhorn routing does not take', "add --aux-loss none"],
     [["--sinkhorn", "--score-function", "sigmoid"], '--score-function: "sigmoid" is not used by Sinkhorn routing', "drop --sinkhorn"],

@@ -112,11 +112,27 @@ describe("Router.routing", () => {
   })
 })
 
+describe("sqrtsoftplus at the ends of float64", () => {
+  test("logits far below 0 (softplus underflows) and far above give finite probs and gradients", () => {
+    const logits = Tensor.fromArray([-800, -790, 3, 40, -1000, 750], [2, 3], { dtype: "float64" })
+    for (const topk of [1, 2]) {
+      const options: Router.RouterOptions = { topk, scoreFunction: "sqrtsoftplus" }
+      const r = Router.routing(logits, options)
+      expect(Array.from(r.probs.data).every(Number.isFinite)).toBe(true)
+      // Token 1 (40, -1000, 750): sqrt(softplus(750)) = sqrt(750) leads; top-1 is not normalized.
+      if (topk === 1) expect(r.probs.data[5]).toBeCloseTo(Math.sqrt(750), 12)
+      const g = gradcheck(([l]) => Router.probsFor(l as Tensor.Tensor, Router.select(logits, options), options), [logits])
+      expect(Number.isFinite(g.maxRelativeError), g.worst).toBe(true)
+    }
+  })
+})
+
 describe("Router gradients", () => {
   const modes = [
     { scoreFunction: "softmax" as const, preSoftmax: true },
     { scoreFunction: "softmax" as const, preSoftmax: false },
     { scoreFunction: "sigmoid" as const, preSoftmax: false },
+    { scoreFunction: "sqrtsoftplus" as const, preSoftmax: false },
   ]
 
   test("probs backward matches finite differences for every mode, K and scaling", () => {
@@ -143,11 +159,17 @@ describe("Router gradients", () => {
 
   test("the aux scores backward matches finite differences", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 6 }), fc.constantFrom("softmax" as const, "sigmoid" as const), seed, (t, e, scoreFunction, s) => {
-        const x = uniform([t, e], s, -3, 3)
-        const r = gradcheck(([l]) => Router.routing(l as Tensor.Tensor, { topk: 1, scoreFunction }).scores, [x])
-        expect(r.maxRelativeError, r.worst).toBeLessThan(1e-6)
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.constantFrom("softmax" as const, "sigmoid" as const, "sqrtsoftplus" as const),
+        seed,
+        (t, e, scoreFunction, s) => {
+          const x = uniform([t, e], s, -3, 3)
+          const r = gradcheck(([l]) => Router.routing(l as Tensor.Tensor, { topk: 1, scoreFunction }).scores, [x])
+          expect(r.maxRelativeError, r.worst).toBeLessThan(1e-6)
+        },
+      ),
       { numRuns: 40 },
     )
   })

@@ -38,7 +38,7 @@ export const routingCase = (maxTokens = 6, maxExperts = 8): fc.Arbitrary<OracleC
       return fc.record({
         numExperts: fc.constant(e),
         topk: fc.constant(k),
-        scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const),
+        scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const, "sqrtsoftplus" as const),
         preSoftmax: fc.boolean(),
         capacityFactor,
         dropPolicy: fc.constantFrom("probs" as const, "position" as const),

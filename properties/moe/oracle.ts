@@ -10,7 +10,7 @@ export type Matrix = Array<Array<number>>
 export interface OracleCase {
   readonly numExperts: number
   readonly topk: number
-  readonly scoreFunction: "softmax" | "sigmoid"
+  readonly scoreFunction: "softmax" | "sigmoid" | "sqrtsoftplus"
   readonly preSoftmax: boolean
   readonly capacityFactor: number | null
   readonly dropPolicy: "probs" | "position"
@@ -24,6 +24,9 @@ export interface OracleCase {
 }
 
 export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x))
+
+/** The elementwise score functions from their definitions: sigmoid, sqrt(log(1 + e^x)). */
+export const elementwiseScore = (fn: "sigmoid" | "sqrtsoftplus") => (fn === "sigmoid" ? sigmoid : (x: number) => Math.sqrt(Math.log(1 + Math.exp(x))))
 
 export const softmax = (row: ReadonlyArray<number>): Array<number> => {
   const m = Math.max(...row)
@@ -45,7 +48,7 @@ export const selectRow = (row: ReadonlyArray<number>, c: Pick<OracleCase, "topk"
   const e = row.length
   let sel: Array<number>
   if (c.scoreFunction === "softmax") sel = c.preSoftmax ? softmax(row) : [...row]
-  else sel = row.map((v, j) => sigmoid(v) + (c.expertBias === null ? 0 : (c.expertBias[j] as number)))
+  else sel = row.map((v, j) => elementwiseScore(c.scoreFunction as "sigmoid" | "sqrtsoftplus")(v) + (c.expertBias === null ? 0 : (c.expertBias[j] as number)))
   let candidates = sel.map((_, j) => j)
   if (c.numGroups !== null && c.groupTopk !== null) {
     const per = e / c.numGroups
@@ -75,7 +78,7 @@ export const route = (c: OracleCase): { probs: Matrix; map: Matrix } => {
       const q = softmax(chosen.map((j) => row[j] as number))
       chosen.forEach((j, i) => (p[j] = q[i] as number))
     } else {
-      const s = chosen.map((j) => sigmoid(row[j] as number))
+      const s = chosen.map((j) => elementwiseScore(c.scoreFunction as "sigmoid" | "sqrtsoftplus")(row[j] as number))
       const total = s.reduce((a, b) => a + b, 0)
       chosen.forEach((j, i) => (p[j] = c.topk > 1 ? (s[i] as number) / (total + 1e-20) : (s[i] as number)))
     }
@@ -118,12 +121,12 @@ export const permuteOrder = (map: Matrix): Array<{ t: number; e: number }> => {
 }
 
 /** aux_loss from f_e and P_e (2.1.3), over the scores of 2.2.5. */
-export const auxLoss = (logits: Matrix, k: number, e: number, fn: "softmax" | "sigmoid"): number => {
+export const auxLoss = (logits: Matrix, k: number, e: number, fn: "softmax" | "sigmoid" | "sqrtsoftplus"): number => {
   const t = logits.length
   if (t === 0) return 0
   const scores = logits.map((row) => {
     if (fn === "softmax") return softmax(row)
-    const s = row.map(sigmoid)
+    const s = row.map(elementwiseScore(fn as "sigmoid" | "sqrtsoftplus"))
     const total = s.reduce((a, b) => a + b, 0)
     return s.map((v) => v / (total + 1e-20))
   })

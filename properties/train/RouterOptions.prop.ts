@@ -1,5 +1,5 @@
 // The router and MoE-layer options of a training run (MoeSettings): with random options (score
-// function, pre-softmax, group-limited routing, scaling, any set of aux losses, z-loss, either
+// function softmax, sigmoid or sqrtsoftplus, pre-softmax, group-limited routing, scaling, any set of aux losses, z-loss, either
 // dispatcher, the probs applied by the experts, the combine or (top-1) the input, expert bias, shared experts with or without their gate), a parallel step equals one rank's in float64 within Lockstep's tolerances on
 // random folded mappings (global_aux only where dp = 1, the mappings whose counts one rank
 // reproduces); dropping and Sinkhorn routing too where tp = cp = 1 (each rank then holds whole
@@ -49,7 +49,7 @@ const validated = (m: TrainingMapping): ParallelConfig.ParallelConfig | undefine
 const settings = (global: boolean, dropping: boolean) =>
   fc
     .record({
-      scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const),
+      scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const, "sqrtsoftplus" as const),
       preSoftmax: fc.boolean(),
       topk: fc.constantFrom(1, 2, 3),
       groups: fc.constantFrom(undefined, [2, 1] as const, [4, 2] as const, [4, 4] as const),
@@ -81,7 +81,7 @@ const settings = (global: boolean, dropping: boolean) =>
         dropPolicy: r.dropPolicy,
         padToCapacity: r.padToCapacity,
         // A rate large enough that the bias changes which experts are picked by step 2.
-        expertBias: r.expertBias && r.scoreFunction === "sigmoid",
+        expertBias: r.expertBias && r.scoreFunction !== "softmax",
         biasUpdateRate: 0.05,
       }
       return { moe, topk: r.topk, shared: r.shared }
@@ -128,7 +128,7 @@ describe("router options agree with one rank (float64)", () => {
   test("quantile balancing on random folded mappings (its selection sees the whole micro-batch, gathered over tp-cp)", async () => {
     const quantile = fc.record({
       topk: fc.constantFrom(1, 2, 3),
-      scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const),
+      scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const, "sqrtsoftplus" as const),
       dispatcher: fc.constantFrom("alltoall" as const, "allgather" as const),
       probsAt: fc.constantFrom("experts" as const, "combine" as const),
       quantileBalancingEma: fc.constantFrom(undefined, 0.5),

@@ -32,7 +32,7 @@ expert-major order and back, and prints one JSON object. Everything is computed 
 case (one JSON object, every key required, null where allowed, no other key):
   numExperts E        integer >= 1
   topk K              integer, 1..E
-  scoreFunction       "softmax" | "sigmoid"
+  scoreFunction       "softmax" | "sigmoid" | "sqrtsoftplus" (sqrt(log(1 + e^x)): routes as sigmoid)
   preSoftmax          bool: softmax over all E, then top-k (probs not renormalized); false:
                       top-k on the logits, then softmax over the K (sigmoid ignores it)
   capacityFactor      number | null: capacity C = ceil(T*K/E * factor); null or < 0: dropless

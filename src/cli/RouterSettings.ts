@@ -16,7 +16,12 @@ const moe = MoeSettings.defaults
  * @category configuration
  */
 export const routerSettings = {
-  "score-function": choice(Router.scoreFunctions as ["softmax", "sigmoid"], moe.scoreFunction, "router score function", "NAME"),
+  "score-function": choice(
+    Router.scoreFunctions as ["softmax", "sigmoid", "sqrtsoftplus"],
+    moe.scoreFunction,
+    "router score function (sqrtsoftplus: sqrt(log(1 + e^x)), DeepSeek-V4's; it routes as sigmoid does)",
+    "NAME",
+  ),
   "pre-softmax": flag("softmax over all experts before the top-k (softmax scores; probs are not renormalized)"),
   "num-groups": optionalCount("group-limited routing: expert groups (divides --experts; with --group-topk)"),
   "group-topk": optionalCount("group-limited routing: groups kept per token (divides --num-groups)", "K"),
@@ -38,7 +43,7 @@ export const routerSettings = {
     "POLICY",
   ),
   "pad-to-capacity": flag("pad every expert's input to its capacity (needs --capacity-factor)"),
-  "expert-bias": flag("aux-loss-free balancing: a per-expert bias on the sigmoid scores for selection, updated once per global batch"),
+  "expert-bias": flag("aux-loss-free balancing: a per-expert bias on the sigmoid (or sqrtsoftplus) scores for selection, updated once per global batch"),
   "bias-update-rate": real("how far --expert-bias moves each expert's bias per global batch", moe.biasUpdateRate),
   sinkhorn: flag(
     "Sinkhorn routing (Megatron's --moe-router-load-balancing-type sinkhorn): in training each token's experts are the top-k of its logits balanced over the rank's tokens, so every expert gets about the same load; probs sigmoid for top-1, else the softmax over all experts, not renormalized; no aux loss with it",

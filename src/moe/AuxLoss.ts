@@ -36,6 +36,7 @@ import { topk } from "../tensor/ops/TopK.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
 import type { ScoreFunction } from "./Router.js"
+import * as ScoreFunctions from "./ScoreFunctions.js"
 import * as RoutingMap from "./RoutingMap.js"
 
 /**
@@ -67,15 +68,13 @@ const dims = (op: string, t: Tensor.Tensor): readonly [number, number] => {
   return t.shape as readonly [number, number]
 }
 
-/** sigmoid as 1 / (1 + e^-x): exact 0.5 at +-tiny x, 0 (not NaN) below -709 in float64. */
-const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x))
-
 /**
- * sigmoid(logits) normalized over all E: s / (sum_e s + 1e-20), one op with its backward.
+ * f(logits) normalized over all E, f sigmoid or sqrtsoftplus: s / (sum_e s + 1e-20), one op
+ * with its backward.
  * @category combinators
  */
-const normalizedSigmoid = (logits: Tensor.Tensor): Tensor.Tensor => {
-  const [t, e] = dims("normalizedSigmoid", logits)
+const normalizedScores = (logits: Tensor.Tensor, f: ScoreFunctions.Elementwise): Tensor.Tensor => {
+  const [t, e] = dims("normalizedScores", logits)
   const x = logits.readHost()
   const sig = new Float64Array(t * e)
   const denom = new Float64Array(t)
@@ -83,14 +82,14 @@ const normalizedSigmoid = (logits: Tensor.Tensor): Tensor.Tensor => {
   for (let r = 0; r < t; r++) {
     let sum = 0
     for (let j = 0; j < e; j++) {
-      const s = sigmoid(x[r * e + j] as number)
+      const s = f.value(x[r * e + j] as number)
       sig[r * e + j] = s
       sum += s
     }
     denom[r] = sum + 1e-20
     for (let j = 0; j < e; j++) out[r * e + j] = (sig[r * e + j] as number) / (denom[r] as number)
   }
-  return Autograd.hostResult("normalizedSigmoid", [logits], out, [t, e], (g) => {
+  return Autograd.hostResult("normalizedScores", [logits], out, [t, e], (g) => {
     const dx = DType.allocate(g.dtype, t * e)
     const gy = g.readHost()
     for (let r = 0; r < t; r++) {
@@ -98,8 +97,7 @@ const normalizedSigmoid = (logits: Tensor.Tensor): Tensor.Tensor => {
       let dot = 0
       for (let j = 0; j < e; j++) dot += (gy[r * e + j] as number) * (sig[r * e + j] as number)
       for (let j = 0; j < e; j++) {
-        const s = sig[r * e + j] as number
-        dx[r * e + j] = ((gy[r * e + j] as number) / d - dot / (d * d)) * s * (1 - s)
+        dx[r * e + j] = ((gy[r * e + j] as number) / d - dot / (d * d)) * f.derivative(x[r * e + j] as number, sig[r * e + j] as number)
       }
     }
     return [Tensor.fromStorage(dx, logits.shape, { device: g.device })]
@@ -108,12 +106,12 @@ const normalizedSigmoid = (logits: Tensor.Tensor): Tensor.Tensor => {
 
 /**
  * `compute_routing_scores_for_aux_loss` (2.2.5): scores over all experts (softmax, or sigmoid
- * normalized over E) and the plain top-k map of them (ties to the lower expert).
+ * or sqrtsoftplus normalized over E) and the plain top-k map of them (ties to the lower expert).
  * @category combinators
  */
 export const routingScoresForAuxLoss = (logits: Tensor.Tensor, k: number, scoreFunction: ScoreFunction): AuxScores => {
   const [t, e] = dims("routingScoresForAuxLoss", logits)
-  const scores = scoreFunction === "softmax" ? softmax(logits) : normalizedSigmoid(logits)
+  const scores = scoreFunction === "softmax" ? softmax(logits) : normalizedScores(logits, ScoreFunctions.elementwise[scoreFunction])
   const indices = topk(Tensor.detach(scores), k).indices
   return { scores, routingMap: RoutingMap.fromIndices(t, e, indices, k) }
 }

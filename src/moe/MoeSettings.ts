@@ -230,11 +230,11 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
     )
   if (s.padToCapacity && s.capacityFactor === undefined)
     throw ConfigError.make("padToCapacity", true, "has no capacity to pad to", "add --capacity-factor F, or drop --pad-to-capacity")
-  if (s.expertBias && s.scoreFunction !== "sigmoid")
+  if (s.expertBias && s.scoreFunction === "softmax")
     throw ConfigError.make(
       "expertBias",
       true,
-      `only moves sigmoid scores (softmax ignores the bias, so it would never balance anything)`,
+      `only moves sigmoid (or sqrtsoftplus) scores (softmax ignores the bias, so it would never balance anything)`,
       "add --score-function sigmoid, or drop --expert-bias",
     )
   if (!Number.isFinite(s.biasUpdateRate) || s.biasUpdateRate <= 0)

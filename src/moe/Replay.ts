@@ -6,7 +6,7 @@
  * Shape legend: T tokens, E experts, K topk, H hidden, N routed rows (after dropping/padding).
  *
  * Case (every key required; `pleat moe replay` refuses any other key, suggesting the nearest one):
- *   numExperts E (integer >= 1), topk K (integer, 1..E), scoreFunction "softmax" | "sigmoid",
+ *   numExperts E (integer >= 1), topk K (integer, 1..E), scoreFunction "softmax" | "sigmoid" | "sqrtsoftplus",
  *   preSoftmax bool, capacityFactor number | null, dropPolicy "probs" | "position",
  *   padToCapacity bool, numGroups int | null, groupTopk int | null, scalingFactor number | null,
  *   expertBias [E] | null, logits [T][E], tokens [T][H]

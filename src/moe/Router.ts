@@ -13,7 +13,8 @@
  *                                  p = s at the selected experts (NOT renormalized, 6.8);
  *   - softmax, preSoftmax = false: select on the logits; p = softmax over the K selected
  *                                  logits (they sum to 1);
- *   - sigmoid: s = sigmoid(logits); select on s + expertBias (bias only picks, 2.1.5 / 6.9);
+ *   - sigmoid, sqrtsoftplus (ScoreFunctions): s = f(logits); select on s + expertBias (bias only
+ *              picks, 2.1.5 / 6.9);
  *              p = s_sel / (sum(s_sel) + 1e-20) when K > 1, p = s_sel when K = 1;
  *              preSoftmax has no effect.
  *   - then, when scalingFactor is truthy (given and not 0, as the reference's `if scaling`),
@@ -37,8 +38,8 @@
  * piecewise constant, so the gradient flows through the selected entries only, 2.2.4):
  *   pre:     dx_i = [i in S] G_i s_i - s_i * sum_{j in S} G_j s_j
  *   post:    dx_i = [i in S] q_i (G_i - sum_{j in S} G_j q_j)        (q = softmax over S)
- *   sigmoid: dL/ds_i = G_i / D - sum_j G_j s_j / D^2 (K > 1, D = sum s_S + 1e-20), G_i (K = 1);
- *            dx_i = dL/ds_i * s_i (1 - s_i)
+ *   sigmoid, sqrtsoftplus: dL/ds_i = G_i / D - sum_j G_j s_j / D^2 (K > 1, D = sum s_S + 1e-20),
+ *            G_i (K = 1); dx_i = dL/ds_i * f'(x_i) (s_i (1 - s_i) for sigmoid)
  * with G = dL/dp * scale on the selected entries.
  */
 import * as ConfigError from "../errors/ConfigError.js"
@@ -49,19 +50,20 @@ import * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
 import * as AuxLoss from "./AuxLoss.js"
 import * as RoutingMap from "./RoutingMap.js"
+import * as ScoreFunctions from "./ScoreFunctions.js"
 import * as Sinkhorn from "./Sinkhorn.js"
 
 /**
- * The score functions of the router.
+ * The score functions of the router (ScoreFunctions).
  * @category models
  */
-export type ScoreFunction = "softmax" | "sigmoid"
+export type ScoreFunction = ScoreFunctions.ScoreFunction
 
 /**
  * The score functions, for validation and messages.
  * @category configuration
  */
-export const scoreFunctions: ReadonlyArray<ScoreFunction> = ["softmax", "sigmoid"]
+export const scoreFunctions: ReadonlyArray<ScoreFunction> = ScoreFunctions.all
 
 /**
  * Options of the router (null and undefined both mean "not set").
@@ -167,22 +169,6 @@ const dims = (op: string, logits: Tensor.Tensor): readonly [number, number] => {
   return logits.shape as readonly [number, number]
 }
 
-/** sigmoid as 1 / (1 + e^-x): exact 0.5 at +-tiny x, 0 (not NaN) below -709 in float64. */
-const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x))
-
-/** out[0..n) = softmax(x[base..base+n)), in float64 (max-subtracted, summed by index). */
-const softmaxRow = (x: DType.Storage, base: number, n: number, out: Float64Array): void => {
-  let max = Number.NEGATIVE_INFINITY
-  for (let j = 0; j < n; j++) max = Math.max(max, x[base + j] as number)
-  let sum = 0
-  for (let j = 0; j < n; j++) {
-    const v = Math.exp((x[base + j] as number) - max)
-    out[j] = v
-    sum += v
-  }
-  for (let j = 0; j < n; j++) out[j] = (out[j] as number) / sum
-}
-
 /** The multiplier of the probs: the scaling factor when truthy, else 1. */
 const scaleOf = (options: RouterOptions): number => {
   if (given(options.sinkhorn)) return 1
@@ -192,7 +178,7 @@ const scaleOf = (options: RouterOptions): number => {
 
 /**
  * The values the top-k selection runs on, [T * E] in float64: softmax(logits) (pre-softmax),
- * the logits (softmax without pre-softmax), or sigmoid(logits) + expertBias (sigmoid).
+ * the logits (softmax without pre-softmax), or f(logits) + expertBias (sigmoid, sqrtsoftplus).
  * @category mapping
  */
 const selectionScores = (logits: Tensor.Tensor, options: RouterOptions): Float64Array => {
@@ -203,7 +189,7 @@ const selectionScores = (logits: Tensor.Tensor, options: RouterOptions): Float64
     if (options.preSoftmax === true) {
       const row = new Float64Array(e)
       for (let r = 0; r < t; r++) {
-        softmaxRow(x, r * e, e, row)
+        ScoreFunctions.softmaxRow(x, r * e, e, row)
         out.set(row, r * e)
       }
     } else {
@@ -212,8 +198,9 @@ const selectionScores = (logits: Tensor.Tensor, options: RouterOptions): Float64
     return out
   }
   const bias = options.expertBias
+  const f = ScoreFunctions.elementwise[options.scoreFunction].value
   for (let r = 0; r < t; r++) {
-    for (let j = 0; j < e; j++) out[r * e + j] = sigmoid(x[r * e + j] as number) + (given(bias) ? (bias[j] as number) : 0)
+    for (let j = 0; j < e; j++) out[r * e + j] = f(x[r * e + j] as number) + (given(bias) ? (bias[j] as number) : 0)
   }
   return out
 }
@@ -276,17 +263,19 @@ const sinkhornScores = (logits: Tensor.Tensor, k: number, phase: "training" | "e
   const x = logits.readHost()
   if (phase === "training") return Sinkhorn.balance(x, t, e).balanced
   const out = new Float64Array(t * e)
-  if (k === 1) for (let i = 0; i < t * e; i++) out[i] = sigmoid(x[i] as number)
-  else for (let r = 0; r < t; r++) softmaxRow(x, r * e, e, out.subarray(r * e, (r + 1) * e))
+  if (k === 1) for (let i = 0; i < t * e; i++) out[i] = ScoreFunctions.sigmoid(x[i] as number)
+  else for (let r = 0; r < t; r++) ScoreFunctions.softmaxRow(x, r * e, e, out.subarray(r * e, (r + 1) * e))
   return out
 }
 
-type Mode = "pre" | "post" | "sigmoid"
+/** Softmax over all experts ("pre") or the selected ("post"), or an elementwise function. */
+type Mode = "pre" | "post" | ScoreFunctions.Elementwise
 
 /** Sinkhorn routing's probs are the sigmoid (top-1: one prob, so no normalization) or the full softmax's. */
 const modeOf = (options: RouterOptions): Mode => {
-  if (given(options.sinkhorn)) return options.topk === 1 ? "sigmoid" : "pre"
-  return options.scoreFunction === "sigmoid" ? "sigmoid" : options.preSoftmax === true ? "pre" : "post"
+  if (given(options.sinkhorn)) return options.topk === 1 ? ScoreFunctions.elementwise.sigmoid : "pre"
+  if (options.scoreFunction !== "softmax") return ScoreFunctions.elementwise[options.scoreFunction]
+  return options.preSoftmax === true ? "pre" : "post"
 }
 
 /**
@@ -318,7 +307,7 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
     const base = r * e
     const at = (j: number) => base + (indices[r * k + j] as number)
     if (mode === "pre") {
-      softmaxRow(x, base, e, full)
+      ScoreFunctions.softmaxRow(x, base, e, full)
       for (let j = 0; j < k; j++) q[j] = full[indices[r * k + j] as number] as number
     } else if (mode === "post") {
       let max = Number.NEGATIVE_INFINITY
@@ -332,7 +321,7 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
     } else {
       let sum = 0
       for (let j = 0; j < k; j++) {
-        q[j] = sigmoid(x[at(j)] as number)
+        q[j] = mode.value(x[at(j)] as number)
         sum += q[j] as number
       }
       if (k > 1) for (let j = 0; j < k; j++) q[j] = (q[j] as number) / (sum + 1e-20)
@@ -350,7 +339,7 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
       const base = r * e
       const grad = (j: number) => (gy[base + (indices[r * k + j] as number)] as number) * scale
       if (mode === "pre") {
-        softmaxRow(x, base, e, full)
+        ScoreFunctions.softmaxRow(x, base, e, full)
         let dot = 0
         for (let j = 0; j < k; j++) dot += grad(j) * (full[indices[r * k + j] as number] as number)
         for (let i = 0; i < e; i++) dx[base + i] = -(full[i] as number) * dot
@@ -367,15 +356,15 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
         let sum = 0
         let dot = 0
         for (let j = 0; j < k; j++) {
-          s[j] = sigmoid(x[base + (indices[r * k + j] as number)] as number)
+          s[j] = mode.value(x[base + (indices[r * k + j] as number)] as number)
           sum += s[j] as number
           dot += grad(j) * (s[j] as number)
         }
         const d = sum + 1e-20
         for (let j = 0; j < k; j++) {
-          const sj = s[j] as number
+          const at = base + (indices[r * k + j] as number)
           const dLds = k > 1 ? grad(j) / d - dot / (d * d) : grad(j)
-          dx[base + (indices[r * k + j] as number)] = dLds * sj * (1 - sj)
+          dx[at] = dLds * mode.derivative(x[at] as number, s[j] as number)
         }
       }
     }

@@ -42,7 +42,7 @@ export const routingCases = (maxTokens = 8, maxExperts = 8): fc.Arbitrary<Routin
         topk: fc.constant(topk),
         settings: fc
           .record({
-            scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const),
+            scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const, "sqrtsoftplus" as const),
             preSoftmax: fc.boolean(),
             scalingFactor: fc.option(fc.constantFrom(0.5, 1, 2.5), { nil: undefined }),
             capacityFactor: fc.option(fc.constantFrom(0.5, 1, 1.25, 2), { nil: undefined }),

@@ -106,7 +106,7 @@ const routerProblem = (m: Model, format: Format): string | undefined => {
     return "it weights each token's input to its expert by the prob (--probs-at input), where the Hugging Face MoE layers pleat writes weight the expert's output"
   if (r.quantileBalancing === true) return "it routes with quantile balancing's per-expert beta on the logits (--quantile-balancing), which no Hugging Face MoE config describes"
   if (format === "dots1" || format === "deepseek-v3") {
-    if (r.scoreFunction !== "sigmoid") return `it routes with softmax, where ${format} routes with sigmoid scores (--score-function sigmoid)`
+    if (r.scoreFunction !== "sigmoid") return `it routes with ${r.scoreFunction}, where ${format} routes with sigmoid scores (--score-function sigmoid)`
     // dots1 and DeepSeek-V3 score a group by its top 2; pleat (Megatron) by its top floor(topk / group-topk).
     if (r.numGroups !== undefined && Math.floor(m.topk / (r.groupTopk ?? 1)) !== 2)
       return `it scores an expert group by its top ${Math.floor(m.topk / (r.groupTopk ?? 1))} (topk ${m.topk} / --group-topk ${r.groupTopk}), where ${format} scores by the top 2`

@@ -77,7 +77,7 @@ export const ManifestModelSchema = Schema.Struct({
   /** The router options the run trained with (MoeSettings; its other keys are not read back). */
   moe: Schema.optionalKey(
     Schema.Struct({
-      scoreFunction: Schema.Literals(["softmax", "sigmoid"]),
+      scoreFunction: Schema.Literals(["softmax", "sigmoid", "sqrtsoftplus"]),
       preSoftmax: Schema.Boolean,
       numGroups: Schema.optional(count),
       groupTopk: Schema.optional(count),
