@@ -182,6 +182,7 @@ describe("refusals: exit 2, one line naming the fix", () => {
       '--moe-aux-loss-coeff: "0.01" is not 0, and Sinkhorn routing takes no aux loss',
       "drop --moe-aux-loss-coeff",
     ],
+    [["--moe-router-topk-limited-devices", "1", "--moe-router-group-topk", "1"], "both set the groups", "give --moe-router-num-groups and --moe-router-group-topk alone"],
     [["--moe-router-load-balancing-type", "sinkhorn", "aux_loss"], "lists sinkhorn with other types", "give sinkhorn alone"],
     [["--probs-at", "input"], '--probs-at: "input" scales each token by its prob before its one expert, and with top-k 2 a token has 2', "use --topk 1"],
     [["--quantile-balancing", "--aux-loss", "seq_aux:0.01"], '--aux-loss: "seq_aux:0.01" is a load-balancing loss, which quantile balancing does not take', "add --aux-loss none"],

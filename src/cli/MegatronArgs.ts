@@ -3,9 +3,8 @@
  * pleat's, before the flags are parsed. Renamed flags stay as typed (Flags.collect takes them as
  * aliases, so a problem names them as written); the rest is rewritten here:
  *
- *   --bf16                                   --precision bf16
- *   --recompute-activations                  --recompute selective
- *   --moe-apply-probs-on-input               --probs-at input
+ *   --bf16, --recompute-activations,         --precision bf16, --recompute selective,
+ *   --moe-apply-probs-on-input               --probs-at input (MegatronRewrites.switchRewrites)
  *   --recompute-granularity G                --recompute G (full: every layer from its input,
  *   --recompute-method uniform               Megatron-LM's uniform method; block is refused)
  *   --moe-router-load-balancing-type T...    --aux-loss T:C,... (aux_loss is aux, seq_aux_loss
@@ -23,6 +22,7 @@
  *   --vocab-size V (NullTokenizer's)         --vocab V padded to a multiple of
  *   --make-vocab-size-divisible-by D         D (128) x tp, as Megatron-LM pads it (MegatronDefaults)
  *   --tokenizer-type NullTokenizer           nothing (pleat trains on ids); other tokenizers refused
+ *   --moe-router-topk-limited-devices N      --num-groups EP --group-topk N (EP from the command line)
  *   --num-layers-per-virtual-pipeline-stage N --vpp (layers / pp) / N, from --num-layers and
  *                                            --pipeline-model-parallel-size on the command line
  *                                            (none where that is 1), as Megatron-LM derives it
@@ -90,7 +90,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
   let queryGroups: string | undefined
   const dataDtypes: Array<string> = []
   let vocabSize: number | undefined
-  let layersPerVirtualStage: string | undefined
+  const derivedGiven: Array<[string, string]> = []
   let divisibleBy = 128
   // --data-path's dataset (split into training and validation documents: MegatronSplit) and --split.
   let splitting: { readonly prefix: string; readonly dtype: TokenFile.TokenDtype } | undefined
@@ -268,11 +268,12 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         else noEffect.push(`--${name} ${list.join(" ")} (pleat's selective recompute: the attention core and the expert MLPs)`)
         continue
       }
-      case "num-layers-per-virtual-pipeline-stage": {
+      case "num-layers-per-virtual-pipeline-stage":
+      case "moe-router-topk-limited-devices": {
         seen.add(name)
         const v = value()
         if (v === undefined) missing("N")
-        else layersPerVirtualStage = v
+        else derivedGiven.push([name, v])
         continue
       }
       case "tokenizer-type": {
@@ -353,10 +354,10 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         "add --group-query-attention, or drop --num-query-groups",
       ),
     )
-  if (layersPerVirtualStage !== undefined) {
-    const vpp = MegatronRewrites.virtualStages(argv, layersPerVirtualStage)
-    if (ConfigError.isConfigError(vpp)) problems.push(vpp)
-    else if (vpp > 1) out.push(`--vpp=${vpp}`)
+  for (const [name, v] of derivedGiven) {
+    const flags = (MegatronRewrites.derived[name] as (typeof MegatronRewrites.derived)[string])(argv, v)
+    if (ConfigError.isConfigError(flags)) problems.push(flags)
+    else out.push(...flags)
   }
   if (vocabSize !== undefined && argv.some((a) => a === "--vocab" || a.startsWith("--vocab=")))
     problems.push(ConfigError.make("--vocab-size", vocabSize, "and --vocab both give the vocabulary", "give one: --vocab-size V (padded) or --vocab N (as is)"))

@@ -65,7 +65,7 @@ const given = (argv: ReadonlyArray<string>, names: ReadonlyArray<string>): strin
  * Megatron-LM's virtual stages per pipeline rank from --num-layers-per-virtual-pipeline-stage N:
  * (layers / pp) / N, from the command line's layers and pipeline size (Megatron-LM's pp default 1).
  */
-export const virtualStages = (argv: ReadonlyArray<string>, text: string): number | ConfigError.ConfigError => {
+const virtualStages = (argv: ReadonlyArray<string>, text: string): number | ConfigError.ConfigError => {
   const field = "--num-layers-per-virtual-pipeline-stage"
   const n = Number(text)
   const problem = Flags.integerProblem(text, {}, `write ${field}`)
@@ -79,6 +79,38 @@ export const virtualStages = (argv: ReadonlyArray<string>, text: string): number
   if (layers % pp !== 0 || (layers / pp) % n !== 0)
     return ConfigError.make(field, text, `does not divide the ${layers} layers over pp ${pp} (${layers / pp} a stage)`, "give a number of layers that divides each stage's")
   return layers / pp / n
+}
+
+/**
+ * Megatron-LM's deprecated --moe-router-topk-limited-devices N: device-limited routing, group-limited
+ * routing with a group an expert-parallel rank's experts: --num-groups EP --group-topk N (EP from
+ * the command line, Megatron-LM's default 1).
+ */
+const limitedDevices = (argv: ReadonlyArray<string>, text: string): ReadonlyArray<string> | ConfigError.ConfigError => {
+  const field = "--moe-router-topk-limited-devices"
+  const problem = Flags.integerProblem(text, {}, `write ${field}`)
+  if (problem !== undefined) return ConfigError.make(field, text, problem.reason, problem.fix)
+  if (given(argv, ["moe-router-num-groups", "num-groups", "moe-router-group-topk", "group-topk"]) !== undefined)
+    return ConfigError.make(
+      field,
+      text,
+      "and --moe-router-num-groups / --moe-router-group-topk both set the groups",
+      "give --moe-router-num-groups and --moe-router-group-topk alone",
+    )
+  return [`--num-groups=${given(argv, ["expert-model-parallel-size", "ep"]) ?? 1}`, `--group-topk=${text}`]
+}
+
+/**
+ * Megatron-LM settings whose pleat flags follow from other flags of the command line: each
+ * gives the flags, or the problem.
+ * @category configuration
+ */
+export const derived: Readonly<Record<string, (argv: ReadonlyArray<string>, text: string) => ReadonlyArray<string> | ConfigError.ConfigError>> = {
+  "num-layers-per-virtual-pipeline-stage": (argv, text) => {
+    const vpp = virtualStages(argv, text)
+    return ConfigError.isConfigError(vpp) ? vpp : vpp > 1 ? [`--vpp=${vpp}`] : []
+  },
+  "moe-router-topk-limited-devices": limitedDevices,
 }
 
 /**
