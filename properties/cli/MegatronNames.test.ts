@@ -227,7 +227,10 @@ describe("Megatron-LM's names on pleat train", () => {
     same(["--moe-router-load-balancing-type", "none", "--moe-z-loss-coeff", "1e-3"], ["--aux-loss", "none", "--z-loss-coeff", "1e-3"])
     same(["--moe-router-load-balancing-type", "sinkhorn"], ["--sinkhorn", "--aux-loss", "none"])
     same(["--moe-router-load-balancing-type", "sinkhorn", "--moe-aux-loss-coeff", "0"], ["--sinkhorn", "--aux-loss", "none"])
-    same(["--moe-router-topk-limited-devices", "2", "--expert-model-parallel-size", "4", "--moe-router-topk", "4"], ["--num-groups", "4", "--group-topk", "2", "--ep", "4", "--topk", "4"])
+    same(
+      ["--moe-router-topk-limited-devices", "2", "--expert-model-parallel-size", "4", "--moe-router-topk", "4"],
+      ["--num-groups", "4", "--group-topk", "2", "--ep", "4", "--topk", "4"],
+    )
     same(["--moe-apply-probs-on-input", "--moe-router-topk", "1", "--moe-router-pre-softmax"], ["--probs-at", "input", "--topk", "1", "--pre-softmax"])
     same(
       ["--moe-router-load-balancing-type", "quantile_balancing", "--moe-router-quantile-balancing-ema", "0.9"],
