@@ -3,7 +3,8 @@
 // shared experts' gate and the gradient norm's squares come down asynchronously, the seq_aux term
 // is summed on the host where its scores are, and full recompute packs and splits on the device,
 // so a step on one simulated device counts no blocking copy (`hostWaits`) for any of the router's
-// modes, dispatch placements, loss terms, dropping, recompute modes, shared experts and
+// modes (Sinkhorn routing, quantile balancing and sqrtsoftplus included), dispatch placements (the
+// probs on the input too), loss terms, dropping, recompute modes, shared experts and
 // precisions drawn here, and trains as the host does (the same losses, bit for bit).
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
@@ -22,8 +23,8 @@ describe("a step on a device does not block on the host's reads", () => {
         fc.record({
           seed: fc.integer({ min: 1, max: 1e6 }),
           experts: fc.constantFrom(4, 8),
-          mode: fc.constantFrom("post", "pre", "sigmoid", "sigmoid-bias", "groups"),
-          probsAt: fc.constantFrom("experts" as const, "combine" as const),
+          mode: fc.constantFrom("post", "pre", "sigmoid", "sigmoid-bias", "groups", "sqrtsoftplus-bias", "quantile", "sinkhorn"),
+          probsAt: fc.constantFrom("experts" as const, "combine" as const, "input" as const),
           precision: fc.constantFrom("fp32" as const, "bf16" as const),
           terms: fc.constantFrom("aux", "seq_aux+z", "global_aux", "none"),
           capacityFactor: fc.constantFrom(undefined, 1, 1.5),
@@ -31,15 +32,21 @@ describe("a step on a device does not block on the host's reads", () => {
           shared: fc.constantFrom("none", "mlp", "gated"),
         }),
         async (c) => {
+          // The self-balancing routers take no aux loss and no capacity; probs on the input, top-1.
+          const balancing = c.mode === "quantile" || c.mode === "sinkhorn"
+          const topk = c.probsAt === "input" ? 1 : 2
           const moe: MoeSettings.MoeSettings = {
             ...MoeSettings.defaults,
-            scoreFunction: c.mode.startsWith("sigmoid") ? "sigmoid" : "softmax",
-            preSoftmax: c.mode === "pre",
-            expertBias: c.mode === "sigmoid-bias",
+            scoreFunction: c.mode.startsWith("sigmoid") ? "sigmoid" : c.mode.startsWith("sqrtsoftplus") ? "sqrtsoftplus" : "softmax",
+            preSoftmax: c.mode === "pre" || (topk === 1 && (c.mode === "post" || c.mode === "groups" || c.mode === "quantile")),
+            expertBias: c.mode.endsWith("-bias"),
             probsAt: c.probsAt,
+            ...(c.mode === "quantile" ? { quantileBalancing: true } : {}),
+            ...(c.mode === "sinkhorn" ? { sinkhorn: true } : {}),
             ...(c.mode === "groups" ? { numGroups: 2, groupTopk: 1 } : {}),
-            auxLosses:
-              c.terms === "aux"
+            auxLosses: balancing
+              ? []
+              : c.terms === "aux"
                 ? [{ type: "aux", coeff: 0.01 }]
                 : c.terms === "seq_aux+z"
                   ? [{ type: "seq_aux", coeff: 0.02 }]
@@ -47,7 +54,7 @@ describe("a step on a device does not block on the host's reads", () => {
                     ? [{ type: "global_aux", coeff: 0.01 }]
                     : [],
             zLossCoeff: c.terms === "seq_aux+z" ? 0.001 : 0,
-            ...(c.capacityFactor === undefined ? {} : { capacityFactor: c.capacityFactor }),
+            ...(c.capacityFactor === undefined || balancing ? {} : { capacityFactor: c.capacityFactor }),
           }
           const setup: RankTrainer.TrainSetup = {
             precision: c.precision,
@@ -61,6 +68,7 @@ describe("a step on a device does not block on the host's reads", () => {
               ffn: 16,
               moeFfn: 8,
               experts: c.experts,
+              topk,
               seq: 8,
               vocab: 24,
               moeEvery: 1,

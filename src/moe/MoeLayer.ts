@@ -28,8 +28,7 @@ import type { Group } from "../comm/Group.js"
 import * as RoutingMap from "./RoutingMap.js"
 import { add, mul, scale, sigmoidOf } from "../tensor/ops/Elementwise.js"
 import { matmul } from "../tensor/ops/Matmul.js"
-import { sum } from "../tensor/ops/Reduce.js"
-import { hostValues, to } from "../tensor/ops/Transfer.js"
+import { hostValues } from "../tensor/ops/Transfer.js"
 import * as Recompute from "../tensor/Recompute.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as AllGatherDispatcher from "./AllGatherDispatcher.js"
@@ -42,6 +41,7 @@ import * as ForcedBalance from "./ForcedBalance.js"
 import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import * as Experts from "./Experts.js"
 import * as RoutedLayout from "./RoutedLayout.js"
+import * as ProbsOnInput from "./ProbsOnInput.js"
 import * as QuantileBalancing from "./QuantileBalancing.js"
 import * as Router from "./Router.js"
 
@@ -188,10 +188,11 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
   }
   // Probs on the input (top-1): each token times its one prob, the experts' outputs times 1.
   const onInput = config.probsAt === "input"
+  const routedIn = onInput ? ProbsOnInput.applied(x, probs, map) : { tokens: x, probs }
   const input = {
-    tokens: onInput ? mul(x, to(sum(probs, 1, true), x.device)) : x,
+    tokens: routedIn.tokens,
     layout: laid.layout,
-    probs: onInput ? RoutingMap.toTensor(map, probs.dtype) : probs,
+    probs: routedIn.probs,
     map,
     numExperts: config.numExperts,
     experts: w.experts,
