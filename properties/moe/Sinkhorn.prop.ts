@@ -77,7 +77,7 @@ describe("Sinkhorn.balance", () => {
         for (let j = 0; j < e; j++) {
           let s = 0
           for (let r = 0; r < t; r++) s += balanced[r * e + j] as number
-          expect(Math.abs(s * e - 1)).toBeLessThan(1e-3)
+          expect(Math.abs(s * e - 1)).toBeLessThan(5e-3)
         }
         for (let r = 0; r < t; r++) {
           const s = balanced.subarray(r * e, (r + 1) * e).reduce((a, b) => a + b, 0)
