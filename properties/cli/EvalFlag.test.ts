@@ -161,6 +161,17 @@ describe("evaluation on held-out data", () => {
     expect(refused(["verify", ...folded, "--steps", "0"])).toBe("pleat verify: --steps: 0 compares no step; fix: pass --steps 1 or more")
   }, 60_000)
 
+  test("the router's input jitter is training's: an evaluation reads the loss without it, bit for bit", async () => {
+    const flags = [...oneRank, "--data", train, "--eval-data", train, "--eval-batches", "1", "--dtype", "float64", "--log", "json"]
+    const run1 = async (extra: ReadonlyArray<string>, steps: string, kind: "eval" | "step") => {
+      const r = await run(["train", ...flags, ...extra, "--steps", steps])
+      expect(r.status, r.err).toBe(0)
+      return records(r.out, kind)[0]?.[kind === "eval" ? "evalLoss" : "loss"] as number
+    }
+    expect(await run1(["--input-jitter-eps", "0.5"], "0", "eval")).toBe(await run1([], "0", "eval"))
+    expect(await run1(["--input-jitter-eps", "0.5"], "1", "step")).not.toBe(await run1([], "1", "step"))
+  }, 60_000)
+
   test("Sinkhorn routing evaluates without its balancing: pre-softmax routing's loss, bit for bit, where training on the same sequences routes otherwise", async () => {
     // The eval file is the training file: the evaluation reads the sequence step 1 trains on.
     const flags = [...oneRank, "--data", train, "--eval-data", train, "--eval-batches", "1", "--dtype", "float64", "--log", "json", "--aux-loss", "none"]

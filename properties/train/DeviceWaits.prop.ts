@@ -30,6 +30,7 @@ describe("a step on a device does not block on the host's reads", () => {
           capacityFactor: fc.constantFrom(undefined, 1, 1.5),
           recompute: fc.constantFrom("none" as const, "selective" as const, "full" as const),
           shared: fc.constantFrom("none", "mlp", "gated"),
+          jitter: fc.boolean(),
         }),
         async (c) => {
           // The self-balancing routers take no aux loss and no capacity; probs on the input, top-1.
@@ -43,6 +44,7 @@ describe("a step on a device does not block on the host's reads", () => {
             probsAt: c.probsAt,
             ...(c.mode === "quantile" ? { quantileBalancing: true } : {}),
             ...(c.mode === "sinkhorn" ? { sinkhorn: true } : {}),
+            ...(c.jitter ? { inputJitterEps: 0.2 } : {}),
             ...(c.mode === "groups" ? { numGroups: 2, groupTopk: 1 } : {}),
             auxLosses: balancing
               ? []

@@ -1,6 +1,6 @@
 // The router and MoE-layer options of a training run (MoeSettings): with random options (score
 // function softmax, sigmoid or sqrtsoftplus, pre-softmax, group-limited routing, scaling, any set of aux losses, z-loss, either
-// dispatcher, the probs applied by the experts, the combine or (top-1) the input, expert bias, shared experts with or without their gate), a parallel step equals one rank's in float64 within Lockstep's tolerances on
+// dispatcher, the probs applied by the experts, the combine or (top-1) the input, input jitter, expert bias, shared experts with or without their gate), a parallel step equals one rank's in float64 within Lockstep's tolerances on
 // random folded mappings (global_aux only where dp = 1, the mappings whose counts one rank
 // reproduces); dropping and Sinkhorn routing too where tp = cp = 1 (each rank then holds whole
 // micro-batches, so one rank drops, or balances, the same tokens); quantile balancing on any folded
@@ -62,6 +62,7 @@ const settings = (global: boolean, dropping: boolean) =>
       dropPolicy: fc.constantFrom("probs" as const, "position" as const),
       padToCapacity: dropping ? fc.boolean() : fc.constant(false),
       expertBias: fc.boolean(),
+      inputJitterEps: fc.constantFrom(undefined, 0.3),
       shared: fc.constantFrom<Shared>({}, { sharedExpertFfn: 8 }, { sharedExpertFfn: 8, sharedExpertGate: true }),
     })
     .map((r) => {
@@ -82,6 +83,7 @@ const settings = (global: boolean, dropping: boolean) =>
         padToCapacity: r.padToCapacity,
         // A rate large enough that the bias changes which experts are picked by step 2.
         expertBias: r.expertBias && r.scoreFunction !== "softmax",
+        ...(r.inputJitterEps === undefined ? {} : { inputJitterEps: r.inputJitterEps }),
         biasUpdateRate: 0.05,
       }
       return { moe, topk: r.topk, shared: r.shared }

@@ -231,6 +231,7 @@ const moeSettings = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources
   // Set only when on: the settings of a run without the flag are today's, key for key.
   ...(c["force-load-balancing"] ? { forceLoadBalancing: true } : {}),
   ...(c.sinkhorn ? { sinkhorn: true } : {}),
+  ...(c["input-jitter-eps"] === undefined ? {} : { inputJitterEps: c["input-jitter-eps"] }),
   ...(c["quantile-balancing"] ? { quantileBalancing: true } : {}),
   ...(c["quantile-balancing-ema"] === undefined ? {} : { quantileBalancingEma: c["quantile-balancing-ema"] }),
 })

@@ -275,7 +275,25 @@ function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
   const global = types.includes("global_aux") && c.groups.tpDpCp !== undefined ? { tpDpCp: c.groups.tpDpCp, state: MoeRunState.globalCounts(state, layer, s.experts) } : undefined
   const expertBias = s.moe.expertBias ? MoeRunState.expertBias(state, layer, s.experts) : undefined
   const quantileBeta = s.moe.quantileBalancing === true ? MoeRunState.quantileBeta(state, layer, s.experts) : undefined
-  return MoeSettings.layerConfig(s.moe, { numExperts: s.experts, topk: s.topk, tpCp: c.groups.tpCp, sequences, global, expertBias, evaluating: c.evaluating, quantileBeta })
+  const jitterRows = s.moe.inputJitterEps === undefined ? undefined : yield* jitterRowsOf(c, layer, rows)
+  return MoeSettings.layerConfig(s.moe, {
+    numExperts: s.experts,
+    topk: s.topk,
+    tpCp: c.groups.tpCp,
+    sequences,
+    global,
+    expertBias,
+    evaluating: c.evaluating,
+    quantileBeta,
+    jitterRows,
+  })
+}
+
+/** The layer and its rows' places in the data stream (this member's tp block of the cp rows under sequence parallelism), for the router's input jitter. */
+function* jitterRowsOf(c: ModelContext.ModelContext, layer: number, rows: number) {
+  if (c.tokenPlaces === undefined) return yield* Effect.die(new Error("the router's input jitter needs each row's place in the data stream (ModelContext.tokenPlaces)"))
+  const first = c.sequenceParallel ? Group.localRank(c.groups.tp, (yield* Comm.Communicator).rank) * rows : 0
+  return { layer, places: c.tokenPlaces.subarray(first, first + rows) }
 }
 
 /** The gated MLP weights under `prefix` (dense: none, "shared.", "experts."), with their biases under --add-bias-linear. */

@@ -176,6 +176,11 @@ export interface ModelContext {
   readonly documents?: SelfAttention.Documents | undefined
   /** A forward of an evaluation, not of training (Sinkhorn routing selects without balancing there). */
   readonly evaluating?: boolean | undefined
+  /**
+   * Each of this cp rank's rows' place in the data stream (its sequence's index x seq + its
+   * position): the same token under every mapping (the router's input jitter draws from it).
+   */
+  readonly tokenPlaces?: Float64Array | undefined
 }
 
 /**

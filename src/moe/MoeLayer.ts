@@ -28,7 +28,7 @@ import type { Group } from "../comm/Group.js"
 import * as RoutingMap from "./RoutingMap.js"
 import { add, mul, scale, sigmoidOf } from "../tensor/ops/Elementwise.js"
 import { matmul } from "../tensor/ops/Matmul.js"
-import { hostValues } from "../tensor/ops/Transfer.js"
+import { hostValues, to } from "../tensor/ops/Transfer.js"
 import * as Recompute from "../tensor/Recompute.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as AllGatherDispatcher from "./AllGatherDispatcher.js"
@@ -41,6 +41,7 @@ import * as ForcedBalance from "./ForcedBalance.js"
 import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import * as Experts from "./Experts.js"
 import * as RoutedLayout from "./RoutedLayout.js"
+import * as InputJitter from "./InputJitter.js"
 import * as ProbsOnInput from "./ProbsOnInput.js"
 import * as QuantileBalancing from "./QuantileBalancing.js"
 import * as Router from "./Router.js"
@@ -113,6 +114,8 @@ export interface MoeConfig {
    * `tpCp`): the layer's beta now, and whether this forward gives its beta_local (training).
    */
   readonly quantile?: { readonly beta: ReadonlyArray<number>; readonly update: boolean } | undefined
+  /** The router's input jitter (InputJitter): eps, the layer, and each row's place in the data stream. */
+  readonly jitter?: { readonly eps: number; readonly layer: number; readonly places: ArrayLike<number> } | undefined
 }
 
 /**
@@ -162,7 +165,9 @@ export const forwardLaid = (laid: TensorLayout.WithLayout, w: MoeWeights, config
 function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config: MoeConfig, groups: Dispatcher.ExpertGroups) {
   const x = laid.tensor
   const fp32 = <A>(f: () => A): A => (x.tape === undefined ? f() : x.tape.fullPrecision(f))
-  const gated = fp32(() => (w.routerBias === undefined ? matmul(x, w.router) : add(matmul(x, w.router), w.routerBias)))
+  const j = config.jitter
+  const routerIn = j === undefined ? x : mul(x, to(Tensor.fromStorage(InputJitter.factors(j.places, j.layer, x.shape[1] as number, j.eps, x.dtype), x.shape), x.device))
+  const gated = fp32(() => (w.routerBias === undefined ? matmul(routerIn, w.router) : add(matmul(routerIn, w.router), w.routerBias)))
   // The router runs on the host: its logits come down without blocking the JS thread.
   yield* hostValues(gated)
   const logits = config.forceLoadBalancing === true ? fp32(() => ForcedBalance.forceLoadBalancing(gated)) : gated

@@ -94,6 +94,8 @@ export interface MoeSettings {
   readonly quantileBalancing?: boolean | undefined
   /** How much of the old beta each update keeps (Megatron's moe_router_quantile_balancing_ema; default 0). */
   readonly quantileBalancingEma?: number | undefined
+  /** The router's input times noise uniform in [1 - eps, 1 + eps] in training (InputJitter; none when absent). */
+  readonly inputJitterEps?: number | undefined
 }
 
 /**
@@ -182,6 +184,9 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
       `scales each token by its prob before its one expert, and with top-k ${topk} a token has ${topk} (Megatron-LM's moe_apply_probs_on_input needs top-k 1 too)`,
       "use --topk 1, or --probs-at experts",
     )
+  const eps = s.inputJitterEps
+  if (eps !== undefined && !(Number.isFinite(eps) && eps > 0 && eps < 1))
+    throw ConfigError.make("inputJitterEps", eps, "is not a number in (0, 1) (the router's input is scaled by 1 - eps to 1 + eps)", "pass a small eps such as 0.01, or drop it")
   if (s.sinkhorn === true) SelfBalancing.sinkhornCheck(s)
   if (s.quantileBalancing === true) SelfBalancing.quantileCheck(s, experts, topk)
   else if (s.quantileBalancingEma !== undefined)
@@ -275,6 +280,8 @@ export interface LayerContext {
   readonly evaluating?: boolean | undefined
   /** The layer's quantile-balancing beta now (with `quantileBalancing`). */
   readonly quantileBeta?: ReadonlyArray<number> | undefined
+  /** The layer and its rows' places in the data stream (with `inputJitterEps`, in training). */
+  readonly jitterRows?: { readonly layer: number; readonly places: ArrayLike<number> } | undefined
 }
 
 /**
@@ -294,4 +301,5 @@ export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig
   ...(c.sequences === undefined ? {} : { sequences: c.sequences }),
   ...(c.global === undefined ? {} : { global: c.global }),
   ...(s.quantileBalancing === true ? { quantile: { beta: c.quantileBeta ?? new Array<number>(c.numExperts).fill(0), update: c.evaluating !== true } } : {}),
+  ...(s.inputJitterEps !== undefined && c.evaluating !== true && c.jitterRows !== undefined ? { jitter: { eps: s.inputJitterEps, ...c.jitterRows } } : {}),
 })

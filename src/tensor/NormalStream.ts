@@ -16,8 +16,11 @@ import type * as DType from "./DType.js"
 /** The mulberry32 step constant: the stream's k-th state is seed + k * STEP (mod 2^32). */
 const STEP = 0x6d2b79f5
 
-/** The k-th uniform (k >= 1) of the mulberry32 stream from `seed`, in (0, 1). */
-const uniformAt = (seed: number, k: number): number => {
+/**
+ * The k-th uniform (k >= 1) of the mulberry32 stream from `seed`, in (0, 1).
+ * @category kernels
+ */
+export const uniformAt = (seed: number, k: number): number => {
   let t = (seed + Math.imul(k, STEP)) >>> 0
   t = Math.imul(t ^ (t >>> 15), t | 1)
   t ^= t + Math.imul(t ^ (t >>> 7), t | 61)

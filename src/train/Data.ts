@@ -30,6 +30,8 @@ import * as WindowOrder from "./WindowOrder.js"
 export interface MicroBatch {
   readonly tokens: Int32Array
   readonly targets: Int32Array
+  /** The data stream's index of its first sequence (the next ones follow it). */
+  readonly firstSequence?: number | undefined
   readonly documents?: Documents.Marks | undefined
   /**
    * With --calculate-per-token-loss: the kept targets of the whole step (its G sequences), of the
@@ -109,6 +111,12 @@ export const microBatch = (
     targets.set(s.subarray(1), b * o.seq)
   }
   const counts = o.perTokenLoss === true ? { stepLabels: (k: number) => stepLabels(o, k) } : {}
-  if (o.documents === undefined) return { tokens, targets, ...counts }
-  return { tokens, targets: Documents.maskedTargets(o.documents, tokens, targets), documents: Documents.marksOf(o.documents, tokens, o.seq), ...counts }
+  if (o.documents === undefined) return { tokens, targets, firstSequence: first, ...counts }
+  return {
+    tokens,
+    targets: Documents.maskedTargets(o.documents, tokens, targets),
+    firstSequence: first,
+    documents: Documents.marksOf(o.documents, tokens, o.seq),
+    ...counts,
+  }
 }

@@ -72,7 +72,7 @@ export const hiddenLayout = (model: ModelConfig.ModelConfig, microBatch: number,
 /**
  * The model's view of this rank and micro-batch (`documents`: its documents at this rank's rows).
  */
-const modelContext = (c: StageContext, documents: SelfAttention.Documents | undefined): ModelContext.ModelContext => ({
+const modelContext = (c: StageContext, documents: SelfAttention.Documents | undefined, tokenPlaces: Float64Array | undefined): ModelContext.ModelContext => ({
   sizes: c.model,
   microBatch: c.microBatch,
   groups: c.groups,
@@ -85,6 +85,7 @@ const modelContext = (c: StageContext, documents: SelfAttention.Documents | unde
   recompute: c.recompute,
   documents,
   ...(c.evaluating === true ? { evaluating: true } : {}),
+  ...(tokenPlaces === undefined ? {} : { tokenPlaces }),
 })
 
 /**
@@ -108,5 +109,8 @@ export const forward = (c: StageContext, layers: readonly [number, number], inpu
   const tokens = { shifted: (k: number) => pick(MultiTokenPrediction.shifted(whole, c.model.seq, k), k), ...mine }
   const marks = data.documents
   const documents = marks === undefined ? undefined : { firstKeys: marks.firstKeys && at(marks.firstKeys), positions: marks.positions && at(marks.positions) }
-  return c.forward(modelContext(c, documents), { layers, isFirst, isLast }, input, tokens)
+  const first = data.firstSequence
+  const seq = c.model.seq
+  const places = first === undefined ? undefined : Float64Array.from(rows, (r) => (first + Math.floor(r / seq)) * seq + (r % seq))
+  return c.forward(modelContext(c, documents, places), { layers, isFirst, isLast }, input, tokens)
 }
