@@ -232,6 +232,7 @@ describe("Megatron-LM's names on pleat train", () => {
       ["--num-groups", "4", "--group-topk", "2", "--ep", "4", "--topk", "4"],
     )
     same(["--moe-input-jitter-eps", "0.01"], ["--input-jitter-eps", "0.01"])
+    same(["--moe-router-force-biased", "-1"], ["--force-biased", "-1"])
     same(["--moe-apply-probs-on-input", "--moe-router-topk", "1", "--moe-router-pre-softmax"], ["--probs-at", "input", "--topk", "1", "--pre-softmax"])
     same(
       ["--moe-router-load-balancing-type", "quantile_balancing", "--moe-router-quantile-balancing-ema", "0.9"],

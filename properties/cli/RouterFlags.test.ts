@@ -53,6 +53,7 @@ const accepted: ReadonlyArray<readonly [string, ReadonlyArray<number | string | 
   ["sinkhorn", [true, false]],
   ["probs-at", ["experts", "combine", "input"]],
   ["input-jitter-eps", [0.01, 0.5]],
+  ["force-biased", [-1, 0.5]],
   ["quantile-balancing", [true, false]],
   ["quantile-balancing-ema", [0, 0.9]],
   ["ffn", [32, 128]],
@@ -185,6 +186,8 @@ describe("refusals: exit 2, one line naming the fix", () => {
     ],
     [["--moe-router-topk-limited-devices", "1", "--moe-router-group-topk", "1"], "both set the groups", "give --moe-router-num-groups and --moe-router-group-topk alone"],
     [["--moe-router-load-balancing-type", "sinkhorn", "aux_loss"], "lists sinkhorn with other types", "give sinkhorn alone"],
+    [["--force-biased", "0"], "--force-biased: 0 is not a finite non-zero std", "negative draws it once per layer"],
+    [["--sinkhorn", "--force-biased", "-1"], "--force-biased: -1 replaces with noise the logits Sinkhorn routing selects from", "use one of them"],
     [["--input-jitter-eps", "1"], "--input-jitter-eps: 1 is not a number in (0, 1)", "0.01"],
     [["--probs-at", "input"], '--probs-at: "input" scales each token by its prob before its one expert, and with top-k 2 a token has 2', "use --topk 1"],
     [["--quantile-balancing", "--aux-loss", "seq_aux:0.01"], '--aux-loss: "seq_aux:0.01" is a load-balancing loss, which quantile balancing does not take', "add --aux-loss none"],
@@ -256,6 +259,9 @@ describe("refusals: exit 2, one line naming the fix", () => {
     // Forced balance's noise is read from the float32 logits' bits, which tp, cp and etp reorder.
     expect(refused(["verify", "--force-load-balancing"])).toMatch(
       /--force-load-balancing: true draws each token's routing noise .* tp\*cp\*etp = 4 .*; fix: verify it with --dtype float64/,
+    )
+    expect(refused(["verify", "--force-biased", "-1"])).toMatch(
+      /--force-biased: -1 draws each token's routing noise .* tp\*cp\*etp = 4 .*; fix: verify it with --dtype float64 .*, or verify without --force-biased/,
     )
     expect(refused(["verify", "--world", "2", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--etp", "2", "--force-load-balancing"])).toMatch(
       /--force-load-balancing: true .* tp\*cp\*etp = 2 /,

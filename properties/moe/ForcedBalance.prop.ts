@@ -2,7 +2,9 @@
 // replaced by standard normals that are a function of each logits row's bits (the same rows give
 // the same noise, in any order; a row that differs in one bit gets other noise), the gradient
 // reaches the logits unchanged, and top-2 of 8 over the noise loads every expert within a few
-// percent of the mean even when the router's own logits send every token to one expert.
+// percent of the mean even when the router's own logits send every token to one expert. The
+// benchmark's skewed variant (force_biased) adds a per-expert bias of N(0, |std|) to the noise,
+// drawn once per layer or per micro-batch, which loads the experts it favours.
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as ForcedBalance from "../../src/moe/ForcedBalance.js"
@@ -92,5 +94,49 @@ describe("ForcedBalance", () => {
       }),
       { numRuns: 10 },
     )
+  })
+
+  test("force-biased: the noise plus the bias on every row, the gradient straight through", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 30 }), fc.integer({ min: 1, max: 12 }), seed, fc.double({ min: -3, max: 3, noNaN: true }), (tokens, experts, s, std) => {
+        fc.pre(std !== 0)
+        const tape = Tape.make()
+        const logits = tape.parameter(uniform([tokens, experts], s))
+        const bias = ForcedBalance.biasOf(std, s % 7, experts, s)
+        const forced = ForcedBalance.forceBiased(logits, bias)
+        const noise = ForcedBalance.noiseOf(logits.readHost(), tokens, experts)
+        expect(Array.from(Tensor.toArray(forced))).toEqual(Array.from(noise, (v, i) => v + (bias[i % experts] as number)))
+        const upstream = uniform([tokens, experts], s + 1)
+        tape.backward(forced, { gradient: upstream })
+        expect(Tensor.toArray(logits.grad as Tensor.Tensor)).toEqual(Tensor.toArray(upstream))
+      }),
+      { numRuns: 40 },
+    )
+  })
+
+  test("force-biased's bias: N(0, |std|), once per layer for std < 0, per micro-batch for std > 0", () => {
+    const experts = 16
+    expect(Array.from(ForcedBalance.biasOf(-2, 3, experts, 100))).toEqual(Array.from(ForcedBalance.biasOf(-2, 3, experts, 200)))
+    expect(Array.from(ForcedBalance.biasOf(-2, 3, experts, 100))).not.toEqual(Array.from(ForcedBalance.biasOf(-2, 4, experts, 100)))
+    expect(Array.from(ForcedBalance.biasOf(2, 3, experts, 100))).toEqual(Array.from(ForcedBalance.biasOf(2, 3, experts, 100)))
+    expect(Array.from(ForcedBalance.biasOf(2, 3, experts, 100))).not.toEqual(Array.from(ForcedBalance.biasOf(2, 3, experts, 101)))
+    // Over many layers and micro-batches: mean 0, standard deviation |std|.
+    const values = Array.from({ length: 400 }, (_, i) => Array.from(ForcedBalance.biasOf(1.5, i, experts, i * 8))).flat()
+    const mean = values.reduce((a, b) => a + b, 0) / values.length
+    const sd = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length)
+    expect(Math.abs(mean)).toBeLessThan(0.06)
+    expect(Math.abs(sd / 1.5 - 1)).toBeLessThan(0.05)
+  })
+
+  test("a large forced bias skews the loads toward the experts it favours", () => {
+    const tokens = 4096
+    const experts = 8
+    const logits = uniform([tokens, experts], 5)
+    const bias = ForcedBalance.biasOf(-3, 0, experts, undefined)
+    const map = Router.routing(ForcedBalance.forceBiased(logits, bias), { topk: 1, scoreFunction: "softmax", preSoftmax: true }).routingMap
+    const loads = RoutingMap.tokensPerExpert(map)
+    const favoured = bias.indexOf(Math.max(...bias))
+    expect(loads.indexOf(Math.max(...loads))).toBe(favoured)
+    expect(Math.max(...loads) / (tokens / experts)).toBeGreaterThan(2)
   })
 })

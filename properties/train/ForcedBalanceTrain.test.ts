@@ -2,7 +2,9 @@
 // the experts' loads at the first step come close to even where the router's own logits leave
 // them uneven, the run trains (finite losses that move), and expert parallelism folded over
 // data parallelism (tp = cp = 1: every sequence's logits computed alike, bit for bit, so the same
-// noise) gives one rank's losses.
+// noise) gives one rank's losses. `--force-biased` (the benchmark's skewed loads) loads the experts
+// far less evenly than forced balance, and also gives one rank's losses, its bias drawn once per
+// layer or per micro-batch alike on every mapping.
 import * as Effect from "effect/Effect"
 import { describe, expect, test } from "vitest"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
@@ -40,5 +42,27 @@ describe("--force-load-balancing", () => {
     expect((forced.at(-1) as Train.StepSummary).loss).not.toBe(first(forced).loss)
     const folded = await run(ParallelConfig.make({ world: 2, ep: 2, etp: 1 }), true)
     folded.forEach((s, i) => expect(s.loss).toBeCloseTo((forced[i] as Train.StepSummary).loss, 9))
+  }, 120_000)
+})
+
+describe("--force-biased", () => {
+  const biased = (parallel: ParallelConfig.ParallelConfig, std: number): RankTrainer.TrainSetup => ({
+    ...job(parallel, false),
+    model: { ...model, seq: 32, moe: { ...MoeSettings.defaults, forceBiased: std } },
+  })
+  const runBiased = (parallel: ParallelConfig.ParallelConfig, std: number) => Effect.runPromise(Train.run(biased(parallel, std), { steps }))
+
+  test("skewed loads from the first step, more with a larger std; per micro-batch too; ep 2 over dp 2 gives one rank's losses", async () => {
+    const one = ParallelConfig.make({ world: 1 })
+    const worst = (s: Train.StepSummary) => Math.max(...s.imbalance.map((i) => i.value))
+    const balanced = (await run(one, true))[0] as Train.StepSummary
+    const skewed = await runBiased(one, -3)
+    expect(worst(skewed[0] as Train.StepSummary)).toBeGreaterThan(2 * worst(balanced))
+    for (const s of skewed) expect(Number.isFinite(s.loss)).toBe(true)
+    for (const std of [-3, 3]) {
+      const alone = std === -3 ? skewed : await runBiased(one, std)
+      const folded = await runBiased(ParallelConfig.make({ world: 2, ep: 2, etp: 1 }), std)
+      folded.forEach((s, i) => expect(s.loss).toBeCloseTo((alone[i] as Train.StepSummary).loss, 9))
+    }
   }, 120_000)
 })

@@ -68,6 +68,7 @@ export const renamed: Readonly<Record<string, string>> = {
   "moe-router-force-load-balancing": "force-load-balancing",
   "moe-router-quantile-balancing-ema": "quantile-balancing-ema",
   "moe-input-jitter-eps": "input-jitter-eps",
+  "moe-router-force-biased": "force-biased",
   "use-distributed-optimizer": "distributed-optimizer",
   "lr-warmup-iters": "warmup-steps",
   "lr-decay-iters": "lr-decay-steps",

@@ -52,6 +52,9 @@ export const routerSettings = {
     "quantile balancing (Megatron's --moe-router-load-balancing-type quantile_balancing): each token's experts are the top-k of its logits minus a per-expert beta, which moves once per global batch toward micro-batch tokens x top-k / experts tokens an expert (saved in checkpoints); probs from the score function; no aux loss with it",
   ),
   "quantile-balancing-ema": optionalReal("how much of the old beta each --quantile-balancing update keeps, in [0, 1) (Megatron's --moe-router-quantile-balancing-ema; default 0)"),
+  "force-biased": optionalReal(
+    "benchmark only (Megatron's --moe-router-force-biased): the router's logits replaced by noise plus a per-expert bias of N(0, |F|), drawn once per layer (F < 0) or per micro-batch (F > 0): skewed expert loads; gradients pass straight through",
+  ),
   "input-jitter-eps": optionalReal(
     "in training, multiply the router's input by noise uniform in [1 - eps, 1 + eps] (Megatron's --moe-input-jitter-eps; each token's noise a function of its place in the data, the same under every mapping)",
   ),

@@ -232,6 +232,7 @@ const moeSettings = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources
   ...(c["force-load-balancing"] ? { forceLoadBalancing: true } : {}),
   ...(c.sinkhorn ? { sinkhorn: true } : {}),
   ...(c["input-jitter-eps"] === undefined ? {} : { inputJitterEps: c["input-jitter-eps"] }),
+  ...(c["force-biased"] === undefined ? {} : { forceBiased: c["force-biased"] }),
   ...(c["quantile-balancing"] ? { quantileBalancing: true } : {}),
   ...(c["quantile-balancing-ema"] === undefined ? {} : { quantileBalancingEma: c["quantile-balancing-ema"] }),
 })

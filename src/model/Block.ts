@@ -22,6 +22,7 @@ import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Comm from "../comm/Communicator.js"
 import * as Group from "../comm/Group.js"
 import * as MoeLayer from "../moe/MoeLayer.js"
+import * as ForcedBalance from "../moe/ForcedBalance.js"
 import * as MoeRunState from "../moe/MoeRunState.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as RoutingMap from "../moe/RoutingMap.js"
@@ -276,6 +277,10 @@ function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
   const expertBias = s.moe.expertBias ? MoeRunState.expertBias(state, layer, s.experts) : undefined
   const quantileBeta = s.moe.quantileBalancing === true ? MoeRunState.quantileBeta(state, layer, s.experts) : undefined
   const jitterRows = s.moe.inputJitterEps === undefined ? undefined : yield* jitterRowsOf(c, layer, rows)
+  const std = s.moe.forceBiased
+  if (std !== undefined && std > 0 && c.firstSequence === undefined)
+    return yield* Effect.die(new Error("a forced bias drawn per micro-batch needs the micro-batch's identity (ModelContext.firstSequence)"))
+  const forcedBias = std === undefined ? undefined : ForcedBalance.biasOf(std, layer, s.experts, c.firstSequence)
   return MoeSettings.layerConfig(s.moe, {
     numExperts: s.experts,
     topk: s.topk,
@@ -286,6 +291,7 @@ function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
     evaluating: c.evaluating,
     quantileBeta,
     jitterRows,
+    forcedBias,
   })
 }
 

@@ -181,6 +181,8 @@ export interface ModelContext {
    * position): the same token under every mapping (the router's input jitter draws from it).
    */
   readonly tokenPlaces?: Float64Array | undefined
+  /** The micro-batch's first sequence's index in the data stream (its identity on every rank). */
+  readonly firstSequence?: number | undefined
 }
 
 /**

@@ -64,3 +64,42 @@ export const forceLoadBalancing = (logits: Tensor.Tensor): Tensor.Tensor => {
   noiseInto(logits.readHost(), tokens, experts, out)
   return Autograd.hostResult("forceLoadBalancing", [logits], out, logits.shape, (g) => [g.alias({ shape: logits.shape })])
 }
+
+/** 32-bit FNV-1a over a layer and a call's identity (-1: none). */
+const biasSeed = (layer: number, call: number): number => {
+  let h = 0x811c9dc5
+  for (const w of [layer, call % 4294967296, Math.floor(call / 4294967296)]) {
+    for (let s = 0; s < 32; s += 8) h = Math.imul(h ^ ((w >>> s) & 0xff), 0x01000193) >>> 0
+  }
+  return h
+}
+
+/**
+ * The per-expert bias of Megatron-Core's benchmark-only `moe_router_force_biased = std`
+ * (semantics.md 2.1.1): E values of N(0, |std|), the same on every rank: with std < 0 drawn once
+ * for the layer, with std > 0 drawn for each forward, here for each micro-batch (`call`, its first
+ * sequence's index in the data stream: every rank and mapping draws a micro-batch's alike, and a
+ * recompute its forward's). NormalStream's normals from a hash of the layer and the call.
+ * @category constructors
+ */
+export const biasOf = (std: number, layer: number, experts: number, call: number | undefined): Float64Array => {
+  const out = new Float64Array(experts)
+  NormalStream.normalsInto(biasSeed(layer, std < 0 || call === undefined ? -1 : call), 0, experts, Math.abs(std), out, 0)
+  return out
+}
+
+/**
+ * Logits [T, E] replaced by their noise (`noiseOf`) plus `bias` [E] on every row (Megatron-Core's
+ * force_biased: skewed loads for benchmarks), differentiable straight through as
+ * `forceLoadBalancing`.
+ * @category combinators
+ */
+export const forceBiased = (logits: Tensor.Tensor, bias: ArrayLike<number>): Tensor.Tensor => {
+  if (logits.rank !== 2) throw TensorError.shape("forceBiased", `logits must be [T, E], got ${TensorError.formatShape(logits.shape)}`)
+  const [tokens, experts] = logits.shape as readonly [number, number]
+  if (bias.length !== experts) throw TensorError.shape("forceBiased", `${bias.length} biases for ${experts} experts`)
+  const noise = noiseOf(logits.readHost(), tokens, experts)
+  const out = DType.allocate(logits.dtype, tokens * experts)
+  for (let i = 0; i < tokens * experts; i++) out[i] = (noise[i] as number) + (bias[i % experts] as number)
+  return Autograd.hostResult("forceBiased", [logits], out, logits.shape, (g) => [g.alias({ shape: logits.shape })])
+}

@@ -61,6 +61,8 @@ export interface MoeConfig {
   readonly router: Router.RouterOptions
   /** Benchmark only: the logits replaced by noise, the gradient straight through (ForcedBalance). */
   readonly forceLoadBalancing?: boolean
+  /** Benchmark only: the logits replaced by noise plus this bias [E] (ForcedBalance.forceBiased). */
+  readonly forcedBias?: ArrayLike<number> | undefined
   /** null: dropless (default). */
   readonly capacityFactor?: number | null
   readonly dropPolicy?: Dropping.DropPolicy
@@ -170,7 +172,9 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
   const gated = fp32(() => (w.routerBias === undefined ? matmul(routerIn, w.router) : add(matmul(routerIn, w.router), w.routerBias)))
   // The router runs on the host: its logits come down without blocking the JS thread.
   yield* hostValues(gated)
-  const logits = config.forceLoadBalancing === true ? fp32(() => ForcedBalance.forceLoadBalancing(gated)) : gated
+  const bias = config.forcedBias
+  const logits =
+    bias !== undefined ? fp32(() => ForcedBalance.forceBiased(gated, bias)) : config.forceLoadBalancing === true ? fp32(() => ForcedBalance.forceLoadBalancing(gated)) : gated
   const quantile =
     config.quantile === undefined ? undefined : yield* QuantileBalancing.selectGathered(logits, config.tpCp, config.router.topk, config.quantile.beta, config.quantile.update)
   const routed = fp32(() => Router.routing(logits, config.router, quantile?.indices))

@@ -96,6 +96,12 @@ export interface MoeSettings {
   readonly quantileBalancingEma?: number | undefined
   /** The router's input times noise uniform in [1 - eps, 1 + eps] in training (InputJitter; none when absent). */
   readonly inputJitterEps?: number | undefined
+  /**
+   * Benchmark only (Megatron-Core's moe_router_force_biased = std): forced balance's noise plus a
+   * per-expert bias of N(0, |std|), drawn once per layer (std < 0) or per micro-batch (std > 0):
+   * skewed loads (ForcedBalance.biasOf).
+   */
+  readonly forceBiased?: number | undefined
 }
 
 /**
@@ -158,14 +164,16 @@ export const oneRankProblem = (
       "verify global_aux on a mapping with dp 1, or verify another aux loss",
     )
   const reordering = sizes.tp * sizes.cp * sizes.etp
-  if (s.forceLoadBalancing === true && numerics.dtype === "float32" && (reordering > 1 || numerics.onGpu)) {
+  const forced =
+    s.forceBiased !== undefined ? (["--force-biased", s.forceBiased] as const) : s.forceLoadBalancing === true ? (["--force-load-balancing", true] as const) : undefined
+  if (forced !== undefined && numerics.dtype === "float32" && (reordering > 1 || numerics.onGpu)) {
     const why =
       reordering > 1 ? `with tp*cp*etp = ${reordering} those sum in another order than on one rank` : "the GPU's kernels round them otherwise than the host's one-rank run"
     return ConfigError.make(
-      "--force-load-balancing",
-      true,
+      forced[0],
+      forced[1],
       `draws each token's routing noise from the bits of its float32 router logits, and ${why}, so tokens whose last bits moved go to other experts`,
-      `verify it with --dtype float64 (its noise reads the logits rounded to float32, far coarser than the last bits float64 moves)${reordering > 1 ? ", or on a mapping with tp, cp and etp 1" : ""}, or verify without --force-load-balancing`,
+      `verify it with --dtype float64 (its noise reads the logits rounded to float32, far coarser than the last bits float64 moves)${reordering > 1 ? ", or on a mapping with tp, cp and etp 1" : ""}, or verify without ${forced[0]}`,
     )
   }
   return undefined
@@ -187,6 +195,8 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
   const eps = s.inputJitterEps
   if (eps !== undefined && !(Number.isFinite(eps) && eps > 0 && eps < 1))
     throw ConfigError.make("inputJitterEps", eps, "is not a number in (0, 1) (the router's input is scaled by 1 - eps to 1 + eps)", "pass a small eps such as 0.01, or drop it")
+  if (s.forceBiased !== undefined && !(Number.isFinite(s.forceBiased) && s.forceBiased !== 0))
+    throw ConfigError.make("forceBiased", s.forceBiased, "is not a finite non-zero std", "pass the bias's std: negative draws it once per layer, positive per micro-batch")
   if (s.sinkhorn === true) SelfBalancing.sinkhornCheck(s)
   if (s.quantileBalancing === true) SelfBalancing.quantileCheck(s, experts, topk)
   else if (s.quantileBalancingEma !== undefined)
@@ -282,6 +292,8 @@ export interface LayerContext {
   readonly quantileBeta?: ReadonlyArray<number> | undefined
   /** The layer and its rows' places in the data stream (with `inputJitterEps`, in training). */
   readonly jitterRows?: { readonly layer: number; readonly places: ArrayLike<number> } | undefined
+  /** The layer's forced bias for this micro-batch (with `forceBiased`). */
+  readonly forcedBias?: ArrayLike<number> | undefined
 }
 
 /**
@@ -295,6 +307,7 @@ export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig
   dispatcher: s.dispatcher,
   probsAt: s.probsAt,
   ...(s.forceLoadBalancing === true ? { forceLoadBalancing: true } : {}),
+  ...(c.forcedBias === undefined ? {} : { forcedBias: c.forcedBias }),
   auxLosses: s.auxLosses.map((t) => ({ type: layerAuxType[t.type], coeff: t.coeff })),
   zLossCoeff: s.zLossCoeff,
   tpCp: c.tpCp,

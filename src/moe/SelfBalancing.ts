@@ -31,6 +31,7 @@ const refusedBeside = (s: MoeSettings, name: string, flag: string): void => {
     )
   if (s.expertBias) throw ConfigError.make("expertBias", true, `balances the selection another way than ${name} does`, "use one of them")
   if (s.forceLoadBalancing === true) throw ConfigError.make("forceLoadBalancing", true, `replaces with noise the logits ${name} selects from`, "use one of them")
+  if (s.forceBiased !== undefined) throw ConfigError.make("forceBiased", s.forceBiased, `replaces with noise the logits ${name} selects from`, "use one of them")
 }
 
 /**

@@ -72,7 +72,12 @@ export const hiddenLayout = (model: ModelConfig.ModelConfig, microBatch: number,
 /**
  * The model's view of this rank and micro-batch (`documents`: its documents at this rank's rows).
  */
-const modelContext = (c: StageContext, documents: SelfAttention.Documents | undefined, tokenPlaces: Float64Array | undefined): ModelContext.ModelContext => ({
+const modelContext = (
+  c: StageContext,
+  documents: SelfAttention.Documents | undefined,
+  data: Data.MicroBatch,
+  tokenPlaces: Float64Array | undefined,
+): ModelContext.ModelContext => ({
   sizes: c.model,
   microBatch: c.microBatch,
   groups: c.groups,
@@ -86,6 +91,7 @@ const modelContext = (c: StageContext, documents: SelfAttention.Documents | unde
   documents,
   ...(c.evaluating === true ? { evaluating: true } : {}),
   ...(tokenPlaces === undefined ? {} : { tokenPlaces }),
+  ...(data.firstSequence === undefined ? {} : { firstSequence: data.firstSequence }),
 })
 
 /**
@@ -112,5 +118,5 @@ export const forward = (c: StageContext, layers: readonly [number, number], inpu
   const first = data.firstSequence
   const seq = c.model.seq
   const places = first === undefined ? undefined : Float64Array.from(rows, (r) => (first + Math.floor(r / seq)) * seq + (r % seq))
-  return c.forward(modelContext(c, documents, places), { layers, isFirst, isLast }, input, tokens)
+  return c.forward(modelContext(c, documents, data, places), { layers, isFirst, isLast }, input, tokens)
 }
