@@ -15,6 +15,7 @@ import * as BuiltinModels from "../../src/train/BuiltinModels.js"
 import * as ModelDefinition from "../../src/train/ModelDefinition.js"
 import * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
+import { expectResumes } from "./resumes.js"
 
 const steps = 4
 const model = { ...ModelConfig.small, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, seq: 8, vocab: 16 }
@@ -35,14 +36,8 @@ describe("checkpoints", () => {
 
   test("resume is bit-exact, and a checkpoint resumes under another mapping", async () => {
     const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-ckpt-")), "ckpt")
-    const whole = await Effect.runPromise(Train.run(setup(a), { steps }))
-    await Effect.runPromise(Train.run({ ...setup(a), optimizer: Optimizer.defaults(steps) }, { steps: 2, save: dir }))
     // --steps is the total: the saved run stopped at 2 of 4, and the schedule knows it.
-    expect(Checkpoint.manifest(dir).step).toBe(2)
-    const resumed = await Effect.runPromise(Train.run(setup(a), { steps, resume: dir }))
-    expect(losses(resumed)).toEqual(losses(whole).slice(2))
-    const resharded = await Effect.runPromise(Train.run(setup(b), { steps, resume: dir }))
-    losses(resharded).forEach((l, i) => expect(Math.abs(l - (losses(whole)[i + 2] as number)) / Math.abs(l)).toBeLessThan(1e-9))
+    await expectResumes(setup, { a, b }, steps, dir, (saved) => expect(Checkpoint.manifest(saved).step).toBe(2))
   }, 120_000)
 
   test("an interrupted save is ignored, a damaged latest falls back, the newest --keep are kept, and the next save clears the leftovers", async () => {

@@ -20,6 +20,7 @@ import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
 import type * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
+import { expectResumes } from "./resumes.js"
 
 const steps = 5
 const cases = [
@@ -44,20 +45,16 @@ describe.each(cases)("$key in checkpoints", ({ key, moe }) => {
 
   test("a resumed run continues with the saved state, bit-exactly, under the same and another mapping", async () => {
     const dir = path.join(mkdtempSync(path.join(tmpdir(), "pleat-router-state-")), "ckpt")
-    const whole = await Effect.runPromise(Train.run(setup(a), { steps }))
-    await Effect.runPromise(Train.run(setup(a), { steps: 2, save: dir }))
-    const saved = Checkpoint.manifest(dir)[key] ?? {}
-    // Every MoE layer's state, moved from 0 by two global batches.
-    expect(Object.keys(saved).sort()).toEqual(["0", "1", "2", "3"])
-    for (const values of Object.values(saved)) {
-      expect(values).toHaveLength(model.experts)
-      expect(values.some((v) => v !== 0)).toBe(true)
-      if (key === "quantileBeta") expect(Math.abs(values.reduce((x, y) => x + y, 0))).toBeLessThan(1e-12)
-    }
-    const resumed = await Effect.runPromise(Train.run(setup(a), { steps, resume: dir }))
-    expect(losses(resumed)).toEqual(losses(whole).slice(2))
-    const resharded = await Effect.runPromise(Train.run(setup(b), { steps, resume: dir }))
-    losses(resharded).forEach((l, i) => expect(Math.abs(l - (losses(whole)[i + 2] as number)) / Math.abs(l)).toBeLessThan(1e-9))
+    await expectResumes(setup, { a, b }, steps, dir, (at) => {
+      const saved = Checkpoint.manifest(at)[key] ?? {}
+      // Every MoE layer's state, moved from 0 by two global batches.
+      expect(Object.keys(saved).sort()).toEqual(["0", "1", "2", "3"])
+      for (const values of Object.values(saved)) {
+        expect(values).toHaveLength(model.experts)
+        expect(values.some((v) => v !== 0)).toBe(true)
+        if (key === "quantileBeta") expect(Math.abs(values.reduce((x, y) => x + y, 0))).toBeLessThan(1e-12)
+      }
+    })
   }, 120_000)
 
   test("a checkpoint saved after a resume holds every layer's state as the uninterrupted run saves it", async () => {

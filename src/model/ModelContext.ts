@@ -178,7 +178,7 @@ export interface ModelContext {
   readonly evaluating?: boolean | undefined
   /**
    * Each of this cp rank's rows' place in the data stream (its sequence's index x seq + its
-   * position): the same token under every mapping (the router's input jitter draws from it).
+   * position): the same token under every mapping; given where the router's input jitter draws from it.
    */
   readonly tokenPlaces?: Float64Array | undefined
   /** The micro-batch's first sequence's index in the data stream (its identity on every rank). */

@@ -22,6 +22,12 @@ export interface ExpertBias {
 }
 
 /**
+ * A layer's state with `bias` and nothing counted yet (a fresh global batch).
+ * @category constructors
+ */
+export const withBias = (bias: ReadonlyArray<number>): ExpertBias => ({ bias: [...bias], counts: new Array<number>(bias.length).fill(0) })
+
+/**
  * The bias step from counts already summed over tp-dp-cp.
  * @category mapping
  */
@@ -38,8 +44,5 @@ const step = (bias: ReadonlyArray<number>, counts: ReadonlyArray<number>, rate: 
 export const update = (state: ExpertBias, tpDpCp: Group, rate = 1e-3) =>
   Effect.map(
     Comm.allReduce(tpDpCp, Tensor.fromArray(state.counts, [1, state.counts.length], { dtype: "float64" })),
-    (summed): ExpertBias => ({
-      bias: step(state.bias, Array.from(summed.data), rate),
-      counts: new Array(state.counts.length).fill(0),
-    }),
+    (summed): ExpertBias => withBias(step(state.bias, Array.from(summed.data), rate)),
   )

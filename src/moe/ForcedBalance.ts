@@ -19,6 +19,7 @@
 import * as Autograd from "../tensor/Autograd.js"
 import * as DType from "../tensor/DType.js"
 import * as NormalStream from "../tensor/NormalStream.js"
+import * as SeedHash from "../tensor/SeedHash.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as TensorError from "../tensor/TensorError.js"
 
@@ -65,14 +66,8 @@ export const forceLoadBalancing = (logits: Tensor.Tensor): Tensor.Tensor => {
   return Autograd.hostResult("forceLoadBalancing", [logits], out, logits.shape, (g) => [g.alias({ shape: logits.shape })])
 }
 
-/** 32-bit FNV-1a over a layer and a call's identity (-1: none). */
-const biasSeed = (layer: number, call: number): number => {
-  let h = 0x811c9dc5
-  for (const w of [layer, call % 4294967296, Math.floor(call / 4294967296)]) {
-    for (let s = 0; s < 32; s += 8) h = Math.imul(h ^ ((w >>> s) & 0xff), 0x01000193) >>> 0
-  }
-  return h
-}
+/** The seed of a layer's bias for a call (-1: none). */
+const biasSeed = (layer: number, call: number): number => SeedHash.fnv1a([layer, ...SeedHash.wordsOf(call)])
 
 /**
  * The per-expert bias of Megatron-Core's benchmark-only `moe_router_force_biased = std`

@@ -13,15 +13,10 @@
  */
 import * as DType from "../tensor/DType.js"
 import * as NormalStream from "../tensor/NormalStream.js"
+import * as SeedHash from "../tensor/SeedHash.js"
 
-/** 32-bit FNV-1a over a token's place (two 32-bit words of a double below 2^53) and the layer. */
-const rowSeed = (token: number, layer: number): number => {
-  let h = 0x811c9dc5
-  for (const w of [token % 4294967296, Math.floor(token / 4294967296), layer]) {
-    for (let s = 0; s < 32; s += 8) h = Math.imul(h ^ ((w >>> s) & 0xff), 0x01000193) >>> 0
-  }
-  return h
-}
+/** The seed of a token's row: its place (two words) and the layer. */
+const rowSeed = (token: number, layer: number): number => SeedHash.fnv1a([...SeedHash.wordsOf(token), layer])
 
 /**
  * The factors of rows [rows, hidden] in `dtype`: row r's are those of token `tokens[r]` in layer

@@ -59,7 +59,7 @@ export const expertBias = (state: MoeRunState, layer: number, numExperts: number
 const biasOf = (state: MoeRunState, layer: number, numExperts: number): ExpertBias.ExpertBias => {
   const held = state.bias.get(layer)
   if (held !== undefined) return held
-  const fresh = { bias: new Array<number>(numExperts).fill(0), counts: new Array<number>(numExperts).fill(0) }
+  const fresh = ExpertBias.withBias(new Array<number>(numExperts).fill(0))
   state.bias.set(layer, fresh)
   return fresh
 }
@@ -119,7 +119,7 @@ export const savedBiases = (state: MoeRunState): Record<string, ReadonlyArray<nu
  * @category combinators
  */
 export const restoreBiases = (state: MoeRunState, saved: Readonly<Record<string, ReadonlyArray<number>>>): void => {
-  for (const [layer, bias] of Object.entries(saved)) state.bias.set(Number(layer), { bias: [...bias], counts: new Array<number>(bias.length).fill(0) })
+  for (const [layer, bias] of Object.entries(saved)) state.bias.set(Number(layer), ExpertBias.withBias(bias))
 }
 
 /**
@@ -143,7 +143,7 @@ const byLayer = <A>(state: MoeRunState, held: ReadonlyMap<number, A>, values: (a
  * @category combinators
  */
 export const restoreQuantileBetas = (state: MoeRunState, saved: Readonly<Record<string, ReadonlyArray<number>>>): void => {
-  for (const [layer, beta] of Object.entries(saved)) state.quantile.set(Number(layer), { beta: [...beta], accum: new Array<number>(beta.length).fill(0), count: 0 })
+  for (const [layer, beta] of Object.entries(saved)) state.quantile.set(Number(layer), QuantileBalancing.withBeta(beta))
 }
 
 /**
@@ -153,7 +153,7 @@ export const restoreQuantileBetas = (state: MoeRunState, saved: Readonly<Record<
  */
 export const copied = (from: MoeRunState): MoeRunState => {
   const to = make()
-  for (const [layer, b] of from.bias) to.bias.set(layer, { bias: [...b.bias], counts: new Array<number>(b.bias.length).fill(0) })
-  for (const [layer, q] of from.quantile) to.quantile.set(layer, { beta: [...q.beta], accum: new Array<number>(q.beta.length).fill(0), count: 0 })
+  for (const [layer, b] of from.bias) to.bias.set(layer, ExpertBias.withBias(b.bias))
+  for (const [layer, q] of from.quantile) to.quantile.set(layer, QuantileBalancing.withBeta(q.beta))
   return to
 }

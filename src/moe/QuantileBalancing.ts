@@ -36,10 +36,16 @@ export interface QuantileState {
 }
 
 /**
+ * A layer's state with `beta` and nothing summed yet (a fresh global batch).
+ * @category constructors
+ */
+export const withBeta = (beta: ReadonlyArray<number>): QuantileState => ({ beta: [...beta], accum: new Array<number>(beta.length).fill(0), count: 0 })
+
+/**
  * A layer's state before any update: beta 0.
  * @category constructors
  */
-export const initial = (experts: number): QuantileState => ({ beta: new Array<number>(experts).fill(0), accum: new Array<number>(experts).fill(0), count: 0 })
+export const initial = (experts: number): QuantileState => withBeta(new Array<number>(experts).fill(0))
 
 /**
  * The selection of every token of `logits` [rows, cols] under `beta`: [rows * k] experts, best
@@ -99,7 +105,7 @@ export const update = (state: QuantileState, dpCp: Group.Group, ema: number) => 
     const size = dpCp.ranks.length
     const mixed = state.beta.map((b, e) => ema * b + (1 - ema) * ((summed.data[e] as number) / size))
     const centre = mixed.reduce((a, b) => a + b, 0) / Math.max(mixed.length, 1)
-    return { beta: mixed.map((b) => b - centre), accum: new Array<number>(mixed.length).fill(0), count: 0 }
+    return withBeta(mixed.map((b) => b - centre))
   })
 }
 

@@ -115,8 +115,10 @@ export const forward = (c: StageContext, layers: readonly [number, number], inpu
   const tokens = { shifted: (k: number) => pick(MultiTokenPrediction.shifted(whole, c.model.seq, k), k), ...mine }
   const marks = data.documents
   const documents = marks === undefined ? undefined : { firstKeys: marks.firstKeys && at(marks.firstKeys), positions: marks.positions && at(marks.positions) }
+  // The rows' places in the data stream, for the router's input jitter only (a forward's allocation otherwise).
   const first = data.firstSequence
   const seq = c.model.seq
-  const places = first === undefined ? undefined : Float64Array.from(rows, (r) => (first + Math.floor(r / seq)) * seq + (r % seq))
+  const jitter = c.model.moe?.inputJitterEps !== undefined
+  const places = first === undefined || !jitter ? undefined : Float64Array.from(rows, (r) => (first + Math.floor(r / seq)) * seq + (r % seq))
   return c.forward(modelContext(c, documents, data, places), { layers, isFirst, isLast }, input, tokens)
 }
