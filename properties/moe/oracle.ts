@@ -25,8 +25,13 @@ export interface OracleCase {
 
 export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x))
 
-/** The elementwise score functions from their definitions: sigmoid, sqrt(log(1 + e^x)). */
-export const elementwiseScore = (fn: "sigmoid" | "sqrtsoftplus") => (fn === "sigmoid" ? sigmoid : (x: number) => Math.sqrt(Math.log(1 + Math.exp(x))))
+/**
+ * The elementwise score functions from their definitions: sigmoid, sqrt(log(1 + e^x)), the
+ * logarithm as log1p: log(1 + e^x) rounds e^x first, so a logit an ulp below 0 scores an ulp
+ * below 0's score, where the exact value rounds to 0's, and the normalized aux-loss scores then
+ * break a tie another way (a CI run found it).
+ */
+export const elementwiseScore = (fn: "sigmoid" | "sqrtsoftplus") => (fn === "sigmoid" ? sigmoid : (x: number) => Math.sqrt(Math.log1p(Math.exp(x))))
 
 export const softmax = (row: ReadonlyArray<number>): Array<number> => {
   const m = Math.max(...row)
