@@ -26,12 +26,15 @@ export interface OracleCase {
 export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x))
 
 /**
- * The elementwise score functions from their definitions: sigmoid, sqrt(log(1 + e^x)), the
- * logarithm as log1p: log(1 + e^x) rounds e^x first, so a logit an ulp below 0 scores an ulp
- * below 0's score, where the exact value rounds to 0's, and the normalized aux-loss scores then
- * break a tie another way (a CI run found it).
+ * log(1 + e^x) as pleat rounds it (ScoreFunctions.ts): x + log1p(e^-x) above 0, log1p(e^x) below.
+ * Scores an ulp apart tie or not after the aux loss's normalization, and a tie breaks to the lower
+ * expert: the naive log(1 + Math.exp(x)) scored logits an ulp off 0 an ulp off 0's score where
+ * pleat's rounds to it, and the aux losses differed by ~1% (a CI run found it).
  */
-export const elementwiseScore = (fn: "sigmoid" | "sqrtsoftplus") => (fn === "sigmoid" ? sigmoid : (x: number) => Math.sqrt(Math.log1p(Math.exp(x))))
+const softplus = (x: number): number => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x)))
+
+/** The elementwise score functions from their definitions: sigmoid, sqrt(softplus(x)). */
+export const elementwiseScore = (fn: "sigmoid" | "sqrtsoftplus") => (fn === "sigmoid" ? sigmoid : (x: number) => Math.sqrt(softplus(x)))
 
 export const softmax = (row: ReadonlyArray<number>): Array<number> => {
   const m = Math.max(...row)
