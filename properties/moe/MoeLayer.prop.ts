@@ -2,7 +2,8 @@
 // every gradient (tokens, router, expert weights), dropless and with per-rank capacity, both
 // dispatchers, the probs applied by the experts or by the combine (the reference applies them
 // before fc2: the same sum in exact arithmetic) or, top-1, to the token before its expert;
-// ranks with zero tokens and experts with zero rows included.
+// ranks with zero tokens and experts with zero rows included; LatentMoE layers (the experts at a
+// latent width between two replicated projections, with and without biases) too.
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -64,6 +65,8 @@ const setting = Mappings.mappings({ maxWorld: 8 })
       padToCapacity: fc.boolean(),
       dropPolicy: fc.constantFrom("probs" as const, "position" as const),
       scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const),
+      latent: fc.constantFrom(undefined, undefined, 2, 5),
+      latentBias: fc.boolean(),
       seed: fc.integer({ min: 1, max: 100_000 }),
     }),
   )
@@ -88,11 +91,19 @@ describe("the MoE layer under folding", () => {
           dispatcher: s.dispatcher,
           probsAt: s.probsAt,
         }
+        // The experts' width: hidden, or the latent's.
+        const x = s.latent ?? h
         const full = {
           router: uniform([h, numExperts], s.seed),
-          wGate: uniform([numExperts, h, ffn], s.seed + 1),
-          wUp: uniform([numExperts, h, ffn], s.seed + 2),
-          wDown: uniform([numExperts, ffn, h], s.seed + 3),
+          wGate: uniform([numExperts, x, ffn], s.seed + 1),
+          wUp: uniform([numExperts, x, ffn], s.seed + 2),
+          wDown: uniform([numExperts, ffn, x], s.seed + 3),
+        }
+        const latentOf = (copy: (t: Tensor.Tensor) => Tensor.Tensor) => {
+          if (s.latent === undefined) return {}
+          const into = copy(uniform([h, s.latent], s.seed + 4))
+          const out = copy(uniform([s.latent, h], s.seed + 5))
+          return { latent: s.latentBias ? { into, out, bias: { into: copy(uniform([s.latent], s.seed + 6)), out: copy(uniform([h], s.seed + 7)) } } : { into, out } }
         }
         const xs = Array.from({ length: c.world }, (_, r) => uniform([s.tokens[r] as number, h], s.seed + 10 + r))
         const rs = Array.from({ length: c.world }, (_, r) => uniform([s.tokens[r] as number, h], s.seed + 30 + r))
@@ -104,6 +115,7 @@ describe("the MoE layer under folding", () => {
           wGate: tape.parameter(Tensor.detachCopy(full.wGate)),
           wUp: tape.parameter(Tensor.detachCopy(full.wUp)),
           wDown: tape.parameter(Tensor.detachCopy(full.wDown)),
+          ...latentOf((u) => tape.parameter(Tensor.detachCopy(u))),
         }
         const refX = xs.map((x) => tape.parameter(Tensor.detachCopy(x)))
         const refOut = referenceMoe(refX, refW, moe)
@@ -122,12 +134,24 @@ describe("the MoE layer under folding", () => {
                 wUp: t.parameter(expertShard(full.wUp, experts, p.etp, c.etp, true)),
                 wDown: t.parameter(expertShard(full.wDown, experts, p.etp, c.etp, false)),
               },
+              ...latentOf((u) => t.parameter(Tensor.detachCopy(u))),
             }
             const x = t.parameter(Tensor.detachCopy(xs[rank] as Tensor.Tensor))
             const { output } = yield* MoeLayer.forward(x, w, moe, groups)
             yield* t.backwardEffect(Reduce.sumAll(Elementwise.mul(output, rs[rank] as Tensor.Tensor)))
             const grad = (u: Tensor.Tensor) => (u.grad === undefined ? new Array<number>(u.size).fill(0) : Tensor.toArray(u.grad))
-            return { p, out: Tensor.toArray(output), dx: grad(x), dRouter: grad(w.router), dGate: grad(w.experts.wGate), dUp: grad(w.experts.wUp), dDown: grad(w.experts.wDown) }
+            const l = w.latent
+            const dLatent = l === undefined ? [] : [l.into, l.out, ...(l.bias === undefined ? [] : [l.bias.into, l.bias.out])].map(grad)
+            return {
+              p,
+              out: Tensor.toArray(output),
+              dx: grad(x),
+              dRouter: grad(w.router),
+              dGate: grad(w.experts.wGate),
+              dUp: grad(w.experts.wUp),
+              dDown: grad(w.experts.wDown),
+              dLatent,
+            }
           }),
         )
         let row = 0
@@ -139,6 +163,12 @@ describe("the MoE layer under folding", () => {
           row += n
         })
         near(sumArrays(results.map((r) => r.dRouter)), Tensor.toArray(refW.router.grad as Tensor.Tensor), "router gradient")
+        // The latent projections are whole on every rank: their gradients sum over the ranks, as the router's.
+        const l = refW.latent
+        const refLatent = l === undefined ? [] : [l.into, l.out, ...(l.bias === undefined ? [] : [l.bias.into, l.bias.out])]
+        refLatent.forEach((u, i) =>
+          near(sumArrays(results.map((r) => r.dLatent[i] as ReadonlyArray<number>)), Tensor.toArray(u.grad as Tensor.Tensor), `latent projection ${i} gradient`),
+        )
         for (let ep = 0; ep < c.ep; ep++) {
           for (let etp = 0; etp < c.etp; etp++) {
             const holders = results.filter((r) => r.p.ep === ep && r.p.etp === etp)

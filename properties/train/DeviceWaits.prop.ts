@@ -4,7 +4,7 @@
 // is summed on the host where its scores are, and full recompute packs and splits on the device,
 // so a step on one simulated device counts no blocking copy (`hostWaits`) for any of the router's
 // modes (Sinkhorn routing, quantile balancing and sqrtsoftplus included), dispatch placements (the
-// probs on the input too), loss terms, dropping, recompute modes, shared experts and
+// probs on the input too), loss terms, dropping, recompute modes, shared experts, LatentMoE layers and
 // precisions drawn here, and trains as the host does (the same losses, bit for bit).
 import * as Effect from "effect/Effect"
 import fc from "fast-check"
@@ -31,6 +31,7 @@ describe("a step on a device does not block on the host's reads", () => {
           recompute: fc.constantFrom("none" as const, "selective" as const, "full" as const),
           shared: fc.constantFrom("none", "mlp", "gated"),
           jitter: fc.boolean(),
+          latent: fc.constantFrom(undefined, 12),
         }),
         async (c) => {
           // The self-balancing routers take no aux loss and no capacity; probs on the input, top-1.
@@ -76,6 +77,7 @@ describe("a step on a device does not block on the host's reads", () => {
               moeEvery: 1,
               moe,
               ...(c.shared === "none" ? {} : { sharedExpertFfn: 8, sharedExpertGate: c.shared === "gated" }),
+              ...(c.latent === undefined ? {} : { moeLatentSize: c.latent }),
             },
             recompute: c.recompute,
             batch: { microBatch: 1, globalBatch: 2 },

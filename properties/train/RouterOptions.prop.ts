@@ -1,6 +1,6 @@
 // The router and MoE-layer options of a training run (MoeSettings): with random options (score
 // function softmax, sigmoid or sqrtsoftplus, pre-softmax, group-limited routing, scaling, any set of aux losses, z-loss, either
-// dispatcher, the probs applied by the experts, the combine or (top-1) the input, input jitter, expert bias, shared experts with or without their gate), a parallel step equals one rank's in float64 within Lockstep's tolerances on
+// dispatcher, the probs applied by the experts, the combine or (top-1) the input, input jitter, expert bias, shared experts with or without their gate, LatentMoE layers), a parallel step equals one rank's in float64 within Lockstep's tolerances on
 // random folded mappings (global_aux only where dp = 1, the mappings whose counts one rank
 // reproduces); dropping and Sinkhorn routing too where tp = cp = 1 (each rank then holds whole
 // micro-batches, so one rank drops, or balances, the same tokens); quantile balancing on any folded
@@ -20,8 +20,8 @@ import type * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
 import { mappings, model, type TrainingMapping } from "./arbitraries.js"
 
-/** Shared experts: none, or width 8 with or without their gate. */
-type Shared = { readonly sharedExpertFfn?: number; readonly sharedExpertGate?: boolean }
+/** Shared experts (none, or width 8 with or without their gate) and a LatentMoE's latent width (none, 8 or 40: below and above hidden 16). */
+type Shared = { readonly sharedExpertFfn?: number; readonly sharedExpertGate?: boolean; readonly moeLatentSize?: number }
 
 const job = (
   parallel: ParallelConfig.ParallelConfig,
@@ -64,6 +64,7 @@ const settings = (global: boolean, dropping: boolean) =>
       expertBias: fc.boolean(),
       inputJitterEps: fc.constantFrom(undefined, 0.3),
       shared: fc.constantFrom<Shared>({}, { sharedExpertFfn: 8 }, { sharedExpertFfn: 8, sharedExpertGate: true }),
+      latent: fc.constantFrom(undefined, undefined, 8, 40),
     })
     .map((r) => {
       const moe: MoeSettings.MoeSettings = {
@@ -86,7 +87,7 @@ const settings = (global: boolean, dropping: boolean) =>
         ...(r.inputJitterEps === undefined ? {} : { inputJitterEps: r.inputJitterEps }),
         biasUpdateRate: 0.05,
       }
-      return { moe, topk: r.topk, shared: r.shared }
+      return { moe, topk: r.topk, shared: r.latent === undefined ? r.shared : { ...r.shared, moeLatentSize: r.latent } }
     })
     .filter(({ moe, topk }) => {
       try {

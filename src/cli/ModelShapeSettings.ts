@@ -75,6 +75,9 @@ export const modelShapeSettings = {
   "mscale-all-dim": optionalReal("yarn: the attention factor's denominator coefficient, and (multi-latent attention) the softmax scale's (default 0: none)"),
   "norm-eps": optionalReal("every RMSNorm's epsilon (default 1e-6; a --model preset sets its model's)"),
   "shared-expert-ffn": optionalCount("shared experts: a dense MLP of this width every token of an MoE layer goes through (none by default)"),
+  "moe-latent-size": optionalCount(
+    "LatentMoE (Nemotron 3's; Megatron's --moe-latent-size): each MoE layer projects its tokens to this width after the router, and its routed experts take and give rows of it (none by default: hidden)",
+  ),
   "shared-expert-gate": flag("scale the shared experts' output by a learned sigmoid gate per token (needs --shared-expert-ffn)"),
   "quick-geglu": flag(
     "every gated MLP (dense, shared and routed experts) as quick-GELU GLU: gate * sigmoid(1.702 gate) * up in place of SwiGLU's silu(gate) * up (Megatron's --quick-geglu; GPT-OSS's)",

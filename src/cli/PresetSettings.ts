@@ -44,6 +44,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "dense-first": m.denseFirst,
     seq: m.seq,
     "shared-expert-ffn": m.sharedExpertFfn,
+    "moe-latent-size": m.moeLatentSize,
     "qkv-bias": m.qkvBias,
     "add-bias-linear": m.linearBias,
     "router-bias": m.routerBias,

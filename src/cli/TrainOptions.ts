@@ -294,6 +294,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     seq: c.seq,
     ...(c["untie-embeddings"] ? { untieEmbeddings: true } : {}),
     sharedExpertFfn: c["shared-expert-ffn"],
+    ...(c["moe-latent-size"] === undefined ? {} : { moeLatentSize: c["moe-latent-size"] }),
     ...(c["qkv-bias"] || c["add-bias-linear"] ? { qkvBias: true } : {}),
     ...(c["add-bias-linear"] ? { linearBias: true } : {}),
     ...(c["router-bias"] ? { routerBias: true } : {}),

@@ -23,6 +23,7 @@ import * as Comm from "../comm/Communicator.js"
 import * as Group from "../comm/Group.js"
 import * as MoeLayer from "../moe/MoeLayer.js"
 import * as ForcedBalance from "../moe/ForcedBalance.js"
+import type * as LatentProjection from "../moe/LatentProjection.js"
 import * as MoeRunState from "../moe/MoeRunState.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as RoutingMap from "../moe/RoutingMap.js"
@@ -193,6 +194,7 @@ function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
     experts: yield* expertWeightsOf(p, c),
     ...(hasShared ? { shared: mlpWeightsOf(p, "shared.", c.sizes) } : {}),
     ...(hasShared && c.sizes.sharedExpertGate === true ? { sharedGate: p("shared.gate") } : {}),
+    ...(c.sizes.moeLatentSize === undefined ? {} : { latent: latentWeightsOf(p, c.sizes) }),
   }
   const glu = c.sizes.glu
   const shared = hasShared ? { shared: { tp: c.groups.tp, sequenceParallel: c.sequenceParallel, glu } } : {}
@@ -308,6 +310,13 @@ const mlpWeightsOf = (p: (name: string) => Tensor.Tensor, prefix: string, sizes:
   const weights = { wGate: w("wGate"), wUp: w("wUp"), wDown: w("wDown") }
   return sizes.linearBias === true ? { bias: { gate: w("bGate"), up: w("bUp"), down: w("bDown") }, ...weights } : weights
 }
+
+/** A LatentMoE layer's projections (Params' latentIn, latentOut and their biases under --add-bias-linear). */
+const latentWeightsOf = (p: (name: string) => Tensor.Tensor, sizes: ModelContext.Sizes): LatentProjection.LatentWeights => ({
+  into: p("latentIn"),
+  out: p("latentOut"),
+  ...(sizes.linearBias === true ? { bias: { into: p("latentInBias"), out: p("latentOutBias") } } : {}),
+})
 
 /** The routed experts' shards, their biases' with this rank's block of fc2's columns (its place in the ETP group). */
 function* expertWeightsOf(p: (name: string) => Tensor.Tensor, c: ModelContext.ModelContext) {

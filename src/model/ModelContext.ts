@@ -50,6 +50,13 @@ export interface Sizes {
   readonly sharedExpertFfn?: number | undefined
   /** Scales the shared experts' output by sigmoid(x g) per token (needs sharedExpertFfn). */
   readonly sharedExpertGate?: boolean | undefined
+  /**
+   * The routed experts' input and output width (Megatron's moe_latent_size, Nemotron 3's
+   * LatentMoE): each MoE layer projects its tokens hidden -> latent after the router, dispatches,
+   * runs and combines them at that width, and projects the result back to hidden (the router and
+   * shared experts stay at hidden); none: the experts work at hidden (expertWidthOf).
+   */
+  readonly moeLatentSize?: number | undefined
   /** The router and MoE-layer options (MoeSettings); none: MoeSettings.defaults with the run's aux coefficient. */
   readonly moe?: MoeSettings.MoeSettings | undefined
   /** Biases on the attention's q, k and v (Qwen-style, initialized to zero); absent or false: none. */
@@ -253,6 +260,12 @@ export const withRows = (x: Activations, tensor: Tensor.Tensor, layout: TensorLa
  * @category mapping
  */
 export const headDim = (s: Pick<Sizes, "hidden" | "heads" | "headDim">): number => s.headDim ?? s.hidden / s.heads
+
+/**
+ * The width the routed experts take and give: the latent width of a LatentMoE, else hidden.
+ * @category mapping
+ */
+export const expertWidthOf = (s: Pick<Sizes, "hidden" | "moeLatentSize">): number => s.moeLatentSize ?? s.hidden
 
 /**
  * Whether layer i is an MoE layer: the first `denseFirst` layers are dense, and from there every

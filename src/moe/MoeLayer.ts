@@ -6,6 +6,8 @@
  *   logits = x Wr [T, E] (+ br, GPT-OSS's router bias; router math in float64 inside the ops, whatever the dtype)
  *   routing -> probs [T, E], map; with a capacity factor, per-rank capacity dropping (and
  *   padding) from this rank's tokens
+ *   LatentMoE (optional): the tokens projected H -> L after the router, the combined rows L -> H
+ *   (LatentProjection); the dispatch and the experts then work at width L
  *   dispatcher "alltoall" (default) or "allgather" -> [T, H]
  *   shared experts (optional): a dense MLP on the attention tp group, its output optionally
  *   scaled by sigmoid(x gate) per token, added to the routed output
@@ -42,6 +44,7 @@ import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import * as Experts from "./Experts.js"
 import * as RoutedLayout from "./RoutedLayout.js"
 import * as InputJitter from "./InputJitter.js"
+import * as LatentProjection from "./LatentProjection.js"
 import * as ProbsOnInput from "./ProbsOnInput.js"
 import * as QuantileBalancing from "./QuantileBalancing.js"
 import * as Router from "./Router.js"
@@ -134,6 +137,8 @@ export interface MoeWeights {
   readonly shared?: DenseMlp.MlpWeights
   /** `[H, 1]`: the shared experts' output is scaled by sigmoid(x gate) per token (semantics.md 2.7). */
   readonly sharedGate?: Tensor.Tensor
+  /** A LatentMoE's projections: the experts (their weights [E, L, F], [E, F, L]) take and give L-wide rows. */
+  readonly latent?: LatentProjection.LatentWeights | undefined
 }
 
 /**
@@ -195,12 +200,14 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
     probs = kept.probs
     map = kept.routingMap
   }
+  // A LatentMoE's rows enter the dispatch at the latent width (Megatron: after the router, before dispatch_preprocess).
+  const entering = w.latent === undefined ? laid : LatentProjection.into(laid, w.latent)
   // Probs on the input (top-1): each token times its one prob, the experts' outputs times 1.
   const onInput = config.probsAt === "input"
-  const routedIn = onInput ? ProbsOnInput.applied(x, probs, map) : { tokens: x, probs }
+  const routedIn = onInput ? ProbsOnInput.applied(entering.tensor, probs, map) : { tokens: entering.tensor, probs }
   const input = {
     tokens: routedIn.tokens,
-    layout: laid.layout,
+    layout: entering.layout,
     probs: routedIn.probs,
     map,
     numExperts: config.numExperts,
@@ -212,7 +219,8 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
   }
   const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
   const report = routedOut.report
-  let output = TensorLayout.attach(routedOut.output, routedOut.layout)
+  const combined = TensorLayout.attach(routedOut.output, routedOut.layout)
+  let output = w.latent === undefined ? combined : LatentProjection.out(combined, w.latent, laid.layout.dims[laid.layout.dims.length - 1] as TensorLayout.Dim)
   if (config.shared !== undefined) {
     if (w.shared === undefined) return yield* Effect.die(new Error("MoeLayer: config.shared is set but the weights have no shared-expert shards"))
     const mlp = yield* DenseMlp.forwardLaid(laid, w.shared, config.shared)

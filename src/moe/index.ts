@@ -1,7 +1,7 @@
 /**
  * pleat/moe: the router and its options (Sinkhorn routing and quantile balancing among them),
  * dropping and capacity, permutation, the dispatchers (all-to-all, allgather), the experts and
- * the whole MoE layer.
+ * the whole MoE layer (LatentMoE projections included).
  */
 export * as AllGatherDispatcher from "./AllGatherDispatcher.js"
 export * as AllToAllDispatcher from "./AllToAllDispatcher.js"
@@ -13,6 +13,7 @@ export * as Dispatcher from "./Dispatcher.js"
 export * as Dropping from "./Dropping.js"
 export * as ExpertBias from "./ExpertBias.js"
 export * as Experts from "./Experts.js"
+export * as LatentProjection from "./LatentProjection.js"
 export * as MoeLayer from "./MoeLayer.js"
 export * as MoeRunState from "./MoeRunState.js"
 export * as MoeSettings from "./MoeSettings.js"

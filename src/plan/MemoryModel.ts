@@ -41,7 +41,10 @@ const layerActivations = (job: Job, map: Mapping): { kept: number; full: number 
   const tokens = (map.microBatch * job.seq) / (map.cp * map.tp)
   const attention = tokens * (m.mla === undefined ? h * (c.attentionActivationBytes + (4 * m.kvHeads) / m.heads) : latentActivationBytes(h, m.heads, m.mla))
   const swigluOut = map.recompute === "selective" ? 0 : 2
-  const routed = tokens * (4 * h + m.topk * c.droplessMargin * (2 * h * map.etp + (4 + swigluOut) * m.moeFfn + 2 * h))
+  // The routed rows' width (hidden, or a LatentMoE's latent, whose combined rows its out projection keeps).
+  const x = ModelContext.expertWidthOf(m)
+  const latent = m.moeLatentSize === undefined ? 0 : 2 * m.moeLatentSize
+  const routed = tokens * (4 * h + latent + m.topk * c.droplessMargin * (2 * x * map.etp + (4 + swigluOut) * m.moeFfn + 2 * x))
   const shared = m.sharedExpertFfn === undefined ? 0 : tokens * (2 * h + (4 + swigluOut) * m.sharedExpertFfn)
   const dense = tokens * (2 * h + (4 + swigluOut) * m.ffn)
   const moeShare = ModelFlops.moeLayers(m) / m.layers

@@ -3,7 +3,7 @@
  *
  * Keys are ModelConfig's: hidden, layers, heads, experts, topk, moeFfn and vocab are required;
  * kvHeads defaults to heads, moeEvery to 1 (every layer MoE), denseFirst to 0, headDim to hidden / heads, ffn (the dense layers' MLP) to
- * moeFfn, seq to none (then --seq is required); sharedExpertFfn, sharedExpertGate,
+ * moeFfn, seq to none (then --seq is required); sharedExpertFfn, sharedExpertGate, moeLatentSize,
  * untieEmbeddings and mla (multi-latent attention's widths: kvLoraRank, qkHeadDim, qkPosEmbHeadDim,
  * vHeadDim, and qLoraRank, absent for none; kvHeads then defaults to heads as it must be) and
  * mtpLayers (multi-token prediction layers, on the last stage), slidingWindow (every layer's
@@ -39,6 +39,8 @@ export const ModelFile = Schema.Struct({
   seq: Schema.optionalKey(Count),
   sharedExpertFfn: Schema.optionalKey(Count),
   sharedExpertGate: Schema.optionalKey(Schema.Boolean),
+  /** A LatentMoE's latent width (ModelConfig.moeLatentSize): the routed experts' width, and two projections. */
+  moeLatentSize: Schema.optionalKey(Count),
   untieEmbeddings: Schema.optionalKey(Schema.Boolean),
   /** Multi-token prediction layers (on the last stage). */
   mtpLayers: Schema.optionalKey(Count),
@@ -86,6 +88,7 @@ export const toModel = (file: typeof ModelFile.Type, fallbackName: string): { re
     seq: file.seq ?? 0,
     ...(file.sharedExpertFfn === undefined ? {} : { sharedExpertFfn: file.sharedExpertFfn }),
     ...(file.sharedExpertGate === undefined ? {} : { sharedExpertGate: file.sharedExpertGate }),
+    ...(file.moeLatentSize === undefined ? {} : { moeLatentSize: file.moeLatentSize }),
     ...(file.untieEmbeddings === undefined ? {} : { untieEmbeddings: file.untieEmbeddings }),
     ...(file.mla === undefined ? {} : { mla: { ...file.mla, qLoraRank: file.mla.qLoraRank ?? 0 } }),
     ...(file.mtpLayers === undefined ? {} : { mtpLayers: file.mtpLayers }),

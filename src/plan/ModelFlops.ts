@@ -10,7 +10,8 @@
  * Megatron's kv_channels), SwiGLU (3/2), V vocabulary. With multi-latent attention the
  * attention term is Megatron's MLA count (latentTerm) over 2 h^2. Multi-token prediction layers
  * count as layers and add their norms and projections, D (3h + 2h^2) / (2 h^2), and D more
- * output layers (Megatron's MTP terms). Only the activated experts count; the router, the
+ * output layers (Megatron's MTP terms). A LatentMoE's experts count at its latent width L
+ * (f_moe k L / h) with its two projections (2 L / 3; routedTerm). Only the activated experts count; the router, the
  * norms and recomputation do not (Megatron counts neither).
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
@@ -50,6 +51,17 @@ const latentTerm = (m: ModelConfig.ModelConfig, s: LatentAttention.LatentSizes, 
 }
 
 /**
+ * The routed experts' term of Megatron's formula, in widths of a hidden-wide SwiGLU MLP: moeFfn
+ * x topk, and for a LatentMoE the experts at the latent width (x L / H) and its two projections
+ * (2 L / 3: 12 H L FLOPs a token where a width f counts 18 H f), as Megatron-LM's
+ * num_floating_point_operations counts them.
+ */
+const routedTerm = (m: ModelConfig.ModelConfig): number => {
+  const l = m.moeLatentSize
+  return l === undefined ? m.moeFfn * m.topk : (m.moeFfn * m.topk * l) / m.hidden + (2 * l) / 3
+}
+
+/**
  * Model FLOPs of one step of `globalBatch` sequences of length `seq`.
  * @category mapping
  */
@@ -63,7 +75,7 @@ export const perStep = (m: ModelConfig.ModelConfig, seq: number, globalBatch: nu
   const lMoe = moeLayers(m) + mtpMoe
   const lDense = l - lMoe
   const attention = m.mla === undefined ? groupedQueryTerm(m, seq) : latentTerm(m, m.mla, seq) / (2 * h * h)
-  const mlp = (1.5 * (m.ffn * lDense + (m.moeFfn * m.topk + (m.sharedExpertFfn ?? 0)) * lMoe)) / (l * h)
+  const mlp = (1.5 * (m.ffn * lDense + (routedTerm(m) + (m.sharedExpertFfn ?? 0)) * lMoe)) / (l * h)
   const logits = (m.vocab * (mtp + 1)) / (2 * l * h)
   const mtpNormsAndProjections = (mtp * (3 * h + 2 * h * h)) / (2 * l * h * h)
   return 12 * globalBatch * seq * l * h * h * (attention + mlp + logits + mtpNormsAndProjections)

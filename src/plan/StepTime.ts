@@ -110,9 +110,12 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
       : latentGemms(m.mla, m.heads, h, rows, tokens, map.tp, (mm, n, kk) => gemm(gemmPeak, mm, n, kk))
   const perExpert = Math.max(1, (map.etp * map.ep * tokens * k) / m.experts)
   const localExperts = m.experts / map.ep
+  // The routed rows' width: hidden, or a LatentMoE's latent (its two projections on this rank's rows).
+  const x = ModelContext.expertWidthOf(m)
   const experts =
-    localExperts * (gemm(gemmPeak, perExpert, (2 * m.moeFfn) / map.etp, h, c.groupedGemmFraction) + gemm(gemmPeak, perExpert, h, m.moeFfn / map.etp, c.groupedGemmFraction))
-  const router = gemm(peak, tokens, m.experts, h)
+    localExperts * (gemm(gemmPeak, perExpert, (2 * m.moeFfn) / map.etp, x, c.groupedGemmFraction) + gemm(gemmPeak, perExpert, x, m.moeFfn / map.etp, c.groupedGemmFraction))
+  const latent = m.moeLatentSize === undefined ? 0 : gemm(gemmPeak, tokens, m.moeLatentSize, h) + gemm(gemmPeak, tokens, h, m.moeLatentSize)
+  const router = gemm(peak, tokens, m.experts, h) + latent
   const shared = m.sharedExpertFfn === undefined ? 0 : mlp(m.sharedExpertFfn)
   const forwardGemm = attentionGemms + moeShare * (experts + router + shared) + (1 - moeShare) * mlp(m.ffn)
   const head = last ? (1 + mtp) * gemm(gemmPeak, rows, m.vocab / map.tp, h) : 0
@@ -121,7 +124,7 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
     ((2 * map.microBatch * job.seq * job.seq * h) / (map.cp * map.tp) / (peak * c.attentionPeakFraction * (chunk / (chunk + c.attentionHalfLength)))) * windowedShare(m, job.seq)
   const elementwiseForward =
     tokens * h * c.attentionElementwiseBytes +
-    moeShare * tokens * (8 * h + k * (8 * h + 6 * m.moeFfn) + 6 * (m.sharedExpertFfn ?? 0)) +
+    moeShare * tokens * (8 * h + k * (8 * x + 6 * m.moeFfn) + 6 * (m.sharedExpertFfn ?? 0)) +
     (1 - moeShare) * tokens * (8 * h + 6 * m.ffn)
   const lossElementwise = last ? ((1 + mtp) * 12 * rows * m.vocab) / map.tp : 0
   // Full recomputation runs each layer's forward again, its communication included (a quarter
@@ -138,7 +141,7 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const kvBytes = (tokens * map.tp * kvWidth * 2) / map.tp
   const cpRing = map.cp > 1 ? 3 * (map.cp - 1) * Links.sendReceive(cl, s.cp, kvBytes) : 0
   const cpExposed = Math.max(0, cpRing - c.cpOverlapFraction * attentionForward * (1 + c.attentionBackwardRatio)) + 3 * (map.cp - 1) * c.cpStepSeconds
-  const routedBytes = tokens * k * h * 2
+  const routedBytes = tokens * k * x * 2
   const ep = moeShare * 4 * Links.allToAll(cl, s.ep, routedBytes)
   const etp = moeShare * 4 * Links.ring(cl, s.etp, routedBytes * map.etp)
   const ppTransfers = map.pp > 1 ? 2 * map.vpp * Links.sendReceive(cl, s.pp, tokens * h * 2) * c.p2pExposedFraction : 0

@@ -95,16 +95,18 @@ export type Manifest = typeof ManifestSchema.Type
 /**
  * The model as a manifest records it: every setting, the router options always (a model without
  * them routes as MoeSettings.defaults with the run's aux coefficient `auxLossCoeff`), the
- * shared-expert keys and denseFirst only when set (denseFirst 0 as absent).
+ * shared-expert keys, the latent width and denseFirst only when set (denseFirst 0 as absent).
  * @category constructors
  */
 export const modelRecord = (model: ModelConfig.ModelConfig, auxLossCoeff: number): Manifest["model"] => {
-  const { sharedExpertFfn, sharedExpertGate, moe, denseFirst, ...rest } = model
+  const { sharedExpertFfn, sharedExpertGate, moeLatentSize, moe, denseFirst, ...rest } = model
   // once a job: the run record's router
   const router = moe ?? { ...MoeSettings.defaults, auxLosses: [{ type: "aux" as const, coeff: auxLossCoeff }] }
   const dense = denseFirst === undefined || denseFirst === 0 ? {} : { denseFirst }
+  // once a job: the run record's optional keys
+  const optional = { ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
   // once a job: the run record's model
-  return { ...rest, moe: router, ...dense, ...(sharedExpertFfn === undefined ? {} : { sharedExpertFfn }), ...(sharedExpertGate === undefined ? {} : { sharedExpertGate }) }
+  return { ...rest, moe: router, ...dense, ...optional, ...(moeLatentSize === undefined ? {} : { moeLatentSize }) }
 }
 
 /**

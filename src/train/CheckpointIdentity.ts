@@ -61,6 +61,8 @@ export const differences = (saved: RunIdentity, run: RunIdentity): { readonly sa
   differ("mtpLayers", m.mtpLayers ?? 0, r.mtpLayers ?? 0)
   // Shared experts add parameters: a run without them must not drop a checkpoint's silently.
   differ("sharedExpertFfn", m.sharedExpertFfn ?? "none", r.sharedExpertFfn ?? "none")
+  // A latent width changes the experts' shapes and adds the projections.
+  differ("moeLatentSize", m.moeLatentSize ?? "none", r.moeLatentSize ?? "none")
   const embeddings = (untie: boolean | undefined) => (untie === true ? "untied" : "tied")
   differ("embeddings", embeddings(m.untieEmbeddings), embeddings(r.untieEmbeddings))
   differ("sharedExpertGate", onOff(m.sharedExpertGate), onOff(r.sharedExpertGate))

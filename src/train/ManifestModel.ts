@@ -33,6 +33,8 @@ export const ManifestModelSchema = Schema.Struct({
   /** Written only by runs with shared experts (older checkpoints have neither). */
   sharedExpertFfn: Schema.optionalKey(count),
   sharedExpertGate: Schema.optionalKey(Schema.Boolean),
+  /** Written only by LatentMoE runs (--moe-latent-size). */
+  moeLatentSize: Schema.optionalKey(count),
   /** Written only by runs with them: q, k, v biases, leading dense layers, a head width of its own, q and k norms. */
   qkvBias: Schema.optional(Schema.Boolean),
   /** Written only by runs with them: the linear layers' biases (--add-bias-linear) and the router's (--router-bias). */

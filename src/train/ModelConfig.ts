@@ -133,6 +133,14 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     if (m.sharedExpertFfn % s.tp !== 0)
       return fault("sharedExpertFfn", m.sharedExpertFfn, `is not divisible by tp = ${s.tp}`, `use a shared-expert width that is a multiple of ${s.tp}, or a smaller --tp`)
   }
+  if (m.moeLatentSize !== undefined) {
+    const problem = notPositive(
+      "moeLatentSize",
+      m.moeLatentSize,
+      "pass --moe-latent-size N with N = 1, 2, 3, ... (the routed experts' width; Nemotron 3 Super's 1024 at hidden 4096)",
+    )
+    if (problem !== undefined) return problem
+  }
   if (m.denseFirst !== undefined) {
     if (!Number.isSafeInteger(m.denseFirst) || m.denseFirst < 0)
       return fault("denseFirst", m.denseFirst, "is not a non-negative integer", "pass --dense-first N with N = 0, 1, 2, ... (the first N layers dense)")

@@ -120,11 +120,29 @@ const mlpBiases = (m: ModelConfig.ModelConfig, p: string, f: number, layer: numb
   m.linearBias === true ? [biasSpec(`${p}bGate`, [f], "rows/tp", layer), biasSpec(`${p}bUp`, [f], "rows/tp", layer), biasSpec(`${p}bDown`, [m.hidden], "replicated", layer)] : []
 
 /**
+ * A LatentMoE layer's projections (--moe-latent-size L): latentIn [H, L] after the router,
+ * latentOut [L, H] after the combine (a down projection into the residual stream, as the
+ * experts' wDown), each replicated like the router (Megatron's "duplicated" linears: every rank
+ * projects its own rows), with their biases under --add-bias-linear; none without a latent.
+ */
+const latentProjections = (m: ModelConfig.ModelConfig, p: string, tag: number, std: number): Array<ParamSpec> => {
+  const l = m.moeLatentSize
+  if (l === undefined) return []
+  return [
+    { name: `${p}latentIn`, shape: [m.hidden, l], sharding: "replicated", std, layer: tag },
+    { name: `${p}latentOut`, shape: [l, m.hidden], sharding: "replicated", std: std / 2, residual: true, layer: tag },
+    ...(m.linearBias === true ? [biasSpec(`${p}latentInBias`, [l], "replicated", tag), biasSpec(`${p}latentOutBias`, [m.hidden], "replicated", tag)] : []),
+  ]
+}
+
+/**
  * The parameters of the block `layers.{l}` (attention, norms, and the MoE layer or dense MLP as
  * ModelContext.isMoe says), tagged with the layer `tag` (the stage that holds them).
  */
 const blockSpecs = (m: ModelConfig.ModelConfig, l: number, tag: number, std: number): Array<ParamSpec> => {
   const h = m.hidden
+  // The routed experts' width: hidden, or a LatentMoE's latent.
+  const x = ModelContext.expertWidthOf(m)
   const d = ModelContext.headDim(m)
   const p = `layers.${l}.`
   const out: Array<ParamSpec> = [
@@ -159,14 +177,15 @@ const blockSpecs = (m: ModelConfig.ModelConfig, l: number, tag: number, std: num
   out.push(
     { name: `${p}router`, shape: [h, m.experts], sharding: "replicated", std, layer: tag },
     ...(m.routerBias === true ? [biasSpec(`${p}routerBias`, [m.experts], "replicated", tag)] : []),
-    { name: `${p}experts.wGate`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: tag },
-    { name: `${p}experts.wUp`, shape: [m.experts, h, m.moeFfn], sharding: "expert-cols", std, layer: tag },
-    { name: `${p}experts.wDown`, shape: [m.experts, m.moeFfn, h], sharding: "expert-rows", std: std / 2, residual: true, layer: tag },
+    ...latentProjections(m, p, tag, std),
+    { name: `${p}experts.wGate`, shape: [m.experts, x, m.moeFfn], sharding: "expert-cols", std, layer: tag },
+    { name: `${p}experts.wUp`, shape: [m.experts, x, m.moeFfn], sharding: "expert-cols", std, layer: tag },
+    { name: `${p}experts.wDown`, shape: [m.experts, m.moeFfn, x], sharding: "expert-rows", std: std / 2, residual: true, layer: tag },
     ...(m.linearBias === true
       ? [
           biasSpec(`${p}experts.bGate`, [m.experts, m.moeFfn], "expert-rows", tag),
           biasSpec(`${p}experts.bUp`, [m.experts, m.moeFfn], "expert-rows", tag),
-          biasSpec(`${p}experts.bDown`, [m.experts, h], "expert-rows", tag),
+          biasSpec(`${p}experts.bDown`, [m.experts, x], "expert-rows", tag),
         ]
       : []),
   )

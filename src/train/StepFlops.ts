@@ -29,6 +29,16 @@ export const attentionPerToken = (m: ModelConfig.ModelConfig): number => {
 }
 
 /**
+ * An MoE layer's forward FLOPs per token: the router, the top-k experts (at the latent width of
+ * a LatentMoE, with its two projections), the shared experts.
+ * @category mapping
+ */
+const moePerToken = (m: ModelConfig.ModelConfig): number => {
+  const latent = m.moeLatentSize === undefined ? 0 : 2 * 2 * m.hidden * m.moeLatentSize
+  return 2 * m.hidden * m.experts + m.topk * 6 * ModelContext.expertWidthOf(m) * m.moeFfn + latent + 6 * m.hidden * (m.sharedExpertFfn ?? 0)
+}
+
+/**
  * Training FLOPs of one step of `globalBatch` sequences.
  * @category mapping
  */
@@ -38,7 +48,7 @@ export const perStep = (m: ModelConfig.ModelConfig, globalBatch: number): number
   let perToken = 2 * m.hidden * m.vocab * (mtp + 1) + mtp * 2 * (2 * m.hidden) * m.hidden
   for (let l = 0; l < m.layers + mtp; l++) {
     perToken += attentionPerToken(m)
-    perToken += ModelContext.isMoe(m, l) ? 2 * m.hidden * m.experts + m.topk * 6 * m.hidden * m.moeFfn + 6 * m.hidden * (m.sharedExpertFfn ?? 0) : 6 * m.hidden * m.ffn
+    perToken += ModelContext.isMoe(m, l) ? moePerToken(m) : 6 * m.hidden * m.ffn
   }
   return 3 * perToken * globalBatch * m.seq
 }
