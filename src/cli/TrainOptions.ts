@@ -13,8 +13,6 @@
 import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
-import * as ChooseBackend from "../runtime/ChooseBackend.js"
-import * as MpiProcess from "../runtime/MpiProcess.js"
 import * as Trace from "../runtime/Trace.js"
 import * as AuxLossSpec from "../moe/AuxLossSpec.js"
 import type * as MoeSettings from "../moe/MoeSettings.js"
@@ -26,6 +24,7 @@ import * as Optimizer from "../train/Optimizer.js"
 import * as TokenFile from "../train/TokenFile.js"
 import type * as RankTrainer from "../train/RankTrainer.js"
 import * as ActivationFlags from "./ActivationFlags.js"
+import * as BackendChecks from "./BackendChecks.js"
 import * as BadInput from "./BadInput.js"
 import * as Flags from "./Flags.js"
 import * as LatentFlags from "./LatentFlags.js"
@@ -38,17 +37,6 @@ import * as JsonFile from "./JsonFile.js"
 import * as RunOutputs from "./RunOutputs.js"
 import * as RunChecks from "./RunChecks.js"
 import * as RunConfig from "./RunConfig.js"
-import * as NcclOpen from "../runtime/NcclOpen.js"
-import * as DistributedDebug from "../runtime/DistributedDebug.js"
-
-/**
- * The most ranks one process hosts, by backend. Every rank of these backends lives in this
- * process: a fiber each (measured with the default model and one sequence per rank: 256 ranks
- * 1.0 GB and 21 s for one step, 512 ranks 1.8 GB and 54 s, so 1024 about 4 GB), or a worker
- * thread each (about 80 MB per rank under tsx: 64 ranks about 5 GB). Above these, a run would
- * exhaust memory or time before its first step, in silence; it is refused before any work.
- */
-const maxRanks: Readonly<Record<ChooseBackend.Name, number>> = { local: 1024, "local-zero-copy": 1024, threads: 64, "threads-zero-copy": 64, mpi: 1 << 20, nccl: 1 << 20 }
 
 /**
  * Flags of the training commands.
@@ -57,7 +45,10 @@ const maxRanks: Readonly<Record<ChooseBackend.Name, number>> = { local: 1024, "l
 export const flags: Readonly<Record<string, Flags.FlagSpec>> = {
   config: { kind: "string", placeholder: "FILE", help: "a JSON object with any of these settings as keys (flags override it)" },
   ...RunConfig.flags,
-  world: { ...RunConfig.flags.world, help: `${RunConfig.flags.world.help}; one process hosts at most ${maxRanks.local} on local, ${maxRanks.threads} on threads` },
+  world: {
+    ...RunConfig.flags.world,
+    help: `${RunConfig.flags.world.help}; one process hosts at most ${BackendChecks.maxRanks.local} on local, ${BackendChecks.maxRanks.threads} on threads`,
+  },
   help: { kind: "boolean", help: "show this help" },
 }
 
@@ -100,44 +91,6 @@ const readConfig = (file: string): RunConfig.FileLayer | ConfigError.ConfigError
   return ConfigError.isConfigError(values) ? values : { file, values }
 }
 
-/** A world larger than the backend hosts in one process, named as the user wrote it. */
-const tooManyRanks = (d: RunConfig.Decoded, backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
-  const world = d.config.world
-  const limit = maxRanks[backend]
-  if (world <= limit) return undefined
-  const source = d.sources.world
-  const field = source?._tag === "file" ? `"world" in ${source.file}` : "--world"
-  const roomier = backend.startsWith("threads") ? `, or --backend local (up to ${maxRanks.local} ranks)` : ""
-  return ConfigError.make(
-    field,
-    world,
-    `is more ranks than the ${backend} backend hosts in one process (at most ${limit}: every rank lives in this process)`,
-    `use --world ${limit} or less${roomier}`,
-  )
-}
-
-/** The nccl backend where NCCL (or a GPU for it) cannot be opened: why, and the fix. */
-const ncclMissing = (backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
-  if (backend !== "nccl") return undefined
-  try {
-    DistributedDebug.hostChecks()
-    NcclOpen.open()
-    return undefined
-  } catch (error) {
-    if (ConfigError.isConfigError(error)) return error
-    throw error
-  }
-}
-
-/** --workers on a backend without worker threads, named as the user wrote it. */
-const workersWithoutThreads = (d: RunConfig.Decoded, backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
-  const workers = d.config.workers
-  if (workers === undefined || backend.startsWith("threads")) return undefined
-  const source = d.sources.workers
-  const field = source?._tag === "file" ? `"workers" in ${source.file}` : "--workers"
-  return ConfigError.make(field, workers, `sets the worker threads of the threads backends, but the backend is ${backend}`, "drop it, or add --backend threads")
-}
-
 /** Runs a cross-field check, rethrowing its ConfigError renamed for the command line. */
 const explained = <A>(decoded: RunConfig.Decoded, check: () => A): A => {
   try {
@@ -146,38 +99,6 @@ const explained = <A>(decoded: RunConfig.Decoded, check: () => A): A => {
     if (ConfigError.isConfigError(error)) throw new BadInput.BadInput({ problems: [RunConfig.explain(error, decoded)] })
     throw error
   }
-}
-
-/**
- * The backend: one given by flag or config file wins, else the launch environment's, else the
- * default. The launch environment is always checked (a launcher's many processes would each run
- * the whole job, whatever the flag); its problems are the user's, as flags' are.
- */
-const chosenBackend = (configured: RunConfig.RunConfig["backend"], byDefault: boolean): RunConfig.RunConfig["backend"] => {
-  try {
-    const launched = ChooseBackend.fromEnvironment(process.env)
-    if (launched === "mpi" && !byDefault && !ChooseBackend.isPerProcess(configured)) {
-      // Every process of the launch would run every rank of the job.
-      throw ConfigError.make(
-        "--backend",
-        configured,
-        `runs every rank inside one process, but ${MpiProcess.worldSize()} processes were launched`,
-        "drop --backend (mpi is chosen under a launcher), use --backend nccl (GPUs), or start one process",
-      )
-    }
-    return byDefault ? (launched ?? configured) : configured
-  } catch (error) {
-    if (ConfigError.isConfigError(error)) throw new BadInput.BadInput({ problems: [error] })
-    throw error
-  }
-}
-
-/** On the mpi and nccl backends the world is the number of processes, named as the user wrote it. */
-const launchMismatch = (d: RunConfig.Decoded, backend: ChooseBackend.Name): ConfigError.ConfigError | undefined => {
-  if (!ChooseBackend.isPerProcess(backend)) return undefined
-  const source = d.sources.world
-  const field = source?._tag === "file" ? `"world" in ${source.file}` : "--world"
-  return MpiProcess.worldProblem(field, d.config.world)
 }
 
 /** The token file of --data, checked against the model (or undefined: the synthetic language); throws a ConfigError. */
@@ -269,8 +190,8 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const d = decoded.success
   const c = d.config
   // A backend given by flag or config file wins; else the launch environment's, else the default.
-  const backend = chosenBackend(c.backend, d.sources.backend?._tag === "default")
-  BadInput.throwIfAny([tooManyRanks(d, backend), launchMismatch(d, backend), workersWithoutThreads(d, backend), ncclMissing(backend)].filter((p) => p !== undefined))
+  const backend = BackendChecks.chosenBackend(c.backend, d.sources.backend?._tag === "default")
+  BadInput.throwIfAny(BackendChecks.problemsOf(d, backend))
   const parallel = explained(d, () => {
     const validated = ParallelConfig.validate({
       ...{ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, vpp: c.vpp, order: c.order },
