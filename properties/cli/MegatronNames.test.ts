@@ -202,7 +202,7 @@ describe("Megatron-LM's names on pleat train", () => {
       "does not divide the 8 layers over pp 2",
     )
     expect(refused(["train", "--num-layers-per-virtual-pipeline-stage", "2"])).toContain("needs --num-layers")
-    expect(refused(["train", "--recompute-modules", "gdn_norm_out"])).toContain("names no part of pleat's layers")
+    expect(refused(["train", "--recompute-modules", "gdn_norm_out"])).toContain("names no module pleat's layers have")
     expect(refused(["train", "--tokenizer-type", "HuggingFaceTokenizer"])).toContain("give the vocabulary as --vocab-size V")
     expect(refused(["train", "--vocab-size", "100", "--vocab", "128"])).toContain("and --vocab both give the vocabulary")
   })
@@ -216,7 +216,10 @@ describe("Megatron-LM's names on pleat train", () => {
       ["--rope-type", "yarn", "--rotary-scaling-factor", "4", "--lr-decay-style", "wsd"],
     )
     same(["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1"], ["--recompute", "full"])
-    same(["--recompute-granularity", "selective", "--recompute-modules", "core_attn", "moe_act"], ["--recompute", "selective"])
+    same(["--recompute-granularity", "selective", "--recompute-modules", "core_attn", "moe_act"], ["--recompute", "selective", "--recompute-modules", "core_attn,moe_act"])
+    // layernorm and mla_up_proj are taken without effect: none left recomputes nothing.
+    same(["--recompute-granularity", "selective", "--recompute-modules", "moe", "layernorm"], ["--recompute", "selective", "--recompute-modules", "moe"])
+    same(["--recompute-granularity", "selective", "--recompute-modules", "layernorm", "mla_up_proj"], ["--recompute", "selective", "--recompute-modules", "none"])
     // Megatron-LM's older form of the virtual stages: (layers / pp) / N (with a global batch of 2
     // micro-batches, as the interleaved schedule needs pp of them at least).
     const vpp = (flags: ReadonlyArray<string>) => resolved(["--num-experts", "4", "--world", "2", "--global-batch-size", "2", ...flags]).setup.parallel

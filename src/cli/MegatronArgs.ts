@@ -26,8 +26,8 @@
  *   --num-layers-per-virtual-pipeline-stage N --vpp (layers / pp) / N, from --num-layers and
  *                                            --pipeline-model-parallel-size on the command line
  *                                            (none where that is 1), as Megatron-LM derives it
- *   --recompute-modules M...                 nothing: pleat's selective recompute is one set (the
- *                                            attention core and the expert MLPs), the same math
+ *   --recompute-modules M...                 --recompute-modules M,M (layernorm and mla_up_proj
+ *                                            taken without effect; none left: none)
  *   --load DIR                               --resume DIR when DIR holds a complete checkpoint
  *                                            (or is not a directory: --resume says why); nothing
  *                                            when DIR is absent, empty or pleat's without a
@@ -259,13 +259,13 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         continue
       }
       case "recompute-modules": {
-        seen.add(name)
-        const list = values()
-        const unknown = list.find((m) => !MegatronRewrites.recomputeModules.includes(m))
-        if (list.length === 0) missing("core_attn")
-        else if (unknown !== undefined)
-          problems.push(ConfigError.make(`--${name}`, unknown, "names no part of pleat's layers", `use ${MegatronRewrites.recomputeModules.join(", ")}`))
-        else noEffect.push(`--${name} ${list.join(" ")} (pleat's selective recompute: the attention core and the expert MLPs)`)
+        // pleat's flag too (not a Megatron-LM name alone): its list also comes space-separated.
+        const modules = MegatronRewrites.recomputeModulesOf(values())
+        if (ConfigError.isConfigError(modules)) problems.push(modules)
+        else {
+          out.push(modules.flag)
+          noEffect.push(...modules.noEffect)
+        }
         continue
       }
       case "num-layers-per-virtual-pipeline-stage":

@@ -154,7 +154,7 @@ export const valued: Readonly<Record<string, { readonly accepts?: ReadonlyArray<
 export const unsupported: Readonly<Record<string, string>> = {
   fp16: "pleat trains in fp32 or bf16: use --bf16",
   "tokenizer-model": "pleat trains on token ids: tokenize beforehand, and give --vocab",
-  "moe-layer-recompute": "use --recompute-granularity selective (the expert MLPs) or full",
+  "moe-layer-recompute": "use --recompute-granularity selective --recompute-modules moe (Megatron-LM's form since it was deprecated)",
   "moe-router-padding-for-quantization": "it pads the routing for fp8 and fp4 GEMMs, which pleat has not (Megatron-LM refuses it without them too): drop it",
   "moe-extended-tp": "Megatron-LM's deprecated form of expert tensor parallelism: use --expert-tensor-parallel-size",
   "no-load-optim": "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",

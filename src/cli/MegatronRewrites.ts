@@ -5,10 +5,32 @@
  * of the architecture defaults pleat does not follow.
  */
 import * as ConfigError from "../errors/ConfigError.js"
+import * as RecomputeModules from "../model/RecomputeModules.js"
 import * as Flags from "./Flags.js"
 
-/** Megatron-LM's --recompute-modules of the layers pleat has. */
-export const recomputeModules = ["core_attn", "moe_act", "layernorm", "mla_up_proj", "mlp", "moe", "shared_experts"]
+/** Megatron-LM's recompute modules pleat takes without recomputing anything, and why. */
+const recomputeWithoutEffect: Readonly<Record<string, string>> = {
+  layernorm: "pleat's norms keep only their input, which the layer keeps anyway",
+  mla_up_proj: "pleat recomputes multi-latent attention's core (core_attn), not its up projections",
+}
+
+/**
+ * --recompute-modules as Megatron-LM writes it (names after the flag, space-separated) or as pleat
+ * does (comma-separated): pleat's flag with the modules it recomputes ("none" where it recomputes
+ * none of them), the modules taken without effect, or the problem with a name.
+ * @category mapping
+ */
+export const recomputeModulesOf = (list: ReadonlyArray<string>): { readonly flag: string; readonly noEffect: ReadonlyArray<string> } | ConfigError.ConfigError => {
+  const names = list.flatMap((n) => n.split(",")).filter((n) => n !== "")
+  if (names.length === 1 && names[0] === "none") return { flag: "--recompute-modules=none", noEffect: [] }
+  const known = [...RecomputeModules.all, ...Object.keys(recomputeWithoutEffect)]
+  const unknown = names.find((n) => !known.includes(n))
+  if (unknown !== undefined || names.length === 0)
+    return ConfigError.make("--recompute-modules", unknown ?? list.join(" "), "names no module pleat's layers have", `use ${known.join(", ")}`)
+  const kept = names.filter((n) => !Object.hasOwn(recomputeWithoutEffect, n))
+  const without = names.filter((n) => Object.hasOwn(recomputeWithoutEffect, n)).map((n) => `--recompute-modules ${n} (${recomputeWithoutEffect[n]})`)
+  return { flag: `--recompute-modules=${kept.length === 0 ? "none" : kept.join(",")}`, noEffect: without }
+}
 
 const balancingTypes: Readonly<Record<string, string>> = { aux_loss: "aux", seq_aux_loss: "seq_aux", global_aux_loss: "global_aux" }
 

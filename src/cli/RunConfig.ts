@@ -17,6 +17,7 @@
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as SchemaIssue from "effect/SchemaIssue"
+import * as RecomputeModules from "../model/RecomputeModules.js"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Order from "../mapping/Order.js"
 import * as ChooseBackend from "../runtime/ChooseBackend.js"
@@ -91,7 +92,16 @@ export const settings = {
     "where the ranks compute: the host; cuda, the process's GPU (fp32 weights, gradients and AdamW moments kept there, the optimizer and the distributed optimizer's collectives run there, on device arrays with --backend nccl); sim, a simulated device (host memory behind the device interface, for tests)",
     "DEVICE",
   ),
-  recompute: choice(["none", "selective", "full"], "none", "activation recompute in the backward (selective: the attention core and the expert MLPs; full: whole layers)", "MODE"),
+  recompute: choice(
+    ["none", "selective", "full"],
+    "none",
+    "activation recompute in the backward (selective: the modules of --recompute-modules, by default the expert MLPs; full: whole layers)",
+    "MODE",
+  ),
+  "recompute-modules": optionalText(
+    `what --recompute selective recomputes, comma-separated (Megatron's --recompute-modules): ${RecomputeModules.all.join(", ")} (default ${RecomputeModules.defaults.join(",")}; moe_act: the experts' activation and fc2; moe: the whole MoE layer, its all-to-alls replayed)`,
+    "LIST",
+  ),
   lr: optionalReal(`peak learning rate, after the warm-up and before the cosine decay (default ${optimizer.lr} x min(1, ${Optimizer.referenceHidden} / --hidden))`),
   "min-lr": optionalReal(`the learning rate the decay ends at, 0..--lr (default a tenth of --lr's, given or default)`),
   "warmup-steps": optionalWhole("steps of linear warm-up to --lr, 0 for none (default a tenth of --steps, at least 1)"),

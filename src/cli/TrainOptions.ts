@@ -12,6 +12,7 @@
  */
 import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
+import * as RecomputeModules from "../model/RecomputeModules.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as Trace from "../runtime/Trace.js"
 import * as AuxLossSpec from "../moe/AuxLossSpec.js"
@@ -251,6 +252,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       throw definition
     })
   const traceSteps = explained(d, () => Trace.stepWindowOf(c["trace-steps"], c.trace !== undefined))
+  const recomputeModules = explained(d, () => RecomputeModules.fromSettings(c.recompute, c["recompute-modules"]))
   if (c["save-every"] !== undefined && c.save === undefined) {
     explained(d, () => {
       throw ConfigError.make("save-every", c["save-every"], "has no directory to write into", "add --save DIR, or drop --save-every")
@@ -293,6 +295,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       distributedOptimizer: c["distributed-optimizer"],
       precision: c.precision,
       recompute: c.recompute,
+      ...(recomputeModules === undefined ? {} : { recomputeModules }),
       ...(c.device === "cpu" ? {} : { device: c.device }),
       ...(data === undefined ? {} : { data }),
       ...(evaluation === undefined ? {} : { evaluation }),

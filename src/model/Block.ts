@@ -33,6 +33,7 @@ import { concat, reshape, split } from "../tensor/ops/Shape.js"
 import * as Recompute from "../tensor/Recompute.js"
 import * as Tensor from "../tensor/Tensor.js"
 import * as ModelContext from "./ModelContext.js"
+import * as RecomputeModules from "./RecomputeModules.js"
 
 /**
  * The norms and attention weights of a block; the FFN comes as a function.
@@ -96,7 +97,7 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     tp: c.groups.tp,
     cp: c.groups.cp,
     sequenceParallel: c.sequenceParallel,
-    recomputeCore: c.recompute === "selective",
+    recomputeCore: RecomputeModules.recomputes(c, "core_attn"),
     ropeTheta: ModelContext.ropeThetaOf(c.sizes),
     ropeYarn: c.sizes.ropeScaling,
     documents: c.documents,
@@ -197,10 +198,11 @@ function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
     ...(c.sizes.moeLatentSize === undefined ? {} : { latent: latentWeightsOf(p, c.sizes) }),
   }
   const glu = c.sizes.glu
-  const shared = hasShared ? { shared: { tp: c.groups.tp, sequenceParallel: c.sequenceParallel, glu } } : {}
-  // Neither the sizes' settings nor `shared` name recomputeExperts; spreads last (ModelContext.withRows).
-  const recomputeExperts = c.recompute === "selective"
-  const settings: MoeLayer.MoeConfig = { recomputeExperts, glu, ...shared, ...config }
+  const shared = hasShared ? { shared: { tp: c.groups.tp, sequenceParallel: c.sequenceParallel, glu, recompute: RecomputeModules.recomputes(c, "shared_experts") } } : {}
+  // Neither the sizes' settings nor `shared` name the recompute fields; spreads last (ModelContext.withRows).
+  const recomputeExperts = RecomputeModules.recomputes(c, "experts")
+  const recomputeActivation = RecomputeModules.recomputes(c, "moe_act")
+  const settings: MoeLayer.MoeConfig = { recomputeExperts, recomputeActivation, glu, ...shared, ...config }
   // global_aux adds this forward's counts to the running ones: a full-recompute replay starts
   // from the counts the first run saw, so it computes the same loss and adds nothing.
   const countsBefore = settings.global?.state.counts
@@ -208,14 +210,16 @@ function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
     const g = settings.global
     const run =
       replay && g !== undefined && countsBefore !== undefined
-        ? { recomputeExperts, glu, ...shared, ...config, global: { tpDpCp: g.tpDpCp, state: { counts: countsBefore } } }
+        ? { recomputeExperts, recomputeActivation, glu, ...shared, ...config, global: { tpDpCp: g.tpDpCp, state: { counts: countsBefore } } }
         : settings
     return MoeLayer.forwardLaid(TensorLayout.attach(rmsNorm(input, norm, ModelContext.normEpsOf(c.sizes)), h.layout), weights, run, c.groups.expert)
   }
   let first: MoeResult | undefined
   let tensor: Tensor.Tensor
   let loss: Tensor.Tensor
-  if (c.recompute === "full") {
+  // Full recompute, or selective's moe module: the whole half (norm, router, dispatch, experts,
+  // combine) runs again in the backward.
+  if (c.recompute === "full" || RecomputeModules.recomputes(c, "moe")) {
     const both = yield* Recompute.recomputeEffect(`moe (layer ${layer})`, [h.tensor], (inputs, replay) => {
       const input = inputs[0] as Tensor.Tensor
       return Effect.map(layerOn(input, replay), (r) => {
@@ -342,6 +346,7 @@ function* mlpSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
         tp: c.groups.tp,
         sequenceParallel: c.sequenceParallel,
         glu: c.sizes.glu,
+        recompute: RecomputeModules.recomputes(c, "mlp"),
       }),
       (out) => {
         layout = out.layout

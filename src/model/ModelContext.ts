@@ -23,6 +23,7 @@ import type * as MoeSettings from "../moe/MoeSettings.js"
 import type * as RopeScaling from "../tensor/ops/RopeScaling.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as MoeStats from "./MoeStats.js"
+import type * as RecomputeModules from "./RecomputeModules.js"
 
 /**
  * The model's settings that the forward uses (train's ModelConfig adds the MLP widths).
@@ -176,9 +177,11 @@ export interface ModelContext {
   readonly param: (name: string) => Tensor.Tensor
   /**
    * What the backward recomputes instead of keeping (tensor/Recompute): nothing (default), the
-   * attention core and the expert MLPs (selective), or every attention and FFN half (full).
+   * modules of recomputeModules (selective), or every attention and FFN half (full).
    */
   readonly recompute?: "none" | "selective" | "full" | undefined
+  /** The modules selective recompute recomputes (RecomputeModules; its defaults when absent). */
+  readonly recomputeModules?: ReadonlyArray<RecomputeModules.RecomputeModule> | undefined
   /** The documents packed into the micro-batch's sequences, at this rank's rows (none: one a sequence). */
   readonly documents?: SelfAttention.Documents | undefined
   /** A forward of an evaluation, not of training (Sinkhorn routing selects without balancing there). */

@@ -16,12 +16,17 @@
  * (a Wd_e + b_e) p = a' Wd_e + p b_e. fc2's bias [L, H] is held in column blocks over the ETP
  * group: each member adds its H/X columns to its partial sum alone, so the combine's sum adds
  * every column's bias exactly once and each member's gradient is its own block's.
+ *
+ * `recomputeActivation` (selective recompute's moe_act): the activation, the probs' weighting and
+ * fc2 run again in the backward from fc1's outputs, which are kept; the activation's output and
+ * the weighted rows fc2 reads are not (their F/X columns a row, twice).
  */
 import { add, mul } from "../tensor/ops/Elementwise.js"
 import * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import { gatherRows } from "../tensor/ops/Gather.js"
 import { groupedMatmul } from "../tensor/ops/GroupedMatmul.js"
 import { concat, reshape } from "../tensor/ops/Shape.js"
+import * as Recompute from "../tensor/Recompute.js"
 import * as Tensor from "../tensor/Tensor.js"
 
 /**
@@ -62,15 +67,21 @@ export const forward = (
   rowsPerExpert: ReadonlyArray<number>,
   w: ExpertWeights,
   glu?: GatedActivation.Glu,
+  recomputeActivation = false,
 ): Tensor.Tensor => {
   const n = rows.shape[0] as number
   const b = w.bias
   const perRow = b === undefined ? undefined : expertOfRows(rowsPerExpert)
   const biased = (t: Tensor.Tensor, bias: Tensor.Tensor | undefined) => (bias === undefined || perRow === undefined ? t : add(t, gatherRows(bias, perRow)))
-  const a = GatedActivation.gated(biased(groupedMatmul(rows, w.wGate, rowsPerExpert), b?.gate), biased(groupedMatmul(rows, w.wUp, rowsPerExpert), b?.up), glu)
-  const weigh = (t: Tensor.Tensor) => (probs === undefined ? t : mul(t, reshape(probs, [n, 1])))
-  const y = groupedMatmul(weigh(a), w.wDown, rowsPerExpert)
-  return b === undefined || perRow === undefined ? y : add(y, weigh(gatherRows(fullWidth(b, w.wDown.shape[2] as number), perRow)))
+  const gate = biased(groupedMatmul(rows, w.wGate, rowsPerExpert), b?.gate)
+  const up = biased(groupedMatmul(rows, w.wUp, rowsPerExpert), b?.up)
+  const weigh = (t: Tensor.Tensor, p: Tensor.Tensor | undefined) => (p === undefined ? t : mul(t, reshape(p, [n, 1])))
+  // The activation, the weighting and fc2, from fc1's outputs (and the probs).
+  const down = ([g, u, p]: ReadonlyArray<Tensor.Tensor | undefined>) =>
+    groupedMatmul(weigh(GatedActivation.gated(g as Tensor.Tensor, u as Tensor.Tensor, glu), p), w.wDown, rowsPerExpert)
+  const inputs = probs === undefined ? [gate, up] : [gate, up, probs]
+  const y = recomputeActivation ? Recompute.recompute("moe_act", inputs, down) : down(inputs)
+  return b === undefined || perRow === undefined ? y : add(y, weigh(gatherRows(fullWidth(b, w.wDown.shape[2] as number), perRow), probs))
 }
 
 /** Each row's local expert: rowsPerExpert[e] rows of e, expert-major. */

@@ -112,6 +112,8 @@ export interface MoeConfig {
   readonly shared?: DenseMlp.MlpOptions
   /** Recompute the expert MLPs in the backward instead of keeping their activations (Recompute). */
   readonly recomputeExperts?: boolean
+  /** Recompute only the experts' activation and fc2 (Experts.forward's recomputeActivation; moe_act). */
+  readonly recomputeActivation?: boolean
   /** The routed experts' gated activation (GatedActivation; SwiGLU when absent). */
   readonly glu?: GatedActivation.Glu | undefined
   /**
@@ -215,7 +217,11 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
     glu: config.glu,
     groups,
     ...(config.probsAt === undefined || onInput ? {} : { probsAt: config.probsAt }),
-    ...(config.recomputeExperts === true ? { compute: recomputedExperts(w.experts, config.glu) } : {}),
+    ...(config.recomputeExperts === true
+      ? { compute: recomputedExperts(w.experts, config.glu) }
+      : config.recomputeActivation === true
+        ? { compute: activationRecomputed(w.experts, config.glu) }
+        : {}),
   }
   const routedOut = config.dispatcher === "allgather" ? yield* AllGatherDispatcher.run(input) : yield* AllToAllDispatcher.run(input)
   const report = routedOut.report
@@ -265,6 +271,11 @@ function* gateOfSteps(x: Tensor.Tensor, gate: Tensor.Tensor) {
 const recomputedExperts =
   (w: Experts.ExpertWeights, glu: GatedActivation.Glu | undefined) => (rows: Tensor.Tensor, probs: Tensor.Tensor | undefined, rowsPerExpert: ReadonlyArray<number>) =>
     Recompute.recompute("experts", probs === undefined ? [rows] : [rows, probs], ([r, p]) => Experts.forward(r as Tensor.Tensor, p, rowsPerExpert, w, glu))
+
+/** The experts' forward with their activation and fc2 recomputed in the backward (moe_act). */
+const activationRecomputed =
+  (w: Experts.ExpertWeights, glu: GatedActivation.Glu | undefined) => (rows: Tensor.Tensor, probs: Tensor.Tensor | undefined, rowsPerExpert: ReadonlyArray<number>) =>
+    Experts.forward(rows, probs, rowsPerExpert, w, glu, true)
 
 /**
  * A loss term of the layer: its name and this rank's value without the coefficient.

@@ -157,6 +157,7 @@ export const make = (
     moeState: state,
     param,
     recompute: setup.recompute,
+    recomputeModules: setup.recomputeModules,
     forward: definition.forward,
     evaluating,
   })

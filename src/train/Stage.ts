@@ -16,6 +16,7 @@ import type * as Tensor from "../tensor/Tensor.js"
 import type * as Data from "./Data.js"
 import type * as ModelConfig from "./ModelConfig.js"
 import type * as ModelDefinition from "./ModelDefinition.js"
+import type * as RecomputeModules from "../model/RecomputeModules.js"
 
 /**
  * The groups a rank trains with.
@@ -39,8 +40,9 @@ export interface StageContext {
   readonly moeState?: MoeRunState.MoeRunState | undefined
   /** Parameters by name (leaves on the micro-batch's tape). */
   readonly param: (name: string) => Tensor.Tensor
-  /** What the backward recomputes (ModelContext.recompute). */
+  /** What the backward recomputes (ModelContext.recompute, recomputeModules). */
   readonly recompute?: "none" | "selective" | "full" | undefined
+  readonly recomputeModules?: ReadonlyArray<RecomputeModules.RecomputeModule> | undefined
   /** The model's chunk forward (its ModelDefinition). */
   readonly forward: ModelDefinition.Forward
   /** A forward of an evaluation (ModelContext.evaluating). */
@@ -88,6 +90,7 @@ const modelContext = (
   moeState: c.moeState,
   param: c.param,
   recompute: c.recompute,
+  recomputeModules: c.recomputeModules,
   documents,
   ...(c.evaluating === true ? { evaluating: true } : {}),
   ...(tokenPlaces === undefined ? {} : { tokenPlaces }),

@@ -14,6 +14,7 @@ import type * as ModelConfig from "./ModelConfig.js"
 import type * as ModelDefinition from "./ModelDefinition.js"
 import type * as Optimizer from "./Optimizer.js"
 import type * as TokenFile from "./TokenFile.js"
+import type * as RecomputeModules from "../model/RecomputeModules.js"
 
 /**
  * Everything a training job is made of.
@@ -35,6 +36,8 @@ export interface TrainSetup {
   readonly precision?: Precision | undefined
   /** Activation recompute in the backward (none by default). */
   readonly recompute?: Recompute | undefined
+  /** What selective recompute recomputes (RecomputeModules; its defaults when absent). */
+  readonly recomputeModules?: ReadonlyArray<RecomputeModules.RecomputeModule> | undefined
   /** The model (ModelDefinition.Ref); the built-in Mixtral-like model when absent. */
   readonly definition?: ModelDefinition.Ref | undefined
   /**
@@ -61,8 +64,8 @@ export interface TrainSetup {
 export type Precision = "fp32" | "bf16"
 
 /**
- * What the backward recomputes instead of keeping: nothing, the attention core and the expert
- * MLPs, or whole layers.
+ * What the backward recomputes instead of keeping: nothing, the modules of RecomputeModules
+ * (selective; the expert MLPs by default), or whole layers.
  * @category models
  */
 export type Recompute = "none" | "selective" | "full"
