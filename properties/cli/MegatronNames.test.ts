@@ -217,6 +217,9 @@ describe("Megatron-LM's names on pleat train", () => {
     )
     same(["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1"], ["--recompute", "full"])
     same(["--recompute-granularity", "selective", "--recompute-modules", "core_attn", "moe_act"], ["--recompute", "selective", "--recompute-modules", "core_attn,moe_act"])
+    // The flex dispatcher (DeepEP, HybridEP) has the all-to-all dispatcher's contract.
+    same(["--moe-token-dispatcher-type", "flex", "--moe-flex-dispatcher-backend", "deepep", "--moe-deepep-num-sms", "20"], ["--dispatcher", "alltoall"])
+    same(["--moe-token-dispatcher-type", "allgather", "--attention-backend", "flash", "--delay-wgrad-compute"], ["--dispatcher", "allgather"])
     // layernorm and mla_up_proj are taken without effect: none left recomputes nothing.
     same(["--recompute-granularity", "selective", "--recompute-modules", "moe", "layernorm"], ["--recompute", "selective", "--recompute-modules", "moe"])
     same(["--recompute-granularity", "selective", "--recompute-modules", "layernorm", "mla_up_proj"], ["--recompute", "selective", "--recompute-modules", "none"])

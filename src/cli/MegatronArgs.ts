@@ -7,14 +7,12 @@
  *   --moe-apply-probs-on-input               --probs-at input (MegatronRewrites.switchRewrites)
  *   --recompute-granularity G                --recompute G (full: every layer from its input,
  *   --recompute-method uniform               Megatron-LM's uniform method; block is refused)
- *   --moe-router-load-balancing-type T...    --aux-loss T:C,... (aux_loss is aux, seq_aux_loss
- *   --moe-aux-loss-coeff C...                seq_aux, global_aux_loss global_aux; Megatron-LM's
- *                                            coefficient 0 where only the type is given);
- *                                            sinkhorn: --sinkhorn --aux-loss none;
- *                                            quantile_balancing: --quantile-balancing and none
+ *   --moe-router-load-balancing-type T...    --aux-loss T:C,... (MegatronRewrites.balancingFlags:
+ *   --moe-aux-loss-coeff C...                coefficient 0 where only the type is given; sinkhorn
+ *                                            and quantile_balancing their routers, --aux-loss none)
  *   --window-size L,0                        --sliding-window L+1 (L tokens back and the token)
  *   --position-embedding-type rope|yarn      nothing | --rope-type yarn
- *   --lr-decay-style WSD                     --lr-decay-style wsd (and minus_sqrt: minus-sqrt)
+ *   --lr-decay-style WSD, ...                their values in pleat's spelling (valueRewrites)
  *   --data-path PREFIX (--train-data-path)   --data PREFIX.bin --data-dtype (from PREFIX.idx); a
  *   --valid-data-path PREFIX                 --eval-data PREFIX.bin       blend of several refused
  *   --data-path PREFIX [--split S]           split S (969,30,1 by default) of its documents:
@@ -119,6 +117,14 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       return list
     }
     const missing = (placeholder: string) => problems.push(ConfigError.make(`--${name}`, undefined, "needs a value", `write --${name} ${placeholder}`))
+    if (Object.hasOwn(MegatronRewrites.valueRewrites, name)) {
+      if (Object.hasOwn(MegatronNames.renamed, name)) seen.add(name)
+      const v = value()
+      const rewrite = v === undefined ? undefined : MegatronRewrites.valueRewrites[name]?.[v]
+      out.push(v === undefined ? arg : `--${name}=${rewrite?.value ?? v}`)
+      if (rewrite?.note !== undefined) noEffect.push(rewrite.note)
+      continue
+    }
     if (Object.hasOwn(MegatronNames.renamed, name)) {
       seen.add(name)
       if (name === "num-query-groups") queryGroups = inline ?? argv[i + 1]
@@ -212,12 +218,6 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
           problems.push(
             ConfigError.make("--position-embedding-type", v, "is not what pleat trains: pleat's positions are RoPE (or YaRN's)", "write --position-embedding-type rope"),
           )
-        continue
-      }
-      case "lr-decay-style":
-      case "lr-wsd-decay-style": {
-        const v = value()
-        out.push(v === undefined ? arg : `--${name}=${v === "WSD" ? "wsd" : v === "minus_sqrt" ? "minus-sqrt" : v}`)
         continue
       }
       case "data-path":

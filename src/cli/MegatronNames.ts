@@ -106,6 +106,9 @@ export const noEffect: Readonly<Record<string, string>> = {
   "overlap-grad-reduce": "a scheduling choice",
   "overlap-param-gather": "a scheduling choice",
   "moe-shared-expert-overlap": "a scheduling choice",
+  "overlap-moe-expert-parallel-comm": "a scheduling choice",
+  "delay-wgrad-compute": "a scheduling choice",
+  "moe-enable-deepep": "DeepEP is a GPU kernel library; pleat's all-to-all dispatcher has the flex dispatcher's contract",
   "manual-gc": "a Python setting",
   "log-throughput": "pleat's summaries report tokens/s",
   "no-load-rng": "pleat's data order and weights follow --seed and the step",
@@ -145,6 +148,10 @@ export const valued: Readonly<Record<string, { readonly accepts?: ReadonlyArray<
   "num-workers": { pleat: "pleat reads its data without loader workers" },
   "data-cache-path": { pleat: "pleat keeps no dataset index cache" },
   "distributed-backend": { accepts: ["nccl", "gloo"], pleat: "pleat's --backend chooses how ranks talk" },
+  "moe-flex-dispatcher-backend": { accepts: ["deepep", "hybridep"], pleat: "pleat's all-to-all dispatcher has the flex dispatcher's contract" },
+  "moe-deepep-num-sms": { pleat: "a GPU kernel setting" },
+  "moe-hybridep-num-sms": { pleat: "a GPU kernel setting" },
+  "attention-backend": { accepts: ["flash", "fused", "unfused", "local", "auto"], pleat: "pleat's attention kernel is its own" },
 }
 
 /**
@@ -200,7 +207,8 @@ export const usage = (): string =>
     "  T... with --moe-aux-loss-coeff C...=--aux-loss (aux_loss aux, seq_aux_loss seq_aux, global_aux_loss",
     "  global_aux; sinkhorn --sinkhorn, quantile_balancing --quantile-balancing, each with --aux-loss none),",
     "  --moe-apply-probs-on-input=--probs-at input, --moe-router-topk-limited-devices N=--num-groups EP",
-    "  --group-topk N, --window-size L,0=--sliding-window L+1,",
+    "  --group-topk N, --window-size L,0=--sliding-window L+1, --moe-token-dispatcher-type flex=--dispatcher",
+    "  alltoall (the same contract; DeepEP and HybridEP are GPU kernels),",
     "  --position-embedding-type yarn=--rope-type yarn,",
     "  --load DIR=--resume DIR when DIR holds a checkpoint (else the run starts from its initialization),",
     "  --num-layers-per-virtual-pipeline-stage N=--vpp layers / pp / N,",

@@ -35,6 +35,20 @@ export const recomputeModulesOf = (list: ReadonlyArray<string>): { readonly flag
 const balancingTypes: Readonly<Record<string, string>> = { aux_loss: "aux", seq_aux_loss: "seq_aux", global_aux_loss: "global_aux" }
 
 /**
+ * Megatron-LM values pleat spells otherwise, by flag: the value pleat takes, and a notice where
+ * the choice is Megatron-LM's alone (the flex dispatcher's DeepEP and HybridEP are GPU kernels
+ * with the all-to-all dispatcher's contract, semantics.md 2.4.3).
+ * @category configuration
+ */
+export const valueRewrites: Readonly<Record<string, Readonly<Record<string, { readonly value: string; readonly note?: string }>>>> = {
+  "lr-decay-style": { WSD: { value: "wsd" }, minus_sqrt: { value: "minus-sqrt" } },
+  "lr-wsd-decay-style": { minus_sqrt: { value: "minus-sqrt" } },
+  "moe-token-dispatcher-type": {
+    flex: { value: "alltoall", note: "--moe-token-dispatcher-type flex (pleat's all-to-all dispatcher: the same contract; DeepEP and HybridEP are GPU kernels)" },
+  },
+}
+
+/**
  * The Megatron-LM switches rewritten as one pleat flag each.
  * @category configuration
  */
