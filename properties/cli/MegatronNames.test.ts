@@ -220,9 +220,13 @@ describe("Megatron-LM's names on pleat train", () => {
     // The flex dispatcher (DeepEP, HybridEP) has the all-to-all dispatcher's contract.
     same(["--moe-token-dispatcher-type", "flex", "--moe-flex-dispatcher-backend", "deepep", "--moe-deepep-num-sms", "20"], ["--dispatcher", "alltoall"])
     same(["--moe-token-dispatcher-type", "allgather", "--attention-backend", "flash", "--delay-wgrad-compute"], ["--dispatcher", "allgather"])
-    // layernorm and mla_up_proj are taken without effect: none left recomputes nothing.
+    // layernorm is taken without effect: none left recomputes nothing.
     same(["--recompute-granularity", "selective", "--recompute-modules", "moe", "layernorm"], ["--recompute", "selective", "--recompute-modules", "moe"])
-    same(["--recompute-granularity", "selective", "--recompute-modules", "layernorm", "mla_up_proj"], ["--recompute", "selective", "--recompute-modules", "none"])
+    same(["--recompute-granularity", "selective", "--recompute-modules", "layernorm"], ["--recompute", "selective", "--recompute-modules", "none"])
+    same(
+      ["--recompute-granularity", "selective", "--recompute-modules", "mla_up_proj", "moe_act", "layernorm"],
+      ["--recompute", "selective", "--recompute-modules", "mla_up_proj,moe_act"],
+    )
     // Megatron-LM's older form of the virtual stages: (layers / pp) / N (with a global batch of 2
     // micro-batches, as the interleaved schedule needs pp of them at least).
     const vpp = (flags: ReadonlyArray<string>) => resolved(["--num-experts", "4", "--world", "2", "--global-batch-size", "2", ...flags]).setup.parallel

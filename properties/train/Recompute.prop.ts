@@ -115,14 +115,20 @@ describe("recompute in float32 training", () => {
 })
 
 describe("each recompute module in float32 training", () => {
-  // Dense layers and shared experts, so that every module has something to recompute.
+  // Dense layers, shared experts and multi-latent attention, so that every module has something to recompute.
   const parallel = ParallelConfig.make({ world: 4, tp: 2, cp: 1, pp: 1, ep: 2, etp: 1 })
   const run = (recomputeModules: ReadonlyArray<RecomputeModules.RecomputeModule> | undefined) =>
     Effect.runPromise(
       Train.run(
         {
           parallel,
-          model: { ...ModelConfig.small, denseFirst: 1, sharedExpertFfn: 32 },
+          model: {
+            ...ModelConfig.small,
+            denseFirst: 1,
+            sharedExpertFfn: 32,
+            kvHeads: ModelConfig.small.heads,
+            mla: { qLoraRank: 0, kvLoraRank: 16, qkHeadDim: 8, qkPosEmbHeadDim: 4, vHeadDim: 8 },
+          },
           batch: { microBatch: 1, globalBatch: 4 },
           seed: 5,
           dtype: "float32",

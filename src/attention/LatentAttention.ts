@@ -37,6 +37,7 @@ import { rmsNorm } from "../tensor/ops/Norm.js"
 import * as Rope from "../tensor/ops/Rope.js"
 import * as RopeScaling from "../tensor/ops/RopeScaling.js"
 import * as Shape from "../tensor/ops/Shape.js"
+import * as Recompute from "../tensor/Recompute.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import * as ContextParallel from "./ContextParallel.js"
 import { type AttentionConfig, attendOverContext, ropeOptions } from "./SelfAttention.js"
@@ -82,6 +83,11 @@ export interface LatentWeights {
  */
 export interface LatentConfig extends AttentionConfig {
   readonly latent: LatentSizes
+  /**
+   * Recompute the up projections, RoPE and the core from the latents in the backward (selective
+   * recompute's mla_up_proj): q, k and v, every head's, are not kept.
+   */
+  readonly recomputeUpProjections?: boolean | undefined
 }
 
 /**
@@ -89,11 +95,30 @@ export interface LatentConfig extends AttentionConfig {
  * 1/sqrt(dn + dr), times m(s, mscaleAllDim)^2 under YaRN (DeepSeek-V3's, RopeScaling).
  * @category constructors
  */
-export const configOf = (c: AttentionConfig, latent: LatentSizes): LatentConfig => {
+export const configOf = (c: AttentionConfig, latent: LatentSizes, recomputeUpProjections = false): LatentConfig => {
   const scale = 1 / Math.sqrt(latent.qkHeadDim + latent.qkPosEmbHeadDim)
   const softmaxScale = c.ropeYarn === undefined ? scale : scale * RopeScaling.softmaxScaleFactor(c.ropeYarn)
   const { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel, cpExchange, recomputeCore, ropeTheta, ropeYarn, documents, slidingWindow, sinks } = c
-  return { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel, cpExchange, recomputeCore, ropeTheta, ropeYarn, documents, slidingWindow, sinks, latent, softmaxScale }
+  return {
+    batch,
+    seq,
+    heads,
+    kvHeads,
+    headDim,
+    tp,
+    cp,
+    sequenceParallel,
+    cpExchange,
+    recomputeCore,
+    ropeTheta,
+    ropeYarn,
+    documents,
+    slidingWindow,
+    sinks,
+    latent,
+    softmaxScale,
+    recomputeUpProjections,
+  }
 }
 
 /**
@@ -147,7 +172,7 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: LatentWeights, c: Late
   const tp = c.tp.ranks.length
   const local = c.seq / c.cp.ranks.length
   const heads = c.heads / tp
-  const { kvLoraRank: kvLora, qkHeadDim: dn, qkPosEmbHeadDim: dr, vHeadDim: dv } = c.latent
+  const { kvLoraRank: kvLora, qkPosEmbHeadDim: dr, vHeadDim: dv } = c.latent
   const b = c.batch
   const par = { tp: c.tp, sequenceParallel: c.sequenceParallel }
   // On this rank's rows: the latents (and, without a query latent, the rows themselves).
@@ -159,20 +184,41 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: LatentWeights, c: Late
     TensorLayout.attach(latents, TensorLayout.withLastDim(x.layout, TensorLayout.dim("latents", latents.shape[1] as number))),
     par,
   )
+  // The queries' layout (the up projections' columns over tp), as the up projections made it.
+  const made = { queries: region.layout }
+  const up = (whole: Tensor.Tensor) => Effect.gen(() => upProjectedSteps(TensorLayout.attach(whole, region.layout), queryWidth, w, c, cpRank, made))
+  const attended =
+    c.recomputeUpProjections === true
+      ? yield* Recompute.recomputeEffect("mla up projections", [region.tensor], (inputs) => up(inputs[0] as Tensor.Tensor))
+      : yield* up(region.tensor)
+  const rows = TensorLayout.attach(
+    Shape.reshape(attended, [b * local, heads * dv]),
+    TensorLayout.withLastDim(made.queries, TensorLayout.dim("value heads", c.heads * dv, [{ axis: "tp", size: tp }])),
+  )
+  return yield* ParallelLinear.rowParallelLaid(rows, w.wo, par, "hidden")
+}
+
+/**
+ * From the latents in the tp region [cq, ckv', kr] to the core's output [b, local, heads, dv]:
+ * the up projections, RoPE, the heads' keys, the core over the context; the queries' layout into
+ * `made` (one function, so that mla_up_proj recomputes all of it from the latents alone).
+ */
+function* upProjectedSteps(region: TensorLayout.WithLayout, queryWidth: number, w: LatentWeights, c: LatentConfig, cpRank: number, made: { queries: TensorLayout.TensorLayout }) {
+  const local = c.seq / c.cp.ranks.length
+  const heads = c.heads / c.tp.ranks.length
+  const { kvLoraRank: kvLora, qkHeadDim: dn, qkPosEmbHeadDim: dr, vHeadDim: dv } = c.latent
+  const b = c.batch
+  const par = { tp: c.tp, sequenceParallel: c.sequenceParallel }
   const [cq, ckvWhole, krWhole] = Shape.split(region.tensor, [queryWidth, kvLora, dr], 1) as [Tensor.Tensor, Tensor.Tensor, Tensor.Tensor]
   const inRegion = (t: Tensor.Tensor, name: string) => TensorLayout.attach(t, TensorLayout.withLastDim(region.layout, TensorLayout.dim(name, t.shape[1] as number)))
   const queries = ParallelLinear.columnProductOf(inRegion(cq, "query latent"), { w: "wq" in w.query ? w.query.wq : w.query.wqB, columns: "query heads" }, par)
   const keysValues = ParallelLinear.columnProductOf(inRegion(ckvWhole, "kv latent"), { w: w.wkvB, columns: "kv heads" }, par)
+  made.queries = queries.layout
   const rope = ropeOptions(c, ContextParallel.positions(c.seq, c.cp.ranks.length, cpRank))
   const [qNope, qRope] = Shape.split(Shape.reshape(queries.tensor, [b, local, heads, dn + dr]), [dn, dr], 3) as [Tensor.Tensor, Tensor.Tensor]
   const [kNope, v] = Shape.split(Shape.reshape(keysValues.tensor, [b, local, heads, dn + dv]), [dn, dv], 3) as [Tensor.Tensor, Tensor.Tensor]
   const keyRope = Rope.rope(Shape.reshape(krWhole, [b, local, 1, dr]), rope)
   const q = Shape.concat([qNope, Rope.rope(qRope, rope)], 3)
   const k = Shape.concat([kNope, Shape.concat(new Array<Tensor.Tensor>(heads).fill(keyRope), 2)], 3)
-  const attended = yield* attendOverContext(q, k, v, keysValues.layout, c, cpRank)
-  const rows = TensorLayout.attach(
-    Shape.reshape(attended, [b * local, heads * dv]),
-    TensorLayout.withLastDim(queries.layout, TensorLayout.dim("value heads", c.heads * dv, [{ axis: "tp", size: tp }])),
-  )
-  return yield* ParallelLinear.rowParallelLaid(rows, w.wo, par, "hidden")
+  return yield* attendOverContext(q, k, v, keysValues.layout, c, cpRank)
 }

@@ -24,8 +24,8 @@
  *   --num-layers-per-virtual-pipeline-stage N --vpp (layers / pp) / N, from --num-layers and
  *                                            --pipeline-model-parallel-size on the command line
  *                                            (none where that is 1), as Megatron-LM derives it
- *   --recompute-modules M...                 --recompute-modules M,M (layernorm and mla_up_proj
- *                                            taken without effect; none left: none)
+ *   --recompute-modules M...                 --recompute-modules M,M (layernorm taken without
+ *                                            effect; none left: none)
  *   --load DIR                               --resume DIR when DIR holds a complete checkpoint
  *                                            (or is not a directory: --resume says why); nothing
  *                                            when DIR is absent, empty or pleat's without a

@@ -11,7 +11,6 @@ import * as Flags from "./Flags.js"
 /** Megatron-LM's recompute modules pleat takes without recomputing anything, and why. */
 const recomputeWithoutEffect: Readonly<Record<string, string>> = {
   layernorm: "pleat's norms keep only their input, which the layer keeps anyway",
-  mla_up_proj: "pleat recomputes multi-latent attention's core (core_attn), not its up projections",
 }
 
 /**

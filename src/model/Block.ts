@@ -109,7 +109,8 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
   const attend =
     mla === undefined
       ? groupedQuery(p, c.sizes, eps, config, c.cpRank)
-      : (rows: TensorLayout.WithLayout) => LatentAttention.forwardLaid(rows, latentWeights(p, mla, eps), LatentAttention.configOf(config, mla), c.cpRank)
+      : (rows: TensorLayout.WithLayout) =>
+          LatentAttention.forwardLaid(rows, latentWeights(p, mla, eps), LatentAttention.configOf(config, mla, RecomputeModules.recomputes(c, "mla_up_proj")), c.cpRank)
   const norm = p("attentionNorm")
   // The layout the typed collectives of the attention made of the input's.
   let layout = x.layout

@@ -15,6 +15,9 @@
  *   shared_experts  the shared experts' MLPs, their collectives replayed
  *   moe             the whole MoE layer after its norm (router, dispatch, experts, combine and
  *                   shared experts), its all-to-alls replayed in the backward
+ *   mla_up_proj     multi-latent attention from its latents: the up projections, RoPE and the
+ *                   core (its context exchange replayed), so every head's q, k and v are not
+ *                   kept (Megatron-LM frees them after the core instead, without running it again)
  *
  * `--recompute selective` alone takes `defaults`: the experts, where the memory is (core_attn
  * was in them until the forty-seventh session: it cost the core's forward and freed next to
@@ -26,13 +29,13 @@ import * as ConfigError from "../errors/ConfigError.js"
  * A module selective recompute can recompute.
  * @category models
  */
-export type RecomputeModule = "core_attn" | "experts" | "moe_act" | "mlp" | "shared_experts" | "moe"
+export type RecomputeModule = "core_attn" | "experts" | "moe_act" | "mlp" | "shared_experts" | "moe" | "mla_up_proj"
 
 /**
  * Every module, in the order the help lists them.
  * @category configuration
  */
-export const all: ReadonlyArray<RecomputeModule> = ["core_attn", "experts", "moe_act", "mlp", "shared_experts", "moe"]
+export const all: ReadonlyArray<RecomputeModule> = ["core_attn", "experts", "moe_act", "mlp", "shared_experts", "moe", "mla_up_proj"]
 
 /**
  * What `--recompute selective` recomputes when no modules are named.
