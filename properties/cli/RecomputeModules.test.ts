@@ -1,5 +1,6 @@
 // `--recompute-modules LIST` (Megatron-LM's --recompute-modules): what `--recompute selective`
-// recomputes. pleat verify agrees with one rank on a folded mapping for module sets (float64);
+// recomputes. pleat verify agrees with one rank on folded mappings for module sets (float64;
+// multi-latent attention's mla_up_proj under cp too);
 // the list takes commas or spaces, `none` recomputes nothing; a list without selective recompute,
 // an unknown module and an empty list are refused with one line naming the flag.
 import { describe, expect, test } from "vitest"
@@ -16,6 +17,11 @@ describe("--recompute-modules", () => {
       expect(r.status, `${modules}: ${r.out}${r.err}`).toBe(0)
       expect(r.out).toMatch(/: OK\n/)
     }
+    // Multi-latent attention from its latents, its context exchange replayed (cp 2), with a query latent.
+    const mla = ["--multi-latent-attention", "--q-lora-rank", "16", "--world", "8", "--tp", "2", "--cp", "2", "--pp", "1", "--ep", "2"]
+    const r = await run(["verify", "--dtype", "float64", "--steps", "2", ...mla, "--recompute", "selective", "--recompute-modules", "mla_up_proj,moe_act"])
+    expect(r.status, `${r.out}${r.err}`).toBe(0)
+    expect(r.out).toMatch(/: OK\n/)
   }, 300_000)
 
   test("the list's forms, and what is refused", () => {
