@@ -240,7 +240,8 @@ describe("what pleat's model cannot compute is refused before anything is writte
   test("config keys", () => {
     const out = path.join(fresh("import-refused"), "ckpt")
     const cases: ReadonlyArray<[(c: Record<string, unknown>) => void, RegExp]> = [
-      [(c) => (c.model_type = "llama"), /holds a llama model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model directory/],
+      // A dense model pleat upcycles only when asked (ImportUpcycle.test.ts).
+      [(c) => (c.model_type = "llama"), /holds a dense llama model; fix: pass --experts E \(and --topk K\) to upcycle it/],
       [(c) => (c.hidden_act = "gelu"), /has hidden_act gelu in config\.json; fix: pleat's experts are SwiGLU/],
       [(c) => (c.sliding_window = 2.5), /has sliding_window 2\.5 in config\.json; fix: use a whole number of tokens, 1 or more, or null/],
       [(c) => (c.rope_parameters = { rope_type: "llama3", rope_theta: 10000, factor: 8 }), /scales RoPE with rope_type llama3; fix: .*\(rope_type default or yarn\)/],

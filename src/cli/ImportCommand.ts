@@ -28,6 +28,13 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
   out: { kind: "string", placeholder: "DIR", help: "the checkpoint directory to create (a new path or an empty directory) (required)" },
   seed: { kind: "int", placeholder: "N", min: 0, max: maxSeed, help: "the seed the checkpoint records, which training must use: it seeds the data (default 1, as pleat train's)" },
   dtype: { kind: "string", placeholder: "T", help: "the parameters' dtype: float32 or float64 (default float32, as pleat train's)" },
+  experts: {
+    kind: "int",
+    placeholder: "E",
+    min: 1,
+    help: "upcycle a dense Llama, Mistral or Qwen3 model: every layer's MLP becomes E experts, each a copy of it, behind a router of pleat's initialization (none by default)",
+  },
+  topk: { kind: "int", placeholder: "K", min: 1, help: "with --experts: the experts each token goes to, its probs renormalized over them (default 2)" },
   json: { kind: "boolean", help: "print one JSON object (out, checkpoint, format, parameters, config, model)" },
   help: { kind: "boolean", help: "show this help" },
 }
@@ -36,7 +43,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
  * The usage text of `pleat import`.
  * @category configuration
  */
-const usage = `usage: pleat import --model-dir DIR --out DIR [--seed N] [--dtype float32|float64]
+const usage = `usage: pleat import --model-dir DIR --out DIR [--seed N] [--dtype float32|float64] [--experts E [--topk K]]
 
 Writes a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model
 (config.json and safetensors weights, as transformers' save_pretrained or pleat export write
@@ -52,6 +59,11 @@ YaRN, non-zero q/k/v biases under qkv_bias false, MoE layers that are not K, K +
 K + 2N, ... (mlp_only_layers and decoder_sparse_step become --dense-first K --moe-every N). The
 checkpoint is published as training publishes one: a crash leaves none or the whole one.
 
+With --experts E a dense Llama, Mistral or Qwen3 model is upcycled (Megatron-LM's
+--moe-use-upcycling): read as a Mixtral (Llama, Mistral) or a Qwen3-MoE (Qwen3) whose every
+layer holds E copies of its MLP, routed top-K with the probs renormalized, so that at step 0 it
+computes what the dense model does; training sets the experts apart.
+
 ${Flags.usage(flags)}
 exit status: 0 written, 2 input that cannot work (one line names the flag, the value and the fix),
              1 the file system failed while writing (one line)
@@ -60,6 +72,18 @@ exit status: 0 written, 2 input that cannot work (one line names the flag, the v
 const required = (field: string, value: string | undefined, fix: string): string => {
   if (value === undefined) throw ConfigError.make(field, undefined, "is required", fix)
   return value
+}
+
+/** --experts and --topk as the import's upcycling (none without --experts; --topk alone refused). */
+const upcycleOf = (f: Flags.ParsedFlags): { readonly upcycle?: HfImport.Request["upcycle"] } => {
+  const experts = Flags.int(f, "experts")
+  const topk = Flags.int(f, "topk")
+  if (experts === undefined) {
+    if (topk !== undefined)
+      throw ConfigError.make("--topk", topk, "routes the experts --experts makes, and there is none", "add --experts E to upcycle a dense model, or drop --topk")
+    return {}
+  }
+  return { upcycle: { experts, topk: topk ?? 2 } }
 }
 
 /**
@@ -79,6 +103,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     out: required("--out", Flags.string(f, "out"), "pass --out DIR, a new path or an empty directory for the checkpoint"),
     seed: Flags.int(f, "seed") ?? 1,
     dtype,
+    ...upcycleOf(f),
   }
   const place = OutputPath.placeProblem("--out", request.out, "folder")
   if (place !== undefined) throw place

@@ -19,7 +19,8 @@
  * transformers' default) or as they are (false) into pleat's rotate-half order; the layers past
  * num_hidden_layers (its multi-token-prediction modules, num_nextn_predict_layers) become pleat's
  * --mtp-num-layers where the directory holds them (their copies of the embedding and output layer
- * must equal the model's), and are left out otherwise, as transformers leaves them.
+ * must equal the model's), and are left out otherwise, as transformers leaves them. A dense
+ * Llama, Mistral or Qwen3 is read as the mixture it is upcycled to (HfUpcycle) where asked.
  *
  * The checkpoint is written as training writes one (CheckpointDirectory: step directory, rank
  * file, manifest last): a crash leaves none or the whole one. It is written a parameter at a
@@ -45,6 +46,7 @@ import * as HfFp8 from "./HfFp8.js"
 import * as HfMxfp4 from "./HfMxfp4.js"
 import * as HfDirectory from "./HfDirectory.js"
 import * as HfLayout from "./HfLayout.js"
+import * as HfUpcycle from "./HfUpcycle.js"
 import * as Params from "./Params.js"
 import * as ModelConfig from "./ModelConfig.js"
 import * as Safetensors from "./Safetensors.js"
@@ -68,7 +70,7 @@ const oneLine = (text: string): string => text.replace(/\s+/g, " ").trim()
  * file when one is missing or is not what it should be.
  * @category constructors
  */
-const read = (dir: string): ModelDirectory => {
+const read = (dir: string, upcycle: HfUpcycle.Upcycle | undefined): ModelDirectory => {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw unusable(dir, "is not a directory", "pass a Hugging Face model directory (config.json and safetensors weights)")
   const configFile = path.join(dir, "config.json")
   if (!existsSync(configFile)) throw unusable(dir, "has no config.json", "pass a Hugging Face model directory (config.json and safetensors weights)")
@@ -78,7 +80,10 @@ const read = (dir: string): ModelDirectory => {
   } catch (error) {
     throw unusable(dir, `has a config.json that is not JSON (${oneLine(error instanceof Error ? error.message : String(error))})`, "pass a model directory transformers wrote")
   }
-  const decoded = Schema.decodeUnknownResult(HfConfig.HfConfig)(json)
+  const denseType = HfUpcycle.denseType(json)
+  if (upcycle === undefined && denseType !== undefined)
+    throw unusable(dir, `holds a dense ${denseType} model`, "pass --experts E (and --topk K) to upcycle it to a mixture of E experts, each a copy of its MLP")
+  const decoded = Schema.decodeUnknownResult(HfConfig.HfConfig)(upcycle === undefined ? json : HfUpcycle.configOf(json, upcycle))
   if (Result.isFailure(decoded)) {
     throw unusable(
       dir,
@@ -300,6 +305,8 @@ export interface Request {
   /** The seed the checkpoint records (a resume must train with it: it seeds the data). */
   readonly seed: number
   readonly dtype: DType.DType
+  /** A dense model made a mixture of these many experts, each token's top-k (HfUpcycle). */
+  readonly upcycle?: HfUpcycle.Upcycle | undefined
 }
 
 /**
@@ -323,9 +330,11 @@ export interface Written {
 export const write = (request: Request): Written => {
   const outProblem = HfDirectory.outProblem(request.out, "checkpoint")
   if (outProblem !== undefined) throw outProblem
-  const dir = read(request.modelDir)
-  const decoded = HfConfig.modelOf(dir.config, request.modelDir)
+  const source = read(request.modelDir, request.upcycle)
+  const decoded = HfConfig.modelOf(source.config, request.modelDir)
   const { format, ropeInterleave } = decoded
+  // A dense model's MLPs read as every expert's, its routers pleat's initial ones.
+  const dir = request.upcycle === undefined ? source : { ...source, tensors: HfUpcycle.tensorsOf(source.tensors, format, decoded.model, request.seed) }
   // DeepSeek-V3's multi-token prediction layers, where the directory holds them (transformers' own saves have none).
   const mtp = format === "deepseek-v3" ? (dir.config.num_nextn_predict_layers ?? 0) : 0
   const model: ModelConfig.ModelConfig = mtp > 0 && dir.tensors.has(`model.layers.${decoded.model.layers}.eh_proj.weight`) ? { mtpLayers: mtp, ...decoded.model } : decoded.model

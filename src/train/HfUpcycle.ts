@@ -1,0 +1,125 @@
+/**
+ * HfUpcycle: a dense Hugging Face model (Llama, Mistral, Qwen3) as a mixture of experts to train
+ * on (sparse upcycling, Megatron-LM's --moe-use-upcycling at granularity 1): every layer's MLP
+ * becomes E experts, each a copy of it, behind a router of pleat's own initialization (the
+ * `layers.L.router` a run with the import's seed starts from). The router's probs over the top-k
+ * are renormalized, so at step 0 the model computes what the dense one does (the experts are one
+ * function and their weights sum to 1); training then sets the experts apart.
+ *
+ * The dense model is read as the mixture it becomes: Llama and Mistral as Mixtral (their
+ * mlp.gate_proj / up_proj / down_proj as every block_sparse_moe.experts.E.w1 / w3 / w2),
+ * Qwen3 as Qwen3-MoE (as every mlp.experts.E.*, every layer sparse), config.json rewritten with
+ * the dense architecture's defaults for the keys it leaves out (they differ from the MoE
+ * architecture's), and the rest of the import is Mixtral's or Qwen3-MoE's. A config.json that is
+ * already a mixture, or of another architecture, is refused naming --experts.
+ */
+import * as ConfigError from "../errors/ConfigError.js"
+import type * as HfLayout from "./HfLayout.js"
+import type * as ModelConfig from "./ModelConfig.js"
+import * as Params from "./Params.js"
+import * as Safetensors from "./Safetensors.js"
+
+/**
+ * The mixture a dense model becomes: its experts and each token's top-k.
+ * @category models
+ */
+export interface Upcycle {
+  readonly experts: number
+  readonly topk: number
+}
+
+/** transformers' defaults of the dense architectures, for the keys the MoE ones default otherwise. */
+const dense: Readonly<Record<string, { readonly as: string; readonly defaults: Readonly<Record<string, unknown>> }>> = {
+  llama: { as: "mixtral", defaults: { rms_norm_eps: 1e-6, rope_theta: 10000, sliding_window: null, tie_word_embeddings: false } },
+  mistral: { as: "mixtral", defaults: { num_key_value_heads: 8, rms_norm_eps: 1e-6, rope_theta: 10000, sliding_window: 4096, tie_word_embeddings: false } },
+  qwen3: { as: "qwen3_moe", defaults: { num_key_value_heads: 32, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false } },
+}
+
+/**
+ * The model_type of a config.json that is a dense model pleat upcycles, or undefined.
+ * @category guards
+ */
+export const denseType = (json: unknown): string | undefined => {
+  const type = typeof json === "object" && json !== null ? (json as Record<string, unknown>).model_type : undefined
+  return typeof type === "string" && Object.hasOwn(dense, type) ? type : undefined
+}
+
+/** The architectures a mixture is made of. */
+const moeTypes = ["mixtral", "qwen2_moe", "qwen3_moe", "dots1", "deepseek_v3", "gpt_oss"]
+
+/**
+ * config.json of the mixture `dense` becomes; a ConfigError naming `--experts` where it is not a
+ * dense model pleat upcycles, or the mixture cannot be made.
+ * @category constructors
+ */
+export const configOf = (json: unknown, u: Upcycle): Record<string, unknown> => {
+  const c = (typeof json === "object" && json !== null ? json : {}) as Record<string, unknown>
+  const type = String(c.model_type)
+  if (moeTypes.includes(type)) throw ConfigError.make("--experts", u.experts, `upcycles a dense model, and the model is a ${type} mixture already`, "drop --experts and --topk")
+  const d = dense[type]
+  if (d === undefined)
+    throw ConfigError.make(
+      "--experts",
+      u.experts,
+      `upcycles a Llama, Mistral or Qwen3 model, and the model is ${type}`,
+      "pass a dense model with model_type llama, mistral or qwen3",
+    )
+  if (!Number.isSafeInteger(u.experts) || u.experts < 2)
+    throw ConfigError.make("--experts", u.experts, "is not a number of experts of 2 or more", "pass --experts E with E = 2, 3, ...")
+  if (!Number.isSafeInteger(u.topk) || u.topk < 1 || u.topk > u.experts)
+    throw ConfigError.make("--topk", u.topk, `is not between 1 and the ${u.experts} experts`, `pass --topk K with 1 <= K <= ${u.experts}`)
+  // A key the dense config leaves out takes the dense architecture's default, not the mixture's;
+  // null kv heads are the heads (every one of these architectures says so).
+  const filled: Record<string, unknown> = { ...c }
+  for (const [key, value] of Object.entries(d.defaults)) if (filled[key] === undefined) filled[key] = value
+  if (filled.num_key_value_heads === undefined || filled.num_key_value_heads === null) filled.num_key_value_heads = c.num_attention_heads
+  const experts =
+    d.as === "mixtral"
+      ? { num_local_experts: u.experts }
+      : { num_experts: u.experts, moe_intermediate_size: c.intermediate_size, decoder_sparse_step: 1, mlp_only_layers: [], norm_topk_prob: true }
+  return { ...filled, model_type: d.as, num_experts_per_tok: u.topk, ...experts }
+}
+
+/** The MLP tensors of layer `l` of the dense model: gate, up, down. */
+const denseMlp = (l: number) => (["gate_proj", "up_proj", "down_proj"] as const).map((p) => `model.layers.${l}.mlp.${p}.weight`)
+
+/** Expert `e`'s gate, up and down of layer `l` in the mixture's names. */
+const expertNames = (format: HfLayout.Format, l: number, e: number): ReadonlyArray<string> =>
+  format === "mixtral"
+    ? ["w1", "w3", "w2"].map((w) => `model.layers.${l}.block_sparse_moe.experts.${e}.${w}.weight`)
+    : ["gate_proj", "up_proj", "down_proj"].map((p) => `model.layers.${l}.mlp.experts.${e}.${p}.weight`)
+
+/** Layer `l`'s router in the mixture's names ([E, H], a Linear). */
+const routerName = (format: HfLayout.Format, l: number): string => (format === "mixtral" ? `model.layers.${l}.block_sparse_moe.gate.weight` : `model.layers.${l}.mlp.gate.weight`)
+
+/**
+ * The dense model's tensors as the mixture's: each layer's MLP read as every expert's, its router
+ * pleat's initial `layers.L.router` for `seed` (transposed to a Linear's [E, H]).
+ * @category constructors
+ */
+export const tensorsOf = (tensors: ReadonlyMap<string, Safetensors.Lazy>, format: HfLayout.Format, model: ModelConfig.ModelConfig, seed: number): Map<string, Safetensors.Lazy> => {
+  const out = new Map(tensors)
+  const specs = new Map(Params.specs(model).map((s) => [s.name, s]))
+  for (let l = 0; l < model.layers; l++) {
+    const mlp = denseMlp(l).map((name) => tensors.get(name))
+    // A tensor missing stays missing: the import names it (as the mixture's expert 0).
+    for (const name of denseMlp(l)) out.delete(name)
+    for (let e = 0; e < model.experts; e++)
+      expertNames(format, l, e).forEach((name, i) => {
+        const t = mlp[i]
+        if (t !== undefined) out.set(name, t)
+      })
+    const spec = specs.get(`layers.${l}.router`) as Params.ParamSpec
+    const [h, experts] = spec.shape as [number, number]
+    out.set(
+      routerName(format, l),
+      Safetensors.slabsOf("F64", [experts, h], () => {
+        const w = Params.initial(spec, seed, "float64").data
+        const t = new Float64Array(experts * h)
+        for (let i = 0; i < h; i++) for (let e = 0; e < experts; e++) t[e * h + i] = w[i * experts + e] as number
+        return t
+      }),
+    )
+  }
+  return out
+}
