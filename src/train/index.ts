@@ -1,7 +1,8 @@
 /**
  * pleat/train: the training job (Train), the model and batch configuration and its presets,
  * parameters, optimizers (AdamW, the distributed optimizer), checkpoints and their export as
- * Hugging Face models, and the training data (token files, packed documents).
+ * Hugging Face models (and dense ones upcycled), and the training data (token files, packed
+ * documents).
  */
 export * as BuiltinModels from "./BuiltinModels.js"
 export * as Checkpoint from "./Checkpoint.js"
@@ -16,6 +17,7 @@ export * as HfDirectory from "./HfDirectory.js"
 export * as HfExport from "./HfExport.js"
 export * as HfImport from "./HfImport.js"
 export * as HfLayout from "./HfLayout.js"
+export * as HfUpcycle from "./HfUpcycle.js"
 export * as Fault from "./Fault.js"
 export * as Lockstep from "./Lockstep.js"
 export * as LrSchedule from "./LrSchedule.js"
