@@ -164,6 +164,8 @@ export const unsupported: Readonly<Record<string, string>> = {
   "moe-layer-recompute": "use --recompute-granularity selective --recompute-modules moe (Megatron-LM's form since it was deprecated)",
   "moe-router-padding-for-quantization": "it pads the routing for fp8 and fp4 GEMMs, which pleat has not (Megatron-LM refuses it without them too): drop it",
   "moe-extended-tp": "Megatron-LM's deprecated form of expert tensor parallelism: use --expert-tensor-parallel-size",
+  "moe-use-upcycling": "upcycle the dense model once with pleat import --experts E --topk K (a Hugging Face Llama, Mistral or Qwen3), then train with --resume",
+  "moe-upcycling-granularity": "pleat import --experts upcycles each MLP whole (granularity 1)",
   "no-load-optim": "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",
   finetune: "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",
   "lr-warmup-fraction": "use --lr-warmup-iters",
