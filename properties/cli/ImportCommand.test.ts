@@ -12,7 +12,7 @@ import * as Optimizer from "../../src/train/Optimizer.js"
 import * as Params from "../../src/train/Params.js"
 import { readModelDir, readSafetensors } from "../train/hfModelDir.js"
 import { lmLoss } from "../train/hfReference.js"
-import { fresh, run } from "./cliRun.js"
+import { evalLoss, fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
 import { records, uint16File } from "./tokenFiles.js"
 
@@ -106,11 +106,7 @@ describe("pleat import writes a checkpoint to train on", () => {
     expect(r.out).toMatch(new RegExp(`^pleat import: .* \\(mixtral, \\d+ parameters\\) as a pleat checkpoint at step 0 in ${out}, its settings in ${out}/model.json\\n`))
     expect(r.out).toContain(`train it with: pleat train --resume ${out} --config ${out}/model.json`)
     const tokens = uint16File(window)
-    const evaluate = async (flags: ReadonlyArray<string>) => {
-      const e = await run(["train", ...flags, "--eval-data", tokens, "--eval-batches", "1", "--log", "json"])
-      expect(e.status, e.err).toBe(0)
-      return records(e.out, "eval")[0]?.evalLoss as number
-    }
+    const evaluate = (flags: ReadonlyArray<string>) => evalLoss(flags, tokens)
     const before = await evaluate([...oneRank, ...small, "--resume", mixtralCheckpoint, "--steps", "2"])
     const after = await evaluate([
       "--world",

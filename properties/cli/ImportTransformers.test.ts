@@ -6,8 +6,8 @@
 import { spawnSync } from "node:child_process"
 import path from "node:path"
 import { describe, expect, test } from "vitest"
-import { fresh, run } from "./cliRun.js"
-import { records, uint16File } from "./tokenFiles.js"
+import { evalLoss, fresh, run } from "./cliRun.js"
+import { uint16File } from "./tokenFiles.js"
 import { python, sayIfSkipped, transformersLosses } from "./transformersPython.js"
 
 const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
@@ -77,28 +77,7 @@ g.save_pretrained(sys.argv[1] + "/gptoss")
       const out = path.join(fresh("import-tf-out"), "ckpt")
       const r = await run(["import", "--model-dir", dir, "--out", out])
       expect(r.status, r.err).toBe(0)
-      const e = await run([
-        "train",
-        ...oneRank,
-        "--config",
-        `${out}/model.json`,
-        "--resume",
-        out,
-        "--steps",
-        "0",
-        "--seq",
-        "8",
-        "--global-batch",
-        "1",
-        "--eval-data",
-        tokens,
-        "--eval-batches",
-        "1",
-        "--log",
-        "json",
-      ])
-      expect(e.status, e.err).toBe(0)
-      const loss = records(e.out, "eval")[0]?.evalLoss as number
+      const loss = await evalLoss([...oneRank, "--config", `${out}/model.json`, "--resume", out, "--steps", "0", "--seq", "8", "--global-batch", "1"], tokens)
       const theirs = transformersLosses(dir, tokens, 8, "float32").losses[0] as number
       expect(Math.abs(theirs - loss), `${name}: transformers ${theirs}, pleat ${loss}`).toBeLessThan(1e-4)
     }
