@@ -77,6 +77,7 @@ export const configOf = (json: unknown, u: Upcycle): Record<string, unknown> => 
     d.as === "mixtral"
       ? { num_local_experts: u.experts }
       : { num_experts: u.experts, moe_intermediate_size: c.intermediate_size, decoder_sparse_step: 1, mlp_only_layers: [], norm_topk_prob: true }
+  // once a job: an import
   return { ...filled, model_type: d.as, num_experts_per_tok: u.topk, ...experts }
 }
 

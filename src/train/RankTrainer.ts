@@ -8,8 +8,8 @@
  * (micro-batch, chunk) records on its own tape (ChunkRun.ts), so an interleaved schedule can
  * keep several micro-batches in flight. Then gradients are synchronised and the optimizer steps
  * (all-reduced and updated on every replica; or, with the distributed optimizer, reduce-scattered,
- * each rank updating its part and all-gathering it: DistributedOptimizer.ts);
- * a non-finite loss share or gradient stops the rank first, naming it (NonFinite.ts).
+ * each rank updating its part and all-gathering it: DistributedOptimizer.ts); a non-finite loss
+ * share or gradient stops the rank first, naming it (NonFinite.ts).
  */
 import * as Effect from "effect/Effect"
 import * as Group from "../comm/Group.js"
@@ -71,9 +71,9 @@ export type StepReport = StepReportModule.StepReport
 
 /**
  * Builds a rank's trainer: its groups, its shards (from the seed), its schedule; `faults` are
- * test-only injected faults (Fault.ts); `definition` is the model, loaded from
- * `setup.definition` by the caller (ModelDefinition.load; the built-in model by default).
- * `values` "given": the shards start as zeros for the caller to fill (RankParams.Values).
+ * test-only injected faults (Fault.ts); `definition` is the model, loaded from `setup.definition`
+ * by the caller (ModelDefinition.load; the built-in model by default). `values` "given": the
+ * shards start as zeros for the caller to fill (RankParams.Values).
  * @category constructors
  */
 export const make = (
