@@ -3,7 +3,8 @@
 // pleat's initialization. At step 0 the checkpoint evaluates as an independent reading of the
 // dense model (hfReference, the MLP as one expert always chosen) under one rank and a folded
 // mapping; its experts are the dense MLP, its routers `layers.L.router` as a run with the seed
-// starts; it trains and the experts part; what is not a dense model pleat upcycles is refused.
+// starts; at granularity G each expert is a scaled cut of the MLP (Megatron-LM's virtual groups);
+// it trains and the experts part; what is not a dense model pleat upcycles is refused.
 import { mkdirSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { beforeAll, describe, expect, test } from "vitest"
@@ -128,6 +129,40 @@ describe("pleat import --experts: a dense model upcycled to a mixture", () => {
       }
     }
   }, 120_000)
+
+  test("granularity G: expert r G + g is cut g of the MLP times G^(1/3), a copy's G experts route alike", async () => {
+    const out = path.join(fresh("upcycle-granular"), "ckpt")
+    const r = await run(["import", "--model-dir", written(qwen3), "--out", out, "--experts", "4", "--topk", "2", "--granularity", "2"])
+    expect(r.status, r.err).toBe(0)
+    const saved = Checkpoint.values(out).values
+    const model = Checkpoint.manifest(out).model
+    const gate = qwen3.tensors.get("model.layers.1.mlp.gate_proj.weight") as Stored
+    const down = qwen3.tensors.get("model.layers.1.mlp.down_proj.weight") as Stored
+    const [f, h] = gate.shape as [number, number]
+    const cut = f / 2
+    expect([model.experts, model.moeFfn]).toEqual([4, cut])
+    const scale = 2 ** (1 / 3)
+    const wGate = saved.get("layers.1.experts.wGate")?.data as ArrayLike<number>
+    const wDown = saved.get("layers.1.experts.wDown")?.data as ArrayLike<number>
+    for (let e = 0; e < 4; e++) {
+      const g = e % 2
+      // pleat's wGate [E, H, F/G]: hidden i, unit j of cut g is gate_proj's row g F/G + j.
+      for (let i = 0; i < h; i++) for (let j = 0; j < cut; j++) expect(wGate[e * h * cut + i * cut + j]).toBe(Math.fround(scale * (gate.values[(g * cut + j) * h + i] as number)))
+      // wDown [E, F/G, H]: unit j of cut g, output i is down_proj's [i, g F/G + j].
+      for (let j = 0; j < cut; j++) for (let i = 0; i < h; i++) expect(wDown[e * cut * h + j * h + i]).toBe(Math.fround(scale * (down.values[i * f + g * cut + j] as number)))
+    }
+    // The router [H, E]: experts 2j and 2j + 1 share column j of the initial router's.
+    const spec = Params.specs(model as Parameters<typeof Params.specs>[0]).find((s) => s.name === "layers.1.router") as Params.ParamSpec
+    const initial = Params.initial(spec, 1, "float32").data
+    const router = saved.get("layers.1.router")?.data as ArrayLike<number>
+    for (let i = 0; i < h; i++) for (let e = 0; e < 4; e++) expect(router[i * 4 + e]).toBe(initial[i * 4 + Math.floor(e / 2)])
+    expect(refused(["import", "--model-dir", written(qwen3), "--out", path.join(fresh("upcycle-refused"), "c"), "--experts", "4", "--granularity", "3"])).toMatch(
+      /^pleat import: --granularity: 3 does not cut the MLP's \d+ hidden units and the 4 experts into whole parts/,
+    )
+    expect(refused(["import", "--model-dir", written(qwen3), "--out", path.join(fresh("upcycle-refused"), "c"), "--granularity", "2"])).toMatch(
+      /^pleat import: --granularity: 2 cuts the experts --experts makes/,
+    )
+  }, 60_000)
 
   test("it trains and the experts part", async () => {
     const out = path.join(fresh("upcycle-train"), "ckpt")

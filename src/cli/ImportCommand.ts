@@ -35,6 +35,12 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
     help: "upcycle a dense Llama, Mistral or Qwen3 model: every layer's MLP becomes E experts, each a copy of it, behind a router of pleat's initialization (none by default)",
   },
   topk: { kind: "int", placeholder: "K", min: 1, help: "with --experts: the experts each token goes to, its probs renormalized over them (default 2)" },
+  granularity: {
+    kind: "int",
+    placeholder: "G",
+    min: 1,
+    help: "with --experts: cut each MLP into G experts of width intermediate_size / G, weights scaled by G^(1/3), a copy's G experts routed alike (Megatron's --moe-upcycling-granularity; default 1)",
+  },
   json: { kind: "boolean", help: "print one JSON object (out, checkpoint, format, parameters, config, model)" },
   help: { kind: "boolean", help: "show this help" },
 }
@@ -43,7 +49,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
  * The usage text of `pleat import`.
  * @category configuration
  */
-const usage = `usage: pleat import --model-dir DIR --out DIR [--seed N] [--dtype float32|float64] [--experts E [--topk K]]
+const usage = `usage: pleat import --model-dir DIR --out DIR [--seed N] [--dtype float32|float64] [--experts E [--topk K] [--granularity G]]
 
 Writes a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model
 (config.json and safetensors weights, as transformers' save_pretrained or pleat export write
@@ -62,7 +68,8 @@ checkpoint is published as training publishes one: a crash leaves none or the wh
 With --experts E a dense Llama, Mistral or Qwen3 model is upcycled (Megatron-LM's
 --moe-use-upcycling): read as a Mixtral (Llama, Mistral) or a Qwen3-MoE (Qwen3) whose every
 layer holds E copies of its MLP, routed top-K with the probs renormalized, so that at step 0 it
-computes what the dense model does; training sets the experts apart.
+computes what the dense model does; training sets the experts apart. --granularity G cuts each
+MLP into G experts (Megatron-LM's virtual-group initialization: near the dense model, not equal).
 
 ${Flags.usage(flags)}
 exit status: 0 written, 2 input that cannot work (one line names the flag, the value and the fix),
@@ -74,16 +81,21 @@ const required = (field: string, value: string | undefined, fix: string): string
   return value
 }
 
-/** --experts and --topk as the import's upcycling (none without --experts; --topk alone refused). */
+/** --experts, --topk and --granularity as the import's upcycling (none without --experts; the others alone refused). */
 const upcycleOf = (f: Flags.ParsedFlags): { readonly upcycle?: HfImport.Request["upcycle"] } => {
   const experts = Flags.int(f, "experts")
   const topk = Flags.int(f, "topk")
+  const granularity = Flags.int(f, "granularity")
   if (experts === undefined) {
-    if (topk !== undefined)
-      throw ConfigError.make("--topk", topk, "routes the experts --experts makes, and there is none", "add --experts E to upcycle a dense model, or drop --topk")
+    for (const [flag, value, what] of [
+      ["--topk", topk, "routes"],
+      ["--granularity", granularity, "cuts"],
+    ] as const)
+      if (value !== undefined)
+        throw ConfigError.make(flag, value, `${what} the experts --experts makes, and there is none`, `add --experts E to upcycle a dense model, or drop ${flag}`)
     return {}
   }
-  return { upcycle: { experts, topk: topk ?? 2 } }
+  return { upcycle: { experts, topk: topk ?? 2, granularity: granularity ?? 1 } }
 }
 
 /**

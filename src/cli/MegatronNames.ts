@@ -165,7 +165,7 @@ export const unsupported: Readonly<Record<string, string>> = {
   "moe-router-padding-for-quantization": "it pads the routing for fp8 and fp4 GEMMs, which pleat has not (Megatron-LM refuses it without them too): drop it",
   "moe-extended-tp": "Megatron-LM's deprecated form of expert tensor parallelism: use --expert-tensor-parallel-size",
   "moe-use-upcycling": "upcycle the dense model once with pleat import --experts E --topk K (a Hugging Face Llama, Mistral or Qwen3), then train with --resume",
-  "moe-upcycling-granularity": "pleat import --experts upcycles each MLP whole (granularity 1)",
+  "moe-upcycling-granularity": "give it to the upcycling import: pleat import --experts E --granularity G",
   "no-load-optim": "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",
   finetune: "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",
   "lr-warmup-fraction": "use --lr-warmup-iters",

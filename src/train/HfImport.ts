@@ -334,7 +334,10 @@ export const write = (request: Request): Written => {
   const decoded = HfConfig.modelOf(source.config, request.modelDir)
   const { format, ropeInterleave } = decoded
   // A dense model's MLPs read as every expert's, its routers pleat's initial ones.
-  const dir = request.upcycle === undefined ? source : { config: source.config, tensors: HfUpcycle.tensorsOf(source.tensors, format, decoded.model, request.seed) }
+  const dir =
+    request.upcycle === undefined
+      ? source
+      : { config: source.config, tensors: HfUpcycle.tensorsOf(source.tensors, format, decoded.model, request.seed, request.upcycle.granularity) }
   // DeepSeek-V3's multi-token prediction layers, where the directory holds them (transformers' own saves have none).
   const mtp = format === "deepseek-v3" ? (dir.config.num_nextn_predict_layers ?? 0) : 0
   const model: ModelConfig.ModelConfig = mtp > 0 && dir.tensors.has(`model.layers.${decoded.model.layers}.eh_proj.weight`) ? { mtpLayers: mtp, ...decoded.model } : decoded.model

@@ -1,10 +1,18 @@
 /**
  * HfUpcycle: a dense Hugging Face model (Llama, Mistral, Qwen3) as a mixture of experts to train
- * on (sparse upcycling, Megatron-LM's --moe-use-upcycling at granularity 1): every layer's MLP
- * becomes E experts, each a copy of it, behind a router of pleat's own initialization (the
- * `layers.L.router` a run with the import's seed starts from). The router's probs over the top-k
- * are renormalized, so at step 0 the model computes what the dense one does (the experts are one
- * function and their weights sum to 1); training then sets the experts apart.
+ * on (sparse upcycling, Megatron-LM's --moe-use-upcycling): every layer's MLP becomes E experts,
+ * each a copy of it, behind a router of pleat's own initialization (the `layers.L.router` a run
+ * with the import's seed starts from). The router's probs over the top-k are renormalized, so at
+ * step 0 the model computes what the dense one does (the experts are one function and their
+ * weights sum to 1); training then sets the experts apart.
+ *
+ * Granularity G (Megatron-LM's --moe-upcycling-granularity, the virtual-group initialization of
+ * arXiv 2410.07524, as upcycling_utils does it): each MLP is cut into G experts along its hidden
+ * units (width F / G), expert r G + g holding cut g of copy r (E / G copies); the G experts of a
+ * copy share one router row (the initial router's rows 0..E/G - 1, each repeated G times), and
+ * every weight is scaled by G^(1/3), so that a token given one whole copy (top-k G: each cut at
+ * prob 1/G) gets G^(1/3) G^(1/3) G^(1/3) / G = 1 times the sum of the cuts where the activation
+ * is homogeneous; SwiGLU's silu is not, so at G > 1 the start is near the dense model, not equal.
  *
  * The dense model is read as the mixture it becomes: Llama and Mistral as Mixtral (their
  * mlp.gate_proj / up_proj / down_proj as every block_sparse_moe.experts.E.w1 / w3 / w2),
@@ -26,6 +34,8 @@ import * as Safetensors from "./Safetensors.js"
 export interface Upcycle {
   readonly experts: number
   readonly topk: number
+  /** The experts each MLP is cut into (1: whole copies). */
+  readonly granularity: number
 }
 
 /** transformers' defaults of the dense architectures, for the keys the MoE ones default otherwise. */
@@ -68,15 +78,25 @@ export const configOf = (json: unknown, u: Upcycle): Record<string, unknown> => 
     throw ConfigError.make("--experts", u.experts, "is not a number of experts of 2 or more", "pass --experts E with E = 2, 3, ...")
   if (!Number.isSafeInteger(u.topk) || u.topk < 1 || u.topk > u.experts)
     throw ConfigError.make("--topk", u.topk, `is not between 1 and the ${u.experts} experts`, `pass --topk K with 1 <= K <= ${u.experts}`)
+  const width = Number(c.intermediate_size)
+  if (!Number.isSafeInteger(u.granularity) || u.granularity < 1 || width % u.granularity !== 0 || u.experts % u.granularity !== 0)
+    throw ConfigError.make(
+      "--granularity",
+      u.granularity,
+      `does not cut the MLP's ${width} hidden units and the ${u.experts} experts into whole parts`,
+      "pass a granularity that divides both intermediate_size and --experts",
+    )
   // A key the dense config leaves out takes the dense architecture's default, not the mixture's;
   // null kv heads are the heads (every one of these architectures says so).
   const filled: Record<string, unknown> = { ...c }
   for (const [key, value] of Object.entries(d.defaults)) if (filled[key] === undefined) filled[key] = value
   if (filled.num_key_value_heads === undefined || filled.num_key_value_heads === null) filled.num_key_value_heads = c.num_attention_heads
+  // Mixtral's intermediate_size is its experts' width; Qwen3-MoE's moe_intermediate_size.
+  const cut = width / u.granularity
   const experts =
     d.as === "mixtral"
-      ? { num_local_experts: u.experts }
-      : { num_experts: u.experts, moe_intermediate_size: c.intermediate_size, decoder_sparse_step: 1, mlp_only_layers: [], norm_topk_prob: true }
+      ? { num_local_experts: u.experts, intermediate_size: cut }
+      : { num_experts: u.experts, moe_intermediate_size: cut, decoder_sparse_step: 1, mlp_only_layers: [], norm_topk_prob: true }
   // once a job: an import
   return { ...filled, model_type: d.as, num_experts_per_tok: u.topk, ...experts }
 }
@@ -98,9 +118,16 @@ const routerName = (format: HfLayout.Format, l: number): string => (format === "
  * pleat's initial `layers.L.router` for `seed` (transposed to a Linear's [E, H]).
  * @category constructors
  */
-export const tensorsOf = (tensors: ReadonlyMap<string, Safetensors.Lazy>, format: HfLayout.Format, model: ModelConfig.ModelConfig, seed: number): Map<string, Safetensors.Lazy> => {
+export const tensorsOf = (
+  tensors: ReadonlyMap<string, Safetensors.Lazy>,
+  format: HfLayout.Format,
+  model: ModelConfig.ModelConfig,
+  seed: number,
+  granularity: number,
+): Map<string, Safetensors.Lazy> => {
   const out = new Map(tensors)
   const specs = new Map(Params.specs(model).map((s) => [s.name, s]))
+  const scale = granularity ** (1 / 3)
   for (let l = 0; l < model.layers; l++) {
     const mlp = denseMlp(l).map((name) => tensors.get(name))
     // A tensor missing stays missing: the import names it (as the mixture's expert 0).
@@ -108,7 +135,8 @@ export const tensorsOf = (tensors: ReadonlyMap<string, Safetensors.Lazy>, format
     for (let e = 0; e < model.experts; e++)
       expertNames(format, l, e).forEach((name, i) => {
         const t = mlp[i]
-        if (t !== undefined) out.set(name, t)
+        // gate and up [F, H]: rows of cut g; down [H, F]: its columns.
+        if (t !== undefined) out.set(name, granularity === 1 ? t : cutOf(t, e % granularity, granularity, i === 2, scale))
       })
     const spec = specs.get(`layers.${l}.router`) as Params.ParamSpec
     const [h, experts] = spec.shape as [number, number]
@@ -117,10 +145,24 @@ export const tensorsOf = (tensors: ReadonlyMap<string, Safetensors.Lazy>, format
       Safetensors.slabsOf("F64", [experts, h], () => {
         const w = Params.initial(spec, seed, "float64").data
         const t = new Float64Array(experts * h)
-        for (let i = 0; i < h; i++) for (let e = 0; e < experts; e++) t[e * h + i] = w[i * experts + e] as number
+        // Expert e takes the initial router's row floor(e / G): a copy's G cuts route alike.
+        for (let i = 0; i < h; i++) for (let e = 0; e < experts; e++) t[e * h + i] = w[i * experts + Math.floor(e / granularity)] as number
         return t
       }),
     )
   }
   return out
+}
+
+/** Cut `g` of `parts` of a Linear [out, in] (its rows, or with `columns` its columns), times `scale`. */
+const cutOf = (t: Safetensors.Lazy, g: number, parts: number, columns: boolean, scale: number): Safetensors.Lazy => {
+  const [rows, cols] = t.shape as [number, number]
+  const shape = columns ? [rows, cols / parts] : [rows / parts, cols]
+  return Safetensors.slabsOf("F64", shape, () => {
+    const v = t.values()
+    const [r, c] = shape as [number, number]
+    const cut = new Float64Array(r * c)
+    for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) cut[i * c + j] = scale * (v[columns ? i * cols + g * c + j : (g * r + i) * cols + j] as number)
+    return cut
+  })
 }
