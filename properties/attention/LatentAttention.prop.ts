@@ -128,7 +128,7 @@ const pleat = (c: Case, x: ReadonlyArray<number>, w: Weights, r: ReadonlyArray<n
       )
       const rows = c.batch * c.seq
       const one = Group.make("one", [0])
-      const base = { batch: c.batch, seq: c.seq, heads: c.heads, kvHeads: c.heads, headDim: 0, tp: one, cp: one, sequenceParallel: false, ropeYarn: c.yarn }
+      const base = { batch: c.batch, seq: c.seq, heads: c.heads, kvHeads: c.heads, headDim: 0, tp: one, cp: one, sequenceParallel: false, ropeScaling: c.yarn }
       const config = LatentAttention.configOf(base, c.sizes)
       LatentAttention.check(config)
       const query = "wq" in p ? { wq: p.wq as Tensor.Tensor } : { wqA: p.wqA as Tensor.Tensor, qANorm: p.qANorm as Tensor.Tensor, wqB: p.wqB as Tensor.Tensor }

@@ -1,4 +1,4 @@
-// `pleat import --experts E --topk K`: a dense Llama or Qwen3 model directory upcycled to a
+// `pleat import --experts E --topk K`: a dense Llama (3.1's RoPE scaling too) or Qwen3 model directory upcycled to a
 // mixture (Megatron-LM's --moe-use-upcycling): every layer's MLP as each of E experts, a router of
 // pleat's initialization. At step 0 the checkpoint evaluates as an independent reading of the
 // dense model (hfReference, the MLP as one expert always chosen) under one rank and a folded
@@ -100,14 +100,20 @@ beforeAll(async () => {
 describe("pleat import --experts: a dense model upcycled to a mixture", () => {
   test("at step 0 it evaluates as the dense model, on one rank and under a folded mapping; its experts and routers", async () => {
     const tokens = uint16File(window)
+    // Llama 3.1's RoPE scaling over a pretraining length of 8 positions: every pair of the 8-token window is scaled.
+    const llama31 = {
+      ...llama,
+      config: { ...llama.config, rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8 } },
+    }
     for (const [name, dense] of [
       ["llama", llama],
       ["qwen3", qwen3],
+      ["llama3.1", llama31],
     ] as const) {
       const out = path.join(fresh(`upcycle-${name}`), "ckpt")
       const r = await run(["import", "--model-dir", written(dense), "--out", out, "--experts", "4", "--topk", "2", "--seed", "7"])
       expect(r.status, r.err).toBe(0)
-      expect(r.out).toContain(name === "llama" ? "(mixtral, " : "(qwen3-moe, ")
+      expect(r.out).toContain(name === "qwen3" ? "(qwen3-moe, " : "(mixtral, ")
       const reference = lmLoss(asOneExpert(dense), window)
       for (const mapping of [oneRank, ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2"]]) {
         const loss = await evalLoss([...mapping, "--config", `${out}/model.json`, "--resume", out, "--steps", "0", "--seq", "8", "--global-batch", "2"], tokens)

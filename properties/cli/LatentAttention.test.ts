@@ -3,7 +3,8 @@
 // float64), the replicated down projections' gradients must be summed over tp (a planted missing
 // sum is named), DeepSeek-V3's parameter count, the FLOPs (pleat's count and Megatron's, written
 // out here from the formulas), checkpoint identity, plan model files and the refusals; YaRN's
-// context extension through the command line too.
+// context extension and Llama 3's RoPE scaling (Megatron-LM's --use-rope-scaling) through the
+// command line too.
 import { writeFileSync } from "node:fs"
 import path from "node:path"
 import * as Schema from "effect/Schema"
@@ -136,6 +137,46 @@ describe("YaRN (--rope-type yarn)", () => {
     )
     expect(refused(["train", "--rope-type", "yarn", "--rotary-scaling-factor", "0.5"])).toContain("--rotary-scaling-factor: 0.5 is not a number of 1 or more")
     expect(refused(["train", "--rope-type", "yarn", "--rotary-scaling-factor", "4", "--beta-slow", "0"])).toContain("--beta-slow: 0 is not a number above 0")
+  })
+})
+
+describe("Llama 3's RoPE scaling (--rope-type llama3)", () => {
+  test("folded mappings train as one rank with it (cp's positions too); a checkpoint records it; Megatron-LM's --use-rope-scaling is it", async () => {
+    const llama3 = ["--rope-type", "llama3", "--original-max-position-embeddings", "4"]
+    const r = await run(["verify", ...llama3, "--world", "8", "--tp", "2", "--cp", "2", "--pp", "2", "--ep", "2", "--dtype", "float64", "--steps", "2"])
+    expect(r.status, r.out + r.err).toBe(0)
+    const ckpt = fresh("llama3")
+    expect((await run(["train", ...oneRank, ...small, ...llama3, "--rotary-scaling-factor", "16", "--layers", "2", "--steps", "1", "--save", ckpt])).status).toBe(0)
+    expect(Checkpoint.manifest(ckpt).model.ropeScaling).toEqual({ type: "llama3", factor: 16, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 4 })
+    // Megatron-LM's Llama 3.1 scaling: factor 8 (or --rope-scaling-factor), 1 and 4, 8192 positions.
+    const megatron = fresh("llama3-megatron")
+    const m = await run([
+      "train",
+      "--num-layers",
+      "2",
+      "--num-experts",
+      "4",
+      "--world",
+      "1",
+      "--use-rope-scaling",
+      "--rope-scaling-factor",
+      "4",
+      "--train-iters",
+      "1",
+      "--save",
+      megatron,
+    ])
+    expect(m.status, m.err).toBe(0)
+    expect(Checkpoint.manifest(megatron).model.ropeScaling).toEqual({ type: "llama3", factor: 4, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 })
+  }, 120_000)
+
+  test("its settings are refused without it, and out of range", () => {
+    expect(refused(["train", "--low-freq-factor", "2"])).toContain("--low-freq-factor: 2 sets Llama 3's scaling, which this model's RoPE does not use; fix: add --rope-type llama3")
+    expect(refused(["train", "--rope-type", "llama3", "--beta-fast", "3"])).toContain("--beta-fast: 3 sets YaRN, which this model's RoPE does not use")
+    expect(refused(["train", "--rope-type", "llama3", "--low-freq-factor", "4", "--high-freq-factor", "2"])).toContain(
+      "--high-freq-factor: 2 is not a number above the low frequency factor 4",
+    )
+    expect(refused(["train", "--rope-type", "llama3", "--rotary-scaling-factor", "0.5"])).toContain("--rotary-scaling-factor: 0.5 is not a number of 1 or more")
   })
 })
 

@@ -4,7 +4,8 @@
 // is plain RoPE; the attention factor scales every pair's norm and the backward is its transpose
 // (finite differences); and the frequencies and factor equal transformers' own
 // (`_compute_yarn_parameters`, run where a Python with transformers is found), with transformers'
-// truncate on (the default) and off (GPT-OSS's).
+// truncate on (the default) and off (GPT-OSS's). Llama 3's scaling likewise: kept, divided or
+// blended pair by pair from its rule, and transformers' `_compute_llama3_parameters` where found.
 import { spawnSync } from "node:child_process"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -79,7 +80,7 @@ describe("YaRN frequencies", () => {
         const shape = [2, 3, 2, 2 * half]
         const x = uniform(shape, seed)
         const m = RopeScaling.attentionFactor(y)
-        const out = Tensor.toArray(rope(x, { yarn: y, theta: 10000 }))
+        const out = Tensor.toArray(rope(x, { scaling: y, theta: 10000 }))
         const xs = Tensor.toArray(x)
         for (let row = 0; row < 12; row++)
           for (let i = 0; i < half; i++) {
@@ -88,7 +89,7 @@ describe("YaRN frequencies", () => {
             const after = Math.hypot(out[at(i)] as number, out[at(i + half)] as number)
             expect(after).toBeCloseTo(m * before, 12)
           }
-        const r = gradcheck(([t]) => rope(t as Tensor.Tensor, { yarn: y }), [x])
+        const r = gradcheck(([t]) => rope(t as Tensor.Tensor, { scaling: y }), [x])
         expect(r.maxRelativeError, r.worst).toBeLessThan(1e-6)
       }),
       { numRuns: 30 },
@@ -124,6 +125,72 @@ print(json.dumps(out))
       // transformers computes the frequencies in float32.
       Array.from(RopeScaling.inverseFrequencies(d, theta, y)).forEach((v, i) => expect(Math.abs(v - (want.inv[i] as number)) / v, `case ${k} pair ${i}`).toBeLessThan(1e-6))
       expect(RopeScaling.attentionFactor(y)).toBeCloseTo(want.factor, 12)
+    })
+  })
+})
+
+const llama3Arb = fc
+  .record({
+    factor: fc.double({ min: 1, max: 64, noNaN: true }),
+    lowFreqFactor: fc.constantFrom(1, 0.5, 2),
+    spread: fc.constantFrom(3, 1, 0.5, 6),
+    originalMaxPositions: fc.integer({ min: 16, max: 65536 }),
+  })
+  .map(({ spread, ...l }): RopeScaling.Llama3 => ({ type: "llama3", ...l, highFreqFactor: l.lowFreqFactor + spread }))
+
+describe("Llama 3's frequencies", () => {
+  test("each pair keeps its frequency (wavelength under L / high), divides it by the factor (over L / low), or blends the two by L / wavelength", () => {
+    fc.assert(
+      fc.property(llama3Arb, dArb, thetaArb, (l, d, theta) => {
+        const plain = RopeScaling.inverseFrequencies(d, theta)
+        const scaled = RopeScaling.inverseFrequencies(d, theta, l)
+        for (let i = 0; i < d / 2; i++) {
+          const p = plain[i] as number
+          const s = scaled[i] as number
+          const wavelength = (2 * Math.PI) / p
+          if (wavelength < l.originalMaxPositions / l.highFreqFactor) expect(s, `pair ${i}: kept`).toBe(p)
+          else if (wavelength > l.originalMaxPositions / l.lowFreqFactor) expect(Math.abs(s - p / l.factor), `pair ${i}: divided`).toBeLessThanOrEqual(1e-15 * p)
+          else {
+            // The blend's weight on the kept frequency rises from 0 at L / low to 1 at L / high.
+            const w = (l.originalMaxPositions / wavelength - l.lowFreqFactor) / (l.highFreqFactor - l.lowFreqFactor)
+            expect(w).toBeGreaterThanOrEqual(-1e-12)
+            expect(w).toBeLessThanOrEqual(1 + 1e-12)
+            expect(Math.abs(s - (w * p + (1 - w) * (p / l.factor))), `pair ${i}: blended`).toBeLessThanOrEqual(1e-12 * p)
+          }
+        }
+        // No attention factor; the softmax scale untouched.
+        expect(RopeScaling.ropeFactorOf(l)).toBe(1)
+        expect(RopeScaling.softmaxFactorOf(l)).toBe(1)
+      }),
+      { numRuns: 200 },
+    )
+  })
+
+  test("equal transformers' frequencies", () => {
+    sayIfSkipped("Llama 3 frequencies")
+    if (python === undefined) return
+    const cases = fc.sample(fc.tuple(llama3Arb, dArb, thetaArb), { numRuns: 16, seed: 20261207 })
+    const script = `
+import json, sys
+from transformers import PretrainedConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+out = []
+for l, d, theta in json.loads(sys.stdin.read()):
+    c = PretrainedConfig()
+    c.hidden_size = d; c.num_attention_heads = 1; c.head_dim = d; c.max_position_embeddings = l["originalMaxPositions"] * 2
+    c.rope_parameters = {"rope_type": "llama3", "rope_theta": theta, "factor": l["factor"], "low_freq_factor": l["lowFreqFactor"],
+                         "high_freq_factor": l["highFreqFactor"], "original_max_position_embeddings": l["originalMaxPositions"]}
+    inv, factor = ROPE_INIT_FUNCTIONS["llama3"](c, "cpu")
+    out.append({"inv": inv.double().tolist(), "factor": factor})
+print(json.dumps(out))
+`
+    const run = spawnSync(python, ["-c", script], { input: JSON.stringify(cases), encoding: "utf8" })
+    expect(run.status, run.stderr).toBe(0)
+    const theirs = JSON.parse(run.stdout.trim().split("\n").at(-1) as string) as Array<{ inv: Array<number>; factor: number }>
+    cases.forEach(([l, d, theta], k) => {
+      const want = theirs[k] as { inv: Array<number>; factor: number }
+      Array.from(RopeScaling.inverseFrequencies(d, theta, l)).forEach((v, i) => expect(Math.abs(v - (want.inv[i] as number)) / v, `case ${k} pair ${i}`).toBeLessThan(1e-6))
+      expect(want.factor).toBe(1)
     })
   })
 })

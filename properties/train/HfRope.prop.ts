@@ -1,5 +1,5 @@
-// RoPE's keys in a Hugging Face config.json: what pleat writes for any YaRN reads back as the
-// same YaRN from either key style (transformers 5's rope_parameters, the legacy rope_scaling),
+// RoPE's keys in a Hugging Face config.json: what pleat writes for any YaRN (or Llama 3 scaling)
+// reads back as the same from either key style (transformers 5's rope_parameters, the legacy rope_scaling),
 // plain RoPE as none; transformers' defaults fill what a config leaves out (beta_fast 32,
 // beta_slow 1, an absent mscale as 0; truncate false, GPT-OSS's, read and written); what pleat
 // cannot compute is refused naming the key.
@@ -24,6 +24,16 @@ const yarnArb = fc
   })
   .chain((y) => fc.constantFrom(y, { ...y, truncate: false }))
 
+/** Llama 3's scaling: low below high frequency factor. */
+const llama3Arb = fc
+  .record({
+    factor: fc.double({ min: 1, max: 64, noNaN: true }),
+    lowFreqFactor: fc.double({ min: 0.25, max: 4, noNaN: true }),
+    spread: fc.double({ min: 0.1, max: 8, noNaN: true }),
+    originalMaxPositions: fc.integer({ min: 1, max: 1 << 20 }),
+  })
+  .map(({ spread, ...l }) => ({ type: "llama3" as const, ...l, highFreqFactor: l.lowFreqFactor + spread }))
+
 describe("RoPE's config keys", () => {
   test("YaRN written reads back the same from either key style; plain RoPE as none", () => {
     fc.assert(
@@ -35,6 +45,17 @@ describe("RoPE's config keys", () => {
         expect(HfRope.yarnOf({ rope_scaling: keys.rope_scaling }, refuse)).toEqual(y)
         const plain = HfRope.keysOf(theta, undefined) as { rope_parameters: Keys; rope_scaling: null }
         expect(HfRope.yarnOf(plain, refuse)).toBeUndefined()
+      }),
+    )
+  })
+
+  test("Llama 3's scaling written reads back the same from either key style", () => {
+    fc.assert(
+      fc.property(llama3Arb, (l) => {
+        const keys = HfRope.keysOf(500000, l) as { rope_parameters: Keys; rope_scaling: Keys }
+        expect(keys.rope_parameters.rope_type).toBe("llama3")
+        expect(HfRope.yarnOf({ rope_parameters: keys.rope_parameters }, refuse)).toEqual(l)
+        expect(HfRope.yarnOf({ rope_scaling: keys.rope_scaling }, refuse)).toEqual(l)
       }),
     )
   })
@@ -52,7 +73,8 @@ describe("RoPE's config keys", () => {
 
   test("what pleat cannot compute is refused naming the key", () => {
     const cases: ReadonlyArray<[Keys, string]> = [
-      [{ rope_type: "llama3", factor: 8 }, "scales RoPE with rope_type llama3"],
+      [{ rope_type: "longrope", factor: 8 }, "scales RoPE with rope_type longrope"],
+      [{ rope_type: "llama3", factor: 8 }, "gives Llama 3's RoPE scaling low_freq_factor undefined"],
       [{ rope_type: "yarn", factor: 4 }, "gives YaRN no original_max_position_embeddings (undefined)"],
       [{ rope_type: "yarn", factor: 0.5, original_max_position_embeddings: 8 }, "gives YaRN a factor of 0.5"],
       [{ rope_type: "yarn", factor: 4, original_max_position_embeddings: 8, attention_factor: 1 }, "gives YaRN an attention_factor of its own (1)"],

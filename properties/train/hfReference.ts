@@ -39,13 +39,39 @@ const silu = (v: number) => v / (1 + Math.exp(-v))
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v))
 const add = (a: Matrix, b: Matrix): Matrix => a.map((row, s) => row.map((v, i) => v + (b[s]?.[i] as number)))
 
-/** Rotate-half RoPE of each head of x [S, heads * d] at positions 0..S-1. */
-const rope = (x: Matrix, heads: number, d: number, theta: number): Matrix =>
+/**
+ * Llama 3's RoPE scaling as transformers' `_compute_llama3_parameters` writes it: the frequency
+ * of pair i kept, divided by the factor, or blended between, by its wavelength against the
+ * pretraining length over the high and low frequency factors.
+ */
+type Llama3 = { readonly factor: number; readonly low: number; readonly high: number; readonly original: number }
+
+const llama3Frequency = (f: number, l: Llama3): number => {
+  const wavelen = (2 * Math.PI) / f
+  const scaled = wavelen > l.original / l.low ? f / l.factor : f
+  const smooth = (l.original / wavelen - l.low) / (l.high - l.low)
+  const medium = !(wavelen < l.original / l.high) && !(wavelen > l.original / l.low)
+  return medium ? ((1 - smooth) * scaled) / l.factor + smooth * scaled : scaled
+}
+
+/** The config's Llama 3 scaling (rope_scaling or rope_parameters of rope_type llama3), or undefined. */
+const llama3Of = (c: Record<string, unknown>): Llama3 | undefined => {
+  const keys = [c.rope_parameters, c.rope_scaling].find((k) => typeof k === "object" && k !== null && (k as Record<string, unknown>).rope_type === "llama3") as
+    | Record<string, number>
+    | undefined
+  return keys === undefined
+    ? undefined
+    : { factor: keys.factor as number, low: keys.low_freq_factor as number, high: keys.high_freq_factor as number, original: keys.original_max_position_embeddings as number }
+}
+
+/** Rotate-half RoPE of each head of x [S, heads * d] at positions 0..S-1 (Llama 3's frequencies where given). */
+const rope = (x: Matrix, heads: number, d: number, theta: number, llama3?: Llama3): Matrix =>
   x.map((row, pos) => {
     const out = new Float64Array(row.length)
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < d / 2; i++) {
-        const angle = angleOf(pos, i, d, theta)
+        const f = 1 / theta ** ((2 * i) / d)
+        const angle = pos * (llama3 === undefined ? f : llama3Frequency(f, llama3))
         const a = row[h * d + i] as number
         const b = row[h * d + i + d / 2] as number
         out[h * d + i] = a * Math.cos(angle) - b * Math.sin(angle)
@@ -239,6 +265,7 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     "rope_theta",
   ].map(num) as [number, number, number, number, number, number, number]
   const deepseek = c.model_type === "deepseek_v3"
+  const llama3 = llama3Of(c)
   // DeepSeek-V3's MoE is dots1's.
   const dots1 = c.model_type === "dots1" || deepseek
   const experts = num(mixtral || gptOss ? "num_local_experts" : dots1 ? "n_routed_experts" : "num_experts")
@@ -267,8 +294,8 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     const windowed = gptOss && (c.layer_types as Array<string>)[l] === "sliding_attention"
     const first = (s: number) => (windowed ? Math.max(0, s - (c.sliding_window as number) + 1) : 0)
     const bias = (n: string) => m.tensors.get(`${p}self_attn.${n}.bias`)
-    const q = rope(qk(linear(h, get(`${p}self_attn.q_proj.weight`), bias("q_proj")), heads, p, "q"), heads, d, theta)
-    const k = rope(qk(linear(h, get(`${p}self_attn.k_proj.weight`), bias("k_proj")), kv, p, "k"), kv, d, theta)
+    const q = rope(qk(linear(h, get(`${p}self_attn.q_proj.weight`), bias("q_proj")), heads, p, "q"), heads, d, theta, llama3)
+    const k = rope(qk(linear(h, get(`${p}self_attn.k_proj.weight`), bias("k_proj")), kv, p, "k"), kv, d, theta, llama3)
     const v = linear(h, get(`${p}self_attn.v_proj.weight`), bias("v_proj"))
     const attended: Matrix = q.map((qs, s) => {
       const out = new Float64Array(heads * d)

@@ -97,8 +97,8 @@ export interface LatentConfig extends AttentionConfig {
  */
 export const configOf = (c: AttentionConfig, latent: LatentSizes, recomputeUpProjections = false): LatentConfig => {
   const scale = 1 / Math.sqrt(latent.qkHeadDim + latent.qkPosEmbHeadDim)
-  const softmaxScale = c.ropeYarn === undefined ? scale : scale * RopeScaling.softmaxScaleFactor(c.ropeYarn)
-  const { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel, cpExchange, recomputeCore, ropeTheta, ropeYarn, documents, slidingWindow, sinks } = c
+  const softmaxScale = scale * RopeScaling.softmaxFactorOf(c.ropeScaling)
+  const { batch, seq, heads, kvHeads, headDim, tp, cp, sequenceParallel, cpExchange, recomputeCore, ropeTheta, ropeScaling, documents, slidingWindow, sinks } = c
   return {
     batch,
     seq,
@@ -111,7 +111,7 @@ export const configOf = (c: AttentionConfig, latent: LatentSizes, recomputeUpPro
     cpExchange,
     recomputeCore,
     ropeTheta,
-    ropeYarn,
+    ropeScaling,
     documents,
     slidingWindow,
     sinks,

@@ -87,8 +87,8 @@ export interface AttentionConfig {
   /** Recompute the attention core (softmax(q k^T) v) in the backward instead of keeping it. */
   readonly recomputeCore?: boolean | undefined
   readonly ropeTheta?: number | undefined
-  /** YaRN's frequencies and attention factor (RopeScaling); none: plain RoPE. */
-  readonly ropeYarn?: RopeScaling.Yarn | undefined
+  /** YaRN's or Llama 3's frequencies (and YaRN's attention factor: RopeScaling); none: plain RoPE. */
+  readonly ropeScaling?: RopeScaling.Scaling | undefined
   /** Multiplies q . k in the core (default 1/sqrt of the q/k head width). */
   readonly softmaxScale?: number | undefined
   /** The documents in the sequences (none: one document a sequence). */
@@ -176,7 +176,7 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
 export const ropeOptions = (c: AttentionConfig, positions: Int32Array): Rope.RopeOptions => ({
   positions: c.documents?.positions ?? positions,
   ...(c.ropeTheta === undefined ? {} : { theta: c.ropeTheta }),
-  ...(c.ropeYarn === undefined ? {} : { yarn: c.ropeYarn }),
+  ...(c.ropeScaling === undefined ? {} : { scaling: c.ropeScaling }),
 })
 
 /**

@@ -5,7 +5,8 @@
  * qk-pos-emb-head-dim half of it rounded up to even, kv-lora-rank 4 x it (DeepSeek-V3's ratios:
  * 128, 128, 64, 512), no query latent unless --q-lora-rank is given; and YaRN's
  * (`--rope-type yarn` and its settings, Megatron's names) as RopeScaling.Yarn, the original
- * length 4096 and the betas, mscales at their defaults where not given.
+ * length 4096 and the betas, mscales at their defaults where not given, or Llama 3's
+ * (`--rope-type llama3`) at Llama 3.1's where not given.
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import * as ConfigError from "../errors/ConfigError.js"
@@ -77,16 +78,35 @@ const yarnSettings = [
   "no-yarn-correction-range-round-to-int",
 ] as const
 
+/** Llama 3's settings of their own (the factor and the length are YaRN's too). */
+const llama3Settings = ["low-freq-factor", "high-freq-factor"] as const
+
 /**
- * The model's YaRN scaling, or undefined with --rope-type rope; throws a ConfigError for a YaRN
- * setting without --rope-type yarn, or yarn without its factor.
+ * The model's RoPE scaling (YaRN's or Llama 3's), or undefined with --rope-type rope; throws a
+ * ConfigError for a setting of a scaling the model does not use, or yarn without its factor.
  */
-const yarnOf = (c: RunConfig.RunConfig): RopeScaling.Yarn | undefined => {
-  if (c["rope-type"] === "rope") {
-    const stray = yarnSettings.find((k) => c[k] !== undefined && c[k] !== false)
-    if (stray !== undefined) throw ConfigError.make(stray, c[stray], "sets YaRN, which this model's RoPE does not use", `add --rope-type yarn, or drop --${stray}`)
-    return undefined
+const yarnOf = (c: RunConfig.RunConfig): RopeScaling.Scaling | undefined => {
+  const type = c["rope-type"]
+  const foreign = type === "rope" ? [...yarnSettings, ...llama3Settings] : type === "yarn" ? llama3Settings : yarnSettings.slice(2)
+  const stray = foreign.find((k) => c[k] !== undefined && c[k] !== false)
+  if (stray !== undefined) {
+    const owner = (llama3Settings as ReadonlyArray<string>).includes(stray) ? "llama3" : "yarn"
+    throw ConfigError.make(
+      stray,
+      c[stray],
+      `sets ${owner === "yarn" ? "YaRN" : "Llama 3's scaling"}, which this model's RoPE does not use`,
+      `add --rope-type ${owner}, or drop --${stray}`,
+    )
   }
+  if (type === "rope") return undefined
+  if (type === "llama3")
+    return {
+      type: "llama3",
+      factor: c["rotary-scaling-factor"] ?? RopeScaling.llama3Defaults.factor,
+      lowFreqFactor: c["low-freq-factor"] ?? RopeScaling.llama3Defaults.lowFreqFactor,
+      highFreqFactor: c["high-freq-factor"] ?? RopeScaling.llama3Defaults.highFreqFactor,
+      originalMaxPositions: c["original-max-position-embeddings"] ?? RopeScaling.llama3Defaults.originalMaxPositions,
+    }
   const factor = c["rotary-scaling-factor"]
   if (factor === undefined) throw ConfigError.make("rope-type", "yarn", "has no context extension factor", "add --rotary-scaling-factor F (DeepSeek-V3's 40)")
   return {

@@ -4,7 +4,8 @@
  * aliases, so a problem names them as written); the rest is rewritten here:
  *
  *   --bf16, --recompute-activations,         --precision bf16, --recompute selective,
- *   --moe-apply-probs-on-input               --probs-at input (MegatronRewrites.switchRewrites)
+ *   --moe-apply-probs-on-input,              --probs-at input, --rope-type llama3
+ *   --use-rope-scaling                       (MegatronRewrites.switchRewrites)
  *   --recompute-granularity G                --recompute G (full: every layer from its input,
  *   --recompute-method uniform               Megatron-LM's uniform method; block is refused)
  *   --moe-router-load-balancing-type T...    --aux-loss T:C,... (MegatronRewrites.balancingFlags:
@@ -171,17 +172,14 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       if (inline === undefined && argv[i + 1] !== undefined && !MegatronRewrites.isFlag(argv[i + 1])) i++
       continue
     }
+    if (Object.hasOwn(MegatronRewrites.switchRewrites, name) || name === "disable-bias-linear") {
+      seen.add(name)
+      if (inline !== undefined) problems.push(ConfigError.make(`--${name}`, inline, "takes no value", `write --${name} alone`))
+      // Without biases is pleat's own default: --disable-bias-linear only keeps Megatron-LM's (MegatronDefaults) from applying.
+      else if (name !== "disable-bias-linear") out.push(MegatronRewrites.switchRewrites[name] as string)
+      continue
+    }
     switch (name) {
-      case "bf16":
-      case "recompute-activations":
-      case "moe-apply-probs-on-input":
-      case "disable-bias-linear": {
-        seen.add(name)
-        if (inline !== undefined) problems.push(ConfigError.make(`--${name}`, inline, "takes no value", `write --${name} alone`))
-        // Without biases is pleat's own default: --disable-bias-linear only keeps Megatron-LM's (MegatronDefaults) from applying.
-        else if (name !== "disable-bias-linear") out.push(MegatronRewrites.switchRewrites[name] as string)
-        continue
-      }
       case "recompute-method":
       case "recompute-num-layers": {
         seen.add(name)

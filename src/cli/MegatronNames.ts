@@ -69,6 +69,7 @@ export const renamed: Readonly<Record<string, string>> = {
   "moe-router-quantile-balancing-ema": "quantile-balancing-ema",
   "moe-input-jitter-eps": "input-jitter-eps",
   "moe-router-force-biased": "force-biased",
+  "rope-scaling-factor": "rotary-scaling-factor",
   "use-distributed-optimizer": "distributed-optimizer",
   "lr-warmup-iters": "warmup-steps",
   "lr-decay-iters": "lr-decay-steps",

@@ -55,6 +55,7 @@ export const switchRewrites: Readonly<Record<string, string>> = {
   bf16: "--precision=bf16",
   "recompute-activations": "--recompute=selective",
   "moe-apply-probs-on-input": "--probs-at=input",
+  "use-rope-scaling": "--rope-type=llama3",
 }
 
 /** The load-balancing types that are routers of their own: the type, its name, pleat's flag. */

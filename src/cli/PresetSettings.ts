@@ -6,6 +6,7 @@
 import * as AuxLossSpec from "../moe/AuxLossSpec.js"
 import type * as MoeSettings from "../moe/MoeSettings.js"
 import type * as ModelConfig from "../train/ModelConfig.js"
+import * as RopeScaling from "../tensor/ops/RopeScaling.js"
 import * as ModelPresets from "../train/ModelPresets.js"
 import type * as RunConfig from "./RunConfig.js"
 
@@ -30,6 +31,9 @@ export const presetValues = (name: ModelPresets.Name, factor: number): Partial<R
  * @category constructors
  */
 export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings.MoeSettings>): Partial<Record<RunConfig.Key, number | string | boolean>> => {
+  const scaling = m.ropeScaling
+  const llama3 = scaling !== undefined && RopeScaling.isLlama3(scaling) ? scaling : undefined
+  const yarn = scaling !== undefined && !RopeScaling.isLlama3(scaling) ? scaling : undefined
   const values: Partial<Record<RunConfig.Key, number | string | boolean | undefined>> = {
     layers: m.layers,
     hidden: m.hidden,
@@ -58,14 +62,16 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "v-head-dim": m.mla?.vHeadDim,
     "mtp-num-layers": m.mtpLayers,
     "mtp-loss-scaling-factor": m.mtpLossScale,
-    "rope-type": m.ropeScaling === undefined ? undefined : "yarn",
+    "rope-type": m.ropeScaling === undefined ? undefined : llama3 === undefined ? "yarn" : "llama3",
     "rotary-scaling-factor": m.ropeScaling?.factor,
     "original-max-position-embeddings": m.ropeScaling?.originalMaxPositions,
-    "beta-fast": m.ropeScaling?.betaFast,
-    "beta-slow": m.ropeScaling?.betaSlow,
-    mscale: m.ropeScaling?.mscale,
-    "mscale-all-dim": m.ropeScaling?.mscaleAllDim,
-    "no-yarn-correction-range-round-to-int": m.ropeScaling?.truncate === false ? true : undefined,
+    "beta-fast": yarn?.betaFast,
+    "beta-slow": yarn?.betaSlow,
+    mscale: yarn?.mscale,
+    "mscale-all-dim": yarn?.mscaleAllDim,
+    "no-yarn-correction-range-round-to-int": yarn?.truncate === false ? true : undefined,
+    "low-freq-factor": llama3?.lowFreqFactor,
+    "high-freq-factor": llama3?.highFreqFactor,
     "rope-theta": m.ropeTheta,
     "sliding-window": m.slidingWindow,
     "window-attn-skip-freq": m.windowAttnSkipFreq === undefined ? undefined : String(m.windowAttnSkipFreq),

@@ -99,7 +99,7 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     sequenceParallel: c.sequenceParallel,
     recomputeCore: RecomputeModules.recomputes(c, "core_attn"),
     ropeTheta: ModelContext.ropeThetaOf(c.sizes),
-    ropeYarn: c.sizes.ropeScaling,
+    ropeScaling: c.sizes.ropeScaling,
     documents: c.documents,
     slidingWindow: ModelContext.windowOf(c.sizes, layer),
     sinks: sinksOf(c, p),

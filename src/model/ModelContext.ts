@@ -81,8 +81,8 @@ export interface Sizes {
   readonly mla?: LatentAttention.LatentSizes | undefined
   /** RoPE's frequency base; none: 10000 (defaultRopeTheta). */
   readonly ropeTheta?: number | undefined
-  /** YaRN context extension of RoPE (RopeScaling: DeepSeek-V3's factor 40 over 4096); none: plain RoPE. */
-  readonly ropeScaling?: RopeScaling.Yarn | undefined
+  /** RoPE's scaling (RopeScaling: YaRN, DeepSeek-V3's factor 40 over 4096; or Llama 3's); none: plain RoPE. */
+  readonly ropeScaling?: RopeScaling.Scaling | undefined
   /**
    * Sliding-window attention in every layer: a token attends to the last slidingWindow tokens,
    * itself included (transformers' sliding_window; Megatron's --window-size W-1,0); none: the

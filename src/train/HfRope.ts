@@ -1,7 +1,8 @@
 /**
- * HfRope: RoPE's settings in a Hugging Face config.json, both ways: plain (rope_type default)
- * or YaRN (rope_type yarn: factor, original_max_position_embeddings, beta_fast, beta_slow,
- * mscale, mscale_all_dim), as transformers 5 saves them (`rope_parameters`, the base inside)
+ * HfRope: RoPE's settings in a Hugging Face config.json, both ways: plain (rope_type default),
+ * YaRN (rope_type yarn: factor, original_max_position_embeddings, beta_fast, beta_slow,
+ * mscale, mscale_all_dim) or Llama 3's (rope_type llama3: factor, low_freq_factor,
+ * high_freq_factor, original_max_position_embeddings), as transformers 5 saves them (`rope_parameters`, the base inside)
  * and as the Hub's configs and transformers 4 do (`rope_theta` and `rope_scaling`, its type
  * under `type` or `rope_type`).
  *
@@ -34,6 +35,8 @@ export const RopeKeys = Schema.Struct({
   attention_factor: Schema.optional(Schema.NullOr(Schema.Number)),
   truncate: Schema.optional(Schema.NullOr(Schema.Boolean)),
   partial_rotary_factor: Schema.optional(Schema.NullOr(Schema.Number)),
+  low_freq_factor: Schema.optional(Schema.NullOr(Schema.Number)),
+  high_freq_factor: Schema.optional(Schema.NullOr(Schema.Number)),
 })
 
 type Keys = typeof RopeKeys.Type
@@ -51,12 +54,13 @@ const typeOf = (k: Keys | null | undefined): string => k?.rope_type ?? k?.type ?
  * pleat's RoPE cannot be.
  * @category constructors
  */
-export const yarnOf = (c: Held, refuse: (reason: string, fix: string) => ConfigError.ConfigError): RopeScaling.Yarn | undefined => {
+export const yarnOf = (c: Held, refuse: (reason: string, fix: string) => ConfigError.ConfigError): RopeScaling.Scaling | undefined => {
   const keys = typeOf(c.rope_parameters) !== "default" ? c.rope_parameters : c.rope_scaling
   const type = typeOf(keys)
   if (keys === undefined || keys === null || type === "default") return undefined
-  const fix = "import a model with plain RoPE or YaRN as transformers writes it"
-  if (type !== "yarn") throw refuse(`scales RoPE with rope_type ${type}`, `${fix} (rope_type default or yarn)`)
+  const fix = "import a model with plain RoPE, YaRN or Llama 3's scaling as transformers writes it"
+  if (type === "llama3") return llama3Of(keys, refuse, fix)
+  if (type !== "yarn") throw refuse(`scales RoPE with rope_type ${type}`, `${fix} (rope_type default, yarn or llama3)`)
   if (keys.attention_factor !== undefined && keys.attention_factor !== null)
     throw refuse(`gives YaRN an attention_factor of its own (${keys.attention_factor})`, `${fix}: the factor from mscale and mscale_all_dim`)
   if ((keys.partial_rotary_factor ?? 1) !== 1)
@@ -77,14 +81,42 @@ export const yarnOf = (c: Held, refuse: (reason: string, fix: string) => ConfigE
   }
 }
 
+/** Llama 3's scaling of a config's keys; throws `refuse` where a key is missing or out of range. */
+const llama3Of = (keys: Keys, refuse: (reason: string, fix: string) => ConfigError.ConfigError, fix: string): RopeScaling.Llama3 => {
+  const value = (key: "factor" | "low_freq_factor" | "high_freq_factor" | "original_max_position_embeddings"): number => {
+    const v = keys[key]
+    if (v === undefined || v === null || !(v > 0) || !Number.isFinite(v)) throw refuse(`gives Llama 3's RoPE scaling ${key} ${v}`, `${fix}: a number above 0`)
+    return v
+  }
+  if ((keys.partial_rotary_factor ?? 1) !== 1)
+    throw refuse(`rotates a part of each head (partial_rotary_factor ${keys.partial_rotary_factor})`, "import a model that rotates whole heads")
+  return {
+    type: "llama3",
+    factor: value("factor"),
+    lowFreqFactor: value("low_freq_factor"),
+    highFreqFactor: value("high_freq_factor"),
+    originalMaxPositions: value("original_max_position_embeddings"),
+  }
+}
+
 /**
- * The RoPE keys of a config.json for RoPE of base `theta`, YaRN-scaled by `yarn` (both key
- * styles: transformers 5's rope_parameters and the legacy rope_theta with rope_scaling).
+ * The RoPE keys of a config.json for RoPE of base `theta`, scaled by `scaling` (YaRN's or Llama
+ * 3's; both key styles: transformers 5's rope_parameters and the legacy rope_theta with rope_scaling).
  * @category constructors
  */
-export const keysOf = (theta: number, yarn: RopeScaling.Yarn | undefined): Record<string, unknown> => {
-  if (yarn === undefined) return { rope_theta: theta, rope_parameters: { rope_type: "default", rope_theta: theta }, rope_scaling: null }
-  const scaling = {
+export const keysOf = (theta: number, scaling: RopeScaling.Scaling | undefined): Record<string, unknown> => {
+  if (scaling === undefined) return { rope_theta: theta, rope_parameters: { rope_type: "default", rope_theta: theta }, rope_scaling: null }
+  if (RopeScaling.isLlama3(scaling)) {
+    const llama3 = {
+      factor: scaling.factor,
+      low_freq_factor: scaling.lowFreqFactor,
+      high_freq_factor: scaling.highFreqFactor,
+      original_max_position_embeddings: scaling.originalMaxPositions,
+    }
+    return { rope_theta: theta, rope_parameters: { rope_type: "llama3", rope_theta: theta, ...llama3 }, rope_scaling: { rope_type: "llama3", ...llama3 } }
+  }
+  const yarn = scaling
+  const keys = {
     factor: yarn.factor,
     original_max_position_embeddings: yarn.originalMaxPositions,
     beta_fast: yarn.betaFast,
@@ -94,5 +126,5 @@ export const keysOf = (theta: number, yarn: RopeScaling.Yarn | undefined): Recor
     ...(yarn.mscaleAllDim === 0 ? {} : { mscale_all_dim: yarn.mscaleAllDim }),
     ...(yarn.truncate === false ? { truncate: false } : {}),
   }
-  return { rope_theta: theta, rope_parameters: { rope_type: "yarn", rope_theta: theta, ...scaling }, rope_scaling: { type: "yarn", rope_type: "yarn", ...scaling } }
+  return { rope_theta: theta, rope_parameters: { rope_type: "yarn", rope_theta: theta, ...keys }, rope_scaling: { type: "yarn", rope_type: "yarn", ...keys } }
 }

@@ -58,17 +58,26 @@ export const ManifestModelSchema = Schema.Struct({
   ),
   /** Written only by runs that set them (absent: ModelContext's defaults, all a pleat before them had). */
   ropeTheta: Schema.optional(Schema.Number),
-  /** Written only by runs with YaRN (RopeScaling.Yarn); like the base, a resume may change it. */
+  /** Written only by runs with YaRN or Llama 3's scaling (RopeScaling.Scaling); like the base, a resume may change it. */
   ropeScaling: Schema.optional(
-    Schema.Struct({
-      factor: Schema.Number,
-      originalMaxPositions: count,
-      betaFast: Schema.Number,
-      betaSlow: Schema.Number,
-      mscale: Schema.Number,
-      mscaleAllDim: Schema.Number,
-      truncate: Schema.optional(Schema.Boolean),
-    }),
+    Schema.Union([
+      Schema.Struct({
+        type: Schema.Literal("llama3"),
+        factor: Schema.Number,
+        lowFreqFactor: Schema.Number,
+        highFreqFactor: Schema.Number,
+        originalMaxPositions: count,
+      }),
+      Schema.Struct({
+        factor: Schema.Number,
+        originalMaxPositions: count,
+        betaFast: Schema.Number,
+        betaSlow: Schema.Number,
+        mscale: Schema.Number,
+        mscaleAllDim: Schema.Number,
+        truncate: Schema.optional(Schema.Boolean),
+      }),
+    ]),
   ),
   normEps: Schema.optional(Schema.Number),
   slidingWindow: Schema.optional(count),

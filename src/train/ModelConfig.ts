@@ -15,7 +15,7 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as SelfBalancing from "../moe/SelfBalancing.js"
 import * as Partition from "../pipeline/Partition.js"
 import * as Plan from "../pipeline/Plan.js"
-import type * as RopeScaling from "../tensor/ops/RopeScaling.js"
+import * as RopeScaling from "../tensor/ops/RopeScaling.js"
 
 /**
  * The model's sizes.
@@ -216,7 +216,8 @@ const mtpProblem = (m: ModelConfig): Problem | undefined => {
 }
 
 /** What keeps YaRN's setting from being one (problemOf); fields named as their flags' (Megatron's). */
-const yarnProblem = (y: RopeScaling.Yarn): Problem | undefined => {
+const yarnProblem = (y: RopeScaling.Scaling): Problem | undefined => {
+  if (RopeScaling.isLlama3(y)) return llama3Problem(y)
   if (!(y.factor >= 1 && Number.isFinite(y.factor)))
     return fault("rotaryScalingFactor", y.factor, "is not a number of 1 or more", "pass --rotary-scaling-factor F with F >= 1 (DeepSeek-V3's 40)")
   const original = notPositive("originalMaxPositionEmbeddings", y.originalMaxPositions, "pass --original-max-position-embeddings N, the pretraining length (DeepSeek-V3's 4096)")
@@ -231,6 +232,24 @@ const yarnProblem = (y: RopeScaling.Yarn): Problem | undefined => {
     ["mscaleAllDim", y.mscaleAllDim],
   ] as const)
     if (!(v >= 0 && Number.isFinite(v))) return fault(field, v, "is not a number of 0 or more", `pass --${kebab(field)} F with F >= 0`)
+  return undefined
+}
+
+/** The first of Llama 3's settings that is not one (a factor of 1 or more, 0 < low < high frequency factors, the length). */
+const llama3Problem = (l: RopeScaling.Llama3): Problem | undefined => {
+  if (!(l.factor >= 1 && Number.isFinite(l.factor)))
+    return fault("rotaryScalingFactor", l.factor, "is not a number of 1 or more", "pass --rotary-scaling-factor F with F >= 1 (Llama 3.1's 8)")
+  const original = notPositive("originalMaxPositionEmbeddings", l.originalMaxPositions, "pass --original-max-position-embeddings N, the pretraining length (Llama 3.1's 8192)")
+  if (original !== undefined) return original
+  if (!(l.lowFreqFactor > 0 && Number.isFinite(l.lowFreqFactor)))
+    return fault("lowFreqFactor", l.lowFreqFactor, "is not a number above 0", "pass --low-freq-factor F with F > 0 (1 by default)")
+  if (!(l.highFreqFactor > l.lowFreqFactor && Number.isFinite(l.highFreqFactor)))
+    return fault(
+      "highFreqFactor",
+      l.highFreqFactor,
+      `is not a number above the low frequency factor ${l.lowFreqFactor}`,
+      "pass --high-freq-factor F above --low-freq-factor (4 by default)",
+    )
   return undefined
 }
 

@@ -37,8 +37,8 @@ export interface RopeOptions {
   readonly positions?: Int32Array | undefined
   /** The frequency base (default 10000). */
   readonly theta?: number | undefined
-  /** YaRN's scaled frequencies and attention factor (RopeScaling); none: plain RoPE. */
-  readonly yarn?: RopeScaling.Yarn | undefined
+  /** YaRN's or Llama 3's scaled frequencies (and YaRN's attention factor: RopeScaling); none: plain RoPE. */
+  readonly scaling?: RopeScaling.Scaling | undefined
 }
 
 /**
@@ -59,26 +59,24 @@ const samePositions = (a: Int32Array | undefined, b: Int32Array | undefined): bo
   return true
 }
 
-const tables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined, yarn: RopeScaling.Yarn | undefined): RopeTables => {
-  const scaling =
-    yarn === undefined ? "" : `,${yarn.factor},${yarn.originalMaxPositions},${yarn.betaFast},${yarn.betaSlow},${yarn.mscale},${yarn.mscaleAllDim},${yarn.truncate !== false}`
-  const key = `${b},${s},${d},${theta}${scaling}`
+const tables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined, scaling: RopeScaling.Scaling | undefined): RopeTables => {
+  const key = `${b},${s},${d},${theta},${RopeScaling.keyOf(scaling)}`
   const hit = known.find((t) => t.key === key && samePositions(t.positions, positions))
   if (hit !== undefined) return hit.tables
-  const made = computeTables(b, s, d, theta, positions, yarn)
+  const made = computeTables(b, s, d, theta, positions, scaling)
   if (known.length >= tablesKept) known.shift()
   known.push({ key, positions: positions === undefined ? undefined : Int32Array.from(positions), tables: made })
   return made
 }
 
-const computeTables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined, yarn: RopeScaling.Yarn | undefined): RopeTables => {
+const computeTables = (b: number, s: number, d: number, theta: number, positions: Int32Array | undefined, scaling: RopeScaling.Scaling | undefined): RopeTables => {
   const half = d / 2
   const rows = positions !== undefined && positions.length === b * s && b !== 1 ? b * s : s
   const cos = new Float64Array(rows * half)
   const sin = new Float64Array(rows * half)
-  const inverseFrequency = RopeScaling.inverseFrequencies(d, theta, yarn)
+  const inverseFrequency = RopeScaling.inverseFrequencies(d, theta, scaling)
   // YaRN's attention factor scales the rotation (its inverse, by the same tables, too).
-  const factor = yarn === undefined ? 1 : RopeScaling.attentionFactor(yarn)
+  const factor = RopeScaling.ropeFactorOf(scaling)
   for (let r = 0; r < rows; r++) {
     const pos = positions === undefined ? r : (positions[r] as number)
     for (let i = 0; i < half; i++) {
@@ -104,7 +102,7 @@ export const rope = (x: Tensor.Tensor, options: RopeOptions = {}): Tensor.Tensor
   if (positions !== undefined && positions.length !== s && positions.length !== b * s) {
     throw TensorError.shape("rope", `${positions.length} positions for x ${TensorError.formatShape(x.shape)}: needs S = ${s} (shared by the batch) or B*S = ${b * s}`)
   }
-  const t = tables(b, s, d, theta, positions, options.yarn)
+  const t = tables(b, s, d, theta, positions, options.scaling)
   const rt = Place.of("rope", x).runtime
   if (rt !== undefined) return ropeOnDevice(rt, x, t)
   const out = rotate(x.readHost(), x.shape, t, 1)

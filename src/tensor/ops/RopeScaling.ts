@@ -19,6 +19,12 @@
  * dim(beta_slow) unrounded, still clamped to [0, D - 1]. These are transformers'
  * `_compute_yarn_parameters` and Megatron's YaRN; DeepSeek-V3's multi-latent attention also
  * multiplies its softmax scale by m(s, mscaleAllDim)^2 (`softmaxScaleFactor`).
+ *
+ * Llama 3's (Llama 3.1 to 4; transformers' `_compute_llama3_parameters`, Megatron's
+ * --use-rope-scaling) with factor s, the pretraining length L and the low and high frequency
+ * factors lo and hi: a pair whose wavelength w = 2 pi / inv_i is shorter than L / hi keeps its
+ * frequency, one longer than L / lo is divided by s, and the pairs between blend the two by
+ * smooth = (L / w - lo) / (hi - lo): inv_i ((1 - smooth) / s + smooth). No attention factor.
  */
 
 /**
@@ -36,6 +42,61 @@ export interface Yarn {
   /** Whether the ramp's ends are rounded out to whole pairs (absent: true, transformers' default). */
   readonly truncate?: boolean | undefined
 }
+
+/**
+ * Llama 3's setting (transformers' rope_scaling keys: factor, low_freq_factor, high_freq_factor,
+ * original_max_position_embeddings).
+ * @category models
+ */
+export interface Llama3 {
+  readonly type: "llama3"
+  readonly factor: number
+  readonly lowFreqFactor: number
+  readonly highFreqFactor: number
+  readonly originalMaxPositions: number
+}
+
+/**
+ * RoPE's scaling: YaRN's or Llama 3's.
+ * @category models
+ */
+export type Scaling = Yarn | Llama3
+
+/**
+ * Whether a scaling is Llama 3's.
+ * @category guards
+ */
+export const isLlama3 = (s: Scaling): s is Llama3 => "type" in s && s.type === "llama3"
+
+/**
+ * Llama 3.1's setting, Megatron-LM's --use-rope-scaling: factor 8, frequency factors 1 and 4, 8192
+ * positions.
+ * @category constants
+ */
+export const llama3Defaults = { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 } as const
+
+/**
+ * The factor on cos and sin of any scaling (1 for none and for Llama 3's).
+ * @category mapping
+ */
+export const ropeFactorOf = (s: Scaling | undefined): number => (s === undefined || isLlama3(s) ? 1 : attentionFactor(s))
+
+/**
+ * The factor on multi-latent attention's softmax scale of any scaling (YaRN's, else 1).
+ * @category mapping
+ */
+export const softmaxFactorOf = (s: Scaling | undefined): number => (s === undefined || isLlama3(s) ? 1 : softmaxScaleFactor(s))
+
+/**
+ * A key naming a scaling's every setting ("" for none), for caches of its tables.
+ * @category mapping
+ */
+export const keyOf = (s: Scaling | undefined): string =>
+  s === undefined
+    ? ""
+    : isLlama3(s)
+      ? `llama3,${s.factor},${s.lowFreqFactor},${s.highFreqFactor},${s.originalMaxPositions}`
+      : `yarn,${s.factor},${s.originalMaxPositions},${s.betaFast},${s.betaSlow},${s.mscale},${s.mscaleAllDim},${s.truncate !== false}`
 
 /**
  * YaRN's defaults where a model gives only the factor and the original length (transformers':
@@ -65,11 +126,13 @@ export const softmaxScaleFactor = (y: Yarn): number => (y.mscaleAllDim === 0 ? 1
  * The inverse frequency of each of the D/2 pairs of a D-wide rotary part.
  * @category mapping
  */
-export const inverseFrequencies = (d: number, theta: number, yarn?: Yarn): Float64Array => {
+export const inverseFrequencies = (d: number, theta: number, scaling?: Scaling): Float64Array => {
   const half = d / 2
   const out = new Float64Array(half)
   for (let i = 0; i < half; i++) out[i] = theta ** ((-2 * i) / d)
-  if (yarn === undefined) return out
+  if (scaling === undefined) return out
+  if (isLlama3(scaling)) return llama3Scaled(out, scaling)
+  const yarn = scaling
   const turnsAt = (rotations: number) => (d * Math.log(yarn.originalMaxPositions / (rotations * 2 * Math.PI))) / (2 * Math.log(theta))
   const round = yarn.truncate !== false
   const low = Math.max(round ? Math.floor(turnsAt(yarn.betaFast)) : turnsAt(yarn.betaFast), 0)
@@ -81,4 +144,21 @@ export const inverseFrequencies = (d: number, theta: number, yarn?: Yarn): Float
     out[i] = f * (1 - ramp) + (f / yarn.factor) * ramp
   }
   return out
+}
+
+/** Llama 3's frequencies from the plain ones (in place). */
+const llama3Scaled = (inv: Float64Array, s: Llama3): Float64Array => {
+  const low = s.originalMaxPositions / s.lowFreqFactor
+  const high = s.originalMaxPositions / s.highFreqFactor
+  for (let i = 0; i < inv.length; i++) {
+    const f = inv[i] as number
+    const wavelength = (2 * Math.PI) / f
+    if (wavelength < high) continue
+    if (wavelength > low) inv[i] = f / s.factor
+    else {
+      const smooth = (s.originalMaxPositions / wavelength - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor)
+      inv[i] = (1 - smooth) * (f / s.factor) + smooth * f
+    }
+  }
+  return inv
 }
