@@ -28,6 +28,30 @@ const yarnArb = fc.record({
 const dArb = fc.integer({ min: 1, max: 64 }).map((h) => 2 * h)
 const thetaArb = fc.constantFrom(10000, 1e6, 500000)
 
+/**
+ * transformers' inverse frequencies and attention factor (ROPE_INIT_FUNCTIONS[type]) for each case
+ * [x, d, theta], its rope_parameters beyond the type and base given by `keys` (Python dict entries
+ * read from the case `x`).
+ */
+const transformersFrequencies = (type: string, keys: string, cases: ReadonlyArray<readonly [unknown, number, number]>): Array<{ inv: Array<number>; factor: number }> => {
+  const script = `
+import json, sys
+from transformers import PretrainedConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+out = []
+for x, d, theta in json.loads(sys.stdin.read()):
+    c = PretrainedConfig()
+    c.hidden_size = d; c.num_attention_heads = 1; c.head_dim = d; c.max_position_embeddings = x["originalMaxPositions"] * 2
+    c.rope_parameters = {"rope_type": "${type}", "rope_theta": theta, ${keys}}
+    inv, factor = ROPE_INIT_FUNCTIONS["${type}"](c, "cpu")
+    out.append({"inv": inv.double().tolist(), "factor": factor})
+print(json.dumps(out))
+`
+  const run = spawnSync(python as string, ["-c", script], { input: JSON.stringify(cases), encoding: "utf8" })
+  expect(run.status, run.stderr).toBe(0)
+  return JSON.parse(run.stdout.trim().split("\n").at(-1) as string) as Array<{ inv: Array<number>; factor: number }>
+}
+
 describe("YaRN frequencies", () => {
   test("each pair keeps, divides or blends its frequency by how often it turns over the pretraining length", () => {
     fc.assert(
@@ -102,24 +126,12 @@ describe("YaRN frequencies", () => {
     const cases = fc.sample(fc.tuple(yarnArb, dArb, thetaArb), { numRuns: 16, seed: 20261206 })
     // Both roundings among the cases.
     expect(new Set(cases.map(([y]) => y.truncate)).size).toBe(2)
-    const script = `
-import json, sys
-from transformers import PretrainedConfig
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-out = []
-for y, d, theta in json.loads(sys.stdin.read()):
-    c = PretrainedConfig()
-    c.hidden_size = d; c.num_attention_heads = 1; c.head_dim = d; c.max_position_embeddings = y["originalMaxPositions"] * 2
-    c.rope_parameters = {"rope_type": "yarn", "rope_theta": theta, "factor": y["factor"], "original_max_position_embeddings": y["originalMaxPositions"],
-                         "beta_fast": y["betaFast"], "beta_slow": y["betaSlow"], "mscale": y["mscale"], "mscale_all_dim": y["mscaleAllDim"],
-                         "truncate": y.get("truncate", True)}
-    inv, factor = ROPE_INIT_FUNCTIONS["yarn"](c, "cpu")
-    out.append({"inv": inv.double().tolist(), "factor": factor})
-print(json.dumps(out))
-`
-    const run = spawnSync(python, ["-c", script], { input: JSON.stringify(cases), encoding: "utf8" })
-    expect(run.status, run.stderr).toBe(0)
-    const theirs = JSON.parse(run.stdout.trim().split("\n").at(-1) as string) as Array<{ inv: Array<number>; factor: number }>
+    const theirs = transformersFrequencies(
+      "yarn",
+      `"factor": x["factor"], "original_max_position_embeddings": x["originalMaxPositions"], "beta_fast": x["betaFast"], "beta_slow": x["betaSlow"],
+       "mscale": x["mscale"], "mscale_all_dim": x["mscaleAllDim"], "truncate": x.get("truncate", True)`,
+      cases,
+    )
     cases.forEach(([y, d, theta], k) => {
       const want = theirs[k] as { inv: Array<number>; factor: number }
       // transformers computes the frequencies in float32.
@@ -170,23 +182,12 @@ describe("Llama 3's frequencies", () => {
     sayIfSkipped("Llama 3 frequencies")
     if (python === undefined) return
     const cases = fc.sample(fc.tuple(llama3Arb, dArb, thetaArb), { numRuns: 16, seed: 20261207 })
-    const script = `
-import json, sys
-from transformers import PretrainedConfig
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-out = []
-for l, d, theta in json.loads(sys.stdin.read()):
-    c = PretrainedConfig()
-    c.hidden_size = d; c.num_attention_heads = 1; c.head_dim = d; c.max_position_embeddings = l["originalMaxPositions"] * 2
-    c.rope_parameters = {"rope_type": "llama3", "rope_theta": theta, "factor": l["factor"], "low_freq_factor": l["lowFreqFactor"],
-                         "high_freq_factor": l["highFreqFactor"], "original_max_position_embeddings": l["originalMaxPositions"]}
-    inv, factor = ROPE_INIT_FUNCTIONS["llama3"](c, "cpu")
-    out.append({"inv": inv.double().tolist(), "factor": factor})
-print(json.dumps(out))
-`
-    const run = spawnSync(python, ["-c", script], { input: JSON.stringify(cases), encoding: "utf8" })
-    expect(run.status, run.stderr).toBe(0)
-    const theirs = JSON.parse(run.stdout.trim().split("\n").at(-1) as string) as Array<{ inv: Array<number>; factor: number }>
+    const theirs = transformersFrequencies(
+      "llama3",
+      `"factor": x["factor"], "low_freq_factor": x["lowFreqFactor"], "high_freq_factor": x["highFreqFactor"],
+       "original_max_position_embeddings": x["originalMaxPositions"]`,
+      cases,
+    )
     cases.forEach(([l, d, theta], k) => {
       const want = theirs[k] as { inv: Array<number>; factor: number }
       Array.from(RopeScaling.inverseFrequencies(d, theta, l)).forEach((v, i) => expect(Math.abs(v - (want.inv[i] as number)) / v, `case ${k} pair ${i}`).toBeLessThan(1e-6))
