@@ -79,7 +79,8 @@ export const configOf = (json: unknown, u: Upcycle): Record<string, unknown> => 
   if (!Number.isSafeInteger(u.topk) || u.topk < 1 || u.topk > u.experts)
     throw ConfigError.make("--topk", u.topk, `is not between 1 and the ${u.experts} experts`, `pass --topk K with 1 <= K <= ${u.experts}`)
   const width = Number(c.intermediate_size)
-  if (!Number.isSafeInteger(u.granularity) || u.granularity < 1 || width % u.granularity !== 0 || u.experts % u.granularity !== 0)
+  // A config without intermediate_size is refused as it is read (its schema requires the key).
+  if (!Number.isSafeInteger(u.granularity) || u.granularity < 1 || (Number.isSafeInteger(width) && width % u.granularity !== 0) || u.experts % u.granularity !== 0)
     throw ConfigError.make(
       "--granularity",
       u.granularity,
