@@ -113,7 +113,7 @@ describe("pleat import --experts: a dense model upcycled to a mixture", () => {
       const out = path.join(fresh(`upcycle-${name}`), "ckpt")
       const r = await run(["import", "--model-dir", written(dense), "--out", out, "--experts", "4", "--topk", "2", "--seed", "7"])
       expect(r.status, r.err).toBe(0)
-      expect(r.out).toContain(name === "qwen3" ? "(qwen3-moe, " : "(mixtral, ")
+      expect(r.out).toContain(`(${name === "qwen3" ? "qwen3-moe" : "mixtral"}, upcycled from a dense model: 4 experts top-2, `)
       const reference = lmLoss(asOneExpert(dense), window)
       for (const mapping of [oneRank, ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2"]]) {
         const loss = await evalLoss([...mapping, "--config", `${out}/model.json`, "--resume", out, "--steps", "0", "--seq", "8", "--global-batch", "2"], tokens)

@@ -98,6 +98,10 @@ const upcycleOf = (f: Flags.ParsedFlags): { readonly upcycle?: HfImport.Request[
   return { upcycle: { experts, topk: topk ?? 2, granularity: granularity ?? 1 } }
 }
 
+/** What an upcycling import made of the dense model, for the line it prints ("" for none). */
+const upcycledText = (u: HfImport.Request["upcycle"]): string =>
+  u === undefined ? "" : `, upcycled from a dense model: ${u.experts} experts top-${u.topk}${u.granularity === 1 ? "" : `, granularity ${u.granularity}`}`
+
 /**
  * Runs `pleat import` with its arguments (after the word `import`); returns the exit status.
  * @category constructors
@@ -140,7 +144,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     return ExitCode.ok
   }
   io.stdout(
-    `pleat import: ${request.modelDir} (${written.format}, ${written.parameters} parameters) as a pleat checkpoint at step 0 in ${request.out}, its settings in ${configFile}\n` +
+    `pleat import: ${request.modelDir} (${written.format}${upcycledText(request.upcycle)}, ${written.parameters} parameters) as a pleat checkpoint at step 0 in ${request.out}, its settings in ${configFile}\n` +
       `train it with: ${command} [--world ... --tp ... --ep ...] --steps N\n`,
   )
   return ExitCode.ok
