@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from "node:fs"
 import path from "node:path"
 import { beforeAll, describe, expect, test } from "vitest"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
+import * as ParamInit from "../../src/train/ParamInit.js"
 import * as Params from "../../src/train/Params.js"
 import { type ModelDir, readModelDir, type Stored } from "../train/hfModelDir.js"
 import { lmLoss } from "../train/hfReference.js"
@@ -131,7 +132,7 @@ describe("pleat import --experts: a dense model upcycled to a mixture", () => {
         for (let e = 0; e < 4; e++)
           for (let i = 0; i < h; i++) for (let j = 0; j < f; j++) expect(experts[e * h * f + i * f + j]).toBe(Math.fround(gate.values[j * h + i] as number))
         const spec = Params.specs({ ...(Checkpoint.manifest(out).model as Parameters<typeof Params.specs>[0]) }).find((s) => s.name === `layers.${l}.router`) as Params.ParamSpec
-        expect(Array.from(saved.get(`layers.${l}.router`)?.data ?? [])).toEqual(Array.from(Params.initial(spec, 7, "float32").data))
+        expect(Array.from(saved.get(`layers.${l}.router`)?.data ?? [])).toEqual(Array.from(ParamInit.initial(spec, 7, "float32").data))
       }
     }
   }, 120_000)
@@ -159,7 +160,7 @@ describe("pleat import --experts: a dense model upcycled to a mixture", () => {
     }
     // The router [H, E]: experts 2j and 2j + 1 share column j of the initial router's.
     const spec = Params.specs(model as Parameters<typeof Params.specs>[0]).find((s) => s.name === "layers.1.router") as Params.ParamSpec
-    const initial = Params.initial(spec, 1, "float32").data
+    const initial = ParamInit.initial(spec, 1, "float32").data
     const router = saved.get("layers.1.router")?.data as ArrayLike<number>
     for (let i = 0; i < h; i++) for (let e = 0; e < 4; e++) expect(router[i * 4 + e]).toBe(initial[i * 4 + Math.floor(e / 2)])
     expect(refused(["import", "--model-dir", written(qwen3), "--out", path.join(fresh("upcycle-refused"), "c"), "--experts", "4", "--granularity", "3"])).toMatch(

@@ -7,6 +7,7 @@ import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import type * as DType from "../../src/tensor/DType.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
+import * as ParamInit from "../../src/train/ParamInit.js"
 import * as Params from "../../src/train/Params.js"
 
 /** The sequential stream as first written: one state advanced by the constant per uniform. */
@@ -73,8 +74,8 @@ describe("initial parameters", () => {
         const n = Tensor.sizeOf(shape)
         const values = std === 0 ? new Float64Array(n).fill(1) : sequentialNormals((fnv(name) ^ Math.imul(seed, 0x9e3779b1)) >>> 0, n, std)
         const whole = Tensor.fromArray(values, shape, { dtype })
-        expect(Array.from(Params.initial(spec, seed, dtype).data)).toEqual(Array.from(whole.data))
-        const shard = Params.initialSlice(spec, seed, dtype, ranges)
+        expect(Array.from(ParamInit.initial(spec, seed, dtype).data)).toEqual(Array.from(whole.data))
+        const shard = ParamInit.initialSlice(spec, seed, dtype, ranges)
         expect(shard.shape).toEqual(ranges.map(([a, b]) => b - a))
         expect(Array.from(shard.data)).toEqual(sliceByIndex(whole, ranges))
         expect(Array.from(Params.slice(whole, ranges).data)).toEqual(sliceByIndex(whole, ranges))

@@ -24,6 +24,7 @@
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as HfLayout from "./HfLayout.js"
 import type * as ModelConfig from "./ModelConfig.js"
+import * as ParamInit from "./ParamInit.js"
 import * as Params from "./Params.js"
 import * as Safetensors from "./Safetensors.js"
 
@@ -144,7 +145,7 @@ export const tensorsOf = (
     out.set(
       routerName(format, l),
       Safetensors.slabsOf("F64", [experts, h], () => {
-        const w = Params.initial(spec, seed, "float64").data
+        const w = ParamInit.initial(spec, seed, "float64").data
         const t = new Float64Array(experts * h)
         // Expert e takes the initial router's row floor(e / G): a copy's G cuts route alike.
         for (let i = 0; i < h; i++) for (let e = 0; e < experts; e++) t[e * h + i] = w[i * experts + Math.floor(e / granularity)] as number

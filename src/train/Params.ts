@@ -1,11 +1,8 @@
 /**
  * Params: every parameter of the model by name, its global shape, how it is sharded over the
- * mapping, and its deterministic initial value.
- *
- * Initial values depend only on the seed and the parameter's name (not on the mapping), so a
- * run on any mapping and a run on one rank start from the same weights: that is what makes
- * `pleat verify` and resharded checkpoints possible. Each rank materializes only the shards it
- * holds.
+ * mapping, and how its initial value is drawn (its std; the values themselves: ParamInit, from
+ * the seed and the name alone, the same on every mapping). Each rank materializes only the
+ * shards it holds.
  *
  * Sharding kinds (vocab and heads are split over the attention tp group; experts over ep and
  * their hidden units over etp):
@@ -36,7 +33,6 @@ import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as ModelContext from "../model/ModelContext.js"
 import * as DType from "../tensor/DType.js"
 import * as Tensor from "../tensor/Tensor.js"
-import * as NormalStream from "../tensor/NormalStream.js"
 import type * as ModelConfig from "./ModelConfig.js"
 
 /**
@@ -257,13 +253,6 @@ export const isHeld = (spec: ParamSpec, layers: number, stages: StagesHeld): boo
   return stages.chunks.some((c) => spec.layer >= c.start && spec.layer < c.end)
 }
 
-/** A 32-bit hash of a string (FNV-1a), to seed each parameter's stream from its name. */
-const hash = (s: string): number => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0
-  return h
-}
-
 /**
  * Calls `copy(from, to, length)` for each contiguous run of the region `ranges` of a row-major
  * tensor of `shape`: `from` is the run's flat offset in the whole, `to` in the region (rows of
@@ -297,35 +286,6 @@ export const forEachRun = (shape: ReadonlyArray<number>, ranges: ReadonlyArray<r
     }
   }
 }
-
-/** The seed of a parameter's stream: its name's hash mixed with the run's seed. */
-const streamSeed = (spec: ParamSpec, seed: number): number => (hash(spec.name) ^ Math.imul(seed, 0x9e3779b1)) >>> 0
-
-/**
- * The initial value of the region `ranges` of a parameter (its shard on a rank): equal to
- * `slice(initial(spec, seed, dtype), ranges)` without making the whole.
- * @category constructors
- */
-export const initialSlice = (spec: ParamSpec, seed: number, dtype: DType.DType, ranges: ReadonlyArray<[number, number]>): Tensor.Tensor => {
-  const shape = ranges.map(([a, b]) => b - a)
-  const out = DType.allocateUninitialized(dtype, Tensor.sizeOf(shape))
-  if (spec.zero === true) out.fill(0)
-  else if (spec.std === 0) out.fill(1)
-  else forEachRun(spec.shape, ranges, (from, to, length) => NormalStream.fill(streamSeed(spec, seed), from, length, spec.std, out, to))
-  return Tensor.fromStorage(out, shape)
-}
-
-/**
- * The full initial value of a parameter (the same on every mapping).
- * @category constructors
- */
-export const initial = (spec: ParamSpec, seed: number, dtype: DType.DType): Tensor.Tensor =>
-  initialSlice(
-    spec,
-    seed,
-    dtype,
-    spec.shape.map((d): [number, number] => [0, d]),
-  )
 
 /**
  * Which slice of the global tensor a rank holds: per dim, [start, end).

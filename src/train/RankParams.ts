@@ -32,6 +32,7 @@ import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import * as StorageRecycler from "../tensor/StorageRecycler.js"
 import { sumSquares, sumSquaresEach } from "../tensor/kernels/SumSquares.js"
 import * as Tensor from "../tensor/Tensor.js"
+import * as ParamInit from "./ParamInit.js"
 import * as Params from "./Params.js"
 
 /**
@@ -113,7 +114,7 @@ export const make = (
     const slice = Params.sliceOf(spec, place, sizes)
     const value =
       values === "seed"
-        ? Params.initialSlice(spec, seed, dtype, slice)
+        ? ParamInit.initialSlice(spec, seed, dtype, slice)
         : Tensor.zeros(
             slice.map(([a, b]) => b - a),
             { dtype },
