@@ -22,7 +22,6 @@ import type { Action } from "../pipeline/Action.js"
 import * as Partition from "../pipeline/Partition.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import * as Device from "../tensor/Device.js"
-import type { DeviceArray } from "../tensor/device/DeviceRuntime.js"
 import { runtimeOf } from "../tensor/device/Runtimes.js"
 import * as GradAccumulator from "../tensor/GradAccumulator.js"
 import { hostValues } from "../tensor/ops/Transfer.js"
@@ -33,6 +32,7 @@ import * as ChunkRun from "./ChunkRun.js"
 import * as Data from "./Data.js"
 import type * as TokenFile from "./TokenFile.js"
 import * as DeviceDistributed from "./DeviceDistributed.js"
+import * as DeviceGrads from "./DeviceGrads.js"
 import * as DeviceOptimizer from "./DeviceOptimizer.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as Evaluation from "./Evaluation.js"
@@ -176,21 +176,8 @@ export const make = (
   // On a device: each shard's upload, made once per step and shared likewise.
   const deviceCopies = new Map<RankParams.Held, Tensor.Tensor>()
   const device = setup.device === undefined ? undefined : Device.ofRank(setup.device, rank)
-  // On a device: each shard's gradient accumulator there, downloaded once a step for the host's
-  // optimizer (with the distributed optimizer, a model chunk's as soon as its gradients are final,
-  // when its reduce-scatters start).
-  const deviceGrads = new Map<RankParams.Held, DeviceArray>()
-  const downloaded = new Set<RankParams.Held>()
   const deviceRuntime = device !== undefined && Device.isAccelerator(device) ? runtimeOf(device) : undefined
   const gradRuntime = deviceRuntime
-  /** The device accumulators of `held` not yet brought to the host this step, brought now. */
-  const bringHome = (held: (h: RankParams.Held) => boolean): void => {
-    for (const [h, g] of deviceGrads) {
-      if (downloaded.has(h) || !held(h)) continue
-      GradAccumulator.downloadInto(g, h.grad)
-      downloaded.add(h)
-    }
-  }
   // The optimizer runs on the device too: the fp32 weights, gradients and (replicated) moments stay
   // there across steps (DeviceOptimizer); the distributed optimizer's buckets and parts as well (DeviceDistributed).
   const onDevice =
@@ -200,19 +187,9 @@ export const make = (
       ? DeviceOptimizer.make(gradRuntime, params, moments, setup.precision ?? "fp32")
       : undefined
   const zero = onDevice !== undefined && distributed !== undefined ? DeviceDistributed.make(distributed, onDevice) : undefined
-  const deviceGradOf =
-    onDevice !== undefined
-      ? (held: RankParams.Held): DeviceArray => DeviceOptimizer.gradOf(onDevice, held)
-      : gradRuntime === undefined
-        ? undefined
-        : (held: RankParams.Held): DeviceArray => {
-            const hit = deviceGrads.get(held)
-            if (hit !== undefined) return hit
-            const made = gradRuntime.allocate(held.value.dtype, held.value.size)
-            GradAccumulator.clear(made)
-            deviceGrads.set(held, made)
-            return made
-          }
+  // Where the step's gradients accumulate: on the device, or the host's (DeviceGrads).
+  const grads = DeviceGrads.make(params, gradRuntime, onDevice)
+  const deviceGradOf = grads.gradOf
 
   const step = (k: number) =>
     Effect.gen(function* () {
@@ -222,22 +199,14 @@ export const make = (
       RankParams.zeroGrads(params)
       bf16Copies.clear()
       deviceCopies.clear()
-      for (const g of deviceGrads.values()) GradAccumulator.clear(g)
-      downloaded.clear()
+      grads.startStep()
       // The last step's all-gathers into the weights on the device, before this step's copies of them.
       if (zero !== undefined) yield* DeviceDistributed.settle(zero)
       if (onDevice !== undefined) DeviceOptimizer.startStep(onDevice, deviceCopies)
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
       const moeStats = MoeStats.accumulator(microBatches, s.dp)
-      // The accumulators the step's products may defer into (their held rows count as activations).
-      const accumulators = (): Iterable<GradAccumulator.Accumulator> =>
-        onDevice !== undefined
-          ? [...params.values()].map((h) => DeviceOptimizer.gradOf(onDevice, h))
-          : gradRuntime !== undefined
-            ? deviceGrads.values()
-            : [...params.values()].map((h) => h.grad)
-      const activations = RankMemory.activationMeter(() => GradAccumulator.heldBytes(accumulators()))
+      const activations = RankMemory.activationMeter(() => GradAccumulator.heldBytes(grads.accumulators()))
       const stepStarted = performance.now()
       const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
 
@@ -300,7 +269,7 @@ export const make = (
               ? (chunk) => DeviceDistributed.startChunk(zero, chunk)
               : (chunk) =>
                   Effect.suspend(() => {
-                    bringHome((h) => chunkOf(h.spec) === chunk)
+                    grads.bringHome((h) => chunkOf(h.spec) === chunk)
                     return DistributedOptimizer.startChunk(distributed, chunk)
                   }),
         isFirst,
@@ -310,7 +279,7 @@ export const make = (
       })
       // Every backward pass of the step has run: the device's sums come to the host, and
       // accumulators no gradient reached hold zeros.
-      bringHome(() => true)
+      grads.bringHome(() => true)
       if (onDevice === undefined) RankParams.settleGrads(params.values())
       // With the optimizer on the device, the gradients stay there: each shard's sum of squares comes over.
       const squares = onDevice === undefined ? undefined : yield* DeviceOptimizer.squares(onDevice)
