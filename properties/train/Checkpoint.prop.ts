@@ -9,25 +9,15 @@ import path from "node:path"
 import { describe, expect, test } from "vitest"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
-import * as ModelConfig from "../../src/train/ModelConfig.js"
-import * as Optimizer from "../../src/train/Optimizer.js"
 import * as BuiltinModels from "../../src/train/BuiltinModels.js"
 import * as ModelDefinition from "../../src/train/ModelDefinition.js"
 import * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
-import { expectResumes } from "./resumes.js"
+import { expectResumes, smallModel, smallSetup } from "./resumes.js"
 
 const steps = 4
-const model = { ...ModelConfig.small, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, seq: 8, vocab: 16 }
-const setup = (parallel: ParallelConfig.ParallelConfig): RankTrainer.TrainSetup => ({
-  parallel,
-  model,
-  batch: { microBatch: 1, globalBatch: 4 },
-  seed: 3,
-  dtype: "float64",
-  optimizer: Optimizer.defaults(steps),
-  auxLossCoeff: 0.01,
-})
+const model = smallModel()
+const setup = (parallel: ParallelConfig.ParallelConfig): RankTrainer.TrainSetup => smallSetup(parallel, model, steps, { seed: 3, auxLossCoeff: 0.01 })
 const losses = (xs: ReadonlyArray<Train.StepSummary>) => xs.map((s) => s.loss)
 
 describe("checkpoints", () => {

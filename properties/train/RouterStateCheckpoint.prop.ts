@@ -16,11 +16,9 @@ import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as MoeSettings from "../../src/moe/MoeSettings.js"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
 import * as CheckpointDirectory from "../../src/train/CheckpointDirectory.js"
-import * as ModelConfig from "../../src/train/ModelConfig.js"
-import * as Optimizer from "../../src/train/Optimizer.js"
 import type * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
-import { expectResumes } from "./resumes.js"
+import { expectResumes, smallModel, smallSetup } from "./resumes.js"
 
 const steps = 5
 const cases = [
@@ -30,16 +28,8 @@ const cases = [
 const losses = (xs: ReadonlyArray<Train.StepSummary>) => xs.map((s) => s.loss)
 
 describe.each(cases)("$key in checkpoints", ({ key, moe }) => {
-  const model = { ...ModelConfig.small, hidden: 16, heads: 4, kvHeads: 2, ffn: 16, moeFfn: 8, seq: 8, vocab: 16, moe }
-  const setup = (parallel: ParallelConfig.ParallelConfig): RankTrainer.TrainSetup => ({
-    parallel,
-    model,
-    batch: { microBatch: 1, globalBatch: 4 },
-    seed: 5,
-    dtype: "float64",
-    optimizer: Optimizer.defaults(steps),
-    auxLossCoeff: 0,
-  })
+  const model = smallModel(moe)
+  const setup = (parallel: ParallelConfig.ParallelConfig): RankTrainer.TrainSetup => smallSetup(parallel, model, steps, { seed: 5, auxLossCoeff: 0 })
   const a = ParallelConfig.make({ world: 4, tp: 1, cp: 1, pp: 2, ep: 2, etp: 1 })
   const b = ParallelConfig.make({ world: 4, tp: 2, cp: 2, pp: 1, ep: 4, etp: 1 })
 
