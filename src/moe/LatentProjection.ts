@@ -11,7 +11,7 @@
  * experts read the hidden rows; the dispatcher moves, and the experts take and give, L-wide rows.
  */
 import * as TensorLayout from "../dataflow/TensorLayout.js"
-import { add } from "../tensor/ops/Elementwise.js"
+import { biased } from "../dataflow/ParallelLinear.js"
 import { matmul } from "../tensor/ops/Matmul.js"
 import type * as Tensor from "../tensor/Tensor.js"
 
@@ -28,15 +28,12 @@ export interface LatentWeights {
   readonly bias?: { readonly into: Tensor.Tensor; readonly out: Tensor.Tensor } | undefined
 }
 
-/** x w (+ b), b broadcast over the rows. */
-const affine = (x: Tensor.Tensor, w: Tensor.Tensor, b: Tensor.Tensor | undefined): Tensor.Tensor => (b === undefined ? matmul(x, w) : add(matmul(x, w), b))
-
 /**
  * The hidden rows projected to the latent width, their last dim renamed `latent`.
  * @category combinators
  */
 export const into = (rows: TensorLayout.WithLayout, w: LatentWeights): TensorLayout.WithLayout =>
-  TensorLayout.attach(affine(rows.tensor, w.into, w.bias?.into), TensorLayout.withLastDim(rows.layout, TensorLayout.dim("latent", w.into.shape[1] as number)))
+  TensorLayout.attach(biased(matmul(rows.tensor, w.into), w.bias?.into), TensorLayout.withLastDim(rows.layout, TensorLayout.dim("latent", w.into.shape[1] as number)))
 
 /**
  * The combined latent rows projected back to hidden, their last dim `hidden` (the layer's
@@ -44,4 +41,4 @@ export const into = (rows: TensorLayout.WithLayout, w: LatentWeights): TensorLay
  * @category combinators
  */
 export const out = (rows: TensorLayout.WithLayout, w: LatentWeights, hidden: TensorLayout.Dim): TensorLayout.WithLayout =>
-  TensorLayout.attach(affine(rows.tensor, w.out, w.bias?.out), TensorLayout.withLastDim(rows.layout, hidden))
+  TensorLayout.attach(biased(matmul(rows.tensor, w.out), w.bias?.out), TensorLayout.withLastDim(rows.layout, hidden))

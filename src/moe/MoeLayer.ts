@@ -23,6 +23,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as DenseMlp from "../dataflow/DenseMlp.js"
+import { biased } from "../dataflow/ParallelLinear.js"
 import * as Comm from "../comm/Communicator.js"
 import { LayoutError } from "../dataflow/Layout.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
@@ -176,7 +177,7 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
   const fp32 = <A>(f: () => A): A => (x.tape === undefined ? f() : x.tape.fullPrecision(f))
   const j = config.jitter
   const routerIn = j === undefined ? x : mul(x, to(Tensor.fromStorage(InputJitter.factors(j.places, j.layer, x.shape[1] as number, j.eps, x.dtype), x.shape), x.device))
-  const gated = fp32(() => (w.routerBias === undefined ? matmul(routerIn, w.router) : add(matmul(routerIn, w.router), w.routerBias)))
+  const gated = fp32(() => biased(matmul(routerIn, w.router), w.routerBias))
   // The router runs on the host: its logits come down without blocking the JS thread.
   yield* hostValues(gated)
   const bias = config.forcedBias
