@@ -41,10 +41,10 @@ describe("RoPE's config keys", () => {
         const keys = HfRope.keysOf(theta, y) as { rope_theta: number; rope_parameters: Keys; rope_scaling: Keys }
         expect(keys.rope_theta).toBe(theta)
         expect(keys.rope_parameters.rope_theta).toBe(theta)
-        expect(HfRope.yarnOf({ rope_parameters: keys.rope_parameters }, refuse)).toEqual(y)
-        expect(HfRope.yarnOf({ rope_scaling: keys.rope_scaling }, refuse)).toEqual(y)
+        expect(HfRope.scalingOf({ rope_parameters: keys.rope_parameters }, refuse)).toEqual(y)
+        expect(HfRope.scalingOf({ rope_scaling: keys.rope_scaling }, refuse)).toEqual(y)
         const plain = HfRope.keysOf(theta, undefined) as { rope_parameters: Keys; rope_scaling: null }
-        expect(HfRope.yarnOf(plain, refuse)).toBeUndefined()
+        expect(HfRope.scalingOf(plain, refuse)).toBeUndefined()
       }),
     )
   })
@@ -54,14 +54,14 @@ describe("RoPE's config keys", () => {
       fc.property(llama3Arb, (l) => {
         const keys = HfRope.keysOf(500000, l) as { rope_parameters: Keys; rope_scaling: Keys }
         expect(keys.rope_parameters.rope_type).toBe("llama3")
-        expect(HfRope.yarnOf({ rope_parameters: keys.rope_parameters }, refuse)).toEqual(l)
-        expect(HfRope.yarnOf({ rope_scaling: keys.rope_scaling }, refuse)).toEqual(l)
+        expect(HfRope.scalingOf({ rope_parameters: keys.rope_parameters }, refuse)).toEqual(l)
+        expect(HfRope.scalingOf({ rope_scaling: keys.rope_scaling }, refuse)).toEqual(l)
       }),
     )
   })
 
   test("transformers' defaults fill what a config leaves out", () => {
-    expect(HfRope.yarnOf({ rope_scaling: { type: "yarn", factor: 40, original_max_position_embeddings: 4096, mscale_all_dim: 1 } }, refuse)).toEqual({
+    expect(HfRope.scalingOf({ rope_scaling: { type: "yarn", factor: 40, original_max_position_embeddings: 4096, mscale_all_dim: 1 } }, refuse)).toEqual({
       factor: 40,
       originalMaxPositions: 4096,
       betaFast: 32,
@@ -80,6 +80,6 @@ describe("RoPE's config keys", () => {
       [{ rope_type: "yarn", factor: 4, original_max_position_embeddings: 8, attention_factor: 1 }, "gives YaRN an attention_factor of its own (1)"],
       [{ rope_type: "yarn", factor: 4, original_max_position_embeddings: 8, partial_rotary_factor: 0.5 }, "rotates a part of each head (partial_rotary_factor 0.5)"],
     ]
-    for (const [keys, reason] of cases) expect(() => HfRope.yarnOf({ rope_parameters: keys }, refuse)).toThrow(reason)
+    for (const [keys, reason] of cases) expect(() => HfRope.scalingOf({ rope_parameters: keys }, refuse)).toThrow(reason)
   })
 })

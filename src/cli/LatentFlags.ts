@@ -40,13 +40,13 @@ const latentOf = (c: RunConfig.RunConfig): LatentAttention.LatentSizes | undefin
 
 /**
  * The model's fields these settings give, where they are set: multi-latent attention's widths
- * (`mla`), YaRN (`ropeScaling`) and the sliding window (`slidingWindow`, `windowAttnSkipFreq`);
- * throws as latentOf and yarnOf.
+ * (`mla`), RoPE scaling (`ropeScaling`: YaRN or Llama 3) and the sliding window (`slidingWindow`, `windowAttnSkipFreq`);
+ * throws as latentOf and scalingOf.
  * @category constructors
  */
 export const attentionFieldsOf = (c: RunConfig.RunConfig) => {
   const mla = latentOf(c)
-  const ropeScaling = yarnOf(c)
+  const ropeScaling = scalingOf(c)
   const window = c["sliding-window"]
   const skipText = c["window-attn-skip-freq"]
   const skip = skipText === undefined ? undefined : LayerPattern.windowSkipOf("window-attn-skip-freq", skipText, c.layers)
@@ -85,7 +85,7 @@ const llama3Settings = ["low-freq-factor", "high-freq-factor"] as const
  * The model's RoPE scaling (YaRN's or Llama 3's), or undefined with --rope-type rope; throws a
  * ConfigError for a setting of a scaling the model does not use, or yarn without its factor.
  */
-const yarnOf = (c: RunConfig.RunConfig): RopeScaling.Scaling | undefined => {
+const scalingOf = (c: RunConfig.RunConfig): RopeScaling.Scaling | undefined => {
   const type = c["rope-type"]
   const foreign = type === "rope" ? [...yarnSettings, ...llama3Settings] : type === "yarn" ? llama3Settings : yarnSettings.slice(2)
   const stray = foreign.find((k) => c[k] !== undefined && c[k] !== false)

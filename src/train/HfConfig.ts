@@ -6,7 +6,7 @@
  * those left out (by model_type). Everything pleat's model cannot compute as transformers would
  * is refused, naming the key and the fix (a ConfigError on --model-dir): another architecture, an
  * activation other than silu, an odd head width, a sliding window in some layers only (mixtral's, every layer's, is
- * --sliding-window), RoPE scaling other than YaRN (HfRope), MoE layers that
+ * --sliding-window), RoPE scaling other than YaRN and Llama 3's (HfRope), MoE layers that
  * are not K, K + N, K + 2N, ... (pleat's --dense-first K --moe-every N; decoder_sparse_step N is
  * K = N - 1), a Qwen2-MoE without its shared expert.
  *
@@ -239,7 +239,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
     throw refuse(`has sliding_window ${window} in config.json`, "use a whole number of tokens, 1 or more, or null for the whole context")
   // GPT-OSS: its sinks, per-layer window, experts' activation and biases.
   const gptOss = c.model_type === "gpt_oss" ? HfGptOss.fieldsOf(c, refuse) : undefined
-  const yarn = HfRope.yarnOf(c, refuse)
+  const scaling = HfRope.scalingOf(c, refuse)
   const layers = c.num_hidden_layers
   // Each architecture's own key first (the Hub's configs), the other as transformers 5 may save it.
   const experts = (c.model_type === "mixtral" ? (c.num_local_experts ?? c.num_experts) : (c.n_routed_experts ?? c.num_experts ?? c.num_local_experts)) ?? d.experts
@@ -304,7 +304,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
     ...(c.model_type === "qwen3_moe" || c.model_type === "dots1" ? { qkNorm: true } : {}),
     ...(mla === undefined ? {} : { mla }),
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,
-    ...(yarn === undefined ? {} : { ropeScaling: yarn }),
+    ...(scaling === undefined ? {} : { ropeScaling: scaling }),
     ...(window === undefined ? {} : { slidingWindow: window }),
     ...gptOss,
     normEps: c.rms_norm_eps ?? d.normEps,

@@ -50,11 +50,11 @@ interface Held {
 const typeOf = (k: Keys | null | undefined): string => k?.rope_type ?? k?.type ?? "default"
 
 /**
- * The YaRN of a config, or undefined for plain RoPE; throws `refuse(reason, fix)` for what
+ * The RoPE scaling of a config (YaRN or Llama 3), or undefined for plain RoPE; throws `refuse(reason, fix)` for what
  * pleat's RoPE cannot be.
  * @category constructors
  */
-export const yarnOf = (c: Held, refuse: (reason: string, fix: string) => ConfigError.ConfigError): RopeScaling.Scaling | undefined => {
+export const scalingOf = (c: Held, refuse: (reason: string, fix: string) => ConfigError.ConfigError): RopeScaling.Scaling | undefined => {
   const keys = typeOf(c.rope_parameters) !== "default" ? c.rope_parameters : c.rope_scaling
   const type = typeOf(keys)
   if (keys === undefined || keys === null || type === "default") return undefined

@@ -149,7 +149,7 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
   if (m.ropeTheta !== undefined && !(m.ropeTheta > 0 && Number.isFinite(m.ropeTheta)))
     return fault("ropeTheta", m.ropeTheta, "is not a number above 0", "pass --rope-theta F with F > 0 (10000 by default; Mixtral and Qwen2 use 1000000, Llama 3 500000)")
   if (m.ropeScaling !== undefined) {
-    const problem = yarnProblem(m.ropeScaling)
+    const problem = scalingProblem(m.ropeScaling)
     if (problem !== undefined) return problem
   }
   if (m.mtpLayers !== undefined) {
@@ -216,7 +216,7 @@ const mtpProblem = (m: ModelConfig): Problem | undefined => {
 }
 
 /** What keeps YaRN's setting from being one (problemOf); fields named as their flags' (Megatron's). */
-const yarnProblem = (y: RopeScaling.Scaling): Problem | undefined => {
+const scalingProblem = (y: RopeScaling.Scaling): Problem | undefined => {
   if (RopeScaling.isLlama3(y)) return llama3Problem(y)
   if (!(y.factor >= 1 && Number.isFinite(y.factor)))
     return fault("rotaryScalingFactor", y.factor, "is not a number of 1 or more", "pass --rotary-scaling-factor F with F >= 1 (DeepSeek-V3's 40)")
