@@ -115,9 +115,9 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const experts =
     localExperts * (gemm(gemmPeak, perExpert, (2 * m.moeFfn) / map.etp, x, c.groupedGemmFraction) + gemm(gemmPeak, perExpert, x, m.moeFfn / map.etp, c.groupedGemmFraction))
   const latent = m.moeLatentSize === undefined ? 0 : gemm(gemmPeak, tokens, m.moeLatentSize, h) + gemm(gemmPeak, tokens, h, m.moeLatentSize)
-  const router = gemm(peak, tokens, m.experts, h) + latent
+  const router = gemm(peak, tokens, m.experts, h)
   const shared = m.sharedExpertFfn === undefined ? 0 : mlp(m.sharedExpertFfn)
-  const forwardGemm = attentionGemms + moeShare * (experts + router + shared) + (1 - moeShare) * mlp(m.ffn)
+  const forwardGemm = attentionGemms + moeShare * (experts + latent + router + shared) + (1 - moeShare) * mlp(m.ffn)
   const head = last ? (1 + mtp) * gemm(gemmPeak, rows, m.vocab / map.tp, h) : 0
   const chunk = job.seq / (2 * map.cp)
   const attentionForward =
