@@ -167,6 +167,7 @@ export const unsupported: Readonly<Record<string, string>> = {
   "moe-extended-tp": "Megatron-LM's deprecated form of expert tensor parallelism: use --expert-tensor-parallel-size",
   "moe-use-upcycling": "upcycle the dense model once with pleat import --experts E --topk K (a Hugging Face Llama, Mistral or Qwen3), then train with --resume",
   "moe-upcycling-granularity": "give it to the upcycling import: pleat import --experts E --granularity G",
+  "moe-enable-routing-replay": "pleat replays routing from files: --routing-record DIR on one run, --routing-replay DIR on another (numpy .npy step files)",
   "no-load-optim": "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",
   finetune: "pleat's --load restores the whole state; to start a new schedule from a model, use pleat import",
   "lr-warmup-fraction": "use --lr-warmup-iters",

@@ -27,6 +27,7 @@ import * as Optimizer from "../train/Optimizer.js"
 import * as TokenFile from "../train/TokenFile.js"
 import * as Flags from "./Flags.js"
 import { documentSettings } from "./DocumentFlags.js"
+import { routingSettings } from "./RoutingFlags.js"
 import * as PresetSettings from "./PresetSettings.js"
 import { modelShapeSettings } from "./ModelShapeSettings.js"
 import { routerSettings } from "./RouterSettings.js"
@@ -79,6 +80,7 @@ export const settings = {
   "eval-every": optionalCount("evaluate on --eval-data every N steps (and after the last)"),
   "eval-batches": count("global batches of --eval-data an evaluation reads (the same sequences every time)", 4),
   ...documentSettings,
+  ...routingSettings,
   dtype: choice(["float32", "float64"], "float32", "parameter and activation dtype", "DTYPE"),
   precision: choice(
     ["fp32", "bf16"],

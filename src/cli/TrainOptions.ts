@@ -34,6 +34,7 @@ import * as MegatronArgs from "./MegatronArgs.js"
 import * as DefinitionFlag from "./DefinitionFlag.js"
 import * as DataRange from "./DataRange.js"
 import * as DocumentFlags from "./DocumentFlags.js"
+import * as RoutingFlags from "./RoutingFlags.js"
 import * as JsonFile from "./JsonFile.js"
 import * as RunOutputs from "./RunOutputs.js"
 import * as RunChecks from "./RunChecks.js"
@@ -236,6 +237,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const data = explained(d, () => dataFile(c, d.sources))
   const evaluation = explained(d, () => evaluationOf(c, d.sources))
   const documents = explained(d, () => DocumentFlags.documentsOf(c))
+  const routing = explained(d, () => RoutingFlags.routingOf(c))
   const inputs = [
     ["--config", layer?.file],
     ["--data", c.data],
@@ -301,6 +303,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       ...(evaluation === undefined ? {} : { evaluation }),
       ...(documents === undefined ? {} : { documents }),
       ...(c["calculate-per-token-loss"] ? { perTokenLoss: true } : {}),
+      ...(routing === undefined ? {} : { routing }),
       ...(definition === undefined || ConfigError.isConfigError(definition) ? {} : { definition }),
     },
     steps: c.steps,

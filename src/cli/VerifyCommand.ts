@@ -41,6 +41,7 @@ const refusals = (resolved: TrainOptions.Resolved, argv: ReadonlyArray<string>):
   unused("save", resolved.save, "it keeps no training run")
   unused("resume", resolved.resume, "it starts both runs from the seed")
   unused("trace", resolved.trace, "it traces nothing")
+  unused("routing-record", resolved.setup.routing?.record, "it keeps no training run")
   // Held-out data typed on the command line; a Megatron-LM --data-path's validation split (MegatronSplit) is simply not read.
   const heldOut = argv.some((a) => /^--(eval-data|valid-data-path)(=|$)/.test(a))
   unused("eval-data", heldOut ? resolved.setup.evaluation?.data.path : undefined, "it compares training steps")

@@ -187,7 +187,12 @@ const moe = (c: ModelContext.ModelContext, layer: number, hidden: TensorLayout.T
 function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.Activations) {
   const p = weightsOf(c, layer)
   const norm = p("ffnNorm")
-  const config = yield* moeConfig(c, layer, h.tensor.shape[0] as number)
+  const rows = h.tensor.shape[0] as number
+  // Routing replay or recording: the experts of these rows by their places in the data stream.
+  const places = c.routing === undefined ? undefined : yield* rowPlacesOf(c, rows, "routing replay and recording")
+  const replayed = places === undefined ? undefined : c.routing?.replayed?.(layer, places)
+  const routed = yield* moeConfig(c, layer, rows)
+  const config: MoeLayer.MoeConfig = replayed === undefined ? routed : { replayed, ...routed }
   const biased = c.sizes.moe?.expertBias === true
   const hasShared = c.sizes.sharedExpertFfn !== undefined
   const weights: MoeLayer.MoeWeights = {
@@ -235,6 +240,8 @@ function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
     loss = first.loss
   }
   const r = first as MoeResult
+  // The first forward's choice (a recompute's is the same).
+  if (places !== undefined) c.routing?.record?.(layer, places, r.routing.indices)
   if (biased && c.moeState !== undefined) MoeRunState.countTokens(c.moeState, layer, RoutingMap.tokensPerExpert(r.routing.map))
   // The first forward's beta_local only: a full-recompute replay adds nothing.
   if (r.quantileLocal !== undefined && c.moeState !== undefined) MoeRunState.addQuantileLocal(c.moeState, layer, r.quantileLocal)
@@ -283,7 +290,7 @@ function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
   const global = types.includes("global_aux") && c.groups.tpDpCp !== undefined ? { tpDpCp: c.groups.tpDpCp, state: MoeRunState.globalCounts(state, layer, s.experts) } : undefined
   const expertBias = s.moe.expertBias ? MoeRunState.expertBias(state, layer, s.experts) : undefined
   const quantileBeta = s.moe.quantileBalancing === true ? MoeRunState.quantileBeta(state, layer, s.experts) : undefined
-  const jitterRows = s.moe.inputJitterEps === undefined ? undefined : yield* jitterRowsOf(c, layer, rows)
+  const jitterRows = s.moe.inputJitterEps === undefined ? undefined : { layer, places: yield* rowPlacesOf(c, rows, "the router's input jitter") }
   const std = s.moe.forceBiased
   if (std !== undefined && std > 0 && c.firstSequence === undefined)
     return yield* Effect.die(new Error("a forced bias drawn per micro-batch needs the micro-batch's identity (ModelContext.firstSequence)"))
@@ -302,11 +309,11 @@ function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
   })
 }
 
-/** The layer and its rows' places in the data stream (this member's tp block of the cp rows under sequence parallelism), for the router's input jitter. */
-function* jitterRowsOf(c: ModelContext.ModelContext, layer: number, rows: number) {
-  if (c.tokenPlaces === undefined) return yield* Effect.die(new Error("the router's input jitter needs each row's place in the data stream (ModelContext.tokenPlaces)"))
+/** The rows' places in the data stream (this member's tp block of the cp rows under sequence parallelism), for `what`. */
+function* rowPlacesOf(c: ModelContext.ModelContext, rows: number, what: string) {
+  if (c.tokenPlaces === undefined) return yield* Effect.die(new Error(`${what} needs each row's place in the data stream (ModelContext.tokenPlaces)`))
   const first = c.sequenceParallel ? Group.localRank(c.groups.tp, (yield* Comm.Communicator).rank) * rows : 0
-  return { layer, places: c.tokenPlaces.subarray(first, first + rows) }
+  return c.tokenPlaces.subarray(first, first + rows)
 }
 
 /** The gated MLP weights under `prefix` (dense: none, "shared.", "experts."), with their biases under --add-bias-linear. */

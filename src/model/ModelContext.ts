@@ -193,6 +193,20 @@ export interface ModelContext {
   readonly tokenPlaces?: Float64Array | undefined
   /** The micro-batch's first sequence's index in the data stream (its identity on every rank). */
   readonly firstSequence?: number | undefined
+  /** Routing replay or recording (--routing-replay, --routing-record), by the rows' tokenPlaces. */
+  readonly routing?: RoutingSite | undefined
+}
+
+/**
+ * Where the MoE layers' routing comes from or goes to, by each row's place in the data stream
+ * (ModelContext.tokenPlaces): Megatron-Core's routing replay (semantics.md 2.1.10).
+ * @category models
+ */
+export interface RoutingSite {
+  /** The experts to route these rows to at `layer`, [rows * K] best first (replay); absent: the router selects. */
+  readonly replayed?: ((layer: number, places: Float64Array) => Int32Array) | undefined
+  /** Keeps the experts the router chose for these rows at `layer`, [rows * K], before any dropping. */
+  readonly record?: ((layer: number, places: Float64Array, experts: Int32Array) => void) | undefined
 }
 
 /**

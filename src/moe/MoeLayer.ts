@@ -122,6 +122,12 @@ export interface MoeConfig {
    * `tpCp`): the layer's beta now, and whether this forward gives its beta_local (training).
    */
   readonly quantile?: { readonly beta: ReadonlyArray<number>; readonly update: boolean } | undefined
+  /**
+   * Routing replay (semantics.md 2.1.10, REPLAY_FORWARD): each row's experts, [T * K] best first,
+   * in place of the router's selection; the probs are then the score function's at them
+   * (Router.probsFor), and dropping, the dispatch and the aux losses go on as usual.
+   */
+  readonly replayed?: Int32Array | undefined
   /** The router's input jitter (InputJitter): eps, the layer, and each row's place in the data stream. */
   readonly jitter?: { readonly eps: number; readonly layer: number; readonly places: ArrayLike<number> } | undefined
 }
@@ -185,7 +191,8 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
     bias !== undefined ? fp32(() => ForcedBalance.forceBiased(gated, bias)) : config.forceLoadBalancing === true ? fp32(() => ForcedBalance.forceLoadBalancing(gated)) : gated
   const quantile =
     config.quantile === undefined ? undefined : yield* QuantileBalancing.selectGathered(logits, config.tpCp, config.router.topk, config.quantile.beta, config.quantile.update)
-  const routed = fp32(() => Router.routing(logits, config.router, quantile?.indices))
+  if (quantile !== undefined && config.replayed !== undefined) return yield* Effect.die(new Error("MoeLayer: routing replay and quantile balancing both select the experts"))
+  const routed = fp32(() => Router.routing(logits, config.router, quantile?.indices ?? config.replayed))
   let probs = routed.probs
   let map = routed.routingMap
   // Routed (token, expert) pairs the capacity dropped (0 when dropless).
@@ -255,7 +262,7 @@ function* forwardLaidSteps(laid: TensorLayout.WithLayout, w: MoeWeights, config:
     loss = add(loss, scale(z, config.zLossCoeff as number))
     terms.push({ name: "z_loss", value: Tensor.item(z) })
   }
-  return { output, loss, terms, dropped, routing: { probs, map }, report, quantileLocal: quantile?.local }
+  return { output, loss, terms, dropped, routing: { probs, map, indices: routed.indices }, report, quantileLocal: quantile?.local }
 }
 
 /** The shared experts' gate per token, sigmoid(x Wg): the sigmoid runs on the host, its input brought down without blocking. */

@@ -46,6 +46,8 @@ import * as Optimizer from "./Optimizer.js"
 import * as Params from "./Params.js"
 import * as PipelineLinks from "./PipelineLinks.js"
 import * as RankMemory from "./RankMemory.js"
+import type * as ModelContext from "../model/ModelContext.js"
+import * as RoutingSites from "./RoutingSites.js"
 import * as StepReportModule from "./StepReport.js"
 import type * as TrainSetupModule from "./TrainSetup.js"
 import * as RankParams from "./RankParams.js"
@@ -147,7 +149,7 @@ export const make = (
     })
   const isLast = (chunk: number) => stageOf(chunk) === lastStage
 
-  const ctxOf = (param: (name: string) => Tensor.Tensor, state = moeState, evaluating = false): Stage.StageContext => ({
+  const ctxOf = (param: (name: string) => Tensor.Tensor, state = moeState, evaluating = false, routing?: ModelContext.RoutingSite): Stage.StageContext => ({
     model,
     microBatch: batch.microBatch,
     groups,
@@ -160,6 +162,7 @@ export const make = (
     recomputeModules: setup.recomputeModules,
     forward: definition.forward,
     evaluating,
+    routing,
   })
   // Every link carries the hidden rows of a micro-batch in the model's layout on this rank.
   const links = PipelineLinks.make({
@@ -209,6 +212,8 @@ export const make = (
       const activations = RankMemory.activationMeter(() => GradAccumulator.heldBytes(grads.accumulators()))
       const stepStarted = performance.now()
       const span = (name: string, start: number) => setup.span?.({ rank, name, category: "compute", start, end: performance.now() })
+      // Routing replay or recording (--routing-replay, --routing-record).
+      const routing = RoutingSites.forStep(setup, k)
 
       /**
        * A chunk's forward (ChunkRun), with its loss share and expert loads counted into the step.
@@ -229,7 +234,7 @@ export const make = (
           isFirst: stage === 0,
           isLast: stage === lastStage,
           params,
-          context: (param) => ctxOf(param),
+          context: (param) => ctxOf(param, moeState, false, routing?.site),
           data,
           received,
           precision: setup.precision,
@@ -338,6 +343,7 @@ export const make = (
         ...times,
         optimizerStateBytes,
         memory: RankMemory.report(params, optimizerStateBytes, activations.peak),
+        ...(routing?.recorded === undefined ? {} : { routing: routing.recorded }),
         ...StepReportModule.devicePart(deviceRuntime, deviceBefore),
       } satisfies StepReport
     })

@@ -47,6 +47,8 @@ export interface StageContext {
   readonly forward: ModelDefinition.Forward
   /** A forward of an evaluation (ModelContext.evaluating). */
   readonly evaluating?: boolean | undefined
+  /** The step's routing replay or recording (ModelContext.routing; RoutingSites). */
+  readonly routing?: ModelContext.RoutingSite | undefined
 }
 
 /**
@@ -95,6 +97,7 @@ const modelContext = (
   ...(c.evaluating === true ? { evaluating: true } : {}),
   ...(tokenPlaces === undefined ? {} : { tokenPlaces }),
   ...(data.firstSequence === undefined ? {} : { firstSequence: data.firstSequence }),
+  ...(c.routing === undefined ? {} : { routing: c.routing }),
 })
 
 /**
@@ -118,10 +121,10 @@ export const forward = (c: StageContext, layers: readonly [number, number], inpu
   const tokens = { shifted: (k: number) => pick(MultiTokenPrediction.shifted(whole, c.model.seq, k), k), ...mine }
   const marks = data.documents
   const documents = marks === undefined ? undefined : { firstKeys: marks.firstKeys && at(marks.firstKeys), positions: marks.positions && at(marks.positions) }
-  // The rows' places in the data stream, for the router's input jitter only (a forward's allocation otherwise).
+  // The rows' places in the data stream, for the router's input jitter and routing replay only (a forward's allocation otherwise).
   const first = data.firstSequence
   const seq = c.model.seq
-  const jitter = c.model.moe?.inputJitterEps !== undefined
-  const places = first === undefined || !jitter ? undefined : Float64Array.from(rows, (r) => (first + Math.floor(r / seq)) * seq + (r % seq))
+  const needed = c.model.moe?.inputJitterEps !== undefined || c.routing !== undefined
+  const places = first === undefined || !needed ? undefined : Float64Array.from(rows, (r) => (first + Math.floor(r / seq)) * seq + (r % seq))
   return c.forward(modelContext(c, documents, data, places), { layers, isFirst, isLast }, input, tokens)
 }

@@ -6,6 +6,7 @@
 import type * as MoeStats from "../model/MoeStats.js"
 import type { DeviceRuntime, MemoryUse } from "../tensor/device/DeviceRuntime.js"
 import type * as RankMemory from "./RankMemory.js"
+import type * as RoutingFiles from "./RoutingFiles.js"
 
 /**
  * What one rank reports after a step.
@@ -38,6 +39,8 @@ export interface StepReport {
   readonly hostWaits?: number
   /** On an accelerator whose runtime can tell: its memory at the end of the step (ranks sharing a device share it; the peak since the process started). */
   readonly deviceMemory?: MemoryUse
+  /** With routing recording: the experts this rank's MoE layers chose for its rows (RoutingSites). */
+  readonly routing?: ReadonlyArray<RoutingFiles.Entry>
 }
 
 /**

@@ -21,7 +21,7 @@ import type { Logger } from "pino"
 import * as Result from "effect/Result"
 import type * as ConfigError from "../errors/ConfigError.js"
 import * as Folding from "../mapping/Folding.js"
-import * as MoeStats from "../model/MoeStats.js"
+import type * as MoeStats from "../model/MoeStats.js"
 import * as Check from "../pipeline/Check.js"
 import * as Schedule from "../pipeline/Schedule.js"
 import * as Backend from "../runtime/Backend.js"
@@ -39,7 +39,9 @@ import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
 import type * as RankTrainer from "./RankTrainer.js"
 import * as SaveFallback from "./SaveFallback.js"
+import * as RoutingRecording from "./RoutingRecording.js"
 import * as SaveLock from "./SaveLock.js"
+import * as StepCollector from "./StepCollector.js"
 import * as TrainProgram from "./TrainProgram.js"
 
 /**
@@ -110,67 +112,6 @@ export interface RunOptions {
   readonly onEval?: (summary: HeldOut.EvalSummary) => void
 }
 
-/** The summary of one step from every rank's report. */
-const summarize = (step: number, reports: ReadonlyArray<RankTrainer.StepReport>, tokens: number, seconds: number): StepSummary => {
-  const byLayer = new Map<number, Array<number>>()
-  for (const r of reports) for (const e of r.expertRows) byLayer.set(e.layer, [...(byLayer.get(e.layer) ?? []), ...e.rows])
-  const imbalance = [...byLayer]
-    .sort((a, b) => a[0] - b[0])
-    .map(([layer, rows]) => {
-      const mean = rows.reduce((a, b) => a + b, 0) / Math.max(1, rows.length)
-      return { layer, value: mean === 0 ? 1 : Math.max(...rows) / mean }
-    })
-  return {
-    step,
-    loss: reports.reduce((a, r) => a + r.loss, 0),
-    gradNorm: reports[0]?.gradNorm ?? 0,
-    lr: reports[0]?.lr ?? 0,
-    tokens,
-    seconds,
-    imbalance,
-    moe: MoeStats.combine(reports.map((r) => r.moeStats ?? [])),
-    ranks: reports.map((r) => ({
-      forwardMs: r.forwardMs,
-      backwardMs: r.backwardMs,
-      waitMs: r.waitMs,
-      optimizerStateBytes: r.optimizerStateBytes,
-      memory: r.memory,
-      ...(r.hostDeviceBytes === undefined ? {} : { hostDeviceBytes: r.hostDeviceBytes }),
-      ...(r.hostWaits === undefined ? {} : { hostWaits: r.hostWaits }),
-      ...(r.deviceMemory === undefined ? {} : { deviceMemory: r.deviceMemory }),
-    })),
-  }
-}
-
-/**
- * Gathers the ranks' step events into summaries, in step order (a step is summarized once
- * every rank has reported it).
- */
-const collector = (world: number, tokens: number, publish: (summary: StepSummary) => void, saved: (event: TrainProgram.SavedEvent) => void) => {
-  const pending = new Map<number, Array<TrainProgram.StepEvent>>()
-  let next: number | undefined
-  return (rank: number, value: unknown): void => {
-    if (typeof value === "object" && value !== null && "saved" in value) return saved(value as TrainProgram.SavedEvent)
-    const event = value as TrainProgram.StepEvent
-    next ??= event.step
-    const got = pending.get(event.step) ?? []
-    got[rank] = event
-    pending.set(event.step, got)
-    for (let ready = pending.get(next); ready !== undefined && ready.filter((e) => e !== undefined).length === world; ready = pending.get(next)) {
-      pending.delete(next)
-      publish(
-        summarize(
-          next,
-          ready.map((e) => e.report),
-          tokens,
-          Math.max(...ready.map((e) => e.seconds)),
-        ),
-      )
-      next++
-    }
-  }
-}
-
 /** The steps (steps done) to save (or evaluate) at: every `every` after `first`, and the last. */
 const periodicSteps = (first: number, steps: number, every: number | undefined): Array<number> => {
   if (steps <= first) return []
@@ -184,6 +125,7 @@ type Published =
   | { readonly _tag: "Saved"; readonly step: number; readonly dir: string }
   | { readonly _tag: "SaveFailed"; readonly failure: SaveFallback.SaveFailure }
   | { readonly _tag: "Evaluated"; readonly summary: HeldOut.EvalSummary }
+  | { readonly _tag: "RecordFailed"; readonly error: unknown }
 
 /** The newest intact checkpoint in `dir`, if any (never throws: `dir` may be gone). */
 const intactIn = (dir: string | undefined): { readonly step: number; readonly dir: string } | undefined => {
@@ -271,6 +213,7 @@ export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effec
   if (Result.isFailure(checked)) throw new Error(`pipeline schedule: ${Check.format(checked.failure)}`)
   return Effect.gen(function* () {
     const first = options.resume === undefined ? 0 : yield* CheckpointCheck.resumedStep(options.resume, setup)
+    yield* RoutingRecording.prepare(setup, first, options.steps)
     // Never into what pleat did not write, nor where another run is saving (SaveLock).
     const lock = options.save === undefined ? undefined : yield* SaveLock.take(options.save)
     return yield* Effect.ensuring(
@@ -300,6 +243,8 @@ const saving = (setup: RankTrainer.TrainSetup, options: RunOptions, first: numbe
     const out: Array<StepSummary> = []
     const publish = (item: Published) =>
       Effect.sync(() => {
+        // A failed recording ends the run (`streaming`, or after the job: `recordFailed`).
+        if (item._tag === "RecordFailed") return
         if (item._tag === "Saved") return options.onSave?.(item.step, item.dir)
         if (item._tag === "Evaluated") return options.onEval?.(item.summary)
         if (item._tag === "SaveFailed") {
@@ -311,7 +256,19 @@ const saving = (setup: RankTrainer.TrainSetup, options: RunOptions, first: numbe
       })
     // Steps each rank has reported done, so a failure names the step the rank was running.
     const done = new Array<number>(world).fill(first)
-    const collect = collector(world, tokens, (summary) => void Queue.offerUnsafe(published, { _tag: "Step", summary }), saved)
+    // Routing recording (--routing-record): each step's file once every rank has routed it; a failure ends the run.
+    const record = RoutingRecording.recorder(setup)
+    let recordFailed: unknown
+    const collect = StepCollector.collector(
+      world,
+      tokens,
+      (summary, reports) => {
+        const error = record?.(summary.step, reports)
+        if (error !== undefined) recordFailed ??= error
+        Queue.offerUnsafe(published, error === undefined ? { _tag: "Step", summary } : { _tag: "RecordFailed", error })
+      },
+      saved,
+    )
     const evaluated = HeldOut.collector(world, (summary) => void Queue.offerUnsafe(published, { _tag: "Evaluated", summary }))
     // Nothing left to train: the resumed checkpoint itself is evaluated (at its step).
     const evaluations = setup.evaluation === undefined ? [] : first >= options.steps ? [first] : periodicSteps(first, options.steps, options.evalEvery)
@@ -348,13 +305,13 @@ const saving = (setup: RankTrainer.TrainSetup, options: RunOptions, first: numbe
     // Summaries and checkpoints are handed on on this fiber as they come; the job ends the
     // streaming, and what is left is handed on however the job ended (an interrupted job's
     // caller learns which checkpoint it published last).
-    const streaming = Effect.forever(Effect.flatMap(Queue.take(published), publish))
+    const streaming = Effect.forever(Effect.flatMap(Queue.take(published), (item) => (item._tag === "RecordFailed" ? RoutingRecording.failure(item.error) : publish(item))))
     const rest = Effect.flatMap(Queue.clear(published), (items) => Effect.forEach(items, publish, { discard: true }))
     // The weights' packed panels go with the run (StableWeights; another run's only rebuild theirs).
     const finished = Effect.ensuring(
       Effect.uninterruptibleMask((restore) => Effect.as(Effect.ensuring(restore(Effect.raceFirst(job, streaming)), rest), out)),
       Effect.sync(StableWeights.clear),
-    )
+    ).pipe(Effect.flatMap((summaries) => (recordFailed === undefined ? Effect.succeed(summaries) : RoutingRecording.failure(recordFailed))))
     // A stopped job leaves the checkpoints it published and nothing of those it had not (as
     // far as their directories can still be reached).
     const abandon = () => {

@@ -53,6 +53,12 @@ export interface TrainSetup {
   readonly perTokenLoss?: boolean | undefined
   /** Held-out data to evaluate on (Evaluation; on the ranks' device where they compute on one). */
   readonly evaluation?: HeldOut.EvaluationSetup | undefined
+  /**
+   * Routing replay and recording (RoutingFiles, semantics.md 2.1.10): `replay`, a directory whose
+   * step files give every MoE layer's experts per token; `record`, a directory the driver writes
+   * each step's routing into (RoutingSites collects it on the ranks).
+   */
+  readonly routing?: { readonly replay?: string | undefined; readonly record?: string | undefined } | undefined
   /** Receives a span for every forward, backward and wait, and one per step (tracing). */
   readonly span?: ((span: Trace.Span) => void) | undefined
 }

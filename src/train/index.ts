@@ -2,7 +2,7 @@
  * pleat/train: the training job (Train), the model and batch configuration and its presets,
  * parameters, optimizers (AdamW, the distributed optimizer), checkpoints and their export as
  * Hugging Face models (and dense ones upcycled), and the training data (token files, packed
- * documents).
+ * documents), and routing replay's files (RoutingFiles, in NumPy's .npy format).
  */
 export * as BuiltinModels from "./BuiltinModels.js"
 export * as Checkpoint from "./Checkpoint.js"
@@ -24,6 +24,7 @@ export * as LrSchedule from "./LrSchedule.js"
 export * as ModelConfig from "./ModelConfig.js"
 export * as ModelDefinition from "./ModelDefinition.js"
 export * as ModelPresets from "./ModelPresets.js"
+export * as Npy from "./Npy.js"
 export * as Optimizer from "./Optimizer.js"
 export * as ParamInit from "./ParamInit.js"
 export * as Params from "./Params.js"
@@ -31,6 +32,7 @@ export * as RankMemory from "./RankMemory.js"
 export * as RankParams from "./RankParams.js"
 export * as RankTrainer from "./RankTrainer.js"
 export * as Safetensors from "./Safetensors.js"
+export * as RoutingFiles from "./RoutingFiles.js"
 export * as SaveFallback from "./SaveFallback.js"
 export * as StepFlops from "./StepFlops.js"
 export * as StepReport from "./StepReport.js"
