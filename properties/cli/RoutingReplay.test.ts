@@ -203,6 +203,15 @@ describe("routing replay", () => {
     const save = fresh("routing-save")
     expect(refused([...base, "--steps", "2", "--save", save, "--routing-record", path.join(save, "routing")])).toMatch(/--routing-record: .* shares its folder with --save/)
     expect(refused([...base, "--steps", "2", "--routing-replay", recorded, "--routing-record", recorded])).toMatch(/shares its folder with --routing-replay/)
+    // pleat verify replays on both runs, checked before either starts; it records nothing.
+    const verified = await run(["verify", "--layers", "2", "--steps", "2", "--routing-replay", recorded, ...mapping(4, 2, 1, 1, 2, 2)])
+    expect(verified.status, verified.err).toBe(0)
+    expect(verified.out).toMatch(/: OK\n/)
+    const verifyMissing = await run(["verify", "--layers", "2", "--steps", "3", "--routing-replay", recorded, ...mapping(4, 2, 1, 1, 2, 2)])
+    expect(verifyMissing.status).toBe(2)
+    expect(verifyMissing.out).toBe("")
+    expect(verifyMissing.err).toMatch(/^pleat verify: --routing-replay: .*step-00000003\.npy" cannot be read for step 3.*\n$/)
+    expect(refused(["verify", "--layers", "2", "--steps", "2", "--routing-record", fresh("routing-verify"), ...mapping(4, 2, 1, 1, 2, 2)])).toMatch(/--routing-record: .* is not used by pleat verify/)
     // Hand-written files replay without routing.json (Python may write only the step files).
     const handWritten = fresh("routing-hand")
     writeFileSync(path.join(handWritten, "step-00000001.npy"), readFileSync(path.join(recorded, "step-00000001.npy")))

@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Lockstep from "../train/Lockstep.js"
+import * as RoutingRecording from "../train/RoutingRecording.js"
 import { Activity } from "./Activity.js"
 import * as BadInput from "./BadInput.js"
 import * as DefinitionFlag from "./DefinitionFlag.js"
@@ -137,6 +138,8 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number | Effect.Effect
   return Effect.gen(function* () {
     yield* DefinitionFlag.check(setup.definition, resolved.definitionText)
     const activity = yield* Activity
+    // A replay's step files are checked before any rank starts, as pleat train checks them.
+    yield* Effect.mapError(RoutingRecording.prepare(setup, 0, steps), resolved.explain)
     activity.set(`before step 1 of ${steps} was compared`)
     if (!json) {
       io.stdout(
