@@ -211,7 +211,9 @@ describe("routing replay", () => {
     expect(verifyMissing.status).toBe(2)
     expect(verifyMissing.out).toBe("")
     expect(verifyMissing.err).toMatch(/^pleat verify: --routing-replay: .*step-00000003\.npy" cannot be read for step 3.*\n$/)
-    expect(refused(["verify", "--layers", "2", "--steps", "2", "--routing-record", fresh("routing-verify"), ...mapping(4, 2, 1, 1, 2, 2)])).toMatch(/--routing-record: .* is not used by pleat verify/)
+    expect(refused(["verify", "--layers", "2", "--steps", "2", "--routing-record", fresh("routing-verify"), ...mapping(4, 2, 1, 1, 2, 2)])).toMatch(
+      /--routing-record: .* is not used by pleat verify/,
+    )
     // Hand-written files replay without routing.json (Python may write only the step files).
     const handWritten = fresh("routing-hand")
     writeFileSync(path.join(handWritten, "step-00000001.npy"), readFileSync(path.join(recorded, "step-00000001.npy")))
