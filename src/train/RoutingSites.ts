@@ -30,7 +30,7 @@ export const forStep = (setup: TrainSetup.TrainSetup, k: number): StepSite | und
   // Places in the data stream, counted from the step's first token.
   const offset = k * setup.batch.globalBatch * setup.model.seq
   const inStep = (places: Float64Array): Int32Array => Int32Array.from(places, (p) => p - offset)
-  const replay = r.replay === undefined ? undefined : RoutingFiles.readStep(r.replay, k + 1, manifest)
+  const replay = r.replay === undefined ? undefined : stepRead(setup, r.replay, k + 1, manifest)
   const recorded = r.record === undefined ? undefined : ([] as Array<RoutingFiles.Entry>)
   return {
     site: {
@@ -39,4 +39,24 @@ export const forStep = (setup: TrainSetup.TrainSetup, k: number): StepSite | und
     },
     recorded,
   }
+}
+
+/**
+ * The step files a run has read in this process, by its setup (the one object its ranks here
+ * share), the newest few: the ranks of a process read each step's file once. Per run, so a file
+ * rewritten between runs is read again.
+ */
+const read = new WeakMap<TrainSetup.TrainSetup, Map<number, RoutingFiles.StepRouting>>()
+const readKept = 2
+
+/** Step `step`'s routing from `dir`, read once for the run's ranks in this process (they reach a step together). */
+const stepRead = (setup: TrainSetup.TrainSetup, dir: string, step: number, manifest: RoutingFiles.Manifest): RoutingFiles.StepRouting => {
+  const steps = read.get(setup) ?? new Map<number, RoutingFiles.StepRouting>()
+  read.set(setup, steps)
+  const held = steps.get(step)
+  if (held !== undefined) return held
+  const routing = RoutingFiles.readStep(dir, step, manifest)
+  steps.set(step, routing)
+  if (steps.size > readKept) steps.delete(Math.min(...steps.keys()))
+  return routing
 }
