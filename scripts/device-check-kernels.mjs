@@ -222,12 +222,13 @@ export const kernelChecks = async ({ root, check, checkAsync, assert, random, fl
       [4096, 64, 8, "pre", undefined, undefined],
       [4096, 256, 8, "sigmoid", 8, 4],
       [1, 1, 1, "sigmoid", undefined, undefined],
+      [4096, 64, 6, "sqrtsoftplus", 8, 4],
     ]) {
       const logits = floats(tokens * experts)
-      const bias = mode === "sigmoid" ? Float64Array.from({ length: experts }, () => random() / 10) : undefined
+      const bias = mode === "sigmoid" || mode === "sqrtsoftplus" ? Float64Array.from({ length: experts }, () => random() / 10) : undefined
       const options = {
         topk,
-        scoreFunction: mode === "sigmoid" ? "sigmoid" : "softmax",
+        scoreFunction: mode === "pre" || mode === "post" ? "softmax" : mode,
         preSoftmax: mode === "pre",
         numGroups: numGroups ?? null,
         groupTopk: groupTopk ?? null,

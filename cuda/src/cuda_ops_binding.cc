@@ -310,11 +310,11 @@ Napi::Value RouterFused(const Napi::CallbackInfo& info) {
   const int e = static_cast<int>(experts), k = static_cast<int>(topk), m = static_cast<int>(mode), g = static_cast<int>(groups),
             gk = static_cast<int>(group_topk);
   const bool grouped = g > 0;
-  if (e < 1 || e > kRouterMaxExperts || k < 1 || k > e || k > kRouterMaxTopk || (m != 0 && m != 1 && m != 2) ||
+  if (e < 1 || e > kRouterMaxExperts || k < 1 || k > e || k > kRouterMaxTopk || (m < 0 || m > 3) ||
       (grouped && (gk < 1 || e % g != 0 || g % gk != 0 || k > gk * (e / g))) || logits.length != t * static_cast<size_t>(e) ||
       indices.length != t * static_cast<size_t>(k) || probs.length != logits.length || (biased && bias.length != static_cast<size_t>(e))) {
     throw_range_error(env, std::string(fn) + ": needs 1 <= topk <= experts <= " + std::to_string(kRouterMaxExperts) + ", topk <= " +
-                               std::to_string(kRouterMaxTopk) + ", mode 0, 1 or 2, groups dividing experts and groupTopk dividing groups with topk <= groupTopk * experts / groups, logits and probs tokens * experts, indices tokens * topk, bias experts");
+                               std::to_string(kRouterMaxTopk) + ", mode 0, 1, 2 or 3, groups dividing experts and groupTopk dividing groups with topk <= groupTopk * experts / groups, logits and probs tokens * experts, indices tokens * topk, bias experts");
     return env.Undefined();
   }
   return run_on_device(info, fn, {{&logits, Way::in}, {biased ? &bias : nullptr, Way::in}, {&indices, Way::out}, {&probs, Way::out}},

@@ -300,7 +300,7 @@ const router: Twin<RouterCase> = {
     const [indices, probs] = [new Int32Array(c.tokens * topk), new Float32Array(c.tokens * c.experts)]
     if (on === "device") device().router(c.logits, c, c.spec, indices, probs)
     else {
-      const header = Float64Array.of(c.tokens, c.experts, topk, mode === "pre" ? 0 : mode === "post" ? 1 : 2, numGroups ?? 0, groupTopk ?? 0, bias ? 1 : 0, scale)
+      const header = Float64Array.of(c.tokens, c.experts, topk, { pre: 0, post: 1, sigmoid: 2, sqrtsoftplus: 3 }[mode], numGroups ?? 0, groupTopk ?? 0, bias ? 1 : 0, scale)
       const [i, p] = emulate(
         "router",
         [header, c.logits, ...(bias ? [bias] : [])],

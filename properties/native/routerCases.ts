@@ -1,6 +1,6 @@
 // Router cases for the kernels that twin moe/Router.ts (the CUDA router and its host
-// emulation): random shapes over every score function, group-limited or not, with a bias for
-// sigmoid and a scaling factor or none, and what Router.select and probsFor give for them.
+// emulation): random shapes over every score function (sqrtsoftplus included), group-limited or not, with a bias for
+// sigmoid and sqrtsoftplus and a scaling factor or none, and what Router.select and probsFor give for them.
 import fc from "fast-check"
 import * as Router from "../../src/moe/Router.js"
 import * as Tensor from "../../src/tensor/Tensor.js"
@@ -12,7 +12,7 @@ export interface RouterCase {
   readonly logits: Float32Array
   readonly spec: {
     readonly topk: number
-    readonly mode: "pre" | "post" | "sigmoid"
+    readonly mode: "pre" | "post" | "sigmoid" | "sqrtsoftplus"
     readonly numGroups: number | undefined
     readonly groupTopk: number | undefined
     readonly bias: Float64Array | undefined
@@ -32,7 +32,7 @@ export const routerCases = (maxTokens: number): fc.Arbitrary<RouterCase> =>
       tokens: fc.integer({ min: 1, max: maxTokens }),
       groupsLog: fc.integer({ min: 0, max: 3 }),
       perGroup: fc.integer({ min: 1, max: 32 }),
-      mode: fc.constantFrom("pre" as const, "post" as const, "sigmoid" as const),
+      mode: fc.constantFrom("pre" as const, "post" as const, "sigmoid" as const, "sqrtsoftplus" as const),
       grouped: fc.boolean(),
       scaled: fc.boolean(),
       seed: fc.integer(),
@@ -42,7 +42,7 @@ export const routerCases = (maxTokens: number): fc.Arbitrary<RouterCase> =>
       const experts = numGroups * perGroup
       const groupTopk = Math.max(1, numGroups / 2)
       const topk = Math.max(1, Math.min(8, grouped ? groupTopk * perGroup : experts, 1 + ((seed >>> 0) % 8)))
-      const bias = mode === "sigmoid" ? Float64Array.from(floats(experts, seed + 1, 0.8)) : undefined
+      const bias = mode === "sigmoid" || mode === "sqrtsoftplus" ? Float64Array.from(floats(experts, seed + 1, 0.8)) : undefined
       const spec = { topk, mode, numGroups: grouped ? numGroups : undefined, groupTopk: grouped ? groupTopk : undefined, bias, scale: scaled ? 2.5 : 1 }
       return { tokens, experts, logits: floats(tokens * experts, seed), spec }
     })
@@ -51,7 +51,7 @@ export const routerCases = (maxTokens: number): fc.Arbitrary<RouterCase> =>
 export const expected = (c: RouterCase): { readonly indices: Int32Array; readonly probs: Float32Array } => {
   const options: Router.RouterOptions = {
     topk: c.spec.topk,
-    scoreFunction: c.spec.mode === "sigmoid" ? "sigmoid" : "softmax",
+    scoreFunction: c.spec.mode === "pre" || c.spec.mode === "post" ? "softmax" : c.spec.mode,
     preSoftmax: c.spec.mode === "pre",
     numGroups: c.spec.numGroups ?? null,
     groupTopk: c.spec.groupTopk ?? null,

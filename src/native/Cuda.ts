@@ -101,6 +101,9 @@ export interface DeviceAllocatorStats {
   readonly pendingBlocks: number
 }
 
+/** The router kernel's modes (ops_element.h router_token): softmax before or after the top-k, an elementwise score. */
+const routerModes = { pre: 0, post: 1, sigmoid: 2, sqrtsoftplus: 3 } as const
+
 const functions = [
   "deviceInfo",
   "axpy",
@@ -302,7 +305,7 @@ export const deviceOps = () => {
       dims: { readonly tokens: number; readonly experts: number },
       options: {
         readonly topk: number
-        readonly mode: "pre" | "post" | "sigmoid"
+        readonly mode: "pre" | "post" | "sigmoid" | "sqrtsoftplus"
         readonly numGroups?: number | undefined
         readonly groupTopk?: number | undefined
         readonly bias?: Float64Array | undefined
@@ -316,7 +319,7 @@ export const deviceOps = () => {
         dims.tokens,
         dims.experts,
         options.topk,
-        options.mode === "pre" ? 0 : options.mode === "post" ? 1 : 2,
+        routerModes[options.mode],
         options.numGroups ?? 0,
         options.groupTopk ?? 0,
         options.bias ?? null,

@@ -32,7 +32,7 @@
 //                  null): the CPU's float64 order and association, so the same bits; coefficient
 //                  is device scratch of `rows` doubles (needed with dx)
 //   router         Router.select and probsFor fused (src/moe/Router.ts): mode 0 softmax with
-//                  pre-softmax, 1 softmax after the top-k, 2 sigmoid (+ bias for the selection);
+//                  pre-softmax, 1 softmax after the top-k, 2 sigmoid, 3 sqrtsoftplus (+ bias for the selection);
 //                  groups > 0: group-limited; ties to the lower index; float64 scores; indices
 //                  [T, K] best first and dense probs [T, E] (zero off the selection) times scale.
 //                  At most kRouterMaxExperts experts and kRouterMaxTopk selected

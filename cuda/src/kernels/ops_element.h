@@ -64,6 +64,7 @@ PLEAT_ROUNDED(float, fmul, __fmul_rn, *)
 PLEAT_LIBRARY(sqrt_of, __dsqrt_rn, std::sqrt)
 PLEAT_LIBRARY(exp_of, exp, std::exp)
 PLEAT_LIBRARY(log_of, log, std::log)
+PLEAT_LIBRARY(log1p_of, log1p, std::log1p)
 #undef PLEAT_ROUNDED
 #undef PLEAT_LIBRARY
 PLEAT_HD inline bool is_nan(double x) { return x != x; }
@@ -275,8 +276,15 @@ PLEAT_HD inline void insert_top(double v, int32_t j, double* best_v, int32_t* be
 
 PLEAT_HD inline double sigmoid_of(double x) { return div(1.0, add(1.0, exp_of(-x))); }
 
+// ScoreFunctions' sqrtsoftplus: sqrt(log(1 + e^x)), softplus without overflow (x + log1p(e^-x) above 0).
+PLEAT_HD inline double sqrtsoftplus_of(double x) { return sqrt_of(x > 0 ? add(x, log1p_of(exp_of(-x))) : log1p_of(exp_of(x))); }
+
+// The elementwise score function of router mode 2 (sigmoid) or 3 (sqrtsoftplus).
+PLEAT_HD inline double elementwise_score(int mode, double x) { return mode == 3 ? sqrtsoftplus_of(x) : sigmoid_of(x); }
+
 // Router.select and probsFor for token t: mode 0 softmax over all experts before the top-k, 1
-// softmax over the top-k, 2 sigmoid (+ bias for the selection); groups > 0: group-limited.
+// softmax over the top-k, 2 sigmoid and 3 sqrtsoftplus (+ bias for the selection); groups > 0:
+// group-limited.
 PLEAT_HD inline void router_token(const float* logits, int e, int k, int mode, int groups, int group_topk, const double* bias, double scale,
                                   int32_t* indices, float* probs, size_t t) {
   // Per-thread arrays live in local memory, which the driver reserves for every thread the
@@ -298,7 +306,7 @@ PLEAT_HD inline void router_token(const float* logits, int e, int k, int mode, i
   } else if (mode == 1) {
     for (int j = 0; j < e; ++j) score[j] = x[j];
   } else {
-    for (int j = 0; j < e; ++j) score[j] = add(sigmoid_of(x[j]), bias != nullptr ? bias[j] : 0.0);
+    for (int j = 0; j < e; ++j) score[j] = add(elementwise_score(mode, x[j]), bias != nullptr ? bias[j] : 0.0);
   }
   int32_t* chosen = indices + t * static_cast<size_t>(k);
   int filled = 0;
@@ -342,7 +350,7 @@ PLEAT_HD inline void router_token(const float* logits, int e, int k, int mode, i
   } else {
     double sum = 0;
     for (int j = 0; j < k; ++j) {
-      q[j] = sigmoid_of(x[chosen[j]]);
+      q[j] = elementwise_score(mode, x[chosen[j]]);
       sum = add(sum, q[j]);
     }
     if (k > 1) {
