@@ -22,6 +22,7 @@ import type { Io } from "./Io.js"
 import * as LaunchCommand from "./LaunchCommand.js"
 import * as MoeCommand from "./MoeCommand.js"
 import * as PlanCommand from "./PlanCommand.js"
+import * as RoutingCommand from "./RoutingCommand.js"
 import * as RunMain from "./RunMain.js"
 import * as TrainCommand from "./TrainCommand.js"
 import * as VerifyCommand from "./VerifyCommand.js"
@@ -39,6 +40,7 @@ const commands: Readonly<Record<string, Command>> = {
   verify: { summary: "train under a mapping and on one rank; exit 0 only if they agree", run: VerifyCommand.run },
   demo: { summary: "a 16-rank folded mapping (attention tp 2 x cp 2 x dp 2 x pp 2, MoE ep 4 x edp 2) explained and drawn", run: DemoCommand.run },
   moe: { summary: "replay one rank's MoE routing case (route, drop/pad, permute)", run: MoeCommand.run },
+  routing: { summary: "what a recorded routing (train --routing-record) says: loads, imbalance, agreement, a heatmap", run: RoutingCommand.run },
   doctor: { summary: "what this machine offers pleat: CPU, MPI, CUDA, cuBLAS, NCCL", run: DoctorCommand.run },
   launch: { summary: "run a pleat command as N processes on this machine under mpirun", run: LaunchCommand.run },
   plan: { summary: "choose folded mappings for a model on a cluster: memory, step time, MFU", run: PlanCommand.run },

@@ -288,3 +288,48 @@ export const recordStep = (dir: string, manifest: Manifest, step: number, entrie
     throw ConfigError.make(field, stepFile(dir, step), `could not be written (${why(e)})`, "free space there or record into another directory")
   }
 }
+
+/**
+ * A routing directory as `pleat routing` reads it: its manifest (from routing.json, or, without
+ * one, from its step files: layers numbered 0 up, one sequence of all the tokens, experts up to
+ * the largest index found) and its steps, ascending.
+ * @category constructors
+ */
+export const recording = (dir: string, field: string): { readonly manifest: Manifest; readonly steps: ReadonlyArray<number> } => {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw ConfigError.make(field, dir, "is not a directory", "name a directory --routing-record wrote")
+  const steps = fs
+    .readdirSync(dir)
+    .map((f) => /^step-(\d{8})\.npy$/.exec(f)?.[1])
+    .filter((s): s is string => s !== undefined)
+    .map(Number)
+    .sort((a, b) => a - b)
+  if (steps.length === 0) throw ConfigError.make(field, dir, "holds no step files (step-00000001.npy, ...)", "name a directory --routing-record wrote")
+  if (fs.existsSync(manifestFile(dir))) return { manifest: readManifest(dir, field), steps }
+  let shape: ReadonlyArray<number> = []
+  let largest = 0
+  for (const step of steps) {
+    const file = stepFile(dir, step)
+    const decoded = Npy.decodeIntegers(fs.readFileSync(file), `${field} ${file}`)
+    if (decoded.shape.length !== 3 || (shape.length > 0 && decoded.shape.join(",") !== shape.join(","))) {
+      throw ConfigError.make(
+        `${field} ${file}`,
+        `shape (${decoded.shape.join(", ")})`,
+        `is not [MoE layers, tokens, topk]${shape.length > 0 ? ` as step ${steps[0]}'s (${shape.join(", ")})` : ""}`,
+        "give every step file one [layers, tokens, topk] shape",
+      )
+    }
+    shape = decoded.shape
+    for (const e of decoded.data) largest = Math.max(largest, e)
+  }
+  const [layers, tokens, topk] = shape as [number, number, number]
+  const manifest: Manifest = {
+    format: "pleat-routing",
+    version: 1,
+    numExperts: largest + 1,
+    topk,
+    seq: tokens,
+    globalBatch: 1,
+    layers: Array.from({ length: layers }, (_, l) => l),
+  }
+  return { manifest, steps }
+}
