@@ -12,14 +12,11 @@ import * as Checkpoint from "../../src/train/Checkpoint.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Params from "../../src/train/Params.js"
 import * as StepFlops from "../../src/train/StepFlops.js"
-import { fresh, run } from "./cliRun.js"
+import { fresh, mapping, run } from "./cliRun.js"
 import { refused } from "./refused.js"
 import { stepLosses } from "./tokenFiles.js"
 
 const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--layers", "2"]
-const mapping = (world: number, tp: number, cp: number, pp: number, ep: number, etp = 1) =>
-  ["--world", world, "--tp", tp, "--cp", cp, "--pp", pp, "--ep", ep, "--etp", etp].map(String)
-
 describe("LatentMoE (--moe-latent-size)", () => {
   test("folded mappings train as one rank (pleat verify)", async () => {
     const cases = [

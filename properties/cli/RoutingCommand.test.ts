@@ -10,7 +10,7 @@ import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
 import * as RoutingStats from "../../src/moe/RoutingStats.js"
 import * as Npy from "../../src/train/Npy.js"
-import { fresh, run } from "./cliRun.js"
+import { fresh, mapping, run } from "./cliRun.js"
 import { refused } from "./refused.js"
 
 const step = (n: number) => `step-${String(n).padStart(8, "0")}.npy`
@@ -83,27 +83,7 @@ describe("pleat routing", () => {
 
   test("reads pleat train's recording and draws a step", async () => {
     const dir = fresh("routing-train")
-    const trained = await run([
-      "train",
-      "--world",
-      "4",
-      "--tp",
-      "2",
-      "--cp",
-      "1",
-      "--pp",
-      "1",
-      "--ep",
-      "2",
-      "--layers",
-      "2",
-      "--steps",
-      "3",
-      "--log",
-      "json",
-      "--routing-record",
-      dir,
-    ])
+    const trained = await run(["train", ...mapping(4, 2, 1, 1, 2), "--layers", "2", "--steps", "3", "--log", "json", "--routing-record", dir])
     expect(trained.status, trained.err).toBe(0)
     const svg = path.join(fresh("routing-svg"), "loads.svg")
     const io = memoryIo()

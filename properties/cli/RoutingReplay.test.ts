@@ -10,12 +10,9 @@ import path from "node:path"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
 import * as Npy from "../../src/train/Npy.js"
-import { fresh, run } from "./cliRun.js"
+import { fresh, mapping, run } from "./cliRun.js"
 import { refused } from "./refused.js"
 import { stepLosses } from "./tokenFiles.js"
-
-const mapping = (world: number, tp: number, cp: number, pp: number, ep: number, etp = 1) =>
-  ["--world", world, "--tp", tp, "--cp", cp, "--pp", pp, "--ep", ep, "--etp", etp].map(String)
 
 /** Folded mappings (world 8, 4 or 1), with what does not change the math (recompute, the dispatcher, vpp). */
 const mappings: ReadonlyArray<ReadonlyArray<string>> = [

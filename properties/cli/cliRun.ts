@@ -28,3 +28,7 @@ export const evalLoss = async (flags: ReadonlyArray<string>, tokens: string): Pr
   expect(e.status, e.err).toBe(0)
   return records(e.out, "eval")[0]?.evalLoss as number
 }
+
+/** The flags of a folded mapping: --world, --tp, --cp, --pp, --ep and --etp. */
+export const mapping = (world: number, tp: number, cp: number, pp: number, ep: number, etp = 1): Array<string> =>
+  ["--world", world, "--tp", tp, "--cp", cp, "--pp", pp, "--ep", ep, "--etp", etp].map(String)
