@@ -200,6 +200,38 @@ describe.runIf(mpirunHere && mpiHere)("real jobs under mpirun", () => {
     expect(readdirSync(tmpdir()).filter((f) => f.startsWith("pleat-launch-") && statSync(path.join(tmpdir(), f)).mtimeMs > started)).toEqual([])
   })
 
+  test("routing recorded under MPI is local's, byte for byte, and replays there", () => {
+    const flags = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", "2", "--layers", "2", "--dtype", "float64", "--steps", "2", "--log", "json"]
+    const [mpi, local, replayed] = ["mpi", "local", "replayed"].map((label) => mkdtempSync(path.join(tmpdir(), `pleat-routing-${label}-`)))
+    const recorded = pleat(["launch", "-n", "4", "--", "pleat", "train", "--backend", "mpi", ...flags, "--routing-record", mpi as string])
+    expect(recorded.status, recorded.stderr).toBe(0)
+    const same = pleat(["train", ...flags, "--routing-record", local as string])
+    expect(same.status, same.stderr).toBe(0)
+    const again = pleat([
+      "launch",
+      "-n",
+      "4",
+      "--",
+      "pleat",
+      "train",
+      "--backend",
+      "mpi",
+      ...flags,
+      "--seed",
+      "5",
+      "--routing-replay",
+      mpi as string,
+      "--routing-record",
+      replayed as string,
+    ])
+    expect(again.status, again.stderr).toBe(0)
+    for (const file of ["step-00000001.npy", "step-00000002.npy"]) {
+      const bytes = readFileSync(path.join(mpi as string, file))
+      expect(readFileSync(path.join(local as string, file)).equals(bytes), file).toBe(true)
+      expect(readFileSync(path.join(replayed as string, file)).equals(bytes), file).toBe(true)
+    }
+  }, 240_000)
+
   test("SIGINT stops the job: mpirun and every rank end, nothing is left", async () => {
     const marker = `${9_000_000 + (process.pid % 1_000_000)}`
     const args = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1", "--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "4"]
