@@ -13,6 +13,7 @@ import * as MegatronNames from "../../src/cli/MegatronNames.js"
 import * as TrainOptions from "../../src/cli/TrainOptions.js"
 import { fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
+import { stepLosses } from "./tokenFiles.js"
 
 type Outcome = { readonly ok: true; readonly resolved: TrainOptions.Resolved } | { readonly ok: false; readonly message: string }
 
@@ -205,6 +206,13 @@ describe("Megatron-LM's names on pleat train", () => {
     expect(refused(["train", "--recompute-modules", "gdn_norm_out"])).toContain("names no module pleat's layers have")
     expect(refused(["train", "--tokenizer-type", "HuggingFaceTokenizer"])).toContain("give the vocabulary as --vocab-size V")
     expect(refused(["train", "--vocab-size", "100", "--vocab", "128"])).toContain("and --vocab both give the vocabulary")
+    // Recipes' flags: one value accepted, others refused; no pleat equivalent, refused with the fix.
+    expect(refused(["train", "--rotary-percent", "0.5"])).toContain("rotates every dimension of a head; fix: write --rotary-percent 1")
+    expect(refused(["train", "--exp-avg-dtype", "bf16"])).toContain("keeps AdamW's moments in fp32")
+    expect(refused(["train", "--num-distributed-optimizer-instances", "2"])).toContain("one instance over the whole data-parallel group")
+    expect(refused(["train", "--use-megatron-fsdp"])).toContain("not the parameters")
+    expect(refused(["train", "--pipeline-model-parallel-layout", "Et*3|t*3L"])).toContain("--decoder-first-pipeline-num-layers")
+    expect(refused(["train", "--exit-duration-in-mins", "230"])).toContain("SIGINT stops a run early")
   })
 
   test("compound flags are pleat's settings", () => {
@@ -323,5 +331,14 @@ describe("Megatron-LM's names on pleat train", () => {
     const start = JSON.parse(trained.out.split("\n")[0] as string) as { world: number; sizes: { pp: number; ep: number; dp: number } }
     expect(start.world).toBe(8)
     expect(start.sizes).toMatchObject({ pp: 2, ep: 4, dp: 4 })
+    // Flags newer recipes add (DeepSeek-V3's, Qwen3's) train the same job, each said to take no effect.
+    const recipe = [
+      ...["--use-precision-aware-optimizer", "--main-grads-dtype", "fp32", "--exp-avg-dtype", "fp32", "--exp-avg-sq-dtype", "fp32", "--rotary-percent", "1.0"],
+      ...["--cross-entropy-fusion-impl", "te", "--manual-gc-interval", "5", "--check-for-nan-in-loss-and-grad", "--no-save-optim", "--cuda-graph-impl", "none"],
+    ]
+    const withRecipe = await run(["train", ...args, ...recipe, "--log", "json"])
+    expect(withRecipe.status, withRecipe.err).toBe(0)
+    expect(stepLosses(withRecipe.out)).toEqual(stepLosses(trained.out))
+    for (const flag of recipe.filter((a) => a.startsWith("--"))) expect(withRecipe.err).toContain(flag)
   }, 120_000)
 })
