@@ -191,12 +191,13 @@ export const readStep = (dir: string, step: number, manifest: Manifest, field = 
   const e = manifest.numExperts
   const experts = new Int32Array(data.length)
   const seen = new Int32Array(e).fill(-1)
+  // The file and index of an entry, for its refusal: [layer, token, j].
+  const at = (row: number, j: number) => `${field} ${file}[${Math.floor(row / tokens)}, ${row % tokens}, ${j}]`
   for (let row = 0; row < layers * tokens; row++) {
     for (let j = 0; j < k; j++) {
       const value = data[row * k + j] as number
-      const at = () => `[${Math.floor(row / tokens)}, ${row % tokens}, ${j}]`
-      if (value < 0 || value >= e) throw ConfigError.make(`${field} ${file}${at()}`, value, `is not an expert of [0, ${e})`, "give expert indices below --experts")
-      if (seen[value] === row) throw ConfigError.make(`${field} ${file}${at()}`, value, "routes the token to this expert twice", `give each token ${k} different experts`)
+      if (value < 0 || value >= e) throw ConfigError.make(at(row, j), value, `is not an expert of [0, ${e})`, "give expert indices below --experts")
+      if (seen[value] === row) throw ConfigError.make(at(row, j), value, "routes the token to this expert twice", `give each token ${k} different experts`)
       seen[value] = row
       experts[row * k + j] = value
     }
