@@ -57,6 +57,11 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
     kind: "boolean",
     help: "also weigh pipeline sizes that do not divide the layers: the middle ranks ceil(layers/pp) each, the first and last the rest (pleat train's --first-stage-layers / --last-stage-layers; a fixed --pp that does not divide them is weighed so anyway)",
   },
+  routing: {
+    kind: "string",
+    placeholder: "DIR",
+    help: "a recorded routing of the model's experts (pleat train --routing-record DIR): each EP size's busiest rank, as the recording loads it, sets the routed experts' time, traffic and memory (default: balanced)",
+  },
   top: { kind: "int", placeholder: "K", help: "how many mappings to list (default 5)" },
   json: { kind: "boolean", help: "print the plan as JSON" },
   svg: { kind: "string", placeholder: "FILE", help: "draw the best mapping's folding into FILE" },
@@ -65,7 +70,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
 
 const usage = `usage: pleat plan --model PRESET|FILE.json --gpus N [--cluster PRESET|FILE.json] [--seq S] --global-batch B [--micro-batch M]
                   [--precision bf16|fp8] [--recompute none|selective|full] [--tp T --cp C --pp P --vpp V --ep E --etp X]
-                  [--uneven-stages] [--top K] [--json] [--svg FILE]
+                  [--uneven-stages] [--routing DIR] [--top K] [--json] [--svg FILE]
 
 Weighs every valid folded mapping of the model on the GPUs (the checks of pleat groups and of
 training), predicts each one's memory per GPU, step time and MFU (Megatron's FLOPs formula over
@@ -113,6 +118,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
   if (overwrites !== undefined) throw overwrites
   const gpus = required("--gpus", Flags.int(f, "gpus"), "pass --gpus N, the number of GPUs")
   const seq = Flags.int(f, "seq") ?? (model.model.seq > 0 ? model.model.seq : undefined)
+  const routing = Flags.string(f, "routing")
   const job: Job = {
     modelName: model.name,
     model: model.model,
@@ -121,6 +127,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     seq: required("--seq", seq, "pass --seq S (the model file gives no seq)"),
     globalBatch: required("--global-batch", Flags.int(f, "global-batch"), "pass --global-batch B, the sequences per step"),
     precision: choice("--precision", Flags.string(f, "precision"), precisions) ?? "bf16",
+    ...(routing === undefined ? {} : { expertLoad: PlanInputs.expertLoad(routing, model.model) }),
   }
   const fixed: Planner.Fixed = {
     tp: Flags.int(f, "tp"),

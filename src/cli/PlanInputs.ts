@@ -7,10 +7,13 @@ import { basename } from "node:path"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as ConfigError from "../errors/ConfigError.js"
+import * as RoutingStats from "../moe/RoutingStats.js"
 import * as Cluster from "../plan/Cluster.js"
+import * as ExpertLoad from "../plan/ExpertLoad.js"
 import * as ModelFile from "../plan/ModelFile.js"
 import type * as ModelConfig from "../train/ModelConfig.js"
 import * as ModelPresets from "../train/ModelPresets.js"
+import * as RoutingFiles from "../train/RoutingFiles.js"
 import * as JsonFile from "./JsonFile.js"
 import * as RunConfig from "./RunConfig.js"
 
@@ -103,3 +106,23 @@ export const cluster = (value: string): Cluster.Cluster =>
     },
     value,
   )
+
+/**
+ * The expert load of a `--routing` recording (ExpertLoad) for `model`: its tokens per expert,
+ * step by step and layer by layer. Its experts must be the model's (fewer only where the
+ * recording has no routing.json and the last experts got no token).
+ * @category constructors
+ */
+export const expertLoad = (dir: string, model: ModelConfig.ModelConfig): ((ep: number) => number) => {
+  const { manifest, steps, inferred } = RoutingFiles.recording(dir, "--routing")
+  const experts = model.experts
+  if (inferred ? manifest.numExperts > experts : manifest.numExperts !== experts) {
+    throw ConfigError.make("--routing", dir, `is a routing of ${manifest.numExperts} experts, and --model has ${experts}`, "record the routing of a model with as many experts")
+  }
+  const tokens = manifest.globalBatch * manifest.seq
+  const counts = steps.map((step) => {
+    const routing = RoutingFiles.readStep(dir, step, manifest, "--routing")
+    return manifest.layers.map((_, l) => RoutingStats.tokensPerExpert(routing.experts, l, tokens, manifest.topk, experts))
+  })
+  return ExpertLoad.of(counts)
+}

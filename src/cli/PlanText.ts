@@ -18,7 +18,7 @@ const roundAll = <T extends object>(o: T, scale = 1): Record<keyof T, number> =>
  * step's terms in seconds (they add up to stepSeconds) and the memory's parts in GiB.
  * @category formatting
  */
-const candidateJson = (p: Prediction) => ({
+const candidateJson = (job: Job, p: Prediction) => ({
   tp: p.mapping.tp,
   cp: p.mapping.cp,
   pp: p.mapping.pp,
@@ -37,6 +37,8 @@ const candidateJson = (p: Prediction) => ({
   mfu: round(p.mfu),
   breakdown: roundAll(p.breakdown),
   memory: roundAll(p.memory, GiB),
+  // Only with --routing: the busiest EP rank's routed tokens over the mean's at this ep (ExpertLoad).
+  ...(job.expertLoad === undefined ? {} : { expertLoad: round(job.expertLoad(p.mapping.ep)) }),
 })
 
 /**
@@ -53,7 +55,7 @@ export const json = (job: Job, outcome: Planner.Outcome, top: number, modelFlops
   modelFlopsPerStep: round(modelFlops),
   mappingsWeighed: outcome.weighed,
   mappingsThatFit: outcome.candidates.length,
-  candidates: outcome.candidates.slice(0, top).map(candidateJson),
+  candidates: outcome.candidates.slice(0, top).map((p) => candidateJson(job, p)),
 })
 
 const termNames: Record<keyof Breakdown, string> = {
@@ -152,5 +154,13 @@ export const table = (job: Job, outcome: Planner.Outcome, top: number, modelFlop
       .map((cell, i) => (i >= 14 ? cell.padEnd(widths[i] as number) : cell.padStart(widths[i] as number)))
       .join("  ")
       .trimEnd()
-  return `${[...header, line(columns), ...rows.map(line), "", ...why(outcome.candidates)].join("\n")}\n`
+  return `${[...header, line(columns), ...rows.map(line), "", ...loads(job, outcome.candidates.slice(0, top)), ...why(outcome.candidates)].join("\n")}\n`
+}
+
+/** With --routing, a line of the expert load the listed EP sizes were weighed at. */
+const loads = (job: Job, listed: ReadonlyArray<Prediction>): Array<string> => {
+  const load = job.expertLoad
+  if (load === undefined) return []
+  const eps = [...new Set(listed.map((p) => p.mapping.ep))].sort((a, b) => a - b)
+  return [`expert load from the recorded routing (busiest EP rank's tokens / the mean's): ${eps.map((ep) => `ep ${ep} ${load(ep).toFixed(3)}`).join(", ")}`, ""]
 }

@@ -30,6 +30,12 @@ export interface Job {
   readonly seq: number
   readonly globalBatch: number
   readonly precision: Precision
+  /**
+   * The busiest expert-parallel rank's routed tokens over the mean rank's, by EP size, from a
+   * recorded routing (ExpertLoad); absent: balanced routing (the compute and traffic at 1, the
+   * activations at the calibration's dropless margin).
+   */
+  readonly expertLoad?: ((ep: number) => number) | undefined
 }
 
 /**

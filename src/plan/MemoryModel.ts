@@ -44,7 +44,9 @@ const layerActivations = (job: Job, map: Mapping): { kept: number; full: number 
   // The routed rows' width (hidden, or a LatentMoE's latent, whose combined rows its out projection keeps).
   const x = ModelContext.expertWidthOf(m)
   const latent = m.moeLatentSize === undefined ? 0 : 2 * m.moeLatentSize
-  const routed = tokens * (4 * h + latent + m.topk * c.droplessMargin * (2 * x * map.etp + (4 + swigluOut) * m.moeFfn + 2 * x))
+  // The busiest expert rank's share: a recorded routing's factor for this EP size, else the calibration's margin.
+  const margin = job.expertLoad?.(map.ep) ?? c.droplessMargin
+  const routed = tokens * (4 * h + latent + m.topk * margin * (2 * x * map.etp + (4 + swigluOut) * m.moeFfn + 2 * x))
   const shared = m.sharedExpertFfn === undefined ? 0 : tokens * (2 * h + (4 + swigluOut) * m.sharedExpertFfn)
   const dense = tokens * (2 * h + (4 + swigluOut) * m.ffn)
   const moeShare = ModelFlops.moeLayers(m) / m.layers

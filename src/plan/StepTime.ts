@@ -12,7 +12,8 @@
  * The step is (M + (pp - 1) / vpp) such micro-batches of the slowest stage (1F1B or interleaved
  * 1F1B: the bubble is (pp - 1) / (vpp M + pp - 1) of it), plus the distributed optimizer's
  * gradient reduce-scatter and parameter all-gather beyond what one micro-batch overlaps, plus the
- * optimizer step.
+ * optimizer step. With a recorded routing (Job.expertLoad), the routed experts' rows, traffic and
+ * elementwise work are the busiest expert rank's: the mean's times its EP size's factor.
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import * as ModelContext from "../model/ModelContext.js"
@@ -108,7 +109,9 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
     m.mla === undefined
       ? gemm(gemmPeak, rows, (queryWidth + 2 * m.kvHeads * headDim) / map.tp, h) + gemm(gemmPeak, rows, h, queryWidth / map.tp)
       : latentGemms(m.mla, m.heads, h, rows, tokens, map.tp, (mm, n, kk) => gemm(gemmPeak, mm, n, kk))
-  const perExpert = Math.max(1, (map.etp * map.ep * tokens * k) / m.experts)
+  // The busiest expert rank's routed rows over the mean's (a recorded routing's, ExpertLoad; 1: balanced).
+  const load = job.expertLoad?.(map.ep) ?? 1
+  const perExpert = Math.max(1, (map.etp * map.ep * tokens * k * load) / m.experts)
   const localExperts = m.experts / map.ep
   // The routed rows' width: hidden, or a LatentMoE's latent (its two projections on this rank's rows).
   const x = ModelContext.expertWidthOf(m)
@@ -124,13 +127,13 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
     ((2 * map.microBatch * job.seq * job.seq * h) / (map.cp * map.tp) / (peak * c.attentionPeakFraction * (chunk / (chunk + c.attentionHalfLength)))) * windowedShare(m, job.seq)
   const elementwiseForward =
     tokens * h * c.attentionElementwiseBytes +
-    moeShare * tokens * (8 * h + k * (8 * x + 6 * m.moeFfn) + 6 * (m.sharedExpertFfn ?? 0)) +
+    moeShare * tokens * (8 * h + k * load * (8 * x + 6 * m.moeFfn) + 6 * (m.sharedExpertFfn ?? 0)) +
     (1 - moeShare) * tokens * (8 * h + 6 * m.ffn)
   const lossElementwise = last ? ((1 + mtp) * 12 * rows * m.vocab) / map.tp : 0
   // Full recomputation runs each layer's forward again, its communication included (a quarter
   // of the layer's TP, ETP and all-to-all traffic, a third of the CP ring's).
   const recomputeCompute =
-    map.recompute === "full" ? forwardGemm + attentionForward + elementwiseForward / hbm : map.recompute === "selective" ? (tokens * k * 6 * m.moeFfn * moeShare) / hbm : 0
+    map.recompute === "full" ? forwardGemm + attentionForward + elementwiseForward / hbm : map.recompute === "selective" ? (tokens * k * load * 6 * m.moeFfn * moeShare) / hbm : 0
 
   // Communication of one layer, forward and backward.
   const activation = rows * h * 2 // a TP group's bf16 activations
@@ -141,7 +144,7 @@ const stageTime = (job: Job, map: Mapping, s: Spreads, last: boolean): StageTime
   const kvBytes = (tokens * map.tp * kvWidth * 2) / map.tp
   const cpRing = map.cp > 1 ? 3 * (map.cp - 1) * Links.sendReceive(cl, s.cp, kvBytes) : 0
   const cpExposed = Math.max(0, cpRing - c.cpOverlapFraction * attentionForward * (1 + c.attentionBackwardRatio)) + 3 * (map.cp - 1) * c.cpStepSeconds
-  const routedBytes = tokens * k * x * 2
+  const routedBytes = tokens * k * load * x * 2
   const ep = moeShare * 4 * Links.allToAll(cl, s.ep, routedBytes)
   const etp = moeShare * 4 * Links.ring(cl, s.etp, routedBytes * map.etp)
   const ppTransfers = map.pp > 1 ? 2 * map.vpp * Links.sendReceive(cl, s.pp, tokens * h * 2) * c.p2pExposedFraction : 0

@@ -291,12 +291,12 @@ export const recordStep = (dir: string, manifest: Manifest, step: number, entrie
 }
 
 /**
- * A routing directory as `pleat routing` reads it: its manifest (from routing.json, or, without
- * one, from its step files: layers numbered 0 up, one sequence of all the tokens, experts up to
- * the largest index found) and its steps, ascending.
+ * A routing directory as `pleat routing` and `pleat plan --routing` read it: its manifest (from
+ * routing.json, or, without one, `inferred` from its step files: layers numbered 0 up, one
+ * sequence of all the tokens, experts up to the largest index found) and its steps, ascending.
  * @category constructors
  */
-export const recording = (dir: string, field: string): { readonly manifest: Manifest; readonly steps: ReadonlyArray<number> } => {
+export const recording = (dir: string, field: string): { readonly manifest: Manifest; readonly steps: ReadonlyArray<number>; readonly inferred: boolean } => {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw ConfigError.make(field, dir, "is not a directory", "name a directory --routing-record wrote")
   const steps = fs
     .readdirSync(dir)
@@ -305,7 +305,7 @@ export const recording = (dir: string, field: string): { readonly manifest: Mani
     .map(Number)
     .sort((a, b) => a - b)
   if (steps.length === 0) throw ConfigError.make(field, dir, "holds no step files (step-00000001.npy, ...)", "name a directory --routing-record wrote")
-  if (fs.existsSync(manifestFile(dir))) return { manifest: readManifest(dir, field), steps }
+  if (fs.existsSync(manifestFile(dir))) return { manifest: readManifest(dir, field), steps, inferred: false }
   let shape: ReadonlyArray<number> = []
   let largest = 0
   for (const step of steps) {
@@ -332,5 +332,5 @@ export const recording = (dir: string, field: string): { readonly manifest: Mani
     globalBatch: 1,
     layers: Array.from({ length: layers }, (_, l) => l),
   }
-  return { manifest, steps }
+  return { manifest, steps, inferred: true }
 }
