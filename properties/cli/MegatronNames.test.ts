@@ -209,7 +209,7 @@ describe("Megatron-LM's names on pleat train", () => {
     // Recipes' flags: one value accepted, others refused; no pleat equivalent, refused with the fix.
     expect(refused(["train", "--rotary-percent", "0.5"])).toContain("rotates every dimension of a head; fix: write --rotary-percent 1")
     expect(refused(["train", "--exp-avg-dtype", "bf16"])).toContain("keeps AdamW's moments in fp32")
-    expect(refused(["train", "--num-distributed-optimizer-instances", "2"])).toContain("one instance over the whole data-parallel group")
+    expect(refused(["train", "--num-distributed-optimizer-instances", "2"])).toContain("splits the distributed optimizer's state, which is off")
     expect(refused(["train", "--use-megatron-fsdp"])).toContain("not the parameters")
     expect(refused(["train", "--pipeline-model-parallel-layout", "Et*3|t*3L"])).toContain("--decoder-first-pipeline-num-layers")
     expect(refused(["train", "--exit-duration-in-mins", "230"])).toContain("SIGINT stops a run early")

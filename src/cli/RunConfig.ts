@@ -122,6 +122,9 @@ export const settings = {
   "adam-beta2": optionalReal(`AdamW's second-moment decay, in [0, 1) (default ${optimizer.beta2})`),
   "adam-eps": optionalReal(`AdamW's epsilon, above 0 (default ${optimizer.eps})`),
   "distributed-optimizer": flag("shard the AdamW state over the data-parallel ranks (ZeRO-1: dense over dp x cp, experts over edp)"),
+  "distributed-optimizer-instances": optionalCount(
+    "hybrid sharding: the distributed optimizer's state sharded within N instances of consecutive data-parallel ranks and replicated across them (gradients reduce-scattered within, summed across; Megatron's --num-distributed-optimizer-instances); divides dp x cp and edp (default 1)",
+  ),
   backend: choice(
     ChooseBackend.names,
     "local",

@@ -306,7 +306,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
       `${format(tokensPerSec, 0)} tokens/s over ${ran} steps in ${seconds.toFixed(1)} s${steadyTokensPerSec === null ? "" : `; steady ${format(steadyTokensPerSec, 0)} tokens/s (median step of ${steadySteps.from}-${steadySteps.to})`}`,
       `model FLOPs per step ${format(flops)}; achieved ${format((ran * flops) / seconds)} FLOP/s`,
       `load imbalance (max/mean tokens per expert) by MoE layer: ${imbalance.map((i) => `layer ${i.layer}: ${i.value.toFixed(2)}`).join(", ") || "-"}`,
-      `optimizer state (AdamW moments) per rank: ${MemoryTable.formatBytes(optimizerStateMax)} max over ranks, ${MemoryTable.formatBytes(optimizerState.reduce((a, b) => a + b, 0))} in all (${setup.distributedOptimizer === true ? "distributed optimizer: sharded over the data-parallel ranks" : "replicated; --distributed-optimizer shards it"})`,
+      `optimizer state (AdamW moments) per rank: ${MemoryTable.formatBytes(optimizerStateMax)} max over ranks, ${MemoryTable.formatBytes(optimizerState.reduce((a, b) => a + b, 0))} in all (${setup.distributedOptimizer === true ? `distributed optimizer: sharded over the data-parallel ranks${(setup.distributedOptimizerInstances ?? 1) > 1 ? ` of each of ${setup.distributedOptimizerInstances} instances` : ""}` : "replicated; --distributed-optimizer shards it"})`,
     ]
     if (last !== undefined) lines.push(...MemoryTable.lines(last.ranks.map((r) => r.memory)))
     if (moe.some((m) => Object.keys(m.losses).length > 0))

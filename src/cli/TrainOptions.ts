@@ -17,6 +17,7 @@ import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as Trace from "../runtime/Trace.js"
 import * as AuxLossSpec from "../moe/AuxLossSpec.js"
 import type * as MoeSettings from "../moe/MoeSettings.js"
+import * as DistributedOptimizer from "../train/DistributedOptimizer.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import type * as HeldOut from "../train/HeldOut.js"
 import * as InitMethod from "../train/InitMethod.js"
@@ -234,6 +235,15 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   }
   const batch = { microBatch: c["micro-batch"], globalBatch: c["global-batch"] }
   explained(d, () => ModelConfig.check(model, batch, parallel))
+  const instances = DistributedOptimizer.instancesProblem({
+    distributedOptimizer: c["distributed-optimizer"],
+    distributedOptimizerInstances: c["distributed-optimizer-instances"],
+    parallel,
+  })
+  if (instances !== undefined)
+    explained(d, () => {
+      throw instances
+    })
   const data = explained(d, () => dataFile(c, d.sources))
   const evaluation = explained(d, () => evaluationOf(c, d.sources))
   const documents = explained(d, () => DocumentFlags.documentsOf(c))
@@ -295,6 +305,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
       optimizer,
       auxLossCoeff: plainAuxCoeff(model.moe),
       distributedOptimizer: c["distributed-optimizer"],
+      ...(c["distributed-optimizer-instances"] === undefined ? {} : { distributedOptimizerInstances: c["distributed-optimizer-instances"] }),
       precision: c.precision,
       recompute: c.recompute,
       ...(recomputeModules === undefined ? {} : { recomputeModules }),

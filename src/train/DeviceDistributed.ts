@@ -53,10 +53,11 @@ export interface DeviceDistributed {
 }
 
 /**
- * Whether the distributed optimizer can run on the device: no parameter left out of its bucket.
+ * Whether the distributed optimizer can run on the device: no parameter left out of its bucket,
+ * one instance (hybrid sharding runs on the host).
  * @category guards
  */
-export const appliesTo = (host: DistributedOptimizer.DistributedOptimizer): boolean => host.unbucketed.size === 0
+export const appliesTo = (host: DistributedOptimizer.DistributedOptimizer): boolean => host.unbucketed.size === 0 && host.buckets.every((b) => b.inter === undefined)
 
 /**
  * The device half of `host` over `shards` (nothing on the device yet).

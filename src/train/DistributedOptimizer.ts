@@ -28,6 +28,13 @@
  * the other chunks travel while it runs (and settles all before anything else reads the
  * values: a snapshot, the end of the run; a save writes only owned parts, which are current).
  *
+ * With `instances` N > 1 (Megatron's --num-distributed-optimizer-instances, hybrid sharding), each
+ * kind's group is split into N instances of consecutive members (semantics.md 1.4: contiguous
+ * slices of the dp-cp and edp groups); the state is sharded within an instance and replicated
+ * across them: a bucket reduce-scatters within its instance, then all-reduces its part across the
+ * instances (the members at the same place in each), every instance steps its parts alike, and
+ * the values are all-gathered within the instance. The norm counts the first instance's parts.
+ *
  * The master weights are the parameters themselves (float32 or float64): the updated part is
  * written in place and gathered. A parameter left out of its bucket by the test-only fault
  * PLEAT_FAULT_SKIP_SYNC (RankParams) keeps whole moments of its own and is updated on each
@@ -35,7 +42,9 @@
  * synchronisation `pleat verify` must catch.
  */
 import * as Effect from "effect/Effect"
+import * as ConfigError from "../errors/ConfigError.js"
 import * as Comm from "../comm/Communicator.js"
+import * as GroupModule from "../comm/Group.js"
 import type { Group } from "../comm/Group.js"
 import * as DType from "../tensor/DType.js"
 import { sumSquares } from "../tensor/kernels/SumSquares.js"
@@ -65,6 +74,8 @@ export interface Bucket {
   readonly moments: Optimizer.Moments
   /** The synchronised gradient of this rank's part (after `reduceScatter`). */
   readonly grad: DType.Storage
+  /** With instances: the members at this rank's place in every instance, whose parts are summed. */
+  readonly inter?: Group | undefined
 }
 
 /**
@@ -94,8 +105,30 @@ const boundary = (total: number, n: number, i: number): number => Math.floor((to
  */
 export const defaultBucketElements = 1 << 24
 
+/**
+ * The instance of `whole` that holds `rank` (its consecutive members) and the group across the
+ * instances at `rank`'s place in its instance; `instances` divides the group's size.
+ * @category mapping
+ */
+const instanceGroups = (whole: Group, instances: number, rank: number): { readonly intra: Group; readonly inter: Group | undefined } => {
+  if (instances === 1) return { intra: whole, inter: undefined }
+  const n = whole.ranks.length
+  if (n % instances !== 0) throw new Error(`DistributedOptimizer: ${instances} instances do not divide ${GroupModule.format(whole)}`)
+  const size = n / instances
+  const at = whole.ranks.indexOf(rank)
+  const instance = Math.floor(at / size)
+  const place = at % size
+  return {
+    intra: GroupModule.make(`${whole.name}/instance${instance}`, whole.ranks.slice(instance * size, (instance + 1) * size)),
+    inter: GroupModule.make(
+      `${whole.name}/across${place}`,
+      Array.from({ length: instances }, (_, i) => whole.ranks[i * size + place] as number),
+    ),
+  }
+}
+
 /** One bucket of a kind's shards, and this rank's part of it. */
-const bucketOf = (kind: RankParams.Kind, chunk: number, group: Group, held: ReadonlyArray<RankParams.Held>, rank: number, dtype: DType.DType): Bucket => {
+const bucketOf = (kind: RankParams.Kind, chunk: number, group: Group, held: ReadonlyArray<RankParams.Held>, rank: number, dtype: DType.DType, inter: Group | undefined): Bucket => {
   const offsets: Array<number> = []
   let total = 0
   for (const h of held) {
@@ -107,7 +140,8 @@ const bucketOf = (kind: RankParams.Kind, chunk: number, group: Group, held: Read
   const counts = group.ranks.map((_, i) => boundary(total, n, i + 1) - boundary(total, n, i))
   const start = boundary(total, n, me)
   const count = counts[me] as number
-  return { kind, chunk, group, held, offsets, total, counts, start, count, moments: { m: new Float32Array(count), v: new Float32Array(count) }, grad: DType.allocate(dtype, count) }
+  const moments = { m: new Float32Array(count), v: new Float32Array(count) }
+  return { kind, chunk, group, held, offsets, total, counts, start, count, moments, grad: DType.allocate(dtype, count), inter }
 }
 
 /**
@@ -124,11 +158,12 @@ export const make = (
   dtype: DType.DType,
   bucketElements: number = defaultBucketElements,
   chunkOf: (spec: RankParams.Held["spec"]) => number = () => 0,
+  instances = 1,
 ): DistributedOptimizer => {
   const skipped = RankParams.skippedBySync()
   const chunks = [...new Set([...params.values()].map((h) => chunkOf(h.spec)))].sort((a, b) => a - b)
   const buckets = RankParams.kinds.flatMap((kind) => {
-    const group = RankParams.groupOf(groups, kind)
+    const { intra, inter } = instanceGroups(RankParams.groupOf(groups, kind), instances, rank)
     return chunks.flatMap((chunk) => {
       const runs: Array<Array<RankParams.Held>> = [[]]
       let size = 0
@@ -141,7 +176,7 @@ export const make = (
         ;(runs.at(-1) as Array<RankParams.Held>).push(h)
         size += h.value.size
       }
-      return runs.filter((run) => run.length > 0).map((run) => bucketOf(kind, chunk, group, run, rank, dtype))
+      return runs.filter((run) => run.length > 0).map((run) => bucketOf(kind, chunk, intra, run, rank, dtype, inter))
     })
   })
   const unbucketed = new Map([...params].filter(([name]) => name === skipped).map(([name, h]) => [name, { m: new Float32Array(h.value.size), v: new Float32Array(h.value.size) }]))
@@ -185,6 +220,13 @@ const flatGrads = (bucket: Bucket, dtype: DType.DType): DType.Storage => {
 }
 
 const column = (data: DType.Storage): Tensor.Tensor => Tensor.fromStorage(data, [data.length, 1])
+
+/**
+ * Whether this rank's part of `bucket` is its first instance's (every part without instances):
+ * the part the norm counts and a checkpoint saves.
+ * @category guards
+ */
+export const inFirstInstance = (bucket: Bucket, rank: number): boolean => bucket.inter === undefined || bucket.inter.ranks[0] === rank
 
 /**
  * The buckets in waves: wave i holds the i-th bucket of each kind.
@@ -252,6 +294,10 @@ export const reduceScatter = (opt: DistributedOptimizer) =>
       for (const { bucket, result } of pending) bucket.grad.set((yield* result.await).data)
     }
     opt.inFlight.clear()
+    // Hybrid sharding: each part summed across the instances, all issued before any is awaited.
+    const across = []
+    for (const bucket of opt.buckets) if (bucket.inter !== undefined) across.push({ bucket, result: yield* Comm.start.allReduce(bucket.inter, column(bucket.grad)) })
+    for (const { bucket, result } of across) bucket.grad.set((yield* result.await).data)
   })
 
 /**
@@ -265,7 +311,7 @@ export const globalNorm = (opt: DistributedOptimizer, params: ReadonlyMap<string
   Effect.gen(function* () {
     let squares = 0
     for (const o of owned(opt)) {
-      if (o.held.tiedCopy === true) continue
+      if (o.held.tiedCopy === true || !inFirstInstance(o.bucket, opt.rank)) continue
       squares += sumSquares(o.bucket.grad.subarray(o.at, o.at + o.to - o.from))
     }
     for (const name of opt.unbucketed.keys()) {
@@ -327,4 +373,25 @@ export const stateBytes = (opt: DistributedOptimizer, params: ReadonlyMap<string
   for (const b of opt.buckets) out[b.kind] += b.moments.m.byteLength + b.moments.v.byteLength
   for (const [name, s] of opt.unbucketed) out[RankParams.kindOf((params.get(name) as RankParams.Held).spec)] += s.m.byteLength + s.v.byteLength
   return out
+}
+
+/**
+ * Why a setup's hybrid sharding cannot work (a ConfigError naming the flag), or undefined: the
+ * instances need the distributed optimizer, and must divide dp x cp and edp.
+ * @category guards
+ */
+export const instancesProblem = (setup: {
+  readonly distributedOptimizer?: boolean | undefined
+  readonly distributedOptimizerInstances?: number | undefined
+  readonly parallel: { readonly sizes: { readonly dp: number; readonly cp: number; readonly edp: number } }
+}): ConfigError.ConfigError | undefined => {
+  const n = setup.distributedOptimizerInstances ?? 1
+  const field = "distributed-optimizer-instances"
+  if (!Number.isSafeInteger(n) || n < 1) return ConfigError.make(field, n, "is not a positive integer", "give the instances as 1, 2, ...")
+  if (n === 1) return undefined
+  if (setup.distributedOptimizer !== true) return ConfigError.make(field, n, "splits the distributed optimizer's state, which is off", "add --distributed-optimizer, or drop it")
+  const { dp, cp, edp } = setup.parallel.sizes
+  if ((dp * cp) % n !== 0) return ConfigError.make(field, n, `does not divide dp x cp = ${dp * cp} (the dense parameters' data-parallel ranks)`, `use a divisor of ${dp * cp}`)
+  if (edp % n !== 0) return ConfigError.make(field, n, `does not divide edp = ${edp} (the experts' data-parallel ranks)`, `use a divisor of ${edp}`)
+  return undefined
 }

@@ -5,7 +5,7 @@
  */
 import type * as DType from "../tensor/DType.js"
 import type { DistributedOptimizer } from "./DistributedOptimizer.js"
-import { owned } from "./DistributedOptimizer.js"
+import { inFirstInstance, owned } from "./DistributedOptimizer.js"
 import * as Pieces from "./DistributedOptimizerPieces.js"
 import type * as Optimizer from "./Optimizer.js"
 import type * as RankParams from "./RankParams.js"
@@ -28,12 +28,13 @@ export interface OwnedSlice {
 /**
  * Every part this rank owns, as rectangular slices of the global parameters: over all ranks,
  * they cover every parameter once (the tied copy's parts are left out: they are the first
- * stage's, bit for bit).
+ * stage's, bit for bit), once per instance of a hybrid-sharded optimizer (`firstInstanceOnly`:
+ * the first instance's alone, which cover every parameter once).
  * @category mapping
  */
-export const ownedSlices = (opt: DistributedOptimizer): Array<OwnedSlice> =>
+export const ownedSlices = (opt: DistributedOptimizer, firstInstanceOnly = false): Array<OwnedSlice> =>
   owned(opt).flatMap((o) => {
-    if (o.held.tiedCopy === true) return []
+    if (o.held.tiedCopy === true || (firstInstanceOnly && !inFirstInstance(o.bucket, opt.rank))) return []
     const shape = o.held.slice.map(([a, b]) => b - a)
     return Pieces.ofRun(shape, o.from, o.to).map((p) => {
       const at = o.at + p.from - o.from
@@ -73,7 +74,7 @@ export const adopt = (opt: DistributedOptimizer, whole: ReadonlyMap<string, Opti
  * @category mapping
  */
 export const savedSlices = (opt: DistributedOptimizer, params: ReadonlyMap<string, RankParams.Held>): Array<Omit<OwnedSlice, "grad">> => [
-  ...ownedSlices(opt),
+  ...ownedSlices(opt, true),
   ...[...opt.unbucketed].flatMap(([name, s]) => {
     const h = params.get(name) as RankParams.Held
     return h.tiedCopy === true ? [] : [{ name, shape: h.spec.shape, slice: h.slice, value: h.value.data, m: s.m, v: s.v }]

@@ -124,7 +124,9 @@ export const make = (
   // is the first stage's (chunk 0), the final norm's and output's the last stage's (chunk vpp-1).
   const chunkOf = (spec: Params.ParamSpec) => (spec.layer === -1 ? 0 : spec.layer === model.layers ? vpp - 1 : chunks.findIndex((c) => spec.layer >= c.start && spec.layer < c.end))
   const distributed =
-    setup.distributedOptimizer === true ? DistributedOptimizer.make(params, sync, rank, setup.dtype, DistributedOptimizer.defaultBucketElements, chunkOf) : undefined
+    setup.distributedOptimizer === true
+      ? DistributedOptimizer.make(params, sync, rank, setup.dtype, DistributedOptimizer.defaultBucketElements, chunkOf, setup.distributedOptimizerInstances ?? 1)
+      : undefined
   const moments = distributed === undefined ? Optimizer.moments(params) : distributed.unbucketed
   const optimizerStateBytes =
     distributed === undefined ? Optimizer.stateBytes(moments) : Object.values(DistributedOptimizer.stateBytes(distributed, params)).reduce((a, b) => a + b, 0)

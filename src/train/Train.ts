@@ -35,6 +35,7 @@ import * as CheckpointVerified from "./CheckpointVerified.js"
 import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as HeldOut from "./HeldOut.js"
 import * as MemoryFloor from "./MemoryFloor.js"
+import * as DistributedOptimizer from "./DistributedOptimizer.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
 import type * as RankTrainer from "./RankTrainer.js"
@@ -206,6 +207,8 @@ const publisher = (setup: RankTrainer.TrainSetup, options: RunOptions, planned: 
  */
 export const train = (setup: RankTrainer.TrainSetup, options: RunOptions): Effect.Effect<Array<StepSummary>, RankFailed | ConfigError.ConfigError, Backend.Backend> => {
   ModelConfig.check(setup.model, setup.batch, setup.parallel)
+  const instances = DistributedOptimizer.instancesProblem(setup)
+  if (instances !== undefined) throw instances
   // Before any step: prove the schedule every rank will run meets every send with its receive.
   const s = setup.parallel.sizes
   const schedule = Schedule.make({ pp: s.pp, vpp: setup.parallel.vpp, microBatches: ModelConfig.microBatches(setup.batch, s.dp) })

@@ -32,6 +32,12 @@ export interface TrainSetup {
   readonly auxLossCoeff: number
   /** Shards AdamW's state over the ranks that hold the same parameters (DistributedOptimizer). */
   readonly distributedOptimizer?: boolean
+  /**
+   * With the distributed optimizer: how many instances each group's state is replicated over,
+   * sharded within each (hybrid sharding, Megatron's --num-distributed-optimizer-instances;
+   * DistributedOptimizer.instanceGroups). Divides dp x cp and edp; 1 when absent.
+   */
+  readonly distributedOptimizerInstances?: number | undefined
   /** bf16: parameters and activations in bfloat16, fp32 master weights and state (fp32 default). */
   readonly precision?: Precision | undefined
   /** Activation recompute in the backward (none by default). */
