@@ -10,6 +10,7 @@
 import * as Folding from "../mapping/Folding.js"
 import * as Order from "../mapping/Order.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
+import { escapeXml } from "./Svg.js"
 
 const hues = [210, 20, 120, 280, 45, 330, 170, 0, 250, 90, 190, 310]
 
@@ -19,8 +20,6 @@ const colour = (group: number, shade: number, shades: number): string => {
   const light = shades <= 1 ? 62 : 45 + Math.round((35 * shade) / (shades - 1))
   return `hsl(${(hue + turn) % 360},65%,${light}%)`
 }
-
-const escapeXml = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
 
 /**
  * Renders the picture of pipeline stage `stage` (0 by default) as an SVG document.

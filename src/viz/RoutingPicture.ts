@@ -4,8 +4,7 @@
  * mean, red above it (darkest at twice the mean or more), blue below (darkest at none); each
  * row ends with the layer's imbalance (max / mean). Cells carry their counts when they fit.
  */
-
-const escapeXml = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+import { escapeXml } from "./Svg.js"
 
 /** The colour of a load `ratio` times the mean. */
 const colour = (ratio: number): string => {
