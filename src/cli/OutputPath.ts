@@ -125,3 +125,9 @@ export const write = (io: Io, field: string, target: string, text: string | Iter
     throw ConfigError.make(field, target, `cannot be written (${code})`, fix)
   }
 }
+
+/**
+ * Whether path `inner` is `outer` or lies below it (both as given: resolve them first).
+ * @category guards
+ */
+export const isWithin = (inner: string, outer: string): boolean => inner === outer || inner.startsWith(`${outer}${path.sep}`)

@@ -7,6 +7,7 @@
 import path from "node:path"
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as TrainSetup from "../train/TrainSetup.js"
+import * as OutputPath from "./OutputPath.js"
 import type * as RunConfig from "./RunConfig.js"
 import { optionalText } from "./SettingKinds.js"
 
@@ -28,7 +29,7 @@ export const routingSettings = {
 /** Whether one of two paths is the other or inside it. */
 const overlap = (a: string, b: string): boolean => {
   const [x, y] = [path.resolve(a), path.resolve(b)]
-  return x === y || x.startsWith(`${y}${path.sep}`) || y.startsWith(`${x}${path.sep}`)
+  return OutputPath.isWithin(x, y) || OutputPath.isWithin(y, x)
 }
 
 /**

@@ -29,9 +29,6 @@ const saveProblem = (target: string): ConfigError.ConfigError | undefined => {
   return OutputPath.placeProblem("save", target, "folder")
 }
 
-/** Whether `inner` is `outer` or a path below it. */
-const isWithin = (inner: string, outer: string): boolean => inner === outer || inner.startsWith(`${outer}${path.sep}`)
-
 /**
  * The problems of a run's outputs (none given: none), in the order of the flags. `inputs` are
  * the files the run reads, by flag (--config, --data, ...): the trace never overwrites one.
@@ -47,7 +44,7 @@ export const problems = (
   if (saving !== undefined) found.push(saving)
   const tracing = trace === undefined ? undefined : OutputPath.fileProblem("trace", trace)
   if (tracing !== undefined) found.push(tracing)
-  else if (trace !== undefined && save !== undefined && isWithin(path.resolve(save), path.resolve(trace))) {
+  else if (trace !== undefined && save !== undefined && OutputPath.isWithin(path.resolve(save), path.resolve(trace))) {
     found.push(ConfigError.make("trace", trace, `is the --save directory ${save} or a folder above it`, "write the trace to a file of its own, e.g. trace.json"))
   } else if (trace !== undefined) {
     const read = OutputPath.inputProblem("trace", trace, inputs)
