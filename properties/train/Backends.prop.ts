@@ -55,6 +55,7 @@ describe("the local and threads backends", () => {
         expect(threads.map((s) => s.loss)).toEqual(local.map((s) => s.loss))
         expect(threads.map((s) => s.gradNorm)).toEqual(local.map((s) => s.gradNorm))
         expect(threads.map((s) => s.imbalance)).toEqual(local.map((s) => s.imbalance))
+        expect(threads.map((s) => s.overload)).toEqual(local.map((s) => s.overload))
       }),
       { numRuns: 4 },
     )

@@ -26,23 +26,32 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
     help: "another recording of the same tokens: per layer, the share of tokens routed to the same experts, and of experts in common",
   },
   step: { kind: "int", placeholder: "N", min: 1, help: "only step N (counting from 1); the picture's step (default: the last)" },
+  ep: {
+    kind: "int",
+    placeholder: "N",
+    min: 1,
+    help: "also each layer's overload at expert-parallel size N: the busiest EP rank's tokens over the mean rank's, ranks holding contiguous expert blocks",
+  },
   svg: { kind: "string", placeholder: "FILE", help: "draw the step's tokens per expert, a row per MoE layer, into FILE" },
   json: { kind: "boolean", help: "one JSON object per step instead of the table" },
   help: { kind: "boolean", help: "show this help" },
 }
 
-const usage = `usage: pleat routing --dir DIR [--compare DIR2] [--step N] [--svg FILE] [--json]
+const usage = `usage: pleat routing --dir DIR [--compare DIR2] [--step N] [--ep N] [--svg FILE] [--json]
 
 Reads a routing recording (pleat train --routing-record DIR; Megatron-Core's router replay) and
 prints, for every step and MoE layer, the tokens each expert got and the imbalance (the most
 loaded expert over the mean). With --compare DIR2 (a recording of the same steps and tokens:
 another run, or the routing a rollout saw), also the share of tokens routed to the same set of
-experts in both and the mean share of a token's experts the two have in common.
+experts in both and the mean share of a token's experts the two have in common. With --ep N,
+also the overload at EP size N: the (token, expert) pairs of the busiest of N ranks, rank r
+holding experts [r E/N, (r+1) E/N), over the mean rank's, for the step's tokens as one group
+(pleat train reports the same factor per EP group and micro-batch as it trains).
 
 ${Flags.usage(flags)}
 
 --json prints one line per step: {"step", "layers": [{"layer", "tokensPerExpert", "imbalance"
-(and "same", "overlap" with --compare)}]}.
+(and "same", "overlap" with --compare, "overload" with --ep)}]}.
 `
 
 /** A layer's figures in one step. */
@@ -50,6 +59,7 @@ interface LayerFigures {
   readonly layer: number
   readonly tokensPerExpert: ReadonlyArray<number>
   readonly imbalance: number
+  readonly overload?: number
   readonly same?: number
   readonly overlap?: number
 }
@@ -102,13 +112,17 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
   const m = mine.manifest
   const tokens = m.globalBatch * m.seq
   const numExperts = Math.max(m.numExperts, other?.manifest.numExperts ?? 0)
+  const ep = Flags.int(f, "ep")
+  if (ep !== undefined && numExperts % ep !== 0)
+    throw ConfigError.make("--ep", ep, `does not divide the recording's ${numExperts} experts`, "pass an EP size that divides the experts")
   const figuresOf = (step: number): Array<LayerFigures> => {
     const a = RoutingFiles.readStep(dir, step, m, "--dir")
     const b = other === undefined || otherDir === undefined ? undefined : RoutingFiles.readStep(otherDir, step, other.manifest, "--compare")
     return m.layers.map((layer, l) => {
       const counts = RoutingStats.tokensPerExpert(a.experts, l, tokens, m.topk, numExperts)
       const agreement = b === undefined ? undefined : RoutingStats.agreement(a.experts, b.experts, l, tokens, m.topk)
-      return { layer, tokensPerExpert: counts, imbalance: RoutingStats.imbalance(counts), ...(agreement === undefined ? {} : agreement) }
+      const overload = ep === undefined ? {} : { overload: RoutingStats.imbalance(RoutingStats.rankLoads(counts, ep)) }
+      return { layer, tokensPerExpert: counts, imbalance: RoutingStats.imbalance(counts), ...overload, ...(agreement === undefined ? {} : agreement) }
     })
   }
   // Every step is read and checked before anything is printed.
@@ -128,9 +142,10 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     for (const l of layers) {
       const most = l.tokensPerExpert.indexOf(Math.max(...l.tokensPerExpert))
       const least = l.tokensPerExpert.indexOf(Math.min(...l.tokensPerExpert))
+      const overload = l.overload === undefined ? "" : `; overload ${l.overload.toFixed(3)} at ep ${ep}`
       const compared = l.same === undefined ? "" : `; the same experts for ${percent(l.same)} of tokens, ${percent(l.overlap ?? 0)} of experts in common`
       io.stdout(
-        `  layer ${l.layer}: imbalance ${l.imbalance.toFixed(3)} (expert ${most} ${l.tokensPerExpert[most]} tokens, expert ${least} ${l.tokensPerExpert[least]})${compared}\n`,
+        `  layer ${l.layer}: imbalance ${l.imbalance.toFixed(3)} (expert ${most} ${l.tokensPerExpert[most]} tokens, expert ${least} ${l.tokensPerExpert[least]})${overload}${compared}\n`,
       )
     }
   }

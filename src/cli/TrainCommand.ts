@@ -24,7 +24,6 @@ import * as PipelineText from "./PipelineText.js"
 import * as Effect from "effect/Effect"
 import { type Logger, pino } from "pino"
 import * as Folding from "../mapping/Folding.js"
-import type * as MoeStats from "../model/MoeStats.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Log from "../runtime/Log.js"
 import * as Trace from "../runtime/Trace.js"
@@ -71,9 +70,17 @@ ${MegatronNames.usage()}
 const format = (x: number, digits = 3) => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(digits))
 
 /** The root of the per-rank loggers: pino JSON at `level`, on the command's stderr. */
-/** The MoE layers' metrics for the log: losses by layer, and dropped pairs when dropping. */
-const moeMetrics = (moe: ReadonlyArray<MoeStats.LayerStep>, dropping: boolean) =>
-  moe.map((m) => (dropping ? { layer: m.layer, losses: m.losses, dropped: m.dropped } : { layer: m.layer, losses: m.losses }))
+/**
+ * The MoE layers' metrics for the log: losses by layer, dropped pairs when dropping, and the
+ * routing layers' EP overload factor (ExpertOverload: mean and max over EP groups and micro-batches).
+ */
+const moeMetrics = (summary: Pick<Train.StepSummary, "moe" | "overload"> | undefined, dropping: boolean) => {
+  const overload = new Map((summary?.overload ?? []).map((o) => [o.layer, { mean: o.mean, max: o.max }]))
+  return (summary?.moe ?? []).map((m) => {
+    const o = overload.get(m.layer)
+    return { layer: m.layer, losses: m.losses, ...(dropping ? { dropped: m.dropped } : {}), ...(o === undefined ? {} : { overload: o }) }
+  })
+}
 
 const rankLogger = (level: string, io: Io): Logger =>
   // pino needs only `write` of its destination.
@@ -213,7 +220,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
             lr: summary.lr,
             tokensPerSec,
             gradNorm: summary.gradNorm,
-            moe: moeMetrics(summary.moe, dropping),
+            moe: moeMetrics(summary, dropping),
             ...(hostDeviceBytes.length === 0 ? {} : { hostDeviceBytes }),
             ...(hostWaits.length === 0 ? {} : { hostWaits }),
             ...(deviceMemory.length === 0 ? {} : { deviceMemory }),
@@ -263,7 +270,7 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
     // Optimizer state (AdamW moments) each rank keeps; the distributed optimizer shards it.
     const optimizerState = last?.ranks.map((r) => r.optimizerStateBytes) ?? []
     const optimizerStateMax = Math.max(0, ...optimizerState)
-    const moe = moeMetrics(last?.moe ?? [], dropping)
+    const moe = moeMetrics(last, dropping)
     if (json !== undefined) {
       json.info(
         {
@@ -318,6 +325,13 @@ const job = (resolved: TrainOptions.Resolved, io: Io): Effect.Effect<number, unk
                 .map(([name, v]) => `${name} ${format(v, 4)}`)
                 .join(" ")}`,
           )
+          .join(", ")}`,
+      )
+    // At ep 1 one rank holds every expert: the factor is 1 by definition, so the line is left out.
+    if (setup.parallel.sizes.ep > 1 && (last?.overload.length ?? 0) > 0)
+      lines.push(
+        `EP overload (the busiest EP rank's routed rows / its group's mean; last step, mean and max over groups and micro-batches) by MoE layer: ${(last?.overload ?? [])
+          .map((o) => `layer ${o.layer}: mean ${o.mean.toFixed(2)} max ${o.max.toFixed(2)}`)
           .join(", ")}`,
       )
     if (dropping) lines.push(`dropped (token, expert) pairs in the last step by layer: ${moe.map((m) => `layer ${m.layer}: ${m.dropped}`).join(", ") || "-"}`)

@@ -29,6 +29,23 @@ export const imbalance = (counts: ReadonlyArray<number>): number => {
 }
 
 /**
+ * The (token, expert) pairs each of `ep` expert-parallel ranks gets from a layer's tokens per
+ * expert, rank r holding experts [r E / ep, (r + 1) E / ep) (Megatron-Core's and pleat's
+ * placement). `ep` must divide the experts.
+ * @category mapping
+ */
+export const rankLoads = (perExpert: ReadonlyArray<number>, ep: number): Array<number> => {
+  if (perExpert.length % ep !== 0) throw new Error(`RoutingStats.rankLoads: ep ${ep} does not divide ${perExpert.length} experts`)
+  const per = perExpert.length / ep
+  const loads = new Array<number>(ep).fill(0)
+  perExpert.forEach((n, e) => {
+    const r = Math.floor(e / per)
+    loads[r] = (loads[r] as number) + n
+  })
+  return loads
+}
+
+/**
  * How two routings [layers, T, K] of the same tokens agree at `layer`: `same`, the fraction of
  * tokens whose K experts are the same set in both; `overlap`, the mean over tokens of the
  * experts the two share, divided by K (1 and 1 for T = 0).

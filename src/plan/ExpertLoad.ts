@@ -9,6 +9,7 @@
  * and activations of a mapping by its ep's factor (StepTime, MemoryModel) instead of assuming
  * balance.
  */
+import * as RoutingStats from "../moe/RoutingStats.js"
 
 /**
  * A recording's tokens per expert: [step][MoE layer][expert].
@@ -26,18 +27,7 @@ export const factor = (counts: Counts, ep: number): number => {
   let layers = 0
   for (const step of counts) {
     for (const perExpert of step) {
-      const experts = perExpert.length
-      if (experts % ep !== 0) throw new Error(`ExpertLoad.factor: ep ${ep} does not divide ${experts} experts`)
-      const per = experts / ep
-      let busiest = 0
-      let total = 0
-      for (let r = 0; r < ep; r++) {
-        let load = 0
-        for (let e = r * per; e < (r + 1) * per; e++) load += perExpert[e] as number
-        busiest = Math.max(busiest, load)
-        total += load
-      }
-      sum += total === 0 ? 1 : busiest / (total / ep)
+      sum += RoutingStats.imbalance(RoutingStats.rankLoads(perExpert, ep))
       layers++
     }
   }

@@ -210,6 +210,8 @@ export const make = (
       if (onDevice !== undefined) DeviceOptimizer.startStep(onDevice, deviceCopies)
       let lossShare = 0
       const expertRows = new Map<number, Array<number>>()
+      // Rows this rank's local experts got, per MoE layer and micro-batch (ExpertOverload).
+      const rankRows = new Map<number, Array<number>>()
       const moeStats = MoeStats.accumulator(microBatches, s.dp)
       const activations = RankMemory.activationMeter(() => GradAccumulator.heldBytes(grads.accumulators()))
       const stepStarted = performance.now()
@@ -255,6 +257,9 @@ export const make = (
             layer,
             acc.map((v, e) => v + (rows[e] as number)),
           )
+          const perMicroBatch = rankRows.get(layer) ?? new Array<number>(microBatches).fill(0)
+          perMicroBatch[microBatch] = rows.reduce((a, b) => a + b, 0)
+          rankRows.set(layer, perMicroBatch)
         })
         // The losses' values come down without blocking (a device's sums of them included).
         if (out.loss !== undefined && place.tp === 0) lossShare += (yield* hostValues(out.loss))[0] as number
@@ -341,6 +346,7 @@ export const make = (
         gradNorm,
         lr,
         expertRows: [...expertRows].map(([layer, rows]) => ({ layer, rows })),
+        rankRows: [...rankRows].map(([layer, rows]) => ({ layer, rows })),
         moeStats: moeStats.result(),
         ...times,
         optimizerStateBytes,

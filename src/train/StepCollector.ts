@@ -5,12 +5,13 @@
  * published with the reports it came from, in step order.
  */
 import * as MoeStats from "../model/MoeStats.js"
+import * as ExpertOverload from "./ExpertOverload.js"
 import type * as StepReport from "./StepReport.js"
 import type { StepSummary } from "./Train.js"
 import type * as TrainProgram from "./TrainProgram.js"
 
 /** The summary of one step from every rank's report. */
-const summarize = (step: number, reports: ReadonlyArray<StepReport.StepReport>, tokens: number, seconds: number): StepSummary => {
+const summarize = (step: number, reports: ReadonlyArray<StepReport.StepReport>, tokens: number, seconds: number, epGroups: ReadonlyArray<ReadonlyArray<number>>): StepSummary => {
   const byLayer = new Map<number, Array<number>>()
   for (const r of reports) for (const e of r.expertRows) byLayer.set(e.layer, [...(byLayer.get(e.layer) ?? []), ...e.rows])
   const imbalance = [...byLayer]
@@ -27,6 +28,7 @@ const summarize = (step: number, reports: ReadonlyArray<StepReport.StepReport>, 
     tokens,
     seconds,
     imbalance,
+    overload: ExpertOverload.ofStep(reports, epGroups),
     moe: MoeStats.combine(reports.map((r) => r.moeStats ?? [])),
     ranks: reports.map((r) => ({
       forwardMs: r.forwardMs,
@@ -43,11 +45,12 @@ const summarize = (step: number, reports: ReadonlyArray<StepReport.StepReport>, 
 
 /**
  * Gathers the ranks' step events into summaries, in step order (a step is summarized once
- * every rank has reported it).
+ * every rank has reported it). `epGroups`: the ranks of each EP group (ExpertOverload).
  */
 export const collector = (
   world: number,
   tokens: number,
+  epGroups: ReadonlyArray<ReadonlyArray<number>>,
   publish: (summary: StepSummary, reports: ReadonlyArray<StepReport.StepReport>) => void,
   saved: (event: TrainProgram.SavedEvent) => void,
 ) => {
@@ -63,7 +66,7 @@ export const collector = (
     for (let ready = pending.get(next); ready !== undefined && ready.filter((e) => e !== undefined).length === world; ready = pending.get(next)) {
       pending.delete(next)
       const reports = ready.map((e) => e.report)
-      publish(summarize(next, reports, tokens, Math.max(...ready.map((e) => e.seconds))), reports)
+      publish(summarize(next, reports, tokens, Math.max(...ready.map((e) => e.seconds)), epGroups), reports)
       next++
     }
   }

@@ -19,6 +19,8 @@ export interface StepReport {
   readonly lr: number
   /** Rows per local expert of each MoE layer this rank ran (summed over micro-batches). */
   readonly expertRows: ReadonlyArray<{ readonly layer: number; readonly rows: ReadonlyArray<number> }>
+  /** Rows this rank's local experts got together, per MoE layer it ran and micro-batch (ExpertOverload). */
+  readonly rankRows: ReadonlyArray<{ readonly layer: number; readonly rows: ReadonlyArray<number> }>
   /** This rank's contribution to each MoE layer's aux / z losses and dropped pairs (MoeStats). */
   readonly moeStats: ReadonlyArray<MoeStats.LayerStep>
   /** Milliseconds in forward, backward, and waiting for messages. */

@@ -20,6 +20,7 @@ import * as Queue from "effect/Queue"
 import type { Logger } from "pino"
 import * as Result from "effect/Result"
 import type * as ConfigError from "../errors/ConfigError.js"
+import * as Families from "../mapping/Families.js"
 import * as Folding from "../mapping/Folding.js"
 import type * as MoeStats from "../model/MoeStats.js"
 import * as Check from "../pipeline/Check.js"
@@ -36,6 +37,7 @@ import * as CheckpointDirectory from "./CheckpointDirectory.js"
 import * as HeldOut from "./HeldOut.js"
 import * as MemoryFloor from "./MemoryFloor.js"
 import * as DistributedOptimizer from "./DistributedOptimizer.js"
+import type * as ExpertOverload from "./ExpertOverload.js"
 import * as Fault from "./Fault.js"
 import * as ModelConfig from "./ModelConfig.js"
 import type * as RankTrainer from "./RankTrainer.js"
@@ -59,6 +61,8 @@ export interface StepSummary {
   readonly seconds: number
   /** Per MoE layer: max over experts of rows / mean rows (1 is perfect balance). */
   readonly imbalance: ReadonlyArray<{ readonly layer: number; readonly value: number }>
+  /** Per MoE layer: the busiest EP rank's rows over its EP group's mean, over the groups and micro-batches (ExpertOverload). */
+  readonly overload: ReadonlyArray<ExpertOverload.LayerOverload>
   /** Per MoE layer: its aux and z losses (mean over the micro-batches, no coefficients) and dropped pairs. */
   readonly moe: ReadonlyArray<MoeStats.LayerStep>
   /** Per rank: forward, backward and waiting milliseconds, the bytes of its optimizer state and its memory, and on a device the bytes copied between host and device, the copies the JS thread blocked on, and the device's memory. */
@@ -265,6 +269,7 @@ const saving = (setup: RankTrainer.TrainSetup, options: RunOptions, first: numbe
     const collect = StepCollector.collector(
       world,
       tokens,
+      Families.family(setup.parallel, "ep"),
       (summary, reports) => {
         const error = record?.(summary.step, reports)
         if (error !== undefined) recordFailed ??= error
