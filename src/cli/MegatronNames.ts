@@ -95,7 +95,7 @@ export const noEffect: Readonly<Record<string, string>> = {
   "moe-permute-fusion": "pleat's permute is one native pass",
   "moe-use-legacy-grouped-gemm": "pleat runs each rank's experts in one grouped native call",
   "moe-router-fusion": "a kernel choice",
-  "moe-per-layer-logging": "pleat's step lines carry each MoE layer's losses",
+  "moe-per-layer-logging": "pleat's step lines carry each MoE layer's losses and EP overload",
   "use-flash-attn": "pleat's attention kernel is its own",
   "no-masked-softmax-fusion": "a kernel choice",
   "no-bias-dropout-fusion": "a kernel choice",

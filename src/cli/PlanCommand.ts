@@ -62,6 +62,12 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
     placeholder: "DIR",
     help: "a recorded routing of the model's experts (pleat train --routing-record DIR): each EP size's busiest rank, as the recording loads it, sets the routed experts' time, traffic and memory (default: balanced)",
   },
+  "distributed-optimizer-instances": {
+    kind: "int",
+    placeholder: "N",
+    min: 1,
+    help: "hybrid sharding (pleat train's flag): the optimizer state sharded within N slices of each gradient group and replicated across them, gradients all-reduced across; only mappings whose dp x cp and edp N divides (default 1)",
+  },
   top: { kind: "int", placeholder: "K", help: "how many mappings to list (default 5)" },
   json: { kind: "boolean", help: "print the plan as JSON" },
   svg: { kind: "string", placeholder: "FILE", help: "draw the best mapping's folding into FILE" },
@@ -70,7 +76,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
 
 const usage = `usage: pleat plan --model PRESET|FILE.json --gpus N [--cluster PRESET|FILE.json] [--seq S] --global-batch B [--micro-batch M]
                   [--precision bf16|fp8] [--recompute none|selective|full] [--tp T --cp C --pp P --vpp V --ep E --etp X]
-                  [--uneven-stages] [--routing DIR] [--top K] [--json] [--svg FILE]
+                  [--uneven-stages] [--routing DIR] [--distributed-optimizer-instances N] [--top K] [--json] [--svg FILE]
 
 Weighs every valid folded mapping of the model on the GPUs (the checks of pleat groups and of
 training), predicts each one's memory per GPU, step time and MFU (Megatron's FLOPs formula over
@@ -119,6 +125,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
   const gpus = required("--gpus", Flags.int(f, "gpus"), "pass --gpus N, the number of GPUs")
   const seq = Flags.int(f, "seq") ?? (model.model.seq > 0 ? model.model.seq : undefined)
   const routing = Flags.string(f, "routing")
+  const instances = Flags.int(f, "distributed-optimizer-instances")
   const job: Job = {
     modelName: model.name,
     model: model.model,
@@ -128,6 +135,7 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
     globalBatch: required("--global-batch", Flags.int(f, "global-batch"), "pass --global-batch B, the sequences per step"),
     precision: choice("--precision", Flags.string(f, "precision"), precisions) ?? "bf16",
     ...(routing === undefined ? {} : { expertLoad: PlanInputs.expertLoad(routing, model.model) }),
+    ...(instances === undefined ? {} : { optimizerInstances: instances }),
   }
   const fixed: Planner.Fixed = {
     tp: Flags.int(f, "tp"),
@@ -167,15 +175,15 @@ export const run = (argv: ReadonlyArray<string>, io: Io): number => {
       throw ConfigError.make(
         "--gpus",
         gpus,
-        `allows no valid mapping of ${what}${Object.values(fixed).some((v) => v !== undefined) ? " with the fixed flags" : ""}: every split breaks a divisibility rule (heads, layers, experts, batch)`,
-        "choose a GPU count whose divisors fit the model (a power of two for the presets), a global batch divisible by the data-parallel sizes, or fewer fixed flags",
+        `allows no valid mapping of ${what}${Object.values(fixed).some((v) => v !== undefined) ? " with the fixed flags" : ""}${instances === undefined ? "" : ` and ${instances} distributed optimizer instances`}: every split breaks a divisibility rule (heads, layers, experts, batch${instances === undefined ? "" : ", instances dividing dp x cp and edp"})`,
+        `choose a GPU count whose divisors fit the model (a power of two for the presets), a global batch divisible by the data-parallel sizes${instances === undefined ? "" : ", fewer --distributed-optimizer-instances"}, or fewer fixed flags`,
       )
     const m = outcome.closest.mapping
     throw ConfigError.make(
       "--gpus",
       gpus,
       `fits no mapping of ${what} in ${cluster.memoryGB} GB per GPU: the closest (tp ${m.tp} cp ${m.cp} pp ${m.pp}${m.firstStageLayers === undefined ? "" : ` (first ${m.firstStageLayers}, last ${m.lastStageLayers} layers)`} vpp ${m.vpp} ep ${m.ep} etp ${m.etp}, micro-batch ${m.microBatch}, recompute ${m.recompute}) needs ${gb(outcome.closest.bytes)} more`,
-      `use more GPUs, a cluster with more memory per GPU (e.g. --cluster dgx-h200)${m.recompute === "full" ? "" : ", full recomputation"}${Object.values(fixed).some((v) => v !== undefined) ? ", or fewer fixed flags" : ""}`,
+      `use more GPUs, a cluster with more memory per GPU (e.g. --cluster dgx-h200)${m.recompute === "full" ? "" : ", full recomputation"}${instances === undefined || instances === 1 ? "" : ", fewer --distributed-optimizer-instances"}${Object.values(fixed).some((v) => v !== undefined) ? ", or fewer fixed flags" : ""}`,
     )
   }
   const modelFlops = ModelFlops.perStep(job.model, job.seq, job.globalBatch)

@@ -52,6 +52,8 @@ export const json = (job: Job, outcome: Planner.Outcome, top: number, modelFlops
   seq: job.seq,
   globalBatch: job.globalBatch,
   precision: job.precision,
+  // Only with --distributed-optimizer-instances.
+  ...(job.optimizerInstances === undefined ? {} : { distributedOptimizerInstances: job.optimizerInstances }),
   modelFlopsPerStep: round(modelFlops),
   mappingsWeighed: outcome.weighed,
   mappingsThatFit: outcome.candidates.length,
@@ -118,7 +120,7 @@ const why = (ranked: ReadonlyArray<Prediction>): Array<string> => {
 export const table = (job: Job, outcome: Planner.Outcome, top: number, modelFlops: number): string => {
   const c = job.cluster
   const header = [
-    `pleat plan: ${job.modelName} on ${job.gpus} GPUs of ${c.name} (${c.gpusPerNode} per node, ${c.memoryGB} GB, ${c.peakTflops} TFLOP/s bf16), seq ${job.seq}, global batch ${job.globalBatch}, ${job.precision}`,
+    `pleat plan: ${job.modelName} on ${job.gpus} GPUs of ${c.name} (${c.gpusPerNode} per node, ${c.memoryGB} GB, ${c.peakTflops} TFLOP/s bf16), seq ${job.seq}, global batch ${job.globalBatch}, ${job.precision}${job.optimizerInstances === undefined ? "" : `, ${job.optimizerInstances} distributed optimizer instances`}`,
     `model FLOPs per step ${modelFlops.toExponential(3)} (Megatron's formula); ${outcome.weighed} mappings weighed, ${outcome.candidates.length} fit; MFU = model FLOP/s per GPU / ${c.peakTflops} TFLOP/s`,
     "",
   ]

@@ -36,6 +36,13 @@ export interface Job {
    * activations at the calibration's dropless margin).
    */
   readonly expertLoad?: ((ep: number) => number) | undefined
+  /**
+   * The distributed optimizer's instances (hybrid sharding, Megatron's
+   * --num-distributed-optimizer-instances): each gradient group (dp x cp, edp) split into this
+   * many slices of consecutive members, the state sharded within a slice and replicated across;
+   * absent or 1: one instance, sharded over the whole group.
+   */
+  readonly optimizerInstances?: number | undefined
 }
 
 /**

@@ -76,7 +76,7 @@ export const ofMapping = (job: Job, map: Mapping): Memory => {
     const layers = split[edge] + (edge === "last" || map.pp === 1 ? mtp : 0)
     const weights = c.weightBytes * (params.dense + params.expert)
     const gradients = c.gradientBytes * (params.dense + params.expert)
-    const optimizer = c.optimizerBytes * (params.dense / (map.dp * map.cp) + params.expert / map.edp)
+    const optimizer = c.optimizerBytes * RankParameters.optimizerShard(params, map, job.optimizerInstances)
     const activations = microBatchesInFlight * layers * act.kept + recomputing + extra
     const reserved = c.reservedGB * 1e9
     return { weights, gradients, optimizer, activations, reserved, total: weights + gradients + optimizer + activations + reserved }

@@ -23,8 +23,10 @@ export interface Spread {
  * The spread of the groups over `names` of `grid` on nodes of `gpusPerNode` ranks.
  * @category mapping
  */
-const spread = (grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number): Spread => {
-  const members = RankGrid.groupOf(grid, 0, names)
+const spread = (grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number): Spread => spreadOfMembers(RankGrid.groupOf(grid, 0, names), gpusPerNode)
+
+/** The spread of a group holding rank 0 (its first member) on nodes of `gpusPerNode` ranks. */
+const spreadOfMembers = (members: ReadonlyArray<number>, gpusPerNode: number): Spread => {
   const nodes = new Set<number>()
   let peersInNode = 0
   for (const r of members) {
@@ -36,10 +38,38 @@ const spread = (grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPer
 }
 
 /**
+ * The two groups hybrid sharding makes of a group of `instances` slices (the distributed
+ * optimizer's instances: consecutive members, in the order training lists them): `intra`, a
+ * slice, and `inter`, the members at one place in every slice.
+ * @category models
+ */
+export interface Sliced {
+  readonly intra: Spread
+  readonly inter: Spread
+}
+
+/**
+ * The spreads of the slices of the group over `names` of `grid` (the one holding rank 0) into
+ * `instances` instances; `instances` divides its size.
+ * @category mapping
+ */
+const sliced = (grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number, instances: number): Sliced => {
+  const members = RankGrid.groupOf(grid, 0, names)
+  const size = members.length / instances
+  return {
+    intra: spreadOfMembers(members.slice(0, size), gpusPerNode),
+    inter: spreadOfMembers(
+      Array.from({ length: instances }, (_, i) => members[i * size] as number),
+      gpusPerNode,
+    ),
+  }
+}
+
+/**
  * Spreads already computed, by the strides and sizes of a family's axes.
  * @category models
  */
-export type Memo = Map<string, Spread>
+export type Memo = Map<string, Spread | Sliced>
 
 /**
  * `spread`, remembered in `memo`: a group's placement depends only on its axes' strides and
@@ -51,9 +81,25 @@ export const spreadOf = (memo: Memo, grid: RankGrid.RankGrid, names: ReadonlyArr
     const a = RankGrid.axis(grid, n)
     return `${a.stride}x${a.size}`
   })}`
-  const known = memo.get(key)
+  const known = memo.get(key) as Spread | undefined
   if (known !== undefined) return known
   const computed = spread(grid, names, gpusPerNode)
+  memo.set(key, computed)
+  return computed
+}
+
+/**
+ * `sliced`, remembered in `memo` as `spreadOf` remembers spreads.
+ * @category mapping
+ */
+export const slicedOf = (memo: Memo, grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number, instances: number): Sliced => {
+  const key = `${gpusPerNode}/${instances}:${names.map((n) => {
+    const a = RankGrid.axis(grid, n)
+    return `${a.stride}x${a.size}`
+  })}`
+  const known = memo.get(key) as Sliced | undefined
+  if (known !== undefined) return known
+  const computed = sliced(grid, names, gpusPerNode, instances)
   memo.set(key, computed)
   return computed
 }

@@ -9,7 +9,8 @@
  * micro-batch count a multiple of pp (Megatron's interleaved schedule), and micro-batches up to
  * `maxMicroBatch`, and recomputation none, selective or full. A flag the user gave fixes its dimension. Each mapping (tp, cp, pp, ep, etp)
  * is listed once, with its best order, vpp, micro-batch and recomputation, so the top K are K different
- * mappings. Ties keep the smaller memory, then the smaller degrees. `onProgress` hears of
+ * mappings. Ties keep the smaller memory, then the smaller degrees. With the distributed optimizer's
+ * instances (Job.optimizerInstances), only mappings whose dp x cp and edp they divide. `onProgress` hears of
  * each (tp, cp) pair as the search reaches it (large clusters take seconds).
  */
 import * as Result from "effect/Result"
@@ -69,7 +70,7 @@ const recomputes: ReadonlyArray<Recompute> = ["none", "selective", "full"]
 
 const choices = (n: number, fixed: number | undefined): ReadonlyArray<number> => (fixed === undefined ? Divisors.of(n) : n % fixed === 0 ? [fixed] : [])
 
-const spreadsOf = (dense: RankGrid.RankGrid, expert: RankGrid.RankGrid, gpusPerNode: number, memo: Placement.Memo): StepTime.Spreads => ({
+const spreadsOf = (dense: RankGrid.RankGrid, expert: RankGrid.RankGrid, gpusPerNode: number, memo: Placement.Memo, instances: number): StepTime.Spreads => ({
   tp: Placement.spreadOf(memo, dense, ["tp"], gpusPerNode),
   cp: Placement.spreadOf(memo, dense, ["cp"], gpusPerNode),
   pp: Placement.spreadOf(memo, dense, ["pp"], gpusPerNode),
@@ -77,6 +78,10 @@ const spreadsOf = (dense: RankGrid.RankGrid, expert: RankGrid.RankGrid, gpusPerN
   etp: Placement.spreadOf(memo, expert, ["etp"], gpusPerNode),
   dpCp: Placement.spreadOf(memo, dense, ["dp", "cp"], gpusPerNode),
   edp: Placement.spreadOf(memo, expert, ["edp"], gpusPerNode),
+  instances:
+    instances === 1
+      ? undefined
+      : { dpCp: Placement.slicedOf(memo, dense, ["dp", "cp"], gpusPerNode, instances), edp: Placement.slicedOf(memo, expert, ["edp"], gpusPerNode, instances) },
 })
 
 /** Whether the model and batch fit the mapping (ModelConfig's rule, the one training applies). */
@@ -111,6 +116,7 @@ export const plan = (job: Job, fixed: Fixed, onProgress?: (done: number, total: 
   const memo: Placement.Memo = new Map()
   let closest: Outcome["closest"]
   const g = job.gpus
+  const instances = job.optimizerInstances ?? 1
   // The (tp, cp) pairs: the unit of progress.
   const pairs = choices(g, fixed.tp).flatMap((tp) => choices(g / tp, fixed.cp).map((cp) => [tp, cp] as const))
   for (const [done, [tp, cp]] of pairs.entries()) {
@@ -126,13 +132,15 @@ export const plan = (job: Job, fixed: Fixed, onProgress?: (done: number, total: 
             const validated = ParallelConfig.validate({ world: g, tp, cp, pp, ep, etp, order, ...ends })
             if (Result.isFailure(validated)) continue
             const config = validated.success
+            // The distributed optimizer's instances must divide both gradient groups (training's rule).
+            if ((config.sizes.dp * cp) % instances !== 0 || config.sizes.edp % instances !== 0) continue
             // Orders that lay the ranks out the same are one choice.
             const dense = ParallelConfig.denseGrid(config)
             const expert = ParallelConfig.expertGrid(config)
             const layout = `${dense.axes.map((a) => a.stride).join()}|${expert.axes.map((a) => a.stride).join()}`
             if (layouts.has(layout)) continue
             layouts.add(layout)
-            const spreads = spreadsOf(dense, expert, job.cluster.gpusPerNode, memo)
+            const spreads = spreadsOf(dense, expert, job.cluster.gpusPerNode, memo, instances)
             const s = config.sizes
             const vpps = pp === 1 || ends !== undefined ? (fixed.vpp === undefined || fixed.vpp === 1 ? [1] : []) : choices(job.model.layers / pp, fixed.vpp)
             const microBatchCandidates = fixed.microBatch === undefined ? Divisors.of(job.globalBatch / s.dp).filter((m) => m <= maxMicroBatch) : [fixed.microBatch]

@@ -95,3 +95,12 @@ export const ofRank = (m: ModelConfig.ModelConfig, map: Mapping, edge: "first" |
   const ends = map.pp === 1 ? dense(t.first) + dense(t.last) - t.tiedCopy / map.tp : edge === "first" ? dense(t.first) : edge === "last" ? dense(t.last) : 0
   return { dense: dense(layers) + ends, expert: layers.expert / (map.ep * map.etp) }
 }
+
+/**
+ * The parameters whose optimizer state a rank keeps: its dense ones sharded over dp x cp and its
+ * experts' over edp, each group's shard `instances` times larger with the distributed optimizer's
+ * instances (Job.optimizerInstances, which divides both groups).
+ * @category mapping
+ */
+export const optimizerShard = (params: RankParameters, map: Mapping, instances = 1): number =>
+  (params.dense * instances) / (map.dp * map.cp) + (params.expert * instances) / map.edp

@@ -39,6 +39,8 @@ export interface Spreads {
   /** The dense gradients' group: dp x cp. */
   readonly dpCp: Placement.Spread
   readonly edp: Placement.Spread
+  /** With the distributed optimizer's instances (Job.optimizerInstances > 1): each gradient group's slices. */
+  readonly instances?: { readonly dpCp: Placement.Sliced; readonly edp: Placement.Sliced } | undefined
 }
 
 /** Fraction of the best GEMM efficiency a dimension of size d allows. */
@@ -198,10 +200,15 @@ export const ofMapping = (job: Job, map: Mapping, spreads: Spreads): Breakdown =
   // (exposedSync: with virtual stages each chunk's share starts as soon as that chunk is done).
   const params = RankParameters.ofRank(job.model, map, map.pp === 1 ? "middle" : "last")
   const cl = job.cluster
-  const gradients = Links.ring(cl, spreads.dpCp, params.dense * 4) + Links.ring(cl, spreads.edp, params.expert * 4)
-  const parameters = Links.ring(cl, spreads.dpCp, params.dense * 2) + Links.ring(cl, spreads.edp, params.expert * 2)
+  // With instances (hybrid sharding) the gradients reduce-scatter within a slice, then its part
+  // is all-reduced (a reduce-scatter and an all-gather) across the slices; parameters gather within a slice.
+  const reduce = (whole: Placement.Spread, slices: Placement.Sliced | undefined, bytes: number) =>
+    slices === undefined ? Links.ring(cl, whole, bytes) : Links.ring(cl, slices.intra, bytes) + 2 * Links.ring(cl, slices.inter, bytes / slices.intra.size)
+  const sliced = spreads.instances
+  const gradients = reduce(spreads.dpCp, sliced?.dpCp, params.dense * 4) + reduce(spreads.edp, sliced?.edp, params.expert * 4)
+  const parameters = Links.ring(cl, sliced?.dpCp.intra ?? spreads.dpCp, params.dense * 2) + Links.ring(cl, sliced?.edp.intra ?? spreads.edp, params.expert * 2)
   const dp = exposedSync(map, gradients, (2 / 3) * perMicroBatch, bubble) + exposedSync(map, parameters, (1 / 3) * perMicroBatch, bubble)
-  const shards = params.dense / (map.dp * map.cp) + params.expert / map.edp
+  const shards = RankParameters.optimizerShard(params, map, job.optimizerInstances)
   const optimizer = (shards * c.optimizerBytesPerParameter) / (cl.hbmGBps * 1e9 * c.hbmFraction)
   return {
     gemm: M * slowest.gemm,
