@@ -151,6 +151,21 @@ describe("the optimizer on the device (sim)", () => {
           const model = { ...one.model, layers: "vpp" in mapping ? 4 : one.model.layers }
           await expectHostsSteps({ ...one, model, parallel: ParallelConfig.make(mapping), batch: { microBatch: 1, globalBatch: 4 }, distributedOptimizer: true }, 3, 2)
         }
+        // Hybrid sharding (--distributed-optimizer-instances): each part all-reduced across the instances on the device.
+        for (const [mapping, instances] of [
+          [{ world: 4 }, 2],
+          [{ world: 4, ep: 2 }, 2],
+          [{ world: 4 }, 4],
+        ] as const) {
+          const setup = {
+            ...one,
+            parallel: ParallelConfig.make(mapping),
+            batch: { microBatch: 1, globalBatch: 4 },
+            distributedOptimizer: true,
+            distributedOptimizerInstances: instances,
+          }
+          await expectHostsSteps(setup, 3, 2)
+        }
       }),
       { numRuns: 2 },
     )

@@ -5,7 +5,9 @@
  * (DeviceOptimizer's), each bucket's gradients laid end to end there and reduce-scattered, this
  * rank's parts of the moments and of the summed gradients, AdamW on its owned runs, and the
  * all-gather of the updated parts back into the shards. A step brings one float64 a run to the
- * host (its sum of squares); on the NCCL backend the collectives run on the device arrays.
+ * host (its sum of squares); on the NCCL backend the collectives run on the device arrays. With
+ * instances (hybrid sharding) each part is all-reduced across them after its reduce-scatter, and
+ * the norm counts the first instance's parts, as on the host.
  *
  * The host's parts of the moments (the buckets' `moments`) and the shards' values are the
  * device's as of the last `settleHost` (before a checkpoint, at the end of the run), as
@@ -53,11 +55,10 @@ export interface DeviceDistributed {
 }
 
 /**
- * Whether the distributed optimizer can run on the device: no parameter left out of its bucket,
- * one instance (hybrid sharding runs on the host).
+ * Whether the distributed optimizer can run on the device: no parameter left out of its bucket.
  * @category guards
  */
-export const appliesTo = (host: DistributedOptimizer.DistributedOptimizer): boolean => host.unbucketed.size === 0 && host.buckets.every((b) => b.inter === undefined)
+export const appliesTo = (host: DistributedOptimizer.DistributedOptimizer): boolean => host.unbucketed.size === 0
 
 /**
  * The device half of `host` over `shards` (nothing on the device yet).
@@ -129,6 +130,11 @@ export const reduceScatter = (d: DeviceDistributed) =>
       for (const { bucket, result } of pending) partOf(d, bucket).grad = (yield* result.await).deviceArray(rt)
     }
     d.inFlight.clear()
+    // Hybrid sharding: each part summed across the instances, all issued before any is awaited.
+    const across: Array<{ readonly bucket: Bucket; readonly result: Comm.Pending<Tensor.Tensor> }> = []
+    for (const bucket of d.host.buckets)
+      if (bucket.inter !== undefined) across.push({ bucket, result: yield* Comm.start.allReduce(bucket.inter, column(d, partOf(d, bucket).grad)) })
+    for (const { bucket, result } of across) partOf(d, bucket).grad = (yield* result.await).deviceArray(rt)
   })
 
 /** A run of `n` elements of `src` from `at`, in a new device array. */
@@ -147,7 +153,7 @@ const runOf = (d: DeviceDistributed, src: DeviceArray, at: number, n: number): D
 export const globalNorm = (d: DeviceDistributed) =>
   Effect.gen(function* () {
     const rt = d.shards.runtime
-    const runs = DistributedOptimizer.owned(d.host).filter((o) => o.held.tiedCopy !== true)
+    const runs = DistributedOptimizer.owned(d.host).filter((o) => o.held.tiedCopy !== true && DistributedOptimizer.inFirstInstance(o.bucket, d.host.rank))
     const sums = rt.zeros("float64", runs.length)
     runs.forEach((o, i) => rt.kernels.sumSquares(runOf(d, partOf(d, o.bucket).grad, o.at, o.to - o.from), sums, i))
     const host = yield* arrayOnHost(sums)

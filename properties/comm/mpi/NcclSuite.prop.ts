@@ -200,6 +200,14 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     expect(hostWaits(run.stdout)).toEqual([0, 0, 0].map(() => [0, 0, 0, 0]))
   }, 300_000)
 
+  test("the same with 2 instances (--distributed-optimizer-instances 2, dp 4): the all-reduces across the instances in device memory too", async () => {
+    const on = ["--world", "4", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "2", "--etp", "1"]
+    const { run, io } = await againstLocal([...small(), "--seed", "47", "--device", "sim", "--distributed-optimizer", "--distributed-optimizer-instances", "2"], on)
+    const parameterBytes = (summaryOf(io.out).memory as Array<{ parameterBytes: number }>).map((m) => m.parameterBytes)
+    for (const step of hostDeviceBytes(run.stdout).slice(1)) step.forEach((bytes, r) => expect(bytes).toBeLessThan(parameterBytes[r] as number))
+    expect(hostWaits(run.stdout)).toEqual([0, 0, 0].map(() => [0, 0, 0, 0]))
+  }, 300_000)
+
   test("pleat train --backend nccl --device sim --precision bf16 with pp 2 (p2p, the tied embedding's sum): one process's losses", async () => {
     await againstLocal([...small(4), "--seed", "37", "--device", "sim", "--precision", "bf16"], ["--world", "4", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "2"])
   }, 300_000)
