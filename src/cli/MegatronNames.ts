@@ -68,6 +68,7 @@ export const renamed: Readonly<Record<string, string>> = {
   "moe-router-force-load-balancing": "force-load-balancing",
   "moe-router-quantile-balancing-ema": "quantile-balancing-ema",
   "moe-input-jitter-eps": "input-jitter-eps",
+  "moe-n-hash-layers": "hash-layers",
   "moe-router-force-biased": "force-biased",
   "rope-scaling-factor": "rotary-scaling-factor",
   "use-distributed-optimizer": "distributed-optimizer",

@@ -58,6 +58,9 @@ export const routerSettings = {
   "input-jitter-eps": optionalReal(
     "in training, multiply the router's input by noise uniform in [1 - eps, 1 + eps] (Megatron's --moe-input-jitter-eps; each token's noise a function of its place in the data, the same under every mapping)",
   ),
+  "hash-layers": optionalCount(
+    "DeepSeek-V4's hash routing (Megatron's --moe-n-hash-layers): the MoE layers among the first N route each token to experts its id picks, (id + k) mod experts for k < topk, not to the router's top-k; the probs are the router's scores there (softmax over every expert, or the elementwise score normalized), so it still learns; no expert bias or quantile balancing in those layers, multi-token prediction layers route as usual",
+  ),
   "force-load-balancing": flag(
     "benchmark only (Megatron's --moe-router-force-load-balancing): the router's logits replaced by noise, so every expert gets about the same load from the first step; gradients pass straight through",
   ),

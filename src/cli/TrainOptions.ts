@@ -159,6 +159,7 @@ const moeSettings = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources
   ...(c["force-biased"] === undefined ? {} : { forceBiased: c["force-biased"] }),
   ...(c["quantile-balancing"] ? { quantileBalancing: true } : {}),
   ...(c["quantile-balancing-ema"] === undefined ? {} : { quantileBalancingEma: c["quantile-balancing-ema"] }),
+  ...(c["hash-layers"] === undefined ? {} : { hashLayers: c["hash-layers"] }),
 })
 
 /** The router state a checkpoint keeps by layer: the flag that needs it, its field, the manifest key, its name. */

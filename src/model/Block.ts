@@ -23,6 +23,7 @@ import * as Comm from "../comm/Communicator.js"
 import * as Group from "../comm/Group.js"
 import * as MoeLayer from "../moe/MoeLayer.js"
 import * as ForcedBalance from "../moe/ForcedBalance.js"
+import * as HashRouting from "../moe/HashRouting.js"
 import type * as LatentProjection from "../moe/LatentProjection.js"
 import * as MoeRunState from "../moe/MoeRunState.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
@@ -188,10 +189,13 @@ function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
   const p = weightsOf(c, layer)
   const norm = p("ffnNorm")
   const rows = h.tensor.shape[0] as number
-  // Routing replay or recording: the experts of these rows by their places in the data stream.
+  // Routing replay or recording: the experts of these rows by their places in the data stream;
+  // a hash-routed layer's by their token ids (a replay replays them too).
   const places = c.routing === undefined ? undefined : yield* rowPlacesOf(c, rows, "routing replay and recording")
-  const replayed = places === undefined ? undefined : c.routing?.replayed?.(layer, places)
-  const routed = yield* moeConfig(c, layer, rows)
+  const hashed = ModelContext.isHashed(c.sizes, layer)
+  const replayed =
+    (places === undefined ? undefined : c.routing?.replayed?.(layer, places)) ?? (hashed ? HashRouting.experts(yield* rowIdsOf(c, rows), c.sizes.experts, c.sizes.topk) : undefined)
+  const routed = yield* moeConfig(c, layer, rows, hashed)
   const config: MoeLayer.MoeConfig = replayed === undefined ? routed : { replayed, ...routed }
   const biased = c.sizes.moe?.expertBias === true
   const hasShared = c.sizes.sharedExpertFfn !== undefined
@@ -242,7 +246,7 @@ function* moeSteps(c: ModelContext.ModelContext, layer: number, h: ModelContext.
   const r = first as MoeResult
   // The first forward's choice (a recompute's is the same).
   if (places !== undefined) c.routing?.record?.(layer, places, r.routing.indices)
-  if (biased && c.moeState !== undefined) MoeRunState.countTokens(c.moeState, layer, RoutingMap.tokensPerExpert(r.routing.map))
+  if (biased && !hashed && c.moeState !== undefined) MoeRunState.countTokens(c.moeState, layer, RoutingMap.tokensPerExpert(r.routing.map))
   // The first forward's beta_local only: a full-recompute replay adds nothing.
   if (r.quantileLocal !== undefined && c.moeState !== undefined) MoeRunState.addQuantileLocal(c.moeState, layer, r.quantileLocal)
   // The layout the dispatcher's combine returned the tokens in (sequence order, checked).
@@ -272,7 +276,7 @@ const unpacked = (both: Tensor.Tensor, shape: ReadonlyArray<number>): readonly [
  * the cp rank's positions, batch-major, then this member's tp block under sequence
  * parallelism), for global_aux the layer's running counts in the rank's state.
  */
-function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
+function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number, hashed: boolean) {
   const s = c.sizes
   if (s.moe === undefined) return { numExperts: s.experts, router: { topk: s.topk, scoreFunction: "softmax" }, auxLossCoeff: c.auxLossCoeff, tpCp: c.groups.tpCp } as const
   const types = s.moe.auxLosses.filter((t) => t.coeff !== 0).map((t) => t.type)
@@ -306,15 +310,22 @@ function* moeConfig(c: ModelContext.ModelContext, layer: number, rows: number) {
     quantileBeta,
     jitterRows,
     forcedBias,
+    hashed,
   })
 }
 
-/** The rows' places in the data stream (this member's tp block of the cp rows under sequence parallelism), for `what`. */
-function* rowPlacesOf(c: ModelContext.ModelContext, rows: number, what: string) {
-  if (c.tokenPlaces === undefined) return yield* Effect.die(new Error(`${what} needs each row's place in the data stream (ModelContext.tokenPlaces)`))
+/** This layer's rows of a per-row array of the cp rows (this member's tp block under sequence parallelism), for `what`. */
+function* localRowsOf<A extends Float64Array | Int32Array>(c: ModelContext.ModelContext, rows: number, all: A | undefined, what: string) {
+  if (all === undefined) return yield* Effect.die(new Error(`${what} needs each row's place in the data stream and token id (ModelContext.tokenPlaces, tokenIds)`))
   const first = c.sequenceParallel ? Group.localRank(c.groups.tp, (yield* Comm.Communicator).rank) * rows : 0
-  return c.tokenPlaces.subarray(first, first + rows)
+  return all.subarray(first, first + rows) as A
 }
+
+/** The rows' places in the data stream, for `what`. */
+const rowPlacesOf = (c: ModelContext.ModelContext, rows: number, what: string) => localRowsOf(c, rows, c.tokenPlaces, what)
+
+/** The rows' token ids, for hash routing. */
+const rowIdsOf = (c: ModelContext.ModelContext, rows: number) => localRowsOf(c, rows, c.tokenIds, "hash routing")
 
 /** The gated MLP weights under `prefix` (dense: none, "shared.", "experts."), with their biases under --add-bias-linear. */
 const mlpWeightsOf = (p: (name: string) => Tensor.Tensor, prefix: string, sizes: ModelContext.Sizes) => {

@@ -191,6 +191,8 @@ export interface ModelContext {
    * position): the same token under every mapping; given where the router's input jitter draws from it.
    */
   readonly tokenPlaces?: Float64Array | undefined
+  /** The token id of each of the rank's rows, as tokenPlaces lays them out (hash routing only). */
+  readonly tokenIds?: Int32Array | undefined
   /** The micro-batch's first sequence's index in the data stream (its identity on every rank). */
   readonly firstSequence?: number | undefined
   /** Routing replay or recording (--routing-replay, --routing-record), by the rows' tokenPlaces. */
@@ -297,6 +299,15 @@ export const isMoe = (s: Pick<Sizes, "moeEvery" | "denseFirst"> & { readonly lay
   const at = s.layers !== undefined && layer >= s.layers ? s.layers - 1 : layer
   return at >= first && (at - first) % s.moeEvery === 0
 }
+
+/**
+ * Whether layer i routes by its tokens' ids (HashRouting: the MoE layers among the first
+ * `moe.hashLayers`, Megatron-Core's layer_number <= moe_n_hash_layers); multi-token prediction
+ * layers never do (Megatron's rule).
+ * @category guards
+ */
+export const isHashed = (s: Pick<Sizes, "moeEvery" | "denseFirst" | "layers" | "moe">, layer: number): boolean =>
+  layer < Math.min(s.layers, s.moe?.hashLayers ?? 0) && isMoe(s, layer)
 
 /**
  * The attention window of layer i (undefined: its whole causal context): slidingWindow, except

@@ -102,6 +102,12 @@ export interface MoeSettings {
    * skewed loads (ForcedBalance.biasOf).
    */
   readonly forceBiased?: number | undefined
+  /**
+   * DeepSeek-V4's hash routing (Megatron-Core's moe_n_hash_layers, HashRouting): the MoE layers
+   * among the first N route each token by its id, not by the router's top-k (no expert bias or
+   * quantile balancing there).
+   */
+  readonly hashLayers?: number | undefined
 }
 
 /**
@@ -192,6 +198,8 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
       `scales each token by its prob before its one expert, and with top-k ${topk} a token has ${topk} (Megatron-LM's moe_apply_probs_on_input needs top-k 1 too)`,
       "use --topk 1, or --probs-at experts",
     )
+  if (s.hashLayers !== undefined && !(Number.isSafeInteger(s.hashLayers) && s.hashLayers >= 1))
+    throw ConfigError.make("hashLayers", s.hashLayers, "is not a whole number of layers >= 1", "pass how many leading layers route by token id, e.g. 3, or drop it")
   const eps = s.inputJitterEps
   if (eps !== undefined && !(Number.isFinite(eps) && eps > 0 && eps < 1))
     throw ConfigError.make("inputJitterEps", eps, "is not a number in (0, 1) (the router's input is scaled by 1 - eps to 1 + eps)", "pass a small eps such as 0.01, or drop it")
@@ -259,7 +267,7 @@ export const check = (s: MoeSettings, experts: number, topk: number): void => {
 }
 
 /** The router's options (`evaluating`: Sinkhorn routing's selection without the balancing). */
-const routerOptions = (s: MoeSettings, topk: number, expertBias?: ReadonlyArray<number>, evaluating = false): Router.RouterOptions => ({
+const routerOptions = (s: MoeSettings, topk: number, expertBias?: ReadonlyArray<number>, evaluating = false, hashed = false): Router.RouterOptions => ({
   topk,
   scoreFunction: s.scoreFunction,
   preSoftmax: s.preSoftmax,
@@ -268,6 +276,7 @@ const routerOptions = (s: MoeSettings, topk: number, expertBias?: ReadonlyArray<
   scalingFactor: s.scalingFactor,
   ...(expertBias === undefined ? {} : { expertBias }),
   ...(s.sinkhorn === true ? { sinkhorn: evaluating ? "evaluation" : "training" } : {}),
+  ...(hashed ? { hashed: true } : {}),
 })
 
 const layerAuxType = { aux: "aux_loss", seq_aux: "seq_aux_loss", global_aux: "global_aux_loss" } as const
@@ -294,6 +303,8 @@ export interface LayerContext {
   readonly jitterRows?: { readonly layer: number; readonly places: ArrayLike<number> } | undefined
   /** The layer's forced bias for this micro-batch (with `forceBiased`). */
   readonly forcedBias?: ArrayLike<number> | undefined
+  /** A hash-routed layer (with `hashLayers`): the selection comes from the token ids, no quantile balancing. */
+  readonly hashed?: boolean | undefined
 }
 
 /**
@@ -302,7 +313,7 @@ export interface LayerContext {
  */
 export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig => ({
   numExperts: c.numExperts,
-  router: routerOptions(s, c.topk, c.expertBias, c.evaluating === true),
+  router: routerOptions(s, c.topk, c.expertBias, c.evaluating === true, c.hashed === true),
   ...(s.capacityFactor === undefined ? {} : { capacityFactor: s.capacityFactor, dropPolicy: s.dropPolicy, padToCapacity: s.padToCapacity }),
   dispatcher: s.dispatcher,
   probsAt: s.probsAt,
@@ -313,6 +324,6 @@ export const layerConfig = (s: MoeSettings, c: LayerContext): MoeLayer.MoeConfig
   tpCp: c.tpCp,
   ...(c.sequences === undefined ? {} : { sequences: c.sequences }),
   ...(c.global === undefined ? {} : { global: c.global }),
-  ...(s.quantileBalancing === true ? { quantile: { beta: c.quantileBeta ?? new Array<number>(c.numExperts).fill(0), update: c.evaluating !== true } } : {}),
+  ...(s.quantileBalancing === true && c.hashed !== true ? { quantile: { beta: c.quantileBeta ?? new Array<number>(c.numExperts).fill(0), update: c.evaluating !== true } } : {}),
   ...(s.inputJitterEps !== undefined && c.evaluating !== true && c.jitterRows !== undefined ? { jitter: { eps: s.inputJitterEps, ...c.jitterRows } } : {}),
 })

@@ -84,6 +84,13 @@ export interface RouterOptions {
   readonly expertBias?: ArrayLike<number> | null | undefined
   /** Sinkhorn routing (Sinkhorn.ts) in place of the other selection options, in training or evaluation. */
   readonly sinkhorn?: "training" | "evaluation" | undefined
+  /**
+   * Hash routing (HashRouting: DeepSeek-V4's hash layers): the experts come from the tokens'
+   * ids (the precomputed selection); the probs are the score function's over every expert at
+   * them: softmax's full softmax, an elementwise score normalized over the K (also for K = 1),
+   * both times the scaling factor. Selection options (bias, groups, Sinkhorn) then do nothing.
+   */
+  readonly hashed?: boolean | undefined
 }
 
 /**
@@ -271,8 +278,9 @@ const sinkhornScores = (logits: Tensor.Tensor, k: number, phase: "training" | "e
 /** Softmax over all experts ("pre") or the selected ("post"), or an elementwise function. */
 type Mode = "pre" | "post" | ScoreFunctions.Elementwise
 
-/** Sinkhorn routing's probs are the sigmoid (top-1: one prob, so no normalization) or the full softmax's. */
+/** Sinkhorn routing's probs are the sigmoid (top-1: one prob, so no normalization) or the full softmax's; hash routing's the full softmax's or the elementwise score's. */
 const modeOf = (options: RouterOptions): Mode => {
+  if (options.hashed === true) return options.scoreFunction === "softmax" ? "pre" : ScoreFunctions.elementwise[options.scoreFunction]
   if (given(options.sinkhorn)) return options.topk === 1 ? ScoreFunctions.elementwise.sigmoid : "pre"
   if (options.scoreFunction !== "softmax") return ScoreFunctions.elementwise[options.scoreFunction]
   return options.preSoftmax === true ? "pre" : "post"
@@ -297,6 +305,8 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
     }
   }
   const mode = modeOf(options)
+  // Elementwise scores are normalized over a token's K (Megatron's top-k: for K > 1; hash routing: always).
+  const normalized = k > 1 || options.hashed === true
   const scale = scaleOf(options)
   const x = logits.readHost()
   const out = DType.allocate(logits.dtype, t * e)
@@ -324,7 +334,7 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
         q[j] = mode.value(x[at(j)] as number)
         sum += q[j] as number
       }
-      if (k > 1) for (let j = 0; j < k; j++) q[j] = (q[j] as number) / (sum + 1e-20)
+      if (normalized) for (let j = 0; j < k; j++) q[j] = (q[j] as number) / (sum + 1e-20)
     }
   }
   for (let r = 0; r < t; r++) {
@@ -363,7 +373,7 @@ export const probsFor = (logits: Tensor.Tensor, indices: Int32Array, options: Ro
         const d = sum + 1e-20
         for (let j = 0; j < k; j++) {
           const at = base + (indices[r * k + j] as number)
-          const dLds = k > 1 ? grad(j) / d - dot / (d * d) : grad(j)
+          const dLds = normalized ? grad(j) / d - dot / (d * d) : grad(j)
           dx[at] = dLds * mode.derivative(x[at] as number, s[j] as number)
         }
       }

@@ -1,5 +1,5 @@
 /**
- * pleat/moe: the router and its options (Sinkhorn routing and quantile balancing among them),
+ * pleat/moe: the router and its options (Sinkhorn routing, quantile balancing and hash routing among them),
  * dropping and capacity, permutation, the dispatchers (all-to-all, allgather), the experts and
  * the whole MoE layer (LatentMoE projections included).
  */
@@ -13,6 +13,7 @@ export * as Dispatcher from "./Dispatcher.js"
 export * as Dropping from "./Dropping.js"
 export * as ExpertBias from "./ExpertBias.js"
 export * as Experts from "./Experts.js"
+export * as HashRouting from "./HashRouting.js"
 export * as LatentProjection from "./LatentProjection.js"
 export * as MoeLayer from "./MoeLayer.js"
 export * as MoeRunState from "./MoeRunState.js"

@@ -105,6 +105,7 @@ const routerProblem = (m: Model, format: Format): string | undefined => {
   if (r.probsAt === "input")
     return "it weights each token's input to its expert by the prob (--probs-at input), where the Hugging Face MoE layers pleat writes weight the expert's output"
   if (r.quantileBalancing === true) return "it routes with quantile balancing's per-expert beta on the logits (--quantile-balancing), which no Hugging Face MoE config describes"
+  if (r.hashLayers !== undefined) return `its first ${r.hashLayers} layers route each token by its id (--hash-layers), which no MoE config pleat writes describes`
   if (format === "dots1" || format === "deepseek-v3") {
     if (r.scoreFunction !== "sigmoid") return `it routes with ${r.scoreFunction}, where ${format} routes with sigmoid scores (--score-function sigmoid)`
     // dots1 and DeepSeek-V3 score a group by its top 2; pleat (Megatron) by its top floor(topk / group-topk).

@@ -96,6 +96,7 @@ export const ManifestModelSchema = Schema.Struct({
       expertBias: Schema.Boolean,
       sinkhorn: Schema.optional(Schema.Boolean),
       quantileBalancing: Schema.optional(Schema.Boolean),
+      hashLayers: Schema.optional(count),
       probsAt: Schema.optional(Schema.String),
       auxLosses: Schema.Array(Schema.Struct({ type: Schema.String, coeff: Schema.Number })),
     }),

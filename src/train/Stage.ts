@@ -81,6 +81,7 @@ const modelContext = (
   documents: SelfAttention.Documents | undefined,
   data: Data.MicroBatch,
   tokenPlaces: Float64Array | undefined,
+  tokenIds: Int32Array | undefined,
 ): ModelContext.ModelContext => ({
   sizes: c.model,
   microBatch: c.microBatch,
@@ -96,6 +97,7 @@ const modelContext = (
   documents,
   ...(c.evaluating === true ? { evaluating: true } : {}),
   ...(tokenPlaces === undefined ? {} : { tokenPlaces }),
+  ...(tokenIds === undefined ? {} : { tokenIds }),
   ...(data.firstSequence === undefined ? {} : { firstSequence: data.firstSequence }),
   ...(c.routing === undefined ? {} : { routing: c.routing }),
 })
@@ -126,5 +128,7 @@ export const forward = (c: StageContext, layers: readonly [number, number], inpu
   const seq = c.model.seq
   const needed = c.model.moe?.inputJitterEps !== undefined || c.routing !== undefined
   const places = first === undefined || !needed ? undefined : Float64Array.from(rows, (r) => (first + Math.floor(r / seq)) * seq + (r % seq))
-  return c.forward(modelContext(c, documents, data, places), { layers, isFirst, isLast }, input, tokens)
+  // Hash-routed layers route the rows by their token ids.
+  const ids = c.model.moe?.hashLayers === undefined ? undefined : mine.ids
+  return c.forward(modelContext(c, documents, data, places, ids), { layers, isFirst, isLast }, input, tokens)
 }
