@@ -206,6 +206,8 @@ describe.skipIf(python === undefined)("transformers loads the directory", () => 
       ["MixtralForCausalLM", ["--sliding-window", "3"]],
       // Llama 3's RoPE scaling (rope_type llama3) over a pretraining length of 4.
       ["MixtralForCausalLM", ["--rope-type", "llama3", "--original-max-position-embeddings", "4"]],
+      // Linear position interpolation (rope_type linear) by 3.
+      ["MixtralForCausalLM", ["--rope-type", "linear", "--rotary-scaling-factor", "3"]],
       ["Qwen2MoeForCausalLM", ["--shared-expert-ffn", "8", "--shared-expert-gate", "--moe-every", "2", "--untie-embeddings", "--pre-softmax"]],
       // Heads of width 6 (not hidden / heads = 4), q/k norms, biases (o's as zeros), a leading dense layer.
       ["Qwen3MoeForCausalLM", ["--head-dim", "6", "--qk-norm", "--qkv-bias", "--dense-first", "1", "--untie-embeddings"]],

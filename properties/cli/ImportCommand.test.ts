@@ -240,7 +240,10 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.model_type = "llama"), /holds a dense llama model; fix: pass --experts E \(and --topk K\) to upcycle it/],
       [(c) => (c.hidden_act = "gelu"), /has hidden_act gelu in config\.json; fix: pleat's experts are SwiGLU/],
       [(c) => (c.sliding_window = 2.5), /has sliding_window 2\.5 in config\.json; fix: use a whole number of tokens, 1 or more, or null/],
-      [(c) => (c.rope_parameters = { rope_type: "dynamic", rope_theta: 10000, factor: 8 }), /scales RoPE with rope_type dynamic; fix: .*\(rope_type default, yarn or llama3\)/],
+      [
+        (c) => (c.rope_parameters = { rope_type: "dynamic", rope_theta: 10000, factor: 8 }),
+        /scales RoPE with rope_type dynamic; fix: .*\(rope_type default, linear, yarn or llama3\)/,
+      ],
       [(c) => (c.rope_parameters = { rope_type: "yarn", rope_theta: 10000, factor: 4 }), /gives YaRN no original_max_position_embeddings \(undefined\)/],
       [(c) => (c.rope_scaling = { type: "yarn", factor: 4, original_max_position_embeddings: 8, attention_factor: 1.2 }), /gives YaRN an attention_factor of its own \(1\.2\)/],
       [(c) => (c.head_dim = 5), /has head_dim 5, which RoPE cannot turn \(an odd width\); fix: import a model whose heads are of an even width/],

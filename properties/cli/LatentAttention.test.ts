@@ -180,6 +180,45 @@ describe("Llama 3's RoPE scaling (--rope-type llama3)", () => {
   })
 })
 
+describe("linear position interpolation (--rope-type linear)", () => {
+  test("folded mappings train as one rank with it; a checkpoint records it; Megatron-LM's --rotary-seq-len-interpolation-factor is it; refusals", async () => {
+    const linear = ["--rope-type", "linear", "--rotary-scaling-factor", "4"]
+    const r = await run(["verify", ...linear, "--world", "8", "--tp", "2", "--cp", "2", "--pp", "2", "--ep", "2", "--dtype", "float64", "--steps", "2"])
+    expect(r.status, r.out + r.err).toBe(0)
+    const ckpt = fresh("linear")
+    expect((await run(["train", ...oneRank, ...small, ...linear, "--layers", "2", "--steps", "1", "--save", ckpt])).status).toBe(0)
+    expect(Checkpoint.manifest(ckpt).model.ropeScaling).toEqual({ type: "linear", factor: 4 })
+    // It changes the run: not plain RoPE's losses.
+    const losses = async (extra: ReadonlyArray<string>) => (await run(["train", ...oneRank, ...small, "--layers", "2", "--steps", "2", "--log", "json", ...extra])).out
+    expect(await losses(linear)).not.toEqual(await losses([]))
+    const megatron = fresh("linear-megatron")
+    const m = await run([
+      "train",
+      "--num-layers",
+      "2",
+      "--num-experts",
+      "4",
+      "--world",
+      "1",
+      "--rotary-seq-len-interpolation-factor",
+      "2",
+      "--train-iters",
+      "1",
+      "--save",
+      megatron,
+    ])
+    expect(m.status, m.err).toBe(0)
+    expect(Checkpoint.manifest(megatron).model.ropeScaling).toEqual({ type: "linear", factor: 2 })
+    expect(refused(["train", "--rope-type", "linear"])).toBe(
+      'pleat train: --rope-type: "linear" has no interpolation factor; fix: add --rotary-scaling-factor F (positions are divided by F)',
+    )
+    expect(refused(["train", "--rope-type", "linear", "--rotary-scaling-factor", "2", "--beta-fast", "3"])).toContain(
+      "--beta-fast: 3 sets YaRN, which this model's RoPE does not use",
+    )
+    expect(refused(["train", "--rope-type", "linear", "--rotary-scaling-factor", "-1"])).toContain("--rotary-scaling-factor: -1 is not a number above 0")
+  }, 120_000)
+})
+
 describe("sizes and FLOPs", () => {
   test("DeepSeek-V3's preset holds its 671B parameters (the public count less its 14,848 expert biases, which are not parameters here)", () => {
     const m = ModelPresets.model("deepseek-v3", 1)

@@ -6,6 +6,8 @@
 // (`_compute_yarn_parameters`, run where a Python with transformers is found), with transformers'
 // truncate on (the default) and off (GPT-OSS's). Llama 3's scaling likewise: kept, divided or
 // blended pair by pair from its rule, and transformers' `_compute_llama3_parameters` where found.
+// Linear scaling (position interpolation): every frequency divided by the factor, so position p s
+// rotates as plain RoPE's p, and transformers' `_compute_linear_scaling_rope_parameters`.
 import { spawnSync } from "node:child_process"
 import fc from "fast-check"
 import { describe, expect, test } from "vitest"
@@ -191,6 +193,41 @@ describe("Llama 3's frequencies", () => {
     cases.forEach(([l, d, theta], k) => {
       const want = theirs[k] as { inv: Array<number>; factor: number }
       Array.from(RopeScaling.inverseFrequencies(d, theta, l)).forEach((v, i) => expect(Math.abs(v - (want.inv[i] as number)) / v, `case ${k} pair ${i}`).toBeLessThan(1e-6))
+      expect(want.factor).toBe(1)
+    })
+  })
+})
+
+describe("linear scaling (position interpolation)", () => {
+  test("every pair turns s times slower: position p s rotates as plain RoPE's p; no attention factor", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 8 }), dArb, thetaArb, fc.integer({ min: 1, max: 1000 }), (s, d, theta, seed) => {
+        const linear: RopeScaling.Linear = { type: "linear", factor: s }
+        const plain = RopeScaling.inverseFrequencies(d, theta)
+        RopeScaling.inverseFrequencies(d, theta, linear).forEach((f, i) => expect(f).toBe((plain[i] as number) / s))
+        expect(RopeScaling.ropeFactorOf(linear)).toBe(1)
+        expect(RopeScaling.softmaxFactorOf(linear)).toBe(1)
+        const x = uniform([1, 4, 2, Math.min(d, 16)], seed)
+        const stretched = Tensor.toArray(rope(x, { theta, scaling: linear, positions: Int32Array.from([0, 1, 2, 3], (p) => p * s) }))
+        const base = Tensor.toArray(rope(x, { theta, positions: Int32Array.from([0, 1, 2, 3]) }))
+        stretched.forEach((v, i) => expect(v).toBeCloseTo(base[i] as number, 10))
+      }),
+      { numRuns: 60 },
+    )
+  })
+
+  test("equal transformers' frequencies", () => {
+    sayIfSkipped("linear frequencies")
+    if (python === undefined) return
+    const cases = fc.sample(fc.tuple(fc.record({ factor: fc.double({ min: 0.5, max: 32, noNaN: true }), originalMaxPositions: fc.constant(64) }), dArb, thetaArb), {
+      numRuns: 12,
+      seed: 20261208,
+    })
+    const theirs = transformersFrequencies("linear", `"factor": x["factor"]`, cases)
+    cases.forEach(([l, d, theta], k) => {
+      const want = theirs[k] as { inv: Array<number>; factor: number }
+      const linear: RopeScaling.Linear = { type: "linear", factor: l.factor }
+      Array.from(RopeScaling.inverseFrequencies(d, theta, linear)).forEach((v, i) => expect(Math.abs(v - (want.inv[i] as number)) / v, `case ${k} pair ${i}`).toBeLessThan(1e-6))
       expect(want.factor).toBe(1)
     })
   })

@@ -1,4 +1,4 @@
-// RoPE's keys in a Hugging Face config.json: what pleat writes for any YaRN (or Llama 3 scaling)
+// RoPE's keys in a Hugging Face config.json: what pleat writes for any YaRN (or Llama 3's or linear scaling)
 // reads back as the same from either key style (transformers 5's rope_parameters, the legacy rope_scaling),
 // plain RoPE as none; transformers' defaults fill what a config leaves out (beta_fast 32,
 // beta_slow 1, an absent mscale as 0; truncate false, GPT-OSS's, read and written); what pleat
@@ -58,6 +58,19 @@ describe("RoPE's config keys", () => {
         expect(HfRope.scalingOf({ rope_scaling: keys.rope_scaling }, refuse)).toEqual(l)
       }),
     )
+  })
+
+  test("linear scaling written reads back the same from either key style; a factor not above 0 refused", () => {
+    fc.assert(
+      fc.property(fc.double({ min: 0.1, max: 64, noNaN: true }), (factor) => {
+        const l = { type: "linear" as const, factor }
+        const keys = HfRope.keysOf(10000, l) as { rope_parameters: Keys; rope_scaling: Keys }
+        expect(keys.rope_parameters.rope_type).toBe("linear")
+        expect(HfRope.scalingOf({ rope_parameters: keys.rope_parameters }, refuse)).toEqual(l)
+        expect(HfRope.scalingOf({ rope_scaling: keys.rope_scaling }, refuse)).toEqual(l)
+      }),
+    )
+    expect(() => HfRope.scalingOf({ rope_scaling: { type: "linear", factor: 0 } }, refuse)).toThrow("gives linear RoPE scaling a factor of 0")
   })
 
   test("transformers' defaults fill what a config leaves out", () => {

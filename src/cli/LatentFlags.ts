@@ -87,7 +87,14 @@ const llama3Settings = ["low-freq-factor", "high-freq-factor"] as const
  */
 const scalingOf = (c: RunConfig.RunConfig): RopeScaling.Scaling | undefined => {
   const type = c["rope-type"]
-  const foreign = type === "rope" ? [...yarnSettings, ...llama3Settings] : type === "yarn" ? llama3Settings : yarnSettings.slice(2)
+  const foreign =
+    type === "rope"
+      ? [...yarnSettings, ...llama3Settings]
+      : type === "yarn"
+        ? llama3Settings
+        : type === "llama3"
+          ? yarnSettings.slice(2)
+          : [...yarnSettings.slice(1), ...llama3Settings]
   const stray = foreign.find((k) => c[k] !== undefined && c[k] !== false)
   if (stray !== undefined) {
     const owner = (llama3Settings as ReadonlyArray<string>).includes(stray) ? "llama3" : "yarn"
@@ -99,6 +106,11 @@ const scalingOf = (c: RunConfig.RunConfig): RopeScaling.Scaling | undefined => {
     )
   }
   if (type === "rope") return undefined
+  if (type === "linear") {
+    const f = c["rotary-scaling-factor"]
+    if (f === undefined) throw ConfigError.make("rope-type", "linear", "has no interpolation factor", "add --rotary-scaling-factor F (positions are divided by F)")
+    return { type: "linear", factor: f }
+  }
   if (type === "llama3")
     return {
       type: "llama3",

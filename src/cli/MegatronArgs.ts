@@ -13,6 +13,7 @@
  *                                            and quantile_balancing their routers, --aux-loss none)
  *   --window-size L,0                        --sliding-window L+1 (L tokens back and the token)
  *   --position-embedding-type rope|yarn      nothing | --rope-type yarn
+ *   --rotary-seq-len-interpolation-factor N  --rope-type linear --rotary-scaling-factor N
  *   --lr-decay-style WSD, ...                their values in pleat's spelling (valueRewrites)
  *   --data-path PREFIX (--train-data-path)   --data PREFIX.bin --data-dtype (from PREFIX.idx); a
  *   --valid-data-path PREFIX                 --eval-data PREFIX.bin       blend of several refused
@@ -216,6 +217,13 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
           problems.push(
             ConfigError.make("--position-embedding-type", v, "is not what pleat trains: pleat's positions are RoPE (or YaRN's)", "write --position-embedding-type rope"),
           )
+        continue
+      }
+      case "rotary-seq-len-interpolation-factor": {
+        seen.add(name)
+        const v = value()
+        if (v === undefined) missing("N")
+        else out.push("--rope-type=linear", `--rotary-scaling-factor=${v}`)
         continue
       }
       case "data-path":

@@ -64,12 +64,12 @@ export const modelShapeSettings = {
   ),
   "mtp-loss-scaling-factor": optionalReal("the MTP losses' weight in the objective, divided over the depths (default 0.1, Megatron's)"),
   "rope-type": choice(
-    ["rope", "yarn", "llama3"],
+    ["rope", "yarn", "llama3", "linear"],
     "rope",
-    "RoPE's frequencies: plain, YaRN's context extension (DeepSeek-V3, Qwen3 long context; Megatron's --rope-type), or Llama 3's scaling (Llama 3.1 to 4; Megatron's --use-rope-scaling)",
+    "RoPE's frequencies: plain, YaRN's context extension (DeepSeek-V3, Qwen3 long context; Megatron's --rope-type), Llama 3's scaling (Llama 3.1 to 4; Megatron's --use-rope-scaling), or linear position interpolation (every position divided by --rotary-scaling-factor; Megatron's --rotary-seq-len-interpolation-factor)",
     "TYPE",
   ),
-  "rotary-scaling-factor": optionalReal("yarn, llama3: the context extension factor s (DeepSeek-V3's 40; needed with --rope-type yarn; llama3's default 8)"),
+  "rotary-scaling-factor": optionalReal("yarn, llama3, linear: the context extension factor s (DeepSeek-V3's 40; needed with --rope-type yarn and linear; llama3's default 8)"),
   "original-max-position-embeddings": optionalCount(
     "yarn, llama3: the pretraining length the frequencies were trained at (default 4096 for yarn, as Megatron's; 8192 for llama3, Llama 3.1's)",
   ),

@@ -33,7 +33,7 @@ export const presetValues = (name: ModelPresets.Name, factor: number): Partial<R
 export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings.MoeSettings>): Partial<Record<RunConfig.Key, number | string | boolean>> => {
   const scaling = m.ropeScaling
   const llama3 = scaling !== undefined && RopeScaling.isLlama3(scaling) ? scaling : undefined
-  const yarn = scaling !== undefined && !RopeScaling.isLlama3(scaling) ? scaling : undefined
+  const yarn = scaling !== undefined && RopeScaling.isYarn(scaling) ? scaling : undefined
   const values: Partial<Record<RunConfig.Key, number | string | boolean | undefined>> = {
     layers: m.layers,
     hidden: m.hidden,
@@ -62,9 +62,9 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "v-head-dim": m.mla?.vHeadDim,
     "mtp-num-layers": m.mtpLayers,
     "mtp-loss-scaling-factor": m.mtpLossScale,
-    "rope-type": m.ropeScaling === undefined ? undefined : llama3 === undefined ? "yarn" : "llama3",
+    "rope-type": scaling === undefined ? undefined : RopeScaling.isYarn(scaling) ? "yarn" : scaling.type,
     "rotary-scaling-factor": m.ropeScaling?.factor,
-    "original-max-position-embeddings": m.ropeScaling?.originalMaxPositions,
+    "original-max-position-embeddings": llama3?.originalMaxPositions ?? yarn?.originalMaxPositions,
     "beta-fast": yarn?.betaFast,
     "beta-slow": yarn?.betaSlow,
     mscale: yarn?.mscale,

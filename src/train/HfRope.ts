@@ -58,9 +58,14 @@ export const scalingOf = (c: Held, refuse: (reason: string, fix: string) => Conf
   const keys = typeOf(c.rope_parameters) !== "default" ? c.rope_parameters : c.rope_scaling
   const type = typeOf(keys)
   if (keys === undefined || keys === null || type === "default") return undefined
-  const fix = "import a model with plain RoPE, YaRN or Llama 3's scaling as transformers writes it"
+  const fix = "import a model with plain RoPE, linear, YaRN or Llama 3's scaling as transformers writes it"
   if (type === "llama3") return llama3Of(keys, refuse, fix)
-  if (type !== "yarn") throw refuse(`scales RoPE with rope_type ${type}`, `${fix} (rope_type default, yarn or llama3)`)
+  if (type === "linear") {
+    const f = keys.factor
+    if (f === undefined || f === null || !(f > 0) || !Number.isFinite(f)) throw refuse(`gives linear RoPE scaling a factor of ${f}`, `${fix}: a factor above 0`)
+    return { type: "linear", factor: f }
+  }
+  if (type !== "yarn") throw refuse(`scales RoPE with rope_type ${type}`, `${fix} (rope_type default, linear, yarn or llama3)`)
   if (keys.attention_factor !== undefined && keys.attention_factor !== null)
     throw refuse(`gives YaRN an attention_factor of its own (${keys.attention_factor})`, `${fix}: the factor from mscale and mscale_all_dim`)
   if ((keys.partial_rotary_factor ?? 1) !== 1)
@@ -114,6 +119,10 @@ export const keysOf = (theta: number, scaling: RopeScaling.Scaling | undefined):
       original_max_position_embeddings: scaling.originalMaxPositions,
     }
     return { rope_theta: theta, rope_parameters: { rope_type: "llama3", rope_theta: theta, ...llama3 }, rope_scaling: { rope_type: "llama3", ...llama3 } }
+  }
+  if (RopeScaling.isLinear(scaling)) {
+    const linear = { factor: scaling.factor }
+    return { rope_theta: theta, rope_parameters: { rope_type: "linear", rope_theta: theta, ...linear }, rope_scaling: { type: "linear", rope_type: "linear", ...linear } }
   }
   const yarn = scaling
   const keys = {

@@ -58,9 +58,10 @@ export const ManifestModelSchema = Schema.Struct({
   ),
   /** Written only by runs that set them (absent: ModelContext's defaults, all a pleat before them had). */
   ropeTheta: Schema.optional(Schema.Number),
-  /** Written only by runs with YaRN or Llama 3's scaling (RopeScaling.Scaling); like the base, a resume may change it. */
+  /** Written only by runs with YaRN's, Llama 3's or linear scaling (RopeScaling.Scaling); like the base, a resume may change it. */
   ropeScaling: Schema.optional(
     Schema.Union([
+      Schema.Struct({ type: Schema.Literal("linear"), factor: Schema.Number }),
       Schema.Struct({
         type: Schema.Literal("llama3"),
         factor: Schema.Number,

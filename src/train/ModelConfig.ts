@@ -218,6 +218,10 @@ const mtpProblem = (m: ModelConfig): Problem | undefined => {
 /** What keeps YaRN's setting from being one (problemOf); fields named as their flags' (Megatron's). */
 const scalingProblem = (y: RopeScaling.Scaling): Problem | undefined => {
   if (RopeScaling.isLlama3(y)) return llama3Problem(y)
+  if (RopeScaling.isLinear(y))
+    return y.factor > 0 && Number.isFinite(y.factor)
+      ? undefined
+      : fault("rotaryScalingFactor", y.factor, "is not a number above 0", "pass --rotary-scaling-factor F with F > 0: positions are divided by F (Megatron's interpolation factor)")
   if (!(y.factor >= 1 && Number.isFinite(y.factor)))
     return fault("rotaryScalingFactor", y.factor, "is not a number of 1 or more", "pass --rotary-scaling-factor F with F >= 1 (DeepSeek-V3's 40)")
   const original = notPositive("originalMaxPositionEmbeddings", y.originalMaxPositions, "pass --original-max-position-embeddings N, the pretraining length (DeepSeek-V3's 4096)")

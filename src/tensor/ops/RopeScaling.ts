@@ -25,6 +25,10 @@
  * factors lo and hi: a pair whose wavelength w = 2 pi / inv_i is shorter than L / hi keeps its
  * frequency, one longer than L / lo is divided by s, and the pairs between blend the two by
  * smooth = (L / w - lo) / (hi - lo): inv_i ((1 - smooth) / s + smooth). No attention factor.
+ *
+ * Linear (position interpolation, Chen et al. 2023; transformers' rope_type "linear", Megatron's
+ * --rotary-seq-len-interpolation-factor) with factor s: every position divided by s, so every pair
+ * turns at inv_i / s. No attention factor.
  */
 
 /**
@@ -57,16 +61,37 @@ export interface Llama3 {
 }
 
 /**
- * RoPE's scaling: YaRN's or Llama 3's.
+ * Linear scaling's setting (transformers' rope_scaling key: factor).
  * @category models
  */
-export type Scaling = Yarn | Llama3
+export interface Linear {
+  readonly type: "linear"
+  readonly factor: number
+}
+
+/**
+ * RoPE's scaling: YaRN's, Llama 3's or linear.
+ * @category models
+ */
+export type Scaling = Yarn | Llama3 | Linear
 
 /**
  * Whether a scaling is Llama 3's.
  * @category guards
  */
 export const isLlama3 = (s: Scaling): s is Llama3 => "type" in s && s.type === "llama3"
+
+/**
+ * Whether a scaling is linear (position interpolation).
+ * @category guards
+ */
+export const isLinear = (s: Scaling): s is Linear => "type" in s && s.type === "linear"
+
+/**
+ * Whether a scaling is YaRN's (the one without a type).
+ * @category guards
+ */
+export const isYarn = (s: Scaling): s is Yarn => !("type" in s)
 
 /**
  * Llama 3.1's setting, Megatron-LM's --use-rope-scaling: factor 8, frequency factors 1 and 4, 8192
@@ -79,13 +104,13 @@ export const llama3Defaults = { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, 
  * The factor on cos and sin of any scaling (1 for none and for Llama 3's).
  * @category mapping
  */
-export const ropeFactorOf = (s: Scaling | undefined): number => (s === undefined || isLlama3(s) ? 1 : attentionFactor(s))
+export const ropeFactorOf = (s: Scaling | undefined): number => (s !== undefined && isYarn(s) ? attentionFactor(s) : 1)
 
 /**
  * The factor on multi-latent attention's softmax scale of any scaling (YaRN's, else 1).
  * @category mapping
  */
-export const softmaxFactorOf = (s: Scaling | undefined): number => (s === undefined || isLlama3(s) ? 1 : softmaxScaleFactor(s))
+export const softmaxFactorOf = (s: Scaling | undefined): number => (s !== undefined && isYarn(s) ? softmaxScaleFactor(s) : 1)
 
 /**
  * A key naming a scaling's every setting ("" for none), for caches of its tables.
@@ -96,7 +121,9 @@ export const keyOf = (s: Scaling | undefined): string =>
     ? ""
     : isLlama3(s)
       ? `llama3,${s.factor},${s.lowFreqFactor},${s.highFreqFactor},${s.originalMaxPositions}`
-      : `yarn,${s.factor},${s.originalMaxPositions},${s.betaFast},${s.betaSlow},${s.mscale},${s.mscaleAllDim},${s.truncate !== false}`
+      : isLinear(s)
+        ? `linear,${s.factor}`
+        : `yarn,${s.factor},${s.originalMaxPositions},${s.betaFast},${s.betaSlow},${s.mscale},${s.mscaleAllDim},${s.truncate !== false}`
 
 /**
  * YaRN's defaults where a model gives only the factor and the original length (transformers':
@@ -132,6 +159,7 @@ export const inverseFrequencies = (d: number, theta: number, scaling?: Scaling):
   for (let i = 0; i < half; i++) out[i] = theta ** ((-2 * i) / d)
   if (scaling === undefined) return out
   if (isLlama3(scaling)) return llama3Scaled(out, scaling)
+  if (isLinear(scaling)) return out.map((f) => f / scaling.factor)
   const yarn = scaling
   const turnsAt = (rotations: number) => (d * Math.log(yarn.originalMaxPositions / (rotations * 2 * Math.PI))) / (2 * Math.log(theta))
   const round = yarn.truncate !== false
