@@ -4,12 +4,14 @@
 // ranks hold different heads), both shape the parameters and belong to a checkpoint's identity,
 // and a head width RoPE cannot turn is refused before any work. That pleat's forward with them
 // is transformers' Qwen3-MoE is HfExport.prop's (an independent reading) and the export tests'.
+// `--qk-l2-norm` (Llama 4's, Megatron's L2Norm) is that norm with its weights fixed at 1.
 import { describe, expect, test } from "vitest"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as Optimizer from "../../src/train/Optimizer.js"
 import * as Params from "../../src/train/Params.js"
 import { fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
+import { stepLosses } from "./tokenFiles.js"
 
 const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
 const small = ["--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40", "--layers", "2"]
@@ -42,6 +44,33 @@ describe("a head width of its own, and q/k norms", () => {
     expect(other.err).toContain("was saved from another run (headDim 6; this run has headDim 4)")
     expect((await run(["train", ...oneRank, ...small, "--head-dim", "6", "--qk-norm", "--steps", "2", "--resume", ckpt])).status).toBe(0)
   }, 60_000)
+
+  test("--qk-l2-norm is --qk-norm with weights fixed at 1: the same first loss (the norms start at 1), no parameters; one rank's training on a folded mapping; a checkpoint's identity; with --qk-norm refused", async () => {
+    const first = async (extra: ReadonlyArray<string>) => {
+      const r = await run(["train", ...oneRank, ...small, "--dtype", "float64", "--steps", "2", "--log", "json", ...extra])
+      expect(r.status, r.err).toBe(0)
+      return stepLosses(r.out)
+    }
+    const [l2, rms, none] = [await first(["--qk-l2-norm"]), await first(["--qk-norm"]), await first([])]
+    expect(l2[0]).toBe(rms[0])
+    expect(l2[0]).not.toBe(none[0])
+    // The norm weights learn under --qk-norm only.
+    expect(l2[1]).not.toBe(rms[1])
+    expect(Params.specs({ ...ModelConfig.small, qkL2Norm: true }).some((p) => p.name.endsWith("Norm") && p.name.includes("q"))).toBe(false)
+    const v = await run(["verify", "--qk-l2-norm", "--head-dim", "6", "--dtype", "float64", "--steps", "2"])
+    expect(v.status, v.out + v.err).toBe(0)
+    const ckpt = fresh("qk-l2")
+    expect((await run(["train", ...oneRank, ...small, "--qk-l2-norm", "--steps", "1", "--save", ckpt])).status).toBe(0)
+    const without = await run(["train", ...oneRank, ...small, "--steps", "2", "--resume", ckpt])
+    expect(without.err).toContain("was saved from another run (qkL2Norm on; this run has qkL2Norm off)")
+    expect(refused(["train", "--qk-l2-norm", "--qk-norm"])).toContain(
+      "--qk-l2-norm: true and --qk-norm both normalize each head's q and k; fix: keep one of --qk-norm and --qk-l2-norm",
+    )
+    const out = fresh("qk-l2-export")
+    const exported = await run(["export", "--checkpoint", ckpt, "--out", `${out}/model`])
+    expect(exported.status).toBe(2)
+    expect(exported.err).toContain("--qk-l2-norm")
+  }, 120_000)
 
   test("a head width RoPE cannot turn is refused before any work", () => {
     expect(refused(["train", "--head-dim", "5"])).toBe(

@@ -223,7 +223,6 @@ export const unsupported: Readonly<Record<string, string>> = {
   "decoder-seq-length": "pleat trains decoder-only models: use --seq-length",
   "loss-scale": "a loss scale is for fp16, which pleat has not: use --bf16",
   "initial-loss-scale": "a loss scale is for fp16, which pleat has not: use --bf16",
-  "qk-l2-norm": "L2-normalized queries and keys (Llama 4's) are not built: use --qk-layernorm, or drop it",
   "rotary-interleaved": "pleat's RoPE rotates the two halves of a head, not interleaved pairs: drop it",
   "hybrid-override-pattern": "Mamba hybrids are not built: pleat trains transformers",
   spec: "pleat's layers are its own: describe the model with its flags, or --definition FILE#EXPORT",

@@ -145,9 +145,15 @@ const groupedQuery = (p: (name: string) => Tensor.Tensor, sizes: ModelContext.Si
     wo: p("wo"),
     bias: sizes.qkvBias === true ? { q: p("bq"), k: p("bk"), v: p("bv") } : undefined,
     bo: sizes.linearBias === true ? p("bo") : undefined,
-    norm: sizes.qkNorm === true ? { q: p("qNorm"), k: p("kNorm"), eps } : undefined,
+    norm: sizes.qkNorm === true ? { q: p("qNorm"), k: p("kNorm"), eps } : sizes.qkL2Norm === true ? unitNorm(p("wq"), ModelContext.headDim(sizes), eps) : undefined,
   }
   return (rows: TensorLayout.WithLayout) => SelfAttention.forwardLaid(rows, weights, config, cpRank)
+}
+
+/** --qk-l2-norm's norm of q and k: RMSNorm with a weight of ones (Megatron's L2Norm), not a parameter. */
+const unitNorm = (like: Tensor.Tensor, d: number, eps: number) => {
+  const ones = Tensor.full([d], 1, { dtype: like.dtype, device: like.device })
+  return { q: ones, k: ones, eps }
 }
 
 /** Multi-latent attention's weights of a layer whose parameters `p` names (Params' names). */

@@ -75,6 +75,11 @@ export interface Sizes {
   /** RMSNorm over each head's q and k before RoPE (Qwen3-style); absent or false: none. */
   readonly qkNorm?: boolean | undefined
   /**
+   * Each head's q and k scaled to unit root mean square before RoPE, x / sqrt(mean(x^2) + eps)
+   * with no weight (Llama 4's, Megatron's --qk-l2-norm L2Norm); absent or false: none.
+   */
+  readonly qkL2Norm?: boolean | undefined
+  /**
    * Multi-latent attention (DeepSeek-V2/V3, LatentAttention) with these widths, in place of
    * grouped-query attention: kvHeads must equal heads, headDim, qkvBias and qkNorm unused.
    */

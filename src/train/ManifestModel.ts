@@ -43,6 +43,7 @@ export const ManifestModelSchema = Schema.Struct({
   denseFirst: Schema.optional(count),
   headDim: Schema.optional(count),
   qkNorm: Schema.optional(Schema.Boolean),
+  qkL2Norm: Schema.optional(Schema.Boolean),
   /** Written only by runs with multi-token prediction: its layers and their losses' weight. */
   mtpLayers: Schema.optional(count),
   mtpLossScale: Schema.optional(Schema.Number),
