@@ -140,6 +140,14 @@ describe("YaRN (--rope-type yarn)", () => {
   })
 })
 
+/** The RoPE scaling a one-step run of Megatron-LM's names with `flags` saves in its checkpoint. */
+const megatronScaling = async (label: string, flags: ReadonlyArray<string>) => {
+  const dir = fresh(label)
+  const m = await run(["train", "--num-layers", "2", "--num-experts", "4", "--world", "1", ...flags, "--train-iters", "1", "--save", dir])
+  expect(m.status, m.err).toBe(0)
+  return Checkpoint.manifest(dir).model.ropeScaling
+}
+
 describe("Llama 3's RoPE scaling (--rope-type llama3)", () => {
   test("folded mappings train as one rank with it (cp's positions too); a checkpoint records it; Megatron-LM's --use-rope-scaling is it", async () => {
     const llama3 = ["--rope-type", "llama3", "--original-max-position-embeddings", "4"]
@@ -149,25 +157,13 @@ describe("Llama 3's RoPE scaling (--rope-type llama3)", () => {
     expect((await run(["train", ...oneRank, ...small, ...llama3, "--rotary-scaling-factor", "16", "--layers", "2", "--steps", "1", "--save", ckpt])).status).toBe(0)
     expect(Checkpoint.manifest(ckpt).model.ropeScaling).toEqual({ type: "llama3", factor: 16, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 4 })
     // Megatron-LM's Llama 3.1 scaling: factor 8 (or --rope-scaling-factor), 1 and 4, 8192 positions.
-    const megatron = fresh("llama3-megatron")
-    const m = await run([
-      "train",
-      "--num-layers",
-      "2",
-      "--num-experts",
-      "4",
-      "--world",
-      "1",
-      "--use-rope-scaling",
-      "--rope-scaling-factor",
-      "4",
-      "--train-iters",
-      "1",
-      "--save",
-      megatron,
-    ])
-    expect(m.status, m.err).toBe(0)
-    expect(Checkpoint.manifest(megatron).model.ropeScaling).toEqual({ type: "llama3", factor: 4, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 })
+    expect(await megatronScaling("llama3-megatron", ["--use-rope-scaling", "--rope-scaling-factor", "4"])).toEqual({
+      type: "llama3",
+      factor: 4,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositions: 8192,
+    })
   }, 120_000)
 
   test("its settings are refused without it, and out of range", () => {
@@ -191,24 +187,7 @@ describe("linear position interpolation (--rope-type linear)", () => {
     // It changes the run: not plain RoPE's losses.
     const losses = async (extra: ReadonlyArray<string>) => (await run(["train", ...oneRank, ...small, "--layers", "2", "--steps", "2", "--log", "json", ...extra])).out
     expect(await losses(linear)).not.toEqual(await losses([]))
-    const megatron = fresh("linear-megatron")
-    const m = await run([
-      "train",
-      "--num-layers",
-      "2",
-      "--num-experts",
-      "4",
-      "--world",
-      "1",
-      "--rotary-seq-len-interpolation-factor",
-      "2",
-      "--train-iters",
-      "1",
-      "--save",
-      megatron,
-    ])
-    expect(m.status, m.err).toBe(0)
-    expect(Checkpoint.manifest(megatron).model.ropeScaling).toEqual({ type: "linear", factor: 2 })
+    expect(await megatronScaling("linear-megatron", ["--rotary-seq-len-interpolation-factor", "2"])).toEqual({ type: "linear", factor: 2 })
     expect(refused(["train", "--rope-type", "linear"])).toBe(
       'pleat train: --rope-type: "linear" has no interpolation factor; fix: add --rotary-scaling-factor F (positions are divided by F)',
     )
