@@ -3,8 +3,9 @@
 // float64), the replicated down projections' gradients must be summed over tp (a planted missing
 // sum is named), DeepSeek-V3's parameter count, the FLOPs (pleat's count and Megatron's, written
 // out here from the formulas), checkpoint identity, plan model files and the refusals; YaRN's
-// context extension and Llama 3's RoPE scaling (Megatron-LM's --use-rope-scaling) through the
-// command line too.
+// context extension, Llama 3's RoPE scaling (Megatron-LM's --use-rope-scaling), linear position
+// interpolation (--rotary-seq-len-interpolation-factor) and partial RoPE (--rotary-percent)
+// through the command line too.
 import { writeFileSync } from "node:fs"
 import path from "node:path"
 import * as Schema from "effect/Schema"
@@ -18,6 +19,7 @@ import * as Params from "../../src/train/Params.js"
 import * as StepFlops from "../../src/train/StepFlops.js"
 import { fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
+import { stepLosses } from "./tokenFiles.js"
 
 const oneRank = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1"]
 const small = ["--hidden", "16", "--seq", "8", "--global-batch", "2", "--vocab", "40"]
@@ -185,7 +187,7 @@ describe("linear position interpolation (--rope-type linear)", () => {
     expect((await run(["train", ...oneRank, ...small, ...linear, "--layers", "2", "--steps", "1", "--save", ckpt])).status).toBe(0)
     expect(Checkpoint.manifest(ckpt).model.ropeScaling).toEqual({ type: "linear", factor: 4 })
     // It changes the run: not plain RoPE's losses.
-    const losses = async (extra: ReadonlyArray<string>) => (await run(["train", ...oneRank, ...small, "--layers", "2", "--steps", "2", "--log", "json", ...extra])).out
+    const losses = async (extra: ReadonlyArray<string>) => stepLosses((await run(["train", ...oneRank, ...small, "--layers", "2", "--steps", "2", "--log", "json", ...extra])).out)
     expect(await losses(linear)).not.toEqual(await losses([]))
     expect(await megatronScaling("linear-megatron", ["--rotary-seq-len-interpolation-factor", "2"])).toEqual({ type: "linear", factor: 2 })
     expect(refused(["train", "--rope-type", "linear"])).toBe(
@@ -195,6 +197,28 @@ describe("linear position interpolation (--rope-type linear)", () => {
       "--beta-fast: 3 sets YaRN, which this model's RoPE does not use",
     )
     expect(refused(["train", "--rope-type", "linear", "--rotary-scaling-factor", "-1"])).toContain("--rotary-scaling-factor: -1 is not a number above 0")
+  }, 120_000)
+})
+
+describe("partial RoPE (--rotary-percent)", () => {
+  test("folded mappings train as one rank with it; 1 is plain RoPE; a checkpoint records it; export and bad shares refused", async () => {
+    const r = await run(["verify", "--rotary-percent", "0.5", "--world", "8", "--tp", "2", "--cp", "2", "--pp", "2", "--ep", "2", "--dtype", "float64", "--steps", "2"])
+    expect(r.status, r.out + r.err).toBe(0)
+    const losses = async (extra: ReadonlyArray<string>) => stepLosses((await run(["train", ...oneRank, ...small, "--layers", "2", "--steps", "2", "--log", "json", ...extra])).out)
+    const plain = await losses([])
+    expect(await losses(["--rotary-percent", "1"])).toEqual(plain)
+    expect(await losses(["--rotary-percent", "0.5"])).not.toEqual(plain)
+    const ckpt = fresh("rotary-percent")
+    expect((await run(["train", ...oneRank, ...small, "--rotary-percent", "0.5", "--layers", "2", "--steps", "1", "--save", ckpt])).status).toBe(0)
+    expect(Checkpoint.manifest(ckpt).model.rotaryPercent).toBe(0.5)
+    const out = fresh("rotary-percent-export")
+    const exported = await run(["export", "--checkpoint", ckpt, "--out", `${out}/model`])
+    expect(exported.status).toBe(2)
+    expect(exported.err).toContain("its RoPE turns a part of each head (--rotary-percent 0.5)")
+    // The default model's heads are 8 wide: 0.125 turns 1 dimension, 0 and 1.5 are no shares.
+    expect(refused(["train", "--rotary-percent", "0.125"])).toContain("--rotary-percent: 0.125 turns 1 of each head's 8 dimensions, and RoPE turns pairs")
+    expect(refused(["train", "--rotary-percent", "1.5"])).toContain("--rotary-percent: 1.5 is not a share in (0, 1] of each head's width")
+    expect(refused(["train", "--rotary-percent", "0.5", "--multi-latent-attention"])).toContain("--rotary-percent: 0.5 has no effect with multi-latent attention")
   }, 120_000)
 })
 

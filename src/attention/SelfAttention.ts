@@ -87,6 +87,8 @@ export interface AttentionConfig {
   /** Recompute the attention core (softmax(q k^T) v) in the backward instead of keeping it. */
   readonly recomputeCore?: boolean | undefined
   readonly ropeTheta?: number | undefined
+  /** The first dimensions of each head RoPE rotates (even; the rest pass unrotated); none: all of them. */
+  readonly rotaryDim?: number | undefined
   /** YaRN's or Llama 3's frequencies (and YaRN's attention factor: RopeScaling); none: plain RoPE. */
   readonly ropeScaling?: RopeScaling.Scaling | undefined
   /** Multiplies q . k in the core (default 1/sqrt of the q/k head width). */
@@ -161,8 +163,15 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
   // The biases add to each row of this rank's heads, before RoPE (as transformers' Linear does).
   const biased = (t: Tensor.Tensor, bias: Tensor.Tensor | undefined) => (bias === undefined ? t : add(t, bias))
   const normed = (t: Tensor.Tensor, weight: Tensor.Tensor | undefined) => (weight === undefined ? t : rmsNorm(t, weight, w.norm?.eps))
-  const q = Rope.rope(normed(Shape.reshape(biased(queries.tensor, w.bias?.q), [b, local, hq, d]), w.norm?.q), rope)
-  const k = Rope.rope(normed(Shape.reshape(biased(keys.tensor, w.bias?.k), [b, local, hkv, d]), w.norm?.k), rope)
+  // Partial RoPE: the first rotaryDim dimensions of each head turn, the others pass.
+  const r = c.rotaryDim ?? d
+  const rotated = (t: Tensor.Tensor) => {
+    if (r === d) return Rope.rope(t, rope)
+    const [turned, passed] = Shape.split(t, [r, d - r], 3) as [Tensor.Tensor, Tensor.Tensor]
+    return Shape.concat([Rope.rope(turned, rope), passed], 3)
+  }
+  const q = rotated(normed(Shape.reshape(biased(queries.tensor, w.bias?.q), [b, local, hq, d]), w.norm?.q))
+  const k = rotated(normed(Shape.reshape(biased(keys.tensor, w.bias?.k), [b, local, hkv, d]), w.norm?.k))
   const v = Shape.reshape(biased(values.tensor, w.bias?.v), [b, local, hkv, d])
   const attended = yield* attendOverContext(q, k, v, keys.layout, c, cpRank)
   return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden", w.bo)

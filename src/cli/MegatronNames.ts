@@ -173,7 +173,6 @@ export const valued: Readonly<Record<string, { readonly accepts?: ReadonlyArray<
   "moe-deepep-num-sms": { pleat: "a GPU kernel setting" },
   "moe-hybridep-num-sms": { pleat: "a GPU kernel setting" },
   "attention-backend": { accepts: ["flash", "fused", "unfused", "local", "auto"], pleat: "pleat's attention kernel is its own" },
-  "rotary-percent": { accepts: ["1"], pleat: "pleat's RoPE rotates every dimension of a head", numeric: true },
   "cross-entropy-fusion-impl": { accepts: ["native", "te"], pleat: "a kernel choice" },
   "manual-gc-interval": { pleat: "a Python setting" },
   "main-grads-dtype": { accepts: ["fp32"], pleat: "pleat accumulates gradients in fp32" },

@@ -60,6 +60,9 @@ export const modelShapeSettings = {
     "TYPE",
   ),
   "rope-theta": optionalReal("RoPE's frequency base (default 10000; a --model preset sets its model's)"),
+  "rotary-percent": optionalReal(
+    "the share of each head's q and k RoPE rotates: its first floor(head width x F) dimensions, their frequencies over that width, the rest unrotated (Megatron's --rotary-percent, transformers' partial_rotary_factor; GLM-4.5's 0.5; default 1)",
+  ),
   "mtp-num-layers": optionalCount(
     "multi-token prediction layers after the last (DeepSeek-V3's 1): each predicts one token further ahead from the previous one's rows and the next token's embedding, on the last stage (none by default)",
   ),

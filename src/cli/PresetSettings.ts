@@ -74,6 +74,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "low-freq-factor": llama3?.lowFreqFactor,
     "high-freq-factor": llama3?.highFreqFactor,
     "rope-theta": m.ropeTheta,
+    "rotary-percent": m.rotaryPercent,
     "sliding-window": m.slidingWindow,
     "window-attn-skip-freq": m.windowAttnSkipFreq === undefined ? undefined : String(m.windowAttnSkipFreq),
     "softmax-type": m.softmaxType,

@@ -230,6 +230,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     ...(c["mtp-num-layers"] === undefined ? {} : { mtpLayers: c["mtp-num-layers"] }),
     ...(c["mtp-loss-scaling-factor"] === undefined ? {} : { mtpLossScale: c["mtp-loss-scaling-factor"] }),
     ...(c["rope-theta"] === undefined ? {} : { ropeTheta: c["rope-theta"] }),
+    ...(c["rotary-percent"] === undefined || c["rotary-percent"] === 1 ? {} : { rotaryPercent: c["rotary-percent"] }),
     ...(c["norm-eps"] === undefined ? {} : { normEps: c["norm-eps"] }),
     ...(c["shared-expert-gate"] ? { sharedExpertGate: true } : {}),
     ...explained(d, () => ActivationFlags.gluFieldOf(c)),

@@ -100,6 +100,7 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     sequenceParallel: c.sequenceParallel,
     recomputeCore: RecomputeModules.recomputes(c, "core_attn"),
     ropeTheta: ModelContext.ropeThetaOf(c.sizes),
+    rotaryDim: ModelContext.rotaryDim(c.sizes),
     ropeScaling: c.sizes.ropeScaling,
     documents: c.documents,
     slidingWindow: ModelContext.windowOf(c.sizes, layer),

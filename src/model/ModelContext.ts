@@ -86,6 +86,12 @@ export interface Sizes {
   readonly mla?: LatentAttention.LatentSizes | undefined
   /** RoPE's frequency base; none: 10000 (defaultRopeTheta). */
   readonly ropeTheta?: number | undefined
+  /**
+   * The share of each head's q and k that RoPE rotates (Megatron's --rotary-percent,
+   * transformers' partial_rotary_factor: GLM-4.5's 0.5): its first floor(D x share) dimensions,
+   * their frequencies over that width; absent: the whole head.
+   */
+  readonly rotaryPercent?: number | undefined
   /** RoPE's scaling (RopeScaling: YaRN, DeepSeek-V3's factor 40 over 4096; or Llama 3's); none: plain RoPE. */
   readonly ropeScaling?: RopeScaling.Scaling | undefined
   /**
@@ -284,6 +290,12 @@ export const withRows = (x: Activations, tensor: Tensor.Tensor, layout: TensorLa
  * @category mapping
  */
 export const headDim = (s: Pick<Sizes, "hidden" | "heads" | "headDim">): number => s.headDim ?? s.hidden / s.heads
+
+/**
+ * The width RoPE rotates of each head (rotaryPercent's floor(D x share), Megatron's int(); D without it).
+ * @category mapping
+ */
+export const rotaryDim = (s: Pick<Sizes, "hidden" | "heads" | "headDim" | "rotaryPercent">): number => Math.floor(headDim(s) * (s.rotaryPercent ?? 1))
 
 /**
  * The width the routed experts take and give: the latent width of a LatentMoE, else hidden.

@@ -135,6 +135,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     return `it has multi-token prediction layers (--mtp-num-layers ${m.mtpLayers}), which ${name} has not (deepseek-v3 holds them as DeepSeek's layers past the last)`
   const router = routerProblem(m, format)
   if (router !== undefined) return router
+  if ((m.rotaryPercent ?? 1) !== 1) return `its RoPE turns a part of each head (--rotary-percent ${m.rotaryPercent}), which no format pleat writes does`
   if (m.qkL2Norm === true) return "it scales each head's q and k to unit RMS (--qk-l2-norm, Llama 4's), which no format pleat writes has"
   if (format === "gpt-oss") return HfGptOss.problem(m)
   if (m.linearBias === true) return `it has biases on its output projections and MLPs (--add-bias-linear), which ${name} has not (gpt-oss has)`

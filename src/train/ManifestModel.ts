@@ -59,6 +59,8 @@ export const ManifestModelSchema = Schema.Struct({
   ),
   /** Written only by runs that set them (absent: ModelContext's defaults, all a pleat before them had). */
   ropeTheta: Schema.optional(Schema.Number),
+  /** Written only by runs that rotate a part of each head (--rotary-percent); like the base, a resume may change it. */
+  rotaryPercent: Schema.optional(Schema.Number),
   /** Written only by runs with YaRN's, Llama 3's or linear scaling (RopeScaling.Scaling); like the base, a resume may change it. */
   ropeScaling: Schema.optional(
     Schema.Union([

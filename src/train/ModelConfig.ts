@@ -10,7 +10,7 @@ import * as Result from "effect/Result"
 import * as LatentAttention from "../attention/LatentAttention.js"
 import * as ConfigError from "../errors/ConfigError.js"
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
-import type * as ModelContext from "../model/ModelContext.js"
+import * as ModelContext from "../model/ModelContext.js"
 import * as MoeSettings from "../moe/MoeSettings.js"
 import * as SelfBalancing from "../moe/SelfBalancing.js"
 import * as Partition from "../pipeline/Partition.js"
@@ -107,6 +107,20 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
   if (m.kvHeads % s.tp !== 0 || m.heads % m.kvHeads !== 0)
     return fault("kvHeads", m.kvHeads, `must divide heads = ${m.heads} and be divisible by tp = ${s.tp}`, "pick a kv head count between tp and heads that divides heads")
   if (m.vocab % s.tp !== 0) return fault("vocab", m.vocab, `is not divisible by tp = ${s.tp}`, `use a vocabulary that is a multiple of ${s.tp}`)
+  if (m.rotaryPercent !== undefined) {
+    const r = m.rotaryPercent
+    if (!(r > 0 && r <= 1)) return fault("rotaryPercent", r, "is not a share in (0, 1] of each head's width", "pass --rotary-percent F with 0 < F <= 1 (GLM-4.5's 0.5)")
+    const turned = ModelContext.rotaryDim(m)
+    if (turned < 2 || turned % 2 !== 0)
+      return fault(
+        "rotaryPercent",
+        r,
+        `turns ${turned} of each head's ${ModelContext.headDim(m)} dimensions, and RoPE turns pairs`,
+        "choose a share whose part of the head width is even and at least 2",
+      )
+    if (m.mla !== undefined && r !== 1)
+      return fault("rotaryPercent", r, "has no effect with multi-latent attention, whose RoPE part is its own width", "give --qk-pos-emb-head-dim, or drop --rotary-percent")
+  }
   if (m.qkNorm === true && m.qkL2Norm === true) return fault("qkL2Norm", true, "and --qk-norm both normalize each head's q and k", "keep one of --qk-norm and --qk-l2-norm")
   if (m.headDim !== undefined && (!Number.isSafeInteger(m.headDim) || m.headDim < 2 || m.headDim % 2 !== 0))
     return fault("headDim", m.headDim, "is not an even number of 2 or more (RoPE turns pairs of a head's dimensions)", "pass --head-dim N with N = 2, 4, 6, ...")
