@@ -14,6 +14,7 @@
  *   --window-size L,0                        --sliding-window L+1 (L tokens back and the token)
  *   --position-embedding-type rope|yarn      nothing | --rope-type yarn
  *   --rotary-seq-len-interpolation-factor N  --rope-type linear --rotary-scaling-factor N
+ *                                            (these three: MegatronRewrites.valueExpansions)
  *   --lr-decay-style WSD, ...                their values in pleat's spelling (valueRewrites)
  *   --data-path PREFIX (--train-data-path)   --data PREFIX.bin --data-dtype (from PREFIX.idx); a
  *   --valid-data-path PREFIX                 --eval-data PREFIX.bin       blend of several refused
@@ -180,6 +181,16 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       else if (name !== "disable-bias-linear") out.push(MegatronRewrites.switchRewrites[name] as string)
       continue
     }
+    if (Object.hasOwn(MegatronRewrites.valueExpansions, name)) {
+      seen.add(name)
+      const v = value()
+      const expansion = MegatronRewrites.valueExpansions[name] as MegatronRewrites.ValueExpansion
+      const flags = v === undefined ? undefined : expansion.expand(v)
+      if (flags === undefined) missing(expansion.placeholder)
+      else if (ConfigError.isConfigError(flags)) problems.push(flags)
+      else out.push(...flags)
+      continue
+    }
     switch (name) {
       case "recompute-method":
       case "recompute-num-layers": {
@@ -196,34 +207,6 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         if (list.length === 0) missing(name === "moe-aux-loss-coeff" ? "C" : "aux_loss")
         else if (name === "moe-aux-loss-coeff") coeffs = list
         else types = list
-        continue
-      }
-      case "window-size": {
-        seen.add(name)
-        const v = value()
-        const match = v === undefined ? null : /^\(?\s*(-?\d+)\s*,\s*(-?\d+)\s*\)?$/.exec(v)
-        if (v === undefined) missing("L,0")
-        else if (match === null || Number(match[1]) < 0 || Number(match[2]) !== 0)
-          problems.push(ConfigError.make("--window-size", v, "is not a causal window L,0 (L tokens back, none ahead)", "write --window-size L,0, or pleat's --sliding-window L+1"))
-        else out.push(`--sliding-window=${Number(match[1]) + 1}`)
-        continue
-      }
-      case "position-embedding-type": {
-        seen.add(name)
-        const v = value()
-        if (v === undefined) missing("rope")
-        else if (v === "yarn") out.push("--rope-type=yarn")
-        else if (v !== "rope")
-          problems.push(
-            ConfigError.make("--position-embedding-type", v, "is not what pleat trains: pleat's positions are RoPE (or YaRN's)", "write --position-embedding-type rope"),
-          )
-        continue
-      }
-      case "rotary-seq-len-interpolation-factor": {
-        seen.add(name)
-        const v = value()
-        if (v === undefined) missing("N")
-        else out.push("--rope-type=linear", `--rotary-scaling-factor=${v}`)
         continue
       }
       case "data-path":

@@ -48,6 +48,43 @@ export const valueRewrites: Readonly<Record<string, Readonly<Record<string, { re
 }
 
 /**
+ * A Megatron-LM flag whose value becomes pleat flags: what a missing value is written as, and
+ * the flags of a value (or the problem with it).
+ * @category models
+ */
+export interface ValueExpansion {
+  readonly placeholder: string
+  readonly expand: (value: string) => ReadonlyArray<string> | ConfigError.ConfigError
+}
+
+/**
+ * The Megatron-LM flags whose value becomes pleat flags: the causal window, RoPE's type and linear
+ * position interpolation.
+ * @category configuration
+ */
+export const valueExpansions: Readonly<Record<string, ValueExpansion>> = {
+  "window-size": {
+    placeholder: "L,0",
+    expand: (v) => {
+      const match = /^\(?\s*(-?\d+)\s*,\s*(-?\d+)\s*\)?$/.exec(v)
+      if (match === null || Number(match[1]) < 0 || Number(match[2]) !== 0)
+        return ConfigError.make("--window-size", v, "is not a causal window L,0 (L tokens back, none ahead)", "write --window-size L,0, or pleat's --sliding-window L+1")
+      return [`--sliding-window=${Number(match[1]) + 1}`]
+    },
+  },
+  "position-embedding-type": {
+    placeholder: "rope",
+    expand: (v) =>
+      v === "yarn"
+        ? ["--rope-type=yarn"]
+        : v === "rope"
+          ? []
+          : ConfigError.make("--position-embedding-type", v, "is not what pleat trains: pleat's positions are RoPE (or YaRN's)", "write --position-embedding-type rope"),
+  },
+  "rotary-seq-len-interpolation-factor": { placeholder: "N", expand: (v) => ["--rope-type=linear", `--rotary-scaling-factor=${v}`] },
+}
+
+/**
  * The Megatron-LM switches rewritten as one pleat flag each.
  * @category configuration
  */

@@ -20,7 +20,8 @@ import * as VocabParallel from "../attention/VocabParallel.js"
 import * as Operator from "../dataflow/Operator.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Tensor from "../tensor/Tensor.js"
-import * as ModelContext from "./ModelContext.js"
+import type * as ModelContext from "./ModelContext.js"
+import * as ModelLayouts from "./ModelLayouts.js"
 
 /** The operator's name in errors and traces. */
 const name = "embedding"
@@ -34,7 +35,7 @@ export const make = (c: ModelContext.ModelContext, output: TensorLayout.TensorLa
 
 /** The embedding's steps on one input, defined once, not per call (bench/README.md, train suite, twenty-sixth session: Effect.gen). */
 function* embeddingSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens) {
-  const input = ModelContext.tokensLayout(c)
+  const input = ModelLayouts.tokensLayout(c)
   const rows = TensorLayout.localShape(input)[0]
   if (tokens.ids.length !== rows) {
     return yield* Effect.fail(new Operator.LayoutMismatch({ operator: name, edge: "input", declared: TensorLayout.format(input), actual: `${tokens.ids.length} token ids` }))

@@ -21,7 +21,7 @@
  * The loss of one cp rank is its part of the mean over the micro-batch, so the shares are partial sums over
  * the axes the rows are still split over after the column-parallel product's gather (a typed
  * channel): cp. The laid cross-entropy gives that layout from the logits'; the model declares
- * `ModelContext.lossLayout`.
+ * `ModelLayouts.lossLayout`.
  */
 import * as Effect from "effect/Effect"
 import * as VocabParallel from "../attention/VocabParallel.js"

@@ -5,7 +5,7 @@
  *   embedding (first chunk) -> [attention (l) -> moe|mlp (l)] for l in the chunk
  *     -> output + loss (last chunk)
  *
- * Every edge carries the hidden rows in the layout of `ModelContext.hiddenLayout` (the chunk's
+ * Every edge carries the hidden rows in the layout of `ModelLayouts.hiddenLayout` (the chunk's
  * input and output on the pipeline links too); each operator checks its input and output and
  * chaining checks that neighbours agree. Loss scaling: the step loss is the mean over the
  * global batch's micro-batches of (token-mean cross-entropy + aux losses). A cp rank sees 1/cp
@@ -23,6 +23,7 @@ import * as Block from "./Block.js"
 import * as Embedding from "./Embedding.js"
 import * as Head from "./Head.js"
 import * as ModelContext from "./ModelContext.js"
+import * as ModelLayouts from "./ModelLayouts.js"
 import type * as MoeStats from "./MoeStats.js"
 import * as MultiTokenPrediction from "./MultiTokenPrediction.js"
 
@@ -62,9 +63,9 @@ export interface ChunkOutput {
  * @category mapping
  */
 export const layouts = (c: ModelContext.ModelContext) => ({
-  tokens: ModelContext.tokensLayout(c),
-  hidden: ModelContext.hiddenLayout(c),
-  loss: ModelContext.lossLayout(c),
+  tokens: ModelLayouts.tokensLayout(c),
+  hidden: ModelLayouts.hiddenLayout(c),
+  loss: ModelLayouts.lossLayout(c),
 })
 
 /**

@@ -16,7 +16,7 @@ import type * as GatedActivation from "../tensor/ops/GatedActivation.js"
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import type * as SelfAttention from "../attention/SelfAttention.js"
 import type { Group } from "../comm/Group.js"
-import * as TensorLayout from "../dataflow/TensorLayout.js"
+import type * as TensorLayout from "../dataflow/TensorLayout.js"
 import type * as Dispatcher from "../moe/Dispatcher.js"
 import type * as MoeRunState from "../moe/MoeRunState.js"
 import type * as MoeSettings from "../moe/MoeSettings.js"
@@ -367,37 +367,3 @@ export const mtpLayersOf = (s: Pick<Sizes, "mtpLayers">): number => s.mtpLayers 
  * @category constants
  */
 export const defaultMtpLossScale = 0.1
-
-/**
- * The part of the context that fixes the layouts of the model's edges.
- * @category models
- */
-export type LayoutContext = Pick<ModelContext, "sizes" | "microBatch" | "groups" | "sequenceParallel">
-
-const shardOf = (axis: "tp" | "cp", g: Group): TensorLayout.Shard => ({ axis, size: g.ranks.length })
-
-/** The tp shard. */
-const tpShard = (c: Pick<ModelContext, "groups">): TensorLayout.Shard => shardOf("tp", c.groups.tp)
-
-/**
- * Layout of the token ids and targets: the micro-batch's tokens split over cp.
- * @category mapping
- */
-export const tokensLayout = (c: LayoutContext): TensorLayout.TensorLayout =>
-  TensorLayout.make([TensorLayout.dim("tokens", c.microBatch * c.sizes.seq, [shardOf("cp", c.groups.cp)])])
-
-/**
- * Layout of the hidden rows on every edge of the model (and on the pipeline links).
- * @category mapping
- */
-export const hiddenLayout = (c: LayoutContext): TensorLayout.TensorLayout =>
-  TensorLayout.make([
-    TensorLayout.dim("tokens", c.microBatch * c.sizes.seq, [shardOf("cp", c.groups.cp), ...(c.sequenceParallel ? [tpShard(c)] : [])]),
-    TensorLayout.dim("hidden", c.sizes.hidden),
-  ])
-
-/**
- * Layout of the loss: a scalar, each cp rank's share of the micro-batch's loss.
- * @category mapping
- */
-export const lossLayout = (c: LayoutContext): TensorLayout.TensorLayout => TensorLayout.make([], { partial: [shardOf("cp", c.groups.cp)] })

@@ -35,6 +35,7 @@ import * as Tensor from "../tensor/Tensor.js"
 import * as Block from "./Block.js"
 import * as Head from "./Head.js"
 import * as ModelContext from "./ModelContext.js"
+import * as ModelLayouts from "./ModelLayouts.js"
 import type * as MoeStats from "./MoeStats.js"
 
 /** The label of a position with nothing to predict (the cross-entropy's ignore index). */
@@ -89,7 +90,7 @@ function* runSteps(c: ModelContext.ModelContext, tokens: ModelContext.Tokens, ma
     const layer = s.layers + k - 1
     const p = (name: string) => c.param(`layers.${layer}.${name}`)
     const depth = tokens.shifted?.(k) ?? shifted(tokens, s.seq, k)
-    const embedded = yield* VocabParallel.embeddingLaid(c.param("embedding"), depth.ids, ModelContext.tokensLayout(c), s.vocab, tp, c.sequenceParallel)
+    const embedded = yield* VocabParallel.embeddingLaid(c.param("embedding"), depth.ids, ModelLayouts.tokensLayout(c), s.vocab, tp, c.sequenceParallel)
     const joined = concat([rmsNorm(embedded.tensor, p("enorm"), eps), rmsNorm(rows, p("hnorm"), eps)], 1)
     const input = ModelContext.withRows(x, matmul(joined, p("ehProj")), x.layout)
     const ops = [Block.attention(c, layer, hidden), Block.ffn(c, layer, hidden)]

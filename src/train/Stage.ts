@@ -10,6 +10,7 @@
 import * as ContextParallel from "../attention/ContextParallel.js"
 import type * as SelfAttention from "../attention/SelfAttention.js"
 import * as ModelContext from "../model/ModelContext.js"
+import * as ModelLayouts from "../model/ModelLayouts.js"
 import * as MultiTokenPrediction from "../model/MultiTokenPrediction.js"
 import type * as MoeRunState from "../moe/MoeRunState.js"
 import type * as Tensor from "../tensor/Tensor.js"
@@ -71,7 +72,7 @@ const sequenceParallel = (groups: TrainGroups): boolean => groups.tp.ranks.lengt
  * @category mapping
  */
 export const hiddenLayout = (model: ModelConfig.ModelConfig, microBatch: number, groups: TrainGroups) =>
-  ModelContext.hiddenLayout({ sizes: model, microBatch, groups, sequenceParallel: sequenceParallel(groups) })
+  ModelLayouts.hiddenLayout({ sizes: model, microBatch, groups, sequenceParallel: sequenceParallel(groups) })
 
 /**
  * The model's view of this rank and micro-batch (`documents`: its documents at this rank's rows).
