@@ -69,7 +69,6 @@ ${MegatronNames.usage()}
 
 const format = (x: number, digits = 3) => (Math.abs(x) >= 1e4 || (Math.abs(x) < 1e-3 && x !== 0) ? x.toExponential(2) : x.toFixed(digits))
 
-/** The root of the per-rank loggers: pino JSON at `level`, on the command's stderr. */
 /**
  * The MoE layers' metrics for the log: losses by layer, dropped pairs when dropping, and the
  * routing layers' EP overload factor (ExpertOverload: mean and max over EP groups and micro-batches).
@@ -82,6 +81,7 @@ const moeMetrics = (summary: Pick<Train.StepSummary, "moe" | "overload"> | undef
   })
 }
 
+/** The root of the per-rank loggers: pino JSON at `level`, on the command's stderr. */
 const rankLogger = (level: string, io: Io): Logger =>
   // pino needs only `write` of its destination.
   Log.root({
