@@ -13,6 +13,19 @@ import { seed } from "./arbitraries.js"
 
 const score = { sigmoid: (x: number) => 1 / (1 + Math.exp(-x)), sqrtsoftplus: (x: number) => Math.sqrt(Math.log1p(Math.exp(x))) }
 
+/** T tokens, E experts (up to `maxExperts`), K of them, a score function, a scaling and a seed. */
+const routed = (maxExperts: number) =>
+  fc
+    .record({
+      t: fc.integer({ min: 1, max: 4 }),
+      e: fc.integer({ min: 1, max: maxExperts }),
+      kRaw: fc.nat(),
+      scoreFunction: fc.constantFrom("softmax" as const, "sigmoid" as const, "sqrtsoftplus" as const),
+      scalingFactor: fc.constantFrom(null, 2.5, -0.5),
+      s: seed,
+    })
+    .map(({ kRaw, ...c }) => ({ ...c, k: (kRaw % c.e) + 1 }))
+
 describe("hash routing", () => {
   test("the table: K different experts a token, (id + k) mod E, each expert as often over E consecutive ids", () => {
     fc.assert(
@@ -38,76 +51,57 @@ describe("hash routing", () => {
 
   test("the probs: the full softmax's, or the elementwise scores normalized over the K, times the scale", () => {
     fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 4 }),
-        fc.integer({ min: 1, max: 8 }),
-        fc.nat(),
-        fc.constantFrom("softmax" as const, "sigmoid" as const, "sqrtsoftplus" as const),
-        fc.constantFrom(null, 2.5),
-        fc.boolean(),
-        seed,
-        (t, e, kRaw, scoreFunction, scalingFactor, preSoftmax, s) => {
-          const k = (kRaw % e) + 1
-          const logits = uniform([t, e], s, -4, 4)
-          const ids = Array.from({ length: t }, (_, i) => (s + 13 * i) % 1000)
-          const indices = HashRouting.experts(ids, e, k)
-          // preSoftmax and the expert bias select; with the selection given they change nothing.
-          const options: Router.RouterOptions = {
-            topk: k,
-            scoreFunction,
-            scalingFactor,
-            hashed: true,
-            preSoftmax: preSoftmax && scoreFunction === "softmax",
-            expertBias: new Array<number>(e).fill(0.3),
+      fc.property(routed(8), fc.boolean(), ({ t, e, k, scoreFunction, scalingFactor, s }, preSoftmax) => {
+        const logits = uniform([t, e], s, -4, 4)
+        const ids = Array.from({ length: t }, (_, i) => (s + 13 * i) % 1000)
+        const indices = HashRouting.experts(ids, e, k)
+        // preSoftmax and the expert bias select; with the selection given they change nothing.
+        const options: Router.RouterOptions = {
+          topk: k,
+          scoreFunction,
+          scalingFactor,
+          hashed: true,
+          preSoftmax: preSoftmax && scoreFunction === "softmax",
+          expertBias: new Array<number>(e).fill(0.3),
+        }
+        const r = Router.routing(logits, options, indices)
+        const x = logits.data
+        const scale = scalingFactor ?? 1
+        for (let row = 0; row < t; row++) {
+          const base = row * e
+          const chosen = Array.from(indices.subarray(row * k, (row + 1) * k))
+          let want: Array<number>
+          if (scoreFunction === "softmax") {
+            const values = Array.from({ length: e }, (_, i) => x[base + i] as number)
+            const max = Math.max(...values)
+            const sum = values.reduce((a, v) => a + Math.exp(v - max), 0)
+            want = chosen.map((i) => Math.exp((values[i] as number) - max) / sum)
+          } else {
+            const raw = chosen.map((i) => score[scoreFunction](x[base + i] as number))
+            const sum = raw.reduce((a, b) => a + b, 0)
+            want = raw.map((v) => v / (sum + 1e-20))
           }
-          const r = Router.routing(logits, options, indices)
-          const x = logits.data
-          const scale = scalingFactor ?? 1
-          for (let row = 0; row < t; row++) {
-            const base = row * e
-            const chosen = Array.from(indices.subarray(row * k, (row + 1) * k))
-            let want: Array<number>
-            if (scoreFunction === "softmax") {
-              const values = Array.from({ length: e }, (_, i) => x[base + i] as number)
-              const max = Math.max(...values)
-              const sum = values.reduce((a, v) => a + Math.exp(v - max), 0)
-              want = chosen.map((i) => Math.exp((values[i] as number) - max) / sum)
-            } else {
-              const raw = chosen.map((i) => score[scoreFunction](x[base + i] as number))
-              const sum = raw.reduce((a, b) => a + b, 0)
-              want = raw.map((v) => v / (sum + 1e-20))
-            }
-            chosen.forEach((i, j) => expect(r.probs.data[base + i] as number).toBeCloseTo((want[j] as number) * scale, 12))
-            for (let i = 0; i < e; i++) if (!chosen.includes(i)) expect(r.probs.data[base + i]).toBe(0)
-          }
-          expect(Array.from(r.indices)).toEqual(Array.from(indices))
-        },
-      ),
+          chosen.forEach((i, j) => expect(r.probs.data[base + i] as number).toBeCloseTo((want[j] as number) * scale, 12))
+          for (let i = 0; i < e; i++) if (!chosen.includes(i)) expect(r.probs.data[base + i]).toBe(0)
+        }
+        expect(Array.from(r.indices)).toEqual(Array.from(indices))
+      }),
       { numRuns: 300 },
     )
   })
 
   test("the probs' backward equals finite differences (every score function, K = 1 included)", () => {
     fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 4 }),
-        fc.integer({ min: 1, max: 6 }),
-        fc.nat(),
-        fc.constantFrom("softmax" as const, "sigmoid" as const, "sqrtsoftplus" as const),
-        fc.constantFrom(null, 2.5, -0.5),
-        seed,
-        (t, e, kRaw, scoreFunction, scalingFactor, s) => {
-          const k = (kRaw % e) + 1
-          const options: Router.RouterOptions = { topk: k, scoreFunction, scalingFactor, hashed: true }
-          const indices = HashRouting.experts(
-            Array.from({ length: t }, (_, i) => s + i),
-            e,
-            k,
-          )
-          const r = gradcheck(([l]) => Router.probsFor(l as Tensor.Tensor, indices, options), [uniform([t, e], s, -3, 3)])
-          expect(r.maxRelativeError, r.worst).toBeLessThan(1e-6)
-        },
-      ),
+      fc.property(routed(6), ({ t, e, k, scoreFunction, scalingFactor, s }) => {
+        const options: Router.RouterOptions = { topk: k, scoreFunction, scalingFactor, hashed: true }
+        const indices = HashRouting.experts(
+          Array.from({ length: t }, (_, i) => s + i),
+          e,
+          k,
+        )
+        const r = gradcheck(([l]) => Router.probsFor(l as Tensor.Tensor, indices, options), [uniform([t, e], s, -3, 3)])
+        expect(r.maxRelativeError, r.worst).toBeLessThan(1e-6)
+      }),
       { numRuns: 80 },
     )
   })
