@@ -198,7 +198,7 @@ describe("what cannot be exported is refused before anything is written", () => 
 sayIfSkipped("pleat export")
 
 describe.skipIf(python === undefined)("transformers loads the directory", () => {
-  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral (with a sliding window too), Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 and GPT-OSS", async () => {
+  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral (with a sliding window too), Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS and GLM-4.5", async () => {
     const tokens = uint16File(window)
     const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
       ["MixtralForCausalLM", []],
@@ -219,6 +219,15 @@ describe.skipIf(python === undefined)("transformers loads the directory", () => 
           ...["--num-groups", "4", "--group-topk", "1", "--scaling-factor", "2.5", "--dense-first", "1", "--aux-loss", "seq_aux:0.001"],
         ],
       ],
+      // GLM-4.5: dots1's router on grouped-query attention with q/k/v biases, half of each head rotated (partial_rotary_factor), with q/k norms and without.
+      [
+        "Glm4MoeForCausalLM",
+        [
+          ...["--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0.05", "--shared-expert-ffn", "32"],
+          ...["--rotary-percent", "0.5", "--qkv-bias", "--dense-first", "1"],
+        ],
+      ],
+      ["Glm4MoeForCausalLM", ["--score-function", "sigmoid", "--expert-bias", "--shared-expert-ffn", "32", "--rotary-percent", "0.5", "--qk-norm", "--scaling-factor", "2.5"]],
       // DeepSeek-V3: dots1's router with multi-latent attention (its rotary rows written interleaved), with a query latent and without.
       [
         "DeepseekV3ForCausalLM",

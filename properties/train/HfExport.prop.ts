@@ -30,7 +30,7 @@ const run = async (argv: ReadonlyArray<string>) => {
 const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
 
 interface Case {
-  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1" | "deepseek" | "gptoss"
+  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1" | "deepseek" | "gptoss" | "glm"
   readonly heads: number
   readonly kvHeads: number
   readonly headDim: number
@@ -96,7 +96,7 @@ const casesOf = (...archs: ReadonlyArray<Case["arch"]>): fc.Arbitrary<Case> =>
       window: c.window.slice(0, c.seq + 1),
     }))
 
-const cases = casesOf("mixtral", "qwen2", "qwen3", "dots1", "deepseek", "gptoss")
+const cases = casesOf("mixtral", "qwen2", "qwen3", "dots1", "deepseek", "gptoss", "glm")
 
 /** Qwen3's and dots1's heads are not hidden / heads wide: the hidden is fixed and --head-dim gives the width (6 or 10). */
 const qk = (c: Case): boolean => c.arch === "qwen3" || c.arch === "dots1"
@@ -138,7 +138,9 @@ const modelFlags = (c: Case): Array<string> => [
   ...(c.normEps === undefined ? [] : ["--norm-eps", String(c.normEps)]),
   ...(c.arch !== "mixtral" && c.arch !== "deepseek" && c.arch !== "gptoss" && c.qkvBias ? ["--qkv-bias"] : []),
   ...(c.arch === "qwen2" || c.arch === "qwen3" ? ["--moe-every", String(c.moeEvery), "--dense-first", String(c.denseFirst), ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
-  ...(c.arch === "dots1" || c.arch === "deepseek" ? dots1Flags(c) : []),
+  ...(c.arch === "dots1" || c.arch === "deepseek" || c.arch === "glm" ? dots1Flags(c) : []),
+  // GLM-4.5: RoPE on half of each head, q/k norms or not (the case's preSoftmax).
+  ...(c.arch === "glm" ? ["--rotary-percent", "0.5", ...(c.preSoftmax ? ["--qk-norm"] : [])] : []),
   ...(c.arch === "deepseek" ? latentFlags(c) : []),
   ...(c.arch === "gptoss" ? gptOssFlags(c) : []),
   ...(c.arch === "qwen2" ? ["--shared-expert-ffn", String(c.shared), "--shared-expert-gate"] : []),
@@ -153,12 +155,18 @@ const expectedTensors = (c: Case): number => {
   for (let l = 0; l < c.layers; l++) {
     // Norms and q, k, v, o; Qwen2's q/k/v biases always (zeros without --qkv-bias); Qwen3's q/k norms, and biases (with o's) only with it.
     // DeepSeek-V3: norms, q_a_proj, q_a_layernorm and q_b_proj (or q_proj), kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o.
-    n += c.arch === "deepseek" ? 2 + (c.qLora ? 3 : 1) + 4 : 6 + (c.arch === "qwen2" ? 3 : 0) + (qk(c) ? 2 + (c.qkvBias ? 4 : 0) : 0)
+    // GLM-4.5: q/k/v biases with --qkv-bias (none on o), q/k norms with --qk-norm.
+    n +=
+      c.arch === "deepseek"
+        ? 2 + (c.qLora ? 3 : 1) + 4
+        : c.arch === "glm"
+          ? 6 + (c.qkvBias ? 3 : 0) + (c.preSoftmax ? 2 : 0)
+          : 6 + (c.arch === "qwen2" ? 3 : 0) + (qk(c) ? 2 + (c.qkvBias ? 4 : 0) : 0)
     // The first denseFirst layers dense, then every moeEvery-th (dots1, DeepSeek-V3: every one).
-    const every = c.arch === "dots1" || c.arch === "deepseek" ? 1 : c.moeEvery
+    const every = c.arch === "dots1" || c.arch === "deepseek" || c.arch === "glm" ? 1 : c.moeEvery
     const moe = c.arch === "mixtral" || (l >= c.denseFirst && (l - c.denseFirst) % every === 0)
     // Router, experts; Qwen2's shared expert and its gate; dots1's expert bias and shared experts.
-    n += moe ? 1 + 3 * c.experts + (c.arch === "qwen2" || c.arch === "dots1" || c.arch === "deepseek" ? 4 : 0) : 3
+    n += moe ? 1 + 3 * c.experts + (c.arch === "qwen2" || c.arch === "dots1" || c.arch === "deepseek" || c.arch === "glm" ? 4 : 0) : 3
   }
   return n
 }
@@ -196,7 +204,7 @@ const exportsAndImports = async (c: Case): Promise<void> => {
   const written = JSON.parse(
     await run(["export", "--checkpoint", dir, "--out", out, "--dtype", "float64", "--json", ...(c.shardBytes === undefined ? [] : ["--max-shard-size", String(c.shardBytes)])]),
   )
-  expect(written.format).toBe({ mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe", dots1: "dots1", deepseek: "deepseek-v3", gptoss: "gpt-oss" }[c.arch])
+  expect(written.format).toBe({ mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe", dots1: "dots1", deepseek: "deepseek-v3", gptoss: "gpt-oss", glm: "glm4-moe" }[c.arch])
   const model = readModelDir(out)
   expect(model.tensors.size).toBe(expectedTensors(c))
   expect(written.tensors).toBe(expectedTensors(c))
@@ -208,6 +216,7 @@ const exportsAndImports = async (c: Case): Promise<void> => {
       dots1: "Dots1ForCausalLM",
       deepseek: "DeepseekV3ForCausalLM",
       gptoss: "GptOssForCausalLM",
+      glm: "Glm4MoeForCausalLM",
     }[c.arch],
   ])
   // Shards: each file within the limit unless it holds one tensor.
@@ -240,7 +249,12 @@ const exportsAndImports = async (c: Case): Promise<void> => {
   const settings = JSON.parse(readFileSync(path.join(back, "model.json"), "utf8")) as Record<string, unknown>
   expect(settings).toMatchObject({ hidden: hiddenOf(c), heads: c.heads, "kv-heads": c.kvHeads, dtype: "float64" })
   if (qk(c)) expect(settings).toMatchObject({ "head-dim": headDimOf(c), "qk-norm": true })
-  if (c.arch === "dots1" || c.arch === "deepseek") expect(settings).toMatchObject({ "score-function": "sigmoid", "expert-bias": true })
+  if (c.arch === "dots1" || c.arch === "deepseek" || c.arch === "glm") expect(settings).toMatchObject({ "score-function": "sigmoid", "expert-bias": true })
+  if (c.arch === "glm") {
+    expect(model.config).toMatchObject({ partial_rotary_factor: 0.5, use_qk_norm: c.preSoftmax, attention_bias: c.qkvBias })
+    expect(settings).toMatchObject({ "rotary-percent": 0.5 })
+    expect(settings["qk-norm"] ?? false).toBe(c.preSoftmax)
+  }
   if (c.arch === "gptoss") expect(settings).toMatchObject({ "quick-geglu": true, "glu-linear-offset": 1, "activation-func-clamp-value": 7, "softmax-type": "learnable" })
   if (c.arch === "deepseek") {
     expect(model.config).toMatchObject({ q_lora_rank: c.qLora ? 12 : null, kv_lora_rank: 8, qk_nope_head_dim: c.headDim, qk_rope_head_dim: 6, v_head_dim: 5 })
@@ -279,6 +293,10 @@ describe("pleat export", () => {
 
   test("GPT-OSS: sinks (learnable, or off-by-one as zeros), the window on every other layer or none, the experts' clamped activation, the biases as zeros, under any mapping", async () => {
     await fc.assert(fc.asyncProperty(casesOf("gptoss"), exportsAndImports), { numRuns: 8, seed: 20261206 })
+  }, 300_000)
+
+  test("GLM-4.5: partial RoPE, q/k/v biases and q/k norms or not, dots1's router, under any mapping", async () => {
+    await fc.assert(fc.asyncProperty(casesOf("glm"), exportsAndImports), { numRuns: 6, seed: 20261207 })
   }, 300_000)
 
   test("DeepSeek-V3: multi-latent attention with a query latent and without (q_lora_rank null), its rotary rows interleaved, under any mapping", async () => {

@@ -1,4 +1,4 @@
-// An independent reading of a Hugging Face model directory and the forward of the six
+// An independent reading of a Hugging Face model directory and the forward of the seven
 // architectures `pleat export` writes, written from transformers' modeling code (Mixtral,
 // Qwen2-MoE, Qwen3-MoE: RMSNorm, rotate-half RoPE, grouped-query causal attention, softmax top-k
 // routing, SwiGLU experts, Qwen2-MoE's gated shared expert, Qwen3-MoE's q/k norms per head and
@@ -7,7 +7,9 @@
 // dots1's MoE with multi-latent attention, its rotary pairs interleaved (2i, 2i+1) under
 // rope_interleave, latent norms at 1e-6, softmax scale 1/sqrt(qk_head_dim); GPT-OSS: softmax sinks
 // per head, sliding windows on the layers layer_types names, a router with a bias, fused
-// interleaved gate_up experts with biases and the clamped quick-GELU GLU), in float64 loops.
+// interleaved gate_up experts with biases and the clamped quick-GELU GLU; GLM-4.5: dots1's MoE
+// with q/k/v biases, optional q/k norms and GPT-NeoX's partial rotary on each head's first
+// partial_rotary_factor), in float64 loops.
 // It shares no code with src/: the safetensors parser (hfModelDir.ts), the name scheme and every op are its own.
 import type { ModelDir, Stored } from "./hfModelDir.js"
 
@@ -64,18 +66,22 @@ const llama3Of = (c: Record<string, unknown>): Llama3 | undefined => {
     : { factor: keys.factor as number, low: keys.low_freq_factor as number, high: keys.high_freq_factor as number, original: keys.original_max_position_embeddings as number }
 }
 
-/** Rotate-half RoPE of each head of x [S, heads * d] at positions 0..S-1 (Llama 3's frequencies where given). */
-const rope = (x: Matrix, heads: number, d: number, theta: number, llama3?: Llama3): Matrix =>
+/**
+ * Rotate-half RoPE of each head of x [S, heads * d] at positions 0..S-1 (Llama 3's frequencies
+ * where given) on each head's first r dimensions (GPT-NeoX's partial rotary, GLM-4.5's), at r's
+ * frequencies; the rest as they are.
+ */
+const rope = (x: Matrix, heads: number, d: number, theta: number, llama3?: Llama3, r = d): Matrix =>
   x.map((row, pos) => {
-    const out = new Float64Array(row.length)
+    const out = Float64Array.from(row)
     for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < d / 2; i++) {
-        const f = 1 / theta ** ((2 * i) / d)
+      for (let i = 0; i < r / 2; i++) {
+        const f = 1 / theta ** ((2 * i) / r)
         const angle = pos * (llama3 === undefined ? f : llama3Frequency(f, llama3))
         const a = row[h * d + i] as number
-        const b = row[h * d + i + d / 2] as number
+        const b = row[h * d + i + r / 2] as number
         out[h * d + i] = a * Math.cos(angle) - b * Math.sin(angle)
-        out[h * d + i + d / 2] = b * Math.cos(angle) + a * Math.sin(angle)
+        out[h * d + i + r / 2] = b * Math.cos(angle) + a * Math.sin(angle)
       }
     }
     return out
@@ -266,13 +272,18 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
   ].map(num) as [number, number, number, number, number, number, number]
   const deepseek = c.model_type === "deepseek_v3"
   const llama3 = llama3Of(c)
-  // DeepSeek-V3's MoE is dots1's.
-  const dots1 = c.model_type === "dots1" || deepseek
+  // DeepSeek-V3's MoE is dots1's, and GLM-4.5's.
+  const glm = c.model_type === "glm4_moe"
+  const dots1 = c.model_type === "dots1" || deepseek || glm
   const experts = num(mixtral || gptOss ? "num_local_experts" : dots1 ? "n_routed_experts" : "num_experts")
   // Qwen3 (and any config with head_dim) sets the head width; else hidden / heads.
   const d = typeof c.head_dim === "number" ? c.head_dim : hidden / heads
   // dots1's attention is Qwen3's.
   const qwen3 = c.model_type === "qwen3_moe" || c.model_type === "dots1"
+  // GLM-4.5: q/k norms with use_qk_norm; RoPE on the first partial_rotary_factor of each head.
+  const headNorms = qwen3 || (glm && c.use_qk_norm === true)
+  const partial = glm ? (((c.rope_parameters as Record<string, unknown> | undefined)?.partial_rotary_factor ?? c.partial_rotary_factor ?? 0.5) as number) : 1
+  const rotary = Math.floor(d * partial)
   /** Qwen3's RMSNorm over each head of x [S, heads * d], one weight [d] for every head. */
   const headNorm = (x: Matrix, count: number, w: Stored): Matrix =>
     x.map((row) => {
@@ -283,7 +294,7 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
       }
       return out
     })
-  const qk = (x: Matrix, count: number, p: string, which: "q" | "k"): Matrix => (qwen3 ? headNorm(x, count, get(`${p}self_attn.${which}_norm.weight`)) : x)
+  const qk = (x: Matrix, count: number, p: string, which: "q" | "k"): Matrix => (headNorms ? headNorm(x, count, get(`${p}self_attn.${which}_norm.weight`)) : x)
   /**
    * Grouped-query attention (Mixtral's, the Qwens', dots1's, GPT-OSS's) of layer `l`, prefix `p`, on
    * h: GPT-OSS's heads have a sink each (a logit in the softmax, no value) and its
@@ -294,8 +305,8 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     const windowed = gptOss && (c.layer_types as Array<string>)[l] === "sliding_attention"
     const first = (s: number) => (windowed ? Math.max(0, s - (c.sliding_window as number) + 1) : 0)
     const bias = (n: string) => m.tensors.get(`${p}self_attn.${n}.bias`)
-    const q = rope(qk(linear(h, get(`${p}self_attn.q_proj.weight`), bias("q_proj")), heads, p, "q"), heads, d, theta, llama3)
-    const k = rope(qk(linear(h, get(`${p}self_attn.k_proj.weight`), bias("k_proj")), kv, p, "k"), kv, d, theta, llama3)
+    const q = rope(qk(linear(h, get(`${p}self_attn.q_proj.weight`), bias("q_proj")), heads, p, "q"), heads, d, theta, llama3, rotary)
+    const k = rope(qk(linear(h, get(`${p}self_attn.k_proj.weight`), bias("k_proj")), kv, p, "k"), kv, d, theta, llama3, rotary)
     const v = linear(h, get(`${p}self_attn.v_proj.weight`), bias("v_proj"))
     const attended: Matrix = q.map((qs, s) => {
       const out = new Float64Array(heads * d)

@@ -46,7 +46,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
  * The usage text of `pleat export`.
  * @category configuration
  */
-const usage = `usage: pleat export --checkpoint DIR --out DIR [--format auto|mixtral|qwen2-moe|qwen3-moe|dots1|deepseek-v3|gpt-oss] [--dtype float32|bfloat16|float64]
+const usage = `usage: pleat export --checkpoint DIR --out DIR [--format auto|mixtral|qwen2-moe|qwen3-moe|dots1|deepseek-v3|gpt-oss|glm4-moe] [--dtype float32|bfloat16|float64]
 
 Writes a checkpoint as a Hugging Face model directory: config.json and the weights in
 safetensors files, which transformers' AutoModelForCausalLM.from_pretrained(DIR) loads and runs
@@ -61,7 +61,9 @@ interleaved, rope_interleave true, as DeepSeek's checkpoints); gpt-oss holds sof
 (--softmax-type learnable), a window on every other layer (--window-attn-skip-freq) and GPT-OSS's
 expert activation (--quick-geglu --glu-linear-offset 1 --activation-func-clamp-value 7), its
 biases from --add-bias-linear and --router-bias, zeros where the model has none (--model
-gpt-oss-20b exports); the other formats refuse those biases. A --head-dim of its own is
+gpt-oss-20b exports); glm4-moe (GLM-4.5) holds dots1's router and shared experts with
+grouped-query attention, its q/k/v biases (--qkv-bias) and q/k norms (--qk-norm) optional and
+partial RoPE (--rotary-percent; GLM-4.5's 0.5); the other formats refuse those biases. A --head-dim of its own is
 written as head_dim. The first three and gpt-oss route with softmax; sigmoid routing, expert bias, group-
 limited routing and probs scaling have no transformers architecture with pleat's attention and
 are refused. Token dropping is for training: transformers runs the experts dropless. No

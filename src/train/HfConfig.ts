@@ -1,5 +1,5 @@
 /**
- * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS) as pleat's model and
+ * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS or GLM-4.5) as pleat's model and
  * the layout its tensors are in (HfLayout), for `pleat import`.
  *
  * The keys below are decoded with a Schema (others ignored), with transformers' defaults for
@@ -23,6 +23,10 @@
  *               null for none, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim);
  *               its rotary rows interleaved unless rope_interleave is false (HfLayout.ropeRow);
  *               refused: attention_bias, rms_norm_eps other than 1e-6 (its latent norms' epsilon)
+ *   glm4_moe    dots1's MoE (first_k_dense_replace default 1) with grouped-query attention: q/k/v
+ *               biases with attention_bias (o has none), q and k norms with use_qk_norm, RoPE on
+ *               the first partial_rotary_factor (default 0.5) of each head (--rotary-percent);
+ *               its multi-token prediction layers past the last, as DeepSeek-V3's, not read
  * A head_dim other than hidden_size / num_attention_heads (every Qwen3) becomes --head-dim.
  */
 import * as ConfigError from "../errors/ConfigError.js"
@@ -87,6 +91,8 @@ export const HfConfig = Schema.Struct({
   qk_rope_head_dim: Schema.optional(count),
   v_head_dim: Schema.optional(Schema.NullOr(count)),
   rope_interleave: Schema.optional(Schema.NullOr(Schema.Boolean)),
+  use_qk_norm: Schema.optional(Schema.Boolean),
+  partial_rotary_factor: Schema.optional(Schema.NullOr(Schema.Number)),
   num_nextn_predict_layers: Schema.optional(Schema.NullOr(Schema.Number)),
   quantization_config: Schema.optional(
     Schema.NullOr(
@@ -113,12 +119,18 @@ const defaults = {
   dots1: { kvHeads: undefined, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: undefined, moeFfn: 1408, sharedFfn: undefined },
   deepseek_v3: { kvHeads: undefined, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 256, moeFfn: 2048, sharedFfn: undefined },
   gpt_oss: { kvHeads: 8, normEps: 1e-5, ropeTheta: 150000, tie: false, experts: 128, moeFfn: undefined, sharedFfn: undefined },
+  glm4_moe: { kvHeads: 8, normEps: 1e-5, ropeTheta: 10000, tie: false, experts: 128, moeFfn: 1408, sharedFfn: undefined },
 } as const
 
-const formatOf = { mixtral: "mixtral", qwen2_moe: "qwen2-moe", qwen3_moe: "qwen3-moe", dots1: "dots1", deepseek_v3: "deepseek-v3", gpt_oss: "gpt-oss" } as const satisfies Record<
-  keyof typeof defaults,
-  HfLayout.Format
->
+const formatOf = {
+  mixtral: "mixtral",
+  qwen2_moe: "qwen2-moe",
+  qwen3_moe: "qwen3-moe",
+  dots1: "dots1",
+  deepseek_v3: "deepseek-v3",
+  gpt_oss: "gpt-oss",
+  glm4_moe: "glm4-moe",
+} as const satisfies Record<keyof typeof defaults, HfLayout.Format>
 
 const isKnown = (type: string): type is keyof typeof defaults => Object.hasOwn(defaults, type)
 
@@ -168,6 +180,9 @@ const deepSeekDefaults = {
   rope_interleave: true,
 } as const
 
+/** transformers' Glm4MoeConfig defaults of the keys its router and layers read. */
+const glmDefaults = { first_k_dense_replace: 1, norm_topk_prob: true, n_shared_experts: 1 } as const
+
 /**
  * DeepSeek-V3's multi-latent attention as pleat's widths; a ConfigError for what pleat's cannot
  * compute as transformers does (biases; latent norms at an epsilon other than 1e-6).
@@ -204,11 +219,11 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   const refuse = (reason: string, fix: string) => ConfigError.make("--model-dir", dir, reason, fix)
   // DeepSeek-V3's keys left out are transformers' defaults (a null q_lora_rank stays null: no query latent).
   // once a job: an import
-  const c: HfConfig = config.model_type === "deepseek_v3" ? { ...deepSeekDefaults, ...config } : config
+  const c: HfConfig = config.model_type === "deepseek_v3" ? { ...deepSeekDefaults, ...config } : config.model_type === "glm4_moe" ? { ...glmDefaults, ...config } : config
   if (!isKnown(c.model_type))
     throw refuse(
       `holds a ${c.model_type} model`,
-      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model directory (model_type mixtral, qwen2_moe, qwen3_moe, dots1, deepseek_v3 or gpt_oss)",
+      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS or GLM-4.5 model directory (model_type mixtral, qwen2_moe, qwen3_moe, dots1, deepseek_v3, gpt_oss or glm4_moe)",
     )
   const d = defaults[c.model_type]
   const format = formatOf[c.model_type]
@@ -244,8 +259,8 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   // Each architecture's own key first (the Hub's configs), the other as transformers 5 may save it.
   const experts = (c.model_type === "mixtral" ? (c.num_local_experts ?? c.num_experts) : (c.n_routed_experts ?? c.num_experts ?? c.num_local_experts)) ?? d.experts
   if (experts === undefined) throw refuse("has no n_routed_experts in config.json", "pass a dots1 model directory whose config.json gives n_routed_experts")
-  // DeepSeek-V3's MoE is dots1's.
-  const dots1 = c.model_type === "dots1" || c.model_type === "deepseek_v3"
+  // DeepSeek-V3's MoE is dots1's, and GLM-4.5's.
+  const dots1 = c.model_type === "dots1" || c.model_type === "deepseek_v3" || c.model_type === "glm4_moe"
   const qwen = c.model_type !== "mixtral" && !dots1 && gptOss === undefined
   // Qwen: layer l is sparse when not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0; dots1: from first_k_dense_replace on.
   const sparse = Array.from({ length: layers }, (_, l) =>
@@ -268,6 +283,8 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   // GPT-OSS's biases, all of them, are pleat's (HfGptOss.fieldsOf).
   const biased = c.model_type === "qwen2_moe" ? c.qkv_bias !== false : c.model_type !== "mixtral" && gptOss === undefined && c.attention_bias === true
   const router = dots1 ? dots1Router(c, refuse) : undefined
+  // GLM-4.5 turns the first partial_rotary_factor of each head (in rope_parameters or beside it; 0.5 by default).
+  const partial = c.model_type === "glm4_moe" ? (c.rope_parameters?.partial_rotary_factor ?? c.partial_rotary_factor ?? 0.5) : 1
   // Softmax routing, renormalized over the top-k unless a Qwen's norm_topk_prob is false; dots1's sigmoid router (dots1Router).
   const moe: MoeSettings.MoeSettings = {
     preSoftmax: qwen && c.norm_topk_prob !== true,
@@ -301,7 +318,8 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
     ...(shared === undefined ? {} : dots1 ? { sharedExpertFfn: shared } : { sharedExpertFfn: shared, sharedExpertGate: true }),
     ...(biased ? { qkvBias: true } : {}),
     ...(mla !== undefined || headDim === c.hidden_size / heads ? {} : { headDim }),
-    ...(c.model_type === "qwen3_moe" || c.model_type === "dots1" ? { qkNorm: true } : {}),
+    ...(c.model_type === "qwen3_moe" || c.model_type === "dots1" || (c.model_type === "glm4_moe" && c.use_qk_norm === true) ? { qkNorm: true } : {}),
+    ...(partial === 1 ? {} : { rotaryPercent: partial }),
     ...(mla === undefined ? {} : { mla }),
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,
     ...(scaling === undefined ? {} : { ropeScaling: scaling }),

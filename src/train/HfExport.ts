@@ -2,7 +2,7 @@
  * HfExport: a checkpoint as a Hugging Face model directory (config.json and safetensors
  * weights) that transformers' AutoModelForCausalLM loads and runs as pleat's model.
  *
- * Six architectures of transformers hold pleat's model exactly:
+ * Seven architectures of transformers hold pleat's model exactly:
  *   mixtral     every layer MoE, no shared experts, probs renormalized over the top-k (pleat's
  *               default router: softmax over the k selected logits)
  *   qwen2-moe   shared experts with their sigmoid gate (--shared-expert-ffn with
@@ -26,6 +26,9 @@
  *               sinks, GPT-OSS's expert activation (--quick-geglu --glu-linear-offset 1
  *               --activation-func-clamp-value L), its window on the layers pleat's has one
  *               (layer_types), biases pleat has not written as zeros (HfGptOss)
+ *   glm4-moe    dots1's MoE with grouped-query attention: q/k/v biases (--qkv-bias) as
+ *               attention_bias (o has none), q/k norms (--qk-norm) as use_qk_norm, partial RoPE
+ *               (--rotary-percent) as partial_rotary_factor; plain RoPE only (GLM-4.5's)
  * Decision: deepseek-v3 is written with rope_interleave true, its rotary rows permuted into
  * DeepSeek's interleaved pairs (HfLayout.ropeRow), the layout of DeepSeek's own checkpoints, so
  * that the directory runs as written wherever DeepSeek-V3 checkpoints run (transformers, and
@@ -106,7 +109,7 @@ const routerProblem = (m: Model, format: Format): string | undefined => {
     return "it weights each token's input to its expert by the prob (--probs-at input), where the Hugging Face MoE layers pleat writes weight the expert's output"
   if (r.quantileBalancing === true) return "it routes with quantile balancing's per-expert beta on the logits (--quantile-balancing), which no Hugging Face MoE config describes"
   if (r.hashLayers !== undefined) return `its first ${r.hashLayers} layers route each token by its id (--hash-layers), which no MoE config pleat writes describes`
-  if (format === "dots1" || format === "deepseek-v3") {
+  if (format === "dots1" || format === "deepseek-v3" || format === "glm4-moe") {
     if (r.scoreFunction !== "sigmoid") return `it routes with ${r.scoreFunction}, where ${format} routes with sigmoid scores (--score-function sigmoid)`
     // dots1 and DeepSeek-V3 score a group by its top 2; pleat (Megatron) by its top floor(topk / group-topk).
     if (r.numGroups !== undefined && Math.floor(m.topk / (r.groupTopk ?? 1)) !== 2)
@@ -125,7 +128,15 @@ const routerProblem = (m: Model, format: Format): string | undefined => {
  * @category guards
  */
 const problemFor = (m: Model, format: Format): string | undefined => {
-  const name = { mixtral: "Mixtral", "qwen2-moe": "Qwen2-MoE", "qwen3-moe": "Qwen3-MoE", dots1: "dots1", "deepseek-v3": "DeepSeek-V3", "gpt-oss": "GPT-OSS" }[format]
+  const name = {
+    mixtral: "Mixtral",
+    "qwen2-moe": "Qwen2-MoE",
+    "qwen3-moe": "Qwen3-MoE",
+    dots1: "dots1",
+    "deepseek-v3": "DeepSeek-V3",
+    "gpt-oss": "GPT-OSS",
+    "glm4-moe": "GLM-4.5",
+  }[format]
   if (format === "deepseek-v3" && m.mla === undefined)
     return "it has no multi-latent attention (--multi-latent-attention), which every DeepSeek-V3 attention has (a sigmoid-routed model with --qk-norm is a dots1)"
   if (format !== "deepseek-v3" && m.mla !== undefined) return `it has multi-latent attention (--multi-latent-attention), which ${name} has not (deepseek-v3 has)`
@@ -135,12 +146,14 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     return `it has multi-token prediction layers (--mtp-num-layers ${m.mtpLayers}), which ${name} has not (deepseek-v3 holds them as DeepSeek's layers past the last)`
   const router = routerProblem(m, format)
   if (router !== undefined) return router
-  if ((m.rotaryPercent ?? 1) !== 1) return `its RoPE turns a part of each head (--rotary-percent ${m.rotaryPercent}), which no format pleat writes does`
+  if ((m.rotaryPercent ?? 1) !== 1 && format !== "glm4-moe")
+    return `its RoPE turns a part of each head (--rotary-percent ${m.rotaryPercent}), which ${name}'s does not (glm4-moe's does)`
+  if (format === "glm4-moe" && m.ropeScaling !== undefined) return "it scales RoPE (--rope-type), which pleat writes for glm4-moe only as plain RoPE"
   if (m.qkL2Norm === true) return "it scales each head's q and k to unit RMS (--qk-l2-norm, Llama 4's), which no format pleat writes has"
   if (format === "gpt-oss") return HfGptOss.problem(m)
   if (m.linearBias === true) return `it has biases on its output projections and MLPs (--add-bias-linear), which ${name} has not (gpt-oss has)`
   if (m.routerBias === true) return `its router has a bias (--router-bias), which ${name}'s has not (gpt-oss's has)`
-  if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1") return `it has q and k norms (--qk-norm), which ${name} has not`
+  if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1" && format !== "glm4-moe") return `it has q and k norms (--qk-norm), which ${name} has not`
   if (m.softmaxType !== undefined && m.softmaxType !== "vanilla") return `its attention softmax has sinks (--softmax-type ${m.softmaxType}), which ${name} has not (gpt-oss has)`
   if (m.glu !== undefined && !GatedActivation.isPlain(m.glu))
     return `its MLPs' activation is not SwiGLU (--quick-geglu, --glu-linear-offset or --activation-func-clamp-value), where ${name}'s is (gpt-oss's experts have GPT-OSS's)`
@@ -148,7 +161,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     return `it has full-attention layers among its sliding-window ones (--window-attn-skip-freq ${m.windowAttnSkipFreq}), where ${name}'s window is every layer's (gpt-oss's layer_types name them)`
   if (m.slidingWindow !== undefined && format !== "mixtral")
     return `it has sliding-window attention (--sliding-window ${m.slidingWindow}), which pleat writes only as mixtral's or gpt-oss's sliding_window (${name}'s windows are per layer)`
-  if (format === "dots1" || format === "deepseek-v3") {
+  if (format === "dots1" || format === "deepseek-v3" || format === "glm4-moe") {
     if (format === "dots1" && m.qkNorm !== true) return "it has no q and k norms, which every dots1 attention has (--qk-norm)"
     if (m.sharedExpertFfn === undefined || m.sharedExpertFfn % m.moeFfn !== 0)
       return `its shared experts are not a whole number of experts' widths (--shared-expert-ffn a multiple of --moe-ffn ${m.moeFfn}), as ${format}'s are`
@@ -184,7 +197,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
  */
 export const choose = (m: Model, requested: Format | "auto", dir: string): Format => {
   const fix =
-    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral; with GPT-OSS's sinks and activation, gpt-oss), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing and ungated shared experts, and --qk-norm (dots1) or --multi-latent-attention (deepseek-v3)"
+    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral; with GPT-OSS's sinks and activation, gpt-oss), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing and ungated shared experts, and --qk-norm (dots1), --multi-latent-attention (deepseek-v3) or q/k norms optional with partial RoPE (glm4-moe)"
   if (requested !== "auto") {
     const problem = problemFor(m, requested)
     if (problem !== undefined) throw ConfigError.make("--format", requested, `cannot hold the checkpoint in ${dir}: ${problem}`, fix)
@@ -196,7 +209,7 @@ export const choose = (m: Model, requested: Format | "auto", dir: string): Forma
   throw ConfigError.make(
     "--checkpoint",
     dir,
-    `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3 or gpt-oss): ${why}`,
+    `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss or glm4-moe): ${why}`,
     fix,
   )
 }

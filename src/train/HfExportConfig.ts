@@ -78,6 +78,22 @@ const config = (m: Model, format: Format, dtype: HfExport.WeightDtype): Record<s
       max_window_layers: m.layers,
     }
   }
+  if (format === "glm4-moe") {
+    const partial = m.rotaryPercent ?? 1
+    const rope = HfRope.keysOf(ropeTheta, undefined) as { rope_parameters: Record<string, unknown> }
+    return {
+      architectures: ["Glm4MoeForCausalLM"],
+      model_type: "glm4_moe",
+      ...common,
+      // The rotated share of each head, beside the RoPE keys (transformers 4) and among them (5).
+      rope_parameters: { partial_rotary_factor: partial, ...rope.rope_parameters },
+      partial_rotary_factor: partial,
+      ...deepSeekMoe(m),
+      attention_bias: m.qkvBias === true,
+      use_qk_norm: m.qkNorm === true,
+      num_nextn_predict_layers: 0,
+    }
+  }
   if (format === "deepseek-v3") {
     const s = m.mla as NonNullable<Model["mla"]>
     return {

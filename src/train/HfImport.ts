@@ -1,5 +1,5 @@
 /**
- * HfImport: a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model directory as a pleat checkpoint at step 0
+ * HfImport: a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS or GLM-4.5 model directory as a pleat checkpoint at step 0
  * (AdamW moments zero), which `pleat train --resume` trains on under any mapping: fine-tuning a
  * model from the Hub, or one `pleat export` wrote (export then import gives the parameters back
  * bit for bit).
@@ -88,7 +88,7 @@ const read = (dir: string, upcycle: HfUpcycle.Upcycle | undefined): ModelDirecto
     throw unusable(
       dir,
       `has a config.json pleat cannot read (${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))})`,
-      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model directory",
+      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS or GLM-4.5 model directory",
     )
   }
   const index = path.join(dir, "model.safetensors.index.json")
@@ -194,7 +194,7 @@ const planOf = (
     (name) =>
       !placed.has(name) &&
       !(name === "lm_head.weight" && m.untieEmbeddings !== true && sameAs(tensors, name, "model.embed_tokens.weight")) &&
-      !(format === "deepseek-v3" && multiTokenPrediction(name, m.layers)),
+      !((format === "deepseek-v3" || format === "glm4-moe") && multiTokenPrediction(name, m.layers)),
   )
   if (extra.length > 0)
     throw unusable(
@@ -271,8 +271,9 @@ const parameterOf = (
 }
 
 /**
- * Whether `name` is in a layer past the model's `layers`: DeepSeek-V3's multi-token-prediction
- * modules (num_nextn_predict_layers), which transformers does not load and pleat does not read.
+ * Whether `name` is in a layer past the model's `layers`: DeepSeek-V3's and GLM-4.5's
+ * multi-token-prediction modules (num_nextn_predict_layers), which transformers does not load and
+ * pleat does not read.
  */
 const multiTokenPrediction = (name: string, layers: number): boolean => {
   const layer = /^model\.layers\.(\d+)\./.exec(name)?.[1]

@@ -1,5 +1,5 @@
 /**
- * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3 or GPT-OSS model comes from
+ * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS or GLM-4.5 model comes from
  * in pleat's parameters, the one table that `pleat export` (HfExport) and `pleat import`
  * (HfImport) read in opposite directions.
  *
@@ -18,6 +18,8 @@
  * and wo. Its rotary rows (each head's last dr rows of q_b_proj, the last dr rows of
  * kv_a_proj_with_mqa) are in DeepSeek's interleaved order (rope_interleave: pairs 2i, 2i + 1)
  * where pleat's are rotate-half (pairs i, i + dr/2): a `linear` placement's `rope` says where.
+ * GLM-4.5 (glm4_moe) is dots1's MoE with q/k/v biases where pleat has them (none on o) and q/k
+ * norms where it has them.
  * Which layers are MoE is the model's rule (ModelContext.isMoe).
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
@@ -28,7 +30,7 @@ import type * as ModelConfig from "./ModelConfig.js"
  * The architectures of transformers that hold pleat's model.
  * @category models
  */
-export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-v3", "gpt-oss"] as const
+export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-v3", "gpt-oss", "glm4-moe"] as const
 
 /**
  * One of `formats`.
@@ -204,7 +206,8 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
     }
     const block = format === "mixtral" ? `${hf}block_sparse_moe.` : `${hf}mlp.`
     linear(`${block}gate.weight`, `${p}router`)
-    if (format === "dots1" || format === "deepseek-v3") out.push({ kind: "bias", hf: `${block}gate.e_score_correction_bias`, layer: l, size: m.experts })
+    const deepSeekMoe = format === "dots1" || format === "deepseek-v3" || format === "glm4-moe"
+    if (deepSeekMoe) out.push({ kind: "bias", hf: `${block}gate.e_score_correction_bias`, layer: l, size: m.experts })
     const names = format === "mixtral" ? (["w1", "w3", "w2"] as const) : (["gate_proj", "up_proj", "down_proj"] as const)
     for (let e = 0; e < m.experts; e++) {
       out.push({ kind: "expert", hf: `${block}experts.${e}.${names[0]}.weight`, pleat: `${p}experts.wGate`, expert: e })
@@ -217,7 +220,7 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
       linear(`${block}shared_expert.down_proj.weight`, `${p}shared.wDown`)
       linear(`${block}shared_expert_gate.weight`, `${p}shared.gate`)
     }
-    if (format === "dots1" || format === "deepseek-v3") {
+    if (deepSeekMoe) {
       linear(`${block}shared_experts.gate_proj.weight`, `${p}shared.wGate`)
       linear(`${block}shared_experts.up_proj.weight`, `${p}shared.wUp`)
       linear(`${block}shared_experts.down_proj.weight`, `${p}shared.wDown`)
