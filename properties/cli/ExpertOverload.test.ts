@@ -44,15 +44,18 @@ const replayDir = (layers: number, dp: number, microBatch: number, steps: number
   return dir
 }
 
-/** Folded mappings with their dp and ep: world, tp, cp, pp, ep, etp and extras. */
-const mappings: ReadonlyArray<{ readonly flags: ReadonlyArray<string>; readonly dp: number; readonly ep: number }> = [
-  { flags: mapping(8, 2, 1, 1, 4), dp: 4, ep: 4 },
-  { flags: mapping(8, 1, 2, 1, 8), dp: 4, ep: 8 },
-  { flags: mapping(8, 2, 2, 2, 2), dp: 1, ep: 2 },
-  { flags: [...mapping(8, 1, 1, 2, 2, 2), "--vpp", "2"], dp: 4, ep: 2 },
-  { flags: [...mapping(4, 1, 2, 1, 4), "--dispatcher", "allgather"], dp: 2, ep: 4 },
-  { flags: mapping(4, 2, 1, 1, 1, 2), dp: 2, ep: 1 },
-  { flags: mapping(1, 1, 1, 1, 1), dp: 1, ep: 1 },
+/**
+ * Folded mappings with their dp and ep (world, tp, cp, pp, ep, etp and extras), and the
+ * micro-batch sizes they run (the interleaved schedule needs at least pp micro-batches a step).
+ */
+const mappings: ReadonlyArray<{ readonly flags: ReadonlyArray<string>; readonly dp: number; readonly ep: number; readonly microBatches: ReadonlyArray<number> }> = [
+  { flags: mapping(8, 2, 1, 1, 4), dp: 4, ep: 4, microBatches: [1, 2] },
+  { flags: mapping(8, 1, 2, 1, 8), dp: 4, ep: 8, microBatches: [1, 2] },
+  { flags: mapping(8, 2, 2, 2, 2), dp: 1, ep: 2, microBatches: [1, 2] },
+  { flags: [...mapping(8, 1, 1, 2, 2, 2), "--vpp", "2"], dp: 4, ep: 2, microBatches: [1] },
+  { flags: [...mapping(4, 1, 2, 1, 4), "--dispatcher", "allgather"], dp: 2, ep: 4, microBatches: [1, 2] },
+  { flags: mapping(4, 2, 1, 1, 1, 2), dp: 2, ep: 1, microBatches: [1, 2] },
+  { flags: mapping(1, 1, 1, 1, 1), dp: 1, ep: 1, microBatches: [1, 2] },
 ]
 
 interface Overload {
@@ -72,27 +75,31 @@ const overloads = (out: string): Array<Array<{ readonly layer: number; readonly 
 describe("the EP overload factor", () => {
   test("equals the hand count of a replayed routing under any folded mapping", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...mappings), fc.constantFrom(1, 2), fc.boolean(), async (m, microBatch, mtp) => {
-        const microBatches = globalBatch / (m.dp * microBatch)
-        // With MTP its layer's router is the file's last MoE layer (routing.json names it).
-        const layers = mtp ? 5 : 4
-        const dir = replayDir(layers, m.dp, microBatch, 2)
-        const flags = [...m.flags, "--layers", "4", "--steps", "2", "--micro-batch", String(microBatch), "--log", "json", "--routing-replay", dir]
-        const r = await run(["train", ...flags, ...(mtp ? ["--mtp-num-layers", "1"] : [])])
-        expect(r.status, `${flags.join(" ")}: ${r.err}`).toBe(0)
-        const factors = Array.from({ length: microBatches }, (_, j) => byHand(pairOf(j), m.ep))
-        const want = { mean: factors.reduce((a, b) => a + b, 0) / microBatches, max: Math.max(...factors) }
-        const steps = overloads(r.out)
-        expect(steps.length).toBe(2)
-        for (const layers of steps) {
-          const routed = layers.filter((l) => l.overload !== undefined)
-          expect(routed.map((l) => l.layer)).toEqual(mtp ? [0, 1, 2, 3, 4] : [0, 1, 2, 3])
-          for (const l of routed) {
-            expect(l.overload?.mean, `${flags.join(" ")}: layer ${l.layer}`).toBeCloseTo(want.mean, 12)
-            expect(l.overload?.max, `${flags.join(" ")}: layer ${l.layer}`).toBeCloseTo(want.max, 12)
+      fc.asyncProperty(
+        fc.constantFrom(...mappings).chain((m) => fc.tuple(fc.constant(m), fc.constantFrom(...m.microBatches))),
+        fc.boolean(),
+        async ([m, microBatch], mtp) => {
+          const microBatches = globalBatch / (m.dp * microBatch)
+          // With MTP its layer's router is the file's last MoE layer (routing.json names it).
+          const layers = mtp ? 5 : 4
+          const dir = replayDir(layers, m.dp, microBatch, 2)
+          const flags = [...m.flags, "--layers", "4", "--steps", "2", "--micro-batch", String(microBatch), "--log", "json", "--routing-replay", dir]
+          const r = await run(["train", ...flags, ...(mtp ? ["--mtp-num-layers", "1"] : [])])
+          expect(r.status, `${flags.join(" ")}: ${r.err}`).toBe(0)
+          const factors = Array.from({ length: microBatches }, (_, j) => byHand(pairOf(j), m.ep))
+          const want = { mean: factors.reduce((a, b) => a + b, 0) / microBatches, max: Math.max(...factors) }
+          const steps = overloads(r.out)
+          expect(steps.length).toBe(2)
+          for (const layers of steps) {
+            const routed = layers.filter((l) => l.overload !== undefined)
+            expect(routed.map((l) => l.layer)).toEqual(mtp ? [0, 1, 2, 3, 4] : [0, 1, 2, 3])
+            for (const l of routed) {
+              expect(l.overload?.mean, `${flags.join(" ")}: layer ${l.layer}`).toBeCloseTo(want.mean, 12)
+              expect(l.overload?.max, `${flags.join(" ")}: layer ${l.layer}`).toBeCloseTo(want.max, 12)
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 10 },
     )
   }, 300_000)
