@@ -123,7 +123,7 @@ describe("what cannot be exported is refused before anything is written", () => 
     expect(refused(["export", "--checkpoint", mixtral])).toBe("pleat export: --out: (not given) is required; fix: pass --out DIR, a new path or an empty directory for the model")
     const out = path.join(fresh("export-refused"), "m")
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "llama"])).toBe(
-      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss',
+      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss, glm4-moe',
     )
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--dtype", "float16"])).toBe(
       'pleat export: --dtype: "float16" is not allowed; fix: use one of float32, bfloat16, float64',
@@ -152,7 +152,7 @@ describe("what cannot be exported is refused before anything is written", () => 
       `pleat export: --out: "${full}" is a directory that is not empty; fix: pass a new path or an empty directory for the model (an export never writes over files)`,
     )
     expect(refused(["export", "--checkpoint", sigmoid, "--out", out])).toMatch(
-      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3 or gpt-oss\): it routes with --score-function sigmoid; it has no q and k norms, which every dots1 attention has \(--qk-norm\); it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); fix: export a model trained with softmax routing/,
+      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss or glm4-moe\): it routes with --score-function sigmoid; it has no q and k norms, which every dots1 attention has \(--qk-norm\); it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); its shared experts are not a whole number of experts' widths \(--shared-expert-ffn a multiple of --moe-ffn 32\), as glm4-moe's are; fix: export a model trained with softmax routing/,
     )
     expect(refused(["export", "--checkpoint", sinkhorn, "--out", out])).toMatch(
       /^pleat export: --checkpoint: ".*" holds a model no transformers architecture .*: it was trained with Sinkhorn routing \(--sinkhorn\), which no Hugging Face MoE config describes; /,
@@ -180,10 +180,10 @@ describe("what cannot be exported is refused before anything is written", () => 
       /^pleat export: --format: "deepseek-v3" cannot hold the checkpoint in .*: it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); fix: /,
     )
     expect(refused(["export", "--checkpoint", latentEps, "--out", out, "--format", "dots1"])).toMatch(
-      /^pleat export: --format: "dots1" cannot hold the checkpoint in .*: it has multi-latent attention \(--multi-latent-attention\), which dots1 has not \(deepseek-v3 has\); fix: .*--multi-latent-attention \(deepseek-v3\)$/,
+      /^pleat export: --format: "dots1" cannot hold the checkpoint in .*: it has multi-latent attention \(--multi-latent-attention\), which dots1 has not \(deepseek-v3 has\); fix: .*--multi-latent-attention \(deepseek-v3\) or q\/k norms optional with partial RoPE \(glm4-moe\)$/,
     )
     expect(refused(["export", "--checkpoint", latentSoftmax, "--out", out])).toContain(
-      "(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3 or gpt-oss): it has multi-latent attention (--multi-latent-attention), which Mixtral has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which Qwen2-MoE has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which Qwen3-MoE has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 has); it routes with softmax, where deepseek-v3 routes with sigmoid scores (--score-function sigmoid); it has multi-latent attention (--multi-latent-attention), which GPT-OSS has not (deepseek-v3 has)",
+      "(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss or glm4-moe): it has multi-latent attention (--multi-latent-attention), which Mixtral has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which Qwen2-MoE has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which Qwen3-MoE has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 has); it routes with softmax, where deepseek-v3 routes with sigmoid scores (--score-function sigmoid); it has multi-latent attention (--multi-latent-attention), which GPT-OSS has not (deepseek-v3 has); it has multi-latent attention (--multi-latent-attention), which GLM-4.5 has not (deepseek-v3 has)",
     )
     expect(refused(["export", "--checkpoint", latentEps, "--out", out])).toContain(
       "it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 has); its latent norms have epsilon --norm-eps 0.00001, where DeepSeek-V3's q_a_layernorm and kv_a_layernorm always have 1e-6 (train with --norm-eps 1e-6)",
