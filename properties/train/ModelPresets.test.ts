@@ -1,5 +1,5 @@
 // Model presets: each preset's unscaled shape is the documented one (paper.md's model table, the
-// public Mixtral 8x7B config, the DeepSeek-V3-style choice, DeepSeek-V3's and GPT-OSS's configs); scaled by 64 (and by other powers of
+// public Mixtral 8x7B config, the DeepSeek-V3-style choice, DeepSeek-V3's, GPT-OSS's and GLM-4.5-Air's configs); scaled by 64 (and by other powers of
 // two) every preset passes ModelConfig.check on the default mapping (world 8: tp 2, cp 2, pp 2,
 // ep 2) and keeps its experts, top-k, moeEvery and router options; scale 1 is the model itself.
 import fc from "fast-check"
@@ -8,6 +8,7 @@ import { describe, expect, test } from "vitest"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as ModelPresets from "../../src/train/ModelPresets.js"
+import * as Params from "../../src/train/Params.js"
 
 /** The documented shapes: [vocab, hidden, layers, heads, kvHeads, ffn, experts, topk, moeFfn, sharedExpertFfn]. */
 const documented: Record<ModelPresets.Name, ReadonlyArray<number | undefined>> = {
@@ -20,6 +21,7 @@ const documented: Record<ModelPresets.Name, ReadonlyArray<number | undefined>> =
   "llama3-8x70b": [128256, 8192, 80, 64, 8, 28672, 8, 2, 28672, undefined],
   "gpt-oss-20b": [201088, 2880, 24, 64, 8, 2880, 32, 4, 2880, undefined],
   "gpt-oss-120b": [201088, 2880, 36, 64, 8, 2880, 128, 4, 2880, undefined],
+  "glm-4.5-air": [151552, 4096, 46, 96, 8, 10944, 128, 8, 1408, 1408],
   "deepseek-v3-style": [129280, 7168, 61, 128, 128, 18432, 256, 8, 2048, 2048],
   "deepseek-v3": [129280, 7168, 61, 128, 128, 18432, 256, 8, 2048, 2048],
 }
@@ -94,6 +96,16 @@ describe("ModelPresets", () => {
       expect([ModelPresets.model(name, 64).slidingWindow, ModelPresets.model(name, 64).seq]).toEqual([2, 64])
       expect(ModelPresets.model(name, 4).slidingWindow).toBe(32)
     }
+  })
+
+  test("GLM-4.5-Air: its attention (q/k/v biases, RoPE on half of each 128-wide head), router and 106.85B parameters (the card's 106B)", () => {
+    const m = ModelPresets.model("glm-4.5-air", 1)
+    expect([m.headDim, m.qkvBias, m.rotaryPercent, m.qkNorm, m.denseFirst, m.ropeTheta, m.normEps, m.untieEmbeddings]).toEqual([128, true, 0.5, undefined, 1, 1e6, 1e-5, true])
+    expect(m.moe).toMatchObject({ scoreFunction: "sigmoid", expertBias: true, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] })
+    const count = Params.specs(m).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)
+    expect(count).toBe(106_852_245_504)
+    // Scaled, the heads stay 8 wide or more, so the rotary half is even.
+    expect(ModelPresets.model("glm-4.5-air", 64).headDim).toBe(8)
   })
 
   test("scale 1 is the model itself", () => {

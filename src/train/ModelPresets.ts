@@ -122,6 +122,38 @@ const deepseekV3Style = {
   moe: { scoreFunction: "sigmoid", expertBias: true, numGroups: 8, groupTopk: 4, scalingFactor: 2.5, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },
 } as const satisfies Preset
 
+/**
+ * GLM-4.5-Air (transformers' glm4_moe): DeepSeek-V3's sigmoid router with expert biases and a
+ * sequence aux loss over 128 experts top-8 with one shared expert and one leading dense layer,
+ * on grouped-query attention (96 heads of 128 over 8 KV heads) with q/k/v biases and RoPE on half
+ * of each head; 106.85B parameters (the card's 106B; its multi-token prediction layer, which the
+ * release adds, left out as the DeepSeek-V3 presets leave theirs).
+ */
+const glm45Air = {
+  model: {
+    vocab: 151552,
+    hidden: 4096,
+    layers: 46,
+    heads: 96,
+    kvHeads: 8,
+    headDim: 128,
+    qkvBias: true,
+    rotaryPercent: 0.5,
+    ffn: 10944,
+    experts: 128,
+    topk: 8,
+    moeFfn: 1408,
+    moeEvery: 1,
+    denseFirst: 1,
+    sharedExpertFfn: 1408,
+    seq: paperSeq,
+    untieEmbeddings: true,
+    ropeTheta: 1e6,
+    normEps: 1e-5,
+  },
+  moe: { scoreFunction: "sigmoid", expertBias: true, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },
+} as const satisfies Preset
+
 const mixtral8x22b: ModelConfig.ModelConfig = {
   vocab: 32000,
   hidden: 6144,
@@ -234,6 +266,7 @@ export const presets = {
   },
   "gpt-oss-20b": { model: gptOss({ layers: 24, experts: 32 }), moe: gptOssRouter },
   "gpt-oss-120b": { model: gptOss({ layers: 36, experts: 128 }), moe: gptOssRouter },
+  "glm-4.5-air": glm45Air,
   "deepseek-v3-style": deepseekV3Style,
   "deepseek-v3": {
     // DeepSeek-V3's multi-latent attention on the -style preset's MoE and sizes.
