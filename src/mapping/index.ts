@@ -4,6 +4,7 @@
 export * as Axis from "./Axis.js"
 export * as Divisors from "./Divisors.js"
 export * as Families from "./Families.js"
+export * as InstanceSlices from "./InstanceSlices.js"
 export * as Folding from "./Folding.js"
 export * as Order from "./Order.js"
 export * as ParallelConfig from "./ParallelConfig.js"

@@ -4,6 +4,7 @@
  * that holds rank 0 (the grids are mixed-radix, RankGrid), so that group stands for all of them.
  */
 import type { AxisName } from "../mapping/Axis.js"
+import * as InstanceSlices from "../mapping/InstanceSlices.js"
 import * as RankGrid from "../mapping/RankGrid.js"
 
 /**
@@ -54,16 +55,18 @@ export interface Sliced {
  * @category mapping
  */
 const sliced = (grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number, instances: number): Sliced => {
-  const members = RankGrid.groupOf(grid, 0, names)
-  const size = members.length / instances
-  return {
-    intra: spreadOfMembers(members.slice(0, size), gpusPerNode),
-    inter: spreadOfMembers(
-      Array.from({ length: instances }, (_, i) => members[i * size] as number),
-      gpusPerNode,
-    ),
-  }
+  const { intra, inter } = InstanceSlices.of(RankGrid.groupOf(grid, 0, names), instances, 0)
+  return { intra: spreadOfMembers(intra, gpusPerNode), inter: spreadOfMembers(inter, gpusPerNode) }
 }
+
+/** The strides and sizes of `names`' axes: what a group's placement depends on (with the node size). */
+const axesKey = (grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>): string =>
+  names
+    .map((n) => {
+      const a = RankGrid.axis(grid, n)
+      return `${a.stride}x${a.size}`
+    })
+    .join()
 
 /**
  * Spreads already computed, by the strides and sizes of a family's axes.
@@ -77,10 +80,7 @@ export type Memo = Map<string, Spread | Sliced>
  * @category mapping
  */
 export const spreadOf = (memo: Memo, grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number): Spread => {
-  const key = `${gpusPerNode}:${names.map((n) => {
-    const a = RankGrid.axis(grid, n)
-    return `${a.stride}x${a.size}`
-  })}`
+  const key = `${gpusPerNode}:${axesKey(grid, names)}`
   const known = memo.get(key) as Spread | undefined
   if (known !== undefined) return known
   const computed = spread(grid, names, gpusPerNode)
@@ -93,10 +93,7 @@ export const spreadOf = (memo: Memo, grid: RankGrid.RankGrid, names: ReadonlyArr
  * @category mapping
  */
 export const slicedOf = (memo: Memo, grid: RankGrid.RankGrid, names: ReadonlyArray<AxisName>, gpusPerNode: number, instances: number): Sliced => {
-  const key = `${gpusPerNode}/${instances}:${names.map((n) => {
-    const a = RankGrid.axis(grid, n)
-    return `${a.stride}x${a.size}`
-  })}`
+  const key = `${gpusPerNode}/${instances}:${axesKey(grid, names)}`
   const known = memo.get(key) as Sliced | undefined
   if (known !== undefined) return known
   const computed = sliced(grid, names, gpusPerNode, instances)

@@ -15,6 +15,7 @@
  */
 import * as Result from "effect/Result"
 import * as Divisors from "../mapping/Divisors.js"
+import * as InstanceSlices from "../mapping/InstanceSlices.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
 import type * as RankGrid from "../mapping/RankGrid.js"
 import * as ModelConfig from "../train/ModelConfig.js"
@@ -133,7 +134,7 @@ export const plan = (job: Job, fixed: Fixed, onProgress?: (done: number, total: 
             if (Result.isFailure(validated)) continue
             const config = validated.success
             // The distributed optimizer's instances must divide both gradient groups (training's rule).
-            if ((config.sizes.dp * cp) % instances !== 0 || config.sizes.edp % instances !== 0) continue
+            if (!InstanceSlices.divide(config.sizes, instances)) continue
             // Orders that lay the ranks out the same are one choice.
             const dense = ParallelConfig.denseGrid(config)
             const expert = ParallelConfig.expertGrid(config)

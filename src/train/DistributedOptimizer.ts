@@ -45,6 +45,7 @@ import * as Effect from "effect/Effect"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as Comm from "../comm/Communicator.js"
 import * as GroupModule from "../comm/Group.js"
+import * as InstanceSlices from "../mapping/InstanceSlices.js"
 import type { Group } from "../comm/Group.js"
 import * as DType from "../tensor/DType.js"
 import { sumSquares } from "../tensor/kernels/SumSquares.js"
@@ -114,17 +115,10 @@ const instanceGroups = (whole: Group, instances: number, rank: number): { readon
   if (instances === 1) return { intra: whole, inter: undefined }
   const n = whole.ranks.length
   if (n % instances !== 0) throw new Error(`DistributedOptimizer: ${instances} instances do not divide ${GroupModule.format(whole)}`)
-  const size = n / instances
   const at = whole.ranks.indexOf(rank)
-  const instance = Math.floor(at / size)
-  const place = at % size
-  return {
-    intra: GroupModule.make(`${whole.name}/instance${instance}`, whole.ranks.slice(instance * size, (instance + 1) * size)),
-    inter: GroupModule.make(
-      `${whole.name}/across${place}`,
-      Array.from({ length: instances }, (_, i) => whole.ranks[i * size + place] as number),
-    ),
-  }
+  const { intra, inter } = InstanceSlices.of(whole.ranks, instances, at)
+  const size = n / instances
+  return { intra: GroupModule.make(`${whole.name}/instance${Math.floor(at / size)}`, intra), inter: GroupModule.make(`${whole.name}/across${at % size}`, inter) }
 }
 
 /** One bucket of a kind's shards, and this rank's part of it. */
@@ -391,7 +385,7 @@ export const instancesProblem = (setup: {
   if (n === 1) return undefined
   if (setup.distributedOptimizer !== true) return ConfigError.make(field, n, "splits the distributed optimizer's state, which is off", "add --distributed-optimizer, or drop it")
   const { dp, cp, edp } = setup.parallel.sizes
+  if (InstanceSlices.divide(setup.parallel.sizes, n)) return undefined
   if ((dp * cp) % n !== 0) return ConfigError.make(field, n, `does not divide dp x cp = ${dp * cp} (the dense parameters' data-parallel ranks)`, `use a divisor of ${dp * cp}`)
-  if (edp % n !== 0) return ConfigError.make(field, n, `does not divide edp = ${edp} (the experts' data-parallel ranks)`, `use a divisor of ${edp}`)
-  return undefined
+  return ConfigError.make(field, n, `does not divide edp = ${edp} (the experts' data-parallel ranks)`, `use a divisor of ${edp}`)
 }
