@@ -35,7 +35,7 @@ export interface TrainSetup {
   /**
    * With the distributed optimizer: how many instances each group's state is replicated over,
    * sharded within each (hybrid sharding, Megatron's --num-distributed-optimizer-instances;
-   * DistributedOptimizer.instanceGroups). Divides dp x cp and edp; 1 when absent.
+   * mapping/InstanceSlices). Divides dp x cp and edp; 1 when absent.
    */
   readonly distributedOptimizerInstances?: number | undefined
   /** bf16: parameters and activations in bfloat16, fp32 master weights and state (fp32 default). */
