@@ -5,8 +5,8 @@
 // of 0 trains exactly as the model without MTP; the objective adds (weight / D) x each depth's
 // loss, an evaluation reports the language model's alone and each depth's beside it; depth 1 learns the token two places ahead (on data where only that one is predictable
 // half the time, its loss settles between the misaligned targets'); the shifted tokens;
-// checkpoint identity; deepseek-v3 export and import (DeepSeek's layers past the last, their
-// copies of the embedding checked), other formats' refusal; FLOPs; refusals.
+// checkpoint identity; deepseek-v3 and glm4-moe export and import (the layers past the last, their
+// copies of the embedding checked; without them no MTP), other formats' refusal; FLOPs; refusals.
 import * as Schema from "effect/Schema"
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import path from "node:path"
@@ -144,10 +144,10 @@ describe("training with multi-token prediction", () => {
     expect(saved.status).toBe(0)
     expect(saved.out).toMatch(/^pleat train: 2 layers \(\+1 multi-token prediction\), 8 experts top-2, 1 ranks/)
     expect(Checkpoint.manifest(ckpt).model.mtpLayers).toBe(1)
-    // Formats other than deepseek-v3 hold no MTP layers: export says so, dropping nothing.
+    // Formats other than deepseek-v3 and glm4-moe hold no MTP layers: export says so, dropping nothing.
     const exported = await run(["export", "--checkpoint", ckpt, "--out", `${fresh("mtp-export")}/out`, "--format", "mixtral"])
     expect(exported.status).toBe(2)
-    expect(exported.err).toContain("it has multi-token prediction layers (--mtp-num-layers 1), which Mixtral has not (deepseek-v3 holds them as DeepSeek's layers past the last)")
+    expect(exported.err).toContain("it has multi-token prediction layers (--mtp-num-layers 1), which Mixtral has not (deepseek-v3 and glm4-moe hold them as layers past the last)")
     const without = await run(["train", ...oneRank, ...small, "--layers", "2", "--steps", "2", "--resume", ckpt])
     expect(without.status).toBe(2)
     expect(without.err).toContain("(mtpLayers 1; this run has mtpLayers 0)")
@@ -201,6 +201,41 @@ describe("training with multi-token prediction", () => {
       "holds lm_head.weight unlike model.layers.2.shared_head.head.weight, where pleat's model shares one output",
     )
     expect(existsSync(badOut)).toBe(false)
+  }, 120_000)
+
+  test("glm4-moe export writes them as GLM-4.5's layer past the last, and import reads them back bit for bit", async () => {
+    const flags = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1", "--model", "glm-4.5-air", "--scale", "64", "--seq", "16", "--vocab", "40"]
+    const ckpt = fresh("mtp-glm")
+    const trained = await run(["train", ...flags, "--mtp-num-layers", "1", "--steps", "3", "--dtype", "float64", "--save", ckpt])
+    expect(trained.status, trained.err).toBe(0)
+    const hf = path.join(fresh("mtp-glm-out"), "model")
+    const exported = await run(["export", "--checkpoint", ckpt, "--out", hf, "--dtype", "float64"])
+    expect(exported.status, exported.err).toBe(0)
+    const config = JSON.parse(readFileSync(path.join(hf, "config.json"), "utf8")) as { model_type: string; num_hidden_layers: number; num_nextn_predict_layers: number }
+    const layers = config.num_hidden_layers
+    expect([config.model_type, config.num_nextn_predict_layers]).toEqual(["glm4_moe", 1])
+    const tensors = Safetensors.read(readFileSync(path.join(hf, "model.safetensors")))
+    // GLM's MTP block is one of its MoE layers: q/k/v biases, the router's expert bias, shared experts.
+    for (const name of ["embed_tokens", "enorm", "hnorm", "eh_proj", "shared_head.norm", "shared_head.head", "self_attn.q_proj", "mlp.gate", "mlp.shared_experts.up_proj"])
+      expect(tensors.has(`model.layers.${layers}.${name}.weight`), name).toBe(true)
+    expect(tensors.has(`model.layers.${layers}.self_attn.q_proj.bias`)).toBe(true)
+    expect(tensors.has(`model.layers.${layers}.mlp.gate.e_score_correction_bias`)).toBe(true)
+    const back = path.join(fresh("mtp-glm-back"), "ckpt")
+    const imported = await run(["import", "--model-dir", hf, "--out", back, "--dtype", "float64"])
+    expect(imported.status, imported.err).toBe(0)
+    expect(Checkpoint.manifest(back).model.mtpLayers).toBe(1)
+    const [before, after] = [Checkpoint.values(ckpt).values, Checkpoint.values(back).values]
+    expect([...after.keys()].sort()).toEqual([...before.keys()].sort())
+    for (const [name, t] of before) expect(Tensor.toArray(after.get(name) as Tensor.Tensor), name).toEqual(Tensor.toArray(t))
+    // Without the layer past the last (transformers' own saves), the model imports without MTP.
+    const kept = [...tensors].filter(([name]) => !name.startsWith(`model.layers.${layers}.`))
+    Safetensors.write(
+      path.join(hf, "model.safetensors"),
+      kept.map(([name, t]) => ({ name, dtype: "F64" as const, shape: t.shape, bytes: () => Safetensors.encode(Float64Array.from(t.values), "F64") })),
+    )
+    const plain = path.join(fresh("mtp-glm-plain"), "ckpt")
+    expect((await run(["import", "--model-dir", hf, "--out", plain, "--dtype", "float64"])).status).toBe(0)
+    expect(Checkpoint.manifest(plain).model.mtpLayers ?? 0).toBe(0)
   }, 120_000)
 
   test("FLOPs: each MTP layer is a layer, plus its projection and one more output layer", () => {

@@ -26,7 +26,7 @@
  *   glm4_moe    dots1's MoE (first_k_dense_replace default 1) with grouped-query attention: q/k/v
  *               biases with attention_bias (o has none), q and k norms with use_qk_norm, RoPE on
  *               the first partial_rotary_factor (default 0.5) of each head (--rotary-percent);
- *               its multi-token prediction layers past the last, as DeepSeek-V3's, not read
+ *               its multi-token prediction layers past the last read as DeepSeek-V3's (HfImport)
  * A head_dim other than hidden_size / num_attention_heads (every Qwen3) becomes --head-dim.
  */
 import * as ConfigError from "../errors/ConfigError.js"

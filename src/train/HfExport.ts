@@ -142,8 +142,8 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   if (format !== "deepseek-v3" && m.mla !== undefined) return `it has multi-latent attention (--multi-latent-attention), which ${name} has not (deepseek-v3 has)`
   if (m.moeLatentSize !== undefined)
     return `its MoE layers are LatentMoE (--moe-latent-size ${m.moeLatentSize}), which ${name}'s are not (of Hugging Face's, only Nemotron-H's hybrid Mamba models have them, and pleat has no Mamba layers)`
-  if ((m.mtpLayers ?? 0) > 0 && format !== "deepseek-v3")
-    return `it has multi-token prediction layers (--mtp-num-layers ${m.mtpLayers}), which ${name} has not (deepseek-v3 holds them as DeepSeek's layers past the last)`
+  if ((m.mtpLayers ?? 0) > 0 && !HfLayout.holdsMtp(format))
+    return `it has multi-token prediction layers (--mtp-num-layers ${m.mtpLayers}), which ${name} has not (deepseek-v3 and glm4-moe hold them as layers past the last)`
   const router = routerProblem(m, format)
   if (router !== undefined) return router
   if ((m.rotaryPercent ?? 1) !== 1 && format !== "glm4-moe")

@@ -91,7 +91,7 @@ const config = (m: Model, format: Format, dtype: HfExport.WeightDtype): Record<s
       ...deepSeekMoe(m),
       attention_bias: m.qkvBias === true,
       use_qk_norm: m.qkNorm === true,
-      num_nextn_predict_layers: 0,
+      num_nextn_predict_layers: m.mtpLayers ?? 0,
     }
   }
   if (format === "deepseek-v3") {

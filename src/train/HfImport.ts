@@ -16,8 +16,8 @@
  * decoder_sparse_step N is K = N - 1), tensors of other shapes, missing or extra tensors.
  * Qwen2-MoE's biases (qkv_bias, true by transformers' default) become pleat's --qkv-bias.
  * DeepSeek-V3's rotary rows are read from DeepSeek's interleaved order (rope_interleave true,
- * transformers' default) or as they are (false) into pleat's rotate-half order; the layers past
- * num_hidden_layers (its multi-token-prediction modules, num_nextn_predict_layers) become pleat's
+ * transformers' default) or as they are (false) into pleat's rotate-half order; its and GLM-4.5's
+ * layers past num_hidden_layers (multi-token-prediction modules, num_nextn_predict_layers) become pleat's
  * --mtp-num-layers where the directory holds them (their copies of the embedding and output layer
  * must equal the model's), and are left out otherwise, as transformers leaves them. A dense
  * Llama, Mistral or Qwen3 is read as the mixture it is upcycled to (HfUpcycle) where asked.
@@ -194,7 +194,7 @@ const planOf = (
     (name) =>
       !placed.has(name) &&
       !(name === "lm_head.weight" && m.untieEmbeddings !== true && sameAs(tensors, name, "model.embed_tokens.weight")) &&
-      !((format === "deepseek-v3" || format === "glm4-moe") && multiTokenPrediction(name, m.layers)),
+      !(HfLayout.holdsMtp(format) && multiTokenPrediction(name, m.layers)),
   )
   if (extra.length > 0)
     throw unusable(
@@ -208,7 +208,7 @@ const planOf = (
 /**
  * One of pleat's parameters, whole, in `dtype`, from its placements (`tensor` gives a tensor;
  * GPT-OSS's fused experts and every tensor placed as it is are read a slab of entries at a time,
- * so no more than the parameter is held). DeepSeek-V3's multi-token prediction layers copy the
+ * so no more than the parameter is held). DeepSeek-V3's and GLM-4.5's multi-token prediction layers copy the
  * embedding and the output layer: a copy must be what the first placed, which pleat shares (a
  * ConfigError naming both otherwise).
  */
@@ -272,8 +272,8 @@ const parameterOf = (
 
 /**
  * Whether `name` is in a layer past the model's `layers`: DeepSeek-V3's and GLM-4.5's
- * multi-token-prediction modules (num_nextn_predict_layers), which transformers does not load and
- * pleat does not read.
+ * multi-token-prediction modules (num_nextn_predict_layers), which transformers does not load:
+ * left out where the directory holds no joining projection (eh_proj) of the first.
  */
 const multiTokenPrediction = (name: string, layers: number): boolean => {
   const layer = /^model\.layers\.(\d+)\./.exec(name)?.[1]
@@ -339,8 +339,8 @@ export const write = (request: Request): Written => {
     request.upcycle === undefined
       ? source
       : { config: source.config, tensors: HfUpcycle.tensorsOf(source.tensors, format, decoded.model, request.seed, request.upcycle.granularity) }
-  // DeepSeek-V3's multi-token prediction layers, where the directory holds them (transformers' own saves have none).
-  const mtp = format === "deepseek-v3" ? (dir.config.num_nextn_predict_layers ?? 0) : 0
+  // DeepSeek-V3's and GLM-4.5's multi-token prediction layers, where the directory holds them (transformers' own saves have none).
+  const mtp = HfLayout.holdsMtp(format) ? (dir.config.num_nextn_predict_layers ?? 0) : 0
   const model: ModelConfig.ModelConfig = mtp > 0 && dir.tensors.has(`model.layers.${decoded.model.layers}.eh_proj.weight`) ? { mtpLayers: mtp, ...decoded.model } : decoded.model
   if (model.heads % model.kvHeads !== 0)
     throw unusable(

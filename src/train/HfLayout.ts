@@ -39,9 +39,17 @@ export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-
 export type Format = (typeof formats)[number]
 
 /**
+ * The formats that hold multi-token prediction layers, as DeepSeek-V3's and GLM-4.5's checkpoints
+ * do: num_nextn_predict_layers modules past the last layer (model.layers.L.* from L = layers on),
+ * which transformers does not load.
+ * @category models
+ */
+export const holdsMtp = (format: Format): boolean => format === "deepseek-v3" || format === "glm4-moe"
+
+/**
  * The sizes the layout depends on (the model's settings: ModelConfig). Among them, linearBias
  * carries the output projection's and the experts' biases (gpt-oss) and the router's, mtpLayers
- * DeepSeek's layers past the last (deepseek-v3 only), softmaxType gpt-oss's learnable sinks
+ * the layers past the last (deepseek-v3 and glm4-moe: holdsMtp), softmaxType gpt-oss's learnable sinks
  * (written as they are; off-by-one as zeros).
  * @category models
  */
@@ -227,10 +235,10 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
     }
   }
   for (let l = 0; l < m.layers; l++) layer(l)
-  // Multi-token prediction (DeepSeek-V3's checkpoints: model.layers.L.* past the last layer): the
+  // Multi-token prediction (DeepSeek-V3's and GLM-4.5's checkpoints: model.layers.L.* past the last layer): the
   // joining norms and projection, the block, its norm (shared_head.norm), and copies of the
   // model's embedding and output layer, which pleat's MTP layers share.
-  const mtp = format === "deepseek-v3" ? ModelContext.mtpLayersOf(m) : 0
+  const mtp = holdsMtp(format) ? ModelContext.mtpLayersOf(m) : 0
   for (let l = m.layers; l < m.layers + mtp; l++) {
     const hf = `model.layers.${l}.`
     const p = `layers.${l}.`
