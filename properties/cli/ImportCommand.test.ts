@@ -247,7 +247,10 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.rope_parameters = { rope_type: "yarn", rope_theta: 10000, factor: 4 }), /gives YaRN no original_max_position_embeddings \(undefined\)/],
       [(c) => (c.rope_scaling = { type: "yarn", factor: 4, original_max_position_embeddings: 8, attention_factor: 1.2 }), /gives YaRN an attention_factor of its own \(1\.2\)/],
       [(c) => (c.head_dim = 5), /has head_dim 5, which RoPE cannot turn \(an odd width\); fix: import a model whose heads are of an even width/],
-      [(c) => (c.model_type = "qwen3_next"), /holds a qwen3_next model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS or GLM-4.5 model directory/],
+      [
+        (c) => (c.model_type = "qwen3_next"),
+        /holds a qwen3_next model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2 model directory/,
+      ],
       [(c) => (c.vocab_size = "40"), /has a config\.json pleat cannot read \(.*vocab_size/],
       [(c) => (c.num_key_value_heads = 3), /has num_key_value_heads 3, which does not divide num_attention_heads 4/],
       [(c) => (c.num_experts_per_tok = 9), /describes a model pleat cannot build \(topk 9 is larger than experts = 8\)/],

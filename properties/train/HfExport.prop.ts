@@ -30,7 +30,7 @@ const run = async (argv: ReadonlyArray<string>) => {
 const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
 
 interface Case {
-  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1" | "deepseek" | "gptoss" | "glm"
+  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1" | "deepseek" | "gptoss" | "glm" | "deepseek2"
   readonly heads: number
   readonly kvHeads: number
   readonly headDim: number
@@ -92,15 +92,23 @@ const casesOf = (...archs: ReadonlyArray<Case["arch"]>): fc.Arbitrary<Case> =>
       ...c,
       heads: c.kvHeads * groups,
       // Multi-latent attention: every head its own keys and values; DeepSeek-V3's latent norms at 1e-6 (the default).
-      ...(c.arch === "deepseek" ? { kvHeads: c.kvHeads * groups, normEps: undefined } : {}),
+      ...(latent(c.arch) ? { kvHeads: c.kvHeads * groups, normEps: undefined } : {}),
       window: c.window.slice(0, c.seq + 1),
     }))
 
-const cases = casesOf("mixtral", "qwen2", "qwen3", "dots1", "deepseek", "gptoss", "glm")
+const cases = casesOf("mixtral", "qwen2", "qwen3", "dots1", "deepseek", "gptoss", "glm", "deepseek2")
+
+/** DeepSeek-V3 and -V2: multi-latent attention. */
+function latent(arch: Case["arch"]): boolean {
+  return arch === "deepseek" || arch === "deepseek2"
+}
+
+/** The architectures with DeepSeek's MoE layers (ungated shared experts, dense layers first). */
+const deepSeekMoe = (c: Case): boolean => c.arch === "dots1" || c.arch === "glm" || latent(c.arch)
 
 /** Qwen3's and dots1's heads are not hidden / heads wide: the hidden is fixed and --head-dim gives the width (6 or 10). */
 const qk = (c: Case): boolean => c.arch === "qwen3" || c.arch === "dots1"
-const hiddenOf = (c: Case): number => (qk(c) || c.arch === "deepseek" ? 16 : c.heads * c.headDim)
+const hiddenOf = (c: Case): number => (qk(c) || latent(c.arch) ? 16 : c.heads * c.headDim)
 const headDimOf = (c: Case): number => (qk(c) ? c.headDim + 2 : c.headDim)
 
 /**
@@ -111,6 +119,18 @@ const headDimOf = (c: Case): number => (qk(c) ? c.headDim + 2 : c.headDim)
 const dots1Flags = (c: Case): Array<string> => [
   ...["--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0.05", "--shared-expert-ffn", String((c.shared / 8) * 12), "--dense-first", String(c.denseFirst)],
   ...(c.topk === 2 && c.qkvBias ? ["--num-groups", String(c.experts / 2), "--group-topk", "1"] : []),
+  ...(c.untie ? ["--scaling-factor", "2.5"] : []),
+]
+
+/**
+ * DeepSeek-V2's router: a softmax over every expert, its top-k as they are, shared experts of 1
+ * or 2 expert widths (12), dense layers first only; with the case's qkvBias, groups (experts / 2
+ * of them, two kept: DeepSeek-V2 scores a group by its best expert, pleat by its top floor(topk /
+ * 2) = 1) and, untied, a scaling factor.
+ */
+const deepSeekV2Flags = (c: Case): Array<string> => [
+  ...["--pre-softmax", "--aux-loss", "seq_aux:0.001", "--shared-expert-ffn", String((c.shared / 8) * 12), "--dense-first", String(c.denseFirst)],
+  ...(c.qkvBias ? ["--num-groups", String(c.experts / 2), "--group-topk", "2"] : []),
   ...(c.untie ? ["--scaling-factor", "2.5"] : []),
 ]
 
@@ -136,12 +156,13 @@ const modelFlags = (c: Case): Array<string> => [
   ...(c.untie ? ["--untie-embeddings"] : []),
   ...(c.ropeTheta === undefined ? [] : ["--rope-theta", String(c.ropeTheta)]),
   ...(c.normEps === undefined ? [] : ["--norm-eps", String(c.normEps)]),
-  ...(c.arch !== "mixtral" && c.arch !== "deepseek" && c.arch !== "gptoss" && c.qkvBias ? ["--qkv-bias"] : []),
+  ...(c.arch !== "mixtral" && !latent(c.arch) && c.arch !== "gptoss" && c.qkvBias ? ["--qkv-bias"] : []),
   ...(c.arch === "qwen2" || c.arch === "qwen3" ? ["--moe-every", String(c.moeEvery), "--dense-first", String(c.denseFirst), ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
   ...(c.arch === "dots1" || c.arch === "deepseek" || c.arch === "glm" ? dots1Flags(c) : []),
   // GLM-4.5: RoPE on half of each head, q/k norms or not (the case's preSoftmax).
   ...(c.arch === "glm" ? ["--rotary-percent", "0.5", ...(c.preSoftmax ? ["--qk-norm"] : [])] : []),
-  ...(c.arch === "deepseek" ? latentFlags(c) : []),
+  ...(c.arch === "deepseek2" ? deepSeekV2Flags(c) : []),
+  ...(latent(c.arch) ? latentFlags(c) : []),
   ...(c.arch === "gptoss" ? gptOssFlags(c) : []),
   ...(c.arch === "qwen2" ? ["--shared-expert-ffn", String(c.shared), "--shared-expert-gate"] : []),
   ...["--dtype", "float64", "--global-batch", "4", "--micro-batch", "1"],
@@ -156,17 +177,16 @@ const expectedTensors = (c: Case): number => {
     // Norms and q, k, v, o; Qwen2's q/k/v biases always (zeros without --qkv-bias); Qwen3's q/k norms, and biases (with o's) only with it.
     // DeepSeek-V3: norms, q_a_proj, q_a_layernorm and q_b_proj (or q_proj), kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o.
     // GLM-4.5: q/k/v biases with --qkv-bias (none on o), q/k norms with --qk-norm.
-    n +=
-      c.arch === "deepseek"
-        ? 2 + (c.qLora ? 3 : 1) + 4
-        : c.arch === "glm"
-          ? 6 + (c.qkvBias ? 3 : 0) + (c.preSoftmax ? 2 : 0)
-          : 6 + (c.arch === "qwen2" ? 3 : 0) + (qk(c) ? 2 + (c.qkvBias ? 4 : 0) : 0)
+    n += latent(c.arch)
+      ? 2 + (c.qLora ? 3 : 1) + 4
+      : c.arch === "glm"
+        ? 6 + (c.qkvBias ? 3 : 0) + (c.preSoftmax ? 2 : 0)
+        : 6 + (c.arch === "qwen2" ? 3 : 0) + (qk(c) ? 2 + (c.qkvBias ? 4 : 0) : 0)
     // The first denseFirst layers dense, then every moeEvery-th (dots1, DeepSeek-V3: every one).
-    const every = c.arch === "dots1" || c.arch === "deepseek" || c.arch === "glm" ? 1 : c.moeEvery
+    const every = deepSeekMoe(c) ? 1 : c.moeEvery
     const moe = c.arch === "mixtral" || (l >= c.denseFirst && (l - c.denseFirst) % every === 0)
-    // Router, experts; Qwen2's shared expert and its gate; dots1's expert bias and shared experts.
-    n += moe ? 1 + 3 * c.experts + (c.arch === "qwen2" || c.arch === "dots1" || c.arch === "deepseek" || c.arch === "glm" ? 4 : 0) : 3
+    // Router, experts; Qwen2's shared expert and its gate; dots1's expert bias and shared experts (DeepSeek-V2's: no expert bias).
+    n += moe ? 1 + 3 * c.experts + (c.arch === "deepseek2" ? 3 : c.arch === "qwen2" || deepSeekMoe(c) ? 4 : 0) : 3
   }
   return n
 }
@@ -204,7 +224,9 @@ const exportsAndImports = async (c: Case): Promise<void> => {
   const written = JSON.parse(
     await run(["export", "--checkpoint", dir, "--out", out, "--dtype", "float64", "--json", ...(c.shardBytes === undefined ? [] : ["--max-shard-size", String(c.shardBytes)])]),
   )
-  expect(written.format).toBe({ mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe", dots1: "dots1", deepseek: "deepseek-v3", gptoss: "gpt-oss", glm: "glm4-moe" }[c.arch])
+  expect(written.format).toBe(
+    { mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe", dots1: "dots1", deepseek: "deepseek-v3", gptoss: "gpt-oss", glm: "glm4-moe", deepseek2: "deepseek-v2" }[c.arch],
+  )
   const model = readModelDir(out)
   expect(model.tensors.size).toBe(expectedTensors(c))
   expect(written.tensors).toBe(expectedTensors(c))
@@ -217,6 +239,7 @@ const exportsAndImports = async (c: Case): Promise<void> => {
       deepseek: "DeepseekV3ForCausalLM",
       gptoss: "GptOssForCausalLM",
       glm: "Glm4MoeForCausalLM",
+      deepseek2: "DeepseekV2ForCausalLM",
     }[c.arch],
   ])
   // Shards: each file within the limit unless it holds one tensor.
@@ -249,16 +272,23 @@ const exportsAndImports = async (c: Case): Promise<void> => {
   const settings = JSON.parse(readFileSync(path.join(back, "model.json"), "utf8")) as Record<string, unknown>
   expect(settings).toMatchObject({ hidden: hiddenOf(c), heads: c.heads, "kv-heads": c.kvHeads, dtype: "float64" })
   if (qk(c)) expect(settings).toMatchObject({ "head-dim": headDimOf(c), "qk-norm": true })
-  if (c.arch === "dots1" || c.arch === "deepseek" || c.arch === "glm") expect(settings).toMatchObject({ "score-function": "sigmoid", "expert-bias": true })
+  if (deepSeekMoe(c) && c.arch !== "deepseek2") expect(settings).toMatchObject({ "score-function": "sigmoid", "expert-bias": true })
+  if (c.arch === "deepseek2") {
+    const groups = c.qkvBias
+    expect(model.config).toMatchObject({ topk_method: groups ? "group_limited_greedy" : "greedy", norm_topk_prob: false, routed_scaling_factor: c.untie ? 2.5 : 1 })
+    expect(settings).toMatchObject({ "pre-softmax": true, "aux-loss": "seq_aux:0.001", ...(groups ? { "num-groups": c.experts / 2, "group-topk": 2 } : {}) })
+    expect(settings["score-function"] ?? "softmax").toBe("softmax")
+    expect(settings["expert-bias"] ?? false).toBe(false)
+  }
   if (c.arch === "glm") {
     expect(model.config).toMatchObject({ partial_rotary_factor: 0.5, use_qk_norm: c.preSoftmax, attention_bias: c.qkvBias })
     expect(settings).toMatchObject({ "rotary-percent": 0.5 })
     expect(settings["qk-norm"] ?? false).toBe(c.preSoftmax)
   }
   if (c.arch === "gptoss") expect(settings).toMatchObject({ "quick-geglu": true, "glu-linear-offset": 1, "activation-func-clamp-value": 7, "softmax-type": "learnable" })
-  if (c.arch === "deepseek") {
+  if (latent(c.arch)) {
     expect(model.config).toMatchObject({ q_lora_rank: c.qLora ? 12 : null, kv_lora_rank: 8, qk_nope_head_dim: c.headDim, qk_rope_head_dim: 6, v_head_dim: 5 })
-    expect(model.config.rope_interleave).toBe(true)
+    expect(model.config.rope_interleave).toBe(c.arch === "deepseek" ? true : undefined)
     expect(settings).toMatchObject({ "multi-latent-attention": true, "kv-lora-rank": 8, "qk-head-dim": c.headDim, "qk-pos-emb-head-dim": 6, "v-head-dim": 5 })
     expect(settings["q-lora-rank"]).toBe(c.qLora ? 12 : undefined)
   }
@@ -297,6 +327,19 @@ describe("pleat export", () => {
 
   test("GLM-4.5: partial RoPE, q/k/v biases and q/k norms or not, dots1's router, under any mapping", async () => {
     await fc.assert(fc.asyncProperty(casesOf("glm"), exportsAndImports), { numRuns: 6, seed: 20261207 })
+  }, 300_000)
+
+  test("DeepSeek-V2: multi-latent attention, a softmax over every expert weighted as it is, groups scored by their best expert, scaling, under any mapping", async () => {
+    // Groups that limit the choice (4 of 8 experts' groups kept: 2) drawn at least once.
+    let limited = false
+    await fc.assert(
+      fc.asyncProperty(casesOf("deepseek2"), async (c) => {
+        limited ||= c.qkvBias && c.experts === 8
+        await exportsAndImports(c)
+      }),
+      { numRuns: 6, seed: 20261208 },
+    )
+    expect(limited).toBe(true)
   }, 300_000)
 
   test("DeepSeek-V3: multi-latent attention with a query latent and without (q_lora_rank null), its rotary rows interleaved, under any mapping", async () => {

@@ -1,4 +1,4 @@
-// An independent reading of a Hugging Face model directory and the forward of the seven
+// An independent reading of a Hugging Face model directory and the forward of the eight
 // architectures `pleat export` writes, written from transformers' modeling code (Mixtral,
 // Qwen2-MoE, Qwen3-MoE: RMSNorm, rotate-half RoPE, grouped-query causal attention, softmax top-k
 // routing, SwiGLU experts, Qwen2-MoE's gated shared expert, Qwen3-MoE's q/k norms per head and
@@ -9,7 +9,9 @@
 // per head, sliding windows on the layers layer_types names, a router with a bias, fused
 // interleaved gate_up experts with biases and the clamped quick-GELU GLU; GLM-4.5: dots1's MoE
 // with q/k/v biases, optional q/k norms and GPT-NeoX's partial rotary on each head's first
-// partial_rotary_factor), in float64 loops.
+// partial_rotary_factor; DeepSeek-V2: DeepSeek-V3's attention with a softmax over every expert,
+// its top-k unnormalized times routed_scaling_factor, groups scored by their best expert), in
+// float64 loops.
 // It shares no code with src/: the safetensors parser (hfModelDir.ts), the name scheme and every op are its own.
 import type { ModelDir, Stored } from "./hfModelDir.js"
 
@@ -158,6 +160,44 @@ const swiglu = (x: Matrix, get: (name: string) => Stored, p: string, names: read
 }
 
 /**
+ * DeepSeek-V2's MoE block: a softmax over every expert; the top-k scores (within the topk_group
+ * groups of n_group whose best expert scores highest, under group_limited_greedy: the others'
+ * scores set to 0), weighted as they are times routed_scaling_factor; plus the ungated shared
+ * experts.
+ */
+const deepSeekV2Moe = (h: Matrix, logits: Matrix, get: (name: string) => Stored, block: string, c: Record<string, unknown>, experts: number, topk: number): Matrix => {
+  const limited = c.topk_method === "group_limited_greedy"
+  const groups = limited ? (c.n_group as number) : 1
+  const per = experts / groups
+  return h.map((row, s) => {
+    const z = logits[s] as Float64Array
+    const top = Math.max(...z)
+    const e = Array.from(z, (v) => Math.exp(v - top))
+    const sum = e.reduce((a, b) => a + b, 0)
+    const scores = e.map((v) => v / sum)
+    const best = Array.from({ length: groups }, (_, g) => Math.max(...scores.slice(g * per, (g + 1) * per)))
+    const kept = new Set(
+      best
+        .map((v, g) => ({ v, g }))
+        .sort((a, b) => b.v - a.v || a.g - b.g)
+        .slice(0, limited ? (c.topk_group as number) : groups)
+        .map((x) => x.g),
+    )
+    const picked = scores
+      .map((v, i) => ({ v: kept.has(Math.floor(i / per)) ? v : 0, i }))
+      .sort((a, b) => b.v - a.v || a.i - b.i)
+      .slice(0, topk)
+    const out = new Float64Array(row.length)
+    for (const { v, i } of picked) {
+      const y = swiglu([row], get, `${block}experts.${i}.`, ["gate_proj", "up_proj", "down_proj"])[0] as Float64Array
+      for (let j = 0; j < row.length; j++) out[j] = (out[j] as number) + v * (c.routed_scaling_factor as number) * (y[j] as number)
+    }
+    const shared = swiglu([row], get, `${block}shared_experts.`, ["gate_proj", "up_proj", "down_proj"])[0] as Float64Array
+    return out.map((v, j) => v + (shared[j] as number))
+  })
+}
+
+/**
  * dots1's MoE block (DeepSeek-V3's router): sigmoid scores; selection on scores + the expert
  * bias, within the topk_group of n_group groups scored by their top 2; weights the scores of the
  * selected, renormalized (norm_topk_prob, + 1e-20), times routed_scaling_factor; plus the
@@ -270,7 +310,9 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     "rms_norm_eps",
     "rope_theta",
   ].map(num) as [number, number, number, number, number, number, number]
-  const deepseek = c.model_type === "deepseek_v3"
+  // DeepSeek-V2: DeepSeek-V3's attention (its rotary pairs always interleaved) and dense layers, its own router.
+  const deepseekV2 = c.model_type === "deepseek_v2"
+  const deepseek = c.model_type === "deepseek_v3" || deepseekV2
   const llama3 = llama3Of(c)
   // DeepSeek-V3's MoE is dots1's, and GLM-4.5's.
   const glm = c.model_type === "glm4_moe"
@@ -351,6 +393,10 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     const block = mixtral ? `${p}block_sparse_moe.` : `${p}mlp.`
     const names = mixtral ? (["w1", "w3", "w2"] as const) : (["gate_proj", "up_proj", "down_proj"] as const)
     const logits = linear(h2, get(`${block}gate.weight`))
+    if (deepseekV2) {
+      x = add(x, deepSeekV2Moe(h2, logits, get, block, c, experts, topk))
+      continue
+    }
     if (dots1) {
       x = add(x, dots1Moe(h2, logits, get, block, c, experts, topk))
       continue

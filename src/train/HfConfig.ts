@@ -1,5 +1,5 @@
 /**
- * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS or GLM-4.5) as pleat's model and
+ * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2) as pleat's model and
  * the layout its tensors are in (HfLayout), for `pleat import`.
  *
  * The keys below are decoded with a Schema (others ignored), with transformers' defaults for
@@ -27,6 +27,9 @@
  *               biases with attention_bias (o has none), q and k norms with use_qk_norm, RoPE on
  *               the first partial_rotary_factor (default 0.5) of each head (--rotary-percent);
  *               its multi-token prediction layers past the last read as DeepSeek-V3's (HfImport)
+ *   deepseek_v2 DeepSeek-V3's attention (rotary rows always interleaved) and shared experts;
+ *               softmax routing over every expert, its top-k weighted as they are (--pre-softmax)
+ *               times routed_scaling_factor (DeepseekV2Router); first_k_dense_replace default 0
  * A head_dim other than hidden_size / num_attention_heads (every Qwen3) becomes --head-dim.
  */
 import * as ConfigError from "../errors/ConfigError.js"
@@ -35,6 +38,7 @@ import * as MoeSettings from "../moe/MoeSettings.js"
 import * as Schema from "effect/Schema"
 import type * as LatentAttention from "../attention/LatentAttention.js"
 import type * as HfLayout from "./HfLayout.js"
+import * as HfDeepSeekV2 from "./HfDeepSeekV2.js"
 import * as HfGptOss from "./HfGptOss.js"
 import * as HfRope from "./HfRope.js"
 import type * as ModelConfig from "./ModelConfig.js"
@@ -94,6 +98,10 @@ export const HfConfig = Schema.Struct({
   use_qk_norm: Schema.optional(Schema.Boolean),
   partial_rotary_factor: Schema.optional(Schema.NullOr(Schema.Number)),
   num_nextn_predict_layers: Schema.optional(Schema.NullOr(Schema.Number)),
+  topk_method: Schema.optional(Schema.NullOr(Schema.String)),
+  mlp_bias: Schema.optional(Schema.Boolean),
+  aux_loss_alpha: Schema.optional(Schema.Number),
+  seq_aux: Schema.optional(Schema.Boolean),
   quantization_config: Schema.optional(
     Schema.NullOr(
       Schema.Struct({
@@ -120,6 +128,7 @@ const defaults = {
   deepseek_v3: { kvHeads: undefined, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 256, moeFfn: 2048, sharedFfn: undefined },
   gpt_oss: { kvHeads: 8, normEps: 1e-5, ropeTheta: 150000, tie: false, experts: 128, moeFfn: undefined, sharedFfn: undefined },
   glm4_moe: { kvHeads: 8, normEps: 1e-5, ropeTheta: 10000, tie: false, experts: 128, moeFfn: 1408, sharedFfn: undefined },
+  deepseek_v2: { kvHeads: undefined, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 64, moeFfn: 1407, sharedFfn: undefined },
 } as const
 
 const formatOf = {
@@ -130,6 +139,7 @@ const formatOf = {
   deepseek_v3: "deepseek-v3",
   gpt_oss: "gpt-oss",
   glm4_moe: "glm4-moe",
+  deepseek_v2: "deepseek-v2",
 } as const satisfies Record<keyof typeof defaults, HfLayout.Format>
 
 const isKnown = (type: string): type is keyof typeof defaults => Object.hasOwn(defaults, type)
@@ -180,6 +190,20 @@ const deepSeekDefaults = {
   rope_interleave: true,
 } as const
 
+/** transformers' DeepseekV2Config defaults of the keys its router and attention read. */
+const deepSeekV2Defaults = {
+  first_k_dense_replace: 0,
+  routed_scaling_factor: 1,
+  n_shared_experts: 2,
+  norm_topk_prob: false,
+  topk_method: "greedy",
+  q_lora_rank: 1536,
+  kv_lora_rank: 512,
+  qk_nope_head_dim: 128,
+  qk_rope_head_dim: 64,
+  v_head_dim: 128,
+} as const
+
 /** transformers' Glm4MoeConfig defaults of the keys its router and layers read. */
 const glmDefaults = { first_k_dense_replace: 1, norm_topk_prob: true, n_shared_experts: 1 } as const
 
@@ -197,7 +221,7 @@ const latentOf = (c: HfConfig, refuse: (reason: string, fix: string) => ConfigEr
   if (eps !== 1e-6)
     throw refuse(
       `has rms_norm_eps ${eps}, where transformers' q_a_layernorm and kv_a_layernorm keep 1e-6 (pleat's latent norms use --norm-eps)`,
-      "import a DeepSeek-V3 model with rms_norm_eps 1e-6",
+      `import a ${c.model_type} model with rms_norm_eps 1e-6`,
     )
   const dn = c.qk_nope_head_dim ?? deepSeekDefaults.qk_nope_head_dim
   return {
@@ -217,19 +241,23 @@ const latentOf = (c: HfConfig, refuse: (reason: string, fix: string) => ConfigEr
  */
 export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelConfig.ModelConfig; readonly format: HfLayout.Format; readonly ropeInterleave: boolean } => {
   const refuse = (reason: string, fix: string) => ConfigError.make("--model-dir", dir, reason, fix)
-  // DeepSeek-V3's keys left out are transformers' defaults (a null q_lora_rank stays null: no query latent).
+  // DeepSeek-V3's, -V2's and GLM-4.5's keys left out are transformers' defaults (a null q_lora_rank stays null: no query latent).
+  const own = { deepseek_v3: deepSeekDefaults, deepseek_v2: deepSeekV2Defaults, glm4_moe: glmDefaults }[config.model_type as "deepseek_v3"]
   // once a job: an import
-  const c: HfConfig = config.model_type === "deepseek_v3" ? { ...deepSeekDefaults, ...config } : config.model_type === "glm4_moe" ? { ...glmDefaults, ...config } : config
+  const c: HfConfig = own === undefined ? config : { ...own, ...config }
   if (!isKnown(c.model_type))
     throw refuse(
       `holds a ${c.model_type} model`,
-      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS or GLM-4.5 model directory (model_type mixtral, qwen2_moe, qwen3_moe, dots1, deepseek_v3, gpt_oss or glm4_moe)",
+      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2 model directory (model_type mixtral, qwen2_moe, qwen3_moe, dots1, deepseek_v3, gpt_oss, glm4_moe or deepseek_v2)",
     )
   const d = defaults[c.model_type]
   const format = formatOf[c.model_type]
   const heads = c.num_attention_heads
   if ((c.hidden_act ?? "silu") !== "silu") throw refuse(`has hidden_act ${c.hidden_act} in config.json`, "pleat's experts are SwiGLU (silu): import a model with hidden_act silu")
-  const mla = c.model_type === "deepseek_v3" ? latentOf(c, refuse) : undefined
+  const v2 = c.model_type === "deepseek_v2"
+  const mla = c.model_type === "deepseek_v3" || v2 ? latentOf(c, refuse) : undefined
+  if (v2 && c.mlp_bias === true)
+    throw refuse("has mlp_bias true (biases on its MLPs and experts)", "import a DeepSeek-V2 model with mlp_bias false: pleat's MLA models have no MLP biases")
   // DeepSeek-V3's head_dim is its rotary width; its heads are the latent widths (mla).
   const headDim = mla === undefined ? (c.head_dim ?? c.hidden_size / heads) : 2
   if (!Number.isInteger(headDim) || headDim % 2 !== 0)
@@ -259,8 +287,8 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   // Each architecture's own key first (the Hub's configs), the other as transformers 5 may save it.
   const experts = (c.model_type === "mixtral" ? (c.num_local_experts ?? c.num_experts) : (c.n_routed_experts ?? c.num_experts ?? c.num_local_experts)) ?? d.experts
   if (experts === undefined) throw refuse("has no n_routed_experts in config.json", "pass a dots1 model directory whose config.json gives n_routed_experts")
-  // DeepSeek-V3's MoE is dots1's, and GLM-4.5's.
-  const dots1 = c.model_type === "dots1" || c.model_type === "deepseek_v3" || c.model_type === "glm4_moe"
+  // DeepSeek-V3's MoE is dots1's, and GLM-4.5's; DeepSeek-V2's has their shared experts and dense layers.
+  const dots1 = c.model_type === "dots1" || c.model_type === "deepseek_v3" || c.model_type === "glm4_moe" || v2
   const qwen = c.model_type !== "mixtral" && !dots1 && gptOss === undefined
   // Qwen: layer l is sparse when not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0; dots1: from first_k_dense_replace on.
   const sparse = Array.from({ length: layers }, (_, l) =>
@@ -282,13 +310,13 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   // Biases: Qwen2-MoE's qkv_bias (transformers' default: on), Qwen3-MoE's and dots1's attention_bias (default off).
   // GPT-OSS's biases, all of them, are pleat's (HfGptOss.fieldsOf).
   const biased = c.model_type === "qwen2_moe" ? c.qkv_bias !== false : c.model_type !== "mixtral" && gptOss === undefined && c.attention_bias === true
-  const router = dots1 ? dots1Router(c, refuse) : undefined
+  const router = v2 ? HfDeepSeekV2.routerOf(c, refuse) : dots1 ? dots1Router(c, refuse) : undefined
   // GLM-4.5 turns the first partial_rotary_factor of each head (in rope_parameters or beside it; 0.5 by default).
   const partial = c.model_type === "glm4_moe" ? (c.rope_parameters?.partial_rotary_factor ?? c.partial_rotary_factor ?? 0.5) : 1
   // Softmax routing, renormalized over the top-k unless a Qwen's norm_topk_prob is false; dots1's sigmoid router (dots1Router).
   const moe: MoeSettings.MoeSettings = {
     preSoftmax: qwen && c.norm_topk_prob !== true,
-    auxLosses: router === undefined ? [{ type: "aux", coeff: c.router_aux_loss_coef ?? 0.001 }] : [],
+    auxLosses: router === undefined ? [{ type: "aux", coeff: c.router_aux_loss_coef ?? 0.001 }] : (router.auxLosses ?? []),
     ...router,
     scoreFunction: router?.scoreFunction ?? MoeSettings.defaults.scoreFunction,
     zLossCoeff: MoeSettings.defaults.zLossCoeff,
@@ -328,5 +356,6 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
     normEps: c.rms_norm_eps ?? d.normEps,
     moe,
   }
-  return { model, format, ropeInterleave: mla !== undefined && c.rope_interleave !== false }
+  // DeepSeek-V2's rotary pairs are always interleaved (transformers turns them as complex numbers).
+  return { model, format, ropeInterleave: mla !== undefined && (v2 || c.rope_interleave !== false) }
 }

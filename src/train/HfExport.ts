@@ -2,7 +2,7 @@
  * HfExport: a checkpoint as a Hugging Face model directory (config.json and safetensors
  * weights) that transformers' AutoModelForCausalLM loads and runs as pleat's model.
  *
- * Seven architectures of transformers hold pleat's model exactly:
+ * Eight architectures of transformers hold pleat's model exactly:
  *   mixtral     every layer MoE, no shared experts, probs renormalized over the top-k (pleat's
  *               default router: softmax over the k selected logits)
  *   qwen2-moe   shared experts with their sigmoid gate (--shared-expert-ffn with
@@ -29,10 +29,16 @@
  *   glm4-moe    dots1's MoE with grouped-query attention: q/k/v biases (--qkv-bias) as
  *               attention_bias (o has none), q/k norms (--qk-norm) as use_qk_norm, partial RoPE
  *               (--rotary-percent) as partial_rotary_factor; plain RoPE only (GLM-4.5's)
+ *   deepseek-v2 DeepSeek-V3's attention and shared experts with a softmax router: the top-k of a
+ *               softmax over every expert weighted as they are (--pre-softmax), --scaling-factor
+ *               as routed_scaling_factor, groups scored by their best expert (HfDeepSeekV2);
+ *               YaRN's softmax factor as DeepSeek's code has it (transformers' DeepseekV2 leaves
+ *               it out: a model with --rope-type yarn runs there with another attention scale)
  * Decision: deepseek-v3 is written with rope_interleave true, its rotary rows permuted into
  * DeepSeek's interleaved pairs (HfLayout.ropeRow), the layout of DeepSeek's own checkpoints, so
  * that the directory runs as written wherever DeepSeek-V3 checkpoints run (transformers, and
  * servers that always rotate interleaved pairs), not only where rope_interleave is read.
+ * deepseek-v2 is written the same way (transformers always turns its pairs interleaved).
  * Multi-latent attention is in no other format.
  * A head width of its own (--head-dim) is written as head_dim. The first three need softmax
  * routing without group limits, scaling or expert bias.
@@ -59,6 +65,7 @@ import * as ModelContext from "../model/ModelContext.js"
 import type * as Tensor from "../tensor/Tensor.js"
 import type * as Checkpoint from "./Checkpoint.js"
 import * as HfGptOss from "./HfGptOss.js"
+import * as HfDeepSeekV2 from "./HfDeepSeekV2.js"
 import * as HfLayout from "./HfLayout.js"
 import * as Safetensors from "./Safetensors.js"
 
@@ -109,7 +116,8 @@ const routerProblem = (m: Model, format: Format): string | undefined => {
     return "it weights each token's input to its expert by the prob (--probs-at input), where the Hugging Face MoE layers pleat writes weight the expert's output"
   if (r.quantileBalancing === true) return "it routes with quantile balancing's per-expert beta on the logits (--quantile-balancing), which no Hugging Face MoE config describes"
   if (r.hashLayers !== undefined) return `its first ${r.hashLayers} layers route each token by its id (--hash-layers), which no MoE config pleat writes describes`
-  if (format === "dots1" || format === "deepseek-v3" || format === "glm4-moe") {
+  if (format === "deepseek-v2") return HfDeepSeekV2.routerProblem(m)
+  if (HfLayout.deepSeekMoe(format)) {
     if (r.scoreFunction !== "sigmoid") return `it routes with ${r.scoreFunction}, where ${format} routes with sigmoid scores (--score-function sigmoid)`
     // dots1 and DeepSeek-V3 score a group by its top 2; pleat (Megatron) by its top floor(topk / group-topk).
     if (r.numGroups !== undefined && Math.floor(m.topk / (r.groupTopk ?? 1)) !== 2)
@@ -136,10 +144,12 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     "deepseek-v3": "DeepSeek-V3",
     "gpt-oss": "GPT-OSS",
     "glm4-moe": "GLM-4.5",
+    "deepseek-v2": "DeepSeek-V2",
   }[format]
-  if (format === "deepseek-v3" && m.mla === undefined)
-    return "it has no multi-latent attention (--multi-latent-attention), which every DeepSeek-V3 attention has (a sigmoid-routed model with --qk-norm is a dots1)"
-  if (format !== "deepseek-v3" && m.mla !== undefined) return `it has multi-latent attention (--multi-latent-attention), which ${name} has not (deepseek-v3 has)`
+  if (HfLayout.latentAttention(format) && m.mla === undefined)
+    return `it has no multi-latent attention (--multi-latent-attention), which every ${name} attention has${format === "deepseek-v3" ? " (a sigmoid-routed model with --qk-norm is a dots1)" : ""}`
+  if (!HfLayout.latentAttention(format) && m.mla !== undefined)
+    return `it has multi-latent attention (--multi-latent-attention), which ${name} has not (deepseek-v3 and deepseek-v2 have)`
   if (m.moeLatentSize !== undefined)
     return `its MoE layers are LatentMoE (--moe-latent-size ${m.moeLatentSize}), which ${name}'s are not (of Hugging Face's, only Nemotron-H's hybrid Mamba models have them, and pleat has no Mamba layers)`
   if ((m.mtpLayers ?? 0) > 0 && !HfLayout.holdsMtp(format))
@@ -161,15 +171,15 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     return `it has full-attention layers among its sliding-window ones (--window-attn-skip-freq ${m.windowAttnSkipFreq}), where ${name}'s window is every layer's (gpt-oss's layer_types name them)`
   if (m.slidingWindow !== undefined && format !== "mixtral")
     return `it has sliding-window attention (--sliding-window ${m.slidingWindow}), which pleat writes only as mixtral's or gpt-oss's sliding_window (${name}'s windows are per layer)`
-  if (format === "dots1" || format === "deepseek-v3" || format === "glm4-moe") {
+  if (HfLayout.deepSeekMoe(format)) {
     if (format === "dots1" && m.qkNorm !== true) return "it has no q and k norms, which every dots1 attention has (--qk-norm)"
     if (m.sharedExpertFfn === undefined || m.sharedExpertFfn % m.moeFfn !== 0)
       return `its shared experts are not a whole number of experts' widths (--shared-expert-ffn a multiple of --moe-ffn ${m.moeFfn}), as ${format}'s are`
     if (m.sharedExpertGate === true) return `its shared experts have a gate (--shared-expert-gate), which ${format}'s have not`
     if (m.moeEvery !== 1) return `it has dense layers between MoE ones (--moe-every ${m.moeEvery}), where ${format}'s dense layers come first only (--dense-first)`
     const eps = m.normEps ?? ModelContext.defaultNormEps
-    if (format === "deepseek-v3" && eps !== 1e-6)
-      return `its latent norms have epsilon --norm-eps ${eps}, where DeepSeek-V3's q_a_layernorm and kv_a_layernorm always have 1e-6 (train with --norm-eps 1e-6)`
+    if (HfLayout.latentAttention(format) && eps !== 1e-6)
+      return `its latent norms have epsilon --norm-eps ${eps}, where ${name}'s q_a_layernorm and kv_a_layernorm always have 1e-6 (train with --norm-eps 1e-6)`
     return undefined
   }
   if (format === "mixtral") {
@@ -197,7 +207,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
  */
 export const choose = (m: Model, requested: Format | "auto", dir: string): Format => {
   const fix =
-    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral; with GPT-OSS's sinks and activation, gpt-oss), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing and ungated shared experts, and --qk-norm (dots1), --multi-latent-attention (deepseek-v3) or q/k norms optional with partial RoPE (glm4-moe)"
+    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral; with GPT-OSS's sinks and activation, gpt-oss), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing and ungated shared experts, and --qk-norm (dots1), --multi-latent-attention (deepseek-v3) or q/k norms optional with partial RoPE (glm4-moe); or --multi-latent-attention with softmax routing, --pre-softmax and ungated shared experts (deepseek-v2)"
   if (requested !== "auto") {
     const problem = problemFor(m, requested)
     if (problem !== undefined) throw ConfigError.make("--format", requested, `cannot hold the checkpoint in ${dir}: ${problem}`, fix)
@@ -209,7 +219,7 @@ export const choose = (m: Model, requested: Format | "auto", dir: string): Forma
   throw ConfigError.make(
     "--checkpoint",
     dir,
-    `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss or glm4-moe): ${why}`,
+    `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss, glm4-moe or deepseek-v2): ${why}`,
     fix,
   )
 }

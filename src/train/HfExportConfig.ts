@@ -1,10 +1,12 @@
 /**
  * HfExportConfig: config.json of an exported model directory, the architecture's settings as
- * transformers reads them for each format (GPT-OSS's own keys: HfGptOss).
+ * transformers reads them for each format (GPT-OSS's own keys: HfGptOss; DeepSeek-V2's router's:
+ * HfDeepSeekV2).
  */
 import * as ModelContext from "../model/ModelContext.js"
 import type * as Checkpoint from "./Checkpoint.js"
 import type * as HfExport from "./HfExport.js"
+import * as HfDeepSeekV2 from "./HfDeepSeekV2.js"
 import * as HfGptOss from "./HfGptOss.js"
 import type * as HfLayout from "./HfLayout.js"
 import * as HfRope from "./HfRope.js"
@@ -27,6 +29,23 @@ const deepSeekMoe = (m: Model): Record<string, unknown> => {
     // pleat renormalizes sigmoid probs over a top-k of more than one (Megatron's rule).
     norm_topk_prob: m.topk > 1,
     routed_scaling_factor: r?.scalingFactor === undefined || r.scalingFactor === 0 ? 1 : r.scalingFactor,
+  }
+}
+
+/** Multi-latent attention's keys (DeepSeek-V2's and -V3's): the latents' and heads' widths. */
+const latentKeys = (m: Model): Record<string, unknown> => {
+  const s = m.mla as NonNullable<Model["mla"]>
+  return {
+    // Every head has its own keys and values; transformers' head_dim is the rotary width.
+    num_key_value_heads: m.heads,
+    head_dim: s.qkPosEmbHeadDim,
+    q_lora_rank: s.qLoraRank === 0 ? null : s.qLoraRank,
+    kv_lora_rank: s.kvLoraRank,
+    qk_nope_head_dim: s.qkHeadDim,
+    qk_rope_head_dim: s.qkPosEmbHeadDim,
+    qk_head_dim: s.qkHeadDim + s.qkPosEmbHeadDim,
+    v_head_dim: s.vHeadDim,
+    attention_bias: false,
   }
 }
 
@@ -94,25 +113,28 @@ const config = (m: Model, format: Format, dtype: HfExport.WeightDtype): Record<s
       num_nextn_predict_layers: m.mtpLayers ?? 0,
     }
   }
+  if (format === "deepseek-v2") {
+    return {
+      architectures: ["DeepseekV2ForCausalLM"],
+      model_type: "deepseek_v2",
+      ...common,
+      ...latentKeys(m),
+      ...deepSeekMoe(m),
+      ...HfDeepSeekV2.configKeys(m),
+      // What DeepSeek's own code reads (transformers does not): every layer past the dense ones MoE, no MLP biases.
+      moe_layer_freq: 1,
+      mlp_bias: false,
+    }
+  }
   if (format === "deepseek-v3") {
-    const s = m.mla as NonNullable<Model["mla"]>
     return {
       architectures: ["DeepseekV3ForCausalLM"],
       model_type: "deepseek_v3",
       ...common,
-      // Every head has its own keys and values; transformers' head_dim is the rotary width.
-      num_key_value_heads: m.heads,
-      head_dim: s.qkPosEmbHeadDim,
+      ...latentKeys(m),
       ...deepSeekMoe(m),
-      q_lora_rank: s.qLoraRank === 0 ? null : s.qLoraRank,
-      kv_lora_rank: s.kvLoraRank,
-      qk_nope_head_dim: s.qkHeadDim,
-      qk_rope_head_dim: s.qkPosEmbHeadDim,
-      qk_head_dim: s.qkHeadDim + s.qkPosEmbHeadDim,
-      v_head_dim: s.vHeadDim,
       // The rotary rows are written interleaved (tensors), as DeepSeek's checkpoints are.
       rope_interleave: true,
-      attention_bias: false,
       // What the Hub's DeepSeek-V3 configs say of the router, for the tools that read them (transformers does not).
       topk_method: "noaux_tc",
       scoring_func: "sigmoid",

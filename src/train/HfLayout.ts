@@ -1,5 +1,5 @@
 /**
- * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS or GLM-4.5 model comes from
+ * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2 model comes from
  * in pleat's parameters, the one table that `pleat export` (HfExport) and `pleat import`
  * (HfImport) read in opposite directions.
  *
@@ -19,7 +19,8 @@
  * kv_a_proj_with_mqa) are in DeepSeek's interleaved order (rope_interleave: pairs 2i, 2i + 1)
  * where pleat's are rotate-half (pairs i, i + dr/2): a `linear` placement's `rope` says where.
  * GLM-4.5 (glm4_moe) is dots1's MoE with q/k/v biases where pleat has them (none on o) and q/k
- * norms where it has them.
+ * norms where it has them. DeepSeek-V2 is DeepSeek-V3's layout without the expert biases (its
+ * router is softmax) and without rope_interleave: its rotary rows are always interleaved.
  * Which layers are MoE is the model's rule (ModelContext.isMoe).
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
@@ -30,7 +31,7 @@ import type * as ModelConfig from "./ModelConfig.js"
  * The architectures of transformers that hold pleat's model.
  * @category models
  */
-export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-v3", "gpt-oss", "glm4-moe"] as const
+export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-v3", "gpt-oss", "glm4-moe", "deepseek-v2"] as const
 
 /**
  * One of `formats`.
@@ -45,6 +46,21 @@ export type Format = (typeof formats)[number]
  * @category models
  */
 export const holdsMtp = (format: Format): boolean => format === "deepseek-v3" || format === "glm4-moe"
+
+/**
+ * The formats whose MoE layers are DeepSeek's (dots1's, DeepSeek-V2's and -V3's, GLM-4.5's):
+ * routed experts beside ungated shared ones (mlp.shared_experts), dense layers first only
+ * (first_k_dense_replace). All but DeepSeek-V2's route with sigmoid scores and an expert bias
+ * (mlp.gate.e_score_correction_bias).
+ * @category models
+ */
+export const deepSeekMoe = (format: Format): boolean => format === "dots1" || format === "deepseek-v3" || format === "glm4-moe" || format === "deepseek-v2"
+
+/**
+ * The formats whose attention is multi-latent (DeepSeek-V2's and -V3's).
+ * @category models
+ */
+export const latentAttention = (format: Format): boolean => format === "deepseek-v3" || format === "deepseek-v2"
 
 /**
  * The sizes the layout depends on (the model's settings: ModelConfig). Among them, linearBias
@@ -214,8 +230,8 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
     }
     const block = format === "mixtral" ? `${hf}block_sparse_moe.` : `${hf}mlp.`
     linear(`${block}gate.weight`, `${p}router`)
-    const deepSeekMoe = format === "dots1" || format === "deepseek-v3" || format === "glm4-moe"
-    if (deepSeekMoe) out.push({ kind: "bias", hf: `${block}gate.e_score_correction_bias`, layer: l, size: m.experts })
+    const shared = deepSeekMoe(format)
+    if (shared && format !== "deepseek-v2") out.push({ kind: "bias", hf: `${block}gate.e_score_correction_bias`, layer: l, size: m.experts })
     const names = format === "mixtral" ? (["w1", "w3", "w2"] as const) : (["gate_proj", "up_proj", "down_proj"] as const)
     for (let e = 0; e < m.experts; e++) {
       out.push({ kind: "expert", hf: `${block}experts.${e}.${names[0]}.weight`, pleat: `${p}experts.wGate`, expert: e })
@@ -228,7 +244,7 @@ export const placements = (m: Sizes, format: Format): Array<Placement> => {
       linear(`${block}shared_expert.down_proj.weight`, `${p}shared.wDown`)
       linear(`${block}shared_expert_gate.weight`, `${p}shared.gate`)
     }
-    if (deepSeekMoe) {
+    if (shared) {
       linear(`${block}shared_experts.gate_proj.weight`, `${p}shared.wGate`)
       linear(`${block}shared_experts.up_proj.weight`, `${p}shared.wUp`)
       linear(`${block}shared_experts.down_proj.weight`, `${p}shared.wDown`)

@@ -154,6 +154,37 @@ const glm45Air = {
   moe: { scoreFunction: "sigmoid", expertBias: true, auxLosses: [{ type: "seq_aux", coeff: 0.0001 }] },
 } as const satisfies Preset
 
+/**
+ * DeepSeek-V2-Lite (transformers' deepseek_v2): multi-latent attention without a query latent (16
+ * heads, kv_lora_rank 512, qk_nope 128, qk_rope 64, v 128), 64 experts top-6 of width 1408 with
+ * two shared ones and one leading dense layer (FFN 10944), routed by a softmax over every expert
+ * whose top-k is weighted as it is (norm_topk_prob false: --pre-softmax) with the sequence-wise
+ * balance loss (aux_loss_alpha 0.001, seq_aux); 15.71B parameters (the card's 15.7B). Its YaRN
+ * context extension (factor 40) left out as the DeepSeek-V3 preset leaves its own.
+ */
+const deepseekV2Lite = {
+  model: {
+    vocab: 102400,
+    hidden: 2048,
+    layers: 27,
+    heads: 16,
+    kvHeads: 16,
+    mla: { qLoraRank: 0, kvLoraRank: 512, qkHeadDim: 128, qkPosEmbHeadDim: 64, vHeadDim: 128 },
+    ffn: 10944,
+    experts: 64,
+    topk: 6,
+    moeFfn: 1408,
+    moeEvery: 1,
+    denseFirst: 1,
+    sharedExpertFfn: 2816,
+    seq: paperSeq,
+    untieEmbeddings: true,
+    ropeTheta: 10000,
+    normEps: 1e-6,
+  },
+  moe: { preSoftmax: true, auxLosses: [{ type: "seq_aux", coeff: 0.001 }] },
+} as const satisfies Preset
+
 const mixtral8x22b: ModelConfig.ModelConfig = {
   vocab: 32000,
   hidden: 6144,
@@ -267,6 +298,7 @@ export const presets = {
   "gpt-oss-20b": { model: gptOss({ layers: 24, experts: 32 }), moe: gptOssRouter },
   "gpt-oss-120b": { model: gptOss({ layers: 36, experts: 128 }), moe: gptOssRouter },
   "glm-4.5-air": glm45Air,
+  "deepseek-v2-lite": deepseekV2Lite,
   "deepseek-v3-style": deepseekV3Style,
   "deepseek-v3": {
     // DeepSeek-V3's multi-latent attention on the -style preset's MoE and sizes.
