@@ -210,7 +210,7 @@ describe("Megatron-LM's names on pleat train", () => {
     expect(refused(["train", "--exp-avg-dtype", "bf16"])).toContain("keeps AdamW's moments in fp32")
     expect(refused(["train", "--num-distributed-optimizer-instances", "2"])).toContain("splits the distributed optimizer's state, which is off")
     expect(refused(["train", "--use-megatron-fsdp"])).toContain("not the parameters")
-    expect(refused(["train", "--pipeline-model-parallel-layout", "Et*3|t*3L"])).toContain("--decoder-first-pipeline-num-layers")
+    expect(refused(["train", "--account-for-embedding-in-pipeline-split"])).toContain("--pipeline-model-parallel-layout")
     expect(refused(["train", "--exit-duration-in-mins", "230"])).toContain("SIGINT stops a run early")
   })
 

@@ -1,7 +1,8 @@
 /**
  * PipelineText: the pipeline axis as `pleat train` and `pleat verify` print it: `pp 2`, with the
  * interleaving (`(vpp 2)`) and, where the first or last rank has its own layer count
- * (--first-stage-layers, --last-stage-layers), the layers each pp rank holds.
+ * (--first-stage-layers, --last-stage-layers) or a layout gives every stage its own
+ * (--pipeline-layout), the layers each pp rank holds.
  */
 import type * as ParallelConfig from "../mapping/ParallelConfig.js"
 import * as Partition from "../pipeline/Partition.js"
@@ -13,7 +14,7 @@ import * as Partition from "../pipeline/Partition.js"
 export const ppText = (parallel: ParallelConfig.ParallelConfig, layers: number): string => {
   const { pp } = parallel.sizes
   const vpp = parallel.vpp === undefined ? "" : ` (vpp ${parallel.vpp})`
-  if (parallel.firstStageLayers === undefined && parallel.lastStageLayers === undefined) return `pp ${pp}${vpp}`
+  if (parallel.firstStageLayers === undefined && parallel.lastStageLayers === undefined && parallel.stageLayers === undefined) return `pp ${pp}${vpp}`
   const part = Partition.make(Partition.inputOf(layers, parallel))
   const held = Array.from({ length: pp }, (_, p) => Partition.layersOnRank(part, p))
   return `pp ${pp}${vpp} with layers ${held.join("/")} by pp rank`

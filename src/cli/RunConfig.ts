@@ -52,6 +52,10 @@ export const settings = {
     "layers on the first pipeline rank (over its vpp chunks), the other ranks sharing the rest equally (Megatron's --decoder-first-pipeline-num-layers; an equal share by default)",
   ),
   "last-stage-layers": optionalWhole("layers on the last pipeline rank (over its vpp chunks), as --first-stage-layers (Megatron's --decoder-last-pipeline-num-layers)"),
+  "pipeline-layout": optionalText(
+    "every pipeline stage's layers (Megatron's --pipeline-model-parallel-layout): stages in order, separated by |, of E (embedding, first), t (a layer), m (an MTP layer, in the last stage) and L (loss, last); x*N and (...)*N repeat; pp x vpp stages set vpp; e.g. Et|tt|tt|tL",
+    "LAYOUT",
+  ),
   ep: count("expert parallel", 2),
   etp: count("expert tensor parallel", 1),
   order: text("axis order, leftmost fastest", Order.defaultOrder, "O"),

@@ -14,6 +14,7 @@ import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as RecomputeModules from "../model/RecomputeModules.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as PipelineLayout from "../pipeline/PipelineLayout.js"
 import * as Trace from "../runtime/Trace.js"
 import * as AuxLossSpec from "../moe/AuxLossSpec.js"
 import type * as MoeSettings from "../moe/MoeSettings.js"
@@ -102,6 +103,29 @@ const explained = <A>(decoded: RunConfig.Decoded, check: () => A): A => {
     if (ConfigError.isConfigError(error)) throw new BadInput.BadInput({ problems: [RunConfig.explain(error, decoded)] })
     throw error
   }
+}
+
+/**
+ * The layers of every pipeline stage and the vpp of --pipeline-layout (PipelineLayout), or
+ * undefined without it; a ConfigError where it does not fit the model or contradicts --vpp. A
+ * layout of pp stages is not interleaved (vpp none).
+ */
+const layoutOf = (c: RunConfig.RunConfig): { readonly stageLayers: ReadonlyArray<number>; readonly vpp: number | undefined } | undefined => {
+  const text = c["pipeline-layout"]
+  if (text === undefined) return undefined
+  if (c["first-stage-layers"] !== undefined || c["last-stage-layers"] !== undefined)
+    throw ConfigError.make(
+      "pipeline-layout",
+      text,
+      "gives every stage its layers, and so do --first-stage-layers / --last-stage-layers",
+      "use the layout alone: drop --first-stage-layers and --last-stage-layers",
+    )
+  const parsed = PipelineLayout.parse(text, c.pp, c.layers, c["mtp-num-layers"] ?? 0)
+  if (Result.isFailure(parsed)) throw parsed.failure
+  const { stageLayers, vpp } = parsed.success
+  if (c.vpp !== undefined && c.vpp !== vpp)
+    throw ConfigError.make("vpp", c.vpp, `contradicts --pipeline-layout, whose ${stageLayers.length} stages over pp ${c.pp} make vpp ${vpp}`, "leave out --vpp: the layout sets it")
+  return { stageLayers, vpp: vpp === 1 ? c.vpp : vpp }
 }
 
 /** The token file of --data, checked against the model (or undefined: the synthetic language); throws a ConfigError. */
@@ -196,10 +220,11 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   // A backend given by flag or config file wins; else the launch environment's, else the default.
   const backend = BackendChecks.chosenBackend(c.backend, d.sources.backend?._tag === "default")
   BadInput.throwIfAny(BackendChecks.problemsOf(d, backend))
+  const layout = explained(d, () => layoutOf(c))
   const parallel = explained(d, () => {
     const validated = ParallelConfig.validate({
-      ...{ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, vpp: c.vpp, order: c.order },
-      ...{ firstStageLayers: c["first-stage-layers"], lastStageLayers: c["last-stage-layers"] },
+      ...{ world: c.world, tp: c.tp, cp: c.cp, pp: c.pp, ep: c.ep, etp: c.etp, vpp: layout?.vpp ?? c.vpp, order: c.order },
+      ...{ firstStageLayers: c["first-stage-layers"], lastStageLayers: c["last-stage-layers"], stageLayers: layout?.stageLayers },
     })
     if (Result.isFailure(validated)) throw validated.failure
     return validated.success

@@ -33,6 +33,8 @@ export interface ParallelInput {
   /** Layers of the first and last pipeline rank (pipeline/Partition checks them against the model). */
   readonly firstStageLayers?: number | undefined
   readonly lastStageLayers?: number | undefined
+  /** Layers of every global stage (a custom layout: pipeline/PipelineLayout; Partition checks them). */
+  readonly stageLayers?: ReadonlyArray<number> | undefined
 }
 
 /**
@@ -64,6 +66,8 @@ export interface ParallelConfig {
   /** Layers of pp rank 0 and of pp rank pp-1 where they are not an equal share (pipeline/Partition). */
   readonly firstStageLayers?: number | undefined
   readonly lastStageLayers?: number | undefined
+  /** Layers of every global stage, where a custom layout gives them (pipeline/Partition). */
+  readonly stageLayers?: ReadonlyArray<number> | undefined
 }
 
 /**
@@ -201,6 +205,7 @@ export const validate = (input: ParallelInput): Result.Result<ParallelConfig, Co
     const ends = {
       ...(input.firstStageLayers === undefined ? {} : { firstStageLayers: input.firstStageLayers }),
       ...(input.lastStageLayers === undefined ? {} : { lastStageLayers: input.lastStageLayers }),
+      ...(input.stageLayers === undefined ? {} : { stageLayers: input.stageLayers }),
     }
     const config: ParallelConfig = { world, sizes, etpGiven: input.etp !== undefined, vpp, order, ...ends }
     if (!samePipelineGroups(config)) {

@@ -15,7 +15,9 @@
  * (layers - first - last) / (vpp * middle ranks). Each round v of chunks (stages v*pp .. v*pp +
  * pp - 1) holds the same layer counts, so the layers run in stage order. The first and last
  * counts may be 0 (a stage of the embedding, or of the output layer and loss, alone); a middle
- * rank holds at least one layer a chunk.
+ * rank holds at least one layer a chunk. A custom layout (Megatron-Core's
+ * --pipeline-model-parallel-layout, PipelineLayout) gives every global stage its own count, 0
+ * included: a stage without layers passes its activations on.
  *
  * Activations flow stage s -> s+1, so the input of rank 0's chunk v > 0 comes from rank pp-1's
  * chunk v-1: the pipeline is a ring of pp ranks walked vpp times. The schedules and the checker
@@ -77,6 +79,8 @@ export interface PartitionInput {
   readonly firstStageLayers?: number | undefined
   /** Layers on pp rank pp-1, over its vpp chunks (none: an equal share). */
   readonly lastStageLayers?: number | undefined
+  /** Layers of every global stage, in stage order (a custom layout: PipelineLayout); none with the counts above. */
+  readonly stageLayers?: ReadonlyArray<number> | undefined
 }
 
 /**
@@ -92,6 +96,7 @@ export const validate = (input: PartitionInput): Result.Result<Partition, Config
     const vpp = yield* positive("vpp", input.vpp ?? 1)
     const stages = pp * vpp
     const { firstStageLayers: first, lastStageLayers: last } = input
+    if (input.stageLayers !== undefined) return yield* custom(input.stageLayers, layers, pp, vpp, first ?? last)
     if (first === undefined && last === undefined) {
       if (layers % stages !== 0) {
         const below = layers - (layers % stages)
@@ -160,6 +165,37 @@ export const validate = (input: PartitionInput): Result.Result<Partition, Config
     return { layers, pp, vpp, stages, starts: startsOf(layers, pp, vpp, first === undefined ? middle : first / vpp, middle, last === undefined ? middle : last / vpp) }
   })
 
+/** The partition of a custom layout's stage counts (PipelineLayout), checked against the model and the stages. */
+const custom = (counts: ReadonlyArray<number>, layers: number, pp: number, vpp: number, end: number | undefined): Result.Result<Partition, ConfigError.ConfigError> => {
+  const field = "pipeline-layout"
+  const written = counts.join("|")
+  if (end !== undefined)
+    return Result.fail(
+      ConfigError.make(
+        field,
+        written,
+        "gives every stage its layers, and so do --first-stage-layers / --last-stage-layers",
+        "use the layout alone: drop --first-stage-layers and --last-stage-layers",
+      ),
+    )
+  if (counts.length !== pp * vpp)
+    return Result.fail(
+      ConfigError.make(
+        field,
+        written,
+        `has ${counts.length} stages, where pp x vpp is ${pp} x ${vpp} = ${pp * vpp}`,
+        `write ${pp * vpp} stages, or leave out --vpp (the layout sets it)`,
+      ),
+    )
+  if (counts.some((c) => !Number.isSafeInteger(c) || c < 0))
+    return Result.fail(ConfigError.make(field, written, "has a stage of no whole number of layers", "give each stage 0, 1, 2, ... layers"))
+  const total = counts.reduce((a, c) => a + c, 0)
+  if (total !== layers) return Result.fail(ConfigError.make(field, written, `holds ${total} layers, where the model has ${layers}`, `give the stages ${layers} layers in all`))
+  const starts = [0]
+  for (const c of counts) starts.push((starts[starts.length - 1] as number) + c)
+  return Result.succeed({ layers, pp, vpp, stages: pp * vpp, starts })
+}
+
 /** Stage starts when every chunk of rank 0 holds `first` layers, of rank pp-1 `last`, of the others `middle`. */
 const startsOf = (layers: number, pp: number, vpp: number, first: number, middle: number, last: number): Array<number> => {
   const starts = [0]
@@ -175,12 +211,13 @@ const startsOf = (layers: number, pp: number, vpp: number, first: number, middle
  * The partition input of `layers` under a parallel configuration (its pp, vpp and end counts).
  * @category constructors
  */
-export const inputOf = (layers: number, p: Pick<ParallelConfig.ParallelConfig, "sizes" | "vpp" | "firstStageLayers" | "lastStageLayers">): PartitionInput => ({
+export const inputOf = (layers: number, p: Pick<ParallelConfig.ParallelConfig, "sizes" | "vpp" | "firstStageLayers" | "lastStageLayers" | "stageLayers">): PartitionInput => ({
   layers,
   pp: p.sizes.pp,
   vpp: p.vpp,
   firstStageLayers: p.firstStageLayers,
   lastStageLayers: p.lastStageLayers,
+  stageLayers: p.stageLayers,
 })
 
 /**
