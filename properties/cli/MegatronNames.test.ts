@@ -210,7 +210,7 @@ describe("Megatron-LM's names on pleat train", () => {
     expect(refused(["train", "--exp-avg-dtype", "bf16"])).toContain("keeps AdamW's moments in fp32")
     expect(refused(["train", "--num-distributed-optimizer-instances", "2"])).toContain("splits the distributed optimizer's state, which is off")
     expect(refused(["train", "--use-megatron-fsdp"])).toContain("not the parameters")
-    expect(refused(["train", "--account-for-embedding-in-pipeline-split"])).toContain("--pipeline-model-parallel-layout")
+    expect(refused(["train", "--account-for-embedding-in-pipeline-split"])).toContain("needs --num-layers and the pipeline's size on the command line")
     expect(refused(["train", "--exit-duration-in-mins", "230"])).toContain("SIGINT stops a run early")
   })
 

@@ -2,8 +2,9 @@
 // one rank does (pleat verify, float64) with an empty middle stage, interleaved stages, an
 // embedding-only first stage, MTP layers beside the loss, on worker threads; a layout of the
 // counts --first-stage-layers / --last-stage-layers give trains bit for bit as they do; the banner
-// names each pp rank's layers; Megatron-LM's name reads as pleat's; contradictions are refused
-// naming the flag.
+// names each pp rank's layers; Megatron-LM's name reads as pleat's, and its accounted-for ends
+// (--account-for-embedding/loss-in-pipeline-split) as the layout of its split; contradictions are
+// refused naming the flag.
 import { describe, expect, test } from "vitest"
 import { mapping, run } from "./cliRun.js"
 import { refused } from "./refused.js"
@@ -52,6 +53,20 @@ describe("--pipeline-layout", () => {
       '--pipeline-layout: "Et|tttL" gives every stage its layers, and so do --first-stage-layers / --last-stage-layers',
     )
     expect(refused(["train", "--layers", "4", "--pipeline-layout", "Et|ttL"])).toContain('--pipeline-layout: "Et|ttL" holds 3 transformer layers (t), where the model has 4')
+    // --account-for-embedding/loss-in-pipeline-split: the ends counted as layers in the equal split (6 + 1 + 1 over 2 x 2 stages: 1, 2, 2, 1).
+    const flags = [...mapping(4, 1, 1, 2, 2), ...small, "--num-virtual-stages-per-pipeline-rank", "2", "--steps", "2", "--log", "json"]
+    const accounted = await run(["train", ...flags, "--num-layers", "6", "--account-for-embedding-in-pipeline-split", "--account-for-loss-in-pipeline-split"])
+    const written = await run(["train", ...flags, "--layers", "6", "--pipeline-layout", "Et|tt|tt|tL"])
+    expect(accounted.status, accounted.err).toBe(0)
+    expect(stepLosses(accounted.out)).toEqual(stepLosses(written.out))
+    const loss = await run(["train", ...mapping(2, 1, 1, 2, 1), ...small, "--num-layers", "5", "--account-for-loss-in-pipeline-split", "--steps", "1"])
+    expect(loss.out).toMatch(/pp 2 with layers 3\/2 by pp rank/)
+    expect(refused(["train", "--num-layers", "4", "--pipeline-model-parallel-size", "2", "--account-for-loss-in-pipeline-split"])).toContain(
+      "--account-for-loss-in-pipeline-split: true makes 5 layers to split (4 + the accounted-for ends), which the 2 pipeline stages (pp 2 x vpp 1) cannot share equally",
+    )
+    expect(
+      refused(["train", "--num-layers", "5", "--pipeline-model-parallel-size", "2", "--account-for-loss-in-pipeline-split", "--decoder-first-pipeline-num-layers", "2"]),
+    ).toContain("and the first and last stages' own counts (or a layout) both split the layers")
     // Megatron-LM's pp defaults to 1 in its names' runs.
     expect(refused(["train", "--num-layers", "6", "--pipeline-model-parallel-layout", "Et*3|t*3L"])).toContain(
       '--pipeline-model-parallel-layout: "Et*3|t*3L" has 2 stages, where pp is 1 (virtual stages need pipeline parallelism)',

@@ -24,6 +24,8 @@
  *   --make-vocab-size-divisible-by D         D (128) x tp, as Megatron-LM pads it (MegatronDefaults)
  *   --tokenizer-type NullTokenizer           nothing (pleat trains on ids); other tokenizers refused
  *   --moe-router-topk-limited-devices N      --num-groups EP --group-topk N (EP from the command line)
+ *   --account-for-embedding-in-pipeline-split, --account-for-loss-in-pipeline-split
+ *                                            --pipeline-layout (MegatronPipelineSplit)
  *   --num-layers-per-virtual-pipeline-stage N --vpp (layers / pp) / N, from --num-layers and
  *                                            --pipeline-model-parallel-size on the command line
  *                                            (none where that is 1), as Megatron-LM derives it
@@ -50,6 +52,7 @@ import * as MegatronIndex from "../train/MegatronIndex.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import type * as TokenFile from "../train/TokenFile.js"
 import * as Flags from "./Flags.js"
+import * as MegatronPipelineSplit from "./MegatronPipelineSplit.js"
 import * as MegatronDefaults from "./MegatronDefaults.js"
 import * as MegatronNames from "./MegatronNames.js"
 import * as MegatronSplit from "./MegatronSplit.js"
@@ -92,6 +95,7 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
   const dataDtypes: Array<string> = []
   let vocabSize: number | undefined
   const derivedGiven: Array<[string, string]> = []
+  const accounted = new Set<string>()
   let divisibleBy = 128
   // --data-path's dataset (split into training and validation documents: MegatronSplit) and --split.
   let splitting: { readonly prefix: string; readonly dtype: TokenFile.TokenDtype } | undefined
@@ -174,9 +178,10 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       if (inline === undefined && argv[i + 1] !== undefined && !MegatronRewrites.isFlag(argv[i + 1])) i++
       continue
     }
-    if (Object.hasOwn(MegatronRewrites.switchRewrites, name) || name === "disable-bias-linear") {
+    if (Object.hasOwn(MegatronRewrites.switchRewrites, name) || name === "disable-bias-linear" || MegatronPipelineSplit.switches.includes(name)) {
       seen.add(name)
       if (inline !== undefined) problems.push(ConfigError.make(`--${name}`, inline, "takes no value", `write --${name} alone`))
+      else if (MegatronPipelineSplit.switches.includes(name)) accounted.add(name)
       // Without biases is pleat's own default: --disable-bias-linear only keeps Megatron-LM's (MegatronDefaults) from applying.
       else if (name !== "disable-bias-linear") out.push(MegatronRewrites.switchRewrites[name] as string)
       continue
@@ -343,6 +348,9 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
         "add --group-query-attention, or drop --num-query-groups",
       ),
     )
+  const layout = accounted.size === 0 ? undefined : MegatronPipelineSplit.layoutFlag(argv, accounted)
+  if (ConfigError.isConfigError(layout)) problems.push(layout)
+  else if (layout !== undefined) out.push(layout)
   for (const [name, v] of derivedGiven) {
     const flags = (MegatronRewrites.derived[name] as (typeof MegatronRewrites.derived)[string])(argv, v)
     if (ConfigError.isConfigError(flags)) problems.push(flags)

@@ -209,10 +209,6 @@ export const unsupported: Readonly<Record<string, string>> = {
   "batch-size": "use --micro-batch-size",
   "exit-duration-in-mins": "pleat runs --train-iters steps; SIGINT stops a run early, keeping its last checkpoint",
   "pretrained-checkpoint": "start from a checkpoint with --load DIR (pleat's own) or pleat import (a Hugging Face model)",
-  "account-for-embedding-in-pipeline-split":
-    "give every stage its layers with --pipeline-model-parallel-layout (lighter ends: Et|ttt|ttt|ttL), or the first and last stages theirs with --decoder-first-pipeline-num-layers and --decoder-last-pipeline-num-layers",
-  "account-for-loss-in-pipeline-split":
-    "give every stage its layers with --pipeline-model-parallel-layout (lighter ends: Et|ttt|ttt|ttL), or the first and last stages theirs with --decoder-first-pipeline-num-layers and --decoder-last-pipeline-num-layers",
   "fp8-format": "pleat trains in fp32 or bf16: use --bf16",
   "fp8-recipe": "pleat trains in fp32 or bf16: use --bf16",
   "use-torch-fsdp2": "pleat shards the optimizer state (--use-distributed-optimizer, ZeRO-1), not the parameters: use that",

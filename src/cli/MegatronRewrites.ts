@@ -125,8 +125,11 @@ export const unfollowedOf = (seen: ReadonlySet<string>, quickGeglu: boolean): Ar
   return out
 }
 
-/** The value of the first of `names` on the command line (`--name value` or `--name=value`), if any. */
-const given = (argv: ReadonlyArray<string>, names: ReadonlyArray<string>): string | undefined => {
+/**
+ * The value of the first of `names` on the command line (`--name value` or `--name=value`), if any.
+ * @category mapping
+ */
+export const given = (argv: ReadonlyArray<string>, names: ReadonlyArray<string>): string | undefined => {
   for (let i = 0; i < argv.length; i++) {
     const token = tokenOf(argv[i] as string)
     if (token !== undefined && names.includes(token.name)) return token.inline ?? argv[i + 1]
