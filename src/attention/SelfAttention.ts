@@ -21,8 +21,10 @@ import type { Group } from "../comm/Group.js"
 import * as LaidCollective from "../dataflow/LaidCollective.js"
 import * as TensorLayout from "../dataflow/TensorLayout.js"
 import * as Attention from "../tensor/ops/Attention.js"
-import { add } from "../tensor/ops/Elementwise.js"
-import { rmsNorm } from "../tensor/ops/Norm.js"
+import * as Diff from "../comm/Differentiable.js"
+import { add, mul } from "../tensor/ops/Elementwise.js"
+import { inverseRms, rmsNorm } from "../tensor/ops/Norm.js"
+import * as Reduce from "../tensor/ops/Reduce.js"
 import * as Rope from "../tensor/ops/Rope.js"
 import type * as RopeScaling from "../tensor/ops/RopeScaling.js"
 import * as Shape from "../tensor/ops/Shape.js"
@@ -45,8 +47,12 @@ export interface AttentionWeights {
   readonly wo: Tensor.Tensor
   /** Biases of q, k and v (Qwen-style), this rank's heads' shards [heads/tp * D]; none: no bias. */
   readonly bias?: { readonly q: Tensor.Tensor; readonly k: Tensor.Tensor; readonly v: Tensor.Tensor } | undefined
-  /** RMSNorm weights [D] over each head of q and of k, after the biases, before RoPE (Qwen3-style); none: no norm. */
-  readonly norm?: { readonly q: Tensor.Tensor; readonly k: Tensor.Tensor; readonly eps: number } | undefined
+  /**
+   * RMSNorm weights [D] over each head of q and of k, after the biases, before RoPE (Qwen3-style);
+   * with `overHeads`, weights of this rank's heads' columns [heads/tp * D] over each token's whole
+   * q and whole k, every head at once (OLMoE-style: the squares summed over tp); none: no norm.
+   */
+  readonly norm?: { readonly q: Tensor.Tensor; readonly k: Tensor.Tensor; readonly eps: number; readonly overHeads?: boolean | undefined } | undefined
   /** The output projection's bias [H] (replicated; Megatron's add_bias_linear), added once wo's products are summed; none: no bias. */
   readonly bo?: Tensor.Tensor | undefined
 }
@@ -162,7 +168,14 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
   )) as [TensorLayout.WithLayout, TensorLayout.WithLayout, TensorLayout.WithLayout]
   // The biases add to each row of this rank's heads, before RoPE (as transformers' Linear does).
   const biased = (t: Tensor.Tensor, bias: Tensor.Tensor | undefined) => (bias === undefined ? t : add(t, bias))
-  const normed = (t: Tensor.Tensor, weight: Tensor.Tensor | undefined) => (weight === undefined ? t : rmsNorm(t, weight, w.norm?.eps))
+  const overHeads = w.norm?.overHeads === true
+  const normed = (t: Tensor.Tensor, weight: Tensor.Tensor | undefined) => (weight === undefined || overHeads ? t : rmsNorm(t, weight, w.norm?.eps))
+  const [qRows, kRows] = [biased(queries.tensor, w.bias?.q), biased(keys.tensor, w.bias?.k)]
+  const norm = w.norm
+  const [qAll, kAll] =
+    norm === undefined || !overHeads
+      ? [qRows, kRows]
+      : [yield* normOverHeads(qRows, norm.q, norm.eps, c.heads * d, c.tp), yield* normOverHeads(kRows, norm.k, norm.eps, c.kvHeads * d, c.tp)]
   // Partial RoPE: the first rotaryDim dimensions of each head turn, the others pass.
   const r = c.rotaryDim ?? d
   const rotated = (t: Tensor.Tensor) => {
@@ -170,11 +183,22 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
     const [turned, passed] = Shape.split(t, [r, d - r], 3) as [Tensor.Tensor, Tensor.Tensor]
     return Shape.concat([Rope.rope(turned, rope), passed], 3)
   }
-  const q = rotated(normed(Shape.reshape(biased(queries.tensor, w.bias?.q), [b, local, hq, d]), w.norm?.q))
-  const k = rotated(normed(Shape.reshape(biased(keys.tensor, w.bias?.k), [b, local, hkv, d]), w.norm?.k))
+  const q = rotated(normed(Shape.reshape(qAll, [b, local, hq, d]), w.norm?.q))
+  const k = rotated(normed(Shape.reshape(kAll, [b, local, hkv, d]), w.norm?.k))
   const v = Shape.reshape(biased(values.tensor, w.bias?.v), [b, local, hkv, d])
   const attended = yield* attendOverContext(q, k, v, keys.layout, c, cpRank)
   return yield* ParallelLinear.rowParallelLaid(TensorLayout.attach(Shape.reshape(attended, [b * local, hq * d]), queries.layout), w.wo, par, "hidden", w.bo)
+}
+
+/**
+ * RMSNorm of rows t [tokens, this rank's heads' columns] over each token's `count` columns in all
+ * (every head of the layer), scaled by this rank's columns' weights: the rows' sums of squares
+ * summed over tp (an all-reduce, whose adjoint sums the gradients back) before each rank scales
+ * its part.
+ */
+function* normOverHeads(t: Tensor.Tensor, weight: Tensor.Tensor, eps: number, count: number, tp: Group) {
+  const squares = yield* Diff.allReduce(tp, Reduce.sum(mul(t, t), 1, true))
+  return mul(mul(t, inverseRms(squares, count, eps)), weight)
 }
 
 /**

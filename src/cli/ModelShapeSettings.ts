@@ -37,6 +37,7 @@ export const modelShapeSettings = {
   "router-bias": flag("a learned bias on the router's logits, from zero (GPT-OSS's router; not --expert-bias, which only steers the selection)"),
   "head-dim": optionalCount("each attention head's width (default --hidden / --heads; Qwen3's 128 with hidden 2048 and 32 heads)"),
   "qk-norm": flag("an RMSNorm over each head's q and k before RoPE, one weight per head width (Qwen3-style)"),
+  "qk-norm-over-heads": flag("--qk-norm over each token's whole q and whole k, every head at once, one weight per column (OLMoE's and OLMo 2's), instead of over each head"),
   "qk-l2-norm": flag("each head's q and k scaled to unit root mean square before RoPE, x / sqrt(mean(x^2) + eps), no weight (Llama 4's; Megatron's --qk-l2-norm)"),
   "multi-latent-attention": flag(
     "multi-latent attention (DeepSeek-V2/V3) in place of grouped-query attention: queries and keys/values from low-rank latents, a rotary key part shared by the heads; --kv-heads is --heads",

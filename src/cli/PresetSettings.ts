@@ -54,6 +54,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "router-bias": m.routerBias,
     "head-dim": m.headDim,
     "qk-norm": m.qkNorm,
+    "qk-norm-over-heads": m.qkNormOverHeads,
     "qk-l2-norm": m.qkL2Norm,
     "multi-latent-attention": m.mla === undefined ? undefined : true,
     "q-lora-rank": m.mla === undefined || m.mla.qLoraRank === 0 ? undefined : m.mla.qLoraRank,

@@ -146,7 +146,12 @@ const groupedQuery = (p: (name: string) => Tensor.Tensor, sizes: ModelContext.Si
     wo: p("wo"),
     bias: sizes.qkvBias === true ? { q: p("bq"), k: p("bk"), v: p("bv") } : undefined,
     bo: sizes.linearBias === true ? p("bo") : undefined,
-    norm: sizes.qkNorm === true ? { q: p("qNorm"), k: p("kNorm"), eps } : sizes.qkL2Norm === true ? unitNorm(p("wq"), ModelContext.headDim(sizes), eps) : undefined,
+    norm:
+      sizes.qkNorm === true
+        ? { q: p("qNorm"), k: p("kNorm"), eps, overHeads: sizes.qkNormOverHeads === true }
+        : sizes.qkL2Norm === true
+          ? unitNorm(p("wq"), ModelContext.headDim(sizes), eps)
+          : undefined,
   }
   return (rows: TensorLayout.WithLayout) => SelfAttention.forwardLaid(rows, weights, config, cpRank)
 }

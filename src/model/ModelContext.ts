@@ -75,6 +75,11 @@ export interface Sizes {
   /** RMSNorm over each head's q and k before RoPE (Qwen3-style); absent or false: none. */
   readonly qkNorm?: boolean | undefined
   /**
+   * qkNorm's RMSNorm over each token's whole q and whole k (every head at once, one weight per
+   * column: OLMoE's and OLMo 2's) instead of over each head; absent or false: per head.
+   */
+  readonly qkNormOverHeads?: boolean | undefined
+  /**
    * Each head's q and k scaled to unit root mean square before RoPE, x / sqrt(mean(x^2) + eps)
    * with no weight (Llama 4's, Megatron's --qk-l2-norm L2Norm); absent or false: none.
    */

@@ -160,6 +160,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     return `its RoPE turns a part of each head (--rotary-percent ${m.rotaryPercent}), which ${name}'s does not (glm4-moe's does)`
   if (format === "glm4-moe" && m.ropeScaling !== undefined) return "it scales RoPE (--rope-type), which pleat writes for glm4-moe only as plain RoPE"
   if (m.qkL2Norm === true) return "it scales each head's q and k to unit RMS (--qk-l2-norm, Llama 4's), which no format pleat writes has"
+  if (m.qkNormOverHeads === true) return "its q and k norms are over every head at once (--qk-norm-over-heads, OLMoE's), which no format pleat writes has"
   if (format === "gpt-oss") return HfGptOss.problem(m)
   if (m.linearBias === true) return `it has biases on its output projections and MLPs (--add-bias-linear), which ${name} has not (gpt-oss has)`
   if (m.routerBias === true) return `its router has a bias (--router-bias), which ${name}'s has not (gpt-oss's has)`

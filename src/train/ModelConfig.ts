@@ -121,6 +121,8 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
     if (m.mla !== undefined && r !== 1)
       return fault("rotaryPercent", r, "has no effect with multi-latent attention, whose RoPE part is its own width", "give --qk-pos-emb-head-dim, or drop --rotary-percent")
   }
+  if (m.qkNormOverHeads === true && m.qkNorm !== true)
+    return fault("qkNormOverHeads", true, "says how --qk-norm normalizes q and k, and there is no --qk-norm", "add --qk-norm, or drop --qk-norm-over-heads")
   if (m.qkNorm === true && m.qkL2Norm === true) return fault("qkL2Norm", true, "and --qk-norm both normalize each head's q and k", "keep one of --qk-norm and --qk-l2-norm")
   if (m.headDim !== undefined && (!Number.isSafeInteger(m.headDim) || m.headDim < 2 || m.headDim % 2 !== 0))
     return fault("headDim", m.headDim, "is not an even number of 2 or more (RoPE turns pairs of a head's dimensions)", "pass --head-dim N with N = 2, 4, 6, ...")

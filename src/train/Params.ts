@@ -158,8 +158,19 @@ const blockSpecs = (m: ModelConfig.ModelConfig, l: number, tag: number, std: num
     ...(m.linearBias === true ? [biasSpec(`${p}bo`, [h], "replicated", tag)] : []),
     // Learnable softmax sinks (GPT-OSS): one logit per head, split over tp as the heads are; from 0.
     ...(m.softmaxType === "learnable" ? [{ name: `${p}sinks`, shape: [m.heads], sharding: "rows/tp" as const, std: 1, zero: true, layer: tag }] : []),
-    // q and k norms (Qwen3-style): one weight over a head's width, shared by every head.
-    ...(m.qkNorm === true ? (["qNorm", "kNorm"] as const).map((name): ParamSpec => ({ name: `${p}${name}`, shape: [d], sharding: "replicated", std: 0, layer: tag })) : []),
+    // q and k norms (Qwen3-style): one weight over a head's width, shared by every head; over the
+    // heads (OLMoE-style): one weight per column of q and of k, split over tp as the heads are.
+    ...(m.qkNorm === true && m.qkNormOverHeads !== true
+      ? (["qNorm", "kNorm"] as const).map((name): ParamSpec => ({ name: `${p}${name}`, shape: [d], sharding: "replicated", std: 0, layer: tag }))
+      : []),
+    ...(m.qkNormOverHeads === true
+      ? (
+          [
+            ["qNorm", m.heads],
+            ["kNorm", m.kvHeads],
+          ] as const
+        ).map(([name, heads]): ParamSpec => ({ name: `${p}${name}`, shape: [heads * d], sharding: "rows/tp", std: 0, layer: tag }))
+      : []),
     { name: `${p}ffnNorm`, shape: [h], sharding: "replicated", std: 0, layer: tag },
   ]
   if (!ModelContext.isMoe(m, l))

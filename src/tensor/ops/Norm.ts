@@ -13,6 +13,7 @@
  *   dw_j = sum over rows of g_j * x_j * r
  */
 import * as Autograd from "../Autograd.js"
+import * as DType from "../DType.js"
 import { isDeviceArray } from "../device/DeviceRuntime.js"
 import * as Place from "../device/Place.js"
 import * as StorageRecycler from "../StorageRecycler.js"
@@ -48,5 +49,28 @@ export const rmsNorm = (x: Tensor.Tensor, weight: Tensor.Tensor, eps = 1e-6): Te
       if (!isDeviceArray(dw)) StorageRecycler.recycle(dw)
     }
     return [dx === undefined ? undefined : Place.tensor(dx, x.shape, g.device), wGrad === undefined ? undefined : Place.tensor(wGrad, weight.shape, g.device)]
+  })
+}
+
+/**
+ * The reciprocal RMS of rows from their sums of squares: 1 / sqrt(sumSquares / count + eps),
+ * elementwise (an RMSNorm whose rows are split over ranks sums its squares across them first,
+ * then scales each part by this: SelfAttention's q/k norm over the heads under tp).
+ *
+ * Backward: d/ds (s / n + eps)^(-1/2) = -(1 / 2n) r^3.
+ * @category combinators
+ */
+export const inverseRms = (sumSquares: Tensor.Tensor, count: number, eps: number): Tensor.Tensor => {
+  const s = sumSquares.readHost()
+  const out = DType.allocate(sumSquares.dtype, sumSquares.size)
+  for (let i = 0; i < s.length; i++) out[i] = 1 / Math.sqrt((s[i] as number) / count + eps)
+  return Autograd.result("inverseRms", [sumSquares], out, sumSquares.shape, (g) => {
+    const gs = g.readHost()
+    const dx = DType.allocate(g.dtype, g.size)
+    for (let i = 0; i < gs.length; i++) {
+      const r = out[i] as number
+      dx[i] = (gs[i] as number) * (-0.5 / count) * r * r * r
+    }
+    return [Tensor.fromStorage(dx, sumSquares.shape)]
   })
 }
