@@ -123,7 +123,7 @@ describe("what cannot be exported is refused before anything is written", () => 
     expect(refused(["export", "--checkpoint", mixtral])).toBe("pleat export: --out: (not given) is required; fix: pass --out DIR, a new path or an empty directory for the model")
     const out = path.join(fresh("export-refused"), "m")
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--format", "llama"])).toBe(
-      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss, glm4-moe, deepseek-v2',
+      'pleat export: --format: "llama" is not allowed; fix: use one of auto, mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss, glm4-moe, deepseek-v2, olmoe',
     )
     expect(refused(["export", "--checkpoint", mixtral, "--out", out, "--dtype", "float16"])).toBe(
       'pleat export: --dtype: "float16" is not allowed; fix: use one of float32, bfloat16, float64',
@@ -152,7 +152,7 @@ describe("what cannot be exported is refused before anything is written", () => 
       `pleat export: --out: "${full}" is a directory that is not empty; fix: pass a new path or an empty directory for the model (an export never writes over files)`,
     )
     expect(refused(["export", "--checkpoint", sigmoid, "--out", out])).toMatch(
-      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss, glm4-moe or deepseek-v2\): it routes with --score-function sigmoid; it has no q and k norms, which every dots1 attention has \(--qk-norm\); it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); its shared experts are not a whole number of experts' widths \(--shared-expert-ffn a multiple of --moe-ffn 32\), as glm4-moe's are; it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V2 attention has; fix: export a model trained with softmax routing/,
+      /^pleat export: --checkpoint: ".*" holds a model no transformers architecture pleat writes can run \(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss, glm4-moe, deepseek-v2 or olmoe\): it routes with --score-function sigmoid; it has no q and k norms, which every dots1 attention has \(--qk-norm\); it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); its shared experts are not a whole number of experts' widths \(--shared-expert-ffn a multiple of --moe-ffn 32\), as glm4-moe's are; it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V2 attention has; fix: export a model trained with softmax routing/,
     )
     expect(refused(["export", "--checkpoint", sinkhorn, "--out", out])).toMatch(
       /^pleat export: --checkpoint: ".*" holds a model no transformers architecture .*: it was trained with Sinkhorn routing \(--sinkhorn\), which no Hugging Face MoE config describes; /,
@@ -180,10 +180,10 @@ describe("what cannot be exported is refused before anything is written", () => 
       /^pleat export: --format: "deepseek-v3" cannot hold the checkpoint in .*: it has no multi-latent attention \(--multi-latent-attention\), which every DeepSeek-V3 attention has \(a sigmoid-routed model with --qk-norm is a dots1\); fix: /,
     )
     expect(refused(["export", "--checkpoint", latentEps, "--out", out, "--format", "dots1"])).toMatch(
-      /^pleat export: --format: "dots1" cannot hold the checkpoint in .*: it has multi-latent attention \(--multi-latent-attention\), which dots1 has not \(deepseek-v3 and deepseek-v2 have\); fix: .*--multi-latent-attention \(deepseek-v3\) or q\/k norms optional with partial RoPE \(glm4-moe\); or --multi-latent-attention with softmax routing, --pre-softmax and ungated shared experts \(deepseek-v2\)$/,
+      /^pleat export: --format: "dots1" cannot hold the checkpoint in .*: it has multi-latent attention \(--multi-latent-attention\), which dots1 has not \(deepseek-v3 and deepseek-v2 have\); fix: .*--multi-latent-attention \(deepseek-v3\) or q\/k norms optional with partial RoPE \(glm4-moe\); or --multi-latent-attention with softmax routing, --pre-softmax and ungated shared experts \(deepseek-v2\); or --qk-norm --qk-norm-over-heads, every layer MoE \(olmoe\)$/,
     )
     expect(refused(["export", "--checkpoint", latentSoftmax, "--out", out])).toContain(
-      "(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss, glm4-moe or deepseek-v2): it has multi-latent attention (--multi-latent-attention), which Mixtral has not (deepseek-v3 and deepseek-v2 have); it has multi-latent attention (--multi-latent-attention), which Qwen2-MoE has not (deepseek-v3 and deepseek-v2 have); it has multi-latent attention (--multi-latent-attention), which Qwen3-MoE has not (deepseek-v3 and deepseek-v2 have); it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 and deepseek-v2 have); it routes with softmax, where deepseek-v3 routes with sigmoid scores (--score-function sigmoid); it has multi-latent attention (--multi-latent-attention), which GPT-OSS has not (deepseek-v3 and deepseek-v2 have); it has multi-latent attention (--multi-latent-attention), which GLM-4.5 has not (deepseek-v3 and deepseek-v2 have)",
+      "(mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss, glm4-moe, deepseek-v2 or olmoe): it has multi-latent attention (--multi-latent-attention), which Mixtral has not (deepseek-v3 and deepseek-v2 have); it has multi-latent attention (--multi-latent-attention), which Qwen2-MoE has not (deepseek-v3 and deepseek-v2 have); it has multi-latent attention (--multi-latent-attention), which Qwen3-MoE has not (deepseek-v3 and deepseek-v2 have); it has multi-latent attention (--multi-latent-attention), which dots1 has not (deepseek-v3 and deepseek-v2 have); it routes with softmax, where deepseek-v3 routes with sigmoid scores (--score-function sigmoid); it has multi-latent attention (--multi-latent-attention), which GPT-OSS has not (deepseek-v3 and deepseek-v2 have); it has multi-latent attention (--multi-latent-attention), which GLM-4.5 has not (deepseek-v3 and deepseek-v2 have)",
     )
     expect(refused(["export", "--checkpoint", latentSoftmax, "--out", out, "--format", "deepseek-v2"])).toMatch(
       /^pleat export: --format: "deepseek-v2" cannot hold the checkpoint in .*: its probs are renormalized over the top-k, where deepseek-v2 weights the top-k of a softmax over every expert as they are \(--pre-softmax\); fix: /,
@@ -204,7 +204,7 @@ describe("what cannot be exported is refused before anything is written", () => 
 sayIfSkipped("pleat export")
 
 describe.skipIf(python === undefined)("transformers loads the directory", () => {
-  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral (with a sliding window too), Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 and DeepSeek-V2", async () => {
+  test("and computes pleat's loss of the checkpoint (float64 weights; its RoPE and RMSNorm statistics, and dots1's router, in float32), Mixtral (with a sliding window too), Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5, DeepSeek-V2 and OLMoE", async () => {
     const tokens = uint16File(window)
     const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
       ["MixtralForCausalLM", []],
@@ -244,6 +244,9 @@ describe.skipIf(python === undefined)("transformers loads the directory", () => 
         ],
       ],
       ["DeepseekV3ForCausalLM", [...latent(0), "--score-function", "sigmoid", "--expert-bias", "--bias-update-rate", "0.05", "--shared-expert-ffn", "32", "--topk", "3"]],
+      // OLMoE: q and k norms over every head at once, the top-k as it is; with q/k/v biases (o's as zeros), renormalized.
+      ["OlmoeForCausalLM", ["--qk-norm", "--qk-norm-over-heads", "--pre-softmax", "--untie-embeddings"]],
+      ["OlmoeForCausalLM", ["--qk-norm", "--qk-norm-over-heads", "--qkv-bias"]],
       // DeepSeek-V2: multi-latent attention with a softmax over every expert, its top-k as it is, scaled; groups scored by their best expert (topk 3 over 2 kept).
       ["DeepseekV2ForCausalLM", [...latent(12), "--pre-softmax", "--shared-expert-ffn", "64", "--scaling-factor", "2.5", "--dense-first", "1", "--untie-embeddings"]],
       ["DeepseekV2ForCausalLM", [...latent(0), "--pre-softmax", "--shared-expert-ffn", "32", "--topk", "3", "--num-groups", "4", "--group-topk", "2"]],

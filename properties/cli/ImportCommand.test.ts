@@ -249,7 +249,7 @@ describe("what pleat's model cannot compute is refused before anything is writte
       [(c) => (c.head_dim = 5), /has head_dim 5, which RoPE cannot turn \(an odd width\); fix: import a model whose heads are of an even width/],
       [
         (c) => (c.model_type = "qwen3_next"),
-        /holds a qwen3_next model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2 model directory/,
+        /holds a qwen3_next model; fix: pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5, DeepSeek-V2 or OLMoE model directory/,
       ],
       [(c) => (c.vocab_size = "40"), /has a config\.json pleat cannot read \(.*vocab_size/],
       [(c) => (c.num_key_value_heads = 3), /has num_key_value_heads 3, which does not divide num_attention_heads 4/],

@@ -1,8 +1,8 @@
 // --qk-norm --qk-norm-over-heads (OLMoE's q/k norms): folded mappings train as one rank does
 // (pleat verify, float64: tp 4 with the heads' columns and their norm weights split, the squares
 // summed over tp; tp 2 x cp 2 x pp 2 with sequence parallelism; full recompute; worker threads);
-// the norm weights are one per column of q and of k; a checkpoint records it; without --qk-norm it
-// is refused.
+// the norm weights are one per column of q and of k; a checkpoint records it and exports as an
+// OLMoE (per-head formats refuse it); without --qk-norm it is refused.
 import { describe, expect, test } from "vitest"
 import * as Checkpoint from "../../src/train/Checkpoint.js"
 import { fresh, mapping, run } from "./cliRun.js"
@@ -30,6 +30,14 @@ describe("--qk-norm-over-heads", () => {
     const { values } = Checkpoint.values(ckpt)
     expect([values.get("layers.0.qNorm")?.shape, values.get("layers.0.kNorm")?.shape]).toEqual([[16], [8]])
     expect(Checkpoint.manifest(ckpt).model.qkNormOverHeads).toBe(true)
+    // Exported, it is an OLMoE (q_norm and k_norm one weight per column); the per-head formats refuse it.
+    const out = `${fresh("qk-over-export")}/model`
+    const exported = await run(["export", "--checkpoint", ckpt, "--out", out, "--json"])
+    expect(exported.status, exported.err).toBe(0)
+    expect(JSON.parse(exported.out).format).toBe("olmoe")
+    expect(refused(["export", "--checkpoint", ckpt, "--out", `${out}-2`, "--format", "qwen3-moe"])).toContain(
+      "its q and k norms are over every head at once (--qk-norm-over-heads), where Qwen3-MoE's are per head (olmoe's are over the heads)",
+    )
     const perHead = small.filter((f) => f !== "--qk-norm-over-heads")
     const resumed = await run(["train", ...mapping(1, 1, 1, 1, 1), ...perHead, "--heads", "4", "--kv-heads", "2", "--layers", "2", "--steps", "2", "--resume", ckpt])
     expect(resumed.status).toBe(2)

@@ -30,7 +30,7 @@ const run = async (argv: ReadonlyArray<string>) => {
 const fresh = (label: string) => mkdtempSync(path.join(tmpdir(), `pleat-${label}-`))
 
 interface Case {
-  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1" | "deepseek" | "gptoss" | "glm" | "deepseek2"
+  readonly arch: "mixtral" | "qwen2" | "qwen3" | "dots1" | "deepseek" | "gptoss" | "glm" | "deepseek2" | "olmoe"
   readonly heads: number
   readonly kvHeads: number
   readonly headDim: number
@@ -96,7 +96,7 @@ const casesOf = (...archs: ReadonlyArray<Case["arch"]>): fc.Arbitrary<Case> =>
       window: c.window.slice(0, c.seq + 1),
     }))
 
-const cases = casesOf("mixtral", "qwen2", "qwen3", "dots1", "deepseek", "gptoss", "glm", "deepseek2")
+const cases = casesOf("mixtral", "qwen2", "qwen3", "dots1", "deepseek", "gptoss", "glm", "deepseek2", "olmoe")
 
 /** DeepSeek-V3 and -V2: multi-latent attention. */
 function latent(arch: Case["arch"]): boolean {
@@ -162,6 +162,8 @@ const modelFlags = (c: Case): Array<string> => [
   // GLM-4.5: RoPE on half of each head, q/k norms or not (the case's preSoftmax).
   ...(c.arch === "glm" ? ["--rotary-percent", "0.5", ...(c.preSoftmax ? ["--qk-norm"] : [])] : []),
   ...(c.arch === "deepseek2" ? deepSeekV2Flags(c) : []),
+  // OLMoE: q and k norms over every head at once; the router renormalized or not (the case's preSoftmax).
+  ...(c.arch === "olmoe" ? ["--qk-norm", "--qk-norm-over-heads", ...(c.preSoftmax ? ["--pre-softmax"] : [])] : []),
   ...(latent(c.arch) ? latentFlags(c) : []),
   ...(c.arch === "gptoss" ? gptOssFlags(c) : []),
   ...(c.arch === "qwen2" ? ["--shared-expert-ffn", String(c.shared), "--shared-expert-gate"] : []),
@@ -177,14 +179,17 @@ const expectedTensors = (c: Case): number => {
     // Norms and q, k, v, o; Qwen2's q/k/v biases always (zeros without --qkv-bias); Qwen3's q/k norms, and biases (with o's) only with it.
     // DeepSeek-V3: norms, q_a_proj, q_a_layernorm and q_b_proj (or q_proj), kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o.
     // GLM-4.5: q/k/v biases with --qkv-bias (none on o), q/k norms with --qk-norm.
+    // OLMoE: q/k norms always, biases (with o's) with --qkv-bias.
     n += latent(c.arch)
       ? 2 + (c.qLora ? 3 : 1) + 4
-      : c.arch === "glm"
-        ? 6 + (c.qkvBias ? 3 : 0) + (c.preSoftmax ? 2 : 0)
-        : 6 + (c.arch === "qwen2" ? 3 : 0) + (qk(c) ? 2 + (c.qkvBias ? 4 : 0) : 0)
+      : c.arch === "olmoe"
+        ? 8 + (c.qkvBias ? 4 : 0)
+        : c.arch === "glm"
+          ? 6 + (c.qkvBias ? 3 : 0) + (c.preSoftmax ? 2 : 0)
+          : 6 + (c.arch === "qwen2" ? 3 : 0) + (qk(c) ? 2 + (c.qkvBias ? 4 : 0) : 0)
     // The first denseFirst layers dense, then every moeEvery-th (dots1, DeepSeek-V3: every one).
     const every = deepSeekMoe(c) ? 1 : c.moeEvery
-    const moe = c.arch === "mixtral" || (l >= c.denseFirst && (l - c.denseFirst) % every === 0)
+    const moe = c.arch === "mixtral" || c.arch === "olmoe" || (l >= c.denseFirst && (l - c.denseFirst) % every === 0)
     // Router, experts; Qwen2's shared expert and its gate; dots1's expert bias and shared experts (DeepSeek-V2's: no expert bias).
     n += moe ? 1 + 3 * c.experts + (c.arch === "deepseek2" ? 3 : c.arch === "qwen2" || deepSeekMoe(c) ? 4 : 0) : 3
   }
@@ -225,7 +230,17 @@ const exportsAndImports = async (c: Case): Promise<void> => {
     await run(["export", "--checkpoint", dir, "--out", out, "--dtype", "float64", "--json", ...(c.shardBytes === undefined ? [] : ["--max-shard-size", String(c.shardBytes)])]),
   )
   expect(written.format).toBe(
-    { mixtral: "mixtral", qwen2: "qwen2-moe", qwen3: "qwen3-moe", dots1: "dots1", deepseek: "deepseek-v3", gptoss: "gpt-oss", glm: "glm4-moe", deepseek2: "deepseek-v2" }[c.arch],
+    {
+      mixtral: "mixtral",
+      qwen2: "qwen2-moe",
+      qwen3: "qwen3-moe",
+      dots1: "dots1",
+      deepseek: "deepseek-v3",
+      gptoss: "gpt-oss",
+      glm: "glm4-moe",
+      deepseek2: "deepseek-v2",
+      olmoe: "olmoe",
+    }[c.arch],
   )
   const model = readModelDir(out)
   expect(model.tensors.size).toBe(expectedTensors(c))
@@ -240,6 +255,7 @@ const exportsAndImports = async (c: Case): Promise<void> => {
       gptoss: "GptOssForCausalLM",
       glm: "Glm4MoeForCausalLM",
       deepseek2: "DeepseekV2ForCausalLM",
+      olmoe: "OlmoeForCausalLM",
     }[c.arch],
   ])
   // Shards: each file within the limit unless it holds one tensor.
@@ -273,6 +289,11 @@ const exportsAndImports = async (c: Case): Promise<void> => {
   expect(settings).toMatchObject({ hidden: hiddenOf(c), heads: c.heads, "kv-heads": c.kvHeads, dtype: "float64" })
   if (qk(c)) expect(settings).toMatchObject({ "head-dim": headDimOf(c), "qk-norm": true })
   if (deepSeekMoe(c) && c.arch !== "deepseek2") expect(settings).toMatchObject({ "score-function": "sigmoid", "expert-bias": true })
+  if (c.arch === "olmoe") {
+    expect(model.config).toMatchObject({ norm_topk_prob: !c.preSoftmax, attention_bias: c.qkvBias, clip_qkv: null })
+    expect(settings).toMatchObject({ "qk-norm": true, "qk-norm-over-heads": true })
+    expect(settings["pre-softmax"] ?? false).toBe(c.preSoftmax)
+  }
   if (c.arch === "deepseek2") {
     const groups = c.qkvBias
     expect(model.config).toMatchObject({ topk_method: groups ? "group_limited_greedy" : "greedy", norm_topk_prob: false, routed_scaling_factor: c.untie ? 2.5 : 1 })
@@ -327,6 +348,10 @@ describe("pleat export", () => {
 
   test("GLM-4.5: partial RoPE, q/k/v biases and q/k norms or not, dots1's router, under any mapping", async () => {
     await fc.assert(fc.asyncProperty(casesOf("glm"), exportsAndImports), { numRuns: 6, seed: 20261207 })
+  }, 300_000)
+
+  test("OLMoE: q and k norms over every head at once (their weights split over tp), biases or not, the top-k renormalized or not, under any mapping", async () => {
+    await fc.assert(fc.asyncProperty(casesOf("olmoe"), exportsAndImports), { numRuns: 6, seed: 20261209 })
   }, 300_000)
 
   test("DeepSeek-V2: multi-latent attention, a softmax over every expert weighted as it is, groups scored by their best expert, scaling, under any mapping", async () => {

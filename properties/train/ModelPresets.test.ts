@@ -1,5 +1,5 @@
 // Model presets: each preset's unscaled shape is the documented one (paper.md's model table, the
-// public Mixtral 8x7B config, the DeepSeek-V3-style choice, DeepSeek-V3's, DeepSeek-V2-Lite's, GPT-OSS's and GLM-4.5-Air's configs); scaled by 64 (and by other powers of
+// public Mixtral 8x7B config, the DeepSeek-V3-style choice, DeepSeek-V3's, DeepSeek-V2-Lite's, OLMoE's, GPT-OSS's and GLM-4.5-Air's configs); scaled by 64 (and by other powers of
 // two) every preset passes ModelConfig.check on the default mapping (world 8: tp 2, cp 2, pp 2,
 // ep 2) and keeps its experts, top-k, moeEvery and router options; scale 1 is the model itself.
 import fc from "fast-check"
@@ -23,6 +23,7 @@ const documented: Record<ModelPresets.Name, ReadonlyArray<number | undefined>> =
   "gpt-oss-120b": [201088, 2880, 36, 64, 8, 2880, 128, 4, 2880, undefined],
   "glm-4.5-air": [151552, 4096, 46, 96, 8, 10944, 128, 8, 1408, 1408],
   "deepseek-v2-lite": [102400, 2048, 27, 16, 16, 10944, 64, 6, 1408, 2816],
+  "olmoe-1b-7b": [50304, 2048, 16, 16, 16, 1024, 64, 8, 1024, undefined],
   "deepseek-v3-style": [129280, 7168, 61, 128, 128, 18432, 256, 8, 2048, 2048],
   "deepseek-v3": [129280, 7168, 61, 128, 128, 18432, 256, 8, 2048, 2048],
 }
@@ -121,6 +122,14 @@ describe("ModelPresets", () => {
     expect(m.moe).toMatchObject({ scoreFunction: "softmax", preSoftmax: true, expertBias: false, auxLosses: [{ type: "seq_aux", coeff: 0.001 }] })
     const count = Params.specs(m).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)
     expect(count).toBe(15_706_484_224)
+  })
+
+  test("OLMoE-1B-7B: q and k norms over the heads, its softmax router and 6.92B parameters (the card's 6.9B)", () => {
+    const m = ModelPresets.model("olmoe-1b-7b", 1)
+    expect([m.qkNorm, m.qkNormOverHeads, m.denseFirst, m.ropeTheta, m.normEps, m.untieEmbeddings]).toEqual([true, true, undefined, 10000, 1e-5, true])
+    expect(m.moe).toMatchObject({ scoreFunction: "softmax", preSoftmax: true, auxLosses: [{ type: "aux", coeff: 0.01 }], zLossCoeff: 0.001 })
+    const count = Params.specs(m).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)
+    expect(count).toBe(6_919_161_856)
   })
 
   test("scale 1 is the model itself", () => {

@@ -1,4 +1,4 @@
-// An independent reading of a Hugging Face model directory and the forward of the eight
+// An independent reading of a Hugging Face model directory and the forward of the nine
 // architectures `pleat export` writes, written from transformers' modeling code (Mixtral,
 // Qwen2-MoE, Qwen3-MoE: RMSNorm, rotate-half RoPE, grouped-query causal attention, softmax top-k
 // routing, SwiGLU experts, Qwen2-MoE's gated shared expert, Qwen3-MoE's q/k norms per head and
@@ -11,7 +11,7 @@
 // with q/k/v biases, optional q/k norms and GPT-NeoX's partial rotary on each head's first
 // partial_rotary_factor; DeepSeek-V2: DeepSeek-V3's attention with a softmax over every expert,
 // its top-k unnormalized times routed_scaling_factor, groups scored by their best expert), in
-// float64 loops.
+// float64 loops; OLMoE: Qwen3-MoE's layers with its q and k norms over the whole q and k.
 // It shares no code with src/: the safetensors parser (hfModelDir.ts), the name scheme and every op are its own.
 import type { ModelDir, Stored } from "./hfModelDir.js"
 
@@ -322,6 +322,8 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
   const d = typeof c.head_dim === "number" ? c.head_dim : hidden / heads
   // dots1's attention is Qwen3's.
   const qwen3 = c.model_type === "qwen3_moe" || c.model_type === "dots1"
+  // OLMoE: Qwen3-MoE's layers with q_norm and k_norm over the whole q and k.
+  const olmoe = c.model_type === "olmoe"
   // GLM-4.5: q/k norms with use_qk_norm; RoPE on the first partial_rotary_factor of each head.
   const headNorms = qwen3 || (glm && c.use_qk_norm === true)
   const partial = glm ? (((c.rope_parameters as Record<string, unknown> | undefined)?.partial_rotary_factor ?? c.partial_rotary_factor ?? 0.5) as number) : 1
@@ -336,7 +338,10 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
       }
       return out
     })
-  const qk = (x: Matrix, count: number, p: string, which: "q" | "k"): Matrix => (headNorms ? headNorm(x, count, get(`${p}self_attn.${which}_norm.weight`)) : x)
+  const qk = (x: Matrix, count: number, p: string, which: "q" | "k"): Matrix => {
+    const w = () => get(`${p}self_attn.${which}_norm.weight`)
+    return olmoe ? rmsNorm(x, w(), eps) : headNorms ? headNorm(x, count, w()) : x
+  }
   /**
    * Grouped-query attention (Mixtral's, the Qwens', dots1's, GPT-OSS's) of layer `l`, prefix `p`, on
    * h: GPT-OSS's heads have a sink each (a logit in the softmax, no value) and its
@@ -381,7 +386,7 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
     const h2 = rmsNorm(x, get(`${p}post_attention_layernorm.weight`), eps)
     const dense = dots1
       ? l < (c.first_k_dense_replace as number)
-      : !mixtral && !gptOss && ((c.mlp_only_layers as Array<number>).includes(l) || (l + 1) % (c.decoder_sparse_step as number) !== 0)
+      : !mixtral && !gptOss && !olmoe && ((c.mlp_only_layers as Array<number>).includes(l) || (l + 1) % (c.decoder_sparse_step as number) !== 0)
     if (dense) {
       x = add(x, swiglu(h2, get, `${p}mlp.`, ["gate_proj", "up_proj", "down_proj"]))
       continue
@@ -416,7 +421,7 @@ export const lmLoss = (m: ModelDir, window: ReadonlyArray<number>): number => {
         const y = swiglu([row], get, `${block}experts.${i}.`, names)[0] as Float64Array
         for (let j = 0; j < hidden; j++) out[j] = (out[j] as number) + (w / norm) * (y[j] as number)
       }
-      if (!mixtral && !qwen3) {
+      if (!mixtral && !qwen3 && !olmoe) {
         const shared = swiglu([row], get, `${block}shared_expert.`, ["gate_proj", "up_proj", "down_proj"])[0] as Float64Array
         const gate = sigmoid((linear([row], get(`${block}shared_expert_gate.weight`))[0] as Float64Array)[0] as number)
         for (let j = 0; j < hidden; j++) out[j] = (out[j] as number) + gate * (shared[j] as number)

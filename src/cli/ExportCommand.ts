@@ -46,7 +46,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
  * The usage text of `pleat export`.
  * @category configuration
  */
-const usage = `usage: pleat export --checkpoint DIR --out DIR [--format auto|mixtral|qwen2-moe|qwen3-moe|dots1|deepseek-v3|gpt-oss|glm4-moe|deepseek-v2] [--dtype float32|bfloat16|float64]
+const usage = `usage: pleat export --checkpoint DIR --out DIR [--format auto|mixtral|qwen2-moe|qwen3-moe|dots1|deepseek-v3|gpt-oss|glm4-moe|deepseek-v2|olmoe] [--dtype float32|bfloat16|float64]
 
 Writes a checkpoint as a Hugging Face model directory: config.json and the weights in
 safetensors files, which transformers' AutoModelForCausalLM.from_pretrained(DIR) loads and runs
@@ -66,7 +66,8 @@ grouped-query attention, its q/k/v biases (--qkv-bias) and q/k norms (--qk-norm)
 partial RoPE (--rotary-percent; GLM-4.5's 0.5); the other formats refuse those biases;
 deepseek-v2 holds --multi-latent-attention with softmax routing whose top-k is weighted as it is
 (--pre-softmax), --scaling-factor, groups where --group-topk is more than half the top-k, and
-ungated shared experts. A --head-dim of its own is
+ungated shared experts; olmoe holds --qk-norm --qk-norm-over-heads with every layer MoE and
+no shared experts. A --head-dim of its own is
 written as head_dim. The first three and gpt-oss route with softmax; sigmoid routing, expert bias, group-
 limited routing and probs scaling have no transformers architecture with pleat's attention and
 are refused. Token dropping is for training: transformers runs the experts dropless. No

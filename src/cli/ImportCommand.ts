@@ -1,5 +1,5 @@
 /**
- * ImportCommand: `pleat import`, a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2 model directory as a pleat
+ * ImportCommand: `pleat import`, a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5, DeepSeek-V2 or OLMoE model directory as a pleat
  * checkpoint at step 0 (HfImport), with a --config file of its model's settings beside it, so
  * that `pleat train --resume OUT --config OUT/model.json` fine-tunes it under any mapping.
  *
@@ -51,7 +51,7 @@ const flags: Readonly<Record<string, Flags.FlagSpec>> = {
  */
 const usage = `usage: pleat import --model-dir DIR --out DIR [--seed N] [--dtype float32|float64] [--experts E [--topk K] [--granularity G]]
 
-Writes a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2 model
+Writes a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5, DeepSeek-V2 or OLMoE model
 (config.json and safetensors weights, as transformers' save_pretrained or pleat export write
 them; FP8 and MXFP4 releases dequantized) as a pleat checkpoint at step 0 with AdamW moments
 zero, and OUT/model.json: a --config file with the model's settings (sizes, RoPE

@@ -91,6 +91,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "group-topk": r.groupTopk,
     "scaling-factor": r.scalingFactor,
     "aux-loss": r.auxLosses === undefined ? undefined : AuxLossSpec.formatAuxLoss(r.auxLosses),
+    "z-loss-coeff": r.zLossCoeff,
     "expert-bias": r.expertBias,
   }
   return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<Record<RunConfig.Key, number | string | boolean>>

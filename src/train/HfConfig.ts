@@ -1,5 +1,5 @@
 /**
- * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2) as pleat's model and
+ * HfConfig: a transformers config.json (Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5, DeepSeek-V2 or OLMoE) as pleat's model and
  * the layout its tensors are in (HfLayout), for `pleat import`.
  *
  * The keys below are decoded with a Schema (others ignored), with transformers' defaults for
@@ -27,6 +27,8 @@
  *               biases with attention_bias (o has none), q and k norms with use_qk_norm, RoPE on
  *               the first partial_rotary_factor (default 0.5) of each head (--rotary-percent);
  *               its multi-token prediction layers past the last read as DeepSeek-V3's (HfImport)
+ *   olmoe       Qwen3-MoE's layers with q and k norms over every head at once (q_norm over the
+ *               whole q, k_norm over the whole k: --qk-norm --qk-norm-over-heads); clip_qkv refused
  *   deepseek_v2 DeepSeek-V3's attention (rotary rows always interleaved) and shared experts;
  *               softmax routing over every expert, its top-k weighted as they are (--pre-softmax)
  *               times routed_scaling_factor (DeepseekV2Router); first_k_dense_replace default 0
@@ -101,6 +103,7 @@ export const HfConfig = Schema.Struct({
   topk_method: Schema.optional(Schema.NullOr(Schema.String)),
   mlp_bias: Schema.optional(Schema.Boolean),
   aux_loss_alpha: Schema.optional(Schema.Number),
+  clip_qkv: Schema.optional(Schema.NullOr(Schema.Number)),
   seq_aux: Schema.optional(Schema.Boolean),
   quantization_config: Schema.optional(
     Schema.NullOr(
@@ -129,6 +132,7 @@ const defaults = {
   gpt_oss: { kvHeads: 8, normEps: 1e-5, ropeTheta: 150000, tie: false, experts: 128, moeFfn: undefined, sharedFfn: undefined },
   glm4_moe: { kvHeads: 8, normEps: 1e-5, ropeTheta: 10000, tie: false, experts: 128, moeFfn: 1408, sharedFfn: undefined },
   deepseek_v2: { kvHeads: undefined, normEps: 1e-6, ropeTheta: 10000, tie: false, experts: 64, moeFfn: 1407, sharedFfn: undefined },
+  olmoe: { kvHeads: undefined, normEps: 1e-5, ropeTheta: 10000, tie: false, experts: 64, moeFfn: undefined, sharedFfn: undefined },
 } as const
 
 const formatOf = {
@@ -140,6 +144,7 @@ const formatOf = {
   gpt_oss: "gpt-oss",
   glm4_moe: "glm4-moe",
   deepseek_v2: "deepseek-v2",
+  olmoe: "olmoe",
 } as const satisfies Record<keyof typeof defaults, HfLayout.Format>
 
 const isKnown = (type: string): type is keyof typeof defaults => Object.hasOwn(defaults, type)
@@ -248,7 +253,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   if (!isKnown(c.model_type))
     throw refuse(
       `holds a ${c.model_type} model`,
-      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2 model directory (model_type mixtral, qwen2_moe, qwen3_moe, dots1, deepseek_v3, gpt_oss, glm4_moe or deepseek_v2)",
+      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5, DeepSeek-V2 or OLMoE model directory (model_type mixtral, qwen2_moe, qwen3_moe, dots1, deepseek_v3, gpt_oss, glm4_moe, deepseek_v2 or olmoe)",
     )
   const d = defaults[c.model_type]
   const format = formatOf[c.model_type]
@@ -256,6 +261,8 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
   if ((c.hidden_act ?? "silu") !== "silu") throw refuse(`has hidden_act ${c.hidden_act} in config.json`, "pleat's experts are SwiGLU (silu): import a model with hidden_act silu")
   const v2 = c.model_type === "deepseek_v2"
   const mla = c.model_type === "deepseek_v3" || v2 ? latentOf(c, refuse) : undefined
+  if (c.clip_qkv !== undefined && c.clip_qkv !== null)
+    throw refuse(`has clip_qkv ${c.clip_qkv} (q, k and v clamped)`, "import an OLMoE model with clip_qkv null: pleat's attention does not clamp")
   if (v2 && c.mlp_bias === true)
     throw refuse("has mlp_bias true (biases on its MLPs and experts)", "import a DeepSeek-V2 model with mlp_bias false: pleat's MLA models have no MLP biases")
   // DeepSeek-V3's head_dim is its rotary width; its heads are the latent widths (mla).
@@ -347,6 +354,7 @@ export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelC
     ...(biased ? { qkvBias: true } : {}),
     ...(mla !== undefined || headDim === c.hidden_size / heads ? {} : { headDim }),
     ...(c.model_type === "qwen3_moe" || c.model_type === "dots1" || (c.model_type === "glm4_moe" && c.use_qk_norm === true) ? { qkNorm: true } : {}),
+    ...(c.model_type === "olmoe" ? { qkNorm: true, qkNormOverHeads: true } : {}),
     ...(partial === 1 ? {} : { rotaryPercent: partial }),
     ...(mla === undefined ? {} : { mla }),
     ropeTheta: c.rope_parameters?.rope_theta ?? c.rope_theta ?? d.ropeTheta,

@@ -2,7 +2,7 @@
  * HfExport: a checkpoint as a Hugging Face model directory (config.json and safetensors
  * weights) that transformers' AutoModelForCausalLM loads and runs as pleat's model.
  *
- * Eight architectures of transformers hold pleat's model exactly:
+ * Nine architectures of transformers hold pleat's model exactly:
  *   mixtral     every layer MoE, no shared experts, probs renormalized over the top-k (pleat's
  *               default router: softmax over the k selected logits)
  *   qwen2-moe   shared experts with their sigmoid gate (--shared-expert-ffn with
@@ -29,6 +29,8 @@
  *   glm4-moe    dots1's MoE with grouped-query attention: q/k/v biases (--qkv-bias) as
  *               attention_bias (o has none), q/k norms (--qk-norm) as use_qk_norm, partial RoPE
  *               (--rotary-percent) as partial_rotary_factor; plain RoPE only (GLM-4.5's)
+ *   olmoe       Qwen3-MoE's layers, every one MoE, without shared experts, q and k norms over
+ *               every head at once (--qk-norm --qk-norm-over-heads), heads hidden / heads wide
  *   deepseek-v2 DeepSeek-V3's attention and shared experts with a softmax router: the top-k of a
  *               softmax over every expert weighted as they are (--pre-softmax), --scaling-factor
  *               as routed_scaling_factor, groups scored by their best expert (HfDeepSeekV2);
@@ -145,6 +147,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     "gpt-oss": "GPT-OSS",
     "glm4-moe": "GLM-4.5",
     "deepseek-v2": "DeepSeek-V2",
+    olmoe: "OLMoE",
   }[format]
   if (HfLayout.latentAttention(format) && m.mla === undefined)
     return `it has no multi-latent attention (--multi-latent-attention), which every ${name} attention has${format === "deepseek-v3" ? " (a sigmoid-routed model with --qk-norm is a dots1)" : ""}`
@@ -160,11 +163,13 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     return `its RoPE turns a part of each head (--rotary-percent ${m.rotaryPercent}), which ${name}'s does not (glm4-moe's does)`
   if (format === "glm4-moe" && m.ropeScaling !== undefined) return "it scales RoPE (--rope-type), which pleat writes for glm4-moe only as plain RoPE"
   if (m.qkL2Norm === true) return "it scales each head's q and k to unit RMS (--qk-l2-norm, Llama 4's), which no format pleat writes has"
-  if (m.qkNormOverHeads === true) return "its q and k norms are over every head at once (--qk-norm-over-heads, OLMoE's), which no format pleat writes has"
+  if (m.qkNormOverHeads === true && format !== "olmoe")
+    return `its q and k norms are over every head at once (--qk-norm-over-heads), where ${name}'s are per head (olmoe's are over the heads)`
   if (format === "gpt-oss") return HfGptOss.problem(m)
   if (m.linearBias === true) return `it has biases on its output projections and MLPs (--add-bias-linear), which ${name} has not (gpt-oss has)`
   if (m.routerBias === true) return `its router has a bias (--router-bias), which ${name}'s has not (gpt-oss's has)`
-  if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1" && format !== "glm4-moe") return `it has q and k norms (--qk-norm), which ${name} has not`
+  if (m.qkNorm === true && format !== "qwen3-moe" && format !== "dots1" && format !== "glm4-moe" && format !== "olmoe")
+    return `it has q and k norms (--qk-norm), which ${name} has not`
   if (m.softmaxType !== undefined && m.softmaxType !== "vanilla") return `its attention softmax has sinks (--softmax-type ${m.softmaxType}), which ${name} has not (gpt-oss has)`
   if (m.glu !== undefined && !GatedActivation.isPlain(m.glu))
     return `its MLPs' activation is not SwiGLU (--quick-geglu, --glu-linear-offset or --activation-func-clamp-value), where ${name}'s is (gpt-oss's experts have GPT-OSS's)`
@@ -191,6 +196,13 @@ const problemFor = (m: Model, format: Format): string | undefined => {
     if (m.moe?.preSoftmax === true) return "its probs are not renormalized over the top-k (--pre-softmax), where Mixtral's are"
     return undefined
   }
+  if (format === "olmoe") {
+    if (m.qkNormOverHeads !== true) return "its q and k norms are not over every head at once, where OLMoE's are (--qk-norm --qk-norm-over-heads)"
+    if (ModelContext.headDim(m) * m.heads !== m.hidden) return `its heads are --head-dim ${m.headDim} wide, where OLMoE's are hidden / heads (its q norm is hidden wide)`
+    if (m.sharedExpertFfn !== undefined) return `it has shared experts (--shared-expert-ffn ${m.sharedExpertFfn}), which OLMoE has not`
+    if (m.moeEvery !== 1 || (m.denseFirst ?? 0) > 0) return "it has dense layers (--moe-every, --dense-first), where OLMoE's are all MoE"
+    return undefined
+  }
   if (format === "qwen3-moe") {
     if (m.qkNorm !== true) return "it has no q and k norms, which every Qwen3-MoE attention has (--qk-norm)"
     if (m.sharedExpertFfn !== undefined) return `it has shared experts (--shared-expert-ffn ${m.sharedExpertFfn}), which Qwen3-MoE has not`
@@ -208,7 +220,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
  */
 export const choose = (m: Model, requested: Format | "auto", dir: string): Format => {
   const fix =
-    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral; with GPT-OSS's sinks and activation, gpt-oss), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing and ungated shared experts, and --qk-norm (dots1), --multi-latent-attention (deepseek-v3) or q/k norms optional with partial RoPE (glm4-moe); or --multi-latent-attention with softmax routing, --pre-softmax and ungated shared experts (deepseek-v2)"
+    "export a model trained with softmax routing: every layer MoE without shared experts (mixtral; with GPT-OSS's sinks and activation, gpt-oss), shared experts with --shared-expert-gate (qwen2-moe), or --qk-norm without shared experts (qwen3-moe); or with sigmoid routing and ungated shared experts, and --qk-norm (dots1), --multi-latent-attention (deepseek-v3) or q/k norms optional with partial RoPE (glm4-moe); or --multi-latent-attention with softmax routing, --pre-softmax and ungated shared experts (deepseek-v2); or --qk-norm --qk-norm-over-heads, every layer MoE (olmoe)"
   if (requested !== "auto") {
     const problem = problemFor(m, requested)
     if (problem !== undefined) throw ConfigError.make("--format", requested, `cannot hold the checkpoint in ${dir}: ${problem}`, fix)
@@ -220,7 +232,7 @@ export const choose = (m: Model, requested: Format | "auto", dir: string): Forma
   throw ConfigError.make(
     "--checkpoint",
     dir,
-    `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss, glm4-moe or deepseek-v2): ${why}`,
+    `holds a model no transformers architecture pleat writes can run (mixtral, qwen2-moe, qwen3-moe, dots1, deepseek-v3, gpt-oss, glm4-moe, deepseek-v2 or olmoe): ${why}`,
     fix,
   )
 }

@@ -153,6 +153,19 @@ const config = (m: Model, format: Format, dtype: HfExport.WeightDtype): Record<s
     sliding_window: null,
     max_window_layers: m.layers,
   }
+  if (format === "olmoe") {
+    return {
+      architectures: ["OlmoeForCausalLM"],
+      model_type: "olmoe",
+      ...common,
+      // OLMoE's intermediate_size is its experts' width (it has no dense layers).
+      intermediate_size: m.moeFfn,
+      num_experts: m.experts,
+      norm_topk_prob: m.moe?.preSoftmax !== true,
+      attention_bias: m.qkvBias === true,
+      clip_qkv: null,
+    }
+  }
   if (format === "qwen3-moe") return { architectures: ["Qwen3MoeForCausalLM"], model_type: "qwen3_moe", ...common, ...qwen, attention_bias: m.qkvBias === true }
   return {
     architectures: ["Qwen2MoeForCausalLM"],

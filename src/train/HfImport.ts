@@ -1,5 +1,5 @@
 /**
- * HfImport: a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2 model directory as a pleat checkpoint at step 0
+ * HfImport: a Hugging Face Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5, DeepSeek-V2 or OLMoE model directory as a pleat checkpoint at step 0
  * (AdamW moments zero), which `pleat train --resume` trains on under any mapping: fine-tuning a
  * model from the Hub, or one `pleat export` wrote (export then import gives the parameters back
  * bit for bit).
@@ -88,7 +88,7 @@ const read = (dir: string, upcycle: HfUpcycle.Upcycle | undefined): ModelDirecto
     throw unusable(
       dir,
       `has a config.json pleat cannot read (${oneLine(SchemaIssue.makeFormatterDefault()(decoded.failure.issue))})`,
-      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2 model directory",
+      "pass a Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5, DeepSeek-V2 or OLMoE model directory",
     )
   }
   const index = path.join(dir, "model.safetensors.index.json")

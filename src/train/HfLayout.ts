@@ -1,5 +1,5 @@
 /**
- * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5 or DeepSeek-V2 model comes from
+ * HfLayout: where each tensor of a transformers Mixtral, Qwen2-MoE, Qwen3-MoE, dots1, DeepSeek-V3, GPT-OSS, GLM-4.5, DeepSeek-V2 or OLMoE model comes from
  * in pleat's parameters, the one table that `pleat export` (HfExport) and `pleat import`
  * (HfImport) read in opposite directions.
  *
@@ -20,7 +20,9 @@
  * where pleat's are rotate-half (pairs i, i + dr/2): a `linear` placement's `rope` says where.
  * GLM-4.5 (glm4_moe) is dots1's MoE with q/k/v biases where pleat has them (none on o) and q/k
  * norms where it has them. DeepSeek-V2 is DeepSeek-V3's layout without the expert biases (its
- * router is softmax) and without rope_interleave: its rotary rows are always interleaved.
+ * router is softmax) and without rope_interleave: its rotary rows are always interleaved. OLMoE
+ * is Qwen3-MoE's layout with q_norm and k_norm over the whole q and k (pleat's qNorm and kNorm
+ * of --qk-norm-over-heads, one weight per column).
  * Which layers are MoE is the model's rule (ModelContext.isMoe).
  */
 import type * as LatentAttention from "../attention/LatentAttention.js"
@@ -31,7 +33,7 @@ import type * as ModelConfig from "./ModelConfig.js"
  * The architectures of transformers that hold pleat's model.
  * @category models
  */
-export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-v3", "gpt-oss", "glm4-moe", "deepseek-v2"] as const
+export const formats = ["mixtral", "qwen2-moe", "qwen3-moe", "dots1", "deepseek-v3", "gpt-oss", "glm4-moe", "deepseek-v2", "olmoe"] as const
 
 /**
  * One of `formats`.
@@ -133,7 +135,7 @@ const groupedQuery = (m: Sizes, format: Format, hf: string, p: string, headDim: 
   out.push({ kind: "linear", hf: `${hf}self_attn.o_proj.weight`, pleat: `${p}wo` })
   // Qwen3-MoE's and dots1's attention_bias puts a bias on o too: pleat's with --add-bias-linear, else zeros.
   if (m.linearBias === true) out.push({ kind: "same", hf: `${hf}self_attn.o_proj.bias`, pleat: `${p}bo` })
-  else if (((format === "qwen3-moe" || format === "dots1") && m.qkvBias === true) || format === "gpt-oss")
+  else if (((format === "qwen3-moe" || format === "dots1" || format === "olmoe") && m.qkvBias === true) || format === "gpt-oss")
     out.push({ kind: "zeros", hf: `${hf}self_attn.o_proj.bias`, size: m.hidden })
   if (format === "gpt-oss")
     out.push(m.softmaxType === "learnable" ? { kind: "same", hf: `${hf}self_attn.sinks`, pleat: `${p}sinks` } : { kind: "zeros", hf: `${hf}self_attn.sinks`, size: m.heads })

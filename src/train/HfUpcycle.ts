@@ -56,7 +56,7 @@ export const denseType = (json: unknown): string | undefined => {
 }
 
 /** The architectures a mixture is made of. */
-const moeTypes = ["mixtral", "qwen2_moe", "qwen3_moe", "dots1", "deepseek_v3", "gpt_oss", "glm4_moe", "deepseek_v2"]
+const moeTypes = ["mixtral", "qwen2_moe", "qwen3_moe", "dots1", "deepseek_v3", "gpt_oss", "glm4_moe", "deepseek_v2", "olmoe"]
 
 /**
  * config.json of the mixture `dense` becomes; a ConfigError naming `--experts` where it is not a

@@ -185,6 +185,34 @@ const deepseekV2Lite = {
   moe: { preSoftmax: true, auxLosses: [{ type: "seq_aux", coeff: 0.001 }] },
 } as const satisfies Preset
 
+/**
+ * OLMoE-1B-7B (transformers' olmoe, AllenAI's fully open MoE): 16 layers, every one MoE, of 64
+ * experts top-8 of width 1024 without shared experts, a softmax router whose top-k is weighted as
+ * it is (norm_topk_prob false: --pre-softmax) with aux loss 0.01 and z-loss 0.001, q and k norms
+ * over every head at once (--qk-norm --qk-norm-over-heads); 6.92B parameters (the card's 6.9B).
+ */
+const olmoe1b7b = {
+  model: {
+    vocab: 50304,
+    hidden: 2048,
+    layers: 16,
+    heads: 16,
+    kvHeads: 16,
+    qkNorm: true,
+    qkNormOverHeads: true,
+    ffn: 1024,
+    experts: 64,
+    topk: 8,
+    moeFfn: 1024,
+    moeEvery: 1,
+    seq: paperSeq,
+    untieEmbeddings: true,
+    ropeTheta: 10000,
+    normEps: 1e-5,
+  },
+  moe: { preSoftmax: true, auxLosses: [{ type: "aux", coeff: 0.01 }], zLossCoeff: 0.001 },
+} as const satisfies Preset
+
 const mixtral8x22b: ModelConfig.ModelConfig = {
   vocab: 32000,
   hidden: 6144,
@@ -299,6 +327,7 @@ export const presets = {
   "gpt-oss-120b": { model: gptOss({ layers: 36, experts: 128 }), moe: gptOssRouter },
   "glm-4.5-air": glm45Air,
   "deepseek-v2-lite": deepseekV2Lite,
+  "olmoe-1b-7b": olmoe1b7b,
   "deepseek-v3-style": deepseekV3Style,
   "deepseek-v3": {
     // DeepSeek-V3's multi-latent attention on the -style preset's MoE and sizes.
