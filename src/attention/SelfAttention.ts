@@ -97,6 +97,8 @@ export interface AttentionConfig {
   readonly rotaryDim?: number | undefined
   /** YaRN's or Llama 3's frequencies (and YaRN's attention factor: RopeScaling); none: plain RoPE. */
   readonly ropeScaling?: RopeScaling.Scaling | undefined
+  /** No RoPE at all (a NoPE layer: q and k unturned, positions only in the causal mask); default false. */
+  readonly noRope?: boolean | undefined
   /** Multiplies q . k in the core (default 1/sqrt of the q/k head width). */
   readonly softmaxScale?: number | undefined
   /** The documents in the sequences (none: one document a sequence). */
@@ -179,6 +181,7 @@ function* forwardLaidSteps(x: TensorLayout.WithLayout, w: AttentionWeights, c: A
   // Partial RoPE: the first rotaryDim dimensions of each head turn, the others pass.
   const r = c.rotaryDim ?? d
   const rotated = (t: Tensor.Tensor) => {
+    if (c.noRope === true) return t
     if (r === d) return Rope.rope(t, rope)
     const [turned, passed] = Shape.split(t, [r, d - r], 3) as [Tensor.Tensor, Tensor.Tensor]
     return Shape.concat([Rope.rope(turned, rope), passed], 3)

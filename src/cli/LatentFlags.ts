@@ -40,7 +40,7 @@ const latentOf = (c: RunConfig.RunConfig): LatentAttention.LatentSizes | undefin
 
 /**
  * The model's fields these settings give, where they are set: multi-latent attention's widths
- * (`mla`), RoPE scaling (`ropeScaling`: YaRN or Llama 3) and the sliding window (`slidingWindow`, `windowAttnSkipFreq`);
+ * (`mla`), RoPE scaling (`ropeScaling`: YaRN or Llama 3), the layers without RoPE (`noRopeFreq`) and the sliding window (`slidingWindow`, `windowAttnSkipFreq`);
  * throws as latentOf and scalingOf.
  * @category constructors
  */
@@ -50,11 +50,14 @@ export const attentionFieldsOf = (c: RunConfig.RunConfig) => {
   const window = c["sliding-window"]
   const skipText = c["window-attn-skip-freq"]
   const skip = skipText === undefined ? undefined : LayerPattern.windowSkipOf("window-attn-skip-freq", skipText, c.layers)
+  const noRopeText = c["no-rope-freq"]
+  const noRope = noRopeText === undefined ? undefined : LayerPattern.noRopeOf("no-rope-freq", noRopeText, c.layers)
   return {
     ...(mla === undefined ? {} : { mla }),
     ...(ropeScaling === undefined ? {} : { ropeScaling }),
     ...(window === undefined ? {} : { slidingWindow: window }),
     ...(skip === undefined ? {} : { windowAttnSkipFreq: skip }),
+    ...(noRope === undefined ? {} : { noRopeFreq: noRope }),
     ...(c["softmax-type"] === "vanilla" ? {} : { softmaxType: c["softmax-type"] }),
   }
 }

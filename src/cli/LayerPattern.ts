@@ -168,6 +168,32 @@ export const windowSkipOf = (flag: string, text: string, layers: number): number
 }
 
 /**
+ * The --no-rope-freq a value gives a model of `layers` layers (ModelContext.usesRope's N): N itself,
+ * dividing the layers as Megatron-LM requires, or for a list (Megatron's: 1 a layer without RoPE,
+ * 0 with it) the N whose layers N, 2N, ... are its 1s; throws a ConfigError naming `flag` for
+ * another length, a list of no such form, or an N that does not divide the layers.
+ * @category constructors
+ */
+export const noRopeOf = (flag: string, text: string, layers: number): number => {
+  const value = valueFor(flag, text, layers, "1 without RoPE, 0 with it", "write N = 1, 2, 3, ... (every N-th layer without RoPE)")
+  if (typeof value === "number") {
+    if (layers % value !== 0) throw ConfigError.make(flag, text, `does not divide the ${layers} layers (Megatron-LM requires it)`, "give an N that divides --num-layers, or a list")
+    return value
+  }
+  const every = value.indexOf(1) + 1
+  if (every === 0) throw ConfigError.make(flag, text, "marks no layer without RoPE (no 1)", "mark the layers without RoPE with 1, or drop the flag")
+  mustMark(
+    flag,
+    text,
+    value,
+    (layer) => !ModelContext.usesRope({ noRopeFreq: every, layers }, layer),
+    "is not every N-th layer without RoPE, the pattern pleat builds",
+    "write it as N - 1 zeros then a 1, repeated (--no-rope-freq N)",
+  )
+  return every
+}
+
+/**
  * The model's MoE placement from the run's settings: --moe-layer-freq where given (then
  * --moe-every and --dense-first must not be, but a preset's are overridden), else --moe-every and
  * --dense-first.

@@ -50,6 +50,10 @@ export const modelShapeSettings = {
   "sliding-window": optionalCount(
     "sliding-window attention in every layer: a token attends to the last N tokens, itself included (transformers' sliding_window; Megatron's --window-size N-1,0); the whole causal context by default",
   ),
+  "no-rope-freq": optionalText(
+    "every N-th layer (layers N, 2N, ... counting from 1) without RoPE, its q and k unturned (Megatron's --no-rope-freq; Llama 4's NoPE layers, N 4), or Megatron's list of 1 (no RoPE) and 0 (RoPE) a layer of that form, such as \"([0]*3+[1])*2\"; N divides the layers; RoPE in every layer by default",
+    "N",
+  ),
   "window-attn-skip-freq": optionalText(
     "with --sliding-window: every N-th layer (layers N, 2N, ... counting from 1) attends to its whole causal context instead (Megatron's --window-attn-skip-freq; GPT-OSS's 2, Gemma 3's 6), or Megatron's list of 1 (windowed) and 0 (whole context) a layer of that form, such as \"([1]*5+[0])*2\"; every layer has the window by default",
     "N|LIST",

@@ -78,6 +78,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "rotary-percent": m.rotaryPercent,
     "sliding-window": m.slidingWindow,
     "window-attn-skip-freq": m.windowAttnSkipFreq === undefined ? undefined : String(m.windowAttnSkipFreq),
+    "no-rope-freq": m.noRopeFreq === undefined ? undefined : String(m.noRopeFreq),
     "softmax-type": m.softmaxType,
     "norm-eps": m.normEps,
     "untie-embeddings": m.untieEmbeddings,

@@ -102,6 +102,7 @@ function* attentionSteps(c: ModelContext.ModelContext, layer: number, x: ModelCo
     ropeTheta: ModelContext.ropeThetaOf(c.sizes),
     rotaryDim: ModelContext.rotaryDim(c.sizes),
     ropeScaling: c.sizes.ropeScaling,
+    noRope: !ModelContext.usesRope(c.sizes, layer),
     documents: c.documents,
     slidingWindow: ModelContext.windowOf(c.sizes, layer),
     sinks: sinksOf(c, p),

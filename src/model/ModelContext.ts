@@ -112,6 +112,11 @@ export interface Sizes {
    */
   readonly windowAttnSkipFreq?: number | undefined
   /**
+   * Every N-th layer (layer numbers from 1: N, 2N, ...) without RoPE, its q and k unturned
+   * (Megatron's --no-rope-freq N: Llama 4's NoPE layers; usesRope); absent: RoPE in every layer.
+   */
+  readonly noRopeFreq?: number | undefined
+  /**
    * The attention softmax (Megatron's --softmax-type): vanilla (absent), off-by-one (one more logit
    * fixed at 0 per row that takes probability and gives no value) or learnable (that logit a
    * parameter per head, `layers.L.sinks`, GPT-OSS's; tensor/ops/AttentionSinks).
@@ -347,6 +352,14 @@ export const windowOf = (s: Pick<Sizes, "slidingWindow" | "windowAttnSkipFreq" |
   const at = Math.min(layer, s.layers - 1)
   return (at + 1) % skip === 0 ? undefined : window
 }
+
+/**
+ * Whether layer i turns q and k by RoPE: every layer, except that with noRopeFreq N the layers
+ * numbered N, 2N, ... counting from 1 do not (Megatron's no_rope_freq pattern). A multi-token
+ * prediction layer (past the last) keeps RoPE.
+ * @category guards
+ */
+export const usesRope = (s: Pick<Sizes, "noRopeFreq" | "layers">, layer: number): boolean => s.noRopeFreq === undefined || layer >= s.layers || (layer + 1) % s.noRopeFreq !== 0
 
 /**
  * The attention softmax: vanilla; off-by-one (a logit fixed at 0 in every row that takes

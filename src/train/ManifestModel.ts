@@ -87,6 +87,7 @@ export const ManifestModelSchema = Schema.Struct({
   normEps: Schema.optional(Schema.Number),
   slidingWindow: Schema.optional(count),
   windowAttnSkipFreq: Schema.optional(count),
+  noRopeFreq: Schema.optional(count),
   softmaxType: Schema.optional(Schema.Literals(ModelContext.softmaxTypes)),
   /** Written only by runs whose gated MLPs are not plain SwiGLU (GatedActivation.Glu). */
   glu: Schema.optional(Schema.Struct({ alpha: Schema.Number, offset: Schema.Number, limit: Schema.optional(Schema.Number) })),

@@ -184,6 +184,11 @@ export const problemOf = (m: ModelConfig, b: BatchConfig, p: ParallelConfig.Para
         "add --sliding-window N, or drop --window-attn-skip-freq",
       )
   }
+  if (m.noRopeFreq !== undefined) {
+    const problem = notPositive("noRopeFreq", m.noRopeFreq, "pass --no-rope-freq N with N = 1, 2, 3, ... (every N-th layer without RoPE)")
+    if (problem !== undefined) return problem
+    if (m.mla !== undefined) return fault("noRopeFreq", m.noRopeFreq, "is not built for multi-latent attention, whose RoPE part is its own", "drop --no-rope-freq")
+  }
   if (m.normEps !== undefined && !(m.normEps > 0 && m.normEps < 1))
     return fault("normEps", m.normEps, "is not a number between 0 and 1", "pass --norm-eps F with 0 < F < 1 (1e-6 by default; Mixtral and Llama use 1e-5)")
   if (m.sharedExpertGate === true && m.sharedExpertFfn === undefined)
