@@ -279,7 +279,7 @@ describe("Megatron-LM's names on pleat train", () => {
     expect(again.first).toBe(2)
   }, 120_000)
 
-  test("--data-path PREFIX trains on PREFIX.bin with the dtype PREFIX.idx names; blends, other dtypes and missing files are refused", () => {
+  test("--data-path PREFIX trains on PREFIX.bin with the dtype PREFIX.idx names; --train-data-path blends are --data-blend; other blends, other dtypes and missing files are refused", () => {
     const dir = fresh("megatron-data")
     /** A Megatron-LM indexed dataset: the index's header (dtype `code`) and `ids` in .bin. */
     const dataset = (name: string, code: number, ids: ArrayLike<number>, bytes: 2 | 4) => {
@@ -302,7 +302,19 @@ describe("Megatron-LM's names on pleat train", () => {
       resolved([...model, "--data", `${small}.bin`, "--eval-data", `${small}.bin`, "--data-dtype", "uint16"]).setup,
     )
     expect(resolved([...model, "--train-data-path", "1.0", large]).setup).toEqual(resolved([...model, "--data", `${large}.bin`, "--data-dtype", "uint32"]).setup)
-    expect(refused(["train", "--data-path", "0.5", small, "0.5", large])).toContain("blends several datasets; pleat reads one")
+    expect(refused(["train", "--data-path", "0.5", small, "0.5", large])).toContain("blends several datasets, which pleat reads only as training data read whole")
+    // --train-data-path's blend (read whole) is --data-blend; its datasets of one dtype.
+    const other = dataset(
+      "other",
+      8,
+      ids.map((x) => (x + 3) % 32),
+      2,
+    )
+    expect(resolved([...model, "--train-data-path", "0.25", small, "0.75", other]).setup).toEqual(
+      resolved([...model, "--data-blend", `0.25 ${small}.bin 0.75 ${other}.bin`, "--data-dtype", "uint16"]).setup,
+    )
+    expect(refused(["train", "--train-data-path", "0.5", small, "0.5", large])).toContain("holds datasets of different dtypes (uint16, uint32), which pleat reads alike")
+    expect(refused(["train", "--train-data-path", "0.5", small, "x", large])).toContain("is not pairs of a positive weight and a dataset prefix")
     expect(refused(["train", "--data-path", small, "--valid-data-path", large])).toContain("stores its ids otherwise than the training data")
     expect(refused(["train", "--data-path", path.join(dir, "none")])).toMatch(/--data-path: ".*none" has no .*none\.idx/)
     expect(refused(["train", "--data-path", dataset("bytes", 1, [1, 2], 2)])).toContain("stores its ids as uint8, which pleat does not read")

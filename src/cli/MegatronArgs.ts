@@ -16,8 +16,9 @@
  *   --rotary-seq-len-interpolation-factor N  --rope-type linear --rotary-scaling-factor N
  *                                            (these three: MegatronRewrites.valueExpansions)
  *   --lr-decay-style WSD, ...                their values in pleat's spelling (valueRewrites)
- *   --data-path PREFIX (--train-data-path)   --data PREFIX.bin --data-dtype (from PREFIX.idx); a
- *   --valid-data-path PREFIX                 --eval-data PREFIX.bin       blend of several refused
+ *   --data-path PREFIX (--train-data-path)   --data PREFIX.bin --data-dtype (from PREFIX.idx)
+ *   --valid-data-path PREFIX                 --eval-data PREFIX.bin
+ *   --train-data-path W PREFIX W PREFIX ...  --data-blend "W PREFIX.bin ..." (other blends refused)
  *   --data-path PREFIX [--split S]           split S (969,30,1 by default) of its documents:
  *                                            --data-range and --eval-data (MegatronSplit)
  *   --vocab-size V (NullTokenizer's)         --vocab V padded to a multiple of
@@ -48,7 +49,6 @@ import * as ConfigError from "../errors/ConfigError.js"
 import * as Launcher from "../runtime/Launcher.js"
 import * as MpiProcess from "../runtime/MpiProcess.js"
 import * as CheckpointDirectory from "../train/CheckpointDirectory.js"
-import * as MegatronIndex from "../train/MegatronIndex.js"
 import * as ModelConfig from "../train/ModelConfig.js"
 import type * as TokenFile from "../train/TokenFile.js"
 import * as Flags from "./Flags.js"
@@ -219,19 +219,13 @@ export const translate = (argv: ReadonlyArray<string>): Translated => {
       case "valid-data-path": {
         seen.add(name)
         const list = values()
-        // Megatron-LM's list: one PREFIX, or WEIGHT PREFIX pairs (a blend).
-        const prefix = list.length === 1 ? list[0] : list.length === 2 && Number.isFinite(Number(list[0])) ? list[1] : undefined
-        if (list.length === 0) missing("PREFIX")
-        else if (prefix === undefined)
-          problems.push(ConfigError.make(`--${name}`, list.join(" "), "blends several datasets; pleat reads one", "blend them into one dataset beforehand, or give one PREFIX"))
+        const data = list.length === 0 ? undefined : MegatronRewrites.dataPathOf(name, list)
+        if (data === undefined) missing("PREFIX")
+        else if (ConfigError.isConfigError(data)) problems.push(data)
         else {
-          const dtype = MegatronIndex.dtypeOf(prefix, `--${name}`)
-          if (ConfigError.isConfigError(dtype)) problems.push(dtype)
-          else {
-            out.push(`--${name === "valid-data-path" ? "eval-data" : "data"}=${prefix}.bin`)
-            dataDtypes.push(dtype)
-            if (name === "data-path") splitting = { prefix, dtype }
-          }
+          out.push(data.flag)
+          dataDtypes.push(...data.dtypes)
+          if (name === "data-path" && data.prefix !== undefined) splitting = { prefix: data.prefix, dtype: data.dtypes[0] as TokenFile.TokenDtype }
         }
         continue
       }

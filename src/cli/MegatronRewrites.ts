@@ -5,6 +5,7 @@
  * of the architecture defaults pleat does not follow.
  */
 import * as ConfigError from "../errors/ConfigError.js"
+import * as MegatronIndex from "../train/MegatronIndex.js"
 import * as RecomputeModules from "../model/RecomputeModules.js"
 import * as Flags from "./Flags.js"
 
@@ -174,6 +175,60 @@ const limitedDevices = (argv: ReadonlyArray<string>, text: string): ReadonlyArra
       "give --moe-router-num-groups and --moe-router-group-topk alone",
     )
   return [`--num-groups=${given(argv, ["expert-model-parallel-size", "ep"]) ?? 1}`, `--group-topk=${text}`]
+}
+
+/**
+ * Megatron-LM's --data-path, --train-data-path or --valid-data-path (`name`) list as pleat's flag:
+ * one PREFIX (or WEIGHT PREFIX) as --data / --eval-data PREFIX.bin with its .idx's dtype (`prefix`
+ * given), a --train-data-path blend as --data-blend (MegatronRewrites.blendOf); other blends refused.
+ * @category constructors
+ */
+export const dataPathOf = (
+  name: string,
+  list: ReadonlyArray<string>,
+): { readonly flag: string; readonly dtypes: ReadonlyArray<string>; readonly prefix?: string | undefined } | ConfigError.ConfigError => {
+  const prefix = list.length === 1 ? list[0] : list.length === 2 && Number.isFinite(Number(list[0])) ? list[1] : undefined
+  if (prefix !== undefined) {
+    const dtype = MegatronIndex.dtypeOf(prefix, `--${name}`)
+    return ConfigError.isConfigError(dtype) ? dtype : { flag: `--${name === "valid-data-path" ? "eval-data" : "data"}=${prefix}.bin`, dtypes: [dtype], prefix }
+  }
+  if (name !== "train-data-path")
+    return ConfigError.make(
+      `--${name}`,
+      list.join(" "),
+      "blends several datasets, which pleat reads only as training data read whole",
+      "give the blend as --train-data-path W PREFIX W PREFIX ... (and one --valid-data-path PREFIX), or one PREFIX",
+    )
+  const blend = blendOf(`--${name}`, list)
+  return ConfigError.isConfigError(blend) ? blend : { flag: `--data-blend=${blend.text}`, dtypes: blend.dtypes }
+}
+
+/**
+ * A Megatron-LM blend (`W PREFIX W PREFIX ...`) as --data-blend's value (each PREFIX.bin) and the
+ * dtypes of its .idx files; or the problem, naming `field`.
+ * @category constructors
+ */
+const blendOf = (field: string, list: ReadonlyArray<string>): { readonly text: string; readonly dtypes: ReadonlyArray<string> } | ConfigError.ConfigError => {
+  const weights = list.filter((_, k) => k % 2 === 0)
+  if (list.length % 2 !== 0 || weights.some((w) => !(Number(w) > 0)))
+    return ConfigError.make(field, list.join(" "), "is not pairs of a positive weight and a dataset prefix", `write ${field} 0.3 PREFIX_A 0.7 PREFIX_B`)
+  const pairs: Array<string> = []
+  const dtypes: Array<string> = []
+  for (let k = 0; k < list.length; k += 2) {
+    const prefix = list[k + 1] as string
+    const dtype = MegatronIndex.dtypeOf(prefix, field)
+    if (ConfigError.isConfigError(dtype)) return dtype
+    pairs.push(`${list[k]} ${prefix}.bin`)
+    dtypes.push(dtype)
+  }
+  if (new Set(dtypes).size > 1)
+    return ConfigError.make(
+      field,
+      list.join(" "),
+      `holds datasets of different dtypes (${dtypes.join(", ")}), which pleat reads alike`,
+      "write the blend's datasets with one dtype",
+    )
+  return { text: pairs.join(" "), dtypes }
 }
 
 /**

@@ -74,7 +74,11 @@ export const settings = {
     "train on the token ids in FILE (nanoGPT's train.bin, Megatron's .bin: ids back to back, little-endian, no header): windows of seq + 1 tokens, every one once an epoch in an order shuffled by --seed; the synthetic language by default",
     "FILE",
   ),
-  "data-dtype": choice(TokenFile.dtypes, "uint16", "how --data and --eval-data store each id (uint16 for vocabularies up to 65,536)", "DTYPE"),
+  "data-blend": optionalText(
+    "train on a blend of token files (as --data), each its weight's share of the sequences, in Megatron-Core's blending order (Megatron-LM's --train-data-path W PREFIX ...): \"W FILE W FILE ...\", weights positive, normalized; each file's windows shuffled by --seed on their own",
+    "W FILE ...",
+  ),
+  "data-dtype": choice(TokenFile.dtypes, "uint16", "how --data, --data-blend and --eval-data store each id (uint16 for vocabularies up to 65,536)", "DTYPE"),
   "data-range": optionalText("read only ids START to END - 1 of --data (one split of a Megatron-LM dataset's documents: --split); all of them by default", "START:END"),
   "eval-data": optionalText(
     "held-out token file (as --data) to evaluate on: the language-model loss of --eval-batches global batches of it, forward passes only, after the last step and every --eval-every steps (a --resume at or past --steps: the checkpoint, nothing trained)",

@@ -19,6 +19,7 @@ import * as Trace from "../runtime/Trace.js"
 import * as AuxLossSpec from "../moe/AuxLossSpec.js"
 import type * as MoeSettings from "../moe/MoeSettings.js"
 import * as DistributedOptimizer from "../train/DistributedOptimizer.js"
+import * as Blend from "../train/Blend.js"
 import * as Checkpoint from "../train/Checkpoint.js"
 import type * as HeldOut from "../train/HeldOut.js"
 import * as InitMethod from "../train/InitMethod.js"
@@ -129,17 +130,27 @@ const layoutOf = (c: RunConfig.RunConfig): { readonly stageLayers: ReadonlyArray
 }
 
 /** The token file of --data, checked against the model (or undefined: the synthetic language); throws a ConfigError. */
-const dataFile = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): TokenFile.TokenFile | undefined => {
-  if (c.data === undefined && c["eval-data"] === undefined && sources["data-dtype"]?._tag !== "default")
+const dataFile = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"]): Blend.Corpus | undefined => {
+  if (c.data === undefined && c["data-blend"] === undefined && c["eval-data"] === undefined && sources["data-dtype"]?._tag !== "default")
     throw ConfigError.make("data-dtype", c["data-dtype"], "says how --data stores its ids, but there is no --data", "add --data FILE, or drop --data-dtype")
   const orphan = DataRange.withoutFile(c)
   if (orphan !== undefined) throw orphan
-  return c.data === undefined ? undefined : inspected("data", c.data, c)
+  const blend = c["data-blend"]
+  if (blend === undefined) return c.data === undefined ? undefined : inspected("data", c.data, c)
+  if (c.data !== undefined) throw ConfigError.make("data-blend", blend, "and --data both give the training data", 'give one: --data FILE, or --data-blend "W FILE W FILE ..."')
+  const words = blend.trim().split(/\s+/)
+  const weights = words.filter((_, k) => k % 2 === 0).map(Number)
+  if (words.length % 2 !== 0 || weights.some((w) => !(Number.isFinite(w) && w > 0)))
+    throw ConfigError.make("data-blend", blend, "is not pairs of a positive weight and a token file", 'write --data-blend "0.3 a.bin 0.7 b.bin"')
+  return Blend.make(
+    words.filter((_, k) => k % 2 === 1).map((file) => inspected("data-blend", file, c)),
+    weights,
+  )
 }
 
 /** A token file checked against the model, its problems named after `field`; throws a ConfigError. */
-const inspected = (field: "data" | "eval-data", path: string, c: RunConfig.RunConfig): TokenFile.TokenFile => {
-  const range = DataRange.rangeOf(`${field}-range`, c[`${field}-range`])
+const inspected = (field: "data" | "data-blend" | "eval-data", path: string, c: RunConfig.RunConfig): TokenFile.TokenFile => {
+  const range = field === "data-blend" ? undefined : DataRange.rangeOf(`${field}-range`, c[`${field}-range`])
   const file = TokenFile.inspect(path, c["data-dtype"], c.seq, c.vocab, field, range)
   if (ConfigError.isConfigError(file)) throw file
   return file
@@ -277,12 +288,8 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
   const evaluation = explained(d, () => evaluationOf(c, d.sources))
   const documents = explained(d, () => DocumentFlags.documentsOf(c))
   const routing = explained(d, () => RoutingFlags.routingOf(c))
-  const inputs = [
-    ["--config", layer?.file],
-    ["--data", c.data],
-    ["--eval-data", c["eval-data"]],
-    ["--definition", c.definition?.split("#")[0]],
-  ] as const
+  const blended = data !== undefined && Blend.isBlend(data) ? data.files.map((f) => ["--data-blend", f.path] as const) : []
+  const inputs = [["--config", layer?.file], ["--data", c.data], ...blended, ["--eval-data", c["eval-data"]], ["--definition", c.definition?.split("#")[0]]] as const
   for (const problem of RunOutputs.problems(c.save, c.trace, inputs))
     explained(d, () => {
       throw problem

@@ -12,10 +12,12 @@
  * micro-batch j of dp rank d holds sequences k*G + d*M*mb + j*mb + (0..mb-1). A single-rank
  * run with M*dp micro-batches walks the same sequences in the same groups. With a token file,
  * sequence i is the window WindowOrder.windowOf(seed, i, W) of its W windows (every window once
- * an epoch, shuffled by the seed and the epoch); the order above is the same.
+ * an epoch, shuffled by the seed and the epoch); with a blend of files, the file and its window
+ * Blend's order gives; the order above is the same.
  */
 import * as ModelContext from "../model/ModelContext.js"
 import * as MultiTokenPrediction from "../model/MultiTokenPrediction.js"
+import * as Blend from "./Blend.js"
 import * as Documents from "./Documents.js"
 import { mix } from "./Mix.js"
 import * as TokenFile from "./TokenFile.js"
@@ -48,9 +50,17 @@ const synthetic = (seed: number, i: number, seq: number, vocab: number): Int32Ar
   return Int32Array.from({ length: seq + 1 }, (_, t) => (start + t * step) % vocab)
 }
 
-/** Sequence i of the stream: the token file's window for i, or the synthetic sequence i. */
-const sequence = (o: { readonly seed: number; readonly seq: number; readonly vocab: number; readonly file?: TokenFile.TokenFile | undefined }, i: number): Int32Array =>
-  o.file === undefined ? synthetic(o.seed, i, o.seq, o.vocab) : TokenFile.read(o.file, o.seq, WindowOrder.windowOf(o.seed, i, TokenFile.windows(o.file, o.seq)), o.vocab)
+/** Sample j of token file `file` under `seed`: its window j in that file's shuffled order. */
+const windowRead = (file: TokenFile.TokenFile, seed: number, j: number, seq: number, vocab: number): Int32Array =>
+  TokenFile.read(file, seq, WindowOrder.windowOf(seed, j, TokenFile.windows(file, seq)), vocab)
+
+/** Sequence i of the stream: the token file's window for i, a blend's (Blend), or the synthetic sequence i. */
+const sequence = (o: { readonly seed: number; readonly seq: number; readonly vocab: number; readonly file?: Blend.Corpus | undefined }, i: number): Int32Array => {
+  if (o.file === undefined) return synthetic(o.seed, i, o.seq, o.vocab)
+  if (!Blend.isBlend(o.file)) return windowRead(o.file, o.seed, i, o.seq, o.vocab)
+  const [d, j] = Blend.placeOf(o.file, i)
+  return windowRead(o.file.files[d] as TokenFile.TokenFile, d === 0 ? o.seed : mix(o.seed, d), j, o.seq, o.vocab)
+}
 
 /**
  * Where a step's sequences come from, and what is left out of their targets.
@@ -62,8 +72,8 @@ export interface Source {
   readonly globalBatch: number
   readonly seq: number
   readonly vocab: number
-  /** The token file to read (the synthetic language when absent). */
-  readonly file?: TokenFile.TokenFile | undefined
+  /** The token file or blend to read (the synthetic language when absent). */
+  readonly file?: Blend.Corpus | undefined
   /** What end-of-document tokens do (nothing when absent). */
   readonly documents?: Documents.Settings | undefined
 }
@@ -73,7 +83,7 @@ let counted: { readonly key: string; readonly labels: Map<number, number> } | un
 
 /** The kept targets of depth k over the step's G sequences (Documents' rule, shifted as MultiTokenPrediction's). */
 const stepLabels = (o: Source, k: number): number => {
-  const key = JSON.stringify([o.file?.path ?? null, o.seed, o.step, o.globalBatch, o.seq, o.vocab, o.documents ?? null])
+  const key = JSON.stringify([Blend.keyOf(o.file), o.seed, o.step, o.globalBatch, o.seq, o.vocab, o.documents ?? null])
   if (counted?.key !== key) counted = { key, labels: new Map() }
   const known = counted.labels.get(k)
   if (known !== undefined) return known

@@ -30,7 +30,7 @@ import type * as Tensor from "../tensor/Tensor.js"
 import * as BuiltinModels from "./BuiltinModels.js"
 import * as ChunkRun from "./ChunkRun.js"
 import * as Data from "./Data.js"
-import type * as TokenFile from "./TokenFile.js"
+import type * as Blend from "./Blend.js"
 import * as DeviceDistributed from "./DeviceDistributed.js"
 import * as DeviceGrads from "./DeviceGrads.js"
 import * as DeviceOptimizer from "./DeviceOptimizer.js"
@@ -134,7 +134,7 @@ export const make = (
   const lastStage = Partition.stageCount(part) - 1
   const isFirst = (chunk: number) => stageOf(chunk) === 0
   /** This rank's micro-batch `index` of global batch `step` of `file` (the synthetic language when undefined). */
-  const dataOf = (step: number, index: number, file: TokenFile.TokenFile | undefined) =>
+  const dataOf = (step: number, index: number, file: Blend.Corpus | undefined) =>
     Data.microBatch({
       seed: setup.seed,
       step,

@@ -13,7 +13,7 @@ import type * as HeldOut from "./HeldOut.js"
 import type * as ModelConfig from "./ModelConfig.js"
 import type * as ModelDefinition from "./ModelDefinition.js"
 import type * as Optimizer from "./Optimizer.js"
-import type * as TokenFile from "./TokenFile.js"
+import type * as Blend from "./Blend.js"
 import type * as RecomputeModules from "../model/RecomputeModules.js"
 
 /**
@@ -51,8 +51,8 @@ export interface TrainSetup {
    * default), `sim` (rank r on sim:r) or `cuda` (cuda:0, the GPU its process selected).
    */
   readonly device?: Device.Kind | undefined
-  /** The token file to train on (checked by TokenFile.inspect); the synthetic language when absent. */
-  readonly data?: TokenFile.TokenFile | undefined
+  /** The token file or blend of them to train on (each checked by TokenFile.inspect); the synthetic language when absent. */
+  readonly data?: Blend.Corpus | undefined
   /** What end-of-document tokens do (Documents: attention within documents, positions, the loss). */
   readonly documents?: Documents.Settings | undefined
   /** Each loss the mean over the step's tokens, not a mean of micro-batch means (--calculate-per-token-loss). */
