@@ -2,8 +2,9 @@
  * pleat/train: the training job (Train), the model and batch configuration and its presets,
  * parameters, optimizers (AdamW, the distributed optimizer), checkpoints and their export as
  * Hugging Face models (and dense ones upcycled), and the training data (token files, packed
- * documents), and routing replay's files (RoutingFiles, in NumPy's .npy format).
+ * documents, blends of token files), and routing replay's files (RoutingFiles, in NumPy's .npy format).
  */
+export * as Blend from "./Blend.js"
 export * as BuiltinModels from "./BuiltinModels.js"
 export * as Checkpoint from "./Checkpoint.js"
 export * as CheckpointIdentity from "./CheckpointIdentity.js"
