@@ -37,6 +37,7 @@ export const modelShapeSettings = {
   "router-bias": flag("a learned bias on the router's logits, from zero (GPT-OSS's router; not --expert-bias, which only steers the selection)"),
   "head-dim": optionalCount("each attention head's width (default --hidden / --heads; Qwen3's 128 with hidden 2048 and 32 heads)"),
   "qk-norm": flag("an RMSNorm over each head's q and k before RoPE, one weight per head width (Qwen3-style)"),
+  "apply-layernorm-1p": flag("every norm's weight zero-centered: stored from 0, the norm scaling by 1 + w (Megatron's --apply-layernorm-1p, for numerical stability; Nemotron's)"),
   "qk-norm-over-heads": flag("--qk-norm over each token's whole q and whole k, every head at once, one weight per column (OLMoE's and OLMo 2's), instead of over each head"),
   "qk-l2-norm": flag("each head's q and k scaled to unit root mean square before RoPE, x / sqrt(mean(x^2) + eps), no weight (Llama 4's; Megatron's --qk-l2-norm)"),
   "multi-latent-attention": flag(

@@ -55,6 +55,7 @@ export const modelSettings = (m: ModelConfig.ModelConfig, r: Partial<MoeSettings
     "head-dim": m.headDim,
     "qk-norm": m.qkNorm,
     "qk-norm-over-heads": m.qkNormOverHeads,
+    "apply-layernorm-1p": m.normOnePlus,
     "qk-l2-norm": m.qkL2Norm,
     "multi-latent-attention": m.mla === undefined ? undefined : true,
     "q-lora-rank": m.mla === undefined || m.mla.qLoraRank === 0 ? undefined : m.mla.qLoraRank,

@@ -262,6 +262,7 @@ export const resolve = (argv: ReadonlyArray<string>): Resolved | "help" => {
     ...(c["head-dim"] === undefined ? {} : { headDim: c["head-dim"] }),
     ...(c["qk-norm"] ? { qkNorm: true } : {}),
     ...(c["qk-norm-over-heads"] ? { qkNormOverHeads: true } : {}),
+    ...(c["apply-layernorm-1p"] ? { normOnePlus: true } : {}),
     ...(c["qk-l2-norm"] ? { qkL2Norm: true } : {}),
     ...explained(d, () => LatentFlags.attentionFieldsOf(c)),
     ...(c["mtp-num-layers"] === undefined ? {} : { mtpLayers: c["mtp-num-layers"] }),

@@ -80,6 +80,11 @@ export interface Sizes {
    */
   readonly qkNormOverHeads?: boolean | undefined
   /**
+   * Every norm's weight zero-centered: stored as w, from 0, and scaling by 1 + w (Megatron's
+   * --apply-layernorm-1p; Params' onePlus specs); absent or false: stored as the scale, from 1.
+   */
+  readonly normOnePlus?: boolean | undefined
+  /**
    * Each head's q and k scaled to unit root mean square before RoPE, x / sqrt(mean(x^2) + eps)
    * with no weight (Llama 4's, Megatron's --qk-l2-norm L2Norm); absent or false: none.
    */

@@ -59,6 +59,7 @@ export const differences = (saved: RunIdentity, run: RunIdentity): { readonly sa
   differ("qkNorm", onOff(m.qkNorm), onOff(r.qkNorm))
   differ("qkNormOverHeads", onOff(m.qkNormOverHeads), onOff(r.qkNormOverHeads))
   differ("noRopeFreq", m.noRopeFreq ?? "none", r.noRopeFreq ?? "none")
+  differ("normOnePlus", onOff(m.normOnePlus), onOff(r.normOnePlus))
   differ("qkL2Norm", onOff(m.qkL2Norm), onOff(r.qkL2Norm))
   differ("mla", latentText(m.mla), latentText(r.mla))
   differ("mtpLayers", m.mtpLayers ?? 0, r.mtpLayers ?? 0)

@@ -102,8 +102,10 @@ function* forwardSteps(c: ChunkInput) {
       ),
       c.generation ?? 0,
     )
-    cache.set(name, leaf)
-    return leaf
+    // A zero-centered norm weight (--apply-layernorm-1p) scales by 1 + w.
+    const read = held.spec.onePlus === true ? add(leaf, Tensor.full(leaf.shape, 1, { dtype: leaf.dtype, device: leaf.device })) : leaf
+    cache.set(name, read)
+    return read
   }
   const since = StorageRecycler.serial()
   const input = c.received === undefined ? undefined : tape.parameter(c.device === undefined ? c.received : to(c.received, c.device))

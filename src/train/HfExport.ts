@@ -173,6 +173,7 @@ const problemFor = (m: Model, format: Format): string | undefined => {
   if (m.softmaxType !== undefined && m.softmaxType !== "vanilla") return `its attention softmax has sinks (--softmax-type ${m.softmaxType}), which ${name} has not (gpt-oss has)`
   if (m.glu !== undefined && !GatedActivation.isPlain(m.glu))
     return `its MLPs' activation is not SwiGLU (--quick-geglu, --glu-linear-offset or --activation-func-clamp-value), where ${name}'s is (gpt-oss's experts have GPT-OSS's)`
+  if (m.normOnePlus === true) return "its norms' weights are zero-centered (--apply-layernorm-1p), which no format pleat writes stores"
   if (m.noRopeFreq !== undefined) return `it has layers without RoPE (--no-rope-freq ${m.noRopeFreq}, Llama 4's NoPE layers), which ${name} has not`
   if (m.windowAttnSkipFreq !== undefined)
     return `it has full-attention layers among its sliding-window ones (--window-attn-skip-freq ${m.windowAttnSkipFreq}), where ${name}'s window is every layer's (gpt-oss's layer_types name them)`

@@ -45,6 +45,7 @@ export const ManifestModelSchema = Schema.Struct({
   qkNorm: Schema.optional(Schema.Boolean),
   qkL2Norm: Schema.optional(Schema.Boolean),
   qkNormOverHeads: Schema.optional(Schema.Boolean),
+  normOnePlus: Schema.optional(Schema.Boolean),
   /** Written only by runs with multi-token prediction: its layers and their losses' weight. */
   mtpLayers: Schema.optional(count),
   mtpLossScale: Schema.optional(Schema.Number),

@@ -64,6 +64,11 @@ export interface ParamSpec {
   /** The layer it belongs to, or -1 (embedding), L (final norm and output). */
   readonly layer: number
   /**
+   * A zero-centered norm weight (--apply-layernorm-1p): it starts at zero (`zero`) and the model
+   * reads it as 1 + w (ChunkRun).
+   */
+  readonly onePlus?: boolean
+  /**
    * The embedding where the last stage uses it too, so holds a copy (summed over the embedding
    * group): as the output layer (tied), or for the multi-token prediction layers' tokens.
    */
@@ -238,7 +243,10 @@ export const specs = (m: ModelConfig.ModelConfig): Array<ParamSpec> => {
   }
   out.push({ name: "finalNorm", shape: [h], sharding: "replicated", std: 0, layer: m.layers })
   if (!tied) out.push({ name: "output", shape: [h, m.vocab], sharding: "cols/tp", std, layer: m.layers })
-  return out
+  // Zero-centered norms: every norm weight (std 0 without `zero`: ones otherwise) from zero, read as 1 + w.
+  if (m.normOnePlus !== true) return out
+  // once a job: the model's specs
+  return out.map((s) => (s.std === 0 && s.zero !== true ? { ...s, zero: true, onePlus: true } : s))
 }
 
 /**
