@@ -12,7 +12,7 @@
  *   --moe-aux-loss-coeff C...                coefficient 0 where only the type is given; sinkhorn
  *                                            and quantile_balancing their routers, --aux-loss none)
  *   --window-size L,0                        --sliding-window L+1 (L tokens back and the token)
- *   --position-embedding-type rope|yarn      nothing | --rope-type yarn
+ *   --position-embedding-type rope|yarn|none nothing | --rope-type yarn | --no-rope-freq 1
  *   --rotary-seq-len-interpolation-factor N  --rope-type linear --rotary-scaling-factor N
  *                                            (these three: MegatronRewrites.valueExpansions)
  *   --lr-decay-style WSD, ...                their values in pleat's spelling (valueRewrites)

@@ -80,7 +80,10 @@ export const valueExpansions: Readonly<Record<string, ValueExpansion>> = {
         ? ["--rope-type=yarn"]
         : v === "rope"
           ? []
-          : ConfigError.make("--position-embedding-type", v, "is not what pleat trains: pleat's positions are RoPE (or YaRN's)", "write --position-embedding-type rope"),
+          : // No positional encoding at all: every layer a NoPE layer.
+            v === "none"
+            ? ["--no-rope-freq=1"]
+            : ConfigError.make("--position-embedding-type", v, "is not what pleat trains: pleat's positions are RoPE (or YaRN's), or none", "write --position-embedding-type rope"),
   },
   "rotary-seq-len-interpolation-factor": { placeholder: "N", expand: (v) => ["--rope-type=linear", `--rotary-scaling-factor=${v}`] },
 }
