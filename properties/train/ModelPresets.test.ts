@@ -8,6 +8,7 @@ import { describe, expect, test } from "vitest"
 import * as ParallelConfig from "../../src/mapping/ParallelConfig.js"
 import * as ModelConfig from "../../src/train/ModelConfig.js"
 import * as ModelPresets from "../../src/train/ModelPresets.js"
+import * as PresetScale from "../../src/train/PresetScale.js"
 import * as Params from "../../src/train/Params.js"
 
 /** The documented shapes: [vocab, hidden, layers, heads, kvHeads, ffn, experts, topk, moeFfn, sharedExpertFfn]. */
@@ -133,7 +134,7 @@ describe("ModelPresets", () => {
   })
 
   test("scale 1 is the model itself", () => {
-    for (const name of ModelPresets.names) expect(ModelPresets.scale(ModelPresets.presets[name].model, 1)).toBe(ModelPresets.presets[name].model)
+    for (const name of ModelPresets.names) expect(PresetScale.scale(ModelPresets.presets[name].model, 1)).toBe(ModelPresets.presets[name].model)
   })
 
   test("scaled by 64 every preset fits the default mapping and keeps experts, top-k, moeEvery and its router", () => {

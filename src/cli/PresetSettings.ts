@@ -8,6 +8,7 @@ import type * as MoeSettings from "../moe/MoeSettings.js"
 import type * as ModelConfig from "../train/ModelConfig.js"
 import * as RopeScaling from "../tensor/ops/RopeScaling.js"
 import * as ModelPresets from "../train/ModelPresets.js"
+import * as PresetScale from "../train/PresetScale.js"
 import type * as RunConfig from "./RunConfig.js"
 
 /**
@@ -22,7 +23,7 @@ export const isPresetName = (name: unknown): name is ModelPresets.Name => typeof
  */
 export const presetValues = (name: ModelPresets.Name, factor: number): Partial<Record<RunConfig.Key, number | string | boolean>> => {
   const preset: ModelPresets.Preset = ModelPresets.presets[name]
-  return modelSettings(ModelPresets.scale(preset.model, factor), preset.moe)
+  return modelSettings(PresetScale.scale(preset.model, factor), preset.moe)
 }
 
 /**
