@@ -14,6 +14,7 @@ import * as Result from "effect/Result"
 import * as ConfigError from "../errors/ConfigError.js"
 import * as RecomputeModules from "../model/RecomputeModules.js"
 import * as ParallelConfig from "../mapping/ParallelConfig.js"
+import * as Partition from "../pipeline/Partition.js"
 import * as PipelineLayout from "../pipeline/PipelineLayout.js"
 import * as Trace from "../runtime/Trace.js"
 import * as AuxLossSpec from "../moe/AuxLossSpec.js"
@@ -114,13 +115,8 @@ const explained = <A>(decoded: RunConfig.Decoded, check: () => A): A => {
 const layoutOf = (c: RunConfig.RunConfig): { readonly stageLayers: ReadonlyArray<number>; readonly vpp: number | undefined } | undefined => {
   const text = c["pipeline-layout"]
   if (text === undefined) return undefined
-  if (c["first-stage-layers"] !== undefined || c["last-stage-layers"] !== undefined)
-    throw ConfigError.make(
-      "pipeline-layout",
-      text,
-      "gives every stage its layers, and so do --first-stage-layers / --last-stage-layers",
-      "use the layout alone: drop --first-stage-layers and --last-stage-layers",
-    )
+  // Refused before the layout is read, naming it as written.
+  if (c["first-stage-layers"] !== undefined || c["last-stage-layers"] !== undefined) throw Partition.layoutWithEnds(text)
   const parsed = PipelineLayout.parse(text, c.pp, c.layers, c["mtp-num-layers"] ?? 0)
   if (Result.isFailure(parsed)) throw parsed.failure
   const { stageLayers, vpp } = parsed.success

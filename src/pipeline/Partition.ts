@@ -165,19 +165,23 @@ export const validate = (input: PartitionInput): Result.Result<Partition, Config
     return { layers, pp, vpp, stages, starts: startsOf(layers, pp, vpp, first === undefined ? middle : first / vpp, middle, last === undefined ? middle : last / vpp) }
   })
 
+/**
+ * The refusal of a layout (`written`) given beside the first and last stages' own counts.
+ * @category constructors
+ */
+export const layoutWithEnds = (written: string): ConfigError.ConfigError =>
+  ConfigError.make(
+    "pipeline-layout",
+    written,
+    "gives every stage its layers, and so do --first-stage-layers / --last-stage-layers",
+    "use the layout alone: drop --first-stage-layers and --last-stage-layers",
+  )
+
 /** The partition of a custom layout's stage counts (PipelineLayout), checked against the model and the stages. */
 const custom = (counts: ReadonlyArray<number>, layers: number, pp: number, vpp: number, end: number | undefined): Result.Result<Partition, ConfigError.ConfigError> => {
   const field = "pipeline-layout"
   const written = counts.join("|")
-  if (end !== undefined)
-    return Result.fail(
-      ConfigError.make(
-        field,
-        written,
-        "gives every stage its layers, and so do --first-stage-layers / --last-stage-layers",
-        "use the layout alone: drop --first-stage-layers and --last-stage-layers",
-      ),
-    )
+  if (end !== undefined) return Result.fail(layoutWithEnds(written))
   if (counts.length !== pp * vpp)
     return Result.fail(
       ConfigError.make(

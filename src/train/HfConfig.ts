@@ -212,6 +212,9 @@ const deepSeekV2Defaults = {
 /** transformers' Glm4MoeConfig defaults of the keys its router and layers read. */
 const glmDefaults = { first_k_dense_replace: 1, norm_topk_prob: true, n_shared_experts: 1 } as const
 
+/** The architectures whose config.json keys left out take transformers' defaults here, by model_type. */
+const ownDefaults: Readonly<Record<string, Partial<HfConfig> | undefined>> = { deepseek_v3: deepSeekDefaults, deepseek_v2: deepSeekV2Defaults, glm4_moe: glmDefaults }
+
 /**
  * DeepSeek-V3's multi-latent attention as pleat's widths; a ConfigError for what pleat's cannot
  * compute as transformers does (biases; latent norms at an epsilon other than 1e-6).
@@ -247,7 +250,7 @@ const latentOf = (c: HfConfig, refuse: (reason: string, fix: string) => ConfigEr
 export const modelOf = (config: HfConfig, dir: string): { readonly model: ModelConfig.ModelConfig; readonly format: HfLayout.Format; readonly ropeInterleave: boolean } => {
   const refuse = (reason: string, fix: string) => ConfigError.make("--model-dir", dir, reason, fix)
   // DeepSeek-V3's, -V2's and GLM-4.5's keys left out are transformers' defaults (a null q_lora_rank stays null: no query latent).
-  const own = { deepseek_v3: deepSeekDefaults, deepseek_v2: deepSeekV2Defaults, glm4_moe: glmDefaults }[config.model_type as "deepseek_v3"]
+  const own = ownDefaults[config.model_type]
   // once a job: an import
   const c: HfConfig = own === undefined ? config : { ...own, ...config }
   if (!isKnown(c.model_type))

@@ -165,16 +165,18 @@ const blockSpecs = (m: ModelConfig.ModelConfig, l: number, tag: number, std: num
     ...(m.softmaxType === "learnable" ? [{ name: `${p}sinks`, shape: [m.heads], sharding: "rows/tp" as const, std: 1, zero: true, layer: tag }] : []),
     // q and k norms (Qwen3-style): one weight over a head's width, shared by every head; over the
     // heads (OLMoE-style): one weight per column of q and of k, split over tp as the heads are.
-    ...(m.qkNorm === true && m.qkNormOverHeads !== true
-      ? (["qNorm", "kNorm"] as const).map((name): ParamSpec => ({ name: `${p}${name}`, shape: [d], sharding: "replicated", std: 0, layer: tag }))
-      : []),
-    ...(m.qkNormOverHeads === true
+    ...(m.qkNorm === true
       ? (
           [
             ["qNorm", m.heads],
             ["kNorm", m.kvHeads],
           ] as const
-        ).map(([name, heads]): ParamSpec => ({ name: `${p}${name}`, shape: [heads * d], sharding: "rows/tp", std: 0, layer: tag }))
+        ).map(
+          ([name, heads]): ParamSpec =>
+            m.qkNormOverHeads === true
+              ? { name: `${p}${name}`, shape: [heads * d], sharding: "rows/tp", std: 0, layer: tag }
+              : { name: `${p}${name}`, shape: [d], sharding: "replicated", std: 0, layer: tag },
+        )
       : []),
     { name: `${p}ffnNorm`, shape: [h], sharding: "replicated", std: 0, layer: tag },
   ]
