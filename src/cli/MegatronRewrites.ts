@@ -5,6 +5,7 @@
  * of the architecture defaults pleat does not follow.
  */
 import * as ConfigError from "../errors/ConfigError.js"
+import * as Blend from "../train/Blend.js"
 import * as MegatronIndex from "../train/MegatronIndex.js"
 import * as RecomputeModules from "../model/RecomputeModules.js"
 import * as Flags from "./Flags.js"
@@ -212,16 +213,14 @@ export const dataPathOf = (
  * @category constructors
  */
 const blendOf = (field: string, list: ReadonlyArray<string>): { readonly text: string; readonly dtypes: ReadonlyArray<string> } | ConfigError.ConfigError => {
-  const weights = list.filter((_, k) => k % 2 === 0)
-  if (list.length % 2 !== 0 || weights.some((w) => !(Number(w) > 0)))
-    return ConfigError.make(field, list.join(" "), "is not pairs of a positive weight and a dataset prefix", `write ${field} 0.3 PREFIX_A 0.7 PREFIX_B`)
+  const blend = Blend.pairsOf(list)
+  if (blend === undefined) return ConfigError.make(field, list.join(" "), "is not pairs of a positive weight and a dataset prefix", `write ${field} 0.3 PREFIX_A 0.7 PREFIX_B`)
   const pairs: Array<string> = []
   const dtypes: Array<string> = []
-  for (let k = 0; k < list.length; k += 2) {
-    const prefix = list[k + 1] as string
+  for (const [k, prefix] of blend.names.entries()) {
     const dtype = MegatronIndex.dtypeOf(prefix, field)
     if (ConfigError.isConfigError(dtype)) return dtype
-    pairs.push(`${list[k]} ${prefix}.bin`)
+    pairs.push(`${list[2 * k]} ${prefix}.bin`)
     dtypes.push(dtype)
   }
   if (new Set(dtypes).size > 1)

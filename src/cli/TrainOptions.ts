@@ -134,13 +134,11 @@ const dataFile = (c: RunConfig.RunConfig, sources: RunConfig.Decoded["sources"])
   const blend = c["data-blend"]
   if (blend === undefined) return c.data === undefined ? undefined : inspected("data", c.data, c)
   if (c.data !== undefined) throw ConfigError.make("data-blend", blend, "and --data both give the training data", 'give one: --data FILE, or --data-blend "W FILE W FILE ..."')
-  const words = blend.trim().split(/\s+/)
-  const weights = words.filter((_, k) => k % 2 === 0).map(Number)
-  if (words.length % 2 !== 0 || weights.some((w) => !(Number.isFinite(w) && w > 0)))
-    throw ConfigError.make("data-blend", blend, "is not pairs of a positive weight and a token file", 'write --data-blend "0.3 a.bin 0.7 b.bin"')
+  const pairs = Blend.pairsOf(blend.trim().split(/\s+/))
+  if (pairs === undefined) throw ConfigError.make("data-blend", blend, "is not pairs of a positive weight and a token file", 'write --data-blend "0.3 a.bin 0.7 b.bin"')
   return Blend.make(
-    words.filter((_, k) => k % 2 === 1).map((file) => inspected("data-blend", file, c)),
-    weights,
+    pairs.names.map((file) => inspected("data-blend", file, c)),
+    pairs.weights,
   )
 }
 

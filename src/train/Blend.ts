@@ -47,6 +47,17 @@ export const make = (files: ReadonlyArray<TokenFile.TokenFile>, weights: Readonl
   return { files, weights: weights.map((w) => w / total) }
 }
 
+/**
+ * A blend as written, `W NAME W NAME ...` (Megatron-LM's list): its names and their weights, or
+ * undefined unless it is pairs of a positive weight and a name.
+ * @category constructors
+ */
+export const pairsOf = (words: ReadonlyArray<string>): { readonly names: ReadonlyArray<string>; readonly weights: ReadonlyArray<number> } | undefined => {
+  const weights = words.filter((_, k) => k % 2 === 0).map(Number)
+  if (words.length === 0 || words.length % 2 !== 0 || weights.some((w) => !(Number.isFinite(w) && w > 0))) return undefined
+  return { names: words.filter((_, k) => k % 2 === 1), weights }
+}
+
 /** Samples between two snapshots of the counts. */
 const every = 1024
 
