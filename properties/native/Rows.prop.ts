@@ -271,6 +271,34 @@ describe.each(configs)("row kernels on %s, %d thread(s)", (isa, threads) => {
   })
 })
 
+// The float64 kernels' vector paths take the same operations in the same order, four lanes at a
+// time with AVX2 and eight with AVX-512 (cuda/src/kernels/vmath_pd.h): the same bits, tails and
+// NaN included. Runs where the CPU has both.
+const vectorIsas = configs.map(([isa]) => isa).filter((isa, k, all) => isa !== "scalar" && all.indexOf(isa) === k)
+test.skipIf(vectorIsas.length < 2)("swiglu backward and the gated activation: AVX2 gives AVX-512's bits", () => {
+  const swiglu = CpuOptional.swigluBackwardKernel()
+  const glu = CpuOptional.gatedActivationKernels()
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 5000 }), seed, fc.constantFrom(undefined, 0.8, 7), (n, s, limit) => {
+      const rng = random(s)
+      const inputs = [0, 1, 2].map(() => Float32Array.from(values(() => (rng(0, 1) < 0.01 ? Number.NaN : rng(-40, 40)), n)))
+      const [gate, up, dy] = inputs as [Float32Array, Float32Array, Float32Array]
+      const o = { alpha: 1.702, offset: 1, limit }
+      const run = (isa: Cpu.Isa) => {
+        pin(isa, 1)
+        const outs = [0, 1, 2, 3, 4].map(() => new Float32Array(n))
+        swiglu?.(gate, up, dy, outs[0], outs[1])
+        glu?.forward(gate, up, outs[2] as Float32Array, o)
+        glu?.backward(gate, up, dy, outs[3], outs[4], o)
+        return outs
+      }
+      const [wider, narrower] = vectorIsas.map(run) as [Array<Float32Array>, Array<Float32Array>]
+      wider.forEach((out, k) => expectSame(`output ${k}`, narrower[k] as Float32Array, Float64Array.from(out)))
+    }),
+    { numRuns: 40 },
+  )
+})
+
 describe("row kernel argument errors", () => {
   const src = new Float32Array(12)
   test("gather / scatter: index out of range names the index and the bound; nothing written", () => {

@@ -16,8 +16,8 @@ namespace {
 // Elements below which one thread updates the run (a pool wake-up costs tens of microseconds).
 constexpr size_t kParallelElements = size_t{1} << 18;
 
-// The loop body; inlined into a baseline and an AVX-512 build of the loop (same IEEE operations,
-// wider vectors: the division and square root per element bound it, not memory).
+// The loop body; inlined into a baseline, an AVX2 and an AVX-512 build of the loop (same IEEE
+// operations, wider vectors: the division and square root per element bound it, not memory).
 template <typename T>
 inline __attribute__((always_inline)) void update_body(const AdamwScalars& s, size_t begin, size_t end, T* __restrict w,
                                                        const T* __restrict g, float* __restrict m, float* __restrict v) {
@@ -45,12 +45,16 @@ __attribute__((target("avx512f"))) void update_avx512(const AdamwScalars& s, siz
 }
 
 template <typename T>
+__attribute__((target("avx2"))) void update_avx2(const AdamwScalars& s, size_t begin, size_t end, T* w, const T* g, float* m, float* v) {
+  update_body(s, begin, end, w, g, m, v);
+}
+
+template <typename T>
 void update(const AdamwScalars& s, size_t begin, size_t end, T* w, const T* g, float* m, float* v) {
-  static const bool wide = cpu_features().avx512f;
-  if (wide) {
-    update_avx512(s, begin, end, w, g, m, v);
-  } else {
-    update_baseline(s, begin, end, w, g, m, v);
+  switch (active_isa()) {
+    case Isa::Avx512: return update_avx512(s, begin, end, w, g, m, v);
+    case Isa::Avx2: return update_avx2(s, begin, end, w, g, m, v);
+    case Isa::Scalar: return update_baseline(s, begin, end, w, g, m, v);
   }
 }
 

@@ -96,6 +96,72 @@ __attribute__((target("avx512f"))) void backward_avx512(const float* gate, const
   (void)zero;
 }
 
+// The same on four lanes with AVX2 + FMA: the same float64 operations, so the same results.
+__attribute__((target("avx2,fma"))) inline __m256d sigmoid4(__m256d z) {
+  const __m256d one = _mm256_set1_pd(1.0);
+  const __m256d zero = _mm256_setzero_pd();
+  const __m256d e = vmath_pd::exp_nonpos(_mm256_sub_pd(zero, vmath_pd::abs(z)));
+  return _mm256_div_pd(_mm256_blendv_pd(e, one, _mm256_cmp_pd(z, zero, _CMP_GE_OQ)), _mm256_add_pd(one, e));
+}
+
+__attribute__((target("avx2"))) inline __m256d clamp_gate4(__m256d x, const GluOptions& o) {
+  if (!o.clamped) return x;
+  const __m256d limit = _mm256_set1_pd(o.limit);
+  return _mm256_blendv_pd(x, limit, _mm256_cmp_pd(x, limit, _CMP_GT_OQ));
+}
+
+__attribute__((target("avx2"))) inline __m256d clamp_up4(__m256d y, const GluOptions& o) {
+  if (!o.clamped) return y;
+  const __m256d limit = _mm256_set1_pd(o.limit);
+  const __m256d low = _mm256_set1_pd(-o.limit);
+  const __m256d lower = _mm256_blendv_pd(y, low, _mm256_cmp_pd(y, low, _CMP_LT_OQ));
+  return _mm256_blendv_pd(lower, limit, _mm256_cmp_pd(lower, limit, _CMP_GT_OQ));
+}
+
+__attribute__((target("avx2,fma"))) void forward_avx2(const float* gate, const float* up, float* out, size_t n, const GluOptions& o) {
+  const __m256d alpha = _mm256_set1_pd(o.alpha);
+  const __m256d offset = _mm256_set1_pd(o.offset);
+  for (size_t i = 0; i < n; i += 4) {
+    const __m128i tail = vmath_pd::mask4(n - i);
+    const __m128i* m = n - i >= 4 ? nullptr : &tail;
+    const __m256d g = clamp_gate4(vmath_pd::load(m, gate + i), o);
+    const __m256d u = clamp_up4(vmath_pd::load(m, up + i), o);
+    const __m256d s = sigmoid4(_mm256_mul_pd(alpha, g));
+    vmath_pd::store(m, out + i, _mm256_mul_pd(_mm256_mul_pd(g, s), _mm256_add_pd(u, offset)));
+  }
+}
+
+__attribute__((target("avx2,fma"))) void backward_avx2(const float* gate, const float* up, const float* grad, float* dgate, float* dup, size_t n,
+                                                       const GluOptions& o) {
+  const __m256d one = _mm256_set1_pd(1.0);
+  const __m256d alpha = _mm256_set1_pd(o.alpha);
+  const __m256d offset = _mm256_set1_pd(o.offset);
+  const __m256d limit = _mm256_set1_pd(o.limit);
+  const __m256d low = _mm256_set1_pd(-o.limit);
+  for (size_t i = 0; i < n; i += 4) {
+    const __m128i tail = vmath_pd::mask4(n - i);
+    const __m128i* m = n - i >= 4 ? nullptr : &tail;
+    const __m256d x = vmath_pd::load(m, gate + i);
+    const __m256d y = vmath_pd::load(m, up + i);
+    const __m256d g = clamp_gate4(x, o);
+    const __m256d u = clamp_up4(y, o);
+    const __m256d s = sigmoid4(_mm256_mul_pd(alpha, g));
+    const __m256d d = vmath_pd::load(m, grad + i);
+    if (dgate != nullptr) {
+      const __m256d tail = _mm256_add_pd(one, _mm256_mul_pd(_mm256_mul_pd(alpha, g), _mm256_sub_pd(one, s)));
+      __m256d v = _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(d, _mm256_add_pd(u, offset)), s), tail);
+      // Clamped: the gradient passes where gate <= limit (a NaN gate passes none).
+      if (o.clamped) v = _mm256_and_pd(_mm256_cmp_pd(x, limit, _CMP_LE_OQ), v);
+      vmath_pd::store(m, dgate + i, v);
+    }
+    if (dup != nullptr) {
+      __m256d v = _mm256_mul_pd(_mm256_mul_pd(d, g), s);
+      if (o.clamped) v = _mm256_and_pd(_mm256_and_pd(_mm256_cmp_pd(y, low, _CMP_GE_OQ), _mm256_cmp_pd(y, limit, _CMP_LE_OQ)), v);
+      vmath_pd::store(m, dup + i, v);
+    }
+  }
+}
+
 }  // namespace
 
 void gated_activation_ref(const float* gate, const float* up, float* out, size_t n, const GluOptions& o) {
@@ -123,6 +189,7 @@ void gated_activation_backward_ref(const float* gate, const float* up, const flo
 void gated_activation(Isa isa, const float* gate, const float* up, float* out, size_t n, const GluOptions& o) {
   pool_for(n, 3 * n * sizeof(float), [&](size_t i0, size_t i1) {
     if (isa == Isa::Avx512) forward_avx512(gate + i0, up + i0, out + i0, i1 - i0, o);
+    else if (isa == Isa::Avx2) forward_avx2(gate + i0, up + i0, out + i0, i1 - i0, o);
     else gated_activation_ref(gate + i0, up + i0, out + i0, i1 - i0, o);
   });
 }
@@ -133,6 +200,7 @@ void gated_activation_backward(Isa isa, const float* gate, const float* up, cons
     float* dg = dgate == nullptr ? nullptr : dgate + i0;
     float* du = dup == nullptr ? nullptr : dup + i0;
     if (isa == Isa::Avx512) backward_avx512(gate + i0, up + i0, grad + i0, dg, du, i1 - i0, o);
+    else if (isa == Isa::Avx2) backward_avx2(gate + i0, up + i0, grad + i0, dg, du, i1 - i0, o);
     else gated_activation_backward_ref(gate + i0, up + i0, grad + i0, dg, du, i1 - i0, o);
   });
 }
