@@ -1,8 +1,10 @@
 // Blends of token files (--data-blend; Megatron-LM's --train-data-path W PREFIX ...): sample i's
 // dataset and its number there are Megatron-Core's blending order, recomputed here whole from its
 // definition (the largest weight x max(i, 1) - count, the lowest dataset on a tie), at any i,
-// asked in any order (the snapshots of the counts change nothing); every dataset holds its share
-// within one sample; a blend of one file is the file's own stream. A micro-batch of a blend reads,
+// asked in any order (the snapshots of the counts change nothing); after any number of samples no
+// dataset is a whole sample ahead of its share, and none is K - 1 or more behind for K datasets
+// (the most the others can be ahead by; a lag above one sample occurs: weights 19, 1, 1, 14 at
+// 1,275 samples lag 1.14); a blend of one file is the file's own stream. A micro-batch of a blend reads,
 // for each sequence, that dataset's window of its own shuffled order (seeded as Blend says).
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -29,7 +31,7 @@ const order = (weights: ReadonlyArray<number>, n: number): Array<readonly [numbe
 const weightsArb = fc.array(fc.integer({ min: 1, max: 20 }), { minLength: 1, maxLength: 4 })
 
 describe("blends", () => {
-  test("Megatron-Core's blending order at any sample, asked in any order; shares within one sample", () => {
+  test("Megatron-Core's blending order at any sample, asked in any order; never a sample ahead of a share", () => {
     fc.assert(
       fc.property(weightsArb, fc.array(fc.integer({ min: 0, max: 2999 }), { minLength: 1, maxLength: 20 }), (raw, asked) => {
         const blend = { weights: raw.map((w) => w / raw.reduce((a, b) => a + b, 0)) }
@@ -38,7 +40,8 @@ describe("blends", () => {
         const n = 1 + Math.max(...asked)
         blend.weights.forEach((w, d) => {
           const held = expected.slice(0, n).filter(([k]) => k === d).length
-          expect(Math.abs(held - w * n)).toBeLessThanOrEqual(1)
+          expect(held - w * n).toBeLessThan(1)
+          expect(w * n - held).toBeLessThan(Math.max(1, blend.weights.length - 1))
         })
       }),
       { numRuns: 60 },

@@ -5,8 +5,9 @@
  * The order is Megatron-Core's blending order (its build_blending_indices): the weights are
  * normalized to sum to 1, and sample i of the stream goes to the dataset d whose count so far
  * lags most behind its share, the largest w_d * max(i, 1) - count_d (the lowest d on a tie); it
- * is that dataset's sample count_d, and count_d grows by one. After n samples every dataset holds
- * its share within one sample. Within a dataset, sample j reads window WindowOrder.windowOf(seed_d,
+ * is that dataset's sample count_d, and count_d grows by one. After n samples no dataset is a
+ * whole sample ahead of its share w_d n (it is picked only while it lags), and none is K - 1 or
+ * more behind for K datasets (what the others are ahead by; about 1.4 at most in practice). Within a dataset, sample j reads window WindowOrder.windowOf(seed_d,
  * j, W_d) of its W_d windows (every window once an epoch of that dataset, shuffled): seed_0 is the
  * run's seed and seed_d = mix(seed, d) for the others, so a blend of one file reads the stream
  * --data reads.
