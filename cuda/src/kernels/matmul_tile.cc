@@ -139,6 +139,68 @@ __attribute__((target("avx512f"))) void pack_b_avx512(const float* b, size_t ldb
   }
 }
 
+// The eight rows r[0..7] (eight floats each) turned into eight columns: out[q] holds r[0..7][q].
+__attribute__((target("avx2"))) inline void transpose8(const __m256 (&r)[8], __m256 (&out)[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int h = 0; h < 8; h += 4) {
+    u[h] = _mm256_shuffle_ps(t[h], t[h + 2], 0x44);
+    u[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], 0xEE);
+    u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+    u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+  }
+  for (int q = 0; q < 4; ++q) {
+    out[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
+    out[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
+  }
+}
+
+// pack_b for the AVX2 tile, as pack_b_avx512 above: B stored n x k (trans) turned 8 x 8 blocks at
+// a time in registers instead of a float at a time. The same bytes in the same places.
+template <int W>
+__attribute__((target("avx2"))) void pack_b_avx2(const float* b, size_t ldb, bool trans, size_t p0, size_t kc, size_t j0, size_t nc,
+                                                 float* dst) {
+  static_assert(W % 8 == 0, "panels of whole 8-column groups");
+  if (!trans) {
+    pack_b<W>(b, ldb, trans, p0, kc, j0, nc, dst);
+    return;
+  }
+  const size_t k8 = kc / 8 * 8;
+  for (size_t jr = 0; jr < nc; jr += W, dst += W * kc) {
+    const size_t cols = nc - jr < W ? nc - jr : W;
+    for (size_t g = 0; g < W; g += 8) {
+      if (g + 8 > cols) {
+        // A partial group: zeroed a vector a k step, then the columns it has, column by column.
+        const __m256 zero = _mm256_setzero_ps();
+        for (size_t p = 0; p < kc; ++p) _mm256_storeu_ps(dst + p * W + g, zero);
+        for (size_t j = g; j < cols; ++j) {
+          const float* src = b + (j0 + jr + j) * ldb + p0;
+          for (size_t p = 0; p < kc; ++p) dst[p * W + j] = src[p];
+        }
+        continue;
+      }
+      const float* rows[8];
+      for (size_t i = 0; i < 8; ++i) rows[i] = b + (j0 + jr + g + i) * ldb + p0;
+      for (size_t p = 0; p < k8; p += 8) {
+        // A line ahead in each row's stream, once a line (16 floats).
+        if (p % 16 == 0) {
+          for (size_t i = 0; i < 8; ++i) _mm_prefetch(reinterpret_cast<const char*>(rows[i] + p + 16 * kPackPrefetchLines), _MM_HINT_T0);
+        }
+        __m256 in[8], out[8];
+        for (size_t i = 0; i < 8; ++i) in[i] = _mm256_loadu_ps(rows[i] + p);
+        transpose8(in, out);
+        for (size_t q = 0; q < 8; ++q) _mm256_storeu_ps(dst + (p + q) * W + g, out[q]);
+      }
+      for (size_t p = k8; p < kc; ++p) {
+        for (size_t i = 0; i < 8; ++i) dst[p * W + g + i] = rows[i][p];
+      }
+    }
+  }
+}
+
 // ---- AVX-512 -----------------------------------------------------------------------------------
 
 // One register tile's k loop, its B rows either in a packed panel (kInPlace false: aligned,
@@ -277,7 +339,7 @@ const Tile kAvx512{kMr512, 16 * kNv512, 512, kMr512 * 48, 4096,
                    kernel_avx512<kMr512, kNv512>, pack_a<kMr512>, pack_b_avx512<16 * kNv512>,
                    direct_avx512<kMr512, kNv512, false>, direct_avx512<kMr512, kNv512, true>};
 const Tile kAvx2{kMr256, 8 * kNv256, 256, kMr256 * 48, 4096,
-                 kernel_avx2<kMr256, kNv256>, pack_a<kMr256>, pack_b<8 * kNv256>, nullptr, nullptr};
+                 kernel_avx2<kMr256, kNv256>, pack_a<kMr256>, pack_b_avx2<8 * kNv256>, nullptr, nullptr};
 const Tile kScalar{kMrScalar, kNrScalar, 256, 128, 2048,
                    kernel_scalar<kMrScalar, kNrScalar>, pack_a<kMrScalar>, pack_b<kNrScalar>, nullptr, nullptr};
 
