@@ -96,6 +96,16 @@ void pack_b(const float* b, size_t ldb, bool trans, size_t p0, size_t kc, size_t
   }
 }
 
+// Columns [from, to) of a panel of a transposed B (stored n x k, the panel's first column at row
+// j of B), one column at a time: the partial group of the packs below, after they zeroed it.
+template <int W>
+void copy_columns(const float* b, size_t ldb, size_t p0, size_t kc, size_t j, size_t from, size_t to, float* dst) {
+  for (size_t c = from; c < to; ++c) {
+    const float* src = b + (j + c) * ldb + p0;
+    for (size_t p = 0; p < kc; ++p) dst[p * W + c] = src[p];
+  }
+}
+
 // pack_b for the AVX-512 tile: B stored n x k (trans) is transposed 16 x 16 blocks at a time in
 // registers (pack_b's loop stores one float a W-float stride apart: ~20% of a 1024 x 2816 x 1024
 // product with transB). The same bytes land in the same places; the rest is pack_b.
@@ -117,10 +127,7 @@ __attribute__((target("avx512f"))) void pack_b_avx512(const float* b, size_t ldb
         // narrow experts' dx), then the columns it has, column by column.
         const __m512 zero = _mm512_setzero_ps();
         for (size_t p = 0; p < kc; ++p) _mm512_storeu_ps(dst + p * W + g, zero);
-        for (size_t j = g; j < cols; ++j) {
-          const float* src = b + (j0 + jr + j) * ldb + p0;
-          for (size_t p = 0; p < kc; ++p) dst[p * W + j] = src[p];
-        }
+        copy_columns<W>(b, ldb, p0, kc, j0 + jr, g, cols, dst);
         continue;
       }
       const float* rows[16];
@@ -176,10 +183,7 @@ __attribute__((target("avx2"))) void pack_b_avx2(const float* b, size_t ldb, boo
         // A partial group: zeroed a vector a k step, then the columns it has, column by column.
         const __m256 zero = _mm256_setzero_ps();
         for (size_t p = 0; p < kc; ++p) _mm256_storeu_ps(dst + p * W + g, zero);
-        for (size_t j = g; j < cols; ++j) {
-          const float* src = b + (j0 + jr + j) * ldb + p0;
-          for (size_t p = 0; p < kc; ++p) dst[p * W + j] = src[p];
-        }
+        copy_columns<W>(b, ldb, p0, kc, j0 + jr, g, cols, dst);
         continue;
       }
       const float* rows[8];
