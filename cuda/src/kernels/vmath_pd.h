@@ -14,22 +14,24 @@
 namespace pleat {
 namespace vmath_pd {
 
+// The constants of both ISAs' exp_nonpos: 1 / ln 2, ln 2 in two parts, and the Taylor
+// coefficients from 1/0! to 1/13! (each the correctly rounded reciprocal), Horner from the last.
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2Hi = 0.693147180369123816490;
+constexpr double kLn2Lo = 1.90821492927058770002e-10;
+constexpr double kC[14] = {1.0,        1.0,         1.0 / 2,      1.0 / 6,       1.0 / 24,        1.0 / 120,         1.0 / 720,
+                           1.0 / 5040, 1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800};
+
 // exp(x) for x <= 0 in float64: n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts, so
 // n * kLn2Hi is exact for |n| < 2^11), exp(r) on |r| <= ln 2 / 2 by Taylor to r^13 (the next term
 // is below 1e-17 relative), times 2^n by vscalefpd (gradual underflow to 0 below -745). NaN
 // propagates.
 __attribute__((target("avx512f"))) inline __m512d exp_nonpos(__m512d x) {
-  constexpr double kLog2e = 1.4426950408889634;
-  constexpr double kLn2Hi = 0.693147180369123816490;
-  constexpr double kLn2Lo = 1.90821492927058770002e-10;
   // vmaxpd returns its second operand when either is NaN: x second keeps NaN.
   x = _mm512_max_pd(_mm512_set1_pd(-746.0), x);
   const __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512d r = _mm512_sub_pd(x, _mm512_mul_pd(n, _mm512_set1_pd(kLn2Hi)));
   r = _mm512_sub_pd(r, _mm512_mul_pd(n, _mm512_set1_pd(kLn2Lo)));
-  // Horner from 1/13! down to 1/0! (each coefficient the correctly rounded reciprocal).
-  constexpr double kC[14] = {1.0,          1.0,           1.0 / 2,        1.0 / 6,         1.0 / 24,          1.0 / 120,           1.0 / 720,
-                             1.0 / 5040,   1.0 / 40320,   1.0 / 362880,   1.0 / 3628800,   1.0 / 39916800,    1.0 / 479001600,     1.0 / 6227020800};
   __m512d p = _mm512_set1_pd(kC[13]);
   for (int i = 12; i >= 0; --i) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(kC[i]));
   return _mm512_scalef_pd(p, n);
@@ -57,15 +59,10 @@ __attribute__((target("avx2"))) inline __m256d pow2(__m128i k) {
 // is exact, the second rounds once, gradually underflowing as vscalefpd does, so the lanes equal
 // the AVX-512 path's bit for bit. A NaN lane stays NaN (its polynomial is NaN).
 __attribute__((target("avx2,fma"))) inline __m256d exp_nonpos(__m256d x) {
-  constexpr double kLog2e = 1.4426950408889634;
-  constexpr double kLn2Hi = 0.693147180369123816490;
-  constexpr double kLn2Lo = 1.90821492927058770002e-10;
   x = _mm256_max_pd(_mm256_set1_pd(-746.0), x);
   const __m256d n = _mm256_round_pd(_mm256_mul_pd(x, _mm256_set1_pd(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256d r = _mm256_sub_pd(x, _mm256_mul_pd(n, _mm256_set1_pd(kLn2Hi)));
   r = _mm256_sub_pd(r, _mm256_mul_pd(n, _mm256_set1_pd(kLn2Lo)));
-  constexpr double kC[14] = {1.0,          1.0,           1.0 / 2,        1.0 / 6,         1.0 / 24,          1.0 / 120,           1.0 / 720,
-                             1.0 / 5040,   1.0 / 40320,   1.0 / 362880,   1.0 / 3628800,   1.0 / 39916800,    1.0 / 479001600,     1.0 / 6227020800};
   __m256d p = _mm256_set1_pd(kC[13]);
   for (int i = 12; i >= 0; --i) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kC[i]));
   const __m128i k = _mm256_cvtpd_epi32(n);
