@@ -6,6 +6,8 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["properties/**/*.{prop,test}.ts"],
+    // Compiles src/ to dist/ first: the tests that start pleat as a process run dist/cli/main.js.
+    globalSetup: ["./properties/support/buildDist.ts"],
     reporters: ["default", "./scripts/plain-summary-reporter.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,

@@ -13,6 +13,7 @@ import { fresh, run } from "./cliRun.js"
 import { refused } from "./refused.js"
 import { python, sayIfSkipped, transformersLosses } from "./transformersPython.js"
 import { records, uint16File } from "./tokenFiles.js"
+import { pleatMain } from "../support/pleatProcess.js"
 
 const root = path.resolve(import.meta.dirname, "../..")
 
@@ -93,15 +94,11 @@ describe("pleat export writes a model directory", () => {
     let completed = false
     for (let n = 1; n < 100 && !completed; n++) {
       const out = path.join(scratch, `model-${n}`)
-      const child = spawnSync(
-        process.execPath,
-        ["--import", "tsx", "src/cli/main.ts", "export", "--checkpoint", mixtral, "--out", out, "--max-shard-size", "40kB", "--dtype", "float64"],
-        {
-          cwd: root,
-          encoding: "utf8",
-          env: { ...process.env, PLEAT_CRASH_AT: String(n) },
-        },
-      )
+      const child = spawnSync(process.execPath, [pleatMain, "export", "--checkpoint", mixtral, "--out", out, "--max-shard-size", "40kB", "--dtype", "float64"], {
+        cwd: root,
+        encoding: "utf8",
+        env: { ...process.env, PLEAT_CRASH_AT: String(n) },
+      })
       completed = child.status === 0
       if (!completed) expect(child.signal, `crash point ${n}: ${child.stderr}`).toBe("SIGKILL")
       // Killed before the rename: no directory; after it (flushing its parent) or not killed: the whole one.

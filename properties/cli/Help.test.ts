@@ -7,6 +7,7 @@ import path from "node:path"
 import { describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
+import { pleatMain } from "../support/pleatProcess.js"
 
 const root = path.resolve(import.meta.dirname, "../..")
 
@@ -52,7 +53,7 @@ describe("--version", () => {
 
   test("prints the package version in process and as a program", async () => {
     expect(await helped(["--version"])).toBe(`pleat ${version}\n`)
-    const r = spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", "--version"], { cwd: root, encoding: "utf8" })
+    const r = spawnSync(process.execPath, [pleatMain, "--version"], { cwd: root, encoding: "utf8" })
     expect(r.status).toBe(0)
     expect(r.stdout).toBe(`pleat ${version}\n`)
   })

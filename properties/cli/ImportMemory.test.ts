@@ -70,7 +70,7 @@ const directory = (model: ModelConfig.ModelConfig): { readonly dir: string; read
 
 /** Peak resident memory (bytes) of the child: an import of `modelDir` into `out`, or none. */
 const peak = (args: ReadonlyArray<string>): number => {
-  const child = spawnSync(process.execPath, ["--import", "tsx", "properties/cli/importMemoryChild.ts", ...args], { encoding: "utf8", timeout: 120_000 })
+  const child = spawnSync(process.execPath, ["properties/cli/importMemoryChild.mjs", ...args], { encoding: "utf8", timeout: 120_000 })
   expect(child.status, child.stderr).toBe(0)
   return (JSON.parse(child.stdout.trim().split("\n").at(-1) as string) as { maxRssKb: number }).maxRssKb * 1024
 }

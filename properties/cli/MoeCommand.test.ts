@@ -13,6 +13,7 @@ import { memoryIo } from "../../src/cli/Io.js"
 import * as MoeCommand from "../../src/cli/MoeCommand.js"
 import { routingCase } from "../moe/arbitraries.js"
 import { type OracleCase, replay } from "../moe/oracle.js"
+import { pleatMain } from "../support/pleatProcess.js"
 
 const outputKeys = ["probs", "routingMap", "tokensPerExpert", "sortedIndices", "permuted", "unpermuted", "unpermutedWeighted", "auxLoss", "zLoss"]
 
@@ -357,7 +358,7 @@ describe("pleat moe replay refuses what it cannot answer", () => {
 describe("pleat moe replay as a process", () => {
   const root = path.resolve(import.meta.dirname, "../..")
   const pleat = (args: ReadonlyArray<string>, input?: string) =>
-    spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, encoding: "utf8", ...(input === undefined ? {} : { input }) })
+    spawnSync(process.execPath, [pleatMain, ...args], { cwd: root, encoding: "utf8", ...(input === undefined ? {} : { input }) })
 
   test("reads a file and stdin; a malformed case is status 2 with one line", () => {
     const c = {

@@ -55,7 +55,10 @@ console.log("property: mlp equals one rank")
 
 describe("npm pack, install into an empty project, use", () => {
   test("imports pleat and pleat/testing, proves a property of its own layer, runs npx pleat", () => {
-    const packed = npm(["pack", "--pack-destination", scratch], root)
+    // --ignore-scripts: prepack's build of dist/ already ran in the tests' global setup
+    // (properties/support/buildDist.ts); running it again here would rewrite dist/ while the
+    // other test file running beside this one may be starting dist/cli/main.js.
+    const packed = npm(["pack", "--ignore-scripts", "--pack-destination", scratch], root)
     expect(packed.status, packed.stderr).toBe(0)
     const tarball = readdirSync(scratch).find((f) => f.endsWith(".tgz"))
     expect(tarball).toBeDefined()

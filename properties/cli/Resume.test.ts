@@ -11,6 +11,7 @@ import path from "node:path"
 import { beforeAll, describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
+import { pleatMain } from "../support/pleatProcess.js"
 
 const root = path.resolve(import.meta.dirname, "../..")
 const sizes = { world: 2, tp: 1, cp: 1, pp: 2, ep: 1, layers: 2, hidden: 16, seq: 8, "global-batch": 4 }
@@ -67,7 +68,7 @@ describe("pleat train --resume", () => {
 
   test("a directory that does not exist: exit 2, one line on stderr (as a process, before any work)", () => {
     const missing = path.join(scratch(), "no", "such", "dir")
-    const r = spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", "train", "--resume", missing], { cwd: root, encoding: "utf8" })
+    const r = spawnSync(process.execPath, [pleatMain, "train", "--resume", missing], { cwd: root, encoding: "utf8" })
     expect(r.status).toBe(2)
     expect(r.stdout).toBe("")
     expect(r.stderr.endsWith("\n")).toBe(true)

@@ -10,6 +10,7 @@ import path from "node:path"
 import { describe, expect, test } from "vitest"
 import * as Cli from "../../src/cli/Cli.js"
 import { memoryIo } from "../../src/cli/Io.js"
+import { pleatMain } from "../support/pleatProcess.js"
 
 const root = path.resolve(import.meta.dirname, "../..")
 // A small model so that the job starts fast, and enough steps that it is still running.
@@ -24,7 +25,7 @@ interface Running {
 }
 
 const start = (args: ReadonlyArray<string>): Running => {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(process.execPath, [pleatMain, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
   let out = ""
   let err = ""
   child.stdout?.on("data", (d: Buffer) => (out += d.toString()))

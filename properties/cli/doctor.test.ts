@@ -21,6 +21,7 @@ import { refused } from "./refused.js"
 
 import * as NcclApi from "../../src/comm/nccl/NcclApi.js"
 import * as GpuLibraryProbe from "../../src/native/GpuLibraryProbe.js"
+import { pleatMain } from "../support/pleatProcess.js"
 
 const root = path.resolve(import.meta.dirname, "../..")
 
@@ -164,7 +165,7 @@ describe("pleat doctor --json", () => {
   })
 
   test("as a program, stdout is exactly the JSON object", () => {
-    const run = spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", "doctor", "--json"], { cwd: root, encoding: "utf8" })
+    const run = spawnSync(process.execPath, [pleatMain, "doctor", "--json"], { cwd: root, encoding: "utf8" })
     expect(run.status, run.stderr).toBe(0)
     expect(Object.keys(JSON.parse(run.stdout) as Json).sort()).toEqual(["cpu", "cublas", "cuda", "mpi", "nccl"])
   })

@@ -15,6 +15,7 @@ import * as LaunchCommand from "../../src/cli/LaunchCommand.js"
 import * as LaunchStatus from "../../src/runtime/LaunchStatus.js"
 import * as MpiAddon from "../../src/native/MpiAddon.js"
 import { refused } from "./refused.js"
+import { pleatMain } from "../support/pleatProcess.js"
 
 const root = path.resolve(import.meta.dirname, "../..")
 const program = ["/usr/bin/node", "/pleat/dist/cli/main.js"]
@@ -166,7 +167,7 @@ describe("refused before anything starts", () => {
 process.env.OMPI_MCA_btl_vader_single_copy_mechanism = "none"
 
 const version = (JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")) as { version: string }).version
-const pleat = (args: ReadonlyArray<string>) => spawnSync(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], { cwd: root, encoding: "utf8", timeout: 120_000 })
+const pleat = (args: ReadonlyArray<string>) => spawnSync(process.execPath, [pleatMain, ...args], { cwd: root, encoding: "utf8", timeout: 120_000 })
 
 /** The pids of processes whose command line holds `marker`. */
 const processesWith = (marker: string): Array<number> =>
@@ -235,11 +236,10 @@ describe.runIf(mpirunHere && mpiHere)("real jobs under mpirun", () => {
   test("SIGINT stops the job: mpirun and every rank end, nothing is left", async () => {
     const marker = `${9_000_000 + (process.pid % 1_000_000)}`
     const args = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1", "--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "4"]
-    const child: ChildProcess = spawn(
-      process.execPath,
-      ["--import", "tsx", "src/cli/main.ts", "launch", "-n", "2", "--", "pleat", "train", ...args, "--steps", "100000", "--seed", marker, "--log", "json"],
-      { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
-    )
+    const child: ChildProcess = spawn(process.execPath, [pleatMain, "launch", "-n", "2", "--", "pleat", "train", ...args, "--steps", "100000", "--seed", marker, "--log", "json"], {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+    })
     let out = ""
     let err = ""
     child.stdout?.on("data", (d: Buffer) => (out += d.toString()))

@@ -18,7 +18,6 @@
 //   MPI addon) the local losses too (a sum of two terms has one order), which differ from the
 //   fp32 run's (so bf16 did reach the processes).
 import * as Effect from "effect/Effect"
-import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
 import { missing, mpirun } from "../comm/mpi/mpirun.js"
 import { local, losses } from "./mpiKit.js"
@@ -29,6 +28,7 @@ import * as Tape from "../../src/tensor/Tape.js"
 import * as Bf16Round from "../../src/tensor/kernels/Bf16Round.js"
 import type * as RankTrainer from "../../src/train/RankTrainer.js"
 import * as Train from "../../src/train/Train.js"
+import { pleatMain as main } from "../support/pleatProcess.js"
 
 /** The setup `pleat train` builds from these flags. */
 const setupOf = (argv: ReadonlyArray<string>): RankTrainer.TrainSetup => {
@@ -102,7 +102,6 @@ describe("--precision bf16", () => {
 })
 
 const why = missing()
-const main = path.join(import.meta.dirname, "../../src/cli/main.ts")
 
 describe.skipIf(why !== undefined)("--precision bf16 on MPI processes", () => {
   test("2 processes (tp 2) train as one process does", async () => {

@@ -1,5 +1,5 @@
 // Crash safety of a checkpoint save, tried at every step of the protocol: a child process
-// (CheckpointCrashChild: `pleat train --resume DIR --save DIR --keep 1` without the rest of the
+// (checkpointCrashChild.mjs: `pleat train --resume DIR --save DIR --keep 1` without the rest of the
 // CLI) is killed with SIGKILL at the n-th step of
 // its save (PLEAT_CRASH_AT=n, see CheckpointDurable), for n = 1, 2, ... until a run finishes.
 // After each crash, DIR loads the previous checkpoint or the new one, its files bit-identical
@@ -58,11 +58,11 @@ describe("a save killed at any step of its protocol", () => {
     for (let n = 1; n <= 60; n++) {
       rmSync(dir, { recursive: true, force: true })
       cpSync(pristine, dir, { recursive: true })
-      const child = spawnSync(
-        process.execPath,
-        ["--import", "tsx", "properties/train/CheckpointCrashChild.ts", ...model, "--steps", "2", "--resume", dir, "--save", dir, "--keep", "1"],
-        { cwd: root, encoding: "utf8", env: { ...process.env, PLEAT_CRASH_AT: String(n) } },
-      )
+      const child = spawnSync(process.execPath, ["properties/train/checkpointCrashChild.mjs", ...model, "--steps", "2", "--resume", dir, "--save", dir, "--keep", "1"], {
+        cwd: root,
+        encoding: "utf8",
+        env: { ...process.env, PLEAT_CRASH_AT: String(n) },
+      })
       if (child.status === 0) break
       expect(child.signal, `crash point ${n}: ${child.stderr}`).toBe("SIGKILL")
       // The previous checkpoint or the new one, whole.
@@ -95,7 +95,7 @@ describe("a save killed at any step of its protocol", () => {
     const outcomes: Array<string> = []
     for (let n = 1; n <= 40; n++) {
       rmSync(dir, { recursive: true, force: true })
-      const child = spawnSync(process.execPath, ["--import", "tsx", "properties/train/CheckpointCrashChild.ts", ...model, "--steps", "1", "--save", dir], {
+      const child = spawnSync(process.execPath, ["properties/train/checkpointCrashChild.mjs", ...model, "--steps", "1", "--save", dir], {
         cwd: root,
         encoding: "utf8",
         env: { ...process.env, PLEAT_CRASH_AT: String(n) },

@@ -9,11 +9,11 @@ import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
 import { local, losses, near } from "./mpiKit.js"
 import { missing, mpirun } from "../comm/mpi/mpirun.js"
+import { pleatMain as main } from "../support/pleatProcess.js"
 
 const why = missing()
 if (why !== undefined) console.log(`MPI distributed-optimizer tests skipped: ${why}`)
 
-const main = path.join(import.meta.dirname, "../../src/cli/main.ts")
 const model = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--dtype", "float64", "--seed", "29"]
 // dense state over dp-cp (2), norms and routers over tp-dp-cp (4), experts over edp (2).
 const four = ["--world", "4", "--tp", "2", "--cp", "2", "--pp", "1", "--ep", "2"]

@@ -12,11 +12,11 @@ import path from "node:path"
 import { afterAll, describe, expect, test } from "vitest"
 import { local, losses, near } from "./mpiKit.js"
 import { abortedWith, collect, missing, mpirun } from "../comm/mpi/mpirun.js"
+import { pleatMain as main } from "../support/pleatProcess.js"
 
 const why = missing()
 if (why !== undefined) console.log(`MPI training tests skipped: ${why}`)
 
-const main = path.join(import.meta.dirname, "../../src/cli/main.ts")
 const model = ["--layers", "2", "--hidden", "16", "--seq", "8", "--global-batch", "8", "--log", "json", "--dtype", "float64", "--seed", "23"]
 const four = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "2", "--ep", "2"]
 const two = ["--world", "2", "--tp", "1", "--cp", "1", "--pp", "2", "--ep", "1"]
@@ -128,7 +128,7 @@ describe.skipIf(why !== undefined)("training on MPI processes", () => {
   }, 200_000)
 
   test("the issue's commands: pleat launch -n 8 verifies the default-size folded mapping and trains as one process does", async () => {
-    const launch = (args: ReadonlyArray<string>) => collect(process.execPath, ["--import", "tsx", main, "launch", "-n", "8", "--", "pleat", ...args], 300_000)
+    const launch = (args: ReadonlyArray<string>) => collect(process.execPath, [main, "launch", "-n", "8", "--", "pleat", ...args], 300_000)
     const verify = await launch(["verify", "--world", "8", "--tp", "2", "--cp", "2", "--pp", "2", "--ep", "4", "--dtype", "float64", "--steps", "2"])
     expect(verify.code, verify.stdout + verify.stderr).toBe(0)
     const flags = ["--steps", "5", "--log", "json", "--dtype", "float64", "--seed", "4242"]
@@ -159,7 +159,7 @@ describe.skipIf(why !== undefined)("training on MPI processes", () => {
       await new Promise((r) => setTimeout(r, 500))
       ranks = descendants(mpirunPid).filter((p) => {
         try {
-          return execFileSync("ps", ["-o", "args=", "-p", String(p)], { encoding: "utf8" }).includes("main.ts")
+          return execFileSync("ps", ["-o", "args=", "-p", String(p)], { encoding: "utf8" }).includes(main)
         } catch {
           return false
         }

@@ -23,6 +23,7 @@ import { missing, mpirun } from "./mpirun.js"
 import { results } from "../runOn.js"
 import { combinedArgs, contract, mappings, near, world } from "./suiteCases.js"
 import { expectContract, faultOf, runSuite } from "./suiteRun.js"
+import { pleatMain } from "../../support/pleatProcess.js"
 
 const standIn = path.join(import.meta.dirname, "../../../build/Release/libpleat_host_nccl.so")
 const why =
@@ -220,7 +221,7 @@ describe.skipIf(why !== undefined)("the NCCL backend with 4 processes (host stan
     // (a process per rank, so each rank's own count) each rank's outgoing messages come down to
     // the host (interleaved, each rank sends at least two a micro-batch: 8 micro-batches of seq 8 x
     // hidden 16 float32); NCCL's links leave them on the device.
-    const viaMpi = await mpirun(2, [path.join(import.meta.dirname, "../../../src/cli/main.ts"), "train", ...flags, ...on, "--backend", "mpi"], 240_000)
+    const viaMpi = await mpirun(2, [pleatMain, "train", ...flags, ...on, "--backend", "mpi"], 240_000)
     expect(viaMpi.code, viaMpi.stderr).toBe(0)
     const messages = 8 * 2 * (8 * 16 * 4)
     const [viaNccl, viaHost] = [hostDeviceBytes(run.stdout), hostDeviceBytes(viaMpi.stdout)]
@@ -260,9 +261,8 @@ const mapping = ["--world", "4", "--tp", "2", "--cp", "1", "--pp", "1", "--ep", 
 
 /** `pleat train` with these flags on a mapping (default the one above), under mpirun on the NCCL backend (exit 0 expected). */
 const trainOnNccl = async (flags: ReadonlyArray<string>, on: ReadonlyArray<string> = mapping) => {
-  const main = path.join(import.meta.dirname, "../../../src/cli/main.ts")
   const processes = Number(on[on.indexOf("--world") + 1])
-  const run = await mpirun(processes, [main, "train", ...flags, ...on, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
+  const run = await mpirun(processes, [pleatMain, "train", ...flags, ...on, "--backend", "nccl"], 240_000, undefined, { PLEAT_NCCL_LIB: standIn })
   expect(run.code, run.stderr).toBe(0)
   return run
 }

@@ -1,5 +1,5 @@
 // Starting test programs under mpirun: whether MPI is here (mpirun on PATH and the MPI addon
-// built), and a launch of N processes of a TypeScript program with the flags this machine
+// built), and a launch of N processes of a program (TypeScript through tsx) with the flags this machine
 // needs (root allowed, more processes than cores, no binding).
 import { spawn, spawnSync } from "node:child_process"
 import * as MpiAddon from "../../../src/native/MpiAddon.js"
@@ -63,6 +63,9 @@ export const collect = (command: string, args: ReadonlyArray<string>, timeoutMs:
 export const abortedWith = (run: Ended, code: number): boolean =>
   run.code === code || (run.code === null && run.signal === "SIGSEGV" && run.stderr.includes("PMIx_server_finalize"))
 
-/** Runs `node --import tsx <args>` in `np` processes under mpirun; `onStart` gets mpirun's pid. */
+/**
+ * Runs `node <args>` in `np` processes under mpirun, through the tsx loader when the program
+ * (args[0]) is a TypeScript file; `onStart` gets mpirun's pid.
+ */
 export const mpirun = (np: number, args: ReadonlyArray<string>, timeoutMs: number, onStart?: (pid: number) => void, env: NodeJS.ProcessEnv = {}): Promise<Ended> =>
-  collect("mpirun", ["-np", String(np), "--bind-to", "none", process.execPath, "--import", "tsx", ...args], timeoutMs, onStart, env)
+  collect("mpirun", ["-np", String(np), "--bind-to", "none", process.execPath, ...((args[0] ?? "").endsWith(".ts") ? ["--import", "tsx"] : []), ...args], timeoutMs, onStart, env)
