@@ -4,8 +4,7 @@
 // starting it through a TypeScript loader instead cost about a second of CPU per process.
 import { spawnSync } from "node:child_process"
 import path from "node:path"
-
-const root = path.resolve(import.meta.dirname, "../..")
+import { root } from "./pleatProcess.js"
 
 export default function setup(): void {
   const tsc = path.join(root, "node_modules", "typescript", "bin", "tsc")

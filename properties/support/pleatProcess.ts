@@ -7,6 +7,3 @@ export const root = path.resolve(import.meta.dirname, "../..")
 
 /** dist/cli/main.js: what `pleat` runs. */
 export const pleatMain = path.join(root, "dist", "cli", "main.js")
-
-/** The arguments after `node` that run `pleat <args>`. */
-export const pleatArgs = (args: ReadonlyArray<string>): Array<string> => [pleatMain, ...args]
