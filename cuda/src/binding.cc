@@ -56,6 +56,7 @@
 #include "cross_entropy_binding.h"
 #include "device_allocator_binding.h"
 #include "library_probe_binding.h"
+#include "signal_net_binding.h"
 #include "kernels/axpy.h"
 #include "kernels/copy.h"
 #include "kernels/cpu_features.h"
@@ -253,6 +254,7 @@ Napi::Object RegisterExports(Napi::Env env, Napi::Object exports) {
   RegisterCrossEntropyExports(env, exports);
   RegisterDeviceAllocatorExports(env, exports);
   RegisterLibraryProbeExports(env, exports);
+  RegisterSignalNetExports(env, exports);
   return exports;
 }
 

@@ -2,7 +2,9 @@
 // and ends the process within 5 s with status 130 / 143 and one line on stderr saying what
 // was interrupted; nothing of the process is left (on the threads backend, its workers are
 // threads of the process, so a process that is gone has no worker left). A checkpoint
-// directory keeps its last published checkpoint and nothing of an unpublished one.
+// directory keeps its last published checkpoint and nothing of an unpublished one. A main thread
+// held by one long kernel cannot run JavaScript's handler: the native net (src/native/SignalNet.ts)
+// ends the process then, with the same kind of line.
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -104,6 +106,30 @@ describe("signals", () => {
     expect(readFileSync(manifest, "utf8")).toBe(before)
     expect(JSON.parse(before).step).toBe(1)
     expect(readdirSync(dir).sort()).toEqual(["latest", "pleat-checkpoint", "step-00000001"])
+  }, 90_000)
+
+  test("SIGTERM while one kernel holds the main thread (attention over 262,144 positions, minutes of work): the native net ends the process within 5 s, status 143, one line", async () => {
+    const long = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--layers", "1", "--hidden", "16", "--heads", "1", "--kv-heads", "1"]
+    const job = start(["train", "--backend", "local", ...long, "--seq", "262144", "--global-batch", "1", "--steps", "1", "--log", "json"])
+    try {
+      await until("the start record", () => records(job.stdout()).some((r) => r.msg === "start"), 60_000)
+      // The step's first products take milliseconds; then its attention runs for minutes.
+      await new Promise((r) => setTimeout(r, 2000))
+      expect(job.child.exitCode, "the job must still be running when the signal comes").toBe(null)
+      const sent = performance.now()
+      job.child.kill("SIGTERM")
+      const ended = await Promise.race([job.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5_000))])
+      expect(ended, "still running 5 s after SIGTERM").toBeDefined()
+      expect(ended?.code).toBe(143)
+      expect((ended?.at ?? Infinity) - sent).toBeLessThan(5_000)
+      expect(job.stderr().trimEnd().split("\n")).toEqual([
+        "pleat train: interrupted by SIGTERM before step 1 of 1 completed; no checkpoint written; native code held the main thread past the 3 s grace, stopped at once",
+      ])
+      expect(isAlive(job.child.pid as number)).toBe(false)
+      expect(records(job.stdout()).some((r) => r.msg === "summary")).toBe(false)
+    } finally {
+      if (job.child.exitCode === null && job.child.signalCode === null) job.child.kill("SIGKILL")
+    }
   }, 90_000)
 
   test("SIGINT during a run with --save-every keeps the last periodic checkpoint, named in the line, and nothing unpublished", async () => {

@@ -7,11 +7,14 @@
  * (`pleat train: interrupted by SIGINT at step 3 of 100; no checkpoint written`) and the
  * status is 128 + the signal (130, 143). Should the finalizers not finish within `graceMs`, or
  * should a second signal come, the line is printed and the status returned without waiting:
- * the caller exits the process, which ends any thread left.
+ * the caller exits the process, which ends any thread left. JavaScript runs only between
+ * native calls, so while the run lasts the native SignalNet stands behind this: should a kernel
+ * hold the main thread past the grace after a signal, it prints the line and ends the process.
  */
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Exit from "effect/Exit"
+import * as SignalNet from "../native/SignalNet.js"
 import * as Activity from "./Activity.js"
 import * as ExitCode from "./ExitCode.js"
 import type { Io } from "./Io.js"
@@ -43,14 +46,24 @@ export interface RunMainOptions {
  */
 export const run = (command: string, program: Effect.Effect<number, never, Activity.Activity>, io: Io, options: RunMainOptions = {}): Promise<Ended> =>
   new Promise<Ended>((resolve) => {
-    const activity = Activity.make()
-    const fiber = Effect.runFork(Effect.provideService(program, Activity.Activity, activity))
     const signals = options.signals ?? ["SIGINT", "SIGTERM"]
+    const graceMs = options.graceMs ?? 3000
+    let net: SignalNet.Armed | undefined
+    const cell = Activity.make()
+    const activity: Activity.ActivityShape = {
+      set: (text) => {
+        cell.set(text)
+        net?.describe(text)
+      },
+      describe: cell.describe,
+    }
     let received: NodeJS.Signals | undefined
     let ended = false
     const end = (outcome: Ended, note = "") => {
       if (ended) return
       ended = true
+      // Before Node's listeners go: the net gives each signal back to Node's handler.
+      net?.disarm()
       for (const s of signals) process.off(s, onSignal)
       if (outcome.signal !== undefined) {
         const what = activity.describe()
@@ -61,11 +74,14 @@ export const run = (command: string, program: Effect.Effect<number, never, Activ
     function onSignal(signal: NodeJS.Signals): void {
       if (received !== undefined) return end({ code: ExitCode.interrupted(received), signal: received }, `; stopped at once by a second ${signal}`)
       received = signal
-      const graceMs = options.graceMs ?? 3000
+      net?.seen()
       setTimeout(() => end({ code: ExitCode.interrupted(signal), signal }, `; did not stop within ${graceMs / 1000} s, stopped anyway`), graceMs).unref()
       Effect.runFork(Fiber.interrupt(fiber))
     }
     for (const s of signals) process.on(s, onSignal)
+    // Should a native call hold the main thread when a signal comes, the net ends the process.
+    net = SignalNet.arm(`pleat ${command}: interrupted by `, graceMs, signals)
+    const fiber = Effect.runFork(Effect.provideService(program, Activity.Activity, activity))
     fiber.addObserver((exit) => {
       if (received !== undefined) return end({ code: ExitCode.interrupted(received), signal: received })
       // The program reports its own errors; anything else reaching here is a defect of ours.

@@ -80,6 +80,11 @@ export interface CpuAddon {
   ) => SimulatedDeviceAllocator
   /** Optional: loads a GPU library by path for `pleat doctor` (GpuLibraryProbe.ts). */
   probeGpuLibrary?(path: string, kind: "nccl" | "cublas", symbols: ReadonlyArray<string>): GpuLibraryProbe
+  /** Optional: the process's last word on a signal while native code holds the main thread (SignalNet.ts). */
+  signalNetArm?(prefix: string, graceMs: number, signals: ReadonlyArray<number>): Array<number>
+  signalNetSeen?(): void
+  signalNetDescribe?(text: string): void
+  signalNetDisarm?(): void
 }
 
 /**
