@@ -90,6 +90,31 @@ const interrupt = async (backend: string, signal: NodeJS.Signals, status: number
   }
 }
 
+/**
+ * Starts a job whose one step sits in a single attention call for minutes (262,144 positions on one
+ * rank: the main thread inside native code), lets `signal` act on it, and says how it ended: its
+ * status, ms from the first signal to the exit, its stderr lines; no process or summary is left.
+ */
+const whileHeld = async (signal: (job: Running) => void | Promise<void>): Promise<{ code: number | null; ms: number; lines: Array<string> }> => {
+  const one = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--layers", "1", "--hidden", "16", "--heads", "1", "--kv-heads", "1"]
+  const job = start(["train", "--backend", "local", ...one, "--seq", "262144", "--global-batch", "1", "--steps", "1", "--log", "json"])
+  try {
+    await until("the start record", () => records(job.stdout()).some((r) => r.msg === "start"), 60_000)
+    // The step's first products take milliseconds; then its attention runs for minutes.
+    await new Promise((r) => setTimeout(r, 2000))
+    expect(job.child.exitCode, "the job must still be running when the signal comes").toBe(null)
+    const sent = performance.now()
+    await signal(job)
+    const ended = await Promise.race([job.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5_000))])
+    expect(ended, "still running 5 s after the signal").toBeDefined()
+    expect(isAlive(job.child.pid as number)).toBe(false)
+    expect(records(job.stdout()).some((r) => r.msg === "summary")).toBe(false)
+    return { code: ended?.code ?? null, ms: (ended?.at ?? Infinity) - sent, lines: job.stderr().trimEnd().split("\n") }
+  } finally {
+    if (job.child.exitCode === null && job.child.signalCode === null) job.child.kill("SIGKILL")
+  }
+}
+
 describe("signals", () => {
   test("SIGINT ends a threads-backend job within 5 s, status 130, one line, no process left", async () => {
     await interrupt("threads", "SIGINT", 130)
@@ -109,27 +134,27 @@ describe("signals", () => {
   }, 90_000)
 
   test("SIGTERM while one kernel holds the main thread (attention over 262,144 positions, minutes of work): the native net ends the process within 5 s, status 143, one line", async () => {
-    const long = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--layers", "1", "--hidden", "16", "--heads", "1", "--kv-heads", "1"]
-    const job = start(["train", "--backend", "local", ...long, "--seq", "262144", "--global-batch", "1", "--steps", "1", "--log", "json"])
-    try {
-      await until("the start record", () => records(job.stdout()).some((r) => r.msg === "start"), 60_000)
-      // The step's first products take milliseconds; then its attention runs for minutes.
-      await new Promise((r) => setTimeout(r, 2000))
-      expect(job.child.exitCode, "the job must still be running when the signal comes").toBe(null)
-      const sent = performance.now()
+    const ended = await whileHeld((job) => {
       job.child.kill("SIGTERM")
-      const ended = await Promise.race([job.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5_000))])
-      expect(ended, "still running 5 s after SIGTERM").toBeDefined()
-      expect(ended?.code).toBe(143)
-      expect((ended?.at ?? Infinity) - sent).toBeLessThan(5_000)
-      expect(job.stderr().trimEnd().split("\n")).toEqual([
-        "pleat train: interrupted by SIGTERM before step 1 of 1 completed; no checkpoint written; native code held the main thread past the 3 s grace, stopped at once",
-      ])
-      expect(isAlive(job.child.pid as number)).toBe(false)
-      expect(records(job.stdout()).some((r) => r.msg === "summary")).toBe(false)
-    } finally {
-      if (job.child.exitCode === null && job.child.signalCode === null) job.child.kill("SIGKILL")
-    }
+    })
+    expect(ended.code).toBe(143)
+    expect(ended.ms).toBeLessThan(5_000)
+    expect(ended.lines).toEqual([
+      "pleat train: interrupted by SIGTERM before step 1 of 1 completed; no checkpoint written; native code held the main thread past the 3 s grace, stopped at once",
+    ])
+  }, 90_000)
+
+  test("a second SIGINT while one kernel holds the main thread ends the process at once, status 130, one line", async () => {
+    const ended = await whileHeld(async (job) => {
+      job.child.kill("SIGINT")
+      await new Promise((r) => setTimeout(r, 500))
+      job.child.kill("SIGINT")
+    })
+    expect(ended.code).toBe(130)
+    expect(ended.ms).toBeLessThan(2_500)
+    expect(ended.lines).toEqual([
+      "pleat train: interrupted by SIGINT before step 1 of 1 completed; no checkpoint written; stopped at once by a second SIGINT while native code held the main thread",
+    ])
   }, 90_000)
 
   test("SIGINT during a run with --save-every keeps the last periodic checkpoint, named in the line, and nothing unpublished", async () => {

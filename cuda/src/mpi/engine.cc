@@ -7,8 +7,31 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <system_error>
+#include <thread>
 
 namespace pleat::mpi {
+
+namespace {
+
+// MPI_Abort ends every process of the job at once. Should it neither do so nor return (a runtime
+// half torn down by a finalize in progress), this process ends itself after this long, and the
+// launcher ends the others on seeing it go without MPI_Finalize.
+constexpr std::chrono::seconds kAbortFallback{10};
+
+void abort_job(int code) {
+  try {
+    std::thread([code] {
+      std::this_thread::sleep_for(kAbortFallback);
+      std::fprintf(stderr, "pleat: MPI_Abort did not end this process within %lld s: exiting\n", static_cast<long long>(kAbortFallback.count()));
+      std::_Exit(code);
+    }).detach();
+  } catch (const std::system_error&) {
+  }
+  MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+}  // namespace
 
 std::string library_version() {
   char text[MPI_MAX_LIBRARY_VERSION_STRING];
@@ -48,7 +71,7 @@ void Engine::stop(int abort_code, int grace_ms) {
   if (!running_) return;
   if (abort_code >= 0) {
     // MPI_Abort from this thread: the engine's thread may be inside a call that never returns.
-    MPI_Abort(MPI_COMM_WORLD, abort_code);
+    abort_job(abort_code);
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -65,7 +88,7 @@ void Engine::stop(int abort_code, int grace_ms) {
     if (!ended) {
       lock.unlock();
       std::fprintf(stderr, "pleat: MPI_Finalize did not return within %d s (a process of the job never ended): aborting the job\n", (grace_ms + 60000) / 1000);
-      MPI_Abort(MPI_COMM_WORLD, 1);
+      abort_job(1);
     }
   }
   if (thread_.joinable()) thread_.join();
@@ -203,7 +226,7 @@ void Engine::loop() {
   if (!clean) {
     // Requests that never completed (a peer that died or never arrived): MPI_Finalize would
     // wait for them forever, so the job is aborted instead.
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    abort_job(1);
   }
   if (p2p_ != MPI_COMM_NULL) MPI_Comm_free(&p2p_);
   MPI_Finalize();
