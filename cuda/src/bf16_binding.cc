@@ -28,11 +28,8 @@ Napi::Value RoundBf16(const Napi::CallbackInfo& info) {
                               typed_array_name(src.TypedArrayType()) + " and " + typed_array_name(dst.TypedArrayType()));
     return env.Undefined();
   }
-  if (!info[2].IsString()) {
-    throw_type_error(env, "roundBf16: path must be a string, got " + describe(info[2]));
-    return env.Undefined();
-  }
-  const std::string name = info[2].As<Napi::String>().Utf8Value();
+  std::string name;
+  if (!expect_string(info, "roundBf16", 2, "path", &name)) return env.Undefined();
   Bf16Path path = Bf16Path::Portable;
   if (name == "auto") {
     path = bf16_hardware() ? Bf16Path::Avx512Bf16 : Bf16Path::Portable;

@@ -198,12 +198,8 @@ Napi::Value CpuFeaturesJs(const Napi::CallbackInfo& info) {
 
 Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!expect_arity(info, "setIsa", 1)) return env.Undefined();
-  if (!info[0].IsString()) {
-    throw_type_error(env, "setIsa: isa must be a string, got " + describe(info[0]));
-    return env.Undefined();
-  }
-  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  std::string name;
+  if (!expect_arity(info, "setIsa", 1) || !expect_string(info, "setIsa", 0, "isa", &name)) return env.Undefined();
   Isa isa = Isa::Scalar;
   if (name == "auto") {
     reset_isa();

@@ -79,6 +79,14 @@ inline bool expect_number(const Napi::CallbackInfo& info, const char* fn, size_t
   return true;
 }
 
+// A string argument as UTF-8. Anything else is a TypeError "<fn>: <name> must be a string, got ...".
+inline bool expect_string(const Napi::CallbackInfo& info, const char* fn, size_t index, const char* name, std::string* out) {
+  const Napi::Value value = info[index];
+  if (!value.IsString()) return throw_type_error(info.Env(), std::string(fn) + ": " + name + " must be a string, got " + describe(value));
+  *out = value.As<Napi::String>().Utf8Value();
+  return true;
+}
+
 // A non-negative integer as a double (a byte count, an address, a stream). Anything else, a
 // missing argument or a non-number included, is a TypeError "<fn>: <name> must be an integer >= 0".
 inline bool expect_whole(const Napi::CallbackInfo& info, const char* fn, size_t index,

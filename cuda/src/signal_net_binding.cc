@@ -16,13 +16,6 @@
 namespace pleat {
 namespace {
 
-bool expect_string(const Napi::CallbackInfo& info, const char* fn, size_t index, const char* name, std::string* out) {
-  const Napi::Value value = info[index];
-  if (!value.IsString()) return throw_type_error(info.Env(), std::string(fn) + ": " + name + " must be a string, got " + describe(value));
-  *out = value.As<Napi::String>().Utf8Value();
-  return true;
-}
-
 Napi::Value Arm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "signalNetArm";
