@@ -4,6 +4,8 @@
 //   signalNetSeen() -> undefined: JavaScript's handler ran
 //   signalNetDescribe(text) -> undefined: what the command is doing now, in words
 //   signalNetDisarm() -> undefined
+//   exitWithin(code, ms) -> whether the timer started: the process ends with `code` after `ms`
+//       unless it has ended by then
 #include "signal_net_binding.h"
 
 #include <algorithm>
@@ -62,6 +64,17 @@ Napi::Value Disarm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value ExitWithin(const Napi::CallbackInfo& info) {
+  const char* fn = "exitWithin";
+  double code = 0, ms = 0;
+  if (!expect_arity(info, fn, 2) || !expect_whole(info, fn, 0, "code", &code) || !expect_whole(info, fn, 1, "ms", &ms)) return info.Env().Undefined();
+  if (code > 255) {
+    throw_range_error(info.Env(), std::string(fn) + ": code must be 0..255, got " + std::to_string(static_cast<long long>(code)));
+    return info.Env().Undefined();
+  }
+  return Napi::Boolean::New(info.Env(), signal_net::exit_within(static_cast<int>(code), static_cast<int>(std::min(ms, 3600000.0))));
+}
+
 }  // namespace
 
 void RegisterSignalNetExports(Napi::Env env, Napi::Object exports) {
@@ -69,6 +82,7 @@ void RegisterSignalNetExports(Napi::Env env, Napi::Object exports) {
   exports.Set("signalNetSeen", Napi::Function::New(env, Seen, "signalNetSeen"));
   exports.Set("signalNetDescribe", Napi::Function::New(env, Describe, "signalNetDescribe"));
   exports.Set("signalNetDisarm", Napi::Function::New(env, Disarm, "signalNetDisarm"));
+  exports.Set("exitWithin", Napi::Function::New(env, ExitWithin, "exitWithin"));
 }
 
 }  // namespace pleat

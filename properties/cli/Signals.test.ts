@@ -90,18 +90,26 @@ const interrupt = async (backend: string, signal: NodeJS.Signals, status: number
   }
 }
 
+/** The CPU time a process has used so far (user and system, /proc/PID/stat), in seconds. */
+const cpuSeconds = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 /**
  * Starts a job whose one step sits in a single attention call for minutes (262,144 positions on one
- * rank: the main thread inside native code), lets `signal` act on it, and says how it ended: its
+ * rank: on the local backend the main thread inside native code, on threads a worker's), lets
+ * `signal` act on it, and says how it ended: its
  * status, ms from the first signal to the exit, its stderr lines; no process or summary is left.
  */
-const whileHeld = async (signal: (job: Running) => void | Promise<void>): Promise<{ code: number | null; ms: number; lines: Array<string> }> => {
+const whileHeld = async (signal: (job: Running) => void | Promise<void>, backend = "local"): Promise<{ code: number | null; ms: number; lines: Array<string> }> => {
   const one = ["--world", "1", "--tp", "1", "--cp", "1", "--pp", "1", "--ep", "1", "--layers", "1", "--hidden", "16", "--heads", "1", "--kv-heads", "1"]
-  const job = start(["train", "--backend", "local", ...one, "--seq", "262144", "--global-batch", "1", "--steps", "1", "--log", "json"])
+  const job = start(["train", "--backend", backend, ...one, "--seq", "262144", "--global-batch", "1", "--steps", "1", "--log", "json"])
   try {
     await until("the start record", () => records(job.stdout()).some((r) => r.msg === "start"), 60_000)
-    // The step's first products take milliseconds; then its attention runs for minutes.
-    await new Promise((r) => setTimeout(r, 2000))
+    // Start-up costs under a second of CPU and the step's first products milliseconds; then the
+    // attention keeps the cores busy for minutes: 4 s of CPU mean it runs, however loaded the machine.
+    await until("4 s of CPU", () => cpuSeconds(job.child.pid as number) >= 4, 60_000)
     expect(job.child.exitCode, "the job must still be running when the signal comes").toBe(null)
     const sent = performance.now()
     await signal(job)
@@ -142,6 +150,15 @@ describe("signals", () => {
     expect(ended.lines).toEqual([
       "pleat train: interrupted by SIGTERM before step 1 of 1 completed; no checkpoint written; native code held the main thread past the 3 s grace, stopped at once",
     ])
+  }, 90_000)
+
+  test("SIGTERM while one kernel holds a worker thread: JavaScript's line at the 3 s grace, and the process ends although Node's exit waits for that worker (status 143 within 5 s)", async () => {
+    const ended = await whileHeld((job) => {
+      job.child.kill("SIGTERM")
+    }, "threads")
+    expect(ended.code).toBe(143)
+    expect(ended.ms).toBeLessThan(5_000)
+    expect(ended.lines).toEqual(["pleat train: interrupted by SIGTERM before step 1 of 1 completed; no checkpoint written; did not stop within 3 s, stopped anyway"])
   }, 90_000)
 
   test("a second SIGINT while one kernel holds the main thread ends the process at once, status 130, one line", async () => {

@@ -4,6 +4,7 @@ import { main } from "./Cli.js"
 import { processIo } from "./Io.js"
 import * as LaunchStatus from "../runtime/LaunchStatus.js"
 import * as MpiProcess from "../runtime/MpiProcess.js"
+import * as SignalNet from "../native/SignalNet.js"
 
 // A reader that stops early (`pleat groups ... | head`) is not an error of ours.
 process.stdout.on("error", (error: NodeJS.ErrnoException) => {
@@ -22,6 +23,11 @@ if (MpiProcess.launched()) {
   process.exit(interrupted ?? LaunchStatus.exitWith(code))
 }
 const ended = await main(process.argv.slice(2), processIo)
-// Interrupted: end now, taking any thread still stopping with the process.
-if (ended.signal !== undefined) process.exit(ended.code)
+// Interrupted: end now, taking any thread still stopping with the process. Node's exit joins the
+// worker threads, and a worker inside a long kernel cannot stop until it returns: a second later
+// the native timer ends the process instead (the line is out already).
+if (ended.signal !== undefined) {
+  SignalNet.exitWithin(ended.code, 1000)
+  process.exit(ended.code)
+}
 process.exitCode = ended.code

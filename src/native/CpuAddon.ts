@@ -85,6 +85,7 @@ export interface CpuAddon {
   signalNetSeen?(): void
   signalNetDescribe?(text: string): void
   signalNetDisarm?(): void
+  exitWithin?(code: number, ms: number): boolean
 }
 
 /**

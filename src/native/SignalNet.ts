@@ -51,3 +51,14 @@ export const arm = (prefix: string, graceMs: number, signals: ReadonlyArray<Node
     disarm: () => signalNetDisarm.call(addon),
   }
 }
+
+/**
+ * Ends the process with `code` after `ms` unless it has ended by then; false without the addon.
+ * For an exit that may wait on a thread held by native code: Node's process.exit joins its worker
+ * threads, and a worker inside a long kernel cannot stop before the kernel returns.
+ * @category constructors
+ */
+export const exitWithin = (code: number, ms: number): boolean => {
+  const addon = addonIfBuilt()
+  return addon?.exitWithin === undefined ? false : addon.exitWithin(code, Math.max(0, Math.round(ms)))
+}
