@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cerrno>
 #include <cstdint>
 #include <mutex>
@@ -222,18 +221,6 @@ void disarm() {
     // Node may have set its own action since (its last listener gone): leave that one alone.
     if (sigaction(slot.signo, nullptr, &current) == 0 && is_ours(current)) sigaction(slot.signo, &slot.previous, nullptr);
     slot.installed = false;
-  }
-}
-
-bool exit_within(int code, int ms) {
-  try {
-    std::thread([code, ms] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-      _exit(code);
-    }).detach();
-    return true;
-  } catch (const std::system_error&) {
-    return false;
   }
 }
 

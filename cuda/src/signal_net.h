@@ -38,10 +38,5 @@ void describe(const std::string& text);
 // handler is still the installed one.
 void disarm();
 
-// Ends the process with `code` after `ms` unless it has ended by then: for an exit that may wait
-// on a thread held by native code (Node's exit joins its worker threads, and a worker inside a
-// long kernel cannot stop until the kernel returns). False when the timer thread cannot start.
-bool exit_within(int code, int ms);
-
 }  // namespace signal_net
 }  // namespace pleat

@@ -9,9 +9,11 @@
 #include "signal_net_binding.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <vector>
 
+#include "exit_later.h"
 #include "napi_args.h"
 #include "signal_net.h"
 
@@ -72,7 +74,7 @@ Napi::Value ExitWithin(const Napi::CallbackInfo& info) {
     throw_range_error(info.Env(), std::string(fn) + ": code must be 0..255, got " + std::to_string(static_cast<long long>(code)));
     return info.Env().Undefined();
   }
-  return Napi::Boolean::New(info.Env(), signal_net::exit_within(static_cast<int>(code), static_cast<int>(std::min(ms, 3600000.0))));
+  return Napi::Boolean::New(info.Env(), exit_later(static_cast<int>(code), std::chrono::milliseconds(static_cast<long long>(std::min(ms, 3600000.0)))));
 }
 
 }  // namespace

@@ -20,8 +20,6 @@ import { addonIfBuilt } from "./CpuAddon.js"
  * @category models
  */
 export interface Armed {
-  /** The signals it watches (those Node listens to when it was armed). */
-  readonly signals: ReadonlyArray<NodeJS.Signals>
   /** JavaScript's handler ran for the first signal. */
   readonly seen: () => void
   /** What the command is doing now: the words after the signal's name in the line. */
@@ -42,10 +40,9 @@ export const arm = (prefix: string, graceMs: number, signals: ReadonlyArray<Node
     return undefined
   }
   const numbers = signals.map((s) => os.constants.signals[s])
-  const watched = signalNetArm.call(addon, prefix, Math.max(0, Math.round(graceMs)), numbers)
-  if (watched.length === 0) return undefined
+  // Armed for none: Node listens to none of them (the default action stands).
+  if (signalNetArm.call(addon, prefix, Math.max(0, Math.round(graceMs)), numbers).length === 0) return undefined
   return {
-    signals: signals.filter((s) => watched.includes(os.constants.signals[s])),
     seen: () => signalNetSeen.call(addon),
     describe: (text) => signalNetDescribe.call(addon, text),
     disarm: () => signalNetDisarm.call(addon),

@@ -1,14 +1,14 @@
 // The MPI engine's thread; see engine.h.
 #include "engine.h"
 
+#include "../exit_later.h"
 #include "errors.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <system_error>
-#include <thread>
+#include <string>
 
 namespace pleat::mpi {
 
@@ -20,14 +20,7 @@ namespace {
 constexpr std::chrono::seconds kAbortFallback{10};
 
 void abort_job(int code) {
-  try {
-    std::thread([code] {
-      std::this_thread::sleep_for(kAbortFallback);
-      std::fprintf(stderr, "pleat: MPI_Abort did not end this process within %lld s: exiting\n", static_cast<long long>(kAbortFallback.count()));
-      std::_Exit(code);
-    }).detach();
-  } catch (const std::system_error&) {
-  }
+  exit_later(code, kAbortFallback, "pleat: MPI_Abort did not end this process within " + std::to_string(kAbortFallback.count()) + " s: exiting\n");
   MPI_Abort(MPI_COMM_WORLD, code);
 }
 
